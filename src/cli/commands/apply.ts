@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { executeApply, planApply } from '../../apply/index.ts';
+import { parseDocument } from '../../apply/parse.ts';
+import type { Context } from '../../context.ts';
+import { formatProblem } from '../../validation.ts';
+import { exit, type Output } from '../output.ts';
+
+export const applyHelp = `Usage: clearance apply -f FILE [--dry-run]
+
+Imports a declarative JSON or YAML document (sections: clients, resource_servers) in one
+transaction. Every entry is validated first; if any is invalid, every problem is printed with its
+path (e.g. clients[2].redirect_uris[0]: must be https) and nothing is applied (exit 1).
+Applying the same file again changes nothing. Entries missing from the file are kept, not deleted.
+Client secrets generated for new client_secret_* clients are printed once.
+
+Options:
+  -f, --file FILE   the document to apply (.json, .yaml or .yml)
+  --dry-run         validate and show what would change, without writing`;
+
+export async function applyCommand(ctx: Context, file: string, dryRun: boolean, output: Output): Promise<number> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    output.err(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    return exit.failed;
+  }
+  const parsed = parseDocument(text, basename(file));
+  const { plan, problems } = parsed.problems.length ? { plan: undefined, problems: parsed.problems } : await planApply(ctx, parsed.value);
+  if (!plan) {
+    output.err(`${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}; nothing was applied`);
+    for (const problem of problems) output.err(`  ${formatProblem(problem)}`);
+    return exit.failed;
+  }
+  if (dryRun) {
+    output.out(`${file} is valid: ${plan.resourceServers.length} resource server(s), ${plan.clients.length} client(s); nothing was written (dry run)`);
+    return exit.ok;
+  }
+  const result = await executeApply(ctx, plan);
+  for (const change of result.changes) output.out(`${change.outcome.padEnd(9)} ${change.kind} ${change.id}`);
+  const changed = result.changes.filter((c) => c.outcome !== 'unchanged').length;
+  output.out(changed === 0 ? 'no changes' : `${changed} change(s) applied`);
+  for (const [clientId, secret] of Object.entries(result.secrets)) {
+    output.out(`client_secret for ${clientId} (shown once, store it now): ${secret}`);
+  }
+  return exit.ok;
+}

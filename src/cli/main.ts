@@ -1,0 +1,165 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import type { Context } from '../context.ts';
+import { createLogger } from '../log.ts';
+import { openContext, startServer } from '../server.ts';
+import { migrate, openStorage } from '../storage/database.ts';
+import { applyCommand, applyHelp } from './commands/apply.ts';
+import { keysCommand, keysHelp } from './commands/keys.ts';
+import { exit, processOutput, type Output } from './output.ts';
+
+export const mainHelp = `Usage: clearance <command> [options]
+
+Commands:
+  start                 run the server (migrates the database, creates a signing key on first start)
+  migrate               apply pending database migrations and exit
+  keys list|rotate|retire
+                        manage signing keys (see: clearance keys --help)
+  apply -f FILE         import clients and resource servers from a JSON or YAML document
+                        (see: clearance apply --help)
+  help [COMMAND]        show help
+
+Environment (the server and the CLI read the same):
+  PORT                  listen port (default 9000)
+  HOST                  listen address (default localhost in development, 0.0.0.0 in production)
+  CLEARANCE_ISSUER      issuer identifier (default http://localhost:$PORT; https outside development)
+  CLEARANCE_DATA_DIR    data directory for SQLite and the development master key (default ./data)
+  DATABASE_URL          PostgreSQL connection string; when set, SQLite is not used
+  CLEARANCE_MASTER_KEY  32 bytes (64 hex digits or base64) that encrypt private keys at rest;
+                        required in production, generated into the data directory in development
+  CLEARANCE_MODE        development (default) or production (also implied by NODE_ENV=production)
+  CLEARANCE_SIGNING_ALG ES256 (default), EdDSA or PS256, for keys the server creates
+  CLEARANCE_KEY_OVERLAP seconds a rotated key is published before it signs (default 600)
+  CLEARANCE_BODY_LIMIT  largest request body in bytes (default 65536)
+  LOG_LEVEL             pino level (default info)
+
+Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
+
+const helps: Record<string, string> = {
+  start: 'Usage: clearance start\n\nRuns the server until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and closes the database.',
+  migrate: 'Usage: clearance migrate\n\nApplies every pending migration to the configured database and exits.',
+  keys: keysHelp,
+  apply: applyHelp,
+};
+
+/** Runs one CLI invocation and returns its exit code. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, output: Output = processOutput): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        file: { type: 'string', short: 'f' },
+        'dry-run': { type: 'boolean' },
+        json: { type: 'boolean' },
+        alg: { type: 'string' },
+        overlap: { type: 'string' },
+      },
+    });
+  } catch (error) {
+    output.err(`${(error as Error).message}\n\n${mainHelp}`);
+    return exit.usage;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (!command || command === 'help') {
+    const topic = command === 'help' ? rest[0] : undefined;
+    output.out(topic && helps[topic] ? helps[topic] : mainHelp);
+    return command || values.help ? exit.ok : exit.usage;
+  }
+  if (values.help) {
+    output.out(helps[command] ?? mainHelp);
+    return helps[command] ? exit.ok : exit.usage;
+  }
+  if (!helps[command]) {
+    output.err(`unknown command "${command}"\n\n${mainHelp}`);
+    return exit.usage;
+  }
+
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      output.err(`configuration error: ${error.message}`);
+      return exit.usage;
+    }
+    throw error;
+  }
+
+  switch (command) {
+    case 'start':
+      return start(config, output);
+    case 'migrate': {
+      const storage = openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      try {
+        const result = await migrate(storage);
+        const applied = result.results?.filter((r) => r.status === 'Success').map((r) => r.migrationName) ?? [];
+        output.out(applied.length ? `applied ${applied.join(', ')} to ${storage.location}` : `${storage.location} is up to date`);
+        return exit.ok;
+      } finally {
+        await storage.close();
+      }
+    }
+    case 'keys':
+      return withContext(config, output, (ctx) =>
+        keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1] }, output),
+      );
+    case 'apply':
+      if (!values.file) {
+        output.err(applyHelp);
+        return exit.usage;
+      }
+      return withContext(config, output, (ctx) => applyCommand(ctx, values.file!, values['dry-run'] ?? false, output));
+  }
+  return exit.usage;
+}
+
+/** Opens what a command needs with a quiet logger (warnings only, to stderr), runs it, closes. */
+async function withContext(config: Config, output: Output, run: (ctx: Context) => Promise<number>): Promise<number> {
+  let ctx: Context;
+  try {
+    ctx = await openContext(config, { log: createLogger('warn', process.stderr) });
+  } catch (error) {
+    output.err(`cannot open Clearance's data: ${(error as Error).message}`);
+    return exit.failed;
+  }
+  try {
+    return await run(ctx);
+  } finally {
+    await ctx.storage.close();
+  }
+}
+
+async function start(config: Config, output: Output): Promise<number> {
+  let server;
+  try {
+    server = await startServer(config);
+  } catch (error) {
+    output.err(`cannot start: ${(error as Error).message}`);
+    return exit.failed;
+  }
+  const running = server;
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      running.ctx.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
+      running.close().then(
+        () => {
+          running.ctx.log.info('stopped');
+          resolve(exit.ok);
+        },
+        (error: unknown) => {
+          running.ctx.log.error({ err: error }, 'error while stopping');
+          resolve(exit.failed);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

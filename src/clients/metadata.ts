@@ -1,0 +1,219 @@
+import { isValidLei } from '../entities/lei.ts';
+import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
+import { Validator, join } from '../validation.ts';
+
+export const authMethods = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+  'tls_client_auth',
+  'self_signed_tls_client_auth',
+  'none',
+] as const;
+export type AuthMethod = (typeof authMethods)[number];
+
+export const grantTypes = [
+  'client_credentials',
+  'authorization_code',
+  'refresh_token',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+  'urn:ietf:params:oauth:grant-type:jwt-bearer',
+] as const;
+
+/** Allowlisted client assertion algorithms (RS256 and `none` are never accepted). */
+export const assertionAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
+export const clientKinds = ['service', 'agent', 'app'] as const;
+
+/** RFC 8705 §2.1.2: exactly one of these names the expected certificate for tls_client_auth. */
+const tlsSubjectFields = [
+  'tls_client_auth_subject_dn',
+  'tls_client_auth_san_dns',
+  'tls_client_auth_san_uri',
+  'tls_client_auth_san_ip',
+  'tls_client_auth_san_email',
+] as const;
+
+/** RFC 7591 client metadata plus Clearance's fields. Never holds a secret. */
+export interface ClientMetadata {
+  client_id: string;
+  client_name?: string;
+  kind: (typeof clientKinds)[number];
+  owner_lei?: string;
+  token_endpoint_auth_method: AuthMethod;
+  token_endpoint_auth_signing_alg?: (typeof assertionAlgs)[number];
+  jwks?: { keys: Record<string, unknown>[] };
+  jwks_uri?: string;
+  grant_types: string[];
+  response_types?: string[];
+  scope?: string;
+  redirect_uris?: string[];
+  post_logout_redirect_uris?: string[];
+  tls_client_auth_subject_dn?: string;
+  tls_client_auth_san_dns?: string;
+  tls_client_auth_san_uri?: string;
+  tls_client_auth_san_ip?: string;
+  tls_client_auth_san_email?: string;
+}
+
+const fields = [
+  'client_id',
+  'client_name',
+  'kind',
+  'owner_lei',
+  'token_endpoint_auth_method',
+  'token_endpoint_auth_signing_alg',
+  'jwks',
+  'jwks_uri',
+  'grant_types',
+  'response_types',
+  'scope',
+  'redirect_uris',
+  'post_logout_redirect_uris',
+  ...tlsSubjectFields,
+] as const;
+
+/** Members that only a private or symmetric JWK has (RFC 7518 §6). */
+const privateJwkMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/** Validates client metadata from an apply document, the admin API or dynamic registration. */
+export function readClientMetadata(v: Validator, path: string, input: unknown): ClientMetadata | undefined {
+  const o = v.object(path, input);
+  if (!o) return undefined;
+  v.knownKeys(path, o, fields);
+  const before = v.problems.length;
+  const at = (key: string) => join(path, key);
+  const optional = <T>(key: string, read: (p: string, value: unknown) => T | undefined): T | undefined =>
+    o[key] === undefined ? undefined : read(at(key), o[key]);
+
+  const client_id = v.string(at('client_id'), o.client_id, {
+    pattern: /^[A-Za-z0-9][A-Za-z0-9._:@~-]{0,127}$/,
+    patternMessage: 'must be 1-128 characters of letters, digits and ._:@~-',
+  });
+  const method = (optional('token_endpoint_auth_method', (p, x) => v.string(p, x, { oneOf: authMethods })) ??
+    'client_secret_basic') as AuthMethod; // RFC 7591 §2 default
+  const metadata: Partial<ClientMetadata> = {
+    client_id,
+    client_name: optional('client_name', (p, x) => v.string(p, x, { maxLength: 200 })),
+    kind: (optional('kind', (p, x) => v.string(p, x, { oneOf: clientKinds })) ?? 'service') as ClientMetadata['kind'],
+    owner_lei: optional('owner_lei', (p, x) => {
+      const lei = v.string(p, x);
+      return lei && !isValidLei(lei) ? v.fail(p, 'must be a valid LEI (ISO 17442: 20 characters, check digits)') : lei;
+    }),
+    token_endpoint_auth_method: method,
+    token_endpoint_auth_signing_alg: optional('token_endpoint_auth_signing_alg', (p, x) =>
+      v.string(p, x, { oneOf: assertionAlgs }),
+    ) as ClientMetadata['token_endpoint_auth_signing_alg'],
+    jwks: optional('jwks', (p, x) => readJwks(v, p, x)),
+    jwks_uri: optional('jwks_uri', (p, x) => readUri(v, p, x, { httpsOnly: true })),
+    // RFC 7591 §2: grant_types defaults to authorization_code.
+    grant_types: optional('grant_types', (p, x) =>
+      v.array(p, x, (q, g) => v.string(q, g, { oneOf: grantTypes }), { nonEmpty: true, unique: true }),
+    ) ?? ['authorization_code'],
+    response_types: optional('response_types', (p, x) =>
+      v.array(p, x, (q, r) => v.string(q, r, { oneOf: ['code'] }), { unique: true }),
+    ),
+    scope: optional('scope', (p, x) => readScope(v, p, x)),
+    redirect_uris: optional('redirect_uris', (p, x) =>
+      v.array(p, x, (q, u) => readUri(v, q, u, { redirect: true }), { unique: true }),
+    ),
+    post_logout_redirect_uris: optional('post_logout_redirect_uris', (p, x) =>
+      v.array(p, x, (q, u) => readUri(v, q, u, { redirect: true }), { unique: true }),
+    ),
+  };
+  for (const field of tlsSubjectFields) {
+    metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
+  }
+  if (v.problems.length !== before || !client_id) return undefined;
+  checkCoherence(v, path, metadata as ClientMetadata);
+  if (v.problems.length !== before) return undefined;
+  return dropUndefined(metadata) as ClientMetadata;
+}
+
+/** Rules that tie fields together (RFC 7591 §2, RFC 8705 §2). */
+function checkCoherence(v: Validator, path: string, m: ClientMetadata): void {
+  const at = (key: string) => join(path, key);
+  // RFC 7591 §2: jwks and jwks_uri MUST NOT both be present.
+  if (m.jwks && m.jwks_uri) v.fail(at('jwks'), 'must not be given together with jwks_uri');
+  const needsKeys = m.token_endpoint_auth_method === 'private_key_jwt' || m.token_endpoint_auth_method === 'self_signed_tls_client_auth';
+  if (needsKeys && !m.jwks && !m.jwks_uri) {
+    v.fail(at('jwks'), `is required for ${m.token_endpoint_auth_method} (or give jwks_uri)`);
+  }
+  if (m.token_endpoint_auth_signing_alg && m.token_endpoint_auth_method !== 'private_key_jwt') {
+    v.fail(at('token_endpoint_auth_signing_alg'), 'applies only to private_key_jwt');
+  }
+  const subjects = tlsSubjectFields.filter((f) => m[f] !== undefined);
+  if (m.token_endpoint_auth_method === 'tls_client_auth' && subjects.length !== 1) {
+    v.fail(path, `tls_client_auth needs exactly one of ${tlsSubjectFields.join(', ')}`);
+  }
+  if (m.token_endpoint_auth_method !== 'tls_client_auth' && subjects.length > 0) {
+    v.fail(at(subjects[0]!), 'applies only to tls_client_auth');
+  }
+  if (m.grant_types.includes('authorization_code') && !m.redirect_uris?.length) {
+    v.fail(at('redirect_uris'), 'at least one is required for the authorization_code grant');
+  }
+  if (m.token_endpoint_auth_method === 'none' && m.grant_types.includes('client_credentials')) {
+    v.fail(at('grant_types'), 'client_credentials needs client authentication; a public client cannot use it');
+  }
+}
+
+function readScope(v: Validator, path: string, value: unknown): string | undefined {
+  const text = v.string(path, value, { maxLength: 2000 });
+  if (!text) return undefined;
+  const scopes = text.split(' ');
+  for (const scope of scopes) {
+    if (!scopePattern.test(scope) && scope !== 'openid' && scope !== 'offline_access') {
+      return v.fail(path, `"${scope}" is not a business verb scope such as order:create`);
+    }
+  }
+  if (new Set(scopes).size !== scopes.length) return v.fail(path, 'lists a scope twice');
+  return text;
+}
+
+function readUri(v: Validator, path: string, value: unknown, rules: { httpsOnly?: boolean; redirect?: boolean }): string | undefined {
+  const text = v.string(path, value, { maxLength: 2000 });
+  if (!text) return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return v.fail(path, 'must be an absolute URI');
+  }
+  // RFC 6749 §3.1.2: a redirection endpoint MUST NOT include a fragment.
+  if (text.includes('#')) return v.fail(path, 'must not contain a fragment');
+  if (url.protocol === 'https:') return text;
+  if (url.protocol === 'http:') {
+    // RFC 8252 §7.3 and RFC 9700 §2.6: plain http only for loopback redirects of native apps.
+    if (rules.redirect && isLoopbackHost(url.hostname)) return text;
+    return v.fail(path, 'must be https');
+  }
+  // RFC 8252 §7.1: native apps may use a private-use scheme in reverse-domain form.
+  if (rules.redirect && !rules.httpsOnly && /^[a-z][a-z0-9+-]*\.[a-z0-9.+-]+:$/.test(url.protocol)) return text;
+  return v.fail(path, 'must be https');
+}
+
+function readJwks(v: Validator, path: string, value: unknown): { keys: Record<string, unknown>[] } | undefined {
+  const object = v.object(path, value);
+  if (!object) return undefined;
+  const keys = v.array(join(path, 'keys'), object.keys, (p, key) => {
+    const jwk = v.object(p, key);
+    if (!jwk) return undefined;
+    const secret = privateJwkMembers.find((m) => m in jwk);
+    if (secret) return v.fail(p, `must be a public key (has private member "${secret}")`);
+    const kty = jwk.kty;
+    const ok =
+      (kty === 'EC' && jwk.crv === 'P-256') || (kty === 'OKP' && jwk.crv === 'Ed25519') || (kty === 'RSA' && typeof jwk.n === 'string');
+    if (!ok) return v.fail(p, 'must be an EC P-256, OKP Ed25519 or RSA public key');
+    if (kty === 'RSA' && Buffer.from(jwk.n as string, 'base64url').length < 256) return v.fail(p, 'RSA keys must be at least 2048 bits');
+    return jwk;
+  }, { nonEmpty: true });
+  return keys ? { keys } : undefined;
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** True for methods where the server generates and checks a shared secret. */
+export function usesSecret(method: AuthMethod): boolean {
+  return method === 'client_secret_basic' || method === 'client_secret_post';
+}

@@ -1,0 +1,112 @@
+import { resolve } from 'node:path';
+
+export type Mode = 'development' | 'production';
+
+/** Everything the server and the CLI read from the environment, validated once. */
+export interface Config {
+  mode: Mode;
+  host: string;
+  port: number;
+  /** The issuer identifier (RFC 8414 §2): no trailing slash, no query, no fragment. */
+  issuer: string;
+  dataDir: string;
+  /** PostgreSQL connection string; when set, SQLite is not used. */
+  databaseUrl: string | undefined;
+  /** 32-byte key that encrypts private keys at rest, when given in the environment. */
+  masterKey: Buffer | undefined;
+  logLevel: string;
+  /** Largest request body accepted, in bytes (larger → 413). */
+  bodyLimit: number;
+  /** Algorithm of signing keys the server creates (first start, `keys rotate`). */
+  signingAlg: SigningAlg;
+  /** Seconds a rotated-in key is published in JWKS before it starts signing. */
+  keyOverlapSeconds: number;
+}
+
+export const signingAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
+export type SigningAlg = (typeof signingAlgs)[number];
+
+/** The longest lifetime of any token Clearance signs; a key stays in JWKS this long after it stops signing. */
+export const maxTokenLifetimeSeconds = 3600;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads and validates the configuration; throws ConfigError naming the variable at fault. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const mode = readMode(env);
+  const port = readInt(env, 'PORT', 9000, 0, 65535);
+  const issuer = readIssuer(env.CLEARANCE_ISSUER ?? `http://localhost:${port}`, mode);
+  return {
+    mode,
+    host: env.HOST ?? (mode === 'development' ? 'localhost' : '0.0.0.0'),
+    port,
+    issuer,
+    dataDir: resolve(env.CLEARANCE_DATA_DIR ?? './data'),
+    databaseUrl: emptyToUndefined(env.DATABASE_URL),
+    masterKey: readMasterKey(env.CLEARANCE_MASTER_KEY),
+    logLevel: env.LOG_LEVEL ?? 'info',
+    bodyLimit: readInt(env, 'CLEARANCE_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
+    signingAlg: readSigningAlg(env.CLEARANCE_SIGNING_ALG ?? 'ES256'),
+    keyOverlapSeconds: readInt(env, 'CLEARANCE_KEY_OVERLAP', 600, 0, 30 * 24 * 3600),
+  };
+}
+
+function readMode(env: NodeJS.ProcessEnv): Mode {
+  const value = env.CLEARANCE_MODE ?? (env.NODE_ENV === 'production' ? 'production' : 'development');
+  if (value !== 'development' && value !== 'production') {
+    throw new ConfigError(`CLEARANCE_MODE must be "development" or "production", not "${value}"`);
+  }
+  return value;
+}
+
+function readIssuer(raw: string, mode: Mode): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`CLEARANCE_ISSUER must be an absolute URL, not "${raw}"`);
+  }
+  // RFC 8414 §2: the issuer is an https URL with no query or fragment.
+  if (url.search || url.hash || raw.includes('?') || raw.includes('#')) {
+    throw new ConfigError('CLEARANCE_ISSUER must not have a query or fragment');
+  }
+  if (url.protocol !== 'https:' && !(mode === 'development' && url.protocol === 'http:')) {
+    throw new ConfigError(
+      `CLEARANCE_ISSUER must use https outside development mode (got "${raw}"); ` +
+        'set CLEARANCE_MODE=development only on a developer machine',
+    );
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+function readMasterKey(raw: string | undefined): Buffer | undefined {
+  if (!raw) return undefined;
+  const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, 'hex') : Buffer.from(raw, 'base64');
+  if (key.length !== 32) {
+    throw new ConfigError('CLEARANCE_MASTER_KEY must be 32 bytes, as 64 hex digits or base64');
+  }
+  return key;
+}
+
+function readSigningAlg(raw: string): SigningAlg {
+  if (!(signingAlgs as readonly string[]).includes(raw)) {
+    throw new ConfigError(`CLEARANCE_SIGNING_ALG must be one of ${signingAlgs.join(', ')}, not "${raw}"`);
+  }
+  return raw as SigningAlg;
+}
+
+function readInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, not "${raw}"`);
+  }
+  return value;
+}
+
+function emptyToUndefined(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}

@@ -1,0 +1,13 @@
+import { ping } from '../../storage/database.ts';
+import type { Endpoint } from '../endpoint.ts';
+
+/** Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers). */
+export const health: Endpoint = {
+  register(app, ctx) {
+    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/readyz', async (_request, reply) => {
+      if (await ping(ctx.storage)) return { status: 'ready' };
+      return reply.code(503).send({ status: 'unavailable', reason: 'database unreachable' });
+    });
+  },
+};

@@ -1,0 +1,46 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { OAuthError } from '../oauth-error.ts';
+
+/**
+ * The single error serializer. OAuthError keeps its code and public description; fastify's own
+ * client errors (bad JSON, body too large, wrong media type) become their registered equivalents;
+ * anything else is `server_error` with no detail, logged with the request id.
+ */
+export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  const oauth = toOAuthError(error);
+  if (oauth.status >= 500) {
+    request.log.error({ err: error, reqId: request.id }, 'unexpected error');
+  } else if (oauth.detail) {
+    request.log.info({ error: oauth.error, detail: oauth.detail }, 'request refused');
+  }
+  sendError(reply, oauth);
+}
+
+export function sendError(reply: FastifyReply, error: OAuthError): FastifyReply {
+  return reply
+    .code(error.status)
+    .headers({ ...error.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
+    .type('application/json; charset=utf-8')
+    .send(JSON.stringify(error.toJSON()));
+}
+
+function toOAuthError(error: FastifyError | Error): OAuthError {
+  if (error instanceof OAuthError) return error;
+  const status = (error as FastifyError).statusCode;
+  const code = (error as FastifyError).code;
+  if (typeof status !== 'number' || status < 400 || status >= 500) {
+    return new OAuthError('server_error', 'the server could not complete the request', { status: 500 });
+  }
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new OAuthError('invalid_request', 'request body is too large', { status: 413 });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new OAuthError('invalid_request', 'unsupported content type', { status: 415 });
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new OAuthError('invalid_request', 'request body is not valid JSON');
+    default:
+      // Other fastify client errors (malformed URL, bad content length, ...): keep the status, no internals.
+      return new OAuthError('invalid_request', 'the request is malformed', { status });
+  }
+}

@@ -1,0 +1,207 @@
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+import type { Kysely } from 'kysely';
+import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
+import type { Clock } from '../clock.ts';
+import type { Database } from '../storage/schema.ts';
+import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
+import { masterKeyId, open, seal } from './sealed-box.ts';
+import { signCompact } from './jws.ts';
+
+export type KeyState = 'next' | 'active' | 'superseded' | 'retirable' | 'retired';
+
+export interface KeyInfo {
+  kid: string;
+  alg: SigningAlg;
+  state: KeyState;
+  createdAt: number;
+  activatesAt: number;
+  /** When a newer key took over signing (ms), for superseded keys. */
+  supersededAt?: number;
+  /** Earliest time the key may be retired (ms): every token it signed has expired by then. */
+  retirableAt?: number;
+  retiredAt?: number;
+}
+
+export class KeyError extends Error {
+  override name = 'KeyError';
+}
+
+interface LoadedKey {
+  kid: string;
+  alg: SigningAlg;
+  publicJwk: JWK;
+  privateKey: KeyObject;
+  createdAt: number;
+  activatesAt: number;
+  retiredAt: number | null;
+}
+
+/** Clock skew allowed to verifiers when deciding a key can no longer be needed. */
+const retirementMarginMs = 60_000;
+
+/**
+ * Signing keys: creation, rotation with overlap, retirement, JWKS, and signing.
+ * Private keys are sealed with the master key in the database and opened only in memory.
+ */
+export class KeyStore {
+  readonly #db: Kysely<Database>;
+  readonly #masterKey: Buffer;
+  readonly #clock: Clock;
+  readonly #cache: GenerationCache<LoadedKey[]>;
+
+  constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock) {
+    this.#db = db;
+    this.#masterKey = masterKey;
+    this.#clock = clock;
+    this.#cache = new GenerationCache(db, 'keys', () => this.#loadAll(), clock);
+  }
+
+  /** Creates a signing key active at once if none is published yet (first start). */
+  async ensureSigningKey(alg: SigningAlg): Promise<void> {
+    const keys = await this.#cache.get();
+    if (keys.some((k) => k.retiredAt === null)) return;
+    await this.#create(alg, this.#clock.now());
+  }
+
+  /**
+   * Publishes a new key now and makes it the signing key after `overlapSeconds`, so every
+   * verifier's JWKS cache has it before the first token it signs.
+   */
+  async rotate(alg: SigningAlg, overlapSeconds: number): Promise<KeyInfo> {
+    const kid = await this.#create(alg, this.#clock.now() + overlapSeconds * 1000);
+    const info = (await this.list()).find((k) => k.kid === kid);
+    if (!info) throw new KeyError('the new key was not stored');
+    return info;
+  }
+
+  /**
+   * Removes a key from JWKS. Refused while it signs, is yet to sign, or could still verify an
+   * unexpired token (the longest token lifetime after it stopped signing).
+   */
+  async retire(kid: string): Promise<KeyInfo> {
+    const info = (await this.list()).find((k) => k.kid === kid);
+    if (!info) throw new KeyError(`no key with kid "${kid}"`);
+    if (info.state === 'retired') throw new KeyError(`key "${kid}" is already retired`);
+    if (info.state !== 'retirable') {
+      const why =
+        info.state === 'superseded'
+          ? `tokens it signed may be valid until ${new Date(info.retirableAt!).toISOString()}`
+          : `it is the ${info.state === 'active' ? 'current' : 'next'} signing key`;
+      throw new KeyError(`key "${kid}" cannot be retired yet: ${why}`);
+    }
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.updateTable('signing_keys').set({ retired_at: this.#clock.now() }).where('kid', '=', kid).execute();
+      await bumpGeneration(trx, 'keys');
+    });
+    this.#cache.invalidate();
+    return { ...info, state: 'retired', retiredAt: this.#clock.now() };
+  }
+
+  /** Every key with its state, oldest first. */
+  async list(): Promise<KeyInfo[]> {
+    const keys = await this.#cache.get();
+    const signing = this.#signingKeyOf(keys);
+    const now = this.#clock.now();
+    return keys.map((key) => {
+      const base = { kid: key.kid, alg: key.alg, createdAt: key.createdAt, activatesAt: key.activatesAt };
+      if (key.retiredAt !== null) return { ...base, state: 'retired', retiredAt: key.retiredAt };
+      if (key === signing) return { ...base, state: 'active' };
+      if (key.activatesAt > now) return { ...base, state: 'next' };
+      const supersededAt = Math.min(
+        ...keys.filter((k) => k.activatesAt > key.activatesAt && k.activatesAt <= now).map((k) => k.activatesAt),
+      );
+      const retirableAt = supersededAt + maxTokenLifetimeSeconds * 1000 + retirementMarginMs;
+      return { ...base, state: now >= retirableAt ? 'retirable' : 'superseded', supersededAt, retirableAt };
+    });
+  }
+
+  /** The JWK Set (RFC 7517 §5) of every published key: public members only. */
+  async jwks(): Promise<{ keys: JWK[] }> {
+    const keys = await this.#cache.get();
+    return { keys: keys.filter((k) => k.retiredAt === null).map((k) => k.publicJwk) };
+  }
+
+  /** Signs a JWT with the current signing key; `typ` and other header fields come from the caller. */
+  async signJwt(header: { typ: string } & Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
+    const key = this.#signingKeyOf(await this.#cache.get());
+    if (!key) throw new KeyError('no signing key is active');
+    return signCompact(key.alg, key.privateKey, { ...header, kid: key.kid }, payload);
+  }
+
+  /** Forgets cached keys so the next call reads the database (after a change by another process). */
+  invalidate(): void {
+    this.#cache.invalidate();
+  }
+
+  #signingKeyOf(keys: LoadedKey[]): LoadedKey | undefined {
+    const now = this.#clock.now();
+    let best: LoadedKey | undefined;
+    for (const key of keys) {
+      if (key.retiredAt !== null || key.activatesAt > now) continue;
+      if (!best || key.activatesAt > best.activatesAt) best = key;
+    }
+    return best;
+  }
+
+  async #create(alg: SigningAlg, activatesAt: number): Promise<string> {
+    const { publicKey, privateKey } = generate(alg);
+    const jwk = publicKey.export({ format: 'jwk' }) as JWK;
+    const kid = await calculateJwkThumbprint(jwk, 'sha256');
+    const publicJwk: JWK = { ...jwk, kid, alg, use: 'sig' };
+    const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('signing_keys')
+        .values({
+          kid,
+          alg,
+          public_jwk: JSON.stringify(publicJwk),
+          private_key: seal(this.#masterKey, pkcs8, `signing_keys:${kid}`),
+          master_key_id: masterKeyId(this.#masterKey),
+          created_at: this.#clock.now(),
+          activates_at: activatesAt,
+          retired_at: null,
+        })
+        .execute();
+      await bumpGeneration(trx, 'keys');
+    });
+    this.#cache.invalidate();
+    return kid;
+  }
+
+  async #loadAll(): Promise<LoadedKey[]> {
+    const rows = await this.#db.selectFrom('signing_keys').selectAll().orderBy('activates_at').orderBy('kid').execute();
+    const ourId = masterKeyId(this.#masterKey);
+    return rows.map((row) => {
+      if (row.master_key_id !== ourId) {
+        throw new KeyError(
+          `signing key ${row.kid} was sealed with master key ${row.master_key_id}, but the configured ` +
+            `master key is ${ourId}: set the CLEARANCE_MASTER_KEY this database was created with`,
+        );
+      }
+      const der = open(this.#masterKey, row.private_key, `signing_keys:${row.kid}`);
+      return {
+        kid: row.kid,
+        alg: row.alg as SigningAlg,
+        publicJwk: JSON.parse(row.public_jwk) as JWK,
+        privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
+        createdAt: row.created_at,
+        activatesAt: row.activates_at,
+        retiredAt: row.retired_at,
+      };
+    });
+  }
+}
+
+function generate(alg: SigningAlg): { publicKey: KeyObject; privateKey: KeyObject } {
+  switch (alg) {
+    case 'ES256':
+      return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    case 'EdDSA':
+      return generateKeyPairSync('ed25519');
+    case 'PS256':
+      return generateKeyPairSync('rsa', { modulusLength: 3072 });
+  }
+}
+

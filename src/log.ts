@@ -1,0 +1,30 @@
+import { hostname } from 'node:os';
+import { pino, type Logger } from 'pino';
+
+/** The process id of this node in logs and audit events. */
+export const nodeId = `${hostname()}:${process.pid}`;
+
+/**
+ * JSON logs (pino). Credentials never reach a log line: headers that carry them are redacted and
+ * request URLs are logged without their query string (which may hold codes or state).
+ */
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      base: { node: nodeId },
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers.dpop', 'req.headers["x-client-cert"]'],
+        censor: '[redacted]',
+      },
+      serializers: {
+        req: (req: { method: string; url: string; ip?: string; socket?: { remoteAddress?: string } }) => ({
+          method: req.method,
+          path: req.url.split('?')[0],
+          remoteAddress: req.ip ?? req.socket?.remoteAddress,
+        }),
+      },
+    },
+    destination as pino.DestinationStream | undefined,
+  );
+}

@@ -1,0 +1,52 @@
+/**
+ * The one error type of the protocol layer. `error` is a registered OAuth error code
+ * (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7009, RFC 8693, RFC 8707, RFC 9126, RFC 9396, RFC 9449, ...).
+ * `description` is public; `detail` is for logs only and never leaves the server.
+ */
+export class OAuthError extends Error {
+  readonly error: string;
+  readonly status: number;
+  readonly description: string | undefined;
+  readonly detail: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    error: string,
+    description?: string,
+    options: { status?: number; detail?: string; headers?: Record<string, string> } = {},
+  ) {
+    super(description ? `${error}: ${description}` : error);
+    this.name = 'OAuthError';
+    this.error = error;
+    this.description = description;
+    this.status = options.status ?? defaultStatus(error);
+    this.detail = options.detail;
+    this.headers = options.headers ?? {};
+  }
+
+  /** The JSON body of RFC 6749 §5.2; `error_description` only when there is one. */
+  toJSON(): { error: string; error_description?: string } {
+    return this.description === undefined
+      ? { error: this.error }
+      : { error: this.error, error_description: this.description };
+  }
+}
+
+const statusByError: Record<string, number> = {
+  invalid_client: 401, // RFC 6749 §5.2
+  invalid_token: 401, // RFC 6750 §3.1
+  insufficient_scope: 403, // RFC 6750 §3.1
+  access_denied: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  request_too_large: 413,
+  unsupported_media_type: 415,
+  slow_down: 400,
+  too_many_requests: 429,
+  server_error: 500,
+  temporarily_unavailable: 503,
+};
+
+function defaultStatus(error: string): number {
+  return statusByError[error] ?? 400;
+}

@@ -1,0 +1,73 @@
+import { Validator, join } from '../validation.ts';
+
+/** An audience per business function (DESIGN §3): what it accepts and how its tokens are made. */
+export interface ResourceServer {
+  /** The audience URI; RFC 8707 `resource` values select it. */
+  identifier: string;
+  name?: string;
+  /** Business-verb scopes it accepts, e.g. `order:create`. */
+  scopes: string[];
+  /** Access token lifetime in seconds. */
+  access_token_ttl: number;
+  /** When true, only DPoP- or certificate-bound tokens are issued for it. */
+  require_sender_constraint: boolean;
+}
+
+export const defaultAccessTokenTtl = 300;
+export const maxAccessTokenTtl = 3600;
+
+/** Scopes are business verbs on material objects (`order:create`), never roles. */
+export const scopePattern = /^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$/;
+
+const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint'] as const;
+
+/** Validates one resource server entry of an apply document or admin request; applies defaults. */
+export function readResourceServer(v: Validator, path: string, input: unknown): ResourceServer | undefined {
+  const object = v.object(path, input);
+  if (!object) return undefined;
+  v.knownKeys(path, object, fields);
+  const before = v.problems.length;
+  const identifier = readIdentifier(v, join(path, 'identifier'), object.identifier);
+  const name = object.name === undefined ? undefined : v.string(join(path, 'name'), object.name, { maxLength: 200 });
+  const scopes = v.array(
+    join(path, 'scopes'),
+    object.scopes,
+    (p, s) => v.string(p, s, { pattern: scopePattern, patternMessage: 'must be a business verb scope such as order:create' }),
+    { nonEmpty: true, unique: true },
+  );
+  const ttl =
+    object.access_token_ttl === undefined
+      ? defaultAccessTokenTtl
+      : v.integer(join(path, 'access_token_ttl'), object.access_token_ttl, { min: 1, max: maxAccessTokenTtl });
+  const bound =
+    object.require_sender_constraint === undefined
+      ? false
+      : v.boolean(join(path, 'require_sender_constraint'), object.require_sender_constraint);
+  if (v.problems.length !== before || !identifier || !scopes || ttl === undefined || bound === undefined) return undefined;
+  return {
+    identifier,
+    ...(name === undefined ? {} : { name }),
+    scopes,
+    access_token_ttl: ttl,
+    require_sender_constraint: bound,
+  };
+}
+
+function readIdentifier(v: Validator, path: string, value: unknown): string | undefined {
+  const text = v.string(path, value, { maxLength: 2000 });
+  if (!text) return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return v.fail(path, 'must be an absolute URI');
+  }
+  // RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
+  if (text.includes('#')) return v.fail(path, 'must not contain a fragment');
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return v.fail(path, 'must be https (http only for loopback hosts)');
+  return text;
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
+}

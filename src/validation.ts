@@ -1,0 +1,90 @@
+/** One thing wrong with an input document, addressed by its path (e.g. `clients[2].redirect_uris[0]`). */
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+export function formatProblem(problem: Problem): string {
+  return problem.path ? `${problem.path}: ${problem.message}` : problem.message;
+}
+
+/**
+ * Collects every problem in a document instead of stopping at the first, so an operator fixes a
+ * file in one pass. Each reader returns the value when valid and `undefined` (after recording a
+ * problem) when not.
+ */
+export class Validator {
+  readonly problems: Problem[] = [];
+
+  get ok(): boolean {
+    return this.problems.length === 0;
+  }
+
+  fail(path: string, message: string): undefined {
+    this.problems.push({ path, message });
+    return undefined;
+  }
+
+  object(path: string, value: unknown): Record<string, unknown> | undefined {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.fail(path, 'must be an object');
+    return value as Record<string, unknown>;
+  }
+
+  /** Records every key of `object` that is not in `allowed`. */
+  knownKeys(path: string, object: Record<string, unknown>, allowed: readonly string[]): void {
+    for (const key of Object.keys(object)) {
+      if (!allowed.includes(key)) this.fail(join(path, key), 'is not a recognised field');
+    }
+  }
+
+  string(
+    path: string,
+    value: unknown,
+    rules: { pattern?: RegExp; patternMessage?: string; maxLength?: number; oneOf?: readonly string[] } = {},
+  ): string | undefined {
+    if (typeof value !== 'string' || value.length === 0) return this.fail(path, 'must be a non-empty string');
+    if (rules.maxLength !== undefined && value.length > rules.maxLength) {
+      return this.fail(path, `must be at most ${rules.maxLength} characters`);
+    }
+    if (rules.oneOf && !rules.oneOf.includes(value)) return this.fail(path, `must be one of ${rules.oneOf.join(', ')}`);
+    if (rules.pattern && !rules.pattern.test(value)) return this.fail(path, rules.patternMessage ?? `must match ${rules.pattern}`);
+    return value;
+  }
+
+  integer(path: string, value: unknown, rules: { min: number; max: number }): number | undefined {
+    if (typeof value !== 'number' || !Number.isInteger(value)) return this.fail(path, 'must be an integer');
+    if (value < rules.min || value > rules.max) return this.fail(path, `must be from ${rules.min} to ${rules.max}`);
+    return value;
+  }
+
+  boolean(path: string, value: unknown): boolean | undefined {
+    if (typeof value !== 'boolean') return this.fail(path, 'must be true or false');
+    return value;
+  }
+
+  /** An array whose items are each checked by `item`; undefined if the array or any item is bad. */
+  array<T>(
+    path: string,
+    value: unknown,
+    item: (path: string, value: unknown) => T | undefined,
+    rules: { nonEmpty?: boolean; unique?: boolean } = {},
+  ): T[] | undefined {
+    if (!Array.isArray(value)) return this.fail(path, 'must be an array');
+    if (rules.nonEmpty && value.length === 0) return this.fail(path, 'must not be empty');
+    const before = this.problems.length;
+    const items = value.map((v, i) => item(`${path}[${i}]`, v));
+    if (rules.unique) {
+      const seen = new Set<unknown>();
+      items.forEach((v, i) => {
+        if (v !== undefined && seen.has(v)) this.fail(`${path}[${i}]`, 'is listed twice');
+        seen.add(v);
+      });
+    }
+    return this.problems.length === before ? (items as T[]) : undefined;
+  }
+}
+
+/** `a.b`, or `b` when there is no parent path. */
+export function join(path: string, key: string): string {
+  return path ? `${path}.${key}` : key;
+}

@@ -1,0 +1,147 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { canonicalize } from "../../src/audit/canonical-json.ts";
+
+test("serializes the RFC 8785 §3.2.2 primitives example exactly", () => {
+  const input = JSON.parse(
+    '{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],' +
+      ' "string": "\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/",' +
+      ' "literals": [null, true, false]}',
+  );
+  assert.equal(
+    canonicalize(input),
+    '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],' +
+      '"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}',
+  );
+});
+
+test("sorts the RFC 8785 §3.2.3 example properties by UTF-16 code units", () => {
+  const input = {
+    "\u20ac": "Euro Sign",
+    "\r": "Carriage Return",
+    "\ufb33": "Hebrew Letter Dalet With Dagesh",
+    "1": "One",
+    "\ud83d\ude00": "Emoji: Grinning Face",
+    "\u0080": "Control",
+    "\u00f6": "Latin Small Letter O With Diaeresis",
+  };
+  assert.equal(
+    canonicalize(input),
+    '{"\\r":"Carriage Return","1":"One","\u0080":"Control",' +
+      '"\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign",' +
+      '"\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
+  );
+});
+
+test("orders a surrogate pair before U+FB33 because code units, not code points, are compared", () => {
+  // U+1F600 > U+FB33 as code points, but its first code unit 0xD83D < 0xFB33.
+  assert.equal(canonicalize({ "\ufb33": 1, "\u{1f600}": 2, "5": 3 }), '{"5":3,"\u{1f600}":2,"\ufb33":1}');
+});
+
+test("formats every RFC 8785 Appendix B number sample as specified", () => {
+  const samples: Array<[string, string]> = [
+    ["0000000000000000", "0"],
+    ["8000000000000000", "0"],
+    ["0000000000000001", "5e-324"],
+    ["8000000000000001", "-5e-324"],
+    ["7fefffffffffffff", "1.7976931348623157e+308"],
+    ["ffefffffffffffff", "-1.7976931348623157e+308"],
+    ["4340000000000000", "9007199254740992"],
+    ["c340000000000000", "-9007199254740992"],
+    ["4430000000000000", "295147905179352830000"],
+    ["44b52d02c7e14af5", "9.999999999999997e+22"],
+    ["44b52d02c7e14af6", "1e+23"],
+    ["44b52d02c7e14af7", "1.0000000000000001e+23"],
+    ["444b1ae4d6e2ef4e", "999999999999999700000"],
+    ["444b1ae4d6e2ef4f", "999999999999999900000"],
+    ["444b1ae4d6e2ef50", "1e+21"],
+    ["3eb0c6f7a0b5ed8c", "9.999999999999997e-7"],
+    ["3eb0c6f7a0b5ed8d", "0.000001"],
+    ["41b3de4355555553", "333333333.3333332"],
+    ["41b3de4355555554", "333333333.33333325"],
+    ["41b3de4355555555", "333333333.3333333"],
+    ["41b3de4355555556", "333333333.3333334"],
+    ["41b3de4355555557", "333333333.33333343"],
+    ["becbf647612f3696", "-0.0000033333333333333333"],
+    ["43143ff3c1cb0959", "1424953923781206.2"],
+  ];
+  for (const [bits, expected] of samples) {
+    const n = Buffer.from(bits, "hex").readDoubleBE(0);
+    assert.equal(canonicalize(n), expected, `IEEE 754 ${bits}`);
+  }
+});
+
+test("switches to exponent notation at 1e21 and 1e-7 like ECMAScript", () => {
+  assert.equal(canonicalize([1e21, 1e20, 0.000001, 0.0000001, -0, 1.5e-10, 100]), "[1e+21,100000000000000000000,0.000001,1e-7,0,1.5e-10,100]");
+});
+
+test("rejects NaN and both infinities with a TypeError", () => {
+  for (const n of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+    assert.throws(() => canonicalize(n), TypeError);
+    assert.throws(() => canonicalize({ a: [n] }), TypeError);
+  }
+});
+
+test("emits no whitespace and sorts keys at every nesting level while keeping array order", () => {
+  const input = { b: [3, { z: 1, a: [true, null] }, "x"], a: { d: {}, c: [] } };
+  assert.equal(canonicalize(input), '{"a":{"c":[],"d":{}},"b":[3,{"a":[true,null],"z":1},"x"]}');
+});
+
+test("agrees with JSON.stringify on strings, including control characters and non-ASCII text", () => {
+  const strings = ["", "plain", "tab\there", "\u0000\u001f\u007f", "\b\f\n\r\t", 'q"b\\s/', "héllo wörld", "日本語", "\u{1f600}\u2028\u2029"];
+  for (const s of strings) assert.equal(canonicalize(s), JSON.stringify(s));
+  assert.equal(canonicalize("\u0000\u001f"), '"\\u0000\\u001f"');
+});
+
+test("rejects strings and keys containing unpaired surrogates", () => {
+  assert.throws(() => canonicalize("\ud800"), TypeError);
+  assert.throws(() => canonicalize("a\udc00b"), TypeError);
+  assert.throws(() => canonicalize({ "\ud83d": 1 }), TypeError);
+});
+
+test("omits object members whose value is undefined", () => {
+  assert.equal(canonicalize({ a: undefined, b: 1, c: { d: undefined } }), '{"b":1,"c":{}}');
+});
+
+test("rejects undefined at top level and as an array element", () => {
+  assert.throws(() => canonicalize(undefined), TypeError);
+  assert.throws(() => canonicalize([1, undefined]), TypeError);
+  assert.throws(() => canonicalize(new Array(2)), TypeError);
+});
+
+test("rejects functions, bigints, symbols and non-plain objects", () => {
+  const rejected: unknown[] = [
+    () => 1,
+    10n,
+    Symbol("s"),
+    { f: () => 1 },
+    [1n],
+    new Date(0),
+    new Map(),
+    new (class Point {
+      x = 1;
+    })(),
+    Object("boxed"),
+  ];
+  for (const value of rejected) assert.throws(() => canonicalize(value), TypeError);
+});
+
+test("accepts null-prototype objects and ignores symbol keys", () => {
+  const obj: Record<string | symbol, unknown> = Object.create(null);
+  obj["b"] = 2;
+  obj["a"] = 1;
+  obj[Symbol("hidden")] = 3;
+  assert.equal(canonicalize(obj), '{"a":1,"b":2}');
+});
+
+test("rejects cyclic structures but allows shared substructures", () => {
+  const cyclic: Record<string, unknown> = {};
+  cyclic["self"] = cyclic;
+  assert.throws(() => canonicalize(cyclic), TypeError);
+  const shared = { x: 1 };
+  assert.equal(canonicalize([shared, { s: shared }]), '[{"x":1},{"s":{"x":1}}]');
+});
+
+test("produces the same text regardless of key insertion order", () => {
+  assert.equal(canonicalize({ a: 1, b: { c: 2, d: 3 } }), canonicalize({ b: { d: 3, c: 2 }, a: 1 }));
+});
