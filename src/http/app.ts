@@ -7,7 +7,7 @@ import { registerDiscovery } from '../endpoints/discovery/index.ts';
 import { health } from '../endpoints/health/index.ts';
 import { jwks } from '../endpoints/jwks/index.ts';
 import { errorHandler, sendError } from './errors.ts';
-import { FormParameters } from './form.ts';
+import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
 
 declare module 'fastify' {

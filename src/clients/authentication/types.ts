@@ -1,0 +1,25 @@
+import type { X509Certificate } from 'node:crypto';
+import type { FormParameters } from '../../parameters.ts';
+import type { AuthMethod } from '../metadata.ts';
+import type { Client } from '../store.ts';
+
+/** What a client presented to authenticate, taken from the HTTP request by the endpoint. */
+export interface ClientAuthInput {
+  /** The form body (client_id, client_secret, client_assertion_type, client_assertion). */
+  form: FormParameters;
+  /** The Authorization header, if any. */
+  authorization: string | undefined;
+  /** The client certificate from the TLS connection or the trusted proxy header, if any. */
+  certificate: X509Certificate | undefined;
+  /** The source address (for throttling and audit). */
+  sourceAddress: string;
+  requestId?: string;
+}
+
+/** A client that proved its identity with exactly one method. */
+export interface AuthenticatedClient {
+  client: Client;
+  method: AuthMethod;
+  /** RFC 8705 §3.1: base64url SHA-256 of the DER certificate, when one was presented. */
+  certificateThumbprint?: string;
+}
