@@ -6,9 +6,17 @@ import type { Endpoint } from '../endpoints/endpoint.ts';
 import { registerDiscovery } from '../endpoints/discovery/index.ts';
 import { health } from '../endpoints/health/index.ts';
 import { jwks } from '../endpoints/jwks/index.ts';
+import { token } from '../endpoints/token/index.ts';
+import { introspection } from '../endpoints/introspect/index.ts';
+import { revocation } from '../endpoints/revoke/index.ts';
+import { registration } from '../endpoints/register/index.ts';
+import { admin } from '../endpoints/admin/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
+import { makeCertificateReader } from './client-certificate.ts';
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -18,7 +26,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin];
 
 /** Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server. */
 export function buildApp(ctx: Context): FastifyInstance {
@@ -28,6 +36,9 @@ export function buildApp(ctx: Context): FastifyInstance {
     bodyLimit: ctx.config.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // X-Forwarded-For is believed only from the configured proxies.
+    trustProxy: ctx.config.trustedProxies.length > 0 ? ctx.config.trustedProxies : false,
+    ...(ctx.config.tls ? { https: tlsOptions(ctx.config.tls) } : {}),
   });
 
   app.removeContentTypeParser('text/plain');
@@ -36,7 +47,21 @@ export function buildApp(ctx: Context): FastifyInstance {
     done(null, {});
   });
 
+  const readCertificate = makeCertificateReader(ctx.config);
+  app.addHook('onRequest', async (request) => {
+    request.clientCertificate = readCertificate(request);
+  });
   app.addHook('onSend', securityHeaders);
+  // Graceful shutdown: once closing, a response to an in-flight request also closes its keep-alive
+  // connection; otherwise close() would wait out the keep-alive timeout (72 s) of that connection.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new OAuthError('not_found', `no endpoint at ${request.method} ${request.url.split('?')[0]}`)),
@@ -49,4 +74,19 @@ export function buildApp(ctx: Context): FastifyInstance {
   }
   registerDiscovery(app, ctx, metadata);
   return app;
+}
+
+/**
+ * TLS with client certificates requested but not required: a client without one can still use
+ * other methods, and one with a self-signed certificate (RFC 8705 §2.2) must not be refused by
+ * the handshake. Whether a chain was validated is passed on as `chainVerified`.
+ */
+function tlsOptions(tls: NonNullable<Config['tls']>) {
+  return {
+    cert: readFileSync(tls.certFile),
+    key: readFileSync(tls.keyFile),
+    ...(tls.clientCaFile ? { ca: readFileSync(tls.clientCaFile) } : {}),
+    requestCert: true,
+    rejectUnauthorized: false,
+  };
 }

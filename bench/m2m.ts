@@ -1,0 +1,72 @@
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { signCompact } from '../src/keys/jws.ts';
+import { es256Costs } from './crypto-ceiling.ts';
+import { load, round, startServerProcess, type BenchLine } from './harness.ts';
+
+const resource = 'https://execution.bench.example/api';
+
+/**
+ * `m2m-private-key-jwt`: client_credentials with a fresh ES256 client assertion per request
+ * (each with its own jti, so the durable replay check runs every time), an ES256 access token,
+ * and the token.issued audit event durable before each response. One server process.
+ */
+export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promise<BenchLine> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const server = await startServerProcess({
+    resource_servers: [{ identifier: resource, scopes: ['order:create', 'order:cancel'], access_token_ttl: 300 }],
+    clients: [
+      {
+        client_id: 'bench-oms',
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'bench-1', alg: 'ES256' }] },
+        grant_types: ['client_credentials'],
+        scope: 'order:create order:cancel',
+      },
+    ],
+  });
+  try {
+    const costs = es256Costs();
+    const ceiling = 1000 / (costs.signMs + costs.verifyMs);
+    // Assertions are made ahead so the load generator spends its CPU on HTTP, not on signing;
+    // each is used once. Enough for ~2x the ceiling over the run, more made on demand.
+    const made: string[] = [];
+    const assertion = () => {
+      const now = Math.floor(Date.now() / 1000);
+      return signCompact('ES256', privateKey, { typ: 'JWT', kid: 'bench-1' }, {
+        iss: 'bench-oms',
+        sub: 'bench-oms',
+        aud: server.issuer,
+        iat: now,
+        exp: now + 240,
+        jti: randomUUID(),
+      });
+    };
+    for (let i = 0; i < Math.min(200_000, Math.ceil(ceiling * seconds * 1.2)); i++) made.push(assertion());
+    let next = 0;
+    const result = await load({
+      origin: server.issuer,
+      path: '/token',
+      connections,
+      seconds,
+      request: () => ({
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body:
+          'grant_type=client_credentials&scope=order%3Acreate&resource=' +
+          encodeURIComponent(resource) +
+          '&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=' +
+          (made[next++] ?? assertion()),
+      }),
+    });
+    if (result.failures > 0) throw new Error(`${result.failures} of ${result.requests} token requests failed`);
+    return {
+      scenario: 'm2m-private-key-jwt',
+      rps: result.rps,
+      p50_ms: result.p50_ms,
+      p99_ms: result.p99_ms,
+      ceiling_rps: round(ceiling),
+      ratio: round(result.rps / ceiling, 3),
+    };
+  } finally {
+    await server.stop();
+  }
+}

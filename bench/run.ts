@@ -1,0 +1,25 @@
+/**
+ * `npm run bench [-- scenario ...]`: runs the benchmarks and prints one JSON line per scenario.
+ * BENCH_SECONDS sets the load duration of HTTP scenarios (default 10).
+ */
+import { m2mPrivateKeyJwt } from './m2m.ts';
+import type { BenchLine } from './harness.ts';
+
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+
+const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
+  'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
+};
+
+const wanted = process.argv.slice(2);
+for (const name of wanted) {
+  if (!scenarios[name]) {
+    console.error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
+    process.exit(2);
+  }
+}
+for (const [name, run] of Object.entries(scenarios)) {
+  if (wanted.length && !wanted.includes(name)) continue;
+  const lines = await run();
+  for (const line of Array.isArray(lines) ? lines : [lines]) console.log(JSON.stringify(line));
+}

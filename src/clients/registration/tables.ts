@@ -1,0 +1,18 @@
+export interface RegistrationTables {
+  /** Initial access tokens for dynamic registration (RFC 7591 §3), stored as SHA-256 digests. */
+  initial_access_tokens: {
+    token_hash: string;
+    /** Space-separated scopes a client registered with this token may be allowed at most. */
+    allowed_scope: string;
+    uses_left: number;
+    expires_at: number;
+    created_at: number;
+    created_by: string;
+  };
+  /** Registration access tokens of dynamically registered clients (RFC 7592 §1), as digests. */
+  client_registrations: {
+    client_id: string;
+    token_hash: string;
+    created_at: number;
+  };
+}

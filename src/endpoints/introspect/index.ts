@@ -1,0 +1,46 @@
+import { signingAlgs } from '../../config.ts';
+import { endpointAuthMethods } from '../../clients/metadata.ts';
+import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
+import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { introspect } from './introspect.ts';
+import { introspectionJwtType, signIntrospectionResponse } from './jwt-response.ts';
+
+/**
+ * Token introspection (RFC 7662). Its rules, in order:
+ * 1. the body is a form with `token`, no parameter repeated (§2.1);
+ * 2. the caller authenticates as a client (§2.1: the endpoint MUST require authorization);
+ * 3. the answer is `active: false` unless the token is ours, valid, not revoked, and the caller may
+ *    see it (it was issued to the caller, or the caller is an introspector of its audience);
+ * 4. JSON, or a signed JWT when the caller asks for application/token-introspection+jwt (RFC 9701).
+ */
+export const introspection: Endpoint = {
+  register(app, ctx) {
+    const path = `${issuerPath(ctx.config.issuer)}/introspect`;
+    postOnly(app, path);
+    app.post(path, async (request, reply) => {
+      const params = requireForm(request);
+      rejectRepeated(params);
+      const caller = await authenticate(ctx, clientAuthInput(request, params));
+      const token = params.get('token');
+      if (!token) throw new OAuthError('invalid_request', 'token is required');
+      const answer = await introspect(ctx, caller.client.metadata.client_id, token);
+      reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' });
+      if (wantsJwt(request.headers.accept)) {
+        const jwt = await signIntrospectionResponse(ctx, caller.client.metadata.client_id, answer);
+        return reply.type(introspectionJwtType).send(jwt);
+      }
+      return reply.type('application/json; charset=utf-8').send(JSON.stringify(answer));
+    });
+  },
+  metadata: (ctx) => ({
+    introspection_endpoint: `${ctx.config.issuer}/introspect`,
+    introspection_endpoint_auth_methods_supported: endpointAuthMethods,
+    introspection_signing_alg_values_supported: [...signingAlgs],
+  }),
+};
+
+function wantsJwt(accept: string | undefined): boolean {
+  return accept?.split(',').some((part) => part.trim().split(';')[0]!.trim().toLowerCase() === introspectionJwtType) ?? false;
+}

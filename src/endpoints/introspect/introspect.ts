@@ -1,0 +1,33 @@
+import { epochSeconds } from '../../clock.ts';
+import type { Context } from '../../context.ts';
+import { verifyAccessToken } from '../../tokens/access-token.ts';
+import { RevocationList } from '../../tokens/revocation.ts';
+
+export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
+
+const inactive: IntrospectionAnswer = { active: false };
+
+/**
+ * Decides what `callerId` may learn about `token` (RFC 7662 §2.2). Every reason for refusing
+ * looks the same to the caller, so introspection is no oracle for other clients' tokens.
+ */
+export async function introspect(ctx: Context, callerId: string, token: string): Promise<IntrospectionAnswer> {
+  const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
+  if (!verified.ok) return inactive;
+  const claims = verified.claims;
+  if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) return inactive;
+  if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return inactive;
+  return {
+    active: true,
+    ...claims,
+    // RFC 9449 §6.2 / RFC 8705 §3.2: DPoP-bound tokens are of type DPoP; others, Bearer.
+    token_type: claims.cnf?.jkt ? 'DPoP' : 'Bearer',
+  };
+}
+
+/** A caller may inspect tokens issued to itself, and tokens for audiences that list it as introspector. */
+async function mayInspect(ctx: Context, callerId: string, tokenClientId: string, audience: string): Promise<boolean> {
+  if (callerId === tokenClientId) return true;
+  const server = await ctx.resourceServers.get(audience);
+  return server?.introspection_clients?.includes(callerId) ?? false;
+}

@@ -1,0 +1,42 @@
+import type { FastifyRequest } from 'fastify';
+import { deleteRegistration, readRegistration, registerClient, updateRegistration } from '../../clients/registration/register.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * Dynamic client registration (RFC 7591) with an initial access token from an admin
+ * (`clearance clients token`), and management of the registration (RFC 7592) with the
+ * registration access token it returns. Bodies are JSON; responses are no-store.
+ */
+export const registration: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/register`;
+    app.post(base, async (request, reply) => {
+      const response = await registerClient(ctx, bearer(request), request.body);
+      return reply.code(201).header('cache-control', 'no-store').send(response);
+    });
+    app.get<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
+      reply.header('cache-control', 'no-store').send(await readRegistration(ctx, request.params.id, bearer(request))),
+    );
+    app.put<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
+      reply
+        .header('cache-control', 'no-store')
+        .send(await updateRegistration(ctx, request.params.id, bearer(request), request.body)),
+    );
+    app.delete<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) => {
+      await deleteRegistration(ctx, request.params.id, bearer(request));
+      return reply.code(204).send();
+    });
+  },
+  metadata: (ctx) => ({ registration_endpoint: `${ctx.config.issuer}/register` }),
+};
+
+function bearer(request: FastifyRequest): string {
+  const match = request.headers.authorization?.match(/^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i);
+  if (!match) {
+    throw new OAuthError('invalid_token', 'a Bearer token is required', {
+      headers: { 'www-authenticate': 'Bearer realm="clearance"' },
+    });
+  }
+  return match[1]!;
+}

@@ -1,0 +1,57 @@
+import { endpointAuthMethods } from '../../clients/metadata.ts';
+import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
+import { epochSeconds } from '../../clock.ts';
+import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { verifyAccessToken } from '../../tokens/access-token.ts';
+import { RevocationList } from '../../tokens/revocation.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * Token revocation (RFC 7009). Its rules, in order:
+ * 1. the body is a form with `token`, no parameter repeated (§2.1);
+ * 2. the caller authenticates as a client (§2.1);
+ * 3. a valid access token issued to the caller is recorded as revoked until it expires, and
+ *    introspection reports it inactive from then on;
+ * 4. the answer is 200 with an empty body whether or not anything was revoked (§2.2): an invalid
+ *    token, or another client's, learns the caller nothing.
+ */
+export const revocation: Endpoint = {
+  register(app, ctx) {
+    const path = `${issuerPath(ctx.config.issuer)}/revoke`;
+    postOnly(app, path);
+    const revoked = new RevocationList(ctx.storage.db);
+    app.post(path, async (request, reply) => {
+      const params = requireForm(request);
+      rejectRepeated(params);
+      const caller = await authenticate(ctx, clientAuthInput(request, params));
+      const callerId = caller.client.metadata.client_id;
+      const token = params.get('token');
+      if (!token) throw new OAuthError('invalid_request', 'token is required');
+      const hint = params.get('token_type_hint');
+      // RFC 7009 §2.2.1: only access tokens are revocable here so far; say so for an explicit other hint.
+      if (hint !== undefined && hint !== 'access_token' && hint !== 'refresh_token') {
+        throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
+      }
+      const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
+      if (verified.ok && verified.claims.client_id === callerId) {
+        const claims = verified.claims;
+        await revoked.revoke(claims.jti, claims.exp * 1000, ctx.clock.now(), 'revoked by client');
+        await ctx.audit.record({
+          type: 'token.revoked',
+          requestId: request.id,
+          actor: callerId,
+          subject: claims.sub,
+          client: claims.client_id,
+          audience: claims.aud,
+          details: { jti: claims.jti, reason: 'revoked by client' },
+        });
+      }
+      return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).code(200).send();
+    });
+  },
+  metadata: (ctx) => ({
+    revocation_endpoint: `${ctx.config.issuer}/revoke`,
+    revocation_endpoint_auth_methods_supported: endpointAuthMethods,
+  }),
+};

@@ -1,0 +1,39 @@
+import type { AuditEvent } from '../audit/events.ts';
+import type { AuthenticatedClient } from '../clients/authentication/types.ts';
+import type { Context } from '../context.ts';
+import type { FormParameters } from '../parameters.ts';
+
+/** A token request after client authentication, as a grant sees it (no HTTP). */
+export interface GrantRequest {
+  params: FormParameters;
+  client: AuthenticatedClient;
+  requestId: string;
+}
+
+/** The successful token response (RFC 6749 §5.1 and extensions). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer' | 'DPoP';
+  expires_in: number;
+  scope?: string;
+  refresh_token?: string;
+  id_token?: string;
+  issued_token_type?: string;
+  authorization_details?: unknown[];
+}
+
+export interface GrantResult {
+  response: TokenResponse;
+  /** The `token.issued` event; the endpoint makes it durable before the response leaves. */
+  event: AuditEvent;
+}
+
+/** One grant type (DESIGN §2: one file per grant). */
+export interface Grant {
+  grantType: string;
+  /** Parameters this grant reads besides grant_type and client authentication. Others are ignored. */
+  parameters: readonly string[];
+  /** Parameters that may be sent more than once (RFC 8707 `resource`, RFC 8693 `audience`). */
+  repeatable?: readonly string[];
+  handle(request: GrantRequest, ctx: Context): Promise<GrantResult>;
+}

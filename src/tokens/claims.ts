@@ -1,0 +1,30 @@
+/** RFC 8705 §3.1 / RFC 9449 §6.1: the key or certificate a token is bound to. */
+export interface Confirmation {
+  'x5t#S256'?: string;
+  jkt?: string;
+}
+
+/** Claims of a Clearance access token: RFC 9068 §2.2 plus the vocabulary of DESIGN §4. */
+export interface AccessTokenClaims {
+  iss: string;
+  sub: string;
+  /** Exactly one audience per token (RFC 8707, DESIGN §4). */
+  aud: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  client_id: string;
+  scope?: string;
+  cnf?: Confirmation;
+  authorization_details?: unknown[];
+  /** RFC 8693 §4.1 delegation chain, newest actor outermost. */
+  act?: Record<string, unknown>;
+  txn?: string;
+  mandate?: { id: string; v: number };
+  auth_time?: number;
+  acr?: string;
+  amr?: string[];
+}
+
+/** RFC 9068 §2.1: the media type of JWT access tokens, as `typ`. */
+export const accessTokenTyp = 'at+jwt';

@@ -1,0 +1,39 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../storage/schema.ts';
+
+export interface RevocationTables {
+  /** Access tokens revoked before their expiry (RFC 7009); a row lives until the token would expire. */
+  revoked_tokens: { jti: string; expires_at: number; revoked_at: number; reason: string };
+}
+
+/**
+ * Revoked JWT access tokens by jti. A JWT cannot be recalled, so introspection consults this list
+ * and answers `active: false` for a revoked token until it expires (RFC 7009 §2, RFC 7662 §2.2).
+ */
+export class RevocationList {
+  readonly #db: Kysely<Database>;
+
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  /** Records a revocation; revoking twice is not an error (RFC 7009 §2.2: the same 200). */
+  async revoke(jti: string, expiresAtMs: number, nowMs: number, reason: string): Promise<void> {
+    await this.#db
+      .insertInto('revoked_tokens')
+      .values({ jti, expires_at: expiresAtMs, revoked_at: nowMs, reason })
+      .onConflict((oc) => oc.column('jti').doNothing())
+      .execute();
+  }
+
+  async isRevoked(jti: string): Promise<boolean> {
+    const row = await this.#db.selectFrom('revoked_tokens').select('jti').where('jti', '=', jti).executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Drops rows of tokens that have expired anyway. */
+  async prune(nowMs: number): Promise<number> {
+    const result = await this.#db.deleteFrom('revoked_tokens').where('expires_at', '<', nowMs).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}
