@@ -21,6 +21,14 @@ export interface Config {
   signingAlg: SigningAlg;
   /** Seconds a rotated-in key is published in JWKS before it starts signing. */
   keyOverlapSeconds: number;
+  /** SQLite commit durability (see docs/configuration.md). */
+  sqliteSynchronous: 'full' | 'normal';
+  /** TLS for the listener, with client certificates requested (RFC 8705). */
+  tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
+  /** Header in which a TLS-terminating proxy passes the client certificate (RFC 9440 or URL-encoded PEM). */
+  clientCertHeader: string | undefined;
+  /** Addresses or CIDR ranges of proxies trusted for the certificate header and X-Forwarded-For. */
+  trustedProxies: string[];
 }
 
 export const signingAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
@@ -37,6 +45,10 @@ export class ConfigError extends Error {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const mode = readMode(env);
   const port = readInt(env, 'PORT', 9000, 0, 65535);
+  if (port === 0 && env.CLEARANCE_ISSUER === undefined) {
+    // The default issuer names the port; with a port the OS picks at start it would be http://localhost:0.
+    throw new ConfigError('CLEARANCE_ISSUER must be set when PORT is 0 (the OS picks the port, so the default issuer cannot name it)');
+  }
   const issuer = readIssuer(env.CLEARANCE_ISSUER ?? `http://localhost:${port}`, mode);
   return {
     mode,
@@ -50,6 +62,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimit: readInt(env, 'CLEARANCE_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     signingAlg: readSigningAlg(env.CLEARANCE_SIGNING_ALG ?? 'ES256'),
     keyOverlapSeconds: readInt(env, 'CLEARANCE_KEY_OVERLAP', 600, 0, 30 * 24 * 3600),
+    sqliteSynchronous: readSqliteSynchronous(env.CLEARANCE_SQLITE_SYNCHRONOUS),
+    tls: readTls(env),
+    clientCertHeader: emptyToUndefined(env.CLEARANCE_CLIENT_CERT_HEADER)?.toLowerCase(),
+    trustedProxies: readList(env.CLEARANCE_TRUSTED_PROXIES),
   };
 }
 
@@ -100,11 +116,30 @@ function readSigningAlg(raw: string): SigningAlg {
 function readInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
+  // Decimal digits only: Number() would also read "0x50", "1e3" or " 80 " as a number.
+  const value = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(`${name} must be an integer from ${min} to ${max}, not "${raw}"`);
   }
   return value;
+}
+
+function readSqliteSynchronous(raw: string | undefined): 'full' | 'normal' {
+  const value = (raw || 'normal').toLowerCase();
+  if (value !== 'full' && value !== 'normal') throw new ConfigError(`CLEARANCE_SQLITE_SYNCHRONOUS must be "full" or "normal", not "${raw}"`);
+  return value;
+}
+
+function readTls(env: NodeJS.ProcessEnv): Config['tls'] {
+  const certFile = emptyToUndefined(env.CLEARANCE_TLS_CERT);
+  const keyFile = emptyToUndefined(env.CLEARANCE_TLS_KEY);
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new ConfigError('CLEARANCE_TLS_CERT and CLEARANCE_TLS_KEY must be set together');
+  return { certFile, keyFile, clientCaFile: emptyToUndefined(env.CLEARANCE_TLS_CLIENT_CA) };
+}
+
+function readList(raw: string | undefined): string[] {
+  return (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 function emptyToUndefined(value: string | undefined): string | undefined {

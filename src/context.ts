@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
+import type { AuditLog } from './audit/events.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
+import type { AuthDeps } from './clients/authentication/index.ts';
 import type { ClientStore } from './clients/store.ts';
 import type { KeyStore } from './keys/keystore.ts';
 import type { ResourceServerStore } from './resource-servers/store.ts';
@@ -15,4 +17,8 @@ export interface Context {
   resourceServers: ResourceServerStore;
   clock: Clock;
   log: Logger;
+  /** The tamper-evident audit log (DESIGN §5): `await ctx.audit.record(event)` before responding. */
+  audit: AuditLog;
+  /** Client authentication's dependencies: client registry, assertion replay cache, failure throttle. */
+  clientAuthentication: AuthDeps;
 }

@@ -6,11 +6,16 @@ import type { Context } from './context.ts';
 import { buildApp } from './http/app.ts';
 import { KeyStore } from './keys/keystore.ts';
 import { resolveMasterKey } from './keys/master-key.ts';
-import { createLogger } from './log.ts';
-import { migrate, openStorage, type Storage } from './storage/database.ts';
+import { createLogger, nodeId } from './log.ts';
+import { AuditRecorder } from './audit/recorder.ts';
+import { startAuditService, type AuditService } from './audit/lifecycle.ts';
+import { migrate, openStorage, storageOptionsFor, type Storage } from './storage/database.ts';
 import { seedBuiltins } from './resource-servers/builtins.ts';
 import { ResourceServerStore } from './resource-servers/store.ts';
 import { ClientStore } from './clients/store.ts';
+import { MemoryAuthFailureThrottle } from './clients/authentication/throttle.ts';
+import { DatabaseReplayCache } from './tokens/replay-cache.ts';
+import { GroupCommit } from './storage/group-commit.ts';
 
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
@@ -21,19 +26,29 @@ export async function openContext(
   const clock = options.clock ?? systemClock;
   const master = resolveMasterKey(config);
   if (master.warning) log.warn(master.warning);
-  const storage = options.storage ?? openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const storage = options.storage ?? openStorage(storageOptionsFor(config));
   try {
     await migrate(storage);
     const keys = new KeyStore(storage.db, master.key, clock);
     await keys.ensureSigningKey(config.signingAlg);
+    const clients = new ClientStore(storage.db, clock);
+    const writer = new GroupCommit(storage.db);
     const ctx: Context = {
       config,
       storage,
       keys,
       clock,
       log,
-      clients: new ClientStore(storage.db, clock),
+      clients,
       resourceServers: new ResourceServerStore(storage.db, clock),
+      audit: new AuditRecorder(storage.db, { clock, node: nodeId }),
+      clientAuthentication: {
+        clients,
+        replay: new DatabaseReplayCache(storage.db, clock, { writer }),
+        issuer: config.issuer,
+        clock,
+        throttle: new MemoryAuthFailureThrottle(clock),
+      },
     };
     await seedBuiltins(ctx);
     return ctx;
@@ -55,8 +70,14 @@ export interface RunningServer {
 export async function startServer(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningServer> {
   const ctx = await openContext(config, options);
   const app = buildApp(ctx);
-  app.addHook('onClose', async () => ctx.storage.close());
+  let audit: AuditService | undefined;
+  app.addHook('onClose', async () => {
+    // The audit queue is written and the sealer stopped before the database closes.
+    await audit?.stop();
+    await ctx.storage.close();
+  });
   const address = await app.listen({ host: config.host, port: config.port });
+  audit = await startAuditService(ctx, resolveMasterKey(config).key);
   ctx.log.info(
     { issuer: config.issuer, mode: config.mode, storage: ctx.storage.location, address },
     'clearance is listening',

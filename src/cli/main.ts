@@ -3,9 +3,11 @@ import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Context } from '../context.ts';
 import { createLogger } from '../log.ts';
 import { openContext, startServer } from '../server.ts';
-import { migrate, openStorage } from '../storage/database.ts';
+import { migrate, openStorage, storageOptionsFor } from '../storage/database.ts';
 import { applyCommand, applyHelp } from './commands/apply.ts';
 import { keysCommand, keysHelp } from './commands/keys.ts';
+import { initCommand, initHelp } from './commands/init.ts';
+import { clientsCommand, clientsHelp } from './commands/clients.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -13,6 +15,10 @@ export const mainHelp = `Usage: clearance <command> [options]
 Commands:
   start                 run the server (migrates the database, creates a signing key on first start)
   migrate               apply pending database migrations and exit
+  init                  create the first admin client and print its credentials once
+                        (see: clearance init --help)
+  clients list|token    list clients; issue an initial access token for dynamic registration
+                        (see: clearance clients --help)
   keys list|rotate|retire
                         manage signing keys (see: clearance keys --help)
   apply -f FILE         import clients and resource servers from a JSON or YAML document
@@ -31,6 +37,12 @@ Environment (the server and the CLI read the same):
   CLEARANCE_SIGNING_ALG ES256 (default), EdDSA or PS256, for keys the server creates
   CLEARANCE_KEY_OVERLAP seconds a rotated key is published before it signs (default 600)
   CLEARANCE_BODY_LIMIT  largest request body in bytes (default 65536)
+  CLEARANCE_SQLITE_SYNCHRONOUS
+                        normal (default; commits survive process crashes) or full (also power loss)
+  CLEARANCE_TLS_CERT, CLEARANCE_TLS_KEY, CLEARANCE_TLS_CLIENT_CA
+                        serve HTTPS and request client certificates (mTLS, RFC 8705)
+  CLEARANCE_CLIENT_CERT_HEADER, CLEARANCE_TRUSTED_PROXIES
+                        take the client certificate from this header, only from these proxies
   LOG_LEVEL             pino level (default info)
 
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
@@ -38,6 +50,8 @@ Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configurat
 const helps: Record<string, string> = {
   start: 'Usage: clearance start\n\nRuns the server until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and closes the database.',
   migrate: 'Usage: clearance migrate\n\nApplies every pending migration to the configured database and exits.',
+  init: initHelp,
+  clients: clientsHelp,
   keys: keysHelp,
   apply: applyHelp,
 };
@@ -56,6 +70,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         json: { type: 'boolean' },
         alg: { type: 'string' },
         overlap: { type: 'string' },
+        'client-id': { type: 'string' },
+        jwks: { type: 'string' },
+        scope: { type: 'string' },
+        uses: { type: 'string' },
+        ttl: { type: 'string' },
       },
     });
   } catch (error) {
@@ -93,7 +112,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     case 'start':
       return start(config, output);
     case 'migrate': {
-      const storage = openStorage({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      const storage = openStorage(storageOptionsFor(config));
       try {
         const result = await migrate(storage);
         const applied = result.results?.filter((r) => r.status === 'Success').map((r) => r.migrationName) ?? [];
@@ -103,6 +122,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         await storage.close();
       }
     }
+    case 'init':
+      return withContext(config, output, (ctx) =>
+        initCommand(ctx, { clientId: values['client-id'], jwksFile: values.jwks }, output),
+      );
+    case 'clients':
+      return withContext(config, output, (ctx) =>
+        clientsCommand(ctx, rest[0], { scope: values.scope, uses: values.uses, ttl: values.ttl }, output),
+      );
     case 'keys':
       return withContext(config, output, (ctx) =>
         keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1] }, output),
@@ -123,6 +150,11 @@ async function withContext(config: Config, output: Output, run: (ctx: Context) =
   try {
     ctx = await openContext(config, { log: createLogger('warn', process.stderr) });
   } catch (error) {
+    // A ConfigError found only now (e.g. no CLEARANCE_MASTER_KEY in production) is still configuration: exit 2.
+    if (error instanceof ConfigError) {
+      output.err(`configuration error: ${error.message}`);
+      return exit.usage;
+    }
     output.err(`cannot open Clearance's data: ${(error as Error).message}`);
     return exit.failed;
   }
@@ -138,6 +170,10 @@ async function start(config: Config, output: Output): Promise<number> {
   try {
     server = await startServer(config);
   } catch (error) {
+    if (error instanceof ConfigError) {
+      output.err(`configuration error: ${error.message}`);
+      return exit.usage;
+    }
     output.err(`cannot start: ${(error as Error).message}`);
     return exit.failed;
   }

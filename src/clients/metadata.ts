@@ -1,4 +1,5 @@
 import { isValidLei } from '../entities/lei.ts';
+import { parseRfc4514 } from './authentication/distinguished-name.ts';
 import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
 import { Validator, join } from '../validation.ts';
 
@@ -123,6 +124,9 @@ export function readClientMetadata(v: Validator, path: string, input: unknown): 
   for (const field of tlsSubjectFields) {
     metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
   }
+  if (metadata.tls_client_auth_subject_dn !== undefined && !isParsableDn(metadata.tls_client_auth_subject_dn)) {
+    v.fail(at('tls_client_auth_subject_dn'), 'must be a distinguished name in RFC 4514 form, e.g. CN=oms,O=Broker,C=GB');
+  }
   if (v.problems.length !== before || !client_id) return undefined;
   checkCoherence(v, path, metadata as ClientMetadata);
   if (v.problems.length !== before) return undefined;
@@ -216,4 +220,15 @@ function dropUndefined<T extends object>(value: T): T {
 /** True for methods where the server generates and checks a shared secret. */
 export function usesSecret(method: AuthMethod): boolean {
   return method === 'client_secret_basic' || method === 'client_secret_post';
+}
+
+/** Authentication methods accepted at the token, introspection and revocation endpoints. */
+export const endpointAuthMethods: readonly AuthMethod[] = authMethods.filter((m) => m !== 'none');
+
+function isParsableDn(text: string): boolean {
+  try {
+    return parseRfc4514(text).length > 0;
+  } catch {
+    return false;
+  }
 }

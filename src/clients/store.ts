@@ -70,6 +70,14 @@ export class ClientStore {
     return { outcome: existing ? 'updated' : 'created', ...(secret ? { secret } : {}) };
   }
 
+  /** Deletes a client inside the caller's transaction; false when there was none. */
+  async remove(trx: Transaction<Database>, clientId: string): Promise<boolean> {
+    const deleted = await trx.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
+    if (Number(deleted.numDeletedRows) === 0) return false;
+    await bumpGeneration(trx, 'clients');
+    return true;
+  }
+
   invalidate(): void {
     this.#cache.invalidate();
   }

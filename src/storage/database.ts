@@ -1,10 +1,23 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type MigrationResultSet } from 'kysely';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  PostgresIntrospector,
+  SqliteAdapter,
+  SqliteDialect,
+  sql,
+  type DatabaseIntrospector,
+  type DialectAdapter,
+  type MigrationResultSet,
+  type TableMetadata,
+} from 'kysely';
 import pg from 'pg';
 import { openNodeSqlite } from './node-sqlite-driver.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
+import type { Config } from '../config.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -23,18 +36,73 @@ export interface StorageOptions {
   dataDir?: string;
   /** SQLite file path (overrides dataDir), or ':memory:'. */
   sqlitePath?: string;
+  /** SQLite durability: 'normal' (default; survives process crashes) or 'full' (also power loss). */
+  sqliteSynchronous?: 'full' | 'normal';
   /** PostgreSQL schema to use (tests run each suite in a fresh one). */
   pgSchema?: string;
   poolSize?: number;
+}
+
+/** The storage options a configuration asks for. */
+export function storageOptionsFor(config: Pick<Config, 'databaseUrl' | 'dataDir' | 'sqliteSynchronous'>): StorageOptions {
+  return { databaseUrl: config.databaseUrl, dataDir: config.dataDir, sqliteSynchronous: config.sqliteSynchronous };
 }
 
 /** Opens the configured database. Does not migrate: call `migrate` (the server does on start). */
 export function openStorage(options: StorageOptions): Storage {
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options);
   const path = options.sqlitePath ?? join(ensureDir(options.dataDir ?? './data'), 'clearance.db');
-  const database = openNodeSqlite(path);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  const database = openNodeSqlite(path, { synchronous: options.sqliteSynchronous ?? 'normal' });
+  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }) });
   return { db, dialect: 'sqlite', location: `sqlite:${path}`, close: () => db.destroy() };
+}
+
+/**
+ * SQLite runs DDL inside transactions, but Kysely's SQLite adapter says it does not, so its
+ * migrator would run each migration outside any transaction and without a lock: two processes
+ * migrating at once (server and CLI) would both create the tables and one would fail, and a crash
+ * mid-migration would leave half a schema. Declared transactional, the migrator reads its state
+ * and applies the pending migrations in one transaction, which our driver opens with BEGIN
+ * IMMEDIATE: the second migrator waits for the first, then finds nothing left to do.
+ */
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+class TransactionalSqliteDialect extends SqliteDialect {
+  override createAdapter(): DialectAdapter {
+    return new TransactionalSqliteAdapter();
+  }
+}
+
+/**
+ * Kysely's migrator asks the introspector whether its tables exist. The stock PostgreSQL
+ * introspector reads every table of every schema and resolves each schema by name as it goes, so
+ * a schema or table that any other session drops meanwhile fails `migrate` ("schema ... does not
+ * exist"), on a database shared with other applications or tenants. Clearance's tables and the
+ * migrator's live in the connection's current schema: look only there (names only, no columns).
+ */
+class CurrentSchemaIntrospector extends PostgresIntrospector {
+  readonly #db: Kysely<unknown>;
+  constructor(db: Kysely<unknown>) {
+    super(db);
+    this.#db = db;
+  }
+  override async getTables(): Promise<TableMetadata[]> {
+    const { rows } = await sql<{ name: string; schema: string; kind: string }>`
+      select c.relname as name, n.nspname as schema, c.relkind as kind
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = current_schema() and c.relkind in ('r', 'v', 'p')`.execute(this.#db);
+    return rows.map((row) => ({ name: row.name, schema: row.schema, isView: row.kind === 'v', columns: [] }));
+  }
+}
+
+class CurrentSchemaPostgresDialect extends PostgresDialect {
+  override createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
+    return new CurrentSchemaIntrospector(db);
+  }
 }
 
 function openPostgres(url: string, options: StorageOptions): Storage {
@@ -47,7 +115,7 @@ function openPostgres(url: string, options: StorageOptions): Storage {
   });
   // An idle client that loses its connection emits 'error'; without a listener it would crash the process.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool }) });
   const host = safeHost(url);
   return { db, dialect: 'postgres', location: `postgres:${host}`, close: () => db.destroy() };
 }

@@ -1,10 +1,14 @@
+import type { AuditTables } from '../audit/tables.ts';
 import type { KeyTables } from '../keys/tables.ts';
 import type { ClientTables } from '../clients/tables.ts';
 import type { ResourceServerTables } from '../resource-servers/tables.ts';
 import type { GenerationTables } from './generations.ts';
+import type { RevocationTables } from '../tokens/revocation.ts';
+import type { RegistrationTables } from '../clients/registration/tables.ts';
+import type { ReplayTables } from '../tokens/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends KeyTables, ClientTables, ResourceServerTables, GenerationTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables {}

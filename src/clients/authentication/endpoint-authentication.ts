@@ -1,6 +1,8 @@
+import { AuditGuardError } from '../../audit/guard.ts';
+import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import { authenticateClient } from './index.ts';
+import { authenticateClient, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 
 /**
@@ -13,20 +15,30 @@ export async function authenticate(ctx: Context, input: ClientAuthInput): Promis
     return await authenticateClient(input, ctx.clientAuthentication);
   } catch (error) {
     if (error instanceof OAuthError) {
-      await ctx.audit.record({
+      const event: AuditEvent = {
         type: error.status === 429 ? 'client.throttled' : 'client.auth_failed',
         requestId: input.requestId,
-        ...(claimedClientId(input) ? { client: claimedClientId(input) } : {}),
+        ...withClaimedClient(input),
         decision: { allow: false, reasons: [error.detail ?? error.error] },
         details: { source_address: input.sourceAddress },
-      });
+      };
+      try {
+        await ctx.audit.record(event);
+      } catch (refused) {
+        // The claimed client_id and the detail quote what the caller sent; a caller can make them
+        // look like a token or key, which the audit guard refuses. Record the refusal without them
+        // (the refusal itself must still be a 401/429, never a 500).
+        if (!(refused instanceof AuditGuardError)) throw refused;
+        const { client: _withheld, ...rest } = event;
+        await ctx.audit.record({ ...rest, decision: { allow: false, reasons: [`${error.error} (detail withheld: it quoted a secret-shaped value)`] } });
+      }
     }
     throw error;
   }
 }
 
-/** The client_id the request claims (unverified; for the audit trail only). */
-function claimedClientId(input: ClientAuthInput): string | undefined {
-  const id = input.form.get('client_id');
-  return id && id.length <= 128 ? id : undefined;
+/** The client the request claims to be (unverified; recorded as claimed, for the audit trail). */
+function withClaimedClient(input: ClientAuthInput): { client?: string } {
+  const id = claimedClientId(input);
+  return id ? { client: id } : {};
 }

@@ -11,9 +11,16 @@ export interface ClientAuthInput {
   authorization: string | undefined;
   /** The client certificate from the TLS connection or the trusted proxy header, if any. */
   certificate: X509Certificate | undefined;
+  /** True when the TLS listener or the trusted proxy validated the certificate's chain (needed for tls_client_auth). */
+  certificateChainVerified: boolean;
   /** The source address (for throttling and audit). */
   sourceAddress: string;
   requestId?: string;
+  /**
+   * Accept a public client (`token_endpoint_auth_method: none`) identified by client_id alone.
+   * Only endpoints and grants that serve public clients (authorization code with PKCE) set this.
+   */
+  allowPublic?: boolean;
 }
 
 /** A client that proved its identity with exactly one method. */
@@ -22,4 +29,6 @@ export interface AuthenticatedClient {
   method: AuthMethod;
   /** RFC 8705 §3.1: base64url SHA-256 of the DER certificate, when one was presented. */
   certificateThumbprint?: string;
+  /** The `jti` of the client assertion (private_key_jwt), for the audit event. */
+  assertionJti?: string;
 }

@@ -1,7 +1,15 @@
 import type { Migration } from 'kysely';
 import * as foundation from './0001_foundation.ts';
+import * as audit from './0002_audit.ts';
+import * as replay from './0003_replay.ts';
+import * as tokenRevocation from './0004_token_revocation.ts';
+import * as registration from './0005_registration.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
   '0001_foundation': foundation,
+  '0002_audit': audit,
+  '0003_replay': replay,
+  '0004_token_revocation': tokenRevocation,
+  '0005_registration': registration,
 };

@@ -1,0 +1,234 @@
+import type { Clock } from '../../clock.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import type { ReplayCache } from '../../tokens/replay-cache.ts';
+import type { AuthMethod } from '../metadata.ts';
+import type { Client, ClientStore } from '../store.ts';
+import { maxClientIdLength, parseBasicAuthorization, verifyClientSecret } from './client-secret.ts';
+import { invalidClient, quote } from './errors.ts';
+import {
+  assertionClientId,
+  parseClientAssertion,
+  requireJwtBearerType,
+  verifyClientAssertion,
+  type ParsedAssertion,
+} from './private-key-jwt.ts';
+import type { AuthFailureThrottle } from './throttle.ts';
+import { certificateThumbprint, verifySelfSignedTlsClientAuth, verifyTlsClientAuth } from './tls-client-auth.ts';
+import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
+
+export type { AuthenticatedClient, ClientAuthInput } from './types.ts';
+export { MemoryAuthFailureThrottle, type AuthFailureThrottle, type ThrottleOptions } from './throttle.ts';
+
+/** What client authentication needs from the rest of the server. */
+export interface AuthDeps {
+  clients: Pick<ClientStore, 'get'>;
+  /** Single use of assertion `jti`s, shared by every node (the database). */
+  replay: ReplayCache;
+  /** The issuer identifier: the only `aud` a client assertion may carry. */
+  issuer: string;
+  clock: Clock;
+  /** Failure throttling (RFC 6819 §4.3.5); without it nothing is throttled. */
+  throttle?: AuthFailureThrottle;
+  /** Largest client_assertion in bytes (default 8 KiB). */
+  maxAssertionBytes?: number;
+}
+
+/** RFC 6749 §5.2: the challenge sent with a 401 when the client tried the Authorization header. */
+export const basicChallenge = 'Basic realm="clearance"';
+
+/**
+ * Authenticates the client of a token-endpoint-style request (RFC 6749 §2.3, §3.2.1; RFC 7523 §3;
+ * RFC 8705 §2). The rules, in order:
+ * 1. the source address is not throttled;
+ * 2. the credentials present are read: an Authorization header, client_secret, or
+ *    client_assertion(_type); at most one of these (RFC 6749 §2.3), none of them sent twice;
+ * 3. a client_id in the body names the client the credential names;
+ * 4. that client is not throttled;
+ * 5. the client exists;
+ * 6. the method used is the client's registered token_endpoint_auth_method; with no credential,
+ *    the client's method must be mTLS (a certificate is checked) or, where the caller allows it,
+ *    `none`;
+ * 7. the credential verifies (a client assertion's jti is consumed last).
+ * A presented certificate's thumbprint is returned whatever the method (RFC 8705 §3). Every
+ * failure counts against the client and the address and is an OAuthError — `invalid_client`
+ * (401; 400 for an oversized assertion; 429 when throttled), or `invalid_request` for a repeated
+ * parameter — with a non-secret `detail` for the log and audit, plus a Basic challenge on a 401
+ * when the Authorization header was used (RFC 6749 §5.2). Other errors (the database) pass
+ * through untouched and count as nothing.
+ */
+export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps): Promise<AuthenticatedClient> {
+  let clientId: string | undefined;
+  try {
+    await deps.throttle?.checkAddress(input.sourceAddress);
+    const credentials = readCredentials(input, deps);
+    clientId = credentials.clientId;
+    requireSameClientId(input, credentials);
+    await deps.throttle?.checkClient(clientId);
+    const client = await findClient(deps, clientId);
+    const method = requireRegisteredMethod(client, credentials, input);
+    const assertionJti = await verifyCredential(method, credentials, client, input, deps);
+    return {
+      client,
+      method,
+      ...(input.certificate ? { certificateThumbprint: certificateThumbprint(input.certificate) } : {}),
+      ...(assertionJti ? { assertionJti } : {}),
+    };
+  } catch (error) {
+    if (!(error instanceof OAuthError)) throw error;
+    if (error.status !== 429) await deps.throttle?.recordFailure(clientId, input.sourceAddress);
+    throw input.authorization !== undefined ? withBasicChallenge(error) : error;
+  }
+}
+
+/**
+ * The client_id a request claims, from whichever credential it carries (Basic header, assertion
+ * `sub`, or body), verifying nothing: for the audit event of a failed authentication. Undefined
+ * when no plausible client_id can be read.
+ */
+export function claimedClientId(input: ClientAuthInput, maxAssertionBytes?: number): string | undefined {
+  let id: string | undefined;
+  try {
+    id = readCredentials(input, { maxAssertionBytes }).clientId;
+  } catch {
+    id = input.form.all('client_id')[0];
+  }
+  return id && id.length <= maxClientIdLength ? id : undefined;
+}
+
+/** What the request carried, before anything is verified. */
+type Credentials =
+  | { kind: 'client_secret_basic'; clientId: string; secret: string }
+  | { kind: 'client_secret_post'; clientId: string; secret: string }
+  | { kind: 'private_key_jwt'; clientId: string; assertion: ParsedAssertion }
+  /** Only a client_id: mTLS (with the certificate) or a public client. */
+  | { kind: 'client_id'; clientId: string };
+
+const authParameters = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'];
+
+/** Step 2: finds the one authentication method used, and the client_id it claims. */
+function readCredentials(input: ClientAuthInput, deps: Pick<AuthDeps, 'maxAssertionBytes'>): Credentials {
+  const { form } = input;
+  // RFC 6749 §3.2: request parameters MUST NOT be included more than once.
+  const repeated = form.repeated().filter((name) => authParameters.includes(name));
+  if (repeated.length > 0) {
+    throw new OAuthError('invalid_request', `parameter sent more than once: ${repeated.join(', ')}`, {
+      detail: `repeated client authentication parameters: ${repeated.join(', ')}`,
+    });
+  }
+  const secret = form.get('client_secret');
+  const assertion = form.get('client_assertion');
+  const assertionType = form.get('client_assertion_type');
+  const used = [
+    input.authorization !== undefined && 'client_secret_basic',
+    secret !== undefined && 'client_secret_post',
+    (assertion !== undefined || assertionType !== undefined) && 'private_key_jwt',
+  ].filter((m) => m !== false);
+  // RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
+  if (used.length > 1) {
+    throw invalidClient(`more than one client authentication method: ${used.join(', ')}`, 'use exactly one client authentication method');
+  }
+  switch (used[0]) {
+    case 'client_secret_basic': {
+      const basic = parseBasicAuthorization(input.authorization!);
+      return { kind: 'client_secret_basic', ...basic };
+    }
+    case 'client_secret_post': {
+      const clientId = form.get('client_id');
+      if (clientId === undefined) throw invalidClient('client_secret without client_id', 'client_id is required with client_secret');
+      return { kind: 'client_secret_post', clientId, secret: secret! };
+    }
+    case 'private_key_jwt': {
+      const jwt = requireJwtBearerType(assertionType, assertion);
+      const parsed = parseClientAssertion(jwt, deps.maxAssertionBytes);
+      return { kind: 'private_key_jwt', clientId: assertionClientId(parsed), assertion: parsed };
+    }
+    default: {
+      const clientId = form.get('client_id');
+      if (clientId === undefined) throw invalidClient('no client authentication and no client_id', 'client authentication is required');
+      return { kind: 'client_id', clientId };
+    }
+  }
+}
+
+/**
+ * Step 3a: a client_id in the body names the client the credential names (client B's id with
+ * A's credentials is refused, not silently resolved either way).
+ */
+function requireSameClientId(input: ClientAuthInput, credentials: Credentials): void {
+  const bodyId = input.form.get('client_id');
+  if (bodyId !== undefined && bodyId !== credentials.clientId) {
+    throw invalidClient(
+      `client_id ${quote(bodyId)} in the body differs from ${quote(credentials.clientId)} authenticated by ${credentials.kind}`,
+      'client_id does not match the client credentials',
+    );
+  }
+}
+
+/** Step 3b: the client exists. */
+async function findClient(deps: AuthDeps, clientId: string): Promise<Client> {
+  const client = clientId.length <= maxClientIdLength ? await deps.clients.get(clientId) : undefined;
+  if (!client) throw invalidClient(`unknown client ${quote(clientId)}`);
+  return client;
+}
+
+/**
+ * Step 5: the method used is the one the client registered (RFC 7591 §2
+ * token_endpoint_auth_method); a client cannot pick a weaker one per request.
+ */
+function requireRegisteredMethod(client: Client, credentials: Credentials, input: ClientAuthInput): AuthMethod {
+  const registered = client.metadata.token_endpoint_auth_method;
+  const id = client.metadata.client_id;
+  if (credentials.kind !== 'client_id') {
+    if (credentials.kind !== registered) throw invalidClient(`client ${id} used ${credentials.kind} but is registered for ${registered}`);
+    return registered;
+  }
+  switch (registered) {
+    case 'tls_client_auth':
+    case 'self_signed_tls_client_auth':
+      return registered;
+    case 'none':
+      if (!input.allowPublic) {
+        throw invalidClient(`public client ${id} cannot authenticate here`, 'this request requires a confidential client');
+      }
+      return registered;
+    default:
+      throw invalidClient(`client ${id} sent only client_id but is registered for ${registered}`, 'client authentication is required');
+  }
+}
+
+/** Step 6: the credential verifies. Resolves the assertion's jti for private_key_jwt. */
+async function verifyCredential(
+  method: AuthMethod,
+  credentials: Credentials,
+  client: Client,
+  input: ClientAuthInput,
+  deps: AuthDeps,
+): Promise<string | undefined> {
+  switch (method) {
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      verifyClientSecret(client, (credentials as { secret: string }).secret);
+      return undefined;
+    case 'private_key_jwt': {
+      const { assertion } = credentials as { assertion: ParsedAssertion };
+      return (await verifyClientAssertion(assertion, client, deps)).jti;
+    }
+    case 'tls_client_auth':
+      verifyTlsClientAuth(client, input.certificate, input.certificateChainVerified, deps.clock);
+      return undefined;
+    case 'self_signed_tls_client_auth':
+      await verifySelfSignedTlsClientAuth(client, input.certificate);
+      return undefined;
+    case 'none':
+      return undefined;
+  }
+}
+
+function withBasicChallenge(error: OAuthError): OAuthError {
+  if (error.error !== 'invalid_client' || error.status !== 401) return error;
+  return new OAuthError(error.error, error.description, {
+    status: error.status,
+    ...(error.detail !== undefined ? { detail: error.detail } : {}),
+    headers: { ...error.headers, 'www-authenticate': basicChallenge },
+  });
+}

@@ -1,0 +1,292 @@
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { epochSeconds, type Clock } from '../../clock.ts';
+import type { OAuthError } from '../../oauth-error.ts';
+import type { ReplayCache } from '../../tokens/replay-cache.ts';
+import { assertionAlgs } from '../metadata.ts';
+import type { Client } from '../store.ts';
+import { registeredKeys, type AssertionAlg, type RegisteredKey } from './client-keys.ts';
+import { invalidClient, quote } from './errors.ts';
+
+/** RFC 7523 §2.2: the only client_assertion_type accepted. */
+export const jwtBearerAssertionType = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** Largest client_assertion accepted, in bytes; larger is refused before any parsing. */
+export const defaultMaxAssertionBytes = 8 * 1024;
+/** Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. */
+export const clockSkewSeconds = 60;
+/** Longest assertion lifetime (exp − iat, exp − nbf, and exp − now), in seconds. */
+export const maxLifetimeSeconds = 300;
+/** Longest `jti` accepted (it becomes a database key). */
+export const maxJtiLength = 256;
+
+/**
+ * `typ` values accepted (compared case-insensitively, with or without `application/`): none at
+ * all, the generic `JWT`, and `client-authentication+jwt` from RFC 7523bis. Any other type is
+ * a JWT made for something else (`at+jwt`, `dpop+jwt`, `oauth-authz-req+jwt`, `logout+jwt`,
+ * `secevent+jwt`, ...) and is refused (RFC 8725 §3.11).
+ */
+const acceptedTypes = new Set(['jwt', 'client-authentication+jwt']);
+
+/**
+ * Claims that mark a JWT of another kind (RFC 8725 §3.12): an ID token (`nonce`, `at_hash`,
+ * `c_hash`, `s_hash`), a DPoP proof (`htm`, `htu`, `ath`), a request object (`response_type`,
+ * `redirect_uri`) or a security event token (`events`). A client assertion has none of them,
+ * so one being present means the token was minted for another purpose.
+ */
+const foreignClaims = ['nonce', 'at_hash', 'c_hash', 's_hash', 'htm', 'htu', 'ath', 'response_type', 'redirect_uri', 'events'];
+
+/** A structurally valid compact JWS whose signature is not yet checked. */
+export interface ParsedAssertion {
+  jwt: string;
+  header: Record<string, unknown>;
+  /** Unverified claims: use only to find the client, then verify. */
+  claims: Record<string, unknown>;
+}
+
+export interface AssertionContext {
+  issuer: string;
+  clock: Clock;
+  replay: ReplayCache;
+}
+
+const base64url = /^[A-Za-z0-9_-]+$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * RFC 7521 §4.2: the assertion type and the assertion come together, once. Returns the
+ * assertion text.
+ */
+export function requireJwtBearerType(type: string | undefined, assertion: string | undefined): string {
+  if (type === undefined) throw invalidClient('client_assertion without client_assertion_type', 'client_assertion_type is required');
+  if (type !== jwtBearerAssertionType) {
+    throw invalidClient(`unsupported client_assertion_type ${quote(type)}`, `client_assertion_type must be ${jwtBearerAssertionType}`);
+  }
+  if (assertion === undefined) throw invalidClient('client_assertion_type without client_assertion', 'client_assertion is required');
+  return assertion;
+}
+
+/**
+ * Parses a client assertion as a compact JWS (RFC 7515 §7.1) and nothing else: three non-empty
+ * segments of canonical base64url, a JSON object header and claims set. Refuses, before any key
+ * is touched, JWE (five segments), the JSON serialization, unsecured JWTs and oversized input
+ * (RFC 8725 §3.3; 8725bis).
+ */
+export function parseClientAssertion(jwt: string, maxBytes = defaultMaxAssertionBytes): ParsedAssertion {
+  const bytes = Buffer.byteLength(jwt, 'utf8');
+  // A 400, as for any oversized input; never a 5xx.
+  if (bytes > maxBytes) throw invalidClient(`client_assertion is ${bytes} bytes (limit ${maxBytes})`, 'client_assertion is too large', 400);
+  const compact = 'client_assertion must be a compact JWS';
+  if (jwt.trimStart().startsWith('{')) throw invalidClient('client_assertion uses the JWS JSON serialization', compact);
+  const segments = jwt.split('.');
+  if (segments.length === 5) throw invalidClient('client_assertion is a JWE', 'client_assertion must be a signed JWT, not encrypted');
+  if (segments.length !== 3) throw invalidClient(`client_assertion has ${segments.length} segments, not 3`, compact);
+  const [h, p, s] = segments as [string, string, string];
+  if (s === '') throw invalidClient('client_assertion is unsecured (empty signature)', 'client_assertion must be signed');
+  for (const segment of segments) {
+    if (!base64url.test(segment) || Buffer.from(segment, 'base64url').toString('base64url') !== segment) {
+      throw invalidClient('client_assertion has a segment that is not canonical base64url', 'client_assertion is malformed');
+    }
+  }
+  return { jwt, header: decodeObject(h, 'header'), claims: decodeObject(p, 'claims set') };
+}
+
+function decodeObject(segment: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(Buffer.from(segment, 'base64url')));
+  } catch {
+    throw invalidClient(`client_assertion ${what} is not UTF-8 JSON`, 'client_assertion is malformed');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalidClient(`client_assertion ${what} is not a JSON object`, 'client_assertion is malformed');
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The client the assertion claims to come from: its `sub` (RFC 7523 §3 (B): the subject MUST be
+ * the client_id). Unverified; the caller looks the client up and then calls `verifyClientAssertion`.
+ */
+export function assertionClientId(parsed: ParsedAssertion): string {
+  const { sub } = parsed.claims;
+  const description = 'client_assertion must have sub = client_id';
+  if (sub === undefined) throw invalidClient('client_assertion has no sub', description);
+  if (typeof sub !== 'string' || sub === '') throw invalidClient('client_assertion sub is not a non-empty string', description);
+  return sub;
+}
+
+/**
+ * Verifies a private_key_jwt client assertion for `client` (RFC 7523 §3, RFC 7521 §4.2,
+ * FAPI 2.0 SP §5.3.2.1, RFC 7523bis audience rules) and consumes its `jti`. Resolves the `jti`.
+ * Every failure is `invalid_client` with a detail naming the rule.
+ */
+export async function verifyClientAssertion(
+  parsed: ParsedAssertion,
+  client: Client,
+  ctx: AssertionContext,
+): Promise<{ jti: string }> {
+  const clientId = client.metadata.client_id;
+  const alg = checkHeader(parsed.header, client);
+  const candidates = candidateKeys(client, alg, parsed.header.kid);
+  const claims = await verifySignature(parsed.jwt, alg, candidates, ctx.clock, clientId);
+  const jti = checkClaims(claims, clientId, ctx);
+  await consumeJti(ctx.replay, clientId, jti, claims.exp!);
+  return { jti };
+}
+
+/**
+ * The header rules: a signature algorithm from the allowlist, and the client's registered one when
+ * it has one (RFC 8725 §2.1, §3.1); no `crit` extensions; a `typ` that is a client assertion's.
+ * Embedded keys (`jwk`, `x5c`) and key URLs (`jku`, `x5u`) are ignored: keys come only from the
+ * client's registration, and nothing is ever fetched (RFC 8725 §3.10).
+ */
+function checkHeader(header: Record<string, unknown>, client: Client): AssertionAlg {
+  const { alg, typ, crit } = header;
+  if (typeof alg !== 'string') throw invalidClient('client_assertion header has no alg');
+  // RFC 8725 §3.1: `none` in any letter case is never accepted.
+  if (alg.toLowerCase() === 'none') throw invalidClient('client_assertion alg is "none"', 'client_assertion must be signed');
+  if (!(assertionAlgs as readonly string[]).includes(alg)) {
+    const allowed = assertionAlgs.join(', ');
+    throw invalidClient(`client_assertion alg ${quote(alg)} is not allowed (${allowed})`, `client_assertion alg must be one of ${allowed}`);
+  }
+  const registered = client.metadata.token_endpoint_auth_signing_alg;
+  // RFC 7591 §2: token_endpoint_auth_signing_alg — "All private key JWTs MUST use this algorithm".
+  if (registered && alg !== registered) {
+    throw invalidClient(`client_assertion alg ${alg} is not the client's registered ${registered}`);
+  }
+  if (crit !== undefined) throw invalidClient('client_assertion header has crit, which is not supported');
+  if (typ !== undefined) {
+    const normal = typeof typ === 'string' ? typ.toLowerCase().replace(/^application\//, '') : '';
+    if (!acceptedTypes.has(normal)) {
+      throw invalidClient(`client_assertion typ ${quote(typ)} is not a client assertion's (cross-JWT confusion, RFC 8725 §3.11)`);
+    }
+  }
+  return alg as AssertionAlg;
+}
+
+/**
+ * The registered keys the assertion may be verified with. A `kid` is only an opaque lookup key
+ * among the client's own keys (unknown → fail, RFC 8725 §3.10); without one, every key of the
+ * header's algorithm is a candidate. The key's algorithm must equal the header's.
+ */
+function candidateKeys(client: Client, alg: AssertionAlg, kid: unknown): RegisteredKey[] {
+  const id = client.metadata.client_id;
+  if (!client.metadata.jwks) {
+    if (client.metadata.jwks_uri) {
+      throw invalidClient(`client ${id} registered only jwks_uri; fetching client keys is not supported yet (register jwks)`);
+    }
+    throw invalidClient(`client ${id} has no registered jwks`);
+  }
+  const keys = registeredKeys(client);
+  if (kid !== undefined) {
+    if (typeof kid !== 'string' || kid === '') throw invalidClient('client_assertion kid is not a non-empty string');
+    const named = keys.filter((k) => k.kid === kid);
+    if (named.length === 0) throw invalidClient(`client_assertion kid ${quote(kid)} is not among client ${id}'s keys`);
+    const usable = named.filter((k) => k.alg === alg);
+    if (usable.length === 0) throw invalidClient(`client_assertion kid ${quote(kid)} names a key that does not verify ${alg}`);
+    return usable;
+  }
+  const usable = keys.filter((k) => k.alg === alg);
+  if (usable.length === 0) throw invalidClient(`client ${id} has no registered key for ${alg}`);
+  return usable;
+}
+
+/** Verifies the signature with jose against each candidate until one matches (RFC 7515 §5.2). */
+async function verifySignature(
+  jwt: string,
+  alg: AssertionAlg,
+  keys: RegisteredKey[],
+  clock: Clock,
+  clientId: string,
+): Promise<JWTPayload> {
+  for (const candidate of keys) {
+    try {
+      const { payload } = await jwtVerify(jwt, candidate.key, {
+        algorithms: [alg],
+        currentDate: new Date(clock.now()),
+        clockTolerance: clockSkewSeconds,
+      });
+      return payload;
+    } catch (error) {
+      if (error instanceof joseErrors.JWSSignatureVerificationFailed) continue;
+      throw fromJose(error, clientId);
+    }
+  }
+  throw invalidClient(
+    `client_assertion signature does not verify with any of client ${clientId}'s ${alg} keys (${keys.length} tried)`,
+  );
+}
+
+function fromJose(error: unknown, clientId: string): OAuthError {
+  const prefix = `client_assertion of ${clientId}`;
+  if (error instanceof joseErrors.JWTExpired) {
+    return invalidClient(`${prefix} has expired (exp, ${clockSkewSeconds} s skew)`, 'client_assertion has expired');
+  }
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    return invalidClient(`${prefix}: ${error.message}`, error.claim === 'nbf' ? 'client_assertion is not yet valid' : undefined);
+  }
+  if (error instanceof joseErrors.JOSEError) return invalidClient(`${prefix} rejected by jose (${error.code}): ${error.message}`);
+  // jose throws TypeError for a key it will not use (e.g. an RSA modulus under 2048 bits): still the
+  // client's credential at fault, never a 5xx.
+  return invalidClient(`${prefix} could not be verified: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+/**
+ * The claim rules, after the signature verified (RFC 7523 §3, FAPI 2.0 SP §5.3.2.1):
+ * iss = sub = client_id; aud is exactly the issuer identifier, as a string; exp present and
+ * not past; iat and nbf not in the future; a lifetime of at most five minutes; a jti; no claims
+ * of another kind of JWT. Returns the jti.
+ */
+function checkClaims(claims: JWTPayload, clientId: string, ctx: AssertionContext): string {
+  const now = epochSeconds(ctx.clock);
+  const { iss, sub, aud, exp, iat, nbf, jti } = claims;
+  // RFC 7523 §3 (A), (B); RFC 7523bis: iss and sub are both the client_id.
+  if (sub !== clientId) throw invalidClient(`client_assertion sub ${quote(sub)} is not client_id ${clientId}`);
+  if (iss !== clientId) {
+    throw invalidClient(`client_assertion iss ${quote(iss)} is not client_id ${clientId}`, 'client_assertion must have iss = client_id');
+  }
+  // FAPI 2.0 SP §5.3.2.1-8 and RFC 7523bis: the audience is the issuer identifier as a single
+  // string; not the token or PAR endpoint URL, and not an array (audience injection).
+  const audience = `client_assertion aud must be the issuer identifier ${ctx.issuer}`;
+  if (Array.isArray(aud)) {
+    throw invalidClient(`client_assertion aud is an array ${quote(aud)}; only the issuer as a string is accepted`, audience);
+  }
+  if (aud !== ctx.issuer) throw invalidClient(`client_assertion aud ${quote(aud)} is not the issuer ${ctx.issuer}`, audience);
+  // RFC 7523 §3 (4): exp is required. jose already refused it if past (beyond the skew).
+  if (typeof exp !== 'number') throw invalidClient('client_assertion has no exp', 'client_assertion must have exp');
+  if (iat !== undefined && iat > now + clockSkewSeconds) {
+    const detail = `client_assertion iat is ${iat - now} s in the future (limit ${clockSkewSeconds} s)`;
+    throw invalidClient(detail, 'client_assertion iat is in the future');
+  }
+  // jose refused an nbf beyond the skew; the lifetime rule below bounds the rest.
+  for (const [name, start] of [['iat', iat], ['nbf', nbf], ['now', now]] as const) {
+    if (start === undefined) continue;
+    const allowed = maxLifetimeSeconds + (name === 'now' ? clockSkewSeconds : 0);
+    if (exp - start > allowed) {
+      throw invalidClient(
+        `client_assertion lives ${exp - start} s from ${name} to exp (limit ${allowed} s)`,
+        `client_assertion lifetime must be at most ${maxLifetimeSeconds} s`,
+      );
+    }
+  }
+  if (jti === undefined) throw invalidClient('client_assertion has no jti', 'client_assertion must have jti');
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > maxJtiLength) {
+    throw invalidClient(`client_assertion jti is not a string of 1-${maxJtiLength} characters`, 'client_assertion jti is malformed');
+  }
+  const foreign = foreignClaims.find((claim) => claim in claims);
+  if (foreign) {
+    throw invalidClient(`client_assertion has a "${foreign}" claim: a JWT of another kind (cross-JWT confusion, RFC 8725 §3.12)`);
+  }
+  return jti;
+}
+
+/**
+ * RFC 7523 §3 (7): a jti is used once. Remembered until the assertion could no longer pass the
+ * exp check, on the shared database so every node sees it.
+ */
+async function consumeJti(replay: ReplayCache, clientId: string, jti: string, exp: number): Promise<void> {
+  const fresh = await replay.use(`client_assertion:${clientId}:${jti}`, (exp + clockSkewSeconds) * 1000);
+  if (!fresh) {
+    throw invalidClient(`client_assertion jti ${quote(jti)} of ${clientId} was already used`, 'client_assertion has already been used');
+  }
+}

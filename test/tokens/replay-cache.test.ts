@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ManualClock } from '../../src/clock.ts';
+import { migrate } from '../../src/storage/database.ts';
+import { DatabaseReplayCache } from '../../src/tokens/replay-cache.ts';
+import { testDialects } from '../helpers/storage.ts';
+
+for (const dialect of testDialects()) {
+  describe(`the replay cache on ${dialect.name}`, () => {
+    test('accepts the first use of a key and refuses the second', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const cache = new DatabaseReplayCache(database.storage.db, clock);
+      assert.equal(await cache.use('client_assertion:oms:1', 1_060_000), true);
+      assert.equal(await cache.use('client_assertion:oms:1', 1_060_000), false);
+      assert.equal(await cache.use('client_assertion:oms:2', 1_060_000), true);
+      assert.equal(await cache.use('client_assertion:risk:1', 1_060_000), true);
+    });
+
+    test('refuses a key used through another connection, as on another node', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const first = new DatabaseReplayCache(database.storage.db, clock);
+      const second = new DatabaseReplayCache(database.connect().db, clock);
+      assert.equal(await first.use('client_assertion:oms:abc', 1_060_000), true);
+      assert.equal(await second.use('client_assertion:oms:abc', 1_060_000), false);
+      assert.equal(await second.use('client_assertion:oms:def', 1_060_000), true);
+      assert.equal(await first.use('client_assertion:oms:def', 1_060_000), false);
+    });
+
+    test('lets exactly one of many simultaneous uses through, across connections', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const caches = [database.storage, database.connect(), database.connect()].map((s) => new DatabaseReplayCache(s.db, clock));
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => caches[i % 3]!.use('dpop:jkt:race', 1_060_000)));
+      assert.equal(results.filter(Boolean).length, 1);
+    });
+
+    test('treats an expired entry that was not pruned yet as unused', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const cache = new DatabaseReplayCache(database.storage.db, clock, { pruneEveryMs: Number.MAX_SAFE_INTEGER });
+      assert.equal(await cache.use('k', 1_010_000), true);
+      clock.set(1_010_000);
+      assert.equal(await cache.use('k', 1_070_000), false); // not yet expired: expires_at is not < now
+      clock.set(1_010_001);
+      assert.equal(await cache.use('k', 1_070_000), true);
+      assert.equal(await cache.use('k', 1_070_000), false);
+    });
+
+    test('prunes expired entries and keeps live ones', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const cache = new DatabaseReplayCache(database.storage.db, clock, { pruneEveryMs: Number.MAX_SAFE_INTEGER });
+      await cache.use('old-1', 1_001_000);
+      await cache.use('old-2', 1_002_000);
+      await cache.use('live', 2_000_000);
+      assert.equal(await cache.prune(1_500_000), 2);
+      const rows = await database.storage.db.selectFrom('jti_replay').select('key').execute();
+      assert.deepEqual(rows.map((r) => r.key), ['live']);
+    });
+
+    test('prunes on its own at most once per interval', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const cache = new DatabaseReplayCache(database.storage.db, clock, { pruneEveryMs: 60_000 });
+      await cache.use('a', 1_001_000);
+      clock.advance(30_000);
+      await cache.use('b', 1_100_000);
+      await cache.settled();
+      assert.equal((await database.storage.db.selectFrom('jti_replay').select('key').execute()).length, 2);
+      clock.advance(30_000);
+      await cache.use('c', 1_200_000);
+      await cache.settled();
+      const keys = (await database.storage.db.selectFrom('jti_replay').select('key').orderBy('key').execute()).map((r) => r.key);
+      assert.deepEqual(keys, ['b', 'c']);
+    });
+
+    test('refuses an empty or overlong key', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const cache = new DatabaseReplayCache(database.storage.db, new ManualClock(0));
+      await assert.rejects(cache.use('', 1), RangeError);
+      await assert.rejects(cache.use('k'.repeat(513), 1), RangeError);
+    });
+  });
+}
