@@ -32,7 +32,9 @@ export async function startServerProcess(document: unknown, extraEnv: NodeJS.Pro
   const lines: string[] = [];
   const applied = await main(['apply', '-f', file], env, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
   if (applied !== 0) throw new Error(`apply failed:\n${lines.join('\n')}`);
-  const child = spawn(process.execPath, ['bin/clearance.js', 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  // BENCH_SERVER_NODE_ARGS passes flags to the server's Node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/clearance.js', 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 200; i++) {
     try {
       const response = await fetch(`${issuer}/healthz`);

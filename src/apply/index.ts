@@ -1,3 +1,4 @@
+import { AuditGuardError, assertNoSecrets } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import { readClientMetadata, type ClientMetadata } from '../clients/metadata.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
@@ -32,42 +33,72 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
     if ((sections as readonly string[]).includes(key)) continue;
     v.fail(key, laterSections.includes(key) ? 'is not supported by this version of Clearance yet' : 'is not a recognised section');
   }
-  const list = <T>(key: string, read: (path: string, item: unknown) => T | undefined): T[] => {
+  // The valid entries of a section with their index in the document: the checks across entries
+  // below still run when some entries are invalid (every problem in one pass), at exact paths.
+  const list = <T>(key: string, read: (path: string, item: unknown) => T | undefined): { item: T; at: number }[] => {
     if (root[key] === undefined) return [];
-    const items = v.array(key, root[key], read) ?? [];
-    return items.filter((item): item is T => item !== undefined);
+    if (!Array.isArray(root[key])) {
+      v.fail(key, 'must be an array');
+      return [];
+    }
+    return (root[key] as unknown[]).flatMap((value, at) => {
+      const item = read(`${key}[${at}]`, value);
+      return item === undefined ? [] : [{ item, at }];
+    });
   };
-  const resourceServers = list('resource_servers', (p, x) => readResourceServer(v, p, x));
-  const clients = list('clients', (p, x) => readClientMetadata(v, p, x));
+  const serverEntries = list('resource_servers', (p, x) => readResourceServer(v, p, x));
+  const clientEntries = list('clients', (p, x) => readClientMetadata(v, p, x));
+  const resourceServers = serverEntries.map((e) => e.item);
+  const clients = clientEntries.map((e) => e.item);
 
-  duplicates(v, 'resource_servers', resourceServers.map((r) => r.identifier), 'identifier');
-  duplicates(v, 'clients', clients.map((c) => c.client_id), 'client_id');
+  duplicates(v, 'resource_servers', serverEntries.map((e) => [e.item.identifier, e.at]), 'identifier');
+  duplicates(v, 'clients', clientEntries.map((e) => [e.item.client_id, e.at]), 'client_id');
   const reserved = new Set(builtinResourceServers(ctx.config.issuer).map((r) => r.identifier));
-  resourceServers.forEach((r, i) => {
-    if (reserved.has(r.identifier)) v.fail(`resource_servers[${i}].identifier`, 'is reserved for Clearance itself');
+  serverEntries.forEach(({ item: r, at }) => {
+    if (reserved.has(r.identifier)) v.fail(`resource_servers[${at}].identifier`, 'is reserved for Clearance itself');
   });
+  // The config.applied event names every changed id; one the audit guard refuses (shaped like a
+  // JWT or a private key) would be written but never audited, so it is refused before anything is.
+  serverEntries.forEach(({ item: r, at }) => refuseUnauditable(v, `resource_servers[${at}].identifier`, r.identifier));
+  clientEntries.forEach(({ item: c, at }) => refuseUnauditable(v, `clients[${at}].client_id`, c.client_id));
 
   // A client may only be allowed scopes that some resource server accepts.
   const offered = new Set([...(await ctx.resourceServers.list()), ...resourceServers].flatMap((r) => r.scopes));
-  clients.forEach((c, i) => {
+  clientEntries.forEach(({ item: c, at }) => {
     for (const scope of c.scope?.split(' ') ?? []) {
       if (scope === 'openid' || scope === 'offline_access') continue;
-      if (!offered.has(scope)) v.fail(`clients[${i}].scope`, `"${scope}" is not offered by any resource server`);
+      if (!offered.has(scope)) v.fail(`clients[${at}].scope`, `"${scope}" is not offered by any resource server`);
     }
   });
   return v.ok ? { plan: { clients, resourceServers }, problems: [] } : { problems: v.problems };
 }
 
-function duplicates(v: Validator, section: string, ids: string[], field: string): void {
-  const first = new Map<string, number>();
-  ids.forEach((id, i) => {
-    if (first.has(id)) v.fail(`${section}[${i}].${field}`, `"${id}" is also defined at ${section}[${first.get(id)}]`);
-    else first.set(id, i);
-  });
+function refuseUnauditable(v: Validator, path: string, id: string): void {
+  try {
+    assertNoSecrets(id);
+  } catch (error) {
+    if (!(error instanceof AuditGuardError)) throw error;
+    v.fail(path, 'looks like a token or a key, which the audit log never records');
+  }
 }
 
-/** Writes a validated plan in one transaction: all of it or none of it. */
-export async function executeApply(ctx: Context, plan: ApplyPlan): Promise<ApplyResult> {
+/** `ids` are [id, index in the document] pairs. */
+function duplicates(v: Validator, section: string, ids: [string, number][], field: string): void {
+  const first = new Map<string, number>();
+  for (const [id, i] of ids) {
+    if (first.has(id)) v.fail(`${section}[${i}].${field}`, `"${id}" is also defined at ${section}[${first.get(id)}]`);
+    else first.set(id, i);
+  }
+}
+
+/** Who asked for a change, for the `config.applied` audit event. */
+export interface ApplySource {
+  actor: string;
+  via: 'cli' | 'admin-api';
+}
+
+/** Writes a validated plan in one transaction: all of it or none of it; audited when it changed anything. */
+export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplySource): Promise<ApplyResult> {
   const result: ApplyResult = { changes: [], secrets: {} };
   await ctx.storage.db.transaction().execute(async (trx) => {
     for (const server of plan.resourceServers) {
@@ -82,5 +113,13 @@ export async function executeApply(ctx: Context, plan: ApplyPlan): Promise<Apply
   });
   ctx.resourceServers.invalidate();
   ctx.clients.invalidate();
+  const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
+  if (changed.length > 0) {
+    await ctx.audit.record({
+      type: 'config.applied',
+      actor: source.actor,
+      details: { via: source.via, changes: changed.map(({ kind, id, outcome }) => ({ kind, id, outcome })) },
+    });
+  }
   return result;
 }

@@ -34,7 +34,9 @@ export function buildApp(ctx: Context): FastifyInstance {
     loggerInstance: ctx.log as FastifyBaseLogger,
     genReqId: () => randomUUID(),
     bodyLimit: ctx.config.bodyLimit,
-    return503OnClosing: true,
+    // While closing, requests still arriving on open connections get 503 from the hook below, as
+    // registered OAuth error JSON with our headers (fastify's own 503 body would bypass both).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // X-Forwarded-For is believed only from the configured proxies.
     trustProxy: ctx.config.trustedProxies.length > 0 ? ctx.config.trustedProxies : false,
@@ -61,6 +63,9 @@ export function buildApp(ctx: Context): FastifyInstance {
   app.addHook('onSend', async (_request, reply, payload) => {
     if (closing) reply.header('connection', 'close');
     return payload;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) return sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>

@@ -11,6 +11,8 @@ export interface ResourceServer {
   access_token_ttl: number;
   /** When true, only DPoP- or certificate-bound tokens are issued for it. */
   require_sender_constraint: boolean;
+  /** Clients (usually the resource server's own) allowed to introspect tokens for this audience. */
+  introspection_clients?: string[];
 }
 
 export const defaultAccessTokenTtl = 300;
@@ -19,7 +21,7 @@ export const maxAccessTokenTtl = 3600;
 /** Scopes are business verbs on material objects (`order:create`), never roles. */
 export const scopePattern = /^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$/;
 
-const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint'] as const;
+const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients'] as const;
 
 /** Validates one resource server entry of an apply document or admin request; applies defaults. */
 export function readResourceServer(v: Validator, path: string, input: unknown): ResourceServer | undefined {
@@ -43,6 +45,12 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
     object.require_sender_constraint === undefined
       ? false
       : v.boolean(join(path, 'require_sender_constraint'), object.require_sender_constraint);
+  const introspectors =
+    object.introspection_clients === undefined
+      ? undefined
+      : v.array(join(path, 'introspection_clients'), object.introspection_clients, (p, c) => v.string(p, c, { maxLength: 128 }), {
+          unique: true,
+        });
   if (v.problems.length !== before || !identifier || !scopes || ttl === undefined || bound === undefined) return undefined;
   return {
     identifier,
@@ -50,6 +58,7 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
     scopes,
     access_token_ttl: ttl,
     require_sender_constraint: bound,
+    ...(introspectors === undefined ? {} : { introspection_clients: introspectors }),
   };
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { userInfo } from 'node:os';
 import { executeApply, planApply } from '../../apply/index.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
@@ -37,7 +38,7 @@ export async function applyCommand(ctx: Context, file: string, dryRun: boolean, 
     output.out(`${file} is valid: ${plan.resourceServers.length} resource server(s), ${plan.clients.length} client(s); nothing was written (dry run)`);
     return exit.ok;
   }
-  const result = await executeApply(ctx, plan);
+  const result = await executeApply(ctx, plan, { actor: `cli:${userInfo().username}`, via: 'cli' });
   for (const change of result.changes) output.out(`${change.outcome.padEnd(9)} ${change.kind} ${change.id}`);
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged').length;
   output.out(changed === 0 ? 'no changes' : `${changed} change(s) applied`);

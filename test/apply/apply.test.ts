@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { executeApply, planApply, type ApplyPlan } from '../../src/apply/index.ts';
+import { parseDocument } from '../../src/apply/parse.ts';
+import { clientSecretMatches, hashClientSecret } from '../../src/clients/secret.ts';
+import type { Context } from '../../src/context.ts';
+import { formatProblem } from '../../src/validation.ts';
+import { testContext } from '../helpers/storage.ts';
+
+const source = { actor: 'test', via: 'cli' } as const;
+
+const validYaml = `# Clearance configuration for the execution desk
+resource_servers:
+  - identifier: https://orders.example.com
+    name: Order API
+    scopes: [order:create, order:cancel, order:amend]
+    access_token_ttl: 300
+    require_sender_constraint: true
+  - identifier: https://clearing.example.com
+    scopes:
+      - settlement:submit
+clients:
+  - client_id: broker-1
+    client_name: Broker One
+    owner_lei: 5493001KJTIIGC8Y1R12
+    token_endpoint_auth_method: client_secret_basic
+    grant_types: [client_credentials]
+    scope: order:create order:cancel
+  - client_id: trading-ui
+    kind: app
+    token_endpoint_auth_method: none
+    grant_types: [authorization_code, refresh_token]
+    redirect_uris:
+      - https://ui.example.com/callback
+      - http://127.0.0.1:8123/callback
+    scope: openid order:create
+`;
+
+const validJson = JSON.stringify({
+  resource_servers: [
+    {
+      identifier: 'https://orders.example.com',
+      name: 'Order API',
+      scopes: ['order:create', 'order:cancel', 'order:amend'],
+      access_token_ttl: 300,
+      require_sender_constraint: true,
+    },
+    { identifier: 'https://clearing.example.com', scopes: ['settlement:submit'] },
+  ],
+  clients: [
+    {
+      client_id: 'broker-1',
+      client_name: 'Broker One',
+      owner_lei: '5493001KJTIIGC8Y1R12',
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      scope: 'order:create order:cancel',
+    },
+    {
+      client_id: 'trading-ui',
+      kind: 'app',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
+      redirect_uris: ['https://ui.example.com/callback', 'http://127.0.0.1:8123/callback'],
+      scope: 'openid order:create',
+    },
+  ],
+});
+
+/** Parses and plans a document, failing the test with its problems if it is invalid. */
+async function plan(ctx: Context, text: string, fileName: string): Promise<ApplyPlan> {
+  const parsed = parseDocument(text, fileName);
+  assert.deepEqual(parsed.problems, []);
+  const { plan, problems } = await planApply(ctx, parsed.value);
+  assert.deepEqual(problems.map(formatProblem), []);
+  return plan!;
+}
+
+/** Every row Clearance's configuration lives in, to show a database did not change. */
+async function snapshot(ctx: Context): Promise<unknown> {
+  const { db } = ctx.storage;
+  return {
+    clients: await db.selectFrom('clients').selectAll().orderBy('client_id').execute(),
+    resourceServers: await db.selectFrom('resource_servers').selectAll().orderBy('identifier').execute(),
+    generations: await db.selectFrom('generations').selectAll().orderBy('name').execute(),
+    keys: await db.selectFrom('signing_keys').select(['kid', 'retired_at']).orderBy('kid').execute(),
+  };
+}
+
+describe('apply', () => {
+  test('reports every problem of an invalid document with its exact path, and changes nothing', async (t) => {
+    const { ctx } = await testContext({ t });
+    const issuer = ctx.config.issuer;
+    const document = {
+      resource_servers: [
+        { identifier: 'https://orders.example.com', scopes: ['order:create', 'order:cancel'] },
+        { identifier: 'https://reports.example.com', scopes: ['report:view'], access_token_ttl: 99999 },
+        { identifier: `${issuer}/admin`, scopes: ['admin:read'] },
+        { identifier: 'http://clearing.example.com', scopes: ['settlement:submit'] },
+      ],
+      clients: [
+        { client_id: 'broker-1', grant_types: ['client_credentials'], scope: 'order:create' },
+        { client_id: 'broker-2', grant_types: ['client_credentials'], colour: 'blue' },
+        {
+          client_id: 'web-app',
+          redirect_uris: ['https://app.example.com/cb', 'http://app.example.com/cb'],
+        },
+        { client_id: 'broker-3', grant_types: ['client_credentials'], scope: 'Admin' },
+        { client_id: 'broker-1', grant_types: ['client_credentials'] },
+        { client_id: 'broker-4', grant_types: ['client_credentials'], scope: 'order:create position:view' },
+        {
+          client_id: 'algo-7',
+          kind: 'agent',
+          token_endpoint_auth_method: 'private_key_jwt',
+          grant_types: ['client_credentials'],
+          jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA', d: 'c2VjcmV0' }] },
+        },
+        { client_id: 'broker-5', grant_types: ['client_credentials'], owner_lei: '5493001KJTIIGC8Y1R13' },
+      ],
+      users: [],
+      frobs: {},
+    };
+    const before = await snapshot(ctx);
+    const { plan: result, problems } = await planApply(ctx, document);
+    assert.equal(result, undefined);
+    assert.deepEqual(problems.map(formatProblem), [
+      'users: is not supported by this version of Clearance yet',
+      'frobs: is not a recognised section',
+      'resource_servers[1].access_token_ttl: must be from 1 to 3600',
+      'resource_servers[3].identifier: must be https (http only for loopback hosts)',
+      'clients[1].colour: is not a recognised field',
+      'clients[2].redirect_uris[1]: must be https',
+      'clients[3].scope: "Admin" is not a business verb scope such as order:create',
+      'clients[6].jwks.keys[0]: must be a public key (has private member "d")',
+      'clients[7].owner_lei: must be a valid LEI (ISO 17442: 20 characters, check digits)',
+      'clients[4].client_id: "broker-1" is also defined at clients[0]',
+      'resource_servers[2].identifier: is reserved for Clearance itself',
+      'clients[5].scope: "position:view" is not offered by any resource server',
+    ]);
+    assert.deepEqual(await snapshot(ctx), before);
+  });
+
+  test('addresses problems in a YAML file by the same paths', async (t) => {
+    const { ctx } = await testContext({ t });
+    const text = validYaml.replace('https://ui.example.com/callback', 'http://ui.example.com/callback');
+    const parsed = parseDocument(text, 'desk.yaml');
+    const { problems } = await planApply(ctx, parsed.value);
+    assert.deepEqual(problems.map(formatProblem), ['clients[1].redirect_uris[0]: must be https']);
+  });
+
+  test('refuses a document that is not an object, unparseable, or has a duplicate key', async (t) => {
+    const { ctx } = await testContext({ t });
+    assert.deepEqual((await planApply(ctx, [])).problems.map(formatProblem), ['must be an object']);
+    assert.deepEqual((await planApply(ctx, { clients: {} })).problems.map(formatProblem), ['clients: must be an array']);
+    const badJson = parseDocument('{"clients": [', 'x.json');
+    assert.match(formatProblem(badJson.problems[0]!), /^x\.json is not valid JSON/);
+    const badYaml = parseDocument('clients:\n  - client_id: a\n   bad: [', 'x.yaml');
+    assert.match(formatProblem(badYaml.problems[0]!), /^x\.yaml is not valid YAML \(line \d+\)/);
+    const duplicate = parseDocument('clients: []\nclients: []\n', 'x.yml');
+    assert.equal(duplicate.problems.length, 1, 'a duplicate key is an error, not a silent override');
+  });
+
+  test('applies a valid YAML document, and the same document as JSON finds nothing to change', async (t) => {
+    const { ctx } = await testContext({ t });
+    assert.deepEqual(parseDocument(validYaml, 'desk.yaml').value, parseDocument(validJson, 'desk.json').value);
+
+    const first = await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    assert.deepEqual(first.changes, [
+      { kind: 'resource_server', id: 'https://orders.example.com', outcome: 'created' },
+      { kind: 'resource_server', id: 'https://clearing.example.com', outcome: 'created' },
+      { kind: 'client', id: 'broker-1', outcome: 'created' },
+      { kind: 'client', id: 'trading-ui', outcome: 'created' },
+    ]);
+    assert.deepEqual(await ctx.resourceServers.get('https://clearing.example.com'), {
+      identifier: 'https://clearing.example.com',
+      scopes: ['settlement:submit'],
+      access_token_ttl: 300,
+      require_sender_constraint: false,
+    });
+    const ui = await ctx.clients.get('trading-ui');
+    assert.equal(ui?.metadata.kind, 'app');
+    assert.equal(ui?.secretHash, null, 'a public client has no secret');
+    assert.equal((await ctx.clients.get('broker-1'))?.metadata.kind, 'service', 'kind defaults to service');
+
+    const second = await executeApply(ctx, await plan(ctx, validJson, 'desk.json'), source);
+    assert.ok(second.changes.every((c) => c.outcome === 'unchanged'), JSON.stringify(second.changes));
+  });
+
+  test('applying the same file twice reports everything unchanged and writes nothing', async (t) => {
+    const { ctx, clock } = await testContext({ t });
+    await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    const before = await snapshot(ctx);
+    clock.advance(60_000);
+    const again = await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    assert.equal(again.changes.length, 4);
+    assert.ok(again.changes.every((c) => c.outcome === 'unchanged'), JSON.stringify(again.changes));
+    assert.deepEqual(again.secrets, {});
+    assert.deepEqual(await snapshot(ctx), before, 'no updated_at moved and no generation was bumped');
+    const audited = await ctx.storage.db.selectFrom('audit_events').select('type').where('type', '=', 'config.applied').execute();
+    assert.equal(audited.length, 1, 'only the apply that changed something is audited');
+  });
+
+  test('updates only what changed, and keeps entries the file no longer lists', async (t) => {
+    const { ctx, clock } = await testContext({ t });
+    await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    const updatedAt = async () =>
+      (await ctx.storage.db.selectFrom('clients').select(['client_id', 'updated_at']).orderBy('client_id').execute()).map((row) => ({ ...row }));
+    const before = await updatedAt();
+    clock.advance(60_000);
+    const changed = `clients:
+  - client_id: broker-1
+    client_name: Broker One Ltd
+    owner_lei: 5493001KJTIIGC8Y1R12
+    token_endpoint_auth_method: client_secret_basic
+    grant_types: [client_credentials]
+    scope: order:create order:cancel
+`;
+    const result = await executeApply(ctx, await plan(ctx, changed, 'desk.yaml'), source);
+    assert.deepEqual(result.changes, [{ kind: 'client', id: 'broker-1', outcome: 'updated' }]);
+    assert.deepEqual(await updatedAt(), [
+      { client_id: 'broker-1', updated_at: clock.now() },
+      { client_id: 'trading-ui', updated_at: before[1]!.updated_at },
+    ]);
+    assert.equal((await ctx.clients.get('broker-1'))?.metadata.client_name, 'Broker One Ltd');
+    assert.ok(await ctx.resourceServers.get('https://orders.example.com'));
+  });
+
+  test('gives a client_secret_basic client a secret shown once, stored only as a hash, and kept on re-apply', async (t) => {
+    const { ctx } = await testContext({ t });
+    const first = await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    assert.deepEqual(Object.keys(first.secrets), ['broker-1']);
+    const secret = first.secrets['broker-1']!;
+    assert.ok(Buffer.from(secret, 'base64url').length >= 32, 'at least 256 bits');
+
+    const row = await ctx.storage.db.selectFrom('clients').selectAll().where('client_id', '=', 'broker-1').executeTakeFirstOrThrow();
+    assert.equal(row.secret_hash, hashClientSecret(secret));
+    assert.ok(!JSON.stringify(await snapshot(ctx)).includes(secret), 'the secret itself is nowhere in the database');
+    assert.ok(clientSecretMatches(secret, row.secret_hash!));
+    assert.ok(!clientSecretMatches(secret + 'x', row.secret_hash!));
+
+    const again = await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    assert.deepEqual(again.secrets, {}, 'not shown a second time');
+    const renamed = await executeApply(ctx, await plan(ctx, validYaml.replace('Broker One', 'Broker 1'), 'desk.yaml'), source);
+    assert.deepEqual(renamed.secrets, {}, 'an update keeps the secret');
+    assert.equal((await ctx.clients.get('broker-1'))?.secretHash, hashClientSecret(secret));
+  });
+
+  test('a change away from a client secret method drops the hash, and a change back issues a new secret', async (t) => {
+    const { ctx } = await testContext({ t });
+    const first = await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    const withKeys = validYaml.replace(
+      'token_endpoint_auth_method: client_secret_basic',
+      `token_endpoint_auth_method: tls_client_auth
+    tls_client_auth_subject_dn: CN=broker-1,O=Broker One`,
+    );
+    await executeApply(ctx, await plan(ctx, withKeys, 'desk.yaml'), source);
+    assert.equal((await ctx.clients.get('broker-1'))?.secretHash, null);
+    const back = await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
+    assert.ok(back.secrets['broker-1']);
+    assert.notEqual(back.secrets['broker-1'], first.secrets['broker-1']);
+  });
+});
+
+describe('LEI validation in apply documents', () => {
+  const client = (owner_lei: unknown) => ({ clients: [{ client_id: 'c', grant_types: ['client_credentials'], owner_lei }] });
+
+  test('accepts an LEI whose ISO 7064 check digits are right', async (t) => {
+    const { ctx } = await testContext({ t });
+    assert.deepEqual((await planApply(ctx, client('5493001KJTIIGC8Y1R12'))).problems, []);
+  });
+
+  test('refuses an LEI with a wrong check digit, a transposition, lower case or a wrong length', async (t) => {
+    const { ctx } = await testContext({ t });
+    for (const lei of ['5493001KJTIIGC8Y1R13', '5493001KJTIIGC8Y1R21', '4593001KJTIIGC8Y1R12', '5493001kjtiigc8y1r12', '5493001KJTIIGC8Y1R1', '5493001KJTIIGC8Y1R120', '5493001KJTIIGC8Y1RA2']) {
+      const { problems } = await planApply(ctx, client(lei));
+      assert.deepEqual(problems.map(formatProblem), ['clients[0].owner_lei: must be a valid LEI (ISO 17442: 20 characters, check digits)'], lei);
+    }
+  });
+});

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { resolveMasterKey } from '../src/keys/master-key.ts';
+import { createLogger } from '../src/log.ts';
+import { openContext } from '../src/server.ts';
+
+const httpsProduction = { CLEARANCE_MODE: 'production', CLEARANCE_ISSUER: 'https://auth.example.com' };
+
+/** Asserts loadConfig refuses `env` with a ConfigError whose message matches. */
+function refuses(env: NodeJS.ProcessEnv, message: RegExp): void {
+  assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && message.test(error.message), JSON.stringify(env));
+}
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'clearance-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('loadConfig', () => {
+  test('defaults to development on port 9000 with issuer http://localhost:9000 and ./data resolved', () => {
+    const config = loadConfig({});
+    assert.equal(config.mode, 'development');
+    assert.equal(config.port, 9000);
+    assert.equal(config.host, 'localhost');
+    assert.equal(config.issuer, 'http://localhost:9000');
+    assert.equal(config.dataDir, resolve('data'));
+    assert.ok(config.dataDir.startsWith('/'), 'an absolute path');
+    assert.equal(config.databaseUrl, undefined);
+    assert.equal(config.masterKey, undefined);
+    assert.equal(config.logLevel, 'info');
+    assert.equal(config.bodyLimit, 65536);
+    assert.equal(config.signingAlg, 'ES256');
+    assert.equal(config.keyOverlapSeconds, 600);
+  });
+
+  test('derives the default issuer from PORT, and resolves a relative data directory', () => {
+    const config = loadConfig({ PORT: '8080', CLEARANCE_DATA_DIR: 'var/clearance' });
+    assert.equal(config.issuer, 'http://localhost:8080');
+    assert.equal(config.dataDir, resolve('var/clearance'));
+  });
+
+  test('treats an empty DATABASE_URL as unset', () => {
+    assert.equal(loadConfig({ DATABASE_URL: '' }).databaseUrl, undefined);
+    assert.equal(loadConfig({ DATABASE_URL: 'postgres://db/x' }).databaseUrl, 'postgres://db/x');
+  });
+
+  test('requires an https issuer in production mode', () => {
+    refuses({ CLEARANCE_MODE: 'production', CLEARANCE_ISSUER: 'http://auth.example.com' }, /CLEARANCE_ISSUER must use https/);
+    refuses({ CLEARANCE_MODE: 'production' }, /CLEARANCE_ISSUER must use https/);
+    refuses({ NODE_ENV: 'production' }, /CLEARANCE_ISSUER must use https/);
+    const config = loadConfig(httpsProduction);
+    assert.equal(config.mode, 'production');
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.issuer, 'https://auth.example.com');
+  });
+
+  test('lets CLEARANCE_MODE=development override NODE_ENV=production', () => {
+    assert.equal(loadConfig({ NODE_ENV: 'production', CLEARANCE_MODE: 'development' }).mode, 'development');
+  });
+
+  test('refuses an unknown mode', () => {
+    refuses({ CLEARANCE_MODE: 'staging' }, /CLEARANCE_MODE must be "development" or "production", not "staging"/);
+  });
+
+  test('refuses an issuer with a query or a fragment, or that is not an absolute URL', () => {
+    for (const issuer of ['https://auth.example.com?tenant=a', 'https://auth.example.com/?', 'https://auth.example.com#x', 'https://auth.example.com/#']) {
+      refuses({ CLEARANCE_ISSUER: issuer }, /CLEARANCE_ISSUER must not have a query or fragment/);
+    }
+    for (const issuer of ['auth.example.com', '/tenant', '']) {
+      refuses({ CLEARANCE_ISSUER: issuer }, /CLEARANCE_ISSUER must be an absolute URL/);
+    }
+    refuses({ CLEARANCE_ISSUER: 'ftp://auth.example.com' }, /https/);
+  });
+
+  test('drops a trailing slash from the issuer and keeps its path', () => {
+    assert.equal(loadConfig({ CLEARANCE_ISSUER: 'https://auth.example.com/' }).issuer, 'https://auth.example.com');
+    assert.equal(loadConfig({ CLEARANCE_ISSUER: 'https://example.com/tenant/' }).issuer, 'https://example.com/tenant');
+  });
+
+  test('reads a master key given as 64 hex digits or as base64', () => {
+    const key = randomBytes(32);
+    assert.deepEqual(loadConfig({ CLEARANCE_MASTER_KEY: key.toString('hex') }).masterKey, key);
+    assert.deepEqual(loadConfig({ CLEARANCE_MASTER_KEY: key.toString('hex').toUpperCase() }).masterKey, key);
+    assert.deepEqual(loadConfig({ CLEARANCE_MASTER_KEY: key.toString('base64') }).masterKey, key);
+    assert.deepEqual(loadConfig({ CLEARANCE_MASTER_KEY: key.toString('base64url') }).masterKey, key);
+  });
+
+  test('refuses a master key that is not 32 bytes, without echoing it', () => {
+    for (const raw of [randomBytes(31).toString('hex'), randomBytes(33).toString('base64'), 'password', randomBytes(32).toString('hex') + 'ab']) {
+      assert.throws(
+        () => loadConfig({ CLEARANCE_MASTER_KEY: raw }),
+        (error: unknown) => error instanceof ConfigError && /CLEARANCE_MASTER_KEY must be 32 bytes/.test(error.message) && !error.message.includes(raw),
+      );
+    }
+  });
+
+  test('refuses a bad PORT, naming it', () => {
+    for (const port of ['abc', '-1', '65536', '80.5', '0x50', '1e3', ' 80', '+80']) {
+      refuses({ PORT: port }, /^PORT must be an integer from 0 to 65535/);
+    }
+    assert.equal(loadConfig({ PORT: '' }).port, 9000, 'empty means unset');
+  });
+
+  test('accepts PORT=0 (the OS picks) only with an explicit issuer, which cannot be derived from it', () => {
+    refuses({ PORT: '0' }, /CLEARANCE_ISSUER must be set when PORT is 0/);
+    const config = loadConfig({ PORT: '0', CLEARANCE_ISSUER: 'http://127.0.0.1:9999' });
+    assert.equal(config.port, 0);
+    assert.equal(config.issuer, 'http://127.0.0.1:9999');
+  });
+
+  test('refuses an unknown signing algorithm and out-of-range limits', () => {
+    for (const alg of ['RS256', 'HS256', 'none', 'es256']) refuses({ CLEARANCE_SIGNING_ALG: alg }, /CLEARANCE_SIGNING_ALG must be one of ES256, EdDSA, PS256/);
+    assert.equal(loadConfig({ CLEARANCE_SIGNING_ALG: 'PS256' }).signingAlg, 'PS256');
+    refuses({ CLEARANCE_BODY_LIMIT: '100' }, /^CLEARANCE_BODY_LIMIT must be an integer/);
+    refuses({ CLEARANCE_KEY_OVERLAP: '-1' }, /^CLEARANCE_KEY_OVERLAP must be an integer/);
+  });
+});
+
+describe('the master key', () => {
+  test('is required in production: resolveMasterKey and openContext refuse without it, writing nothing', async (t) => {
+    const dir = tempDir(t);
+    const config = loadConfig({ ...httpsProduction, CLEARANCE_DATA_DIR: join(dir, 'data') });
+    assert.throws(() => resolveMasterKey(config), (error: unknown) => error instanceof ConfigError && /CLEARANCE_MASTER_KEY is required/.test(error.message));
+    await assert.rejects(openContext(config, { log: createLogger('silent') }), ConfigError);
+    assert.ok(!existsSync(join(dir, 'data')), 'no data directory, database or key file was created');
+  });
+
+  test('comes from the environment in production, without a warning', (t) => {
+    const key = randomBytes(32);
+    const config = loadConfig({ ...httpsProduction, CLEARANCE_DATA_DIR: tempDir(t), CLEARANCE_MASTER_KEY: key.toString('base64') });
+    assert.deepEqual(resolveMasterKey(config), { key, source: 'environment' });
+  });
+
+  test('is generated once into the data directory in development, readable by the owner only, with a warning', (t) => {
+    const dir = join(tempDir(t), 'data');
+    const config = loadConfig({ CLEARANCE_DATA_DIR: dir });
+    const first = resolveMasterKey(config);
+    assert.equal(first.source, 'development-file');
+    assert.equal(first.key.length, 32);
+    assert.match(first.warning ?? '', /development master key/);
+    assert.equal(statSync(join(dir, 'master.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(dir).mode & 0o077, 0, 'the data directory is private');
+    assert.deepEqual(resolveMasterKey(config).key, first.key, 'the next start reads the same key');
+    assert.deepEqual(readdirSync(dir), ['master.key']);
+  });
+
+  test('refuses a development key file that does not hold 32 bytes', (t) => {
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'master.key'), 'abcd\n');
+    assert.throws(() => resolveMasterKey(loadConfig({ CLEARANCE_DATA_DIR: dir })), /does not hold a 32-byte hex key/);
+  });
+});
