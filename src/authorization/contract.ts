@@ -1,0 +1,70 @@
+/**
+ * The contract between the authorization protocol (src/authorization, src/endpoints/authorize,
+ * par, token grants) and the people side (src/identity, src/ui, src/endpoints/interaction).
+ *
+ * Flow (one "interaction" per authorization request that needs a person):
+ *   GET|POST /authorize (or with a PAR request_uri)
+ *     → the request is validated (client, redirect_uri first: errors before that never redirect)
+ *     → an Interaction is stored, and the browser is sent (303) to /interaction/{id}
+ *   GET /interaction/{id}  (people side) shows, as `nextStep(...)` says:
+ *     login  → POST /interaction/{id}/login   verifies the user, starts or refreshes the session
+ *     consent→ POST /interaction/{id}/consent records approve or deny through `decideConsent`
+ *   each POST answers 303 to /authorize/resume/{id}
+ *   GET /authorize/resume/{id} (protocol side) re-evaluates: needs login? consent? else issues the
+ *     code and redirects (303) to the client with code, state and iss (RFC 9207); a denial
+ *     redirects with error=access_denied.
+ */
+
+/** A person's authentication as the session records it (OIDC Core §2 auth_time, acr, amr). */
+export interface Authentication {
+  userId: string;
+  sessionId: string;
+  /** Seconds since the epoch. */
+  authTime: number;
+  acr: string;
+  amr: string[];
+}
+
+/** What a person is asked to approve, in the words the consent page shows. */
+export interface ConsentRequest {
+  clientId: string;
+  clientName: string;
+  /** Per resource server: its name and the scopes requested for it. */
+  resources: { identifier: string; name: string; scopes: string[] }[];
+  /** RFC 9396 authorization_details as requested (validated against their registered types). */
+  authorizationDetails: unknown[];
+  /** One plain-language sentence per scope and per authorization_details entry. */
+  lines: string[];
+}
+
+export type NextStep =
+  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr' }
+  | { step: 'consent'; consent: ConsentRequest }
+  | { step: 'done' };
+
+/** A pending authorization request waiting for a person. */
+export interface Interaction {
+  id: string;
+  clientId: string;
+  /** Seconds since the epoch after which the interaction is gone. */
+  expiresAt: number;
+  /** Set once the person has logged in during this interaction. */
+  authentication?: Authentication;
+}
+
+/*
+ * Who provides what (each side implements its half; neither reaches into the other's tables):
+ *
+ * Protocol side — src/authorization/interactions.ts:
+ *   loadInteraction(ctx, id): Promise<Interaction | undefined>        // undefined: unknown or expired
+ *   nextStep(ctx, id, session: Authentication | undefined): Promise<NextStep>
+ *   recordAuthentication(ctx, id, auth: Authentication): Promise<void> // after a successful login
+ *   decideConsent(ctx, id, auth: Authentication, approved: boolean): Promise<void>
+ *
+ * People side — src/identity/sessions.ts and src/identity/users.ts:
+ *   readSession(ctx, cookieHeader: string | undefined): Promise<Authentication | undefined>
+ *       // the valid (not idle- or absolutely-expired, not logged out) session of the cookie
+ *   endSession(ctx, sessionId): Promise<void>                          // RP-initiated logout
+ *   findUser(ctx, userId): Promise<User | undefined>                    // claims for ID token / userinfo
+ *   sessionCookieName = 'clearance_session'
+ */
