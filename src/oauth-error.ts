@@ -28,8 +28,21 @@ export class OAuthError extends Error {
   toJSON(): { error: string; error_description?: string } {
     return this.description === undefined
       ? { error: this.error }
-      : { error: this.error, error_description: this.description };
+      : { error: this.error, error_description: publicDescription(this.description) };
   }
+}
+
+/** Longest error_description sent; a description may quote what the caller sent, which can be huge. */
+const maxDescriptionLength = 1000;
+
+/**
+ * RFC 6749 §5.2: error_description MUST NOT include characters outside %x20-21 / %x23-5B / %x5D-7E.
+ * Descriptions that quote caller input (a scope, a grant_type, a path) are made to fit: `"` becomes
+ * `'`, anything else outside the set `?`; and they are kept short.
+ */
+function publicDescription(text: string): string {
+  const safe = text.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/gu, '?');
+  return safe.length > maxDescriptionLength ? `${safe.slice(0, maxDescriptionLength - 3)}...` : safe;
 }
 
 const statusByError: Record<string, number> = {

@@ -12,7 +12,7 @@ export const registration: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/register`;
     app.post(base, async (request, reply) => {
-      const response = await registerClient(ctx, bearer(request), request.body);
+      const response = await registerClient(ctx, bearer(request), jsonBody(request));
       return reply.code(201).header('cache-control', 'no-store').send(response);
     });
     app.get<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
@@ -21,7 +21,7 @@ export const registration: Endpoint = {
     app.put<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
       reply
         .header('cache-control', 'no-store')
-        .send(await updateRegistration(ctx, request.params.id, bearer(request), request.body)),
+        .send(await updateRegistration(ctx, request.params.id, bearer(request), jsonBody(request))),
     );
     app.delete<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) => {
       await deleteRegistration(ctx, request.params.id, bearer(request));
@@ -30,6 +30,15 @@ export const registration: Endpoint = {
   },
   metadata: (ctx) => ({ registration_endpoint: `${ctx.config.issuer}/register` }),
 };
+
+/**
+ * RFC 7591 §3.1 / RFC 7592 §2.2: client metadata is sent as application/json. The app parses form
+ * bodies for the OAuth endpoints; here one would otherwise read as empty metadata.
+ */
+function jsonBody(request: FastifyRequest): unknown {
+  if (request.form) throw new OAuthError('invalid_request', 'client metadata must be sent as application/json', { status: 415 });
+  return request.body;
+}
 
 function bearer(request: FastifyRequest): string {
   const match = request.headers.authorization?.match(/^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i);
