@@ -1,8 +1,9 @@
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Kysely } from 'kysely';
 import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
 import type { Clock } from '../clock.ts';
+import type { AuditLog } from '../audit/events.ts';
 import type { Database } from '../storage/schema.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
 import { masterKeyId, open, seal } from './sealed-box.ts';
@@ -32,6 +33,7 @@ interface LoadedKey {
   alg: SigningAlg;
   publicJwk: JWK;
   privateKey: KeyObject;
+  publicKey: KeyObject;
   createdAt: number;
   activatesAt: number;
   retiredAt: number | null;
@@ -49,11 +51,14 @@ export class KeyStore {
   readonly #masterKey: Buffer;
   readonly #clock: Clock;
   readonly #cache: GenerationCache<LoadedKey[]>;
+  readonly #audit: AuditLog | undefined;
 
-  constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock) {
+  /** `audit` receives key.created, key.rotated and key.retired events. */
+  constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock, audit?: AuditLog) {
     this.#db = db;
     this.#masterKey = masterKey;
     this.#clock = clock;
+    this.#audit = audit;
     this.#cache = new GenerationCache(db, 'keys', () => this.#loadAll(), clock);
   }
 
@@ -61,7 +66,9 @@ export class KeyStore {
   async ensureSigningKey(alg: SigningAlg): Promise<void> {
     const keys = await this.#cache.get();
     if (keys.some((k) => k.retiredAt === null)) return;
-    await this.#create(alg, this.#clock.now());
+    const activatesAt = this.#clock.now();
+    const kid = await this.#create(alg, activatesAt);
+    await this.#audit?.record({ type: 'key.created', subject: kid, details: { kid, alg, activatesAt } });
   }
 
   /**
@@ -69,7 +76,11 @@ export class KeyStore {
    * verifier's JWKS cache has it before the first token it signs.
    */
   async rotate(alg: SigningAlg, overlapSeconds: number): Promise<KeyInfo> {
-    const kid = await this.#create(alg, this.#clock.now() + overlapSeconds * 1000);
+    // Strictly after every existing key, so "the newest activated key signs" never ties.
+    const latest = Math.max(-Infinity, ...(await this.#cache.get()).map((k) => k.activatesAt));
+    const activatesAt = Math.max(this.#clock.now() + overlapSeconds * 1000, latest + 1);
+    const kid = await this.#create(alg, activatesAt);
+    await this.#audit?.record({ type: 'key.rotated', subject: kid, details: { kid, alg, activatesAt, overlapSeconds } });
     const info = (await this.list()).find((k) => k.kid === kid);
     if (!info) throw new KeyError('the new key was not stored');
     return info;
@@ -95,6 +106,7 @@ export class KeyStore {
       await bumpGeneration(trx, 'keys');
     });
     this.#cache.invalidate();
+    await this.#audit?.record({ type: 'key.retired', subject: kid, details: { kid, alg: info.alg } });
     return { ...info, state: 'retired', retiredAt: this.#clock.now() };
   }
 
@@ -122,11 +134,29 @@ export class KeyStore {
     return { keys: keys.filter((k) => k.retiredAt === null).map((k) => k.publicJwk) };
   }
 
+  /**
+   * The public JWKs of every key published at some time in [from, to] (ms), retired ones
+   * included: what a verifier could have used then (audit evidence bundles carry it).
+   */
+  async jwksInForce(from: number, to: number): Promise<{ keys: JWK[] }> {
+    const keys = await this.#cache.get();
+    return { keys: keys.filter((k) => k.createdAt <= to && (k.retiredAt === null || k.retiredAt >= from)).map((k) => k.publicJwk) };
+  }
+
   /** Signs a JWT with the current signing key; `typ` and other header fields come from the caller. */
   async signJwt(header: { typ: string } & Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
     const key = this.#signingKeyOf(await this.#cache.get());
     if (!key) throw new KeyError('no signing key is active');
     return signCompact(key.alg, key.privateKey, { ...header, kid: key.kid }, payload);
+  }
+
+  /**
+   * The public key for a `kid` this server published and has not retired, with the one algorithm
+   * it signs with (RFC 8725 §3.1: the algorithm comes from the key, never from the token).
+   */
+  async verificationKey(kid: string): Promise<{ alg: SigningAlg; key: KeyObject } | undefined> {
+    const found = (await this.#cache.get()).find((k) => k.kid === kid && k.retiredAt === null);
+    return found && { alg: found.alg, key: found.publicKey };
   }
 
   /** Forgets cached keys so the next call reads the database (after a change by another process). */
@@ -181,11 +211,13 @@ export class KeyStore {
         );
       }
       const der = open(this.#masterKey, row.private_key, `signing_keys:${row.kid}`);
+      const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
       return {
         kid: row.kid,
         alg: row.alg as SigningAlg,
         publicJwk: JSON.parse(row.public_jwk) as JWK,
-        privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
+        privateKey,
+        publicKey: createPublicKey(privateKey),
         createdAt: row.created_at,
         activatesAt: row.activates_at,
         retiredAt: row.retired_at,

@@ -42,7 +42,7 @@ export async function freePort(): Promise<number> {
 export async function startTestServer(options: { t?: Pick<TestContext, 'after'>; env?: NodeJS.ProcessEnv; logLevel?: string } = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-test-server-'));
   const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${options.env?.CLEARANCE_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}`;
   const config = loadConfig({
     PORT: String(port),
     HOST: '127.0.0.1',
