@@ -3,12 +3,16 @@
  * BENCH_SECONDS sets the load duration of HTTP scenarios (default 10).
  */
 import { m2mPrivateKeyJwt } from './m2m.ts';
+import { auditAppend, auditVerify } from './audit.ts';
 import type { BenchLine } from './harness.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
+  // AUDIT_BENCH_SECONDS, AUDIT_BENCH_CONCURRENCY, AUDIT_VERIFY_EVENTS: see bench/audit.ts.
+  'audit-append-sqlite': () => auditAppend(Number(process.env.AUDIT_BENCH_SECONDS ?? seconds), Number(process.env.AUDIT_BENCH_CONCURRENCY ?? 1000)),
+  'audit-verify-1m': () => auditVerify(Number(process.env.AUDIT_VERIFY_EVENTS ?? 1_000_000)),
 };
 
 const wanted = process.argv.slice(2);

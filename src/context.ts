@@ -7,6 +7,7 @@ import type { ClientStore } from './clients/store.ts';
 import type { KeyStore } from './keys/keystore.ts';
 import type { ResourceServerStore } from './resource-servers/store.ts';
 import type { Storage } from './storage/database.ts';
+import type { Identity } from './identity/index.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -21,4 +22,6 @@ export interface Context {
   audit: AuditLog;
   /** Client authentication's dependencies: client registry, assertion replay cache, failure throttle. */
   clientAuthentication: AuthDeps;
+  /** The people side (src/identity): login throttle, lockout and session policy. */
+  identity: Identity;
 }

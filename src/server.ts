@@ -16,6 +16,7 @@ import { ClientStore } from './clients/store.ts';
 import { MemoryAuthFailureThrottle } from './clients/authentication/throttle.ts';
 import { DatabaseReplayCache } from './tokens/replay-cache.ts';
 import { GroupCommit } from './storage/group-commit.ts';
+import { createIdentity } from './identity/index.ts';
 
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
@@ -29,10 +30,12 @@ export async function openContext(
   const storage = options.storage ?? openStorage(storageOptionsFor(config));
   try {
     await migrate(storage);
-    const keys = new KeyStore(storage.db, master.key, clock);
+    const writer = new GroupCommit(storage.db);
+    // Audit events share the group-commit transaction with the other small writes of a burst.
+    const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer });
+    const keys = new KeyStore(storage.db, master.key, clock, audit);
     await keys.ensureSigningKey(config.signingAlg);
     const clients = new ClientStore(storage.db, clock);
-    const writer = new GroupCommit(storage.db);
     const ctx: Context = {
       config,
       storage,
@@ -41,7 +44,7 @@ export async function openContext(
       log,
       clients,
       resourceServers: new ResourceServerStore(storage.db, clock),
-      audit: new AuditRecorder(storage.db, { clock, node: nodeId }),
+      audit,
       clientAuthentication: {
         clients,
         replay: new DatabaseReplayCache(storage.db, clock, { writer }),
@@ -49,6 +52,7 @@ export async function openContext(
         clock,
         throttle: new MemoryAuthFailureThrottle(clock),
       },
+      identity: createIdentity(clock),
     };
     await seedBuiltins(ctx);
     return ctx;
@@ -77,7 +81,12 @@ export async function startServer(config: Config, options: { log?: Logger; clock
     await ctx.storage.close();
   });
   const address = await app.listen({ host: config.host, port: config.port });
-  audit = await startAuditService(ctx, resolveMasterKey(config).key);
+  try {
+    audit = await startAuditService(ctx, resolveMasterKey(config).key);
+  } catch (error) {
+    await app.close(); // no audit sealing, no server
+    throw error;
+  }
   ctx.log.info(
     { issuer: config.issuer, mode: config.mode, storage: ctx.storage.location, address },
     'clearance is listening',

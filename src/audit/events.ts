@@ -17,6 +17,21 @@ export const auditEventTypes = [
   'key.retired',
   'config.applied',
   'audit.pruned',
+  'audit.exported',
+  // Authorization code flow (src/authorization, src/grants/authorization-code.ts, refresh-token.ts).
+  'code.issued',
+  'code.redeemed',
+  'code.reused',
+  'consent.granted',
+  'consent.denied',
+  'consent.revoked',
+  'refresh.rotated',
+  'refresh.reused',
+  // People (src/identity): password logins, lockouts, logout.
+  'user.login_succeeded',
+  'user.login_failed',
+  'user.locked',
+  'user.logged_out',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];
@@ -39,6 +54,21 @@ export interface AuditEvent {
   decision?: { allow: boolean; reasons: string[]; policyVersion?: string };
   /** Event-specific facts (e.g. jti, auth method, source address). */
   details?: Record<string, unknown>;
+}
+
+/**
+ * An event as stored and hashed: what the component recorded plus what the log adds. Its RFC 8785
+ * canonical JSON is the Merkle leaf (leaf hash = SHA-256(0x00 || canonical JSON), RFC 9162 §2.1.1).
+ */
+export interface StoredAuditEvent extends AuditEvent {
+  /** Format version of the stored event. */
+  v: 1;
+  /** Unique event id (UUID). */
+  id: string;
+  /** When it was recorded, epoch ms. */
+  time: number;
+  /** The node that recorded it (host:pid). */
+  node: string;
 }
 
 /** The one recording API every component uses. */

@@ -8,6 +8,7 @@ import { applyCommand, applyHelp } from './commands/apply.ts';
 import { keysCommand, keysHelp } from './commands/keys.ts';
 import { initCommand, initHelp } from './commands/init.ts';
 import { clientsCommand, clientsHelp } from './commands/clients.ts';
+import { auditCommand, auditHelp } from './commands/audit.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -23,6 +24,9 @@ Commands:
                         manage signing keys (see: clearance keys --help)
   apply -f FILE         import clients and resource servers from a JSON or YAML document
                         (see: clearance apply --help)
+  audit verify|export|verify-bundle|proof|prune|key|seal
+                        verify the tamper-evident audit log, export and verify evidence bundles
+                        (see: clearance audit --help)
   help [COMMAND]        show help
 
 Environment (the server and the CLI read the same):
@@ -54,6 +58,7 @@ const helps: Record<string, string> = {
   clients: clientsHelp,
   keys: keysHelp,
   apply: applyHelp,
+  audit: auditHelp,
 };
 
 /** Runs one CLI invocation and returns its exit code. */
@@ -75,6 +80,22 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         scope: { type: 'string' },
         uses: { type: 'string' },
         ttl: { type: 'string' },
+        // audit
+        output: { type: 'string', short: 'o' },
+        key: { type: 'string' },
+        checkpoint: { type: 'string' },
+        event: { type: 'string' },
+        'tree-size': { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        retention: { type: 'string' },
+        txn: { type: 'string' },
+        subject: { type: 'string' },
+        client: { type: 'string' },
+        type: { type: 'string' },
+        decision: { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
       },
     });
   } catch (error) {
@@ -140,6 +161,28 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         return exit.usage;
       }
       return withContext(config, output, (ctx) => applyCommand(ctx, values.file!, values['dry-run'] ?? false, output));
+    case 'audit': {
+      const { txn, subject, client, type, decision, since, until } = values;
+      return auditCommand(
+        {
+          action: rest[0],
+          file: rest[1],
+          json: values.json,
+          key: values.key,
+          checkpoint: values.checkpoint,
+          output: values.output,
+          event: values.event,
+          treeSize: values['tree-size'],
+          from: values.from,
+          to: values.to,
+          retention: values.retention,
+          dryRun: values['dry-run'],
+          query: { txn, subject, client, type, decision, since, until },
+        },
+        output,
+        (run) => withContext(config, output, run),
+      );
+    }
   }
   return exit.usage;
 }

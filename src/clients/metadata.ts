@@ -49,6 +49,8 @@ export interface ClientMetadata {
   scope?: string;
   redirect_uris?: string[];
   post_logout_redirect_uris?: string[];
+  /** RFC 9126 §6: this client's authorization requests must come through PAR. */
+  require_pushed_authorization_requests?: boolean;
   tls_client_auth_subject_dn?: string;
   tls_client_auth_san_dns?: string;
   tls_client_auth_san_uri?: string;
@@ -70,6 +72,7 @@ const fields = [
   'scope',
   'redirect_uris',
   'post_logout_redirect_uris',
+  'require_pushed_authorization_requests',
   ...tlsSubjectFields,
 ] as const;
 
@@ -120,6 +123,7 @@ export function readClientMetadata(v: Validator, path: string, input: unknown): 
     post_logout_redirect_uris: optional('post_logout_redirect_uris', (p, x) =>
       v.array(p, x, (q, u) => readUri(v, q, u, { redirect: true }), { unique: true }),
     ),
+    require_pushed_authorization_requests: optional('require_pushed_authorization_requests', (p, x) => v.boolean(p, x)),
   };
   for (const field of tlsSubjectFields) {
     metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
@@ -154,6 +158,10 @@ function checkCoherence(v: Validator, path: string, m: ClientMetadata): void {
   }
   if (m.grant_types.includes('authorization_code') && !m.redirect_uris?.length) {
     v.fail(at('redirect_uris'), 'at least one is required for the authorization_code grant');
+  }
+  // PAR requires client authentication (RFC 9126 §2), which a public client cannot do here.
+  if (m.require_pushed_authorization_requests && m.token_endpoint_auth_method === 'none') {
+    v.fail(at('require_pushed_authorization_requests'), 'needs client authentication at the PAR endpoint; a public client cannot use it');
   }
   if (m.token_endpoint_auth_method === 'none' && m.grant_types.includes('client_credentials')) {
     v.fail(at('grant_types'), 'client_credentials needs client authentication; a public client cannot use it');

@@ -35,5 +35,11 @@ export interface Grant {
   parameters: readonly string[];
   /** Parameters that may be sent more than once (RFC 8707 `resource`, RFC 8693 `audience`). */
   repeatable?: readonly string[];
+  /**
+   * Accept public clients (token_endpoint_auth_method none, identified by client_id alone): only
+   * grants whose proof does not rest on client authentication (a PKCE-bound code, a rotating
+   * refresh token) set this.
+   */
+  allowPublic?: boolean;
   handle(request: GrantRequest, ctx: Context): Promise<GrantResult>;
 }

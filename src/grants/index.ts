@@ -1,8 +1,10 @@
 import { clientCredentials } from './client-credentials.ts';
+import { authorizationCode } from './authorization-code.ts';
+import { refreshToken } from './refresh-token.ts';
 import type { Grant } from './grant.ts';
 
 /** Every grant the token endpoint dispatches to. */
-export const grants: readonly Grant[] = [clientCredentials];
+export const grants: readonly Grant[] = [clientCredentials, authorizationCode, refreshToken];
 
 export function findGrant(grantType: string): Grant | undefined {
   return grants.find((g) => g.grantType === grantType);

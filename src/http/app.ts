@@ -11,6 +11,15 @@ import { introspection } from '../endpoints/introspect/index.ts';
 import { revocation } from '../endpoints/revoke/index.ts';
 import { registration } from '../endpoints/register/index.ts';
 import { admin } from '../endpoints/admin/index.ts';
+import { audit } from '../endpoints/audit/index.ts';
+import { adminUsers } from '../endpoints/admin/users.ts';
+import { assets } from '../endpoints/assets/index.ts';
+import { interaction } from '../endpoints/interaction/index.ts';
+import { authorization } from '../endpoints/authorize/index.ts';
+import { pushedAuthorization } from '../endpoints/par/index.ts';
+import { userinfo } from '../endpoints/userinfo/index.ts';
+import { logout } from '../endpoints/logout/index.ts';
+import { adminGrants } from '../endpoints/grants/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -26,10 +35,13 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants];
 
-/** Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server. */
-export function buildApp(ctx: Context): FastifyInstance {
+/**
+ * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.
+ * Tests may pass another endpoint list (e.g. with a test double in place of one endpoint).
+ */
+export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints): FastifyInstance {
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
     genReqId: () => randomUUID(),
@@ -38,6 +50,14 @@ export function buildApp(ctx: Context): FastifyInstance {
     // registered OAuth error JSON with our headers (fastify's own 503 body would bypass both).
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Malformed URLs and over-long path parameters fail in the router, before any hook: answer
+    // them through the one serializer too (registered error JSON, no-store, security headers).
+    frameworkErrors: (error, _request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode ?? 400;
+      const oauth = new OAuthError('invalid_request', status === 414 ? 'a path segment is too long' : 'the request URL is malformed', { status });
+      void securityHeaders(reply.request, reply, undefined);
+      sendError(reply, oauth);
+    },
     // X-Forwarded-For is believed only from the configured proxies.
     trustProxy: ctx.config.trustedProxies.length > 0 ? ctx.config.trustedProxies : false,
     ...(ctx.config.tls ? { https: tlsOptions(ctx.config.tls) } : {}),
@@ -73,7 +93,7 @@ export function buildApp(ctx: Context): FastifyInstance {
   );
 
   const metadata: Record<string, unknown> = {};
-  for (const endpoint of endpoints) {
+  for (const endpoint of routes) {
     endpoint.register(app, ctx);
     Object.assign(metadata, endpoint.metadata?.(ctx));
   }

@@ -6,9 +6,11 @@ import type { GenerationTables } from './generations.ts';
 import type { RevocationTables } from '../tokens/revocation.ts';
 import type { RegistrationTables } from '../clients/registration/tables.ts';
 import type { ReplayTables } from '../tokens/tables.ts';
+import type { IdentityTables } from '../identity/tables.ts';
+import type { AuthorizationTables } from '../authorization/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables {}

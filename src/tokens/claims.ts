@@ -21,6 +21,8 @@ export interface AccessTokenClaims {
   act?: Record<string, unknown>;
   txn?: string;
   mandate?: { id: string; v: number };
+  /** The consent grant a person's token was issued under (src/authorization/consent.ts); revoking it makes the token inactive. */
+  grant_id?: string;
   auth_time?: number;
   acr?: string;
   amr?: string[];

@@ -339,3 +339,25 @@ describe('closing', () => {
     await Promise.race([closing, timeout]);
   });
 });
+
+describe('URLs the router cannot take', () => {
+  test('a malformed URL or an over-long path parameter is a registered JSON error with the security headers', async (t) => {
+    const { ctx } = await testContext({ t });
+    const app = buildApp(ctx);
+    t.after(() => app.close());
+    for (const [url, status] of [
+      ['/token%', 400],
+      ['/%E0%A4%A', 400],
+      [`/admin/clients/${'a'.repeat(150)}`, 414],
+      [`/interaction/${'b'.repeat(150)}`, 414],
+    ] as const) {
+      const response = await app.inject({ method: 'GET', url });
+      assert.equal(response.statusCode, status, url);
+      assert.equal(response.json().error, 'invalid_request');
+      assert.equal(response.headers['cache-control'], 'no-store');
+      assert.match(String(response.headers['content-security-policy']), /frame-ancestors 'none'/);
+      assert.equal(response.headers['x-content-type-options'], 'nosniff');
+      assert.doesNotMatch(response.body, /FST_ERR/);
+    }
+  });
+});

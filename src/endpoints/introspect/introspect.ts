@@ -2,6 +2,7 @@ import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
 import { RevocationList } from '../../tokens/revocation.ts';
+import { isGrantActive } from '../../authorization/consent.ts';
 
 export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
 
@@ -17,6 +18,8 @@ export async function introspect(ctx: Context, callerId: string, token: string):
   const claims = verified.claims;
   if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) return inactive;
   if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return inactive;
+  // A person's token dies with its consent grant (revoked by the person, an admin, or reuse detection).
+  if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) return inactive;
   return {
     active: true,
     ...claims,

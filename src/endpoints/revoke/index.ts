@@ -5,6 +5,7 @@ import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../ht
 import { OAuthError } from '../../oauth-error.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
 import { RevocationList } from '../../tokens/revocation.ts';
+import { findRefreshToken, revokeFamily } from '../../tokens/refresh-tokens.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -12,7 +13,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 1. the body is a form with `token`, no parameter repeated (§2.1);
  * 2. the caller authenticates as a client (§2.1);
  * 3. a valid access token issued to the caller is recorded as revoked until it expires, and
- *    introspection reports it inactive from then on;
+ *    introspection reports it inactive from then on; a refresh token issued to the caller is
+ *    revoked with its whole rotation family;
  * 4. the answer is 200 with an empty body whether or not anything was revoked (§2.2): an invalid
  *    token, or another client's, learns the caller nothing.
  */
@@ -29,7 +31,7 @@ export const revocation: Endpoint = {
       const token = params.get('token');
       if (!token) throw new OAuthError('invalid_request', 'token is required');
       const hint = params.get('token_type_hint');
-      // RFC 7009 §2.2.1: only access tokens are revocable here so far; say so for an explicit other hint.
+      // RFC 7009 §2.2.1: access and refresh tokens are revocable; say so for an explicit other hint.
       if (hint !== undefined && hint !== 'access_token' && hint !== 'refresh_token') {
         throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
       }
@@ -46,6 +48,20 @@ export const revocation: Endpoint = {
           audience: claims.aud,
           details: { jti: claims.jti, reason: 'revoked by client' },
         });
+      } else if (!verified.ok) {
+        // RFC 7009 §2: refresh tokens MUST be revocable; revoking one ends its rotation family.
+        const refresh = await findRefreshToken(ctx, token);
+        if (refresh && refresh.clientId === callerId && refresh.state !== 'revoked') {
+          await revokeFamily(ctx, refresh.familyId);
+          await ctx.audit.record({
+            type: 'token.revoked',
+            requestId: request.id,
+            actor: callerId,
+            subject: refresh.userId,
+            client: callerId,
+            details: { refresh_id: refresh.id, family_id: refresh.familyId, grant_id: refresh.grantId, reason: 'revoked by client' },
+          });
+        }
       }
       return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).code(200).send();
     });

@@ -4,6 +4,8 @@ import * as audit from './0002_audit.ts';
 import * as replay from './0003_replay.ts';
 import * as tokenRevocation from './0004_token_revocation.ts';
 import * as registration from './0005_registration.ts';
+import * as people from './0006_people.ts';
+import * as authorization from './0007_authorization.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -12,4 +14,6 @@ export const migrations: Record<string, Migration> = {
   '0003_replay': replay,
   '0004_token_revocation': tokenRevocation,
   '0005_registration': registration,
+  '0006_people': people,
+  '0007_authorization': authorization,
 };

@@ -1,0 +1,148 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { Clock } from '../clock.ts';
+import { masterKeyId, open, seal } from '../keys/sealed-box.ts';
+import type { Database } from '../storage/schema.ts';
+import { isPostgres } from './dialect.ts';
+
+/** An audit signing key: Ed25519, identified by the SHA-256 fingerprint of its SPKI encoding. */
+export interface AuditPublicKey {
+  keyId: string;
+  /** The log identity (checkpoint origin) fixed when the first key was created. */
+  origin: string;
+  publicKey: KeyObject;
+}
+
+export interface AuditSigningKey extends AuditPublicKey {
+  privateKey: KeyObject;
+}
+
+export class AuditKeyError extends Error {
+  override name = 'AuditKeyError';
+}
+
+/** Hex SHA-256 of the SPKI DER encoding: the key id, and what auditors pin. */
+export function auditKeyFingerprint(publicKey: KeyObject): string {
+  return createHash('sha256').update(publicKey.export({ format: 'der', type: 'spki' })).digest('hex');
+}
+
+/** The checkpoint origin for an issuer: its host and path, then `/audit` (one line, no scheme). */
+export function auditOrigin(issuer: string): string {
+  const url = new URL(issuer);
+  return `${url.host}${url.pathname.replace(/\/+$/, '')}/audit`;
+}
+
+/** Parses a PEM or base64 SPKI Ed25519 public key. */
+export function parseAuditPublicKey(text: string): KeyObject {
+  const trimmed = text.trim();
+  const key = trimmed.startsWith('-----')
+    ? createPublicKey(trimmed)
+    : createPublicKey({ key: Buffer.from(trimmed, 'base64'), format: 'der', type: 'spki' });
+  if (key.asymmetricKeyType !== 'ed25519') throw new AuditKeyError('the audit key must be an Ed25519 public key');
+  return key;
+}
+
+/**
+ * The Ed25519 keys that sign checkpoints, pruning records and evidence bundles. The first is
+ * created on first use; its private part is sealed with the master key (keys/sealed-box.ts),
+ * bound to its row. Keys are never deleted, so every old checkpoint stays verifiable.
+ */
+export class AuditKeys {
+  readonly #db: Kysely<Database>;
+  readonly #masterKey: Buffer | undefined;
+  readonly #clock: Clock;
+  #signing: AuditSigningKey | undefined;
+
+  constructor(db: Kysely<Database>, masterKey: Buffer | undefined, clock: Clock) {
+    this.#db = db;
+    this.#masterKey = masterKey;
+    this.#clock = clock;
+  }
+
+  /** The key that signs now, created (for log `origin`) if there is none yet. */
+  async signingKey(origin: string): Promise<AuditSigningKey> {
+    if (this.#signing) return this.#signing;
+    const masterKey = this.#masterKey;
+    if (!masterKey) throw new AuditKeyError('signing audit records needs the master key');
+    let row = await this.#latestRow();
+    if (!row) {
+      await this.#db.transaction().execute(async (trx) => {
+        // Two processes starting at once must not create two keys: serialize the creation.
+        if (isPostgres(trx)) {
+          await sql`lock table audit_keys in exclusive mode`.execute(trx);
+        }
+        const existing = await trx.selectFrom('audit_keys').select('key_id').limit(1).executeTakeFirst();
+        if (existing) return;
+        const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+        const keyId = auditKeyFingerprint(publicKey);
+        await trx
+          .insertInto('audit_keys')
+          .values({
+            key_id: keyId,
+            origin,
+            public_key: publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+            private_key: seal(masterKey, privateKey.export({ format: 'der', type: 'pkcs8' }), `audit_keys:${keyId}`),
+            master_key_id: masterKeyId(masterKey),
+            created_at: this.#clock.now(),
+          })
+          .execute();
+      });
+      row = await this.#latestRow();
+      if (!row) throw new AuditKeyError('the audit key was not stored');
+    }
+    this.#signing = { ...toPublic(row), privateKey: openPrivate(masterKey, row) };
+    return this.#signing;
+  }
+
+  /** Every audit public key by key id (verification needs no master key). */
+  async publicKeys(): Promise<Map<string, AuditPublicKey>> {
+    const rows = await this.#db.selectFrom('audit_keys').selectAll().orderBy('created_at').execute();
+    return new Map(rows.map((row) => [row.key_id, toPublic(row)]));
+  }
+
+  /** The newest public key, or undefined before the first checkpoint. */
+  async currentPublicKey(): Promise<AuditPublicKey | undefined> {
+    const row = await this.#latestRow();
+    return row && toPublic(row);
+  }
+
+  /**
+   * Problems with the stored keys that only the master key reveals: a public key swapped for
+   * another (its sealed private part, which cannot be forged without the master key, would not
+   * match). Empty when every key checks out, or when no master key is configured.
+   */
+  async checkWithMasterKey(): Promise<string[]> {
+    if (!this.#masterKey) return [];
+    const problems: string[] = [];
+    for (const row of await this.#db.selectFrom('audit_keys').selectAll().execute()) {
+      try {
+        const derived = createPublicKey(openPrivate(this.#masterKey, row));
+        if (auditKeyFingerprint(derived) !== row.key_id || auditKeyFingerprint(toPublic(row).publicKey) !== row.key_id) {
+          problems.push(`audit key ${row.key_id} does not match its sealed private key`);
+        }
+      } catch (error) {
+        problems.push(`audit key ${row.key_id}: ${(error as Error).message}`);
+      }
+    }
+    return problems;
+  }
+
+  async #latestRow(): Promise<Database['audit_keys'] | undefined> {
+    return this.#db.selectFrom('audit_keys').selectAll().orderBy('created_at', 'desc').orderBy('key_id').limit(1).executeTakeFirst();
+  }
+}
+
+function toPublic(row: Database['audit_keys']): AuditPublicKey {
+  const publicKey = createPublicKey({ key: Buffer.from(row.public_key, 'base64'), format: 'der', type: 'spki' });
+  return { keyId: row.key_id, origin: row.origin, publicKey };
+}
+
+function openPrivate(masterKey: Buffer, row: Database['audit_keys']): KeyObject {
+  if (row.master_key_id !== masterKeyId(masterKey)) {
+    throw new AuditKeyError(
+      `audit key ${row.key_id} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(masterKey)}`,
+    );
+  }
+  const der = open(masterKey, row.private_key, `audit_keys:${row.key_id}`);
+  return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+}

@@ -1,0 +1,210 @@
+/**
+ * Evidence bundles (issue 3 §6): the events of a transaction (or subject, or time range), each
+ * with its RFC 9162 §2.1.3 inclusion proof into one signed checkpoint, the audit public key, and
+ * the token-signing JWKS in force while they happened. The whole bundle is also signed by the
+ * audit key and written as RFC 8785 canonical JSON, so changing any byte of it is detected.
+ * `verifyBundle` needs nothing but the file (and, ideally, the audit key's pinned fingerprint).
+ */
+import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import type { JWK } from 'jose';
+import type { Kysely } from 'kysely';
+import type { Database } from '../storage/schema.ts';
+import { auditKeyFingerprint, type AuditSigningKey } from './audit-key.ts';
+import { canonicalize } from './canonical-json.ts';
+import { verifyCheckpoint } from './checkpoint.ts';
+import { parseStoredEvent } from './event-format.ts';
+import type { StoredAuditEvent } from './events.ts';
+import { leafHash, verifyInclusion } from './merkle.ts';
+import { inclusionProofFromStore, storedCheckpoint, StoreHasher, type SignedCheckpoint } from './proofs.ts';
+import { maxPageSize, queryEvents, type AuditQuery } from './query.ts';
+
+export const bundleFormat = 'clearance-audit-bundle/1';
+
+export interface BundledEvent {
+  leafIndex: number;
+  event: StoredAuditEvent;
+  /** Standard base64 hashes, RFC 9162 §2.1.3.1 order, into `checkpoint`. */
+  inclusionProof: string[];
+}
+
+export interface EvidenceBundle {
+  format: typeof bundleFormat;
+  createdAt: number;
+  /** What was asked for; every event in the bundle matches it. */
+  query: AuditQuery;
+  auditKey: { keyId: string; origin: string; /** SPKI DER, standard base64. */ publicKey: string };
+  checkpoint: SignedCheckpoint;
+  events: BundledEvent[];
+  /** The token-signing keys published at any time while these events happened (RFC 7517 §5). */
+  jwks: { keys: JWK[] };
+  /** Ed25519 by the audit key over `bundleBody` of everything above. */
+  signature: string;
+}
+
+export class BundleError extends Error {
+  override name = 'BundleError';
+}
+
+/** Most events one bundle holds. */
+export const maxBundleEvents = 100_000;
+
+export interface ExportOptions {
+  query: AuditQuery;
+  key: AuditSigningKey;
+  /** The token-signing JWKS in force between two times (KeyStore.jwksInForce). */
+  jwksInForce: (from: number, to: number) => Promise<{ keys: JWK[] }>;
+  now: number;
+}
+
+export interface ExportResult {
+  bundle: EvidenceBundle;
+  /** The file: canonical JSON and a newline. */
+  text: string;
+  /** Matching events not in the bundle because the sealer has not sealed them yet. */
+  unsealed: number;
+}
+
+/** Builds and signs a bundle of every sealed event matching the query, proven into the latest checkpoint. */
+export async function exportBundle(db: Kysely<Database>, options: ExportOptions): Promise<ExportResult> {
+  const checkpoint = await storedCheckpoint(db);
+  if (!checkpoint) throw new BundleError('the audit log has no checkpoint yet');
+  if (checkpoint.keyId !== options.key.keyId) throw new BundleError('the latest checkpoint is signed by another audit key than the current one');
+  const hasher = new StoreHasher(db);
+  const events: BundledEvent[] = [];
+  let unsealed = 0;
+  for (let after: string | undefined, first = true; first || after; first = false) {
+    const page = await queryEvents(db, options.query, { limit: maxPageSize, ...(after ? { after } : {}) });
+    for (const { leafIndex, event } of page.events) {
+      if (leafIndex === null || leafIndex >= checkpoint.treeSize) {
+        unsealed++;
+        continue;
+      }
+      if (events.length >= maxBundleEvents) throw new BundleError(`more than ${maxBundleEvents} events match; narrow the query`);
+      const proof = await inclusionProofFromStore(hasher, leafIndex, checkpoint.treeSize);
+      events.push({ leafIndex, event, inclusionProof: proof.map((h) => h.toString('base64')) });
+    }
+    after = page.next;
+  }
+  const times = events.map((e) => e.event.time);
+  const jwks = events.length ? await options.jwksInForce(Math.min(...times), Math.max(...times)) : { keys: [] };
+  const unsigned: Omit<EvidenceBundle, 'signature'> = {
+    format: bundleFormat,
+    createdAt: options.now,
+    query: options.query,
+    auditKey: {
+      keyId: options.key.keyId,
+      origin: options.key.origin,
+      publicKey: options.key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+    },
+    checkpoint,
+    events,
+    jwks,
+  };
+  const signature = sign(null, Buffer.from(bundleBody(unsigned), 'utf8'), options.key.privateKey).toString('base64');
+  const bundle: EvidenceBundle = { ...unsigned, signature };
+  return { bundle, text: canonicalize(bundle) + '\n', unsealed };
+}
+
+/** The signed text: a fixed line, then the canonical JSON of the bundle without its signature. */
+export function bundleBody(unsigned: Omit<EvidenceBundle, 'signature'>): string {
+  return `clearance audit bundle v1\n${canonicalize(unsigned)}`;
+}
+
+export interface BundleReport {
+  ok: boolean;
+  /** Every problem found; empty when ok. */
+  problems: string[];
+  events: number;
+  checkpoint?: SignedCheckpoint;
+  /** Fingerprint of the audit key the bundle is signed with: compare it with the published one. */
+  keyId?: string;
+}
+
+/**
+ * Verifies a bundle file offline: exact canonical bytes, the bundle signature, the checkpoint
+ * signature, each event's canonical form and inclusion proof, each event matching the query, and
+ * no private key material in the JWKS. With `pinnedKey`, only that audit key is accepted.
+ */
+export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = {}): BundleReport {
+  const problems: string[] = [];
+  const report = (extra: Partial<BundleReport> = {}): BundleReport => ({ ok: problems.length === 0, problems, events: 0, ...extra });
+  let bundle: EvidenceBundle;
+  try {
+    bundle = JSON.parse(text) as EvidenceBundle;
+    // One accepted spelling: any changed byte changes the content, which the signature covers.
+    if (canonicalize(bundle) + '\n' !== text) problems.push('the file is not the canonical JSON the export wrote (it was altered)');
+  } catch {
+    problems.push('the file is not a JSON evidence bundle');
+    return report();
+  }
+  if (typeof bundle !== 'object' || bundle === null || bundle.format !== bundleFormat) {
+    problems.push(`the file is not a ${bundleFormat} bundle`);
+    return report();
+  }
+  const { signature, ...unsigned } = bundle;
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(bundle.auditKey.publicKey, 'base64'), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error('not Ed25519');
+  } catch {
+    problems.push('the audit public key in the bundle is not an Ed25519 key');
+    return report();
+  }
+  const keyId = auditKeyFingerprint(key);
+  if (keyId !== bundle.auditKey.keyId) problems.push('the audit key id is not the fingerprint of the audit key');
+  if (options.pinnedKey && auditKeyFingerprint(options.pinnedKey) !== keyId) problems.push('the bundle is signed by another audit key than the pinned one');
+  let signed = false;
+  try {
+    signed = verify(null, Buffer.from(bundleBody(unsigned), 'utf8'), key, Buffer.from(String(signature), 'base64'));
+  } catch {
+    signed = false;
+  }
+  if (!signed) problems.push('the bundle signature is not valid');
+
+  const cp = bundle.checkpoint;
+  if (cp?.keyId !== keyId || cp.origin !== bundle.auditKey.origin || !verifyCheckpoint(cp, cp.signature, key)) {
+    problems.push('the checkpoint is not validly signed by the audit key');
+    return report({ keyId });
+  }
+  const root = Buffer.from(cp.rootHash, 'base64');
+  let previous = -1;
+  const events = Array.isArray(bundle.events) ? bundle.events : [];
+  for (const [i, item] of events.entries()) {
+    const where = `event ${i} (leaf ${item?.leafIndex})`;
+    if (!Number.isSafeInteger(item?.leafIndex) || item.leafIndex <= previous) {
+      problems.push(`${where}: leaf indexes must increase`);
+      continue;
+    }
+    previous = item.leafIndex;
+    let bytes: string;
+    try {
+      bytes = canonicalize(item.event);
+      parseStoredEvent(bytes);
+    } catch (error) {
+      problems.push(`${where}: ${(error as Error).message}`);
+      continue;
+    }
+    const proof = Array.isArray(item.inclusionProof) ? item.inclusionProof.map((h) => Buffer.from(String(h), 'base64')) : [];
+    // RFC 9162 §2.1.3.2: the leaf hash and the audit path must lead to the signed root.
+    if (!verifyInclusion(item.leafIndex, cp.treeSize, leafHash(Buffer.from(bytes, 'utf8')), proof, root)) {
+      problems.push(`${where}: the inclusion proof does not lead to the checkpoint's root`);
+    }
+    if (!matches(item.event, bundle.query ?? {})) problems.push(`${where}: the event does not match the bundle's query`);
+  }
+  const privateMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+  if (!Array.isArray(bundle.jwks?.keys) || bundle.jwks.keys.some((k) => privateMembers.some((m) => m in k))) {
+    problems.push('the JWKS must hold public keys only');
+  }
+  return report({ events: events.length, checkpoint: cp, keyId });
+}
+
+function matches(event: StoredAuditEvent, query: AuditQuery): boolean {
+  if (query.txn !== undefined && event.txn !== query.txn) return false;
+  if (query.subject !== undefined && event.subject !== query.subject) return false;
+  if (query.client !== undefined && event.client !== query.client) return false;
+  if (query.type !== undefined && event.type !== query.type) return false;
+  if (query.decision !== undefined && (event.decision ? (event.decision.allow ? 'allow' : 'deny') : undefined) !== query.decision) return false;
+  if (query.since !== undefined && event.time < query.since) return false;
+  if (query.until !== undefined && event.time >= query.until) return false;
+  return true;
+}

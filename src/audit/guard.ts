@@ -1,0 +1,73 @@
+/**
+ * The audit log never holds secrets or raw tokens (DESIGN §5). Every event passes this guard
+ * before it is written; test/audit/guard.test.ts holds the cases it must refuse.
+ */
+
+export class AuditGuardError extends Error {
+  override name = 'AuditGuardError';
+}
+
+/** Largest canonical event accepted, in bytes: events are facts, not payloads. */
+export const maxEventBytes = 16 * 1024;
+
+// Field names are compared lowercased with everything but letters and digits removed.
+const secretFragments = ['secret', 'password', 'passwd', 'passphrase', 'privatekey', 'masterkey', 'apikey', 'assertion', 'verifier', 'cookie'];
+const secretSuffixes = ['token', 'jwt', 'seed'];
+const secretNames = new Set(['code', 'otp', 'totp', 'pin', 'authorization', 'bearer', 'dpop', 'sealed', 'usercode', 'devicecode', 'authcode', 'credentials']);
+
+const nameVerdicts = new Map<string, boolean>();
+
+/** True when a field name says it holds a credential (client_secret, refresh_token, code_verifier, ...). */
+export function isSecretName(name: string): boolean {
+  let verdict = nameVerdicts.get(name);
+  if (verdict === undefined) {
+    const n = name.toLowerCase().replace(/[^a-z0-9]/g, '');
+    verdict = secretNames.has(n) || secretFragments.some((f) => n.includes(f)) || secretSuffixes.some((s) => n.endsWith(s));
+    // Field names come from code, so the set is small; the bound only guards against misuse.
+    if (nameVerdicts.size < 10_000) nameVerdicts.set(name, verdict);
+  }
+  return verdict;
+}
+
+// Three or more dot-separated base64url segments: a JWS (RFC 7515 §7.1) or JWE (RFC 7516 §7.1)
+// compact serialization. The first segment is checked to decode to a JSON header.
+const compactCandidate = /[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
+
+/** True when `value` contains something shaped like a JWT (JWS or JWE compact serialization). */
+export function containsJwt(value: string): boolean {
+  const dot = value.indexOf('.');
+  if (dot < 0 || value.indexOf('.', dot + 1) < 0) return false;
+  if (value.includes('eyJ') && /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\./.test(value)) return true;
+  for (const match of value.matchAll(compactCandidate)) {
+    const header = match[0].slice(0, match[0].indexOf('.'));
+    const decoded = Buffer.from(header, 'base64url').toString('latin1').trimStart();
+    if (decoded.startsWith('{') && /"(alg|enc|typ)"\s*:/.test(decoded)) return true;
+  }
+  return false;
+}
+
+const pemPrivateKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+
+/**
+ * Throws AuditGuardError naming the first field that holds a secret or a raw token: a field
+ * named like a credential (at any depth), a JWT-shaped string, or a PEM private key.
+ */
+export function assertNoSecrets(value: unknown, path = 'event'): void {
+  if (typeof value === 'string') {
+    if (containsJwt(value)) throw new AuditGuardError(`${path} holds a JWT-shaped string; record its jti or a digest instead`);
+    if (pemPrivateKey.test(value)) throw new AuditGuardError(`${path} holds a private key`);
+    return;
+  }
+  if (typeof value !== 'object' || value === null) return;
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => assertNoSecrets(item, `${path}[${i}]`));
+    return;
+  }
+  for (const [key, member] of Object.entries(value)) {
+    if (member !== undefined && isSecretName(key)) {
+      throw new AuditGuardError(`${path}.${key} is named like a secret; audit events never carry secrets or raw tokens`);
+    }
+    assertNoSecrets(key, `${path} key "${key}"`);
+    assertNoSecrets(member, `${path}.${key}`);
+  }
+}

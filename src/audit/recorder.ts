@@ -1,0 +1,197 @@
+import { randomUUID } from 'node:crypto';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
+import type { GroupCommit } from '../storage/group-commit.ts';
+import type { Clock } from '../clock.ts';
+import type { Database } from '../storage/schema.ts';
+import { isPostgres, writersLockKey } from './dialect.ts';
+import { eventLeafHash, serializeStoredEvent, validateEvent } from './event-format.ts';
+import type { AuditEvent, AuditLog, StoredAuditEvent } from './events.ts';
+
+type EventRow = Omit<Database['audit_events'], 'seq'>;
+
+interface Pending {
+  row: EventRow;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export interface RecorderOptions {
+  clock: Clock;
+  /** This node's id, recorded in every event. */
+  node: string;
+  /** Most events written in one transaction (default 2000). */
+  maxBatch?: number;
+  /**
+   * When given, each batch joins this shared group-commit transaction (storage/group-commit.ts)
+   * instead of opening its own, so a burst pays one commit for its audit events and other writes.
+   */
+  writer?: GroupCommit;
+}
+
+// Rows per INSERT statement: 9 parameters each stays far below SQLite's 32766-variable limit.
+const rowsPerStatement = 500;
+
+/**
+ * The audit log's writer (DESIGN §5, §9): group commit. `record` validates and hashes the event at
+ * once, queues it, and resolves after the transaction that holds it has committed. Events queued
+ * in the same event-loop turn, or while the previous transaction commits, share one transaction,
+ * so durability costs one commit per batch, not per event.
+ */
+export class AuditRecorder implements AuditLog {
+  readonly #db: Kysely<Database>;
+  readonly #clock: Clock;
+  readonly #node: string;
+  readonly #maxBatch: number;
+  readonly #postgres: boolean;
+  readonly #writer: GroupCommit | undefined;
+  #queue: Pending[] = [];
+  #scheduled = false;
+  #running: Promise<void> | undefined;
+  #closed = false;
+  readonly #listeners = new Set<(count: number) => void>();
+
+  constructor(db: Kysely<Database>, options: RecorderOptions) {
+    this.#db = db;
+    this.#clock = options.clock;
+    this.#node = options.node;
+    this.#maxBatch = options.maxBatch ?? 2000;
+    this.#postgres = isPostgres(db);
+    this.#writer = options.writer;
+  }
+
+  /**
+   * Records an event; resolves once it is committed. Rejects with AuditGuardError when the event
+   * carries a secret or raw token, TypeError when it is not a catalogued, JSON-representable event,
+   * or the database error when the write failed (then nothing of its batch was written).
+   */
+  record(event: AuditEvent): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('the audit log is closed'));
+    let row: EventRow;
+    try {
+      row = this.#prepare(event);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ row, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  /** Resolves when every event recorded so far has been written (or has failed). */
+  async flush(): Promise<void> {
+    while (this.#running || this.#queue.length > 0) {
+      if (!this.#running) this.#start();
+      await this.#running;
+    }
+  }
+
+  /** Writes what is queued and refuses further events. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+  }
+
+  /** Calls `listener(count)` after each committed batch (the sealer uses it to seal promptly). */
+  onCommitted(listener: (count: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #prepare(event: AuditEvent): EventRow {
+    validateEvent(event);
+    const time = this.#clock.now();
+    const stored: StoredAuditEvent = { ...event, v: 1, id: uuidV7(time), time, node: this.#node };
+    const text = serializeStoredEvent(stored);
+    return {
+      id: stored.id,
+      type: stored.type,
+      time,
+      txn: stored.txn ?? null,
+      subject: stored.subject ?? null,
+      client: stored.client ?? null,
+      decision: decisionColumn(stored),
+      event: text,
+      // RFC 9162 §2.1.1: the leaf hash covers the canonical JSON bytes, prefixed by 0x00.
+      leaf_hash: eventLeafHash(text),
+    };
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#running) return;
+    this.#scheduled = true;
+    // Wait for the rest of this event-loop turn so a burst of requests shares one transaction.
+    setImmediate(() => {
+      this.#scheduled = false;
+      if (!this.#running) this.#start();
+    });
+  }
+
+  #start(): void {
+    this.#running = this.#drain().finally(() => {
+      this.#running = undefined;
+      if (this.#queue.length > 0) this.#schedule();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#maxBatch);
+      try {
+        await this.#write(batch.map((p) => p.row));
+      } catch (error) {
+        for (const p of batch) p.reject(error);
+        continue;
+      }
+      for (const p of batch) p.resolve();
+      for (const listener of this.#listeners) listener(batch.length);
+    }
+  }
+
+  async #write(rows: EventRow[]): Promise<void> {
+    const insert = (trx: Transaction<Database>) => this.#insert(trx, rows);
+    await (this.#writer ? this.#writer.run(insert) : this.#db.transaction().execute(insert));
+  }
+
+  async #insert(trx: Transaction<Database>, rows: EventRow[]): Promise<void> {
+    // PostgreSQL: the sealer's barrier waits for every transaction holding this (sealer.ts).
+    if (this.#postgres) await sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.execute(trx);
+    for (let i = 0; i < rows.length; i += rowsPerStatement) {
+      const chunk = rows.slice(i, i + rowsPerStatement);
+      const parameters: unknown[] = [];
+      for (const row of chunk) for (const column of columns) parameters.push(row[column]);
+      // A prepared multi-row INSERT: Kysely's builder costs more per row than SQLite does.
+      await trx.executeQuery(CompiledQuery.raw(insertText(chunk.length, this.#postgres), parameters));
+    }
+  }
+}
+
+const columns = ['id', 'type', 'time', 'txn', 'subject', 'client', 'decision', 'event', 'leaf_hash'] as const;
+const insertTexts = new Map<string, string>();
+
+function insertText(rows: number, postgres: boolean): string {
+  const key = `${postgres}:${rows}`;
+  let text = insertTexts.get(key);
+  if (!text) {
+    let n = 0;
+    const tuples = Array.from({ length: rows }, () => `(${columns.map(() => (postgres ? `$${++n}` : '?')).join(',')})`);
+    text = `insert into audit_events (${columns.join(',')}) values ${tuples.join(',')}`;
+    insertTexts.set(key, text);
+  }
+  return text;
+}
+
+/**
+ * RFC 9562 §5.7 UUIDv7: 48-bit Unix ms timestamp, then random bits. Time-ordered ids keep the
+ * unique index on audit_events.id appending at its right edge instead of at random pages.
+ */
+export function uuidV7(ms: number): string {
+  const random = randomUUID(); // version 4: its variant bits are already RFC 9562's
+  const t = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0').slice(-12);
+  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${random.slice(15)}`;
+}
+
+/** The indexed decision column: 'allow', 'deny' or null. */
+export function decisionColumn(event: StoredAuditEvent): string | null {
+  return event.decision ? (event.decision.allow ? 'allow' : 'deny') : null;
+}

@@ -1,0 +1,129 @@
+/**
+ * Retention (issue 3 §8): each event type is kept for its own period, but the log only ever loses
+ * a whole sealed prefix: leaves [0, P) go once every event in them is past its type's retention.
+ * Before deleting, a signed pruning record commits to the tree those leaves formed (pruning.ts),
+ * checked consistent with the latest signed checkpoint (RFC 9162 §2.1.4.2), so the rest of the
+ * log still verifies. P is a multiple of 256, so proofs for the remaining leaves are served
+ * from the cached tiles that cover the removed ones.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from '../storage/schema.ts';
+import type { AuditSigningKey } from './audit-key.ts';
+import { auditEventTypes } from './events.ts';
+import { CompactMerkleTree, verifyConsistency } from './merkle.ts';
+import { consistencyProofFromStore, storedCheckpoint, StoreHasher } from './proofs.ts';
+import { signPruning, type PruningRecord } from './pruning.ts';
+import { encodeFrontier, tileWidth } from './tiles.ts';
+
+/** Retention periods in ms by event type; `default` for the others (absent: kept forever). */
+export interface RetentionPolicy {
+  default?: number;
+  types: Record<string, number>;
+}
+
+export class RetentionError extends Error {
+  override name = 'RetentionError';
+}
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, y: 365 * 86_400_000 };
+
+/** Parses `type=PERIOD,...` with `*` for every other type; periods like 90d, 7y, 12h. */
+export function parseRetention(spec: string): RetentionPolicy {
+  const policy: RetentionPolicy = { types: {} };
+  for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const match = /^([a-z_.*]+)=(\d+)(ms|s|m|h|d|y)$/.exec(part);
+    if (!match) throw new RetentionError(`"${part}" is not TYPE=PERIOD (PERIOD like 30d, 7y)`);
+    const [, type, amount, unit] = match;
+    const ms = Number(amount) * units[unit!]!;
+    if (type === '*') policy.default = ms;
+    else if ((auditEventTypes as readonly string[]).includes(type!)) policy.types[type!] = ms;
+    else throw new RetentionError(`"${type}" is not an audit event type`);
+  }
+  if (policy.default === undefined && Object.keys(policy.types).length === 0) throw new RetentionError('the retention policy is empty');
+  return policy;
+}
+
+export interface PrunePlan {
+  /** Leaves below this index can go (a multiple of 256, at most the latest checkpoint's size). */
+  pruneBefore: number;
+  /** Leaves already pruned before this run. */
+  prunedBefore: number;
+  /** Events that would be removed now. */
+  events: number;
+}
+
+/** How far the log can be pruned under `policy` at `now`, without changing anything. */
+export async function planPrune(db: Kysely<Database>, policy: RetentionPolicy, now: number): Promise<PrunePlan> {
+  const prunedBefore = Number((await db.selectFrom('audit_prunings').select(({ fn }) => fn.max('tree_size').as('n')).executeTakeFirst())?.n ?? 0);
+  const latest = await storedCheckpoint(db);
+  if (!latest) return { pruneBefore: prunedBefore, prunedBefore, events: 0 };
+  // The oldest event that must stay, over every type's own horizon.
+  const listed = Object.keys(policy.types);
+  const candidates: (number | null)[] = [];
+  for (const [type, ms] of Object.entries(policy.types)) {
+    const row = await db.selectFrom('audit_events').select(({ fn }) => fn.min('seq').as('seq')).where('type', '=', type).where('time', '>=', now - ms).executeTakeFirst();
+    candidates.push(row?.seq ?? null);
+  }
+  let others = db.selectFrom('audit_events').select(({ fn }) => fn.min('seq').as('seq'));
+  if (listed.length) others = others.where('type', 'not in', listed);
+  if (policy.default !== undefined) others = others.where('time', '>=', now - policy.default);
+  candidates.push((await others.executeTakeFirst())?.seq ?? null);
+  const keep = candidates.filter((s): s is number => s !== null);
+  let limit = latest.treeSize;
+  if (keep.length) {
+    const leaf = await db.selectFrom('audit_leaves').select('leaf_index').where('event_seq', '=', Math.min(...keep)).executeTakeFirst();
+    if (leaf) limit = Math.min(limit, leaf.leaf_index);
+  }
+  const pruneBefore = Math.max(prunedBefore, Math.floor(limit / tileWidth) * tileWidth);
+  return { pruneBefore, prunedBefore, events: pruneBefore - prunedBefore };
+}
+
+export interface PruneResult extends PrunePlan {
+  /** The tree root of the removed prefix, as signed in the pruning record. */
+  rootHash?: string;
+}
+
+/**
+ * Prunes what `policy` allows: writes the signed pruning record and deletes the prefix's events,
+ * leaves and checkpoints in one transaction. Refuses when the stored hashes are not consistent
+ * with the latest signed checkpoint (run `clearance audit verify`).
+ */
+export async function prune(db: Kysely<Database>, policy: RetentionPolicy, key: AuditSigningKey, now: number): Promise<PruneResult> {
+  return db.transaction().execute(async (trx) => {
+    const plan = await planPrune(trx, policy, now);
+    if (plan.pruneBefore <= plan.prunedBefore) return plan;
+    const P = plan.pruneBefore;
+    const latest = (await storedCheckpoint(trx))!;
+    const hasher = new StoreHasher(trx);
+    // The frontier at P: one perfect subtree per set bit of P, largest first (RFC 9162 §2.1.1).
+    const frontier: Buffer[] = [];
+    for (let start = 0, bit = 2 ** Math.floor(Math.log2(P)); bit >= 1; bit /= 2) {
+      if (Math.floor(P / bit) % 2 === 1) {
+        frontier.push(await hasher.subtreeRoot(start, start + bit));
+        start += bit;
+      }
+    }
+    const root = CompactMerkleTree.restore(P, frontier).root();
+    const proof = await consistencyProofFromStore(hasher, P, latest.treeSize);
+    // RFC 9162 §2.1.4.2: what we are about to sign must be a prefix of the signed log.
+    if (!verifyConsistency(P, latest.treeSize, root, Buffer.from(latest.rootHash, 'base64'), proof)) {
+      throw new RetentionError('the stored tree is not consistent with the latest checkpoint; run `clearance audit verify`');
+    }
+    const record: PruningRecord = {
+      origin: key.origin,
+      treeSize: P,
+      rootHash: root.toString('base64'),
+      frontier: encodeFrontier(frontier),
+      time: now,
+      policy: JSON.stringify(policy),
+    };
+    await trx.insertInto('audit_prunings').values({ tree_size: P, origin: record.origin, root_hash: record.rootHash, frontier: record.frontier, time: now, policy: record.policy, key_id: key.keyId, signature: signPruning(record, key.privateKey) }).execute();
+    // Leaves follow seq, so the prefix's events are exactly those up to the last pruned leaf's.
+    const last = await trx.selectFrom('audit_leaves').select('event_seq').where('leaf_index', '=', P - 1).executeTakeFirstOrThrow();
+    await trx.deleteFrom('audit_events').where('seq', '<=', last.event_seq).execute();
+    await trx.deleteFrom('audit_index').where('seq', '<=', last.event_seq).execute();
+    await trx.deleteFrom('audit_leaves').where('leaf_index', '<', P).execute();
+    await trx.deleteFrom('audit_checkpoints').where('tree_size', '<', P).execute();
+    return { ...plan, rootHash: record.rootHash };
+  });
+}

@@ -1,0 +1,307 @@
+/**
+ * Full verification of the stored audit log, trusting nothing in the database but the audit
+ * public keys (which the caller can pin). It recomputes every leaf hash from the stored event
+ * (RFC 9162 §2.1.1), rebuilds the tree, and requires every checkpoint to be validly signed and
+ * to have exactly the recomputed root at its size — which also proves each checkpoint consistent
+ * with every later one (RFC 9162 §2.1.4: the smaller tree is a prefix of the larger).
+ */
+import type { KeyObject } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import type { Kysely } from 'kysely';
+import type { Storage } from '../storage/database.ts';
+import type { Database } from '../storage/schema.ts';
+import { auditKeyFingerprint, type AuditPublicKey } from './audit-key.ts';
+import { verifyCheckpoint } from './checkpoint.ts';
+import { isPostgres } from './dialect.ts';
+import { eventLeafHash } from './event-format.ts';
+import { CompactMerkleTree } from './merkle.ts';
+import { toSignedCheckpoint, type SignedCheckpoint } from './proofs.ts';
+import { verifyPruning } from './pruning.ts';
+import { decisionColumn } from './recorder.ts';
+import { decodeFrontier } from './tiles.ts';
+import { checkBeside, type SideProblem } from './verify-side.ts';
+
+export interface VerifyOptions {
+  /** Audit public keys by key id, normally from the store (AuditKeys.publicKeys()). */
+  keys: Map<string, AuditPublicKey>;
+  /** When set, only signatures by this key count (pin the key an auditor obtained out of band). */
+  pinnedKey?: KeyObject;
+  /** Checkpoints kept outside the database (from bundles, witnesses): the store must match them. */
+  externalCheckpoints?: SignedCheckpoint[];
+  /** Leaves read per query (default 10000). */
+  pageSize?: number;
+  /**
+   * The SQLite file behind `db`, if it is one: the column and query-index checks then run in a
+   * worker thread on their own connection while this thread scans the leaves.
+   */
+  sqliteFile?: string;
+}
+
+/** What went wrong first. `leafIndex` is the first leaf that is not what the signed log holds. */
+export interface VerifyProblem {
+  message: string;
+  leafIndex?: number;
+  /** Tree size of the checkpoint (or pruning record) at fault, when one is. */
+  checkpoint?: number;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  /** Leaves checked (after any pruned prefix). */
+  leaves: number;
+  /** Leaves removed by retention (the verified prefix starts here). */
+  prunedBefore: number;
+  checkpoints: number;
+  /** Events recorded but not sealed yet (the sealer takes them on its next round). */
+  unsealed: number;
+  latest?: SignedCheckpoint;
+  /** Fingerprints of the keys that signed what was checked. */
+  keyIds: string[];
+  problem?: VerifyProblem;
+}
+
+type EventColumns = Pick<Database['audit_events'], 'id' | 'type' | 'time' | 'txn' | 'subject' | 'client' | 'decision' | 'event'>;
+
+interface LeafRow {
+  leaf_index: number;
+  event_seq: number;
+  stored_leaf_hash: Uint8Array;
+  seq: number | null;
+  event: string | null;
+  /** PostgreSQL only: the indexed columns, checked in the scan. */
+  id?: string | null;
+  type?: string | null;
+  time?: number | null;
+  txn?: string | null;
+  subject?: string | null;
+  client?: string | null;
+  decision?: string | null;
+}
+
+/** Verifies the whole stored log; reports the first problem. */
+export async function verifyStore(db: Kysely<Database>, options: VerifyOptions): Promise<VerifyReport> {
+  const postgres = isPostgres(db);
+  const pinned = options.pinnedKey && auditKeyFingerprint(options.pinnedKey);
+  const usedKeys = new Set<string>();
+  const report: VerifyReport = { ok: false, leaves: 0, prunedBefore: 0, checkpoints: 0, unsealed: 0, keyIds: [] };
+  const fail = (problem: VerifyProblem): VerifyReport => ({ ...report, ok: false, problem, keyIds: [...usedKeys] });
+
+  const keyFor = (keyId: string): KeyObject | undefined => {
+    if (pinned && keyId !== pinned) return undefined;
+    const key = options.keys.get(keyId)?.publicKey;
+    if (key && auditKeyFingerprint(key) !== keyId) return undefined;
+    if (key) usedKeys.add(keyId);
+    return key;
+  };
+  const origins = new Set([...options.keys.values()].map((k) => k.origin));
+
+  // 1. The pruned prefix, if any: the latest signed pruning record is where the tree resumes.
+  const prunings = await db.selectFrom('audit_prunings').selectAll().orderBy('tree_size').execute();
+  let tree = new CompactMerkleTree();
+  for (const p of prunings) {
+    const key = keyFor(p.key_id);
+    const record = { origin: p.origin, treeSize: p.tree_size, rootHash: p.root_hash, frontier: p.frontier, time: p.time, policy: p.policy };
+    if (!key || !verifyPruning(record, p.signature, key) || !origins.has(p.origin)) {
+      return fail({ message: `the pruning record at tree size ${p.tree_size} is not validly signed by the audit key`, checkpoint: p.tree_size });
+    }
+    tree = CompactMerkleTree.restore(p.tree_size, decodeFrontier(p.frontier));
+  }
+  const start = tree.size;
+  report.prunedBefore = start;
+  const prunedRoot = start > 0 ? tree.root().toString('base64') : undefined;
+
+  // 2. Every checkpoint, stored or external, must be validly signed.
+  const stored = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()).map(toSignedCheckpoint);
+  const checkpoints = [...stored, ...(options.externalCheckpoints ?? [])].sort((a, b) => a.treeSize - b.treeSize);
+  for (const cp of checkpoints) {
+    const key = keyFor(cp.keyId);
+    if (!key || !verifyCheckpoint(cp, cp.signature, key) || !origins.has(cp.origin)) {
+      return fail({ message: `the checkpoint at tree size ${cp.treeSize} is not validly signed by the audit key`, checkpoint: cp.treeSize, leafIndex: Math.max(start, previousSize(checkpoints, cp)) });
+    }
+    if (cp.treeSize === start && prunedRoot !== undefined && cp.rootHash !== prunedRoot) {
+      return fail({ message: `the checkpoint at tree size ${cp.treeSize} disagrees with the pruning record`, checkpoint: cp.treeSize, leafIndex: start });
+    }
+  }
+  const due = checkpoints.filter((cp) => cp.treeSize > start);
+  report.checkpoints = due.length;
+  report.latest = stored.at(-1);
+  const lastSeq = report.latest
+    ? (await db.selectFrom('audit_checkpoints').select('last_seq').where('tree_size', '=', report.latest.treeSize).executeTakeFirstOrThrow()).last_seq
+    : -1;
+
+  // Steps 3 and 4 run side by side: the side checks need nothing from the scan.
+  const side = startSideChecks(db, lastSeq, postgres, options.sqliteFile);
+  try {
+    const problem = (await scanLeaves(db, tree, due, postgres, options.pageSize ?? 10_000)) ?? (await coverage(db, tree.size, start, due, lastSeq));
+    report.leaves = tree.size - start;
+    const sideProblem = await side.result;
+    const sideLeaf = sideProblem && (await leafOf(db, sideProblem.seq));
+    // Report whichever names the earlier leaf; a side problem of an event without a leaf last.
+    const sideFirst = sideProblem && (problem === undefined || (sideLeaf !== undefined && problem.leafIndex !== undefined && sideLeaf < problem.leafIndex));
+    if (sideFirst) return fail(await describeSideProblem(db, sideProblem, sideLeaf));
+    if (problem) return fail(problem);
+    report.unsealed = await countEvents(db, lastSeq, 'after');
+    return { ...report, ok: true, keyIds: [...usedKeys] };
+  } finally {
+    side.cancel();
+  }
+}
+
+/**
+ * 3. Every leaf, in order: present, its event present and hashing to it, the sealing order
+ * respected (and on PostgreSQL the indexed columns agreeing with the event); and the tree
+ * matching each checkpoint. Appends to `tree`; returns the first problem.
+ */
+async function scanLeaves(db: Kysely<Database>, tree: CompactMerkleTree, due: SignedCheckpoint[], postgres: boolean, pageSize: number): Promise<VerifyProblem | undefined> {
+  let next = 0; // index into `due`
+  let intervalStart = tree.size;
+  let previous: number | undefined;
+  for (let from = tree.size; ; from = tree.size) {
+    const rows = await leafPage(db, from, pageSize, postgres);
+    for (const row of rows) {
+      const index = tree.size;
+      // A local fault names its leaf exactly.
+      if (row.leaf_index !== index) return { message: `leaf ${index} is missing`, leafIndex: index };
+      if (row.event === null || row.seq === null) return { message: `the event of leaf ${index} (seq ${row.event_seq}) is missing`, leafIndex: index };
+      const hash = eventLeafHash(row.event);
+      const problem = checkLeaf(row, hash, previous, postgres) ?? (postgres ? columnProblem(row as EventColumns) : undefined);
+      if (problem) return { message: `leaf ${index}: ${problem}`, leafIndex: index };
+      previous = row.seq;
+      tree.append(hash);
+      for (; next < due.length && due[next]!.treeSize === tree.size; next++) {
+        const cp = due[next]!;
+        if (cp.rootHash !== tree.root().toString('base64')) {
+          // Rewritten consistently (event and both hash copies): only the signed root shows it,
+          // and it commits to leaves [intervalStart, size) as a whole.
+          return {
+            message:
+              `the leaves do not match the signed checkpoint at tree size ${cp.treeSize}: one of leaves ` +
+              `${intervalStart}..${cp.treeSize - 1} was altered together with its stored hashes, removed, inserted or reordered`,
+            leafIndex: intervalStart,
+            checkpoint: cp.treeSize,
+          };
+        }
+        intervalStart = cp.treeSize;
+      }
+    }
+    if (rows.length < pageSize) return undefined;
+  }
+}
+
+/**
+ * 5. Coverage: the sealer writes leaves and their checkpoint in one transaction, so every leaf is
+ * under a checkpoint and no checkpoint is beyond the leaves. 6. Events behind the sealer's cursor
+ * must all be leaves (the rest wait to be sealed).
+ */
+async function coverage(db: Kysely<Database>, size: number, start: number, due: SignedCheckpoint[], lastSeq: number): Promise<VerifyProblem | undefined> {
+  const beyond = due.find((cp) => cp.treeSize > size);
+  if (beyond) {
+    return { message: `the checkpoint at tree size ${beyond.treeSize} covers leaves that are missing (the log was truncated)`, leafIndex: size, checkpoint: beyond.treeSize };
+  }
+  const lastSize = due.at(-1)?.treeSize ?? start;
+  if (size > lastSize) return { message: `leaves ${lastSize}..${size - 1} are not covered by any signed checkpoint`, leafIndex: lastSize };
+  const behind = await countEvents(db, lastSeq, 'behind');
+  if (behind !== size - start) {
+    return { message: `${behind - (size - start)} event(s) before the sealer's cursor have no leaf (inserted into the log)`, leafIndex: size };
+  }
+  return undefined;
+}
+
+/** 4. The side checks (verify-side.ts): in a worker on SQLite files, else as concurrent queries. */
+function startSideChecks(db: Kysely<Database>, lastSeq: number, postgres: boolean, sqliteFile: string | undefined): { result: Promise<SideProblem | undefined>; cancel(): void } {
+  if (!sqliteFile) {
+    const result = checkBeside(db, lastSeq, { columns: !postgres });
+    result.catch(() => {}); // awaited, or abandoned when the scan fails first
+    return { result, cancel() {} };
+  }
+  const worker = new Worker(new URL('./verify-side-worker.ts', import.meta.url), { workerData: { sqliteFile, lastSeq } });
+  const result = new Promise<SideProblem | undefined>((resolve, reject) => {
+    worker.once('message', (message: { ok: boolean; problem?: SideProblem; error?: string }) =>
+      message.ok ? resolve(message.problem) : reject(new Error(message.error)),
+    );
+    worker.once('error', reject);
+  });
+  result.catch(() => {});
+  return { result, cancel: () => void worker.terminate() };
+}
+
+/** The SQLite file of a storage handle, for VerifyOptions.sqliteFile. */
+export function sqliteFileOf(storage: Pick<Storage, 'dialect' | 'location'>): string | undefined {
+  return storage.dialect === 'sqlite' && storage.location.startsWith('sqlite:') && !storage.location.endsWith(':memory:') ? storage.location.slice('sqlite:'.length) : undefined;
+}
+
+async function leafOf(db: Kysely<Database>, seq: number): Promise<number | undefined> {
+  return (await db.selectFrom('audit_leaves').select('leaf_index').where('event_seq', '=', seq).executeTakeFirst())?.leaf_index;
+}
+
+async function describeSideProblem(db: Kysely<Database>, problem: SideProblem, leafIndex: number | undefined): Promise<VerifyProblem> {
+  let message = problem.message;
+  if (problem.kind === 'columns') {
+    const row = await db.selectFrom('audit_events').select(['id', 'type', 'time', 'txn', 'subject', 'client', 'decision', 'event']).where('seq', '=', problem.seq).executeTakeFirst();
+    const which = row && columnProblem(row);
+    if (which) message = `${leafIndex === undefined ? `event seq ${problem.seq}` : `leaf ${leafIndex}`}: ${which}`;
+  }
+  return leafIndex === undefined ? { message } : { message, leafIndex };
+}
+
+function previousSize(checkpoints: SignedCheckpoint[], cp: SignedCheckpoint): number {
+  return checkpoints.filter((c) => c.treeSize < cp.treeSize).at(-1)?.treeSize ?? 0;
+}
+
+/** The hash and the sealing order. */
+function checkLeaf(row: LeafRow, hash: Buffer, previous: number | undefined, postgres: boolean): string | undefined {
+  // (The events table's own copy of the hash only feeds the sealer; the leaf's copy is what counts.)
+  if (!hash.equals(row.stored_leaf_hash)) return 'the event does not match its leaf hash (altered)';
+  // Leaves follow seq. SQLite's AUTOINCREMENT never skips a value (a rollback rolls it back too);
+  // a PostgreSQL identity skips the values of rolled-back inserts.
+  const seq = row.seq!;
+  if (previous !== undefined && (postgres ? seq <= previous : seq !== previous + 1)) {
+    return `the event (seq ${seq}) is out of sealing order after seq ${previous} (rows removed, inserted or reordered)`;
+  }
+  return undefined;
+}
+
+/** Which indexed column disagrees with the event, if any. */
+function columnProblem(row: EventColumns): string | undefined {
+  let event: Record<string, unknown>;
+  try {
+    event = JSON.parse(row.event) as Record<string, unknown>;
+  } catch {
+    return 'the event is not JSON';
+  }
+  const columns: [string, unknown, unknown][] = [
+    ['id', row.id, event.id],
+    ['type', row.type, event.type],
+    ['time', row.time, event.time],
+    ['txn', row.txn, event.txn ?? null],
+    ['subject', row.subject, event.subject ?? null],
+    ['client', row.client, event.client ?? null],
+    ['decision', row.decision, decisionColumn(event as never)],
+  ];
+  for (const [name, column, value] of columns) {
+    if (column !== value) return `the indexed column ${name} disagrees with the event (altered)`;
+  }
+  return undefined;
+}
+
+/** A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan). */
+async function leafPage(db: Kysely<Database>, from: number, limit: number, postgres: boolean): Promise<LeafRow[]> {
+  const base = db
+    .selectFrom('audit_leaves as l')
+    .leftJoin('audit_events as e', 'e.seq', 'l.event_seq')
+    .select(['l.leaf_index', 'l.event_seq', 'l.leaf_hash as stored_leaf_hash', 'e.seq', 'e.event'])
+    .where('l.leaf_index', '>=', from)
+    .orderBy('l.leaf_index')
+    .limit(limit);
+  return postgres ? base.select(['e.id', 'e.type', 'e.time', 'e.txn', 'e.subject', 'e.client', 'e.decision']).execute() : base.execute();
+}
+
+/** Events with seq up to the sealer's cursor ('behind') or after it. */
+async function countEvents(db: Kysely<Database>, lastSeq: number, side: 'behind' | 'after'): Promise<number> {
+  const row = await db
+    .selectFrom('audit_events')
+    .select(({ fn }) => fn.countAll<number | string>().as('n'))
+    .where('seq', side === 'behind' ? '<=' : '>', lastSeq)
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import type { Context } from '../context.ts';
+import type { AuthorizationDetail } from './authorization-details.ts';
+import { handleDigest, randomHandle } from './digest.ts';
+import type { OidcScope } from './scopes.ts';
+
+/**
+ * Authorization codes (RFC 6749 §4.1.2): 256 random bits, stored as a SHA-256 digest, valid 60 s,
+ * bound to the client, the redirect_uri, the PKCE challenge and the grant. Redeemed at most once,
+ * by one conditional update (DESIGN §7 "atomic single use").
+ */
+
+/** RFC 6749 §4.1.2: a maximum lifetime of 10 minutes is RECOMMENDED; FAPI 2.0 SP §5.3.2.1-14: at most 60 s. */
+export const codeTtlSeconds = 60;
+
+/** What a code stands for: everything the token endpoint needs to issue its tokens. */
+export interface CodePayload {
+  resource?: string;
+  scopes: string[];
+  oidcScopes: OidcScope[];
+  authorizationDetails: AuthorizationDetail[];
+  nonce?: string;
+  /** OIDC Core §2: when the person authenticated (epoch seconds), the acr and the methods. */
+  authTime: number;
+  acr: string;
+  amr: string[];
+  sessionId: string;
+}
+
+export interface StoredCode {
+  id: string;
+  clientId: string;
+  grantId: string;
+  userId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  payload: CodePayload;
+  expiresAt: number;
+  redeemedAt: number | null;
+}
+
+/** Issues a code; returns the code (given to the client once) and its public id. */
+export async function issueCode(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  binding: { clientId: string; grantId: string; userId: string; redirectUri: string; codeChallenge: string; payload: CodePayload },
+): Promise<{ code: string; id: string }> {
+  const code = randomHandle(32);
+  const id = randomUUID();
+  const now = ctx.clock.now();
+  await ctx.storage.db
+    .insertInto('authorization_codes')
+    .values({
+      code_hash: handleDigest(code),
+      id,
+      client_id: binding.clientId,
+      grant_id: binding.grantId,
+      user_id: binding.userId,
+      redirect_uri: binding.redirectUri,
+      code_challenge: binding.codeChallenge,
+      payload: JSON.stringify(binding.payload),
+      created_at: now,
+      expires_at: now + codeTtlSeconds * 1000,
+      redeemed_at: null,
+    })
+    .execute();
+  return { code, id };
+}
+
+/** The stored code for a presented code, redeemed or not; undefined when unknown. */
+export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Promise<StoredCode | undefined> {
+  if (code.length > 256) return undefined;
+  const row = await ctx.storage.db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', handleDigest(code)).executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    clientId: row.client_id,
+    grantId: row.grant_id,
+    userId: row.user_id,
+    redirectUri: row.redirect_uri,
+    codeChallenge: row.code_challenge,
+    payload: JSON.parse(row.payload) as CodePayload,
+    expiresAt: Number(row.expires_at),
+    redeemedAt: row.redeemed_at === null ? null : Number(row.redeemed_at),
+  };
+}
+
+/**
+ * Redeems a code: ONE conditional UPDATE (unredeemed and unexpired → redeemed). Of any number of
+ * concurrent redemptions, on any number of nodes, exactly one gets true.
+ */
+export async function redeemCode(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<boolean> {
+  const now = ctx.clock.now();
+  const result = await ctx.storage.db
+    .updateTable('authorization_codes')
+    .set({ redeemed_at: now })
+    .where('id', '=', id)
+    .where('redeemed_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Deletes codes that expired more than a day before `now` (ms); redeemed ones are kept that long to detect reuse. */
+export async function pruneCodes(ctx: Pick<Context, 'storage'>, now: number): Promise<number> {
+  const result = await ctx.storage.db.deleteFrom('authorization_codes').where('expires_at', '<', now - 24 * 3600_000).executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

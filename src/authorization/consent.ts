@@ -1,0 +1,233 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
+import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
+import type { AuthorizationDetail } from './authorization-details.ts';
+import type { AuthorizationRequest } from './request.ts';
+import type { OidcScope } from './scopes.ts';
+
+/**
+ * The consent store: what a person allowed a client (DESIGN §3 "consent"), one active grant per
+ * person and client, extended by each approval. Codes, refresh tokens and access tokens name the
+ * grant they came from (`grant_id`); revoking the grant makes its refresh tokens fail and its
+ * access tokens inactive at introspection at once.
+ */
+export interface Grant {
+  id: string;
+  userId: string;
+  clientId: string;
+  /** Granted business scopes per resource identifier. */
+  resources: Record<string, string[]>;
+  oidcScopes: OidcScope[];
+  authorizationDetails: AuthorizationDetail[];
+  createdAt: number;
+  updatedAt: number;
+  revokedAt: number | null;
+  revokedBy: string | null;
+  revokeReason: string | null;
+}
+
+type Row = Database['grants'];
+
+function toGrant(row: Row): Grant {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    clientId: row.client_id,
+    resources: JSON.parse(row.resources) as Record<string, string[]>,
+    oidcScopes: JSON.parse(row.oidc_scopes) as OidcScope[],
+    authorizationDetails: JSON.parse(row.authorization_details) as AuthorizationDetail[],
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
+    revokedBy: row.revoked_by,
+    revokeReason: row.revoke_reason,
+  };
+}
+
+/** A grant by id, revoked or not. */
+export async function getGrant(ctx: Pick<Context, 'storage'>, id: string): Promise<Grant | undefined> {
+  if (id.length > 64) return undefined;
+  const row = await ctx.storage.db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && toGrant(row);
+}
+
+/** True when the grant exists and is not revoked (introspection, refresh, userinfo ask this). */
+export async function isGrantActive(db: Kysely<Database>, id: string): Promise<boolean> {
+  if (id.length > 64) return false;
+  const row = await db.selectFrom('grants').select('id').where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+  return row !== undefined;
+}
+
+/** The active grant of a person to a client, if any. */
+export async function findActiveGrant(ctx: Pick<Context, 'storage'>, userId: string, clientId: string): Promise<Grant | undefined> {
+  const row = await ctx.storage.db
+    .selectFrom('grants')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('client_id', '=', clientId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  return row && toGrant(row);
+}
+
+/** A person's grants (revoked ones too, newest first), for their account page and the admin API. */
+export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId?: string; clientId?: string; limit?: number }): Promise<Grant[]> {
+  let query = ctx.storage.db.selectFrom('grants').selectAll().orderBy('updated_at', 'desc').limit(Math.min(filter.limit ?? 100, 1000));
+  if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+  if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+  return (await query.execute()).map(toGrant);
+}
+
+/**
+ * True when `grant` already covers the request, so no consent page is needed: every business scope
+ * at its resource and every OpenID scope. A request with authorization_details always needs the
+ * person's explicit consent: they describe one transaction (an order up to a notional), not a
+ * standing permission.
+ */
+export function grantCovers(grant: Grant | undefined, request: AuthorizationRequest): boolean {
+  if (!grant || grant.revokedAt !== null) return false;
+  if (request.authorizationDetails.length > 0) return false;
+  if (request.resource !== undefined) {
+    const granted = grant.resources[request.resource] ?? [];
+    if (!request.scopes.every((s) => granted.includes(s))) return false;
+  }
+  return request.oidcScopes.every((s) => grant.oidcScopes.includes(s));
+}
+
+/**
+ * Records a person's approval: extends their active grant to the client with the request's scopes
+ * and authorization_details, or creates one. One active grant per person and client is enforced by
+ * a unique index; a concurrent creation is retried as an extension. Resolves the grant.
+ */
+export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, userId: string, request: AuthorizationRequest): Promise<Grant> {
+  const postgres = isPostgres(ctx.storage.db);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ctx.storage.db.transaction().execute(async (trx) => {
+        const now = ctx.clock.now();
+        const row = await trx
+          .selectFrom('grants')
+          .selectAll()
+          .where('user_id', '=', userId)
+          .where('client_id', '=', request.clientId)
+          .where('revoked_at', 'is', null)
+          // PostgreSQL: lock the row, so concurrent approvals extend it one after the other instead
+          // of the last one overwriting the others' scopes. SQLite transactions are serial already.
+          .$if(postgres, (qb) => qb.forUpdate())
+          .executeTakeFirst();
+        const current = row ? toGrant(row) : undefined;
+        const resources = { ...(current?.resources ?? {}) };
+        if (request.resource !== undefined) {
+          resources[request.resource] = union(resources[request.resource] ?? [], request.scopes);
+        }
+        const oidcScopes = union(current?.oidcScopes ?? [], request.oidcScopes) as OidcScope[];
+        const details = [...(current?.authorizationDetails ?? [])];
+        for (const detail of request.authorizationDetails) {
+          if (!details.some((d) => JSON.stringify(d) === JSON.stringify(detail))) details.push(detail);
+        }
+        if (current) {
+          await trx
+            .updateTable('grants')
+            .set({ resources: JSON.stringify(resources), oidc_scopes: JSON.stringify(oidcScopes), authorization_details: JSON.stringify(details), updated_at: now })
+            .where('id', '=', current.id)
+            .execute();
+          return { ...current, resources, oidcScopes, authorizationDetails: details, updatedAt: now };
+        }
+        const grant: Grant = {
+          id: randomUUID(),
+          userId,
+          clientId: request.clientId,
+          resources,
+          oidcScopes,
+          authorizationDetails: details,
+          createdAt: now,
+          updatedAt: now,
+          revokedAt: null,
+          revokedBy: null,
+          revokeReason: null,
+        };
+        await trx
+          .insertInto('grants')
+          .values({
+            id: grant.id,
+            user_id: userId,
+            client_id: request.clientId,
+            resources: JSON.stringify(resources),
+            oidc_scopes: JSON.stringify(oidcScopes),
+            authorization_details: JSON.stringify(details),
+            created_at: now,
+            updated_at: now,
+            revoked_at: null,
+            revoked_by: null,
+            revoke_reason: null,
+          })
+          .execute();
+        return grant;
+      });
+    } catch (error) {
+      // Another request created the person's grant meanwhile (unique index): extend that one.
+      if (attempt < 2 && isUniqueViolation(error)) continue;
+      throw error;
+    }
+  }
+}
+
+/**
+ * Revokes a grant: from now on its refresh tokens fail and its access tokens are inactive at
+ * introspection and userinfo. One conditional update; false when it was unknown or already revoked.
+ * Records `consent.revoked`.
+ */
+export async function revokeGrant(
+  ctx: Pick<Context, 'storage' | 'clock' | 'audit'>,
+  id: string,
+  by: { actor: string; reason: string; requestId?: string },
+): Promise<boolean> {
+  const now = ctx.clock.now();
+  const result = await ctx.storage.db
+    .updateTable('grants')
+    .set({ revoked_at: now, revoked_by: by.actor, revoke_reason: by.reason })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return false;
+  // Refresh tokens would fail anyway (they check the grant); marking them keeps the table honest.
+  await ctx.storage.db.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', '=', id).where('state', '=', 'active').execute();
+  const grant = await getGrant(ctx, id);
+  await ctx.audit.record({
+    type: 'consent.revoked',
+    ...(by.requestId ? { requestId: by.requestId } : {}),
+    actor: by.actor,
+    ...(grant ? { subject: grant.userId, client: grant.clientId } : {}),
+    details: { grant_id: id, reason: by.reason },
+  });
+  return true;
+}
+
+/** A grant as the admin API and account pages show it. */
+export function grantView(grant: Grant): Record<string, unknown> {
+  return {
+    id: grant.id,
+    user_id: grant.userId,
+    client_id: grant.clientId,
+    resources: grant.resources,
+    oidc_scopes: grant.oidcScopes,
+    authorization_details: grant.authorizationDetails,
+    created_at: new Date(grant.createdAt).toISOString(),
+    updated_at: new Date(grant.updatedAt).toISOString(),
+    revoked_at: grant.revokedAt === null ? null : new Date(grant.revokedAt).toISOString(),
+    revoked_by: grant.revokedBy,
+    revoke_reason: grant.revokeReason,
+  };
+}
+
+function union(a: readonly string[], b: readonly string[]): string[] {
+  return [...new Set([...a, ...b])];
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: string; errcode?: number; message?: string };
+  // PostgreSQL unique_violation; SQLite SQLITE_CONSTRAINT_UNIQUE.
+  return e?.code === '23505' || /UNIQUE constraint failed/i.test(String(e?.message ?? ''));
+}

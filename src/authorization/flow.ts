@@ -1,0 +1,197 @@
+import type { Client } from '../clients/store.ts';
+import { epochSeconds } from '../clock.ts';
+import type { Context } from '../context.ts';
+import { OAuthError } from '../oauth-error.ts';
+import { issueCode } from './codes.ts';
+import { findActiveGrant, type Grant } from './consent.ts';
+import type { Authentication } from './contract.ts';
+import { browserDigest, completeInteraction, createInteraction, evaluateInteraction, loadStoredInteraction } from './interactions.ts';
+import type { AuthorizationParameters } from './parameters.ts';
+import { consumePushedRequest, resolveRequestUri } from './pushed-requests.ts';
+import {
+  AuthorizationPageError,
+  AuthorizationRedirectError,
+  pageStep,
+  pageStepAsync,
+  requireAuthorizationClient,
+  validateAuthorizationRequest,
+  type AuthorizationRequest,
+} from './request.ts';
+import { authorizationResponseLocation } from './response.ts';
+import { needs } from './steps.ts';
+import { maybePruneAuthorizationState } from './pruning.ts';
+import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
+
+/**
+ * The authorization endpoint's protocol (RFC 6749 §4.1, OIDC Core §3.1.2, RFC 9126 §4, RFC 9101),
+ * without HTTP: what to do with a request, as one of three outcomes the HTTP layer carries out.
+ */
+export type AuthorizeOutcome =
+  /** Render an error page; never redirect (client or redirect_uri not established). */
+  | { kind: 'page'; error: OAuthError }
+  /** The authorization response (code or error), a 303 to the client's redirect_uri. */
+  | { kind: 'redirect'; location: string }
+  /** A 303 to the people side, which logs the person in and asks for consent. */
+  | { kind: 'interaction'; location: string; interactionId: string };
+
+export interface AuthorizeInput {
+  params: AuthorizationParameters;
+  /** The person's session, as the people side's readSession found it. */
+  session: Authentication | undefined;
+  /** The browser-binding value of this browser (a cookie the HTTP layer keeps). */
+  browserId: string;
+}
+
+/**
+ * GET|POST /authorize. The rules, in order:
+ * 1. the client exists and may use the code flow — else a page (RFC 6749 §4.1.2.1);
+ * 2. with `request_uri`: the pushed request of this client, unexpired and not yet completed
+ *    (RFC 9126 §4; its redirect_uri still registered) — else a page (invalid_request_uri);
+ * 3. otherwise the request's parameters, or its signed request object (RFC 9101) — errors before
+ *    redirect_uri is validated are pages, after it redirects; a client that must use PAR is refused;
+ * 4. `prompt=none`: the session must suffice — else login_required / consent_required (OIDC Core §3.1.2.6);
+ * 5. a session that suffices and a grant that covers the request → the code at once;
+ * 6. otherwise an interaction, and the browser goes to the people side.
+ */
+export async function startAuthorization(ctx: Context, input: AuthorizeInput): Promise<AuthorizeOutcome> {
+  maybePruneAuthorizationState(ctx);
+  let request: AuthorizationRequest;
+  try {
+    const client = await requireAuthorizationClient(ctx, input.params);
+    request = await readRequest(ctx, client, input.params);
+  } catch (error) {
+    return asOutcome(ctx, error);
+  }
+
+  const now = epochSeconds(ctx.clock);
+  const grant = input.session ? await findActiveGrant(ctx, input.session.userId, request.clientId) : undefined;
+  const need = needs({ request, authentication: input.session, freshLogin: false, grant, approvedHere: false, now });
+  if (request.prompt.includes('none')) {
+    // OIDC Core §3.1.2.6: with prompt=none the OP MUST NOT display any UI; it returns an error instead.
+    if (need.step === 'login') return respondError(ctx, request, new OAuthError('login_required', 'the person must log in'));
+    if (need.step === 'consent') return respondError(ctx, request, new OAuthError('consent_required', 'the person must consent'));
+    return respondCode(ctx, request, input.session!, grant!);
+  }
+  if (need.step === 'done') return respondCode(ctx, request, input.session!, grant!);
+  const interaction = await createInteraction(ctx, request, input.browserId);
+  return { kind: 'interaction', interactionId: interaction.id, location: `${ctx.config.issuer}/interaction/${interaction.id}` };
+}
+
+/**
+ * GET /authorize/resume/{id}, where the people side sends the browser after each step. The
+ * interaction must exist, be pending and belong to this browser; then the person's denial is an
+ * `access_denied` response, a remaining step sends the browser back to the people side, and when
+ * nothing remains the code is issued (once: completing is a conditional update).
+ */
+export async function resumeAuthorization(
+  ctx: Context,
+  id: string,
+  input: { session: Authentication | undefined; browserId: string | undefined },
+): Promise<AuthorizeOutcome> {
+  const stored = await loadStoredInteraction(ctx, id);
+  if (!stored || stored.completedAt !== null) {
+    return page('invalid_request', 'this authorization request is unknown, has expired, or was already completed; start again from the application');
+  }
+  // The interaction is bound to the browser that started it: a link to another browser's
+  // interaction cannot be completed with this browser's session (session swapping).
+  if (input.browserId === undefined || browserDigest(input.browserId) !== stored.browserHash) {
+    return page('invalid_request', 'this authorization request was started in another browser; start again from the application');
+  }
+  const request = stored.request;
+  const client = await ctx.clients.get(request.clientId);
+  // The client may have been removed or changed its redirect URIs meanwhile.
+  if (!client || !matchesRegisteredRedirectUri(client.metadata.redirect_uris ?? [], request.redirectUri)) {
+    return page('invalid_request', 'the client or its redirect_uri is no longer registered');
+  }
+  const { need, authentication, grant } = await evaluateInteraction(ctx, stored, input.session);
+  if (authentication && stored.consent?.decision === 'denied' && stored.consent.userId === authentication.userId) {
+    if (!(await completeInteraction(ctx, id))) return page('invalid_request', 'this authorization request was already completed');
+    // RFC 6749 §4.1.2.1: the resource owner denied the request.
+    return respondError(ctx, request, new OAuthError('access_denied', 'the person denied the request'));
+  }
+  if (need.step !== 'done') return { kind: 'interaction', interactionId: id, location: `${ctx.config.issuer}/interaction/${id}` };
+  if (!(await completeInteraction(ctx, id))) return page('invalid_request', 'this authorization request was already completed');
+  return respondCode(ctx, request, authentication!, grant!);
+}
+
+/** Steps 2-3: the request, from a request_uri, a request object, or plain parameters. */
+async function readRequest(ctx: Context, client: Client, params: AuthorizationParameters): Promise<AuthorizationRequest> {
+  const requestUri = pageStep(() => params.string('request_uri'));
+  if (requestUri !== undefined) {
+    if (params.has('request')) throw new AuthorizationPageError(new OAuthError('invalid_request', 'send request or request_uri, not both'));
+    // RFC 9126 §4: parameters other than client_id and request_uri are ignored.
+    const pushed = await pageStepAsync(() => resolveRequestUri(ctx, client.metadata.client_id, requestUri));
+    if (!matchesRegisteredRedirectUri(client.metadata.redirect_uris ?? [], pushed.request.redirectUri)) {
+      throw new AuthorizationPageError(new OAuthError('invalid_request', 'redirect_uri is no longer registered for this client'));
+    }
+    return { ...pushed.request, pushedRequestId: pushed.id };
+  }
+  const request = await validateAuthorizationRequest(ctx, client, params, { pushed: false });
+  // RFC 9126 §6: a client registered with require_pushed_authorization_requests must use PAR.
+  if (client.metadata.require_pushed_authorization_requests) {
+    throw new AuthorizationRedirectError(
+      new OAuthError('invalid_request', 'this client must use pushed authorization requests (PAR)'),
+      request.redirectUri,
+      request.state,
+    );
+  }
+  return request;
+}
+
+/**
+ * Issues the code and redirects to the client. A pushed request is consumed here, once: a second
+ * authorization completing from the same request_uri gets invalid_request_uri (RFC 9126 §4).
+ */
+async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: Grant): Promise<AuthorizeOutcome> {
+  if (request.pushedRequestId !== undefined && !(await consumePushedRequest(ctx, request.pushedRequestId))) {
+    return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('invalid_request_uri', 'the request_uri was already used'));
+  }
+  const { code, id } = await issueCode(ctx, {
+    clientId: request.clientId,
+    grantId: grant.id,
+    userId: auth.userId,
+    redirectUri: request.redirectUri,
+    codeChallenge: request.codeChallenge,
+    payload: {
+      ...(request.resource !== undefined ? { resource: request.resource } : {}),
+      scopes: request.scopes,
+      oidcScopes: request.oidcScopes,
+      authorizationDetails: request.authorizationDetails,
+      ...(request.nonce !== undefined ? { nonce: request.nonce } : {}),
+      authTime: auth.authTime,
+      acr: auth.acr,
+      amr: auth.amr,
+      sessionId: auth.sessionId,
+    },
+  });
+  // Durable before the response leaves (DESIGN §5).
+  await ctx.audit.record({
+    type: 'code.issued',
+    actor: auth.userId,
+    subject: auth.userId,
+    client: request.clientId,
+    issuer: ctx.config.issuer,
+    ...(request.resource !== undefined ? { audience: request.resource } : {}),
+    scopes: [...request.oidcScopes, ...request.scopes],
+    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime },
+  });
+  return { kind: 'redirect', location: authorizationResponseLocation(request.redirectUri, ctx.config.issuer, request.state, { code }) };
+}
+
+/** An error authorization response; it completes (consumes) a pushed request too. */
+async function respondError(ctx: Context, request: AuthorizationRequest, error: OAuthError): Promise<AuthorizeOutcome> {
+  if (request.pushedRequestId !== undefined) await consumePushedRequest(ctx, request.pushedRequestId);
+  return { kind: 'redirect', location: authorizationResponseLocation(request.redirectUri, ctx.config.issuer, request.state, { error }) };
+}
+
+function asOutcome(ctx: Context, error: unknown): AuthorizeOutcome {
+  if (error instanceof AuthorizationPageError) return { kind: 'page', error: error.oauth };
+  if (error instanceof AuthorizationRedirectError) {
+    return { kind: 'redirect', location: authorizationResponseLocation(error.redirectUri, ctx.config.issuer, error.state, { error: error.oauth }) };
+  }
+  throw error;
+}
+
+function page(error: string, description: string): AuthorizeOutcome {
+  return { kind: 'page', error: new OAuthError(error, description) };
+}

@@ -1,0 +1,60 @@
+import type { Context } from '../context.ts';
+import { verifyIdTokenHint } from '../tokens/id-token.ts';
+import type { Authentication } from './contract.ts';
+import type { AuthorizationParameters } from './parameters.ts';
+
+/**
+ * RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2, §3), without HTTP.
+ *
+ * - `id_token_hint` is verified as an ID token this server signed (its published key's one
+ *   algorithm: `alg: none` or a tampered token is no hint at all). An invalid hint is ignored
+ *   for redirection and never ends a session by itself.
+ * - The session ends at once when the verified hint names the person of the session (`sub`);
+ *   otherwise the person confirms on a page (a cross-site page cannot log them out).
+ * - The browser is redirected only to a `post_logout_redirect_uri` registered, exactly, by the
+ *   client the verified hint was issued to (§3: "MUST NOT perform post-logout redirection unless
+ *   ... id_token_hint"); with `state` appended. Otherwise a page says the person is signed out.
+ */
+export type LogoutDecision =
+  | { kind: 'error'; message: string }
+  /** Ask the person to confirm (their session is not the hint's, or there is no valid hint). */
+  | { kind: 'confirm' }
+  | { kind: 'done'; endSession: string | undefined; redirect: string | undefined };
+
+export async function decideLogout(
+  ctx: Context,
+  params: AuthorizationParameters,
+  input: { session: Authentication | undefined; confirmed: boolean },
+): Promise<LogoutDecision> {
+  let hintText: string | undefined;
+  let clientIdParam: string | undefined;
+  let redirectUri: string | undefined;
+  let state: string | undefined;
+  try {
+    hintText = params.string('id_token_hint');
+    clientIdParam = params.string('client_id');
+    redirectUri = params.string('post_logout_redirect_uri');
+    state = params.string('state');
+  } catch {
+    return { kind: 'error', message: 'A parameter was sent more than once.' };
+  }
+  const hint = hintText === undefined ? undefined : await verifyIdTokenHint(ctx.keys, ctx.config.issuer, hintText);
+  const verified = hint?.ok ? hint.claims : undefined;
+  if (verified && clientIdParam !== undefined && clientIdParam !== verified.aud) {
+    return { kind: 'error', message: 'The client_id does not match the ID token hint.' };
+  }
+
+  let redirect: string | undefined;
+  if (redirectUri !== undefined && verified) {
+    const client = await ctx.clients.get(verified.aud);
+    // Exact string match against the registered post_logout_redirect_uris (§3).
+    if (client?.metadata.post_logout_redirect_uris?.includes(redirectUri)) {
+      redirect = state === undefined ? redirectUri : `${redirectUri}${redirectUri.includes('?') ? '&' : '?'}${new URLSearchParams({ state })}`;
+    }
+  }
+
+  const session = input.session;
+  if (!session) return { kind: 'done', endSession: undefined, redirect };
+  if ((verified && verified.sub === session.userId) || input.confirmed) return { kind: 'done', endSession: session.sessionId, redirect };
+  return { kind: 'confirm' };
+}

@@ -1,0 +1,37 @@
+import type { Context } from '../context.ts';
+import { pruneRefreshTokens } from '../tokens/refresh-tokens.ts';
+import { pruneCodes } from './codes.ts';
+import { pruneInteractions } from './interactions.ts';
+import { prunePushedRequests } from './pushed-requests.ts';
+
+/** How often a process prunes expired authorization state. */
+const pruneEveryMs = 10 * 60_000;
+
+const lastPrune = new WeakMap<object, number>();
+const running = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * Deletes expired pushed requests, interactions, codes (a day after expiry: a redeemed code is kept
+ * that long to recognise its reuse) and refresh tokens. At most once per 10 minutes per process and
+ * database, off the request's path; a failure waits for the next interval.
+ */
+export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock'>): void {
+  const now = ctx.clock.now();
+  const last = lastPrune.get(ctx.storage) ?? -Infinity;
+  if (running.has(ctx.storage) || (now - last < pruneEveryMs && now >= last)) return;
+  lastPrune.set(ctx.storage, now);
+  const work = (async () => {
+    await prunePushedRequests(ctx, now);
+    await pruneInteractions(ctx, now);
+    await pruneCodes(ctx, now);
+    await pruneRefreshTokens(ctx, now);
+  })()
+    .catch(() => undefined)
+    .finally(() => running.delete(ctx.storage));
+  running.set(ctx.storage, work);
+}
+
+/** Resolves when a prune started by maybePruneAuthorizationState has finished (tests, shutdown). */
+export async function authorizationPruningSettled(ctx: Pick<Context, 'storage'>): Promise<void> {
+  await running.get(ctx.storage);
+}

@@ -1,0 +1,72 @@
+import type { Client } from '../clients/store.ts';
+import type { Context } from '../context.ts';
+import type { ResourceServer } from '../resource-servers/definition.ts';
+import { describeAuthorizationDetails } from './authorization-details.ts';
+import { grantCovers, type Grant } from './consent.ts';
+import type { Authentication, ConsentRequest, NextStep } from './contract.ts';
+import type { AuthorizationRequest } from './request.ts';
+import { describeOidcScope, describeScope } from './scopes.ts';
+
+/** What is known when deciding what an authorization request still needs. */
+export interface StepInput {
+  request: AuthorizationRequest;
+  /** The person: authenticated during this interaction, or by their session. */
+  authentication: Authentication | undefined;
+  /** True when `authentication` was recorded during this interaction (a login just happened). */
+  freshLogin: boolean;
+  /** The person's active grant to the client, if any. */
+  grant: Grant | undefined;
+  /** True when the person approved this request during this interaction (and that grant is `grant`). */
+  approvedHere: boolean;
+  /** Now, epoch seconds. */
+  now: number;
+}
+
+export type Need = { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr' } | { step: 'consent' } | { step: 'done' };
+
+/**
+ * The rules, in order (OIDC Core §3.1.2.1, §3.1.2.3, §3.1.2.4):
+ * 1. no person → login;
+ * 2. unless the person logged in during this interaction: `prompt=login` → login; the session's
+ *    auth_time older than `max_age` (or max_age=0) → login; `acr_values` not met by the session's
+ *    acr → login (a step-up). After a login in this interaction, acr_values are voluntary (§3.1.2.1)
+ *    and the ID token tells the client what was achieved;
+ * 3. unless approved during this interaction: `prompt=consent`, or a grant that does not cover the
+ *    request → consent;
+ * 4. done.
+ */
+export function needs(input: StepInput): Need {
+  const { request, authentication: auth } = input;
+  if (!auth) return { step: 'login', reason: 'no_session' };
+  if (!input.freshLogin) {
+    if (request.prompt.includes('login')) return { step: 'login', reason: 'prompt_login' };
+    if (request.maxAge !== undefined && (request.maxAge === 0 || input.now - auth.authTime > request.maxAge)) {
+      return { step: 'login', reason: 'max_age' };
+    }
+    if (request.acrValues.length > 0 && !request.acrValues.includes(auth.acr)) return { step: 'login', reason: 'acr' };
+  }
+  if (!input.approvedHere && (request.prompt.includes('consent') || !grantCovers(input.grant, request))) return { step: 'consent' };
+  return { step: 'done' };
+}
+
+/** What the consent page shows for a request, in plain language (contract.ts ConsentRequest). */
+export async function consentRequest(ctx: Pick<Context, 'resourceServers'>, client: Client | undefined, request: AuthorizationRequest): Promise<ConsentRequest> {
+  const clientName = client?.metadata.client_name ?? request.clientId;
+  const resources: ConsentRequest['resources'] = [];
+  const lines: string[] = [];
+  for (const scope of request.oidcScopes) lines.push(describeOidcScope(scope, clientName));
+  if (request.resource !== undefined) {
+    const server: ResourceServer | undefined = await ctx.resourceServers.get(request.resource);
+    const name = server?.name ?? request.resource;
+    resources.push({ identifier: request.resource, name, scopes: request.scopes });
+    for (const scope of request.scopes) lines.push(describeScope(scope, name));
+  }
+  lines.push(...describeAuthorizationDetails(request.authorizationDetails));
+  return { clientId: request.clientId, clientName, resources, authorizationDetails: request.authorizationDetails, lines };
+}
+
+/** The contract's NextStep for a Need. */
+export async function toNextStep(ctx: Pick<Context, 'resourceServers' | 'clients'>, need: Need, request: AuthorizationRequest): Promise<NextStep> {
+  if (need.step !== 'consent') return need;
+  return { step: 'consent', consent: await consentRequest(ctx, await ctx.clients.get(request.clientId), request) };
+}

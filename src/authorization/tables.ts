@@ -1,0 +1,91 @@
+/**
+ * The authorization component's tables (migration 0007_authorization). Codes, refresh tokens and
+ * request_uris are stored as SHA-256 digests, never as issued (DESIGN §7 "store digests").
+ * Times are epoch milliseconds; JSON columns are text.
+ */
+export interface AuthorizationTables {
+  /** RFC 9126 pushed authorization requests, by the digest of their request_uri. */
+  pushed_requests: {
+    uri_hash: string;
+    /** A public id for audit events and interactions (never the request_uri itself). */
+    id: string;
+    client_id: string;
+    /** The validated AuthorizationRequest, as JSON. */
+    request: string;
+    created_at: number;
+    expires_at: number;
+    /** Set once an authorization made from it completed (code issued or error returned): single use after that. */
+    consumed_at: number | null;
+  };
+  /** A pending authorization request waiting for a person (src/authorization/contract.ts). */
+  interactions: {
+    id: string;
+    client_id: string;
+    /** The validated AuthorizationRequest, as JSON. */
+    request: string;
+    /** SHA-256 of the browser-binding cookie value: only the browser that started it may resume it. */
+    browser_hash: string;
+    /** The Authentication recorded during this interaction (JSON), if any. */
+    authentication: string | null;
+    /** 'approved' or 'denied' once the person decided. */
+    consent: string | null;
+    /** The consent grant an approval recorded or extended. */
+    grant_id: string | null;
+    created_at: number;
+    expires_at: number;
+    completed_at: number | null;
+  };
+  /** The consent store: what a person allowed a client, per resource (one active row per user and client). */
+  grants: {
+    id: string;
+    user_id: string;
+    client_id: string;
+    /** JSON object: resource identifier → granted scopes. */
+    resources: string;
+    /** JSON array of granted OpenID Connect scopes (openid, offline_access). */
+    oidc_scopes: string;
+    /** JSON array of granted RFC 9396 authorization_details. */
+    authorization_details: string;
+    created_at: number;
+    updated_at: number;
+    revoked_at: number | null;
+    revoked_by: string | null;
+    revoke_reason: string | null;
+  };
+  /** Authorization codes (RFC 6749 §4.1.2) by digest. */
+  authorization_codes: {
+    code_hash: string;
+    /** A public id for audit events. */
+    id: string;
+    client_id: string;
+    grant_id: string;
+    user_id: string;
+    redirect_uri: string;
+    code_challenge: string;
+    /** What the code stands for (scopes, resource, details, nonce, auth_time, acr, amr), as JSON. */
+    payload: string;
+    created_at: number;
+    expires_at: number;
+    redeemed_at: number | null;
+  };
+  /** Refresh tokens (RFC 6749 §6) by digest; rotated tokens are kept to detect reuse. */
+  refresh_tokens: {
+    token_hash: string;
+    /** A public id for audit events and rotation links. */
+    id: string;
+    /** The id of the first token of this rotation chain (one per code redemption). */
+    family_id: string;
+    /** The token this one replaced, if any. */
+    parent_id: string | null;
+    grant_id: string;
+    client_id: string;
+    user_id: string;
+    /** What the token stands for (scopes, resource, details, auth_time, acr, amr), as JSON. */
+    payload: string;
+    /** 'active' | 'rotated' (used, replaced by a child) | 'superseded' (replaced unused, by a retry) | 'revoked'. */
+    state: string;
+    created_at: number;
+    expires_at: number;
+    used_at: number | null;
+  };
+}

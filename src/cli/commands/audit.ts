@@ -1,0 +1,258 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { AuditKeys, auditOrigin, parseAuditPublicKey } from '../../audit/audit-key.ts';
+import { BundleError, exportBundle, verifyBundle } from '../../audit/bundle.ts';
+import { isPostgres } from '../../audit/dialect.ts';
+import { sealNow } from '../../audit/lifecycle.ts';
+import { AuditProofError, proveConsistency, proveEvent, type SignedCheckpoint } from '../../audit/proofs.ts';
+import { AuditQueryError, queryEvents, readAuditQuery, type AuditQuery } from '../../audit/query.ts';
+import { parseRetention, planPrune, prune, RetentionError } from '../../audit/retention.ts';
+import { sqliteFileOf, verifyStore } from '../../audit/verify.ts';
+import type { Context } from '../../context.ts';
+import { resolveMasterKey } from '../../keys/master-key.ts';
+import { exit, type Output } from '../output.ts';
+
+export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoint FILE] [--json]
+       clearance audit export (--txn ID | --subject S | --client C | --since T [--until T]) [-o FILE]
+       clearance audit verify-bundle FILE [--key FILE]
+       clearance audit proof --event ID [--tree-size N]
+       clearance audit proof --from M [--to N]
+       clearance audit prune --retention SPEC [--dry-run]
+       clearance audit key
+       clearance audit seal
+
+verify         recomputes every leaf hash and the Merkle tree from the store, checks every
+               checkpoint and pruning record signature and that each checkpoint's root is the
+               tree's at its size. Exit 0 when intact; exit 1 naming the first bad leaf index when
+               an event was altered, removed, inserted or reordered, or a checkpoint forged.
+                 --key FILE         accept only this audit public key (PEM or base64 SPKI), e.g.
+                                    the one printed by \`audit key\` and kept out of band
+                 --checkpoint FILE  also require a checkpoint kept elsewhere (JSON, or a bundle):
+                                    catches a tail removed together with its checkpoints
+export         writes an evidence bundle of the matching sealed events: each with its inclusion
+               proof into the latest checkpoint, that checkpoint, the audit public key and the
+               token-signing JWKS in force, signed with the audit key, as canonical JSON.
+               Filters combine: --txn, --subject, --client, --type, --decision allow|deny,
+               --since/--until (ISO 8601 or epoch ms; since inclusive, until exclusive).
+               -o FILE (default: standard output)
+verify-bundle  verifies a bundle offline, without the database; --key pins the audit key
+proof          prints (JSON) an event's inclusion proof into a checkpoint (default: the latest),
+               or the consistency proof between the checkpoints at tree sizes M and N
+prune          removes the sealed prefix every event of which is past its retention, leaving a
+               signed pruning record. SPEC: TYPE=PERIOD,... with * for the other types, e.g.
+               "token.introspected=90d,*=7y" (periods: ms s m h d y). Types not covered are kept.
+key            prints the audit public key (PEM), its fingerprint and the log origin
+seal           seals the events recorded so far (a running server does this every 500 ms)`;
+
+export interface AuditArgs {
+  action?: string | undefined;
+  file?: string | undefined;
+  json?: boolean | undefined;
+  key?: string | undefined;
+  checkpoint?: string | undefined;
+  output?: string | undefined;
+  event?: string | undefined;
+  treeSize?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+  retention?: string | undefined;
+  dryRun?: boolean | undefined;
+  /** Query filters, as given on the command line. */
+  query: Record<string, string | undefined>;
+}
+
+/**
+ * `clearance audit ...`. `withContext` opens the database; verify-bundle never calls it.
+ */
+export async function auditCommand(
+  args: AuditArgs,
+  output: Output,
+  withContext: (run: (ctx: Context) => Promise<number>) => Promise<number>,
+): Promise<number> {
+  try {
+    switch (args.action) {
+      case 'verify-bundle':
+        return verifyBundleCommand(args, output);
+      case 'verify':
+        return await withContext((ctx) => verifyCommand(ctx, args, output));
+      case 'export':
+        return await withContext((ctx) => exportCommand(ctx, args, output));
+      case 'proof':
+        return await withContext((ctx) => proofCommand(ctx, args, output));
+      case 'prune':
+        return await withContext((ctx) => pruneCommand(ctx, args, output));
+      case 'key':
+        return await withContext(async (ctx) => {
+          const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
+          output.out(key.publicKey.export({ format: 'pem', type: 'spki' }).toString().trimEnd());
+          output.out(`fingerprint: ${key.keyId}\norigin: ${key.origin}`);
+          return exit.ok;
+        });
+      case 'seal':
+        return await withContext(async (ctx) => {
+          const sealed = await sealNow(ctx, resolveMasterKey(ctx.config).key);
+          output.out(sealed === undefined ? 'a running server holds the sealer lock and seals the log' : `sealed ${sealed} event(s)`);
+          return exit.ok;
+        });
+      default:
+        output.err(auditHelp);
+        return exit.usage;
+    }
+  } catch (error) {
+    if (error instanceof AuditQueryError || error instanceof RetentionError) {
+      output.err(error.message);
+      return exit.usage;
+    }
+    if (error instanceof AuditProofError || error instanceof BundleError) {
+      output.err(error.message);
+      return exit.failed;
+    }
+    throw error;
+  }
+}
+
+function auditKeys(ctx: Context): AuditKeys {
+  return new AuditKeys(ctx.storage.db, resolveMasterKey(ctx.config).key, ctx.clock);
+}
+
+function readPinnedKey(file: string | undefined) {
+  return file === undefined ? undefined : parseAuditPublicKey(readFileSync(file, 'utf8'));
+}
+
+async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  const keys = auditKeys(ctx);
+  const external: SignedCheckpoint[] = [];
+  if (args.checkpoint) {
+    const parsed = JSON.parse(readFileSync(args.checkpoint, 'utf8')) as SignedCheckpoint & { checkpoint?: SignedCheckpoint };
+    external.push(parsed.checkpoint ?? parsed);
+  }
+  const pinnedKey = readPinnedKey(args.key);
+  const sqliteFile = sqliteFileOf(ctx.storage);
+  const report = await verifyStore(ctx.storage.db, { keys: await keys.publicKeys(), externalCheckpoints: external, ...(pinnedKey ? { pinnedKey } : {}), ...(sqliteFile ? { sqliteFile } : {}) });
+  const keyProblems = await keys.checkWithMasterKey();
+  if (report.ok && keyProblems.length) report.problem = { message: keyProblems.join('; ') };
+  const ok = report.ok && keyProblems.length === 0;
+  if (args.json) {
+    output.out(JSON.stringify({ ...report, ok }, null, 2));
+  } else if (ok) {
+    const latest = report.latest;
+    output.out(
+      `audit log intact: ${report.leaves} leaves` +
+        (report.prunedBefore ? ` after the ${report.prunedBefore} pruned` : '') +
+        `, ${report.checkpoints} checkpoints` +
+        (latest ? `; latest: tree size ${latest.treeSize}, root ${latest.rootHash}, signed ${new Date(latest.time).toISOString()}` : '') +
+        (report.unsealed ? `; ${report.unsealed} event(s) not sealed yet` : ''),
+    );
+    if (report.keyIds.length) output.out(`audit key fingerprint(s): ${report.keyIds.join(', ')}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
+  } else {
+    const problem = report.problem!;
+    output.err(
+      `audit log verification FAILED` +
+        (problem.leafIndex !== undefined ? `: first bad leaf index ${problem.leafIndex}` : '') +
+        (problem.checkpoint !== undefined ? ` (checkpoint at tree size ${problem.checkpoint})` : '') +
+        `\n${problem.message}`,
+    );
+  }
+  return ok ? exit.ok : exit.failed;
+}
+
+async function exportCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  const query = readAuditQuery(args.query);
+  if (query.txn === undefined && query.subject === undefined && query.client === undefined && query.since === undefined) {
+    output.err('audit export needs --txn, --subject, --client or --since\n\n' + auditHelp);
+    return exit.usage;
+  }
+  const masterKey = resolveMasterKey(ctx.config).key;
+  await waitUntilSealed(ctx, masterKey, query);
+  const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
+  const result = await exportBundle(ctx.storage.db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now() });
+  if (args.output) writeFileSync(args.output, result.text, { mode: 0o600 });
+  else process.stdout.write(result.text);
+  await ctx.audit.record({ type: 'audit.exported', actor: `cli:${userInfo().username}`, details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize } });
+  const summary =
+    `exported ${result.bundle.events.length} event(s) proven into the checkpoint at tree size ${result.bundle.checkpoint.treeSize}` +
+    (args.output ? ` to ${args.output}` : '') +
+    `; audit key ${key.keyId}` +
+    (result.unsealed ? `; ${result.unsealed} matching event(s) were not sealed yet and are not included` : '');
+  if (args.output) output.out(summary);
+  else output.err(summary);
+  return exit.ok;
+}
+
+/** Seals what is committed (or waits for the server that holds the sealer lock) so the export is complete. */
+async function waitUntilSealed(ctx: Context, masterKey: Buffer, query: AuditQuery): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const sealed = await sealNow(ctx, masterKey);
+    if (sealed !== undefined || !isPostgres(ctx.storage.db)) return;
+    const page = await queryEvents(ctx.storage.db, query, { limit: 1000 });
+    if (page.events.every((e) => e.leafIndex !== null) || Date.now() > deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function verifyBundleCommand(args: AuditArgs, output: Output): number {
+  if (!args.file) {
+    output.err('usage: clearance audit verify-bundle FILE [--key FILE]');
+    return exit.usage;
+  }
+  let text: string;
+  try {
+    text = readFileSync(args.file, 'utf8');
+  } catch (error) {
+    output.err(`cannot read ${args.file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    return exit.failed;
+  }
+  const pinnedKey = readPinnedKey(args.key);
+  const report = verifyBundle(text, pinnedKey ? { pinnedKey } : {});
+  if (args.json) output.out(JSON.stringify(report, null, 2));
+  else if (report.ok) {
+    output.out(
+      `bundle verified: ${report.events} event(s) included in the checkpoint at tree size ${report.checkpoint!.treeSize} ` +
+        `(root ${report.checkpoint!.rootHash}, signed ${new Date(report.checkpoint!.time).toISOString()})`,
+    );
+    output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
+  } else output.err(`bundle verification FAILED:\n${report.problems.map((p) => `  ${p}`).join('\n')}`);
+  return report.ok ? exit.ok : exit.failed;
+}
+
+async function proofCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  const size = (name: string, value: string | undefined) => {
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value)) throw new AuditQueryError(`--${name} must be a tree size`);
+    return Number(value);
+  };
+  if (args.event) {
+    output.out(JSON.stringify(await proveEvent(ctx.storage.db, args.event, size('tree-size', args.treeSize)), null, 2));
+    return exit.ok;
+  }
+  if (args.from) {
+    output.out(JSON.stringify(await proveConsistency(ctx.storage.db, size('from', args.from)!, size('to', args.to)), null, 2));
+    return exit.ok;
+  }
+  output.err('usage: clearance audit proof --event ID [--tree-size N] | --from M [--to N]');
+  return exit.usage;
+}
+
+async function pruneCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  if (!args.retention) {
+    output.err('usage: clearance audit prune --retention SPEC [--dry-run]');
+    return exit.usage;
+  }
+  const policy = parseRetention(args.retention);
+  const now = ctx.clock.now();
+  if (args.dryRun) {
+    const plan = await planPrune(ctx.storage.db, policy, now);
+    output.out(plan.events ? `would remove leaves ${plan.prunedBefore}..${plan.pruneBefore - 1} (${plan.events} events)` : 'nothing to prune');
+    return exit.ok;
+  }
+  const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
+  const result = await prune(ctx.storage.db, policy, key, now);
+  if (!result.events) {
+    output.out('nothing to prune');
+    return exit.ok;
+  }
+  await ctx.audit.record({ type: 'audit.pruned', actor: `cli:${userInfo().username}`, details: { prunedBefore: result.pruneBefore, events: result.events, rootHash: result.rootHash!, policy: args.retention } });
+  output.out(`removed leaves ${result.prunedBefore}..${result.pruneBefore - 1} (${result.events} events); signed pruning record root ${result.rootHash}`);
+  return exit.ok;
+}

@@ -1,0 +1,89 @@
+import type { preHandlerAsyncHookHandler } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import { AuditKeys } from '../../audit/audit-key.ts';
+import { AuditProofError, proveConsistency, proveEvent, storedCheckpoint } from '../../audit/proofs.ts';
+import { AuditQueryError, queryEvents, readAuditQuery } from '../../audit/query.ts';
+import type { Context } from '../../context.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+type Query = Record<string, string | undefined>;
+
+/**
+ * The compliance API of the audit log (issue 3 §5, §7), under `<issuer>/admin/audit`, for
+ * Clearance access tokens for `<issuer>/admin` with the `audit:read` scope:
+ *
+ *   GET events?txn=&subject=&client=&type=&decision=&since=&until=&limit=&after=
+ *       matching events oldest first, with their leaf index; `next` is the cursor for `after`
+ *   GET events/:id/proof[?tree_size=N]   RFC 9162 §2.1.3 inclusion proof into a checkpoint
+ *   GET consistency?first=M[&second=N]   RFC 9162 §2.1.4 consistency proof between checkpoints
+ *   GET checkpoints/latest               the latest signed checkpoint
+ *   GET key                              the audit public key (PEM) and its fingerprint
+ *
+ * `authorize` is the pre-handler that admits a request for a scope (admin/authorize.ts).
+ */
+export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => preHandlerAsyncHookHandler = requireAdmin): Endpoint {
+  return {
+    register(app, ctx) {
+      const base = `${issuerPath(ctx.config.issuer)}/admin/audit`;
+      const read = { preHandler: authorize(ctx, 'audit:read') };
+      const db = ctx.storage.db;
+      const noStore = { 'cache-control': 'no-store' };
+
+      app.get<{ Querystring: Query }>(`${base}/events`, read, async (request, reply) => {
+        const { limit, after, ...filters } = request.query;
+        reply.headers(noStore);
+        return guard(() =>
+          queryEvents(db, readAuditQuery(filters), {
+            ...(limit !== undefined ? { limit: readInteger('limit', limit) } : {}),
+            ...(after !== undefined ? { after } : {}),
+          }),
+        );
+      });
+
+      app.get<{ Params: { id: string }; Querystring: Query }>(`${base}/events/:id/proof`, read, async (request, reply) => {
+        const size = request.query.tree_size;
+        reply.headers(noStore);
+        return guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
+      });
+
+      app.get<{ Querystring: Query }>(`${base}/consistency`, read, async (request, reply) => {
+        const { first, second } = request.query;
+        if (first === undefined) throw new OAuthError('invalid_request', 'first (a checkpoint tree size) is required');
+        reply.headers(noStore);
+        return guard(() => proveConsistency(db, readInteger('first', first), second === undefined ? undefined : readInteger('second', second)));
+      });
+
+      app.get(`${base}/checkpoints/latest`, read, async (_request, reply) => {
+        const checkpoint = await storedCheckpoint(db);
+        if (!checkpoint) throw new OAuthError('not_found', 'the audit log has no checkpoint yet');
+        reply.headers(noStore);
+        return checkpoint;
+      });
+
+      app.get(`${base}/key`, read, async () => {
+        const key = await new AuditKeys(db, undefined, ctx.clock).currentPublicKey();
+        if (!key) throw new OAuthError('not_found', 'the audit log has no key yet');
+        return { key_id: key.keyId, origin: key.origin, public_key: key.publicKey.export({ format: 'pem', type: 'spki' }).toString() };
+      });
+    },
+  };
+}
+
+/** Registered in http/app.ts; admin tokens with audit:read only. */
+export const audit: Endpoint = auditEndpoint();
+
+function readInteger(name: string, value: string): number {
+  if (!/^\d{1,15}$/.test(value)) throw new OAuthError('invalid_request', `${name} must be a non-negative integer`);
+  return Number(value);
+}
+
+async function guard<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof AuditQueryError) throw new OAuthError('invalid_request', error.message);
+    if (error instanceof AuditProofError) throw new OAuthError('not_found', error.message);
+    throw error;
+  }
+}

@@ -1,0 +1,260 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Interaction } from '../../authorization/contract.ts';
+import * as interactions from '../../authorization/interactions.ts';
+import type { Context } from '../../context.ts';
+import { verifyLogin } from '../../identity/login.ts';
+import { PasswordHasherBusyError } from '../../identity/passwords.ts';
+import { readSession, startSession } from '../../identity/sessions.ts';
+import { findUser } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { consentPage } from '../../ui/consent.ts';
+import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
+import { loginPage } from '../../ui/login.ts';
+import { sendErrorPage, sendPage } from '../../ui/respond.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+import type { InteractionFlow } from './flow.ts';
+
+/**
+ * Where a person logs in and consents during an authorization request (the people side of
+ * src/authorization/contract.ts). Every answer is an HTML page or a 303; nothing here ever
+ * redirects to the client: the protocol side does that from /authorize/resume/{id}.
+ *
+ * GET /interaction/{id}
+ *   1. an unknown or expired interaction → error page (400), no redirect;
+ *   2. the session of the cookie (readSession) is passed to the protocol's nextStep:
+ *      login → the sign-in page; consent → the consent page; done → 303 to resume.
+ *
+ * POST /interaction/{id}/login
+ *   1. a missing or wrong CSRF token, or a cross-site Origin → 403 page, nothing changes;
+ *   2. an unknown or expired interaction → error page;
+ *   3. an empty username or password → the sign-in page again, 400;
+ *   4. verifyLogin (throttle, Argon2id, lockout, audit): throttled → 429 with Retry-After;
+ *      any other failure → the sign-in page with one generic message, 401;
+ *   5. a new session (the id rotates: the browser's old session ends), recorded on the
+ *      interaction, and 303 (never 307, RFC 9700 §4.12) to /authorize/resume/{id}.
+ *
+ * POST /interaction/{id}/consent
+ *   1–2. as for login;
+ *   3. decision is approve or deny, else 400;
+ *   4. the person must still have a session, and the same person who logged in during this
+ *      interaction; else the sign-in page (401) or an error page (403);
+ *   5. decideConsent, then 303 to /authorize/resume/{id}.
+ */
+export function interactionEndpoint(flow: InteractionFlow): Endpoint {
+  return {
+    register(app, ctx) {
+      const base = issuerPath(ctx.config.issuer);
+      const paths = {
+        login: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/login`,
+        consent: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/consent`,
+        resume: (id: string) => `${ctx.config.issuer}/authorize/resume/${encodeURIComponent(id)}`,
+      };
+      type Params = { Params: { id: string } };
+
+      app.get<Params>(`${base}/interaction/:id`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const interaction = await loadInteraction(ctx, flow, request.params.id);
+          if (!interaction) return interactionGone(ctx, request, reply);
+          const session = await readSession(ctx, request.headers.cookie);
+          const step = await flow.nextStep(ctx, interaction.id, session);
+          switch (step.step) {
+            case 'done':
+              return seeOther(reply, paths.resume(interaction.id));
+            case 'login':
+              return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] });
+            case 'consent': {
+              const who = session ?? interaction.authentication;
+              const user = who && (await findUser(ctx, who.userId));
+              const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
+              return sendPage(reply, {
+                status: 200,
+                csp: 'form',
+                page: consentPage({
+                  base,
+                  action: paths.consent(interaction.id),
+                  csrfToken: csrfToken(csrf.secret, interaction.id, 'consent'),
+                  consent: step.consent,
+                  signedInAs: user ? (user.name ?? user.username) : 'an unknown user',
+                }),
+                ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
+              });
+            }
+          }
+        }),
+      );
+
+      app.post<Params>(`${base}/interaction/:id/login`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'login');
+          if (!form) return forbidden(ctx, request, reply);
+          const interaction = await loadInteraction(ctx, flow, request.params.id);
+          if (!interaction) return interactionGone(ctx, request, reply);
+          const username = form.get('username') ?? '';
+          const password = form.get('password') ?? '';
+          if (!username.trim() || !password) {
+            return showLogin(ctx, request, reply, interaction, { status: 400, username, error: 'Enter your username and your password.' });
+          }
+          const outcome = await verifyLogin(ctx, {
+            username,
+            password,
+            sourceAddress: request.ip,
+            requestId: request.id,
+            clientId: interaction.clientId,
+          });
+          if (!outcome.ok && outcome.reason === 'throttled') {
+            return showLogin(ctx, request, reply, interaction, {
+              status: 429,
+              username,
+              error: 'Too many failed sign-in attempts. Wait a few minutes, then try again.',
+              headers: { 'retry-after': String(outcome.retryAfterSeconds) },
+            });
+          }
+          if (!outcome.ok) {
+            return showLogin(ctx, request, reply, interaction, { status: 401, username, error: 'The username or password is not correct.' });
+          }
+          const started = await startSession(ctx, { userId: outcome.user.id, acr: outcome.acr, amr: outcome.amr, cookieHeader: request.headers.cookie });
+          await flow.recordAuthentication(ctx, interaction.id, started.authentication);
+          reply.header('set-cookie', [started.setCookie]);
+          return seeOther(reply, paths.resume(interaction.id));
+        }),
+      );
+
+      app.post<Params>(`${base}/interaction/:id/consent`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'consent');
+          if (!form) return forbidden(ctx, request, reply);
+          const interaction = await loadInteraction(ctx, flow, request.params.id);
+          if (!interaction) return interactionGone(ctx, request, reply);
+          const decision = form.get('decision');
+          if (decision !== 'approve' && decision !== 'deny') {
+            return sendErrorPage(ctx, request, reply, { status: 400, title: 'Choose Approve or Deny', message: 'The form did not say whether you approve. Go back and choose Approve or Deny.' });
+          }
+          const session = await readSession(ctx, request.headers.cookie);
+          if (!session) {
+            return showLogin(ctx, request, reply, interaction, { status: 401, notice: 'Your session has ended. Sign in again to continue.' });
+          }
+          if (interaction.authentication && interaction.authentication.userId !== session.userId) {
+            return sendErrorPage(ctx, request, reply, {
+              status: 403,
+              title: 'Signed in as someone else',
+              message: 'Another person signed in in this browser while this request was open. Return to the application and start again.',
+            });
+          }
+          await flow.decideConsent(ctx, interaction.id, session, decision === 'approve');
+          return seeOther(reply, paths.resume(interaction.id));
+        }),
+      );
+
+      async function showLogin(
+        ctx: Context,
+        request: FastifyRequest,
+        reply: FastifyReply,
+        interaction: Interaction,
+        view: { status: number; username?: string; error?: string; notice?: string | undefined; headers?: Record<string, string> },
+      ): Promise<FastifyReply> {
+        const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
+        const client = await ctx.clients.get(interaction.clientId);
+        return sendPage(reply, {
+          status: view.status,
+          csp: 'form',
+          page: loginPage({
+            base,
+            action: paths.login(interaction.id),
+            csrfToken: csrfToken(csrf.secret, interaction.id, 'login'),
+            clientName: client?.metadata.client_name ?? interaction.clientId,
+            ...(view.username !== undefined ? { username: view.username.slice(0, 256) } : {}),
+            ...(view.error ? { error: view.error } : {}),
+            ...(view.notice ? { notice: view.notice } : {}),
+          }),
+          ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
+          ...(view.headers ? { headers: view.headers } : {}),
+        });
+      }
+    },
+  };
+}
+
+const loginNotices: Record<'no_session' | 'prompt_login' | 'max_age' | 'acr', string | undefined> = {
+  no_session: undefined,
+  prompt_login: 'The application asks you to sign in again.',
+  max_age: 'Your last sign-in was too long ago for this application. Sign in again.',
+  acr: 'This application asks for a stronger sign-in.',
+};
+
+/** Interaction ids are opaque to this side; anything not shaped like one is unknown without a lookup. */
+const interactionIdPattern = /^[A-Za-z0-9_-]{1,128}$/;
+
+async function loadInteraction(ctx: Context, flow: InteractionFlow, id: string): Promise<Interaction | undefined> {
+  if (!interactionIdPattern.test(id)) return undefined;
+  const interaction = await flow.loadInteraction(ctx, id);
+  // The protocol side says undefined for expired ones; checked here too, as the contract defines expiresAt.
+  if (!interaction || interaction.expiresAt * 1000 <= ctx.clock.now()) return undefined;
+  return interaction;
+}
+
+/**
+ * The form of a POST, if it carries this browser's CSRF token for this interaction and form, and
+ * no foreign Origin. `Origin: null` is what browsers send for a form POST from a page with
+ * Referrer-Policy no-referrer (Fetch §3.1 "serializing a request origin"), so it is accepted; the
+ * token decides.
+ */
+function checkedForm(ctx: Context, request: FastifyRequest<{ Params: { id: string } }>, purpose: CsrfPurpose) {
+  const form = request.form;
+  if (!form) return undefined;
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== 'null' && origin !== new URL(ctx.config.issuer).origin) return undefined;
+  if (form.all(csrfField).length !== 1) return undefined;
+  if (!csrfTokenValid(ctx.config.issuer, request.headers.cookie, request.params.id, purpose, form.get(csrfField))) return undefined;
+  return form;
+}
+
+function forbidden(ctx: Context, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendErrorPage(ctx, request, reply, {
+    status: 403,
+    title: 'This form has expired',
+    message: 'The form could not be checked, so nothing was changed. Make sure cookies are allowed for this site, then return to the application and start again.',
+  });
+}
+
+function interactionGone(ctx: Context, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return sendErrorPage(ctx, request, reply, {
+    status: 400,
+    title: 'This sign-in request has ended',
+    message: 'It has expired or is not valid. Return to the application and start again.',
+  });
+}
+
+/** RFC 9110 §15.4.4: 303, so the browser follows with a GET and never re-posts the credentials. */
+function seeOther(reply: FastifyReply, location: string): FastifyReply {
+  return reply.code(303).header('location', location).header('cache-control', 'no-store').send();
+}
+
+/**
+ * Runs a handler; an error becomes an error page, never JSON (a person is looking at it): an
+ * OAuthError keeps its status and public description, a busy password hasher is 503, anything
+ * else 500 with no detail (logged with the request id).
+ */
+async function guarded(ctx: Context, request: FastifyRequest, reply: FastifyReply, handler: () => Promise<FastifyReply>): Promise<FastifyReply> {
+  try {
+    return await handler();
+  } catch (error) {
+    if (error instanceof OAuthError && error.status < 500) {
+      if (error.detail) request.log.info({ error: error.error, detail: error.detail }, 'interaction refused');
+      return sendErrorPage(ctx, request, reply, {
+        status: error.status,
+        title: 'This request cannot continue',
+        message: error.description ?? 'Return to the application and start again.',
+        headers: { ...error.headers },
+      });
+    }
+    if (error instanceof PasswordHasherBusyError) {
+      return sendErrorPage(ctx, request, reply, { status: 503, title: 'Busy', message: 'Too many people are signing in right now. Try again in a moment.', headers: { 'retry-after': '5' } });
+    }
+    request.log.error({ err: error, reqId: request.id }, 'unexpected error');
+    return sendErrorPage(ctx, request, reply, { status: 500, title: 'Something went wrong', message: 'The server could not complete the request. Try again, or quote the reference below to support.' });
+  }
+}
+
+
+/** The interaction endpoints as the server registers them, on the protocol side's interactions. */
+export const interaction: Endpoint = interactionEndpoint(interactions);

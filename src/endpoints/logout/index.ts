@@ -1,0 +1,83 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { decideLogout } from '../../authorization/logout.ts';
+import { AuthorizationParameters } from '../../authorization/parameters.ts';
+import type { Context } from '../../context.ts';
+import { clearSessionCookie, endSession, readSession } from '../../identity/sessions.ts';
+import { FormParameters } from '../../parameters.ts';
+import { html } from '../../ui/html.ts';
+import { layout } from '../../ui/layout.ts';
+import { sendErrorPage, sendPage } from '../../ui/respond.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * The end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). GET or POST /logout with
+ * id_token_hint, client_id, post_logout_redirect_uri and state; the decisions are in
+ * src/authorization/logout.ts. A confirmation is a POST of the same parameters with `confirm`,
+ * accepted only with an Origin of this issuer (and the session cookie is SameSite=Lax, so a
+ * cross-site POST carries no session to end). The session ends through the people side's
+ * endSession; the cookie is cleared; then a 303 to the registered post-logout URI, or a page.
+ */
+export const logout: Endpoint = {
+  register(app, ctx) {
+    const path = `${issuerPath(ctx.config.issuer)}/logout`;
+    app.get(path, async (request, reply) => {
+      const query = request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '';
+      return handle(ctx, request, reply, new FormParameters(query), false);
+    });
+    app.post(path, async (request, reply) => {
+      const form = request.form ?? new FormParameters('');
+      const confirmed = form.get('confirm') === 'yes' && sameOrigin(ctx, request);
+      return handle(ctx, request, reply, form, confirmed);
+    });
+  },
+  metadata: (ctx) => ({ end_session_endpoint: `${ctx.config.issuer}/logout` }),
+};
+
+async function handle(ctx: Context, request: FastifyRequest, reply: FastifyReply, form: FormParameters, confirmed: boolean): Promise<FastifyReply> {
+  const params = AuthorizationParameters.fromForm(form, 'query');
+  const session = await readSession(ctx, request.headers.cookie);
+  const decision = await decideLogout(ctx, params, { session, confirmed });
+  const base = issuerPath(ctx.config.issuer);
+  switch (decision.kind) {
+    case 'error':
+      return sendErrorPage(ctx, request, reply, { status: 400, title: 'Sign-out request refused', message: decision.message });
+    case 'confirm': {
+      const hidden = ['id_token_hint', 'client_id', 'post_logout_redirect_uri', 'state']
+        .map((name) => [name, form.get(name)] as const)
+        .filter((entry): entry is readonly [string, string] => entry[1] !== undefined);
+      return sendPage(reply, {
+        status: 200,
+        csp: 'form',
+        page: layout({
+          title: 'Sign out',
+          base,
+          body: html`<h1>Sign out</h1>
+<p>Do you want to sign out of Clearance?</p>
+<form method="post" action="${base}/logout">
+${hidden.map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`)}
+<input type="hidden" name="confirm" value="yes">
+<button type="submit">Sign out</button>
+</form>`,
+        }),
+      });
+    }
+    case 'done': {
+      if (decision.endSession) {
+        await endSession(ctx, decision.endSession);
+        reply.header('set-cookie', clearSessionCookie(ctx));
+      }
+      if (decision.redirect) return reply.code(303).header('location', decision.redirect).send();
+      return sendPage(reply, {
+        status: 200,
+        csp: 'static',
+        page: layout({ title: 'Signed out', base, body: html`<h1>Signed out</h1>\n<p>You are signed out of Clearance. You can close this window.</p>` }),
+      });
+    }
+  }
+}
+
+/** The request's Origin is this issuer's origin (a confirmation must come from our own page). */
+function sameOrigin(ctx: Context, request: FastifyRequest): boolean {
+  const origin = request.headers.origin;
+  return typeof origin === 'string' && origin === new URL(ctx.config.issuer).origin;
+}

@@ -1,0 +1,143 @@
+import type { AuditEvent } from '../audit/events.ts';
+import type { Context } from '../context.ts';
+import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
+import { findUser, normalizeUsername, userRowByUsername, type User } from './users.ts';
+
+/**
+ * Authentication context class references (OIDC Core §2 `acr`) Clearance asserts. A password
+ * alone is single-factor; later authenticators (TOTP, passkeys) add stronger levels.
+ */
+export const acrValues = { singleFactor: 'urn:clearance:acr:1fa' } as const;
+
+export interface LoginAttempt {
+  username: string;
+  password: string;
+  /** The request's source address (throttling, audit). */
+  sourceAddress: string;
+  requestId?: string;
+  /** The client the person is logging in for, when known (audit). */
+  clientId?: string;
+}
+
+export type LoginOutcome =
+  | { ok: true; user: User; acr: string; amr: string[] }
+  | { ok: false; reason: 'invalid_credentials' }
+  | { ok: false; reason: 'throttled'; retryAfterSeconds: number };
+
+type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit'>;
+
+/** Why a login failed, for the audit trail only: the person is told the same thing in every case. */
+type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'throttled';
+
+/**
+ * Verifies a username and password. Its rules, in order:
+ * 1. the account and the source address are under their failure limits, else `throttled`
+ *    (no password work is done for a throttled attempt);
+ * 2. the password is verified against the stored Argon2id hash, or, for an unknown username or an
+ *    account without a password, against a dummy hash: the same work, so timing does not tell
+ *    which usernames exist;
+ * 3. a locked account fails even with the right password;
+ * 4. every failure counts against the account (when it exists) and the address, and is audited as
+ *    `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure locks the
+ *    account (`user.locked`);
+ * 5. a success resets the consecutive-failure count, upgrades a hash made with older parameters,
+ *    and is audited as `user.login_succeeded` before the caller responds.
+ * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`.
+ */
+export async function verifyLogin(ctx: LoginContext, attempt: LoginAttempt): Promise<LoginOutcome> {
+  const username = normalizeUsername(attempt.username).slice(0, 256);
+  const db = ctx.storage.db;
+  const row = await userRowByUsername(db, username);
+  const base = {
+    requestId: attempt.requestId,
+    ...(attempt.clientId ? { client: attempt.clientId } : {}),
+    ...(row ? { subject: row.id } : {}),
+  };
+  const fail = async (reason: FailureReason): Promise<LoginOutcome> => {
+    if (reason !== 'throttled') await ctx.identity.throttle.recordFailure(username, attempt.sourceAddress);
+    await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress));
+    return { ok: false, reason: 'invalid_credentials' };
+  };
+
+  const waitMs = await ctx.identity.throttle.retryAfterMs(username, attempt.sourceAddress);
+  if (waitMs > 0) {
+    await fail('throttled');
+    return { ok: false, reason: 'throttled', retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+  }
+
+  if (!row || row.password_hash === null) {
+    await verifyAgainstDummy(attempt.password);
+    return fail(!row ? 'unknown_user' : 'no_password');
+  }
+  // A password longer than any accepted one cannot match; it costs the same work all the same.
+  const matches =
+    attempt.password.length > maxPasswordLength ? await verifyAgainstDummy(attempt.password) : await verifyPassword(attempt.password, row.password_hash);
+  if (row.status !== 'active') return fail('locked');
+  if (!matches) {
+    const outcome = await fail('wrong_password');
+    await countFailure(ctx, row.id, base, attempt.sourceAddress);
+    return outcome;
+  }
+
+  const now = ctx.clock.now();
+  const upgrade = needsRehash(row.password_hash) ? await hashPassword(attempt.password) : undefined;
+  await db
+    .updateTable('users')
+    .set({ failed_logins: 0, last_login_at: now })
+    .where('id', '=', row.id)
+    .execute();
+  if (upgrade) {
+    // Only if nobody changed the password meanwhile; the new hash is for the same password.
+    await db.updateTable('users').set({ password_hash: upgrade }).where('id', '=', row.id).where('password_hash', '=', row.password_hash).execute();
+  }
+  const user = (await findUser(ctx, row.id))!;
+  const amr = ['pwd']; // RFC 8176 §2
+  await ctx.audit.record({
+    type: 'user.login_succeeded',
+    ...base,
+    actor: row.id,
+    decision: { allow: true, reasons: ['password'] },
+    details: { source_address: attempt.sourceAddress, amr, acr: acrValues.singleFactor, ...(upgrade ? { rehashed: true } : {}) },
+  });
+  return { ok: true, user, acr: acrValues.singleFactor, amr };
+}
+
+function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string): AuditEvent {
+  // The attempted username is not recorded for unknown users: people type passwords into the
+  // username field, and the audit log is permanent.
+  return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { source_address: sourceAddress } };
+}
+
+/** Counts a wrong password; the threshold-th consecutive one locks the account and ends its sessions. */
+async function countFailure(ctx: LoginContext, userId: string, base: Partial<AuditEvent>, sourceAddress: string): Promise<void> {
+  const db = ctx.storage.db;
+  const counted = await db
+    .updateTable('users')
+    .set((eb) => ({ failed_logins: eb('failed_logins', '+', 1) }))
+    .where('id', '=', userId)
+    .returning(['failed_logins'])
+    .executeTakeFirst();
+  const failures = Number(counted?.failed_logins ?? 0);
+  if (failures < ctx.identity.policy.lockoutThreshold) return;
+  const now = ctx.clock.now();
+  const locked = await db.transaction().execute(async (trx) => {
+    // Conditional, so concurrent failures lock (and audit) once.
+    const result = await trx
+      .updateTable('users')
+      .set({ status: 'locked', locked_at: now, updated_at: now })
+      .where('id', '=', userId)
+      .where('status', '=', 'active')
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) === 0) return false;
+    await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'locked' }).where('user_id', '=', userId).where('ended_at', 'is', null).execute();
+    return true;
+  });
+  if (locked) {
+    await ctx.audit.record({
+      type: 'user.locked',
+      ...base,
+      decision: { allow: false, reasons: ['consecutive_failures'] },
+      details: { consecutive_failures: failures, source_address: sourceAddress },
+    });
+  }
+}

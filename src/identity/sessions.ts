@@ -1,0 +1,183 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Authentication } from '../authorization/contract.ts';
+import type { Context } from '../context.ts';
+import { cookieValues, serializeCookie } from './cookies.ts';
+
+/**
+ * Browser sessions. The cookie holds 256 random bits; the database holds only their SHA-256, so
+ * a copy of the sessions table cannot be replayed as cookies. A session ends at the first of: its
+ * idle timeout without a request, its absolute lifetime, logout, a new login in the same browser
+ * (the id rotates at every login, so an id planted before login is worthless after it), a password
+ * change or a lock of the account.
+ */
+
+/** The session cookie's name (contract: src/authorization/contract.ts). */
+export const sessionCookieName = 'clearance_session';
+
+export interface SessionPolicy {
+  /** A session unused this long ends. */
+  idleTimeoutSeconds: number;
+  /** A session ends this long after login, however active. */
+  absoluteLifetimeSeconds: number;
+}
+
+export const defaultSessionPolicy: Readonly<SessionPolicy> = { idleTimeoutSeconds: 30 * 60, absoluteLifetimeSeconds: 12 * 3600 };
+
+/** last_seen_at is written at most this often per session: one write a minute, not one a request. */
+const touchIntervalMs = 60_000;
+/** Ended and expired sessions are deleted this long after they ended (kept a day for support). */
+const retainEndedMs = 24 * 3600_000;
+const pruneEveryMs = 10 * 60_000;
+
+type SessionContext = Pick<Context, 'storage' | 'clock' | 'config' | 'identity' | 'audit'>;
+
+const cookieValuePattern = /^[A-Za-z0-9_-]{43}$/;
+
+/** The stored id of a cookie value: SHA-256, base64url. */
+export function sessionIdFor(cookieValue: string): string {
+  return createHash('sha256').update(cookieValue, 'utf8').digest('base64url');
+}
+
+/** The session cookie values of a Cookie header that are well-formed (at most 4 are considered). */
+function presentedIds(cookieHeader: string | undefined): string[] {
+  const values = cookieValues(cookieHeader, sessionCookieName).filter((v) => cookieValuePattern.test(v));
+  return [...new Set(values)].slice(0, 4).map(sessionIdFor);
+}
+
+/**
+ * The valid session of a request's Cookie header: not ended, not past its absolute expiry, used
+ * within its idle timeout, and of an active (not locked) user. Reading it counts as activity.
+ * Several session cookies can arrive (one planted with a narrower Path or from a sibling domain
+ * sits beside ours); when more than one of them is a valid session, which person is present is
+ * ambiguous, and the answer is none.
+ */
+export async function readSession(ctx: SessionContext, cookieHeader: string | undefined): Promise<Authentication | undefined> {
+  const ids = presentedIds(cookieHeader);
+  if (ids.length === 0) return undefined;
+  const now = ctx.clock.now();
+  const rows = await ctx.storage.db
+    .selectFrom('sessions')
+    .innerJoin('users', 'users.id', 'sessions.user_id')
+    .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr'])
+    .where('sessions.id', 'in', ids)
+    .where('sessions.ended_at', 'is', null)
+    .where('sessions.expires_at', '>', now)
+    .where('users.status', '=', 'active')
+    .execute();
+  const live = rows.filter((row) => Number(row.last_seen_at) + Number(row.idle_timeout_ms) > now);
+  if (live.length !== 1) return undefined;
+  const session = live[0]!;
+  if (now - Number(session.last_seen_at) >= touchIntervalMs) {
+    await ctx.storage.db.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', session.id).where('ended_at', 'is', null).execute();
+  }
+  return {
+    userId: session.user_id,
+    sessionId: session.id,
+    authTime: Number(session.auth_time),
+    acr: session.acr,
+    amr: JSON.parse(session.amr) as string[],
+  };
+}
+
+export interface StartedSession {
+  authentication: Authentication;
+  /** The Set-Cookie header value that gives the browser the new session. */
+  setCookie: string;
+}
+
+/**
+ * Starts a session after a successful login. Every session whose cookie the browser presented is
+ * ended first (reason `rotated`): the id rotates at each login, so a session id fixed before the
+ * login (session fixation) never becomes an authenticated one.
+ */
+export async function startSession(
+  ctx: SessionContext,
+  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined },
+): Promise<StartedSession> {
+  const now = ctx.clock.now();
+  const policy = ctx.identity.policy.session;
+  const value = randomBytes(32).toString('base64url');
+  const id = sessionIdFor(value);
+  const previous = presentedIds(login.cookieHeader);
+  const authTime = Math.floor(now / 1000);
+  await ctx.storage.db.transaction().execute(async (trx) => {
+    if (previous.length > 0) {
+      await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'rotated' }).where('id', 'in', previous).where('ended_at', 'is', null).execute();
+    }
+    await trx
+      .insertInto('sessions')
+      .values({
+        id,
+        user_id: login.userId,
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + policy.absoluteLifetimeSeconds * 1000,
+        idle_timeout_ms: policy.idleTimeoutSeconds * 1000,
+        auth_time: authTime,
+        acr: login.acr,
+        amr: JSON.stringify(login.amr),
+        ended_at: null,
+        end_reason: null,
+      })
+      .execute();
+  });
+  await maybePrune(ctx, now);
+  return {
+    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr },
+    setCookie: sessionCookie(ctx, value),
+  };
+}
+
+/**
+ * Ends a session (RP-initiated logout, OIDC RP-Initiated Logout 1.0 §2): it is no longer valid on
+ * any node from this moment. Recorded as `user.logged_out`; ending an unknown or already ended
+ * session does nothing. Clear the browser's cookie with `clearSessionCookie`.
+ */
+export async function endSession(ctx: SessionContext, sessionId: string): Promise<void> {
+  const now = ctx.clock.now();
+  const session = await ctx.storage.db.selectFrom('sessions').select(['user_id']).where('id', '=', sessionId).where('ended_at', 'is', null).executeTakeFirst();
+  if (!session) return;
+  const ended = await ctx.storage.db
+    .updateTable('sessions')
+    .set({ ended_at: now, end_reason: 'logout' })
+    .where('id', '=', sessionId)
+    .where('ended_at', 'is', null)
+    .executeTakeFirst();
+  if (Number(ended.numUpdatedRows) === 0) return;
+  await ctx.audit.record({ type: 'user.logged_out', actor: session.user_id, subject: session.user_id, details: { session: sessionId } });
+}
+
+/** The Set-Cookie value carrying a session cookie value. */
+function sessionCookie(ctx: Pick<Context, 'config'>, value: string): string {
+  return serializeCookie(sessionCookieName, value, { ...cookieScope(ctx.config.issuer), sameSite: 'Lax' });
+}
+
+/** A Set-Cookie value that deletes the session cookie (for logout). */
+export function clearSessionCookie(ctx: Pick<Context, 'config'>): string {
+  return serializeCookie(sessionCookieName, '', { ...cookieScope(ctx.config.issuer), sameSite: 'Lax', maxAge: 0 });
+}
+
+/**
+ * Path and Secure for Clearance's cookies: the issuer's path (so an issuer at
+ * https://host/idp does not send its cookies to the rest of the host), and Secure unless the
+ * issuer is plain http, which only development mode allows (browsers drop Secure cookies there).
+ * SameSite=Lax, not Strict: the browser arrives from the client's site by a top-level GET
+ * (the authorization redirect) and must bring the session with it.
+ */
+export function cookieScope(issuer: string): { path: string; secure: boolean } {
+  const url = new URL(issuer);
+  return { path: url.pathname.replace(/\/+$/, '') || '/', secure: url.protocol !== 'http:' };
+}
+
+const lastPrune = new WeakMap<object, number>();
+
+/** Deletes sessions that ended or expired more than a day ago; at most once per 10 minutes per process. */
+async function maybePrune(ctx: SessionContext, now: number): Promise<void> {
+  const last = lastPrune.get(ctx.storage) ?? -Infinity;
+  if (now - last < pruneEveryMs && now >= last) return;
+  lastPrune.set(ctx.storage, now);
+  await ctx.storage.db
+    .deleteFrom('sessions')
+    .where((eb) => eb.or([eb('ended_at', '<', now - retainEndedMs), eb('expires_at', '<', now - retainEndedMs)]))
+    .execute();
+}

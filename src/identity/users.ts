@@ -1,0 +1,323 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import { isSecretName } from '../audit/guard.ts';
+import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
+import { join, type Validator } from '../validation.ts';
+import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
+
+/** A person, as other components see them. The password hash never leaves this module's store. */
+export interface User {
+  /** Stable identifier (UUID): the `sub` of the person's tokens. */
+  id: string;
+  username: string;
+  name: string | null;
+  email: string | null;
+  desks: string[];
+  attributes: UserAttributes;
+  status: UserStatus;
+  /** Whether the account has a password (one without cannot log in with a password). */
+  hasPassword: boolean;
+  /** Epoch ms. */
+  createdAt: number;
+  updatedAt: number;
+  lastLoginAt: number | null;
+  lockedAt: number | null;
+}
+
+export type UserStatus = 'active' | 'locked';
+export const userStatuses = ['active', 'locked'] as const;
+
+/**
+ * Facts about the person that policy and consent may use: KYC and suitability (the product classes
+ * they have been assessed suitable for), plus firm-specific facts as simple values.
+ */
+export interface UserAttributes {
+  kyc_status?: KycStatus;
+  suitability?: string[];
+  [name: string]: string | number | boolean | string[] | undefined;
+}
+
+export const kycStatuses = ['pending', 'verified', 'rejected', 'expired'] as const;
+export type KycStatus = (typeof kycStatuses)[number];
+
+/** A validated `users[]` entry of an apply document (or a PUT /admin/users body). */
+export interface UserEntry {
+  username: string;
+  /** A plain password, hashed when applied; never stored or echoed. */
+  password?: string;
+  /** A ready Argon2id PHC string (validated). */
+  password_hash?: string;
+  name?: string;
+  email?: string;
+  desks?: string[];
+  attributes?: UserAttributes;
+  /** Absent: keep the stored status (new users are active). `active` also clears a lockout. */
+  status?: UserStatus;
+}
+
+export const userEntryFields = ['username', 'password', 'password_hash', 'name', 'email', 'desks', 'attributes', 'status'] as const;
+
+/** Shortest password accepted on apply (NIST SP 800-63B §3.1.1.2 allows no less than 8; we ask 12). */
+export const minPasswordLength = 12;
+
+const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
+const deskPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+const attributeNamePattern = /^[a-z][a-z0-9_]{0,63}$/;
+const tokenPattern = /^[a-z][a-z0-9_:-]{0,63}$/;
+const emailPattern = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const controlCharacters = /[\u0000-\u001f\u007f]/;
+const maxAttributesBytes = 4096;
+
+/**
+ * The form a username is stored and looked up in: trimmed and lowercased, so `Alice` and
+ * `alice ` log in as `alice`. Usernames themselves are lowercase ASCII (see `readUserEntry`).
+ */
+export function normalizeUsername(input: string): string {
+  return input.trim().toLowerCase();
+}
+
+/** Validates one `users[]` entry, recording every problem under `path`. */
+export function readUserEntry(v: Validator, path: string, value: unknown): UserEntry | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  const before = v.problems.length;
+  v.knownKeys(path, o, userEntryFields);
+  const entry: UserEntry = {
+    username: v.string(join(path, 'username'), o.username, {
+      maxLength: 128,
+      pattern: usernamePattern,
+      patternMessage: 'must be lowercase letters, digits and . _ @ + - (starting with a letter or digit)',
+    })!,
+  };
+  if (o.password !== undefined && o.password_hash !== undefined) {
+    v.fail(join(path, 'password_hash'), 'give either password or password_hash, not both');
+  } else if (o.password !== undefined) {
+    if (typeof o.password !== 'string') v.fail(join(path, 'password'), 'must be a string');
+    else if (o.password.length < minPasswordLength) v.fail(join(path, 'password'), `must be at least ${minPasswordLength} characters`);
+    else if (o.password.length > maxPasswordLength) v.fail(join(path, 'password'), `must be at most ${maxPasswordLength} characters`);
+    else if (normalizeUsername(o.password) === entry.username) v.fail(join(path, 'password'), 'must not be the username');
+    else entry.password = o.password;
+  } else if (o.password_hash !== undefined) {
+    if (typeof o.password_hash !== 'string') v.fail(join(path, 'password_hash'), 'must be a string');
+    else {
+      try {
+        parsePasswordHash(o.password_hash);
+        entry.password_hash = o.password_hash;
+      } catch (error) {
+        if (!(error instanceof PasswordHashFormatError)) throw error;
+        v.fail(join(path, 'password_hash'), error.message);
+      }
+    }
+  }
+  if (o.name !== undefined) entry.name = text(v, join(path, 'name'), o.name, 200);
+  if (o.email !== undefined) {
+    entry.email = v.string(join(path, 'email'), o.email, { maxLength: 254, pattern: emailPattern, patternMessage: 'must be an email address' });
+  }
+  if (o.desks !== undefined) {
+    entry.desks = v.array(
+      join(path, 'desks'),
+      o.desks,
+      (p, d) => v.string(p, d, { pattern: deskPattern, patternMessage: 'must be 1–64 letters, digits and . _ : - (a desk identifier)' }),
+      { unique: true },
+    );
+  }
+  if (o.attributes !== undefined) entry.attributes = readAttributes(v, join(path, 'attributes'), o.attributes);
+  if (o.status !== undefined) entry.status = v.string(join(path, 'status'), o.status, { oneOf: userStatuses }) as UserStatus | undefined;
+  return v.problems.length === before ? entry : undefined;
+}
+
+function text(v: Validator, path: string, value: unknown, maxLength: number): string | undefined {
+  const s = v.string(path, value, { maxLength });
+  if (s !== undefined && controlCharacters.test(s)) return v.fail(path, 'must not contain control characters');
+  return s;
+}
+
+function readAttributes(v: Validator, path: string, value: unknown): UserAttributes | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  const before = v.problems.length;
+  const attributes: UserAttributes = {};
+  // Sorted, so the stored JSON (and "unchanged" on re-apply) does not depend on the document's key order.
+  for (const name of Object.keys(o).sort()) {
+    const at = join(path, name);
+    const item = o[name];
+    if (name === 'kyc_status') {
+      attributes.kyc_status = v.string(at, item, { oneOf: kycStatuses }) as KycStatus | undefined;
+    } else if (name === 'suitability') {
+      attributes.suitability = v.array(at, item, (p, s) => v.string(p, s, { pattern: tokenPattern, patternMessage: 'must be a lowercase product class such as equities or crypto_derivatives' }), { unique: true });
+    } else if (!attributeNamePattern.test(name)) {
+      v.fail(at, 'attribute names are lowercase letters, digits and _, starting with a letter');
+    } else if (isSecretName(name)) {
+      v.fail(at, 'attributes are facts about a person, never secrets');
+    } else if (typeof item === 'string') {
+      attributes[name] = text(v, at, item, 256);
+    } else if (typeof item === 'boolean' || (typeof item === 'number' && Number.isFinite(item))) {
+      attributes[name] = item;
+    } else if (Array.isArray(item)) {
+      if (item.length > 64) v.fail(at, 'must have at most 64 items');
+      else attributes[name] = v.array(at, item, (p, s) => text(v, p, s, 256));
+    } else {
+      v.fail(at, 'must be a string, a number, true or false, or an array of strings');
+    }
+  }
+  if (v.problems.length !== before) return undefined;
+  if (Object.keys(attributes).length > 32) return v.fail(path, 'must have at most 32 attributes');
+  if (Buffer.byteLength(JSON.stringify(attributes)) > maxAttributesBytes) return v.fail(path, `must be at most ${maxAttributesBytes} bytes as JSON`);
+  return attributes;
+}
+
+type UserRow = Database['users'];
+
+function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    username: row.username,
+    name: row.name,
+    email: row.email,
+    desks: JSON.parse(row.desks) as string[],
+    attributes: JSON.parse(row.attributes) as UserAttributes,
+    status: row.status,
+    hasPassword: row.password_hash !== null,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
+    lockedAt: row.locked_at === null ? null : Number(row.locked_at),
+  };
+}
+
+type Storage = Pick<Context, 'storage'>;
+
+/** The person with this id (the `sub` of their tokens), for ID token and userinfo claims. */
+export async function findUser(ctx: Storage, userId: string): Promise<User | undefined> {
+  if (userId.length > 64) return undefined;
+  const row = await ctx.storage.db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+  return row && toUser(row);
+}
+
+/** The person with this username (normalized as at login). */
+export async function findUserByUsername(ctx: Storage, username: string): Promise<User | undefined> {
+  const row = await userRowByUsername(ctx.storage.db, username);
+  return row && toUser(row);
+}
+
+/** Every user, ordered by username. */
+export async function listUsers(ctx: Storage): Promise<User[]> {
+  const rows = await ctx.storage.db.selectFrom('users').selectAll().orderBy('username').execute();
+  return rows.map(toUser);
+}
+
+/** @internal For the login flow: the row with its password hash. */
+export async function userRowByUsername(db: Kysely<Database>, username: string): Promise<UserRow | undefined> {
+  const normalized = normalizeUsername(username);
+  if (!usernamePattern.test(normalized)) return undefined;
+  return db.selectFrom('users').selectAll().where('username', '=', normalized).executeTakeFirst();
+}
+
+/** A user as the admin API shows it: everything but the password hash. */
+export function userView(user: User): Record<string, unknown> {
+  return {
+    id: user.id,
+    username: user.username,
+    name: user.name,
+    email: user.email,
+    desks: user.desks,
+    attributes: user.attributes,
+    status: user.status,
+    has_password: user.hasPassword,
+    created_at: new Date(user.createdAt).toISOString(),
+    updated_at: new Date(user.updatedAt).toISOString(),
+    last_login_at: user.lastLoginAt === null ? null : new Date(user.lastLoginAt).toISOString(),
+    locked_at: user.lockedAt === null ? null : new Date(user.lockedAt).toISOString(),
+  };
+}
+
+/** What to store as the password hash: keep the stored one, or write this one. */
+export type PasswordDecision = { keep: true } | { keep: false; hash: string };
+
+/**
+ * Decides, before the apply transaction (hashing takes ~70 ms and should not hold a write lock),
+ * what happens to an entry's password. A plain password that still verifies against the stored
+ * hash counts as unchanged, so re-applying a document does not rewrite every hash.
+ */
+export async function decidePassword(db: Kysely<Database>, entry: UserEntry): Promise<PasswordDecision> {
+  if (entry.password === undefined && entry.password_hash === undefined) return { keep: true };
+  const stored = (await db.selectFrom('users').select('password_hash').where('username', '=', entry.username).executeTakeFirst())?.password_hash;
+  if (entry.password_hash !== undefined) return entry.password_hash === stored ? { keep: true } : { keep: false, hash: entry.password_hash };
+  const password = entry.password!;
+  if (stored && (await verifyPassword(password, stored))) return { keep: true };
+  return { keep: false, hash: await hashPassword(password) };
+}
+
+export interface UserUpsert {
+  outcome: 'created' | 'updated' | 'unchanged';
+  id: string;
+}
+
+/**
+ * Creates or updates a user inside the caller's transaction, by username. The document describes
+ * the whole person (an omitted name, email, desks or attributes is cleared), except the password
+ * (kept unless given) and the status (kept unless given; `active` clears a lockout). A changed
+ * password or a lock ends the user's sessions.
+ */
+export async function upsertUser(trx: Transaction<Database>, now: number, entry: UserEntry, password: PasswordDecision): Promise<UserUpsert> {
+  const existing = await trx.selectFrom('users').selectAll().where('username', '=', entry.username).executeTakeFirst();
+  const fields = {
+    name: entry.name ?? null,
+    email: entry.email ?? null,
+    desks: JSON.stringify(entry.desks ?? []),
+    attributes: JSON.stringify(entry.attributes ?? {}),
+  };
+  if (!existing) {
+    const id = randomUUID();
+    await trx
+      .insertInto('users')
+      .values({
+        id,
+        username: entry.username,
+        password_hash: password.keep ? null : password.hash,
+        ...fields,
+        status: entry.status ?? 'active',
+        failed_logins: 0,
+        locked_at: entry.status === 'locked' ? now : null,
+        last_login_at: null,
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+    return { outcome: 'created', id };
+  }
+  const status = entry.status ?? existing.status;
+  const passwordHash = password.keep ? existing.password_hash : password.hash;
+  const same =
+    existing.name === fields.name &&
+    existing.email === fields.email &&
+    existing.desks === fields.desks &&
+    existing.attributes === fields.attributes &&
+    existing.status === status &&
+    existing.password_hash === passwordHash;
+  if (same) return { outcome: 'unchanged', id: existing.id };
+  const unlocking = existing.status === 'locked' && status === 'active';
+  const locking = existing.status === 'active' && status === 'locked';
+  await trx
+    .updateTable('users')
+    .set({
+      ...fields,
+      password_hash: passwordHash,
+      status,
+      ...(unlocking ? { failed_logins: 0, locked_at: null } : {}),
+      ...(locking ? { locked_at: now } : {}),
+      updated_at: now,
+    })
+    .where('id', '=', existing.id)
+    .execute();
+  if (locking || passwordHash !== existing.password_hash) {
+    await trx
+      .updateTable('sessions')
+      .set({ ended_at: now, end_reason: locking ? 'locked' : 'password_changed' })
+      .where('user_id', '=', existing.id)
+      .where('ended_at', 'is', null)
+      .execute();
+  }
+  return { outcome: 'updated', id: existing.id };
+}

@@ -1,0 +1,83 @@
+import { decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
+import type { KeyStore } from '../keys/keystore.ts';
+import { newJti } from './access-token.ts';
+
+/** ID token lifetime, in seconds (OIDC Core §2 exp; short: it proves a login, it grants nothing). */
+export const idTokenTtlSeconds = 300;
+
+/** OIDC Core §2: the ID token's claims as Clearance issues them. */
+export interface IdTokenClaims {
+  iss: string;
+  sub: string;
+  /** OIDC Core §2: the client_id of the relying party (one audience, so no azp). */
+  aud: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  /** Always present: when the person authenticated (required with max_age, OIDC Core §3.1.2.1). */
+  auth_time: number;
+  /** OIDC Core §3.1.3.6: the nonce of the authentication request, when it had one. */
+  nonce?: string;
+  acr: string;
+  amr: string[];
+}
+
+/**
+ * Signs an ID token (OIDC Core §2, §3.1.3.6) with the server's current signing key. `typ` is JWT:
+ * what relying parties expect of an ID token, and distinct from at+jwt, so an ID token is never
+ * taken for an access token (RFC 8725 §3.11).
+ */
+export function mintIdToken(
+  keys: KeyStore,
+  input: { issuer: string; subject: string; clientId: string; now: number; authTime: number; nonce?: string; acr: string; amr: string[] },
+): Promise<string> {
+  const claims: IdTokenClaims = {
+    iss: input.issuer,
+    sub: input.subject,
+    aud: input.clientId,
+    exp: input.now + idTokenTtlSeconds,
+    iat: input.now,
+    jti: newJti(),
+    auth_time: input.authTime,
+    ...(input.nonce !== undefined ? { nonce: input.nonce } : {}),
+    acr: input.acr,
+    amr: input.amr,
+  };
+  return keys.signJwt({ typ: 'JWT' }, claims as unknown as Record<string, unknown>);
+}
+
+export type IdTokenHintResult = { ok: true; claims: IdTokenClaims } | { ok: false; reason: string };
+
+/**
+ * Verifies an id_token_hint (OIDC RP-Initiated Logout 1.0 §2): an ID token this server signed, with
+ * a published key and that key's one algorithm (so `alg: none` or a swapped algorithm fails, RFC
+ * 8725 §3.1), `typ` JWT, our issuer, a single string `aud`. An expired hint is still accepted: the
+ * RP shows which session it means, and logging out is not a privilege. Never throws.
+ */
+export async function verifyIdTokenHint(keys: KeyStore, issuer: string, token: string): Promise<IdTokenHintResult> {
+  if (token.length > 16 * 1024 || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) return { ok: false, reason: 'not a compact JWS' };
+  let kid: unknown;
+  try {
+    kid = decodeProtectedHeader(token).kid;
+  } catch {
+    return { ok: false, reason: 'unreadable header' };
+  }
+  const published = typeof kid === 'string' ? await keys.verificationKey(kid) : undefined;
+  if (!published) return { ok: false, reason: 'unknown kid' };
+  try {
+    const { payload } = await jwtVerify(token, published.key, {
+      algorithms: [published.alg],
+      typ: 'JWT',
+      issuer,
+      requiredClaims: ['sub', 'aud', 'iat', 'auth_time'],
+      // Expiry is not a reason to refuse a logout hint.
+      currentDate: new Date(0),
+      clockTolerance: 0,
+    });
+    if (typeof payload.aud !== 'string') return { ok: false, reason: 'audience is not a single string' };
+    if (typeof payload.sub !== 'string') return { ok: false, reason: 'no subject' };
+    return { ok: true, claims: payload as unknown as IdTokenClaims };
+  } catch (error) {
+    return { ok: false, reason: error instanceof joseErrors.JOSEError ? error.code : 'verification failed' };
+  }
+}

@@ -1,0 +1,67 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { cookieValues, serializeCookie } from '../identity/cookies.ts';
+import { cookieScope } from '../identity/sessions.ts';
+
+/**
+ * CSRF protection for Clearance's forms (login, consent): a signed double-submit token. The
+ * browser holds a random 256-bit secret in an HttpOnly cookie; each form carries
+ * HMAC-SHA256(secret, purpose + interaction id). A cross-site page can make the browser send the
+ * cookie but can neither read it nor compute the token, so a forged POST is refused; and a token
+ * copied from the attacker's own browser is for the attacker's secret, not the victim's. The token
+ * is bound to one interaction and one form, so it is worthless elsewhere.
+ *
+ * On https the cookie is `__Host-clearance_csrf` (RFC 6265bis §4.1.3.2: Secure, Path=/, no
+ * Domain), so a sibling subdomain cannot plant a secret it knows. On a development http issuer
+ * the prefix is not allowed and the cookie is `clearance_csrf`.
+ */
+
+export type CsrfPurpose = 'login' | 'consent';
+
+/** The form field that carries the token. */
+export const csrfField = 'csrf_token';
+
+const secretPattern = /^[A-Za-z0-9_-]{43}$/;
+
+export function csrfCookieName(issuer: string): string {
+  return cookieScope(issuer).secure ? '__Host-clearance_csrf' : 'clearance_csrf';
+}
+
+export interface CsrfBinding {
+  secret: string;
+  /** Set when the browser had no secret yet: send it with the page. */
+  setCookie?: string;
+}
+
+/** The browser's CSRF secret, or a new one with the Set-Cookie that gives it to the browser. */
+export function csrfBinding(issuer: string, cookieHeader: string | undefined): CsrfBinding {
+  const existing = cookieValues(cookieHeader, csrfCookieName(issuer)).find((v) => secretPattern.test(v));
+  if (existing) return { secret: existing };
+  const secret = randomBytes(32).toString('base64url');
+  const scope = cookieScope(issuer);
+  const setCookie = serializeCookie(csrfCookieName(issuer), secret, {
+    path: scope.secure ? '/' : scope.path,
+    secure: scope.secure,
+    sameSite: 'Lax',
+  });
+  return { secret, setCookie };
+}
+
+/** The token a form for this interaction and purpose carries. */
+export function csrfToken(secret: string, interactionId: string, purpose: CsrfPurpose): string {
+  return createHmac('sha256', secret).update(`${purpose}\n${interactionId}`).digest('base64url');
+}
+
+/**
+ * Whether a submitted token matches one of the browser's CSRF secrets (at most 4 considered),
+ * compared in constant time. A missing cookie or token never matches.
+ */
+export function csrfTokenValid(issuer: string, cookieHeader: string | undefined, interactionId: string, purpose: CsrfPurpose, presented: string | undefined): boolean {
+  if (!presented || presented.length > 128) return false;
+  const given = Buffer.from(presented, 'utf8');
+  let valid = false;
+  for (const secret of cookieValues(cookieHeader, csrfCookieName(issuer)).filter((v) => secretPattern.test(v)).slice(0, 4)) {
+    const expected = Buffer.from(csrfToken(secret, interactionId, purpose), 'utf8');
+    if (expected.length === given.length && timingSafeEqual(expected, given)) valid = true;
+  }
+  return valid;
+}

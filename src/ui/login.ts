@@ -1,0 +1,44 @@
+import { csrfField } from './csrf.ts';
+import { html, type SafeHtml } from './html.ts';
+import { layout } from './layout.ts';
+
+export interface LoginView {
+  /** The issuer's path ('' for a host-only issuer). */
+  base: string;
+  /** Where the form posts (`<base>/interaction/<id>/login`). */
+  action: string;
+  csrfToken: string;
+  /** The application the person is signing in to (its registered name, or client_id). */
+  clientName: string;
+  /** Kept after a failed attempt, so only the password is typed again. */
+  username?: string;
+  /** Shown in the alert region: why the last attempt failed, in plain words. */
+  error?: string;
+  /** Shown above the form: why a sign-in is asked for (e.g. the application asks for a fresh one). */
+  notice?: string;
+}
+
+/**
+ * The sign-in page: labelled fields named and autocompleted as password managers expect
+ * (`username`, `current-password`), an alert region that screen readers announce, and nothing
+ * that says whether a username exists.
+ */
+export function loginPage(view: LoginView): SafeHtml {
+  const invalid = view.error ? html` aria-invalid="true" aria-describedby="form-error"` : '';
+  return layout({
+    title: 'Sign in',
+    base: view.base,
+    body: html`<h1>Sign in</h1>
+<p>to continue to <strong>${view.clientName}</strong></p>
+${view.notice ? html`<p>${view.notice}</p>` : ''}
+<div id="form-error" class="error" role="alert">${view.error ?? ''}</div>
+<form method="post" action="${view.action}">
+<input type="hidden" name="${csrfField}" value="${view.csrfToken}">
+<label for="username">Username</label>
+<input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required maxlength="256" value="${view.username ?? ''}"${invalid}>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required maxlength="1024"${invalid}>
+<div class="actions"><button type="submit">Sign in</button></div>
+</form>`,
+  });
+}

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { signCheckpoint } from '../../src/audit/checkpoint.ts';
+import { leafHash } from '../../src/audit/merkle.ts';
+import { testDialects } from '../helpers/storage.ts';
+import { asAttacker, auditFixture, seqOfLeaf } from './helpers.ts';
+
+for (const dialect of testDialects()) {
+  describe(`audit verification on ${dialect.name}`, () => {
+    test('passes for an intact log and reports its size, checkpoints and key', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(2500);
+      await f.recorder.record({ type: 'token.revoked', subject: 'user-1' });
+      const report = await f.verify();
+      assert.equal(report.ok, true, report.problem?.message);
+      assert.equal(report.leaves, 2500);
+      assert.equal(report.unsealed, 1);
+      assert.equal(report.latest?.treeSize, 2500);
+      // A checkpoint at every 1000 leaves and at the end of every sealing round.
+      assert.ok(report.checkpoints >= 3);
+      assert.deepEqual(report.keyIds, [(await f.keys.currentPublicKey())!.keyId]);
+    });
+
+    test('names the leaf whose event was edited', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(1500);
+      const seq = await seqOfLeaf(f.db, 1234);
+      await asAttacker(f.storage, async (db) => {
+        await sql`update audit_events set event = replace(event, '"jti-1234"', '"jti-9999"') where seq = ${seq}`.execute(db);
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 1234);
+    });
+
+    test('names the leaf whose indexed column was edited while its event was left alone', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(600);
+      const seq = await seqOfLeaf(f.db, 321);
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_events').set({ subject: 'someone-else' }).where('seq', '=', seq).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.problem?.leafIndex, 321);
+      assert.match(report.problem!.message, /subject/);
+    });
+
+    test('names the leaf whose event row was deleted', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(800);
+      const seq = await seqOfLeaf(f.db, 77);
+      await asAttacker(f.storage, async (db) => {
+        await db.deleteFrom('audit_events').where('seq', '=', seq).execute();
+      });
+      assert.equal((await f.verify()).problem?.leafIndex, 77);
+    });
+
+    test('names the first missing leaf when an event and its leaf were deleted', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(800);
+      const seq = await seqOfLeaf(f.db, 500);
+      await asAttacker(f.storage, async (db) => {
+        await db.deleteFrom('audit_leaves').where('leaf_index', '=', 500).execute();
+        await db.deleteFrom('audit_events').where('seq', '=', seq).execute();
+      });
+      assert.equal((await f.verify()).problem?.leafIndex, 500);
+    });
+
+    test('names the first of two swapped rows', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(800);
+      const a = await seqOfLeaf(f.db, 100);
+      const b = await seqOfLeaf(f.db, 200);
+      await asAttacker(f.storage, async (db) => {
+        const rowA = await db.selectFrom('audit_events').selectAll().where('seq', '=', a).executeTakeFirstOrThrow();
+        const rowB = await db.selectFrom('audit_events').selectAll().where('seq', '=', b).executeTakeFirstOrThrow();
+        const content = ({ seq: _s, id: _i, ...rest }: typeof rowA) => rest;
+        await db.updateTable('audit_events').set({ ...content(rowB), id: 'swap-tmp' }).where('seq', '=', a).execute();
+        await db.updateTable('audit_events').set({ ...content(rowA), id: rowB.id }).where('seq', '=', b).execute();
+        await db.updateTable('audit_events').set({ id: rowA.id }).where('seq', '=', a).execute();
+      });
+      assert.equal((await f.verify()).problem?.leafIndex, 100);
+    });
+
+    test('names the first leaf of a truncated tail', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(2500);
+      const seq = await seqOfLeaf(f.db, 2000);
+      await asAttacker(f.storage, async (db) => {
+        await db.deleteFrom('audit_leaves').where('leaf_index', '>=', 2000).execute();
+        await db.deleteFrom('audit_events').where('seq', '>=', seq).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 2000);
+    });
+
+    test('rejects a checkpoint whose root was forged', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(2500);
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_checkpoints').set({ root_hash: leafHash(Buffer.from('forged')).toString('base64') }).where('tree_size', '=', 2000).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.checkpoint, 2000);
+      assert.equal(report.problem?.leafIndex, 1500);
+    });
+
+    test('rejects checkpoints re-signed with a key other than the pinned one, or swapped in behind the master key', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(1200);
+      const genuine = (await f.keys.currentPublicKey())!;
+      // The attacker replaces the stored public key with theirs and re-signs a rewritten log.
+      const attacker = generateKeyPairSync('ed25519');
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_keys').set({ public_key: attacker.publicKey.export({ format: 'der', type: 'spki' }).toString('base64') }).execute();
+        for (const cp of await db.selectFrom('audit_checkpoints').selectAll().execute()) {
+          const body = { origin: cp.origin, treeSize: cp.tree_size, rootHash: cp.root_hash, time: cp.time };
+          await db.updateTable('audit_checkpoints').set({ signature: signCheckpoint(body, attacker.privateKey) }).where('tree_size', '=', cp.tree_size).execute();
+        }
+      });
+      assert.equal((await f.verify({ pinnedKey: genuine.publicKey })).ok, false);
+      assert.notDeepEqual(await f.keys.checkWithMasterKey(), []);
+    });
+
+    test('localizes a consistent rewrite of an event and its hashes to the interval its checkpoint signs', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(2500);
+      const seq = await seqOfLeaf(f.db, 1500);
+      await asAttacker(f.storage, async (db) => {
+        const row = await db.selectFrom('audit_events').select('event').where('seq', '=', seq).executeTakeFirstOrThrow();
+        const forged = row.event.replace('"jti-1500"', '"jti-0000"');
+        const hash = leafHash(Buffer.from(forged));
+        await db.updateTable('audit_events').set({ event: forged, leaf_hash: hash }).where('seq', '=', seq).execute();
+        await db.updateTable('audit_leaves').set({ leaf_hash: hash }).where('leaf_index', '=', 1500).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.checkpoint, 2000);
+      assert.ok(report.problem!.leafIndex! <= 1500 && report.problem!.leafIndex! >= 1000);
+    });
+
+    test('rejects leaves that no signed checkpoint covers', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(1500);
+      await asAttacker(f.storage, async (db) => {
+        await db.deleteFrom('audit_checkpoints').where('tree_size', '=', 1500).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 1000);
+    });
+
+    test('names the event whose query-index row was altered or removed', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(400);
+      const seq = await seqOfLeaf(f.db, 250);
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_index').set({ key: 'txn:elsewhere' }).where('seq', '=', seq).where('key', 'like', 'txn:%').execute();
+      });
+      const altered = await f.verify();
+      assert.equal(altered.problem?.leafIndex, 250);
+      assert.match(altered.problem!.message, /query index/);
+      await asAttacker(f.storage, async (db) => {
+        await db.deleteFrom('audit_index').where('seq', '=', seq).execute();
+      });
+      const removed = await f.verify();
+      assert.equal(removed.problem?.leafIndex, 250);
+      assert.match(removed.problem!.message, /lacks/);
+      await asAttacker(f.storage, async (db) => {
+        const event = await db.selectFrom('audit_events').select(['txn', 'subject', 'client']).where('seq', '=', seq).executeTakeFirstOrThrow();
+        const rows = [`txn:${event.txn}`, `sub:${event.subject}`, `cli:${event.client}`, 'sub:intruder'].map((key) => ({ key, seq }));
+        await db.insertInto('audit_index').values(rows).execute();
+      });
+      const extra = await f.verify();
+      assert.equal(extra.problem?.leafIndex, 250);
+      assert.match(extra.problem!.message, /does not match/);
+    });
+
+    test('stays intact across many rounds and checkpoints of odd sizes', async (t) => {
+      const f = await auditFixture(dialect, t);
+      for (const n of [1, 2, 255, 256, 257, 1000, 3]) await f.fill(n);
+      const report = await f.verify({ pageSize: 97 });
+      assert.equal(report.ok, true, report.problem?.message);
+      assert.equal(report.leaves, 1774);
+    });
+  });
+}

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { sql } from 'kysely';
+import { main } from '../../src/cli/main.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { openContext } from '../../src/server.ts';
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+function workspace(t: TestContext) {
+  const dir = mkdtempSync(join(tmpdir(), 'clearance-cli-audit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const env: NodeJS.ProcessEnv = { CLEARANCE_DATA_DIR: join(dir, 'data'), CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex') };
+  const run = async (...argv: string[]): Promise<Run> => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(argv, env, { out: (line) => out.push(line), err: (line) => err.push(line) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+  /** Records events as the server would, then closes. */
+  const record = async (count: number) => {
+    const ctx = await openContext(loadConfig(env), { log: createLogger('silent') });
+    for (let i = 0; i < count; i++) await ctx.audit.record({ type: 'token.issued', txn: `trade-${i % 5}`, subject: `user-${i}`, client: 'broker-1', details: { i } });
+    await ctx.storage.close();
+  };
+  /** Runs `change` with the append-only triggers dropped, as an attacker with the file would. */
+  const tamper = async (change: string) => {
+    const ctx = await openContext(loadConfig(env), { log: createLogger('silent') });
+    for (const table of ['audit_events', 'audit_leaves', 'audit_checkpoints']) {
+      await sql.raw(`drop trigger ${table}_no_update`).execute(ctx.storage.db);
+      await sql.raw(`drop trigger ${table}_no_delete`).execute(ctx.storage.db);
+    }
+    await sql.raw(change).execute(ctx.storage.db);
+    await ctx.storage.close();
+  };
+  return { dir, env, run, record, tamper };
+}
+
+describe('clearance audit', () => {
+  test('documents every subcommand in its help', async (t) => {
+    const w = workspace(t);
+    const help = await w.run('audit', '--help');
+    assert.equal(help.code, 0);
+    for (const word of ['verify ', 'export', 'verify-bundle', 'proof', 'prune', 'key', 'seal', '--txn', '--since', '--retention']) assert.ok(help.out.includes(word), word);
+    assert.match((await w.run('help')).out, /audit verify\|export\|verify-bundle/);
+    assert.equal((await w.run('audit', 'frobnicate')).code, 2);
+  });
+
+  test('verify exits 0 for an intact log and 1 naming the first bad leaf index after an edit', async (t) => {
+    const w = workspace(t);
+    await w.record(40);
+    assert.match((await w.run('audit', 'seal')).out, /sealed 4\d event/); // 40 plus the signing key's key.created
+    const intact = await w.run('audit', 'verify');
+    assert.equal(intact.code, 0, intact.err);
+    assert.match(intact.out, /audit log intact: 4\d leaves/);
+    const json = JSON.parse((await w.run('audit', 'verify', '--json')).out);
+    assert.equal(json.ok, true);
+
+    await w.tamper(`update audit_events set event = replace(event, '"user-17"', '"user-71"') where subject = 'user-17'`);
+    const broken = await w.run('audit', 'verify');
+    assert.equal(broken.code, 1);
+    assert.match(broken.err, /first bad leaf index 18\b/); // leaf 0 is key.created
+  });
+
+  test('verify pins the audit key given with --key', async (t) => {
+    const w = workspace(t);
+    await w.record(3);
+    await w.run('audit', 'seal');
+    const key = await w.run('audit', 'key');
+    const pem = join(w.dir, 'audit.pem');
+    writeFileSync(pem, key.out.slice(0, key.out.indexOf('-----END PUBLIC KEY-----') + 24));
+    assert.match((await w.run('audit', 'verify', '--key', pem)).out, /pinned/);
+    const other = join(w.dir, 'other.pem');
+    const { generateKeyPairSync } = await import('node:crypto');
+    writeFileSync(other, generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }));
+    assert.equal((await w.run('audit', 'verify', '--key', other)).code, 1);
+  });
+
+  test('export writes a bundle that verify-bundle checks without the database, and one changed byte fails it', async (t) => {
+    const w = workspace(t);
+    await w.record(20);
+    const file = join(w.dir, 'trade-3.json');
+    const exported = await w.run('audit', 'export', '--txn', 'trade-3', '-o', file);
+    assert.equal(exported.code, 0, exported.err);
+    assert.match(exported.out, /exported 4 event/);
+    const bundle = JSON.parse(readFileSync(file, 'utf8'));
+    assert.deepEqual(bundle.events.map((e: { event: { details: { i: number } } }) => e.event.details.i), [3, 8, 13, 18]);
+    assert.ok(bundle.jwks.keys.length >= 1);
+
+    // Offline: another environment whose data directory does not exist.
+    const offlineEnv = { CLEARANCE_DATA_DIR: join(w.dir, 'nowhere') };
+    const verify = async (path: string) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(['audit', 'verify-bundle', path], offlineEnv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    };
+    const ok = await verify(file);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /bundle verified: 4 event/);
+    assert.equal(existsSync(join(w.dir, 'nowhere')), false);
+
+    const text = readFileSync(file);
+    const middle = Math.floor(text.length / 2);
+    text[middle] = text[middle]! ^ 0x01;
+    writeFileSync(file, text);
+    const bad = await verify(file);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /FAILED/);
+
+    assert.equal((await w.run('audit', 'export')).code, 2);
+    assert.equal((await w.run('audit', 'export', '--txn', 'trade-3', '--decision', 'perhaps')).code, 2);
+  });
+
+  test('proof prints inclusion and consistency proofs; prune --dry-run reports what it would remove', async (t) => {
+    const w = workspace(t);
+    await w.record(10);
+    await w.run('audit', 'seal');
+    await w.record(10);
+    await w.run('audit', 'seal');
+    const list = JSON.parse((await w.run('audit', 'verify', '--json')).out);
+    const ctx = await openContext(loadConfig(w.env), { log: createLogger('silent') });
+    const id = (await ctx.storage.db.selectFrom('audit_events').select('id').where('subject', '=', 'user-5').executeTakeFirstOrThrow()).id;
+    const sizes = (await ctx.storage.db.selectFrom('audit_checkpoints').select('tree_size').orderBy('tree_size').execute()).map((r) => r.tree_size);
+    await ctx.storage.close();
+    const inclusion = JSON.parse((await w.run('audit', 'proof', '--event', id)).out);
+    assert.equal(inclusion.checkpoint.treeSize, list.latest.treeSize);
+    const consistency = JSON.parse((await w.run('audit', 'proof', '--from', String(sizes[0]))).out);
+    assert.equal(consistency.first.treeSize, sizes[0]);
+    assert.equal((await w.run('audit', 'proof', '--event', 'missing')).code, 1);
+    const dry = await w.run('audit', 'prune', '--retention', '*=1d', '--dry-run');
+    assert.equal(dry.code, 0);
+    assert.match(dry.out, /nothing to prune/); // the events are younger than a day, and fewer than 256
+    assert.equal((await w.run('audit', 'prune', '--retention', 'nonsense')).code, 2);
+  });
+});

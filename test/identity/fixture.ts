@@ -1,0 +1,75 @@
+/**
+ * Shared setup for the people-side tests: a full test Context with users applied the way
+ * `clearance apply` does it, a throttle and lockout policy the test chooses, and audit helpers.
+ */
+import type { TestContext } from 'node:test';
+import { executeApply, planApply, type ApplyResult } from '../../src/apply/index.ts';
+import type { AuditEventType, StoredAuditEvent } from '../../src/audit/events.ts';
+import type { ManualClock } from '../../src/clock.ts';
+import type { Context } from '../../src/context.ts';
+import { defaultIdentityPolicy, type IdentityPolicy } from '../../src/identity/index.ts';
+import { MemoryLoginThrottle, type LoginThrottleOptions } from '../../src/identity/login-throttle.ts';
+import { formatProblem } from '../../src/validation.ts';
+import { testContext, type TestDialect } from '../helpers/storage.ts';
+
+export const alicePassword = 'alice-correct-horse-42';
+export const bobPassword = 'bob-battery-staple-77';
+
+export const people = [
+  {
+    username: 'alice',
+    password: alicePassword,
+    name: 'Alice Trader',
+    email: 'alice@broker.example',
+    desks: ['fx-spot', 'rates'],
+    attributes: { kyc_status: 'verified', suitability: ['fx', 'rates'] },
+  },
+  { username: 'bob', password: bobPassword, name: 'Bob Ops', desks: ['ops'] },
+];
+
+export interface PeopleFixture {
+  ctx: Context;
+  clock: ManualClock;
+  apply(document: Record<string, unknown>): Promise<ApplyResult>;
+  /** Replaces the throttle and lockout policy (defaults: the server's). */
+  policy(options: { throttle?: LoginThrottleOptions; policy?: Partial<IdentityPolicy> }): void;
+  /** Stored audit events of a type, oldest first. */
+  events(type: AuditEventType): Promise<StoredAuditEvent[]>;
+  /** Every stored audit row's text, to search for leaked values. */
+  auditText(): Promise<string>;
+}
+
+export interface PeopleFixtureOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Default: SQLite. */
+  dialect?: TestDialect;
+}
+
+export async function peopleFixture(t: Pick<TestContext, 'after'>, options: PeopleFixtureOptions = {}): Promise<PeopleFixture> {
+  const { ctx, clock } = await testContext({ t, env: options.env ?? {}, ...(options.dialect ? { dialect: options.dialect } : {}) });
+  const fixture: PeopleFixture = {
+    ctx,
+    clock,
+    async apply(document) {
+      const { plan, problems } = await planApply(ctx, document);
+      if (!plan) throw new Error(problems.map(formatProblem).join('\n'));
+      return executeApply(ctx, plan, { actor: 'test', via: 'cli' });
+    },
+    policy(options) {
+      ctx.identity = {
+        throttle: new MemoryLoginThrottle(clock, options.throttle),
+        policy: { ...defaultIdentityPolicy, ...options.policy },
+      };
+    },
+    async events(type) {
+      const rows = await ctx.storage.db.selectFrom('audit_events').select(['event', 'seq']).where('type', '=', type).orderBy('seq').execute();
+      return rows.map((row) => JSON.parse(row.event) as StoredAuditEvent);
+    },
+    async auditText() {
+      const rows = await ctx.storage.db.selectFrom('audit_events').selectAll().execute();
+      return rows.map((row) => `${row.event}\n${row.client ?? ''}\n${row.subject ?? ''}`).join('\n');
+    },
+  };
+  await fixture.apply({ users: people });
+  return fixture;
+}

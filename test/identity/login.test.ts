@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { acrValues, verifyLogin, type LoginAttempt } from '../../src/identity/login.ts';
+import { hashPassword, verifyPassword } from '../../src/identity/passwords.ts';
+import { readSession, startSession } from '../../src/identity/sessions.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
+import { alicePassword, bobPassword, peopleFixture } from './fixture.ts';
+import { testDialects } from '../helpers/storage.ts';
+
+const from = (username: string, password: string, sourceAddress = '198.51.100.7'): LoginAttempt => ({ username, password, sourceAddress, requestId: 'req-1', clientId: 'trading-ui' });
+
+for (const dialect of testDialects()) {
+  describe(`password login on ${dialect.name}`, () => {
+    test('accepts the right password, case-insensitively for the username, and audits it', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const outcome = await verifyLogin(f.ctx, from('Alice', alicePassword));
+      assert.equal(outcome.ok, true);
+      assert.ok(outcome.ok);
+      assert.equal(outcome.user.username, 'alice');
+      assert.equal(outcome.acr, acrValues.singleFactor);
+      assert.deepEqual(outcome.amr, ['pwd']);
+      const [event] = await f.events('user.login_succeeded');
+      assert.equal(event!.subject, outcome.user.id);
+      assert.equal(event!.client, 'trading-ui');
+      assert.equal(event!.requestId, 'req-1');
+      assert.deepEqual(event!.details, { source_address: '198.51.100.7', amr: ['pwd'], acr: acrValues.singleFactor });
+      assert.ok((await findUserByUsername(f.ctx, 'alice'))!.lastLoginAt);
+    });
+
+    test('answers an unknown user and a wrong password alike, and audits why without the username', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const unknown = await verifyLogin(f.ctx, from('mallory', alicePassword));
+      const wrong = await verifyLogin(f.ctx, from('alice', 'not the password'));
+      assert.deepEqual(unknown, { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual(wrong, unknown);
+      const events = await f.events('user.login_failed');
+      assert.deepEqual(events.map((e) => e.decision), [
+        { allow: false, reasons: ['unknown_user'] },
+        { allow: false, reasons: ['wrong_password'] },
+      ]);
+      assert.equal(events[0]!.subject, undefined);
+      assert.equal(events[1]!.subject, (await findUserByUsername(f.ctx, 'alice'))!.id);
+      assert.doesNotMatch(await f.auditText(), /mallory|not the password/);
+    });
+
+    test('spends a full password verification on an unknown username too', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 }, perAddress: { max: 100, windowMs: 60_000 } } });
+      await verifyLogin(f.ctx, from('mallory', 'warm-up')); // the dummy hash is made once per process
+      const time = async (username: string) => {
+        const start = performance.now();
+        for (let i = 0; i < 3; i++) await verifyLogin(f.ctx, from(username, `guess-${i}`));
+        return performance.now() - start;
+      };
+      const known = await time('alice');
+      const unknown = await time('mallory');
+      // Both are dominated by one Argon2id computation (~70 ms); an unknown user without the dummy would take ~1 ms.
+      assert.ok(unknown > known * 0.5, `unknown ${unknown.toFixed(0)} ms vs known ${known.toFixed(0)} ms`);
+    });
+
+    test('throttles an account after 5 failures in 5 minutes, from any address, even with the right password', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      for (let i = 0; i < 5; i++) assert.equal((await verifyLogin(f.ctx, from('alice', 'wrong', `203.0.113.${i}`))).ok, false);
+      const throttled = await verifyLogin(f.ctx, from('alice', alicePassword, '203.0.113.99'));
+      assert.equal(throttled.ok, false);
+      assert.ok(!throttled.ok && throttled.reason === 'throttled' && throttled.retryAfterSeconds === 300);
+      assert.equal((await verifyLogin(f.ctx, from('bob', bobPassword, '203.0.113.99'))).ok, true, 'other accounts are not affected');
+      const last = (await f.events('user.login_failed')).at(-1)!;
+      assert.deepEqual(last.decision, { allow: false, reasons: ['throttled'] });
+      f.clock.advance(300_000);
+      assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true, 'the window passed');
+    });
+
+    test('throttles unknown usernames like known ones', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      for (let i = 0; i < 5; i++) await verifyLogin(f.ctx, from('mallory', 'wrong', `203.0.113.${i}`));
+      const outcome = await verifyLogin(f.ctx, from('mallory', 'wrong', '203.0.113.50'));
+      assert.ok(!outcome.ok && outcome.reason === 'throttled');
+    });
+
+    test('throttles a source address after 20 failures across accounts', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      for (let i = 0; i < 20; i++) await verifyLogin(f.ctx, from(`user${i}`, 'wrong', '192.0.2.1'));
+      const outcome = await verifyLogin(f.ctx, from('alice', alicePassword, '192.0.2.1'));
+      assert.ok(!outcome.ok && outcome.reason === 'throttled');
+      assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword, '192.0.2.2'))).ok, true);
+    });
+
+    test('locks an account after the threshold of consecutive failures, audits it once, and ends its sessions', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const session = await startSession(f.ctx, { userId: alice.id, acr: acrValues.singleFactor, amr: ['pwd'], cookieHeader: undefined });
+      const cookie = session.setCookie.split(';')[0]!;
+      for (let i = 0; i < 4; i++) await verifyLogin(f.ctx, from('alice', `wrong-${i}`));
+      assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
+      const locked = await f.events('user.locked');
+      assert.equal(locked.length, 1);
+      assert.equal(locked[0]!.subject, alice.id);
+      assert.deepEqual(locked[0]!.decision, { allow: false, reasons: ['consecutive_failures'] });
+      assert.equal(await readSession(f.ctx, cookie), undefined);
+      // The right password no longer opens the account, and says nothing different.
+      assert.deepEqual(await verifyLogin(f.ctx, from('alice', alicePassword)), { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['locked'] });
+      // An administrator unlocks by applying status: active.
+      await f.apply({ users: [{ username: 'alice', status: 'active' }] });
+      assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true);
+    });
+
+    test('counts only consecutive failures: a success resets the count', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
+      for (let round = 0; round < 3; round++) {
+        await verifyLogin(f.ctx, from('alice', 'wrong'));
+        await verifyLogin(f.ctx, from('alice', 'wrong again'));
+        assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true);
+      }
+      assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'active');
+    });
+
+    test('refuses a password longer than any accepted one as a wrong one, and counts it', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      assert.deepEqual(await verifyLogin(f.ctx, from('alice', 'x'.repeat(5000))), { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['wrong_password'] });
+      const row = await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow();
+      assert.equal(row.failed_logins, 1);
+    });
+
+    test('refuses an account without a password as it refuses a wrong one', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      await f.apply({ users: [{ username: 'dave' }] });
+      assert.deepEqual(await verifyLogin(f.ctx, from('dave', '')), { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['no_password'] });
+    });
+
+    test('upgrades a hash made with older parameters at the next successful login', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const old = await hashPassword('an imported passphrase', { memory: 4096, passes: 1, parallelism: 1 });
+      await f.apply({ users: [{ username: 'carol', password_hash: old }] });
+      assert.equal((await verifyLogin(f.ctx, from('carol', 'an imported passphrase'))).ok, true);
+      const stored = (await f.ctx.storage.db.selectFrom('users').select('password_hash').where('username', '=', 'carol').executeTakeFirstOrThrow()).password_hash!;
+      assert.match(stored, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+      assert.equal(await verifyPassword('an imported passphrase', stored), true);
+    });
+  });
+}
