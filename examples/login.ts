@@ -1,0 +1,56 @@
+/**
+ * The example app: a relying party built on openid-client v6 that signs a person in to Clearance
+ * with PAR + PKCE, then shows what it received. Run it against a started server:
+ *
+ *   npx clearance apply -f examples/people.yaml       # prints desk-app's client_secret once
+ *   npm run example:login -- <client_secret>
+ *
+ * It prints a URL to open in your browser, receives the callback on http://127.0.0.1:8400, redeems
+ * the code, and prints the ID token's claims, the access token's claims and a refreshed token.
+ * Environment: CLEARANCE_ISSUER (default http://localhost:9000).
+ */
+import { createServer } from 'node:http';
+import * as client from 'openid-client';
+import { decodeJwt } from 'jose';
+
+const issuer = process.env.CLEARANCE_ISSUER ?? 'http://localhost:9000';
+const secret = process.argv[2] ?? process.env.CLIENT_SECRET;
+if (!secret) {
+  console.error('usage: npm run example:login -- <client_secret of desk-app>');
+  process.exit(2);
+}
+const redirectUri = 'http://127.0.0.1:8400/callback';
+const options = issuer.startsWith('http:') ? { execute: [client.allowInsecureRequests] } : undefined;
+const config = await client.discovery(new URL(issuer), 'desk-app', undefined, client.ClientSecretBasic(secret), options);
+
+const verifier = client.randomPKCECodeVerifier();
+const state = client.randomState();
+const nonce = client.randomNonce();
+const url = await client.buildAuthorizationUrlWithPAR(config, {
+  redirect_uri: redirectUri,
+  scope: 'openid order:create',
+  code_challenge: await client.calculatePKCECodeChallenge(verifier),
+  code_challenge_method: 'S256',
+  state,
+  nonce,
+});
+
+const callback = await new Promise<URL>((resolve) => {
+  const server = createServer((request, response) => {
+    const received = new URL(request.url ?? '/', 'http://127.0.0.1:8400');
+    if (received.pathname !== '/callback') {
+      response.writeHead(404).end();
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('Signed in. You can close this window.\n');
+    server.close();
+    resolve(received);
+  });
+  server.listen(8400, '127.0.0.1', () => console.log(`Open this URL in your browser and sign in (alice / correct-horse-battery-42):\n\n  ${url.href}\n`));
+});
+
+const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
+console.log('ID token claims:', tokens.claims());
+console.log('access token claims:', decodeJwt(tokens.access_token));
+const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token!);
+console.log('refreshed: a new access token expiring in', refreshed.expires_in, 's, and a rotated refresh token');
