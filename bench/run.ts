@@ -4,12 +4,14 @@
  */
 import { m2mPrivateKeyJwt } from './m2m.ts';
 import { auditAppend, auditVerify } from './audit.ts';
+import { peopleFlowRoundTrips } from './people-flow.ts';
 import type { BenchLine } from './harness.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
+  'people-flow-roundtrips': () => peopleFlowRoundTrips(),
   // AUDIT_BENCH_SECONDS, AUDIT_BENCH_CONCURRENCY, AUDIT_VERIFY_EVENTS: see bench/audit.ts.
   'audit-append-sqlite': () => auditAppend(Number(process.env.AUDIT_BENCH_SECONDS ?? seconds), Number(process.env.AUDIT_BENCH_CONCURRENCY ?? 1000)),
   'audit-verify-1m': () => auditVerify(Number(process.env.AUDIT_VERIFY_EVENTS ?? 1_000_000)),

@@ -10,6 +10,7 @@ import {
   sql,
   type DatabaseIntrospector,
   type DialectAdapter,
+  type LogEvent,
   type MigrationResultSet,
   type TableMetadata,
 } from 'kysely';
@@ -41,6 +42,8 @@ export interface StorageOptions {
   /** PostgreSQL schema to use (tests run each suite in a fresh one). */
   pgSchema?: string;
   poolSize?: number;
+  /** Called with each statement's SQL as it runs (benchmarks count database round trips with it). */
+  onQuery?: (sql: string) => void;
 }
 
 /** The storage options a configuration asks for. */
@@ -53,7 +56,7 @@ export function openStorage(options: StorageOptions): Storage {
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options);
   const path = options.sqlitePath ?? join(ensureDir(options.dataDir ?? './data'), 'clearance.db');
   const database = openNodeSqlite(path, { synchronous: options.sqliteSynchronous ?? 'normal' });
-  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }) });
+  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }), ...queryLog(options) });
   return { db, dialect: 'sqlite', location: `sqlite:${path}`, close: () => db.destroy() };
 }
 
@@ -115,9 +118,14 @@ function openPostgres(url: string, options: StorageOptions): Storage {
   });
   // An idle client that loses its connection emits 'error'; without a listener it would crash the process.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool }), ...queryLog(options) });
   const host = safeHost(url);
   return { db, dialect: 'postgres', location: `postgres:${host}`, close: () => db.destroy() };
+}
+
+function queryLog(options: StorageOptions): { log?: (event: LogEvent) => void } {
+  const onQuery = options.onQuery;
+  return onQuery ? { log: (event) => onQuery(event.query.sql) } : {};
 }
 
 /** Applies every pending migration; safe to run from several processes at once. */

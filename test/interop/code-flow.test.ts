@@ -4,6 +4,7 @@ import * as client from 'openid-client';
 import { exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { HttpBrowser as Browser, csrfOf } from '../helpers/http-browser.ts';
 
 // openid-client v6 (on oauth4webapi), a relying party nobody here wrote, through the whole code
 // flow against a listening Clearance: PAR or JAR, PKCE, the people side's real sign-in and consent
@@ -14,42 +15,6 @@ const ordersApi = 'https://orders.example.com/api';
 const redirectUri = 'http://127.0.0.1/cb';
 const password = 'correct horse battery staple';
 
-/** A browser: a cookie jar and manual redirects. */
-class Browser {
-  readonly #cookies = new Map<string, string>();
-
-  async fetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
-    const cookie = [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-    const response = await fetch(url, { ...init, redirect: 'manual', headers: { ...(init.headers as Record<string, string>), ...(cookie ? { cookie } : {}) } });
-    for (const line of response.headers.getSetCookie()) {
-      const [pair] = line.split(';');
-      const eq = pair!.indexOf('=');
-      const name = pair!.slice(0, eq);
-      const value = pair!.slice(eq + 1);
-      if (/max-age=0/i.test(line) || value === '') this.#cookies.delete(name);
-      else this.#cookies.set(name, value);
-    }
-    return response;
-  }
-
-  /** Follows 303s from `url` until a response that is not a redirect to this server; returns it and the last URL. */
-  async follow(url: string | URL, issuer: string, init: RequestInit = {}): Promise<{ response: Response; url: URL }> {
-    let current = new URL(url);
-    let response = await this.fetch(current, init);
-    while (response.status === 303 || response.status === 302) {
-      current = new URL(response.headers.get('location')!, current);
-      if (!current.href.startsWith(issuer)) return { response, url: current };
-      response = await this.fetch(current);
-    }
-    return { response, url: current };
-  }
-}
-
-function csrfOf(html: string): string {
-  const match = /name="csrf_token" value="([^"]+)"/.exec(html);
-  assert.ok(match, 'the page has a CSRF token');
-  return match[1]!;
-}
 
 /** Signs in on the people side's page and approves on its consent page; returns the client's callback URL. */
 async function signInAndApprove(browser: Browser, server: TestServer, authorizationUrl: URL): Promise<URL> {
