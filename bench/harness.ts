@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +12,8 @@ export type BenchLine = Record<string, string | number>;
 
 export interface ServerProcess {
   issuer: string;
+  /** CPU time (user + system) the server process has used so far, in ms (Linux /proc). */
+  serverCpuMs(): number;
   dataDir: string;
   env: NodeJS.ProcessEnv;
   child: ChildProcess;
@@ -45,6 +47,14 @@ export async function startServerProcess(document: unknown, extraEnv: NodeJS.Pro
   }
   return {
     issuer,
+    serverCpuMs: () => {
+      try {
+        const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks of 1/100 s
+      } catch {
+        return Number.NaN;
+      }
+    },
     dataDir,
     env,
     child,

@@ -43,6 +43,7 @@ export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promi
     };
     for (let i = 0; i < Math.min(200_000, Math.ceil(ceiling * seconds * 1.2)); i++) made.push(assertion());
     let next = 0;
+    const cpuBefore = server.serverCpuMs();
     const result = await load({
       origin: server.issuer,
       path: '/token',
@@ -57,6 +58,7 @@ export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promi
           (made[next++] ?? assertion()),
       }),
     });
+    const serverCpuUsPerRequest = ((server.serverCpuMs() - cpuBefore) * 1000) / result.requests;
     if (result.failures > 0) throw new Error(`${result.failures} of ${result.requests} token requests failed`);
     return {
       scenario: 'm2m-private-key-jwt',
@@ -65,6 +67,10 @@ export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promi
       p99_ms: result.p99_ms,
       ceiling_rps: round(ceiling),
       ratio: round(result.rps / ceiling, 3),
+      // Server CPU per request against the crypto it must do: what the ratio would be if the
+      // server had a core to itself (the load generator shares this 2-core machine).
+      server_cpu_us_per_req: round(serverCpuUsPerRequest, 1),
+      crypto_us_per_req: round((costs.signMs + costs.verifyMs) * 1000, 1),
     };
   } finally {
     await server.stop();
