@@ -2,7 +2,7 @@
  * `npm run bench [-- scenario ...]`: runs the benchmarks and prints one JSON line per scenario.
  * BENCH_SECONDS sets the load duration of HTTP scenarios (default 10).
  */
-import { m2mPrivateKeyJwt } from './m2m.ts';
+import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
 import type { BenchLine } from './harness.ts';
@@ -11,6 +11,7 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
+  'm2m-dpop': () => m2mDpop(seconds),
   'people-flow-roundtrips': () => peopleFlowRoundTrips(),
   // AUDIT_BENCH_SECONDS, AUDIT_BENCH_CONCURRENCY, AUDIT_VERIFY_EVENTS: see bench/audit.ts.
   'audit-append-sqlite': () => auditAppend(Number(process.env.AUDIT_BENCH_SECONDS ?? seconds), Number(process.env.AUDIT_BENCH_CONCURRENCY ?? 1000)),

@@ -29,7 +29,19 @@ export interface Config {
   clientCertHeader: string | undefined;
   /** Addresses or CIDR ranges of proxies trusted for the certificate header and X-Forwarded-For. */
   trustedProxies: string[];
+  /**
+   * Origin (scheme://host[:port]) where clients reach the endpoints with mutual TLS, when it is not
+   * the issuer's (RFC 8705 §5 mtls_endpoint_aliases). The paths are the issuer's.
+   */
+  mtlsOrigin: string | undefined;
+  /** Server-wide security profile: `fapi2` applies the FAPI 2.0 Security Profile to every client (docs/configuration.md). */
+  profile: Profile;
+  /** DPoP server nonces (RFC 9449 §8, §9): `required` makes every proof carry a current nonce. */
+  dpopNonce: 'off' | 'required';
 }
+
+export const profiles = ['default', 'fapi2'] as const;
+export type Profile = (typeof profiles)[number];
 
 export const signingAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
 export type SigningAlg = (typeof signingAlgs)[number];
@@ -66,7 +78,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tls: readTls(env),
     clientCertHeader: emptyToUndefined(env.CLEARANCE_CLIENT_CERT_HEADER)?.toLowerCase(),
     trustedProxies: readList(env.CLEARANCE_TRUSTED_PROXIES),
+    mtlsOrigin: readMtlsOrigin(env.CLEARANCE_MTLS_ORIGIN, mode),
+    profile: readOneOf(env, 'CLEARANCE_PROFILE', profiles, 'default'),
+    dpopNonce: readOneOf(env, 'CLEARANCE_DPOP_NONCE', ['off', 'required'] as const, 'off'),
   };
+}
+
+function readOneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, not "${raw}"`);
+  return raw as T;
+}
+
+function readMtlsOrigin(raw: string | undefined, mode: Mode): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`CLEARANCE_MTLS_ORIGIN must be an absolute URL, not "${raw}"`);
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username || raw.includes('?') || raw.includes('#')) {
+    throw new ConfigError(`CLEARANCE_MTLS_ORIGIN must be an origin (scheme://host[:port]) without a path, not "${raw}"`);
+  }
+  if (url.protocol !== 'https:' && !(mode === 'development' && url.protocol === 'http:')) {
+    throw new ConfigError(`CLEARANCE_MTLS_ORIGIN must use https outside development mode (got "${raw}")`);
+  }
+  return url.origin;
 }
 
 function readMode(env: NodeJS.ProcessEnv): Mode {

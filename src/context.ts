@@ -8,6 +8,7 @@ import type { KeyStore } from './keys/keystore.ts';
 import type { ResourceServerStore } from './resource-servers/store.ts';
 import type { Storage } from './storage/database.ts';
 import type { Identity } from './identity/index.ts';
+import type { DpopDeps } from './tokens/dpop.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -24,4 +25,6 @@ export interface Context {
   clientAuthentication: AuthDeps;
   /** The people side (src/identity): login throttle, lockout and session policy. */
   identity: Identity;
+  /** DPoP proof validation (RFC 9449): the shared replay cache and the server nonces. */
+  dpop: DpopDeps;
 }

@@ -17,6 +17,7 @@ import { MemoryAuthFailureThrottle } from './clients/authentication/throttle.ts'
 import { DatabaseReplayCache } from './tokens/replay-cache.ts';
 import { GroupCommit } from './storage/group-commit.ts';
 import { createIdentity } from './identity/index.ts';
+import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
 
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
@@ -36,6 +37,8 @@ export async function openContext(
     const keys = new KeyStore(storage.db, master.key, clock, audit);
     await keys.ensureSigningKey(config.signingAlg);
     const clients = new ClientStore(storage.db, clock);
+    // Assertion and DPoP proof jtis share one replay cache and its group commit (scoped keys).
+    const replay = new DatabaseReplayCache(storage.db, clock, { writer });
     const ctx: Context = {
       config,
       storage,
@@ -47,12 +50,19 @@ export async function openContext(
       audit,
       clientAuthentication: {
         clients,
-        replay: new DatabaseReplayCache(storage.db, clock, { writer }),
+        replay,
         issuer: config.issuer,
         clock,
         throttle: new MemoryAuthFailureThrottle(clock),
       },
       identity: createIdentity(clock),
+      dpop: {
+        replay,
+        clock,
+        // Stateless nonces: every node derives the same secret from the master key.
+        nonces: new DpopNonces(dpopNonceSecret(master.key), clock),
+        requireNonce: config.dpopNonce === 'required',
+      },
     };
     await seedBuiltins(ctx);
     return ctx;

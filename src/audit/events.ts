@@ -1,3 +1,6 @@
+import type { Transaction } from 'kysely';
+import type { Database } from '../storage/schema.ts';
+
 /**
  * The audit event catalogue (DESIGN §5). Names are dotted: `<subject>.<what happened>`.
  * Components add their event types here, so the catalogue is one readable list.
@@ -71,6 +74,12 @@ export interface StoredAuditEvent extends AuditEvent {
   node: string;
 }
 
+/** What the work of `AuditLog.recordWith` returns: its value, and the events that justify it. */
+export interface Recorded<T> {
+  value: T;
+  events: AuditEvent[];
+}
+
 /** The one recording API every component uses. */
 export interface AuditLog {
   /**
@@ -78,4 +87,14 @@ export interface AuditLog {
    * awaits it before responding never sends a response whose justification could be lost.
    */
   record(event: AuditEvent): Promise<void>;
+  /**
+   * Runs `work` in one transaction of its own and records the events it returns in that same
+   * transaction, after its writes: the writes of a request and the events that justify them
+   * commit together or not at all (one round trip to the database instead of two or more), and
+   * the promise resolves with the work's value once both are durable. An event the guard refuses
+   * rolls the writes back. The work must use `trx` only (on SQLite, `ctx.storage.db` waits for
+   * this transaction) and may take row locks: the events are inserted last, so the audit
+   * writers' lock (PostgreSQL) is never held while waiting for another lock.
+   */
+  recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T>;
 }

@@ -5,7 +5,7 @@ import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
 import { isPostgres, writersLockKey } from './dialect.ts';
 import { eventLeafHash, serializeStoredEvent, validateEvent } from './event-format.ts';
-import type { AuditEvent, AuditLog, StoredAuditEvent } from './events.ts';
+import type { AuditEvent, AuditLog, Recorded, StoredAuditEvent } from './events.ts';
 
 type EventRow = Omit<Database['audit_events'], 'seq'>;
 
@@ -76,6 +76,27 @@ export class AuditRecorder implements AuditLog {
       this.#queue.push({ row, resolve, reject });
       this.#schedule();
     });
+  }
+
+  /**
+   * Runs `work` and inserts the events it returns in one transaction of its own (AuditLog). Not
+   * the group commit: the work may wait for row locks, which would hold up the whole batch, and
+   * a failing work would make the batch roll back and retry. The events are validated and hashed
+   * as `record` does; a refused one rolls the work back.
+   */
+  async recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T> {
+    if (this.#closed) throw new Error('the audit log is closed');
+    let count = 0;
+    const value = await this.#db.transaction().execute(async (trx) => {
+      const done = await work(trx);
+      const rows = done.events.map((event) => this.#prepare(event));
+      // Last in the transaction: PostgreSQL's writers' lock is taken only after the work's locks.
+      if (rows.length > 0) await this.#insert(trx, rows);
+      count = rows.length;
+      return done.value;
+    });
+    if (count > 0) for (const listener of this.#listeners) listener(count);
+    return value;
   }
 
   /** Resolves when every event recorded so far has been written (or has failed). */

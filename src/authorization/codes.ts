@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from './authorization-details.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { OidcScope } from './scopes.ts';
@@ -25,6 +27,8 @@ export interface CodePayload {
   acr: string;
   amr: string[];
   sessionId: string;
+  /** RFC 9449 §10: the JWK thumbprint the code is bound to (PAR's DPoP proof or `dpop_jkt`). */
+  dpopJkt?: string;
 }
 
 export interface StoredCode {
@@ -37,17 +41,23 @@ export interface StoredCode {
   payload: CodePayload;
   expiresAt: number;
   redeemedAt: number | null;
+  /** Whether its grant was active (not revoked) when the code was read. */
+  grantActive: boolean;
 }
 
-/** Issues a code; returns the code (given to the client once) and its public id. */
+/**
+ * Issues a code; returns the code (given to the client once) and its public id. `db`: the
+ * transaction it belongs to (the authorization response's, with its audit event).
+ */
 export async function issueCode(
   ctx: Pick<Context, 'storage' | 'clock'>,
   binding: { clientId: string; grantId: string; userId: string; redirectUri: string; codeChallenge: string; payload: CodePayload },
+  db: Kysely<Database> = ctx.storage.db,
 ): Promise<{ code: string; id: string }> {
   const code = randomHandle(32);
   const id = randomUUID();
   const now = ctx.clock.now();
-  await ctx.storage.db
+  await db
     .insertInto('authorization_codes')
     .values({
       code_hash: handleDigest(code),
@@ -66,10 +76,19 @@ export async function issueCode(
   return { code, id };
 }
 
-/** The stored code for a presented code, redeemed or not; undefined when unknown. */
+/**
+ * The stored code for a presented code, redeemed or not, with whether its grant is still active
+ * (one read: both tables are this component's); undefined when unknown.
+ */
 export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Promise<StoredCode | undefined> {
   if (code.length > 256) return undefined;
-  const row = await ctx.storage.db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', handleDigest(code)).executeTakeFirst();
+  const row = await ctx.storage.db
+    .selectFrom('authorization_codes')
+    .leftJoin('grants', (join) => join.onRef('grants.id', '=', 'authorization_codes.grant_id').on('grants.revoked_at', 'is', null))
+    .selectAll('authorization_codes')
+    .select('grants.id as active_grant_id')
+    .where('authorization_codes.code_hash', '=', handleDigest(code))
+    .executeTakeFirst();
   if (!row) return undefined;
   return {
     id: row.id,
@@ -81,16 +100,18 @@ export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Pro
     payload: JSON.parse(row.payload) as CodePayload,
     expiresAt: Number(row.expires_at),
     redeemedAt: row.redeemed_at === null ? null : Number(row.redeemed_at),
+    grantActive: row.active_grant_id !== null,
   };
 }
 
 /**
  * Redeems a code: ONE conditional UPDATE (unredeemed and unexpired → redeemed). Of any number of
- * concurrent redemptions, on any number of nodes, exactly one gets true.
+ * concurrent redemptions, on any number of nodes, exactly one gets true. `db`: the transaction
+ * the redemption belongs to (the grant's, with the tokens it issues and their audit events).
  */
-export async function redeemCode(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<boolean> {
+export async function redeemCode(ctx: Pick<Context, 'storage' | 'clock'>, id: string, db: Kysely<Database> = ctx.storage.db): Promise<boolean> {
   const now = ctx.clock.now();
-  const result = await ctx.storage.db
+  const result = await db
     .updateTable('authorization_codes')
     .set({ redeemed_at: now })
     .where('id', '=', id)

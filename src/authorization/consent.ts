@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
-import type { AuthorizationDetail } from './authorization-details.ts';
+import { describeAuthorizationDetails, type AuthorizationDetail } from './authorization-details.ts';
 import type { AuthorizationRequest } from './request.ts';
-import type { OidcScope } from './scopes.ts';
+import { describeOidcScope, describeScope, type OidcScope } from './scopes.ts';
 
 /**
  * The consent store: what a person allowed a client (DESIGN §3 "consent"), one active grant per
@@ -29,6 +30,44 @@ export interface Grant {
 }
 
 type Row = Database['grants'];
+
+/**
+ * The grant's columns, prefixed `g_`, for a read that left-joins `grants` to another table of this
+ * component (`grantFromJoined` makes the Grant of such a row).
+ */
+export const joinedGrantColumns = [
+  'grants.id as g_id',
+  'grants.user_id as g_user_id',
+  'grants.client_id as g_client_id',
+  'grants.resources as g_resources',
+  'grants.oidc_scopes as g_oidc_scopes',
+  'grants.authorization_details as g_authorization_details',
+  'grants.created_at as g_created_at',
+  'grants.updated_at as g_updated_at',
+  'grants.revoked_at as g_revoked_at',
+  'grants.revoked_by as g_revoked_by',
+  'grants.revoke_reason as g_revoke_reason',
+] as const;
+
+type Joined = { [K in keyof Row as `g_${K & string}`]: Row[K] | null };
+
+/** The grant of a row read with `joinedGrantColumns`; undefined when the join found none. */
+export function grantFromJoined(row: Joined): Grant | undefined {
+  if (row.g_id === null) return undefined;
+  return toGrant({
+    id: row.g_id,
+    user_id: row.g_user_id!,
+    client_id: row.g_client_id!,
+    resources: row.g_resources!,
+    oidc_scopes: row.g_oidc_scopes!,
+    authorization_details: row.g_authorization_details!,
+    created_at: row.g_created_at!,
+    updated_at: row.g_updated_at!,
+    revoked_at: row.g_revoked_at,
+    revoked_by: row.g_revoked_by,
+    revoke_reason: row.g_revoke_reason,
+  });
+}
 
 function toGrant(row: Row): Grant {
   return {
@@ -72,11 +111,15 @@ export async function findActiveGrant(ctx: Pick<Context, 'storage'>, userId: str
   return row && toGrant(row);
 }
 
-/** A person's grants (revoked ones too, newest first), for their account page and the admin API. */
-export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId?: string; clientId?: string; limit?: number }): Promise<Grant[]> {
+/**
+ * Grants, newest first, for the admin API (revoked ones too) and a person's account page
+ * (`active: true`: only those not revoked).
+ */
+export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId?: string; clientId?: string; active?: boolean; limit?: number }): Promise<Grant[]> {
   let query = ctx.storage.db.selectFrom('grants').selectAll().orderBy('updated_at', 'desc').limit(Math.min(filter.limit ?? 100, 1000));
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
   if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+  if (filter.active) query = query.where('revoked_at', 'is', null);
   return (await query.execute()).map(toGrant);
 }
 
@@ -102,72 +145,85 @@ export function grantCovers(grant: Grant | undefined, request: AuthorizationRequ
  * a unique index; a concurrent creation is retried as an extension. Resolves the grant.
  */
 export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, userId: string, request: AuthorizationRequest): Promise<Grant> {
-  const postgres = isPostgres(ctx.storage.db);
+  return retryingConcurrentGrant(() => ctx.storage.db.transaction().execute((trx) => approveRequestIn(trx, ctx.clock.now(), userId, request)));
+}
+
+/**
+ * `approveRequest` inside the caller's transaction (the consent decision's, with the interaction
+ * and the audit event). A concurrent creation of the person's grant fails it with a unique
+ * violation: run the whole transaction again through `retryingConcurrentGrant`.
+ */
+export async function approveRequestIn(trx: Transaction<Database>, now: number, userId: string, request: AuthorizationRequest): Promise<Grant> {
+  const row = await trx
+    .selectFrom('grants')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('client_id', '=', request.clientId)
+    .where('revoked_at', 'is', null)
+    // PostgreSQL: lock the row, so concurrent approvals extend it one after the other instead
+    // of the last one overwriting the others' scopes. SQLite transactions are serial already.
+    .$if(isPostgres(trx), (qb) => qb.forUpdate())
+    .executeTakeFirst();
+  const current = row ? toGrant(row) : undefined;
+  const resources = { ...(current?.resources ?? {}) };
+  if (request.resource !== undefined) {
+    resources[request.resource] = union(resources[request.resource] ?? [], request.scopes);
+  }
+  const oidcScopes = union(current?.oidcScopes ?? [], request.oidcScopes) as OidcScope[];
+  const details = [...(current?.authorizationDetails ?? [])];
+  for (const detail of request.authorizationDetails) {
+    if (!details.some((d) => JSON.stringify(d) === JSON.stringify(detail))) details.push(detail);
+  }
+  if (current) {
+    await trx
+      .updateTable('grants')
+      .set({ resources: JSON.stringify(resources), oidc_scopes: JSON.stringify(oidcScopes), authorization_details: JSON.stringify(details), updated_at: now })
+      .where('id', '=', current.id)
+      .execute();
+    return { ...current, resources, oidcScopes, authorizationDetails: details, updatedAt: now };
+  }
+  const grant: Grant = {
+    id: randomUUID(),
+    userId,
+    clientId: request.clientId,
+    resources,
+    oidcScopes,
+    authorizationDetails: details,
+    createdAt: now,
+    updatedAt: now,
+    revokedAt: null,
+    revokedBy: null,
+    revokeReason: null,
+  };
+  await trx
+    .insertInto('grants')
+    .values({
+      id: grant.id,
+      user_id: userId,
+      client_id: request.clientId,
+      resources: JSON.stringify(resources),
+      oidc_scopes: JSON.stringify(oidcScopes),
+      authorization_details: JSON.stringify(details),
+      created_at: now,
+      updated_at: now,
+      revoked_at: null,
+      revoked_by: null,
+      revoke_reason: null,
+    })
+    .execute();
+  return grant;
+}
+
+/**
+ * Runs a transaction that approves a request (`approveRequestIn`) again when another request
+ * created the person's grant meanwhile (the unique index refused the second one): the next
+ * attempt extends that grant. At most three attempts.
+ */
+export async function retryingConcurrentGrant<T>(transaction: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await ctx.storage.db.transaction().execute(async (trx) => {
-        const now = ctx.clock.now();
-        const row = await trx
-          .selectFrom('grants')
-          .selectAll()
-          .where('user_id', '=', userId)
-          .where('client_id', '=', request.clientId)
-          .where('revoked_at', 'is', null)
-          // PostgreSQL: lock the row, so concurrent approvals extend it one after the other instead
-          // of the last one overwriting the others' scopes. SQLite transactions are serial already.
-          .$if(postgres, (qb) => qb.forUpdate())
-          .executeTakeFirst();
-        const current = row ? toGrant(row) : undefined;
-        const resources = { ...(current?.resources ?? {}) };
-        if (request.resource !== undefined) {
-          resources[request.resource] = union(resources[request.resource] ?? [], request.scopes);
-        }
-        const oidcScopes = union(current?.oidcScopes ?? [], request.oidcScopes) as OidcScope[];
-        const details = [...(current?.authorizationDetails ?? [])];
-        for (const detail of request.authorizationDetails) {
-          if (!details.some((d) => JSON.stringify(d) === JSON.stringify(detail))) details.push(detail);
-        }
-        if (current) {
-          await trx
-            .updateTable('grants')
-            .set({ resources: JSON.stringify(resources), oidc_scopes: JSON.stringify(oidcScopes), authorization_details: JSON.stringify(details), updated_at: now })
-            .where('id', '=', current.id)
-            .execute();
-          return { ...current, resources, oidcScopes, authorizationDetails: details, updatedAt: now };
-        }
-        const grant: Grant = {
-          id: randomUUID(),
-          userId,
-          clientId: request.clientId,
-          resources,
-          oidcScopes,
-          authorizationDetails: details,
-          createdAt: now,
-          updatedAt: now,
-          revokedAt: null,
-          revokedBy: null,
-          revokeReason: null,
-        };
-        await trx
-          .insertInto('grants')
-          .values({
-            id: grant.id,
-            user_id: userId,
-            client_id: request.clientId,
-            resources: JSON.stringify(resources),
-            oidc_scopes: JSON.stringify(oidcScopes),
-            authorization_details: JSON.stringify(details),
-            created_at: now,
-            updated_at: now,
-            revoked_at: null,
-            revoked_by: null,
-            revoke_reason: null,
-          })
-          .execute();
-        return grant;
-      });
+      return await transaction();
     } catch (error) {
-      // Another request created the person's grant meanwhile (unique index): extend that one.
       if (attempt < 2 && isUniqueViolation(error)) continue;
       throw error;
     }
@@ -177,32 +233,48 @@ export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, us
 /**
  * Revokes a grant: from now on its refresh tokens fail and its access tokens are inactive at
  * introspection and userinfo. One conditional update; false when it was unknown or already revoked.
- * Records `consent.revoked`.
+ * Records `consent.revoked` in the same transaction.
  */
 export async function revokeGrant(
-  ctx: Pick<Context, 'storage' | 'clock' | 'audit'>,
+  ctx: Pick<Context, 'clock' | 'audit'>,
   id: string,
   by: { actor: string; reason: string; requestId?: string },
 ): Promise<boolean> {
-  const now = ctx.clock.now();
-  const result = await ctx.storage.db
+  return ctx.audit.recordWith(async (trx) => {
+    const event = await revokeGrantIn(trx, ctx.clock.now(), id, by);
+    return { value: event !== undefined, events: event ? [event] : [] };
+  });
+}
+
+/**
+ * `revokeGrant` inside the caller's transaction (reuse detection revokes and records its own
+ * event with it). Returns the `consent.revoked` event to record in that transaction, or
+ * undefined when the grant was unknown or already revoked (nothing changed).
+ */
+export async function revokeGrantIn(
+  trx: Transaction<Database>,
+  now: number,
+  id: string,
+  by: { actor: string; reason: string; requestId?: string },
+): Promise<AuditEvent | undefined> {
+  const revoked = await trx
     .updateTable('grants')
     .set({ revoked_at: now, revoked_by: by.actor, revoke_reason: by.reason })
     .where('id', '=', id)
     .where('revoked_at', 'is', null)
+    .returning(['user_id', 'client_id'])
     .executeTakeFirst();
-  if (Number(result.numUpdatedRows) !== 1) return false;
+  if (!revoked) return undefined;
   // Refresh tokens would fail anyway (they check the grant); marking them keeps the table honest.
-  await ctx.storage.db.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', '=', id).where('state', '=', 'active').execute();
-  const grant = await getGrant(ctx, id);
-  await ctx.audit.record({
+  await trx.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', '=', id).where('state', '=', 'active').execute();
+  return {
     type: 'consent.revoked',
     ...(by.requestId ? { requestId: by.requestId } : {}),
     actor: by.actor,
-    ...(grant ? { subject: grant.userId, client: grant.clientId } : {}),
+    subject: revoked.user_id,
+    client: revoked.client_id,
     details: { grant_id: id, reason: by.reason },
-  });
-  return true;
+  };
 }
 
 /** A grant as the admin API and account pages show it. */
@@ -220,6 +292,35 @@ export function grantView(grant: Grant): Record<string, unknown> {
     revoked_by: grant.revokedBy,
     revoke_reason: grant.revokeReason,
   };
+}
+
+/** A grant in the words of the consent page that created it (contract.ts ConsentRequest). */
+export interface GrantDescription {
+  clientName: string;
+  /** The names of the resource servers the grant covers (the identifier when a server has no name). */
+  services: string[];
+  /** One sentence per OpenID scope, per business scope and per authorization_details entry. */
+  lines: string[];
+}
+
+/**
+ * Describes a grant as the consent page words a request (steps.ts consentRequest): the client's
+ * registered name, then the OpenID scopes, each resource's scopes under the resource's name, and
+ * the authorization_details through their types' `describe`. A client or resource server removed
+ * since is named by its identifier.
+ */
+export async function describeGrant(ctx: Pick<Context, 'clients' | 'resourceServers'>, grant: Grant): Promise<GrantDescription> {
+  const clientName = (await ctx.clients.get(grant.clientId))?.metadata.client_name ?? grant.clientId;
+  const lines = grant.oidcScopes.map((scope) => describeOidcScope(scope, clientName));
+  const services: string[] = [];
+  for (const [identifier, scopes] of Object.entries(grant.resources)) {
+    if (scopes.length === 0) continue;
+    const name = (await ctx.resourceServers.get(identifier))?.name || identifier;
+    services.push(name);
+    for (const scope of scopes) lines.push(describeScope(scope, name));
+  }
+  lines.push(...describeAuthorizationDetails(grant.authorizationDetails));
+  return { clientName, services, lines };
 }
 
 function union(a: readonly string[], b: readonly string[]): string[] {

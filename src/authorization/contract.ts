@@ -57,9 +57,12 @@ export interface Interaction {
  *
  * Protocol side — src/authorization/interactions.ts:
  *   loadInteraction(ctx, id): Promise<Interaction | undefined>        // undefined: unknown or expired
- *   nextStep(ctx, id, session: Authentication | undefined): Promise<NextStep>
- *   recordAuthentication(ctx, id, auth: Authentication): Promise<void> // after a successful login
- *   decideConsent(ctx, id, auth: Authentication, approved: boolean): Promise<void>
+ *   nextStep(ctx, interaction, session: Authentication | undefined): Promise<NextStep>
+ *   recordAuthentication(ctx, interaction, auth: Authentication, trx): Promise<boolean>
+ *       // after a successful login, in the login's transaction; false: the interaction ended
+ *   decideConsent(ctx, interaction, auth: Authentication, approved: boolean): Promise<void>
+ *   (`interaction`: the Interaction loadInteraction returned in the same request, so the protocol
+ *   side reuses the record it read — or an id, which is read again.)
  *
  * People side — src/identity/sessions.ts and src/identity/users.ts:
  *   readSession(ctx, cookieHeader: string | undefined): Promise<Authentication | undefined>

@@ -1,3 +1,4 @@
+import type { AuditEvent } from '../audit/events.ts';
 import type { Client } from '../clients/store.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
@@ -81,12 +82,17 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
  * GET /authorize/resume/{id}, where the people side sends the browser after each step. The
  * interaction must exist, be pending and belong to this browser; then the person's denial is an
  * `access_denied` response, a remaining step sends the browser back to the people side, and when
- * nothing remains the code is issued (once: completing is a conditional update).
+ * nothing remains the code is issued (once: completing is a conditional update, in the
+ * transaction that issues the code).
+ *
+ * The interaction is read once, with the grant of the person who logged in during it; the
+ * session (`input.session`, the people side's readSession) is read only when nobody did, since
+ * the interaction's own login then decides who the person is.
  */
 export async function resumeAuthorization(
   ctx: Context,
   id: string,
-  input: { session: Authentication | undefined; browserId: string | undefined },
+  input: { session: () => Promise<Authentication | undefined>; browserId: string | undefined },
 ): Promise<AuthorizeOutcome> {
   const stored = await loadStoredInteraction(ctx, id);
   if (!stored || stored.completedAt !== null) {
@@ -103,15 +109,21 @@ export async function resumeAuthorization(
   if (!client || !matchesRegisteredRedirectUri(client.metadata.redirect_uris ?? [], request.redirectUri)) {
     return page('invalid_request', 'the client or its redirect_uri is no longer registered');
   }
-  const { need, authentication, grant } = await evaluateInteraction(ctx, stored, input.session);
+  const session = stored.authentication ? undefined : await input.session();
+  const { need, authentication, grant } = await evaluateInteraction(ctx, stored, session);
   if (authentication && stored.consent?.decision === 'denied' && stored.consent.userId === authentication.userId) {
-    if (!(await completeInteraction(ctx, id))) return page('invalid_request', 'this authorization request was already completed');
-    // RFC 6749 §4.1.2.1: the resource owner denied the request.
-    return respondError(ctx, request, new OAuthError('access_denied', 'the person denied the request'));
+    // RFC 6749 §4.1.2.1: the resource owner denied the request. Completing the interaction and
+    // consuming its pushed request are one transaction.
+    const completed = await ctx.storage.db.transaction().execute(async (trx) => {
+      if (!(await completeInteraction(ctx, id, trx))) return false;
+      if (request.pushedRequestId !== undefined) await consumePushedRequest(ctx, request.pushedRequestId, trx);
+      return true;
+    });
+    if (!completed) return alreadyCompleted();
+    return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('access_denied', 'the person denied the request'));
   }
   if (need.step !== 'done') return { kind: 'interaction', interactionId: id, location: `${ctx.config.issuer}/interaction/${id}` };
-  if (!(await completeInteraction(ctx, id))) return page('invalid_request', 'this authorization request was already completed');
-  return respondCode(ctx, request, authentication!, grant!);
+  return respondCode(ctx, request, authentication!, grant!, id);
 }
 
 /** Steps 2-3: the request, from a request_uri, a request object, or plain parameters. */
@@ -139,14 +151,14 @@ async function readRequest(ctx: Context, client: Client, params: AuthorizationPa
 }
 
 /**
- * Issues the code and redirects to the client. A pushed request is consumed here, once: a second
- * authorization completing from the same request_uri gets invalid_request_uri (RFC 9126 §4).
+ * Issues the code and redirects to the client. In one transaction: the interaction it completes
+ * (`interactionId`) is completed — a conditional update, so a double resume issues one code; the
+ * pushed request is consumed, once: a second authorization completing from the same request_uri
+ * gets invalid_request_uri (RFC 9126 §4); the code is stored and `code.issued` recorded, durable
+ * before the response leaves (DESIGN §5).
  */
-async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: Grant): Promise<AuthorizeOutcome> {
-  if (request.pushedRequestId !== undefined && !(await consumePushedRequest(ctx, request.pushedRequestId))) {
-    return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('invalid_request_uri', 'the request_uri was already used'));
-  }
-  const { code, id } = await issueCode(ctx, {
+async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: Grant, interactionId?: string): Promise<AuthorizeOutcome> {
+  const binding: Parameters<typeof issueCode>[1] = {
     clientId: request.clientId,
     grantId: grant.id,
     userId: auth.userId,
@@ -162,20 +174,32 @@ async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Au
       acr: auth.acr,
       amr: auth.amr,
       sessionId: auth.sessionId,
+      // RFC 9449 §10: the code is bound to the DPoP key of dpop_jkt or PAR's proof.
+      ...(request.dpopJkt !== undefined ? { dpopJkt: request.dpopJkt } : {}),
     },
+  };
+  const outcome = await ctx.audit.recordWith<'completed' | 'request_uri_used' | { code: string }>(async (trx) => {
+    if (interactionId !== undefined && !(await completeInteraction(ctx, interactionId, trx))) return { value: 'completed' as const, events: [] };
+    // Another authorization completed from this request_uri: no code (this interaction stays completed).
+    if (request.pushedRequestId !== undefined && !(await consumePushedRequest(ctx, request.pushedRequestId, trx))) return { value: 'request_uri_used' as const, events: [] };
+    const { code, id } = await issueCode(ctx, binding, trx);
+    const issued: AuditEvent = {
+      type: 'code.issued',
+      actor: auth.userId,
+      subject: auth.userId,
+      client: request.clientId,
+      issuer: ctx.config.issuer,
+      ...(request.resource !== undefined ? { audience: request.resource } : {}),
+      scopes: [...request.oidcScopes, ...request.scopes],
+      details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime },
+    };
+    return { value: { code }, events: [issued] };
   });
-  // Durable before the response leaves (DESIGN §5).
-  await ctx.audit.record({
-    type: 'code.issued',
-    actor: auth.userId,
-    subject: auth.userId,
-    client: request.clientId,
-    issuer: ctx.config.issuer,
-    ...(request.resource !== undefined ? { audience: request.resource } : {}),
-    scopes: [...request.oidcScopes, ...request.scopes],
-    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime },
-  });
-  return { kind: 'redirect', location: authorizationResponseLocation(request.redirectUri, ctx.config.issuer, request.state, { code }) };
+  if (outcome === 'completed') return alreadyCompleted();
+  if (outcome === 'request_uri_used') {
+    return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('invalid_request_uri', 'the request_uri was already used'));
+  }
+  return { kind: 'redirect', location: authorizationResponseLocation(request.redirectUri, ctx.config.issuer, request.state, { code: outcome.code }) };
 }
 
 /** An error authorization response; it completes (consumes) a pushed request too. */
@@ -190,6 +214,10 @@ function asOutcome(ctx: Context, error: unknown): AuthorizeOutcome {
     return { kind: 'redirect', location: authorizationResponseLocation(error.redirectUri, ctx.config.issuer, error.state, { error: error.oauth }) };
   }
   throw error;
+}
+
+function alreadyCompleted(): AuthorizeOutcome {
+  return page('invalid_request', 'this authorization request was already completed');
 }
 
 function page(error: string, description: string): AuthorizeOutcome {

@@ -1,8 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { approveRequest, findActiveGrant, type Grant } from './consent.ts';
+import type { Database } from '../storage/schema.ts';
+import { approveRequestIn, findActiveGrant, grantFromJoined, joinedGrantColumns, retryingConcurrentGrant, type Grant } from './consent.ts';
 import type { Authentication, Interaction, NextStep } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
@@ -12,6 +15,12 @@ import { needs, toNextStep, type Need } from './steps.ts';
  * protocol side stores them; the people side (GET /interaction/{id}) asks `nextStep`, records a
  * login with `recordAuthentication` and the person's decision with `decideConsent`, then sends the
  * browser to /authorize/resume/{id}.
+ *
+ * One read per request: `loadInteraction` reads the interaction once, with the grant of the
+ * person who logged in during it; the people side passes the Interaction it got back to the
+ * other calls of the same request, which use that record instead of reading it again (an
+ * in-request cache: the record belongs to the object handed out, never to a later request).
+ * Their writes are conditional updates, so what changed meanwhile still fails them.
  */
 
 /** How long a person has to log in and decide, in seconds. */
@@ -24,6 +33,11 @@ export interface StoredInteraction extends Interaction {
   consent: ConsentDecision | null;
   grantId: string | null;
   completedAt: number | null;
+  /**
+   * The active grant to the client of the person who logged in during this interaction, read with
+   * the interaction (null: they have none); undefined when nobody logged in during it.
+   */
+  loginGrant?: Grant | null;
 }
 
 /** The person's decision on the consent page, and who made it. */
@@ -62,16 +76,29 @@ export async function createInteraction(ctx: Pick<Context, 'storage' | 'clock'>,
   return { id, clientId: request.clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null };
 }
 
-/** The stored interaction, completed or not, unless unknown or expired. */
+/**
+ * The stored interaction, completed or not, unless unknown or expired — with the active grant of
+ * the person who logged in during it, in the same read (both tables are this component's).
+ */
 export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<StoredInteraction | undefined> {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
-  const row = await ctx.storage.db.selectFrom('interactions').selectAll().where('id', '=', id).executeTakeFirst();
+  const db = ctx.storage.db;
+  const row = await db
+    .selectFrom('interactions')
+    .leftJoin('grants', (join) =>
+      join.onRef('grants.client_id', '=', 'interactions.client_id').on('grants.user_id', '=', loginUserId(db)).on('grants.revoked_at', 'is', null),
+    )
+    .selectAll('interactions')
+    .select(joinedGrantColumns)
+    .where('interactions.id', '=', id)
+    .executeTakeFirst();
   if (!row || Number(row.expires_at) <= ctx.clock.now()) return undefined;
+  const loginGrant = grantFromJoined(row) ?? null;
   return {
     id: row.id,
     clientId: row.client_id,
     expiresAt: Math.floor(Number(row.expires_at) / 1000),
-    ...(row.authentication ? { authentication: JSON.parse(row.authentication) as Authentication } : {}),
+    ...(row.authentication ? { authentication: JSON.parse(row.authentication) as Authentication, loginGrant } : {}),
     request: JSON.parse(row.request) as AuthorizationRequest,
     browserHash: row.browser_hash,
     consent: row.consent ? (JSON.parse(row.consent) as ConsentDecision) : null,
@@ -80,70 +107,112 @@ export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'cloc
   };
 }
 
+/** The userId of the interaction's recorded Authentication (JSON text), in SQL. */
+function loginUserId(db: Kysely<Database>) {
+  return isPostgres(db) ? sql<string>`(interactions.authentication::json ->> 'userId')` : sql<string>`json_extract(interactions.authentication, '$.userId')`;
+}
+
+/** The stored records behind the Interactions handed to the people side (see the top of this file). */
+const records = new WeakMap<Interaction, StoredInteraction>();
+
 /** Contract: the pending interaction; undefined when unknown, expired or already completed. */
-export async function loadInteraction(ctx: Context, id: string): Promise<Interaction | undefined> {
+export async function loadInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<Interaction | undefined> {
   const stored = await loadStoredInteraction(ctx, id);
   if (!stored || stored.completedAt !== null) return undefined;
-  return { id: stored.id, clientId: stored.clientId, expiresAt: stored.expiresAt, ...(stored.authentication ? { authentication: stored.authentication } : {}) };
+  const interaction: Interaction = {
+    id: stored.id,
+    clientId: stored.clientId,
+    expiresAt: stored.expiresAt,
+    ...(stored.authentication ? { authentication: stored.authentication } : {}),
+  };
+  records.set(interaction, stored);
+  return interaction;
 }
 
 /**
  * What the interaction needs now, for the person of `session` (or the one who logged in during the
  * interaction). Contract: login, consent (with the plain-language ConsentRequest), or done.
+ * `interaction`: what loadInteraction returned in this request, or an id.
  */
-export async function nextStep(ctx: Context, id: string, session: Authentication | undefined): Promise<NextStep> {
-  const stored = await pending(ctx, id);
+export async function nextStep(ctx: Context, interaction: Interaction | string, session: Authentication | undefined): Promise<NextStep> {
+  const stored = await pending(ctx, interaction);
   const need = await evaluateInteraction(ctx, stored, session);
   return toNextStep(ctx, need.need, stored.request);
 }
 
-/** Contract: records a successful login during the interaction (the people side calls it after verifying the person). */
-export async function recordAuthentication(ctx: Context, id: string, auth: Authentication): Promise<void> {
-  await pending(ctx, id);
-  const updated = await ctx.storage.db
+/**
+ * Contract: records a successful login during the interaction (the people side calls it after
+ * verifying the person), in `db`, the login's transaction. One conditional update: false when the
+ * interaction is unknown, expired or completed (nothing recorded).
+ */
+export async function recordAuthentication(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  interaction: Interaction | string,
+  auth: Authentication,
+  db: Kysely<Database> = ctx.storage.db,
+): Promise<boolean> {
+  const id = typeof interaction === 'string' ? interaction : interaction.id;
+  const updated = await db
     .updateTable('interactions')
     .set({ authentication: JSON.stringify(auth) })
     .where('id', '=', id)
     .where('completed_at', 'is', null)
+    .where('expires_at', '>', ctx.clock.now())
     .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) !== 1) throw unknownInteraction();
+  return Number(updated.numUpdatedRows) === 1;
 }
 
 /**
  * Contract: records the person's decision on the consent page. Approval records or extends their
  * grant to the client (`consent.granted`); denial makes the resume redirect `access_denied`
- * (RFC 6749 §4.1.2.1). `auth` must be the person the interaction is for.
+ * (RFC 6749 §4.1.2.1). `auth` must be the person the interaction is for. The grant, the
+ * interaction's record of the decision and the event are one transaction; the interaction's
+ * update is conditional on it being pending and its login unchanged since it was read.
  */
-export async function decideConsent(ctx: Context, id: string, auth: Authentication, approved: boolean): Promise<void> {
-  const stored = await pending(ctx, id);
+export async function decideConsent(ctx: Context, interaction: Interaction | string, auth: Authentication, approved: boolean): Promise<void> {
+  const stored = await pending(ctx, interaction);
   if (stored.authentication && stored.authentication.userId !== auth.userId) {
     throw new OAuthError('invalid_request', 'the person deciding is not the person who logged in for this request');
   }
   const request = stored.request;
-  let grant: Grant | undefined;
-  if (approved) grant = await approveRequest(ctx, auth.userId, request);
   const decision: ConsentDecision = { decision: approved ? 'approved' : 'denied', userId: auth.userId };
-  const updated = await ctx.storage.db
-    .updateTable('interactions')
-    .set({ consent: JSON.stringify(decision), grant_id: grant?.id ?? null })
-    .where('id', '=', id)
-    .where('completed_at', 'is', null)
-    .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) !== 1) throw unknownInteraction();
-  await ctx.audit.record({
-    type: approved ? 'consent.granted' : 'consent.denied',
-    actor: auth.userId,
-    subject: auth.userId,
-    client: request.clientId,
-    ...(request.resource ? { audience: request.resource } : {}),
-    scopes: [...request.oidcScopes, ...request.scopes],
-    decision: { allow: approved, reasons: [approved ? 'approved by the person' : 'denied by the person'] },
-    details: {
-      interaction_id: id,
-      ...(grant ? { grant_id: grant.id } : {}),
-      authorization_details: request.authorizationDetails,
-    },
-  });
+  const loggedIn = stored.authentication ? JSON.stringify(stored.authentication) : null;
+  // A concurrent first approval by the same person (another tab) makes this one extend that grant.
+  await retryingConcurrentGrant(() =>
+    ctx.audit.recordWith(async (trx) => {
+      const now = ctx.clock.now();
+      const grant = approved ? await approveRequestIn(trx, now, auth.userId, request) : undefined;
+      const updated = await trx
+        .updateTable('interactions')
+        .set({ consent: JSON.stringify(decision), grant_id: grant?.id ?? null })
+        .where('id', '=', stored.id)
+        .where('completed_at', 'is', null)
+        .where('expires_at', '>', now)
+        // Nobody else logged in during the interaction since it was read (the check above holds).
+        .where('authentication', loggedIn === null ? 'is' : '=', loggedIn)
+        .executeTakeFirst();
+      if (Number(updated.numUpdatedRows) !== 1) throw unknownInteraction();
+      return {
+        value: undefined,
+        events: [
+          {
+            type: approved ? 'consent.granted' : 'consent.denied',
+            actor: auth.userId,
+            subject: auth.userId,
+            client: request.clientId,
+            ...(request.resource ? { audience: request.resource } : {}),
+            scopes: [...request.oidcScopes, ...request.scopes],
+            decision: { allow: approved, reasons: [approved ? 'approved by the person' : 'denied by the person'] },
+            details: {
+              interaction_id: stored.id,
+              ...(grant ? { grant_id: grant.id } : {}),
+              authorization_details: request.authorizationDetails,
+            },
+          },
+        ],
+      };
+    }),
+  );
 }
 
 /**
@@ -156,7 +225,12 @@ export async function evaluateInteraction(
   session: Authentication | undefined,
 ): Promise<{ need: Need; authentication: Authentication | undefined; grant: Grant | undefined }> {
   const authentication = stored.authentication ?? session;
-  const grant = authentication ? await findActiveGrant(ctx, authentication.userId, stored.clientId) : undefined;
+  // The grant of a login during the interaction was read with it; a session's person's is read now.
+  const grant = !authentication
+    ? undefined
+    : stored.authentication && stored.loginGrant !== undefined
+      ? (stored.loginGrant ?? undefined)
+      : await findActiveGrant(ctx, authentication.userId, stored.clientId);
   const approvedHere =
     stored.consent?.decision === 'approved' && stored.consent.userId === authentication?.userId && grant !== undefined && grant.id === stored.grantId;
   const need = needs({
@@ -172,10 +246,11 @@ export async function evaluateInteraction(
 
 /**
  * Marks an interaction completed: one conditional update, so a resume that races another (two
- * tabs, a double click) completes it once. False when it was already completed.
+ * tabs, a double click) completes it once. False when it was already completed. `db`: the
+ * transaction of the authorization response it completes with.
  */
-export async function completeInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<boolean> {
-  const updated = await ctx.storage.db
+export async function completeInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string, db: Kysely<Database> = ctx.storage.db): Promise<boolean> {
+  const updated = await db
     .updateTable('interactions')
     .set({ completed_at: ctx.clock.now() })
     .where('id', '=', id)
@@ -190,9 +265,11 @@ export async function pruneInteractions(ctx: Pick<Context, 'storage'>, now: numb
   return Number(result.numDeletedRows);
 }
 
-async function pending(ctx: Context, id: string): Promise<StoredInteraction> {
-  const stored = await loadStoredInteraction(ctx, id);
-  if (!stored || stored.completedAt !== null) throw unknownInteraction();
+/** The record of a pending interaction: the one read with `interaction` in this request, else read now. */
+async function pending(ctx: Context, interaction: Interaction | string): Promise<StoredInteraction> {
+  const stored =
+    typeof interaction === 'string' ? await loadStoredInteraction(ctx, interaction) : (records.get(interaction) ?? (await loadStoredInteraction(ctx, interaction.id)));
+  if (!stored || stored.completedAt !== null || stored.expiresAt * 1000 <= ctx.clock.now()) throw unknownInteraction();
   return stored;
 }
 

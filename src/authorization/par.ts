@@ -2,6 +2,7 @@ import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { FormParameters } from '../parameters.ts';
+import type { VerifiedDpopProof } from '../tokens/dpop.ts';
 import { AuthorizationParameters } from './parameters.ts';
 import { storePushedRequest, type PushedRequest } from './pushed-requests.ts';
 import { AuthorizationPageError, AuthorizationRedirectError, validateAuthorizationRequest } from './request.ts';
@@ -13,9 +14,16 @@ import { AuthorizationPageError, AuthorizationRedirectError, validateAuthorizati
  * 3. the request is validated as the authorization endpoint would (§2.1), from its signed request
  *    object when there is one (RFC 9101; §3), and every error is returned here as JSON (§2.3),
  *    never as a redirect;
- * 4. it is stored under a fresh request_uri with 256 random bits (§2.2, §7.1), valid 60 s.
+ * 4. a DPoP proof sent with the request (RFC 9449 §10.1) binds the code to its key; with `dpop_jkt`
+ *    too, both must name the same key (else invalid_request);
+ * 5. it is stored under a fresh request_uri with 256 random bits (§2.2, §7.1), valid 60 s.
  */
-export async function pushAuthorizationRequest(ctx: Context, authenticated: AuthenticatedClient, form: FormParameters): Promise<PushedRequest> {
+export async function pushAuthorizationRequest(
+  ctx: Context,
+  authenticated: AuthenticatedClient,
+  form: FormParameters,
+  dpop?: VerifiedDpopProof,
+): Promise<PushedRequest> {
   // RFC 9126 §2.1: the request_uri authorization request parameter MUST NOT be provided.
   if (form.all('request_uri').length > 0) throw new OAuthError('invalid_request', 'request_uri must not be sent to the PAR endpoint');
   const client = authenticated.client;
@@ -24,6 +32,13 @@ export async function pushAuthorizationRequest(ctx: Context, authenticated: Auth
   }
   try {
     const request = await validateAuthorizationRequest(ctx, client, AuthorizationParameters.fromForm(form, 'form'), { pushed: true });
+    if (dpop) {
+      // RFC 9449 §10.1: with both, the request MUST be rejected if dpop_jkt is not the proof's key.
+      if (request.dpopJkt !== undefined && request.dpopJkt !== dpop.jkt) {
+        throw new OAuthError('invalid_request', 'dpop_jkt does not match the key of the DPoP proof', { detail: 'PAR dpop_jkt differs from the DPoP proof key' });
+      }
+      request.dpopJkt = dpop.jkt;
+    }
     return await storePushedRequest(ctx, request);
   } catch (error) {
     if (error instanceof AuthorizationPageError || error instanceof AuthorizationRedirectError) throw error.oauth;

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { AuthorizationRequest } from './request.ts';
@@ -72,9 +74,10 @@ export async function resolveRequestUri(ctx: Context, clientId: string, requestU
 /**
  * Marks a pushed request used, when an authorization made from it completes. One conditional
  * update: of two authorizations racing to complete from one request_uri, exactly one gets true.
+ * `db`: the transaction of the authorization response that completes it.
  */
-export async function consumePushedRequest(ctx: Context, id: string): Promise<boolean> {
-  const result = await ctx.storage.db
+export async function consumePushedRequest(ctx: Pick<Context, 'storage' | 'clock'>, id: string, db: Kysely<Database> = ctx.storage.db): Promise<boolean> {
+  const result = await db
     .updateTable('pushed_requests')
     .set({ consumed_at: ctx.clock.now() })
     .where('id', '=', id)

@@ -1,4 +1,6 @@
+import { isFapi2 } from '../clients/profile.ts';
 import type { Client } from '../clients/store.ts';
+import { jktPattern } from '../tokens/dpop.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { selectTarget } from '../tokens/audience.ts';
@@ -35,6 +37,8 @@ export interface AuthorizationRequest {
   maxAge?: number;
   /** OIDC Core §3.1.2.1 acr_values, in order of preference. */
   acrValues: string[];
+  /** RFC 9449 §10: the DPoP key thumbprint the code will be bound to (`dpop_jkt`, or PAR's proof). */
+  dpopJkt?: string;
   /** How the request arrived: plain parameters, a signed request object, or PAR. */
   via: 'parameters' | 'request_object' | 'par' | 'par_request_object';
   /** The pushed request it was resolved from (RFC 9126), consumed when the authorization completes. */
@@ -127,6 +131,10 @@ export async function validateAuthorizationRequest(
   }
   try {
     if (state !== undefined && state.length > maxStateLength) throw new OAuthError('invalid_request', 'state is too long');
+    // FAPI 2.0 SP §5.3.2.2: authorization requests only through PAR (as require_pushed_authorization_requests).
+    if (!options.pushed && isFapi2(ctx.config, client)) {
+      throw new OAuthError('invalid_request', 'this client must use pushed authorization requests (PAR; FAPI 2.0)');
+    }
     const rest = await validateRest(ctx, client, params);
     const via = options.pushed ? (signed ? 'par_request_object' : 'par') : signed ? 'request_object' : 'parameters';
     return { clientId: client.metadata.client_id, redirectUri, ...(state !== undefined ? { state } : {}), ...rest, via };
@@ -220,6 +228,10 @@ async function validateRest(
   const acrText = params.string('acr_values');
   const acrValues = acrText === undefined ? [] : acrText.split(' ').filter(Boolean).slice(0, 10);
 
+  // RFC 9449 §10: dpop_jkt binds the code to a DPoP key: a JWK SHA-256 thumbprint (RFC 7638).
+  const dpopJkt = params.string('dpop_jkt');
+  if (dpopJkt !== undefined && !jktPattern.test(dpopJkt)) throw new OAuthError('invalid_request', 'dpop_jkt must be a base64url JWK SHA-256 thumbprint');
+
   return {
     ...(nonce !== undefined ? { nonce } : {}),
     codeChallenge,
@@ -230,6 +242,7 @@ async function validateRest(
     prompt: prompt as Prompt[],
     ...(maxAge !== undefined ? { maxAge } : {}),
     acrValues,
+    ...(dpopJkt !== undefined ? { dpopJkt } : {}),
   };
 }
 

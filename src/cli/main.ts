@@ -47,6 +47,10 @@ Environment (the server and the CLI read the same):
                         serve HTTPS and request client certificates (mTLS, RFC 8705)
   CLEARANCE_CLIENT_CERT_HEADER, CLEARANCE_TRUSTED_PROXIES
                         take the client certificate from this header, only from these proxies
+  CLEARANCE_MTLS_ORIGIN origin of the mTLS endpoint aliases when it is not the issuer's (RFC 8705 §5)
+  CLEARANCE_PROFILE     default, or fapi2: the FAPI 2.0 Security Profile for every client
+                        (PAR, sender-constrained tokens only, private_key_jwt or mTLS only)
+  CLEARANCE_DPOP_NONCE  off (default) or required: DPoP proofs must carry a server nonce (RFC 9449 §8)
   LOG_LEVEL             pino level (default info)
 
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;

@@ -2,6 +2,7 @@ import { isValidLei } from '../entities/lei.ts';
 import { parseRfc4514 } from './authentication/distinguished-name.ts';
 import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
 import { Validator, join } from '../validation.ts';
+import { fapiAuthMethods } from './profile.ts';
 
 export const authMethods = [
   'client_secret_basic',
@@ -24,6 +25,8 @@ export const grantTypes = [
 /** Allowlisted client assertion algorithms (RS256 and `none` are never accepted). */
 export const assertionAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
 export const clientKinds = ['service', 'agent', 'app'] as const;
+/** Security profiles a client can be registered under (docs/configuration.md, "FAPI 2.0"). */
+export const clientProfiles = ['fapi2'] as const;
 
 /** RFC 8705 §2.1.2: exactly one of these names the expected certificate for tls_client_auth. */
 const tlsSubjectFields = [
@@ -51,6 +54,8 @@ export interface ClientMetadata {
   post_logout_redirect_uris?: string[];
   /** RFC 9126 §6: this client's authorization requests must come through PAR. */
   require_pushed_authorization_requests?: boolean;
+  /** `fapi2`: the FAPI 2.0 Security Profile applies to this client (also server-wide with CLEARANCE_PROFILE=fapi2). */
+  profile?: (typeof clientProfiles)[number];
   tls_client_auth_subject_dn?: string;
   tls_client_auth_san_dns?: string;
   tls_client_auth_san_uri?: string;
@@ -73,14 +78,19 @@ const fields = [
   'redirect_uris',
   'post_logout_redirect_uris',
   'require_pushed_authorization_requests',
+  'profile',
   ...tlsSubjectFields,
 ] as const;
 
 /** Members that only a private or symmetric JWK has (RFC 7518 §6). */
 const privateJwkMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
-/** Validates client metadata from an apply document, the admin API or dynamic registration. */
-export function readClientMetadata(v: Validator, path: string, input: unknown): ClientMetadata | undefined {
+/**
+ * Validates client metadata from an apply document, the admin API or dynamic registration.
+ * `serverProfile` is the server-wide profile (CLEARANCE_PROFILE): under `fapi2` every client is
+ * held to the FAPI 2.0 rules, as if it were registered with `profile: fapi2`.
+ */
+export function readClientMetadata(v: Validator, path: string, input: unknown, options: { serverProfile?: string } = {}): ClientMetadata | undefined {
   const o = v.object(path, input);
   if (!o) return undefined;
   v.knownKeys(path, o, fields);
@@ -124,6 +134,7 @@ export function readClientMetadata(v: Validator, path: string, input: unknown): 
       v.array(p, x, (q, u) => readUri(v, q, u, { redirect: true }), { unique: true }),
     ),
     require_pushed_authorization_requests: optional('require_pushed_authorization_requests', (p, x) => v.boolean(p, x)),
+    profile: optional('profile', (p, x) => v.string(p, x, { oneOf: clientProfiles })) as ClientMetadata['profile'],
   };
   for (const field of tlsSubjectFields) {
     metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
@@ -133,6 +144,7 @@ export function readClientMetadata(v: Validator, path: string, input: unknown): 
   }
   if (v.problems.length !== before || !client_id) return undefined;
   checkCoherence(v, path, metadata as ClientMetadata);
+  if (metadata.profile === 'fapi2' || options.serverProfile === 'fapi2') checkFapi2(v, path, metadata as ClientMetadata, metadata.profile === 'fapi2' ? 'profile fapi2' : 'CLEARANCE_PROFILE=fapi2');
   if (v.problems.length !== before) return undefined;
   return dropUndefined(metadata) as ClientMetadata;
 }
@@ -165,6 +177,21 @@ function checkCoherence(v: Validator, path: string, m: ClientMetadata): void {
   }
   if (m.token_endpoint_auth_method === 'none' && m.grant_types.includes('client_credentials')) {
     v.fail(at('grant_types'), 'client_credentials needs client authentication; a public client cannot use it');
+  }
+}
+
+/**
+ * FAPI 2.0 Security Profile rules a registration must meet (FAPI 2.0 SP §5.3.2.1): a confidential
+ * client authenticating with private_key_jwt or mutual TLS, never a shared secret; its
+ * authorization requests always through PAR (§5.3.2.2).
+ */
+function checkFapi2(v: Validator, path: string, m: ClientMetadata, why: string): void {
+  const at = (key: string) => join(path, key);
+  if (!(fapiAuthMethods as readonly string[]).includes(m.token_endpoint_auth_method)) {
+    v.fail(at('token_endpoint_auth_method'), `must be one of ${fapiAuthMethods.join(', ')} under ${why} (FAPI 2.0: no shared secrets, no public clients), not ${m.token_endpoint_auth_method}`);
+  }
+  if (m.require_pushed_authorization_requests === false && m.grant_types.includes('authorization_code')) {
+    v.fail(at('require_pushed_authorization_requests'), `cannot be false under ${why}: FAPI 2.0 requires pushed authorization requests`);
   }
 }
 

@@ -2,12 +2,15 @@ import type { AuditEvent } from '../audit/events.ts';
 import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import type { Context } from '../context.ts';
 import type { FormParameters } from '../parameters.ts';
+import type { VerifiedDpopProof } from '../tokens/dpop.ts';
 
 /** A token request after client authentication, as a grant sees it (no HTTP). */
 export interface GrantRequest {
   params: FormParameters;
   client: AuthenticatedClient;
   requestId: string;
+  /** The request's verified DPoP proof (RFC 9449 §5), when it carried one. */
+  dpop?: VerifiedDpopProof;
 }
 
 /** The successful token response (RFC 6749 §5.1 and extensions). */
@@ -24,8 +27,11 @@ export interface TokenResponse {
 
 export interface GrantResult {
   response: TokenResponse;
-  /** The `token.issued` event; the endpoint makes it durable before the response leaves. */
-  event: AuditEvent;
+  /**
+   * The `token.issued` event, for the endpoint to make durable before the response leaves; absent
+   * when the grant recorded it itself, in the transaction of its writes (`AuditLog.recordWith`).
+   */
+  event?: AuditEvent;
 }
 
 /** One grant type (DESIGN §2: one file per grant). */

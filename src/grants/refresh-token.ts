@@ -1,4 +1,5 @@
-import { isGrantActive, revokeGrant } from '../authorization/consent.ts';
+import type { AuditEvent } from '../audit/events.ts';
+import { revokeGrantIn } from '../authorization/consent.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import {
@@ -6,10 +7,11 @@ import {
   refreshTokenById,
   retryRefreshToken,
   rotateRefreshToken,
-  type IssuedRefreshToken,
   type StoredRefreshToken,
 } from '../tokens/refresh-tokens.ts';
 import { chooseAccessTarget, requireBinding, type TokenBasis } from '../tokens/user-tokens.ts';
+import { isFapi2 } from '../clients/profile.ts';
+import { senderBinding } from '../tokens/binding.ts';
 import { issueTokens } from './authorization-code.ts';
 import type { Grant } from './grant.ts';
 
@@ -19,10 +21,15 @@ import type { Grant } from './grant.ts';
  * 2. it was issued to this client (§6: "bound to the client to which it was issued"); a
  *    confidential client has authenticated (the token endpoint requires it, §6);
  * 3. it has not expired and was not revoked; its grant is still active;
+ * 3a. a public client's refresh token bound to a DPoP key or a certificate (RFC 9449 §5, RFC 8705 §4)
+ *    is used only with a proof of that key or that certificate (else invalid_grant, and the token
+ *    is not consumed); the new access token is bound to the request's proof or certificate, and a
+ *    bearer token is refused for a sender-constrained resource or FAPI 2.0;
  * 4. `resource` may choose the audience among those of the grant (RFC 8707 §2.2) and `scope` may
  *    narrow, never widen (§6 → invalid_scope);
  * 5. rotation (RFC 9700 §4.14.2): the token is used by ONE conditional update and a child issued in
- *    its place, with the same scope and the family's absolute expiry;
+ *    its place, with the same scope and the family's absolute expiry — in one transaction with the
+ *    events `refresh.rotated` and `token.issued`;
  * 6. reuse of a used token:
  *    - public clients (token_endpoint_auth_method none): the whole grant is revoked and the request
  *      refused (RFC 9700 §4.14.2; a parallel double use gives one success and the revocation);
@@ -36,7 +43,7 @@ export const refreshToken: Grant = {
   repeatable: ['resource'],
   allowPublic: true,
 
-  async handle({ params, client: authenticated, requestId }, ctx) {
+  async handle({ params, client: authenticated, requestId, dpop }, ctx) {
     const clientId = authenticated.client.metadata.client_id;
     const value = params.get('refresh_token');
     if (value === undefined) throw new OAuthError('invalid_request', 'refresh_token is required');
@@ -46,7 +53,16 @@ export const refreshToken: Grant = {
     if (stored.expiresAt <= ctx.clock.now()) throw invalidGrant('refresh token expired');
     if (stored.state === 'revoked') throw invalidGrant('refresh token revoked');
     if (stored.state === 'superseded') throw invalidGrant('refresh token was replaced by a retry before it was used');
-    if (!(await isGrantActive(ctx.storage.db, stored.grantId))) throw invalidGrant('the grant was revoked');
+    // Read with the token (findRefreshToken): the grant is still active.
+    if (!stored.grantActive) throw invalidGrant('the grant was revoked');
+    // RFC 9449 §5, RFC 8705 §4: a bound refresh token needs a proof of its key, or its certificate.
+    const bound = stored.payload.cnf;
+    if (bound?.jkt !== undefined && dpop?.jkt !== bound.jkt) {
+      throw invalidGrant(dpop ? 'DPoP proof key differs from the refresh token\'s' : 'DPoP-bound refresh token without a DPoP proof', 'the refresh token is bound to a DPoP key; send a proof of that key');
+    }
+    if (bound?.['x5t#S256'] !== undefined && authenticated.certificateThumbprint !== bound['x5t#S256']) {
+      throw invalidGrant(authenticated.certificateThumbprint ? 'client certificate differs from the refresh token\'s' : 'certificate-bound refresh token without a client certificate', 'the refresh token is bound to a client certificate; present that certificate');
+    }
 
     const p = stored.payload;
     const basis: TokenBasis = {
@@ -62,39 +78,52 @@ export const refreshToken: Grant = {
       amr: p.amr,
     };
     const target = await chooseAccessTarget(ctx, basis, params.all('resource'), params.get('scope'));
-    requireBinding(target, authenticated);
+    const binding = senderBinding({ dpop, certificateThumbprint: authenticated.certificateThumbprint });
+    requireBinding(target, binding, isFapi2(ctx.config, authenticated.client));
 
     const isPublic = authenticated.client.metadata.token_endpoint_auth_method === 'none';
-    let rotation: 'rotated' | 'retried' = 'rotated';
-    let child: IssuedRefreshToken | undefined = stored.state === 'active' ? await rotateRefreshToken(ctx, stored) : undefined;
-    if (!child && !isPublic) {
-      child = await retryRefreshToken(ctx, stored);
-      rotation = 'retried';
-    }
-    if (!child) throw await reused(ctx, (await refreshTokenById(ctx, stored.id)) ?? stored, requestId);
-    await ctx.audit.record({
-      type: 'refresh.rotated',
+    const issued = await issueTokens(ctx, authenticated, basis, target, {
+      binding,
+      grantType: 'refresh_token',
       requestId,
-      actor: clientId,
-      subject: stored.userId,
-      client: clientId,
-      details: { refresh_id: stored.id, new_refresh_id: child.id, family_id: stored.familyId, grant_id: stored.grantId, rotation },
+      write: async (trx) => {
+        let rotation: 'rotated' | 'retried' = 'rotated';
+        let child = stored.state === 'active' ? await rotateRefreshToken(ctx, stored, trx) : undefined;
+        if (!child && !isPublic) {
+          child = await retryRefreshToken(ctx, stored, trx);
+          rotation = 'retried';
+        }
+        if (!child) return undefined;
+        const rotated: AuditEvent = {
+          type: 'refresh.rotated',
+          requestId,
+          actor: clientId,
+          subject: stored.userId,
+          client: clientId,
+          details: { refresh_id: stored.id, new_refresh_id: child.id, family_id: stored.familyId, grant_id: stored.grantId, rotation },
+        };
+        return { events: [rotated], refresh: child };
+      },
     });
-    return issueTokens(ctx, authenticated, basis, target, { grantType: 'refresh_token', refreshToken: child });
+    if (!issued) throw await reused(ctx, (await refreshTokenById(ctx, stored.id)) ?? stored, requestId);
+    return issued;
   },
 };
 
-/** Step 6: a used refresh token presented again. The grant is revoked, then invalid_grant. */
+/** Step 6: a used refresh token presented again. The grant is revoked (one transaction with both events), then invalid_grant. */
 async function reused(ctx: Context, token: StoredRefreshToken, requestId: string): Promise<OAuthError> {
-  await revokeGrant(ctx, token.grantId, { actor: 'clearance', reason: 'refresh token reused', requestId });
-  await ctx.audit.record({
-    type: 'refresh.reused',
-    requestId,
-    actor: token.clientId,
-    subject: token.userId,
-    client: token.clientId,
-    decision: { allow: false, reasons: ['refresh token presented after it was used; grant revoked'] },
-    details: { refresh_id: token.id, family_id: token.familyId, grant_id: token.grantId, state: token.state },
+  await ctx.audit.recordWith(async (trx) => {
+    const revoked = await revokeGrantIn(trx, ctx.clock.now(), token.grantId, { actor: 'clearance', reason: 'refresh token reused', requestId });
+    const event: AuditEvent = {
+      type: 'refresh.reused',
+      requestId,
+      actor: token.clientId,
+      subject: token.userId,
+      client: token.clientId,
+      decision: { allow: false, reasons: ['refresh token presented after it was used; grant revoked'] },
+      details: { refresh_id: token.id, family_id: token.familyId, grant_id: token.grantId, state: token.state },
+    };
+    return { value: undefined, events: [...(revoked ? [revoked] : []), event] };
   });
   return invalidGrant('refresh token reused; its grant was revoked', 'the refresh token was already used');
 }

@@ -1,5 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ClientAuthInput } from '../clients/authentication/types.ts';
+import type { Config } from '../config.ts';
+import type { DpopRequest } from '../tokens/dpop.ts';
+import type { ResourceRequest } from '../tokens/resource-access.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { FormParameters } from '../parameters.ts';
 import type { PresentedCertificate } from './client-certificate.ts';
@@ -35,6 +39,39 @@ export function clientAuthInput(request: FastifyRequest, form: FormParameters): 
     certificateChainVerified: request.clientCertificate?.chainVerified ?? false,
     sourceAddress: request.ip,
     requestId: request.id,
+  };
+}
+
+/**
+ * What DPoP proof validation needs from a request (RFC 9449 §4.3): every DPoP header field value
+ * (from the raw headers: Node would join repeats, and more than one must be refused), the method,
+ * and the URLs the request may have been addressed to — the issuer's origin and, when configured,
+ * the mTLS alias origin, with the request's path. The Host header is never trusted for this.
+ */
+export function dpopRequest(request: FastifyRequest, config: Pick<Config, 'issuer' | 'mtlsOrigin'>, accessToken?: string): DpopRequest {
+  const proofs: string[] = [];
+  const raw = request.raw.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'dpop') proofs.push(raw[i + 1]!);
+  }
+  const path = request.url.split('?')[0]!.split('#')[0]!;
+  const origins = [new URL(config.issuer).origin, ...(config.mtlsOrigin ? [config.mtlsOrigin] : [])];
+  return {
+    proofs,
+    method: request.method,
+    urls: origins.map((origin) => `${origin}${path}`),
+    ...(accessToken !== undefined ? { accessToken } : {}),
+  };
+}
+
+/** What a protected resource (admin API, userinfo) needs from a request to authenticate its token. */
+export function resourceRequest(request: FastifyRequest, config: Pick<Config, 'issuer' | 'mtlsOrigin'>): ResourceRequest {
+  const raw = request.clientCertificate?.certificate.raw;
+  return {
+    authorization: request.headers.authorization,
+    target: request.url,
+    dpop: dpopRequest(request, config),
+    certificateThumbprint: raw && createHash('sha256').update(raw).digest('base64url'),
   };
 }
 

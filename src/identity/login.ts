@@ -1,7 +1,9 @@
+import type { Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
 import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
-import { findUser, normalizeUsername, userRowByUsername, type User } from './users.ts';
+import { normalizeUsername, userFromRow, userRowByUsername, type User } from './users.ts';
 
 /**
  * Authentication context class references (OIDC Core §2 `acr`) Clearance asserts. A password
@@ -19,10 +21,17 @@ export interface LoginAttempt {
   clientId?: string;
 }
 
-export type LoginOutcome =
-  | { ok: true; user: User; acr: string; amr: string[] }
+export type LoginOutcome<T = undefined> =
+  | { ok: true; user: User; acr: string; amr: string[]; /** What `onSuccess` returned. */ value: T }
   | { ok: false; reason: 'invalid_credentials' }
   | { ok: false; reason: 'throttled'; retryAfterSeconds: number };
+
+/** A verified login, as `onSuccess` gets it. */
+export interface VerifiedLogin {
+  user: User;
+  acr: string;
+  amr: string[];
+}
 
 type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit'>;
 
@@ -41,10 +50,16 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  *    `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure locks the
  *    account (`user.locked`);
  * 5. a success resets the consecutive-failure count, upgrades a hash made with older parameters,
- *    and is audited as `user.login_succeeded` before the caller responds.
+ *    and is audited as `user.login_succeeded` before the caller responds — in one transaction
+ *    with what `onSuccess` writes there (the caller's consequences of the login: the new session,
+ *    the interaction's record of it), so they commit together or not at all.
  * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`.
  */
-export async function verifyLogin(ctx: LoginContext, attempt: LoginAttempt): Promise<LoginOutcome> {
+export async function verifyLogin<T = undefined>(
+  ctx: LoginContext,
+  attempt: LoginAttempt,
+  onSuccess?: (trx: Transaction<Database>, login: VerifiedLogin) => Promise<T>,
+): Promise<LoginOutcome<T>> {
   const username = normalizeUsername(attempt.username).slice(0, 256);
   const db = ctx.storage.db;
   const row = await userRowByUsername(db, username);
@@ -53,7 +68,7 @@ export async function verifyLogin(ctx: LoginContext, attempt: LoginAttempt): Pro
     ...(attempt.clientId ? { client: attempt.clientId } : {}),
     ...(row ? { subject: row.id } : {}),
   };
-  const fail = async (reason: FailureReason): Promise<LoginOutcome> => {
+  const fail = async (reason: FailureReason): Promise<LoginOutcome<T>> => {
     if (reason !== 'throttled') await ctx.identity.throttle.recordFailure(username, attempt.sourceAddress);
     await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress));
     return { ok: false, reason: 'invalid_credentials' };
@@ -81,25 +96,33 @@ export async function verifyLogin(ctx: LoginContext, attempt: LoginAttempt): Pro
 
   const now = ctx.clock.now();
   const upgrade = needsRehash(row.password_hash) ? await hashPassword(attempt.password) : undefined;
-  await db
-    .updateTable('users')
-    .set({ failed_logins: 0, last_login_at: now })
-    .where('id', '=', row.id)
-    .execute();
-  if (upgrade) {
-    // Only if nobody changed the password meanwhile; the new hash is for the same password.
-    await db.updateTable('users').set({ password_hash: upgrade }).where('id', '=', row.id).where('password_hash', '=', row.password_hash).execute();
-  }
-  const user = (await findUser(ctx, row.id))!;
+  const storedHash = row.password_hash;
+  // What the update below makes of the row (the user as the caller gets it, without reading it again).
+  const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
   const amr = ['pwd']; // RFC 8176 §2
-  await ctx.audit.record({
-    type: 'user.login_succeeded',
-    ...base,
-    actor: row.id,
-    decision: { allow: true, reasons: ['password'] },
-    details: { source_address: attempt.sourceAddress, amr, acr: acrValues.singleFactor, ...(upgrade ? { rehashed: true } : {}) },
+  const acr = acrValues.singleFactor;
+  const value = await ctx.audit.recordWith(async (trx) => {
+    await trx
+      .updateTable('users')
+      .set((eb) => ({
+        failed_logins: 0,
+        last_login_at: now,
+        // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
+        ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', storedHash).then(upgrade).else(eb.ref('password_hash')).end() } : {}),
+      }))
+      .where('id', '=', row.id)
+      .execute();
+    const value = onSuccess ? await onSuccess(trx, { user, acr, amr }) : (undefined as T);
+    const event: AuditEvent = {
+      type: 'user.login_succeeded',
+      ...base,
+      actor: row.id,
+      decision: { allow: true, reasons: ['password'] },
+      details: { source_address: attempt.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
+    };
+    return { value, events: [event] };
   });
-  return { ok: true, user, acr: acrValues.singleFactor, amr };
+  return { ok: true, user, acr, amr, value };
 }
 
 function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string): AuditEvent {

@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
 import type { Authentication } from '../authorization/contract.ts';
 import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
 
 /**
@@ -52,6 +54,23 @@ function presentedIds(cookieHeader: string | undefined): string[] {
  * ambiguous, and the answer is none.
  */
 export async function readSession(ctx: SessionContext, cookieHeader: string | undefined): Promise<Authentication | undefined> {
+  return (await readSessionOfPerson(ctx, cookieHeader))?.authentication;
+}
+
+/** How a page names the person of a session. */
+export interface SessionPerson {
+  username: string;
+  name: string | null;
+}
+
+/**
+ * `readSession`, with the person's name and username for a page to show, from the same read
+ * (the session is already joined with its user, whose status it checks).
+ */
+export async function readSessionOfPerson(
+  ctx: SessionContext,
+  cookieHeader: string | undefined,
+): Promise<{ authentication: Authentication; person: SessionPerson } | undefined> {
   const ids = presentedIds(cookieHeader);
   if (ids.length === 0) return undefined;
   const now = ctx.clock.now();
@@ -59,6 +78,7 @@ export async function readSession(ctx: SessionContext, cookieHeader: string | un
     .selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr'])
+    .select(['users.username', 'users.name'])
     .where('sessions.id', 'in', ids)
     .where('sessions.ended_at', 'is', null)
     .where('sessions.expires_at', '>', now)
@@ -71,11 +91,14 @@ export async function readSession(ctx: SessionContext, cookieHeader: string | un
     await ctx.storage.db.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', session.id).where('ended_at', 'is', null).execute();
   }
   return {
-    userId: session.user_id,
-    sessionId: session.id,
-    authTime: Number(session.auth_time),
-    acr: session.acr,
-    amr: JSON.parse(session.amr) as string[],
+    authentication: {
+      userId: session.user_id,
+      sessionId: session.id,
+      authTime: Number(session.auth_time),
+      acr: session.acr,
+      amr: JSON.parse(session.amr) as string[],
+    },
+    person: { username: session.username, name: session.name },
   };
 }
 
@@ -88,11 +111,14 @@ export interface StartedSession {
 /**
  * Starts a session after a successful login. Every session whose cookie the browser presented is
  * ended first (reason `rotated`): the id rotates at each login, so a session id fixed before the
- * login (session fixation) never becomes an authenticated one.
+ * login (session fixation) never becomes an authenticated one. `within`: the login's transaction
+ * (with the user's update, the interaction's record of the login and the audit event), else
+ * one of its own.
  */
 export async function startSession(
   ctx: SessionContext,
   login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined },
+  within?: Transaction<Database>,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
   const policy = ctx.identity.policy.session;
@@ -100,7 +126,7 @@ export async function startSession(
   const id = sessionIdFor(value);
   const previous = presentedIds(login.cookieHeader);
   const authTime = Math.floor(now / 1000);
-  await ctx.storage.db.transaction().execute(async (trx) => {
+  const write = async (trx: Transaction<Database>) => {
     if (previous.length > 0) {
       await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'rotated' }).where('id', 'in', previous).where('ended_at', 'is', null).execute();
     }
@@ -120,8 +146,9 @@ export async function startSession(
         end_reason: null,
       })
       .execute();
-  });
-  await maybePrune(ctx, now);
+    await maybePrune(ctx, now, trx);
+  };
+  await (within ? write(within) : ctx.storage.db.transaction().execute(write));
   return {
     authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr },
     setCookie: sessionCookie(ctx, value),
@@ -172,11 +199,11 @@ export function cookieScope(issuer: string): { path: string; secure: boolean } {
 const lastPrune = new WeakMap<object, number>();
 
 /** Deletes sessions that ended or expired more than a day ago; at most once per 10 minutes per process. */
-async function maybePrune(ctx: SessionContext, now: number): Promise<void> {
+async function maybePrune(ctx: SessionContext, now: number, db: Kysely<Database>): Promise<void> {
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
   if (now - last < pruneEveryMs && now >= last) return;
   lastPrune.set(ctx.storage, now);
-  await ctx.storage.db
+  await db
     .deleteFrom('sessions')
     .where((eb) => eb.or([eb('ended_at', '<', now - retainEndedMs), eb('expires_at', '<', now - retainEndedMs)]))
     .execute();

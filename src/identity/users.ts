@@ -169,6 +169,11 @@ function readAttributes(v: Validator, path: string, value: unknown): UserAttribu
 
 type UserRow = Database['users'];
 
+/** @internal For the login flow: the User of a row it already holds. */
+export function userFromRow(row: UserRow): User {
+  return toUser(row);
+}
+
 function toUser(row: UserRow): User {
   return {
     id: row.id,

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { handleDigest, randomHandle } from '../authorization/digest.ts';
 import type { OidcScope } from '../authorization/scopes.ts';
+import type { Confirmation } from './claims.ts';
 
 /**
  * Refresh tokens (RFC 6749 §6; DESIGN §4): opaque, 256 random bits, stored as a SHA-256 digest,
@@ -30,6 +31,12 @@ export interface RefreshPayload {
   authTime: number;
   acr: string;
   amr: string[];
+  /**
+   * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
+   * every use must prove possession of it. Confidential clients' tokens are bound by client
+   * authentication instead, and carry none.
+   */
+  cnf?: Confirmation;
 }
 
 export interface StoredRefreshToken {
@@ -43,19 +50,25 @@ export interface StoredRefreshToken {
   state: RefreshTokenState;
   expiresAt: number;
   usedAt: number | null;
+  /** Whether its grant was active (not revoked) when the token was read. */
+  grantActive: boolean;
 }
 
-/** Issues the first refresh token of a family (at a code redemption). Returns the token once. */
+/**
+ * Issues the first refresh token of a family (at a code redemption). Returns the token once.
+ * `db`: the transaction it belongs to (the redemption's).
+ */
 export async function issueRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
   input: { grantId: string; clientId: string; userId: string; payload: RefreshPayload },
+  db: Kysely<Database> = ctx.storage.db,
 ): Promise<IssuedRefreshToken> {
   const token = randomHandle(32);
   const id = randomUUID();
   const familyId = id;
   const now = ctx.clock.now();
   const expiresAt = now + refreshTokenTtlSeconds * 1000;
-  await ctx.storage.db
+  await db
     .insertInto('refresh_tokens')
     .values({
       token_hash: handleDigest(token),
@@ -77,8 +90,15 @@ export async function issueRefreshToken(
 
 type Row = Awaited<ReturnType<typeof selectRow>>;
 
+/** A token and whether its grant is active, in one read (both tables are the authorization component's). */
 function selectRow(ctx: Pick<Context, 'storage'>, column: 'token_hash' | 'id', value: string) {
-  return ctx.storage.db.selectFrom('refresh_tokens').selectAll().where(column, '=', value).executeTakeFirst();
+  return ctx.storage.db
+    .selectFrom('refresh_tokens')
+    .leftJoin('grants', (join) => join.onRef('grants.id', '=', 'refresh_tokens.grant_id').on('grants.revoked_at', 'is', null))
+    .selectAll('refresh_tokens')
+    .select('grants.id as active_grant_id')
+    .where(`refresh_tokens.${column}`, '=', value)
+    .executeTakeFirst();
 }
 
 function toStored(row: NonNullable<Row>): StoredRefreshToken {
@@ -93,6 +113,7 @@ function toStored(row: NonNullable<Row>): StoredRefreshToken {
     state: row.state as RefreshTokenState,
     expiresAt: Number(row.expires_at),
     usedAt: row.used_at === null ? null : Number(row.used_at),
+    grantActive: row.active_grant_id !== null,
   };
 }
 
@@ -113,10 +134,15 @@ export async function refreshTokenById(ctx: Pick<Context, 'storage'>, id: string
  * Rotates `parent`: in one transaction, ONE conditional update (active → rotated) and, only when it
  * won, the insertion of the child. Of concurrent uses of one token, on any node, exactly one gets a
  * child; the others see the parent rotated with its child already in place. Undefined when lost.
+ * `within`: the caller's transaction (the grant's, with the audit events), else one of its own.
  */
-export async function rotateRefreshToken(ctx: Pick<Context, 'storage' | 'clock'>, parent: StoredRefreshToken): Promise<IssuedRefreshToken | undefined> {
+export async function rotateRefreshToken(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  parent: StoredRefreshToken,
+  within?: Transaction<Database>,
+): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
-  return ctx.storage.db.transaction().execute(async (trx) => {
+  return inTransaction(ctx, within, async (trx) => {
     const result = await trx
       .updateTable('refresh_tokens')
       .set({ state: 'rotated', used_at: now })
@@ -133,11 +159,16 @@ export async function rotateRefreshToken(ctx: Pick<Context, 'storage' | 'clock'>
  * A retry with the previous token (confidential clients): in one transaction, the parent's child
  * that was never used (still active) is marked superseded by one conditional update, and a new
  * child issued in its place. Undefined when there is no such child (it was used: a reuse).
+ * `within`: the caller's transaction, else one of its own.
  */
-export async function retryRefreshToken(ctx: Pick<Context, 'storage' | 'clock'>, parent: StoredRefreshToken): Promise<IssuedRefreshToken | undefined> {
+export async function retryRefreshToken(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  parent: StoredRefreshToken,
+  within?: Transaction<Database>,
+): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
   if (parent.expiresAt <= now) return undefined;
-  return ctx.storage.db.transaction().execute(async (trx) => {
+  return inTransaction(ctx, within, async (trx) => {
     const child = await trx.selectFrom('refresh_tokens').select('id').where('parent_id', '=', parent.id).where('state', '=', 'active').executeTakeFirst();
     if (!child) return undefined;
     const result = await trx
@@ -149,6 +180,10 @@ export async function retryRefreshToken(ctx: Pick<Context, 'storage' | 'clock'>,
     if (Number(result.numUpdatedRows) !== 1) return undefined;
     return insertChild(trx, now, parent);
   });
+}
+
+function inTransaction<T>(ctx: Pick<Context, 'storage'>, within: Transaction<Database> | undefined, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  return within ? work(within) : ctx.storage.db.transaction().execute(work);
 }
 
 export interface IssuedRefreshToken {

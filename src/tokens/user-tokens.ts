@@ -1,6 +1,7 @@
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { userinfoAudience, userinfoTokenTtl, type OidcScope } from '../authorization/scopes.ts';
 import type { AuthenticatedClient } from '../clients/authentication/types.ts';
+import { requireSenderConstraint, type SenderBinding } from './binding.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
@@ -72,23 +73,28 @@ export async function chooseAccessTarget(ctx: Context, basis: TokenBasis, resour
   };
 }
 
-/** Refuses a target that needs a sender-constrained token when the client presented no certificate. */
-export function requireBinding(target: AccessTarget, client: AuthenticatedClient): void {
-  // DESIGN §4: sender-constrained resources only ever receive bound tokens.
-  if (target.requireSenderConstraint && !client.certificateThumbprint) {
-    throw new OAuthError('invalid_request', 'the resource requires sender-constrained tokens; authenticate with mTLS or use DPoP');
-  }
+/**
+ * Refuses a bearer token for a target that needs a sender-constrained one (DESIGN §4), or for a
+ * client under the FAPI 2.0 profile (`fapi`): every grant issues only bound tokens there.
+ */
+export function requireBinding(target: AccessTarget, binding: SenderBinding, fapi: boolean): void {
+  requireSenderConstraint(binding, { resource: target.requireSenderConstraint, fapi });
 }
 
 /**
  * Mints the RFC 9068 access token of a person's authorization: `sub` is the person, `client_id`
  * the client, `grant_id` the consent grant (introspection checks it is still active), with
- * auth_time/acr/amr and the granted authorization_details (RFC 9396 §9.1), certificate-bound when
- * the client presented a certificate (RFC 8705 §3).
+ * auth_time/acr/amr and the granted authorization_details (RFC 9396 §9.1), bound as `binding` says:
+ * to the DPoP proof's key (RFC 9449 §6) or the client certificate (RFC 8705 §3), or not at all.
  */
-export async function mintUserAccessToken(ctx: Context, client: AuthenticatedClient, basis: TokenBasis, target: AccessTarget): Promise<AccessTokenClaims & { token: string }> {
+export async function mintUserAccessToken(
+  ctx: Context,
+  _client: AuthenticatedClient,
+  basis: TokenBasis,
+  target: AccessTarget,
+  binding: SenderBinding,
+): Promise<AccessTokenClaims & { token: string }> {
   const iat = epochSeconds(ctx.clock);
-  const bindTo = client.certificateThumbprint;
   const claims: AccessTokenClaims = {
     iss: ctx.config.issuer,
     sub: basis.userId,
@@ -103,7 +109,7 @@ export async function mintUserAccessToken(ctx: Context, client: AuthenticatedCli
     acr: basis.acr,
     amr: basis.amr,
     ...(target.authorizationDetails.length > 0 ? { authorization_details: target.authorizationDetails } : {}),
-    ...(bindTo ? { cnf: { 'x5t#S256': bindTo } } : {}),
+    ...(binding.cnf ? { cnf: binding.cnf } : {}),
   };
   const token = await mintAccessToken(ctx.keys, claims);
   return { ...claims, token };

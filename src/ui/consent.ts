@@ -32,6 +32,7 @@ export function consentPage(view: ConsentView): SafeHtml {
 ${lines.map((line) => html`<li>${line}</li>\n`)}</ul>
 ${services.length > 0 ? html`<p>At: ${services.join(', ')}</p>` : ''}
 <p class="muted">Application identifier: ${consent.clientId}</p>
+<p class="muted">You can revoke this later on <a href="${view.base}/account">your account page</a>.</p>
 <form method="post" action="${view.action}">
 <input type="hidden" name="${csrfField}" value="${view.csrfToken}">
 <div class="actions">

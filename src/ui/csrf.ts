@@ -3,19 +3,21 @@ import { cookieValues, serializeCookie } from '../identity/cookies.ts';
 import { cookieScope } from '../identity/sessions.ts';
 
 /**
- * CSRF protection for Clearance's forms (login, consent): a signed double-submit token. The
- * browser holds a random 256-bit secret in an HttpOnly cookie; each form carries
- * HMAC-SHA256(secret, purpose + interaction id). A cross-site page can make the browser send the
+ * CSRF protection for Clearance's forms (login, consent, account): a signed double-submit token.
+ * The browser holds a random 256-bit secret in an HttpOnly cookie; each form carries
+ * HMAC-SHA256(secret, purpose + binding). A cross-site page can make the browser send the
  * cookie but can neither read it nor compute the token, so a forged POST is refused; and a token
- * copied from the attacker's own browser is for the attacker's secret, not the victim's. The token
- * is bound to one interaction and one form, so it is worthless elsewhere.
+ * copied from the attacker's own browser is for the attacker's secret, not the victim's. The
+ * binding is the interaction id for login and consent forms, and the session id (the stored
+ * digest, never the cookie value) for the account page's forms, so a token is worthless for
+ * another interaction, another form, or after the person signs in again.
  *
  * On https the cookie is `__Host-clearance_csrf` (RFC 6265bis §4.1.3.2: Secure, Path=/, no
  * Domain), so a sibling subdomain cannot plant a secret it knows. On a development http issuer
  * the prefix is not allowed and the cookie is `clearance_csrf`.
  */
 
-export type CsrfPurpose = 'login' | 'consent';
+export type CsrfPurpose = 'login' | 'consent' | 'account';
 
 /** The form field that carries the token. */
 export const csrfField = 'csrf_token';
@@ -46,21 +48,21 @@ export function csrfBinding(issuer: string, cookieHeader: string | undefined): C
   return { secret, setCookie };
 }
 
-/** The token a form for this interaction and purpose carries. */
-export function csrfToken(secret: string, interactionId: string, purpose: CsrfPurpose): string {
-  return createHmac('sha256', secret).update(`${purpose}\n${interactionId}`).digest('base64url');
+/** The token a form for this binding (interaction id, or session id for account forms) and purpose carries. */
+export function csrfToken(secret: string, binding: string, purpose: CsrfPurpose): string {
+  return createHmac('sha256', secret).update(`${purpose}\n${binding}`).digest('base64url');
 }
 
 /**
  * Whether a submitted token matches one of the browser's CSRF secrets (at most 4 considered),
  * compared in constant time. A missing cookie or token never matches.
  */
-export function csrfTokenValid(issuer: string, cookieHeader: string | undefined, interactionId: string, purpose: CsrfPurpose, presented: string | undefined): boolean {
+export function csrfTokenValid(issuer: string, cookieHeader: string | undefined, binding: string, purpose: CsrfPurpose, presented: string | undefined): boolean {
   if (!presented || presented.length > 128) return false;
   const given = Buffer.from(presented, 'utf8');
   let valid = false;
   for (const secret of cookieValues(cookieHeader, csrfCookieName(issuer)).filter((v) => secretPattern.test(v)).slice(0, 4)) {
-    const expected = Buffer.from(csrfToken(secret, interactionId, purpose), 'utf8');
+    const expected = Buffer.from(csrfToken(secret, binding, purpose), 'utf8');
     if (expected.length === given.length && timingSafeEqual(expected, given)) valid = true;
   }
   return valid;

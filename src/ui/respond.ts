@@ -12,10 +12,13 @@ import type { SafeHtml } from './html.ts';
  * Chrome and Safari apply it to every redirect that follows the submission
  * (w3c/webappsec-csp#8), and ours end in a redirect to the client's redirect_uri, which may go on
  * to the client's other origins or a native app's scheme. Escaping every value and allowing no
- * script is what keeps injected forms out. Pages without a form forbid form submission altogether.
+ * script is what keeps injected forms out. Pages whose forms post to Clearance and are answered
+ * with a 303 back to Clearance (the account page) allow `form-action 'self'`. Pages without a form
+ * forbid form submission altogether.
  */
 export const pageCsp = {
   form: "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+  ownForm: "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   static: "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
 } as const;
 

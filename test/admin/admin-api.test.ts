@@ -26,11 +26,12 @@ const newClient = {
 };
 
 describe('the admin API', () => {
-  test('answers a request without Authorization with 401 and a bare Bearer challenge', async (t) => {
+  test('answers a request without Authorization with 401 and bare Bearer and DPoP challenges', async (t) => {
     const f = await protocolFixture(t);
     const response = await call(f, 'GET', '/admin/clients');
     assertOAuthError(response, 401, 'invalid_token');
-    assert.equal(response.headers['www-authenticate'], 'Bearer realm="clearance"', 'no error code without credentials (RFC 6750 §3.1)');
+    // RFC 6750 §3.1: no error code without credentials; RFC 9449 §7.1: the DPoP challenge names its algorithms.
+    assert.equal(response.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA PS256"');
   });
 
   test('refuses a token for another audience with 401 invalid_token', async (t) => {
@@ -48,7 +49,8 @@ describe('the admin API', () => {
     for (const authorization of [`Bearer ${h}.${p}.AAAA`, 'Bearer not-a-jwt', 'Bearer', basicAuthorization('admin-ops', f.secrets['admin-ops']!), `DPoP ${token}`]) {
       const response = await f.inject({ method: 'GET', url: '/admin/clients', headers: { authorization } });
       assertOAuthError(response, 401, 'invalid_token', authorization.slice(0, 20));
-      assert.match(String(response.headers['www-authenticate']), /^Bearer realm="clearance"/);
+      // A bearer token under the DPoP scheme gets a DPoP challenge (it is not DPoP-bound).
+      assert.match(String(response.headers['www-authenticate']), authorization.startsWith('DPoP') ? /^DPoP realm="clearance", error="invalid_token"/ : /^Bearer realm="clearance"/);
     }
   });
 

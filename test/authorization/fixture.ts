@@ -86,8 +86,8 @@ export interface CodeFlowFixture extends ProtocolFixture {
   introspect(client: string, token: string): Promise<Record<string, unknown>>;
 }
 
-export async function codeFlowFixture(t: Pick<TestContext, 'after'>): Promise<CodeFlowFixture> {
-  const base = await protocolFixture(t);
+export async function codeFlowFixture(t: Pick<TestContext, 'after'>, options: { env?: NodeJS.ProcessEnv } = {}): Promise<CodeFlowFixture> {
+  const base = await protocolFixture(t, options);
   const { ctx } = base;
   const { privateKey: parKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const signed = await generateKeyPair('ES256', { extractable: true });

@@ -37,7 +37,8 @@ class FakeFlow implements InteractionFlow {
   async loadInteraction(_ctx: Context, id: string) {
     return this.interactions.get(id);
   }
-  async nextStep(_ctx: Context, id: string, session: Authentication | undefined): Promise<NextStep> {
+  async nextStep(_ctx: Context, interaction: Interaction, session: Authentication | undefined): Promise<NextStep> {
+    const id = interaction.id;
     const found = this.interactions.get(id);
     if (!found) throw new Error('unknown');
     if (!(found.authentication ?? session)) return { step: 'login', reason: 'no_session' };
@@ -45,11 +46,12 @@ class FakeFlow implements InteractionFlow {
     if (this.needsConsent && !this.decisions.some((d) => d.id === id)) return { step: 'consent', consent: this.consent };
     return { step: 'done' };
   }
-  async recordAuthentication(_ctx: Context, id: string, auth: Authentication) {
+  async recordAuthentication(_ctx: Context, { id }: Interaction, auth: Authentication) {
     this.interactions.get(id)!.authentication = auth;
     this.recorded.push({ id, auth });
+    return true;
   }
-  async decideConsent(_ctx: Context, id: string, auth: Authentication, approved: boolean) {
+  async decideConsent(_ctx: Context, { id }: Interaction, auth: Authentication, approved: boolean) {
     this.decisions.push({ id, userId: auth.userId, approved });
   }
 }
@@ -322,6 +324,7 @@ describe('the interaction pages', () => {
     assert.match(page.body, /<li>Place orders at Order API<\/li>/);
     assert.match(page.body, /<li>Buy up to &lt;b&gt;1,000,000&lt;\/b&gt; EUR of &quot;BTC-PERP&quot;<\/li>/);
     assert.match(page.body, /<p>At: Order API<\/p>/);
+    assert.match(page.body, /You can revoke this later on <a href="\/account">your account page<\/a>/);
     assert.match(page.body, new RegExp(`<form method="post" action="/interaction/${id}/consent">`));
     assert.match(page.body, /<button type="submit" name="decision" value="approve">Approve<\/button>/);
     assert.match(page.body, /<button type="submit" name="decision" value="deny" class="secondary">Deny<\/button>/);

@@ -40,7 +40,7 @@ describe('the userinfo endpoint (OIDC Core §5.3)', () => {
     const { accessToken } = await signedInWithTokens(f);
     const bare = await f.inject({ method: 'GET', url: '/userinfo' });
     assertOAuthError(bare, 401, 'invalid_token');
-    assert.equal(bare.headers['www-authenticate'], 'Bearer realm="clearance"');
+    assert.equal(bare.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA PS256"');
     assertOAuthError(await f.inject({ method: 'GET', url: `/userinfo?access_token=${accessToken}` }), 400, 'invalid_request');
     const [h, p, s] = accessToken.split('.');
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(accessToken).payload, sub: 'someone-else' })).toString('base64url')}.${s}`;

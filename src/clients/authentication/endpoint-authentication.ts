@@ -2,17 +2,33 @@ import { AuditGuardError } from '../../audit/guard.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import { authenticateClient, claimedClientId } from './index.ts';
+import { fapiAuthMethods, isFapi2 } from '../profile.ts';
+import { invalidClient } from './errors.ts';
+import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 
 /**
  * Client authentication as the token, introspection and revocation endpoints use it: the
  * protocol check plus its audit trail. Every refusal (bad credentials, throttling) is a
  * `client.auth_failed` or `client.throttled` event naming the claimed client and the address.
+ * Under the FAPI 2.0 profile (server-wide or the client's), a client that authenticated with a
+ * secret, or as a public client, is refused too (FAPI 2.0 SP §5.3.2.1): a client registered before
+ * the switch was turned on cannot keep using its secret.
  */
 export async function authenticate(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
   try {
-    return await authenticateClient(input, ctx.clientAuthentication);
+    const authenticated = await authenticateClient(input, ctx.clientAuthentication);
+    if (isFapi2(ctx.config, authenticated.client) && !fapiAuthMethods.includes(authenticated.method)) {
+      const refused = invalidClient(
+        `client ${authenticated.client.metadata.client_id} authenticated with ${authenticated.method}, which the FAPI 2.0 profile does not allow`,
+        `client authentication must be ${fapiAuthMethods.join(', ')} (FAPI 2.0)`,
+      );
+      // RFC 6749 §5.2: a 401 after the Authorization header carries the challenge.
+      throw input.authorization === undefined
+        ? refused
+        : new OAuthError(refused.error, refused.description, { status: 401, detail: refused.detail!, headers: { 'www-authenticate': basicChallenge } });
+    }
+    return authenticated;
   } catch (error) {
     if (error instanceof OAuthError) {
       const event: AuditEvent = {

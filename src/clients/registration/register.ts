@@ -89,7 +89,7 @@ export async function deleteRegistration(ctx: Context, clientId: string, token: 
 
 async function validate(input: Record<string, unknown>, allowedScopes: string[], ctx: Context): Promise<ClientMetadata> {
   const v = new Validator();
-  const metadata = readClientMetadata(v, '', input);
+  const metadata = readClientMetadata(v, '', input, { serverProfile: ctx.config.profile });
   if (!metadata) {
     const problem = v.problems[0]!;
     // RFC 7591 §3.2.2: redirect URI problems have their own code.

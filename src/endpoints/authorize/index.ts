@@ -46,7 +46,8 @@ export const authorization: Endpoint = {
     });
     // A wildcard rather than `:id`: an overlong id must get our error page, not the router's bare 414.
     app.get<{ Params: { '*': string } }>(`${base}/authorize/resume/*`, async (request, reply) => {
-      const session = await readSession(ctx, request.headers.cookie);
+      // The session is read only when the interaction needs it (nobody logged in during it).
+      const session = () => readSession(ctx, request.headers.cookie);
       const outcome = await resumeAuthorization(ctx, request.params['*'], { session, browserId: presentedBrowserId(request) });
       return sendOutcome(ctx, request, reply, outcome);
     });

@@ -1,16 +1,22 @@
+import type { Transaction } from 'kysely';
 import type { Authentication, Interaction, NextStep } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
+import type { Database } from '../../storage/schema.ts';
 
 /**
  * The protocol side's half of the interaction contract (src/authorization/contract.ts), as the
  * interaction endpoints use it. The server passes src/authorization/interactions.ts; tests may
- * pass a double.
+ * pass a double. A request loads its interaction once and passes the Interaction it got to the
+ * other calls, so the protocol side can reuse what it read (no second read of the same row).
  */
 export interface InteractionFlow {
   /** undefined: unknown or expired. */
   loadInteraction(ctx: Context, id: string): Promise<Interaction | undefined>;
-  nextStep(ctx: Context, id: string, session: Authentication | undefined): Promise<NextStep>;
-  /** After a successful login during this interaction. */
-  recordAuthentication(ctx: Context, id: string, auth: Authentication): Promise<void>;
-  decideConsent(ctx: Context, id: string, auth: Authentication, approved: boolean): Promise<void>;
+  nextStep(ctx: Context, interaction: Interaction, session: Authentication | undefined): Promise<NextStep>;
+  /**
+   * After a successful login during this interaction, in the login's transaction `trx` (with the
+   * new session and the login's audit event). False: the interaction ended meanwhile.
+   */
+  recordAuthentication(ctx: Context, interaction: Interaction, auth: Authentication, trx: Transaction<Database>): Promise<boolean>;
+  decideConsent(ctx: Context, interaction: Interaction, auth: Authentication, approved: boolean): Promise<void>;
 }

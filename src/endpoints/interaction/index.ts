@@ -4,7 +4,7 @@ import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { verifyLogin } from '../../identity/login.ts';
 import { PasswordHasherBusyError } from '../../identity/passwords.ts';
-import { readSession, startSession } from '../../identity/sessions.ts';
+import { readSession, readSessionOfPerson, startSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { consentPage } from '../../ui/consent.ts';
@@ -31,7 +31,12 @@ import type { InteractionFlow } from './flow.ts';
  *   4. verifyLogin (throttle, Argon2id, lockout, audit): throttled → 429 with Retry-After;
  *      any other failure → the sign-in page with one generic message, 401;
  *   5. a new session (the id rotates: the browser's old session ends), recorded on the
- *      interaction, and 303 (never 307, RFC 9700 §4.12) to /authorize/resume/{id}.
+ *      interaction — one transaction with the login's user update and audit event — and 303
+ *      (never 307, RFC 9700 §4.12) to /authorize/resume/{id}; an interaction that ended
+ *      meanwhile → error page, no cookie.
+ *
+ * Each request reads its interaction once (loadInteraction) and passes it to the protocol side's
+ * other calls, which reuse that record.
  *
  * POST /interaction/{id}/consent
  *   1–2. as for login;
@@ -55,16 +60,17 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         guarded(ctx, request, reply, async () => {
           const interaction = await loadInteraction(ctx, flow, request.params.id);
           if (!interaction) return interactionGone(ctx, request, reply);
-          const session = await readSession(ctx, request.headers.cookie);
-          const step = await flow.nextStep(ctx, interaction.id, session);
+          const present = await readSessionOfPerson(ctx, request.headers.cookie);
+          const session = present?.authentication;
+          const step = await flow.nextStep(ctx, interaction, session);
           switch (step.step) {
             case 'done':
               return seeOther(reply, paths.resume(interaction.id));
             case 'login':
               return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] });
             case 'consent': {
-              const who = session ?? interaction.authentication;
-              const user = who && (await findUser(ctx, who.userId));
+              // The session's person (read with it), else the one who logged in during the interaction.
+              const user = present?.person ?? (interaction.authentication && (await findUser(ctx, interaction.authentication.userId)));
               const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
               return sendPage(reply, {
                 status: 200,
@@ -94,13 +100,16 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!username.trim() || !password) {
             return showLogin(ctx, request, reply, interaction, { status: 400, username, error: 'Enter your username and your password.' });
           }
-          const outcome = await verifyLogin(ctx, {
-            username,
-            password,
-            sourceAddress: request.ip,
-            requestId: request.id,
-            clientId: interaction.clientId,
-          });
+          // A success starts the session (its id rotates) and records it on the interaction, in the
+          // login's transaction with its audit event.
+          const outcome = await verifyLogin(
+            ctx,
+            { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId },
+            async (trx, login) => {
+              const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, trx);
+              return { started, recorded: await flow.recordAuthentication(ctx, interaction, started.authentication, trx) };
+            },
+          );
           if (!outcome.ok && outcome.reason === 'throttled') {
             return showLogin(ctx, request, reply, interaction, {
               status: 429,
@@ -112,9 +121,9 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!outcome.ok) {
             return showLogin(ctx, request, reply, interaction, { status: 401, username, error: 'The username or password is not correct.' });
           }
-          const started = await startSession(ctx, { userId: outcome.user.id, acr: outcome.acr, amr: outcome.amr, cookieHeader: request.headers.cookie });
-          await flow.recordAuthentication(ctx, interaction.id, started.authentication);
-          reply.header('set-cookie', [started.setCookie]);
+          // The interaction ended between its read and the login (nothing recorded on it): no cookie.
+          if (!outcome.value.recorded) return interactionGone(ctx, request, reply);
+          reply.header('set-cookie', [outcome.value.started.setCookie]);
           return seeOther(reply, paths.resume(interaction.id));
         }),
       );
@@ -140,7 +149,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               message: 'Another person signed in in this browser while this request was open. Return to the application and start again.',
             });
           }
-          await flow.decideConsent(ctx, interaction.id, session, decision === 'approve');
+          await flow.decideConsent(ctx, interaction, session, decision === 'approve');
           return seeOther(reply, paths.resume(interaction.id));
         }),
       );

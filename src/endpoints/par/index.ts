@@ -1,16 +1,20 @@
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { pushAuthorizationRequest } from '../../authorization/par.ts';
-import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
+import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
+import { verifyDpopProof } from '../../tokens/dpop.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
  * The pushed authorization request endpoint (RFC 9126). Its rules, in order:
  * 1. POST only: any other method is 405 (§2);
  * 2. the body is a form, no parameter repeated except `resource` (RFC 6749 §3.1);
- * 3. the client authenticates as at the token endpoint (§2: the AS MUST require client
+ * 3. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §10.1; the
+ *    server's nonce when nonces are required): the code will be bound to its key;
+ * 4. the client authenticates as at the token endpoint (§2: the AS MUST require client
  *    authentication for confidential clients; public clients cannot push here);
- * 4. the request is validated as /authorize would, errors as JSON (§2.3);
- * 5. 201 Created with request_uri and expires_in (§2.2), no-store.
+ * 5. the request is validated as /authorize would, errors as JSON (§2.3); a `dpop_jkt` must name
+ *    the proof's key;
+ * 6. 201 Created with request_uri and expires_in (§2.2), no-store.
  */
 export const pushedAuthorization: Endpoint = {
   register(app, ctx) {
@@ -19,8 +23,10 @@ export const pushedAuthorization: Endpoint = {
     app.post(path, async (request, reply) => {
       const form = requireForm(request);
       rejectRepeated(form, ['resource']);
+      const dpop = await verifyDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
       const client = await authenticate(ctx, clientAuthInput(request, form));
-      const pushed = await pushAuthorizationRequest(ctx, client, form);
+      const pushed = await pushAuthorizationRequest(ctx, client, form, dpop);
+      if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
       return reply
         .code(201)
         .headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
@@ -30,7 +36,8 @@ export const pushedAuthorization: Endpoint = {
   },
   metadata: (ctx) => ({
     pushed_authorization_request_endpoint: `${ctx.config.issuer}/par`,
-    // RFC 9126 §5: PAR is required per client (require_pushed_authorization_requests), not server-wide.
-    require_pushed_authorization_requests: false,
+    // RFC 9126 §5: PAR is required per client (require_pushed_authorization_requests, or the
+    // client's FAPI 2.0 profile), and server-wide under CLEARANCE_PROFILE=fapi2.
+    require_pushed_authorization_requests: ctx.config.profile === 'fapi2',
   }),
 };

@@ -2,7 +2,8 @@ import { assertionAlgs, endpointAuthMethods } from '../../clients/metadata.ts';
 import type { FastifyReply } from 'fastify';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { grants, findGrant } from '../../grants/index.ts';
-import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
+import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
+import { dpopAlgs, verifyDpopProof } from '../../tokens/dpop.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { TokenResponse } from '../../grants/grant.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -11,11 +12,17 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
  * 1. the body is a form, and no parameter is repeated unless the grant allows it (§3.2);
  * 2. grant_type is present and supported (§5.2 unsupported_grant_type);
- * 3. the client authenticates with exactly one method (§2.3, §3.2.1), throttled on failures; a
- *    public client (client_id only) is accepted only by grants that allow it (code, refresh);
- * 4. the client is registered for that grant (§5.2 unauthorized_client);
- * 5. the grant decides; its `token.issued` event is durable before the response leaves (DESIGN §5);
- * 6. the response is JSON with no-store (§5.1).
+ * 3. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §5), its jti
+ *    used once, with the server's nonce when nonces are required (§8) — checked before client
+ *    authentication, so a nonce retry does not cost the client its assertion;
+ * 4. the client authenticates with exactly one method (§2.3, §3.2.1), throttled on failures; a
+ *    public client (client_id only) is accepted only by grants that allow it (code, refresh); under
+ *    the FAPI 2.0 profile only private_key_jwt or mTLS;
+ * 5. the client is registered for that grant (§5.2 unauthorized_client);
+ * 6. the grant decides, binding the access token to the DPoP key or the client certificate
+ *    (src/tokens/binding.ts; bearer tokens refused for sender-constrained resources and FAPI); its `token.issued` event is durable before the response leaves (DESIGN §5):
+ *    recorded here, or by the grant in the transaction of its writes;
+ * 7. the response is JSON with no-store (§5.1), and a fresh DPoP-Nonce when nonces are required.
  */
 export const token: Endpoint = {
   register(app, ctx) {
@@ -27,14 +34,17 @@ export const token: Endpoint = {
       if (grantType.length !== 1 || !grantType[0]) throw new OAuthError('invalid_request', 'grant_type is required, once');
       const grant = findGrant(grantType[0]);
       rejectRepeated(params, grant?.repeatable);
+      const dpop = await verifyDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
       // RFC 6749 §3.2.1: public clients (client_id only) only for the grants that allow them.
       const client = await authenticate(ctx, { ...clientAuthInput(request, params), allowPublic: grant?.allowPublic === true });
       if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType[0]} is not supported`);
       if (!client.client.metadata.grant_types.includes(grant.grantType)) {
         throw new OAuthError('unauthorized_client', `the client is not registered for ${grant.grantType}`);
       }
-      const result = await grant.handle({ params, client, requestId: request.id }, ctx);
-      await ctx.audit.record({ ...result.event, requestId: request.id });
+      const result = await grant.handle({ params, client, requestId: request.id, ...(dpop ? { dpop } : {}) }, ctx);
+      if (result.event) await ctx.audit.record({ ...result.event, requestId: request.id });
+      // RFC 9449 §8.2: a fresh nonce for the client's next proof.
+      if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
       return sendTokenResponse(reply, result.response);
     });
   },
@@ -44,7 +54,10 @@ export const token: Endpoint = {
     // `none`: public clients, for the authorization_code and refresh_token grants only.
     token_endpoint_auth_methods_supported: [...endpointAuthMethods, 'none'],
     token_endpoint_auth_signing_alg_values_supported: assertionAlgs,
+    // RFC 8705 §3.3: certificate-bound access tokens whenever a client certificate is presented.
     tls_client_certificate_bound_access_tokens: true,
+    // RFC 9449 §5.1: the algorithms accepted for DPoP proofs.
+    dpop_signing_alg_values_supported: [...dpopAlgs],
   }),
 };
 

@@ -1,0 +1,94 @@
+import { csrfField } from './csrf.ts';
+import { html, type SafeHtml } from './html.ts';
+import { layout } from './layout.ts';
+
+/** One active grant as the account page lists it (src/authorization/consent.ts describeGrant). */
+export interface AccountGrant {
+  id: string;
+  clientId: string;
+  clientName: string;
+  /** The consent page's sentences: OpenID scopes, business scopes, authorization_details. */
+  lines: string[];
+  /** Names of the resource servers the grant covers. */
+  services: string[];
+  /** Epoch ms: when the person first allowed the application. */
+  createdAt: number;
+  /** Epoch ms: the last approval that extended the grant. */
+  updatedAt: number;
+}
+
+export interface AccountView {
+  /** The issuer's path ('' for a host-only issuer). */
+  base: string;
+  /** The account forms' CSRF token (bound to the browser's secret and the session). */
+  csrfToken: string;
+  /** The person's name, else username. */
+  signedInAs: string;
+  username: string;
+  grants: AccountGrant[];
+}
+
+const dateFormat = new Intl.DateTimeFormat('en-GB', { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
+
+/** A time as people read it, in UTC (the server does not know the person's time zone), in a <time> element. */
+function when(epochMs: number): SafeHtml {
+  const date = new Date(epochMs);
+  return html`<time datetime="${date.toISOString()}">${dateFormat.format(date)} UTC</time>`;
+}
+
+/**
+ * The account page of a signed-in person: who is signed in, every application they have allowed
+ * to act for them (in the consent page's words, with when), a Revoke button for each, and Sign out.
+ * Every form posts to Clearance and is answered with a 303 back to this page.
+ */
+export function accountPage(view: AccountView): SafeHtml {
+  const csrf = html`<input type="hidden" name="${csrfField}" value="${view.csrfToken}">`;
+  return layout({
+    title: 'Your account',
+    base: view.base,
+    body: html`<h1>Your account</h1>
+<p>You are signed in as <strong>${view.signedInAs}</strong> (${view.username}).</p>
+<h2>Applications you have allowed</h2>
+${
+  view.grants.length === 0
+    ? html`<p id="no-grants">You have not allowed any application to act for you.</p>`
+    : view.grants.map(
+        (grant) => html`<section class="grant" aria-labelledby="grant-${grant.id}">
+<h3 id="grant-${grant.id}">${grant.clientName}</h3>
+<p class="muted">Allowed on ${when(grant.createdAt)}${grant.updatedAt !== grant.createdAt ? html`, last extended on ${when(grant.updatedAt)}` : ''}. Application identifier: ${grant.clientId}</p>
+<p>${grant.clientName} may:</p>
+<ul class="requests">
+${grant.lines.map((line) => html`<li>${line}</li>\n`)}</ul>
+${grant.services.length > 0 ? html`<p>At: ${grant.services.join(', ')}</p>` : ''}
+<form method="post" action="${view.base}/account/grants/${encodeURIComponent(grant.id)}/revoke">
+${csrf}
+<button type="submit" class="secondary" aria-label="Revoke ${grant.clientName}">Revoke</button>
+</form>
+</section>
+`,
+      )
+}
+<p class="muted">Revoking stops the application at once: it can no longer refresh its access, and the
+services it calls are told its tokens are no longer valid. It will ask you again the next time you use it.</p>
+<form method="post" action="${view.base}/account/logout">
+${csrf}
+<div class="actions"><button type="submit">Sign out</button></div>
+</form>`,
+  });
+}
+
+/**
+ * The account page without a session. There is no sign-in form here: signing in happens in an
+ * authorization request of an application (where the login page knows what it is for), and this
+ * page redirects nowhere, so it cannot be made into an open redirect.
+ */
+export function signedOutAccountPage(base: string): SafeHtml {
+  return layout({
+    title: 'Your account',
+    base,
+    body: html`<h1>Your account</h1>
+<p>You are not signed in to Clearance in this browser.</p>
+<p>To see and revoke the applications you have allowed, sign in through one of those applications,
+then come back to this page.</p>`,
+  });
+}
