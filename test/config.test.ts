@@ -120,6 +120,27 @@ describe('loadConfig', () => {
     refuses({ CLEARANCE_BODY_LIMIT: '100' }, /^CLEARANCE_BODY_LIMIT must be an integer/);
     refuses({ CLEARANCE_KEY_OVERLAP: '-1' }, /^CLEARANCE_KEY_OVERLAP must be an integer/);
   });
+
+  test('reads the security profile and the DPoP nonce policy, off and default unless set', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.profile, 'default');
+    assert.equal(defaults.dpopNonce, 'off');
+    assert.equal(defaults.mtlsOrigin, undefined);
+    const fapi = loadConfig({ CLEARANCE_PROFILE: 'fapi2', CLEARANCE_DPOP_NONCE: 'required' });
+    assert.equal(fapi.profile, 'fapi2');
+    assert.equal(fapi.dpopNonce, 'required');
+    refuses({ CLEARANCE_PROFILE: 'fapi1' }, /^CLEARANCE_PROFILE must be one of default, fapi2/);
+    refuses({ CLEARANCE_DPOP_NONCE: 'yes' }, /^CLEARANCE_DPOP_NONCE must be one of off, required/);
+  });
+
+  test('reads CLEARANCE_MTLS_ORIGIN as an origin only, https outside development', () => {
+    assert.equal(loadConfig({ CLEARANCE_MTLS_ORIGIN: 'https://MTLS.example.com/' }).mtlsOrigin, 'https://mtls.example.com');
+    assert.equal(loadConfig({ ...httpsProduction, CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'), CLEARANCE_MTLS_ORIGIN: 'https://mtls.example.com:8443' }).mtlsOrigin, 'https://mtls.example.com:8443');
+    refuses({ CLEARANCE_MTLS_ORIGIN: 'https://mtls.example.com/token' }, /^CLEARANCE_MTLS_ORIGIN must be an origin/);
+    refuses({ CLEARANCE_MTLS_ORIGIN: 'https://mtls.example.com?x=1' }, /^CLEARANCE_MTLS_ORIGIN must be an origin/);
+    refuses({ CLEARANCE_MTLS_ORIGIN: 'mtls.example.com' }, /^CLEARANCE_MTLS_ORIGIN must be an absolute URL/);
+    refuses({ ...httpsProduction, CLEARANCE_MTLS_ORIGIN: 'http://mtls.example.com' }, /^CLEARANCE_MTLS_ORIGIN must use https/);
+  });
 });
 
 describe('the master key', () => {

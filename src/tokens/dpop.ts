@@ -80,6 +80,17 @@ export interface DpopDeps {
  * Failures are OAuthError `invalid_dpop_proof` (400) or `use_dpop_nonce` (400, DPoP-Nonce header).
  */
 export async function verifyDpopProof(request: DpopRequest, deps: DpopDeps): Promise<VerifiedDpopProof | undefined> {
+  const proof = checkDpopProof(request, deps);
+  if (proof) await useDpopProof(proof, deps);
+  return proof;
+}
+
+/**
+ * Every rule of `verifyDpopProof` except the single use of the `jti`: no database, no write. The
+ * token and PAR endpoints check the proof before client authentication (so a nonce retry does not
+ * cost the client its assertion) and use it after (so an unauthenticated caller writes nothing).
+ */
+export function checkDpopProof(request: DpopRequest, deps: Omit<DpopDeps, 'replay'>): VerifiedDpopProof | undefined {
   if (request.proofs.length === 0) return undefined;
   // RFC 9449 §4.3 (1): not more than one DPoP HTTP request header field.
   if (request.proofs.length > 1) throw invalidProof('more than one DPoP header field', 'send exactly one DPoP header');
@@ -124,7 +135,8 @@ export async function verifyDpopProof(request: DpopRequest, deps: DpopDeps): Pro
     throw useDpopNonce(deps.nonces.current(), nonce === undefined ? 'DPoP proof has no nonce' : 'DPoP proof nonce is not current');
   }
   // §4.3 (11): iat within an acceptable window.
-  if (typeof iat !== 'number' || !Number.isInteger(iat)) throw invalidProof('DPoP proof iat is not an integer', 'the DPoP proof iat is malformed');
+  // RFC 7519 §2: a NumericDate, which may have a fraction.
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw invalidProof('DPoP proof iat is not a number', 'the DPoP proof iat is malformed');
   const now = epochSeconds(deps.clock);
   if (Math.abs(iat - now) > dpopIatWindowSeconds) {
     throw invalidProof(`DPoP proof iat is ${iat - now} s from now (window ±${dpopIatWindowSeconds} s)`, 'the DPoP proof is too old or too far in the future');
@@ -136,11 +148,17 @@ export async function verifyDpopProof(request: DpopRequest, deps: DpopDeps): Pro
       throw invalidProof('DPoP proof ath is not the hash of the access token presented', 'the DPoP proof ath does not match the access token');
     }
   }
-  // §11.1: a jti is accepted once per key while its iat is in the window; the database's primary
-  // key makes it hold across nodes. Checked last among the proof's rules, before any binding.
-  const fresh = await deps.replay.use(`dpop:${jkt}:${jti}`, (iat + dpopIatWindowSeconds + 1) * 1000);
-  if (!fresh) throw invalidProof(`DPoP proof jti ${describe(jti)} was already used`, 'the DPoP proof was already used');
   return { jkt, jti, iat, alg: alg as DpopAlg };
+}
+
+/**
+ * RFC 9449 §11.1: a proof's jti is accepted once per key while its iat is in the window; the
+ * database's primary key makes it hold across nodes. The last of the proof's rules, and always
+ * before any binding check (a replayed proof is a replay, whatever key it is of).
+ */
+export async function useDpopProof(proof: VerifiedDpopProof, deps: Pick<DpopDeps, 'replay'>): Promise<void> {
+  const fresh = await deps.replay.use(`dpop:${proof.jkt}:${proof.jti}`, Math.ceil(proof.iat + dpopIatWindowSeconds + 1) * 1000);
+  if (!fresh) throw invalidProof(`DPoP proof jti ${describe(proof.jti)} was already used`, 'the DPoP proof was already used');
 }
 
 /** RFC 9449 §4.2 `ath`: base64url of the SHA-256 of the access token's ASCII value. */

@@ -179,6 +179,16 @@ describe('DPoP at the token endpoint (RFC 9449 §5)', () => {
   });
 });
 
+test('uses a proof only once the client has authenticated: a failed authentication writes nothing', async (t) => {
+  const f = await protocolFixture(t);
+  const proof = tokenProof(f, dpopKey());
+  const send = (authorization: string) =>
+    f.inject({ method: 'POST', url: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization, dpop: proof }, payload: formBody({ grant_type: 'client_credentials', resource: ordersApi, scope: 'order:create' }) });
+  assertOAuthError(await send(f.basic('broker-1', 'wrong-secret')), 401, 'invalid_client');
+  assert.equal((await f.ctx.storage.db.selectFrom('jti_replay').select('key').where('key', 'like', 'dpop:%').execute()).length, 0);
+  assert.equal((await send(f.basic('broker-1'))).statusCode, 200, 'the same proof, now with the right secret');
+});
+
 describe('DPoP server nonces (RFC 9449 §8, §9)', () => {
   test('answers a proof without the nonce with use_dpop_nonce and a DPoP-Nonce, and accepts the retry', async (t) => {
     const f = await protocolFixture(t, { env: { CLEARANCE_DPOP_NONCE: 'required' } });

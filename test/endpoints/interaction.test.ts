@@ -20,6 +20,8 @@ class FakeFlow implements InteractionFlow {
   needsConsent = true;
   /** Ask for a login even when someone is present (as prompt=login does). */
   forceLogin = false;
+  /** The interaction ends between its read and the login's record of it. */
+  endsBeforeLogin = false;
   consent: ConsentRequest = {
     clientId: 'trading-ui',
     clientName: 'Trading <UI> & Co',
@@ -47,6 +49,7 @@ class FakeFlow implements InteractionFlow {
     return { step: 'done' };
   }
   async recordAuthentication(_ctx: Context, { id }: Interaction, auth: Authentication) {
+    if (this.endsBeforeLogin) return false;
     this.interactions.get(id)!.authentication = auth;
     this.recorded.push({ id, auth });
     return true;
@@ -212,6 +215,19 @@ describe('the interaction pages', () => {
     assert.equal(session.userId, (await findUserByUsername(h.ctx, 'alice'))!.id);
     assert.deepEqual(h.flow.recorded, [{ id, auth: session }]);
     assert.equal((await h.events('user.login_succeeded')).length, 1);
+  });
+
+  test('give no session cookie when the interaction ended during the login, and still audit the login', async (t) => {
+    const h = await harness(t);
+    const id = h.flow.create(h.clock);
+    h.flow.endsBeforeLogin = true;
+    const jar = new Jar();
+    const response = await h.signIn(id, jar);
+    assert.equal(response.statusCode, 400);
+    assert.equal(response.headers['set-cookie'], undefined);
+    assert.equal(await readSession(h.ctx, jar.header()), undefined);
+    assert.deepEqual(h.flow.recorded, []);
+    assert.equal((await h.events('user.login_succeeded')).length, 1, 'the password was right: the attempt is on record');
   });
 
   test('rotate the session id at login: the browser’s earlier session ends', async (t) => {

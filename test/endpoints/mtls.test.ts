@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { Agent, request } from 'undici';
+import { decideConsent } from '../../src/authorization/interactions.ts';
+import { startSession } from '../../src/identity/sessions.ts';
+import { upsertUser } from '../../src/identity/users.ts';
 import { makePki, type Pem, type Pki } from '../helpers/pki.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -177,4 +180,54 @@ test('a client certificate in the proxy header counts only when the request come
       assert.deepEqual(decodeJwt(access_token).cnf, { 'x5t#S256': client.thumbprint });
     }
   }
+});
+
+test('a public client runs the code flow over mutual TLS: its tokens and refresh token are bound to its certificate', async (t) => {
+  const pki = makePki(t);
+  const { server } = await tlsServer(t, pki);
+  const app = pki.selfSigned('desk', '/CN=desk-native');
+  const redirect = 'http://127.0.0.1/cb';
+  await server.apply({
+    resource_servers: [{ identifier: 'https://orders.example.com/api', scopes: ['order:create'], require_sender_constraint: true }],
+    clients: [{ client_id: 'desk-native', kind: 'app', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], redirect_uris: [redirect], scope: 'order:create' }],
+  });
+  const ctx = server.running.ctx;
+  const { id: userId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), { username: 'alice' }, { keep: true }));
+  const session = await startSession(ctx, { userId, acr: 'urn:clearance:acr:1fa', amr: ['pwd'], cookieHeader: undefined });
+  const verifier = randomBytes(32).toString('base64url');
+  const query = new URLSearchParams({
+    client_id: 'desk-native',
+    response_type: 'code',
+    redirect_uri: redirect,
+    scope: 'order:create',
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    code_challenge_method: 'S256',
+  });
+  // The person's browser (no client certificate): /authorize, consent through the people side's contract, resume.
+  const browser = agent(pki);
+  const started = await request(`${server.issuer}/authorize?${query}`, { dispatcher: browser, headers: { cookie: session.setCookie.split(';')[0]! } });
+  assert.equal(started.statusCode, 303);
+  const interaction = new URL(String(started.headers.location)).pathname.split('/').pop()!;
+  await decideConsent(ctx, interaction, session.authentication, true);
+  const cookies = [session.setCookie, ...([] as string[]).concat(started.headers['set-cookie'] ?? [])].map((c) => c.split(';')[0]).join('; ');
+  const resumed = await request(`${server.issuer}/authorize/resume/${interaction}`, { dispatcher: browser, headers: { cookie: cookies } });
+  const code = new URL(String(resumed.headers.location)).searchParams.get('code')!;
+  assert.ok(code, String(resumed.headers.location));
+
+  const post = async (dispatcher: Agent, form: Record<string, string>) => {
+    const response = await request(`${server.issuer}/token`, { method: 'POST', dispatcher, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'desk-native', ...form }).toString() });
+    return { status: response.statusCode, body: (await response.body.json()) as Record<string, string> };
+  };
+  // Without a certificate the sender-constrained Order API gets no token; with one, a bound token.
+  assert.equal((await post(agent(pki), { grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: redirect })).status, 400);
+  const issued = await post(agent(pki, app), { grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: redirect });
+  assert.equal(issued.status, 200, JSON.stringify(issued.body));
+  assert.deepEqual(decodeJwt(issued.body.access_token!).cnf, { 'x5t#S256': app.thumbprint });
+
+  const stolen = await post(agent(pki, pki.selfSigned('thief', '/CN=desk-native')), { grant_type: 'refresh_token', refresh_token: issued.body.refresh_token! });
+  assert.equal(stolen.status, 400);
+  assert.equal(stolen.body.error, 'invalid_grant');
+  const refreshed = await post(agent(pki, app), { grant_type: 'refresh_token', refresh_token: issued.body.refresh_token! });
+  assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+  assert.deepEqual(decodeJwt(refreshed.body.access_token!).cnf, { 'x5t#S256': app.thumbprint });
 });

@@ -1,7 +1,7 @@
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { pushAuthorizationRequest } from '../../authorization/par.ts';
 import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
-import { verifyDpopProof } from '../../tokens/dpop.ts';
+import { checkDpopProof, useDpopProof } from '../../tokens/dpop.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -11,7 +11,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 3. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §10.1; the
  *    server's nonce when nonces are required): the code will be bound to its key;
  * 4. the client authenticates as at the token endpoint (§2: the AS MUST require client
- *    authentication for confidential clients; public clients cannot push here);
+ *    authentication for confidential clients; public clients cannot push here); then the proof's
+ *    jti is used once (§11.1);
  * 5. the request is validated as /authorize would, errors as JSON (§2.3); a `dpop_jkt` must name
  *    the proof's key;
  * 6. 201 Created with request_uri and expires_in (§2.2), no-store.
@@ -23,8 +24,9 @@ export const pushedAuthorization: Endpoint = {
     app.post(path, async (request, reply) => {
       const form = requireForm(request);
       rejectRepeated(form, ['resource']);
-      const dpop = await verifyDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
+      const dpop = checkDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
       const client = await authenticate(ctx, clientAuthInput(request, form));
+      if (dpop) await useDpopProof(dpop, ctx.dpop);
       const pushed = await pushAuthorizationRequest(ctx, client, form, dpop);
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
       return reply

@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { grants, findGrant } from '../../grants/index.ts';
 import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
-import { dpopAlgs, verifyDpopProof } from '../../tokens/dpop.ts';
+import { checkDpopProof, dpopAlgs, useDpopProof } from '../../tokens/dpop.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { TokenResponse } from '../../grants/grant.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -12,16 +12,18 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
  * 1. the body is a form, and no parameter is repeated unless the grant allows it (§3.2);
  * 2. grant_type is present and supported (§5.2 unsupported_grant_type);
- * 3. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §5), its jti
- *    used once, with the server's nonce when nonces are required (§8) — checked before client
- *    authentication, so a nonce retry does not cost the client its assertion;
+ * 3. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §5), with the
+ *    server's nonce when nonces are required (§8) — checked before client authentication, so a
+ *    refused proof (a nonce retry) does not cost the client its assertion;
  * 4. the client authenticates with exactly one method (§2.3, §3.2.1), throttled on failures; a
  *    public client (client_id only) is accepted only by grants that allow it (code, refresh); under
  *    the FAPI 2.0 profile only private_key_jwt or mTLS;
- * 5. the client is registered for that grant (§5.2 unauthorized_client);
+ * 5. the client is registered for that grant (§5.2 unauthorized_client); the proof's jti is used
+ *    once (§11.1) — after authentication, so an unauthenticated caller writes nothing;
  * 6. the grant decides, binding the access token to the DPoP key or the client certificate
- *    (src/tokens/binding.ts; bearer tokens refused for sender-constrained resources and FAPI); its `token.issued` event is durable before the response leaves (DESIGN §5):
- *    recorded here, or by the grant in the transaction of its writes;
+ *    (src/tokens/binding.ts; bearer tokens refused for sender-constrained resources and FAPI);
+ *    its `token.issued` event is durable before the response leaves (DESIGN §5): recorded here,
+ *    or by the grant in the transaction of its writes;
  * 7. the response is JSON with no-store (§5.1), and a fresh DPoP-Nonce when nonces are required.
  */
 export const token: Endpoint = {
@@ -34,13 +36,14 @@ export const token: Endpoint = {
       if (grantType.length !== 1 || !grantType[0]) throw new OAuthError('invalid_request', 'grant_type is required, once');
       const grant = findGrant(grantType[0]);
       rejectRepeated(params, grant?.repeatable);
-      const dpop = await verifyDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
+      const dpop = checkDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
       // RFC 6749 §3.2.1: public clients (client_id only) only for the grants that allow them.
       const client = await authenticate(ctx, { ...clientAuthInput(request, params), allowPublic: grant?.allowPublic === true });
       if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType[0]} is not supported`);
       if (!client.client.metadata.grant_types.includes(grant.grantType)) {
         throw new OAuthError('unauthorized_client', `the client is not registered for ${grant.grantType}`);
       }
+      if (dpop) await useDpopProof(dpop, ctx.dpop);
       const result = await grant.handle({ params, client, requestId: request.id, ...(dpop ? { dpop } : {}) }, ctx);
       if (result.event) await ctx.audit.record({ ...result.event, requestId: request.id });
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
