@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
+import { MicroBatcher } from '../storage/micro-batcher.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
@@ -41,12 +42,9 @@ export class AuditRecorder implements AuditLog {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #node: string;
-  readonly #maxBatch: number;
   readonly #postgres: boolean;
   readonly #writer: GroupCommit | undefined;
-  #queue: Pending[] = [];
-  #scheduled = false;
-  #running: Promise<void> | undefined;
+  readonly #batcher: MicroBatcher<Pending>;
   #closed = false;
   readonly #listeners = new Set<(count: number) => void>();
 
@@ -54,7 +52,7 @@ export class AuditRecorder implements AuditLog {
     this.#db = db;
     this.#clock = options.clock;
     this.#node = options.node;
-    this.#maxBatch = options.maxBatch ?? 2000;
+    this.#batcher = new MicroBatcher((batch) => this.#writeBatch(batch), options.maxBatch ?? 2000);
     this.#postgres = isPostgres(db);
     this.#writer = options.writer;
   }
@@ -72,10 +70,7 @@ export class AuditRecorder implements AuditLog {
     } catch (error) {
       return Promise.reject(error);
     }
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ row, resolve, reject });
-      this.#schedule();
-    });
+    return new Promise<void>((resolve, reject) => this.#batcher.add({ row, resolve, reject }));
   }
 
   /**
@@ -100,11 +95,8 @@ export class AuditRecorder implements AuditLog {
   }
 
   /** Resolves when every event recorded so far has been written (or has failed). */
-  async flush(): Promise<void> {
-    while (this.#running || this.#queue.length > 0) {
-      if (!this.#running) this.#start();
-      await this.#running;
-    }
+  flush(): Promise<void> {
+    return this.#batcher.flush();
   }
 
   /** Writes what is queued and refuses further events. */
@@ -138,35 +130,16 @@ export class AuditRecorder implements AuditLog {
     };
   }
 
-  #schedule(): void {
-    if (this.#scheduled || this.#running) return;
-    this.#scheduled = true;
-    // Wait for the rest of this event-loop turn so a burst of requests shares one transaction.
-    setImmediate(() => {
-      this.#scheduled = false;
-      if (!this.#running) this.#start();
-    });
-  }
-
-  #start(): void {
-    this.#running = this.#drain().finally(() => {
-      this.#running = undefined;
-      if (this.#queue.length > 0) this.#schedule();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
-      try {
-        await this.#write(batch.map((p) => p.row));
-      } catch (error) {
-        for (const p of batch) p.reject(error);
-        continue;
-      }
-      for (const p of batch) p.resolve();
-      for (const listener of this.#listeners) listener(batch.length);
+  /** Writes one batch in one transaction (the group commit's, when there is one) and settles it. */
+  async #writeBatch(batch: Pending[]): Promise<void> {
+    try {
+      await this.#write(batch.map((p) => p.row));
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+      return;
     }
+    for (const p of batch) p.resolve();
+    for (const listener of this.#listeners) listener(batch.length);
   }
 
   async #write(rows: EventRow[]): Promise<void> {

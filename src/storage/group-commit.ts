@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.ts';
+import { MicroBatcher } from './micro-batcher.ts';
 
 type Operation<T> = (trx: Transaction<Database>) => Promise<T>;
 
@@ -22,65 +23,38 @@ interface Queued {
  */
 export class GroupCommit {
   readonly #db: Kysely<Database>;
-  readonly #maxBatch: number;
-  #queue: Queued[] = [];
-  #scheduled = false;
-  #running: Promise<void> | undefined;
+  readonly #batcher: MicroBatcher<Queued>;
 
   constructor(db: Kysely<Database>, options: { maxBatch?: number } = {}) {
     this.#db = db;
-    this.#maxBatch = options.maxBatch ?? 1000;
+    this.#batcher = new MicroBatcher((batch) => this.#commit(batch), options.maxBatch ?? 1000);
   }
 
   /** Runs `operation` in the next shared transaction; resolves with its result after commit. */
   run<T>(operation: Operation<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ operation, resolve: resolve as (value: unknown) => void, reject });
-      this.#schedule();
-    });
+    return new Promise<T>((resolve, reject) =>
+      this.#batcher.add({ operation, resolve: resolve as (value: unknown) => void, reject }),
+    );
   }
 
   /** Resolves when everything submitted so far has committed or failed. */
-  async flush(): Promise<void> {
-    while (this.#running || this.#queue.length > 0) {
-      if (!this.#running) this.#start();
-      await this.#running;
+  flush(): Promise<void> {
+    return this.#batcher.flush();
+  }
+
+  async #commit(batch: Queued[]): Promise<void> {
+    let results: unknown[];
+    try {
+      results = await this.#db.transaction().execute(async (trx) => {
+        const out: unknown[] = [];
+        for (const item of batch) out.push(await item.operation(trx));
+        return out;
+      });
+    } catch {
+      await this.#runAlone(batch);
+      return;
     }
-  }
-
-  #schedule(): void {
-    if (this.#scheduled || this.#running) return;
-    this.#scheduled = true;
-    // The rest of this turn's requests join the batch before it starts.
-    setImmediate(() => {
-      this.#scheduled = false;
-      if (!this.#running) this.#start();
-    });
-  }
-
-  #start(): void {
-    this.#running = this.#drain().finally(() => {
-      this.#running = undefined;
-      if (this.#queue.length > 0) this.#schedule();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
-      let results: unknown[];
-      try {
-        results = await this.#db.transaction().execute(async (trx) => {
-          const out: unknown[] = [];
-          for (const item of batch) out.push(await item.operation(trx));
-          return out;
-        });
-      } catch {
-        await this.#runAlone(batch);
-        continue;
-      }
-      batch.forEach((item, i) => item.resolve(results[i]));
-    }
+    batch.forEach((item, i) => item.resolve(results[i]));
   }
 
   async #runAlone(batch: Queued[]): Promise<void> {
