@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import type { SigningAlg } from '../config.ts';
 import type { KeyStore } from '../keys/keystore.ts';
 import { accessTokenTyp, type AccessTokenClaims } from './claims.ts';
 
@@ -11,6 +13,27 @@ export function newJti(): string {
 /** Signs an RFC 9068 access token with the current signing key. */
 export function mintAccessToken(keys: KeyStore, claims: AccessTokenClaims): Promise<string> {
   return keys.signJwt({ typ: accessTokenTyp }, claims as unknown as Record<string, unknown>);
+}
+
+/**
+ * The published, unretired key a JWT signed by this server names by `kid`, with that key's one
+ * algorithm (RFC 8725 §3.1: never the token's choice). Only compact JWS up to 16 KiB is looked at.
+ */
+export async function publishedKeyOf(
+  keys: KeyStore,
+  token: string,
+): Promise<{ ok: true; key: { alg: SigningAlg; key: KeyObject } } | { ok: false; reason: string }> {
+  if (token.length > maxTokenLength || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) {
+    return { ok: false, reason: 'not a compact JWS' };
+  }
+  let kid: unknown;
+  try {
+    kid = decodeProtectedHeader(token).kid;
+  } catch {
+    return { ok: false, reason: 'unreadable header' };
+  }
+  const key = typeof kid === 'string' ? await keys.verificationKey(kid) : undefined;
+  return key ? { ok: true, key } : { ok: false, reason: 'unknown kid' };
 }
 
 export type VerifyResult = { ok: true; claims: AccessTokenClaims } | { ok: false; reason: string };
@@ -29,17 +52,9 @@ export async function verifyAccessToken(
   token: string,
   nowSeconds: number,
 ): Promise<VerifyResult> {
-  if (token.length > maxTokenLength || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) {
-    return { ok: false, reason: 'not a compact JWS' };
-  }
-  let kid: unknown;
-  try {
-    kid = decodeProtectedHeader(token).kid;
-  } catch {
-    return { ok: false, reason: 'unreadable header' };
-  }
-  const published = typeof kid === 'string' ? await keys.verificationKey(kid) : undefined;
-  if (!published) return { ok: false, reason: 'unknown kid' };
+  const found = await publishedKeyOf(keys, token);
+  if (!found.ok) return found;
+  const published = found.key;
   try {
     const { payload } = await jwtVerify(token, published.key, {
       algorithms: [published.alg],

@@ -1,6 +1,6 @@
-import { decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
+import { jwtVerify, errors as joseErrors } from 'jose';
 import type { KeyStore } from '../keys/keystore.ts';
-import { newJti } from './access-token.ts';
+import { newJti, publishedKeyOf } from './access-token.ts';
 
 /** ID token lifetime, in seconds (OIDC Core §2 exp; short: it proves a login, it grants nothing). */
 export const idTokenTtlSeconds = 300;
@@ -55,15 +55,9 @@ export type IdTokenHintResult = { ok: true; claims: IdTokenClaims } | { ok: fals
  * RP shows which session it means, and logging out is not a privilege. Never throws.
  */
 export async function verifyIdTokenHint(keys: KeyStore, issuer: string, token: string): Promise<IdTokenHintResult> {
-  if (token.length > 16 * 1024 || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) return { ok: false, reason: 'not a compact JWS' };
-  let kid: unknown;
-  try {
-    kid = decodeProtectedHeader(token).kid;
-  } catch {
-    return { ok: false, reason: 'unreadable header' };
-  }
-  const published = typeof kid === 'string' ? await keys.verificationKey(kid) : undefined;
-  if (!published) return { ok: false, reason: 'unknown kid' };
+  const found = await publishedKeyOf(keys, token);
+  if (!found.ok) return found;
+  const published = found.key;
   try {
     const { payload } = await jwtVerify(token, published.key, {
       algorithms: [published.alg],
