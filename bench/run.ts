@@ -5,6 +5,7 @@
 import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
+import { policyDecisions } from './policy.ts';
 import type { BenchLine } from './harness.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -16,6 +17,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   // AUDIT_BENCH_SECONDS, AUDIT_BENCH_CONCURRENCY, AUDIT_VERIFY_EVENTS: see bench/audit.ts.
   'audit-append-sqlite': () => auditAppend(Number(process.env.AUDIT_BENCH_SECONDS ?? seconds), Number(process.env.AUDIT_BENCH_CONCURRENCY ?? 1000)),
   'audit-verify-1m': () => auditVerify(Number(process.env.AUDIT_VERIFY_EVENTS ?? 1_000_000)),
+  // POLICY_BENCH_SECONDS (default 5): see bench/policy.ts.
+  'policy-decisions': () => policyDecisions(Number(process.env.POLICY_BENCH_SECONDS ?? 5)),
 };
 
 const wanted = process.argv.slice(2);

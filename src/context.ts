@@ -9,6 +9,8 @@ import type { ResourceServerStore } from './resource-servers/store.ts';
 import type { Storage } from './storage/database.ts';
 import type { Identity } from './identity/index.ts';
 import type { DpopDeps } from './tokens/dpop.ts';
+import type { EntityDirectory } from './entities/directory.ts';
+import type { PolicyStore } from './policy/store.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -27,4 +29,8 @@ export interface Context {
   identity: Identity;
   /** DPoP proof validation (RFC 9449): the shared replay cache and the server nonces. */
   dpop: DpopDeps;
+  /** The entity model (src/entities): legal entities, desks, accounts, reference lists. */
+  entities: EntityDirectory;
+  /** Versioned Cedar policy sets and the active one, compiled (src/policy). */
+  policies: PolicyStore;
 }

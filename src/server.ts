@@ -18,6 +18,8 @@ import { DatabaseReplayCache } from './tokens/replay-cache.ts';
 import { GroupCommit } from './storage/group-commit.ts';
 import { createIdentity } from './identity/index.ts';
 import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
+import { EntityDirectory } from './entities/directory.ts';
+import { PolicyStore } from './policy/store.ts';
 
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
@@ -63,6 +65,8 @@ export async function openContext(
         nonces: new DpopNonces(dpopNonceSecret(master.key), clock),
         requireNonce: config.dpopNonce === 'required',
       },
+      entities: new EntityDirectory(storage.db, clock),
+      policies: new PolicyStore(storage.db, clock),
     };
     await seedBuiltins(ctx);
     return ctx;

@@ -15,6 +15,8 @@ export const auditEventTypes = [
   'client.registered',
   'policy.allowed',
   'policy.denied',
+  // A policy set version made active (src/policy): who approved it, which it replaced.
+  'policy.activated',
   'key.created',
   'key.rotated',
   'key.retired',
@@ -35,6 +37,12 @@ export const auditEventTypes = [
   'user.login_failed',
   'user.locked',
   'user.logged_out',
+  // Mandates (src/mandates): each lifecycle step of a delegation record.
+  'mandate.created',
+  'mandate.accepted',
+  'mandate.amended',
+  'mandate.revoked',
+  'mandate.expired',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

@@ -134,3 +134,13 @@ function readCursor(cursor: string): number {
   if (!match) throw new AuditQueryError('the page cursor is not valid');
   return Number(match[1]);
 }
+
+/**
+ * The newest `limit` events of the given types, newest first (`clearance policy simulate` replays
+ * the latest decisions). Uses the (type, seq) index.
+ */
+export async function latestEvents(db: Kysely<Database>, types: readonly string[], limit: number): Promise<StoredAuditEvent[]> {
+  if (!Number.isInteger(limit) || limit < 1) throw new AuditQueryError('limit must be a positive integer');
+  const rows = await db.selectFrom('audit_events').select('event').where('type', 'in', [...types]).orderBy('seq', 'desc').limit(limit).execute();
+  return rows.map((row) => JSON.parse(row.event) as StoredAuditEvent);
+}

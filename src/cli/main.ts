@@ -9,6 +9,7 @@ import { keysCommand, keysHelp } from './commands/keys.ts';
 import { initCommand, initHelp } from './commands/init.ts';
 import { clientsCommand, clientsHelp } from './commands/clients.ts';
 import { auditCommand, auditHelp } from './commands/audit.ts';
+import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -22,11 +23,15 @@ Commands:
                         (see: clearance clients --help)
   keys list|rotate|retire
                         manage signing keys (see: clearance keys --help)
-  apply -f FILE         import clients and resource servers from a JSON or YAML document
+  apply -f FILE         import resource servers, clients, users, mandates, the entity model and
+                        policy sets (JSON or YAML)
                         (see: clearance apply --help)
   audit verify|export|verify-bundle|proof|prune|key|seal
                         verify the tamper-evident audit log, export and verify evidence bundles
                         (see: clearance audit --help)
+  policy test|simulate|list|add|activate
+                        test policies without a database, replay recorded decisions against a
+                        candidate, store and activate versions (see: clearance policy --help)
   help [COMMAND]        show help
 
 Environment (the server and the CLI read the same):
@@ -63,6 +68,7 @@ const helps: Record<string, string> = {
   keys: keysHelp,
   apply: applyHelp,
   audit: auditHelp,
+  policy: policyHelp,
 };
 
 /** Runs one CLI invocation and returns its exit code. */
@@ -100,6 +106,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         decision: { type: 'string' },
         since: { type: 'string' },
         until: { type: 'string' },
+        // policy
+        candidate: { type: 'string', multiple: true },
+        last: { type: 'string' },
+        approver: { type: 'string' },
+        version: { type: 'string' },
+        'change-ref': { type: 'string' },
+        author: { type: 'string' },
       },
     });
   } catch (error) {
@@ -121,6 +134,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     output.err(`unknown command "${command}"\n\n${mainHelp}`);
     return exit.usage;
   }
+
+  // `policy test` evaluates files only: no configuration, no database, so a policy repository's CI can run it.
+  if (command === 'policy' && rest[0] === 'test') return policyTestCommand(rest[1], output);
 
   let config: Config;
   try {
@@ -186,6 +202,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         output,
         (run) => withContext(config, output, run),
       );
+    }
+    case 'policy': {
+      const args = {
+        action: rest[0],
+        target: rest[1],
+        candidate: values.candidate,
+        last: values.last,
+        approver: values.approver,
+        version: values.version,
+        changeRef: values['change-ref'],
+        author: values.author,
+      };
+      return withContext(config, output, (ctx) => policyCommand(ctx, args, output));
     }
   }
   return exit.usage;

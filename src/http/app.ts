@@ -20,7 +20,10 @@ import { pushedAuthorization } from '../endpoints/par/index.ts';
 import { userinfo } from '../endpoints/userinfo/index.ts';
 import { logout } from '../endpoints/logout/index.ts';
 import { adminGrants } from '../endpoints/grants/index.ts';
+import { adminMandates } from '../endpoints/mandates/index.ts';
 import { account } from '../endpoints/account/index.ts';
+import { adminEntities } from '../endpoints/admin/entities.ts';
+import { accessEvaluation } from '../endpoints/access/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -36,7 +39,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

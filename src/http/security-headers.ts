@@ -13,6 +13,7 @@ export async function securityHeaders(_request: FastifyRequest, reply: FastifyRe
   }
   // Responses are private unless a route says otherwise (JWKS and discovery are public).
   if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
-  reply.header('x-request-id', reply.request.id);
+  // A route may echo the caller's own request id instead (the AuthZEN API, AuthZEN §11.1.3).
+  if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', reply.request.id);
   return payload;
 }

@@ -4,6 +4,14 @@ import type { ResourceServer } from './definition.ts';
 /** Scopes of Clearance's own admin API. */
 export const adminScopes = ['admin:read', 'admin:write', 'audit:read'] as const;
 
+/** The scope a policy enforcement point needs to ask the AuthZEN access evaluation API (src/endpoints/access). */
+export const accessEvaluateScope = 'access:evaluate';
+
+/** The audience of Clearance's policy decision API (a Bearer token for it carries access:evaluate). */
+export function accessAudience(issuer: string): string {
+  return `${issuer}/access`;
+}
+
 /** The resource servers Clearance itself provides; their identifiers are reserved. */
 export function builtinResourceServers(issuer: string): ResourceServer[] {
   return [
@@ -11,6 +19,13 @@ export function builtinResourceServers(issuer: string): ResourceServer[] {
       identifier: `${issuer}/admin`,
       name: 'Clearance administration',
       scopes: [...adminScopes],
+      access_token_ttl: 300,
+      require_sender_constraint: false,
+    },
+    {
+      identifier: accessAudience(issuer),
+      name: 'Clearance policy decisions (AuthZEN)',
+      scopes: [accessEvaluateScope],
       access_token_ttl: 300,
       require_sender_constraint: false,
     },

@@ -8,9 +8,12 @@ import type { RegistrationTables } from '../clients/registration/tables.ts';
 import type { ReplayTables } from '../tokens/tables.ts';
 import type { IdentityTables } from '../identity/tables.ts';
 import type { AuthorizationTables } from '../authorization/tables.ts';
+import type { EntityTables } from '../entities/tables.ts';
+import type { PolicyTables } from '../policy/tables.ts';
+import type { MandateTables } from '../mandates/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables {}

@@ -117,14 +117,14 @@ describe('apply', () => {
         },
         { client_id: 'broker-5', grant_types: ['client_credentials'], owner_lei: '5493001KJTIIGC8Y1R13' },
       ],
-      mandates: [],
+      partners: [],
       frobs: {},
     };
     const before = await snapshot(ctx);
     const { plan: result, problems } = await planApply(ctx, document);
     assert.equal(result, undefined);
     assert.deepEqual(problems.map(formatProblem), [
-      'mandates: is not supported by this version of Clearance yet',
+      'partners: is not supported by this version of Clearance yet',
       'frobs: is not a recognised section',
       'resource_servers[1].access_token_ttl: must be from 1 to 3600',
       'resource_servers[3].identifier: must be https (http only for loopback hosts)',

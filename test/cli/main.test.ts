@@ -166,7 +166,7 @@ describe('the clearance command', () => {
     writeFileSync(file, goodYaml);
     const result = await run('apply', '-f', file, '--dry-run');
     assert.equal(result.code, 0, result.err);
-    assert.match(result.out, /is valid: 1 resource server\(s\), 1 client\(s\), 0 user\(s\); nothing was written \(dry run\)/);
+    assert.match(result.out, /is valid: 1 resource server\(s\), 1 client\(s\), 0 user\(s\), 0 mandate\(s\); nothing was written \(dry run\)/);
     assert.deepEqual((await stored(env)).clients, []);
   });
 

@@ -9,12 +9,14 @@ import { exit, type Output } from '../output.ts';
 
 export const applyHelp = `Usage: clearance apply -f FILE [--dry-run]
 
-Imports a declarative JSON or YAML document (sections: clients, resource_servers, users) in
-one transaction. Every entry is validated first; if any is invalid, every problem is printed
-with its path (e.g. clients[2].redirect_uris[0]: must be https) and nothing is applied (exit 1).
+Imports a declarative JSON or YAML document (sections: clients, resource_servers, users,
+mandates, regions, venues, instrument_classes, legal_entities, policies) in one transaction. Every entry is validated first; if any is invalid, every
+problem is printed with its path (e.g. clients[2].redirect_uris[0]: must be https) and
+nothing is applied (exit 1).
 Applying the same file again changes nothing. Entries missing from the file are kept, not
 deleted. Client secrets generated for new client_secret_* clients are printed once. User
-passwords are hashed (Argon2id) and never printed or stored in clear.
+passwords are hashed (Argon2id) and never printed or stored in clear. A mandate whose terms
+changed gets a new version; the previous one is superseded at once (docs/mandates.md).
 
 Options:
   -f, --file FILE   the document to apply (.json, .yaml or .yml)
@@ -36,7 +38,7 @@ export async function applyCommand(ctx: Context, file: string, dryRun: boolean, 
     return exit.failed;
   }
   if (dryRun) {
-    output.out(`${file} is valid: ${plan.resourceServers.length} resource server(s), ${plan.clients.length} client(s), ${plan.users.length} user(s); nothing was written (dry run)`);
+    output.out(`${file} is valid: ${plan.resourceServers.length} resource server(s), ${plan.clients.length} client(s), ${plan.users.length} user(s), ${plan.mandates.length} mandate(s); nothing was written (dry run)`);
     return exit.ok;
   }
   const result = await executeApply(ctx, plan, { actor: `cli:${userInfo().username}`, via: 'cli' });

@@ -11,7 +11,8 @@ import { introspectionJwtType, signIntrospectionResponse } from './jwt-response.
  * Token introspection (RFC 7662). Its rules, in order:
  * 1. the body is a form with `token`, no parameter repeated (§2.1);
  * 2. the caller authenticates as a client (§2.1: the endpoint MUST require authorization);
- * 3. the answer is `active: false` unless the token is ours, valid, not revoked, and the caller may
+ * 3. the answer is `active: false` unless the token is ours, valid, not revoked (nor its consent
+ *    grant, nor the mandate version it names: revoked, superseded or expired), and the caller may
  *    see it (it was issued to the caller, or the caller is an introspector of its audience);
  * 4. JSON, or a signed JWT when the caller asks for application/token-introspection+jwt (RFC 9701).
  */

@@ -3,6 +3,7 @@ import type { Context } from '../../context.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
 import { RevocationList } from '../../tokens/revocation.ts';
 import { isGrantActive } from '../../authorization/consent.ts';
+import { isMandateActive } from '../../mandates/coverage.ts';
 
 export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
 
@@ -20,6 +21,8 @@ export async function introspect(ctx: Context, callerId: string, token: string):
   if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return inactive;
   // A person's token dies with its consent grant (revoked by the person, an admin, or reuse detection).
   if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) return inactive;
+  // A token under a mandate dies with that version of it: revoked, superseded by an amendment, or expired.
+  if (claims.mandate !== undefined && !(await isMandateActive(ctx, claims.mandate, new Date(ctx.clock.now())))) return inactive;
   return {
     active: true,
     ...claims,

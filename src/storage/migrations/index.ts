@@ -6,6 +6,8 @@ import * as tokenRevocation from './0004_token_revocation.ts';
 import * as registration from './0005_registration.ts';
 import * as people from './0006_people.ts';
 import * as authorization from './0007_authorization.ts';
+import * as policy from './0008_policy.ts';
+import * as mandates from './0009_mandates.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +18,6 @@ export const migrations: Record<string, Migration> = {
   '0005_registration': registration,
   '0006_people': people,
   '0007_authorization': authorization,
+  '0008_policy': policy,
+  '0009_mandates': mandates,
 };

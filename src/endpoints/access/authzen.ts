@@ -1,0 +1,223 @@
+import type { Decision } from '../../policy/decide.ts';
+import type { DecisionContext, DecisionRequest, MandateContext } from '../../policy/request.ts';
+import { join, Validator, type Problem } from '../../validation.ts';
+
+/**
+ * The OpenID AuthZEN Authorization API 1.0 request and response shapes (§5 information model,
+ * §6 Access Evaluation, §7 Access Evaluations), mapped to Clearance's decision requests. No HTTP.
+ *
+ * - subject `{ type: "user" | "client" | "agent", id }`: a user by id (the `sub` of their tokens),
+ *   a client or agent by client_id. `properties` are accepted and ignored: a subject's attributes
+ *   come from Clearance's own records.
+ * - action `{ name }`: a scope such as `order:create`.
+ * - resource `{ type: "resource_server" | "account" | "instrument", id, properties? }`: an
+ *   instrument's `properties` carry its `instrument_class` (required) and `venue`; other resources'
+ *   attributes come from Clearance's records.
+ * - context: the RequestContext of the policy schema (notional, region, acr, mandate, ...), typed;
+ *   `time` is Clearance's clock, never the caller's. An unknown member is an error (400), so a
+ *   misspelt attribute can never go unnoticed.
+ */
+
+const subjectTypes: Record<string, DecisionRequest['principal']['type']> = { user: 'User', client: 'Client', agent: 'Agent' };
+const resourceTypes: Record<string, DecisionRequest['resource']['type']> = { resource_server: 'ResourceServer', account: 'Account', instrument: 'Instrument' };
+const scopePattern = /^[a-z][a-z0-9_-]*:[a-z][a-z0-9_-]*$/;
+const idPattern = /^[^\p{Cc}]{1,512}$/u;
+const shortString = { maxLength: 128, pattern: /^[^\p{Cc}]+$/u, patternMessage: 'must not contain control characters' };
+/** Largest batch of evaluations in one request. */
+export const maxEvaluations = 100;
+
+export const evaluationsSemantics = ['execute_all', 'deny_on_first_deny', 'permit_on_first_permit'] as const;
+export type EvaluationsSemantic = (typeof evaluationsSemantics)[number];
+
+type Part = 'subject' | 'action' | 'resource' | 'context';
+
+function readSubject(v: Validator, path: string, value: unknown): DecisionRequest['principal'] | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  v.knownKeys(path, o, ['type', 'id', 'properties']);
+  const type = v.string(join(path, 'type'), o.type, { oneOf: Object.keys(subjectTypes) });
+  const id = v.string(join(path, 'id'), o.id, { pattern: idPattern, patternMessage: 'must be 1–512 characters without control characters' });
+  if (o.properties !== undefined) v.object(join(path, 'properties'), o.properties);
+  return type && id ? { type: subjectTypes[type]!, id } : undefined;
+}
+
+function readAction(v: Validator, path: string, value: unknown): string | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  v.knownKeys(path, o, ['name', 'properties']);
+  if (o.properties !== undefined) v.object(join(path, 'properties'), o.properties);
+  return v.string(join(path, 'name'), o.name, { maxLength: 128, pattern: scopePattern, patternMessage: 'must be a scope such as order:create' });
+}
+
+function readResource(v: Validator, path: string, value: unknown): DecisionRequest['resource'] | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  const before = v.problems.length;
+  v.knownKeys(path, o, ['type', 'id', 'properties']);
+  const type = v.string(join(path, 'type'), o.type, { oneOf: Object.keys(resourceTypes) });
+  const id = v.string(join(path, 'id'), o.id, { pattern: idPattern, patternMessage: 'must be 1–512 characters without control characters' });
+  const properties = o.properties === undefined ? {} : v.object(join(path, 'properties'), o.properties);
+  let instrumentClass: string | undefined;
+  let venue: string | undefined;
+  if (type === 'instrument' && properties) {
+    v.knownKeys(join(path, 'properties'), properties, ['instrument_class', 'venue']);
+    if (properties.instrument_class !== undefined) instrumentClass = v.string(join(path, 'properties.instrument_class'), properties.instrument_class, shortString);
+    if (properties.venue !== undefined) venue = v.string(join(path, 'properties.venue'), properties.venue, shortString);
+  }
+  if (v.problems.length !== before || !type || !id) return undefined;
+  return { type: resourceTypes[type]!, id, ...(instrumentClass !== undefined ? { instrument_class: instrumentClass } : {}), ...(venue !== undefined ? { venue } : {}) };
+}
+
+function readLong(v: Validator, path: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  return v.integer(path, value, { min, max });
+}
+
+function readStrings(v: Validator, path: string, value: unknown): string[] | undefined {
+  const items = v.array(path, value, (p, s) => v.string(p, s, shortString), { unique: true });
+  if (items && items.length > 64) return v.fail(path, 'must have at most 64 items');
+  return items;
+}
+
+function readMandate(v: Validator, path: string, value: unknown): MandateContext | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  const before = v.problems.length;
+  v.knownKeys(path, o, ['id', 'version', 'scopes', 'instrument_classes', 'venues', 'regions', 'max_notional', 'currency']);
+  const mandate: Partial<MandateContext> = {};
+  mandate.id = v.string(join(path, 'id'), o.id, shortString);
+  mandate.version = readLong(v, join(path, 'version'), o.version, 1);
+  for (const key of ['scopes', 'instrument_classes', 'venues', 'regions'] as const) {
+    if (o[key] !== undefined) mandate[key] = readStrings(v, join(path, key), o[key]);
+  }
+  if (o.max_notional !== undefined) mandate.max_notional = readLong(v, join(path, 'max_notional'), o.max_notional, 0);
+  if (o.currency !== undefined) mandate.currency = v.string(join(path, 'currency'), o.currency, { pattern: /^[A-Z]{3}$/, patternMessage: 'must be an ISO 4217 currency code' });
+  return v.problems.length === before ? (mandate as MandateContext) : undefined;
+}
+
+/** Reads an AuthZEN context into the policy schema's RequestContext (less `time`). */
+export function readContext(v: Validator, path: string, value: unknown): DecisionContext | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  const before = v.problems.length;
+  const context: DecisionContext = {};
+  for (const key of Object.keys(o)) {
+    const at = join(path, key);
+    const item = o[key];
+    switch (key) {
+      case 'region':
+      case 'acr':
+      case 'kyc_status':
+      case 'instrument_class':
+      case 'venue':
+        context[key] = v.string(at, item, shortString);
+        break;
+      case 'currency':
+        context.currency = v.string(at, item, { pattern: /^[A-Z]{3}$/, patternMessage: 'must be an ISO 4217 currency code' });
+        break;
+      case 'suitability':
+        context.suitability = readStrings(v, at, item);
+        break;
+      case 'risk':
+        context.risk = readLong(v, at, item, 0, 100);
+        break;
+      case 'notional':
+        context.notional = readLong(v, at, item, 0);
+        break;
+      case 'mandate':
+        context.mandate = readMandate(v, at, item);
+        break;
+      case 'time':
+        v.fail(at, "is Clearance's own clock; do not send it");
+        break;
+      default:
+        v.fail(at, 'is not an attribute of the policy context (see docs/policy.md)');
+    }
+  }
+  return v.problems.length === before ? context : undefined;
+}
+
+/** One evaluation's parts, before defaults are applied. */
+type Parts = Partial<Record<Part, unknown>>;
+
+function toRequest(v: Validator, path: string, parts: Parts, where: (part: Part) => string): DecisionRequest | undefined {
+  const before = v.problems.length;
+  for (const part of ['subject', 'action', 'resource'] as const) {
+    if (parts[part] === undefined) v.fail(join(path, part), 'is required');
+  }
+  if (v.problems.length !== before) return undefined;
+  const principal = readSubject(v, where('subject'), parts.subject);
+  const action = readAction(v, where('action'), parts.action);
+  const resource = readResource(v, where('resource'), parts.resource);
+  const context = parts.context === undefined ? {} : readContext(v, where('context'), parts.context);
+  if (v.problems.length !== before) return undefined;
+  return { principal: principal!, action: action!, resource: resource!, context: context! };
+}
+
+/** §6.1: `{ subject, action, resource, context? }`. */
+export function readEvaluationRequest(body: unknown): { request?: DecisionRequest; problems: Problem[] } {
+  const v = new Validator();
+  const o = v.object('', body);
+  if (!o) return { problems: [{ path: '', message: 'the body must be a JSON object' }] };
+  v.knownKeys('', o, ['subject', 'action', 'resource', 'context']);
+  const request = toRequest(v, '', o, (part) => part);
+  return v.ok && request ? { request, problems: [] } : { problems: v.problems };
+}
+
+/**
+ * §7.1: top-level subject, action, resource and context are defaults for each item of
+ * `evaluations`, which may set any of them (an item's value replaces the default). Without
+ * `evaluations` (or with an empty array) it is one evaluation (§7.1: backwards compatible).
+ */
+export function readEvaluationsRequest(body: unknown): { requests?: DecisionRequest[]; single?: boolean; semantic: EvaluationsSemantic; problems: Problem[] } {
+  const v = new Validator();
+  const semantic: EvaluationsSemantic = 'execute_all';
+  const o = v.object('', body);
+  if (!o) return { semantic, problems: [{ path: '', message: 'the body must be a JSON object' }] };
+  v.knownKeys('', o, ['subject', 'action', 'resource', 'context', 'evaluations', 'options']);
+  let chosen: EvaluationsSemantic = semantic;
+  if (o.options !== undefined) {
+    const options = v.object('options', o.options);
+    if (options?.evaluations_semantic !== undefined) {
+      chosen = (v.string('options.evaluations_semantic', options.evaluations_semantic, { oneOf: evaluationsSemantics }) as EvaluationsSemantic | undefined) ?? semantic;
+    }
+  }
+  if (o.evaluations === undefined || (Array.isArray(o.evaluations) && o.evaluations.length === 0)) {
+    const request = toRequest(v, '', o, (part) => part);
+    return v.ok && request ? { requests: [request], single: true, semantic: chosen, problems: [] } : { semantic, problems: v.problems };
+  }
+  if (!Array.isArray(o.evaluations)) return { semantic, problems: [{ path: 'evaluations', message: 'must be an array' }] };
+  if (o.evaluations.length > maxEvaluations) return { semantic, problems: [{ path: 'evaluations', message: `must have at most ${maxEvaluations} items` }] };
+  const requests: DecisionRequest[] = [];
+  o.evaluations.forEach((item, i) => {
+    const path = `evaluations[${i}]`;
+    const entry = v.object(path, item);
+    if (!entry) return;
+    v.knownKeys(path, entry, ['subject', 'action', 'resource', 'context']);
+    const parts: Parts = {};
+    const where: Partial<Record<Part, string>> = {};
+    for (const part of ['subject', 'action', 'resource', 'context'] as const) {
+      parts[part] = entry[part] ?? o[part];
+      where[part] = entry[part] !== undefined ? join(path, part) : part;
+    }
+    const request = toRequest(v, path, parts, (part) => where[part]!);
+    if (request) requests.push(request);
+  });
+  return v.ok ? { requests, single: false, semantic: chosen, problems: [] } : { semantic, problems: v.problems };
+}
+
+/** §6.2 / §7.2: `{ decision, context }`; the context carries the reasons and the policy version. */
+export function evaluationResponse(decision: Decision): { decision: boolean; context: Record<string, unknown> } {
+  const by = decision.reasons.length ? decision.reasons.join(', ') : decision.allow ? '' : 'no policy permits';
+  const admin = decision.errors.length
+    ? `denied: ${decision.errors.join('; ')}`
+    : `${decision.allow ? 'allowed' : 'denied'}${by ? ` by ${by}` : ''}`;
+  return {
+    decision: decision.allow,
+    context: {
+      policy_version: decision.policyVersion,
+      reasons: decision.reasons,
+      reason_admin: { en: `${admin} (policy set ${decision.policyVersion})` },
+      ...(decision.allow ? {} : { reason_user: { en: 'not permitted by policy' } }),
+    },
+  };
+}

@@ -1,0 +1,127 @@
+import type { Context } from '../context.ts';
+import { formatAmount } from '../authorization/authorization-details.ts';
+import { isoTime } from './instant.ts';
+import { isDue, observeExpiry, readVersion, type MandateVersion } from './store.ts';
+import { canonicalAmount, compareAmounts, partyDocument, type Party } from './terms.ts';
+import { describeWindow, isWithinWindow } from './time-window.ts';
+
+/** What a token carries (`mandate` claim, DESIGN §4) and an audit event names: a mandate version. */
+export interface MandateRef {
+  id: string;
+  v: number;
+}
+
+/** One action (or a token's issuance) to check against a mandate. Absent dimensions are not checked. */
+export interface CoverageRequest {
+  /** Business-verb scopes the action needs; each must be granted by the mandate. */
+  scopes: readonly string[];
+  /**
+   * Who is asking, as every party they are (a client and its owner's LEI; a user and their firm's
+   * LEI): the mandate's grantee must be one of them. Absent: not checked.
+   */
+  grantees?: readonly Party[];
+  /** The product class of the instrument (`fx`, `bond`), as the mandate names classes. */
+  instrumentClass?: string;
+  /** ISO 10383 MIC. */
+  venue?: string;
+  /** The action's notional; compared exactly, in the mandate's currency only (no conversion). */
+  notional?: { amount: string | number; currency: string };
+  region?: string;
+  /** When the action happens (effective dates and the time window are checked at this instant). */
+  at: Date;
+}
+
+export type Coverage = { ok: true } | { ok: false; reason: string };
+
+type Deps = Pick<Context, 'storage' | 'clock' | 'audit'>;
+
+/**
+ * True when the mandate version `ref` is in force at `at`: it is the mandate's current version,
+ * accepted (active), not revoked, not superseded by an amendment, and `at` is within
+ * [effective_from, effective_to). Introspection asks this for every token with a `mandate` claim,
+ * so revoking or amending a mandate makes its tokens inactive at once. One read of one row; the
+ * first check that finds a passed effective_to records `mandate.expired`. Call it outside a
+ * transaction (it may write one of its own).
+ */
+export async function isMandateActive(ctx: Deps, ref: MandateRef, at: Date): Promise<boolean> {
+  return (await inForce(ctx, ref, at.getTime())).ok;
+}
+
+/**
+ * Whether the mandate version `ref` covers a request: in force at `request.at` (as
+ * `isMandateActive`), every scope granted, and each dimension the request states within the
+ * mandate's constraints — instrument class, venue, region, notional (same currency, not above the
+ * maximum), and the time window at `request.at`. A dimension the request leaves out is not
+ * checked: at token issuance the order is not known yet, and the token carries the mandate
+ * reference so that each order can be checked against the mandate when it is known.
+ * The reason names what failed, for the caller's audit event and error description.
+ */
+export async function mandateCovers(ctx: Deps, ref: MandateRef, request: CoverageRequest): Promise<Coverage> {
+  const at = request.at.getTime();
+  const found = await inForce(ctx, ref, at);
+  if (!found.ok) return found;
+  const { terms } = found.version;
+  const c = terms.constraints;
+  const name = `mandate ${ref.id} v${ref.v}`;
+  if (request.grantees !== undefined && !request.grantees.some((p) => p.kind === terms.grantee.kind && p.id === terms.grantee.id)) {
+    const [key] = Object.keys(partyDocument(terms.grantee));
+    return { ok: false, reason: `${name} is granted to another ${key === 'client_id' ? 'client' : key === 'lei' ? 'legal entity' : 'user'}` };
+  }
+  const missing = request.scopes.filter((s) => !terms.scopes.includes(s));
+  if (missing.length > 0) return { ok: false, reason: `${name} does not grant ${missing.join(' ')}` };
+  if (c.instrument_classes && request.instrumentClass !== undefined && !c.instrument_classes.includes(request.instrumentClass)) {
+    return { ok: false, reason: `${name} does not cover instrument class ${request.instrumentClass}` };
+  }
+  if (c.venues && request.venue !== undefined && !c.venues.includes(request.venue)) {
+    return { ok: false, reason: `${name} does not cover venue ${request.venue}` };
+  }
+  if (c.regions && request.region !== undefined && !c.regions.includes(request.region)) {
+    return { ok: false, reason: `${name} does not cover region ${request.region}` };
+  }
+  if (c.max_notional && request.notional !== undefined) {
+    const max = c.max_notional;
+    if (request.notional.currency !== max.currency) {
+      return { ok: false, reason: `${name} limits notional in ${max.currency}, not ${String(request.notional.currency)}` };
+    }
+    const amount = canonicalAmount(request.notional.amount);
+    if (amount === undefined) return { ok: false, reason: 'the notional is not a positive decimal amount' };
+    if (compareAmounts(amount, max.amount) > 0) {
+      return { ok: false, reason: `notional ${max.currency} ${formatAmount(amount)} is above the ${max.currency} ${formatAmount(max.amount)} of ${name}` };
+    }
+  }
+  if (c.time_window && !isWithinWindow(c.time_window, at)) {
+    return { ok: false, reason: `${isoTime(at)} is outside the time window of ${name} (${describeWindow(c.time_window)})` };
+  }
+  return { ok: true };
+}
+
+/** The version `ref` names when it is in force at `at` (for callers that need its terms), else undefined. */
+export async function mandateInForce(ctx: Deps, ref: MandateRef, at: Date): Promise<MandateVersion | undefined> {
+  const found = await inForce(ctx, ref, at.getTime());
+  return found.ok ? found.version : undefined;
+}
+
+async function inForce(ctx: Deps, ref: MandateRef, at: number): Promise<{ ok: true; version: MandateVersion } | { ok: false; reason: string }> {
+  if (!isRef(ref)) return { ok: false, reason: 'not a mandate reference {id, v}' };
+  if (!Number.isFinite(at)) return { ok: false, reason: 'no valid time to check the mandate at' };
+  const name = `mandate ${ref.id} v${ref.v}`;
+  const version = await readVersion(ctx.storage.db, ref.id, ref.v);
+  if (!version) return { ok: false, reason: `${name} does not exist` };
+  if (isDue(version, ctx.clock.now())) {
+    await observeExpiry(ctx, ref.id, ref.v);
+    return { ok: false, reason: `${name} expired at ${isoTime(version.terms.effectiveTo!)}` };
+  }
+  if (version.status !== 'active') return { ok: false, reason: `${name} is ${version.status}` };
+  if (at < version.terms.effectiveFrom) return { ok: false, reason: `${name} is not in effect before ${isoTime(version.terms.effectiveFrom)}` };
+  if (version.terms.effectiveTo !== null && at >= version.terms.effectiveTo) {
+    return { ok: false, reason: `${name} is not in effect from ${isoTime(version.terms.effectiveTo)}` };
+  }
+  return { ok: true, version };
+}
+
+/** A well-formed `{id, v}` (a token's claim is checked before it is used in a query). */
+export function isRef(ref: unknown): ref is MandateRef {
+  if (typeof ref !== 'object' || ref === null) return false;
+  const { id, v } = ref as Record<string, unknown>;
+  return typeof id === 'string' && id.length > 0 && id.length <= 64 && typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
+}

@@ -1,0 +1,53 @@
+/**
+ * The mandate store's tables (migration 0009_mandates). Times are epoch milliseconds; JSON
+ * columns are text.
+ *
+ * A mandate is a head row (`mandates`: which version is current) and its versions
+ * (`mandate_versions`, one row per version, never deleted). A version's terms never change after
+ * it is written; its lifecycle columns are each written once, by a conditional update that moves
+ * the status forward only (proposed → active → superseded | revoked | expired).
+ */
+export interface MandateTables {
+  mandates: {
+    /** The stable id the operator gives (apply file, admin API); tokens carry it as `mandate.id`. */
+    id: string;
+    /** The version in force or proposed now; older versions are superseded. */
+    current_version: number;
+    created_at: number;
+    updated_at: number;
+  };
+  mandate_versions: {
+    mandate_id: string;
+    /** 1, 2, ...: tokens carry it as `mandate.v`. */
+    version: number;
+    /** `lei` or `account`. */
+    grantor_kind: string;
+    grantor_id: string;
+    /** `lei`, `client` or `user` (a user's id, never the username). */
+    grantee_kind: string;
+    grantee_id: string;
+    /** JSON array of business-verb scopes, sorted. */
+    scopes: string;
+    /** JSON object: instrument_classes, venues, max_notional, regions, time_window (normalized). */
+    constraints: string;
+    legal_basis_reference: string;
+    legal_basis_text: string | null;
+    effective_from: number;
+    /** Null: open-ended. */
+    effective_to: number | null;
+    /** 'proposed' | 'active' | 'superseded' | 'revoked' | 'expired'. */
+    status: string;
+    created_at: number;
+    /** Who recorded this version (admin client, `cli:<user>`). */
+    created_by: string;
+    /** Who accepted on the grantee side, and when (both set together). */
+    accepted_by: string | null;
+    accepted_at: number | null;
+    superseded_at: number | null;
+    revoked_at: number | null;
+    revoked_by: string | null;
+    revoke_reason: string | null;
+    /** When the expiry (effective_to passed) was first observed. */
+    expired_at: number | null;
+  };
+}

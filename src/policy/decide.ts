@@ -1,0 +1,104 @@
+import { AuditGuardError } from '../audit/guard.ts';
+import type { AuditEvent } from '../audit/events.ts';
+import { epochSeconds } from '../clock.ts';
+import type { Context } from '../context.ts';
+import { evaluate, type CedarRequest } from './engine.ts';
+import { resolveRequest, uidText, type DecisionRequest } from './request.ts';
+
+/** A decision of the policy decision point. */
+export interface Decision {
+  allow: boolean;
+  /** The determining policies' `@id`s: the permits that allowed, or the forbids that denied (empty: no policy permits). */
+  reasons: string[];
+  /** The version of the policy set that decided (`none` when no set is active). */
+  policyVersion: string;
+  /** Why the request could not be evaluated cleanly; any error means deny. */
+  errors: string[];
+}
+
+/** Who asked, for the audit event. */
+export interface DecisionMeta {
+  requestId?: string;
+  txn?: string;
+  /** The client that asked (the PEP calling the AuthZEN API, or the client of a grant). */
+  caller?: string;
+  /** Where the decision was asked for: `authzen`, `token`, ... */
+  via?: string;
+}
+
+export type DecisionContextDeps = Pick<Context, 'policies' | 'entities' | 'clients' | 'resourceServers' | 'storage' | 'clock' | 'audit'>;
+
+/**
+ * The policy decision point (DESIGN §2 `policy/`): decides whether `principal` may do `action` on
+ * `resource` in `context` under the active policy set. Deny by default, forbid wins, and any error
+ * denies: no active set, a principal or resource Clearance does not know, a request the schema
+ * refuses, or a policy that erred while evaluating. Every decision, allow or deny, is a
+ * `policy.allowed` / `policy.denied` audit event with its reasons and policy version and the
+ * request as evaluated (so `clearance policy simulate` can replay it); the promise resolves once
+ * that event is durable. It rejects only when the audit log cannot be written: the caller then
+ * fails closed.
+ */
+export async function decide(ctx: DecisionContextDeps, request: DecisionRequest, meta: DecisionMeta = {}): Promise<Decision> {
+  const active = await ctx.policies.active();
+  let decision: Decision;
+  let evaluated: CedarRequest | undefined;
+  if (!active.set) {
+    decision = { allow: false, reasons: [], policyVersion: active.version ?? 'none', errors: [active.error] };
+  } else {
+    const resolved = await resolveRequest(ctx, request, epochSeconds(ctx.clock));
+    if (!resolved.ok) {
+      decision = { allow: false, reasons: [], policyVersion: active.set.version, errors: [resolved.error] };
+    } else {
+      evaluated = resolved.request;
+      decision = { ...evaluate(active.set, resolved.request), policyVersion: active.set.version };
+    }
+  }
+  return record(ctx, request, meta, decision, evaluated);
+}
+
+async function record(ctx: DecisionContextDeps, request: DecisionRequest, meta: DecisionMeta, decision: Decision, evaluated: CedarRequest | undefined): Promise<Decision> {
+  const event: AuditEvent = {
+    type: decision.allow ? 'policy.allowed' : 'policy.denied',
+    ...(meta.requestId ? { requestId: meta.requestId } : {}),
+    ...(meta.txn ? { txn: meta.txn } : {}),
+    ...(meta.caller ? { actor: meta.caller, client: meta.caller } : {}),
+    subject: request.principal.id,
+    ...(request.resource.type === 'ResourceServer' ? { audience: request.resource.id } : {}),
+    scopes: [request.action],
+    decision: { allow: decision.allow, reasons: auditReasons(decision), policyVersion: decision.policyVersion },
+    details: {
+      principal: uidText(evaluated?.principal ?? request.principal),
+      action: request.action,
+      resource: uidText(evaluated?.resource ?? request.resource),
+      ...(meta.via ? { via: meta.via } : {}),
+      ...(decision.errors.length ? { errors: decision.errors } : {}),
+      // The request exactly as evaluated (entities and context), for replay by `policy simulate`.
+      ...(evaluated ? { request: evaluated } : {}),
+    },
+  };
+  try {
+    await ctx.audit.record(event);
+    return decision;
+  } catch (error) {
+    if (!(error instanceof AuditGuardError)) throw error;
+    // The caller sent something the audit log never records (a token-shaped value) or too much of
+    // it: record the decision without the request, and deny, since it cannot be evidenced in full.
+    const denied: Decision = { ...decision, allow: false, errors: [...decision.errors, 'the request could not be recorded in the audit log in full'] };
+    await ctx.audit.record({
+      type: 'policy.denied',
+      ...(meta.requestId ? { requestId: meta.requestId } : {}),
+      ...(meta.txn ? { txn: meta.txn } : {}),
+      ...(meta.caller ? { actor: meta.caller, client: meta.caller } : {}),
+      decision: { allow: false, reasons: ['error'], policyVersion: decision.policyVersion },
+      details: { ...(meta.via ? { via: meta.via } : {}), errors: ['request withheld from the audit log: it held a secret-shaped value or was too large'] },
+    });
+    return denied;
+  }
+}
+
+/** The reasons an audit event gives: the determining policies, else why there were none. */
+function auditReasons(decision: Decision): string[] {
+  if (decision.errors.length) return [...decision.reasons, 'error'];
+  if (decision.reasons.length) return decision.reasons;
+  return decision.allow ? [] : ['no policy permits'];
+}

@@ -1,0 +1,277 @@
+import { createHash } from 'node:crypto';
+import {
+  checkParseSchema,
+  policyToJson,
+  preparsePolicySet,
+  preparseSchema,
+  statefulIsAuthorized,
+  validate,
+  type CedarValueJson,
+  type DetailedError,
+} from '@cedar-policy/cedar-wasm/nodejs';
+import { cedarSchema, schemaVersion } from './schema.ts';
+
+/**
+ * Cedar evaluation, without a database: compiling a policy set (parse, require ids, validate
+ * against the schema, preparse) and deciding one request against it, failing closed. Used by the
+ * server's decision function (decide.ts), `clearance policy test` and `policy simulate`.
+ *
+ * The wasm build for Node (`@cedar-policy/cedar-wasm/nodejs`, CommonJS, loads its .wasm
+ * synchronously) is used: the package's default ESM entry imports the .wasm as an ES module, which
+ * Node 24 flags as experimental.
+ */
+
+export interface EntityUid {
+  type: string;
+  id: string;
+}
+
+/** A Cedar entity in its JSON form (attribute values are Cedar JSON: `{ "__entity": ... }` for references). */
+export interface CedarEntity {
+  uid: EntityUid;
+  attrs: Record<string, CedarValueJson>;
+  parents: EntityUid[];
+}
+
+/** One authorization request as Cedar evaluates it: the entities it may look at travel with it. */
+export interface CedarRequest {
+  principal: EntityUid;
+  /** The action id: a scope such as `order:create` (type `Action`). */
+  action: string;
+  resource: EntityUid;
+  context: Record<string, CedarValueJson>;
+  entities: CedarEntity[];
+}
+
+/** The outcome of one evaluation. `allow` is true only when Cedar allowed AND nothing erred. */
+export interface Evaluation {
+  allow: boolean;
+  /** The determining policies' ids (`@id`): the permits that allowed, or the forbids that denied. */
+  reasons: string[];
+  /** Evaluation errors (a policy that erred is skipped by Cedar; here any error denies). */
+  errors: string[];
+}
+
+/** A file of policy text. */
+export interface PolicySource {
+  /** Shown in problems (a file name, or `policies[0].text`). */
+  name: string;
+  text: string;
+  /**
+   * Overlays (`policy simulate --candidate A --candidate B`): a policy of a higher layer replaces
+   * the one with the same `@id` from a lower layer; the same id twice in one layer is an error.
+   */
+  layer?: number;
+}
+
+/** Something wrong with a policy set, at a place in its source. */
+export interface PolicyProblem {
+  source: string;
+  /** 1-based; absent when the problem is not at one place. */
+  line?: number;
+  column?: number;
+  policyId?: string;
+  message: string;
+}
+
+export function formatPolicyProblem(problem: PolicyProblem): string {
+  const where = problem.line !== undefined ? `${problem.source}:${problem.line}:${problem.column}` : problem.source;
+  return `${where}: ${problem.policyId ? `policy "${problem.policyId}": ` : ''}${problem.message}`;
+}
+
+/** A policy set ready to evaluate (parsed and validated once, preparsed in the wasm module). */
+export interface CompiledPolicySet {
+  /** The version it was stored as (or a label for files under test). */
+  version: string;
+  /** SHA-256 (hex) of the sources. */
+  digest: string;
+  /** Policy ids in source order. */
+  policyIds: string[];
+  /** The id under which the wasm module holds it preparsed. */
+  readonly preparsedId: string;
+}
+
+/** `@id("...")`: every policy names itself, so reasons and audit events are readable and stable. */
+const policyIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+let schemaReady = false;
+
+/** Parses the schema into the wasm module once per process. */
+function ensureSchema(): void {
+  if (schemaReady) return;
+  const parsed = checkParseSchema(cedarSchema);
+  if (parsed.type !== 'success') throw new Error(`the Cedar schema does not parse: ${parsed.errors.map((e) => e.message).join('; ')}`);
+  const preparsed = preparseSchema(schemaVersion, cedarSchema);
+  if (preparsed.type !== 'success') throw new Error(`the Cedar schema does not preparse: ${preparsed.errors.map((e) => e.message).join('; ')}`);
+  schemaReady = true;
+}
+
+/** A policy's text and where it starts in its source. */
+interface Chunk {
+  source: PolicySource;
+  start: number;
+  text: string;
+}
+
+/**
+ * Splits policy text into policies at each top-level `;` (Cedar has no other use for it outside
+ * string literals and `//` comments), keeping offsets so problems point into the original file.
+ */
+export function splitPolicies(source: PolicySource): Chunk[] {
+  const chunks: Chunk[] = [];
+  const text = source.text;
+  let start = 0;
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    if (c === '"') {
+      i++;
+      while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+      i++;
+    } else if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === ';') {
+      chunks.push({ source, start, text: text.slice(start, i + 1) });
+      start = i + 1;
+      i++;
+    } else {
+      i++;
+    }
+  }
+  // Trailing text without a `;`: a policy cut short (an error) unless it is only comments and space.
+  const rest = text.slice(start);
+  if (rest.replace(/\/\/[^\n]*/g, '').trim() !== '') chunks.push({ source, start, text: rest });
+  return chunks;
+}
+
+function position(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text[i] === '\n') {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  return { line, column: offset - lineStart + 1 };
+}
+
+function problemAt(chunk: Chunk, error: DetailedError, policyId?: string): PolicyProblem {
+  const offset = chunk.start + (error.sourceLocations?.[0]?.start ?? leadingSpace(chunk.text));
+  const message = error.help ? `${error.message} (${error.help})` : error.message;
+  return { source: chunk.source.name, ...position(chunk.source.text, offset), ...(policyId ? { policyId } : {}), message };
+}
+
+function leadingSpace(text: string): number {
+  let i = 0;
+  for (;;) {
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+    if (text.startsWith('//', i)) while (i < text.length && text[i] !== '\n') i++;
+    else return i;
+  }
+}
+
+/** The digest of a set of sources (name and text), which identifies its compiled form. */
+export function digestSources(sources: readonly PolicySource[]): string {
+  const hash = createHash('sha256');
+  for (const s of sources) hash.update(`${s.layer ?? 0}:${s.name.length}:${s.name}${s.text.length}:${s.text}`);
+  return hash.digest('hex');
+}
+
+const compiledByDigest = new Map<string, CompiledPolicySet>();
+
+/**
+ * Compiles policy sources into one set: every policy parses, carries a unique `@id`, and
+ * validates against the schema in strict mode (so, for instance, an optional attribute is read
+ * only after a `has` test). Returns every problem with its source, line and column, or the set,
+ * preparsed in the wasm module under its digest (compiling the same sources again is free).
+ */
+export function compilePolicySet(version: string, sources: readonly PolicySource[]): { set?: CompiledPolicySet; problems: PolicyProblem[] } {
+  ensureSchema();
+  const digest = digestSources(sources);
+  const known = compiledByDigest.get(`${version}\n${digest}`);
+  if (known) return { set: known, problems: [] };
+
+  const problems: PolicyProblem[] = [];
+  const byId = new Map<string, Chunk>();
+  for (const source of sources) {
+    for (const chunk of splitPolicies(source)) {
+      const parsed = policyToJson(chunk.text);
+      if (parsed.type !== 'success') {
+        for (const error of parsed.errors) problems.push(problemAt(chunk, error));
+        continue;
+      }
+      const id = parsed.json.annotations?.id;
+      if (id === undefined) {
+        problems.push(problemAt(chunk, { message: 'has no @id("...") annotation; every policy needs a unique id', help: null, code: null, url: null, severity: null }));
+      } else if (!policyIdPattern.test(id)) {
+        problems.push(problemAt(chunk, { message: `@id "${id}" must be 1–128 letters, digits and . _ : -`, help: null, code: null, url: null, severity: null }));
+      } else if (byId.has(id) && (byId.get(id)!.source.layer ?? 0) < (source.layer ?? 0)) {
+        byId.set(id, chunk);
+      } else if (byId.has(id)) {
+        const first = byId.get(id)!;
+        const at = position(first.source.text, first.start + leadingSpace(first.text));
+        problems.push(problemAt(chunk, { message: `@id "${id}" is also used at ${first.source.name}:${at.line}:${at.column}`, help: null, code: null, url: null, severity: null }));
+      } else {
+        byId.set(id, chunk);
+      }
+    }
+  }
+  if (problems.length) return { problems };
+
+  const staticPolicies = Object.fromEntries([...byId].map(([id, chunk]) => [id, chunk.text]));
+  const validation = validate({ schema: cedarSchema, policies: { staticPolicies }, validationSettings: { mode: 'strict' } });
+  if (validation.type !== 'success') {
+    return { problems: validation.errors.map((e) => ({ source: sources.map((s) => s.name).join(', '), message: e.message })) };
+  }
+  // The validator checks a policy once per action it may apply to: report each problem once.
+  const seen = new Set<string>();
+  for (const { policyId, error } of validation.validationErrors) {
+    const chunk = byId.get(policyId);
+    const general = { ...error, message: error.message.replace(/ for Action::"[^"]*"/g, '').replace(/^for policy `[^`]*`, /, '') };
+    const problem = chunk ? problemAt(chunk, general, policyId) : { source: sources.map((s) => s.name).join(', '), policyId, message: general.message };
+    const key = `${policyId}\n${problem.line}:${problem.column}\n${problem.message}`;
+    if (!seen.has(key)) problems.push(problem);
+    seen.add(key);
+  }
+  if (problems.length) return { problems };
+
+  const preparsedId = `${version}\n${digest}`;
+  const preparsed = preparsePolicySet(preparsedId, { staticPolicies });
+  if (preparsed.type !== 'success') {
+    return { problems: preparsed.errors.map((e) => ({ source: sources.map((s) => s.name).join(', '), message: e.message })) };
+  }
+  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId };
+  compiledByDigest.set(preparsedId, set);
+  return { set, problems: [] };
+}
+
+/**
+ * Decides one request, failing closed: deny by default (no permit applies), forbid wins, and ANY
+ * error denies — a request that does not match the schema (unknown action, a context attribute of
+ * the wrong type, an entity that does not conform), or an error while evaluating a policy (Cedar
+ * skips a policy that errs, which would let a request through when the skipped policy was a
+ * forbid). Never throws for a bad request.
+ */
+export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluation {
+  ensureSchema();
+  let answer;
+  try {
+    answer = statefulIsAuthorized({
+      principal: request.principal,
+      action: { type: 'Action', id: request.action },
+      resource: request.resource,
+      context: request.context,
+      entities: request.entities,
+      preparsedSchemaName: schemaVersion,
+      preparsedPolicySetId: set.preparsedId,
+      validateRequest: true,
+    });
+  } catch (error) {
+    return { allow: false, reasons: [], errors: [`the policy engine failed: ${(error as Error).message}`] };
+  }
+  if (answer.type !== 'success') return { allow: false, reasons: [], errors: answer.errors.map((e) => e.message) };
+  const { decision, diagnostics } = answer.response;
+  const errors = diagnostics.errors.map((e) => `policy "${e.policyId}": ${e.error.message}`);
+  return { allow: decision === 'allow' && errors.length === 0, reasons: [...diagnostics.reason].sort(), errors };
+}

@@ -1,0 +1,179 @@
+import type { CedarValueJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { Context } from '../context.ts';
+import type { EntitySnapshot } from '../entities/directory.ts';
+import { findUser } from '../identity/users.ts';
+import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
+import type { PrincipalType, ResourceType } from './schema.ts';
+
+/** The mandate a request is made under, with its constraints (the Mandate type of the schema). */
+export interface MandateContext {
+  id: string;
+  version: number;
+  scopes?: string[];
+  instrument_classes?: string[];
+  venues?: string[];
+  regions?: string[];
+  max_notional?: number;
+  currency?: string;
+}
+
+/** What the caller knows about the request (the RequestContext type of the schema, less `time`). */
+export interface DecisionContext {
+  region?: string;
+  acr?: string;
+  kyc_status?: string;
+  suitability?: string[];
+  risk?: number;
+  notional?: number;
+  currency?: string;
+  instrument_class?: string;
+  venue?: string;
+  mandate?: MandateContext;
+}
+
+export const decisionContextFields = ['region', 'acr', 'kyc_status', 'suitability', 'risk', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
+
+/**
+ * A decision request in Clearance's terms. Principal and resource are named by id; their
+ * attributes come from Clearance's own records (users, clients, the entity model, resource
+ * servers), never from the caller — except an instrument's, which Clearance does not keep.
+ */
+export interface DecisionRequest {
+  /** `User` by user id (the `sub` of their tokens); `Client` or `Agent` by client_id. */
+  principal: { type: PrincipalType; id: string };
+  /** A scope such as `order:create`. */
+  action: string;
+  /** `ResourceServer` by identifier, `Account` by id, `Instrument` by id with its class (and venue). */
+  resource: { type: ResourceType; id: string; instrument_class?: string; venue?: string };
+  context?: DecisionContext;
+}
+
+export type Resolution = { ok: true; request: CedarRequest } | { ok: false; error: string };
+
+type Stores = Pick<Context, 'storage' | 'clients' | 'resourceServers' | 'entities'>;
+
+const ref = (type: string, id: string): CedarValueJson => ({ __entity: { type, id } });
+
+/** `Type::"id"`, as Cedar writes an entity and as audit events name one. */
+export function uidText(uid: EntityUid): string {
+  return `${uid.type}::${JSON.stringify(uid.id)}`;
+}
+
+/**
+ * Builds the Cedar request: the principal, resource and the entities they are members of (desks,
+ * legal entities), with attributes from Clearance's records; the context with `time` (Clearance's
+ * clock, epoch seconds) and, for a person, their own KYC status and suitability (their record wins
+ * over what the caller sent). A principal or resource Clearance does not know is not resolved
+ * (the decision is a deny).
+ */
+export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowSeconds: number): Promise<Resolution> {
+  const snapshot = await ctx.entities.snapshot();
+  const entities = new Map<string, CedarEntity>();
+  const add = (entity: CedarEntity) => entities.set(uidText(entity.uid), entity);
+  const context: Record<string, CedarValueJson> = { ...(request.context as Record<string, CedarValueJson> | undefined), time: nowSeconds };
+
+  let principal: EntityUid;
+  if (request.principal.type === 'User') {
+    const user = await findUser(ctx, request.principal.id);
+    if (!user) return { ok: false, error: `no user ${request.principal.id}` };
+    principal = { type: 'User', id: user.id };
+    const productClasses = new Set<string>();
+    const jurisdictions = new Set<string>();
+    for (const desk of user.desks) {
+      const known = snapshot.desks.get(desk);
+      if (!known) continue;
+      known.desk.product_classes.forEach((c) => productClasses.add(c));
+      jurisdictions.add(snapshot.legalEntities.get(known.lei)!.jurisdiction);
+      addDesk(add, snapshot, desk);
+    }
+    const kyc = typeof user.attributes.kyc_status === 'string' ? user.attributes.kyc_status : 'none';
+    const suitability = Array.isArray(user.attributes.suitability) ? user.attributes.suitability : [];
+    const category = user.attributes.client_category;
+    add({
+      uid: principal,
+      attrs: {
+        status: user.status,
+        kyc_status: kyc,
+        suitability,
+        product_classes: [...productClasses].sort(),
+        jurisdictions: [...jurisdictions].sort(),
+        ...(typeof category === 'string' ? { client_category: category } : {}),
+      },
+      parents: user.desks.map((d) => ({ type: 'Desk', id: d })),
+    });
+    context.kyc_status = kyc;
+    context.suitability = suitability;
+  } else {
+    const client = await ctx.clients.get(request.principal.id);
+    if (!client) return { ok: false, error: `no client ${request.principal.id}` };
+    const m = client.metadata;
+    // The registered kind decides the type: a trading algorithm is always an Agent.
+    principal = { type: m.kind === 'agent' ? 'Agent' : 'Client', id: m.client_id };
+    const owner = m.owner_lei ? snapshot.legalEntities.get(m.owner_lei) : undefined;
+    if (m.owner_lei) addLegalEntity(add, snapshot, m.owner_lei);
+    add({
+      uid: principal,
+      attrs: { kind: m.kind, ...(m.owner_lei ? { owner_lei: m.owner_lei } : {}), ...(owner ? { jurisdiction: owner.jurisdiction } : {}) },
+      parents: m.owner_lei ? [{ type: 'LegalEntity', id: m.owner_lei }] : [],
+    });
+  }
+
+  let resource: EntityUid;
+  const r = request.resource;
+  if (r.type === 'ResourceServer') {
+    const server = await ctx.resourceServers.get(r.id);
+    if (!server) return { ok: false, error: `no resource server ${r.id}` };
+    resource = { type: 'ResourceServer', id: server.identifier };
+    add({ uid: resource, attrs: { identifier: server.identifier, scopes: server.scopes }, parents: [] });
+  } else if (r.type === 'Account') {
+    const known = snapshot.accounts.get(r.id);
+    if (!known) return { ok: false, error: `no account ${r.id}` };
+    const { account, lei } = known;
+    const entity = snapshot.legalEntities.get(lei)!;
+    resource = { type: 'Account', id: account.id };
+    addLegalEntity(add, snapshot, lei);
+    if (account.desk) addDesk(add, snapshot, account.desk);
+    add({
+      uid: resource,
+      attrs: {
+        legal_entity: ref('LegalEntity', lei),
+        jurisdiction: entity.jurisdiction,
+        home_region: entity.home_region,
+        region: account.region,
+        ...(account.desk ? { desk: ref('Desk', account.desk) } : {}),
+      },
+      parents: [...(account.desk ? [{ type: 'Desk', id: account.desk }] : []), { type: 'LegalEntity', id: lei }],
+    });
+  } else {
+    const instrumentClass = r.instrument_class ?? request.context?.instrument_class;
+    if (instrumentClass === undefined) return { ok: false, error: `instrument ${r.id} has no instrument_class` };
+    const known = snapshot.instrumentClasses.get(instrumentClass);
+    if (!known) return { ok: false, error: `"${instrumentClass}" is not a declared instrument class` };
+    const venue = r.venue ?? request.context?.venue;
+    resource = { type: 'Instrument', id: r.id };
+    add({ uid: resource, attrs: { instrument_class: instrumentClass, complex: known.complex, ...(venue !== undefined ? { venue } : {}) }, parents: [] });
+  }
+  return { ok: true, request: { principal, action: request.action, resource, context, entities: [...entities.values()] } };
+}
+
+function addLegalEntity(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, lei: string): void {
+  const entity = snapshot.legalEntities.get(lei);
+  if (!entity) return;
+  add({
+    uid: { type: 'LegalEntity', id: lei },
+    attrs: { lei, jurisdiction: entity.jurisdiction, home_region: entity.home_region, roles: entity.roles },
+    parents: [],
+  });
+}
+
+function addDesk(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, id: string): void {
+  const known = snapshot.desks.get(id);
+  if (!known) return;
+  const entity = snapshot.legalEntities.get(known.lei)!;
+  addLegalEntity(add, snapshot, known.lei);
+  add({
+    uid: { type: 'Desk', id },
+    attrs: { legal_entity: ref('LegalEntity', known.lei), jurisdiction: entity.jurisdiction, product_classes: known.desk.product_classes },
+    parents: [{ type: 'LegalEntity', id: known.lei }],
+  });
+}

@@ -1,0 +1,123 @@
+/**
+ * The Cedar schema every policy set is validated against (strict mode) and every request is
+ * checked against: Clearance's entities (DESIGN §3) and its business-verb scopes as actions.
+ * docs/policy.md describes it for policy authors; `request.ts` builds entities of these shapes.
+ */
+
+/** Action groups: `action in Action::"trading"` names every trading scope at once. */
+export const actionGroups = {
+  trading: ['order:create', 'order:cancel', 'order:amend', 'rfq:send'],
+  post_trade: ['allocation:propose', 'allocation:approve', 'settlement:submit', 'settlement:amend'],
+  read: ['position:view', 'report:view', 'report:export', 'marketdata:read'],
+} as const;
+
+/** Every action (scope) a request may name: the scope vocabulary of DESIGN §3. */
+export const policyActions: readonly string[] = Object.values(actionGroups).flat();
+
+export const principalTypes = ['User', 'Client', 'Agent'] as const;
+export type PrincipalType = (typeof principalTypes)[number];
+export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as const;
+export type ResourceType = (typeof resourceTypes)[number];
+
+/** Bumped when the schema changes in a way that can invalidate stored policy sets. */
+export const schemaVersion = 'clearance-policy-schema-1';
+
+const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
+
+// A firm (DESIGN §3). Desks, accounts, clients and agents are members ("in") of their legal entity.
+entity LegalEntity = {
+  lei: String,
+  jurisdiction: String,          // ISO 3166-1 alpha-2
+  home_region: String,
+  roles: Set<String>,            // broker, arranger, clearing, custodian, venue, asset_manager
+};
+
+entity Desk in [LegalEntity] = {
+  legal_entity: LegalEntity,
+  jurisdiction: String,          // the legal entity's
+  product_classes: Set<String>,  // instrument classes the desk trades
+};
+
+// A person; a member of each of their desks.
+entity User in [Desk] = {
+  status: String,                // active | locked
+  kyc_status: String,            // pending | verified | rejected | expired | none
+  suitability: Set<String>,      // instrument classes the person is assessed suitable for
+  product_classes: Set<String>,  // every product class of the person's desks
+  jurisdictions: Set<String>,    // the jurisdictions of the legal entities of the person's desks
+  client_category?: String,
+};
+
+// An OAuth client of kind service or app; a member of its owning legal entity.
+entity Client in [LegalEntity] = {
+  kind: String,
+  owner_lei?: String,
+  jurisdiction?: String,         // the owning legal entity's, when it is known
+};
+
+// An OAuth client of kind agent: a trading algorithm.
+entity Agent in [LegalEntity] = {
+  kind: String,
+  owner_lei?: String,
+  jurisdiction?: String,
+};
+
+entity ResourceServer = {
+  identifier: String,
+  scopes: Set<String>,
+};
+
+// An account; a member of its legal entity and of its desk.
+entity Account in [Desk, LegalEntity] = {
+  legal_entity: LegalEntity,
+  jurisdiction: String,          // the legal entity's
+  home_region: String,           // the legal entity's
+  region: String,                // where the account's data resides
+  desk?: Desk,
+};
+
+entity Instrument = {
+  instrument_class: String,
+  complex: Bool,                 // from the instrument class (instrument_classes[].complex)
+  venue?: String,
+};
+
+// The mandate a request is made under (src/mandates), with the constraints it carries.
+type Mandate = {
+  id: String,
+  version: Long,
+  scopes?: Set<String>,
+  instrument_classes?: Set<String>,
+  venues?: Set<String>,
+  regions?: Set<String>,
+  max_notional?: Long,
+  currency?: String,
+};
+
+type RequestContext = {
+  time: Long,                    // when the decision is made, set by Clearance
+  region?: String,               // where the request is served / the data would go
+  acr?: String,                  // authentication context class of the person
+  kyc_status?: String,           // the principal's (a person's own, from their record), or the end client's
+  suitability?: Set<String>,
+  risk?: Long,                   // 0 (none) to 100
+  notional?: Long,
+  currency?: String,             // ISO 4217
+  instrument_class?: String,
+  venue?: String,
+  mandate?: Mandate,
+};
+`;
+
+function actionsText(): string {
+  const principals = principalTypes.join(', ');
+  const resources = resourceTypes.join(', ');
+  const groups = Object.keys(actionGroups).map((g) => `action "${g}";`);
+  const actions = Object.entries(actionGroups).flatMap(([group, scopes]) =>
+    scopes.map((scope) => `action "${scope}" in ["${group}"] appliesTo { principal: [${principals}], resource: [${resources}], context: RequestContext };`),
+  );
+  return [...groups, ...actions].join('\n');
+}
+
+/** The schema in Cedar's human-readable format. */
+export const cedarSchema = `${entities}\n${actionsText()}\n`;

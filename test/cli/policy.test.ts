@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { stringify } from 'yaml';
+import { main } from '../../src/cli/main.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { decide } from '../../src/policy/decide.ts';
+import { openContext } from '../../src/server.ts';
+import { exampleEntitiesFile, examplePoliciesDir, peopleAndClients, userId } from '../policy/fixture.ts';
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, env, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'clearance-policy-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('clearance policy test', () => {
+  test('passes on the example policies without a database or a configuration', async (t) => {
+    const dir = tempDir(t);
+    // A data directory that is never created (no database is opened), and a configuration the
+    // server would refuse (production without an https issuer or a master key): neither is read.
+    const env = { CLEARANCE_DATA_DIR: join(dir, 'never-created'), CLEARANCE_MODE: 'production' };
+    const result = await run(['policy', 'test', examplePoliciesDir], env);
+    assert.equal(result.code, 0, result.err);
+    assert.match(result.out, /^\d+ cases: (\d+) passed, 0 failed \(18 policies in 7 files\)$/);
+    assert.throws(() => readFileSync(join(dir, 'never-created', 'clearance.db')));
+  });
+
+  test('exits 1 listing each mismatch (cases in JSON too)', async (t) => {
+    const dir = tempDir(t);
+    cpSync(examplePoliciesDir, dir, { recursive: true });
+    writeFileSync(
+      join(dir, 'tests', 'wrong.json'),
+      JSON.stringify({
+        cases: [
+          { name: 'expects the wrong decision', principal: 'User::"alice"', action: 'order:create', resource: 'Instrument::"EURUSD"', context: { notional: 100 }, expect: 'deny' },
+          { name: 'expects the wrong reason', principal: 'User::"bob"', action: 'rfq:send', resource: 'Instrument::"BTC-USD"', expect: 'deny', reasons: ['some-other-policy'] },
+          { name: 'right', principal: 'User::"bob"', action: 'rfq:send', resource: 'Instrument::"BTC-USD"', expect: 'deny' },
+        ],
+      }),
+    );
+    const result = await run(['policy', 'test', dir]);
+    assert.equal(result.code, 1);
+    const lines = result.err.split('\n');
+    assert.equal(lines.length, 3, result.err);
+    assert.match(lines[0]!, /^FAIL .*wrong\.json cases\[0\] "expects the wrong decision": expected deny, got allow by desk-trades-its-product-classes$/);
+    assert.match(lines[1]!, /^FAIL .*wrong\.json cases\[1\] "expects the wrong reason": expected deny by some-other-policy, got deny by kyc-verified-to-trade$/);
+    assert.match(lines[2]!, /^\d+ cases: \d+ passed, 2 failed/);
+  });
+
+  test('exits 1 with file, line and column for an invalid policy, and with paths for invalid cases', async (t) => {
+    const dir = tempDir(t);
+    cpSync(examplePoliciesDir, dir, { recursive: true });
+    writeFileSync(join(dir, 'broken.cedar'), '// a broken rule\n@id("broken")\nforbid (principal, action, resource)\n  when { context.notional > 1 };\n');
+    const invalid = await run(['policy', 'test', dir]);
+    assert.equal(invalid.code, 1);
+    assert.match(invalid.err, /broken\.cedar:4:10: policy "broken": unable to guarantee safety of access to optional attribute `notional`/);
+
+    rmSync(join(dir, 'broken.cedar'));
+    writeFileSync(join(dir, 'tests', 'bad.yaml'), stringify({ cases: [{ name: 'x', principal: 'alice', action: 'order:create', resource: 'Instrument::"EURUSD"', expect: 'maybe' }] }));
+    const cases = await run(['policy', 'test', dir]);
+    assert.equal(cases.code, 1);
+    assert.match(cases.err, /bad\.yaml: cases\[0\]\.principal: must be an entity such as User::"alice"/);
+    assert.match(cases.err, /bad\.yaml: cases\[0\]\.expect: must be one of allow, deny/);
+  });
+});
+
+describe('clearance policy add, activate, list and simulate', () => {
+  test('stores a version, activates it with a second person, and shows the decisions a lower limit would flip', async (t) => {
+    const dir = tempDir(t);
+    const env: NodeJS.ProcessEnv = { CLEARANCE_DATA_DIR: join(dir, 'data'), CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex') };
+    writeFileSync(join(dir, 'people.json'), JSON.stringify(peopleAndClients));
+    assert.equal((await run(['apply', '-f', exampleEntitiesFile], env)).code, 0);
+    assert.equal((await run(['apply', '-f', join(dir, 'people.json')], env)).code, 0);
+
+    const added = await run(['policy', 'add', examplePoliciesDir, '--version', '2026-01.1', '--change-ref', 'CHG-2026-001', '--author', 'alice'], env);
+    assert.equal(added.code, 0, added.err);
+    assert.match(added.out, /^created   policy set 2026-01\.1 \(not active/);
+
+    const selfApproved = await run(['policy', 'activate', '2026-01.1', '--approver', 'alice'], env);
+    assert.equal(selfApproved.code, 1);
+    assert.match(selfApproved.err, /the approver must not be the author/);
+    const activated = await run(['policy', 'activate', '2026-01.1', '--approver', 'bob'], env);
+    assert.equal(activated.code, 0, activated.err);
+    assert.equal(activated.out, 'activated policy set 2026-01.1 (approved by bob)');
+    const listed = await run(['policy', 'list'], env);
+    assert.match(listed.out, /^\* 2026-01\.1  author alice  approver bob  CHG-2026-001  created /);
+
+    // The server decides some FX orders (recorded in the audit log).
+    const ctx = await openContext(loadConfig(env), { log: createLogger('silent') });
+    try {
+      const alice = await userId(ctx, 'alice');
+      for (const notional of [5_000_000, 20_000_000, 40_000_000, 60_000_000]) {
+        await decide(ctx, {
+          principal: { type: 'User', id: alice },
+          action: 'order:create',
+          resource: { type: 'Instrument', id: 'EURUSD', instrument_class: 'fx' },
+          context: { notional },
+        });
+      }
+      await decide(ctx, { principal: { type: 'Client', id: 'risk-engine' }, action: 'position:view', resource: { type: 'Account', id: 'GB-FX-001' }, context: { region: 'uk' } });
+      await decide(ctx, { principal: { type: 'User', id: 'nobody' }, action: 'order:create', resource: { type: 'Instrument', id: 'X', instrument_class: 'fx' } });
+    } finally {
+      await (ctx.audit as { close?: () => Promise<void> }).close?.();
+      await ctx.storage.close();
+    }
+
+    const same = await run(['policy', 'simulate', '--candidate', examplePoliciesDir], env);
+    assert.equal(same.code, 0, same.err);
+    assert.equal(same.out, `replayed 5 of the last 6 decisions against ${examplePoliciesDir}: 0 would flip (0 allow -> deny, 0 deny -> allow); 1 recorded without their request were not replayed`);
+
+    const lower = join(examplePoliciesDir, 'candidates', 'lower-limit.cedar');
+    const simulated = await run(['policy', 'simulate', '--candidate', examplePoliciesDir, '--candidate', lower, '--last', '100'], env);
+    assert.equal(simulated.code, 0, simulated.err);
+    const lines = simulated.out.split('\n');
+    assert.equal(lines.length, 3, simulated.out);
+    for (const line of lines.slice(0, 2)) {
+      assert.match(line, /^allow \(desk-trades-its-product-classes @ 2026-01\.1\) -> deny \(limit-fx-spot-desk-fx\)  \S+  User::"[0-9a-f-]+" order:create Instrument::"EURUSD"  event [0-9a-f-]+$/);
+    }
+    assert.match(lines[2]!, /: 2 would flip \(2 allow -> deny, 0 deny -> allow\)/);
+
+    // --last counts the newest decisions only.
+    const newest = await run(['policy', 'simulate', '--candidate', examplePoliciesDir, '--candidate', lower, '--last', '3'], env);
+    assert.match(newest.out, /^replayed 2 of the last 3 decisions .*: 0 would flip/m);
+
+    const invalid = join(dir, 'invalid.cedar');
+    writeFileSync(invalid, 'permit (principal, action, resource);');
+    const refused = await run(['policy', 'simulate', '--candidate', invalid], env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /invalid\.cedar:1:1: has no @id/);
+  });
+});

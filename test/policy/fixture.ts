@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { executeApply, planApply } from '../../src/apply/index.ts';
+import { parseDocument } from '../../src/apply/parse.ts';
+import type { Context } from '../../src/context.ts';
+import { readPolicySources } from '../../src/policy/testing.ts';
+import { formatProblem } from '../../src/validation.ts';
+import { testContext, type TestContextOptions, type TestServerContext } from '../helpers/storage.ts';
+
+export const examplePoliciesDir = fileURLToPath(new URL('../../examples/policies', import.meta.url));
+export const exampleEntitiesFile = fileURLToPath(new URL('../../examples/entities.yaml', import.meta.url));
+
+/** The example policy files as one policy set text. */
+export function examplePolicyText(): string {
+  return readPolicySources(examplePoliciesDir)
+    .map((s) => s.text)
+    .join('\n');
+}
+
+/** The example entity model (examples/entities.yaml) as an apply document. */
+export function exampleEntities(): Record<string, unknown> {
+  const parsed = parseDocument(readFileSync(exampleEntitiesFile, 'utf8'), 'entities.yaml');
+  assert.deepEqual(parsed.problems, []);
+  return parsed.value as Record<string, unknown>;
+}
+
+export const ordersApi = 'https://orders.example.com/api';
+
+/** People, clients and a resource server that match the example entities. */
+export const peopleAndClients = {
+  resource_servers: [{ identifier: ordersApi, scopes: ['order:create', 'order:cancel', 'order:amend', 'rfq:send', 'position:view', 'report:export'] }],
+  clients: [
+    { client_id: 'risk-engine', kind: 'service', owner_lei: '5493001KJTIIGC8Y1R12', grant_types: ['client_credentials'], scope: 'position:view' },
+    { client_id: 'algo-fx-1', kind: 'agent', owner_lei: '5493001KJTIIGC8Y1R12', grant_types: ['client_credentials'], scope: 'order:create' },
+    { client_id: 'order-gateway', kind: 'service', grant_types: ['client_credentials'], scope: 'access:evaluate' },
+    { client_id: 'no-pdp-access', kind: 'service', grant_types: ['client_credentials'], scope: 'order:create' },
+  ],
+  users: [
+    { username: 'alice', desks: ['fx-spot', 'rates'], attributes: { kyc_status: 'verified', suitability: ['fx', 'rates', 'rates_derivatives'] } },
+    { username: 'bob', desks: ['crypto'], attributes: { kyc_status: 'pending', suitability: ['crypto'] } },
+    { username: 'carol', desks: ['crypto'], attributes: { kyc_status: 'verified', suitability: ['crypto'] } },
+  ],
+};
+
+/** Applies a document, failing the test on problems; returns generated secrets. */
+export async function applyDocument(ctx: Context, document: Record<string, unknown>, actor = 'test'): Promise<Record<string, string>> {
+  const { plan, problems } = await planApply(ctx, document);
+  if (!plan) assert.fail(problems.map(formatProblem).join('\n'));
+  return (await executeApply(ctx, plan, { actor, via: 'cli' })).secrets;
+}
+
+/** A user's id (the `sub`), by username. */
+export async function userId(ctx: Context, username: string): Promise<string> {
+  const row = await ctx.storage.db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/**
+ * A context with the example entity model, people and clients, and the example policies stored
+ * as version `v1` and activated (author alice.author, approver bob.approver).
+ */
+export async function policyContext(t: Pick<TestContext, 'after'>, options: TestContextOptions = {}): Promise<TestServerContext & { secrets: Record<string, string> }> {
+  const server = await testContext({ t, ...options });
+  const secrets = await applyDocument(server.ctx, { ...exampleEntities(), ...peopleAndClients });
+  await applyDocument(server.ctx, {
+    policies: [{ version: 'v1', text: examplePolicyText(), change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }],
+  });
+  return { ...server, secrets };
+}
