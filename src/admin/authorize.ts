@@ -4,6 +4,7 @@ import { resourceRequest } from '../http/oauth-request.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import { authenticateResourceRequest, challenge } from '../tokens/resource-access.ts';
 import { RevocationList } from '../tokens/revocation.ts';
+import { isGrantActive } from '../authorization/consent.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -32,6 +33,10 @@ export function requireAdmin(ctx: Context, scope: 'admin:read' | 'admin:write' |
     const { claims, scheme } = access;
     if (claims.aud !== audience) throw challenge(scheme, 'invalid_token', 'the access token is not for the admin API');
     if (await revoked.isRevoked(claims.jti)) throw challenge(scheme, 'invalid_token', 'the access token was revoked');
+    // A token issued for a person dies with their consent grant, here as at introspection.
+    if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) {
+      throw challenge(scheme, 'invalid_token', 'the access token\'s grant was revoked');
+    }
     if (!claims.scope?.split(' ').includes(scope)) {
       throw challenge(scheme, 'insufficient_scope', `the ${scope} scope is required`, { scope });
     }

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /**
- * Headers on every response. Pages that render HTML set their own CSP on top (with nonces); the
- * default forbids everything, including framing (RFC 9700 §4.16).
+ * Headers on every response. Pages that render HTML set their own CSP (src/ui/respond.ts: no script
+ * at all, own stylesheet only); the default forbids everything, including framing (RFC 9700 §4.16).
  */
 export async function securityHeaders(_request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
   reply.header('x-content-type-options', 'nosniff');
