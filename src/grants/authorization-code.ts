@@ -9,7 +9,7 @@ import { OAuthError } from '../oauth-error.ts';
 import { mintIdToken } from '../tokens/id-token.ts';
 import type { Database } from '../storage/schema.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
-import { chooseAccessTarget, mintUserAccessToken, requireBinding, type TokenBasis } from '../tokens/user-tokens.ts';
+import { chooseAccessTarget, mintUserAccessToken, requireBinding, tokenBasis, type TokenBasis } from '../tokens/user-tokens.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { senderBinding, type SenderBinding } from '../tokens/binding.ts';
 import type { Grant, GrantResult, TokenResponse } from './grant.ts';
@@ -61,18 +61,7 @@ export const authorizationCode: Grant = {
     if (!code.grantActive) throw invalidGrant('the grant was revoked');
 
     const p = code.payload;
-    const basis: TokenBasis = {
-      userId: code.userId,
-      clientId,
-      grantId: code.grantId,
-      ...(p.resource !== undefined ? { resource: p.resource } : {}),
-      scopes: p.scopes,
-      oidcScopes: p.oidcScopes,
-      authorizationDetails: p.authorizationDetails,
-      authTime: p.authTime,
-      acr: p.acr,
-      amr: p.amr,
-    };
+    const basis = tokenBasis({ userId: code.userId, clientId, grantId: code.grantId }, p);
     // RFC 9449 §10: the code is bound to the key of PAR's proof or dpop_jkt; the proof here must be of it.
     if (p.dpopJkt !== undefined && dpop?.jkt !== p.dpopJkt) {
       throw invalidGrant(dpop ? 'DPoP proof key differs from the key the code is bound to' : 'code bound to a DPoP key, no DPoP proof', 'the authorization code is bound to a DPoP key; send a proof of that key');

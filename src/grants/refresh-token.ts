@@ -9,7 +9,7 @@ import {
   rotateRefreshToken,
   type StoredRefreshToken,
 } from '../tokens/refresh-tokens.ts';
-import { chooseAccessTarget, requireBinding, type TokenBasis } from '../tokens/user-tokens.ts';
+import { chooseAccessTarget, requireBinding, tokenBasis } from '../tokens/user-tokens.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { senderBinding } from '../tokens/binding.ts';
 import { issueTokens } from './authorization-code.ts';
@@ -65,18 +65,7 @@ export const refreshToken: Grant = {
     }
 
     const p = stored.payload;
-    const basis: TokenBasis = {
-      userId: stored.userId,
-      clientId,
-      grantId: stored.grantId,
-      ...(p.resource !== undefined ? { resource: p.resource } : {}),
-      scopes: p.scopes,
-      oidcScopes: p.oidcScopes,
-      authorizationDetails: p.authorizationDetails,
-      authTime: p.authTime,
-      acr: p.acr,
-      amr: p.amr,
-    };
+    const basis = tokenBasis({ userId: stored.userId, clientId, grantId: stored.grantId }, p);
     const target = await chooseAccessTarget(ctx, basis, params.all('resource'), params.get('scope'));
     const binding = senderBinding({ dpop, certificateThumbprint: authenticated.certificateThumbprint });
     requireBinding(target, binding, isFapi2(ctx.config, authenticated.client));

@@ -23,6 +23,23 @@ export interface TokenBasis {
   amr: string[];
 }
 
+/** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr'>;
+
+/** The basis of tokens issued from a stored code or refresh token. */
+export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
+  return {
+    ...parties,
+    ...(p.resource !== undefined ? { resource: p.resource } : {}),
+    scopes: p.scopes,
+    oidcScopes: p.oidcScopes,
+    authorizationDetails: p.authorizationDetails,
+    authTime: p.authTime,
+    acr: p.acr,
+    amr: p.amr,
+  };
+}
+
 /** The one audience of an access token and what it carries. */
 export interface AccessTarget {
   audience: string;
