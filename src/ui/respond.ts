@@ -2,6 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Context } from '../context.ts';
 import { issuerPath } from '../endpoints/endpoint.ts';
 import { errorPage } from './error.ts';
+import { OAuthError } from '../oauth-error.ts';
+import { PasswordHasherBusyError } from '../identity/passwords.ts';
 import type { SafeHtml } from './html.ts';
 
 /**
@@ -66,4 +68,35 @@ export function sendErrorPage(ctx: Pick<Context, 'config'>, request: FastifyRequ
     page: errorPage({ base: issuerPath(ctx.config.issuer), title: options.title, message: options.message, reference: request.id }),
     ...(options.headers ? { headers: options.headers } : {}),
   });
+}
+
+/** RFC 9110 §15.4.4 and RFC 9700 §4.12: 303 after a form POST, so the browser follows with a GET and never re-posts it. */
+export function seeOther(reply: FastifyReply, location: string): FastifyReply {
+  return reply.code(303).header('location', location).header('cache-control', 'no-store').send();
+}
+
+/**
+ * Runs a handler; an error becomes an error page, never JSON (a person is looking at it): an
+ * OAuthError keeps its status and public description, a busy password hasher is 503, anything
+ * else 500 with no detail (logged with the request id).
+ */
+export async function guarded(ctx: Context, request: FastifyRequest, reply: FastifyReply, handler: () => Promise<FastifyReply>): Promise<FastifyReply> {
+  try {
+    return await handler();
+  } catch (error) {
+    if (error instanceof OAuthError && error.status < 500) {
+      if (error.detail) request.log.info({ error: error.error, detail: error.detail }, 'interaction refused');
+      return sendErrorPage(ctx, request, reply, {
+        status: error.status,
+        title: 'This request cannot continue',
+        message: error.description ?? 'Return to the application and start again.',
+        headers: { ...error.headers },
+      });
+    }
+    if (error instanceof PasswordHasherBusyError) {
+      return sendErrorPage(ctx, request, reply, { status: 503, title: 'Busy', message: 'Too many people are signing in right now. Try again in a moment.', headers: { 'retry-after': '5' } });
+    }
+    request.log.error({ err: error, reqId: request.id }, 'unexpected error');
+    return sendErrorPage(ctx, request, reply, { status: 500, title: 'Something went wrong', message: 'The server could not complete the request. Try again, or quote the reference below to support.' });
+  }
 }

@@ -7,7 +7,7 @@ import { findUser } from '../../identity/users.ts';
 import type { FormParameters } from '../../parameters.ts';
 import { accountPage, signedOutAccountPage, type AccountGrant } from '../../ui/account.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid } from '../../ui/csrf.ts';
-import { sendErrorPage, sendPage } from '../../ui/respond.ts';
+import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -127,17 +127,3 @@ function forbidden(ctx: Context, request: FastifyRequest, reply: FastifyReply): 
   });
 }
 
-/** RFC 9110 §15.4.4: 303, so the browser follows with a GET and never re-posts the form. */
-function seeOther(reply: FastifyReply, location: string): FastifyReply {
-  return reply.code(303).header('location', location).header('cache-control', 'no-store').send();
-}
-
-/** Runs a handler; anything unexpected becomes a 500 page without detail (logged with the request id). */
-async function guarded(ctx: Context, request: FastifyRequest, reply: FastifyReply, handler: () => Promise<FastifyReply>): Promise<FastifyReply> {
-  try {
-    return await handler();
-  } catch (error) {
-    request.log.error({ err: error, reqId: request.id }, 'unexpected error');
-    return sendErrorPage(ctx, request, reply, { status: 500, title: 'Something went wrong', message: 'The server could not complete the request. Try again, or quote the reference below to support.' });
-  }
-}

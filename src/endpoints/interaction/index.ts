@@ -3,14 +3,12 @@ import type { Interaction } from '../../authorization/contract.ts';
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { verifyLogin } from '../../identity/login.ts';
-import { PasswordHasherBusyError } from '../../identity/passwords.ts';
 import { readSession, readSessionOfPerson, startSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
-import { OAuthError } from '../../oauth-error.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
 import { loginPage } from '../../ui/login.ts';
-import { sendErrorPage, sendPage } from '../../ui/respond.ts';
+import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import type { InteractionFlow } from './flow.ts';
 
@@ -232,38 +230,6 @@ function interactionGone(ctx: Context, request: FastifyRequest, reply: FastifyRe
     message: 'It has expired or is not valid. Return to the application and start again.',
   });
 }
-
-/** RFC 9110 §15.4.4: 303, so the browser follows with a GET and never re-posts the credentials. */
-function seeOther(reply: FastifyReply, location: string): FastifyReply {
-  return reply.code(303).header('location', location).header('cache-control', 'no-store').send();
-}
-
-/**
- * Runs a handler; an error becomes an error page, never JSON (a person is looking at it): an
- * OAuthError keeps its status and public description, a busy password hasher is 503, anything
- * else 500 with no detail (logged with the request id).
- */
-async function guarded(ctx: Context, request: FastifyRequest, reply: FastifyReply, handler: () => Promise<FastifyReply>): Promise<FastifyReply> {
-  try {
-    return await handler();
-  } catch (error) {
-    if (error instanceof OAuthError && error.status < 500) {
-      if (error.detail) request.log.info({ error: error.error, detail: error.detail }, 'interaction refused');
-      return sendErrorPage(ctx, request, reply, {
-        status: error.status,
-        title: 'This request cannot continue',
-        message: error.description ?? 'Return to the application and start again.',
-        headers: { ...error.headers },
-      });
-    }
-    if (error instanceof PasswordHasherBusyError) {
-      return sendErrorPage(ctx, request, reply, { status: 503, title: 'Busy', message: 'Too many people are signing in right now. Try again in a moment.', headers: { 'retry-after': '5' } });
-    }
-    request.log.error({ err: error, reqId: request.id }, 'unexpected error');
-    return sendErrorPage(ctx, request, reply, { status: 500, title: 'Something went wrong', message: 'The server could not complete the request. Try again, or quote the reference below to support.' });
-  }
-}
-
 
 /** The interaction endpoints as the server registers them, on the protocol side's interactions. */
 export const interaction: Endpoint = interactionEndpoint(interactions);
