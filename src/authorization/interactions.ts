@@ -116,9 +116,17 @@ function loginUserId(db: Kysely<Database>) {
 const records = new WeakMap<Interaction, StoredInteraction>();
 
 /** Contract: the pending interaction; undefined when unknown, expired or already completed. */
-export async function loadInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<Interaction | undefined> {
+export async function loadInteraction(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  id: string,
+  browser?: { id: string | undefined },
+): Promise<Interaction | undefined> {
   const stored = await loadStoredInteraction(ctx, id);
   if (!stored || stored.completedAt !== null) return undefined;
+  // With `browser` (the sign-in and consent pages): the interaction belongs to the browser that
+  // started it. A link to it opened in another browser — a victim lured into signing in on the
+  // attacker's request — finds nothing, so no one can sign in or consent on someone else's request.
+  if (browser && (browser.id === undefined || browserDigest(browser.id) !== stored.browserHash)) return undefined;
   const interaction: Interaction = {
     id: stored.id,
     clientId: stored.clientId,

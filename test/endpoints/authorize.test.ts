@@ -45,7 +45,7 @@ describe('the authorization endpoint', () => {
     assert.equal(first.response.headers['cache-control'], 'no-store');
     assert.equal(first.response.headers['referrer-policy'], 'no-referrer');
     assert.equal(first.response.headers['access-control-allow-origin'], undefined, 'no CORS on the authorization endpoint');
-    assert.match(String(first.response.headers['set-cookie']), /^clearance_browser=[\w-]{43}; Path=\/authorize; HttpOnly; SameSite=Lax$/);
+    assert.match(String(first.response.headers['set-cookie']), /^clearance_browser=[\w-]{43}; Path=\/; HttpOnly; SameSite=Lax$/);
     const id = interactionId(first.location);
 
     const interaction = await loadInteraction(f.ctx, id);
@@ -355,5 +355,34 @@ describe('the authorization endpoint', () => {
     // Transaction-specific details always need the person's consent again.
     const again = await f.authorize(f.request('web-app', { scope: 'order:create', authorization_details: JSON.stringify([orderDetail]) }), { cookie: person.cookie });
     interactionId(again.location);
+  });
+});
+
+describe('the browser that started an authorization request', () => {
+  test('is the only one that can open its sign-in page: a link to it opened in another browser finds nothing', async (t) => {
+    const f = await codeFlowFixture(t);
+    const started = await f.authorize(f.request('web-app'));
+    assert.equal(started.response.statusCode, 303);
+    const id = interactionId(started.location);
+    const page = (cookie?: string) => f.app.inject({ method: 'GET', url: `/interaction/${id}`, headers: cookie ? { cookie } : {} });
+
+    const own = await page(started.cookie);
+    assert.equal(own.statusCode, 200);
+    assert.match(own.body, /name="password"/);
+
+    // The attacker sends the victim the link: the victim's browser has no (or another) binding cookie.
+    for (const cookie of [undefined, 'clearance_browser=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']) {
+      const other = await page(cookie);
+      assert.equal(other.statusCode, 400, String(cookie));
+      assert.doesNotMatch(other.body, /name="password"/);
+      const login = await f.app.inject({
+        method: 'POST',
+        url: `/interaction/${id}/login`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+        payload: 'username=alice&password=whatever-it-is&csrf_token=x',
+      });
+      assert.ok(login.statusCode === 400 || login.statusCode === 403, `${login.statusCode}`);
+    }
+    assert.equal((await loadInteraction(f.ctx, id))?.authentication, undefined, 'nobody signed in on the request');
   });
 });

@@ -84,9 +84,9 @@ async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply,
   if (!browserId) {
     browserId = randomBytes(32).toString('base64url');
     const scope = cookieScope(ctx.config.issuer);
-    // Sent only to /authorize and /authorize/resume; Lax, because the browser arrives from the
-    // client's site by a top-level navigation.
-    setCookie = serializeCookie(browserCookieName, browserId, { path: `${scope.path.replace(/\/$/, '')}/authorize`, secure: scope.secure, sameSite: 'Lax' });
+    // Sent to /authorize, /authorize/resume and /interaction (the sign-in and consent pages check
+    // it too); Lax, because the browser arrives from the client's site by a top-level navigation.
+    setCookie = serializeCookie(browserCookieName, browserId, { path: scope.path, secure: scope.secure, sameSite: 'Lax' });
   }
   const outcome = await startAuthorization(ctx, { params, session, browserId });
   if (setCookie && outcome.kind === 'interaction') reply.header('set-cookie', setCookie);
@@ -94,7 +94,7 @@ async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply,
 }
 
 /** The binding cookie's value, when exactly one well-formed value was sent. */
-function presentedBrowserId(request: FastifyRequest): string | undefined {
+export function presentedBrowserId(request: FastifyRequest): string | undefined {
   const values = [...new Set(cookieValues(request.headers.cookie, browserCookieName).filter((v) => browserIdPattern.test(v)))];
   return values.length === 1 ? values[0] : undefined;
 }

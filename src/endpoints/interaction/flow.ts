@@ -10,8 +10,8 @@ import type { Database } from '../../storage/schema.ts';
  * other calls, so the protocol side can reuse what it read (no second read of the same row).
  */
 export interface InteractionFlow {
-  /** undefined: unknown or expired. */
-  loadInteraction(ctx: Context, id: string): Promise<Interaction | undefined>;
+  /** undefined: unknown, expired, or started by another browser than `browser`. */
+  loadInteraction(ctx: Context, id: string, browser: { id: string | undefined }): Promise<Interaction | undefined>;
   nextStep(ctx: Context, interaction: Interaction, session: Authentication | undefined): Promise<NextStep>;
   /**
    * After a successful login during this interaction, in the login's transaction `trx` (with the

@@ -10,6 +10,7 @@ import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } f
 import { loginPage } from '../../ui/login.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
 
 /**
@@ -56,7 +57,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
 
       app.get<Params>(`${base}/interaction/:id`, async (request, reply) =>
         guarded(ctx, request, reply, async () => {
-          const interaction = await loadInteraction(ctx, flow, request.params.id);
+          const interaction = await loadInteraction(ctx, flow, request, request.params.id);
           if (!interaction) return interactionGone(ctx, request, reply);
           const present = await readSessionOfPerson(ctx, request.headers.cookie);
           const session = present?.authentication;
@@ -91,7 +92,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         guarded(ctx, request, reply, async () => {
           const form = checkedForm(ctx, request, 'login');
           if (!form) return forbidden(ctx, request, reply);
-          const interaction = await loadInteraction(ctx, flow, request.params.id);
+          const interaction = await loadInteraction(ctx, flow, request, request.params.id);
           if (!interaction) return interactionGone(ctx, request, reply);
           const username = form.get('username') ?? '';
           const password = form.get('password') ?? '';
@@ -130,7 +131,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         guarded(ctx, request, reply, async () => {
           const form = checkedForm(ctx, request, 'consent');
           if (!form) return forbidden(ctx, request, reply);
-          const interaction = await loadInteraction(ctx, flow, request.params.id);
+          const interaction = await loadInteraction(ctx, flow, request, request.params.id);
           if (!interaction) return interactionGone(ctx, request, reply);
           const decision = form.get('decision');
           if (decision !== 'approve' && decision !== 'deny') {
@@ -191,9 +192,10 @@ const loginNotices: Record<'no_session' | 'prompt_login' | 'max_age' | 'acr', st
 /** Interaction ids are opaque to this side; anything not shaped like one is unknown without a lookup. */
 const interactionIdPattern = /^[A-Za-z0-9_-]{1,128}$/;
 
-async function loadInteraction(ctx: Context, flow: InteractionFlow, id: string): Promise<Interaction | undefined> {
+async function loadInteraction(ctx: Context, flow: InteractionFlow, request: FastifyRequest, id: string): Promise<Interaction | undefined> {
   if (!interactionIdPattern.test(id)) return undefined;
-  const interaction = await flow.loadInteraction(ctx, id);
+  // Only the browser that started the authorization request may sign in or consent on it.
+  const interaction = await flow.loadInteraction(ctx, id, { id: presentedBrowserId(request) });
   // The protocol side says undefined for expired ones; checked here too, as the contract defines expiresAt.
   if (!interaction || interaction.expiresAt * 1000 <= ctx.clock.now()) return undefined;
   return interaction;
