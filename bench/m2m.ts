@@ -12,35 +12,14 @@ const resource = 'https://execution.bench.example/api';
  */
 export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promise<BenchLine> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const server = await startServerProcess({
-    resource_servers: [{ identifier: resource, scopes: ['order:create', 'order:cancel'], access_token_ttl: 300 }],
-    clients: [
-      {
-        client_id: 'bench-oms',
-        token_endpoint_auth_method: 'private_key_jwt',
-        jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'bench-1', alg: 'ES256' }] },
-        grant_types: ['client_credentials'],
-        scope: 'order:create order:cancel',
-      },
-    ],
-  });
+  const server = await startServerProcess(benchDocument(publicKey, { senderConstrained: false }));
   try {
     const costs = es256Costs();
     const ceiling = 1000 / (costs.signMs + costs.verifyMs);
     // Assertions are made ahead so the load generator spends its CPU on HTTP, not on signing;
     // each is used once. Enough for ~2x the ceiling over the run, more made on demand.
     const made: string[] = [];
-    const assertion = () => {
-      const now = Math.floor(Date.now() / 1000);
-      return signCompact('ES256', privateKey, { typ: 'JWT', kid: 'bench-1' }, {
-        iss: 'bench-oms',
-        sub: 'bench-oms',
-        aud: server.issuer,
-        iat: now,
-        exp: now + 240,
-        jti: randomUUID(),
-      });
-    };
+    const assertion = () => clientAssertion(privateKey, server.issuer);
     for (let i = 0; i < Math.min(200_000, Math.ceil(ceiling * seconds * 1.2)); i++) made.push(assertion());
     let next = 0;
     const cpuBefore = server.serverCpuMs();
@@ -51,11 +30,7 @@ export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promi
       seconds,
       request: () => ({
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body:
-          'grant_type=client_credentials&scope=order%3Acreate&resource=' +
-          encodeURIComponent(resource) +
-          '&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=' +
-          (made[next++] ?? assertion()),
+        body: tokenRequest(made[next++] ?? assertion()),
       }),
     });
     const serverCpuUsPerRequest = ((server.serverCpuMs() - cpuBefore) * 1000) / result.requests;
@@ -87,28 +62,13 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const dpopKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const dpopJwk = dpopKey.publicKey.export({ format: 'jwk' });
-  const server = await startServerProcess({
-    resource_servers: [{ identifier: resource, scopes: ['order:create', 'order:cancel'], access_token_ttl: 300, require_sender_constraint: true }],
-    clients: [
-      {
-        client_id: 'bench-oms',
-        token_endpoint_auth_method: 'private_key_jwt',
-        jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'bench-1', alg: 'ES256' }] },
-        grant_types: ['client_credentials'],
-        scope: 'order:create order:cancel',
-      },
-    ],
-  });
+  const server = await startServerProcess(benchDocument(publicKey, { senderConstrained: true }));
   try {
     const costs = es256Costs();
     const cryptoMs = costs.signMs + 2 * costs.verifyMs;
     const ceiling = 1000 / cryptoMs;
     const htu = `${server.issuer}/token`;
-    const request = (): string =>
-      'grant_type=client_credentials&scope=order%3Acreate&resource=' +
-      encodeURIComponent(resource) +
-      '&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=' +
-      clientAssertion(privateKey, server.issuer);
+    const request = (): string => tokenRequest(clientAssertion(privateKey, server.issuer));
     const proof = (): string =>
       signCompact('ES256', dpopKey.privateKey, { typ: 'dpop+jwt', jwk: dpopJwk }, { jti: randomUUID(), htm: 'POST', htu, iat: Math.floor(Date.now() / 1000) });
     // Made ahead, each used once. A proof's iat must be within 60 s when it is used, so at most
@@ -151,4 +111,32 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
 function clientAssertion(privateKey: KeyObject, issuer: string): string {
   const now = Math.floor(Date.now() / 1000);
   return signCompact('ES256', privateKey, { typ: 'JWT', kid: 'bench-1' }, { iss: 'bench-oms', sub: 'bench-oms', aud: issuer, iat: now, exp: now + 240, jti: randomUUID() });
+}
+
+/** The apply document of both scenarios: one resource server and one private_key_jwt service. */
+function benchDocument(publicKey: KeyObject, options: { senderConstrained: boolean }) {
+  return {
+    resource_servers: [
+      { identifier: resource, scopes: ['order:create', 'order:cancel'], access_token_ttl: 300, require_sender_constraint: options.senderConstrained },
+    ],
+    clients: [
+      {
+        client_id: 'bench-oms',
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'bench-1', alg: 'ES256' }] },
+        grant_types: ['client_credentials'],
+        scope: 'order:create order:cancel',
+      },
+    ],
+  };
+}
+
+/** A client_credentials request body carrying `assertion`. */
+function tokenRequest(assertion: string): string {
+  return (
+    'grant_type=client_credentials&scope=order%3Acreate&resource=' +
+    encodeURIComponent(resource) +
+    '&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=' +
+    assertion
+  );
 }
