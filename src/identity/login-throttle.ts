@@ -1,6 +1,5 @@
 import type { Clock } from '../clock.ts';
 import { MemoryAuthFailureThrottle, type ThrottleLimit } from '../clients/authentication/throttle.ts';
-import { OAuthError } from '../oauth-error.ts';
 
 /**
  * Limits failed password logins per account and per source address, as client authentication
@@ -8,12 +7,22 @@ import { OAuthError } from '../oauth-error.ts';
  * attacker guessing one account's password, or spraying many accounts from one place, is slowed
  * to a few tries per window. Unknown usernames are counted like known ones, so the throttle does
  * not say which exist. Asynchronous, so a shared (Redis) implementation can replace the memory one.
+ *
+ * An attempt is counted when it starts, not when its password turns out wrong: checking first and
+ * counting after the (slow) password verification would let any number of parallel guesses pass
+ * the check before the first is counted. A login that succeeds refunds its own count.
  */
 export interface LoginThrottle {
-  /** Milliseconds until this account or address may try again; 0 when it may now. */
-  retryAfterMs(username: string, address: string): Promise<number>;
-  recordFailure(username: string, address: string): Promise<void>;
+  /**
+   * Counts one attempt against the account and the address if both are under their limits, in
+   * one step no concurrent attempt can slip into; otherwise counts nothing and says how long to wait.
+   */
+  reserve(username: string, address: string): Promise<LoginReservation>;
 }
+
+export type LoginReservation =
+  | { granted: false; /** Milliseconds until this account or address may try again. */ retryAfterMs: number }
+  | { granted: true; /** Takes back this attempt's count (only its own): the login succeeded. */ refund(): Promise<void> };
 
 export interface LoginThrottleOptions {
   perAccount?: ThrottleLimit;
@@ -42,18 +51,9 @@ export class MemoryLoginThrottle implements LoginThrottle {
     });
   }
 
-  async retryAfterMs(username: string, address: string): Promise<number> {
-    try {
-      await this.#windows.checkAddress(address);
-      await this.#windows.checkClient(username);
-      return 0;
-    } catch (error) {
-      if (!(error instanceof OAuthError) || error.status !== 429) throw error;
-      return Number(error.headers['retry-after'] ?? '1') * 1000;
-    }
-  }
-
-  async recordFailure(username: string, address: string): Promise<void> {
-    await this.#windows.recordFailure(username || undefined, address);
+  async reserve(username: string, address: string): Promise<LoginReservation> {
+    const reserved = this.#windows.reserve(username || undefined, address);
+    if ('retryAfterMs' in reserved) return { granted: false, retryAfterMs: reserved.retryAfterMs };
+    return { granted: true, refund: async () => reserved.refund() };
   }
 }

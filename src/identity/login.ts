@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import type { AuditEvent } from '../audit/events.ts';
+import type { AuditEvent, Recorded } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
@@ -40,19 +40,23 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
 
 /**
  * Verifies a username and password. Its rules, in order:
- * 1. the account and the source address are under their failure limits, else `throttled`
- *    (no password work is done for a throttled attempt);
+ * 1. the attempt is counted against the account and the source address before any password work
+ *    (`LoginThrottle.reserve`), or refused as `throttled` when either is at its failure limit — so
+ *    parallel guesses cannot all pass the check while the first is still being verified, and no
+ *    password work is done for a throttled attempt;
  * 2. the password is verified against the stored Argon2id hash, or, for an unknown username or an
  *    account without a password, against a dummy hash: the same work, so timing does not tell
  *    which usernames exist;
- * 3. a locked account fails even with the right password;
- * 4. every failure counts against the account (when it exists) and the address, and is audited as
- *    `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure locks the
- *    account (`user.locked`);
- * 5. a success resets the consecutive-failure count, upgrades a hash made with older parameters,
- *    and is audited as `user.login_succeeded` before the caller responds — in one transaction
- *    with what `onSuccess` writes there (the caller's consequences of the login: the new session,
- *    the interaction's record of it), so they commit together or not at all.
+ * 3. a locked account fails even with the right password — also when the lock lands while the
+ *    password is being verified: the success is written only if the account is still active;
+ * 4. every failure keeps its count against the account (when it exists) and the address, and is
+ *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
+ *    locks the account (`user.locked`);
+ * 5. a success refunds its throttle count, resets the consecutive-failure count, upgrades a hash
+ *    made with older parameters, and is audited as `user.login_succeeded` before the caller
+ *    responds — in one transaction with what `onSuccess` writes there (the caller's consequences
+ *    of the login: the new session, the interaction's record of it), so they commit together or
+ *    not at all.
  * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`.
  */
 export async function verifyLogin<T = undefined>(
@@ -68,61 +72,83 @@ export async function verifyLogin<T = undefined>(
     ...(attempt.clientId ? { client: attempt.clientId } : {}),
     ...(row ? { subject: row.id } : {}),
   };
+  const invalid: LoginOutcome<T> = { ok: false, reason: 'invalid_credentials' };
   const fail = async (reason: FailureReason): Promise<LoginOutcome<T>> => {
-    if (reason !== 'throttled') await ctx.identity.throttle.recordFailure(username, attempt.sourceAddress);
     await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress));
-    return { ok: false, reason: 'invalid_credentials' };
+    return invalid;
   };
 
-  const waitMs = await ctx.identity.throttle.retryAfterMs(username, attempt.sourceAddress);
-  if (waitMs > 0) {
+  const reservation = await ctx.identity.throttle.reserve(username, attempt.sourceAddress);
+  if (!reservation.granted) {
     await fail('throttled');
-    return { ok: false, reason: 'throttled', retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+    return { ok: false, reason: 'throttled', retryAfterSeconds: Math.max(1, Math.ceil(reservation.retryAfterMs / 1000)) };
   }
+  // The attempt counts as a failure unless it is judged a success (or is never judged: an error
+  // before the password was checked is not a guess).
+  let judged: 'failure' | 'success' | undefined;
+  try {
+    if (!row || row.password_hash === null) {
+      await verifyAgainstDummy(attempt.password);
+      judged = 'failure';
+      return await fail(!row ? 'unknown_user' : 'no_password');
+    }
+    // A password longer than any accepted one cannot match; it costs the same work all the same.
+    const matches =
+      attempt.password.length > maxPasswordLength ? await verifyAgainstDummy(attempt.password) : await verifyPassword(attempt.password, row.password_hash);
+    if (row.status !== 'active') {
+      judged = 'failure';
+      return await fail('locked');
+    }
+    if (!matches) {
+      judged = 'failure';
+      const outcome = await fail('wrong_password');
+      await countFailure(ctx, row.id, base, attempt.sourceAddress);
+      return outcome;
+    }
+    judged = 'success';
 
-  if (!row || row.password_hash === null) {
-    await verifyAgainstDummy(attempt.password);
-    return fail(!row ? 'unknown_user' : 'no_password');
+    const now = ctx.clock.now();
+    const upgrade = needsRehash(row.password_hash) ? await hashPassword(attempt.password) : undefined;
+    const storedHash = row.password_hash;
+    // What the update below makes of the row (the user as the caller gets it, without reading it again).
+    const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
+    const amr = ['pwd']; // RFC 8176 §2
+    const acr = acrValues.singleFactor;
+    const written = await ctx.audit.recordWith(async (trx): Promise<Recorded<{ ok: true; value: T } | { ok: false }>> => {
+      // Conditional on the account still being active: a lockout that committed while the password
+      // was being verified wins over the right password.
+      const result = await trx
+        .updateTable('users')
+        .set((eb) => ({
+          failed_logins: 0,
+          last_login_at: now,
+          // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
+          ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', storedHash).then(upgrade).else(eb.ref('password_hash')).end() } : {}),
+        }))
+        .where('id', '=', row.id)
+        .where('status', '=', 'active')
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 0) {
+        return { value: { ok: false }, events: [failureEvent(base, 'locked', attempt.sourceAddress)] };
+      }
+      const value = onSuccess ? await onSuccess(trx, { user, acr, amr }) : (undefined as T);
+      const event: AuditEvent = {
+        type: 'user.login_succeeded',
+        ...base,
+        actor: row.id,
+        decision: { allow: true, reasons: ['password'] },
+        details: { source_address: attempt.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
+      };
+      return { value: { ok: true, value }, events: [event] };
+    });
+    if (!written.ok) {
+      judged = 'failure'; // audited as `locked` in the transaction above
+      return invalid;
+    }
+    return { ok: true, user, acr, amr, value: written.value };
+  } finally {
+    if (judged !== 'failure') await reservation.refund();
   }
-  // A password longer than any accepted one cannot match; it costs the same work all the same.
-  const matches =
-    attempt.password.length > maxPasswordLength ? await verifyAgainstDummy(attempt.password) : await verifyPassword(attempt.password, row.password_hash);
-  if (row.status !== 'active') return fail('locked');
-  if (!matches) {
-    const outcome = await fail('wrong_password');
-    await countFailure(ctx, row.id, base, attempt.sourceAddress);
-    return outcome;
-  }
-
-  const now = ctx.clock.now();
-  const upgrade = needsRehash(row.password_hash) ? await hashPassword(attempt.password) : undefined;
-  const storedHash = row.password_hash;
-  // What the update below makes of the row (the user as the caller gets it, without reading it again).
-  const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
-  const amr = ['pwd']; // RFC 8176 §2
-  const acr = acrValues.singleFactor;
-  const value = await ctx.audit.recordWith(async (trx) => {
-    await trx
-      .updateTable('users')
-      .set((eb) => ({
-        failed_logins: 0,
-        last_login_at: now,
-        // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
-        ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', storedHash).then(upgrade).else(eb.ref('password_hash')).end() } : {}),
-      }))
-      .where('id', '=', row.id)
-      .execute();
-    const value = onSuccess ? await onSuccess(trx, { user, acr, amr }) : (undefined as T);
-    const event: AuditEvent = {
-      type: 'user.login_succeeded',
-      ...base,
-      actor: row.id,
-      decision: { allow: true, reasons: ['password'] },
-      details: { source_address: attempt.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
-    };
-    return { value, events: [event] };
-  });
-  return { ok: true, user, acr, amr, value };
 }
 
 function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string): AuditEvent {

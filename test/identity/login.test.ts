@@ -70,6 +70,62 @@ for (const dialect of testDialects()) {
       assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true, 'the window passed');
     });
 
+    test('counts parallel guesses before verifying them: 20 at once reach the password check at most 5 times', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const before = argon2Stats.computations;
+      const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => verifyLogin(f.ctx, from('alice', `guess-${i}`, `203.0.113.${i}`))));
+      assert.equal(argon2Stats.computations - before, 5, 'one Argon2id computation per guess the throttle let through');
+      assert.equal(outcomes.filter((o) => !o.ok && o.reason === 'invalid_credentials').length, 5);
+      assert.equal(outcomes.filter((o) => !o.ok && o.reason === 'throttled').length, 15);
+      const reasons = (await f.events('user.login_failed')).map((e) => e.decision!.reasons[0]);
+      assert.equal(reasons.filter((r) => r === 'wrong_password').length, 5);
+      assert.equal(reasons.filter((r) => r === 'throttled').length, 15);
+    });
+
+    test('refunds a successful login its throttle count, but not the failures before it', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      for (let i = 0; i < 4; i++) await verifyLogin(f.ctx, from('alice', 'wrong', `203.0.113.${i}`));
+      for (let i = 0; i < 3; i++) assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true, 'a success does not use up the allowance');
+      await verifyLogin(f.ctx, from('alice', 'wrong again'));
+      const outcome = await verifyLogin(f.ctx, from('alice', alicePassword));
+      assert.ok(!outcome.ok && outcome.reason === 'throttled', 'the four earlier failures still count');
+    });
+
+    test('refuses the right password whose verification a lockout overtook, and starts no session', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
+      // The right password's success is written only after the wrong guesses racing it have locked
+      // the account: its status was read, and its password verified, while the account was active.
+      let guessesDone!: Promise<unknown>;
+      const audit = f.ctx.audit;
+      f.ctx.audit = {
+        record: (event) => audit.record(event),
+        recordWith: async (work) => {
+          await guessesDone;
+          return audit.recordWith(work);
+        },
+      };
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const right = verifyLogin(f.ctx, from('alice', alicePassword), async (trx, login) =>
+        startSession(f.ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: undefined }, trx),
+      );
+      guessesDone = Promise.all([0, 1, 2].map((i) => verifyLogin(f.ctx, from('alice', `wrong-${i}`))));
+      try {
+        assert.deepEqual(await right, { ok: false, reason: 'invalid_credentials' });
+      } finally {
+        f.ctx.audit = audit; // the fixture's cleanup closes the real one
+      }
+      assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
+      assert.equal((await f.events('user.locked')).length, 1);
+      assert.deepEqual(await f.events('user.login_succeeded'), []);
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['locked'] });
+      const sessions = await f.ctx.storage.db.selectFrom('sessions').select('id').where('user_id', '=', alice.id).execute();
+      assert.deepEqual(sessions, []);
+      const row = await f.ctx.storage.db.selectFrom('users').select(['failed_logins', 'last_login_at']).where('id', '=', alice.id).executeTakeFirstOrThrow();
+      assert.equal(row.failed_logins, 3, 'the refused success did not reset the count');
+      assert.equal(row.last_login_at, null);
+    });
+
     test('throttles unknown usernames like known ones', async (t) => {
       const f = await peopleFixture(t, { dialect });
       for (let i = 0; i < 5; i++) await verifyLogin(f.ctx, from('mallory', 'wrong', `203.0.113.${i}`));

@@ -76,6 +76,32 @@ export class MemoryAuthFailureThrottle implements AuthFailureThrottle {
     const clientKey = clientKeyFor(clientId);
     if (clientKey !== undefined) this.#clients.record(clientKey, now);
   }
+
+  /**
+   * Checks both limits and, when neither is reached, counts one failure against each in the same
+   * synchronous step, so concurrent callers cannot all pass the check before any of them is
+   * counted: for a caller that counts an attempt before its slow verification. Returns the
+   * milliseconds to wait (nothing counted), or `refund`, which takes back exactly this attempt's
+   * count (never an earlier failure's) once the attempt turns out not to be one.
+   */
+  reserve(clientId: string | undefined, address: string): { retryAfterMs: number } | { refund(): void } {
+    const now = this.#clock.now();
+    const addressKey = throttleKeyForAddress(address);
+    const clientKey = clientKeyFor(clientId);
+    const wait = Math.max(this.#addresses.retryAfterMs(addressKey, now), clientKey === undefined ? 0 : this.#clients.retryAfterMs(clientKey, now));
+    if (wait > 0) return { retryAfterMs: wait };
+    this.#addresses.record(addressKey, now);
+    if (clientKey !== undefined) this.#clients.record(clientKey, now);
+    let refunded = false;
+    return {
+      refund: () => {
+        if (refunded) return;
+        refunded = true;
+        this.#addresses.unrecord(addressKey, now);
+        if (clientKey !== undefined) this.#clients.unrecord(clientKey, now);
+      },
+    };
+  }
 }
 
 function throttled(retryAfterMs: number, detail: string): OAuthError {
@@ -156,6 +182,15 @@ class SlidingWindows {
     while (this.#times.size > this.#maxTracked) {
       this.#times.delete(this.#times.keys().next().value!);
     }
+  }
+
+  /** Takes back one failure recorded at `time`, if it is still kept. */
+  unrecord(key: string, time: number): void {
+    const times = this.#times.get(key);
+    const index = times?.lastIndexOf(time) ?? -1;
+    if (!times || index < 0) return;
+    times.splice(index, 1);
+    if (times.length === 0) this.#times.delete(key);
   }
 
   #live(key: string, now: number): number[] | undefined {

@@ -64,6 +64,21 @@ describe('the in-memory authentication failure throttle', () => {
     await assert.rejects(throttle.checkAddress('192.0.2.1'), isThrottled('10'));
   });
 
+  test('reserves an attempt in the same step as its check, and refunds only that attempt', async () => {
+    const clock = new ManualClock(0);
+    const throttle = new MemoryAuthFailureThrottle(clock, { perClient: { max: 3, windowMs: 5000 } });
+    await throttle.recordFailure('a', '192.0.2.1');
+    const reserved = [0, 1, 2, 3].map(() => throttle.reserve('a', '192.0.2.1'));
+    assert.equal(reserved.filter((r) => 'refund' in r).length, 2, 'one failure and two reservations reach the limit');
+    assert.deepEqual(reserved.slice(2), [{ retryAfterMs: 5000 }, { retryAfterMs: 5000 }]);
+    const first = reserved[0]!;
+    assert.ok('refund' in first);
+    first.refund();
+    first.refund(); // once only
+    assert.ok('refund' in throttle.reserve('a', '192.0.2.1'), 'the refunded place is free again');
+    await assert.rejects(throttle.checkClient('a'), isThrottled('5'));
+  });
+
   test('counts an IPv6 /64 as one address and an IPv4-mapped address as IPv4', async () => {
     assert.equal(throttleKeyForAddress('2001:db8:0:0:1::1'), '2001:db8:0:0::/64');
     assert.equal(throttleKeyForAddress('2001:DB8::ffff'), '2001:db8:0:0::/64');
