@@ -6,7 +6,8 @@ import { OAuthError } from '../oauth-error.ts';
  * RFC 9396 Rich Authorization Requests: the registry of `authorization_details` types Clearance
  * accepts, each with a JSON-Schema-like description that every entry must satisfy, and the
  * plain-language lines a person sees on the consent page. Anything else is refused with
- * `invalid_authorization_details` (RFC 9396 §5).
+ * `invalid_authorization_details` (RFC 9396 §5). Instrument classes are not a fixed list: they
+ * are the entity model's (`DetailVocabulary`), the same ones policies and mandates use.
  */
 
 /** A validated authorization_details entry (RFC 9396 §2): its `type` and the type's fields. */
@@ -15,7 +16,15 @@ export type AuthorizationDetail = { type: string } & Record<string, unknown>;
 /** A small subset of JSON Schema, enough to describe the registered types exactly. */
 export type Schema =
   | { type: 'object'; properties: Record<string, Schema>; required?: readonly string[] }
-  | { type: 'string'; pattern?: RegExp; enum?: readonly string[]; maxLength?: number; check?: (value: string) => string | undefined }
+  | {
+      type: 'string';
+      pattern?: RegExp;
+      enum?: readonly string[];
+      maxLength?: number;
+      check?: (value: string) => string | undefined;
+      /** One of the entity model's declared instrument classes (`DetailVocabulary`). */
+      declared?: 'instrument_class';
+    }
   | { type: 'array'; items: Schema; minItems?: number; maxItems?: number; uniqueItems?: boolean }
   /** A positive decimal amount, as a string ("10000000.00") or a JSON number. */
   | { type: 'amount' };
@@ -41,7 +50,13 @@ export const iso4217 = new Set(
   ).split(' '),
 );
 
-const instrumentClasses = ['equity', 'bond', 'fx', 'future', 'option', 'swap', 'etf', 'crypto', 'crypto_derivative'] as const;
+/**
+ * What the entity model declares, which entries are checked against: its instrument classes
+ * (`EntitySnapshot.instrumentClasses`: the operator's, or the built-in defaults until it declares any).
+ */
+export interface DetailVocabulary {
+  instrumentClasses: { has(id: string): boolean };
+}
 
 const money: Schema = {
   type: 'object',
@@ -55,7 +70,7 @@ const money: Schema = {
 const instrument: Schema = {
   type: 'object',
   properties: {
-    class: { type: 'string', enum: instrumentClasses },
+    class: { type: 'string', maxLength: 64, declared: 'instrument_class' },
     // Ticker, ISIN or venue symbol as the venue knows it.
     symbol: { type: 'string', pattern: /^[A-Za-z0-9][A-Za-z0-9 ._/:-]{0,31}$/ },
   },
@@ -132,10 +147,11 @@ export const maxDetails = 20;
 
 /**
  * Parses and validates `authorization_details` (RFC 9396 §2): a JSON array (as text from a form, or
- * as JSON from a request object) of objects each of a registered type, with no unknown fields.
- * Throws `invalid_authorization_details` (RFC 9396 §5) naming the first problem.
+ * as JSON from a request object) of objects each of a registered type, with no unknown fields,
+ * naming only instrument classes `vocabulary` declares. Throws `invalid_authorization_details`
+ * (RFC 9396 §5) naming the first problem.
  */
-export function parseAuthorizationDetails(value: unknown): AuthorizationDetail[] {
+export function parseAuthorizationDetails(value: unknown, vocabulary: DetailVocabulary): AuthorizationDetail[] {
   if (value === undefined) return [];
   let parsed: unknown = value;
   if (typeof value === 'string') {
@@ -156,7 +172,7 @@ export function parseAuthorizationDetails(value: unknown): AuthorizationDetail[]
     if (typeof entry.type !== 'string') throw invalid(`${path}.type is required`);
     const registered = detailTypes.get(entry.type);
     if (!registered) throw invalid(`${path}.type ${JSON.stringify(entry.type).slice(0, 80)} is not supported`);
-    const problem = check(registered.schema, entry, path);
+    const problem = check(registered.schema, entry, path, vocabulary);
     if (problem) throw invalid(problem);
     // Granted details are evidence in the audit log, which refuses anything shaped like a token or
     // key; such a value has no business in an order or an instruction either.
@@ -176,7 +192,7 @@ export function describeAuthorizationDetails(details: readonly AuthorizationDeta
 }
 
 /** Checks `value` against `schema`; the first problem as "path: message", or undefined. */
-export function check(schema: Schema, value: unknown, path: string): string | undefined {
+export function check(schema: Schema, value: unknown, path: string, vocabulary: DetailVocabulary): string | undefined {
   switch (schema.type) {
     case 'object': {
       if (!isObject(value)) return `${path} must be an object`;
@@ -188,7 +204,7 @@ export function check(schema: Schema, value: unknown, path: string): string | un
       }
       for (const [key, sub] of Object.entries(schema.properties)) {
         if (value[key] === undefined) continue;
-        const problem = check(sub, value[key], `${path}.${key}`);
+        const problem = check(sub, value[key], `${path}.${key}`, vocabulary);
         if (problem) return problem;
       }
       return undefined;
@@ -198,6 +214,9 @@ export function check(schema: Schema, value: unknown, path: string): string | un
       if (value.length > (schema.maxLength ?? 256)) return `${path} is too long`;
       if (schema.enum && !schema.enum.includes(value)) return `${path} must be one of ${schema.enum.join(', ')}`;
       if (schema.pattern && !schema.pattern.test(value)) return `${path} is malformed`;
+      if (schema.declared === 'instrument_class' && !vocabulary.instrumentClasses.has(value)) {
+        return `${path} ${JSON.stringify(value)} is not a declared instrument class`;
+      }
       const problem = schema.check?.(value);
       return problem ? `${path} ${problem}` : undefined;
     }
@@ -207,7 +226,7 @@ export function check(schema: Schema, value: unknown, path: string): string | un
       if (value.length > (schema.maxItems ?? 32)) return `${path} has too many items`;
       if (schema.uniqueItems && new Set(value.map((v) => JSON.stringify(v))).size !== value.length) return `${path} lists an item twice`;
       for (let i = 0; i < value.length; i++) {
-        const problem = check(schema.items, value[i], `${path}[${i}]`);
+        const problem = check(schema.items, value[i], `${path}[${i}]`, vocabulary);
         if (problem) return problem;
       }
       return undefined;

@@ -186,7 +186,10 @@ async function validateRest(
   }
   const business = words.filter((w) => !isOidcScope(w) && !ignoredScopes.has(w));
 
-  const authorizationDetails = parseAuthorizationDetails(params.one('authorization_details'));
+  const detailsParameter = params.one('authorization_details');
+  // RFC 9396 §5: the entries name the entity model's instrument classes, or are invalid_authorization_details.
+  const authorizationDetails =
+    detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses });
 
   const resources = params.all('resource').map((r) => {
     if (typeof r !== 'string') throw new OAuthError('invalid_target', 'resource must be a string');

@@ -15,8 +15,32 @@ export interface EntitySnapshot {
   accounts: ReadonlyMap<string, { account: Account; lei: string }>;
   regions: ReadonlyMap<string, Region>;
   venues: ReadonlyMap<string, Venue>;
+  /**
+   * The instrument classes: the one vocabulary of `authorization_details` (RFC 9396), mandate
+   * constraints, desks and policies. The operator's declared ones; until it declares any, the
+   * built-in `defaultInstrumentClasses`.
+   */
   instrumentClasses: ReadonlyMap<string, InstrumentClass>;
+  /** False while `instrumentClasses` holds the built-in defaults (nothing declared yet). */
+  instrumentClassesDeclared: boolean;
 }
+
+/**
+ * The instrument classes of a fresh install, so that orders, mandates and policies work before
+ * the operator declares the firm's own. The first `instrument_classes` applied replace them
+ * entirely (none of these is kept unless declared again).
+ */
+export const defaultInstrumentClasses: readonly InstrumentClass[] = [
+  { id: 'equity', name: 'Equities', complex: false },
+  { id: 'bond', name: 'Bonds', complex: false },
+  { id: 'fx', name: 'Foreign exchange', complex: false },
+  { id: 'future', name: 'Futures', complex: true },
+  { id: 'option', name: 'Options', complex: true },
+  { id: 'swap', name: 'Swaps', complex: true },
+  { id: 'etf', name: 'Exchange-traded funds', complex: false },
+  { id: 'crypto', name: 'Crypto-assets', complex: false },
+  { id: 'crypto_derivative', name: 'Crypto-asset derivatives', complex: true },
+];
 
 /**
  * The entity model's store: legal entities (each with its desks and accounts, as one definition)
@@ -107,5 +131,7 @@ export function buildSnapshot(entities: LegalEntity[], references: { kind: Refer
     else if (kind === 'venue') venues.set(item.id, item as Venue);
     else instrumentClasses.set(item.id, item as InstrumentClass);
   }
-  return { legalEntities, desks, accounts, regions, venues, instrumentClasses };
+  const instrumentClassesDeclared = instrumentClasses.size > 0;
+  if (!instrumentClassesDeclared) for (const item of defaultInstrumentClasses) instrumentClasses.set(item.id, item);
+  return { legalEntities, desks, accounts, regions, venues, instrumentClasses, instrumentClassesDeclared };
 }

@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
+import { instrumentClassesAfter } from '../entities/plan.ts';
 import { findUser, findUserByUsername } from '../identity/users.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
@@ -25,11 +26,13 @@ export interface DocumentContext {
   resourceServers: readonly ResourceServer[];
   clientIds: readonly string[];
   usernames: readonly string[];
+  /** Instrument classes the document declares (`instrument_classes[].id`). */
+  instrumentClasses?: readonly string[];
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-type PlanDeps = Pick<Context, 'storage' | 'clock' | 'resourceServers' | 'clients' | 'config'>;
+type PlanDeps = Pick<Context, 'storage' | 'clock' | 'resourceServers' | 'clients' | 'config' | 'entities'>;
 
 /**
  * Cross-checks the valid `mandates[]` entries against the document and what is stored, recording
@@ -51,7 +54,8 @@ export async function planMandates(
 
 /**
  * Cross-checks one entry, recording problems under `path`: scopes offered by a resource server
- * (not Clearance's own), the grantee client or user known, no acceptance in the future; and, with
+ * (not Clearance's own), constrained instrument classes declared in the entity model (or by the
+ * document), the grantee client or user known, no acceptance in the future; and, with
  * `againstStored` (default), what the stored mandate allows — a revoked one never changes, grantor
  * and grantee never change, an acceptance is not rewritten, amended terms need their own
  * acceptance, a new one must not have ended already. A user grantee given by username is resolved
@@ -71,6 +75,14 @@ export async function checkMandateEntry(
   const offered = new Set([...(await ctx.resourceServers.list()), ...document.resourceServers].filter((r) => !builtin.has(r.identifier)).flatMap((r) => r.scopes));
   for (const scope of item.terms.scopes) {
     if (!offered.has(scope)) v.fail(join(path, 'scopes'), `"${scope}" is not offered by any resource server`);
+  }
+  // The entity model's instrument classes are the one vocabulary (as for authorization_details).
+  const classes = item.terms.constraints.instrument_classes ?? [];
+  if (classes.length > 0) {
+    const declared = instrumentClassesAfter(await ctx.entities.snapshot(), document.instrumentClasses ?? []);
+    for (const c of classes) {
+      if (!declared.has(c)) v.fail(join(path, 'constraints.instrument_classes'), `"${c}" is not a declared instrument class (add it under instrument_classes)`);
+    }
   }
   const grantee = item.terms.grantee;
   let granteeUsername: string | undefined;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { describeAuthorizationDetails, formatAmount, parseAuthorizationDetails } from '../../src/authorization/authorization-details.ts';
+import { describeAuthorizationDetails, formatAmount, parseAuthorizationDetails, type DetailVocabulary } from '../../src/authorization/authorization-details.ts';
+import { defaultInstrumentClasses } from '../../src/entities/directory.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 
 const order = {
@@ -21,9 +22,12 @@ const settlement = {
   value_date: '2026-01-15',
 };
 
-function refuses(value: unknown, pattern: RegExp): void {
+/** What a fresh install declares: the built-in instrument classes. */
+const defaults: DetailVocabulary = { instrumentClasses: new Set(defaultInstrumentClasses.map((c) => c.id)) };
+
+function refuses(value: unknown, pattern: RegExp, vocabulary: DetailVocabulary = defaults): void {
   assert.throws(
-    () => parseAuthorizationDetails(value),
+    () => parseAuthorizationDetails(value, vocabulary),
     (error: unknown) => error instanceof OAuthError && error.error === 'invalid_authorization_details' && pattern.test(error.description ?? ''),
     JSON.stringify(value),
   );
@@ -31,9 +35,9 @@ function refuses(value: unknown, pattern: RegExp): void {
 
 describe('authorization_details (RFC 9396)', () => {
   test('accepts registered types, as JSON text or as parsed JSON', () => {
-    assert.deepEqual(parseAuthorizationDetails(JSON.stringify([order])), [order]);
-    assert.deepEqual(parseAuthorizationDetails([order, settlement]), [order, settlement]);
-    assert.deepEqual(parseAuthorizationDetails(undefined), []);
+    assert.deepEqual(parseAuthorizationDetails(JSON.stringify([order]), defaults), [order]);
+    assert.deepEqual(parseAuthorizationDetails([order, settlement], defaults), [order, settlement]);
+    assert.deepEqual(parseAuthorizationDetails(undefined, defaults), []);
   });
 
   test('writes plain-language consent lines', () => {
@@ -69,11 +73,21 @@ describe('authorization_details (RFC 9396)', () => {
     refuses([{ ...order, max_notional: { amount: '100', currency: 'XXY' } }], /ISO 4217/);
     refuses([{ ...order, max_notional: { amount: '100', currency: 'usd' } }], /currency is malformed/);
     refuses([{ ...order, venue: 'NYSE stock exchange' }], /venue is malformed/);
-    refuses([{ ...order, instrument: { class: 'tulips', symbol: 'X' } }], /class must be one of/);
+    refuses([{ ...order, instrument: { class: 'tulips', symbol: 'X' } }], /^authorization_details\[0\]\.instrument\.class "tulips" is not a declared instrument class$/);
     refuses([{ ...order, actions: ['create', 'create'] }], /twice/);
     refuses([{ ...order, actions: ['transfer'] }], /must be one of create, amend, cancel/);
     refuses([{ ...settlement, counterparty_lei: '5493001KJTIIGC8Y1R13' }], /not a valid LEI/);
     refuses([{ ...settlement, value_date: '2026-13-01' }], /value_date is malformed/);
     refuses([{ ...order, account: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.sig' }], /shaped like a token/);
+  });
+
+  test('accepts exactly the instrument classes the entity model declares, in orders and settlement instructions', () => {
+    const firm: DetailVocabulary = { instrumentClasses: new Map([['rates_derivatives', { id: 'rates_derivatives', complex: true }]]) };
+    const swap = { ...order, instrument: { class: 'rates_derivatives', symbol: 'SOFR-2Y' } };
+    assert.deepEqual(parseAuthorizationDetails([swap], firm), [swap]);
+    refuses([swap], /instrument\.class "rates_derivatives" is not a declared instrument class/);
+    refuses([order], /^authorization_details\[0\]\.instrument\.class "bond" is not a declared instrument class$/, firm);
+    refuses([{ ...settlement, instrument: { class: 'bond', symbol: 'UST 10Y' } }], /instrument\.class "bond" is not a declared instrument class/, firm);
+    assert.ok(parseAuthorizationDetails([{ ...settlement, instrument: { class: 'rates_derivatives', symbol: 'SOFR-2Y' } }], firm));
   });
 });

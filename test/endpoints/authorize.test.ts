@@ -356,6 +356,21 @@ describe('the authorization endpoint', () => {
     const again = await f.authorize(f.request('web-app', { scope: 'order:create', authorization_details: JSON.stringify([orderDetail]) }), { cookie: person.cookie });
     interactionId(again.location);
   });
+
+  test('accepts orders in the declared instrument classes only, once the operator declares its own', async (t) => {
+    const f = await codeFlowFixture(t);
+    const person = await f.signIn('alice');
+    const order = (instrumentClass: string) => f.request('web-app', { scope: 'order:create', authorization_details: JSON.stringify([{ ...orderDetail, instrument: { class: instrumentClass, symbol: 'SOFR-2Y' } }]) });
+    // A fresh install knows the built-in classes (bond among them), and not the firm's.
+    interactionId((await f.authorize(order('bond'), { cookie: person.cookie })).location);
+    assertErrorRedirect(f, (await f.authorize(order('rates_derivatives'), { cookie: person.cookie })).response, 'invalid_authorization_details');
+    // Declared classes replace the built-in ones entirely.
+    await f.apply({ instrument_classes: [{ id: 'rates_derivatives', complex: true }] });
+    interactionId((await f.authorize(order('rates_derivatives'), { cookie: person.cookie })).location);
+    const refused = assertErrorRedirect(f, (await f.authorize(order('bond'), { cookie: person.cookie })).response, 'invalid_authorization_details');
+    // RFC 9396 §5; error_description quotes with ' (RFC 6749 §5.2 excludes ").
+    assert.equal(refused.searchParams.get('error_description'), "authorization_details[0].instrument.class 'bond' is not a declared instrument class");
+  });
 });
 
 describe('the browser that started an authorization request', () => {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { SignJWT, generateKeyPair } from 'jose';
 import { decideConsent } from '../../src/authorization/interactions.ts';
-import { codeFlowFixture, parRedirect, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { codeFlowFixture, orderDetail, parRedirect, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { assertOAuthError } from './fixture.ts';
 
 /** A pushed request for par-app; returns request_uri. */
@@ -125,6 +125,17 @@ describe('pushed authorization requests (RFC 9126)', () => {
       const request = await f.requestObject({});
       const response = await f.par('par-app', { request, scope: 'openid offline_access', redirect_uri: 'https://evil.example.com', response_type: 'token' });
       assert.equal(response.statusCode, 201, response.body);
+    });
+
+    test('checks authorization_details in a request object against the declared instrument classes', async (t) => {
+      const f = await codeFlowFixture(t);
+      await f.apply({ instrument_classes: [{ id: 'rates_derivatives', complex: true }] });
+      const details = (instrumentClass: string) => [{ ...orderDetail, instrument: { class: instrumentClass, symbol: 'SOFR-2Y' } }];
+      const declared = await f.requestObject({ scope: 'order:create', authorization_details: details('rates_derivatives') });
+      assert.equal((await f.par('par-app', { request: declared })).statusCode, 201);
+      const undeclared = await f.requestObject({ scope: 'order:create', authorization_details: details('bond') });
+      const body = assertOAuthError(await f.par('par-app', { request: undeclared }), 400, 'invalid_authorization_details');
+      assert.match(String(body.error_description), /instrument\.class 'bond' is not a declared instrument class/);
     });
 
     test('refuses request objects that break the rules with invalid_request_object', async (t) => {

@@ -5,7 +5,7 @@ import { executeApply, planApply } from '../../src/apply/index.ts';
 import { assignedCountryCount, isValidCountryCode } from '../../src/entities/countries.ts';
 import { formatProblem } from '../../src/validation.ts';
 import { protocolFixture } from '../endpoints/fixture.ts';
-import { testContext } from '../helpers/storage.ts';
+import { testContext, testDialects } from '../helpers/storage.ts';
 import { applyDocument, exampleEntities } from '../policy/fixture.ts';
 
 describe('the entity model in apply', () => {
@@ -120,6 +120,63 @@ describe('the entity model in apply', () => {
     assert.equal(isValidCountryCode('XK'), false);
   });
 });
+
+for (const dialect of testDialects()) {
+  describe(`instrument classes on ${dialect.name}`, () => {
+    test('are the built-in ones on a fresh install, with the derivatives complex', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      const snapshot = await ctx.entities.snapshot();
+      assert.equal(snapshot.instrumentClassesDeclared, false);
+      assert.deepEqual([...snapshot.instrumentClasses.keys()], ['equity', 'bond', 'fx', 'future', 'option', 'swap', 'etf', 'crypto', 'crypto_derivative']);
+      assert.deepEqual(
+        [...snapshot.instrumentClasses.values()].filter((c) => c.complex).map((c) => c.id),
+        ['future', 'option', 'swap', 'crypto_derivative'],
+      );
+      // A desk may name them before any are declared.
+      await applyDocument(ctx, { regions: [{ id: 'uk' }], legal_entities: [broker(['fx', 'bond'])] });
+    });
+
+    test('are replaced entirely by the first ones declared, and then grow by declaration', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      await applyDocument(ctx, { instrument_classes: [{ id: 'fx' }, { id: 'rates_derivatives', complex: true }] });
+      let snapshot = await ctx.entities.snapshot();
+      assert.equal(snapshot.instrumentClassesDeclared, true);
+      assert.deepEqual([...snapshot.instrumentClasses.keys()].sort(), ['fx', 'rates_derivatives']);
+      assert.equal(snapshot.instrumentClasses.get('fx')!.complex, false, 'as declared, not as built in');
+      const { problems } = await planApply(ctx, { regions: [{ id: 'uk' }], legal_entities: [broker(['fx', 'bond'])] });
+      assert.deepEqual(problems.map(formatProblem), [
+        'legal_entities[0].desks[0].product_classes[1]: "bond" is not a declared instrument class (add it under instrument_classes)',
+      ]);
+      await applyDocument(ctx, { instrument_classes: [{ id: 'bond' }] });
+      snapshot = await ctx.entities.snapshot();
+      assert.deepEqual([...snapshot.instrumentClasses.keys()].sort(), ['bond', 'fx', 'rates_derivatives']);
+    });
+
+    test('refuses first declarations that would leave a stored desk naming a built-in class no longer declared', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      await applyDocument(ctx, { regions: [{ id: 'uk' }], legal_entities: [broker(['fx', 'bond'])] });
+      const { problems } = await planApply(ctx, { instrument_classes: [{ id: 'fx' }] });
+      assert.deepEqual(problems.map(formatProblem), [
+        'instrument_classes: declared instrument classes replace the built-in ones, but desk trading of legal entity 5493001KJTIIGC8Y1R12 names "bond": declare it too',
+      ]);
+      assert.equal((await ctx.entities.snapshot()).instrumentClassesDeclared, false, 'nothing written');
+      await applyDocument(ctx, { instrument_classes: [{ id: 'fx' }, { id: 'bond' }] });
+    });
+  });
+}
+
+/** A legal entity with one desk trading `classes`. */
+function broker(classes: string[]) {
+  return {
+    lei: '5493001KJTIIGC8Y1R12',
+    name: 'Example Broker Ltd',
+    jurisdiction: 'GB',
+    home_region: 'uk',
+    roles: ['broker'],
+    desks: [{ id: 'trading', product_classes: classes }],
+    accounts: [],
+  };
+}
 
 describe('the entities admin API', () => {
   test('lists legal entities and reference lists, and reads one legal entity, with admin:read', async (t) => {

@@ -210,6 +210,24 @@ for (const dialect of testDialects()) {
       assert.equal((await getMandate(ctx, 'gone'))!.current.status, 'revoked');
     });
 
+    test('constrains mandates to declared instrument classes: the built-in ones until the operator declares its own', async (t) => {
+      const { ctx } = await setup(t);
+      const classes = (...ids: string[]) => mandate({ constraints: { instrument_classes: ids } });
+      assert.ok((await planApply(ctx, { ...base, mandates: [classes('fx', 'bond')] })).plan, 'fx and bond are built-in');
+      assert.deepEqual(await problemsOf(ctx, { ...base, mandates: [classes('fx', 'weather')] }), [
+        'mandates[0].constraints.instrument_classes: "weather" is not a declared instrument class (add it under instrument_classes)',
+      ]);
+      // Declared in the same document, the firm's classes replace the built-in ones.
+      const firm = { instrument_classes: [{ id: 'fx' }, { id: 'rates_derivatives', complex: true }] };
+      assert.deepEqual(await problemsOf(ctx, { ...base, ...firm, mandates: [classes('bond', 'rates_derivatives')] }), [
+        'mandates[0].constraints.instrument_classes: "bond" is not a declared instrument class (add it under instrument_classes)',
+      ]);
+      await apply(ctx, { ...base, ...firm, mandates: [classes('fx', 'rates_derivatives')] });
+      assert.deepEqual(await problemsOf(ctx, { ...base, mandates: [classes('bond')] }), [
+        'mandates[0].constraints.instrument_classes: "bond" is not a declared instrument class (add it under instrument_classes)',
+      ]);
+    });
+
     test('is all or nothing: when a mandate changed between planning and executing, nothing of the document is written', async (t) => {
       const { ctx } = await setup(t);
       await apply(ctx, { ...base, mandates: [mandate(accepted)] });
