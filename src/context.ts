@@ -11,6 +11,7 @@ import type { Identity } from './identity/index.ts';
 import type { DpopDeps } from './tokens/dpop.ts';
 import type { EntityDirectory } from './entities/directory.ts';
 import type { PolicyStore } from './policy/store.ts';
+import type { PartnerStore } from './federation/store.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -33,4 +34,6 @@ export interface Context {
   entities: EntityDirectory;
   /** Versioned Cedar policy sets and the active one, compiled (src/policy). */
   policies: PolicyStore;
+  /** The partner trust registry (src/federation): federated issuers' profiles, their key sets, the assertion replay cache. */
+  partners: PartnerStore;
 }

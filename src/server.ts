@@ -20,6 +20,7 @@ import { createIdentity } from './identity/index.ts';
 import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
 import { EntityDirectory } from './entities/directory.ts';
 import { PolicyStore } from './policy/store.ts';
+import { PartnerStore } from './federation/store.ts';
 
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
@@ -67,6 +68,7 @@ export async function openContext(
       },
       entities: new EntityDirectory(storage.db, clock),
       policies: new PolicyStore(storage.db, clock),
+      partners: new PartnerStore(storage.db, clock, { replay }),
     };
     await seedBuiltins(ctx);
     return ctx;

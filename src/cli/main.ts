@@ -10,6 +10,7 @@ import { initCommand, initHelp } from './commands/init.ts';
 import { clientsCommand, clientsHelp } from './commands/clients.ts';
 import { auditCommand, auditHelp } from './commands/audit.ts';
 import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.ts';
+import { partnerCommand, partnerHelp } from './commands/partner.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -23,8 +24,8 @@ Commands:
                         (see: clearance clients --help)
   keys list|rotate|retire
                         manage signing keys (see: clearance keys --help)
-  apply -f FILE         import resource servers, clients, users, mandates, the entity model and
-                        policy sets (JSON or YAML)
+  apply -f FILE         import resource servers, clients, users, mandates, the entity model,
+                        policy sets and partners (JSON or YAML)
                         (see: clearance apply --help)
   audit verify|export|verify-bundle|proof|prune|key|seal
                         verify the tamper-evident audit log, export and verify evidence bundles
@@ -32,6 +33,8 @@ Commands:
   policy test|simulate|list|add|activate
                         test policies without a database, replay recorded decisions against a
                         candidate, store and activate versions (see: clearance policy --help)
+  partner check|list    check a federated partner's trust profile, keys and metadata, and
+                        optionally a JWT against it; list partners (see: clearance partner --help)
   help [COMMAND]        show help
 
 Environment (the server and the CLI read the same):
@@ -69,6 +72,7 @@ const helps: Record<string, string> = {
   apply: applyHelp,
   audit: auditHelp,
   policy: policyHelp,
+  partner: partnerHelp,
 };
 
 /** Runs one CLI invocation and returns its exit code. */
@@ -113,6 +117,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         version: { type: 'string' },
         'change-ref': { type: 'string' },
         author: { type: 'string' },
+        // partner
+        assertion: { type: 'string' },
+        kind: { type: 'string' },
       },
     });
   } catch (error) {
@@ -216,6 +223,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       };
       return withContext(config, output, (ctx) => policyCommand(ctx, args, output));
     }
+    case 'partner':
+      return withContext(config, output, (ctx) =>
+        partnerCommand(ctx, { action: rest[0], id: rest[1], assertion: values.assertion, kind: values.kind }, output),
+      );
   }
   return exit.usage;
 }

@@ -11,9 +11,10 @@ import type { AuthorizationTables } from '../authorization/tables.ts';
 import type { EntityTables } from '../entities/tables.ts';
 import type { PolicyTables } from '../policy/tables.ts';
 import type { MandateTables } from '../mandates/tables.ts';
+import type { PartnerTables } from '../federation/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables {}

@@ -124,7 +124,6 @@ describe('apply', () => {
     const { plan: result, problems } = await planApply(ctx, document);
     assert.equal(result, undefined);
     assert.deepEqual(problems.map(formatProblem), [
-      'partners: is not supported by this version of Clearance yet',
       'frobs: is not a recognised section',
       'resource_servers[1].access_token_ttl: must be from 1 to 3600',
       'resource_servers[3].identifier: must be https (http only for loopback hosts)',

@@ -10,7 +10,7 @@ import { exit, type Output } from '../output.ts';
 export const applyHelp = `Usage: clearance apply -f FILE [--dry-run]
 
 Imports a declarative JSON or YAML document (sections: clients, resource_servers, users,
-mandates, regions, venues, instrument_classes, legal_entities, policies) in one transaction. Every entry is validated first; if any is invalid, every
+mandates, regions, venues, instrument_classes, legal_entities, policies, partners) in one transaction. Every entry is validated first; if any is invalid, every
 problem is printed with its path (e.g. clients[2].redirect_uris[0]: must be https) and
 nothing is applied (exit 1).
 Applying the same file again changes nothing. Entries missing from the file are kept, not

@@ -34,6 +34,8 @@ export const admin: Endpoint = {
     });
 
     app.get(`${base}/resource-servers`, read, async () => ({ resource_servers: await ctx.resourceServers.list() }));
+    // Partner trust profiles (src/federation); written only through the partners section of apply.
+    app.get(`${base}/partners`, read, async () => ({ partners: await ctx.partners.list() }));
     app.put(`${base}/resource-servers`, write, async (request) => {
       const result = await applyOne(ctx, { resource_servers: [request.body] }, request.admin!.client_id);
       return { ...(await ctx.resourceServers.get(result.changes[0]!.id)), outcome: result.changes[0]!.outcome };

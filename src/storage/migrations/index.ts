@@ -8,6 +8,7 @@ import * as people from './0006_people.ts';
 import * as authorization from './0007_authorization.ts';
 import * as policy from './0008_policy.ts';
 import * as mandates from './0009_mandates.ts';
+import * as partners from './0010_partners.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '0007_authorization': authorization,
   '0008_policy': policy,
   '0009_mandates': mandates,
+  '0010_partners': partners,
 };

@@ -1,0 +1,177 @@
+import { lookup } from 'node:dns/promises';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP, type LookupFunction } from 'node:net';
+import { classifyAddress, isLoopbackName } from './address.ts';
+
+/** A resolved address of a host name. */
+export interface ResolvedAddress {
+  address: string;
+  family: 4 | 6;
+}
+
+/** Resolves a host name to every address it has (injectable: tests resolve names to chosen addresses). */
+export type Resolver = (hostname: string) => Promise<ResolvedAddress[]>;
+
+export const systemResolver: Resolver = async (hostname) =>
+  (await lookup(hostname, { all: true, verbatim: true })).map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+
+export interface FetchRules {
+  /** The partner profile's `allow_private_network`: private, loopback and link-local addresses, and http to loopback. */
+  allowPrivateNetwork: boolean;
+  /** Whole request, DNS included; default 5000 ms. */
+  timeoutMs?: number;
+  /** Largest response body; default 256 KiB. */
+  maxBytes?: number;
+  resolve?: Resolver;
+}
+
+/** How a remote JSON document is fetched; `fetchJson` by default, a fake in tests. */
+export type JsonFetcher = (url: string, rules: FetchRules) => Promise<unknown>;
+
+export const defaultFetchTimeoutMs = 5000;
+export const defaultMaxResponseBytes = 256 * 1024;
+
+/** A refused or failed fetch; the message says which rule or what failed, for operators. */
+export class FetchError extends Error {
+  override name = 'FetchError';
+}
+
+/**
+ * Fetches a JSON document from a partner's URL (its jwks_uri or metadata) under the SSRF rules of
+ * docs/federation.md: https only (http only to a loopback host when the profile allows the
+ * private network); the host resolved here and every one of its addresses checked, then the
+ * connection made to the checked address (no second lookup, so DNS rebinding cannot swap it);
+ * no redirects; no credentials in the URL; a time limit and a size limit; a JSON body.
+ */
+export async function fetchJson(url: string, rules: FetchRules): Promise<unknown> {
+  const timeoutMs = rules.timeoutMs ?? defaultFetchTimeoutMs;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const target = checkUrl(url, rules);
+  const address = await withDeadline(pickAddress(target, rules), deadline, timeoutMs);
+  const body = await get(target, address, rules.maxBytes ?? defaultMaxResponseBytes, deadline, timeoutMs);
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new FetchError(`${url} did not return JSON`);
+  }
+}
+
+function checkUrl(url: string, rules: FetchRules): URL {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    throw new FetchError(`${url} is not an absolute URL`);
+  }
+  if (target.username || target.password) throw new FetchError(`${url} carries credentials, which are never sent`);
+  if (target.protocol === 'http:') {
+    if (!isLoopbackName(target.hostname)) throw new FetchError(`${url} is not https (http is allowed only to a loopback host)`);
+    if (!rules.allowPrivateNetwork) throw new FetchError(`${url} is not https (http to a loopback host needs allow_private_network)`);
+  } else if (target.protocol !== 'https:') {
+    throw new FetchError(`${url} is not https`);
+  }
+  return target;
+}
+
+/** Resolves the host and checks every address; resolves the one to connect to. */
+async function pickAddress(target: URL, rules: FetchRules): Promise<ResolvedAddress> {
+  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+  const literal = isIP(host);
+  let addresses: ResolvedAddress[];
+  if (literal) {
+    addresses = [{ address: host, family: literal === 6 ? 6 : 4 }];
+  } else {
+    try {
+      addresses = await (rules.resolve ?? systemResolver)(host);
+    } catch (error) {
+      throw new FetchError(`cannot resolve ${host}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    if (addresses.length === 0) throw new FetchError(`cannot resolve ${host}: no addresses`);
+  }
+  // Every address is checked, not only the one used: a name with one public and one private
+  // address is refused, since which one a client picks is not ours to rely on.
+  for (const { address } of addresses) {
+    const { category, label } = classifyAddress(address);
+    const named = literal ? address : `${host} resolves to ${address}`;
+    if (category === 'never') throw new FetchError(`${named}, a ${label} address, which is never fetched`);
+    if (category === 'private' && !rules.allowPrivateNetwork) {
+      throw new FetchError(`${named}, a ${label} address; the partner profile does not allow the private network (allow_private_network)`);
+    }
+  }
+  return addresses[0]!;
+}
+
+function get(target: URL, address: ResolvedAddress, maxBytes: number, deadline: AbortSignal, timeoutMs: number): Promise<Buffer> {
+  // The connection goes to the address checked above, whatever the name resolves to by now.
+  const pinned: LookupFunction = (_hostname, options, callback) => {
+    if (options.all) (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [address]);
+    else callback(null, address.address, address.family);
+  };
+  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+  const options: RequestOptions & { servername?: string } = {
+    method: 'GET',
+    host,
+    port: target.port || (target.protocol === 'https:' ? 443 : 80),
+    path: `${target.pathname}${target.search}`,
+    headers: { accept: 'application/json, application/jwk-set+json', 'accept-encoding': 'identity', 'user-agent': 'clearance' },
+    lookup: pinned,
+    // No connection pool: a pooled socket could outlive the address check that allowed it.
+    agent: false,
+    signal: deadline,
+    ...(target.protocol === 'https:' && !isIP(host) ? { servername: host } : {}),
+  };
+  const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<Buffer>((resolve, reject) => {
+    const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);
+    const req = request(options, (response: IncomingMessage) => {
+      const status = response.statusCode ?? 0;
+      if (status >= 300 && status < 400) {
+        response.resume();
+        const to = response.headers.location ? ` to ${response.headers.location}` : '';
+        return reject(new FetchError(`${target.href} answered ${status}, a redirect${to}; redirects are not followed`));
+      }
+      if (status !== 200) {
+        response.resume();
+        return reject(new FetchError(`${target.href} answered HTTP ${status}`));
+      }
+      const declared = Number(response.headers['content-length']);
+      if (Number.isFinite(declared) && declared > maxBytes) {
+        response.destroy();
+        return reject(new FetchError(`${target.href} sent ${declared} bytes (limit ${maxBytes})`));
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) {
+          response.destroy();
+          reject(new FetchError(`${target.href} sent more than ${maxBytes} bytes`));
+        } else {
+          chunks.push(chunk);
+        }
+      });
+      response.on('end', () => resolve(Buffer.concat(chunks)));
+      response.on('error', fail);
+      response.on('close', () => {
+        if (!response.complete) fail(new FetchError(`${target.href} closed the connection before the end of its response`));
+      });
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => fail(new FetchError(`cannot fetch ${target.href}: ${error.code ?? error.message}`)));
+    req.end();
+  });
+}
+
+async function withDeadline<T>(work: Promise<T>, deadline: AbortSignal, timeoutMs: number): Promise<T> {
+  if (deadline.aborted) throw new FetchError(`timed out after ${timeoutMs} ms`);
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new FetchError(`timed out after ${timeoutMs} ms (resolving the host name)`));
+    deadline.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    deadline.removeEventListener('abort', onAbort!);
+  }
+}
