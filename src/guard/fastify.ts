@@ -1,0 +1,117 @@
+import { createHash } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GuardError } from './errors.ts';
+import type { Guard, VerifiedAccess } from './guard.ts';
+import type { IdempotencyGuard } from './idempotency.ts';
+
+/**
+ * `clearance/guard/fastify`: the guard as a fastify plugin.
+ *
+ *   app.register(clearanceGuard, { guard, origin: 'https://orders.example.com' });
+ *   app.post('/orders', { config: { clearance: { scopes: ['order:create'] } } }, async (request) => request.access!.subject);
+ *   app.get('/health', { config: { clearance: false } }, () => 'ok');
+ *
+ * Every route in the scope where it is registered is protected (opt out with `clearance: false`):
+ * an onRequest hook verifies the token before the body is read, checks the route's scopes, sets
+ * `request.access`, and answers a GuardError itself (status, WWW-Authenticate, `{error,
+ * error_description}`, Cache-Control: no-store). It sets no error handler (yours stays yours);
+ * use `sendGuardError` in it for GuardErrors your handlers throw.
+ */
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified access token of this request (set by clearanceGuard). */
+    access?: VerifiedAccess | undefined;
+  }
+  interface FastifyContextConfig {
+    /** clearanceGuard's route options; `false` leaves the route unprotected. */
+    clearance?: RouteGuardOptions | false;
+  }
+}
+
+export interface RouteGuardOptions {
+  /** Scopes the token must all have (else 403 insufficient_scope). */
+  scopes?: readonly string[];
+}
+
+export interface ClearanceGuardOptions {
+  guard: Guard;
+  /**
+   * The origin clients address, e.g. `https://orders.example.com` (DPoP `htu`). Set it behind a
+   * proxy; without it the request's protocol and Host header are used.
+   */
+  origin?: string;
+  /** RFC 8705 §3.1 thumbprint of the client certificate; default: the TLS connection's peer certificate (behind a TLS-terminating proxy, read the proxy's header). */
+  clientCertificateThumbprint?: (request: FastifyRequest) => string | undefined;
+}
+
+/** The fastify plugin (not encapsulated: its hook and decorator apply in the scope that registers it). */
+export async function clearanceGuard(app: FastifyInstance, options: ClearanceGuardOptions): Promise<void> {
+  const { guard } = options;
+  const origin = options.origin === undefined ? undefined : new URL(options.origin).origin;
+  const thumbprint = options.clientCertificateThumbprint ?? peerCertificateThumbprint;
+  if (!app.hasRequestDecorator('access')) app.decorateRequest('access', undefined);
+
+  app.addHook('onRequest', async (request, reply) => {
+    const route = request.routeOptions.config.clearance;
+    if (route === false) return;
+    try {
+      const access = await guard.verify({
+        method: request.method,
+        url: `${origin ?? `${request.protocol}://${request.host}`}${request.url}`,
+        headers: request.headers,
+        clientCertificateThumbprint: thumbprint(request),
+      });
+      if (route?.scopes) guard.requireScopes(access, route.scopes);
+      request.access = access;
+      reply.headers(access.headers);
+    } catch (error) {
+      if (error instanceof GuardError) return sendGuardError(reply, error);
+      throw error;
+    }
+  });
+}
+// What fastify-plugin does: the hook and decorator belong to the registering scope.
+Object.assign(clearanceGuard, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'clearance-guard' });
+
+/** Answers a GuardError: its status and headers, Cache-Control: no-store, a JSON `{error, error_description}` body. */
+export function sendGuardError(reply: FastifyReply, error: GuardError): FastifyReply {
+  reply.request.log.info({ error: error.error, detail: error.detail }, 'guard refused the request');
+  return reply
+    .code(error.status)
+    .headers({ ...error.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
+    .type('application/json; charset=utf-8')
+    .send(JSON.stringify(error.toJSON()));
+}
+
+/**
+ * Wraps a handler in the idempotency guard: the instruction is the token's `txn` and `action`
+ * (and the fingerprint of the request, if given); the handler's return value is recorded and
+ * sent. A duplicate is answered 409 with the first record; no txn is 403 txn_required. GuardErrors
+ * the handler throws are answered too.
+ */
+export function idempotent(
+  idem: IdempotencyGuard,
+  options: { action: string; fingerprint?: (request: FastifyRequest) => string | undefined },
+  handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>,
+): (request: FastifyRequest, reply: FastifyReply) => Promise<unknown> {
+  return async (request, reply) => {
+    const access = request.access;
+    if (!access) throw new Error('idempotent() runs on a route protected by clearanceGuard');
+    try {
+      return await idem.once({ txn: access.txn, action: options.action, fingerprint: options.fingerprint?.(request) }, () => handler(request, reply));
+    } catch (error) {
+      if (error instanceof GuardError) return sendGuardError(reply, error);
+      throw error;
+    }
+  };
+}
+
+/** The thumbprint of the TLS connection's client certificate (RFC 8705 §3.1), if there is one. */
+function peerCertificateThumbprint(request: FastifyRequest): string | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  const raw = socket.getPeerCertificate(false)?.raw;
+  return raw && raw.length > 0 ? createHash('sha256').update(raw).digest('base64url') : undefined;
+}

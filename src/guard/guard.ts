@@ -1,0 +1,342 @@
+import type { JSONWebKeySet } from 'jose';
+import { challengeValue, GuardError, type ChallengeOptions, type GuardErrorCode, type Scheme } from './errors.ts';
+import {
+  defaultDpopAlgorithms,
+  defaultDpopIatWindowSeconds,
+  DpopProofError,
+  MemoryDpopReplayStore,
+  safeEqual,
+  verifyDpopProof,
+  type DpopNonceSource,
+  type DpopReplayStore,
+} from './dpop.ts';
+import { askPolicy, type PolicyDecision, type PolicyOptions, type PolicyQuestion } from './policy.ts';
+import {
+  actorChain,
+  checkedUrl,
+  defaultAlgorithms,
+  KeySourceUnavailable,
+  keyResolver,
+  permittedAlgorithms,
+  TokenRefused,
+  verifyAccessToken,
+  type AccessTokenClaims,
+  type Actor,
+  type AuthorizationDetail,
+} from './token.ts';
+
+/** Options of `createGuard`. */
+export interface GuardOptions {
+  /** Clearance's issuer identifier, exactly as its tokens carry it in `iss`. */
+  issuer: string;
+  /** This resource server's identifier (its registered `identifier`): the one `aud` accepted. */
+  audience: string;
+  /** Where the signing keys are published (`<issuer>/jwks`). Without it and without `jwks`, the issuer's discovery document names it. */
+  jwksUri?: string;
+  /** A static JWK set instead of fetching one (tests, air-gapped set-ups; rotation is then yours). */
+  jwks?: JSONWebKeySet;
+  /** Access token algorithms accepted. Default ES256, EdDSA, PS256 (what Clearance signs with). `none` and HS* are never accepted. */
+  algorithms?: readonly string[];
+  /** Tolerance for `exp`, `nbf` and `iat` against this server's clock, in seconds: default 5, at most 60. */
+  clockSkewSeconds?: number;
+  /** Refuse bearer tokens: only DPoP- or certificate-bound tokens pass. Default false. */
+  requireSenderConstraint?: boolean;
+  /** DPoP proof checks (RFC 9449). */
+  dpop?: {
+    /** Proof algorithms accepted. Default ES256, EdDSA, PS256. */
+    algorithms?: readonly string[];
+    /** Allowed distance of a proof's `iat` from now, in seconds. Default 60. */
+    iatWindowSeconds?: number;
+    /** Where used proof `jti`s are remembered. Default: in memory, this process only. */
+    replay?: DpopReplayStore;
+    /** With a nonce source, every proof must carry a valid nonce (RFC 9449 §9); see createDpopNonces. */
+    nonces?: DpopNonceSource;
+  };
+  /** How to ask Clearance's AuthZEN endpoint (for askPolicy). */
+  policy?: PolicyOptions;
+  /** The realm of WWW-Authenticate challenges. */
+  realm?: string;
+  /** Allow http:// issuer, JWKS and policy URLs on hosts other than loopback (development only). */
+  allowHttp?: boolean;
+  /** The clock, in milliseconds since the epoch (tests). */
+  now?: () => number;
+}
+
+/** What a resource server hands the guard about one request. */
+export interface GuardRequest {
+  /** The request method, as received (`POST`). */
+  method: string;
+  /** The full URL as the client addressed it, e.g. `https://orders.example.com/api/orders?x=1` (DPoP `htu`). */
+  url: string;
+  /** Request headers; only `authorization` and `dpop` are read (any letter case). */
+  headers: Record<string, string | readonly string[] | undefined>;
+  /** RFC 8705 §3.1: base64url SHA-256 of the DER client certificate of the TLS connection, if any. */
+  clientCertificateThumbprint?: string | undefined;
+}
+
+/** How the token is sender-constrained. */
+export type Binding = { method: 'dpop'; jkt: string } | { method: 'mtls'; x5tS256: string } | { method: 'none' };
+
+/** A verified access token and what it says. */
+export interface VerifiedAccess {
+  /** The access token itself (to forward or exchange; never log it). */
+  token: string;
+  /** The scheme it came with. */
+  scheme: Scheme;
+  claims: AccessTokenClaims;
+  /** `sub`: a user id, or the client itself when no person is involved. */
+  subject: string;
+  clientId: string;
+  scopes: string[];
+  /** RFC 9396 entries the token carries (empty when none). */
+  authorizationDetails: AuthorizationDetail[];
+  /** RFC 8693 delegation chain as a list, newest (current) actor first; empty when no one acts for the subject. */
+  actors: Actor[];
+  /** The raw nested `act` claim. */
+  act: Actor | undefined;
+  /** The transaction id carried across every hop. */
+  txn: string | undefined;
+  /** The mandate version the token was issued under. */
+  mandate: { id: string; v: number } | undefined;
+  binding: Binding;
+  /** Headers to add to the response (a fresh DPoP-Nonce when the guard uses nonces). */
+  headers: Record<string, string>;
+}
+
+/** A guard: verifies requests and checks what their tokens allow. */
+export interface Guard {
+  readonly options: Readonly<Pick<GuardOptions, 'issuer' | 'audience'>>;
+  /** Verifies the request's access token and its binding; throws GuardError (401/400/503). */
+  verify(request: GuardRequest): Promise<VerifiedAccess>;
+  /** Throws 403 insufficient_scope unless the token has every scope named. */
+  requireScopes(access: VerifiedAccess, scopes: readonly string[]): void;
+  /** Returns the first authorization_details entry of `type` that `match` accepts; else throws 403 insufficient_scope. */
+  requireAuthorizationDetail<T extends AuthorizationDetail = AuthorizationDetail>(access: VerifiedAccess, check: AuthorizationDetailCheck<T>): T;
+  /** Asks Clearance's AuthZEN endpoint; resolves a deny on any error or time-out (fail closed). Never throws. */
+  askPolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision>;
+  /** askPolicy, throwing 403 access_denied unless the decision is true. */
+  requirePolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision>;
+}
+
+export interface AuthorizationDetailCheck<T extends AuthorizationDetail> {
+  type: string;
+  /** Whether this entry allows the request (e.g. its instrument, side and max notional cover the order). */
+  match?: (detail: T) => boolean;
+}
+
+/** RFC 6750 §2.1, RFC 9449 §7.1: `<scheme> <token68>`, the scheme in any case. */
+const credentialsPattern = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/**
+ * Creates a guard for one resource server. `verify` runs these rules, in order:
+ * 1. no access token in the URL query (RFC 6750 §2.3 is not offered: URLs end up in logs;
+ *    FAPI 2.0 SP §5.3.4) → 400 invalid_request;
+ * 2. one Authorization header with the Bearer or DPoP scheme, else 401 with a challenge for both
+ *    schemes and no error code (RFC 6750 §3.1);
+ * 3. the token verifies (token.ts: typ at+jwt, alg allowlist, signature, iss, aud, exp, iat)
+ *    → else 401 invalid_token;
+ * 4. with `requireSenderConstraint`, the token has a `cnf` → else 401 invalid_token;
+ * 5. a DPoP-bound token (`cnf.jkt`) comes with the DPoP scheme (RFC 9449 §7.1: never as Bearer)
+ *    and one valid proof for this request (dpop.ts), whose key is the bound key — else 401
+ *    invalid_dpop_proof / use_dpop_nonce; the DPoP scheme with an unbound token → invalid_token;
+ * 6. a certificate-bound token (`cnf.x5t#S256`) comes over a connection with that certificate
+ *    (RFC 8705 §3) → else 401 invalid_token; a `cnf` the guard cannot check is refused.
+ * Options are checked here: a bad URL or algorithm list throws a TypeError at start-up.
+ */
+export function createGuard(options: GuardOptions): Guard {
+  const allowHttp = options.allowHttp ?? false;
+  checkedUrl(options.issuer, 'issuer', allowHttp);
+  if (typeof options.audience !== 'string' || options.audience.length === 0) throw new TypeError('guard option audience is required: this resource server\'s identifier');
+  const algorithms = checkAlgorithms(options.algorithms ?? defaultAlgorithms, 'algorithms');
+  const dpopAlgorithms = checkAlgorithms(options.dpop?.algorithms ?? defaultDpopAlgorithms, 'dpop.algorithms');
+  const clockSkewSeconds = options.clockSkewSeconds ?? 5;
+  if (!Number.isInteger(clockSkewSeconds) || clockSkewSeconds < 0 || clockSkewSeconds > 60) throw new TypeError('guard option clockSkewSeconds must be an integer from 0 to 60');
+  const iatWindowSeconds = options.dpop?.iatWindowSeconds ?? defaultDpopIatWindowSeconds;
+  if (!Number.isInteger(iatWindowSeconds) || iatWindowSeconds < 1 || iatWindowSeconds > 300) throw new TypeError('guard option dpop.iatWindowSeconds must be an integer from 1 to 300');
+  const now = options.now ?? Date.now;
+  const replay = options.dpop?.replay ?? new MemoryDpopReplayStore({ now });
+  const nonces = options.dpop?.nonces;
+  const keys = keyResolver({ issuer: options.issuer, jwksUri: options.jwksUri, jwks: options.jwks, allowHttp });
+  const challenge: ChallengeOptions = { realm: options.realm, dpopAlgorithms };
+
+  /** A 401/403/400 with its challenge in `schemes`. */
+  const refuse = (schemes: readonly Scheme[], error: GuardErrorCode, description: string, extra: { detail?: string; scope?: string; headers?: Record<string, string> } = {}) => {
+    const status = error === 'insufficient_scope' ? 403 : error === 'invalid_request' ? 400 : 401;
+    return new GuardError({
+      status,
+      error,
+      description,
+      detail: extra.detail,
+      headers: { ...extra.headers, 'www-authenticate': challengeValue(schemes, challenge, { error, description, ...(extra.scope !== undefined ? { scope: extra.scope } : {}) }) },
+    });
+  };
+  const unavailable = (detail: string) =>
+    new GuardError({ status: 503, error: 'temporarily_unavailable', description: 'the access token cannot be verified right now; retry later', detail, headers: { 'retry-after': '5' } });
+
+  async function verify(request: GuardRequest): Promise<VerifiedAccess> {
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      throw new TypeError(`guard.verify needs the absolute request URL, got ${JSON.stringify(request.url)}`);
+    }
+    // 1. RFC 6750 §2.3 is not supported: a token in the URL is refused, whatever else comes with it.
+    if (url.searchParams.has('access_token')) {
+      throw refuse(['Bearer', 'DPoP'], 'invalid_request', 'send the access token in the Authorization header, not the URL');
+    }
+    // 2. One Authorization header with a scheme we know.
+    const authorization = header(request.headers, 'authorization');
+    if (Array.isArray(authorization) && authorization.length > 1) {
+      throw refuse(['Bearer', 'DPoP'], 'invalid_request', 'send one Authorization header');
+    }
+    const value = Array.isArray(authorization) ? authorization[0] : (authorization as string | undefined);
+    const match = value?.match(credentialsPattern);
+    if (!match) {
+      // RFC 6750 §3.1: no credentials (or another scheme) → a challenge without an error code.
+      throw new GuardError({
+        status: 401,
+        error: 'invalid_token',
+        description: 'a Bearer or DPoP access token is required',
+        detail: value === undefined ? 'no Authorization header' : 'Authorization header is not Bearer or DPoP',
+        // Both schemes, also when sender constraint is required: a certificate-bound token uses Bearer (RFC 8705 §3).
+        headers: { 'www-authenticate': challengeValue(['Bearer', 'DPoP'], challenge) },
+      });
+    }
+    const scheme: Scheme = match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
+    const token = match[2]!;
+
+    // 3. The token itself.
+    let claims: AccessTokenClaims;
+    try {
+      claims = await verifyAccessToken(token, { issuer: options.issuer, audience: options.audience, algorithms, clockSkewSeconds, keys, now });
+    } catch (error) {
+      if (error instanceof KeySourceUnavailable) throw unavailable(error.message);
+      if (error instanceof TokenRefused) throw refuse([scheme], 'invalid_token', 'the access token is invalid or expired', { detail: error.message });
+      throw error;
+    }
+
+    // 4.-6. Its binding.
+    const cnf = claims.cnf;
+    if (options.requireSenderConstraint && cnf === undefined) {
+      throw refuse(['DPoP'], 'invalid_token', 'this resource accepts only sender-constrained (DPoP or certificate-bound) tokens', { detail: 'bearer token without cnf' });
+    }
+    const headers: Record<string, string> = {};
+    let binding: Binding = { method: 'none' };
+    if (cnf !== undefined && cnf.jkt === undefined && cnf['x5t#S256'] === undefined) {
+      throw refuse([scheme], 'invalid_token', 'the access token is bound in a way this resource cannot check', { detail: `cnf members ${Object.keys(cnf).join(', ')}` });
+    }
+    if (cnf?.jkt !== undefined) {
+      // RFC 9449 §7.1: a DPoP-bound token presented with the Bearer scheme is refused.
+      if (scheme !== 'DPoP') throw refuse([scheme], 'invalid_token', 'a DPoP-bound token needs the DPoP scheme and a proof', { detail: 'DPoP-bound token as Bearer' });
+      let proof;
+      try {
+        proof = await verifyDpopProof(
+          { header: header(request.headers, 'dpop'), method: request.method, url: request.url, accessToken: token },
+          { algorithms: dpopAlgorithms, iatWindowSeconds, replay, nonces, now },
+        );
+      } catch (error) {
+        if (error instanceof DpopProofError) {
+          const nonceHeader: Record<string, string> = error.code === 'use_dpop_nonce' && nonces ? { 'dpop-nonce': nonces.current() } : {};
+          throw refuse(['DPoP'], error.code, error.description, { detail: error.detail, headers: nonceHeader });
+        }
+        throw unavailable(`DPoP replay store: ${(error as Error).message}`);
+      }
+      // RFC 9449 §7.1: the proof key is the one the token is bound to (checked after the jti was used).
+      if (!safeEqual(proof.jkt, cnf.jkt)) {
+        throw refuse(['DPoP'], 'invalid_dpop_proof', 'the DPoP proof is not signed with the key the access token is bound to', { detail: 'proof jkt differs from cnf.jkt' });
+      }
+      if (nonces) headers['dpop-nonce'] = nonces.current();
+      binding = { method: 'dpop', jkt: cnf.jkt };
+    } else if (scheme === 'DPoP') {
+      // RFC 9449 §7.2: the DPoP scheme is for DPoP-bound tokens.
+      throw refuse(['DPoP'], 'invalid_token', 'the access token is not DPoP-bound; use the Bearer scheme', { detail: 'DPoP scheme with an unbound token' });
+    }
+    const x5t = cnf?.['x5t#S256'];
+    if (x5t !== undefined) {
+      // RFC 8705 §3: a certificate-bound token only over a connection with that certificate.
+      const presented = request.clientCertificateThumbprint;
+      if (presented === undefined || !safeEqual(presented, x5t)) {
+        throw refuse([scheme], 'invalid_token', 'the access token is bound to another client certificate', {
+          detail: presented === undefined ? 'certificate-bound token without a client certificate' : 'certificate thumbprint differs from cnf.x5t#S256',
+        });
+      }
+      if (binding.method === 'none') binding = { method: 'mtls', x5tS256: x5t };
+    }
+
+    return {
+      token,
+      scheme,
+      claims,
+      subject: claims.sub,
+      clientId: claims.client_id,
+      scopes: claims.scope ? claims.scope.split(' ').filter(Boolean) : [],
+      authorizationDetails: claims.authorization_details ?? [],
+      actors: claims.act === undefined ? [] : actorChain(claims.act),
+      act: claims.act,
+      txn: claims.txn,
+      mandate: claims.mandate,
+      binding,
+      headers,
+    };
+  }
+
+  function requireScopes(access: VerifiedAccess, scopes: readonly string[]): void {
+    const missing = scopes.filter((s) => !access.scopes.includes(s));
+    if (missing.length === 0) return;
+    // RFC 6750 §3: the scope attribute names the scopes the request needs.
+    throw refuse([access.scheme], 'insufficient_scope', `the ${scopes.join(' ')} scope${scopes.length > 1 ? 's are' : ' is'} required`, {
+      scope: scopes.join(' '),
+      detail: `missing ${missing.join(' ')}`,
+    });
+  }
+
+  function requireAuthorizationDetail<T extends AuthorizationDetail>(access: VerifiedAccess, check: AuthorizationDetailCheck<T>): T {
+    const found = access.authorizationDetails.find((d): d is T => d.type === check.type && (check.match ? safeMatch(check.match, d as T) : true));
+    if (found) return found;
+    throw refuse([access.scheme], 'insufficient_scope', `an authorization_details entry of type ${check.type} that covers this request is required`, {
+      detail: `${access.authorizationDetails.filter((d) => d.type === check.type).length} ${check.type} entries, none matched`,
+    });
+  }
+
+  async function requirePolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision> {
+    const decision = await ask(access, question);
+    if (decision.decision) return decision;
+    throw new GuardError({ status: 403, error: 'access_denied', description: 'denied by policy', detail: decision.failure ?? decision.reasons?.join(', ') });
+  }
+
+  const ask = (access: VerifiedAccess, question: PolicyQuestion) => askPolicy(options.issuer, options.policy, access, question, allowHttp);
+
+  return {
+    options: { issuer: options.issuer, audience: options.audience },
+    verify,
+    requireScopes,
+    requireAuthorizationDetail,
+    askPolicy: ask,
+    requirePolicy,
+  };
+}
+
+/** A header by name in any letter case. */
+function header(headers: GuardRequest['headers'], name: string): string | readonly string[] | undefined {
+  if (headers[name] !== undefined) return headers[name];
+  for (const [key, value] of Object.entries(headers)) if (key.toLowerCase() === name) return value;
+  return undefined;
+}
+
+function checkAlgorithms(list: readonly string[], name: string): readonly string[] {
+  if (!Array.isArray(list) || list.length === 0) throw new TypeError(`guard option ${name} must name at least one algorithm`);
+  for (const alg of list) {
+    // RFC 8725 §3.1, §3.2: asymmetric algorithms only; `none` and MACs are never allowed.
+    if (!(permittedAlgorithms as readonly string[]).includes(alg)) throw new TypeError(`guard option ${name}: ${JSON.stringify(alg)} is not an allowed asymmetric JWS algorithm`);
+  }
+  return [...list];
+}
+
+/** A match function that throws does not match (fail closed). */
+function safeMatch<T>(match: (detail: T) => boolean, detail: T): boolean {
+  try {
+    return match(detail) === true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * `clearance/guard`: the resource-server library (the policy enforcement point). It verifies
+ * Clearance access tokens and their sender binding, checks scopes and authorization_details,
+ * asks the policy decision point, and keeps settlement-affecting instructions idempotent per
+ * transaction. Framework-free; `clearance/guard/fastify` plugs it into fastify. docs/guard.md.
+ *
+ * It imports only jose and node: built-ins (never the server's modules), so it runs inside other
+ * services and builds on its own (`npm run build:guard`).
+ */
+export {
+  createGuard,
+  type AuthorizationDetailCheck,
+  type Binding,
+  type Guard,
+  type GuardOptions,
+  type GuardRequest,
+  type VerifiedAccess,
+} from './guard.ts';
+export { challengeValue, DuplicateInstructionError, GuardError, type GuardErrorCode, type InstructionRecord, type Scheme } from './errors.ts';
+export {
+  accessTokenHash,
+  createDpopNonces,
+  MemoryDpopReplayStore,
+  normalizeHtu,
+  type DpopNonceSource,
+  type DpopReplayStore,
+} from './dpop.ts';
+export { actorChain, defaultAlgorithms, type AccessTokenClaims, type Actor, type AuthorizationDetail, type Confirmation } from './token.ts';
+export type { PolicyDecision, PolicyOptions, PolicyQuestion } from './policy.ts';
+export {
+  createIdempotencyGuard,
+  fingerprintOf,
+  MemoryIdempotencyStore,
+  type IdempotencyGuard,
+  type IdempotencyStore,
+  type Instruction,
+  type StoredInstruction,
+} from './idempotency.ts';
+export { SqliteIdempotencyStore } from './sqlite-store.ts';

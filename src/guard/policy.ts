@@ -1,0 +1,103 @@
+import { checkedUrl } from './token.ts';
+import type { VerifiedAccess } from './guard.ts';
+
+/**
+ * Asking Clearance's policy decision point (the OpenID AuthZEN Authorization API 1.0, §6 Access
+ * Evaluation) from the enforcement point. The resource server authenticates as its own client,
+ * one allowed `access:evaluate`: with client_secret_basic, or with a Bearer access token for
+ * `<issuer>/access` that it got with client_credentials (how a private_key_jwt or mTLS client
+ * calls it). Anything but a well-formed 200 with `decision: true` is a deny: fail closed.
+ */
+
+export interface PolicyOptions {
+  /** How the resource server proves it is an `access:evaluate` client. */
+  credentials:
+    | { clientId: string; clientSecret: string }
+    /** A Bearer access token for `<issuer>/access` with scope access:evaluate (called per request; cache it). */
+    | { accessToken: () => string | Promise<string> };
+  /** Default `<issuer>/access/v1/evaluation`. */
+  endpoint?: string;
+  /** Give up (deny) after this many milliseconds. Default 2000. */
+  timeoutMs?: number;
+}
+
+/** What to ask: the AuthZEN action, resource and context; the subject comes from the token. */
+export interface PolicyQuestion {
+  /** A scope such as `order:create` (AuthZEN `action.name`). */
+  action: string;
+  /** AuthZEN resource: `{ type: 'instrument', id: 'EURUSD', properties: { instrument_class: 'fx' } }`, an account, a resource server. */
+  resource: { type: string; id: string; properties?: Record<string, unknown> };
+  /** The policy context: notional, currency, region, venue, mandate, ... (docs/policy.md). */
+  context?: Record<string, unknown>;
+  /** Default: the token's user (`sub`), or its client when `sub` is the client itself. */
+  subject?: { type: 'user' | 'client' | 'agent'; id: string };
+  /** Sent as X-Request-ID, so the decision's audit event names this request. */
+  requestId?: string;
+}
+
+/** The decision. `decision` is true only for a well-formed permit. */
+export interface PolicyDecision {
+  decision: boolean;
+  /** The PDP's reasons (rule ids) and policy version, when it gave them. */
+  reasons?: string[];
+  policyVersion?: string;
+  /** Why the guard denied without a decision (network, time-out, status, malformed answer). */
+  failure?: string;
+}
+
+const maxResponseBytes = 64 * 1024;
+
+/** Asks the PDP; resolves a deny on any error or time-out. Never throws. */
+export async function askPolicy(
+  issuer: string,
+  options: PolicyOptions | undefined,
+  access: VerifiedAccess,
+  question: PolicyQuestion,
+  allowHttp: boolean,
+): Promise<PolicyDecision> {
+  try {
+    if (!options) return { decision: false, failure: 'the guard has no policy options' };
+    const endpoint = checkedUrl(options.endpoint ?? `${issuer}/access/v1/evaluation`, 'policy.endpoint', allowHttp);
+    const subject = question.subject ?? (access.subject === access.clientId ? { type: 'client', id: access.clientId } : { type: 'user', id: access.subject });
+    const body = {
+      subject,
+      action: { name: question.action },
+      resource: question.resource,
+      ...(question.context !== undefined ? { context: question.context } : {}),
+    };
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      redirect: 'error',
+      signal: AbortSignal.timeout(options.timeoutMs ?? 2_000),
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        authorization: await authorization(options.credentials),
+        ...(question.requestId !== undefined ? { 'x-request-id': question.requestId } : {}),
+      },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    if (response.status !== 200) return { decision: false, failure: `the PDP answered ${response.status}: ${text.slice(0, 200)}` };
+    if (text.length > maxResponseBytes) return { decision: false, failure: 'the PDP answer is too large' };
+    const answer = JSON.parse(text) as { decision?: unknown; context?: { reasons?: unknown; policy_version?: unknown } };
+    // AuthZEN §6.2: decision is a boolean; anything else is not a permit.
+    if (typeof answer.decision !== 'boolean') return { decision: false, failure: 'the PDP answer has no boolean decision' };
+    const reasons = answer.context?.reasons;
+    const version = answer.context?.policy_version;
+    return {
+      decision: answer.decision,
+      ...(Array.isArray(reasons) && reasons.every((r) => typeof r === 'string') ? { reasons } : {}),
+      ...(typeof version === 'string' ? { policyVersion: version } : {}),
+    };
+  } catch (error) {
+    return { decision: false, failure: `the PDP could not be asked: ${(error as Error).message}` };
+  }
+}
+
+/** RFC 6749 §2.3.1: Basic with form-urlencoded client_id and secret; or the Bearer token. */
+async function authorization(credentials: PolicyOptions['credentials']): Promise<string> {
+  if ('accessToken' in credentials) return `Bearer ${await credentials.accessToken()}`;
+  const encode = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
+  return `Basic ${Buffer.from(`${encode(credentials.clientId)}:${encode(credentials.clientSecret)}`).toString('base64')}`;
+}
