@@ -36,6 +36,11 @@ export interface LegalEntity {
   jurisdiction: string;
   /** The region its data lives in (data residency), a declared region. */
   home_region: string;
+  /**
+   * Other declared regions where it permits its data (and its people's) to be processed; tokens
+   * for a resource server in any other region than these and home_region are refused.
+   */
+  data_regions?: string[];
   roles: LegalEntityRole[];
   desks: Desk[];
   accounts: Account[];
@@ -72,7 +77,7 @@ export const venuePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const instrumentClassPattern = /^[a-z][a-z0-9_:-]{0,63}$/;
 const micPattern = /^[A-Z0-9]{4}$/;
 
-const legalEntityFields = ['lei', 'name', 'jurisdiction', 'home_region', 'roles', 'desks', 'accounts'] as const;
+const legalEntityFields = ['lei', 'name', 'jurisdiction', 'home_region', 'data_regions', 'roles', 'desks', 'accounts'] as const;
 const deskFields = ['id', 'name', 'product_classes'] as const;
 const accountFields = ['id', 'name', 'desk', 'region'] as const;
 
@@ -93,6 +98,10 @@ export function readLegalEntity(v: Validator, path: string, input: unknown): Leg
   const jurisdiction = v.string(join(path, 'jurisdiction'), o.jurisdiction, { pattern: /^[A-Z]{2}$/, patternMessage: 'must be an ISO 3166-1 alpha-2 country code such as GB' });
   if (jurisdiction !== undefined && !isValidCountryCode(jurisdiction)) v.fail(join(path, 'jurisdiction'), `"${jurisdiction}" is not an ISO 3166-1 alpha-2 country code`);
   const homeRegion = v.string(join(path, 'home_region'), o.home_region, { pattern: regionPattern, patternMessage: 'must be a region identifier (lowercase letters, digits and -)' });
+  const dataRegions =
+    o.data_regions === undefined
+      ? undefined
+      : v.array(join(path, 'data_regions'), o.data_regions, (p, r) => v.string(p, r, { pattern: regionPattern, patternMessage: 'must be a region identifier (lowercase letters, digits and -)' }), { unique: true });
   const roles = v.array(join(path, 'roles'), o.roles, (p, r) => v.string(p, r, { oneOf: legalEntityRoles }) as LegalEntityRole | undefined, { nonEmpty: true, unique: true });
   // The valid desks and accounts with their index, so the checks between them run at exact paths
   // even when some are invalid.
@@ -105,7 +114,7 @@ export function readLegalEntity(v: Validator, path: string, input: unknown): Leg
     if (a.desk !== undefined && !own.has(a.desk)) v.fail(join(path, `accounts[${at}].desk`), `"${a.desk}" is not a desk of this legal entity`);
   }
   if (v.problems.length !== before) return undefined;
-  return { lei: lei!, name: name!, jurisdiction: jurisdiction!, home_region: homeRegion!, roles: roles!, desks: desks.map((d) => d.item), accounts: accounts.map((a) => a.item) };
+  return { lei: lei!, name: name!, jurisdiction: jurisdiction!, home_region: homeRegion!, ...(dataRegions ? { data_regions: dataRegions } : {}), roles: roles!, desks: desks.map((d) => d.item), accounts: accounts.map((a) => a.item) };
 }
 
 function readDesk(v: Validator, path: string, input: unknown): Desk | undefined {

@@ -16,8 +16,17 @@ export function checkEntityReferences(
   stored: EntitySnapshot,
 ): void {
   const regions = new Set([...stored.regions.keys(), ...document.regions.map((e) => e.item.id)]);
-  const classes = new Set([...stored.instrumentClasses.keys(), ...document.instrumentClasses.map((e) => e.item.id)]);
+  const classes = instrumentClassesAfter(stored, document.instrumentClasses.map((e) => e.item.id));
   const replaced = new Set(document.legalEntities.map((e) => e.item.lei));
+  // The first declared classes replace the built-in defaults, which stored desks may name.
+  if (!stored.instrumentClassesDeclared && document.instrumentClasses.length > 0) {
+    for (const [id, { desk, lei }] of stored.desks) {
+      if (replaced.has(lei)) continue;
+      for (const c of desk.product_classes) {
+        if (!classes.has(c)) v.fail('instrument_classes', `declared instrument classes replace the built-in ones, but desk ${id} of legal entity ${lei} names "${c}": declare it too`);
+      }
+    }
+  }
   const region = (path: string, id: string) => {
     if (!regions.has(id)) v.fail(path, `"${id}" is not a declared region (add it under regions)`);
   };
@@ -31,6 +40,7 @@ export function checkEntityReferences(
   for (const { item: entity, at } of document.legalEntities) {
     const path = `legal_entities[${at}]`;
     region(`${path}.home_region`, entity.home_region);
+    entity.data_regions?.forEach((r, i) => region(`${path}.data_regions[${i}]`, r));
     entity.desks.forEach((desk, i) => {
       const owner = deskOwner.get(desk.id);
       if (owner) v.fail(`${path}.desks[${i}].id`, `"${desk.id}" is already a desk of ${owner}`);
@@ -49,4 +59,14 @@ export function checkEntityReferences(
   for (const { item: venue, at } of document.venues) {
     if (venue.region !== undefined) region(`venues[${at}].region`, venue.region);
   }
+}
+
+/**
+ * The instrument classes once a document declaring `declared` is applied: the stored declared
+ * ones and the document's; the document's alone while the stored ones are the built-in defaults
+ * (declared classes replace the defaults entirely).
+ */
+export function instrumentClassesAfter(stored: EntitySnapshot, declared: readonly string[]): Set<string> {
+  if (!stored.instrumentClassesDeclared && declared.length > 0) return new Set(declared);
+  return new Set([...stored.instrumentClasses.keys(), ...declared]);
 }

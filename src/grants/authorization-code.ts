@@ -11,6 +11,7 @@ import type { Database } from '../storage/schema.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import { chooseAccessTarget, mintUserAccessToken, requireBinding, tokenBasis, type TokenBasis } from '../tokens/user-tokens.ts';
 import { isFapi2 } from '../clients/profile.ts';
+import { authorizeIssuance } from '../policy/issuance.ts';
 import { senderBinding, type SenderBinding } from '../tokens/binding.ts';
 import type { Grant, GrantResult, TokenResponse } from './grant.ts';
 
@@ -121,6 +122,17 @@ export async function issueTokens(
   target: Parameters<typeof mintUserAccessToken>[3],
   options: { binding: SenderBinding; nonce?: string | undefined; grantType: 'authorization_code' | 'refresh_token'; requestId: string; write: TokenWrite },
 ): Promise<GrantResult | undefined> {
+  // The decision point allows each scope and authorization_details entry (src/policy/issuance.ts).
+  const decisions = await authorizeIssuance(ctx, {
+    subject: { type: 'User', id: basis.userId },
+    clientId: basis.clientId,
+    audience: target.audience,
+    scopes: target.scopes,
+    authorizationDetails: target.authorizationDetails,
+    acr: basis.acr,
+    requestId: options.requestId,
+    grantType: options.grantType,
+  });
   const access = await mintUserAccessToken(ctx, authenticated, basis, target, options.binding);
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
@@ -144,7 +156,7 @@ export async function issueTokens(
     // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
     const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
     const refresh = newFamily ? await issueRefreshToken(ctx, refreshInput(basis, publicClient ? options.binding.cnf : undefined), trx) : write.refresh;
-    return { value: { refresh }, events: [...write.events, issuedEvent(basis, target, access, idToken, refresh, options)] };
+    return { value: { refresh }, events: [...write.events, ...decisions, issuedEvent(basis, target, access, idToken, refresh, options)] };
   });
   if (!written) return undefined;
   const refresh = written.refresh;

@@ -28,10 +28,11 @@ export interface TokenResponse {
 export interface GrantResult {
   response: TokenResponse;
   /**
-   * The `token.issued` event, for the endpoint to make durable before the response leaves; absent
-   * when the grant recorded it itself, in the transaction of its writes (`AuditLog.recordWith`).
+   * The `token.issued` event and the decisions that allowed it, for the endpoint to make durable
+   * before the response leaves; absent when the grant recorded them itself, in the transaction of
+   * its writes (`AuditLog.recordWith`).
    */
-  event?: AuditEvent;
+  events?: AuditEvent[];
 }
 
 /** One grant type (DESIGN §2: one file per grant). */

@@ -1,4 +1,6 @@
-import { AuditGuardError } from '../audit/guard.ts';
+import { canonicalize } from '../audit/canonical-json.ts';
+import { validateEvent } from '../audit/event-format.ts';
+import { AuditGuardError, maxEventBytes } from '../audit/guard.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
@@ -24,6 +26,8 @@ export interface DecisionMeta {
   caller?: string;
   /** Where the decision was asked for: `authzen`, `token`, ... */
   via?: string;
+  /** The mandate version the request is made under. */
+  mandate?: { id: string; v: number };
 }
 
 export type DecisionContextDeps = Pick<Context, 'policies' | 'entities' | 'clients' | 'resourceServers' | 'storage' | 'clock' | 'audit'>;
@@ -39,6 +43,18 @@ export type DecisionContextDeps = Pick<Context, 'policies' | 'entities' | 'clien
  * fails closed.
  */
 export async function decide(ctx: DecisionContextDeps, request: DecisionRequest, meta: DecisionMeta = {}): Promise<Decision> {
+  const { decision, event } = await evaluateDecision(ctx, request, meta);
+  await ctx.audit.record(event);
+  return decision;
+}
+
+/**
+ * Decides as `decide` does, without writing: returns the decision and its audit event, for a
+ * caller that makes the event durable with its own writes (token issuance records its allows with
+ * `token.issued`). The event has passed the audit guard: a request the log would refuse (it held
+ * a token-shaped value, or was too large) is a deny, recorded without the request.
+ */
+export async function evaluateDecision(ctx: DecisionContextDeps, request: DecisionRequest, meta: DecisionMeta = {}): Promise<{ decision: Decision; event: AuditEvent }> {
   const active = await ctx.policies.active();
   let decision: Decision;
   let evaluated: CedarRequest | undefined;
@@ -53,11 +69,12 @@ export async function decide(ctx: DecisionContextDeps, request: DecisionRequest,
       decision = { ...evaluate(active.set, resolved.request), policyVersion: active.set.version };
     }
   }
-  return record(ctx, request, meta, decision, evaluated);
+  return guarded(decisionEvent(request, meta, decision, evaluated), decision, meta);
 }
 
-async function record(ctx: DecisionContextDeps, request: DecisionRequest, meta: DecisionMeta, decision: Decision, evaluated: CedarRequest | undefined): Promise<Decision> {
-  const event: AuditEvent = {
+/** The `policy.allowed` / `policy.denied` event of a decision. */
+export function decisionEvent(request: DecisionRequest, meta: DecisionMeta, decision: Decision, evaluated: CedarRequest | undefined): AuditEvent {
+  return {
     type: decision.allow ? 'policy.allowed' : 'policy.denied',
     ...(meta.requestId ? { requestId: meta.requestId } : {}),
     ...(meta.txn ? { txn: meta.txn } : {}),
@@ -65,6 +82,7 @@ async function record(ctx: DecisionContextDeps, request: DecisionRequest, meta: 
     subject: request.principal.id,
     ...(request.resource.type === 'ResourceServer' ? { audience: request.resource.id } : {}),
     scopes: [request.action],
+    ...(meta.mandate ? { mandate: meta.mandate } : {}),
     decision: { allow: decision.allow, reasons: auditReasons(decision), policyVersion: decision.policyVersion },
     details: {
       principal: uidText(evaluated?.principal ?? request.principal),
@@ -76,24 +94,39 @@ async function record(ctx: DecisionContextDeps, request: DecisionRequest, meta: 
       ...(evaluated ? { request: evaluated } : {}),
     },
   };
+}
+
+function guarded(event: AuditEvent, decision: Decision, meta: DecisionMeta): { decision: Decision; event: AuditEvent } {
   try {
-    await ctx.audit.record(event);
-    return decision;
+    assertRecordable(event);
+    return { decision, event };
   } catch (error) {
     if (!(error instanceof AuditGuardError)) throw error;
     // The caller sent something the audit log never records (a token-shaped value) or too much of
     // it: record the decision without the request, and deny, since it cannot be evidenced in full.
     const denied: Decision = { ...decision, allow: false, errors: [...decision.errors, 'the request could not be recorded in the audit log in full'] };
-    await ctx.audit.record({
-      type: 'policy.denied',
-      ...(meta.requestId ? { requestId: meta.requestId } : {}),
-      ...(meta.txn ? { txn: meta.txn } : {}),
-      ...(meta.caller ? { actor: meta.caller, client: meta.caller } : {}),
-      decision: { allow: false, reasons: ['error'], policyVersion: decision.policyVersion },
-      details: { ...(meta.via ? { via: meta.via } : {}), errors: ['request withheld from the audit log: it held a secret-shaped value or was too large'] },
-    });
-    return denied;
+    return {
+      decision: denied,
+      event: {
+        type: 'policy.denied',
+        ...(meta.requestId ? { requestId: meta.requestId } : {}),
+        ...(meta.txn ? { txn: meta.txn } : {}),
+        ...(meta.caller ? { actor: meta.caller, client: meta.caller } : {}),
+        decision: { allow: false, reasons: ['error'], policyVersion: decision.policyVersion },
+        details: { ...(meta.via ? { via: meta.via } : {}), errors: ['request withheld from the audit log: it held a secret-shaped value or was too large'] },
+      },
+    };
   }
+}
+
+/**
+ * Throws AuditGuardError when the log would refuse the event (a secret- or token-shaped value; over
+ * the size limit, with room for what the log adds). Checked before anything is written, so a
+ * decision that cannot be evidenced is a deny rather than a failed request.
+ */
+function assertRecordable(event: AuditEvent): void {
+  validateEvent(event);
+  if (Buffer.byteLength(canonicalize(event)) > maxEventBytes - 512) throw new AuditGuardError('decision event too large');
 }
 
 /** The reasons an audit event gives: the determining policies, else why there were none. */

@@ -1,6 +1,7 @@
 import type { CedarValueJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { Context } from '../context.ts';
 import type { EntitySnapshot } from '../entities/directory.ts';
+import { permittedRegions } from './residency.ts';
 import { findUser } from '../identity/users.ts';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
 import type { PrincipalType, ResourceType } from './schema.ts';
@@ -124,7 +125,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
     const server = await ctx.resourceServers.get(r.id);
     if (!server) return { ok: false, error: `no resource server ${r.id}` };
     resource = { type: 'ResourceServer', id: server.identifier };
-    add({ uid: resource, attrs: { identifier: server.identifier, scopes: server.scopes }, parents: [] });
+    add({ uid: resource, attrs: { identifier: server.identifier, scopes: server.scopes, ...(server.region !== undefined ? { region: server.region } : {}) }, parents: [] });
   } else if (r.type === 'Account') {
     const known = snapshot.accounts.get(r.id);
     if (!known) return { ok: false, error: `no account ${r.id}` };
@@ -161,7 +162,7 @@ function addLegalEntity(add: (e: CedarEntity) => void, snapshot: EntitySnapshot,
   if (!entity) return;
   add({
     uid: { type: 'LegalEntity', id: lei },
-    attrs: { lei, jurisdiction: entity.jurisdiction, home_region: entity.home_region, roles: entity.roles },
+    attrs: { lei, jurisdiction: entity.jurisdiction, home_region: entity.home_region, data_regions: permittedRegions(entity), roles: entity.roles },
     parents: [],
   });
 }

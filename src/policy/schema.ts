@@ -20,7 +20,7 @@ export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as cons
 export type ResourceType = (typeof resourceTypes)[number];
 
 /** Bumped when the schema changes in a way that can invalidate stored policy sets. */
-export const schemaVersion = 'clearance-policy-schema-1';
+export const schemaVersion = 'clearance-policy-schema-2';
 
 const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
 
@@ -29,6 +29,7 @@ entity LegalEntity = {
   lei: String,
   jurisdiction: String,          // ISO 3166-1 alpha-2
   home_region: String,
+  data_regions?: Set<String>,    // home_region and the other regions it permits its data in
   roles: Set<String>,            // broker, arranger, clearing, custodian, venue, asset_manager
 };
 
@@ -65,6 +66,7 @@ entity Agent in [LegalEntity] = {
 entity ResourceServer = {
   identifier: String,
   scopes: Set<String>,
+  region?: String,               // where it processes data (data residency)
 };
 
 // An account; a member of its legal entity and of its desk.

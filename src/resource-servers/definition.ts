@@ -1,3 +1,4 @@
+import { regionPattern } from '../entities/definition.ts';
 import { Validator, join } from '../validation.ts';
 
 /** An audience per business function (DESIGN §3): what it accepts and how its tokens are made. */
@@ -13,6 +14,17 @@ export interface ResourceServer {
   require_sender_constraint: boolean;
   /** Clients (usually the resource server's own) allowed to introspect tokens for this audience. */
   introspection_clients?: string[];
+  /**
+   * Clients (the resource server's own backend) allowed to exchange tokens issued for this audience
+   * for tokens to the next hop (RFC 8693, src/grants/token-exchange.ts).
+   */
+  exchange_clients?: string[];
+  /**
+   * Where the resource server processes the data it receives (a declared region): tokens about a
+   * subject are issued for it only when the subject's legal entities permit that region (data
+   * residency, src/policy/residency.ts).
+   */
+  region?: string;
 }
 
 export const defaultAccessTokenTtl = 300;
@@ -21,7 +33,7 @@ export const maxAccessTokenTtl = 3600;
 /** Scopes are business verbs on material objects (`order:create`), never roles. */
 export const scopePattern = /^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$/;
 
-const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients'] as const;
+const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients', 'exchange_clients', 'region'] as const;
 
 /** Validates one resource server entry of an apply document or admin request; applies defaults. */
 export function readResourceServer(v: Validator, path: string, input: unknown): ResourceServer | undefined {
@@ -51,6 +63,14 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
       : v.array(join(path, 'introspection_clients'), object.introspection_clients, (p, c) => v.string(p, c, { maxLength: 128 }), {
           unique: true,
         });
+  const exchangers =
+    object.exchange_clients === undefined
+      ? undefined
+      : v.array(join(path, 'exchange_clients'), object.exchange_clients, (p, c) => v.string(p, c, { maxLength: 128 }), { unique: true });
+  const region =
+    object.region === undefined
+      ? undefined
+      : v.string(join(path, 'region'), object.region, { pattern: regionPattern, patternMessage: 'must be a region identifier (lowercase letters, digits and -)' });
   if (v.problems.length !== before || !identifier || !scopes || ttl === undefined || bound === undefined) return undefined;
   return {
     identifier,
@@ -59,6 +79,8 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
     access_token_ttl: ttl,
     require_sender_constraint: bound,
     ...(introspectors === undefined ? {} : { introspection_clients: introspectors }),
+    ...(exchangers === undefined ? {} : { exchange_clients: exchangers }),
+    ...(region === undefined ? {} : { region }),
   };
 }
 

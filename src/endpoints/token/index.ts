@@ -45,7 +45,7 @@ export const token: Endpoint = {
       }
       if (dpop) await useDpopProof(dpop, ctx.dpop);
       const result = await grant.handle({ params, client, requestId: request.id, ...(dpop ? { dpop } : {}) }, ctx);
-      if (result.event) await ctx.audit.record({ ...result.event, requestId: request.id });
+      if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record({ ...event, requestId: request.id })));
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
       return sendTokenResponse(reply, result.response);

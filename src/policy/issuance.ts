@@ -1,0 +1,208 @@
+import type { AuditEvent } from '../audit/events.ts';
+import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import type { Context } from '../context.ts';
+import { findUser } from '../identity/users.ts';
+import type { MandateVersion } from '../mandates/store.ts';
+import { OAuthError } from '../oauth-error.ts';
+import type { ResourceServer } from '../resource-servers/definition.ts';
+import { builtinResourceServers } from '../resource-servers/builtins.ts';
+import { evaluateDecision, type Decision, type DecisionMeta } from './decide.ts';
+import type { DecisionContext, DecisionRequest, MandateContext } from './request.ts';
+import { checkResidency } from './residency.ts';
+
+/** What a grant is about to issue, as the decision point sees it. */
+export interface Issuance {
+  /** Whom the token is about: a person by user id, or a client by client_id (an Agent when registered as one). */
+  subject: { type: 'User' | 'Client'; id: string };
+  /**
+   * The legal entities the subject belongs to, for data residency. Omitted: read from Clearance's
+   * records (a person's desks' firms, a client's owner). A partner's subject brings its mapped LEI.
+   */
+  subjectLeis?: string[];
+  /** The client the token is issued to. */
+  clientId: string;
+  /** The token's audience: a resource server (Clearance's own built-ins are governed by registration alone). */
+  audience: string;
+  scopes: readonly string[];
+  authorizationDetails: readonly AuthorizationDetail[];
+  /** The person's authentication context class, for step-up policies. */
+  acr?: string;
+  /** The mandate version the token is issued under. */
+  mandate?: MandateVersion;
+  requestId: string;
+  txn?: string;
+  grantType: string;
+}
+
+/** The version a decision names when no operator policy set has ever been activated. */
+export const baselinePolicyVersion = 'baseline';
+
+/**
+ * Asks the decision point about an issuance (issue 7, DESIGN §2 `policy/`), before anything is
+ * signed or written:
+ * 1. data residency: a resource server in a region the subject's legal entities do not permit →
+ *    invalid_target (RFC 8707 §2: a resource the client may not have a token for);
+ * 2. each scope, as an action on the resource server, and each authorization_details entry, as
+ *    its actions on its instrument or account (RFC 9396 §6), with the context (resource server
+ *    region, acr, the mandate's constraints, the entry's notional, venue and class);
+ * 3. all or nothing: one denied scope → invalid_scope, one denied entry →
+ *    invalid_authorization_details, naming the scope or entry and the determining policy ids
+ *    (never the policy text). Partial grants are not made: no client can ask for one here.
+ * Any evaluation error denies (decide.ts). The denials are recorded before the error is thrown;
+ * the allows are returned, for the grant to record with its `token.issued` event.
+ * Until an operator activates a policy set, the built-in baseline applies: registration (the
+ * client's allowed scopes and resource servers, already checked) decides, and the one allow is
+ * recorded with policy version `baseline`. A set that was activated but no longer compiles
+ * denies everything (it is never replaced by the baseline).
+ */
+export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promise<AuditEvent[]> {
+  if (isClearanceOwn(ctx, issuance.audience)) return [];
+  const server = await ctx.resourceServers.get(issuance.audience);
+  if (!server) throw new OAuthError('invalid_target', 'the resource server no longer exists');
+  const meta: DecisionMeta = {
+    requestId: issuance.requestId,
+    caller: issuance.clientId,
+    via: issuance.grantType,
+    ...(issuance.txn ? { txn: issuance.txn } : {}),
+    ...(issuance.mandate ? { mandate: { id: issuance.mandate.id, v: issuance.mandate.version } } : {}),
+  };
+
+  const residency = checkResidency(await ctx.entities.snapshot(), issuance.subjectLeis ?? (await subjectLeis(ctx, issuance.subject)), issuance.subject.id, server);
+  if (!residency.ok) {
+    await ctx.audit.record(refusal(issuance, meta, 'data residency', residency.reason));
+    throw new OAuthError('invalid_target', residency.reason);
+  }
+
+  const active = await ctx.policies.active();
+  if (!active.set && active.version === null) return [baselineAllow(issuance, meta)];
+
+  const context = decisionContext(server, issuance);
+  const events: AuditEvent[] = [];
+  let refused: OAuthError | undefined;
+  for (const scope of issuance.scopes) {
+    const { decision, event } = await evaluateDecision(ctx, { principal: issuance.subject, action: scope, resource: { type: 'ResourceServer', id: server.identifier }, context }, meta);
+    events.push(event);
+    if (!decision.allow) refused ??= new OAuthError('invalid_scope', `${scope} is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });
+  }
+  const entries = issuance.authorizationDetails.flatMap((detail, index) => detailRequests(issuance.subject, detail, context).map((request) => ({ index, request })));
+  for (const { index, request } of entries) {
+    const { decision, event } = await evaluateDecision(ctx, request, meta);
+    events.push(event);
+    if (!decision.allow) {
+      refused ??= new OAuthError('invalid_authorization_details', `authorization_details[${index}] (${request.action} on ${request.resource.id}) is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });
+    }
+  }
+  if (refused) {
+    // Every decision is evidence, the allows of a refused request too.
+    await Promise.all(events.map((e) => ctx.audit.record(e)));
+    throw refused;
+  }
+  return events;
+}
+
+/** The determining constraint, as the error names it: the policy ids, never their text. */
+function why(decision: Decision): string {
+  if (decision.errors.length > 0) return 'the request could not be evaluated, so it is denied (fail closed)';
+  if (decision.reasons.length > 0) return decision.reasons.join(', ');
+  return 'no policy permits it';
+}
+
+/** Clearance's own resource servers (admin API, AuthZEN API, userinfo) are governed by registration. */
+function isClearanceOwn(ctx: Context, audience: string): boolean {
+  if (audience === `${ctx.config.issuer}/userinfo`) return true;
+  return builtinResourceServers(ctx.config.issuer).some((s) => s.identifier === audience);
+}
+
+async function subjectLeis(ctx: Context, subject: Issuance['subject']): Promise<string[]> {
+  if (subject.type === 'User') {
+    const user = await findUser(ctx, subject.id);
+    if (!user) return [];
+    const snapshot = await ctx.entities.snapshot();
+    return [...new Set(user.desks.flatMap((d) => snapshot.desks.get(d)?.lei ?? []))];
+  }
+  const client = await ctx.clients.get(subject.id);
+  return client?.metadata.owner_lei ? [client.metadata.owner_lei] : [];
+}
+
+function decisionContext(server: ResourceServer, issuance: Issuance): DecisionContext {
+  return {
+    ...(server.region !== undefined ? { region: server.region } : {}),
+    ...(issuance.acr !== undefined ? { acr: issuance.acr } : {}),
+    ...(issuance.mandate ? { mandate: mandateContext(issuance.mandate) } : {}),
+  };
+}
+
+/** The Mandate record of the policy schema: the version's constraints, amounts in whole units. */
+export function mandateContext(version: MandateVersion): MandateContext {
+  const c = version.terms.constraints;
+  return {
+    id: version.id,
+    version: version.version,
+    scopes: version.terms.scopes,
+    ...(c.instrument_classes ? { instrument_classes: c.instrument_classes } : {}),
+    ...(c.venues ? { venues: c.venues } : {}),
+    ...(c.regions ? { regions: c.regions } : {}),
+    ...(c.max_notional ? { max_notional: wholeUnits(c.max_notional.amount), currency: c.max_notional.currency } : {}),
+  };
+}
+
+/** Cedar has integers only: amounts are compared in whole units, rounded down (a limit never grows). */
+function wholeUnits(amount: string | number): number {
+  const value = Math.floor(Number(amount));
+  return Number.isSafeInteger(value) ? value : Number.MAX_SAFE_INTEGER;
+}
+
+/**
+ * The decisions an authorization_details entry needs: each of its actions (RFC 9396 `actions`,
+ * the type's default when absent) as a business-verb scope on the entry's instrument or account,
+ * with the entry's limits in the context.
+ */
+function detailRequests(principal: Issuance['subject'], detail: AuthorizationDetail, base: DecisionContext): DecisionRequest[] {
+  const instrument = detail.instrument as { class: string; symbol: string } | undefined;
+  if (detail.type === 'order' && instrument) {
+    const limit = detail.max_notional as { amount: string | number; currency: string };
+    const actions = (detail.actions as string[] | undefined) ?? ['create'];
+    const context: DecisionContext = { ...base, instrument_class: instrument.class, venue: detail.venue as string, notional: wholeUnits(limit.amount), currency: limit.currency };
+    return actions.map((a) => ({ principal, action: `order:${a}`, resource: { type: 'Instrument', id: instrument.symbol, instrument_class: instrument.class, venue: detail.venue as string }, context }));
+  }
+  if (detail.type === 'settlement_instruction') {
+    const limit = detail.max_amount as { amount: string | number; currency: string };
+    const actions = (detail.actions as string[] | undefined) ?? ['submit'];
+    const context: DecisionContext = { ...base, notional: wholeUnits(limit.amount), currency: limit.currency, ...(instrument ? { instrument_class: instrument.class } : {}) };
+    return actions.map((a) => ({ principal, action: `settlement:${a}`, resource: { type: 'Account', id: detail.account as string }, context }));
+  }
+  // A registered type without a mapping would go undecided: refuse it rather than let it through.
+  return [{ principal, action: `${detail.type}:unmapped`, resource: { type: 'ResourceServer', id: detail.type }, context: base }];
+}
+
+function baselineAllow(issuance: Issuance, meta: DecisionMeta): AuditEvent {
+  return {
+    type: 'policy.allowed',
+    requestId: issuance.requestId,
+    ...(meta.txn ? { txn: meta.txn } : {}),
+    actor: issuance.clientId,
+    client: issuance.clientId,
+    subject: issuance.subject.id,
+    audience: issuance.audience,
+    scopes: [...issuance.scopes],
+    ...(meta.mandate ? { mandate: meta.mandate } : {}),
+    decision: { allow: true, reasons: ['baseline: no policy set is active, registration decides'], policyVersion: baselinePolicyVersion },
+    details: { via: issuance.grantType, ...(issuance.authorizationDetails.length ? { authorization_details: issuance.authorizationDetails.length } : {}) },
+  };
+}
+
+function refusal(issuance: Issuance, meta: DecisionMeta, reason: string, detail: string): AuditEvent {
+  return {
+    type: 'policy.denied',
+    requestId: issuance.requestId,
+    ...(meta.txn ? { txn: meta.txn } : {}),
+    actor: issuance.clientId,
+    client: issuance.clientId,
+    subject: issuance.subject.id,
+    audience: issuance.audience,
+    scopes: [...issuance.scopes],
+    ...(meta.mandate ? { mandate: meta.mandate } : {}),
+    decision: { allow: false, reasons: [reason] },
+    details: { via: issuance.grantType, constraint: detail },
+  };
+}
