@@ -7,6 +7,8 @@ import type { Database } from '../storage/schema.ts';
  */
 export const auditEventTypes = [
   'token.issued',
+  // A token exchanged for the next hop (RFC 8693, src/grants/token-exchange.ts): names its parent's jti.
+  'token.exchanged',
   'token.revoked',
   'token.introspected',
   'client.authenticated',

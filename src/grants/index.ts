@@ -1,10 +1,12 @@
 import { clientCredentials } from './client-credentials.ts';
 import { authorizationCode } from './authorization-code.ts';
 import { refreshToken } from './refresh-token.ts';
+import { tokenExchange } from './token-exchange.ts';
+import { jwtBearer } from './jwt-bearer.ts';
 import type { Grant } from './grant.ts';
 
 /** Every grant the token endpoint dispatches to. */
-export const grants: readonly Grant[] = [clientCredentials, authorizationCode, refreshToken];
+export const grants: readonly Grant[] = [clientCredentials, authorizationCode, refreshToken, tokenExchange, jwtBearer];
 
 export function findGrant(grantType: string): Grant | undefined {
   return grants.find((g) => g.grantType === grantType);

@@ -1,9 +1,7 @@
 import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
-import { RevocationList } from '../../tokens/revocation.ts';
-import { isGrantActive } from '../../authorization/consent.ts';
-import { isMandateActive } from '../../mandates/coverage.ts';
+import { isTokenLive } from '../../tokens/liveness.ts';
 
 export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
 
@@ -18,11 +16,8 @@ export async function introspect(ctx: Context, callerId: string, token: string):
   if (!verified.ok) return inactive;
   const claims = verified.claims;
   if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) return inactive;
-  if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return inactive;
-  // A person's token dies with its consent grant (revoked by the person, an admin, or reuse detection).
-  if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) return inactive;
-  // A token under a mandate dies with that version of it: revoked, superseded by an amendment, or expired.
-  if (claims.mandate !== undefined && !(await isMandateActive(ctx, claims.mandate, new Date(ctx.clock.now())))) return inactive;
+  // Revoked, its consent grant revoked, or its mandate version no longer in force: inactive.
+  if (!(await isTokenLive(ctx, claims))) return inactive;
   return {
     active: true,
     ...claims,

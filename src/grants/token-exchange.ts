@@ -1,0 +1,268 @@
+import { randomUUID } from 'node:crypto';
+import type { AuditEvent } from '../audit/events.ts';
+import { isFapi2 } from '../clients/profile.ts';
+import { epochSeconds } from '../clock.ts';
+import type { Context } from '../context.ts';
+import { mandateCovers, mandateInForce } from '../mandates/coverage.ts';
+import { OAuthError } from '../oauth-error.ts';
+import { authorizeIssuance } from '../policy/issuance.ts';
+import type { Partner } from '../federation/definition.ts';
+import type { ResourceServer } from '../resource-servers/definition.ts';
+import { mintAccessToken, newJti } from '../tokens/access-token.ts';
+import { requireSenderConstraint, senderBinding, type PresentedKeys } from '../tokens/binding.ts';
+import type { AccessTokenClaims } from '../tokens/claims.ts';
+import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
+import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
+import { verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
+import type { Grant } from './grant.ts';
+
+/** A `txn` we accept from a partner's token: short, printable, no separators that could smuggle. */
+const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * RFC 8693: a client exchanges a token it received for a token to the next hop of a trade. The
+ * rules, in order:
+ * 1. subject_token and subject_token_type are required (§2.1); requested_token_type, when sent, is
+ *    access_token — the only type issued;
+ * 2. the subject token verifies as its declared type (RFC 8725 §3.12): one of ours, live (not
+ *    revoked, its consent grant and mandate in force), or a partner's under its trust profile;
+ *    otherwise invalid_request (§2.2.2: invalid or unacceptable subject and actor tokens);
+ * 3. the client may exchange it: the subject token was issued to it, its audience lists it in
+ *    `exchange_clients`, or its `may_act` names it; a partner's token, when the profile lets this
+ *    client present it;
+ * 4. a sender-constrained subject (or actor) token needs proof of its key in this request: the
+ *    DPoP proof of its `cnf.jkt`, or the client certificate of its `cnf.x5t#S256`;
+ * 5. actor_token (with actor_token_type) verifies like the subject token and belongs to this
+ *    client; `may_act` of the subject token, when present, names the actor (§4.4);
+ * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which a
+ *    partner's profile allows — else invalid_target;
+ * 7. never wider (DESIGN §4): scopes ⊆ the subject token's ∩ the target's ∩ the client's
+ *    registration (∩ the partner profile's); authorization_details a selection of the subject
+ *    token's; the lifetime ends no later than the subject token's;
+ * 8. the mandate the subject token names is rechecked now: still in force, covering the scopes;
+ * 9. the decision point allows the issuance (src/policy/issuance.ts);
+ * 10. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
+ *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
+ *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
+ *    request's DPoP key or certificate. No refresh token is issued. `token.exchanged` names the
+ *    parent token's jti, so the chain can be rebuilt from the audit log.
+ */
+export const tokenExchange: Grant = {
+  grantType: tokenExchangeGrantType,
+  parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'resource', 'audience', 'scope', 'authorization_details'],
+  repeatable: ['resource', 'audience'],
+
+  async handle({ params, client: authenticated, dpop, requestId }, ctx) {
+    const client = authenticated.client.metadata;
+    const keys: PresentedKeys = { dpop, certificateThumbprint: authenticated.certificateThumbprint };
+
+    const subjectToken = params.get('subject_token');
+    const subjectTokenType = params.get('subject_token_type');
+    if (!subjectToken || !subjectTokenType) throw new OAuthError('invalid_request', 'subject_token and subject_token_type are required');
+    const requestedType = params.get('requested_token_type');
+    if (requestedType !== undefined && requestedType !== tokenTypes.accessToken) {
+      throw new OAuthError('invalid_request', `requested_token_type ${requestedType.slice(0, 80)} is not issued; only access tokens are`);
+    }
+    const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id);
+    const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id);
+
+    await requireExchangeRight(ctx, subject, client.client_id);
+    proveKeys('subject_token', subject, keys);
+    if (actor) proveKeys('actor_token', actor, keys);
+    const currentActor = actor ? actorClaim(ctx, actor) : { sub: client.client_id };
+    // RFC 8693 §4.4: may_act names who may act for the subject; anyone else is refused.
+    if (subject.mayAct && !mayActAllows(subject.mayAct, currentActor, ctx.config.issuer)) {
+      throw new OAuthError('invalid_request', 'the subject token does not allow this actor (may_act)');
+    }
+
+    // A partner's profile bounds every hop of a chain that started with its subject.
+    const profile = await partnerProfileOf(ctx, subject);
+    const server = await target(ctx, params.all('resource'), params.all('audience'), profile);
+    const allowed = new Set(client.scope?.split(' ') ?? []);
+    const carried = subject.scopes.filter((s) => allowed.has(s) && (!profile || profile.allowed_scopes.includes(s)));
+    const scopes = narrowScopes(params.get('scope'), carried, server.scopes);
+    const authorizationDetails = narrowAuthorizationDetails(params.get('authorization_details'), subject.authorizationDetails);
+
+    const now = ctx.clock.now();
+    const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes, now) : undefined;
+    const txn = subject.txn !== undefined && txnPattern.test(subject.txn) ? subject.txn : randomUUID();
+
+    const binding = senderBinding(keys);
+    requireSenderConstraint(binding, { resource: server.require_sender_constraint, fapi: isFapi2(ctx.config, authenticated.client) });
+    const decisions = await authorizeIssuance(ctx, {
+      // A partner's subject is not in our records: the client that vouches for it is the principal.
+      subject: subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client', id: client.client_id },
+      ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : {}),
+      clientId: client.client_id,
+      audience: server.identifier,
+      scopes,
+      authorizationDetails,
+      ...(mandate ? { mandate } : {}),
+      requestId,
+      txn,
+      grantType: tokenExchangeGrantType,
+    });
+
+    const iat = epochSeconds(ctx.clock);
+    const exp = Math.min(iat + server.access_token_ttl, subject.expiresAt);
+    if (exp <= iat) throw new OAuthError('invalid_request', 'the subject_token is expired');
+    const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
+    const claims: AccessTokenClaims & { origin_iss?: string } = {
+      iss: ctx.config.issuer,
+      sub: subject.subject,
+      aud: server.identifier,
+      exp,
+      iat,
+      jti: newJti(),
+      client_id: client.client_id,
+      scope: scopes.join(' '),
+      act,
+      txn,
+      ...(subject.mandate ? { mandate: subject.mandate } : {}),
+      ...(authorizationDetails.length > 0 ? { authorization_details: authorizationDetails } : {}),
+      ...(binding.cnf ? { cnf: binding.cnf } : {}),
+      ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
+    };
+    // A person's consent grant travels down the chain: revoking it ends every hop's token.
+    if (subject.grantId !== undefined) claims.grant_id = subject.grantId;
+    const accessToken = await mintAccessToken(ctx.keys, claims);
+    return {
+      response: {
+        access_token: accessToken,
+        issued_token_type: tokenTypes.accessToken,
+        token_type: binding.tokenType,
+        expires_in: exp - iat,
+        scope: claims.scope!,
+        ...(authorizationDetails.length > 0 ? { authorization_details: authorizationDetails } : {}),
+      },
+      events: [...decisions, exchangedEvent(claims, subject, actor, subjectTokenType, binding.kind)],
+    };
+  },
+};
+
+async function presented(ctx: Context, name: string, token: string, type: string, clientId: string): Promise<PresentedToken> {
+  const verified = await verifyPresentedToken(ctx, token, type, clientId);
+  // RFC 8693 §2.2.2: an invalid or unacceptable subject or actor token is invalid_request.
+  if (!verified.ok) throw new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`);
+  return verified.token;
+}
+
+async function actorOf(ctx: Context, token: string | undefined, type: string | undefined, clientId: string): Promise<PresentedToken | undefined> {
+  if (token === undefined) {
+    // RFC 8693 §2.1: actor_token_type is REQUIRED when actor_token is present, else MUST NOT be.
+    if (type !== undefined) throw new OAuthError('invalid_request', 'actor_token_type without actor_token');
+    return undefined;
+  }
+  if (type === undefined) throw new OAuthError('invalid_request', 'actor_token_type is required with actor_token');
+  const actor = await presented(ctx, 'actor_token', token, type, clientId);
+  // The actor is whoever presents: a token of ours issued to another client is not this client's to use.
+  if (actor.origin === 'local' && actor.clientId !== clientId) throw new OAuthError('invalid_request', 'actor_token was issued to another client');
+  return actor;
+}
+
+/** Step 3: who may exchange a token of ours. */
+async function requireExchangeRight(ctx: Context, subject: PresentedToken, clientId: string): Promise<void> {
+  if (subject.origin === 'partner') return; // the profile's `clients` was checked at verification
+  if (subject.clientId === clientId) return;
+  if (subject.mayAct?.sub === clientId) return;
+  const audience = subject.audience ? await ctx.resourceServers.get(subject.audience) : undefined;
+  if (audience?.exchange_clients?.includes(clientId)) return;
+  throw new OAuthError('invalid_request', 'this client may not exchange the subject_token (not its audience, not its holder, not named by may_act)');
+}
+
+/** Step 4: a sender-constrained token is exchanged only with proof of its key. */
+function proveKeys(name: string, token: PresentedToken, keys: PresentedKeys): void {
+  const jkt = token.cnf?.jkt;
+  if (jkt !== undefined && keys.dpop?.jkt !== jkt) {
+    throw new OAuthError('invalid_request', `${name} is DPoP-bound; send a DPoP proof of its key`);
+  }
+  const x5t = token.cnf?.['x5t#S256'];
+  if (x5t !== undefined && keys.certificateThumbprint !== x5t) {
+    throw new OAuthError('invalid_request', `${name} is certificate-bound; present its certificate`);
+  }
+}
+
+/** The `act` member naming the actor of this hop (RFC 8693 §4.1): its subject, and its issuer when it is a partner's. */
+function actorClaim(ctx: Context, actor: PresentedToken): Record<string, unknown> {
+  return { sub: actor.subject, ...(actor.issuer !== ctx.config.issuer ? { iss: actor.issuer } : {}) };
+}
+
+function mayActAllows(mayAct: Record<string, unknown>, actor: Record<string, unknown>, ourIssuer: string): boolean {
+  if (mayAct.sub !== actor.sub) return false;
+  if (mayAct.iss === undefined) return actor.iss === undefined;
+  return mayAct.iss === (actor.iss ?? ourIssuer);
+}
+
+/** The trust profile of the partner a chain started from: the presented partner token's, or the one `origin_iss` names. */
+async function partnerProfileOf(ctx: Context, subject: PresentedToken): Promise<Partner | undefined> {
+  if (subject.partner) return subject.partner.partner;
+  if (subject.originIssuer === undefined) return undefined;
+  const profile = await ctx.partners.byIssuer(subject.originIssuer);
+  if (!profile) throw new OAuthError('invalid_request', 'subject_token comes from a partner that is no longer registered');
+  return profile;
+}
+
+/** Step 6: exactly one resource server, named by `resource` and/or `audience`. */
+async function target(ctx: Context, resources: string[], audiences: string[], profile: Partner | undefined): Promise<ResourceServer> {
+  const named = [...new Set([...resources, ...audiences])];
+  if (named.length !== 1) throw new OAuthError('invalid_target', named.length === 0 ? 'resource or audience is required' : 'name one target; each token has exactly one audience');
+  const server = await ctx.resourceServers.get(named[0]!);
+  if (!server) throw new OAuthError('invalid_target', 'the target is not a known resource server');
+  if (profile && !profile.allowed_audiences.includes(server.identifier)) {
+    throw new OAuthError('invalid_target', `partner ${profile.id} may not obtain tokens for this target`);
+  }
+  return server;
+}
+
+/** Step 8: the mandate is still in force at this hop and covers what it is asked for. */
+async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[], now: number) {
+  const coverage = await mandateCovers(ctx, ref, { scopes, at: new Date(now) });
+  if (!coverage.ok) throw new OAuthError('invalid_request', `the subject_token's mandate no longer covers this exchange: ${coverage.reason}`);
+  const version = await mandateInForce(ctx, ref, new Date(now));
+  if (!version) throw new OAuthError('invalid_request', `the subject_token's mandate ${ref.id} v${ref.v} is no longer in force`);
+  return version;
+}
+
+/** Names of the actors of a chain, newest first, for the audit event. */
+export function actorChain(act: Record<string, unknown> | undefined): string[] {
+  const names: string[] = [];
+  for (let node = act; node && names.length < 32; node = node.act as Record<string, unknown> | undefined) {
+    names.push(typeof node.iss === 'string' ? `${String(node.sub)} (${node.iss})` : String(node.sub));
+  }
+  return names;
+}
+
+function exchangedEvent(
+  claims: AccessTokenClaims & { origin_iss?: string },
+  subject: PresentedToken,
+  actor: PresentedToken | undefined,
+  subjectTokenType: string,
+  bound: string,
+): AuditEvent {
+  return {
+    type: 'token.exchanged',
+    txn: claims.txn!,
+    actor: claims.client_id,
+    subject: claims.sub,
+    client: claims.client_id,
+    issuer: claims.iss,
+    audience: claims.aud,
+    scopes: claims.scope!.split(' '),
+    ...(claims.mandate ? { mandate: claims.mandate } : {}),
+    details: {
+      grant_type: tokenExchangeGrantType,
+      jti: claims.jti,
+      exp: claims.exp,
+      // The provenance chain: the token this one was exchanged from.
+      parent_jti: subject.jti ?? null,
+      parent_issuer: subject.issuer,
+      parent_audience: subject.audience ?? null,
+      subject_token_type: subjectTokenType,
+      ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
+      act_chain: actorChain(claims.act),
+      bound,
+      ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
+      ...(claims.origin_iss ? { origin_iss: claims.origin_iss } : {}),
+    },
+  };
+}

@@ -1,0 +1,342 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import type { StoredAuditEvent } from '../../src/audit/events.ts';
+import { epochSeconds } from '../../src/clock.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { revokeMandate } from '../../src/mandates/store.ts';
+import { mintIdToken } from '../../src/tokens/id-token.ts';
+import { RevocationList } from '../../src/tokens/revocation.ts';
+import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
+import { dpopKey, dpopProof } from '../helpers/dpop.ts';
+import { testContext, testDialects, type TestDialect } from '../helpers/storage.ts';
+import { applyDocument } from '../policy/fixture.ts';
+
+// RFC 8693 token exchange over HTTP: the three-hop chain of a trade (arranger → broker → clearing)
+// and every case of SECURITY-CHECKLIST "Token exchange".
+
+const arrangerApi = 'https://arranger.example.com/orders';
+const brokerApi = 'https://broker.example.com/execution';
+const clearingApi = 'https://clearing.example.com/settlement';
+const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+const tradeScopes = 'order:create settlement:submit';
+
+const exchanger = (client_id: string, scope = tradeScopes) => ({ client_id, kind: 'service', grant_types: [exchange], scope });
+
+const document = {
+  resource_servers: [
+    { identifier: arrangerApi, scopes: ['order:create', 'settlement:submit'], exchange_clients: ['arranger-backend'] },
+    { identifier: brokerApi, scopes: ['order:create', 'settlement:submit'], exchange_clients: ['broker-backend'] },
+    { identifier: clearingApi, scopes: ['settlement:submit'], require_sender_constraint: true },
+  ],
+  clients: [
+    { client_id: 'trader-app', kind: 'agent', grant_types: ['client_credentials', exchange], scope: tradeScopes },
+    exchanger('arranger-backend'),
+    exchanger('broker-backend'),
+    exchanger('outsider'),
+    exchanger('narrow-backend', 'settlement:submit'),
+    { client_id: 'not-an-exchanger', kind: 'service', grant_types: ['client_credentials'], scope: tradeScopes },
+  ],
+};
+
+async function fixture(t: TestContext, dialect?: TestDialect) {
+  const server = await testContext({ t, ...(dialect ? { dialect } : {}) });
+  const { ctx, clock } = server;
+  const secrets = await applyDocument(ctx, document);
+  const app = buildApp(ctx);
+  t.after(() => app.close());
+  await app.ready();
+  const issuer = ctx.config.issuer;
+  const post = (clientId: string, form: Record<string, string | string[]>, headers: Record<string, string> = {}) =>
+    app.inject({
+      method: 'POST',
+      url: '/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuthorization(clientId, secrets[clientId]!), ...headers },
+      payload: formBody(form),
+    });
+  const ok = async (response: Awaited<ReturnType<typeof post>>) => {
+    assert.equal(response.statusCode, 200, response.body);
+    return response.json() as { access_token: string; token_type: string; issued_token_type?: string; refresh_token?: string; scope: string; expires_in: number };
+  };
+  /** The first hop's token: the trading app's own, for the arranger's order API. */
+  const orderToken = async (form: Record<string, string> = {}) => (await ok(await post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, ...form }))).access_token;
+  const exchangeFor = (clientId: string, subjectToken: string, form: Record<string, string | string[]> = {}, headers: Record<string, string> = {}) =>
+    post(clientId, { grant_type: exchange, subject_token: subjectToken, subject_token_type: accessTokenType, ...form }, headers);
+  const events = async (type: string) => {
+    const rows = await ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', type).orderBy('seq').execute();
+    return rows.map((r) => JSON.parse(r.event) as StoredAuditEvent);
+  };
+  const proof = (key: ReturnType<typeof dpopKey>) => dpopProof(key, { htm: 'POST', htu: `${issuer}/token`, iat: epochSeconds(clock) });
+  return { ctx, clock, issuer, secrets, post, ok, orderToken, exchangeFor, events, proof };
+}
+
+describe('token exchange (RFC 8693)', () => {
+  for (const dialect of testDialects()) {
+    test(`a three-hop chain keeps its txn, nests act newest-outermost, and narrows at every hop (${dialect.name})`, async (t) => {
+      const f = await fixture(t, dialect);
+      const first = await f.orderToken();
+      const toBroker = await f.ok(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }));
+      assert.equal(toBroker.issued_token_type, accessTokenType);
+      assert.equal(toBroker.refresh_token, undefined, 'no refresh token from an exchange');
+      const second = decodeJwt(toBroker.access_token);
+      assert.equal(second.sub, 'trader-app');
+      assert.equal(second.aud, brokerApi);
+      assert.deepEqual(second.act, { sub: 'arranger-backend' });
+      assert.match(String(second.txn), /^[0-9a-f-]{36}$/, 'the first hop creates the txn');
+
+      const key = dpopKey();
+      const toClearing = await f.ok(await f.exchangeFor('broker-backend', toBroker.access_token, { audience: clearingApi, scope: 'settlement:submit' }, { dpop: f.proof(key) }));
+      assert.equal(toClearing.token_type, 'DPoP');
+      const third = decodeJwt(toClearing.access_token);
+      assert.equal(third.sub, 'trader-app');
+      assert.equal(third.txn, second.txn, 'txn unchanged across hops');
+      assert.deepEqual(third.act, { sub: 'broker-backend', act: { sub: 'arranger-backend' } });
+      assert.equal(third.scope, 'settlement:submit');
+      assert.deepEqual(third.cnf, { jkt: key.jkt });
+      assert.ok(Number(third.exp) <= Number(decodeJwt(first).exp), 'never outlives the token it came from');
+
+      // The chain from the audit log alone: each exchange names its parent's jti.
+      const exchanged = await f.events('token.exchanged');
+      const [issued] = await f.events('token.issued');
+      const byJti = new Map(exchanged.map((e) => [e.details!.jti, e]));
+      const chain: string[] = [];
+      for (let jti: unknown = third.jti; jti; ) {
+        const event = byJti.get(jti);
+        if (!event) {
+          assert.equal(jti, issued!.details!.jti, 'the chain ends at the first issuance');
+          chain.push(`issued ${issued!.client} ${issued!.audience}`);
+          break;
+        }
+        chain.push(`exchanged by ${event.client} for ${event.audience} (${(event.details!.act_chain as string[]).join(' < ')})`);
+        assert.equal(event.txn, third.txn);
+        jti = event.details!.parent_jti;
+      }
+      assert.deepEqual(chain, [
+        `exchanged by broker-backend for ${clearingApi} (broker-backend < arranger-backend)`,
+        `exchanged by arranger-backend for ${brokerApi} (arranger-backend)`,
+        `issued trader-app ${arrangerApi}`,
+      ]);
+    });
+  }
+
+  test('a chain rooted in a client token passes every hop under an active policy set and a regional target', async (t) => {
+    const f = await fixture(t);
+    await applyDocument(f.ctx, {
+      regions: [{ id: 'eu' }],
+      legal_entities: [{ lei: '5493001KJTIIGC8Y1R12', name: 'Example Broker Ltd', jurisdiction: 'GB', home_region: 'eu', roles: ['broker'] }],
+      clients: [{ ...document.clients[0], owner_lei: '5493001KJTIIGC8Y1R12' }],
+      resource_servers: [{ ...document.resource_servers[2], region: 'eu' }],
+      policies: [{ version: 'all-1', text: '@id("all") permit (principal, action, resource);', change_ref: 'C1', author: 'a', approver: 'b', active: true }],
+    });
+    const first = await f.orderToken();
+    const hop = await f.ok(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }));
+    const last = await f.ok(await f.exchangeFor('broker-backend', hop.access_token, { resource: clearingApi }, { dpop: f.proof(dpopKey()) }));
+    assert.equal(decodeJwt(last.access_token).sub, 'trader-app');
+    const [allowed] = (await f.events('policy.allowed')).filter((e) => e.audience === clearingApi);
+    assert.equal(allowed!.details!.principal, 'Agent::"trader-app"', 'the subject, a client, stays the principal down the chain');
+  });
+
+  test('widening scope, audience or authorization_details at a hop fails', async (t) => {
+    const f = await fixture(t);
+    const narrow = (await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, scope: 'order:create' }))).access_token;
+    const wider = assertOAuthError(await f.exchangeFor('arranger-backend', narrow, { resource: brokerApi, scope: 'order:create settlement:submit' }), 400, 'invalid_scope');
+    assert.match(String(wider.error_description), /settlement:submit is wider than the subject token's/);
+    // The target offers none of what the subject token carries.
+    assertOAuthError(await f.exchangeFor('arranger-backend', narrow, { resource: clearingApi }), 400, 'invalid_scope');
+    // A client registered for fewer scopes gets no more than its registration.
+    const first = await f.orderToken();
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: 'https://unknown.example.com' }), 400, 'invalid_target');
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, audience: clearingApi }), 400, 'invalid_target');
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, {}), 400, 'invalid_target');
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, authorization_details: JSON.stringify([{ type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' } }]) }), 400, 'invalid_authorization_details');
+  });
+
+  test('an invalid, expired, revoked or foreign subject token is invalid_request', async (t) => {
+    const f = await fixture(t);
+    assertOAuthError(await f.exchangeFor('arranger-backend', 'not-a-token', { resource: brokerApi }), 400, 'invalid_request');
+    const revoked = await f.orderToken();
+    await new RevocationList(f.ctx.storage.db).revoke(decodeJwt(revoked).jti!, Number(decodeJwt(revoked).exp) * 1000, f.clock.now(), 'test');
+    assertOAuthError(await f.exchangeFor('arranger-backend', revoked, { resource: brokerApi }), 400, 'invalid_request');
+    const { privateKey } = await generateKeyPair('ES256');
+    const foreign = await new SignJWT({ sub: 'x', aud: f.issuer, scope: tradeScopes })
+      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' })
+      .setIssuer('https://rogue.example.com')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(privateKey);
+    const body = assertOAuthError(await f.exchangeFor('arranger-backend', foreign, { resource: brokerApi }), 400, 'invalid_request');
+    assert.match(String(body.error_description), /not a registered partner/);
+    const expiring = await f.orderToken();
+    f.clock.advance(301_000);
+    assertOAuthError(await f.exchangeFor('arranger-backend', expiring, { resource: brokerApi }), 400, 'invalid_request');
+  });
+
+  test('a token whose kind does not match subject_token_type is invalid_request', async (t) => {
+    const f = await fixture(t);
+    const idToken = await mintIdToken(f.ctx.keys, { issuer: f.issuer, subject: 'u1', clientId: 'arranger-backend', now: epochSeconds(f.clock), authTime: epochSeconds(f.clock), acr: 'pwd', amr: ['pwd'] });
+    assertOAuthError(await f.exchangeFor('arranger-backend', idToken, { resource: brokerApi }), 400, 'invalid_request', 'ID token as access_token');
+    const access = await f.orderToken();
+    assertOAuthError(await f.post('arranger-backend', { grant_type: exchange, subject_token: access, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token', resource: brokerApi }), 400, 'invalid_request', 'access token as id_token');
+    assertOAuthError(await f.exchangeFor('arranger-backend', access, { resource: brokerApi, requested_token_type: 'urn:ietf:params:oauth:token-type:refresh_token' }), 400, 'invalid_request');
+    assertOAuthError(await f.post('arranger-backend', { grant_type: exchange, subject_token: access, resource: brokerApi }), 400, 'invalid_request', 'no subject_token_type');
+  });
+
+  test('a client that is not the audience, the holder or named by may_act may not exchange, and clients must be registered for the grant', async (t) => {
+    const f = await fixture(t);
+    const first = await f.orderToken();
+    const body = assertOAuthError(await f.exchangeFor('outsider', first, { resource: brokerApi }), 400, 'invalid_request');
+    assert.match(String(body.error_description), /may not exchange/);
+    assertOAuthError(await f.exchangeFor('not-an-exchanger', first, { resource: brokerApi }), 400, 'unauthorized_client');
+    // The holder may exchange its own token (narrowing it for another audience).
+    const own = await f.ok(await f.exchangeFor('trader-app', first, { resource: brokerApi, scope: 'order:create' }));
+    assert.deepEqual(decodeJwt(own.access_token).act, { sub: 'trader-app' });
+  });
+
+  test('an actor_token must be the presenting client own, and actor_token_type goes with it', async (t) => {
+    const f = await fixture(t);
+    const first = await f.orderToken();
+    const othersToken = await f.orderToken();
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, actor_token: othersToken, actor_token_type: accessTokenType }), 400, 'invalid_request');
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, actor_token_type: accessTokenType }), 400, 'invalid_request');
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, actor_token: othersToken }), 400, 'invalid_request');
+  });
+
+  test('a sender-constrained subject token needs proof of its key', async (t) => {
+    const f = await fixture(t);
+    const holder = dpopKey();
+    const bound = (await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi }, { dpop: f.proof(holder) }))).access_token;
+    const refused = assertOAuthError(await f.exchangeFor('trader-app', bound, { resource: brokerApi }), 400, 'invalid_request');
+    assert.match(String(refused.error_description), /DPoP-bound; send a DPoP proof of its key/);
+    assertOAuthError(await f.exchangeFor('trader-app', bound, { resource: brokerApi }, { dpop: f.proof(dpopKey()) }), 400, 'invalid_request');
+    await f.ok(await f.exchangeFor('trader-app', bound, { resource: brokerApi }, { dpop: f.proof(holder) }));
+  });
+
+  test('a mandate revoked between hops makes the next hop fail closed', async (t) => {
+    const f = await fixture(t);
+    await applyDocument(f.ctx, {
+      mandates: [
+        {
+          id: 'trade-mandate',
+          grantor: { lei: '5493001KJTIIGC8Y1R12' },
+          grantee: { client_id: 'trader-app' },
+          scopes: ['order:create', 'settlement:submit'],
+          legal_basis: { reference: 'Execution agreement 7' },
+          effective_from: '2020-01-01T00:00:00Z',
+          accepted_by: 'ops',
+          accepted_at: '2020-01-01T00:00:00Z',
+        },
+      ],
+    });
+    const first = await f.orderToken({ mandate: 'trade-mandate' });
+    const hop = await f.ok(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }));
+    assert.deepEqual(decodeJwt(hop.access_token).mandate, { id: 'trade-mandate', v: 1 });
+    await revokeMandate(f.ctx, 'trade-mandate', { by: 'compliance', reason: 'client instruction' }, { actor: 'test' });
+    const refused = assertOAuthError(await f.exchangeFor('broker-backend', hop.access_token, { resource: clearingApi }, { dpop: f.proof(dpopKey()) }), 400, 'invalid_request');
+    assert.match(String(refused.error_description), /subject_token is not acceptable/);
+  });
+
+  test('partner tokens: accepted under the trust profile, origin issuer kept, may_act honoured', async (t) => {
+    const f = await fixture(t);
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const partnerIssuer = 'https://as.partner-bank.example.com';
+    await applyDocument(f.ctx, {
+      partners: [
+        {
+          id: 'partner-bank',
+          issuer: partnerIssuer,
+          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'p1', alg: 'ES256', use: 'sig' }] },
+          algorithms: ['ES256'],
+          allowed_audiences: [brokerApi],
+          allowed_scopes: ['order:create'],
+          claim_mapping: { lei: 'org_lei' },
+        },
+      ],
+    });
+    const partnerToken = (claims: Record<string, unknown> = {}) =>
+      new SignJWT({ sub: 'pb-trader-9', scope: 'order:create', org_lei: '5493001KJTIIGC8Y1R12', ...claims })
+        .setProtectedHeader({ alg: 'ES256', kid: 'p1', typ: 'at+jwt' })
+        .setIssuer(partnerIssuer)
+        .setAudience(f.issuer)
+        .setIssuedAt(epochSeconds(f.clock))
+        .setExpirationTime(epochSeconds(f.clock) + 120)
+        .setJti(crypto.randomUUID())
+        .sign(privateKey);
+    const accepted = await f.ok(await f.exchangeFor('arranger-backend', await partnerToken(), { resource: brokerApi }));
+    const claims = decodeJwt(accepted.access_token);
+    assert.equal(claims.sub, 'pb-trader-9');
+    assert.equal(claims.origin_iss, partnerIssuer);
+    assert.equal(claims.scope, 'order:create');
+    // Not an audience the profile allows.
+    assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken(), { resource: arrangerApi }), 400, 'invalid_target');
+    // The profile bounds every later hop too: the origin issuer travels with the chain.
+    const laterHop = assertOAuthError(await f.exchangeFor('broker-backend', accepted.access_token, { resource: arrangerApi }), 400, 'invalid_target');
+    assert.match(String(laterHop.error_description), /partner partner-bank may not obtain tokens/);
+    // may_act names another actor.
+    assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken({ may_act: { sub: 'broker-backend' } }), { resource: brokerApi }), 400, 'invalid_request');
+    await f.ok(await f.exchangeFor('broker-backend', await partnerToken({ may_act: { sub: 'broker-backend' } }), { resource: brokerApi }));
+  });
+});
+
+describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
+  const partnerIssuer = 'https://as.partner-bank.example.com';
+
+  async function partnerFixture(t: TestContext) {
+    const f = await fixture(t);
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    Object.assign(f.secrets, await applyDocument(f.ctx, {
+      clients: [{ client_id: 'partner-gateway', kind: 'service', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scope: tradeScopes }],
+      partners: [
+        {
+          id: 'partner-bank',
+          issuer: partnerIssuer,
+          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'p1', alg: 'ES256', use: 'sig' }] },
+          algorithms: ['ES256'],
+          max_assertion_lifetime: 120,
+          required_claims: ['org_lei'],
+          allowed_audiences: [brokerApi],
+          allowed_scopes: ['order:create'],
+          claim_mapping: { lei: 'org_lei' },
+          clients: ['partner-gateway'],
+        },
+      ],
+    }));
+    const assertion = (claims: Record<string, unknown> = {}, lifetime = 60) =>
+      new SignJWT({ sub: 'pb-desk-4', org_lei: '5493001KJTIIGC8Y1R12', ...claims })
+        .setProtectedHeader({ alg: 'ES256', kid: 'p1' })
+        .setIssuer(typeof claims.iss === 'string' ? claims.iss : partnerIssuer)
+        .setAudience(f.issuer)
+        .setIssuedAt(epochSeconds(f.clock))
+        .setExpirationTime(epochSeconds(f.clock) + lifetime)
+        .setJti(crypto.randomUUID())
+        .sign(privateKey);
+    return { ...f, assertion };
+  }
+
+  test('a partner assertion gets a token for an allowed audience, with the origin issuer visible', async (t) => {
+    const f = await partnerFixture(t);
+    const jwt = await f.assertion();
+    const response = await f.ok(await f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: jwt, resource: brokerApi }));
+    const claims = decodeJwt(response.access_token);
+    assert.equal(claims.sub, 'pb-desk-4');
+    assert.equal(claims.origin_iss, partnerIssuer);
+    assert.equal(claims.scope, 'order:create');
+    // Used once.
+    assertOAuthError(await f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: jwt, resource: brokerApi }), 400, 'invalid_grant', 'replayed');
+  });
+
+  test('unknown issuer, disallowed algorithm, expired, over-long and incomplete assertions are refused', async (t) => {
+    const f = await partnerFixture(t);
+    const grant = (assertion: string, form: Record<string, string> = {}) => f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion, resource: brokerApi, ...form });
+    assertOAuthError(await grant(await f.assertion({ iss: 'https://unknown.example.com' })), 400, 'invalid_grant', 'unknown issuer');
+    const hs = await new SignJWT({ sub: 'x', org_lei: '5493001KJTIIGC8Y1R12' }).setProtectedHeader({ alg: 'HS256', kid: 'p1' }).setIssuer(partnerIssuer).setAudience(f.issuer).setIssuedAt().setExpirationTime('1m').setJti('j1').sign(new TextEncoder().encode('a-shared-secret-of-32-bytes-long!'));
+    assertOAuthError(await grant(hs), 400, 'invalid_grant', 'HS256');
+    assertOAuthError(await grant(await f.assertion({}, 600)), 400, 'invalid_grant', 'over the profile lifetime');
+    assertOAuthError(await grant(await f.assertion({ org_lei: undefined })), 400, 'invalid_grant', 'missing required claim');
+    const expired = await f.assertion();
+    f.clock.advance(200_000);
+    assertOAuthError(await grant(expired), 400, 'invalid_grant', 'expired');
+    assertOAuthError(await grant(await f.assertion(), { resource: arrangerApi }), 400, 'invalid_target', 'audience the profile does not allow');
+    assertOAuthError(await grant(await f.assertion(), { scope: 'settlement:submit' }), 400, 'invalid_scope', 'scope the profile does not allow');
+  });
+});
