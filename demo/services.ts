@@ -1,0 +1,126 @@
+/**
+ * The three resource servers of the demo, each a small fastify app protected by the guard library
+ * (`clearance/guard`): the arranger's order API, the broker's execution API and the clearing
+ * firm's settlement API. Each verifies the token it is sent, and the first two exchange it
+ * (RFC 8693) for a token to the next hop.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { createGuard, createIdempotencyGuard, MemoryIdempotencyStore, type VerifiedAccess } from 'clearance/guard';
+import { clearanceGuard, idempotent } from 'clearance/guard/fastify';
+import { dpopProof, newDpopKey, tokenRequest, type FirmClient } from './clients.ts';
+
+const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+
+export interface Order {
+  instrument: string;
+  instrument_class: string;
+  side: 'buy' | 'sell';
+  notional: number;
+  currency: string;
+}
+
+export interface Service {
+  app: FastifyInstance;
+  url: string;
+}
+
+/** A refusal a service passes back: the hop that refused and Clearance's (or the guard's) error. */
+function refused(reply: { code(n: number): { send(b: unknown): unknown } }, hop: string, status: number, body: Record<string, unknown>) {
+  return reply.code(status === 409 ? 409 : 403).send({ error: 'refused', hop, upstream_status: status, upstream: body });
+}
+
+async function listen(app: FastifyInstance, port: number): Promise<Service> {
+  await app.listen({ host: '127.0.0.1', port });
+  return { app, url: `http://127.0.0.1:${port}` };
+}
+
+function guarded(issuer: string, audience: string, options: { requireSenderConstraint?: boolean } = {}) {
+  const app = Fastify({ logger: false });
+  const guard = createGuard({ issuer, audience, jwksUri: `${issuer}/jwks`, allowHttp: true, ...options });
+  void app.register(clearanceGuard, { guard, origin: audience });
+  return { app, guard };
+}
+
+const chainOf = (access: VerifiedAccess) => access.actors.map((a) => a.sub);
+
+/** The clearing firm: accepts a settlement instruction once per txn (DPoP-bound tokens only). */
+export async function startClearing(issuer: string, audience: string, port: number): Promise<Service> {
+  const { app } = guarded(issuer, audience, { requireSenderConstraint: true });
+  const idem = createIdempotencyGuard({ store: new MemoryIdempotencyStore() });
+  app.post(
+    '/settlements',
+    { config: { clearance: { scopes: ['settlement:submit'] } } },
+    idempotent(idem, { action: 'settlement:submit', fingerprint: (r) => createHash('sha256').update(JSON.stringify(r.body)).digest('hex') }, async (request) => {
+      const access = request.access!;
+      return { settlement_id: `STL-${randomUUID().slice(0, 8)}`, txn: access.txn, subject: access.subject, on_behalf_chain: chainOf(access), mandate: access.mandate, bound: access.binding.method };
+    }),
+  );
+  return listen(app, port);
+}
+
+/** The broker: executes an order, then instructs settlement at the clearing firm through an exchanged, DPoP-bound token. */
+export async function startBroker(issuer: string, audience: string, port: number, client: FirmClient, clearing: { audience: string; url: string }): Promise<Service> {
+  const { app } = guarded(issuer, audience);
+  const dpopKey = await newDpopKey();
+  // What was sent to clearing, by execution id: a retry sends the same instruction again.
+  const instructions = new Map<string, { token: string; body: Record<string, unknown> }>();
+  const settle = async (token: string, body: Record<string, unknown>) => {
+    const url = `${clearing.url}/settlements`;
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `DPoP ${token}`, dpop: await dpopProof(dpopKey, 'POST', `${clearing.audience}/settlements`, token) },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+
+  app.post<{ Body: Order }>('/executions', { config: { clearance: { scopes: ['order:create'] } } }, async (request, reply) => {
+    const access = request.access!;
+    const execution = { execution_id: `EXE-${randomUUID().slice(0, 8)}`, instrument: request.body.instrument, side: request.body.side, notional: request.body.notional, currency: request.body.currency, price: 1.0842 };
+    const exchanged = await tokenRequest(
+      issuer,
+      client,
+      { grant_type: exchangeGrant, subject_token: access.token, subject_token_type: accessTokenType, audience: clearing.audience, scope: 'settlement:submit' },
+      dpopKey,
+    );
+    if (exchanged.status !== 200) return refused(reply, 'broker → Clearance (token exchange)', exchanged.status, exchanged.body);
+    const token = exchanged.body.access_token as string;
+    const instruction = { execution_id: execution.execution_id, instrument: execution.instrument, side: execution.side, amount: execution.notional, currency: execution.currency };
+    instructions.set(execution.execution_id, { token, body: instruction });
+    const settled = await settle(token, instruction);
+    if (settled.status !== 200) return refused(reply, 'broker → clearing', settled.status, settled.body);
+    return { ...execution, txn: access.txn, executed_for: access.subject, chain: chainOf(access), settlement: settled.body };
+  });
+
+  // A retry of the settlement instruction of an execution (a time-out on the way back, say).
+  app.post<{ Params: { id: string } }>('/executions/:id/resend-settlement', { config: { clearance: false } }, async (request, reply) => {
+    const sent = instructions.get(request.params.id);
+    if (!sent) return reply.code(404).send({ error: 'not_found' });
+    const settled = await settle(sent.token, sent.body);
+    return reply.code(settled.status).send(settled.body);
+  });
+  return listen(app, port);
+}
+
+/** The arranger: takes orders under a mandate and routes them to the broker through an exchanged token. */
+export async function startArranger(issuer: string, audience: string, port: number, client: FirmClient, broker: { audience: string; url: string }): Promise<Service> {
+  const { app } = guarded(issuer, audience);
+  app.post<{ Body: Order }>('/orders', { config: { clearance: { scopes: ['order:create'] } } }, async (request, reply) => {
+    const access = request.access!;
+    // An algorithm's order must come under a mandate (the token names its version).
+    if (!access.mandate) return reply.code(403).send({ error: 'access_denied', error_description: 'orders from an algorithm need a mandate' });
+    const exchanged = await tokenRequest(issuer, client, { grant_type: exchangeGrant, subject_token: access.token, subject_token_type: accessTokenType, resource: broker.audience });
+    if (exchanged.status !== 200) return refused(reply, 'arranger → Clearance (token exchange)', exchanged.status, exchanged.body);
+    const response = await fetch(`${broker.url}/executions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${exchanged.body.access_token as string}` },
+      body: JSON.stringify(request.body),
+    });
+    const body = (await response.json()) as Record<string, unknown>;
+    if (response.status !== 200) return reply.code(response.status).send(body);
+    return { order_id: `ORD-${randomUUID().slice(0, 8)}`, mandate: access.mandate, execution: body };
+  });
+  return listen(app, port);
+}

@@ -1,0 +1,176 @@
+/**
+ * The institutional workflow, end to end (issue 8 item 5): an algorithm places an order under a
+ * mandate at the arranger; the arranger exchanges the token for one to the broker; the broker
+ * executes and exchanges again for a DPoP-bound settlement token to the clearing firm, which sees
+ * the whole delegation chain; a retried settlement is refused; compliance revokes the mandate and
+ * the next hop fails closed; the evidence bundle of the transaction is exported and verified
+ * offline with the CLI, and the chain is rebuilt from the audit log alone.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { decodeJwt } from 'jose';
+import { executeApply, planApply } from '../src/apply/index.ts';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/log.ts';
+import { startServer, type RunningServer } from '../src/server.ts';
+import { formatProblem } from '../src/validation.ts';
+import { newClient, tokenRequest, type FirmClient } from './clients.ts';
+import { demoDocument, mandateId, type Audiences } from './config.ts';
+import { startArranger, startBroker, startClearing, type Order, type Service } from './services.ts';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** What the demo found, for its test to assert. */
+export interface DemoOutcome {
+  txn: string;
+  settlementChain: string[];
+  duplicateStatus: number;
+  afterRevocation: { exchangeStatus: number; newTokenError: string };
+  bundleVerified: boolean;
+  rebuiltChain: string[];
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export async function runDemo(print: (line: string) => void = console.log): Promise<DemoOutcome> {
+  const step = (title: string) => print(`\n== ${title}`);
+  const say = (line: string) => print(`   ${line}`);
+  const dir = mkdtempSync(join(tmpdir(), 'clearance-demo-'));
+  const started: { close(): Promise<unknown> }[] = [];
+  try {
+    step('Clearance starts (SQLite, generated dev keys) and the platform team applies the configuration');
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const env = { PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dir };
+    const clearance: RunningServer = await startServer(loadConfig(env), { log: createLogger('silent') });
+    started.push(clearance);
+    const ports = { orders: await freePort(), execution: await freePort(), clearing: await freePort() };
+    const audiences: Audiences = {
+      orders: `http://127.0.0.1:${ports.orders}`,
+      execution: `http://127.0.0.1:${ports.execution}`,
+      clearing: `http://127.0.0.1:${ports.clearing}`,
+      usReporting: 'https://reporting.us.example.com',
+    };
+    const clients = {
+      algo: await newClient('algo-7'),
+      arranger: await newClient('arranger-backend'),
+      broker: await newClient('broker-backend'),
+      compliance: await newClient('compliance-console'),
+    };
+    const document = demoDocument(
+      audiences,
+      { 'algo-7': clients.algo.publicJwk, 'arranger-backend': clients.arranger.publicJwk, 'broker-backend': clients.broker.publicJwk, 'compliance-console': clients.compliance.publicJwk },
+      join(root, 'examples', 'policies'),
+      new Date(),
+    );
+    const { plan, problems } = await planApply(clearance.ctx, document);
+    if (!plan) throw new Error(problems.map(formatProblem).join('\n'));
+    const applied = await executeApply(clearance.ctx, plan, { actor: 'demo', via: 'cli' });
+    say(`${issuer}: ${applied.changes.length} changes (4 firms, 4 resource servers, 5 clients, mandate ${mandateId}, policy set demo-1 activated by a second person)`);
+
+    step('The arranger, the broker and the clearing firm start their APIs, each behind clearance/guard');
+    const clearing: Service = await startClearing(issuer, audiences.clearing, ports.clearing);
+    started.push(clearing.app);
+    const broker = await startBroker(issuer, audiences.execution, ports.execution, clients.broker, { audience: audiences.clearing, url: clearing.url });
+    started.push(broker.app);
+    const arranger = await startArranger(issuer, audiences.orders, ports.orders, clients.arranger, { audience: audiences.execution, url: broker.url });
+    started.push(arranger.app);
+    say(`order API ${arranger.url} · execution API ${broker.url} · clearing API ${clearing.url} (DPoP-bound tokens only)`);
+
+    step('The asset manager algorithm algo-7 authenticates (private_key_jwt) and asks for a token under its mandate');
+    const first = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders, mandate: mandateId });
+    if (first.status !== 200) throw new Error(`algo-7 got no token: ${JSON.stringify(first.body)}`);
+    const t1 = first.body.access_token as string;
+    const c1 = decodeJwt(t1);
+    say(`token for ${String(c1.aud)}: scope "${String(c1.scope)}", mandate ${JSON.stringify(c1.mandate)}, expires in ${String(first.body.expires_in)} s`);
+    const noMandate = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders });
+    say(`without the mandate: ${noMandate.status} ${String(noMandate.body.error)} — ${String(noMandate.body.error_description)}`);
+
+    step('algo-7 places an order; it travels arranger → broker → clearing, one exchanged token per hop');
+    const order: Order = { instrument: 'EURUSD', instrument_class: 'fx', side: 'buy', notional: 2_000_000, currency: 'EUR' };
+    const placed = await postJson(`${arranger.url}/orders`, t1, order);
+    if (placed.status !== 200) throw new Error(`the order failed: ${JSON.stringify(placed.body)}`);
+    const execution = placed.body.execution as Record<string, unknown>;
+    const settlement = execution.settlement as Record<string, unknown>;
+    const txn = String(execution.txn);
+    say(`order ${String(placed.body.order_id)} → execution ${String(execution.execution_id)} at ${String(execution.price)} (broker saw chain: ${(execution.chain as string[]).join(' < ')})`);
+    say(`settlement ${String(settlement.settlement_id)} for ${String(settlement.subject)}, txn ${txn}`);
+    say(`the clearing firm saw the delegation chain (newest first): ${(settlement.on_behalf_chain as string[]).join(' < ')} < ${String(settlement.subject)}; mandate ${JSON.stringify(settlement.mandate)}; bound by ${String(settlement.bound)}`);
+
+    step('The broker retries the settlement instruction (a time-out on the way back)');
+    const retry = await fetch(`${broker.url}/executions/${String(execution.execution_id)}/resend-settlement`, { method: 'POST' });
+    const retryBody = (await retry.json()) as Record<string, unknown>;
+    say(`${retry.status} ${String(retryBody.error)} — ${String(retryBody.error_description)}`);
+
+    step('Compliance revokes the mandate (admin API)');
+    const admin = await tokenRequest(issuer, clients.compliance, { grant_type: 'client_credentials', resource: `${issuer}/admin`, scope: 'admin:write' });
+    const revoke = await fetch(`${issuer}/admin/mandates/${mandateId}/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${String(admin.body.access_token)}` },
+      body: JSON.stringify({ reason: 'algorithm suspended pending review', revoked_by: 'compliance@demo-am.example' }),
+    });
+    say(`revoke: ${revoke.status}`);
+    const second = await postJson(`${arranger.url}/orders`, t1, { ...order, notional: 1_000_000 });
+    const upstream = (second.body.upstream ?? {}) as Record<string, unknown>;
+    say(`the next order with algo-7's unexpired token: ${second.status}, refused at ${String(second.body.hop)}: ${String(upstream.error)} — ${String(upstream.error_description)}`);
+    const again = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders, mandate: mandateId });
+    say(`a new token under the mandate: ${again.status} ${String(again.body.error)} — ${String(again.body.error_description)}`);
+
+    step(`The evidence bundle of txn ${txn} is exported and verified offline (clearance audit …)`);
+    const cli = (args: string[]) => run(process.execPath, [join(root, 'bin', 'clearance.js'), ...args], { env: { ...process.env, ...env }, cwd: root });
+    await cli(['audit', 'seal']);
+    const bundleFile = join(dir, `evidence-${txn}.json`);
+    await cli(['audit', 'export', '--txn', txn, '-o', bundleFile]);
+    const verified = await cli(['audit', 'verify-bundle', bundleFile]);
+    say(verified.stdout.trim().split('\n').join('\n   '));
+
+    step('The delegation chain of the settlement token, rebuilt from the audit events alone');
+    const bundle = JSON.parse(readFileSync(bundleFile, 'utf8')) as { events: { event: { type: string; subject?: string; client?: string; audience?: string; mandate?: unknown; details?: Record<string, unknown> } }[] };
+    const events = bundle.events.map((e) => e.event);
+    const exchanges = new Map(events.filter((e) => e.type === 'token.exchanged').map((e) => [e.details!.jti as string, e]));
+    const parents = new Set([...exchanges.values()].map((e) => e.details!.parent_jti as string));
+    let jti = [...exchanges.keys()].find((j) => !parents.has(j));
+    const rebuiltChain: string[] = [];
+    let origin: (typeof events)[number] | undefined;
+    while (jti && exchanges.has(jti)) {
+      const e = exchanges.get(jti)!;
+      rebuiltChain.push(`${e.client} exchanged ${String(e.details!.parent_jti).slice(0, 8)}… for ${e.audience} (token ${jti.slice(0, 8)}…, mandate ${JSON.stringify(e.mandate)})`);
+      origin = e;
+      jti = e.details!.parent_jti as string;
+    }
+    if (origin) rebuiltChain.push(`${origin.subject} held ${String(jti).slice(0, 8)}… for ${String(origin.details!.parent_audience)}: the origin of the chain`);
+    for (const line of rebuiltChain) say(line);
+
+    return {
+      txn,
+      settlementChain: settlement.on_behalf_chain as string[],
+      duplicateStatus: retry.status,
+      afterRevocation: { exchangeStatus: Number(upstream.error ? second.status : 0), newTokenError: String(again.body.error) },
+      bundleVerified: verified.stdout.startsWith('bundle verified'),
+      rebuiltChain,
+    };
+  } finally {
+    for (const s of started.reverse()) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function postJson(url: string, token: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}

@@ -1,0 +1,21 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runDemo } from '../../demo/workflow.ts';
+
+// `npm run demo` as a test: the institutional workflow against a real Clearance, three real
+// resource servers behind clearance/guard, and the audit CLI in child processes.
+test('the demo tells the whole story: chain, txn, duplicate refused, revocation fails closed, evidence verified', async () => {
+  const lines: string[] = [];
+  const outcome = await runDemo((line) => lines.push(line));
+  assert.match(outcome.txn, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(outcome.settlementChain, ['broker-backend', 'arranger-backend'], 'newest actor first');
+  assert.equal(outcome.duplicateStatus, 409, 'a second identical settlement instruction is refused');
+  assert.equal(outcome.afterRevocation.exchangeStatus, 403, 'the next hop after revocation fails closed');
+  assert.equal(outcome.afterRevocation.newTokenError, 'invalid_grant');
+  assert.ok(outcome.bundleVerified, lines.join('\n'));
+  assert.equal(outcome.rebuiltChain.length, 3, 'two exchanges and the first issuance, from the audit events alone');
+  assert.match(outcome.rebuiltChain[0]!, /^broker-backend exchanged/);
+  assert.match(outcome.rebuiltChain[1]!, /^arranger-backend exchanged/);
+  assert.match(outcome.rebuiltChain[2]!, /^algo-7 held .* the origin of the chain$/);
+  assert.ok(lines.some((l) => /agents-trade-only-under-mandate/.test(l)), 'without the mandate, policy refuses the algorithm');
+});
