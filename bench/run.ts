@@ -6,6 +6,7 @@ import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
 import { policyDecisions } from './policy.ts';
+import { tokenExchange } from './token-exchange.ts';
 import type { BenchLine } from './harness.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
@@ -19,6 +20,7 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'audit-verify-1m': () => auditVerify(Number(process.env.AUDIT_VERIFY_EVENTS ?? 1_000_000)),
   // POLICY_BENCH_SECONDS (default 5): see bench/policy.ts.
   'policy-decisions': () => policyDecisions(Number(process.env.POLICY_BENCH_SECONDS ?? 5)),
+  'token-exchange': () => tokenExchange(seconds),
 };
 
 const wanted = process.argv.slice(2);

@@ -67,10 +67,12 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promi
     ...(issuance.mandate ? { mandate: { id: issuance.mandate.id, v: issuance.mandate.version } } : {}),
   };
 
-  const residency = checkResidency(await ctx.entities.snapshot(), issuance.subjectLeis ?? (await subjectLeis(ctx, issuance.subject)), issuance.subject.id, server);
-  if (!residency.ok) {
-    await ctx.audit.record(refusal(issuance, meta, 'data residency', residency.reason));
-    throw new OAuthError('invalid_target', residency.reason);
+  if (server.region !== undefined) {
+    const residency = checkResidency(await ctx.entities.snapshot(), issuance.subjectLeis ?? (await subjectLeis(ctx, issuance.subject)), issuance.subject.id, server);
+    if (!residency.ok) {
+      await ctx.audit.record(refusal(issuance, meta, 'data residency', residency.reason));
+      throw new OAuthError('invalid_target', residency.reason);
+    }
   }
 
   const active = await ctx.policies.active();

@@ -1,0 +1,86 @@
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { signCompact } from '../src/keys/jws.ts';
+import { es256Costs } from './crypto-ceiling.ts';
+import { load, round, startServerProcess, type BenchLine } from './harness.ts';
+
+const arranger = 'https://arranger.bench.example/orders';
+const broker = 'https://broker.bench.example/execution';
+const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/**
+ * `token-exchange`: RFC 8693 exchanges of a client's order token (audience: the arranger) for a
+ * token to the broker, by the arranger's backend authenticated with a fresh ES256 client assertion
+ * per request (durable jti check). Each exchange verifies the assertion and the subject token,
+ * checks the subject token is live (revocation list), decides the issuance (baseline), signs an
+ * ES256 token with `act` and `txn`, and makes `token.exchanged` durable before responding. The
+ * subject tokens (64, reused) are issued before the run. Crypto per request: two ES256
+ * verifications and one signature.
+ */
+export async function tokenExchange(seconds: number, connections = 16): Promise<BenchLine> {
+  const subjectKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const exchangerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const client = (client_id: string, key: KeyObject, grant: string) => ({
+    client_id,
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: [{ ...key.export({ format: 'jwk' }), kid: `${client_id}-1`, alg: 'ES256' }] },
+    grant_types: [grant],
+    scope: 'order:create',
+  });
+  const server = await startServerProcess({
+    resource_servers: [
+      { identifier: arranger, scopes: ['order:create'], exchange_clients: ['bench-arranger'] },
+      { identifier: broker, scopes: ['order:create'] },
+    ],
+    clients: [client('bench-algo', subjectKey.publicKey, 'client_credentials'), client('bench-arranger', exchangerKey.publicKey, exchangeGrant)],
+  });
+  try {
+    const assertion = (clientId: string, key: KeyObject) => {
+      const now = Math.floor(Date.now() / 1000);
+      return signCompact('ES256', key, { typ: 'JWT', kid: `${clientId}-1` }, { iss: clientId, sub: clientId, aud: server.issuer, iat: now, exp: now + 240, jti: randomUUID() });
+    };
+    const auth = (clientId: string, key: KeyObject) => `&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=${assertion(clientId, key)}`;
+    const subjects: string[] = [];
+    for (let i = 0; i < 64; i++) {
+      const response = await fetch(`${server.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `grant_type=client_credentials&resource=${encodeURIComponent(arranger)}${auth('bench-algo', subjectKey.privateKey)}`,
+      });
+      if (response.status !== 200) throw new Error(`subject token: ${response.status} ${await response.text()}`);
+      subjects.push(((await response.json()) as { access_token: string }).access_token);
+    }
+    const costs = es256Costs();
+    const cryptoMs = costs.signMs + 2 * costs.verifyMs;
+    const ceiling = 1000 / cryptoMs;
+    const body = (i: number) =>
+      `grant_type=${encodeURIComponent(exchangeGrant)}&subject_token=${subjects[i % subjects.length]}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&resource=${encodeURIComponent(broker)}${auth('bench-arranger', exchangerKey.privateKey)}`;
+    const bodies: string[] = [];
+    for (let i = 0; i < Math.min(100_000, Math.ceil(ceiling * seconds * 1.2)); i++) bodies.push(body(i));
+    let next = 0;
+    const cpuBefore = server.serverCpuMs();
+    const result = await load({
+      origin: server.issuer,
+      path: '/token',
+      connections,
+      seconds,
+      request: () => {
+        const i = next++;
+        return { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[i] ?? body(i) };
+      },
+    });
+    const serverCpuUsPerRequest = ((server.serverCpuMs() - cpuBefore) * 1000) / result.requests;
+    if (result.failures > 0) throw new Error(`${result.failures} of ${result.requests} exchanges failed`);
+    return {
+      scenario: 'token-exchange',
+      rps: result.rps,
+      p50_ms: result.p50_ms,
+      p99_ms: result.p99_ms,
+      ceiling_rps: round(ceiling),
+      ratio: round(result.rps / ceiling, 3),
+      server_cpu_us_per_req: round(serverCpuUsPerRequest, 1),
+      crypto_us_per_req: round(cryptoMs * 1000, 1),
+    };
+  } finally {
+    await server.stop();
+  }
+}
