@@ -105,3 +105,29 @@ export function round(value: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/**
+ * The line of a load scenario bound by its cryptography: throughput and latency, the ceiling the
+ * crypto alone allows (`cryptoMs` per request on one core) and the ratio to it, and the server's
+ * CPU per request — what the ratio would be if the server had a core to itself (the load
+ * generator shares this machine). Throws when any request failed.
+ */
+export function cryptoBoundLine(
+  scenario: string,
+  result: { rps: number; p50_ms: number; p99_ms: number; requests: number; failures: number },
+  cryptoMs: number,
+  serverCpuMs: number,
+): BenchLine {
+  if (result.failures > 0) throw new Error(`${scenario}: ${result.failures} of ${result.requests} requests failed`);
+  const ceiling = 1000 / cryptoMs;
+  return {
+    scenario,
+    rps: result.rps,
+    p50_ms: result.p50_ms,
+    p99_ms: result.p99_ms,
+    ceiling_rps: round(ceiling),
+    ratio: round(result.rps / ceiling, 3),
+    server_cpu_us_per_req: round((serverCpuMs * 1000) / result.requests, 1),
+    crypto_us_per_req: round(cryptoMs * 1000, 1),
+  };
+}

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { signCompact } from '../src/keys/jws.ts';
 import { es256Costs } from './crypto-ceiling.ts';
-import { load, round, startServerProcess, type BenchLine } from './harness.ts';
+import { cryptoBoundLine, load, startServerProcess, type BenchLine } from './harness.ts';
 
 const resource = 'https://execution.bench.example/api';
 
@@ -33,20 +33,7 @@ export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promi
         body: tokenRequest(made[next++] ?? assertion()),
       }),
     });
-    const serverCpuUsPerRequest = ((server.serverCpuMs() - cpuBefore) * 1000) / result.requests;
-    if (result.failures > 0) throw new Error(`${result.failures} of ${result.requests} token requests failed`);
-    return {
-      scenario: 'm2m-private-key-jwt',
-      rps: result.rps,
-      p50_ms: result.p50_ms,
-      p99_ms: result.p99_ms,
-      ceiling_rps: round(ceiling),
-      ratio: round(result.rps / ceiling, 3),
-      // Server CPU per request against the crypto it must do: what the ratio would be if the
-      // server had a core to itself (the load generator shares this 2-core machine).
-      server_cpu_us_per_req: round(serverCpuUsPerRequest, 1),
-      crypto_us_per_req: round((costs.signMs + costs.verifyMs) * 1000, 1),
-    };
+    return cryptoBoundLine('m2m-private-key-jwt', result, costs.signMs + costs.verifyMs, server.serverCpuMs() - cpuBefore);
   } finally {
     await server.stop();
   }
@@ -91,18 +78,7 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
         return { headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: proofs[i] ?? proof() }, body: bodies[i] ?? request() };
       },
     });
-    const serverCpuUsPerRequest = ((server.serverCpuMs() - cpuBefore) * 1000) / result.requests;
-    if (result.failures > 0) throw new Error(`${result.failures} of ${result.requests} token requests failed`);
-    return {
-      scenario: 'm2m-dpop',
-      rps: result.rps,
-      p50_ms: result.p50_ms,
-      p99_ms: result.p99_ms,
-      ceiling_rps: round(ceiling),
-      ratio: round(result.rps / ceiling, 3),
-      server_cpu_us_per_req: round(serverCpuUsPerRequest, 1),
-      crypto_us_per_req: round(cryptoMs * 1000, 1),
-    };
+    return cryptoBoundLine('m2m-dpop', result, cryptoMs, server.serverCpuMs() - cpuBefore);
   } finally {
     await server.stop();
   }

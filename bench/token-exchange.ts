@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { signCompact } from '../src/keys/jws.ts';
 import { es256Costs } from './crypto-ceiling.ts';
-import { load, round, startServerProcess, type BenchLine } from './harness.ts';
+import { cryptoBoundLine, load, startServerProcess, type BenchLine } from './harness.ts';
 
 const arranger = 'https://arranger.bench.example/orders';
 const broker = 'https://broker.bench.example/execution';
@@ -68,18 +68,7 @@ export async function tokenExchange(seconds: number, connections = 16): Promise<
         return { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[i] ?? body(i) };
       },
     });
-    const serverCpuUsPerRequest = ((server.serverCpuMs() - cpuBefore) * 1000) / result.requests;
-    if (result.failures > 0) throw new Error(`${result.failures} of ${result.requests} exchanges failed`);
-    return {
-      scenario: 'token-exchange',
-      rps: result.rps,
-      p50_ms: result.p50_ms,
-      p99_ms: result.p99_ms,
-      ceiling_rps: round(ceiling),
-      ratio: round(result.rps / ceiling, 3),
-      server_cpu_us_per_req: round(serverCpuUsPerRequest, 1),
-      crypto_us_per_req: round(cryptoMs * 1000, 1),
-    };
+    return cryptoBoundLine('token-exchange', result, cryptoMs, server.serverCpuMs() - cpuBefore);
   } finally {
     await server.stop();
   }

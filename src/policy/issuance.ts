@@ -178,24 +178,18 @@ function detailRequests(principal: Issuance['subject'], detail: AuthorizationDet
 }
 
 function baselineAllow(issuance: Issuance, meta: DecisionMeta): AuditEvent {
-  return {
-    type: 'policy.allowed',
-    requestId: issuance.requestId,
-    ...(meta.txn ? { txn: meta.txn } : {}),
-    actor: issuance.clientId,
-    client: issuance.clientId,
-    subject: issuance.subject.id,
-    audience: issuance.audience,
-    scopes: [...issuance.scopes],
-    ...(meta.mandate ? { mandate: meta.mandate } : {}),
-    decision: { allow: true, reasons: ['baseline: no policy set is active, registration decides'], policyVersion: baselinePolicyVersion },
-    details: { via: issuance.grantType, ...(issuance.authorizationDetails.length ? { authorization_details: issuance.authorizationDetails.length } : {}) },
-  };
+  const details = { via: issuance.grantType, ...(issuance.authorizationDetails.length ? { authorization_details: issuance.authorizationDetails.length } : {}) };
+  return issuanceEvent(issuance, meta, { allow: true, reasons: ['baseline: no policy set is active, registration decides'], policyVersion: baselinePolicyVersion }, details);
 }
 
 function refusal(issuance: Issuance, meta: DecisionMeta, reason: string, detail: string): AuditEvent {
+  return issuanceEvent(issuance, meta, { allow: false, reasons: [reason] }, { via: issuance.grantType, constraint: detail });
+}
+
+/** A decision about a whole issuance that no policy evaluated (the baseline, data residency). */
+function issuanceEvent(issuance: Issuance, meta: DecisionMeta, decision: NonNullable<AuditEvent['decision']>, details: Record<string, unknown>): AuditEvent {
   return {
-    type: 'policy.denied',
+    type: decision.allow ? 'policy.allowed' : 'policy.denied',
     requestId: issuance.requestId,
     ...(meta.txn ? { txn: meta.txn } : {}),
     actor: issuance.clientId,
@@ -204,7 +198,7 @@ function refusal(issuance: Issuance, meta: DecisionMeta, reason: string, detail:
     audience: issuance.audience,
     scopes: [...issuance.scopes],
     ...(meta.mandate ? { mandate: meta.mandate } : {}),
-    decision: { allow: false, reasons: [reason] },
-    details: { via: issuance.grantType, constraint: detail },
+    decision,
+    details,
   };
 }

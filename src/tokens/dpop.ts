@@ -3,6 +3,7 @@ import { epochSeconds, type Clock } from '../clock.ts';
 import { verifyCompactSignature } from '../keys/jws-verify.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ReplayCache } from './replay-cache.ts';
+import { accessTokenHash, normalizeHtu } from '../guard/dpop.ts';
 
 /**
  * DPoP, Demonstrating Proof of Possession (RFC 9449): proof validation (§4.3), JWK thumbprints
@@ -161,31 +162,8 @@ export async function useDpopProof(proof: VerifiedDpopProof, deps: Pick<DpopDeps
   if (!fresh) throw invalidProof(`DPoP proof jti ${describe(proof.jti)} was already used`, 'the DPoP proof was already used');
 }
 
-/** RFC 9449 §4.2 `ath`: base64url of the SHA-256 of the access token's ASCII value. */
-export function accessTokenHash(accessToken: string): string {
-  return createHash('sha256').update(accessToken, 'ascii').digest('base64url');
-}
-
-/**
- * Normalises an htu or request URL for comparison (RFC 9449 §4.3 (9), RFC 3986 §6.2.2, §6.2.3):
- * scheme and host in lower case, the default port removed, dot segments resolved, percent-encoded
- * unreserved characters decoded and other escapes in upper case, an empty path as `/`; query and
- * fragment dropped. Undefined for anything that is not an http(s) URL without userinfo.
- */
-export function normalizeHtu(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
-  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username !== '' || url.password !== '') return undefined;
-  const path = url.pathname.replace(/%([0-9a-fA-F]{2})/g, (_match, hex: string) => {
-    const char = String.fromCharCode(parseInt(hex, 16));
-    return /[A-Za-z0-9\-._~]/.test(char) ? char : `%${hex.toUpperCase()}`;
-  });
-  return `${url.protocol}//${url.host}${path || '/'}`;
-}
+// One normalisation and one `ath` for the server and the guard library (which imports nothing of the server's).
+export { accessTokenHash, normalizeHtu } from '../guard/dpop.ts';
 
 /** A JWK thumbprint looks like this: base64url of 32 bytes (RFC 7638 with SHA-256). */
 export const jktPattern = /^[A-Za-z0-9_-]{43}$/;
