@@ -29,6 +29,8 @@ export interface CodePayload {
   sessionId: string;
   /** RFC 9449 §10: the JWK thumbprint the code is bound to (PAR's DPoP proof or `dpop_jkt`). */
   dpopJkt?: string;
+  /** The mandate id the person asked to act under. */
+  mandate?: string;
 }
 
 export interface StoredCode {

@@ -176,6 +176,7 @@ async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Au
       sessionId: auth.sessionId,
       // RFC 9449 §10: the code is bound to the DPoP key of dpop_jkt or PAR's proof.
       ...(request.dpopJkt !== undefined ? { dpopJkt: request.dpopJkt } : {}),
+      ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
     },
   };
   const outcome = await ctx.audit.recordWith<'completed' | 'request_uri_used' | { code: string }>(async (trx) => {

@@ -1,4 +1,5 @@
 import { isFapi2 } from '../clients/profile.ts';
+import { mandateIdPattern } from '../mandates/terms.ts';
 import type { Client } from '../clients/store.ts';
 import { jktPattern } from '../tokens/dpop.ts';
 import type { Context } from '../context.ts';
@@ -39,6 +40,8 @@ export interface AuthorizationRequest {
   acrValues: string[];
   /** RFC 9449 §10: the DPoP key thumbprint the code will be bound to (`dpop_jkt`, or PAR's proof). */
   dpopJkt?: string;
+  /** The mandate the person acts under (docs/mandates.md): checked and named by the tokens at the token endpoint. */
+  mandate?: string;
   /** How the request arrived: plain parameters, a signed request object, or PAR. */
   via: 'parameters' | 'request_object' | 'par' | 'par_request_object';
   /** The pushed request it was resolved from (RFC 9126), consumed when the authorization completes. */
@@ -234,6 +237,9 @@ async function validateRest(
   // RFC 9449 §10: dpop_jkt binds the code to a DPoP key: a JWK SHA-256 thumbprint (RFC 7638).
   const dpopJkt = params.string('dpop_jkt');
   if (dpopJkt !== undefined && !jktPattern.test(dpopJkt)) throw new OAuthError('invalid_request', 'dpop_jkt must be a base64url JWK SHA-256 thumbprint');
+  const mandate = params.string('mandate');
+  if (mandate !== undefined && !mandateIdPattern.test(mandate)) throw new OAuthError('invalid_request', 'mandate is not a mandate identifier');
+  if (mandate !== undefined && resource === undefined) throw new OAuthError('invalid_request', 'a mandate needs business scopes or a resource');
 
   return {
     ...(nonce !== undefined ? { nonce } : {}),
@@ -246,6 +252,7 @@ async function validateRest(
     ...(maxAge !== undefined ? { maxAge } : {}),
     acrValues,
     ...(dpopJkt !== undefined ? { dpopJkt } : {}),
+    ...(mandate !== undefined ? { mandate } : {}),
   };
 }
 

@@ -62,6 +62,7 @@ export async function consentRequest(ctx: Pick<Context, 'resourceServers'>, clie
     for (const scope of request.scopes) lines.push(describeScope(scope, name));
   }
   lines.push(...describeAuthorizationDetails(request.authorizationDetails));
+  if (request.mandate !== undefined) lines.push(`Act under mandate ${request.mandate}, within its scopes and limits`);
   return { clientId: request.clientId, clientName, resources, authorizationDetails: request.authorizationDetails, lines };
 }
 

@@ -12,6 +12,7 @@ import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-to
 import { chooseAccessTarget, mintUserAccessToken, requireBinding, tokenBasis, type TokenBasis } from '../tokens/user-tokens.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { authorizeIssuance } from '../policy/issuance.ts';
+import { resolveIssuingMandate, userParties } from '../mandates/issuance.ts';
 import { senderBinding, type SenderBinding } from '../tokens/binding.ts';
 import type { Grant, GrantResult, TokenResponse } from './grant.ts';
 
@@ -122,6 +123,9 @@ export async function issueTokens(
   target: Parameters<typeof mintUserAccessToken>[3],
   options: { binding: SenderBinding; nonce?: string | undefined; grantType: 'authorization_code' | 'refresh_token'; requestId: string; write: TokenWrite },
 ): Promise<GrantResult | undefined> {
+  // A mandate the person asked to act under: theirs (or their firm's), in force, granting the scopes.
+  const userinfo = target.audience === `${ctx.config.issuer}/userinfo`;
+  const mandate = basis.mandate !== undefined && !userinfo ? await resolveIssuingMandate(ctx, basis.mandate, { grantees: await userParties(ctx, basis.userId), offeredScopes: target.scopes, scopeRequested: true }) : undefined;
   // The decision point allows each scope and authorization_details entry (src/policy/issuance.ts).
   const decisions = await authorizeIssuance(ctx, {
     subject: { type: 'User', id: basis.userId },
@@ -130,10 +134,11 @@ export async function issueTokens(
     scopes: target.scopes,
     authorizationDetails: target.authorizationDetails,
     acr: basis.acr,
+    ...(mandate ? { mandate: mandate.version } : {}),
     requestId: options.requestId,
     grantType: options.grantType,
   });
-  const access = await mintUserAccessToken(ctx, authenticated, basis, target, options.binding);
+  const access = await mintUserAccessToken(ctx, authenticated, basis, target, options.binding, mandate ? { id: mandate.version.id, v: mandate.version.version } : undefined);
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
         issuer: ctx.config.issuer,
@@ -186,6 +191,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       authTime: basis.authTime,
       acr: basis.acr,
       amr: basis.amr,
+      ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
       ...(cnf ? { cnf } : {}),
     },
   };

@@ -1,4 +1,5 @@
 import type { Context } from '../context.ts';
+import { findUser } from '../identity/users.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { mandateCovers } from './coverage.ts';
 import { currentVersionIn, type MandateVersion } from './store.ts';
@@ -43,6 +44,14 @@ export async function resolveIssuingMandate(
   const coverage = await mandateCovers(ctx, { id, v: current.version }, { scopes, at: new Date(ctx.clock.now()) });
   if (!coverage.ok) throw new OAuthError('invalid_grant', coverage.reason);
   return { version: current, scopes };
+}
+
+/** The parties a person acts as, for a mandate's grantee: themself and the legal entities of their desks. */
+export async function userParties(ctx: Pick<Context, 'storage' | 'entities'>, userId: string): Promise<Party[]> {
+  const user = await findUser(ctx, userId);
+  const snapshot = await ctx.entities.snapshot();
+  const leis = new Set((user?.desks ?? []).flatMap((d) => snapshot.desks.get(d)?.lei ?? []));
+  return [{ kind: 'user', id: userId }, ...[...leis].map((id) => ({ kind: 'lei' as const, id }))];
 }
 
 /** The parties a client acts as, for a mandate's grantee: itself and its owning legal entity. */

@@ -21,10 +21,12 @@ export interface TokenBasis {
   authTime: number;
   acr: string;
   amr: string[];
+  /** The mandate id the person acts under, checked at every issuance. */
+  mandate?: string;
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -37,6 +39,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     authTime: p.authTime,
     acr: p.acr,
     amr: p.amr,
+    ...(p.mandate !== undefined ? { mandate: p.mandate } : {}),
   };
 }
 
@@ -110,6 +113,7 @@ export async function mintUserAccessToken(
   basis: TokenBasis,
   target: AccessTarget,
   binding: SenderBinding,
+  mandate?: { id: string; v: number },
 ): Promise<AccessTokenClaims & { token: string }> {
   const iat = epochSeconds(ctx.clock);
   const claims: AccessTokenClaims = {
@@ -127,6 +131,7 @@ export async function mintUserAccessToken(
     amr: basis.amr,
     ...(target.authorizationDetails.length > 0 ? { authorization_details: target.authorizationDetails } : {}),
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
+    ...(mandate ? { mandate } : {}),
   };
   const token = await mintAccessToken(ctx.keys, claims);
   return { ...claims, token };

@@ -184,3 +184,49 @@ describe('the token endpoint with authorization_code', () => {
     assertOAuthError(await f.redeem('web-app', code, challenge.verifier), 400, 'invalid_grant');
   });
 });
+
+describe('the authorization code flow under a mandate', () => {
+  const mandate = (grantee: Record<string, string>, scopes = ['order:create']) => ({
+    id: 'desk-mandate',
+    grantor: { lei: '5493001KJTIIGC8Y1R12' },
+    grantee,
+    scopes,
+    legal_basis: { reference: 'Desk authority 12' },
+    effective_from: '2020-01-01T00:00:00Z',
+    accepted_by: 'ops',
+    accepted_at: '2020-01-01T00:00:00Z',
+  });
+
+  test('a person acting under their mandate gets tokens naming it, refreshed while it is in force', async (t) => {
+    const f = await codeFlowFixture(t);
+    const person = await f.signIn('alice');
+    await f.apply({ mandates: [mandate({ user: 'alice' })] });
+    const { code, pkce: challenge } = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
+    const response = await f.redeem('web-app', code, challenge.verifier);
+    assert.equal(response.statusCode, 200, response.body);
+    const body = response.json() as Tokens;
+    assert.deepEqual(decodeJwt(body.access_token).payload.mandate, { id: 'desk-mandate', v: 1 });
+    const refreshed = await f.refresh('web-app', body.refresh_token!);
+    assert.equal(refreshed.statusCode, 200, refreshed.body);
+    assert.deepEqual(decodeJwt((refreshed.json() as Tokens).access_token).payload.mandate, { id: 'desk-mandate', v: 1 });
+    const { revokeMandate } = await import('../../src/mandates/store.ts');
+    await revokeMandate(f.ctx, 'desk-mandate', { reason: 'desk closed' }, { actor: 'test' });
+    assertOAuthError(await f.refresh('web-app', (refreshed.json() as Tokens).refresh_token!), 400, 'invalid_grant');
+  });
+
+  test('a mandate granted to someone else is refused at the token endpoint', async (t) => {
+    const f = await codeFlowFixture(t);
+    await f.user('bob');
+    const person = await f.signIn('alice');
+    await f.apply({ mandates: [mandate({ user: 'bob' })] });
+    const { code, pkce: challenge } = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
+    assertOAuthError(await f.redeem('web-app', code, challenge.verifier), 400, 'invalid_grant');
+  });
+
+  test('a malformed mandate is refused at the authorization endpoint', async (t) => {
+    const f = await codeFlowFixture(t);
+    const person = await f.signIn('alice');
+    const result = await f.authorize(f.request('web-app', { code_challenge: pkce().challenge, mandate: 'no spaces allowed' }), { cookie: person.cookie });
+    assert.equal(result.location?.searchParams.get('error'), 'invalid_request');
+  });
+});
