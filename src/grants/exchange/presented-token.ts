@@ -103,7 +103,8 @@ function fromPartner(verified: VerifiedPartnerToken): PresentedToken {
     ...(verified.jti ? { jti: verified.jti } : {}),
     expiresAt: verified.expiresAt,
     scopes,
-    authorizationDetails: Array.isArray(claims.authorization_details) ? (claims.authorization_details as AuthorizationDetail[]) : [],
+    // A partner's authorization_details are not ours to vouch for (no profile bounds them): never carried.
+    authorizationDetails: [],
     ...(isObject(claims.act) ? { act: claims.act } : {}),
     ...(isObject(claims.may_act) ? { mayAct: claims.may_act } : {}),
     ...(typeof claims.txn === 'string' ? { txn: claims.txn } : {}),
