@@ -8,6 +8,7 @@ import { requireSenderConstraint, senderBinding } from '../tokens/binding.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import { jwtBearerGrantType } from '../tokens/token-types.ts';
 import { narrowScopes } from './exchange/narrowing.ts';
+import { isSafeClaimText } from './exchange/presented-token.ts';
 import type { Grant } from './grant.ts';
 
 /**
@@ -37,6 +38,9 @@ export const jwtBearer: Grant = {
     const verified = await verifyPartnerToken(ctx, assertion, { kind: 'jwt', audiences: [ctx.config.issuer, `${ctx.config.issuer}/token`], singleUse: true, clientId: client.client_id });
     if (!verified.ok) throw new OAuthError('invalid_grant', `the assertion is not acceptable: ${verified.reason}`);
     const { partner, subject, attributes } = verified.token;
+    if (!isSafeClaimText(subject) || (verified.token.jti !== undefined && !isSafeClaimText(verified.token.jti))) {
+      throw new OAuthError('invalid_grant', 'the assertion is not acceptable: sub and jti must be printable identifiers of at most 255 characters');
+    }
 
     const resources = params.all('resource');
     if (resources.length !== 1) throw new OAuthError('invalid_target', 'name one resource; each token has exactly one audience');

@@ -92,7 +92,8 @@ export const tokenExchange: Grant = {
     const decisions = await authorizeIssuance(ctx, {
       // A partner's subject is not in our records: the client that vouches for it is the principal.
       subject: subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client', id: client.client_id },
-      ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : {}),
+      // A partner's subject: its mapped LEI at the first hop; past it no firm is known (fail closed).
+      ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : subject.originIssuer ? { subjectLeis: [] } : {}),
       clientId: client.client_id,
       audience: server.identifier,
       scopes,
@@ -104,7 +105,7 @@ export const tokenExchange: Grant = {
     });
 
     const iat = epochSeconds(ctx.clock);
-    const exp = Math.min(iat + server.access_token_ttl, subject.expiresAt);
+    const exp = Math.min(iat + server.access_token_ttl, subject.expiresAt, actor?.expiresAt ?? Infinity);
     if (exp <= iat) throw new OAuthError('invalid_request', 'the subject_token is expired');
     const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
     const claims: AccessTokenClaims & { origin_iss?: string } = {
@@ -155,14 +156,20 @@ async function actorOf(ctx: Context, token: string | undefined, type: string | u
   }
   if (type === undefined) throw new OAuthError('invalid_request', 'actor_token_type is required with actor_token');
   const actor = await presented(ctx, 'actor_token', token, type, clientId);
-  // The actor is whoever presents: a token of ours issued to another client is not this client's to use.
+  // The actor is whoever presents: a token of ours issued to another client is not this client's to use,
+  // nor a partner's that its profile does not let this client present.
   if (actor.origin === 'local' && actor.clientId !== clientId) throw new OAuthError('invalid_request', 'actor_token was issued to another client');
+  if (actor.origin === 'partner' && !actor.partner!.partner.clients?.includes(clientId)) throw new OAuthError('invalid_request', 'actor_token is a partner token this client may not present');
   return actor;
 }
 
 /** Step 3: who may exchange a token of ours. */
 async function requireExchangeRight(ctx: Context, subject: PresentedToken, clientId: string): Promise<void> {
-  if (subject.origin === 'partner') return; // the profile's `clients` was checked at verification
+  if (subject.origin === 'partner') {
+    // A partner's bearer token is exchanged only by a client its profile names, or the one may_act names.
+    if (subject.partner!.partner.clients?.includes(clientId) || subject.mayAct?.sub === clientId) return;
+    throw new OAuthError('invalid_request', 'this client may not exchange the partner token (not in its profile clients, not named by may_act)');
+  }
   if (subject.clientId === clientId) return;
   if (subject.mayAct?.sub === clientId) return;
   const audience = subject.audience ? await ctx.resourceServers.get(subject.audience) : undefined;

@@ -250,6 +250,7 @@ describe('token exchange (RFC 8693)', () => {
           allowed_audiences: [brokerApi],
           allowed_scopes: ['order:create'],
           claim_mapping: { lei: 'org_lei' },
+          clients: ['arranger-backend', 'broker-backend'],
         },
       ],
     });
@@ -275,6 +276,27 @@ describe('token exchange (RFC 8693)', () => {
     // may_act names another actor.
     assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken({ may_act: { sub: 'broker-backend' } }), { resource: brokerApi }), 400, 'invalid_request');
     await f.ok(await f.exchangeFor('broker-backend', await partnerToken({ may_act: { sub: 'broker-backend' } }), { resource: brokerApi }));
+    // A client the profile does not name.
+    assertOAuthError(await f.exchangeFor('outsider', await partnerToken(), { resource: brokerApi }), 400, 'invalid_request');
+    // Values that would end up in our token and audit events must be plain identifiers: a 400, never a 5xx.
+    const jwtShaped = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.x';
+    assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken({ sub: jwtShaped }), { resource: brokerApi }), 400, 'invalid_request');
+    assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken({ act: { sub: jwtShaped } }), { resource: brokerApi }), 400, 'invalid_request');
+    // A confirmation Clearance cannot check is not taken for a bearer token.
+    assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken({ cnf: { jwk: { kty: 'EC' } } }), { resource: brokerApi }), 400, 'invalid_request');
+    // A partner chain past its first hop: no firm is known for its subject, so a regional target is refused.
+    await applyDocument(f.ctx, { regions: [{ id: 'eu' }], resource_servers: [{ ...document.resource_servers[1], region: 'eu' }] });
+    const regional = assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken(), { resource: brokerApi }), 400, 'invalid_target');
+    assert.match(String(regional.error_description), /data residency/);
+  });
+
+  test('an authorization_details entry repeated at a hop is refused (it would double the authority)', async (t) => {
+    const f = await fixture(t);
+    const { narrowAuthorizationDetails } = await import('../../src/grants/exchange/narrowing.ts');
+    const entry = { type: 'settlement_instruction', account: 'A-1', settlement_type: 'dvp', counterparty_lei: '5493001KJTIIGC8Y1R12', max_amount: { amount: '10', currency: 'EUR' } };
+    assert.deepEqual(narrowAuthorizationDetails(JSON.stringify([entry]), [entry]), [entry]);
+    assert.throws(() => narrowAuthorizationDetails(JSON.stringify([entry, entry]), [entry]), /repeats an entry/);
+    void f;
   });
 });
 

@@ -39,6 +39,7 @@ export function narrowAuthorizationDetails(requested: string | undefined, carrie
   }
   if (!Array.isArray(parsed) || parsed.length === 0) throw new OAuthError('invalid_authorization_details', 'authorization_details must be a non-empty JSON array');
   const held = new Set(carried.map((d) => canonicalize(d)));
+  const seen = new Set<string>();
   parsed.forEach((entry, i) => {
     let text: string;
     try {
@@ -47,6 +48,9 @@ export function narrowAuthorizationDetails(requested: string | undefined, carrie
       throw new OAuthError('invalid_authorization_details', `authorization_details[${i}] is not plain JSON`);
     }
     if (!held.has(text)) throw new OAuthError('invalid_authorization_details', `authorization_details[${i}] is not one the subject token carries (exchange only narrows)`);
+    // Each entry once: a repeated entry would double what the subject token allows.
+    if (seen.has(text)) throw new OAuthError('invalid_authorization_details', `authorization_details[${i}] repeats an entry`);
+    seen.add(text);
   });
   return parsed as AuthorizationDetail[];
 }

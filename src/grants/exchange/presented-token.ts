@@ -3,6 +3,7 @@ import type { AuthorizationDetail } from '../../authorization/authorization-deta
 import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { partnerTokenKind, verifyPartnerToken, type VerifiedPartnerToken } from '../../federation/verify.ts';
+import { containsJwt } from '../../audit/guard.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
 import type { AccessTokenClaims, Confirmation } from '../../tokens/claims.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
@@ -64,9 +65,27 @@ export async function verifyPresentedToken(ctx: Context, token: string, tokenTyp
   }
   const kind = partnerTokenKind(tokenType);
   if (!kind) return { ok: false, reason: `token type ${tokenType} is not accepted` };
-  const verified = await verifyPartnerToken(ctx, token, { kind, audiences: [ctx.config.issuer, `${ctx.config.issuer}/token`], clientId });
+  // A generic JWT may be an RFC 7523 assertion: used once, whichever grant it is presented to.
+  const verified = await verifyPartnerToken(ctx, token, { kind, audiences: [ctx.config.issuer, `${ctx.config.issuer}/token`], clientId, singleUse: kind === 'jwt' });
   if (!verified.ok) return { ok: false, reason: verified.reason };
-  return { ok: true, token: fromPartner(verified.token) };
+  return fromPartner(verified.token);
+}
+
+/**
+ * A partner's value that becomes part of our token and audit events: printable, at most 255
+ * characters, and nothing shaped like a token (the audit log refuses those).
+ */
+export function isSafeClaimText(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= 255 && !/[\p{Cc}]/u.test(value) && !containsJwt(value);
+}
+
+/** A partner's `act` rebuilt as `{sub, iss?, act?}` only, at most 8 deep, every member safe; undefined when it is not. */
+function partnerActorChain(value: unknown, depth = 0): Record<string, unknown> | undefined | false {
+  if (value === undefined) return undefined;
+  if (!isObject(value) || depth >= 8 || !isSafeClaimText(value.sub) || (value.iss !== undefined && !isSafeClaimText(value.iss))) return false;
+  const inner = partnerActorChain(value.act, depth + 1);
+  if (inner === false) return false;
+  return { sub: value.sub, ...(value.iss !== undefined ? { iss: value.iss } : {}), ...(inner ? { act: inner } : {}) };
 }
 
 function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): PresentedToken {
@@ -93,10 +112,19 @@ function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): Presen
   };
 }
 
-function fromPartner(verified: VerifiedPartnerToken): PresentedToken {
+function fromPartner(verified: VerifiedPartnerToken): Presented {
   const claims = verified.claims;
+  if (!isSafeClaimText(verified.subject)) return { ok: false, reason: 'its sub is not a printable identifier of at most 255 characters' };
+  if (verified.jti !== undefined && !isSafeClaimText(verified.jti)) return { ok: false, reason: 'its jti is not a printable identifier of at most 255 characters' };
+  const act = partnerActorChain(claims.act);
+  if (act === false) return { ok: false, reason: 'its act claim is not a chain of {sub, iss} identifiers' };
+  // Only the two confirmation methods Clearance can check; anything else would pass as a bearer token.
+  const cnf = claims.cnf;
+  if (cnf !== undefined && !(isObject(cnf) && Object.keys(cnf).length > 0 && Object.entries(cnf).every(([k, v]) => (k === 'jkt' || k === 'x5t#S256') && typeof v === 'string'))) {
+    return { ok: false, reason: 'its cnf is not a jkt or x5t#S256 confirmation' };
+  }
   const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ').filter(Boolean) : verified.partner.allowed_scopes;
-  return {
+  const token: PresentedToken = {
     origin: 'partner',
     issuer: verified.partner.issuer,
     subject: verified.subject,
@@ -105,12 +133,13 @@ function fromPartner(verified: VerifiedPartnerToken): PresentedToken {
     scopes,
     // A partner's authorization_details are not ours to vouch for (no profile bounds them): never carried.
     authorizationDetails: [],
-    ...(isObject(claims.act) ? { act: claims.act } : {}),
+    ...(act ? { act } : {}),
     ...(isObject(claims.may_act) ? { mayAct: claims.may_act } : {}),
     ...(typeof claims.txn === 'string' ? { txn: claims.txn } : {}),
-    ...(isObject(claims.cnf) ? { cnf: claims.cnf as Confirmation } : {}),
+    ...(cnf !== undefined ? { cnf: cnf as Confirmation } : {}),
     partner: verified,
   };
+  return { ok: true, token };
 }
 
 /** The `iss` of a compact JWT, unverified: only to choose who verifies it. */
