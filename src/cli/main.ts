@@ -75,12 +75,24 @@ const helps: Record<string, string> = {
   partner: partnerHelp,
 };
 
+/** A key id is an RFC 7638 SHA-256 thumbprint: 43 base64url characters, which may begin with `-`. */
+const keyIdStartingWithDash = /^-[A-Za-z0-9_-]{42}$/;
+
+/** Passes key ids that begin with `-` (`keys retire -Nq…`) as positionals rather than unknown options. */
+function keyIdsAsPositionals(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  const options = end === -1 ? argv : argv.slice(0, end);
+  const kids = options.filter((a) => keyIdStartingWithDash.test(a));
+  if (kids.length === 0) return argv;
+  return [...options.filter((a) => !keyIdStartingWithDash.test(a)), '--', ...kids, ...(end === -1 ? [] : argv.slice(end + 1))];
+}
+
 /** Runs one CLI invocation and returns its exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, output: Output = processOutput): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: keyIdsAsPositionals(argv),
       allowPositionals: true,
       options: {
         help: { type: 'boolean', short: 'h' },

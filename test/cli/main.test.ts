@@ -253,6 +253,15 @@ describe('the clearance command', () => {
     assert.match(again.err, /already retired/);
   });
 
+  test('keys retire takes a key id that begins with a dash (a thumbprint can)', async (t) => {
+    const { run } = workspace(t);
+    const retired = await run('keys', 'retire', `-${'A'.repeat(42)}`);
+    // Parsed as the key id: an unknown key, not an unknown option.
+    assert.equal(retired.code, 1, retired.err);
+    assert.match(retired.err, /-AAAA/);
+    assert.doesNotMatch(retired.err, /Unknown option/);
+  });
+
   test('start runs the server until SIGTERM, finishes an in-flight request, then stops with exit 0', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'clearance-cli-start-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
