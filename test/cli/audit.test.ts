@@ -1,31 +1,15 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { sql } from 'kysely';
-import { main } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
+import { cliWorkspace, runCli } from '../helpers/cli.ts';
 
 function workspace(t: TestContext) {
-  const dir = mkdtempSync(join(tmpdir(), 'clearance-cli-audit-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const env: NodeJS.ProcessEnv = { CLEARANCE_DATA_DIR: join(dir, 'data'), CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex') };
-  const run = async (...argv: string[]): Promise<Run> => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await main(argv, env, { out: (line) => out.push(line), err: (line) => err.push(line) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+  const { dir, env, run } = cliWorkspace(t, 'clearance-cli-audit-');
   /** Records events as the server would, then closes. */
   const record = async (count: number) => {
     const ctx = await openContext(loadConfig(env), { log: createLogger('silent') });
@@ -98,12 +82,7 @@ describe('clearance audit', () => {
 
     // Offline: another environment whose data directory does not exist.
     const offlineEnv = { CLEARANCE_DATA_DIR: join(w.dir, 'nowhere') };
-    const verify = async (path: string) => {
-      const out: string[] = [];
-      const err: string[] = [];
-      const code = await main(['audit', 'verify-bundle', path], offlineEnv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-      return { code, out: out.join('\n'), err: err.join('\n') };
-    };
+    const verify = (path: string) => runCli(['audit', 'verify-bundle', path], offlineEnv);
     const ok = await verify(file);
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /bundle verified: 4 event/);

@@ -9,35 +9,17 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { main } from '../../src/cli/main.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
 import { openStorage } from '../../src/storage/database.ts';
+import { cliWorkspace, runCli } from '../helpers/cli.ts';
 
 const repository = fileURLToPath(new URL('../..', import.meta.url));
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** A temp data directory and an environment for it; a fixed master key keeps the CLI quiet. */
-function workspace(t: TestContext): { dir: string; env: NodeJS.ProcessEnv; run: (...argv: string[]) => Promise<Run> } {
-  const dir = mkdtempSync(join(tmpdir(), 'clearance-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const env: NodeJS.ProcessEnv = { CLEARANCE_DATA_DIR: join(dir, 'data'), CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex') };
-  return { dir, env, run: (...argv) => run(argv, env) };
-}
-
-async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, env, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const workspace = (t: TestContext) => cliWorkspace(t);
+const run = runCli;
 
 /** Rows of the data directory's database, read directly. */
 async function stored(env: NodeJS.ProcessEnv): Promise<{ clients: string[]; resourceServers: string[] }> {

@@ -1,21 +1,14 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import { main } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config.ts';
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
+import { cliWorkspace } from '../helpers/cli.ts';
 
 /**
  * A partner authorization server on 127.0.0.1 serving its metadata and JWKS, a data directory with
@@ -46,15 +39,7 @@ async function setup(t: TestContext, options: { metadataIssuer?: string } = {}) 
   const port = (server.address() as AddressInfo).port;
   const partnerIssuer = `http://127.0.0.1:${port}`;
 
-  const dir = mkdtempSync(join(tmpdir(), 'clearance-cli-partner-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const env: NodeJS.ProcessEnv = { CLEARANCE_DATA_DIR: join(dir, 'data'), CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex') };
-  const run = async (...argv: string[]): Promise<Run> => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await main(argv, env, { out: (line) => out.push(line), err: (line) => err.push(line) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  };
+  const { dir, env, run } = cliWorkspace(t, 'clearance-cli-partner-');
   const partner = {
     issuer: partnerIssuer,
     jwks_uri: `${partnerIssuer}/jwks`,

@@ -5,25 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import { main } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { decide } from '../../src/policy/decide.ts';
 import { openContext } from '../../src/server.ts';
+import { runCli } from '../helpers/cli.ts';
 import { exampleEntitiesFile, examplePoliciesDir, peopleAndClients, userId } from '../policy/fixture.ts';
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, env, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const run = runCli;
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-policy-cli-'));
