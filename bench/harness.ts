@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { main } from '../src/cli/main.ts';
+import { signCompact } from '../src/keys/jws.ts';
 import { freePort } from '../test/helpers/server.ts';
 
 /** One benchmark line (printed as JSON). */
@@ -112,7 +114,7 @@ export function round(value: number, digits = 2): number {
  * CPU per request — what the ratio would be if the server had a core to itself (the load
  * generator shares this machine). Throws when any request failed.
  */
-export function cryptoBoundLine(
+function cryptoBoundLine(
   scenario: string,
   result: { rps: number; p50_ms: number; p99_ms: number; requests: number; failures: number },
   cryptoMs: number,
@@ -130,4 +132,48 @@ export function cryptoBoundLine(
     server_cpu_us_per_req: round((serverCpuMs * 1000) / result.requests, 1),
     crypto_us_per_req: round(cryptoMs * 1000, 1),
   };
+}
+
+/**
+ * A crypto-bound load on POST /token: requests are made ahead, enough for `aheadSeconds` at about
+ * 1.2 times the crypto ceiling (at most `maxAhead`), so the load generator spends its CPU on HTTP,
+ * not on signing; each is used once and the rest are made on demand. Reports with
+ * `cryptoBoundLine` against `cryptoMs` of cryptography per request.
+ */
+export async function loadTokenEndpoint(
+  scenario: string,
+  server: ServerProcess,
+  options: {
+    connections: number;
+    seconds: number;
+    cryptoMs: number;
+    aheadSeconds: number;
+    maxAhead: number;
+    make: (i: number) => { body: string; headers?: Record<string, string> };
+  },
+): Promise<BenchLine> {
+  const made: ReturnType<typeof options.make>[] = [];
+  const ahead = Math.min(options.maxAhead, Math.ceil((1000 / options.cryptoMs) * options.aheadSeconds * 1.2));
+  for (let i = 0; i < ahead; i++) made.push(options.make(i));
+  let next = 0;
+  const cpuBefore = server.serverCpuMs();
+  const result = await load({
+    origin: server.issuer,
+    path: '/token',
+    connections: options.connections,
+    seconds: options.seconds,
+    request: () => {
+      const i = next++;
+      const { body, headers } = made[i] ?? options.make(i);
+      return { headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body };
+    },
+  });
+  return cryptoBoundLine(scenario, result, options.cryptoMs, server.serverCpuMs() - cpuBefore);
+}
+
+/** RFC 7523 §2.2 private_key_jwt as form parameters (with a leading `&`): a fresh ES256 assertion, kid `<clientId>-1`. */
+export function clientAssertionParams(clientId: string, privateKey: KeyObject, issuer: string): string {
+  const now = Math.floor(Date.now() / 1000);
+  const assertion = signCompact('ES256', privateKey, { typ: 'JWT', kid: `${clientId}-1` }, { iss: clientId, sub: clientId, aud: issuer, iat: now, exp: now + 240, jti: randomUUID() });
+  return `&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=${assertion}`;
 }

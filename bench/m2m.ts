@@ -1,9 +1,10 @@
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { signCompact } from '../src/keys/jws.ts';
 import { es256Costs } from './crypto-ceiling.ts';
-import { cryptoBoundLine, load, startServerProcess, type BenchLine } from './harness.ts';
+import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
 
 const resource = 'https://execution.bench.example/api';
+const clientId = 'bench-oms';
 
 /**
  * `m2m-private-key-jwt`: client_credentials with a fresh ES256 client assertion per request
@@ -15,25 +16,14 @@ export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promi
   const server = await startServerProcess(benchDocument(publicKey, { senderConstrained: false }));
   try {
     const costs = es256Costs();
-    const ceiling = 1000 / (costs.signMs + costs.verifyMs);
-    // Assertions are made ahead so the load generator spends its CPU on HTTP, not on signing;
-    // each is used once. Enough for ~2x the ceiling over the run, more made on demand.
-    const made: string[] = [];
-    const assertion = () => clientAssertion(privateKey, server.issuer);
-    for (let i = 0; i < Math.min(200_000, Math.ceil(ceiling * seconds * 1.2)); i++) made.push(assertion());
-    let next = 0;
-    const cpuBefore = server.serverCpuMs();
-    const result = await load({
-      origin: server.issuer,
-      path: '/token',
+    return await loadTokenEndpoint('m2m-private-key-jwt', server, {
       connections,
       seconds,
-      request: () => ({
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: tokenRequest(made[next++] ?? assertion()),
-      }),
+      cryptoMs: costs.signMs + costs.verifyMs,
+      aheadSeconds: seconds,
+      maxAhead: 200_000,
+      make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
     });
-    return cryptoBoundLine('m2m-private-key-jwt', result, costs.signMs + costs.verifyMs, server.serverCpuMs() - cpuBefore);
   } finally {
     await server.stop();
   }
@@ -52,41 +42,21 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
   const server = await startServerProcess(benchDocument(publicKey, { senderConstrained: true }));
   try {
     const costs = es256Costs();
-    const cryptoMs = costs.signMs + 2 * costs.verifyMs;
-    const ceiling = 1000 / cryptoMs;
     const htu = `${server.issuer}/token`;
-    const request = (): string => tokenRequest(clientAssertion(privateKey, server.issuer));
     const proof = (): string =>
       signCompact('ES256', dpopKey.privateKey, { typ: 'dpop+jwt', jwk: dpopJwk }, { jti: randomUUID(), htm: 'POST', htu, iat: Math.floor(Date.now() / 1000) });
-    // Made ahead, each used once. A proof's iat must be within 60 s when it is used, so at most
-    // 40 s worth are made ahead; a longer run makes the rest on demand.
-    const bodies: string[] = [];
-    const proofs: string[] = [];
-    for (let i = 0; i < Math.min(200_000, Math.ceil(ceiling * Math.min(seconds, 40) * 1.2)); i++) {
-      bodies.push(request());
-      proofs.push(proof());
-    }
-    let next = 0;
-    const cpuBefore = server.serverCpuMs();
-    const result = await load({
-      origin: server.issuer,
-      path: '/token',
+    return await loadTokenEndpoint('m2m-dpop', server, {
       connections,
       seconds,
-      request: () => {
-        const i = next++;
-        return { headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: proofs[i] ?? proof() }, body: bodies[i] ?? request() };
-      },
+      cryptoMs: costs.signMs + 2 * costs.verifyMs,
+      // A proof's iat must be within 60 s when it is used, so at most 40 s worth are made ahead.
+      aheadSeconds: Math.min(seconds, 40),
+      maxAhead: 200_000,
+      make: () => ({ headers: { dpop: proof() }, body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
     });
-    return cryptoBoundLine('m2m-dpop', result, cryptoMs, server.serverCpuMs() - cpuBefore);
   } finally {
     await server.stop();
   }
-}
-
-function clientAssertion(privateKey: KeyObject, issuer: string): string {
-  const now = Math.floor(Date.now() / 1000);
-  return signCompact('ES256', privateKey, { typ: 'JWT', kid: 'bench-1' }, { iss: 'bench-oms', sub: 'bench-oms', aud: issuer, iat: now, exp: now + 240, jti: randomUUID() });
 }
 
 /** The apply document of both scenarios: one resource server and one private_key_jwt service. */
@@ -97,9 +67,9 @@ function benchDocument(publicKey: KeyObject, options: { senderConstrained: boole
     ],
     clients: [
       {
-        client_id: 'bench-oms',
+        client_id: clientId,
         token_endpoint_auth_method: 'private_key_jwt',
-        jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'bench-1', alg: 'ES256' }] },
+        jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: `${clientId}-1`, alg: 'ES256' }] },
         grant_types: ['client_credentials'],
         scope: 'order:create order:cancel',
       },
@@ -107,12 +77,7 @@ function benchDocument(publicKey: KeyObject, options: { senderConstrained: boole
   };
 }
 
-/** A client_credentials request body carrying `assertion`. */
-function tokenRequest(assertion: string): string {
-  return (
-    'grant_type=client_credentials&scope=order%3Acreate&resource=' +
-    encodeURIComponent(resource) +
-    '&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=' +
-    assertion
-  );
+/** A client_credentials request body with the client's authentication parameters. */
+function tokenRequest(authentication: string): string {
+  return `grant_type=client_credentials&scope=order%3Acreate&resource=${encodeURIComponent(resource)}${authentication}`;
 }

@@ -1,7 +1,6 @@
-import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
-import { signCompact } from '../src/keys/jws.ts';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { es256Costs } from './crypto-ceiling.ts';
-import { cryptoBoundLine, load, startServerProcess, type BenchLine } from './harness.ts';
+import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
 
 const arranger = 'https://arranger.bench.example/orders';
 const broker = 'https://broker.bench.example/execution';
@@ -34,11 +33,7 @@ export async function tokenExchange(seconds: number, connections = 16): Promise<
     clients: [client('bench-algo', subjectKey.publicKey, 'client_credentials'), client('bench-arranger', exchangerKey.publicKey, exchangeGrant)],
   });
   try {
-    const assertion = (clientId: string, key: KeyObject) => {
-      const now = Math.floor(Date.now() / 1000);
-      return signCompact('ES256', key, { typ: 'JWT', kid: `${clientId}-1` }, { iss: clientId, sub: clientId, aud: server.issuer, iat: now, exp: now + 240, jti: randomUUID() });
-    };
-    const auth = (clientId: string, key: KeyObject) => `&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=${assertion(clientId, key)}`;
+    const auth = (clientId: string, key: KeyObject) => clientAssertionParams(clientId, key, server.issuer);
     const subjects: string[] = [];
     for (let i = 0; i < 64; i++) {
       const response = await fetch(`${server.issuer}/token`, {
@@ -50,25 +45,16 @@ export async function tokenExchange(seconds: number, connections = 16): Promise<
       subjects.push(((await response.json()) as { access_token: string }).access_token);
     }
     const costs = es256Costs();
-    const cryptoMs = costs.signMs + 2 * costs.verifyMs;
-    const ceiling = 1000 / cryptoMs;
-    const body = (i: number) =>
-      `grant_type=${encodeURIComponent(exchangeGrant)}&subject_token=${subjects[i % subjects.length]}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&resource=${encodeURIComponent(broker)}${auth('bench-arranger', exchangerKey.privateKey)}`;
-    const bodies: string[] = [];
-    for (let i = 0; i < Math.min(100_000, Math.ceil(ceiling * seconds * 1.2)); i++) bodies.push(body(i));
-    let next = 0;
-    const cpuBefore = server.serverCpuMs();
-    const result = await load({
-      origin: server.issuer,
-      path: '/token',
+    return await loadTokenEndpoint('token-exchange', server, {
       connections,
       seconds,
-      request: () => {
-        const i = next++;
-        return { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[i] ?? body(i) };
-      },
+      cryptoMs: costs.signMs + 2 * costs.verifyMs,
+      aheadSeconds: seconds,
+      maxAhead: 100_000,
+      make: (i) => ({
+        body: `grant_type=${encodeURIComponent(exchangeGrant)}&subject_token=${subjects[i % subjects.length]}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&resource=${encodeURIComponent(broker)}${auth('bench-arranger', exchangerKey.privateKey)}`,
+      }),
     });
-    return cryptoBoundLine('token-exchange', result, cryptoMs, server.serverCpuMs() - cpuBefore);
   } finally {
     await server.stop();
   }
