@@ -3,7 +3,7 @@ import type { AuditEvent } from '../audit/events.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
-import { mandateCovers, mandateInForce } from '../mandates/coverage.ts';
+import { mandateInForce, versionCovers } from '../mandates/coverage.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance } from '../policy/issuance.ts';
 import type { Partner } from '../federation/definition.ts';
@@ -223,10 +223,10 @@ async function target(ctx: Context, resources: string[], audiences: string[], pr
 
 /** Step 8: the mandate is still in force at this hop and covers what it is asked for. */
 async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[], now: number) {
-  const coverage = await mandateCovers(ctx, ref, { scopes, at: new Date(now) });
-  if (!coverage.ok) throw new OAuthError('invalid_request', `the subject_token's mandate no longer covers this exchange: ${coverage.reason}`);
   const version = await mandateInForce(ctx, ref, new Date(now));
   if (!version) throw new OAuthError('invalid_request', `the subject_token's mandate ${ref.id} v${ref.v} is no longer in force`);
+  const coverage = await versionCovers(ctx, version, { scopes, at: new Date(now) });
+  if (!coverage.ok) throw new OAuthError('invalid_request', `the subject_token's mandate no longer covers this exchange: ${coverage.reason}`);
   return version;
 }
 

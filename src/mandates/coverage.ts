@@ -57,12 +57,25 @@ export async function isMandateActive(ctx: Deps, ref: MandateRef, at: Date): Pro
  * The reason names what failed, for the caller's audit event and error description.
  */
 export async function mandateCovers(ctx: Deps, ref: MandateRef, request: CoverageRequest): Promise<Coverage> {
+  const found = await inForce(ctx, ref, request.at.getTime());
+  return found.ok ? termsCover(found.version, request) : found;
+}
+
+/**
+ * `mandateCovers` for a version the caller has just read (a mandate's current version, or
+ * `mandateInForce`'s): the same checks, without reading it again.
+ */
+export async function versionCovers(ctx: Deps, version: MandateVersion, request: CoverageRequest): Promise<Coverage> {
+  const found = await versionInForce(ctx, version, request.at.getTime());
+  return found.ok ? termsCover(version, request) : found;
+}
+
+/** The checks of `mandateCovers` on the terms of a version in force. */
+function termsCover(version: MandateVersion, request: CoverageRequest): Coverage {
   const at = request.at.getTime();
-  const found = await inForce(ctx, ref, at);
-  if (!found.ok) return found;
-  const { terms } = found.version;
+  const { terms } = version;
   const c = terms.constraints;
-  const name = `mandate ${ref.id} v${ref.v}`;
+  const name = `mandate ${version.id} v${version.version}`;
   if (request.grantees !== undefined && !request.grantees.some((p) => p.kind === terms.grantee.kind && p.id === terms.grantee.id)) {
     const [key] = Object.keys(partyDocument(terms.grantee));
     return { ok: false, reason: `${name} is granted to another ${key === 'client_id' ? 'client' : key === 'lei' ? 'legal entity' : 'user'}` };
@@ -103,12 +116,16 @@ export async function mandateInForce(ctx: Deps, ref: MandateRef, at: Date): Prom
 
 async function inForce(ctx: Deps, ref: MandateRef, at: number): Promise<{ ok: true; version: MandateVersion } | { ok: false; reason: string }> {
   if (!isRef(ref)) return { ok: false, reason: 'not a mandate reference {id, v}' };
-  if (!Number.isFinite(at)) return { ok: false, reason: 'no valid time to check the mandate at' };
-  const name = `mandate ${ref.id} v${ref.v}`;
   const version = await readVersion(ctx.storage.db, ref.id, ref.v);
-  if (!version) return { ok: false, reason: `${name} does not exist` };
+  if (!version) return { ok: false, reason: `mandate ${ref.id} v${ref.v} does not exist` };
+  return versionInForce(ctx, version, at);
+}
+
+async function versionInForce(ctx: Deps, version: MandateVersion, at: number): Promise<{ ok: true; version: MandateVersion } | { ok: false; reason: string }> {
+  if (!Number.isFinite(at)) return { ok: false, reason: 'no valid time to check the mandate at' };
+  const name = `mandate ${version.id} v${version.version}`;
   if (isDue(version, ctx.clock.now())) {
-    await observeExpiry(ctx, ref.id, ref.v);
+    await observeExpiry(ctx, version.id, version.version);
     return { ok: false, reason: `${name} expired at ${isoTime(version.terms.effectiveTo!)}` };
   }
   if (version.status !== 'active') return { ok: false, reason: `${name} is ${version.status}` };

@@ -8,7 +8,7 @@
  * - coverage.ts: `isMandateActive` (introspection) and `mandateCovers` (issuance, decisions);
  * - apply.ts: the `mandates` section of `clearance apply`.
  */
-export { isMandateActive, mandateCovers, mandateInForce, isRef, type Coverage, type CoverageRequest, type MandateRef } from './coverage.ts';
+export { isMandateActive, mandateCovers, mandateInForce, versionCovers, isRef, type Coverage, type CoverageRequest, type MandateRef } from './coverage.ts';
 export {
   acceptMandate,
   amendMandate,

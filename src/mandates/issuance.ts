@@ -1,7 +1,7 @@
 import type { Context } from '../context.ts';
 import { findUser } from '../identity/users.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { mandateCovers } from './coverage.ts';
+import { versionCovers } from './coverage.ts';
 import { currentVersionIn, type MandateVersion } from './store.ts';
 import { mandateIdPattern, type Party } from './terms.ts';
 
@@ -41,7 +41,7 @@ export async function resolveIssuingMandate(
     scopes = request.offeredScopes.filter((s) => current.terms.scopes.includes(s));
     if (scopes.length === 0) throw new OAuthError('invalid_scope', `mandate ${id} v${current.version} grants none of the scopes of this resource`);
   }
-  const coverage = await mandateCovers(ctx, { id, v: current.version }, { scopes, at: new Date(ctx.clock.now()) });
+  const coverage = await versionCovers(ctx, current, { scopes, at: new Date(ctx.clock.now()) });
   if (!coverage.ok) throw new OAuthError('invalid_grant', coverage.reason);
   return { version: current, scopes };
 }
