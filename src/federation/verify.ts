@@ -42,6 +42,11 @@ export interface VerifiedPartnerToken {
   kid?: string;
 }
 
+/** The `aud` values a partner's token or assertion may name to be for us: our issuer and our token endpoint (RFC 7523 §3 (3)). */
+export function partnerAudiences(issuer: string): string[] {
+  return [issuer, `${issuer}/token`];
+}
+
 /** What the caller expects of the token. */
 export interface PartnerTokenExpectation {
   kind: PartnerTokenKind;

@@ -11,6 +11,7 @@ import type { Database } from '../storage/schema.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import { chooseAccessTarget, mintUserAccessToken, requireBinding, tokenBasis, type TokenBasis } from '../tokens/user-tokens.ts';
 import { isFapi2 } from '../clients/profile.ts';
+import { userinfoAudience } from '../authorization/scopes.ts';
 import { authorizeIssuance } from '../policy/issuance.ts';
 import { resolveIssuingMandate, userParties } from '../mandates/issuance.ts';
 import { senderBinding, type SenderBinding } from '../tokens/binding.ts';
@@ -124,7 +125,7 @@ export async function issueTokens(
   options: { binding: SenderBinding; nonce?: string | undefined; grantType: 'authorization_code' | 'refresh_token'; requestId: string; write: TokenWrite },
 ): Promise<GrantResult | undefined> {
   // A mandate the person asked to act under: theirs (or their firm's), in force, granting the scopes.
-  const userinfo = target.audience === `${ctx.config.issuer}/userinfo`;
+  const userinfo = target.audience === userinfoAudience(ctx.config.issuer);
   const mandate = basis.mandate !== undefined && !userinfo ? await resolveIssuingMandate(ctx, basis.mandate, { grantees: await userParties(ctx, basis.userId), offeredScopes: target.scopes, scopeRequested: true }) : undefined;
   // The decision point allows each scope and authorization_details entry (src/policy/issuance.ts).
   const decisions = await authorizeIssuance(ctx, {

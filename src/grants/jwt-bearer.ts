@@ -1,6 +1,6 @@
 import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
-import { verifyPartnerToken } from '../federation/verify.ts';
+import { partnerAudiences, verifyPartnerToken } from '../federation/verify.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance } from '../policy/issuance.ts';
 import { mintAccessToken, newJti } from '../tokens/access-token.ts';
@@ -35,7 +35,7 @@ export const jwtBearer: Grant = {
     const client = authenticated.client.metadata;
     const assertion = params.get('assertion');
     if (!assertion) throw new OAuthError('invalid_request', 'assertion is required');
-    const verified = await verifyPartnerToken(ctx, assertion, { kind: 'jwt', audiences: [ctx.config.issuer, `${ctx.config.issuer}/token`], singleUse: true, clientId: client.client_id });
+    const verified = await verifyPartnerToken(ctx, assertion, { kind: 'jwt', audiences: partnerAudiences(ctx.config.issuer), singleUse: true, clientId: client.client_id });
     if (!verified.ok) throw new OAuthError('invalid_grant', `the assertion is not acceptable: ${verified.reason}`);
     const { partner, subject, attributes } = verified.token;
     if (!isSafeClaimText(subject) || (verified.token.jti !== undefined && !isSafeClaimText(verified.token.jti))) {

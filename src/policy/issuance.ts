@@ -1,5 +1,6 @@
 import type { AuditEvent } from '../audit/events.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { userinfoAudience } from '../authorization/scopes.ts';
 import type { Context } from '../context.ts';
 import { findUser } from '../identity/users.ts';
 import type { MandateVersion } from '../mandates/store.ts';
@@ -111,7 +112,7 @@ function why(decision: Decision): string {
 
 /** Clearance's own resource servers (admin API, AuthZEN API, userinfo) are governed by registration. */
 function isClearanceOwn(ctx: Context, audience: string): boolean {
-  if (audience === `${ctx.config.issuer}/userinfo`) return true;
+  if (audience === userinfoAudience(ctx.config.issuer)) return true;
   return builtinResourceServers(ctx.config.issuer).some((s) => s.identifier === audience);
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Context } from '../../context.ts';
 import { checkPartnerProfile, type CheckLine } from '../../federation/check.ts';
-import { explainPartnerToken, partnerTokenTypeUris, type PartnerTokenKind } from '../../federation/verify.ts';
+import { explainPartnerToken, partnerAudiences, partnerTokenTypeUris, type PartnerTokenKind } from '../../federation/verify.ts';
 import { exit, type Output } from '../output.ts';
 
 export const partnerHelp = `Usage: clearance partner check ID [--assertion FILE [--kind access_token|id_token|jwt]]
@@ -61,7 +61,7 @@ export async function partnerCommand(
     const kind = (args.kind as PartnerTokenKind | undefined) ?? inferKind(token);
     output.out(`assertion ${args.assertion} as ${kind}`);
     const issuer = ctx.config.issuer;
-    const reports = await explainPartnerToken(ctx, partner, token, { kind, audiences: [issuer, `${issuer}/token`], singleUse: kind === 'jwt' });
+    const reports = await explainPartnerToken(ctx, partner, token, { kind, audiences: partnerAudiences(issuer), singleUse: kind === 'jwt' });
     for (const report of reports) {
       const line: CheckLine = report;
       lines.push(line);

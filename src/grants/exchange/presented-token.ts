@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import type { AuthorizationDetail } from '../../authorization/authorization-details.ts';
 import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
-import { partnerTokenKind, verifyPartnerToken, type VerifiedPartnerToken } from '../../federation/verify.ts';
+import { partnerAudiences, partnerTokenKind, verifyPartnerToken, type VerifiedPartnerToken } from '../../federation/verify.ts';
 import { containsJwt } from '../../audit/guard.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
 import type { AccessTokenClaims, Confirmation } from '../../tokens/claims.ts';
@@ -66,7 +66,7 @@ export async function verifyPresentedToken(ctx: Context, token: string, tokenTyp
   const kind = partnerTokenKind(tokenType);
   if (!kind) return { ok: false, reason: `token type ${tokenType} is not accepted` };
   // A generic JWT may be an RFC 7523 assertion: used once, whichever grant it is presented to.
-  const verified = await verifyPartnerToken(ctx, token, { kind, audiences: [ctx.config.issuer, `${ctx.config.issuer}/token`], clientId, singleUse: kind === 'jwt' });
+  const verified = await verifyPartnerToken(ctx, token, { kind, audiences: partnerAudiences(ctx.config.issuer), clientId, singleUse: kind === 'jwt' });
   if (!verified.ok) return { ok: false, reason: verified.reason };
   return fromPartner(verified.token);
 }
