@@ -231,7 +231,7 @@ async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scop
 }
 
 /** Names of the actors of a chain, newest first, for the audit event. */
-export function actorChain(act: Record<string, unknown> | undefined): string[] {
+function actorChain(act: Record<string, unknown> | undefined): string[] {
   const names: string[] = [];
   for (let node = act; node && names.length < 32; node = node.act as Record<string, unknown> | undefined) {
     names.push(typeof node.iss === 'string' ? `${String(node.sub)} (${node.iss})` : String(node.sub));

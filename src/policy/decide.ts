@@ -73,7 +73,7 @@ export async function evaluateDecision(ctx: DecisionContextDeps, request: Decisi
 }
 
 /** The `policy.allowed` / `policy.denied` event of a decision. */
-export function decisionEvent(request: DecisionRequest, meta: DecisionMeta, decision: Decision, evaluated: CedarRequest | undefined): AuditEvent {
+function decisionEvent(request: DecisionRequest, meta: DecisionMeta, decision: Decision, evaluated: CedarRequest | undefined): AuditEvent {
   return {
     type: decision.allow ? 'policy.allowed' : 'policy.denied',
     ...(meta.requestId ? { requestId: meta.requestId } : {}),

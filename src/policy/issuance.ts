@@ -136,7 +136,7 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
 }
 
 /** The Mandate record of the policy schema: the version's constraints, amounts in whole units. */
-export function mandateContext(version: MandateVersion): MandateContext {
+function mandateContext(version: MandateVersion): MandateContext {
   const c = version.terms.constraints;
   return {
     id: version.id,
