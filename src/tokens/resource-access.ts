@@ -43,25 +43,32 @@ const credentialsPattern = /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i;
 /**
  * Authenticates a request to a protected resource. The rules, in order:
  * 1. no access token in the URL (RFC 6750 §2.3 is not offered: URLs end up in logs; FAPI 2.0 SP
- *    §5.3.4) → 400 invalid_request;
+ *    §5.3.4) → 400 invalid_request, with a challenge (RFC 6750 §3: every refusal carries one);
  * 2. an Authorization header with the Bearer or DPoP scheme, else 401 with a challenge for both
- *    and no error code (RFC 6750 §3.1);
+ *    and no error code: no credentials, or another scheme such as Basic (RFC 6750 §3.1 SHOULD
+ *    NOT); a Bearer or DPoP header whose credentials are not a token68 → 400 invalid_request;
  * 3. the token is ours, unexpired (invalid_token);
  * 4. the DPoP scheme: the token is DPoP-bound, and the request carries one valid proof (RFC 9449
  *    §4.3: htm, htu, iat, `ath` of this token, its jti used once, the nonce when required) signed
  *    with the key the token is bound to (§7.1) — the proof's jti is consumed before that binding
  *    check; failures are 401 `invalid_dpop_proof` / `use_dpop_nonce` with a DPoP challenge;
- * 5. the Bearer scheme: the token is not DPoP-bound (RFC 9449 §7.1);
+ * 5. the Bearer scheme: the token is not DPoP-bound (RFC 9449 §7.1: refused with a DPoP challenge
+ *    beside the Bearer one, so the client learns which scheme the token needs);
  * 6. a certificate-bound token only with the certificate it is bound to (RFC 8705 §3).
  * Audience, revocation and scope are the caller's (they differ per resource); use `challenge`.
  */
 export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'dpop'>, request: ResourceRequest): Promise<ResourceAccess> {
   if (/[?&]access_token=/.test(request.target)) {
-    throw new OAuthError('invalid_request', 'send the access token in the Authorization header, not the URL');
+    throw challenge(undefined, 'invalid_request', 'send the access token in the Authorization header, not the URL');
   }
   const match = request.authorization?.match(credentialsPattern);
   if (!match) {
-    throw challenge(undefined, 'invalid_token', 'a Bearer or DPoP access token is required', { bare: request.authorization === undefined });
+    // RFC 6750 §3.1: a malformed Bearer/DPoP request is invalid_request; none, or an unsupported
+    // scheme, gets a challenge without an error code.
+    if (request.authorization !== undefined && /^(bearer|dpop)\s+\S/i.test(request.authorization)) {
+      throw challenge(undefined, 'invalid_request', 'the Authorization header must be "Bearer <token>" or "DPoP <token>"');
+    }
+    throw challenge(undefined, 'invalid_token', 'a Bearer or DPoP access token is required', { bare: true });
   }
   const scheme: AuthScheme = match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
   const token = match[2]!;
@@ -85,8 +92,9 @@ export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'c
     }
     if (ctx.dpop.requireNonce) headers['dpop-nonce'] = ctx.dpop.nonces.current();
   } else if (boundKey !== undefined) {
-    // RFC 9449 §7.1: a DPoP-bound token presented with the Bearer scheme is refused.
-    throw challenge(scheme, 'invalid_token', 'a DPoP-bound token needs the DPoP scheme and a proof');
+    // RFC 9449 §7.1: a DPoP-bound token presented with the Bearer scheme is refused, and the
+    // challenge names the DPoP scheme too.
+    throw challenge(undefined, 'invalid_token', 'a DPoP-bound token needs the DPoP scheme and a proof');
   }
   // RFC 8705 §3: a certificate-bound token only with the certificate it is bound to.
   const boundCertificate = claims.cnf?.['x5t#S256'];
@@ -98,12 +106,12 @@ export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'c
 
 /**
  * An RFC 6750 §3 / RFC 9449 §7.1 error with its WWW-Authenticate challenge, in the scheme the
- * client used (both schemes when it used none). `bare`: no credentials were sent, so the
- * challenge carries no error code (RFC 6750 §3.1).
+ * client used (both schemes when it used none, or the other one is the way out). `bare`: no usable
+ * credentials were sent, so the challenge carries no error code (RFC 6750 §3.1).
  */
 export function challenge(
   scheme: AuthScheme | undefined,
-  error: 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce',
+  error: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce',
   description: string,
   options: { detail?: string | undefined; scope?: string; bare?: boolean; headers?: Record<string, string> } = {},
 ): OAuthError {
@@ -115,7 +123,8 @@ export function challenge(
   const dpop = ['DPoP realm="clearance"', ...params, `algs="${dpopAlgs.join(' ')}"`].join(', ');
   const value = scheme === 'Bearer' ? bearer : scheme === 'DPoP' ? dpop : `${bearer}, ${dpop}`;
   return new OAuthError(error, description, {
-    status: error === 'insufficient_scope' ? 403 : 401,
+    // RFC 6750 §3.1: invalid_request 400, invalid_token 401, insufficient_scope 403.
+    status: error === 'insufficient_scope' ? 403 : error === 'invalid_request' ? 400 : 401,
     ...(options.detail !== undefined ? { detail: options.detail } : {}),
     headers: { ...options.headers, 'www-authenticate': value },
   });

@@ -243,7 +243,10 @@ describe('DPoP at the admin API, a protected resource (RFC 9449 §7)', () => {
     const { token, key } = await dpopAdminToken(f);
     const response = await getResource(f, '/admin/clients', `Bearer ${token}`, [resourceProof(f, key, token, '/admin/clients')]);
     assertOAuthError(response, 401, 'invalid_token');
-    assert.match(String(response.headers['www-authenticate']), /^Bearer realm="clearance", error="invalid_token"/);
+    // RFC 9449 §7.1: the challenge names the DPoP scheme too, so the client learns which one the token needs.
+    const challenge = String(response.headers['www-authenticate']);
+    assert.match(challenge, /^Bearer realm="clearance", error="invalid_token"/);
+    assert.match(challenge, /, DPoP realm="clearance", error="invalid_token", .*algs="/);
   });
 
   test('refuses a missing, wrong or foreign proof with 401 and a DPoP challenge', async (t) => {
@@ -385,7 +388,9 @@ describe('DPoP with PAR and the authorization code (RFC 9449 §10)', () => {
     const ok = await getResource(f, '/userinfo', `DPoP ${token}`, [resourceProof(f, key, token, '/userinfo')]);
     assert.equal(ok.statusCode, 200, ok.body);
     assert.equal(typeof ok.json().sub, 'string');
-    assertOAuthError(await getResource(f, '/userinfo', `Bearer ${token}`), 401, 'invalid_token');
+    const asBearer = await getResource(f, '/userinfo', `Bearer ${token}`);
+    assertOAuthError(asBearer, 401, 'invalid_token');
+    assert.match(String(asBearer.headers['www-authenticate']), /DPoP realm="clearance", error="invalid_token"/, 'a DPoP challenge beside the Bearer one');
     assertDpopChallenge(await getResource(f, '/userinfo', `DPoP ${token}`, [resourceProof(f, dpopKey(), token, '/userinfo')]), 'invalid_dpop_proof', 'another key');
   });
 });

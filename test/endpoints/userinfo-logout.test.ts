@@ -41,7 +41,10 @@ describe('the userinfo endpoint (OIDC Core §5.3)', () => {
     const bare = await f.inject({ method: 'GET', url: '/userinfo' });
     assertOAuthError(bare, 401, 'invalid_token');
     assert.equal(bare.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA PS256"');
-    assertOAuthError(await f.inject({ method: 'GET', url: `/userinfo?access_token=${accessToken}` }), 400, 'invalid_request');
+    const inQuery = await f.inject({ method: 'GET', url: `/userinfo?access_token=${accessToken}` });
+    assertOAuthError(inQuery, 400, 'invalid_request');
+    // RFC 6750 §3: a refused request to a protected resource carries a challenge.
+    assert.match(String(inQuery.headers['www-authenticate']), /^Bearer realm="clearance", error="invalid_request"/);
     const [h, p, s] = accessToken.split('.');
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...decodeJwt(accessToken).payload, sub: 'someone-else' })).toString('base64url')}.${s}`;
     void p;
@@ -49,6 +52,25 @@ describe('the userinfo endpoint (OIDC Core §5.3)', () => {
     const grantId = decodeJwt(accessToken).payload.grant_id as string;
     await f.ctx.storage.db.updateTable('grants').set({ revoked_at: f.clock.now(), revoked_by: 'test', revoke_reason: 'test' }).where('id', '=', grantId).execute();
     assertOAuthError(await f.inject({ method: 'GET', url: '/userinfo', headers: { authorization: `Bearer ${accessToken}` } }), 401, 'invalid_token');
+  });
+});
+
+describe('the challenges of the userinfo endpoint (RFC 6750 §3, §3.1)', () => {
+  test('answers Basic credentials with a challenge that carries no error code', async (t) => {
+    const f = await codeFlowFixture(t);
+    const response = await f.inject({ method: 'GET', url: '/userinfo', headers: { authorization: `Basic ${Buffer.from('web-app:secret').toString('base64')}` } });
+    assertOAuthError(response, 401, 'invalid_token');
+    // §3.1: a request with an unsupported authentication method SHOULD NOT get an error code.
+    const challenge = String(response.headers['www-authenticate']);
+    assert.match(challenge, /^Bearer realm="clearance", DPoP realm="clearance"/);
+    assert.doesNotMatch(challenge, /error=/);
+  });
+
+  test('answers a malformed Bearer header with 400 invalid_request and a challenge', async (t) => {
+    const f = await codeFlowFixture(t);
+    const response = await f.inject({ method: 'GET', url: '/userinfo', headers: { authorization: 'Bearer two tokens' } });
+    assertOAuthError(response, 400, 'invalid_request');
+    assert.match(String(response.headers['www-authenticate']), /error="invalid_request"/);
   });
 });
 

@@ -7,8 +7,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
 import { decide, type Decision } from '../../policy/decide.ts';
 import { accessAudience, accessEvaluateScope } from '../../resource-servers/builtins.ts';
-import { authenticateResourceRequest, challenge } from '../../tokens/resource-access.ts';
-import { RevocationList } from '../../tokens/revocation.ts';
+import { authorizeProtectedRequest, type ProtectedResource } from '../../tokens/protected-resource.ts';
 import { formatProblem, type Problem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } from './authzen.ts';
@@ -21,7 +20,8 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
  *    either its client credentials — `Authorization: Basic` (client_secret_basic) or its
  *    certificate (tls_client_auth, self_signed_tls_client_auth), the token endpoint's checks and
  *    audit — or a Clearance access token for `<issuer>/access` with `access:evaluate` (Bearer or
- *    DPoP; how private_key_jwt clients call it). 401 / 403 otherwise;
+ *    DPoP; how private_key_jwt clients call it), through the one protected-resource check
+ *    (src/tokens/protected-resource.ts: binding, audience, liveness, scope). 401 / 403 otherwise;
  * 3. the request is well formed (400 `invalid_request` naming each problem's path);
  * 4. each evaluation is a decision (src/policy/decide.ts): deny by default, forbid wins, any error
  *    denies, every one audited as `policy.allowed` / `policy.denied` before the answer leaves.
@@ -31,10 +31,10 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
 export const accessEvaluation: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/access/v1`;
-    const revoked = new RevocationList(ctx.storage.db);
+    const resource = { audience: accessAudience(ctx.config.issuer), scope: accessEvaluateScope, name: 'the access evaluation API' };
 
     app.post(`${base}/evaluation`, async (request, reply) => {
-      const caller = await authenticateCaller(ctx, request, revoked);
+      const caller = await authenticateCaller(ctx, request, resource);
       echoRequestId(request, reply);
       const { request: decisionRequest, problems } = readEvaluationRequest(requireJson(request));
       if (!decisionRequest) throw invalid(problems);
@@ -43,7 +43,7 @@ export const accessEvaluation: Endpoint = {
     });
 
     app.post(`${base}/evaluations`, async (request, reply) => {
-      const caller = await authenticateCaller(ctx, request, revoked);
+      const caller = await authenticateCaller(ctx, request, resource);
       echoRequestId(request, reply);
       const parsed = readEvaluationsRequest(requireJson(request));
       if (!parsed.requests) throw invalid(parsed.problems);
@@ -94,17 +94,12 @@ function echoRequestId(request: FastifyRequest, reply: { header(name: string, va
  * Who is asking (the client_id), or a 401/403. A token for the access audience when the
  * Authorization header says Bearer or DPoP; else the client's own credentials.
  */
-async function authenticateCaller(ctx: Context, request: FastifyRequest, revoked: RevocationList): Promise<string> {
+async function authenticateCaller(ctx: Context, request: FastifyRequest, resource: ProtectedResource): Promise<string> {
   const authorization = request.headers.authorization;
   if (authorization !== undefined && /^(bearer|dpop) /i.test(authorization)) {
-    const access = await authenticateResourceRequest(ctx, resourceRequest(request, ctx.config));
-    const { claims, scheme } = access;
-    if (claims.aud !== accessAudience(ctx.config.issuer)) throw challenge(scheme, 'invalid_token', 'the access token is not for the access evaluation API');
-    if (await revoked.isRevoked(claims.jti)) throw challenge(scheme, 'invalid_token', 'the access token was revoked');
-    if (!claims.scope?.split(' ').includes(accessEvaluateScope)) {
-      throw challenge(scheme, 'insufficient_scope', `the ${accessEvaluateScope} scope is required`, { scope: accessEvaluateScope });
-    }
-    return claims.client_id;
+    // The one protected-resource check: binding, audience, liveness (grant, mandate, person), scope.
+    const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
+    return access.claims.client_id;
   }
   if (authorization === undefined && !request.clientCertificate) {
     // RFC 9110 §11.6.1: say which schemes are accepted.
