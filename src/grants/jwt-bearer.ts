@@ -1,11 +1,6 @@
-import { isFapi2 } from '../clients/profile.ts';
-import { epochSeconds } from '../clock.ts';
 import { partnerAudiences, verifyPartnerToken } from '../federation/verify.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { authorizeIssuance } from '../policy/issuance.ts';
-import { mintAccessToken, newJti } from '../tokens/access-token.ts';
-import { requireSenderConstraint, senderBinding } from '../tokens/binding.ts';
-import type { AccessTokenClaims } from '../tokens/claims.ts';
+import { issueAccessToken } from '../tokens/issue.ts';
 import { jwtBearerGrantType } from '../tokens/token-types.ts';
 import { narrowScopes } from './exchange/narrowing.ts';
 import { isSafeClaimText } from './exchange/presented-token.ts';
@@ -21,8 +16,9 @@ import type { Grant } from './grant.ts';
  * 3. one target (`resource`, RFC 8707) among the profile's allowed audiences (invalid_target);
  * 4. scopes within the profile's allowed scopes, the target's and the client's registration;
  *    `scope` only narrows (invalid_scope);
- * 5. binding and FAPI as for every grant; the decision point allows it (the presenting client is
- *    the principal, the partner subject's mapped LEI decides residency);
+ * 5. the one issuance path (src/tokens/issue.ts): binding and FAPI as for every grant; the decision
+ *    point allows it (the presenting client is the principal, the partner subject's mapped LEI
+ *    decides residency);
  * 6. the token's `sub` is the partner's subject and `origin_iss` the partner's issuer, so the
  *    origin stays visible; no refresh token.
  */
@@ -51,47 +47,21 @@ export const jwtBearer: Grant = {
     const registered = new Set(client.scope?.split(' ') ?? []);
     const scopes = narrowScopes(params.get('scope'), partner.allowed_scopes.filter((s) => registered.has(s)), server.scopes);
 
-    const binding = senderBinding({ dpop, certificateThumbprint: authenticated.certificateThumbprint });
-    requireSenderConstraint(binding, { resource: server.require_sender_constraint, fapi: isFapi2(ctx.config, authenticated.client) });
-    const decisions = await authorizeIssuance(ctx, {
-      subject: { type: 'Client', id: client.client_id },
+    const issued = await issueAccessToken(ctx, {
+      grantType: jwtBearerGrantType,
+      requestId,
+      client: authenticated,
+      keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
+      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
+      sub: subject,
+      // The presenting client vouches for the partner's subject; its mapped LEI decides residency.
+      principal: { type: 'Client', id: client.client_id },
       subjectLeis: attributes.lei ? [attributes.lei] : [],
-      clientId: client.client_id,
-      audience: server.identifier,
       scopes,
       authorizationDetails: [],
-      requestId,
-      grantType: jwtBearerGrantType,
+      claims: { origin_iss: partner.issuer },
+      event: { details: { partner: partner.id, partner_jti: verified.token.jti ?? null } },
     });
-    const iat = epochSeconds(ctx.clock);
-    const claims: AccessTokenClaims & { origin_iss: string } = {
-      iss: ctx.config.issuer,
-      sub: subject,
-      aud: server.identifier,
-      exp: iat + server.access_token_ttl,
-      iat,
-      jti: newJti(),
-      client_id: client.client_id,
-      scope: scopes.join(' '),
-      origin_iss: partner.issuer,
-      ...(binding.cnf ? { cnf: binding.cnf } : {}),
-    };
-    const accessToken = await mintAccessToken(ctx.keys, claims);
-    return {
-      response: { access_token: accessToken, token_type: binding.tokenType, expires_in: server.access_token_ttl, scope: claims.scope! },
-      events: [
-        ...decisions,
-        {
-          type: 'token.issued',
-          actor: client.client_id,
-          subject,
-          client: client.client_id,
-          issuer: claims.iss,
-          audience: claims.aud,
-          scopes,
-          details: { grant_type: jwtBearerGrantType, jti: claims.jti, exp: claims.exp, bound: binding.kind, partner: partner.id, origin_iss: partner.issuer, partner_jti: verified.token.jti ?? null },
-        },
-      ],
-    };
+    return { response: issued.response, events: [...issued.decisions, issued.event] };
   },
 };

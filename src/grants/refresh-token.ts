@@ -1,5 +1,4 @@
 import type { AuditEvent } from '../audit/events.ts';
-import { revokeGrantIn } from '../authorization/consent.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import {
@@ -9,11 +8,10 @@ import {
   rotateRefreshToken,
   type StoredRefreshToken,
 } from '../tokens/refresh-tokens.ts';
-import { chooseAccessTarget, requireBinding, tokenBasis } from '../tokens/user-tokens.ts';
-import { isFapi2 } from '../clients/profile.ts';
-import { senderBinding } from '../tokens/binding.ts';
-import { issueTokens } from './authorization-code.ts';
+import { chooseAccessTarget, tokenBasis } from '../tokens/user-tokens.ts';
 import type { Grant } from './grant.ts';
+import { issuePersonTokens } from './person-tokens.ts';
+import { revokeOnReuse } from './reuse.ts';
 
 /**
  * RFC 6749 §6: a client exchanges a refresh token for a new access token. The rules, in order:
@@ -21,16 +19,19 @@ import type { Grant } from './grant.ts';
  * 2. it was issued to this client (§6: "bound to the client to which it was issued"); a
  *    confidential client has authenticated (the token endpoint requires it, §6);
  * 3. it has not expired and was not revoked; its grant is still active;
- * 3a. a public client's refresh token bound to a DPoP key or a certificate (RFC 9449 §5, RFC 8705 §4)
+ * 4. a public client's refresh token bound to a DPoP key or a certificate (RFC 9449 §5, RFC 8705 §4)
  *    is used only with a proof of that key or that certificate (else invalid_grant, and the token
- *    is not consumed); the new access token is bound to the request's proof or certificate, and a
- *    bearer token is refused for a sender-constrained resource or FAPI 2.0;
- * 4. `resource` may choose the audience among those of the grant (RFC 8707 §2.2) and `scope` may
- *    narrow, never widen (§6 → invalid_scope);
- * 5. rotation (RFC 9700 §4.14.2): the token is used by ONE conditional update and a child issued in
+ *    is not consumed);
+ * 5. `resource` may choose the audience among those of the grant (RFC 8707 §2.2) and `scope` may
+ *    narrow, never widen (§6 → invalid_scope); the grant's `openid`/`offline_access` may be sent
+ *    again (they belong to the grant, not to a resource: src/tokens/user-tokens.ts);
+ * 6. the tokens (src/grants/person-tokens.ts): the mandate rechecked, the access token through the
+ *    one issuance path (bound to the request's proof or certificate; a bearer token refused for a
+ *    sender-constrained resource or FAPI 2.0; the decision point), an ID token for `openid`;
+ * 7. rotation (RFC 9700 §4.14.2): the token is used by ONE conditional update and a child issued in
  *    its place, with the same scope and the family's absolute expiry — in one transaction with the
  *    events `refresh.rotated` and `token.issued`;
- * 6. reuse of a used token:
+ * 8. reuse of a used token:
  *    - public clients (token_endpoint_auth_method none): the whole grant is revoked and the request
  *      refused (RFC 9700 §4.14.2; a parallel double use gives one success and the revocation);
  *    - confidential clients: a retry with the previous token succeeds while its child has not been
@@ -67,12 +68,10 @@ export const refreshToken: Grant = {
     const p = stored.payload;
     const basis = tokenBasis({ userId: stored.userId, clientId, grantId: stored.grantId }, p);
     const target = await chooseAccessTarget(ctx, basis, params.all('resource'), params.get('scope'));
-    const binding = senderBinding({ dpop, certificateThumbprint: authenticated.certificateThumbprint });
-    requireBinding(target, binding, isFapi2(ctx.config, authenticated.client));
 
     const isPublic = authenticated.client.metadata.token_endpoint_auth_method === 'none';
-    const issued = await issueTokens(ctx, authenticated, basis, target, {
-      binding,
+    const issued = await issuePersonTokens(ctx, authenticated, basis, target, {
+      keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
       grantType: 'refresh_token',
       requestId,
       write: async (trx) => {
@@ -99,22 +98,16 @@ export const refreshToken: Grant = {
   },
 };
 
-/** Step 6: a used refresh token presented again. The grant is revoked (one transaction with both events), then invalid_grant. */
-async function reused(ctx: Context, token: StoredRefreshToken, requestId: string): Promise<OAuthError> {
-  await ctx.audit.recordWith(async (trx) => {
-    const revoked = await revokeGrantIn(trx, ctx.clock.now(), token.grantId, { actor: 'clearance', reason: 'refresh token reused', requestId });
-    const event: AuditEvent = {
-      type: 'refresh.reused',
-      requestId,
-      actor: token.clientId,
-      subject: token.userId,
-      client: token.clientId,
-      decision: { allow: false, reasons: ['refresh token presented after it was used; grant revoked'] },
-      details: { refresh_id: token.id, family_id: token.familyId, grant_id: token.grantId, state: token.state },
-    };
-    return { value: undefined, events: [...(revoked ? [revoked] : []), event] };
+/** Step 8: a used refresh token presented again revokes its grant (src/grants/reuse.ts), then invalid_grant. */
+function reused(ctx: Context, token: StoredRefreshToken, requestId: string): Promise<OAuthError> {
+  return revokeOnReuse(ctx, {
+    kind: 'refresh',
+    grantId: token.grantId,
+    userId: token.userId,
+    clientId: token.clientId,
+    requestId,
+    details: { refresh_id: token.id, family_id: token.familyId, state: token.state },
   });
-  return invalidGrant('refresh token reused; its grant was revoked', 'the refresh token was already used');
 }
 
 function invalidGrant(detail: string, description = 'the refresh token is invalid, expired, revoked, or was issued to another client'): OAuthError {

@@ -1,16 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { AuditEvent } from '../audit/events.ts';
-import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
+import { getGrant } from '../authorization/consent.ts';
 import { mandateInForce, versionCovers } from '../mandates/coverage.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { authorizeIssuance } from '../policy/issuance.ts';
 import type { Partner } from '../federation/definition.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
-import { mintAccessToken, newJti } from '../tokens/access-token.ts';
-import { requireSenderConstraint, senderBinding, type PresentedKeys } from '../tokens/binding.ts';
-import type { AccessTokenClaims } from '../tokens/claims.ts';
+import type { PresentedKeys } from '../tokens/binding.ts';
+import { issueAccessToken } from '../tokens/issue.ts';
 import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
 import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
 import { verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
@@ -27,20 +24,25 @@ const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
  * 2. the subject token verifies as its declared type (RFC 8725 §3.12): one of ours, live (not
  *    revoked, its consent grant and mandate in force), or a partner's under its trust profile;
  *    otherwise invalid_request (§2.2.2: invalid or unacceptable subject and actor tokens);
- * 3. the client may exchange it: the subject token was issued to it, its audience lists it in
+ * 3. actor_token (with actor_token_type) verifies like the subject token and belongs to this
+ *    client;
+ * 4. the client may exchange the subject token: it was issued to it, its audience lists it in
  *    `exchange_clients`, or its `may_act` names it; a partner's token, when the profile lets this
  *    client present it;
- * 4. a sender-constrained subject (or actor) token needs proof of its key in this request: the
- *    DPoP proof of its `cnf.jkt`, or the client certificate of its `cnf.x5t#S256`;
- * 5. actor_token (with actor_token_type) verifies like the subject token and belongs to this
- *    client; `may_act` of the subject token, when present, names the actor (§4.4);
+ * 5. a sender-constrained subject (or actor) token needs proof of its key in this request: the
+ *    DPoP proof of its `cnf.jkt`, or the client certificate of its `cnf.x5t#S256`; `may_act` of the
+ *    subject token, when present, names the actor (§4.4);
  * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which a
  *    partner's profile allows — else invalid_target;
  * 7. never wider (DESIGN §4): scopes ⊆ the subject token's ∩ the target's ∩ the client's
  *    registration (∩ the partner profile's); authorization_details a selection of the subject
  *    token's; the lifetime ends no later than the subject token's;
  * 8. the mandate the subject token names is rechecked now: still in force, covering the scopes;
- * 9. the decision point allows the issuance (src/policy/issuance.ts);
+ *    without a mandate, a person's token (one with a consent grant) is exchanged only into an
+ *    audience and scopes their consent grant names (else invalid_target / invalid_scope);
+ * 9. the one issuance path (src/tokens/issue.ts): binding to this request's DPoP key or
+ *    certificate (bearer refused where sender constraint is required or under FAPI 2.0), the
+ *    decision point (src/policy/issuance.ts), the claims and signature;
  * 10. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
  *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
  *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
@@ -85,59 +87,38 @@ export const tokenExchange: Grant = {
 
     const now = ctx.clock.now();
     const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes, now) : undefined;
+    if (subject.grantId !== undefined && !mandate) await requireConsent(ctx, subject.grantId, server.identifier, scopes);
     const txn = subject.txn !== undefined && txnPattern.test(subject.txn) ? subject.txn : randomUUID();
 
-    const binding = senderBinding(keys);
-    requireSenderConstraint(binding, { resource: server.require_sender_constraint, fapi: isFapi2(ctx.config, authenticated.client) });
-    const decisions = await authorizeIssuance(ctx, {
+    // The subject (and actor) token must still be valid now: what is exchanged never outlives it.
+    const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
+    const notAfter = Math.min(subject.expiresAt, actor?.expiresAt ?? Infinity);
+    if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
+    const issued = await issueAccessToken(ctx, {
+      grantType: tokenExchangeGrantType,
+      requestId,
+      client: authenticated,
+      keys,
+      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
+      sub: subject.subject,
       // A partner's subject is not in our records: the client that vouches for it is the principal.
-      subject: subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client', id: client.client_id },
+      principal: subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client', id: client.client_id },
       // A partner's subject: its mapped LEI at the first hop; past it no firm is known (fail closed).
       ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : subject.originIssuer ? { subjectLeis: [] } : {}),
-      clientId: client.client_id,
-      audience: server.identifier,
       scopes,
       authorizationDetails,
       ...(mandate ? { mandate } : {}),
-      requestId,
       txn,
-      grantType: tokenExchangeGrantType,
-    });
-
-    const iat = epochSeconds(ctx.clock);
-    const exp = Math.min(iat + server.access_token_ttl, subject.expiresAt, actor?.expiresAt ?? Infinity);
-    if (exp <= iat) throw new OAuthError('invalid_request', 'the subject_token is expired');
-    const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
-    const claims: AccessTokenClaims & { origin_iss?: string } = {
-      iss: ctx.config.issuer,
-      sub: subject.subject,
-      aud: server.identifier,
-      exp,
-      iat,
-      jti: newJti(),
-      client_id: client.client_id,
-      scope: scopes.join(' '),
-      act,
-      txn,
-      ...(subject.mandate ? { mandate: subject.mandate } : {}),
-      ...(authorizationDetails.length > 0 ? { authorization_details: authorizationDetails } : {}),
-      ...(binding.cnf ? { cnf: binding.cnf } : {}),
-      ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
-    };
-    // A person's consent grant travels down the chain: revoking it ends every hop's token.
-    if (subject.grantId !== undefined) claims.grant_id = subject.grantId;
-    const accessToken = await mintAccessToken(ctx.keys, claims);
-    return {
-      response: {
-        access_token: accessToken,
-        issued_token_type: tokenTypes.accessToken,
-        token_type: binding.tokenType,
-        expires_in: exp - iat,
-        scope: claims.scope!,
-        ...(authorizationDetails.length > 0 ? { authorization_details: authorizationDetails } : {}),
+      notAfter,
+      claims: {
+        act,
+        // A person's consent grant travels down the chain: revoking it ends every hop's token.
+        ...(subject.grantId !== undefined ? { grant_id: subject.grantId } : {}),
+        ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
       },
-      events: [...decisions, exchangedEvent(claims, subject, actor, subjectTokenType, binding.kind)],
-    };
+      event: { type: 'token.exchanged', details: exchangedDetails(subject, actor, subjectTokenType, act) },
+    });
+    return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event] };
   },
 };
 
@@ -163,7 +144,7 @@ async function actorOf(ctx: Context, token: string | undefined, type: string | u
   return actor;
 }
 
-/** Step 3: who may exchange a token of ours. */
+/** Step 4: who may exchange a token of ours. */
 async function requireExchangeRight(ctx: Context, subject: PresentedToken, clientId: string): Promise<void> {
   if (subject.origin === 'partner') {
     // A partner's bearer token is exchanged only by a client its profile names, or the one may_act names.
@@ -177,7 +158,7 @@ async function requireExchangeRight(ctx: Context, subject: PresentedToken, clien
   throw new OAuthError('invalid_request', 'this client may not exchange the subject_token (not its audience, not its holder, not named by may_act)');
 }
 
-/** Step 4: a sender-constrained token is exchanged only with proof of its key. */
+/** Step 5: a sender-constrained token is exchanged only with proof of its key. */
 function proveKeys(name: string, token: PresentedToken, keys: PresentedKeys): void {
   const jkt = token.cnf?.jkt;
   if (jkt !== undefined && keys.dpop?.jkt !== jkt) {
@@ -221,6 +202,22 @@ async function target(ctx: Context, resources: string[], audiences: string[], pr
   return server;
 }
 
+/**
+ * Step 8a: a person's token goes only where the person sent it. Their consent grant names, per
+ * audience, the scopes they allowed; a token exchanged from theirs may name only such an audience
+ * and scopes — that another resource server offers a scope of the same name is no consent
+ * (RFC 8693 §2.2.2 invalid_target; RFC 6749 §5.2 invalid_scope). A mandate the person acts under
+ * is their firm's authority instead (step 8 checks it covers the scopes, for any audience).
+ */
+async function requireConsent(ctx: Context, grantId: string, audience: string, scopes: string[]): Promise<void> {
+  const grant = await getGrant(ctx, grantId);
+  if (!grant || grant.revokedAt !== null) throw new OAuthError('invalid_request', 'the subject_token\'s consent grant is no longer active');
+  const consented = grant.resources[audience];
+  if (!consented) throw new OAuthError('invalid_target', 'the person did not consent to tokens for this target');
+  const beyond = scopes.find((s) => !consented.includes(s));
+  if (beyond !== undefined) throw new OAuthError('invalid_scope', `the person did not consent to ${beyond} for this target`);
+}
+
 /** Step 8: the mandate is still in force at this hop and covers what it is asked for. */
 async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[], now: number) {
   const version = await mandateInForce(ctx, ref, new Date(now));
@@ -239,37 +236,15 @@ function actorChain(act: Record<string, unknown> | undefined): string[] {
   return names;
 }
 
-function exchangedEvent(
-  claims: AccessTokenClaims & { origin_iss?: string },
-  subject: PresentedToken,
-  actor: PresentedToken | undefined,
-  subjectTokenType: string,
-  bound: string,
-): AuditEvent {
+/** What `token.exchanged` records beyond every issuance: the provenance chain of this hop. */
+function exchangedDetails(subject: PresentedToken, actor: PresentedToken | undefined, subjectTokenType: string, act: Record<string, unknown>): Record<string, unknown> {
   return {
-    type: 'token.exchanged',
-    txn: claims.txn!,
-    actor: claims.client_id,
-    subject: claims.sub,
-    client: claims.client_id,
-    issuer: claims.iss,
-    audience: claims.aud,
-    scopes: claims.scope!.split(' '),
-    ...(claims.mandate ? { mandate: claims.mandate } : {}),
-    details: {
-      grant_type: tokenExchangeGrantType,
-      jti: claims.jti,
-      exp: claims.exp,
-      // The provenance chain: the token this one was exchanged from.
-      parent_jti: subject.jti ?? null,
-      parent_issuer: subject.issuer,
-      parent_audience: subject.audience ?? null,
-      subject_token_type: subjectTokenType,
-      ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
-      act_chain: actorChain(claims.act),
-      bound,
-      ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
-      ...(claims.origin_iss ? { origin_iss: claims.origin_iss } : {}),
-    },
+    // The token this one was exchanged from, so the chain can be rebuilt from the audit log.
+    parent_jti: subject.jti ?? null,
+    parent_issuer: subject.issuer,
+    parent_audience: subject.audience ?? null,
+    subject_token_type: subjectTokenType,
+    ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
+    act_chain: actorChain(act),
   };
 }

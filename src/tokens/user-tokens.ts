@@ -1,12 +1,7 @@
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
-import { userinfoAudience, userinfoTokenTtl, type OidcScope } from '../authorization/scopes.ts';
-import type { AuthenticatedClient } from '../clients/authentication/types.ts';
-import { requireSenderConstraint, type SenderBinding } from './binding.ts';
-import { epochSeconds } from '../clock.ts';
+import { isOidcScope, userinfoAudience, userinfoTokenTtl, type OidcScope } from '../authorization/scopes.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { mintAccessToken, newJti } from './access-token.ts';
-import type { AccessTokenClaims } from './claims.ts';
 
 /** What a person granted a client through one authorization: the basis of every token issued from it. */
 export interface TokenBasis {
@@ -55,8 +50,12 @@ export interface AccessTarget {
 /**
  * Chooses the audience of an access token issued from `basis` (RFC 8707 §2.2): by default the
  * business resource of the authorization, else the userinfo endpoint when `openid` was granted;
- * `resource` may name either one (never anything else), once. `scope` may narrow the scopes
- * (RFC 6749 §6), never widen them: a wider request is invalid_scope.
+ * `resource` may name either one (never anything else), once. `scope` may narrow the grant, never
+ * widen it (RFC 6749 §6: any subset of the original grant, equal included): its OIDC scopes
+ * (`openid`, `offline_access`) are part of the grant, not of a resource, so they are checked
+ * against the grant and not carried into a business token; its other scopes must be granted for
+ * the chosen resource (else invalid_scope). A `scope` of OIDC scopes alone, without `resource`,
+ * asks for the userinfo token.
  */
 export async function chooseAccessTarget(ctx: Context, basis: TokenBasis, resources: string[], scope: string | undefined): Promise<AccessTarget> {
   const userinfo = userinfoAudience(ctx.config.issuer);
@@ -65,22 +64,24 @@ export async function chooseAccessTarget(ctx: Context, basis: TokenBasis, resour
   if (basis.oidcScopes.includes('openid')) offered.set(userinfo, ['openid']);
   // One audience per token (DESIGN §4).
   if (resources.length > 1) throw new OAuthError('invalid_target', 'request one resource per token; each token has exactly one audience');
-  const audience = resources[0] ?? [...offered.keys()][0];
+  const requested = scope === undefined ? undefined : readRequestedScope(scope, basis);
+  const audience = resources[0] ?? (requested && requested.business.length === 0 && offered.has(userinfo) ? userinfo : [...offered.keys()][0]);
   if (audience === undefined) throw new OAuthError('invalid_grant', 'the grant has no audience');
   const granted = offered.get(audience);
   // RFC 8707 §2.2: a resource the grant does not cover is invalid_target.
   if (!granted) throw new OAuthError('invalid_target', 'resource is not covered by this grant');
-  let scopes = granted;
-  if (scope !== undefined) {
-    const requested = scope.split(' ');
-    if (requested.some((s) => s === '')) throw new OAuthError('invalid_scope', 'scope is malformed');
-    // RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
-    const wider = requested.find((s) => !granted.includes(s));
-    if (wider !== undefined) throw new OAuthError('invalid_scope', `scope ${wider.slice(0, 60)} was not granted for this resource`);
-    scopes = [...new Set(requested)];
-  }
   if (audience === userinfo) {
-    return { audience, scopes, ttl: userinfoTokenTtl, authorizationDetails: [], requireSenderConstraint: false };
+    if (requested && !requested.oidc.includes('openid')) throw new OAuthError('invalid_scope', 'the userinfo token needs the openid scope');
+    if (requested && requested.business.length > 0) throw new OAuthError('invalid_scope', `scope ${requested.business[0]!.slice(0, 60)} is not a scope of the userinfo endpoint`);
+    return { audience, scopes: ['openid'], ttl: userinfoTokenTtl, authorizationDetails: [], requireSenderConstraint: false };
+  }
+  let scopes = granted;
+  if (requested) {
+    // RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
+    const wider = requested.business.find((s) => !granted.includes(s));
+    if (wider !== undefined) throw new OAuthError('invalid_scope', `scope ${wider.slice(0, 60)} was not granted for this resource`);
+    if (requested.business.length === 0) throw new OAuthError('invalid_scope', 'name at least one scope of this resource');
+    scopes = requested.business;
   }
   const server = await ctx.resourceServers.get(audience);
   if (!server) throw new OAuthError('invalid_target', 'the resource server no longer exists');
@@ -93,46 +94,13 @@ export async function chooseAccessTarget(ctx: Context, basis: TokenBasis, resour
   };
 }
 
-/**
- * Refuses a bearer token for a target that needs a sender-constrained one (DESIGN §4), or for a
- * client under the FAPI 2.0 profile (`fapi`): every grant issues only bound tokens there.
- */
-export function requireBinding(target: AccessTarget, binding: SenderBinding, fapi: boolean): void {
-  requireSenderConstraint(binding, { resource: target.requireSenderConstraint, fapi });
-}
-
-/**
- * Mints the RFC 9068 access token of a person's authorization: `sub` is the person, `client_id`
- * the client, `grant_id` the consent grant (introspection checks it is still active), with
- * auth_time/acr/amr and the granted authorization_details (RFC 9396 §9.1), bound as `binding` says:
- * to the DPoP proof's key (RFC 9449 §6) or the client certificate (RFC 8705 §3), or not at all.
- */
-export async function mintUserAccessToken(
-  ctx: Context,
-  _client: AuthenticatedClient,
-  basis: TokenBasis,
-  target: AccessTarget,
-  binding: SenderBinding,
-  mandate?: { id: string; v: number },
-): Promise<AccessTokenClaims & { token: string }> {
-  const iat = epochSeconds(ctx.clock);
-  const claims: AccessTokenClaims = {
-    iss: ctx.config.issuer,
-    sub: basis.userId,
-    aud: target.audience,
-    exp: iat + target.ttl,
-    iat,
-    jti: newJti(),
-    client_id: basis.clientId,
-    scope: target.scopes.join(' '),
-    grant_id: basis.grantId,
-    auth_time: basis.authTime,
-    acr: basis.acr,
-    amr: basis.amr,
-    ...(target.authorizationDetails.length > 0 ? { authorization_details: target.authorizationDetails } : {}),
-    ...(binding.cnf ? { cnf: binding.cnf } : {}),
-    ...(mandate ? { mandate } : {}),
-  };
-  const token = await mintAccessToken(ctx.keys, claims);
-  return { ...claims, token };
+/** A refresh request's `scope`, split into the grant's OIDC scopes and business scopes; an OIDC scope not granted is invalid_scope. */
+function readRequestedScope(scope: string, basis: TokenBasis): { oidc: OidcScope[]; business: string[] } {
+  const requested = [...new Set(scope.split(' '))];
+  if (requested.some((s) => s === '')) throw new OAuthError('invalid_scope', 'scope is malformed');
+  const oidc = requested.filter(isOidcScope);
+  const notGranted = oidc.find((s) => !basis.oidcScopes.includes(s));
+  // RFC 6749 §6: nothing beyond the original grant, OIDC scopes included.
+  if (notGranted !== undefined) throw new OAuthError('invalid_scope', `scope ${notGranted} was not granted`);
+  return { oidc, business: requested.filter((s) => !isOidcScope(s)) };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
-import { assertOAuthError, decodeJwt } from '../endpoints/fixture.ts';
+import { assertOAuthError, decodeJwt, ordersApi } from '../endpoints/fixture.ts';
 
 interface Tokens {
   access_token: string;
@@ -129,9 +129,33 @@ describe('the token endpoint with refresh_token', () => {
     assert.equal(decodeJwt(narrow.json().access_token).payload.scope, 'order:cancel');
     const next = narrow.json() as Tokens;
     assertOAuthError(await f.refresh('web-app', next.refresh_token, { scope: 'order:create position:view' }), 400, 'invalid_scope');
-    assertOAuthError(await f.refresh('web-app', next.refresh_token, { scope: 'openid' }), 400, 'invalid_scope', 'openid belongs to the userinfo audience');
+    assertOAuthError(await f.refresh('web-app', next.refresh_token, { scope: 'openid order:create', resource: `${f.issuer}/userinfo` }), 400, 'invalid_scope', 'order:create is not granted for userinfo');
     const full = await f.refresh('web-app', next.refresh_token);
     assert.equal(full.json().scope, 'order:create order:cancel', 'the refresh token keeps the original scope (RFC 6749 §6)');
+  });
+
+  test('accepts the whole granted scope sent again, OIDC scopes included, as requests-oauthlib and authlib send it (RFC 6749 §6)', async (t) => {
+    const f = await codeFlowFixture(t);
+    const first = await tokensFor(f, 'web-app', { scope: 'openid offline_access order:create order:cancel' });
+    const again = await f.refresh('web-app', first.refresh_token, { scope: 'openid offline_access order:create order:cancel' });
+    assert.equal(again.statusCode, 200, again.body);
+    // openid and offline_access belong to the grant, not to the Order API: the business token carries its own scopes.
+    assert.equal(again.json().scope, 'order:create order:cancel');
+    assert.equal(decodeJwt(again.json().access_token).payload.aud, ordersApi);
+    assert.ok(again.json().id_token, 'openid was granted: a refreshed ID token comes back');
+    const narrower = await f.refresh('web-app', again.json().refresh_token, { scope: 'openid order:cancel' });
+    assert.equal(narrower.statusCode, 200, narrower.body);
+    assert.equal(narrower.json().scope, 'order:cancel');
+  });
+
+  test('gives the userinfo token for OIDC scopes alone, and refuses an OIDC scope that was never granted', async (t) => {
+    const f = await codeFlowFixture(t);
+    const first = await tokensFor(f, 'web-app', { scope: 'openid order:create' });
+    const userinfo = await f.refresh('web-app', first.refresh_token, { scope: 'openid' });
+    assert.equal(userinfo.statusCode, 200, userinfo.body);
+    assert.equal(decodeJwt(userinfo.json().access_token).payload.aud, `${f.issuer}/userinfo`);
+    assert.equal(userinfo.json().scope, 'openid');
+    assertOAuthError(await f.refresh('web-app', userinfo.json().refresh_token, { scope: 'offline_access order:create' }), 400, 'invalid_scope', 'offline_access was not granted');
   });
 
   test('switches the audience within the grant with resource, and refuses others with invalid_target', async (t) => {

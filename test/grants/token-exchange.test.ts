@@ -7,7 +7,8 @@ import { buildApp } from '../../src/http/app.ts';
 import { revokeMandate } from '../../src/mandates/store.ts';
 import { mintIdToken } from '../../src/tokens/id-token.ts';
 import { RevocationList } from '../../src/tokens/revocation.ts';
-import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
+import { assertOAuthError, basicAuthorization, formBody, ordersApi, resourceServers } from '../endpoints/fixture.ts';
+import { codeFlowFixture } from '../authorization/fixture.ts';
 import { dpopKey, dpopProof } from '../helpers/dpop.ts';
 import { testContext, testDialects, type TestDialect } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
@@ -360,5 +361,37 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
     assertOAuthError(await grant(expired), 400, 'invalid_grant', 'expired');
     assertOAuthError(await grant(await f.assertion(), { resource: arrangerApi }), 400, 'invalid_target', 'audience the profile does not allow');
     assertOAuthError(await grant(await f.assertion(), { scope: 'settlement:submit' }), 400, 'invalid_scope', 'scope the profile does not allow');
+  });
+});
+
+describe('exchanging a person\'s token (RFC 8693 §2.2.2; the consent grant bounds the chain)', () => {
+  test('goes only to an audience the person consented to, though another offers a scope of the same name, and goes there once they consent', async (t) => {
+    const f = await codeFlowFixture(t);
+    const algoApi = 'https://algo.example.com/orders';
+    await f.apply({
+      resource_servers: [
+        { ...resourceServers[0], exchange_clients: ['desk-backend'] },
+        { identifier: algoApi, scopes: ['order:create'], exchange_clients: ['desk-backend'] },
+      ],
+      clients: [{ client_id: 'desk-backend', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: [exchange], scope: 'order:create' }],
+    });
+    const { code, pkce, person } = await f.authorizeAndApprove({ query: { scope: 'order:create', resource: ordersApi } });
+    const redeemed = await f.redeem('web-app', code, pkce.verifier);
+    assert.equal(redeemed.statusCode, 200, redeemed.body);
+    const subjectToken = redeemed.json().access_token as string;
+    const exchangeTo = (resource: string) =>
+      f.post('/token', { auth: f.basic('desk-backend'), form: { grant_type: exchange, subject_token: subjectToken, subject_token_type: accessTokenType, resource } });
+
+    assert.equal((await exchangeTo(ordersApi)).statusCode, 200, 'the audience the person consented to');
+    const refused = assertOAuthError(await exchangeTo(algoApi), 400, 'invalid_target');
+    assert.match(String(refused.error_description), /did not consent/);
+
+    // The person now allows web-app the algo desk's API too: the same token may be exchanged there.
+    await f.authorizeAndApprove({ person, query: { scope: 'order:create', resource: algoApi } });
+    const allowed = await exchangeTo(algoApi);
+    assert.equal(allowed.statusCode, 200, allowed.body);
+    const claims = decodeJwt(allowed.json().access_token as string);
+    assert.equal(claims.aud, algoApi);
+    assert.equal(claims.sub, person.userId);
   });
 });

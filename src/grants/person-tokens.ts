@@ -1,0 +1,114 @@
+import type { Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
+import { userinfoAudience } from '../authorization/scopes.ts';
+import type { AuthenticatedClient } from '../clients/authentication/types.ts';
+import { epochSeconds } from '../clock.ts';
+import type { Context } from '../context.ts';
+import { resolveIssuingMandate, userParties } from '../mandates/issuance.ts';
+import type { Database } from '../storage/schema.ts';
+import type { PresentedKeys, SenderBinding } from '../tokens/binding.ts';
+import { mintIdToken } from '../tokens/id-token.ts';
+import { issueAccessToken } from '../tokens/issue.ts';
+import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
+import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
+import type { GrantResult, TokenResponse } from './grant.ts';
+
+/**
+ * What a grant writes when it issues tokens (in `issuePersonTokens`' transaction): undefined when
+ * it lost (a code already redeemed, a refresh token already used), else its audit events and, on
+ * rotation, the refresh token that goes with the response.
+ */
+export type TokenWrite = (trx: Transaction<Database>) => Promise<{ events: AuditEvent[]; refresh?: IssuedRefreshToken } | undefined>;
+
+/**
+ * Issues the tokens of a person's authorization (the code and refresh grants):
+ * 1. a mandate the person asked to act under: theirs (or their firm's), in force, granting the
+ *    scopes (src/mandates/issuance.ts) — not for the userinfo audience, which no mandate governs;
+ * 2. the access token through the one issuance path (src/tokens/issue.ts: binding, FAPI, the
+ *    decision point, claims, signature), with the person's grant_id, auth_time, acr and amr;
+ * 3. an ID token when `openid` was granted (OIDC Core §3.1.3.3; §12.2: a refreshed one has no nonce);
+ * 4. ONE transaction runs the grant's `write` (the code's redemption, the refresh token's
+ *    rotation), inserts a new refresh token family on code redemption for a client registered for
+ *    refresh_token, and records the grant's events with the decisions and `token.issued` — so
+ *    everything that justifies the response is durable before it leaves, and nothing is written
+ *    when the write lost (then: undefined, and the signed tokens are dropped unseen).
+ */
+export async function issuePersonTokens(
+  ctx: Context,
+  authenticated: AuthenticatedClient,
+  basis: TokenBasis,
+  target: AccessTarget,
+  options: { keys: PresentedKeys; nonce?: string | undefined; grantType: 'authorization_code' | 'refresh_token'; requestId: string; write: TokenWrite },
+): Promise<GrantResult | undefined> {
+  const userinfo = target.audience === userinfoAudience(ctx.config.issuer);
+  const mandate =
+    basis.mandate !== undefined && !userinfo
+      ? await resolveIssuingMandate(ctx, basis.mandate, { grantees: await userParties(ctx, basis.userId), offeredScopes: target.scopes, scopeRequested: true })
+      : undefined;
+  const access = await issueAccessToken(ctx, {
+    grantType: options.grantType,
+    requestId: options.requestId,
+    client: authenticated,
+    keys: options.keys,
+    target,
+    sub: basis.userId,
+    principal: { type: 'User', id: basis.userId },
+    scopes: target.scopes,
+    authorizationDetails: target.authorizationDetails,
+    ...(mandate ? { mandate: mandate.version } : {}),
+    claims: { grant_id: basis.grantId, auth_time: basis.authTime, acr: basis.acr, amr: basis.amr },
+  });
+  const idToken = basis.oidcScopes.includes('openid')
+    ? await mintIdToken(ctx.keys, {
+        issuer: ctx.config.issuer,
+        subject: basis.userId,
+        clientId: basis.clientId,
+        now: epochSeconds(ctx.clock),
+        authTime: basis.authTime,
+        ...(options.nonce !== undefined ? { nonce: options.nonce } : {}),
+        acr: basis.acr,
+        amr: basis.amr,
+      })
+    : undefined;
+  // Refresh tokens go to clients registered for the refresh_token grant (docs: whether offline_access
+  // was requested does not matter; the registration is the operator's decision).
+  const newFamily = options.grantType === 'authorization_code' && authenticated.client.metadata.grant_types.includes('refresh_token');
+  const written = await ctx.audit.recordWith(async (trx) => {
+    const write = await options.write(trx);
+    if (!write) return { value: undefined, events: [] };
+    // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
+    const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
+    const refresh = newFamily ? await issueRefreshToken(ctx, refreshInput(basis, publicClient ? access.binding.cnf : undefined), trx) : write.refresh;
+    const issued: AuditEvent = {
+      ...access.event,
+      details: { ...access.event.details, grant_id: basis.grantId, oidc: idToken !== undefined, ...(refresh ? { refresh_id: refresh.id } : {}) },
+    };
+    return { value: { refresh }, events: [...write.events, ...access.decisions, issued] };
+  });
+  if (!written) return undefined;
+  const response: TokenResponse = {
+    ...access.response,
+    ...(written.refresh ? { refresh_token: written.refresh.token } : {}),
+    ...(idToken ? { id_token: idToken } : {}),
+  };
+  return { response };
+}
+
+function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<typeof issueRefreshToken>[1] {
+  return {
+    grantId: basis.grantId,
+    clientId: basis.clientId,
+    userId: basis.userId,
+    payload: {
+      ...(basis.resource !== undefined ? { resource: basis.resource } : {}),
+      scopes: basis.scopes,
+      oidcScopes: basis.oidcScopes,
+      authorizationDetails: basis.authorizationDetails,
+      authTime: basis.authTime,
+      acr: basis.acr,
+      amr: basis.amr,
+      ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
+      ...(cnf ? { cnf } : {}),
+    },
+  };
+}

@@ -1,0 +1,160 @@
+import type { AuditEvent } from '../audit/events.ts';
+import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import type { AuthenticatedClient } from '../clients/authentication/types.ts';
+import { isFapi2 } from '../clients/profile.ts';
+import { epochSeconds } from '../clock.ts';
+import type { Context } from '../context.ts';
+import type { MandateVersion } from '../mandates/store.ts';
+import { OAuthError } from '../oauth-error.ts';
+import { authorizeIssuance, type Issuance } from '../policy/issuance.ts';
+import { mintAccessToken, newJti } from './access-token.ts';
+import { requireSenderConstraint, senderBinding, type PresentedKeys, type SenderBinding } from './binding.ts';
+import type { AccessTokenClaims } from './claims.ts';
+
+/** Where an access token goes: its one audience (DESIGN §4), lifetime and binding requirement. */
+export interface IssuanceTarget {
+  audience: string;
+  /** Lifetime in seconds (the resource server's `access_token_ttl`). */
+  ttl: number;
+  /** The resource server takes only sender-constrained tokens (`require_sender_constraint`). */
+  requireSenderConstraint: boolean;
+}
+
+/** What a grant asks the issuance path for: one access token, and what justifies it. */
+export interface AccessTokenRequest {
+  /** The grant_type of the request, for the decision point and the audit event. */
+  grantType: string;
+  requestId: string;
+  /** The client the token is issued to (its `client_id`; FAPI 2.0 profile). */
+  client: AuthenticatedClient;
+  /** What the request proved possession of: the DPoP proof and the client certificate. */
+  keys: PresentedKeys;
+  target: IssuanceTarget;
+  /** The token's `sub`: a person, the client itself, or a partner's subject. */
+  sub: string;
+  /** Whom the decision point sees as the principal (a partner's subject is vouched for by the client). */
+  principal: Issuance['subject'];
+  /** The principal's legal entities for data residency, when not read from our records. */
+  subjectLeis?: string[];
+  scopes: string[];
+  authorizationDetails: AuthorizationDetail[];
+  /** The mandate version the token is issued under (resolved and checked by the grant). */
+  mandate?: MandateVersion;
+  /** The transaction the token belongs to (token exchange). */
+  txn?: string;
+  /** The token must end no later than this (epoch seconds): a token exchange never outlives its subject. */
+  notAfter?: number;
+  /** Claims only some grants carry: a person's grant_id/auth_time/acr/amr, `act`, `origin_iss`. */
+  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act'>> & { origin_iss?: string };
+  /** The issuance event: `token.issued` unless said otherwise, with the grant's own details. */
+  event?: { type?: 'token.issued' | 'token.exchanged'; details?: Record<string, unknown> };
+}
+
+/** A signed access token, the response members that describe it, and what must be made durable with it. */
+export interface IssuedAccessToken {
+  token: string;
+  claims: AccessTokenClaims & { origin_iss?: string };
+  binding: SenderBinding;
+  /** RFC 6749 §5.1 members of the token response for this access token. */
+  response: { access_token: string; token_type: 'Bearer' | 'DPoP'; expires_in: number; scope: string; authorization_details?: unknown[] };
+  /** The decision point's allows, to be recorded with `event`. */
+  decisions: AuditEvent[];
+  /** The `token.issued` (or `token.exchanged`) event: durable before the response leaves (DESIGN §5). */
+  event: AuditEvent;
+}
+
+/**
+ * The one issuance path: every grant's access token is made here (DESIGN §2). The rules, in order:
+ * 1. binding: to the request's DPoP key (RFC 9449 §6) or else its client certificate (RFC 8705
+ *    §3.1); a bearer token is refused for a sender-constrained resource and under the FAPI 2.0
+ *    profile (FAPI 2.0 SP §5.3.2.1);
+ * 2. the decision point allows each scope and authorization_details entry, and data residency
+ *    holds (src/policy/issuance.ts) — its denials are recorded at once, its allows returned;
+ * 3. the claims: RFC 9068 §2.2 (iss, sub, one aud, exp, iat, jti, client_id, scope) and our
+ *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
+ *    the lifetime is the target's, cut to `notAfter`;
+ * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1);
+ * 5. the issuance event, for the caller to make durable with the decisions before the response
+ *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens).
+ * Nothing is written here except the decision point's denials.
+ */
+export async function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
+  const binding = senderBinding(request.keys);
+  requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
+  const clientId = request.client.client.metadata.client_id;
+  const decisions = await authorizeIssuance(ctx, {
+    subject: request.principal,
+    ...(request.subjectLeis ? { subjectLeis: request.subjectLeis } : {}),
+    clientId,
+    audience: request.target.audience,
+    scopes: request.scopes,
+    authorizationDetails: request.authorizationDetails,
+    ...(request.claims?.acr !== undefined ? { acr: request.claims.acr } : {}),
+    ...(request.mandate ? { mandate: request.mandate } : {}),
+    requestId: request.requestId,
+    ...(request.txn !== undefined ? { txn: request.txn } : {}),
+    grantType: request.grantType,
+  });
+
+  const iat = epochSeconds(ctx.clock);
+  const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity);
+  if (exp <= iat) throw new OAuthError('invalid_grant', 'what the token would be issued from has expired');
+  const claims: AccessTokenClaims & { origin_iss?: string } = {
+    iss: ctx.config.issuer,
+    // RFC 9068 §2.2: `sub` is the resource owner, or the client itself when none is involved.
+    sub: request.sub,
+    aud: request.target.audience,
+    exp,
+    iat,
+    jti: newJti(),
+    client_id: clientId,
+    scope: request.scopes.join(' '),
+    ...request.claims,
+    ...(request.txn !== undefined ? { txn: request.txn } : {}),
+    ...(request.mandate ? { mandate: { id: request.mandate.id, v: request.mandate.version } } : {}),
+    // RFC 9396 §9.1: the granted authorization_details travel in the token.
+    ...(request.authorizationDetails.length > 0 ? { authorization_details: request.authorizationDetails } : {}),
+    ...(binding.cnf ? { cnf: binding.cnf } : {}),
+  };
+  const token = await mintAccessToken(ctx.keys, claims);
+  return {
+    token,
+    claims,
+    binding,
+    response: {
+      access_token: token,
+      token_type: binding.tokenType,
+      expires_in: exp - iat,
+      scope: claims.scope!,
+      // RFC 9396 §7: the token response names the granted authorization_details.
+      ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
+    },
+    decisions,
+    event: issuanceEvent(request, claims, binding),
+  };
+}
+
+/** The one shape of `token.issued` / `token.exchanged`: who, for whom, where, what, and the grant's details. */
+function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding): AuditEvent {
+  return {
+    type: request.event?.type ?? 'token.issued',
+    requestId: request.requestId,
+    ...(claims.txn !== undefined ? { txn: claims.txn } : {}),
+    actor: claims.client_id,
+    subject: claims.sub,
+    client: claims.client_id,
+    issuer: claims.iss,
+    audience: claims.aud,
+    scopes: request.scopes,
+    ...(claims.mandate ? { mandate: claims.mandate } : {}),
+    details: {
+      grant_type: request.grantType,
+      jti: claims.jti,
+      exp: claims.exp,
+      bound: binding.kind,
+      ...request.event?.details,
+      ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
+      ...(claims.origin_iss ? { origin_iss: claims.origin_iss } : {}),
+    },
+  };
+}
