@@ -4,7 +4,7 @@ import { isValidCodeVerifier, verifyS256 } from '../authorization/pkce.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { chooseAccessTarget, tokenBasis } from '../tokens/user-tokens.ts';
-import type { Grant } from './grant.ts';
+import { defineGrant } from './grant.ts';
 import { issuePersonTokens } from './person-tokens.ts';
 import { revokeOnReuse } from './reuse.ts';
 
@@ -30,7 +30,7 @@ import { revokeOnReuse } from './reuse.ts';
  *    others are treated as reuse (step 3). The redemption, the refresh token and the events
  *    `code.redeemed` and `token.issued` are one transaction: all durable before the response.
  */
-export const authorizationCode: Grant = {
+export const authorizationCode = defineGrant({
   grantType: 'authorization_code',
   parameters: ['code', 'redirect_uri', 'code_verifier', 'resource'],
   repeatable: ['resource'],
@@ -90,7 +90,7 @@ export const authorizationCode: Grant = {
     }
     return issued;
   },
-};
+});
 
 /** Step 3: a code presented again revokes its grant (src/grants/reuse.ts), then invalid_grant. */
 function reused(ctx: Context, code: { id: string; grantId: string; userId: string; clientId: string }, requestId: string): Promise<OAuthError> {

@@ -1,7 +1,7 @@
 import { selectTarget } from '../tokens/audience.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { clientParties, resolveIssuingMandate } from '../mandates/issuance.ts';
-import type { Grant } from './grant.ts';
+import { defineGrant } from './grant.ts';
 
 /**
  * RFC 6749 §4.4: a client obtains a token for itself, with its own credentials. The rules, in order:
@@ -13,7 +13,7 @@ import type { Grant } from './grant.ts';
  *    the decision point for each scope and data residency, the claims (`sub` is the client), the
  *    signature; its allows are recorded with `token.issued`, durable before the response leaves.
  */
-export const clientCredentials: Grant = {
+export const clientCredentials = defineGrant({
   grantType: 'client_credentials',
   parameters: ['scope', 'resource', 'mandate'],
   repeatable: ['resource'],
@@ -43,4 +43,4 @@ export const clientCredentials: Grant = {
     });
     return { response: issued.response, events: [...issued.decisions, issued.event] };
   },
-};
+});

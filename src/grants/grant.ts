@@ -4,9 +4,29 @@ import type { Context } from '../context.ts';
 import type { FormParameters } from '../parameters.ts';
 import type { VerifiedDpopProof } from '../tokens/dpop.ts';
 
+/**
+ * The parameters a grant may read: only those it declares (RFC 6749 §3.2: the endpoint ignores
+ * unrecognized parameters), so reading an undeclared one is a type error and, at run time, absent.
+ */
+export interface GrantParameters<P extends string = string> {
+  /** The value of a parameter sent once; undefined when absent or empty. */
+  get(name: P): string | undefined;
+  /** Every value of a parameter that may repeat. */
+  all(name: P): string[];
+}
+
+/** The view of `params` a grant with these declared parameters gets. */
+export function declaredParameters<P extends string>(params: FormParameters, declared: readonly P[]): GrantParameters<P> {
+  const allowed = new Set<string>(declared);
+  return {
+    get: (name) => (allowed.has(name) ? params.get(name) : undefined),
+    all: (name) => (allowed.has(name) ? params.all(name) : []),
+  };
+}
+
 /** A token request after client authentication, as a grant sees it (no HTTP). */
-export interface GrantRequest {
-  params: FormParameters;
+export interface GrantRequest<P extends string = string> {
+  params: GrantParameters<P>;
   client: AuthenticatedClient;
   requestId: string;
   /** The request's verified DPoP proof (RFC 9449 §5), when it carried one. */
@@ -35,18 +55,26 @@ export interface GrantResult {
   events?: AuditEvent[];
 }
 
-/** One grant type (DESIGN §2: one file per grant). */
-export interface Grant {
+/**
+ * The handler of one grant type at the token endpoint (DESIGN §2: one file per grant). Not to be
+ * confused with a person's consent grant (src/authorization/consent.ts).
+ */
+export interface GrantHandler<P extends string = string> {
   grantType: string;
-  /** Parameters this grant reads besides grant_type and client authentication. Others are ignored. */
-  parameters: readonly string[];
+  /** Parameters this grant reads besides grant_type and client authentication; it sees no others. */
+  parameters: readonly P[];
   /** Parameters that may be sent more than once (RFC 8707 `resource`, RFC 8693 `audience`). */
-  repeatable?: readonly string[];
+  repeatable?: readonly P[];
   /**
    * Accept public clients (token_endpoint_auth_method none, identified by client_id alone): only
    * grants whose proof does not rest on client authentication (a PKCE-bound code, a rotating
    * refresh token) set this.
    */
   allowPublic?: boolean;
-  handle(request: GrantRequest, ctx: Context): Promise<GrantResult>;
+  handle(request: GrantRequest<P>, ctx: Context): Promise<GrantResult>;
+}
+
+/** Declares a grant handler, its parameter names inferred from `parameters`. */
+export function defineGrant<const P extends string>(grant: GrantHandler<P>): GrantHandler {
+  return grant as unknown as GrantHandler;
 }

@@ -3,11 +3,11 @@ import { authorizationCode } from './authorization-code.ts';
 import { refreshToken } from './refresh-token.ts';
 import { tokenExchange } from './token-exchange.ts';
 import { jwtBearer } from './jwt-bearer.ts';
-import type { Grant } from './grant.ts';
+import type { GrantHandler } from './grant.ts';
 
 /** Every grant the token endpoint dispatches to. */
-export const grants: readonly Grant[] = [clientCredentials, authorizationCode, refreshToken, tokenExchange, jwtBearer];
+export const grants: readonly GrantHandler[] = [clientCredentials, authorizationCode, refreshToken, tokenExchange, jwtBearer];
 
-export function findGrant(grantType: string): Grant | undefined {
+export function findGrant(grantType: string): GrantHandler | undefined {
   return grants.find((g) => g.grantType === grantType);
 }

@@ -4,7 +4,7 @@ import { issueAccessToken } from '../tokens/issue.ts';
 import { jwtBearerGrantType } from '../tokens/token-types.ts';
 import { narrowScopes } from './exchange/narrowing.ts';
 import { isSafeClaimText } from './exchange/presented-token.ts';
-import type { Grant } from './grant.ts';
+import { defineGrant } from './grant.ts';
 
 /**
  * RFC 7523 §2.1: a client presents a partner's JWT as an authorization grant. The rules, in order:
@@ -22,7 +22,7 @@ import type { Grant } from './grant.ts';
  * 6. the token's `sub` is the partner's subject and `origin_iss` the partner's issuer, so the
  *    origin stays visible; no refresh token.
  */
-export const jwtBearer: Grant = {
+export const jwtBearer = defineGrant({
   grantType: jwtBearerGrantType,
   parameters: ['assertion', 'scope', 'resource'],
   repeatable: ['resource'],
@@ -64,4 +64,4 @@ export const jwtBearer: Grant = {
     });
     return { response: issued.response, events: [...issued.decisions, issued.event] };
   },
-};
+});

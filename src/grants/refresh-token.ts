@@ -9,7 +9,7 @@ import {
   type StoredRefreshToken,
 } from '../tokens/refresh-tokens.ts';
 import { chooseAccessTarget, tokenBasis } from '../tokens/user-tokens.ts';
-import type { Grant } from './grant.ts';
+import { defineGrant } from './grant.ts';
 import { issuePersonTokens } from './person-tokens.ts';
 import { revokeOnReuse } from './reuse.ts';
 
@@ -38,7 +38,7 @@ import { revokeOnReuse } from './reuse.ts';
  *      used yet (the response may have been lost; FAPI WG #456/#676), replacing that child; once the
  *      child was used, reuse revokes the grant as for public clients.
  */
-export const refreshToken: Grant = {
+export const refreshToken = defineGrant({
   grantType: 'refresh_token',
   parameters: ['refresh_token', 'scope', 'resource'],
   repeatable: ['resource'],
@@ -96,7 +96,7 @@ export const refreshToken: Grant = {
     if (!issued) throw await reused(ctx, (await refreshTokenById(ctx, stored.id)) ?? stored, requestId);
     return issued;
   },
-};
+});
 
 /** Step 8: a used refresh token presented again revokes its grant (src/grants/reuse.ts), then invalid_grant. */
 function reused(ctx: Context, token: StoredRefreshToken, requestId: string): Promise<OAuthError> {

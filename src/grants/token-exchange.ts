@@ -11,7 +11,7 @@ import { issueAccessToken } from '../tokens/issue.ts';
 import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
 import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
 import { verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
-import type { Grant } from './grant.ts';
+import { defineGrant } from './grant.ts';
 
 /** A `txn` we accept from a partner's token: short, printable, no separators that could smuggle. */
 const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -49,7 +49,7 @@ const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
  *    request's DPoP key or certificate. No refresh token is issued. `token.exchanged` names the
  *    parent token's jti, so the chain can be rebuilt from the audit log.
  */
-export const tokenExchange: Grant = {
+export const tokenExchange = defineGrant({
   grantType: tokenExchangeGrantType,
   parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'resource', 'audience', 'scope', 'authorization_details'],
   repeatable: ['resource', 'audience'],
@@ -120,7 +120,7 @@ export const tokenExchange: Grant = {
     });
     return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event] };
   },
-};
+});
 
 async function presented(ctx: Context, name: string, token: string, type: string, clientId: string): Promise<PresentedToken> {
   const verified = await verifyPresentedToken(ctx, token, type, clientId);

@@ -5,7 +5,7 @@ import { grants, findGrant } from '../../grants/index.ts';
 import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
 import { checkDpopProof, dpopAlgs, useDpopProof } from '../../tokens/dpop.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import type { TokenResponse } from '../../grants/grant.ts';
+import { declaredParameters, type TokenResponse } from '../../grants/grant.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -44,7 +44,7 @@ export const token: Endpoint = {
         throw new OAuthError('unauthorized_client', `the client is not registered for ${grant.grantType}`);
       }
       if (dpop) await useDpopProof(dpop, ctx.dpop);
-      const result = await grant.handle({ params, client, requestId: request.id, ...(dpop ? { dpop } : {}) }, ctx);
+      const result = await grant.handle({ params: declaredParameters(params, grant.parameters), client, requestId: request.id, ...(dpop ? { dpop } : {}) }, ctx);
       if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record({ ...event, requestId: request.id })));
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
