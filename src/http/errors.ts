@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError } from '../oauth-error.ts';
+import { sendJson } from './json.ts';
 
 /**
  * The single error serializer. OAuthError keeps its code and public description; fastify's own
@@ -17,11 +18,7 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
 }
 
 export function sendError(reply: FastifyReply, error: OAuthError): FastifyReply {
-  return reply
-    .code(error.status)
-    .headers({ ...error.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
-    .type('application/json; charset=utf-8')
-    .send(JSON.stringify(error.toJSON()));
+  return sendJson(reply, error.toJSON(), { status: error.status, headers: { ...error.headers } });
 }
 
 function toOAuthError(error: FastifyError | Error): OAuthError {

@@ -6,6 +6,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { introspect } from './introspect.ts';
 import { introspectionJwtType, signIntrospectionResponse } from './jwt-response.ts';
+import { sendJson } from '../../http/json.ts';
 
 /**
  * Token introspection (RFC 7662). Its rules, in order:
@@ -27,12 +28,11 @@ export const introspection: Endpoint = {
       const token = params.get('token');
       if (!token) throw new OAuthError('invalid_request', 'token is required');
       const answer = await introspect(ctx, caller.client.metadata.client_id, token);
-      reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' });
       if (wantsJwt(request.headers.accept)) {
         const jwt = await signIntrospectionResponse(ctx, caller.client.metadata.client_id, answer);
-        return reply.type(introspectionJwtType).send(jwt);
+        return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).type(introspectionJwtType).send(jwt);
       }
-      return reply.type('application/json; charset=utf-8').send(JSON.stringify(answer));
+      return sendJson(reply, answer);
     });
   },
   metadata: (ctx) => ({

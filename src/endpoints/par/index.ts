@@ -3,6 +3,7 @@ import { pushAuthorizationRequest } from '../../authorization/par.ts';
 import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
 import { checkDpopProof, useDpopProof } from '../../tokens/dpop.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { sendJson } from '../../http/json.ts';
 
 /**
  * The pushed authorization request endpoint (RFC 9126). Its rules, in order:
@@ -29,11 +30,7 @@ export const pushedAuthorization: Endpoint = {
       if (dpop) await useDpopProof(dpop, ctx.dpop);
       const pushed = await pushAuthorizationRequest(ctx, client, form, dpop);
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
-      return reply
-        .code(201)
-        .headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
-        .type('application/json; charset=utf-8')
-        .send(JSON.stringify({ request_uri: pushed.requestUri, expires_in: pushed.expiresIn }));
+      return sendJson(reply, { request_uri: pushed.requestUri, expires_in: pushed.expiresIn }, { status: 201 });
     });
   },
   metadata: (ctx) => ({

@@ -1,12 +1,12 @@
 import { assertionAlgs, endpointAuthMethods } from '../../clients/metadata.ts';
-import type { FastifyReply } from 'fastify';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { grants, findGrant } from '../../grants/index.ts';
 import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
 import { checkDpopProof, dpopAlgs, useDpopProof } from '../../tokens/dpop.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import { declaredParameters, type TokenResponse } from '../../grants/grant.ts';
+import { declaredParameters } from '../../grants/grant.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { sendJson } from '../../http/json.ts';
 
 /**
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
@@ -48,7 +48,8 @@ export const token: Endpoint = {
       if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record({ ...event, requestId: request.id })));
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
-      return sendTokenResponse(reply, result.response);
+      // RFC 6749 §5.1: JSON, Cache-Control no-store, Pragma no-cache.
+      return sendJson(reply, result.response);
     });
   },
   metadata: (ctx) => ({
@@ -63,11 +64,3 @@ export const token: Endpoint = {
     dpop_signing_alg_values_supported: [...dpopAlgs],
   }),
 };
-
-/** RFC 6749 §5.1: JSON, Cache-Control no-store, Pragma no-cache. */
-function sendTokenResponse(reply: FastifyReply, response: TokenResponse): FastifyReply {
-  return reply
-    .headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
-    .type('application/json; charset=utf-8')
-    .send(JSON.stringify(response));
-}

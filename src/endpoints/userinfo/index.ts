@@ -6,6 +6,7 @@ import { resourceRequest } from '../../http/oauth-request.ts';
 import { authorizeProtectedRequest } from '../../tokens/protected-resource.ts';
 import { challenge } from '../../tokens/resource-access.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { sendJson } from '../../http/json.ts';
 
 /**
  * The UserInfo endpoint (OIDC Core §5.3). Its rules, in order:
@@ -32,10 +33,7 @@ export const userinfo: Endpoint = {
       const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
       const { claims, scheme } = access;
       if (claims.grant_id === undefined) throw challenge(scheme, 'invalid_token', 'the access token is not backed by a person\'s grant');
-      return reply
-        .headers({ ...access.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
-        .type('application/json; charset=utf-8')
-        .send(JSON.stringify(await userClaims(ctx, claims.sub)));
+      return sendJson(reply, await userClaims(ctx, claims.sub), { headers: access.headers });
     };
     app.get(path, handler);
     app.post(path, handler);
