@@ -23,6 +23,16 @@ export interface Config {
   keyOverlapSeconds: number;
   /** SQLite commit durability (see docs/configuration.md). */
   sqliteSynchronous: 'full' | 'normal';
+  /** SQLite: longest wait for another connection's write lock, in ms (then 503). */
+  sqliteBusyTimeoutMs: number;
+  /** PostgreSQL: statements running longer are cancelled, in ms (0 = never); then 503. */
+  dbStatementTimeoutMs: number;
+  /** PostgreSQL: longest wait for a pooled connection or a new one, in ms; then 503. */
+  dbAcquireTimeoutMs: number;
+  /** PostgreSQL: connections this process keeps open at most. */
+  dbPoolSize: number;
+  /** `/readyz` answers 503 when the database has not answered `select 1` within this many ms. */
+  readyTimeoutMs: number;
   /** TLS for the listener, with client certificates requested (RFC 8705). */
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** Header in which a TLS-terminating proxy passes the client certificate (RFC 9440 or URL-encoded PEM). */
@@ -45,6 +55,12 @@ export type Profile = (typeof profiles)[number];
 
 export const signingAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
 export type SigningAlg = (typeof signingAlgs)[number];
+
+/**
+ * Default database timeouts, in ms (docs/configuration.md, docs/operations.md): a request never
+ * waits more than a few seconds for a database that does not answer.
+ */
+export const databaseTimeoutDefaults = { statementMs: 3000, acquireMs: 2000, sqliteBusyMs: 2000, readyMs: 1000 } as const;
 
 /** The longest lifetime of any token Clearance signs; a key stays in JWKS this long after it stops signing. */
 export const maxTokenLifetimeSeconds = 3600;
@@ -75,6 +91,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signingAlg: readSigningAlg(env.CLEARANCE_SIGNING_ALG ?? 'ES256'),
     keyOverlapSeconds: readInt(env, 'CLEARANCE_KEY_OVERLAP', 600, 0, 30 * 24 * 3600),
     sqliteSynchronous: readSqliteSynchronous(env.CLEARANCE_SQLITE_SYNCHRONOUS),
+    sqliteBusyTimeoutMs: readInt(env, 'CLEARANCE_SQLITE_BUSY_TIMEOUT_MS', databaseTimeoutDefaults.sqliteBusyMs, 0, 60_000),
+    dbStatementTimeoutMs: readInt(env, 'CLEARANCE_DB_STATEMENT_TIMEOUT_MS', databaseTimeoutDefaults.statementMs, 0, 3_600_000),
+    dbAcquireTimeoutMs: readInt(env, 'CLEARANCE_DB_ACQUIRE_TIMEOUT_MS', databaseTimeoutDefaults.acquireMs, 1, 60_000),
+    dbPoolSize: readInt(env, 'CLEARANCE_DB_POOL_SIZE', 10, 2, 1000),
+    readyTimeoutMs: readInt(env, 'CLEARANCE_READY_TIMEOUT_MS', databaseTimeoutDefaults.readyMs, 1, 60_000),
     tls: readTls(env),
     clientCertHeader: emptyToUndefined(env.CLEARANCE_CLIENT_CERT_HEADER)?.toLowerCase(),
     trustedProxies: readList(env.CLEARANCE_TRUSTED_PROXIES),

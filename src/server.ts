@@ -31,7 +31,13 @@ export async function openContext(
   const clock = options.clock ?? systemClock;
   const master = resolveMasterKey(config);
   if (master.warning) log.warn(master.warning);
-  const storage = options.storage ?? openStorage(storageOptionsFor(config));
+  const storage =
+    options.storage ??
+    openStorage({
+      ...storageOptionsFor(config),
+      // A lost connection costs its in-flight requests a 503, never the process (docs/operations.md).
+      onConnectionError: (error) => log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, 'database connection lost'),
+    });
   try {
     await migrate(storage);
     const writer = new GroupCommit(storage.db);

@@ -121,6 +121,25 @@ describe('loadConfig', () => {
     refuses({ CLEARANCE_KEY_OVERLAP: '-1' }, /^CLEARANCE_KEY_OVERLAP must be an integer/);
   });
 
+  test('reads the database timeouts and pool size, a few seconds at most by default, and refuses nonsense', () => {
+    const defaults = loadConfig({});
+    assert.deepEqual(
+      [defaults.dbStatementTimeoutMs, defaults.dbAcquireTimeoutMs, defaults.readyTimeoutMs, defaults.sqliteBusyTimeoutMs, defaults.dbPoolSize],
+      [3000, 2000, 1000, 2000, 10],
+    );
+    const set = loadConfig({
+      CLEARANCE_DB_STATEMENT_TIMEOUT_MS: '0',
+      CLEARANCE_DB_ACQUIRE_TIMEOUT_MS: '500',
+      CLEARANCE_READY_TIMEOUT_MS: '250',
+      CLEARANCE_SQLITE_BUSY_TIMEOUT_MS: '100',
+      CLEARANCE_DB_POOL_SIZE: '4',
+    });
+    assert.deepEqual([set.dbStatementTimeoutMs, set.dbAcquireTimeoutMs, set.readyTimeoutMs, set.sqliteBusyTimeoutMs, set.dbPoolSize], [0, 500, 250, 100, 4]);
+    refuses({ CLEARANCE_DB_ACQUIRE_TIMEOUT_MS: '0' }, /^CLEARANCE_DB_ACQUIRE_TIMEOUT_MS must be an integer/);
+    refuses({ CLEARANCE_DB_STATEMENT_TIMEOUT_MS: '5s' }, /^CLEARANCE_DB_STATEMENT_TIMEOUT_MS must be an integer/);
+    refuses({ CLEARANCE_DB_POOL_SIZE: '1' }, /^CLEARANCE_DB_POOL_SIZE must be an integer/);
+  });
+
   test('reads the security profile and the DPoP nonce policy, off and default unless set', () => {
     const defaults = loadConfig({});
     assert.equal(defaults.profile, 'default');

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
+import { isDatabaseUnavailable } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuditKeys, AuditPublicKey } from './audit-key.ts';
 import { signCheckpoint, verifyCheckpoint, type Checkpoint } from './checkpoint.ts';
@@ -183,11 +184,22 @@ export class AuditSealer {
     await this.#roundLogged(db);
   }
 
+  /**
+   * The PostgreSQL loop. The sealer lock is a session lock, so it lives exactly as long as the
+   * connection that took it: when that connection is lost (terminated, reset, or given up after
+   * the statement timeout), the lock is gone with it and another node may take over. This node
+   * then drops the connection, waits, and competes for the lock again on a new one; whoever seals
+   * next starts from the latest checkpoint, so no event is skipped or sealed twice.
+   */
   async #runPostgres(): Promise<void> {
     while (!this.#stopped) {
       try {
         await this.#db.connection().execute(async (conn) => {
-          const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_lock(${sealerLockKey}) as locked`.execute(conn);
+          // The server should notice within about a minute if this node vanishes without closing
+          // the connection (a partition): until then the lock would keep every node from sealing.
+          const { rows } = await sql<{ locked: boolean }>`
+            select set_config('tcp_keepalives_idle', '30', false), set_config('tcp_keepalives_interval', '10', false),
+                   set_config('tcp_keepalives_count', '3', false), pg_try_advisory_lock(${sealerLockKey}) as locked`.execute(conn);
           if (!rows[0]?.locked) return;
           this.#log?.info('audit sealer: this node seals the audit log');
           this.#state = undefined; // another node may have sealed while we waited
@@ -198,7 +210,7 @@ export class AuditSealer {
           }
         });
       } catch (error) {
-        this.#log?.error({ err: error }, 'audit sealer lost its database connection; retrying');
+        this.#log?.warn({ err: error }, 'audit sealer lost its database connection (and with it the sealer lock); retrying');
       }
       if (!this.#stopped) await this.#sleep(Math.max(this.#intervalMs, 2000));
     }
@@ -209,7 +221,10 @@ export class AuditSealer {
       this.#pendingEvents = 0;
       await this.sealAll(db);
     } catch (error) {
-      if (this.#postgres && !(error instanceof AuditIntegrityError) && isConnectionError(error)) throw error;
+      // A connection that no longer answers has lost the sealer lock with its session: leave the
+      // loop and take the lock again on a new connection. A fault elsewhere (the pool was busy,
+      // a statement timed out) leaves this connection, and the lock, as they are.
+      if (this.#postgres && !(error instanceof AuditIntegrityError) && isDatabaseUnavailable(error) && !(await answers(db))) throw error;
       this.#log?.error({ err: error }, 'audit sealing failed; events stay recorded and are sealed on the next round');
     }
   }
@@ -295,7 +310,12 @@ function emptyState(): SealState {
   return { tree: new CompactMerkleTree(), lastSeq: -1, lastTime: 0 };
 }
 
-function isConnectionError(error: unknown): boolean {
-  const message = (error as Error)?.message ?? '';
-  return /connection|terminat|ECONN|Client has encountered/i.test(message);
+/** True when `db` (the sealer's own connection) still answers. */
+async function answers(db: Kysely<Database>): Promise<boolean> {
+  try {
+    await sql`select 1`.execute(db);
+    return true;
+  } catch {
+    return false;
+  }
 }

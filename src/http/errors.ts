@@ -1,15 +1,20 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError } from '../oauth-error.ts';
+import { isDatabaseUnavailable } from '../storage/faults.ts';
 import { sendJson } from './json.ts';
 
 /**
  * The single error serializer. OAuthError keeps its code and public description; fastify's own
  * client errors (bad JSON, body too large, wrong media type) become their registered equivalents;
- * anything else is `server_error` with no detail, logged with the request id.
+ * a database that is unreachable, too slow or locked is `temporarily_unavailable` (503); anything
+ * else is `server_error` with no detail, logged with the request id.
  */
 export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
   const oauth = toOAuthError(error);
-  if (oauth.status >= 500) {
+  if (oauth.error === 'temporarily_unavailable') {
+    // Expected during a database outage or failover: one line, no stack.
+    request.log.warn({ reqId: request.id, cause: (error as Error).message }, 'database unavailable');
+  } else if (oauth.status >= 500) {
     request.log.error({ err: error, reqId: request.id }, 'unexpected error');
   } else if (oauth.detail) {
     request.log.info({ error: oauth.error, detail: oauth.detail }, 'request refused');
@@ -23,6 +28,14 @@ export function sendError(reply: FastifyReply, error: OAuthError): FastifyReply 
 
 function toOAuthError(error: FastifyError | Error): OAuthError {
   if (error instanceof OAuthError) return error;
+  if (isDatabaseUnavailable(error)) {
+    // RFC 6749 §4.1.2.1 / §5.2 style: the server cannot handle the request now; nothing was
+    // acknowledged (an issuance answers only after its audit event is durable); the client retries.
+    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry shortly', {
+      status: 503,
+      headers: { 'retry-after': '1' },
+    });
+  }
   const status = (error as FastifyError).statusCode;
   const code = (error as FastifyError).code;
   if (typeof status !== 'number' || status < 400 || status >= 500) {

@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.ts';
+import { isDatabaseUnavailable } from './faults.ts';
 import { MicroBatcher } from './micro-batcher.ts';
 
 type Operation<T> = (trx: Transaction<Database>) => Promise<T>;
@@ -19,7 +20,10 @@ interface Queued {
  *
  * Operations must express expected outcomes in their result (e.g. ON CONFLICT DO NOTHING), not by
  * throwing. If one throws anyway, the shared transaction is rolled back and every operation of
- * the batch is retried alone, so one bad operation fails only its own caller.
+ * the batch is retried alone, so one bad operation fails only its own caller. When the database
+ * itself is unavailable (faults.ts), the whole batch fails at once instead: retried alone, each
+ * operation would wait out the timeouts in turn, and a batch whose COMMIT was lost in flight may
+ * have committed after all, so running it again could write it twice.
  */
 export class GroupCommit {
   readonly #db: Kysely<Database>;
@@ -50,7 +54,11 @@ export class GroupCommit {
         for (const item of batch) out.push(await item.operation(trx));
         return out;
       });
-    } catch {
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) {
+        for (const item of batch) item.reject(error);
+        return;
+      }
       await this.#runAlone(batch);
       return;
     }
@@ -58,10 +66,16 @@ export class GroupCommit {
   }
 
   async #runAlone(batch: Queued[]): Promise<void> {
+    let unavailable: unknown;
     for (const item of batch) {
+      if (unavailable !== undefined) {
+        item.reject(unavailable);
+        continue;
+      }
       try {
         item.resolve(await this.#db.transaction().execute(item.operation));
       } catch (error) {
+        if (isDatabaseUnavailable(error)) unavailable = error;
         item.reject(error);
       }
     }

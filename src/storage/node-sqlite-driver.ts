@@ -1,11 +1,15 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
+import { databaseTimeoutDefaults } from '../config.ts';
 
 /**
  * Adapts Node's built-in `node:sqlite` DatabaseSync to the interface Kysely's SqliteDialect
  * expects (the better-sqlite3 shape), so no native addon is needed.
  */
-export function openNodeSqlite(path: string, options: { synchronous?: 'full' | 'normal' } = {}): SqliteDatabase & { raw: DatabaseSync } {
+export function openNodeSqlite(
+  path: string,
+  options: { synchronous?: 'full' | 'normal'; busyTimeoutMs?: number } = {},
+): SqliteDatabase & { raw: DatabaseSync } {
   const db = new DatabaseSync(path);
   // WAL lets the CLI and the server share the file; the busy timeout makes a writer wait its turn
   // instead of failing. In WAL mode, NORMAL sync keeps every commit across a process crash (the
@@ -14,7 +18,9 @@ export function openNodeSqlite(path: string, options: { synchronous?: 'full' | '
   // FULL is opt-in (CLEARANCE_SQLITE_SYNCHRONOUS=full) and group commit keeps it affordable.
   // busy_timeout first: switching to WAL takes a lock, and without a timeout a second process
   // opening the file at the same moment fails at once with "database is locked".
-  db.exec('PRAGMA busy_timeout = 10000');
+  // node:sqlite is synchronous: while it waits for the lock the event loop waits too, so the
+  // timeout is short (CLEARANCE_SQLITE_BUSY_TIMEOUT_MS); "database is locked" then answers 503.
+  db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs))}`);
   db.exec('PRAGMA journal_mode = WAL');
   db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.exec('PRAGMA foreign_keys = ON');
