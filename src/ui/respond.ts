@@ -4,6 +4,7 @@ import { issuerPath } from '../endpoints/endpoint.ts';
 import { errorPage } from './error.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { PasswordHasherBusyError } from '../identity/passwords.ts';
+import { isDatabaseUnavailable } from '../storage/faults.ts';
 import type { SafeHtml } from './html.ts';
 
 /**
@@ -77,8 +78,8 @@ export function seeOther(reply: FastifyReply, location: string): FastifyReply {
 
 /**
  * Runs a handler; an error becomes an error page, never JSON (a person is looking at it): an
- * OAuthError keeps its status and public description, a busy password hasher is 503, anything
- * else 500 with no detail (logged with the request id).
+ * OAuthError keeps its status and public description, a busy password hasher or an unavailable
+ * database (storage/faults.ts) is 503, anything else 500 with no detail (logged with the request id).
  */
 export async function guarded(ctx: Context, request: FastifyRequest, reply: FastifyReply, handler: () => Promise<FastifyReply>): Promise<FastifyReply> {
   try {
@@ -95,6 +96,10 @@ export async function guarded(ctx: Context, request: FastifyRequest, reply: Fast
     }
     if (error instanceof PasswordHasherBusyError) {
       return sendErrorPage(ctx, request, reply, { status: 503, title: 'Busy', message: 'Too many people are signing in right now. Try again in a moment.', headers: { 'retry-after': '5' } });
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ reqId: request.id, cause: (error as Error).message }, 'database unavailable');
+      return sendErrorPage(ctx, request, reply, { status: 503, title: 'Temporarily unavailable', message: 'The service is temporarily unavailable. Try again in a moment.', headers: { 'retry-after': '1' } });
     }
     request.log.error({ err: error, reqId: request.id }, 'unexpected error');
     return sendErrorPage(ctx, request, reply, { status: 500, title: 'Something went wrong', message: 'The server could not complete the request. Try again, or quote the reference below to support.' });

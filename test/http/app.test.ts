@@ -8,6 +8,8 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/log.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
+import { DatabaseUnavailableError } from '../../src/storage/faults.ts';
+import { guarded } from '../../src/ui/respond.ts';
 import { testContext, testDialects, type TestServerContext } from '../helpers/storage.ts';
 
 const json = { 'content-type': 'application/json' };
@@ -172,6 +174,52 @@ describe('an unexpected exception in a route', () => {
       assert.equal(logged[0]!.level, 50);
     }
     assert.ok(lines.some((line) => line.includes('hunter2')), 'the log keeps what the response hides');
+  });
+});
+
+describe('a database fault in a route', () => {
+  test('becomes 503 temporarily_unavailable with Retry-After, JSON or an error page, logged as a warning without a stack', async (t) => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(...String(chunk).split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const { ctx } = await testContext({ t, log: createLogger('info', sink) });
+    const app = buildApp(ctx);
+    t.after(() => app.close());
+    const faults: Record<string, () => Error> = {
+      terminated: () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', severity: 'FATAL' }),
+      reset: () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+      lost: () => new Error('Connection terminated unexpectedly'),
+      'pool-timeout': () => new Error('timeout exceeded when trying to connect'),
+      'no-answer': () => new DatabaseUnavailableError('the database did not answer within 4000 ms'),
+      locked: () => Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 }),
+    };
+    for (const [name, fault] of Object.entries(faults)) {
+      app.get(`/test/db/${name}`, async () => {
+        throw fault();
+      });
+    }
+    // An HTML endpoint (a person is looking at it) answers with a page instead.
+    app.get('/test/db-page', (request, reply) => guarded(ctx, request, reply, async () => {
+      throw faults.terminated!();
+    }));
+
+    for (const name of Object.keys(faults)) {
+      const response = await app.inject(`/test/db/${name}`);
+      assertOAuthError(response, 503, 'temporarily_unavailable', name);
+      assert.equal(response.headers['retry-after'], '1', name);
+      const requestId = String(response.headers['x-request-id']);
+      const logged = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((e) => e.reqId === requestId && Number(e.level) >= 40);
+      assert.deepEqual(logged.map((e) => [e.level, e.msg, 'err' in e]), [[40, 'database unavailable', false]], name);
+    }
+    const page = await app.inject('/test/db-page');
+    assert.equal(page.statusCode, 503);
+    assert.match(String(page.headers['content-type']), /^text\/html/);
+    assert.equal(page.headers['retry-after'], '1');
+    assert.match(page.body, /temporarily unavailable/i);
   });
 });
 
