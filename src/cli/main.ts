@@ -51,6 +51,15 @@ Environment (the server and the CLI read the same):
   CLEARANCE_BODY_LIMIT  largest request body in bytes (default 65536)
   CLEARANCE_SQLITE_SYNCHRONOUS
                         normal (default; commits survive process crashes) or full (also power loss)
+  CLEARANCE_SQLITE_BUSY_TIMEOUT_MS
+                        wait for another connection's SQLite write lock, then 503 (default 2000)
+  CLEARANCE_DB_STATEMENT_TIMEOUT_MS, CLEARANCE_DB_ACQUIRE_TIMEOUT_MS
+                        PostgreSQL statement timeout (default 3000; 0 = none) and wait for a
+                        connection (default 2000), then 503; CLI commands have no statement timeout
+  CLEARANCE_DB_POOL_SIZE
+                        PostgreSQL connections per process (default 10)
+  CLEARANCE_READY_TIMEOUT_MS
+                        /readyz is 503 when the database has not answered within this (default 1000)
   CLEARANCE_TLS_CERT, CLEARANCE_TLS_KEY, CLEARANCE_TLS_CLIENT_CA
                         serve HTTPS and request client certificates (mTLS, RFC 8705)
   CLEARANCE_CLIENT_CERT_HEADER, CLEARANCE_TRUSTED_PROXIES
@@ -247,7 +256,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
 async function withContext(config: Config, output: Output, run: (ctx: Context) => Promise<number>): Promise<number> {
   let ctx: Context;
   try {
-    ctx = await openContext(config, { log: createLogger('warn', process.stderr) });
+    // No statement timeout: a command may scan the whole audit log, and an operator sees a hang.
+    ctx = await openContext({ ...config, dbStatementTimeoutMs: 0 }, { log: createLogger('warn', process.stderr) });
   } catch (error) {
     // A ConfigError found only now (e.g. no CLEARANCE_MASTER_KEY in production) is still configuration: exit 2.
     if (error instanceof ConfigError) {
