@@ -37,6 +37,7 @@ export async function openContext(
       ...storageOptionsFor(config),
       // A lost connection costs its in-flight requests a 503, never the process (docs/operations.md).
       onConnectionError: (error) => log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, 'database connection lost'),
+      onOutage: (down) => (down ? log.error('database not answering: requests are refused with 503 until it answers') : log.warn('database answers again')),
     });
   try {
     await migrate(storage);

@@ -14,9 +14,8 @@ import {
   type MigrationResultSet,
   type TableMetadata,
 } from 'kysely';
-import pg from 'pg';
-import { DatabaseUnavailableError } from './faults.ts';
 import { openNodeSqlite } from './node-sqlite-driver.ts';
+import { postgresPool, type PostgresPoolOptions } from './postgres-pool.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 import { databaseTimeoutDefaults, type Config } from '../config.ts';
@@ -61,15 +60,11 @@ export interface StorageOptions {
   applicationName?: string;
   /** Told about each PostgreSQL connection lost or given up (logged by the caller). */
   onConnectionError?: (error: Error) => void;
+  /** Told when PostgreSQL stops answering (true: requests are refused at once) and answers again (false). */
+  onOutage?: (down: boolean) => void;
   /** Called with each statement's SQL as it runs (benchmarks count database round trips with it). */
   onQuery?: (sql: string) => void;
 }
-
-/**
- * How long after the statement timeout this process stops waiting for the server's own
- * cancellation and drops the connection: the server (or the network to it) is not answering.
- */
-const unansweredGraceMs = 1000;
 
 /** The storage options a configuration asks for. */
 export function storageOptionsFor(
@@ -148,7 +143,19 @@ class CurrentSchemaPostgresDialect extends PostgresDialect {
 
 function openPostgres(url: string, options: StorageOptions): Storage {
   const statementTimeoutMs = options.statementTimeoutMs ?? databaseTimeoutDefaults.statementMs;
-  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: postgresPool(url, options, statementTimeoutMs) }), ...queryLog(options) });
+  const pool = (overrides: Partial<PostgresPoolOptions>) =>
+    postgresPool({
+      url,
+      poolSize: options.poolSize ?? 10,
+      acquireTimeoutMs: options.acquireTimeoutMs ?? databaseTimeoutDefaults.acquireMs,
+      statementTimeoutMs,
+      applicationName: options.applicationName ?? 'clearance',
+      pgSchema: options.pgSchema,
+      onConnectionError: options.onConnectionError,
+      onOutage: options.onOutage,
+      ...overrides,
+    });
+  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({}) }), ...queryLog(options) });
   const host = safeHost(url);
   return {
     db,
@@ -156,7 +163,7 @@ function openPostgres(url: string, options: StorageOptions): Storage {
     location: `postgres:${host}`,
     async unbounded(work) {
       if (statementTimeoutMs === 0) return work(db);
-      const own = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: postgresPool(url, { ...options, poolSize: 1 }, 0) }), ...queryLog(options) });
+      const own = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({ poolSize: 1, statementTimeoutMs: 0 }) }), ...queryLog(options) });
       try {
         return await work(own);
       } finally {
@@ -164,68 +171,6 @@ function openPostgres(url: string, options: StorageOptions): Storage {
       }
     },
     close: () => db.destroy(),
-  };
-}
-
-/**
- * A pool whose connections cannot take the process down and cannot hang it (issue 20):
- * - every connection, idle or checked out (the audit sealer holds one for as long as it seals),
- *   has an 'error' listener: a connection the server terminates or a proxy resets makes its
- *   queries fail and leaves the pool, where an unhandled 'error' event would exit the process;
- * - the server cancels statements after `statement_timeout` (a startup parameter: no round trip
- *   per request), and a connection that has not answered `unansweredGraceMs` after that is
- *   destroyed, so a database that stops answering fails queries instead of hanging them;
- * - waiting for a connection, or opening one, gives up after the acquire timeout.
- * Each of these errors is recognised by `isDatabaseUnavailable` (a 503 over HTTP).
- */
-function postgresPool(url: string, options: StorageOptions, statementTimeoutMs: number): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: options.poolSize ?? 10,
-    connectionTimeoutMillis: options.acquireTimeoutMs ?? databaseTimeoutDefaults.acquireMs,
-    application_name: options.applicationName ?? 'clearance',
-    ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
-    // A peer that vanished without a reset (a failed-over host) is noticed by TCP, not only by a query.
-    keepAlive: true,
-    keepAliveInitialDelayMillis: 10_000,
-    // bigint columns hold epoch milliseconds and counters, all well inside 2^53.
-    types: { getTypeParser: (oid: number, format?: string) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text')) },
-    ...(options.pgSchema ? { options: `-c search_path=${options.pgSchema}` } : {}),
-  });
-  const onError = (error: Error) => options.onConnectionError?.(error);
-  // An idle client that loses its connection: the pool has already removed it.
-  pool.on('error', onError);
-  pool.on('connect', (client) => {
-    // A checked-out client has no listener of the pool's: without this one its 'error' would be
-    // unhandled. Its queries fail with the error; pg-pool drops it when it is released.
-    client.on('error', onError);
-    if (statementTimeoutMs > 0) guardQueries(client, statementTimeoutMs + unansweredGraceMs);
-  });
-  return pool;
-}
-
-/**
- * Makes every query of `client` fail with DatabaseUnavailableError when no answer came within
- * `deadlineMs`, and destroys the connection: its state is unknown (the statement may still run,
- * or the answer may still come), so it is never reused. The deadline only matters when the server
- * does not answer at all; a slow statement is cancelled by the server's statement_timeout first.
- */
-function guardQueries(client: pg.PoolClient, deadlineMs: number): void {
-  const query = client.query as (...args: unknown[]) => unknown;
-  (client as { query: unknown }).query = function guardedQuery(this: pg.PoolClient, ...args: unknown[]): unknown {
-    const result = query.apply(this, args);
-    if (!(result instanceof Promise)) return result; // callback style: not used by Kysely
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const error = new DatabaseUnavailableError(`the database did not answer within ${deadlineMs} ms`);
-        // pg marks the client unusable and fails its queued queries; the pool drops it on release.
-        (this as unknown as { connection: { stream: { destroy(error?: Error): void } } }).connection.stream.destroy(error);
-        reject(error);
-      }, deadlineMs);
-    });
-    result.catch(() => undefined); // settled by the race below, or abandoned after the deadline
-    return Promise.race([result, deadline]).finally(() => clearTimeout(timer));
   };
 }
 

@@ -40,6 +40,8 @@ const configuration = {
 
 interface TokenOutcome {
   status: number;
+  /** When the request was sent (Date.now()), and how long it took. */
+  at: number;
   ms: number;
   /** The jti of the access token, on 200. */
   jti?: string;
@@ -50,6 +52,7 @@ interface TokenOutcome {
 
 /** One client_credentials request to `base`. */
 async function requestToken(base: string, secret: string): Promise<TokenOutcome> {
+  const at = Date.now();
   const started = performance.now();
   const response = await fetch(`${base}/token`, {
     method: 'POST',
@@ -60,7 +63,7 @@ async function requestToken(base: string, secret: string): Promise<TokenOutcome>
     body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'order:create', resource: api }),
   });
   const body = (await response.json()) as { access_token?: string; error?: string };
-  const outcome: TokenOutcome = { status: response.status, ms: performance.now() - started, cacheControl: response.headers.get('cache-control') };
+  const outcome: TokenOutcome = { status: response.status, at, ms: performance.now() - started, cacheControl: response.headers.get('cache-control') };
   if (response.status === 200) {
     const payload = JSON.parse(Buffer.from(body.access_token!.split('.')[1]!, 'base64url').toString()) as { jti: string };
     outcome.jti = payload.jti;
@@ -202,6 +205,10 @@ async function pgCluster(
   const nodes: TestServer[] = [];
   for (let i = 0; i < options.nodes; i++) nodes.push(await startTestServer({ t, env }));
   await nodes[0]!.apply(configuration);
+  // The other nodes see the configuration within their cache interval (a second).
+  for (const node of nodes) {
+    await until('every node to know the client', async () => (await requestToken(node.running.url, nodes[0]!.secrets.loader!)).status === 200, 5000);
+  }
   const check: Storage = openStorage({ databaseUrl: testDatabaseUrl, pgSchema: schema, poolSize: 1, applicationName: `${appName}-check` });
   t.after(() => check.close());
   const keys = new AuditKeys(check.db, Buffer.from(masterKey, 'hex'), systemClock);
@@ -318,9 +325,14 @@ for (const nodeCount of [1, 2]) {
       assertOnlySuccessOrUnavailable(during);
       const unavailable = during.filter((o) => o.status === 503);
       assert.ok(unavailable.length >= nodeCount, 'requests fail while the database does not answer');
-      // Fast: bounded by the timeouts (0.5 s + 1 s grace, stages in turn), far from hanging.
+      // Bounded by the timeouts (0.5 s statement + 1 s grace, 0.5 s acquire), far from hanging...
       const slowest = Math.max(...during.map((o) => o.ms));
       assert.ok(slowest < 4000, `slowest answer took ${Math.round(slowest)} ms`);
+      // ...and once a connection has been given up, refused at once instead of waiting them out.
+      const later = during.filter((o) => o.at > pausedAt + 2000);
+      assert.ok(later.length > 0);
+      const slowestLater = Math.max(...later.map((o) => o.ms));
+      assert.ok(slowestLater < 300, `once known down, the slowest answer took ${Math.round(slowestLater)} ms`);
       for (const r of ready) {
         assert.equal(r.status, 503);
         assert.ok(r.ms < 1500, `/readyz took ${Math.round(r.ms)} ms`);
