@@ -191,7 +191,7 @@ export async function migrate(storage: Storage): Promise<MigrationResultSet> {
  * True when the database answers a trivial query within `timeoutMs` (readiness: a database that
  * does not answer is not ready, however long it would take to say so).
  */
-export async function ping(storage: Storage, timeoutMs = 1000): Promise<boolean> {
+export async function ping(storage: Storage, timeoutMs: number = databaseTimeoutDefaults.readyMs): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const answered = sql`select 1`.execute(storage.db).then(
     () => true,
