@@ -15,6 +15,11 @@ export const auditEventTypes = [
   'client.auth_failed',
   'client.throttled',
   'client.registered',
+  // Dynamic registration (src/clients/registration): metadata claiming authority its initial access
+  // token or registration does not give (RFC 7591 §5), and RFC 7592 updates and deletions.
+  'client.registration_refused',
+  'client.registration_updated',
+  'client.registration_deleted',
   'policy.allowed',
   'policy.denied',
   // A policy set version made active (src/policy): who approved it, which it replaced.

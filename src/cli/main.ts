@@ -20,8 +20,8 @@ Commands:
   migrate               apply pending database migrations and exit
   init                  create the first admin client and print its credentials once
                         (see: clearance init --help)
-  clients list|token    list clients; issue an initial access token for dynamic registration
-                        (see: clearance clients --help)
+  clients list|token    list clients; issue an initial access token for dynamic registration,
+                        naming the firm and what registrants may be (see: clearance clients --help)
   keys list|rotate|retire
                         manage signing keys (see: clearance keys --help)
   apply -f FILE         import resource servers, clients, users, mandates, the entity model,
@@ -115,6 +115,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         scope: { type: 'string' },
         uses: { type: 'string' },
         ttl: { type: 'string' },
+        'owner-lei': { type: 'string' },
+        'grant-types': { type: 'string' },
+        kinds: { type: 'string' },
         // audit
         output: { type: 'string', short: 'o' },
         key: { type: 'string' },
@@ -197,7 +200,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       );
     case 'clients':
       return withContext(config, output, (ctx) =>
-        clientsCommand(ctx, rest[0], { scope: values.scope, uses: values.uses, ttl: values.ttl }, output),
+        clientsCommand(
+          ctx,
+          rest[0],
+          { scope: values.scope, uses: values.uses, ttl: values.ttl, ownerLei: values['owner-lei'], grantTypes: values['grant-types'], kinds: values.kinds },
+          output,
+        ),
       );
     case 'keys':
       return withContext(config, output, (ctx) =>

@@ -108,8 +108,8 @@ export interface ProtocolFixture {
   auditEvents(type?: AuditEventType): Promise<StoredAuditEvent[]>;
   /** Every stored audit row as text (the canonical event JSON), to search for leaked values. */
   auditText(): Promise<string>;
-  /** An initial access token for dynamic registration. */
-  initialAccessToken(options?: { scope?: string; uses?: number; ttlSeconds?: number }): Promise<string>;
+  /** An initial access token for dynamic registration, with the allowance an administrator gives it. */
+  initialAccessToken(options?: { scope?: string; uses?: number; ttlSeconds?: number; ownerLei?: string; grantTypes?: string[]; kinds?: ('service' | 'agent' | 'app')[] }): Promise<string>;
   inject(options: InjectOptions): Promise<LightMyRequestResponse>;
 }
 
@@ -189,8 +189,8 @@ export async function protocolFixture(t: Pick<TestContext, 'after'>, options: { 
       const rows = await ctx.storage.db.selectFrom('audit_events').selectAll().execute();
       return rows.map((r) => `${r.event}\n${r.client ?? ''}\n${r.subject ?? ''}\n${r.txn ?? ''}`).join('\n');
     },
-    initialAccessToken({ scope = 'order:create order:cancel', uses = 1, ttlSeconds = 3600 } = {}) {
-      return new InitialAccessTokens(ctx.storage.db).issue({ allowedScope: scope, uses, ttlSeconds, createdBy: 'test', now: clock.now() });
+    initialAccessToken({ scope = 'order:create order:cancel', uses = 1, ttlSeconds = 3600, ...allowance } = {}) {
+      return new InitialAccessTokens(ctx.storage.db).issue({ allowedScope: scope, uses, ttlSeconds, createdBy: 'test', now: clock.now(), ...allowance });
     },
     inject(injectOptions) {
       return app.inject(injectOptions);

@@ -8,10 +8,11 @@ import { once } from 'node:events';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { compactVerify, importJWK } from 'jose';
-import { sql } from 'kysely';
+import { Migrator, sql } from 'kysely';
 import { ManualClock } from '../../src/clock.ts';
 import type { ClientMetadata } from '../../src/clients/metadata.ts';
 import { hashClientSecret } from '../../src/clients/secret.ts';
+import { defaultRegistrationGrantTypes, defaultRegistrationKinds, InitialAccessTokens, tokenDigest } from '../../src/clients/registration/initial-access-tokens.ts';
 import { ClientStore } from '../../src/clients/store.ts';
 import { KeyStore } from '../../src/keys/keystore.ts';
 import type { ResourceServer } from '../../src/resource-servers/definition.ts';
@@ -236,6 +237,51 @@ for (const dialect of testDialects()) {
       assert.equal(await generation(database.storage, 'resource_servers'), before.servers);
       assert.equal(await generation(database.storage, 'clients'), undefined);
       assert.equal(await generation(database.storage, 'keys'), undefined);
+    });
+
+    test('keeps what an initial access token allows, and gives a token issued before the firm was stored no firm and the default allowance', async (t) => {
+      const database = await dialect.create(t);
+      const { db } = database.storage;
+      // Up to the migration before the allowance columns, then a token as the older code stored it.
+      const authority = allMigrations.findIndex((name) => name.endsWith('_registration_authority'));
+      const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+      const partial = await migrator.migrateTo(allMigrations[authority - 1]!);
+      assert.equal(partial.error, undefined);
+      const now = Date.UTC(2026, 0, 1);
+      const older = 'older-token';
+      await db
+        .insertInto('initial_access_tokens')
+        .values({ token_hash: tokenDigest(older), allowed_scope: 'order:create', uses_left: 1, expires_at: now + 60_000, created_at: now, created_by: 'cli:ops' } as never)
+        .execute();
+      await migrate(database.storage);
+
+      const tokens = new InitialAccessTokens(database.connect().db);
+      assert.deepEqual(await tokens.peek(older, now), {
+        scopes: ['order:create'],
+        grantTypes: [...defaultRegistrationGrantTypes],
+        kinds: [...defaultRegistrationKinds],
+        createdBy: 'cli:ops',
+      });
+      const issued = await tokens.issue({
+        allowedScope: 'order:create order:cancel',
+        ownerLei: broker.owner_lei!,
+        grantTypes: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+        kinds: ['agent', 'service'],
+        uses: 1,
+        ttlSeconds: 60,
+        createdBy: 'cli:ops',
+        now,
+      });
+      assert.deepEqual(await new InitialAccessTokens(db).peek(issued, now), {
+        ownerLei: broker.owner_lei,
+        scopes: ['order:create', 'order:cancel'],
+        grantTypes: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+        kinds: ['agent', 'service'],
+        createdBy: 'cli:ops',
+      });
+      assert.equal(await db.transaction().execute((trx) => tokens.consume(trx, issued, now)), true);
+      assert.equal(await tokens.peek(issued, now), undefined, 'used up');
+      assert.equal(await db.transaction().execute((trx) => tokens.consume(trx, issued, now)), false);
     });
 
     test('returns bigint columns as numbers', async (t) => {

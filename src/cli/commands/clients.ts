@@ -1,27 +1,44 @@
 import { userInfo } from 'node:os';
 import type { Context } from '../../context.ts';
-import { InitialAccessTokens } from '../../clients/registration/initial-access-tokens.ts';
+import { clientKinds, grantTypes, type ClientMetadata } from '../../clients/metadata.ts';
+import { defaultRegistrationGrantTypes, defaultRegistrationKinds, InitialAccessTokens } from '../../clients/registration/initial-access-tokens.ts';
+import { isValidLei } from '../../entities/lei.ts';
+import { accessEvaluateScope, adminScopes } from '../../resource-servers/builtins.ts';
 import { exit, type Output } from '../output.ts';
 
 export const clientsHelp = `Usage: clearance clients list
-       clearance clients token --scope "SCOPE ..." [--uses N] [--ttl SECONDS]
+       clearance clients token --scope "SCOPE ..." [--owner-lei LEI] [--grant-types "TYPE ..."]
+                               [--kinds "KIND ..."] [--uses N] [--ttl SECONDS]
 
-list     every registered client: id, kind, authentication method, grant types, scopes
+list     every registered client: id, kind, firm (owner_lei), authentication method, grant types, scopes
 token    issues an initial access token for dynamic client registration (RFC 7591, POST
-         <issuer>/register with "Authorization: Bearer TOKEN"). A client registered with it may be
-         allowed only the scopes listed in --scope. The token is printed once; only its hash is kept.
-         --uses N (default 1) registrations, valid for --ttl seconds (default 86400).`;
+         <issuer>/register with "Authorization: Bearer TOKEN"). Registration metadata is
+         self-asserted and confers no authority (RFC 7591 §5): what a registered client may be
+         comes from this token, and an RFC 7592 update cannot change it.
+         --scope        the scopes a registered client may be allowed at most (required)
+         --owner-lei    the firm (LEI) every client registered with the token belongs to, for
+                        mandates, policy and data residency; without it, clients belong to no firm.
+                        A registrant sending another owner_lei is refused.
+         --grant-types  the grant types a registrant may ask for (default:
+                        "${defaultRegistrationGrantTypes.join(' ')}"; token exchange and jwt-bearer only when listed)
+         --kinds        the client kinds a registrant may be: service, app, agent (default: "${defaultRegistrationKinds.join(' ')}")
+         --uses N (default 1) registrations, valid for --ttl seconds (default 86400).
+         The token is printed once; only its hash is kept. An administrator changes a registered
+         client's firm, kind, grant types or scopes with the admin API or \`clearance apply\`.`;
+
+/** Scopes of Clearance itself: a client allowed one administers Clearance, or asks its decision point. */
+const privilegedScopes: readonly string[] = [...adminScopes, accessEvaluateScope];
 
 export async function clientsCommand(
   ctx: Context,
   action: string | undefined,
-  args: { scope?: string; uses?: string; ttl?: string },
+  args: { scope?: string; uses?: string; ttl?: string; ownerLei?: string; grantTypes?: string; kinds?: string },
   output: Output,
 ): Promise<number> {
   switch (action) {
     case 'list': {
       for (const { metadata: m } of await ctx.clients.list()) {
-        output.out(`${m.client_id}  ${m.kind}  ${m.token_endpoint_auth_method}  [${m.grant_types.join(', ')}]  ${m.scope ?? ''}`);
+        output.out(`${m.client_id}  ${m.kind}  ${m.owner_lei ?? '-'}  ${m.token_endpoint_auth_method}  [${m.grant_types.join(', ')}]  ${m.scope ?? ''}`);
       }
       return exit.ok;
     }
@@ -32,20 +49,50 @@ export async function clientsCommand(
         output.err(clientsHelp);
         return exit.usage;
       }
+      const words = (text: string | undefined) => text?.split(' ').filter(Boolean);
+      const scopes = words(args.scope)!;
       const offered = new Set((await ctx.resourceServers.list()).flatMap((r) => r.scopes));
-      const unknown = args.scope.split(' ').filter((s) => s && !offered.has(s) && s !== 'openid' && s !== 'offline_access');
+      const unknown = scopes.filter((s) => !offered.has(s) && s !== 'openid' && s !== 'offline_access');
       if (unknown.length) {
         output.err(`not offered by any resource server: ${unknown.join(', ')}`);
         return exit.failed;
       }
+      if (args.ownerLei !== undefined && !isValidLei(args.ownerLei)) {
+        output.err(`--owner-lei ${args.ownerLei} is not a valid LEI (ISO 17442: 20 characters, check digits)`);
+        return exit.usage;
+      }
+      const allowedGrantTypes = words(args.grantTypes);
+      const badGrantType = allowedGrantTypes?.find((g) => !(grantTypes as readonly string[]).includes(g));
+      if (allowedGrantTypes?.length === 0 || badGrantType !== undefined) {
+        output.err(`--grant-types must list some of: ${grantTypes.join(' ')}${badGrantType ? ` (not ${badGrantType})` : ''}`);
+        return exit.usage;
+      }
+      const kinds = words(args.kinds);
+      const badKind = kinds?.find((k) => !(clientKinds as readonly string[]).includes(k));
+      if (kinds?.length === 0 || badKind !== undefined) {
+        output.err(`--kinds must list some of: ${clientKinds.join(' ')}${badKind ? ` (not ${badKind})` : ''}`);
+        return exit.usage;
+      }
       const token = await new InitialAccessTokens(ctx.storage.db).issue({
-        allowedScope: args.scope,
+        allowedScope: scopes.join(' '),
+        ...(args.ownerLei !== undefined ? { ownerLei: args.ownerLei } : {}),
+        ...(allowedGrantTypes ? { grantTypes: [...new Set(allowedGrantTypes)] } : {}),
+        ...(kinds ? { kinds: [...new Set(kinds)] as ClientMetadata['kind'][] } : {}),
         uses,
         ttlSeconds: ttl,
         createdBy: `cli:${userInfo().username}`,
         now: ctx.clock.now(),
       });
       output.out(`initial access token (shown once; ${uses} use(s), ${ttl} s): ${token}`);
+      output.out(
+        `registered clients get: firm ${args.ownerLei ?? 'none'}; scopes at most ${scopes.join(' ')}; ` +
+          `grant types at most ${(allowedGrantTypes ?? defaultRegistrationGrantTypes).join(' ')}; kinds ${(kinds ?? defaultRegistrationKinds).join(' ')}`,
+      );
+      if (args.ownerLei !== undefined && !(await ctx.entities.snapshot()).legalEntities.has(args.ownerLei)) {
+        output.out(`note: ${args.ownerLei} is not in the entity model yet (apply legal_entities): policy and data residency know nothing of it`);
+      }
+      const privileged = scopes.filter((s) => privilegedScopes.includes(s));
+      if (privileged.length > 0) output.out(`note: ${privileged.join(', ')} are scopes of Clearance itself; every client registered with this token may hold them`);
       output.out(`register: POST ${ctx.config.issuer}/register with "Authorization: Bearer <token>" and JSON client metadata`);
       return exit.ok;
     }

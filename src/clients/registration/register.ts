@@ -3,7 +3,7 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { Validator, formatProblem } from '../../validation.ts';
 import { readClientMetadata, type ClientMetadata } from '../metadata.ts';
-import { InitialAccessTokens, newRegistrationToken, tokenDigest } from './initial-access-tokens.ts';
+import { InitialAccessTokens, newRegistrationToken, tokenDigest, type RegistrationAllowance } from './initial-access-tokens.ts';
 
 /** The registration response (RFC 7591 §3.2.1, RFC 7592 §3). */
 export type RegistrationResponse = ClientMetadata & {
@@ -14,16 +14,31 @@ export type RegistrationResponse = ClientMetadata & {
   registration_client_uri: string;
 };
 
-/** RFC 7591 §3: registers a client with an initial access token; the server assigns the client_id. */
+/**
+ * RFC 7591 §3: registers a client with an initial access token; the server assigns the client_id.
+ * The rules, in order:
+ * 1. the initial access token is usable (known, unexpired, uses left) — else 401 invalid_token;
+ * 2. the body is a JSON object of metadata without a client_id (the server assigns it);
+ * 3. the metadata validates as in `apply` (redirect URI problems are invalid_redirect_uri);
+ * 4. authority comes from the token, never from the registrant (RFC 7591 §5, `checkAuthority`):
+ *    the client belongs to the token's firm (`owner_lei` sent and different → refused; a token
+ *    without a firm registers clients without one); its kind, grant types and scopes lie within
+ *    the token's allowance — else invalid_client_metadata, audited as client.registration_refused;
+ *    nothing is spent on a refusal;
+ * 5. the token is used once in the transaction that stores the client (parallel registrations
+ *    never exceed its uses); client.registered names the firm and who issued the token.
+ */
 export async function registerClient(ctx: Context, initialAccessToken: string, body: unknown): Promise<RegistrationResponse> {
   const tokens = new InitialAccessTokens(ctx.storage.db);
-  const allowedScopes = await tokens.peek(initialAccessToken, ctx.clock.now());
-  if (!allowedScopes) throw invalidToken('the initial access token is invalid, expired or used up');
+  const allowance = await tokens.peek(initialAccessToken, ctx.clock.now());
+  if (!allowance) throw invalidToken('the initial access token is invalid, expired or used up');
   const input = asObject(body);
   if ('client_id' in input) throw new OAuthError('invalid_client_metadata', 'client_id is assigned by the server');
   const clientId = `dyn-${randomBytes(12).toString('base64url')}`;
   // Validated before the token is used, so a mistake in the metadata does not spend a use.
-  const metadata = await validate({ scope: allowedScopes.join(' '), ...input, client_id: clientId }, allowedScopes, ctx);
+  const defaults = { scope: allowance.scopes.join(' '), ...defaultKind(allowance) };
+  const parsed = await validate(ctx, { ...defaults, ...input, client_id: clientId });
+  const metadata = await checkAuthority(ctx, parsed, allowance, { via: 'rfc7591', source: 'the initial access token', clientId });
   const registrationToken = newRegistrationToken();
   const now = ctx.clock.now();
   const secret = await ctx.storage.db.transaction().execute(async (trx) => {
@@ -42,7 +57,15 @@ export async function registerClient(ctx: Context, initialAccessToken: string, b
     actor: 'dynamic-registration',
     client: clientId,
     scopes: metadata.scope?.split(' ') ?? [],
-    details: { via: 'rfc7591', auth_method: metadata.token_endpoint_auth_method },
+    details: {
+      via: 'rfc7591',
+      auth_method: metadata.token_endpoint_auth_method,
+      kind: metadata.kind,
+      grant_types: metadata.grant_types,
+      owner_lei: metadata.owner_lei ?? null,
+      // The administrator whose initial access token vouched for this registration.
+      authorized_by: allowance.createdBy,
+    },
   });
   return {
     ...metadata,
@@ -61,7 +84,22 @@ export async function readRegistration(ctx: Context, clientId: string, token: st
   return { ...client.metadata, registration_client_uri: registrationUri(ctx, clientId) };
 }
 
-/** RFC 7592 §2.2: replaces a registration's metadata; scopes stay within what it was first allowed. */
+/**
+ * Members an update leaves as registered when it omits them (RFC 7592 §2.2 lets the server ignore
+ * an omitted value): the authority-bearing ones, and `profile`, which a client may add but not drop.
+ */
+const keptWhenOmitted = ['owner_lei', 'kind', 'scope', 'grant_types', 'profile'] as const;
+
+/**
+ * RFC 7592 §2.2: replaces a registration's metadata. The rules, in order:
+ * 1. the registration access token is this client's — else 401 invalid_token;
+ * 2. client_id is the registered one; a client_secret cannot be set (invalid_client_metadata);
+ * 3. the authority the registration has cannot grow or move (RFC 7591 §5, `checkAuthority`
+ *    against the current values): `owner_lei` and `kind` stay as registered (a different value is
+ *    refused, an omitted one kept); `scope` and `grant_types` may only narrow (omitted: kept);
+ *    `profile: fapi2` once set stays. Only an administrator changes them (admin API, `apply`);
+ * 4. the metadata validates as in `apply`; the change is audited as client.registration_updated.
+ */
 export async function updateRegistration(ctx: Context, clientId: string, token: string, body: unknown): Promise<RegistrationResponse> {
   await checkRegistrationToken(ctx, clientId, token);
   const current = await ctx.clients.get(clientId);
@@ -70,10 +108,25 @@ export async function updateRegistration(ctx: Context, clientId: string, token: 
   // RFC 7592 §2.2: the client_id MUST match; a client_secret, if sent, MUST match the current one.
   if (input.client_id !== clientId) throw new OAuthError('invalid_client_metadata', 'client_id must be the registered client_id');
   if ('client_secret' in input) throw new OAuthError('invalid_client_metadata', 'client_secret cannot be set or changed here');
-  const allowed = current.metadata.scope?.split(' ') ?? [];
-  const metadata = await validate(input, allowed, ctx);
+  const registered = current.metadata;
+  const kept = Object.fromEntries(keptWhenOmitted.filter((m) => input[m] === undefined && registered[m] !== undefined).map((m) => [m, registered[m]]));
+  const parsed = await validate(ctx, { ...input, ...kept });
+  const allowance: RegistrationAllowance = {
+    ...(registered.owner_lei ? { ownerLei: registered.owner_lei } : {}),
+    scopes: registered.scope?.split(' ') ?? [],
+    grantTypes: registered.grant_types,
+    kinds: [registered.kind],
+  };
+  const metadata = await checkAuthority(ctx, parsed, allowance, { via: 'rfc7592', source: 'the registration (only an administrator changes it)', clientId });
   await ctx.storage.db.transaction().execute((trx) => ctx.clients.upsert(trx, metadata));
   ctx.clients.invalidate();
+  await ctx.audit.record({
+    type: 'client.registration_updated',
+    actor: clientId,
+    client: clientId,
+    scopes: metadata.scope?.split(' ') ?? [],
+    details: { via: 'rfc7592', auth_method: metadata.token_endpoint_auth_method, grant_types: metadata.grant_types },
+  });
   return { ...metadata, registration_client_uri: registrationUri(ctx, clientId) };
 }
 
@@ -85,25 +138,78 @@ export async function deleteRegistration(ctx: Context, clientId: string, token: 
     await trx.deleteFrom('client_registrations').where('client_id', '=', clientId).execute();
   });
   ctx.clients.invalidate();
+  await ctx.audit.record({ type: 'client.registration_deleted', actor: clientId, client: clientId, details: { via: 'rfc7592' } });
 }
 
-async function validate(input: Record<string, unknown>, allowedScopes: string[], ctx: Context): Promise<ClientMetadata> {
+/** Metadata validated as `apply` validates it; redirect URI problems have their own code (RFC 7591 §3.2.2). */
+async function validate(ctx: Context, input: Record<string, unknown>): Promise<ClientMetadata> {
   const v = new Validator();
   const metadata = readClientMetadata(v, '', input, { serverProfile: ctx.config.profile });
   if (!metadata) {
     const problem = v.problems[0]!;
-    // RFC 7591 §3.2.2: redirect URI problems have their own code.
     const code = problem.path.startsWith('redirect_uris') ? 'invalid_redirect_uri' : 'invalid_client_metadata';
     throw new OAuthError(code, v.problems.map(formatProblem).join('; '));
   }
+  return metadata;
+}
+
+/**
+ * The kind a registration gets when it names none: `service` (the default kind) when the token
+ * allows it, else the token's one kind; with several and no `service` the registrant must choose.
+ */
+function defaultKind(allowance: RegistrationAllowance): { kind?: string } {
+  if (allowance.kinds.includes('service')) return { kind: 'service' };
+  return allowance.kinds.length === 1 ? { kind: allowance.kinds[0]! } : {};
+}
+
+/**
+ * RFC 7591 §5: client metadata is self-asserted and confers no authority. Every member that policy,
+ * mandates, data residency or the grants trust comes from the allowance (the administrator's
+ * initial access token, or at an update the registration as it stands) — never from the body:
+ * - `owner_lei`: the allowance's firm; a different one sent is refused, none sent gets it;
+ * - `kind` (Client or Agent to policy), `grant_types` and `scope`: within the allowance;
+ *   every scope offered by some resource server.
+ * A refusal is invalid_client_metadata (RFC 7591 §3.2.2) and a client.registration_refused event.
+ */
+async function checkAuthority(
+  ctx: Context,
+  metadata: ClientMetadata,
+  allowance: RegistrationAllowance,
+  at: { via: 'rfc7591' | 'rfc7592'; source: string; clientId: string },
+): Promise<ClientMetadata> {
+  const refuse = async (member: string, description: string): Promise<never> => {
+    await ctx.audit.record({
+      type: 'client.registration_refused',
+      actor: at.via === 'rfc7591' ? 'dynamic-registration' : at.clientId,
+      ...(at.via === 'rfc7592' ? { client: at.clientId } : {}),
+      details: { via: at.via, member, reason: description },
+    });
+    throw new OAuthError('invalid_client_metadata', description);
+  };
+  if (metadata.owner_lei !== undefined && metadata.owner_lei !== allowance.ownerLei) {
+    await refuse(
+      'owner_lei',
+      allowance.ownerLei
+        ? `owner_lei must be ${allowance.ownerLei}, the firm set by ${at.source}, or omitted (RFC 7591 §5: metadata confers no authority)`
+        : `owner_lei cannot be set by the registrant: ${at.source} names no firm (RFC 7591 §5: metadata confers no authority)`,
+    );
+  }
+  if (!allowance.kinds.includes(metadata.kind)) {
+    await refuse('kind', `kind ${metadata.kind} is not allowed by ${at.source} (allowed: ${allowance.kinds.join(', ')})`);
+  }
+  const grantTypes = metadata.grant_types.filter((g) => !allowance.grantTypes.includes(g));
+  if (grantTypes.length > 0) {
+    await refuse('grant_types', `grant type ${grantTypes.join(', ')} is not allowed by ${at.source} (allowed: ${allowance.grantTypes.join(', ') || 'none'})`);
+  }
   const offered = new Set((await ctx.resourceServers.list()).flatMap((r) => r.scopes));
   for (const scope of metadata.scope?.split(' ') ?? []) {
-    if (!allowedScopes.includes(scope)) throw new OAuthError('invalid_client_metadata', `scope ${scope} is not allowed for this registration`);
+    if (!allowance.scopes.includes(scope)) await refuse('scope', `scope ${scope} is not allowed by ${at.source}`);
     if (!offered.has(scope) && scope !== 'openid' && scope !== 'offline_access') {
       throw new OAuthError('invalid_client_metadata', `scope ${scope} is not offered by any resource server`);
     }
   }
-  return metadata;
+  const { owner_lei: _sent, ...rest } = metadata;
+  return { ...rest, ...(allowance.ownerLei ? { owner_lei: allowance.ownerLei } : {}) };
 }
 
 async function checkRegistrationToken(ctx: Context, clientId: string, token: string): Promise<void> {

@@ -9,6 +9,7 @@ import * as authorization from './0007_authorization.ts';
 import * as policy from './0008_policy.ts';
 import * as mandates from './0009_mandates.ts';
 import * as partners from './0010_partners.ts';
+import * as registrationAuthority from './0011_registration_authority.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0008_policy': policy,
   '0009_mandates': mandates,
   '0010_partners': partners,
+  '0011_registration_authority': registrationAuthority,
 };
