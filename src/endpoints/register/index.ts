@@ -6,7 +6,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 /**
  * Dynamic client registration (RFC 7591) with an initial access token from an admin
  * (`clearance clients token`), and management of the registration (RFC 7592) with the
- * registration access token it returns. Bodies are JSON; responses are no-store.
+ * registration access token it returns. Bodies are JSON; responses are no-store. The rules, in
+ * order, are numbered at `registerClient` and `updateRegistration`: metadata is self-asserted
+ * (RFC 7591 §5), so the firm, kind, grant types and scopes come from the initial access token,
+ * and an update cannot widen or move them.
  */
 export const registration: Endpoint = {
   register(app, ctx) {

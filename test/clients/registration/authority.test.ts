@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { decodeJwt } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import { tokenExchangeGrantType, jwtBearerGrantType } from '../../../src/tokens/token-types.ts';
 import { assertOAuthError, basicAuthorization, ordersApi, protocolFixture, type ProtocolFixture } from '../../endpoints/fixture.ts';
 import { exampleEntities } from '../../policy/fixture.ts';
@@ -198,5 +198,20 @@ describe('what a dynamically registered client may be and do (RFC 7591 §5)', ()
     assert.equal(kept.statusCode, 200, kept.body);
     const metadata = (await f.ctx.clients.get(client.client_id))!.metadata;
     assert.deepEqual([metadata.kind, metadata.grant_types, metadata.scope, metadata.client_name], ['service', ['client_credentials'], 'order:create', 'renamed']);
+  });
+
+  test('keeps profile fapi2 through an RFC 7592 update that omits it', async (t) => {
+    const f = await fixture(t);
+    const { publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const fapi = {
+      grant_types: ['client_credentials'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
+      scope: 'order:create',
+    };
+    const client = await registered(f, await f.initialAccessToken({ scope: 'order:create' }), { ...fapi, profile: 'fapi2' });
+    const response = await update(f, client, { ...fapi, client_name: 'renamed' });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.equal((await f.ctx.clients.get(client.client_id))?.metadata.profile, 'fapi2');
   });
 });
