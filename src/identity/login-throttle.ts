@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.ts';
-import { MemoryAuthFailureThrottle, type ThrottleLimit } from '../clients/authentication/throttle.ts';
+import { MemoryFailureReservations, type ThrottleLimit } from '../clients/authentication/throttle.ts';
 
 /**
  * Limits failed password logins per account and per source address, as client authentication
@@ -41,11 +41,11 @@ export const defaultLoginThrottle = {
  * keyed by normalized username instead of client_id.
  */
 export class MemoryLoginThrottle implements LoginThrottle {
-  readonly #windows: MemoryAuthFailureThrottle;
+  readonly #windows: MemoryFailureReservations;
 
   constructor(clock: Clock, options: LoginThrottleOptions = {}) {
-    this.#windows = new MemoryAuthFailureThrottle(clock, {
-      perClient: options.perAccount ?? defaultLoginThrottle.perAccount,
+    this.#windows = new MemoryFailureReservations(clock, {
+      perKey: options.perAccount ?? defaultLoginThrottle.perAccount,
       perAddress: options.perAddress ?? defaultLoginThrottle.perAddress,
       maxTracked: options.maxTracked ?? defaultLoginThrottle.maxTracked,
     });

@@ -12,7 +12,7 @@ import {
   verifyClientAssertion,
   type ParsedAssertion,
 } from './private-key-jwt.ts';
-import type { AuthFailureThrottle } from './throttle.ts';
+import { throttledError, type AuthAttempt, type AuthFailureThrottle } from './throttle.ts';
 import { certificateThumbprint, verifySelfSignedTlsClientAuth, verifyTlsClientAuth } from './tls-client-auth.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 
@@ -39,34 +39,45 @@ export const basicChallenge = 'Basic realm="clearance"';
 /**
  * Authenticates the client of a token-endpoint-style request (RFC 6749 §2.3, §3.2.1; RFC 7523 §3;
  * RFC 8705 §2). The rules, in order:
- * 1. the source address is not throttled;
- * 2. the credentials present are read: an Authorization header, client_secret, or
+ * 1. the credentials present are read: an Authorization header, client_secret, or
  *    client_assertion(_type); at most one of these (RFC 6749 §2.3), none of them sent twice;
- * 3. a client_id in the body names the client the credential names;
- * 4. that client is not throttled;
- * 5. the client exists;
- * 6. the method used is the client's registered token_endpoint_auth_method; with no credential,
+ * 2. a client_id in the body names the client the credential names;
+ * 3. the attempt is not already throttled (its source address; the client from that address; for
+ *    a secret, the client while its secret is being guessed) — checked before any lookup or
+ *    signature, so a throttled caller costs nothing;
+ * 4. the client exists;
+ * 5. the method used is the client's registered token_endpoint_auth_method; with no credential,
  *    the client's method must be mTLS (a certificate is checked) or, where the caller allows it,
  *    `none`;
- * 7. the credential verifies (a client assertion's jti is consumed last).
+ * 6. the credential verifies (a client assertion's jti is consumed last);
+ * 7. the throttle settles the outcome in one step on its counters as they are now: a failure is
+ *    counted (a wrong secret of a client that has one also against the client) unless the
+ *    counters already refuse it, and a refused attempt — failure or success — is a 429
+ *    (throttle.ts has the model and why).
  * A presented certificate's thumbprint is returned whatever the method (RFC 8705 §3). Every
- * failure counts against the client and the address and is an OAuthError — `invalid_client`
- * (401; 400 for an oversized assertion; 429 when throttled), or `invalid_request` for a repeated
- * parameter — with a non-secret `detail` for the log and audit, plus a Basic challenge on a 401
- * when the Authorization header was used (RFC 6749 §5.2). Other errors (the database) pass
- * through untouched and count as nothing.
+ * failure is an OAuthError — `invalid_client` (401; 400 for an oversized assertion; 429 when
+ * throttled), or `invalid_request` for a repeated parameter — with a non-secret `detail` for the
+ * log and audit, plus a Basic challenge on a 401 when the Authorization header was used
+ * (RFC 6749 §5.2). Other errors (the database) pass through untouched and count as nothing.
  */
 export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps): Promise<AuthenticatedClient> {
-  let clientId: string | undefined;
+  const { throttle } = deps;
+  let attempt: AuthAttempt = { address: input.sourceAddress, secret: false };
+  // Set once the presented secret is compared with the client's: a failure after that is a guess.
+  let guessing = false;
   try {
-    await deps.throttle?.checkAddress(input.sourceAddress);
     const credentials = readCredentials(input, deps);
-    clientId = credentials.clientId;
+    const clientId = credentials.clientId;
+    attempt = { address: input.sourceAddress, clientId, secret: credentials.kind === 'client_secret_basic' || credentials.kind === 'client_secret_post' };
     requireSameClientId(input, credentials);
-    await deps.throttle?.checkClient(clientId);
+    const early = await throttle?.check(attempt);
+    if (early) throw throttledError(early);
     const client = await findClient(deps, clientId);
     const method = requireRegisteredMethod(client, credentials, input);
+    guessing = attempt.secret && client.secretHash !== null;
     const assertionJti = await verifyCredential(method, credentials, client, input, deps);
+    const refused = await throttle?.settle(attempt, 'success');
+    if (refused) throw throttledError(refused);
     return {
       client,
       method,
@@ -75,7 +86,9 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
     };
   } catch (error) {
     if (!(error instanceof OAuthError)) throw error;
-    if (error.status !== 429) await deps.throttle?.recordFailure(clientId, input.sourceAddress);
+    if (error.status === 429) throw error;
+    const refused = await throttle?.settle(attempt, guessing ? 'secret_guess' : 'failure');
+    if (refused) throw throttledError(refused);
     throw input.authorization !== undefined ? withBasicChallenge(error) : error;
   }
 }
@@ -105,7 +118,7 @@ type Credentials =
 
 const authParameters = ['client_id', 'client_secret', 'client_assertion', 'client_assertion_type'];
 
-/** Step 2: finds the one authentication method used, and the client_id it claims. */
+/** Step 1: finds the one authentication method used, and the client_id it claims. */
 function readCredentials(input: ClientAuthInput, deps: Pick<AuthDeps, 'maxAssertionBytes'>): Credentials {
   const { form } = input;
   // RFC 6749 §3.2: request parameters MUST NOT be included more than once.
@@ -151,7 +164,7 @@ function readCredentials(input: ClientAuthInput, deps: Pick<AuthDeps, 'maxAssert
 }
 
 /**
- * Step 3a: a client_id in the body names the client the credential names (client B's id with
+ * Step 2: a client_id in the body names the client the credential names (client B's id with
  * A's credentials is refused, not silently resolved either way).
  */
 function requireSameClientId(input: ClientAuthInput, credentials: Credentials): void {
@@ -164,7 +177,7 @@ function requireSameClientId(input: ClientAuthInput, credentials: Credentials): 
   }
 }
 
-/** Step 3b: the client exists. */
+/** Step 4: the client exists. */
 async function findClient(deps: AuthDeps, clientId: string): Promise<Client> {
   const client = clientId.length <= maxClientIdLength ? await deps.clients.get(clientId) : undefined;
   if (!client) throw invalidClient(`unknown client ${quote(clientId)}`);
