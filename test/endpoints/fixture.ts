@@ -19,7 +19,7 @@ import { InitialAccessTokens } from '../../src/clients/registration/initial-acce
 import type { Context } from '../../src/context.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { formatProblem } from '../../src/validation.ts';
-import { testContext } from '../helpers/storage.ts';
+import { testContext, type TestDialect } from '../helpers/storage.ts';
 
 /** Order entry: short-lived tokens; its gateway may introspect other clients' tokens. */
 export const ordersApi = 'https://orders.example.com/api';
@@ -128,8 +128,11 @@ export function basicAuthorization(clientId: string, secret: string): string {
   return `Basic ${Buffer.from(`${enc(clientId)}:${enc(secret)}`).toString('base64')}`;
 }
 
-export async function protocolFixture(t: Pick<TestContext, 'after'>, options: { env?: NodeJS.ProcessEnv } = {}): Promise<ProtocolFixture> {
-  const { ctx, clock } = await testContext({ t, ...(options.env ? { env: options.env } : {}) });
+export async function protocolFixture(
+  t: Pick<TestContext, 'after'>,
+  options: { env?: NodeJS.ProcessEnv; dialect?: TestDialect } = {},
+): Promise<ProtocolFixture> {
+  const { ctx, clock } = await testContext({ t, ...(options.env ? { env: options.env } : {}), ...(options.dialect ? { dialect: options.dialect } : {}) });
   const app = buildApp(ctx);
   t.after(() => app.close());
   await app.ready();

@@ -372,15 +372,18 @@ describe('the token endpoint with client_credentials', () => {
   test('throttles repeated failures of one client with 429, Retry-After and a client.throttled event', async (t) => {
     const f = await protocolFixture(t);
     const form = { ...cc, resource: ordersApi };
-    // Each failure from another address, so only the per-client limit (10 per minute) applies.
+    // Each wrong secret from another address: together they reach the per-client limit of secret
+    // guesses (10 per minute), after which an address that has failed as the client waits.
     for (let i = 0; i < 10; i++) {
       const response = await f.token({ auth: f.basic('broker-1', `wrong-${i}`), form, remoteAddress: `198.51.100.${i + 1}` });
       assertOAuthError(response, 401, 'invalid_client', `failure ${i}`);
     }
-    const throttled = await f.token({ auth: f.basic('broker-1'), form, remoteAddress: '198.51.100.200' });
-    assertOAuthError(throttled, 429, 'invalid_client', 'even the right secret is refused while throttled');
+    const throttled = await f.token({ auth: f.basic('broker-1'), form, remoteAddress: '198.51.100.1' });
+    assertOAuthError(throttled, 429, 'invalid_client', 'even the right secret is refused from an address that guessed');
     assert.match(String(throttled.headers['retry-after']), /^[1-9][0-9]*$/);
     assert.ok(Number(throttled.headers['retry-after']) <= 60);
+    // An address that has not failed is let in: the throttle slows the guessers, not the client.
+    assert.equal((await f.token({ auth: f.basic('broker-1'), form, remoteAddress: '198.51.100.200' })).statusCode, 200);
 
     // Another client is unaffected.
     assert.equal((await f.token({ auth: f.basic('orders-gateway'), form: { ...cc, resource: clearingApi } })).statusCode, 200);
@@ -391,11 +394,11 @@ describe('the token endpoint with client_credentials', () => {
     const events = await f.auditEvents('client.throttled');
     assert.equal(events.length, 1);
     assert.equal(events[0]!.decision?.allow, false);
-    assert.equal((events[0]!.details as Record<string, unknown>).source_address, '198.51.100.200');
+    assert.equal((events[0]!.details as Record<string, unknown>).source_address, '198.51.100.1');
 
-    // The window slides: a minute later the client may try again.
+    // The window slides: a minute later the guessing address may try again.
     f.clock.advance(61_000);
-    assert.equal((await f.token({ auth: f.basic('broker-1'), form })).statusCode, 200);
+    assert.equal((await f.token({ auth: f.basic('broker-1'), form, remoteAddress: '198.51.100.1' })).statusCode, 200);
   });
 
   test('throttles repeated failures from one address with 429 and Retry-After, for every client', async (t) => {
