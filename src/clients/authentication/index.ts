@@ -63,7 +63,7 @@ export const basicChallenge = 'Basic realm="clearance"';
 export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps): Promise<AuthenticatedClient> {
   const { throttle } = deps;
   let attempt: AuthAttempt = { address: input.sourceAddress, secret: false };
-  // Set once the presented secret is compared with the client's: a failure after that is a guess.
+  // True once a secret is about to be checked against the one the client has: a failure from then on is a guess.
   let guessing = false;
   try {
     const credentials = readCredentials(input, deps);
