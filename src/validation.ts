@@ -1,3 +1,5 @@
+import { hasControlCharacter, hasNonWhitespaceControl } from './parameters.ts';
+
 /** One thing wrong with an input document, addressed by its path (e.g. `clients[2].redirect_uris[0]`). */
 export interface Problem {
   path: string;
@@ -87,4 +89,34 @@ export class Validator {
 /** `a.b`, or `b` when there is no parent path. */
 export function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
+}
+
+/**
+ * Control characters anywhere in a JSON document or body (src/parameters.ts has the rules): a
+ * key with any C0 control or DEL, or a string value with one other than HT, LF, CR (free text may
+ * break lines). Every string of the document is visited, however deep (iteratively: a body nested
+ * thousands of levels deep must not overflow the stack); at most `limit` problems, addressed by path.
+ */
+export function controlCharacterProblems(document: unknown, limit = 20): Problem[] {
+  const problems: Problem[] = [];
+  const pending: [string, unknown][] = [['', document]];
+  while (pending.length > 0 && problems.length < limit) {
+    const [path, value] = pending.pop()!;
+    if (typeof value === 'string') {
+      if (hasNonWhitespaceControl(value)) problems.push({ path, message: 'contains a control character' });
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) pending.push([`${path}[${i}]`, value[i]]);
+    } else if (typeof value === 'object' && value !== null) {
+      const entries = Object.entries(value);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [key, item] = entries[i]!;
+        if (hasControlCharacter(key)) {
+          problems.push({ path, message: 'has a key that contains a control character' });
+          continue;
+        }
+        pending.push([join(path, key), item]);
+      }
+    }
+  }
+  return problems.slice(0, limit);
 }

@@ -3,7 +3,7 @@ import type { Context } from '../context.ts';
 import { readClientMetadata, type ClientMetadata } from '../clients/metadata.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { readResourceServer, type ResourceServer } from '../resource-servers/definition.ts';
-import { Validator, type Problem } from '../validation.ts';
+import { Validator, controlCharacterProblems, type Problem } from '../validation.ts';
 import { decidePassword, readUserEntry, upsertUser, type PasswordDecision, type UserEntry } from '../identity/users.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { executeMandate, planMandates, type PlannedMandate } from '../mandates/apply.ts';
@@ -48,6 +48,10 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const v = new Validator();
   const root = v.object('', document);
   if (!root) return { problems: v.problems };
+  // Issue 20 item 4: no control character in any key or string of the document (src/parameters.ts),
+  // each one a problem at its path; the document is refused before anything else reads it.
+  const controls = controlCharacterProblems(root);
+  if (controls.length > 0) return { problems: controls };
   for (const key of Object.keys(root)) {
     if ((sections as readonly string[]).includes(key)) continue;
     v.fail(key, laterSections.includes(key) ? 'is not supported by this version of Clearance yet' : 'is not a recognised section');

@@ -1,5 +1,5 @@
 import { OAuthError } from '../oauth-error.ts';
-import type { FormParameters } from '../parameters.ts';
+import { parameterTextProblem, type FormParameters } from '../parameters.ts';
 
 /**
  * The parameters of an authorization request, from whichever place they came: the query or form
@@ -11,9 +11,22 @@ export class AuthorizationParameters {
   /** Where they came from, for messages. */
   readonly source: 'query' | 'form' | 'request object';
 
-  private constructor(values: Map<string, unknown[]>, source: AuthorizationParameters['source']) {
+  /** A parameter that breaks the rule on control characters (src/parameters.ts), refused at the first read. */
+  readonly #problem: string | undefined;
+
+  private constructor(values: Map<string, unknown[]>, source: AuthorizationParameters['source'], problem?: string) {
     this.#values = values;
     this.source = source;
+    this.#problem = problem;
+  }
+
+  /**
+   * Issue 20 item 4: a request with a control character in a parameter is refused as a whole,
+   * whichever parameter is read first (client_id is: the error is a page, never a redirect).
+   */
+  #usable(): Map<string, unknown[]> {
+    if (this.#problem) throw new OAuthError(this.source === 'request object' ? 'invalid_request_object' : 'invalid_request', this.#problem);
+    return this.#values;
   }
 
   /** From a query string or form body (RFC 6749 §3.1: an empty value counts as absent). */
@@ -23,7 +36,7 @@ export class AuthorizationParameters {
       const present = form.all(name).filter((v) => v !== '');
       if (present.length > 0) values.set(name, present);
     }
-    return new AuthorizationParameters(values, source);
+    return new AuthorizationParameters(values, source, form.controlCharacters());
   }
 
   /**
@@ -32,24 +45,28 @@ export class AuthorizationParameters {
    */
   static fromClaims(claims: Record<string, unknown>): AuthorizationParameters {
     const values = new Map<string, unknown[]>();
+    let problem: string | undefined;
     for (const [name, value] of Object.entries(claims)) {
       if (value === undefined || value === null || value === '') continue;
-      values.set(name, name === 'resource' && Array.isArray(value) ? value : [value]);
+      const list = name === 'resource' && Array.isArray(value) ? value : [value];
+      values.set(name, list);
+      // Claims whose values are strings follow the rule of the parameters they stand for.
+      for (const item of list) if (typeof item === 'string') problem ??= parameterTextProblem(name, item);
     }
-    return new AuthorizationParameters(values, 'request object');
+    return new AuthorizationParameters(values, 'request object', problem);
   }
 
   has(name: string): boolean {
-    return this.#values.has(name);
+    return this.#usable().has(name);
   }
 
   names(): string[] {
-    return [...this.#values.keys()];
+    return [...this.#usable().keys()];
   }
 
   /** Every value of a parameter that may repeat (RFC 8707 `resource`). */
   all(name: string): unknown[] {
-    return this.#values.get(name) ?? [];
+    return this.#usable().get(name) ?? [];
   }
 
   /**
@@ -57,7 +74,7 @@ export class AuthorizationParameters {
    * than once). Numbers from a request object (max_age) are given as their decimal text.
    */
   string(name: string): string | undefined {
-    const values = this.#values.get(name);
+    const values = this.#usable().get(name);
     if (!values) return undefined;
     // RFC 6749 §3.1: request parameters MUST NOT be included more than once.
     if (values.length > 1) throw new OAuthError('invalid_request', `${name} was sent more than once`);
@@ -69,7 +86,7 @@ export class AuthorizationParameters {
 
   /** The one raw value (for JSON-valued parameters such as authorization_details). */
   one(name: string): unknown {
-    const values = this.#values.get(name);
+    const values = this.#usable().get(name);
     if (!values) return undefined;
     if (values.length > 1) throw new OAuthError('invalid_request', `${name} was sent more than once`);
     return values[0];

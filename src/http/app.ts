@@ -27,6 +27,8 @@ import { accessEvaluation } from '../endpoints/access/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
+import { refuseControlCharacters } from './control-characters.ts';
+import { issuerPath } from '../endpoints/endpoint.ts';
 import { makeCertificateReader } from './client-certificate.ts';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config.ts';
@@ -90,6 +92,13 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
   });
   app.addHook('onRequest', async (_request, reply) => {
     if (closing) return sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
+  });
+  // Issue 20 item 4: control characters are refused at the boundary, on every endpoint but the
+  // authorization endpoint, which answers in the browser with its own error page
+  // (AuthorizationParameters applies the OAuth rule there).
+  const authorizePath = `${issuerPath(ctx.config.issuer)}/authorize`;
+  app.addHook('preValidation', async (request) => {
+    if (request.routeOptions.url !== authorizePath) refuseControlCharacters(request);
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>

@@ -16,11 +16,16 @@ declare module 'fastify' {
   }
 }
 
-/** The form body of an OAuth POST; anything else is `invalid_request` (RFC 6749 §3.2). */
+/**
+ * The form body of an OAuth POST; anything else is `invalid_request` (RFC 6749 §3.2), and so is a
+ * parameter with a control character (RFC 6749 Appendix A; the rule: src/parameters.ts).
+ */
 export function requireForm(request: FastifyRequest): FormParameters {
   if (!request.form) {
     throw new OAuthError('invalid_request', 'the body must be application/x-www-form-urlencoded');
   }
+  const problem = request.form.controlCharacters();
+  if (problem) throw new OAuthError('invalid_request', problem);
   return request.form;
 }
 

@@ -4,6 +4,7 @@ import { verifyCompactSignature } from '../keys/jws-verify.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ReplayCache } from './replay-cache.ts';
 import { accessTokenHash, normalizeHtu } from '../guard/dpop.ts';
+import { hasControlCharacter } from '../parameters.ts';
 
 /**
  * DPoP, Demonstrating Proof of Possession (RFC 9449): proof validation (§4.3), JWK thumbprints
@@ -117,8 +118,9 @@ export function checkDpopProof(request: DpopRequest, deps: Omit<DpopDeps, 'repla
 
   const { jti, htm, htu, iat, ath, nonce } = claims;
   if (jti === undefined) throw invalidProof('DPoP proof has no jti', 'the DPoP proof must have jti');
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > maxDpopJtiLength) {
-    throw invalidProof(`DPoP proof jti is not a string of 1-${maxDpopJtiLength} characters`, 'the DPoP proof jti is malformed');
+  // A control character could not be a database key (issue 20 item 4: NUL was a 500 on PostgreSQL).
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > maxDpopJtiLength || hasControlCharacter(jti)) {
+    throw invalidProof(`DPoP proof jti is not a string of 1-${maxDpopJtiLength} characters without control characters`, 'the DPoP proof jti is malformed');
   }
   if (htm === undefined) throw invalidProof('DPoP proof has no htm', 'the DPoP proof must have htm');
   if (htu === undefined) throw invalidProof('DPoP proof has no htu', 'the DPoP proof must have htu');

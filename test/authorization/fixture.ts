@@ -19,6 +19,7 @@ import { decideConsent, nextStep, recordAuthentication } from '../../src/authori
 import { startSession } from '../../src/identity/sessions.ts';
 import { upsertUser } from '../../src/identity/users.ts';
 import { formBody, ordersApi, protocolFixture, type ProtocolFixture } from '../endpoints/fixture.ts';
+import type { TestDialect } from '../helpers/storage.ts';
 
 export const webRedirect = 'https://app.example.com/cb';
 export const webRedirectWithQuery = 'https://app.example.com/cb?tenant=a';
@@ -86,7 +87,7 @@ export interface CodeFlowFixture extends ProtocolFixture {
   introspect(client: string, token: string): Promise<Record<string, unknown>>;
 }
 
-export async function codeFlowFixture(t: Pick<TestContext, 'after'>, options: { env?: NodeJS.ProcessEnv } = {}): Promise<CodeFlowFixture> {
+export async function codeFlowFixture(t: Pick<TestContext, 'after'>, options: { env?: NodeJS.ProcessEnv; dialect?: TestDialect } = {}): Promise<CodeFlowFixture> {
   const base = await protocolFixture(t, options);
   const { ctx } = base;
   const { privateKey: parKey, publicKey } = await generateKeyPair('ES256', { extractable: true });

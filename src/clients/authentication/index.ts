@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.ts';
 import { OAuthError } from '../../oauth-error.ts';
+import { hasControlCharacter } from '../../parameters.ts';
 import type { ReplayCache } from '../../tokens/replay-cache.ts';
 import type { AuthMethod } from '../metadata.ts';
 import type { Client, ClientStore } from '../store.ts';
@@ -105,7 +106,7 @@ export function claimedClientId(input: ClientAuthInput, maxAssertionBytes?: numb
   } catch {
     id = input.form.all('client_id')[0];
   }
-  return id && id.length <= maxClientIdLength ? id : undefined;
+  return id && id.length <= maxClientIdLength && !hasControlCharacter(id) ? id : undefined;
 }
 
 /** What the request carried, before anything is verified. */
@@ -179,7 +180,9 @@ function requireSameClientId(input: ClientAuthInput, credentials: Credentials): 
 
 /** Step 4: the client exists. */
 async function findClient(deps: AuthDeps, clientId: string): Promise<Client> {
-  const client = clientId.length <= maxClientIdLength ? await deps.clients.get(clientId) : undefined;
+  // A client_id no client can have (too long, or with a control character: issue 20 item 4) is
+  // unknown without a lookup; PostgreSQL could not even compare a NUL.
+  const client = clientId.length <= maxClientIdLength && !hasControlCharacter(clientId) ? await deps.clients.get(clientId) : undefined;
   if (!client) throw invalidClient(`unknown client ${quote(clientId)}`);
   return client;
 }

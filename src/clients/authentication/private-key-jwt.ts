@@ -7,6 +7,7 @@ import { assertionAlgs } from '../metadata.ts';
 import type { Client } from '../store.ts';
 import { registeredKeys, type AssertionAlg, type RegisteredKey } from './client-keys.ts';
 import { invalidClient, quote } from './errors.ts';
+import { hasControlCharacter } from '../../parameters.ts';
 
 /** RFC 7523 §2.2: the only client_assertion_type accepted. */
 export const jwtBearerAssertionType = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -259,8 +260,9 @@ function checkClaims(claims: JWTPayload, clientId: string, ctx: AssertionContext
     }
   }
   if (jti === undefined) throw invalidClient('client_assertion has no jti', 'client_assertion must have jti');
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > maxJtiLength) {
-    throw invalidClient(`client_assertion jti is not a string of 1-${maxJtiLength} characters`, 'client_assertion jti is malformed');
+  // A control character could not be a database key (issue 20 item 4: NUL was a 500 on PostgreSQL).
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > maxJtiLength || hasControlCharacter(jti)) {
+    throw invalidClient(`client_assertion jti is not a string of 1-${maxJtiLength} characters without control characters`, 'client_assertion jti is malformed');
   }
   const foreign = foreignClaims.find((claim) => claim in claims);
   if (foreign) {
