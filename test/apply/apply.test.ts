@@ -147,6 +147,27 @@ describe('apply', () => {
     assert.deepEqual(problems.map(formatProblem), ['clients[1].redirect_uris[0]: must be https']);
   });
 
+  test('refuses a document with a control character in any key or string, each at its path, and changes nothing', async (t) => {
+    const { ctx } = await testContext({ t });
+    const before = await snapshot(ctx);
+    // YAML escapes ("\0", "\e") and JSON escapes reach the document the same way.
+    const text = validYaml.replace('https://ui.example.com/callback', '"https://ui.example.com/call\\0back"').replace('# Clearance', '"x\\ey": 1\n# Clearance');
+    const parsed = parseDocument(text, 'desk.yaml');
+    assert.deepEqual(parsed.problems, []);
+    const { plan: result, problems } = await planApply(ctx, parsed.value);
+    assert.equal(result, undefined);
+    assert.deepEqual(problems.map(formatProblem), ['has a key that contains a control character', 'clients[1].redirect_uris[0]: contains a control character']);
+    const json = { clients: [{ client_id: 'broker-1', client_name: 'Desk\u007f', grant_types: ['client_credentials'], jwks: { keys: [{ kid: 'k\u0000' }] } }] };
+    assert.deepEqual((await planApply(ctx, json)).problems.map(formatProblem), [
+      'clients[0].client_name: contains a control character',
+      'clients[0].jwks.keys[0].kid: contains a control character',
+    ]);
+    // A line break or tab in a string is text (a description may have several lines).
+    const multiline = { resource_servers: [{ identifier: 'https://orders.example.com', name: 'Order\tAPI\nline two', scopes: ['order:create'] }] };
+    assert.deepEqual((await planApply(ctx, multiline)).problems.map(formatProblem), []);
+    assert.deepEqual(await snapshot(ctx), before);
+  });
+
   test('refuses a document that is not an object, unparseable, or has a duplicate key', async (t) => {
     const { ctx } = await testContext({ t });
     assert.deepEqual((await planApply(ctx, [])).problems.map(formatProblem), ['must be an object']);
