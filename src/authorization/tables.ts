@@ -82,10 +82,15 @@ export interface AuthorizationTables {
     user_id: string;
     /** What the token stands for (scopes, resource, details, auth_time, acr, amr), as JSON. */
     payload: string;
-    /** 'active' | 'rotated' (used, replaced by a child) | 'superseded' (replaced unused, by a retry) | 'revoked'. */
+    /**
+     * 'active' | 'rotated' (used, replaced by a child) | 'revoked' | 'superseded' (replaced unused
+     * by a retry: only children without a `retry_seal`, rotated before migration 0011).
+     */
     state: string;
     created_at: number;
     expires_at: number;
     used_at: number | null;
+    /** This token's value sealed under its parent's token value, for retries with the parent; null for the first of a family. */
+    retry_seal: string | null;
   };
 }

@@ -34,9 +34,11 @@ import { revokeOnReuse } from './reuse.ts';
  * 8. reuse of a used token:
  *    - public clients (token_endpoint_auth_method none): the whole grant is revoked and the request
  *      refused (RFC 9700 §4.14.2; a parallel double use gives one success and the revocation);
- *    - confidential clients: a retry with the previous token succeeds while its child has not been
- *      used yet (the response may have been lost; FAPI WG #456/#676), replacing that child; once the
- *      child was used, reuse revokes the grant as for public clients.
+ *    - confidential clients: a retry with the previous token — concurrent or later (a lost
+ *      response; FAPI WG #456/#676) — succeeds while its child has not been used yet, and gets that
+ *      same child (src/tokens/refresh-tokens.ts: one rotation, every duplicate the same refresh
+ *      token, the grant untouched); once the child was used, reuse revokes the grant as for public
+ *      clients.
  */
 export const refreshToken = defineGrant({
   grantType: 'refresh_token',
@@ -76,9 +78,9 @@ export const refreshToken = defineGrant({
       requestId,
       write: async (trx) => {
         let rotation: 'rotated' | 'retried' = 'rotated';
-        let child = stored.state === 'active' ? await rotateRefreshToken(ctx, stored, trx) : undefined;
+        let child = stored.state === 'active' ? await rotateRefreshToken(ctx, stored, value, trx) : undefined;
         if (!child && !isPublic) {
-          child = await retryRefreshToken(ctx, stored, trx);
+          child = await retryRefreshToken(ctx, stored, value, trx);
           rotation = 'retried';
         }
         if (!child) return undefined;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
@@ -12,6 +12,20 @@ import type { Confirmation } from './claims.ts';
  * bound to the client and the grant. A rotation chain (one per code redemption) is a family; each
  * rotation marks the used token `rotated` with one conditional update and issues its child, so a
  * token is exchanged at most once and its later reuse is recognisable.
+ *
+ * Concurrency, the same on every dialect and node (issue 20 item 3). Of N concurrent uses of one
+ * token exactly one rotates it: the conditional update active → rotated serialises them (PostgreSQL
+ * makes the others wait for the winner's commit and then finds the row rotated; SQLite runs one
+ * write transaction at a time). What the others get is the caller's rule (src/grants/refresh-token.ts):
+ * - a retry (confidential clients): the winner's child itself, while it is unused. Each child carries
+ *   its token value sealed under its parent's token value (`retry_seal`: AES-256-GCM with a key
+ *   derived from the parent token, which the database holds only as a digest), so only a presenter
+ *   of the parent can open it. Every concurrent duplicate and every later retry (a lost response,
+ *   FAPI WG #456/#676) gets the same refresh token, no response carries a token that a sibling
+ *   response has already replaced, and nothing is revoked. Reading the child is a conditional
+ *   (no-op) update, so a retry and a concurrent use of the child serialise too: either the retry
+ *   commits first (the child was unused when it was returned) or it finds the child used — a reuse;
+ * - public clients: none (RFC 9700 §4.14.2): the token was used, so the grant is revoked.
  */
 
 /**
@@ -83,6 +97,7 @@ export async function issueRefreshToken(
       created_at: now,
       expires_at: expiresAt,
       used_at: null,
+      retry_seal: null,
     })
     .execute();
   return { token, id, familyId, expiresAt };
@@ -131,14 +146,16 @@ export async function refreshTokenById(ctx: Pick<Context, 'storage'>, id: string
 }
 
 /**
- * Rotates `parent`: in one transaction, ONE conditional update (active → rotated) and, only when it
- * won, the insertion of the child. Of concurrent uses of one token, on any node, exactly one gets a
- * child; the others see the parent rotated with its child already in place. Undefined when lost.
+ * Rotates `parent` (`presented`: its token value, which seals the child for retries): in one
+ * transaction, ONE conditional update (active → rotated) and, only when it won, the insertion of
+ * the child. Of concurrent uses of one token, on any node, exactly one gets a child; the others see
+ * the parent rotated with its child already in place. Undefined when lost.
  * `within`: the caller's transaction (the grant's, with the audit events), else one of its own.
  */
 export async function rotateRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
   parent: StoredRefreshToken,
+  presented: string,
   within?: Transaction<Database>,
 ): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
@@ -151,34 +168,43 @@ export async function rotateRefreshToken(
       .where('expires_at', '>', now)
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) !== 1) return undefined;
-    return insertChild(trx, now, parent);
+    return insertChild(trx, now, parent, presented);
   });
 }
 
 /**
- * A retry with the previous token (confidential clients): in one transaction, the parent's child
- * that was never used (still active) is marked superseded by one conditional update, and a new
- * child issued in its place. Undefined when there is no such child (it was used: a reuse).
+ * A retry with the previous token (confidential clients), concurrent or later: the parent's child
+ * that was never used (still active) is returned itself, opened from its seal with `presented`
+ * (the parent's token value). Undefined when there is no such child (it was used: a reuse).
+ * The child is read by a conditional no-op update, which holds its row until the caller's
+ * transaction ends: a concurrent use of the child waits for this retry or makes it find none.
+ * A child rotated before seals existed (migration 0011) is superseded and replaced instead.
  * `within`: the caller's transaction, else one of its own.
  */
 export async function retryRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
   parent: StoredRefreshToken,
+  presented: string,
   within?: Transaction<Database>,
 ): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
   if (parent.expiresAt <= now) return undefined;
   return inTransaction(ctx, within, async (trx) => {
-    const child = await trx.selectFrom('refresh_tokens').select('id').where('parent_id', '=', parent.id).where('state', '=', 'active').executeTakeFirst();
-    if (!child) return undefined;
-    const result = await trx
+    const child = await trx
       .updateTable('refresh_tokens')
-      .set({ state: 'superseded' })
-      .where('id', '=', child.id)
+      .set({ state: 'active' })
+      .where('parent_id', '=', parent.id)
       .where('state', '=', 'active')
+      .returning(['id', 'retry_seal'])
       .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) return undefined;
-    return insertChild(trx, now, parent);
+    if (!child) return undefined;
+    if (child.retry_seal === null) {
+      await trx.updateTable('refresh_tokens').set({ state: 'superseded' }).where('id', '=', child.id).execute();
+      return insertChild(trx, now, parent, presented);
+    }
+    // Opens only with the parent's token value (the caller found the parent by its digest).
+    const token = openSeal(child.retry_seal, presented, child.id);
+    return token === undefined ? undefined : { token, id: child.id, familyId: parent.familyId, expiresAt: parent.expiresAt };
   });
 }
 
@@ -193,7 +219,7 @@ export interface IssuedRefreshToken {
   expiresAt: number;
 }
 
-async function insertChild(trx: Transaction<Database>, now: number, parent: StoredRefreshToken): Promise<IssuedRefreshToken> {
+async function insertChild(trx: Transaction<Database>, now: number, parent: StoredRefreshToken, presented: string): Promise<IssuedRefreshToken> {
   const token = randomHandle(32);
   const id = randomUUID();
   await trx
@@ -212,9 +238,41 @@ async function insertChild(trx: Transaction<Database>, now: number, parent: Stor
       // Rotation never extends the family's absolute lifetime.
       expires_at: parent.expiresAt,
       used_at: null,
+      retry_seal: seal(token, presented, id),
     })
     .execute();
   return { token, id, familyId: parent.familyId, expiresAt: parent.expiresAt };
+}
+
+/**
+ * The key that seals a child for retries: HMAC-SHA256 keyed with the parent's token value (256
+ * random bits). The database stores SHA-256 of that value, which does not give this key.
+ */
+function sealKey(parentToken: string): Buffer {
+  return createHmac('sha256', parentToken).update('clearance refresh-token retry seal v1').digest();
+}
+
+/** `token` sealed under `parentToken` (AES-256-GCM, the child's id as associated data): iv.ciphertext.tag, base64url. */
+function seal(token: string, parentToken: string, childId: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', sealKey(parentToken), iv);
+  cipher.setAAD(Buffer.from(childId, 'utf8'));
+  const sealed = Buffer.concat([cipher.update(token, 'utf8'), cipher.final()]);
+  return [iv, sealed, cipher.getAuthTag()].map((part) => part.toString('base64url')).join('.');
+}
+
+/** The child's token value, or undefined when the seal does not open with `parentToken`. */
+function openSeal(sealed: string, parentToken: string, childId: string): string | undefined {
+  const [iv, data, tag] = sealed.split('.');
+  if (iv === undefined || data === undefined || tag === undefined) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', sealKey(parentToken), Buffer.from(iv, 'base64url'));
+    decipher.setAAD(Buffer.from(childId, 'utf8'));
+    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    return Buffer.concat([decipher.update(Buffer.from(data, 'base64url')), decipher.final()]).toString('utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Revokes every token of a family (RFC 7009 revocation of a refresh token). */

@@ -5,7 +5,7 @@ import { approveRequest, findActiveGrant, revokeGrant } from '../../src/authoriz
 import { consumePushedRequest, storePushedRequest } from '../../src/authorization/pushed-requests.ts';
 import type { AuthorizationRequest } from '../../src/authorization/request.ts';
 import type { Context } from '../../src/context.ts';
-import { issueRefreshToken, refreshTokenById, rotateRefreshToken } from '../../src/tokens/refresh-tokens.ts';
+import { issueRefreshToken, refreshTokenById, retryRefreshToken, rotateRefreshToken } from '../../src/tokens/refresh-tokens.ts';
 import { createInteraction } from '../../src/authorization/interactions.ts';
 import { authorizationPruningSettled, maybePruneAuthorizationState } from '../../src/authorization/pruning.ts';
 import { testContext, testDialects } from '../helpers/storage.ts';
@@ -59,11 +59,47 @@ for (const dialect of testDialects()) {
         payload: { scopes: [], oidcScopes: [], authorizationDetails: [], authTime: 0, acr: 'x', amr: [] },
       });
       const parent = (await refreshTokenById(a, issued.id))!;
-      const children = await Promise.all(Array.from({ length: 10 }, (_, i) => rotateRefreshToken(i % 2 ? a : b, parent)));
+      const children = await Promise.all(Array.from({ length: 10 }, (_, i) => rotateRefreshToken(i % 2 ? a : b, parent, issued.token)));
       assert.equal(children.filter(Boolean).length, 1);
       const rows = await a.storage.db.selectFrom('refresh_tokens').select(['id', 'state', 'parent_id']).execute();
       assert.equal(rows.length, 2);
       assert.equal(rows.find((r) => r.id === parent.id)!.state, 'rotated');
+    });
+
+    test('gives every concurrent retry of a rotated token its one unused successor on two connections, and none once that was used', async (t) => {
+      const [a, b] = await twoNodes(t, dialect);
+      const issued = await issueRefreshToken(a, { grantId: 'g-1', clientId: 'web-app', userId: 'u-1', payload: { scopes: [], oidcScopes: [], authorizationDetails: [], authTime: 0, acr: 'x', amr: [] } });
+      const parent = (await refreshTokenById(a, issued.id))!;
+      // Rotations and retries at once, as 20 concurrent requests with one token would make them.
+      const results = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          const node = i % 2 ? a : b;
+          return (await rotateRefreshToken(node, parent, issued.token)) ?? (await retryRefreshToken(node, parent, issued.token));
+        }),
+      );
+      assert.ok(results.every(Boolean), 'every duplicate gets a token');
+      assert.equal(new Set(results.map((r) => r!.token)).size, 1, 'the same one: exactly one rotation');
+      const rows = await a.storage.db.selectFrom('refresh_tokens').select(['id', 'state']).execute();
+      assert.deepEqual(rows.map((r) => r.state).sort(), ['active', 'rotated']);
+      const child = (await refreshTokenById(a, results[0]!.id))!;
+      assert.equal(child.state, 'active');
+      // A seal opens only with the parent's token value.
+      assert.equal(await retryRefreshToken(a, parent, `${issued.token}x`), undefined);
+
+      assert.ok(await rotateRefreshToken(b, child, results[0]!.token), 'the successor is used');
+      assert.equal(await retryRefreshToken(a, parent, issued.token), undefined, 'a retry after that is a reuse');
+    });
+
+    test('replaces, on retry, a successor rotated before retries were sealed', async (t) => {
+      const [a] = await twoNodes(t, dialect);
+      const issued = await issueRefreshToken(a, { grantId: 'g-1', clientId: 'web-app', userId: 'u-1', payload: { scopes: [], oidcScopes: [], authorizationDetails: [], authTime: 0, acr: 'x', amr: [] } });
+      const parent = (await refreshTokenById(a, issued.id))!;
+      const old = (await rotateRefreshToken(a, parent, issued.token))!;
+      await a.storage.db.updateTable('refresh_tokens').set({ retry_seal: null }).where('id', '=', old.id).execute();
+      const retried = (await retryRefreshToken(a, parent, issued.token))!;
+      assert.notEqual(retried.token, old.token);
+      assert.equal((await refreshTokenById(a, old.id))!.state, 'superseded');
+      assert.equal((await retryRefreshToken(a, parent, issued.token))!.token, retried.token, 'the replacement is sealed');
     });
 
     test('consumes a pushed request exactly once', async (t) => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { assertOAuthError, decodeJwt, ordersApi } from '../endpoints/fixture.ts';
+import { testDialects } from '../helpers/storage.ts';
 
 interface Tokens {
   access_token: string;
@@ -74,14 +75,15 @@ describe('the token endpoint with refresh_token', () => {
   });
 
   describe('confidential clients', () => {
-    test('let a retry with the previous refresh token succeed while its successor is unused (FAPI WG #456)', async (t) => {
+    test('let a retry with the previous refresh token succeed while its successor is unused, with that same successor (FAPI WG #456)', async (t) => {
       const f = await codeFlowFixture(t);
       const first = await tokensFor(f, 'web-app');
       const lost = (await f.refresh('web-app', first.refresh_token)).json() as Tokens;
       const retry = await f.refresh('web-app', first.refresh_token);
       assert.equal(retry.statusCode, 200, retry.body);
       const kept = retry.json() as Tokens;
-      assertOAuthError(await f.refresh('web-app', lost.refresh_token), 400, 'invalid_grant', 'the successor the retry replaced');
+      assert.equal(kept.refresh_token, lost.refresh_token, 'the retry returns the successor the lost response carried');
+      assert.notEqual(kept.access_token, lost.access_token);
       assert.equal((await f.refresh('web-app', kept.refresh_token)).statusCode, 200);
       assert.equal((await f.auditEvents('consent.revoked')).length, 0);
     });
@@ -194,3 +196,49 @@ describe('the token endpoint with refresh_token', () => {
     assertOAuthError(await f.token({ auth: f.basic('web-app'), form: { grant_type: 'refresh_token' } }), 400, 'invalid_request');
   });
 });
+
+/**
+ * Issue 20 item 3: one refresh rule under concurrency on every dialect (docs/authorization.md,
+ * src/tokens/refresh-tokens.ts). PostgreSQL used to give 12-13 of 50 concurrent uses of a
+ * confidential client's token a success and then revoke the grant, so those successes carried
+ * tokens that were already dead; SQLite gave 50 successes whose refresh tokens replaced each other.
+ */
+for (const dialect of testDialects()) {
+  describe(`50 concurrent uses of one refresh token on ${dialect.name}`, () => {
+    const parallel = 50;
+
+    test('a confidential client: exactly one rotation, every request the same live refresh token and a live access token, the grant kept', async (t) => {
+      const f = await codeFlowFixture(t, { dialect });
+      const first = await tokensFor(f, 'web-app');
+      const responses = await Promise.all(Array.from({ length: parallel }, () => f.refresh('web-app', first.refresh_token)));
+      assert.deepEqual(responses.map((r) => r.statusCode), Array(parallel).fill(200), responses.find((r) => r.statusCode !== 200)?.body);
+      const bodies = responses.map((r) => r.json() as Tokens);
+      assert.equal(new Set(bodies.map((b) => b.refresh_token)).size, 1, 'one successor for all');
+      assert.equal(new Set(bodies.map((b) => b.access_token)).size, parallel);
+      const rotations = (await f.auditEvents('refresh.rotated')).map((e) => (e.details as Record<string, unknown>).rotation);
+      assert.equal(rotations.filter((r) => r === 'rotated').length, 1, 'exactly one rotation');
+      assert.equal(rotations.filter((r) => r === 'retried').length, parallel - 1);
+      assert.equal((await f.auditEvents('consent.revoked')).length, 0, 'a race of duplicates is no theft');
+      assert.equal((await f.auditEvents('refresh.reused')).length, 0);
+      for (const body of bodies) assert.equal((await f.introspect('orders-gateway', body.access_token)).active, true, 'no success carries a dead token');
+      const next = await f.refresh('web-app', bodies[0]!.refresh_token);
+      assert.equal(next.statusCode, 200, next.body);
+      // Once the successor was used, the old token is a reuse (RFC 9700 §4.14.2): the grant goes.
+      assertOAuthError(await f.refresh('web-app', first.refresh_token), 400, 'invalid_grant');
+      assert.equal((await f.introspect('orders-gateway', (next.json() as Tokens).access_token)).active, false);
+    });
+
+    test('a public client: exactly one success, the grant revoked, and that success\'s tokens dead with it', async (t) => {
+      const f = await codeFlowFixture(t, { dialect });
+      const first = await tokensFor(f, 'native-app');
+      const responses = await Promise.all(Array.from({ length: parallel }, () => f.refresh('native-app', first.refresh_token)));
+      const winners = responses.filter((r) => r.statusCode === 200);
+      assert.equal(winners.length, 1, 'exactly one rotation');
+      for (const loser of responses.filter((r) => r.statusCode !== 200)) assertOAuthError(loser, 400, 'invalid_grant');
+      assert.equal((await f.auditEvents('consent.revoked')).length, 1, 'a parallel reuse revokes the grant once (RFC 9700 §4.14.2)');
+      const winner = winners[0]!.json() as Tokens;
+      assertOAuthError(await f.refresh('native-app', winner.refresh_token), 400, 'invalid_grant');
+      assert.equal((await f.introspect('orders-gateway', winner.access_token)).active, false);
+    });
+  });
+}

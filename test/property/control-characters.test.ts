@@ -63,7 +63,7 @@ async function fuzzForm(f: ProtocolFixture, path: string, seed: number): Promise
         const splice = (text: string) => `${text.slice(0, at % (text.length + 1))}${s.text}${text.slice(at % (text.length + 1))}`;
         if (s.where === 'client_id') clientId = splice(clientId);
         else if (s.where === 'secret') secret = splice(secret);
-        else {
+        else if ('index' in s) {
           inForm = true;
           const pair = pairs[s.index]!;
           if (s.where === 'name') pair[0] = splice(pair[0]);
