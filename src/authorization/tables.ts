@@ -84,7 +84,7 @@ export interface AuthorizationTables {
     payload: string;
     /**
      * 'active' | 'rotated' (used, replaced by a child) | 'revoked' | 'superseded' (replaced unused
-     * by a retry: only children without a `retry_seal`, rotated before migration 0011).
+     * by a retry: only children without a `retry_seal`, rotated before migration 0012).
      */
     state: string;
     created_at: number;

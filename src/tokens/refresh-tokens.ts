@@ -178,7 +178,7 @@ export async function rotateRefreshToken(
  * (the parent's token value). Undefined when there is no such child (it was used: a reuse).
  * The child is read by a conditional no-op update, which holds its row until the caller's
  * transaction ends: a concurrent use of the child waits for this retry or makes it find none.
- * A child rotated before seals existed (migration 0011) is superseded and replaced instead.
+ * A child rotated before seals existed (migration 0012) is superseded and replaced instead.
  * `within`: the caller's transaction, else one of its own.
  */
 export async function retryRefreshToken(

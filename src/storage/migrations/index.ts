@@ -10,7 +10,7 @@ import * as policy from './0008_policy.ts';
 import * as mandates from './0009_mandates.ts';
 import * as partners from './0010_partners.ts';
 import * as registrationAuthority from './0011_registration_authority.ts';
-import * as refreshRetry from './0011_refresh_retry.ts';
+import * as refreshRetry from './0012_refresh_retry.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -25,5 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009_mandates': mandates,
   '0010_partners': partners,
   '0011_registration_authority': registrationAuthority,
-  '0011_refresh_retry': refreshRetry,
+  '0012_refresh_retry': refreshRetry,
 };
