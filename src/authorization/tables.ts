@@ -90,7 +90,10 @@ export interface AuthorizationTables {
     created_at: number;
     expires_at: number;
     used_at: number | null;
-    /** This token's value sealed under its parent's token value, for retries with the parent; null for the first of a family. */
+    /**
+     * This token's value sealed under its parent's token value, for retries with the parent, while
+     * it is unused; null for the first of a family and once it was used (rotated).
+     */
     retry_seal: string | null;
   };
 }

@@ -162,7 +162,10 @@ export async function rotateRefreshToken(
   return inTransaction(ctx, within, async (trx) => {
     const result = await trx
       .updateTable('refresh_tokens')
-      .set({ state: 'rotated', used_at: now })
+      // A used token's own seal is dropped: only an unused child is ever returned by a retry, and
+      // without the seals of used tokens a copy of the database plus an old token of the family
+      // cannot be walked down the chain to the live one.
+      .set({ state: 'rotated', used_at: now, retry_seal: null })
       .where('id', '=', parent.id)
       .where('state', '=', 'active')
       .where('expires_at', '>', now)

@@ -88,6 +88,8 @@ for (const dialect of testDialects()) {
 
       assert.ok(await rotateRefreshToken(b, child, results[0]!.token), 'the successor is used');
       assert.equal(await retryRefreshToken(a, parent, issued.token), undefined, 'a retry after that is a reuse');
+      const seals = await a.storage.db.selectFrom('refresh_tokens').select(['state', 'retry_seal']).execute();
+      assert.deepEqual(seals.filter((r) => r.retry_seal !== null).map((r) => r.state), ['active'], 'only the unused token keeps a seal');
     });
 
     test('replaces, on retry, a successor rotated before retries were sealed', async (t) => {
