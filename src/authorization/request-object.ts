@@ -3,6 +3,7 @@ import { registeredKeys, type RegisteredKey } from '../clients/authentication/cl
 import { assertionAlgs } from '../clients/metadata.ts';
 import type { Client } from '../clients/store.ts';
 import { epochSeconds, type Clock } from '../clock.ts';
+import { decodeCompactJws, mediaType } from '../jose/index.ts';
 import { OAuthError } from '../oauth-error.ts';
 
 /**
@@ -13,7 +14,7 @@ import { OAuthError } from '../oauth-error.ts';
 /** RFC 9101 §10.8: the explicit type of a request object. */
 export const requestObjectTyp = 'oauth-authz-req+jwt';
 
-/** Signature algorithms accepted for request objects: never `none`, never RS256 (FAPI 2.0 SP §5.4). */
+/** Signature algorithms accepted for request objects: never `none`, never RS256 (FAPI 2.0 SP §5.4); EdDSA also as `Ed25519` (RFC 9864 §2.2). */
 export const requestObjectAlgs = assertionAlgs;
 
 /** Largest request object accepted, in bytes. */
@@ -42,13 +43,16 @@ export async function verifyRequestObject(
   options: { issuer: string; clock: Clock },
 ): Promise<Record<string, unknown>> {
   const clientId = client.metadata.client_id;
-  if (Buffer.byteLength(jwt, 'utf8') > maxRequestObjectBytes) throw invalid('the request object is too large');
-  const segments = jwt.split('.');
-  if (segments.length === 5) throw invalid('encrypted request objects are not supported; sign it (JWS)');
-  if (segments.length !== 3 || segments.some((s) => !/^[A-Za-z0-9_-]*$/.test(s)) || segments[2] === '') {
+  // RFC 8725 §3.3: one compact JWS (src/jose), within the size cap.
+  const decoded = decodeCompactJws(jwt, { maxBytes: maxRequestObjectBytes });
+  if (!decoded.ok) {
+    if (decoded.problem === 'too_large') throw invalid('the request object is too large');
+    if (decoded.problem === 'jwe') throw invalid('encrypted request objects are not supported; sign it (JWS)');
+    if (decoded.problem === 'header') throw invalid('the request object header is not a JSON object');
+    if (decoded.problem === 'claims') throw invalid('the request object claims set is not a JSON object');
     throw invalid('the request object must be a signed JWT in compact serialization');
   }
-  const header = decodeSegment(segments[0]!);
+  const { header } = decoded.jws;
   const alg = header.alg;
   if (typeof alg !== 'string') throw invalid('the request object header has no alg');
   // RFC 8725 §3.1: `none` in any letter case is never accepted; the algorithm comes from an allowlist.
@@ -56,11 +60,8 @@ export async function verifyRequestObject(
   if (!(requestObjectAlgs as readonly string[]).includes(alg)) {
     throw invalid(`request object alg ${alg.slice(0, 20)} is not allowed (${requestObjectAlgs.join(', ')})`);
   }
-  if (header.typ !== undefined) {
-    const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : '';
-    // RFC 8725 §3.11: a JWT typed for another purpose (at+jwt, dpop+jwt, JWT of an ID token) is refused.
-    if (typ !== requestObjectTyp) throw invalid(`the request object typ must be ${requestObjectTyp}`);
-  }
+  // RFC 8725 §3.11: a JWT typed for another purpose (at+jwt, dpop+jwt, JWT of an ID token) is refused.
+  if (header.typ !== undefined && mediaType(header.typ) !== requestObjectTyp) throw invalid(`the request object typ must be ${requestObjectTyp}`);
   const keys = candidateKeys(client, alg, header.kid);
 
   let payload: JWTPayload | undefined;
@@ -103,23 +104,14 @@ export async function verifyRequestObject(
 /** The client's registered keys for `alg`; a `kid` is only an opaque lookup key among them (RFC 8725 §3.10). */
 function candidateKeys(client: Client, alg: string, kid: unknown): RegisteredKey[] {
   if (!client.metadata.jwks) throw invalid('the client has no registered jwks to verify request objects with');
-  let keys = registeredKeys(client).filter((k) => k.alg === alg);
+  // One algorithm per key type; EdDSA under both its names (RFC 9864 §2.2).
+  let keys = registeredKeys(client).filter((k) => (k.algorithms as readonly string[]).includes(alg));
   if (kid !== undefined) {
     if (typeof kid !== 'string') throw invalid('the request object kid must be a string');
     keys = keys.filter((k) => k.kid === kid);
   }
   if (keys.length === 0) throw invalid(`no registered key of the client verifies ${alg}${kid === undefined ? '' : ' with that kid'}`);
   return keys;
-}
-
-function decodeSegment(segment: string): Record<string, unknown> {
-  try {
-    const value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as unknown;
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // fall through
-  }
-  throw invalid('the request object header is not a JSON object');
 }
 
 function describeJoseError(error: unknown): string {

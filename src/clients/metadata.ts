@@ -1,4 +1,5 @@
 import { isValidLei } from '../entities/lei.ts';
+import { privateMemberOf } from '../jose/index.ts';
 import { parseRfc4514 } from './authentication/distinguished-name.ts';
 import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
 import { Validator, join } from '../validation.ts';
@@ -22,8 +23,12 @@ export const grantTypes = [
   'urn:ietf:params:oauth:grant-type:jwt-bearer',
 ] as const;
 
-/** Allowlisted client assertion algorithms (RS256 and `none` are never accepted). */
-export const assertionAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
+/**
+ * Allowlisted client assertion and request object algorithms (RS256 and `none` are never
+ * accepted). `Ed25519` is EdDSA's fully-specified name (RFC 9864 §2.2): the same algorithm for the
+ * same key, sent by oauth4webapi and openid-client for Ed25519 keys.
+ */
+export const assertionAlgs = ['ES256', 'EdDSA', 'Ed25519', 'PS256'] as const;
 export const clientKinds = ['service', 'agent', 'app'] as const;
 /** Security profiles a client can be registered under (docs/configuration.md, "FAPI 2.0"). */
 export const clientProfiles = ['fapi2'] as const;
@@ -81,9 +86,6 @@ const fields = [
   'profile',
   ...tlsSubjectFields,
 ] as const;
-
-/** Members that only a private or symmetric JWK has (RFC 7518 §6). */
-const privateJwkMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 /**
  * Validates client metadata from an apply document, the admin API or dynamic registration.
@@ -236,7 +238,7 @@ function readJwks(v: Validator, path: string, value: unknown): { keys: Record<st
   const keys = v.array(join(path, 'keys'), object.keys, (p, key) => {
     const jwk = v.object(p, key);
     if (!jwk) return undefined;
-    const secret = privateJwkMembers.find((m) => m in jwk);
+    const secret = privateMemberOf(jwk);
     if (secret) return v.fail(p, `must be a public key (has private member "${secret}")`);
     const kty = jwk.kty;
     const ok =

@@ -1,5 +1,6 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../clock.ts';
+import { algorithmsForKeyType, asymmetricJwsAlgorithms, importPublicJwk, jwkAlgorithms, privateMemberOf, type JwsAlgorithm } from '../jose/index.ts';
 import { fetchJson, type JsonFetcher } from './fetch.ts';
 import type { Partner } from './definition.ts';
 
@@ -7,11 +8,8 @@ import type { Partner } from './definition.ts';
  * Signature algorithms a partner profile may allow: asymmetric only (never `none`, never HMAC:
  * a partner's public key must never serve as a shared secret, RFC 8725 §2.1, §3.1).
  */
-export const partnerAlgorithms = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'] as const;
-export type PartnerAlg = (typeof partnerAlgorithms)[number];
-
-/** Members only a private or symmetric JWK has (RFC 7518 §6). */
-export const privateJwkMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
+export const partnerAlgorithms = asymmetricJwsAlgorithms;
+export type PartnerAlg = JwsAlgorithm;
 
 /** One public key of a partner, imported once. */
 export interface PartnerKey {
@@ -24,14 +22,6 @@ export interface PartnerKey {
   key: KeyObject;
 }
 
-/** The algorithms a key type can verify (RFC 7518 §3.3-3.5, RFC 8037 §3.1). */
-function algorithmsForType(jwk: Record<string, unknown>): PartnerAlg[] {
-  if (jwk.kty === 'EC') return jwk.crv === 'P-256' ? ['ES256'] : jwk.crv === 'P-384' ? ['ES384'] : jwk.crv === 'P-521' ? ['ES512'] : [];
-  if (jwk.kty === 'OKP') return jwk.crv === 'Ed25519' ? ['EdDSA', 'Ed25519'] : [];
-  if (jwk.kty === 'RSA') return ['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'];
-  return [];
-}
-
 /**
  * Imports one JWK as a public key, or says why it cannot be used. A private member refuses the
  * key (the caller refuses the whole set); only the members that define the public key reach the
@@ -40,26 +30,20 @@ function algorithmsForType(jwk: Record<string, unknown>): PartnerAlg[] {
 export function importPartnerKey(jwk: unknown): { key: PartnerKey } | { error: string } {
   if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return { error: 'is not a JSON object' };
   const j = jwk as Record<string, unknown>;
-  const secret = privateJwkMembers.find((m) => m in j);
+  const secret = privateMemberOf(j);
   if (secret) return { error: `is not a public key (has private member "${secret}")` };
   if (j.kid !== undefined && (typeof j.kid !== 'string' || j.kid === '')) return { error: 'has a kid that is not a non-empty string' };
-  const byType = algorithmsForType(j);
+  const byType = algorithmsForKeyType(j);
   if (byType.length === 0) return { error: `has an unsupported key type (${String(j.kty)}${j.crv ? ` ${String(j.crv)}` : ''}); EC P-256/P-384/P-521, OKP Ed25519 or RSA` };
-  let key: KeyObject;
-  try {
-    const { kty, crv, x, y, n, e } = j;
-    const members = Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined));
-    key = createPublicKey({ key: members as JsonWebKey, format: 'jwk' });
-  } catch (error) {
-    return { error: `cannot be imported (${(error as Error).message})` };
-  }
+  const imported = importPublicJwk(j);
+  if ('error' in imported) return imported;
+  const { key } = imported;
   const bits = key.asymmetricKeyDetails?.modulusLength;
   // RFC 7518 §3.3, §3.5: RSA keys of 2048 bits or more.
   if (j.kty === 'RSA' && (bits ?? 0) < 2048) return { error: `is an RSA key of ${bits} bits (at least 2048 are required)` };
-  // RFC 7517 §4.2-4.4: a key restricted to another use, operation or algorithm verifies nothing here.
-  const forSignatures =
-    (j.use === undefined || j.use === 'sig') && (j.key_ops === undefined || (Array.isArray(j.key_ops) && j.key_ops.includes('verify')));
-  const algorithms = forSignatures ? byType.filter((alg) => j.alg === undefined || j.alg === alg) : [];
+  // RFC 7517 §4.2-4.4: a key restricted to another use, operation or algorithm verifies nothing
+  // here; a JWK's `alg` of EdDSA or Ed25519 allows both names of that one algorithm (RFC 9864 §2.2).
+  const algorithms = jwkAlgorithms(j);
   const type = j.kty === 'RSA' ? `RSA ${bits}` : `${String(j.kty)} ${String(j.crv)}`;
   return { key: { kid: typeof j.kid === 'string' ? j.kid : undefined, type, algorithms, key } };
 }

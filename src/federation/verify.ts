@@ -1,5 +1,5 @@
-import { compactVerify } from 'jose';
 import { epochSeconds } from '../clock.ts';
+import { decodeCompactJws, mediaType, verifyCompactSignature } from '../jose/index.ts';
 import type { Context } from '../context.ts';
 import type { Partner } from './definition.ts';
 import type { PartnerAlg, PartnerKey } from './keys.ts';
@@ -167,14 +167,6 @@ interface Rule {
   check(state: State, ctx: PartnerVerifyDeps, expect: PartnerTokenExpectation, mode: 'verify' | 'explain'): Outcome | Promise<Outcome>;
 }
 
-const base64url = /^[A-Za-z0-9_-]+$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** `typ` compared case-insensitively, without an `application/` prefix (RFC 7515 §4.1.9). */
-function normalType(typ: unknown): string | undefined {
-  return typeof typ === 'string' ? typ.toLowerCase().replace(/^application\//, '') : undefined;
-}
-
 /** Claims only an ID token carries (OIDC Core §2, §3.1.3.6, §3.3.2.11). */
 const idTokenClaims = ['nonce', 'at_hash', 'c_hash', 's_hash'];
 /** Claims of JWTs made for another purpose: DPoP proofs, request objects, security event and logout tokens. */
@@ -193,24 +185,11 @@ const rules: Rule[] = [
     name: 'format',
     needs: [],
     check(state) {
-      const { token } = state;
-      if (typeof token !== 'string' || token.length === 0) return fail('the token is empty');
-      const bytes = Buffer.byteLength(token, 'utf8');
-      if (bytes > maxPartnerTokenBytes) return fail(`the token is ${bytes} bytes (limit ${maxPartnerTokenBytes})`);
-      if (token.trimStart().startsWith('{')) return fail('the token uses the JWS JSON serialization; only the compact serialization is accepted');
-      const segments = token.split('.');
-      if (segments.length === 5) return fail('the token is a JWE; a signed JWT (JWS) is required');
-      if (segments.length !== 3) return fail(`the token has ${segments.length} segments, not 3 (compact JWS)`);
-      if (segments[2] === '') return fail('the token is unsecured (empty signature)');
-      for (const segment of segments) {
-        if (!base64url.test(segment) || Buffer.from(segment, 'base64url').toString('base64url') !== segment) {
-          return fail('the token has a segment that is not canonical base64url');
-        }
-      }
-      const header = decodeObject(segments[0]!);
-      if (!header) return fail('the token header is not a JSON object');
-      const claims = decodeObject(segments[1]!);
-      if (!claims) return fail('the token claims set is not a JSON object');
+      // src/jose: at most 16 KiB, compact only, no JWE, three canonical base64url segments, JSON objects.
+      const decoded = decodeCompactJws(state.token, { maxBytes: maxPartnerTokenBytes });
+      if (!decoded.ok) return fail(decoded.reason);
+      const { header, claims } = decoded.jws;
+      const bytes = Buffer.byteLength(state.token, 'utf8');
       state.header = header;
       state.claims = claims;
       return pass(`compact JWS, ${bytes} bytes`);
@@ -282,7 +261,7 @@ const rules: Rule[] = [
     check(state, _ctx, expect) {
       const partner = state.partner!;
       const claims = state.claims!;
-      const typ = normalType(state.header!.typ);
+      const typ = mediaType(state.header!.typ);
       const shown = state.header!.typ === undefined ? 'no typ' : `typ ${JSON.stringify(state.header!.typ)}`;
       if (state.header!.typ !== undefined && typ === undefined) return fail('typ is not a string');
       switch (expect.kind) {
@@ -338,17 +317,14 @@ const rules: Rule[] = [
     },
   },
   {
-    // RFC 7515 §5.2, verified with jose, the algorithm pinned to the one the profile allowed.
+    // RFC 7515 §5.2 (src/jose), the algorithm pinned to the one the profile allowed and the key fits.
     name: 'signature',
     needs: ['candidates', 'alg'],
-    async check(state) {
+    check(state) {
       for (const candidate of state.candidates!) {
-        try {
-          await compactVerify(state.token, candidate.key, { algorithms: [state.alg!] });
+        if (verifyCompactSignature(state.alg!, candidate.key, state.token)) {
           state.key = candidate;
           return pass(`verified (${state.alg}${candidate.kid === undefined ? '' : `, kid ${candidate.kid}`})`);
-        } catch {
-          // try the next candidate
         }
       }
       const partner = state.partner!;
@@ -481,12 +457,3 @@ const rules: Rule[] = [
     },
   },
 ];
-
-function decodeObject(segment: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(utf8.decode(Buffer.from(segment, 'base64url')));
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}

@@ -35,7 +35,7 @@ export interface GuardOptions {
   jwksUri?: string;
   /** A static JWK set instead of fetching one (tests, air-gapped set-ups; rotation is then yours). */
   jwks?: JSONWebKeySet;
-  /** Access token algorithms accepted. Default ES256, EdDSA, PS256 (what Clearance signs with). `none` and HS* are never accepted. */
+  /** Access token algorithms accepted. Default ES256, EdDSA, Ed25519, PS256 (what Clearance signs with; Ed25519 is EdDSA's fully-specified name, RFC 9864). `none` and HS* are never accepted. */
   algorithms?: readonly string[];
   /** Tolerance for `exp`, `nbf` and `iat` against this server's clock, in seconds: default 5, at most 60. */
   clockSkewSeconds?: number;
@@ -43,7 +43,7 @@ export interface GuardOptions {
   requireSenderConstraint?: boolean;
   /** DPoP proof checks (RFC 9449). */
   dpop?: {
-    /** Proof algorithms accepted. Default ES256, EdDSA, PS256. */
+    /** Proof algorithms accepted. Default ES256, EdDSA, Ed25519, PS256. */
     algorithms?: readonly string[];
     /** Allowed distance of a proof's `iat` from now, in seconds. Default 60. */
     iatWindowSeconds?: number;

@@ -4,8 +4,9 @@
  * asks the policy decision point, and keeps settlement-affecting instructions idempotent per
  * transaction. Framework-free; `clearance/guard/fastify` plugs it into fastify. docs/guard.md.
  *
- * It imports only jose and node: built-ins (never the server's modules), so it runs inside other
- * services and builds on its own (`npm run build:guard`).
+ * It imports only jose, node: built-ins and src/jose (Clearance's dependency-free JOSE helpers,
+ * which the server uses too) — never the server's modules — so it runs inside other services and
+ * builds on its own (`npm run build:guard` emits dist/guard and dist/jose).
  */
 export {
   createGuard,

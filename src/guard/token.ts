@@ -1,5 +1,5 @@
-import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import { describe } from './dpop.ts';
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { asymmetricJwsAlgorithms, decodeCompactJws, describe, mediaType } from '../jose/index.ts';
 
 /**
  * Verification of a Clearance access token (a JWT per RFC 9068) at a resource server: the keys
@@ -7,10 +7,13 @@ import { describe } from './dpop.ts';
  * signature and the registered claims, then the shapes of Clearance's own claims.
  */
 
-/** Access token signature algorithms accepted by default: the ones Clearance signs with (src/config.ts signingAlgs). */
-export const defaultAlgorithms = ['ES256', 'EdDSA', 'PS256'] as const;
+/**
+ * Access token signature algorithms accepted by default: the ones Clearance signs with (src/config.ts
+ * signingAlgs), and `Ed25519`, the fully-specified name of EdDSA over Ed25519 (RFC 9864 §2.2).
+ */
+export const defaultAlgorithms = ['ES256', 'EdDSA', 'Ed25519', 'PS256'] as const;
 /** Asymmetric JWS algorithms an allowlist may name; `none` and MACs (HS*) never (RFC 8725 §3.1, §3.2). */
-export const permittedAlgorithms = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'] as const;
+export const permittedAlgorithms = asymmetricJwsAlgorithms;
 /** Largest access token looked at; anything longer is refused unparsed. */
 const maxTokenLength = 16 * 1024;
 /** Deepest `act` chain accepted. */
@@ -179,17 +182,11 @@ export class TokenRefused extends Error {}
  * Throws TokenRefused (the token's fault) or KeySourceUnavailable (ours).
  */
 export async function verifyAccessToken(token: string, options: TokenCheckOptions): Promise<AccessTokenClaims> {
-  if (token.length > maxTokenLength || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) {
-    throw new TokenRefused('not a compact JWS');
-  }
-  let header: Record<string, unknown>;
-  try {
-    header = decodeProtectedHeader(token) as Record<string, unknown>;
-  } catch {
-    throw new TokenRefused('unreadable JOSE header');
-  }
+  const decoded = decodeCompactJws(token, { maxBytes: maxTokenLength });
+  if (!decoded.ok) throw new TokenRefused(`not a compact JWS: ${decoded.reason}`);
+  const { header } = decoded.jws;
   // RFC 9068 §4: typ MUST be at+jwt (the media type's "application/" prefix may be there).
-  if (typeof header.typ !== 'string' || header.typ.toLowerCase().replace(/^application\//, '') !== accessTokenTyp) {
+  if (mediaType(header.typ) !== accessTokenTyp) {
     throw new TokenRefused(`typ ${describe(header.typ)} is not at+jwt`);
   }
   // RFC 8725 §3.1: the algorithm comes from our allowlist, never `none`.

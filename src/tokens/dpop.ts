@@ -1,20 +1,26 @@
-import { createHash, createHmac, createPublicKey, hkdfSync, timingSafeEqual, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { epochSeconds, type Clock } from '../clock.ts';
-import { verifyCompactSignature } from '../keys/jws-verify.ts';
+import { checkDpopProofJwt, describe, ed25519Algorithms, safeEqual, type JwsAlgorithm } from '../jose/index.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ReplayCache } from './replay-cache.ts';
-import { accessTokenHash, normalizeHtu } from '../guard/dpop.ts';
 import { hasControlCharacter } from '../parameters.ts';
 
 /**
- * DPoP, Demonstrating Proof of Possession (RFC 9449): proof validation (§4.3), JWK thumbprints
- * (RFC 7638), the access-token hash `ath` (§4.2) and stateless server nonces (§8, §9). No HTTP:
- * the caller passes the request's DPoP header values, method and URL, and maps the errors to its
- * endpoint (JSON at the authorization server, a WWW-Authenticate challenge at a resource server).
+ * DPoP, Demonstrating Proof of Possession (RFC 9449) at the authorization server and its own
+ * resources: proof validation (§4.3) and stateless server nonces (§8, §9). The proof rules
+ * themselves live in src/jose/dpop.ts, shared with the guard library; this module adds how the
+ * server receives proofs, its errors, nonces and the database's replay cache. No HTTP: the caller
+ * passes the request's DPoP header values, method and URLs, and maps the errors to its endpoint
+ * (JSON at the authorization server, a WWW-Authenticate challenge at a resource server).
  */
 
-/** Proof algorithms accepted (RFC 9449 §4.3 (5): asymmetric, supported). Never `none`, RS256 or HS*. */
-export const dpopAlgs = ['ES256', 'EdDSA', 'PS256'] as const;
+/**
+ * Proof algorithms accepted (RFC 9449 §4.3 (5): asymmetric, supported), advertised as
+ * `dpop_signing_alg_values_supported` and in the DPoP challenge's `algs`. `Ed25519` is the
+ * fully-specified name of EdDSA over Ed25519 (RFC 9864 §2.2), which oauth4webapi and
+ * openid-client send. Never `none`, RS256 or HS*.
+ */
+export const dpopAlgs = ['ES256', ...ed25519Algorithms, 'PS256'] as const satisfies readonly JwsAlgorithm[];
 export type DpopAlg = (typeof dpopAlgs)[number];
 
 /** `iat` may be this many seconds before or after the server's clock (RFC 9449 §4.3 (11), §11.1). */
@@ -23,9 +29,6 @@ export const dpopIatWindowSeconds = 60;
 export const maxDpopProofBytes = 8 * 1024;
 /** Longest `jti` accepted (it becomes part of a database key). */
 export const maxDpopJtiLength = 256;
-
-/** The typ of a DPoP proof (RFC 9449 §4.2), compared exactly. */
-const dpopTyp = 'dpop+jwt';
 
 /** A proof that passed every check of RFC 9449 §4.3, its `jti` consumed. */
 export interface VerifiedDpopProof {
@@ -67,17 +70,12 @@ export interface DpopDeps {
  * when the request carries no DPoP header at all (the caller decides whether one was required).
  * The checks, in the order of §4.3:
  * 1. exactly one DPoP header field;
- * 2. its value is one well-formed compact JWS (three canonical base64url segments, JSON objects);
- * 3. every required header parameter and claim is present: typ, alg, jwk; jti, htm, htu, iat;
- *    `ath` with an access token; `nonce` when nonces are required;
- * 4. typ is `dpop+jwt`;
- * 5. alg is an allowed asymmetric algorithm (ES256, EdDSA, PS256);
- * 6. jwk is a public key (no private members) of the type alg needs;
- * 7. the signature verifies with that key;
- * 8. htm is the request method; 9. htu is the request URL without query and fragment, normalised
- *    (RFC 3986 §6: scheme and host case-insensitive, default port removed);
- * 10. the nonce is current when nonces are required (else `use_dpop_nonce` with a fresh one);
- * 11. iat is within ±60 s of now; 12. ath is the hash of the access token presented;
+ * 2.-12. the proof's own rules (src/jose/dpop.ts, shared with the guard): one well-formed compact
+ *    JWS; typ `dpop+jwt`; alg ES256, EdDSA, Ed25519 or PS256; jwk a public key of the type alg
+ *    needs; the signature; htm the method; htu the request URL, normalised (RFC 3986 §6: scheme
+ *    and host case-insensitive, default port removed, query and fragment ignored); a current
+ *    nonce when nonces are required (else `use_dpop_nonce` with a fresh one); iat within ±60 s;
+ *    ath the hash of the access token presented;
  * then the `jti` is used once per key (§11.1), through the database, before any binding check.
  * Failures are OAuthError `invalid_dpop_proof` (400) or `use_dpop_nonce` (400, DPoP-Nonce header).
  */
@@ -96,62 +94,24 @@ export function checkDpopProof(request: DpopRequest, deps: Omit<DpopDeps, 'repla
   if (request.proofs.length === 0) return undefined;
   // RFC 9449 §4.3 (1): not more than one DPoP HTTP request header field.
   if (request.proofs.length > 1) throw invalidProof('more than one DPoP header field', 'send exactly one DPoP header');
-  const proof = request.proofs[0]!;
-  // §4.3 (2): a single well-formed JWT.
-  const { header, claims } = parseProof(proof);
-
-  // §4.3 (3), (4): typ dpop+jwt (a proof is no other kind of JWT, RFC 8725 §3.11).
-  if (header.typ === undefined) throw invalidProof('DPoP proof has no typ', 'the DPoP proof must have typ dpop+jwt');
-  if (header.typ !== dpopTyp) throw invalidProof(`DPoP proof typ ${describe(header.typ)}`, 'the DPoP proof must have typ dpop+jwt');
-  // §4.3 (5): an asymmetric algorithm we support; `none` (any case), RS256 and HS* never.
-  const alg = header.alg;
-  if (alg === undefined) throw invalidProof('DPoP proof has no alg', 'the DPoP proof must have alg');
-  if (typeof alg !== 'string' || !(dpopAlgs as readonly string[]).includes(alg)) {
-    throw invalidProof(`DPoP proof alg ${describe(alg)} is not allowed`, `the DPoP proof alg must be one of ${dpopAlgs.join(', ')}`);
+  const checked = checkDpopProofJwt(request.proofs[0]!, {
+    algorithms: dpopAlgs,
+    maxBytes: maxDpopProofBytes,
+    maxJtiLength: maxDpopJtiLength,
+    method: request.method,
+    urls: request.urls,
+    accessToken: request.accessToken,
+    now: epochSeconds(deps.clock),
+    iatWindowSeconds: dpopIatWindowSeconds,
+    nonceIsValid: deps.requireNonce ? (nonce) => deps.nonces.isValid(nonce) : undefined,
+  });
+  if (!checked.ok) {
+    const { code, description, detail } = checked.failure;
+    throw code === 'use_dpop_nonce' ? useDpopNonce(deps.nonces.current(), detail) : invalidProof(detail, description);
   }
-  if (header.crit !== undefined) throw invalidProof('DPoP proof header has crit', 'the DPoP proof must not use crit');
-  // §4.3 (6): the jwk header parameter is a public key, of the type the algorithm needs.
-  if (header.jwk === undefined) throw invalidProof('DPoP proof has no jwk', 'the DPoP proof must carry its public key as jwk');
-  const { key, jkt } = importProofKey(header.jwk, alg as DpopAlg);
-  // §4.3 (7): the signature verifies with that key.
-  if (!verifyCompactSignature(alg as DpopAlg, key, proof)) throw invalidProof('DPoP proof signature does not verify with its jwk', 'the DPoP proof signature is invalid');
-
-  const { jti, htm, htu, iat, ath, nonce } = claims;
-  if (jti === undefined) throw invalidProof('DPoP proof has no jti', 'the DPoP proof must have jti');
   // A control character could not be a database key (issue 20 item 4: NUL was a 500 on PostgreSQL).
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > maxDpopJtiLength || hasControlCharacter(jti)) {
-    throw invalidProof(`DPoP proof jti is not a string of 1-${maxDpopJtiLength} characters without control characters`, 'the DPoP proof jti is malformed');
-  }
-  if (htm === undefined) throw invalidProof('DPoP proof has no htm', 'the DPoP proof must have htm');
-  if (htu === undefined) throw invalidProof('DPoP proof has no htu', 'the DPoP proof must have htu');
-  if (iat === undefined) throw invalidProof('DPoP proof has no iat', 'the DPoP proof must have iat');
-  // §4.3 (8): htm matches the method (methods are case-sensitive, RFC 9110 §9.1).
-  if (htm !== request.method) throw invalidProof(`DPoP proof htm ${describe(htm)} for a ${request.method} request`, 'the DPoP proof htm does not match the request method');
-  // §4.3 (9): htu matches the request URI, ignoring query and fragment.
-  const presented = typeof htu === 'string' ? normalizeHtu(htu) : undefined;
-  if (presented === undefined) throw invalidProof('DPoP proof htu is not an http(s) URL', 'the DPoP proof htu is malformed');
-  if (!request.urls.some((url) => normalizeHtu(url) === presented)) {
-    throw invalidProof(`DPoP proof htu ${describe(htu)} is not this endpoint`, 'the DPoP proof htu does not match the request URL');
-  }
-  // §4.3 (10), §8, §9: the server's nonce, when it requires one.
-  if (deps.requireNonce && (typeof nonce !== 'string' || !deps.nonces.isValid(nonce))) {
-    throw useDpopNonce(deps.nonces.current(), nonce === undefined ? 'DPoP proof has no nonce' : 'DPoP proof nonce is not current');
-  }
-  // §4.3 (11): iat within an acceptable window.
-  // RFC 7519 §2: a NumericDate, which may have a fraction.
-  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw invalidProof('DPoP proof iat is not a number', 'the DPoP proof iat is malformed');
-  const now = epochSeconds(deps.clock);
-  if (Math.abs(iat - now) > dpopIatWindowSeconds) {
-    throw invalidProof(`DPoP proof iat is ${iat - now} s from now (window ±${dpopIatWindowSeconds} s)`, 'the DPoP proof is too old or too far in the future');
-  }
-  // §4.3 (12): with an access token, ath is the base64url SHA-256 of its ASCII value.
-  if (request.accessToken !== undefined) {
-    if (ath === undefined) throw invalidProof('DPoP proof has no ath', 'the DPoP proof must have ath with an access token');
-    if (typeof ath !== 'string' || !safeEqual(ath, accessTokenHash(request.accessToken))) {
-      throw invalidProof('DPoP proof ath is not the hash of the access token presented', 'the DPoP proof ath does not match the access token');
-    }
-  }
-  return { jkt, jti, iat, alg: alg as DpopAlg };
+  if (hasControlCharacter(checked.proof.jti)) throw invalidProof('DPoP proof jti contains a control character', 'the DPoP proof jti is malformed');
+  return { ...checked.proof, alg: checked.proof.alg as DpopAlg };
 }
 
 /**
@@ -164,96 +124,8 @@ export async function useDpopProof(proof: VerifiedDpopProof, deps: Pick<DpopDeps
   if (!fresh) throw invalidProof(`DPoP proof jti ${describe(proof.jti)} was already used`, 'the DPoP proof was already used');
 }
 
-// One normalisation and one `ath` for the server and the guard library (which imports nothing of the server's).
-export { accessTokenHash, normalizeHtu } from '../guard/dpop.ts';
-
-/** A JWK thumbprint looks like this: base64url of 32 bytes (RFC 7638 with SHA-256). */
-export const jktPattern = /^[A-Za-z0-9_-]{43}$/;
-
-/**
- * RFC 7638 §3: the SHA-256 thumbprint of a public JWK, over its required members in
- * lexicographic order, as base64url. Undefined for a key type we do not accept.
- */
-export function jwkThumbprint(jwk: Record<string, unknown>): string | undefined {
-  let members: Record<string, unknown>;
-  if (jwk.kty === 'EC') members = { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
-  else if (jwk.kty === 'OKP') members = { crv: jwk.crv, kty: jwk.kty, x: jwk.x };
-  else if (jwk.kty === 'RSA') members = { e: jwk.e, kty: jwk.kty, n: jwk.n };
-  else return undefined;
-  if (Object.values(members).some((v) => typeof v !== 'string')) return undefined;
-  return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
-}
-
-/** Members only a private or symmetric JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4, OKP `d`). */
-const privateMembers = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-
-/** Imported proof keys by thumbprint: a client sends the same key with every proof. */
-const keyCache = new Map<string, KeyObject>();
-const keyCacheLimit = 1000;
-
-/** §4.3 (6): the proof's `jwk` as a KeyObject and its thumbprint; a private or unsuitable key is refused. */
-function importProofKey(jwk: unknown, alg: DpopAlg): { key: KeyObject; jkt: string } {
-  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) throw invalidProof('DPoP proof jwk is not a JSON object', 'the DPoP proof jwk is malformed');
-  const members = jwk as Record<string, unknown>;
-  const secret = privateMembers.find((m) => m in members);
-  // RFC 9449 §4.3 (6): the jwk MUST NOT contain a private key.
-  if (secret) throw invalidProof(`DPoP proof jwk has the private member "${secret}"`, 'the DPoP proof jwk must be a public key');
-  const fits =
-    (alg === 'ES256' && members.kty === 'EC' && members.crv === 'P-256') ||
-    (alg === 'EdDSA' && members.kty === 'OKP' && members.crv === 'Ed25519') ||
-    (alg === 'PS256' && members.kty === 'RSA');
-  if (!fits) throw invalidProof(`DPoP proof jwk (kty ${describe(members.kty)}) does not fit alg ${alg}`, `the DPoP proof jwk is not a key for ${alg}`);
-  const jkt = jwkThumbprint(members);
-  if (jkt === undefined) throw invalidProof('DPoP proof jwk lacks required members', 'the DPoP proof jwk is malformed');
-  let key = keyCache.get(jkt);
-  if (!key) {
-    try {
-      const { kty, crv, x, y, n, e } = members;
-      key = createPublicKey({ key: Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined)) as JsonWebKey, format: 'jwk' });
-    } catch {
-      throw invalidProof('DPoP proof jwk cannot be imported', 'the DPoP proof jwk is not a valid public key');
-    }
-    if (keyCache.size >= keyCacheLimit) keyCache.delete(keyCache.keys().next().value!);
-    keyCache.set(jkt, key);
-  }
-  return { key, jkt };
-}
-
-const base64url = /^[A-Za-z0-9_-]+$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** §4.3 (2): one compact JWS, three canonical base64url segments, header and claims JSON objects. */
-function parseProof(proof: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
-  if (Buffer.byteLength(proof, 'utf8') > maxDpopProofBytes) throw invalidProof('DPoP proof is too large', 'the DPoP proof is too large');
-  const segments = proof.split('.');
-  if (segments.length !== 3 || segments.some((s) => s === '' || !base64url.test(s) || Buffer.from(s, 'base64url').toString('base64url') !== s)) {
-    throw invalidProof('DPoP header is not a compact JWS', 'the DPoP proof must be a signed JWT');
-  }
-  return { header: decodeObject(segments[0]!), claims: decodeObject(segments[1]!) };
-}
-
-function decodeObject(segment: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(utf8.decode(Buffer.from(segment, 'base64url')));
-  } catch {
-    throw invalidProof('DPoP proof segment is not UTF-8 JSON', 'the DPoP proof is malformed');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalidProof('DPoP proof segment is not a JSON object', 'the DPoP proof is malformed');
-  return value as Record<string, unknown>;
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-/** A short, printable rendering of a value from the proof, for details. */
-function describe(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
-  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
-}
+// One normalisation, one `ath` and one thumbprint for the server and the guard library.
+export { accessTokenHash, jktPattern, jwkThumbprint, normalizeHtu } from '../jose/index.ts';
 
 /** RFC 9449 §7.1 error code for an invalid proof; 400 at the authorization server (§5). */
 export function invalidProof(detail: string, description = 'the DPoP proof is invalid'): OAuthError {

@@ -1,6 +1,6 @@
-import { jwtVerify, errors as joseErrors } from 'jose';
 import type { KeyStore } from '../keys/keystore.ts';
-import { newJti, publishedKeyOf } from './access-token.ts';
+import { newJti } from './access-token.ts';
+import { verifyOwnJwt } from './own-jwt.ts';
 
 /** ID token lifetime, in seconds (OIDC Core §2 exp; short: it proves a login, it grants nothing). */
 export const idTokenTtlSeconds = 300;
@@ -49,29 +49,16 @@ export function mintIdToken(
 export type IdTokenHintResult = { ok: true; claims: IdTokenClaims } | { ok: false; reason: string };
 
 /**
- * Verifies an id_token_hint (OIDC RP-Initiated Logout 1.0 §2): an ID token this server signed, with
- * a published key and that key's one algorithm (so `alg: none` or a swapped algorithm fails, RFC
- * 8725 §3.1), `typ` JWT, our issuer, a single string `aud`. An expired hint is still accepted: the
- * RP shows which session it means, and logging out is not a privilege. Never throws.
+ * Verifies an id_token_hint (OIDC RP-Initiated Logout 1.0 §2): an ID token this server signed
+ * (src/tokens/own-jwt.ts), with a published key and that key's one algorithm (so `alg: none` or a
+ * swapped algorithm fails, RFC 8725 §3.1), `typ` JWT, our issuer, a single string `aud`. An expired
+ * hint is still accepted: the RP shows which session it means, and logging out is not a privilege.
+ * Never throws.
  */
 export async function verifyIdTokenHint(keys: KeyStore, issuer: string, token: string): Promise<IdTokenHintResult> {
-  const found = await publishedKeyOf(keys, token);
-  if (!found.ok) return found;
-  const published = found.key;
-  try {
-    const { payload } = await jwtVerify(token, published.key, {
-      algorithms: [published.alg],
-      typ: 'JWT',
-      issuer,
-      requiredClaims: ['sub', 'aud', 'iat', 'auth_time'],
-      // Expiry is not a reason to refuse a logout hint.
-      currentDate: new Date(0),
-      clockTolerance: 0,
-    });
-    if (typeof payload.aud !== 'string') return { ok: false, reason: 'audience is not a single string' };
-    if (typeof payload.sub !== 'string') return { ok: false, reason: 'no subject' };
-    return { ok: true, claims: payload as unknown as IdTokenClaims };
-  } catch (error) {
-    return { ok: false, reason: error instanceof joseErrors.JOSEError ? error.code : 'verification failed' };
-  }
+  // Expiry is not a reason to refuse a logout hint.
+  const verified = await verifyOwnJwt(keys, issuer, token, { typ: 'JWT', requiredClaims: ['sub', 'aud', 'iat', 'auth_time'], now: undefined });
+  if (!verified.ok) return verified;
+  if (typeof verified.claims.sub !== 'string') return { ok: false, reason: 'no subject' };
+  return { ok: true, claims: verified.claims as unknown as IdTokenClaims };
 }

@@ -31,7 +31,7 @@ describe('the admin API', () => {
     const response = await call(f, 'GET', '/admin/clients');
     assertOAuthError(response, 401, 'invalid_token');
     // RFC 6750 §3.1: no error code without credentials; RFC 9449 §7.1: the DPoP challenge names its algorithms.
-    assert.equal(response.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA PS256"');
+    assert.equal(response.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA Ed25519 PS256"');
   });
 
   test('refuses a token for another audience with 401 invalid_token', async (t) => {

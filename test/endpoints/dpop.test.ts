@@ -446,7 +446,7 @@ describe('discovery of DPoP and mTLS (RFC 9449 §5.1, RFC 8705 §3.3, §5)', () 
   test('advertises the DPoP algorithms and certificate-bound tokens, and no mTLS aliases without a way to see certificates', async (t) => {
     const f = await protocolFixture(t);
     const metadata = (await f.inject({ method: 'GET', url: '/.well-known/openid-configuration' })).json() as Record<string, unknown>;
-    assert.deepEqual(metadata.dpop_signing_alg_values_supported, ['ES256', 'EdDSA', 'PS256']);
+    assert.deepEqual(metadata.dpop_signing_alg_values_supported, ['ES256', 'EdDSA', 'Ed25519', 'PS256']);
     assert.equal(metadata.tls_client_certificate_bound_access_tokens, true);
     assert.equal(metadata.mtls_endpoint_aliases, undefined);
   });

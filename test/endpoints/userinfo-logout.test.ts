@@ -40,7 +40,7 @@ describe('the userinfo endpoint (OIDC Core §5.3)', () => {
     const { accessToken } = await signedInWithTokens(f);
     const bare = await f.inject({ method: 'GET', url: '/userinfo' });
     assertOAuthError(bare, 401, 'invalid_token');
-    assert.equal(bare.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA PS256"');
+    assert.equal(bare.headers['www-authenticate'], 'Bearer realm="clearance", DPoP realm="clearance", algs="ES256 EdDSA Ed25519 PS256"');
     const inQuery = await f.inject({ method: 'GET', url: `/userinfo?access_token=${accessToken}` });
     assertOAuthError(inQuery, 400, 'invalid_request');
     // RFC 6750 §3: a refused request to a protected resource carries a challenge.
@@ -198,7 +198,7 @@ describe('discovery', () => {
     assert.equal(metadata.authorization_response_iss_parameter_supported, true);
     assert.equal(metadata.require_pushed_authorization_requests, false);
     assert.deepEqual(metadata.authorization_details_types_supported, ['order', 'settlement_instruction']);
-    assert.ok((metadata.request_object_signing_alg_values_supported as string[]).every((alg) => ['ES256', 'EdDSA', 'PS256'].includes(alg)));
+    assert.ok((metadata.request_object_signing_alg_values_supported as string[]).every((alg) => ['ES256', 'EdDSA', 'Ed25519', 'PS256'].includes(alg)));
     assert.ok((metadata.id_token_signing_alg_values_supported as string[]).includes('ES256'));
     assert.ok((metadata.scopes_supported as string[]).includes('openid'));
     assert.ok((metadata.claims_supported as string[]).includes('auth_time'));

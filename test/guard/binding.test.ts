@@ -58,7 +58,7 @@ describe('the guard with DPoP-bound tokens', () => {
 
   test('refuses a request without a proof, or with two, as invalid_dpop_proof with a DPoP challenge', async () => {
     const none = await refused(guard.verify(dpopRequest(undefined)), 401, 'invalid_dpop_proof');
-    assert.equal(none.wwwAuthenticate, 'DPoP error="invalid_dpop_proof", error_description="the DPoP scheme needs a DPoP proof", algs="ES256 EdDSA PS256"');
+    assert.equal(none.wwwAuthenticate, 'DPoP error="invalid_dpop_proof", error_description="the DPoP scheme needs a DPoP proof", algs="ES256 EdDSA Ed25519 PS256"');
     await refused(guard.verify(dpopRequest([proofFor(), proofFor()])), 401, 'invalid_dpop_proof', 'two header fields');
     await refused(guard.verify(dpopRequest(`${proofFor()}, ${proofFor()}`)), 401, 'invalid_dpop_proof', 'two joined values');
   });

@@ -59,7 +59,7 @@ describe('the fastify plugin', () => {
     const before = handled;
     const response = await app.inject({ method: 'GET', url: '/api/positions' });
     assert.equal(response.statusCode, 401);
-    assert.equal(response.headers['www-authenticate'], 'Bearer, DPoP algs="ES256 EdDSA PS256"');
+    assert.equal(response.headers['www-authenticate'], 'Bearer, DPoP algs="ES256 EdDSA Ed25519 PS256"');
     assert.equal(response.headers['cache-control'], 'no-store');
     assert.match(String(response.headers['content-type']), /^application\/json/);
     assert.deepEqual(response.json(), { error: 'invalid_token', error_description: 'a Bearer or DPoP access token is required' });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -19,6 +19,22 @@ test('exports the guard subpaths and package.json, and nothing else of the serve
   assert.throws(() => import.meta.resolve('clearance/src/server.ts'), /ERR_PACKAGE_PATH_NOT_EXPORTED|not exported/);
 });
 
+test('the guard and the JOSE helpers import nothing but jose, node: built-ins and each other', () => {
+  const allowed: Record<string, RegExp> = {
+    guard: /^(jose|fastify|node:[a-z:/]+|\.\/[a-z-]+\.ts|\.\.\/jose\/[a-z-]+\.ts)$/,
+    // src/jose is dependency-free: not even the jose package.
+    jose: /^(node:[a-z:/]+|\.\/[a-z-]+\.ts)$/,
+  };
+  for (const [folder, pattern] of Object.entries(allowed)) {
+    for (const file of readdirSync(join(root, 'src', folder)).filter((name) => name.endsWith('.ts'))) {
+      const text = readFileSync(join(root, 'src', folder, file), 'utf8');
+      for (const [, specifier] of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'/g)) {
+        assert.match(specifier!, pattern, `src/${folder}/${file} imports ${specifier}`);
+      }
+    }
+  }
+});
+
 test('builds to JavaScript and declarations that run from node_modules and type-check in a consumer', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-guard-build-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,9 +46,11 @@ test('builds to JavaScript and declarations that run from node_modules and type-
   execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'tsconfig.guard.json'), '--outDir', join(pkg, 'dist')], { stdio: 'pipe' });
   writeFileSync(
     join(pkg, 'package.json'),
-    JSON.stringify({ name: 'clearance-guard', type: 'module', exports: { '.': './dist/index.js', './fastify': './dist/fastify.js' } }),
+    JSON.stringify({ name: 'clearance-guard', type: 'module', exports: { '.': './dist/guard/index.js', './fastify': './dist/guard/fastify.js' } }),
   );
-  assert.doesNotMatch(readFileSync(join(pkg, 'dist/guard.js'), 'utf8'), /from '\.\/[a-z-]+\.ts'/, 'relative imports rewritten to .js');
+  assert.doesNotMatch(readFileSync(join(pkg, 'dist/guard/guard.js'), 'utf8'), /from '\.\.?\/[a-z-/]+\.ts'/, 'relative imports rewritten to .js');
+  // The guard pulls in nothing of the server: only itself and the dependency-free JOSE helpers.
+  assert.deepEqual(readdirSync(join(pkg, 'dist')).sort(), ['guard', 'jose']);
 
   const script = `
     import { createGuard, createIdempotencyGuard, MemoryIdempotencyStore, GuardError } from 'clearance-guard';

@@ -128,9 +128,9 @@ describe('the guard verifying access tokens', () => {
 
   test('answers a request without a token with a challenge for both schemes and no error code', async () => {
     const error = await refused(guard.verify({ method: 'GET', url, headers: {} }), 401, 'invalid_token');
-    assert.equal(error.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA PS256"');
+    assert.equal(error.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA Ed25519 PS256"');
     const basic = await refused(guard.verify({ method: 'GET', url, headers: { authorization: 'Basic b3JkZXI6c2VjcmV0' } }), 401, 'invalid_token');
-    assert.equal(basic.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA PS256"');
+    assert.equal(basic.wwwAuthenticate, 'Bearer, DPoP algs="ES256 EdDSA Ed25519 PS256"');
   });
 
   test('refuses a token in the URL query, even with a valid Authorization header', async () => {

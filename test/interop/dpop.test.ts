@@ -70,7 +70,7 @@ for (const nonces of ['off', 'required'] as const) {
   test(`openid-client gets a DPoP-bound client_credentials token and calls the admin API with it (nonces ${nonces})`, async (t) => {
     const { server, key } = await setUp(t, { CLEARANCE_DPOP_NONCE: nonces });
     const config = await client.discovery(new URL(server.issuer), 'algo-1', undefined, client.PrivateKeyJwt({ key, kid: 'k1' }), insecure);
-    assert.deepEqual(config.serverMetadata().dpop_signing_alg_values_supported, ['ES256', 'EdDSA', 'PS256']);
+    assert.deepEqual(config.serverMetadata().dpop_signing_alg_values_supported, ['ES256', 'EdDSA', 'Ed25519', 'PS256']);
     const keyPair = await client.randomDPoPKeyPair('ES256');
     const DPoP = client.getDPoPHandle(config, keyPair);
     const jkt = await calculateJwkThumbprint(await exportJWK(keyPair.publicKey), 'sha256');

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Context } from '../../context.ts';
 import { checkPartnerProfile, type CheckLine } from '../../federation/check.ts';
 import { explainPartnerToken, partnerAudiences, partnerTokenTypeUris, type PartnerTokenKind } from '../../federation/verify.ts';
+import { decodeJwsHeader, mediaType } from '../../jose/index.ts';
 import { exit, type Output } from '../output.ts';
 
 export const partnerHelp = `Usage: clearance partner check ID [--assertion FILE [--kind access_token|id_token|jwt]]
@@ -79,10 +80,5 @@ function print(output: Output, line: CheckLine): void {
 
 /** access_token for a token typed at+jwt (RFC 9068), jwt otherwise. */
 function inferKind(token: string): PartnerTokenKind {
-  try {
-    const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { typ?: unknown };
-    return typeof header.typ === 'string' && header.typ.toLowerCase().replace(/^application\//, '') === 'at+jwt' ? 'access_token' : 'jwt';
-  } catch {
-    return 'jwt';
-  }
+  return mediaType(decodeJwsHeader(token)?.typ) === 'at+jwt' ? 'access_token' : 'jwt';
 }

@@ -1,6 +1,7 @@
-import { X509Certificate, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import type { assertionAlgs } from '../metadata.ts';
+import { algorithmsForKeyType, importPublicJwk, jwkAlgorithms } from '../../jose/index.ts';
+import { assertionAlgs } from '../metadata.ts';
 import type { Client } from '../store.ts';
 
 export type AssertionAlg = (typeof assertionAlgs)[number];
@@ -10,11 +11,13 @@ export interface RegisteredKey {
   /** The JWK's `kid`, an opaque lookup key (RFC 7517 §4.5). */
   kid: string | undefined;
   /**
-   * The one algorithm this key may verify client assertions with (RFC 8725 §3.1: the algorithm
-   * follows from the key, never from the token), or undefined when the key is not usable for
-   * signatures (`use` other than `sig`, `key_ops` without `verify`, an `alg` we do not accept).
+   * The algorithm this key may verify client assertions and request objects with (RFC 8725 §3.1:
+   * the algorithm follows from the key, never from the token): one per key type, P-256 → ES256,
+   * RSA → PS256, Ed25519 → EdDSA under both its names, `EdDSA` and `Ed25519` (RFC 9864 §2.2).
+   * Empty when the key is not usable for signatures (`use` other than `sig`, `key_ops` without
+   * `verify`, an `alg` we do not accept).
    */
-  alg: AssertionAlg | undefined;
+  algorithms: readonly AssertionAlg[];
   key: KeyObject;
   /** DER of the first `x5c` certificate, when the JWK carries one. */
   x5c: Buffer | undefined;
@@ -42,44 +45,29 @@ export function registeredKeys(client: Client): RegisteredKey[] {
 }
 
 /**
- * The algorithm a key type allows, one per key: P-256 → ES256, Ed25519 → EdDSA, RSA → PS256
- * (never RS256: FAPI 2.0 SP §5.4.1 allows only PS256, ES256 and EdDSA).
+ * The algorithms a registered key verifies: those of its type (src/jose `jwkAlgorithms`, which
+ * also applies the JWK's `alg`, `use` and `key_ops`) that client assertions accept — never RS256
+ * (FAPI 2.0 SP §5.4.1 allows only PS256, ES256 and EdDSA).
  */
-export function algorithmForJwk(jwk: Record<string, unknown>): AssertionAlg | undefined {
-  if (jwk.kty === 'EC' && jwk.crv === 'P-256') return 'ES256';
-  if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return 'EdDSA';
-  if (jwk.kty === 'RSA') return 'PS256';
-  return undefined;
-}
-
 function importKey(jwk: Record<string, unknown>): RegisteredKey | undefined {
-  const typeAlg = algorithmForJwk(jwk);
-  if (!typeAlg) return undefined;
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: publicMembers(jwk) as JsonWebKey, format: 'jwk' });
-  } catch {
-    return undefined;
-  }
-  // RFC 7517 §4.2-4.4: a key restricted to another use, operation or algorithm does not verify assertions.
-  const forSignatures =
-    (jwk.use === undefined || jwk.use === 'sig') &&
-    (jwk.key_ops === undefined || (Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) &&
-    (jwk.alg === undefined || jwk.alg === typeAlg);
+  // A key type none of the algorithms fits (EC P-384, Ed448, ...) is left out entirely.
+  if (!algorithmsForKeyType(jwk).some(isAssertionAlg)) return undefined;
+  const imported = importPublicJwk(jwk);
+  if ('error' in imported) return undefined;
+  const { key } = imported;
+  const algorithms = jwkAlgorithms(jwk).filter(isAssertionAlg);
   let thumbprint: Promise<string> | undefined;
   return {
     kid: typeof jwk.kid === 'string' ? jwk.kid : undefined,
-    alg: forSignatures ? typeAlg : undefined,
+    algorithms,
     key,
     x5c: firstCertificate(jwk.x5c),
     thumbprint: () => (thumbprint ??= calculateJwkThumbprint(key.export({ format: 'jwk' }) as JWK, 'sha256')),
   };
 }
 
-/** Only the members that define the public key; anything private was refused at registration. */
-function publicMembers(jwk: Record<string, unknown>): Record<string, unknown> {
-  const { kty, crv, x, y, n, e } = jwk;
-  return Object.fromEntries(Object.entries({ kty, crv, x, y, n, e }).filter(([, v]) => v !== undefined));
+function isAssertionAlg(alg: string): alg is AssertionAlg {
+  return (assertionAlgs as readonly string[]).includes(alg);
 }
 
 function firstCertificate(x5c: unknown): Buffer | undefined {

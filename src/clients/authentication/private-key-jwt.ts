@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import { verifyCompactSignature } from '../../keys/jws-verify.ts';
+import { decodeCompactJws, mediaType, sameAlgorithm, verifyCompactSignature } from '../../jose/index.ts';
 import { epochSeconds, type Clock } from '../../clock.ts';
 import type { OAuthError } from '../../oauth-error.ts';
 import type { ReplayCache } from '../../tokens/replay-cache.ts';
@@ -51,9 +51,6 @@ export interface AssertionContext {
   replay: ReplayCache;
 }
 
-const base64url = /^[A-Za-z0-9_-]+$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /**
  * RFC 7521 §4.2: the assertion type and the assertion come together, once. Returns the
  * assertion text.
@@ -68,41 +65,32 @@ export function requireJwtBearerType(type: string | undefined, assertion: string
 }
 
 /**
- * Parses a client assertion as a compact JWS (RFC 7515 §7.1) and nothing else: three non-empty
- * segments of canonical base64url, a JSON object header and claims set. Refuses, before any key
- * is touched, JWE (five segments), the JSON serialization, unsecured JWTs and oversized input
- * (RFC 8725 §3.3; 8725bis).
+ * Parses a client assertion as a compact JWS (RFC 7515 §7.1) and nothing else (src/jose
+ * `decodeCompactJws`): three non-empty segments of canonical base64url, a JSON object header and
+ * claims set. Refuses, before any key is touched, JWE (five segments), the JSON serialization,
+ * unsecured JWTs and oversized input (RFC 8725 §3.3; 8725bis).
  */
 export function parseClientAssertion(jwt: string, maxBytes = defaultMaxAssertionBytes): ParsedAssertion {
-  const bytes = Buffer.byteLength(jwt, 'utf8');
-  // A 400, as for any oversized input; never a 5xx.
-  if (bytes > maxBytes) throw invalidClient(`client_assertion is ${bytes} bytes (limit ${maxBytes})`, 'client_assertion is too large', 400);
-  const compact = 'client_assertion must be a compact JWS';
-  if (jwt.trimStart().startsWith('{')) throw invalidClient('client_assertion uses the JWS JSON serialization', compact);
-  const segments = jwt.split('.');
-  if (segments.length === 5) throw invalidClient('client_assertion is a JWE', 'client_assertion must be a signed JWT, not encrypted');
-  if (segments.length !== 3) throw invalidClient(`client_assertion has ${segments.length} segments, not 3`, compact);
-  const [h, p, s] = segments as [string, string, string];
-  if (s === '') throw invalidClient('client_assertion is unsecured (empty signature)', 'client_assertion must be signed');
-  for (const segment of segments) {
-    if (!base64url.test(segment) || Buffer.from(segment, 'base64url').toString('base64url') !== segment) {
-      throw invalidClient('client_assertion has a segment that is not canonical base64url', 'client_assertion is malformed');
+  const decoded = decodeCompactJws(jwt, { maxBytes });
+  if (!decoded.ok) {
+    const detail = `client_assertion: ${decoded.reason}`;
+    switch (decoded.problem) {
+      // A 400, as for any oversized input; never a 5xx.
+      case 'too_large':
+        throw invalidClient(detail, 'client_assertion is too large', 400);
+      case 'jwe':
+        throw invalidClient(detail, 'client_assertion must be a signed JWT, not encrypted');
+      case 'unsecured':
+        throw invalidClient(detail, 'client_assertion must be signed');
+      case 'empty':
+      case 'json_serialization':
+      case 'segments':
+        throw invalidClient(detail, 'client_assertion must be a compact JWS');
+      default:
+        throw invalidClient(detail, 'client_assertion is malformed');
     }
   }
-  return { jwt, header: decodeObject(h, 'header'), claims: decodeObject(p, 'claims set') };
-}
-
-function decodeObject(segment: string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(utf8.decode(Buffer.from(segment, 'base64url')));
-  } catch {
-    throw invalidClient(`client_assertion ${what} is not UTF-8 JSON`, 'client_assertion is malformed');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw invalidClient(`client_assertion ${what} is not a JSON object`, 'client_assertion is malformed');
-  }
-  return value as Record<string, unknown>;
+  return { jwt, header: decoded.jws.header, claims: decoded.jws.claims };
 }
 
 /**
@@ -153,13 +141,14 @@ function checkHeader(header: Record<string, unknown>, client: Client): Assertion
   }
   const registered = client.metadata.token_endpoint_auth_signing_alg;
   // RFC 7591 §2: token_endpoint_auth_signing_alg — "All private key JWTs MUST use this algorithm".
-  if (registered && alg !== registered) {
+  // EdDSA and Ed25519 are one algorithm under two names (RFC 9864 §2.2; src/jose/algorithms.ts):
+  // the same key type and the same signature, so a client registered with either may send both.
+  if (registered && !sameAlgorithm(alg, registered)) {
     throw invalidClient(`client_assertion alg ${alg} is not the client's registered ${registered}`);
   }
   if (crit !== undefined) throw invalidClient('client_assertion header has crit, which is not supported');
   if (typ !== undefined) {
-    const normal = typeof typ === 'string' ? typ.toLowerCase().replace(/^application\//, '') : '';
-    if (!acceptedTypes.has(normal)) {
+    if (!acceptedTypes.has(mediaType(typ) ?? '')) {
       throw invalidClient(`client_assertion typ ${quote(typ)} is not a client assertion's (cross-JWT confusion, RFC 8725 §3.11)`);
     }
   }
@@ -169,7 +158,8 @@ function checkHeader(header: Record<string, unknown>, client: Client): Assertion
 /**
  * The registered keys the assertion may be verified with. A `kid` is only an opaque lookup key
  * among the client's own keys (unknown → fail, RFC 8725 §3.10); without one, every key of the
- * header's algorithm is a candidate. The key's algorithm must equal the header's.
+ * header's algorithm is a candidate. The key must verify the header's algorithm (one per key type,
+ * EdDSA under both its names).
  */
 function candidateKeys(client: Client, alg: AssertionAlg, kid: unknown): RegisteredKey[] {
   const id = client.metadata.client_id;
@@ -184,11 +174,11 @@ function candidateKeys(client: Client, alg: AssertionAlg, kid: unknown): Registe
     if (typeof kid !== 'string' || kid === '') throw invalidClient('client_assertion kid is not a non-empty string');
     const named = keys.filter((k) => k.kid === kid);
     if (named.length === 0) throw invalidClient(`client_assertion kid ${quote(kid)} is not among client ${id}'s keys`);
-    const usable = named.filter((k) => k.alg === alg);
+    const usable = named.filter((k) => k.algorithms.includes(alg));
     if (usable.length === 0) throw invalidClient(`client_assertion kid ${quote(kid)} names a key that does not verify ${alg}`);
     return usable;
   }
-  const usable = keys.filter((k) => k.alg === alg);
+  const usable = keys.filter((k) => k.algorithms.includes(alg));
   if (usable.length === 0) throw invalidClient(`client ${id} has no registered key for ${alg}`);
   return usable;
 }

@@ -1,4 +1,4 @@
-import { decodeJwt } from 'jose';
+import { decodeJwt } from '../../jose/index.ts';
 import type { AuthorizationDetail } from '../../authorization/authorization-details.ts';
 import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
