@@ -1,5 +1,5 @@
 import { epochSeconds } from '../clock.ts';
-import { decodeCompactJws, mediaType, verifyCompactSignature } from '../jose/index.ts';
+import { decodeCompactJws, mediaType, sameAlgorithm, verifyCompactSignature } from '../jose/index.ts';
 import type { Context } from '../context.ts';
 import type { Partner } from './definition.ts';
 import type { PartnerAlg, PartnerKey } from './keys.ts';
@@ -233,7 +233,8 @@ const rules: Rule[] = [
       if (typeof alg !== 'string' || alg === '') return fail('the header has no alg');
       if (alg.toLowerCase() === 'none') return fail(`algorithm ${alg} is never accepted (RFC 8725 §3.1)`);
       if (/^hs\d*$/i.test(alg)) return fail(`algorithm ${alg} is not allowed for partner ${partner.id} (symmetric algorithms are never accepted)`);
-      if (!(partner.algorithms as string[]).includes(alg)) {
+      // EdDSA and Ed25519 are one algorithm for an Ed25519 key (RFC 9864 §2.2): a profile naming one allows both.
+      if (!partner.algorithms.some((allowed) => sameAlgorithm(allowed, alg))) {
         return fail(`algorithm ${alg} is not allowed for partner ${partner.id} (allowed: ${partner.algorithms.join(', ')})`);
       }
       state.alg = alg as PartnerAlg;

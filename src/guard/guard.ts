@@ -10,6 +10,7 @@ import {
   type DpopNonceSource,
   type DpopReplayStore,
 } from './dpop.ts';
+import { withBothEd25519Names } from '../jose/index.ts';
 import { askPolicy, type PolicyDecision, type PolicyOptions, type PolicyQuestion } from './policy.ts';
 import {
   actorChain,
@@ -329,7 +330,8 @@ function checkAlgorithms(list: readonly string[], name: string): readonly string
     // RFC 8725 §3.1, §3.2: asymmetric algorithms only; `none` and MACs are never allowed.
     if (!(permittedAlgorithms as readonly string[]).includes(alg)) throw new TypeError(`guard option ${name}: ${JSON.stringify(alg)} is not an allowed asymmetric JWS algorithm`);
   }
-  return [...list];
+  // RFC 9864 §2.2: EdDSA and Ed25519 are one algorithm for an Ed25519 key; naming one allows both.
+  return withBothEd25519Names(list);
 }
 
 /** A match function that throws does not match (fail closed). */

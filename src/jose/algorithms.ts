@@ -34,6 +34,21 @@ export function sameAlgorithm(a: unknown, b: unknown): boolean {
 }
 
 /**
+ * An allowlist with both names of EdDSA over Ed25519 wherever it names one of them (the other
+ * right after it), so that an operator's `[ES256, EdDSA]` accepts what openid-client sends.
+ */
+export function withBothEd25519Names<T extends string>(algorithms: readonly T[]): (T | (typeof ed25519Algorithms)[number])[] {
+  const out: (T | (typeof ed25519Algorithms)[number])[] = [];
+  for (const alg of algorithms) {
+    if (out.includes(alg)) continue;
+    out.push(alg);
+    const other = alg === 'EdDSA' ? 'Ed25519' : alg === 'Ed25519' ? 'EdDSA' : undefined;
+    if (other !== undefined && !(algorithms as readonly string[]).includes(other)) out.push(other);
+  }
+  return out;
+}
+
+/**
  * The algorithms a public JWK's type can verify (RFC 7518 §3.3-3.5, RFC 8037 §3.1, RFC 9864
  * §2.2): EC P-256 → ES256, P-384 → ES384, P-521 → ES512; OKP Ed25519 → EdDSA and Ed25519 (never
  * Ed448); RSA → PS* and RS* (its size is checked on the imported key). Empty for anything else.

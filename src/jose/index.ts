@@ -19,6 +19,7 @@ export {
   jwkAlgorithms,
   keyFitsAlgorithm,
   sameAlgorithm,
+  withBothEd25519Names,
   type JwsAlgorithm,
 } from './algorithms.ts';
 export { rawToDer, verifyCompactSignature } from './signature.ts';

@@ -48,6 +48,20 @@ describe('verifying a partner token', () => {
     refused(await verifyPartnerToken(h.deps, await h.sign(key, { iss: undefined }), asAssertion), /^missing iss$/);
   });
 
+  test('accepts an Ed25519 key under either name of its algorithm when the profile names one (RFC 9864 §2.2), and never with a P-256 key', async (t) => {
+    const h = await harness(t);
+    const ed = await partnerKey('ed', 'EdDSA');
+    const ec = await partnerKey('ec');
+    for (const [allowed, jwkAlg] of [[['EdDSA'], undefined], [['Ed25519'], undefined], [['EdDSA'], 'EdDSA'], [['Ed25519'], 'EdDSA']] as const) {
+      await h.register(profile([{ ...ed, jwk: { ...ed.jwk, ...(jwkAlg ? { alg: jwkAlg } : {}) } }, ec], { algorithms: [...allowed, 'ES256'] }));
+      for (const alg of ['EdDSA', 'Ed25519']) {
+        const result = await verifyPartnerToken(h.deps, await h.sign(ed, {}, { alg }), asAssertion);
+        assert.ok(result.ok, `${alg} under a profile allowing ${allowed}, jwk alg ${jwkAlg}: ${result.ok ? '' : result.reason}`);
+      }
+    }
+    refused(await verifyPartnerToken(h.deps, craft({ alg: 'Ed25519', kid: 'ec' }, { iss: partnerIssuer, sub: 'x', aud: ourIssuer, iat: h.now(), exp: h.now() + 60 }), asAssertion), /does not verify Ed25519/);
+  });
+
   test('refuses alg none in any letter case, even with a signature', async (t) => {
     const h = await harness(t);
     const key = await partnerKey('k1');

@@ -51,6 +51,20 @@ describe('the guard with DPoP-bound tokens', () => {
     assert.deepEqual(access.headers, {});
   });
 
+  test('passes a token bound to an Ed25519 key with an Ed25519 proof (RFC 9864 §2.2), also when its algorithms name only EdDSA', async () => {
+    const ed = dpopKey('Ed25519');
+    const issued = await f.token({ dpop: ed });
+    assert.equal(issued.token_type, 'DPoP');
+    const edProof = (options: Parameters<typeof dpopProof>[2] = {}) => dpopProof(ed, { htm: 'POST', htu: url, ath: ath(issued.access_token) }, options);
+    const access = await guard.verify(dpopRequest(edProof(), { token: issued.access_token }));
+    assert.deepEqual(access.binding, { method: 'dpop', jkt: ed.jkt });
+    const eddsaOnly = createGuard({ issuer: f.issuer, audience: ordersApi, jwksUri: `${f.issuer}/jwks`, dpop: { algorithms: ['ES256', 'EdDSA'] } });
+    await eddsaOnly.verify(dpopRequest(edProof(), { token: issued.access_token }));
+    await eddsaOnly.verify(dpopRequest(edProof({ header: { alg: 'EdDSA' } }), { token: issued.access_token }));
+    const error = await refused(eddsaOnly.verify(dpopRequest(undefined, { token: issued.access_token })), 401, 'invalid_dpop_proof');
+    assert.match(error.wwwAuthenticate!, /algs="ES256 EdDSA Ed25519"/);
+  });
+
   test('accepts a request URL with a query, another letter case in the host, and the default port', async () => {
     await guard.verify(dpopRequest(proofFor(), { url: 'https://Orders.Example.COM:443/api/orders?page=2' }));
     await guard.verify(dpopRequest(proofFor({ htu: 'https://orders.example.com/api/orders?ignored=1' })));

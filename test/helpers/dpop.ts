@@ -2,15 +2,16 @@
  * DPoP proofs for tests (RFC 9449 §4.2), made with node:crypto so that any header or claim can be
  * wrong on purpose:
  *
- *   const key = dpopKey();                                   // ES256 (or 'EdDSA', 'PS256')
+ *   const key = dpopKey();                                   // ES256 (or 'EdDSA', 'Ed25519', 'PS256')
  *   const proof = dpopProof(key, { htm: 'POST', htu: `${issuer}/token` });
  *   const bad = dpopProof(key, { htm: 'POST', htu, iat: now - 3600 }, { omit: ['jti'], header: { typ: 'JWT' } });
  */
 import { createHash, createHmac, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { signCompact } from '../../src/keys/jws.ts';
-import { jwkThumbprint } from '../../src/tokens/dpop.ts';
+import { jwkThumbprint } from '../../src/jose/index.ts';
 
-export type DpopTestAlg = 'ES256' | 'EdDSA' | 'PS256';
+/** `Ed25519` is EdDSA's fully-specified name (RFC 9864 §2.2): the same key, the other `alg`. */
+export type DpopTestAlg = 'ES256' | 'EdDSA' | 'Ed25519' | 'PS256';
 
 export interface DpopKey {
   alg: DpopTestAlg;
@@ -25,7 +26,7 @@ export function dpopKey(alg: DpopTestAlg = 'ES256'): DpopKey {
   const pair =
     alg === 'ES256'
       ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-      : alg === 'EdDSA'
+      : alg === 'EdDSA' || alg === 'Ed25519'
         ? generateKeyPairSync('ed25519')
         : generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = pair.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
@@ -61,6 +62,10 @@ export function dpopProof(key: DpopKey, claims: ProofClaims, options: ProofOptio
   const alg = 'alg' in (options.header ?? {}) ? (options.header!.alg as string | undefined) : key.alg;
   if (alg === 'ES256' || alg === 'EdDSA' || alg === 'PS256') {
     return signCompact(alg, options.signWith ?? key.privateKey, header, payload);
+  }
+  if (alg === 'Ed25519') {
+    const input = `${b64u({ ...header, alg })}.${b64u(payload)}`;
+    return `${input}.${sign(null, Buffer.from(input), options.signWith ?? key.privateKey).toString('base64url')}`;
   }
   // Algorithms Clearance refuses (none, RS256, HS256) or no alg at all, signed by hand.
   if (alg === 'RS256') {

@@ -41,3 +41,20 @@ export function csrfOf(html: string): string {
   assert.ok(match, 'the page has a CSRF token');
   return match[1]!;
 }
+
+/**
+ * Signs in on Clearance's sign-in page (password) and approves on its consent page, starting from
+ * an authorization URL; returns the client's callback URL (the 303 away from the issuer).
+ */
+export async function signInAndApprove(browser: HttpBrowser, issuer: string, authorizationUrl: URL, person: { username: string; password: string }): Promise<URL> {
+  let { response, url } = await browser.follow(authorizationUrl, issuer);
+  assert.equal(response.status, 200, `the sign-in page: ${url.href}`);
+  const form = (fields: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() });
+  const loginPage = await response.text();
+  ({ response, url } = await browser.follow(`${url.href}/login`, issuer, form({ csrf_token: csrfOf(loginPage), ...person })));
+  assert.equal(response.status, 200, `the consent page: ${url.href}`);
+  const consentPage = await response.text();
+  ({ response, url } = await browser.follow(`${url.href}/consent`, issuer, form({ csrf_token: csrfOf(consentPage), decision: 'approve' })));
+  assert.equal(response.status, 303);
+  return url;
+}

@@ -4,7 +4,7 @@ import * as client from 'openid-client';
 import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { HttpBrowser, csrfOf } from '../helpers/http-browser.ts';
+import { HttpBrowser, signInAndApprove } from '../helpers/http-browser.ts';
 
 // openid-client v6 with its DPoP handle (RFC 9449), a client nobody here wrote, against a listening
 // Clearance: client credentials and the code flow (PAR with a proof, the code, refresh, userinfo),
@@ -51,21 +51,6 @@ function refusedBearer(error: unknown): boolean {
   return true;
 }
 
-/** Signs in and approves on Clearance's pages; returns the client's callback URL. */
-async function signInAndApprove(server: TestServer, authorizationUrl: URL): Promise<URL> {
-  const browser = new HttpBrowser();
-  let { response, url } = await browser.follow(authorizationUrl, server.issuer);
-  assert.equal(response.status, 200, `the sign-in page: ${url.href}`);
-  const form = (fields: Record<string, string>) => ({ method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() });
-  const loginPage = await response.text();
-  ({ response, url } = await browser.follow(`${url.href}/login`, server.issuer, form({ csrf_token: csrfOf(loginPage), username: 'alice', password })));
-  assert.equal(response.status, 200, `the consent page: ${url.href}`);
-  const consentPage = await response.text();
-  ({ response, url } = await browser.follow(`${url.href}/consent`, server.issuer, form({ csrf_token: csrfOf(consentPage), decision: 'approve' })));
-  assert.equal(response.status, 303);
-  return url;
-}
-
 for (const nonces of ['off', 'required'] as const) {
   test(`openid-client gets a DPoP-bound client_credentials token and calls the admin API with it (nonces ${nonces})`, async (t) => {
     const { server, key } = await setUp(t, { CLEARANCE_DPOP_NONCE: nonces });
@@ -106,7 +91,7 @@ test('openid-client runs PAR with a DPoP proof, the code, refresh and userinfo f
     { redirect_uri: redirectUri, scope: 'openid order:create', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', nonce },
     { DPoP },
   );
-  const callback = await signInAndApprove(server, authorizationUrl);
+  const callback = await signInAndApprove(new HttpBrowser(), server.issuer, authorizationUrl, { username: 'alice', password });
   const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedNonce: nonce }, undefined, { DPoP });
   assert.equal(tokens.token_type.toLowerCase(), 'dpop');
   assert.deepEqual(decodeJwt(tokens.access_token).cnf, { jkt });

@@ -39,8 +39,8 @@ async function refusal(promise: Promise<unknown>): Promise<OAuthError> {
 }
 
 describe('DPoP proof validation (RFC 9449 §4.3)', () => {
-  test('accepts a proof of every allowed algorithm and returns its key thumbprint', async () => {
-    for (const alg of ['ES256', 'EdDSA', 'PS256'] as const) {
+  test('accepts a proof of every allowed algorithm, Ed25519 among them, and returns its key thumbprint', async () => {
+    for (const alg of ['ES256', 'EdDSA', 'Ed25519', 'PS256'] as const) {
       const key = dpopKey(alg);
       const proof = await verifyDpopProof({ proofs: [dpopProof(key, { htm: 'POST', htu: url })], method: 'POST', urls: [url] }, deps());
       assert.equal(proof?.jkt, key.jkt, alg);

@@ -66,6 +66,34 @@ describe('private_key_jwt: accepted assertions', () => {
     assert.equal(result.method, 'private_key_jwt');
   });
 
+  test('authenticates a client with an Ed25519 assertion (RFC 9864 §2.2), whichever of the two names its key or registration uses', async (t) => {
+    const h = await harness(t);
+    const key = keyPair('EdDSA');
+    const ed25519 = (header: Record<string, unknown> = {}) =>
+      new SignJWT(assertionClaims(clientId, h.clock)).setProtectedHeader({ alg: 'Ed25519', ...header }).sign(key.privateKey);
+    for (const [registered, jwkAlg] of [[undefined, undefined], ['EdDSA', 'EdDSA'], ['Ed25519', 'Ed25519'], ['EdDSA', 'Ed25519']] as const) {
+      await h.register({
+        client_id: clientId,
+        token_endpoint_auth_method: 'private_key_jwt',
+        ...(registered ? { token_endpoint_auth_signing_alg: registered } : {}),
+        jwks: { keys: [{ ...key.jwk, kid: 'ed', ...(jwkAlg ? { alg: jwkAlg } : {}) }] },
+      });
+      const what = `registered ${registered}, jwk alg ${jwkAlg}`;
+      assert.equal((await h.authenticate({ body: assertionBody(await ed25519({ kid: 'ed' })) })).method, 'private_key_jwt', what);
+      assert.equal((await h.authenticate({ body: assertionBody(signAssertion(key, assertionClaims(clientId, h.clock))) })).method, 'private_key_jwt', `EdDSA, ${what}`);
+    }
+    // One algorithm under two names, never another: a client registered for ES256 refuses both.
+    await h.register({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256', jwks: { keys: [key.jwk] } });
+    await rejectsWith(h.authenticate({ body: assertionBody(await ed25519()) }), { detail: /alg Ed25519 is not the client's registered ES256/ });
+  });
+
+  test('refuses an Ed25519 assertion whose kid names a P-256 key', async (t) => {
+    const { h } = await setup(t);
+    const ed = keyPair('EdDSA');
+    const assertion = await new SignJWT(assertionClaims(clientId, h.clock)).setProtectedHeader({ alg: 'Ed25519', kid: 'es-1' }).sign(ed.privateKey);
+    await rejectsWith(h.authenticate({ body: assertionBody(assertion) }), { detail: /names a key that does not verify Ed25519/ });
+  });
+
   test('authenticates a client with a PS256 assertion', async (t) => {
     const h = await harness(t);
     const key = keyPair('PS256');
