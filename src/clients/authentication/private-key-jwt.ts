@@ -1,7 +1,6 @@
 import type { JWTPayload } from 'jose';
 import { decodeCompactJws, mediaType, sameAlgorithm, verifyCompactSignature } from '../../jose/index.ts';
 import { epochSeconds, type Clock } from '../../clock.ts';
-import type { OAuthError } from '../../oauth-error.ts';
 import type { ReplayCache } from '../../tokens/replay-cache.ts';
 import { assertionAlgs } from '../metadata.ts';
 import type { Client } from '../store.ts';
