@@ -160,12 +160,14 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
       if (secret) result.secrets[client.client_id] = secret;
     }
     const now = ctx.clock.now();
-    for (const [i, user] of plan.users.entries()) {
-      const { outcome, id } = await upsertUser(trx, now, user, passwords[i]!);
-      userIds.set(user.username, id);
-      result.changes.push({ kind: 'user', id: user.username, outcome });
-    }
     const events: AuditEvent[] = [];
+    for (const [i, user] of plan.users.entries()) {
+      // A lock, disable or password reset ends the person's tokens; its event commits with it.
+      const upserted = await upsertUser(trx, now, user, passwords[i]!, source);
+      userIds.set(user.username, upserted.id);
+      result.changes.push({ kind: 'user', id: user.username, outcome: upserted.outcome });
+      events.push(...upserted.events);
+    }
     for (const planned of plan.mandates) {
       const outcome = await executeMandate(trx, now, planned, userIds, { actor: source.actor }, events);
       result.changes.push({ kind: 'mandate', id: planned.entry.id, outcome });

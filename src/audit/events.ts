@@ -44,6 +44,12 @@ export const auditEventTypes = [
   'user.login_failed',
   'user.locked',
   'user.logged_out',
+  // A person's lifecycle (src/identity/lifecycle.ts): each names the refresh tokens, sessions and
+  // codes it ended (an administrator's `user.locked` too; the automatic lockout ends no tokens).
+  'user.disabled',
+  'user.deleted',
+  'user.password_reset',
+  'user.signed_out_everywhere',
   // Mandates (src/mandates): each lifecycle step of a delegation record.
   'mandate.created',
   'mandate.accepted',

@@ -1,5 +1,6 @@
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
+import { isPersonTokenLive } from '../identity/lifecycle.ts';
 import { OAuthError } from '../oauth-error.ts';
 import {
   findRefreshToken,
@@ -18,7 +19,8 @@ import { revokeOnReuse } from './reuse.ts';
  * 1. `refresh_token` is one of ours (unknown → invalid_grant);
  * 2. it was issued to this client (§6: "bound to the client to which it was issued"); a
  *    confidential client has authenticated (the token endpoint requires it, §6);
- * 3. it has not expired and was not revoked; its grant is still active;
+ * 3. it has not expired and was not revoked; its grant is still active; its person may still hold
+ *    tokens and it was issued after the person's cut-off (src/identity/lifecycle.ts);
  * 4. a public client's refresh token bound to a DPoP key or a certificate (RFC 9449 §5, RFC 8705 §4)
  *    is used only with a proof of that key or that certificate (else invalid_grant, and the token
  *    is not consumed);
@@ -58,6 +60,9 @@ export const refreshToken = defineGrant({
     if (stored.state === 'superseded') throw invalidGrant('refresh token was replaced by a retry before it was used');
     // Read with the token (findRefreshToken): the grant is still active.
     if (!stored.grantActive) throw invalidGrant('the grant was revoked');
+    // RFC 9700 §4.14.2: a locked, disabled, deleted or signed-out person's tokens were revoked with
+    // the change; this refuses one that slipped through all the same (src/identity/lifecycle.ts).
+    if (!(await isPersonTokenLive(ctx.storage.db, stored.userId, stored.createdAt))) throw invalidGrant('the person may no longer hold tokens');
     // RFC 9449 §5, RFC 8705 §4: a bound refresh token needs a proof of its key, or its certificate.
     const bound = stored.payload.cnf;
     if (bound?.jkt !== undefined && dpop?.jkt !== bound.jkt) {

@@ -47,11 +47,12 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  * 2. the password is verified against the stored Argon2id hash, or, for an unknown username or an
  *    account without a password, against a dummy hash: the same work, so timing does not tell
  *    which usernames exist;
- * 3. a locked account fails even with the right password — also when the lock lands while the
+ * 3. a locked or disabled account fails even with the right password — also when the lock lands while the
  *    password is being verified: the success is written only if the account is still active;
  * 4. every failure keeps its count against the account (when it exists) and the address, and is
  *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
- *    locks the account (`user.locked`);
+ *    locks the account (`user.locked`) for password logins only: the person's tokens keep working
+ *    (src/identity/lifecycle.ts);
  * 5. a success refunds its throttle count, resets the consecutive-failure count, upgrades a hash
  *    made with older parameters, and is audited as `user.login_succeeded` before the caller
  *    responds — in one transaction with what `onSuccess` writes there (the caller's consequences
@@ -157,7 +158,10 @@ function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAd
   return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { source_address: sourceAddress } };
 }
 
-/** Counts a wrong password; the threshold-th consecutive one locks the account and ends its sessions. */
+/**
+ * Counts a wrong password; the threshold-th consecutive one locks the account (`lock_reason`
+ * `failed_logins`) and ends its browser sessions, but not its tokens.
+ */
 async function countFailure(ctx: LoginContext, userId: string, base: Partial<AuditEvent>, sourceAddress: string): Promise<void> {
   const db = ctx.storage.db;
   const counted = await db
@@ -170,10 +174,12 @@ async function countFailure(ctx: LoginContext, userId: string, base: Partial<Aud
   if (failures < ctx.identity.policy.lockoutThreshold) return;
   const now = ctx.clock.now();
   const locked = await db.transaction().execute(async (trx) => {
-    // Conditional, so concurrent failures lock (and audit) once.
+    // Conditional, so concurrent failures lock (and audit) once. An automatic lockout stops password
+    // logins only: anyone who knows the username can cause it, so it is no sign of compromise and
+    // leaves the person's tokens working (src/identity/lifecycle.ts); an administrator's lock ends them.
     const result = await trx
       .updateTable('users')
-      .set({ status: 'locked', locked_at: now, updated_at: now })
+      .set({ status: 'locked', lock_reason: 'failed_logins', locked_at: now, updated_at: now })
       .where('id', '=', userId)
       .where('status', '=', 'active')
       .executeTakeFirst();

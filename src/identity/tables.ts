@@ -13,10 +13,23 @@ export interface IdentityTables {
     desks: string;
     /** JSON object: KYC status, suitability and other facts about the person. */
     attributes: string;
-    status: 'active' | 'locked';
+    /** `active`; `locked` (by an administrator or after failed logins); `disabled` (by an administrator). */
+    status: 'active' | 'locked' | 'disabled';
     /** Consecutive failed password logins since the last success (lockout counter). */
     failed_logins: number;
+    /** When the account stopped being active (locked or disabled); null while active. */
     locked_at: number | null;
+    /**
+     * Why a locked account is locked: `failed_logins` (the automatic lockout, which stops password
+     * logins only) or `admin` (an administrator's lock, which also ends the person's tokens);
+     * `admin` for a disabled account; null while active (migration 0013).
+     */
+    lock_reason: 'failed_logins' | 'admin' | null;
+    /**
+     * Epoch ms: every token of the person issued at or before it is dead (a password reset, "sign
+     * out everywhere", a lock or disable by an administrator); null when never set (migration 0013).
+     */
+    tokens_valid_after: number | null;
     last_login_at: number | null;
     created_at: number;
     updated_at: number;
@@ -38,7 +51,7 @@ export interface IdentityTables {
     /** JSON array of RFC 8176 method references. */
     amr: string;
     ended_at: number | null;
-    /** Why it ended: logout, rotated (a new login in this browser), locked. */
+    /** Why it ended: logout, rotated (a new login in this browser), locked, disabled, password_changed, signed_out_everywhere, deleted. */
     end_reason: string | null;
   };
 }

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
 import { isSecretName } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { join, type Validator } from '../validation.ts';
+import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecycle.ts';
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
 
 /** A person, as other components see them. The password hash never leaves this module's store. */
@@ -22,11 +24,19 @@ export interface User {
   createdAt: number;
   updatedAt: number;
   lastLoginAt: number | null;
+  /** When the account stopped being active (locked or disabled). */
   lockedAt: number | null;
+  /** Why a locked account is locked: `failed_logins` (automatic) or `admin`; `admin` when disabled. */
+  lockReason: 'failed_logins' | 'admin' | null;
 }
 
-export type UserStatus = 'active' | 'locked';
-export const userStatuses = ['active', 'locked'] as const;
+/**
+ * `active`; `locked`: cannot log in (after too many failed passwords, which leaves the person's
+ * tokens working, or by an administrator, which ends them); `disabled`: cannot log in and holds no
+ * working token, an administrator's decision (src/identity/lifecycle.ts).
+ */
+export type UserStatus = 'active' | 'locked' | 'disabled';
+export const userStatuses = ['active', 'locked', 'disabled'] as const;
 
 /**
  * Facts about the person that policy and consent may use: KYC and suitability (the product classes
@@ -52,7 +62,10 @@ export interface UserEntry {
   email?: string;
   desks?: string[];
   attributes?: UserAttributes;
-  /** Absent: keep the stored status (new users are active). `active` also clears a lockout. */
+  /**
+   * Absent: keep the stored status (new users are active). `active` also clears a lockout;
+   * `locked` (an administrator's lock) and `disabled` end the person's tokens.
+   */
   status?: UserStatus;
 }
 
@@ -188,6 +201,7 @@ function toUser(row: UserRow): User {
     updatedAt: Number(row.updated_at),
     lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
     lockedAt: row.locked_at === null ? null : Number(row.locked_at),
+    lockReason: row.status === 'active' ? null : (row.lock_reason ?? 'admin'),
   };
 }
 
@@ -234,8 +248,15 @@ export function userView(user: User): Record<string, unknown> {
     updated_at: new Date(user.updatedAt).toISOString(),
     last_login_at: user.lastLoginAt === null ? null : new Date(user.lastLoginAt).toISOString(),
     locked_at: user.lockedAt === null ? null : new Date(user.lockedAt).toISOString(),
+    lock_reason: user.lockReason,
   };
 }
+
+/**
+ * The members of a user's representation that a PUT or PATCH writes (the rest of `userView` is
+ * read-only, and a password is write-only: given to change it, never shown).
+ */
+export const writableUserMembers = ['name', 'email', 'desks', 'attributes', 'status'] as const;
 
 /** What to store as the password hash: keep the stored one, or write this one. */
 export type PasswordDecision = { keep: true } | { keep: false; hash: string };
@@ -257,15 +278,25 @@ export async function decidePassword(db: Kysely<Database>, entry: UserEntry): Pr
 export interface UserUpsert {
   outcome: 'created' | 'updated' | 'unchanged';
   id: string;
+  /** The lifecycle event of a change that ended the person's tokens, to record in the same transaction. */
+  events: AuditEvent[];
 }
 
 /**
  * Creates or updates a user inside the caller's transaction, by username. The document describes
  * the whole person (an omitted name, email, desks or attributes is cleared), except the password
- * (kept unless given) and the status (kept unless given; `active` clears a lockout). A changed
- * password or a lock ends the user's sessions.
+ * (kept unless given) and the status (kept unless given; `active` clears a lockout). A change
+ * that leaves the person unable to hold tokens (an administrator's `locked`, also over an automatic
+ * lockout; `disabled`) or a changed password ends the person's sessions, refresh tokens, codes and
+ * access tokens (src/identity/lifecycle.ts) and returns its audit event, attributed to `by`.
  */
-export async function upsertUser(trx: Transaction<Database>, now: number, entry: UserEntry, password: PasswordDecision): Promise<UserUpsert> {
+export async function upsertUser(
+  trx: Transaction<Database>,
+  now: number,
+  entry: UserEntry,
+  password: PasswordDecision,
+  by: { actor: string; via?: string } = { actor: 'clearance' },
+): Promise<UserUpsert> {
   const existing = await trx.selectFrom('users').selectAll().where('username', '=', entry.username).executeTakeFirst();
   const fields = {
     name: entry.name ?? null,
@@ -275,6 +306,7 @@ export async function upsertUser(trx: Transaction<Database>, now: number, entry:
   };
   if (!existing) {
     const id = randomUUID();
+    const status = entry.status ?? 'active';
     await trx
       .insertInto('users')
       .values({
@@ -282,17 +314,21 @@ export async function upsertUser(trx: Transaction<Database>, now: number, entry:
         username: entry.username,
         password_hash: password.keep ? null : password.hash,
         ...fields,
-        status: entry.status ?? 'active',
+        status,
         failed_logins: 0,
-        locked_at: entry.status === 'locked' ? now : null,
+        locked_at: status === 'active' ? null : now,
+        lock_reason: status === 'active' ? null : 'admin',
+        tokens_valid_after: null,
         last_login_at: null,
         created_at: now,
         updated_at: now,
       })
       .execute();
-    return { outcome: 'created', id };
+    return { outcome: 'created', id, events: [] };
   }
   const status = entry.status ?? existing.status;
+  // A status the document states is the administrator's: `locked` over an automatic lockout becomes theirs.
+  const lockReason = status === 'active' ? null : entry.status !== undefined ? 'admin' : existing.lock_reason;
   const passwordHash = password.keep ? existing.password_hash : password.hash;
   const same =
     existing.name === fields.name &&
@@ -300,29 +336,26 @@ export async function upsertUser(trx: Transaction<Database>, now: number, entry:
     existing.desks === fields.desks &&
     existing.attributes === fields.attributes &&
     existing.status === status &&
+    existing.lock_reason === lockReason &&
     existing.password_hash === passwordHash;
-  if (same) return { outcome: 'unchanged', id: existing.id };
-  const unlocking = existing.status === 'locked' && status === 'active';
-  const locking = existing.status === 'active' && status === 'locked';
+  if (same) return { outcome: 'unchanged', id: existing.id, events: [] };
+  const couldHoldTokens = existing.status === 'active' || (existing.status === 'locked' && existing.lock_reason === 'failed_logins');
+  const canHoldTokens = status === 'active' || (status === 'locked' && lockReason === 'failed_logins');
+  const action: LifecycleAction | undefined =
+    couldHoldTokens && !canHoldTokens ? (status === 'disabled' ? 'disabled' : 'locked') : canHoldTokens && passwordHash !== existing.password_hash ? 'password_reset' : undefined;
   await trx
     .updateTable('users')
     .set({
       ...fields,
       password_hash: passwordHash,
       status,
-      ...(unlocking ? { failed_logins: 0, locked_at: null } : {}),
-      ...(locking ? { locked_at: now } : {}),
+      lock_reason: lockReason,
+      ...(status === 'active' ? { failed_logins: 0, locked_at: null } : existing.status === 'active' ? { locked_at: now } : {}),
       updated_at: now,
     })
     .where('id', '=', existing.id)
     .execute();
-  if (locking || passwordHash !== existing.password_hash) {
-    await trx
-      .updateTable('sessions')
-      .set({ ended_at: now, end_reason: locking ? 'locked' : 'password_changed' })
-      .where('user_id', '=', existing.id)
-      .where('ended_at', 'is', null)
-      .execute();
-  }
-  return { outcome: 'updated', id: existing.id };
+  if (!action) return { outcome: 'updated', id: existing.id, events: [] };
+  const { ended, events } = await endPersonAccess(trx, now, existing.id, action, by.actor);
+  return { outcome: 'updated', id: existing.id, events: [...events, lifecycleEvent(action, existing.id, by.actor, ended, by.via ? { via: by.via } : {})] };
 }

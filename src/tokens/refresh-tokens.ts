@@ -62,6 +62,8 @@ export interface StoredRefreshToken {
   userId: string;
   payload: RefreshPayload;
   state: RefreshTokenState;
+  /** Epoch ms; a person's cut-off (src/identity/lifecycle.ts) ends the tokens created before it. */
+  createdAt: number;
   expiresAt: number;
   usedAt: number | null;
   /** Whether its grant was active (not revoked) when the token was read. */
@@ -126,6 +128,7 @@ function toStored(row: NonNullable<Row>): StoredRefreshToken {
     userId: row.user_id,
     payload: JSON.parse(row.payload) as RefreshPayload,
     state: row.state as RefreshTokenState,
+    createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     usedAt: row.used_at === null ? null : Number(row.used_at),
     grantActive: row.active_grant_id !== null,

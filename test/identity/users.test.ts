@@ -166,7 +166,7 @@ for (const dialect of testDialects()) {
         'users[2].password_hash: must be an Argon2id PHC string: $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>',
         'users[2].email: must be an email address',
         'users[2].desks[1]: is listed twice',
-        'users[2].status: must be one of active, locked',
+        'users[2].status: must be one of active, locked, disabled',
         'users[3].attributes.Region: attribute names are lowercase letters, digits and _, starting with a letter',
         'users[3].attributes.api_secret: attributes are facts about a person, never secrets',
         'users[3].attributes.kyc_status: must be one of pending, verified, rejected, expired',

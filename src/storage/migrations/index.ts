@@ -11,6 +11,7 @@ import * as mandates from './0009_mandates.ts';
 import * as partners from './0010_partners.ts';
 import * as registrationAuthority from './0011_registration_authority.ts';
 import * as refreshRetry from './0012_refresh_retry.ts';
+import * as personLifecycle from './0013_person_lifecycle.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -26,4 +27,5 @@ export const migrations: Record<string, Migration> = {
   '0010_partners': partners,
   '0011_registration_authority': registrationAuthority,
   '0012_refresh_retry': refreshRetry,
+  '0013_person_lifecycle': personLifecycle,
 };

@@ -1,0 +1,166 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
+import { revokeGrantIn } from '../authorization/consent.ts';
+import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
+
+/**
+ * The person rule of token liveness and the lifecycle steps that end a person's tokens
+ * (RFC 9700 §4.14.2: a refresh token is revoked when the person's authorization ends, and the
+ * access tokens issued under it stop being accepted at once).
+ *
+ * A person's tokens work only while the person exists, may hold tokens, and the token was issued
+ * after the person's cut-off (`users.tokens_valid_after`):
+ * - an administrator's lock (`status: locked`), `status: disabled` and deletion end every token by
+ *   status, and also set the cut-off, so unlocking later does not bring the old tokens back;
+ * - a password reset and "sign out everywhere" set the cut-off only: the person stays active and a
+ *   new login gets new, live tokens;
+ * - the automatic lockout after consecutive failed passwords (src/identity/login.ts) is NOT a
+ *   compromise: anyone who knows a username can cause it, so it stops password logins only and
+ *   leaves the person's tokens working (otherwise it would let an outsider cut a person off from
+ *   every application). An administrator who believes the account is compromised locks it (or
+ *   signs the person out everywhere) and that ends the tokens.
+ * Each of those steps, in one transaction with its status change: sets the cut-off, revokes the
+ * person's refresh tokens (the refresh grant then answers invalid_grant), discards their unredeemed
+ * authorization codes, ends their browser sessions, and (deletion only) revokes their consent
+ * grants; one audit event names what was ended.
+ */
+
+/** What a person's status allows, as stored. */
+interface Standing {
+  status: Database['users']['status'];
+  lock_reason: Database['users']['lock_reason'];
+  tokens_valid_after: number | string | bigint | null;
+}
+
+/** The steps that end a person's tokens, as their audit event types name them. */
+export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted';
+
+const eventTypes = {
+  locked: 'user.locked',
+  disabled: 'user.disabled',
+  password_reset: 'user.password_reset',
+  signed_out_everywhere: 'user.signed_out_everywhere',
+  deleted: 'user.deleted',
+} as const satisfies Record<LifecycleAction, AuditEvent['type']>;
+
+/** Whether a person in this standing may hold working tokens at all (the cut-off aside). */
+function mayHoldTokens(standing: Standing): boolean {
+  return standing.status === 'active' || (standing.status === 'locked' && standing.lock_reason === 'failed_logins');
+}
+
+/**
+ * The person rule of token liveness: whether a token of person `userId` issued at `issuedAtMs`
+ * (epoch ms) may still work. One read by primary key. Fails closed: an unknown person (deleted)
+ * has no live tokens. A token's `iat` has a resolution of a second, so a token issued in the same
+ * second as the cut-off counts as issued before it (dead).
+ */
+export async function isPersonTokenLive(db: Kysely<Database>, userId: string, issuedAtMs: number): Promise<boolean> {
+  if (userId.length > 64) return false;
+  const row = await db.selectFrom('users').select(['status', 'lock_reason', 'tokens_valid_after']).where('id', '=', userId).executeTakeFirst();
+  if (!row || !mayHoldTokens(row)) return false;
+  return row.tokens_valid_after === null || issuedAtMs > Number(row.tokens_valid_after);
+}
+
+/** What one lifecycle step ended. */
+export interface EndedAccess {
+  refreshTokensRevoked: number;
+  sessionsEnded: number;
+  codesDiscarded: number;
+  grantsRevoked: number;
+}
+
+/**
+ * Ends everything person `userId` holds, inside the caller's transaction (the one that changes
+ * their status, password or row): sets the cut-off to `now`, revokes their refresh tokens, discards
+ * their unredeemed codes, ends their sessions; for `deleted`, also revokes their consent grants
+ * (whose `consent.revoked` events are returned to record in the same transaction).
+ */
+export async function endPersonAccess(
+  trx: Transaction<Database>,
+  now: number,
+  userId: string,
+  action: LifecycleAction,
+  actor: string,
+): Promise<{ ended: EndedAccess; events: AuditEvent[] }> {
+  await trx.updateTable('users').set({ tokens_valid_after: now }).where('id', '=', userId).execute();
+  // Through the grants (indexed by user_id), whose refresh tokens are indexed by grant_id.
+  const ofPerson = trx.selectFrom('grants').select('id').where('user_id', '=', userId);
+  const revoked = await trx.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', 'in', ofPerson).where('state', '=', 'active').where('expires_at', '>', now).executeTakeFirst();
+  // Expired, used and replaced tokens of the same families too (not counted): presenting one later
+  // is "revoked", not a reuse that would revoke the consent grant.
+  await trx.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', 'in', ofPerson).where('state', 'in', ['active', 'rotated', 'superseded']).execute();
+  const events: AuditEvent[] = [];
+  if (action === 'deleted') {
+    const grants = await trx.selectFrom('grants').select('id').where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
+    for (const { id } of grants) {
+      const event = await revokeGrantIn(trx, now, id, { actor, reason: 'person deleted' });
+      if (event) events.push(event);
+    }
+  }
+  const codes = await trx.deleteFrom('authorization_codes').where('user_id', '=', userId).where('redeemed_at', 'is', null).executeTakeFirst();
+  const sessions = await trx
+    .updateTable('sessions')
+    .set({ ended_at: now, end_reason: action === 'password_reset' ? 'password_changed' : action })
+    .where('user_id', '=', userId)
+    .where('ended_at', 'is', null)
+    .executeTakeFirst();
+  return {
+    ended: {
+      refreshTokensRevoked: Number(revoked.numUpdatedRows),
+      sessionsEnded: Number(sessions.numUpdatedRows),
+      codesDiscarded: Number(codes.numDeletedRows),
+      grantsRevoked: events.length,
+    },
+    events,
+  };
+}
+
+/** The one audit event of a lifecycle step, naming what it ended. */
+export function lifecycleEvent(action: LifecycleAction, userId: string, actor: string, ended: EndedAccess, extra: { requestId?: string; via?: string } = {}): AuditEvent {
+  return {
+    type: eventTypes[action],
+    ...(extra.requestId ? { requestId: extra.requestId } : {}),
+    actor,
+    subject: userId,
+    decision: { allow: false, reasons: [action === 'locked' ? 'admin' : action] },
+    details: {
+      ...(extra.via ? { via: extra.via } : {}),
+      refresh_tokens_revoked: ended.refreshTokensRevoked,
+      sessions_ended: ended.sessionsEnded,
+      codes_discarded: ended.codesDiscarded,
+      ...(action === 'deleted' ? { grants_revoked: ended.grantsRevoked } : {}),
+    },
+  };
+}
+
+type LifecycleContext = Pick<Context, 'storage' | 'clock' | 'audit'>;
+
+/**
+ * "Sign out everywhere" by an administrator: the person stays active, every session, refresh
+ * token and access token they hold ends now (`user.signed_out_everywhere`). False for an unknown
+ * username (matched exactly, as the admin API addresses people).
+ */
+export async function signOutEverywhere(ctx: LifecycleContext, username: string, by: { actor: string; requestId?: string }): Promise<boolean> {
+  return ctx.audit.recordWith(async (trx) => {
+    const user = await trx.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
+    if (!user) return { value: false, events: [] };
+    const { ended, events } = await endPersonAccess(trx, ctx.clock.now(), user.id, 'signed_out_everywhere', by.actor);
+    return { value: true, events: [...events, lifecycleEvent('signed_out_everywhere', user.id, by.actor, ended, { ...by, via: 'admin-api' })] };
+  });
+}
+
+/**
+ * Deletes a person: their row goes (so every token naming them is dead: the person rule fails
+ * closed), their consent grants are revoked, refresh tokens, codes and sessions ended, in one
+ * transaction with `user.deleted` (which names them by id only). False for an unknown username.
+ */
+export async function deleteUser(ctx: LifecycleContext, username: string, by: { actor: string; requestId?: string }): Promise<boolean> {
+  return ctx.audit.recordWith(async (trx) => {
+    const user = await trx.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
+    if (!user) return { value: false, events: [] };
+    const { ended, events } = await endPersonAccess(trx, ctx.clock.now(), user.id, 'deleted', by.actor);
+    await trx.deleteFrom('users').where('id', '=', user.id).execute();
+    return { value: true, events: [...events, lifecycleEvent('deleted', user.id, by.actor, ended, { ...by, via: 'admin-api' })] };
+  });
+}
