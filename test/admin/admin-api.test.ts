@@ -203,13 +203,15 @@ describe('the admin API', () => {
     const f = await protocolFixture(t);
     const token = await adminToken(f);
     const server = { identifier: 'https://collateral.example.com', scopes: ['collateral:pledge'], access_token_ttl: 90 };
+    // Created with a default (require_sender_constraint); replacing it names every member (representation.ts).
+    const full = { ...server, require_sender_constraint: false };
     const created = await call(f, 'PUT', '/admin/resource-servers', token, server);
     assert.equal(created.statusCode, 200, created.body);
     assert.equal(created.json().outcome, 'created');
     assert.equal(created.json().access_token_ttl, 90);
     assert.equal(created.json().require_sender_constraint, false);
-    assert.equal((await call(f, 'PUT', '/admin/resource-servers', token, server)).json().outcome, 'unchanged');
-    assert.equal((await call(f, 'PUT', '/admin/resource-servers', token, { ...server, access_token_ttl: 60 })).json().outcome, 'updated');
+    assert.equal((await call(f, 'PUT', '/admin/resource-servers', token, full)).json().outcome, 'unchanged');
+    assert.equal((await call(f, 'PUT', '/admin/resource-servers', token, { ...full, access_token_ttl: 60 })).json().outcome, 'updated');
 
     const listed = await call(f, 'GET', '/admin/resource-servers', await adminToken(f, 'admin-viewer'));
     assert.equal(listed.statusCode, 200);

@@ -25,6 +25,7 @@ const alice = {
   email: 'alice@broker.example',
   desks: ['fx-spot'],
   attributes: { kyc_status: 'verified', suitability: ['fx'] },
+  status: 'active',
 };
 
 describe('the admin API for users', () => {
@@ -72,7 +73,7 @@ describe('the admin API for users', () => {
     const token = await adminToken(f);
     const response = await call(f, 'PUT', '/admin/users/bob', token, { password: 'short', status: 'gone', username: 'bob' });
     assertOAuthError(response, 400, 'invalid_request');
-    assert.equal(response.json().error_description, 'users[0].password: must be at least 12 characters; users[0].status: must be one of active, locked');
+    assert.equal(response.json().error_description, 'users[0].password: must be at least 12 characters; users[0].status: must be one of active, locked, disabled');
     assertOAuthError(await call(f, 'PUT', '/admin/users/bob', token, { username: 'robert' }), 400, 'invalid_request');
     assertOAuthError(await call(f, 'PUT', '/admin/users/bob', token, ['not', 'an', 'object']), 400, 'invalid_request');
     assert.equal(await f.ctx.storage.db.selectFrom('users').select('id').executeTakeFirst(), undefined);

@@ -1,44 +1,93 @@
+import type { FastifyRequest } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
 import { executeApply, planApply } from '../../apply/index.ts';
-import { findUserByUsername, listUsers, userView } from '../../identity/users.ts';
+import type { Context } from '../../context.ts';
+import { deleteUser, signOutEverywhere } from '../../identity/lifecycle.ts';
+import { findUserByUsername, listUsers, userView, writableUserMembers, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { acceptMergePatch, patchBody, putBody, type Representation } from './representation.ts';
 
 /**
  * The admin API for people (`/admin/users`), authorized like the rest of the admin API
- * (admin:read to read, admin:write to change). Users are addressed by username. A PUT goes
- * through the same validation and transaction as the `users` section of `clearance apply`. No
- * response ever holds a password or its hash: `has_password` says whether there is one.
+ * (admin:read to read, admin:write to change). Users are addressed by username. Writes go through
+ * the same validation and transaction as the `users` section of `clearance apply`, under the
+ * admin API's one write rule (./representation.ts): PUT replaces the whole person (every member
+ * the person has: name, email, desks, attributes, status; 400 naming the missing ones), PATCH
+ * changes only what a JSON Merge Patch names. No response ever holds a password or its hash:
+ * `has_password` says whether there is one.
+ *
+ * - GET /admin/users, GET /admin/users/{username}
+ * - PUT /admin/users/{username}: create, or replace; a `password` sets a new one (a password reset)
+ * - PATCH /admin/users/{username} (application/merge-patch+json)
+ * - POST /admin/users/{username}/sign-out: "sign out everywhere"
+ * - DELETE /admin/users/{username}
+ * A password reset, `status: locked` or `disabled`, sign-out and deletion end the person's
+ * sessions, refresh tokens and access tokens at once (src/identity/lifecycle.ts), audited.
  */
 export const adminUsers: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/users`;
     const read = { preHandler: requireAdmin(ctx, 'admin:read') };
     const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+    acceptMergePatch(app);
 
     app.get(base, read, async () => ({ users: (await listUsers(ctx)).map(userView) }));
 
     app.get<{ Params: { username: string } }>(`${base}/:username`, read, async (request) => {
-      const user = await findUserByUsername(ctx, request.params.username);
-      if (!user || user.username !== request.params.username) throw new OAuthError('not_found', 'no such user');
+      const user = await findUser(ctx, request.params.username);
+      if (!user) throw new OAuthError('not_found', 'no such user');
       return userView(user);
     });
 
     app.put<{ Params: { username: string } }>(`${base}/:username`, write, async (request) => {
-      const body = request.body;
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-        throw new OAuthError('invalid_request', 'the body must be a JSON object');
+      const fields = putBody(request, await representation(ctx, request.params.username));
+      return writeUser(ctx, request, fields);
+    });
+
+    app.patch<{ Params: { username: string } }>(`${base}/:username`, write, async (request) => {
+      const fields = patchBody(request, await representation(ctx, request.params.username));
+      return writeUser(ctx, request, fields);
+    });
+
+    app.post<{ Params: { username: string } }>(`${base}/:username/sign-out`, write, async (request, reply) => {
+      if (!(await signOutEverywhere(ctx, request.params.username, { actor: request.admin!.client_id, requestId: request.id }))) {
+        throw new OAuthError('not_found', 'no such user');
       }
-      const fields = body as Record<string, unknown>;
-      if (fields.username !== undefined && fields.username !== request.params.username) {
-        throw new OAuthError('invalid_request', 'username in the body differs from the path');
+      return reply.code(204).send();
+    });
+
+    app.delete<{ Params: { username: string } }>(`${base}/:username`, write, async (request, reply) => {
+      if (!(await deleteUser(ctx, request.params.username, { actor: request.admin!.client_id, requestId: request.id }))) {
+        throw new OAuthError('not_found', 'no such user');
       }
-      const { plan, problems } = await planApply(ctx, { users: [{ ...fields, username: request.params.username }] });
-      if (!plan) throw new OAuthError('invalid_request', problems.map(formatProblem).join('; '));
-      const result = await executeApply(ctx, plan, { actor: request.admin!.client_id, via: 'admin-api' });
-      const user = await findUserByUsername(ctx, request.params.username);
-      return { ...userView(user!), outcome: result.changes[0]!.outcome };
+      return reply.code(204).send();
     });
   },
 };
+
+/** The user stored under exactly this username (the path names the stored, lowercase form). */
+async function findUser(ctx: Context, username: string): Promise<User | undefined> {
+  const user = await findUserByUsername(ctx, username);
+  return user && user.username === username ? user : undefined;
+}
+
+async function representation(ctx: Context, username: string): Promise<Representation> {
+  const user = await findUser(ctx, username);
+  return { name: 'user', current: user && userView(user), writable: writableUserMembers, readOnly: readOnlyUserMembers };
+}
+
+/** What `userView` shows beside the username and the writable members. */
+const readOnlyUserMembers = ['id', 'has_password', 'created_at', 'updated_at', 'last_login_at', 'locked_at', 'lock_reason'] as const;
+
+async function writeUser(ctx: Context, request: FastifyRequest<{ Params: { username: string } }>, fields: Record<string, unknown>) {
+  if (fields.username !== undefined && fields.username !== request.params.username) {
+    throw new OAuthError('invalid_request', 'username in the body differs from the path');
+  }
+  const { plan, problems } = await planApply(ctx, { users: [{ ...fields, username: request.params.username }] });
+  if (!plan) throw new OAuthError('invalid_request', problems.map(formatProblem).join('; '));
+  const result = await executeApply(ctx, plan, { actor: request.admin!.client_id, via: 'admin-api' });
+  const user = await findUserByUsername(ctx, request.params.username);
+  return { ...userView(user!), outcome: result.changes[0]!.outcome };
+}
