@@ -20,6 +20,8 @@ import { assertOAuthError, decodeJwt, ordersApi, resourceServers } from '../endp
 const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
 const password = 'alice-correct-horse-42';
+/** Alice as the fixture creates her (codeFlowFixture's user()), for apply documents. */
+const aliceEntry = { username: 'alice', name: 'Alice Trader', email: 'alice@broker.example.com' };
 
 interface PersonTokens {
   userId: string;
@@ -174,7 +176,7 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
 
   test('disabling a person kills their tokens and refuses their password', async (t) => {
     const f = await fixture(t);
-    await f.apply({ users: [{ username: 'alice', password }] });
+    await f.apply({ users: [{ ...aliceEntry, password }] });
     const tokens = await tokensOf(f, await passwordLogin(f, password));
     const disabled = await adminCall(f, 'PATCH', '/admin/users/alice', { status: 'disabled' });
     assert.equal(disabled.statusCode, 200, disabled.body);
@@ -220,7 +222,7 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
 
   test('a password reset kills the tokens, and a login with the new password gets live tokens', async (t) => {
     const f = await fixture(t);
-    await f.apply({ users: [{ username: 'alice', password }] });
+    await f.apply({ users: [{ ...aliceEntry, password }] });
     const person = await passwordLogin(f, password);
     assert.ok(person, 'alice logs in');
     const tokens = await tokensOf(f, person);
@@ -242,7 +244,7 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
 
   test('the automatic lockout after failed passwords leaves the tokens working; an administrator\'s lock over it ends them', async (t) => {
     const f = await fixture(t);
-    await f.apply({ users: [{ username: 'alice', password }] });
+    await f.apply({ users: [{ ...aliceEntry, password }] });
     const tokens = await tokensOf(f, await passwordLogin(f, password));
     f.ctx.identity.policy.lockoutThreshold = 3;
     for (const guess of ['guess-one-1234', 'guess-two-1234', 'guess-three-12']) assert.equal(await passwordLogin(f, guess), undefined);
@@ -261,7 +263,7 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
   test('locking through the users section of apply ends the tokens too', async (t) => {
     const f = await fixture(t);
     const tokens = await tokensOf(f);
-    await f.apply({ users: [{ username: 'alice', name: 'Alice Trader', email: 'alice@broker.example.com', status: 'locked' }] });
+    await f.apply({ users: [{ ...aliceEntry, status: 'locked' }] });
     await assertDead(f, tokens, 'locked by apply');
     const event = await lifecycleEvent(f, 'user.locked');
     assert.equal(event.details!.refresh_tokens_revoked, 1);
