@@ -41,7 +41,7 @@ entity Desk in [LegalEntity] = {
 
 // A person; a member of each of their desks.
 entity User in [Desk] = {
-  status: String,                // active | locked
+  status: String,                // active | locked | disabled
   kyc_status: String,            // pending | verified | rejected | expired | none
   suitability: Set<String>,      // instrument classes the person is assessed suitable for
   product_classes: Set<String>,  // every product class of the person's desks
