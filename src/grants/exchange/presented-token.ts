@@ -60,7 +60,7 @@ export async function verifyPresentedToken(ctx: Context, token: string, tokenTyp
     const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
     if (!verified.ok) return { ok: false, reason: `invalid or expired (${verified.reason})` };
     const claims = verified.claims;
-    if (!(await isTokenLive(ctx, claims))) return { ok: false, reason: 'revoked, or its grant or mandate is no longer in force' };
+    if (!(await isTokenLive(ctx, claims))) return { ok: false, reason: 'revoked, or its grant, mandate or person is no longer in force' };
     return { ok: true, token: fromLocal(claims) };
   }
   const kind = partnerTokenKind(tokenType);
