@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from './authorization-details.ts';
+import { grantNamesMandate } from './consent.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { OidcScope } from './scopes.ts';
 
@@ -43,7 +44,10 @@ export interface StoredCode {
   payload: CodePayload;
   expiresAt: number;
   redeemedAt: number | null;
-  /** Whether its grant was active (not revoked) when the code was read. */
+  /**
+   * Whether its grant was in force for this code when the code was read: not revoked, and naming
+   * the code's mandate if it has one (consent.ts grantNamesMandate).
+   */
   grantActive: boolean;
 }
 
@@ -79,8 +83,8 @@ export async function issueCode(
 }
 
 /**
- * The stored code for a presented code, redeemed or not, with whether its grant is still active
- * (one read: both tables are this component's); undefined when unknown.
+ * The stored code for a presented code, redeemed or not, with whether its grant is still in force
+ * for it (one read: both tables are this component's); undefined when unknown.
  */
 export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Promise<StoredCode | undefined> {
   if (code.length > 256) return undefined;
@@ -88,10 +92,11 @@ export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Pro
     .selectFrom('authorization_codes')
     .leftJoin('grants', (join) => join.onRef('grants.id', '=', 'authorization_codes.grant_id').on('grants.revoked_at', 'is', null))
     .selectAll('authorization_codes')
-    .select('grants.id as active_grant_id')
+    .select('grants.mandates as grant_mandates')
     .where('authorization_codes.code_hash', '=', handleDigest(code))
     .executeTakeFirst();
   if (!row) return undefined;
+  const payload = JSON.parse(row.payload) as CodePayload;
   return {
     id: row.id,
     clientId: row.client_id,
@@ -99,10 +104,10 @@ export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Pro
     userId: row.user_id,
     redirectUri: row.redirect_uri,
     codeChallenge: row.code_challenge,
-    payload: JSON.parse(row.payload) as CodePayload,
+    payload,
     expiresAt: Number(row.expires_at),
     redeemedAt: row.redeemed_at === null ? null : Number(row.redeemed_at),
-    grantActive: row.active_grant_id !== null,
+    grantActive: grantNamesMandate(row.grant_mandates, payload.mandate),
   };
 }
 

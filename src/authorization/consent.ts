@@ -22,6 +22,12 @@ export interface Grant {
   resources: Record<string, string[]>;
   oidcScopes: OidcScope[];
   authorizationDetails: AuthorizationDetail[];
+  /**
+   * The mandates (ids) the person consented to let the client act under: a request naming any
+   * other shows the consent page (`grantCovers`), and a code or refresh token under a mandate
+   * is honoured only while its grant names it (`grantNamesMandate`).
+   */
+  mandates: string[];
   createdAt: number;
   updatedAt: number;
   revokedAt: number | null;
@@ -42,6 +48,7 @@ export const joinedGrantColumns = [
   'grants.resources as g_resources',
   'grants.oidc_scopes as g_oidc_scopes',
   'grants.authorization_details as g_authorization_details',
+  'grants.mandates as g_mandates',
   'grants.created_at as g_created_at',
   'grants.updated_at as g_updated_at',
   'grants.revoked_at as g_revoked_at',
@@ -61,6 +68,7 @@ export function grantFromJoined(row: Joined): Grant | undefined {
     resources: row.g_resources!,
     oidc_scopes: row.g_oidc_scopes!,
     authorization_details: row.g_authorization_details!,
+    mandates: row.g_mandates!,
     created_at: row.g_created_at!,
     updated_at: row.g_updated_at!,
     revoked_at: row.g_revoked_at,
@@ -77,6 +85,7 @@ function toGrant(row: Row): Grant {
     resources: JSON.parse(row.resources) as Record<string, string[]>,
     oidcScopes: JSON.parse(row.oidc_scopes) as OidcScope[],
     authorizationDetails: JSON.parse(row.authorization_details) as AuthorizationDetail[],
+    mandates: JSON.parse(row.mandates) as string[],
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
     revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
@@ -125,13 +134,15 @@ export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId
 
 /**
  * True when `grant` already covers the request, so no consent page is needed: every business scope
- * at its resource and every OpenID scope. A request with authorization_details always needs the
- * person's explicit consent: they describe one transaction (an order up to a notional), not a
- * standing permission.
+ * at its resource, every OpenID scope, and the mandate the request names. A request with
+ * authorization_details always needs the person's explicit consent: they describe one transaction
+ * (an order up to a notional), not a standing permission.
  */
 export function grantCovers(grant: Grant | undefined, request: AuthorizationRequest): boolean {
   if (!grant || grant.revokedAt !== null) return false;
   if (request.authorizationDetails.length > 0) return false;
+  // Acting under a firm's mandate is more than the scopes: the person consents to each mandate.
+  if (request.mandate !== undefined && !grant.mandates.includes(request.mandate)) return false;
   if (request.resource !== undefined) {
     const granted = grant.resources[request.resource] ?? [];
     if (!request.scopes.every((s) => granted.includes(s))) return false;
@@ -140,8 +151,19 @@ export function grantCovers(grant: Grant | undefined, request: AuthorizationRequ
 }
 
 /**
- * Records a person's approval: extends their active grant to the client with the request's scopes
- * and authorization_details, or creates one. One active grant per person and client is enforced by
+ * True when a code or refresh token under `mandate` may still be honoured by its grant: the grant
+ * names the mandate (or the token names none). `mandatesJson`: the grant's `mandates` column, as
+ * read with the code or token (null: no active grant). Grants only grow, so this fails only for a
+ * token issued under a mandate without the person's consent (before migration 0014).
+ */
+export function grantNamesMandate(mandatesJson: string | null, mandate: string | undefined): boolean {
+  if (mandatesJson === null) return false;
+  return mandate === undefined || (JSON.parse(mandatesJson) as string[]).includes(mandate);
+}
+
+/**
+ * Records a person's approval: extends their active grant to the client with the request's scopes,
+ * authorization_details and mandate, or creates one. One active grant per person and client is enforced by
  * a unique index; a concurrent creation is retried as an extension. Resolves the grant.
  */
 export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, userId: string, request: AuthorizationRequest): Promise<Grant> {
@@ -174,13 +196,20 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
   for (const detail of request.authorizationDetails) {
     if (!details.some((d) => JSON.stringify(d) === JSON.stringify(detail))) details.push(detail);
   }
+  const mandates = union(current?.mandates ?? [], request.mandate !== undefined ? [request.mandate] : []);
   if (current) {
     await trx
       .updateTable('grants')
-      .set({ resources: JSON.stringify(resources), oidc_scopes: JSON.stringify(oidcScopes), authorization_details: JSON.stringify(details), updated_at: now })
+      .set({
+        resources: JSON.stringify(resources),
+        oidc_scopes: JSON.stringify(oidcScopes),
+        authorization_details: JSON.stringify(details),
+        mandates: JSON.stringify(mandates),
+        updated_at: now,
+      })
       .where('id', '=', current.id)
       .execute();
-    return { ...current, resources, oidcScopes, authorizationDetails: details, updatedAt: now };
+    return { ...current, resources, oidcScopes, authorizationDetails: details, mandates, updatedAt: now };
   }
   const grant: Grant = {
     id: randomUUID(),
@@ -189,6 +218,7 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
     resources,
     oidcScopes,
     authorizationDetails: details,
+    mandates,
     createdAt: now,
     updatedAt: now,
     revokedAt: null,
@@ -204,6 +234,7 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
       resources: JSON.stringify(resources),
       oidc_scopes: JSON.stringify(oidcScopes),
       authorization_details: JSON.stringify(details),
+      mandates: JSON.stringify(mandates),
       created_at: now,
       updated_at: now,
       revoked_at: null,
@@ -286,6 +317,7 @@ export function grantView(grant: Grant): Record<string, unknown> {
     resources: grant.resources,
     oidc_scopes: grant.oidcScopes,
     authorization_details: grant.authorizationDetails,
+    mandates: grant.mandates,
     created_at: new Date(grant.createdAt).toISOString(),
     updated_at: new Date(grant.updatedAt).toISOString(),
     revoked_at: grant.revokedAt === null ? null : new Date(grant.revokedAt).toISOString(),
@@ -320,7 +352,13 @@ export async function describeGrant(ctx: Pick<Context, 'clients' | 'resourceServ
     for (const scope of scopes) lines.push(describeScope(scope, name));
   }
   lines.push(...describeAuthorizationDetails(grant.authorizationDetails));
+  for (const mandate of grant.mandates) lines.push(mandateLine(mandate));
   return { clientName, services, lines };
+}
+
+/** The consent page's sentence for acting under a mandate (steps.ts consentRequest, describeGrant). */
+export function mandateLine(mandate: string): string {
+  return `Act under mandate ${mandate}, within its scopes and limits`;
 }
 
 function union(a: readonly string[], b: readonly string[]): string[] {

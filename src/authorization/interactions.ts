@@ -215,6 +215,8 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
               interaction_id: stored.id,
               ...(grant ? { grant_id: grant.id } : {}),
               authorization_details: request.authorizationDetails,
+              // The mandate the person consented (or refused) to let the client act under.
+              ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
             },
           },
         ],

@@ -2,7 +2,7 @@ import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
 import { describeAuthorizationDetails } from './authorization-details.ts';
-import { grantCovers, type Grant } from './consent.ts';
+import { grantCovers, mandateLine, type Grant } from './consent.ts';
 import type { Authentication, ConsentRequest, NextStep } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { describeOidcScope, describeScope } from './scopes.ts';
@@ -32,7 +32,7 @@ export type Need = { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max
  *    acr → login (a step-up). After a login in this interaction, acr_values are voluntary (§3.1.2.1)
  *    and the ID token tells the client what was achieved;
  * 3. unless approved during this interaction: `prompt=consent`, or a grant that does not cover the
- *    request → consent;
+ *    request (its scopes, authorization_details, or the mandate it names) → consent;
  * 4. done.
  */
 export function needs(input: StepInput): Need {
@@ -62,7 +62,7 @@ export async function consentRequest(ctx: Pick<Context, 'resourceServers'>, clie
     for (const scope of request.scopes) lines.push(describeScope(scope, name));
   }
   lines.push(...describeAuthorizationDetails(request.authorizationDetails));
-  if (request.mandate !== undefined) lines.push(`Act under mandate ${request.mandate}, within its scopes and limits`);
+  if (request.mandate !== undefined) lines.push(mandateLine(request.mandate));
   return { clientId: request.clientId, clientName, resources, authorizationDetails: request.authorizationDetails, lines };
 }
 

@@ -46,6 +46,8 @@ export interface AuthorizationTables {
     oidc_scopes: string;
     /** JSON array of granted RFC 9396 authorization_details. */
     authorization_details: string;
+    /** JSON array of the mandate ids the person consented to let the client act under (migration 0014). */
+    mandates: string;
     created_at: number;
     updated_at: number;
     revoked_at: number | null;

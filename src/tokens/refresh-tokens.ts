@@ -3,6 +3,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { grantNamesMandate } from '../authorization/consent.ts';
 import { handleDigest, randomHandle } from '../authorization/digest.ts';
 import type { OidcScope } from '../authorization/scopes.ts';
 import type { Confirmation } from './claims.ts';
@@ -45,6 +46,8 @@ export interface RefreshPayload {
   authTime: number;
   acr: string;
   amr: string[];
+  /** The mandate id the person acts under, checked again at every refresh. */
+  mandate?: string;
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client
@@ -66,7 +69,10 @@ export interface StoredRefreshToken {
   createdAt: number;
   expiresAt: number;
   usedAt: number | null;
-  /** Whether its grant was active (not revoked) when the token was read. */
+  /**
+   * Whether its grant was in force for this token when the token was read: not revoked, and naming
+   * the token's mandate if it has one (src/authorization/consent.ts grantNamesMandate).
+   */
   grantActive: boolean;
 }
 
@@ -107,18 +113,19 @@ export async function issueRefreshToken(
 
 type Row = Awaited<ReturnType<typeof selectRow>>;
 
-/** A token and whether its grant is active, in one read (both tables are the authorization component's). */
+/** A token and its grant's mandates when the grant is active, in one read (both tables are the authorization component's). */
 function selectRow(ctx: Pick<Context, 'storage'>, column: 'token_hash' | 'id', value: string) {
   return ctx.storage.db
     .selectFrom('refresh_tokens')
     .leftJoin('grants', (join) => join.onRef('grants.id', '=', 'refresh_tokens.grant_id').on('grants.revoked_at', 'is', null))
     .selectAll('refresh_tokens')
-    .select('grants.id as active_grant_id')
+    .select('grants.mandates as grant_mandates')
     .where(`refresh_tokens.${column}`, '=', value)
     .executeTakeFirst();
 }
 
 function toStored(row: NonNullable<Row>): StoredRefreshToken {
+  const payload = JSON.parse(row.payload) as RefreshPayload;
   return {
     id: row.id,
     familyId: row.family_id,
@@ -126,12 +133,12 @@ function toStored(row: NonNullable<Row>): StoredRefreshToken {
     grantId: row.grant_id,
     clientId: row.client_id,
     userId: row.user_id,
-    payload: JSON.parse(row.payload) as RefreshPayload,
+    payload,
     state: row.state as RefreshTokenState,
     createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     usedAt: row.used_at === null ? null : Number(row.used_at),
-    grantActive: row.active_grant_id !== null,
+    grantActive: grantNamesMandate(row.grant_mandates, payload.mandate),
   };
 }
 

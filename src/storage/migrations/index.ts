@@ -12,6 +12,7 @@ import * as partners from './0010_partners.ts';
 import * as registrationAuthority from './0011_registration_authority.ts';
 import * as refreshRetry from './0012_refresh_retry.ts';
 import * as personLifecycle from './0013_person_lifecycle.ts';
+import * as grantMandates from './0014_grant_mandates.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '0011_registration_authority': registrationAuthority,
   '0012_refresh_retry': refreshRetry,
   '0013_person_lifecycle': personLifecycle,
+  '0014_grant_mandates': grantMandates,
 };
