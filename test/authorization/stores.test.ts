@@ -111,14 +111,17 @@ for (const dialect of testDialects()) {
       assert.equal(results.filter(Boolean).length, 1);
     });
 
-    test('keeps one active grant per person and client under concurrent approvals, and revokes it once', async (t) => {
+    test('keeps one active grant per person and client under concurrent approvals, with every scope and mandate approved, and revokes it once', async (t) => {
       const [a, b] = await twoNodes(t, dialect);
       const approvals = await Promise.all(
-        Array.from({ length: 6 }, (_, i) => approveRequest(i % 2 ? a : b, 'u-1', { ...request, scopes: [i % 2 ? 'order:create' : 'order:cancel'] })),
+        Array.from({ length: 6 }, (_, i) =>
+          approveRequest(i % 2 ? a : b, 'u-1', { ...request, scopes: [i % 2 ? 'order:create' : 'order:cancel'], ...(i % 3 === 0 ? { mandate: `m-${i}` } : {}) }),
+        ),
       );
       assert.equal(new Set(approvals.map((g) => g.id)).size, 1);
       const grant = (await findActiveGrant(a, 'u-1', 'web-app'))!;
       assert.deepEqual(grant.resources['https://orders.example.com/api']!.sort(), ['order:cancel', 'order:create']);
+      assert.deepEqual([...grant.mandates].sort(), ['m-0', 'm-3'], 'no concurrent approval loses another one\'s mandate');
       const revoked = await Promise.all(Array.from({ length: 4 }, (_, i) => revokeGrant(i % 2 ? a : b, grant.id, { actor: 'test', reason: 'test' })));
       assert.equal(revoked.filter(Boolean).length, 1);
       assert.equal(await findActiveGrant(a, 'u-1', 'web-app'), undefined);
