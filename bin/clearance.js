@@ -1,5 +1,18 @@
 #!/usr/bin/env node
-// The `clearance` command. Node 24 runs the TypeScript sources directly (type stripping).
-import { main } from '../src/cli/main.ts';
+// The `clearance` command. Node 24 runs the TypeScript sources directly (type stripping). npm
+// scripts and npx run it on the Node 24 the project pins (the `node` devDependency), whatever
+// Node runs npm itself; this check is for anything else (`node bin/clearance.js` on an older
+// Node, an install without devDependencies). package.json `engines` cannot say it: npm compares
+// that with the Node npm runs on, which need not be 24 (README "Quick start").
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  process.stderr.write(
+    `clearance needs Node.js 24 or later, and this is Node.js ${process.versions.node}.\n` +
+      'Run it through npm (npm start, npx clearance ...), which uses the Node 24 the project installs, or install Node 24.\n',
+  );
+  process.exit(2);
+}
+// Imported only now: an older Node would fail on the .ts import before the check above ran.
+const { main } = await import('../src/cli/main.ts');
 
 process.exitCode = await main(process.argv.slice(2));
