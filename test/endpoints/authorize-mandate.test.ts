@@ -4,6 +4,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { findActiveGrant, grantView } from '../../src/authorization/consent.ts';
 import { decideConsent } from '../../src/authorization/interactions.ts';
 import { codeFlowFixture, orderDetail, parRedirect, pkce, webRedirect, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
+import { testDialects } from '../helpers/storage.ts';
 import { assertOAuthError, decodeJwt } from './fixture.ts';
 
 /**
@@ -130,18 +131,20 @@ describe('a mandate at the authorization endpoint needs the person’s consent',
     assertConsentRequired(f, (await f.authorize(f.request('web-app', { scope: 'order:create', authorization_details: details, prompt: 'none' }), { cookie: person.cookie })).response);
   });
 
-  test('refuses a code or a refresh token under a mandate that its grant does not name (a grant from before mandates needed consent)', async (t) => {
-    const f = await codeFlowFixture(t);
-    const person = await f.signIn('alice');
-    await f.apply({ mandates: [mandate('desk-mandate')] });
-    const first = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
-    const tokens = await f.redeem('web-app', first.code, first.pkce.verifier);
-    assert.equal(tokens.statusCode, 200, tokens.body);
-    const { code, pkce: challenge } = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
+  for (const dialect of testDialects()) {
+    test(`refuses a code or a refresh token under a mandate that its grant does not name (a grant from before mandates needed consent) on ${dialect.name}`, async (t) => {
+      const f = await codeFlowFixture(t, { dialect });
+      const person = await f.signIn('alice');
+      await f.apply({ mandates: [mandate('desk-mandate')] });
+      const first = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
+      const tokens = await f.redeem('web-app', first.code, first.pkce.verifier);
+      assert.equal(tokens.statusCode, 200, tokens.body);
+      const { code, pkce: challenge } = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
 
-    // The grant as a grant recorded before migration 0014 looks: scopes, no mandates.
-    await f.ctx.storage.db.updateTable('grants').set({ mandates: '[]' }).where('user_id', '=', person.userId).execute();
-    assertOAuthError(await f.redeem('web-app', code, challenge.verifier), 400, 'invalid_grant');
-    assertOAuthError(await f.refresh('web-app', (tokens.json() as { refresh_token: string }).refresh_token), 400, 'invalid_grant');
-  });
+      // The grant as a grant recorded before migration 0014 looks: scopes, no mandates.
+      await f.ctx.storage.db.updateTable('grants').set({ mandates: '[]' }).where('user_id', '=', person.userId).execute();
+      assertOAuthError(await f.redeem('web-app', code, challenge.verifier), 400, 'invalid_grant');
+      assertOAuthError(await f.refresh('web-app', (tokens.json() as { refresh_token: string }).refresh_token), 400, 'invalid_grant');
+    });
+  }
 });
