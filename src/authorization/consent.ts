@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Context } from '../context.ts';
@@ -35,7 +35,7 @@ export interface Grant {
   revokeReason: string | null;
 }
 
-type Row = Database['grants'];
+type Row = Selectable<Database['grants']>;
 
 /**
  * The grant's columns, prefixed `g_`, for a read that left-joins `grants` to another table of this

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /**
  * The authorization component's tables (migration 0007_authorization). Codes, refresh tokens and
  * request_uris are stored as SHA-256 digests, never as issued (DESIGN §7 "store digests").
@@ -46,8 +48,11 @@ export interface AuthorizationTables {
     oidc_scopes: string;
     /** JSON array of granted RFC 9396 authorization_details. */
     authorization_details: string;
-    /** JSON array of the mandate ids the person consented to let the client act under (migration 0014). */
-    mandates: string;
+    /**
+     * JSON array of the mandate ids the person consented to let the client act under (migration
+     * 0014); `[]` when an insert leaves it out.
+     */
+    mandates: Generated<string>;
     created_at: number;
     updated_at: number;
     revoked_at: number | null;
