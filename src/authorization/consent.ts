@@ -7,6 +7,7 @@ import type { Database } from '../storage/schema.ts';
 import { describeAuthorizationDetails, type AuthorizationDetail } from './authorization-details.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { describeOidcScope, describeScope, type OidcScope } from './scopes.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
 
 /**
  * The consent store: what a person allowed a client (DESIGN §3 "consent"), one active grant per
@@ -14,7 +15,7 @@ import { describeOidcScope, describeScope, type OidcScope } from './scopes.ts';
  * grant they came from (`grant_id`); revoking the grant makes its refresh tokens fail and its
  * access tokens inactive at introspection at once.
  */
-export interface Grant {
+export interface ConsentGrant {
   id: string;
   userId: string;
   clientId: string;
@@ -39,7 +40,7 @@ type Row = Selectable<Database['grants']>;
 
 /**
  * The grant's columns, prefixed `g_`, for a read that left-joins `grants` to another table of this
- * component (`grantFromJoined` makes the Grant of such a row).
+ * component (`grantFromJoined` makes the ConsentGrant of such a row).
  */
 export const joinedGrantColumns = [
   'grants.id as g_id',
@@ -59,7 +60,7 @@ export const joinedGrantColumns = [
 type Joined = { [K in keyof Row as `g_${K & string}`]: Row[K] | null };
 
 /** The grant of a row read with `joinedGrantColumns`; undefined when the join found none. */
-export function grantFromJoined(row: Joined): Grant | undefined {
+export function grantFromJoined(row: Joined): ConsentGrant | undefined {
   if (row.g_id === null) return undefined;
   return toGrant({
     id: row.g_id,
@@ -77,7 +78,7 @@ export function grantFromJoined(row: Joined): Grant | undefined {
   });
 }
 
-function toGrant(row: Row): Grant {
+function toGrant(row: Row): ConsentGrant {
   return {
     id: row.id,
     userId: row.user_id,
@@ -95,7 +96,7 @@ function toGrant(row: Row): Grant {
 }
 
 /** A grant by id, revoked or not. */
-export async function getGrant(ctx: Pick<Context, 'storage'>, id: string): Promise<Grant | undefined> {
+export async function getGrant(ctx: Pick<Context, 'storage'>, id: string): Promise<ConsentGrant | undefined> {
   if (id.length > 64) return undefined;
   const row = await ctx.storage.db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
   return row && toGrant(row);
@@ -109,7 +110,7 @@ export async function isGrantActive(db: Kysely<Database>, id: string): Promise<b
 }
 
 /** The active grant of a person to a client, if any. */
-export async function findActiveGrant(ctx: Pick<Context, 'storage'>, userId: string, clientId: string): Promise<Grant | undefined> {
+export async function findActiveGrant(ctx: Pick<Context, 'storage'>, userId: string, clientId: string): Promise<ConsentGrant | undefined> {
   const row = await ctx.storage.db
     .selectFrom('grants')
     .selectAll()
@@ -124,7 +125,7 @@ export async function findActiveGrant(ctx: Pick<Context, 'storage'>, userId: str
  * Grants, newest first, for the admin API (revoked ones too) and a person's account page
  * (`active: true`: only those not revoked).
  */
-export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId?: string; clientId?: string; active?: boolean; limit?: number }): Promise<Grant[]> {
+export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId?: string; clientId?: string; active?: boolean; limit?: number }): Promise<ConsentGrant[]> {
   let query = ctx.storage.db.selectFrom('grants').selectAll().orderBy('updated_at', 'desc').limit(Math.min(filter.limit ?? 100, 1000));
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
   if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
@@ -138,7 +139,7 @@ export async function listGrants(ctx: Pick<Context, 'storage'>, filter: { userId
  * authorization_details always needs the person's explicit consent: they describe one transaction
  * (an order up to a notional), not a standing permission.
  */
-export function grantCovers(grant: Grant | undefined, request: AuthorizationRequest): boolean {
+export function grantCovers(grant: ConsentGrant | undefined, request: AuthorizationRequest): boolean {
   if (!grant || grant.revokedAt !== null) return false;
   if (request.authorizationDetails.length > 0) return false;
   // Acting under a firm's mandate is more than the scopes: the person consents to each mandate.
@@ -166,7 +167,7 @@ export function grantNamesMandate(mandatesJson: string | null, mandate: string |
  * authorization_details and mandate, or creates one. One active grant per person and client is enforced by
  * a unique index; a concurrent creation is retried as an extension. Resolves the grant.
  */
-export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, userId: string, request: AuthorizationRequest): Promise<Grant> {
+export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, userId: string, request: AuthorizationRequest): Promise<ConsentGrant> {
   return retryingConcurrentGrant(() => ctx.storage.db.transaction().execute((trx) => approveRequestIn(trx, ctx.clock.now(), userId, request)));
 }
 
@@ -175,7 +176,7 @@ export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, us
  * and the audit event). A concurrent creation of the person's grant fails it with a unique
  * violation: run the whole transaction again through `retryingConcurrentGrant`.
  */
-export async function approveRequestIn(trx: Transaction<Database>, now: number, userId: string, request: AuthorizationRequest): Promise<Grant> {
+export async function approveRequestIn(trx: Transaction<Database>, now: number, userId: string, request: AuthorizationRequest): Promise<ConsentGrant> {
   const row = await trx
     .selectFrom('grants')
     .selectAll()
@@ -211,7 +212,7 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
       .execute();
     return { ...current, resources, oidcScopes, authorizationDetails: details, mandates, updatedAt: now };
   }
-  const grant: Grant = {
+  const grant: ConsentGrant = {
     id: randomUUID(),
     userId,
     clientId: request.clientId,
@@ -309,7 +310,7 @@ export async function revokeGrantIn(
 }
 
 /** A grant as the admin API and account pages show it. */
-export function grantView(grant: Grant): Record<string, unknown> {
+export function grantView(grant: ConsentGrant): Record<string, unknown> {
   return {
     id: grant.id,
     user_id: grant.userId,
@@ -341,7 +342,7 @@ export interface GrantDescription {
  * the authorization_details through their types' `describe`. A client or resource server removed
  * since is named by its identifier.
  */
-export async function describeGrant(ctx: Pick<Context, 'clients' | 'resourceServers'>, grant: Grant): Promise<GrantDescription> {
+export async function describeGrant(ctx: Pick<Context, 'clients' | 'resourceServers'>, grant: ConsentGrant): Promise<GrantDescription> {
   const clientName = (await ctx.clients.get(grant.clientId))?.metadata.client_name ?? grant.clientId;
   const lines = grant.oidcScopes.map((scope) => describeOidcScope(scope, clientName));
   const services: string[] = [];
@@ -363,10 +364,4 @@ export function mandateLine(mandate: string): string {
 
 function union(a: readonly string[], b: readonly string[]): string[] {
   return [...new Set([...a, ...b])];
-}
-
-function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string; errcode?: number; message?: string };
-  // PostgreSQL unique_violation; SQLite SQLITE_CONSTRAINT_UNIQUE.
-  return e?.code === '23505' || /UNIQUE constraint failed/i.test(String(e?.message ?? ''));
 }

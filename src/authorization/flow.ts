@@ -4,7 +4,7 @@ import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { issueCode } from './codes.ts';
-import { findActiveGrant, type Grant } from './consent.ts';
+import { findActiveGrant, type ConsentGrant } from './consent.ts';
 import type { Authentication } from './contract.ts';
 import { browserDigest, completeInteraction, createInteraction, evaluateInteraction, loadStoredInteraction } from './interactions.ts';
 import type { AuthorizationParameters } from './parameters.ts';
@@ -157,7 +157,7 @@ async function readRequest(ctx: Context, client: Client, params: AuthorizationPa
  * gets invalid_request_uri (RFC 9126 §4); the code is stored and `code.issued` recorded, durable
  * before the response leaves (DESIGN §5).
  */
-async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: Grant, interactionId?: string): Promise<AuthorizeOutcome> {
+async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: ConsentGrant, interactionId?: string): Promise<AuthorizeOutcome> {
   const binding: Parameters<typeof issueCode>[1] = {
     clientId: request.clientId,
     grantId: grant.id,

@@ -5,7 +5,7 @@ import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Database } from '../storage/schema.ts';
-import { approveRequestIn, findActiveGrant, grantFromJoined, joinedGrantColumns, retryingConcurrentGrant, type Grant } from './consent.ts';
+import { approveRequestIn, findActiveGrant, grantFromJoined, joinedGrantColumns, retryingConcurrentGrant, type ConsentGrant } from './consent.ts';
 import type { Authentication, Interaction, NextStep } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
@@ -37,7 +37,7 @@ export interface StoredInteraction extends Interaction {
    * The active grant to the client of the person who logged in during this interaction, read with
    * the interaction (null: they have none); undefined when nobody logged in during it.
    */
-  loginGrant?: Grant | null;
+  loginGrant?: ConsentGrant | null;
 }
 
 /** The person's decision on the consent page, and who made it. */
@@ -233,7 +233,7 @@ export async function evaluateInteraction(
   ctx: Pick<Context, 'storage' | 'clock'>,
   stored: StoredInteraction,
   session: Authentication | undefined,
-): Promise<{ need: Need; authentication: Authentication | undefined; grant: Grant | undefined }> {
+): Promise<{ need: Need; authentication: Authentication | undefined; grant: ConsentGrant | undefined }> {
   const authentication = stored.authentication ?? session;
   // The grant of a login during the interaction was read with it; a session's person's is read now.
   const grant = !authentication

@@ -2,7 +2,7 @@ import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
 import { describeAuthorizationDetails } from './authorization-details.ts';
-import { grantCovers, mandateLine, type Grant } from './consent.ts';
+import { grantCovers, mandateLine, type ConsentGrant } from './consent.ts';
 import type { Authentication, ConsentRequest, NextStep } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { describeOidcScope, describeScope } from './scopes.ts';
@@ -15,7 +15,7 @@ export interface StepInput {
   /** True when `authentication` was recorded during this interaction (a login just happened). */
   freshLogin: boolean;
   /** The person's active grant to the client, if any. */
-  grant: Grant | undefined;
+  grant: ConsentGrant | undefined;
   /** True when the person approved this request during this interaction (and that grant is `grant`). */
   approvedHere: boolean;
   /** Now, epoch seconds. */

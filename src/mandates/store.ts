@@ -5,6 +5,7 @@ import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { isoTime } from './instant.ts';
 import { changedFields, partyDocument, termsDigest, termsDocument, type Acceptance, type GranteeKind, type GrantorKind, type MandateEntry, type MandateTerms } from './terms.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
 
 /**
  * The mandate store (DESIGN §3 "Mandate"): durable, versioned delegation records and their
@@ -505,10 +506,4 @@ function termsEvent(type: 'mandate.created' | 'mandate.amended', v: MandateVersi
 
 function acceptedEvent(v: MandateVersion, by: Actor): AuditEvent {
   return event('mandate.accepted', v, by, { accepted_by: v.acceptance!.by, accepted_at: isoTime(v.acceptance!.at) });
-}
-
-function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: string; message?: string };
-  // PostgreSQL unique_violation; SQLite SQLITE_CONSTRAINT_PRIMARYKEY / _UNIQUE.
-  return e?.code === '23505' || /UNIQUE constraint failed/i.test(String(e?.message ?? ''));
 }

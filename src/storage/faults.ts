@@ -67,3 +67,13 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * A unique or primary-key constraint refused a write (PostgreSQL 23505 unique_violation; SQLite
+ * SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY): not a fault, an outcome — another writer got there
+ * first, and the caller decides (retry, or answer a conflict).
+ */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null | undefined;
+  return e?.code === '23505' || /UNIQUE constraint failed/i.test(String(e?.message ?? ''));
+}

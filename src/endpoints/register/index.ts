@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { deleteRegistration, readRegistration, registerClient, updateRegistration } from '../../clients/registration/register.ts';
+import { sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -16,15 +17,11 @@ export const registration: Endpoint = {
     const base = `${issuerPath(ctx.config.issuer)}/register`;
     app.post(base, async (request, reply) => {
       const response = await registerClient(ctx, bearer(request), jsonBody(request));
-      return reply.code(201).header('cache-control', 'no-store').send(response);
+      return sendJson(reply, response, { status: 201 });
     });
-    app.get<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
-      reply.header('cache-control', 'no-store').send(await readRegistration(ctx, request.params.id, bearer(request))),
-    );
+    app.get<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) => sendJson(reply, await readRegistration(ctx, request.params.id, bearer(request))));
     app.put<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
-      reply
-        .header('cache-control', 'no-store')
-        .send(await updateRegistration(ctx, request.params.id, bearer(request), jsonBody(request))),
+      sendJson(reply, await updateRegistration(ctx, request.params.id, bearer(request), jsonBody(request))),
     );
     app.delete<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) => {
       await deleteRegistration(ctx, request.params.id, bearer(request));
