@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import { Readable, Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/log.ts';
@@ -139,18 +139,24 @@ describe('the HTTP application', () => {
   });
 });
 
+/** An app whose JSON log lines are kept in `lines`, to check what is logged and what is not. */
+async function appWithCapturedLog(t: TestContext) {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const { ctx } = await testContext({ t, log: createLogger('info', sink) });
+  const app = buildApp(ctx);
+  t.after(() => app.close());
+  return { app, lines, ctx };
+}
+
 describe('an unexpected exception in a route', () => {
   test('becomes 500 server_error without the exception in the body, and is logged with the request id', async (t) => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(...String(chunk).split('\n').filter(Boolean));
-        done();
-      },
-    });
-    const { ctx } = await testContext({ t, log: createLogger('info', sink) });
-    const app = buildApp(ctx);
-    t.after(() => app.close());
+    const { app, lines } = await appWithCapturedLog(t);
     app.get('/test/crash', async () => {
       throw new Error('database password is hunter2');
     });
@@ -179,16 +185,7 @@ describe('an unexpected exception in a route', () => {
 
 describe('a database fault in a route', () => {
   test('becomes 503 temporarily_unavailable with Retry-After, JSON or an error page, logged as a warning without a stack', async (t) => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(...String(chunk).split('\n').filter(Boolean));
-        done();
-      },
-    });
-    const { ctx } = await testContext({ t, log: createLogger('info', sink) });
-    const app = buildApp(ctx);
-    t.after(() => app.close());
+    const { app, lines, ctx } = await appWithCapturedLog(t);
     const faults: Record<string, () => Error> = {
       terminated: () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', severity: 'FATAL' }),
       reset: () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
