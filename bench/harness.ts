@@ -26,7 +26,11 @@ export interface ServerProcess {
  * Starts `clearance start` as its own process (the server under test), after applying `document`
  * to its fresh data directory with the CLI. Returns once it answers.
  */
-export async function startServerProcess(document: unknown, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  document: unknown,
+  extraEnv: NodeJS.ProcessEnv = {},
+  options: { nodeArgs?: string[]; ipc?: boolean } = {},
+): Promise<ServerProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'clearance-bench-'));
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
@@ -37,8 +41,9 @@ export async function startServerProcess(document: unknown, extraEnv: NodeJS.Pro
   const applied = await main(['apply', '-f', file], env, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
   if (applied !== 0) throw new Error(`apply failed:\n${lines.join('\n')}`);
   // BENCH_SERVER_NODE_ARGS passes flags to the server's Node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, 'bin/clearance.js', 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  // `options.nodeArgs` are the scenario's own (e.g. a preloaded probe); `options.ipc` opens a channel to it.
+  const nodeArgs = [...(options.nodeArgs ?? []), ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/clearance.js', 'start'], { env, stdio: options.ipc ? ['ignore', 'ignore', 'inherit', 'ipc'] : ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 200; i++) {
     try {
       const response = await fetch(`${issuer}/healthz`);

@@ -4,7 +4,7 @@ import { es256Costs } from './crypto-ceiling.ts';
 import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
 
 const resource = 'https://execution.bench.example/api';
-const clientId = 'bench-oms';
+export const clientId = 'bench-oms';
 
 /**
  * `m2m-private-key-jwt`: client_credentials with a fresh ES256 client assertion per request
@@ -60,7 +60,7 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
 }
 
 /** The apply document of both scenarios: one resource server and one private_key_jwt service. */
-function benchDocument(publicKey: KeyObject, options: { senderConstrained: boolean }) {
+export function benchDocument(publicKey: KeyObject, options: { senderConstrained: boolean }) {
   return {
     resource_servers: [
       { identifier: resource, scopes: ['order:create', 'order:cancel'], access_token_ttl: 300, require_sender_constraint: options.senderConstrained },
@@ -78,6 +78,6 @@ function benchDocument(publicKey: KeyObject, options: { senderConstrained: boole
 }
 
 /** A client_credentials request body with the client's authentication parameters. */
-function tokenRequest(authentication: string): string {
+export function tokenRequest(authentication: string): string {
   return `grant_type=client_credentials&scope=order%3Acreate&resource=${encodeURIComponent(resource)}${authentication}`;
 }

@@ -3,6 +3,7 @@
  * BENCH_SECONDS sets the load duration of HTTP scenarios (default 10).
  */
 import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
+import { m2mLatency } from './latency.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
 import { policyDecisions } from './policy.ts';
@@ -14,6 +15,8 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
   'm2m-dpop': () => m2mDpop(seconds),
+  // Open loop at half the peak, both dialects (BENCH_DATABASE_URL / TEST_DATABASE_URL): see bench/latency.ts.
+  'm2m-latency': () => m2mLatency(seconds),
   'people-flow-roundtrips': () => peopleFlowRoundTrips(),
   // AUDIT_BENCH_SECONDS, AUDIT_BENCH_CONCURRENCY, AUDIT_VERIFY_EVENTS: see bench/audit.ts.
   'audit-append-sqlite': () => auditAppend(Number(process.env.AUDIT_BENCH_SECONDS ?? seconds), Number(process.env.AUDIT_BENCH_CONCURRENCY ?? 1000)),

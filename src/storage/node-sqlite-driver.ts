@@ -1,6 +1,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
 import { databaseTimeoutDefaults } from '../config.ts';
+import { autocheckpointPages } from './wal.ts';
 
 /**
  * Adapts Node's built-in `node:sqlite` DatabaseSync to the interface Kysely's SqliteDialect
@@ -25,9 +26,11 @@ export function openNodeSqlite(
   db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.exec('PRAGMA foreign_keys = ON');
   // A 64 MiB page cache and a checkpoint every ~40 MB of WAL (instead of 4 MB) let index pages
-  // absorb many inserts between checkpoints: measured about 2x the audit append rate.
+  // absorb many inserts between checkpoints: measured about 2x the audit append rate. The
+  // server's audit sealer turns the automatic checkpoint off and checkpoints between its rounds
+  // (wal.ts): run inside a COMMIT, a checkpoint of that size blocks the event loop for ~100 ms.
   db.exec('PRAGMA cache_size = -65536');
-  db.exec('PRAGMA wal_autocheckpoint = 10000');
+  db.exec(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
   const statements = new Map<string, SqliteStatement>();
   return {
     raw: db,

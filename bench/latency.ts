@@ -1,0 +1,189 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { Pool } from 'undici';
+import { es256Costs } from './crypto-ceiling.ts';
+import { clientAssertionParams, loadTokenEndpoint, round, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
+import { benchDocument, clientId, tokenRequest } from './m2m.ts';
+
+/**
+ * `m2m-latency` (issue 20 item 6): tail latency of the token endpoint at half its peak, the
+ * m2m-private-key-jwt request (fresh ES256 assertion, durable jti, ES256 token, token.issued
+ * durable before the answer). One line per dialect: SQLite always, PostgreSQL as well when
+ * BENCH_DATABASE_URL or TEST_DATABASE_URL is set (in a schema of its own, dropped afterwards).
+ *
+ * 1. Peak: a short closed-loop run (16 connections, BENCH_PEAK_SECONDS, default 3).
+ * 2. Open loop at BENCH_LOAD_FRACTION (default 0.5) of that peak for `seconds`: request i is due
+ *    at start + i / rate whatever happened to the others, and its latency is counted from when it
+ *    was due, not from when it could be sent. A closed loop (each connection waits for its answer
+ *    before sending the next) sends nothing while the server stalls, so the stall hides in a few
+ *    slow samples instead of every request that arrived meanwhile (coordinated omission).
+ *
+ * Reports p50/p99/p99.9/max latency, the server's event-loop delay percentiles (perf_hooks
+ * monitorEventLoopDelay in the server, bench/loop-probe.ts), the load generator's own worst
+ * event-loop delay (a stall of the generator would count against the server), and the machine's
+ * load average before and after (the machine may be shared: compare runs made back to back).
+ * BENCH_STALLS=1 also times the suspects inside the server and prints, on stderr, which work
+ * overlapped each stall (bench/loop-probe.ts).
+ */
+export async function m2mLatency(seconds: number): Promise<BenchLine[]> {
+  const lines: BenchLine[] = [await latencyOn('sqlite', seconds)];
+  const url = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL;
+  if (url) lines.push(await latencyOn('postgres', seconds, url));
+  return lines;
+}
+
+async function latencyOn(database: 'sqlite' | 'postgres', seconds: number, url?: string): Promise<BenchLine> {
+  const load1Before = loadavg()[0]!;
+  const schema = `bench_latency_${randomBytes(6).toString('hex')}`;
+  const env: NodeJS.ProcessEnv = { BENCH_STALLS: process.env.BENCH_STALLS ?? '' };
+  if (url) {
+    await adminQuery(url, `create schema ${schema}`);
+    env.DATABASE_URL = withSearchPath(url, schema);
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  let server: ServerProcess | undefined;
+  try {
+    server = await startServerProcess(benchDocument(publicKey, { senderConstrained: false }), env, { nodeArgs: ['--import', './bench/loop-probe.ts'], ipc: true });
+    const issuer = server.issuer;
+    const make = () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, issuer)) });
+    const costs = es256Costs();
+    const peakSeconds = Number(process.env.BENCH_PEAK_SECONDS ?? 3);
+    const peak = await loadTokenEndpoint('peak', server, {
+      connections: 16,
+      seconds: peakSeconds,
+      cryptoMs: costs.signMs + costs.verifyMs,
+      aheadSeconds: peakSeconds,
+      maxAhead: 60_000,
+      make,
+    });
+    const rate = Math.max(1, Math.round(Number(peak.rps) * Number(process.env.BENCH_LOAD_FRACTION ?? 0.5)));
+    const requests = Array.from({ length: Math.ceil(rate * seconds) }, make);
+    await probe(server, 'reset');
+    const result = await openLoop(issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64));
+    const report = (await probe(server, 'report')) as Record<string, unknown>;
+    if (result.failures > 0) throw new Error(`m2m-latency (${database}): ${result.failures} of ${requests.length} requests failed`);
+    if (report.attribution) {
+      console.error(JSON.stringify({ scenario: 'm2m-latency', database, attribution: report.attribution, totals: report.totals, merkle_appends: report.merkle_appends }, null, 1));
+    }
+    return {
+      scenario: 'm2m-latency',
+      database,
+      peak_rps: peak.rps!,
+      target_rps: rate,
+      achieved_rps: result.rps,
+      requests: requests.length,
+      p50_ms: result.p50,
+      p99_ms: result.p99,
+      p999_ms: result.p999,
+      max_ms: result.max,
+      server_loop_p50_ms: report.loop_p50_ms as number,
+      server_loop_p99_ms: report.loop_p99_ms as number,
+      server_loop_p999_ms: report.loop_p999_ms as number,
+      server_loop_max_ms: report.loop_max_ms as number,
+      client_loop_max_ms: result.clientLoopMaxMs,
+      loadavg_1m_before: round(load1Before),
+      loadavg_1m_after: round(loadavg()[0]!),
+    };
+  } finally {
+    await server?.stop();
+    if (url) await adminQuery(url, `drop schema if exists ${schema} cascade`);
+  }
+}
+
+/**
+ * Sends `requests[i]` at start + i / rate (a 1 ms pump sends whatever is due), on up to
+ * `connections` connections (undici queues the rest); latency runs from when each was due.
+ */
+async function openLoop(
+  origin: string,
+  rate: number,
+  requests: { body: string }[],
+  connections: number,
+): Promise<{ rps: number; p50: number; p99: number; p999: number; max: number; failures: number; clientLoopMaxMs: number }> {
+  const pool = new Pool(origin, { connections, pipelining: 1 });
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const latencies = new Float64Array(requests.length);
+  const interval = 1000 / rate;
+  let failures = 0;
+  let sent = 0;
+  let settled = 0;
+  let lastDone = 0;
+  const start = performance.now() + 10;
+  await new Promise<void>((resolve) => {
+    const finish = () => {
+      lastDone = performance.now();
+      if (++settled === requests.length) resolve();
+    };
+    const pump = () => {
+      const now = performance.now();
+      while (sent < requests.length && start + sent * interval <= now) {
+        const i = sent++;
+        const due = start + i * interval;
+        pool
+          .request({ origin, path: '/token', method: 'POST', body: requests[i]!.body, headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+          .then(async (response) => {
+            await response.body.text();
+            latencies[i] = performance.now() - due;
+            if (response.statusCode !== 200) failures++;
+          })
+          .catch(() => {
+            latencies[i] = performance.now() - due;
+            failures++;
+          })
+          .finally(finish);
+      }
+      if (sent < requests.length) setTimeout(pump, 1);
+    };
+    setTimeout(pump, 10);
+  });
+  loop.disable();
+  await pool.close();
+  latencies.sort();
+  const pct = (p: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0, 2);
+  return {
+    rps: round(requests.length / ((lastDone - start) / 1000)),
+    p50: pct(0.5),
+    p99: pct(0.99),
+    p999: pct(0.999),
+    max: round(latencies[latencies.length - 1] ?? 0),
+    failures,
+    clientLoopMaxMs: round(loop.max / 1e6),
+  };
+}
+
+/** Sends `message` to the server's loop probe and waits for its answer (for 'report'). */
+function probe(server: ServerProcess, message: 'reset' | 'report'): Promise<unknown> {
+  const child = server.child;
+  if (message === 'reset') {
+    child.send(message);
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the server did not report its event-loop delay')), 10_000);
+    child.once('message', (report) => {
+      clearTimeout(timer);
+      resolve(report);
+    });
+    child.send(message);
+  });
+}
+
+/** The URL with `-c search_path=schema` as a startup option (pg reads `options` from the URL). */
+function withSearchPath(url: string, schema: string): string {
+  const parsed = new URL(url);
+  parsed.searchParams.set('options', `-c search_path=${schema}`);
+  return parsed.toString();
+}
+
+async function adminQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
