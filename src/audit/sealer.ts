@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import { isDatabaseUnavailable } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
+import { autocheckpointPages, checkpointWal, setWalAutocheckpoint } from '../storage/wal.ts';
 import type { AuditKeys, AuditPublicKey } from './audit-key.ts';
 import { signCheckpoint, verifyCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { isPostgres, sealerLockKey, writersLockKey } from './dialect.ts';
@@ -27,6 +28,19 @@ export class AuditIntegrityError extends Error {
   override name = 'AuditIntegrityError';
 }
 
+/** Another sealer stored checkpoints after this one read its state; nothing of this one's was written. */
+export class AuditSealRaceError extends Error {
+  override name = 'AuditSealRaceError';
+}
+
+/** Events read and hashed per slice of a round, between two turns of the event loop. */
+const sliceSize = 250;
+
+/** Gives the event loop a turn (timers, I/O, other requests) before going on. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** The sealer's view of the tree, valid while it matches the latest checkpoint in the store. */
 interface SealState {
   tree: CompactMerkleTree;
@@ -37,6 +51,17 @@ interface SealState {
 interface UnsealedRow {
   seq: number;
   leaf_hash: Uint8Array;
+}
+
+/** The leaves up to one checkpoint, written in one transaction. */
+interface Segment {
+  /** The checkpoint this one extends (tree size 0 and the empty root for the first). */
+  base: { size: number; root: string };
+  first: UnsealedRow;
+  last: UnsealedRow;
+  count: number;
+  nodes: Database['audit_nodes'][];
+  checkpoint: Database['audit_checkpoints'] | undefined;
 }
 
 /**
@@ -86,64 +111,109 @@ export class AuditSealer {
   /** Seals until nothing committed is left unsealed; returns how many events it sealed. */
   async sealAll(db: Kysely<Database> = this.#db): Promise<number> {
     let total = 0;
+    let races = 0;
     for (;;) {
-      const sealed = await this.sealOnce(db);
+      let sealed: number;
+      try {
+        sealed = await this.sealOnce(db);
+      } catch (error) {
+        // Someone else sealed part of it: go on from what they stored.
+        if (error instanceof AuditSealRaceError && ++races <= 3) continue;
+        throw error;
+      }
       total += sealed;
       if (sealed < this.#maxLeaves) return total;
     }
   }
 
-  /** One sealing round in one transaction; returns how many events it sealed. */
+  /**
+   * One sealing round; returns how many events it sealed (at most `maxLeavesPerRound`).
+   *
+   * The work is cut so that no piece keeps the event loop long (node:sqlite is synchronous, and
+   * a round of 1,000 events in one piece blocked it for ~10 ms, docs/architecture.md):
+   * 1. read the unsealed events and hash them into the tree `sliceSize` at a time, outside any
+   *    transaction, yielding to the event loop between slices; sign the checkpoints;
+   * 2. write one transaction per checkpoint (the leaves up to it, their index rows, the tiles they
+   *    complete, the checkpoint), yielding between transactions. Each transaction first checks
+   *    that the latest stored checkpoint is still the one it extends.
+   * The checkpoints are the ones a single transaction would sign (one at every multiple of
+   * `checkpointEvery`, one at the end), and the tree and the cursor still move only together with
+   * a checkpoint: a crash between two transactions leaves the first sealed and the rest unsealed.
+   */
   async sealOnce(db: Kysely<Database> = this.#db): Promise<number> {
-    // Read before the transaction: on SQLite a query outside it would wait for its connection.
+    // Read before any transaction: on SQLite a query outside it would wait for its connection.
     const key = await this.#keys.signingKey(this.#origin);
     const publicKeys = await this.#keys.publicKeys();
     try {
-      return await db.transaction().execute(async (trx) => {
-        const state = await this.#currentState(trx, publicKeys);
-        const rows = await this.#unsealed(trx, state);
-        if (rows.length === 0) return 0;
-        const base = state.tree.size;
-        const checkpoints: Database['audit_checkpoints'][] = [];
-        const nodes: Database['audit_nodes'][] = [];
-        const checkpoint = (row: UnsealedRow) => {
-          const time = Math.max(this.#clock.now(), state.lastTime);
-          const cp: Checkpoint = { origin: key.origin, treeSize: state.tree.size, rootHash: state.tree.root().toString('base64'), time };
-          checkpoints.push({
-            tree_size: cp.treeSize,
-            origin: cp.origin,
-            root_hash: cp.rootHash,
-            time,
-            key_id: key.keyId,
-            signature: signCheckpoint(cp, key.privateKey),
-            frontier: encodeFrontier(state.tree.frontier()),
-            last_seq: row.seq,
-          });
-          state.lastTime = time;
-        };
-        for (const row of rows) {
-          if ((state.tree.size + 1) % tileWidth === 0) completedTiles(state.tree, row.leaf_hash, nodes);
-          state.tree.append(row.leaf_hash);
-          if (state.tree.size % this.#checkpointEvery === 0) checkpoint(row);
-        }
-        const last = rows[rows.length - 1]!;
-        if (state.tree.size % this.#checkpointEvery !== 0) checkpoint(last);
-        state.lastSeq = last.seq;
+      const state = await this.#currentState(db, publicKeys);
+      const base = { size: state.tree.size, root: state.tree.root().toString('base64') };
+      const rows = await this.#unsealed(db, state);
+      if (rows.length === 0) return 0;
 
-        const inserted = await this.#insertLeaves(trx, base, rows[0]!, last);
-        if (inserted !== rows.length) {
-          throw new AuditIntegrityError(`sealing expected ${rows.length} leaves but would insert ${inserted}`);
+      // 1. Hash and sign, a slice at a time.
+      const segments: Segment[] = [];
+      let segment: Segment = { base, first: rows[0]!, last: rows[0]!, count: 0, nodes: [], checkpoint: undefined };
+      for (let i = 0; i < rows.length; i++) {
+        if (i > 0 && i % sliceSize === 0) await yieldToEventLoop();
+        const row = rows[i]!;
+        if (segment.count === 0) segment.first = row;
+        if ((state.tree.size + 1) % tileWidth === 0) completedTiles(state.tree, row.leaf_hash, segment.nodes);
+        state.tree.append(row.leaf_hash);
+        segment.last = row;
+        segment.count++;
+        if (state.tree.size % this.#checkpointEvery === 0 || i === rows.length - 1) {
+          segment.checkpoint = this.#checkpoint(state, key, row);
+          segments.push(segment);
+          segment = { base: { size: state.tree.size, root: segment.checkpoint.root_hash }, first: row, last: row, count: 0, nodes: [], checkpoint: undefined };
         }
-        await this.#insertLookups(trx, rows[0]!, last);
-        for (let i = 0; i < nodes.length; i += 500) await trx.insertInto('audit_nodes').values(nodes.slice(i, i + 500)).execute();
-        await trx.insertInto('audit_checkpoints').values(checkpoints).execute();
-        return rows.length;
-      });
+      }
+      state.lastSeq = rows[rows.length - 1]!.seq;
+
+      // 2. One short transaction per checkpoint.
+      for (const [i, part] of segments.entries()) {
+        if (i > 0) await yieldToEventLoop();
+        await db.transaction().execute((trx) => this.#write(trx, part));
+      }
+      return rows.length;
     } catch (error) {
-      // Whatever was appended in memory was not committed: start again from the store.
+      // Whatever was appended in memory and not committed: start again from the store.
       this.#state = undefined;
       throw error;
     }
+  }
+
+  /** The signed checkpoint row for the tree as it is now, `row` being its last leaf's event. */
+  #checkpoint(state: SealState, key: Awaited<ReturnType<AuditKeys['signingKey']>>, row: UnsealedRow): Database['audit_checkpoints'] {
+    const time = Math.max(this.#clock.now(), state.lastTime);
+    const cp: Checkpoint = { origin: key.origin, treeSize: state.tree.size, rootHash: state.tree.root().toString('base64'), time };
+    state.lastTime = time;
+    return {
+      tree_size: cp.treeSize,
+      origin: cp.origin,
+      root_hash: cp.rootHash,
+      time,
+      key_id: key.keyId,
+      signature: signCheckpoint(cp, key.privateKey),
+      frontier: encodeFrontier(state.tree.frontier()),
+      last_seq: row.seq,
+    };
+  }
+
+  /** Writes one segment: its leaves, index rows, tiles and checkpoint, after the one it extends. */
+  async #write(trx: Kysely<Database>, part: Segment): Promise<void> {
+    const latest = await trx.selectFrom('audit_checkpoints').select(['tree_size', 'root_hash']).orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
+    if ((latest?.tree_size ?? 0) !== part.base.size || (latest !== undefined && latest.root_hash !== part.base.root)) {
+      // Another sealer (the CLI, or a node without the lock) sealed meanwhile; the next round
+      // starts again from what it stored.
+      throw new AuditSealRaceError(`the audit log was sealed elsewhere meanwhile (tree size ${latest?.tree_size ?? 0}, expected ${part.base.size})`);
+    }
+    const inserted = await this.#insertLeaves(trx, part.base.size, part.first, part.last);
+    if (inserted !== part.count) {
+      throw new AuditIntegrityError(`sealing expected ${part.count} leaves but would insert ${inserted}`);
+    }
+    await this.#insertLookups(trx, part.first, part.last);
+    for (let i = 0; i < part.nodes.length; i += 500) await trx.insertInto('audit_nodes').values(part.nodes.slice(i, i + 500)).execute();
+    await trx.insertInto('audit_checkpoints').values(part.checkpoint!).execute();
   }
 
   /**
@@ -175,13 +245,35 @@ export class AuditSealer {
     await this.#loop;
   }
 
+  /**
+   * The loop. On SQLite it also keeps the WAL short: SQLite's automatic checkpoint would run
+   * inside whichever COMMIT crosses its threshold and block the event loop for as long as it
+   * copies (~100 ms, docs/architecture.md), so it is off while the loop runs, and a PASSIVE
+   * checkpoint after each round copies only what was written since the last one.
+   */
   async #run(db: Kysely<Database>): Promise<void> {
-    while (!this.#stopped) {
-      await this.#sleep(this.#intervalMs);
+    const sqlite = !this.#postgres;
+    if (sqlite) await this.#walLogged(() => setWalAutocheckpoint(db, 0));
+    try {
+      while (!this.#stopped) {
+        await this.#sleep(this.#intervalMs);
+        await this.#roundLogged(db);
+        if (sqlite) await this.#walLogged(() => checkpointWal(db));
+      }
+      // A last round so a graceful shutdown leaves nothing unsealed that it could seal.
       await this.#roundLogged(db);
+    } finally {
+      if (sqlite) await this.#walLogged(() => setWalAutocheckpoint(db, autocheckpointPages));
     }
-    // A last round so a graceful shutdown leaves nothing unsealed that it could seal.
-    await this.#roundLogged(db);
+  }
+
+  async #walLogged(work: () => Promise<unknown>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      // A locked file (another process checkpointing) is retried after the next round.
+      this.#log?.warn({ err: error }, 'SQLite WAL checkpoint failed; retried after the next round');
+    }
   }
 
   /**
@@ -245,8 +337,8 @@ export class AuditSealer {
   }
 
   /** The in-memory state if it still matches the latest checkpoint, else reloaded and verified. */
-  async #currentState(trx: Kysely<Database>, publicKeys: Map<string, AuditPublicKey>): Promise<SealState> {
-    const latest = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
+  async #currentState(db: Kysely<Database>, publicKeys: Map<string, AuditPublicKey>): Promise<SealState> {
+    const latest = await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
     const state = this.#state;
     if (state && (latest?.tree_size ?? 0) === state.tree.size && (latest === undefined || latest.root_hash === state.tree.root().toString('base64'))) {
       return state;
@@ -273,20 +365,39 @@ export class AuditSealer {
     return { tree, lastSeq: latest.last_seq, lastTime: latest.time };
   }
 
-  async #unsealed(trx: Kysely<Database>, state: SealState): Promise<UnsealedRow[]> {
-    let query = trx.selectFrom('audit_events').select(['seq', 'leaf_hash']).where('seq', '>', state.lastSeq);
+  /**
+   * The next committed events after the cursor, in seq order, at most `maxLeavesPerRound`, read
+   * `sliceSize` at a time with a turn of the event loop between two reads. On SQLite writers are
+   * serialized, so an event committed meanwhile has a higher seq than every one read before it.
+   */
+  async #unsealed(db: Kysely<Database>, state: SealState): Promise<UnsealedRow[]> {
+    let upto: number | undefined;
     if (this.#postgres) {
       // The barrier: with the writers' lock held exclusively no insert is in flight, so every
-      // seq up to the maximum belongs to a finished transaction.
-      await sql`select pg_advisory_lock(${writersLockKey})`.execute(trx);
-      try {
-        const { rows } = await sql<{ upto: number | null }>`select max(seq) as upto from audit_events`.execute(trx);
-        query = query.where('seq', '<=', Number(rows[0]?.upto ?? -1));
-      } finally {
-        await sql`select pg_advisory_unlock(${writersLockKey})`.execute(trx);
-      }
+      // seq up to the maximum belongs to a finished transaction. (In a transaction of its own:
+      // lock, read and unlock on one connection.)
+      upto = await db.transaction().execute(async (trx) => {
+        await sql`select pg_advisory_lock(${writersLockKey})`.execute(trx);
+        try {
+          const { rows } = await sql<{ upto: number | null }>`select max(seq) as upto from audit_events`.execute(trx);
+          return Number(rows[0]?.upto ?? -1);
+        } finally {
+          await sql`select pg_advisory_unlock(${writersLockKey})`.execute(trx);
+        }
+      });
     }
-    return query.orderBy('seq').limit(this.#maxLeaves).execute();
+    const rows: UnsealedRow[] = [];
+    let cursor = state.lastSeq;
+    while (rows.length < this.#maxLeaves) {
+      if (rows.length > 0) await yieldToEventLoop();
+      let query = db.selectFrom('audit_events').select(['seq', 'leaf_hash']).where('seq', '>', cursor);
+      if (upto !== undefined) query = query.where('seq', '<=', upto);
+      const slice = await query.orderBy('seq').limit(Math.min(sliceSize, this.#maxLeaves - rows.length)).execute();
+      for (const row of slice) rows.push(row);
+      if (slice.length < sliceSize) break;
+      cursor = slice[slice.length - 1]!.seq;
+    }
+    return rows;
   }
 
   /** The query index rows of the sealed events (query.ts): a round at a time, not per commit. */
