@@ -7,7 +7,14 @@ import { AuditIntegrityError, AuditSealer } from '../../src/audit/sealer.ts';
 import { CompactMerkleTree, leafHash, rootFromLeafHashes } from '../../src/audit/merkle.ts';
 import { completedTiles, perfectRoot } from '../../src/audit/tiles.ts';
 import { testDialects } from '../helpers/storage.ts';
-import { asAttacker, auditFixture, origin, sampleEvent } from './helpers.ts';
+import { asAttacker, auditFixture, origin, sampleEvent, type AuditFixture } from './helpers.ts';
+
+/** Records events `from` ... `from + count - 1` without sealing them. */
+async function record(f: AuditFixture, from: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, count - i) }, (_, j) => f.recorder.record(sampleEvent(from + i + j))));
+  }
+}
 
 test('derives the tile nodes of levels 8 and 16 from the frontier as the tree grows', () => {
   const tree = new CompactMerkleTree();
@@ -44,6 +51,71 @@ for (const dialect of testDialects()) {
       const tiles = await f.db.selectFrom('audit_nodes').selectAll().orderBy('idx').execute();
       assert.equal(tiles.length, 8);
       assert.deepEqual(Buffer.from(tiles[3]!.hash), perfectRoot(hashes.slice(768, 1024)));
+    });
+
+    test('signs the checkpoints one transaction would when a round spans several: at every 1000 leaves and at its end', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await record(f, 0, 2750);
+      assert.equal(await f.sealer.sealAll(), 2750);
+      const leaves = await f.db.selectFrom('audit_leaves').select(['leaf_index', 'event_seq']).orderBy('leaf_index').execute();
+      assert.deepEqual(leaves.map((l) => l.leaf_index), Array.from({ length: 2750 }, (_, i) => i));
+      assert.ok(leaves.every((l, i) => i === 0 || l.event_seq > leaves[i - 1]!.event_seq));
+      const checkpoints = await f.db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute();
+      assert.deepEqual(checkpoints.map((c) => c.tree_size), [1000, 2000, 2750]);
+      const hashes = (await f.db.selectFrom('audit_events').select('event').orderBy('seq').execute()).map((e) => leafHash(Buffer.from(e.event)));
+      for (const cp of checkpoints) assert.equal(cp.root_hash, rootFromLeafHashes(hashes.slice(0, cp.tree_size)).toString('base64'));
+      assert.deepEqual(checkpoints.map((c) => c.last_seq), [1000, 2000, 2750].map((n) => leaves[n - 1]!.event_seq));
+      assert.equal((await f.db.selectFrom('audit_nodes').selectAll().where('level', '=', 8).execute()).length, 10);
+      const report = await f.verify();
+      assert.equal(report.ok, true, report.problem?.message);
+      assert.equal(report.unsealed, 0);
+    });
+
+    test('lets the event loop turn while it seals a round', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await record(f, 0, 2000);
+      // node:sqlite answers synchronously: a round that never yields runs in one turn.
+      let turns = 0;
+      let sealing = true;
+      const spin = () => {
+        if (!sealing) return;
+        turns++;
+        setImmediate(spin);
+      };
+      setImmediate(spin);
+      assert.equal(await f.sealer.sealAll(), 2000);
+      sealing = false;
+      assert.ok(turns >= 8, `only ${turns} turns of the event loop during the round`);
+      assert.equal((await f.verify()).ok, true);
+    });
+
+    test('goes on from what another sealer stored while it was hashing, sealing nothing twice', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await record(f, 0, 600);
+      // Sealer A reads its first slice; meanwhile 100 more events arrive and sealer B seals all 700.
+      let interfered = false;
+      const meanwhile: KyselyPlugin = {
+        transformQuery: (args) => args.node,
+        async transformResult(args) {
+          if (!interfered && args.result.rows.length > 0 && 'leaf_hash' in (args.result.rows[0] as object)) {
+            interfered = true;
+            await record(f, 600, 100);
+            assert.equal(await f.sealer.sealAll(), 700);
+          }
+          return args.result;
+        },
+      };
+      const other = f.database.connect();
+      const a = new AuditSealer(other.db.withPlugin(meanwhile), { clock: f.clock, keys: new AuditKeys(other.db, f.masterKey, f.clock), origin });
+      assert.equal(await a.sealAll(), 0);
+      assert.ok(interfered);
+      const sizes = (await f.db.selectFrom('audit_checkpoints').select('tree_size').orderBy('tree_size').execute()).map((r) => r.tree_size);
+      assert.deepEqual(sizes, [700]);
+      await record(f, 700, 50);
+      assert.equal(await a.sealAll(), 50);
+      const report = await f.verify();
+      assert.equal(report.ok, true, report.problem?.message);
+      assert.equal(report.leaves, 750);
     });
 
     test('continues the same tree after a restart, from the stored frontier', async (t) => {

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { test } from 'node:test';
+import { sql, type Kysely, type KyselyPlugin, type QueryId } from 'kysely';
+import { AuditKeys } from '../../src/audit/audit-key.ts';
+import { AuditRecorder } from '../../src/audit/recorder.ts';
+import { AuditSealer } from '../../src/audit/sealer.ts';
+import { sqliteFileOf, verifyStore } from '../../src/audit/verify.ts';
+import { ManualClock } from '../../src/clock.ts';
+import { migrate } from '../../src/storage/database.ts';
+import type { Database } from '../../src/storage/schema.ts';
+import { autocheckpointPages } from '../../src/storage/wal.ts';
+import { origin, sampleEvent } from '../audit/helpers.ts';
+import { testDialects } from '../helpers/storage.ts';
+
+const sqlite = testDialects().find((d) => d.name === 'sqlite')!;
+
+/** Resolves `next()` each time a `wal_checkpoint` statement sent through the plugged handle has answered. */
+function checkpointWatch(): { plugin: KyselyPlugin; next(): Promise<void> } {
+  const ids = new WeakSet<QueryId>();
+  let waiters: (() => void)[] = [];
+  return {
+    plugin: {
+      transformQuery(args) {
+        if (JSON.stringify(args.node).includes('wal_checkpoint')) ids.add(args.queryId);
+        return args.node;
+      },
+      async transformResult(args) {
+        if (ids.has(args.queryId)) {
+          const woken = waiters;
+          waiters = [];
+          for (const wake of woken) wake();
+        }
+        return args.result;
+      },
+    },
+    next: () => new Promise<void>((resolve) => waiters.push(resolve)),
+  };
+}
+
+async function autocheckpoint(db: Kysely<Database>): Promise<number> {
+  const { rows } = await sql<{ wal_autocheckpoint: number }>`pragma wal_autocheckpoint`.execute(db);
+  return Number(rows[0]!.wal_autocheckpoint);
+}
+
+test('keeps the SQLite WAL as large as the writes between two sealer rounds: the sealer checkpoints it instead of a commit', { timeout: 120_000 }, async (t) => {
+  const database = await sqlite.create(t);
+  const { storage } = database;
+  await migrate(storage);
+  const file = sqliteFileOf(storage)!;
+  const clock = new ManualClock(1_767_225_600_000);
+  const masterKey = randomBytes(32);
+  const recorder = new AuditRecorder(storage.db, { clock, node: 'n' });
+  t.after(() => recorder.close());
+  const watch = checkpointWatch();
+  const sealer = new AuditSealer(storage.db.withPlugin(watch.plugin), { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 1 });
+  assert.equal(await autocheckpoint(storage.db), autocheckpointPages);
+
+  sealer.start();
+  const sizes: number[] = [];
+  const rounds = 24;
+  const perRound = 400;
+  for (let round = 0; round < rounds; round++) {
+    await Promise.all(Array.from({ length: perRound }, (_, i) => recorder.record(sampleEvent(round * perRound + i))));
+    // The round in progress may have started before these were committed; the one after it has not.
+    await watch.next();
+    await watch.next();
+    if (round === 0) assert.equal(await autocheckpoint(storage.db), 0, 'no checkpoint inside a commit while the sealer runs');
+    sizes.push(statSync(`${file}-wal`).size);
+  }
+  await sealer.stop();
+
+  // Without checkpoints every round's pages stay in the WAL: it would end about `rounds` times
+  // its size after the first round. Checkpointed, the next write starts it over, so the file
+  // stays at the most written between two checkpoints (a round or two, as rounds overlap).
+  assert.ok(sizes.at(-1)! <= 4 * sizes[0]!, `the WAL grew from ${sizes[0]} to ${sizes.at(-1)} bytes over ${rounds} rounds: ${sizes.join(', ')}`);
+  assert.equal(await autocheckpoint(storage.db), autocheckpointPages, 'the automatic checkpoint is back once the sealer stops');
+  const report = await verifyStore(storage.db, { keys: await new AuditKeys(storage.db, masterKey, clock).publicKeys(), sqliteFile: file });
+  assert.equal(report.ok, true, report.problem?.message);
+  assert.equal(report.leaves, rounds * perRound);
+  assert.equal(report.unsealed, 0);
+});
