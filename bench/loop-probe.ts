@@ -153,7 +153,8 @@ function statementKind(text: string): string {
 
 function transactionKind(kinds: Set<string>): string {
   if (kinds.has('insert audit_leaves')) return 'sealing-round';
-  if (kinds.has('insert audit_events') || [...kinds].some((k) => k.startsWith('insert replay'))) return 'group-commit';
+  // The group commit's: audit events and replay-cache jtis (assertions, DPoP proofs).
+  if (kinds.has('insert audit_events') || kinds.has('insert jti_replay')) return 'group-commit';
   return 'other';
 }
 
