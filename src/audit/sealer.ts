@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import { isDatabaseUnavailable } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
-import { autocheckpointPages, checkpointWal, setWalAutocheckpoint } from '../storage/wal.ts';
+import { autocheckpointPages, checkpointWal, setWalAutocheckpoint, WalCheckpointer, type WalCheckpoint } from '../storage/wal.ts';
 import type { AuditKeys, AuditPublicKey } from './audit-key.ts';
 import { signCheckpoint, verifyCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { isPostgres, sealerLockKey, writersLockKey } from './dialect.ts';
@@ -20,8 +20,10 @@ export interface SealerOptions {
   intervalMs?: number;
   /** A checkpoint is signed at every multiple of this tree size (default 1000). */
   checkpointEvery?: number;
-  /** Most leaves sealed in one transaction (default 20000). */
+  /** Most leaves sealed in one round (default 20000). */
   maxLeavesPerRound?: number;
+  /** SQLite: told what each WAL checkpoint between two rounds did (tests watch the loop with it). */
+  onWalCheckpoint?: (result: WalCheckpoint) => void;
 }
 
 export class AuditIntegrityError extends Error {
@@ -90,6 +92,7 @@ export class AuditSealer {
   readonly #checkpointEvery: number;
   readonly #maxLeaves: number;
   readonly #postgres: boolean;
+  readonly #onWalCheckpoint: ((result: WalCheckpoint) => void) | undefined;
   #state: SealState | undefined;
   #stopped = true;
   #loop: Promise<void> | undefined;
@@ -106,6 +109,7 @@ export class AuditSealer {
     this.#checkpointEvery = options.checkpointEvery ?? 1000;
     this.#maxLeaves = options.maxLeavesPerRound ?? 20_000;
     this.#postgres = isPostgres(db);
+    this.#onWalCheckpoint = options.onWalCheckpoint;
   }
 
   /** Seals until nothing committed is left unsealed; returns how many events it sealed. */
@@ -248,22 +252,40 @@ export class AuditSealer {
   /**
    * The loop. On SQLite it also keeps the WAL short: SQLite's automatic checkpoint would run
    * inside whichever COMMIT crosses its threshold and block the event loop for as long as it
-   * copies (~100 ms, docs/architecture.md), so it is off while the loop runs, and a PASSIVE
-   * checkpoint after each round copies only what was written since the last one.
+   * copies (~100-150 ms, docs/architecture.md), so it is off while the loop runs, and after each
+   * round a worker thread checkpoints what was written since the last one (WalCheckpointer).
    */
   async #run(db: Kysely<Database>): Promise<void> {
-    const sqlite = !this.#postgres;
-    if (sqlite) await this.#walLogged(() => setWalAutocheckpoint(db, 0));
+    let checkpointer: WalCheckpointer | undefined;
+    if (!this.#postgres) {
+      await this.#walLogged(async () => {
+        checkpointer = await WalCheckpointer.open(db);
+        await setWalAutocheckpoint(db, 0);
+      });
+    }
     try {
       while (!this.#stopped) {
         await this.#sleep(this.#intervalMs);
         await this.#roundLogged(db);
-        if (sqlite) await this.#walLogged(() => checkpointWal(db));
+        if (!this.#postgres) await this.#checkpointWal(db, checkpointer);
       }
       // A last round so a graceful shutdown leaves nothing unsealed that it could seal.
       await this.#roundLogged(db);
     } finally {
-      if (sqlite) await this.#walLogged(() => setWalAutocheckpoint(db, autocheckpointPages));
+      if (!this.#postgres) {
+        await this.#walLogged(() => setWalAutocheckpoint(db, autocheckpointPages));
+        await checkpointer?.close();
+      }
+    }
+  }
+
+  async #checkpointWal(db: Kysely<Database>, checkpointer: WalCheckpointer | undefined): Promise<void> {
+    try {
+      this.#onWalCheckpoint?.(await (checkpointer ? checkpointer.checkpoint() : checkpointWal(db)));
+    } catch (error) {
+      // Without its worker, on this thread: a longer pause, but the WAL stays bounded.
+      this.#log?.warn({ err: error }, 'SQLite WAL checkpoint in the worker thread failed; checkpointing on the main thread');
+      await this.#walLogged(async () => this.#onWalCheckpoint?.(await checkpointWal(db)));
     }
   }
 
@@ -272,7 +294,7 @@ export class AuditSealer {
       await work();
     } catch (error) {
       // A locked file (another process checkpointing) is retried after the next round.
-      this.#log?.warn({ err: error }, 'SQLite WAL checkpoint failed; retried after the next round');
+      this.#log?.warn({ err: error }, 'SQLite WAL maintenance failed; retried after the next round');
     }
   }
 

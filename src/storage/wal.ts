@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.ts';
 
@@ -8,7 +9,7 @@ import type { Database } from './schema.ts';
  * append rate), but such a checkpoint runs inside whichever COMMIT crosses the threshold, and
  * node:sqlite is synchronous: measured 108-147 ms of blocked event loop each under load
  * (docs/architecture.md, "Writes on the hot path"). The server's sealer turns it off and
- * checkpoints between its rounds instead (`checkpointWal`).
+ * checkpoints between its rounds instead (`WalCheckpointer`).
  */
 export const autocheckpointPages = 10_000;
 
@@ -42,4 +43,70 @@ export async function checkpointWal(db: Kysely<Database>): Promise<WalCheckpoint
   const { rows } = await sql<{ busy: number; log: number; checkpointed: number }>`pragma wal_checkpoint(passive)`.execute(db);
   const row = rows[0];
   return { busy: Number(row?.busy ?? 0), logFrames: Number(row?.log ?? -1), checkpointedFrames: Number(row?.checkpointed ?? -1) };
+}
+
+/**
+ * Checkpoints a SQLite file's WAL from a worker thread with a connection of its own (sealer.ts
+ * calls it between rounds; issue 20 item 6). `checkpoint()` runs in two steps:
+ * 1. the bulk: a PASSIVE checkpoint in the worker while this process goes on writing. The copy
+ *    and its two fsyncs (WAL, then database file) never block the event loop;
+ * 2. the tail: another one while `db`'s connection is held, so that no write lands meanwhile.
+ *    It copies only what was written during step 1, and it completes, so the next write starts
+ *    the WAL over: without this step, a checkpoint racing a steady stream of writes never
+ *    catches up and the WAL grows without bound. Requests keep being served meanwhile; only
+ *    their database statements wait for it, a few frames' worth.
+ */
+export class WalCheckpointer {
+  readonly #db: Kysely<Database>;
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, { resolve: (result: WalCheckpoint) => void; reject: (error: Error) => void }>();
+  #next = 0;
+  #failed: Error | undefined;
+
+  private constructor(db: Kysely<Database>, file: string) {
+    this.#db = db;
+    this.#worker = new Worker(new URL('./wal-worker.ts', import.meta.url), { workerData: { file } });
+    this.#worker.unref(); // never what keeps a process alive
+    this.#worker.on('message', (message: { id: number; error?: string } & WalCheckpoint) => {
+      const waiting = this.#waiting.get(message.id);
+      this.#waiting.delete(message.id);
+      if (message.error !== undefined) waiting?.reject(new Error(message.error));
+      else waiting?.resolve({ busy: message.busy, logFrames: message.logFrames, checkpointedFrames: message.checkpointedFrames });
+    });
+    this.#worker.on('error', (error) => this.#fail(error));
+    this.#worker.on('exit', () => this.#fail(new Error('the WAL checkpoint worker exited')));
+  }
+
+  /** A checkpointer for `db`'s SQLite file; undefined for a database without one (':memory:'). */
+  static async open(db: Kysely<Database>): Promise<WalCheckpointer | undefined> {
+    const { rows } = await sql<{ file: string }>`select file from pragma_database_list where name = 'main'`.execute(db);
+    const file = rows[0]?.file;
+    return file ? new WalCheckpointer(db, file) : undefined;
+  }
+
+  /** Both steps; resolves with the tail's report (complete when `logFrames === checkpointedFrames`). */
+  async checkpoint(): Promise<WalCheckpoint> {
+    await this.#inWorker();
+    return this.#db.connection().execute(() => this.#inWorker());
+  }
+
+  async close(): Promise<void> {
+    this.#fail(new Error('the WAL checkpointer is closed'));
+    await this.#worker.terminate();
+  }
+
+  #inWorker(): Promise<WalCheckpoint> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#worker.postMessage(id);
+    });
+  }
+
+  #fail(error: Error): void {
+    this.#failed ??= error;
+    for (const waiting of this.#waiting.values()) waiting.reject(error);
+    this.#waiting.clear();
+  }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { test } from 'node:test';
-import { sql, type Kysely, type KyselyPlugin, type QueryId } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { AuditKeys } from '../../src/audit/audit-key.ts';
 import { AuditRecorder } from '../../src/audit/recorder.ts';
 import { AuditSealer } from '../../src/audit/sealer.ts';
@@ -10,30 +10,23 @@ import { sqliteFileOf, verifyStore } from '../../src/audit/verify.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { migrate } from '../../src/storage/database.ts';
 import type { Database } from '../../src/storage/schema.ts';
-import { autocheckpointPages } from '../../src/storage/wal.ts';
+import { autocheckpointPages, type WalCheckpoint } from '../../src/storage/wal.ts';
 import { origin, sampleEvent } from '../audit/helpers.ts';
 import { testDialects } from '../helpers/storage.ts';
 
 const sqlite = testDialects().find((d) => d.name === 'sqlite')!;
 
-/** Resolves `next()` each time a `wal_checkpoint` statement sent through the plugged handle has answered. */
-function checkpointWatch(): { plugin: KyselyPlugin; next(): Promise<void> } {
-  const ids = new WeakSet<QueryId>();
+/** Resolves `next()` after each WAL checkpoint the sealer's loop runs, and keeps their reports. */
+function checkpointWatch(): { onWalCheckpoint(result: WalCheckpoint): void; next(): Promise<void>; reports: WalCheckpoint[] } {
   let waiters: (() => void)[] = [];
+  const reports: WalCheckpoint[] = [];
   return {
-    plugin: {
-      transformQuery(args) {
-        if (JSON.stringify(args.node).includes('wal_checkpoint')) ids.add(args.queryId);
-        return args.node;
-      },
-      async transformResult(args) {
-        if (ids.has(args.queryId)) {
-          const woken = waiters;
-          waiters = [];
-          for (const wake of woken) wake();
-        }
-        return args.result;
-      },
+    reports,
+    onWalCheckpoint(result) {
+      reports.push(result);
+      const woken = waiters;
+      waiters = [];
+      for (const wake of woken) wake();
     },
     next: () => new Promise<void>((resolve) => waiters.push(resolve)),
   };
@@ -54,7 +47,7 @@ test('keeps the SQLite WAL as large as the writes between two sealer rounds: the
   const recorder = new AuditRecorder(storage.db, { clock, node: 'n' });
   t.after(() => recorder.close());
   const watch = checkpointWatch();
-  const sealer = new AuditSealer(storage.db.withPlugin(watch.plugin), { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 1 });
+  const sealer = new AuditSealer(storage.db, { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 1, onWalCheckpoint: watch.onWalCheckpoint });
   assert.equal(await autocheckpoint(storage.db), autocheckpointPages);
 
   sealer.start();
@@ -75,6 +68,9 @@ test('keeps the SQLite WAL as large as the writes between two sealer rounds: the
   // its size after the first round. Checkpointed, the next write starts it over, so the file
   // stays at the most written between two checkpoints (a round or two, as rounds overlap).
   assert.ok(sizes.at(-1)! <= 4 * sizes[0]!, `the WAL grew from ${sizes[0]} to ${sizes.at(-1)} bytes over ${rounds} rounds: ${sizes.join(', ')}`);
+  // Each checkpoint completes (its tail runs while no write can land), so the next write restarts the WAL.
+  assert.ok(watch.reports.length >= 2 * rounds);
+  assert.ok(watch.reports.every((r) => r.busy === 0 && r.logFrames === r.checkpointedFrames), JSON.stringify(watch.reports.filter((r) => r.logFrames !== r.checkpointedFrames)));
   assert.equal(await autocheckpoint(storage.db), autocheckpointPages, 'the automatic checkpoint is back once the sealer stops');
   const report = await verifyStore(storage.db, { keys: await new AuditKeys(storage.db, masterKey, clock).publicKeys(), sqliteFile: file });
   assert.equal(report.ok, true, report.problem?.message);
