@@ -14,11 +14,13 @@
  * - every explicit `PRAGMA wal_checkpoint`;
  * - sealing rounds (AuditSealer.sealOnce, wall time: on SQLite it never yields, so all of it
  *   blocks; on PostgreSQL only its CPU parts do) and the Merkle appends inside them;
- * - garbage collection (PerformanceObserver 'gc').
+ * - garbage collection (PerformanceObserver 'gc');
+ * - the time the server's main thread waited for a CPU during each stall (Linux schedstat): on a
+ *   shared machine part of a stall is other processes' work.
  * Each stall is then attributed to the timed work that overlaps it. Not for production: it
  * patches node:sqlite's prototypes.
  */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { DatabaseSync, StatementSync } from 'node:sqlite';
 
@@ -26,6 +28,8 @@ interface Span {
   start: number;
   end: number;
   kind: string;
+  /** For a stall: how long this thread waited for a CPU meanwhile (ms). */
+  runqueueMs?: number;
 }
 
 const stallMs = Number(process.env.BENCH_STALL_MS ?? 10);
@@ -50,12 +54,16 @@ function note(kind: string, start: number, end: number): void {
 }
 
 if (attributing) {
-  // The stall clock: a timer that should fire every millisecond.
+  // The stall clock: a timer that should fire every millisecond. Beside it, how long the main
+  // thread waited for a CPU (Linux schedstat): on a shared machine a stall may be no work of ours.
   let last = performance.now();
+  let waitedNs = runqueueNs();
   const tick = () => {
     const now = performance.now();
-    if (now - last > stallMs && stalls.length < 100_000) stalls.push({ start: last, end: now, kind: 'stall' });
+    const waited = runqueueNs();
+    if (now - last > stallMs && stalls.length < 100_000) stalls.push({ start: last, end: now, kind: 'stall', runqueueMs: (waited - waitedNs) / 1e6 });
     last = now;
+    waitedNs = waited;
     setTimeout(tick, 1).unref();
   };
   setTimeout(tick, 1).unref();
@@ -66,6 +74,15 @@ if (attributing) {
 
   instrumentSqlite();
   await instrumentSealer();
+}
+
+/** Time the main thread has spent runnable but waiting for a CPU, in ns (0 where unknown). */
+function runqueueNs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]);
+  } catch {
+    return 0;
+  }
 }
 
 function gcKind(kind: number | undefined): string {
@@ -197,6 +214,7 @@ function attribute(): { stalls: number; stall_ms: number; by_kind: Record<string
       const ms = Math.min(span.end, stall.end) - Math.max(span.start, stall.start);
       if (ms > 0.5) overlaps[span.kind] = (overlaps[span.kind] ?? 0) + ms;
     }
+    if ((stall.runqueueMs ?? 0) > 0.5) overlaps['cpu:waiting for a core (other processes)'] = stall.runqueueMs!;
     // Count each stall once per kind that overlapped it; "unattributed" when none did.
     const kinds = Object.keys(overlaps);
     if (kinds.length === 0) overlaps.unattributed = stall.end - stall.start;
