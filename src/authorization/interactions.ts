@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
@@ -110,6 +110,22 @@ export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'cloc
 /** The userId of the interaction's recorded Authentication (JSON text), in SQL. */
 function loginUserId(db: Kysely<Database>) {
   return isPostgres(db) ? sql<string>`(interactions.authentication::json ->> 'userId')` : sql<string>`json_extract(interactions.authentication, '$.userId')`;
+}
+
+/**
+ * Forgets person `userId`'s sign-ins recorded in pending interactions (inside the caller's
+ * transaction): when their access ends (src/identity/lifecycle.ts), a login made before — say by
+ * whoever had the old password, waiting on the consent page — must not go on to a code. The
+ * interaction stays; resuming it asks for a new sign-in. Returns how many were forgotten.
+ */
+export async function forgetSignInsOf(trx: Transaction<Database>, userId: string): Promise<number> {
+  const result = await trx
+    .updateTable('interactions')
+    .set({ authentication: null, consent: null, grant_id: null })
+    .where(loginUserId(trx), '=', userId)
+    .where('completed_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
 }
 
 /** The stored records behind the Interactions handed to the people side (see the top of this file). */

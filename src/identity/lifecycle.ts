@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { revokeGrantIn } from '../authorization/consent.ts';
+import { forgetSignInsOf } from '../authorization/interactions.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 
@@ -22,7 +23,7 @@ import type { Database } from '../storage/schema.ts';
  *   signs the person out everywhere) and that ends the tokens.
  * Each of those steps, in one transaction with its status change: sets the cut-off, revokes the
  * person's refresh tokens (the refresh grant then answers invalid_grant), discards their unredeemed
- * authorization codes, ends their browser sessions, and (deletion only) revokes their consent
+ * authorization codes, forgets their sign-ins in pending interactions, ends their browser sessions, and (deletion only) revokes their consent
  * grants; one audit event names what was ended.
  */
 
@@ -98,6 +99,8 @@ export async function endPersonAccess(
       if (event) events.push(event);
     }
   }
+  // A sign-in made before, waiting in an interaction (on the consent page), must not yield a code.
+  await forgetSignInsOf(trx, userId);
   const codes = await trx.deleteFrom('authorization_codes').where('user_id', '=', userId).where('redeemed_at', 'is', null).executeTakeFirst();
   const sessions = await trx
     .updateTable('sessions')

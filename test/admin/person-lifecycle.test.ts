@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { userinfoAudience } from '../../src/authorization/scopes.ts';
+import { nextStep, recordAuthentication } from '../../src/authorization/interactions.ts';
 import { verifyLogin } from '../../src/identity/login.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { accessAudience } from '../../src/resource-servers/builtins.ts';
@@ -253,6 +254,11 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
     assert.equal(user.lock_reason, 'failed_logins');
     assert.equal(await passwordLogin(f, password), undefined, 'password logins are locked');
     await assertLive(f, tokens, 'automatically locked');
+    // Editing another member is no statement about the lock: it stays the automatic one.
+    const edited = await adminCall(f, 'PATCH', '/admin/users/alice', { email: 'alice.trader@broker.example.com' });
+    assert.equal(edited.statusCode, 200, edited.body);
+    assert.equal(edited.json().lock_reason, 'failed_logins');
+    await assertLive(f, tokens, 'automatically locked, email edited');
 
     const locked = await adminCall(f, 'PATCH', '/admin/users/alice', { status: 'locked' });
     assert.equal(locked.statusCode, 200, locked.body);
@@ -267,5 +273,24 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
     await assertDead(f, tokens, 'locked by apply');
     const event = await lifecycleEvent(f, 'user.locked');
     assert.equal(event.details!.refresh_tokens_revoked, 1);
+  });
+});
+
+describe('a sign-in waiting on the consent page when the person\'s access ends', () => {
+  test('yields no code after "sign out everywhere": resuming asks for a new sign-in', async (t) => {
+    const f = await fixture(t);
+    const person = await f.signIn('alice');
+    const started = await f.authorize(f.request('web-app', { code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', scope: 'openid order:create', resource: ordersApi }), { cookie: person.cookie });
+    assert.equal(started.response.statusCode, 303, started.response.body);
+    assert.match(started.location!.pathname, /^\/interaction\//);
+    const id = started.location!.pathname.split('/').pop()!;
+    // Whoever signed in (with the password about to be reset) now waits on the consent page.
+    await recordAuthentication(f.ctx, id, person.authentication);
+    assert.equal((await nextStep(f.ctx, id, person.authentication)).step, 'consent');
+
+    assert.equal((await adminCall(f, 'POST', '/admin/users/alice/sign-out')).statusCode, 204);
+    assert.equal((await nextStep(f.ctx, id, undefined)).step, 'login', 'the sign-in recorded before was forgotten');
+    const resumed = await f.resume(id, started.cookie);
+    assert.equal(resumed.location?.searchParams.get('code') ?? null, null, `no code: ${resumed.location?.href}`);
   });
 });

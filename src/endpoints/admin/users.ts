@@ -48,6 +48,11 @@ export const adminUsers: Endpoint = {
 
     app.patch<{ Params: { username: string } }>(`${base}/:username`, write, async (request) => {
       const fields = patchBody(request, await representation(ctx, request.params.username));
+      // A status the patch does not name is not the administrator's statement: editing the email
+      // of an automatically locked person must not turn the lockout into an administrator's lock
+      // (which ends their tokens). Naming `status: locked` does.
+      const patch = request.body as Record<string, unknown>;
+      if (!Object.hasOwn(patch, 'status')) delete fields.status;
       return writeUser(ctx, request, fields);
     });
 
