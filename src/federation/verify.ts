@@ -3,6 +3,7 @@ import { decodeCompactJws, mediaType, sameAlgorithm, verifyCompactSignature } fr
 import type { Context } from '../context.ts';
 import type { Partner } from './definition.ts';
 import type { PartnerAlg, PartnerKey } from './keys.ts';
+import { hasControlCharacter } from '../parameters.ts';
 
 /**
  * The kinds of partner JWT Clearance accepts, named by their RFC 8693 §3 token type URIs:
@@ -340,6 +341,8 @@ const rules: Rule[] = [
       const { sub } = state.claims!;
       if (sub === undefined) return fail('missing sub');
       if (typeof sub !== 'string' || sub === '' || sub.length > 1024) return fail('sub is not a string of 1-1024 characters');
+      // It becomes a token's sub and an audit column: no control characters (NUL is a 500 on PostgreSQL).
+      if (hasControlCharacter(sub)) return fail('sub contains a control character');
       return pass(`sub ${sub}`);
     },
   },
@@ -450,6 +453,8 @@ const rules: Rule[] = [
       if (!expect.singleUse) return pass(jti === undefined ? 'not single-use' : 'not single-use (jti not recorded)');
       if (jti === undefined) return fail('missing jti (an assertion must have one, RFC 7523 §3)');
       if (typeof jti !== 'string' || jti === '' || jti.length > maxJtiLength) return fail(`jti is not a string of 1-${maxJtiLength} characters`);
+      // It becomes part of a database key.
+      if (hasControlCharacter(jti)) return fail('jti contains a control character');
       if (mode === 'explain') return pass(`jti ${jti} (checked, not recorded)`);
       const partner = state.partner!;
       const fresh = await ctx.partners.replay.use(`partner_assertion:${partner.id}:${jti}`, ((exp as number) + partnerClockSkewSeconds) * 1000);

@@ -304,8 +304,8 @@ describe('token exchange (RFC 8693)', () => {
 describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
   const partnerIssuer = 'https://as.partner-bank.example.com';
 
-  async function partnerFixture(t: TestContext) {
-    const f = await fixture(t);
+  async function partnerFixture(t: TestContext, dialect?: TestDialect) {
+    const f = await fixture(t, dialect);
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     Object.assign(f.secrets, await applyDocument(f.ctx, {
       clients: [{ client_id: 'partner-gateway', kind: 'service', grant_types: ['urn:ietf:params:oauth:grant-type:jwt-bearer'], scope: tradeScopes }],
@@ -331,7 +331,7 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
         .setAudience(f.issuer)
         .setIssuedAt(epochSeconds(f.clock))
         .setExpirationTime(epochSeconds(f.clock) + lifetime)
-        .setJti(crypto.randomUUID())
+        .setJti(typeof claims.jti === 'string' ? claims.jti : crypto.randomUUID())
         .sign(privateKey);
     return { ...f, assertion };
   }
@@ -362,6 +362,16 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
     assertOAuthError(await grant(await f.assertion(), { resource: arrangerApi }), 400, 'invalid_target', 'audience the profile does not allow');
     assertOAuthError(await grant(await f.assertion(), { scope: 'settlement:submit' }), 400, 'invalid_scope', 'scope the profile does not allow');
   });
+
+  for (const dialect of testDialects()) {
+    test(`a partner-signed sub or jti with a control character is invalid_grant, never a 5xx (issue 20 item 4, ${dialect.name})`, async (t) => {
+      const f = await partnerFixture(t, dialect);
+      const grant = (assertion: string) => f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion, resource: brokerApi });
+      assertOAuthError(await grant(await f.assertion({ jti: 'j-\u0000-1' })), 400, 'invalid_grant', 'NUL in jti');
+      assertOAuthError(await grant(await f.assertion({ sub: 'desk\u0000' })), 400, 'invalid_grant', 'NUL in sub');
+      assertOAuthError(await grant(await f.assertion({ jti: 'line\nbreak' })), 400, 'invalid_grant', 'LF in jti');
+    });
+  }
 });
 
 describe('exchanging a person\'s token (RFC 8693 §2.2.2; the consent grant bounds the chain)', () => {
