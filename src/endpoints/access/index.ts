@@ -15,18 +15,18 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
 /**
  * The policy decision point over HTTP: the OpenID AuthZEN Authorization API 1.0 (authzen.ts for
  * the shapes). Its rules, in order:
- * 1. the body is a JSON object (415 otherwise);
- * 2. the caller is a client allowed `access:evaluate` (the policy enforcement point), proven by
+ * 1. the caller is a client allowed `access:evaluate` (the policy enforcement point), proven by
  *    either its client credentials — `Authorization: Basic` (client_secret_basic) or its
  *    certificate (tls_client_auth, self_signed_tls_client_auth), the token endpoint's checks and
  *    audit — or a Clearance access token for `<issuer>/access` with `access:evaluate` (Bearer or
  *    DPoP; how private_key_jwt clients call it), through the one protected-resource check
  *    (src/tokens/protected-resource.ts: binding, audience, liveness, scope). 401 / 403 otherwise;
+ * 2. the body is a JSON object (415 otherwise) — looked at only once the caller is known;
  * 3. the request is well formed (400 `invalid_request` naming each problem's path);
  * 4. each evaluation is a decision (src/policy/decide.ts): deny by default, forbid wins, any error
  *    denies, every one audited as `policy.allowed` / `policy.denied` before the answer leaves.
  *    Anything unexpected is a 500, which a PEP must treat as a deny.
- * A caller's `X-Request-ID` is echoed (AuthZEN §11.1.3).
+ * A caller's `X-Request-ID` is echoed (AuthZEN §11.1.3) once step 1 has passed.
  */
 export const accessEvaluation: Endpoint = {
   register(app, ctx) {

@@ -20,7 +20,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * src/authorization/flow.ts; this file only carries its outcomes over HTTP:
  * 1. GET (query) or POST (form) /authorize: the parameters (RFC 6749 §3.1: GET MUST be
  *    supported, POST MAY), the person's session (the people side's readSession) and this browser's
- *    binding cookie go to `startAuthorization`;
+ *    binding cookie go to `startAuthorization`; a POST whose body is not a form → an error page;
  * 2. GET /authorize/resume/{id}: where the people side sends the browser after login or consent;
  * 3. outcomes: an error page (400, never a redirect, when the client or redirect_uri is not
  *    established; RFC 6749 §4.1.2.1), or a 303 See Other — to the client with the response

@@ -19,13 +19,14 @@ import type { InteractionFlow } from './flow.ts';
  * redirects to the client: the protocol side does that from /authorize/resume/{id}.
  *
  * GET /interaction/{id}
- *   1. an unknown or expired interaction → error page (400), no redirect;
+ *   1. an unknown or expired interaction, or one another browser started (loadInteraction) →
+ *      error page (400), no redirect;
  *   2. the session of the cookie (readSession) is passed to the protocol's nextStep:
  *      login → the sign-in page; consent → the consent page; done → 303 to resume.
  *
  * POST /interaction/{id}/login
  *   1. a missing or wrong CSRF token, or a cross-site Origin → 403 page, nothing changes;
- *   2. an unknown or expired interaction → error page;
+ *   2. an unknown or expired interaction, or another browser's → error page (400);
  *   3. an empty username or password → the sign-in page again, 400;
  *   4. verifyLogin (throttle, Argon2id, lockout, audit): throttled → 429 with Retry-After;
  *      any other failure → the sign-in page with one generic message, 401;
@@ -34,15 +35,15 @@ import type { InteractionFlow } from './flow.ts';
  *      (never 307, RFC 9700 §4.12) to /authorize/resume/{id}; an interaction that ended
  *      meanwhile → error page, no cookie.
  *
- * Each request reads its interaction once (loadInteraction) and passes it to the protocol side's
- * other calls, which reuse that record.
- *
  * POST /interaction/{id}/consent
  *   1–2. as for login;
  *   3. decision is approve or deny, else 400;
  *   4. the person must still have a session, and the same person who logged in during this
  *      interaction; else the sign-in page (401) or an error page (403);
  *   5. decideConsent, then 303 to /authorize/resume/{id}.
+ *
+ * Each request reads its interaction once (loadInteraction) and passes it to the protocol side's
+ * other calls, which reuse that record.
  */
 export function interactionEndpoint(flow: InteractionFlow): Endpoint {
   return {

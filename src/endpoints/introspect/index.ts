@@ -10,12 +10,13 @@ import { sendJson } from '../../http/json.ts';
 
 /**
  * Token introspection (RFC 7662). Its rules, in order:
- * 1. the body is a form with `token`, no parameter repeated (§2.1);
+ * 1. the body is a form, no parameter repeated (§2.1);
  * 2. the caller authenticates as a client (§2.1: the endpoint MUST require authorization);
- * 3. the answer is `active: false` unless the token is ours, valid, not revoked (nor its consent
+ * 3. `token` is present (§2.1; invalid_request);
+ * 4. the answer is `active: false` unless the token is ours, valid, not revoked (nor its consent
  *    grant, nor the mandate version it names: revoked, superseded or expired), and the caller may
  *    see it (it was issued to the caller, or the caller is an introspector of its audience);
- * 4. JSON, or a signed JWT when the caller asks for application/token-introspection+jwt (RFC 9701).
+ * 5. JSON, or a signed JWT when the caller asks for application/token-introspection+jwt (RFC 9701).
  */
 export const introspection: Endpoint = {
   register(app, ctx) {

@@ -10,12 +10,14 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
  * Token revocation (RFC 7009). Its rules, in order:
- * 1. the body is a form with `token`, no parameter repeated (§2.1);
+ * 1. the body is a form, no parameter repeated (§2.1);
  * 2. the caller authenticates as a client (§2.1);
- * 3. a valid access token issued to the caller is recorded as revoked until it expires, and
+ * 3. `token` is present (§2.1; invalid_request), and a `token_type_hint`, when sent, is
+ *    access_token or refresh_token (§2.2.1 unsupported_token_type);
+ * 4. a valid access token issued to the caller is recorded as revoked until it expires, and
  *    introspection reports it inactive from then on; a refresh token issued to the caller is
  *    revoked with its whole rotation family;
- * 4. the answer is 200 with an empty body whether or not anything was revoked (§2.2): an invalid
+ * 5. the answer is 200 with an empty body whether or not anything was revoked (§2.2): an invalid
  *    token, or another client's, learns the caller nothing.
  */
 export const revocation: Endpoint = {

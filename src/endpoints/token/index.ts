@@ -10,14 +10,15 @@ import { sendJson } from '../../http/json.ts';
 
 /**
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
- * 1. the body is a form, and no parameter is repeated unless the grant allows it (§3.2);
- * 2. grant_type is present and supported (§5.2 unsupported_grant_type);
- * 3. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §5), with the
+ * 1. the body is a form; grant_type is present, once (invalid_request); no other parameter is
+ *    repeated unless the grant it names allows it (§3.2);
+ * 2. a DPoP header, when present, is a valid proof for this request (RFC 9449 §4.3, §5), with the
  *    server's nonce when nonces are required (§8) — checked before client authentication, so a
  *    refused proof (a nonce retry) does not cost the client its assertion;
- * 4. the client authenticates with exactly one method (§2.3, §3.2.1), throttled on failures; a
- *    public client (client_id only) is accepted only by grants that allow it (code, refresh); under
- *    the FAPI 2.0 profile only private_key_jwt or mTLS;
+ * 3. the client authenticates with exactly one method (§2.3, §3.2.1), throttled on failures; a
+ *    public client (client_id only) is accepted only by grants that allow it (code, refresh; an
+ *    unknown grant_type allows none); under the FAPI 2.0 profile only private_key_jwt or mTLS;
+ * 4. grant_type is supported (§5.2 unsupported_grant_type) — said only to an authenticated client;
  * 5. the client is registered for that grant (§5.2 unauthorized_client); the proof's jti is used
  *    once (§11.1) — after authentication, so an unauthenticated caller writes nothing;
  * 6. the grant decides, binding the access token to the DPoP key or the client certificate
