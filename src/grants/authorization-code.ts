@@ -10,7 +10,7 @@ import { revokeOnReuse } from './reuse.ts';
 
 /**
  * RFC 6749 §4.1.3: a client exchanges an authorization code for tokens. The rules, in order:
- * 1. `code` is one of ours (unknown → invalid_grant);
+ * 1. `code` is present (invalid_request) and one of ours (unknown → invalid_grant);
  * 2. it was issued to this client (§4.1.3 "ensure that the authorization code was issued to the
  *    authenticated confidential client, or ... public client");
  * 3. it was not redeemed before: a second redemption is refused AND revokes the grant, so every
@@ -24,11 +24,12 @@ import { revokeOnReuse } from './reuse.ts';
  * 9. the audience: the authorization's resource, or userinfo for `openid`, once (RFC 8707 §2.2);
  * 10. the tokens (src/grants/person-tokens.ts): the mandate rechecked, the access token through the
  *    one issuance path (bound to the proof's key or the client certificate; a bearer token refused
- *    for a sender-constrained resource or FAPI 2.0; the decision point), a refresh token (clients
- *    registered for refresh_token) and, for `openid`, an ID token (OIDC Core §3.1.3.3);
- * 11. the code is redeemed by ONE conditional update: of parallel redemptions exactly one wins, the
- *    others are treated as reuse (step 3). The redemption, the refresh token and the events
- *    `code.redeemed` and `token.issued` are one transaction: all durable before the response.
+ *    for a sender-constrained resource or FAPI 2.0; the decision point) and, for `openid`, an ID
+ *    token (OIDC Core §3.1.3.3) — signed, not yet sent;
+ * 11. ONE transaction: the code is redeemed by ONE conditional update — of parallel redemptions
+ *    exactly one wins, the others are treated as reuse (step 3) and nothing else is written — then
+ *    a refresh token (clients registered for refresh_token) and the events `code.redeemed` and
+ *    `token.issued`: all durable before the response.
  */
 export const authorizationCode = defineGrant({
   grantType: 'authorization_code',

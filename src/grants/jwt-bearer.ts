@@ -11,8 +11,8 @@ import { defineGrant } from './grant.ts';
  * 1. `assertion` is required (invalid_request);
  * 2. it verifies under the issuing partner's trust profile (src/federation/verify.ts: algorithm,
  *    key, issuer, audience = our issuer or token endpoint, lifetime, required claims), its `jti`
- *    is used once (RFC 7523 §3 (7)), and the profile lets this client present it — else
- *    invalid_grant (§3.1);
+ *    is used once (RFC 7523 §3 (7)), and the profile lets this client present it; its `sub` (and
+ *    `jti`) are printable identifiers of at most 255 characters — else invalid_grant (§3.1);
  * 3. one target (`resource`, RFC 8707) among the profile's allowed audiences (invalid_target);
  * 4. scopes within the profile's allowed scopes, the target's and the client's registration;
  *    `scope` only narrows (invalid_scope);

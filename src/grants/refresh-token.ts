@@ -16,11 +16,12 @@ import { revokeOnReuse } from './reuse.ts';
 
 /**
  * RFC 6749 §6: a client exchanges a refresh token for a new access token. The rules, in order:
- * 1. `refresh_token` is one of ours (unknown → invalid_grant);
+ * 1. `refresh_token` is present (invalid_request) and one of ours (unknown → invalid_grant);
  * 2. it was issued to this client (§6: "bound to the client to which it was issued"); a
  *    confidential client has authenticated (the token endpoint requires it, §6);
- * 3. it has not expired and was not revoked; its grant is still active; its person may still hold
- *    tokens and it was issued after the person's cut-off (src/identity/lifecycle.ts);
+ * 3. it has not expired, was not revoked, and was not superseded (replaced by a retry's child
+ *    before it was used); its grant is still active; its person may still hold tokens and it was
+ *    issued after the person's cut-off (src/identity/lifecycle.ts);
  * 4. a public client's refresh token bound to a DPoP key or a certificate (RFC 9449 §5, RFC 8705 §4)
  *    is used only with a proof of that key or that certificate (else invalid_grant, and the token
  *    is not consumed);

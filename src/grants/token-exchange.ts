@@ -32,18 +32,21 @@ const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
  * 5. a sender-constrained subject (or actor) token needs proof of its key in this request: the
  *    DPoP proof of its `cnf.jkt`, or the client certificate of its `cnf.x5t#S256`; `may_act` of the
  *    subject token, when present, names the actor (§4.4);
- * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which a
- *    partner's profile allows — else invalid_target;
+ * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which
+ *    the profile of the partner the chain started from allows (that partner still registered) —
+ *    else invalid_target;
  * 7. never wider (DESIGN §4): scopes ⊆ the subject token's ∩ the target's ∩ the client's
  *    registration (∩ the partner profile's); authorization_details a selection of the subject
- *    token's; the lifetime ends no later than the subject token's;
+ *    token's;
  * 8. the mandate the subject token names is rechecked now: still in force, covering the scopes;
  *    without a mandate, a person's token (one with a consent grant) is exchanged only into an
  *    audience and scopes their consent grant names (else invalid_target / invalid_scope);
- * 9. the one issuance path (src/tokens/issue.ts): binding to this request's DPoP key or
+ * 9. the subject (and actor) token is still unexpired now, and the new token ends no later than
+ *    either (invalid_request);
+ * 10. the one issuance path (src/tokens/issue.ts): binding to this request's DPoP key or
  *    certificate (bearer refused where sender constraint is required or under FAPI 2.0), the
  *    decision point (src/policy/issuance.ts), the claims and signature;
- * 10. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
+ * 11. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
  *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
  *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
  *    request's DPoP key or certificate. No refresh token is issued. `token.exchanged` names the
