@@ -72,7 +72,7 @@ export interface IssuedAccessToken {
  *    holds (src/policy/issuance.ts) — its denials are recorded at once, its allows returned;
  * 3. the claims: RFC 9068 §2.2 (iss, sub, one aud, exp, iat, jti, client_id, scope) and our
  *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
- *    the lifetime is the target's, cut to `notAfter`;
+ *    the lifetime is the target's, cut to `notAfter` (nothing left of it → invalid_grant);
  * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1);
  * 5. the issuance event, for the caller to make durable with the decisions before the response
  *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens).

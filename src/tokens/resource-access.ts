@@ -6,10 +6,10 @@ import type { AccessTokenClaims } from './claims.ts';
 import { dpopAlgs, verifyDpopProof, type DpopRequest, type VerifiedDpopProof } from './dpop.ts';
 
 /**
- * How Clearance's own protected resources (the admin API, userinfo) accept an access token:
- * RFC 6750 Bearer and RFC 9449 §7 DPoP, with certificate binding (RFC 8705 §3). No HTTP: the
- * caller passes what it read from the request and turns the OAuthErrors into responses (each
- * carries its WWW-Authenticate challenge).
+ * How Clearance's own protected resources (the admin API, userinfo, the AuthZEN API) accept an
+ * access token: RFC 6750 Bearer and RFC 9449 §7 DPoP, with certificate binding (RFC 8705 §3). No
+ * HTTP: the caller passes what it read from the request and turns the OAuthErrors into responses
+ * (each carries its WWW-Authenticate challenge).
  */
 
 export type AuthScheme = 'Bearer' | 'DPoP';
@@ -55,7 +55,8 @@ const credentialsPattern = /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i;
  * 5. the Bearer scheme: the token is not DPoP-bound (RFC 9449 §7.1: refused with a DPoP challenge
  *    beside the Bearer one, so the client learns which scheme the token needs);
  * 6. a certificate-bound token only with the certificate it is bound to (RFC 8705 §3).
- * Audience, revocation and scope are the caller's (they differ per resource); use `challenge`.
+ * Audience, liveness and scope are the caller's (they differ per resource): the one
+ * protected-resource check (src/tokens/protected-resource.ts) does them next, with `challenge`.
  */
 export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'dpop'>, request: ResourceRequest): Promise<ResourceAccess> {
   if (/[?&]access_token=/.test(request.target)) {
