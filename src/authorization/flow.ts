@@ -46,8 +46,9 @@ export interface AuthorizeInput {
 /**
  * GET|POST /authorize. The rules, in order:
  * 1. the client exists and may use the code flow — else a page (RFC 6749 §4.1.2.1);
- * 2. with `request_uri`: the pushed request of this client, unexpired and not yet completed
- *    (RFC 9126 §4; its redirect_uri still registered) — else a page (invalid_request_uri);
+ * 2. with `request_uri` (and no `request`): the pushed request of this client, unexpired and not
+ *    yet completed (RFC 9126 §4; its redirect_uri still registered) — else a page
+ *    (invalid_request_uri / invalid_request);
  * 3. otherwise the request's parameters, or its signed request object (RFC 9101) — errors before
  *    redirect_uri is validated are pages, after it redirects; a client that must use PAR is refused;
  * 4. `prompt=none`: the session must suffice — else login_required / consent_required (OIDC Core §3.1.2.6);

@@ -71,14 +71,26 @@ export const partnerClockSkewSeconds = 60;
 export const maxJtiLength = 256;
 
 /**
- * Verifies a JWT from a federated partner against the partner's trust profile (docs/federation.md):
- * a compact JWS of at most 16 KiB; the partner selected by its exact `iss`; an algorithm from the
- * profile's allowlist (never `none`, never HMAC); the key found by `kid` in the partner's key set
- * (embedded `jwk`/`x5c`/`jku`/`x5u` headers ignored; an unknown kid refreshes a jwks_uri once,
- * rate-limited); the signature; `sub`; `exp` (required, future), `iat` (required), `nbf`, each with
- * 60 s of clock skew; `exp - iat` within the profile's lifetime; `aud` among `expect.audiences`;
- * the required claims; the claim mapping; the kind's `typ` rule; and with `singleUse`, a `jti`
- * recorded once. Never throws for bad input: the first broken rule is the `reason`.
+ * Verifies a JWT from a federated partner against the partner's trust profile (docs/federation.md).
+ * The rules, in order (the `rules` array below, by name):
+ * 1. format: a compact JWS of at most 16 KiB;
+ * 2. issuer: the partner selected by its exact `iss`;
+ * 3. client: the profile's `clients`, when set, lists the presenting client (`expect.clientId`);
+ * 4. algorithm: from the profile's allowlist (never `none`, never HMAC);
+ * 5. header: no `crit`, `b64` or `zip`; embedded `jwk`/`x5c`/`jku`/`x5u`/`x5t`(`#S256`) ignored;
+ * 6. token type: the kind's `typ` rule, and no claim of an ID token (unless one is expected) or of
+ *    another kind of JWT (cross-JWT confusion, RFC 8725 §3.11-3.12);
+ * 7. key: found by `kid` in the partner's key set (an unknown kid refreshes a jwks_uri once,
+ *    rate-limited), fit for the algorithm;
+ * 8. signature;
+ * 9. subject: `sub`;
+ * 10. expiry, issued at, not before: `exp` (required, future), `iat` (required), `nbf`, each with
+ *    60 s of clock skew;
+ * 11. lifetime: `exp - iat` within the profile's;
+ * 12. audience: `aud` among `expect.audiences`;
+ * 13. required claims; 14. claim mapping;
+ * 15. jti: with `singleUse`, a `jti` recorded once.
+ * Never throws for bad input: the first broken rule is the `reason`.
  */
 export async function verifyPartnerToken(ctx: PartnerVerifyDeps, token: string, expect: PartnerTokenExpectation): Promise<VerifyPartnerTokenResult> {
   const state: State = { token };

@@ -93,12 +93,15 @@ const keptWhenOmitted = ['owner_lei', 'kind', 'scope', 'grant_types', 'profile']
 /**
  * RFC 7592 §2.2: replaces a registration's metadata. The rules, in order:
  * 1. the registration access token is this client's — else 401 invalid_token;
- * 2. client_id is the registered one; a client_secret cannot be set (invalid_client_metadata);
- * 3. the authority the registration has cannot grow or move (RFC 7591 §5, `checkAuthority`
+ * 2. the body is a JSON object; client_id is the registered one; a client_secret cannot be set
+ *    (invalid_client_metadata);
+ * 3. the metadata validates as in `apply`, the authority-bearing members it omits (`owner_lei`,
+ *    `kind`, `scope`, `grant_types`, `profile`) kept as registered;
+ * 4. the authority the registration has cannot grow or move (RFC 7591 §5, `checkAuthority`
  *    against the current values): `owner_lei` and `kind` stay as registered (a different value is
- *    refused, an omitted one kept); `scope` and `grant_types` may only narrow (omitted: kept);
- *    `profile: fapi2` once set stays. Only an administrator changes them (admin API, `apply`);
- * 4. the metadata validates as in `apply`; the change is audited as client.registration_updated.
+ *    refused); `scope` and `grant_types` may only narrow; `profile: fapi2` once set stays (kept
+ *    when omitted, step 3). Only an administrator changes them (admin API, `apply`);
+ * 5. the registration is stored; the change is audited as client.registration_updated.
  */
 export async function updateRegistration(ctx: Context, clientId: string, token: string, body: unknown): Promise<RegistrationResponse> {
   await checkRegistrationToken(ctx, clientId, token);
