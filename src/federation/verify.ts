@@ -84,13 +84,14 @@ export const maxJtiLength = 256;
  *    rate-limited), fit for the algorithm;
  * 8. signature;
  * 9. subject: `sub`;
- * 10. expiry, issued at, not before: `exp` (required, future), `iat` (required), `nbf`, each with
- *    60 s of clock skew;
- * 11. lifetime: `exp - iat` within the profile's;
- * 12. audience: `aud` among `expect.audiences`;
- * 13. required claims; 14. claim mapping;
- * 15. jti: with `singleUse`, a `jti` recorded once.
- * Never throws for bad input: the first broken rule is the `reason`.
+ * 10. expiry: `exp` required, not passed; 11. issued at: `iat` required, not in the future;
+ * 12. not before: `nbf`, when present, reached — each of the three with 60 s of clock skew;
+ * 13. lifetime: `exp - iat` within the profile's `max_assertion_lifetime`;
+ * 14. audience: `aud` among `expect.audiences`;
+ * 15. required claims; 16. claim mapping;
+ * 17. jti: with `singleUse`, a `jti` recorded once.
+ * The same numbering as docs/federation.md ("Verification rules"). Never throws for bad input:
+ * the first broken rule is the `reason`.
  */
 export async function verifyPartnerToken(ctx: PartnerVerifyDeps, token: string, expect: PartnerTokenExpectation): Promise<VerifyPartnerTokenResult> {
   const state: State = { token };
