@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { executeApply, planApply } from '../src/apply/index.ts';
 import { loadConfig } from '../src/config.ts';
 import { buildApp } from '../src/http/app.ts';
@@ -11,7 +10,7 @@ import { openContext } from '../src/server.ts';
 import { openStorage, storageOptionsFor } from '../src/storage/database.ts';
 import { csrfOf, HttpBrowser } from '../test/helpers/http-browser.ts';
 import { freePort } from '../test/helpers/server.ts';
-import type { BenchLine } from './harness.ts';
+import { adminQuery, type BenchLine } from './harness.ts';
 
 const redirectUri = 'http://127.0.0.1:8400/callback';
 
@@ -115,16 +114,6 @@ export async function peopleFlowRoundTrips(): Promise<BenchLine> {
     await storage.close();
     if (pgUrl) await adminQuery(pgUrl, `drop schema if exists ${pgSchema} cascade`);
     rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function adminQuery(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
   }
 }
 
