@@ -78,13 +78,32 @@ export class FormParameters {
     return [...this.#entries.keys()];
   }
 
+  /** Whether any name or value holds a control character at all: computed once, since both rules ask it first and a clean form is the usual case. */
+  #anyControl: boolean | undefined;
+
+  #hasAnyControl(): boolean {
+    this.#anyControl ??= [...this.#entries].some(([name, values]) => hasControlCharacter(name) || values.some(hasControlCharacter));
+    return this.#anyControl;
+  }
+
   /** The first parameter that breaks the OAuth rule on control characters (above), or undefined. */
   controlCharacters(): string | undefined {
+    if (!this.#hasAnyControl()) return undefined;
     for (const [name, values] of this.#entries) {
       for (const value of values) {
         const problem = parameterTextProblem(name, value);
         if (problem) return problem;
       }
+    }
+    return undefined;
+  }
+
+  /** The first parameter that breaks the free-text rule (above: no control in a name, none but HT, LF, CR in a value), or undefined. */
+  freeTextControlCharacters(): string | undefined {
+    if (!this.#hasAnyControl()) return undefined;
+    for (const [name, values] of this.#entries) {
+      if (hasControlCharacter(name)) return 'a form parameter name contains a control character';
+      if (values.some(hasNonWhitespaceControl)) return `form parameter ${name} contains a control character`;
     }
     return undefined;
   }
