@@ -8,7 +8,7 @@ import { Pool } from 'undici';
 import { main } from '../src/cli/main.ts';
 import { signCompact } from '../src/keys/jws.ts';
 import { freePort } from '../test/helpers/server.ts';
-import pg from 'pg';
+export { adminQuery } from '../test/helpers/storage.ts';
 
 /** One benchmark line (printed as JSON). */
 export type BenchLine = Record<string, string | number>;
@@ -182,15 +182,4 @@ export function clientAssertionParams(clientId: string, privateKey: KeyObject, i
   const now = Math.floor(Date.now() / 1000);
   const assertion = signCompact('ES256', privateKey, { typ: 'JWT', kid: `${clientId}-1` }, { iss: clientId, sub: clientId, aud: issuer, iat: now, exp: now + 240, jti: randomUUID() });
   return `&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=${assertion}`;
-}
-
-/** One statement on a fresh PostgreSQL connection (create or drop a benchmark's own schema). */
-export async function adminQuery(url: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
 }

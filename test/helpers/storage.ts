@@ -131,7 +131,8 @@ function closeOnce(storage: Storage): Storage {
   return { ...storage, close: () => (closing ??= storage.close()) };
 }
 
-async function adminQuery(url: string, text: string): Promise<void> {
+/** One statement on a fresh PostgreSQL connection (create or drop a test's or benchmark's own schema). */
+export async function adminQuery(url: string, text: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
