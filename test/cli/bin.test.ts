@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
  * npm itself runs on, so `engines: { node: ">=24" }` made `npm install` and the first `npx
  * clearance` warn EBADENGINE on a machine whose own Node is older, although every npm script and
  * npx run on the pinned Node 24. The requirement is declared where npm does not check it against
- * its own Node (devEngines, onFail ignore) and enforced where Clearance starts (bin/clearance.js).
+ * its own Node (devEngines, onFail ignore) and enforced where Clearance starts (bin/clearance.js);
+ * no dependency may ask for a newer Node either (overrides pin the one that did).
  *
  * Running npm itself on an older Node here (a fresh install) would take a minute and the network,
  * so what npm reads is checked as data instead.
@@ -61,6 +62,18 @@ describe('the Node that runs Clearance', () => {
     // The Node that npm scripts and npx use, and the one running this test.
     assert.match(pkg.devDependencies.node, /^\^24\./);
     assert.ok(Number(process.versions.node.split('.')[0]) >= 24, process.version);
+  });
+
+  test('no installed package asks for a Node major above 20, so npm on a system Node 20 installs without EBADENGINE', () => {
+    // light-my-request's cookie@2 declared Node 22: package.json overrides it to cookie@1.1.1.
+    const offending: string[] = [];
+    for (const [path, entry] of Object.entries(packageJson('package-lock.json').packages as Record<string, any>)) {
+      const range = entry.engines?.node;
+      if (typeof range !== 'string') continue;
+      const floor = /^>=\s*(\d+)(?:\.[\dx]+){0,2}$/.exec(range.trim());
+      if (!floor || Number(floor[1]) > 20) offending.push(`${path}: ${range}`);
+    }
+    assert.deepEqual(offending, []);
   });
 
   test('refuses to start on a Node older than 24, with exit 2 and the way to run it', async () => {
