@@ -3,7 +3,7 @@ import { signCompact } from '../src/keys/jws.ts';
 import { es256Costs } from './crypto-ceiling.ts';
 import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
 
-const resource = 'https://execution.bench.example/api';
+export const resource = 'https://execution.bench.example/api';
 export const clientId = 'bench-oms';
 
 /**

@@ -6,6 +6,7 @@ import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { m2mLatency } from './latency.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
+import { peer } from './peer.ts';
 import { policyDecisions } from './policy.ts';
 import { tokenExchange } from './token-exchange.ts';
 import type { BenchLine } from './harness.ts';
@@ -13,6 +14,8 @@ import type { BenchLine } from './harness.ts';
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
+  // Clearance / node-oidc-provider on the m2m-private-key-jwt request, same run: see bench/peer.ts.
+  peer: () => peer(seconds),
   'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
   'm2m-dpop': () => m2mDpop(seconds),
   // Open loop at half the peak, both dialects (BENCH_DATABASE_URL / TEST_DATABASE_URL): see bench/latency.ts.
