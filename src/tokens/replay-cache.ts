@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
@@ -35,6 +36,7 @@ export class DatabaseReplayCache implements ReplayCache {
   #pruning: Promise<unknown> | undefined;
 
   readonly #writer: GroupCommit | undefined;
+  readonly #insertText: string;
 
   /** With `writer`, inserts join its group commit (one commit per burst of requests, DESIGN §9). */
   constructor(db: Kysely<Database>, clock: Clock, options: { pruneEveryMs?: number; writer?: GroupCommit } = {}) {
@@ -43,26 +45,19 @@ export class DatabaseReplayCache implements ReplayCache {
     this.#clock = clock;
     this.#pruneEveryMs = options.pruneEveryMs ?? 60_000;
     this.#lastPrune = clock.now();
+    const [k, e, n] = isPostgres(db) ? ['$1', '$2', '$3'] : ['?', '?', '?'];
+    this.#insertText = `insert into jti_replay (key, expires_at) values (${k}, ${e}) on conflict (key) do update set expires_at = excluded.expires_at where jti_replay.expires_at < ${n}`;
   }
 
   async use(key: string, expiresAt: number): Promise<boolean> {
     if (key.length === 0 || key.length > maxReplayKeyLength) throw new RangeError('replay key length out of range');
     const now = this.#clock.now();
     this.#maybePrune(now);
-    const insert = (db: Kysely<Database>) =>
-      db
-        .insertInto('jti_replay')
-        .values({ key, expires_at: expiresAt })
-        .onConflict((oc) =>
-          oc
-            .column('key')
-            .doUpdateSet({ expires_at: (eb) => eb.ref('excluded.expires_at') })
-            // Only an expired entry may be replaced; a live one leaves the row untouched (0 rows).
-            .where('jti_replay.expires_at', '<', now),
-        )
-        .executeTakeFirst();
+    // One prepared statement (no query building per request: this runs on every token request).
+    // Only an expired entry may be replaced; a live one leaves the row untouched (0 rows).
+    const insert = (db: Kysely<Database>) => db.executeQuery(CompiledQuery.raw(this.#insertText, [key, expiresAt, now]));
     const result = await (this.#writer ? this.#writer.run(insert) : insert(this.#db));
-    return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
+    return Number(result.numAffectedRows ?? 0n) === 1;
   }
 
   async prune(now: number): Promise<number> {
