@@ -22,42 +22,91 @@ export interface ReplayCache {
 /** Longest key accepted: a PostgreSQL B-tree entry must stay well under its ~2.7 kB limit. */
 export const maxReplayKeyLength = 512;
 
+/** One use waiting for the statement that records it. */
+interface PendingUse {
+  key: string;
+  expiresAt: number;
+}
+
+/** The uses gathered for one statement; `fresh` resolves, in their order, whether each was the first. */
+interface UseBatch {
+  uses: PendingUse[];
+  fresh: Promise<boolean[]>;
+}
+
+// Rows per INSERT: 2 parameters each, far below SQLite's 32766 and PostgreSQL's 65535 limits.
+const rowsPerStatement = 500;
+
 /**
- * The replay cache in the database (table `jti_replay`). `use` is one statement, an INSERT whose
- * conflict on the primary key means "seen", so two nodes racing with the same key get exactly
- * one `true` (DESIGN §6: replay caches are enforced by the database's unique constraints). An
- * expired row that was not pruned yet is taken over in the same statement, as a new use.
+ * The replay cache in the database (table `jti_replay`). A use is an INSERT whose conflict on the
+ * primary key means "seen", so two nodes racing with the same key get exactly one `true` (DESIGN
+ * §6: replay caches are enforced by the database's unique constraints). An expired row that was
+ * not pruned yet is taken over in the same statement, as a new use.
+ *
+ * With a group-commit writer, the uses of one event-loop turn share one multi-row INSERT … ON
+ * CONFLICT … RETURNING in the writer's next transaction (one statement and one round trip for a
+ * burst of token requests instead of one each, issue 13); each caller learns its own answer once
+ * that transaction has committed. A key repeated within the batch is fresh the first time only.
  */
 export class DatabaseReplayCache implements ReplayCache {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #pruneEveryMs: number;
+  readonly #postgres: boolean;
+  readonly #writer: GroupCommit | undefined;
   #lastPrune: number;
   #pruning: Promise<unknown> | undefined;
+  /** The batch still taking uses: its statement has not started. */
+  #open: UseBatch | undefined;
 
-  readonly #writer: GroupCommit | undefined;
-  readonly #insertText: string;
-
-  /** With `writer`, inserts join its group commit (one commit per burst of requests, DESIGN §9). */
+  /** With `writer`, uses join its group commit (one commit per burst of requests, DESIGN §9). */
   constructor(db: Kysely<Database>, clock: Clock, options: { pruneEveryMs?: number; writer?: GroupCommit } = {}) {
     this.#db = db;
     this.#writer = options.writer;
     this.#clock = clock;
     this.#pruneEveryMs = options.pruneEveryMs ?? 60_000;
     this.#lastPrune = clock.now();
-    const [k, e, n] = isPostgres(db) ? ['$1', '$2', '$3'] : ['?', '?', '?'];
-    this.#insertText = `insert into jti_replay (key, expires_at) values (${k}, ${e}) on conflict (key) do update set expires_at = excluded.expires_at where jti_replay.expires_at < ${n}`;
+    this.#postgres = isPostgres(db);
   }
 
   async use(key: string, expiresAt: number): Promise<boolean> {
     if (key.length === 0 || key.length > maxReplayKeyLength) throw new RangeError('replay key length out of range');
+    this.#maybePrune(this.#clock.now());
+    if (!this.#writer) return (await this.#record(this.#db, [{ key, expiresAt }]))[0]!;
+    let batch = this.#open;
+    if (!batch) {
+      const opened: UseBatch = { uses: [], fresh: undefined as unknown as Promise<boolean[]> };
+      opened.fresh = this.#writer.run((trx) => {
+        // From here on, new uses go to the next batch.
+        if (this.#open === opened) this.#open = undefined;
+        return this.#record(trx, opened.uses);
+      });
+      batch = this.#open = opened;
+    }
+    const index = batch.uses.push({ key, expiresAt }) - 1;
+    return (await batch.fresh)[index]!;
+  }
+
+  /** Inserts the uses; resolves, for each, whether it was the first use of its key. */
+  async #record(db: Kysely<Database>, uses: PendingUse[]): Promise<boolean[]> {
     const now = this.#clock.now();
-    this.#maybePrune(now);
-    // One prepared statement (no query building per request: this runs on every token request).
-    // Only an expired entry may be replaced; a live one leaves the row untouched (0 rows).
-    const insert = (db: Kysely<Database>) => db.executeQuery(CompiledQuery.raw(this.#insertText, [key, expiresAt, now]));
-    const result = await (this.#writer ? this.#writer.run(insert) : insert(this.#db));
-    return Number(result.numAffectedRows ?? 0n) === 1;
+    const fresh = new Array<boolean>(uses.length).fill(false);
+    // PostgreSQL refuses a statement that would upsert one row twice: a repeat in the batch is
+    // a replay of its first occurrence, answered without asking the database.
+    const first = new Map<string, number>();
+    uses.forEach((use, i) => {
+      if (!first.has(use.key)) first.set(use.key, i);
+    });
+    const distinct = [...first.entries()];
+    for (let i = 0; i < distinct.length; i += rowsPerStatement) {
+      const chunk = distinct.slice(i, i + rowsPerStatement);
+      const parameters: unknown[] = [];
+      for (const [key, at] of chunk) parameters.push(key, uses[at]!.expiresAt);
+      parameters.push(now);
+      const result = await db.executeQuery<{ key: string }>(CompiledQuery.raw(insertText(chunk.length, this.#postgres), parameters));
+      for (const row of result.rows) fresh[first.get(row.key)!] = true;
+    }
+    return fresh;
   }
 
   async prune(now: number): Promise<number> {
@@ -78,4 +127,23 @@ export class DatabaseReplayCache implements ReplayCache {
       .catch(() => undefined)
       .finally(() => (this.#pruning = undefined));
   }
+}
+
+const insertTexts = new Map<string, string>();
+
+/**
+ * The prepared multi-row upsert for `rows` uses (cached per size). Only an expired entry may be
+ * replaced: a live one leaves its row untouched, so only the fresh keys come back.
+ */
+function insertText(rows: number, postgres: boolean): string {
+  const name = `${postgres}:${rows}`;
+  let text = insertTexts.get(name);
+  if (!text) {
+    let n = 0;
+    const p = () => (postgres ? `$${++n}` : '?');
+    const values = Array.from({ length: rows }, () => `(${p()}, ${p()})`).join(', ');
+    text = `insert into jti_replay (key, expires_at) values ${values} on conflict (key) do update set expires_at = excluded.expires_at where jti_replay.expires_at < ${p()} returning key`;
+    insertTexts.set(name, text);
+  }
+  return text;
 }
