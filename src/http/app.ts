@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Endpoint } from '../endpoints/endpoint.ts';
@@ -52,7 +52,7 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     loggerInstance: ctx.log as FastifyBaseLogger,
     // The access log (two lines per request) only at debug: at the default level a success costs
     // no log line; refusals, unexpected errors and outages are logged by the error handler.
-    disableRequestLogging: !ctx.log.isLevelEnabled('debug'),
+    logController: new LogController({ disableRequestLogging: !ctx.log.isLevelEnabled('debug') }),
     genReqId: () => randomUUID(),
     bodyLimit: ctx.config.bodyLimit,
     // While closing, requests still arriving on open connections get 503 from the hook below, as
