@@ -34,7 +34,7 @@ interface UseBatch {
   fresh: Promise<boolean[]>;
 }
 
-// Rows per INSERT: 2 parameters each, far below SQLite's 32766 and PostgreSQL's 65535 limits.
+// Rows per PostgreSQL INSERT: 2 parameters each, far below its limit of 65535.
 const rowsPerStatement = 500;
 
 /**
@@ -43,10 +43,10 @@ const rowsPerStatement = 500;
  * §6: replay caches are enforced by the database's unique constraints). An expired row that was
  * not pruned yet is taken over in the same statement, as a new use.
  *
- * With a group-commit writer, the uses of one event-loop turn share one multi-row INSERT … ON
- * CONFLICT … RETURNING in the writer's next transaction (one statement and one round trip for a
- * burst of token requests instead of one each, issue 13); each caller learns its own answer once
- * that transaction has committed. A key repeated within the batch is fresh the first time only.
+ * With a group-commit writer, the uses of one event-loop turn are one operation of the writer's
+ * next transaction — on PostgreSQL one multi-row INSERT … ON CONFLICT … RETURNING, one round trip
+ * for a burst of token requests instead of one each (issue 13); each caller learns its own answer
+ * once that transaction has committed. A key repeated within the batch is fresh the first time only.
  */
 export class DatabaseReplayCache implements ReplayCache {
   readonly #db: Kysely<Database>;
@@ -98,12 +98,21 @@ export class DatabaseReplayCache implements ReplayCache {
       if (!first.has(use.key)) first.set(use.key, i);
     });
     const distinct = [...first.entries()];
+    if (!this.#postgres) {
+      // SQLite: no round trips to save, and a multi-row upsert costs more per row than one
+      // prepared statement per key (measured), so each key is its own statement in the batch.
+      for (const [key, at] of distinct) {
+        const result = await db.executeQuery(CompiledQuery.raw(singleInsertText, [key, uses[at]!.expiresAt, now]));
+        fresh[at] = Number(result.numAffectedRows ?? 0n) === 1;
+      }
+      return fresh;
+    }
     for (let i = 0; i < distinct.length; i += rowsPerStatement) {
       const chunk = distinct.slice(i, i + rowsPerStatement);
       const parameters: unknown[] = [];
       for (const [key, at] of chunk) parameters.push(key, uses[at]!.expiresAt);
       parameters.push(now);
-      const result = await db.executeQuery<{ key: string }>(CompiledQuery.raw(insertText(chunk.length, this.#postgres), parameters));
+      const result = await db.executeQuery<{ key: string }>(CompiledQuery.raw(multiInsertText(chunk.length), parameters));
       for (const row of result.rows) fresh[first.get(row.key)!] = true;
     }
     return fresh;
@@ -129,21 +138,20 @@ export class DatabaseReplayCache implements ReplayCache {
   }
 }
 
-const insertTexts = new Map<string, string>();
+// Only an expired entry may be replaced: a live one leaves its row untouched (no row changed,
+// none returned), so a use is fresh exactly when its row was written.
+const upsert = 'on conflict (key) do update set expires_at = excluded.expires_at where jti_replay.expires_at <';
+const singleInsertText = `insert into jti_replay (key, expires_at) values (?, ?) ${upsert} ?`;
+const multiInsertTexts = new Map<number, string>();
 
-/**
- * The prepared multi-row upsert for `rows` uses (cached per size). Only an expired entry may be
- * replaced: a live one leaves its row untouched, so only the fresh keys come back.
- */
-function insertText(rows: number, postgres: boolean): string {
-  const name = `${postgres}:${rows}`;
-  let text = insertTexts.get(name);
+/** PostgreSQL's multi-row upsert for `rows` uses (cached per size): one round trip for a batch. */
+function multiInsertText(rows: number): string {
+  let text = multiInsertTexts.get(rows);
   if (!text) {
     let n = 0;
-    const p = () => (postgres ? `$${++n}` : '?');
-    const values = Array.from({ length: rows }, () => `(${p()}, ${p()})`).join(', ');
-    text = `insert into jti_replay (key, expires_at) values ${values} on conflict (key) do update set expires_at = excluded.expires_at where jti_replay.expires_at < ${p()} returning key`;
-    insertTexts.set(name, text);
+    const values = Array.from({ length: rows }, () => `($${++n}, $${++n})`).join(', ');
+    text = `insert into jti_replay (key, expires_at) values ${values} ${upsert} $${++n} returning key`;
+    multiInsertTexts.set(rows, text);
   }
   return text;
 }

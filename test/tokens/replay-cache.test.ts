@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ManualClock } from '../../src/clock.ts';
-import { Migrator, sql } from 'kysely';
 import { migrate } from '../../src/storage/database.ts';
-import { migrations } from '../../src/storage/migrations/index.ts';
 import { DatabaseReplayCache } from '../../src/tokens/replay-cache.ts';
 import { GroupCommit } from '../../src/storage/group-commit.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -122,25 +120,3 @@ for (const dialect of testDialects()) {
   });
 }
 
-describe('upgrading the replay cache to a clustered table (migration 0015)', () => {
-  for (const dialect of testDialects()) {
-    test(`keeps every used key refused across the upgrade on ${dialect.name}`, async (t) => {
-      const database = await dialect.create(t);
-      const { storage } = database;
-      const migrator = new Migrator({ db: storage.db, provider: { getMigrations: async () => migrations } });
-      const before = await migrator.migrateTo('0014_grant_mandates');
-      assert.equal(before.error, undefined);
-      const clock = new ManualClock(1_000_000);
-      assert.equal(await new DatabaseReplayCache(storage.db, clock).use('client_assertion:oms:before', 1_060_000), true);
-      await migrate(storage);
-      const cache = new DatabaseReplayCache(storage.db, clock);
-      assert.equal(await cache.use('client_assertion:oms:before', 1_060_000), false, 'a key used before the upgrade is still refused');
-      assert.equal(await cache.use('client_assertion:oms:after', 1_060_000), true);
-      assert.equal(await cache.prune(1_060_001), 2, 'pruning by expiry still works');
-      if (dialect.name === 'sqlite') {
-        const { rows } = await sql<{ sql: string }>`select sql from sqlite_master where name = 'jti_replay'`.execute(storage.db);
-        assert.match(rows[0]!.sql, /without rowid/i, 'one B-tree clustered on the key');
-      }
-    });
-  }
-});

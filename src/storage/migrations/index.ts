@@ -13,7 +13,6 @@ import * as registrationAuthority from './0011_registration_authority.ts';
 import * as refreshRetry from './0012_refresh_retry.ts';
 import * as personLifecycle from './0013_person_lifecycle.ts';
 import * as grantMandates from './0014_grant_mandates.ts';
-import * as replayClustered from './0015_replay_clustered.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -31,5 +30,4 @@ export const migrations: Record<string, Migration> = {
   '0012_refresh_retry': refreshRetry,
   '0013_person_lifecycle': personLifecycle,
   '0014_grant_mandates': grantMandates,
-  '0015_replay_clustered': replayClustered,
 };
