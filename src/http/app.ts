@@ -81,27 +81,34 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
   const readCertificate = makeCertificateReader(ctx.config);
   // Graceful shutdown: once closing, requests still arriving on open connections get 503, and a
   // response to an in-flight request also closes its keep-alive connection; otherwise close()
-  // would wait out the keep-alive timeout (72 s) of that connection. One hook per stage: each
-  // async hook is a promise and a turn on every request.
+  // would wait out the keep-alive timeout (72 s) of that connection. One hook per stage.
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (request, reply) => {
-    if (closing) return sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
+  // Callback-style hooks: an async one costs a promise on every request.
+  app.addHook('onRequest', (request, reply, done) => {
+    // Answered here: `done` is not called, so the route never runs.
+    if (closing) return void sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
     request.clientCertificate = readCertificate(request);
+    done();
   });
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     securityHeaders(request, reply);
     if (closing) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
   // Issue 20 item 4: control characters are refused at the boundary, on every endpoint but the
   // authorization endpoint, which answers in the browser with its own error page
   // (AuthorizationParameters applies the OAuth rule there).
   const authorizePath = `${issuerPath(ctx.config.issuer)}/authorize`;
-  app.addHook('preValidation', async (request) => {
-    if (request.routeOptions.url !== authorizePath) refuseControlCharacters(request);
+  app.addHook('preValidation', (request, _reply, done) => {
+    try {
+      if (request.routeOptions.url !== authorizePath) refuseControlCharacters(request);
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
