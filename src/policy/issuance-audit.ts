@@ -9,13 +9,16 @@
  *   allows (deduplicated), or the baseline's reason with version `baseline`;
  * - `details.decisions`: one `{ action, resource, reasons, request }` per evaluated request, where
  *   `request` indexes `details.requests`;
- * - `details.requests`: each distinct request as evaluated, less its action (principal, resource,
- *   context, entities). The scopes of one issuance share one; an authorization_details entry's
- *   actions share another. The baseline evaluates nothing: neither member is present.
+ * - `details.requests`: each distinct request as evaluated, less its action: `{ principal,
+ *   resource, context, entities }`, its `entities` indexes into `details.entities`. The scopes of
+ *   one issuance share one request; an authorization_details entry's actions share another;
+ * - `details.entities`: each distinct entity once (the principal, their desks and legal entities
+ *   are in every request; an entry adds its instrument or account).
+ * The baseline evaluates nothing: none of the three is present.
  */
 import type { AuditEvent, StoredAuditEvent } from '../audit/events.ts';
 import { maxEventBytes } from '../audit/guard.ts';
-import type { CedarRequest } from './engine.ts';
+import type { CedarEntity, CedarRequest } from './engine.ts';
 import { uidText } from './request.ts';
 
 /** One evaluated request of an issuance, as its token event records it. */
@@ -29,8 +32,8 @@ export interface FoldedDecision {
   request?: number;
 }
 
-/** A request as evaluated, less its action: what the decisions of one issuance share. */
-export type SharedRequest = Omit<CedarRequest, 'action'>;
+/** A request as evaluated, less its action, its entities by index into `details.entities`. */
+export type SharedRequest = Omit<CedarRequest, 'action' | 'entities'> & { entities: number[] };
 
 /**
  * Room left under the audit log's limit for what is added after folding: the members the log
@@ -53,8 +56,8 @@ export function foldDecisions(event: AuditEvent, allows: readonly AuditEvent[]):
 
   const reasons = new Set<string>();
   const decisions: FoldedDecision[] = [];
-  const requests: SharedRequest[] = [];
-  const indexes = new Map<string, number>();
+  const requests = new Table<SharedRequest>();
+  const entities = new Table<CedarEntity>();
   for (const allow of allows) {
     for (const reason of allow.decision!.reasons) reasons.add(reason);
     const details = allow.details ?? {};
@@ -63,16 +66,8 @@ export function foldDecisions(event: AuditEvent, allows: readonly AuditEvent[]):
     const decision: FoldedDecision = { action: details.action, resource: String(details.resource), reasons: allow.decision!.reasons };
     const evaluated = details.request as CedarRequest | undefined;
     if (evaluated) {
-      const { action: _, ...shared } = evaluated;
-      // Built the same way for the same principal and resource, so equal requests serialize alike.
-      const key = JSON.stringify(shared);
-      let index = indexes.get(key);
-      if (index === undefined) {
-        index = requests.length;
-        requests.push(shared);
-        indexes.set(key, index);
-      }
-      decision.request = index;
+      const { action: _, entities: own, ...rest } = evaluated;
+      decision.request = requests.add({ ...rest, entities: own.map((e) => entities.add(e)) });
     }
     decisions.push(decision);
   }
@@ -80,11 +75,32 @@ export function foldDecisions(event: AuditEvent, allows: readonly AuditEvent[]):
   const folded: AuditEvent = {
     ...event,
     decision: { allow: true, reasons: [...reasons], ...(policyVersion !== undefined ? { policyVersion } : {}) },
-    details: { ...event.details, ...(decisions.length ? { decisions } : {}), ...(requests.length ? { requests } : {}) },
+    details: {
+      ...event.details,
+      ...(decisions.length ? { decisions } : {}),
+      ...(requests.rows.length ? { requests: requests.rows, entities: entities.rows } : {}),
+    },
   };
   // RFC 8785 serializes strings and numbers as JSON.stringify does: the same length, unsorted.
   if (Buffer.byteLength(JSON.stringify(folded)) > maxEventBytes - headroom) return { event, separate: [...allows] };
   return { event: folded, separate: [] };
+}
+
+/** Rows stored once each, by value: the decision point builds equal values alike, so they serialize alike. */
+class Table<T> {
+  readonly rows: T[] = [];
+  readonly #indexes = new Map<string, number>();
+
+  /** The row's index, adding it when new. */
+  add(row: T): number {
+    const key = JSON.stringify(row);
+    let index = this.#indexes.get(key);
+    if (index === undefined) {
+      index = this.rows.push(row) - 1;
+      this.#indexes.set(key, index);
+    }
+    return index;
+  }
 }
 
 /** A decision read back from a token event, for replay. */
@@ -107,14 +123,24 @@ export function foldedDecisions(event: StoredAuditEvent): RecordedIssuanceDecisi
   const decisions = event.details?.decisions;
   if (!Array.isArray(decisions) || decisions.length === 0) return [{ reasons: event.decision.reasons }];
   const requests = Array.isArray(event.details?.requests) ? (event.details.requests as SharedRequest[]) : [];
+  const entities = Array.isArray(event.details?.entities) ? (event.details.entities as CedarEntity[]) : [];
   return (decisions as FoldedDecision[]).map((d) => {
     const shared = typeof d.request === 'number' ? requests[d.request] : undefined;
+    const request = shared ? unfold(shared, d.action, entities) : undefined;
     return {
       ...(shared ? { principal: uidText(shared.principal) } : {}),
       action: d.action,
       resource: d.resource,
       reasons: d.reasons,
-      ...(shared ? { request: { ...shared, action: d.action } } : {}),
+      ...(request ? { request } : {}),
     };
   });
+}
+
+/** The request exactly as evaluated; undefined when the event does not hold it whole. */
+function unfold(shared: SharedRequest, action: string, entities: CedarEntity[]): CedarRequest | undefined {
+  if (!Array.isArray(shared.entities)) return undefined;
+  const own = shared.entities.map((i) => entities[i]);
+  if (own.some((e) => e === undefined)) return undefined;
+  return { principal: shared.principal, action, resource: shared.resource, context: shared.context, entities: own as CedarEntity[] };
 }
