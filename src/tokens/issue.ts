@@ -60,7 +60,8 @@ export interface IssuedAccessToken {
   response: { access_token: string; token_type: 'Bearer' | 'DPoP'; expires_in: number; scope: string; authorization_details?: unknown[] };
   /**
    * The decision point's allows as separate `policy.allowed` events, to be recorded with `event`:
-   * empty unless they could not be folded into it (too large; src/policy/issuance-audit.ts).
+   * empty unless they could not be folded into it (too large, or of two policy versions:
+   * src/policy/issuance-audit.ts).
    */
   decisions: AuditEvent[];
   /**
@@ -85,7 +86,8 @@ export interface IssuedAccessToken {
  * 5. ONE issuance event carrying the decisions (their reasons, policy version and requests as
  *    evaluated: src/policy/issuance-audit.ts), for the caller to make durable before the response
  *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens). Only
- *    when the folded event would be too large are the allows returned as separate events.
+ *    when they cannot be folded (the event would be too large; two policy versions) are the
+ *    allows returned as separate events.
  * Nothing is written here except a refusal's decisions.
  */
 export async function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
