@@ -6,15 +6,20 @@ import {
   PostgresDialect,
   PostgresIntrospector,
   SqliteAdapter,
+  CompiledQuery,
   SqliteDialect,
+  SqliteDriver,
   sql,
+  type DatabaseConnection,
+  type Driver,
+  type SqliteDialectConfig,
   type DatabaseIntrospector,
   type DialectAdapter,
   type LogEvent,
   type MigrationResultSet,
   type TableMetadata,
 } from 'kysely';
-import { openNodeSqlite } from './node-sqlite-driver.ts';
+import { isSqliteBusy, openNodeSqlite } from './node-sqlite-driver.ts';
 import { postgresPool, type PostgresPoolOptions } from './postgres-pool.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
@@ -89,7 +94,8 @@ export function openStorage(options: StorageOptions): Storage {
     synchronous: options.sqliteSynchronous ?? 'normal',
     busyTimeoutMs: options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs,
   });
-  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }), ...queryLog(options) });
+  const busyTimeoutMs = options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs;
+  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }, busyTimeoutMs), ...queryLog(options) });
   return { db, dialect: 'sqlite', location: `sqlite:${path}`, unbounded: (work) => work(db), close: () => db.destroy() };
 }
 
@@ -108,8 +114,45 @@ class TransactionalSqliteAdapter extends SqliteAdapter {
 }
 
 class TransactionalSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  readonly #busyTimeoutMs: number;
+  constructor(config: SqliteDialectConfig, busyTimeoutMs: number) {
+    super(config);
+    this.#config = config;
+    this.#busyTimeoutMs = busyTimeoutMs;
+  }
   override createAdapter(): DialectAdapter {
     return new TransactionalSqliteAdapter();
+  }
+  override createDriver(): Driver {
+    return new PatientSqliteDriver(this.#config, this.#busyTimeoutMs);
+  }
+}
+
+/**
+ * Kysely's SQLite driver, waiting for the write lock without blocking the event loop: our BEGIN
+ * fails at once with SQLITE_BUSY while another process writes (node-sqlite-driver.ts), and is
+ * tried again after 1, 2, 4, 5, 5 … ms, the event loop serving other requests meanwhile, until
+ * `busyTimeoutMs` has passed; then the BUSY error stands (503 over HTTP), as with the busy timeout.
+ * Other statements of this process wait meanwhile: the connection is held from BEGIN on.
+ */
+class PatientSqliteDriver extends SqliteDriver {
+  readonly #busyTimeoutMs: number;
+  constructor(config: SqliteDialectConfig, busyTimeoutMs: number) {
+    super(config);
+    this.#busyTimeoutMs = busyTimeoutMs;
+  }
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    const deadline = performance.now() + this.#busyTimeoutMs;
+    for (let pause = 1; ; pause = Math.min(pause * 2, 5)) {
+      try {
+        await connection.executeQuery(CompiledQuery.raw('begin'));
+        return;
+      } catch (error) {
+        if (!isSqliteBusy(error) || performance.now() >= deadline) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(pause, deadline - performance.now()))));
+    }
   }
 }
 

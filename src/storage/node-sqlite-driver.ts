@@ -12,6 +12,7 @@ export function openNodeSqlite(
   options: { synchronous?: 'full' | 'normal'; busyTimeoutMs?: number } = {},
 ): SqliteDatabase & { raw: DatabaseSync } {
   const db = new DatabaseSync(path);
+  const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs));
   // WAL lets the CLI and the server share the file; the busy timeout makes a writer wait its turn
   // instead of failing. In WAL mode, NORMAL sync keeps every commit across a process crash (the
   // WAL is written before COMMIT returns) and may lose the last commits on power loss; FULL also
@@ -21,7 +22,7 @@ export function openNodeSqlite(
   // opening the file at the same moment fails at once with "database is locked".
   // node:sqlite is synchronous: while it waits for the lock the event loop waits too, so the
   // timeout is short (CLEARANCE_SQLITE_BUSY_TIMEOUT_MS); "database is locked" then answers 503.
-  db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs))}`);
+  db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
   db.exec('PRAGMA journal_mode = WAL');
   db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.exec('PRAGMA foreign_keys = ON');
@@ -32,6 +33,7 @@ export function openNodeSqlite(
   db.exec('PRAGMA cache_size = -65536');
   db.exec(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
   const statements = new Map<string, SqliteStatement>();
+  const begin = beginWithoutWaiting(db, busyTimeoutMs);
   return {
     raw: db,
     close: () => {
@@ -40,8 +42,10 @@ export function openNodeSqlite(
     },
     prepare(sql: string): SqliteStatement {
       // A deferred BEGIN can fail with SQLITE_BUSY when it later upgrades to a write lock while
-      // another process writes; BEGIN IMMEDIATE takes the write lock up front and honours busy_timeout.
-      const text = /^begin$/i.test(sql.trim()) ? 'begin immediate' : sql;
+      // another process writes; BEGIN IMMEDIATE takes the write lock up front. It does not wait
+      // for it here: the driver retries on SQLITE_BUSY (database.ts, PatientSqliteDriver).
+      if (/^begin$/i.test(sql.trim())) return begin;
+      const text = sql;
       let statement = statements.get(text);
       if (!statement) {
         statement = adapt(db.prepare(text));
@@ -51,6 +55,40 @@ export function openNodeSqlite(
       return statement;
     },
   };
+}
+
+/**
+ * BEGIN IMMEDIATE that fails at once with SQLITE_BUSY while another connection holds the write
+ * lock, instead of waiting in SQLite's busy handler: that handler sleeps in the calling thread,
+ * and node:sqlite calls it on the event loop. With several processes writing one file
+ * (`clearance start --workers N`, a CLI command beside the server) each wait stalled every
+ * request of the process, measured at 1-8 ms typically and up to 730 ms when the other writer
+ * kept taking the lock back first. The driver waits between attempts on a timer instead
+ * (database.ts, PatientSqliteDriver). Statements outside a transaction keep the busy timeout.
+ */
+function beginWithoutWaiting(db: DatabaseSync, busyTimeoutMs: number): SqliteStatement {
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  // exec, not prepared statements: SQLite applies `PRAGMA busy_timeout` when it compiles it.
+  const wait = `PRAGMA busy_timeout = ${busyTimeoutMs}`;
+  return {
+    reader: false,
+    all: () => [],
+    iterate: () => [][Symbol.iterator](),
+    run: () => {
+      db.exec('PRAGMA busy_timeout = 0');
+      try {
+        return begin.run();
+      } finally {
+        db.exec(wait);
+      }
+    },
+  };
+}
+
+/** SQLITE_BUSY, whatever its extended code. */
+export function isSqliteBusy(error: unknown): boolean {
+  const errcode = (error as { errcode?: unknown }).errcode;
+  return (error as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && (errcode & 0xff) === 5;
 }
 
 function adapt(statement: StatementSync): SqliteStatement {
