@@ -48,13 +48,17 @@ export async function checkpointWal(db: Kysely<Database>): Promise<WalCheckpoint
 /**
  * Checkpoints a SQLite file's WAL from a worker thread with a connection of its own (sealer.ts
  * calls it between rounds; issue 20 item 6). `checkpoint()` runs in two steps:
- * 1. the bulk: a PASSIVE checkpoint in the worker while this process goes on writing. The copy
- *    and its two fsyncs (WAL, then database file) never block the event loop;
- * 2. the tail: another one while `db`'s connection is held, so that no write lands meanwhile.
- *    It copies only what was written during step 1, and it completes, so the next write starts
- *    the WAL over: without this step, a checkpoint racing a steady stream of writes never
- *    catches up and the WAL grows without bound. Requests keep being served meanwhile; only
- *    their database statements wait for it, a few frames' worth.
+ * 1. the bulk: a PASSIVE checkpoint in the worker while writes go on. The copy and its two fsyncs
+ *    (WAL, then database file) never block the event loop;
+ * 2. the tail: a RESTART checkpoint in the worker while `db`'s connection is held. RESTART takes
+ *    the write lock, so no write of any process lands meanwhile (other processes' writers wait for
+ *    it, `clearance start --workers N`), copies only what was written during step 1, and
+ *    completes, so the next write starts the WAL over: without this step, a checkpoint racing a
+ *    steady stream of writes never catches up and the WAL grows without bound (measured with two
+ *    worker processes: 40 MB in 8 s, until a worker's own automatic checkpoint ran inside its
+ *    COMMIT). Requests keep being served meanwhile; only their database writes wait for it, a few
+ *    frames' worth. Holding `db`'s connection makes this process's own writes wait for it on the
+ *    event loop rather than in SQLite's busy handler.
  */
 export class WalCheckpointer {
   readonly #db: Kysely<Database>;
@@ -86,8 +90,8 @@ export class WalCheckpointer {
 
   /** Both steps; resolves with the tail's report (complete when `logFrames === checkpointedFrames`). */
   async checkpoint(): Promise<WalCheckpoint> {
-    await this.#inWorker();
-    return this.#db.connection().execute(() => this.#inWorker());
+    await this.#inWorker('passive');
+    return this.#db.connection().execute(() => this.#inWorker('restart'));
   }
 
   async close(): Promise<void> {
@@ -95,12 +99,12 @@ export class WalCheckpointer {
     await this.#worker.terminate();
   }
 
-  #inWorker(): Promise<WalCheckpoint> {
+  #inWorker(mode: 'passive' | 'restart'): Promise<WalCheckpoint> {
     if (this.#failed) return Promise.reject(this.#failed);
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
-      this.#worker.postMessage(id);
+      this.#worker.postMessage({ id, mode });
     });
   }
 
