@@ -20,8 +20,9 @@ export function openNodeSqlite(
   // FULL is opt-in (CLEARANCE_SQLITE_SYNCHRONOUS=full) and group commit keeps it affordable.
   // busy_timeout first: switching to WAL takes a lock, and without a timeout a second process
   // opening the file at the same moment fails at once with "database is locked".
-  // node:sqlite is synchronous: while it waits for the lock the event loop waits too, so the
-  // timeout is short (CLEARANCE_SQLITE_BUSY_TIMEOUT_MS); "database is locked" then answers 503.
+  // node:sqlite is synchronous: while a statement waits for the lock the event loop waits too, so
+  // the timeout is short (CLEARANCE_SQLITE_BUSY_TIMEOUT_MS); "database is locked" then answers
+  // 503. A transaction waits for it on a timer instead (beginWithoutWaiting below).
   db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
   db.exec('PRAGMA journal_mode = WAL');
   db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
