@@ -13,7 +13,8 @@ import { migrate, openStorage, storageOptionsFor, type Storage } from './storage
 import { seedBuiltins } from './resource-servers/builtins.ts';
 import { ResourceServerStore } from './resource-servers/store.ts';
 import { ClientStore } from './clients/store.ts';
-import { MemoryAuthFailureThrottle } from './clients/authentication/throttle.ts';
+import { MemoryAuthFailureThrottle, type AuthFailureThrottle } from './clients/authentication/throttle.ts';
+import type { LoginThrottle } from './identity/login-throttle.ts';
 import { DatabaseReplayCache } from './tokens/replay-cache.ts';
 import { GroupCommit, groupCommitConcurrency } from './storage/group-commit.ts';
 import { createIdentity } from './identity/index.ts';
@@ -22,10 +23,19 @@ import { EntityDirectory } from './entities/directory.ts';
 import { PolicyStore } from './policy/store.ts';
 import { PartnerStore } from './federation/store.ts';
 
+/**
+ * The failure counters of client authentication and password login. Each process keeps its own
+ * in memory unless given others: a cluster worker's ask the primary (src/cluster/throttles.ts).
+ */
+export interface Throttles {
+  clientAuthentication: AuthFailureThrottle;
+  login: LoginThrottle;
+}
+
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
   config: Config,
-  options: { log?: Logger; clock?: Clock; storage?: Storage } = {},
+  options: { log?: Logger; clock?: Clock; storage?: Storage; throttles?: Throttles } = {},
 ): Promise<Context> {
   const log = options.log ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
@@ -63,9 +73,9 @@ export async function openContext(
         replay,
         issuer: config.issuer,
         clock,
-        throttle: new MemoryAuthFailureThrottle(clock),
+        throttle: options.throttles?.clientAuthentication ?? new MemoryAuthFailureThrottle(clock),
       },
-      identity: createIdentity(clock),
+      identity: options.throttles ? { ...createIdentity(clock), throttle: options.throttles.login } : createIdentity(clock),
       dpop: {
         replay,
         clock,
@@ -93,17 +103,33 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+export interface ServerOptions {
+  log?: Logger;
+  clock?: Clock;
+  /**
+   * Set in a worker of `clearance start --workers N` (src/cluster): its id, and the throttles that
+   * ask the primary. A worker serves HTTP only; the primary seals the audit log.
+   */
+  worker?: { id: number; throttles: Throttles };
+}
+
 /** Starts listening; `close` stops accepting, lets in-flight requests finish, then closes the database. */
-export async function startServer(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningServer> {
-  const ctx = await openContext(config, options);
+export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const { worker, ...rest } = options;
+  const ctx = await openContext(config, worker ? { ...rest, throttles: worker.throttles } : rest);
   const app = buildApp(ctx);
   let audit: AuditService | undefined;
   app.addHook('onClose', async () => {
     // The audit queue is written and the sealer stopped before the database closes.
-    await audit?.stop();
+    if (audit) await audit.stop();
+    else if (ctx.audit instanceof AuditRecorder) await ctx.audit.close();
     await ctx.storage.close();
   });
   const address = await app.listen({ host: config.host, port: config.port });
+  if (worker) {
+    ctx.log.info({ worker: worker.id, address }, 'worker is listening');
+    return { app, ctx, url: address, close: () => app.close() };
+  }
   try {
     audit = await startAuditService(ctx, resolveMasterKey(config).key);
   } catch (error) {

@@ -1,8 +1,9 @@
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Context } from '../context.ts';
 import { createLogger } from '../log.ts';
-import { openContext, startServer } from '../server.ts';
+import { openContext } from '../server.ts';
 import { migrate, openStorage, storageOptionsFor } from '../storage/database.ts';
 import { applyCommand, applyHelp } from './commands/apply.ts';
 import { keysCommand, keysHelp } from './commands/keys.ts';
@@ -11,12 +12,14 @@ import { clientsCommand, clientsHelp } from './commands/clients.ts';
 import { auditCommand, auditHelp } from './commands/audit.ts';
 import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.ts';
 import { partnerCommand, partnerHelp } from './commands/partner.ts';
+import { startCommand, startHelp } from './commands/start.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
 
 Commands:
-  start                 run the server (migrates the database, creates a signing key on first start)
+  start [--workers N]   run the server (migrates the database, creates a signing key on first start),
+                        in N processes (see: clearance start --help)
   migrate               apply pending database migrations and exit
   init                  create the first admin client and print its credentials once
                         (see: clearance init --help)
@@ -73,7 +76,7 @@ Environment (the server and the CLI read the same):
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
 
 const helps: Record<string, string> = {
-  start: 'Usage: clearance start\n\nRuns the server until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and closes the database.',
+  start: startHelp,
   migrate: 'Usage: clearance migrate\n\nApplies every pending migration to the configured database and exits.',
   init: initHelp,
   clients: clientsHelp,
@@ -144,6 +147,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         // partner
         assertion: { type: 'string' },
         kind: { type: 'string' },
+        // start
+        workers: { type: 'string' },
       },
     });
   } catch (error) {
@@ -166,6 +171,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     return exit.usage;
   }
 
+  // A worker of `start --workers N` takes its configuration from the primary, validated there once.
+  if (command === 'start' && cluster.isWorker) return startCommand(undefined, undefined, output);
+
   // `policy test` evaluates files only: no configuration, no database, so a policy repository's CI can run it.
   if (command === 'policy' && rest[0] === 'test') return policyTestCommand(rest[1], output);
 
@@ -182,7 +190,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
 
   switch (command) {
     case 'start':
-      return start(config, output);
+      return startCommand(config, values.workers, output);
     case 'migrate': {
       const storage = openStorage(storageOptionsFor(config));
       try {
@@ -280,39 +288,4 @@ async function withContext(config: Config, output: Output, run: (ctx: Context) =
   } finally {
     await ctx.storage.close();
   }
-}
-
-async function start(config: Config, output: Output): Promise<number> {
-  let server;
-  try {
-    server = await startServer(config);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      output.err(`configuration error: ${error.message}`);
-      return exit.usage;
-    }
-    output.err(`cannot start: ${(error as Error).message}`);
-    return exit.failed;
-  }
-  const running = server;
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      running.ctx.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
-      running.close().then(
-        () => {
-          running.ctx.log.info('stopped');
-          resolve(exit.ok);
-        },
-        (error: unknown) => {
-          running.ctx.log.error({ err: error }, 'error while stopping');
-          resolve(exit.failed);
-        },
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
 }

@@ -1,0 +1,44 @@
+import cluster from 'node:cluster';
+import { systemClock } from '../clock.ts';
+import type { Config } from '../config.ts';
+import { startServer, type RunningServer } from '../server.ts';
+import { isLifeMessage, lifeTag, receivedConfig, type LifeMessage } from './messages.ts';
+import { throttleRelays, type Channel } from './throttles.ts';
+
+/**
+ * A worker of `clearance start --workers N`: the HTTP server, without the audit sealer (the
+ * primary runs it), with the node's throttles in the primary. Says hello to the primary, which
+ * answers with the throttles' history and the configuration (exactly its own, validated once);
+ * tells it once it listens.
+ */
+export async function startWorker(): Promise<RunningServer> {
+  const worker = cluster.worker!;
+  const channel: Channel = {
+    send: (message) => process.send!(message),
+    on: (_event, listener) => process.on('message', listener),
+    get connected() {
+      return process.connected;
+    },
+  };
+  // Listening before the hello, so the history the primary sends in answer is not missed.
+  const throttles = throttleRelays(channel, systemClock);
+  const config = await new Promise<Config>((resolve) => {
+    const onMessage = (message: unknown) => {
+      if (!isLifeMessage(message) || message.op !== 'config') return;
+      process.off('message', onMessage);
+      resolve(receivedConfig(message.config));
+    };
+    process.on('message', onMessage);
+    process.send!({ tag: lifeTag, op: 'hello' } satisfies LifeMessage);
+  });
+  const server = await startServer(config, { worker: { id: worker.id, throttles } });
+  process.send!({ tag: lifeTag, op: 'listening', address: server.url } satisfies LifeMessage);
+  return server;
+}
+
+/** After the worker's server has closed: leave the cluster, so the process can end with its exit code. */
+export function leaveCluster(): void {
+  // Disconnecting marks the exit as the worker's own (`exitedAfterDisconnect`); without it, Node's
+  // cluster module would exit with 0 whatever the exit code.
+  if (cluster.worker?.isConnected()) cluster.worker.disconnect();
+}
