@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID, type KeyObject } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -15,7 +15,7 @@ export type BenchLine = Record<string, string | number>;
 
 export interface ServerProcess {
   issuer: string;
-  /** CPU time (user + system) the server process has used so far, in ms (Linux /proc). */
+  /** CPU time (user + system) the server process and its live workers have used so far, in ms (Linux /proc). */
   serverCpuMs(): number;
   dataDir: string;
   env: NodeJS.ProcessEnv;
@@ -30,7 +30,7 @@ export interface ServerProcess {
 export async function startServerProcess(
   document: unknown,
   extraEnv: NodeJS.ProcessEnv = {},
-  options: { nodeArgs?: string[]; ipc?: boolean } = {},
+  options: { nodeArgs?: string[]; ipc?: boolean; workers?: number } = {},
 ): Promise<ServerProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'clearance-bench-'));
   const port = await freePort();
@@ -44,7 +44,8 @@ export async function startServerProcess(
   // BENCH_SERVER_NODE_ARGS passes flags to the server's Node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   // `options.nodeArgs` are the scenario's own (e.g. a preloaded probe); `options.ipc` opens a channel to it.
   const nodeArgs = [...(options.nodeArgs ?? []), ...(process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean)];
-  const child = spawn(process.execPath, [...nodeArgs, 'bin/clearance.js', 'start'], { env, stdio: options.ipc ? ['ignore', 'ignore', 'inherit', 'ipc'] : ['ignore', 'ignore', 'inherit'] });
+  const workers = options.workers === undefined ? [] : ['--workers', String(options.workers)];
+  const child = spawn(process.execPath, [...nodeArgs, 'bin/clearance.js', 'start', ...workers], { env, stdio: options.ipc ? ['ignore', 'ignore', 'inherit', 'ipc'] : ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 200; i++) {
     try {
       const response = await fetch(`${issuer}/healthz`);
@@ -55,14 +56,7 @@ export async function startServerProcess(
   }
   return {
     issuer,
-    serverCpuMs: () => {
-      try {
-        const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks of 1/100 s
-      } catch {
-        return Number.NaN;
-      }
-    },
+    serverCpuMs: () => processTreeCpuMs(child.pid!),
     dataDir,
     env,
     child,
@@ -73,6 +67,32 @@ export async function startServerProcess(
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * CPU time (user + system) of process `pid` and of its live children (the workers of
+ * `clearance start --workers N`), in ms, from Linux /proc; NaN when `pid` is gone.
+ */
+export function processTreeCpuMs(pid: number): number {
+  const stat = (id: number | string) => readFileSync(`/proc/${id}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // After "pid (comm) ": state is field 0, ppid 1, utime 11, stime 12, in clock ticks of 1/100 s.
+  const ms = (fields: string[]) => ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  let total: number;
+  try {
+    total = ms(stat(pid));
+  } catch {
+    return Number.NaN;
+  }
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const fields = stat(entry);
+      if (Number(fields[1]) === pid) total += ms(fields);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
 }
 
 /**
@@ -182,4 +202,11 @@ export function clientAssertionParams(clientId: string, privateKey: KeyObject, i
   const now = Math.floor(Date.now() / 1000);
   const assertion = signCompact('ES256', privateKey, { typ: 'JWT', kid: `${clientId}-1` }, { iss: clientId, sub: clientId, aud: issuer, iat: now, exp: now + 240, jti: randomUUID() });
   return `&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=${assertion}`;
+}
+
+/** The URL with `-c search_path=schema` as a startup option (pg reads `options` from the URL). */
+export function withSearchPath(url: string, schema: string): string {
+  const parsed = new URL(url);
+  parsed.searchParams.set('options', `-c search_path=${schema}`);
+  return parsed.toString();
 }

@@ -3,7 +3,7 @@ import { loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { es256Costs } from './crypto-ceiling.ts';
-import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
+import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
 import { benchDocument, clientId, tokenRequest } from './m2m.ts';
 
 /**
@@ -168,11 +168,4 @@ function probe(server: ServerProcess, message: 'reset' | 'report'): Promise<unkn
     });
     child.send(message);
   });
-}
-
-/** The URL with `-c search_path=schema` as a startup option (pg reads `options` from the URL). */
-function withSearchPath(url: string, schema: string): string {
-  const parsed = new URL(url);
-  parsed.searchParams.set('options', `-c search_path=${schema}`);
-  return parsed.toString();
 }

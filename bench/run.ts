@@ -5,6 +5,7 @@
  */
 import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { m2mLatency } from './latency.ts';
+import { m2mWorkers } from './workers.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
 import { peer } from './peer.ts';
@@ -22,6 +23,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'm2m-dpop': () => m2mDpop(seconds),
   // Open loop at half the peak, both dialects (BENCH_DATABASE_URL / TEST_DATABASE_URL): see bench/latency.ts.
   'm2m-latency': () => m2mLatency(seconds),
+  // --workers 1 against --workers N (BENCH_WORKERS, default the cores), both dialects: see bench/workers.ts.
+  'm2m-workers': () => m2mWorkers(seconds),
   'people-flow-roundtrips': () => peopleFlowRoundTrips(),
   // AUDIT_BENCH_SECONDS, AUDIT_BENCH_CONCURRENCY, AUDIT_VERIFY_EVENTS: see bench/audit.ts.
   'audit-append-sqlite': () => auditAppend(Number(process.env.AUDIT_BENCH_SECONDS ?? seconds), Number(process.env.AUDIT_BENCH_CONCURRENCY ?? 1000)),
