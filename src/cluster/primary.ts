@@ -77,6 +77,8 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
     const worker = cluster.fork();
     slot.worker = worker;
     slot.startedAt = Date.now();
+    // A message to a worker that has just died fails with an 'error' event: it must not end the primary.
+    worker.on('error', (error) => log.warn({ worker: worker.id, err: error }, 'could not reach a worker'));
     worker.on('message', (message: unknown) => {
       if (!isLifeMessage(message)) return;
       if (message.op === 'hello') {
