@@ -1,12 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  CompiledQuery,
   Kysely,
   Migrator,
   PostgresDialect,
   PostgresIntrospector,
   SqliteAdapter,
-  CompiledQuery,
   SqliteDialect,
   SqliteDriver,
   sql,

@@ -46,12 +46,11 @@ export function openNodeSqlite(
       // another process writes; BEGIN IMMEDIATE takes the write lock up front. It does not wait
       // for it here: the driver retries on SQLITE_BUSY (database.ts, PatientSqliteDriver).
       if (/^begin$/i.test(sql.trim())) return begin;
-      const text = sql;
-      let statement = statements.get(text);
+      let statement = statements.get(sql);
       if (!statement) {
-        statement = adapt(db.prepare(text));
+        statement = adapt(db.prepare(sql));
         if (statements.size > 500) statements.clear();
-        statements.set(text, statement);
+        statements.set(sql, statement);
       }
       return statement;
     },
