@@ -48,7 +48,7 @@ async function startCluster(database: 'sqlite' | 'postgres', cleanups: (() => Pr
   const origin = `http://127.0.0.1:${port}`;
   // Development mode with no master key: the primary generates it into the data directory before
   // any worker starts, as it creates the signing and audit keys.
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: origin, CLEARANCE_DATA_DIR: dataDir, LOG_LEVEL: 'info' };
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: origin, CLEARANCE_DATA_DIR: dataDir, LOG_LEVEL: 'debug' };
   let storage: StorageOptions = { dataDir };
   if (database === 'postgres') {
     const schema = `test_cluster_${randomBytes(6).toString('hex')}`;
