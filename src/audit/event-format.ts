@@ -82,6 +82,21 @@ export function eventLeafHash(text: string): Buffer {
   return hash('sha256', '\u0000' + text, 'buffer');
 }
 
+// Reused input for eventBytesLeafHash: hash() reads it synchronously, so sharing it is safe.
+let leafInput = Buffer.alloc(1 + maxEventBytes);
+
+/**
+ * The same leaf hash from the event's stored UTF-8 bytes (as SQLite returns `cast(event as blob)`):
+ * no decoding to a string and encoding back, and the hash covers exactly the bytes stored.
+ */
+export function eventBytesLeafHash(bytes: Uint8Array): Buffer {
+  // A stored event over the size limit was never recorded as it is, but it is still hashed.
+  if (bytes.length >= leafInput.length) leafInput = Buffer.alloc(bytes.length + 1);
+  leafInput[0] = 0;
+  leafInput.set(bytes, 1);
+  return hash('sha256', leafInput.subarray(0, bytes.length + 1), 'buffer');
+}
+
 /**
  * Parses stored event text back to the event, checking it is canonical (RFC 8785) and well formed.
  * Throws TypeError with the reason otherwise.

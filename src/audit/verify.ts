@@ -6,6 +6,7 @@
  * with every later one (RFC 9162 §2.1.4: the smaller tree is a prefix of the larger).
  */
 import type { KeyObject } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { Kysely } from 'kysely';
 import type { Storage } from '../storage/database.ts';
@@ -13,7 +14,7 @@ import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditPublicKey } from './audit-key.ts';
 import { verifyCheckpoint } from './checkpoint.ts';
 import { isPostgres } from './dialect.ts';
-import { eventLeafHash } from './event-format.ts';
+import { eventBytesLeafHash, eventLeafHash } from './event-format.ts';
 import { CompactMerkleTree } from './merkle.ts';
 import { toSignedCheckpoint, type SignedCheckpoint } from './proofs.ts';
 import { verifyPruning } from './pruning.ts';
@@ -67,7 +68,9 @@ interface LeafRow {
   event_seq: number;
   stored_leaf_hash: Uint8Array;
   seq: number | null;
+  /** The event text, or (SQLite scan) its stored UTF-8 bytes in `event_bytes`. */
   event: string | null;
+  event_bytes?: Uint8Array | null;
   /** PostgreSQL only: the indexed columns, checked in the scan. */
   id?: string | null;
   type?: string | null;
@@ -132,7 +135,14 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
   // Steps 3 and 4 run side by side: the side checks need nothing from the scan.
   const side = startSideChecks(db, lastSeq, postgres, options.sqliteFile);
   try {
-    const problem = (await scanLeaves(db, tree, due, postgres, options.pageSize ?? 10_000)) ?? (await coverage(db, tree.size, start, due, lastSeq));
+    const pages = leafPages(db, postgres, options.sqliteFile);
+    let scanned: VerifyProblem | undefined;
+    try {
+      scanned = await scanLeaves(pages.page, tree, due, postgres, options.pageSize ?? 10_000);
+    } finally {
+      pages.close();
+    }
+    const problem = scanned ?? (await coverage(db, tree.size, start, due, lastSeq));
     report.leaves = tree.size - start;
     const sideProblem = await side.result;
     const sideLeaf = sideProblem && (await leafOf(db, sideProblem.seq));
@@ -152,18 +162,19 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
  * respected (and on PostgreSQL the indexed columns agreeing with the event); and the tree
  * matching each checkpoint. Appends to `tree`; returns the first problem.
  */
-async function scanLeaves(db: Kysely<Database>, tree: CompactMerkleTree, due: SignedCheckpoint[], postgres: boolean, pageSize: number): Promise<VerifyProblem | undefined> {
+async function scanLeaves(page: LeafPage, tree: CompactMerkleTree, due: SignedCheckpoint[], postgres: boolean, pageSize: number): Promise<VerifyProblem | undefined> {
   let next = 0; // index into `due`
   let intervalStart = tree.size;
   let previous: number | undefined;
   for (let from = tree.size; ; from = tree.size) {
-    const rows = await leafPage(db, from, pageSize, postgres);
+    const rows = await page(from, pageSize);
     for (const row of rows) {
       const index = tree.size;
       // A local fault names its leaf exactly.
       if (row.leaf_index !== index) return { message: `leaf ${index} is missing`, leafIndex: index };
-      if (row.event === null || row.seq === null) return { message: `the event of leaf ${index} (seq ${row.event_seq}) is missing`, leafIndex: index };
-      const hash = eventLeafHash(row.event);
+      const bytes = row.event_bytes;
+      if ((bytes === undefined ? row.event : bytes) === null || row.seq === null) return { message: `the event of leaf ${index} (seq ${row.event_seq}) is missing`, leafIndex: index };
+      const hash = bytes ? eventBytesLeafHash(bytes) : eventLeafHash(row.event!);
       const problem = checkLeaf(row, hash, previous, postgres) ?? (postgres ? columnProblem(row as EventColumns) : undefined);
       if (problem) return { message: `leaf ${index}: ${problem}`, leafIndex: index };
       previous = row.seq;
@@ -282,6 +293,26 @@ function columnProblem(row: EventColumns): string | undefined {
     if (column !== value) return `the indexed column ${name} disagrees with the event (altered)`;
   }
   return undefined;
+}
+
+type LeafPage = (from: number, limit: number) => Promise<LeafRow[]>;
+
+/**
+ * Where the scan reads its pages. A SQLite file is read on a read-only node:sqlite connection of
+ * its own, each event as its stored bytes (`cast(event as blob)`): without Kysely's per-row work
+ * and without decoding every event to a string only to encode it again for the hash.
+ */
+function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string | undefined): { page: LeafPage; close(): void } {
+  if (postgres || !sqliteFile) return { page: (from, limit) => leafPage(db, from, limit, postgres), close() {} };
+  const conn = new DatabaseSync(sqliteFile, { readOnly: true });
+  const statement = conn.prepare(
+    `select l.leaf_index, l.event_seq, l.leaf_hash as stored_leaf_hash, e.seq, cast(e.event as blob) as event_bytes
+     from audit_leaves l left join audit_events e on e.seq = l.event_seq where l.leaf_index >= ? order by l.leaf_index limit ?`,
+  );
+  return {
+    page: async (from, limit) => statement.all(from, limit) as unknown as LeafRow[],
+    close: () => conn.close(),
+  };
 }
 
 /** A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan). */
