@@ -1,4 +1,5 @@
 import type { Transaction } from 'kysely';
+import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 
 /**
@@ -118,4 +119,12 @@ export interface AuditLog {
    * writers' lock (PostgreSQL) is never held while waiting for another lock.
    */
   recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T>;
+  /**
+   * Commits `flight` (src/storage/flight.ts) as one transaction with `events` inserted after its
+   * statements: as `recordWith`, they commit together or not at all, but the whole transaction is
+   * written at once — one round trip on PostgreSQL. Rejects, and writes nothing, when an event is
+   * refused (before anything is sent), when an expectation of the flight fails (FlightRefused)
+   * or with the database's error.
+   */
+  commit(flight: Flight, events: AuditEvent[]): Promise<void>;
 }

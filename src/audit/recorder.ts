@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
+import type { Flight } from '../storage/flight.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
 import type { Clock } from '../clock.ts';
@@ -94,6 +95,22 @@ export class AuditRecorder implements AuditLog {
     return value;
   }
 
+  /**
+   * Commits `flight` with `events` inserted after its statements (AuditLog): one transaction,
+   * written at once. The events are validated and hashed before anything is sent.
+   */
+  async commit(flight: Flight, events: AuditEvent[]): Promise<void> {
+    if (this.#closed) throw new Error('the audit log is closed');
+    const rows = events.map((event) => this.#prepare(event));
+    if (rows.length > 0) {
+      // Last in the transaction, as in recordWith: the writers' lock after the flight's own locks.
+      if (this.#postgres) void flight.run(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
+      for (const [text, parameters] of insertStatements(rows, this.#postgres)) void flight.run(CompiledQuery.raw(text, parameters));
+    }
+    await flight.commit();
+    if (rows.length > 0) for (const listener of this.#listeners) listener(rows.length);
+  }
+
   /** Resolves when every event recorded so far has been written (or has failed). */
   flush(): Promise<void> {
     return this.#batcher.flush();
@@ -150,13 +167,17 @@ export class AuditRecorder implements AuditLog {
   async #insert(trx: Transaction<Database>, rows: EventRow[]): Promise<void> {
     // PostgreSQL: the sealer's barrier waits for every transaction holding this (sealer.ts).
     if (this.#postgres) await sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.execute(trx);
-    for (let i = 0; i < rows.length; i += rowsPerStatement) {
-      const chunk = rows.slice(i, i + rowsPerStatement);
-      const parameters: unknown[] = [];
-      for (const row of chunk) for (const column of columns) parameters.push(row[column]);
-      // A prepared multi-row INSERT: Kysely's builder costs more per row than SQLite does.
-      await trx.executeQuery(CompiledQuery.raw(insertText(chunk.length, this.#postgres), parameters));
-    }
+    for (const [text, parameters] of insertStatements(rows, this.#postgres)) await trx.executeQuery(CompiledQuery.raw(text, parameters));
+  }
+}
+
+/** The INSERT statements of `rows`: prepared multi-row INSERTs (Kysely's builder costs more per row than SQLite does). */
+function* insertStatements(rows: EventRow[], postgres: boolean): Generator<[string, unknown[]]> {
+  for (let i = 0; i < rows.length; i += rowsPerStatement) {
+    const chunk = rows.slice(i, i + rowsPerStatement);
+    const parameters: unknown[] = [];
+    for (const row of chunk) for (const column of columns) parameters.push(row[column]);
+    yield [insertText(chunk.length, postgres), parameters];
   }
 }
 

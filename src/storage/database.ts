@@ -19,6 +19,7 @@ import {
   type MigrationResultSet,
   type TableMetadata,
 } from 'kysely';
+import { Flight, landerFor } from './flight.ts';
 import { isSqliteBusy, openNodeSqlite } from './node-sqlite-driver.ts';
 import { postgresPool, type PostgresPoolOptions } from './postgres-pool.ts';
 import { migrations } from './migrations/index.ts';
@@ -38,6 +39,11 @@ export interface Storage {
    * same handle (SQLite): for migrations, which may rebuild large tables.
    */
   unbounded<T>(work: (db: Kysely<Database>) => Promise<T>): Promise<T>;
+  /**
+   * A new flight: statements sent together and answered together, one round trip on PostgreSQL
+   * (flight.ts). Send it with `send()` (independent reads) or `commit()` (one transaction).
+   */
+  flight(): Flight;
   close(): Promise<void>;
 }
 
@@ -67,8 +73,14 @@ export interface StorageOptions {
   onConnectionError?: (error: Error) => void;
   /** Told when PostgreSQL stops answering (true: requests are refused at once) and answers again (false). */
   onOutage?: (down: boolean) => void;
-  /** Called with each statement's SQL as it runs (benchmarks count database round trips with it). */
-  onQuery?: (sql: string) => void;
+  /**
+   * Called with each statement's SQL (BEGIN and COMMIT too), and whether it started a round trip
+   * of its own: on PostgreSQL, whether its connection was waiting for no other answer when the
+   * statement was written (the connections pipeline, so a statement sent behind others shares
+   * their round trip); on SQLite (no network), whether it was not a later statement of a flight.
+   * Benchmarks count database round trips with it.
+   */
+  onQuery?: (sql: string, roundTrip: boolean) => void;
 }
 
 /** The storage options a configuration asks for. */
@@ -95,8 +107,27 @@ export function openStorage(options: StorageOptions): Storage {
     busyTimeoutMs: options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs,
   });
   const busyTimeoutMs = options.busyTimeoutMs ?? databaseTimeoutDefaults.sqliteBusyMs;
-  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }, busyTimeoutMs), ...queryLog(options) });
-  return { db, dialect: 'sqlite', location: `sqlite:${path}`, unbounded: (work) => work(db), close: () => db.destroy() };
+  // A flight's later statements are not round trips of their own (onQuery).
+  const flying = { now: false, counted: false };
+  const onQuery = options.onQuery;
+  const log = onQuery
+    ? {
+        log: (event: LogEvent) => {
+          onQuery(event.query.sql, !(flying.now && flying.counted));
+          if (flying.now) flying.counted = true;
+        },
+      }
+    : {};
+  const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }, busyTimeoutMs), ...log });
+  const land = landerFor(db, 'sqlite', { start: () => Object.assign(flying, { now: true, counted: false }), end: () => (flying.now = false) });
+  return {
+    db,
+    dialect: 'sqlite',
+    location: `sqlite:${path}`,
+    unbounded: (work) => work(db),
+    flight: () => new Flight('sqlite', land),
+    close: () => db.destroy(),
+  };
 }
 
 /**
@@ -196,17 +227,20 @@ function openPostgres(url: string, options: StorageOptions): Storage {
       pgSchema: options.pgSchema,
       onConnectionError: options.onConnectionError,
       onOutage: options.onOutage,
+      onStatement: options.onQuery,
       ...overrides,
     });
-  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({}) }), ...queryLog(options) });
+  const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({}) }) });
   const host = safeHost(url);
+  const land = landerFor(db, 'postgres');
   return {
     db,
     dialect: 'postgres',
     location: `postgres:${host}`,
+    flight: () => new Flight('postgres', land),
     async unbounded(work) {
       if (statementTimeoutMs === 0) return work(db);
-      const own = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({ poolSize: 1, statementTimeoutMs: 0 }) }), ...queryLog(options) });
+      const own = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({ poolSize: 1, statementTimeoutMs: 0 }) }) });
       try {
         return await work(own);
       } finally {
@@ -215,11 +249,6 @@ function openPostgres(url: string, options: StorageOptions): Storage {
     },
     close: () => db.destroy(),
   };
-}
-
-function queryLog(options: StorageOptions): { log?: (event: LogEvent) => void } {
-  const onQuery = options.onQuery;
-  return onQuery ? { log: (event) => onQuery(event.query.sql) } : {};
 }
 
 /** Applies every pending migration; safe to run from several processes at once. */

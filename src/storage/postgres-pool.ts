@@ -16,6 +16,8 @@ export interface PostgresPoolOptions {
   onConnectionError?: ((error: Error) => void) | undefined;
   /** Told when the database stops answering (true) and when it answers again (false). */
   onOutage?: ((down: boolean) => void) | undefined;
+  /** Told each statement as it is written, and whether it starts a round trip (database.ts onQuery). */
+  onStatement?: ((sql: string, roundTrip: boolean) => void) | undefined;
 }
 
 /**
@@ -41,6 +43,12 @@ const probeIntervalMs = 250;
  *   was refused), new connections are refused at once, not after the timeouts, while one probe at
  *   a time checks whether it answers again.
  * Each of these errors is recognised by `isDatabaseUnavailable` (a 503 over HTTP).
+ *
+ * Connections are in pipeline mode (pg's `pipeline`): a statement is written at once, without
+ * waiting for the answers to the ones before it on the same connection, which are read in order.
+ * Code that awaits each statement behaves as before; statements issued together — a flight
+ * (flight.ts) — share one network round trip. Each statement still has its own Sync: an error
+ * fails only that statement, or, inside BEGIN … COMMIT, aborts the transaction as always.
  */
 export function postgresPool(options: PostgresPoolOptions): pg.Pool {
   const pool = new pg.Pool({
@@ -52,6 +60,7 @@ export function postgresPool(options: PostgresPoolOptions): pg.Pool {
     // A peer that vanished without a reset (a failed-over host) is noticed by TCP, not only by a query.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    pipeline: true,
     // bigint columns hold epoch milliseconds and counters, all well inside 2^53.
     types: { getTypeParser: (oid: number, format?: string) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format as 'text')) },
     ...(options.pgSchema ? { options: `-c search_path=${options.pgSchema}` } : {}),
@@ -67,6 +76,7 @@ export function postgresPool(options: PostgresPoolOptions): pg.Pool {
     // unhandled. Its queries fail with the error; pg-pool drops it when it is released.
     client.on('error', onError);
     if (deadlineMs > 0) guardQueries(client, deadlineMs, () => gate?.trip());
+    if (options.onStatement) countRoundTrips(client, options.onStatement);
   });
   if (gate) {
     (pool as { connect: unknown }).connect = (...args: unknown[]): unknown => {
@@ -145,6 +155,27 @@ function signalsOutage(error: unknown): boolean {
   if (!isDatabaseUnavailable(error)) return false;
   const { message, code } = error as { message?: string; code?: string };
   return !/^timeout exceeded when trying to connect/.test(message ?? '') && code !== '53300';
+}
+
+/**
+ * Tells `onStatement` each statement `client` writes, and whether it starts a round trip: true
+ * when the connection was waiting for no other answer. A statement written while others are in
+ * flight has its answer read with theirs — in pipeline mode only: otherwise pg holds it back
+ * until the answer before it has come, and it pays a round trip of its own.
+ */
+function countRoundTrips(client: pg.PoolClient, onStatement: (sql: string, roundTrip: boolean) => void): void {
+  let outstanding = 0;
+  const query = client.query as (...args: unknown[]) => unknown;
+  (client as { query: unknown }).query = function countedQuery(this: pg.PoolClient, ...args: unknown[]): unknown {
+    const first = args[0] as string | { text?: string } | undefined;
+    onStatement(typeof first === 'string' ? first : String(first?.text ?? ''), !client.pipeline || outstanding === 0);
+    outstanding++;
+    const result = query.apply(this, args);
+    const done = () => void outstanding--;
+    if (result instanceof Promise) result.then(done, done);
+    else done();
+    return result;
+  };
 }
 
 /**

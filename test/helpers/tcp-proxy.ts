@@ -5,6 +5,8 @@
  *   const proxy = await startTcpProxy({ t, host: '127.0.0.1', port: 5432 });
  *   proxy.pause();    // bytes are no longer passed on, in either direction; connects hang too
  *   proxy.resume();   // everything held back flows again
+ *   proxy.holdReplies();     // the server's bytes are held back; the client's still flow (and are
+ *   proxy.releaseReplies();  // kept in `sent`): what a client writes before it has any answer
  *
  * A connection closed on one side is closed on the other, paused or not, as the kernel of a
  * stalled server would still do: the server's session ends when the client gives up on it.
@@ -17,6 +19,11 @@ export interface TcpProxy {
   port: number;
   pause(): void;
   resume(): void;
+  /** Holds back what the server sends until `releaseReplies`; what clients send still passes. */
+  holdReplies(): void;
+  releaseReplies(): void;
+  /** Everything clients have sent through the proxy so far. */
+  sent(): Buffer;
   /** Connections accepted so far. */
   readonly accepted: number;
   close(): Promise<void>;
@@ -24,6 +31,9 @@ export interface TcpProxy {
 
 export async function startTcpProxy(options: { host: string; port: number; t?: Pick<TestContext, 'after'> }): Promise<TcpProxy> {
   let paused = false;
+  let holding = false;
+  const held: (() => void)[] = [];
+  const sent: Buffer[] = [];
   let accepted = 0;
   const sockets = new Set<Socket>();
   const track = (socket: Socket) => {
@@ -37,8 +47,11 @@ export async function startTcpProxy(options: { host: string; port: number; t?: P
     track(client);
     track(upstream);
     // Forward by hand (not pipe) so pause() holds data in the kernel buffers, like a stalled peer.
-    client.on('data', (chunk) => upstream.write(chunk));
-    upstream.on('data', (chunk) => client.write(chunk));
+    client.on('data', (chunk: Buffer) => {
+      sent.push(chunk);
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => (holding ? held.push(() => client.write(chunk)) : client.write(chunk)));
     const closeBoth = () => {
       client.destroy();
       upstream.destroy();
@@ -62,6 +75,14 @@ export async function startTcpProxy(options: { host: string; port: number; t?: P
       paused = false;
       for (const socket of sockets) socket.resume();
     },
+    holdReplies() {
+      holding = true;
+    },
+    releaseReplies() {
+      holding = false;
+      for (const write of held.splice(0)) write();
+    },
+    sent: () => Buffer.concat(sent),
     get accepted() {
       return accepted;
     },

@@ -104,6 +104,10 @@ for (const dialect of testDialects()) {
           await guessesDone;
           return audit.recordWith(work);
         },
+        commit: async (flight, events) => {
+          await guessesDone;
+          return audit.commit(flight, events);
+        },
       };
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
       const right = verifyLogin(f.ctx, from('alice', alicePassword), async (trx, login) =>

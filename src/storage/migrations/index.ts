@@ -13,6 +13,7 @@ import * as registrationAuthority from './0011_registration_authority.ts';
 import * as refreshRetry from './0012_refresh_retry.ts';
 import * as personLifecycle from './0013_person_lifecycle.ts';
 import * as grantMandates from './0014_grant_mandates.ts';
+import * as flightExpectations from './0015_flight_expectations.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -30,4 +31,5 @@ export const migrations: Record<string, Migration> = {
   '0012_refresh_retry': refreshRetry,
   '0013_person_lifecycle': personLifecycle,
   '0014_grant_mandates': grantMandates,
+  '0015_flight_expectations': flightExpectations,
 };
