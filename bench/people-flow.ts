@@ -15,53 +15,60 @@ import { adminQuery, type BenchLine } from './harness.ts';
 const redirectUri = 'http://127.0.0.1:8400/callback';
 
 /**
- * `people-flow-roundtrips`: what one person's complete flow costs the database —
- * PAR → authorize → sign-in page → login → consent page → consent → code → token → refresh —
- * counted from Kysely's query log (the sealer is not running). A first flow warms the caches;
- * the second, by another person in a new browser (so a real sign-in and a first consent), is the
- * one counted. Two figures, overall and per step (a step ends when the audit queue is flushed):
+ * `people-flow-roundtrips`: what one person's flows cost the database, counted from the storage's
+ * statement log (`onQuery`; the sealer is not running). A first flow by alice warms the caches and
+ * prepared statements; then bob, in a new browser, is counted:
  *
- * - `statements`: every statement sent, BEGIN and COMMIT (or ROLLBACK) included, the audit
- *   events' group commits too.
- * - `round_trips`: one per transaction (BEGIN … COMMIT counts 1, whatever it holds) plus one per
- *   statement outside a transaction. That is what the flow costs in network round trips to
- *   PostgreSQL when a transaction's statements are pipelined (sent together, the answers read
- *   together). It is a lower bound for a transaction whose later statements depend on an
- *   earlier one's answer (a conditional UPDATE deciding whether the INSERT after it runs): sent
- *   one by one, those pay a round trip each. On SQLite there is no network; the figure then
- *   tells how often the request waits for the database rather than what each wait costs.
+ * - the first-time flow — PAR → authorize → sign-in page → login → consent page → consent →
+ *   code → token: a real sign-in and a first consent. Its total is `round_trips`;
+ * - `refresh`: the refresh grant with the refresh token just issued (reported apart:
+ *   `refresh_round_trips`);
+ * - the returning person — a second PAR and /authorize in the same browser, whose live session
+ *   and remembered consent give the code at once (no sign-in, no consent page), then the token:
+ *   `returning_round_trips`.
  *
- * The count assumes the counted flow's statements do not interleave with other transactions
- * (it runs one request at a time; nothing else runs): a statement between BEGIN and COMMIT is
- * taken to belong to that transaction.
+ * Three figures per step (a step ends when the audit queue is flushed), and their sums per flow:
+ * - `statements`: every statement sent — BEGIN, COMMIT, the audit writers' lock, all of them;
+ * - `transactions`: how many of them were BEGINs;
+ * - `round_trips`: how often the request waited for an answer from the database. On PostgreSQL
+ *   this is measured at the connection (postgres-pool.ts): a statement starts a round trip when
+ *   its connection was waiting for no other answer as it was written; a statement written behind
+ *   others (a flight: the connections are in pipeline mode, storage/flight.ts) has its answer read
+ *   with theirs. BEGIN and COMMIT are statements like any other: a transaction whose statements
+ *   are awaited one by one costs one round trip for each of them, BEGIN and COMMIT included. On
+ *   SQLite (no network) the same rule is applied to the flights the code sends; the figure then
+ *   says how often the request waits for the database, not what a wait costs.
  *
- * SQLite by default; `FLOW_DATABASE_URL=postgres://…` runs it on PostgreSQL in a throwaway
- * schema (the audit writers' lock then shows as one more statement inside each transaction that
- * records events). `FLOW_SQL=1` prints every statement, indented inside transactions.
+ * The flows run one request at a time and nothing else runs, so every statement belongs to the
+ * request being counted. One kind is counted apart, `cache_checks`: a cache (clients, resource
+ * servers, keys, policies, …) re-reads its generation counter at most once a second
+ * (storage/generations.ts), on whichever request needs it next — a cost per second and process,
+ * not per flow, which lands in a step or not depending on how long the password hashing took.
+ *
+ * SQLite by default; `FLOW_DATABASE_URL=postgres://…` runs it on PostgreSQL in a throwaway schema
+ * (where each transaction that records events also takes the audit writers' lock: one more
+ * statement, in the same round trip). `FLOW_SQL=1` prints every statement, `→` where a round trip
+ * starts.
  */
 export async function peopleFlowRoundTrips(): Promise<BenchLine> {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-bench-flow-'));
   const port = await freePort();
   const config = loadConfig({ PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: `http://127.0.0.1:${port}`, CLEARANCE_DATA_DIR: dir });
   let counting = false;
-  let statements = 0;
-  let roundTrips = 0;
-  let inTransaction = false;
-  const count = (q: string) => {
-    statements++;
-    const keyword = /^\s*(\w+)/.exec(q)?.[1]?.toLowerCase();
-    if (keyword === 'begin') {
-      inTransaction = true;
-      roundTrips++;
-    } else if (keyword === 'commit' || keyword === 'rollback') {
-      inTransaction = false;
-    } else if (!inTransaction) {
-      roundTrips++;
+  const tally = { statements: 0, transactions: 0, roundTrips: 0 };
+  let cacheChecks = 0;
+  // roundTrip is undefined for a storage that does not tell (then every statement waits for its answer).
+  const onQuery = (q: string, roundTrip?: boolean) => {
+    if (!counting) return;
+    if (/^select "value" from "generations" where "name" = /.test(q)) {
+      cacheChecks++;
+      if (process.env.FLOW_SQL) console.error('    (cache check)', q);
+      return;
     }
-    if (process.env.FLOW_SQL) console.error(`   SQL ${inTransaction || keyword === 'commit' || keyword === 'rollback' ? '  ' : ''}`, q.slice(0, 110).replace(/\s+/g, ' '));
-  };
-  const onQuery = (q: string) => {
-    if (counting) count(q);
+    tally.statements++;
+    if (/^\s*(begin|start transaction)\b/i.test(q)) tally.transactions++;
+    if (roundTrip !== false) tally.roundTrips++;
+    if (process.env.FLOW_SQL) console.error(`   ${roundTrip !== false ? '→' : ' '} `, q.slice(0, 110).replace(/\s+/g, ' '));
   };
   const pgUrl = process.env.FLOW_DATABASE_URL;
   const pgSchema = `bench_flow_${randomBytes(6).toString('hex')}`;
@@ -90,23 +97,44 @@ export async function peopleFlowRoundTrips(): Promise<BenchLine> {
     });
     if (!plan) throw new Error(JSON.stringify(problems));
     const secret = (await executeApply(ctx, plan, { actor: 'bench', via: 'cli' })).secrets['desk-app']!;
-    // Warm-up by another person (caches, prepared statements); the counted flow then needs consent too.
-    await runFlow(config.issuer, secret, ['alice', 'correct-horse-battery-42'], async () => {});
-    const steps: Record<string, { statements: number; roundTrips: number }> = {};
-    await runFlow(config.issuer, secret, ['bob', 'correct-horse-battery-43'], async (step) => {
+    // Warm-up by another person (caches, prepared statements), both flows; the counted flow then needs consent too.
+    const warm = new HttpBrowser();
+    await runFlow(config.issuer, secret, warm, ['alice', 'correct-horse-battery-42'], async () => {});
+    await runReturningFlow(config.issuer, secret, warm, async () => {});
+    const steps: Record<string, typeof tally> = {};
+    const after = async (step: string) => {
       await (ctx.audit as { flush?: () => Promise<void> }).flush?.();
-      if (process.env.FLOW_SQL) console.error('-- step', step, 'statements', statements, 'round_trips', roundTrips);
-      steps[step] = { statements, roundTrips };
-      statements = 0;
-      roundTrips = 0;
-    }, () => (counting = true));
-    const sum = (pick: (s: { statements: number; roundTrips: number }) => number) => Object.values(steps).reduce((a, s) => a + pick(s), 0);
+      if (process.env.FLOW_SQL) console.error('-- step', step, JSON.stringify(tally));
+      steps[step] = { ...tally };
+      Object.assign(tally, { statements: 0, transactions: 0, roundTrips: 0 });
+    };
+    const browser = new HttpBrowser();
+    await runFlow(config.issuer, secret, browser, ['bob', 'correct-horse-battery-43'], after, () => (counting = true));
+    await runReturningFlow(config.issuer, secret, browser, after);
+    const flows: Record<string, string[]> = {
+      '': ['par', 'authorize_to_login_page', 'login_to_consent_page', 'consent_to_code', 'token'],
+      refresh_: ['refresh'],
+      returning_: ['again_par', 'again_authorize_to_code', 'again_token'],
+    };
+    const sum = (names: string[], pick: (s: typeof tally) => number) => names.reduce((a, name) => a + pick(steps[name]!), 0);
     return {
       scenario: 'people-flow-roundtrips',
       database: pgUrl ? 'postgres' : 'sqlite',
-      statements: sum((s) => s.statements),
-      round_trips: sum((s) => s.roundTrips),
-      ...Object.fromEntries(Object.entries(steps).flatMap(([k, v]) => [[`step_${k}`, v.statements], [`step_${k}_round_trips`, v.roundTrips]])),
+      cache_checks: cacheChecks,
+      ...Object.fromEntries(
+        Object.entries(flows).flatMap(([prefix, names]) => [
+          [`${prefix}round_trips`, sum(names, (s) => s.roundTrips)],
+          [`${prefix}statements`, sum(names, (s) => s.statements)],
+          [`${prefix}transactions`, sum(names, (s) => s.transactions)],
+        ]),
+      ),
+      ...Object.fromEntries(
+        Object.entries(steps).flatMap(([k, v]) => [
+          [`step_${k}_round_trips`, v.roundTrips],
+          [`step_${k}_statements`, v.statements],
+          [`step_${k}_transactions`, v.transactions],
+        ]),
+      ),
     };
   } finally {
     await app.close();
@@ -117,19 +145,18 @@ export async function peopleFlowRoundTrips(): Promise<BenchLine> {
   }
 }
 
-async function runFlow(issuer: string, secret: string, [username, password]: [string, string], after: (step: string) => Promise<void>, start: () => void = () => {}): Promise<void> {
-  const basic = `Basic ${Buffer.from(`desk-app:${secret}`).toString('base64')}`;
-  const form = { 'content-type': 'application/x-www-form-urlencoded', authorization: basic };
-  const verifier = randomBytes(32).toString('base64url');
-  const challenge = createHash('sha256').update(verifier).digest('base64url');
-  const browser = new HttpBrowser();
+/** A first-time flow in `browser`: sign-in and consent, the code, the token, then a refresh. */
+async function runFlow(
+  issuer: string,
+  secret: string,
+  browser: HttpBrowser,
+  [username, password]: [string, string],
+  after: (step: string) => Promise<void>,
+  start: () => void = () => {},
+): Promise<void> {
+  const form = clientForm(secret);
   start();
-  const par = await fetch(`${issuer}/par`, {
-    method: 'POST',
-    headers: form,
-    body: new URLSearchParams({ response_type: 'code', client_id: 'desk-app', redirect_uri: redirectUri, scope: 'openid order:create', code_challenge: challenge, code_challenge_method: 'S256', state: 's', nonce: 'n' }),
-  });
-  const { request_uri } = (await par.json()) as { request_uri: string };
+  const { request_uri, verifier } = await push(issuer, form);
   await after('par');
   let { response, url } = await browser.follow(`${issuer}/authorize?client_id=desk-app&request_uri=${encodeURIComponent(request_uri)}`, issuer);
   const loginPage = await response.text();
@@ -143,11 +170,50 @@ async function runFlow(issuer: string, secret: string, [username, password]: [st
   const code = url.searchParams.get('code');
   if (!code) throw new Error(`no code in ${url.href}`);
   await after('consent_to_code');
-  const token = await fetch(`${issuer}/token`, { method: 'POST', headers: form, body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier }) });
-  const tokens = (await token.json()) as { refresh_token?: string };
-  if (!tokens.refresh_token) throw new Error(`no refresh token: ${JSON.stringify(tokens)}`);
+  const tokens = await redeem(issuer, form, code, verifier);
   await after('token');
   const refreshed = await fetch(`${issuer}/token`, { method: 'POST', headers: form, body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token }) });
   if (refreshed.status !== 200) throw new Error(`refresh failed: ${await refreshed.text()}`);
   await after('refresh');
+}
+
+/**
+ * The same person again in the same browser: PAR, then /authorize, which finds the live session
+ * and the remembered consent and answers with the code at once (no page), then the token.
+ */
+async function runReturningFlow(issuer: string, secret: string, browser: HttpBrowser, after: (step: string) => Promise<void>): Promise<void> {
+  const form = clientForm(secret);
+  const { request_uri, verifier } = await push(issuer, form);
+  await after('again_par');
+  const { response, url } = await browser.follow(`${issuer}/authorize?client_id=desk-app&request_uri=${encodeURIComponent(request_uri)}`, issuer);
+  const code = url.searchParams.get('code');
+  if (response.status !== 303 || !code) throw new Error(`the returning person got no code at once (${response.status} at ${url.href})`);
+  await after('again_authorize_to_code');
+  await redeem(issuer, form, code, verifier);
+  await after('again_token');
+}
+
+function clientForm(secret: string): Record<string, string> {
+  return { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`desk-app:${secret}`).toString('base64')}` };
+}
+
+/** PAR with a fresh PKCE verifier. */
+async function push(issuer: string, form: Record<string, string>): Promise<{ request_uri: string; verifier: string }> {
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const par = await fetch(`${issuer}/par`, {
+    method: 'POST',
+    headers: form,
+    body: new URLSearchParams({ response_type: 'code', client_id: 'desk-app', redirect_uri: redirectUri, scope: 'openid order:create', code_challenge: challenge, code_challenge_method: 'S256', state: 's', nonce: 'n' }),
+  });
+  const { request_uri } = (await par.json()) as { request_uri: string };
+  if (!request_uri) throw new Error(`PAR failed (${par.status})`);
+  return { request_uri, verifier };
+}
+
+async function redeem(issuer: string, form: Record<string, string>, code: string, verifier: string): Promise<{ refresh_token: string }> {
+  const token = await fetch(`${issuer}/token`, { method: 'POST', headers: form, body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier }) });
+  const tokens = (await token.json()) as { refresh_token?: string };
+  if (!tokens.refresh_token) throw new Error(`no refresh token: ${JSON.stringify(tokens)}`);
+  return { refresh_token: tokens.refresh_token };
 }
