@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
+import { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from './authorization-details.ts';
 import { grantNamesMandate } from './consent.ts';
@@ -53,17 +54,18 @@ export interface StoredCode {
 
 /**
  * Issues a code; returns the code (given to the client once) and its public id. `db`: the
- * transaction it belongs to (the authorization response's, with its audit event).
+ * transaction it belongs to, or the flight of the authorization response's transaction (with its
+ * audit event), to which the insertion is added.
  */
 export async function issueCode(
   ctx: Pick<Context, 'storage' | 'clock'>,
   binding: { clientId: string; grantId: string; userId: string; redirectUri: string; codeChallenge: string; payload: CodePayload },
-  db: Kysely<Database> = ctx.storage.db,
+  db: Kysely<Database> | Flight = ctx.storage.db,
 ): Promise<{ code: string; id: string }> {
   const code = randomHandle(32);
   const id = randomUUID();
   const now = ctx.clock.now();
-  await db
+  const insert = (db instanceof Flight ? ctx.storage.db : db)
     .insertInto('authorization_codes')
     .values({
       code_hash: handleDigest(code),
@@ -77,8 +79,9 @@ export async function issueCode(
       created_at: now,
       expires_at: now + codeTtlSeconds * 1000,
       redeemed_at: null,
-    })
-    .execute();
+    });
+  if (db instanceof Flight) void db.run(insert);
+  else await insert.execute();
   return { code, id };
 }
 
@@ -117,15 +120,22 @@ export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Pro
  * the redemption belongs to (the grant's, with the tokens it issues and their audit events).
  */
 export async function redeemCode(ctx: Pick<Context, 'storage' | 'clock'>, id: string, db: Kysely<Database> = ctx.storage.db): Promise<boolean> {
-  const now = ctx.clock.now();
-  const result = await db
-    .updateTable('authorization_codes')
-    .set({ redeemed_at: now })
-    .where('id', '=', id)
-    .where('redeemed_at', 'is', null)
-    .where('expires_at', '>', now)
-    .executeTakeFirst();
+  const result = await redemption(ctx, id, db).executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * `redeemCode` in the transaction of a flight (the grant's, with the tokens it issues and their
+ * audit events): the same one conditional UPDATE, and unless it redeems the code, the whole
+ * transaction is refused (`code_not_redeemable`: redeemed meanwhile, or expired) and writes nothing.
+ */
+export function redeemCodeIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, id: string): void {
+  void flight.run(redemption(ctx, id, ctx.storage.db), { rows: 1, otherwise: 'code_not_redeemable' });
+}
+
+function redemption(ctx: Pick<Context, 'clock'>, id: string, db: Kysely<Database>) {
+  const now = ctx.clock.now();
+  return db.updateTable('authorization_codes').set({ redeemed_at: now }).where('id', '=', id).where('redeemed_at', 'is', null).where('expires_at', '>', now);
 }
 
 /** Deletes codes that expired more than a day before `now` (ms); redeemed ones are kept that long to detect reuse. */

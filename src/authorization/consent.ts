@@ -3,6 +3,7 @@ import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Context } from '../context.ts';
+import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import { describeAuthorizationDetails, type AuthorizationDetail } from './authorization-details.ts';
 import type { AuthorizationRequest } from './request.ts';
@@ -76,6 +77,11 @@ export function grantFromJoined(row: Joined): ConsentGrant | undefined {
     revoked_by: row.g_revoked_by,
     revoke_reason: row.g_revoke_reason,
   });
+}
+
+/** The grant of a `grants` row read by another file of this component. */
+export function grantFromRow(row: Row): ConsentGrant {
+  return toGrant(row);
 }
 
 function toGrant(row: Row): ConsentGrant {
@@ -188,6 +194,43 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
     .$if(isPostgres(trx), (qb) => qb.forUpdate())
     .executeTakeFirst();
   const current = row ? toGrant(row) : undefined;
+  const grant = approved(current, now, userId, request);
+  if (current) await extension(trx, grant).where('id', '=', current.id).execute();
+  else await trx.insertInto('grants').values(grantRow(grant)).execute();
+  return grant;
+}
+
+/**
+ * `approveRequestIn` for the flight of the consent decision's transaction, from `current`: the
+ * person's active grant to the client as the request read it (null: none). Optimistic: the
+ * extension is conditional on that grant being unchanged and still active, and unless it is, the
+ * whole transaction is refused (`grant_changed`); a grant created meanwhile makes the creation fail
+ * with a unique violation. Either way nothing is written, and the caller decides again with
+ * `approveRequestIn`, which locks the row. Returns the grant as it will be once committed.
+ */
+export function approveRequestInFlight(flight: Flight, db: Kysely<Database>, now: number, userId: string, request: AuthorizationRequest, current: ConsentGrant | null): ConsentGrant {
+  const grant = approved(current ?? undefined, now, userId, request);
+  if (!current) {
+    void flight.run(db.insertInto('grants').values(grantRow(grant)));
+    return grant;
+  }
+  void flight.run(
+    extension(db, grant)
+      .where('id', '=', current.id)
+      .where('revoked_at', 'is', null)
+      // Unchanged since it was read: every column an approval extends, as it was written (JSON text).
+      .where('updated_at', '=', current.updatedAt)
+      .where('resources', '=', JSON.stringify(current.resources))
+      .where('oidc_scopes', '=', JSON.stringify(current.oidcScopes))
+      .where('authorization_details', '=', JSON.stringify(current.authorizationDetails))
+      .where('mandates', '=', JSON.stringify(current.mandates)),
+    { rows: 1, otherwise: 'grant_changed' },
+  );
+  return grant;
+}
+
+/** The grant an approval of `request` makes of `current` (or a new one): every set it extends, merged. */
+function approved(current: ConsentGrant | undefined, now: number, userId: string, request: AuthorizationRequest): ConsentGrant {
   const resources = { ...(current?.resources ?? {}) };
   if (request.resource !== undefined) {
     resources[request.resource] = union(resources[request.resource] ?? [], request.scopes);
@@ -198,21 +241,8 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
     if (!details.some((d) => JSON.stringify(d) === JSON.stringify(detail))) details.push(detail);
   }
   const mandates = union(current?.mandates ?? [], request.mandate !== undefined ? [request.mandate] : []);
-  if (current) {
-    await trx
-      .updateTable('grants')
-      .set({
-        resources: JSON.stringify(resources),
-        oidc_scopes: JSON.stringify(oidcScopes),
-        authorization_details: JSON.stringify(details),
-        mandates: JSON.stringify(mandates),
-        updated_at: now,
-      })
-      .where('id', '=', current.id)
-      .execute();
-    return { ...current, resources, oidcScopes, authorizationDetails: details, mandates, updatedAt: now };
-  }
-  const grant: ConsentGrant = {
+  if (current) return { ...current, resources, oidcScopes, authorizationDetails: details, mandates, updatedAt: now };
+  return {
     id: randomUUID(),
     userId,
     clientId: request.clientId,
@@ -226,24 +256,33 @@ export async function approveRequestIn(trx: Transaction<Database>, now: number, 
     revokedBy: null,
     revokeReason: null,
   };
-  await trx
-    .insertInto('grants')
-    .values({
-      id: grant.id,
-      user_id: userId,
-      client_id: request.clientId,
-      resources: JSON.stringify(resources),
-      oidc_scopes: JSON.stringify(oidcScopes),
-      authorization_details: JSON.stringify(details),
-      mandates: JSON.stringify(mandates),
-      created_at: now,
-      updated_at: now,
-      revoked_at: null,
-      revoked_by: null,
-      revoke_reason: null,
-    })
-    .execute();
-  return grant;
+}
+
+function extension(db: Kysely<Database>, grant: ConsentGrant) {
+  return db.updateTable('grants').set({
+    resources: JSON.stringify(grant.resources),
+    oidc_scopes: JSON.stringify(grant.oidcScopes),
+    authorization_details: JSON.stringify(grant.authorizationDetails),
+    mandates: JSON.stringify(grant.mandates),
+    updated_at: grant.updatedAt,
+  });
+}
+
+function grantRow(grant: ConsentGrant): Row {
+  return {
+    id: grant.id,
+    user_id: grant.userId,
+    client_id: grant.clientId,
+    resources: JSON.stringify(grant.resources),
+    oidc_scopes: JSON.stringify(grant.oidcScopes),
+    authorization_details: JSON.stringify(grant.authorizationDetails),
+    mandates: JSON.stringify(grant.mandates),
+    created_at: grant.createdAt,
+    updated_at: grant.updatedAt,
+    revoked_at: null,
+    revoked_by: null,
+    revoke_reason: null,
+  };
 }
 
 /**

@@ -9,7 +9,9 @@
  *   GET /interaction/{id}  (people side) shows, as `nextStep(...)` says:
  *     login  → POST /interaction/{id}/login   verifies the user, starts or refreshes the session
  *     consent→ POST /interaction/{id}/consent records approve or deny through `decideConsent`
- *   each POST answers 303 to /authorize/resume/{id}
+ *   the login POST answers 303 to /interaction/{id} when `nextStep` (asked right after the login)
+ *   says consent, else to /authorize/resume/{id}; the consent POST answers 303 to
+ *   /authorize/resume/{id}
  *   GET /authorize/resume/{id} (protocol side) re-evaluates: needs login? consent? else issues the
  *     code and redirects (303) to the client with code, state and iss (RFC 9207); a denial
  *     redirects with error=access_denied.
@@ -56,16 +58,18 @@ export interface Interaction {
  * Who provides what (each side implements its half; neither reaches into the other's tables):
  *
  * Protocol side — src/authorization/interactions.ts:
- *   loadInteraction(ctx, id): Promise<Interaction | undefined>        // undefined: unknown or expired
+ *   loadInteraction(ctx, id, browser?, flight?): Promise<Interaction | undefined>  // undefined: unknown or expired
  *   nextStep(ctx, interaction, session: Authentication | undefined): Promise<NextStep>
- *   recordAuthentication(ctx, interaction, auth: Authentication, trx): Promise<boolean>
- *       // after a successful login, in the login's transaction; false: the interaction ended
+ *   recordAuthentication(ctx, interaction, auth: Authentication, flight): Promise<boolean>
+ *       // after a successful login, added to the flight of the login's transaction (settles once
+ *       // it committed); false: the interaction ended. It reads the person's grant with it, so
+ *       // nextStep in the same request reads nothing
  *   decideConsent(ctx, interaction, auth: Authentication, approved: boolean): Promise<void>
  *   (`interaction`: the Interaction loadInteraction returned in the same request, so the protocol
  *   side reuses the record it read — or an id, which is read again.)
  *
  * People side — src/identity/sessions.ts and src/identity/users.ts:
- *   readSession(ctx, cookieHeader: string | undefined): Promise<Authentication | undefined>
+ *   readSession(ctx, cookieHeader: string | undefined, flight?): Promise<Authentication | undefined>
  *       // the valid (not idle- or absolutely-expired, not logged out) session of the cookie
  *   endSession(ctx, sessionId): Promise<void>                          // RP-initiated logout
  *   findUser(ctx, userId): Promise<User | undefined>                    // claims for ID token / userinfo

@@ -3,12 +3,23 @@ import type { Client } from '../clients/store.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
+import type { Flight } from '../storage/flight.ts';
+import { refusedFor } from '../storage/flight.ts';
 import { issueCode } from './codes.ts';
 import { findActiveGrant, type ConsentGrant } from './consent.ts';
 import type { Authentication } from './contract.ts';
-import { browserDigest, completeInteraction, createInteraction, evaluateInteraction, loadStoredInteraction } from './interactions.ts';
+import {
+  browserDigest,
+  completeInteraction,
+  completeInteractionIn,
+  createInteraction,
+  createInteractionFromRequestUri,
+  evaluateInteraction,
+  loadStoredInteraction,
+  type StoredInteraction,
+} from './interactions.ts';
 import type { AuthorizationParameters } from './parameters.ts';
-import { consumePushedRequest, resolveRequestUri } from './pushed-requests.ts';
+import { consumePushedRequest, consumePushedRequestIn, resolveRequestUri } from './pushed-requests.ts';
 import {
   AuthorizationPageError,
   AuthorizationRedirectError,
@@ -37,8 +48,12 @@ export type AuthorizeOutcome =
 
 export interface AuthorizeInput {
   params: AuthorizationParameters;
-  /** The person's session, as the people side's readSession found it. */
-  session: Authentication | undefined;
+  /**
+   * The person's session, as the people side's readSession finds it — read with `flight`'s
+   * statements (the pushed request): it adds its read to the flight, and nothing when no session
+   * cookie was sent.
+   */
+  session: (flight: Flight) => Promise<Authentication | undefined>;
   /** The browser-binding value of this browser (a cookie the HTTP layer keeps). */
   browserId: string;
 }
@@ -54,28 +69,41 @@ export interface AuthorizeInput {
  * 4. `prompt=none`: the session must suffice — else login_required / consent_required (OIDC Core §3.1.2.6);
  * 5. a session that suffices and a grant that covers the request → the code at once;
  * 6. otherwise an interaction, and the browser goes to the people side.
+ *
+ * Round trips: the session and the pushed request are read together; for a browser with no
+ * session cookie (nobody can be signed in, so an interaction is needed) the interaction is
+ * created from the pushed request in the statement that reads it (createInteractionFromRequestUri).
  */
 export async function startAuthorization(ctx: Context, input: AuthorizeInput): Promise<AuthorizeOutcome> {
   maybePruneAuthorizationState(ctx);
   let request: AuthorizationRequest;
+  let created: StoredInteraction | undefined;
+  const flight = ctx.storage.flight();
+  let session: Promise<Authentication | undefined> | undefined;
   try {
     const client = await requireAuthorizationClient(ctx, input.params);
-    request = await readRequest(ctx, client, input.params);
+    session = input.session(flight);
+    session.catch(() => undefined); // awaited below; an error path leaves it unread
+    // The people side read nothing: no session cookie, so nobody is signed in.
+    const signedOut = flight.size === 0;
+    ({ request, created } = await readRequest(ctx, client, input.params, flight, signedOut ? input.browserId : undefined));
   } catch (error) {
+    if (!flight.sent) await flight.send(); // what was added is read, so nothing waits for it
     return asOutcome(ctx, error);
   }
+  const authentication = await session;
 
   const now = epochSeconds(ctx.clock);
-  const grant = input.session ? await findActiveGrant(ctx, input.session.userId, request.clientId) : undefined;
-  const need = needs({ request, authentication: input.session, freshLogin: false, grant, approvedHere: false, now });
+  const grant = authentication ? await findActiveGrant(ctx, authentication.userId, request.clientId) : undefined;
+  const need = needs({ request, authentication, freshLogin: false, grant, approvedHere: false, now });
   if (request.prompt.includes('none')) {
     // OIDC Core §3.1.2.6: with prompt=none the OP MUST NOT display any UI; it returns an error instead.
     if (need.step === 'login') return respondError(ctx, request, new OAuthError('login_required', 'the person must log in'));
     if (need.step === 'consent') return respondError(ctx, request, new OAuthError('consent_required', 'the person must consent'));
-    return respondCode(ctx, request, input.session!, grant!);
+    return respondCode(ctx, request, authentication!, grant!);
   }
-  if (need.step === 'done') return respondCode(ctx, request, input.session!, grant!);
-  const interaction = await createInteraction(ctx, request, input.browserId);
+  if (need.step === 'done') return respondCode(ctx, request, authentication!, grant!);
+  const interaction = created ?? (await createInteraction(ctx, request, input.browserId));
   return { kind: 'interaction', interactionId: interaction.id, location: `${ctx.config.issuer}/interaction/${interaction.id}` };
 }
 
@@ -114,49 +142,72 @@ export async function resumeAuthorization(
   const { need, authentication, grant } = await evaluateInteraction(ctx, stored, session);
   if (authentication && stored.consent?.decision === 'denied' && stored.consent.userId === authentication.userId) {
     // RFC 6749 §4.1.2.1: the resource owner denied the request. Completing the interaction and
-    // consuming its pushed request are one transaction.
-    const completed = await ctx.storage.db.transaction().execute(async (trx) => {
-      if (!(await completeInteraction(ctx, id, trx))) return false;
-      if (request.pushedRequestId !== undefined) await consumePushedRequest(ctx, request.pushedRequestId, trx);
-      return true;
-    });
-    if (!completed) return alreadyCompleted();
+    // consuming its pushed request are one transaction (one flight).
+    const flight = ctx.storage.flight();
+    completeInteractionIn(flight, ctx, id);
+    if (request.pushedRequestId !== undefined) consumePushedRequestIn(flight, ctx, request.pushedRequestId, { required: false });
+    try {
+      await flight.commit();
+    } catch (error) {
+      if (refusedFor(error, 'interaction_completed')) return alreadyCompleted();
+      throw error;
+    }
     return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('access_denied', 'the person denied the request'));
   }
   if (need.step !== 'done') return { kind: 'interaction', interactionId: id, location: `${ctx.config.issuer}/interaction/${id}` };
   return respondCode(ctx, request, authentication!, grant!, id);
 }
 
-/** Steps 2-3: the request, from a request_uri, a request object, or plain parameters. */
-async function readRequest(ctx: Context, client: Client, params: AuthorizationParameters): Promise<AuthorizationRequest> {
+/**
+ * Steps 2-3: the request, from a request_uri, a request object, or plain parameters. Sends
+ * `flight` (with what the caller added) once the pushed request's read is in it. With
+ * `browserId` (nobody is signed in), a pushed request is read by creating its interaction.
+ */
+async function readRequest(
+  ctx: Context,
+  client: Client,
+  params: AuthorizationParameters,
+  flight: Flight,
+  browserId: string | undefined,
+): Promise<{ request: AuthorizationRequest; created?: StoredInteraction }> {
   const requestUri = pageStep(() => params.string('request_uri'));
-  if (requestUri !== undefined) {
-    if (params.has('request')) throw new AuthorizationPageError(new OAuthError('invalid_request', 'send request or request_uri, not both'));
-    // RFC 9126 §4: parameters other than client_id and request_uri are ignored.
-    const pushed = await pageStepAsync(() => resolveRequestUri(ctx, client.metadata.client_id, requestUri));
-    if (!matchesRegisteredRedirectUri(client.metadata.redirect_uris ?? [], pushed.request.redirectUri)) {
-      throw new AuthorizationPageError(new OAuthError('invalid_request', 'redirect_uri is no longer registered for this client'));
+  if (requestUri === undefined) {
+    await flight.send();
+    const request = await validateAuthorizationRequest(ctx, client, params, { pushed: false });
+    // RFC 9126 §6: a client registered with require_pushed_authorization_requests must use PAR.
+    if (client.metadata.require_pushed_authorization_requests) {
+      throw new AuthorizationRedirectError(
+        new OAuthError('invalid_request', 'this client must use pushed authorization requests (PAR)'),
+        request.redirectUri,
+        request.state,
+      );
     }
-    return { ...pushed.request, pushedRequestId: pushed.id };
+    return { request };
   }
-  const request = await validateAuthorizationRequest(ctx, client, params, { pushed: false });
-  // RFC 9126 §6: a client registered with require_pushed_authorization_requests must use PAR.
-  if (client.metadata.require_pushed_authorization_requests) {
-    throw new AuthorizationRedirectError(
-      new OAuthError('invalid_request', 'this client must use pushed authorization requests (PAR)'),
-      request.redirectUri,
-      request.state,
-    );
+  if (params.has('request')) throw new AuthorizationPageError(new OAuthError('invalid_request', 'send request or request_uri, not both'));
+  // RFC 9126 §4: parameters other than client_id and request_uri are ignored.
+  const clientId = client.metadata.client_id;
+  const creating = browserId !== undefined ? createInteractionFromRequestUri(ctx, clientId, requestUri, browserId, flight) : undefined;
+  const resolving = creating ? undefined : pageStepAsync(() => resolveRequestUri(ctx, clientId, requestUri, flight));
+  resolving?.catch(() => undefined); // awaited below, after the flight was sent
+  await flight.send();
+  const created = await creating;
+  // Without an interaction made from it, the pushed request is read on its own: it says why not.
+  const request = created ? created.request : await (resolving ?? pageStepAsync(() => resolveRequestUri(ctx, clientId, requestUri))).then((p) => p.request);
+  if (!matchesRegisteredRedirectUri(client.metadata.redirect_uris ?? [], request.redirectUri)) {
+    throw new AuthorizationPageError(new OAuthError('invalid_request', 'redirect_uri is no longer registered for this client'));
   }
-  return request;
+  return created ? { request, created } : { request };
 }
 
 /**
- * Issues the code and redirects to the client. In one transaction: the interaction it completes
- * (`interactionId`) is completed — a conditional update, so a double resume issues one code; the
- * pushed request is consumed, once: a second authorization completing from the same request_uri
- * gets invalid_request_uri (RFC 9126 §4); the code is stored and `code.issued` recorded, durable
- * before the response leaves (DESIGN §5).
+ * Issues the code and redirects to the client. In one transaction, sent as one flight: the
+ * interaction it completes (`interactionId`) is completed — a conditional update, so a double
+ * resume issues one code; the pushed request is consumed, once: a second authorization completing
+ * from the same request_uri gets invalid_request_uri (RFC 9126 §4), and its interaction is
+ * completed all the same; the code is stored and `code.issued` recorded, durable before the
+ * response leaves (DESIGN §5). The conditions are the database's to check (storage/flight.ts):
+ * when one fails, nothing of the transaction is written.
  */
 async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: ConsentGrant, interactionId?: string): Promise<AuthorizeOutcome> {
   const binding: Parameters<typeof issueCode>[1] = {
@@ -180,28 +231,31 @@ async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Au
       ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
     },
   };
-  const outcome = await ctx.audit.recordWith<'completed' | 'request_uri_used' | { code: string }>(async (trx) => {
-    if (interactionId !== undefined && !(await completeInteraction(ctx, interactionId, trx))) return { value: 'completed' as const, events: [] };
-    // Another authorization completed from this request_uri: no code (this interaction stays completed).
-    if (request.pushedRequestId !== undefined && !(await consumePushedRequest(ctx, request.pushedRequestId, trx))) return { value: 'request_uri_used' as const, events: [] };
-    const { code, id } = await issueCode(ctx, binding, trx);
-    const issued: AuditEvent = {
-      type: 'code.issued',
-      actor: auth.userId,
-      subject: auth.userId,
-      client: request.clientId,
-      issuer: ctx.config.issuer,
-      ...(request.resource !== undefined ? { audience: request.resource } : {}),
-      scopes: [...request.oidcScopes, ...request.scopes],
-      details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime },
-    };
-    return { value: { code }, events: [issued] };
-  });
-  if (outcome === 'completed') return alreadyCompleted();
-  if (outcome === 'request_uri_used') {
+  // One flight: of a double resume, or of two authorizations from one request_uri, one commits.
+  const flight = ctx.storage.flight();
+  if (interactionId !== undefined) completeInteractionIn(flight, ctx, interactionId);
+  if (request.pushedRequestId !== undefined) consumePushedRequestIn(flight, ctx, request.pushedRequestId);
+  const { code, id } = await issueCode(ctx, binding, flight);
+  const issued: AuditEvent = {
+    type: 'code.issued',
+    actor: auth.userId,
+    subject: auth.userId,
+    client: request.clientId,
+    issuer: ctx.config.issuer,
+    ...(request.resource !== undefined ? { audience: request.resource } : {}),
+    scopes: [...request.oidcScopes, ...request.scopes],
+    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime },
+  };
+  try {
+    await ctx.audit.commit(flight, [issued]);
+  } catch (error) {
+    if (refusedFor(error, 'interaction_completed')) return alreadyCompleted();
+    if (!refusedFor(error, 'request_uri_used')) throw error;
+    // Another authorization completed from this request_uri: no code, and this interaction ends too.
+    if (interactionId !== undefined && !(await completeInteraction(ctx, interactionId))) return alreadyCompleted();
     return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('invalid_request_uri', 'the request_uri was already used'));
   }
-  return { kind: 'redirect', location: authorizationResponseLocation(request.redirectUri, ctx.config.issuer, request.state, { code: outcome.code }) };
+  return { kind: 'redirect', location: authorizationResponseLocation(request.redirectUri, ctx.config.issuer, request.state, { code }) };
 }
 
 /** An error authorization response; it completes (consumes) a pushed request too. */

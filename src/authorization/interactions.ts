@@ -4,9 +4,23 @@ import { isPostgres } from '../audit/dialect.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
+import { Flight, refusedFor, rowsOf } from '../storage/flight.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
-import { approveRequestIn, findActiveGrant, grantFromJoined, joinedGrantColumns, retryingConcurrentGrant, type ConsentGrant } from './consent.ts';
+import type { AuditEvent } from '../audit/events.ts';
+import {
+  approveRequestIn,
+  approveRequestInFlight,
+  findActiveGrant,
+  grantFromJoined,
+  grantFromRow,
+  joinedGrantColumns,
+  retryingConcurrentGrant,
+  type ConsentGrant,
+} from './consent.ts';
 import type { Authentication, Interaction, NextStep } from './contract.ts';
+import { handleDigest } from './digest.ts';
+import { isOwnRequestUri } from './pushed-requests.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
 
@@ -21,6 +35,10 @@ import { needs, toNextStep, type Need } from './steps.ts';
  * other calls of the same request, which use that record instead of reading it again (an
  * in-request cache: the record belongs to the object handed out, never to a later request).
  * Their writes are conditional updates, so what changed meanwhile still fails them.
+ *
+ * Round trips (docs/authorization.md): the reads take a flight to share one round trip with the
+ * request's other reads (the session, the account), and each request's writes are one flight — one
+ * transaction with their audit events, whose conditions the database checks (storage/flight.ts).
  */
 
 /** How long a person has to log in and decide, in seconds. */
@@ -77,21 +95,81 @@ export async function createInteraction(ctx: Pick<Context, 'storage' | 'clock'>,
 }
 
 /**
- * The stored interaction, completed or not, unless unknown or expired — with the active grant of
- * the person who logged in during it, in the same read (both tables are this component's).
+ * Creates an interaction straight from a pushed request (RFC 9126), in ONE statement that also
+ * reads it: the row of `requestUri`, if it is `clientId`'s, unexpired and not consumed, is copied
+ * into a new interaction bound to `browserId`, and the interaction returned. Undefined when there
+ * is no such pushed request (resolveRequestUri then says why) or it was stored without its own id
+ * (before the pushed request named it: then the caller takes the two-statement way).
+ *
+ * For a browser nobody is signed in to, which needs an interaction anyway: the request is
+ * validated afterwards (its redirect_uri still registered, prompt=none), and an interaction made
+ * for a request refused then stays behind unreachable — its id never leaves the server — until
+ * it expires and is pruned.
  */
-export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<StoredInteraction | undefined> {
+export async function createInteractionFromRequestUri(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  clientId: string,
+  requestUri: string,
+  browserId: string,
+  flight?: Flight,
+): Promise<StoredInteraction | undefined> {
+  if (!isOwnRequestUri(requestUri)) return undefined;
+  const db = ctx.storage.db;
+  const id = randomBytes(16).toString('base64url');
+  const now = ctx.clock.now();
+  const expiresAtMs = now + interactionTtlSeconds * 1000;
+  const browserHash = browserDigest(browserId);
+  const insert = db
+    .insertInto('interactions')
+    .columns(['id', 'client_id', 'request', 'browser_hash', 'authentication', 'consent', 'grant_id', 'created_at', 'expires_at', 'completed_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('pushed_requests')
+        .select([
+          eb.val(id).as('id'),
+          'client_id',
+          'request',
+          eb.val(browserHash).as('browser_hash'),
+          sql<null>`null`.as('authentication'),
+          sql<null>`null`.as('consent'),
+          sql<null>`null`.as('grant_id'),
+          eb.val(now).as('created_at'),
+          eb.val(expiresAtMs).as('expires_at'),
+          sql<null>`null`.as('completed_at'),
+        ])
+        .where('uri_hash', '=', handleDigest(requestUri))
+        // RFC 9126 §4: bound to the client that pushed it, unexpired, not used by a completed authorization.
+        .where('client_id', '=', clientId)
+        .where('expires_at', '>', now)
+        .where('consumed_at', 'is', null),
+    )
+    .returning('request');
+  const [row] = flight ? (await flight.run(insert)).rows : await insert.execute();
+  if (!row) return undefined;
+  const request = JSON.parse(row.request) as AuthorizationRequest;
+  if (request.pushedRequestId === undefined) return undefined;
+  return { id, clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null };
+}
+
+/**
+ * The stored interaction, completed or not, unless unknown or expired — with the active grant of
+ * the person who logged in during it, in the same read (both tables are this component's). With
+ * `flight`, read with the flight's other statements.
+ */
+export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string, flight?: Flight): Promise<StoredInteraction | undefined> {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) return undefined;
   const db = ctx.storage.db;
-  const row = await db
-    .selectFrom('interactions')
-    .leftJoin('grants', (join) =>
-      join.onRef('grants.client_id', '=', 'interactions.client_id').on('grants.user_id', '=', loginUserId(db)).on('grants.revoked_at', 'is', null),
-    )
-    .selectAll('interactions')
-    .select(joinedGrantColumns)
-    .where('interactions.id', '=', id)
-    .executeTakeFirst();
+  const [row] = await rowsOf(
+    db
+      .selectFrom('interactions')
+      .leftJoin('grants', (join) =>
+        join.onRef('grants.client_id', '=', 'interactions.client_id').on('grants.user_id', '=', loginUserId(db)).on('grants.revoked_at', 'is', null),
+      )
+      .selectAll('interactions')
+      .select(joinedGrantColumns)
+      .where('interactions.id', '=', id),
+    flight,
+  );
   if (!row || Number(row.expires_at) <= ctx.clock.now()) return undefined;
   const loginGrant = grantFromJoined(row) ?? null;
   return {
@@ -131,13 +209,17 @@ export async function forgetSignInsOf(trx: Transaction<Database>, userId: string
 /** The stored records behind the Interactions handed to the people side (see the top of this file). */
 const records = new WeakMap<Interaction, StoredInteraction>();
 
-/** Contract: the pending interaction; undefined when unknown, expired or already completed. */
+/**
+ * Contract: the pending interaction; undefined when unknown, expired or already completed. With
+ * `flight`, read with the flight's other statements (the people side's session or account).
+ */
 export async function loadInteraction(
   ctx: Pick<Context, 'storage' | 'clock'>,
   id: string,
   browser?: { id: string | undefined },
+  flight?: Flight,
 ): Promise<Interaction | undefined> {
-  const stored = await loadStoredInteraction(ctx, id);
+  const stored = await loadStoredInteraction(ctx, id, flight);
   if (!stored || stored.completedAt !== null) return undefined;
   // With `browser` (the sign-in and consent pages): the interaction belongs to the browser that
   // started it. A link to it opened in another browser — a victim lured into signing in on the
@@ -166,24 +248,49 @@ export async function nextStep(ctx: Context, interaction: Interaction | string, 
 
 /**
  * Contract: records a successful login during the interaction (the people side calls it after
- * verifying the person), in `db`, the login's transaction. One conditional update: false when the
- * interaction is unknown, expired or completed (nothing recorded).
+ * verifying the person). One conditional update: false when the interaction is unknown, expired or
+ * completed (nothing recorded).
+ *
+ * `db`: the flight of the login's transaction, to which the update is added (the promise then
+ * settles once the flight has landed), else a database handle. With a flight and the Interaction
+ * of this request, the person's grant to the client is read in the same transaction, and the
+ * record behind that Interaction becomes what the interaction now is: `nextStep` in the same
+ * request reads nothing (the people side asks it where to send the person next).
  */
-export async function recordAuthentication(
+export function recordAuthentication(
   ctx: Pick<Context, 'storage' | 'clock'>,
   interaction: Interaction | string,
   auth: Authentication,
-  db: Kysely<Database> = ctx.storage.db,
+  db: Kysely<Database> | Flight = ctx.storage.db,
 ): Promise<boolean> {
   const id = typeof interaction === 'string' ? interaction : interaction.id;
-  const updated = await db
+  const update = ctx.storage.db
     .updateTable('interactions')
     .set({ authentication: JSON.stringify(auth) })
     .where('id', '=', id)
     .where('completed_at', 'is', null)
-    .where('expires_at', '>', ctx.clock.now())
-    .executeTakeFirst();
-  return Number(updated.numUpdatedRows) === 1;
+    .where('expires_at', '>', ctx.clock.now());
+  if (!(db instanceof Flight)) return update.executeTakeFirst().then((updated) => Number(updated.numUpdatedRows) === 1);
+  const updated = db.run(update);
+  const stored = typeof interaction === 'string' ? undefined : records.get(interaction);
+  const grant = stored ? db.run(activeGrantQuery(ctx, auth.userId, stored.clientId)) : undefined;
+  const recorded = (async () => {
+    if (Number((await updated).numAffectedRows) !== 1) return false;
+    if (stored && typeof interaction !== 'string') {
+      const row = (await grant!).rows[0];
+      stored.authentication = auth;
+      stored.loginGrant = row ? grantFromRow(row) : null;
+      interaction.authentication = auth;
+    }
+    return true;
+  })();
+  // Settled once the flight lands; a login refused in its transaction leaves it unread.
+  recorded.catch(() => undefined);
+  return recorded;
+}
+
+function activeGrantQuery(ctx: Pick<Context, 'storage'>, userId: string, clientId: string) {
+  return ctx.storage.db.selectFrom('grants').selectAll().where('user_id', '=', userId).where('client_id', '=', clientId).where('revoked_at', 'is', null);
 }
 
 /**
@@ -192,6 +299,11 @@ export async function recordAuthentication(
  * (RFC 6749 §4.1.2.1). `auth` must be the person the interaction is for. The grant, the
  * interaction's record of the decision and the event are one transaction; the interaction's
  * update is conditional on it being pending and its login unchanged since it was read.
+ *
+ * One flight: the grant is extended as it was read with the interaction (read now when nobody
+ * logged in during it), conditionally on it being unchanged. When it changed meanwhile — another
+ * approval, a revocation, a first approval in another tab — the decision is taken again in a
+ * transaction that locks the grant's row (`approveRequestIn`).
  */
 export async function decideConsent(ctx: Context, interaction: Interaction | string, auth: Authentication, approved: boolean): Promise<void> {
   const stored = await pending(ctx, interaction);
@@ -201,42 +313,58 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
   const request = stored.request;
   const decision: ConsentDecision = { decision: approved ? 'approved' : 'denied', userId: auth.userId };
   const loggedIn = stored.authentication ? JSON.stringify(stored.authentication) : null;
-  // A concurrent first approval by the same person (another tab) makes this one extend that grant.
+  const db = ctx.storage.db;
+  const recordDecision = (on: Kysely<Database>, now: number, grant: ConsentGrant | undefined) =>
+    on
+      .updateTable('interactions')
+      .set({ consent: JSON.stringify(decision), grant_id: grant?.id ?? null })
+      .where('id', '=', stored.id)
+      .where('completed_at', 'is', null)
+      .where('expires_at', '>', now)
+      // Nobody else logged in during the interaction since it was read (the check above holds).
+      .where('authentication', loggedIn === null ? 'is' : '=', loggedIn);
+  const events = (grant: ConsentGrant | undefined): AuditEvent[] => [
+    {
+      type: approved ? 'consent.granted' : 'consent.denied',
+      actor: auth.userId,
+      subject: auth.userId,
+      client: request.clientId,
+      ...(request.resource ? { audience: request.resource } : {}),
+      scopes: [...request.oidcScopes, ...request.scopes],
+      decision: { allow: approved, reasons: [approved ? 'approved by the person' : 'denied by the person'] },
+      details: {
+        interaction_id: stored.id,
+        ...(grant ? { grant_id: grant.id } : {}),
+        authorization_details: request.authorizationDetails,
+        // The mandate the person consented (or refused) to let the client act under.
+        ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
+      },
+    },
+  ];
+
+  // The person's grant as the interaction's read found it (their login during it), else read now.
+  const known = stored.authentication?.userId === auth.userId && stored.loginGrant !== undefined ? stored.loginGrant : undefined;
+  const current = !approved ? null : known !== undefined ? known : ((await findActiveGrant(ctx, auth.userId, request.clientId)) ?? null);
+  const flight = ctx.storage.flight();
+  const now = ctx.clock.now();
+  const grant = approved ? approveRequestInFlight(flight, db, now, auth.userId, request, current) : undefined;
+  void flight.run(recordDecision(db, now, grant), { rows: 1, otherwise: 'interaction_not_pending' });
+  try {
+    await ctx.audit.commit(flight, events(grant));
+    return;
+  } catch (error) {
+    if (refusedFor(error, 'interaction_not_pending')) throw unknownInteraction();
+    if (!refusedFor(error, 'grant_changed') && !isUniqueViolation(error)) throw error;
+  }
+  // The grant changed since it was read: decide again on its locked row. A concurrent first
+  // approval by the same person (another tab) makes this one extend that grant.
   await retryingConcurrentGrant(() =>
     ctx.audit.recordWith(async (trx) => {
       const now = ctx.clock.now();
-      const grant = approved ? await approveRequestIn(trx, now, auth.userId, request) : undefined;
-      const updated = await trx
-        .updateTable('interactions')
-        .set({ consent: JSON.stringify(decision), grant_id: grant?.id ?? null })
-        .where('id', '=', stored.id)
-        .where('completed_at', 'is', null)
-        .where('expires_at', '>', now)
-        // Nobody else logged in during the interaction since it was read (the check above holds).
-        .where('authentication', loggedIn === null ? 'is' : '=', loggedIn)
-        .executeTakeFirst();
+      const grant = await approveRequestIn(trx, now, auth.userId, request);
+      const updated = await recordDecision(trx, now, grant).executeTakeFirst();
       if (Number(updated.numUpdatedRows) !== 1) throw unknownInteraction();
-      return {
-        value: undefined,
-        events: [
-          {
-            type: approved ? 'consent.granted' : 'consent.denied',
-            actor: auth.userId,
-            subject: auth.userId,
-            client: request.clientId,
-            ...(request.resource ? { audience: request.resource } : {}),
-            scopes: [...request.oidcScopes, ...request.scopes],
-            decision: { allow: approved, reasons: [approved ? 'approved by the person' : 'denied by the person'] },
-            details: {
-              interaction_id: stored.id,
-              ...(grant ? { grant_id: grant.id } : {}),
-              authorization_details: request.authorizationDetails,
-              // The mandate the person consented (or refused) to let the client act under.
-              ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
-            },
-          },
-        ],
-      };
+      return { value: undefined, events: events(grant) };
     }),
   );
 }
@@ -276,13 +404,21 @@ export async function evaluateInteraction(
  * transaction of the authorization response it completes with.
  */
 export async function completeInteraction(ctx: Pick<Context, 'storage' | 'clock'>, id: string, db: Kysely<Database> = ctx.storage.db): Promise<boolean> {
-  const updated = await db
-    .updateTable('interactions')
-    .set({ completed_at: ctx.clock.now() })
-    .where('id', '=', id)
-    .where('completed_at', 'is', null)
-    .executeTakeFirst();
+  const updated = await completion(ctx, id, db).executeTakeFirst();
   return Number(updated.numUpdatedRows) === 1;
+}
+
+/**
+ * `completeInteraction` in the transaction of a flight (the authorization response's): unless it
+ * is this one that completes the interaction, the whole transaction is refused
+ * (`interaction_completed`) and writes nothing — a double resume issues one code.
+ */
+export function completeInteractionIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, id: string): void {
+  void flight.run(completion(ctx, id, ctx.storage.db), { rows: 1, otherwise: 'interaction_completed' });
+}
+
+function completion(ctx: Pick<Context, 'clock'>, id: string, db: Kysely<Database>) {
+  return db.updateTable('interactions').set({ completed_at: ctx.clock.now() }).where('id', '=', id).where('completed_at', 'is', null);
 }
 
 /** Deletes interactions that expired before `now` (ms). */

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../audit/events.ts';
-import { findCode, redeemCode } from '../authorization/codes.ts';
+import { findCode, redeemCodeIn } from '../authorization/codes.ts';
 import { isValidCodeVerifier, verifyS256 } from '../authorization/pkce.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
@@ -71,8 +71,8 @@ export const authorizationCode = defineGrant({
       grantType: 'authorization_code',
       requestId,
       // DESIGN §7: single use is one conditional update; losing the race is a reuse.
-      write: async (trx) => {
-        if (!(await redeemCode(ctx, code.id, trx))) return undefined;
+      write: (flight) => {
+        redeemCodeIn(flight, ctx, code.id);
         const redeemed: AuditEvent = {
           type: 'code.redeemed',
           requestId,
@@ -81,7 +81,7 @@ export const authorizationCode = defineGrant({
           client: clientId,
           details: { code_id: code.id, grant_id: code.grantId },
         };
-        return { events: [redeemed] };
+        return { events: [redeemed], lostIf: 'code_not_redeemable' };
       },
     });
     if (!issued) {

@@ -5,6 +5,7 @@ import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { resolveIssuingMandate, userParties } from '../mandates/issuance.ts';
+import { refusedFor, type Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import type { PresentedKeys, SenderBinding } from '../tokens/binding.ts';
 import { mintIdToken } from '../tokens/id-token.ts';
@@ -14,11 +15,19 @@ import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
 import type { GrantResult, TokenResponse } from './grant.ts';
 
 /**
- * What a grant writes when it issues tokens (in `issuePersonTokens`' transaction): undefined when
- * it lost (a code already redeemed, a refresh token already used), else its audit events and, on
- * rotation, the refresh token that goes with the response.
+ * What a grant writes when it issues tokens, added to the flight of `issuePersonTokens`'
+ * transaction (the code's redemption, the refresh token's rotation): its audit events, on rotation
+ * the refresh token that goes with the response, and `lostIf`, the refusal of that flight which
+ * means the grant lost (the code was redeemed meanwhile, the refresh token used). Undefined: there
+ * is nothing to try in a flight (go straight to `TokenRetry`).
  */
-export type TokenWrite = (trx: Transaction<Database>) => Promise<{ events: AuditEvent[]; refresh?: IssuedRefreshToken } | undefined>;
+export type TokenWrite = (flight: Flight) => { events: AuditEvent[]; refresh?: IssuedRefreshToken; lostIf: string } | undefined;
+
+/**
+ * What a grant writes instead, in an ordinary transaction, when its flight lost: undefined when it
+ * lost again, else as TokenWrite (a confidential client's refresh retry, src/grants/refresh-token.ts).
+ */
+export type TokenRetry = (trx: Transaction<Database>) => Promise<{ events: AuditEvent[]; refresh?: IssuedRefreshToken } | undefined>;
 
 /**
  * Issues the tokens of a person's authorization (the code and refresh grants):
@@ -31,14 +40,24 @@ export type TokenWrite = (trx: Transaction<Database>) => Promise<{ events: Audit
  *    rotation), inserts a new refresh token family on code redemption for a client registered for
  *    refresh_token, and records the grant's events and `token.issued` with its decisions — so
  *    everything that justifies the response is durable before it leaves, and nothing is written
- *    when the write lost (then: undefined, and the signed tokens are dropped unseen).
+ *    when the write lost (then: undefined, and the signed tokens are dropped unseen). The
+ *    transaction is one flight (one round trip, storage/flight.ts): the write's condition is the
+ *    database's to check; when it lost, the grant's `retry` (if any) decides again in an ordinary
+ *    transaction.
  */
 export async function issuePersonTokens(
   ctx: Context,
   authenticated: AuthenticatedClient,
   basis: TokenBasis,
   target: AccessTarget,
-  options: { keys: PresentedKeys; nonce?: string | undefined; grantType: 'authorization_code' | 'refresh_token'; requestId: string; write: TokenWrite },
+  options: {
+    keys: PresentedKeys;
+    nonce?: string | undefined;
+    grantType: 'authorization_code' | 'refresh_token';
+    requestId: string;
+    write: TokenWrite;
+    retry?: TokenRetry;
+  },
 ): Promise<GrantResult | undefined> {
   const userinfo = target.audience === userinfoAudience(ctx.config.issuer);
   const mandate =
@@ -73,18 +92,37 @@ export async function issuePersonTokens(
   // Refresh tokens go to clients registered for the refresh_token grant (docs: whether offline_access
   // was requested does not matter; the registration is the operator's decision).
   const newFamily = options.grantType === 'authorization_code' && authenticated.client.metadata.grant_types.includes('refresh_token');
-  const written = await ctx.audit.recordWith(async (trx) => {
-    const write = await options.write(trx);
-    if (!write) return { value: undefined, events: [] };
-    // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
-    const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
-    const refresh = newFamily ? await issueRefreshToken(ctx, refreshInput(basis, publicClient ? access.binding.cnf : undefined), trx) : write.refresh;
+  // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
+  const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
+  const family = () => refreshInput(basis, publicClient ? access.binding.cnf : undefined);
+  const events = (writeEvents: AuditEvent[], refresh: IssuedRefreshToken | undefined): AuditEvent[] => {
     const issued: AuditEvent = {
       ...access.event,
       details: { ...access.event.details, grant_id: basis.grantId, oidc: idToken !== undefined, ...(refresh ? { refresh_id: refresh.id } : {}) },
     };
-    return { value: { refresh }, events: [...write.events, ...access.decisions, issued] };
-  });
+    return [...writeEvents, ...access.decisions, issued];
+  };
+  let written: { refresh: IssuedRefreshToken | undefined } | undefined;
+  const flight = ctx.storage.flight();
+  const write = options.write(flight);
+  if (write) {
+    const refresh = newFamily ? await issueRefreshToken(ctx, family(), flight) : write.refresh;
+    try {
+      await ctx.audit.commit(flight, events(write.events, refresh));
+      written = { refresh };
+    } catch (error) {
+      if (!refusedFor(error, write.lostIf)) throw error;
+    }
+  }
+  const retry = options.retry;
+  if (!written && retry) {
+    written = await ctx.audit.recordWith(async (trx) => {
+      const again = await retry(trx);
+      if (!again) return { value: undefined, events: [] };
+      const refresh = newFamily ? await issueRefreshToken(ctx, family(), trx) : again.refresh;
+      return { value: { refresh }, events: events(again.events, refresh) };
+    });
+  }
   if (!written) return undefined;
   const response: TokenResponse = {
     ...access.response,

@@ -6,7 +6,8 @@ import {
   findRefreshToken,
   refreshTokenById,
   retryRefreshToken,
-  rotateRefreshToken,
+  rotateRefreshTokenIn,
+  type IssuedRefreshToken,
   type StoredRefreshToken,
 } from '../tokens/refresh-tokens.ts';
 import { chooseAccessTarget, tokenBasis } from '../tokens/user-tokens.ts';
@@ -78,28 +79,30 @@ export const refreshToken = defineGrant({
     const target = await chooseAccessTarget(ctx, basis, params.all('resource'), params.get('scope'));
 
     const isPublic = authenticated.client.metadata.token_endpoint_auth_method === 'none';
+    const rotated = (child: IssuedRefreshToken, rotation: 'rotated' | 'retried'): AuditEvent => ({
+      type: 'refresh.rotated',
+      requestId,
+      actor: clientId,
+      subject: stored.userId,
+      client: clientId,
+      details: { refresh_id: stored.id, new_refresh_id: child.id, family_id: stored.familyId, grant_id: stored.grantId, rotation },
+    });
     const issued = await issuePersonTokens(ctx, authenticated, basis, target, {
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
       grantType: 'refresh_token',
       requestId,
-      write: async (trx) => {
-        let rotation: 'rotated' | 'retried' = 'rotated';
-        let child = stored.state === 'active' ? await rotateRefreshToken(ctx, stored, value, trx) : undefined;
-        if (!child && !isPublic) {
-          child = await retryRefreshToken(ctx, stored, value, trx);
-          rotation = 'retried';
-        }
-        if (!child) return undefined;
-        const rotated: AuditEvent = {
-          type: 'refresh.rotated',
-          requestId,
-          actor: clientId,
-          subject: stored.userId,
-          client: clientId,
-          details: { refresh_id: stored.id, new_refresh_id: child.id, family_id: stored.familyId, grant_id: stored.grantId, rotation },
-        };
-        return { events: [rotated], refresh: child };
+      // DESIGN §7: the rotation is one conditional update; losing the race is a reuse, or a retry.
+      write: (flight) => {
+        if (stored.state !== 'active') return undefined;
+        const child = rotateRefreshTokenIn(flight, ctx, stored, value);
+        return { events: [rotated(child, 'rotated')], refresh: child, lostIf: 'refresh_token_not_active' };
       },
+      retry: isPublic
+        ? undefined
+        : async (trx) => {
+            const child = await retryRefreshToken(ctx, stored, value, trx);
+            return child && { events: [rotated(child, 'retried')], refresh: child };
+          },
     });
     if (!issued) throw await reused(ctx, (await refreshTokenById(ctx, stored.id)) ?? stored, requestId);
     return issued;

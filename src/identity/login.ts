@@ -1,6 +1,6 @@
-import type { Transaction } from 'kysely';
-import type { AuditEvent, Recorded } from '../audit/events.ts';
+import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
+import { refusedFor, type Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
 import { normalizeUsername, userFromRow, userRowByUsername, type User } from './users.ts';
@@ -35,6 +35,23 @@ export interface VerifiedLogin {
 
 type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit'>;
 
+/**
+ * The account a login attempt names, read ahead of `verifyLogin` — with the request's other reads
+ * when `flight` is given (the sign-in form reads it with its interaction: one round trip).
+ */
+export interface LoginAccount {
+  username: string;
+  row: Promise<Database['users'] | undefined>;
+}
+
+/** Reads the account `username` names, for `verifyLogin`; with `flight`'s statements when given. */
+export function readLoginAccount(ctx: Pick<Context, 'storage'>, username: string, flight?: Flight): LoginAccount {
+  const normalized = normalizeUsername(username).slice(0, 256);
+  const row = userRowByUsername(ctx.storage.db, normalized, flight);
+  row.catch(() => undefined); // settled by verifyLogin, or abandoned with the request
+  return { username: normalized, row };
+}
+
 /** Why a login failed, for the audit trail only: the person is told the same thing in every case. */
 type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'throttled';
 
@@ -55,19 +72,22 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  *    (src/identity/lifecycle.ts);
  * 5. a success refunds its throttle count, resets the consecutive-failure count, upgrades a hash
  *    made with older parameters, and is audited as `user.login_succeeded` before the caller
- *    responds — in one transaction with what `onSuccess` writes there (the caller's consequences
- *    of the login: the new session, the interaction's record of it), so they commit together or
- *    not at all.
+ *    responds — in one transaction with what `onSuccess` adds to its flight (the caller's
+ *    consequences of the login: the new session, the interaction's record of it), so they commit
+ *    together or not at all, in one round trip. `onSuccess` adds statements and must not wait for
+ *    their answers: they come once the transaction has committed.
  * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`.
+ * `account`: the account, read ahead (`readLoginAccount`); else it is read here.
  */
 export async function verifyLogin<T = undefined>(
   ctx: LoginContext,
   attempt: LoginAttempt,
-  onSuccess?: (trx: Transaction<Database>, login: VerifiedLogin) => Promise<T>,
+  onSuccess?: (flight: Flight, login: VerifiedLogin) => T | Promise<T>,
+  account?: LoginAccount,
 ): Promise<LoginOutcome<T>> {
   const username = normalizeUsername(attempt.username).slice(0, 256);
   const db = ctx.storage.db;
-  const row = await userRowByUsername(db, username);
+  const row = account && account.username === username ? await account.row : await userRowByUsername(db, username);
   const base = {
     requestId: attempt.requestId,
     ...(attempt.clientId ? { client: attempt.clientId } : {}),
@@ -115,10 +135,11 @@ export async function verifyLogin<T = undefined>(
     const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
     const amr = ['pwd']; // RFC 8176 §2
     const acr = acrValues.singleFactor;
-    const written = await ctx.audit.recordWith(async (trx): Promise<Recorded<{ ok: true; value: T } | { ok: false }>> => {
-      // Conditional on the account still being active: a lockout that committed while the password
-      // was being verified wins over the right password.
-      const result = await trx
+    const flight = ctx.storage.flight();
+    // Conditional on the account still being active: a lockout that committed while the password
+    // was being verified wins over the right password (and then nothing of the flight is written).
+    void flight.run(
+      db
         .updateTable('users')
         .set((eb) => ({
           failed_logins: 0,
@@ -127,26 +148,25 @@ export async function verifyLogin<T = undefined>(
           ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', storedHash).then(upgrade).else(eb.ref('password_hash')).end() } : {}),
         }))
         .where('id', '=', row.id)
-        .where('status', '=', 'active')
-        .executeTakeFirst();
-      if (Number(result.numUpdatedRows) === 0) {
-        return { value: { ok: false }, events: [failureEvent(base, 'locked', attempt.sourceAddress)] };
-      }
-      const value = onSuccess ? await onSuccess(trx, { user, acr, amr }) : (undefined as T);
-      const event: AuditEvent = {
-        type: 'user.login_succeeded',
-        ...base,
-        actor: row.id,
-        decision: { allow: true, reasons: ['password'] },
-        details: { source_address: attempt.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
-      };
-      return { value: { ok: true, value }, events: [event] };
-    });
-    if (!written.ok) {
-      judged = 'failure'; // audited as `locked` in the transaction above
-      return invalid;
+        .where('status', '=', 'active'),
+      { rows: 1, otherwise: 'account_not_active' },
+    );
+    const value = onSuccess ? await onSuccess(flight, { user, acr, amr }) : (undefined as T);
+    const event: AuditEvent = {
+      type: 'user.login_succeeded',
+      ...base,
+      actor: row.id,
+      decision: { allow: true, reasons: ['password'] },
+      details: { source_address: attempt.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
+    };
+    try {
+      await ctx.audit.commit(flight, [event]);
+    } catch (error) {
+      if (!refusedFor(error, 'account_not_active')) throw error;
+      judged = 'failure';
+      return await fail('locked');
     }
-    return { ok: true, user, acr, amr, value: written.value };
+    return { ok: true, user, acr, amr, value };
   } finally {
     if (judged !== 'failure') await reservation.refund();
   }

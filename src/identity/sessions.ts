@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
 import type { Authentication } from '../authorization/contract.ts';
 import type { Context } from '../context.ts';
-import type { Database } from '../storage/schema.ts';
+import { rowsOf, type Flight } from '../storage/flight.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
 
 /**
@@ -51,10 +50,11 @@ function presentedIds(cookieHeader: string | undefined): string[] {
  * within its idle timeout, and of an active (not locked) user. Reading it counts as activity.
  * Several session cookies can arrive (one planted with a narrower Path or from a sibling domain
  * sits beside ours); when more than one of them is a valid session, which person is present is
- * ambiguous, and the answer is none.
+ * ambiguous, and the answer is none. With `flight`, the session is read with the flight's other
+ * statements (then send the flight: the promise settles once it has landed).
  */
-export async function readSession(ctx: SessionContext, cookieHeader: string | undefined): Promise<Authentication | undefined> {
-  return (await readSessionOfPerson(ctx, cookieHeader))?.authentication;
+export async function readSession(ctx: SessionContext, cookieHeader: string | undefined, flight?: Flight): Promise<Authentication | undefined> {
+  return (await readSessionOfPerson(ctx, cookieHeader, flight))?.authentication;
 }
 
 /** How a page names the person of a session. */
@@ -70,20 +70,23 @@ export interface SessionPerson {
 export async function readSessionOfPerson(
   ctx: SessionContext,
   cookieHeader: string | undefined,
+  flight?: Flight,
 ): Promise<{ authentication: Authentication; person: SessionPerson } | undefined> {
   const ids = presentedIds(cookieHeader);
   if (ids.length === 0) return undefined;
   const now = ctx.clock.now();
-  const rows = await ctx.storage.db
-    .selectFrom('sessions')
-    .innerJoin('users', 'users.id', 'sessions.user_id')
-    .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr'])
-    .select(['users.username', 'users.name'])
-    .where('sessions.id', 'in', ids)
-    .where('sessions.ended_at', 'is', null)
-    .where('sessions.expires_at', '>', now)
-    .where('users.status', '=', 'active')
-    .execute();
+  const rows = await rowsOf(
+    ctx.storage.db
+      .selectFrom('sessions')
+      .innerJoin('users', 'users.id', 'sessions.user_id')
+      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr'])
+      .select(['users.username', 'users.name'])
+      .where('sessions.id', 'in', ids)
+      .where('sessions.ended_at', 'is', null)
+      .where('sessions.expires_at', '>', now)
+      .where('users.status', '=', 'active'),
+    flight,
+  );
   const live = rows.filter((row) => Number(row.last_seen_at) + Number(row.idle_timeout_ms) > now);
   if (live.length !== 1) return undefined;
   const session = live[0]!;
@@ -111,14 +114,14 @@ export interface StartedSession {
 /**
  * Starts a session after a successful login. Every session whose cookie the browser presented is
  * ended first (reason `rotated`): the id rotates at each login, so a session id fixed before the
- * login (session fixation) never becomes an authenticated one. `within`: the login's transaction
- * (with the user's update, the interaction's record of the login and the audit event), else
- * one of its own.
+ * login (session fixation) never becomes an authenticated one. `within`: the flight of the login's
+ * transaction (with the user's update, the interaction's record of the login and the audit
+ * event), to which its statements are added; else one transaction of its own.
  */
 export async function startSession(
   ctx: SessionContext,
   login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined },
-  within?: Transaction<Database>,
+  within?: Flight,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
   const policy = ctx.identity.policy.session;
@@ -126,11 +129,13 @@ export async function startSession(
   const id = sessionIdFor(value);
   const previous = presentedIds(login.cookieHeader);
   const authTime = Math.floor(now / 1000);
-  const write = async (trx: Transaction<Database>) => {
-    if (previous.length > 0) {
-      await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'rotated' }).where('id', 'in', previous).where('ended_at', 'is', null).execute();
-    }
-    await trx
+  const db = ctx.storage.db;
+  const flight = within ?? ctx.storage.flight();
+  if (previous.length > 0) {
+    void flight.run(db.updateTable('sessions').set({ ended_at: now, end_reason: 'rotated' }).where('id', 'in', previous).where('ended_at', 'is', null));
+  }
+  void flight.run(
+    db
       .insertInto('sessions')
       .values({
         id,
@@ -144,11 +149,10 @@ export async function startSession(
         amr: JSON.stringify(login.amr),
         ended_at: null,
         end_reason: null,
-      })
-      .execute();
-    await maybePrune(ctx, now, trx);
-  };
-  await (within ? write(within) : ctx.storage.db.transaction().execute(write));
+      }),
+  );
+  maybePrune(ctx, now, flight);
+  if (!within) await flight.commit();
   return {
     authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr },
     setCookie: sessionCookie(ctx, value),
@@ -198,13 +202,15 @@ export function cookieScope(issuer: string): { path: string; secure: boolean } {
 
 const lastPrune = new WeakMap<object, number>();
 
-/** Deletes sessions that ended or expired more than a day ago; at most once per 10 minutes per process. */
-async function maybePrune(ctx: SessionContext, now: number, db: Kysely<Database>): Promise<void> {
+/**
+ * Adds to `flight` the deletion of sessions that ended or expired more than a day ago; at most
+ * once per 10 minutes per process.
+ */
+function maybePrune(ctx: SessionContext, now: number, flight: Flight): void {
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
   if (now - last < pruneEveryMs && now >= last) return;
   lastPrune.set(ctx.storage, now);
-  await db
-    .deleteFrom('sessions')
-    .where((eb) => eb.or([eb('ended_at', '<', now - retainEndedMs), eb('expires_at', '<', now - retainEndedMs)]))
-    .execute();
+  void flight.run(
+    ctx.storage.db.deleteFrom('sessions').where((eb) => eb.or([eb('ended_at', '<', now - retainEndedMs), eb('expires_at', '<', now - retainEndedMs)])),
+  );
 }

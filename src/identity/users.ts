@@ -4,6 +4,7 @@ import type { AuditEvent } from '../audit/events.ts';
 import { isSecretName } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
+import { rowsOf, type Flight } from '../storage/flight.ts';
 import { join, type Validator } from '../validation.ts';
 import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecycle.ts';
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
@@ -226,11 +227,14 @@ export async function listUsers(ctx: Storage): Promise<User[]> {
   return rows.map(toUser);
 }
 
-/** @internal For the login flow: the row with its password hash. */
-export async function userRowByUsername(db: Kysely<Database>, username: string): Promise<UserRow | undefined> {
+/**
+ * @internal For the login flow: the row with its password hash — read with the other statements
+ * of `flight` when one is given (the login reads it with its interaction).
+ */
+export async function userRowByUsername(db: Kysely<Database>, username: string, flight?: Flight): Promise<UserRow | undefined> {
   const normalized = normalizeUsername(username);
   if (!usernamePattern.test(normalized)) return undefined;
-  return db.selectFrom('users').selectAll().where('username', '=', normalized).executeTakeFirst();
+  return (await rowsOf(db.selectFrom('users').selectAll().where('username', '=', normalized), flight))[0];
 }
 
 /** A user as the admin API shows it: everything but the password hash. */

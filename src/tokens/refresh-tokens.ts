@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
+import { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { grantNamesMandate } from '../authorization/consent.ts';
@@ -78,19 +79,20 @@ export interface StoredRefreshToken {
 
 /**
  * Issues the first refresh token of a family (at a code redemption). Returns the token once.
- * `db`: the transaction it belongs to (the redemption's).
+ * `db`: the transaction it belongs to (the redemption's), or that transaction's flight, to which
+ * the insertion is added.
  */
 export async function issueRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
   input: { grantId: string; clientId: string; userId: string; payload: RefreshPayload },
-  db: Kysely<Database> = ctx.storage.db,
+  db: Kysely<Database> | Flight = ctx.storage.db,
 ): Promise<IssuedRefreshToken> {
   const token = randomHandle(32);
   const id = randomUUID();
   const familyId = id;
   const now = ctx.clock.now();
   const expiresAt = now + refreshTokenTtlSeconds * 1000;
-  await db
+  const insert = (db instanceof Flight ? ctx.storage.db : db)
     .insertInto('refresh_tokens')
     .values({
       token_hash: handleDigest(token),
@@ -106,8 +108,9 @@ export async function issueRefreshToken(
       expires_at: expiresAt,
       used_at: null,
       retry_seal: null,
-    })
-    .execute();
+    });
+  if (db instanceof Flight) void db.run(insert);
+  else await insert.execute();
   return { token, id, familyId, expiresAt };
 }
 
@@ -170,7 +173,31 @@ export async function rotateRefreshToken(
 ): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
   return inTransaction(ctx, within, async (trx) => {
-    const result = await trx
+    const result = await rotation(trx, now, parent).executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return undefined;
+    const child = childOf(now, parent, presented);
+    await trx.insertInto('refresh_tokens').values(child.row).execute();
+    return child.issued;
+  });
+}
+
+/**
+ * `rotateRefreshToken` in the transaction of a flight (the grant's, with the audit events): the
+ * same conditional update and the child's insertion, and unless the update rotates the token the
+ * whole transaction is refused (`refresh_token_not_active`: used meanwhile, or expired) and
+ * writes nothing. Returns the child, as it will be once committed.
+ */
+export function rotateRefreshTokenIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, parent: StoredRefreshToken, presented: string): IssuedRefreshToken {
+  const now = ctx.clock.now();
+  void flight.run(rotation(ctx.storage.db, now, parent), { rows: 1, otherwise: 'refresh_token_not_active' });
+  const child = childOf(now, parent, presented);
+  void flight.run(ctx.storage.db.insertInto('refresh_tokens').values(child.row));
+  return child.issued;
+}
+
+function rotation(db: Kysely<Database>, now: number, parent: StoredRefreshToken) {
+  return (
+    db
       .updateTable('refresh_tokens')
       // A used token's own seal is dropped: only an unused child is ever returned by a retry, and
       // without the seals of used tokens a copy of the database plus an old token of the family
@@ -179,10 +206,7 @@ export async function rotateRefreshToken(
       .where('id', '=', parent.id)
       .where('state', '=', 'active')
       .where('expires_at', '>', now)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) return undefined;
-    return insertChild(trx, now, parent, presented);
-  });
+  );
 }
 
 /**
@@ -213,7 +237,9 @@ export async function retryRefreshToken(
     if (!child) return undefined;
     if (child.retry_seal === null) {
       await trx.updateTable('refresh_tokens').set({ state: 'superseded' }).where('id', '=', child.id).execute();
-      return insertChild(trx, now, parent, presented);
+      const replacement = childOf(now, parent, presented);
+      await trx.insertInto('refresh_tokens').values(replacement.row).execute();
+      return replacement.issued;
     }
     // Opens only with the parent's token value (the caller found the parent by its digest).
     const token = openSeal(child.retry_seal, presented, child.id);
@@ -232,12 +258,12 @@ export interface IssuedRefreshToken {
   expiresAt: number;
 }
 
-async function insertChild(trx: Transaction<Database>, now: number, parent: StoredRefreshToken, presented: string): Promise<IssuedRefreshToken> {
+/** The child of `parent` a rotation inserts: its row, and the token as the response carries it. */
+function childOf(now: number, parent: StoredRefreshToken, presented: string): { row: Database['refresh_tokens']; issued: IssuedRefreshToken } {
   const token = randomHandle(32);
   const id = randomUUID();
-  await trx
-    .insertInto('refresh_tokens')
-    .values({
+  return {
+    row: {
       token_hash: handleDigest(token),
       id,
       family_id: parent.familyId,
@@ -252,9 +278,9 @@ async function insertChild(trx: Transaction<Database>, now: number, parent: Stor
       expires_at: parent.expiresAt,
       used_at: null,
       retry_seal: seal(token, presented, id),
-    })
-    .execute();
-  return { token, id, familyId: parent.familyId, expiresAt: parent.expiresAt };
+    },
+    issued: { token, id, familyId: parent.familyId, expiresAt: parent.expiresAt },
+  };
 }
 
 /**

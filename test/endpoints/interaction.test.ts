@@ -201,13 +201,13 @@ describe('the interaction pages', () => {
     assert.equal(post.statusCode, 403, 'a token for another interaction is refused first');
   });
 
-  test('sign in with a 303 to resume, a new session cookie and the authentication recorded on the interaction', async (t) => {
+  test('sign in with a 303 to the consent page, a new session cookie and the authentication recorded on the interaction', async (t) => {
     const h = await harness(t);
     const id = h.flow.create(h.clock);
     const jar = new Jar();
     const response = await h.signIn(id, jar);
     assert.equal(response.statusCode, 303, 'never 307 after a credential POST (RFC 9700 §4.12)');
-    assert.equal(response.headers.location, `${h.issuer}/authorize/resume/${id}`);
+    assert.equal(response.headers.location, `${h.issuer}/interaction/${id}`, 'the protocol side asks for consent next: straight to its page');
     assert.equal(response.body, '');
     assert.match(String(response.headers['set-cookie']), /^clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax$/, 'no Secure on an http development issuer');
     const session = await readSession(h.ctx, jar.header());
@@ -215,6 +215,15 @@ describe('the interaction pages', () => {
     assert.equal(session.userId, (await findUserByUsername(h.ctx, 'alice'))!.id);
     assert.deepEqual(h.flow.recorded, [{ id, auth: session }]);
     assert.equal((await h.events('user.login_succeeded')).length, 1);
+  });
+
+  test('sign in with a 303 to resume when the protocol side needs nothing more of the person', async (t) => {
+    const h = await harness(t);
+    h.flow.needsConsent = false;
+    const id = h.flow.create(h.clock);
+    const response = await h.signIn(id, new Jar());
+    assert.equal(response.statusCode, 303);
+    assert.equal(response.headers.location, `${h.issuer}/authorize/resume/${id}`);
   });
 
   test('give no session cookie when the interaction ended during the login, and still audit the login', async (t) => {
@@ -436,7 +445,7 @@ describe('the interaction pages', () => {
     assert.match(String(page.headers['set-cookie']), /^__Host-clearance_csrf=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
     const login = await h.signIn(id, jar);
     assert.equal(login.statusCode, 303);
-    assert.equal(login.headers.location, `https://id.broker.example/authorize/resume/${id}`);
+    assert.equal(login.headers.location, `https://id.broker.example/interaction/${id}`);
     assert.match(String(login.headers['set-cookie']), /^clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
   });
 
@@ -466,7 +475,7 @@ describe('the interaction pages', () => {
 });
 
 describe('the interaction pages with the protocol side', () => {
-  test('take a person from /authorize through sign-in and consent to a code at the client', async (t) => {
+  async function protocolHarness(t: TestContext) {
     const f = await peopleFixture(t);
     await f.apply({
       resource_servers: [{ identifier: 'https://orders.example.com', name: 'Order API', scopes: ['order:create'] }],
@@ -484,16 +493,19 @@ describe('the interaction pages with the protocol side', () => {
     });
     const app = buildApp(f.ctx);
     t.after(() => app.close());
-    const jar = new Jar();
-    const go = async (method: 'GET' | 'POST', url: string, form?: Record<string, string>) => {
-      const response = await app.inject({
-        method,
-        url: url.startsWith('http') ? new URL(url).pathname + new URL(url).search : url,
-        headers: { cookie: jar.header(), ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
-        ...(form ? { payload: new URLSearchParams(form).toString() } : {}),
-      });
-      jar.update(response);
-      return response;
+    /** A browser: its own cookies. */
+    const browser = () => {
+      const jar = new Jar();
+      return async (method: 'GET' | 'POST', url: string, form?: Record<string, string>) => {
+        const response = await app.inject({
+          method,
+          url: url.startsWith('http') ? new URL(url).pathname + new URL(url).search : url,
+          headers: { cookie: jar.header(), ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
+          ...(form ? { payload: new URLSearchParams(form).toString() } : {}),
+        });
+        jar.update(response);
+        return response;
+      };
     };
     const verifier = 'a'.repeat(43);
     const challenge = createHash('sha256').update(verifier).digest('base64url');
@@ -508,22 +520,36 @@ describe('the interaction pages with the protocol side', () => {
       code_challenge: challenge,
       code_challenge_method: 'S256',
     });
-    const start = await go('GET', `/authorize?${query}`);
-    assert.equal(start.statusCode, 303, start.body);
-    const interactionUrl = String(start.headers.location);
-    assert.match(interactionUrl, /\/interaction\/[A-Za-z0-9_-]+$/);
-    const id = interactionUrl.slice(interactionUrl.lastIndexOf('/') + 1);
+    /** /authorize, then the sign-in page and its form: the response to the credentials' POST. */
+    const signIn = async (go: ReturnType<typeof browser>) => {
+      const start = await go('GET', `/authorize?${query}`);
+      assert.equal(start.statusCode, 303, start.body);
+      const interactionUrl = String(start.headers.location);
+      assert.match(interactionUrl, /\/interaction\/[A-Za-z0-9_-]+$/);
+      const id = interactionUrl.slice(interactionUrl.lastIndexOf('/') + 1);
+      const loginPageResponse = await go('GET', interactionUrl);
+      assert.equal(loginPageResponse.statusCode, 200);
+      assertPageHeaders(loginPageResponse, pageCsp.form, 'login');
+      const loginToken = /name="csrf_token" value="([^"]+)"/.exec(loginPageResponse.body)![1]!;
+      const loggedIn = await go('POST', `/interaction/${id}/login`, { csrf_token: loginToken, username: 'alice', password: alicePassword });
+      assert.equal(loggedIn.statusCode, 303);
+      return { id, interactionUrl, loggedIn };
+    };
+    const assertCode = (location: string) => {
+      const callback = new URL(location);
+      assert.equal(`${callback.origin}${callback.pathname}`, 'https://ui.example.com/callback');
+      assert.equal(callback.searchParams.get('state'), 'st-1');
+      assert.equal(callback.searchParams.get('iss'), f.ctx.config.issuer);
+      assert.ok(callback.searchParams.get('code'));
+    };
+    return { browser, signIn, assertCode };
+  }
 
-    const loginPageResponse = await go('GET', interactionUrl);
-    assert.equal(loginPageResponse.statusCode, 200);
-    assertPageHeaders(loginPageResponse, pageCsp.form, 'login');
-    const loginToken = /name="csrf_token" value="([^"]+)"/.exec(loginPageResponse.body)![1]!;
-    const loggedIn = await go('POST', `/interaction/${id}/login`, { csrf_token: loginToken, username: 'alice', password: alicePassword });
-    assert.equal(loggedIn.statusCode, 303);
-
-    const resumed = await go('GET', String(loggedIn.headers.location));
-    assert.equal(resumed.statusCode, 303, resumed.body);
-    assert.equal(resumed.headers.location, interactionUrl, 'back to the people side for consent');
+  test('take a person from /authorize through sign-in and consent to a code at the client', async (t) => {
+    const { browser, signIn, assertCode } = await protocolHarness(t);
+    const go = browser();
+    const { id, interactionUrl, loggedIn } = await signIn(go);
+    assert.equal(loggedIn.headers.location, interactionUrl, 'on to the consent page, which the protocol side asks for');
     const consentPageResponse = await go('GET', interactionUrl);
     assert.equal(consentPageResponse.statusCode, 200);
     assert.match(consentPageResponse.body, /Allow Trading UI to act for you\?/);
@@ -534,10 +560,21 @@ describe('the interaction pages with the protocol side', () => {
 
     const done = await go('GET', String(approved.headers.location));
     assert.equal(done.statusCode, 303, done.body);
-    const callback = new URL(String(done.headers.location));
-    assert.equal(`${callback.origin}${callback.pathname}`, 'https://ui.example.com/callback');
-    assert.equal(callback.searchParams.get('state'), 'st-1');
-    assert.equal(callback.searchParams.get('iss'), f.ctx.config.issuer);
-    assert.ok(callback.searchParams.get('code'));
+    assertCode(String(done.headers.location));
+  });
+
+  test('send a person whose consent is remembered from sign-in to resume, and on to a code', async (t) => {
+    const { browser, signIn, assertCode } = await protocolHarness(t);
+    const first = browser();
+    const { id, interactionUrl } = await signIn(first);
+    const consentToken = /name="csrf_token" value="([^"]+)"/.exec((await first('GET', interactionUrl)).body)![1]!;
+    await first('POST', `/interaction/${id}/consent`, { csrf_token: consentToken, decision: 'approve' });
+    // Another browser, no session: a sign-in, and no consent page.
+    const again = browser();
+    const second = await signIn(again);
+    assert.match(String(second.loggedIn.headers.location), /\/authorize\/resume\//);
+    const done = await again('GET', String(second.loggedIn.headers.location));
+    assert.equal(done.statusCode, 303, done.body);
+    assertCode(String(done.headers.location));
   });
 });

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { SignJWT, generateKeyPair } from 'jose';
-import { decideConsent } from '../../src/authorization/interactions.ts';
+import { decideConsent, recordAuthentication } from '../../src/authorization/interactions.ts';
 import { codeFlowFixture, orderDetail, parRedirect, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { testDialects } from '../helpers/storage.ts';
 import { assertOAuthError } from './fixture.ts';
 
 /** A pushed request for par-app; returns request_uri. */
@@ -203,3 +204,44 @@ describe('pushed authorization requests (RFC 9126)', () => {
     });
   });
 });
+
+for (const dialect of testDialects()) {
+  describe(`a request_uri in a browser nobody is signed in to, on ${dialect.name}`, () => {
+    test('becomes an interaction in the statement that reads it, and completes once', async (t) => {
+      const f = await codeFlowFixture(t, { dialect });
+      const challenge = pkce();
+      const requestUri = await push(f, {}, challenge);
+      const first = await f.authorize({ client_id: 'par-app', request_uri: requestUri });
+      const id = interactionId(first.response);
+      const stored = await f.ctx.storage.db.selectFrom('interactions').select(['client_id', 'request']).where('id', '=', id).executeTakeFirstOrThrow();
+      assert.equal(stored.client_id, 'par-app');
+      const pushedId = (await f.ctx.storage.db.selectFrom('pushed_requests').select('id').executeTakeFirstOrThrow()).id;
+      assert.equal(JSON.parse(stored.request).pushedRequestId, pushedId, 'the interaction names its pushed request, to consume it');
+      const person = await f.signIn('alice');
+      assert.equal(await recordAuthentication(f.ctx, id, person.authentication), true);
+      await decideConsent(f.ctx, id, person.authentication, true);
+      const code = (await f.resume(id, first.cookie)).location?.searchParams.get('code');
+      assert.ok(code);
+      assert.equal((await f.redeem('par-app', code, challenge.verifier)).statusCode, 200);
+      assertErrorPage((await f.authorize({ client_id: 'par-app', request_uri: requestUri })).response, 'invalid_request_uri');
+    });
+
+    test('completes once, too, when it was pushed before the pushed request named its own id', async (t) => {
+      const f = await codeFlowFixture(t, { dialect });
+      const requestUri = await push(f);
+      // As a row stored by the version before: the request without its pushedRequestId.
+      const row = await f.ctx.storage.db.selectFrom('pushed_requests').select(['id', 'request']).executeTakeFirstOrThrow();
+      const { pushedRequestId: _, ...older } = JSON.parse(row.request) as Record<string, unknown>;
+      await f.ctx.storage.db.updateTable('pushed_requests').set({ request: JSON.stringify(older) }).where('id', '=', row.id).execute();
+      const first = await f.authorize({ client_id: 'par-app', request_uri: requestUri });
+      const id = interactionId(first.response);
+      const stored = await f.ctx.storage.db.selectFrom('interactions').select('request').where('id', '=', id).executeTakeFirstOrThrow();
+      assert.equal(JSON.parse(stored.request).pushedRequestId, row.id);
+      const person = await f.signIn('alice');
+      await recordAuthentication(f.ctx, id, person.authentication);
+      await decideConsent(f.ctx, id, person.authentication, true);
+      assert.ok((await f.resume(id, first.cookie)).location?.searchParams.get('code'));
+      assertErrorPage((await f.authorize({ client_id: 'par-app', request_uri: requestUri })).response, 'invalid_request_uri');
+    });
+  });
+}

@@ -11,6 +11,7 @@ import type { Context } from '../../context.ts';
 import { cookieValues, serializeCookie } from '../../identity/cookies.ts';
 import { cookieScope, readSession } from '../../identity/sessions.ts';
 import { OAuthError } from '../../oauth-error.ts';
+import type { Flight } from '../../storage/flight.ts';
 import { FormParameters } from '../../parameters.ts';
 import { sendErrorPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -78,7 +79,8 @@ export const browserCookieName = 'clearance_browser';
 const browserIdPattern = /^[A-Za-z0-9_-]{43}$/;
 
 async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply, params: AuthorizationParameters): Promise<FastifyReply> {
-  const session = await readSession(ctx, request.headers.cookie);
+  // Read with the pushed request, in one round trip.
+  const session = (flight: Flight) => readSession(ctx, request.headers.cookie, flight);
   let browserId = presentedBrowserId(request);
   let setCookie: string | undefined;
   if (!browserId) {

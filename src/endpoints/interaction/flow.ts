@@ -1,7 +1,6 @@
-import type { Transaction } from 'kysely';
 import type { Authentication, Interaction, NextStep } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
-import type { Database } from '../../storage/schema.ts';
+import type { Flight } from '../../storage/flight.ts';
 
 /**
  * The protocol side's half of the interaction contract (src/authorization/contract.ts), as the
@@ -10,13 +9,17 @@ import type { Database } from '../../storage/schema.ts';
  * other calls, so the protocol side can reuse what it read (no second read of the same row).
  */
 export interface InteractionFlow {
-  /** undefined: unknown, expired, or started by another browser than `browser`. */
-  loadInteraction(ctx: Context, id: string, browser: { id: string | undefined }): Promise<Interaction | undefined>;
+  /**
+   * undefined: unknown, expired, or started by another browser than `browser`. With `flight`, read
+   * with the request's other reads: the promise settles once the caller has sent the flight.
+   */
+  loadInteraction(ctx: Context, id: string, browser: { id: string | undefined }, flight?: Flight): Promise<Interaction | undefined>;
   nextStep(ctx: Context, interaction: Interaction, session: Authentication | undefined): Promise<NextStep>;
   /**
-   * After a successful login during this interaction, in the login's transaction `trx` (with the
-   * new session and the login's audit event). False: the interaction ended meanwhile.
+   * After a successful login during this interaction, in the flight of the login's transaction
+   * (with the new session and the login's audit event): adds its statements, and the promise
+   * settles once that transaction has committed. False: the interaction ended meanwhile.
    */
-  recordAuthentication(ctx: Context, interaction: Interaction, auth: Authentication, trx: Transaction<Database>): Promise<boolean>;
+  recordAuthentication(ctx: Context, interaction: Interaction, auth: Authentication, flight: Flight): Promise<boolean>;
   decideConsent(ctx: Context, interaction: Interaction, auth: Authentication, approved: boolean): Promise<void>;
 }

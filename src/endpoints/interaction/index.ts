@@ -2,12 +2,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Interaction } from '../../authorization/contract.ts';
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
-import { verifyLogin } from '../../identity/login.ts';
+import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
 import { readSession, readSessionOfPerson, startSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
 import { loginPage } from '../../ui/login.ts';
+import type { Flight } from '../../storage/flight.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
@@ -32,8 +33,9 @@ import type { InteractionFlow } from './flow.ts';
  *      any other failure → the sign-in page with one generic message, 401;
  *   5. a new session (the id rotates: the browser's old session ends), recorded on the
  *      interaction — one transaction with the login's user update and audit event — and 303
- *      (never 307, RFC 9700 §4.12) to /authorize/resume/{id}; an interaction that ended
- *      meanwhile → error page, no cookie.
+ *      (never 307, RFC 9700 §4.12) to where the protocol's nextStep sends the person now: the
+ *      consent page (/interaction/{id}) when consent is needed, else /authorize/resume/{id}; an
+ *      interaction that ended meanwhile → error page, no cookie.
  *
  * POST /interaction/{id}/consent
  *   1–2. as for login;
@@ -43,7 +45,8 @@ import type { InteractionFlow } from './flow.ts';
  *   5. decideConsent, then 303 to /authorize/resume/{id}.
  *
  * Each request reads its interaction once (loadInteraction) and passes it to the protocol side's
- * other calls, which reuse that record.
+ * other calls, which reuse that record. It is read with the request's other reads — the session,
+ * or the account of a login — in one flight (one round trip), and a login's writes are one more.
  */
 export function interactionEndpoint(flow: InteractionFlow): Endpoint {
   return {
@@ -53,14 +56,15 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         login: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/login`,
         consent: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/consent`,
         resume: (id: string) => `${ctx.config.issuer}/authorize/resume/${encodeURIComponent(id)}`,
+        page: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}`,
       };
       type Params = { Params: { id: string } };
 
       app.get<Params>(`${base}/interaction/:id`, async (request, reply) =>
         guarded(ctx, request, reply, async () => {
-          const interaction = await loadInteraction(ctx, flow, request, request.params.id);
+          const [interaction, presenting] = await loadInteractionWith(ctx, flow, request, (flight) => readSessionOfPerson(ctx, request.headers.cookie, flight));
           if (!interaction) return interactionGone(ctx, request, reply);
-          const present = await readSessionOfPerson(ctx, request.headers.cookie);
+          const present = await presenting;
           const session = present?.authentication;
           const step = await flow.nextStep(ctx, interaction, session);
           switch (step.step) {
@@ -93,22 +97,26 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         guarded(ctx, request, reply, async () => {
           const form = checkedForm(ctx, request, 'login');
           if (!form) return forbidden(ctx, request, reply);
-          const interaction = await loadInteraction(ctx, flow, request, request.params.id);
-          if (!interaction) return interactionGone(ctx, request, reply);
           const username = form.get('username') ?? '';
           const password = form.get('password') ?? '';
-          if (!username.trim() || !password) {
+          const complete = Boolean(username.trim() && password);
+          // The account is read with the interaction (it is checked first all the same).
+          const [interaction, account] = await loadInteractionWith(ctx, flow, request, (flight) => (complete ? readLoginAccount(ctx, username, flight) : undefined));
+          if (!interaction) return interactionGone(ctx, request, reply);
+          if (!complete) {
             return showLogin(ctx, request, reply, interaction, { status: 400, username, error: 'Enter your username and your password.' });
           }
           // A success starts the session (its id rotates) and records it on the interaction, in the
-          // login's transaction with its audit event.
+          // login's transaction with its audit event: statements added to its flight, answered
+          // once it has committed (`recorded`).
           const outcome = await verifyLogin(
             ctx,
             { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId },
-            async (trx, login) => {
-              const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, trx);
-              return { started, recorded: await flow.recordAuthentication(ctx, interaction, started.authentication, trx) };
+            async (flight, login) => {
+              const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, flight);
+              return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
             },
+            account,
           );
           if (!outcome.ok && outcome.reason === 'throttled') {
             return showLogin(ctx, request, reply, interaction, {
@@ -122,9 +130,12 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             return showLogin(ctx, request, reply, interaction, { status: 401, username, error: 'The username or password is not correct.' });
           }
           // The interaction ended between its read and the login (nothing recorded on it): no cookie.
-          if (!outcome.value.recorded) return interactionGone(ctx, request, reply);
+          if (!(await outcome.value.recorded)) return interactionGone(ctx, request, reply);
           reply.header('set-cookie', [outcome.value.started.setCookie]);
-          return seeOther(reply, paths.resume(interaction.id));
+          // Straight to the consent page when the protocol side asks for consent (it knows from the
+          // login's own transaction); anything else is the protocol side's to carry out.
+          const next = await flow.nextStep(ctx, interaction, outcome.value.started.authentication);
+          return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
         }),
       );
 
@@ -132,13 +143,13 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         guarded(ctx, request, reply, async () => {
           const form = checkedForm(ctx, request, 'consent');
           if (!form) return forbidden(ctx, request, reply);
-          const interaction = await loadInteraction(ctx, flow, request, request.params.id);
+          const [interaction, reading] = await loadInteractionWith(ctx, flow, request, (flight) => readSession(ctx, request.headers.cookie, flight));
           if (!interaction) return interactionGone(ctx, request, reply);
           const decision = form.get('decision');
           if (decision !== 'approve' && decision !== 'deny') {
             return sendErrorPage(ctx, request, reply, { status: 400, title: 'Choose Approve or Deny', message: 'The form did not say whether you approve. Go back and choose Approve or Deny.' });
           }
-          const session = await readSession(ctx, request.headers.cookie);
+          const session = await reading;
           if (!session) {
             return showLogin(ctx, request, reply, interaction, { status: 401, notice: 'Your session has ended. Sign in again to continue.' });
           }
@@ -193,10 +204,29 @@ const loginNotices: Record<'no_session' | 'prompt_login' | 'max_age' | 'acr', st
 /** Interaction ids are opaque to this side; anything not shaped like one is unknown without a lookup. */
 const interactionIdPattern = /^[A-Za-z0-9_-]{1,128}$/;
 
-async function loadInteraction(ctx: Context, flow: InteractionFlow, request: FastifyRequest, id: string): Promise<Interaction | undefined> {
+/**
+ * The request's interaction and what `also` reads with it (the session, the account of a login),
+ * sent together: one round trip. `also`'s answer is for the caller to await, after checking the
+ * interaction.
+ */
+async function loadInteractionWith<T>(
+  ctx: Context,
+  flow: InteractionFlow,
+  request: FastifyRequest<{ Params: { id: string } }>,
+  also: (flight: Flight) => T,
+): Promise<[Interaction | undefined, T]> {
+  const flight = ctx.storage.flight();
+  const interaction = loadInteraction(ctx, flow, request, request.params.id, flight);
+  const other = also(flight);
+  if (other instanceof Promise) other.catch(() => undefined); // awaited by the caller, unless the interaction is gone
+  await flight.send();
+  return [await interaction, other];
+}
+
+async function loadInteraction(ctx: Context, flow: InteractionFlow, request: FastifyRequest, id: string, flight?: Flight): Promise<Interaction | undefined> {
   if (!interactionIdPattern.test(id)) return undefined;
   // Only the browser that started the authorization request may sign in or consent on it.
-  const interaction = await flow.loadInteraction(ctx, id, { id: presentedBrowserId(request) });
+  const interaction = await flow.loadInteraction(ctx, id, { id: presentedBrowserId(request) }, flight);
   // The protocol side says undefined for expired ones; checked here too, as the contract defines expiresAt.
   if (!interaction || interaction.expiresAt * 1000 <= ctx.clock.now()) return undefined;
   return interaction;
