@@ -1,0 +1,319 @@
+import { schemaToJson, type PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
+import { actionGroups, cedarSchema, policyActions, principalTypes, resourceTypes } from './schema.ts';
+
+/**
+ * Slicing a decision to what its policies can read, so the Cedar call costs less and decides the
+ * same. Cedar's wasm boundary costs in proportion to what a call carries — each entity, each uid
+ * (parents, references), each attribute value, each policy — about 0.4 ms for a trader's order
+ * with the example set, most of it before a policy is looked at. Every cut here is exact:
+ *
+ * - policies: only those whose scope can match the request's principal type, action and resource
+ *   type. A policy whose scope does not match is not satisfied and never evaluates its conditions,
+ *   so it can neither determine nor err (Cedar checks the scope first);
+ * - entities: only the principal and the resource, when the policies read attributes of no other
+ *   entity (any `.`/`has`/`in` on something but `principal`, `resource` or a context record makes
+ *   the analysis give up and keep every entity), and each only when a policy reads it. A kept
+ *   entity's parents are its ancestors flattened (the transitive closure Cedar computes anyway),
+ *   cut to those an `in` can ask about, and its optional attributes to those a policy names;
+ * - the context, the principal, action and resource uids go unchanged.
+ *
+ * What is cut is still held to the schema: the engine sends a request unsliced (and Cedar then
+ * reports the error) unless every entity of it, whole, has been found conforming (engine.ts).
+ */
+
+/** What the policies of a set may read of a request, from their JSON form (EST). */
+export interface PolicyFacts {
+  id: string;
+  text: string;
+  json: PolicyJson;
+  reads: Reads;
+}
+
+interface EntityReads {
+  /** Attribute names read (`.`) or tested (`has`). */
+  attrs: Set<string>;
+  /** `in` on it (scope or condition) against any entity: every ancestor matters. */
+  inAny: boolean;
+  /** `in` on it against these entities only (`Type::"id"` text): the ancestors among them matter. */
+  inTargets: Set<string>;
+}
+
+interface Reads {
+  principal: EntityReads;
+  resource: EntityReads;
+  /** An entity other than the principal or resource may be read: keep every entity. */
+  opaque: boolean;
+}
+
+/** How a request of one shape (principal type, action, resource type) is sliced. */
+export interface SlicePlan {
+  /** The policies whose scope can match, in source order. */
+  policyIds: string[];
+  reads: Reads;
+}
+
+const emptyReads = (): EntityReads => ({ attrs: new Set(), inAny: false, inTargets: new Set() });
+
+const uidKey = (uid: EntityUid) => `${uid.type}::${JSON.stringify(uid.id)}`;
+
+function entityOf(value: unknown): EntityUid | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const inner = (v.__entity ?? v) as Record<string, unknown>;
+  return typeof inner.type === 'string' && typeof inner.id === 'string' ? { type: inner.type, id: inner.id } : undefined;
+}
+
+/** The schema facts slicing needs: each entity type's optional attributes, and whether the context can hold an entity. */
+const schemaFacts = (() => {
+  const answer = schemaToJson(cedarSchema);
+  if (answer.type !== 'success') throw new Error('the Cedar schema does not convert to JSON');
+  const namespace = (answer.json as Record<string, { entityTypes: Record<string, { shape?: { attributes?: Record<string, { required?: boolean }> } }>; commonTypes?: Record<string, unknown> }>)[''];
+  if (!namespace) throw new Error('the Cedar schema has no empty namespace');
+  const optional = new Map<string, Set<string>>();
+  for (const [type, definition] of Object.entries(namespace.entityTypes)) {
+    const attributes = definition.shape?.attributes ?? {};
+    optional.set(type, new Set(Object.keys(attributes).filter((a) => attributes[a]!.required === false)));
+  }
+  // Any type name that is an entity type (or unknown) somewhere under RequestContext.
+  const common = namespace.commonTypes ?? {};
+  const holdsEntity = (type: unknown, seen: Set<string>): boolean => {
+    if (typeof type !== 'object' || type === null) return false;
+    const t = type as { type?: string; name?: string; element?: unknown; attributes?: Record<string, unknown> };
+    if (t.type === 'Set') return holdsEntity(t.element, seen);
+    if (t.type === 'Record') return Object.values(t.attributes ?? {}).some((a) => holdsEntity(a, seen));
+    if (t.type === 'Long' || t.type === 'String' || t.type === 'Boolean') return false;
+    const name = t.name ?? '';
+    if (['Long', 'String', 'Bool', 'Boolean'].includes(name)) return false;
+    if (name in common) return seen.has(name) ? false : holdsEntity(common[name], new Set([...seen, name]));
+    return true;
+  };
+  return { optional, contextHoldsEntities: holdsEntity(common.RequestContext ?? { name: '?' }, new Set()) };
+})();
+
+/** The facts of one policy: what its scope and conditions read. */
+export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false };
+  scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
+  scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
+  for (const clause of json.conditions) walk(clause.body, reads);
+  return { id, text, json, reads };
+}
+
+function scopeReads(target: EntityReads, scope: { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string }): void {
+  const inConstraint = scope.op === 'in' ? scope : scope.op === 'is' ? scope.in : undefined;
+  if (!inConstraint) return;
+  const uid = entityOf(inConstraint.entity);
+  if (uid) target.inTargets.add(uidKey(uid));
+  else target.inAny = true;
+}
+
+type Node = Record<string, unknown>;
+
+/** `principal` / `resource` when `expr` is exactly that variable. */
+function variable(expr: unknown): 'principal' | 'resource' | 'context' | 'action' | undefined {
+  const v = (expr as Node | undefined)?.Var;
+  return v === 'principal' || v === 'resource' || v === 'context' || v === 'action' ? v : undefined;
+}
+
+/** True when `expr` is `context` or a chain of attributes of it (a record, unless the schema lets the context hold entities). */
+function contextRecord(expr: unknown): boolean {
+  if (schemaFacts.contextHoldsEntities) return false;
+  let e = expr as Node | undefined;
+  while (e && typeof e === 'object') {
+    if (variable(e) === 'context') return true;
+    const dot = e['.'] as Node | undefined;
+    if (!dot) return false;
+    e = dot.left as Node;
+  }
+  return false;
+}
+
+/** Records an attribute read or `has` test on `left`. */
+function attributeRead(reads: Reads, left: unknown, attrs: string[]): void {
+  const v = variable(left);
+  if ((v === 'principal' || v === 'resource') && attrs.length === 1) reads[v].attrs.add(attrs[0]!);
+  else if (!contextRecord(left)) reads.opaque = true;
+}
+
+/** Records `left in right` (and the `in` of `is ... in`). */
+function inRead(reads: Reads, left: unknown, right: unknown): void {
+  const v = variable(left);
+  if (v === 'action') return; // the action hierarchy comes from the schema, never cut
+  if (v !== 'principal' && v !== 'resource') {
+    reads.opaque = true;
+    return;
+  }
+  const targets = literalEntities(right);
+  if (targets) targets.forEach((t) => reads[v].inTargets.add(uidKey(t)));
+  else reads[v].inAny = true;
+}
+
+/** The entity literals of `Type::"id"` or `[Type::"a", ...]`, else undefined. */
+function literalEntities(expr: unknown): EntityUid[] | undefined {
+  const e = expr as Node;
+  if ('Value' in e) {
+    const values = Array.isArray(e.Value) ? e.Value : [e.Value];
+    const uids = values.map(entityOf);
+    return uids.every((u) => u !== undefined) ? (uids as EntityUid[]) : undefined;
+  }
+  if (Array.isArray(e.Set)) {
+    const uids = e.Set.map((item) => literalEntities(item));
+    return uids.every((u) => u !== undefined) ? (uids as EntityUid[][]).flat() : undefined;
+  }
+  return undefined;
+}
+
+const binary = ['==', '!=', '<', '<=', '>', '>=', '&&', '||', '+', '-', '*', 'contains', 'containsAll', 'containsAny'];
+
+/** Walks a condition, recording every read; anything it does not know makes the set opaque. */
+function walk(expr: unknown, reads: Reads): void {
+  if (typeof expr !== 'object' || expr === null) {
+    reads.opaque = true;
+    return;
+  }
+  const node = expr as Node;
+  const keys = Object.keys(node);
+  if (keys.length !== 1) {
+    reads.opaque = true;
+    return;
+  }
+  const op = keys[0]!;
+  const body = node[op] as Node;
+  if (op === 'Value' || op === 'Var') return;
+  if (op === '.' || op === 'has') {
+    const attrs = Array.isArray(body.attr) ? (body.attr as string[]) : [body.attr as string];
+    attributeRead(reads, body.left, attrs);
+    walk(body.left, reads);
+  } else if (op === 'in') {
+    inRead(reads, body.left, body.right);
+    walk(body.left, reads);
+    walk(body.right, reads);
+  } else if (op === 'is') {
+    if (body.in !== undefined) {
+      inRead(reads, body.left, body.in);
+      walk(body.in, reads);
+    }
+    walk(body.left, reads);
+  } else if (binary.includes(op)) {
+    walk(body.left, reads);
+    walk(body.right, reads);
+  } else if (op === '!' || op === 'neg' || op === 'isEmpty') {
+    walk(body.arg, reads);
+  } else if (op === 'like') {
+    walk(body.left, reads);
+  } else if (op === 'if-then-else') {
+    walk(body.if, reads);
+    walk(body.then, reads);
+    walk(body.else, reads);
+  } else if (op === 'Set' && Array.isArray(body)) {
+    for (const item of body as unknown[]) walk(item, reads);
+  } else if (op === 'Record') {
+    for (const item of Object.values(body)) walk(item, reads);
+  } else if (Array.isArray(body) && /^[a-zA-Z][a-zA-Z0-9_:]*$/.test(op) && !['getTag', 'hasTag', 'Slot'].includes(op)) {
+    // An extension function call (decimal, ip, datetime, ...): its arguments are values.
+    for (const item of body as unknown[]) walk(item, reads);
+  } else {
+    // getTag/hasTag (a tag name may be computed), template slots, or a form this does not know.
+    reads.opaque = true;
+  }
+}
+
+/** The action itself and every group it is in (the schema's action hierarchy). */
+function actionAncestry(action: string): Set<string> {
+  return new Set([action, ...Object.entries(actionGroups).filter(([, scopes]) => (scopes as readonly string[]).includes(action)).map(([group]) => group)]);
+}
+
+function typeMayMatch(scope: { op: string; entity_type?: string; entity?: unknown }, type: string): boolean {
+  if (scope.op === 'is') return scope.entity_type === type;
+  if (scope.op === '==') {
+    const uid = entityOf(scope.entity);
+    return uid === undefined || uid.type === type;
+  }
+  return true;
+}
+
+function actionMayMatch(scope: { op: string; entity?: unknown; entities?: unknown[] }, action: string): boolean {
+  if (scope.op === 'All') return true;
+  const targets = scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
+  const ancestry = scope.op === '==' ? new Set([action]) : actionAncestry(action);
+  return targets.some((t) => {
+    const uid = entityOf(t);
+    return uid === undefined || uid.type !== 'Action' || ancestry.has(uid.id);
+  });
+}
+
+/**
+ * The plan for requests of one shape, or undefined when the shape is not one the schema knows
+ * (such a request goes to Cedar whole, which refuses it).
+ */
+export function planFor(policies: readonly PolicyFacts[], principalType: string, action: string, resourceType: string): SlicePlan | undefined {
+  if (!(principalTypes as readonly string[]).includes(principalType) || !(resourceTypes as readonly string[]).includes(resourceType) || !policyActions.includes(action)) return undefined;
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false };
+  const policyIds: string[] = [];
+  for (const p of policies) {
+    const json = p.json as { principal: { op: string }; action: { op: string }; resource: { op: string } };
+    if (!typeMayMatch(json.principal, principalType) || !actionMayMatch(json.action, action) || !typeMayMatch(json.resource, resourceType)) continue;
+    policyIds.push(p.id);
+    for (const v of ['principal', 'resource'] as const) {
+      p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
+      p.reads[v].inTargets.forEach((t) => reads[v].inTargets.add(t));
+      reads[v].inAny ||= p.reads[v].inAny;
+    }
+    reads.opaque ||= p.reads.opaque;
+  }
+  return { policyIds, reads };
+}
+
+/**
+ * The entities a request needs under a plan: the principal and resource, cut as the plan allows,
+ * or undefined when nothing may be cut (an opaque plan, a repeated uid, an Action entity).
+ */
+export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEntity[] | undefined {
+  if (plan.reads.opaque || !plainUid(request.principal) || !plainUid(request.resource)) return undefined;
+  const byKey = new Map<string, CedarEntity>();
+  for (const entity of request.entities) {
+    if (!plainUid(entity.uid) || entity.uid.type === 'Action' || typeof entity.attrs !== 'object' || entity.attrs === null) return undefined;
+    if (!Array.isArray(entity.parents) || !entity.parents.every(plainUid)) return undefined;
+    const key = uidKey(entity.uid);
+    if (byKey.has(key)) return undefined;
+    byKey.set(key, entity);
+  }
+  const sliced: CedarEntity[] = [];
+  for (const v of ['principal', 'resource'] as const) {
+    const entity = byKey.get(uidKey(request[v]));
+    const reads = plan.reads[v];
+    const asksIn = reads.inAny || reads.inTargets.size > 0;
+    if (!entity || (reads.attrs.size === 0 && !asksIn)) continue;
+    const optional = schemaFacts.optional.get(entity.uid.type);
+    const attrs: CedarEntity['attrs'] = {};
+    for (const [name, value] of Object.entries(entity.attrs)) {
+      if (reads.attrs.has(name) || !optional?.has(name)) attrs[name] = value;
+    }
+    const parents = asksIn ? ancestors(byKey, entity).filter((p) => reads.inAny || reads.inTargets.has(uidKey(p))) : [];
+    sliced.push({ uid: entity.uid, attrs, parents });
+  }
+  return sliced;
+}
+
+/** `{ type, id }` with two strings and nothing else (not the `__entity` form, which Cedar also takes). */
+function plainUid(uid: unknown): uid is EntityUid {
+  if (typeof uid !== 'object' || uid === null) return false;
+  const u = uid as Record<string, unknown>;
+  return typeof u.type === 'string' && typeof u.id === 'string' && Object.keys(u).length === 2;
+}
+
+/** Every ancestor of `entity` through the parents of the request's entities (as Cedar's transitive closure). */
+function ancestors(byKey: Map<string, CedarEntity>, entity: CedarEntity): EntityUid[] {
+  const found = new Map<string, EntityUid>();
+  const pending = [...entity.parents];
+  while (pending.length) {
+    const parent = pending.pop()!;
+    const key = uidKey(parent);
+    if (found.has(key)) continue;
+    found.set(key, { type: parent.type, id: parent.id });
+    pending.push(...(byKey.get(key)?.parents ?? []));
+  }
+  found.delete(uidKey(entity.uid));
+  return [...found.values()];
+}
