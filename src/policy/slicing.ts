@@ -1,4 +1,4 @@
-import { schemaToJson, type PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
 import { actionGroups, cedarSchema, policyActions, principalTypes, resourceTypes } from './schema.ts';
 
@@ -65,31 +65,50 @@ function entityOf(value: unknown): EntityUid | undefined {
 }
 
 /** The schema facts slicing needs: each entity type's optional attributes, and whether the context can hold an entity. */
-const schemaFacts = (() => {
-  const answer = schemaToJson(cedarSchema);
-  if (answer.type !== 'success') throw new Error('the Cedar schema does not convert to JSON');
-  const namespace = (answer.json as Record<string, { entityTypes: Record<string, { shape?: { attributes?: Record<string, { required?: boolean }> } }>; commonTypes?: Record<string, unknown> }>)[''];
-  if (!namespace) throw new Error('the Cedar schema has no empty namespace');
+export interface SchemaFacts {
+  optional: Map<string, Set<string>>;
+  contextHoldsEntities: boolean;
+}
+
+let facts: SchemaFacts | undefined;
+
+function schemaFacts(): SchemaFacts {
+  facts ??= readSchemaFacts(cedarSchema);
+  return facts;
+}
+
+/**
+ * Reads the facts from the schema's text (schema.ts: one attribute a line). Cedar's schemaToJson
+ * would do, but takes a quarter of a second; a test holds this reading to it.
+ */
+export function readSchemaFacts(schema: string): SchemaFacts {
+  const text = schema.replace(/\/\/[^\n]*/g, '');
+  const records = new Map<string, string[]>();
   const optional = new Map<string, Set<string>>();
-  for (const [type, definition] of Object.entries(namespace.entityTypes)) {
-    const attributes = definition.shape?.attributes ?? {};
-    optional.set(type, new Set(Object.keys(attributes).filter((a) => attributes[a]!.required === false)));
+  const entityTypes = new Set<string>();
+  for (const [, kind, name, body] of text.matchAll(/\b(entity|type)\s+(\w+)[^={;]*=\s*\{([^}]*)\}/g)) {
+    const attributes = [...body!.matchAll(/(\w+)\s*(\??)\s*:\s*([^,]+)/g)];
+    if (kind === 'entity') {
+      entityTypes.add(name!);
+      optional.set(name!, new Set(attributes.filter((a) => a[2] === '?').map((a) => a[1]!)));
+    } else {
+      records.set(name!, attributes.map((a) => a[3]!));
+    }
   }
-  // Any type name that is an entity type (or unknown) somewhere under RequestContext.
-  const common = namespace.commonTypes ?? {};
-  const holdsEntity = (type: unknown, seen: Set<string>): boolean => {
-    if (typeof type !== 'object' || type === null) return false;
-    const t = type as { type?: string; name?: string; element?: unknown; attributes?: Record<string, unknown> };
-    if (t.type === 'Set') return holdsEntity(t.element, seen);
-    if (t.type === 'Record') return Object.values(t.attributes ?? {}).some((a) => holdsEntity(a, seen));
-    if (t.type === 'Long' || t.type === 'String' || t.type === 'Boolean') return false;
-    const name = t.name ?? '';
-    if (['Long', 'String', 'Bool', 'Boolean'].includes(name)) return false;
-    if (name in common) return seen.has(name) ? false : holdsEntity(common[name], new Set([...seen, name]));
-    return true;
-  };
-  return { optional, contextHoldsEntities: holdsEntity(common.RequestContext ?? { name: '?' }, new Set()) };
-})();
+  // Entity types without a shape (`entity X;`) have no attributes.
+  for (const [, name] of text.matchAll(/\bentity\s+(\w+)\s*(?:in\s*\[[^\]]*\]\s*)?;/g)) entityTypes.add(name!);
+  const primitive = new Set(['String', 'Long', 'Bool', 'Boolean', 'Set']);
+  const holdsEntity = (types: string[], seen: Set<string>): boolean =>
+    types.some((type) =>
+      [...type.matchAll(/\w+/g)].some(([word]) => {
+        if (primitive.has(word)) return false;
+        if (records.has(word)) return !seen.has(word) && holdsEntity(records.get(word)!, new Set([...seen, word]));
+        return true; // an entity type, or a name this reading does not know
+      }),
+    );
+  const context = records.get('RequestContext');
+  return { optional, contextHoldsEntities: !context || holdsEntity(context, new Set(['RequestContext'])) };
+}
 
 /** The facts of one policy: what its scope and conditions read. */
 export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
@@ -118,7 +137,7 @@ function variable(expr: unknown): 'principal' | 'resource' | 'context' | 'action
 
 /** True when `expr` is `context` or a chain of attributes of it (a record, unless the schema lets the context hold entities). */
 function contextRecord(expr: unknown): boolean {
-  if (schemaFacts.contextHoldsEntities) return false;
+  if (schemaFacts().contextHoldsEntities) return false;
   let e = expr as Node | undefined;
   while (e && typeof e === 'object') {
     if (variable(e) === 'context') return true;
@@ -285,7 +304,7 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEnti
     const reads = plan.reads[v];
     const asksIn = reads.inAny || reads.inTargets.size > 0;
     if (!entity || (reads.attrs.size === 0 && !asksIn)) continue;
-    const optional = schemaFacts.optional.get(entity.uid.type);
+    const optional = schemaFacts().optional.get(entity.uid.type);
     const attrs: CedarEntity['attrs'] = {};
     for (const [name, value] of Object.entries(entity.attrs)) {
       if (reads.attrs.has(name) || !optional?.has(name)) attrs[name] = value;

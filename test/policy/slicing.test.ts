@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
-import { policyActions } from '../../src/policy/schema.ts';
-import { planFor, sliceEntities } from '../../src/policy/slicing.ts';
+import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
+import { planFor, readSchemaFacts, sliceEntities } from '../../src/policy/slicing.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
 import { examplePoliciesDir } from './fixture.ts';
 
@@ -140,6 +141,19 @@ describe('slicing a decision to what its policies read', () => {
     const plan = planFor(withExtras.policies, 'Client', 'position:view', 'Account')!;
     assert.equal(plan.reads.opaque, true);
     assert.equal(sliceEntities(plan, cases[0]!.request), undefined);
+  });
+
+  test("reads each entity type's optional attributes from the schema as Cedar does", () => {
+    const answer = schemaToJson(cedarSchema);
+    assert.equal(answer.type, 'success');
+    const types = (answer.json as Record<string, { entityTypes: Record<string, { shape?: { attributes?: Record<string, { required?: boolean }> } }> }>)['']!.entityTypes;
+    const expected = new Map(Object.entries(types).map(([type, d]) => [type, new Set(Object.entries(d.shape?.attributes ?? {}).filter(([, a]) => a.required === false).map(([name]) => name))]));
+    const facts = readSchemaFacts(cedarSchema);
+    assert.deepEqual(facts.optional, expected);
+    assert.equal(facts.contextHoldsEntities, false);
+    // An entity in the context (directly or in a record of it) would make every read of the context count.
+    assert.equal(readSchemaFacts(cedarSchema.replace('risk?: Long,', 'risk?: Long, account?: Account,')).contextHoldsEntities, true);
+    assert.equal(readSchemaFacts(cedarSchema.replace('max_notional?: Long,', 'max_notional?: Long, desks?: Set<Desk>,')).contextHoldsEntities, true);
   });
 
   test('leaves a request of a shape the schema does not know whole', () => {
