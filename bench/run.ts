@@ -9,6 +9,7 @@ import { peopleFlowRoundTrips } from './people-flow.ts';
 import { peer } from './peer.ts';
 import { policyDecisions } from './policy.ts';
 import { policyAuthzen } from './policy-authzen.ts';
+import { policyIssuance } from './policy-issuance.ts';
 import { tokenExchange } from './token-exchange.ts';
 import type { BenchLine } from './harness.ts';
 
@@ -29,6 +30,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'policy-decisions': () => policyDecisions(Number(process.env.POLICY_BENCH_SECONDS ?? 5)),
   // The AuthZEN API over HTTP with the example policy set, single and batched: see bench/policy-authzen.ts.
   'policy-authzen': () => policyAuthzen(seconds),
+  // m2m-private-key-jwt with the example policy set active, three decisions per token: see bench/policy-issuance.ts.
+  'policy-issuance': () => policyIssuance(seconds),
   'token-exchange': () => tokenExchange(seconds),
 };
 
