@@ -11,7 +11,8 @@ import {
   type PolicyJson,
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
-import { planFor, policyFacts, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
+import { planFor, planOf, policyFacts, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
+import { requestView, unsatisfied } from './unsatisfied.ts';
 
 /**
  * Cedar evaluation, without a database: compiling a policy set (parse, require ids, validate
@@ -266,23 +267,28 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
  * skips a policy that errs, which would let a request through when the skipped policy was a
  * forbid). Never throws for a bad request.
  *
- * Cedar is asked the request sliced to what the set's policies can read (slicing.ts), and the
- * answer is remembered for the same sliced request under the same set: evaluation is a pure
+ * Cedar is asked the request sliced to what the set's policies can read (slicing.ts, unsatisfied.ts),
+ * and the answer is remembered for the same request under the same set: evaluation is a pure
  * function of the set, the schema and the request (its context carries the time), so an answer
  * remembered is the answer Cedar would give again.
  */
 export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluation {
   ensureSchema();
-  let call: CedarCall;
   let key: string;
   try {
-    call = slicedCall(set, request);
-    key = JSON.stringify(call);
+    // The whole request as Cedar would read it (the wasm binding sends JSON.stringify of the call).
+    key = JSON.stringify(wholeCall(set, request));
   } catch (error) {
     return failed(error);
   }
   const remembered = answers.get(key);
   if (remembered) return copy(remembered);
+  let call: CedarCall;
+  try {
+    call = slicedCall(set, request);
+  } catch (error) {
+    return failed(error);
+  }
   const evaluation = ask(call);
   if (evaluation instanceof Error) return failed(evaluation);
   remember(key, evaluation);
@@ -331,7 +337,7 @@ function failed(error: unknown): Evaluation {
   return { allow: false, reasons: [], errors: [`the policy engine failed: ${(error as Error).message}`] };
 }
 
-/** Answers by sliced request (with the preparsed set it names), oldest first. */
+/** Answers by request (with the preparsed set it names), oldest first. */
 const answers = new Map<string, Evaluation>();
 /** Enough for the distinct requests of a busy second; each entry is about a kilobyte. */
 export const rememberedAnswers = 8192;
@@ -345,15 +351,25 @@ function copy(evaluation: Evaluation): Evaluation {
   return { allow: evaluation.allow, reasons: [...evaluation.reasons], errors: [...evaluation.errors] };
 }
 
-/** The Cedar call for a request: sliced when its shape is known and every entity conforms, else whole. */
+/**
+ * The Cedar call for a request: the policies it can satisfy (unsatisfied.ts) among those whose
+ * scope can match, and the entities they read when every entity conforms; else whole.
+ */
 function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
   const whole = wholeCall(set, request);
-  const shape = shapeOf(set, request);
+  const known = stateOf(set);
+  const shape = shapeOf(set, known, request);
   if (!shape) return whole;
-  const entities = sliceEntities(shape.plan, request);
+  let chosen = shape;
+  const view = requestView(request);
+  if (view) {
+    const ids = shape.plan.policyIds.filter((id) => !unsatisfied(known.facts.get(id)!.json, view));
+    if (ids.length < shape.plan.policyIds.length) chosen = subset(set, known, ids) ?? shape;
+  }
+  const entities = sliceEntities(chosen.plan, request);
   // What is cut must still conform: otherwise Cedar gets it whole, and refuses it.
-  if (!entities || !request.entities.every(conforms)) return { ...whole, preparsedPolicySetId: shape.preparsedId };
-  return { ...whole, entities, preparsedPolicySetId: shape.preparsedId };
+  if (!entities || !request.entities.every(conforms)) return { ...whole, preparsedPolicySetId: chosen.preparsedId };
+  return { ...whole, entities, preparsedPolicySetId: chosen.preparsedId };
 }
 
 interface Shape {
@@ -362,30 +378,52 @@ interface Shape {
   preparsedId: string;
 }
 
-/** Per compiled set: the shape of each (principal type, action, resource type) asked, and the subsets preparsed. */
-const shapes = new WeakMap<CompiledPolicySet, { byShape: Map<string, Shape | null>; subsets: Map<string, string> }>();
+interface SetState {
+  facts: Map<string, PolicyFacts>;
+  /** By principal type, action and resource type: the policies whose scope can match (null: a shape the schema does not know). */
+  byShape: Map<string, Shape | null>;
+  /** By the ids it keeps: each subset preparsed (null: not preparsed, over the limit). */
+  subsets: Map<string, Shape | null>;
+}
 
-function shapeOf(set: CompiledPolicySet, request: CedarRequest): Shape | undefined {
-  let known = shapes.get(set);
-  if (!known) shapes.set(set, (known = { byShape: new Map(), subsets: new Map() }));
+/** Subsets preparsed per set at most (each holds its policies in the wasm module). */
+const subsetLimit = 512;
+
+const states = new WeakMap<CompiledPolicySet, SetState>();
+
+function stateOf(set: CompiledPolicySet): SetState {
+  let state = states.get(set);
+  if (!state) states.set(set, (state = { facts: new Map(set.policies.map((p) => [p.id, p])), byShape: new Map(), subsets: new Map() }));
+  return state;
+}
+
+function shapeOf(set: CompiledPolicySet, known: SetState, request: CedarRequest): Shape | undefined {
   const key = `${request.principal?.type}\n${request.action}\n${request.resource?.type}`;
   let shape = known.byShape.get(key);
   if (shape === undefined) {
-    shape = null;
     const plan = typeof request.principal?.type === 'string' && typeof request.resource?.type === 'string' ? planFor(set.policies, request.principal.type, request.action, request.resource.type) : undefined;
-    if (plan) {
-      const subsetKey = plan.policyIds.join('\n');
-      let preparsedId = plan.policyIds.length === set.policyIds.length ? set.preparsedId : known.subsets.get(subsetKey);
-      if (preparsedId === undefined) {
-        const candidate = `${set.preparsedId}\n#${known.subsets.size + 1}`;
-        const texts = new Map(set.policies.map((p) => [p.id, p.text]));
-        const preparsed = preparsePolicySet(candidate, { staticPolicies: Object.fromEntries(plan.policyIds.map((id) => [id, texts.get(id)!])) });
-        if (preparsed.type === 'success') known.subsets.set(subsetKey, (preparsedId = candidate));
-      }
-      if (preparsedId !== undefined) shape = { plan, preparsedId };
-    }
+    shape = (plan && subset(set, known, plan.policyIds)) ?? null;
     known.byShape.set(key, shape);
   }
+  return shape ?? undefined;
+}
+
+/** The shape keeping exactly `ids`, preparsed once; undefined past the limit or if it does not preparse. */
+function subset(set: CompiledPolicySet, known: SetState, ids: string[]): Shape | undefined {
+  const key = ids.join('\n');
+  const cached = known.subsets.get(key);
+  if (cached !== undefined) return cached ?? undefined;
+  const plan = planOf(ids.map((id) => known.facts.get(id)!));
+  if (ids.length === set.policyIds.length) {
+    const shape = { plan, preparsedId: set.preparsedId };
+    known.subsets.set(key, shape);
+    return shape;
+  }
+  if (known.subsets.size >= subsetLimit) return undefined;
+  const preparsedId = `${set.preparsedId}\n#${known.subsets.size + 1}`;
+  const preparsed = preparsePolicySet(preparsedId, { staticPolicies: Object.fromEntries(ids.map((id) => [id, known.facts.get(id)!.text])) });
+  const shape = preparsed.type === 'success' ? { plan, preparsedId } : null;
+  known.subsets.set(key, shape);
   return shape ?? undefined;
 }
 

@@ -72,6 +72,11 @@ export interface SchemaFacts {
 
 let facts: SchemaFacts | undefined;
 
+/** Whether the schema lets an entity into the context (then a context value may be an entity). */
+export function contextHoldsEntities(): boolean {
+  return schemaFacts().contextHoldsEntities;
+}
+
 function schemaFacts(): SchemaFacts {
   facts ??= readSchemaFacts(cedarSchema);
   return facts;
@@ -268,12 +273,17 @@ function actionMayMatch(scope: { op: string; entity?: unknown; entities?: unknow
  */
 export function planFor(policies: readonly PolicyFacts[], principalType: string, action: string, resourceType: string): SlicePlan | undefined {
   if (!(principalTypes as readonly string[]).includes(principalType) || !(resourceTypes as readonly string[]).includes(resourceType) || !policyActions.includes(action)) return undefined;
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false };
-  const policyIds: string[] = [];
-  for (const p of policies) {
+  const kept = policies.filter((p) => {
     const json = p.json as { principal: { op: string }; action: { op: string }; resource: { op: string } };
-    if (!typeMayMatch(json.principal, principalType) || !actionMayMatch(json.action, action) || !typeMayMatch(json.resource, resourceType)) continue;
-    policyIds.push(p.id);
+    return typeMayMatch(json.principal, principalType) && actionMayMatch(json.action, action) && typeMayMatch(json.resource, resourceType);
+  });
+  return planOf(kept);
+}
+
+/** The plan that keeps exactly `policies`: what they read, together. */
+export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false };
+  for (const p of policies) {
     for (const v of ['principal', 'resource'] as const) {
       p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
       p.reads[v].inTargets.forEach((t) => reads[v].inTargets.add(t));
@@ -281,7 +291,7 @@ export function planFor(policies: readonly PolicyFacts[], principalType: string,
     }
     reads.opaque ||= p.reads.opaque;
   }
-  return { policyIds, reads };
+  return { policyIds: policies.map((p) => p.id), reads };
 }
 
 /**

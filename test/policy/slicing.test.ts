@@ -33,6 +33,22 @@ when { principal in [LegalEntity::"5493001KJTIIGC8Y1R12", LegalEntity::"254900EX
 forbid (principal, action, resource is ResourceServer)
 when { resource has region && context has region && resource.region != context.region };
 
+@id("mandate-venues")
+forbid (principal is Agent, action in Action::"trading", resource is Instrument)
+when { context has mandate && context.mandate has venues && resource has venue && !context.mandate.venues.contains(resource.venue) };
+
+@id("fx-or-rates-rfq")
+permit (principal is User in Desk::"fx-spot", action == Action::"rfq:send", resource is Instrument)
+when { resource.instrument_class == "fx" || resource.instrument_class == "rates" };
+
+@id("small-orders-only-at-risk")
+forbid (principal, action in [Action::"order:create", Action::"order:amend"], resource)
+when { context has risk && (context.risk >= 90 || context.risk < 0) && (context has notional && context.notional > 1000 || context has acr) };
+
+@id("outside-gb-reads-nothing")
+forbid (principal is User, action in Action::"read", resource)
+unless { principal.jurisdictions == ["GB"] || principal.jurisdictions.contains("GB") };
+
 @id("no-retail-trading")
 forbid (principal is User, action in Action::"trading", resource)
 when { principal has client_category && principal.client_category == "retail" };
@@ -71,7 +87,7 @@ const request: fc.Arbitrary<CedarRequest> = fc
         region: fc.constantFrom('uk', 'us', 'eu'),
         kyc_status: fc.constantFrom('verified', 'pending'),
         suitability: fc.subarray(['fx', 'crypto', 'crypto_derivatives', 'rates_derivatives']),
-        mandate: fc.record({ id: fc.constant('m-1'), version: fc.constant(1), instrument_classes: fc.subarray(['fx', 'crypto']), max_notional: fc.integer({ min: 0, max: 20_000_000 }) }, { requiredKeys: ['id', 'version'] }),
+        mandate: fc.record({ id: fc.constant('m-1'), version: fc.constant(1), instrument_classes: fc.subarray(['fx', 'crypto']), venues: fc.subarray(['example-derivatives', 'XLON']), max_notional: fc.integer({ min: 0, max: 20_000_000 }) }, { requiredKeys: ['id', 'version'] }),
         colour: fc.constant('red'),
       },
       { requiredKeys: [] },
