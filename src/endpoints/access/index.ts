@@ -5,7 +5,7 @@ import type { Context } from '../../context.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
-import { decide, type Decision } from '../../policy/decide.ts';
+import { decide, type Decision, type Resolutions } from '../../policy/decide.ts';
 import { accessAudience, accessEvaluateScope } from '../../resource-servers/builtins.ts';
 import { authorizeProtectedRequest, type ProtectedResource } from '../../tokens/protected-resource.ts';
 import { formatProblem, type Problem } from '../../validation.ts';
@@ -48,8 +48,10 @@ export const accessEvaluation: Endpoint = {
       const parsed = readEvaluationsRequest(requireJson(request));
       if (!parsed.requests) throw invalid(parsed.problems);
       const decisions: Decision[] = [];
+      // Items about the same subject, resource and context are resolved once (src/policy/decide.ts).
+      const resolutions: Resolutions = new Map();
       for (const item of parsed.requests) {
-        const decision = await decide(ctx, item, { requestId: request.id, caller, via: 'authzen' });
+        const decision = await decide(ctx, item, { requestId: request.id, caller, via: 'authzen' }, resolutions);
         decisions.push(decision);
         // §7.1.2: the short-circuiting semantics stop at the first deny / permit.
         if (parsed.semantic === 'deny_on_first_deny' && !decision.allow) break;
