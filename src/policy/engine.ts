@@ -11,7 +11,7 @@ import {
   type PolicyJson,
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
-import { planFor, planOf, policyFacts, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
+import { planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
 
 /**
@@ -366,10 +366,11 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
     const ids = shape.plan.policyIds.filter((id) => !unsatisfied(known.facts.get(id)!.json, view));
     if (ids.length < shape.plan.policyIds.length) chosen = subset(set, known, ids) ?? shape;
   }
+  const context = sliceContext(chosen.plan, request.context);
   const entities = sliceEntities(chosen.plan, request);
   // What is cut must still conform: otherwise Cedar gets it whole, and refuses it.
-  if (!entities || !request.entities.every(conforms)) return { ...whole, preparsedPolicySetId: chosen.preparsedId };
-  return { ...whole, entities, preparsedPolicySetId: chosen.preparsedId };
+  if (!entities || !request.entities.every(conforms)) return { ...whole, context, preparsedPolicySetId: chosen.preparsedId };
+  return { ...whole, context, entities, preparsedPolicySetId: chosen.preparsedId };
 }
 
 interface Shape {

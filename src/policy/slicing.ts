@@ -44,6 +44,10 @@ interface Reads {
   resource: EntityReads;
   /** An entity other than the principal or resource may be read: keep every entity. */
   opaque: boolean;
+  /** Attributes of the context read (`.`) or tested (`has`). */
+  context: Set<string>;
+  /** The context used otherwise than through its attributes (compared whole, say): keep all of it. */
+  contextWhole: boolean;
 }
 
 /** How a request of one shape (principal type, action, resource type) is sliced. */
@@ -68,6 +72,8 @@ function entityOf(value: unknown): EntityUid | undefined {
 export interface SchemaFacts {
   optional: Map<string, Set<string>>;
   contextHoldsEntities: boolean;
+  /** The common (record) types by name: each attribute's type text and whether it is optional. */
+  records: Map<string, Map<string, { type: string; optional: boolean }>>;
 }
 
 let facts: SchemaFacts | undefined;
@@ -89,6 +95,7 @@ function schemaFacts(): SchemaFacts {
 export function readSchemaFacts(schema: string): SchemaFacts {
   const text = schema.replace(/\/\/[^\n]*/g, '');
   const records = new Map<string, string[]>();
+  const shapes = new Map<string, Map<string, { type: string; optional: boolean }>>();
   const optional = new Map<string, Set<string>>();
   const entityTypes = new Set<string>();
   for (const [, kind, name, body] of text.matchAll(/\b(entity|type)\s+(\w+)[^={;]*=\s*\{([^}]*)\}/g)) {
@@ -98,6 +105,7 @@ export function readSchemaFacts(schema: string): SchemaFacts {
       optional.set(name!, new Set(attributes.filter((a) => a[2] === '?').map((a) => a[1]!)));
     } else {
       records.set(name!, attributes.map((a) => a[3]!));
+      shapes.set(name!, new Map(attributes.map((a) => [a[1]!, { type: a[3]!.trim(), optional: a[2] === '?' }])));
     }
   }
   // Entity types without a shape (`entity X;`) have no attributes.
@@ -112,12 +120,12 @@ export function readSchemaFacts(schema: string): SchemaFacts {
       }),
     );
   const context = records.get('RequestContext');
-  return { optional, contextHoldsEntities: !context || holdsEntity(context, new Set(['RequestContext'])) };
+  return { optional, contextHoldsEntities: !context || holdsEntity(context, new Set(['RequestContext'])), records: shapes };
 }
 
 /** The facts of one policy: what its scope and conditions read. */
 export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false };
   scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   for (const clause of json.conditions) walk(clause.body, reads);
@@ -204,11 +212,16 @@ function walk(expr: unknown, reads: Reads): void {
   }
   const op = keys[0]!;
   const body = node[op] as Node;
-  if (op === 'Value' || op === 'Var') return;
+  if (op === 'Value') return;
+  if (op === 'Var') {
+    if ((body as unknown) === 'context') reads.contextWhole = true;
+    return;
+  }
   if (op === '.' || op === 'has') {
     const attrs = Array.isArray(body.attr) ? (body.attr as string[]) : [body.attr as string];
     attributeRead(reads, body.left, attrs);
-    walk(body.left, reads);
+    if (variable(body.left) === 'context') reads.context.add(attrs[0]!);
+    else walk(body.left, reads);
   } else if (op === 'in') {
     inRead(reads, body.left, body.right);
     walk(body.left, reads);
@@ -282,7 +295,7 @@ export function planFor(policies: readonly PolicyFacts[], principalType: string,
 
 /** The plan that keeps exactly `policies`: what they read, together. */
 export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false };
   for (const p of policies) {
     for (const v of ['principal', 'resource'] as const) {
       p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
@@ -290,6 +303,8 @@ export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
       reads[v].inAny ||= p.reads[v].inAny;
     }
     reads.opaque ||= p.reads.opaque;
+    p.reads.context.forEach((a) => reads.context.add(a));
+    reads.contextWhole ||= p.reads.contextWhole;
   }
   return { policyIds: policies.map((p) => p.id), reads };
 }
@@ -323,6 +338,56 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEnti
     sliced.push({ uid: entity.uid, attrs, parents });
   }
   return sliced;
+}
+
+/**
+ * The context a request needs under a plan: its attributes the policies read, and those that
+ * cannot be left out (required, undeclared, or not certainly of their declared type — Cedar
+ * then refuses the request, as it would have). An attribute is left out only when it certainly
+ * conforms, so a request the schema refuses is still refused.
+ */
+export function sliceContext(plan: SlicePlan, context: CedarRequest['context']): CedarRequest['context'] {
+  if (plan.reads.contextWhole || !isPlainObject(context)) return context;
+  const declared = schemaFacts().records.get('RequestContext');
+  if (!declared) return context;
+  const sliced: CedarRequest['context'] = {};
+  let cut = false;
+  for (const [name, value] of Object.entries(context)) {
+    const attribute = declared.get(name);
+    if (attribute?.optional && !plan.reads.context.has(name) && conformsTo(attribute.type, value, 0)) cut = true;
+    else sliced[name] = value;
+  }
+  return cut ? sliced : context;
+}
+
+/** True only when `value` is certainly of the declared type (String, Long, Bool, Set<...>, or a record type). */
+function conformsTo(type: string, value: unknown, depth: number): boolean {
+  if (depth > 8) return false;
+  if (type === 'String') return typeof value === 'string' && value.isWellFormed();
+  if (type === 'Long') return typeof value === 'number' && Number.isSafeInteger(value);
+  if (type === 'Bool' || type === 'Boolean') return typeof value === 'boolean';
+  const set = /^Set\s*<\s*(.+)\s*>$/.exec(type);
+  if (set) {
+    if (!Array.isArray(value) || Object.getPrototypeOf(value) !== Array.prototype) return false;
+    for (let i = 0; i < value.length; i++) if (!conformsTo(set[1]!.trim(), value[i], depth + 1)) return false;
+    return true;
+  }
+  const record = schemaFacts().records.get(type);
+  if (!record || !isPlainObject(value)) return false;
+  for (const [name, member] of Object.entries(value)) {
+    if (member === undefined) continue;
+    const attribute = record.get(name);
+    if (!attribute || !conformsTo(attribute.type, member, depth + 1)) return false;
+  }
+  for (const [name, attribute] of record) if (!attribute.optional && (!Object.hasOwn(value, name) || value[name] === undefined)) return false;
+  return true;
+}
+
+/** A plain object, as JSON.stringify writes it member by member (no toJSON, no class). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return (proto === Object.prototype || proto === null) && !('toJSON' in value);
 }
 
 /** `{ type, id }` with two strings and nothing else (not the `__entity` form, which Cedar also takes). */

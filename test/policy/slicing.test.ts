@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
 import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
-import { planFor, readSchemaFacts, sliceEntities } from '../../src/policy/slicing.ts';
+import { planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
 import { examplePoliciesDir } from './fixture.ts';
 
@@ -82,12 +82,17 @@ const request: fc.Arbitrary<CedarRequest> = fc
     context: fc.record(
       {
         notional: fc.oneof(fc.integer({ min: 0, max: 80_000_000 }), fc.constant('lots')),
-        currency: fc.constantFrom('USD', 'EUR'),
+        currency: fc.constantFrom<unknown>('USD', 'EUR', 5),
+        acr: fc.constantFrom<unknown>('urn:example:mfa', 7, undefined),
+        venue: fc.constantFrom<unknown>('XLON', ['XLON']),
         risk: fc.integer({ min: 0, max: 100 }),
         region: fc.constantFrom('uk', 'us', 'eu'),
         kyc_status: fc.constantFrom('verified', 'pending'),
-        suitability: fc.subarray(['fx', 'crypto', 'crypto_derivatives', 'rates_derivatives']),
-        mandate: fc.record({ id: fc.constant('m-1'), version: fc.constant(1), instrument_classes: fc.subarray(['fx', 'crypto']), venues: fc.subarray(['example-derivatives', 'XLON']), max_notional: fc.integer({ min: 0, max: 20_000_000 }) }, { requiredKeys: ['id', 'version'] }),
+        suitability: fc.oneof(fc.subarray<unknown>(['fx', 'crypto', 'crypto_derivatives', 'rates_derivatives']), fc.constant(['fx', 3])),
+        mandate: fc.record(
+          { id: fc.constant('m-1'), version: fc.constantFrom<unknown>(1, 1.5), instrument_classes: fc.subarray(['fx', 'crypto']), venues: fc.subarray(['example-derivatives', 'XLON']), max_notional: fc.integer({ min: 0, max: 20_000_000 }), colour: fc.constant('red') },
+          { requiredKeys: ['id'] },
+        ),
         colour: fc.constant('red'),
       },
       { requiredKeys: [] },
@@ -151,6 +156,17 @@ describe('slicing a decision to what its policies read', () => {
     assert.deepEqual(sliced.map((e) => `${e.uid.type}::${e.uid.id}`), ['User::alice', `Instrument::${order.resource.id}`]);
     // `principal in Desk::"fx-spot"` (and "rates", "crypto") are the only `in`s: the firm is not among them.
     assert.deepEqual(sliced[0]!.parents.map((p) => p.id).sort(), ['fx-spot', 'rates']);
+  });
+
+  test('leaves out context attributes no policy reads, but still refuses one of the wrong type', () => {
+    const order = cases.find((c) => c.request.action === 'order:create' && c.request.principal.id === 'alice' && c.request.resource.type === 'Instrument' && 'notional' in c.request.context)!.request;
+    const plan = planFor(examples.policies, 'User', 'order:create', 'Instrument')!;
+    assert.deepEqual(Object.keys(sliceContext(plan, { ...order.context, acr: 'urn:example:mfa', currency: 'USD' })).sort(), ['notional', 'time']);
+    assert.deepEqual(Object.keys(sliceContext(plan, { ...order.context, currency: 5 })).sort(), ['currency', 'notional', 'time']);
+    const wrong = { ...order, context: { ...order.context, currency: 5 } };
+    assert.equal(evaluate(examples, order).allow, true);
+    assert.equal(evaluate(examples, wrong).allow, false);
+    assert.deepEqual(outcome(evaluate(examples, wrong)), outcome(evaluateWhole(examples, wrong)));
   });
 
   test('keeps every entity when a policy reads an entity other than the principal and resource', () => {
