@@ -353,7 +353,8 @@ function copy(evaluation: Evaluation): Evaluation {
 
 /**
  * The Cedar call for a request: the policies it can satisfy (unsatisfied.ts) among those whose
- * scope can match, and the entities they read when every entity conforms; else whole.
+ * scope can match, the context they read, and the entities they read when every entity of the
+ * request conforms (else all of them); the whole request when its shape is not the schema's.
  */
 function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
   const whole = wholeCall(set, request);

@@ -16,10 +16,13 @@ import { actionGroups, cedarSchema, policyActions, principalTypes, resourceTypes
  *   the analysis give up and keep every entity), and each only when a policy reads it. A kept
  *   entity's parents are its ancestors flattened (the transitive closure Cedar computes anyway),
  *   cut to those an `in` can ask about, and its optional attributes to those a policy names;
- * - the context, the principal, action and resource uids go unchanged.
+ * - context: the optional attributes no policy reads are left out, each only when it certainly has
+ *   its declared type (`sliceContext`); the rest, `time` among it, goes as it came;
+ * - the principal, action and resource uids go unchanged, and the schema validates the request.
  *
- * What is cut is still held to the schema: the engine sends a request unsliced (and Cedar then
- * reports the error) unless every entity of it, whole, has been found conforming (engine.ts).
+ * What is cut is still held to the schema: the engine sends the entities unsliced (and Cedar then
+ * reports the error) unless every entity of the request, whole, has been found conforming
+ * (engine.ts). Which of the matching policies a request cannot satisfy is unsatisfied.ts.
  */
 
 /** What the policies of a set may read of a request, from their JSON form (EST). */
