@@ -37,7 +37,7 @@ export async function startServerProcess(
   const dataDir = mkdtempSync(join(tmpdir(), 'clearance-bench-'));
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...extraEnv };
+  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, ...extraEnv };
   const file = join(dataDir, 'bench.json');
   writeFileSync(file, JSON.stringify(document));
   const lines: string[] = [];

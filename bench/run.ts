@@ -1,6 +1,7 @@
 /**
  * `npm run bench [-- scenario ...]`: runs the benchmarks and prints one JSON line per scenario.
- * BENCH_SECONDS sets the load duration of HTTP scenarios (default 10).
+ * BENCH_SECONDS sets the load duration of HTTP scenarios (default 10). The last line, `targets`,
+ * sets issue 13's figures beside their targets (bench/targets.ts).
  */
 import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { m2mLatency } from './latency.ts';
@@ -12,6 +13,7 @@ import { policyAuthzen } from './policy-authzen.ts';
 import { policyIssuance } from './policy-issuance.ts';
 import { tokenExchange } from './token-exchange.ts';
 import type { BenchLine } from './harness.ts';
+import { targetsLine } from './targets.ts';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
@@ -42,8 +44,14 @@ for (const name of wanted) {
     process.exit(2);
   }
 }
+const printed: BenchLine[] = [];
 for (const [name, run] of Object.entries(scenarios)) {
   if (wanted.length && !wanted.includes(name)) continue;
   const lines = await run();
-  for (const line of Array.isArray(lines) ? lines : [lines]) console.log(JSON.stringify(line));
+  for (const line of Array.isArray(lines) ? lines : [lines]) {
+    printed.push(line);
+    console.log(JSON.stringify(line));
+  }
 }
+// Issue 13's figures, each beside its target (bench/targets.ts), from what this run measured.
+console.log(JSON.stringify(targetsLine(printed)));

@@ -15,7 +15,7 @@ import { ResourceServerStore } from './resource-servers/store.ts';
 import { ClientStore } from './clients/store.ts';
 import { MemoryAuthFailureThrottle } from './clients/authentication/throttle.ts';
 import { DatabaseReplayCache } from './tokens/replay-cache.ts';
-import { GroupCommit } from './storage/group-commit.ts';
+import { GroupCommit, groupCommitConcurrency } from './storage/group-commit.ts';
 import { createIdentity } from './identity/index.ts';
 import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
 import { EntityDirectory } from './entities/directory.ts';
@@ -41,7 +41,7 @@ export async function openContext(
     });
   try {
     await migrate(storage);
-    const writer = new GroupCommit(storage.db);
+    const writer = new GroupCommit(storage.db, { concurrency: groupCommitConcurrency(storage.dialect, config.dbPoolSize) });
     // Audit events share the group-commit transaction with the other small writes of a burst.
     const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer });
     const keys = new KeyStore(storage.db, master.key, clock, audit);

@@ -137,10 +137,12 @@ function readCursor(cursor: string): number {
 
 /**
  * The newest `limit` events of the given types, newest first (`clearance policy simulate` replays
- * the latest decisions). Uses the (type, seq) index.
+ * the latest decisions); with `decided`, only those carrying a decision. Uses the (type, seq) index.
  */
-export async function latestEvents(db: Kysely<Database>, types: readonly string[], limit: number): Promise<StoredAuditEvent[]> {
+export async function latestEvents(db: Kysely<Database>, types: readonly string[], limit: number, options: { decided?: boolean } = {}): Promise<StoredAuditEvent[]> {
   if (!Number.isInteger(limit) || limit < 1) throw new AuditQueryError('limit must be a positive integer');
-  const rows = await db.selectFrom('audit_events').select('event').where('type', 'in', [...types]).orderBy('seq', 'desc').limit(limit).execute();
+  let query = db.selectFrom('audit_events').select('event').where('type', 'in', [...types]);
+  if (options.decided) query = query.where('decision', 'is not', null);
+  const rows = await query.orderBy('seq', 'desc').limit(limit).execute();
   return rows.map((row) => JSON.parse(row.event) as StoredAuditEvent);
 }

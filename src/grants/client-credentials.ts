@@ -11,7 +11,7 @@ import { defineGrant } from './grant.ts';
  * 3. the one issuance path (src/tokens/issue.ts): binding to the request's DPoP key or client
  *    certificate (a bearer token refused for a sender-constrained resource and under FAPI 2.0),
  *    the decision point for each scope and data residency, the claims (`sub` is the client), the
- *    signature; its allows are recorded with `token.issued`, durable before the response leaves.
+ *    signature; its allows are folded into `token.issued`, durable before the response leaves.
  */
 export const clientCredentials = defineGrant({
   grantType: 'client_credentials',

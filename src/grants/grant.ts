@@ -48,8 +48,9 @@ export interface TokenResponse {
 export interface GrantResult {
   response: TokenResponse;
   /**
-   * The `token.issued` event and the decisions that allowed it, for the endpoint to make durable
-   * before the response leaves; absent when the grant recorded them itself, in the transaction of
+   * The `token.issued` event carrying the decisions that allowed it (or, when they could not be
+   * folded into it, those as separate events too), for the endpoint to make durable before the
+   * response leaves; absent when the grant recorded them itself, in the transaction of
    * its writes (`AuditLog.recordWith`).
    */
   events?: AuditEvent[];

@@ -29,7 +29,7 @@ export type TokenWrite = (trx: Transaction<Database>) => Promise<{ events: Audit
  * 3. an ID token when `openid` was granted (OIDC Core §3.1.3.3; §12.2: a refreshed one has no nonce);
  * 4. ONE transaction runs the grant's `write` (the code's redemption, the refresh token's
  *    rotation), inserts a new refresh token family on code redemption for a client registered for
- *    refresh_token, and records the grant's events with the decisions and `token.issued` — so
+ *    refresh_token, and records the grant's events and `token.issued` with its decisions — so
  *    everything that justifies the response is durable before it leaves, and nothing is written
  *    when the write lost (then: undefined, and the signed tokens are dropped unseen).
  */

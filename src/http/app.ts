@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Endpoint } from '../endpoints/endpoint.ts';
@@ -50,6 +50,9 @@ export const endpoints: readonly Endpoint[] = [health, jwks, token, introspectio
 export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints): FastifyInstance {
   const app = Fastify({
     loggerInstance: ctx.log as FastifyBaseLogger,
+    // The access log (two lines per request) only at debug: at the default level a success costs
+    // no log line; refusals, unexpected errors and outages are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: !ctx.log.isLevelEnabled('debug') }),
     genReqId: () => randomUUID(),
     bodyLimit: ctx.config.bodyLimit,
     // While closing, requests still arriving on open connections get 503 from the hook below, as
@@ -61,7 +64,7 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     frameworkErrors: (error, _request, reply) => {
       const status = (error as { statusCode?: number }).statusCode ?? 400;
       const oauth = new OAuthError('invalid_request', status === 414 ? 'a path segment is too long' : 'the request URL is malformed', { status });
-      void securityHeaders(reply.request, reply, undefined);
+      securityHeaders(reply.request, reply);
       sendError(reply, oauth);
     },
     // X-Forwarded-For is believed only from the configured proxies.
@@ -76,29 +79,36 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
   });
 
   const readCertificate = makeCertificateReader(ctx.config);
-  app.addHook('onRequest', async (request) => {
-    request.clientCertificate = readCertificate(request);
-  });
-  app.addHook('onSend', securityHeaders);
-  // Graceful shutdown: once closing, a response to an in-flight request also closes its keep-alive
-  // connection; otherwise close() would wait out the keep-alive timeout (72 s) of that connection.
+  // Graceful shutdown: once closing, requests still arriving on open connections get 503, and a
+  // response to an in-flight request also closes its keep-alive connection; otherwise close()
+  // would wait out the keep-alive timeout (72 s) of that connection. One hook per stage.
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (closing) reply.header('connection', 'close');
-    return payload;
+  // Callback-style hooks: an async one costs a promise on every request.
+  app.addHook('onRequest', (request, reply, done) => {
+    // Answered here: `done` is not called, so the route never runs.
+    if (closing) return void sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
+    request.clientCertificate = readCertificate(request);
+    done();
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (closing) return sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
+  app.addHook('onSend', (request, reply, payload, done) => {
+    securityHeaders(request, reply);
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
   });
   // Issue 20 item 4: control characters are refused at the boundary, on every endpoint but the
   // authorization endpoint, which answers in the browser with its own error page
   // (AuthorizationParameters applies the OAuth rule there).
   const authorizePath = `${issuerPath(ctx.config.issuer)}/authorize`;
-  app.addHook('preValidation', async (request) => {
-    if (request.routeOptions.url !== authorizePath) refuseControlCharacters(request);
+  app.addHook('preValidation', (request, _reply, done) => {
+    try {
+      if (request.routeOptions.url !== authorizePath) refuseControlCharacters(request);
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>

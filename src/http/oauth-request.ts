@@ -60,13 +60,25 @@ export function dpopRequest(request: FastifyRequest, config: Pick<Config, 'issue
     if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'dpop') proofs.push(raw[i + 1]!);
   }
   const path = request.url.split('?')[0]!.split('#')[0]!;
-  const origins = [new URL(config.issuer).origin, ...(config.mtlsOrigin ? [config.mtlsOrigin] : [])];
+  const origins = originsOf(config);
   return {
     proofs,
     method: request.method,
     urls: origins.map((origin) => `${origin}${path}`),
     ...(accessToken !== undefined ? { accessToken } : {}),
   };
+}
+
+const origins = new WeakMap<object, string[]>();
+
+/** The issuer's origin and the mTLS alias origin, parsed once per configuration (every token request asks). */
+function originsOf(config: Pick<Config, 'issuer' | 'mtlsOrigin'>): string[] {
+  let list = origins.get(config);
+  if (!list) {
+    list = [new URL(config.issuer).origin, ...(config.mtlsOrigin ? [config.mtlsOrigin] : [])];
+    origins.set(config, list);
+  }
+  return list;
 }
 
 /** What a protected resource (admin API, userinfo) needs from a request to authenticate its token. */

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
  * Headers on every response. Pages that render HTML set their own CSP (src/ui/respond.ts: no script
  * at all, own stylesheet only); the default forbids everything, including framing (RFC 9700 §4.16).
  */
-export async function securityHeaders(_request: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
+export function securityHeaders(_request: FastifyRequest, reply: FastifyReply): void {
   reply.header('x-content-type-options', 'nosniff');
   reply.header('referrer-policy', 'no-referrer');
   reply.header('x-frame-options', 'DENY');
@@ -15,5 +15,4 @@ export async function securityHeaders(_request: FastifyRequest, reply: FastifyRe
   if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
   // A route may echo the caller's own request id instead (the AuthZEN API, AuthZEN §11.1.3).
   if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', reply.request.id);
-  return payload;
 }

@@ -49,9 +49,9 @@ export async function decide(ctx: DecisionContextDeps, request: DecisionRequest,
 
 /**
  * Decides as `decide` does, without writing: returns the decision and its audit event, for a
- * caller that makes the event durable with its own writes (token issuance records its allows with
- * `token.issued`). The event has passed the audit guard: a request the log would refuse (it held
- * a token-shaped value, or was too large) is a deny, recorded without the request.
+ * caller that makes the event durable with its own writes (token issuance folds its allows into
+ * `token.issued`: issuance-audit.ts). The event has passed the audit guard: a request the log would
+ * refuse (it held a token-shaped value, or was too large) is a deny, recorded without the request.
  */
 export async function evaluateDecision(
   ctx: DecisionContextDeps,

@@ -49,12 +49,15 @@ export const baselinePolicyVersion = 'baseline';
  * 3. all or nothing: one denied scope → invalid_scope, one denied entry →
  *    invalid_authorization_details, naming the scope or entry and the determining policy ids
  *    (never the policy text). Partial grants are not made: no client can ask for one here.
- * Any evaluation error denies (decide.ts). The denials are recorded before the error is thrown;
- * the allows are returned, for the grant to record with its `token.issued` event.
+ * Any evaluation error denies (decide.ts). A refusal records every decision of the request, the
+ * allows too, as `policy.allowed` / `policy.denied` before the error is thrown (or the one data
+ * residency `policy.denied`). A success records nothing here: the allows are returned, and the
+ * issuance path folds them into its one `token.issued` / `token.exchanged` event
+ * (issuance-audit.ts).
  * Until an operator activates a policy set, the built-in baseline applies: registration (the
- * client's allowed scopes and resource servers, already checked) decides, and the one allow is
- * recorded with policy version `baseline`. A set that was activated but no longer compiles
- * denies everything (it is never replaced by the baseline).
+ * client's allowed scopes and resource servers, already checked) decides, and the one allow has
+ * policy version `baseline`. A set that was activated but no longer compiles denies everything
+ * (it is never replaced by the baseline).
  */
 export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promise<AuditEvent[]> {
   if (isClearanceOwn(ctx, issuance.audience)) return [];

@@ -29,9 +29,14 @@ export class GroupCommit {
   readonly #db: Kysely<Database>;
   readonly #batcher: MicroBatcher<Queued>;
 
-  constructor(db: Kysely<Database>, options: { maxBatch?: number } = {}) {
+  /**
+   * `concurrency`: transactions in flight at once (default 1). Above 1 only where each has a
+   * connection of its own (PostgreSQL): a batch then forms while others wait for their commits,
+   * instead of the whole process waiting for one commit at a time (`groupCommitConcurrency`).
+   */
+  constructor(db: Kysely<Database>, options: { maxBatch?: number; concurrency?: number } = {}) {
     this.#db = db;
-    this.#batcher = new MicroBatcher((batch) => this.#commit(batch), options.maxBatch ?? 1000);
+    this.#batcher = new MicroBatcher((batch) => this.#commit(batch), options.maxBatch ?? 1000, { concurrency: options.concurrency ?? 1 });
   }
 
   /** Runs `operation` in the next shared transaction; resolves with its result after commit. */
@@ -80,4 +85,13 @@ export class GroupCommit {
       }
     }
   }
+}
+
+/**
+ * Group-commit transactions in flight at once for a dialect: one on SQLite (one connection, one
+ * writer at a time); on PostgreSQL a third of the pool, at most 4, so that reads and the audit
+ * sealer keep connections of their own (docs/performance.md).
+ */
+export function groupCommitConcurrency(dialect: 'sqlite' | 'postgres', poolSize: number): number {
+  return dialect === 'postgres' ? Math.max(1, Math.min(4, Math.floor(poolSize / 3))) : 1;
 }

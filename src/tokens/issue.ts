@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../policy/issuance.ts';
+import { foldDecisions } from '../policy/issuance-audit.ts';
 import { mintAccessToken, newJti } from './access-token.ts';
 import { requireSenderConstraint, senderBinding, type PresentedKeys, type SenderBinding } from './binding.ts';
 import type { AccessTokenClaims } from './claims.ts';
@@ -57,9 +58,16 @@ export interface IssuedAccessToken {
   binding: SenderBinding;
   /** RFC 6749 §5.1 members of the token response for this access token. */
   response: { access_token: string; token_type: 'Bearer' | 'DPoP'; expires_in: number; scope: string; authorization_details?: unknown[] };
-  /** The decision point's allows, to be recorded with `event`. */
+  /**
+   * The decision point's allows as separate `policy.allowed` events, to be recorded with `event`:
+   * empty unless they could not be folded into it (too large, or of two policy versions:
+   * src/policy/issuance-audit.ts).
+   */
   decisions: AuditEvent[];
-  /** The `token.issued` (or `token.exchanged`) event: durable before the response leaves (DESIGN §5). */
+  /**
+   * The `token.issued` (or `token.exchanged`) event, carrying the decisions that allowed it:
+   * durable before the response leaves (DESIGN §5).
+   */
   event: AuditEvent;
 }
 
@@ -69,20 +77,24 @@ export interface IssuedAccessToken {
  *    §3.1); a bearer token is refused for a sender-constrained resource and under the FAPI 2.0
  *    profile (FAPI 2.0 SP §5.3.2.1);
  * 2. the decision point allows each scope and authorization_details entry, and data residency
- *    holds (src/policy/issuance.ts) — its denials are recorded at once, its allows returned;
+ *    holds (src/policy/issuance.ts) — a refusal records every decision at once, the allows of a
+ *    successful issuance are returned;
  * 3. the claims: RFC 9068 §2.2 (iss, sub, one aud, exp, iat, jti, client_id, scope) and our
  *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
  *    the lifetime is the target's, cut to `notAfter` (nothing left of it → invalid_grant);
  * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1);
- * 5. the issuance event, for the caller to make durable with the decisions before the response
- *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens).
- * Nothing is written here except the decision point's denials.
+ * 5. ONE issuance event carrying the decisions (their reasons, policy version and requests as
+ *    evaluated: src/policy/issuance-audit.ts), for the caller to make durable before the response
+ *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens). Only
+ *    when they cannot be folded (the event would be too large; two policy versions) are the
+ *    allows returned as separate events.
+ * Nothing is written here except a refusal's decisions.
  */
 export async function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
   const binding = senderBinding(request.keys);
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
-  const decisions = await authorizeIssuance(ctx, {
+  const allows = await authorizeIssuance(ctx, {
     subject: request.principal,
     ...(request.subjectLeis ? { subjectLeis: request.subjectLeis } : {}),
     clientId,
@@ -117,6 +129,7 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
   };
   const token = await mintAccessToken(ctx.keys, claims);
+  const recorded = foldDecisions(issuanceEvent(request, claims, binding), allows);
   return {
     token,
     claims,
@@ -129,8 +142,8 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
       // RFC 9396 §7: the token response names the granted authorization_details.
       ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
     },
-    decisions,
-    event: issuanceEvent(request, claims, binding),
+    decisions: recorded.separate,
+    event: recorded.event,
   };
 }
 

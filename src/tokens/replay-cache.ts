@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
@@ -21,48 +22,100 @@ export interface ReplayCache {
 /** Longest key accepted: a PostgreSQL B-tree entry must stay well under its ~2.7 kB limit. */
 export const maxReplayKeyLength = 512;
 
+/** One use waiting for the statement that records it. */
+interface PendingUse {
+  key: string;
+  expiresAt: number;
+}
+
+/** The uses gathered for one statement; `fresh` resolves, in their order, whether each was the first. */
+interface UseBatch {
+  uses: PendingUse[];
+  fresh: Promise<boolean[]>;
+}
+
+// Rows per PostgreSQL INSERT: 2 parameters each, far below its limit of 65535.
+const rowsPerStatement = 500;
+
 /**
- * The replay cache in the database (table `jti_replay`). `use` is one statement, an INSERT whose
- * conflict on the primary key means "seen", so two nodes racing with the same key get exactly
- * one `true` (DESIGN §6: replay caches are enforced by the database's unique constraints). An
- * expired row that was not pruned yet is taken over in the same statement, as a new use.
+ * The replay cache in the database (table `jti_replay`). A use is an INSERT whose conflict on the
+ * primary key means "seen", so two nodes racing with the same key get exactly one `true` (DESIGN
+ * §6: replay caches are enforced by the database's unique constraints). An expired row that was
+ * not pruned yet is taken over in the same statement, as a new use.
+ *
+ * With a group-commit writer, the uses of one event-loop turn are one operation of the writer's
+ * next transaction — on PostgreSQL one multi-row INSERT … ON CONFLICT … RETURNING, one round trip
+ * for a burst of token requests instead of one each (issue 13); each caller learns its own answer
+ * once that transaction has committed. A key repeated within the batch is fresh the first time only.
  */
 export class DatabaseReplayCache implements ReplayCache {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #pruneEveryMs: number;
+  readonly #postgres: boolean;
+  readonly #writer: GroupCommit | undefined;
   #lastPrune: number;
   #pruning: Promise<unknown> | undefined;
+  /** The batch still taking uses: its statement has not started. */
+  #open: UseBatch | undefined;
 
-  readonly #writer: GroupCommit | undefined;
-
-  /** With `writer`, inserts join its group commit (one commit per burst of requests, DESIGN §9). */
+  /** With `writer`, uses join its group commit (one commit per burst of requests, DESIGN §9). */
   constructor(db: Kysely<Database>, clock: Clock, options: { pruneEveryMs?: number; writer?: GroupCommit } = {}) {
     this.#db = db;
     this.#writer = options.writer;
     this.#clock = clock;
     this.#pruneEveryMs = options.pruneEveryMs ?? 60_000;
     this.#lastPrune = clock.now();
+    this.#postgres = isPostgres(db);
   }
 
   async use(key: string, expiresAt: number): Promise<boolean> {
     if (key.length === 0 || key.length > maxReplayKeyLength) throw new RangeError('replay key length out of range');
+    this.#maybePrune(this.#clock.now());
+    if (!this.#writer) return (await this.#record(this.#db, [{ key, expiresAt }]))[0]!;
+    let batch = this.#open;
+    if (!batch) {
+      const opened: UseBatch = { uses: [], fresh: undefined as unknown as Promise<boolean[]> };
+      opened.fresh = this.#writer.run((trx) => {
+        // From here on, new uses go to the next batch.
+        if (this.#open === opened) this.#open = undefined;
+        return this.#record(trx, opened.uses);
+      });
+      batch = this.#open = opened;
+    }
+    const index = batch.uses.push({ key, expiresAt }) - 1;
+    return (await batch.fresh)[index]!;
+  }
+
+  /** Inserts the uses; resolves, for each, whether it was the first use of its key. */
+  async #record(db: Kysely<Database>, uses: PendingUse[]): Promise<boolean[]> {
     const now = this.#clock.now();
-    this.#maybePrune(now);
-    const insert = (db: Kysely<Database>) =>
-      db
-        .insertInto('jti_replay')
-        .values({ key, expires_at: expiresAt })
-        .onConflict((oc) =>
-          oc
-            .column('key')
-            .doUpdateSet({ expires_at: (eb) => eb.ref('excluded.expires_at') })
-            // Only an expired entry may be replaced; a live one leaves the row untouched (0 rows).
-            .where('jti_replay.expires_at', '<', now),
-        )
-        .executeTakeFirst();
-    const result = await (this.#writer ? this.#writer.run(insert) : insert(this.#db));
-    return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
+    const fresh = new Array<boolean>(uses.length).fill(false);
+    // PostgreSQL refuses a statement that would upsert one row twice: a repeat in the batch is
+    // a replay of its first occurrence, answered without asking the database.
+    const first = new Map<string, number>();
+    uses.forEach((use, i) => {
+      if (!first.has(use.key)) first.set(use.key, i);
+    });
+    const distinct = [...first.entries()];
+    if (!this.#postgres) {
+      // SQLite: no round trips to save, and a multi-row upsert costs more per row than one
+      // prepared statement per key (measured), so each key is its own statement in the batch.
+      for (const [key, at] of distinct) {
+        const result = await db.executeQuery(CompiledQuery.raw(singleInsertText, [key, uses[at]!.expiresAt, now]));
+        fresh[at] = Number(result.numAffectedRows ?? 0n) === 1;
+      }
+      return fresh;
+    }
+    for (let i = 0; i < distinct.length; i += rowsPerStatement) {
+      const chunk = distinct.slice(i, i + rowsPerStatement);
+      const parameters: unknown[] = [];
+      for (const [key, at] of chunk) parameters.push(key, uses[at]!.expiresAt);
+      parameters.push(now);
+      const result = await db.executeQuery<{ key: string }>(CompiledQuery.raw(multiInsertText(chunk.length), parameters));
+      for (const row of result.rows) fresh[first.get(row.key)!] = true;
+    }
+    return fresh;
   }
 
   async prune(now: number): Promise<number> {
@@ -83,4 +136,22 @@ export class DatabaseReplayCache implements ReplayCache {
       .catch(() => undefined)
       .finally(() => (this.#pruning = undefined));
   }
+}
+
+// Only an expired entry may be replaced: a live one leaves its row untouched (no row changed,
+// none returned), so a use is fresh exactly when its row was written.
+const upsert = 'on conflict (key) do update set expires_at = excluded.expires_at where jti_replay.expires_at <';
+const singleInsertText = `insert into jti_replay (key, expires_at) values (?, ?) ${upsert} ?`;
+const multiInsertTexts = new Map<number, string>();
+
+/** PostgreSQL's multi-row upsert for `rows` uses (cached per size): one round trip for a batch. */
+function multiInsertText(rows: number): string {
+  let text = multiInsertTexts.get(rows);
+  if (!text) {
+    let n = 0;
+    const values = Array.from({ length: rows }, () => `($${++n}, $${++n})`).join(', ');
+    text = `insert into jti_replay (key, expires_at) values ${values} ${upsert} $${++n} returning key`;
+    multiInsertTexts.set(rows, text);
+  }
+  return text;
 }

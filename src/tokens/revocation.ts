@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
 import type { Database } from '../storage/schema.ts';
 
 export interface RevocationTables {
@@ -26,9 +27,11 @@ export class RevocationList {
       .execute();
   }
 
+  /** One prepared statement: every token exchange and protected-resource request asks it. */
   async isRevoked(jti: string): Promise<boolean> {
-    const row = await this.#db.selectFrom('revoked_tokens').select('jti').where('jti', '=', jti).executeTakeFirst();
-    return row !== undefined;
+    const text = isPostgres(this.#db) ? revokedTextPostgres : revokedTextSqlite;
+    const { rows } = await this.#db.executeQuery(CompiledQuery.raw(text, [jti]));
+    return rows.length > 0;
   }
 
   /** Drops rows of tokens that have expired anyway. */
@@ -37,3 +40,6 @@ export class RevocationList {
     return Number(result.numDeletedRows);
   }
 }
+
+const revokedTextSqlite = 'select 1 from revoked_tokens where jti = ? limit 1';
+const revokedTextPostgres = 'select 1 from revoked_tokens where jti = $1 limit 1';

@@ -257,6 +257,8 @@ describe('the clearance command', () => {
         CLEARANCE_ISSUER: 'http://localhost',
         CLEARANCE_DATA_DIR: dir,
         CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'),
+        // The access log (incoming request / request completed) is at debug: the test waits for it.
+        LOG_LEVEL: 'debug',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -8,9 +8,11 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { decide } from '../../src/policy/decide.ts';
+import { authorizeIssuance } from '../../src/policy/issuance.ts';
+import { foldDecisions } from '../../src/policy/issuance-audit.ts';
 import { openContext } from '../../src/server.ts';
 import { runCli } from '../helpers/cli.ts';
-import { exampleEntitiesFile, examplePoliciesDir, peopleAndClients, userId } from '../policy/fixture.ts';
+import { exampleEntitiesFile, examplePoliciesDir, ordersApi, peopleAndClients, userId } from '../policy/fixture.ts';
 
 const run = runCli;
 
@@ -106,6 +108,12 @@ describe('clearance policy add, activate, list and simulate', () => {
       }
       await decide(ctx, { principal: { type: 'Client', id: 'risk-engine' }, action: 'position:view', resource: { type: 'Account', id: 'GB-FX-001' }, context: { region: 'uk' } });
       await decide(ctx, { principal: { type: 'User', id: 'nobody' }, action: 'order:create', resource: { type: 'Instrument', id: 'X', instrument_class: 'fx' } });
+      // A token issued to her for a 30m order: its two decisions are folded into token.issued.
+      const order = { type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '30000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' };
+      const allows = await authorizeIssuance(ctx, { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], authorizationDetails: [order], requestId: 'r1', grantType: 'authorization_code' });
+      const issued = foldDecisions({ type: 'token.issued', requestId: 'r1', client: 'trading-ui', subject: alice, audience: ordersApi, scopes: ['order:create'], details: { jti: 'j1' } }, allows);
+      assert.deepEqual(issued.separate, []);
+      await ctx.audit.record(issued.event);
     } finally {
       await (ctx.audit as { close?: () => Promise<void> }).close?.();
       await ctx.storage.close();
@@ -113,21 +121,24 @@ describe('clearance policy add, activate, list and simulate', () => {
 
     const same = await run(['policy', 'simulate', '--candidate', examplePoliciesDir], env);
     assert.equal(same.code, 0, same.err);
-    assert.equal(same.out, `replayed 5 of the last 6 decisions against ${examplePoliciesDir}: 0 would flip (0 allow -> deny, 0 deny -> allow); 1 recorded without their request were not replayed`);
+    assert.equal(same.out, `replayed 7 of the last 8 decisions against ${examplePoliciesDir}: 0 would flip (0 allow -> deny, 0 deny -> allow); 1 recorded without their request were not replayed`);
 
     const lower = join(examplePoliciesDir, 'candidates', 'lower-limit.cedar');
     const simulated = await run(['policy', 'simulate', '--candidate', examplePoliciesDir, '--candidate', lower, '--last', '100'], env);
     assert.equal(simulated.code, 0, simulated.err);
     const lines = simulated.out.split('\n');
-    assert.equal(lines.length, 3, simulated.out);
-    for (const line of lines.slice(0, 2)) {
-      assert.match(line, /^allow \(desk-trades-its-product-classes @ 2026-01\.1\) -> deny \(limit-fx-spot-desk-fx\)  \S+  User::"[0-9a-f-]+" order:create Instrument::"EURUSD"  event [0-9a-f-]+$/);
-    }
-    assert.match(lines[2]!, /: 2 would flip \(2 allow -> deny, 0 deny -> allow\)/);
+    assert.equal(lines.length, 4, simulated.out);
+    const flipped = /^allow \(desk-trades-its-product-classes @ 2026-01\.1\) -> deny \(limit-fx-spot-desk-fx\)  \S+  User::"[0-9a-f-]+" order:create Instrument::"EURUSD"  event [0-9a-f-]+/;
+    // Newest first: the token's order, named by its token.issued event, then the decide() ones.
+    assert.match(lines[0]!, new RegExp(`${flipped.source} \\(token\\.issued\\)$`));
+    for (const line of lines.slice(1, 3)) assert.match(line, new RegExp(`${flipped.source}$`));
+    assert.match(lines[3]!, /: 3 would flip \(3 allow -> deny, 0 deny -> allow\)/);
 
-    // --last counts the newest decisions only.
+    // --last counts the newest decisions only, those of a token event one by one.
     const newest = await run(['policy', 'simulate', '--candidate', examplePoliciesDir, '--candidate', lower, '--last', '3'], env);
-    assert.match(newest.out, /^replayed 2 of the last 3 decisions .*: 0 would flip/m);
+    assert.match(newest.out, /^replayed 2 of the last 3 decisions .*: 1 would flip/m);
+    const one = await run(['policy', 'simulate', '--candidate', examplePoliciesDir, '--candidate', lower, '--last', '1'], env);
+    assert.match(one.out, /^replayed 1 of the last 1 decisions .*: 0 would flip/m);
 
     const invalid = join(dir, 'invalid.cedar');
     writeFileSync(invalid, 'permit (principal, action, resource);');

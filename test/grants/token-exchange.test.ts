@@ -5,6 +5,7 @@ import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import { epochSeconds } from '../../src/clock.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { revokeMandate } from '../../src/mandates/store.ts';
+import { foldedDecisions } from '../../src/policy/issuance-audit.ts';
 import { mintIdToken } from '../../src/tokens/id-token.ts';
 import { RevocationList } from '../../src/tokens/revocation.ts';
 import { assertOAuthError, basicAuthorization, formBody, ordersApi, resourceServers } from '../endpoints/fixture.ts';
@@ -134,8 +135,17 @@ describe('token exchange (RFC 8693)', () => {
     const hop = await f.ok(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }));
     const last = await f.ok(await f.exchangeFor('broker-backend', hop.access_token, { resource: clearingApi }, { dpop: f.proof(dpopKey()) }));
     assert.equal(decodeJwt(last.access_token).sub, 'trader-app');
-    const [allowed] = (await f.events('policy.allowed')).filter((e) => e.audience === clearingApi);
-    assert.equal(allowed!.details!.principal, 'Agent::"trader-app"', 'the subject, a client, stays the principal down the chain');
+    // Each hop is one event carrying its decisions: no policy.allowed beside it.
+    assert.deepEqual(await f.events('policy.allowed'), []);
+    const [toClearing] = (await f.events('token.exchanged')).filter((e) => e.audience === clearingApi);
+    assert.deepEqual(toClearing!.decision, { allow: true, reasons: ['all'], policyVersion: 'all-1' });
+    const decided = foldedDecisions(toClearing!);
+    assert.deepEqual(
+      decided.map((d) => [d.principal, d.action, d.resource]),
+      [['Agent::"trader-app"', 'settlement:submit', `ResourceServer::"${clearingApi}"`]],
+      'the subject, a client, stays the principal down the chain',
+    );
+    assert.equal(decided[0]!.request!.context.region, 'eu', 'the regional target is in the context replayed');
   });
 
   test('widening scope, audience or authorization_details at a hop fails', async (t) => {

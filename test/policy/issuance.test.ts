@@ -6,6 +6,11 @@ import type { Context } from '../../src/context.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { revokeMandate } from '../../src/mandates/store.ts';
 import { authorizeIssuance } from '../../src/policy/issuance.ts';
+import { foldedDecisions } from '../../src/policy/issuance-audit.ts';
+import { compilePolicySet, type CompiledPolicySet } from '../../src/policy/engine.ts';
+import { simulate } from '../../src/policy/simulate.ts';
+import { maxDetails } from '../../src/authorization/authorization-details.ts';
+import { codeFlowFixture, orderDetail } from '../authorization/fixture.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
 import { testContext, testDialects } from '../helpers/storage.ts';
@@ -46,6 +51,19 @@ async function events(ctx: Context, types: string[]): Promise<StoredAuditEvent[]
   return rows.map((r) => JSON.parse(r.event) as StoredAuditEvent);
 }
 
+/** A candidate policy set, compiled as `policy simulate` compiles it. */
+function compileSet(text: string): CompiledPolicySet {
+  const compiled = compilePolicySet('candidate', [{ name: 'candidate.cedar', text }]);
+  assert.ok(compiled.set, JSON.stringify(compiled.problems));
+  return compiled.set;
+}
+
+/** The types of every event one request recorded, in order. */
+async function requestEvents(ctx: Context, requestId: string): Promise<string[]> {
+  const rows = await ctx.storage.db.selectFrom('audit_events').select('event').orderBy('seq').execute();
+  return rows.map((r) => JSON.parse(r.event) as StoredAuditEvent).filter((e) => e.requestId === requestId).map((e) => e.type);
+}
+
 describe('policy enforcement at token issuance', () => {
   for (const dialect of testDialects()) {
     test(`an algorithm gets no trading token without a mandate, and the refusal names the policy (${dialect.name})`, async (t) => {
@@ -63,7 +81,7 @@ describe('policy enforcement at token issuance', () => {
     });
   }
 
-  test('an algorithm under its mandate gets a token naming the mandate version, with the allow recorded beside the issuance', async (t) => {
+  test('an algorithm under its mandate gets a token naming the mandate version, and its one token.issued event carries the allow', async (t) => {
     const { token, ctx } = await server(t);
     await applyDocument(ctx, { mandates: [algoMandate] });
     const response = await token('algo-fx-1', { resource: ordersApi, mandate: 'algo-fx-mandate' });
@@ -72,14 +90,15 @@ describe('policy enforcement at token issuance', () => {
     assert.equal(body.scope, 'order:create');
     const claims = decodeJwt(body.access_token);
     assert.deepEqual(claims.mandate, { id: 'algo-fx-mandate', v: 1 });
-    const [allowed] = await events(ctx, ['policy.allowed']);
-    assert.deepEqual(allowed!.mandate, { id: 'algo-fx-mandate', v: 1 });
-    assert.deepEqual(allowed!.decision, { allow: true, reasons: ['tokens-for-active-principals'], policyVersion: 'v1' });
-    // The mandate's constraints were the decision's context (replayable by policy simulate).
-    const request = allowed!.details!.request as { context: { mandate: Record<string, unknown> } };
-    assert.deepEqual(request.context.mandate, { id: 'algo-fx-mandate', version: 1, scopes: ['order:create'], instrument_classes: ['fx'], max_notional: 1000000, currency: 'USD' });
     const [issued] = await events(ctx, ['token.issued']);
+    assert.deepEqual(await requestEvents(ctx, issued!.requestId!), ['token.issued'], 'one event per issuance');
     assert.deepEqual(issued!.mandate, { id: 'algo-fx-mandate', v: 1 });
+    assert.deepEqual(issued!.decision, { allow: true, reasons: ['tokens-for-active-principals'], policyVersion: 'v1' });
+    assert.deepEqual(issued!.details!.decisions, [{ action: 'order:create', resource: `ResourceServer::"${ordersApi}"`, reasons: ['tokens-for-active-principals'], request: 0 }]);
+    // The mandate's constraints were the decision's context (replayable by policy simulate).
+    const [decided] = foldedDecisions(issued!);
+    assert.equal(decided!.principal, 'Agent::"algo-fx-1"');
+    assert.deepEqual(decided!.request!.context.mandate, { id: 'algo-fx-mandate', version: 1, scopes: ['order:create'], instrument_classes: ['fx'], max_notional: 1000000, currency: 'USD' });
   });
 
   test('a revoked mandate, a mandate of another party and an unknown one are refused alike as invalid_grant', async (t) => {
@@ -115,9 +134,20 @@ describe('policy enforcement at token issuance', () => {
       assert.match(error.description!, /order:create is refused by policy: kyc-verified-to-trade/);
       return true;
     });
+    // The refusal recorded each of its decisions, the allow too.
+    const recorded = await events(ctx, ['policy.allowed', 'policy.denied']);
+    assert.deepEqual(
+      recorded.map((e) => [e.type, e.details!.action, e.decision!.reasons]),
+      [
+        ['policy.allowed', 'position:view', ['tokens-for-active-principals']],
+        ['policy.denied', 'order:create', ['kyc-verified-to-trade']],
+      ],
+    );
+    // A success records nothing itself: the allows go back to the issuance path, to be folded.
     const allowed = await authorizeIssuance(ctx, { ...issuance, scopes: ['position:view'] });
     assert.equal(allowed.length, 1);
     assert.equal(allowed[0]!.type, 'policy.allowed');
+    assert.equal((await events(ctx, ['policy.allowed', 'policy.denied'])).length, 2);
   });
 
   test('an order entry in authorization_details is decided on its instrument, limits included', async (t) => {
@@ -163,8 +193,107 @@ describe('policy enforcement at token issuance', () => {
   });
 });
 
+describe('the audit of an issuance under an active policy set', () => {
+  const policySet = (version: string, text: string) => ({ policies: [{ version, text, change_ref: 'CHG-9', author: 'alice.author', approver: 'bob.approver', active: true }] });
+  const permits = '@id("all") permit (principal, action, resource);\n@id("orders") permit (principal, action == Action::"order:create", resource);';
+  const noCancel = '@id("no-cancel") forbid (principal, action == Action::"order:cancel", resource);';
+  const scope = 'order:create order:cancel';
+  const ust2y = { ...orderDetail, instrument: { class: 'bond', symbol: 'UST 2Y' } };
+
+  for (const dialect of testDialects()) {
+    test(`a person's token for several scopes and authorization_details is one token.issued event carrying every decision, which simulate replays (${dialect.name})`, async (t) => {
+      const f = await codeFlowFixture(t, { dialect });
+      await applyDocument(f.ctx, policySet('p1', permits));
+      const details = [{ ...orderDetail, actions: ['create', 'cancel'] }, ust2y];
+      const { code, pkce: challenge } = await f.authorizeAndApprove({ query: { scope, authorization_details: JSON.stringify(details) } });
+      const response = await f.redeem('web-app', code, challenge.verifier);
+      assert.equal(response.statusCode, 200, response.body);
+
+      const [issued] = await events(f.ctx, ['token.issued']);
+      assert.deepEqual(await requestEvents(f.ctx, issued!.requestId!), ['code.redeemed', 'token.issued'], 'no policy.allowed beside the issuance');
+      assert.equal((await events(f.ctx, ['policy.allowed', 'policy.denied'])).length, 0);
+      // The determining policies of all the allows, each once, and the version that decided.
+      assert.equal(issued!.decision!.allow, true);
+      assert.equal(issued!.decision!.policyVersion, 'p1');
+      assert.deepEqual([...issued!.decision!.reasons].sort(), ['all', 'orders']);
+      const server = `ResourceServer::"${ordersApi}"`;
+      const decisions = issued!.details!.decisions as { action: string; resource: string; reasons: string[]; request: number }[];
+      assert.deepEqual(
+        decisions.map((d) => [d.action, d.resource, d.request]),
+        [
+          ['order:create', server, 0],
+          ['order:cancel', server, 0],
+          ['order:create', 'Instrument::"UST 10Y"', 1],
+          ['order:cancel', 'Instrument::"UST 10Y"', 1],
+          ['order:create', 'Instrument::"UST 2Y"', 2],
+        ],
+      );
+      assert.deepEqual(decisions[1]!.reasons, ['all']);
+      // What the requests share is stored once: three requests, each entity once.
+      const requests = issued!.details!.requests as { entities: number[] }[];
+      const entities = issued!.details!.entities as unknown[];
+      assert.equal(requests.length, 3);
+      assert.equal(new Set(entities.map((e) => JSON.stringify(e))).size, entities.length);
+      // Each decision reads back as the request it was, and the candidate decides it the same.
+      const unchanged = await simulate(f.ctx.storage.db, compileSet(permits), 100);
+      assert.deepEqual([unchanged.read, unchanged.replayed, unchanged.flips.length], [5, 5, 0]);
+
+      // Forbidding cancellation would flip both cancel decisions, each named by the token event.
+      const simulated = await simulate(f.ctx.storage.db, compileSet(`${permits}\n${noCancel}`), 100);
+      assert.deepEqual([simulated.read, simulated.replayed], [5, 5]);
+      assert.deepEqual(
+        simulated.flips.map((flip) => [flip.event.id, flip.event.type, flip.request.action, flip.request.resource, flip.was.policyVersion, flip.now.reasons]),
+        [
+          [issued!.id, 'token.issued', 'order:cancel', server, 'p1', ['no-cancel']],
+          [issued!.id, 'token.issued', 'order:cancel', 'Instrument::"UST 10Y"', 'p1', ['no-cancel']],
+        ],
+      );
+      assert.match(String(simulated.flips[0]!.request.principal), /^User::"[0-9a-f-]+"$/);
+    });
+  }
+
+  test('a refused issuance records each of its decisions, the allows included, and no token event', async (t) => {
+    const f = await codeFlowFixture(t);
+    const { code, pkce: challenge } = await f.authorizeAndApprove({ query: { scope } });
+    await applyDocument(f.ctx, policySet('p2', `${permits}\n${noCancel}`));
+    const body = assertOAuthError(await f.redeem('web-app', code, challenge.verifier), 400, 'invalid_scope');
+    assert.match(String(body.error_description), /order:cancel is refused by policy: no-cancel/);
+    const recorded = await events(f.ctx, ['policy.allowed', 'policy.denied', 'token.issued']);
+    assert.deepEqual(
+      recorded.map((e) => [e.type, e.details!.action, e.decision!.policyVersion]),
+      [
+        ['policy.allowed', 'order:create', 'p2'],
+        ['policy.denied', 'order:cancel', 'p2'],
+      ],
+    );
+    // Recorded with the request as evaluated: simulate replays them as before.
+    const simulated = await simulate(f.ctx.storage.db, compileSet(permits), 100);
+    assert.deepEqual([simulated.read, simulated.replayed, simulated.flips.length], [2, 2, 1]);
+    assert.equal(simulated.flips[0]!.event.type, 'policy.denied');
+  });
+
+  test('an issuance whose folded event would be too large records its allows as separate policy.allowed events', async (t) => {
+    const f = await codeFlowFixture(t);
+    await applyDocument(f.ctx, policySet('p1', '@id("all") permit (principal, action, resource);'));
+    // The most entries a request may hold, each with every action: 60 decisions on 20 instruments.
+    const details = Array.from({ length: maxDetails }, (_, i) => ({ ...orderDetail, instrument: { class: 'bond', symbol: `UST ${i + 1}Y` }, actions: ['create', 'amend', 'cancel'] }));
+    const { code, pkce: challenge } = await f.authorizeAndApprove({ query: { scope: 'order:create', authorization_details: JSON.stringify(details) } });
+    const response = await f.redeem('web-app', code, challenge.verifier);
+    assert.equal(response.statusCode, 200, response.body);
+    const [issued] = await events(f.ctx, ['token.issued']);
+    assert.equal(issued!.decision, undefined, 'the token event as before issue 13');
+    assert.equal(issued!.details!.decisions, undefined);
+    const allowed = await events(f.ctx, ['policy.allowed']);
+    assert.equal(allowed.length, 1 + 3 * maxDetails);
+    assert.ok(allowed.every((e) => e.requestId === issued!.requestId && e.decision!.policyVersion === 'p1' && e.details!.request));
+    // Counted once each by simulate: the token event holds no decision.
+    const simulated = await simulate(f.ctx.storage.db, compileSet('@id("all") permit (principal, action, resource);'), 1000);
+    assert.deepEqual([simulated.read, simulated.replayed, simulated.flips.length], [61, 61, 0]);
+  });
+});
+
 describe('the baseline before any policy set is activated', () => {
-  test('registration decides, and each issuance records one allow with policy version baseline', async (t) => {
+  test('registration decides, and each issuance is one token.issued event whose decision has policy version baseline', async (t) => {
     const { ctx } = await testContext({ t });
     const secrets = await applyDocument(ctx, { ...exampleEntities(), ...peopleAndClients });
     const app = buildApp(ctx);
@@ -176,9 +305,13 @@ describe('the baseline before any policy set is activated', () => {
       payload: formBody({ grant_type: 'client_credentials', resource: ordersApi }),
     });
     assert.equal(response.statusCode, 200, response.body);
-    const [allowed] = await events(ctx, ['policy.allowed']);
-    assert.deepEqual(allowed!.decision, { allow: true, reasons: ['baseline: no policy set is active, registration decides'], policyVersion: 'baseline' });
-    assert.deepEqual(allowed!.scopes, ['order:create']);
+    const [issued] = await events(ctx, ['token.issued']);
+    assert.deepEqual(await requestEvents(ctx, issued!.requestId!), ['token.issued'], 'one event per issuance');
+    assert.deepEqual(issued!.decision, { allow: true, reasons: ['baseline: no policy set is active, registration decides'], policyVersion: 'baseline' });
+    assert.deepEqual(issued!.scopes, ['order:create']);
+    // Nothing was evaluated, so nothing is there to replay.
+    assert.equal(issued!.details!.decisions, undefined);
+    assert.deepEqual(foldedDecisions(issued!), [{ reasons: ['baseline: no policy set is active, registration decides'] }]);
   });
 });
 

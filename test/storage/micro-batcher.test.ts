@@ -49,3 +49,37 @@ test('keeps going after a batch whose processing fails', async () => {
   await batcher.flush();
   assert.deepEqual(processed, [2]);
 });
+
+test('with a concurrency of 2, processes two batches at once, and items arriving meanwhile wait for a free slot', async () => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const seen: number[][] = [];
+  const release: (() => void)[] = [];
+  const batcher = new MicroBatcher<number>(
+    async (batch) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      seen.push(batch);
+      await new Promise<void>((resolve) => release.push(resolve));
+      inFlight--;
+    },
+    2,
+    { concurrency: 2 },
+  );
+  for (let i = 0; i < 5; i++) batcher.add(i);
+  const flushed = batcher.flush();
+  while (seen.length < 2) await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(seen, [[0, 1], [2, 3]], 'two batches started, the fifth item waits');
+  batcher.add(5);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(seen.length, 2, 'no third batch while both slots are taken');
+  release.shift()!();
+  while (seen.length < 3) await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(seen[2], [4, 5], 'the items that waited go together into the freed slot');
+  while (release.length > 0 || inFlight > 0) {
+    release.shift()?.();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await flushed;
+  assert.equal(maxInFlight, 2);
+});

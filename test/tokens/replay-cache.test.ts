@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { ManualClock } from '../../src/clock.ts';
 import { migrate } from '../../src/storage/database.ts';
 import { DatabaseReplayCache } from '../../src/tokens/replay-cache.ts';
+import { GroupCommit } from '../../src/storage/group-commit.ts';
 import { testDialects } from '../helpers/storage.ts';
 
 for (const dialect of testDialects()) {
@@ -36,6 +37,33 @@ for (const dialect of testDialects()) {
       const clock = new ManualClock(1_000_000);
       const caches = [database.storage, database.connect(), database.connect()].map((s) => new DatabaseReplayCache(s.db, clock));
       const results = await Promise.all(Array.from({ length: 12 }, (_, i) => caches[i % 3]!.use('dpop:jkt:race', 1_060_000)));
+      assert.equal(results.filter(Boolean).length, 1);
+    });
+
+    test('with a group-commit writer, answers each use of a burst on its own: the first use of a key only', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const cache = new DatabaseReplayCache(database.storage.db, clock, { writer: new GroupCommit(database.storage.db) });
+      assert.equal(await cache.use('client_assertion:oms:used', 1_060_000), true);
+      // One turn: one statement for all of them, the repeats inside it and the earlier use included.
+      const keys = ['a', 'b', 'a', 'used', 'c', 'b', 'a'].map((k) => `client_assertion:oms:${k}`);
+      const answers = await Promise.all(keys.map((key) => cache.use(key, 1_060_000)));
+      assert.deepEqual(answers, [true, true, false, false, true, false, false]);
+      // And more than one statement's worth in a turn.
+      const many = await Promise.all(Array.from({ length: 1201 }, (_, i) => cache.use(`dpop:jkt:${i % 1200}`, 1_060_000)));
+      assert.equal(many.filter(Boolean).length, 1200);
+      assert.equal(many[1200], false);
+      const other = new DatabaseReplayCache(database.connect().db, clock);
+      assert.equal(await other.use('dpop:jkt:7', 1_060_000), false, 'what the batch recorded is committed');
+    });
+
+    test('with a group-commit writer, lets exactly one of many simultaneous uses through, across nodes', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const caches = [database.storage, database.connect(), database.connect()].map((s) => new DatabaseReplayCache(s.db, clock, { writer: new GroupCommit(s.db) }));
+      const results = await Promise.all(Array.from({ length: 30 }, (_, i) => caches[i % 3]!.use('dpop:jkt:race', 1_060_000)));
       assert.equal(results.filter(Boolean).length, 1);
     });
 
@@ -91,3 +119,4 @@ for (const dialect of testDialects()) {
     });
   });
 }
+

@@ -23,7 +23,9 @@ test      evaluates the policy files of DIR (*.cedar) against the cases in DIR/t
           run it in a policy repository's CI. Exit 1 lists every mismatch.
 simulate  replays the last N recorded decisions (default 1000) from the audit log against a
           candidate policy set and prints every decision that would flip (exit 0; 1 when the
-          candidate is invalid). Several --candidate paths make one set: a policy in a later
+          candidate is invalid). Decisions are the policy.allowed / policy.denied events and
+          those a token.issued / token.exchanged event carries (a successful issuance's).
+          Several --candidate paths make one set: a policy in a later
           one replaces the policy with the same @id in an earlier one, e.g.
           --candidate examples/policies --candidate examples/policies/candidates/lower-limit.cedar
 list      every stored policy set version; * marks the active one.
@@ -143,7 +145,10 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
         const e = flip.event;
         const was = `${flip.was.allow ? 'allow' : 'deny'} (${flip.was.reasons.join(', ') || '-'} @ ${flip.was.policyVersion})`;
         const now = `${flip.now.allow ? 'allow' : 'deny'} (${[...flip.now.reasons, ...flip.now.errors].join(', ') || 'no policy permits'})`;
-        output.out(`${was} -> ${now}  ${new Date(e.time).toISOString()}  ${String(e.details?.principal)} ${String(e.details?.action)} ${String(e.details?.resource)}  event ${e.id}`);
+        const { principal, action, resource } = flip.request;
+        // A decision folded into a token event is named by that event: its type says which.
+        const where = e.type === 'policy.allowed' || e.type === 'policy.denied' ? `event ${e.id}` : `event ${e.id} (${e.type})`;
+        output.out(`${was} -> ${now}  ${new Date(e.time).toISOString()}  ${String(principal)} ${String(action)} ${String(resource)}  ${where}`);
       }
       const toDeny = result.flips.filter((f) => f.was.allow).length;
       const skipped = result.read - result.replayed;
