@@ -19,6 +19,8 @@ export interface ServerProcess {
   serverCpuMs(): number;
   dataDir: string;
   env: NodeJS.ProcessEnv;
+  /** What `clearance apply` printed (generated client secrets among it). */
+  applied?: string[];
   child: ChildProcess;
   stop(): Promise<void>;
 }
@@ -59,6 +61,7 @@ export async function startServerProcess(
     serverCpuMs: () => processTreeCpuMs(child.pid!),
     dataDir,
     env,
+    applied: lines,
     child,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));

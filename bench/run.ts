@@ -10,6 +10,8 @@ import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
 import { peer } from './peer.ts';
 import { policyDecisions } from './policy.ts';
+import { policyAuthzen } from './policy-authzen.ts';
+import { policyIssuance } from './policy-issuance.ts';
 import { tokenExchange } from './token-exchange.ts';
 import type { BenchLine } from './harness.ts';
 import { targetsLine } from './targets.ts';
@@ -31,6 +33,10 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'audit-verify-1m': () => auditVerify(Number(process.env.AUDIT_VERIFY_EVENTS ?? 1_000_000)),
   // POLICY_BENCH_SECONDS (default 5): see bench/policy.ts.
   'policy-decisions': () => policyDecisions(Number(process.env.POLICY_BENCH_SECONDS ?? 5)),
+  // The AuthZEN API over HTTP with the example policy set, single and batched: see bench/policy-authzen.ts.
+  'policy-authzen': () => policyAuthzen(seconds),
+  // m2m-private-key-jwt with the example policy set active, three decisions per token: see bench/policy-issuance.ts.
+  'policy-issuance': () => policyIssuance(seconds),
   'token-exchange': () => tokenExchange(seconds),
 };
 

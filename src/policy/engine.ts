@@ -8,8 +8,11 @@ import {
   validate,
   type CedarValueJson,
   type DetailedError,
+  type PolicyJson,
 } from '@cedar-policy/cedar-wasm/nodejs';
-import { cedarSchema, schemaVersion } from './schema.ts';
+import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
+import { planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
+import { requestView, unsatisfied } from './unsatisfied.ts';
 
 /**
  * Cedar evaluation, without a database: compiling a policy set (parse, require ids, validate
@@ -89,6 +92,8 @@ export interface CompiledPolicySet {
   policyIds: string[];
   /** The id under which the wasm module holds it preparsed. */
   readonly preparsedId: string;
+  /** Each policy with what it reads, for slicing requests (slicing.ts). */
+  readonly policies: readonly PolicyFacts[];
 }
 
 /** `@id("...")`: every policy names itself, so reasons and audit events are readable and stable. */
@@ -103,8 +108,13 @@ function ensureSchema(): void {
   if (parsed.type !== 'success') throw new Error(`the Cedar schema does not parse: ${parsed.errors.map((e) => e.message).join('; ')}`);
   const preparsed = preparseSchema(schemaVersion, cedarSchema);
   if (preparsed.type !== 'success') throw new Error(`the Cedar schema does not preparse: ${preparsed.errors.map((e) => e.message).join('; ')}`);
+  const empty = preparsePolicySet(noPolicies, { staticPolicies: {} });
+  if (empty.type !== 'success') throw new Error(`the empty policy set does not preparse: ${empty.errors.map((e) => e.message).join('; ')}`);
   schemaReady = true;
 }
+
+/** A set of no policies, to ask Cedar whether entities conform without deciding anything. */
+const noPolicies = 'clearance:no-policies';
 
 /** A policy's text and where it starts in its source. */
 interface Chunk {
@@ -194,6 +204,7 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
 
   const problems: PolicyProblem[] = [];
   const byId = new Map<string, Chunk>();
+  const jsonById = new Map<string, PolicyJson>();
   for (const source of sources) {
     for (const chunk of splitPolicies(source)) {
       const parsed = policyToJson(chunk.text);
@@ -208,12 +219,14 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
         problems.push(problemAt(chunk, { message: `@id "${id}" must be 1–128 letters, digits and . _ : -`, help: null, code: null, url: null, severity: null }));
       } else if (byId.has(id) && (byId.get(id)!.source.layer ?? 0) < (source.layer ?? 0)) {
         byId.set(id, chunk);
+        jsonById.set(id, parsed.json);
       } else if (byId.has(id)) {
         const first = byId.get(id)!;
         const at = position(first.source.text, first.start + leadingSpace(first.text));
         problems.push(problemAt(chunk, { message: `@id "${id}" is also used at ${first.source.name}:${at.line}:${at.column}`, help: null, code: null, url: null, severity: null }));
       } else {
         byId.set(id, chunk);
+        jsonById.set(id, parsed.json);
       }
     }
   }
@@ -241,7 +254,8 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
   if (preparsed.type !== 'success') {
     return { problems: preparsed.errors.map((e) => ({ source: sources.map((s) => s.name).join(', '), message: e.message })) };
   }
-  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId };
+  const policies = [...byId].map(([id, chunk]) => policyFacts(id, chunk.text, jsonById.get(id)!));
+  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies };
   compiledByDigest.set(preparsedId, set);
   return { set, problems: [] };
 }
@@ -252,26 +266,197 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
  * the wrong type, an entity that does not conform), or an error while evaluating a policy (Cedar
  * skips a policy that errs, which would let a request through when the skipped policy was a
  * forbid). Never throws for a bad request.
+ *
+ * Cedar is asked the request sliced to what the set's policies can read (slicing.ts, unsatisfied.ts),
+ * and the answer is remembered for the same request under the same set: evaluation is a pure
+ * function of the set, the schema and the request (its context carries the time), so an answer
+ * remembered is the answer Cedar would give again.
  */
 export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluation {
   ensureSchema();
+  let key: string;
+  try {
+    // The whole request as Cedar would read it (the wasm binding sends JSON.stringify of the call).
+    key = JSON.stringify(wholeCall(set, request));
+  } catch (error) {
+    return failed(error);
+  }
+  const remembered = answers.get(key);
+  if (remembered) return copy(remembered);
+  let call: CedarCall;
+  try {
+    call = slicedCall(set, request);
+  } catch (error) {
+    return failed(error);
+  }
+  const evaluation = ask(call);
+  if (evaluation instanceof Error) return failed(evaluation);
+  remember(key, evaluation);
+  return copy(evaluation);
+}
+
+/**
+ * Decides as `evaluate` does with Cedar asked the whole request, nothing sliced or remembered: the
+ * reference the tests hold `evaluate` to.
+ */
+export function evaluateWhole(set: CompiledPolicySet, request: CedarRequest): Evaluation {
+  ensureSchema();
+  const evaluation = ask(wholeCall(set, request));
+  return evaluation instanceof Error ? failed(evaluation) : evaluation;
+}
+
+type CedarCall = ReturnType<typeof wholeCall>;
+
+function wholeCall(set: CompiledPolicySet, request: CedarRequest) {
+  return {
+    principal: request.principal,
+    action: { type: 'Action', id: request.action },
+    resource: request.resource,
+    context: request.context,
+    entities: request.entities,
+    preparsedPolicySetId: set.preparsedId,
+  };
+}
+
+/** Cedar's answer, failing closed; the error when the call threw (an answer not to remember). */
+function ask(call: CedarCall): Evaluation | Error {
   let answer;
   try {
-    answer = statefulIsAuthorized({
-      principal: request.principal,
-      action: { type: 'Action', id: request.action },
-      resource: request.resource,
-      context: request.context,
-      entities: request.entities,
-      preparsedSchemaName: schemaVersion,
-      preparsedPolicySetId: set.preparsedId,
-      validateRequest: true,
-    });
+    answer = statefulIsAuthorized({ ...call, preparsedSchemaName: schemaVersion, validateRequest: true });
   } catch (error) {
-    return { allow: false, reasons: [], errors: [`the policy engine failed: ${(error as Error).message}`] };
+    return error instanceof Error ? error : new Error(String(error));
   }
   if (answer.type !== 'success') return { allow: false, reasons: [], errors: answer.errors.map((e) => e.message) };
   const { decision, diagnostics } = answer.response;
-  const errors = diagnostics.errors.map((e) => `policy "${e.policyId}": ${e.error.message}`);
+  // Sorted, as the reasons are: Cedar lists them in an order that varies from call to call.
+  const errors = diagnostics.errors.map((e) => `policy "${e.policyId}": ${e.error.message}`).sort();
   return { allow: decision === 'allow' && errors.length === 0, reasons: [...diagnostics.reason].sort(), errors };
+}
+
+function failed(error: unknown): Evaluation {
+  return { allow: false, reasons: [], errors: [`the policy engine failed: ${(error as Error).message}`] };
+}
+
+/** Answers by request (with the preparsed set it names), oldest first. */
+const answers = new Map<string, Evaluation>();
+/** Enough for the distinct requests of a busy second; each entry is about a kilobyte. */
+export const rememberedAnswers = 8192;
+
+function remember(key: string, evaluation: Evaluation): void {
+  if (answers.size >= rememberedAnswers) answers.delete(answers.keys().next().value!);
+  answers.set(key, evaluation);
+}
+
+function copy(evaluation: Evaluation): Evaluation {
+  return { allow: evaluation.allow, reasons: [...evaluation.reasons], errors: [...evaluation.errors] };
+}
+
+/**
+ * The Cedar call for a request: the policies it can satisfy (unsatisfied.ts) among those whose
+ * scope can match, the context they read, and the entities they read when every entity of the
+ * request conforms (else all of them); the whole request when its shape is not the schema's.
+ */
+function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
+  const whole = wholeCall(set, request);
+  const known = stateOf(set);
+  const shape = shapeOf(set, known, request);
+  if (!shape) return whole;
+  let chosen = shape;
+  const view = requestView(request);
+  if (view) {
+    const ids = shape.plan.policyIds.filter((id) => !unsatisfied(known.facts.get(id)!.json, view));
+    if (ids.length < shape.plan.policyIds.length) chosen = subset(set, known, ids) ?? shape;
+  }
+  const context = sliceContext(chosen.plan, request.context);
+  const entities = sliceEntities(chosen.plan, request);
+  // What is cut must still conform: otherwise Cedar gets it whole, and refuses it.
+  if (!entities || !request.entities.every(conforms)) return { ...whole, context, preparsedPolicySetId: chosen.preparsedId };
+  return { ...whole, context, entities, preparsedPolicySetId: chosen.preparsedId };
+}
+
+interface Shape {
+  plan: SlicePlan;
+  /** The preparsed subset of the set's policies the plan keeps. */
+  preparsedId: string;
+}
+
+interface SetState {
+  facts: Map<string, PolicyFacts>;
+  /** By principal type, action and resource type: the policies whose scope can match (null: a shape the schema does not know). */
+  byShape: Map<string, Shape | null>;
+  /** By the ids it keeps: each subset preparsed (null: not preparsed, over the limit). */
+  subsets: Map<string, Shape | null>;
+}
+
+/** Subsets preparsed per set at most (each holds its policies in the wasm module). */
+const subsetLimit = 512;
+
+const states = new WeakMap<CompiledPolicySet, SetState>();
+
+function stateOf(set: CompiledPolicySet): SetState {
+  let state = states.get(set);
+  if (!state) states.set(set, (state = { facts: new Map(set.policies.map((p) => [p.id, p])), byShape: new Map(), subsets: new Map() }));
+  return state;
+}
+
+function shapeOf(set: CompiledPolicySet, known: SetState, request: CedarRequest): Shape | undefined {
+  const key = `${request.principal?.type}\n${request.action}\n${request.resource?.type}`;
+  let shape = known.byShape.get(key);
+  if (shape === undefined) {
+    const plan = typeof request.principal?.type === 'string' && typeof request.resource?.type === 'string' ? planFor(set.policies, request.principal.type, request.action, request.resource.type) : undefined;
+    shape = (plan && subset(set, known, plan.policyIds)) ?? null;
+    known.byShape.set(key, shape);
+  }
+  return shape ?? undefined;
+}
+
+/** The shape keeping exactly `ids`, preparsed once; undefined past the limit or if it does not preparse. */
+function subset(set: CompiledPolicySet, known: SetState, ids: string[]): Shape | undefined {
+  const key = ids.join('\n');
+  const cached = known.subsets.get(key);
+  if (cached !== undefined) return cached ?? undefined;
+  const plan = planOf(ids.map((id) => known.facts.get(id)!));
+  if (ids.length === set.policyIds.length) {
+    const shape = { plan, preparsedId: set.preparsedId };
+    known.subsets.set(key, shape);
+    return shape;
+  }
+  if (known.subsets.size >= subsetLimit) return undefined;
+  const preparsedId = `${set.preparsedId}\n#${known.subsets.size + 1}`;
+  const preparsed = preparsePolicySet(preparsedId, { staticPolicies: Object.fromEntries(ids.map((id) => [id, known.facts.get(id)!.text])) });
+  const shape = preparsed.type === 'success' ? { plan, preparsedId } : null;
+  known.subsets.set(key, shape);
+  return shape ?? undefined;
+}
+
+/** Entities found conforming to the schema, by their JSON (records change rarely; bounded all the same). */
+const conforming = new Set<string>();
+const conformingLimit = 16384;
+
+/**
+ * True when Cedar accepts `entity` alone against the schema (its type, attributes and parents'
+ * types), asked once per distinct entity with no policy to evaluate.
+ */
+function conforms(entity: CedarEntity): boolean {
+  const json = JSON.stringify(entity);
+  if (conforming.has(json)) return true;
+  let answer;
+  try {
+    answer = statefulIsAuthorized({
+      principal: entity.uid,
+      action: { type: 'Action', id: policyActions[0]! },
+      resource: entity.uid,
+      context: { time: 0 },
+      entities: [entity],
+      preparsedSchemaName: schemaVersion,
+      preparsedPolicySetId: noPolicies,
+      validateRequest: false,
+    });
+  } catch {
+    return false;
+  }
+  if (answer.type !== 'success') return false;
+  if (conforming.size >= conformingLimit) conforming.clear();
+  conforming.add(json);
+  return true;
 }

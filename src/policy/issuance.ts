@@ -7,7 +7,7 @@ import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
-import { evaluateDecision, type Decision, type DecisionMeta } from './decide.ts';
+import { evaluateDecision, type Decision, type DecisionMeta, type Resolutions } from './decide.ts';
 import type { DecisionContext, DecisionRequest, MandateContext } from './request.ts';
 import { checkResidency } from './residency.ts';
 
@@ -85,14 +85,16 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promi
   const context = decisionContext(server, issuance);
   const events: AuditEvent[] = [];
   let refused: OAuthError | undefined;
+  // The subject and resource are resolved once, for every scope and entry.
+  const resolutions: Resolutions = new Map();
   for (const scope of issuance.scopes) {
-    const { decision, event } = await evaluateDecision(ctx, { principal: issuance.subject, action: scope, resource: { type: 'ResourceServer', id: server.identifier }, context }, meta);
+    const { decision, event } = await evaluateDecision(ctx, { principal: issuance.subject, action: scope, resource: { type: 'ResourceServer', id: server.identifier }, context }, meta, resolutions);
     events.push(event);
     if (!decision.allow) refused ??= new OAuthError('invalid_scope', `${scope} is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });
   }
   const entries = issuance.authorizationDetails.flatMap((detail, index) => detailRequests(issuance.subject, detail, context).map((request) => ({ index, request })));
   for (const { index, request } of entries) {
-    const { decision, event } = await evaluateDecision(ctx, request, meta);
+    const { decision, event } = await evaluateDecision(ctx, request, meta, resolutions);
     events.push(event);
     if (!decision.allow) {
       refused ??= new OAuthError('invalid_authorization_details', `authorization_details[${index}] (${request.action} on ${request.resource.id}) is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });

@@ -115,6 +115,23 @@ describe('the AuthZEN access evaluation API', () => {
     assert.equal((await f.decisions()).length, 4 + 2 + 1 + 1);
   });
 
+  test('answers a batch only once every decision of it is durable, and fails when one cannot be recorded', async (t) => {
+    const f = await accessFixture(t);
+    const batch = { subject: { type: 'user', id: f.alice }, action: { name: 'order:create' }, context: { notional: 5 }, evaluations: [fxOrder(f.alice, 1), fxOrder(f.bob, 1), fxOrder(f.alice, 60_000_000)] };
+    const answered = await f.post('/access/v1/evaluations', batch);
+    assert.equal(answered.statusCode, 200);
+    assert.equal((await f.decisions()).length, 3, 'all three recorded when the answer left');
+    const record = f.ctx.audit.record.bind(f.ctx.audit);
+    let calls = 0;
+    f.ctx.audit.record = (event) => (++calls === 2 ? Promise.reject(new Error('disk full')) : record(event));
+    t.after(() => {
+      f.ctx.audit.record = record;
+    });
+    const failed = await f.post('/access/v1/evaluations', batch);
+    assert.equal(failed.statusCode, 500, 'a PEP treats it as a deny');
+    assert.equal(failed.json().evaluations, undefined);
+  });
+
   test('refuses a malformed request with every problem by path, and decides nothing', async (t) => {
     const f = await accessFixture(t);
     const bad = await f.post('/access/v1/evaluation', {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import type { Context } from '../../src/context.ts';
-import { decide } from '../../src/policy/decide.ts';
+import { decide, evaluateDecision, type Resolutions } from '../../src/policy/decide.ts';
 import { testContext } from '../helpers/storage.ts';
 import { applyDocument, exampleEntities, ordersApi, peopleAndClients, policyContext, userId } from './fixture.ts';
 
@@ -111,5 +111,24 @@ describe('the policy decision point', () => {
     const [event] = await decisions(ctx);
     assert.equal(event!.type, 'policy.denied');
     assert.equal(JSON.stringify(event).includes(jwtShaped), false);
+  });
+
+  test('decides the actions asked together on one resolution of their subject, resource and context', async (t) => {
+    const { ctx } = await policyContext(t);
+    const alice = await userId(ctx, 'alice');
+    const resolutions: Resolutions = new Map();
+    const ask = (action: string, id = alice) =>
+      evaluateDecision(ctx, { principal: { type: 'User', id }, action, resource: { type: 'ResourceServer', id: ordersApi }, context: {} }, {}, resolutions);
+    const create = await ask('order:create');
+    const view = await ask('position:view');
+    assert.equal(resolutions.size, 1);
+    assert.deepEqual([create.decision.allow, view.decision.allow], [true, true]);
+    const requests = [create, view].map((d) => d.event.details!.request as { action: string; entities: unknown[]; context: unknown });
+    assert.deepEqual(requests.map((r) => r.action), ['order:create', 'position:view']);
+    assert.deepEqual(requests[0]!.entities, requests[1]!.entities);
+    assert.deepEqual(requests[0]!.context, requests[1]!.context);
+    // Another subject is resolved on its own, and one Clearance does not know is still a deny.
+    assert.equal((await ask('order:create', 'nobody')).decision.allow, false);
+    assert.equal(resolutions.size, 2);
   });
 });

@@ -5,7 +5,7 @@ import type { Context } from '../../context.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
-import { decide, type Decision } from '../../policy/decide.ts';
+import { decide, evaluateDecision, type Decision, type Resolutions } from '../../policy/decide.ts';
 import { accessAudience, accessEvaluateScope } from '../../resource-servers/builtins.ts';
 import { authorizeProtectedRequest, type ProtectedResource } from '../../tokens/protected-resource.ts';
 import { formatProblem, type Problem } from '../../validation.ts';
@@ -24,7 +24,8 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
  * 2. the body is a JSON object (415 otherwise) — looked at only once the caller is known;
  * 3. the request is well formed (400 `invalid_request` naming each problem's path);
  * 4. each evaluation is a decision (src/policy/decide.ts): deny by default, forbid wins, any error
- *    denies, every one audited as `policy.allowed` / `policy.denied` before the answer leaves.
+ *    denies, every one audited as `policy.allowed` / `policy.denied` before the answer leaves (a
+ *    batch's events committed together).
  *    Anything unexpected is a 500, which a PEP must treat as a deny.
  * A caller's `X-Request-ID` is echoed (AuthZEN §11.1.3) once step 1 has passed.
  */
@@ -48,13 +49,28 @@ export const accessEvaluation: Endpoint = {
       const parsed = readEvaluationsRequest(requireJson(request));
       if (!parsed.requests) throw invalid(parsed.problems);
       const decisions: Decision[] = [];
-      for (const item of parsed.requests) {
-        const decision = await decide(ctx, item, { requestId: request.id, caller, via: 'authzen' });
-        decisions.push(decision);
-        // §7.1.2: the short-circuiting semantics stop at the first deny / permit.
-        if (parsed.semantic === 'deny_on_first_deny' && !decision.allow) break;
-        if (parsed.semantic === 'permit_on_first_permit' && decision.allow) break;
+      // Items about the same subject, resource and context are resolved once (src/policy/decide.ts).
+      const resolutions: Resolutions = new Map();
+      // Each decision's event is handed to the audit log as it is made, and all are durable before
+      // the answer leaves: one group commit for the batch rather than one after another.
+      const recorded: Promise<void>[] = [];
+      let failed: { error: unknown } | undefined;
+      try {
+        for (const item of parsed.requests) {
+          const { decision, event } = await evaluateDecision(ctx, item, { requestId: request.id, caller, via: 'authzen' }, resolutions);
+          recorded.push(ctx.audit.record(event));
+          decisions.push(decision);
+          // §7.1.2: the short-circuiting semantics stop at the first deny / permit.
+          if (parsed.semantic === 'deny_on_first_deny' && !decision.allow) break;
+          if (parsed.semantic === 'permit_on_first_permit' && decision.allow) break;
+        }
+      } catch (error) {
+        failed = { error };
       }
+      const settled = await Promise.allSettled(recorded);
+      if (failed) throw failed.error;
+      const refused = settled.find((r) => r.status === 'rejected');
+      if (refused) throw refused.reason;
       if (parsed.single) return evaluationResponse(decisions[0]!);
       return { evaluations: decisions.map(evaluationResponse) };
     });

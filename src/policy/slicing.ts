@@ -1,0 +1,416 @@
+import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
+import { actionGroups, cedarSchema, policyActions, principalTypes, resourceTypes } from './schema.ts';
+
+/**
+ * Slicing a decision to what its policies can read, so the Cedar call costs less and decides the
+ * same. Cedar's wasm boundary costs in proportion to what a call carries — each entity, each uid
+ * (parents, references), each attribute value, each policy — about 0.4 ms for a trader's order
+ * with the example set, most of it before a policy is looked at. Every cut here is exact:
+ *
+ * - policies: only those whose scope can match the request's principal type, action and resource
+ *   type. A policy whose scope does not match is not satisfied and never evaluates its conditions,
+ *   so it can neither determine nor err (Cedar checks the scope first);
+ * - entities: only the principal and the resource, when the policies read attributes of no other
+ *   entity (any `.`/`has`/`in` on something but `principal`, `resource` or a context record makes
+ *   the analysis give up and keep every entity), and each only when a policy reads it. A kept
+ *   entity's parents are its ancestors flattened (the transitive closure Cedar computes anyway),
+ *   cut to those an `in` can ask about, and its optional attributes to those a policy names;
+ * - context: the optional attributes no policy reads are left out, each only when it certainly has
+ *   its declared type (`sliceContext`); the rest, `time` among it, goes as it came;
+ * - the principal, action and resource uids go unchanged, and the schema validates the request.
+ *
+ * What is cut is still held to the schema: the engine sends the entities unsliced (and Cedar then
+ * reports the error) unless every entity of the request, whole, has been found conforming
+ * (engine.ts). Which of the matching policies a request cannot satisfy is unsatisfied.ts.
+ */
+
+/** What the policies of a set may read of a request, from their JSON form (EST). */
+export interface PolicyFacts {
+  id: string;
+  text: string;
+  json: PolicyJson;
+  reads: Reads;
+}
+
+interface EntityReads {
+  /** Attribute names read (`.`) or tested (`has`). */
+  attrs: Set<string>;
+  /** `in` on it (scope or condition) against any entity: every ancestor matters. */
+  inAny: boolean;
+  /** `in` on it against these entities only (`Type::"id"` text): the ancestors among them matter. */
+  inTargets: Set<string>;
+}
+
+interface Reads {
+  principal: EntityReads;
+  resource: EntityReads;
+  /** An entity other than the principal or resource may be read: keep every entity. */
+  opaque: boolean;
+  /** Attributes of the context read (`.`) or tested (`has`). */
+  context: Set<string>;
+  /** The context used otherwise than through its attributes (compared whole, say): keep all of it. */
+  contextWhole: boolean;
+}
+
+/** How a request of one shape (principal type, action, resource type) is sliced. */
+export interface SlicePlan {
+  /** The policies whose scope can match, in source order. */
+  policyIds: string[];
+  reads: Reads;
+}
+
+const emptyReads = (): EntityReads => ({ attrs: new Set(), inAny: false, inTargets: new Set() });
+
+const uidKey = (uid: EntityUid) => `${uid.type}::${JSON.stringify(uid.id)}`;
+
+function entityOf(value: unknown): EntityUid | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const inner = (v.__entity ?? v) as Record<string, unknown>;
+  return typeof inner.type === 'string' && typeof inner.id === 'string' ? { type: inner.type, id: inner.id } : undefined;
+}
+
+/** The schema facts slicing needs: each entity type's optional attributes, and whether the context can hold an entity. */
+export interface SchemaFacts {
+  optional: Map<string, Set<string>>;
+  contextHoldsEntities: boolean;
+  /** The common (record) types by name: each attribute's type text and whether it is optional. */
+  records: Map<string, Map<string, { type: string; optional: boolean }>>;
+}
+
+let facts: SchemaFacts | undefined;
+
+/** Whether the schema lets an entity into the context (then a context value may be an entity). */
+export function contextHoldsEntities(): boolean {
+  return schemaFacts().contextHoldsEntities;
+}
+
+function schemaFacts(): SchemaFacts {
+  facts ??= readSchemaFacts(cedarSchema);
+  return facts;
+}
+
+/**
+ * Reads the facts from the schema's text (schema.ts: one attribute a line). Cedar's schemaToJson
+ * would do, but takes a quarter of a second; a test holds this reading to it.
+ */
+export function readSchemaFacts(schema: string): SchemaFacts {
+  const text = schema.replace(/\/\/[^\n]*/g, '');
+  const records = new Map<string, string[]>();
+  const shapes = new Map<string, Map<string, { type: string; optional: boolean }>>();
+  const optional = new Map<string, Set<string>>();
+  const entityTypes = new Set<string>();
+  for (const [, kind, name, body] of text.matchAll(/\b(entity|type)\s+(\w+)[^={;]*=\s*\{([^}]*)\}/g)) {
+    const attributes = [...body!.matchAll(/(\w+)\s*(\??)\s*:\s*([^,]+)/g)];
+    if (kind === 'entity') {
+      entityTypes.add(name!);
+      optional.set(name!, new Set(attributes.filter((a) => a[2] === '?').map((a) => a[1]!)));
+    } else {
+      records.set(name!, attributes.map((a) => a[3]!));
+      shapes.set(name!, new Map(attributes.map((a) => [a[1]!, { type: a[3]!.trim(), optional: a[2] === '?' }])));
+    }
+  }
+  // Entity types without a shape (`entity X;`) have no attributes.
+  for (const [, name] of text.matchAll(/\bentity\s+(\w+)\s*(?:in\s*\[[^\]]*\]\s*)?;/g)) entityTypes.add(name!);
+  const primitive = new Set(['String', 'Long', 'Bool', 'Boolean', 'Set']);
+  const holdsEntity = (types: string[], seen: Set<string>): boolean =>
+    types.some((type) =>
+      [...type.matchAll(/\w+/g)].some(([word]) => {
+        if (primitive.has(word)) return false;
+        if (records.has(word)) return !seen.has(word) && holdsEntity(records.get(word)!, new Set([...seen, word]));
+        return true; // an entity type, or a name this reading does not know
+      }),
+    );
+  const context = records.get('RequestContext');
+  return { optional, contextHoldsEntities: !context || holdsEntity(context, new Set(['RequestContext'])), records: shapes };
+}
+
+/** The facts of one policy: what its scope and conditions read. */
+export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false };
+  scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
+  scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
+  for (const clause of json.conditions) walk(clause.body, reads);
+  return { id, text, json, reads };
+}
+
+function scopeReads(target: EntityReads, scope: { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string }): void {
+  const inConstraint = scope.op === 'in' ? scope : scope.op === 'is' ? scope.in : undefined;
+  if (!inConstraint) return;
+  const uid = entityOf(inConstraint.entity);
+  if (uid) target.inTargets.add(uidKey(uid));
+  else target.inAny = true;
+}
+
+type Node = Record<string, unknown>;
+
+/** `principal` / `resource` when `expr` is exactly that variable. */
+function variable(expr: unknown): 'principal' | 'resource' | 'context' | 'action' | undefined {
+  const v = (expr as Node | undefined)?.Var;
+  return v === 'principal' || v === 'resource' || v === 'context' || v === 'action' ? v : undefined;
+}
+
+/** True when `expr` is `context` or a chain of attributes of it (a record, unless the schema lets the context hold entities). */
+function contextRecord(expr: unknown): boolean {
+  if (schemaFacts().contextHoldsEntities) return false;
+  let e = expr as Node | undefined;
+  while (e && typeof e === 'object') {
+    if (variable(e) === 'context') return true;
+    const dot = e['.'] as Node | undefined;
+    if (!dot) return false;
+    e = dot.left as Node;
+  }
+  return false;
+}
+
+/** Records an attribute read or `has` test on `left`. */
+function attributeRead(reads: Reads, left: unknown, attrs: string[]): void {
+  const v = variable(left);
+  if ((v === 'principal' || v === 'resource') && attrs.length === 1) reads[v].attrs.add(attrs[0]!);
+  else if (!contextRecord(left)) reads.opaque = true;
+}
+
+/** Records `left in right` (and the `in` of `is ... in`). */
+function inRead(reads: Reads, left: unknown, right: unknown): void {
+  const v = variable(left);
+  if (v === 'action') return; // the action hierarchy comes from the schema, never cut
+  if (v !== 'principal' && v !== 'resource') {
+    reads.opaque = true;
+    return;
+  }
+  const targets = literalEntities(right);
+  if (targets) targets.forEach((t) => reads[v].inTargets.add(uidKey(t)));
+  else reads[v].inAny = true;
+}
+
+/** The entity literals of `Type::"id"` or `[Type::"a", ...]`, else undefined. */
+function literalEntities(expr: unknown): EntityUid[] | undefined {
+  const e = expr as Node;
+  if ('Value' in e) {
+    const values = Array.isArray(e.Value) ? e.Value : [e.Value];
+    const uids = values.map(entityOf);
+    return uids.every((u) => u !== undefined) ? (uids as EntityUid[]) : undefined;
+  }
+  if (Array.isArray(e.Set)) {
+    const uids = e.Set.map((item) => literalEntities(item));
+    return uids.every((u) => u !== undefined) ? (uids as EntityUid[][]).flat() : undefined;
+  }
+  return undefined;
+}
+
+const binary = ['==', '!=', '<', '<=', '>', '>=', '&&', '||', '+', '-', '*', 'contains', 'containsAll', 'containsAny'];
+
+/** Walks a condition, recording every read; anything it does not know makes the set opaque. */
+function walk(expr: unknown, reads: Reads): void {
+  if (typeof expr !== 'object' || expr === null) {
+    reads.opaque = true;
+    return;
+  }
+  const node = expr as Node;
+  const keys = Object.keys(node);
+  if (keys.length !== 1) {
+    reads.opaque = true;
+    return;
+  }
+  const op = keys[0]!;
+  const body = node[op] as Node;
+  if (op === 'Value') return;
+  if (op === 'Var') {
+    if ((body as unknown) === 'context') reads.contextWhole = true;
+    return;
+  }
+  if (op === '.' || op === 'has') {
+    const attrs = Array.isArray(body.attr) ? (body.attr as string[]) : [body.attr as string];
+    attributeRead(reads, body.left, attrs);
+    if (variable(body.left) === 'context') reads.context.add(attrs[0]!);
+    else walk(body.left, reads);
+  } else if (op === 'in') {
+    inRead(reads, body.left, body.right);
+    walk(body.left, reads);
+    walk(body.right, reads);
+  } else if (op === 'is') {
+    if (body.in !== undefined) {
+      inRead(reads, body.left, body.in);
+      walk(body.in, reads);
+    }
+    walk(body.left, reads);
+  } else if (binary.includes(op)) {
+    walk(body.left, reads);
+    walk(body.right, reads);
+  } else if (op === '!' || op === 'neg' || op === 'isEmpty') {
+    walk(body.arg, reads);
+  } else if (op === 'like') {
+    walk(body.left, reads);
+  } else if (op === 'if-then-else') {
+    walk(body.if, reads);
+    walk(body.then, reads);
+    walk(body.else, reads);
+  } else if (op === 'Set' && Array.isArray(body)) {
+    for (const item of body as unknown[]) walk(item, reads);
+  } else if (op === 'Record') {
+    for (const item of Object.values(body)) walk(item, reads);
+  } else if (Array.isArray(body) && /^[a-zA-Z][a-zA-Z0-9_:]*$/.test(op) && !['getTag', 'hasTag', 'Slot'].includes(op)) {
+    // An extension function call (decimal, ip, datetime, ...): its arguments are values.
+    for (const item of body as unknown[]) walk(item, reads);
+  } else {
+    // getTag/hasTag (a tag name may be computed), template slots, or a form this does not know.
+    reads.opaque = true;
+  }
+}
+
+/** The action itself and every group it is in (the schema's action hierarchy). */
+function actionAncestry(action: string): Set<string> {
+  return new Set([action, ...Object.entries(actionGroups).filter(([, scopes]) => (scopes as readonly string[]).includes(action)).map(([group]) => group)]);
+}
+
+function typeMayMatch(scope: { op: string; entity_type?: string; entity?: unknown }, type: string): boolean {
+  if (scope.op === 'is') return scope.entity_type === type;
+  if (scope.op === '==') {
+    const uid = entityOf(scope.entity);
+    return uid === undefined || uid.type === type;
+  }
+  return true;
+}
+
+function actionMayMatch(scope: { op: string; entity?: unknown; entities?: unknown[] }, action: string): boolean {
+  if (scope.op === 'All') return true;
+  const targets = scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
+  const ancestry = scope.op === '==' ? new Set([action]) : actionAncestry(action);
+  return targets.some((t) => {
+    const uid = entityOf(t);
+    return uid === undefined || uid.type !== 'Action' || ancestry.has(uid.id);
+  });
+}
+
+/**
+ * The plan for requests of one shape, or undefined when the shape is not one the schema knows
+ * (such a request goes to Cedar whole, which refuses it).
+ */
+export function planFor(policies: readonly PolicyFacts[], principalType: string, action: string, resourceType: string): SlicePlan | undefined {
+  if (!(principalTypes as readonly string[]).includes(principalType) || !(resourceTypes as readonly string[]).includes(resourceType) || !policyActions.includes(action)) return undefined;
+  const kept = policies.filter((p) => {
+    const json = p.json as { principal: { op: string }; action: { op: string }; resource: { op: string } };
+    return typeMayMatch(json.principal, principalType) && actionMayMatch(json.action, action) && typeMayMatch(json.resource, resourceType);
+  });
+  return planOf(kept);
+}
+
+/** The plan that keeps exactly `policies`: what they read, together. */
+export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false };
+  for (const p of policies) {
+    for (const v of ['principal', 'resource'] as const) {
+      p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
+      p.reads[v].inTargets.forEach((t) => reads[v].inTargets.add(t));
+      reads[v].inAny ||= p.reads[v].inAny;
+    }
+    reads.opaque ||= p.reads.opaque;
+    p.reads.context.forEach((a) => reads.context.add(a));
+    reads.contextWhole ||= p.reads.contextWhole;
+  }
+  return { policyIds: policies.map((p) => p.id), reads };
+}
+
+/**
+ * The entities a request needs under a plan: the principal and resource, cut as the plan allows,
+ * or undefined when nothing may be cut (an opaque plan, a repeated uid, an Action entity).
+ */
+export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEntity[] | undefined {
+  if (plan.reads.opaque || !plainUid(request.principal) || !plainUid(request.resource)) return undefined;
+  const byKey = new Map<string, CedarEntity>();
+  for (const entity of request.entities) {
+    if (!plainUid(entity.uid) || entity.uid.type === 'Action' || typeof entity.attrs !== 'object' || entity.attrs === null) return undefined;
+    if (!Array.isArray(entity.parents) || !entity.parents.every(plainUid)) return undefined;
+    const key = uidKey(entity.uid);
+    if (byKey.has(key)) return undefined;
+    byKey.set(key, entity);
+  }
+  const sliced: CedarEntity[] = [];
+  for (const v of ['principal', 'resource'] as const) {
+    const entity = byKey.get(uidKey(request[v]));
+    const reads = plan.reads[v];
+    const asksIn = reads.inAny || reads.inTargets.size > 0;
+    if (!entity || (reads.attrs.size === 0 && !asksIn)) continue;
+    const optional = schemaFacts().optional.get(entity.uid.type);
+    const attrs: CedarEntity['attrs'] = {};
+    for (const [name, value] of Object.entries(entity.attrs)) {
+      if (reads.attrs.has(name) || !optional?.has(name)) attrs[name] = value;
+    }
+    const parents = asksIn ? ancestors(byKey, entity).filter((p) => reads.inAny || reads.inTargets.has(uidKey(p))) : [];
+    sliced.push({ uid: entity.uid, attrs, parents });
+  }
+  return sliced;
+}
+
+/**
+ * The context a request needs under a plan: its attributes the policies read, and those that
+ * cannot be left out (required, undeclared, or not certainly of their declared type — Cedar
+ * then refuses the request, as it would have). An attribute is left out only when it certainly
+ * conforms, so a request the schema refuses is still refused.
+ */
+export function sliceContext(plan: SlicePlan, context: CedarRequest['context']): CedarRequest['context'] {
+  if (plan.reads.contextWhole || !isPlainObject(context)) return context;
+  const declared = schemaFacts().records.get('RequestContext');
+  if (!declared) return context;
+  const sliced: CedarRequest['context'] = {};
+  let cut = false;
+  for (const [name, value] of Object.entries(context)) {
+    const attribute = declared.get(name);
+    if (attribute?.optional && !plan.reads.context.has(name) && conformsTo(attribute.type, value, 0)) cut = true;
+    else sliced[name] = value;
+  }
+  return cut ? sliced : context;
+}
+
+/** True only when `value` is certainly of the declared type (String, Long, Bool, Set<...>, or a record type). */
+function conformsTo(type: string, value: unknown, depth: number): boolean {
+  if (depth > 8) return false;
+  if (type === 'String') return typeof value === 'string' && value.isWellFormed();
+  if (type === 'Long') return typeof value === 'number' && Number.isSafeInteger(value);
+  if (type === 'Bool' || type === 'Boolean') return typeof value === 'boolean';
+  const set = /^Set\s*<\s*(.+)\s*>$/.exec(type);
+  if (set) {
+    if (!Array.isArray(value) || Object.getPrototypeOf(value) !== Array.prototype) return false;
+    for (let i = 0; i < value.length; i++) if (!conformsTo(set[1]!.trim(), value[i], depth + 1)) return false;
+    return true;
+  }
+  const record = schemaFacts().records.get(type);
+  if (!record || !isPlainObject(value)) return false;
+  for (const [name, member] of Object.entries(value)) {
+    if (member === undefined) continue;
+    const attribute = record.get(name);
+    if (!attribute || !conformsTo(attribute.type, member, depth + 1)) return false;
+  }
+  for (const [name, attribute] of record) if (!attribute.optional && (!Object.hasOwn(value, name) || value[name] === undefined)) return false;
+  return true;
+}
+
+/** A plain object, as JSON.stringify writes it member by member (no toJSON, no class). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return (proto === Object.prototype || proto === null) && !('toJSON' in value);
+}
+
+/** `{ type, id }` with two strings and nothing else (not the `__entity` form, which Cedar also takes). */
+function plainUid(uid: unknown): uid is EntityUid {
+  if (typeof uid !== 'object' || uid === null) return false;
+  const u = uid as Record<string, unknown>;
+  return typeof u.type === 'string' && typeof u.id === 'string' && Object.keys(u).length === 2;
+}
+
+/** Every ancestor of `entity` through the parents of the request's entities (as Cedar's transitive closure). */
+function ancestors(byKey: Map<string, CedarEntity>, entity: CedarEntity): EntityUid[] {
+  const found = new Map<string, EntityUid>();
+  const pending = [...entity.parents];
+  while (pending.length) {
+    const parent = pending.pop()!;
+    const key = uidKey(parent);
+    if (found.has(key)) continue;
+    found.set(key, { type: parent.type, id: parent.id });
+    pending.push(...(byKey.get(key)?.parents ?? []));
+  }
+  found.delete(uidKey(entity.uid));
+  return [...found.values()];
+}

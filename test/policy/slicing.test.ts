@@ -1,0 +1,234 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
+import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
+import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
+import { planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
+import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
+import { examplePoliciesDir } from './fixture.ts';
+
+/**
+ * Slicing (src/policy/slicing.ts) and the engine's memory of answers must never change a decision:
+ * `evaluate` answers exactly as Cedar asked the whole request does (`evaluateWhole`) — the same
+ * allow, reasons and errors — for any request, including the malformed ones that must deny.
+ */
+
+const numRuns = 300;
+
+/** Policies that read what slicing must not cut: other entities' attributes, `in` on them, optional attributes. */
+const extraPolicies = `
+@id("embargoed-firm-by-entity")
+forbid (principal, action, resource is Account) when { resource.legal_entity.jurisdiction == "CU" };
+
+@id("desk-of-the-broker")
+permit (principal is User, action in Action::"read", resource is Account)
+when { resource has desk && resource.desk in LegalEntity::"5493001KJTIIGC8Y1R12" };
+
+@id("services-of-two-firms")
+permit (principal is Client, action == Action::"report:view", resource)
+when { principal in [LegalEntity::"5493001KJTIIGC8Y1R12", LegalEntity::"254900EXAMPLEUS0AA64"] };
+
+@id("resource-server-region")
+forbid (principal, action, resource is ResourceServer)
+when { resource has region && context has region && resource.region != context.region };
+
+@id("mandate-venues")
+forbid (principal is Agent, action in Action::"trading", resource is Instrument)
+when { context has mandate && context.mandate has venues && resource has venue && !context.mandate.venues.contains(resource.venue) };
+
+@id("fx-or-rates-rfq")
+permit (principal is User in Desk::"fx-spot", action == Action::"rfq:send", resource is Instrument)
+when { resource.instrument_class == "fx" || resource.instrument_class == "rates" };
+
+@id("small-orders-only-at-risk")
+forbid (principal, action in [Action::"order:create", Action::"order:amend"], resource)
+when { context has risk && (context.risk >= 90 || context.risk < 0) && (context has notional && context.notional > 1000 || context has acr) };
+
+@id("outside-gb-reads-nothing")
+forbid (principal is User, action in Action::"read", resource)
+unless { principal.jurisdictions == ["GB"] || principal.jurisdictions.contains("GB") };
+
+@id("no-retail-trading")
+forbid (principal is User, action in Action::"trading", resource)
+when { principal has client_category && principal.client_category == "retail" };
+`;
+
+function compile(version: string, texts: string[]): CompiledPolicySet {
+  const { set, problems } = compilePolicySet(version, texts.map((text, i) => ({ name: `policies-${i}.cedar`, text })));
+  assert.deepEqual(problems.map(formatPolicyProblem), []);
+  return set!;
+}
+
+const exampleTexts = readPolicySources(examplePoliciesDir).map((s) => s.text);
+const examples = compile('examples', exampleTexts);
+const withExtras = compile('examples+extras', [...exampleTexts, extraPolicies]);
+
+const { cases } = loadTestCases(examplePoliciesDir, 1767225600);
+/** Every entity the example test cases know, once. */
+const pool: CedarEntity[] = [...new Map(cases.flatMap((c) => c.request.entities).map((e) => [`${e.uid.type}::${e.uid.id}`, e])).values()];
+const ofType = (type: string) => pool.filter((e) => e.uid.type === type).map((e) => e.uid);
+
+const accounts = [...ofType('Account'), { type: 'Account', id: 'no-such-account' }];
+const instruments = ofType('Instrument');
+const resourceServers = ofType('ResourceServer');
+
+/** A request as the server or a test file could make it, right or wrong in any part. */
+const request: fc.Arbitrary<CedarRequest> = fc
+  .record({
+    principal: fc.constantFrom(...ofType('User'), ...ofType('Client'), ...ofType('Agent'), { type: 'User', id: 'nobody' }, { type: 'Desk', id: 'fx-spot' }),
+    action: fc.constantFrom(...policyActions, 'order:delete', 'trading'),
+    resource: fc.constantFrom(...accounts, ...instruments, ...resourceServers, { type: 'LegalEntity', id: '5493001KJTIIGC8Y1R12' }),
+    context: fc.record(
+      {
+        notional: fc.oneof(fc.integer({ min: 0, max: 80_000_000 }), fc.constant('lots')),
+        currency: fc.constantFrom<unknown>('USD', 'EUR', 5),
+        acr: fc.constantFrom<unknown>('urn:example:mfa', 7, undefined),
+        venue: fc.constantFrom<unknown>('XLON', ['XLON']),
+        risk: fc.integer({ min: 0, max: 100 }),
+        region: fc.constantFrom('uk', 'us', 'eu'),
+        kyc_status: fc.constantFrom('verified', 'pending'),
+        suitability: fc.oneof(fc.subarray<unknown>(['fx', 'crypto', 'crypto_derivatives', 'rates_derivatives']), fc.constant(['fx', 3])),
+        mandate: fc.record(
+          { id: fc.constant('m-1'), version: fc.constantFrom<unknown>(1, 1.5), instrument_classes: fc.subarray(['fx', 'crypto']), venues: fc.subarray(['example-derivatives', 'XLON']), max_notional: fc.integer({ min: 0, max: 20_000_000 }), colour: fc.constant('red') },
+          { requiredKeys: ['id'] },
+        ),
+        colour: fc.constant('red'),
+      },
+      { requiredKeys: [] },
+    ),
+    entities: fc.subarray(pool, { minLength: 0 }),
+    extra: fc.array(fc.constantFrom<Partial<CedarEntity> | 'duplicate' | 'unconforming' | 'escaped-parent' | 'action' | 'no-desk'>('duplicate', 'unconforming', 'escaped-parent', 'action', 'no-desk'), { maxLength: 2 }),
+    time: fc.oneof(fc.constant(1767225600), fc.integer({ min: 0, max: 2_000_000_000 })),
+  })
+  .map(({ principal, action, resource, context, entities, extra, time }) => {
+    // Mostly the entities the principal and resource need, with their desks and firms; sometimes fewer, more or wrong.
+    const needed = pool.filter((e) => sameUid(e.uid, principal) || sameUid(e.uid, resource) || e.uid.type === 'Desk' || e.uid.type === 'LegalEntity');
+    let list = [...new Map([...needed, ...entities].map((e) => [`${e.uid.type}::${e.uid.id}`, e])).values()];
+    for (const change of extra) {
+      if (change === 'duplicate' && list.length) list = [...list, list[0]!];
+      if (change === 'unconforming') list = list.map((e) => (e.uid.type === 'Desk' ? { ...e, attrs: { ...e.attrs, jurisdiction: 5 } } : e));
+      if (change === 'escaped-parent') list = list.map((e) => (e.uid.type === 'User' ? { ...e, parents: e.parents.map((p) => ({ __entity: p }) as never) } : e));
+      if (change === 'action') list = [...list, { uid: { type: 'Action', id: action }, attrs: {}, parents: [] }];
+      if (change === 'no-desk') list = list.filter((e) => e.uid.type !== 'Desk');
+    }
+    return { principal, action, resource, context: { time, ...context } as CedarRequest['context'], entities: list };
+  });
+
+/**
+ * A decision to compare: allow, reasons and each policy's error exactly; a request Cedar refuses
+ * as one "refused" (with several entities wrong, which one Cedar names first varies from call to call).
+ */
+function outcome(evaluation: Evaluation) {
+  return { ...evaluation, errors: [...new Set(evaluation.errors.map((e) => (e.startsWith('policy "') ? e : 'refused')))] };
+}
+
+function sameUid(a: { type: string; id: string }, b: { type: string; id: string }): boolean {
+  return a.type === b.type && a.id === b.id;
+}
+
+describe('slicing a decision to what its policies read', () => {
+  test('decides every example test case as Cedar does on the whole request', () => {
+    for (const set of [examples, withExtras]) {
+      for (const c of cases) assert.deepEqual(evaluate(set, c.request), evaluateWhole(set, c.request), c.name);
+    }
+  });
+
+  test('decides any request, well formed or not, as Cedar does on the whole request', () => {
+    for (const set of [examples, withExtras]) {
+      fc.assert(
+        fc.property(request, (r) => {
+          const whole = outcome(evaluateWhole(set, r));
+          assert.deepEqual(outcome(evaluate(set, r)), whole);
+          // Asked again, the remembered answer is the same.
+          assert.deepEqual(outcome(evaluate(set, r)), whole);
+        }),
+        { numRuns, seed: set === examples ? 1301 : 1302 },
+      );
+    }
+  });
+
+  test('keeps only the principal and resource, with the ancestors an `in` asks about', () => {
+    const order = cases.find((c) => c.request.action === 'order:create' && c.request.principal.id === 'alice' && c.request.resource.type === 'Instrument')!.request;
+    const plan = planFor(examples.policies, 'User', 'order:create', 'Instrument')!;
+    assert.ok(plan.policyIds.includes('limit-fx-spot-desk-fx') && !plan.policyIds.includes('tokens-for-active-principals'));
+    const sliced = sliceEntities(plan, order)!;
+    assert.deepEqual(sliced.map((e) => `${e.uid.type}::${e.uid.id}`), ['User::alice', `Instrument::${order.resource.id}`]);
+    // `principal in Desk::"fx-spot"` (and "rates", "crypto") are the only `in`s: the firm is not among them.
+    assert.deepEqual(sliced[0]!.parents.map((p) => p.id).sort(), ['fx-spot', 'rates']);
+  });
+
+  test('leaves out context attributes no policy reads, but still refuses one of the wrong type', () => {
+    const order = cases.find((c) => c.request.action === 'order:create' && c.request.principal.id === 'alice' && c.request.resource.type === 'Instrument' && 'notional' in c.request.context)!.request;
+    const plan = planFor(examples.policies, 'User', 'order:create', 'Instrument')!;
+    assert.deepEqual(Object.keys(sliceContext(plan, { ...order.context, acr: 'urn:example:mfa', currency: 'USD' })).sort(), ['notional', 'time']);
+    assert.deepEqual(Object.keys(sliceContext(plan, { ...order.context, currency: 5 })).sort(), ['currency', 'notional', 'time']);
+    const wrong = { ...order, context: { ...order.context, currency: 5 } };
+    assert.equal(evaluate(examples, order).allow, true);
+    assert.equal(evaluate(examples, wrong).allow, false);
+    assert.deepEqual(outcome(evaluate(examples, wrong)), outcome(evaluateWhole(examples, wrong)));
+  });
+
+  test('keeps every entity when a policy reads an entity other than the principal and resource', () => {
+    const plan = planFor(withExtras.policies, 'Client', 'position:view', 'Account')!;
+    assert.equal(plan.reads.opaque, true);
+    assert.equal(sliceEntities(plan, cases[0]!.request), undefined);
+  });
+
+  test("reads each entity type's optional attributes from the schema as Cedar does", () => {
+    const answer = schemaToJson(cedarSchema);
+    assert.equal(answer.type, 'success');
+    const types = (answer.json as Record<string, { entityTypes: Record<string, { shape?: { attributes?: Record<string, { required?: boolean }> } }> }>)['']!.entityTypes;
+    const expected = new Map(Object.entries(types).map(([type, d]) => [type, new Set(Object.entries(d.shape?.attributes ?? {}).filter(([, a]) => a.required === false).map(([name]) => name))]));
+    const facts = readSchemaFacts(cedarSchema);
+    assert.deepEqual(facts.optional, expected);
+    assert.equal(facts.contextHoldsEntities, false);
+    // An entity in the context (directly or in a record of it) would make every read of the context count.
+    assert.equal(readSchemaFacts(cedarSchema.replace('risk?: Long,', 'risk?: Long, account?: Account,')).contextHoldsEntities, true);
+    assert.equal(readSchemaFacts(cedarSchema.replace('max_notional?: Long,', 'max_notional?: Long, desks?: Set<Desk>,')).contextHoldsEntities, true);
+  });
+
+  test('leaves a request of a shape the schema does not know whole', () => {
+    assert.equal(planFor(examples.policies, 'Desk', 'order:create', 'Instrument'), undefined);
+    assert.equal(planFor(examples.policies, 'User', 'order:delete', 'Instrument'), undefined);
+    assert.equal(planFor(examples.policies, 'User', 'trading', 'Instrument'), undefined);
+  });
+});
+
+describe('the engine remembering answers', () => {
+  const alice = pool.find((e) => e.uid.id === 'alice')!;
+  const order = (entities: CedarEntity[], set = examples): boolean =>
+    evaluate(set, {
+      principal: alice.uid,
+      action: 'order:create',
+      resource: { type: 'Instrument', id: 'EURUSD' },
+      context: { time: 1767225600, notional: 1_000_000 },
+      entities: [...entities, { uid: { type: 'Instrument', id: 'EURUSD' }, attrs: { instrument_class: 'fx', complex: false }, parents: [] }],
+    }).allow;
+  const desks = pool.filter((e) => e.uid.type === 'Desk' || e.uid.type === 'LegalEntity');
+
+  test('answers a new version of the policy set by that version', () => {
+    const v1 = compile('v1', exampleTexts);
+    const v2 = compile('v2', [...exampleTexts, '@id("no-fx") forbid (principal, action, resource is Instrument) when { resource.instrument_class == "fx" };']);
+    assert.equal(order([alice, ...desks], v1), true);
+    assert.equal(order([alice, ...desks], v2), false);
+    assert.equal(order([alice, ...desks], v1), true);
+  });
+
+  test('sees a changed entity, the principal or one that slicing leaves out', () => {
+    assert.equal(order([alice, ...desks]), true);
+    assert.equal(order([{ ...alice, attrs: { ...alice.attrs, kyc_status: 'pending' } }, ...desks]), false);
+    // A desk the policies never read, no longer conforming to the schema: the request is refused whole.
+    const broken = desks.map((e) => (e.uid.id === 'fx-spot' ? { ...e, attrs: { ...e.attrs, product_classes: 'fx' } } : e));
+    assert.equal(order([alice, ...broken]), false);
+    assert.equal(order([alice, ...desks]), true);
+  });
+
+  test('hands out copies, so a caller changing an answer changes no later one', () => {
+    const r: CedarRequest = { principal: alice.uid, action: 'order:cancel', resource: { type: 'Instrument', id: 'EURUSD' }, context: { time: 1 }, entities: [alice, ...desks, { uid: { type: 'Instrument', id: 'EURUSD' }, attrs: { instrument_class: 'fx', complex: false }, parents: [] }] };
+    const first = evaluate(examples, r);
+    first.reasons.push('tampered');
+    first.allow = !first.allow;
+    assert.deepEqual(evaluate(examples, r), evaluateWhole(examples, r));
+  });
+});
