@@ -213,3 +213,17 @@ export function withSearchPath(url: string, schema: string): string {
   parsed.searchParams.set('options', `-c search_path=${schema}`);
   return parsed.toString();
 }
+
+/**
+ * Runs `a` and `b` in the order A B B A, so that a drift of the machine during the runs weighs on
+ * both alike; resolves each side's two results, and their mean per field.
+ */
+export async function alternate(a: () => Promise<BenchLine>, b: () => Promise<BenchLine>): Promise<{ a: (field: string) => number; b: (field: string) => number }> {
+  const first = await a();
+  const second = await b();
+  const third = await b();
+  const fourth = await a();
+  const mean = (lines: BenchLine[]) => (field: string) => lines.reduce((sum, line) => sum + Number(line[field]), 0) / lines.length;
+  return { a: mean([first, fourth]), b: mean([second, third]) };
+}
+

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { signCompact } from '../src/keys/jws.ts';
 import { es256Costs } from './crypto-ceiling.ts';
-import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
+import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
 
 export const resource = 'https://execution.bench.example/api';
 export const clientId = 'bench-oms';
@@ -80,4 +80,16 @@ export function benchDocument(publicKey: KeyObject, options: { senderConstrained
 /** A client_credentials request body with the client's authentication parameters. */
 export function tokenRequest(authentication: string): string {
   return `grant_type=client_credentials&scope=order%3Acreate&resource=${encodeURIComponent(resource)}${authentication}`;
+}
+
+/** The m2m-private-key-jwt load (fresh ES256 assertion per request, 16 connections) against `server`. */
+export function loadM2m(server: ServerProcess, privateKey: KeyObject, seconds: number, cryptoMs: number): Promise<BenchLine> {
+  return loadTokenEndpoint('run', server, {
+    connections: 16,
+    seconds,
+    cryptoMs,
+    aheadSeconds: seconds,
+    maxAhead: 200_000,
+    make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
+  });
 }

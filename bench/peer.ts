@@ -2,58 +2,48 @@ import { spawn } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { es256Costs } from './crypto-ceiling.ts';
-import { clientAssertionParams, loadTokenEndpoint, round, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
+import { alternate, processTreeCpuMs, round, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
 import { freePort } from '../test/helpers/server.ts';
-import { benchDocument, clientId, resource, tokenRequest } from './m2m.ts';
+import { benchDocument, clientId, loadM2m, resource } from './m2m.ts';
 
 /**
  * `peer` (issue 13 item 6): Clearance against node-oidc-provider on the same machine in the same
  * run, both answering the m2m-private-key-jwt request (client_credentials, fresh ES256 assertion
  * per request with its replay check, ES256 JWT access token for one resource). Each server is its
- * own process under the same load generator, run A B B A (half the seconds each time) so a drift
- * of the machine during the run weighs on both alike. Clearance keeps its guarantees (durable jti,
+ * own process under the same load generator, run A B B A (half the seconds each time, `alternate`). Clearance keeps its guarantees (durable jti,
  * token.issued committed before the answer); the peer keeps everything in memory and audits
  * nothing (bench/peer-server.ts). Reports both throughputs, the ratio (the headline of issue 13),
  * and each one's server CPU per request beside the crypto's.
  */
-export async function peer(seconds: number, connections = 16): Promise<BenchLine> {
+export async function peer(seconds: number): Promise<BenchLine> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const costs = es256Costs();
   const cryptoMs = costs.signMs + costs.verifyMs;
   const half = Math.max(1, seconds / 2);
-  const run = async (start: () => Promise<ServerProcess>) => {
+  const run = (start: () => Promise<ServerProcess>) => async () => {
     const server = await start();
     try {
-      return await loadTokenEndpoint('run', server, {
-        connections,
-        seconds: half,
-        cryptoMs,
-        aheadSeconds: half,
-        maxAhead: 200_000,
-        make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
-      });
+      return await loadM2m(server, privateKey, half, cryptoMs);
     } finally {
       await server.stop();
     }
   };
-  const clearance = () => startServerProcess(benchDocument(publicKey, { senderConstrained: false }));
-  const oidcProvider = () => startPeerProcess(publicKey);
-  const runs = [await run(clearance), await run(oidcProvider), await run(oidcProvider), await run(clearance)];
-  const mean = (lines: BenchLine[], field: string) => lines.reduce((sum, line) => sum + Number(line[field]), 0) / lines.length;
-  const ours = [runs[0]!, runs[3]!];
-  const theirs = [runs[1]!, runs[2]!];
+  const { a: ours, b: theirs } = await alternate(
+    run(() => startServerProcess(benchDocument(publicKey, { senderConstrained: false }))),
+    run(() => startPeerProcess(publicKey)),
+  );
   return {
     scenario: 'peer',
     peer: `oidc-provider ${peerVersion()}`,
-    clearance_rps: round(mean(ours, 'rps')),
-    peer_rps: round(mean(theirs, 'rps')),
-    ratio: round(mean(ours, 'rps') / mean(theirs, 'rps'), 2),
-    clearance_cpu_us_per_req: round(mean(ours, 'server_cpu_us_per_req'), 1),
-    peer_cpu_us_per_req: round(mean(theirs, 'server_cpu_us_per_req'), 1),
+    clearance_rps: round(ours('rps')),
+    peer_rps: round(theirs('rps')),
+    ratio: round(ours('rps') / theirs('rps'), 2),
+    clearance_cpu_us_per_req: round(ours('server_cpu_us_per_req'), 1),
+    peer_cpu_us_per_req: round(theirs('server_cpu_us_per_req'), 1),
     crypto_us_per_req: round(cryptoMs * 1000, 1),
-    clearance_cpu_to_crypto: round(mean(ours, 'server_cpu_us_per_req') / (cryptoMs * 1000), 2),
-    clearance_p99_ms: round(mean(ours, 'p99_ms')),
-    peer_p99_ms: round(mean(theirs, 'p99_ms')),
+    clearance_cpu_to_crypto: round(ours('server_cpu_us_per_req') / (cryptoMs * 1000), 2),
+    clearance_p99_ms: round(ours('p99_ms')),
+    peer_p99_ms: round(theirs('p99_ms')),
   };
 }
 
@@ -74,10 +64,7 @@ async function startPeerProcess(publicKey: KeyObject): Promise<ServerProcess> {
   });
   return {
     issuer,
-    serverCpuMs: () => {
-      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-    },
+    serverCpuMs: () => processTreeCpuMs(child.pid!),
     dataDir: '',
     env,
     child,

@@ -1,8 +1,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { availableParallelism, loadavg } from 'node:os';
 import { es256Costs } from './crypto-ceiling.ts';
-import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, withSearchPath, type BenchLine } from './harness.ts';
-import { benchDocument, clientId, tokenRequest } from './m2m.ts';
+import { adminQuery, alternate, round, startServerProcess, withSearchPath, type BenchLine } from './harness.ts';
+import { benchDocument, loadM2m } from './m2m.ts';
 
 /**
  * `m2m-workers` (issue 13 item 3): the m2m-private-key-jwt request (fresh ES256 assertion, durable
@@ -31,7 +31,7 @@ async function workersOn(database: 'sqlite' | 'postgres', seconds: number, worke
   const cryptoMs = costs.signMs + costs.verifyMs;
   const half = Math.max(1, seconds / 2);
   const load1Before = loadavg()[0]!;
-  const run = async (count: number) => {
+  const run = (count: number) => async () => {
     const schema = `bench_workers_${randomBytes(6).toString('hex')}`;
     const env: NodeJS.ProcessEnv = {};
     if (url) {
@@ -41,14 +41,7 @@ async function workersOn(database: 'sqlite' | 'postgres', seconds: number, worke
     try {
       const server = await startServerProcess(benchDocument(publicKey, { senderConstrained: false }), env, { workers: count });
       try {
-        return await loadTokenEndpoint('run', server, {
-          connections: 16,
-          seconds: half,
-          cryptoMs,
-          aheadSeconds: half,
-          maxAhead: 200_000,
-          make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
-        });
+        return await loadM2m(server, privateKey, half, cryptoMs);
       } finally {
         await server.stop();
       }
@@ -56,21 +49,18 @@ async function workersOn(database: 'sqlite' | 'postgres', seconds: number, worke
       if (url) await adminQuery(url, `drop schema if exists ${schema} cascade`);
     }
   };
-  const runs = [await run(1), await run(workers), await run(workers), await run(1)];
-  const mean = (lines: BenchLine[], field: string) => lines.reduce((sum, line) => sum + Number(line[field]), 0) / lines.length;
-  const one = [runs[0]!, runs[3]!];
-  const many = [runs[1]!, runs[2]!];
+  const { a: one, b: many } = await alternate(run(1), run(workers));
   return {
     scenario: 'm2m-workers',
     database,
     workers,
-    rps_1: round(mean(one, 'rps')),
-    rps_n: round(mean(many, 'rps')),
-    n_vs_1: round(mean(many, 'rps') / mean(one, 'rps'), 2),
-    p99_ms_1: round(mean(one, 'p99_ms')),
-    p99_ms_n: round(mean(many, 'p99_ms')),
-    server_cpu_us_per_req_1: round(mean(one, 'server_cpu_us_per_req'), 1),
-    server_cpu_us_per_req_n: round(mean(many, 'server_cpu_us_per_req'), 1),
+    rps_1: round(one('rps')),
+    rps_n: round(many('rps')),
+    n_vs_1: round(many('rps') / one('rps'), 2),
+    p99_ms_1: round(one('p99_ms')),
+    p99_ms_n: round(many('p99_ms')),
+    server_cpu_us_per_req_1: round(one('server_cpu_us_per_req'), 1),
+    server_cpu_us_per_req_n: round(many('server_cpu_us_per_req'), 1),
     crypto_us_per_req: round(cryptoMs * 1000, 1),
     cores: availableParallelism(),
     loadavg_1m_before: round(load1Before),

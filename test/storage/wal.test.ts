@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { statSync } from 'node:fs';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { sql, type Kysely } from 'kysely';
 import { AuditKeys } from '../../src/audit/audit-key.ts';
 import { AuditRecorder } from '../../src/audit/recorder.ts';
@@ -39,13 +39,16 @@ async function autocheckpoint(db: Kysely<Database>): Promise<number> {
   return Number(rows[0]!.wal_autocheckpoint);
 }
 
-test('keeps the SQLite WAL as large as the writes between two sealer rounds: the sealer checkpoints it instead of a commit', { timeout: 120_000 }, async (t) => {
+/** A migrated SQLite store on a file, with a clock and a master key for its sealer. */
+async function migratedFile(t: TestContext) {
   const database = await sqlite.create(t);
   const { storage } = database;
   await migrate(storage);
-  const file = sqliteFileOf(storage)!;
-  const clock = new ManualClock(1_767_225_600_000);
-  const masterKey = randomBytes(32);
+  return { database, storage, file: sqliteFileOf(storage)!, clock: new ManualClock(1_767_225_600_000), masterKey: randomBytes(32) };
+}
+
+test('keeps the SQLite WAL as large as the writes between two sealer rounds: the sealer checkpoints it instead of a commit', { timeout: 120_000 }, async (t) => {
+  const { database, storage, file, clock, masterKey } = await migratedFile(t);
   const recorder = new AuditRecorder(storage.db, { clock, node: 'n' });
   t.after(() => recorder.close());
   const watch = checkpointWatch();
@@ -81,12 +84,7 @@ test('keeps the SQLite WAL as large as the writes between two sealer rounds: the
 });
 
 test('keeps the SQLite WAL bounded while another process writes: the tail of each checkpoint takes the write lock', { timeout: 120_000 }, async (t) => {
-  const database = await sqlite.create(t);
-  const { storage } = database;
-  await migrate(storage);
-  const file = sqliteFileOf(storage)!;
-  const clock = new ManualClock(1_767_225_600_000);
-  const masterKey = randomBytes(32);
+  const { database, storage, file, clock, masterKey } = await migratedFile(t);
   // Another process writing the file, as the workers of `clearance start --workers N` do: holding
   // the sealer's connection does not stop it, so only a checkpoint that takes the write lock
   // completes with every frame copied and lets the next write start the WAL over.
