@@ -119,7 +119,7 @@ export function openStorage(options: StorageOptions): Storage {
       }
     : {};
   const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }, busyTimeoutMs), ...log });
-  const land = landerFor(db, 'sqlite', { start: () => Object.assign(flying, { now: true, counted: false }), end: () => (flying.now = false) });
+  const land = landerFor(db, 'sqlite', { begin: (connection) => beginPatiently(connection, busyTimeoutMs), start: () => Object.assign(flying, { now: true, counted: false }), end: () => (flying.now = false) });
   return {
     db,
     dialect: 'sqlite',
@@ -174,16 +174,25 @@ class PatientSqliteDriver extends SqliteDriver {
     this.#busyTimeoutMs = busyTimeoutMs;
   }
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    const deadline = performance.now() + this.#busyTimeoutMs;
-    for (let pause = 1; ; pause = Math.min(pause * 2, 5)) {
-      try {
-        await connection.executeQuery(CompiledQuery.raw('begin'));
-        return;
-      } catch (error) {
-        if (!isSqliteBusy(error) || performance.now() >= deadline) throw error;
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(pause, deadline - performance.now()))));
+    await beginPatiently(connection, this.#busyTimeoutMs);
+  }
+}
+
+/**
+ * BEGIN (IMMEDIATE, node-sqlite-driver.ts) on SQLite, tried again after 1, 2, 4, 5, 5 … ms while
+ * another process holds the write lock, the event loop serving meanwhile, until `busyTimeoutMs`
+ * has passed; then the BUSY error stands (503). Kysely's transactions and flights both begin so.
+ */
+export async function beginPatiently(connection: DatabaseConnection, busyTimeoutMs: number): Promise<void> {
+  const deadline = performance.now() + busyTimeoutMs;
+  for (let pause = 1; ; pause = Math.min(pause * 2, 5)) {
+    try {
+      await connection.executeQuery(CompiledQuery.raw('begin'));
+      return;
+    } catch (error) {
+      if (!isSqliteBusy(error) || performance.now() >= deadline) throw error;
     }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(pause, deadline - performance.now()))));
   }
 }
 

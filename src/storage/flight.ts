@@ -147,7 +147,11 @@ export const expectationSqlState = 'CLR01';
  * SQLite: one statement after another on its one connection; a failure (an error or an unmet
  * expectation) rolls the transaction back and leaves the rest unsent.
  */
-export function landerFor(db: Kysely<Database>, dialect: Dialect, hooks: { start?: () => void; end?: () => void } = {}): Lander {
+export function landerFor(
+  db: Kysely<Database>,
+  dialect: Dialect,
+  hooks: { start?: () => void; end?: () => void; begin?: (connection: DatabaseConnection) => Promise<void> } = {},
+): Lander {
   return (statements, transaction) =>
     db.getExecutor().provideConnection(async (connection) => {
       if (dialect === 'postgres') {
@@ -164,7 +168,7 @@ export function landerFor(db: Kysely<Database>, dialect: Dialect, hooks: { start
       }
       hooks.start?.();
       try {
-        return transaction ? await inSqliteTransaction(connection, statements) : await oneByOne(connection, statements);
+        return transaction ? await inSqliteTransaction(connection, statements, hooks.begin) : await oneByOne(connection, statements);
       } finally {
         hooks.end?.();
       }
@@ -183,10 +187,15 @@ async function oneByOne(connection: DatabaseConnection, statements: Statement[])
   return outcomes;
 }
 
-async function inSqliteTransaction(connection: DatabaseConnection, statements: Statement[]): Promise<PromiseSettledResult<QueryResult<unknown>>[]> {
+async function inSqliteTransaction(
+  connection: DatabaseConnection,
+  statements: Statement[],
+  begin: (connection: DatabaseConnection) => Promise<void> = (c) => c.executeQuery(CompiledQuery.raw('begin')).then(() => undefined),
+): Promise<PromiseSettledResult<QueryResult<unknown>>[]> {
   const outcomes: PromiseSettledResult<QueryResult<unknown>>[] = [];
-  // Our driver makes this BEGIN IMMEDIATE (node-sqlite-driver.ts), as for Kysely's transactions.
-  await connection.executeQuery(CompiledQuery.raw('begin'));
+  // BEGIN IMMEDIATE (node-sqlite-driver.ts), waiting for another process's write lock on a timer
+  // as Kysely's transactions do (database.ts beginPatiently).
+  await begin(connection);
   let failure: unknown;
   for (const s of statements) {
     try {
@@ -208,7 +217,13 @@ async function inSqliteTransaction(connection: DatabaseConnection, statements: S
     while (outcomes.length < statements.length) outcomes.push({ status: 'rejected', reason: failure });
     return outcomes;
   }
-  await connection.executeQuery(CompiledQuery.raw('commit'));
+  try {
+    await connection.executeQuery(CompiledQuery.raw('commit'));
+  } catch (error) {
+    // A failed COMMIT leaves the transaction open on this connection: end it, as Kysely would.
+    await connection.executeQuery(CompiledQuery.raw('rollback')).catch(() => undefined);
+    throw error;
+  }
   return outcomes;
 }
 

@@ -107,6 +107,9 @@ export class DatabaseReplayCache implements ReplayCache {
       }
       return fresh;
     }
+    // In key order: two batches in flight at once (PostgreSQL) then lock their rows in the same
+    // order and cannot deadlock, whatever order the (client-chosen) jtis arrived in.
+    distinct.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     for (let i = 0; i < distinct.length; i += rowsPerStatement) {
       const chunk = distinct.slice(i, i + rowsPerStatement);
       const parameters: unknown[] = [];

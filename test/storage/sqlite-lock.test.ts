@@ -73,3 +73,22 @@ test('a SQLite transaction gives up with a database-unavailable error once the b
   assert.ok(waited >= 190 && waited < 1000, `gave up after the busy timeout (${Math.round(waited)} ms)`);
   assert.ok(turns >= 10, `the event loop turned ${turns} times meanwhile`);
 });
+
+test('a flight’s transaction waits for another process’s write lock the same way, and writes once it has it', async (t) => {
+  const database = await sqlite.create(t);
+  await migrate(database.storage);
+  const lock = holdWriteLock(sqliteFileOf(database.storage)!);
+  setTimeout(() => lock.release(), 300);
+  const ticks = ticker();
+  const started = performance.now();
+  const flight = database.storage.flight();
+  const inserted = flight.run(database.storage.db.insertInto('generations').values({ name: 'flown', value: 1 }));
+  await flight.commit();
+  await inserted;
+  const waited = performance.now() - started;
+  const turns = ticks.stop();
+  assert.ok(waited >= 250, `began after the lock was released (${Math.round(waited)} ms)`);
+  assert.ok(turns >= 20, `the event loop turned ${turns} times while the flight waited ${Math.round(waited)} ms`);
+  const row = await database.storage.db.selectFrom('generations').select('value').where('name', '=', 'flown').executeTakeFirst();
+  assert.equal(row?.value, 1);
+});
