@@ -75,13 +75,13 @@ export class DatabaseReplayCache implements ReplayCache {
     if (!this.#writer) return (await this.#record(this.#db, [{ key, expiresAt }]))[0]!;
     let batch = this.#open;
     if (!batch) {
-      const opened: UseBatch = { uses: [], fresh: undefined as unknown as Promise<boolean[]> };
-      opened.fresh = this.#writer.run((trx) => {
+      const uses: PendingUse[] = [];
+      const fresh = this.#writer.run((trx) => {
         // From here on, new uses go to the next batch.
-        if (this.#open === opened) this.#open = undefined;
-        return this.#record(trx, opened.uses);
+        if (this.#open?.uses === uses) this.#open = undefined;
+        return this.#record(trx, uses);
       });
-      batch = this.#open = opened;
+      batch = this.#open = { uses, fresh };
     }
     const index = batch.uses.push({ key, expiresAt }) - 1;
     return (await batch.fresh)[index]!;

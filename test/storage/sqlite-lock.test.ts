@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { DatabaseSync } from 'node:sqlite';
 import { performance } from 'node:perf_hooks';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { sqliteFileOf } from '../../src/audit/verify.ts';
-import { migrate, openStorage } from '../../src/storage/database.ts';
+import { migrate, openStorage, type Storage } from '../../src/storage/database.ts';
 import { isDatabaseUnavailable } from '../../src/storage/faults.ts';
 import { testDialects } from '../helpers/storage.ts';
 
@@ -33,22 +33,30 @@ function holdWriteLock(file: string): { release(): void } {
   };
 }
 
-test('a SQLite transaction waits for another process’s write lock without blocking the event loop', async (t) => {
+/**
+ * Runs `write` (which inserts generation `name` = 1) while another connection holds the write
+ * lock for 300 ms, and checks that it began only after the release, that the event loop kept
+ * turning while it waited, and that its row is written.
+ */
+async function waitsForTheLock(t: TestContext, name: string, write: (storage: Storage) => Promise<unknown>): Promise<void> {
   const database = await sqlite.create(t);
   await migrate(database.storage);
   const lock = holdWriteLock(sqliteFileOf(database.storage)!);
   setTimeout(() => lock.release(), 300);
   const ticks = ticker();
   const started = performance.now();
-  await database.storage.db.transaction().execute((trx) => trx.insertInto('generations').values({ name: 'waited', value: 1 }).execute());
+  await write(database.storage);
   const waited = performance.now() - started;
   const turns = ticks.stop();
   assert.ok(waited >= 250, `began after the lock was released (${Math.round(waited)} ms)`);
   // node:sqlite is synchronous: waiting in SQLite's busy handler, the loop would not turn at all.
-  assert.ok(turns >= 20, `the event loop turned ${turns} times while the transaction waited ${Math.round(waited)} ms`);
-  const row = await database.storage.db.selectFrom('generations').select('value').where('name', '=', 'waited').executeTakeFirst();
+  assert.ok(turns >= 20, `the event loop turned ${turns} times while the write waited ${Math.round(waited)} ms`);
+  const row = await database.storage.db.selectFrom('generations').select('value').where('name', '=', name).executeTakeFirst();
   assert.equal(row?.value, 1);
-});
+}
+
+test('a SQLite transaction waits for another process’s write lock without blocking the event loop', (t) =>
+  waitsForTheLock(t, 'waited', (storage) => storage.db.transaction().execute((trx) => trx.insertInto('generations').values({ name: 'waited', value: 1 }).execute())));
 
 test('a SQLite transaction gives up with a database-unavailable error once the busy timeout has passed', async (t) => {
   const database = await sqlite.create(t);
@@ -74,21 +82,10 @@ test('a SQLite transaction gives up with a database-unavailable error once the b
   assert.ok(turns >= 10, `the event loop turned ${turns} times meanwhile`);
 });
 
-test('a flight’s transaction waits for another process’s write lock the same way, and writes once it has it', async (t) => {
-  const database = await sqlite.create(t);
-  await migrate(database.storage);
-  const lock = holdWriteLock(sqliteFileOf(database.storage)!);
-  setTimeout(() => lock.release(), 300);
-  const ticks = ticker();
-  const started = performance.now();
-  const flight = database.storage.flight();
-  const inserted = flight.run(database.storage.db.insertInto('generations').values({ name: 'flown', value: 1 }));
-  await flight.commit();
-  await inserted;
-  const waited = performance.now() - started;
-  const turns = ticks.stop();
-  assert.ok(waited >= 250, `began after the lock was released (${Math.round(waited)} ms)`);
-  assert.ok(turns >= 20, `the event loop turned ${turns} times while the flight waited ${Math.round(waited)} ms`);
-  const row = await database.storage.db.selectFrom('generations').select('value').where('name', '=', 'flown').executeTakeFirst();
-  assert.equal(row?.value, 1);
-});
+test('a flight’s transaction waits for another process’s write lock the same way, and writes once it has it', (t) =>
+  waitsForTheLock(t, 'flown', async (storage) => {
+    const flight = storage.flight();
+    const inserted = flight.run(storage.db.insertInto('generations').values({ name: 'flown', value: 1 }));
+    await flight.commit();
+    await inserted;
+  }));
