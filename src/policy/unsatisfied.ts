@@ -138,7 +138,7 @@ function evaluate(expr: unknown, view: View): Value | undefined {
   const body = (expr as Node)[op]!;
   switch (op) {
     case 'Value':
-      return literal(body);
+      return entityValue(body);
     case 'Var': {
       const name = body as unknown as string;
       if (name === 'principal' || name === 'resource') return { entity: view.request[name] };
@@ -243,7 +243,10 @@ function readableEntity(uid: EntityUid, view: View): CedarEntity | undefined {
   return view.byKey.get(uidKey(uid));
 }
 
-/** A value of an entity attribute: primitives, sets and entity references (records are not read). */
+/**
+ * A value of an entity attribute, or a policy's literal: primitives, sets and entity references
+ * (records are not read).
+ */
 function entityValue(raw: unknown): Value | undefined {
   if (isPlainObject(raw)) {
     const uid = '__entity' in raw ? uidOf(raw) : undefined;
@@ -262,15 +265,6 @@ function contextValue(raw: unknown): Value | undefined {
 
 function record(raw: unknown): Value | undefined {
   return isPlainObject(raw) ? { record: raw } : unknown;
-}
-
-function literal(raw: unknown): Value | undefined {
-  if (isPlainObject(raw)) {
-    const uid = '__entity' in raw ? uidOf(raw) : undefined;
-    return uid ? { entity: uid } : unknown;
-  }
-  if (Array.isArray(raw)) return { set: raw };
-  return literalPrimitive(raw);
 }
 
 /** A string, a boolean, or an integer JavaScript holds exactly (Cedar's Long); else cannot tell. */
