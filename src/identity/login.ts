@@ -1,15 +1,11 @@
 import type { AuditEvent } from '../audit/events.ts';
+import { acr as acrLevels, amr as amrValues } from './acr.ts';
 import type { Context } from '../context.ts';
 import { refusedFor, type Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
 import { normalizeUsername, userFromRow, userRowByUsername, type User } from './users.ts';
 
-/**
- * Authentication context class references (OIDC Core §2 `acr`) Clearance asserts. A password
- * alone is single-factor; later authenticators (TOTP, passkeys) add stronger levels.
- */
-export const acrValues = { singleFactor: 'urn:clearance:acr:1fa' } as const;
 
 export interface LoginAttempt {
   username: string;
@@ -133,8 +129,8 @@ export async function verifyLogin<T = undefined>(
     const storedHash = row.password_hash;
     // What the update below makes of the row (the user as the caller gets it, without reading it again).
     const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
-    const amr = ['pwd']; // RFC 8176 §2
-    const acr = acrValues.singleFactor;
+    const amr: string[] = [amrValues.password]; // RFC 8176 §2
+    const acr = acrLevels.password; // src/identity/acr.ts: the ladder's lowest rung
     const flight = ctx.storage.flight();
     // Conditional on the account still being active: a lockout that committed while the password
     // was being verified wins over the right password (and then nothing of the flight is written).

@@ -11,6 +11,8 @@ export interface IdentityTables {
     email: string | null;
     /** JSON array of desk identifiers. */
     desks: string;
+    /** JSON array of role names, sorted (migration 0016): each may ask a minimum authentication level. */
+    roles: string;
     /** JSON object: KYC status, suitability and other facts about the person. */
     attributes: string;
     /** `active`; `locked` (by an administrator or after failed logins); `disabled` (by an administrator). */

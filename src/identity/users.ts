@@ -17,6 +17,8 @@ export interface User {
   name: string | null;
   email: string | null;
   desks: string[];
+  /** Roles the person holds (e.g. `trader`, `approver`): each may ask a minimum authentication level. */
+  roles: string[];
   attributes: UserAttributes;
   status: UserStatus;
   /** Whether the account has a password (one without cannot log in with a password). */
@@ -62,6 +64,7 @@ export interface UserEntry {
   name?: string;
   email?: string;
   desks?: string[];
+  roles?: string[];
   attributes?: UserAttributes;
   /**
    * Absent: keep the stored status (new users are active). `active` also clears a lockout;
@@ -70,7 +73,7 @@ export interface UserEntry {
   status?: UserStatus;
 }
 
-export const userEntryFields = ['username', 'password', 'password_hash', 'name', 'email', 'desks', 'attributes', 'status'] as const;
+export const userEntryFields = ['username', 'password', 'password_hash', 'name', 'email', 'desks', 'roles', 'attributes', 'status'] as const;
 
 /** Shortest password accepted on apply (NIST SP 800-63B §3.1.1.2 allows no less than 8; we ask 12). */
 export const minPasswordLength = 12;
@@ -79,6 +82,7 @@ const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
 const deskPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const attributeNamePattern = /^[a-z][a-z0-9_]{0,63}$/;
 const tokenPattern = /^[a-z][a-z0-9_:-]{0,63}$/;
+const rolePattern = /^[a-z][a-z0-9_-]{0,63}$/;
 const emailPattern = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const controlCharacters = /[\u0000-\u001f\u007f]/;
 const maxAttributesBytes = 4096;
@@ -135,6 +139,15 @@ export function readUserEntry(v: Validator, path: string, value: unknown): UserE
       (p, d) => v.string(p, d, { pattern: deskPattern, patternMessage: 'must be 1–64 letters, digits and . _ : - (a desk identifier)' }),
       { unique: true },
     );
+  }
+  if (o.roles !== undefined) {
+    entry.roles = v.array(
+      join(path, 'roles'),
+      o.roles,
+      (p, r) => v.string(p, r, { pattern: rolePattern, patternMessage: 'must be a lowercase role name such as trader or approver' }),
+      { unique: true },
+    );
+    if (entry.roles && entry.roles.length > 32) v.fail(join(path, 'roles'), 'must have at most 32 roles');
   }
   if (o.attributes !== undefined) entry.attributes = readAttributes(v, join(path, 'attributes'), o.attributes);
   if (o.status !== undefined) entry.status = v.string(join(path, 'status'), o.status, { oneOf: userStatuses }) as UserStatus | undefined;
@@ -195,6 +208,7 @@ function toUser(row: UserRow): User {
     name: row.name,
     email: row.email,
     desks: JSON.parse(row.desks) as string[],
+    roles: JSON.parse(row.roles) as string[],
     attributes: JSON.parse(row.attributes) as UserAttributes,
     status: row.status,
     hasPassword: row.password_hash !== null,
@@ -245,6 +259,7 @@ export function userView(user: User): Record<string, unknown> {
     name: user.name,
     email: user.email,
     desks: user.desks,
+    roles: user.roles,
     attributes: user.attributes,
     status: user.status,
     has_password: user.hasPassword,
@@ -260,7 +275,7 @@ export function userView(user: User): Record<string, unknown> {
  * The members of a user's representation that a PUT or PATCH writes (the rest of `userView` is
  * read-only, and a password is write-only: given to change it, never shown).
  */
-export const writableUserMembers = ['name', 'email', 'desks', 'attributes', 'status'] as const;
+export const writableUserMembers = ['name', 'email', 'desks', 'roles', 'attributes', 'status'] as const;
 
 /** What to store as the password hash: keep the stored one, or write this one. */
 export type PasswordDecision = { keep: true } | { keep: false; hash: string };
@@ -306,6 +321,8 @@ export async function upsertUser(
     name: entry.name ?? null,
     email: entry.email ?? null,
     desks: JSON.stringify(entry.desks ?? []),
+    // Sorted: the stored JSON (and "unchanged" on re-apply) does not depend on the document's order.
+    roles: JSON.stringify([...(entry.roles ?? [])].sort()),
     attributes: JSON.stringify(entry.attributes ?? {}),
   };
   if (!existing) {
@@ -338,6 +355,7 @@ export async function upsertUser(
     existing.name === fields.name &&
     existing.email === fields.email &&
     existing.desks === fields.desks &&
+    existing.roles === fields.roles &&
     existing.attributes === fields.attributes &&
     existing.status === status &&
     existing.lock_reason === lockReason &&

@@ -131,8 +131,8 @@ async function adminCall(f: CodeFlowFixture, method: 'GET' | 'PUT' | 'PATCH' | '
 /** Alice's full representation for a PUT, with these changes. */
 async function fullAlice(f: CodeFlowFixture, changes: Record<string, unknown>): Promise<Record<string, unknown>> {
   const current = (await adminCall(f, 'GET', '/admin/users/alice')).json() as Record<string, unknown>;
-  const { name, email, desks, attributes, status } = current;
-  return { name, email, desks, attributes, status, ...changes };
+  const { name, email, desks, roles, attributes, status } = current;
+  return { name, email, desks, roles, attributes, status, ...changes };
 }
 
 /** A password login (src/identity/login.ts) that starts a session, as the login page does. */

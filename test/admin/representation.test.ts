@@ -56,7 +56,7 @@ describe('PUT on an admin resource replaces the whole representation', () => {
     const f = await withAlice(t);
     const before = await get(f, '/admin/users/alice');
     const refused = assertOAuthError(await call(f, 'PUT', '/admin/users/alice', { status: 'locked' }), 400, 'invalid_request');
-    assert.match(String(refused.error_description), /missing members: name, email, desks, attributes/);
+    assert.match(String(refused.error_description), /missing members: name, email, desks, roles, attributes/);
     assert.deepEqual(await get(f, '/admin/users/alice'), before);
   });
 

@@ -24,6 +24,7 @@ const alice = {
   name: 'Alice Trader',
   email: 'alice@broker.example',
   desks: ['fx-spot'],
+  roles: ['trader'],
   attributes: { kyc_status: 'verified', suitability: ['fx'] },
   status: 'active',
 };

@@ -167,7 +167,7 @@ export async function codeFlowFixture(t: Pick<TestContext, 'after'>, options: { 
     },
     async signIn(username, options = {}) {
       const userId = await f.user(username);
-      const started = await startSession(ctx, { userId, acr: options.acr ?? 'urn:clearance:acr:1fa', amr: options.amr ?? ['pwd'], cookieHeader: undefined });
+      const started = await startSession(ctx, { userId, acr: options.acr ?? 'urn:clearance:acr:pwd', amr: options.amr ?? ['pwd'], cookieHeader: undefined });
       return { userId, cookie: started.setCookie.split(';')[0]!, authentication: started.authentication };
     },
     request(client, extra = {}) {

@@ -360,7 +360,7 @@ describe('the account page', () => {
       acrValues: [],
       via: 'parameters',
     });
-    const started = await startSession(f.ctx, { userId: alice.id, acr: 'urn:clearance:acr:1fa', amr: ['pwd'], cookieHeader: undefined });
+    const started = await startSession(f.ctx, { userId: alice.id, acr: 'urn:clearance:acr:pwd', amr: ['pwd'], cookieHeader: undefined });
     assert.match(started.setCookie, /Path=\/idp;/);
     const inject: Injector = app;
     assert.equal((await get(inject, '/account')).statusCode, 404, 'not outside the issuer’s path');

@@ -270,7 +270,7 @@ describe('the authorization endpoint', () => {
       const { person } = await f.authorizeAndApprove({});
       const result = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:2fa' }), { cookie: person.cookie });
       assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr' });
-      const met = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:2fa urn:clearance:acr:1fa' }), { cookie: person.cookie });
+      const met = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:2fa urn:clearance:acr:pwd' }), { cookie: person.cookie });
       assert.ok(met.location?.searchParams.get('code'));
     });
 

@@ -193,7 +193,7 @@ test('a public client runs the code flow over mutual TLS: its tokens and refresh
   });
   const ctx = server.running.ctx;
   const { id: userId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), { username: 'alice' }, { keep: true }));
-  const session = await startSession(ctx, { userId, acr: 'urn:clearance:acr:1fa', amr: ['pwd'], cookieHeader: undefined });
+  const session = await startSession(ctx, { userId, acr: 'urn:clearance:acr:pwd', amr: ['pwd'], cookieHeader: undefined });
   const verifier = randomBytes(32).toString('base64url');
   const query = new URLSearchParams({
     client_id: 'desk-native',

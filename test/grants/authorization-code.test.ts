@@ -38,7 +38,7 @@ describe('the token endpoint with authorization_code', () => {
     assert.equal(access.payload.scope, 'order:create');
     assert.equal(typeof access.payload.grant_id, 'string');
     assert.equal(access.payload.auth_time, person.authentication.authTime);
-    assert.equal(access.payload.acr, 'urn:clearance:acr:1fa');
+    assert.equal(access.payload.acr, 'urn:clearance:acr:pwd');
     assert.deepEqual(access.payload.amr, ['pwd']);
 
     const id = await verify(f, body.id_token!, 'JWT');
@@ -47,7 +47,7 @@ describe('the token endpoint with authorization_code', () => {
     assert.equal(id.payload.aud, 'web-app');
     assert.equal(id.payload.nonce, 'n-456');
     assert.equal(id.payload.auth_time, person.authentication.authTime);
-    assert.equal(id.payload.acr, 'urn:clearance:acr:1fa');
+    assert.equal(id.payload.acr, 'urn:clearance:acr:pwd');
     assert.deepEqual(id.payload.amr, ['pwd']);
     assert.ok(id.payload.exp! > id.payload.iat!);
 

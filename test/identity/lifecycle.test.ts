@@ -24,7 +24,7 @@ async function holdings(f: PeopleFixture, suffix = '1'): Promise<{ userId: strin
     .insertInto('grants')
     .values({ id: grantId, user_id: userId, client_id: `web-app-${suffix}`, resources: '{}', oidc_scopes: '[]', authorization_details: '[]', created_at: now, updated_at: now, revoked_at: null, revoked_by: null, revoke_reason: null })
     .execute();
-  const payload = { scopes: [], oidcScopes: [], authorizationDetails: [], authTime: now, acr: 'urn:clearance:acr:1fa', amr: ['pwd'] };
+  const payload = { scopes: [], oidcScopes: [], authorizationDetails: [], authTime: now, acr: 'urn:clearance:acr:pwd', amr: ['pwd'] };
   const first = await issueRefreshToken(ctx, { grantId, clientId: `web-app-${suffix}`, userId, payload });
   await ctx.storage.db.updateTable('refresh_tokens').set({ state: 'rotated', used_at: now }).where('id', '=', first.id).execute();
   await issueRefreshToken(ctx, { grantId, clientId: `web-app-${suffix}`, userId, payload });
@@ -32,7 +32,7 @@ async function holdings(f: PeopleFixture, suffix = '1'): Promise<{ userId: strin
     .insertInto('authorization_codes')
     .values({ code_hash: `code-${suffix}`, id: `code-id-${suffix}`, client_id: `web-app-${suffix}`, grant_id: grantId, user_id: userId, redirect_uri: 'https://app.example.com/cb', code_challenge: 'x', payload: '{}', created_at: now, expires_at: now + 60_000, redeemed_at: null })
     .execute();
-  await startSession(ctx, { userId, acr: 'urn:clearance:acr:1fa', amr: ['pwd'], cookieHeader: undefined });
+  await startSession(ctx, { userId, acr: 'urn:clearance:acr:pwd', amr: ['pwd'], cookieHeader: undefined });
   return { userId, grantId };
 }
 

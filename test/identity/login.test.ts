@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { acrValues, verifyLogin, type LoginAttempt } from '../../src/identity/login.ts';
+import { acr } from '../../src/identity/acr.ts';
+import { verifyLogin, type LoginAttempt } from '../../src/identity/login.ts';
 import { argon2Stats, hashPassword, verifyPassword } from '../../src/identity/passwords.ts';
 import { readSession, startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
@@ -17,13 +18,13 @@ for (const dialect of testDialects()) {
       assert.equal(outcome.ok, true);
       assert.ok(outcome.ok);
       assert.equal(outcome.user.username, 'alice');
-      assert.equal(outcome.acr, acrValues.singleFactor);
+      assert.equal(outcome.acr, acr.password);
       assert.deepEqual(outcome.amr, ['pwd']);
       const [event] = await f.events('user.login_succeeded');
       assert.equal(event!.subject, outcome.user.id);
       assert.equal(event!.client, 'trading-ui');
       assert.equal(event!.requestId, 'req-1');
-      assert.deepEqual(event!.details, { source_address: '198.51.100.7', amr: ['pwd'], acr: acrValues.singleFactor });
+      assert.deepEqual(event!.details, { source_address: '198.51.100.7', amr: ['pwd'], acr: acr.password });
       assert.ok((await findUserByUsername(f.ctx, 'alice'))!.lastLoginAt);
     });
 
@@ -149,7 +150,7 @@ for (const dialect of testDialects()) {
       const f = await peopleFixture(t, { dialect });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      const session = await startSession(f.ctx, { userId: alice.id, acr: acrValues.singleFactor, amr: ['pwd'], cookieHeader: undefined });
+      const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
       const cookie = session.setCookie.split(';')[0]!;
       for (let i = 0; i < 4; i++) await verifyLogin(f.ctx, from('alice', `wrong-${i}`));
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { acrValues } from '../../src/identity/login.ts';
+import { acr } from '../../src/identity/acr.ts';
 import { clearSessionCookie, endSession, readSession, sessionCookieName, sessionIdFor, startSession, type StartedSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -10,7 +10,7 @@ const minute = 60_000;
 
 async function login(f: PeopleFixture, username = 'alice', cookieHeader?: string): Promise<StartedSession & { cookie: string; value: string }> {
   const user = (await findUserByUsername(f.ctx, username))!;
-  const started = await startSession(f.ctx, { userId: user.id, acr: acrValues.singleFactor, amr: ['pwd'], cookieHeader });
+  const started = await startSession(f.ctx, { userId: user.id, acr: acr.password, amr: ['pwd'], cookieHeader });
   const cookie = started.setCookie.split(';')[0]!;
   return { ...started, cookie, value: cookie.slice(cookie.indexOf('=') + 1) };
 }
@@ -31,7 +31,7 @@ for (const dialect of testDialects()) {
         userId: alice.id,
         sessionId: sessionIdFor(session.value),
         authTime: Math.floor(f.clock.now() / 1000),
-        acr: acrValues.singleFactor,
+        acr: acr.password,
         amr: ['pwd'],
       });
     });

@@ -98,7 +98,7 @@ test('openid-client runs PAR, sign-in, consent, the code with PKCE, refresh, use
   const claims = tokens.claims()!;
   assert.equal(typeof claims.sub, 'string');
   assert.equal(typeof claims.auth_time, 'number');
-  assert.equal(claims.acr, 'urn:clearance:acr:1fa');
+  assert.equal(claims.acr, 'urn:clearance:acr:pwd');
   assert.equal(tokens.scope, 'order:create');
 
   const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token!, { resource: `${server.issuer}/userinfo` });

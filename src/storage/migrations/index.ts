@@ -14,6 +14,7 @@ import * as refreshRetry from './0012_refresh_retry.ts';
 import * as personLifecycle from './0013_person_lifecycle.ts';
 import * as grantMandates from './0014_grant_mandates.ts';
 import * as flightExpectations from './0015_flight_expectations.ts';
+import * as personRoles from './0016_person_roles.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -32,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   '0013_person_lifecycle': personLifecycle,
   '0014_grant_mandates': grantMandates,
   '0015_flight_expectations': flightExpectations,
+  '0016_person_roles': personRoles,
 };
