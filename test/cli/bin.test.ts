@@ -70,11 +70,19 @@ describe('the Node that runs Clearance', () => {
     for (const [path, entry] of Object.entries(packageJson('package-lock.json').packages as Record<string, any>)) {
       const range = entry.engines?.node;
       if (typeof range !== 'string') continue;
-      const floor = /^>=\s*(\d+)(?:\.[\dx]+){0,2}$/.exec(range.trim());
-      if (!floor || Number(floor[1]) > 20) offending.push(`${path}: ${range}`);
+      if (!admitsNode20(range)) offending.push(`${path}: ${range}`);
     }
     assert.deepEqual(offending, []);
   });
+
+  /** Whether one of a range's `||` alternatives is a floor at or below 20 (`>=10`, `>= 10.*`) or `20.*`. */
+  function admitsNode20(range: string): boolean {
+    return range.split('||').some((alternative) => {
+      const floor = /^>=\s*(\d+)(?:\.[\dx*]+){0,2}$/.exec(alternative.trim());
+      if (floor) return Number(floor[1]) <= 20;
+      return /^20(?:\.[x*])?(?:\.[x*])?$/.test(alternative.trim());
+    });
+  }
 
   test('refuses to start on a Node older than 24, with exit 2 and the way to run it', async () => {
     const older = "data:text/javascript,Object.defineProperty(process.versions,'node',{value:'20.20.2'})";
