@@ -36,6 +36,11 @@ export interface AuthorizationTables {
     created_at: number;
     expires_at: number;
     completed_at: number | null;
+    /**
+     * The step-up this request waits for (JSON: src/authorization/step-up.ts), from when the person
+     * was sent to sign in at a higher level until the outcome is audited (migration 0019).
+     */
+    step_up: string | null;
   };
   /** The consent store: what a person allowed a client, per resource (one active row per user and client). */
   grants: {

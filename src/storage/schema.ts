@@ -12,9 +12,11 @@ import type { EntityTables } from '../entities/tables.ts';
 import type { PolicyTables } from '../policy/tables.ts';
 import type { MandateTables } from '../mandates/tables.ts';
 import type { PartnerTables } from '../federation/tables.ts';
+import type { RoleRequirementTables } from '../identity/role-requirements.ts';
+import type { FirstUseTables } from '../policy/first-use.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables {}
