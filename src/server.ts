@@ -75,7 +75,7 @@ export async function openContext(
         clock,
         throttle: options.throttles?.clientAuthentication ?? new MemoryAuthFailureThrottle(clock),
       },
-      identity: options.throttles ? { ...createIdentity(clock), throttle: options.throttles.login } : createIdentity(clock),
+      identity: options.throttles ? { ...createIdentity(clock, master.key), throttle: options.throttles.login } : createIdentity(clock, master.key),
       dpop: {
         replay,
         clock,

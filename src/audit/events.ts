@@ -45,6 +45,14 @@ export const auditEventTypes = [
   'user.login_failed',
   'user.locked',
   'user.logged_out',
+  // People's factors (src/identity/factors): each factor verified or refused during a sign-in
+  // (details.factor: password, totp, recovery_code; details.credential: the factor's id), an
+  // authenticator enrolled or removed, recovery codes generated. Never a secret or a code.
+  'user.factor_succeeded',
+  'user.factor_failed',
+  'user.factor_enrolled',
+  'user.factor_removed',
+  'user.recovery_codes_generated',
   // A person's lifecycle (src/identity/lifecycle.ts): each names the refresh tokens, sessions and
   // codes it ended (an administrator's `user.locked` too; the automatic lockout ends no tokens).
   'user.disabled',

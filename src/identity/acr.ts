@@ -35,6 +35,13 @@ export const amr = {
   /** User presence/verification at the authenticator (a passkey's UV). */
   user: 'user',
   multiFactor: 'mfa',
+  /**
+   * A one-time recovery code stood in for the second factor (src/identity/factors/recovery-codes.ts).
+   * RFC 8176 registers no value for a look-up secret, and `otp` would let a relying party that asks
+   * for one believe an authenticator was used. OIDC Core §2 (`amr`) leaves the meaning of values to
+   * agreement between the parties, so this one is a collision-resistant URN in Clearance's namespace.
+   */
+  recoveryCode: 'urn:clearance:amr:recovery-code',
 } as const;
 
 /** The rung of an acr value on the ladder (0 = password); -1 for a value Clearance does not assert. */

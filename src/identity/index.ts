@@ -1,23 +1,26 @@
 import type { Clock } from '../clock.ts';
+import { factorKeys, type FactorKeys } from './factors/keys.ts';
 import { MemoryLoginThrottle, type LoginThrottle } from './login-throttle.ts';
 import { defaultSessionPolicy, type SessionPolicy } from './sessions.ts';
 
 /** The people side's long-lived parts, held by the Context (`ctx.identity`). */
 export interface Identity {
-  /** Failed-login counters per account and per address. */
+  /** Failed-login counters per account and per address (passwords and second factors alike). */
   throttle: LoginThrottle;
   policy: IdentityPolicy;
+  /** What seals TOTP secrets and keys recovery-code digests (src/identity/factors). */
+  factorKeys: FactorKeys;
 }
 
 export interface IdentityPolicy {
   session: SessionPolicy;
-  /** Consecutive failed logins after which an account is locked (until an admin sets it active). */
+  /** Consecutive failed logins (wrong passwords and wrong second factors) after which an account is locked (until an admin sets it active). */
   lockoutThreshold: number;
 }
 
 export const defaultIdentityPolicy: Readonly<IdentityPolicy> = { session: defaultSessionPolicy, lockoutThreshold: 10 };
 
-/** The identity component as the server wires it: in-memory throttle, default policy. */
-export function createIdentity(clock: Clock, policy: Partial<IdentityPolicy> = {}): Identity {
-  return { throttle: new MemoryLoginThrottle(clock), policy: { ...defaultIdentityPolicy, ...policy } };
+/** The identity component as the server wires it: in-memory throttle, default policy, factor keys from the master key. */
+export function createIdentity(clock: Clock, masterKey: Buffer, policy: Partial<IdentityPolicy> = {}): Identity {
+  return { throttle: new MemoryLoginThrottle(clock), policy: { ...defaultIdentityPolicy, ...policy }, factorKeys: factorKeys(masterKey) };
 }

@@ -2,6 +2,8 @@ import type { Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { revokeGrantIn } from '../authorization/consent.ts';
 import { forgetSignInsOf } from '../authorization/interactions.ts';
+import { deleteFactorsOf } from './factors/enrolment.ts';
+import { endPendingSignInsOf } from './factors/pending.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 
@@ -99,8 +101,10 @@ export async function endPersonAccess(
       if (event) events.push(event);
     }
   }
-  // A sign-in made before, waiting in an interaction (on the consent page), must not yield a code.
+  // A sign-in made before, waiting in an interaction (on the consent page), must not yield a code;
+  // nor one waiting for its second factor (src/identity/factors/pending.ts).
   await forgetSignInsOf(trx, userId);
+  await endPendingSignInsOf(trx, userId, now);
   const codes = await trx.deleteFrom('authorization_codes').where('user_id', '=', userId).where('redeemed_at', 'is', null).executeTakeFirst();
   const sessions = await trx
     .updateTable('sessions')
@@ -163,6 +167,7 @@ export async function deleteUser(ctx: LifecycleContext, username: string, by: { 
     const user = await trx.selectFrom('users').select('id').where('username', '=', username).executeTakeFirst();
     if (!user) return { value: false, events: [] };
     const { ended, events } = await endPersonAccess(trx, ctx.clock.now(), user.id, 'deleted', by.actor);
+    await deleteFactorsOf(trx, user.id);
     await trx.deleteFrom('users').where('id', '=', user.id).execute();
     return { value: true, events: [...events, lifecycleEvent('deleted', user.id, by.actor, ended, { ...by, via: 'admin-api' })] };
   });

@@ -5,6 +5,8 @@ import { refusedFor, type Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
 import { normalizeUsername, userFromRow, userRowByUsername, type User } from './users.ts';
+import { secondFactorsByUsername, secondFactorsOf, type SecondFactor } from './factors/index.ts';
+import { endPendingSignInsOf } from './factors/pending.ts';
 
 
 export interface LoginAttempt {
@@ -17,10 +19,21 @@ export interface LoginAttempt {
   clientId?: string;
 }
 
-export type LoginOutcome<T = undefined> =
+export type LoginOutcome<T = undefined, P = undefined> =
   | { ok: true; user: User; acr: string; amr: string[]; /** What `onSuccess` returned. */ value: T }
+  /**
+   * The password was right, but the person has a second factor: they are not signed in (no
+   * `onSuccess`); `onSecondFactor` opened what the second step continues from, and returned `value`.
+   */
+  | { ok: false; reason: 'second_factor_required'; user: User; factors: SecondFactor[]; value: P }
   | { ok: false; reason: 'invalid_credentials' }
   | { ok: false; reason: 'throttled'; retryAfterSeconds: number };
+
+/** A correct password of a person who has a second factor, as `onSecondFactor` gets it. */
+export interface PasswordVerified {
+  user: User;
+  factors: SecondFactor[];
+}
 
 /** A verified login, as `onSuccess` gets it. */
 export interface VerifiedLogin {
@@ -38,14 +51,19 @@ type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit'>;
 export interface LoginAccount {
   username: string;
   row: Promise<Database['users'] | undefined>;
+  /** The account's second factors (src/identity/factors). */
+  factors: Promise<SecondFactor[]>;
 }
 
-/** Reads the account `username` names, for `verifyLogin`; with `flight`'s statements when given. */
+/** Reads the account `username` names, and its second factors, for `verifyLogin`; with `flight`'s statements when given. */
 export function readLoginAccount(ctx: Pick<Context, 'storage'>, username: string, flight?: Flight): LoginAccount {
   const normalized = normalizeUsername(username).slice(0, 256);
   const row = userRowByUsername(ctx.storage.db, normalized, flight);
-  row.catch(() => undefined); // settled by verifyLogin, or abandoned with the request
-  return { username: normalized, row };
+  const factors = secondFactorsByUsername(ctx, normalized, flight);
+  // Settled by verifyLogin, or abandoned with the request.
+  row.catch(() => undefined);
+  factors.catch(() => undefined);
+  return { username: normalized, row, factors };
 }
 
 /** Why a login failed, for the audit trail only: the person is told the same thing in every case. */
@@ -66,21 +84,30 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
  *    locks the account (`user.locked`) for password logins only: the person's tokens keep working
  *    (src/identity/lifecycle.ts);
- * 5. a success refunds its throttle count, resets the consecutive-failure count, upgrades a hash
+ * 5. a person with a second factor (src/identity/factors) is never signed in by the password
+ *    alone: the right password refunds its throttle count but leaves the consecutive-failure count
+ *    as it is (only a completed sign-in resets it, so wrong second factors after a right password
+ *    still add up to a lockout), is audited as `user.factor_succeeded` (factor `password`), and
+ *    `onSecondFactor` adds to that transaction what the second step continues from (a pending
+ *    sign-in, src/identity/factors/pending.ts); the outcome is `second_factor_required`, and
+ *    `onSuccess` is not called. Without `onSecondFactor` nothing is opened: fail closed;
+ * 6. otherwise a success refunds its throttle count, resets the consecutive-failure count, upgrades a hash
  *    made with older parameters, and is audited as `user.login_succeeded` before the caller
  *    responds — in one transaction with what `onSuccess` adds to its flight (the caller's
  *    consequences of the login: the new session, the interaction's record of it), so they commit
  *    together or not at all, in one round trip. `onSuccess` adds statements and must not wait for
  *    their answers: they come once the transaction has committed.
- * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`.
+ * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`
+ * (an unknown user never reaches a second factor: their password is never right).
  * `account`: the account, read ahead (`readLoginAccount`); else it is read here.
  */
-export async function verifyLogin<T = undefined>(
+export async function verifyLogin<T = undefined, P = undefined>(
   ctx: LoginContext,
   attempt: LoginAttempt,
   onSuccess?: (flight: Flight, login: VerifiedLogin) => T | Promise<T>,
   account?: LoginAccount,
-): Promise<LoginOutcome<T>> {
+  onSecondFactor?: (flight: Flight, login: PasswordVerified) => P | Promise<P>,
+): Promise<LoginOutcome<T, P>> {
   const username = normalizeUsername(attempt.username).slice(0, 256);
   const db = ctx.storage.db;
   const row = account && account.username === username ? await account.row : await userRowByUsername(db, username);
@@ -89,8 +116,8 @@ export async function verifyLogin<T = undefined>(
     ...(attempt.clientId ? { client: attempt.clientId } : {}),
     ...(row ? { subject: row.id } : {}),
   };
-  const invalid: LoginOutcome<T> = { ok: false, reason: 'invalid_credentials' };
-  const fail = async (reason: FailureReason): Promise<LoginOutcome<T>> => {
+  const invalid: LoginOutcome<T, P> = { ok: false, reason: 'invalid_credentials' };
+  const fail = async (reason: FailureReason): Promise<LoginOutcome<T, P>> => {
     await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress));
     return invalid;
   };
@@ -119,66 +146,126 @@ export async function verifyLogin<T = undefined>(
     if (!matches) {
       judged = 'failure';
       const outcome = await fail('wrong_password');
-      await countFailure(ctx, row.id, base, attempt.sourceAddress);
+      await countFailedLogin(ctx, row.id, base, attempt.sourceAddress);
       return outcome;
     }
     judged = 'success';
 
-    const now = ctx.clock.now();
-    const upgrade = needsRehash(row.password_hash) ? await hashPassword(attempt.password) : undefined;
-    const storedHash = row.password_hash;
-    // What the update below makes of the row (the user as the caller gets it, without reading it again).
-    const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
+    const upgrade = needsRehash(row.password_hash) ? { from: row.password_hash, to: await hashPassword(attempt.password) } : undefined;
+    const factors = await (account && account.username === username ? account.factors : secondFactorsOf(ctx, row.id));
+    if (factors.length > 0) {
+      // The first of two factors: no session, no reset of the failure count (see 5. above).
+      const user = userFromRow(row);
+      if (!onSecondFactor) return { ok: false, reason: 'second_factor_required', user, factors, value: undefined as P };
+      const flight = ctx.storage.flight();
+      if (upgrade) void flight.run(rehash(ctx, row.id, upgrade));
+      const value = await onSecondFactor(flight, { user, factors });
+      await ctx.audit.commit(flight, [
+        {
+          type: 'user.factor_succeeded',
+          ...base,
+          actor: row.id,
+          decision: { allow: true, reasons: ['password'] },
+          details: { factor: 'password', next: factors.map((f) => f.kind), source_address: attempt.sourceAddress, ...(upgrade ? { rehashed: true } : {}) },
+        },
+      ]);
+      return { ok: false, reason: 'second_factor_required', user, factors, value };
+    }
+
     const amr: string[] = [amrValues.password]; // RFC 8176 §2
     const acr = acrLevels.password; // src/identity/acr.ts: the ladder's lowest rung
     const flight = ctx.storage.flight();
-    // Conditional on the account still being active: a lockout that committed while the password
-    // was being verified wins over the right password (and then nothing of the flight is written).
-    void flight.run(
-      db
-        .updateTable('users')
-        .set((eb) => ({
-          failed_logins: 0,
-          last_login_at: now,
-          // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
-          ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', storedHash).then(upgrade).else(eb.ref('password_hash')).end() } : {}),
-        }))
-        .where('id', '=', row.id)
-        .where('status', '=', 'active'),
-      { rows: 1, otherwise: 'account_not_active' },
-    );
-    const value = onSuccess ? await onSuccess(flight, { user, acr, amr }) : (undefined as T);
-    const event: AuditEvent = {
-      type: 'user.login_succeeded',
-      ...base,
-      actor: row.id,
-      decision: { allow: true, reasons: ['password'] },
-      details: { source_address: attempt.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
-    };
-    try {
-      await ctx.audit.commit(flight, [event]);
-    } catch (error) {
-      if (!refusedFor(error, 'account_not_active')) throw error;
+    const completed = await completeLogin(ctx, row, { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}) }, flight, [], onSuccess);
+    if (!completed) {
       judged = 'failure';
       return await fail('locked');
     }
-    return { ok: true, user, acr, amr, value };
+    return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     if (judged !== 'failure') await reservation.refund();
   }
 }
 
-function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string): AuditEvent {
-  // The attempted username is not recorded for unknown users: people type passwords into the
-  // username field, and the audit log is permanent.
-  return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { source_address: sourceAddress } };
+/** How a completed login was made: what it asserts, and what `user.login_succeeded` says. */
+export interface LoginCompletion {
+  acr: string;
+  amr: string[];
+  /** The factors that proved it, in order (`password`, `totp`, `recovery_code`): the event's reasons. */
+  methods: string[];
+  sourceAddress: string;
+  /** The audit event's request, client and subject. */
+  base: Partial<AuditEvent>;
+  /** A password hash made with older parameters, and its replacement for the same password. */
+  upgrade?: { from: string; to: string };
 }
 
 /**
- * Counts a wrong password; the threshold-th consecutive one locks the account (`lock_reason`
- * `failed_logins`) and ends its browser sessions, but not its tokens.
+ * Completes a login whose factors all passed, in one transaction: the account's consecutive-failure
+ * count reset (conditional on the account still being active: a lockout that committed meanwhile
+ * wins, and then nothing of the flight is written), what `onSuccess` adds (the new session, the
+ * interaction's record of it), the caller's own statements already in `flight` (a second factor's
+ * single use), and `user.login_succeeded` after `events`. Undefined when the account is no longer
+ * active; another refused expectation of the caller's is thrown (FlightRefused) for it to judge.
  */
-async function countFailure(ctx: LoginContext, userId: string, base: Partial<AuditEvent>, sourceAddress: string): Promise<void> {
+export async function completeLogin<T>(
+  ctx: LoginContext,
+  row: Database['users'],
+  completion: LoginCompletion,
+  flight: Flight,
+  events: AuditEvent[],
+  onSuccess?: (flight: Flight, login: VerifiedLogin) => T | Promise<T>,
+): Promise<{ user: User; value: T } | undefined> {
+  const now = ctx.clock.now();
+  const { acr, amr, upgrade } = completion;
+  // What the update below makes of the row (the user as the caller gets it, without reading it again).
+  const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
+  void flight.run(
+    ctx.storage.db
+      .updateTable('users')
+      .set((eb) => ({
+        failed_logins: 0,
+        last_login_at: now,
+        // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
+        ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', upgrade.from).then(upgrade.to).else(eb.ref('password_hash')).end() } : {}),
+      }))
+      .where('id', '=', row.id)
+      .where('status', '=', 'active'),
+    { rows: 1, otherwise: 'account_not_active' },
+  );
+  const value = onSuccess ? await onSuccess(flight, { user, acr, amr }) : (undefined as T);
+  const event: AuditEvent = {
+    type: 'user.login_succeeded',
+    ...completion.base,
+    actor: row.id,
+    decision: { allow: true, reasons: completion.methods },
+    details: { source_address: completion.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
+  };
+  try {
+    await ctx.audit.commit(flight, [...events, event]);
+  } catch (error) {
+    if (refusedFor(error, 'account_not_active')) return undefined;
+    throw error;
+  }
+  return { user, value };
+}
+
+/** The statement that stores a hash made with current parameters, if the password did not change meanwhile. */
+function rehash(ctx: LoginContext, userId: string, upgrade: { from: string; to: string }) {
+  return ctx.storage.db.updateTable('users').set({ password_hash: upgrade.to }).where('id', '=', userId).where('password_hash', '=', upgrade.from);
+}
+
+function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string): AuditEvent {
+  // The attempted username is not recorded for unknown users: people type passwords into the
+  // username field, and the audit log is permanent.
+  return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { factor: 'password', source_address: sourceAddress } };
+}
+
+/**
+ * Counts a failed login — a wrong password, or a wrong second factor after a right one; the
+ * threshold-th consecutive one locks the account (`lock_reason` `failed_logins`) and ends its
+ * browser sessions, but not its tokens.
+ */
+export async function countFailedLogin(ctx: LoginContext, userId: string, base: Partial<AuditEvent>, sourceAddress: string): Promise<void> {
   const db = ctx.storage.db;
   const counted = await db
     .updateTable('users')
@@ -201,6 +288,7 @@ async function countFailure(ctx: LoginContext, userId: string, base: Partial<Aud
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) === 0) return false;
     await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'locked' }).where('user_id', '=', userId).where('ended_at', 'is', null).execute();
+    await endPendingSignInsOf(trx, userId, now);
     return true;
   });
   if (locked) {

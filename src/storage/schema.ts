@@ -7,6 +7,7 @@ import type { RevocationTables } from '../tokens/revocation.ts';
 import type { RegistrationTables } from '../clients/registration/tables.ts';
 import type { ReplayTables } from '../tokens/tables.ts';
 import type { IdentityTables } from '../identity/tables.ts';
+import type { FactorTables } from '../identity/factors/tables.ts';
 import type { AuthorizationTables } from '../authorization/tables.ts';
 import type { EntityTables } from '../entities/tables.ts';
 import type { PolicyTables } from '../policy/tables.ts';
@@ -19,4 +20,4 @@ import type { FirstUseTables } from '../policy/first-use.ts';
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables {}

@@ -57,6 +57,7 @@ export async function peopleFixture(t: Pick<TestContext, 'after'>, options: Peop
     },
     policy(options) {
       ctx.identity = {
+        ...ctx.identity,
         throttle: new MemoryLoginThrottle(clock, options.throttle),
         policy: { ...defaultIdentityPolicy, ...options.policy },
       };

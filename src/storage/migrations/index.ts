@@ -15,6 +15,7 @@ import * as personLifecycle from './0013_person_lifecycle.ts';
 import * as grantMandates from './0014_grant_mandates.ts';
 import * as flightExpectations from './0015_flight_expectations.ts';
 import * as personRoles from './0016_person_roles.ts';
+import * as totpFactors from './0017_totp_factors.ts';
 import * as stepUp from './0019_step_up.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
@@ -35,5 +36,6 @@ export const migrations: Record<string, Migration> = {
   '0014_grant_mandates': grantMandates,
   '0015_flight_expectations': flightExpectations,
   '0016_person_roles': personRoles,
+  '0017_totp_factors': totpFactors,
   '0019_step_up': stepUp,
 };

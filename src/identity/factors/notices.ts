@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import type { Context } from '../../context.ts';
+import type { Flight } from '../../storage/flight.ts';
+
+/**
+ * Notices a person sees on /account the next time they open it, kept until then: how Clearance
+ * "alerts the person" that a recovery code was used to sign in as them (AMENDMENTS "Strong
+ * authentication"). Delivery by e-mail is a later issue; the audit event is written either way.
+ */
+
+export type NoticeKind = 'recovery_code_used';
+
+export interface AccountNotice {
+  id: string;
+  kind: NoticeKind;
+  createdAt: number;
+  /** recovery_code_used: the address it came from and how many codes are left. */
+  details: { source_address?: string; remaining?: number };
+}
+
+/** Adds to `flight` the statement that stores a notice for the person. */
+export function addNotice(ctx: Pick<Context, 'storage'>, flight: Flight, userId: string, kind: NoticeKind, details: AccountNotice['details'], now: number): void {
+  void flight.run(ctx.storage.db.insertInto('account_notices').values({ id: randomUUID(), user_id: userId, kind, details: JSON.stringify(details), created_at: now, seen_at: null }));
+}
+
+/**
+ * The person's unseen notices, oldest first, marked seen as they are shown (a notice is shown once:
+ * the page that reads it is the page that shows it). Seen notices are deleted after 90 days.
+ */
+export async function takeNotices(ctx: Pick<Context, 'storage' | 'clock'>, userId: string): Promise<AccountNotice[]> {
+  const db = ctx.storage.db;
+  const now = ctx.clock.now();
+  const rows = await db.selectFrom('account_notices').selectAll().where('user_id', '=', userId).where('seen_at', 'is', null).orderBy('created_at').limit(20).execute();
+  if (rows.length === 0) return [];
+  await db
+    .updateTable('account_notices')
+    .set({ seen_at: now })
+    .where('id', 'in', rows.map((row) => row.id))
+    .where('seen_at', 'is', null)
+    .execute();
+  await db.deleteFrom('account_notices').where('user_id', '=', userId).where('seen_at', '<', now - 90 * 24 * 3600_000).execute();
+  return rows.map((row) => ({ id: row.id, kind: row.kind as NoticeKind, createdAt: Number(row.created_at), details: JSON.parse(row.details) as AccountNotice['details'] }));
+}

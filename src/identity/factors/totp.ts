@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import { generateSecret, generateURI, verify } from 'otplib';
+import type { Context } from '../../context.ts';
+import { masterKeyId, open, seal } from '../../keys/sealed-box.ts';
+import { rowsOf, type Flight } from '../../storage/flight.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { FactorKeys } from './keys.ts';
+
+/**
+ * TOTP authenticators (RFC 6238) with otplib: the parameters every authenticator app understands
+ * (HMAC-SHA-1, 6 digits, 30-second steps: otplib's defaults and Google Authenticator's), a
+ * 160-bit secret (RFC 4226 §4 R6 recommends it), sealed at rest with the master key like private
+ * keys are (src/keys/sealed-box.ts), bound to its row and person.
+ *
+ * A code is accepted for the current time step or one step either side (RFC 6238 §5.2: at most
+ * one step of transmission delay is recommended; one step ahead forgives a phone's clock running
+ * fast), and each time step once: the step of an accepted code is recorded by a conditional update
+ * (`last_used_step` < step), so the same code — or an older one — is refused afterwards on every
+ * node (RFC 6238 §5.2: "the verifier MUST NOT accept the second attempt of the OTP after the
+ * successful validation has been issued for the first OTP").
+ */
+
+/** The time step, in seconds (RFC 6238 §4.1 X, the default 30). */
+export const totpPeriodSeconds = 30;
+/** Seconds either side of now whose step's code is accepted (one step). */
+const toleranceSeconds = totpPeriodSeconds;
+/** RFC 4226 §4 R6: 160-bit shared secrets. */
+const secretBytes = 20;
+
+/** A person's authenticator as the account page shows it (never its secret). */
+export interface TotpFactor {
+  /** The credential id audit events name. */
+  id: string;
+  userId: string;
+  createdAt: number;
+  /** Null while the person has not confirmed it with a first code (not usable to sign in). */
+  confirmedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+export type TotpRow = Database['totp_factors'];
+
+/** What checking a code against a secret found. */
+export type TotpCheck =
+  | { valid: true; /** The RFC 6238 time step the code belongs to. */ step: number }
+  | { valid: false; reason: 'wrong_code' | 'replayed' };
+
+/** A code as people type it: 6 digits, spaces allowed (apps show "123 456"). */
+export function normalizeTotpCode(input: string): string | undefined {
+  const code = input.replace(/\s+/g, '');
+  return /^\d{6}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Checks a code against a base32 secret at `nowMs`: valid for one step either side of now, and
+ * only for a step after `lastUsedStep` (a code of a step already used, or an earlier one, is
+ * `replayed`). otplib compares in constant time.
+ */
+export async function checkTotpCode(secret: string, input: string, nowMs: number, lastUsedStep: number | null): Promise<TotpCheck> {
+  const token = normalizeTotpCode(input);
+  if (!token) return { valid: false, reason: 'wrong_code' };
+  const result = await verify({ secret, token, epoch: Math.floor(nowMs / 1000), period: totpPeriodSeconds, epochTolerance: toleranceSeconds });
+  // (otplib's functional verify answers for HOTP too; a TOTP answer carries its time step.)
+  if (!result.valid || !('timeStep' in result)) return { valid: false, reason: 'wrong_code' };
+  // RFC 6238 §5.2: each step's code once, and never one older than the last accepted.
+  if (lastUsedStep !== null && result.timeStep <= lastUsedStep) return { valid: false, reason: 'replayed' };
+  return { valid: true, step: result.timeStep };
+}
+
+/** The otpauth:// URI an authenticator app reads from the QR code (Key Uri Format). */
+export function totpUri(issuer: string, username: string, secret: string): string {
+  return generateURI({ issuer: `Clearance (${new URL(issuer).host})`, label: username, secret, period: totpPeriodSeconds });
+}
+
+/** The associated data that binds a sealed secret to its row and person. */
+function binding(id: string, userId: string): string {
+  return `totp_factors:${id}:${userId}`;
+}
+
+export class TotpSecretError extends Error {
+  override name = 'TotpSecretError';
+}
+
+/** Opens a row's secret; fails closed (throws) under another master key or on another row. */
+export function openTotpSecret(keys: FactorKeys, row: Pick<TotpRow, 'id' | 'user_id' | 'secret' | 'master_key_id'>): string {
+  if (row.master_key_id !== masterKeyId(keys.master)) {
+    throw new TotpSecretError(`TOTP factor ${row.id} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(keys.master)}`);
+  }
+  return open(keys.master, row.secret, binding(row.id, row.user_id)).toString('utf8');
+}
+
+function factorFromRow(row: TotpRow): TotpFactor {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    createdAt: Number(row.created_at),
+    confirmedAt: row.confirmed_at === null ? null : Number(row.confirmed_at),
+    lastUsedAt: row.last_used_at === null ? null : Number(row.last_used_at),
+  };
+}
+
+/** The person's authenticator row (pending or confirmed), with the flight's reads when given. */
+export async function totpRowOf(ctx: Pick<Context, 'storage'>, userId: string, flight?: Flight): Promise<TotpRow | undefined> {
+  const [row] = await rowsOf(ctx.storage.db.selectFrom('totp_factors').selectAll().where('user_id', '=', userId), flight);
+  return row;
+}
+
+/** The person's authenticator, pending or confirmed (never its secret). */
+export async function totpFactorOf(ctx: Pick<Context, 'storage'>, userId: string, flight?: Flight): Promise<TotpFactor | undefined> {
+  const row = await totpRowOf(ctx, userId, flight);
+  return row && factorFromRow(row);
+}
+
+/** What the enrolment page shows: the secret in text and the URI of its QR code. */
+export interface TotpEnrolment {
+  factor: TotpFactor;
+  secret: string;
+  uri: string;
+}
+
+/**
+ * Starts enrolling an authenticator: a new secret, sealed, stored unconfirmed (replacing any
+ * unconfirmed one). `already_enrolled` when the person has a confirmed one: it must be removed first.
+ */
+export async function beginTotpEnrolment(ctx: Pick<Context, 'storage' | 'clock' | 'identity'>, userId: string): Promise<{ ok: true; id: string } | { ok: false; reason: 'already_enrolled' }> {
+  const id = randomUUID();
+  const secret = generateSecret({ length: secretBytes });
+  const keys = ctx.identity.factorKeys;
+  const now = ctx.clock.now();
+  return ctx.storage.db.transaction().execute(async (trx) => {
+    await trx.deleteFrom('totp_factors').where('user_id', '=', userId).where('confirmed_at', 'is', null).execute();
+    const inserted = await trx
+      .insertInto('totp_factors')
+      .values({
+        id,
+        user_id: userId,
+        secret: seal(keys.master, Buffer.from(secret, 'utf8'), binding(id, userId)),
+        master_key_id: masterKeyId(keys.master),
+        created_at: now,
+        confirmed_at: null,
+        last_used_step: null,
+        last_used_at: null,
+      })
+      // A confirmed one holds the person's one row: nothing is inserted.
+      .onConflict((oc) => oc.column('user_id').doNothing())
+      .executeTakeFirst();
+    return Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 1 ? { ok: true as const, id } : { ok: false as const, reason: 'already_enrolled' as const };
+  });
+}
+
+/** The unconfirmed authenticator of the person, with its secret opened, for the enrolment page. */
+export async function pendingTotpEnrolment(ctx: Pick<Context, 'storage' | 'identity' | 'config'>, userId: string, username: string): Promise<TotpEnrolment | undefined> {
+  const row = await totpRowOf(ctx, userId);
+  if (!row || row.confirmed_at !== null) return undefined;
+  const secret = openTotpSecret(ctx.identity.factorKeys, row);
+  return { factor: factorFromRow(row), secret, uri: totpUri(ctx.config.issuer, username, secret) };
+}
+
+/**
+ * The statement that records an accepted code's step: only if no code of this step or a later one
+ * was accepted before (and, for sign-in, only on a confirmed authenticator). Zero rows changed:
+ * another request accepted this step first — a replay.
+ */
+export function recordTotpStep(ctx: Pick<Context, 'storage'>, factorId: string, step: number, now: number, confirmed: boolean) {
+  return ctx.storage.db
+    .updateTable('totp_factors')
+    .set({ last_used_step: step, last_used_at: now, ...(confirmed ? {} : { confirmed_at: now }) })
+    .where('id', '=', factorId)
+    .where('confirmed_at', confirmed ? 'is not' : 'is', null)
+    .where((eb) => eb.or([eb('last_used_step', 'is', null), eb('last_used_step', '<', step)]));
+}
