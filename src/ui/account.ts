@@ -1,6 +1,9 @@
+import type { AccountNotice } from '../identity/factors/notices.ts';
+import { factorsSection, noticesSection, type AccountFactorsView } from './account-factors.ts';
 import { csrfField } from './csrf.ts';
 import { html, type SafeHtml } from './html.ts';
 import { layout } from './layout.ts';
+import { when } from './time.ts';
 
 /** One active grant as the account page lists it (src/authorization/consent.ts describeGrant). */
 export interface AccountGrant {
@@ -26,19 +29,18 @@ export interface AccountView {
   signedInAs: string;
   username: string;
   grants: AccountGrant[];
+  /** The person's second factors (src/ui/account-factors.ts). */
+  factors: AccountFactorsView;
+  /** Notices kept since the last visit (a recovery code was used), shown once. */
+  notices: AccountNotice[];
 }
 
-const dateFormat = new Intl.DateTimeFormat('en-GB', { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
-
-/** A time as people read it, in UTC (the server does not know the person's time zone), in a <time> element. */
-function when(epochMs: number): SafeHtml {
-  const date = new Date(epochMs);
-  return html`<time datetime="${date.toISOString()}">${dateFormat.format(date)} UTC</time>`;
-}
 
 /**
- * The account page of a signed-in person: who is signed in, every application they have allowed
- * to act for them (in the consent page's words, with when), a Revoke button for each, and Sign out.
+ * The account page of a signed-in person: who is signed in, what happened since their last visit
+ * (a recovery code was used), their two-step sign-in (authenticator, recovery codes), every
+ * application they have allowed to act for them (in the consent page's words, with when), a Revoke
+ * button for each, and Sign out.
  * Every form posts to Clearance and is answered with a 303 back to this page.
  */
 export function accountPage(view: AccountView): SafeHtml {
@@ -48,6 +50,8 @@ export function accountPage(view: AccountView): SafeHtml {
     base: view.base,
     body: html`<h1>Your account</h1>
 <p>You are signed in as <strong>${view.signedInAs}</strong> (${view.username}).</p>
+${noticesSection(view.notices)}
+${factorsSection(view.base, view.csrfToken, view.factors)}
 <h2>Applications you have allowed</h2>
 ${
   view.grants.length === 0

@@ -8,7 +8,7 @@ import { cookieScope } from '../identity/sessions.ts';
  * HMAC-SHA256(secret, purpose + binding). A cross-site page can make the browser send the
  * cookie but can neither read it nor compute the token, so a forged POST is refused; and a token
  * copied from the attacker's own browser is for the attacker's secret, not the victim's. The
- * binding is the interaction id for login and consent forms, and the session id (the stored
+ * binding is the interaction id for login, second-factor and consent forms, and the session id (the stored
  * digest, never the cookie value) for the account page's forms, so a token is worthless for
  * another interaction, another form, or after the person signs in again.
  *
@@ -17,7 +17,7 @@ import { cookieScope } from '../identity/sessions.ts';
  * the prefix is not allowed and the cookie is `clearance_csrf`.
  */
 
-export type CsrfPurpose = 'login' | 'consent' | 'account';
+export type CsrfPurpose = 'login' | 'second_factor' | 'consent' | 'account';
 
 /** The form field that carries the token. */
 export const csrfField = 'csrf_token';

@@ -1,14 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { describeGrant, getGrant, listGrants, revokeGrant } from '../../authorization/consent.ts';
-import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import { clearSessionCookie, endSession, readSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
-import type { FormParameters } from '../../parameters.ts';
 import { accountPage, signedOutAccountPage, type AccountGrant } from '../../ui/account.ts';
-import { csrfBinding, csrfField, csrfToken, csrfTokenValid } from '../../ui/csrf.ts';
+import { csrfBinding, csrfToken } from '../../ui/csrf.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { accountFactorRoutes, accountFactorsView } from './factors.ts';
+import { checkedForm, forbidden } from './forms.ts';
 
 /**
  * A person's account area (people side): the consent they gave, and revoking it themselves
@@ -29,6 +29,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   3. revokeGrant (reason "revoked by the user", actor the person's id; it records
  *      `consent.revoked`): its refresh tokens fail and its access tokens are inactive at
  *      introspection and userinfo from now on; 303 to /account.
+ *
+ * GET /account also shows the person's two-step sign-in and the notices kept for them (a recovery
+ * code was used: shown once); /account/totp… and /account/recovery-codes manage them (factors.ts).
  *
  * POST /account/logout
  *   1. no valid session → the cookie is cleared and 303 to /account (there is nothing to end);
@@ -51,6 +54,7 @@ export const account: Endpoint = {
           const described = await describeGrant(ctx, grant);
           grants.push({ id: grant.id, clientId: grant.clientId, createdAt: grant.createdAt, updatedAt: grant.updatedAt, ...described });
         }
+        const { factors, notices } = await accountFactorsView(ctx, session, user);
         const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
         return sendPage(reply, {
           status: 200,
@@ -61,6 +65,8 @@ export const account: Endpoint = {
             signedInAs: user.name ?? user.username,
             username: user.username,
             grants,
+            factors,
+            notices,
           }),
           ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
         });
@@ -85,6 +91,8 @@ export const account: Endpoint = {
       }),
     );
 
+    accountFactorRoutes(app, ctx);
+
     app.post(`${accountPath}/logout`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
         const session = await readSession(ctx, request.headers.cookie);
@@ -103,27 +111,3 @@ export const account: Endpoint = {
 
 /** Grant ids are UUIDs; anything not shaped like one is unknown without a lookup. */
 const grantIdPattern = /^[A-Za-z0-9-]{1,64}$/;
-
-/**
- * The form of a POST, if it carries exactly one CSRF token, valid for this browser's secret and
- * this session, and no foreign Origin. `Origin: null` is what browsers send for a form POST from
- * a page with Referrer-Policy no-referrer (Fetch §3.1), so it is accepted; the token decides.
- */
-function checkedForm(ctx: Context, request: FastifyRequest, session: Authentication): FormParameters | undefined {
-  const form = request.form;
-  if (!form) return undefined;
-  const origin = request.headers.origin;
-  if (origin !== undefined && origin !== 'null' && origin !== new URL(ctx.config.issuer).origin) return undefined;
-  if (form.all(csrfField).length !== 1) return undefined;
-  if (!csrfTokenValid(ctx.config.issuer, request.headers.cookie, session.sessionId, 'account', form.get(csrfField))) return undefined;
-  return form;
-}
-
-function forbidden(ctx: Context, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return sendErrorPage(ctx, request, reply, {
-    status: 403,
-    title: 'This form has expired',
-    message: 'The form could not be checked, so nothing was changed. Make sure cookies are allowed for this site, open your account page again and retry.',
-  });
-}
-

@@ -3,11 +3,15 @@ import type { Interaction } from '../../authorization/contract.ts';
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
+import { clearPendingCookie, readPendingSignIn, startPendingSignIn, type PendingSignIn } from '../../identity/factors/pending.ts';
+import { verifySecondFactor, type SecondFactorProof } from '../../identity/factors/second-step.ts';
+import { holdsPrivilegedRole } from '../../identity/roles.ts';
 import { readSession, readSessionOfPerson, startSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
 import { loginPage } from '../../ui/login.ts';
+import { secondFactorPage } from '../../ui/second-factor.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -31,11 +35,31 @@ import type { InteractionFlow } from './flow.ts';
  *   3. an empty username or password → the sign-in page again, 400;
  *   4. verifyLogin (throttle, Argon2id, lockout, audit): throttled → 429 with Retry-After;
  *      any other failure → the sign-in page with one generic message, 401;
- *   5. a new session (the id rotates: the browser's old session ends), recorded on the
+ *   5. a person with a second factor (src/identity/factors): no session yet — a pending sign-in
+ *      bound to this browser (cookie) and this interaction, opened in the password's transaction,
+ *      and 303 to /interaction/{id}/second-factor;
+ *   6. a new session (the id rotates: the browser's old session ends), recorded on the
  *      interaction — one transaction with the login's user update and audit event — and 303
  *      (never 307, RFC 9700 §4.12) to where the protocol's nextStep sends the person now: the
  *      consent page (/interaction/{id}) when consent is needed, else /authorize/resume/{id}; an
  *      interaction that ended meanwhile → error page, no cookie.
+ *
+ * GET /interaction/{id}/second-factor
+ *   1. an unknown or expired interaction, or another browser's → error page (400);
+ *   2. no open pending sign-in of this browser for this interaction → 303 to /interaction/{id}
+ *      (the password again);
+ *   3. the page for the authenticator's code, and a recovery code (not for a privileged role).
+ *
+ * POST /interaction/{id}/second-factor
+ *   1–2. as for login;
+ *   3. no open pending sign-in of this browser for this interaction (expired, used, ended by too
+ *      many wrong codes or a lock) → the sign-in page (401), its cookie cleared;
+ *   4. neither a code nor a recovery code → the page again, 400;
+ *   5. verifySecondFactor (throttle, one use per TOTP step and per recovery code, failures counted
+ *      toward lockout, audit): throttled → 429; a recovery code of a privileged role → 403; wrong →
+ *      the page again with one generic message, 401, or the sign-in page once the pending sign-in
+ *      ended;
+ *   6. as 6. of login: the session (acr mfa) starts, the pending cookie is cleared, 303 on.
  *
  * POST /interaction/{id}/consent
  *   1–2. as for login;
@@ -55,6 +79,8 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       const paths = {
         login: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/login`,
         consent: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/consent`,
+        secondFactor: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/second-factor`,
+        secondFactorPage: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}/second-factor`,
         resume: (id: string) => `${ctx.config.issuer}/authorize/resume/${encodeURIComponent(id)}`,
         page: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}`,
       };
@@ -117,7 +143,13 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
             },
             account,
+            // The password of a person with a second factor: no session yet, the second step next.
+            (flight, login) => startPendingSignIn(ctx, flight, { userId: login.user.id, interaction, cookieHeader: request.headers.cookie }),
           );
+          if (!outcome.ok && outcome.reason === 'second_factor_required') {
+            reply.header('set-cookie', [outcome.value.setCookie]);
+            return seeOther(reply, paths.secondFactorPage(interaction.id));
+          }
           if (!outcome.ok && outcome.reason === 'throttled') {
             return showLogin(ctx, request, reply, interaction, {
               status: 429,
@@ -134,6 +166,65 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           reply.header('set-cookie', [outcome.value.started.setCookie]);
           // Straight to the consent page when the protocol side asks for consent (it knows from the
           // login's own transaction); anything else is the protocol side's to carry out.
+          const next = await flow.nextStep(ctx, interaction, outcome.value.started.authentication);
+          return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
+        }),
+      );
+
+      app.get<Params>(`${base}/interaction/:id/second-factor`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const [interaction, reading] = await loadInteractionWith(ctx, flow, request, (flight) => readPendingSignIn(ctx, request.headers.cookie, request.params.id, flight));
+          if (!interaction) return interactionGone(ctx, request, reply);
+          const pending = await reading;
+          if (!pending) return seeOther(reply, paths.page(interaction.id));
+          return showSecondFactor(ctx, request, reply, interaction, pending, { status: 200 });
+        }),
+      );
+
+      app.post<Params>(`${base}/interaction/:id/second-factor`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'second_factor');
+          if (!form) return forbidden(ctx, request, reply);
+          const [interaction, reading] = await loadInteractionWith(ctx, flow, request, (flight) => readPendingSignIn(ctx, request.headers.cookie, request.params.id, flight));
+          if (!interaction) return interactionGone(ctx, request, reply);
+          const pending = await reading;
+          const startAgain = (notice: string) =>
+            showLogin(ctx, request, reply, interaction, { status: 401, notice, headers: {}, setCookie: [clearPendingCookie(ctx)] });
+          if (!pending) return startAgain('Your sign-in took too long or was interrupted. Enter your password again.');
+          const recoveryCode = (form.get('recovery_code') ?? '').trim().slice(0, 64);
+          const code = (form.get('code') ?? '').trim().slice(0, 32);
+          const proof: SecondFactorProof | undefined = recoveryCode ? { kind: 'recovery_code', code: recoveryCode } : code ? { kind: 'totp', code } : undefined;
+          if (!proof) return showSecondFactor(ctx, request, reply, interaction, pending, { status: 400, error: 'Enter the code your authenticator app shows.' });
+          // As a login: the session starts and is recorded on the interaction in the factor's transaction.
+          const outcome = await verifySecondFactor(ctx, { pending, proof, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId }, async (flight, login) => {
+            const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, flight);
+            return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
+          });
+          const field = proof.kind;
+          if (!outcome.ok) {
+            switch (outcome.reason) {
+              case 'throttled':
+                return showSecondFactor(ctx, request, reply, interaction, pending, {
+                  status: 429,
+                  error: 'Too many failed sign-in attempts. Wait a few minutes, then try again.',
+                  errorField: field,
+                  headers: { 'retry-after': String(outcome.retryAfterSeconds) },
+                });
+              case 'recovery_not_allowed':
+                return showSecondFactor(ctx, request, reply, interaction, pending, {
+                  status: 403,
+                  error: 'Recovery codes cannot be used with your role. Enter your authenticator’s code, or ask your administrator for an independent-approval recovery.',
+                });
+              case 'ended':
+                return startAgain('Your sign-in was interrupted. Enter your password again.');
+              case 'invalid_code':
+                if (!outcome.retry) return startAgain('Too many wrong codes. Enter your password again.');
+                return showSecondFactor(ctx, request, reply, interaction, pending, { status: 401, error: 'That code is not correct.', errorField: field });
+            }
+          }
+          // The interaction ended between its read and the sign-in (nothing recorded on it): no cookie.
+          if (!(await outcome.value.recorded)) return interactionGone(ctx, request, reply);
+          reply.header('set-cookie', [outcome.value.started.setCookie, clearPendingCookie(ctx)]);
           const next = await flow.nextStep(ctx, interaction, outcome.value.started.authentication);
           return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
         }),
@@ -170,10 +261,11 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         request: FastifyRequest,
         reply: FastifyReply,
         interaction: Interaction,
-        view: { status: number; username?: string; error?: string; notice?: string | undefined; headers?: Record<string, string> },
+        view: { status: number; username?: string; error?: string; notice?: string | undefined; headers?: Record<string, string>; setCookie?: string[] },
       ): Promise<FastifyReply> {
         const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
         const client = await ctx.clients.get(interaction.clientId);
+        const setCookie = [...(csrf.setCookie ? [csrf.setCookie] : []), ...(view.setCookie ?? [])];
         return sendPage(reply, {
           status: view.status,
           csp: 'form',
@@ -185,6 +277,33 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             ...(view.username !== undefined ? { username: view.username.slice(0, 256) } : {}),
             ...(view.error ? { error: view.error } : {}),
             ...(view.notice ? { notice: view.notice } : {}),
+          }),
+          ...(setCookie.length > 0 ? { setCookie } : {}),
+          ...(view.headers ? { headers: view.headers } : {}),
+        });
+      }
+
+      async function showSecondFactor(
+        ctx: Context,
+        request: FastifyRequest,
+        reply: FastifyReply,
+        interaction: Interaction,
+        pending: PendingSignIn,
+        view: { status: number; error?: string; errorField?: 'totp' | 'recovery_code'; headers?: Record<string, string> },
+      ): Promise<FastifyReply> {
+        const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
+        const client = await ctx.clients.get(interaction.clientId);
+        return sendPage(reply, {
+          status: view.status,
+          csp: 'form',
+          page: secondFactorPage({
+            base,
+            action: paths.secondFactor(interaction.id),
+            csrfToken: csrfToken(csrf.secret, interaction.id, 'second_factor'),
+            clientName: client?.metadata.client_name ?? interaction.clientId,
+            username: pending.user.username,
+            recoveryAllowed: !holdsPrivilegedRole(JSON.parse(pending.user.roles) as string[]),
+            ...(view.error ? { error: view.error, errorField: view.errorField === 'recovery_code' ? 'recovery_code' : 'code' } : {}),
           }),
           ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
           ...(view.headers ? { headers: view.headers } : {}),
