@@ -59,6 +59,24 @@ describe('signing in with a password and an authenticator', () => {
     assert.equal(idToken.sub, f.alice.userId);
   });
 
+  test('uses the pending sign-in up: presented again after the sign-in, it signs nobody in', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    const { id } = await startAuthorization(f, jar);
+    await submitPassword(f, jar, id, 'alice', password);
+    const pendingCookie = jar.cookies.get('clearance_pending')!;
+    const page = await get(f, `/interaction/${id}/second-factor`, jar);
+    assert.equal(locationPath(f, await post(f, `/interaction/${id}/second-factor`, { csrf_token: csrfOf(page.body), code: await codeAt(f.alice.secret, f.clock.now()) }, jar)), `/interaction/${id}`);
+    const copy = new Jar(jar.header());
+    copy.cookies.delete('clearance_session');
+    copy.set(`clearance_pending=${pendingCookie}`);
+    f.clock.advance(30_000);
+    const again = await post(f, `/interaction/${id}/second-factor`, { csrf_token: csrfOf(page.body), code: await codeAt(f.alice.secret, f.clock.now()) }, copy);
+    assertPage(again, 401, 'a used pending sign-in');
+    assert.ok(onSignInPage(again.body));
+    assert.equal((await f.auditEvents('user.login_succeeded')).length, 1);
+  });
+
   test('signs a person without an authenticator in with the password alone, at pwd', async (t) => {
     const f = await fixture(t);
     const jar = new Jar();
@@ -172,6 +190,12 @@ describe('signing in with a password and an authenticator', () => {
     const { id } = await startAuthorization(f, jar);
     await submitPassword(f, jar, id, 'alice', password);
     const code = await codeAt(f.alice.secret, f.clock.now());
+    const pendingCookie = jar.cookies.get('clearance_pending')!;
+
+    // Another browser with the interaction's cookies but not this pending cookie: the password again.
+    const thief = new Jar(jar.header());
+    thief.set(`clearance_pending=${'A'.repeat(43)}`);
+    assert.equal(locationPath(f, await get(f, `/interaction/${id}/second-factor`, thief)), `/interaction/${id}`);
 
     // Another interaction of the same browser: the pending sign-in is not for it.
     const other = await startAuthorization(f, jar);
@@ -182,16 +206,12 @@ describe('signing in with a password and an authenticator', () => {
     assert.ok(onSignInPage(elsewhere.body));
     assert.ok(!setCookies(elsewhere).some((c) => c.startsWith('clearance_session=')));
 
-    // Another browser with the interaction's cookies but without the pending cookie: the password again.
-    const thief = new Jar(jar.header());
-    thief.cookies.delete('clearance_pending');
-    const stolen = await get(f, `/interaction/${id}/second-factor`, thief);
-    assert.equal(locationPath(f, stolen), `/interaction/${id}`);
-
-    // Five minutes later: expired.
-    f.clock.advance(5 * 60_000);
-    const late = await get(f, `/interaction/${id}/second-factor`, jar);
-    assert.equal(locationPath(f, late), `/interaction/${id}`);
+    // Its own interaction, a moment before it expires: still open; at five minutes: expired.
+    jar.set(`clearance_pending=${pendingCookie}`);
+    f.clock.advance(5 * 60_000 - 1000);
+    assert.equal((await get(f, `/interaction/${id}/second-factor`, jar)).statusCode, 200);
+    f.clock.advance(1000);
+    assert.equal(locationPath(f, await get(f, `/interaction/${id}/second-factor`, jar)), `/interaction/${id}`);
     assert.deepEqual(await f.ctx.storage.db.selectFrom('sessions').select('id').execute(), []);
   });
 
