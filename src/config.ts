@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { readAttestationPolicy, type PasskeyAttestationPolicy } from './identity/passkeys/attestation.ts';
 
 export type Mode = 'development' | 'production';
 
@@ -48,6 +49,11 @@ export interface Config {
   profile: Profile;
   /** DPoP server nonces (RFC 9449 §8, §9): `required` makes every proof carry a current nonce. */
   dpopNonce: 'off' | 'required';
+  /**
+   * Passkey attestation: trust anchors and, per role, the authenticator models (AAGUIDs) its people
+   * must register (docs/authentication.md); undefined: no attestation is asked for.
+   */
+  passkeyAttestation: PasskeyAttestationPolicy | undefined;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -102,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mtlsOrigin: readMtlsOrigin(env.CLEARANCE_MTLS_ORIGIN, mode),
     profile: readOneOf(env, 'CLEARANCE_PROFILE', profiles, 'default'),
     dpopNonce: readOneOf(env, 'CLEARANCE_DPOP_NONCE', ['off', 'required'] as const, 'off'),
+    passkeyAttestation: readPasskeyAttestation(env.CLEARANCE_PASSKEY_ATTESTATION),
   };
 }
 
@@ -196,6 +203,15 @@ function readTls(env: NodeJS.ProcessEnv): Config['tls'] {
   if (!certFile && !keyFile) return undefined;
   if (!certFile || !keyFile) throw new ConfigError('CLEARANCE_TLS_CERT and CLEARANCE_TLS_KEY must be set together');
   return { certFile, keyFile, clientCaFile: emptyToUndefined(env.CLEARANCE_TLS_CLIENT_CA) };
+}
+
+function readPasskeyAttestation(raw: string | undefined): PasskeyAttestationPolicy | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return readAttestationPolicy(resolve(raw));
+  } catch (error) {
+    throw new ConfigError(`CLEARANCE_PASSKEY_ATTESTATION: ${(error as Error).message}`);
+  }
 }
 
 function readList(raw: string | undefined): string[] {

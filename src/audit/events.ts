@@ -59,6 +59,15 @@ export const auditEventTypes = [
   'user.deleted',
   'user.password_reset',
   'user.signed_out_everywhere',
+  // Passkeys (src/identity/passkeys): each names the credential id, never key material. A passkey
+  // sign-in is a `user.login_succeeded`/`user.login_failed` with method `passkey`.
+  'passkey.registered',
+  'passkey.registration_failed',
+  'passkey.renamed',
+  'passkey.removed',
+  'passkey.removal_refused',
+  // An assertion whose signature counter did not grow: the authenticator may have been cloned.
+  'passkey.counter_regressed',
   // Mandates (src/mandates): each lifecycle step of a delegation record.
   'mandate.created',
   'mandate.accepted',

@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { factorKeys, type FactorKeys } from './factors/keys.ts';
 import { MemoryLoginThrottle, type LoginThrottle } from './login-throttle.ts';
@@ -10,6 +11,11 @@ export interface Identity {
   policy: IdentityPolicy;
   /** What seals TOTP secrets and keys recovery-code digests (src/identity/factors). */
   factorKeys: FactorKeys;
+  /**
+   * HMAC key of the decoy passkeys offered for usernames without any (src/identity/passkeys/
+   * options.ts): derived from the master key, so every node offers the same decoys.
+   */
+  passkeyDecoyKey: Buffer;
 }
 
 export interface IdentityPolicy {
@@ -20,7 +26,17 @@ export interface IdentityPolicy {
 
 export const defaultIdentityPolicy: Readonly<IdentityPolicy> = { session: defaultSessionPolicy, lockoutThreshold: 10 };
 
-/** The identity component as the server wires it: in-memory throttle, default policy, factor keys from the master key. */
+/** The identity component as the server wires it: in-memory throttle, default policy, factor keys and the passkey decoy key from the master key. */
 export function createIdentity(clock: Clock, masterKey: Buffer, policy: Partial<IdentityPolicy> = {}): Identity {
-  return { throttle: new MemoryLoginThrottle(clock), policy: { ...defaultIdentityPolicy, ...policy }, factorKeys: factorKeys(masterKey) };
+  return {
+    throttle: new MemoryLoginThrottle(clock),
+    policy: { ...defaultIdentityPolicy, ...policy },
+    factorKeys: factorKeys(masterKey),
+    passkeyDecoyKey: passkeyDecoyKey(masterKey),
+  };
+}
+
+/** HKDF-SHA-256 of the master key with a label of its own (never the key itself). */
+export function passkeyDecoyKey(masterKey: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance passkey-decoys v1', 32));
 }

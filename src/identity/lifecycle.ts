@@ -159,7 +159,7 @@ export async function signOutEverywhere(ctx: LifecycleContext, username: string,
 
 /**
  * Deletes a person: their row goes (so every token naming them is dead: the person rule fails
- * closed), their consent grants are revoked, refresh tokens, codes and sessions ended, in one
+ * closed) with their passkeys, their consent grants are revoked, refresh tokens, codes and sessions ended, in one
  * transaction with `user.deleted` (which names them by id only). False for an unknown username.
  */
 export async function deleteUser(ctx: LifecycleContext, username: string, by: { actor: string; requestId?: string }): Promise<boolean> {
@@ -168,7 +168,11 @@ export async function deleteUser(ctx: LifecycleContext, username: string, by: { 
     if (!user) return { value: false, events: [] };
     const { ended, events } = await endPersonAccess(trx, ctx.clock.now(), user.id, 'deleted', by.actor);
     await deleteFactorsOf(trx, user.id);
+    // Their passkeys go with them: a credential must never sign in a person who no longer exists.
+    const passkeys = await trx.deleteFrom('passkeys').where('user_id', '=', user.id).executeTakeFirst();
     await trx.deleteFrom('users').where('id', '=', user.id).execute();
-    return { value: true, events: [...events, lifecycleEvent('deleted', user.id, by.actor, ended, { ...by, via: 'admin-api' })] };
+    const event = lifecycleEvent('deleted', user.id, by.actor, ended, { ...by, via: 'admin-api' });
+    event.details = { ...event.details, passkeys_removed: Number(passkeys.numDeletedRows) };
+    return { value: true, events: [...events, event] };
   });
 }

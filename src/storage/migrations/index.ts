@@ -16,6 +16,7 @@ import * as grantMandates from './0014_grant_mandates.ts';
 import * as flightExpectations from './0015_flight_expectations.ts';
 import * as personRoles from './0016_person_roles.ts';
 import * as totpFactors from './0017_totp_factors.ts';
+import * as passkeys from './0018_passkeys.ts';
 import * as stepUp from './0019_step_up.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
@@ -37,5 +38,6 @@ export const migrations: Record<string, Migration> = {
   '0015_flight_expectations': flightExpectations,
   '0016_person_roles': personRoles,
   '0017_totp_factors': totpFactors,
+  '0018_passkeys': passkeys,
   '0019_step_up': stepUp,
 };

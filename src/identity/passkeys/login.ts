@@ -1,0 +1,139 @@
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import { refusedFor, rowsOf, type Flight } from '../../storage/flight.ts';
+import type { LoginOutcome, VerifiedLogin } from '../login.ts';
+import { userFromRow } from '../users.ts';
+import { checkAssertion, recordAssertion, type AssertionFailure } from './assertion.ts';
+import { consumeChallenge } from './challenges.ts';
+import { decodeClientData, parseAuthenticationResponse } from './responses.ts';
+import { passkeyAcr, passkeyAmr, passkeyByCredentialId } from './store.ts';
+
+export interface PasskeyLoginAttempt {
+  /** The assertion as the page posted it (PublicKeyCredential.toJSON(), as text). */
+  credential: string | undefined;
+  /** The interaction the challenge was issued for. */
+  binding: string;
+  sourceAddress: string;
+  requestId?: string;
+  clientId?: string;
+}
+
+/** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
+type FailureReason = AssertionFailure | 'challenge_unknown' | 'locked' | 'throttled' | 'counter_changed';
+
+type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config'>;
+
+/**
+ * Signs a person in with a passkey. Its rules, in order:
+ * 1. the attempt is counted against the source address (`LoginThrottle.reserve`, no account: a
+ *    failed assertion does not say whose account was tried) or refused as `throttled`;
+ * 2. a response not shaped like an assertion fails (`malformed`);
+ * 3. its challenge is consumed — deleted, once — if it was issued for this interaction
+ *    (`challenge_unknown` otherwise: never issued, another interaction's, expired, or used
+ *    already, which is what a replayed assertion meets); read with it, in one round trip: the
+ *    passkey the response names and its person;
+ * 4. the passkey must exist, and belong to the person the challenge was issued for when it was
+ *    issued after a username (`wrong_person`: a challenge for a username nobody holds is answered
+ *    by no passkey); the person must be active (`locked`);
+ * 5. the assertion itself (`checkAssertion`: type, challenge, origin, RP ID, user presence and
+ *    verification, backup flags, signature, counter — a counter regression is audited as
+ *    `passkey.counter_regressed` too);
+ * 6. a success updates the passkey (counter, conditional on the one checked: `counter_changed`
+ *    when another sign-in with it committed first) and the person (last login, conditional on
+ *    still being active), and is audited as `user.login_succeeded` with method `passkey`, the
+ *    credential id, `acr` and `amr` — in one transaction with what `onSuccess` adds to its flight
+ *    (the new session, the interaction's record of it), as `verifyLogin` does for passwords.
+ * Every failure is audited as `user.login_failed` with method `passkey` and its reason, and gives
+ * the same outcome, `invalid_credentials`.
+ */
+export async function verifyPasskeyLogin<T = undefined>(
+  ctx: PasskeyLoginContext,
+  attempt: PasskeyLoginAttempt,
+  onSuccess?: (flight: Flight, login: VerifiedLogin) => T | Promise<T>,
+): Promise<LoginOutcome<T>> {
+  const base = { requestId: attempt.requestId, ...(attempt.clientId ? { client: attempt.clientId } : {}) };
+  const invalid: LoginOutcome<T> = { ok: false, reason: 'invalid_credentials' };
+  let failed = false;
+  const fail = async (reason: FailureReason, known: { userId?: string; credentialId?: string } = {}): Promise<LoginOutcome<T>> => {
+    failed = true;
+    await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress, known));
+    return invalid;
+  };
+
+  const reservation = await ctx.identity.throttle.reserve('', attempt.sourceAddress);
+  if (!reservation.granted) {
+    await ctx.audit.record(failureEvent(base, 'throttled', attempt.sourceAddress, {}));
+    return { ok: false, reason: 'throttled', retryAfterSeconds: Math.max(1, Math.ceil(reservation.retryAfterMs / 1000)) };
+  }
+  try {
+    const response = parseAuthenticationResponse(attempt.credential);
+    const clientData = response && decodeClientData(response.response.clientDataJSON);
+    if (!response || !clientData) return await fail('malformed');
+
+    const reads = ctx.storage.flight();
+    const consuming = consumeChallenge(ctx, clientData.challenge, { purposes: ['login', 'login_discoverable'], binding: attempt.binding }, reads);
+    const reading = passkeyByCredentialId(ctx, response.id, reads);
+    const person = rowsOf(
+      ctx.storage.db
+        .selectFrom('users')
+        .innerJoin('passkeys', 'passkeys.user_id', 'users.id')
+        .selectAll('users')
+        .where('passkeys.credential_id', '=', response.id.slice(0, 1364)),
+      reads,
+    );
+    await reads.send();
+    const [challenge, passkey, [row]] = await Promise.all([consuming, reading, person]);
+    const known = { ...(passkey ? { userId: passkey.userId, credentialId: passkey.credentialId } : {}) };
+
+    if (!challenge) return await fail('challenge_unknown', known);
+    // The id an unknown passkey presented is recorded (a removed passkey still in use shows up).
+    if (!passkey || !row) return await fail('unknown_credential', { credentialId: response.id });
+    if (challenge.purpose === 'login' && challenge.userId !== passkey.userId) return await fail('wrong_person', known);
+    if (row.status !== 'active') return await fail('locked', known);
+
+    const verdict = await checkAssertion(ctx, { response, expectedChallenge: clientData.challenge, passkey, ...(attempt.requestId ? { requestId: attempt.requestId } : {}) });
+    if (!verdict.ok) return await fail(verdict.reason, known);
+
+    const now = ctx.clock.now();
+    const user = userFromRow({ ...row, last_login_at: now });
+    const acr = passkeyAcr(passkey, ctx.config.passkeyAttestation);
+    const amr = passkeyAmr(passkey);
+    const flight = ctx.storage.flight();
+    recordAssertion(ctx, flight, verdict);
+    // Conditional on the account still being active: a lock that committed meanwhile wins.
+    void flight.run(ctx.storage.db.updateTable('users').set({ last_login_at: now }).where('id', '=', row.id).where('status', '=', 'active'), {
+      rows: 1,
+      otherwise: 'account_not_active',
+    });
+    const value = onSuccess ? await onSuccess(flight, { user, acr, amr }) : (undefined as T);
+    const event: AuditEvent = {
+      type: 'user.login_succeeded',
+      ...base,
+      subject: row.id,
+      actor: row.id,
+      decision: { allow: true, reasons: ['passkey'] },
+      details: { method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr },
+    };
+    try {
+      await ctx.audit.commit(flight, [event]);
+    } catch (error) {
+      if (refusedFor(error, 'account_not_active')) return await fail('locked', known);
+      if (refusedFor(error, 'passkey_counter_changed')) return await fail('counter_changed', known);
+      throw error;
+    }
+    return { ok: true, user, acr, amr, value };
+  } finally {
+    // Only a failure keeps its count: a success, or an error of the server, is not a guess.
+    if (!failed) await reservation.refund();
+  }
+}
+
+function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string, known: { userId?: string; credentialId?: string }): AuditEvent {
+  return {
+    type: 'user.login_failed',
+    ...base,
+    ...(known.userId ? { subject: known.userId } : {}),
+    decision: { allow: false, reasons: [reason] },
+    details: { method: 'passkey', ...(known.credentialId ? { credential: known.credentialId } : {}), source_address: sourceAddress },
+  };
+}
