@@ -27,6 +27,11 @@ export interface Pki {
   issueClient(name: string, subject: string): Pem;
   /** A self-signed client certificate. */
   selfSigned(name: string, subject: string): Pem;
+  /**
+   * A WebAuthn attestation certificate signed by the CA (WebAuthn L3 §8.2.1: OU "Authenticator
+   * Attestation", not a CA, the model's AAGUID in extension 1.3.6.1.4.1.45724.1.1.4).
+   */
+  issueAttestation(name: string, aaguid: string): Pem;
 }
 
 function openssl(args: string[]): void {
@@ -66,6 +71,9 @@ export function makePki(t?: Pick<TestContext, 'after'>): Pki {
     ca: load(dir, 'ca'),
     server: issue('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'),
     issueClient: (name, subject) => issue(name, subject, 'extendedKeyUsage=clientAuth\n'),
+    issueAttestation: (name, aaguid) =>
+      issue(name, `/C=SE/O=Clearance Test Authenticators/OU=Authenticator Attestation/CN=${name}`,
+        `basicConstraints=critical,CA:FALSE\n1.3.6.1.4.1.45724.1.1.4=DER:04:10:${aaguid.replace(/-/g, '').match(/../g)!.join(':')}\n`),
     selfSigned(name, subject) {
       openssl(['req', '-x509', ...ec, '-keyout', at(`${name}.key`), '-out', at(`${name}.crt`), '-days', '2', '-subj', subject]);
       return load(dir, name);

@@ -28,6 +28,14 @@ function challengeId(challenge: string): string {
   return createHash('sha256').update(challenge, 'utf8').digest('base64url');
 }
 
+/**
+ * The bytes of a challenge, for the library's option builders: given a string they would encode
+ * its UTF-8 bytes, and the browser would then answer with another base64url text than ours.
+ */
+export function challengeBytes(challenge: string): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(Buffer.from(challenge, 'base64url'));
+}
+
 /** A new challenge (base64url) for a ceremony, stored hashed. */
 export async function issueChallenge(ctx: ChallengeContext, ceremony: { purpose: CeremonyPurpose; binding: string; userId: string | null }): Promise<string> {
   const challenge = randomBytes(32).toString('base64url');

@@ -3,7 +3,7 @@ import { generateAuthenticationOptions, type PublicKeyCredentialRequestOptionsJS
 import type { Context } from '../../context.ts';
 import { rowsOf } from '../../storage/flight.ts';
 import { normalizeUsername } from '../users.ts';
-import { issueChallenge } from './challenges.ts';
+import { challengeBytes, issueChallenge } from './challenges.ts';
 import { relyingParty } from './relying-party.ts';
 
 /** How long the browser waits for the person (WebAuthn L3 §5.4.4 timeout), in ms. */
@@ -33,7 +33,7 @@ export async function authenticationOptions(ctx: OptionsContext, request: { bind
   const username = request.username === undefined ? undefined : normalizeUsername(request.username).slice(0, 256);
   if (!username) {
     const challenge = await issueChallenge(ctx, { purpose: 'login_discoverable', binding: request.binding, userId: null });
-    return generateAuthenticationOptions({ rpID: rp.id, challenge, timeout: ceremonyTimeoutMs, userVerification: 'required' });
+    return generateAuthenticationOptions({ rpID: rp.id, challenge: challengeBytes(challenge), timeout: ceremonyTimeoutMs, userVerification: 'required' });
   }
   const rows = await rowsOf(
     ctx.storage.db
@@ -49,7 +49,7 @@ export async function authenticationOptions(ctx: OptionsContext, request: { bind
   const allowCredentials =
     rows.length > 0 ? rows.map((row) => ({ id: row.credential_id, transports: JSON.parse(row.transports) as string[] })) : decoyCredentials(ctx.identity.passkeyDecoyKey, username);
   const challenge = await issueChallenge(ctx, { purpose: 'login', binding: request.binding, userId });
-  return generateAuthenticationOptions({ rpID: rp.id, challenge, timeout: ceremonyTimeoutMs, userVerification: 'required', allowCredentials });
+  return generateAuthenticationOptions({ rpID: rp.id, challenge: challengeBytes(challenge), timeout: ceremonyTimeoutMs, userVerification: 'required', allowCredentials });
 }
 
 /**

@@ -11,7 +11,7 @@ import type { Context } from '../../context.ts';
 import { refusedFor } from '../../storage/flight.ts';
 import type { User } from '../users.ts';
 import { acceptedFormats, chainedFormats, chainsToRoot, rolesRequiringAttestation } from './attestation.ts';
-import { consumeChallenge, issueChallenge } from './challenges.ts';
+import { challengeBytes, consumeChallenge, issueChallenge } from './challenges.ts';
 import { ceremonyTimeoutMs } from './options.ts';
 import { relyingParty } from './relying-party.ts';
 import { decodeClientData, parseRegistrationResponse } from './responses.ts';
@@ -59,7 +59,7 @@ export async function registrationOptions(
     userDisplayName: person.name ?? person.username,
     // The user handle is the person's id (the `sub` of their tokens: no personal data).
     userID: new Uint8Array(Buffer.from(person.id, 'utf8')),
-    challenge,
+    challenge: challengeBytes(challenge),
     timeout: ceremonyTimeoutMs,
     attestationType: attestation ? 'direct' : 'none',
     excludeCredentials: existing.map((p) => ({ id: p.credentialId, transports: p.transports })),
