@@ -20,6 +20,19 @@ export interface AccountGrant {
   updatedAt: number;
 }
 
+/** One of the person's passkeys as the account page lists it. */
+export interface AccountPasskey {
+  id: string;
+  name: string;
+  /** Epoch ms. */
+  createdAt: number;
+  lastUsedAt: number | null;
+  /** Backup eligible: a synced passkey, usable on the person's other devices. */
+  synced: boolean;
+  /** Device-bound, with its attestation verified and its model on the operator's list. */
+  hardware: boolean;
+}
+
 export interface AccountView {
   /** The issuer's path ('' for a host-only issuer). */
   base: string;
@@ -33,24 +46,65 @@ export interface AccountView {
   factors: AccountFactorsView;
   /** Notices kept since the last visit (a recovery code was used), shown once. */
   notices: AccountNotice[];
+  passkeys: AccountPasskey[];
+  /** Shown in the alert region: why the last change was refused, in plain words. */
+  error?: string;
 }
 
 
 /**
  * The account page of a signed-in person: who is signed in, what happened since their last visit
- * (a recovery code was used), their two-step sign-in (authenticator, recovery codes), every
- * application they have allowed to act for them (in the consent page's words, with when), a Revoke
- * button for each, and Sign out.
- * Every form posts to Clearance and is answered with a 303 back to this page.
+ * (a recovery code was used), their passkeys (each with when it was added and last used, whether
+ * it is synced or bound to one device, a Rename and a Remove form) and an "Add a passkey" form
+ * (shown when the passkey script finds the browser able), their two-step sign-in (authenticator,
+ * recovery codes), every application they have allowed to act for them (in the consent page's
+ * words, with when), a Revoke button for each, and Sign out. Every form posts to Clearance and is
+ * answered with a 303 back to this page, or this page with the reason it was refused.
  */
 export function accountPage(view: AccountView): SafeHtml {
   const csrf = html`<input type="hidden" name="${csrfField}" value="${view.csrfToken}">`;
   return layout({
     title: 'Your account',
     base: view.base,
+    passkeys: true,
     body: html`<h1>Your account</h1>
 <p>You are signed in as <strong>${view.signedInAs}</strong> (${view.username}).</p>
 ${noticesSection(view.notices)}
+<div id="form-error" class="error" role="alert">${view.error ?? ''}</div>
+<h2>Passkeys</h2>
+${
+  view.passkeys.length === 0
+    ? html`<p id="no-passkeys">You have no passkeys. A passkey signs you in with your device’s screen lock or a security key, and cannot be used on a fake site.</p>`
+    : view.passkeys.map(
+        (passkey) => html`<section class="passkey" aria-labelledby="passkey-${passkey.id}">
+<h3 id="passkey-${passkey.id}">${passkey.name}</h3>
+<p class="muted">Added on ${when(passkey.createdAt)}; ${passkey.lastUsedAt === null ? 'not used yet' : html`last used on ${when(passkey.lastUsedAt)}`}.
+${passkey.synced ? 'Synced: it can be used on your other devices.' : 'Device-bound: it stays on one device or security key.'}${passkey.hardware ? ' An approved hardware key.' : ''}</p>
+<form method="post" action="${view.base}/account/passkeys/${passkey.id}/rename">
+${csrf}
+<label for="rename-${passkey.id}">New name for ${passkey.name}</label>
+<input type="text" id="rename-${passkey.id}" name="name" required maxlength="64" value="${passkey.name}">
+<div class="actions"><button type="submit" class="secondary">Rename</button></div>
+</form>
+<form method="post" action="${view.base}/account/passkeys/${passkey.id}/remove">
+${csrf}
+<div class="actions"><button type="submit" class="secondary" aria-label="Remove ${passkey.name}">Remove</button></div>
+</form>
+</section>
+`,
+      )
+}
+<section class="passkey-add" aria-labelledby="add-passkey" data-passkey-section hidden>
+<h3 id="add-passkey">Add a passkey</h3>
+<div class="error" role="alert" data-passkey-error></div>
+<form method="post" action="${view.base}/account/passkeys" data-passkey="register" data-options="${view.base}/account/passkeys/options">
+${csrf}
+<input type="hidden" name="credential" value="">
+<label for="passkey-name">Name for the new passkey</label>
+<input type="text" id="passkey-name" name="name" required maxlength="64" placeholder="e.g. Work laptop">
+<div class="actions"><button type="submit">Add a passkey</button></div>
+</form>
+</section>
 ${factorsSection(view.base, view.csrfToken, view.factors)}
 <h2>Applications you have allowed</h2>
 ${

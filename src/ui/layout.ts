@@ -1,4 +1,4 @@
-import { stylesheetHref } from './assets.ts';
+import { passkeyScripts, stylesheetHref } from './assets.ts';
 import { html, type SafeHtml } from './html.ts';
 
 export interface PageShell {
@@ -7,11 +7,15 @@ export interface PageShell {
   /** The issuer's path ('' for a host-only issuer), under which assets live. */
   base: string;
   body: SafeHtml;
+  /** The page runs a passkey ceremony: it loads the passkey scripts (and its CSP must allow them). */
+  passkeys?: boolean;
 }
 
 /**
  * The document every page shares: language, viewport, the stylesheet, one `main` landmark. No
- * script anywhere: the pages work without JavaScript and the CSP allows none.
+ * script, except the two passkey scripts on the pages that run a passkey ceremony (sign-in,
+ * account), loaded from Clearance's origin with their SRI digests; every page works without
+ * JavaScript (a passkey needs it: its forms stay hidden without it).
  */
 export function layout(shell: PageShell): SafeHtml {
   return html`<!doctype html>
@@ -22,7 +26,7 @@ export function layout(shell: PageShell): SafeHtml {
 <meta name="robots" content="noindex">
 <title>${shell.title} – Clearance</title>
 <link rel="stylesheet" href="${stylesheetHref(shell.base)}">
-</head>
+${shell.passkeys ? passkeyScripts.map((script) => html`<script src="${shell.base}${script.path}?v=${script.version}" integrity="${script.integrity}" defer></script>\n`) : ''}</head>
 <body>
 <main>
 <p class="product">Clearance</p>

@@ -16,18 +16,23 @@ export interface LoginView {
   error?: string;
   /** Shown above the form: why a sign-in is asked for (e.g. the application asks for a fresh one). */
   notice?: string;
+  /** Signing in with a passkey: where its form posts, and where its script asks for options. */
+  passkey?: { action: string; options: string };
 }
 
 /**
  * The sign-in page: labelled fields named and autocompleted as password managers expect
  * (`username`, `current-password`), an alert region that screen readers announce, and nothing
- * that says whether a username exists.
+ * that says whether a username exists. Below the password form, "Use a passkey": hidden until the passkey script finds the browser able; with
+ * the username field empty it lets the person pick any of their passkeys for Clearance, with a
+ * username it asks for one of that person's.
  */
 export function loginPage(view: LoginView): SafeHtml {
   const invalid = view.error ? html` aria-invalid="true" aria-describedby="form-error"` : '';
   return layout({
     title: 'Sign in',
     base: view.base,
+    passkeys: view.passkey !== undefined,
     body: html`<h1>Sign in</h1>
 <p>to continue to <strong>${view.clientName}</strong></p>
 ${view.notice ? html`<p>${view.notice}</p>` : ''}
@@ -39,6 +44,20 @@ ${view.notice ? html`<p>${view.notice}</p>` : ''}
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required maxlength="1024"${invalid}>
 <div class="actions"><button type="submit">Sign in</button></div>
-</form>`,
+</form>
+${
+  view.passkey
+    ? html`<section class="passkey-signin" aria-labelledby="passkey-heading" data-passkey-section hidden>
+<h2 id="passkey-heading">Or sign in with a passkey</h2>
+<p class="muted">Leave the username empty to choose one of your passkeys, or type it first.</p>
+<div class="error" role="alert" data-passkey-error></div>
+<form method="post" action="${view.passkey.action}" data-passkey="login" data-options="${view.passkey.options}" data-username-field="username">
+<input type="hidden" name="${csrfField}" value="${view.csrfToken}">
+<input type="hidden" name="credential" value="">
+<div class="actions"><button type="submit" class="secondary">Use a passkey</button></div>
+</form>
+</section>`
+    : ''
+}`,
   });
 }

@@ -18,6 +18,10 @@ import type { SafeHtml } from './html.ts';
  * script is what keeps injected forms out. Pages whose forms post to Clearance and are answered
  * with a 303 back to Clearance (the account page) allow `form-action 'self'`. Pages without a form
  * forbid form submission altogether.
+ *
+ * The two pages that run a passkey ceremony (sign-in, account) add `script-src` naming exactly
+ * the two passkey scripts' URLs (src/ui/assets.ts) and `connect-src 'self'` (the script asks
+ * Clearance for the ceremony's options): no inline script, no eval, nothing from elsewhere.
  */
 export const pageCsp = {
   form: "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -25,10 +29,17 @@ export const pageCsp = {
   static: "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
 } as const;
 
+/** A page's CSP: `pageCsp[csp]`, plus the passkey scripts' sources when it runs them. */
+export function pageCspOf(csp: keyof typeof pageCsp, scripts?: readonly string[]): string {
+  return scripts ? `${pageCsp[csp]}; script-src ${scripts.join(' ')}; connect-src 'self'` : pageCsp[csp];
+}
+
 export interface PageResponse {
   status: number;
   page: SafeHtml;
   csp: keyof typeof pageCsp;
+  /** The page runs the passkey scripts: their URLs (passkeyScriptSources), which its CSP allows. */
+  scripts?: readonly string[];
   setCookie?: string[];
   headers?: Record<string, string>;
 }
@@ -42,7 +53,7 @@ export function sendPage(reply: FastifyReply, response: PageResponse): FastifyRe
     .code(response.status)
     .headers({
       ...response.headers,
-      'content-security-policy': pageCsp[response.csp],
+      'content-security-policy': pageCspOf(response.csp, response.scripts),
       'cache-control': 'no-store',
       pragma: 'no-cache',
     })

@@ -4,6 +4,7 @@ import * as client from 'openid-client';
 import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { startCallbackServer } from '../helpers/callback-server.ts';
+import { passkeyPageCsp } from '../helpers/pages.ts';
 import { startTestServer } from '../helpers/server.ts';
 
 // After a completed code flow (openid-client as the relying party, Chromium as the person), the
@@ -65,7 +66,8 @@ test('a trader revokes an application’s access from their account page in Chro
   assert.equal(account?.status(), 200);
   const headers = account!.headers();
   assert.match(headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
-  assert.doesNotMatch(headers['content-security-policy'] ?? '', /script-src|unsafe-inline/);
+  // The passkey scripts, by their exact URLs, are the only scripts it may run.
+  assert.equal(headers['content-security-policy'], passkeyPageCsp('ownForm', server.issuer));
   assert.equal(headers['cache-control'], 'no-store');
   assert.equal(await page.getByRole('heading', { level: 3, name: 'Rates Desk' }).count(), 1);
   assert.match(await page.content(), /Create orders at Order API \(order:create\)/);

@@ -1,10 +1,21 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { describeGrant, getGrant, listGrants, revokeGrant } from '../../authorization/consent.ts';
+import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
+import type { FormParameters } from '../../parameters.ts';
 import { clearSessionCookie, endSession, readSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { accountPage, signedOutAccountPage, type AccountGrant } from '../../ui/account.ts';
 import { csrfBinding, csrfToken } from '../../ui/csrf.ts';
+import { passkeyScriptSources } from '../../ui/assets.ts';
+import { registerPasskey, registrationOptions } from '../../identity/passkeys/registration.ts';
+import { removePasskey, renamePasskey } from '../../identity/passkeys/manage.ts';
+import { listPasskeys, passkeyAcr, passkeyName } from '../../identity/passkeys/store.ts';
+import { acr } from '../../identity/acr.ts';
+import type { User } from '../../identity/users.ts';
+import { sendJson } from '../../http/json.ts';
+import { sendError } from '../../http/errors.ts';
+import { OAuthError } from '../../oauth-error.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { accountFactorRoutes, accountFactorsView } from './factors.ts';
@@ -33,6 +44,31 @@ import { checkedForm, forbidden } from './forms.ts';
  * GET /account also shows the person's two-step sign-in and the notices kept for them (a recovery
  * code was used: shown once); /account/totp… and /account/recovery-codes manage them (factors.ts).
  *
+ * POST /account/passkeys/options (JSON, for the page's passkey script)
+ *   1. a foreign Origin, no valid session, or a missing or wrong CSRF token → 403 `access_denied`
+ *      JSON, nothing changes;
+ *   2. registrationOptions: the creation options of a passkey for this person, with a new
+ *      challenge bound to this session (attestation `direct` when the person's role requires
+ *      attested hardware); no-store.
+ *
+ * POST /account/passkeys (name, credential)
+ *   1. as for revoke;
+ *   2. a name that is empty, longer than 64 characters or holds control characters → this page,
+ *      400, nothing changes;
+ *   3. registerPasskey (the challenge consumed once, origin, RP ID, user verification, the
+ *      attestation policy; `passkey.registered` or `passkey.registration_failed`): refused → this
+ *      page with the reason, 400; else 303 to /account.
+ *
+ * POST /account/passkeys/{id}/rename (name)
+ *   1. as for revoke; 2. a bad name → 400 as above;
+ *   3. renamePasskey (`passkey.renamed`): not one of the person's passkeys → 404 page; 303.
+ *
+ * POST /account/passkeys/{id}/remove
+ *   1. as for revoke;
+ *   2. removePasskey: not one of the person's passkeys → 404 page; the last passkey of a person
+ *      whose role asks a phishing-resistant level (src/identity/role-requirements.ts) → this page
+ *      saying why, 409, nothing removed (`passkey.removal_refused`); else `passkey.removed`, 303.
+ *
  * POST /account/logout
  *   1. no valid session → the cookie is cleared and 303 to /account (there is nothing to end);
  *   2. a foreign Origin or a missing or wrong CSRF token → 403 page, the session stays;
@@ -49,27 +85,110 @@ export const account: Endpoint = {
         const session = await readSession(ctx, request.headers.cookie);
         const user = session && (await findUser(ctx, session.userId));
         if (!session || !user) return sendPage(reply, { status: 200, csp: 'static', page: signedOutAccountPage(base) });
-        const grants: AccountGrant[] = [];
-        for (const grant of await listGrants(ctx, { userId: user.id, active: true })) {
-          const described = await describeGrant(ctx, grant);
-          grants.push({ id: grant.id, clientId: grant.clientId, createdAt: grant.createdAt, updatedAt: grant.updatedAt, ...described });
-        }
-        const { factors, notices } = await accountFactorsView(ctx, session, user);
-        const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
-        return sendPage(reply, {
-          status: 200,
-          csp: 'ownForm',
-          page: accountPage({
-            base,
-            csrfToken: csrfToken(csrf.secret, session.sessionId, 'account'),
-            signedInAs: user.name ?? user.username,
-            username: user.username,
-            grants,
-            factors,
-            notices,
-          }),
-          ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
+        return showAccount(request, reply, session, user, { status: 200 });
+      }),
+    );
+
+    /** The account page of `user`, with an error when a change was refused. */
+    async function showAccount(request: FastifyRequest, reply: FastifyReply, session: Authentication, user: User, view: { status: number; error?: string }): Promise<FastifyReply> {
+      const grants: AccountGrant[] = [];
+      for (const grant of await listGrants(ctx, { userId: user.id, active: true })) {
+        const described = await describeGrant(ctx, grant);
+        grants.push({ id: grant.id, clientId: grant.clientId, createdAt: grant.createdAt, updatedAt: grant.updatedAt, ...described });
+      }
+      const passkeys = (await listPasskeys(ctx, user.id)).map((p) => ({
+        id: p.id,
+        name: p.name,
+        createdAt: p.createdAt,
+        lastUsedAt: p.lastUsedAt,
+        synced: p.backupEligible,
+        hardware: passkeyAcr(p, ctx.config.passkeyAttestation) === acr.phishingResistantHardware,
+      }));
+      const { factors, notices } = await accountFactorsView(ctx, session, user);
+      const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
+      return sendPage(reply, {
+        status: view.status,
+        csp: 'ownForm',
+        scripts: passkeyScriptSources(ctx.config.issuer),
+        page: accountPage({
+          base,
+          csrfToken: csrfToken(csrf.secret, session.sessionId, 'account'),
+          signedInAs: user.name ?? user.username,
+          username: user.username,
+          grants,
+          passkeys,
+          factors,
+          notices,
+          ...(view.error ? { error: view.error } : {}),
+        }),
+        ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
+      });
+    }
+
+    /** The session and person of a form POST with a valid CSRF token and no foreign Origin. */
+    async function checkedPerson(request: FastifyRequest): Promise<{ session: Authentication; user: User; form: FormParameters } | undefined> {
+      const session = await readSession(ctx, request.headers.cookie);
+      const form = session && checkedForm(ctx, request, session);
+      const user = form && (await findUser(ctx, session.userId));
+      return session && form && user ? { session, user, form } : undefined;
+    }
+
+    const passkeyNotFound = (request: FastifyRequest, reply: FastifyReply) =>
+      sendErrorPage(ctx, request, reply, { status: 404, title: 'No such passkey', message: 'This passkey does not exist or was already removed. Nothing was changed.' });
+    const badName = 'Give the passkey a name of 1 to 64 characters.';
+
+    app.post(`${accountPath}/passkeys/options`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const checked = await checkedPerson(request);
+        if (!checked) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
+        return sendJson(reply, await registrationOptions(ctx, checked.user, checked.session.sessionId));
+      }),
+    );
+
+    app.post(`${accountPath}/passkeys`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const checked = await checkedPerson(request);
+        if (!checked) return forbidden(ctx, request, reply);
+        const { session, user, form } = checked;
+        const name = passkeyName(form.get('name'));
+        if (!name) return showAccount(request, reply, session, user, { status: 400, error: badName });
+        const outcome = await registerPasskey(ctx, {
+          person: user,
+          name,
+          credential: form.get('credential'),
+          binding: session.sessionId,
+          requestId: request.id,
+          sourceAddress: request.ip,
         });
+        if (!outcome.ok) return showAccount(request, reply, session, user, { status: 400, error: outcome.message });
+        return seeOther(reply, accountUrl);
+      }),
+    );
+
+    app.post<{ Params: { id: string } }>(`${accountPath}/passkeys/:id/rename`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const checked = await checkedPerson(request);
+        if (!checked) return forbidden(ctx, request, reply);
+        const name = passkeyName(checked.form.get('name'));
+        if (!name) return showAccount(request, reply, checked.session, checked.user, { status: 400, error: badName });
+        if (!(await renamePasskey(ctx, { userId: checked.user.id, passkeyId: request.params.id, name, requestId: request.id }))) return passkeyNotFound(request, reply);
+        return seeOther(reply, accountUrl);
+      }),
+    );
+
+    app.post<{ Params: { id: string } }>(`${accountPath}/passkeys/:id/remove`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const checked = await checkedPerson(request);
+        if (!checked) return forbidden(ctx, request, reply);
+        const outcome = await removePasskey(ctx, { userId: checked.user.id, passkeyId: request.params.id, requestId: request.id });
+        if (!outcome.removed && outcome.reason === 'not_found') return passkeyNotFound(request, reply);
+        if (!outcome.removed) {
+          return showAccount(request, reply, checked.session, checked.user, {
+            status: 409,
+            error: 'This is the last passkey your role requires, so it cannot be removed. Add another passkey first, then remove this one.',
+          });
+        }
+        return seeOther(reply, accountUrl);
       }),
     );
 

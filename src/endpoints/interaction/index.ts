@@ -6,7 +6,9 @@ import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
 import { clearPendingCookie, readPendingSignIn, startPendingSignIn, type PendingSignIn } from '../../identity/factors/pending.ts';
 import { verifySecondFactor, type SecondFactorProof } from '../../identity/factors/second-step.ts';
 import { holdsPrivilegedRole } from '../../identity/roles.ts';
-import { readSession, readSessionOfPerson, startSession } from '../../identity/sessions.ts';
+import { verifyPasskeyLogin } from '../../identity/passkeys/login.ts';
+import { authenticationOptions } from '../../identity/passkeys/options.ts';
+import { readSession, readSessionOfPerson, startSession, type StartedSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
@@ -14,6 +16,10 @@ import { loginPage } from '../../ui/login.ts';
 import { secondFactorPage } from '../../ui/second-factor.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
+import { passkeyScriptSources } from '../../ui/assets.ts';
+import { sendJson } from '../../http/json.ts';
+import { sendError } from '../../http/errors.ts';
+import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
@@ -61,6 +67,22 @@ import type { InteractionFlow } from './flow.ts';
  *      ended;
  *   6. as 6. of login: the session (acr mfa) starts, the pending cookie is cleared, 303 on.
  *
+ * POST /interaction/{id}/passkey/options (JSON, for the sign-in page's passkey script)
+ *   1. a missing or wrong CSRF token (the sign-in form's), or a cross-site Origin → 403
+ *      `access_denied` JSON; an unknown, expired or other browser's interaction → 400
+ *      `invalid_request` JSON;
+ *   2. authenticationOptions: the request options of a WebAuthn assertion with a new challenge
+ *      bound to this interaction — for any of the person's passkeys when no username is sent,
+ *      for that username's passkeys (or decoys: no account enumeration) when one is; no-store.
+ *
+ * POST /interaction/{id}/passkey
+ *   1–2. as for login;
+ *   3. verifyPasskeyLogin (throttle, the challenge consumed once, the assertion's origin, RP ID,
+ *      user verification, signature and counter, audit): throttled → 429; any failure → the
+ *      sign-in page with one generic message, 401;
+ *   4. as step 5 of login: the session at the passkey's level (acr `urn:clearance:acr:phr`, or
+ *      `:phrh` for attested hardware), recorded on the interaction in the sign-in's transaction.
+ *
  * POST /interaction/{id}/consent
  *   1–2. as for login;
  *   3. decision is approve or deny, else 400;
@@ -78,6 +100,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       const base = issuerPath(ctx.config.issuer);
       const paths = {
         login: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/login`,
+        passkey: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/passkey`,
         consent: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/consent`,
         secondFactor: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/second-factor`,
         secondFactorPage: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}/second-factor`,
@@ -138,10 +161,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           const outcome = await verifyLogin(
             ctx,
             { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId },
-            async (flight, login) => {
-              const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, flight);
-              return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
-            },
+            (flight, login) => session(request, interaction, flight, login),
             account,
             // The password of a person with a second factor: no session yet, the second step next.
             (flight, login) => startPendingSignIn(ctx, flight, { userId: login.user.id, interaction, cookieHeader: request.headers.cookie }),
@@ -161,13 +181,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!outcome.ok) {
             return showLogin(ctx, request, reply, interaction, { status: 401, username, error: 'The username or password is not correct.' });
           }
-          // The interaction ended between its read and the login (nothing recorded on it): no cookie.
-          if (!(await outcome.value.recorded)) return interactionGone(ctx, request, reply);
-          reply.header('set-cookie', [outcome.value.started.setCookie]);
-          // Straight to the consent page when the protocol side asks for consent (it knows from the
-          // login's own transaction); anything else is the protocol side's to carry out.
-          const next = await flow.nextStep(ctx, interaction, outcome.value.started.authentication);
-          return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
+          return signedIn(request, reply, interaction, outcome.value);
         }),
       );
 
@@ -230,6 +244,67 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         }),
       );
 
+      app.post<Params>(`${base}/interaction/:id/passkey/options`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'login');
+          if (!form) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
+          const [interaction] = await loadInteractionWith(ctx, flow, request, () => undefined);
+          if (!interaction) return sendError(reply, new OAuthError('invalid_request', 'this sign-in request has ended'));
+          const username = form.get('username')?.trim();
+          const options = await authenticationOptions(ctx, { binding: interaction.id, ...(username ? { username } : {}) });
+          return sendJson(reply, options, { status: 200 });
+        }),
+      );
+
+      app.post<Params>(`${base}/interaction/:id/passkey`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'login');
+          if (!form) return forbidden(ctx, request, reply);
+          const [interaction] = await loadInteractionWith(ctx, flow, request, () => undefined);
+          if (!interaction) return interactionGone(ctx, request, reply);
+          // As for a password: a success starts the session and records it on the interaction, in
+          // the sign-in's transaction with its audit event.
+          const outcome = await verifyPasskeyLogin(
+            ctx,
+            { credential: form.get('credential'), binding: interaction.id, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId },
+            (flight, login) => session(request, interaction, flight, login),
+          );
+          if (!outcome.ok && outcome.reason === 'throttled') {
+            return showLogin(ctx, request, reply, interaction, {
+              status: 429,
+              error: 'Too many failed sign-in attempts. Wait a few minutes, then try again.',
+              headers: { 'retry-after': String(outcome.retryAfterSeconds) },
+            });
+          }
+          if (!outcome.ok) {
+            return showLogin(ctx, request, reply, interaction, { status: 401, error: 'Your passkey could not be used to sign in. Try again, or sign in with your password.' });
+          }
+          return signedIn(request, reply, interaction, outcome.value);
+        }),
+      );
+
+      /** A successful sign-in's consequences, added to its transaction: the new session, recorded on the interaction. */
+      async function session(request: FastifyRequest, interaction: Interaction, flight: Flight, login: { user: { id: string }; acr: string; amr: string[] }) {
+        const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, flight);
+        return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
+      }
+
+      /** After a committed sign-in (password or passkey): the cookie, and 303 to where the protocol side sends the person. */
+      async function signedIn(
+        request: FastifyRequest,
+        reply: FastifyReply,
+        interaction: Interaction,
+        value: { started: StartedSession; recorded: Promise<boolean> },
+      ): Promise<FastifyReply> {
+        // The interaction ended between its read and the login (nothing recorded on it): no cookie.
+        if (!(await value.recorded)) return interactionGone(ctx, request, reply);
+        reply.header('set-cookie', [value.started.setCookie]);
+        // Straight to the consent page when the protocol side asks for consent (it knows from the
+        // login's own transaction); anything else is the protocol side's to carry out.
+        const next = await flow.nextStep(ctx, interaction, value.started.authentication);
+        return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
+      }
+
       app.post<Params>(`${base}/interaction/:id/consent`, async (request, reply) =>
         guarded(ctx, request, reply, async () => {
           const form = checkedForm(ctx, request, 'consent');
@@ -269,9 +344,11 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         return sendPage(reply, {
           status: view.status,
           csp: 'form',
+          scripts: passkeyScriptSources(ctx.config.issuer),
           page: loginPage({
             base,
             action: paths.login(interaction.id),
+            passkey: { action: paths.passkey(interaction.id), options: `${paths.passkey(interaction.id)}/options` },
             csrfToken: csrfToken(csrf.secret, interaction.id, 'login'),
             clientName: client?.metadata.client_name ?? interaction.clientId,
             ...(view.username !== undefined ? { username: view.username.slice(0, 256) } : {}),
