@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { decodeJwt } from 'jose';
+import { acr } from '../../src/identity/acr.ts';
+import { readSession } from '../../src/identity/sessions.ts';
+import { listPasskeys } from '../../src/identity/passkeys/store.ts';
+import { SoftwareAuthenticator, type Bend } from '../helpers/authenticator.ts';
+import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
+import { codeFlowFixture, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
+
+// Passkeys over HTTP, as the sign-in and account pages' script drives them: enrolment on
+// /account, then sign-in on the interaction pages (username-less and after a username), through
+// consent to tokens; and every refusal a person or an attacker can cause.
+
+/** A browser: its cookies, and requests through the fastify app. */
+class Browser {
+  readonly cookies = new Map<string, string>();
+  readonly f: CodeFlowFixture;
+  constructor(f: CodeFlowFixture, cookie = '') {
+    this.f = f;
+    for (const pair of cookie.split(/;\s*/).filter(Boolean)) this.cookies.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
+  }
+  get cookie(): string {
+    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+  async request(method: 'GET' | 'POST', url: string, form?: Record<string, string>, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+    const target = url.startsWith('http') ? new URL(url).pathname + new URL(url).search : url;
+    const response = await this.f.inject({
+      method,
+      url: target,
+      headers: { cookie: this.cookie, ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), ...headers },
+      ...(form ? { payload: new URLSearchParams(form).toString() } : {}),
+    });
+    const setCookie = response.headers['set-cookie'];
+    for (const line of Array.isArray(setCookie) ? setCookie : setCookie ? [setCookie] : []) {
+      const pair = line.split(';')[0]!;
+      const name = pair.slice(0, pair.indexOf('='));
+      if (/Max-Age=0/i.test(line)) this.cookies.delete(name);
+      else this.cookies.set(name, pair.slice(pair.indexOf('=') + 1));
+    }
+    return response;
+  }
+  get = (url: string) => this.request('GET', url);
+  post = (url: string, form: Record<string, string>, headers?: Record<string, string>) => this.request('POST', url, form, headers);
+}
+
+const csrfOf = (html: string) => /name="csrf_token" value="([^"]+)"/.exec(html)![1]!;
+
+interface Harness {
+  f: CodeFlowFixture;
+  alice: { userId: string; cookie: string };
+  authenticator: SoftwareAuthenticator;
+  /** Adds a passkey on /account in `browser` (alice's session); returns the response to the form's POST. */
+  enrol(browser: Browser, authenticator?: SoftwareAuthenticator, bend?: Bend, name?: string): Promise<LightMyRequestResponse>;
+  /** /authorize in a fresh browser, up to the sign-in page: the interaction's id and the page's CSRF token. */
+  startSignIn(browser?: Browser, query?: Record<string, string>): Promise<{ browser: Browser; id: string; csrf: string; page: LightMyRequestResponse }>;
+  /** The options the sign-in page's script would fetch. */
+  options(browser: Browser, id: string, csrf: string, username?: string): Promise<LightMyRequestResponse>;
+  /** Everything the script does for "Use a passkey": options, the assertion, the form's POST. */
+  signInWithPasskey(bend?: Bend, username?: string): Promise<{ browser: Browser; id: string; response: LightMyRequestResponse; credential: string; csrf: string }>;
+}
+
+async function harness(t: TestContext, options: { roles?: string[] } = {}): Promise<Harness> {
+  const f = await codeFlowFixture(t);
+  const alice = await f.signIn('alice');
+  // Roles only: a password set now would be a reset, which ends the session just started.
+  await f.apply({ users: [{ username: 'alice', name: 'Alice Trader', roles: options.roles ?? [] }] });
+  const authenticator = new SoftwareAuthenticator({ origin: f.issuer });
+  const h: Harness = {
+    f,
+    alice,
+    authenticator,
+    async enrol(browser, using = authenticator, bend = {}, name = 'Work laptop') {
+      const page = await browser.get('/account');
+      assert.equal(page.statusCode, 200, page.body);
+      const csrf = csrfOf(page.body);
+      const options = await browser.post('/account/passkeys/options', { csrf_token: csrf });
+      assert.equal(options.statusCode, 200, options.body);
+      assert.equal(options.headers['cache-control'], 'no-store');
+      const credential = JSON.stringify(using.register(options.json(), bend));
+      return browser.post('/account/passkeys', { csrf_token: csrf, name, credential });
+    },
+    async startSignIn(browser = new Browser(f), query = {}) {
+      const start = await browser.get(`/authorize?${new URLSearchParams(f.request('web-app', { code_challenge: verifier.challenge, ...query }) as Record<string, string>)}`);
+      assert.equal(start.statusCode, 303, start.body);
+      const location = String(start.headers.location);
+      const id = location.slice(location.lastIndexOf('/') + 1);
+      const page = await browser.get(location);
+      assert.equal(page.statusCode, 200, page.body);
+      return { browser, id, csrf: csrfOf(page.body), page };
+    },
+    async options(browser, id, csrf, username) {
+      return browser.post(`/interaction/${id}/passkey/options`, { csrf_token: csrf, ...(username !== undefined ? { username } : {}) });
+    },
+    async signInWithPasskey(bend = {}, username) {
+      const { browser, id, csrf } = await h.startSignIn();
+      const options = await h.options(browser, id, csrf, username);
+      assert.equal(options.statusCode, 200, options.body);
+      const credential = JSON.stringify(authenticator.assert(options.json(), bend));
+      const response = await browser.post(`/interaction/${id}/passkey`, { csrf_token: csrf, credential });
+      return { browser, id, response, credential, csrf };
+    },
+  };
+  const enrolled = await h.enrol(new Browser(f, alice.cookie));
+  assert.equal(enrolled.statusCode, 303, enrolled.body);
+  return h;
+}
+
+const verifier = pkce();
+
+/** The sign-in page again, refusing: 401, the generic message, no session cookie. */
+function assertRefused(response: LightMyRequestResponse): void {
+  assert.equal(response.statusCode, 401, response.body);
+  assert.match(response.body, /Your passkey could not be used to sign in/);
+  assert.doesNotMatch(String(response.headers['set-cookie'] ?? ''), /clearance_session=[^;]/);
+}
+
+describe('passkeys over HTTP', () => {
+  test('a person enrols a passkey on /account, then signs in with it alone, username-less, through consent to tokens at phr', async (t) => {
+    const h = await harness(t);
+    const { f } = h;
+    const account = await new Browser(f, h.alice.cookie).get('/account');
+    assert.equal(account.headers['content-security-policy'], passkeyPageCsp('ownForm', f.issuer));
+    assertOnlyPasskeyScripts(account.body);
+    assert.match(account.body, /<h3 id="passkey-[0-9a-f-]{36}">Work laptop<\/h3>/);
+    assert.match(account.body, /not used yet/);
+    assert.match(account.body, /Device-bound: it stays on one device or security key./);
+
+    const { browser, id, response } = await h.signInWithPasskey();
+    assert.equal(response.statusCode, 303, response.body);
+    assert.equal(response.headers.location, `${f.issuer}/interaction/${id}`, 'on to the consent page');
+    const session = await readSession(f.ctx, browser.cookie);
+    assert.equal(session?.userId, h.alice.userId);
+    assert.equal(session?.acr, acr.phishingResistant);
+    assert.deepEqual(session?.amr, ['hwk', 'user', 'mfa']);
+
+    const consent = await browser.get(`/interaction/${id}`);
+    const approved = await browser.post(`/interaction/${id}/consent`, { csrf_token: csrfOf(consent.body), decision: 'approve' });
+    const resumed = await browser.get(String(approved.headers.location));
+    const code = new URL(String(resumed.headers.location)).searchParams.get('code')!;
+    const tokens = await f.redeem('web-app', code, verifier.verifier);
+    assert.equal(tokens.statusCode, 200, tokens.body);
+    const idToken = decodeJwt((tokens.json() as { id_token: string }).id_token);
+    assert.equal(idToken.sub, h.alice.userId);
+    assert.equal(idToken.acr, acr.phishingResistant);
+
+    const [event] = (await f.auditEvents('user.login_succeeded')).filter((e) => e.details?.method === 'passkey');
+    assert.equal(event!.client, 'web-app');
+    const [passkey] = await listPasskeys(f.ctx, h.alice.userId);
+    assert.equal(event!.details!.credential, passkey!.credentialId);
+    assert.match(await new Browser(f, h.alice.cookie).get('/account').then((r) => r.body), /last used on/);
+  });
+
+  test('a passkey sign-in rotates the browser’s session, as a password sign-in does', async (t) => {
+    const h = await harness(t);
+    const before = new Browser(h.f, h.alice.cookie);
+    const { browser, id, csrf } = await h.startSignIn(before, { prompt: 'login' });
+    const options = await h.options(browser, id, csrf);
+    const response = await browser.post(`/interaction/${id}/passkey`, { csrf_token: csrf, credential: JSON.stringify(h.authenticator.assert(options.json())) });
+    assert.equal(response.statusCode, 303);
+    assert.notEqual(browser.cookies.get('clearance_session'), h.alice.cookie.split('=')[1]);
+    assert.equal(await readSession(h.f.ctx, h.alice.cookie), undefined, 'the session from before the sign-in has ended');
+  });
+
+  test('after a username, the options name that person’s passkeys, and the sign-in works', async (t) => {
+    const h = await harness(t);
+    const { browser, id, csrf } = await h.startSignIn();
+    const options = (await h.options(browser, id, csrf, 'Alice')).json() as { allowCredentials: { id: string }[]; userVerification: string; rpId: string };
+    const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
+    assert.deepEqual(options.allowCredentials.map((c) => c.id), [passkey!.credentialId]);
+    assert.equal(options.userVerification, 'required');
+    assert.equal(options.rpId, 'localhost');
+    const response = await browser.post(`/interaction/${id}/passkey`, { csrf_token: csrf, credential: JSON.stringify(h.authenticator.assert(options)) });
+    assert.equal(response.statusCode, 303, response.body);
+  });
+
+  test('an unknown username gets options of the same shape as a real person’s (no account enumeration)', async (t) => {
+    const h = await harness(t);
+    const { browser, id, csrf } = await h.startSignIn();
+    const real = (await h.options(browser, id, csrf, 'alice')).json() as Record<string, unknown>;
+    const unknown = await h.options(browser, id, csrf, 'mallory');
+    assert.equal(unknown.statusCode, 200);
+    const body = unknown.json() as Record<string, unknown> & { allowCredentials: { id: string; type: string; transports: string[] }[] };
+    assert.deepEqual(Object.keys(body).sort(), Object.keys(real).sort());
+    assert.ok(body.allowCredentials.length >= 1 && body.allowCredentials.length <= 2);
+    for (const c of body.allowCredentials) assert.equal(Buffer.from(c.id, 'base64url').length, 16);
+    assert.deepEqual((await h.options(browser, id, csrf, 'mallory')).json().allowCredentials, body.allowCredentials, 'the same decoys each time');
+  });
+
+  test('refuses an assertion made for another origin', async (t) => {
+    const h = await harness(t);
+    assertRefused((await h.signInWithPasskey({ origin: 'https://clearance.example.evil' })).response);
+    assertRefused((await h.signInWithPasskey({ origin: 'http://localhost:9001' })).response);
+    assert.deepEqual((await h.f.auditEvents('user.login_failed')).map((e) => e.decision!.reasons[0]), ['wrong_origin', 'wrong_origin']);
+  });
+
+  test('refuses an assertion made for another RP ID', async (t) => {
+    const h = await harness(t);
+    assertRefused((await h.signInWithPasskey({ rpId: 'example.com' })).response);
+    assert.deepEqual((await h.f.auditEvents('user.login_failed')).map((e) => e.decision!.reasons[0]), ['wrong_rp_id']);
+  });
+
+  test('refuses an assertion without user verification', async (t) => {
+    const h = await harness(t);
+    assertRefused((await h.signInWithPasskey({ userVerified: false })).response);
+    assert.deepEqual((await h.f.auditEvents('user.login_failed')).map((e) => e.decision!.reasons[0]), ['user_not_verified']);
+  });
+
+  test('refuses a replayed assertion: its challenge was used, in this interaction or another', async (t) => {
+    const h = await harness(t);
+    const first = await h.signInWithPasskey();
+    assert.equal(first.response.statusCode, 303);
+    // The same browser and interaction, the same assertion again.
+    const again = await first.browser.post(`/interaction/${first.id}/passkey`, { csrf_token: first.csrf, credential: first.credential });
+    assert.notEqual(again.statusCode, 303);
+    // Another browser and interaction, the captured assertion.
+    const other = await h.startSignIn();
+    assertRefused(await other.browser.post(`/interaction/${other.id}/passkey`, { csrf_token: other.csrf, credential: first.credential }));
+    assert.deepEqual((await h.f.auditEvents('user.login_failed')).map((e) => e.decision!.reasons[0]).at(-1), 'challenge_unknown');
+  });
+
+  test('refuses a signature counter that goes backwards, and audits it', async (t) => {
+    const h = await harness(t);
+    assert.equal((await h.signInWithPasskey({ signCount: 10 })).response.statusCode, 303);
+    assertRefused((await h.signInWithPasskey({ signCount: 3 })).response);
+    const [regressed] = await h.f.auditEvents('passkey.counter_regressed');
+    assert.deepEqual(regressed!.details, { credential: (await listPasskeys(h.f.ctx, h.alice.userId))[0]!.credentialId, stored_count: 10, presented_count: 3 });
+  });
+
+  test('refuses options and sign-ins without the page’s CSRF token or from another origin', async (t) => {
+    const h = await harness(t);
+    const { browser, id, csrf } = await h.startSignIn();
+    const noToken = await browser.post(`/interaction/${id}/passkey/options`, {});
+    assert.equal(noToken.statusCode, 403);
+    assert.equal((noToken.json() as { error: string }).error, 'access_denied');
+    assert.equal(noToken.headers['cache-control'], 'no-store');
+    const crossSite = await browser.post(`/interaction/${id}/passkey/options`, { csrf_token: csrf }, { origin: 'https://evil.example' });
+    assert.equal(crossSite.statusCode, 403);
+    const options = (await h.options(browser, id, csrf)).json();
+    const credential = JSON.stringify(h.authenticator.assert(options));
+    const forged = await browser.post(`/interaction/${id}/passkey`, { csrf_token: 'x'.repeat(43), credential });
+    assert.equal(forged.statusCode, 403);
+    assert.equal(await readSession(h.f.ctx, browser.cookie), undefined);
+    // The challenge is still unused: the real form goes through.
+    assert.equal((await browser.post(`/interaction/${id}/passkey`, { csrf_token: csrf, credential })).statusCode, 303);
+  });
+
+  test('answers a malformed credential with the sign-in page, never 5xx', async (t) => {
+    const h = await harness(t);
+    const { browser, id, csrf } = await h.startSignIn();
+    for (const credential of ['', 'null', '{"id":1}', '{"id":"a","rawId":"a","type":"public-key","response":{}}', 'x'.repeat(40_000)]) {
+      assertRefused(await browser.post(`/interaction/${id}/passkey`, { csrf_token: csrf, credential }));
+    }
+  });
+
+  test('refuses a registration for another origin, another RP ID or without user verification, with the account page saying so', async (t) => {
+    const h = await harness(t);
+    const browser = new Browser(h.f, h.alice.cookie);
+    for (const bend of [{ origin: 'https://evil.example' }, { rpId: 'evil.example' }, { userVerified: false }]) {
+      const response = await h.enrol(browser, new SoftwareAuthenticator({ origin: h.f.issuer }), bend);
+      assert.equal(response.statusCode, 400, JSON.stringify(bend));
+      assert.match(response.body, /The passkey could not be verified/);
+    }
+    assert.equal((await listPasskeys(h.f.ctx, h.alice.userId)).length, 1);
+  });
+
+  test('renames and removes a passkey; another person’s or an unknown one is 404, a forged form 403', async (t) => {
+    const h = await harness(t);
+    const browser = new Browser(h.f, h.alice.cookie);
+    const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
+    const csrf = csrfOf((await browser.get('/account')).body);
+    assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/rename`, { csrf_token: csrf, name: '  Phone  ' })).statusCode, 303);
+    assert.equal((await listPasskeys(h.f.ctx, h.alice.userId))[0]!.name, 'Phone');
+    assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/rename`, { csrf_token: csrf, name: '' })).statusCode, 400);
+    assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: 'forged' })).statusCode, 403);
+    const bob = new Browser(h.f, (await h.f.signIn('bob')).cookie);
+    const bobCsrf = csrfOf((await bob.get('/account')).body);
+    assert.equal((await bob.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: bobCsrf })).statusCode, 404);
+    assert.equal((await bob.post(`/account/passkeys/${passkey!.id}/rename`, { csrf_token: bobCsrf, name: 'Mine' })).statusCode, 404);
+    assert.equal((await browser.post('/account/passkeys/not-a-passkey/remove', { csrf_token: csrf })).statusCode, 404);
+    assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: csrf })).statusCode, 303);
+    assert.deepEqual(await listPasskeys(h.f.ctx, h.alice.userId), []);
+    assert.deepEqual((await h.f.auditEvents('passkey.removed')).map((e) => e.details!.credential), [passkey!.credentialId]);
+  });
+
+  test('refuses to remove the last passkey of a person whose role requires a phishing-resistant factor', async (t) => {
+    const h = await harness(t, { roles: ['admin'] });
+    const browser = new Browser(h.f, h.alice.cookie);
+    const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
+    const csrf = csrfOf((await browser.get('/account')).body);
+    const refused = await browser.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: csrf });
+    assert.equal(refused.statusCode, 409);
+    assert.match(refused.body, /This is the last passkey your role requires/);
+    assert.equal((await listPasskeys(h.f.ctx, h.alice.userId)).length, 1);
+    assert.equal((await h.f.auditEvents('passkey.removal_refused'))[0]!.details!.credential, passkey!.credentialId);
+    // With a second passkey, the first can go.
+    assert.equal((await h.enrol(browser, new SoftwareAuthenticator({ origin: h.f.issuer }), {}, 'Spare key')).statusCode, 303);
+    assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: csrf })).statusCode, 303);
+  });
+});
