@@ -166,7 +166,7 @@ describe('passkeys over HTTP', () => {
   test('after a username, the options name that person’s passkeys, and the sign-in works', async (t) => {
     const h = await harness(t);
     const { browser, id, csrf } = await h.startSignIn();
-    const options = (await h.options(browser, id, csrf, 'Alice')).json() as { allowCredentials: { id: string }[]; userVerification: string; rpId: string };
+    const options = (await h.options(browser, id, csrf, 'Alice')).json() as { challenge: string; allowCredentials: { id: string }[]; userVerification: string; rpId: string };
     const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
     assert.deepEqual(options.allowCredentials.map((c) => c.id), [passkey!.credentialId]);
     assert.equal(options.userVerification, 'required');
