@@ -39,10 +39,15 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startTestServer(options: { t?: Pick<TestContext, 'after'>; env?: NodeJS.ProcessEnv; logLevel?: string } = {}): Promise<TestServer> {
+/**
+ * `host`: the issuer's host name (default 127.0.0.1; the server listens there either way).
+ * WebAuthn needs `localhost`: its RP ID is a host name, never an IP address (and
+ * http://localhost, like any loopback origin, is a secure context, which WebAuthn requires).
+ */
+export async function startTestServer(options: { t?: Pick<TestContext, 'after'>; env?: NodeJS.ProcessEnv; logLevel?: string; host?: 'localhost' | '127.0.0.1' } = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-test-server-'));
   const port = await freePort();
-  const issuer = `${options.env?.CLEARANCE_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const issuer = `${options.env?.CLEARANCE_TLS_CERT ? 'https' : 'http'}://${options.host ?? '127.0.0.1'}:${port}`;
   const config = loadConfig({
     PORT: String(port),
     HOST: '127.0.0.1',

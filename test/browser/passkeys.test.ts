@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as client from 'openid-client';
+import { acr } from '../../src/identity/acr.ts';
+import { listPasskeys } from '../../src/identity/passkeys/store.ts';
+import { decidePassword, upsertUser } from '../../src/identity/users.ts';
+import { launchBrowser } from '../helpers/browser.ts';
+import { startCallbackServer } from '../helpers/callback-server.ts';
+import { passkeyPageCsp } from '../helpers/pages.ts';
+import { startTestServer } from '../helpers/server.ts';
+
+// A person in Chromium, with a CDP virtual authenticator standing in for their device (a
+// platform authenticator: CTAP2, internal transport, resident keys, user verification that
+// succeeds): signs in with a password once, adds a passkey on /account, signs out, and then
+// signs in with the passkey alone — no username typed — while openid-client completes the
+// authorization code flow and receives an ID token at urn:clearance:acr:phr.
+
+const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
+const ordersApi = 'https://orders.example.com/api';
+const password = 'correct horse battery staple';
+
+test('a trader enrols a passkey on /account in Chromium, then signs in with it alone and openid-client gets an ID token at phr', async (t) => {
+  const browser = await launchBrowser(t);
+  if (!browser) return;
+  const app = await startCallbackServer(t);
+  // WebAuthn's RP ID is a host name: the issuer is http://localhost:<port>.
+  const server = await startTestServer({ t, host: 'localhost' });
+  await server.apply({
+    resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'] }],
+    clients: [
+      {
+        client_id: 'desk-app',
+        client_name: 'Rates Desk',
+        kind: 'app',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['authorization_code'],
+        redirect_uris: [app.redirectUri],
+        scope: 'openid order:create',
+      },
+    ],
+  });
+  const ctx = server.running.ctx;
+  const entry = { username: 'alice', name: 'Alice Trader', password };
+  const decision = await decidePassword(ctx.storage.db, entry);
+  const { id: aliceId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
+
+  const config = await client.discovery(new URL(server.issuer), 'desk-app', undefined, client.ClientSecretBasic(server.secrets['desk-app']!), insecure);
+  /** An authorization request of the desk application: its URL and what redeems its code. */
+  const authorizationRequest = async () => {
+    const verifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: app.redirectUri,
+      scope: 'openid order:create',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+      prompt: 'login',
+    });
+    return { url, redeem: (callback: string) => client.authorizationCodeGrant(config, new URL(callback), { pkceCodeVerifier: verifier, expectedState: state }) };
+  };
+
+  const page = await (await browser.newContext()).newPage();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  const pageErrors: string[] = [];
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('console', (message) => {
+    // Resource errors are checked by URL below (Chromium asks every origin for /favicon.ico).
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400 && !response.url().endsWith('/favicon.ico')) pageErrors.push(`${response.status()} ${response.url()}`);
+  });
+
+  // 1. A password sign-in, to have a session for the account page.
+  const first = await authorizationRequest();
+  await page.goto(first.url.href);
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Password').fill(password);
+  await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
+  await Promise.all([page.waitForURL((url) => url.href.startsWith(app.redirectUri)), page.getByRole('button', { name: 'Approve' }).click()]);
+  assert.equal((await first.redeem(page.url())).claims()?.acr, acr.password);
+
+  // 2. Add a passkey on /account: the page's script runs the registration ceremony.
+  const account = await page.goto(`${server.issuer}/account`);
+  assert.equal(account!.headers()['content-security-policy'], passkeyPageCsp('ownForm', server.issuer));
+  await page.getByLabel('Name for the new passkey').fill('Virtual laptop');
+  await Promise.all([
+    page.waitForResponse((r) => r.url() === `${server.issuer}/account/passkeys` && r.request().method() === 'POST' && r.status() === 303),
+    page.getByRole('button', { name: 'Add a passkey' }).click(),
+  ]);
+  await page.waitForLoadState();
+  assert.equal(await page.getByRole('heading', { level: 3, name: 'Virtual laptop' }).count(), 1);
+  const [passkey] = await listPasskeys(ctx, aliceId);
+  assert.equal(passkey!.name, 'Virtual laptop');
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  assert.equal(credentials.length, 1);
+  assert.equal(credentials[0]!.isResidentCredential, true, 'a discoverable credential');
+  assert.equal(Buffer.from(credentials[0]!.credentialId, 'base64').toString('base64url'), passkey!.credentialId);
+
+  // 3. Sign out on the account page.
+  await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.status() === 303), page.getByRole('button', { name: 'Sign out' }).click()]);
+  await page.waitForLoadState();
+  assert.match(await page.content(), /You are not signed in to Clearance in this browser./);
+
+  // 4. Sign in with the passkey alone: no username, no password.
+  const second = await authorizationRequest();
+  const signInPage = await page.goto(second.url.href);
+  assert.equal(signInPage!.headers()['content-security-policy'], passkeyPageCsp('form', server.issuer));
+  assert.equal(await page.getByLabel('Username').inputValue(), '');
+  await Promise.all([page.waitForURL((url) => url.href.startsWith(app.redirectUri)), page.getByRole('button', { name: 'Use a passkey' }).click()]);
+  const tokens = await second.redeem(page.url());
+  const claims = tokens.claims()!;
+  assert.equal(claims.sub, aliceId);
+  assert.equal(claims.acr, acr.phishingResistant);
+  assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, true);
+  const [stored] = await listPasskeys(ctx, aliceId);
+  assert.ok(stored!.lastUsedAt, 'the passkey’s last use is recorded');
+  assert.deepEqual(pageErrors, [], 'no script errors and no CSP violations on the pages');
+});
