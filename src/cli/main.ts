@@ -71,6 +71,9 @@ Environment (the server and the CLI read the same):
   CLEARANCE_PROFILE     default, or fapi2: the FAPI 2.0 Security Profile for every client
                         (PAR, sender-constrained tokens only, private_key_jwt or mTLS only)
   CLEARANCE_DPOP_NONCE  off (default) or required: DPoP proofs must carry a server nonce (RFC 9449 §8)
+  CLEARANCE_PASSKEY_ATTESTATION
+                        a YAML/JSON file: attestation roots and, per role, the authenticator
+                        models (AAGUIDs) its people must register as passkeys (default: none asked)
   LOG_LEVEL             pino level (default info; debug adds an access log line per request)
 
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
