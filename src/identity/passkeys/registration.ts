@@ -15,7 +15,7 @@ import { challengeBytes, consumeChallenge, issueChallenge } from './challenges.t
 import { ceremonyTimeoutMs } from './options.ts';
 import { relyingParty } from './relying-party.ts';
 import { decodeClientData, parseRegistrationResponse } from './responses.ts';
-import { listPasskeys, maxPasskeysPerPerson, type Passkey } from './store.ts';
+import { listPasskeys, maxCredentialIdLength, maxPasskeysPerPerson, type Passkey } from './store.ts';
 
 /**
  * Registering a passkey (WebAuthn L3 §7.1 "Registering a New Credential") for a signed-in person,
@@ -168,6 +168,9 @@ export async function registerPasskey(
     return fail('verification_failed', response.id);
   }
   const credentialId = info.credential.id;
+  // The id the authenticator data names is the credential's (WebAuthn L3 §6.5.1); the response's
+  // must be the same, and at most 1023 bytes (§5.8.3).
+  if (credentialId !== response.id || credentialId.length > maxCredentialIdLength) return fail('malformed', response.id);
   const backupEligible = info.credentialDeviceType === 'multiDevice';
   const policy = ctx.config.passkeyAttestation;
   const attested = policy !== undefined && chainedFormats.has(format) && chainsToRoot(x5c, policy.roots, new Date(ctx.clock.now()));
