@@ -65,7 +65,7 @@ async function harness(t: TestContext, options: { roles?: string[] } = {}): Prom
   const f = await codeFlowFixture(t);
   const alice = await f.signIn('alice');
   // Roles only: a password set now would be a reset, which ends the session just started.
-  await f.apply({ users: [{ username: 'alice', name: 'Alice Trader', roles: options.roles ?? [] }] });
+  await f.apply({ authentication: { role_minimums: { admin: acr.phishingResistant } }, users: [{ username: 'alice', name: 'Alice Trader', roles: options.roles ?? [] }] });
   const authenticator = new SoftwareAuthenticator({ origin: f.issuer });
   const h: Harness = {
     f,
@@ -284,7 +284,7 @@ describe('passkeys over HTTP', () => {
     assert.deepEqual((await h.f.auditEvents('passkey.removed')).map((e) => e.details!.credential), [passkey!.credentialId]);
   });
 
-  test('refuses to remove the last passkey of a person whose role requires a phishing-resistant factor', async (t) => {
+  test('refuses to remove the last passkey of a person whose role minimum is phishing-resistant', async (t) => {
     const h = await harness(t, { roles: ['admin'] });
     const browser = new Browser(h.f, h.alice.cookie);
     const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);

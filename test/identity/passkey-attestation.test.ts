@@ -40,9 +40,14 @@ function attestedAuthenticator(pem: Pem, aaguid: string, extra: Partial<Authenti
 async function approverFixture(t: TestContext) {
   const vendor = makePki(t);
   const f = await peopleFixture(t, { env: { CLEARANCE_PASSKEY_ATTESTATION: policyFile(t, vendor.ca) } });
-  await f.apply({ users: [{ username: 'dana', password: 'dana-correct-horse-1', roles: ['approver'] }] });
+  await f.apply({
+    authentication: { role_minimums: { approver: acr.phishingResistantHardware } },
+    users: [{ username: 'dana', password: 'dana-correct-horse-1', roles: ['approver'] }],
+  });
   const dana = (await findUserByUsername(f.ctx, 'dana'))!;
   const register = async (authenticator: SoftwareAuthenticator, person = dana) => {
+    // The test clock started before openssl issued the attestation certificate (valid from that second).
+    f.clock.set(Math.max(f.clock.now(), Date.now()));
     const options = await registrationOptions(f.ctx, person, `s-${person.id}`);
     return { options, outcome: await registerPasskey(f.ctx, { person, name: 'Key', credential: JSON.stringify(authenticator.register(options)), binding: `s-${person.id}`, sourceAddress: '192.0.2.1' }) };
   };
@@ -67,6 +72,18 @@ describe('passkey attestation', () => {
     assert.deepEqual(login.amr, ['hwk', 'user', 'mfa']);
     // The approver role asks :phrh: its last attested key cannot be removed.
     assert.deepEqual(await removePasskey(f.ctx, { userId: dana.id, passkeyId: outcome.passkey.id }), { removed: false, reason: 'last_required_factor', required: acr.phishingResistantHardware });
+  });
+
+  test('an approver may remove a passkey that is not their last approved hardware key, not that one', async (t) => {
+    const { f, vendor, dana, register } = await approverFixture(t);
+    const first = await register(attestedAuthenticator(vendor.issueAttestation('first', yubikey), yubikey));
+    const second = await register(attestedAuthenticator(vendor.issueAttestation('second', yubikey), yubikey));
+    assert.ok(first.outcome.ok && second.outcome.ok);
+    assert.deepEqual(await removePasskey(f.ctx, { userId: dana.id, passkeyId: first.outcome.passkey.id }), { removed: true });
+    assert.equal((await removePasskey(f.ctx, { userId: dana.id, passkeyId: second.outcome.passkey.id })).removed, false);
+    // The AAGUID taken off the list: the key reaches :phr only, and stays (it is no weaker than what is left).
+    f.ctx.config.passkeyAttestation = { ...f.ctx.config.passkeyAttestation!, roles: { approver: [otherModel] } };
+    assert.equal((await removePasskey(f.ctx, { userId: dana.id, passkeyId: second.outcome.passkey.id })).removed, false, 'the last passkey of a phishing-resistant minimum');
   });
 
   test('an approver cannot register a passkey without attestation, of another model, synced, or chained to another root', async (t) => {

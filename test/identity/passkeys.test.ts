@@ -162,7 +162,10 @@ for (const dialect of testDialects()) {
 
     test('the last passkey of a person whose role asks a phishing-resistant level cannot be removed; a second one can', async (t) => {
       const f = await peopleFixture(t, { dialect });
-      await f.apply({ users: [{ username: 'carol', password: 'carol-correct-horse-1', roles: ['admin'] }] });
+      await f.apply({
+        authentication: { role_minimums: { admin: acr.phishingResistant, trader: acr.multiFactor } },
+        users: [{ username: 'carol', password: 'carol-correct-horse-1', roles: ['admin'] }],
+      });
       const first = await enrol(f, 'carol');
       const refused = await removePasskey(f.ctx, { userId: first.person.id, passkeyId: first.passkey.id });
       assert.deepEqual(refused, { removed: false, reason: 'last_required_factor', required: acr.phishingResistant });
@@ -171,6 +174,13 @@ for (const dialect of testDialects()) {
       const second = await enrol(f, 'carol', new SoftwareAuthenticator({ origin }), 'Spare');
       assert.deepEqual(await removePasskey(f.ctx, { userId: first.person.id, passkeyId: first.passkey.id }), { removed: true });
       assert.equal((await removePasskey(f.ctx, { userId: first.person.id, passkeyId: second.passkey.id })).removed, false);
+    });
+
+    test('a role whose minimum a password and a second factor meet does not hold on to passkeys', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      await f.apply({ authentication: { role_minimums: { trader: acr.multiFactor } }, users: [{ username: 'tom', password: 'tom-correct-horse-1', roles: ['trader'] }] });
+      const { person, passkey } = await enrol(f, 'tom');
+      assert.deepEqual(await removePasskey(f.ctx, { userId: person.id, passkeyId: passkey.id }), { removed: true });
     });
 
     test('deleting a person deletes their passkeys', async (t) => {
