@@ -197,7 +197,7 @@ describe('a person\'s lifecycle ends their tokens at once (RFC 9700 §4.14.2)', 
     await assertDead(f, tokens, 'deleted');
     const event = await lifecycleEvent(f, 'user.deleted');
     assert.equal(event.subject, tokens.userId);
-    assert.deepEqual(event.details, { via: 'admin-api', refresh_tokens_revoked: 1, sessions_ended: 1, codes_discarded: 0, grants_revoked: 1 });
+    assert.deepEqual(event.details, { via: 'admin-api', refresh_tokens_revoked: 1, sessions_ended: 1, codes_discarded: 0, grants_revoked: 1, passkeys_removed: 0 });
     assert.doesNotMatch(JSON.stringify(event), /alice/);
     assert.equal((await f.auditEvents('consent.revoked')).length, 1);
     assertOAuthError(await adminCall(f, 'DELETE', '/admin/users/alice'), 404, 'not_found');

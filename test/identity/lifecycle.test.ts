@@ -94,7 +94,7 @@ for (const dialect of testDialects()) {
       const grant = await f.ctx.storage.db.selectFrom('grants').select(['revoked_at', 'revoke_reason']).where('id', '=', grantId).executeTakeFirstOrThrow();
       assert.equal(grant.revoke_reason, 'person deleted');
       const [event] = await f.events('user.deleted');
-      assert.deepEqual(event!.details, { via: 'admin-api', refresh_tokens_revoked: 1, sessions_ended: 1, codes_discarded: 1, grants_revoked: 1 });
+      assert.deepEqual(event!.details, { via: 'admin-api', refresh_tokens_revoked: 1, sessions_ended: 1, codes_discarded: 1, grants_revoked: 1, passkeys_removed: 0 });
       assert.equal((await f.events('consent.revoked')).length, 1);
       assert.equal(await deleteUser(f.ctx, 'alice', { actor: 'admin-ops' }), false);
     });
