@@ -93,7 +93,8 @@ test('a trader enrols a passkey on /account in Chromium, then signs in with it a
     page.waitForResponse((r) => r.url() === `${server.issuer}/account/passkeys` && r.request().method() === 'POST' && r.status() === 303),
     page.getByRole('button', { name: 'Add a passkey' }).click(),
   ]);
-  await page.waitForLoadState();
+  // The 303 brings the account page back, listing the passkey.
+  await page.getByRole('heading', { level: 3, name: 'Virtual laptop' }).waitFor();
   assert.equal(await page.getByRole('heading', { level: 3, name: 'Virtual laptop' }).count(), 1);
   const [passkey] = await listPasskeys(ctx, aliceId);
   assert.equal(passkey!.name, 'Virtual laptop');
@@ -104,8 +105,7 @@ test('a trader enrols a passkey on /account in Chromium, then signs in with it a
 
   // 3. Sign out on the account page.
   await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.status() === 303), page.getByRole('button', { name: 'Sign out' }).click()]);
-  await page.waitForLoadState();
-  assert.match(await page.content(), /You are not signed in to Clearance in this browser./);
+  await page.getByText('You are not signed in to Clearance in this browser.').waitFor();
 
   // 4. Sign in with the passkey alone: no username, no password.
   const second = await authorizationRequest();

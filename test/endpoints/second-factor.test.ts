@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { MemoryLoginThrottle } from '../../src/identity/login-throttle.ts';
 import { csrfToken } from '../../src/ui/csrf.ts';
 import { pageCsp } from '../../src/ui/respond.ts';
+import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { codeAt, enrolTotp, type Enrolled } from '../identity/factors/fixture.ts';
 import { approveAndRedeem, csrfOf, get, Jar, locationPath, post, setCookies, startAuthorization, submitPassword, submitSecondFactor } from './people-browser.ts';
@@ -19,15 +20,21 @@ async function fixture(t: Parameters<typeof codeFlowFixture>[0], roles: string[]
   return Object.assign(f, { alice });
 }
 
-function assertPage(response: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number, label: string): void {
-  assert.equal(response.statusCode, status, `${label}: ${response.body.slice(0, 300)}`);
-  assert.equal(response.headers['content-security-policy'], pageCsp.form, label);
-  assert.equal(response.headers['cache-control'], 'no-store', label);
-  assert.doesNotMatch(response.body, /<script|\sstyle=|\son[a-z]+=/i, `${label}: no script, no inline style or handler`);
-}
-
 const onSecondFactorPage = (body: string) => /<h1>Enter your code<\/h1>/.test(body);
 const onSignInPage = (body: string) => /<input type="password" id="password"/.test(body);
+
+function assertPage(response: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number, label: string): void {
+  assert.equal(response.statusCode, status, `${label}: ${response.body.slice(0, 300)}`);
+  assert.equal(response.headers['cache-control'], 'no-store', label);
+  // The sign-in page runs the passkey scripts (and only those); the second-factor page none.
+  if (onSignInPage(response.body)) {
+    assert.equal(response.headers['content-security-policy'], passkeyPageCsp('form', 'http://localhost:9000'), label);
+    assertOnlyPasskeyScripts(response.body);
+    return;
+  }
+  assert.equal(response.headers['content-security-policy'], pageCsp.form, label);
+  assert.doesNotMatch(response.body, /<script|\sstyle=|\son[a-z]+=/i, `${label}: no script, no inline style or handler`);
+}
 
 describe('signing in with a password and an authenticator', () => {
   test('asks for the authenticator’s code after the password, with no session until it passes; the ID token and access token then carry acr mfa and amr pwd otp mfa', async (t) => {
