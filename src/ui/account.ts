@@ -47,6 +47,11 @@ export interface AccountView {
   /** Notices kept since the last visit (a recovery code was used), shown once. */
   notices: AccountNotice[];
   passkeys: AccountPasskey[];
+  /**
+   * Set when this session may not change the passkeys (it was not made with the person's
+   * strongest factor): what to do first. The passkeys are listed without their forms.
+   */
+  passkeysLocked?: string;
   /** Shown in the alert region: why the last change was refused, in plain words. */
   error?: string;
 }
@@ -80,7 +85,10 @@ ${
 <h3 id="passkey-${passkey.id}">${passkey.name}</h3>
 <p class="muted">Added on ${when(passkey.createdAt)}; ${passkey.lastUsedAt === null ? 'not used yet' : html`last used on ${when(passkey.lastUsedAt)}`}.
 ${passkey.synced ? 'Synced: it can be used on your other devices.' : 'Device-bound: it stays on one device or security key.'}${passkey.hardware ? ' An approved hardware key.' : ''}</p>
-<form method="post" action="${view.base}/account/passkeys/${passkey.id}/rename">
+${
+  view.passkeysLocked
+    ? ''
+    : html`<form method="post" action="${view.base}/account/passkeys/${passkey.id}/rename">
 ${csrf}
 <label for="rename-${passkey.id}">New name for ${passkey.name}</label>
 <input type="text" id="rename-${passkey.id}" name="name" required maxlength="64" value="${passkey.name}">
@@ -89,12 +97,16 @@ ${csrf}
 <form method="post" action="${view.base}/account/passkeys/${passkey.id}/remove">
 ${csrf}
 <div class="actions"><button type="submit" class="secondary" aria-label="Remove ${passkey.name}">Remove</button></div>
-</form>
+</form>`
+}
 </section>
 `,
       )
 }
-<section class="passkey-add" aria-labelledby="add-passkey" data-passkey-section hidden>
+${
+  view.passkeysLocked
+    ? html`<p id="passkeys-locked" class="notice">${view.passkeysLocked}</p>`
+    : html`<section class="passkey-add" aria-labelledby="add-passkey" data-passkey-section hidden>
 <h3 id="add-passkey">Add a passkey</h3>
 <div class="error" role="alert" data-passkey-error></div>
 <form method="post" action="${view.base}/account/passkeys" data-passkey="register" data-options="${view.base}/account/passkeys/options">
@@ -104,7 +116,8 @@ ${csrf}
 <input type="text" id="passkey-name" name="name" required maxlength="64" placeholder="e.g. Work laptop">
 <div class="actions"><button type="submit">Add a passkey</button></div>
 </form>
-</section>
+</section>`
+}
 ${factorsSection(view.base, view.csrfToken, view.factors)}
 <h2>Applications you have allowed</h2>
 ${

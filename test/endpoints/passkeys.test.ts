@@ -8,6 +8,7 @@ import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { SoftwareAuthenticator, type Bend } from '../helpers/authenticator.ts';
 import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
 import { codeFlowFixture, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { enrolTotp } from '../identity/factors/fixture.ts';
 
 // Passkeys over HTTP, as the sign-in and account pages' script drives them: enrolment on
 // /account, then sign-in on the interaction pages (username-less and after a username), through
@@ -49,7 +50,10 @@ const csrfOf = (html: string) => /name="csrf_token" value="([^"]+)"/.exec(html)!
 
 interface Harness {
   f: CodeFlowFixture;
+  /** Alice's password session (the one that enrolled her first passkey). */
   alice: { userId: string; cookie: string };
+  /** A session of Alice's made with her passkey: what changing her passkeys needs from then on. */
+  strong: { userId: string; cookie: string };
   authenticator: SoftwareAuthenticator;
   /** Adds a passkey on /account in `browser` (alice's session); returns the response to the form's POST. */
   enrol(browser: Browser, authenticator?: SoftwareAuthenticator, bend?: Bend, name?: string): Promise<LightMyRequestResponse>;
@@ -70,6 +74,7 @@ async function harness(t: TestContext, options: { roles?: string[] } = {}): Prom
   const h: Harness = {
     f,
     alice,
+    strong: await f.signIn('alice', { acr: acr.phishingResistant, amr: ['hwk', 'user', 'mfa'] }),
     authenticator,
     async enrol(browser, using = authenticator, bend = {}, name = 'Work laptop') {
       const page = await browser.get('/account');
@@ -256,7 +261,7 @@ describe('passkeys over HTTP', () => {
 
   test('refuses a registration for another origin, another RP ID or without user verification, with the account page saying so', async (t) => {
     const h = await harness(t);
-    const browser = new Browser(h.f, h.alice.cookie);
+    const browser = new Browser(h.f, h.strong.cookie);
     for (const bend of [{ origin: 'https://evil.example' }, { rpId: 'evil.example' }, { userVerified: false }]) {
       const response = await h.enrol(browser, new SoftwareAuthenticator({ origin: h.f.issuer }), bend);
       assert.equal(response.statusCode, 400, JSON.stringify(bend));
@@ -267,7 +272,7 @@ describe('passkeys over HTTP', () => {
 
   test('renames and removes a passkey; another person’s or an unknown one is 404, a forged form 403', async (t) => {
     const h = await harness(t);
-    const browser = new Browser(h.f, h.alice.cookie);
+    const browser = new Browser(h.f, h.strong.cookie);
     const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
     const csrf = csrfOf((await browser.get('/account')).body);
     assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/rename`, { csrf_token: csrf, name: '  Phone  ' })).statusCode, 303);
@@ -286,7 +291,7 @@ describe('passkeys over HTTP', () => {
 
   test('refuses to remove the last passkey of a person whose role minimum is phishing-resistant', async (t) => {
     const h = await harness(t, { roles: ['admin'] });
-    const browser = new Browser(h.f, h.alice.cookie);
+    const browser = new Browser(h.f, h.strong.cookie);
     const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
     const csrf = csrfOf((await browser.get('/account')).body);
     const refused = await browser.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: csrf });
@@ -297,5 +302,41 @@ describe('passkeys over HTTP', () => {
     // With a second passkey, the first can go.
     assert.equal((await h.enrol(browser, new SoftwareAuthenticator({ origin: h.f.issuer }), {}, 'Spare key')).statusCode, 303);
     assert.equal((await browser.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: csrf })).statusCode, 303);
+  });
+  test('a password-only session cannot add, rename or remove the passkeys of a person who has one', async (t) => {
+    const h = await harness(t);
+    const weak = new Browser(h.f, (await h.f.signIn('alice')).cookie);
+    const [passkey] = await listPasskeys(h.f.ctx, h.alice.userId);
+    const page = await weak.get('/account');
+    assert.match(page.body, /To add, rename or remove passkeys, sign in with one of your passkeys first./);
+    assert.doesNotMatch(page.body, /account\/passkeys\/[^"]+\/remove|data-passkey="register"/, 'no passkey forms');
+    const csrf = csrfOf(page.body);
+    const options = await weak.post('/account/passkeys/options', { csrf_token: csrf });
+    assert.equal(options.statusCode, 403);
+    assert.equal((options.json() as { error: string }).error, 'access_denied');
+    // Options fetched by a passkey session do not help the password session either.
+    const strong = new Browser(h.f, h.strong.cookie);
+    const creation = (await strong.post('/account/passkeys/options', { csrf_token: csrfOf((await strong.get('/account')).body) })).json();
+    const mine = new SoftwareAuthenticator({ origin: h.f.issuer });
+    assert.equal((await weak.post('/account/passkeys', { csrf_token: csrf, name: 'Mine', credential: JSON.stringify(mine.register(creation)) })).statusCode, 403);
+    assert.equal((await weak.post(`/account/passkeys/${passkey!.id}/rename`, { csrf_token: csrf, name: 'Mine' })).statusCode, 403);
+    assert.equal((await weak.post(`/account/passkeys/${passkey!.id}/remove`, { csrf_token: csrf })).statusCode, 403);
+    assert.deepEqual((await listPasskeys(h.f.ctx, h.alice.userId)).map((p) => p.name), ['Work laptop']);
+  });
+
+  test('a person with an authenticator app adds their first passkey from a session made with it, not from a password-only one', async (t) => {
+    const f = await codeFlowFixture(t);
+    await f.apply({ users: [{ username: 'carol', password: 'carol-correct-horse-1' }] });
+    await enrolTotp(f, 'carol');
+    const weak = new Browser(f, (await f.signIn('carol')).cookie);
+    const refused = await weak.post('/account/passkeys/options', { csrf_token: csrfOf((await weak.get('/account')).body) });
+    assert.equal(refused.statusCode, 403);
+    const mfa = new Browser(f, (await f.signIn('carol', { acr: acr.multiFactor, amr: ['pwd', 'otp', 'mfa'] })).cookie);
+    const page = await mfa.get('/account');
+    const csrf = csrfOf(page.body);
+    const options = await mfa.post('/account/passkeys/options', { csrf_token: csrf });
+    assert.equal(options.statusCode, 200);
+    const credential = JSON.stringify(new SoftwareAuthenticator({ origin: f.issuer }).register(options.json()));
+    assert.equal((await mfa.post('/account/passkeys', { csrf_token: csrf, name: 'Laptop', credential })).statusCode, 303);
   });
 });

@@ -9,9 +9,9 @@ import { accountPage, signedOutAccountPage, type AccountGrant } from '../../ui/a
 import { csrfBinding, csrfToken } from '../../ui/csrf.ts';
 import { passkeyScriptSources } from '../../ui/assets.ts';
 import { registerPasskey, registrationOptions } from '../../identity/passkeys/registration.ts';
-import { removePasskey, renamePasskey } from '../../identity/passkeys/manage.ts';
+import { levelToChangePasskeys, removePasskey, renamePasskey } from '../../identity/passkeys/manage.ts';
 import { listPasskeys, passkeyAcr, passkeyName } from '../../identity/passkeys/store.ts';
-import { acr } from '../../identity/acr.ts';
+import { acr, acrSatisfies, type Acr } from '../../identity/acr.ts';
 import type { User } from '../../identity/users.ts';
 import { sendJson } from '../../http/json.ts';
 import { sendError } from '../../http/errors.ts';
@@ -43,6 +43,12 @@ import { checkedForm, forbidden } from './forms.ts';
  *
  * GET /account also shows the person's two-step sign-in and the notices kept for them (a recovery
  * code was used: shown once); /account/totp… and /account/recovery-codes manage them (factors.ts).
+ *
+ * Every passkey change below needs a session made with the person's strongest factor
+ * (levelToChangePasskeys: one of their passkeys when they have one, their authenticator app when
+ * that is their strongest, else any): from a weaker one → 403 page (JSON for the options), and the
+ * account page shows the passkeys without their forms. Whoever has only the password cannot add a
+ * passkey of their own to reach a phishing-resistant level, nor remove the person's.
  *
  * POST /account/passkeys/options (JSON, for the page's passkey script)
  *   1. a foreign Origin, no valid session, or a missing or wrong CSRF token → 403 `access_denied`
@@ -105,6 +111,7 @@ export const account: Endpoint = {
         hardware: passkeyAcr(p, ctx.config.passkeyAttestation) === acr.phishingResistantHardware,
       }));
       const { factors, notices } = await accountFactorsView(ctx, session, user);
+      const changeLevel = await levelToChangePasskeys(ctx, user.id);
       const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
       return sendPage(reply, {
         status: view.status,
@@ -117,6 +124,7 @@ export const account: Endpoint = {
           username: user.username,
           grants,
           passkeys,
+          ...(acrSatisfies(session.acr, changeLevel) ? {} : { passkeysLocked: signInAgainFor(changeLevel) }),
           factors,
           notices,
           ...(view.error ? { error: view.error } : {}),
@@ -133,6 +141,17 @@ export const account: Endpoint = {
       return session && form && user ? { session, user, form } : undefined;
     }
 
+    /**
+     * Why this session may not change the person's passkeys (levelToChangePasskeys: it was not
+     * made with their strongest factor), or undefined when it may.
+     */
+    async function tooWeak(checked: { session: Authentication; user: User }): Promise<string | undefined> {
+      const level = await levelToChangePasskeys(ctx, checked.user.id);
+      return acrSatisfies(checked.session.acr, level) ? undefined : signInAgainFor(level);
+    }
+    const weakSession = (request: FastifyRequest, reply: FastifyReply, message: string) =>
+      sendErrorPage(ctx, request, reply, { status: 403, title: 'Sign in again to change your passkeys', message: `${message} Nothing was changed.` });
+
     const passkeyNotFound = (request: FastifyRequest, reply: FastifyReply) =>
       sendErrorPage(ctx, request, reply, { status: 404, title: 'No such passkey', message: 'This passkey does not exist or was already removed. Nothing was changed.' });
     const badName = 'Give the passkey a name of 1 to 64 characters.';
@@ -141,6 +160,7 @@ export const account: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const checked = await checkedPerson(request);
         if (!checked) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
+        if (await tooWeak(checked)) return sendError(reply, new OAuthError('access_denied', 'sign in again with your strongest factor to add a passkey'));
         return sendJson(reply, await registrationOptions(ctx, checked.user, checked.session.sessionId));
       }),
     );
@@ -149,6 +169,8 @@ export const account: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const checked = await checkedPerson(request);
         if (!checked) return forbidden(ctx, request, reply);
+        const weak = await tooWeak(checked);
+        if (weak) return weakSession(request, reply, weak);
         const { session, user, form } = checked;
         const name = passkeyName(form.get('name'));
         if (!name) return showAccount(request, reply, session, user, { status: 400, error: badName });
@@ -169,6 +191,8 @@ export const account: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const checked = await checkedPerson(request);
         if (!checked) return forbidden(ctx, request, reply);
+        const weak = await tooWeak(checked);
+        if (weak) return weakSession(request, reply, weak);
         const name = passkeyName(checked.form.get('name'));
         if (!name) return showAccount(request, reply, checked.session, checked.user, { status: 400, error: badName });
         if (!(await renamePasskey(ctx, { userId: checked.user.id, passkeyId: request.params.id, name, requestId: request.id }))) return passkeyNotFound(request, reply);
@@ -180,6 +204,8 @@ export const account: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const checked = await checkedPerson(request);
         if (!checked) return forbidden(ctx, request, reply);
+        const weak = await tooWeak(checked);
+        if (weak) return weakSession(request, reply, weak);
         const outcome = await removePasskey(ctx, { userId: checked.user.id, passkeyId: request.params.id, requestId: request.id });
         if (!outcome.removed && outcome.reason === 'not_found') return passkeyNotFound(request, reply);
         if (!outcome.removed) {
@@ -227,6 +253,13 @@ export const account: Endpoint = {
     );
   },
 };
+
+/** What a person must do before changing their passkeys, for a session below `level`. */
+function signInAgainFor(level: Acr): string {
+  return acrSatisfies(level, acr.phishingResistant)
+    ? 'To add, rename or remove passkeys, sign in with one of your passkeys first.'
+    : 'To add, rename or remove passkeys, sign in with your password and your authenticator app’s code first.';
+}
 
 /** Grant ids are UUIDs; anything not shaped like one is unknown without a lookup. */
 const grantIdPattern = /^[A-Za-z0-9-]{1,64}$/;
