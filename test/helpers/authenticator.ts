@@ -72,8 +72,8 @@ export interface Bend {
   signCount?: number;
   /** Assertion: answer with this credential (e.g. one not in allowCredentials). */
   credential?: StoredCredential;
-  /** Assertion: the user handle to send. */
-  userHandle?: string;
+  /** Assertion: the user handle to send (null: none, as U2F authenticators). */
+  userHandle?: string | null;
   /** Assertion: the BE flag to report. */
   backupEligible?: boolean;
 }
@@ -171,7 +171,7 @@ export class SoftwareAuthenticator {
         clientDataJSON: b64(clientDataJSON),
         authenticatorData: b64(authData),
         signature: b64(signature),
-        userHandle: bend.userHandle ?? b64(credential.userHandle),
+        ...(bend.userHandle === null ? {} : { userHandle: bend.userHandle ?? b64(credential.userHandle) }),
       },
     };
   }

@@ -131,6 +131,17 @@ for (const dialect of testDialects()) {
       assert.ok((await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, alice.authenticator, 'ia-2', { username: 'alice' }), 'ia-2'))).ok);
     });
 
+    test('a username-less sign-in needs the user handle, and it must be the passkey’s person’s', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { authenticator } = await enrol(f, 'alice');
+      const bob = (await findUserByUsername(f.ctx, 'bob'))!;
+      assert.equal((await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, authenticator, 'ia-1', { bend: { userHandle: null } })))).ok, false);
+      assert.equal((await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, authenticator, 'ia-2', { bend: { userHandle: Buffer.from(bob.id).toString('base64url') } }), 'ia-2'))).ok, false);
+      assert.deepEqual((await f.events('user.login_failed')).map((e) => e.decision!.reasons[0]), ['user_handle_missing', 'wrong_person']);
+      // After a username the person is known: no user handle is needed (a U2F key sends none).
+      assert.ok((await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, authenticator, 'ia-3', { username: 'alice', bend: { userHandle: null } }), 'ia-3'))).ok);
+    });
+
     test('a username nobody holds, or one without passkeys, gets decoys shaped like a person’s, the same each time', async (t) => {
       const f = await peopleFixture(t, { dialect });
       await enrol(f, 'alice');

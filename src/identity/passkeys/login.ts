@@ -19,7 +19,7 @@ export interface PasskeyLoginAttempt {
 }
 
 /** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = AssertionFailure | 'challenge_unknown' | 'locked' | 'throttled' | 'counter_changed';
+type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'throttled' | 'counter_changed';
 
 type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config'>;
 
@@ -34,7 +34,8 @@ type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'aud
  *    passkey the response names and its person;
  * 4. the passkey must exist, and belong to the person the challenge was issued for when it was
  *    issued after a username (`wrong_person`: a challenge for a username nobody holds is answered
- *    by no passkey); the person must be active (`locked`);
+ *    by no passkey); a username-less sign-in must carry the user handle (`user_handle_missing`);
+ *    the person must be active (`locked`);
  * 5. the assertion itself (`checkAssertion`: type, challenge, origin, RP ID, user presence and
  *    verification, backup flags, signature, counter — a counter regression is audited as
  *    `passkey.counter_regressed` too);
@@ -89,6 +90,9 @@ export async function verifyPasskeyLogin<T = undefined>(
     // The id an unknown passkey presented is recorded (a removed passkey still in use shows up).
     if (!passkey || !row) return await fail('unknown_credential', { credentialId: response.id });
     if (challenge.purpose === 'login' && challenge.userId !== passkey.userId) return await fail('wrong_person', known);
+    // WebAuthn L3 §7.2 step 6: a person not identified before the ceremony is identified by the
+    // user handle too, which must then be present (checkAssertion compares it with the passkey's).
+    if (challenge.purpose === 'login_discoverable' && !response.response.userHandle) return await fail('user_handle_missing', known);
     if (row.status !== 'active') return await fail('locked', known);
 
     const verdict = await checkAssertion(ctx, { response, expectedChallenge: clientData.challenge, passkey, ...(attempt.requestId ? { requestId: attempt.requestId } : {}) });
