@@ -9,11 +9,13 @@ export class OAuthError extends Error {
   readonly description: string | undefined;
   readonly detail: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
+  /** Members the error's registration adds to the JSON body (RFC 9470 §3 `acr_values`, `max_age`). */
+  readonly members: Readonly<Record<string, string | number>>;
 
   constructor(
     error: string,
     description?: string,
-    options: { status?: number; detail?: string; headers?: Record<string, string> } = {},
+    options: { status?: number; detail?: string; headers?: Record<string, string>; members?: Record<string, string | number> } = {},
   ) {
     super(description ? `${error}: ${description}` : error);
     this.name = 'OAuthError';
@@ -22,13 +24,13 @@ export class OAuthError extends Error {
     this.status = options.status ?? defaultStatus(error);
     this.detail = options.detail;
     this.headers = options.headers ?? {};
+    this.members = options.members ?? {};
   }
 
-  /** The JSON body of RFC 6749 §5.2; `error_description` only when there is one. */
-  toJSON(): { error: string; error_description?: string } {
-    return this.description === undefined
-      ? { error: this.error }
-      : { error: this.error, error_description: publicDescription(this.description) };
+  /** The JSON body of RFC 6749 §5.2; `error_description` only when there is one; then the error's own members. */
+  toJSON(): { error: string; error_description?: string; [member: string]: string | number | undefined } {
+    const body = this.description === undefined ? { error: this.error } : { error: this.error, error_description: publicDescription(this.description) };
+    return { ...this.members, ...body };
   }
 }
 

@@ -38,6 +38,10 @@ export const auditEventTypes = [
   'consent.granted',
   'consent.denied',
   'consent.revoked',
+  // Step-up authentication (src/authorization/step-up.ts): a signed-in person sent to sign in at a
+  // higher level, and the outcome (met, unmet, declined, abandoned) with the factor used.
+  'step_up.requested',
+  'step_up.completed',
   'refresh.rotated',
   'refresh.reused',
   // People (src/identity): password logins, lockouts, logout.

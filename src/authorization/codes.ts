@@ -33,6 +33,8 @@ export interface CodePayload {
   dpopJkt?: string;
   /** The mandate id the person asked to act under. */
   mandate?: string;
+  /** The step-up this code concluded (src/authorization/step-up.ts): its token.issued names it. */
+  stepUpId?: string;
 }
 
 export interface StoredCode {

@@ -1,3 +1,5 @@
+import type { Acr } from '../identity/acr.ts';
+
 /**
  * The contract between the authorization protocol (src/authorization, src/endpoints/authorize,
  * par, token grants) and the people side (src/identity, src/ui, src/endpoints/interaction).
@@ -40,7 +42,14 @@ export interface ConsentRequest {
 }
 
 export type NextStep =
-  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr' }
+  /**
+   * `acr`, when present: the level on the ladder (src/identity/acr.ts) the sign-in must reach —
+   * asked by the client (acr_values, an essential acr claim), the person's roles, or a step-up
+   * policy. The people side offers the factors that reach it; a sign-in below it is asked again
+   * (reason `acr`) when the level is a requirement. A person who cannot reach it ends the request
+   * with `declineAuthentication` (unmet_authentication_requirements).
+   */
+  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr'; acr?: Acr }
   | { step: 'consent'; consent: ConsentRequest }
   | { step: 'done' };
 

@@ -16,6 +16,7 @@ import {
   createInteractionFromRequestUri,
   evaluateInteraction,
   loadStoredInteraction,
+  recordStepUpIn,
   type StoredInteraction,
 } from './interactions.ts';
 import type { AuthorizationParameters } from './parameters.ts';
@@ -31,6 +32,8 @@ import {
 } from './request.ts';
 import { authorizationResponseLocation } from './response.ts';
 import { needs } from './steps.ts';
+import { authenticationDemands, requirementOf } from './requirements.ts';
+import { mergedStepUp, stepUpCompletedEvent, stepUpMet, stepUpOf, stepUpRequestedEvent, type StepUpRecord } from './step-up.ts';
 import { maybePruneAuthorizationState } from './pruning.ts';
 import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
 
@@ -94,8 +97,13 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
   const authentication = await session;
 
   const now = epochSeconds(ctx.clock);
-  const grant = authentication ? await findActiveGrant(ctx, authentication.userId, request.clientId) : undefined;
-  const need = needs({ request, authentication, freshLogin: false, grant, approvedHere: false, now });
+  const [grant, demanded] = await Promise.all([
+    authentication ? findActiveGrant(ctx, authentication.userId, request.clientId) : undefined,
+    authenticationDemands(ctx, request, authentication),
+  ]);
+  // OIDC Core §5.5.1.1: an essential acr no level of Clearance's meets is a failed authentication.
+  if (!demanded.ok) return respondError(ctx, request, unmetRequirements());
+  const need = needs({ request, authentication, freshLogin: false, required: requirementOf(demanded.demands), grant, approvedHere: false, now });
   if (request.prompt.includes('none')) {
     // OIDC Core §3.1.2.6: with prompt=none the OP MUST NOT display any UI; it returns an error instead.
     if (need.step === 'login') return respondError(ctx, request, new OAuthError('login_required', 'the person must log in'));
@@ -103,7 +111,17 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
     return respondCode(ctx, request, authentication!, grant!);
   }
   if (need.step === 'done') return respondCode(ctx, request, authentication!, grant!);
-  const interaction = created ?? (await createInteraction(ctx, request, input.browserId));
+  // A signed-in person sent to sign in at a higher level: the step-up is kept on the interaction
+  // and audited in the transaction that creates it (step-up.ts).
+  const stepUp = stepUpOf(need, request, authentication, demanded.demands, ctx.clock.now());
+  let interaction: StoredInteraction;
+  if (stepUp && !created) {
+    const flight = ctx.storage.flight();
+    interaction = await createInteraction(ctx, request, input.browserId, { stepUp, flight });
+    await ctx.audit.commit(flight, [stepUpRequestedEvent(stepUp, { clientId: request.clientId, userId: authentication!.userId, interactionId: interaction.id })]);
+  } else {
+    interaction = created ?? (await createInteraction(ctx, request, input.browserId));
+  }
   return { kind: 'interaction', interactionId: interaction.id, location: `${ctx.config.issuer}/interaction/${interaction.id}` };
 }
 
@@ -139,23 +157,59 @@ export async function resumeAuthorization(
     return page('invalid_request', 'the client or its redirect_uri is no longer registered');
   }
   const session = stored.authentication ? undefined : await input.session();
-  const { need, authentication, grant } = await evaluateInteraction(ctx, stored, session);
-  if (authentication && stored.consent?.decision === 'denied' && stored.consent.userId === authentication.userId) {
-    // RFC 6749 §4.1.2.1: the resource owner denied the request. Completing the interaction and
-    // consuming its pushed request are one transaction (one flight).
-    const flight = ctx.storage.flight();
-    completeInteractionIn(flight, ctx, id);
-    if (request.pushedRequestId !== undefined) consumePushedRequestIn(flight, ctx, request.pushedRequestId, { required: false });
-    try {
-      await flight.commit();
-    } catch (error) {
-      if (refusedFor(error, 'interaction_completed')) return alreadyCompleted();
-      throw error;
-    }
-    return respondError(ctx, { ...request, pushedRequestId: undefined }, new OAuthError('access_denied', 'the person denied the request'));
+  const { need, authentication, grant, demands, unmet } = await evaluateInteraction(ctx, stored, session);
+  const where = { clientId: request.clientId, userId: authentication?.userId, interactionId: id };
+  // OIDC Core §5.5.1.1: a requirement the person cannot reach (they said so: declineAuthentication)
+  // or no level meets is a failed authentication.
+  if (unmet || stored.stepUp?.declined) {
+    const events = stored.stepUp ? [stepUpCompletedEvent(stored.stepUp, 'declined', where)] : [];
+    return endInteraction(ctx, stored, events, unmetRequirements());
   }
-  if (need.step !== 'done') return { kind: 'interaction', interactionId: id, location: `${ctx.config.issuer}/interaction/${id}` };
-  return respondCode(ctx, request, authentication!, grant!, id);
+  if (authentication && stored.consent?.decision === 'denied' && stored.consent.userId === authentication.userId) {
+    // RFC 6749 §4.1.2.1: the resource owner denied the request.
+    const outcome = stored.stepUp && stepUpMet(stored.stepUp, authentication, ctx.clock.now()) ? 'met' : 'unmet';
+    const events = stored.stepUp ? [stepUpCompletedEvent(stored.stepUp, outcome, where, authentication)] : [];
+    return endInteraction(ctx, stored, events, new OAuthError('access_denied', 'the person denied the request'));
+  }
+  if (need.step !== 'done') {
+    const next = stepUpOf(need, request, authentication, demands, ctx.clock.now());
+    const stepUp = next && stored.stepUp ? mergedStepUp(stored.stepUp, next) : next;
+    if (stepUp && JSON.stringify(stepUp) !== JSON.stringify(stored.stepUp)) {
+      // A new step-up is audited as it is kept; a pending one asked again keeps its id, silently.
+      const flight = ctx.storage.flight();
+      recordStepUpIn(flight, ctx, id, stepUp);
+      try {
+        await ctx.audit.commit(flight, stored.stepUp ? [] : [stepUpRequestedEvent(stepUp, { ...where, userId: authentication!.userId })]);
+      } catch (error) {
+        if (refusedFor(error, 'interaction_not_pending')) return alreadyCompleted();
+        throw error;
+      }
+    }
+    return { kind: 'interaction', interactionId: id, location: `${ctx.config.issuer}/interaction/${id}` };
+  }
+  return respondCode(ctx, request, authentication!, grant!, id, stored.stepUp ?? undefined);
+}
+
+/**
+ * Ends an interaction with an error response: completing it, consuming its pushed request and
+ * `events` are one transaction (one flight).
+ */
+async function endInteraction(ctx: Context, stored: StoredInteraction, events: AuditEvent[], error: OAuthError): Promise<AuthorizeOutcome> {
+  const flight = ctx.storage.flight();
+  completeInteractionIn(flight, ctx, stored.id);
+  if (stored.request.pushedRequestId !== undefined) consumePushedRequestIn(flight, ctx, stored.request.pushedRequestId, { required: false });
+  try {
+    await ctx.audit.commit(flight, events);
+  } catch (failure) {
+    if (refusedFor(failure, 'interaction_completed')) return alreadyCompleted();
+    throw failure;
+  }
+  return respondError(ctx, { ...stored.request, pushedRequestId: undefined }, error);
+}
+
+/** OIDC Core §5.5.1.1; OpenID Connect Core Error Code unmet_authentication_requirements 1.0. */
+function unmetRequirements(): OAuthError {
+  return new OAuthError('unmet_authentication_requirements', 'the authentication level this request requires was not reached');
 }
 
 /**
@@ -209,7 +263,14 @@ async function readRequest(
  * response leaves (DESIGN §5). The conditions are the database's to check (storage/flight.ts):
  * when one fails, nothing of the transaction is written.
  */
-async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Authentication, grant: ConsentGrant, interactionId?: string): Promise<AuthorizeOutcome> {
+async function respondCode(
+  ctx: Context,
+  request: AuthorizationRequest,
+  auth: Authentication,
+  grant: ConsentGrant,
+  interactionId?: string,
+  stepUp?: StepUpRecord,
+): Promise<AuthorizeOutcome> {
   const binding: Parameters<typeof issueCode>[1] = {
     clientId: request.clientId,
     grantId: grant.id,
@@ -229,6 +290,8 @@ async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Au
       // RFC 9449 §10: the code is bound to the DPoP key of dpop_jkt or PAR's proof.
       ...(request.dpopJkt !== undefined ? { dpopJkt: request.dpopJkt } : {}),
       ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
+      // The step-up the code concludes: its token.issued names it.
+      ...(stepUp ? { stepUpId: stepUp.id } : {}),
     },
   };
   // One flight: of a double resume, or of two authorizations from one request_uri, one commits.
@@ -244,10 +307,12 @@ async function respondCode(ctx: Context, request: AuthorizationRequest, auth: Au
     issuer: ctx.config.issuer,
     ...(request.resource !== undefined ? { audience: request.resource } : {}),
     scopes: [...request.oidcScopes, ...request.scopes],
-    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime },
+    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime, ...(stepUp ? { step_up_id: stepUp.id } : {}) },
   };
+  const where = { clientId: request.clientId, userId: auth.userId, interactionId: interactionId ?? '' };
+  const concluded = stepUp ? [stepUpCompletedEvent(stepUp, stepUpMet(stepUp, auth, ctx.clock.now()) ? 'met' : 'unmet', where, auth)] : [];
   try {
-    await ctx.audit.commit(flight, [issued]);
+    await ctx.audit.commit(flight, [...concluded, issued]);
   } catch (error) {
     if (refusedFor(error, 'interaction_completed')) return alreadyCompleted();
     if (!refusedFor(error, 'request_uri_used')) throw error;

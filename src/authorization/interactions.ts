@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import { epochSeconds } from '../clock.ts';
@@ -23,6 +23,8 @@ import { handleDigest } from './digest.ts';
 import { isOwnRequestUri } from './pushed-requests.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
+import { authenticationDemands, requirementOf, type Demand } from './requirements.ts';
+import { factorFor, stepUpOf, type StepUpRecord } from './step-up.ts';
 
 /**
  * Interactions: authorization requests waiting for a person (src/authorization/contract.ts). The
@@ -56,6 +58,8 @@ export interface StoredInteraction extends Interaction {
    * the interaction (null: they have none); undefined when nobody logged in during it.
    */
   loginGrant?: ConsentGrant | null;
+  /** The step-up the request waits for (step-up.ts), until it concludes. */
+  stepUp: StepUpRecord | null;
 }
 
 /** The person's decision on the consent page, and who made it. */
@@ -69,29 +73,39 @@ export function browserDigest(browserId: string): string {
   return createHash('sha256').update(browserId, 'utf8').digest('base64url');
 }
 
-/** Creates an interaction for a validated request, bound to the browser that sent it. */
-export async function createInteraction(ctx: Pick<Context, 'storage' | 'clock'>, request: AuthorizationRequest, browserId: string): Promise<StoredInteraction> {
+/**
+ * Creates an interaction for a validated request, bound to the browser that sent it; with
+ * `stepUp`, waiting for that step-up. With `flight`, the insertion is added to it (the caller
+ * commits it, with the step-up's audit event).
+ */
+export async function createInteraction(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  request: AuthorizationRequest,
+  browserId: string,
+  options: { stepUp?: StepUpRecord; flight?: Flight } = {},
+): Promise<StoredInteraction> {
   // 128 random bits: the id is in URLs, so it must not be guessable (FAPI 2.0 SP §5.4.1-4).
   const id = randomBytes(16).toString('base64url');
   const now = ctx.clock.now();
   const expiresAtMs = now + interactionTtlSeconds * 1000;
   const browserHash = browserDigest(browserId);
-  await ctx.storage.db
-    .insertInto('interactions')
-    .values({
-      id,
-      client_id: request.clientId,
-      request: JSON.stringify(request),
-      browser_hash: browserHash,
-      authentication: null,
-      consent: null,
-      grant_id: null,
-      created_at: now,
-      expires_at: expiresAtMs,
-      completed_at: null,
-    })
-    .execute();
-  return { id, clientId: request.clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null };
+  const insert = ctx.storage.db.insertInto('interactions').values({
+    id,
+    client_id: request.clientId,
+    request: JSON.stringify(request),
+    browser_hash: browserHash,
+    authentication: null,
+    consent: null,
+    grant_id: null,
+    created_at: now,
+    expires_at: expiresAtMs,
+    completed_at: null,
+    step_up: options.stepUp ? JSON.stringify(options.stepUp) : null,
+  });
+  if (options.flight) void options.flight.run(insert);
+  else await insert.execute();
+  const stepUp = options.stepUp ?? null;
+  return { id, clientId: request.clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null, stepUp };
 }
 
 /**
@@ -148,7 +162,7 @@ export async function createInteractionFromRequestUri(
   if (!row) return undefined;
   const request = JSON.parse(row.request) as AuthorizationRequest;
   if (request.pushedRequestId === undefined) return undefined;
-  return { id, clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null };
+  return { id, clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null, stepUp: null };
 }
 
 /**
@@ -182,6 +196,7 @@ export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'cloc
     consent: row.consent ? (JSON.parse(row.consent) as ConsentDecision) : null,
     grantId: row.grant_id,
     completedAt: row.completed_at === null ? null : Number(row.completed_at),
+    stepUp: row.step_up ? (JSON.parse(row.step_up) as StepUpRecord) : null,
   };
 }
 
@@ -242,8 +257,56 @@ export async function loadInteraction(
  */
 export async function nextStep(ctx: Context, interaction: Interaction | string, session: Authentication | undefined): Promise<NextStep> {
   const stored = await pending(ctx, interaction);
-  const need = await evaluateInteraction(ctx, stored, session);
-  return toNextStep(ctx, need.need, stored.request);
+  const evaluated = await evaluateInteraction(ctx, stored, session);
+  // A request that cannot be met, or a step-up the person declined: the protocol side ends it at resume.
+  if (evaluated.unmet || stored.stepUp?.declined) return { step: 'done' };
+  return toNextStep(ctx, evaluated.need, stored.request);
+}
+
+/**
+ * Contract: the person cannot reach the level the sign-in asks (they have no factor that reaches
+ * it, and say so on the sign-in page). The request then ends with the error
+ * `unmet_authentication_requirements` at /authorize/resume (OIDC Core §5.5.1.1: an unmet
+ * essential acr is a failed authentication; OpenID Connect Core Error Code
+ * unmet_authentication_requirements 1.0), and the step-up is audited as `declined`. One
+ * conditional update: false when the interaction is unknown, expired or completed.
+ */
+export async function declineAuthentication(ctx: Context, interaction: Interaction | string, session: Authentication | undefined): Promise<boolean> {
+  const stored = await pending(ctx, interaction);
+  const { need, authentication, demands } = await evaluateInteraction(ctx, stored, session);
+  const record: StepUpRecord = stored.stepUp ??
+    stepUpOf(need, stored.request, authentication, demands, ctx.clock.now()) ?? {
+      id: randomUUID(),
+      triggers: [],
+      ...(need.step === 'login' && need.acr !== undefined ? { acr: need.acr } : {}),
+      factorOffered: factorFor(need.step === 'login' ? need.acr : undefined),
+      acrBefore: authentication?.acr ?? 'none',
+      requestedAt: ctx.clock.now(),
+    };
+  const updated = await ctx.storage.db
+    .updateTable('interactions')
+    .set({ step_up: JSON.stringify({ ...record, declined: true }) })
+    .where('id', '=', stored.id)
+    .where('completed_at', 'is', null)
+    .where('expires_at', '>', ctx.clock.now())
+    .executeTakeFirst();
+  return Number(updated.numUpdatedRows) === 1;
+}
+
+/**
+ * Keeps the step-up an interaction now waits for (in `flight`, with its audit event when it is
+ * new): conditional on the interaction being pending.
+ */
+export function recordStepUpIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, id: string, record: StepUpRecord): void {
+  void flight.run(
+    ctx.storage.db
+      .updateTable('interactions')
+      .set({ step_up: JSON.stringify(record) })
+      .where('id', '=', id)
+      .where('completed_at', 'is', null)
+      .where('expires_at', '>', ctx.clock.now()),
+    { rows: 1, otherwise: 'interaction_not_pending' },
+  );
 }
 
 /**
@@ -374,28 +437,33 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
  * the session's. Returns the need, the person, and their grant.
  */
 export async function evaluateInteraction(
-  ctx: Pick<Context, 'storage' | 'clock'>,
+  ctx: Context,
   stored: StoredInteraction,
   session: Authentication | undefined,
-): Promise<{ need: Need; authentication: Authentication | undefined; grant: ConsentGrant | undefined }> {
+): Promise<{ need: Need; authentication: Authentication | undefined; grant: ConsentGrant | undefined; demands: Demand[]; unmet: boolean }> {
   const authentication = stored.authentication ?? session;
   // The grant of a login during the interaction was read with it; a session's person's is read now.
-  const grant = !authentication
-    ? undefined
-    : stored.authentication && stored.loginGrant !== undefined
-      ? (stored.loginGrant ?? undefined)
-      : await findActiveGrant(ctx, authentication.userId, stored.clientId);
+  const [grant, demanded] = await Promise.all([
+    !authentication
+      ? undefined
+      : stored.authentication && stored.loginGrant !== undefined
+        ? (stored.loginGrant ?? undefined)
+        : findActiveGrant(ctx, authentication.userId, stored.clientId),
+    authenticationDemands(ctx, stored.request, authentication),
+  ]);
+  const demands = demanded.ok ? demanded.demands : [];
   const approvedHere =
     stored.consent?.decision === 'approved' && stored.consent.userId === authentication?.userId && grant !== undefined && grant.id === stored.grantId;
   const need = needs({
     request: stored.request,
     authentication,
     freshLogin: stored.authentication !== undefined,
+    required: requirementOf(demands),
     grant,
     approvedHere,
     now: epochSeconds(ctx.clock),
   });
-  return { need, authentication, grant };
+  return { need, authentication, grant, demands, unmet: !demanded.ok };
 }
 
 /**

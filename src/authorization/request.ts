@@ -5,6 +5,7 @@ import { jktPattern } from '../tokens/dpop.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { selectTarget } from '../tokens/audience.ts';
+import { readClaimsParameter, type AcrClaimRequest } from './acr-request.ts';
 import { parseAuthorizationDetails, type AuthorizationDetail } from './authorization-details.ts';
 import { AuthorizationParameters } from './parameters.ts';
 import { codeChallengeMethods, isValidS256Challenge } from './pkce.ts';
@@ -36,8 +37,10 @@ export interface AuthorizationRequest {
   prompt: Prompt[];
   /** OIDC Core §3.1.2.1 max_age, in seconds. */
   maxAge?: number;
-  /** OIDC Core §3.1.2.1 acr_values, in order of preference. */
+  /** OIDC Core §3.1.2.1 acr_values, in order of preference (voluntary: acr-request.ts). */
   acrValues: string[];
+  /** OIDC Core §5.5.1.1: the `claims` parameter's `id_token.acr` request, essential or voluntary (acr-request.ts). */
+  acrClaim?: AcrClaimRequest;
   /** RFC 9449 §10: the DPoP key thumbprint the code will be bound to (`dpop_jkt`, or PAR's proof). */
   dpopJkt?: string;
   /** The mandate the person acts under (docs/mandates.md): checked and named by the tokens at the token endpoint. */
@@ -233,6 +236,8 @@ async function validateRest(
   }
   const acrText = params.string('acr_values');
   const acrValues = acrText === undefined ? [] : acrText.split(' ').filter(Boolean).slice(0, 10);
+  // OIDC Core §5.5: the claims parameter; only its id_token.acr request is acted on.
+  const acrClaim = readClaimsParameter(params.one('claims'));
 
   // RFC 9449 §10: dpop_jkt binds the code to a DPoP key: a JWK SHA-256 thumbprint (RFC 7638).
   const dpopJkt = params.string('dpop_jkt');
@@ -251,6 +256,7 @@ async function validateRest(
     prompt: prompt as Prompt[],
     ...(maxAge !== undefined ? { maxAge } : {}),
     acrValues,
+    ...(acrClaim !== undefined ? { acrClaim } : {}),
     ...(dpopJkt !== undefined ? { dpopJkt } : {}),
     ...(mandate !== undefined ? { mandate } : {}),
   };

@@ -5,6 +5,8 @@ import { describeAuthorizationDetails } from './authorization-details.ts';
 import { grantCovers, mandateLine, type ConsentGrant } from './consent.ts';
 import type { Authentication, ConsentRequest, NextStep } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
+import { acrSatisfies, strongestAcr, type Acr } from '../identity/acr.ts';
+import { voluntaryAcr } from './acr-request.ts';
 import { describeOidcScope, describeScope } from './scopes.ts';
 
 /** What is known when deciding what an authorization request still needs. */
@@ -14,6 +16,12 @@ export interface StepInput {
   authentication: Authentication | undefined;
   /** True when `authentication` was recorded during this interaction (a login just happened). */
   freshLogin: boolean;
+  /**
+   * What the person's authentication must meet whatever happens (requirements.ts): an essential
+   * `acr` claim, their roles' minimum, a step-up policy. Never waived, not even after a login in
+   * this interaction.
+   */
+  required?: Requirement;
   /** The person's active grant to the client, if any. */
   grant: ConsentGrant | undefined;
   /** True when the person approved this request during this interaction (and that grant is `grant`). */
@@ -22,29 +30,46 @@ export interface StepInput {
   now: number;
 }
 
-export type Need = { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr' } | { step: 'consent' } | { step: 'done' };
+/** A level and a freshness the person's authentication must meet. */
+export interface Requirement {
+  acr?: Acr;
+  /** Seconds: the authentication must be at most this old. */
+  maxAge?: number;
+}
+
+export type LoginReason = 'no_session' | 'prompt_login' | 'max_age' | 'acr';
+export type Need = { step: 'login'; reason: LoginReason; acr?: Acr } | { step: 'consent' } | { step: 'done' };
 
 /**
- * The rules, in order (OIDC Core §3.1.2.1, §3.1.2.3, §3.1.2.4):
+ * The rules, in order (OIDC Core §3.1.2.1, §3.1.2.3, §3.1.2.4, §5.5.1.1):
  * 1. no person → login;
  * 2. unless the person logged in during this interaction: `prompt=login` → login; the session's
- *    auth_time older than `max_age` (or max_age=0) → login; `acr_values` not met by the session's
- *    acr → login (a step-up). After a login in this interaction, acr_values are voluntary (§3.1.2.1)
- *    and the ID token tells the client what was achieved;
- * 3. unless approved during this interaction: `prompt=consent`, or a grant that does not cover the
+ *    auth_time older than `max_age` (or max_age=0) → login; the session's acr below the level
+ *    `acr_values` asks (the weakest value Clearance knows: requirements.ts) → login (a step-up).
+ *    After a login in this interaction acr_values are voluntary (§3.1.2.1: "requested as a
+ *    Voluntary Claim"), and the ID token tells the client what was achieved;
+ * 3. whether or not the person just logged in: an authentication below the required level (`required`:
+ *    an essential acr claim, §5.5.1.1; the person's role minimum; a step-up policy) or older than
+ *    its max_age → login again at that level (reason `acr` or `max_age`);
+ * 4. unless approved during this interaction: `prompt=consent`, or a grant that does not cover the
  *    request (its scopes, authorization_details, or the mandate it names) → consent;
- * 4. done.
+ * 5. done.
+ * A login step names the level the sign-in must reach (`acr`) when one is asked, so the people
+ * side offers the factors that reach it.
  */
 export function needs(input: StepInput): Need {
-  const { request, authentication: auth } = input;
-  if (!auth) return { step: 'login', reason: 'no_session' };
+  const { request, authentication: auth, required = {} } = input;
+  const voluntary = voluntaryAcr(request);
+  const target = strongestAcr([voluntary, required.acr]);
+  const login = (reason: LoginReason): Need => (target !== undefined ? { step: 'login', reason, acr: target } : { step: 'login', reason });
+  if (!auth) return login('no_session');
   if (!input.freshLogin) {
-    if (request.prompt.includes('login')) return { step: 'login', reason: 'prompt_login' };
-    if (request.maxAge !== undefined && (request.maxAge === 0 || input.now - auth.authTime > request.maxAge)) {
-      return { step: 'login', reason: 'max_age' };
-    }
-    if (request.acrValues.length > 0 && !request.acrValues.includes(auth.acr)) return { step: 'login', reason: 'acr' };
+    if (request.prompt.includes('login')) return login('prompt_login');
+    if (request.maxAge !== undefined && (request.maxAge === 0 || input.now - auth.authTime > request.maxAge)) return login('max_age');
+    if (voluntary !== undefined && !acrSatisfies(auth.acr, voluntary)) return login('acr');
   }
+  if (required.acr !== undefined && !acrSatisfies(auth.acr, required.acr)) return { step: 'login', reason: 'acr', acr: required.acr };
+  if (required.maxAge !== undefined && input.now - auth.authTime > required.maxAge) return login('max_age');
   if (!input.approvedHere && (request.prompt.includes('consent') || !grantCovers(input.grant, request))) return { step: 'consent' };
   return { step: 'done' };
 }

@@ -69,6 +69,7 @@ export const authorizationCode = defineGrant({
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
       nonce: p.nonce,
       grantType: 'authorization_code',
+      ...(p.stepUpId !== undefined ? { stepUpId: p.stepUpId } : {}),
       requestId,
       // DESIGN §7: single use is one conditional update; losing the race is a reuse.
       write: (flight) => {

@@ -13,6 +13,7 @@ import { issueAccessToken } from '../tokens/issue.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
 import type { GrantResult, TokenResponse } from './grant.ts';
+import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
 
 /**
  * What a grant writes when it issues tokens, added to the flight of `issuePersonTokens`'
@@ -31,6 +32,8 @@ export type TokenRetry = (trx: Transaction<Database>) => Promise<{ events: Audit
 
 /**
  * Issues the tokens of a person's authorization (the code and refresh grants):
+ * 0. the person's role minimum (src/identity/role-requirements.ts): an authentication below it gets
+ *    `insufficient_user_authentication` with the acr_values to authorize again with (RFC 9470);
  * 1. a mandate the person asked to act under: theirs (or their firm's), in force, granting the
  *    scopes (src/mandates/issuance.ts) — not for the userinfo audience, which no mandate governs;
  * 2. the access token through the one issuance path (src/tokens/issue.ts: binding, FAPI, the
@@ -57,8 +60,20 @@ export async function issuePersonTokens(
     requestId: string;
     write: TokenWrite;
     retry?: TokenRetry;
+    /** The step-up the authorization concluded (a code's), named by the token's event. */
+    stepUpId?: string;
   },
 ): Promise<GrantResult | undefined> {
+  // The person's roles may ask more than the grant's authentication achieved (raised since, or a
+  // role given since): no tokens until they authenticate at that level (RFC 9470).
+  const minimum = await roleMinimumUnmet(ctx, basis.userId, basis.acr);
+  if (minimum !== undefined) {
+    throw await insufficientUserAuthentication(
+      ctx,
+      { triggers: ['role_minimum'], acr: minimum },
+      { subject: basis.userId, clientId: basis.clientId, requestId: options.requestId, grantType: options.grantType, acrBefore: basis.acr, grantId: basis.grantId },
+    );
+  }
   const userinfo = target.audience === userinfoAudience(ctx.config.issuer);
   const mandate =
     basis.mandate !== undefined && !userinfo
@@ -98,7 +113,13 @@ export async function issuePersonTokens(
   const events = (writeEvents: AuditEvent[], refresh: IssuedRefreshToken | undefined): AuditEvent[] => {
     const issued: AuditEvent = {
       ...access.event,
-      details: { ...access.event.details, grant_id: basis.grantId, oidc: idToken !== undefined, ...(refresh ? { refresh_id: refresh.id } : {}) },
+      details: {
+        ...access.event.details,
+        grant_id: basis.grantId,
+        oidc: idToken !== undefined,
+        ...(refresh ? { refresh_id: refresh.id } : {}),
+        ...(options.stepUpId !== undefined ? { step_up_id: options.stepUpId } : {}),
+      },
     };
     return [...writeEvents, ...access.decisions, issued];
   };

@@ -268,9 +268,9 @@ describe('the authorization endpoint', () => {
     test('asks for a step-up login when the session does not meet acr_values', async (t) => {
       const f = await codeFlowFixture(t);
       const { person } = await f.authorizeAndApprove({});
-      const result = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:2fa' }), { cookie: person.cookie });
-      assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr' });
-      const met = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:2fa urn:clearance:acr:pwd' }), { cookie: person.cookie });
+      const result = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:mfa' }), { cookie: person.cookie });
+      assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: 'urn:clearance:acr:mfa' });
+      const met = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:mfa urn:clearance:acr:pwd' }), { cookie: person.cookie });
       assert.ok(met.location?.searchParams.get('code'));
     });
 

@@ -15,6 +15,7 @@ import type { Flight } from '../../storage/flight.ts';
 import { FormParameters } from '../../parameters.ts';
 import { sendErrorPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { acrLadder } from '../../identity/acr.ts';
 
 /**
  * The authorization endpoint (RFC 6749 §3.1, §4.1; OIDC Core §3.1.2). The protocol is in
@@ -64,7 +65,10 @@ export const authorization: Endpoint = {
     id_token_signing_alg_values_supported: [...signingAlgs],
     scopes_supported: [...oidcScopes],
     claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'acr', 'amr', 'name', 'email', 'preferred_username'],
-    claims_parameter_supported: false,
+    // OIDC Core §5.5: the claims parameter is read for its id_token acr request (essential or not).
+    claims_parameter_supported: true,
+    // OIDC Discovery §3: the levels Clearance asserts, weakest first (src/identity/acr.ts).
+    acr_values_supported: [...acrLadder],
     request_parameter_supported: true,
     // Only PAR request_uris (RFC 9126); Clearance never fetches a request_uri from the web.
     request_uri_parameter_supported: false,

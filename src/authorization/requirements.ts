@@ -1,0 +1,53 @@
+import type { Context } from '../context.ts';
+import { strongestAcr, type Acr } from '../identity/acr.ts';
+import { roleMinimumFor, roleMinimums } from '../identity/role-requirements.ts';
+import { findUser } from '../identity/users.ts';
+import { essentialAcr } from './acr-request.ts';
+import type { Authentication } from './contract.ts';
+import type { AuthorizationRequest } from './request.ts';
+import type { Requirement } from './steps.ts';
+
+/**
+ * What a person's authentication must meet before a code is issued for a request, whoever asks
+ * it — the hard requirements of steps.ts (`acr_values` are voluntary and are steps.ts's own):
+ * - `essential_acr`: the request's essential `acr` claim (OIDC Core §5.5.1.1, acr-request.ts);
+ * - `role_minimum`: the strongest minimum of the person's roles (src/identity/role-requirements.ts);
+ * - `policy`: a step-up policy that forbids the request below a level (src/policy/step-up.ts).
+ * Each is a Demand, so the step-up it causes can be audited with its trigger.
+ */
+export interface Demand {
+  trigger: 'essential_acr' | 'role_minimum' | 'policy';
+  acr?: Acr;
+  /** Seconds: the authentication must be at most this old (a step-up policy's `@step_up_max_age`). */
+  maxAge?: number;
+  /** For `policy`: the forbids that asked it, and their policy set version. */
+  policies?: string[];
+  policyVersion?: string;
+}
+
+/** The one requirement of several demands: the strongest level, the shortest max age. */
+export function requirementOf(demands: readonly Demand[]): Requirement {
+  const acr = strongestAcr(demands.map((d) => d.acr));
+  const ages = demands.flatMap((d) => (d.maxAge !== undefined ? [d.maxAge] : []));
+  return { ...(acr !== undefined ? { acr } : {}), ...(ages.length > 0 ? { maxAge: Math.min(...ages) } : {}) };
+}
+
+export type Demands = { ok: true; demands: Demand[] } | { ok: false; unreachable: 'essential_acr' };
+
+/**
+ * The demands on `auth` (the person signed in, or about to be: undefined) for `request`. Reads the
+ * person's roles only when some role has a minimum (the minimums are cached).
+ */
+export async function authenticationDemands(ctx: Context, request: AuthorizationRequest, auth: Authentication | undefined): Promise<Demands> {
+  const demands: Demand[] = [];
+  const essential = essentialAcr(request);
+  // OIDC Core §5.5.1.1: an essential acr Clearance never asserts cannot be met.
+  if (essential === 'unreachable') return { ok: false, unreachable: 'essential_acr' };
+  if (essential !== undefined) demands.push({ trigger: 'essential_acr', acr: essential });
+  if (auth && (await roleMinimums(ctx)).size > 0) {
+    const user = await findUser(ctx, auth.userId);
+    const minimum = user ? await roleMinimumFor(ctx, user.roles) : undefined;
+    if (minimum !== undefined) demands.push({ trigger: 'role_minimum', acr: minimum });
+  }
+  return { ok: true, demands };
+}
