@@ -24,7 +24,7 @@ import { isOwnRequestUri } from './pushed-requests.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
 import { authenticationDemands, requirementOf, type Demand } from './requirements.ts';
-import { factorFor, stepUpOf, type StepUpRecord } from './step-up.ts';
+import { factorFor, stepUpCompletedEvent, stepUpOf, type StepUpRecord } from './step-up.ts';
 
 /**
  * Interactions: authorization requests waiting for a person (src/authorization/contract.ts). The
@@ -489,10 +489,29 @@ function completion(ctx: Pick<Context, 'clock'>, id: string, db: Kysely<Database
   return db.updateTable('interactions').set({ completed_at: ctx.clock.now() }).where('id', '=', id).where('completed_at', 'is', null);
 }
 
-/** Deletes interactions that expired before `now` (ms). */
-export async function pruneInteractions(ctx: Pick<Context, 'storage'>, now: number): Promise<number> {
+/**
+ * Deletes interactions that expired before `now` (ms). One that was waiting for a step-up is
+ * deleted in a transaction with the step-up's `step_up.completed` event, outcome `abandoned`
+ * (step-up.ts): whichever process deletes it records it, once.
+ */
+export async function pruneInteractions(ctx: Pick<Context, 'storage' | 'audit'>, now: number): Promise<number> {
+  const abandoned = await ctx.audit.recordWith(async (trx) => {
+    const rows = await trx
+      .deleteFrom('interactions')
+      .where('expires_at', '<', now)
+      .where('step_up', 'is not', null)
+      .where('completed_at', 'is', null)
+      .returning(['id', 'client_id', 'authentication', 'step_up'])
+      .execute();
+    const events = rows.map((row) => {
+      const login = row.authentication ? (JSON.parse(row.authentication) as Authentication) : undefined;
+      const record = JSON.parse(row.step_up!) as StepUpRecord;
+      return stepUpCompletedEvent(record, 'abandoned', { clientId: row.client_id, userId: login?.userId, interactionId: row.id });
+    });
+    return { value: rows.length, events };
+  });
   const result = await ctx.storage.db.deleteFrom('interactions').where('expires_at', '<', now).executeTakeFirst();
-  return Number(result.numDeletedRows);
+  return abandoned + Number(result.numDeletedRows);
 }
 
 /** The record of a pending interaction: the one read with `interaction` in this request, else read now. */

@@ -3,6 +3,7 @@ import { pruneRefreshTokens } from '../tokens/refresh-tokens.ts';
 import { pruneCodes } from './codes.ts';
 import { pruneInteractions } from './interactions.ts';
 import { prunePushedRequests } from './pushed-requests.ts';
+import { pruneFirstUses } from '../policy/first-use.ts';
 
 /** How often a process prunes expired authorization state. */
 const pruneEveryMs = 10 * 60_000;
@@ -11,11 +12,12 @@ const lastPrune = new WeakMap<object, number>();
 const running = new WeakMap<object, Promise<unknown>>();
 
 /**
- * Deletes expired pushed requests, interactions, codes (a day after expiry: a redeemed code is kept
- * that long to recognise its reuse) and refresh tokens. At most once per 10 minutes per process and
+ * Deletes expired pushed requests, interactions (auditing the step-ups they waited for as
+ * abandoned), codes (a day after expiry: a redeemed code is kept that long to recognise its reuse),
+ * refresh tokens, and first uses past their retention. At most once per 10 minutes per process and
  * database, off the request's path; a failure waits for the next interval.
  */
-export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock'>): void {
+export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>): void {
   const now = ctx.clock.now();
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
   if (running.has(ctx.storage) || (now - last < pruneEveryMs && now >= last)) return;
@@ -25,6 +27,8 @@ export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clo
     await pruneInteractions(ctx, now);
     await pruneCodes(ctx, now);
     await pruneRefreshTokens(ctx, now);
+    // The first-use history behind step-up policies, past its retention (src/policy/first-use.ts).
+    await pruneFirstUses(ctx, now);
   })()
     .catch(() => undefined)
     .finally(() => running.delete(ctx.storage));

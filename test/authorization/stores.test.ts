@@ -6,7 +6,9 @@ import { consumePushedRequest, storePushedRequest } from '../../src/authorizatio
 import type { AuthorizationRequest } from '../../src/authorization/request.ts';
 import type { Context } from '../../src/context.ts';
 import { issueRefreshToken, refreshTokenById, retryRefreshToken, rotateRefreshToken } from '../../src/tokens/refresh-tokens.ts';
-import { createInteraction } from '../../src/authorization/interactions.ts';
+import { createInteraction, pruneInteractions } from '../../src/authorization/interactions.ts';
+import type { StepUpRecord } from '../../src/authorization/step-up.ts';
+import { acr } from '../../src/identity/acr.ts';
 import { authorizationPruningSettled, maybePruneAuthorizationState } from '../../src/authorization/pruning.ts';
 import { testContext, testDialects } from '../helpers/storage.ts';
 
@@ -152,6 +154,21 @@ for (const dialect of testDialects()) {
       maybePruneAuthorizationState(ctx);
       await authorizationPruningSettled(ctx);
       assert.deepEqual(await count(), [1, 1, 1, 1], 'the expired ones went, the new ones stayed');
+    });
+
+    test('an interaction that expires waiting for a step-up is audited as abandoned when pruned, once', async (t) => {
+      const { ctx, clock } = await testContext({ t, dialect });
+      const stepUp: StepUpRecord = { id: 'su-1', triggers: ['role_minimum'], acr: acr.multiFactor, factorOffered: 'password+totp', acrBefore: acr.password, requestedAt: clock.now() };
+      await createInteraction(ctx, request, 'browser', { stepUp });
+      await createInteraction(ctx, request, 'browser');
+      clock.advance(2 * 24 * 3600_000);
+      assert.equal(await pruneInteractions(ctx, clock.now()), 2);
+      assert.equal(await pruneInteractions(ctx, clock.now()), 0);
+      const events = (await ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'step_up.completed').execute()).map((r) => JSON.parse(r.event));
+      assert.equal(events.length, 1);
+      assert.equal(events[0].details.outcome, 'abandoned');
+      assert.equal(events[0].details.step_up_id, 'su-1');
+      assert.deepEqual(events[0].details.trigger, ['role_minimum']);
     });
   });
 }

@@ -166,7 +166,7 @@ describe('the claims parameter’s essential acr (OIDC Core §5.5.1.1)', () => {
   test('is honoured through PAR and in a signed request object', async (t) => {
     const f = await codeFlowFixture(t);
     const person = await approvedPerson(f, 'alice');
-    const pushed = await f.par('web-app', { ...f.request('web-app'), claims: essential(acr.multiFactor) } as Record<string, string>);
+    const pushed = await f.par('web-app', f.request('web-app', { claims: essential(acr.multiFactor) }));
     assert.equal(pushed.statusCode, 201, pushed.body);
     const viaPar = await f.authorize({ client_id: 'web-app', request_uri: (pushed.json() as { request_uri: string }).request_uri }, { cookie: person.cookie });
     assert.deepEqual(await nextStep(f.ctx, interactionId(viaPar.location), person.authentication), { step: 'login', reason: 'acr', acr: acr.multiFactor });
@@ -181,7 +181,7 @@ describe('the claims parameter’s essential acr (OIDC Core §5.5.1.1)', () => {
     for (const claims of ['{', '[]', '"acr"', '{"id_token":[]}', '{"id_token":{"acr":true}}', '{"id_token":{"acr":{"essential":"yes"}}}', '{"id_token":{"acr":{"values":"x"}}}', '{"id_token":{"acr":{"value":"a","values":["b"]}}}']) {
       assertErrorRedirect(f, (await f.authorize(f.request('web-app', { claims }))).response, 'invalid_request');
     }
-    const pushed = await f.par('par-app', { ...f.request('par-app'), claims: '{"id_token":5}' } as Record<string, string>);
+    const pushed = await f.par('web-app', f.request('web-app', { claims: '{"id_token":5}' }));
     assertOAuthError(pushed, 400, 'invalid_request');
   });
 
