@@ -1,7 +1,7 @@
 /**
  * policy-decisions: the policy decision point's engine on the example policies (examples/policies,
- * 20 policies) deciding the requests of their test cases in turn, each with its entities and
- * context as the server builds them. Measures the Cedar evaluation with the fail-closed checks
+ * 25 policies, step-up.cedar among them since issue 14) deciding the requests of their test cases
+ * in turn, each with its entities and context as the server builds them. Measures the Cedar evaluation with the fail-closed checks
  * (src/policy/engine.ts evaluate), in one thread; no database, no audit write (decide() adds one
  * group-committed audit event per decision). Two runs of `seconds` each:
  * - the test cases as they are, so the same request comes again (as a PEP asking about the same

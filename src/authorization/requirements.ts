@@ -6,6 +6,7 @@ import { essentialAcr } from './acr-request.ts';
 import type { Authentication } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import type { Requirement } from './steps.ts';
+import { issuanceStepUp } from '../policy/issuance.ts';
 
 /**
  * What a person's authentication must meet before a code is issued for a request, whoever asks
@@ -44,10 +45,37 @@ export async function authenticationDemands(ctx: Context, request: Authorization
   // OIDC Core §5.5.1.1: an essential acr Clearance never asserts cannot be met.
   if (essential === 'unreachable') return { ok: false, unreachable: 'essential_acr' };
   if (essential !== undefined) demands.push({ trigger: 'essential_acr', acr: essential });
-  if (auth && (await roleMinimums(ctx)).size > 0) {
-    const user = await findUser(ctx, auth.userId);
-    const minimum = user ? await roleMinimumFor(ctx, user.roles) : undefined;
-    if (minimum !== undefined) demands.push({ trigger: 'role_minimum', acr: minimum });
-  }
+  if (!auth) return { ok: true, demands };
+  const [minimum, policy] = await Promise.all([personMinimum(ctx, auth.userId), policyStepUp(ctx, request, auth)]);
+  if (minimum !== undefined) demands.push({ trigger: 'role_minimum', acr: minimum });
+  if (policy) demands.push({ trigger: 'policy', acr: policy.acr, ...(policy.maxAge !== undefined ? { maxAge: policy.maxAge } : {}), policies: policy.policies, policyVersion: policy.policyVersion });
   return { ok: true, demands };
+}
+
+async function personMinimum(ctx: Context, userId: string): Promise<Acr | undefined> {
+  if ((await roleMinimums(ctx)).size === 0) return undefined;
+  const user = await findUser(ctx, userId);
+  return user ? roleMinimumFor(ctx, user.roles) : undefined;
+}
+
+/**
+ * The step-up the token endpoint's decisions would ask of this person's authentication for the
+ * request's business token (src/policy/issuance.ts `issuanceStepUp`): asked now, so the person signs
+ * in at that level while at the browser rather than the client getting
+ * insufficient_user_authentication for the code. Evaluated only when the active policy set has
+ * step-up policies; the request's mandate is not resolved here (the token endpoint decides with it).
+ */
+async function policyStepUp(ctx: Context, request: AuthorizationRequest, auth: Authentication) {
+  if (request.resource === undefined) return undefined;
+  return issuanceStepUp(ctx, {
+    subject: { type: 'User', id: auth.userId },
+    clientId: request.clientId,
+    audience: request.resource,
+    scopes: request.scopes,
+    authorizationDetails: request.authorizationDetails,
+    acr: auth.acr,
+    authTime: auth.authTime,
+    requestId: 'authorize',
+    grantType: 'authorization_code',
+  });
 }

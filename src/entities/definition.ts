@@ -17,6 +17,8 @@ export interface Desk {
   name?: string;
   /** Instrument classes the desk trades (declared under `instrument_classes`). */
   product_classes: string[];
+  /** IANA time zone of the desk (`Europe/London`): policies read the local time there (`context.local_time`). */
+  time_zone?: string;
 }
 
 export interface Account {
@@ -78,7 +80,7 @@ export const instrumentClassPattern = /^[a-z][a-z0-9_:-]{0,63}$/;
 const micPattern = /^[A-Z0-9]{4}$/;
 
 const legalEntityFields = ['lei', 'name', 'jurisdiction', 'home_region', 'data_regions', 'roles', 'desks', 'accounts'] as const;
-const deskFields = ['id', 'name', 'product_classes'] as const;
+const deskFields = ['id', 'name', 'product_classes', 'time_zone'] as const;
 const accountFields = ['id', 'name', 'desk', 'region'] as const;
 
 function optionalName(v: Validator, path: string, value: unknown): string | undefined {
@@ -130,8 +132,10 @@ function readDesk(v: Validator, path: string, input: unknown): Desk | undefined 
     (p, c) => v.string(p, c, { pattern: instrumentClassPattern, patternMessage: 'must be a lowercase instrument class such as fx or rates_derivatives' }),
     { unique: true },
   );
+  const timeZone = o.time_zone === undefined ? undefined : v.string(join(path, 'time_zone'), o.time_zone, { maxLength: 64 });
+  if (timeZone !== undefined && !isTimeZone(timeZone)) v.fail(join(path, 'time_zone'), 'must be an IANA time zone such as Europe/London or America/New_York');
   if (v.problems.length !== before) return undefined;
-  return { id: id!, ...(name !== undefined ? { name } : {}), product_classes: productClasses! };
+  return { id: id!, ...(name !== undefined ? { name } : {}), product_classes: productClasses!, ...(timeZone !== undefined ? { time_zone: timeZone } : {}) };
 }
 
 function readAccount(v: Validator, path: string, input: unknown): Account | undefined {
@@ -204,4 +208,15 @@ export function readInstrumentClass(v: Validator, path: string, input: unknown):
   const complex = o.complex === undefined ? false : v.boolean(join(path, 'complex'), o.complex);
   if (v.problems.length !== before) return undefined;
   return { id: id!, ...(name !== undefined ? { name } : {}), complex: complex! };
+}
+
+/** Whether `zone` is an IANA time zone this runtime knows (its ICU data). */
+export function isTimeZone(zone: string): boolean {
+  if (!/^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+){0,2}$/.test(zone)) return false;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }

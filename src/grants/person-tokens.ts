@@ -14,6 +14,8 @@ import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-to
 import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
 import type { GrantResult, TokenResponse } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
+import { recordUses } from '../policy/first-use.ts';
+import { usesOf } from '../policy/issuance.ts';
 
 /**
  * What a grant writes when it issues tokens, added to the flight of `issuePersonTokens`'
@@ -41,7 +43,8 @@ export type TokenRetry = (trx: Transaction<Database>) => Promise<{ events: Audit
  * 3. an ID token when `openid` was granted (OIDC Core §3.1.3.3; §12.2: a refreshed one has no nonce);
  * 4. ONE transaction runs the grant's `write` (the code's redemption, the refresh token's
  *    rotation), inserts a new refresh token family on code redemption for a client registered for
- *    refresh_token, and records the grant's events and `token.issued` with its decisions — so
+ *    refresh_token, adds the token's instrument classes and accounts to the person's first-use
+ *    history (src/policy/first-use.ts), and records the grant's events and `token.issued` with its decisions — so
  *    everything that justifies the response is durable before it leaves, and nothing is written
  *    when the write lost (then: undefined, and the signed tokens are dropped unseen). The
  *    transaction is one flight (one round trip, storage/flight.ts): the write's condition is the
@@ -126,7 +129,11 @@ export async function issuePersonTokens(
   let written: { refresh: IssuedRefreshToken | undefined } | undefined;
   const flight = ctx.storage.flight();
   const write = options.write(flight);
+  // The instrument classes and accounts this token lets the person use join their first-use
+  // history (src/policy/first-use.ts), in the transaction that issues it.
+  const uses = usesOf(target.authorizationDetails);
   if (write) {
+    void recordUses(flight, ctx, basis.userId, uses);
     const refresh = newFamily ? await issueRefreshToken(ctx, family(), flight) : write.refresh;
     try {
       await ctx.audit.commit(flight, events(write.events, refresh));
@@ -140,6 +147,7 @@ export async function issuePersonTokens(
     written = await ctx.audit.recordWith(async (trx) => {
       const again = await retry(trx);
       if (!again) return { value: undefined, events: [] };
+      await recordUses(trx, ctx, basis.userId, uses);
       const refresh = newFamily ? await issueRefreshToken(ctx, family(), trx) : again.refresh;
       return { value: { refresh }, events: events(again.events, refresh) };
     });

@@ -117,6 +117,9 @@ export const tokenExchange = defineGrant({
         act,
         // A person's consent grant travels down the chain: revoking it ends every hop's token.
         ...(subject.grantId !== undefined ? { grant_id: subject.grantId } : {}),
+        // So does how they authenticated (RFC 9068 §2.2.1): step-up policies decide on it at
+        // every hop, and a refusal asks the person for more (insufficient_user_authentication).
+        ...(subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),
         ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
       },
       event: { type: 'token.exchanged', details: exchangedDetails(subject, actor, subjectTokenType, act) },

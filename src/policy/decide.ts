@@ -3,7 +3,8 @@ import { AuditGuardError, maxEventBytes } from '../audit/guard.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
-import { evaluate, type CedarRequest } from './engine.ts';
+import { evaluate, type CedarRequest, type CompiledPolicySet } from './engine.ts';
+import { stepUpOf, type StepUp } from './step-up.ts';
 import { resolveRequest, uidText, type DecisionRequest, type Resolution } from './request.ts';
 
 /** A decision of the policy decision point. */
@@ -15,6 +16,11 @@ export interface Decision {
   policyVersion: string;
   /** Why the request could not be evaluated cleanly; any error means deny. */
   errors: string[];
+  /**
+   * On a deny that a stronger or fresher authentication of the person would lift (step-up.ts):
+   * the level (and max age) to ask for, and the step-up forbids that fired. Still a deny.
+   */
+  stepUp?: StepUp;
 }
 
 /** Who asked, for the audit event. */
@@ -65,12 +71,14 @@ export async function evaluateDecision(
   if (!active.set) {
     decision = { allow: false, reasons: [], policyVersion: active.version ?? 'none', errors: [active.error] };
   } else {
-    const resolved = await resolveOnce(ctx, request, resolutions);
+    const resolved = await resolveOnce(ctx, request, resolutions, active.set);
     if (!resolved.ok) {
       decision = { allow: false, reasons: [], policyVersion: active.set.version, errors: [resolved.error] };
     } else {
       evaluated = resolved.request;
-      decision = { ...evaluate(active.set, resolved.request), policyVersion: active.set.version };
+      const evaluation = evaluate(active.set, resolved.request);
+      const stepUp = stepUpOf(active.set, resolved.request, evaluation, evaluate);
+      decision = { ...evaluation, policyVersion: active.set.version, ...(stepUp ? { stepUp } : {}) };
     }
   }
   return guarded(decisionEvent(request, meta, decision, evaluated), decision, meta);
@@ -83,11 +91,11 @@ export async function evaluateDecision(
  */
 export type Resolutions = Map<string, Promise<Resolution>>;
 
-async function resolveOnce(ctx: DecisionContextDeps, request: DecisionRequest, resolutions: Resolutions | undefined): Promise<Resolution> {
-  if (!resolutions) return resolveRequest(ctx, request, epochSeconds(ctx.clock));
+async function resolveOnce(ctx: DecisionContextDeps, request: DecisionRequest, resolutions: Resolutions | undefined, set: CompiledPolicySet): Promise<Resolution> {
+  if (!resolutions) return resolveRequest(ctx, request, epochSeconds(ctx.clock), set);
   const key = JSON.stringify([request.principal, request.resource, request.context ?? {}]);
   let resolution = resolutions.get(key);
-  if (!resolution) resolutions.set(key, (resolution = resolveRequest(ctx, request, epochSeconds(ctx.clock))));
+  if (!resolution) resolutions.set(key, (resolution = resolveRequest(ctx, request, epochSeconds(ctx.clock), set)));
   const resolved = await resolution;
   return resolved.ok ? { ok: true, request: { ...resolved.request, action: request.action } } : resolved;
 }
@@ -110,6 +118,8 @@ function decisionEvent(request: DecisionRequest, meta: DecisionMeta, decision: D
       resource: uidText(evaluated?.resource ?? request.resource),
       ...(meta.via ? { via: meta.via } : {}),
       ...(decision.errors.length ? { errors: decision.errors } : {}),
+      // A deny a stronger authentication would lift: the level it asks (docs/policy.md).
+      ...(decision.stepUp ? { step_up: stepUpDetails(decision.stepUp) } : {}),
       // The request exactly as evaluated (entities and context), for replay by `policy simulate`.
       ...(evaluated ? { request: evaluated } : {}),
     },
@@ -124,7 +134,8 @@ function guarded(event: AuditEvent, decision: Decision, meta: DecisionMeta): { d
     if (!(error instanceof AuditGuardError)) throw error;
     // The caller sent something the audit log never records (a token-shaped value) or too much of
     // it: record the decision without the request, and deny, since it cannot be evidenced in full.
-    const denied: Decision = { ...decision, allow: false, errors: [...decision.errors, 'the request could not be recorded in the audit log in full'] };
+    const { stepUp: _, ...rest } = decision;
+    const denied: Decision = { ...rest, allow: false, errors: [...decision.errors, 'the request could not be recorded in the audit log in full'] };
     return {
       decision: denied,
       event: {
@@ -157,4 +168,9 @@ function auditReasons(decision: Decision): string[] {
   if (decision.errors.length) return [...decision.reasons, 'error'];
   if (decision.reasons.length) return decision.reasons;
   return decision.allow ? [] : ['no policy permits'];
+}
+
+/** A step-up as audit events and the AuthZEN answer name it (RFC 9470's parameter names). */
+export function stepUpDetails(stepUp: StepUp): { acr_values: string; max_age?: number; policies: string[] } {
+  return { acr_values: stepUp.acr, ...(stepUp.maxAge !== undefined ? { max_age: stepUp.maxAge } : {}), policies: stepUp.policies };
 }

@@ -13,6 +13,7 @@ import {
 import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
 import { planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
+import { readStepUpAnnotations, type PolicyStepUp } from './step-up.ts';
 
 /**
  * Cedar evaluation, without a database: compiling a policy set (parse, require ids, validate
@@ -94,6 +95,10 @@ export interface CompiledPolicySet {
   readonly preparsedId: string;
   /** Each policy with what it reads, for slicing requests (slicing.ts). */
   readonly policies: readonly PolicyFacts[];
+  /** The step-up forbids (`@step_up`), by id (step-up.ts). */
+  readonly stepUps: ReadonlyMap<string, PolicyStepUp>;
+  /** The context attributes some policy reads; `all` when one reads the context whole. */
+  readonly contextReads: ReadonlySet<string> | 'all';
 }
 
 /** `@id("...")`: every policy names itself, so reasons and audit events are readable and stable. */
@@ -213,6 +218,8 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
         continue;
       }
       const id = parsed.json.annotations?.id;
+      const stepUpProblem = readStepUpAnnotations(parsed.json).problem;
+      if (stepUpProblem !== undefined) problems.push(problemAt(chunk, { message: stepUpProblem, help: null, code: null, url: null, severity: null }, id ?? undefined));
       if (id === undefined) {
         problems.push(problemAt(chunk, { message: 'has no @id("...") annotation; every policy needs a unique id', help: null, code: null, url: null, severity: null }));
       } else if (!policyIdPattern.test(id)) {
@@ -255,7 +262,13 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
     return { problems: preparsed.errors.map((e) => ({ source: sources.map((s) => s.name).join(', '), message: e.message })) };
   }
   const policies = [...byId].map(([id, chunk]) => policyFacts(id, chunk.text, jsonById.get(id)!));
-  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies };
+  const stepUps = new Map<string, PolicyStepUp>();
+  for (const [id, json] of jsonById) {
+    const { stepUp } = readStepUpAnnotations(json);
+    if (stepUp) stepUps.set(id, stepUp);
+  }
+  const contextReads = policies.some((p) => p.reads.contextWhole) ? 'all' : new Set(policies.flatMap((p) => [...p.reads.context]));
+  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies, stepUps, contextReads };
   compiledByDigest.set(preparsedId, set);
   return { set, problems: [] };
 }
@@ -459,4 +472,9 @@ function conforms(entity: CedarEntity): boolean {
   if (conforming.size >= conformingLimit) conforming.clear();
   conforming.add(json);
   return true;
+}
+
+/** Whether some policy of `set` reads context attribute `name` (so Clearance computes it). */
+export function readsContext(set: CompiledPolicySet, name: string): boolean {
+  return set.contextReads === 'all' || set.contextReads.has(name);
 }

@@ -1,5 +1,7 @@
 import type { Context } from '../context.ts';
-import { rowsOf, type Flight } from '../storage/flight.ts';
+import type { Kysely, Transaction } from 'kysely';
+import { Flight, rowsOf } from '../storage/flight.ts';
+import type { Database } from '../storage/schema.ts';
 
 /**
  * The "first use" history behind the step-up policies' `new_instrument_class` and
@@ -42,24 +44,50 @@ const retentionMs = firstUseRetentionDays * 24 * 3600 * 1000;
 const key = (use: Use) => `${use.kind}\n${use.value}`;
 
 /**
+ * Uses found known, remembered a while per database: a known use stays known (only pruning, after
+ * the retention, forgets it), so a trader's familiar classes are not read again for every order.
+ * What is new is always read: it becomes known when a token is issued, on any node.
+ */
+const remembered = new WeakMap<object, Map<string, number>>();
+const rememberMs = 10 * 60_000;
+const rememberLimit = 10_000;
+
+/**
  * Which of `uses` the person has made within the retention (the rest are new to them). One
- * statement; with `flight`, sent with the flight's other statements.
+ * statement for those not remembered as known; with `flight`, sent with the flight's other statements.
  */
 export async function knownUses(ctx: Pick<Context, 'storage' | 'clock'>, userId: string, uses: readonly Use[], flight?: Flight): Promise<Set<string>> {
-  if (uses.length === 0) return new Set();
-  const since = ctx.clock.now() - retentionMs;
+  const now = ctx.clock.now();
+  let memory = remembered.get(ctx.storage);
+  if (!memory) remembered.set(ctx.storage, (memory = new Map()));
+  const known = new Set<string>();
+  const ask: Use[] = [];
+  for (const use of uses) {
+    const until = memory.get(`${userId}\n${key(use)}`);
+    if (until !== undefined && until > now) known.add(key(use));
+    else ask.push(use);
+  }
+  if (ask.length === 0) return known;
+  const since = now - retentionMs;
   const rows = await rowsOf(
     ctx.storage.db
       .selectFrom('first_uses')
       .select(['kind', 'value'])
       .where('user_id', '=', userId)
-      .where('value', 'in', [...new Set(uses.map((u) => u.value))])
+      .where('value', 'in', [...new Set(ask.map((u) => u.value))])
       // A row past its retention that was not pruned yet counts as forgotten all the same.
       .where('last_used_at', '>=', since),
     flight,
   );
-  const wanted = new Set(uses.map(key));
-  return new Set(rows.map((r) => key(r as Use)).filter((k) => wanted.has(k)));
+  const wanted = new Set(ask.map(key));
+  for (const row of rows) {
+    const k = key(row as Use);
+    if (!wanted.has(k)) continue;
+    known.add(k);
+    if (memory.size >= rememberLimit) memory.clear();
+    memory.set(`${userId}\n${k}`, now + rememberMs);
+  }
+  return known;
 }
 
 /** Whether `use` is among `known` (as knownUses returned them). */
@@ -68,19 +96,20 @@ export function isKnown(known: ReadonlySet<string>, use: Use): boolean {
 }
 
 /**
- * Records the person's uses in the issuance's flight: a new row, or the last use moved to now.
- * Added to `flight` (it commits with the token's audit event).
+ * Records the person's uses with an issuance: a new row, or the last use moved to now. Added to
+ * `db` — the issuance's flight (it commits with the token's audit event) or its transaction.
  */
-export function recordUsesIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, userId: string, uses: readonly Use[]): void {
+export async function recordUses(db: Flight | Transaction<Database>, ctx: Pick<Context, 'storage' | 'clock'>, userId: string, uses: readonly Use[]): Promise<void> {
   const unique = [...new Map(uses.map((u) => [key(u), u])).values()];
   if (unique.length === 0) return;
   const now = ctx.clock.now();
-  void flight.run(
-    ctx.storage.db
+  const upsert = (on: Kysely<Database>) =>
+    on
       .insertInto('first_uses')
       .values(unique.map((u) => ({ user_id: userId, kind: u.kind, value: u.value, first_used_at: now, last_used_at: now })))
-      .onConflict((oc) => oc.columns(['user_id', 'kind', 'value']).doUpdateSet({ last_used_at: now })),
-  );
+      .onConflict((oc) => oc.columns(['user_id', 'kind', 'value']).doUpdateSet({ last_used_at: now }));
+  if (db instanceof Flight) void db.run(upsert(ctx.storage.db));
+  else await upsert(db).execute();
 }
 
 /** Deletes the uses last made before the retention (ms `now`); returns how many. */

@@ -10,6 +10,11 @@ import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { evaluateDecision, type Decision, type DecisionMeta, type Resolutions } from './decide.ts';
 import type { DecisionContext, DecisionRequest, MandateContext } from './request.ts';
 import { checkResidency } from './residency.ts';
+import { readsContext, type CompiledPolicySet } from './engine.ts';
+import { isKnown, knownUses, type Use } from './first-use.ts';
+import type { StepUp } from './step-up.ts';
+import { strongestAcr } from '../identity/acr.ts';
+import { insufficientUserAuthentication } from '../grants/step-up.ts';
 
 /** What a grant is about to issue, as the decision point sees it. */
 export interface Issuance {
@@ -28,6 +33,8 @@ export interface Issuance {
   authorizationDetails: readonly AuthorizationDetail[];
   /** The person's authentication context class, for step-up policies. */
   acr?: string;
+  /** When the person authenticated (epoch seconds), for step-up policies' auth_age. */
+  authTime?: number;
   /** The mandate version the token is issued under. */
   mandate?: MandateVersion;
   requestId: string;
@@ -82,30 +89,129 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promi
   const active = await ctx.policies.active();
   if (!active.set && active.version === null) return [baselineAllow(issuance, meta)];
 
-  const context = decisionContext(server, issuance);
-  const events: AuditEvent[] = [];
+  const decided = await decideIssuance(ctx, server, issuance, meta);
   let refused: OAuthError | undefined;
+  for (const { decision, what } of decided) {
+    if (decision.allow) continue;
+    refused ??=
+      what.kind === 'scope'
+        ? new OAuthError('invalid_scope', `${what.scope} is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') })
+        : new OAuthError('invalid_authorization_details', `authorization_details[${what.index}] (${what.action} on ${what.resource}) is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });
+  }
+  const events = decided.map((d) => d.event);
+  if (refused) {
+    // Every decision is evidence, the allows of a refused request too.
+    await Promise.all(events.map((e) => ctx.audit.record(e)));
+    // Refused only by step-up policies: the person authenticating again would lift it (RFC 9470).
+    const stepUp = combinedStepUp(decided.map((d) => d.decision));
+    if (stepUp && issuance.subject.type === 'User') {
+      throw await insufficientUserAuthentication(
+        ctx,
+        { triggers: ['policy'], acr: stepUp.acr, ...(stepUp.maxAge !== undefined ? { maxAge: stepUp.maxAge } : {}), policies: stepUp.policies, policyVersion: stepUp.policyVersion },
+        { subject: issuance.subject.id, clientId: issuance.clientId, requestId: issuance.requestId, grantType: issuance.grantType, ...(issuance.acr !== undefined ? { acrBefore: issuance.acr } : {}) },
+      );
+    }
+    throw refused;
+  }
+  return events;
+}
+
+/** One decision of an issuance, and what it was about. */
+interface IssuanceDecision {
+  decision: Decision;
+  event: AuditEvent;
+  what: { kind: 'scope'; scope: string } | { kind: 'detail'; index: number; action: string; resource: string };
+}
+
+/** Every decision an issuance needs (each scope, each entry's actions), evaluated, none recorded. */
+async function decideIssuance(ctx: Context, server: ResourceServer, issuance: Issuance, meta: DecisionMeta): Promise<IssuanceDecision[]> {
+  const active = await ctx.policies.active();
+  const context = decisionContext(server, issuance);
+  const decided: IssuanceDecision[] = [];
   // The subject and resource are resolved once, for every scope and entry.
   const resolutions: Resolutions = new Map();
   for (const scope of issuance.scopes) {
     const { decision, event } = await evaluateDecision(ctx, { principal: issuance.subject, action: scope, resource: { type: 'ResourceServer', id: server.identifier }, context }, meta, resolutions);
-    events.push(event);
-    if (!decision.allow) refused ??= new OAuthError('invalid_scope', `${scope} is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });
+    decided.push({ decision, event, what: { kind: 'scope', scope } });
   }
   const entries = issuance.authorizationDetails.flatMap((detail, index) => detailRequests(issuance.subject, detail, context).map((request) => ({ index, request })));
+  // Whether each entry's class or account is new for the person: one read for them all (first-use.ts).
+  if (issuance.subject.type === 'User' && active.set && entries.length > 0) await markFirstUses(ctx, active.set, issuance.subject.id, entries.map((e) => e.request));
   for (const { index, request } of entries) {
     const { decision, event } = await evaluateDecision(ctx, request, meta, resolutions);
-    events.push(event);
-    if (!decision.allow) {
-      refused ??= new OAuthError('invalid_authorization_details', `authorization_details[${index}] (${request.action} on ${request.resource.id}) is refused by policy: ${why(decision)}`, { detail: decision.errors.join('; ') });
+    decided.push({ decision, event, what: { kind: 'detail', index, action: request.action, resource: request.resource.id } });
+  }
+  return decided;
+}
+
+/** A step-up and the version of the set that asked it. */
+export type IssuanceStepUp = StepUp & { policyVersion: string };
+
+/**
+ * The step-up that all the denials of some decisions ask together — the strongest level, the
+ * shortest max age — or undefined when any denial is a plain one (or nothing was denied).
+ */
+function combinedStepUp(decisions: readonly Decision[]): IssuanceStepUp | undefined {
+  const denied = decisions.filter((d) => !d.allow);
+  if (denied.length === 0 || denied.some((d) => !d.stepUp)) return undefined;
+  const asks = denied.map((d) => d.stepUp!);
+  const ages = asks.flatMap((a) => (a.maxAge !== undefined ? [a.maxAge] : []));
+  return {
+    acr: strongestAcr(asks.map((a) => a.acr))!,
+    ...(ages.length > 0 ? { maxAge: Math.min(...ages) } : {}),
+    policies: [...new Set(asks.flatMap((a) => a.policies))],
+    policyVersion: denied[0]!.policyVersion,
+  };
+}
+
+/**
+ * At the authorization endpoint, before a code is issued: the step-up the token endpoint would
+ * ask for this issuance (src/authorization/requirements.ts), so the person signs in at that level
+ * while they are at the browser. Nothing is recorded (the decisions are the token endpoint's to
+ * make and record). Undefined: none, or no active set has step-up policies (then nothing is
+ * evaluated), or some denial is a plain one (the token endpoint refuses it anyway).
+ */
+export async function issuanceStepUp(ctx: Context, issuance: Issuance): Promise<IssuanceStepUp | undefined> {
+  if (isClearanceOwn(ctx, issuance.audience)) return undefined;
+  const active = await ctx.policies.active();
+  if (!active.set || active.set.stepUps.size === 0) return undefined;
+  const server = await ctx.resourceServers.get(issuance.audience);
+  if (!server) return undefined;
+  const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType };
+  const decided = await decideIssuance(ctx, server, issuance, meta);
+  return combinedStepUp(decided.map((d) => d.decision));
+}
+
+/** Sets each request's `new_instrument_class` / `new_settlement_account`, when the set reads them. */
+async function markFirstUses(ctx: Context, set: CompiledPolicySet, userId: string, requests: DecisionRequest[]): Promise<void> {
+  const use = (request: DecisionRequest): Use | undefined => {
+    if (request.resource.type === 'Instrument' && request.resource.instrument_class !== undefined && readsContext(set, 'new_instrument_class')) {
+      return { kind: 'instrument_class', value: request.resource.instrument_class };
     }
+    if (request.resource.type === 'Account' && readsContext(set, 'new_settlement_account')) return { kind: 'settlement_account', value: request.resource.id };
+    return undefined;
+  };
+  const uses = requests.flatMap((r) => use(r) ?? []);
+  if (uses.length === 0) return;
+  const known = await knownUses(ctx, userId, uses);
+  for (const request of requests) {
+    const u = use(request);
+    if (!u) continue;
+    request.context = { ...request.context, [u.kind === 'instrument_class' ? 'new_instrument_class' : 'new_settlement_account']: !isKnown(known, u) };
   }
-  if (refused) {
-    // Every decision is evidence, the allows of a refused request too.
-    await Promise.all(events.map((e) => ctx.audit.record(e)));
-    throw refused;
-  }
-  return events;
+}
+
+/**
+ * The uses a token for a person records in the first-use history (first-use.ts): the instrument
+ * class of each `order` entry, the account of each `settlement_instruction` entry.
+ */
+export function usesOf(details: readonly AuthorizationDetail[]): Use[] {
+  return details.flatMap((detail): Use[] => {
+    const instrument = detail.instrument as { class?: unknown } | undefined;
+    if (detail.type === 'order' && typeof instrument?.class === 'string') return [{ kind: 'instrument_class', value: instrument.class }];
+    if (detail.type === 'settlement_instruction' && typeof detail.account === 'string') return [{ kind: 'settlement_account', value: detail.account }];
+    return [];
+  });
 }
 
 /** The determining constraint, as the error names it: the policy ids, never their text. */
@@ -136,6 +242,7 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
   return {
     ...(server.region !== undefined ? { region: server.region } : {}),
     ...(issuance.acr !== undefined ? { acr: issuance.acr } : {}),
+    ...(issuance.authTime !== undefined ? { auth_time: issuance.authTime } : {}),
     ...(issuance.mandate ? { mandate: mandateContext(issuance.mandate) } : {}),
   };
 }

@@ -5,6 +5,11 @@ import { permittedRegions } from './residency.ts';
 import { findUser } from '../identity/users.ts';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
 import type { PrincipalType, ResourceType } from './schema.ts';
+import { readsContext, type CompiledPolicySet } from './engine.ts';
+import { withDerivedAuthentication } from './step-up.ts';
+import { isKnown, knownUses, type Use } from './first-use.ts';
+import { deskClock } from './desk-time.ts';
+import type { User } from '../identity/users.ts';
 
 /** The mandate a request is made under, with its constraints (the Mandate type of the schema). */
 export interface MandateContext {
@@ -22,6 +27,11 @@ export interface MandateContext {
 export interface DecisionContext {
   region?: string;
   acr?: string;
+  /** When the person authenticated (epoch seconds): Clearance derives `auth_age` from it. */
+  auth_time?: number;
+  /** Set by Clearance only (first-use.ts), at issuance in one read for every entry. */
+  new_instrument_class?: boolean;
+  new_settlement_account?: boolean;
   kyc_status?: string;
   suitability?: string[];
   risk?: number;
@@ -32,7 +42,14 @@ export interface DecisionContext {
   mandate?: MandateContext;
 }
 
-export const decisionContextFields = ['region', 'acr', 'kyc_status', 'suitability', 'risk', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
+export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'risk', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
+
+/**
+ * Context attributes only Clearance sets: derived from the authentication (`acr_levels`,
+ * `auth_age`), the desk's clock (`local_time`, `local_weekday`) and the first-use history
+ * (`new_instrument_class`, `new_settlement_account`). A caller never sends them.
+ */
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -51,7 +68,7 @@ export interface DecisionRequest {
 
 export type Resolution = { ok: true; request: CedarRequest } | { ok: false; error: string };
 
-type Stores = Pick<Context, 'storage' | 'clients' | 'resourceServers' | 'entities'>;
+type Stores = Pick<Context, 'storage' | 'clients' | 'resourceServers' | 'entities' | 'clock'>;
 
 const ref = (type: string, id: string): CedarValueJson => ({ __entity: { type, id } });
 
@@ -67,11 +84,16 @@ export function uidText(uid: EntityUid): string {
  * over what the caller sent). A principal or resource Clearance does not know is not resolved
  * (the decision is a deny).
  */
-export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowSeconds: number): Promise<Resolution> {
+export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowSeconds: number, set?: CompiledPolicySet): Promise<Resolution> {
   const snapshot = await ctx.entities.snapshot();
   const entities = new Map<string, CedarEntity>();
   const add = (entity: CedarEntity) => entities.set(uidText(entity.uid), entity);
-  const context: Record<string, CedarValueJson> = { ...(request.context as Record<string, CedarValueJson> | undefined), time: nowSeconds };
+  const given = { ...(request.context as Record<string, CedarValueJson> | undefined) };
+  // What only Clearance sets is never taken from the caller.
+  for (const field of derivedContextFields) delete given[field];
+  if (request.context?.new_instrument_class !== undefined) given.new_instrument_class = request.context.new_instrument_class;
+  if (request.context?.new_settlement_account !== undefined) given.new_settlement_account = request.context.new_settlement_account;
+  const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
 
   let principal: EntityUid;
   if (request.principal.type === 'User') {
@@ -104,6 +126,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
     });
     context.kyc_status = kyc;
     context.suitability = suitability;
+    if (set) await addPersonContext(ctx, set, context, user, snapshot, request.resource);
   } else {
     const client = await ctx.clients.get(request.principal.id);
     if (!client) return { ok: false, error: `no client ${request.principal.id}` };
@@ -157,6 +180,41 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   return { ok: true, request: { principal, action: request.action, resource, context, entities: [...entities.values()] } };
 }
 
+/**
+ * A person's context that Clearance computes when the set reads it: the local time at the desk
+ * the request is about (desk-time.ts), and whether the instrument class or settlement account is
+ * new for them (first-use.ts: one read, unless the caller — issuance — already knew).
+ */
+async function addPersonContext(
+  ctx: Stores,
+  set: CompiledPolicySet,
+  context: Record<string, CedarValueJson>,
+  user: User,
+  snapshot: EntitySnapshot,
+  resource: DecisionRequest['resource'],
+): Promise<void> {
+  if (readsContext(set, 'local_time') || readsContext(set, 'local_weekday')) {
+    const instrumentClass = resource.type === 'Instrument' ? (resource.instrument_class ?? (context.instrument_class as string | undefined)) : undefined;
+    const accountDesk = resource.type === 'Account' ? snapshot.accounts.get(resource.id)?.account.desk : undefined;
+    const clock = deskClock(snapshot, user.desks, { instrumentClass, accountDesk }, nowMs(context));
+    if (clock) {
+      context.local_time = clock.minutes;
+      context.local_weekday = clock.weekday;
+    }
+  }
+  const uses: Use[] = [];
+  const instrumentClass = resource.type === 'Instrument' ? (resource.instrument_class ?? (context.instrument_class as string | undefined)) : undefined;
+  if (instrumentClass !== undefined && context.new_instrument_class === undefined && readsContext(set, 'new_instrument_class')) uses.push({ kind: 'instrument_class', value: instrumentClass });
+  if (resource.type === 'Account' && context.new_settlement_account === undefined && readsContext(set, 'new_settlement_account')) uses.push({ kind: 'settlement_account', value: resource.id });
+  if (uses.length === 0) return;
+  const known = await knownUses(ctx, user.id, uses);
+  for (const use of uses) context[use.kind === 'instrument_class' ? 'new_instrument_class' : 'new_settlement_account'] = !isKnown(known, use);
+}
+
+function nowMs(context: Record<string, CedarValueJson>): number {
+  return (typeof context.time === 'number' ? context.time : 0) * 1000;
+}
+
 function addLegalEntity(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, lei: string): void {
   const entity = snapshot.legalEntities.get(lei);
   if (!entity) return;
@@ -174,7 +232,12 @@ function addDesk(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, id: st
   addLegalEntity(add, snapshot, known.lei);
   add({
     uid: { type: 'Desk', id },
-    attrs: { legal_entity: ref('LegalEntity', known.lei), jurisdiction: entity.jurisdiction, product_classes: known.desk.product_classes },
+    attrs: {
+      legal_entity: ref('LegalEntity', known.lei),
+      jurisdiction: entity.jurisdiction,
+      product_classes: known.desk.product_classes,
+      ...(known.desk.time_zone !== undefined ? { time_zone: known.desk.time_zone } : {}),
+    },
     parents: [{ type: 'LegalEntity', id: known.lei }],
   });
 }

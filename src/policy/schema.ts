@@ -20,7 +20,7 @@ export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as cons
 export type ResourceType = (typeof resourceTypes)[number];
 
 /** Bumped when the schema changes in a way that can invalidate stored policy sets. */
-export const schemaVersion = 'clearance-policy-schema-2';
+export const schemaVersion = 'clearance-policy-schema-3';
 
 const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
 
@@ -37,6 +37,7 @@ entity Desk in [LegalEntity] = {
   legal_entity: LegalEntity,
   jurisdiction: String,          // the legal entity's
   product_classes: Set<String>,  // instrument classes the desk trades
+  time_zone?: String,            // IANA time zone, e.g. Europe/London
 };
 
 // A person; a member of each of their desks.
@@ -99,7 +100,14 @@ type Mandate = {
 type RequestContext = {
   time: Long,                    // when the decision is made, set by Clearance
   region?: String,               // where the request is served / the data would go
-  acr?: String,                  // authentication context class of the person
+  acr?: String,                  // authentication context class of the person (src/identity/acr.ts)
+  acr_levels?: Set<String>,      // set by Clearance from acr: every level of the ladder acr meets
+  auth_time?: Long,              // when the person authenticated (epoch seconds)
+  auth_age?: Long,               // set by Clearance: time - auth_time, in seconds
+  local_time?: Long,             // set by Clearance: minutes after midnight in the desk's time zone
+  local_weekday?: Long,          // set by Clearance: 1 (Monday) to 7 (Sunday) in the desk's time zone
+  new_instrument_class?: Bool,   // set by Clearance: the person was never issued a token to trade this class
+  new_settlement_account?: Bool, // set by Clearance: the person was never issued a token to use this account
   kyc_status?: String,           // the principal's (a person's own, from their record), or the end client's
   suitability?: Set<String>,
   risk?: Long,                   // 0 (none) to 100

@@ -5,6 +5,8 @@ import { parseDocument } from '../apply/parse.ts';
 import { formatProblem, join, Validator } from '../validation.ts';
 import { compilePolicySet, evaluate, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type EntityUid, type PolicySource } from './engine.ts';
 import { uidText } from './request.ts';
+import { stepUpOf, withDerivedAuthentication } from './step-up.ts';
+import { acrLadder } from '../identity/acr.ts';
 
 /**
  * Policy tests without a database (`clearance policy test DIR`): the `*.cedar` files of DIR are
@@ -25,6 +27,15 @@ import { uidText } from './request.ts';
  *       context: { notional: 1000000 }
  *       expect: allow
  *       reasons: [fx-desk-trades-fx]     # optional: exactly these determining policies
+ *     - name: a large order needs a passkey
+ *       ...
+ *       context: { notional: 20000000, acr: urn:clearance:acr:mfa }
+ *       expect: deny
+ *       step_up: urn:clearance:acr:phr  # optional: the deny is a step-up to this level (step-up.ts); none: a plain deny
+ *
+ * The context is completed as the server completes it: `acr_levels` from `acr`, `auth_age` from
+ * `auth_time` (never from the case). What Clearance computes from its records — `local_time`,
+ * `local_weekday`, `new_instrument_class`, `new_settlement_account` — a case states itself.
  */
 
 /** Reads the policy files of a directory (or one file), in name order. */
@@ -45,6 +56,8 @@ export interface TestCase {
   request: CedarRequest;
   expect: 'allow' | 'deny';
   reasons?: string[];
+  /** The level the deny must ask to step up to; `none`: a plain deny. */
+  stepUp?: string;
 }
 
 export interface CaseResult {
@@ -52,6 +65,8 @@ export interface CaseResult {
   allow: boolean;
   reasons: string[];
   errors: string[];
+  /** The level a deny asks to step up to (step-up.ts), if it is a step-up. */
+  stepUp?: string;
   passed: boolean;
 }
 
@@ -150,7 +165,7 @@ export function loadTestCases(dir: string, nowSeconds: number): { cases: TestCas
       const o = v.object(path, item);
       if (!o) return undefined;
       const before = v.problems.length;
-      v.knownKeys(path, o, ['name', 'principal', 'action', 'resource', 'context', 'entities', 'expect', 'reasons']);
+      v.knownKeys(path, o, ['name', 'principal', 'action', 'resource', 'context', 'entities', 'expect', 'reasons', 'step_up']);
       const name = v.string(join(path, 'name'), o.name);
       const principal = readUid(v, join(path, 'principal'), o.principal);
       const action = v.string(join(path, 'action'), o.action);
@@ -159,10 +174,12 @@ export function loadTestCases(dir: string, nowSeconds: number): { cases: TestCas
       const extra = o.entities === undefined ? [] : v.array(join(path, 'entities'), o.entities, (p, x) => readEntity(v, p, x));
       const expect = v.string(join(path, 'expect'), o.expect, { oneOf: ['allow', 'deny'] }) as 'allow' | 'deny' | undefined;
       const reasons = o.reasons === undefined ? undefined : v.array(join(path, 'reasons'), o.reasons, (p, x) => v.string(p, x));
+      const stepUp = o.step_up === undefined ? undefined : v.string(join(path, 'step_up'), o.step_up, { oneOf: [...acrLadder, 'none'] });
+      if (stepUp !== undefined && expect === 'allow') v.fail(join(path, 'step_up'), 'a step-up is a deny: expect deny');
       if (v.problems.length !== before) return undefined;
       const caseEntities = new Map(entities);
       for (const entity of extra!) caseEntities.set(uidText(entity.uid), entity);
-      const merged = withEntityRefs({ time: nowSeconds, ...defaults, ...context }) as Record<string, CedarValueJson>;
+      const merged = withDerivedAuthentication(withEntityRefs({ time: nowSeconds, ...defaults, ...context }) as Record<string, CedarValueJson>);
       cases.push({
         file,
         path,
@@ -170,6 +187,7 @@ export function loadTestCases(dir: string, nowSeconds: number): { cases: TestCas
         request: { principal: principal!, action: action!, resource: resource!, context: merged, entities: slice(caseEntities, [principal!, resource!]) },
         expect: expect!,
         ...(reasons !== undefined ? { reasons } : {}),
+        ...(stepUp !== undefined ? { stepUp } : {}),
       });
       return true;
     });
@@ -209,10 +227,13 @@ function slice(entities: ReadonlyMap<string, CedarEntity>, roots: EntityUid[]): 
 /** Runs every case against a compiled set. A case passes when the decision (and the reasons, if given) match. */
 export function runTestCases(set: CompiledPolicySet, cases: TestCase[]): CaseResult[] {
   return cases.map((testCase) => {
-    const { allow, reasons, errors } = evaluate(set, testCase.request);
+    const evaluation = evaluate(set, testCase.request);
+    const { allow, reasons, errors } = evaluation;
+    const stepUp = stepUpOf(set, testCase.request, evaluation, evaluate)?.acr;
     const decisionOk = (testCase.expect === 'allow') === allow;
     const reasonsOk = testCase.reasons === undefined || [...testCase.reasons].sort().join('\n') === [...reasons].sort().join('\n');
-    return { testCase, allow, reasons, errors, passed: decisionOk && reasonsOk };
+    const stepUpOk = testCase.stepUp === undefined || testCase.stepUp === (stepUp ?? 'none');
+    return { testCase, allow, reasons, errors, ...(stepUp !== undefined ? { stepUp } : {}), passed: decisionOk && reasonsOk && stepUpOk };
   });
 }
 
@@ -228,8 +249,8 @@ export function testPolicyDirectory(dir: string, nowSeconds: number): { ok: bool
   const results = runTestCases(compiled.set, cases);
   const failed = results.filter((r) => !r.passed);
   const lines = failed.map((r) => {
-    const got = `${r.allow ? 'allow' : 'deny'}${r.reasons.length ? ` by ${r.reasons.join(', ')}` : ''}${r.errors.length ? ` (errors: ${r.errors.join('; ')})` : ''}`;
-    const wanted = `${r.testCase.expect}${r.testCase.reasons ? ` by ${r.testCase.reasons.join(', ') || 'no policy'}` : ''}`;
+    const got = `${r.allow ? 'allow' : 'deny'}${r.reasons.length ? ` by ${r.reasons.join(', ')}` : ''}${r.stepUp ? ` (step up to ${r.stepUp})` : ''}${r.errors.length ? ` (errors: ${r.errors.join('; ')})` : ''}`;
+    const wanted = `${r.testCase.expect}${r.testCase.reasons ? ` by ${r.testCase.reasons.join(', ') || 'no policy'}` : ''}${r.testCase.stepUp ? ` (step up to ${r.testCase.stepUp})` : ''}`;
     return `FAIL ${r.testCase.file} ${r.testCase.path} "${r.testCase.name}": expected ${wanted}, got ${got}`;
   });
   lines.push(`${results.length} cases: ${results.length - failed.length} passed, ${failed.length} failed (${compiled.set.policyIds.length} policies in ${sources.length} files)`);

@@ -102,6 +102,7 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     scopes: request.scopes,
     authorizationDetails: request.authorizationDetails,
     ...(request.claims?.acr !== undefined ? { acr: request.claims.acr } : {}),
+    ...(request.claims?.auth_time !== undefined ? { authTime: request.claims.auth_time } : {}),
     ...(request.mandate ? { mandate: request.mandate } : {}),
     requestId: request.requestId,
     ...(request.txn !== undefined ? { txn: request.txn } : {}),

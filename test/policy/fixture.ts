@@ -12,9 +12,15 @@ import { testContext, type TestContextOptions, type TestServerContext } from '..
 export const examplePoliciesDir = fileURLToPath(new URL('../../examples/policies', import.meta.url));
 export const exampleEntitiesFile = fileURLToPath(new URL('../../examples/entities.yaml', import.meta.url));
 
-/** The example policy files as one policy set text. */
-export function examplePolicyText(): string {
+/**
+ * The example policy files as one policy set text — without step-up.cedar unless `stepUp`: the
+ * tests and benchmarks of the decision point's mechanics decide people's orders as before (a
+ * large notional or a first order in a class would otherwise ask them to step up, and the
+ * first-use history would be read for every order); the step-up tests ask for them.
+ */
+export function examplePolicyText(options: { stepUp?: boolean } = {}): string {
   return readPolicySources(examplePoliciesDir)
+    .filter((s) => options.stepUp || !s.name.endsWith('step-up.cedar'))
     .map((s) => s.text)
     .join('\n');
 }

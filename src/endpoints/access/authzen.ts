@@ -1,4 +1,4 @@
-import type { Decision } from '../../policy/decide.ts';
+import { stepUpDetails, type Decision } from '../../policy/decide.ts';
 import type { DecisionContext, DecisionRequest, MandateContext } from '../../policy/request.ts';
 import { join, Validator, type Problem } from '../../validation.ts';
 
@@ -123,11 +123,24 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
       case 'notional':
         context.notional = readLong(v, at, item, 0);
         break;
+      case 'auth_time':
+        // The person's authentication, as their access token says (the guard sends it): Clearance
+        // derives auth_age from it.
+        context.auth_time = readLong(v, at, item, 0);
+        break;
       case 'mandate':
         context.mandate = readMandate(v, at, item);
         break;
       case 'time':
         v.fail(at, "is Clearance's own clock; do not send it");
+        break;
+      case 'acr_levels':
+      case 'auth_age':
+      case 'local_time':
+      case 'local_weekday':
+      case 'new_instrument_class':
+      case 'new_settlement_account':
+        v.fail(at, 'is computed by Clearance; do not send it');
         break;
       default:
         v.fail(at, 'is not an attribute of the policy context (see docs/policy.md)');
@@ -205,7 +218,12 @@ export function readEvaluationsRequest(body: unknown): { requests?: DecisionRequ
   return v.ok ? { requests, single: false, semantic: chosen, problems: [] } : { semantic, problems: v.problems };
 }
 
-/** §6.2 / §7.2: `{ decision, context }`; the context carries the reasons and the policy version. */
+/**
+ * §6.2 / §7.2: `{ decision, context }`; the context carries the reasons and the policy version. A
+ * deny that a stronger authentication of the person would lift also carries `step_up` —
+ * `{ acr_values, max_age?, policies }` — which the guard turns into the RFC 9470 challenge
+ * (docs/guard.md). The decision stays false: a step-up is a deny.
+ */
 export function evaluationResponse(decision: Decision): { decision: boolean; context: Record<string, unknown> } {
   const by = decision.reasons.length ? decision.reasons.join(', ') : decision.allow ? '' : 'no policy permits';
   const admin = decision.errors.length
@@ -217,7 +235,8 @@ export function evaluationResponse(decision: Decision): { decision: boolean; con
       policy_version: decision.policyVersion,
       reasons: decision.reasons,
       reason_admin: { en: `${admin} (policy set ${decision.policyVersion})` },
-      ...(decision.allow ? {} : { reason_user: { en: 'not permitted by policy' } }),
+      ...(decision.allow ? {} : { reason_user: { en: decision.stepUp ? 'a stronger or more recent sign-in is needed' : 'not permitted by policy' } }),
+      ...(decision.stepUp ? { step_up: stepUpDetails(decision.stepUp) } : {}),
     },
   };
 }

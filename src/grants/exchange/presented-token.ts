@@ -41,6 +41,11 @@ export interface PresentedToken {
   cnf?: Confirmation;
   /** A partner token's profile and mapped attributes. */
   partner?: VerifiedPartnerToken;
+  /**
+   * A person's authentication as our token carries it (RFC 9068 §2.2.1 acr, amr, auth_time):
+   * carried down the exchange, so each hop's policies and guard see how the person signed in.
+   */
+  authentication?: { acr: string; amr: string[]; authTime: number };
 }
 
 export type Presented = { ok: true; token: PresentedToken } | { ok: false; reason: string };
@@ -108,6 +113,9 @@ function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): Presen
     ...(isObject((claims as unknown as Record<string, unknown>).may_act) ? { mayAct: (claims as unknown as Record<string, unknown>).may_act as Record<string, unknown> } : {}),
     ...(claims.txn ? { txn: claims.txn } : {}),
     ...(claims.mandate ? { mandate: claims.mandate } : {}),
+    ...(typeof claims.acr === 'string' && typeof claims.auth_time === 'number' && Array.isArray(claims.amr)
+      ? { authentication: { acr: claims.acr, amr: claims.amr.filter((m): m is string => typeof m === 'string'), authTime: claims.auth_time } }
+      : {}),
     ...(claims.cnf ? { cnf: claims.cnf } : {}),
   };
 }
