@@ -4,6 +4,9 @@ import { decideConsent, nextStep, recordAuthentication } from '../../src/authori
 import { acr } from '../../src/identity/acr.ts';
 import { clearingApi, ordersApi, resourceServers, assertOAuthError, decodeJwt } from './fixture.ts';
 import { codeFlowFixture, orderDetail, pkce, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
+import { exampleEntities } from '../policy/fixture.ts';
+import { localClock } from '../../src/policy/desk-time.ts';
+import { recordUses } from '../../src/policy/first-use.ts';
 
 /**
  * Step-up policies over HTTP (docs/policy.md "Step-up policies"): a Cedar forbid annotated
@@ -34,6 +37,12 @@ unless { context has acr_levels && context.acr_levels.contains("${acr.multiFacto
 @step_up("${acr.phishingResistant}")
 forbid (principal is User, action in [Action::"order:cancel"], resource is Instrument)
 when { context has new_instrument_class && context.new_instrument_class }
+unless { context has acr_levels && context.acr_levels.contains("${acr.phishingResistant}") };
+
+@id("amending-at-night-needs-a-passkey")
+@step_up("${acr.phishingResistant}")
+forbid (principal is User, action == Action::"order:amend", resource)
+when { context has local_time && (context.local_time < 420 || context.local_time >= 1080) }
 unless { context has acr_levels && context.acr_levels.contains("${acr.phishingResistant}") };
 
 @id("no-orders-on-xbad")
@@ -230,5 +239,44 @@ describe('a step-up policy at the AuthZEN API', () => {
     const old = (await ask(now - 3600)).json() as { decision: boolean; context: Record<string, unknown> };
     assert.equal(old.decision, false);
     assert.deepEqual(old.context.step_up, { acr_values: acr.multiFactor, max_age: 60, policies: ['settlement-needs-a-recent-second-factor'] });
+  });
+});
+
+describe('what Clearance computes for step-up policies', () => {
+  test('the desk’s local time, in its time zone, and whether a class is new for the person', async (t) => {
+    const f = await stepUpFixture(t);
+    const entities = exampleEntities() as { legal_entities: { desks: { id: string; time_zone?: string }[] }[] };
+    for (const entity of entities.legal_entities) for (const desk of entity.desks ?? []) if (desk.id === 'fx-spot') desk.time_zone = 'Asia/Tokyo';
+    await f.apply(entities);
+    const person = await f.signIn('alice');
+    await f.ctx.storage.db.updateTable('users').set({ desks: JSON.stringify(['fx-spot']) }).where('id', '=', person.userId).execute();
+    const ask = (action: string) =>
+      f.inject({
+        method: 'POST',
+        url: '/access/v1/evaluation',
+        headers: { authorization: f.basic('pep'), 'content-type': 'application/json' },
+        payload: JSON.stringify({ subject: { type: 'user', id: person.userId }, action: { name: action }, resource: { type: 'instrument', id: 'EURUSD', properties: { instrument_class: 'fx' } }, context: { acr: acr.multiFactor } }),
+      });
+
+    // 14:00 UTC is 23:00 in Tokyo (no summer time there): night at the desk.
+    const now = new Date(f.clock.now());
+    const next = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1, 14, 0);
+    f.clock.advance(next - f.clock.now());
+    const amend = (await ask('order:amend')).json() as { decision: boolean; context: Record<string, unknown> };
+    const request = (await f.auditEvents()).filter((e) => e.type.startsWith('policy.')).at(-1)!.details!.request as { context: Record<string, unknown> };
+    assert.equal(request.context.local_time, 23 * 60, 'minutes after midnight in Tokyo');
+    assert.equal(request.context.local_weekday, localClock('Asia/Tokyo', f.clock.now())!.weekday);
+    assert.equal(amend.decision, false);
+    assert.deepEqual(amend.context.step_up, { acr_values: acr.phishingResistant, policies: ['amending-at-night-needs-a-passkey'] });
+    // Twelve hours later it is 11:00 at the desk.
+    f.clock.advance(12 * 3600_000);
+    assert.equal(((await ask('order:amend')).json() as { decision: boolean }).decision, true);
+
+    // The first cancel in fx asks for a passkey; once a token let the person trade fx, it does not.
+    const first = (await ask('order:cancel')).json() as { decision: boolean; context: Record<string, unknown> };
+    assert.equal(first.decision, false);
+    assert.deepEqual(first.context.step_up, { acr_values: acr.phishingResistant, policies: ['first-order-in-a-class-needs-a-passkey'] });
+    await f.ctx.storage.db.transaction().execute((trx) => recordUses(trx, f.ctx, person.userId, [{ kind: 'instrument_class', value: 'fx' }]));
+    assert.equal(((await ask('order:cancel')).json() as { decision: boolean }).decision, true);
   });
 });

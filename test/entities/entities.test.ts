@@ -113,6 +113,23 @@ describe('the entity model in apply', () => {
     ]);
   });
 
+  test('a desk’s time_zone is an IANA time zone', async (t) => {
+    const { ctx } = await testContext({ t });
+    const withZone = (time_zone: unknown) => {
+      const document = exampleEntities() as { legal_entities: { desks?: Record<string, unknown>[] }[] };
+      document.legal_entities[0]!.desks![0]!.time_zone = time_zone;
+      return document;
+    };
+    assert.deepEqual((await planApply(ctx, withZone('Europe/London'))).problems, []);
+    for (const bad of ['Mars/Olympus_Mons', 'GMT+1; drop', '', 5]) {
+      const { problems } = await planApply(ctx, withZone(bad));
+      assert.ok(
+        problems.some((p) => /^legal_entities\[0\]\.desks\[0\]\.time_zone: /.test(formatProblem(p))),
+        `${String(bad)}: ${problems.map(formatProblem).join('; ')}`,
+      );
+    }
+  });
+
   test('knows the 249 assigned ISO 3166-1 alpha-2 codes', () => {
     assert.equal(assignedCountryCount, 249);
     assert.equal(isValidCountryCode('GB'), true);
