@@ -19,6 +19,11 @@ export type GuardErrorCode =
   | 'use_dpop_nonce'
   /** The policy decision point denied the request (or could not be asked: fail closed). */
   | 'access_denied'
+  /**
+   * RFC 9470 §3: the person's authentication behind the token is too weak or too old for this
+   * request: the challenge carries the `acr_values` and/or `max_age` to authorize again with.
+   */
+  | 'insufficient_user_authentication'
   /** A settlement-affecting instruction needs a token that carries a `txn`. */
   | 'txn_required'
   /** The same instruction (txn + action) was already processed, or is being processed. */
@@ -123,20 +128,23 @@ export interface ChallengeOptions {
 }
 
 /**
- * A `WWW-Authenticate` value (RFC 6750 §3, RFC 9449 §7.1) in the scheme the client used, or both
+ * A `WWW-Authenticate` value (RFC 6750 §3, RFC 9449 §7.1, RFC 9470 §3) in the scheme the client used, or both
  * schemes when it used none. Without `error` (no credentials were sent) the challenge carries no
  * error code (RFC 6750 §3.1).
  */
 export function challengeValue(
   schemes: readonly Scheme[],
   options: ChallengeOptions,
-  params: { error?: string; description?: string; scope?: string } = {},
+  params: { error?: string; description?: string; scope?: string; acrValues?: string; maxAge?: number } = {},
 ): string {
   const common = [
     ...(options.realm !== undefined ? [`realm="${quoted(options.realm)}"`] : []),
     ...(params.error !== undefined ? [`error="${params.error}"`] : []),
     ...(params.description !== undefined ? [`error_description="${quoted(params.description)}"`] : []),
     ...(params.scope !== undefined ? [`scope="${quoted(params.scope)}"`] : []),
+    // RFC 9470 §3: the levels and the freshness that would meet the resource's requirements.
+    ...(params.acrValues !== undefined ? [`acr_values="${quoted(params.acrValues)}"`] : []),
+    ...(params.maxAge !== undefined ? [`max_age="${Math.max(0, Math.floor(params.maxAge))}"`] : []),
   ];
   return schemes
     .map((scheme) => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GuardError } from './errors.ts';
-import type { Guard, VerifiedAccess } from './guard.ts';
+import { checkedRequirement, type Guard, type VerifiedAccess } from './guard.ts';
 import type { IdempotencyGuard } from './idempotency.ts';
 
 /**
@@ -10,11 +10,12 @@ import type { IdempotencyGuard } from './idempotency.ts';
  *
  *   app.register(clearanceGuard, { guard, origin: 'https://orders.example.com' });
  *   app.post('/orders', { config: { clearance: { scopes: ['order:create'] } } }, async (request) => request.access!.subject);
+ *   app.post('/payments', { config: { clearance: { scopes: ['settlement:submit'], acr: 'urn:clearance:acr:phr', maxAge: 300 } } }, handler);
  *   app.get('/health', { config: { clearance: false } }, () => 'ok');
  *
  * Every route in the scope where it is registered is protected (opt out with `clearance: false`):
- * an onRequest hook verifies the token before the body is read, checks the route's scopes, sets
- * `request.access`, and answers a GuardError itself (status, WWW-Authenticate, `{error,
+ * an onRequest hook verifies the token before the body is read, checks the route's scopes and the
+ * person's authentication (level and age: RFC 9470's challenge), sets `request.access`, and answers a GuardError itself (status, WWW-Authenticate, `{error,
  * error_description}`, Cache-Control: no-store). It sets no error handler (yours stays yours);
  * use `sendGuardError` in it for GuardErrors your handlers throw.
  */
@@ -33,6 +34,10 @@ declare module 'fastify' {
 export interface RouteGuardOptions {
   /** Scopes the token must all have (else 403 insufficient_scope). */
   scopes?: readonly string[];
+  /** The least authentication level of the person (`urn:clearance:acr:mfa`, …): else 401 insufficient_user_authentication (RFC 9470). */
+  acr?: string;
+  /** Seconds since the person authenticated, at most: else 401 insufficient_user_authentication with max_age (RFC 9470). */
+  maxAge?: number;
 }
 
 export interface ClearanceGuardOptions {
@@ -52,6 +57,11 @@ export async function clearanceGuard(app: FastifyInstance, options: ClearanceGua
   const origin = options.origin === undefined ? undefined : new URL(options.origin).origin;
   const thumbprint = options.clientCertificateThumbprint ?? peerCertificateThumbprint;
   if (!app.hasRequestDecorator('access')) app.decorateRequest('access', undefined);
+  // A route's acr and maxAge are checked as it is declared: a typo fails at start-up, not per request.
+  app.addHook('onRoute', (route) => {
+    const options = (route.config as { clearance?: RouteGuardOptions | false } | undefined)?.clearance;
+    if (options) checkedRequirement(options);
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     const route = request.routeOptions.config.clearance;
@@ -64,6 +74,9 @@ export async function clearanceGuard(app: FastifyInstance, options: ClearanceGua
         clientCertificateThumbprint: thumbprint(request),
       });
       if (route?.scopes) guard.requireScopes(access, route.scopes);
+      if (route?.acr !== undefined || route?.maxAge !== undefined) {
+        guard.requireAuthentication(access, { ...(route.acr !== undefined ? { acr: route.acr } : {}), ...(route.maxAge !== undefined ? { maxAge: route.maxAge } : {}) });
+      }
       request.access = access;
       reply.headers(access.headers);
     } catch (error) {

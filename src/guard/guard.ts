@@ -12,6 +12,7 @@ import {
 } from './dpop.ts';
 import { withBothEd25519Names } from '../jose/index.ts';
 import { askPolicy, type PolicyDecision, type PolicyOptions, type PolicyQuestion } from './policy.ts';
+import { acrLadder, acrRank, acrSatisfies } from './acr.ts';
 import {
   actorChain,
   checkedUrl,
@@ -99,6 +100,13 @@ export interface VerifiedAccess {
   txn: string | undefined;
   /** The mandate version the token was issued under. */
   mandate: { id: string; v: number } | undefined;
+  /**
+   * How the person authenticated, as the token says (RFC 9068 §2.2.1): the level on Clearance's
+   * ladder, the methods (RFC 8176), and when (epoch seconds). Absent in a client's own token.
+   */
+  acr: string | undefined;
+  amr: string[] | undefined;
+  authTime: number | undefined;
   binding: Binding;
   /** Headers to add to the response (a fresh DPoP-Nonce when the guard uses nonces). */
   headers: Record<string, string>;
@@ -115,8 +123,26 @@ export interface Guard {
   requireAuthorizationDetail<T extends AuthorizationDetail = AuthorizationDetail>(access: VerifiedAccess, check: AuthorizationDetailCheck<T>): T;
   /** Asks Clearance's AuthZEN endpoint; resolves a deny on any error or time-out (fail closed). Never throws. */
   askPolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision>;
-  /** askPolicy, throwing 403 access_denied unless the decision is true. */
+  /**
+   * askPolicy, throwing unless the decision is true: a deny the person's stronger authentication
+   * would lift (the PDP's `step_up`) is 401 insufficient_user_authentication with the RFC 9470
+   * challenge; any other deny is 403 access_denied.
+   */
   requirePolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision>;
+  /**
+   * Throws 401 insufficient_user_authentication (RFC 9470 §3) unless the token's `acr` meets
+   * `acr` (on Clearance's ladder: that level or above) and its `auth_time` is at most `maxAge`
+   * seconds old. The challenge names `acr_values` and `max_age`, for the client to authorize again.
+   */
+  requireAuthentication(access: VerifiedAccess, requirement: AuthenticationRequirement): void;
+}
+
+/** What a route asks of the person's authentication (docs/guard.md). */
+export interface AuthenticationRequirement {
+  /** The least level, one of Clearance's (`urn:clearance:acr:mfa`, …). */
+  acr?: string;
+  /** Seconds: the person authenticated at most this long ago. */
+  maxAge?: number;
 }
 
 export interface AuthorizationDetailCheck<T extends AuthorizationDetail> {
@@ -276,6 +302,9 @@ export function createGuard(options: GuardOptions): Guard {
       act: claims.act,
       txn: claims.txn,
       mandate: claims.mandate,
+      acr: typeof claims.acr === 'string' ? claims.acr : undefined,
+      amr: Array.isArray(claims.amr) ? claims.amr.filter((m): m is string => typeof m === 'string') : undefined,
+      authTime: typeof claims.auth_time === 'number' && Number.isFinite(claims.auth_time) ? claims.auth_time : undefined,
       binding,
       headers,
     };
@@ -302,7 +331,34 @@ export function createGuard(options: GuardOptions): Guard {
   async function requirePolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision> {
     const decision = await ask(access, question);
     if (decision.decision) return decision;
+    // A step-up is still a deny; only the challenge differs: the client can authorize again.
+    if (decision.stepUp) {
+      throw challengeAuthentication(access.scheme, 'policy requires a stronger or more recent sign-in for this request', decision.stepUp, `step-up by ${decision.reasons?.join(', ')}`);
+    }
     throw new GuardError({ status: 403, error: 'access_denied', description: 'denied by policy', detail: decision.failure ?? decision.reasons?.join(', ') });
+  }
+
+  function requireAuthentication(access: VerifiedAccess, requirement: AuthenticationRequirement): void {
+    const { acr, maxAge } = checkedRequirement(requirement);
+    const weak = acr !== undefined && !acrSatisfies(access.acr, acr);
+    // RFC 9470 §3 max_age: the time since the person authenticated, against this server's clock;
+    // a token that does not say when is as old as can be.
+    const age = access.authTime === undefined ? Infinity : Math.floor(now() / 1000) - access.authTime;
+    const old = maxAge !== undefined && age > maxAge + clockSkewSeconds;
+    if (!weak && !old) return;
+    const description = weak ? 'a stronger sign-in is required for this request' : 'a more recent sign-in is required for this request';
+    throw challengeAuthentication(access.scheme, description, { ...(acr !== undefined ? { acrValues: acr } : {}), ...(maxAge !== undefined ? { maxAge } : {}) }, weak ? `acr ${access.acr ?? 'none'} below ${acr}` : `auth_time ${access.authTime ?? 'none'} older than ${maxAge} s`);
+  }
+
+  /** RFC 9470 §3: 401 with `error="insufficient_user_authentication"` and what would meet the requirement. */
+  function challengeAuthentication(scheme: Scheme, description: string, ask: { acrValues?: string; maxAge?: number }, detail: string): GuardError {
+    return new GuardError({
+      status: 401,
+      error: 'insufficient_user_authentication',
+      description,
+      detail,
+      headers: { 'www-authenticate': challengeValue([scheme], challenge, { error: 'insufficient_user_authentication', description, ...ask }) },
+    });
   }
 
   const ask = (access: VerifiedAccess, question: PolicyQuestion) => askPolicy(options.issuer, options.policy, access, question, allowHttp);
@@ -314,7 +370,16 @@ export function createGuard(options: GuardOptions): Guard {
     requireAuthorizationDetail,
     askPolicy: ask,
     requirePolicy,
+    requireAuthentication,
   };
+}
+
+/** A route's requirement, checked: a level of the ladder, a whole number of seconds (TypeError otherwise). */
+export function checkedRequirement(requirement: AuthenticationRequirement): AuthenticationRequirement {
+  const { acr, maxAge } = requirement;
+  if (acr !== undefined && acrRank(acr) < 0) throw new TypeError(`guard: acr ${JSON.stringify(acr)} is not one of Clearance's levels (${acrLadder.join(', ')})`);
+  if (maxAge !== undefined && (!Number.isInteger(maxAge) || maxAge < 0)) throw new TypeError('guard: maxAge must be a whole number of seconds, 0 or more');
+  return requirement;
 }
 
 /** A header by name in any letter case. */

@@ -10,6 +10,7 @@
  */
 export {
   createGuard,
+  type AuthenticationRequirement,
   type AuthorizationDetailCheck,
   type Binding,
   type Guard,
@@ -28,6 +29,7 @@ export {
 } from './dpop.ts';
 export { actorChain, defaultAlgorithms, type AccessTokenClaims, type Actor, type AuthorizationDetail, type Confirmation } from './token.ts';
 export type { PolicyDecision, PolicyOptions, PolicyQuestion } from './policy.ts';
+export { acrLadder, acrSatisfies } from './acr.ts';
 export {
   createIdempotencyGuard,
   fingerprintOf,

@@ -27,7 +27,11 @@ export interface PolicyQuestion {
   action: string;
   /** AuthZEN resource: `{ type: 'instrument', id: 'EURUSD', properties: { instrument_class: 'fx' } }`, an account, a resource server. */
   resource: { type: string; id: string; properties?: Record<string, unknown> };
-  /** The policy context: notional, currency, region, venue, mandate, ... (docs/policy.md). */
+  /**
+   * The policy context: notional, currency, region, venue, mandate, ... (docs/policy.md). The
+   * token's `acr` and `auth_time` are added unless given, so step-up policies see how the person
+   * signed in.
+   */
   context?: Record<string, unknown>;
   /** Default: the token's user (`sub`), or its client when `sub` is the client itself. */
   subject?: { type: 'user' | 'client' | 'agent'; id: string };
@@ -43,6 +47,11 @@ export interface PolicyDecision {
   policyVersion?: string;
   /** Why the guard denied without a decision (network, time-out, status, malformed answer). */
   failure?: string;
+  /**
+   * On a deny, when the PDP says the person's stronger or fresher authentication would lift it
+   * (its `step_up`): what to ask for — requirePolicy turns it into the RFC 9470 challenge.
+   */
+  stepUp?: { acrValues: string; maxAge?: number };
 }
 
 const maxResponseBytes = 64 * 1024;
@@ -59,11 +68,17 @@ export async function askPolicy(
     if (!options) return { decision: false, failure: 'the guard has no policy options' };
     const endpoint = checkedUrl(options.endpoint ?? `${issuer}/access/v1/evaluation`, 'policy.endpoint', allowHttp);
     const subject = question.subject ?? (access.subject === access.clientId ? { type: 'client', id: access.clientId } : { type: 'user', id: access.subject });
+    // How the person signed in, as the token says: a step-up policy decides on it.
+    const authentication = {
+      ...(access.acr !== undefined ? { acr: access.acr } : {}),
+      ...(access.authTime !== undefined ? { auth_time: access.authTime } : {}),
+    };
+    const context = subject.type === 'user' ? { ...authentication, ...question.context } : question.context;
     const body = {
       subject,
       action: { name: question.action },
       resource: question.resource,
-      ...(question.context !== undefined ? { context: question.context } : {}),
+      ...(context !== undefined && Object.keys(context).length > 0 ? { context } : {}),
     };
     const response = await fetch(endpoint, {
       method: 'POST',
@@ -80,19 +95,30 @@ export async function askPolicy(
     const text = await response.text();
     if (response.status !== 200) return { decision: false, failure: `the PDP answered ${response.status}: ${text.slice(0, 200)}` };
     if (text.length > maxResponseBytes) return { decision: false, failure: 'the PDP answer is too large' };
-    const answer = JSON.parse(text) as { decision?: unknown; context?: { reasons?: unknown; policy_version?: unknown } };
+    const answer = JSON.parse(text) as { decision?: unknown; context?: { reasons?: unknown; policy_version?: unknown; step_up?: unknown } };
     // AuthZEN §6.2: decision is a boolean; anything else is not a permit.
     if (typeof answer.decision !== 'boolean') return { decision: false, failure: 'the PDP answer has no boolean decision' };
     const reasons = answer.context?.reasons;
     const version = answer.context?.policy_version;
+    const stepUp = answer.decision ? undefined : readStepUp(answer.context?.step_up);
     return {
       decision: answer.decision,
       ...(Array.isArray(reasons) && reasons.every((r) => typeof r === 'string') ? { reasons } : {}),
       ...(typeof version === 'string' ? { policyVersion: version } : {}),
+      ...(stepUp ? { stepUp } : {}),
     };
   } catch (error) {
     return { decision: false, failure: `the PDP could not be asked: ${(error as Error).message}` };
   }
+}
+
+/** Clearance's `step_up` decision context: `{ acr_values, max_age? }`; anything malformed is ignored (a plain deny). */
+function readStepUp(value: unknown): PolicyDecision['stepUp'] {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { acr_values: acrValues, max_age: maxAge } = value as { acr_values?: unknown; max_age?: unknown };
+  if (typeof acrValues !== 'string' || !/^[\x21-\x7e]+( [\x21-\x7e]+)*$/.test(acrValues) || acrValues.length > 512) return undefined;
+  if (maxAge !== undefined && (!Number.isInteger(maxAge) || (maxAge as number) < 0)) return undefined;
+  return { acrValues, ...(maxAge !== undefined ? { maxAge: maxAge as number } : {}) };
 }
 
 /** RFC 6749 §2.3.1: Basic with form-urlencoded client_id and secret; or the Bearer token. */
