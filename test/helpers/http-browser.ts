@@ -21,6 +21,13 @@ export class HttpBrowser {
     return response;
   }
 
+  /** Stores a cookie as a Set-Cookie header would (`name=value; attributes…`): a session made elsewhere. */
+  setCookie(header: string): void {
+    const [pair] = header.split(';');
+    const eq = pair!.indexOf('=');
+    this.#cookies.set(pair!.slice(0, eq), pair!.slice(eq + 1));
+  }
+
   /** Follows 303s from `url` until a response that is not a redirect to this server; returns it and the last URL. */
   async follow(url: string | URL, issuer: string, init: RequestInit = {}): Promise<{ response: Response; url: URL }> {
     let current = new URL(url);
