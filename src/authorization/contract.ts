@@ -74,6 +74,9 @@ export interface Interaction {
  *       // it committed); false: the interaction ended. It reads the person's grant with it, so
  *       // nextStep in the same request reads nothing
  *   decideConsent(ctx, interaction, auth: Authentication, approved: boolean): Promise<void>
+ *   declineAuthentication(ctx, interaction, session: Authentication | undefined): Promise<boolean>
+ *       // the person cannot reach the level the login step asks (NextStep.acr): the request ends
+ *       // with unmet_authentication_requirements at resume; false: the interaction ended
  *   (`interaction`: the Interaction loadInteraction returned in the same request, so the protocol
  *   side reuses the record it read — or an id, which is read again.)
  *
