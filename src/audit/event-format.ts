@@ -3,7 +3,7 @@
  * canonical JSON, which is the Merkle leaf (leaf hash = SHA-256(0x00 || bytes), RFC 9162 §2.1.1).
  */
 import { hash } from 'node:crypto';
-import { canonicalize } from './canonical-json.ts';
+import { canonicalize } from '../jose/canonical-json.ts';
 import { auditEventTypes, type AuditEvent, type StoredAuditEvent } from './events.ts';
 import { AuditGuardError, assertNoSecrets, maxEventBytes } from './guard.ts';
 

@@ -78,6 +78,11 @@ export const auditEventTypes = [
   'mandate.amended',
   'mandate.revoked',
   'mandate.expired',
+  // What-you-see-is-what-you-sign (src/approvals): a person approved exactly some
+  // authorization_details with a passkey — the event carries the evidence an auditor verifies
+  // offline (verify-bundle) — or an approval failed (a changed order, a bad assertion).
+  'approval.given',
+  'approval.refused',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

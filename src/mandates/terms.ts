@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { AuditGuardError, assertNoSecrets } from '../audit/guard.ts';
-import { canonicalize } from '../audit/canonical-json.ts';
+import { canonicalize } from '../jose/canonical-json.ts';
 import { iso4217 } from '../authorization/authorization-details.ts';
 import { isValidLei } from '../entities/lei.ts';
 import { scopePattern } from '../resource-servers/definition.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
-import { canonicalize } from '../../src/audit/canonical-json.ts';
+import { canonicalize } from '../../src/jose/canonical-json.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { auditFixture, origin, type AuditFixture } from './helpers.ts';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalize } from '../../src/audit/canonical-json.ts';
+import { canonicalize } from '../../src/jose/canonical-json.ts';
 import { eventLeafHash, parseStoredEvent, serializeStoredEvent, validateEvent } from '../../src/audit/event-format.ts';
 import { leafHash } from '../../src/audit/merkle.ts';
 import type { AuditEvent, StoredAuditEvent } from '../../src/audit/events.ts';

@@ -211,6 +211,7 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
       `bundle verified: ${report.events} event(s) included in the checkpoint at tree size ${report.checkpoint!.treeSize} ` +
         `(root ${report.checkpoint!.rootHash}, signed ${new Date(report.checkpoint!.time).toISOString()})`,
     );
+    if (report.approvals) output.out(`approvals verified: ${report.approvals} (each signed by the person's passkey over exactly the approved authorization_details)`);
     output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
   } else output.err(`bundle verification FAILED:\n${report.problems.map((p) => `  ${p}`).join('\n')}`);
   return report.ok ? exit.ok : exit.failed;

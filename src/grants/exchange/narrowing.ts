@@ -1,4 +1,4 @@
-import { canonicalize } from '../../audit/canonical-json.ts';
+import { canonicalize } from '../../jose/canonical-json.ts';
 import type { AuthorizationDetail } from '../../authorization/authorization-details.ts';
 import { OAuthError } from '../../oauth-error.ts';
 

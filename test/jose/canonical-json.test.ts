@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { canonicalize } from "../../src/audit/canonical-json.ts";
+import { canonicalize } from "../../src/jose/canonical-json.ts";
 
 test("serializes the RFC 8785 §3.2.2 primitives example exactly", () => {
   const input = JSON.parse(

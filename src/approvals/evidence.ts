@@ -1,0 +1,138 @@
+import { constants, createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { cose, decodeCredentialPublicKey } from '@simplewebauthn/server/helpers';
+import { approvalChallenge, approvalDigest } from '../jose/approval-digest.ts';
+
+/**
+ * The evidence of one what-you-see-is-what-you-sign approval: everything an auditor needs to
+ * check, without Clearance and without trusting it, that the person's authenticator signed a
+ * challenge that commits to exactly these authorization_details. It travels inside the
+ * `approval.given` audit event (so the log's inclusion proofs and checkpoints cover it) and
+ * therefore inside every evidence bundle of the transaction. Binary members are base64url.
+ */
+export interface ApprovalEvidence {
+  format: typeof approvalEvidenceFormat;
+  /** The approved entries, exactly as approved (the request's order). */
+  authorization_details: unknown[];
+  /** approvalDigest(authorization_details). */
+  digest: string;
+  /** The server's nonce of this ceremony. */
+  nonce: string;
+  /** The WebAuthn relying party id (the issuer's host) and origin the ceremony was bound to. */
+  rp_id: string;
+  origin: string;
+  credential_id: string;
+  /** The credential's public key as SPKI DER, so any X.509/PKIX tool can use it. */
+  public_key: string;
+  /** The credential's COSE algorithm (RFC 9053: -7 ES256, -35 ES384, -36 ES512, -8 EdDSA, -257 RS256, -37 PS256). */
+  alg: number;
+  /** WebAuthn §6.1 authenticator data, §5.8.1 client data JSON, and the assertion signature. */
+  authenticator_data: string;
+  client_data_json: string;
+  signature: string;
+}
+
+export const approvalEvidenceFormat = 'clearance-approval/1';
+
+/** A COSE public key (WebAuthn credential public key) as SPKI DER, base64url. */
+export function coseKeyToSpki(coseKey: Uint8Array<ArrayBuffer>): string {
+  return publicKeyOfCose(coseKey).export({ type: 'spki', format: 'der' }).toString('base64url');
+}
+
+function publicKeyOfCose(coseKey: Uint8Array<ArrayBuffer>): KeyObject {
+  const key = decodeCredentialPublicKey(coseKey);
+  const b64 = (bytes: Uint8Array | undefined) => {
+    if (!bytes) throw new TypeError('the COSE key lacks a member');
+    return Buffer.from(bytes).toString('base64url');
+  };
+  if (cose.isCOSEPublicKeyEC2(key)) {
+    const curves: Record<number, string> = { [cose.COSECRV.P256]: 'P-256', [cose.COSECRV.P384]: 'P-384', [cose.COSECRV.P521]: 'P-521' };
+    const crv = curves[key.get(cose.COSEKEYS.crv) ?? -1];
+    if (!crv) throw new TypeError('unsupported COSE EC2 curve');
+    return createPublicKey({ key: { kty: 'EC', crv, x: b64(key.get(cose.COSEKEYS.x)), y: b64(key.get(cose.COSEKEYS.y)) }, format: 'jwk' });
+  }
+  if (cose.isCOSEPublicKeyOKP(key)) {
+    if (key.get(cose.COSEKEYS.crv) !== cose.COSECRV.ED25519) throw new TypeError('unsupported COSE OKP curve');
+    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64(key.get(cose.COSEKEYS.x)) }, format: 'jwk' });
+  }
+  if (cose.isCOSEPublicKeyRSA(key)) {
+    return createPublicKey({ key: { kty: 'RSA', n: b64(key.get(cose.COSEKEYS.n)), e: b64(key.get(cose.COSEKEYS.e)) }, format: 'jwk' });
+  }
+  throw new TypeError('unsupported COSE key type');
+}
+
+/** How node:crypto verifies a signature of each COSE algorithm WebAuthn authenticators use. */
+const verifiers: Record<number, { hash: string | null; pss?: true }> = {
+  [-7]: { hash: 'sha256' },
+  [-35]: { hash: 'sha384' },
+  [-36]: { hash: 'sha512' },
+  [-8]: { hash: null },
+  [-257]: { hash: 'sha256' },
+  [-37]: { hash: 'sha256', pss: true },
+};
+
+/** WebAuthn §6.1 flags: user present (bit 0) and user verified (bit 2). */
+const userPresent = 0x01;
+const userVerified = 0x04;
+
+/**
+ * Checks approval evidence offline, returning every problem (empty: it verifies). The checks are
+ * those of WebAuthn §7.2 that need no server state, plus the binding to the entries:
+ * 1. the digest is approvalDigest(authorization_details) — the entries are the ones approved;
+ * 2. the client data is a `webauthn.get` (§7.2 step 11) whose challenge is
+ *    approvalChallenge(digest, nonce) (step 12) at `origin` (step 13), not cross-origin;
+ * 3. the authenticator data's RP ID hash is SHA-256(rp_id) (step 15), and the user was present
+ *    (step 16) and verified (step 17);
+ * 4. the signature over authenticatorData ‖ SHA-256(clientDataJSON) verifies with the
+ *    credential's public key (step 20).
+ */
+export function verifyApprovalEvidence(evidence: ApprovalEvidence): string[] {
+  const problems: string[] = [];
+  try {
+    if (evidence.format !== approvalEvidenceFormat) return [`unknown approval evidence format ${String(evidence.format)}`];
+    if (!Array.isArray(evidence.authorization_details)) return ['the approved authorization_details are missing'];
+    if (!sameText(approvalDigest(evidence.authorization_details), evidence.digest)) {
+      problems.push('the digest is not that of the approved authorization_details (they were changed)');
+    }
+    const clientDataBytes = Buffer.from(evidence.client_data_json, 'base64url');
+    const clientData = JSON.parse(clientDataBytes.toString('utf8')) as Record<string, unknown>;
+    if (clientData.type !== 'webauthn.get') problems.push('the client data is not of an assertion (webauthn.get)');
+    if (typeof clientData.challenge !== 'string' || !sameText(clientData.challenge, approvalChallenge(evidence.digest, evidence.nonce))) {
+      problems.push('the signed challenge does not commit to this digest and nonce');
+    }
+    if (clientData.origin !== evidence.origin) problems.push('the client data names another origin');
+    if (clientData.crossOrigin === true) problems.push('the assertion was made in a cross-origin frame');
+    const authenticatorData = Buffer.from(evidence.authenticator_data, 'base64url');
+    if (authenticatorData.length < 37) {
+      problems.push('the authenticator data is too short');
+      return problems;
+    }
+    const rpIdHash = createHash('sha256').update(evidence.rp_id, 'utf8').digest();
+    if (!timingSafeEqual(authenticatorData.subarray(0, 32), rpIdHash)) problems.push('the authenticator data is for another relying party');
+    const flags = authenticatorData[32]!;
+    if (!(flags & userPresent)) problems.push('the user was not present');
+    if (!(flags & userVerified)) problems.push('the user was not verified');
+    const key = createPublicKey({ key: Buffer.from(evidence.public_key, 'base64url'), format: 'der', type: 'spki' });
+    const signed = Buffer.concat([authenticatorData, createHash('sha256').update(clientDataBytes).digest()]);
+    const verifier = verifiers[evidence.alg];
+    if (!verifier) {
+      problems.push(`unsupported signature algorithm ${String(evidence.alg)}`);
+      return problems;
+    }
+    const ok = verify(
+      verifier.hash,
+      signed,
+      verifier.pss ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } : key,
+      Buffer.from(evidence.signature, 'base64url'),
+    );
+    if (!ok) problems.push('the signature does not verify with the credential public key');
+  } catch (error) {
+    problems.push(`the evidence cannot be read: ${(error as Error).message}`);
+  }
+  return problems;
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
