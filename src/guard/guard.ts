@@ -11,6 +11,7 @@ import {
   type DpopReplayStore,
 } from './dpop.ts';
 import { withBothEd25519Names } from '../jose/index.ts';
+import { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
 import { askPolicy, type PolicyDecision, type PolicyOptions, type PolicyQuestion } from './policy.ts';
 import { acrLadder, acrRank, acrSatisfies } from './acr.ts';
 import {
@@ -62,6 +63,28 @@ export interface GuardOptions {
   allowHttp?: boolean;
   /** The clock, in milliseconds since the epoch (tests). */
   now?: () => number;
+  /**
+   * Called with every approval check (`requireApprovedDetails`), matched or not, before it
+   * returns or throws: where the resource server records that it executed (or refused) exactly
+   * what the person approved — its audit trail, or evidence sent to Clearance.
+   */
+  onApprovalCheck?: (record: ApprovalCheckRecord) => void;
+}
+
+/** One approval check, as `onApprovalCheck` receives it (no token: only what identifies it). */
+export interface ApprovalCheckRecord {
+  /** The token's jti, subject, client and transaction id. */
+  jti: string;
+  subject: string;
+  clientId: string;
+  txn: string | undefined;
+  /** The digest the token carries (undefined: the token carries no approval). */
+  approved: string | undefined;
+  /** The digest of the entries the resource server is about to execute. */
+  presented: string | undefined;
+  matched: boolean;
+  /** Epoch ms. */
+  at: number;
 }
 
 /** What a resource server hands the guard about one request. */
@@ -135,6 +158,13 @@ export interface Guard {
    * seconds old. The challenge names `acr_values` and `max_age`, for the client to authorize again.
    */
   requireAuthentication(access: VerifiedAccess, requirement: AuthenticationRequirement): void;
+  /**
+   * What-you-see-is-what-you-sign at the resource server: `entries` are the order and
+   * settlement_instruction authorization_details this request is about to execute; unless their
+   * approval digest is the one the token carries (the person approved exactly these), throws 403
+   * insufficient_scope. Every check is reported to `onApprovalCheck`. Returns the digest.
+   */
+  requireApprovedDetails(access: VerifiedAccess, entries: readonly AuthorizationDetail[]): string;
 }
 
 /** What a route asks of the person's authentication (docs/guard.md). */
@@ -361,6 +391,32 @@ export function createGuard(options: GuardOptions): Guard {
     });
   }
 
+  function requireApprovedDetails(access: VerifiedAccess, entries: readonly AuthorizationDetail[]): string {
+    const approved = access.claims.authorization_details_digest;
+    const toApprove = entriesToApprove(entries);
+    let presented: string | undefined;
+    try {
+      presented = toApprove.length > 0 ? approvalDigest(toApprove) : undefined;
+    } catch {
+      presented = undefined; // not canonicalisable (NaN, a Date, …): it cannot be what was approved
+    }
+    const matched = approved !== undefined && presented !== undefined && safeEqual(approved, presented);
+    options.onApprovalCheck?.({
+      jti: access.claims.jti,
+      subject: access.subject,
+      clientId: access.clientId,
+      txn: access.txn,
+      approved,
+      presented,
+      matched,
+      at: now(),
+    });
+    if (matched) return presented!;
+    throw refuse([access.scheme], 'insufficient_scope', 'the instruction differs from the one the person approved', {
+      detail: approved === undefined ? 'the token carries no approval' : presented === undefined ? 'no order or settlement_instruction entries presented' : 'approval digest mismatch',
+    });
+  }
+
   const ask = (access: VerifiedAccess, question: PolicyQuestion) => askPolicy(options.issuer, options.policy, access, question, allowHttp);
 
   return {
@@ -371,6 +427,7 @@ export function createGuard(options: GuardOptions): Guard {
     askPolicy: ask,
     requirePolicy,
     requireAuthentication,
+    requireApprovedDetails,
   };
 }
 

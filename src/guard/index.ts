@@ -10,6 +10,7 @@
  */
 export {
   createGuard,
+  type ApprovalCheckRecord,
   type AuthenticationRequirement,
   type AuthorizationDetailCheck,
   type Binding,
@@ -40,3 +41,4 @@ export {
   type StoredInstruction,
 } from './idempotency.ts';
 export { SqliteIdempotencyStore } from './sqlite-store.ts';
+export { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';

@@ -44,6 +44,11 @@ export interface AccessTokenClaims {
   act?: Actor;
   txn?: string;
   mandate?: { id: string; v: number };
+  /**
+   * What-you-see-is-what-you-sign: the approval digest (src/jose/approval-digest.ts) of the
+   * order and settlement_instruction entries the person approved with a passkey.
+   */
+  authorization_details_digest?: string;
   auth_time?: number;
   acr?: string;
   amr?: string[];
@@ -178,7 +183,8 @@ export class TokenRefused extends Error {}
  *    §2.2); `exp` has not passed and `nbf`/`iat` are not in the future, each within the skew;
  * 6. `aud` is this resource server, alone (RFC 9068 §4; DESIGN §4: one audience per token — a
  *    token several servers accept could be replayed by one against another);
- * 7. Clearance's claims have their shapes: scope, cnf, act, txn, mandate, authorization_details.
+ * 7. Clearance's claims have their shapes: scope, cnf, act, txn, mandate, authorization_details,
+ *    authorization_details_digest.
  * Throws TokenRefused (the token's fault) or KeySourceUnavailable (ours).
  */
 export async function verifyAccessToken(token: string, options: TokenCheckOptions): Promise<AccessTokenClaims> {
@@ -243,6 +249,11 @@ function readClaims(payload: Record<string, unknown>): AccessTokenClaims {
     const details = payload.authorization_details;
     if (!Array.isArray(details) || details.some((d) => typeof d !== 'object' || d === null || Array.isArray(d) || typeof (d as { type?: unknown }).type !== 'string')) {
       throw new TokenRefused('authorization_details is not an array of objects with a type');
+    }
+  }
+  if (payload.authorization_details_digest !== undefined) {
+    if (typeof payload.authorization_details_digest !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(payload.authorization_details_digest)) {
+      throw new TokenRefused('authorization_details_digest is not a base64url SHA-256 digest');
     }
   }
   if (payload.act !== undefined) actorChain(payload.act);
