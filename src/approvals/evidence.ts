@@ -1,5 +1,6 @@
-import { constants, createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { constants, createHash, createPublicKey, timingSafeEqual, verify } from 'node:crypto';
 import { cose, decodeCredentialPublicKey } from '@simplewebauthn/server/helpers';
+import type { AssertionEvidence } from '../identity/passkeys/assertion.ts';
 import { approvalChallenge, approvalDigest } from '../jose/approval-digest.ts';
 
 /**
@@ -33,31 +34,35 @@ export interface ApprovalEvidence {
 
 export const approvalEvidenceFormat = 'clearance-approval/1';
 
-/** A COSE public key (WebAuthn credential public key) as SPKI DER, base64url. */
-export function coseKeyToSpki(coseKey: Uint8Array<ArrayBuffer>): string {
-  return publicKeyOfCose(coseKey).export({ type: 'spki', format: 'der' }).toString('base64url');
+/** The COSE algorithm (RFC 9052 §7.1 label 3) of a credential public key, as registered. */
+export function coseAlgorithm(coseKey: Uint8Array<ArrayBuffer>): number {
+  const alg = decodeCredentialPublicKey(coseKey).get(cose.COSEKEYS.alg);
+  if (typeof alg !== 'number') throw new TypeError('the COSE key names no algorithm');
+  return alg;
 }
 
-function publicKeyOfCose(coseKey: Uint8Array<ArrayBuffer>): KeyObject {
-  const key = decodeCredentialPublicKey(coseKey);
-  const b64 = (bytes: Uint8Array | undefined) => {
-    if (!bytes) throw new TypeError('the COSE key lacks a member');
-    return Buffer.from(bytes).toString('base64url');
+/**
+ * The evidence of an approval from a verified assertion (src/identity/passkeys/assertion.ts
+ * `verifyPersonAssertion`, whose challenge was approvalChallenge(digest, nonce)).
+ */
+export function approvalEvidenceOf(
+  approved: { entries: unknown[]; digest: string; nonce: string; rpId: string; origin: string },
+  assertion: AssertionEvidence,
+): ApprovalEvidence {
+  return {
+    format: approvalEvidenceFormat,
+    authorization_details: approved.entries,
+    digest: approved.digest,
+    nonce: approved.nonce,
+    rp_id: approved.rpId,
+    origin: approved.origin,
+    credential_id: assertion.credentialId,
+    public_key: assertion.spki,
+    alg: coseAlgorithm(new Uint8Array(Buffer.from(assertion.publicKey, 'base64url'))),
+    authenticator_data: assertion.authenticatorData,
+    client_data_json: assertion.clientDataJSON,
+    signature: assertion.signature,
   };
-  if (cose.isCOSEPublicKeyEC2(key)) {
-    const curves: Record<number, string> = { [cose.COSECRV.P256]: 'P-256', [cose.COSECRV.P384]: 'P-384', [cose.COSECRV.P521]: 'P-521' };
-    const crv = curves[key.get(cose.COSEKEYS.crv) ?? -1];
-    if (!crv) throw new TypeError('unsupported COSE EC2 curve');
-    return createPublicKey({ key: { kty: 'EC', crv, x: b64(key.get(cose.COSEKEYS.x)), y: b64(key.get(cose.COSEKEYS.y)) }, format: 'jwk' });
-  }
-  if (cose.isCOSEPublicKeyOKP(key)) {
-    if (key.get(cose.COSEKEYS.crv) !== cose.COSECRV.ED25519) throw new TypeError('unsupported COSE OKP curve');
-    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64(key.get(cose.COSEKEYS.x)) }, format: 'jwk' });
-  }
-  if (cose.isCOSEPublicKeyRSA(key)) {
-    return createPublicKey({ key: { kty: 'RSA', n: b64(key.get(cose.COSEKEYS.n)), e: b64(key.get(cose.COSEKEYS.e)) }, format: 'jwk' });
-  }
-  throw new TypeError('unsupported COSE key type');
 }
 
 /** How node:crypto verifies a signature of each COSE algorithm WebAuthn authenticators use. */

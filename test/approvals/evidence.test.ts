@@ -1,54 +1,47 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { decodeAttestationObject, parseAuthenticatorData } from '@simplewebauthn/server/helpers';
 import { describe, test } from 'node:test';
-import { approvalEvidenceFormat, coseKeyToSpki, verifyApprovalEvidence, type ApprovalEvidence } from '../../src/approvals/evidence.ts';
+import { approvalEvidenceOf, verifyApprovalEvidence, type ApprovalEvidence } from '../../src/approvals/evidence.ts';
+import { cosePublicKeyToSpki } from '../../src/identity/passkeys/assertion.ts';
 import { approvalChallenge, approvalDigest, entriesToApprove, parseApprovalChallenge } from '../../src/jose/approval-digest.ts';
+import { SoftwareAuthenticator, type Bend } from '../helpers/authenticator.ts';
 
 const origin = 'https://idp.broker.example';
 const rpId = 'idp.broker.example';
 const order = { type: 'order', instrument: 'XS2345678901', side: 'buy', notional: 2_500_000, currency: 'EUR' };
 const settlement = { type: 'settlement_instruction', account: 'DE89370400440532013000', currency: 'EUR' };
 
-/** The EC2 P-256 COSE key (RFC 9053 §7.1.1) of a public key, CBOR-encoded: what an authenticator registers. */
-function coseOf(key: KeyObject): Uint8Array<ArrayBuffer> {
-  const jwk = key.export({ format: 'jwk' });
-  const x = Buffer.from(jwk.x!, 'base64url');
-  const y = Buffer.from(jwk.y!, 'base64url');
-  // {1: 2 (EC2), 3: -7 (ES256), -1: 1 (P-256), -2: x, -3: y}
-  return new Uint8Array(Buffer.concat([Buffer.from([0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20]), x, Buffer.from([0x22, 0x58, 0x20]), y]));
-}
-
-/** What a platform authenticator signs for `challenge`: WebAuthn §6.1 authenticator data and §5.8.1 client data. */
-function assertion(privateKey: KeyObject, challenge: string, options: { origin?: string; rpId?: string; flags?: number } = {}) {
-  const clientDataJson = Buffer.from(JSON.stringify({ type: 'webauthn.get', challenge, origin: options.origin ?? origin, crossOrigin: false }));
-  const authenticatorData = Buffer.concat([
-    createHash('sha256').update(options.rpId ?? rpId).digest(),
-    Buffer.from([options.flags ?? 0x05]), // UP | UV
-    Buffer.from([0, 0, 0, 7]), // signature counter
-  ]);
-  const signature = sign('sha256', Buffer.concat([authenticatorData, createHash('sha256').update(clientDataJson).digest()]), privateKey);
-  return { authenticatorData, clientDataJson, signature };
-}
-
-function evidenceFor(entries: unknown[], options: Parameters<typeof assertion>[2] = {}): ApprovalEvidence {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+/**
+ * Approval evidence made by a software authenticator (test/helpers/authenticator.ts) with a
+ * registered P-256 credential, over the approval challenge of `entries`; `bend` bends the ceremony.
+ */
+function evidenceFor(entries: unknown[], bend: Bend = {}): ApprovalEvidence {
+  const authenticator = new SoftwareAuthenticator({ origin });
+  const registered = authenticator.register({ challenge: 'cmVnaXN0ZXI', rp: { id: rpId }, user: { id: 'dXNlci0x' } }) as { response: { attestationObject: string } };
   const digest = approvalDigest(entries);
   const nonce = Buffer.alloc(16, 9).toString('base64url');
-  const signed = assertion(privateKey, approvalChallenge(digest, nonce), options);
-  return {
-    format: approvalEvidenceFormat,
-    authorization_details: entries,
-    digest,
-    nonce,
-    rp_id: rpId,
-    origin,
-    credential_id: 'Y3JlZGVudGlhbC0x',
-    public_key: coseKeyToSpki(coseOf(publicKey)),
-    alg: -7,
-    authenticator_data: signed.authenticatorData.toString('base64url'),
-    client_data_json: signed.clientDataJson.toString('base64url'),
-    signature: signed.signature.toString('base64url'),
+  const signed = authenticator.assert({ challenge: approvalChallenge(digest, nonce), rpId }, bend) as {
+    id: string;
+    response: { authenticatorData: string; clientDataJSON: string; signature: string };
   };
+  const coseKey = publicKeyOfAttestation(registered.response.attestationObject);
+  return approvalEvidenceOf(
+    { entries, digest, nonce, rpId, origin },
+    {
+      credentialId: signed.id,
+      publicKey: Buffer.from(coseKey).toString('base64url'),
+      spki: cosePublicKeyToSpki(coseKey).toString('base64url'),
+      authenticatorData: signed.response.authenticatorData,
+      clientDataJSON: signed.response.clientDataJSON,
+      signature: signed.response.signature,
+    },
+  );
+}
+
+/** The credential public key (COSE) in a registration's attestation object. */
+function publicKeyOfAttestation(attestationObject: string): Uint8Array<ArrayBuffer> {
+  const authData = decodeAttestationObject(new Uint8Array(Buffer.from(attestationObject, 'base64url'))).get('authData');
+  return new Uint8Array(parseAuthenticatorData(authData).credentialPublicKey!);
 }
 
 describe('the approval digest', () => {
@@ -95,7 +88,7 @@ describe('verifying approval evidence offline', () => {
   test('refuses an assertion made for another origin or relying party, or without user verification', () => {
     assert.deepEqual(verifyApprovalEvidence(evidenceFor([order], { origin: 'https://idp.broker.example.attacker.test' })), ['the client data names another origin']);
     assert.deepEqual(verifyApprovalEvidence(evidenceFor([order], { rpId: 'broker.example' })), ['the authenticator data is for another relying party']);
-    assert.deepEqual(verifyApprovalEvidence(evidenceFor([order], { flags: 0x01 })), ['the user was not verified']);
+    assert.deepEqual(verifyApprovalEvidence(evidenceFor([order], { userVerified: false })), ['the user was not verified']);
   });
 
   test('refuses a signature by another key, and evidence it cannot read', () => {
