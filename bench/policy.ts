@@ -1,6 +1,6 @@
 /**
  * policy-decisions: the policy decision point's engine on the example policies (examples/policies,
- * 25 policies, step-up.cedar among them since issue 14) deciding the requests of their test cases
+ * 26 policies, step-up.cedar and approval.cedar among them since issue 14) deciding the requests of their test cases
  * in turn, each with its entities and context as the server builds them. Measures the Cedar evaluation with the fail-closed checks
  * (src/policy/engine.ts evaluate), in one thread; no database, no audit write (decide() adds one
  * group-committed audit event per decision). Two runs of `seconds` each:

@@ -35,6 +35,11 @@ export interface CodePayload {
   mandate?: string;
   /** The step-up this code concluded (src/authorization/step-up.ts): its token.issued names it. */
   stepUpId?: string;
+  /**
+   * The person's passkey approval of the order and settlement_instruction entries (src/approvals):
+   * its id, and the digest its tokens carry as `authorization_details_digest`.
+   */
+  approval?: { id: string; digest: string };
 }
 
 export interface StoredCode {

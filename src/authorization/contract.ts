@@ -39,6 +39,12 @@ export interface ConsentRequest {
   authorizationDetails: unknown[];
   /** One plain-language sentence per scope and per authorization_details entry. */
   lines: string[];
+  /**
+   * Present when policy asks the person to approve the order and settlement_instruction entries
+   * with a passkey (what-you-see-is-what-you-sign, src/approvals): exactly those entries, and one
+   * sentence for each. The consent page then approves with the passkey ceremony only.
+   */
+  approval?: { entries: Record<string, unknown>[]; lines: string[] };
 }
 
 export type NextStep =

@@ -18,7 +18,9 @@ import {
   loadStoredInteraction,
   recordStepUpIn,
   type StoredInteraction,
+  approvalNeed,
 } from './interactions.ts';
+import type { ApprovalRecord } from '../approvals/records.ts';
 import type { AuthorizationParameters } from './parameters.ts';
 import { consumePushedRequest, consumePushedRequestIn, resolveRequestUri } from './pushed-requests.ts';
 import {
@@ -103,7 +105,9 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
   ]);
   // OIDC Core §5.5.1.1: an essential acr no level of Clearance's meets is a failed authentication.
   if (!demanded.ok) return respondError(ctx, request, unmetRequirements());
-  const need = needs({ request, authentication, freshLogin: false, required: requirementOf(demanded.demands), grant, approvedHere: false, now });
+  // Approving an order is done on the consent page, each time (a remembered grant never stands in for it).
+  const approval = authentication ? await approvalNeed(ctx, request, authentication, null) : undefined;
+  const need = needs({ request, authentication, freshLogin: false, required: requirementOf(demanded.demands), grant, approvedHere: false, ...(approval ? { approval } : {}), now });
   if (request.prompt.includes('none')) {
     // OIDC Core §3.1.2.6: with prompt=none the OP MUST NOT display any UI; it returns an error instead.
     if (need.step === 'login') return respondError(ctx, request, new OAuthError('login_required', 'the person must log in'));
@@ -187,7 +191,7 @@ export async function resumeAuthorization(
     }
     return { kind: 'interaction', interactionId: id, location: `${ctx.config.issuer}/interaction/${id}` };
   }
-  return respondCode(ctx, request, authentication!, grant!, id, stored.stepUp ?? undefined);
+  return respondCode(ctx, request, authentication!, grant!, id, stored.stepUp ?? undefined, stored.approval ?? undefined);
 }
 
 /**
@@ -270,6 +274,7 @@ async function respondCode(
   grant: ConsentGrant,
   interactionId?: string,
   stepUp?: StepUpRecord,
+  approval?: ApprovalRecord,
 ): Promise<AuthorizeOutcome> {
   const binding: Parameters<typeof issueCode>[1] = {
     clientId: request.clientId,
@@ -292,6 +297,8 @@ async function respondCode(
       ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
       // The step-up the code concludes: its token.issued names it.
       ...(stepUp ? { stepUpId: stepUp.id } : {}),
+      // The person's passkey approval of the order entries: its tokens carry the digest.
+      ...(approval ? { approval: { id: approval.id, digest: approval.digest } } : {}),
     },
   };
   // One flight: of a double resume, or of two authorizations from one request_uri, one commits.
@@ -307,7 +314,7 @@ async function respondCode(
     issuer: ctx.config.issuer,
     ...(request.resource !== undefined ? { audience: request.resource } : {}),
     scopes: [...request.oidcScopes, ...request.scopes],
-    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime, ...(stepUp ? { step_up_id: stepUp.id } : {}) },
+    details: { code_id: id, grant_id: grant.id, via: request.via, acr: auth.acr, amr: auth.amr, auth_time: auth.authTime, ...(stepUp ? { step_up_id: stepUp.id } : {}), ...(approval ? { approval_id: approval.id } : {}) },
   };
   const where = { clientId: request.clientId, userId: auth.userId, interactionId: interactionId ?? '' };
   const concluded = stepUp ? [stepUpCompletedEvent(stepUp, stepUpMet(stepUp, auth, ctx.clock.now()) ? 'met' : 'unmet', where, auth)] : [];

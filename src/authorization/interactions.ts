@@ -25,6 +25,11 @@ import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
 import { authenticationDemands, requirementOf, type Demand } from './requirements.ts';
 import { factorFor, stepUpCompletedEvent, stepUpOf, type StepUpRecord } from './step-up.ts';
+import type { ApprovalChallenge, ApprovalRecord } from '../approvals/records.ts';
+import { approvalRefusedEvent, approvalSubject, checkApproval, recordApprovalIn, startApproval as startApprovalCeremony } from '../approvals/ceremony.ts';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { entriesToApprove } from '../jose/approval-digest.ts';
+import { issuanceApproval } from '../policy/issuance.ts';
 
 /**
  * Interactions: authorization requests waiting for a person (src/authorization/contract.ts). The
@@ -60,6 +65,10 @@ export interface StoredInteraction extends Interaction {
   loginGrant?: ConsentGrant | null;
   /** The step-up the request waits for (step-up.ts), until it concludes. */
   stepUp: StepUpRecord | null;
+  /** The approval ceremony the consent page started, until answered (src/approvals/ceremony.ts). */
+  approvalChallenge: ApprovalChallenge | null;
+  /** The person's verified approval of the request's order entries, once given. */
+  approval: ApprovalRecord | null;
 }
 
 /** The person's decision on the consent page, and who made it. */
@@ -105,7 +114,7 @@ export async function createInteraction(
   if (options.flight) void options.flight.run(insert);
   else await insert.execute();
   const stepUp = options.stepUp ?? null;
-  return { id, clientId: request.clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null, stepUp };
+  return { id, clientId: request.clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null, stepUp, approvalChallenge: null, approval: null };
 }
 
 /**
@@ -162,7 +171,7 @@ export async function createInteractionFromRequestUri(
   if (!row) return undefined;
   const request = JSON.parse(row.request) as AuthorizationRequest;
   if (request.pushedRequestId === undefined) return undefined;
-  return { id, clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null, stepUp: null };
+  return { id, clientId, expiresAt: Math.floor(expiresAtMs / 1000), request, browserHash, consent: null, grantId: null, completedAt: null, stepUp: null, approvalChallenge: null, approval: null };
 }
 
 /**
@@ -197,6 +206,8 @@ export async function loadStoredInteraction(ctx: Pick<Context, 'storage' | 'cloc
     grantId: row.grant_id,
     completedAt: row.completed_at === null ? null : Number(row.completed_at),
     stepUp: row.step_up ? (JSON.parse(row.step_up) as StepUpRecord) : null,
+    approvalChallenge: row.approval_challenge ? (JSON.parse(row.approval_challenge) as ApprovalChallenge) : null,
+    approval: row.approval ? (JSON.parse(row.approval) as ApprovalRecord) : null,
   };
 }
 
@@ -433,6 +444,54 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
 }
 
 /**
+ * Contract: starts the passkey approval of the request's order entries on the consent page
+ * (src/approvals/ceremony.ts): the WebAuthn request options, or undefined when the interaction is
+ * not pending, is another person's, or asks no approval of this person.
+ */
+export async function startApproval(ctx: Context, interaction: Interaction | string, auth: Authentication): Promise<PublicKeyCredentialRequestOptionsJSON | undefined> {
+  const stored = await pending(ctx, interaction);
+  if (stored.authentication && stored.authentication.userId !== auth.userId) return undefined;
+  const need = stored.request.resource !== undefined ? await approvalNeed(ctx, stored.request, auth, stored.approval) : undefined;
+  if (!need?.required || need.given) return undefined;
+  return startApprovalCeremony(ctx, stored, auth.userId);
+}
+
+/**
+ * Contract: the person's passkey answer to the approval ceremony (the page's JSON text). A verified
+ * approval is kept on the interaction with its `approval.given` event (the evidence), in one
+ * transaction, before the consent decision; a failure is `approval.refused` and changes nothing.
+ */
+export async function approve(
+  ctx: Context,
+  interaction: Interaction | string,
+  auth: Authentication,
+  response: string,
+  requestId?: string,
+): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const stored = await pending(ctx, interaction);
+  const who = { userId: auth.userId, clientId: stored.clientId, ...(requestId ? { requestId } : {}) };
+  if (stored.authentication && stored.authentication.userId !== auth.userId) return { ok: false, reason: 'wrong_person' };
+  const checked = await checkApproval(ctx, stored, auth.userId, response, requestId);
+  if (!checked.ok) {
+    await ctx.audit.record(approvalRefusedEvent(stored, who, checked));
+    return { ok: false, reason: checked.reason };
+  }
+  const flight = ctx.storage.flight();
+  const event = recordApprovalIn(ctx, flight, stored, checked, who);
+  try {
+    await ctx.audit.commit(flight, [event]);
+  } catch (error) {
+    // Another answer to the same ceremony won, or the passkey was used meanwhile: this one is void.
+    if (!refusedFor(error, 'approval_answered') && !refusedFor(error, 'passkey_counter_changed')) throw error;
+    await ctx.audit.record(approvalRefusedEvent(stored, who, { ok: false, reason: 'no_ceremony', credentialId: checked.record.credentialId }));
+    return { ok: false, reason: 'answered' };
+  }
+  stored.approval = checked.record;
+  stored.approvalChallenge = null;
+  return { ok: true };
+}
+
+/**
  * Evaluates a stored interaction for the person present: the interaction's own login first, else
  * the session's. Returns the need, the person, and their grant.
  */
@@ -452,6 +511,7 @@ export async function evaluateInteraction(
     authenticationDemands(ctx, stored.request, authentication),
   ]);
   const demands = demanded.ok ? demanded.demands : [];
+  const approval = authentication ? await approvalNeed(ctx, stored.request, authentication, stored.approval) : undefined;
   const approvedHere =
     stored.consent?.decision === 'approved' && stored.consent.userId === authentication?.userId && grant !== undefined && grant.id === stored.grantId;
   const need = needs({
@@ -461,9 +521,37 @@ export async function evaluateInteraction(
     required: requirementOf(demands),
     grant,
     approvedHere,
+    ...(approval ? { approval } : {}),
     now: epochSeconds(ctx.clock),
   });
   return { need, authentication, grant, demands, unmet: !demanded.ok };
+}
+
+/**
+ * Whether policy asks the person to approve the request's order and settlement_instruction entries
+ * with a passkey before a code is issued (src/policy/issuance.ts `issuanceApproval`), and whether
+ * they did during this interaction — an approval of exactly these entries. Only a request with
+ * such entries, for a resource server, is asked.
+ */
+export async function approvalNeed(
+  ctx: Context,
+  request: AuthorizationRequest,
+  auth: Authentication,
+  given: ApprovalRecord | null,
+): Promise<{ required: boolean; given: boolean } | undefined> {
+  if (request.resource === undefined || entriesToApprove(request.authorizationDetails as Record<string, unknown>[]).length === 0) return undefined;
+  const asked = await issuanceApproval(ctx, {
+    subject: { type: 'User', id: auth.userId },
+    clientId: request.clientId,
+    audience: request.resource,
+    scopes: request.scopes,
+    authorizationDetails: request.authorizationDetails,
+    acr: auth.acr,
+    authTime: auth.authTime,
+    requestId: 'authorize',
+    grantType: 'authorization_code',
+  });
+  return { required: asked !== undefined, given: given !== null && given.digest === approvalSubject({ request }).digest };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { AuthorizationRequest } from './request.ts';
 import { acrSatisfies, strongestAcr, type Acr } from '../identity/acr.ts';
 import { voluntaryAcr } from './acr-request.ts';
 import { describeOidcScope, describeScope } from './scopes.ts';
+import { entriesToApprove } from '../jose/approval-digest.ts';
 
 /** What is known when deciding what an authorization request still needs. */
 export interface StepInput {
@@ -26,6 +27,11 @@ export interface StepInput {
   grant: ConsentGrant | undefined;
   /** True when the person approved this request during this interaction (and that grant is `grant`). */
   approvedHere: boolean;
+  /**
+   * What-you-see-is-what-you-sign (src/approvals): policy asks the person to approve the request's
+   * order entries with a passkey (`required`), and whether they did during this interaction.
+   */
+  approval?: { required: boolean; given: boolean };
   /** Now, epoch seconds. */
   now: number;
 }
@@ -38,7 +44,7 @@ export interface Requirement {
 }
 
 export type LoginReason = 'no_session' | 'prompt_login' | 'max_age' | 'acr';
-export type Need = { step: 'login'; reason: LoginReason; acr?: Acr } | { step: 'consent' } | { step: 'done' };
+export type Need = { step: 'login'; reason: LoginReason; acr?: Acr } | { step: 'consent'; approval?: true } | { step: 'done' };
 
 /**
  * The rules, in order (OIDC Core §3.1.2.1, §3.1.2.3, §3.1.2.4, §5.5.1.1):
@@ -51,9 +57,12 @@ export type Need = { step: 'login'; reason: LoginReason; acr?: Acr } | { step: '
  * 3. whether or not the person just logged in: an authentication below the required level (`required`:
  *    an essential acr claim, §5.5.1.1; the person's role minimum; a step-up policy) or older than
  *    its max_age → login again at that level (reason `acr` or `max_age`);
- * 4. unless approved during this interaction: `prompt=consent`, or a grant that does not cover the
+ * 4. policy asks the person to approve the request's order entries with a passkey and they have not
+ *    during this interaction → consent, with the approval (a remembered grant never stands in for
+ *    it: each order is approved for itself);
+ * 5. unless approved during this interaction: `prompt=consent`, or a grant that does not cover the
  *    request (its scopes, authorization_details, or the mandate it names) → consent;
- * 5. done.
+ * 6. done.
  * A login step names the level the sign-in must reach (`acr`) when one is asked, so the people
  * side offers the factors that reach it.
  */
@@ -70,6 +79,7 @@ export function needs(input: StepInput): Need {
   }
   if (required.acr !== undefined && !acrSatisfies(auth.acr, required.acr)) return { step: 'login', reason: 'acr', acr: required.acr };
   if (required.maxAge !== undefined && input.now - auth.authTime > required.maxAge) return login('max_age');
+  if (input.approval?.required && !input.approval.given) return { step: 'consent', approval: true };
   if (!input.approvedHere && (request.prompt.includes('consent') || !grantCovers(input.grant, request))) return { step: 'consent' };
   return { step: 'done' };
 }
@@ -94,5 +104,9 @@ export async function consentRequest(ctx: Pick<Context, 'resourceServers'>, clie
 /** The contract's NextStep for a Need. */
 export async function toNextStep(ctx: Pick<Context, 'resourceServers' | 'clients'>, need: Need, request: AuthorizationRequest): Promise<NextStep> {
   if (need.step !== 'consent') return need;
-  return { step: 'consent', consent: await consentRequest(ctx, await ctx.clients.get(request.clientId), request) };
+  const consent = await consentRequest(ctx, await ctx.clients.get(request.clientId), request);
+  if (!need.approval) return { step: 'consent', consent };
+  // Exactly the entries the passkey signs over, each in plain words (what the person sees is what they sign).
+  const entries = entriesToApprove(request.authorizationDetails as Record<string, unknown>[]);
+  return { step: 'consent', consent: { ...consent, approval: { entries, lines: describeAuthorizationDetails(entries as never) } } };
 }

@@ -41,6 +41,10 @@ export interface AuthorizationTables {
      * was sent to sign in at a higher level until the outcome is audited (migration 0019).
      */
     step_up: string | null;
+    /** The approval ceremony the consent page started (JSON: digest, nonce, expires_at), until answered (migration 0020). */
+    approval_challenge: string | null;
+    /** The person's verified approval of the request's order entries (JSON: id, digest, credential_id, at) (migration 0020). */
+    approval: string | null;
   };
   /** The consent store: what a person allowed a client, per resource (one active row per user and client). */
   grants: {

@@ -16,6 +16,8 @@ import type { GrantResult, TokenResponse } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
 import { recordUses } from '../policy/first-use.ts';
 import { usesOf } from '../policy/issuance.ts';
+import { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
+import { OAuthError } from '../oauth-error.ts';
 
 /**
  * What a grant writes when it issues tokens, added to the flight of `issuePersonTokens`'
@@ -93,7 +95,7 @@ export async function issuePersonTokens(
     scopes: target.scopes,
     authorizationDetails: target.authorizationDetails,
     ...(mandate ? { mandate: mandate.version } : {}),
-    claims: { grant_id: basis.grantId, auth_time: basis.authTime, acr: basis.acr, amr: basis.amr },
+    claims: { grant_id: basis.grantId, auth_time: basis.authTime, acr: basis.acr, amr: basis.amr, ...approvedDigest(basis, target) },
   });
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
@@ -122,6 +124,7 @@ export async function issuePersonTokens(
         oidc: idToken !== undefined,
         ...(refresh ? { refresh_id: refresh.id } : {}),
         ...(options.stepUpId !== undefined ? { step_up_id: options.stepUpId } : {}),
+        ...(access.claims.authorization_details_digest !== undefined && basis.approval ? { approval_id: basis.approval.id } : {}),
       },
     };
     return [...writeEvents, ...access.decisions, issued];
@@ -161,6 +164,21 @@ export async function issuePersonTokens(
   return { response };
 }
 
+/**
+ * What-you-see-is-what-you-sign: the `authorization_details_digest` claim of a token whose
+ * authorization the person approved with a passkey (src/approvals) — when the token carries the
+ * approved entries (a business token; a userinfo token carries none). The digest is computed again
+ * from the entries the token carries: an approval of other entries than these is refused
+ * (invalid_grant), never carried.
+ */
+function approvedDigest(basis: TokenBasis, target: AccessTarget): { authorization_details_digest?: string } {
+  if (!basis.approval) return {};
+  const entries = entriesToApprove(target.authorizationDetails);
+  if (entries.length === 0) return {};
+  if (approvalDigest(entries) !== basis.approval.digest) throw new OAuthError('invalid_grant', 'the authorization_details differ from those the person approved');
+  return { authorization_details_digest: basis.approval.digest };
+}
+
 function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<typeof issueRefreshToken>[1] {
   return {
     grantId: basis.grantId,
@@ -175,6 +193,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       acr: basis.acr,
       amr: basis.amr,
       ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
+      ...(basis.approval !== undefined ? { approval: basis.approval } : {}),
       ...(cnf ? { cnf } : {}),
     },
   };

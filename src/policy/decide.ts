@@ -4,7 +4,7 @@ import type { AuditEvent } from '../audit/events.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { evaluate, type CedarRequest, type CompiledPolicySet } from './engine.ts';
-import { stepUpOf, type StepUp } from './step-up.ts';
+import { liftOf, type ApprovalAsk, type StepUp } from './step-up.ts';
 import { resolveRequest, uidText, type DecisionRequest, type Resolution } from './request.ts';
 
 /** A decision of the policy decision point. */
@@ -21,6 +21,11 @@ export interface Decision {
    * the level (and max age) to ask for, and the step-up forbids that fired. Still a deny.
    */
   stepUp?: StepUp;
+  /**
+   * On a deny that the person's passkey approval of exactly the order (what-you-see-is-what-you-sign)
+   * would lift, with any step-up beside it (step-up.ts): the approval forbids that fired. Still a deny.
+   */
+  approval?: ApprovalAsk;
 }
 
 /** Who asked, for the audit event. */
@@ -77,8 +82,8 @@ export async function evaluateDecision(
     } else {
       evaluated = resolved.request;
       const evaluation = evaluate(active.set, resolved.request);
-      const stepUp = stepUpOf(active.set, resolved.request, evaluation, evaluate);
-      decision = { ...evaluation, policyVersion: active.set.version, ...(stepUp ? { stepUp } : {}) };
+      const lift = liftOf(active.set, resolved.request, evaluation, evaluate);
+      decision = { ...evaluation, policyVersion: active.set.version, ...(lift?.stepUp ? { stepUp: lift.stepUp } : {}), ...(lift?.approval ? { approval: lift.approval } : {}) };
     }
   }
   return guarded(decisionEvent(request, meta, decision, evaluated), decision, meta);
@@ -120,6 +125,8 @@ function decisionEvent(request: DecisionRequest, meta: DecisionMeta, decision: D
       ...(decision.errors.length ? { errors: decision.errors } : {}),
       // A deny a stronger authentication would lift: the level it asks (docs/policy.md).
       ...(decision.stepUp ? { step_up: stepUpDetails(decision.stepUp) } : {}),
+      // A deny the person's approval of the order would lift: the approval policies.
+      ...(decision.approval ? { approval_required: decision.approval.policies } : {}),
       // The request exactly as evaluated (entities and context), for replay by `policy simulate`.
       ...(evaluated ? { request: evaluated } : {}),
     },
@@ -134,7 +141,7 @@ function guarded(event: AuditEvent, decision: Decision, meta: DecisionMeta): { d
     if (!(error instanceof AuditGuardError)) throw error;
     // The caller sent something the audit log never records (a token-shaped value) or too much of
     // it: record the decision without the request, and deny, since it cannot be evidenced in full.
-    const { stepUp: _, ...rest } = decision;
+    const { stepUp: _, approval: __, ...rest } = decision;
     const denied: Decision = { ...rest, allow: false, errors: [...decision.errors, 'the request could not be recorded in the audit log in full'] };
     return {
       decision: denied,

@@ -97,6 +97,8 @@ export interface CompiledPolicySet {
   readonly policies: readonly PolicyFacts[];
   /** The step-up forbids (`@step_up`), by id (step-up.ts). */
   readonly stepUps: ReadonlyMap<string, PolicyStepUp>;
+  /** The forbids a person's passkey approval of the order lifts (`@approval`), by id (step-up.ts). */
+  readonly approvals: ReadonlySet<string>;
   /** The context attributes some policy reads; `all` when one reads the context whole. */
   readonly contextReads: ReadonlySet<string> | 'all';
 }
@@ -263,12 +265,14 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
   }
   const policies = [...byId].map(([id, chunk]) => policyFacts(id, chunk.text, jsonById.get(id)!));
   const stepUps = new Map<string, PolicyStepUp>();
+  const approvals = new Set<string>();
   for (const [id, json] of jsonById) {
-    const { stepUp } = readStepUpAnnotations(json);
+    const { stepUp, approval } = readStepUpAnnotations(json);
     if (stepUp) stepUps.set(id, stepUp);
+    if (approval) approvals.add(id);
   }
   const contextReads = policies.some((p) => p.reads.contextWhole) ? 'all' : new Set(policies.flatMap((p) => [...p.reads.context]));
-  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies, stepUps, contextReads };
+  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies, stepUps, approvals, contextReads };
   compiledByDigest.set(preparsedId, set);
   return { set, problems: [] };
 }

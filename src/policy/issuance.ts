@@ -35,6 +35,12 @@ export interface Issuance {
   acr?: string;
   /** When the person authenticated (epoch seconds), for step-up policies' auth_age. */
   authTime?: number;
+  /**
+   * The token carries the person's verified passkey approval of exactly the request's order and
+   * settlement_instruction entries (src/approvals): the context's `approved`, which lifts
+   * `@approval` forbids.
+   */
+  approved?: boolean;
   /** The mandate version the token is issued under. */
   mandate?: MandateVersion;
   requestId: string;
@@ -171,6 +177,27 @@ function combinedStepUp(decisions: readonly Decision[]): IssuanceStepUp | undefi
  * make and record). Undefined: none, or no active set has step-up policies (then nothing is
  * evaluated), or some denial is a plain one (the token endpoint refuses it anyway).
  */
+/**
+ * At the authorization endpoint, before the consent step: whether the token endpoint's decisions
+ * would ask the person to approve the request's order and settlement_instruction entries with a
+ * passkey (`@approval` forbids, step-up.ts) — every denial lifted by an approval (with any step-up
+ * beside it), at least one by an approval. Evaluated only when the active set has approval
+ * policies. The approval forbids that fired, and the set's version; undefined: none is needed (or
+ * the request is refused outright, which the token endpoint says).
+ */
+export async function issuanceApproval(ctx: Context, issuance: Issuance): Promise<{ policies: string[]; policyVersion: string } | undefined> {
+  if (isClearanceOwn(ctx, issuance.audience) || issuance.subject.type !== 'User') return undefined;
+  const active = await ctx.policies.active();
+  if (!active.set || active.set.approvals.size === 0) return undefined;
+  const server = await ctx.resourceServers.get(issuance.audience);
+  if (!server) return undefined;
+  const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType };
+  const denied = (await decideIssuance(ctx, server, { ...issuance, approved: false }, meta)).map((d) => d.decision).filter((d) => !d.allow);
+  if (denied.length === 0 || denied.some((d) => !d.approval && !d.stepUp)) return undefined;
+  const policies = [...new Set(denied.flatMap((d) => d.approval?.policies ?? []))];
+  return policies.length > 0 ? { policies, policyVersion: denied[0]!.policyVersion } : undefined;
+}
+
 export async function issuanceStepUp(ctx: Context, issuance: Issuance): Promise<IssuanceStepUp | undefined> {
   if (isClearanceOwn(ctx, issuance.audience)) return undefined;
   const active = await ctx.policies.active();
@@ -244,6 +271,8 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
     ...(issuance.acr !== undefined ? { acr: issuance.acr } : {}),
     ...(issuance.authTime !== undefined ? { auth_time: issuance.authTime } : {}),
     ...(issuance.mandate ? { mandate: mandateContext(issuance.mandate) } : {}),
+    // Only a person's token issued under their verified passkey approval of these entries.
+    ...(issuance.approved ? { approved: true } : {}),
   };
 }
 

@@ -32,6 +32,11 @@ export interface DecisionContext {
   /** Set by Clearance only (first-use.ts), at issuance in one read for every entry. */
   new_instrument_class?: boolean;
   new_settlement_account?: boolean;
+  /**
+   * Set by Clearance only, at issuance: the token carries the person's passkey approval of exactly
+   * the request's order and settlement_instruction entries (src/approvals).
+   */
+  approved?: boolean;
   kyc_status?: string;
   suitability?: string[];
   risk?: number;
@@ -46,10 +51,11 @@ export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status'
 
 /**
  * Context attributes only Clearance sets: derived from the authentication (`acr_levels`,
- * `auth_age`), the desk's clock (`local_time`, `local_weekday`) and the first-use history
- * (`new_instrument_class`, `new_settlement_account`). A caller never sends them.
+ * `auth_age`), the desk's clock (`local_time`, `local_weekday`), the first-use history
+ * (`new_instrument_class`, `new_settlement_account`) and the person's approval (`approved`). A
+ * caller never sends them.
  */
-export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account'] as const;
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -93,6 +99,8 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   for (const field of derivedContextFields) delete given[field];
   if (request.context?.new_instrument_class !== undefined) given.new_instrument_class = request.context.new_instrument_class;
   if (request.context?.new_settlement_account !== undefined) given.new_settlement_account = request.context.new_settlement_account;
+  // Issuance's own (the AuthZEN API refuses the attribute from a caller: authzen.ts reads only decisionContextFields).
+  if (request.context?.approved !== undefined) given.approved = request.context.approved;
   const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
 
   let principal: EntityUid;

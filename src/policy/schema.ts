@@ -108,6 +108,7 @@ type RequestContext = {
   local_weekday?: Long,          // set by Clearance: 1 (Monday) to 7 (Sunday) in the desk's time zone
   new_instrument_class?: Bool,   // set by Clearance: the person was never issued a token to trade this class
   new_settlement_account?: Bool, // set by Clearance: the person was never issued a token to use this account
+  approved?: Bool,               // set by Clearance: the person approved exactly these order/settlement entries with a passkey
   kyc_status?: String,           // the principal's (a person's own, from their record), or the end client's
   suitability?: Set<String>,
   risk?: Long,                   // 0 (none) to 100

@@ -20,6 +20,14 @@ import type { CedarRequest, CompiledPolicySet, Evaluation } from './engine.ts';
  *   plain deny; so is a request no permit allows. Sending the person to sign in can never loop.
  * The rest of the request is decided as it was: the step-up is only ever the answer to "what
  * would allow this", never a permit.
+ *
+ * Approval policies (what-you-see-is-what-you-sign, docs/authentication.md "Approving an order"):
+ * a `forbid` annotated `@approval("passkey")` is lifted only by the person approving exactly the
+ * request's order and settlement_instruction entries with a passkey: Clearance sets the context's
+ * `approved` (never a caller) when the token it issues carries such an approval. Its deny carries
+ * `approval` by the same rules as a step-up: every determining forbid is a step-up or an approval
+ * forbid, the principal is a person, and the request with the approval (at the step-up's level,
+ * if any) is allowed. A step-up beside an approval is lifted by the level and the approval together.
  */
 
 /** What a step-up forbid asks. */
@@ -35,12 +43,27 @@ export interface StepUp extends PolicyStepUp {
   policies: string[];
 }
 
+/** A deny that the person's passkey approval of the order (with any step-up beside it) would lift. */
+export interface ApprovalAsk {
+  /** The approval forbids that fired. */
+  policies: string[];
+}
+
+/** How an approval is given: the only value `@approval` takes. */
+const approvalMethods = ['passkey'];
+
 /** Longest `@step_up_max_age`: a week. */
 const maxMaxAge = 7 * 24 * 3600;
 
 /** Reads a policy's step-up annotations; a problem message when they are wrong. */
-export function readStepUpAnnotations(json: PolicyJson): { stepUp?: PolicyStepUp; problem?: string } {
+export function readStepUpAnnotations(json: PolicyJson): { stepUp?: PolicyStepUp; approval?: true; problem?: string } {
   const annotations = json.annotations ?? {};
+  if (annotations.approval !== undefined) {
+    if (json.effect !== 'forbid') return { problem: '@approval belongs on a forbid: it names what lifts the forbid' };
+    if (!approvalMethods.includes(annotations.approval ?? '')) return { problem: `@approval must be one of: ${approvalMethods.join(', ')}` };
+    if (annotations.step_up !== undefined || annotations.step_up_max_age !== undefined) return { problem: 'a policy is lifted by @step_up or by @approval, not both: write two forbids' };
+    return { approval: true };
+  }
   const level = annotations.step_up;
   const age = annotations.step_up_max_age;
   if (level === undefined) return age === undefined ? {} : { problem: '@step_up_max_age needs a @step_up("<acr>") on the same policy' };
@@ -74,16 +97,41 @@ export function withDerivedAuthentication(context: Record<string, CedarValueJson
  * (passed in to keep this module free of the wasm binding).
  */
 export function stepUpOf(set: CompiledPolicySet, request: CedarRequest, evaluation: Evaluation, evaluate: (set: CompiledPolicySet, request: CedarRequest) => Evaluation): StepUp | undefined {
+  const lift = liftOf(set, request, evaluation, evaluate);
+  return lift?.stepUp;
+}
+
+/** The approval a decision carries (an approval forbid fired, and approving lifts the deny), or undefined. */
+export function approvalOf(set: CompiledPolicySet, request: CedarRequest, evaluation: Evaluation, evaluate: (set: CompiledPolicySet, request: CedarRequest) => Evaluation): ApprovalAsk | undefined {
+  return liftOf(set, request, evaluation, evaluate)?.approval;
+}
+
+/**
+ * What lifts a deny: a step-up, an approval, or both — undefined for a permit or a plain deny.
+ * One re-evaluation with everything the determining forbids ask.
+ */
+export function liftOf(
+  set: CompiledPolicySet,
+  request: CedarRequest,
+  evaluation: Evaluation,
+  evaluate: (set: CompiledPolicySet, request: CedarRequest) => Evaluation,
+): { stepUp?: StepUp; approval?: ApprovalAsk } | undefined {
   if (evaluation.allow || evaluation.errors.length > 0 || evaluation.reasons.length === 0) return undefined;
   if (request.principal?.type !== 'User') return undefined;
-  const asks = evaluation.reasons.map((id) => set.stepUps.get(id));
-  if (asks.some((a) => a === undefined)) return undefined;
-  const acr = strongestAcr(asks.map((a) => a!.acr))!;
-  const ages = asks.flatMap((a) => (a!.maxAge !== undefined ? [a!.maxAge] : []));
+  const stepUpIds = evaluation.reasons.filter((id) => set.stepUps.has(id));
+  const approvalIds = evaluation.reasons.filter((id) => set.approvals.has(id));
+  if (stepUpIds.length + approvalIds.length !== evaluation.reasons.length) return undefined;
+  const asks = stepUpIds.map((id) => set.stepUps.get(id)!);
+  const acr = strongestAcr(asks.map((a) => a.acr));
+  const ages = asks.flatMap((a) => (a.maxAge !== undefined ? [a.maxAge] : []));
   const maxAge = ages.length > 0 ? Math.min(...ages) : undefined;
-  // The same request, just authenticated at that level: does it pass?
+  // The same request, just authenticated at that level and approved: does it pass?
   const time = typeof request.context.time === 'number' ? request.context.time : 0;
-  const lifted = evaluate(set, { ...request, context: withDerivedAuthentication({ ...request.context, acr, auth_time: time }) });
+  const context = { ...request.context, ...(acr !== undefined ? { acr, auth_time: time } : {}), ...(approvalIds.length > 0 ? { approved: true } : {}) };
+  const lifted = evaluate(set, { ...request, context: acr !== undefined ? withDerivedAuthentication(context) : context });
   if (!lifted.allow) return undefined;
-  return { acr, ...(maxAge !== undefined ? { maxAge } : {}), policies: [...evaluation.reasons] };
+  return {
+    ...(acr !== undefined ? { stepUp: { acr, ...(maxAge !== undefined ? { maxAge } : {}), policies: stepUpIds } } : {}),
+    ...(approvalIds.length > 0 ? { approval: { policies: approvalIds } } : {}),
+  };
 }

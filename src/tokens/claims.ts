@@ -26,6 +26,8 @@ export interface AccessTokenClaims {
   auth_time?: number;
   acr?: string;
   amr?: string[];
+  /** What-you-see-is-what-you-sign: the approval digest of the order entries the person approved (src/approvals). */
+  authorization_details_digest?: string;
 }
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, as `typ`. */

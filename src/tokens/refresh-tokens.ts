@@ -49,6 +49,8 @@ export interface RefreshPayload {
   amr: string[];
   /** The mandate id the person acts under, checked again at every refresh. */
   mandate?: string;
+  /** The person's passkey approval of the order entries: refreshed tokens carry it as the code's did. */
+  approval?: { id: string; digest: string };
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client

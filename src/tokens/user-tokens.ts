@@ -18,10 +18,12 @@ export interface TokenBasis {
   amr: string[];
   /** The mandate id the person acts under, checked at every issuance. */
   mandate?: string;
+  /** The person's passkey approval of the order entries (src/approvals): its id and digest. */
+  approval?: { id: string; digest: string };
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'approval'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -35,6 +37,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     acr: p.acr,
     amr: p.amr,
     ...(p.mandate !== undefined ? { mandate: p.mandate } : {}),
+    ...(p.approval !== undefined ? { approval: p.approval } : {}),
   };
 }
 

@@ -30,7 +30,7 @@ describe('clearance policy test', () => {
     const env = { CLEARANCE_DATA_DIR: join(dir, 'never-created'), CLEARANCE_MODE: 'production' };
     const result = await run(['policy', 'test', examplePoliciesDir], env);
     assert.equal(result.code, 0, result.err);
-    assert.match(result.out, /^\d+ cases: (\d+) passed, 0 failed \(25 policies in 8 files\)$/);
+    assert.match(result.out, /^\d+ cases: (\d+) passed, 0 failed \(26 policies in 9 files\)$/);
     assert.throws(() => readFileSync(join(dir, 'never-created', 'clearance.db')));
   });
 
@@ -94,8 +94,9 @@ describe('clearance policy add, activate, list and simulate', () => {
     const listed = await run(['policy', 'list'], env);
     assert.match(listed.out, /^\* 2026-01\.1  author alice  approver bob  CHG-2026-001  created /);
 
-    // The server decides some FX orders (recorded in the audit log); alice signed in with a passkey,
-    // so the example step-up policies (step-up.cedar) ask nothing more of her.
+    // The server decides some FX orders (recorded in the audit log); alice signed in with a passkey
+    // and approved the orders with it, so the example step-up and approval policies (step-up.cedar,
+    // approval.cedar) ask nothing more of her.
     const ctx = await openContext(loadConfig(env), { log: createLogger('silent') });
     try {
       const alice = await userId(ctx, 'alice');
@@ -104,14 +105,14 @@ describe('clearance policy add, activate, list and simulate', () => {
           principal: { type: 'User', id: alice },
           action: 'order:create',
           resource: { type: 'Instrument', id: 'EURUSD', instrument_class: 'fx' },
-          context: { notional, acr: 'urn:clearance:acr:phr' },
+          context: { notional, acr: 'urn:clearance:acr:phr', approved: true },
         });
       }
       await decide(ctx, { principal: { type: 'Client', id: 'risk-engine' }, action: 'position:view', resource: { type: 'Account', id: 'GB-FX-001' }, context: { region: 'uk' } });
       await decide(ctx, { principal: { type: 'User', id: 'nobody' }, action: 'order:create', resource: { type: 'Instrument', id: 'X', instrument_class: 'fx' } });
       // A token issued to her for a 30m order: its two decisions are folded into token.issued.
       const order = { type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '30000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' };
-      const allows = await authorizeIssuance(ctx, { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], authorizationDetails: [order], acr: 'urn:clearance:acr:phr', requestId: 'r1', grantType: 'authorization_code' });
+      const allows = await authorizeIssuance(ctx, { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], authorizationDetails: [order], acr: 'urn:clearance:acr:phr', approved: true, requestId: 'r1', grantType: 'authorization_code' });
       const issued = foldDecisions({ type: 'token.issued', requestId: 'r1', client: 'trading-ui', subject: alice, audience: ordersApi, scopes: ['order:create'], details: { jti: 'j1' } }, allows);
       assert.deepEqual(issued.separate, []);
       await ctx.audit.record(issued.event);

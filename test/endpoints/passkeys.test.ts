@@ -6,6 +6,7 @@ import { acr } from '../../src/identity/acr.ts';
 import { readSession } from '../../src/identity/sessions.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { SoftwareAuthenticator, type Bend } from '../helpers/authenticator.ts';
+import { Browser, csrfOf } from '../helpers/inject-browser.ts';
 import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
 import { codeFlowFixture, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { enrolTotp } from '../identity/factors/fixture.ts';
@@ -14,39 +15,6 @@ import { enrolTotp } from '../identity/factors/fixture.ts';
 // /account, then sign-in on the interaction pages (username-less and after a username), through
 // consent to tokens; and every refusal a person or an attacker can cause.
 
-/** A browser: its cookies, and requests through the fastify app. */
-class Browser {
-  readonly cookies = new Map<string, string>();
-  readonly f: CodeFlowFixture;
-  constructor(f: CodeFlowFixture, cookie = '') {
-    this.f = f;
-    for (const pair of cookie.split(/;\s*/).filter(Boolean)) this.cookies.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
-  }
-  get cookie(): string {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-  }
-  async request(method: 'GET' | 'POST', url: string, form?: Record<string, string>, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-    const target = url.startsWith('http') ? new URL(url).pathname + new URL(url).search : url;
-    const response = await this.f.inject({
-      method,
-      url: target,
-      headers: { cookie: this.cookie, ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), ...headers },
-      ...(form ? { payload: new URLSearchParams(form).toString() } : {}),
-    });
-    const setCookie = response.headers['set-cookie'];
-    for (const line of Array.isArray(setCookie) ? setCookie : setCookie ? [setCookie] : []) {
-      const pair = line.split(';')[0]!;
-      const name = pair.slice(0, pair.indexOf('='));
-      if (/Max-Age=0/i.test(line)) this.cookies.delete(name);
-      else this.cookies.set(name, pair.slice(pair.indexOf('=') + 1));
-    }
-    return response;
-  }
-  get = (url: string) => this.request('GET', url);
-  post = (url: string, form: Record<string, string>, headers?: Record<string, string>) => this.request('POST', url, form, headers);
-}
-
-const csrfOf = (html: string) => /name="csrf_token" value="([^"]+)"/.exec(html)![1]!;
 
 interface Harness {
   f: CodeFlowFixture;

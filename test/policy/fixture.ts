@@ -13,14 +13,16 @@ export const examplePoliciesDir = fileURLToPath(new URL('../../examples/policies
 export const exampleEntitiesFile = fileURLToPath(new URL('../../examples/entities.yaml', import.meta.url));
 
 /**
- * The example policy files as one policy set text — without step-up.cedar unless `stepUp`: the
- * tests and benchmarks of the decision point's mechanics decide people's orders as before (a
- * large notional or a first order in a class would otherwise ask them to step up, and the
- * first-use history would be read for every order); the step-up tests ask for them.
+ * The example policy files as one policy set text — without step-up.cedar unless `stepUp`, and
+ * without approval.cedar unless `approval`: the tests and benchmarks of the decision point's
+ * mechanics decide people's orders as before (a large notional or a first order in a class would
+ * otherwise ask them to step up or to approve the order with a passkey, and the first-use history
+ * would be read for every order); the step-up and approval tests ask for them.
  */
-export function examplePolicyText(options: { stepUp?: boolean } = {}): string {
+export function examplePolicyText(options: { stepUp?: boolean; approval?: boolean } = {}): string {
   return readPolicySources(examplePoliciesDir)
     .filter((s) => options.stepUp || !s.name.endsWith('step-up.cedar'))
+    .filter((s) => options.approval || !s.name.endsWith('approval.cedar'))
     .map((s) => s.text)
     .join('\n');
 }

@@ -1,6 +1,7 @@
 import type { Authentication, Interaction, NextStep } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import type { Flight } from '../../storage/flight.ts';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 
 /**
  * The protocol side's half of the interaction contract (src/authorization/contract.ts), as the
@@ -22,4 +23,11 @@ export interface InteractionFlow {
    */
   recordAuthentication(ctx: Context, interaction: Interaction, auth: Authentication, flight: Flight): Promise<boolean>;
   decideConsent(ctx: Context, interaction: Interaction, auth: Authentication, approved: boolean): Promise<void>;
+  /**
+   * What-you-see-is-what-you-sign (src/approvals): starts the passkey approval of the request's
+   * order entries — the WebAuthn request options, or undefined when none is asked of this person.
+   */
+  startApproval?(ctx: Context, interaction: Interaction, auth: Authentication): Promise<PublicKeyCredentialRequestOptionsJSON | undefined>;
+  /** The person's passkey answer (the page's JSON text) to the approval ceremony; kept when it verifies. */
+  approve?(ctx: Context, interaction: Interaction, auth: Authentication, response: string, requestId?: string): Promise<{ ok: true } | { ok: false; reason: string }>;
 }

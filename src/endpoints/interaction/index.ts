@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Interaction } from '../../authorization/contract.ts';
+import type { ConsentRequest, Interaction } from '../../authorization/contract.ts';
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
@@ -8,7 +8,7 @@ import { verifySecondFactor, type SecondFactorProof } from '../../identity/facto
 import { holdsPrivilegedRole } from '../../identity/roles.ts';
 import { verifyPasskeyLogin } from '../../identity/passkeys/login.ts';
 import { authenticationOptions } from '../../identity/passkeys/options.ts';
-import { readSession, readSessionOfPerson, startSession, type StartedSession } from '../../identity/sessions.ts';
+import { readSession, readSessionOfPerson, startSession, type SessionPerson, type StartedSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
@@ -121,23 +121,8 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               return seeOther(reply, paths.resume(interaction.id));
             case 'login':
               return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] });
-            case 'consent': {
-              // The session's person (read with it), else the one who logged in during the interaction.
-              const user = present?.person ?? (interaction.authentication && (await findUser(ctx, interaction.authentication.userId)));
-              const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
-              return sendPage(reply, {
-                status: 200,
-                csp: 'form',
-                page: consentPage({
-                  base,
-                  action: paths.consent(interaction.id),
-                  csrfToken: csrfToken(csrf.secret, interaction.id, 'consent'),
-                  consent: step.consent,
-                  signedInAs: user ? (user.name ?? user.username) : 'an unknown user',
-                }),
-                ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
-              });
-            }
+            case 'consent':
+              return showConsent(request, reply, interaction, step.consent, present?.person, { status: 200 });
           }
         }),
       );
@@ -326,10 +311,69 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               message: 'Another person signed in in this browser while this request was open. Return to the application and start again.',
             });
           }
+          if (decision === 'approve' && flow.approve) {
+            // What-you-see-is-what-you-sign: when policy asks it, approving is the passkey's signature
+            // over exactly the order entries (src/approvals), verified and kept before the decision.
+            const step = await flow.nextStep(ctx, interaction, session);
+            if (step.step === 'consent' && step.consent.approval) {
+              const credential = form.get('credential');
+              const approved = credential ? await flow.approve(ctx, interaction, session, credential, request.id) : { ok: false as const, reason: 'missing' };
+              if (!approved.ok) {
+                return showConsent(request, reply, interaction, step.consent, undefined, {
+                  status: 400,
+                  error: credential ? 'Your passkey approval could not be verified, so nothing was approved. Try again.' : 'Approve with your passkey.',
+                });
+              }
+            }
+          }
           await flow.decideConsent(ctx, interaction, session, decision === 'approve');
           return seeOther(reply, paths.resume(interaction.id));
         }),
       );
+
+      app.post<Params>(`${base}/interaction/:id/approval/options`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'consent');
+          if (!form) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
+          const [interaction, reading] = await loadInteractionWith(ctx, flow, request, (flight) => readSession(ctx, request.headers.cookie, flight));
+          if (!interaction) return sendError(reply, new OAuthError('invalid_request', 'this authorization request has ended'));
+          const session = await reading;
+          if (!session) return sendError(reply, new OAuthError('access_denied', 'your session has ended; sign in again'));
+          const options = flow.startApproval ? await flow.startApproval(ctx, interaction, session) : undefined;
+          if (!options) return sendError(reply, new OAuthError('invalid_request', 'this request asks you to approve nothing with a passkey'));
+          return sendJson(reply, options, { status: 200 });
+        }),
+      );
+
+      /** The consent page (with the passkey approval when the protocol side asks one). */
+      async function showConsent(
+        request: FastifyRequest<Params>,
+        reply: FastifyReply,
+        interaction: Interaction,
+        consent: ConsentRequest,
+        person: SessionPerson | undefined,
+        view: { status: number; error?: string },
+      ): Promise<FastifyReply> {
+        // The session's person (read with it), else the one who logged in during the interaction.
+        const user = person ?? (interaction.authentication && (await findUser(ctx, interaction.authentication.userId)));
+        const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
+        const approval = consent.approval !== undefined;
+        return sendPage(reply, {
+          status: view.status,
+          csp: 'form',
+          ...(approval ? { scripts: passkeyScriptSources(ctx.config.issuer) } : {}),
+          page: consentPage({
+            base,
+            action: paths.consent(interaction.id),
+            csrfToken: csrfToken(csrf.secret, interaction.id, 'consent'),
+            consent,
+            signedInAs: user ? (user.name ?? user.username) : 'an unknown user',
+            ...(approval ? { approvalOptions: `${base}/interaction/${encodeURIComponent(interaction.id)}/approval/options` } : {}),
+            ...(view.error ? { error: view.error } : {}),
+          }),
+          ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
+        });
+      }
 
       async function showLogin(
         ctx: Context,

@@ -18,6 +18,7 @@ import * as personRoles from './0016_person_roles.ts';
 import * as totpFactors from './0017_totp_factors.ts';
 import * as passkeys from './0018_passkeys.ts';
 import * as stepUp from './0019_step_up.ts';
+import * as approvals from './0020_approvals.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -40,4 +41,5 @@ export const migrations: Record<string, Migration> = {
   '0017_totp_factors': totpFactors,
   '0018_passkeys': passkeys,
   '0019_step_up': stepUp,
+  '0020_approvals': approvals,
 };
