@@ -123,6 +123,8 @@ export function recordApprovalIn(
   recordAssertion(ctx, flight, checked.verdict);
   return {
     type: 'approval.given',
+    // The transaction of the approved order: the tokens issued under the approval carry it as txn.
+    txn: checked.record.id,
     actor: who.userId,
     subject: who.userId,
     client: who.clientId,

@@ -96,6 +96,9 @@ export async function issuePersonTokens(
     authorizationDetails: target.authorizationDetails,
     ...(mandate ? { mandate: mandate.version } : {}),
     claims: { grant_id: basis.grantId, auth_time: basis.authTime, acr: basis.acr, amr: basis.amr, ...approvedDigest(basis, target) },
+    // An approved order is one transaction from the person's approval on: the token and every hop
+    // after it carry the approval's id as `txn`, so `audit export --txn` holds the evidence too.
+    ...(basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
   });
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {

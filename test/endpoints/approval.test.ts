@@ -2,6 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeJwt } from 'jose';
 import { verifyApprovalEvidence, type ApprovalEvidence } from '../../src/approvals/evidence.ts';
+import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
+import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
+import { createSealer } from '../../src/audit/lifecycle.ts';
+import { canonicalize } from '../../src/jose/canonical-json.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { approvalDigest, parseApprovalChallenge } from '../../src/jose/approval-digest.ts';
 import { codeFlowFixture, orderDetail, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
@@ -107,6 +112,24 @@ describe('approving an order with a passkey (what-you-see-is-what-you-sign)', ()
     assert.deepEqual(verifyApprovalEvidence(given.details.evidence as ApprovalEvidence), []);
     assert.deepEqual(given.details.evidence.authorization_details, [detail]);
     assert.equal(issued.details.approval_id, given.details.approval_id);
+    // One transaction from the approval on: the token, its token.issued and approval.given share it.
+    assert.equal(claims.txn, given.details.approval_id);
+    assert.equal(given.txn, claims.txn);
+
+    // `clearance audit export --txn` of that transaction holds the evidence, and the bundle verifies offline.
+    const ctx = h.f.ctx;
+    await createSealer(ctx, resolveMasterKey(ctx.config).key).sealOnce();
+    const key = await new AuditKeys(ctx.storage.db, resolveMasterKey(ctx.config).key, ctx.clock).signingKey(auditOrigin(ctx.config.issuer));
+    const exported = await exportBundle(ctx.storage.db, { query: { txn: String(claims.txn) }, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now() });
+    assert.deepEqual(exported.bundle.events.map((e) => e.event.type).sort(), ['approval.given', 'token.issued']);
+    const report = verifyBundle(exported.text);
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.approvals, 1);
+    // An approval whose signature does not verify is a problem of the bundle, whoever signed the file.
+    const forged = structuredClone(exported.bundle);
+    const evidence = forged.events.find((e) => e.event.type === 'approval.given')!.event.details!.evidence as ApprovalEvidence;
+    evidence.signature = Buffer.from('forged').toString('base64url');
+    assert.ok(verifyBundle(canonicalize(forged) + '\n').problems.some((p) => /approval evidence: the signature does not verify/.test(p)));
   });
 
   test('an order below the threshold is consented to as before, without a passkey, and its token carries no digest', async (t) => {
