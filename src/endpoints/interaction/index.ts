@@ -88,7 +88,15 @@ import type { InteractionFlow } from './flow.ts';
  *   3. decision is approve or deny, else 400;
  *   4. the person must still have a session, and the same person who logged in during this
  *      interaction; else the sign-in page (401) or an error page (403);
- *   5. decideConsent, then 303 to /authorize/resume/{id}.
+ *   5. approving a request whose order entries policy asks the person to approve with a passkey
+ *      (what-you-see-is-what-you-sign, src/approvals): the form's `credential` must answer the
+ *      ceremony (flow.approve), else the consent page again (400) and nothing is approved;
+ *   6. decideConsent, then 303 to /authorize/resume/{id}.
+ *
+ * POST /interaction/{id}/approval/options (the consent page's script)
+ *   a CSRF-checked form of this browser and interaction, a session of the person → the WebAuthn
+ *   request options of a new approval ceremony (challenge = digest of the entries ‖ nonce), JSON,
+ *   no-store; else the registered OAuth error as JSON.
  *
  * Each request reads its interaction once (loadInteraction) and passes it to the protocol side's
  * other calls, which reuse that record. It is read with the request's other reads — the session,
