@@ -7,6 +7,9 @@
  *
  * It prints a URL to open in your browser, receives the callback on http://127.0.0.1:8400, redeems
  * the code, and prints the ID token's claims, the access token's claims and a refreshed token.
+ * With `--order AMOUNT` it asks to place one buy order in a UK gilt up to AMOUNT pounds (RFC 9396
+ * authorization_details for the Order API): under the example policies, above 1 million the
+ * consent page asks the person to approve exactly that order with a passkey (README).
  * Environment: CLEARANCE_ISSUER (default http://localhost:9000).
  */
 import { createServer } from 'node:http';
@@ -15,10 +18,21 @@ import { decodeJwt } from 'jose';
 
 const issuer = process.env.CLEARANCE_ISSUER ?? 'http://localhost:9000';
 const secret = process.argv[2] ?? process.env.CLIENT_SECRET;
-if (!secret) {
-  console.error('usage: npm run example:login -- <client_secret of desk-app>');
+const orderAt = process.argv.indexOf('--order');
+const orderAmount = orderAt > 0 ? process.argv[orderAt + 1] : undefined;
+if (!secret || secret.startsWith('--') || (orderAt > 0 && !/^\d{1,15}$/.test(orderAmount ?? ''))) {
+  console.error('usage: npm run example:login -- <client_secret of desk-app> [--order AMOUNT]');
   process.exit(2);
 }
+// One order the person approves on the consent page (RFC 9396 authorization_details).
+const order = orderAmount && {
+  type: 'order',
+  instrument: { class: 'rates', symbol: 'UKT 4.25 2032' },
+  side: 'buy',
+  max_notional: { amount: orderAmount, currency: 'GBP' },
+  venue: 'XEXD',
+  account: 'GB-RATES-001',
+};
 const redirectUri = 'http://127.0.0.1:8400/callback';
 const options = issuer.startsWith('http:') ? { execute: [client.allowInsecureRequests] } : undefined;
 const config = await client.discovery(new URL(issuer), 'desk-app', undefined, client.ClientSecretBasic(secret), options);
@@ -29,6 +43,7 @@ const nonce = client.randomNonce();
 const url = await client.buildAuthorizationUrlWithPAR(config, {
   redirect_uri: redirectUri,
   scope: 'openid order:create',
+  ...(order ? { resource: 'https://orders.broker.example/api', authorization_details: JSON.stringify([order]) } : {}),
   code_challenge: await client.calculatePKCECodeChallenge(verifier),
   code_challenge_method: 'S256',
   state,
