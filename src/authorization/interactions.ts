@@ -23,7 +23,7 @@ import { handleDigest } from './digest.ts';
 import { isOwnRequestUri } from './pushed-requests.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
-import { authenticationDemands, requirementOf, type Demand } from './requirements.ts';
+import { authenticationDemands, codeIssuance, requirementOf, type Demand } from './requirements.ts';
 import { factorFor, stepUpCompletedEvent, stepUpOf, type StepUpRecord } from './step-up.ts';
 import type { ApprovalChallenge, ApprovalRecord } from '../approvals/records.ts';
 import { approvalRefusedEvent, approvalSubject, checkApproval, recordApprovalIn, startApproval as startApprovalCeremony } from '../approvals/ceremony.ts';
@@ -540,17 +540,7 @@ export async function approvalNeed(
   given: ApprovalRecord | null,
 ): Promise<{ required: boolean; given: boolean } | undefined> {
   if (request.resource === undefined || entriesToApprove(request.authorizationDetails as Record<string, unknown>[]).length === 0) return undefined;
-  const asked = await issuanceApproval(ctx, {
-    subject: { type: 'User', id: auth.userId },
-    clientId: request.clientId,
-    audience: request.resource,
-    scopes: request.scopes,
-    authorizationDetails: request.authorizationDetails,
-    acr: auth.acr,
-    authTime: auth.authTime,
-    requestId: 'authorize',
-    grantType: 'authorization_code',
-  });
+  const asked = await issuanceApproval(ctx, codeIssuance(request, request.resource, auth));
   return { required: asked !== undefined, given: given !== null && given.digest === approvalSubject({ request }).digest };
 }
 

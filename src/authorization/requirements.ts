@@ -6,7 +6,7 @@ import { essentialAcr } from './acr-request.ts';
 import type { Authentication } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import type { Requirement } from './steps.ts';
-import { issuanceStepUp } from '../policy/issuance.ts';
+import { issuanceStepUp, type Issuance } from '../policy/issuance.ts';
 
 /**
  * What a person's authentication must meet before a code is issued for a request, whoever asks
@@ -67,15 +67,24 @@ async function personMinimum(ctx: Context, userId: string): Promise<Acr | undefi
  */
 async function policyStepUp(ctx: Context, request: AuthorizationRequest, auth: Authentication) {
   if (request.resource === undefined) return undefined;
-  return issuanceStepUp(ctx, {
+  return issuanceStepUp(ctx, codeIssuance(request, request.resource, auth));
+}
+
+/**
+ * The issuance the token endpoint will decide for a code of `request` redeemed for `audience` by
+ * `auth`'s person: what the authorization endpoint asks the decision point in advance (step-ups,
+ * approvals) while the person is at the browser.
+ */
+export function codeIssuance(request: AuthorizationRequest, audience: string, auth: Authentication): Issuance {
+  return {
     subject: { type: 'User', id: auth.userId },
     clientId: request.clientId,
-    audience: request.resource,
+    audience,
     scopes: request.scopes,
     authorizationDetails: request.authorizationDetails,
     acr: auth.acr,
     authTime: auth.authTime,
     requestId: 'authorize',
     grantType: 'authorization_code',
-  });
+  };
 }
