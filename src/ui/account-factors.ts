@@ -6,16 +6,21 @@ import { when } from './time.ts';
 
 /** The person's second factors as the account page shows them. */
 export interface AccountFactorsView {
-  /** Their authenticator: confirmed, or enrolment begun but not confirmed. */
-  totp?: { confirmed: boolean; createdAt: number; lastUsedAt: number | null };
+  /**
+   * Their authenticator: confirmed, or enrolment begun but not confirmed (`pendingHere`: by this
+   * session, the only one that may continue it).
+   */
+  totp?: { confirmed: boolean; createdAt: number; lastUsedAt: number | null; pendingHere: boolean };
   recoveryCodesLeft: number;
   /** The privileged roles they hold (recovery codes are not for them). */
   privilegedRoles: string[];
   /**
-   * Whether this session was made with a second factor (acr mfa or above): removing the
-   * authenticator or regenerating codes needs it, so a password-only session cannot undo them.
+   * Set when this session may not set up or remove the authenticator (it was not made with the
+   * person's strongest factor): what to do first. The forms are left out.
    */
-  strongSession: boolean;
+  authenticatorLocked?: string;
+  /** Likewise for making new recovery codes (also refused to a session made with a recovery code). */
+  recoveryCodesLocked?: string;
 }
 
 /** The notices kept for the person since their last visit (a recovery code was used). */
@@ -40,7 +45,6 @@ export function factorsSection(base: string, csrfToken: string, view: AccountFac
   const csrf = html`<input type="hidden" name="${csrfField}" value="${csrfToken}">`;
   const privileged = view.privilegedRoles.length > 0;
   const totp = view.totp?.confirmed ? view.totp : undefined;
-  const weak = html`<p class="muted">To remove it or make new recovery codes, sign in again with your authenticator first.</p>`;
   return html`<section aria-labelledby="factors-heading">
 <h2 id="factors-heading">Two-step sign-in</h2>
 ${
@@ -49,12 +53,12 @@ ${
 <h3>Authenticator app</h3>
 <p>Set up on ${when(totp.createdAt)}${totp.lastUsedAt !== null ? html`, last used on ${when(totp.lastUsedAt)}` : ''}. You enter its code after your password.</p>
 ${
-  view.strongSession
-    ? html`<form method="post" action="${base}/account/totp/remove">
+  view.authenticatorLocked
+    ? html`<p class="muted" id="authenticator-locked">${view.authenticatorLocked}</p>`
+    : html`<form method="post" action="${base}/account/totp/remove">
 ${csrf}
 <button type="submit" class="secondary">Remove authenticator</button>
 </form>`
-    : weak
 }
 </div>
 <div class="factor" id="recovery-codes">
@@ -65,23 +69,37 @@ ${
 access is restored only through an independent approval: ask your administrator (this recovery is not yet available in Clearance).</p>`
     : html`<p>${view.recoveryCodesLeft} of 10 unused. Each signs you in once if you lose your authenticator.</p>
 ${
-  view.strongSession
-    ? html`<form method="post" action="${base}/account/recovery-codes">
+  view.recoveryCodesLocked
+    ? view.recoveryCodesLocked !== view.authenticatorLocked
+      ? html`<p class="muted" id="recovery-codes-locked">${view.recoveryCodesLocked}</p>`
+      : ''
+    : html`<form method="post" action="${base}/account/recovery-codes">
 ${csrf}
 <button type="submit" class="secondary">Make new recovery codes</button>
 </form>
 <p class="muted">New codes replace all the old ones at once.</p>`
-    : ''
 }`
 }
 </div>`
-    : html`<p id="no-totp">Only your password protects your account. Add an authenticator app (such as Google Authenticator,
+    : html`<p id="no-totp">${
+        view.authenticatorLocked ? 'Your account has no authenticator app.' : 'Only your password protects your account.'
+      } Add an authenticator app (such as Google Authenticator,
 Microsoft Authenticator or 1Password): after your password, you will enter the 6-digit code it shows.</p>
-<form method="post" action="${base}/account/totp">
+${
+  view.authenticatorLocked
+    ? html`<p class="muted" id="authenticator-locked">${view.authenticatorLocked}</p>`
+    : html`<form method="post" action="${base}/account/totp">
 ${csrf}
 <div class="actions"><button type="submit">${view.totp ? 'Start again: set up an authenticator' : 'Set up an authenticator'}</button></div>
 </form>
-${view.totp ? html`<p class="muted">You started setting one up without confirming it: <a href="${base}/account/totp">continue</a>.</p>` : ''}`
+${
+  view.totp?.pendingHere
+    ? html`<p class="muted">You started setting one up without confirming it: <a href="${base}/account/totp">continue</a>.</p>`
+    : view.totp
+      ? html`<p class="muted">Setting one up was started in another session and not confirmed: it can be continued only there, or started again here.</p>`
+      : ''
+}`
+}`
 }
 </section>`;
 }

@@ -62,9 +62,14 @@ describe('two-step sign-in on the account page', () => {
     assert.match(after.body, /<h3>Authenticator app<\/h3>/);
     assert.match(after.body, /10 of 10 unused/);
     assert.ok(!after.body.includes(secret.slice(0, 8)) && !codes.some((c) => after.body.includes(c)), 'neither the secret nor a code is shown again');
-    assert.equal(locationPath(f, await get(f, '/account/totp', jar)), '/account', 'the setup page is gone');
-    // A second enrolment while one is active changes nothing.
-    assert.equal(locationPath(f, await post(f, '/account/totp', { csrf_token: token }, jar)), '/account');
+    // This password-only session is now weaker than the person's strongest factor: it changes nothing more.
+    assert.match(after.body, /To set up or remove an authenticator app, sign in with your password and your authenticator app’s code first./);
+    assert.equal((await get(f, '/account/totp', jar)).statusCode, 403);
+    assert.equal((await post(f, '/account/totp', { csrf_token: token }, jar)).statusCode, 403);
+    // From a session made with it: the setup page is gone, and a second enrolment while one is active changes nothing.
+    const strong = await signedIn(f, await f.signIn('alice', mfa));
+    assert.equal(locationPath(f, await get(f, '/account/totp', strong.jar)), '/account', 'the setup page is gone');
+    assert.equal(locationPath(f, await post(f, '/account/totp', { csrf_token: strong.token }, strong.jar)), '/account');
     const [enrolled] = await f.auditEvents('user.factor_enrolled');
     assert.equal(enrolled!.details!.factor, 'totp');
     const text = await f.auditText();
@@ -78,12 +83,13 @@ describe('two-step sign-in on the account page', () => {
     // A session from before the enrolment (or a stolen one) holds the password's level only.
     const weak = await signedIn(f, await f.signIn('alice'));
     const page = await get(f, '/account', weak.jar);
-    assert.match(page.body, /sign in again with your authenticator first/);
-    assert.doesNotMatch(page.body, /action="\/account\/totp\/remove"/);
+    assert.match(page.body, /To set up or remove an authenticator app, sign in with your password and your authenticator app’s code first./);
+    assert.doesNotMatch(page.body, /action="\/account\/(totp\/remove|recovery-codes)"/);
     for (const path of ['/account/totp/remove', '/account/recovery-codes']) {
       const refused = await post(f, path, { csrf_token: weak.token }, weak.jar);
       assert.equal(refused.statusCode, 403, path);
-      assert.match(refused.body, /Sign in with your authenticator first/);
+      assert.match(refused.body, /<h1>Sign in again to change your two-step sign-in<\/h1>/);
+      assert.match(refused.body, /sign in with your password and your authenticator app’s code first. Nothing was changed./);
     }
     assert.ok(await totpFactorOf(f.ctx, userId), 'still there');
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
-import { acr, acrSatisfies } from '../../identity/acr.ts';
+import type { ChangedFactor } from '../../identity/factor-changes.ts';
 import { accountFactors, confirmTotpEnrolment, regenerateRecoveryCodes, removeTotp } from '../../identity/factors/enrolment.ts';
 import { takeNotices, type AccountNotice } from '../../identity/factors/notices.ts';
 import { beginTotpEnrolment, pendingTotpEnrolment } from '../../identity/factors/totp.ts';
@@ -12,26 +12,33 @@ import { csrfBinding, csrfToken } from '../../ui/csrf.ts';
 import { qrSvg } from '../../ui/qr.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath } from '../endpoint.ts';
+import { factorGate, refusedChange, type FactorGate } from './factor-gate.ts';
 import { checkedForm, forbidden } from './forms.ts';
 
 /**
  * A person's second factors on their account page (src/identity/factors). Every POST needs a
  * valid session and the account forms' CSRF token (forms.ts), else a 403 page and nothing changes.
+ * Every route below, GET /account/totp included, then follows the one rule for changing factors
+ * (factor-gate.ts, src/identity/factor-changes.ts): a session made with the person's strongest
+ * factor — else a 403 page saying how to sign in, nothing changes. So whoever has only the
+ * password of a person with a passkey cannot enrol an authenticator of their own (and reach `mfa`,
+ * and lock the person's password sign-in behind it). A session made with a recovery code may
+ * remove and enrol the authenticator (how a person who lost it recovers), not make new codes.
  *
- * POST /account/totp — begins enrolling an authenticator: a new secret, sealed, stored unconfirmed
- *   (replacing an unconfirmed one); 303 to GET /account/totp. A person who has a confirmed one must
- *   remove it first (303 to /account, nothing changes).
+ * POST /account/totp — begins enrolling an authenticator: a new secret, sealed bound to this
+ *   session, stored unconfirmed (replacing an unconfirmed one); 303 to GET /account/totp. A person
+ *   who has a confirmed one must remove it first (303 to /account, nothing changes).
  * GET /account/totp — the QR code (inline SVG: the strict CSP stays) and the secret in text, with
- *   the form for the first code; 303 to /account when no enrolment is pending.
- * POST /account/totp/confirm — the first code (confirmTotpEnrolment): wrong → the page again, 400;
- *   right → the authenticator signs in from now on, its code's time step is used, and the ten
- *   recovery codes are shown on the answer, once (none for a privileged role: the page says how
- *   they recover instead).
- * POST /account/totp/remove — only from a session made with a second factor (acr mfa or above):
- *   a password-only session (one from before the enrolment, or a stolen one) cannot undo it, 403;
- *   removes the authenticator and its recovery codes; 303 to /account.
- * POST /account/recovery-codes — likewise from a session made with a second factor only; refused
- *   for a privileged role (403); ten new codes replace the old ones, shown on the answer, once.
+ *   the form for the first code; 303 to /account when no enrolment begun by this session is pending
+ *   (another session of the person never sees its secret).
+ * POST /account/totp/confirm — the first code (confirmTotpEnrolment, this session's enrolment
+ *   only): wrong → the page again, 400; right → the authenticator signs in from now on, its code's
+ *   time step is used, and the ten recovery codes are shown on the answer, once (none for a
+ *   privileged role: the page says how they recover instead).
+ * POST /account/totp/remove — removes the authenticator and its recovery codes; 303 to /account. A
+ *   password-only session (one from before the enrolment, or a stolen one) cannot undo it.
+ * POST /account/recovery-codes — refused for a privileged role (403); ten new codes replace the
+ *   old ones, shown on the answer, once.
  */
 export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
   const base = issuerPath(ctx.config.issuer);
@@ -52,7 +59,9 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
     guarded(ctx, request, reply, async () => {
       const signedIn = await signedInForm(request);
       if (!signedIn) return forbidden(ctx, request, reply);
-      const begun = await beginTotpEnrolment(ctx, signedIn.user.id);
+      const refused = await refusal(signedIn.session, 'authenticator');
+      if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
+      const begun = await beginTotpEnrolment(ctx, signedIn.user.id, signedIn.session.sessionId);
       return seeOther(reply, begun.ok ? totpUrl : accountUrl);
     }),
   );
@@ -62,6 +71,8 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
       const session = await readSession(ctx, request.headers.cookie);
       const user = session && (await findUser(ctx, session.userId));
       if (!session || !user) return seeOther(reply, accountUrl);
+      const refused = await refusal(session, 'authenticator');
+      if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
       return showSetup(request, reply, session, user, 200);
     }),
   );
@@ -71,7 +82,9 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
       const signedIn = await signedInForm(request);
       if (!signedIn) return forbidden(ctx, request, reply);
       const { session, user, form } = signedIn;
-      const confirmed = await confirmTotpEnrolment(ctx, user, (form.get('code') ?? '').slice(0, 32), change(request));
+      const refused = await refusal(session, 'authenticator');
+      if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
+      const confirmed = await confirmTotpEnrolment(ctx, user, session.sessionId, (form.get('code') ?? '').slice(0, 32), change(request));
       if (!confirmed.ok && confirmed.reason === 'wrong_code') {
         return showSetup(request, reply, session, user, 400, 'That code is not right. Check that the app shows the account you just added, then enter its current code.');
       }
@@ -88,7 +101,8 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
     guarded(ctx, request, reply, async () => {
       const signedIn = await signedInForm(request);
       if (!signedIn) return forbidden(ctx, request, reply);
-      if (!strong(signedIn.session)) return needsSecondFactor(request, reply);
+      const refused = await refusal(signedIn.session, 'authenticator');
+      if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
       await removeTotp(ctx, signedIn.user, change(request));
       return seeOther(reply, accountUrl);
     }),
@@ -98,7 +112,8 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
     guarded(ctx, request, reply, async () => {
       const signedIn = await signedInForm(request);
       if (!signedIn) return forbidden(ctx, request, reply);
-      if (!strong(signedIn.session)) return needsSecondFactor(request, reply);
+      const refused = await refusal(signedIn.session, 'recovery_codes');
+      if (refused) return refusedChange(ctx, request, reply, 'recovery_codes', refused);
       const outcome = await regenerateRecoveryCodes(ctx, signedIn.user, change(request));
       if (!outcome.ok && outcome.reason === 'privileged_role') {
         return sendErrorPage(ctx, request, reply, {
@@ -113,7 +128,7 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
   );
 
   async function showSetup(request: FastifyRequest, reply: FastifyReply, session: Authentication, user: User, status: number, error?: string): Promise<FastifyReply> {
-    const pending = await pendingTotpEnrolment(ctx, user.id, user.username);
+    const pending = await pendingTotpEnrolment(ctx, user.id, user.username, session.sessionId);
     if (!pending) return seeOther(reply, accountUrl);
     const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
     return sendPage(reply, {
@@ -130,30 +145,31 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
     });
   }
 
-  function needsSecondFactor(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-    return sendErrorPage(ctx, request, reply, {
-      status: 403,
-      title: 'Sign in with your authenticator first',
-      message: 'This session was started with your password only. Sign out, sign in again through an application with your authenticator code, then retry. Nothing was changed.',
-    });
+  /** What this session must do before changing `factor` (factor-gate.ts), or undefined when it may. */
+  async function refusal(session: Authentication, factor: ChangedFactor): Promise<string | undefined> {
+    return (await factorGate(ctx, session)).refused(factor);
   }
 }
 
-/** Whether a session was made with a second factor (or a stronger sign-in). */
-function strong(session: Authentication): boolean {
-  return acrSatisfies(session.acr, acr.multiFactor);
-}
-
-/** What the account page shows of the person's factors, and the notices kept for them (marked seen). */
-export async function accountFactorsView(ctx: Context, session: Authentication, user: User): Promise<{ factors: AccountFactorsView; notices: AccountNotice[] }> {
+/**
+ * What the account page shows of the person's factors — with what this session may change
+ * (`gate`) — and the notices kept for them (marked seen).
+ */
+export async function accountFactorsView(ctx: Context, session: Authentication, user: User, gate: FactorGate): Promise<{ factors: AccountFactorsView; notices: AccountNotice[] }> {
   const factors = await accountFactors(ctx, user);
   const notices = await takeNotices(ctx, user.id);
+  const totp = factors.totp;
+  // An enrolment is continued only in the session that began it (its secret opens for no other).
+  const pendingHere = totp !== undefined && totp.confirmedAt === null && (await pendingTotpEnrolment(ctx, user.id, user.username, session.sessionId)) !== undefined;
+  const authenticatorLocked = gate.refused('authenticator');
+  const recoveryCodesLocked = gate.refused('recovery_codes');
   return {
     factors: {
-      ...(factors.totp ? { totp: { confirmed: factors.totp.confirmedAt !== null, createdAt: factors.totp.confirmedAt ?? factors.totp.createdAt, lastUsedAt: factors.totp.lastUsedAt } } : {}),
+      ...(totp ? { totp: { confirmed: totp.confirmedAt !== null, createdAt: totp.confirmedAt ?? totp.createdAt, lastUsedAt: totp.lastUsedAt, pendingHere } } : {}),
       recoveryCodesLeft: factors.recoveryCodesLeft,
       privilegedRoles: factors.privilegedRoles,
-      strongSession: strong(session),
+      ...(authenticatorLocked ? { authenticatorLocked } : {}),
+      ...(recoveryCodesLocked ? { recoveryCodesLocked } : {}),
     },
     notices,
   };

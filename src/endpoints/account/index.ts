@@ -9,9 +9,9 @@ import { accountPage, signedOutAccountPage, type AccountGrant } from '../../ui/a
 import { csrfBinding, csrfToken } from '../../ui/csrf.ts';
 import { passkeyScriptSources } from '../../ui/assets.ts';
 import { registerPasskey, registrationOptions } from '../../identity/passkeys/registration.ts';
-import { levelToChangePasskeys, removePasskey, renamePasskey } from '../../identity/passkeys/manage.ts';
+import { removePasskey, renamePasskey } from '../../identity/passkeys/manage.ts';
 import { listPasskeys, passkeyAcr, passkeyName } from '../../identity/passkeys/store.ts';
-import { acr, acrSatisfies, type Acr } from '../../identity/acr.ts';
+import { acr } from '../../identity/acr.ts';
 import type { User } from '../../identity/users.ts';
 import { sendJson } from '../../http/json.ts';
 import { sendError } from '../../http/errors.ts';
@@ -19,6 +19,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { accountFactorRoutes, accountFactorsView } from './factors.ts';
+import { factorGate, refusedChange } from './factor-gate.ts';
 import { checkedForm, forbidden } from './forms.ts';
 
 /**
@@ -44,11 +45,13 @@ import { checkedForm, forbidden } from './forms.ts';
  * GET /account also shows the person's two-step sign-in and the notices kept for them (a recovery
  * code was used: shown once); /account/totp… and /account/recovery-codes manage them (factors.ts).
  *
- * Every passkey change below needs a session made with the person's strongest factor
- * (levelToChangePasskeys: one of their passkeys when they have one, their authenticator app when
- * that is their strongest, else any): from a weaker one → 403 page (JSON for the options), and the
- * account page shows the passkeys without their forms. Whoever has only the password cannot add a
- * passkey of their own to reach a phishing-resistant level, nor remove the person's.
+ * Every passkey change below follows the one rule for changing factors (factor-gate.ts,
+ * src/identity/factor-changes.ts): a session made with the person's strongest factor (one of their
+ * passkeys when they have one, their authenticator app when that is their strongest, else any),
+ * and not with a recovery code. From another session → 403 page saying what to do (JSON for the
+ * options), and the account page shows the passkeys without their forms. Whoever has only the
+ * password, or the password and a recovery code, cannot add a passkey of their own to reach a
+ * phishing-resistant level, nor remove the person's.
  *
  * POST /account/passkeys/options (JSON, for the page's passkey script)
  *   1. a foreign Origin, no valid session, or a missing or wrong CSRF token → 403 `access_denied`
@@ -110,8 +113,9 @@ export const account: Endpoint = {
         synced: p.backupEligible,
         hardware: passkeyAcr(p, ctx.config.passkeyAttestation) === acr.phishingResistantHardware,
       }));
-      const { factors, notices } = await accountFactorsView(ctx, session, user);
-      const changeLevel = await levelToChangePasskeys(ctx, user.id);
+      const gate = await factorGate(ctx, session);
+      const { factors, notices } = await accountFactorsView(ctx, session, user, gate);
+      const passkeysLocked = gate.refused('passkeys');
       const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
       return sendPage(reply, {
         status: view.status,
@@ -124,7 +128,7 @@ export const account: Endpoint = {
           username: user.username,
           grants,
           passkeys,
-          ...(acrSatisfies(session.acr, changeLevel) ? {} : { passkeysLocked: signInAgainFor(changeLevel) }),
+          ...(passkeysLocked ? { passkeysLocked } : {}),
           factors,
           notices,
           ...(view.error ? { error: view.error } : {}),
@@ -141,16 +145,9 @@ export const account: Endpoint = {
       return session && form && user ? { session, user, form } : undefined;
     }
 
-    /**
-     * Why this session may not change the person's passkeys (levelToChangePasskeys: it was not
-     * made with their strongest factor), or undefined when it may.
-     */
-    async function tooWeak(checked: { session: Authentication; user: User }): Promise<string | undefined> {
-      const level = await levelToChangePasskeys(ctx, checked.user.id);
-      return acrSatisfies(checked.session.acr, level) ? undefined : signInAgainFor(level);
-    }
-    const weakSession = (request: FastifyRequest, reply: FastifyReply, message: string) =>
-      sendErrorPage(ctx, request, reply, { status: 403, title: 'Sign in again to change your passkeys', message: `${message} Nothing was changed.` });
+    /** What this session must do before changing the person's passkeys (factor-gate.ts), or undefined when it may. */
+    const tooWeak = async (checked: { session: Authentication }) => (await factorGate(ctx, checked.session)).refused('passkeys');
+    const weakSession = (request: FastifyRequest, reply: FastifyReply, message: string) => refusedChange(ctx, request, reply, 'passkeys', message);
 
     const passkeyNotFound = (request: FastifyRequest, reply: FastifyReply) =>
       sendErrorPage(ctx, request, reply, { status: 404, title: 'No such passkey', message: 'This passkey does not exist or was already removed. Nothing was changed.' });
@@ -160,7 +157,7 @@ export const account: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const checked = await checkedPerson(request);
         if (!checked) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
-        if (await tooWeak(checked)) return sendError(reply, new OAuthError('access_denied', 'sign in again with your strongest factor to add a passkey'));
+        if (await tooWeak(checked)) return sendError(reply, new OAuthError('access_denied', 'sign in with your strongest factor, not a recovery code, to add a passkey'));
         return sendJson(reply, await registrationOptions(ctx, checked.user, checked.session.sessionId));
       }),
     );
@@ -253,13 +250,6 @@ export const account: Endpoint = {
     );
   },
 };
-
-/** What a person must do before changing their passkeys, for a session below `level`. */
-function signInAgainFor(level: Acr): string {
-  return acrSatisfies(level, acr.phishingResistant)
-    ? 'To add, rename or remove passkeys, sign in with one of your passkeys first.'
-    : 'To add, rename or remove passkeys, sign in with your password and your authenticator app’s code first.';
-}
 
 /** Grant ids are UUIDs; anything not shaped like one is unknown without a lookup. */
 const grantIdPattern = /^[A-Za-z0-9-]{1,64}$/;

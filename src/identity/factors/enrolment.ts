@@ -6,7 +6,7 @@ import type { Database } from '../../storage/schema.ts';
 import { privilegedRolesOf, type PrivilegedRole } from '../roles.ts';
 import type { User } from '../users.ts';
 import { recoveryCodeCount, recoveryCodesOf, replaceRecoveryCodes } from './recovery-codes.ts';
-import { checkTotpCode, openTotpSecret, recordTotpStep, totpFactorOf, totpRowOf, type TotpFactor } from './totp.ts';
+import { checkTotpCode, openPendingTotpSecret, recordTotpStep, sealConfirmedTotpSecret, totpFactorOf, totpRowOf, type TotpFactor } from './totp.ts';
 
 /**
  * A person managing their own second factors from /account (src/endpoints/account): confirming
@@ -57,24 +57,28 @@ export type ConfirmOutcome =
   | { ok: false; reason: 'not_pending' | 'wrong_code' };
 
 /**
- * Confirms the person's pending authenticator with a first code from it: the authenticator becomes
+ * Confirms the person's pending authenticator with a first code from it, from the session that
+ * began the enrolment (`sessionId`; from any other it is `not_pending`): the authenticator becomes
  * usable to sign in, the code's time step counts as used (it cannot sign in afterwards), and —
  * unless the person holds a privileged role — ten new recovery codes replace any old ones. One
  * transaction with `user.factor_enrolled` (and `user.recovery_codes_generated`). A wrong code
  * changes nothing (`user.factor_failed`, stage enrolment; not a failed login: the person is
  * already signed in).
  */
-export async function confirmTotpEnrolment(ctx: FactorContext, user: User, code: string, change: FactorChange): Promise<ConfirmOutcome> {
+export async function confirmTotpEnrolment(ctx: FactorContext, user: User, sessionId: string, code: string, change: FactorChange): Promise<ConfirmOutcome> {
   const row = await totpRowOf(ctx, user.id);
   if (!row || row.confirmed_at !== null) return { ok: false, reason: 'not_pending' };
+  const keys = ctx.identity.factorKeys;
+  const secret = openPendingTotpSecret(keys, row, sessionId);
+  if (secret === undefined) return { ok: false, reason: 'not_pending' };
   const now = ctx.clock.now();
-  const check = await checkTotpCode(openTotpSecret(ctx.identity.factorKeys, row), code, now, null);
+  const check = await checkTotpCode(secret, code, now, null);
   if (!check.valid) {
     await ctx.audit.record(event('user.factor_failed', user, change, { factor: 'totp', credential: row.id, stage: 'enrolment' }, false, [check.reason]));
     return { ok: false, reason: 'wrong_code' };
   }
   const flight = ctx.storage.flight();
-  void flight.run(recordTotpStep(ctx, row.id, check.step, now, false), { rows: 1, otherwise: 'not_pending' });
+  void flight.run(recordTotpStep(ctx, row.id, check.step, now, { resealed: sealConfirmedTotpSecret(keys, row, secret) }), { rows: 1, otherwise: 'not_pending' });
   const events = [event('user.factor_enrolled', user, change, { factor: 'totp', credential: row.id })];
   const privileged = privilegedRolesOf(user.roles);
   const recoveryCodes = privileged.length === 0 ? replaceRecoveryCodes(ctx, flight, user.id, now) : undefined;

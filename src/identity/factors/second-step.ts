@@ -117,7 +117,7 @@ export async function verifySecondFactor<T = undefined>(
       const check = await checkTotpCode(openTotpSecret(ctx.identity.factorKeys, totp), proof.code, now, totp.last_used_step === null ? null : Number(totp.last_used_step));
       if (!check.valid) return await wrong(check.reason);
       // RFC 6238 §5.2: this step once, on every node (a concurrent use of it refuses the flight).
-      void flight.run(recordTotpStep(ctx, totp.id, check.step, now, true), { rows: 1, otherwise: 'code_used' });
+      void flight.run(recordTotpStep(ctx, totp.id, check.step, now, 'sign_in'), { rows: 1, otherwise: 'code_used' });
       acr = acrLevels.multiFactor;
       amr = [amrValues.password, amrValues.oneTimePassword, amrValues.multiFactor]; // RFC 8176 §2
       events = [{ type: 'user.factor_succeeded', ...base, actor: row.id, decision: { allow: true, reasons: ['totp'] }, details: { factor, credential: totp.id, source_address: attempt.sourceAddress } }];

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { generateSecret, generateURI, verify } from 'otplib';
 import type { Context } from '../../context.ts';
-import { masterKeyId, open, seal } from '../../keys/sealed-box.ts';
+import { masterKeyId, open, seal, SealedBoxError } from '../../keys/sealed-box.ts';
 import { rowsOf, type Flight } from '../../storage/flight.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { FactorKeys } from './keys.ts';
@@ -77,16 +77,51 @@ function binding(id: string, userId: string): string {
   return `totp_factors:${id}:${userId}`;
 }
 
+/**
+ * The associated data of a pending (unconfirmed) secret: its row, person, and the session that
+ * began the enrolment (its id: the SHA-256 of the session cookie, src/identity/sessions.ts). Only
+ * that session opens it — to show it or to confirm it — so another session of the person (a
+ * password-only one, say) can neither read the secret of an enrolment the person started nor
+ * confirm it. Confirming seals it again bound to its row and person only.
+ */
+function pendingBinding(id: string, userId: string, sessionId: string): string {
+  return `totp_factors:${id}:${userId}:pending:${sessionId}`;
+}
+
 export class TotpSecretError extends Error {
   override name = 'TotpSecretError';
 }
 
-/** Opens a row's secret; fails closed (throws) under another master key or on another row. */
+/** Opens a confirmed row's secret; fails closed (throws) under another master key or on another row. */
 export function openTotpSecret(keys: FactorKeys, row: Pick<TotpRow, 'id' | 'user_id' | 'secret' | 'master_key_id'>): string {
+  requireMasterKey(keys, row);
+  return open(keys.master, row.secret, binding(row.id, row.user_id)).toString('utf8');
+}
+
+/**
+ * Opens a pending row's secret for the session that began the enrolment; undefined for any other
+ * session (or a row whose sealed value is not a pending one of this session's: fail closed).
+ * Throws under another master key, as openTotpSecret does.
+ */
+export function openPendingTotpSecret(keys: FactorKeys, row: Pick<TotpRow, 'id' | 'user_id' | 'secret' | 'master_key_id'>, sessionId: string): string | undefined {
+  requireMasterKey(keys, row);
+  try {
+    return open(keys.master, row.secret, pendingBinding(row.id, row.user_id, sessionId)).toString('utf8');
+  } catch (error) {
+    if (error instanceof SealedBoxError) return undefined;
+    throw error;
+  }
+}
+
+/** The secret sealed again for a confirmed row: bound to its row and person, no longer to a session. */
+export function sealConfirmedTotpSecret(keys: FactorKeys, row: Pick<TotpRow, 'id' | 'user_id'>, secret: string): string {
+  return seal(keys.master, Buffer.from(secret, 'utf8'), binding(row.id, row.user_id));
+}
+
+function requireMasterKey(keys: FactorKeys, row: Pick<TotpRow, 'id' | 'master_key_id'>): void {
   if (row.master_key_id !== masterKeyId(keys.master)) {
     throw new TotpSecretError(`TOTP factor ${row.id} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(keys.master)}`);
   }
-  return open(keys.master, row.secret, binding(row.id, row.user_id)).toString('utf8');
 }
 
 function factorFromRow(row: TotpRow): TotpFactor {
@@ -119,10 +154,15 @@ export interface TotpEnrolment {
 }
 
 /**
- * Starts enrolling an authenticator: a new secret, sealed, stored unconfirmed (replacing any
- * unconfirmed one). `already_enrolled` when the person has a confirmed one: it must be removed first.
+ * Starts enrolling an authenticator from the session `sessionId`: a new secret, sealed bound to
+ * that session too (pendingBinding), stored unconfirmed (replacing any unconfirmed one, whichever
+ * session began it). `already_enrolled` when the person has a confirmed one: it must be removed first.
  */
-export async function beginTotpEnrolment(ctx: Pick<Context, 'storage' | 'clock' | 'identity'>, userId: string): Promise<{ ok: true; id: string } | { ok: false; reason: 'already_enrolled' }> {
+export async function beginTotpEnrolment(
+  ctx: Pick<Context, 'storage' | 'clock' | 'identity'>,
+  userId: string,
+  sessionId: string,
+): Promise<{ ok: true; id: string } | { ok: false; reason: 'already_enrolled' }> {
   const id = randomUUID();
   const secret = generateSecret({ length: secretBytes });
   const keys = ctx.identity.factorKeys;
@@ -134,7 +174,7 @@ export async function beginTotpEnrolment(ctx: Pick<Context, 'storage' | 'clock' 
       .values({
         id,
         user_id: userId,
-        secret: seal(keys.master, Buffer.from(secret, 'utf8'), binding(id, userId)),
+        secret: seal(keys.master, Buffer.from(secret, 'utf8'), pendingBinding(id, userId, sessionId)),
         master_key_id: masterKeyId(keys.master),
         created_at: now,
         confirmed_at: null,
@@ -148,24 +188,35 @@ export async function beginTotpEnrolment(ctx: Pick<Context, 'storage' | 'clock' 
   });
 }
 
-/** The unconfirmed authenticator of the person, with its secret opened, for the enrolment page. */
-export async function pendingTotpEnrolment(ctx: Pick<Context, 'storage' | 'identity' | 'config'>, userId: string, username: string): Promise<TotpEnrolment | undefined> {
+/**
+ * The unconfirmed authenticator of the person, with its secret opened, for the enrolment page of
+ * the session that began it; undefined for any other session.
+ */
+export async function pendingTotpEnrolment(
+  ctx: Pick<Context, 'storage' | 'identity' | 'config'>,
+  userId: string,
+  username: string,
+  sessionId: string,
+): Promise<TotpEnrolment | undefined> {
   const row = await totpRowOf(ctx, userId);
   if (!row || row.confirmed_at !== null) return undefined;
-  const secret = openTotpSecret(ctx.identity.factorKeys, row);
+  const secret = openPendingTotpSecret(ctx.identity.factorKeys, row, sessionId);
+  if (secret === undefined) return undefined;
   return { factor: factorFromRow(row), secret, uri: totpUri(ctx.config.issuer, username, secret) };
 }
 
 /**
  * The statement that records an accepted code's step: only if no code of this step or a later one
  * was accepted before (and, for sign-in, only on a confirmed authenticator). Zero rows changed:
- * another request accepted this step first — a replay.
+ * another request accepted this step first — a replay. Confirming a pending one (`{ resealed }`)
+ * also stores its secret sealed again for a confirmed row (sealConfirmedTotpSecret).
  */
-export function recordTotpStep(ctx: Pick<Context, 'storage'>, factorId: string, step: number, now: number, confirmed: boolean) {
+export function recordTotpStep(ctx: Pick<Context, 'storage'>, factorId: string, step: number, now: number, use: 'sign_in' | { resealed: string }) {
+  const confirming = use === 'sign_in' ? undefined : use;
   return ctx.storage.db
     .updateTable('totp_factors')
-    .set({ last_used_step: step, last_used_at: now, ...(confirmed ? {} : { confirmed_at: now }) })
+    .set({ last_used_step: step, last_used_at: now, ...(confirming ? { confirmed_at: now, secret: confirming.resealed } : {}) })
     .where('id', '=', factorId)
-    .where('confirmed_at', confirmed ? 'is not' : 'is', null)
+    .where('confirmed_at', confirming ? 'is' : 'is not', null)
     .where((eb) => eb.or([eb('last_used_step', 'is', null), eb('last_used_step', '<', step)]));
 }

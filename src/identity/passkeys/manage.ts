@@ -1,10 +1,9 @@
 import { isPostgres } from '../../audit/dialect.ts';
 import type { Context } from '../../context.ts';
 import { acr, acrRank, type Acr } from '../acr.ts';
-import { totpFactorOf } from '../factors/totp.ts';
 import { minimumAcrFor, roleMinimums, type RoleMinimums } from '../role-requirements.ts';
 import type { PasskeyAttestationPolicy } from './attestation.ts';
-import { listPasskeys, passkeyAcr, passkeyFromRow, type Passkey } from './store.ts';
+import { passkeyAcr, passkeyFromRow, type Passkey } from './store.ts';
 
 /** A person managing their own passkeys on the account page. */
 
@@ -88,24 +87,6 @@ export async function removePasskey(
     await trx.deleteFrom('passkeys').where('id', '=', target.id).execute();
     return { value: { removed: true } as RemovalOutcome, events: [{ type: 'passkey.removed', ...base, details: { credential: target.credentialId, passkey: target.id } }] };
   });
-}
-
-/**
- * The level a session must have reached to change the person's passkeys (add, rename, remove):
- * the strongest their factors reach today — a passkey's level (`:phr`, `:phrh`) when they have
- * one, `:mfa` with a confirmed authenticator app, else a password. Otherwise whoever has only the
- * password (phished, or from a session older than the person's passkey) could add a passkey of
- * their own and from then on sign in at a phishing-resistant level, or remove the person's.
- */
-export async function levelToChangePasskeys(ctx: Pick<Context, 'storage' | 'config'>, userId: string): Promise<Acr> {
-  // One round trip: the passkeys and the authenticator, read together.
-  const flight = ctx.storage.flight();
-  const passkeys = listPasskeys(ctx, userId, flight);
-  const totp = totpFactorOf(ctx, userId, flight);
-  await flight.send();
-  const strongest = reach(await passkeys, ctx.config.passkeyAttestation);
-  if (strongest >= 0) return strongest === acrRank(acr.phishingResistantHardware) ? acr.phishingResistantHardware : acr.phishingResistant;
-  return (await totp)?.confirmedAt != null ? acr.multiFactor : acr.password;
 }
 
 /** The strongest level a person's passkeys reach (-1: none). */

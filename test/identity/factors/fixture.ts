@@ -15,6 +15,9 @@ export function codeAt(secret: string, ms: number): Promise<string> {
   return generate({ secret, epoch: Math.floor(ms / 1000), period: totpPeriodSeconds });
 }
 
+/** The session id an enrolment outside the pages is begun and confirmed from (a pending one is bound to it). */
+export const enrollingSession = 'the-enrolling-session-id';
+
 export interface Enrolled {
   userId: string;
   factorId: string;
@@ -31,10 +34,10 @@ export interface Enrolled {
 export async function enrolTotp(f: { ctx: Context; clock: ManualClock }, username: string): Promise<Enrolled> {
   const { ctx, clock } = f;
   const user = (await findUserByUsername(ctx, username))!;
-  const begun = await beginTotpEnrolment(ctx, user.id);
+  const begun = await beginTotpEnrolment(ctx, user.id, enrollingSession);
   assert.ok(begun.ok);
-  const pending = (await pendingTotpEnrolment(ctx, user.id, user.username))!;
-  const confirmed = await confirmTotpEnrolment(ctx, user, await codeAt(pending.secret, ctx.clock.now()), { sourceAddress: '198.51.100.7' });
+  const pending = (await pendingTotpEnrolment(ctx, user.id, user.username, enrollingSession))!;
+  const confirmed = await confirmTotpEnrolment(ctx, user, enrollingSession, await codeAt(pending.secret, ctx.clock.now()), { sourceAddress: '198.51.100.7' });
   assert.ok(confirmed.ok, 'the first code confirms the authenticator');
   clock.advance(totpPeriodSeconds * 1000);
   return { userId: user.id, factorId: begun.id, secret: pending.secret, recoveryCodes: confirmed.recoveryCodes ?? [] };

@@ -3,12 +3,12 @@ import { describe, test } from 'node:test';
 import { generateSecret } from 'otplib';
 import { confirmTotpEnrolment, removeTotp } from '../../../src/identity/factors/enrolment.ts';
 import { factorKeys } from '../../../src/identity/factors/keys.ts';
-import { beginTotpEnrolment, checkTotpCode, openTotpSecret, pendingTotpEnrolment, recordTotpStep, totpFactorOf, totpUri } from '../../../src/identity/factors/totp.ts';
+import { beginTotpEnrolment, checkTotpCode, openPendingTotpSecret, openTotpSecret, pendingTotpEnrolment, recordTotpStep, totpFactorOf, totpUri } from '../../../src/identity/factors/totp.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
 import { SealedBoxError } from '../../../src/keys/sealed-box.ts';
 import { testDialects } from '../../helpers/storage.ts';
 import { peopleFixture } from '../fixture.ts';
-import { codeAt, enrolTotp } from './fixture.ts';
+import { codeAt, enrolTotp, enrollingSession } from './fixture.ts';
 
 const t0 = Date.UTC(2025, 0, 15, 12, 0, 0);
 
@@ -59,12 +59,9 @@ for (const dialect of testDialects()) {
   describe(`TOTP authenticators on ${dialect.name}`, () => {
     test('keep the secret sealed under the master key, bound to its row and person', async (t) => {
       const f = await peopleFixture(t, { dialect });
-      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      const begun = await beginTotpEnrolment(f.ctx, alice.id);
-      assert.ok(begun.ok);
-      const { secret } = (await pendingTotpEnrolment(f.ctx, alice.id, 'alice'))!;
+      const { factorId, secret } = await enrolTotp(f, 'alice');
       assert.match(secret, /^[A-Z2-7]{32}$/, '160 bits, base32');
-      const row = await f.ctx.storage.db.selectFrom('totp_factors').selectAll().where('id', '=', begun.id).executeTakeFirstOrThrow();
+      const row = await f.ctx.storage.db.selectFrom('totp_factors').selectAll().where('id', '=', factorId).executeTakeFirstOrThrow();
       assert.match(row.secret, /^v1\./);
       assert.ok(!row.secret.includes(secret));
       assert.equal(openTotpSecret(f.ctx.identity.factorKeys, row), secret);
@@ -73,21 +70,41 @@ for (const dialect of testDialects()) {
       assert.throws(() => openTotpSecret(factorKeys(Buffer.alloc(32, 7)), row), /sealed with master key/);
     });
 
+    test('keep a pending secret bound to the session that began the enrolment: no other session reads or confirms it', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const begun = await beginTotpEnrolment(f.ctx, alice.id, enrollingSession);
+      assert.ok(begun.ok);
+      const { secret } = (await pendingTotpEnrolment(f.ctx, alice.id, 'alice', enrollingSession))!;
+      const row = await f.ctx.storage.db.selectFrom('totp_factors').selectAll().where('id', '=', begun.id).executeTakeFirstOrThrow();
+      assert.equal(openPendingTotpSecret(f.ctx.identity.factorKeys, row, enrollingSession), secret);
+      assert.equal(openPendingTotpSecret(f.ctx.identity.factorKeys, row, 'another-session'), undefined);
+      assert.throws(() => openTotpSecret(f.ctx.identity.factorKeys, row), SealedBoxError, 'not a confirmed one yet');
+      assert.equal(await pendingTotpEnrolment(f.ctx, alice.id, 'alice', 'another-session'), undefined);
+      const code = await codeAt(secret, f.clock.now());
+      assert.deepEqual(await confirmTotpEnrolment(f.ctx, alice, 'another-session', code, { sourceAddress: '198.51.100.7' }), { ok: false, reason: 'not_pending' });
+      assert.equal((await totpFactorOf(f.ctx, alice.id))!.confirmedAt, null);
+      // Confirmed by its own session, it is sealed again for sign-ins: bound to its row and person only.
+      assert.ok((await confirmTotpEnrolment(f.ctx, alice, enrollingSession, code, { sourceAddress: '198.51.100.7' })).ok);
+      const confirmed = await f.ctx.storage.db.selectFrom('totp_factors').selectAll().where('id', '=', begun.id).executeTakeFirstOrThrow();
+      assert.equal(openTotpSecret(f.ctx.identity.factorKeys, confirmed), secret);
+    });
+
     test('are usable only once confirmed with a first code, which cannot be used again', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      assert.ok((await beginTotpEnrolment(f.ctx, alice.id)).ok);
-      const { secret, factor } = (await pendingTotpEnrolment(f.ctx, alice.id, 'alice'))!;
+      assert.ok((await beginTotpEnrolment(f.ctx, alice.id, enrollingSession)).ok);
+      const { secret, factor } = (await pendingTotpEnrolment(f.ctx, alice.id, 'alice', enrollingSession))!;
       assert.equal(factor.confirmedAt, null);
-      assert.deepEqual(await confirmTotpEnrolment(f.ctx, alice, '000000', { sourceAddress: '198.51.100.7' }), { ok: false, reason: 'wrong_code' });
+      assert.deepEqual(await confirmTotpEnrolment(f.ctx, alice, enrollingSession, '000000', { sourceAddress: '198.51.100.7' }), { ok: false, reason: 'wrong_code' });
       assert.equal((await totpFactorOf(f.ctx, alice.id))!.confirmedAt, null, 'a wrong code confirms nothing');
       const code = await codeAt(secret, f.clock.now());
-      const confirmed = await confirmTotpEnrolment(f.ctx, alice, code, { sourceAddress: '198.51.100.7' });
+      const confirmed = await confirmTotpEnrolment(f.ctx, alice, enrollingSession, code, { sourceAddress: '198.51.100.7' });
       assert.ok(confirmed.ok);
       assert.equal(confirmed.recoveryCodes!.length, 10);
       assert.equal((await totpFactorOf(f.ctx, alice.id))!.confirmedAt, f.clock.now());
-      assert.equal(await pendingTotpEnrolment(f.ctx, alice.id, 'alice'), undefined, 'the secret is never shown again');
-      assert.deepEqual(await confirmTotpEnrolment(f.ctx, alice, code, { sourceAddress: '198.51.100.7' }), { ok: false, reason: 'not_pending' });
+      assert.equal(await pendingTotpEnrolment(f.ctx, alice.id, 'alice', enrollingSession), undefined, 'the secret is never shown again');
+      assert.deepEqual(await confirmTotpEnrolment(f.ctx, alice, enrollingSession, code, { sourceAddress: '198.51.100.7' }), { ok: false, reason: 'not_pending' });
       const row = await f.ctx.storage.db.selectFrom('totp_factors').select('last_used_step').where('id', '=', factor.id).executeTakeFirstOrThrow();
       assert.equal(row.last_used_step, Math.floor(f.clock.now() / 30_000), 'the confirming code’s step counts as used');
 
@@ -103,12 +120,12 @@ for (const dialect of testDialects()) {
     test('allow one authenticator per person: a new enrolment replaces a pending one, not a confirmed one', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      const first = await beginTotpEnrolment(f.ctx, alice.id);
-      const second = await beginTotpEnrolment(f.ctx, alice.id);
+      const first = await beginTotpEnrolment(f.ctx, alice.id, enrollingSession);
+      const second = await beginTotpEnrolment(f.ctx, alice.id, enrollingSession);
       assert.ok(first.ok && second.ok && first.id !== second.id);
       assert.equal((await totpFactorOf(f.ctx, alice.id))!.id, second.id);
       const bob = await enrolTotp(f, 'bob');
-      assert.deepEqual(await beginTotpEnrolment(f.ctx, bob.userId), { ok: false, reason: 'already_enrolled' });
+      assert.deepEqual(await beginTotpEnrolment(f.ctx, bob.userId, enrollingSession), { ok: false, reason: 'already_enrolled' });
       assert.equal((await totpFactorOf(f.ctx, bob.userId))!.id, bob.factorId);
     });
 
@@ -117,9 +134,9 @@ for (const dialect of testDialects()) {
       const { factorId } = await enrolTotp(f, 'alice');
       const step = Math.floor(f.clock.now() / 30_000);
       // Concurrent connections of the pool on PostgreSQL; one after another on SQLite.
-      const attempts = await Promise.all(Array.from({ length: 6 }, () => recordTotpStep(f.ctx, factorId, step, f.clock.now(), true).executeTakeFirst()));
+      const attempts = await Promise.all(Array.from({ length: 6 }, () => recordTotpStep(f.ctx, factorId, step, f.clock.now(), 'sign_in').executeTakeFirst()));
       assert.equal(attempts.filter((r) => Number(r.numUpdatedRows) === 1).length, 1);
-      assert.equal(Number((await recordTotpStep(f.ctx, factorId, step - 1, f.clock.now(), true).executeTakeFirst()).numUpdatedRows), 0, 'an earlier step neither');
+      assert.equal(Number((await recordTotpStep(f.ctx, factorId, step - 1, f.clock.now(), 'sign_in').executeTakeFirst()).numUpdatedRows), 0, 'an earlier step neither');
     });
 
     test('are removed with their recovery codes, and the removal is audited', async (t) => {
