@@ -44,7 +44,7 @@ export interface AccountView {
   grants: AccountGrant[];
   /** The person's second factors (src/ui/account-factors.ts). */
   factors: AccountFactorsView;
-  /** Notices kept since the last visit (a recovery code was used), shown once. */
+  /** Notices kept since the last visit (a recovery code was used), until a session made with the authenticator or a passkey shows them. */
   notices: AccountNotice[];
   passkeys: AccountPasskey[];
   /**

@@ -249,10 +249,19 @@ describe('signing in with a password and an authenticator', () => {
     assert.equal(used!.details!.remaining, 9);
     assert.ok(!(await f.auditText()).includes(recovery));
 
-    // The account page tells the person, once.
+    // The account page tells the person. Whoever used the code cannot make it go away: their
+    // session shows it every time; a sign-in with the authenticator shows it once.
+    const notice = /A recovery code was used to sign in to your account on <time[^>]*>[^<]+<\/time> from 127\.0\.0\.1\. 9 unused recovery codes are left./;
     const account = await get(f, '/account', jar);
     assert.equal(account.statusCode, 200);
-    assert.match(account.body, /A recovery code was used to sign in to your account on <time[^>]*>[^<]+<\/time> from 127\.0\.0\.1\. 9 unused recovery codes are left./);
+    assert.match(account.body, notice);
+    assert.match((await get(f, '/account', jar)).body, notice, 'kept by the recovery-code session');
+    const withApp = new Jar();
+    const third = await startAuthorization(f, withApp);
+    await submitPassword(f, withApp, third.id, 'alice', password);
+    await submitSecondFactor(f, withApp, third.id, { code: await codeAt(f.alice.secret, f.clock.now()) });
+    assert.match((await get(f, '/account', withApp)).body, notice, 'seen by a session made with the authenticator');
+    assert.doesNotMatch((await get(f, '/account', withApp)).body, /A recovery code was used/);
     assert.doesNotMatch((await get(f, '/account', jar)).body, /A recovery code was used/);
 
     // The same code again, in a new sign-in: refused.

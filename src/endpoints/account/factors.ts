@@ -153,11 +153,12 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
 
 /**
  * What the account page shows of the person's factors — with what this session may change
- * (`gate`) — and the notices kept for them (marked seen).
+ * (`gate`) — and the notices kept for them (marked seen only by a session made with the
+ * authenticator or a passkey: takeNotices).
  */
 export async function accountFactorsView(ctx: Context, session: Authentication, user: User, gate: FactorGate): Promise<{ factors: AccountFactorsView; notices: AccountNotice[] }> {
   const factors = await accountFactors(ctx, user);
-  const notices = await takeNotices(ctx, user.id);
+  const notices = await takeNotices(ctx, session);
   const totp = factors.totp;
   // An enrolment is continued only in the session that began it (its secret opens for no other).
   const pendingHere = totp !== undefined && totp.confirmedAt === null && (await pendingTotpEnrolment(ctx, user.id, user.username, session.sessionId)) !== undefined;

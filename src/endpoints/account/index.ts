@@ -43,7 +43,9 @@ import { checkedForm, forbidden } from './forms.ts';
  *      introspection and userinfo from now on; 303 to /account.
  *
  * GET /account also shows the person's two-step sign-in and the notices kept for them (a recovery
- * code was used: shown once); /account/totp… and /account/recovery-codes manage them (factors.ts).
+ * code was used: kept until a session made with the authenticator or a passkey shows them, never
+ * dismissed by a recovery-code session); /account/totp… and /account/recovery-codes manage them
+ * (factors.ts).
  *
  * Every passkey change below follows the one rule for changing factors (factor-gate.ts,
  * src/identity/factor-changes.ts): a session made with the person's strongest factor (one of their

@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import type { Flight } from '../../storage/flight.ts';
+import { acr, acrSatisfies } from '../acr.ts';
+import { madeWithRecoveryCode } from '../factor-changes.ts';
 
 /**
- * Notices a person sees on /account the next time they open it, kept until then: how Clearance
- * "alerts the person" that a recovery code was used to sign in as them (AMENDMENTS "Strong
- * authentication"). Delivery by e-mail is a later issue; the audit event is written either way.
+ * Notices a person sees on /account, kept until they open it signed in with their authenticator
+ * or a passkey: how Clearance "alerts the person" that a recovery code was used to sign in as them
+ * (AMENDMENTS "Strong authentication"). Delivery by e-mail is a later issue; the audit event is
+ * written either way.
  */
 
 export type NoticeKind = 'recovery_code_used';
@@ -24,14 +28,29 @@ export function addNotice(ctx: Pick<Context, 'storage'>, flight: Flight, userId:
 }
 
 /**
- * The person's unseen notices, oldest first, marked seen as they are shown (a notice is shown once:
- * the page that reads it is the page that shows it). Seen notices are deleted after 90 days.
+ * Whether the person of `session` has seen a notice when this session shows it: only when the
+ * session was made with their authenticator app or a passkey (`mfa` or above, no recovery code).
+ * A session made with a recovery code shows the notices and keeps them — whoever used the code
+ * (perhaps not the person) cannot make the alert go away by opening the account page — and so
+ * does a password-only one.
  */
-export async function takeNotices(ctx: Pick<Context, 'storage' | 'clock'>, userId: string): Promise<AccountNotice[]> {
+export function marksNoticesSeen(session: Pick<Authentication, 'acr' | 'amr'>): boolean {
+  return acrSatisfies(session.acr, acr.multiFactor) && !madeWithRecoveryCode(session);
+}
+
+/**
+ * The person's unseen notices for the account page of `session`, oldest first: marked seen as
+ * they are shown when marksNoticesSeen(session) — then shown once — else kept for the next visit.
+ * Seen notices are deleted after 90 days.
+ */
+export async function takeNotices(ctx: Pick<Context, 'storage' | 'clock'>, session: Pick<Authentication, 'userId' | 'acr' | 'amr'>): Promise<AccountNotice[]> {
   const db = ctx.storage.db;
   const now = ctx.clock.now();
+  const userId = session.userId;
   const rows = await db.selectFrom('account_notices').selectAll().where('user_id', '=', userId).where('seen_at', 'is', null).orderBy('created_at').limit(20).execute();
   if (rows.length === 0) return [];
+  const shown = rows.map((row) => ({ id: row.id, kind: row.kind as NoticeKind, createdAt: Number(row.created_at), details: JSON.parse(row.details) as AccountNotice['details'] }));
+  if (!marksNoticesSeen(session)) return shown;
   await db
     .updateTable('account_notices')
     .set({ seen_at: now })
@@ -39,5 +58,5 @@ export async function takeNotices(ctx: Pick<Context, 'storage' | 'clock'>, userI
     .where('seen_at', 'is', null)
     .execute();
   await db.deleteFrom('account_notices').where('user_id', '=', userId).where('seen_at', '<', now - 90 * 24 * 3600_000).execute();
-  return rows.map((row) => ({ id: row.id, kind: row.kind as NoticeKind, createdAt: Number(row.created_at), details: JSON.parse(row.details) as AccountNotice['details'] }));
+  return shown;
 }

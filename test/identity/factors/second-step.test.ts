@@ -190,11 +190,16 @@ for (const dialect of testDialects()) {
       assert.deepEqual((await f.events('user.factor_failed')).at(-1)!.decision, { allow: false, reasons: ['reused'] });
       assert.ok(!(await f.auditText()).includes(code));
 
-      const [notice, ...more] = await takeNotices(f.ctx, userId);
+      // Shown and kept for a session made with the recovery code (or a password alone)…
+      const recoverySession = { userId, acr: outcome.acr, amr: outcome.amr };
+      const [notice, ...more] = await takeNotices(f.ctx, recoverySession);
       assert.equal(more.length, 0);
       assert.equal(notice!.kind, 'recovery_code_used');
       assert.deepEqual(notice!.details, { source_address: address, remaining: 9 });
-      assert.deepEqual(await takeNotices(f.ctx, userId), [], 'shown once');
+      assert.deepEqual(await takeNotices(f.ctx, { userId, acr: 'urn:clearance:acr:pwd', amr: ['pwd'] }), [notice]);
+      // …and seen once a session made with the authenticator shows it.
+      assert.deepEqual(await takeNotices(f.ctx, { userId, acr: 'urn:clearance:acr:mfa', amr: ['pwd', 'otp', 'mfa'] }), [notice]);
+      assert.deepEqual(await takeNotices(f.ctx, { userId, acr: 'urn:clearance:acr:mfa', amr: ['pwd', 'otp', 'mfa'] }), [], 'shown once');
     });
 
     test('refuses every recovery code of a person holding a privileged role, without counting it as a guess', async (t) => {
