@@ -25,8 +25,11 @@ export interface TokenStepUp {
   policyVersion?: string;
 }
 
-/** The person's role minimum, when their grant's `acr` is below it (read only when some role has one). */
-export async function roleMinimumUnmet(ctx: Context, userId: string, achieved: string): Promise<Acr | undefined> {
+/**
+ * The person's role minimum, when their grant's `acr` is below it — or absent: a token that says
+ * nothing of the sign-in meets no minimum (read only when some role has one).
+ */
+export async function roleMinimumUnmet(ctx: Context, userId: string, achieved: string | undefined): Promise<Acr | undefined> {
   if ((await roleMinimums(ctx)).size === 0) return undefined;
   const user = await findUser(ctx, userId);
   const minimum = user ? await roleMinimumFor(ctx, user.roles) : undefined;

@@ -12,6 +12,7 @@ import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
 import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
 import { verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
 import { defineGrant } from './grant.ts';
+import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
 
 /** A `txn` we accept from a partner's token: short, printable, no separators that could smuggle. */
 const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -32,6 +33,10 @@ const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
  * 5. a sender-constrained subject (or actor) token needs proof of its key in this request: the
  *    DPoP proof of its `cnf.jkt`, or the client certificate of its `cnf.x5t#S256`; `may_act` of the
  *    subject token, when present, names the actor (§4.4);
+ * 5a. a person's token of ours meets the person's role minimum **now**: one whose `acr` is below
+ *    it (the minimum raised, or a role given, since they signed in) — or that carries no `acr` while
+ *    their roles ask one — gets no token but `insufficient_user_authentication` with the minimum's
+ *    `acr_values` (RFC 9470), as a refresh does (src/grants/step-up.ts), and `step_up.requested`;
  * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which
  *    the profile of the partner the chain started from allows (that partner still registered) —
  *    else invalid_target;
@@ -79,6 +84,7 @@ export const tokenExchange = defineGrant({
     if (subject.mayAct && !mayActAllows(subject.mayAct, currentActor, ctx.config.issuer)) {
       throw new OAuthError('invalid_request', 'the subject token does not allow this actor (may_act)');
     }
+    await requireRoleMinimum(ctx, subject, client.client_id, requestId);
 
     // A partner's profile bounds every hop of a chain that started with its subject.
     const profile = await partnerProfileOf(ctx, subject);
@@ -162,6 +168,29 @@ async function requireExchangeRight(ctx: Context, subject: PresentedToken, clien
   const audience = subject.audience ? await ctx.resourceServers.get(subject.audience) : undefined;
   if (audience?.exchange_clients?.includes(clientId)) return;
   throw new OAuthError('invalid_request', 'this client may not exchange the subject_token (not its audience, not its holder, not named by may_act)');
+}
+
+/**
+ * Step 5a: the role minimum of the person a token of ours speaks for, checked against the acr it
+ * carries (none: below any minimum). A partner's subject, or a client's own token, has no roles here.
+ */
+async function requireRoleMinimum(ctx: Context, subject: PresentedToken, clientId: string, requestId: string): Promise<void> {
+  if (subject.origin !== 'local' || subject.subjectType !== 'User') return;
+  const achieved = subject.authentication?.acr;
+  const minimum = await roleMinimumUnmet(ctx, subject.subject, achieved);
+  if (minimum === undefined) return;
+  throw await insufficientUserAuthentication(
+    ctx,
+    { triggers: ['role_minimum'], acr: minimum },
+    {
+      subject: subject.subject,
+      clientId,
+      requestId,
+      grantType: tokenExchangeGrantType,
+      ...(achieved !== undefined ? { acrBefore: achieved } : {}),
+      ...(subject.grantId !== undefined ? { grantId: subject.grantId } : {}),
+    },
+  );
 }
 
 /** Step 5: a sender-constrained token is exchanged only with proof of its key. */

@@ -6,6 +6,9 @@ import { epochSeconds } from '../../src/clock.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { revokeMandate } from '../../src/mandates/store.ts';
 import { foldedDecisions } from '../../src/policy/issuance-audit.ts';
+import { acr } from '../../src/identity/acr.ts';
+import { mintAccessToken } from '../../src/tokens/access-token.ts';
+import type { AccessTokenClaims } from '../../src/tokens/claims.ts';
 import { mintIdToken } from '../../src/tokens/id-token.ts';
 import { RevocationList } from '../../src/tokens/revocation.ts';
 import { assertOAuthError, basicAuthorization, formBody, ordersApi, resourceServers } from '../endpoints/fixture.ts';
@@ -382,6 +385,56 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
       assertOAuthError(await grant(await f.assertion({ jti: 'line\nbreak' })), 400, 'invalid_grant', 'LF in jti');
     });
   }
+});
+
+
+/** A person's token for the orders API exchanged by desk-backend, in a code-flow fixture. */
+async function personExchange(t: TestContext) {
+  const f = await codeFlowFixture(t);
+  await f.apply({
+    resource_servers: [{ ...resourceServers[0], exchange_clients: ['desk-backend'] }],
+    clients: [{ client_id: 'desk-backend', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: [exchange], scope: 'order:create' }],
+  });
+  const person = await f.signIn('alice', { acr: acr.multiFactor, amr: ['pwd', 'otp', 'mfa'] });
+  const { code, pkce } = await f.authorizeAndApprove({ person, query: { scope: 'order:create', resource: ordersApi } });
+  const redeemed = await f.redeem('web-app', code, pkce.verifier);
+  assert.equal(redeemed.statusCode, 200, redeemed.body);
+  const subjectToken = redeemed.json().access_token as string;
+  const exchangeIt = (token = subjectToken) =>
+    f.post('/token', { auth: f.basic('desk-backend'), form: { grant_type: exchange, subject_token: token, subject_token_type: accessTokenType, resource: ordersApi } });
+  const setRoles = (roles: string[]) => f.ctx.storage.db.updateTable('users').set({ roles: JSON.stringify(roles) }).where('id', '=', person.userId).execute();
+  return { f, person, subjectToken, exchangeIt, setRoles };
+}
+
+describe('exchanging a person\'s token under their role minimum (RFC 9470)', () => {
+  test('a token below the person\'s current minimum is insufficient_user_authentication, as a refresh is', async (t) => {
+    const { f, person, exchangeIt, setRoles } = await personExchange(t);
+    await f.apply({ authentication: { role_minimums: { trader: acr.phishingResistantHardware } } });
+    assert.equal((await exchangeIt()).statusCode, 200, 'no role asks more yet');
+    await setRoles(['trader']);
+    const body = assertOAuthError(await exchangeIt(), 400, 'insufficient_user_authentication');
+    assert.equal(body.acr_values, acr.phishingResistantHardware);
+    const requested = (await f.auditEvents('step_up.requested')).at(-1)!;
+    assert.equal(requested.subject, person.userId);
+    assert.deepEqual(requested.details!.trigger, ['role_minimum']);
+    assert.equal(requested.details!.acr_before, acr.multiFactor);
+    assert.equal(requested.details!.grant_type, exchange);
+    assert.equal((await f.auditEvents('token.exchanged')).length, 1, 'only the first exchange');
+  });
+
+  test('a person\'s token that carries no acr is refused when their roles ask a minimum', async (t) => {
+    const { f, person, subjectToken, exchangeIt, setRoles } = await personExchange(t);
+    // A token of ours for the person, signed as one from before tokens carried acr.
+    const { acr: _acr, amr: _amr, auth_time: _authTime, ...claims } = decodeJwt(subjectToken);
+    const legacy = await mintAccessToken(f.ctx.keys, claims as unknown as AccessTokenClaims);
+    assert.equal((await exchangeIt(legacy)).statusCode, 200, 'no role asks a minimum');
+    await f.apply({ authentication: { role_minimums: { trader: acr.password } } });
+    await setRoles(['trader']);
+    const body = assertOAuthError(await exchangeIt(legacy), 400, 'insufficient_user_authentication');
+    assert.equal(body.acr_values, acr.password);
+    assert.equal((await f.auditEvents('step_up.requested')).at(-1)!.subject, person.userId);
+    assert.equal((await exchangeIt()).statusCode, 200, 'the same person\'s token that says how they signed in meets it');
+  });
 });
 
 describe('exchanging a person\'s token (RFC 8693 §2.2.2; the consent grant bounds the chain)', () => {
