@@ -144,7 +144,11 @@ export interface Guard {
   requireScopes(access: VerifiedAccess, scopes: readonly string[]): void;
   /** Returns the first authorization_details entry of `type` that `match` accepts; else throws 403 insufficient_scope. */
   requireAuthorizationDetail<T extends AuthorizationDetail = AuthorizationDetail>(access: VerifiedAccess, check: AuthorizationDetailCheck<T>): T;
-  /** Asks Clearance's AuthZEN endpoint; resolves a deny on any error or time-out (fail closed). Never throws. */
+  /**
+   * Asks Clearance's AuthZEN endpoint; resolves a deny on any error or time-out (fail closed).
+   * Never throws, but rejects with a TypeError for a question whose context sets `acr` or
+   * `auth_time` (only the token says how the person signed in).
+   */
   askPolicy(access: VerifiedAccess, question: PolicyQuestion): Promise<PolicyDecision>;
   /**
    * askPolicy, throwing unless the decision is true: a deny the person's stronger authentication

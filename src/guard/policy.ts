@@ -28,9 +28,11 @@ export interface PolicyQuestion {
   /** AuthZEN resource: `{ type: 'instrument', id: 'EURUSD', properties: { instrument_class: 'fx' } }`, an account, a resource server. */
   resource: { type: string; id: string; properties?: Record<string, unknown> };
   /**
-   * The policy context: notional, currency, region, venue, mandate, ... (docs/policy.md). The
-   * token's `acr` and `auth_time` are added unless given, so step-up policies see how the person
-   * signed in.
+   * The policy context: notional, currency, region, venue, mandate, ... (docs/policy.md). For a
+   * person's token the guard adds the token's `acr` and `auth_time`, so step-up policies see how
+   * the person signed in. A context that sets `acr` or `auth_time` itself is a programming error
+   * (askPolicy throws a TypeError): a route that forwarded its client's context could otherwise
+   * claim a stronger or fresher sign-in than the token's.
    */
   context?: Record<string, unknown>;
   /** Default: the token's user (`sub`), or its client when `sub` is the client itself. */
@@ -56,7 +58,13 @@ export interface PolicyDecision {
 
 const maxResponseBytes = 64 * 1024;
 
-/** Asks the PDP; resolves a deny on any error or time-out. Never throws. */
+/** What only the token may say in the context: how the person signed in. */
+const tokenContext = ['acr', 'auth_time'] as const;
+
+/**
+ * Asks the PDP; resolves a deny on any error or time-out. Never throws, but for a programming
+ * error: a question whose context sets `acr` or `auth_time` rejects with a TypeError.
+ */
 export async function askPolicy(
   issuer: string,
   options: PolicyOptions | undefined,
@@ -64,6 +72,10 @@ export async function askPolicy(
   question: PolicyQuestion,
   allowHttp: boolean,
 ): Promise<PolicyDecision> {
+  const claimed = tokenContext.filter((name) => question.context !== undefined && Object.hasOwn(question.context, name));
+  if (claimed.length > 0) {
+    throw new TypeError(`askPolicy: the question's context sets ${claimed.join(' and ')}; only the token says how the person signed in (the guard sends its acr and auth_time)`);
+  }
   try {
     if (!options) return { decision: false, failure: 'the guard has no policy options' };
     const endpoint = checkedUrl(options.endpoint ?? `${issuer}/access/v1/evaluation`, 'policy.endpoint', allowHttp);
@@ -73,7 +85,8 @@ export async function askPolicy(
       ...(access.acr !== undefined ? { acr: access.acr } : {}),
       ...(access.authTime !== undefined ? { auth_time: access.authTime } : {}),
     };
-    const context = subject.type === 'user' ? { ...authentication, ...question.context } : question.context;
+    // The token's values last: nothing in the question overrides them.
+    const context = subject.type === 'user' ? { ...question.context, ...authentication } : question.context;
     const body = {
       subject,
       action: { name: question.action },

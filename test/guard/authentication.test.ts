@@ -153,4 +153,18 @@ describe('a step-up policy through the guard', () => {
     assert.equal((await g.requirePolicy(await verified({ acr: phr, auth_time: now() }), fxOrder(20_000_000))).decision, true);
     await refused(g.requirePolicy(await verified({ acr: phr, auth_time: now() }), fxOrder(60_000_000)), 403, 'access_denied');
   });
+
+  test('a question whose context claims an acr or auth_time is a programming error: only the token says how the person signed in', async () => {
+    const g = guard();
+    await server.running.ctx.storage.db.transaction().execute((trx) => recordUses(trx, server.running.ctx, aliceId, [{ kind: 'instrument_class', value: 'fx' }]));
+    const atMfa = await verified({ acr: mfa, auth_time: now() });
+    // A route that forwards its client's context would otherwise let the client claim a passkey.
+    for (const claimed of [{ acr: phr }, { auth_time: now() }, { acr: phr, auth_time: now() }]) {
+      const question = { ...fxOrder(20_000_000), context: { notional: 20_000_000, currency: 'USD', ...claimed } };
+      await assert.rejects(g.askPolicy(atMfa, question), TypeError, JSON.stringify(claimed));
+      await assert.rejects(g.requirePolicy(atMfa, question), TypeError, JSON.stringify(claimed));
+    }
+    // The token's level is what decides.
+    assert.deepEqual((await g.askPolicy(atMfa, fxOrder(20_000_000))).stepUp, { acrValues: phr });
+  });
 });
