@@ -40,6 +40,8 @@ describe('clearance policy test', () => {
     writeFileSync(
       join(dir, 'tests', 'wrong.json'),
       JSON.stringify({
+        // Within trading hours at a desk whose clock is known: the example step-up policies stay out of it.
+        context: { local_time: 600, local_weekday: 4 },
         cases: [
           { name: 'expects the wrong decision', principal: 'User::"alice"', action: 'order:create', resource: 'Instrument::"EURUSD"', context: { notional: 100 }, expect: 'deny' },
           { name: 'expects the wrong reason', principal: 'User::"bob"', action: 'rfq:send', resource: 'Instrument::"BTC-USD"', expect: 'deny', reasons: ['some-other-policy'] },

@@ -154,6 +154,17 @@ describe('a step-up policy through the guard', () => {
     await refused(g.requirePolicy(await verified({ acr: phr, auth_time: now() }), fxOrder(60_000_000)), 403, 'access_denied');
   });
 
+  test('the example set fails closed when the desk’s time is unknown: a small order asks for a passkey', async () => {
+    const g = guard();
+    await server.running.ctx.storage.db.transaction().execute((trx) => recordUses(trx, server.running.ctx, aliceId, [{ kind: 'instrument_class', value: 'fx' }]));
+    // alice's desks (examples/entities.yaml) have no time_zone: the hour at her desk is unknown.
+    const small = await g.askPolicy(await verified({ acr: mfa, auth_time: now() }), fxOrder(1_000_000));
+    assert.equal(small.decision, false);
+    assert.deepEqual(small.stepUp, { acrValues: phr });
+    assert.deepEqual(small.reasons, ['step-up-outside-trading-hours']);
+    assert.equal((await g.askPolicy(await verified({ acr: phr, auth_time: now() }), fxOrder(1_000_000))).decision, true);
+  });
+
   test('a question whose context claims an acr or auth_time is a programming error: only the token says how the person signed in', async () => {
     const g = guard();
     await server.running.ctx.storage.db.transaction().execute((trx) => recordUses(trx, server.running.ctx, aliceId, [{ kind: 'instrument_class', value: 'fx' }]));

@@ -204,7 +204,8 @@ describe('the engine remembering answers', () => {
       principal: alice.uid,
       action: 'order:create',
       resource: { type: 'Instrument', id: 'EURUSD' },
-      context: { time: 1767225600, notional: 1_000_000 },
+      // Within trading hours at the desk: the example step-up policies ask nothing more.
+      context: { time: 1767225600, notional: 1_000_000, local_time: 600, local_weekday: 4 },
       entities: [...entities, { uid: { type: 'Instrument', id: 'EURUSD' }, attrs: { instrument_class: 'fx', complex: false }, parents: [] }],
     }).allow;
   const desks = pool.filter((e) => e.uid.type === 'Desk' || e.uid.type === 'LegalEntity');
