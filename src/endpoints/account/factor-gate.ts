@@ -36,6 +36,7 @@ function explain(refusal: FactorChangeRefusal, factor: ChangedFactor): string {
   if (refusal.reason === 'recovery_code') {
     return `You signed in with a recovery code, which cannot be used to ${change}: sign in with your authenticator app or a passkey first. If you lost your authenticator, remove it and set up a new one.`;
   }
+  if (acrSatisfies(refusal.level, acr.phishingResistantHardware)) return `To ${change}, sign in with your approved hardware security key first.`;
   if (acrSatisfies(refusal.level, acr.phishingResistant)) return `To ${change}, sign in with one of your passkeys first.`;
   if (acrSatisfies(refusal.level, acr.multiFactor)) return `To ${change}, sign in with your password and your authenticator app’s code first.`;
   return `To ${change}, sign in again first.`;

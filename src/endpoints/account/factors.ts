@@ -4,7 +4,7 @@ import type { Context } from '../../context.ts';
 import type { ChangedFactor } from '../../identity/factor-changes.ts';
 import { accountFactors, confirmTotpEnrolment, regenerateRecoveryCodes, removeTotp } from '../../identity/factors/enrolment.ts';
 import { takeNotices, type AccountNotice } from '../../identity/factors/notices.ts';
-import { beginTotpEnrolment, pendingTotpEnrolment } from '../../identity/factors/totp.ts';
+import { beginTotpEnrolment, pendingEnrolmentIsFor, pendingTotpEnrolment } from '../../identity/factors/totp.ts';
 import { readSession } from '../../identity/sessions.ts';
 import { findUser, type User } from '../../identity/users.ts';
 import { recoveryCodesPage, totpSetupPage, type AccountFactorsView } from '../../ui/account-factors.ts';
@@ -161,7 +161,7 @@ export async function accountFactorsView(ctx: Context, session: Authentication, 
   const notices = await takeNotices(ctx, session);
   const totp = factors.totp;
   // An enrolment is continued only in the session that began it (its secret opens for no other).
-  const pendingHere = totp !== undefined && totp.confirmedAt === null && (await pendingTotpEnrolment(ctx, user.id, user.username, session.sessionId)) !== undefined;
+  const pendingHere = totp !== undefined && totp.confirmedAt === null && (await pendingEnrolmentIsFor(ctx, user.id, session.sessionId));
   const authenticatorLocked = gate.refused('authenticator');
   const recoveryCodesLocked = gate.refused('recovery_codes');
   return {

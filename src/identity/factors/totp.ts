@@ -206,6 +206,16 @@ export async function pendingTotpEnrolment(
 }
 
 /**
+ * Whether the person's pending enrolment, if any, was begun by this session (the account page
+ * offers to continue it only there). False, not an error, for one sealed under another master key.
+ */
+export async function pendingEnrolmentIsFor(ctx: Pick<Context, 'storage' | 'identity'>, userId: string, sessionId: string): Promise<boolean> {
+  const row = await totpRowOf(ctx, userId);
+  if (!row || row.confirmed_at !== null || row.master_key_id !== masterKeyId(ctx.identity.factorKeys.master)) return false;
+  return openPendingTotpSecret(ctx.identity.factorKeys, row, sessionId) !== undefined;
+}
+
+/**
  * The statement that records an accepted code's step: only if no code of this step or a later one
  * was accepted before (and, for sign-in, only on a confirmed authenticator). Zero rows changed:
  * another request accepted this step first — a replay. Confirming a pending one (`{ resealed }`)
