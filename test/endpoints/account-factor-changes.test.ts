@@ -155,7 +155,7 @@ describe('a session made with a recovery code', () => {
     for (const path of ['/account/totp/remove', '/account/totp', '/account/recovery-codes', `/account/passkeys/${key!.id}/remove`, `/account/passkeys/${key!.id}/rename`]) {
       const refused = await post(f, path, { csrf_token: session.token, name: 'Mine' }, session.jar);
       assert.equal(refused.statusCode, 403, path);
-      assert.match(refused.body, /sign in with one of your passkeys first. Nothing was changed./, path);
+      assert.match(refused.body, /sign in with one of your passkeys first. \(Sign out, then sign in again through an application.\) Nothing was changed./, path);
     }
     assert.equal((await totpFactorOf(f.ctx, alice.userId))!.id, enrolled.factorId);
     assert.deepEqual((await listPasskeys(f.ctx, alice.userId)).map((p) => p.name), ['Laptop']);

@@ -89,7 +89,7 @@ describe('two-step sign-in on the account page', () => {
       const refused = await post(f, path, { csrf_token: weak.token }, weak.jar);
       assert.equal(refused.statusCode, 403, path);
       assert.match(refused.body, /<h1>Sign in again to change your two-step sign-in<\/h1>/);
-      assert.match(refused.body, /sign in with your password and your authenticator app’s code first. Nothing was changed./);
+      assert.match(refused.body, /sign in with your password and your authenticator app’s code first. \(Sign out, then sign in again through an application.\) Nothing was changed./);
     }
     assert.ok(await totpFactorOf(f.ctx, userId), 'still there');
 

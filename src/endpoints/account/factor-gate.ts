@@ -47,6 +47,7 @@ export function refusedChange(ctx: Context, request: FastifyRequest, reply: Fast
   return sendErrorPage(ctx, request, reply, {
     status: 403,
     title: factor === 'passkeys' ? 'Sign in again to change your passkeys' : 'Sign in again to change your two-step sign-in',
-    message: `${message} Nothing was changed.`,
+    // The account page has no sign-in of its own: a new sign-in starts from an application.
+    message: `${message} (Sign out, then sign in again through an application.) Nothing was changed.`,
   });
 }
