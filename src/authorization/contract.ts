@@ -51,11 +51,13 @@ export type NextStep =
   /**
    * `acr`, when present: the level on the ladder (src/identity/acr.ts) the sign-in must reach —
    * asked by the client (acr_values, an essential acr claim), the person's roles, or a step-up
-   * policy. The people side offers the factors that reach it; a sign-in below it is asked again
-   * (reason `acr`) when the level is a requirement. A person who cannot reach it ends the request
-   * with `declineAuthentication` (unmet_authentication_requirements).
+   * policy. The people side offers the factors that reach it. A requirement (no `voluntary`) is
+   * never waived: a sign-in below it is asked again (reason `acr`), and a person who cannot reach
+   * it ends the request with `declineAuthentication` (unmet_authentication_requirements).
+   * `voluntary`: only the client's `acr_values` ask this level (OIDC Core §3.1.2.1, a voluntary
+   * claim): a sign-in below it goes on at what it reached, and the ID token says what that was.
    */
-  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr'; acr?: Acr }
+  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr'; acr?: Acr; voluntary?: true }
   | { step: 'consent'; consent: ConsentRequest }
   | { step: 'done' };
 

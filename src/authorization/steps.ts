@@ -44,7 +44,7 @@ export interface Requirement {
 }
 
 export type LoginReason = 'no_session' | 'prompt_login' | 'max_age' | 'acr';
-export type Need = { step: 'login'; reason: LoginReason; acr?: Acr } | { step: 'consent'; approval?: true } | { step: 'done' };
+export type Need = { step: 'login'; reason: LoginReason; acr?: Acr; voluntary?: true } | { step: 'consent'; approval?: true } | { step: 'done' };
 
 /**
  * The rules, in order (OIDC Core §3.1.2.1, §3.1.2.3, §3.1.2.4, §5.5.1.1):
@@ -64,13 +64,17 @@ export type Need = { step: 'login'; reason: LoginReason; acr?: Acr } | { step: '
  *    request (its scopes, authorization_details, or the mandate it names) → consent;
  * 6. done.
  * A login step names the level the sign-in must reach (`acr`) when one is asked, so the people
- * side offers the factors that reach it.
+ * side offers the factors that reach it, and says `voluntary` when that level is more than any
+ * requirement asks (only `acr_values` asked it): a weaker sign-in then goes on at what it reached.
  */
 export function needs(input: StepInput): Need {
   const { request, authentication: auth, required = {} } = input;
   const voluntary = voluntaryAcr(request);
   const target = strongestAcr([voluntary, required.acr]);
-  const login = (reason: LoginReason): Need => (target !== undefined ? { step: 'login', reason, acr: target } : { step: 'login', reason });
+  // OIDC Core §3.1.2.1: acr_values are a voluntary claim; only a requirement is never waived.
+  const preference = target !== undefined && (required.acr === undefined || !acrSatisfies(required.acr, target));
+  const login = (reason: LoginReason): Need =>
+    target === undefined ? { step: 'login', reason } : preference ? { step: 'login', reason, acr: target, voluntary: true } : { step: 'login', reason, acr: target };
   if (!auth) return login('no_session');
   if (!input.freshLogin) {
     if (request.prompt.includes('login')) return login('prompt_login');

@@ -67,7 +67,8 @@ describe('acr_values on the ladder (OIDC Core §3.1.2.1)', () => {
     const f = await codeFlowFixture(t);
     const person = await approvedPerson(f, 'alice', mfa);
     const result = await f.authorize(f.request('web-app', { acr_values: `${acr.phishingResistantHardware} ${acr.phishingResistant}` }), { cookie: person.cookie });
-    assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: acr.phishingResistant });
+    // Voluntary (OIDC Core §3.1.2.1): the people side may let a weaker sign-in go on.
+    assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: acr.phishingResistant, voluntary: true });
   });
 
   test('after a sign-in the level is voluntary: the code is issued at what was reached, and the ID token says so', async (t) => {
@@ -160,7 +161,7 @@ describe('the claims parameter’s essential acr (OIDC Core §5.5.1.1)', () => {
     codeOf((await f.authorize(f.request('web-app', { claims: JSON.stringify({ id_token: { acr: { essential: true } } }) }), { cookie: person.cookie })).location);
     const voluntary = JSON.stringify({ id_token: { acr: { values: [acr.multiFactor] }, email: null }, userinfo: { name: { essential: true } } });
     const result = await f.authorize(f.request('web-app', { claims: voluntary }), { cookie: person.cookie });
-    assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: acr.multiFactor });
+    assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: acr.multiFactor, voluntary: true });
   });
 
   test('is honoured through PAR and in a signed request object', async (t) => {
@@ -262,7 +263,7 @@ describe('re-authentication and the tokens’ authentication claims', () => {
     const f = await codeFlowFixture(t);
     const person = await approvedPerson(f, 'alice', phr);
     const result = await f.authorize(f.request('web-app', { prompt: 'login', acr_values: acr.multiFactor }), { cookie: person.cookie });
-    assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'prompt_login', acr: acr.multiFactor });
+    assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'prompt_login', acr: acr.multiFactor, voluntary: true });
   });
 
   test('max_age=0 forces a sign-in; a sign-in during the request satisfies it', async (t) => {

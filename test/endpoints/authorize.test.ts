@@ -269,7 +269,7 @@ describe('the authorization endpoint', () => {
       const f = await codeFlowFixture(t);
       const { person } = await f.authorizeAndApprove({});
       const result = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:mfa' }), { cookie: person.cookie });
-      assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: 'urn:clearance:acr:mfa' });
+      assert.deepEqual(await nextStep(f.ctx, interactionId(result.location), person.authentication), { step: 'login', reason: 'acr', acr: 'urn:clearance:acr:mfa', voluntary: true });
       const met = await f.authorize(f.request('web-app', { acr_values: 'urn:clearance:acr:mfa urn:clearance:acr:pwd' }), { cookie: person.cookie });
       assert.ok(met.location?.searchParams.get('code'));
     });

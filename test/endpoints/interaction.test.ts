@@ -58,6 +58,11 @@ class FakeFlow implements InteractionFlow {
   async decideConsent(_ctx: Context, { id }: Interaction, auth: Authentication, approved: boolean) {
     this.decisions.push({ id, userId: auth.userId, approved });
   }
+  readonly declined: string[] = [];
+  async declineAuthentication(_ctx: Context, { id }: Interaction) {
+    this.declined.push(id);
+    return true;
+  }
 }
 
 /** A browser's cookies: updated from Set-Cookie, sent as one Cookie header. */
@@ -176,7 +181,9 @@ describe('the interaction pages', () => {
     assert.match(page.body, /<label for="password">Password<\/label>/);
     assert.match(page.body, /<input type="password" id="password" name="password" autocomplete="current-password"[^>]* required/);
     assert.match(page.body, /<div id="form-error" class="error" role="alert"><\/div>/);
-    assert.match(page.body, new RegExp(`<form method="post" action="/interaction/${id}/login">`));
+    assert.match(page.body, new RegExp(`<form id="password-form" method="post" action="/interaction/${id}/login">`));
+    assert.match(page.body, /<input type="text" id="username" [^>]*form="password-form"/, 'the username belongs to the password form');
+    assert.ok(page.body.indexOf('Use a passkey') < page.body.indexOf('id="password"'), 'the passkey is offered first');
     assert.match(page.body, /<input type="hidden" name="csrf_token" value="[A-Za-z0-9_-]{43}">/);
     assertOnlyPasskeyScripts(page.body);
     assert.match(page.body, /to continue to <strong>Trading &lt;UI&gt; &amp; Co<\/strong>/, 'the client name is escaped');

@@ -95,7 +95,8 @@ test('openid-client answers the guard’s RFC 9470 challenge by authorizing agai
   const { response: signInPage, url: interaction } = await browser.follow(second.url, server.issuer);
   assert.equal(signInPage.status, 200);
   assert.match(interaction.pathname, /^\/interaction\//);
-  assert.match(await signInPage.text(), /stronger sign-in/);
+  // The page names the person, how they signed in, and what the application asks.
+  assert.match(await signInPage.text(), /You are signed in as <strong>alice<\/strong> with your password\. desk-app asks for a passkey to continue\./);
 
   // 4. The person signs in with a passkey (a session at that level stands in for the ceremony).
   const strong = await startSession(ctx, { userId: aliceId, acr: acr.phishingResistant, amr: ['hwk', 'user', 'mfa'], cookieHeader: undefined });

@@ -30,4 +30,10 @@ export interface InteractionFlow {
   startApproval?(ctx: Context, interaction: Interaction, auth: Authentication): Promise<PublicKeyCredentialRequestOptionsJSON | undefined>;
   /** The person's passkey answer (the page's JSON text) to the approval ceremony; kept when it verifies. */
   approve?(ctx: Context, interaction: Interaction, auth: Authentication, response: string, requestId?: string): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /**
+   * The person says they cannot reach the level the login step asks (NextStep.acr, not
+   * voluntary): the request ends with unmet_authentication_requirements at resume. False: the
+   * interaction ended meanwhile.
+   */
+  declineAuthentication(ctx: Context, interaction: Interaction, session: Authentication | undefined): Promise<boolean>;
 }

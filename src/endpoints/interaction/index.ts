@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ConsentRequest, Interaction } from '../../authorization/contract.ts';
+import type { Authentication, ConsentRequest, Interaction, NextStep } from '../../authorization/contract.ts';
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
@@ -8,11 +8,12 @@ import { verifySecondFactor, type SecondFactorProof } from '../../identity/facto
 import { holdsPrivilegedRole } from '../../identity/roles.ts';
 import { verifyPasskeyLogin } from '../../identity/passkeys/login.ts';
 import { authenticationOptions } from '../../identity/passkeys/options.ts';
+import { methodsReaching, signInMethodsOf } from '../../identity/methods.ts';
 import { readSession, readSessionOfPerson, startSession, type SessionPerson, type StartedSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
-import { loginPage } from '../../ui/login.ts';
+import { loginPage, type LevelAsked, type SteppingUp } from '../../ui/login.ts';
 import { secondFactorPage } from '../../ui/second-factor.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
@@ -110,6 +111,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         login: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/login`,
         passkey: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/passkey`,
         consent: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/consent`,
+        decline: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/decline`,
         secondFactor: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/second-factor`,
         secondFactorPage: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}/second-factor`,
         resume: (id: string) => `${ctx.config.issuer}/authorize/resume/${encodeURIComponent(id)}`,
@@ -128,7 +130,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             case 'done':
               return seeOther(reply, paths.resume(interaction.id));
             case 'login':
-              return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] });
+              return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] }, { step, session });
             case 'consent':
               return showConsent(request, reply, interaction, step.consent, present?.person, { status: 200 });
           }
@@ -270,7 +272,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             });
           }
           if (!outcome.ok) {
-            return showLogin(ctx, request, reply, interaction, { status: 401, error: 'Your passkey could not be used to sign in. Try again, or sign in with your password.' });
+            return showLogin(ctx, request, reply, interaction, { status: 401, error: 'Your passkey could not be used to sign in. Try again, or choose another way below.' });
           }
           return signedIn(request, reply, interaction, outcome.value);
         }),
@@ -297,6 +299,23 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         const next = await flow.nextStep(ctx, interaction, value.started.authentication);
         return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
       }
+
+      app.post<Params>(`${base}/interaction/:id/decline`, async (request, reply) =>
+        guarded(ctx, request, reply, async () => {
+          const form = checkedForm(ctx, request, 'login');
+          if (!form) return forbidden(ctx, request, reply);
+          const [interaction, reading] = await loadInteractionWith(ctx, flow, request, (flight) => readSession(ctx, request.headers.cookie, flight));
+          if (!interaction) return interactionGone(ctx, request, reply);
+          const session = await reading;
+          const step = await flow.nextStep(ctx, interaction, session);
+          // Only a level the sign-in must reach, and nobody may waive, can be declined: anything
+          // else (no level, a voluntary one, a step already met) goes back to the page.
+          if (step.step !== 'login' || step.acr === undefined || step.voluntary) return seeOther(reply, paths.page(interaction.id));
+          // OIDC Core §5.5.1.1: the protocol side ends the request with unmet_authentication_requirements at resume.
+          if (!(await flow.declineAuthentication(ctx, interaction, session))) return interactionGone(ctx, request, reply);
+          return seeOther(reply, paths.resume(interaction.id));
+        }),
+      );
 
       app.post<Params>(`${base}/interaction/:id/consent`, async (request, reply) =>
         guarded(ctx, request, reply, async () => {
@@ -383,15 +402,25 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         });
       }
 
+      /**
+       * The sign-in page, for the step the protocol side asks now (`known.step`, else asked here
+       * with the browser's session): the level it must reach, and — once the person has
+       * authenticated below it (reason `acr`: in this request, or by their session) — their own
+       * methods that reach it. Before that, nothing on it depends on who is signing in.
+       */
       async function showLogin(
         ctx: Context,
         request: FastifyRequest,
         reply: FastifyReply,
         interaction: Interaction,
         view: { status: number; username?: string; error?: string; notice?: string | undefined; headers?: Record<string, string>; setCookie?: string[] },
+        known: { step?: NextStep; session?: Authentication | undefined } = {},
       ): Promise<FastifyReply> {
         const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
-        const client = await ctx.clients.get(interaction.clientId);
+        const session = known.step ? known.session : (known.session ?? (await readSession(ctx, request.headers.cookie)));
+        const step = known.step ?? (await flow.nextStep(ctx, interaction, session));
+        const level: LevelAsked | undefined = step.step === 'login' && step.acr !== undefined ? { acr: step.acr, voluntary: step.voluntary === true } : undefined;
+        const [client, steppingUp] = await Promise.all([ctx.clients.get(interaction.clientId), stepUpOf(step, interaction, session)]);
         const setCookie = [...(csrf.setCookie ? [csrf.setCookie] : []), ...(view.setCookie ?? [])];
         return sendPage(reply, {
           status: view.status,
@@ -403,13 +432,36 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             passkey: { action: paths.passkey(interaction.id), options: `${paths.passkey(interaction.id)}/options` },
             csrfToken: csrfToken(csrf.secret, interaction.id, 'login'),
             clientName: client?.metadata.client_name ?? interaction.clientId,
+            decline: paths.decline(interaction.id),
+            ...(level ? { level } : {}),
+            ...(steppingUp ? { steppingUp } : {}),
             ...(view.username !== undefined ? { username: view.username.slice(0, 256) } : {}),
             ...(view.error ? { error: view.error } : {}),
-            ...(view.notice ? { notice: view.notice } : {}),
+            ...(view.notice && !steppingUp ? { notice: view.notice } : {}),
           }),
           ...(setCookie.length > 0 ? { setCookie } : {}),
           ...(view.headers ? { headers: view.headers } : {}),
         });
+      }
+
+      /**
+       * The person a step-up page is for: who authenticated in this request, else the session's
+       * person — only when the step is a level they are below (reason `acr`), never before anyone
+       * authenticated (no account enumeration).
+       */
+      async function stepUpOf(step: NextStep, interaction: Interaction, session: Authentication | undefined): Promise<SteppingUp | undefined> {
+        if (step.step !== 'login' || step.reason !== 'acr' || step.acr === undefined) return undefined;
+        const person = interaction.authentication ?? session;
+        if (!person) return undefined;
+        const methods = await signInMethodsOf(ctx, person.userId);
+        if (!methods) return undefined;
+        return {
+          username: methods.username,
+          amr: person.amr,
+          fresh: interaction.authentication !== undefined,
+          reaching: methodsReaching(methods, step.acr),
+          accountHref: `${base}/account`,
+        };
       }
 
       async function showSecondFactor(
@@ -446,7 +498,8 @@ const loginNotices: Record<'no_session' | 'prompt_login' | 'max_age' | 'acr', st
   no_session: undefined,
   prompt_login: 'The application asks you to sign in again.',
   max_age: 'Your last sign-in was too long ago for this application. Sign in again.',
-  acr: 'This application asks for a stronger sign-in.',
+  // The page says what the level needs, and how the person signed in (loginPage's step-up variant).
+  acr: undefined,
 };
 
 /** Interaction ids are opaque to this side; anything not shaped like one is unknown without a lookup. */
