@@ -8,6 +8,7 @@ import { Flight, refusedFor, rowsOf } from '../storage/flight.ts';
 import { isUniqueViolation } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuditEvent } from '../audit/events.ts';
+import { acrSatisfies } from '../identity/acr.ts';
 import {
   approveRequestIn,
   approveRequestInFlight,
@@ -287,8 +288,9 @@ export async function declineAuthentication(ctx: Context, interaction: Interacti
   const { need, authentication, demands } = await evaluateInteraction(ctx, stored, session);
   const record: StepUpRecord = stored.stepUp ??
     stepUpOf(need, stored.request, authentication, demands, ctx.clock.now()) ?? {
+      // Declined before anyone signed in: what asked the level (an essential acr claim).
       id: randomUUID(),
-      triggers: [],
+      triggers: [...new Set(demands.filter((d) => d.acr !== undefined && !acrSatisfies(authentication?.acr, d.acr)).map((d) => d.trigger))],
       ...(need.step === 'login' && need.acr !== undefined ? { acr: need.acr } : {}),
       factorOffered: factorFor(need.step === 'login' ? need.acr : undefined),
       acrBefore: authentication?.acr ?? 'none',
