@@ -238,7 +238,9 @@ export async function completeLogin<T>(
     ...completion.base,
     actor: row.id,
     decision: { allow: true, reasons: completion.methods },
-    details: { source_address: completion.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
+    // A sign-in by one factor names it, as every factor's event does; after two, the factors'
+    // own events (user.factor_succeeded) precede this one, and the reasons list them.
+    details: { ...(completion.methods.length === 1 ? { factor: completion.methods[0] } : {}), source_address: completion.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
   };
   try {
     await ctx.audit.commit(flight, [...events, event]);

@@ -24,7 +24,7 @@ for (const dialect of testDialects()) {
       assert.equal(event!.subject, outcome.user.id);
       assert.equal(event!.client, 'trading-ui');
       assert.equal(event!.requestId, 'req-1');
-      assert.deepEqual(event!.details, { source_address: '198.51.100.7', amr: ['pwd'], acr: acr.password });
+      assert.deepEqual(event!.details, { factor: 'password', source_address: '198.51.100.7', amr: ['pwd'], acr: acr.password });
       assert.ok((await findUserByUsername(f.ctx, 'alice'))!.lastLoginAt);
     });
 

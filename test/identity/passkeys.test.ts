@@ -53,7 +53,7 @@ for (const dialect of testDialects()) {
       assert.equal(stored!.signCount, 1);
       assert.equal(stored!.lastUsedAt, f.clock.now());
       const [event] = await f.events('user.login_succeeded');
-      assert.deepEqual(event!.details, { method: 'passkey', credential: passkey.credentialId, source_address: address, amr: ['hwk', 'user', 'mfa'], acr: acr.phishingResistant });
+      assert.deepEqual(event!.details, { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: address, amr: ['hwk', 'user', 'mfa'], acr: acr.phishingResistant });
       const [registered] = await f.events('passkey.registered');
       assert.equal(registered!.details!.credential, passkey.credentialId);
       assert.doesNotMatch(await f.auditText(), new RegExp(Buffer.from(passkey.publicKey).toString('base64url').slice(0, 40)));

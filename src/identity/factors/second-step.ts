@@ -77,7 +77,8 @@ export async function verifySecondFactor<T = undefined>(
     type: 'user.factor_failed',
     ...base,
     decision: { allow: false, reasons: [reason] },
-    details: { factor, ...(factor === 'totp' ? credential : {}), source_address: attempt.sourceAddress, ...extra },
+    // A recovery code has no id of its own: the authenticator whose set it belongs to (`with`).
+    details: { factor, ...(factor === 'totp' ? credential : totp ? { with: totp.id } : {}), source_address: attempt.sourceAddress, ...extra },
   });
 
   const reservation = await ctx.identity.throttle.reserve(row.username, attempt.sourceAddress);
@@ -144,7 +145,7 @@ export async function verifySecondFactor<T = undefined>(
           ...base,
           actor: row.id,
           decision: { allow: true, reasons: ['recovery_code'] },
-          details: { factor, replaces: 'totp', remaining, person_alerted: 'account_notice', source_address: attempt.sourceAddress },
+          details: { factor, with: totp.id, replaces: 'totp', remaining, person_alerted: 'account_notice', source_address: attempt.sourceAddress },
         },
       ];
       reuse = 'reused';

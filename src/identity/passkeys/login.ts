@@ -41,10 +41,11 @@ type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'aud
  *    `passkey.counter_regressed` too);
  * 6. a success updates the passkey (counter, conditional on the one checked: `counter_changed`
  *    when another sign-in with it committed first) and the person (last login, conditional on
- *    still being active), and is audited as `user.login_succeeded` with method `passkey`, the
- *    credential id, `acr` and `amr` — in one transaction with what `onSuccess` adds to its flight
+ *    still being active), and is audited as `user.login_succeeded` with factor (and method)
+ *    `passkey`, the credential id, `acr` and `amr` — in one transaction with what `onSuccess` adds to its flight
  *    (the new session, the interaction's record of it), as `verifyLogin` does for passwords.
- * Every failure is audited as `user.login_failed` with method `passkey` and its reason, and gives
+ * Every failure is audited as `user.login_failed` with factor `passkey`, the credential id when
+ * the response named a passkey, and its reason, and gives
  * the same outcome, `invalid_credentials`.
  */
 export async function verifyPasskeyLogin<T = undefined>(
@@ -116,7 +117,7 @@ export async function verifyPasskeyLogin<T = undefined>(
       subject: row.id,
       actor: row.id,
       decision: { allow: true, reasons: ['passkey'] },
-      details: { method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr },
+      details: { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr },
     };
     try {
       await ctx.audit.commit(flight, [event]);
@@ -138,6 +139,6 @@ function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAd
     ...base,
     ...(known.userId ? { subject: known.userId } : {}),
     decision: { allow: false, reasons: [reason] },
-    details: { method: 'passkey', ...(known.credentialId ? { credential: known.credentialId } : {}), source_address: sourceAddress },
+    details: { factor: 'passkey', method: 'passkey', ...(known.credentialId ? { credential: known.credentialId } : {}), source_address: sourceAddress },
   };
 }

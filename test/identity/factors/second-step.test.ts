@@ -175,7 +175,7 @@ for (const dialect of testDialects()) {
 
     test('accepts a recovery code once, at mfa without otp, and leaves the person a notice', async (t) => {
       const f = await peopleFixture(t, { dialect });
-      const { userId, recoveryCodes } = await enrolTotp(f, 'alice');
+      const { userId, factorId, recoveryCodes } = await enrolTotp(f, 'alice');
       const code = recoveryCodes[3]!;
       const outcome = await secondStep(f, await passwordStep(f), { kind: 'recovery_code', code: code.toUpperCase() });
       assert.ok(outcome.ok);
@@ -183,7 +183,7 @@ for (const dialect of testDialects()) {
       assert.deepEqual(outcome.amr, ['pwd', 'mfa', amr.recoveryCode]);
       assert.ok(!outcome.amr.includes('otp'));
       const [used] = (await f.events('user.factor_succeeded')).filter((e) => e.details!.factor === 'recovery_code');
-      assert.deepEqual(used!.details, { factor: 'recovery_code', replaces: 'totp', remaining: 9, person_alerted: 'account_notice', source_address: address });
+      assert.deepEqual(used!.details, { factor: 'recovery_code', with: factorId, replaces: 'totp', remaining: 9, person_alerted: 'account_notice', source_address: address });
 
       const again = await secondStep(f, await passwordStep(f), { kind: 'recovery_code', code });
       assert.deepEqual(again, { ok: false, reason: 'invalid_code', retry: true });
