@@ -22,6 +22,8 @@ export interface SteppingUp {
   fresh: boolean;
   /** Which of their methods reach the level (src/identity/methods.ts). */
   reaching: { passkey: boolean; password: boolean };
+  /** They have a password (for going on below a voluntary level). */
+  hasPassword: boolean;
   /** Where they add a passkey or an authenticator app. */
   accountHref: string;
 }
@@ -214,7 +216,7 @@ ${errorRegion(view)}
 ${person.reaching.passkey ? passkeyForm(view, username, 'Use your passkey', true) : ''}
 ${person.reaching.password ? passwordForm('Continue') : ''}
 ${none ? html`<p id="no-method">${nothingReaches(level, person.accountHref)}</p>` : ''}
-${voluntary && !person.reaching.password ? html`<details class="password-signin"><summary>Sign in with your password instead</summary>
+${voluntary && person.hasPassword && !person.reaching.password ? html`<details class="password-signin"><summary>Sign in with your password instead</summary>
 <p class="muted">${view.clientName} will be told that you signed in with a password, and may ask again.</p>
 ${passwordForm('Sign in')}
 </details>` : ''}

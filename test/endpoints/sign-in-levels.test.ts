@@ -205,6 +205,18 @@ describe('a sign-in below a required level', () => {
     assert.equal(completed!.subject, f.ids.bob);
   });
 
+  test('at the hardware level, with a passkey that is not an approved security key: says how they signed in and what is missing', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    const { id } = await startAuthorization(f, jar, { claims: essential(acr.phishingResistantHardware) });
+    const below = await follow(f, jar, await usePasskey(f, jar, id, (await page(f, jar, id)).body));
+    assert.match(below.body, /<h1>An approved security key is needed<\/h1>/);
+    assert.match(below.body, /You signed in as <strong>alice<\/strong> with a passkey, but Trading Desk needs a passkey on a security key your organisation has approved\./);
+    assert.match(below.body, /None of your passkeys is on a security key your organisation has approved\./);
+    assert.doesNotMatch(below.body, /data-passkey="login"/, 'her passkey does not reach the level: not offered again');
+    assert.match(below.body, /\/decline" class="decline"/);
+  });
+
   test('of a role minimum the person cannot reach, found only after the password: the same, with the way back', async (t) => {
     const f = await fixture(t, ['trader']);
     const jar = new Jar();

@@ -460,6 +460,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           amr: person.amr,
           fresh: interaction.authentication !== undefined,
           reaching: methodsReaching(methods, step.acr),
+          hasPassword: methods.password,
           accountHref: `${base}/account`,
         };
       }
