@@ -10,7 +10,8 @@
  * With `--order AMOUNT` it asks to place one buy order in a UK gilt up to AMOUNT pounds (RFC 9396
  * authorization_details for the Order API): under the example policies, above 1 million the
  * consent page asks the person to approve exactly that order with a passkey (README).
- * Environment: CLEARANCE_ISSUER (default http://localhost:9000).
+ * Environment: CLEARANCE_ISSUER (default http://localhost:9000); ACR_VALUES, the authentication
+ * level to ask for (e.g. urn:clearance:acr:phr: the sign-in page asks for a passkey).
  */
 import { createServer } from 'node:http';
 import * as client from 'openid-client';
@@ -40,6 +41,7 @@ const config = await client.discovery(new URL(issuer), 'desk-app', undefined, cl
 const verifier = client.randomPKCECodeVerifier();
 const state = client.randomState();
 const nonce = client.randomNonce();
+const acrValues = process.env.ACR_VALUES;
 const url = await client.buildAuthorizationUrlWithPAR(config, {
   redirect_uri: redirectUri,
   scope: 'openid order:create',
@@ -48,6 +50,7 @@ const url = await client.buildAuthorizationUrlWithPAR(config, {
   code_challenge_method: 'S256',
   state,
   nonce,
+  ...(acrValues ? { acr_values: acrValues } : {}),
 });
 
 const callback = await new Promise<URL>((resolve) => {
