@@ -34,7 +34,11 @@ import type { InteractionFlow } from './flow.ts';
  *   1. an unknown or expired interaction, or one another browser started (loadInteraction) →
  *      error page (400), no redirect;
  *   2. the session of the cookie (readSession) is passed to the protocol's nextStep:
- *      login → the sign-in page; consent → the consent page; done → 303 to resume.
+ *      login → the sign-in page for the level it asks (NextStep.acr; src/ui/login.ts) — the same
+ *      page for everyone until the person has authenticated; once they have (in this request, or
+ *      by the session) and are below it (reason `acr`), the step-up page: how they signed in,
+ *      what is needed, only their own methods that reach it; consent → the consent page;
+ *      done → 303 to resume.
  *
  * POST /interaction/{id}/login
  *   1. a missing or wrong CSRF token, or a cross-site Origin → 403 page, nothing changes;
@@ -83,6 +87,13 @@ import type { InteractionFlow } from './flow.ts';
  *      sign-in page with one generic message, 401;
  *   4. as step 5 of login: the session at the passkey's level (acr `urn:clearance:acr:phr`, or
  *      `:phrh` for attested hardware), recorded on the interaction in the sign-in's transaction.
+ *
+ * POST /interaction/{id}/decline ("Go back to the application", on the sign-in page)
+ *   1–2. as for login (the sign-in form's CSRF token);
+ *   3. unless the step is a login at a required level (NextStep.acr, not voluntary) → 303 to the
+ *      page, nothing changes;
+ *   4. declineAuthentication, then 303 to resume, which ends the request with
+ *      unmet_authentication_requirements (OIDC Core §5.5.1.1).
  *
  * POST /interaction/{id}/consent
  *   1–2. as for login;
