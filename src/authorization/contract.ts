@@ -11,6 +11,9 @@ import type { Acr } from '../identity/acr.ts';
  *   GET /interaction/{id}  (people side) shows, as `nextStep(...)` says:
  *     login  → POST /interaction/{id}/login   verifies the user, starts or refreshes the session
  *     consent→ POST /interaction/{id}/consent records approve or deny through `decideConsent`
+ *     (a login at a required level the person cannot reach: POST /interaction/{id}/decline →
+ *     `declineAuthentication`, then 303 to resume, which ends the request with
+ *     unmet_authentication_requirements)
  *   the login POST answers 303 to /interaction/{id} when `nextStep` (asked right after the login)
  *   says consent, else to /authorize/resume/{id}; the consent POST answers 303 to
  *   /authorize/resume/{id}

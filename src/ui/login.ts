@@ -94,9 +94,11 @@ function needs(level: Acr): string {
 const needsPasskey = (level: LevelAsked | undefined): boolean => level?.acr === acr.phishingResistant || level?.acr === acr.phishingResistantHardware;
 
 function stepUpTitle(level: LevelAsked | undefined): string {
-  if (level?.acr === acr.multiFactor) return 'Two-step sign-in is needed';
-  if (level?.acr === acr.phishingResistantHardware) return 'An approved security key is needed';
-  return 'A passkey is needed';
+  // A voluntary level is asked for, not needed: the person may go on below it.
+  const verb = level?.voluntary ? 'asked for' : 'needed';
+  if (level?.acr === acr.multiFactor) return `Two-step sign-in is ${verb}`;
+  if (level?.acr === acr.phishingResistantHardware) return `An approved security key is ${verb}`;
+  return `A passkey is ${verb}`;
 }
 
 /** How a person signed in, in words, from the authentication's amr (RFC 8176). */
@@ -216,7 +218,7 @@ ${errorRegion(view)}
 ${person.reaching.passkey ? passkeyForm(view, username, 'Use your passkey', true) : ''}
 ${person.reaching.password ? passwordForm('Continue') : ''}
 ${none ? html`<p id="no-method">${nothingReaches(level, person.accountHref)}</p>` : ''}
-${voluntary && person.hasPassword && !person.reaching.password ? html`<details class="password-signin"><summary>Sign in with your password instead</summary>
+${voluntary && person.hasPassword && !person.reaching.password ? html`<details class="password-signin"${view.error && view.username !== undefined ? ' open' : ''}><summary>Sign in with your password instead</summary>
 <p class="muted">${view.clientName} will be told that you signed in with a password, and may ask again.</p>
 ${passwordForm('Sign in')}
 </details>` : ''}

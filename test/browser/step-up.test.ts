@@ -143,7 +143,7 @@ test('an application asking acr_values phr makes a person signed in with a passw
   await addPasskey(s);
   const stronger = await authorizationRequest(s, { acr_values: acr.phishingResistant });
   await s.page.goto(stronger.url.href);
-  await s.page.getByRole('heading', { level: 1, name: 'A passkey is needed' }).waitFor();
+  await s.page.getByRole('heading', { level: 1, name: 'A passkey is asked for' }).waitFor();
   await s.page.getByText('You are signed in as alice with your password. Rates Desk asks for a passkey to continue.').waitFor();
   await Promise.all([s.page.waitForURL(atClient(s)), s.page.getByRole('button', { name: 'Use your passkey' }).click()]);
   const claims = (await stronger.redeem(s.page.url())).claims()!;
