@@ -7,20 +7,15 @@ import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
 import { createSealer } from '../../src/audit/lifecycle.ts';
 import { approvalDigest } from '../../src/jose/approval-digest.ts';
 import { resolveMasterKey } from '../../src/keys/master-key.ts';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { launchBrowser } from '../helpers/browser.ts';
-import { startCallbackServer } from '../helpers/callback-server.ts';
+import { alicePassword, ordersApi, personPage, startDeskApp } from '../helpers/desk-app.ts';
 import { passkeyPageCsp } from '../helpers/pages.ts';
-import { startTestServer } from '../helpers/server.ts';
 
 // What-you-see-is-what-you-sign in Chromium with a CDP virtual authenticator: a trader adds a
 // passkey, then asks (through openid-client) for an order above the policy's threshold; the
 // consent page shows exactly that order and approves it with the passkey; the access token
 // carries the order's digest, and the transaction's evidence bundle verifies offline.
 
-const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
-const ordersApi = 'https://orders.example.com/api';
-const password = 'correct horse battery staple';
 const order = { type: 'order', instrument: { class: 'bond', symbol: 'UST 10Y' }, side: 'buy', max_notional: { amount: '2500000', currency: 'USD' }, venue: 'XNYS', account: 'ACC-7781' };
 const policies = `
 @id("all") permit (principal, action, resource);
@@ -35,30 +30,12 @@ unless { context has approved && context.approved };
 test('a trader approves an order with a passkey in Chromium: the token carries its digest and the evidence verifies offline', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const app = await startCallbackServer(t);
   // WebAuthn's RP ID is a host name: the issuer is http://localhost:<port>.
-  const server = await startTestServer({ t, host: 'localhost' });
-  await server.apply({
-    resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'] }],
-    clients: [
-      {
-        client_id: 'desk-app',
-        client_name: 'Rates Desk',
-        kind: 'app',
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code'],
-        redirect_uris: [app.redirectUri],
-        scope: 'openid order:create',
-      },
-    ],
-    policies: [{ version: 'v1', text: policies, change_ref: 'CHG-14', author: 'alice.author', approver: 'bob.approver', active: true }],
+  const { server, app, config } = await startDeskApp(t, {
+    host: 'localhost',
+    apply: { policies: [{ version: 'v1', text: policies, change_ref: 'CHG-14', author: 'alice.author', approver: 'bob.approver', active: true }] },
   });
   const ctx = server.running.ctx;
-  const entry = { username: 'alice', name: 'Alice Trader', password };
-  const decision = await decidePassword(ctx.storage.db, entry);
-  await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
-
-  const config = await client.discovery(new URL(server.issuer), 'desk-app', undefined, client.ClientSecretBasic(server.secrets['desk-app']!), insecure);
   const authorizationRequest = async (details?: unknown[]) => {
     const verifier = client.randomPKCECodeVerifier();
     const state = client.randomState();
@@ -73,23 +50,13 @@ test('a trader approves an order with a passkey in Chromium: the token carries i
     return { url, redeem: (callback: string) => client.authorizationCodeGrant(config, new URL(callback), { pkceCodeVerifier: verifier, expectedState: state }) };
   };
 
-  const page = await (await browser.newContext()).newPage();
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
-  });
-  const pageErrors: string[] = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
-  });
+  const { page, pageErrors } = await personPage(browser);
 
   // 1. A password sign-in, then a passkey added on /account.
   const first = await authorizationRequest();
   await page.goto(first.url.href);
   await page.getByLabel('Username').fill('alice');
-  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('Password').fill(alicePassword);
   await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
   await Promise.all([page.waitForURL((url) => url.href.startsWith(app.redirectUri)), page.getByRole('button', { name: 'Approve' }).click()]);
   await first.redeem(page.url());

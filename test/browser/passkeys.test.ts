@@ -3,11 +3,9 @@ import { test } from 'node:test';
 import * as client from 'openid-client';
 import { acr } from '../../src/identity/acr.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { launchBrowser } from '../helpers/browser.ts';
-import { startCallbackServer } from '../helpers/callback-server.ts';
+import { alicePassword, personPage, startDeskApp } from '../helpers/desk-app.ts';
 import { passkeyPageCsp } from '../helpers/pages.ts';
-import { startTestServer } from '../helpers/server.ts';
 
 // A person in Chromium, with a CDP virtual authenticator standing in for their device (a
 // platform authenticator: CTAP2, internal transport, resident keys, user verification that
@@ -15,36 +13,12 @@ import { startTestServer } from '../helpers/server.ts';
 // signs in with the passkey alone — no username typed — while openid-client completes the
 // authorization code flow and receives an ID token at urn:clearance:acr:phr.
 
-const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
-const ordersApi = 'https://orders.example.com/api';
-const password = 'correct horse battery staple';
-
 test('a trader enrols a passkey on /account in Chromium, then signs in with it alone and openid-client gets an ID token at phr', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const app = await startCallbackServer(t);
   // WebAuthn's RP ID is a host name: the issuer is http://localhost:<port>.
-  const server = await startTestServer({ t, host: 'localhost' });
-  await server.apply({
-    resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'] }],
-    clients: [
-      {
-        client_id: 'desk-app',
-        client_name: 'Rates Desk',
-        kind: 'app',
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code'],
-        redirect_uris: [app.redirectUri],
-        scope: 'openid order:create',
-      },
-    ],
-  });
+  const { server, app, config, aliceId } = await startDeskApp(t, { host: 'localhost' });
   const ctx = server.running.ctx;
-  const entry = { username: 'alice', name: 'Alice Trader', password };
-  const decision = await decidePassword(ctx.storage.db, entry);
-  const { id: aliceId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
-
-  const config = await client.discovery(new URL(server.issuer), 'desk-app', undefined, client.ClientSecretBasic(server.secrets['desk-app']!), insecure);
   /** An authorization request of the desk application: its URL and what redeems its code. */
   const authorizationRequest = async () => {
     const verifier = client.randomPKCECodeVerifier();
@@ -60,27 +34,13 @@ test('a trader enrols a passkey on /account in Chromium, then signs in with it a
     return { url, redeem: (callback: string) => client.authorizationCodeGrant(config, new URL(callback), { pkceCodeVerifier: verifier, expectedState: state }) };
   };
 
-  const page = await (await browser.newContext()).newPage();
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
-  });
-  const pageErrors: string[] = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    // Resource errors are checked by URL below (Chromium asks every origin for /favicon.ico).
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400 && !response.url().endsWith('/favicon.ico')) pageErrors.push(`${response.status()} ${response.url()}`);
-  });
+  const { page, cdp, authenticatorId, pageErrors } = await personPage(browser, server.issuer);
 
   // 1. A password sign-in, to have a session for the account page.
   const first = await authorizationRequest();
   await page.goto(first.url.href);
   await page.getByLabel('Username').fill('alice');
-  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('Password').fill(alicePassword);
   await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
   await Promise.all([page.waitForURL((url) => url.href.startsWith(app.redirectUri)), page.getByRole('button', { name: 'Approve' }).click()]);
   assert.equal((await first.redeem(page.url())).claims()?.acr, acr.password);

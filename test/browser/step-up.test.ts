@@ -6,10 +6,10 @@ import type { Page } from 'playwright-core';
 import { createGuard } from 'clearance/guard';
 import { clearanceGuard } from 'clearance/guard/fastify';
 import { acr } from '../../src/identity/acr.ts';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { launchBrowser } from '../helpers/browser.ts';
-import { startCallbackServer, type CallbackServer } from '../helpers/callback-server.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import type { CallbackServer } from '../helpers/callback-server.ts';
+import { alicePassword, ordersApi, personPage, startDeskApp } from '../helpers/desk-app.ts';
+import type { TestServer } from '../helpers/server.ts';
 
 // Step-up in Chromium, with a CDP virtual authenticator standing in for the person's device and
 // openid-client as the relying party: a person signed in with a password is asked for their
@@ -17,9 +17,7 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 // resource server behind the guard answered its token with the RFC 9470 challenge — and can go
 // back to the application when a level is required that they cannot reach.
 
-const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
-const ordersApi = 'https://orders.example.com/api';
-const password = 'correct horse battery staple';
+const password = alicePassword;
 
 interface Scene {
   server: TestServer;
@@ -34,43 +32,9 @@ interface Scene {
 async function scene(t: TestContext): Promise<Scene | undefined> {
   const browser = await launchBrowser(t);
   if (!browser) return undefined;
-  const app = await startCallbackServer(t);
   // WebAuthn's RP ID is a host name: the issuer is http://localhost:<port>.
-  const server = await startTestServer({ t, host: 'localhost' });
-  await server.apply({
-    resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'] }],
-    clients: [
-      {
-        client_id: 'desk-app',
-        client_name: 'Rates Desk',
-        kind: 'app',
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code'],
-        redirect_uris: [app.redirectUri],
-        scope: 'openid order:create',
-      },
-    ],
-  });
-  const ctx = server.running.ctx;
-  const entry = { username: 'alice', name: 'Alice Trader', password };
-  const decision = await decidePassword(ctx.storage.db, entry);
-  const { id: aliceId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
-  const config = await client.discovery(new URL(server.issuer), 'desk-app', undefined, client.ClientSecretBasic(server.secrets['desk-app']!), insecure);
-
-  const page = await (await browser.newContext()).newPage();
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
-  });
-  const pageErrors: string[] = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400 && response.url().startsWith(server.issuer) && !response.url().endsWith('/favicon.ico')) pageErrors.push(`${response.status()} ${response.url()}`);
-  });
+  const { server, app, config, aliceId } = await startDeskApp(t, { host: 'localhost' });
+  const { page, pageErrors } = await personPage(browser, server.issuer);
   return { server, app, page, config, aliceId, pageErrors };
 }
 

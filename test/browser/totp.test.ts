@@ -2,45 +2,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as client from 'openid-client';
 import { generate } from 'otplib';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { launchBrowser } from '../helpers/browser.ts';
-import { startCallbackServer } from '../helpers/callback-server.ts';
-import { startTestServer } from '../helpers/server.ts';
+import { alicePassword, startDeskApp } from '../helpers/desk-app.ts';
 
 // A trader in Chromium sets up an authenticator app on their account page — reading the secret the
 // page shows, as they would type it into the app — then signs out and signs in again with their
 // password and the app's code; openid-client, the relying party, gets an ID token at acr mfa.
 
-const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
-const ordersApi = 'https://orders.example.com/api';
-const password = 'correct horse battery staple';
+const password = alicePassword;
 
 test('a trader enrols an authenticator on the account page in Chromium, then signs in with password and TOTP at acr mfa', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const app = await startCallbackServer(t);
-  const server = await startTestServer({ t });
-  await server.apply({
-    resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'] }],
-    clients: [
-      {
-        client_id: 'desk-app',
-        client_name: 'Rates Desk',
-        kind: 'app',
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code'],
-        redirect_uris: [app.redirectUri],
-        require_pushed_authorization_requests: true,
-        scope: 'openid order:create',
-      },
-    ],
-  });
-  const ctx = server.running.ctx;
-  const entry = { username: 'alice', name: 'Alice Trader', password };
-  const decision = await decidePassword(ctx.storage.db, entry);
-  await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
-
-  const config = await client.discovery(new URL(server.issuer), 'desk-app', undefined, client.ClientSecretBasic(server.secrets['desk-app']!), insecure);
+  const { server, app, config } = await startDeskApp(t, { par: true });
   const authorize = async () => {
     const verifier = client.randomPKCECodeVerifier();
     const state = client.randomState();
