@@ -2,6 +2,7 @@ import { constants, createHash, createPublicKey, timingSafeEqual, verify } from 
 import { cose, decodeCredentialPublicKey } from '@simplewebauthn/server/helpers';
 import type { AssertionEvidence } from '../identity/passkeys/assertion.ts';
 import { approvalChallenge, approvalDigest } from '../jose/approval-digest.ts';
+import { safeEqual } from '../jose/index.ts';
 
 /**
  * The evidence of one what-you-see-is-what-you-sign approval: everything an auditor needs to
@@ -95,13 +96,13 @@ export function verifyApprovalEvidence(evidence: ApprovalEvidence): string[] {
   try {
     if (evidence.format !== approvalEvidenceFormat) return [`unknown approval evidence format ${String(evidence.format)}`];
     if (!Array.isArray(evidence.authorization_details)) return ['the approved authorization_details are missing'];
-    if (!sameText(approvalDigest(evidence.authorization_details), evidence.digest)) {
+    if (!safeEqual(approvalDigest(evidence.authorization_details), evidence.digest)) {
       problems.push('the digest is not that of the approved authorization_details (they were changed)');
     }
     const clientDataBytes = Buffer.from(evidence.client_data_json, 'base64url');
     const clientData = JSON.parse(clientDataBytes.toString('utf8')) as Record<string, unknown>;
     if (clientData.type !== 'webauthn.get') problems.push('the client data is not of an assertion (webauthn.get)');
-    if (typeof clientData.challenge !== 'string' || !sameText(clientData.challenge, approvalChallenge(evidence.digest, evidence.nonce))) {
+    if (typeof clientData.challenge !== 'string' || !safeEqual(clientData.challenge, approvalChallenge(evidence.digest, evidence.nonce))) {
       problems.push('the signed challenge does not commit to this digest and nonce');
     }
     if (clientData.origin !== evidence.origin) problems.push('the client data names another origin');
@@ -134,10 +135,4 @@ export function verifyApprovalEvidence(evidence: ApprovalEvidence): string[] {
     problems.push(`the evidence cannot be read: ${(error as Error).message}`);
   }
   return problems;
-}
-
-function sameText(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'utf8');
-  const y = Buffer.from(b, 'utf8');
-  return x.length === y.length && timingSafeEqual(x, y);
 }

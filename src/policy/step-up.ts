@@ -101,11 +101,6 @@ export function stepUpOf(set: CompiledPolicySet, request: CedarRequest, evaluati
   return lift?.stepUp;
 }
 
-/** The approval a decision carries (an approval forbid fired, and approving lifts the deny), or undefined. */
-export function approvalOf(set: CompiledPolicySet, request: CedarRequest, evaluation: Evaluation, evaluate: (set: CompiledPolicySet, request: CedarRequest) => Evaluation): ApprovalAsk | undefined {
-  return liftOf(set, request, evaluation, evaluate)?.approval;
-}
-
 /**
  * What lifts a deny: a step-up, an approval, or both — undefined for a permit or a plain deny.
  * One re-evaluation with everything the determining forbids ask.

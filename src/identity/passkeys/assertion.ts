@@ -6,6 +6,7 @@ import type { Flight } from '../../storage/flight.ts';
 import { relyingParty } from './relying-party.ts';
 import { authenticatorDataHead, decodeClientData, parseAuthenticationResponse } from './responses.ts';
 import { passkeyByCredentialId, type Passkey } from './store.ts';
+import { safeEqual } from '../../jose/index.ts';
 
 /**
  * Verifying a WebAuthn assertion (WebAuthn L3 §7.2 "Verifying an Authentication Assertion") for
@@ -87,7 +88,7 @@ export async function checkAssertion(
   if (!clientData) return fail('malformed');
   // §7.2 step 11–13: the ceremony, the challenge and the origin, exactly.
   if (clientData.type !== 'webauthn.get') return fail('wrong_type');
-  if (!sameText(clientData.challenge, input.expectedChallenge)) return fail('wrong_challenge');
+  if (!safeEqual(clientData.challenge, input.expectedChallenge)) return fail('wrong_challenge');
   if (clientData.origin !== rp.origin) return fail('wrong_origin');
   // §7.2 step 14 (topOrigin): Clearance's pages are never framed (frame-ancestors 'none'), so a
   // cross-origin ceremony is never one of ours.
@@ -213,8 +214,4 @@ export function cosePublicKeyToSpki(cose: Uint8Array<ArrayBuffer>): Buffer {
 
 function sameBytes(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
-}
-
-function sameText(a: string, b: string): boolean {
-  return sameBytes(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
