@@ -88,6 +88,11 @@ export interface Interaction {
  *   declineAuthentication(ctx, interaction, session: Authentication | undefined): Promise<boolean>
  *       // the person cannot reach the level the login step asks (NextStep.acr): the request ends
  *       // with unmet_authentication_requirements at resume; false: the interaction ended
+ *   approvalAsked(ctx, interaction, auth): Promise<ConsentRequest | undefined>
+ *   startApproval(ctx, interaction, auth): Promise<PublicKeyCredentialRequestOptionsJSON | undefined>
+ *   approve(ctx, interaction, auth, response: string, requestId?): Promise<{ ok: true } | { ok: false; reason: string }>
+ *       // what-you-see-is-what-you-sign (src/approvals): whether policy asks the person to approve
+ *       // the order entries with a passkey, the ceremony's options, and the verified answer kept
  *   (`interaction`: the Interaction loadInteraction returned in the same request, so the protocol
  *   side reuses the record it read — or an id, which is read again.)
  *

@@ -106,7 +106,7 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
   // OIDC Core §5.5.1.1: an essential acr no level of Clearance's meets is a failed authentication.
   if (!demanded.ok) return respondError(ctx, request, unmetRequirements());
   // Approving an order is done on the consent page, each time (a remembered grant never stands in for it).
-  const approval = authentication ? await approvalNeed(ctx, request, authentication, null) : undefined;
+  const approval = authentication ? approvalNeed(demanded, request, null) : undefined;
   const need = needs({ request, authentication, freshLogin: false, required: requirementOf(demanded.demands), grant, approvedHere: false, ...(approval ? { approval } : {}), now });
   if (request.prompt.includes('none')) {
     // OIDC Core §3.1.2.6: with prompt=none the OP MUST NOT display any UI; it returns an error instead.

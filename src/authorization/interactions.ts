@@ -19,18 +19,17 @@ import {
   retryingConcurrentGrant,
   type ConsentGrant,
 } from './consent.ts';
-import type { Authentication, Interaction, NextStep } from './contract.ts';
+import type { Authentication, ConsentRequest, Interaction, NextStep } from './contract.ts';
 import { handleDigest } from './digest.ts';
 import { isOwnRequestUri } from './pushed-requests.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { needs, toNextStep, type Need } from './steps.ts';
-import { authenticationDemands, codeIssuance, requirementOf, type Demand } from './requirements.ts';
+import { authenticationDemands, requirementOf, type Demand, type Demands } from './requirements.ts';
 import { factorFor, stepUpCompletedEvent, stepUpOf, type StepUpRecord } from './step-up.ts';
 import type { ApprovalChallenge, ApprovalRecord } from '../approvals/records.ts';
 import { approvalRefusedEvent, approvalSubject, checkApproval, recordApprovalIn, startApproval as startApprovalCeremony } from '../approvals/ceremony.ts';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { entriesToApprove } from '../jose/approval-digest.ts';
-import { issuanceApproval } from '../policy/issuance.ts';
 
 /**
  * Interactions: authorization requests waiting for a person (src/authorization/contract.ts). The
@@ -453,9 +452,22 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
 export async function startApproval(ctx: Context, interaction: Interaction | string, auth: Authentication): Promise<PublicKeyCredentialRequestOptionsJSON | undefined> {
   const stored = await pending(ctx, interaction);
   if (stored.authentication && stored.authentication.userId !== auth.userId) return undefined;
-  const need = stored.request.resource !== undefined ? await approvalNeed(ctx, stored.request, auth, stored.approval) : undefined;
+  const need = approvalNeed(await authenticationDemands(ctx, stored.request, auth), stored.request, stored.approval);
   if (!need?.required || need.given) return undefined;
   return startApprovalCeremony(ctx, stored, auth.userId);
+}
+
+/**
+ * Contract: the consent request, with its approval, when policy asks `auth`'s person to approve the
+ * request's order entries with a passkey and they have not during this interaction (the consent
+ * POST refuses an approval without the passkey then); else undefined. A request without order or
+ * settlement_instruction entries is answered at once, without evaluating anything.
+ */
+export async function approvalAsked(ctx: Context, interaction: Interaction | string, auth: Authentication): Promise<ConsentRequest | undefined> {
+  const stored = await pending(ctx, interaction);
+  if (entriesToApprove(stored.request.authorizationDetails as Record<string, unknown>[]).length === 0) return undefined;
+  const step = await nextStep(ctx, interaction, auth);
+  return step.step === 'consent' && step.consent.approval ? step.consent : undefined;
 }
 
 /**
@@ -513,7 +525,7 @@ export async function evaluateInteraction(
     authenticationDemands(ctx, stored.request, authentication),
   ]);
   const demands = demanded.ok ? demanded.demands : [];
-  const approval = authentication ? await approvalNeed(ctx, stored.request, authentication, stored.approval) : undefined;
+  const approval = authentication ? approvalNeed(demanded, stored.request, stored.approval) : undefined;
   const approvedHere =
     stored.consent?.decision === 'approved' && stored.consent.userId === authentication?.userId && grant !== undefined && grant.id === stored.grantId;
   const need = needs({
@@ -531,19 +543,13 @@ export async function evaluateInteraction(
 
 /**
  * Whether policy asks the person to approve the request's order and settlement_instruction entries
- * with a passkey before a code is issued (src/policy/issuance.ts `issuanceApproval`), and whether
- * they did during this interaction — an approval of exactly these entries. Only a request with
- * such entries, for a resource server, is asked.
+ * with a passkey before a code is issued (`demanded.approval`, requirements.ts), and whether they
+ * did during this interaction — an approval of exactly these entries. Undefined for a request
+ * with no such entries, or for no resource server.
  */
-export async function approvalNeed(
-  ctx: Context,
-  request: AuthorizationRequest,
-  auth: Authentication,
-  given: ApprovalRecord | null,
-): Promise<{ required: boolean; given: boolean } | undefined> {
+export function approvalNeed(demanded: Demands, request: AuthorizationRequest, given: ApprovalRecord | null): { required: boolean; given: boolean } | undefined {
   if (request.resource === undefined || entriesToApprove(request.authorizationDetails as Record<string, unknown>[]).length === 0) return undefined;
-  const asked = await issuanceApproval(ctx, codeIssuance(request, request.resource, auth));
-  return { required: asked !== undefined, given: given !== null && given.digest === approvalSubject({ request }).digest };
+  return { required: demanded.ok && demanded.approval !== undefined, given: given !== null && given.digest === approvalSubject({ request }).digest };
 }
 
 /**

@@ -6,7 +6,8 @@ import { essentialAcr } from './acr-request.ts';
 import type { Authentication } from './contract.ts';
 import type { AuthorizationRequest } from './request.ts';
 import type { Requirement } from './steps.ts';
-import { issuanceStepUp, type Issuance } from '../policy/issuance.ts';
+import { issuanceAsks, type Issuance, type IssuanceApproval } from '../policy/issuance.ts';
+import { entriesToApprove } from '../jose/approval-digest.ts';
 
 /**
  * What a person's authentication must meet before a code is issued for a request, whoever asks
@@ -33,11 +34,22 @@ export function requirementOf(demands: readonly Demand[]): Requirement {
   return { ...(acr !== undefined ? { acr } : {}), ...(ages.length > 0 ? { maxAge: Math.min(...ages) } : {}) };
 }
 
-export type Demands = { ok: true; demands: Demand[] } | { ok: false; unreachable: 'essential_acr' };
+export type Demands =
+  | {
+      ok: true;
+      demands: Demand[];
+      /**
+       * Policy asks the person to approve the request's order and settlement_instruction entries
+       * with a passkey (src/approvals): asked by the same evaluation as a policy step-up.
+       */
+      approval?: IssuanceApproval;
+    }
+  | { ok: false; unreachable: 'essential_acr' };
 
 /**
- * The demands on `auth` (the person signed in, or about to be: undefined) for `request`. Reads the
- * person's roles only when some role has a minimum (the minimums are cached).
+ * The demands on `auth` (the person signed in, or about to be: undefined) for `request`, and
+ * whether policy asks an approval of its order entries. Reads the person's roles only when some
+ * role has a minimum (the minimums are cached).
  */
 export async function authenticationDemands(ctx: Context, request: AuthorizationRequest, auth: Authentication | undefined): Promise<Demands> {
   const demands: Demand[] = [];
@@ -46,10 +58,11 @@ export async function authenticationDemands(ctx: Context, request: Authorization
   if (essential === 'unreachable') return { ok: false, unreachable: 'essential_acr' };
   if (essential !== undefined) demands.push({ trigger: 'essential_acr', acr: essential });
   if (!auth) return { ok: true, demands };
-  const [minimum, policy] = await Promise.all([personMinimum(ctx, auth.userId), policyStepUp(ctx, request, auth)]);
+  const [minimum, asks] = await Promise.all([personMinimum(ctx, auth.userId), policyAsks(ctx, request, auth)]);
   if (minimum !== undefined) demands.push({ trigger: 'role_minimum', acr: minimum });
+  const policy = asks.stepUp;
   if (policy) demands.push({ trigger: 'policy', acr: policy.acr, ...(policy.maxAge !== undefined ? { maxAge: policy.maxAge } : {}), policies: policy.policies, policyVersion: policy.policyVersion });
-  return { ok: true, demands };
+  return { ok: true, demands, ...(asks.approval ? { approval: asks.approval } : {}) };
 }
 
 async function personMinimum(ctx: Context, userId: string): Promise<Acr | undefined> {
@@ -60,14 +73,17 @@ async function personMinimum(ctx: Context, userId: string): Promise<Acr | undefi
 
 /**
  * The step-up the token endpoint's decisions would ask of this person's authentication for the
- * request's business token (src/policy/issuance.ts `issuanceStepUp`): asked now, so the person signs
- * in at that level while at the browser rather than the client getting
- * insufficient_user_authentication for the code. Evaluated only when the active policy set has
- * step-up policies; the request's mandate is not resolved here (the token endpoint decides with it).
+ * request's business token, and the approval of its order entries (src/policy/issuance.ts
+ * `issuanceAsks`): asked now, so the person signs in at that level, and approves, while at the
+ * browser rather than the client getting insufficient_user_authentication or a refusal for the
+ * code. Evaluated only when the active policy set has such policies (an approval only for a request
+ * with entries to approve); the request's mandate is not resolved here (the token endpoint decides
+ * with it).
  */
-async function policyStepUp(ctx: Context, request: AuthorizationRequest, auth: Authentication) {
-  if (request.resource === undefined) return undefined;
-  return issuanceStepUp(ctx, codeIssuance(request, request.resource, auth));
+async function policyAsks(ctx: Context, request: AuthorizationRequest, auth: Authentication) {
+  if (request.resource === undefined) return {};
+  const approval = entriesToApprove(request.authorizationDetails as Record<string, unknown>[]).length > 0;
+  return issuanceAsks(ctx, codeIssuance(request, request.resource, auth), { approval });
 }
 
 /**

@@ -170,43 +170,46 @@ function combinedStepUp(decisions: readonly Decision[]): IssuanceStepUp | undefi
   };
 }
 
+/** The approval forbids (`@approval`) that asked an approval, and the version of their set. */
+export interface IssuanceApproval {
+  policies: string[];
+  policyVersion: string;
+}
+
 /**
- * At the authorization endpoint, before a code is issued: the step-up the token endpoint would
- * ask for this issuance (src/authorization/requirements.ts), so the person signs in at that level
- * while they are at the browser. Nothing is recorded (the decisions are the token endpoint's to
- * make and record). Undefined: none, or no active set has step-up policies (then nothing is
- * evaluated), or some denial is a plain one (the token endpoint refuses it anyway).
+ * The approval that all the denials of some decisions ask together — every denial lifted by an
+ * approval (with any step-up beside it), at least one by an approval — or undefined.
  */
-/**
- * At the authorization endpoint, before the consent step: whether the token endpoint's decisions
- * would ask the person to approve the request's order and settlement_instruction entries with a
- * passkey (`@approval` forbids, step-up.ts) — every denial lifted by an approval (with any step-up
- * beside it), at least one by an approval. Evaluated only when the active set has approval
- * policies. The approval forbids that fired, and the set's version; undefined: none is needed (or
- * the request is refused outright, which the token endpoint says).
- */
-export async function issuanceApproval(ctx: Context, issuance: Issuance): Promise<{ policies: string[]; policyVersion: string } | undefined> {
-  if (isClearanceOwn(ctx, issuance.audience) || issuance.subject.type !== 'User') return undefined;
-  const active = await ctx.policies.active();
-  if (!active.set || active.set.approvals.size === 0) return undefined;
-  const server = await ctx.resourceServers.get(issuance.audience);
-  if (!server) return undefined;
-  const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType };
-  const denied = (await decideIssuance(ctx, server, { ...issuance, approved: false }, meta)).map((d) => d.decision).filter((d) => !d.allow);
+function combinedApproval(decisions: readonly Decision[]): IssuanceApproval | undefined {
+  const denied = decisions.filter((d) => !d.allow);
   if (denied.length === 0 || denied.some((d) => !d.approval && !d.stepUp)) return undefined;
   const policies = [...new Set(denied.flatMap((d) => d.approval?.policies ?? []))];
   return policies.length > 0 ? { policies, policyVersion: denied[0]!.policyVersion } : undefined;
 }
 
-export async function issuanceStepUp(ctx: Context, issuance: Issuance): Promise<IssuanceStepUp | undefined> {
-  if (isClearanceOwn(ctx, issuance.audience)) return undefined;
+/**
+ * At the authorization endpoint, before a code is issued: what the token endpoint's decisions would
+ * ask of the person for this issuance (src/authorization/requirements.ts), so they do it while
+ * they are at the browser — the step-up (sign in at that level) and, with `approval`, the passkey
+ * approval of the request's order and settlement_instruction entries (`@approval` forbids,
+ * step-up.ts). One evaluation for both. Nothing is recorded (the decisions are the token
+ * endpoint's to make and record). Each is undefined when not asked, when some denial is a plain
+ * one (the token endpoint refuses it anyway), or when the active set has no policies of its kind
+ * (nothing is evaluated when it has neither).
+ */
+export async function issuanceAsks(ctx: Context, issuance: Issuance, options: { approval: boolean }): Promise<{ stepUp?: IssuanceStepUp; approval?: IssuanceApproval }> {
+  if (isClearanceOwn(ctx, issuance.audience)) return {};
   const active = await ctx.policies.active();
-  if (!active.set || active.set.stepUps.size === 0) return undefined;
+  if (!active.set) return {};
+  const approval = options.approval && issuance.subject.type === 'User' && active.set.approvals.size > 0;
+  if (active.set.stepUps.size === 0 && !approval) return {};
   const server = await ctx.resourceServers.get(issuance.audience);
-  if (!server) return undefined;
+  if (!server) return {};
   const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType };
-  const decided = await decideIssuance(ctx, server, issuance, meta);
-  return combinedStepUp(decided.map((d) => d.decision));
+  const decisions = (await decideIssuance(ctx, server, { ...issuance, approved: false }, meta)).map((d) => d.decision);
+  const stepUp = combinedStepUp(decisions);
+  const approved = approval ? combinedApproval(decisions) : undefined;
+  return { ...(stepUp ? { stepUp } : {}), ...(approved ? { approval: approved } : {}) };
 }
 
 /** Sets each request's `new_instrument_class` / `new_settlement_account`, when the set reads them. */

@@ -1,4 +1,4 @@
-import type { Authentication, Interaction, NextStep } from '../../authorization/contract.ts';
+import type { Authentication, ConsentRequest, Interaction, NextStep } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import type { Flight } from '../../storage/flight.ts';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
@@ -28,6 +28,12 @@ export interface InteractionFlow {
    * order entries — the WebAuthn request options, or undefined when none is asked of this person.
    */
   startApproval?(ctx: Context, interaction: Interaction, auth: Authentication): Promise<PublicKeyCredentialRequestOptionsJSON | undefined>;
+  /**
+   * The consent step, with its approval, when policy asks this person to approve the request's
+   * order entries with a passkey and they have not yet; else undefined (a request without such
+   * entries is answered without evaluating anything).
+   */
+  approvalAsked?(ctx: Context, interaction: Interaction, auth: Authentication): Promise<ConsentRequest | undefined>;
   /** The person's passkey answer (the page's JSON text) to the approval ceremony; kept when it verifies. */
   approve?(ctx: Context, interaction: Interaction, auth: Authentication, response: string, requestId?: string): Promise<{ ok: true } | { ok: false; reason: string }>;
   /**

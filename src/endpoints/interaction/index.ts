@@ -349,15 +349,15 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               message: 'Another person signed in in this browser while this request was open. Return to the application and start again.',
             });
           }
-          if (decision === 'approve' && flow.approve) {
+          if (decision === 'approve' && flow.approve && flow.approvalAsked) {
             // What-you-see-is-what-you-sign: when policy asks it, approving is the passkey's signature
             // over exactly the order entries (src/approvals), verified and kept before the decision.
-            const step = await flow.nextStep(ctx, interaction, session);
-            if (step.step === 'consent' && step.consent.approval) {
+            const asked = await flow.approvalAsked(ctx, interaction, session);
+            if (asked) {
               const credential = form.get('credential');
               const approved = credential ? await flow.approve(ctx, interaction, session, credential, request.id) : { ok: false as const, reason: 'missing' };
               if (!approved.ok) {
-                return showConsent(request, reply, interaction, step.consent, undefined, {
+                return showConsent(request, reply, interaction, asked, undefined, {
                   status: 400,
                   error: credential ? 'Your passkey approval could not be verified, so nothing was approved. Try again.' : 'Approve with your passkey.',
                 });
