@@ -1,40 +1,33 @@
 import type { LightMyRequestResponse } from 'fastify';
 import type { CodeFlowFixture } from '../authorization/fixture.ts';
+import { Jar, get, post } from '../endpoints/people-browser.ts';
 
-// A browser for tests that drive Clearance's pages through fastify's inject: it keeps the cookies
-// the pages set and sends them back, as a browser does.
+// A browser for tests that drive Clearance's pages through fastify's inject, as an object: the
+// cookie jar and the requests of test/endpoints/people-browser.ts, bound to one fixture and jar.
+
+export { csrfOf } from '../endpoints/people-browser.ts';
 
 /** A browser: its cookies, and requests through the fastify app. */
 export class Browser {
-  readonly cookies = new Map<string, string>();
+  readonly jar: Jar;
   readonly f: CodeFlowFixture;
   constructor(f: CodeFlowFixture, cookie = '') {
     this.f = f;
-    for (const pair of cookie.split(/;\s*/).filter(Boolean)) this.cookies.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
+    this.jar = new Jar(cookie);
+  }
+  get cookies(): Map<string, string> {
+    return this.jar.cookies;
   }
   get cookie(): string {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    return this.jar.header();
   }
-  async request(method: 'GET' | 'POST', url: string, form?: Record<string, string>, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-    const target = url.startsWith('http') ? new URL(url).pathname + new URL(url).search : url;
-    const response = await this.f.inject({
-      method,
-      url: target,
-      headers: { cookie: this.cookie, ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}), ...headers },
-      ...(form ? { payload: new URLSearchParams(form).toString() } : {}),
-    });
-    const setCookie = response.headers['set-cookie'];
-    for (const line of Array.isArray(setCookie) ? setCookie : setCookie ? [setCookie] : []) {
-      const pair = line.split(';')[0]!;
-      const name = pair.slice(0, pair.indexOf('='));
-      if (/Max-Age=0/i.test(line)) this.cookies.delete(name);
-      else this.cookies.set(name, pair.slice(pair.indexOf('=') + 1));
-    }
-    return response;
-  }
-  get = (url: string) => this.request('GET', url);
-  post = (url: string, form: Record<string, string>, headers?: Record<string, string>) => this.request('POST', url, form, headers);
+  get = (url: string): Promise<LightMyRequestResponse> => get(this.f, relative(url), this.jar);
+  post = (url: string, form: Record<string, string>, headers?: Record<string, string>): Promise<LightMyRequestResponse> => post(this.f, relative(url), form, this.jar, headers);
 }
 
-/** The CSRF token of the first form of a page. */
-export const csrfOf = (html: string) => /name="csrf_token" value="([^"]+)"/.exec(html)![1]!;
+/** A page URL as fastify's inject takes it: the path and query of an absolute one. */
+function relative(url: string): string {
+  if (!url.startsWith('http')) return url;
+  const parsed = new URL(url);
+  return parsed.pathname + parsed.search;
+}
