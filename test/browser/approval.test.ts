@@ -10,6 +10,7 @@ import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { alicePassword, ordersApi, personPage, startDeskApp } from '../helpers/desk-app.ts';
 import { passkeyPageCsp } from '../helpers/pages.ts';
+import { approvalPolicySet as policies } from '../policy/fixture.ts';
 
 // What-you-see-is-what-you-sign in Chromium with a CDP virtual authenticator: a trader adds a
 // passkey, then asks (through openid-client) for an order above the policy's threshold; the
@@ -17,15 +18,6 @@ import { passkeyPageCsp } from '../helpers/pages.ts';
 // carries the order's digest, and the transaction's evidence bundle verifies offline.
 
 const order = { type: 'order', instrument: { class: 'bond', symbol: 'UST 10Y' }, side: 'buy', max_notional: { amount: '2500000', currency: 'USD' }, venue: 'XNYS', account: 'ACC-7781' };
-const policies = `
-@id("all") permit (principal, action, resource);
-
-@id("approve-large-orders")
-@approval("passkey")
-forbid (principal is User, action == Action::"order:create", resource is Instrument)
-when { context has notional && context.notional > 1000000 }
-unless { context has approved && context.approved };
-`;
 
 test('a trader approves an order with a passkey in Chromium: the token carries its digest and the evidence verifies offline', async (t) => {
   const browser = await launchBrowser(t);

@@ -12,21 +12,13 @@ import { codeFlowFixture, orderDetail, pkce, type CodeFlowFixture } from '../aut
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { Browser, csrfOf } from '../helpers/inject-browser.ts';
 import { ordersApi } from './fixture.ts';
+import { approvalPolicySet as policies } from '../policy/fixture.ts';
 
 // What-you-see-is-what-you-sign over HTTP (docs/authentication.md "Approving an order"): an order
 // that policy marks (@approval) is approved on the consent page with a passkey whose challenge
 // commits to exactly its authorization_details; the token carries the digest and the audit log
 // the evidence, which verifies offline.
 
-const policies = `
-@id("all") permit (principal, action, resource);
-
-@id("approve-large-orders")
-@approval("passkey")
-forbid (principal is User, action == Action::"order:create", resource is Instrument)
-when { context has notional && context.notional > 1000000 }
-unless { context has approved && context.approved };
-`;
 
 /** An order of `amount` (the fixture's bond order otherwise). */
 const order = (amount: string) => ({ ...orderDetail, max_notional: { amount, currency: 'USD' } });

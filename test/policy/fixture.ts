@@ -27,6 +27,20 @@ export function examplePolicyText(options: { stepUp?: boolean; approval?: boolea
     .join('\n');
 }
 
+/**
+ * A policy set that permits everything except a person's order above 1 million, which needs their
+ * passkey approval of exactly the order (`@approval`, what-you-see-is-what-you-sign).
+ */
+export const approvalPolicySet = `
+@id("all") permit (principal, action, resource);
+
+@id("approve-large-orders")
+@approval("passkey")
+forbid (principal is User, action == Action::"order:create", resource is Instrument)
+when { context has notional && context.notional > 1000000 }
+unless { context has approved && context.approved };
+`;
+
 /** The example entity model (examples/entities.yaml) as an apply document. */
 export function exampleEntities(): Record<string, unknown> {
   const parsed = parseDocument(readFileSync(exampleEntitiesFile, 'utf8'), 'entities.yaml');
