@@ -1,46 +1,20 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as client from 'openid-client';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { launchBrowser } from '../helpers/browser.ts';
-import { startCallbackServer } from '../helpers/callback-server.ts';
+import { alicePassword, startDeskApp } from '../helpers/desk-app.ts';
 import { passkeyPageCsp } from '../helpers/pages.ts';
-import { startTestServer } from '../helpers/server.ts';
 
 // After a completed code flow (openid-client as the relying party, Chromium as the person), the
 // person opens their account page, revokes the application's access with its Revoke button, and
 // the application's refresh token stops working at once; then they sign out from the same page.
 
-const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
-const ordersApi = 'https://orders.example.com/api';
-const password = 'correct horse battery staple';
+const password = alicePassword;
 
 test('a trader revokes an application’s access from their account page in Chromium, and its refresh token then fails', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const app = await startCallbackServer(t);
-  const server = await startTestServer({ t });
-  await server.apply({
-    resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'] }],
-    clients: [
-      {
-        client_id: 'desk-app',
-        client_name: 'Rates Desk',
-        kind: 'app',
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code', 'refresh_token'],
-        redirect_uris: [app.redirectUri],
-        require_pushed_authorization_requests: true,
-        scope: 'openid order:create',
-      },
-    ],
-  });
-  const ctx = server.running.ctx;
-  const entry = { username: 'alice', name: 'Alice Trader', password };
-  const decision = await decidePassword(ctx.storage.db, entry);
-  await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
-
-  const config = await client.discovery(new URL(server.issuer), 'desk-app', undefined, client.ClientSecretBasic(server.secrets['desk-app']!), insecure);
+  const { server, app, config } = await startDeskApp(t, { par: true, refreshTokens: true });
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const authorizationUrl = await client.buildAuthorizationUrlWithPAR(config, {

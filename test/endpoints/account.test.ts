@@ -11,29 +11,7 @@ import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
 import { codeFlowFixture, orderDetail, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
 import { peopleFixture } from '../identity/fixture.ts';
 import { assertOAuthError } from './fixture.ts';
-
-/** Cookie header parts, by name: a browser's jar for inject. */
-class Jar {
-  readonly cookies = new Map<string, string>();
-  constructor(cookie = '') {
-    for (const part of cookie.split(/;\s*/).filter(Boolean)) this.set(part);
-  }
-  set(pair: string): void {
-    const eq = pair.indexOf('=');
-    this.cookies.set(pair.slice(0, eq), pair.slice(eq + 1));
-  }
-  update(response: LightMyRequestResponse): void {
-    const header = response.headers['set-cookie'];
-    for (const line of Array.isArray(header) ? header : header ? [header] : []) {
-      const pair = line.split(';')[0]!;
-      if (/Max-Age=0/i.test(line)) this.cookies.delete(pair.slice(0, pair.indexOf('=')));
-      else this.set(pair);
-    }
-  }
-  header(): string {
-    return [...this.cookies].map(([n, v]) => `${n}=${v}`).join('; ');
-  }
-}
+import { Jar } from './people-browser.ts';
 
 interface Tokens {
   accessToken: string;

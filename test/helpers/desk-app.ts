@@ -25,9 +25,13 @@ export interface DeskApp {
 
 /**
  * Starts it all. `host: 'localhost'` for WebAuthn (its RP ID is a host name); `par` registers the
- * desk application as requiring PAR; `apply` adds to the document applied (e.g. `policies`).
+ * desk application as requiring PAR, `refreshTokens` for the refresh_token grant; `apply` adds to
+ * the document applied (e.g. `policies`).
  */
-export async function startDeskApp(t: TestContext, options: { host?: 'localhost'; par?: boolean; apply?: Record<string, unknown> } = {}): Promise<DeskApp> {
+export async function startDeskApp(
+  t: TestContext,
+  options: { host?: 'localhost'; par?: boolean; refreshTokens?: boolean; apply?: Record<string, unknown> } = {},
+): Promise<DeskApp> {
   const app = await startCallbackServer(t);
   const server = await startTestServer({ t, ...(options.host ? { host: options.host } : {}) });
   await server.apply({
@@ -38,7 +42,7 @@ export async function startDeskApp(t: TestContext, options: { host?: 'localhost'
         client_name: 'Rates Desk',
         kind: 'app',
         token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code'],
+        grant_types: options.refreshTokens ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
         redirect_uris: [app.redirectUri],
         ...(options.par ? { require_pushed_authorization_requests: true } : {}),
         scope: 'openid order:create',
