@@ -83,6 +83,14 @@ export const auditEventTypes = [
   // offline (verify-bundle) — or an approval failed (a changed order, a bad assertion).
   'approval.given',
   'approval.refused',
+  // Requests a second person approves (src/approvals/requests.ts, docs/approvals.md): opened (CIBA,
+  // recovery, break-glass), one person's denial with its reason, settled (enough approvals, or a
+  // denial), expired unanswered. Each carries txn = the request id; `approval.given` and
+  // `approval.denied` carry the decider's evidence, `approval.refused` why a decision was refused.
+  'approval.requested',
+  'approval.denied',
+  'approval.completed',
+  'approval.expired',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

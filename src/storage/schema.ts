@@ -16,9 +16,11 @@ import type { PartnerTables } from '../federation/tables.ts';
 import type { RoleRequirementTables } from '../identity/role-requirements.ts';
 import type { FirstUseTables } from '../policy/first-use.ts';
 import type { PasskeyTables } from '../identity/passkeys/tables.ts';
+import type { ApprovalTables } from '../approvals/tables.ts';
+import type { SignalTables } from '../signals/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables, PasskeyTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables {}

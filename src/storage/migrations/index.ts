@@ -19,6 +19,7 @@ import * as totpFactors from './0017_totp_factors.ts';
 import * as passkeys from './0018_passkeys.ts';
 import * as stepUp from './0019_step_up.ts';
 import * as approvals from './0020_approvals.ts';
+import * as approvalRequests from './0021_approval_requests.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -42,4 +43,5 @@ export const migrations: Record<string, Migration> = {
   '0018_passkeys': passkeys,
   '0019_step_up': stepUp,
   '0020_approvals': approvals,
+  '0021_approval_requests': approvalRequests,
 };

@@ -1,0 +1,52 @@
+import type { Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
+import type { Context } from '../context.ts';
+import type { Acr } from '../identity/acr.ts';
+import type { Database } from '../storage/schema.ts';
+import type { Approver } from './independence.ts';
+import type { ApprovalRequest, ApproverProof } from './requests.ts';
+
+/**
+ * What each kind of request a second person approves says about itself (docs/approvals.md): a
+ * CIBA authentication request (`ciba`), a lost-authenticator recovery (`recovery`), a break-glass
+ * activation (`break_glass`). The decision itself — independence, the level of the proof, single
+ * decisions, counting to the required number, expiry — is one rule for every kind
+ * (src/approvals/requests.ts `decideApprovalRequest`); a kind adds who else may decide and what
+ * happens when the request settles. Each kind lives in its own module and is listed in
+ * src/approvals/kinds/index.ts.
+ */
+export interface ApprovalKind {
+  name: ApprovalKindName;
+  /** The least level of an approver's proof (a second person): e.g. phishing-resistant. */
+  approverAcr: Acr;
+  /** The least level of the subject's own proof, when the subject must approve too (CIBA). */
+  subjectAcr: Acr;
+  /** Four-eyes options of the independence rule (src/approvals/independence.ts) for this request. */
+  independence?(ctx: KindContext, request: ApprovalRequest): Promise<{ distinctDesks?: boolean; partyDesks?: readonly string[] }>;
+  /**
+   * Whether this second person may decide this request (a policy decision, a role, a custodian
+   * list): undefined when they may, else the reason (recorded in `approval.refused`). Fail closed:
+   * an error is a refusal.
+   */
+  eligible(ctx: KindContext, request: ApprovalRequest, approver: Approver, proof: ApproverProof): Promise<string | undefined>;
+  /** What an approver is shown, in plain language (the approvals page and the admin API). */
+  describe(request: ApprovalRequest): ApprovalDescription;
+  /**
+   * In the transaction of the decision that settles the request (approved or denied): the kind's
+   * own state, and the events that go with it.
+   */
+  onSettled?(ctx: KindContext, trx: Transaction<Database>, request: ApprovalRequest, outcome: 'approved' | 'denied'): Promise<AuditEvent[]>;
+  /** After that transaction committed (e.g. a CIBA ping to the client). Must not throw. */
+  afterSettled?(ctx: KindContext, request: ApprovalRequest, outcome: 'approved' | 'denied'): void;
+}
+
+export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass';
+export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass'];
+
+export type KindContext = Context;
+
+/** A request in plain language: a title and labelled lines, each a string the page escapes. */
+export interface ApprovalDescription {
+  title: string;
+  lines: { label: string; value: string }[];
+}

@@ -1,0 +1,15 @@
+import type { ApprovalKind, ApprovalKindName } from '../kinds.ts';
+import { cibaKind } from './ciba.ts';
+
+/**
+ * Every kind of request a second person approves, by name (src/approvals/kinds.ts). A request of a
+ * kind not listed here cannot be decided (fail closed).
+ */
+export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
+  ciba: cibaKind,
+};
+
+/** The kind of a request, or undefined when this server does not know it. */
+export function approvalKindOf(name: string): ApprovalKind | undefined {
+  return Object.hasOwn(approvalKinds, name) ? approvalKinds[name as ApprovalKindName] : undefined;
+}

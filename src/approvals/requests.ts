@@ -1,0 +1,470 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
+import type { Context } from '../context.ts';
+import { acrSatisfies } from '../identity/acr.ts';
+import { canonicalize } from '../jose/canonical-json.ts';
+import type { Database } from '../storage/schema.ts';
+import { independenceProblem, type Approver, type IndependenceProblem } from './independence.ts';
+import type { ApprovalKind, ApprovalKindName } from './kinds.ts';
+
+/**
+ * Requests a second person approves (docs/approvals.md), whatever their kind: one table, one
+ * decision rule. A request names what is to be approved (`content`, shown to every approver; its
+ * digest is what a passkey signs), who asked, for whom, through whom, how many approvals it needs
+ * and until when. Its life: pending → approved | denied | expired | cancelled; an approved request
+ * is consumed once (the CIBA token, the enrolment link, the activation) → consumed.
+ */
+
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled' | 'consumed';
+export type SubjectApproval = 'none' | 'pending' | 'given';
+
+export interface ApprovalRequest {
+  /** A UUID: the `txn` of every event and token of the request. */
+  id: string;
+  kind: ApprovalKindName;
+  /** As stored; `pending` past `expiresAt` is expired (see effectiveStatus). */
+  status: ApprovalStatus;
+  requester: string;
+  requesterType: 'user' | 'client';
+  subject: string;
+  clientId?: string;
+  actors: string[];
+  content: Record<string, unknown>;
+  /** requestDigest(content). */
+  digest: string;
+  requiredApprovals: number;
+  approvals: number;
+  subjectApproval: SubjectApproval;
+  /** Epoch ms. */
+  createdAt: number;
+  expiresAt: number;
+  decidedAt?: number;
+  consumedAt?: number;
+}
+
+export interface ApprovalDecision {
+  requestId: string;
+  approver: string;
+  role: 'subject' | 'approver';
+  decision: 'approve' | 'deny';
+  reason?: string;
+  method: ApproverProof['method'];
+  acr: string;
+  amr: string[];
+  /** SHA-256 (base64url) of the RFC 8785 JSON of the proof's evidence: what the audit event holds. */
+  evidenceDigest: string;
+  at: number;
+}
+
+/**
+ * How a decider proved, at the moment of deciding, that they are who they say:
+ * - `passkey`: a fresh WebAuthn assertion whose challenge commits to the request's digest (the
+ *   approvals page; `evidence` is the verified request-approval evidence, kept in the audit event
+ *   and checked offline by verify-bundle);
+ * - `token`: a person's access token for the admin API, phishing-resistant and fresh (the approvals
+ *   app; its facts are the evidence).
+ * The caller verifies the proof; this module only records it and checks its level.
+ */
+export type ApproverProof =
+  | { method: 'passkey'; acr: string; amr: string[]; evidence: Record<string, unknown> }
+  | { method: 'token'; acr: string; amr: string[]; authTime: number; jti: string; clientId: string };
+
+/** SHA-256 (base64url) of the RFC 8785 canonical JSON of a request's content: what approvers sign. */
+export function requestDigest(content: Record<string, unknown>): string {
+  return createHash('sha256').update(canonicalize(content), 'utf8').digest('base64url');
+}
+
+/** The digest a decision row and an `approvals` token claim name for a proof's evidence. */
+export function evidenceDigest(proof: ApproverProof): string {
+  return createHash('sha256').update(canonicalize(proofEvidence(proof)), 'utf8').digest('base64url');
+}
+
+/** What an audit event keeps of a proof: the passkey evidence, or the token's facts (never the token). */
+export function proofEvidence(proof: ApproverProof): Record<string, unknown> {
+  if (proof.method === 'passkey') return proof.evidence;
+  return { method: 'token', acr: proof.acr, amr: proof.amr, auth_time: proof.authTime, jti: proof.jti, client_id: proof.clientId };
+}
+
+/** The longest a request may wait for its approvals: a day. */
+export const maxApprovalTtlMs = 24 * 3600_000;
+
+export interface NewApprovalRequest {
+  kind: ApprovalKindName;
+  requester: string;
+  requesterType: 'user' | 'client';
+  subject: string;
+  clientId?: string;
+  actors?: string[];
+  content: Record<string, unknown>;
+  /** Second persons' approvals needed (0 when only the subject approves). */
+  requiredApprovals: number;
+  /** Whether the subject must approve too (CIBA). */
+  subjectMustApprove: boolean;
+  ttlMs: number;
+  /** Default: a new UUID. */
+  id?: string;
+}
+
+/**
+ * Opens a request and records `approval.requested` (txn = its id), in one transaction with
+ * whatever `also` writes (the kind's own row) and the events it returns.
+ */
+export async function openApprovalRequest(
+  ctx: Pick<Context, 'audit' | 'clock'>,
+  input: NewApprovalRequest,
+  also?: (trx: Transaction<Database>, request: ApprovalRequest) => Promise<AuditEvent[]>,
+  meta: { requestId?: string } = {},
+): Promise<ApprovalRequest> {
+  if (!Number.isInteger(input.requiredApprovals) || input.requiredApprovals < 0 || input.requiredApprovals > 10) throw new RangeError('requiredApprovals is 0 to 10');
+  if (input.requiredApprovals === 0 && !input.subjectMustApprove) throw new RangeError('a request nobody must approve is no request');
+  if (!(input.ttlMs > 0 && input.ttlMs <= maxApprovalTtlMs)) throw new RangeError('ttlMs is 1 ms to a day');
+  const now = ctx.clock.now();
+  const request: ApprovalRequest = {
+    id: input.id ?? randomUUID(),
+    kind: input.kind,
+    status: 'pending',
+    requester: input.requester,
+    requesterType: input.requesterType,
+    subject: input.subject,
+    ...(input.clientId !== undefined ? { clientId: input.clientId } : {}),
+    actors: input.actors ?? [],
+    content: input.content,
+    digest: requestDigest(input.content),
+    requiredApprovals: input.requiredApprovals,
+    approvals: 0,
+    subjectApproval: input.subjectMustApprove ? 'pending' : 'none',
+    createdAt: now,
+    expiresAt: now + input.ttlMs,
+  };
+  return ctx.audit.recordWith(async (trx) => {
+    await trx.insertInto('approval_requests').values(rowOf(request)).execute();
+    const extra = also ? await also(trx, request) : [];
+    const event: AuditEvent = {
+      type: 'approval.requested',
+      txn: request.id,
+      actor: request.requester,
+      subject: request.subject,
+      ...(request.clientId !== undefined ? { client: request.clientId } : {}),
+      ...(meta.requestId !== undefined ? { requestId: meta.requestId } : {}),
+      details: {
+        request_id: request.id,
+        kind: request.kind,
+        digest: request.digest,
+        content: request.content,
+        required_approvals: request.requiredApprovals,
+        subject_must_approve: input.subjectMustApprove,
+        actors: request.actors,
+        expires_at: request.expiresAt,
+      },
+    };
+    return { value: request, events: [event, ...extra] };
+  });
+}
+
+/** The request with this id, or undefined. */
+export async function findApprovalRequest(db: Kysely<Database> | Transaction<Database>, id: string): Promise<ApprovalRequest | undefined> {
+  const row = await db.selectFrom('approval_requests').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? requestFromRow(row) : undefined;
+}
+
+/** A request's status now: a pending request past its expiry is expired, whatever the row says. */
+export function effectiveStatus(request: Pick<ApprovalRequest, 'status' | 'expiresAt'>, now: number): ApprovalStatus {
+  return request.status === 'pending' && request.expiresAt <= now ? 'expired' : request.status;
+}
+
+/** Pending, unexpired requests, oldest first (optionally of some kinds, or about one subject). */
+export async function listPendingApprovalRequests(
+  ctx: Pick<Context, 'storage' | 'clock'>,
+  filter: { kinds?: readonly ApprovalKindName[]; subject?: string; limit?: number } = {},
+): Promise<ApprovalRequest[]> {
+  let query = ctx.storage.db.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '>', ctx.clock.now());
+  if (filter.kinds) query = query.where('kind', 'in', filter.kinds.length > 0 ? [...filter.kinds] : ['']);
+  if (filter.subject !== undefined) query = query.where('subject', '=', filter.subject);
+  const rows = await query.orderBy('created_at').orderBy('id').limit(filter.limit ?? 100).execute();
+  return rows.map(requestFromRow);
+}
+
+/** Every decision on a request, in order. */
+export async function decisionsOf(db: Kysely<Database> | Transaction<Database>, requestId: string): Promise<ApprovalDecision[]> {
+  const rows = await db.selectFrom('approval_decisions').selectAll().where('request_id', '=', requestId).orderBy('at').orderBy('approver').execute();
+  return rows.map((row) => ({
+    requestId: row.request_id,
+    approver: row.approver,
+    role: row.role as ApprovalDecision['role'],
+    decision: row.decision as ApprovalDecision['decision'],
+    ...(row.reason !== null ? { reason: row.reason } : {}),
+    method: row.method as ApproverProof['method'],
+    acr: row.acr,
+    amr: JSON.parse(row.amr) as string[],
+    evidenceDigest: row.evidence_digest,
+    at: Number(row.at),
+  }));
+}
+
+export type DecisionRefusal =
+  | 'not_found'
+  | 'wrong_kind'
+  | 'not_pending'
+  | 'expired'
+  | 'already_decided'
+  | 'insufficient_authentication'
+  | 'reason_required'
+  | IndependenceProblem
+  | `not_eligible: ${string}`;
+
+export type DecisionOutcome = { ok: true; request: ApprovalRequest; settled?: 'approved' | 'denied' } | { ok: false; refusal: DecisionRefusal };
+
+/** Longest reason a denial may give. */
+export const maxReasonLength = 500;
+
+/**
+ * One person's decision on a request, the one rule for every kind:
+ * 1. the request exists, is of this kind, and is pending and unexpired;
+ * 2. the subject decides for themselves only when the request waits for them (CIBA); anyone else
+ *    is a second person, who must be independent (src/approvals/independence.ts: never the
+ *    requester, the subject, or an actor in the chain — in code, whatever policy says);
+ * 3. the proof reaches the kind's level (the subject's or the approver's);
+ * 4. a denial gives a reason;
+ * 5. the kind's eligibility (policy, role, custodian list) — fail closed;
+ * 6. in one transaction: the decision row (a second decision by the same person is refused by the
+ *    primary key), then one conditional update of the request — a denial settles it denied; an
+ *    approval counts, and the one that completes the count (with the subject's own approval, when
+ *    needed) settles it approved; both only while it is still pending and unexpired, so a request
+ *    decided or expired meanwhile takes nothing. The kind's `onSettled` writes in the same
+ *    transaction. Events: `approval.given` / `approval.denied` with the proof's evidence, and
+ *    `approval.completed` when it settles, all with txn = the request id.
+ * A refusal is recorded as `approval.refused` with its reason and changes nothing else.
+ */
+export async function decideApprovalRequest(
+  ctx: Context,
+  kind: ApprovalKind,
+  input: { requestId: string; approver: Approver; proof: ApproverProof; decision: 'approve' | 'deny'; reason?: string; httpRequestId?: string },
+): Promise<DecisionOutcome> {
+  const refuse = async (refusal: DecisionRefusal, request?: ApprovalRequest): Promise<DecisionOutcome> => {
+    await ctx.audit.record({
+      type: 'approval.refused',
+      ...(request ? { txn: request.id, subject: request.subject } : {}),
+      actor: input.approver.userId,
+      ...(request?.clientId !== undefined ? { client: request.clientId } : {}),
+      ...(input.httpRequestId !== undefined ? { requestId: input.httpRequestId } : {}),
+      decision: { allow: false, reasons: [refusal] },
+      details: { request_id: input.requestId, kind: kind.name, decision: input.decision, method: input.proof.method },
+    });
+    return { ok: false, refusal };
+  };
+  const request = await findApprovalRequest(ctx.storage.db, input.requestId);
+  if (!request) return refuse('not_found');
+  if (request.kind !== kind.name) return refuse('wrong_kind', request);
+  const now = ctx.clock.now();
+  const status = effectiveStatus(request, now);
+  if (status === 'expired') return refuse('expired', request);
+  if (status !== 'pending') return refuse('not_pending', request);
+  const role: ApprovalDecision['role'] = input.approver.userId === request.subject && request.subjectApproval === 'pending' ? 'subject' : 'approver';
+  if (role === 'approver') {
+    const options = kind.independence ? await kind.independence(ctx, request) : {};
+    const problem = independenceProblem(input.approver, request, options);
+    if (problem) return refuse(problem, request);
+  }
+  if (!acrSatisfies(input.proof.acr, role === 'subject' ? kind.subjectAcr : kind.approverAcr)) return refuse('insufficient_authentication', request);
+  const reason = input.reason?.trim();
+  if (input.decision === 'deny' && !reason) return refuse('reason_required', request);
+  if (reason !== undefined && reason.length > maxReasonLength) return refuse('reason_required', request);
+  if (role === 'approver') {
+    let ineligible: string | undefined;
+    try {
+      ineligible = await kind.eligible(ctx, request, input.approver, input.proof);
+    } catch (error) {
+      ctx.log.error({ err: error, requestId: input.httpRequestId }, 'approval eligibility failed: refused');
+      ineligible = 'eligibility could not be decided';
+    }
+    if (ineligible !== undefined) return refuse(`not_eligible: ${ineligible}`, request);
+  }
+
+  const evidence = proofEvidence(input.proof);
+  const decision: ApprovalDecision = {
+    requestId: request.id,
+    approver: input.approver.userId,
+    role,
+    decision: input.decision,
+    ...(reason ? { reason } : {}),
+    method: input.proof.method,
+    acr: input.proof.acr,
+    amr: input.proof.amr,
+    evidenceDigest: evidenceDigest(input.proof),
+    at: now,
+  };
+  const lost = Symbol('lost');
+  try {
+    const settled = await ctx.audit.recordWith(async (trx) => {
+      const inserted = await trx
+        .insertInto('approval_decisions')
+        .values({
+          request_id: decision.requestId,
+          approver: decision.approver,
+          role: decision.role,
+          decision: decision.decision,
+          reason: decision.reason ?? null,
+          method: decision.method,
+          acr: decision.acr,
+          amr: JSON.stringify(decision.amr),
+          evidence_digest: decision.evidenceDigest,
+          at: decision.at,
+        })
+        .onConflict((oc) => oc.columns(['request_id', 'approver']).doNothing())
+        .returning('approver')
+        .execute();
+      if (inserted.length !== 1) throw Object.assign(new Error('already decided'), { [lost]: 'already_decided' as const });
+      const after = await settle(trx, request, decision, now);
+      if (!after) throw Object.assign(new Error('not pending'), { [lost]: 'not_pending' as const });
+      const base = {
+        txn: request.id,
+        actor: input.approver.userId,
+        subject: request.subject,
+        ...(request.clientId !== undefined ? { client: request.clientId } : {}),
+        ...(input.httpRequestId !== undefined ? { requestId: input.httpRequestId } : {}),
+      };
+      const events: AuditEvent[] = [
+        {
+          ...base,
+          type: input.decision === 'approve' ? 'approval.given' : 'approval.denied',
+          decision: { allow: input.decision === 'approve', reasons: reason ? [reason] : [`${role} approved`] },
+          details: { request_id: request.id, kind: request.kind, role, method: decision.method, acr: decision.acr, amr: decision.amr, digest: request.digest, evidence_digest: decision.evidenceDigest, evidence },
+        },
+      ];
+      if (after.status === 'approved' || after.status === 'denied') {
+        const outcome = after.status;
+        events.push({
+          ...base,
+          type: 'approval.completed',
+          decision: { allow: outcome === 'approved', reasons: [outcome] },
+          details: { request_id: request.id, kind: request.kind, outcome, approvals: after.approvals, required_approvals: after.requiredApprovals },
+        });
+        if (kind.onSettled) events.push(...(await kind.onSettled(ctx, trx, after, outcome)));
+      }
+      return { value: after, events };
+    });
+    const outcome = settled.status === 'approved' || settled.status === 'denied' ? settled.status : undefined;
+    if (outcome && kind.afterSettled) {
+      try {
+        kind.afterSettled(ctx, settled, outcome);
+      } catch (error) {
+        ctx.log.error({ err: error, requestId: input.httpRequestId }, 'after an approval settled');
+      }
+    }
+    return { ok: true, request: settled, ...(outcome ? { settled: outcome } : {}) };
+  } catch (error) {
+    const refusal = (error as { [lost]?: DecisionRefusal })[lost];
+    if (refusal) return refuse(refusal, request);
+    throw error;
+  }
+}
+
+/** The conditional update of a decision (see decideApprovalRequest 6); undefined when the request was no longer pending. */
+async function settle(trx: Transaction<Database>, request: ApprovalRequest, decision: ApprovalDecision, now: number): Promise<ApprovalRequest | undefined> {
+  let update;
+  if (decision.decision === 'deny') {
+    update = trx.updateTable('approval_requests').set({ status: 'denied', decided_at: now });
+  } else if (decision.role === 'subject') {
+    update = trx.updateTable('approval_requests').set({
+      subject_approval: 'given',
+      status: sql<string>`case when approvals >= required_approvals then 'approved' else status end`,
+      decided_at: sql<number>`case when approvals >= required_approvals then ${now} else decided_at end`,
+    });
+  } else {
+    update = trx.updateTable('approval_requests').set({
+      approvals: sql<number>`approvals + 1`,
+      status: sql<string>`case when approvals + 1 >= required_approvals and subject_approval <> 'pending' then 'approved' else status end`,
+      decided_at: sql<number>`case when approvals + 1 >= required_approvals and subject_approval <> 'pending' then ${now} else decided_at end`,
+    });
+  }
+  let query = update.where('id', '=', request.id).where('status', '=', 'pending').where('expires_at', '>', now);
+  if (decision.role === 'subject') query = query.where('subject_approval', '=', 'pending');
+  const result = await query.executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return undefined;
+  return findApprovalRequest(trx, request.id);
+}
+
+/**
+ * Uses an approved request once (the CIBA token, the enrolment link, the activation): one
+ * conditional update approved → consumed; false when it was not approved or already used.
+ */
+export async function consumeApprovalRequest(db: Kysely<Database> | Transaction<Database>, id: string, now: number): Promise<boolean> {
+  const result = await db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', id).where('status', '=', 'approved').executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Withdraws a pending request (its requester gave up, a newer one replaces it): pending → cancelled. */
+export async function cancelApprovalRequest(db: Kysely<Database> | Transaction<Database>, id: string, now: number): Promise<boolean> {
+  const result = await db.updateTable('approval_requests').set({ status: 'cancelled', decided_at: now }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Marks pending requests past their expiry as expired, recording `approval.expired` for each (in
+ * the same transaction); returns them. Reads never need this (effectiveStatus), it keeps the table
+ * and the audit trail honest.
+ */
+export async function expireApprovalRequests(ctx: Pick<Context, 'audit' | 'clock' | 'storage'>, limit = 500): Promise<ApprovalRequest[]> {
+  const now = ctx.clock.now();
+  return ctx.audit.recordWith(async (trx) => {
+    const rows = await trx.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '<=', now).orderBy('expires_at').limit(limit).execute();
+    const expired: ApprovalRequest[] = [];
+    for (const row of rows) {
+      const result = await trx.updateTable('approval_requests').set({ status: 'expired', decided_at: now }).where('id', '=', row.id).where('status', '=', 'pending').executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 1) expired.push({ ...requestFromRow(row), status: 'expired', decidedAt: now });
+    }
+    const events: AuditEvent[] = expired.map((request) => ({
+      type: 'approval.expired',
+      txn: request.id,
+      subject: request.subject,
+      ...(request.clientId !== undefined ? { client: request.clientId } : {}),
+      details: { request_id: request.id, kind: request.kind, approvals: request.approvals, required_approvals: request.requiredApprovals, subject_approval: request.subjectApproval },
+    }));
+    return { value: expired, events };
+  });
+}
+
+function rowOf(request: ApprovalRequest): Database['approval_requests'] {
+  return {
+    id: request.id,
+    kind: request.kind,
+    status: request.status,
+    requester: request.requester,
+    requester_type: request.requesterType,
+    subject: request.subject,
+    client_id: request.clientId ?? null,
+    actors: JSON.stringify(request.actors),
+    content: JSON.stringify(request.content),
+    digest: request.digest,
+    required_approvals: request.requiredApprovals,
+    approvals: request.approvals,
+    subject_approval: request.subjectApproval,
+    created_at: request.createdAt,
+    expires_at: request.expiresAt,
+    decided_at: request.decidedAt ?? null,
+    consumed_at: request.consumedAt ?? null,
+  };
+}
+
+function requestFromRow(row: Database['approval_requests']): ApprovalRequest {
+  return {
+    id: row.id,
+    kind: row.kind as ApprovalKindName,
+    status: row.status as ApprovalStatus,
+    requester: row.requester,
+    requesterType: row.requester_type as 'user' | 'client',
+    subject: row.subject,
+    ...(row.client_id !== null ? { clientId: row.client_id } : {}),
+    actors: JSON.parse(row.actors) as string[],
+    content: JSON.parse(row.content) as Record<string, unknown>,
+    digest: row.digest,
+    requiredApprovals: Number(row.required_approvals),
+    approvals: Number(row.approvals),
+    subjectApproval: row.subject_approval as SubjectApproval,
+    createdAt: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    ...(row.decided_at !== null ? { decidedAt: Number(row.decided_at) } : {}),
+    ...(row.consumed_at !== null ? { consumedAt: Number(row.consumed_at) } : {}),
+  };
+}
