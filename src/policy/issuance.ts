@@ -41,6 +41,11 @@ export interface Issuance {
    * `@approval` forbids.
    */
   approved?: boolean;
+  /**
+   * How many second persons approved the request the token is issued for (four-eyes, the token's
+   * `approvals` claim): the context's `approvals`, which `@approval("four-eyes")` forbids compare.
+   */
+  approvals?: number;
   /** The mandate version the token is issued under. */
   mandate?: MandateVersion;
   requestId: string;
@@ -276,6 +281,7 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
     ...(issuance.mandate ? { mandate: mandateContext(issuance.mandate) } : {}),
     // Only a person's token issued under their verified passkey approval of these entries.
     ...(issuance.approved ? { approved: true } : {}),
+    ...(issuance.approvals !== undefined ? { approvals: issuance.approvals } : {}),
   };
 }
 

@@ -37,6 +37,8 @@ export interface DecisionContext {
    * the request's order and settlement_instruction entries (src/approvals).
    */
   approved?: boolean;
+  /** Set by Clearance only, at issuance: how many second persons approved the request (four-eyes). */
+  approvals?: number;
   kyc_status?: string;
   suitability?: string[];
   risk?: number;
@@ -52,10 +54,10 @@ export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status'
 /**
  * Context attributes only Clearance sets: derived from the authentication (`acr_levels`,
  * `auth_age`), the desk's clock (`local_time`, `local_weekday`), the first-use history
- * (`new_instrument_class`, `new_settlement_account`) and the person's approval (`approved`). A
+ * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`) and second persons' approvals (`approvals`). A
  * caller never sends them.
  */
-export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved'] as const;
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -101,6 +103,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   if (request.context?.new_settlement_account !== undefined) given.new_settlement_account = request.context.new_settlement_account;
   // Issuance's own (the AuthZEN API refuses the attribute from a caller: authzen.ts reads only decisionContextFields).
   if (request.context?.approved !== undefined) given.approved = request.context.approved;
+  if (request.context?.approvals !== undefined) given.approvals = request.context.approvals;
   const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
 
   let principal: EntityUid;

@@ -109,6 +109,7 @@ type RequestContext = {
   new_instrument_class?: Bool,   // set by Clearance: the person was never issued a token to trade this class
   new_settlement_account?: Bool, // set by Clearance: the person was never issued a token to use this account
   approved?: Bool,               // set by Clearance: the person approved exactly these order/settlement entries with a passkey
+  approvals?: Long,              // set by Clearance: how many second persons approved the request (four-eyes, src/approvals)
   kyc_status?: String,           // the principal's (a person's own, from their record), or the end client's
   suitability?: Set<String>,
   risk?: Long,                   // 0 (none) to 100

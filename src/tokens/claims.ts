@@ -1,3 +1,5 @@
+import type { ApprovalsClaimEntry } from '../approvals/claims.ts';
+
 /** RFC 8705 §3.1 / RFC 9449 §6.1: the key or certificate a token is bound to. */
 export interface Confirmation {
   'x5t#S256'?: string;
@@ -28,6 +30,11 @@ export interface AccessTokenClaims {
   amr?: string[];
   /** What-you-see-is-what-you-sign: the approval digest of the order entries the person approved (src/approvals). */
   authorization_details_digest?: string;
+  /**
+   * Four-eyes: the second persons who approved the token's request (src/approvals/claims.ts) —
+   * each one's sub, acr, time and the digest of their evidence in the request's `txn`.
+   */
+  approvals?: ApprovalsClaimEntry[];
 }
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, as `typ`. */

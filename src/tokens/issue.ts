@@ -46,7 +46,7 @@ export interface AccessTokenRequest {
   /** The token must end no later than this (epoch seconds): a token exchange never outlives its subject. */
   notAfter?: number;
   /** Claims only some grants carry: a person's grant_id/auth_time/acr/amr, `act`, `origin_iss`. */
-  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest'>> & { origin_iss?: string };
+  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals'>> & { origin_iss?: string };
   /** The issuance event: `token.issued` unless said otherwise, with the grant's own details. */
   event?: { type?: 'token.issued' | 'token.exchanged'; details?: Record<string, unknown> };
 }
@@ -105,6 +105,8 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     ...(request.claims?.auth_time !== undefined ? { authTime: request.claims.auth_time } : {}),
     // The person approved exactly these order entries with a passkey: `@approval` forbids are lifted.
     ...(request.claims?.authorization_details_digest !== undefined ? { approved: true } : {}),
+    // Second persons approved the request (four-eyes): `@approval("four-eyes")` forbids count them.
+    ...(request.claims?.approvals !== undefined ? { approvals: request.claims.approvals.length } : {}),
     ...(request.mandate ? { mandate: request.mandate } : {}),
     requestId: request.requestId,
     ...(request.txn !== undefined ? { txn: request.txn } : {}),
