@@ -1,4 +1,15 @@
+import type { CedarValueJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
+import { acr } from '../identity/acr.ts';
+import { findUser } from '../identity/users.ts';
+import { entriesToApprove } from '../jose/approval-digest.ts';
+import { evaluateBuilt } from '../policy/decide.ts';
+import { approveAction, type CedarEntity } from '../policy/engine.ts';
+import { fourEyesApprovalsNeeded } from '../policy/issuance.ts';
+import { addUser, uidText, type DecisionRequest } from '../policy/request.ts';
+import { withDerivedAuthentication } from '../policy/step-up.ts';
 import type { Approver } from './independence.ts';
 import type { ApprovalRequest, ApproverProof } from './requests.ts';
 
@@ -12,7 +23,7 @@ import type { ApprovalRequest, ApproverProof } from './requests.ts';
 export interface FourEyesRequirement {
   /** Second persons' approvals needed (0: none). */
   approvals: number;
-  /** The policies that ask for them. */
+  /** The `@approval("four-eyes")` policies that ask for them. */
   policies: string[];
 }
 
@@ -29,20 +40,85 @@ export interface FourEyesQuestion {
 }
 
 /**
- * How many second persons' approvals the active policy set asks for this token (0 when none).
- * NOTE (contract, issue 15): the decision-point implementation lands with the four-eyes policy
- * work; until then no policy can ask, so the answer is 0.
+ * How many second persons' approvals the active policy set asks before this token may be issued
+ * (src/policy/issuance.ts `fourEyesApprovalsNeeded`): the token is decided as the CIBA grant will
+ * issue it once the person approved on their own device with a passkey — so at the strongest level
+ * they could reach, just authenticated, with the order entries approved. A request no number of
+ * approvals would let through is refused now, with the token endpoint's error (invalid_scope,
+ * invalid_authorization_details, …), its decisions recorded.
  */
-export async function fourEyesRequirement(_ctx: Context, _question: FourEyesQuestion): Promise<FourEyesRequirement> {
-  return { approvals: 0, policies: [] };
+export async function fourEyesRequirement(ctx: Context, question: FourEyesQuestion): Promise<FourEyesRequirement> {
+  const details = question.authorizationDetails as AuthorizationDetail[];
+  return fourEyesApprovalsNeeded(ctx, {
+    subject: { type: 'User', id: question.userId },
+    clientId: question.clientId,
+    audience: question.audience,
+    scopes: question.scopes,
+    authorizationDetails: details,
+    acr: acr.phishingResistantHardware,
+    authTime: epochSeconds(ctx.clock),
+    ...(entriesToApprove(details).length > 0 ? { approved: true } : {}),
+    requestId: question.requestId ?? 'ciba',
+    grantType: 'urn:openid:params:grant-type:ciba',
+  });
 }
 
 /**
- * Whether `approver` may approve a CIBA request (the `approve` action of the active policy set):
- * undefined when a policy permits, else why not. Fail closed.
- * NOTE (contract, issue 15): the decision-point implementation lands with the four-eyes policy
- * work; until then nobody is eligible.
+ * Whether `approver` may approve a request (kind `ciba`) as a second person: the active policy set
+ * decides `Action::"approve"` with the approver as principal and the person the token is for as
+ * resource (both with their roles, desks, supervised desks and approval limit), the approver's
+ * proof as the authentication in the context (`acr`, `auth_time`), once per order or settlement
+ * entry of the request (its notional, currency and class) or once when it has none. Every decision
+ * must allow, by a permit that names the approve action itself (a broad permit never makes anyone
+ * an approver). Fail closed: no active set, an unknown or inactive person, any error — refused.
+ * Each decision is recorded (`policy.allowed` / `policy.denied`, via `approve`, txn = the request).
+ * Undefined when they may; else why not.
  */
-export async function fourEyesEligible(_ctx: Context, _request: ApprovalRequest, _approver: Approver, _proof: ApproverProof): Promise<string | undefined> {
-  return 'no policy lets anyone approve yet';
+export async function fourEyesEligible(ctx: Context, request: ApprovalRequest, approver: Approver, proof: ApproverProof): Promise<string | undefined> {
+  const [person, subject] = await Promise.all([findUser(ctx, approver.userId), findUser(ctx, request.subject)]);
+  if (!person || person.status !== 'active') return 'the approver is not an active person';
+  if (!subject) return 'the person the request is for is unknown';
+  const snapshot = await ctx.entities.snapshot();
+  const entities = new Map<string, CedarEntity>();
+  const add = (entity: CedarEntity) => entities.set(uidText(entity.uid), entity);
+  const principal = addUser(add, snapshot, person);
+  const resource = addUser(add, snapshot, subject);
+  const time = epochSeconds(ctx.clock);
+  const base = withDerivedAuthentication({
+    time,
+    acr: proof.acr,
+    auth_time: proof.method === 'token' ? proof.authTime : time,
+    approval_kind: request.kind,
+  });
+  const named = { principal: { type: 'User', id: person.id }, action: approveAction, resource: { type: 'User', id: subject.id } } as unknown as DecisionRequest;
+  const meta = { txn: request.id, caller: approver.userId, via: 'approve' };
+  for (const context of entryContexts(request, base)) {
+    const { decision, event, set } = await evaluateBuilt(ctx, { principal, action: approveAction, resource, context, entities: [...entities.values()] }, named, meta);
+    await ctx.audit.record(event);
+    if (!decision.allow) {
+      if (decision.errors.length > 0) return 'the approval could not be evaluated, so it is refused (fail closed)';
+      return decision.reasons.length > 0 ? `refused by policy: ${decision.reasons.join(', ')}` : 'no policy lets this person approve it';
+    }
+    if (!set || !decision.reasons.some((id) => set.approvePermits.has(id))) return 'no policy that names the approve action lets this person approve it';
+  }
+  return undefined;
+}
+
+/** The approve action's context for each entry to approve (notional, currency, class), or the base alone. */
+function entryContexts(request: ApprovalRequest, base: Record<string, CedarValueJson>): Record<string, CedarValueJson>[] {
+  const details = Array.isArray(request.content.authorization_details) ? (request.content.authorization_details as Record<string, unknown>[]) : [];
+  const entries = entriesToApprove(details);
+  if (entries.length === 0) return [base];
+  return entries.map((entry) => {
+    const limit = (entry.type === 'order' ? entry.max_notional : entry.max_amount) as { amount?: unknown; currency?: unknown } | undefined;
+    const instrument = entry.instrument as { class?: unknown } | undefined;
+    const amount = Math.floor(Number(limit?.amount));
+    return {
+      ...base,
+      // An amount Cedar cannot hold is the largest it can: a limit check never passes by overflow.
+      notional: Number.isSafeInteger(amount) ? amount : Number.MAX_SAFE_INTEGER,
+      ...(typeof limit?.currency === 'string' ? { currency: limit.currency } : {}),
+      ...(typeof instrument?.class === 'string' ? { instrument_class: instrument.class } : {}),
+    };
+  });
 }

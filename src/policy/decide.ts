@@ -90,6 +90,28 @@ export async function evaluateDecision(
 }
 
 /**
+ * Decides a request Clearance built itself as Cedar entities (the `approve` action of four-eyes,
+ * src/approvals/four-eyes.ts, whose resource is a person): evaluated as `evaluateDecision` does —
+ * fail closed, any error denies — and returned with its `policy.allowed` / `policy.denied` event,
+ * not recorded. `named` is how the event names principal, action and resource.
+ */
+export async function evaluateBuilt(
+  ctx: Pick<Context, 'policies'>,
+  request: CedarRequest,
+  named: DecisionRequest,
+  meta: DecisionMeta = {},
+): Promise<{ decision: Decision; event: AuditEvent; set?: CompiledPolicySet }> {
+  const active = await ctx.policies.active();
+  if (!active.set) {
+    const decision: Decision = { allow: false, reasons: [], policyVersion: active.version ?? 'none', errors: [active.error] };
+    return guarded(decisionEvent(named, meta, decision, undefined), decision, meta);
+  }
+  const evaluation = evaluate(active.set, request);
+  const decision: Decision = { ...evaluation, policyVersion: active.set.version };
+  return { ...guarded(decisionEvent(named, meta, decision, request), decision, meta), set: active.set };
+}
+
+/**
  * The decisions asked together (the scopes of one issuance, the items of one AuthZEN batch) share
  * their resolutions: a principal, resource and context are looked up and turned into entities
  * once, at one time, and each action is decided on them.

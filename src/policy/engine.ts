@@ -99,9 +99,30 @@ export interface CompiledPolicySet {
   readonly stepUps: ReadonlyMap<string, PolicyStepUp>;
   /** The forbids a person's passkey approval of the order lifts (`@approval`), by id (step-up.ts). */
   readonly approvals: ReadonlySet<string>;
+  /** The forbids second persons' approvals lift (`@approval("four-eyes")`), by id (step-up.ts). */
+  readonly fourEyes: ReadonlySet<string>;
+  /**
+   * The permits that name the `approve` action itself (`action == Action::"approve"` or a list
+   * holding it): only these make anyone an approver (src/approvals/four-eyes.ts), so a broad
+   * `permit (principal, action, resource)` never does.
+   */
+  readonly approvePermits: ReadonlySet<string>;
   /** The context attributes some policy reads; `all` when one reads the context whole. */
   readonly contextReads: ReadonlySet<string> | 'all';
 }
+
+/** Whether a policy's action scope names `Action::"approve"` itself (not through `action` alone or a group). */
+function namesApprove(json: PolicyJson): boolean {
+  const scope = json.action as { op: string; entity?: unknown; entities?: unknown[] };
+  const targets = scope.op === '==' ? [scope.entity] : scope.op === 'in' ? (scope.entities ?? [scope.entity]) : [];
+  return targets.some((t) => {
+    const uid = (t as { __entity?: { type?: unknown; id?: unknown } } | undefined)?.__entity ?? (t as { type?: unknown; id?: unknown } | undefined);
+    return uid?.type === 'Action' && uid.id === approveAction;
+  });
+}
+
+/** The action a second person's approval is decided as (src/approvals/four-eyes.ts). */
+export const approveAction = 'approve';
 
 /** `@id("...")`: every policy names itself, so reasons and audit events are readable and stable. */
 const policyIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -266,13 +287,17 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
   const policies = [...byId].map(([id, chunk]) => policyFacts(id, chunk.text, jsonById.get(id)!));
   const stepUps = new Map<string, PolicyStepUp>();
   const approvals = new Set<string>();
+  const fourEyes = new Set<string>();
+  const approvePermits = new Set<string>();
   for (const [id, json] of jsonById) {
-    const { stepUp, approval } = readStepUpAnnotations(json);
+    const { stepUp, approval, fourEyes: byOthers } = readStepUpAnnotations(json);
     if (stepUp) stepUps.set(id, stepUp);
     if (approval) approvals.add(id);
+    if (byOthers) fourEyes.add(id);
+    if (json.effect === 'permit' && namesApprove(json)) approvePermits.add(id);
   }
   const contextReads = policies.some((p) => p.reads.contextWhole) ? 'all' : new Set(policies.flatMap((p) => [...p.reads.context]));
-  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies, stepUps, approvals, contextReads };
+  const set: CompiledPolicySet = { version, digest, policyIds: [...byId.keys()], preparsedId, policies, stepUps, approvals, fourEyes, approvePermits, contextReads };
   compiledByDigest.set(preparsedId, set);
   return { set, problems: [] };
 }

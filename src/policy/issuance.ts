@@ -217,6 +217,42 @@ export async function issuanceAsks(ctx: Context, issuance: Issuance, options: { 
   return { ...(stepUp ? { stepUp } : {}), ...(approved ? { approval: approved } : {}) };
 }
 
+/** Most second persons a four-eyes policy may ask for one request. */
+export const maxFourEyesApprovals = 3;
+
+/**
+ * Four-eyes (src/approvals/four-eyes.ts): how many second persons' approvals the token of a
+ * decoupled (CIBA) request needs before the decision point allows it — the fewest, from 0 to
+ * `maxFourEyesApprovals`, with which every decision of the issuance allows, the request otherwise
+ * decided as it will be at the token endpoint after the person approved on their device (`acr`,
+ * `authTime`, `approved` as given). It keeps asking only while every denial is determined by
+ * `@approval("four-eyes")` forbids alone; any other denial (another forbid, no permit, an error)
+ * is the issuance's own refusal, recorded and thrown as at the token endpoint, so nobody is asked
+ * to approve what could never be issued. Nothing is recorded when it answers.
+ */
+export async function fourEyesApprovalsNeeded(ctx: Context, issuance: Issuance): Promise<{ approvals: number; policies: string[] }> {
+  const none = { approvals: 0, policies: [] };
+  if (isClearanceOwn(ctx, issuance.audience)) return none;
+  const active = await ctx.policies.active();
+  const set = active.set;
+  if (!set || set.fourEyes.size === 0) return none;
+  const server = await ctx.resourceServers.get(issuance.audience);
+  if (!server) return none;
+  const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType };
+  // Every four-eyes forbid that fired on the way: the policies that ask for the approvals.
+  const asking = new Set<string>();
+  for (let approvals = 0; approvals <= maxFourEyesApprovals; approvals++) {
+    const denied = (await decideIssuance(ctx, server, { ...issuance, approvals }, meta)).map((d) => d.decision).filter((d) => !d.allow);
+    if (denied.length === 0) return { approvals, policies: [...asking].sort() };
+    const onlyFourEyes = denied.every((d) => d.errors.length === 0 && d.reasons.length > 0 && d.reasons.every((id) => set.fourEyes.has(id)));
+    if (!onlyFourEyes) break;
+    for (const d of denied) d.reasons.forEach((id) => asking.add(id));
+  }
+  // Refused whatever the approvals: the token endpoint's refusal, recorded and thrown now.
+  await authorizeIssuance(ctx, { ...issuance, approvals: maxFourEyesApprovals });
+  return { approvals: maxFourEyesApprovals, policies: [...asking].sort() };
+}
+
 /** Sets each request's `new_instrument_class` / `new_settlement_account`, when the set reads them. */
 async function markFirstUses(ctx: Context, set: CompiledPolicySet, userId: string, requests: DecisionRequest[]): Promise<void> {
   const use = (request: DecisionRequest): Use | undefined => {

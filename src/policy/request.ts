@@ -57,7 +57,7 @@ export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status'
  * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`) and second persons' approvals (`approvals`). A
  * caller never sends them.
  */
-export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals'] as const;
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -110,33 +110,9 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   if (request.principal.type === 'User') {
     const user = await findUser(ctx, request.principal.id);
     if (!user) return { ok: false, error: `no user ${request.principal.id}` };
-    principal = { type: 'User', id: user.id };
-    const productClasses = new Set<string>();
-    const jurisdictions = new Set<string>();
-    for (const desk of user.desks) {
-      const known = snapshot.desks.get(desk);
-      if (!known) continue;
-      known.desk.product_classes.forEach((c) => productClasses.add(c));
-      jurisdictions.add(snapshot.legalEntities.get(known.lei)!.jurisdiction);
-      addDesk(add, snapshot, desk);
-    }
-    const kyc = typeof user.attributes.kyc_status === 'string' ? user.attributes.kyc_status : 'none';
-    const suitability = Array.isArray(user.attributes.suitability) ? user.attributes.suitability : [];
-    const category = user.attributes.client_category;
-    add({
-      uid: principal,
-      attrs: {
-        status: user.status,
-        kyc_status: kyc,
-        suitability,
-        product_classes: [...productClasses].sort(),
-        jurisdictions: [...jurisdictions].sort(),
-        ...(typeof category === 'string' ? { client_category: category } : {}),
-      },
-      parents: user.desks.map((d) => ({ type: 'Desk', id: d })),
-    });
-    context.kyc_status = kyc;
-    context.suitability = suitability;
+    principal = addUser(add, snapshot, user);
+    context.kyc_status = kycOf(user);
+    context.suitability = suitabilityOf(user);
     if (set) await addPersonContext(ctx, set, context, user, snapshot, request.resource);
   } else {
     const client = await ctx.clients.get(request.principal.id);
@@ -189,6 +165,51 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
     add({ uid: resource, attrs: { instrument_class: instrumentClass, complex: known.complex, ...(venue !== undefined ? { venue } : {}) }, parents: [] });
   }
   return { ok: true, request: { principal, action: request.action, resource, context, entities: [...entities.values()] } };
+}
+
+/**
+ * Adds a person as a Cedar `User` (and their desks, and those desks' firms) with attributes from
+ * their record: status, KYC, suitability, their desks' product classes and jurisdictions, roles,
+ * the desks they supervise (declared desks only) and their approval limit. Returns their uid.
+ */
+export function addUser(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, user: User): EntityUid {
+  const uid: EntityUid = { type: 'User', id: user.id };
+  const productClasses = new Set<string>();
+  const jurisdictions = new Set<string>();
+  for (const desk of user.desks) {
+    const known = snapshot.desks.get(desk);
+    if (!known) continue;
+    known.desk.product_classes.forEach((c) => productClasses.add(c));
+    jurisdictions.add(snapshot.legalEntities.get(known.lei)!.jurisdiction);
+    addDesk(add, snapshot, desk);
+  }
+  const category = user.attributes.client_category;
+  const supervises = Array.isArray(user.attributes.supervises) ? user.attributes.supervises.filter((d) => snapshot.desks.has(d)) : [];
+  const limit = user.attributes.approval_limit;
+  add({
+    uid,
+    attrs: {
+      status: user.status,
+      kyc_status: kycOf(user),
+      suitability: suitabilityOf(user),
+      product_classes: [...productClasses].sort(),
+      jurisdictions: [...jurisdictions].sort(),
+      ...(typeof category === 'string' ? { client_category: category } : {}),
+      roles: [...user.roles].sort(),
+      ...(supervises.length > 0 ? { supervises: supervises.map((d) => ref('Desk', d)) } : {}),
+      ...(typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 0 ? { approval_limit: limit } : {}),
+    },
+    parents: user.desks.map((d) => ({ type: 'Desk', id: d })),
+  });
+  return uid;
+}
+
+function kycOf(user: User): string {
+  return typeof user.attributes.kyc_status === 'string' ? user.attributes.kyc_status : 'none';
+}
+
+function suitabilityOf(user: User): string[] {
+  return Array.isArray(user.attributes.suitability) ? user.attributes.suitability : [];
 }
 
 /**

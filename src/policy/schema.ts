@@ -20,7 +20,7 @@ export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as cons
 export type ResourceType = (typeof resourceTypes)[number];
 
 /** Bumped when the schema changes in a way that can invalidate stored policy sets. */
-export const schemaVersion = 'clearance-policy-schema-3';
+export const schemaVersion = 'clearance-policy-schema-4';
 
 const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
 
@@ -48,6 +48,9 @@ entity User in [Desk] = {
   product_classes: Set<String>,  // every product class of the person's desks
   jurisdictions: Set<String>,    // the jurisdictions of the legal entities of the person's desks
   client_category?: String,
+  roles?: Set<String>,           // the person's roles (e.g. trader, approver, recovery-approver); set by Clearance
+  supervises?: Set<Desk>,        // the desks the person supervises (users[].attributes.supervises)
+  approval_limit?: Long,         // the largest notional, in whole units, the person may approve (users[].attributes.approval_limit)
 };
 
 // An OAuth client of kind service or app; a member of its owning legal entity.
@@ -110,6 +113,7 @@ type RequestContext = {
   new_settlement_account?: Bool, // set by Clearance: the person was never issued a token to use this account
   approved?: Bool,               // set by Clearance: the person approved exactly these order/settlement entries with a passkey
   approvals?: Long,              // set by Clearance: how many second persons approved the request (four-eyes, src/approvals)
+  approval_kind?: String,        // set by Clearance for the approve action: ciba | recovery | break_glass
   kyc_status?: String,           // the principal's (a person's own, from their record), or the end client's
   suitability?: Set<String>,
   risk?: Long,                   // 0 (none) to 100
@@ -128,7 +132,11 @@ function actionsText(): string {
   const actions = Object.entries(actionGroups).flatMap(([group, scopes]) =>
     scopes.map((scope) => `action "${scope}" in ["${group}"] appliesTo { principal: [${principals}], resource: [${resources}], context: RequestContext };`),
   );
-  return [...groups, ...actions].join('\n');
+  // Four-eyes (src/approvals/four-eyes.ts): may this person (principal) approve a request about
+  // that person (resource)? Decided once per order entry, with its notional, class and the approver's
+  // authentication in the context. Not a scope: no token and no AuthZEN caller can ask for it.
+  const approve = `action "approve" appliesTo { principal: [User], resource: [User], context: RequestContext };`;
+  return [...groups, ...actions, approve].join('\n');
 }
 
 /** The schema in Cedar's human-readable format. */

@@ -28,6 +28,13 @@ import type { CedarRequest, CompiledPolicySet, Evaluation } from './engine.ts';
  * `approval` by the same rules as a step-up: every determining forbid is a step-up or an approval
  * forbid, the principal is a person, and the request with the approval (at the step-up's level,
  * if any) is allowed. A step-up beside an approval is lifted by the level and the approval together.
+ *
+ * Four-eyes policies (docs/approvals.md "Four-eyes policies"): a `forbid` annotated
+ * `@approval("four-eyes")` is lifted only by second persons' approvals of a decoupled (CIBA)
+ * request, counted in the context's `approvals` (set by Clearance from the token's `approvals`
+ * claim, never by a caller). No sign-in and no passkey of the person lifts it, so its deny is a
+ * plain one here (the authorization endpoint and the token endpoint refuse it); the CIBA endpoint
+ * asks how many approvals would (src/approvals/four-eyes.ts).
  */
 
 /** What a step-up forbid asks. */
@@ -49,20 +56,20 @@ export interface ApprovalAsk {
   policies: string[];
 }
 
-/** How an approval is given: the only value `@approval` takes. */
-const approvalMethods = ['passkey'];
+/** How an approval is given: the person's own passkey, or second persons' (four-eyes). */
+const approvalMethods = ['passkey', 'four-eyes'];
 
 /** Longest `@step_up_max_age`: a week. */
 const maxMaxAge = 7 * 24 * 3600;
 
 /** Reads a policy's step-up annotations; a problem message when they are wrong. */
-export function readStepUpAnnotations(json: PolicyJson): { stepUp?: PolicyStepUp; approval?: true; problem?: string } {
+export function readStepUpAnnotations(json: PolicyJson): { stepUp?: PolicyStepUp; approval?: true; fourEyes?: true; problem?: string } {
   const annotations = json.annotations ?? {};
   if (annotations.approval !== undefined) {
     if (json.effect !== 'forbid') return { problem: '@approval belongs on a forbid: it names what lifts the forbid' };
     if (!approvalMethods.includes(annotations.approval ?? '')) return { problem: `@approval must be one of: ${approvalMethods.join(', ')}` };
     if (annotations.step_up !== undefined || annotations.step_up_max_age !== undefined) return { problem: 'a policy is lifted by @step_up or by @approval, not both: write two forbids' };
-    return { approval: true };
+    return annotations.approval === 'four-eyes' ? { fourEyes: true } : { approval: true };
   }
   const level = annotations.step_up;
   const age = annotations.step_up_max_age;

@@ -13,16 +13,18 @@ export const examplePoliciesDir = fileURLToPath(new URL('../../examples/policies
 export const exampleEntitiesFile = fileURLToPath(new URL('../../examples/entities.yaml', import.meta.url));
 
 /**
- * The example policy files as one policy set text — without step-up.cedar unless `stepUp`, and
- * without approval.cedar unless `approval`: the tests and benchmarks of the decision point's
- * mechanics decide people's orders as before (a large notional or a first order in a class would
- * otherwise ask them to step up or to approve the order with a passkey, and the first-use history
- * would be read for every order); the step-up and approval tests ask for them.
+ * The example policy files as one policy set text — without step-up.cedar unless `stepUp`,
+ * without approval.cedar unless `approval`, without four-eyes.cedar unless `fourEyes`: the tests
+ * and benchmarks of the decision point's mechanics decide people's orders as before (a large
+ * notional or a first order in a class would otherwise ask them to step up, to approve the order
+ * with a passkey or to have it approved by a second person, and the first-use history would be
+ * read for every order); the step-up, approval and four-eyes tests ask for them.
  */
-export function examplePolicyText(options: { stepUp?: boolean; approval?: boolean } = {}): string {
+export function examplePolicyText(options: { stepUp?: boolean; approval?: boolean; fourEyes?: boolean } = {}): string {
   return readPolicySources(examplePoliciesDir)
     .filter((s) => options.stepUp || !s.name.endsWith('step-up.cedar'))
     .filter((s) => options.approval || !s.name.endsWith('approval.cedar'))
+    .filter((s) => options.fourEyes || !s.name.endsWith('four-eyes.cedar'))
     .map((s) => s.text)
     .join('\n');
 }
