@@ -91,6 +91,16 @@ export const auditEventTypes = [
   'approval.denied',
   'approval.completed',
   'approval.expired',
+  // Recovery of a lost authenticator (src/identity/recovery, docs/recovery.md); the request itself
+  // is an approval request of kind `recovery` (`approval.*`, txn = its id). An opening refused (who
+  // asked, why); at approval, everything the person held ended (sessions, refresh tokens, access
+  // tokens) and the lost credentials removed (their ids); a use of the enrolment link refused
+  // (expired, used, not approved, a wrong password); the passkey enrolled through it. Never the link.
+  'recovery.refused',
+  'recovery.access_ended',
+  'recovery.factors_disabled',
+  'recovery.link_refused',
+  'recovery.enrolled',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

@@ -13,11 +13,12 @@ import { listPasskeys, passkeyAcr } from './passkeys/store.ts';
  *    passkey — could otherwise add a factor of their own (a passkey, an authenticator) and from
  *    then on sign in at its level, or lock the person's own sign-in behind it.
  * 2. A session made with a **recovery code** (its `amr` names `urn:clearance:amr:recovery-code`)
- *    may change the authenticator only — remove it and enrol a new one: that is how a person who
- *    lost it recovers. It may not add, rename or remove passkeys (a password and one stolen
- *    recovery code would otherwise reach a phishing-resistant level) nor make new recovery codes.
- *    Rule 1 keeps it to a person whose strongest factor is the authenticator: for one who holds a
- *    passkey it is too weak for any change.
+ *    changes nothing: not the passkeys (a password and one stolen recovery code would otherwise
+ *    reach a phishing-resistant level), not new recovery codes, and — since issue 15 — not the
+ *    authenticator either: a password and a recovery code (a sheet of codes is one theft away)
+ *    must not replace the person's authenticator with the thief's. The session signs the person
+ *    in to their applications; to replace what they lost they open a recovery request from
+ *    /account (src/identity/recovery), which a second, independent person approves.
  */
 
 /** What a change touches. */
@@ -27,7 +28,7 @@ export type ChangedFactor = 'passkeys' | 'authenticator' | 'recovery_codes';
 export type FactorChangeRefusal =
   /** The session is below the level of the person's strongest factor (`level`). */
   | { reason: 'weaker_than_strongest'; level: Acr }
-  /** The session was made with a recovery code, which changes the authenticator only. */
+  /** The session was made with a recovery code, which changes no factor (rule 2). */
   | { reason: 'recovery_code' };
 
 /**
@@ -56,8 +57,8 @@ export function madeWithRecoveryCode(session: Pick<Authentication, 'amr'>): bool
  * Why `session` may not change `factor` of a person whose factors need `level`
  * (levelToChangeFactors), or undefined when it may.
  */
-export function factorChangeRefusal(session: Pick<Authentication, 'acr' | 'amr'>, level: Acr, factor: ChangedFactor): FactorChangeRefusal | undefined {
+export function factorChangeRefusal(session: Pick<Authentication, 'acr' | 'amr'>, level: Acr, _factor: ChangedFactor): FactorChangeRefusal | undefined {
   if (!acrSatisfies(session.acr, level)) return { reason: 'weaker_than_strongest', level };
-  if (factor !== 'authenticator' && madeWithRecoveryCode(session)) return { reason: 'recovery_code' };
+  if (madeWithRecoveryCode(session)) return { reason: 'recovery_code' };
   return undefined;
 }

@@ -37,7 +37,7 @@ interface Standing {
 }
 
 /** The steps that end a person's tokens, as their audit event types name them. */
-export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted';
+export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery';
 
 const eventTypes = {
   locked: 'user.locked',
@@ -45,6 +45,8 @@ const eventTypes = {
   password_reset: 'user.password_reset',
   signed_out_everywhere: 'user.signed_out_everywhere',
   deleted: 'user.deleted',
+  // An approved recovery of a lost authenticator (src/identity/recovery): the person stays active.
+  recovery: 'recovery.access_ended',
 } as const satisfies Record<LifecycleAction, AuditEvent['type']>;
 
 /** Whether a person in this standing may hold working tokens at all (the cut-off aside). */

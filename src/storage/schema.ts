@@ -18,9 +18,10 @@ import type { FirstUseTables } from '../policy/first-use.ts';
 import type { PasskeyTables } from '../identity/passkeys/tables.ts';
 import type { ApprovalTables } from '../approvals/tables.ts';
 import type { SignalTables } from '../signals/tables.ts';
+import type { RecoveryTables } from '../identity/recovery/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables {}

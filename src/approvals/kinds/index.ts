@@ -1,5 +1,6 @@
 import type { ApprovalKind, ApprovalKindName } from '../kinds.ts';
 import { cibaKind } from './ciba.ts';
+import { recoveryKind } from './recovery.ts';
 
 /**
  * Every kind of request a second person approves, by name (src/approvals/kinds.ts). A request of a
@@ -7,6 +8,7 @@ import { cibaKind } from './ciba.ts';
  */
 export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   ciba: cibaKind,
+  recovery: recoveryKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

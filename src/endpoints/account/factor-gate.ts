@@ -34,7 +34,7 @@ const changes: Record<ChangedFactor, string> = {
 function explain(refusal: FactorChangeRefusal, factor: ChangedFactor): string {
   const change = changes[factor];
   if (refusal.reason === 'recovery_code') {
-    return `You signed in with a recovery code, which cannot be used to ${change}: sign in with your authenticator app or a passkey first. If you lost your authenticator, remove it and set up a new one.`;
+    return `You signed in with a recovery code, which cannot be used to ${change}: sign in with your authenticator app or a passkey first. If you lost your authenticator, ask for a recovery below: a second person must approve it.`;
   }
   if (acrSatisfies(refusal.level, acr.phishingResistantHardware)) return `To ${change}, sign in with your approved hardware security key first.`;
   if (acrSatisfies(refusal.level, acr.phishingResistant)) return `To ${change}, sign in with one of your passkeys first.`;

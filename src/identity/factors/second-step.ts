@@ -5,6 +5,7 @@ import { acr as acrLevels, amr as amrValues } from '../acr.ts';
 import { completeLogin, countFailedLogin, type VerifiedLogin } from '../login.ts';
 import { holdsPrivilegedRole } from '../roles.ts';
 import type { User } from '../users.ts';
+import { alertInsert } from '../../signals/alerts.ts';
 import { addNotice } from './notices.ts';
 import { countPendingFailure, endPendingSignIn, type PendingSignIn } from './pending.ts';
 import { matchRecoveryCode, useRecoveryCode } from './recovery-codes.ts';
@@ -60,7 +61,8 @@ type StepContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'c
  *    `user.factor_succeeded` and `user.login_succeeded`). TOTP signs in at `urn:clearance:acr:mfa`
  *    with amr ['pwd', 'otp', 'mfa']; a recovery code at the same level, never higher, with amr
  *    ['pwd', 'mfa', 'urn:clearance:amr:recovery-code'], and leaves a notice for the person's
- *    account page (notices.ts) in the same transaction.
+ *    account page (notices.ts) and a `recovery.code_used` alert (src/signals/alerts.ts) in the
+ *    same transaction. Such a session changes no factor (src/identity/factor-changes.ts rule 2).
  */
 export async function verifySecondFactor<T = undefined>(
   ctx: StepContext,
@@ -136,6 +138,8 @@ export async function verifySecondFactor<T = undefined>(
       const remaining = pending.recoveryCodes.filter((code) => code.usedAt === null).length - 1;
       // The person is told on their account page (notices.ts); the event is the audit trail.
       addNotice(ctx, flight, row.id, 'recovery_code_used', { source_address: attempt.sourceAddress, remaining }, now);
+      // Issue 15: and a human is alerted (src/signals/alerts.ts), in the same transaction as the use.
+      void flight.run(alertInsert(ctx.storage.db, ctx.clock, { type: 'recovery.code_used', subject: row.id, data: { with: totp.id, remaining, source_address: attempt.sourceAddress } }));
       // Never above the factor it replaces (TOTP: mfa), never phishing-resistant.
       acr = acrLevels.multiFactor;
       amr = [amrValues.password, amrValues.multiFactor, amrValues.recoveryCode];

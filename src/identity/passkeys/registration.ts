@@ -8,7 +8,7 @@ import {
 import { decodeAttestationObject } from '@simplewebauthn/server/helpers';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
-import { refusedFor } from '../../storage/flight.ts';
+import { refusedFor, type Flight } from '../../storage/flight.ts';
 import type { User } from '../users.ts';
 import { acceptedFormats, chainedFormats, chainsToRoot, rolesRequiringAttestation } from './attestation.ts';
 import { challengeBytes, consumeChallenge, issueChallenge } from './challenges.ts';
@@ -114,7 +114,20 @@ const messages: Record<RegistrationFailure, string> = {
  */
 export async function registerPasskey(
   ctx: RegistrationContext,
-  input: { person: Pick<User, 'id' | 'roles'>; name: string; credential: string | undefined; binding: string; requestId?: string; sourceAddress: string },
+  input: {
+    person: Pick<User, 'id' | 'roles'>;
+    name: string;
+    credential: string | undefined;
+    binding: string;
+    requestId?: string;
+    sourceAddress: string;
+    /**
+     * Statements and events of the caller's that must commit with the passkey or not at all (a
+     * recovery's enrolment link used once, src/identity/recovery): added to the transaction of
+     * rule 7. A FlightRefused of theirs propagates to the caller.
+     */
+    within?: (flight: Flight, now: number) => AuditEvent[];
+  },
 ): Promise<RegistrationOutcome> {
   const rp = relyingParty(ctx.config.issuer);
   const person = input.person;
@@ -246,8 +259,9 @@ export async function registerPasskey(
       source_address: input.sourceAddress,
     },
   };
+  const theirs = input.within ? input.within(flight, now) : [];
   try {
-    await ctx.audit.commit(flight, [event]);
+    await ctx.audit.commit(flight, [event, ...theirs]);
   } catch (error) {
     if (!refusedFor(error, 'passkey_not_inserted')) throw error;
     const taken = await db.selectFrom('passkeys').select('id').where('credential_id', '=', credentialId).executeTakeFirst();

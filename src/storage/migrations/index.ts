@@ -20,6 +20,7 @@ import * as passkeys from './0018_passkeys.ts';
 import * as stepUp from './0019_step_up.ts';
 import * as approvals from './0020_approvals.ts';
 import * as approvalRequests from './0021_approval_requests.ts';
+import * as recovery from './0024_recovery.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -44,4 +45,5 @@ export const migrations: Record<string, Migration> = {
   '0019_step_up': stepUp,
   '0020_approvals': approvals,
   '0021_approval_requests': approvalRequests,
+  '0024_recovery': recovery,
 };

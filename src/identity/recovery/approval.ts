@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import type { ApprovalRequest } from '../../approvals/requests.ts';
+import { alertInsert } from '../../signals/alerts.ts';
+import type { Database } from '../../storage/schema.ts';
+import { endPersonAccess, lifecycleEvent } from '../lifecycle.ts';
+import type { LostFactor } from './requests.ts';
+import { recoverySettings } from './settings.ts';
+
+/**
+ * What an approved recovery does, in the transaction of the approval that settles it
+ * (src/approvals/kinds/recovery.ts `onSettled`; docs/recovery.md "What approval does"):
+ * 1. the enrolment link wakes: it works from now for apply's `recovery.enrolment_ttl`, and only
+ *    with the password the person has now (its hash's fingerprint is kept: a password set later,
+ *    by an administrator or anyone, voids the link);
+ * 2. everything the person holds ends (src/identity/lifecycle.ts, action `recovery`): every
+ *    session, refresh token, unredeemed code and pending sign-in, and — by the cut-off — every
+ *    access token issued under their consent (`recovery.access_ended`, with the counts);
+ * 3. the credentials declared lost are removed: all the person's passkeys, their authenticator
+ *    and its recovery codes (`recovery.factors_disabled`, naming each credential id);
+ * 4. the `recovery.approved` alert.
+ * A denial changes nothing here: the link stays inert forever (`approval.denied` is the record).
+ * Anything missing (the link row) throws: the whole decision rolls back (fail closed).
+ */
+export async function settleRecovery(ctx: Pick<Context, 'clock'>, trx: Transaction<Database>, request: ApprovalRequest, outcome: 'approved' | 'denied'): Promise<AuditEvent[]> {
+  if (outcome !== 'approved') return [];
+  const now = ctx.clock.now();
+  const link = await trx.selectFrom('recovery_links').select(['lost']).where('request_id', '=', request.id).executeTakeFirst();
+  if (!link) throw new Error(`recovery request ${request.id} has no link row`);
+  const lost = JSON.parse(link.lost) as LostFactor[];
+  const person = await trx.selectFrom('users').select(['password_hash']).where('id', '=', request.subject).executeTakeFirst();
+  const settings = await recoverySettings(trx);
+  const approver = (await trx.selectFrom('approval_decisions').select('approver').where('request_id', '=', request.id).where('role', '=', 'approver').where('decision', '=', 'approve').orderBy('at', 'desc').executeTakeFirst())?.approver ?? 'clearance';
+  const expiresAt = now + settings.enrolmentTtlMs;
+  await trx
+    .updateTable('recovery_links')
+    .set({ approved_at: now, expires_at: expiresAt, password_fingerprint: person?.password_hash ? passwordFingerprint(person.password_hash) : null })
+    .where('request_id', '=', request.id)
+    .execute();
+
+  const { ended, events } = await endPersonAccess(trx, now, request.subject, 'recovery', approver);
+  const passkeys = lost.includes('passkeys') ? await trx.deleteFrom('passkeys').where('user_id', '=', request.subject).returning(['id', 'credential_id']).execute() : [];
+  const totp = lost.includes('authenticator') ? await trx.deleteFrom('totp_factors').where('user_id', '=', request.subject).returning(['id']).execute() : [];
+  const codes = lost.includes('authenticator') ? Number((await trx.deleteFrom('recovery_codes').where('user_id', '=', request.subject).executeTakeFirst()).numDeletedRows) : 0;
+  const removed = {
+    passkeys: passkeys.map((p) => ({ passkey: p.id, credential: p.credential_id })),
+    authenticator: totp.map((t) => t.id),
+    recovery_codes_removed: codes,
+  };
+  await alertInsert(trx, ctx.clock, {
+    type: 'recovery.approved',
+    subject: request.subject,
+    data: { request_id: request.id, approver, lost, passkeys_removed: passkeys.length, authenticator_removed: totp.length > 0, sessions_ended: ended.sessionsEnded, enrolment_expires_at: expiresAt },
+  }).execute();
+  const accessEnded = lifecycleEvent('recovery', request.subject, approver, ended, { via: 'recovery' });
+  return [
+    ...events,
+    { ...accessEnded, txn: request.id },
+    {
+      type: 'recovery.factors_disabled',
+      txn: request.id,
+      actor: approver,
+      subject: request.subject,
+      decision: { allow: false, reasons: ['declared lost'] },
+      details: { request_id: request.id, lost, ...removed, enrolment_expires_at: expiresAt },
+    },
+  ];
+}
+
+/** SHA-256 (base64url) of a stored password hash: says "the same password" without holding it. */
+export function passwordFingerprint(passwordHash: string): string {
+  return createHash('sha256').update(passwordHash, 'utf8').digest('base64url');
+}

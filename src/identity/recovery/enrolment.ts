@@ -1,0 +1,185 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import { effectiveStatus, type ApprovalStatus } from '../../approvals/requests.ts';
+import { refusedFor } from '../../storage/flight.ts';
+import { verifyPassword } from '../passwords.ts';
+import { registerPasskey, registrationOptions } from '../passkeys/registration.ts';
+import type { Passkey } from '../passkeys/store.ts';
+import { findUser, type User } from '../users.ts';
+import { passwordFingerprint } from './approval.ts';
+import { linkDigest } from './requests.ts';
+
+/**
+ * The enrolment link of an approved recovery (docs/recovery.md "The link"): `/recovery/{token}`
+ * lets the person enrol one new passkey and nothing else — no session, no token; afterwards they
+ * sign in normally. Its rules:
+ * 1. the token is 256 random bits; only its SHA-256 is stored, and it is looked up by that;
+ * 2. it works only once the request is approved, until `expires_at` (the approval plus apply's
+ *    `recovery.enrolment_ttl`), once;
+ * 3. enrolling also needs the person's password, the one they had at the approval: whoever was
+ *    handed the link (the help desk that opened the request) cannot use it alone, and a password
+ *    set after the approval (an administrator's reset) voids it. Wrong passwords are counted on
+ *    the link; the `maxLinkFailures`-th kills it;
+ * 4. the passkey is registered by the account page's code (src/identity/passkeys/registration.ts:
+ *    challenge bound to this link, origin, user verification, the attestation policy of the
+ *    person's roles), and the link's single use — the link row and the approval request
+ *    (approved → consumed) — commits in the same transaction as the passkey, or nothing does;
+ * 5. every refusal is `recovery.link_refused`, the enrolment `recovery.enrolled` (txn = the
+ *    request id); neither ever holds the link or its token.
+ */
+
+/** Wrong passwords a link survives. */
+export const maxLinkFailures = 5;
+
+const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
+
+export type LinkRefusal = 'unknown' | 'not_approved' | 'expired' | 'used';
+
+/** A live link: the request it belongs to and the person it recovers. */
+export interface LiveLink {
+  requestId: string;
+  user: User;
+  expiresAt: number;
+  passwordFingerprint: string | null;
+}
+
+export type LinkState = { ok: true; link: LiveLink } | { ok: false; reason: LinkRefusal; requestId?: string; userId?: string };
+
+type LinkContext = Pick<Context, 'storage' | 'clock' | 'audit' | 'config'>;
+
+/**
+ * What a token opens now. `unknown` for anything that is not a live link of a recovery that can
+ * still be completed (never issued, denied, cancelled, killed by wrong passwords, the person gone
+ * or barred); the other reasons only to whoever holds a real token.
+ */
+export async function readEnrolmentLink(ctx: LinkContext, token: string): Promise<LinkState> {
+  if (!tokenPattern.test(token)) return { ok: false, reason: 'unknown' };
+  const row = await ctx.storage.db
+    .selectFrom('recovery_links')
+    .innerJoin('approval_requests', 'approval_requests.id', 'recovery_links.request_id')
+    .select(['recovery_links.request_id', 'recovery_links.user_id', 'recovery_links.expires_at', 'recovery_links.password_fingerprint', 'recovery_links.failures', 'recovery_links.used_at'])
+    .select(['approval_requests.status', 'approval_requests.expires_at as request_expires_at'])
+    .where('recovery_links.link_digest', '=', linkDigest(token))
+    .executeTakeFirst();
+  if (!row) return { ok: false, reason: 'unknown' };
+  const known = { requestId: row.request_id, userId: row.user_id };
+  const now = ctx.clock.now();
+  const status: ApprovalStatus = effectiveStatus({ status: row.status as ApprovalStatus, expiresAt: Number(row.request_expires_at) }, now);
+  if (Number(row.failures) >= maxLinkFailures) return { ok: false, reason: 'unknown', ...known };
+  if (row.used_at !== null || status === 'consumed') return { ok: false, reason: 'used', ...known };
+  if (status === 'pending') return { ok: false, reason: 'not_approved', ...known };
+  if (status !== 'approved' || row.expires_at === null) return { ok: false, reason: 'unknown', ...known };
+  if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired', ...known };
+  const user = await findUser(ctx, row.user_id);
+  if (!user || !(user.status === 'active' || (user.status === 'locked' && user.lockReason === 'failed_logins'))) return { ok: false, reason: 'unknown', ...known };
+  return { ok: true, link: { requestId: row.request_id, user, expiresAt: Number(row.expires_at), passwordFingerprint: row.password_fingerprint } };
+}
+
+/** The WebAuthn challenge binding of a link's ceremony: its request, never the token. */
+export function enrolmentBinding(requestId: string): string {
+  return `recovery:${requestId}`;
+}
+
+/** The passkey creation options for a live link (the page's script asks for them). */
+export async function enrolmentOptions(ctx: LinkContext, link: LiveLink): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  return registrationOptions(ctx, link.user, enrolmentBinding(link.requestId));
+}
+
+export type EnrolmentOutcome =
+  | { ok: true; passkey: Passkey }
+  | { ok: false; reason: LinkRefusal }
+  | { ok: false; reason: 'wrong_password'; /** The link died with this failure. */ killed: boolean }
+  | { ok: false; reason: 'registration_failed'; message: string };
+
+/**
+ * Enrols a passkey through a link: the link live (readEnrolmentLink), the password right and
+ * unchanged since the approval (rule 3), then the registration with the link's single use in its
+ * transaction (rule 4).
+ */
+export async function enrolThroughLink(
+  ctx: LinkContext,
+  input: { token: string; password: string; name: string; credential: string | undefined; sourceAddress: string; requestId?: string },
+): Promise<EnrolmentOutcome> {
+  const state = await readEnrolmentLink(ctx, input.token);
+  if (!state.ok) {
+    await refused(ctx, state.reason, input, state);
+    return { ok: false, reason: state.reason };
+  }
+  const { link } = state;
+  if (!(await passwordHolds(ctx, link, input.password))) {
+    const now = ctx.clock.now();
+    await ctx.storage.db.updateTable('recovery_links').set((eb) => ({ failures: eb('failures', '+', 1) })).where('request_id', '=', link.requestId).where('used_at', 'is', null).execute();
+    const after = await ctx.storage.db.selectFrom('recovery_links').select('failures').where('request_id', '=', link.requestId).executeTakeFirst();
+    const killed = Number(after?.failures ?? maxLinkFailures) >= maxLinkFailures;
+    await refused(ctx, 'wrong_password', input, { requestId: link.requestId, userId: link.user.id }, { failures: Number(after?.failures ?? 0), killed, at: now });
+    return { ok: false, reason: 'wrong_password', killed };
+  }
+  const spent = 'recovery_link_spent';
+  const enrolled: AuditEvent = {
+    type: 'recovery.enrolled',
+    txn: link.requestId,
+    ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
+    actor: link.user.id,
+    subject: link.user.id,
+    details: { request_id: link.requestId, source_address: input.sourceAddress },
+  };
+  try {
+    const outcome = await registerPasskey(ctx, {
+      person: link.user,
+      name: input.name,
+      credential: input.credential,
+      binding: enrolmentBinding(link.requestId),
+      sourceAddress: input.sourceAddress,
+      ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
+      within(flight, now) {
+        const db = ctx.storage.db;
+        // Once, while it lives: two enrolments racing with one link cannot both land.
+        void flight.run(
+          db.updateTable('recovery_links').set({ used_at: now }).where('request_id', '=', link.requestId).where('used_at', 'is', null).where('expires_at', '>', now).where('failures', '<', maxLinkFailures),
+          { rows: 1, otherwise: spent },
+        );
+        void flight.run(db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', link.requestId).where('status', '=', 'approved'), { rows: 1, otherwise: spent });
+        // The passkey itself is named by `passkey.registered`, in the same transaction.
+        return [enrolled];
+      },
+    });
+    if (!outcome.ok) return { ok: false, reason: 'registration_failed', message: outcome.message };
+    return { ok: true, passkey: outcome.passkey };
+  } catch (error) {
+    if (!refusedFor(error, spent)) throw error;
+    await refused(ctx, 'used', input, { requestId: link.requestId, userId: link.user.id });
+    return { ok: false, reason: 'used' };
+  }
+}
+
+/** The typed password is the person's, and the same one they had when the recovery was approved. */
+async function passwordHolds(ctx: LinkContext, link: LiveLink, password: string): Promise<boolean> {
+  const row = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', link.user.id).executeTakeFirst();
+  const hash = row?.password_hash;
+  if (!hash || link.passwordFingerprint === null || password.length === 0) return false;
+  const now = Buffer.from(passwordFingerprint(hash), 'utf8');
+  const then = Buffer.from(link.passwordFingerprint, 'utf8');
+  const unchanged = now.length === then.length && timingSafeEqual(now, then);
+  // Verified even when changed, so the answer's time does not say which.
+  const verified = await verifyPassword(password, hash);
+  return unchanged && verified;
+}
+
+async function refused(
+  ctx: LinkContext,
+  reason: LinkRefusal | 'wrong_password',
+  input: { sourceAddress: string; requestId?: string },
+  known: { requestId?: string; userId?: string },
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await ctx.audit.record({
+    type: 'recovery.link_refused',
+    ...(known.requestId !== undefined ? { txn: known.requestId } : {}),
+    ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
+    ...(known.userId !== undefined ? { subject: known.userId } : {}),
+    decision: { allow: false, reasons: [reason] },
+    details: { ...(known.requestId !== undefined ? { request_id: known.requestId } : {}), source_address: input.sourceAddress, ...extra },
+  });
+}
