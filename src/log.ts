@@ -6,7 +6,8 @@ export const nodeId = `${hostname()}:${process.pid}`;
 
 /**
  * JSON logs (pino). Credentials never reach a log line: headers that carry them are redacted and
- * request URLs are logged without their query string (which may hold codes or state).
+ * request URLs are logged without their query string (which may hold codes or state), and without
+ * the token of a recovery's enrolment link (`/recovery/{token}`, src/endpoints/recovery).
  */
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
@@ -20,11 +21,16 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       serializers: {
         req: (req: { method: string; url: string; ip?: string; socket?: { remoteAddress?: string } }) => ({
           method: req.method,
-          path: req.url.split('?')[0],
+          path: loggedPath(req.url),
           remoteAddress: req.ip ?? req.socket?.remoteAddress,
         }),
       },
     },
     destination as pino.DestinationStream | undefined,
   );
+}
+
+/** A request's path as logged: no query, and a recovery link's token replaced (it is a credential). */
+export function loggedPath(url: string): string {
+  return url.split('?')[0]!.split('#')[0]!.replace(/\/recovery\/[^/]+/, '/recovery/[redacted]');
 }

@@ -24,7 +24,7 @@ export function adminAudience(issuer: string): string {
  * invalid_token / invalid_dpop_proof, 403 insufficient_scope, with a WWW-Authenticate challenge in
  * the scheme used.
  */
-export function requireAdmin(ctx: Context, scope: 'admin:read' | 'admin:write' | 'audit:read'): preHandlerAsyncHookHandler {
+export function requireAdmin(ctx: Context, scope: 'admin:read' | 'admin:write' | 'audit:read' | 'recovery:request'): preHandlerAsyncHookHandler {
   const resource = { audience: adminAudience(ctx.config.issuer), scope, name: 'the admin API' };
   return async (request, reply) => {
     const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);

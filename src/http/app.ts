@@ -24,6 +24,8 @@ import { adminMandates } from '../endpoints/mandates/index.ts';
 import { account } from '../endpoints/account/index.ts';
 import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
+import { adminRecovery } from '../endpoints/admin/recovery.ts';
+import { recovery } from '../endpoints/recovery/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -32,6 +34,7 @@ import { issuerPath } from '../endpoints/endpoint.ts';
 import { makeCertificateReader } from './client-certificate.ts';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config.ts';
+import { loggedPath } from '../log.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -41,7 +44,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.
@@ -112,7 +115,7 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new OAuthError('not_found', `no endpoint at ${request.method} ${request.url.split('?')[0]}`)),
+    sendError(reply, new OAuthError('not_found', `no endpoint at ${request.method} ${loggedPath(request.url)}`)),
   );
 
   const metadata: Record<string, unknown> = {};

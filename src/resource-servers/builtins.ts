@@ -1,8 +1,12 @@
 import type { Context } from '../context.ts';
 import type { ResourceServer } from './definition.ts';
 
-/** Scopes of Clearance's own admin API. */
-export const adminScopes = ['admin:read', 'admin:write', 'audit:read'] as const;
+/**
+ * Scopes of Clearance's own admin API. `recovery:request`: open a recovery of a person's lost
+ * authenticator (POST /admin/users/{username}/recovery), only with a help-desk person's token
+ * (src/endpoints/admin/recovery.ts) — narrower than admin:write, which a help-desk app need not hold.
+ */
+export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'recovery:request'] as const;
 
 /** The scope a policy enforcement point needs to ask the AuthZEN access evaluation API (src/endpoints/access). */
 export const accessEvaluateScope = 'access:evaluate';

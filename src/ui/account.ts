@@ -3,6 +3,7 @@ import { factorsSection, noticesSection, type AccountFactorsView } from './accou
 import { csrfField } from './csrf.ts';
 import { html, type SafeHtml } from './html.ts';
 import { layout } from './layout.ts';
+import { recoverySection } from './recovery.ts';
 import { when } from './time.ts';
 
 /** One active grant as the account page lists it (src/authorization/consent.ts describeGrant). */
@@ -52,6 +53,8 @@ export interface AccountView {
    * strongest factor): what to do first. The passkeys are listed without their forms.
    */
   passkeysLocked?: string;
+  /** Whether this session may ask for a recovery itself (two factors proved: src/identity/recovery). */
+  recoveryAllowed: boolean;
   /** Shown in the alert region: why the last change was refused, in plain words. */
   error?: string;
 }
@@ -119,6 +122,7 @@ ${csrf}
 </section>`
 }
 ${factorsSection(view.base, view.csrfToken, view.factors)}
+${recoverySection(view.base, view.csrfToken, { allowed: view.recoveryAllowed })}
 <h2>Applications you have allowed</h2>
 ${
   view.grants.length === 0

@@ -17,7 +17,8 @@ import { cookieScope } from '../identity/sessions.ts';
  * the prefix is not allowed and the cookie is `clearance_csrf`.
  */
 
-export type CsrfPurpose = 'login' | 'second_factor' | 'consent' | 'account';
+/** `recovery`: the enrolment page of a recovery link (bound to the recovery's request id, src/endpoints/recovery). */
+export type CsrfPurpose = 'login' | 'second_factor' | 'consent' | 'account' | 'recovery';
 
 /** The form field that carries the token. */
 export const csrfField = 'csrf_token';

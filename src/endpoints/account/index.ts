@@ -21,6 +21,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { accountFactorRoutes, accountFactorsView } from './factors.ts';
 import { factorGate, refusedChange } from './factor-gate.ts';
 import { checkedForm, forbidden } from './forms.ts';
+import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
 
 /**
  * A person's account area (people side): the consent they gave, and revoking it themselves
@@ -80,6 +81,8 @@ import { checkedForm, forbidden } from './forms.ts';
  *      whose role asks a phishing-resistant level (src/identity/role-requirements.ts) → this page
  *      saying why, 409, nothing removed (`passkey.removal_refused`); else `passkey.removed`, 303.
  *
+ * POST /account/recovery — the person asks for a recovery of what they lost (./recovery.ts).
+ *
  * POST /account/logout
  *   1. no valid session → the cookie is cleared and 303 to /account (there is nothing to end);
  *   2. a foreign Origin or a missing or wrong CSRF token → 403 page, the session stays;
@@ -133,6 +136,7 @@ export const account: Endpoint = {
           ...(passkeysLocked ? { passkeysLocked } : {}),
           factors,
           notices,
+          recoveryAllowed: mayOpenOwnRecovery(session),
           ...(view.error ? { error: view.error } : {}),
         }),
         ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
@@ -236,6 +240,7 @@ export const account: Endpoint = {
     );
 
     accountFactorRoutes(app, ctx);
+    accountRecoveryRoutes(app, ctx);
 
     app.post(`${accountPath}/logout`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {

@@ -1,0 +1,95 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import type { Context } from '../../context.ts';
+import { sendJson } from '../../http/json.ts';
+import { acr, acrSatisfies } from '../../identity/acr.ts';
+import { enrolmentLink, helpDeskRole, lostFactors, openRecoveryByHelpDesk, type OpenRefusal } from '../../identity/recovery/requests.ts';
+import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * The help desk opens a recovery of a person's lost authenticator (docs/recovery.md "Who opens"):
+ *
+ * POST /admin/users/{username}/recovery  (scope `recovery:request`)
+ *   { "verification_method": "in_person_id_check", "evidence_ref": "HD-1234", "lost": ["passkeys"] }
+ *
+ * 1. an access token for `<issuer>/admin` with `recovery:request` (requireAdmin: live, bound as
+ *    presented), else 401/403;
+ * 2. a person's token — issued under their consent (`grant_id`), so a client's own token, which
+ *    no person stands behind, never opens one — at a phishing-resistant level (`acr` `:phr` or
+ *    above: the help desk is who a caller tries to talk round), of an active person holding
+ *    `help-desk`; else 403 access_denied;
+ * 3. the person named exists (exactly this username), else 404;
+ * 4. the body: `verification_method` from the closed list, `evidence_ref` (1–200 characters, no
+ *    secret), `lost` optional (default both); else 400 invalid_request naming the member;
+ * 5. openRecoveryByHelpDesk: refused → 400 (403 for the help desk's own account, 409 when a
+ *    recovery of the person already waits); else 201 with the request's id and expiry and the
+ *    enrolment link — returned here once, to the help desk, and useless without the person's
+ *    password; it works only after a second person approves. no-store.
+ */
+export const adminRecovery: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/users`;
+    app.post<{ Params: { username: string } }>(`${base}/:username/recovery`, { preHandler: requireAdmin(ctx, 'recovery:request') }, async (request, reply) => {
+      const helpDesk = await helpDeskOf(ctx, request);
+      const subject = await findUserByUsername(ctx, request.params.username);
+      if (!subject || subject.username !== request.params.username) throw new OAuthError('not_found', 'no such user');
+      const body = readBody(request.body);
+      const opened = await openRecoveryByHelpDesk(ctx, { helpDesk, subject, ...body, requestId: request.id });
+      if (!opened.ok) throw refusal(opened.reason, opened.detail);
+      return sendJson(
+        reply,
+        {
+          request_id: opened.request.id,
+          status: opened.request.status,
+          person: subject.username,
+          lost: (opened.request.content as { lost: string[] }).lost,
+          expires_at: new Date(opened.request.expiresAt).toISOString(),
+          enrolment_link: enrolmentLink(ctx.config.issuer, opened.token),
+        },
+        { status: 201 },
+      );
+    });
+  },
+};
+
+/** The help-desk person behind the request's token (rule 2). */
+async function helpDeskOf(ctx: Context, request: FastifyRequest): Promise<User> {
+  const claims = request.admin!;
+  if (claims.grant_id === undefined) throw new OAuthError('access_denied', 'a recovery is opened by a help-desk person, not by a client on its own');
+  if (!acrSatisfies(claims.acr, acr.phishingResistant)) throw new OAuthError('access_denied', 'the help desk signs in phishing-resistantly (a passkey) to open a recovery');
+  const user = await findUser(ctx, claims.sub);
+  if (!user || user.status !== 'active' || !user.roles.includes(helpDeskRole)) throw new OAuthError('access_denied', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
+  return user;
+}
+
+function readBody(body: unknown): { verificationMethod: string; evidenceRef: string; lost?: string[] } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body is a JSON object');
+  const o = body as Record<string, unknown>;
+  const unknown = Object.keys(o).filter((k) => !['verification_method', 'evidence_ref', 'lost'].includes(k));
+  if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]}`);
+  if (typeof o.verification_method !== 'string') throw new OAuthError('invalid_request', "verification_method is required: how the person's identity was checked");
+  if (typeof o.evidence_ref !== 'string') throw new OAuthError('invalid_request', 'evidence_ref is required: the reference of the identity check');
+  if (o.lost !== undefined && (!Array.isArray(o.lost) || o.lost.length > lostFactors.length || o.lost.some((f) => typeof f !== 'string'))) {
+    throw new OAuthError('invalid_request', `lost is an array of ${lostFactors.join(', ')}`);
+  }
+  return { verificationMethod: o.verification_method, evidenceRef: o.evidence_ref, ...(o.lost !== undefined ? { lost: o.lost as string[] } : {}) };
+}
+
+function refusal(reason: OpenRefusal, detail?: string): OAuthError {
+  switch (reason) {
+    case 'own_account':
+      return new OAuthError('access_denied', 'the help desk never opens a recovery of its own account');
+    case 'not_help_desk':
+      return new OAuthError('access_denied', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
+    case 'already_pending':
+      return new OAuthError('invalid_request', 'a recovery of this person already waits for approval', { status: 409 });
+    case 'no_password':
+      return new OAuthError('invalid_request', 'this person has no password, which the enrolment link needs beside it');
+    case 'person_not_active':
+      return new OAuthError('invalid_request', 'this person is disabled or locked by an administrator');
+    default:
+      return new OAuthError('invalid_request', detail ?? 'the recovery request is not valid');
+  }
+}

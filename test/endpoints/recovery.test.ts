@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { adminAudience } from '../../src/admin/authorize.ts';
+import { recoveryKind } from '../../src/approvals/kinds/recovery.ts';
+import { decideApprovalRequest } from '../../src/approvals/requests.ts';
+import { acr } from '../../src/identity/acr.ts';
+import { listPasskeys } from '../../src/identity/passkeys/store.ts';
+import { startSession } from '../../src/identity/sessions.ts';
+import { createLogger } from '../../src/log.ts';
+import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
+import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
+import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
+import { codeFlowFixture, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
+import { approverOf, person, recoveryPeople, strongProof } from '../identity/recovery/fixture.ts';
+import { assertOAuthError, decodeJwt, ordersApi } from './fixture.ts';
+import { Jar, csrfOf, get, post } from './people-browser.ts';
+
+// Recovery of a lost authenticator over HTTP (docs/recovery.md): the help desk opens a request
+// through the admin API, the person through /account; a second person approves (the generic
+// approver page is another's work: decideApprovalRequest stands in for it); the link then enrols
+// one passkey and nothing else.
+
+const alicePassword = 'alice-correct-horse-42';
+const alice = { username: 'alice', password: alicePassword, name: 'Alice Trader', desks: ['rates'] };
+const phr: { acr: string; amr: string[] } = { acr: acr.phishingResistant, amr: ['hwk', 'user', 'mfa'] };
+
+async function fixture(t: Parameters<typeof codeFlowFixture>[0]): Promise<CodeFlowFixture> {
+  const f = await codeFlowFixture(t);
+  await f.apply({
+    users: [alice, ...recoveryPeople, { username: 'bob', password: 'bob-battery-staple-77', name: 'Bob Ops' }],
+    clients: [{ client_id: 'help-desk-robot', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'recovery:request' }],
+  });
+  return f;
+}
+
+/** A real session of a stored person (no upsert: their roles stay). */
+async function sessionOf(f: CodeFlowFixture, username: string, level: { acr: string; amr: string[] } = phr): Promise<Person> {
+  const userId = (await person(f.ctx, username)).id;
+  const started = await startSession(f.ctx, { userId, ...level, cookieHeader: undefined });
+  return { userId, cookie: started.setCookie.split(';')[0]!, authentication: started.authentication };
+}
+
+/** What a person holds after signing in to web-app: a refresh token, an Order API token, and the grant. */
+async function tokensOf(f: CodeFlowFixture, who: Person): Promise<{ refresh: string; access: string; grantId: string }> {
+  const { code, pkce } = await f.authorizeAndApprove({ person: who, query: { scope: 'openid offline_access order:create', resource: ordersApi } });
+  const redeemed = await f.redeem('web-app', code, pkce.verifier);
+  assert.equal(redeemed.statusCode, 200, redeemed.body);
+  const body = redeemed.json() as { access_token: string; refresh_token: string };
+  return { refresh: body.refresh_token, access: body.access_token, grantId: String(decodeJwt(body.access_token).payload.grant_id) };
+}
+
+/** A person's token for the admin API, under their consent grant, at their session's level. */
+async function personAdminToken(f: CodeFlowFixture, username: string, level = phr, scope = 'recovery:request'): Promise<string> {
+  const who = await sessionOf(f, username, level);
+  const { grantId } = await tokensOf(f, who);
+  const iat = Math.floor(f.clock.now() / 1000);
+  return mintAccessToken(f.ctx.keys, { iss: f.issuer, aud: adminAudience(f.issuer), iat, exp: iat + 300, jti: newJti(), client_id: 'web-app', scope, sub: who.userId, grant_id: grantId, acr: level.acr, amr: level.amr });
+}
+
+function open(f: CodeFlowFixture, token: string, username: string, body: unknown): Promise<LightMyRequestResponse> {
+  return f.inject({ method: 'POST', url: `/admin/users/${username}/recovery`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+}
+
+const checked = { verification_method: 'in_person_id_check', evidence_ref: 'HD-1234' };
+
+/** The help desk opens a recovery of alice: its request id and the link's path. */
+async function helpDeskOpens(f: CodeFlowFixture, body: unknown = checked): Promise<{ id: string; path: string }> {
+  const response = await open(f, await personAdminToken(f, 'helen'), 'alice', body);
+  assert.equal(response.statusCode, 201, response.body);
+  const answer = response.json() as { request_id: string; enrolment_link: string };
+  return { id: answer.request_id, path: new URL(answer.enrolment_link).pathname };
+}
+
+async function approve(f: CodeFlowFixture, id: string, username = 'rita') {
+  return decideApprovalRequest(f.ctx, recoveryKind, { requestId: id, approver: await approverOf(f.ctx, username), proof: strongProof, decision: 'approve' });
+}
+
+describe('opening a recovery', () => {
+  test('the help desk opens one through the admin API with a phishing-resistant person token, and gets the link once', async (t) => {
+    const f = await fixture(t);
+    const response = await open(f, await personAdminToken(f, 'helen'), 'alice', { ...checked, lost: ['passkeys'] });
+    assert.equal(response.statusCode, 201, response.body);
+    assert.equal(response.headers['cache-control'], 'no-store');
+    const body = response.json() as Record<string, string>;
+    assert.equal(body.status, 'pending');
+    assert.equal(body.person, 'alice');
+    assert.deepEqual(body.lost, ['passkeys']);
+    assert.match(body.enrolment_link!, new RegExp(`^${f.issuer}/recovery/[A-Za-z0-9_-]{43}$`));
+    const [requested] = await f.auditEvents('approval.requested');
+    assert.equal(requested!.actor, (await person(f.ctx, 'helen')).id);
+    assert.equal(requested!.txn, body.request_id);
+    const token = body.enrolment_link!.split('/').pop()!;
+    assert.doesNotMatch(await f.auditText(), new RegExp(token));
+  });
+
+  test('refuses clients on their own, people without help-desk, weak tokens, the help desk’s own account, and bodies without the identity check', async (t) => {
+    const f = await fixture(t);
+    const robot = await f.accessToken('help-desk-robot', { resource: adminAudience(f.issuer), scope: 'recovery:request' });
+    assertOAuthError(await open(f, robot, 'alice', checked), 403, 'access_denied');
+    assertOAuthError(await open(f, await personAdminToken(f, 'bob'), 'alice', checked), 403, 'access_denied');
+    assertOAuthError(await open(f, await personAdminToken(f, 'helen', { acr: acr.multiFactor, amr: ['pwd', 'otp', 'mfa'] }), 'alice', checked), 403, 'access_denied');
+    assertOAuthError(await open(f, await personAdminToken(f, 'helen', phr, 'admin:write'), 'alice', checked), 403, 'insufficient_scope');
+    const helen = await personAdminToken(f, 'helen');
+    assertOAuthError(await open(f, helen, 'helen', checked), 403, 'access_denied');
+    assertOAuthError(await open(f, helen, 'nobody', checked), 404, 'not_found');
+    assertOAuthError(await open(f, helen, 'alice', { evidence_ref: 'HD-1' }), 400, 'invalid_request');
+    assertOAuthError(await open(f, helen, 'alice', { verification_method: 'in_person_id_check' }), 400, 'invalid_request');
+    assertOAuthError(await open(f, helen, 'alice', { verification_method: 'they_sounded_nice', evidence_ref: 'HD-1' }), 400, 'invalid_request');
+    assertOAuthError(await open(f, helen, 'alice', { ...checked, evidence_ref: '' }), 400, 'invalid_request');
+    assertOAuthError(await open(f, helen, 'alice', { ...checked, lost: ['password'] }), 400, 'invalid_request');
+    assertOAuthError(await open(f, helen, 'alice', { ...checked, extra: 1 }), 400, 'invalid_request');
+    assertOAuthError(await open(f, helen, 'alice', ['not', 'an', 'object']), 400, 'invalid_request');
+    assert.equal((await open(f, helen, 'alice', checked)).statusCode, 201);
+    assertOAuthError(await open(f, helen, 'alice', checked), 409, 'invalid_request');
+    assertOAuthError(await f.inject({ method: 'POST', url: '/admin/users/alice/recovery', payload: checked }), 401, 'invalid_token');
+  });
+
+  test('the person opens their own on /account only from a session that proved two factors', async (t) => {
+    const f = await fixture(t);
+    const weak = new Jar((await sessionOf(f, 'alice', { acr: acr.password, amr: ['pwd'] })).cookie);
+    const weakPage = await get(f, '/account', weak);
+    assert.match(weakPage.body, /id="recovery-locked"/);
+    assert.doesNotMatch(weakPage.body, /action="\/account\/recovery"/);
+    const refused = await post(f, '/account/recovery', { csrf_token: csrfOf(weakPage.body), lost: 'passkeys' }, weak);
+    assert.equal(refused.statusCode, 403);
+    assert.equal((await f.ctx.storage.db.selectFrom('recovery_links').select('request_id').execute()).length, 0);
+
+    const strong = new Jar((await sessionOf(f, 'alice', { acr: acr.multiFactor, amr: ['pwd', 'mfa', 'urn:clearance:amr:recovery-code'] })).cookie);
+    const page = await get(f, '/account', strong);
+    assert.match(page.body, /action="\/account\/recovery"/);
+    // A forged form (no CSRF token) opens nothing.
+    assert.equal((await post(f, '/account/recovery', { lost: 'passkeys' }, strong)).statusCode, 403);
+    const opened = await post(f, '/account/recovery', { csrf_token: csrfOf(page.body), lost: 'authenticator' }, strong);
+    assert.equal(opened.statusCode, 200, opened.body);
+    assert.equal(opened.headers['cache-control'], 'no-store');
+    const link = /<p class="secret" id="recovery-link">([^<]+)<\/p>/.exec(opened.body)![1]!;
+    const notYet = await get(f, new URL(link).pathname);
+    assert.equal(notYet.statusCode, 403);
+    assert.match(notYet.body, /Not approved yet/);
+    const [requested] = await f.auditEvents('approval.requested');
+    assert.equal((requested!.details!.content as { opened_by: string }).opened_by, 'self');
+    assert.equal((await post(f, '/account/recovery', { csrf_token: csrfOf(page.body), lost: 'passkeys' }, strong)).statusCode, 409);
+  });
+});
+
+describe('approving a recovery', () => {
+  test('needs an independent recovery approver outside the help desk, and then revokes everything the person holds', async (t) => {
+    const f = await fixture(t);
+    const aliceSession = await sessionOf(f, 'alice');
+    const held = await tokensOf(f, aliceSession);
+    assert.equal((await f.introspect('orders-gateway', held.access)).active, true);
+    f.clock.advance(1000);
+    const { id } = await helpDeskOpens(f);
+    // Still working while it waits.
+    assert.equal((await f.introspect('orders-gateway', held.access)).active, true);
+    assert.deepEqual(await approve(f, id, 'helen'), { ok: false, refusal: 'approver_is_requester' });
+    assert.deepEqual(await approve(f, id, 'alice'), { ok: false, refusal: 'approver_is_subject' });
+    assert.deepEqual(await approve(f, id, 'hank'), { ok: false, refusal: 'not_eligible: the help desk never approves a recovery' });
+    assert.deepEqual(await approve(f, id, 'sam'), { ok: false, refusal: 'approver_on_requesters_desk' });
+    await f.apply({ recovery: { distinct_desks: true } });
+    assert.deepEqual(await approve(f, id, 'fiona'), { ok: false, refusal: 'approver_on_requesters_desk' });
+    const approved = await approve(f, id, 'rita');
+    assert.ok(approved.ok && approved.settled === 'approved');
+
+    assertOAuthError(await f.refresh('web-app', held.refresh, { resource: ordersApi }), 400, 'invalid_grant');
+    assert.equal((await f.introspect('orders-gateway', held.access)).active, false, 'consent-bound access tokens end');
+    const account = await get(f, '/account', new Jar(aliceSession.cookie));
+    assert.match(account.body, /You are not signed in/, 'the session ended');
+    const alerts = await f.ctx.storage.db.selectFrom('alerts').select('type').orderBy('created_at').execute();
+    assert.deepEqual(alerts.map((a) => a.type), ['recovery.requested', 'recovery.approved']);
+  });
+});
+
+describe('the enrolment link', () => {
+  test('enrols one passkey with the person’s password and nothing else, once: no session, no token, the link never logged', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f);
+    assert.ok((await approve(f, id)).ok);
+    const browser = new Jar();
+    const page = await get(f, path, browser);
+    assert.equal(page.statusCode, 200, page.body);
+    assert.equal(page.headers['content-security-policy'], passkeyPageCsp('ownForm', f.issuer));
+    assert.equal(page.headers['referrer-policy'], 'no-referrer');
+    assert.equal(page.headers['cache-control'], 'no-store');
+    assertOnlyPasskeyScripts(page.body);
+    // One form, for a passkey: its fields are the CSRF token, the credential, the password and a name.
+    assert.equal([...page.body.matchAll(/<form /g)].length, 1);
+    assert.deepEqual([...page.body.matchAll(/<input [^>]*name="([a-z_]+)"/g)].map((m) => m[1]), ['csrf_token', 'credential', 'password', 'name']);
+    assert.match(page.body, /data-passkey="register"/);
+    const csrf = csrfOf(page.body);
+
+    assert.equal((await post(f, `${path}/options`, { csrf_token: 'forged' }, browser)).statusCode, 403);
+    const options = await post(f, `${path}/options`, { csrf_token: csrf }, browser);
+    assert.equal(options.statusCode, 200, options.body);
+    assert.equal(options.headers['cache-control'], 'no-store');
+    const authenticator = new SoftwareAuthenticator({ origin: f.issuer });
+    const credential = JSON.stringify(authenticator.register(options.json()));
+    // The help desk holds the link but not the password.
+    const guessed = await post(f, path, { csrf_token: csrf, password: 'helen-has-no-idea', name: 'Mine', credential }, browser);
+    assert.equal(guessed.statusCode, 400);
+    assert.match(guessed.body, /That password is not right/);
+    const done = await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'New laptop', credential }, browser);
+    assert.equal(done.statusCode, 200, done.body);
+    assert.match(done.body, /Your new passkey is ready/);
+    assert.doesNotMatch(String(done.headers['set-cookie'] ?? ''), /clearance_session=/, 'no session');
+    assert.doesNotMatch(done.body, /access_token|code=/);
+    assert.deepEqual((await listPasskeys(f.ctx, (await person(f.ctx, 'alice')).id)).map((p) => p.name), ['New laptop']);
+    const account = await get(f, '/account', browser);
+    assert.match(account.body, /You are not signed in/, 'the link signed nobody in');
+
+    const again = await get(f, path, browser);
+    assert.equal(again.statusCode, 410);
+    assert.match(again.body, /already used/);
+    assert.equal((await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'Again', credential }, browser)).statusCode, 410);
+    const token = path.split('/').pop()!;
+    assert.doesNotMatch(await f.auditText(), new RegExp(token));
+
+    const lines = new PassThrough();
+    const written: string[] = [];
+    lines.on('data', (chunk: Buffer) => written.push(chunk.toString()));
+    createLogger('info', lines).info({ req: { method: 'GET', url: `${path}?x=1` } }, 'incoming request');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.match(written.join(''), /"path":"\/recovery\/\[redacted\]"/);
+    assert.doesNotMatch(written.join(''), new RegExp(token));
+  });
+
+  test('refuses a wrong token, a link not approved, and one that expired', async (t) => {
+    const f = await fixture(t);
+    const unknown = await get(f, `/recovery/${'A'.repeat(43)}`);
+    assert.equal(unknown.statusCode, 404);
+    assert.match(unknown.body, /This link is not valid/);
+    assert.equal((await get(f, '/recovery/short')).statusCode, 404);
+    const options = await post(f, `/recovery/${'A'.repeat(43)}/options`, { csrf_token: 'x' });
+    assertOAuthError(options, 404, 'not_found');
+    const { id, path } = await helpDeskOpens(f);
+    assert.equal((await get(f, path)).statusCode, 403);
+    assert.ok((await approve(f, id)).ok);
+    assert.equal((await get(f, path)).statusCode, 200);
+    f.clock.advance(15 * 60_000);
+    const expired = await get(f, path);
+    assert.equal(expired.statusCode, 410);
+    assert.match(expired.body, /This link has expired/);
+  });
+});
