@@ -102,7 +102,7 @@ describe('enrolling an authenticator on the account page', () => {
 });
 
 describe('a session made with a recovery code', () => {
-  test('replaces a lost authenticator, but adds no passkey and makes no new recovery codes', async (t) => {
+  test('changes no factor — not even the authenticator — and asks for a recovery a second person approves instead', async (t) => {
     const f = await codeFlowFixture(t);
     await f.apply({ users: [{ username: 'alice', password, name: 'Alice Trader' }] });
     const enrolled = await enrolTotp(f, 'alice');
@@ -114,8 +114,9 @@ describe('a session made with a recovery code', () => {
     const session = await browserOf(f, jar);
     assert.match(session.page, /You signed in with a recovery code, which cannot be used to add, rename or remove passkeys: sign in with your authenticator app or a passkey first./);
     assert.match(session.page, /You signed in with a recovery code, which cannot be used to make new recovery codes/);
-    assert.doesNotMatch(session.page, /data-passkey="register"|action="\/account\/recovery-codes"/);
-    assert.match(session.page, /action="\/account\/totp\/remove"/, 'the authenticator can be replaced');
+    assert.match(session.page, /You signed in with a recovery code, which cannot be used to set up or remove an authenticator app/);
+    assert.doesNotMatch(session.page, /data-passkey="register"|action="\/account\/recovery-codes"|action="\/account\/totp\/remove"/);
+    assert.match(session.page, /action="\/account\/recovery"/, 'a recovery can be asked for');
 
     const options = await post(f, '/account/passkeys/options', { csrf_token: session.token }, session.jar);
     assert.equal(options.statusCode, 403);
@@ -132,15 +133,19 @@ describe('a session made with a recovery code', () => {
     assert.deepEqual(await listPasskeys(f.ctx, enrolled.userId), []);
     assert.equal((await f.auditEvents('user.recovery_codes_generated')).length, 1, 'only the enrolment’s');
 
-    // Recovery: remove the lost authenticator, set up a new one (its codes come with it).
-    assert.equal(locationPath(f, await post(f, '/account/totp/remove', { csrf_token: session.token }, session.jar)), '/account');
-    assert.equal(locationPath(f, await post(f, '/account/totp', { csrf_token: session.token }, session.jar)), '/account/totp');
-    const secret = secretOf((await get(f, '/account/totp', session.jar)).body);
-    const done = await post(f, '/account/totp/confirm', { csrf_token: session.token, code: await codeAt(secret, f.clock.now()) }, session.jar);
-    assert.equal(done.statusCode, 200, done.body);
-    assert.equal([...done.body.matchAll(/<li>[a-z2-7-]{19}<\/li>/g)].length, 10);
-    // Even with no other factor left meanwhile, it never adds a passkey.
-    assert.equal((await post(f, '/account/passkeys/options', { csrf_token: session.token }, session.jar)).statusCode, 403);
+    // Issue 15: a password and a recovery code no longer replace the authenticator.
+    for (const path of ['/account/totp/remove', '/account/totp', '/account/totp/confirm']) {
+      const refused = await post(f, path, { csrf_token: session.token, code: '123456' }, session.jar);
+      assert.equal(refused.statusCode, 403, path);
+      assert.match(refused.body, /ask for a recovery below: a second person must approve it/, path);
+    }
+    assert.equal((await get(f, '/account/totp', session.jar)).statusCode, 403);
+    assert.equal((await totpFactorOf(f.ctx, enrolled.userId))!.id, enrolled.factorId, 'the authenticator is still the person’s');
+    // What it may do: ask for a recovery, which does nothing until a second person approves it.
+    const asked = await post(f, '/account/recovery', { csrf_token: session.token, lost: 'authenticator' }, session.jar);
+    assert.equal(asked.statusCode, 200, asked.body);
+    assert.match(asked.body, /Recovery requested/);
+    assert.equal((await totpFactorOf(f.ctx, enrolled.userId))!.id, enrolled.factorId);
   });
 
   test('of a person who has a passkey changes none of their factors', async (t) => {

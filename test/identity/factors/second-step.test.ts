@@ -189,6 +189,12 @@ for (const dialect of testDialects()) {
       assert.deepEqual(again, { ok: false, reason: 'invalid_code', retry: true });
       assert.deepEqual((await f.events('user.factor_failed')).at(-1)!.decision, { allow: false, reasons: ['reused'] });
       assert.ok(!(await f.auditText()).includes(code));
+      // Issue 15: each use alerts a human (the outbox, written with the use; the reuse wrote none).
+      const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'recovery.code_used').execute();
+      assert.equal(alerts.length, 1);
+      assert.equal(alerts[0]!.subject, userId);
+      assert.deepEqual(JSON.parse(alerts[0]!.data), { with: factorId, remaining: 9, source_address: address });
+      assert.ok(!alerts[0]!.data.includes(code));
 
       // Shown and kept for a session made with the recovery code (or a password alone)…
       const recoverySession = { userId, acr: outcome.acr, amr: outcome.amr };
