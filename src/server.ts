@@ -22,6 +22,7 @@ import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
 import { EntityDirectory } from './entities/directory.ts';
 import { PolicyStore } from './policy/store.ts';
 import { PartnerStore } from './federation/store.ts';
+import { startSignalService, type SignalService } from './signals/service.ts';
 
 /**
  * The failure counters of client authentication and password login. Each process keeps its own
@@ -119,7 +120,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const ctx = await openContext(config, worker ? { ...rest, throttles: worker.throttles } : rest);
   const app = buildApp(ctx);
   let audit: AuditService | undefined;
+  let signals: SignalService | undefined;
   app.addHook('onClose', async () => {
+    // Break-glass expiry and alert delivery stop (a pass in progress finishes) before the audit log and the database.
+    if (signals) await signals.stop();
     // The audit queue is written and the sealer stopped before the database closes.
     if (audit) await audit.stop();
     else if (ctx.audit instanceof AuditRecorder) await ctx.audit.close();
@@ -132,6 +136,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   }
   try {
     audit = await startAuditService(ctx, resolveMasterKey(config).key);
+    signals = startSignalService(ctx);
   } catch (error) {
     await app.close(); // no audit sealing, no server
     throw error;

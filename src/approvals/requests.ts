@@ -4,6 +4,7 @@ import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { acrSatisfies } from '../identity/acr.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
+import { alertInsert } from '../signals/alerts.ts';
 import type { Database } from '../storage/schema.ts';
 import { independenceProblem, type Approver, type IndependenceProblem } from './independence.ts';
 import type { ApprovalKind, ApprovalKindName } from './kinds.ts';
@@ -233,7 +234,8 @@ export const maxReasonLength = 500;
  *    needed) settles it approved; both only while it is still pending and unexpired, so a request
  *    decided or expired meanwhile takes nothing. The kind's `onSettled` writes in the same
  *    transaction. Events: `approval.given` / `approval.denied` with the proof's evidence, and
- *    `approval.completed` when it settles, all with txn = the request id.
+ *    `approval.completed` when it settles, all with txn = the request id; a denial raises the
+ *    `approval.denied` alert (src/signals/alerts.ts) in the same transaction.
  * A refusal is recorded as `approval.refused` with its reason and changes nothing else.
  */
 export async function decideApprovalRequest(
@@ -332,6 +334,10 @@ export async function decideApprovalRequest(
           details: { request_id: request.id, kind: request.kind, role, method: decision.method, acr: decision.acr, amr: decision.amr, digest: request.digest, evidence_digest: decision.evidenceDigest, evidence },
         },
       ];
+      // A denial needs a human's attention (issue 15 item 6): alerted in the decision's transaction.
+      if (input.decision === 'deny') {
+        await alertInsert(trx, ctx.clock, { type: 'approval.denied', subject: request.subject, data: { request_id: request.id, txn: request.id, kind: request.kind, approver: decision.approver, reason: decision.reason } }).execute();
+      }
       if (after.status === 'approved' || after.status === 'denied') {
         const outcome = after.status;
         events.push({

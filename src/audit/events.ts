@@ -101,6 +101,16 @@ export const auditEventTypes = [
   'recovery.factors_disabled',
   'recovery.link_refused',
   'recovery.enrolled',
+  // Break-glass (src/approvals/break-glass, docs/recovery.md): an activation requested (with its
+  // reason), activated by the second custodian's approval, ended by its expiry or stood down
+  // early, the review that opens when it ends and its closing by compliance. Each carries txn = the
+  // activation id and `break_glass: true` in details, like every token event under it.
+  'break_glass.requested',
+  'break_glass.activated',
+  'break_glass.expired',
+  'break_glass.ended',
+  'break_glass.review_opened',
+  'break_glass.review_closed',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

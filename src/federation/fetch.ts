@@ -57,7 +57,8 @@ export async function fetchJson(url: string, rules: FetchRules): Promise<unknown
   }
 }
 
-function checkUrl(url: string, rules: FetchRules): URL {
+/** The URL rules of every remote request (https; http only to loopback with the private network allowed; no credentials). */
+export function checkUrl(url: string, rules: FetchRules): URL {
   let target: URL;
   try {
     target = new URL(url);
@@ -75,7 +76,7 @@ function checkUrl(url: string, rules: FetchRules): URL {
 }
 
 /** Resolves the host and checks every address; resolves the one to connect to. */
-async function pickAddress(target: URL, rules: FetchRules): Promise<ResolvedAddress> {
+export async function pickAddress(target: URL, rules: FetchRules): Promise<ResolvedAddress> {
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
   const literal = isIP(host);
   let addresses: ResolvedAddress[];

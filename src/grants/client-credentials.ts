@@ -1,3 +1,4 @@
+import { OAuthError } from '../oauth-error.ts';
 import { selectTarget } from '../tokens/audience.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { clientParties, resolveIssuingMandate } from '../mandates/issuance.ts';
@@ -12,6 +13,10 @@ import { defineGrant } from './grant.ts';
  *    certificate (a bearer token refused for a sender-constrained resource and under FAPI 2.0),
  *    the decision point for each scope and data residency, the claims (`sub` is the client), the
  *    signature; its allows are folded into `token.issued`, durable before the response leaves.
+ * An emergency account (break-glass, src/approvals/break-glass) got here only with an activation in
+ * force (client authentication's gate): its token is for the activation's audience and scopes only,
+ * never under a mandate, ends no later than the activation, and carries `break_glass: true`, the
+ * activation's id and its txn — as does its `token.issued` event.
  */
 export const clientCredentials = defineGrant({
   grantType: 'client_credentials',
@@ -28,6 +33,13 @@ export const clientCredentials = defineGrant({
         ? undefined
         : await resolveIssuingMandate(ctx, mandateId, { grantees: clientParties(clientId, client.metadata.owner_lei), offeredScopes: target.scopes, scopeRequested: params.get('scope') !== undefined });
     const server = target.resourceServer;
+    const breakGlass = authenticated.breakGlass;
+    if (breakGlass) {
+      if (mandateId !== undefined) throw new OAuthError('invalid_request', 'an emergency account does not act under a mandate');
+      if (server.identifier !== breakGlass.audience) throw new OAuthError('invalid_target', 'the break-glass activation does not grant this resource');
+      const beyond = target.scopes.filter((s) => !breakGlass.scopes.includes(s));
+      if (beyond.length > 0) throw new OAuthError('invalid_scope', `the break-glass activation does not grant ${beyond.join(' ')}`);
+    }
     const issued = await issueAccessToken(ctx, {
       grantType: 'client_credentials',
       requestId,
@@ -40,6 +52,14 @@ export const clientCredentials = defineGrant({
       scopes: mandate?.scopes ?? target.scopes,
       authorizationDetails: [],
       ...(mandate ? { mandate: mandate.version } : {}),
+      ...(breakGlass
+        ? {
+            txn: breakGlass.activation,
+            notAfter: Math.floor(breakGlass.endsAt / 1000),
+            claims: { break_glass: true as const, break_glass_activation: breakGlass.activation },
+            event: { details: { break_glass: true, break_glass_activation: breakGlass.activation } },
+          }
+        : {}),
     });
     return { response: issued.response, events: [...issued.decisions, issued.event] };
   },

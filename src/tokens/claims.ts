@@ -35,6 +35,10 @@ export interface AccessTokenClaims {
    * each one's sub, acr, time and the digest of their evidence in the request's `txn`.
    */
   approvals?: ApprovalsClaimEntry[];
+  /** Issued to an emergency account under a break-glass activation (src/approvals/break-glass). */
+  break_glass?: true;
+  /** The break-glass activation the token was issued under: dead once it ends (src/tokens/liveness.ts). */
+  break_glass_activation?: string;
 }
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, as `typ`. */

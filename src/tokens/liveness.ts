@@ -1,3 +1,4 @@
+import { isActivationInForce } from '../approvals/break-glass/activations.ts';
 import { isGrantActive } from '../authorization/consent.ts';
 import type { Context } from '../context.ts';
 import { isPersonTokenLive } from '../identity/lifecycle.ts';
@@ -10,7 +11,9 @@ import { RevocationList } from './revocation.ts';
  * still active, its person still allowed to hold tokens and the token issued after the person's
  * cut-off (src/identity/lifecycle.ts: a lock or disable by an administrator, deletion, a password
  * reset or "sign out everywhere" end a person's tokens at once, RFC 9700 §4.14.2), and the mandate
- * version it names still in force (revoked, superseded or expired → dead at once). Introspection,
+ * version it names still in force (revoked, superseded or expired → dead at once), and a
+ * break-glass token's activation still in force (ended or past its end → dead at once, whatever the
+ * token's own `exp`; a `break_glass` token naming no activation is dead). Introspection,
  * token exchange and every protected resource of ours (src/tokens/protected-resource.ts) ask this.
  */
 export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>, claims: AccessTokenClaims): Promise<boolean> {
@@ -20,5 +23,8 @@ export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audi
   // its `sub` is the person's id. One read by primary key.
   if (claims.grant_id !== undefined && !(await isPersonTokenLive(ctx.storage.db, claims.sub, claims.iat * 1000))) return false;
   if (claims.mandate !== undefined && !(await isMandateActive(ctx, claims.mandate, new Date(ctx.clock.now())))) return false;
+  if (claims.break_glass !== undefined || claims.break_glass_activation !== undefined) {
+    if (typeof claims.break_glass_activation !== 'string' || !(await isActivationInForce(ctx.storage.db, claims.break_glass_activation, ctx.clock.now()))) return false;
+  }
   return true;
 }

@@ -1,4 +1,5 @@
 import type { ApprovalKind, ApprovalKindName } from '../kinds.ts';
+import { breakGlassKind } from './break-glass.ts';
 import { cibaKind } from './ciba.ts';
 import { recoveryKind } from './recovery.ts';
 
@@ -9,6 +10,7 @@ import { recoveryKind } from './recovery.ts';
 export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   ciba: cibaKind,
   recovery: recoveryKind,
+  break_glass: breakGlassKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

@@ -3,6 +3,7 @@ import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { fapiAuthMethods, isFapi2 } from '../profile.ts';
+import { gateEmergencyClient } from '../../approvals/break-glass/activations.ts';
 import { invalidClient } from './errors.ts';
 import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
@@ -13,7 +14,8 @@ import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
  * `client.auth_failed` or `client.throttled` event naming the claimed client and the address.
  * Under the FAPI 2.0 profile (server-wide or the client's), a client that authenticated with a
  * secret, or as a public client, is refused too (FAPI 2.0 SP §5.3.2.1): a client registered before
- * the switch was turned on cannot keep using its secret.
+ * the switch was turned on cannot keep using its secret. An emergency account (break-glass,
+ * src/approvals/break-glass) authenticates only while an activation is in force.
  */
 export async function authenticate(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
   try {
@@ -28,7 +30,7 @@ export async function authenticate(ctx: Context, input: ClientAuthInput): Promis
         ? refused
         : new OAuthError(refused.error, refused.description, { status: 401, detail: refused.detail!, headers: { 'www-authenticate': basicChallenge } });
     }
-    return authenticated;
+    return await gateEmergencyClient(ctx, authenticated);
   } catch (error) {
     if (error instanceof OAuthError) {
       const event: AuditEvent = {

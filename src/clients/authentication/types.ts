@@ -31,4 +31,9 @@ export interface AuthenticatedClient {
   certificateThumbprint?: string;
   /** The `jti` of the client assertion (private_key_jwt), for the audit event. */
   assertionJti?: string;
+  /**
+   * Set for an emergency account (src/approvals/break-glass): the activation in force that let it
+   * authenticate, and what that activation may grant.
+   */
+  breakGlass?: { activation: string; scopes: string[]; audience: string; endsAt: number };
 }

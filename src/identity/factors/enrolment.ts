@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
+import { alertInsert } from '../../signals/alerts.ts';
 import { refusedFor } from '../../storage/flight.ts';
 import type { Database } from '../../storage/schema.ts';
 import { privilegedRolesOf, type PrivilegedRole } from '../roles.ts';
@@ -96,7 +97,7 @@ export async function confirmTotpEnrolment(ctx: FactorContext, user: User, sessi
 
 /**
  * Removes the person's authenticator (confirmed or pending) and their recovery codes, in one
- * transaction with `user.factor_removed`. False when they have none.
+ * transaction with `user.factor_removed` and the `factor.removed` alert. False when they have none.
  */
 export async function removeTotp(ctx: FactorContext, user: User, change: FactorChange): Promise<boolean> {
   return ctx.audit.recordWith(async (trx) => {
@@ -104,6 +105,7 @@ export async function removeTotp(ctx: FactorContext, user: User, change: FactorC
     if (removed.length === 0) return { value: false, events: [] };
     const codes = await trx.deleteFrom('recovery_codes').where('user_id', '=', user.id).executeTakeFirst();
     const [factor] = removed;
+    await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: user.id, data: { factor: 'totp', credential: factor!.id, user: user.id, recovery_codes_removed: Number(codes.numDeletedRows) } }).execute();
     return {
       value: true,
       events: [event('user.factor_removed', user, change, { factor: 'totp', credential: factor!.id, was_confirmed: factor!.confirmed_at !== null, recovery_codes_removed: Number(codes.numDeletedRows) })],

@@ -1,5 +1,6 @@
 import { isPostgres } from '../../audit/dialect.ts';
 import type { Context } from '../../context.ts';
+import { alertInsert } from '../../signals/alerts.ts';
 import { acr, acrRank, type Acr } from '../acr.ts';
 import { minimumAcrFor, roleMinimums, type RoleMinimums } from '../role-requirements.ts';
 import type { PasskeyAttestationPolicy } from './attestation.ts';
@@ -41,7 +42,7 @@ export async function renamePasskey(ctx: ManageContext, input: { userId: string;
 export type RemovalOutcome = { removed: true } | { removed: false; reason: 'not_found' } | { removed: false; reason: 'last_required_factor'; required: Acr };
 
 /**
- * Removes one of the person's passkeys (`passkey.removed`), unless their roles ask a
+ * Removes one of the person's passkeys (`passkey.removed` and the `factor.removed` alert), unless their roles ask a
  * phishing-resistant level (apply's role minimums, src/identity/role-requirements.ts) and the passkeys left would reach less than
  * both that level and what the person's passkeys reach now: the last passkey of a person whose
  * role asks one, or the last hardware-attested one of a role that asks `:phrh`. Then nothing is
@@ -85,6 +86,7 @@ export async function removePasskey(
       };
     }
     await trx.deleteFrom('passkeys').where('id', '=', target.id).execute();
+    await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: input.userId, data: { factor: 'passkey', credential: target.credentialId, passkey: target.id, user: input.userId } }).execute();
     return { value: { removed: true } as RemovalOutcome, events: [{ type: 'passkey.removed', ...base, details: { credential: target.credentialId, passkey: target.id } }] };
   });
 }

@@ -21,6 +21,8 @@ import * as stepUp from './0019_step_up.ts';
 import * as approvals from './0020_approvals.ts';
 import * as approvalRequests from './0021_approval_requests.ts';
 import * as recovery from './0024_recovery.ts';
+import * as breakGlass from './0025_break_glass.ts';
+import * as alertDelivery from './0026_alert_delivery.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -46,4 +48,6 @@ export const migrations: Record<string, Migration> = {
   '0020_approvals': approvals,
   '0021_approval_requests': approvalRequests,
   '0024_recovery': recovery,
+  '0025_break_glass': breakGlass,
+  '0026_alert_delivery': alertDelivery,
 };

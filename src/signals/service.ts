@@ -1,0 +1,53 @@
+import { expireActivations } from '../approvals/break-glass/activations.ts';
+import type { Context } from '../context.ts';
+import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
+
+/**
+ * The periodic work behind alerts, started with the server (src/server.ts, the primary process of
+ * each node; cluster workers serve HTTP only) and stopped before the database closes: every
+ * `intervalMs`, break-glass activations whose time ran out are ended (their alert and review
+ * raised), then the alert outbox is delivered (./delivery.ts). Both are safe on any number of nodes
+ * at once — each ending and each delivery is taken by one conditional update — so nothing needs a
+ * leader. A failing pass is logged and the next one tries again.
+ */
+export interface SignalService {
+  /** Runs one pass now (after the one running, if any). */
+  runOnce(): Promise<void>;
+  /** Stops the timer and waits for a pass in progress. */
+  stop(): Promise<void>;
+}
+
+export function startSignalService(ctx: Context, options: { intervalMs?: number; delivery?: DeliveryOptions } = {}): SignalService {
+  const intervalMs = options.intervalMs ?? 5000;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+
+  const pass = async () => {
+    try {
+      await expireActivations(ctx);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'ending expired break-glass activations failed; retrying next pass');
+    }
+    try {
+      await deliverAlerts(ctx, options.delivery);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'alert delivery pass failed; retrying next pass');
+    }
+  };
+  const runOnce = () => (running = running.then(pass));
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => void runOnce().finally(schedule), intervalMs);
+    timer.unref();
+  };
+  schedule();
+  return {
+    runOnce,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}
