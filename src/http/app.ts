@@ -26,6 +26,8 @@ import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
 import { adminRecovery } from '../endpoints/admin/recovery.ts';
 import { recovery } from '../endpoints/recovery/index.ts';
+import { adminBreakGlass } from '../endpoints/break-glass/index.ts';
+import { adminAlerts } from '../endpoints/alerts/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -44,7 +46,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

@@ -1,0 +1,35 @@
+import { requireAdmin } from '../../admin/authorize.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { deliveriesOf } from '../../signals/delivery.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * GET /admin/alerts (admin:read; docs/recovery.md "Alerts"): the alert outbox, newest first
+ * (`?limit=`, 1 to 500, default 100; `?type=` one alert type), each alert with the delivery to each
+ * webhook: status (pending, delivered, failed), attempts, next attempt, last HTTP status or error.
+ */
+export const adminAlerts: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/alerts`;
+    app.get<{ Querystring: { limit?: string; type?: string } }>(base, { preHandler: requireAdmin(ctx, 'admin:read') }, async (request) => {
+      const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new OAuthError('invalid_request', 'limit must be an integer from 1 to 500');
+      let query = ctx.storage.db.selectFrom('alerts').selectAll();
+      if (request.query.type !== undefined) query = query.where('type', '=', request.query.type.slice(0, 64));
+      const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      const deliveries = await deliveriesOf(ctx, rows.map((r) => r.id));
+      return {
+        alerts: rows.map((row) => ({
+          id: row.id,
+          type: row.type,
+          subject: row.subject,
+          data: JSON.parse(row.data) as unknown,
+          created_at: Number(row.created_at),
+          deliveries: deliveries
+            .filter((d) => d.alertId === row.id)
+            .map((d) => ({ webhook: d.webhookId, status: d.status, attempts: d.attempts, next_attempt_at: d.nextAttemptAt, last_status: d.lastStatus ?? null, last_error: d.lastError ?? null, delivered_at: d.deliveredAt ?? null })),
+        })),
+      };
+    });
+  },
+};

@@ -1,0 +1,138 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import { listBreakGlassAccounts, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
+import { activationInForce, findActivation, listActivations, requestActivation, standDown, type Activation } from '../../approvals/break-glass/activations.ts';
+import { closeReview, listReviews, type Review } from '../../approvals/break-glass/reviews.ts';
+import { custodianRole } from '../../approvals/kinds/break-glass.ts';
+import type { Context } from '../../context.ts';
+import { findUser } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * The admin API of break-glass (docs/recovery.md "Break-glass"), authorized like the rest of the
+ * admin API (admin:read to read, admin:write to act). Acting needs a person's token (one issued
+ * under a person's consent grant: its `sub` is the person), never a client's own:
+ * - GET /admin/break-glass: the emergency accounts, each with its activation in force (if any);
+ * - POST /admin/break-glass/{account}/activations `{reason}` (admin:write, a person): opens the
+ *   approval request two custodians must approve (201 with its id; 409 while an activation is in
+ *   force or a request pending). The custodians decide on their approvals page or through the
+ *   generic approvals admin API (the `break_glass` kind, src/approvals/kinds/break-glass.ts);
+ * - POST /admin/break-glass/activations/{id}/end (admin:write, its requester or a custodian):
+ *   stands it down before its time;
+ * - GET /admin/break-glass/activations, GET /admin/break-glass/reviews[?open=true] (admin:read);
+ * - POST /admin/break-glass/reviews/{id}/close `{note}` (admin:write, a person with the
+ *   `compliance` role whose token is phishing-resistant: acr urn:clearance:acr:phr or above).
+ */
+export const adminBreakGlass: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/break-glass`;
+    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
+    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+
+    app.get(base, read, async () => {
+      const now = ctx.clock.now();
+      const accounts = await listBreakGlassAccounts(ctx.storage.db);
+      return {
+        accounts: await Promise.all(
+          accounts.map(async (a) => {
+            const active = await activationInForce(ctx.storage.db, a.name, now);
+            return { name: a.name, scopes: a.scopes, audience: a.audience, activation_seconds: a.activationSeconds, custodians: a.custodians ?? null, activation: active ? activationView(active) : null };
+          }),
+        ),
+      };
+    });
+
+    app.post<{ Params: { account: string } }>(`${base}/:account/activations`, write, async (request, reply) => {
+      const person = personOf(request);
+      const reason = (request.body as { reason?: unknown } | undefined)?.reason;
+      if (typeof reason !== 'string') throw new OAuthError('invalid_request', 'reason is required');
+      const outcome = await requestActivation(ctx, { account: request.params.account, requester: person, reason, httpRequestId: request.id });
+      if (!outcome.ok) {
+        switch (outcome.refusal) {
+          case 'unknown_account':
+            throw new OAuthError('not_found', 'no such emergency account');
+          case 'reason_required':
+            throw new OAuthError('invalid_request', 'a reason of 1 to 500 characters is required');
+          case 'requester_not_active':
+            throw new OAuthError('access_denied', 'the requester is not an active person');
+          default:
+            throw new OAuthError('invalid_request', outcome.refusal === 'already_in_force' ? 'an activation of this account is in force' : 'an activation of this account is already waiting for approval', { status: 409 });
+        }
+      }
+      return reply.code(201).send({ request_id: outcome.request.id, status: outcome.request.status, required_approvals: outcome.request.requiredApprovals, expires_at: outcome.request.expiresAt });
+    });
+
+    app.get(`${base}/activations`, read, async () => ({ activations: (await listActivations(ctx.storage.db)).map(activationView) }));
+
+    app.post<{ Params: { id: string } }>(`${base}/activations/:id/end`, write, async (request, reply) => {
+      const person = personOf(request);
+      const activation = await findActivation(ctx.storage.db, request.params.id);
+      if (!activation) throw new OAuthError('not_found', 'no such activation');
+      if (!(await mayStandDown(ctx, person, activation))) throw new OAuthError('access_denied', 'only the requester or a custodian of the account may end an activation');
+      if (!(await standDown(ctx, activation.id, person, request.id))) throw new OAuthError('invalid_request', 'the activation has already ended', { status: 409 });
+      return reply.code(204).send();
+    });
+
+    app.get<{ Querystring: { open?: string } }>(`${base}/reviews`, read, async (request) => {
+      const open = request.query.open === 'true' ? true : request.query.open === 'false' ? false : undefined;
+      return { reviews: (await listReviews(ctx.storage.db, open === undefined ? {} : { open })).map(reviewView) };
+    });
+
+    app.post<{ Params: { id: string } }>(`${base}/reviews/:id/close`, write, async (request) => {
+      const person = personOf(request);
+      const note = (request.body as { note?: unknown } | undefined)?.note;
+      if (typeof note !== 'string') throw new OAuthError('invalid_request', 'note is required');
+      const outcome = await closeReview(ctx, { activationId: request.params.id, closer: person, acr: request.admin!.acr, note, requestId: request.id });
+      if (!outcome.ok) {
+        switch (outcome.refusal) {
+          case 'not_found':
+            throw new OAuthError('not_found', 'no such review');
+          case 'not_compliance':
+            throw new OAuthError('access_denied', 'only a person with the compliance role may close a review');
+          case 'insufficient_authentication':
+            throw new OAuthError('access_denied', 'closing a review needs phishing-resistant authentication');
+          case 'note_required':
+            throw new OAuthError('invalid_request', 'a note of 1 to 2000 characters is required');
+          case 'already_closed':
+            throw new OAuthError('invalid_request', 'the review is already closed', { status: 409 });
+        }
+      }
+      return reviewView(outcome.review);
+    });
+  },
+};
+
+/** The person acting: the `sub` of a token issued under a person's consent grant; a client's own token is refused. */
+function personOf(request: FastifyRequest): string {
+  const claims = request.admin!;
+  if (claims.grant_id === undefined) throw new OAuthError('access_denied', "this needs a person's token, not a client's");
+  return claims.sub;
+}
+
+async function mayStandDown(ctx: Context, person: string, activation: Activation): Promise<boolean> {
+  if (person === activation.requester) return true;
+  const user = await findUser(ctx, person);
+  if (!user || user.status !== 'active' || !user.roles.includes(custodianRole)) return false;
+  const account = await findBreakGlassAccount(ctx.storage.db, activation.account);
+  return !account?.custodians || account.custodians.includes(user.username);
+}
+
+function activationView(a: Activation) {
+  return {
+    id: a.id,
+    account: a.account,
+    requester: a.requester,
+    reason: a.reason,
+    scopes: a.scopes,
+    audience: a.audience,
+    starts_at: a.startsAt,
+    ends_at: a.endsAt,
+    ended_at: a.endedAt ?? null,
+    end_reason: a.endReason ?? null,
+  };
+}
+
+function reviewView(r: Review) {
+  return { activation_id: r.activationId, account: r.account, opened_at: r.openedAt, closed_at: r.closedAt ?? null, closed_by: r.closedBy ?? null, note: r.note ?? null };
+}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { planApply } from '../../src/apply/index.ts';
+import { activationInForce, expireActivations, requestActivation, standDown } from '../../src/approvals/break-glass/activations.ts';
+import { closeReview, findReview } from '../../src/approvals/break-glass/reviews.ts';
+import { findApprovalRequest } from '../../src/approvals/requests.ts';
+import { acr } from '../../src/identity/acr.ts';
+import { assertOAuthError, decodeJwt, ordersApi } from '../endpoints/fixture.ts';
+import { testDialects } from '../helpers/storage.ts';
+import { breakGlassFixture, type BreakGlassFixture } from './break-glass-fixture.ts';
+
+async function alertsOf(f: BreakGlassFixture, type: string) {
+  return f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', type).execute();
+}
+
+async function introspect(f: BreakGlassFixture, token: string): Promise<Record<string, unknown>> {
+  const response = await f.post('/introspect', { auth: f.basic('orders-gateway'), form: { token } });
+  assert.equal(response.statusCode, 200, response.body);
+  return response.json();
+}
+
+for (const dialect of testDialects()) {
+  describe(`break-glass on ${dialect.name}`, () => {
+    test('an emergency account authenticates only after two distinct custodians approved; the requester and a non-custodian cannot approve', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      assertOAuthError(await f.emergencyToken('bg-orders'), 401, 'invalid_client', 'disabled by default');
+      const refusedRequest = await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: '  ' });
+      assert.deepEqual(refusedRequest, { ok: false, refusal: 'reason_required' });
+      const opened = await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: 'order gateway down' });
+      assert.ok(opened.ok);
+      assert.equal(opened.request.kind, 'break_glass');
+      assert.equal(opened.request.requiredApprovals, 2);
+      assert.deepEqual(await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: 'again' }), { ok: false, refusal: 'already_requested' });
+      const id = opened.request.id;
+
+      assert.deepEqual(await f.decide(id, 'eng'), { ok: false, refusal: 'approver_is_requester' });
+      assert.deepEqual(await f.decide(id, 'mallory'), { ok: false, refusal: 'not_eligible: not a break-glass-custodian' });
+      assert.deepEqual(await f.decide(id, 'cust-1', { proof: f.proof(acr.multiFactor) }), { ok: false, refusal: 'insufficient_authentication' });
+      const stale = f.proof(acr.phishingResistant, Math.floor(f.clock.now() / 1000) - 600);
+      assert.deepEqual(await f.decide(id, 'cust-1', { proof: stale }), { ok: false, refusal: 'not_eligible: authentication not fresh (more than 5 minutes old)' });
+
+      const first = await f.decide(id, 'cust-1');
+      assert.ok(first.ok && first.settled === undefined, 'one approval is not enough');
+      assertOAuthError(await f.emergencyToken('bg-orders'), 401, 'invalid_client', 'after one approval');
+      assert.deepEqual(await f.decide(id, 'cust-1'), { ok: false, refusal: 'already_decided' }, 'the same custodian twice is one approval');
+      const second = await f.decide(id, 'cust-3');
+      assert.ok(second.ok && second.settled === 'approved');
+      assert.equal((await findApprovalRequest(f.ctx.storage.db, id))!.status, 'consumed');
+
+      const activation = await activationInForce(f.ctx.storage.db, 'bg-orders', f.clock.now());
+      assert.equal(activation?.id, id);
+      assert.equal(activation.endsAt - activation.startsAt, 600_000);
+      const [alert] = await alertsOf(f, 'break_glass.activated');
+      assert.equal(alert?.subject, 'bg-orders');
+      assert.equal(JSON.parse(alert!.data).activation, id);
+      assert.equal((await f.auditEvents('break_glass.activated')).length, 1);
+      assert.equal((await f.emergencyToken('bg-orders')).statusCode, 200);
+      assert.deepEqual(await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: 'renew' }), { ok: false, refusal: 'already_in_force' }, 'not renewable');
+    });
+
+    test('only the named custodians approve an account that names them', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      const opened = await requestActivation(f.ctx, { account: 'bg-admin', requester: await f.userId('eng'), reason: 'admin console locked out' });
+      assert.ok(opened.ok);
+      assert.deepEqual(await f.decide(opened.request.id, 'cust-3'), { ok: false, refusal: 'not_eligible: not a custodian of bg-admin' });
+      const denied = await f.decide(opened.request.id, 'cust-1', { decision: 'deny', reason: 'no incident open' });
+      assert.ok(denied.ok && denied.settled === 'denied');
+      const [alert] = await alertsOf(f, 'approval.denied');
+      assert.equal(JSON.parse(alert!.data).reason, 'no incident open', 'a denial raises an alert');
+      assert.equal(await activationInForce(f.ctx.storage.db, 'bg-admin', f.clock.now()), undefined);
+    });
+
+    test('tokens under an activation have only its scopes and audience, are flagged, end with it, and are inactive at introspection once it expired', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      const id = await f.activate('bg-orders');
+      assertOAuthError(await f.emergencyToken('bg-orders', { scope: 'order:create' }), 400, 'invalid_scope');
+      assert.equal((await f.emergencyToken('bg-orders', { resource: 'https://clearing.example.com' })).statusCode, 400);
+      const issued = await f.emergencyToken('bg-orders');
+      assert.equal(issued.statusCode, 200, issued.body);
+      const token = issued.json().access_token as string;
+      const claims = decodeJwt(token).payload;
+      assert.equal(claims.break_glass, true);
+      assert.equal(claims.break_glass_activation, id);
+      assert.equal(claims.txn, id);
+      assert.equal(claims.aud, ordersApi);
+      assert.equal(claims.scope, 'order:cancel');
+      const [event] = await f.auditEvents('token.issued');
+      const flagged = (await f.auditEvents('token.issued')).filter((e) => e.details?.break_glass === true);
+      assert.ok(event);
+      assert.equal(flagged.length, 1, 'the issuance event is flagged');
+      assert.equal(flagged[0]!.txn, id);
+      assert.equal((await introspect(f, token)).active, true);
+
+      // Near the end: the token's life is cut to the activation's end.
+      f.clock.advance(590_000);
+      const late = decodeJwt((await f.emergencyToken('bg-orders')).json().access_token).payload;
+      assert.ok((late.exp as number) * 1000 <= f.clock.now() + 10_000, 'capped at the activation’s end');
+      const lateToken = (await f.emergencyToken('bg-orders')).json().access_token as string;
+
+      f.clock.advance(10_000);
+      // Dead at once through the liveness rule, before any worker ran.
+      assert.equal((await introspect(f, lateToken)).active, false);
+      assertOAuthError(await f.emergencyToken('bg-orders'), 401, 'invalid_client', 'disabled again');
+      const ended = await expireActivations(f.ctx);
+      assert.deepEqual(ended.map((a) => a.id), [id]);
+      assert.deepEqual(await expireActivations(f.ctx), [], 'ended once');
+      assert.equal((await alertsOf(f, 'break_glass.expired')).length, 1);
+      assert.equal((await f.auditEvents('break_glass.expired')).length, 1);
+      assert.equal((await findReview(f.ctx.storage.db, id))?.closedAt, undefined, 'a review is open');
+      // A new activation needs new approvals.
+      const again = await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: 'second outage' });
+      assert.ok(again.ok);
+    });
+
+    test('standing an activation down makes its unexpired tokens inactive at the admin API', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      const id = await f.activate('bg-admin');
+      const token = (await f.emergencyToken('bg-admin')).json().access_token as string;
+      const call = () => f.inject({ method: 'GET', url: '/admin/clients', headers: { authorization: `Bearer ${token}` } });
+      assert.equal((await call()).statusCode, 200);
+      assert.equal(await standDown(f.ctx, id, await f.userId('eng')), true);
+      const refused = await call();
+      assert.equal(refused.statusCode, 401);
+      assert.equal(refused.json().error, 'invalid_token');
+      assert.equal((await f.auditEvents('break_glass.ended')).length, 1);
+      assert.equal((await alertsOf(f, 'break_glass.expired')).length, 1);
+    });
+
+    test('the review is closed only by a compliance officer, phishing-resistantly, with a note, once', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      const id = await f.activate('bg-orders');
+      f.clock.advance(600_000);
+      await expireActivations(f.ctx);
+      const close = async (username: string, level: string, note = 'reviewed the two tokens and the failover ticket') =>
+        closeReview(f.ctx, { activationId: id, closer: await f.userId(username), acr: level, note });
+      assert.deepEqual(await close('cust-1', acr.phishingResistant), { ok: false, refusal: 'not_compliance' });
+      assert.deepEqual(await close('eng', acr.phishingResistant), { ok: false, refusal: 'not_compliance' });
+      assert.deepEqual(await close('comp', acr.multiFactor), { ok: false, refusal: 'insufficient_authentication' });
+      assert.deepEqual(await close('comp', acr.phishingResistant, ' '), { ok: false, refusal: 'note_required' });
+      const closed = await close('comp', acr.phishingResistant);
+      assert.ok(closed.ok);
+      assert.equal(closed.review.closedBy, await f.userId('comp'));
+      assert.deepEqual(await close('comp', acr.phishingResistant), { ok: false, refusal: 'already_closed' });
+      const [event] = await f.auditEvents('break_glass.review_closed');
+      assert.equal(event?.txn, id);
+      assert.equal(event?.details?.break_glass, true);
+    });
+  });
+}
+
+describe('the break_glass section of apply', () => {
+  test('refuses, at their paths, an account without its client, a client that could do more, unknown scopes and one named custodian', async (t) => {
+    const f = await breakGlassFixture(t);
+    const { problems } = await planApply(f.ctx, {
+      clients: [{ client_id: 'wide', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'], scope: 'order:create order:cancel' }],
+      break_glass: [
+        { name: 'nobody', scopes: ['order:cancel'], audience: ordersApi },
+        { name: 'wide', scopes: ['order:cancel', 'trade:execute'], audience: ordersApi, activation_seconds: 60, custodians: ['cust-1'] },
+      ],
+    });
+    const at = (path: string) => problems.filter((p) => p.path === path).map((p) => p.message);
+    assert.match(at('break_glass[0].name').join(), /no client "nobody"/);
+    assert.match(at('break_glass[1].activation_seconds').join(), /300 to 28800/);
+    assert.match(at('break_glass[1].custodians').join(), /at least two/);
+    assert.match(at('break_glass[1].name').join(), /grant_types \[client_credentials\] and nothing else/);
+    assert.match(at('break_glass[1].scopes').join(), /registered for order:create/);
+    assert.match(at('break_glass[1].scopes[1]').join(), /"trade:execute" is not offered/);
+  });
+});
