@@ -155,13 +155,14 @@ describe('the break_glass section of apply', () => {
       clients: [{ client_id: 'wide', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'], scope: 'order:create order:cancel' }],
       break_glass: [
         { name: 'nobody', scopes: ['order:cancel'], audience: ordersApi },
-        { name: 'wide', scopes: ['order:cancel', 'trade:execute'], audience: ordersApi, activation_seconds: 60, custodians: ['cust-1'] },
+        { name: 'wide', scopes: ['order:cancel', 'trade:execute'], audience: ordersApi },
+        { name: 'bg-orders', scopes: ['order:cancel'], audience: ordersApi, activation_seconds: 60, custodians: ['cust-1'] },
       ],
     });
     const at = (path: string) => problems.filter((p) => p.path === path).map((p) => p.message);
     assert.match(at('break_glass[0].name').join(), /no client "nobody"/);
-    assert.match(at('break_glass[1].activation_seconds').join(), /300 to 28800/);
-    assert.match(at('break_glass[1].custodians').join(), /at least two/);
+    assert.match(at('break_glass[2].activation_seconds').join(), /300 to 28800/);
+    assert.match(at('break_glass[2].custodians').join(), /at least two/);
     assert.match(at('break_glass[1].name').join(), /grant_types \[client_credentials\] and nothing else/);
     assert.match(at('break_glass[1].scopes').join(), /registered for order:create/);
     assert.match(at('break_glass[1].scopes[1]').join(), /"trade:execute" is not offered/);

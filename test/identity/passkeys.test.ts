@@ -169,6 +169,8 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await listPasskeys(f.ctx, person.id), []);
       assert.deepEqual((await f.events('passkey.renamed')).map((e) => e.details), [{ credential: passkey.credentialId, passkey: passkey.id, name: 'Phone' }]);
       assert.deepEqual((await f.events('passkey.removed')).map((e) => e.details), [{ credential: passkey.credentialId, passkey: passkey.id }]);
+      const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'factor.removed').execute();
+      assert.deepEqual(alerts.map((a) => [a.subject, JSON.parse(a.data).factor]), [[person.id, 'passkey']], 'the removal raises a factor.removed alert');
     });
 
     test('the last passkey of a person whose role asks a phishing-resistant level cannot be removed; a second one can', async (t) => {

@@ -150,6 +150,8 @@ for (const dialect of testDialects()) {
       const events = await f.events('user.factor_removed');
       assert.equal(events.length, 1);
       assert.deepEqual(events[0]!.details, { factor: 'totp', credential: factorId, was_confirmed: true, recovery_codes_removed: 10, source_address: '198.51.100.7' });
+      const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'factor.removed').execute();
+      assert.deepEqual(alerts.map((a) => [a.subject, JSON.parse(a.data).factor]), [[userId, 'totp']], 'the removal raises a factor.removed alert, once');
     });
   });
 }
