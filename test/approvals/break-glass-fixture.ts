@@ -86,8 +86,9 @@ export async function breakGlassFixture(t: Pick<TestContext, 'after'>, options: 
     async personToken(username, scope, level = acr.phishingResistant) {
       const sub = await userId(username);
       const now = f.clock.now();
-      const grantId = randomUUID();
-      await f.ctx.storage.db
+      const existing = await f.ctx.storage.db.selectFrom('grants').select('id').where('user_id', '=', sub).where('client_id', '=', 'trading-ui').executeTakeFirst();
+      const grantId = existing?.id ?? randomUUID();
+      if (!existing) await f.ctx.storage.db
         .insertInto('grants')
         .values({ id: grantId, user_id: sub, client_id: 'trading-ui', resources: JSON.stringify({ [admin]: scope.split(' ') }), oidc_scopes: '[]', authorization_details: '[]', created_at: now, updated_at: now, revoked_at: null, revoked_by: null, revoke_reason: null })
         .execute();

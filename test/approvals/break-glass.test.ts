@@ -168,3 +168,38 @@ describe('the break_glass section of apply', () => {
     assert.match(at('break_glass[1].scopes[1]').join(), /"trade:execute" is not offered/);
   });
 });
+
+describe('the break-glass admin API', () => {
+  test('a person requests an activation, the accounts show it in force, and only compliance closes the review; clients and bad input are refused', async (t) => {
+    const f = await breakGlassFixture(t);
+    const post = (url: string, token: string, payload: unknown) => f.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+    const eng = await f.personToken('eng', 'admin:write admin:read', acr.multiFactor);
+    const service = await f.accessToken('admin-ops', { resource: `${f.issuer}/admin`, scope: 'admin:write' });
+    assertOAuthError(await post('/admin/break-glass/bg-orders/activations', service, { reason: 'x' }), 403, 'access_denied', 'a client token');
+    assertOAuthError(await post('/admin/break-glass/bg-orders/activations', eng, {}), 400, 'invalid_request', 'no reason');
+    assertOAuthError(await post('/admin/break-glass/nope/activations', eng, { reason: 'x' }), 404, 'not_found');
+    const created = await post('/admin/break-glass/bg-orders/activations', eng, { reason: 'order gateway down' });
+    assert.equal(created.statusCode, 201, created.body);
+    const { request_id: id } = created.json() as { request_id: string };
+    assertOAuthError(await post('/admin/break-glass/bg-orders/activations', eng, { reason: 'twice' }), 409, 'invalid_request');
+    assert.ok((await f.decide(id, 'cust-1')).ok);
+    assert.ok((await f.decide(id, 'cust-2')).ok);
+    const listed = await f.inject({ method: 'GET', url: '/admin/break-glass', headers: { authorization: `Bearer ${eng}` } });
+    const account = (listed.json().accounts as { name: string; activation: { id: string } | null }[]).find((a) => a.name === 'bg-orders');
+    assert.equal(account?.activation?.id, id);
+
+    const mallory = await f.personToken('mallory', 'admin:write');
+    assertOAuthError(await post(`/admin/break-glass/activations/${id}/end`, mallory, {}), 403, 'access_denied', 'not the requester nor a custodian');
+    assert.equal((await post(`/admin/break-glass/activations/${id}/end`, eng, {})).statusCode, 204);
+
+    const weak = await f.personToken('comp', 'admin:write', acr.multiFactor);
+    const strong = await f.personToken('comp', 'admin:write');
+    const custodian = await f.personToken('cust-1', 'admin:write');
+    assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, custodian, { note: 'fine' }), 403, 'access_denied');
+    assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, weak, { note: 'fine' }), 403, 'access_denied');
+    const closed = await post(`/admin/break-glass/reviews/${id}/close`, strong, { note: 'incident INC-42 reviewed' });
+    assert.equal(closed.statusCode, 200, closed.body);
+    assert.equal(closed.json().note, 'incident INC-42 reviewed');
+    assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, strong, { note: 'again' }), 409, 'invalid_request');
+  });
+});
