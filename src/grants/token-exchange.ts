@@ -102,6 +102,7 @@ export const tokenExchange = defineGrant({
     // The subject (and actor) token must still be valid now: what is exchanged never outlives it.
     const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
     const notAfter = Math.min(subject.expiresAt, actor?.expiresAt ?? Infinity);
+    const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
     if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
     const issued = await issueAccessToken(ctx, {
       grantType: tokenExchangeGrantType,
@@ -127,8 +128,11 @@ export const tokenExchange = defineGrant({
         // every hop, and a refusal asks the person for more (insufficient_user_authentication).
         ...(subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),
         ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
+        // A break-glass activation (of the subject's token, else the actor's) travels down too: the
+        // liveness rule ends every hop's token with it (src/approvals/break-glass).
+        ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),
       },
-      event: { type: 'token.exchanged', details: exchangedDetails(subject, actor, subjectTokenType, act) },
+      event: { type: 'token.exchanged', details: { ...exchangedDetails(subject, actor, subjectTokenType, act), ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}) } },
     });
     return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event] };
   },

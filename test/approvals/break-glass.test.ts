@@ -5,7 +5,7 @@ import { activationInForce, expireActivations, requestActivation, standDown } fr
 import { closeReview, findReview } from '../../src/approvals/break-glass/reviews.ts';
 import { findApprovalRequest } from '../../src/approvals/requests.ts';
 import { acr } from '../../src/identity/acr.ts';
-import { assertOAuthError, decodeJwt, ordersApi } from '../endpoints/fixture.ts';
+import { assertOAuthError, decodeJwt, ordersApi, resourceServers } from '../endpoints/fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { breakGlassFixture, type BreakGlassFixture } from './break-glass-fixture.ts';
 
@@ -124,6 +124,29 @@ for (const dialect of testDialects()) {
       assert.equal(refused.json().error, 'invalid_token');
       assert.equal((await f.auditEvents('break_glass.ended')).length, 1);
       assert.equal((await alertsOf(f, 'break_glass.expired')).length, 1);
+    });
+
+    test('a token exchanged from a break-glass token carries its activation and dies with it', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+      await f.apply({
+        resource_servers: [{ ...resourceServers[0], exchange_clients: ['desk-backend'] }],
+        clients: [{ client_id: 'desk-backend', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: [exchange], scope: 'order:cancel' }],
+      });
+      const id = await f.activate('bg-orders');
+      const subjectToken = (await f.emergencyToken('bg-orders')).json().access_token as string;
+      const exchanged = await f.token({
+        auth: f.basic('desk-backend'),
+        form: { grant_type: exchange, subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: ordersApi },
+      });
+      assert.equal(exchanged.statusCode, 200, exchanged.body);
+      const token = exchanged.json().access_token as string;
+      assert.equal(decodeJwt(token).payload.break_glass_activation, id);
+      const [event] = await f.auditEvents('token.exchanged');
+      assert.equal(event?.details?.break_glass, true);
+      assert.equal((await introspect(f, token)).active, true);
+      assert.equal(await standDown(f.ctx, id, await f.userId('cust-1')), true);
+      assert.equal((await introspect(f, token)).active, false);
     });
 
     test('the review is closed only by a compliance officer, phishing-resistantly, with a note, once', async (t) => {

@@ -46,6 +46,8 @@ export interface PresentedToken {
    * carried down the exchange, so each hop's policies and guard see how the person signed in.
    */
   authentication?: { acr: string; amr: string[]; authTime: number };
+  /** A break-glass token's activation (local tokens): carried down the exchange, so every hop dies with it. */
+  breakGlassActivation?: string;
 }
 
 export type Presented = { ok: true; token: PresentedToken } | { ok: false; reason: string };
@@ -117,6 +119,7 @@ function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): Presen
       ? { authentication: { acr: claims.acr, amr: claims.amr.filter((m): m is string => typeof m === 'string'), authTime: claims.auth_time } }
       : {}),
     ...(claims.cnf ? { cnf: claims.cnf } : {}),
+    ...(typeof claims.break_glass_activation === 'string' ? { breakGlassActivation: claims.break_glass_activation } : {}),
   };
 }
 
