@@ -64,12 +64,16 @@ export interface ApprovalDecision {
  *   approvals page; `evidence` is the verified request-approval evidence, kept in the audit event
  *   and checked offline by verify-bundle);
  * - `token`: a person's access token for the admin API, phishing-resistant and fresh (the approvals
- *   app; its facts are the evidence).
+ *   app; its facts are the evidence);
+ * - `session`: the person's signed-in session on the approvals page, for a DENIAL only (a denial
+ *   can only stop something; approving always needs one of the two above). Its level is checked
+ *   like any proof's, so a session weaker than the kind's level cannot deny either.
  * The caller verifies the proof; this module only records it and checks its level.
  */
 export type ApproverProof =
   | { method: 'passkey'; acr: string; amr: string[]; evidence: Record<string, unknown> }
-  | { method: 'token'; acr: string; amr: string[]; authTime: number; jti: string; clientId: string };
+  | { method: 'token'; acr: string; amr: string[]; authTime: number; jti: string; clientId: string }
+  | { method: 'session'; acr: string; amr: string[]; authTime: number };
 
 /** SHA-256 (base64url) of the RFC 8785 canonical JSON of a request's content: what approvers sign. */
 export function requestDigest(content: Record<string, unknown>): string {
@@ -84,6 +88,7 @@ export function evidenceDigest(proof: ApproverProof): string {
 /** What an audit event keeps of a proof: the passkey evidence, or the token's facts (never the token). */
 export function proofEvidence(proof: ApproverProof): Record<string, unknown> {
   if (proof.method === 'passkey') return proof.evidence;
+  if (proof.method === 'session') return { method: 'session', acr: proof.acr, amr: proof.amr, auth_time: proof.authTime };
   return { method: 'token', acr: proof.acr, amr: proof.amr, auth_time: proof.authTime, jti: proof.jti, client_id: proof.clientId };
 }
 
@@ -211,6 +216,7 @@ export type DecisionRefusal =
   | 'already_decided'
   | 'insufficient_authentication'
   | 'reason_required'
+  | 'proof_used'
   | IndependenceProblem
   | `not_eligible: ${string}`;
 
@@ -225,11 +231,13 @@ export const maxReasonLength = 500;
  * 2. the subject decides for themselves only when the request waits for them (CIBA); anyone else
  *    is a second person, who must be independent (src/approvals/independence.ts: never the
  *    requester, the subject, or an actor in the chain — in code, whatever policy says);
- * 3. the proof reaches the kind's level (the subject's or the approver's);
+ * 3. the proof reaches the kind's level (the subject's or the approver's), and a `session` proof
+ *    only denies;
  * 4. a denial gives a reason;
  * 5. the kind's eligibility (policy, role, custodian list) — fail closed;
- * 6. in one transaction: the decision row (a second decision by the same person is refused by the
- *    primary key), then one conditional update of the request — a denial settles it denied; an
+ * 6. in one transaction: the proof's single-use part (`consume`: a passkey ceremony answered once,
+ *    the passkey's counter moved on — false refuses the decision as `proof_used`), the decision
+ *    row (a second decision by the same person is refused by the primary key), then one conditional update of the request — a denial settles it denied; an
  *    approval counts, and the one that completes the count (with the subject's own approval, when
  *    needed) settles it approved; both only while it is still pending and unexpired, so a request
  *    decided or expired meanwhile takes nothing. The kind's `onSettled` writes in the same
@@ -241,7 +249,16 @@ export const maxReasonLength = 500;
 export async function decideApprovalRequest(
   ctx: Context,
   kind: ApprovalKind,
-  input: { requestId: string; approver: Approver; proof: ApproverProof; decision: 'approve' | 'deny'; reason?: string; httpRequestId?: string },
+  input: {
+    requestId: string;
+    approver: Approver;
+    proof: ApproverProof;
+    decision: 'approve' | 'deny';
+    reason?: string;
+    httpRequestId?: string;
+    /** Runs first in the decision's transaction; false when the proof was already used (see 6). */
+    consume?: (trx: Transaction<Database>) => Promise<boolean>;
+  },
 ): Promise<DecisionOutcome> {
   const refuse = async (refusal: DecisionRefusal, request?: ApprovalRequest): Promise<DecisionOutcome> => {
     await ctx.audit.record({
@@ -269,6 +286,7 @@ export async function decideApprovalRequest(
     if (problem) return refuse(problem, request);
   }
   if (!acrSatisfies(input.proof.acr, role === 'subject' ? kind.subjectAcr : kind.approverAcr)) return refuse('insufficient_authentication', request);
+  if (input.proof.method === 'session' && input.decision !== 'deny') return refuse('insufficient_authentication', request);
   const reason = input.reason?.trim();
   if (input.decision === 'deny' && !reason) return refuse('reason_required', request);
   if (reason !== undefined && reason.length > maxReasonLength) return refuse('reason_required', request);
@@ -299,6 +317,7 @@ export async function decideApprovalRequest(
   const lost = Symbol('lost');
   try {
     const settled = await ctx.audit.recordWith(async (trx) => {
+      if (input.consume && !(await input.consume(trx))) throw Object.assign(new Error('proof used'), { [lost]: 'proof_used' as const });
       const inserted = await trx
         .insertInto('approval_decisions')
         .values({

@@ -179,6 +179,24 @@ for (const dialect of testDialects()) {
       assert.equal((await expireApprovalRequests(f.ctx)).length, 0);
     });
 
+    test('a session proof only denies, at the kind’s level, and a used-up proof refuses the decision and leaves nothing', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const request = await open(f, { requiredApprovals: 1 });
+      const session: ApproverProof = { method: 'session', acr: acr.phishingResistant, amr: ['hwk', 'user'], authTime: 0 };
+      const weakSession: ApproverProof = { ...session, acr: acr.password, amr: ['pwd'] };
+      const decide = (proof: ApproverProof, decision: 'approve' | 'deny', extra: { consume?: () => Promise<boolean> } = {}) =>
+        decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('sup-1'), proof, decision, reason: 'not today', ...extra });
+      assert.deepEqual(await decide(session, 'approve'), { ok: false, refusal: 'insufficient_authentication' });
+      assert.deepEqual(await decide(weakSession, 'deny'), { ok: false, refusal: 'insufficient_authentication' });
+      assert.deepEqual(await decide(strong, 'approve', { consume: async () => false }), { ok: false, refusal: 'proof_used' });
+      assert.equal((await decisionsOf(f.ctx.storage.db, request.id)).length, 0, 'the used-up proof left no decision');
+      const denied = await decide(session, 'deny', { consume: async () => true });
+      assert.ok(denied.ok);
+      assert.equal(denied.settled, 'denied');
+      const [event] = await f.events('approval.denied');
+      assert.deepEqual(event!.details?.evidence, { method: 'session', acr: acr.phishingResistant, amr: ['hwk', 'user'], auth_time: 0 });
+    });
+
     test('two approvers at once complete a one-approval request once, and count both when two are needed', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const one = await open(f, { requiredApprovals: 1 });
