@@ -3,6 +3,8 @@ import { cose, decodeCredentialPublicKey } from '@simplewebauthn/server/helpers'
 import type { AssertionEvidence } from '../identity/passkeys/assertion.ts';
 import { approvalChallenge, approvalDigest } from '../jose/approval-digest.ts';
 import { safeEqual } from '../jose/index.ts';
+import type { ApprovalKindName } from './kinds.ts';
+import { requestDigest } from './requests.ts';
 
 /**
  * The evidence of one what-you-see-is-what-you-sign approval: everything an auditor needs to
@@ -35,6 +37,27 @@ export interface ApprovalEvidence {
 
 export const approvalEvidenceFormat = 'clearance-approval/1';
 
+/**
+ * The evidence of one passkey approval of a request a second person approves (a CIBA request, a
+ * recovery, a break-glass activation; src/approvals/requests.ts), made on the approvals page: as
+ * `clearance-approval/1`, but what was approved is the request's `content` (shown to the approver
+ * in full), `digest` is requestDigest(content), and the request's id and kind are named. The
+ * signed challenge commits to the digest only; `request_id` and `kind` say where the evidence
+ * belongs and are checked against the audit event that carries it.
+ */
+export interface RequestApprovalEvidence extends Omit<ApprovalEvidence, 'format' | 'authorization_details'> {
+  format: typeof requestApprovalEvidenceFormat;
+  request_id: string;
+  kind: ApprovalKindName;
+  /** The request's content, exactly as approved. */
+  content: Record<string, unknown>;
+}
+
+export const requestApprovalEvidenceFormat = 'clearance-approval-request/1';
+
+/** Either format of passkey approval evidence. */
+export type AnyApprovalEvidence = ApprovalEvidence | RequestApprovalEvidence;
+
 /** The COSE algorithm (RFC 9052 §7.1 label 3) of a credential public key, as registered. */
 export function coseAlgorithm(coseKey: Uint8Array<ArrayBuffer>): number {
   const alg = decodeCredentialPublicKey(coseKey).get(cose.COSEKEYS.alg);
@@ -66,6 +89,32 @@ export function approvalEvidenceOf(
   };
 }
 
+/**
+ * The evidence of a request's approval from a verified assertion whose challenge was
+ * approvalChallenge(request.digest, nonce) (src/approvals/request-ceremony.ts).
+ */
+export function requestApprovalEvidenceOf(
+  approved: { requestId: string; kind: ApprovalKindName; content: Record<string, unknown>; digest: string; nonce: string; rpId: string; origin: string },
+  assertion: AssertionEvidence,
+): RequestApprovalEvidence {
+  return {
+    format: requestApprovalEvidenceFormat,
+    request_id: approved.requestId,
+    kind: approved.kind,
+    content: approved.content,
+    digest: approved.digest,
+    nonce: approved.nonce,
+    rp_id: approved.rpId,
+    origin: approved.origin,
+    credential_id: assertion.credentialId,
+    public_key: assertion.spki,
+    alg: coseAlgorithm(new Uint8Array(Buffer.from(assertion.publicKey, 'base64url'))),
+    authenticator_data: assertion.authenticatorData,
+    client_data_json: assertion.clientDataJSON,
+    signature: assertion.signature,
+  };
+}
+
 /** How node:crypto verifies a signature of each COSE algorithm WebAuthn authenticators use. */
 const verifiers: Record<number, { hash: string | null; pss?: true }> = {
   [-7]: { hash: 'sha256' },
@@ -81,24 +130,48 @@ const userPresent = 0x01;
 const userVerified = 0x04;
 
 /**
- * Checks approval evidence offline, returning every problem (empty: it verifies). The checks are
- * those of WebAuthn §7.2 that need no server state, plus the binding to the entries:
- * 1. the digest is approvalDigest(authorization_details) — the entries are the ones approved;
- * 2. the client data is a `webauthn.get` (§7.2 step 11) whose challenge is
- *    approvalChallenge(digest, nonce) (step 12) at `origin` (step 13), not cross-origin;
- * 3. the authenticator data's RP ID hash is SHA-256(rp_id) (step 15), and the user was present
- *    (step 16) and verified (step 17);
- * 4. the signature over authenticatorData ‖ SHA-256(clientDataJSON) verifies with the
- *    credential's public key (step 20).
+ * Checks approval evidence of either format offline, returning every problem (empty: it
+ * verifies). First the binding to what was approved, by format:
+ * - `clearance-approval/1`: the digest is approvalDigest(authorization_details);
+ * - `clearance-approval-request/1`: the digest is requestDigest(content), and the request's id
+ *   and kind are named;
+ * then the same WebAuthn checks for both (verifySignedApproval).
  */
-export function verifyApprovalEvidence(evidence: ApprovalEvidence): string[] {
+export function verifyApprovalEvidence(evidence: AnyApprovalEvidence): string[] {
   const problems: string[] = [];
   try {
-    if (evidence.format !== approvalEvidenceFormat) return [`unknown approval evidence format ${String(evidence.format)}`];
-    if (!Array.isArray(evidence.authorization_details)) return ['the approved authorization_details are missing'];
-    if (!safeEqual(approvalDigest(evidence.authorization_details), evidence.digest)) {
-      problems.push('the digest is not that of the approved authorization_details (they were changed)');
+    if (typeof evidence !== 'object' || evidence === null) return ['the approval evidence is missing'];
+    if (evidence.format === approvalEvidenceFormat) {
+      if (!Array.isArray(evidence.authorization_details)) return ['the approved authorization_details are missing'];
+      if (!safeEqual(approvalDigest(evidence.authorization_details), String(evidence.digest))) {
+        problems.push('the digest is not that of the approved authorization_details (they were changed)');
+      }
+    } else if (evidence.format === requestApprovalEvidenceFormat) {
+      if (typeof evidence.content !== 'object' || evidence.content === null || Array.isArray(evidence.content)) return ['the approved content is missing'];
+      if (typeof evidence.request_id !== 'string' || typeof evidence.kind !== 'string') return ['the evidence names no request'];
+      if (!safeEqual(requestDigest(evidence.content), String(evidence.digest))) problems.push('the digest is not that of the approved content (it was changed)');
+    } else {
+      return [`unknown approval evidence format ${String((evidence as { format?: unknown }).format)}`];
     }
+  } catch (error) {
+    return [`the evidence cannot be read: ${(error as Error).message}`];
+  }
+  return [...problems, ...verifySignedApproval(evidence)];
+}
+
+/**
+ * The WebAuthn checks of approval evidence that need no server state (WebAuthn L3 §7.2), the same
+ * for every format:
+ * 1. the client data is a `webauthn.get` (step 11) whose challenge is approvalChallenge(digest,
+ *    nonce) (step 12) at `origin` (step 13), not cross-origin;
+ * 2. the authenticator data's RP ID hash is SHA-256(rp_id) (step 15), and the user was present
+ *    (step 16) and verified (step 17);
+ * 3. the signature over authenticatorData ‖ SHA-256(clientDataJSON) verifies with the
+ *    credential's public key (step 20).
+ */
+function verifySignedApproval(evidence: Omit<ApprovalEvidence, 'format' | 'authorization_details'>): string[] {
+  const problems: string[] = [];
+  try {
     const clientDataBytes = Buffer.from(evidence.client_data_json, 'base64url');
     const clientData = JSON.parse(clientDataBytes.toString('utf8')) as Record<string, unknown>;
     if (clientData.type !== 'webauthn.get') problems.push('the client data is not of an assertion (webauthn.get)');

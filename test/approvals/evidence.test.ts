@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { decodeAttestationObject, parseAuthenticatorData } from '@simplewebauthn/server/helpers';
 import { describe, test } from 'node:test';
-import { approvalEvidenceOf, verifyApprovalEvidence, type ApprovalEvidence } from '../../src/approvals/evidence.ts';
+import { approvalEvidenceOf, requestApprovalEvidenceOf, verifyApprovalEvidence, type ApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
+import { requestDigest } from '../../src/approvals/requests.ts';
 import { cosePublicKeyToSpki } from '../../src/identity/passkeys/assertion.ts';
 import { approvalChallenge, approvalDigest, entriesToApprove, parseApprovalChallenge } from '../../src/jose/approval-digest.ts';
 import { SoftwareAuthenticator, type Bend } from '../helpers/authenticator.ts';
@@ -97,5 +98,46 @@ describe('verifying approval evidence offline', () => {
     assert.deepEqual(verifyApprovalEvidence({ ...evidence, public_key: other.public_key }), ['the signature does not verify with the credential public key']);
     assert.deepEqual(verifyApprovalEvidence({ ...evidence, alg: -65535 }), ['unsupported signature algorithm -65535']);
     assert.match(verifyApprovalEvidence({ ...evidence, client_data_json: 'bm90IGpzb24' })[0]!, /cannot be read/);
+  });
+});
+
+describe('request-approval evidence (clearance-approval-request/1)', () => {
+  const content = { binding_message: 'Order 7781', authorization_details: [order] };
+  function requestEvidence(bend: Bend = {}): RequestApprovalEvidence {
+    const authenticator = new SoftwareAuthenticator({ origin });
+    const registered = authenticator.register({ challenge: 'cmVnaXN0ZXI', rp: { id: rpId }, user: { id: 'dXNlci0x' } }) as { response: { attestationObject: string } };
+    const digest = requestDigest(content);
+    const nonce = Buffer.alloc(16, 7).toString('base64url');
+    const signed = authenticator.assert({ challenge: approvalChallenge(digest, nonce), rpId }, bend) as {
+      id: string;
+      response: { authenticatorData: string; clientDataJSON: string; signature: string };
+    };
+    const coseKey = publicKeyOfAttestation(registered.response.attestationObject);
+    return requestApprovalEvidenceOf(
+      { requestId: 'req-1', kind: 'ciba', content, digest, nonce, rpId, origin },
+      {
+        credentialId: signed.id,
+        publicKey: Buffer.from(coseKey).toString('base64url'),
+        spki: cosePublicKeyToSpki(coseKey).toString('base64url'),
+        authenticatorData: signed.response.authenticatorData,
+        clientDataJSON: signed.response.clientDataJSON,
+        signature: signed.response.signature,
+      },
+    );
+  }
+
+  test('verifies offline with the same WebAuthn checks as an order approval', () => {
+    const evidence = requestEvidence();
+    assert.equal(evidence.format, 'clearance-approval-request/1');
+    assert.deepEqual(verifyApprovalEvidence(evidence), []);
+  });
+
+  test('names a changed content, a changed digest, an unverified user and a bad signature', () => {
+    const evidence = requestEvidence();
+    assert.match(verifyApprovalEvidence({ ...evidence, content: { ...content, binding_message: 'Order 7782' } }).join(), /not that of the approved content/);
+    assert.match(verifyApprovalEvidence({ ...evidence, digest: requestDigest({ other: true }) }).join(), /challenge does not commit/);
+    assert.match(verifyApprovalEvidence(requestEvidence({ userVerified: false })).join(), /not verified/);
+    assert.match(verifyApprovalEvidence({ ...evidence, signature: Buffer.from('forged').toString('base64url') }).join(), /signature does not verify/);
+    assert.match(verifyApprovalEvidence({ ...evidence, format: 'other/1' } as never).join(), /unknown approval evidence format/);
   });
 });
