@@ -36,4 +36,14 @@ export interface ApprovalTables {
     evidence_digest: string;
     at: number;
   };
+  /** Passkey ceremonies of the approvals page (migration 0023_approval_challenges). */
+  approval_challenges: {
+    request_id: string;
+    user_id: string;
+    /** The request's digest when the ceremony started. */
+    digest: string;
+    /** 16 random bytes, base64url. */
+    nonce: string;
+    expires_at: number;
+  };
 }

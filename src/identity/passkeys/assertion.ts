@@ -2,7 +2,9 @@ import { createHash, createPublicKey, timingSafeEqual, type JsonWebKey } from 'n
 import { verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { decodeCredentialPublicKey } from '@simplewebauthn/server/helpers';
 import type { Context } from '../../context.ts';
+import type { Kysely, Transaction } from 'kysely';
 import type { Flight } from '../../storage/flight.ts';
+import type { Database } from '../../storage/schema.ts';
 import { relyingParty } from './relying-party.ts';
 import { authenticatorDataHead, decodeClientData, parseAuthenticationResponse } from './responses.ts';
 import { passkeyByCredentialId, type Passkey } from './store.ts';
@@ -160,14 +162,20 @@ export async function checkAssertion(
  * `passkey_counter_changed`), so a counter never moves backwards in the table either.
  */
 export function recordAssertion(ctx: Pick<Context, 'storage' | 'clock'>, flight: Flight, verdict: Extract<AssertionVerdict, { ok: true }>): void {
-  void flight.run(
-    ctx.storage.db
-      .updateTable('passkeys')
-      .set({ sign_count: verdict.signCount, backed_up: verdict.backedUp ? 1 : 0, last_used_at: ctx.clock.now() })
-      .where('id', '=', verdict.passkey.id)
-      .where('sign_count', '=', verdict.passkey.signCount),
-    { rows: 1, otherwise: 'passkey_counter_changed' },
-  );
+  void flight.run(assertionUpdate(ctx.storage.db, ctx.clock.now(), verdict), { rows: 1, otherwise: 'passkey_counter_changed' });
+}
+
+/**
+ * The statement of recordAssertion, for a caller in an ordinary transaction (an approval decision,
+ * src/approvals/request-ceremony.ts): it changed one row, or the counter moved meanwhile and the
+ * assertion must not be used.
+ */
+export function assertionUpdate(db: Kysely<Database> | Transaction<Database>, now: number, verdict: Extract<AssertionVerdict, { ok: true }>) {
+  return db
+    .updateTable('passkeys')
+    .set({ sign_count: verdict.signCount, backed_up: verdict.backedUp ? 1 : 0, last_used_at: now })
+    .where('id', '=', verdict.passkey.id)
+    .where('sign_count', '=', verdict.passkey.signCount);
 }
 
 /**
