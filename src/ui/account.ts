@@ -77,6 +77,7 @@ export function accountPage(view: AccountView): SafeHtml {
     passkeys: true,
     body: html`<h1>Your account</h1>
 <p>You are signed in as <strong>${view.signedInAs}</strong> (${view.username}).</p>
+<p><a href="${view.base}/account/approvals">Requests waiting for your approval</a></p>
 ${noticesSection(view.notices)}
 <div id="form-error" class="error" role="alert">${view.error ?? ''}</div>
 <h2>Passkeys</h2>

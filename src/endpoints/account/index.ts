@@ -18,6 +18,7 @@ import { sendError } from '../../http/errors.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { accountApprovalRoutes } from './approvals.ts';
 import { accountFactorRoutes, accountFactorsView } from './factors.ts';
 import { factorGate, refusedChange } from './factor-gate.ts';
 import { checkedForm, forbidden } from './forms.ts';
@@ -82,6 +83,9 @@ import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
  *      saying why, 409, nothing removed (`passkey.removal_refused`); else `passkey.removed`, 303.
  *
  * POST /account/recovery — the person asks for a recovery of what they lost (./recovery.ts).
+ *
+ * /account/approvals… : the requests the person may decide, approved with a passkey or denied
+ * with a reason (approvals.ts).
  *
  * POST /account/logout
  *   1. no valid session → the cookie is cleared and 303 to /account (there is nothing to end);
@@ -241,6 +245,7 @@ export const account: Endpoint = {
 
     accountFactorRoutes(app, ctx);
     accountRecoveryRoutes(app, ctx);
+    accountApprovalRoutes(app, ctx);
 
     app.post(`${accountPath}/logout`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {

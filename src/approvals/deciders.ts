@@ -1,0 +1,195 @@
+import type { Context } from '../context.ts';
+import { describeAuthorizationDetails, type AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { findUser, type User } from '../identity/users.ts';
+import { independenceProblem, type Approver } from './independence.ts';
+import type { ApprovalDescription, ApprovalKind } from './kinds.ts';
+import { approvalKindOf } from './kinds/index.ts';
+import { decisionsOf, effectiveStatus, findApprovalRequest, listPendingApprovalRequests, type ApprovalDecision, type ApprovalRequest, type ApproverProof } from './requests.ts';
+
+/**
+ * Who may decide which request (docs/approvals.md "The approver's side"), for the approvals page
+ * and the admin API, whatever the request's kind: its subject, while their own approval is
+ * pending (CIBA); or a second person who is independent of it (src/approvals/independence.ts) and
+ * whom the kind finds eligible (its `eligible`: policy, role, custodian list), and who has not
+ * decided it yet. This decides what a person is SHOWN; the decision itself is decided again, with
+ * the real proof, by decideApprovalRequest.
+ */
+
+/** The person as the decision rule sees them. */
+export function approverOf(user: Pick<User, 'id' | 'username' | 'roles' | 'desks'>): Approver {
+  return { userId: user.id, username: user.username, roles: user.roles, desks: user.desks };
+}
+
+export type DeciderRole = 'subject' | 'approver';
+
+/**
+ * As whom `approver` may decide `request` now (with a proof like `proof`), or undefined when they
+ * may not: not pending, unknown kind, already decided by them, not independent, not eligible.
+ * Fail closed: an eligibility that cannot be decided is a no.
+ */
+export async function deciderRole(ctx: Context, request: ApprovalRequest, approver: Approver, proof: ApproverProof, decided?: boolean): Promise<DeciderRole | undefined> {
+  const kind = approvalKindOf(request.kind);
+  if (!kind || effectiveStatus(request, ctx.clock.now()) !== 'pending') return undefined;
+  const already = decided ?? (await decisionsOf(ctx.storage.db, request.id)).some((d) => d.approver === approver.userId);
+  if (already) return undefined;
+  if (approver.userId === request.subject && request.subjectApproval === 'pending') return 'subject';
+  const options = kind.independence ? await kind.independence(ctx, request) : {};
+  if (independenceProblem(approver, request, options)) return undefined;
+  try {
+    return (await kind.eligible(ctx, request, approver, proof)) === undefined ? 'approver' : undefined;
+  } catch (error) {
+    ctx.log.warn({ err: error }, 'approval eligibility failed while listing: not shown');
+    return undefined;
+  }
+}
+
+/** Most requests the approvals page and the admin API list at once. */
+export const maxListedRequests = 100;
+
+/**
+ * The pending requests `approver` may decide, oldest first: those about them (their own approval
+ * pending) and the others they may decide as a second person. `proofOf` is the proof they would
+ * give (the page: their strongest passkey; the admin API: the token presented).
+ */
+export async function decidableRequests(
+  ctx: Context,
+  approver: Approver,
+  proof: ApproverProof,
+): Promise<{ request: ApprovalRequest; kind: ApprovalKind; role: DeciderRole }[]> {
+  const [own, others] = await Promise.all([
+    listPendingApprovalRequests(ctx, { subject: approver.userId, limit: maxListedRequests }),
+    listPendingApprovalRequests(ctx, { limit: 4 * maxListedRequests }),
+  ]);
+  const candidates = new Map<string, ApprovalRequest>();
+  for (const request of [...own, ...others]) candidates.set(request.id, request);
+  if (candidates.size === 0) return [];
+  const decided = new Set(
+    (
+      await ctx.storage.db
+        .selectFrom('approval_decisions')
+        .select('request_id')
+        .where('approver', '=', approver.userId)
+        .where('request_id', 'in', [...candidates.keys()])
+        .execute()
+    ).map((row) => row.request_id),
+  );
+  const listed: { request: ApprovalRequest; kind: ApprovalKind; role: DeciderRole }[] = [];
+  for (const request of [...candidates.values()].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))) {
+    const kind = approvalKindOf(request.kind);
+    if (!kind) continue;
+    const role = await deciderRole(ctx, request, approver, proof, decided.has(request.id));
+    if (role) listed.push({ request, kind, role });
+    if (listed.length >= maxListedRequests) break;
+  }
+  return listed;
+}
+
+/**
+ * A request `approver` may decide, by id, with their role and the kind; undefined for one that
+ * does not exist or that they may not decide (the same answer: an id says nothing of whose it is).
+ */
+export async function decidableRequest(
+  ctx: Context,
+  id: string,
+  approver: Approver,
+  proof: ApproverProof,
+): Promise<{ request: ApprovalRequest; kind: ApprovalKind; role: DeciderRole } | undefined> {
+  if (!requestIdPattern.test(id)) return undefined;
+  const request = await findApprovalRequest(ctx.storage.db, id);
+  const kind = request && approvalKindOf(request.kind);
+  if (!request || !kind) return undefined;
+  const role = await deciderRole(ctx, request, approver, proof);
+  return role ? { request, kind, role } : undefined;
+}
+
+/** Request ids are UUIDs (or ids of that shape); anything else is unknown without a lookup. */
+export const requestIdPattern = /^[A-Za-z0-9-]{1,64}$/;
+
+/** What an approver is shown of a request: the kind's own words, and who, what, until when. */
+export interface ApprovalView {
+  id: string;
+  kind: string;
+  status: string;
+  description: ApprovalDescription;
+  requester: { type: 'user' | 'client'; id: string; name: string };
+  subject: { id: string; name: string };
+  client?: { id: string; name: string };
+  /** The CIBA binding message, when the content holds one. */
+  bindingMessage?: string;
+  /** The content's RFC 9396 authorization_details, one plain sentence each, when it holds some. */
+  authorizationDetails?: string[];
+  /** Exactly what a passkey signs the digest of. */
+  content: Record<string, unknown>;
+  digest: string;
+  approvals: number;
+  requiredApprovals: number;
+  subjectApproval: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** The view of a request, with names resolved (a person's name, else their username; a client's name, else its id). */
+export async function approvalView(ctx: Context, request: ApprovalRequest, kind: ApprovalKind): Promise<ApprovalView> {
+  const personName = async (id: string) => {
+    const user = await findUser(ctx, id);
+    return user ? (user.name ?? user.username) : id;
+  };
+  const clientName = async (id: string) => {
+    const name = (await ctx.clients.get(id))?.metadata.client_name;
+    return typeof name === 'string' && name ? name : id;
+  };
+  const [requesterName, subjectName, client] = await Promise.all([
+    request.requesterType === 'user' ? personName(request.requester) : clientName(request.requester),
+    personName(request.subject),
+    request.clientId !== undefined ? clientName(request.clientId).then((name) => ({ id: request.clientId!, name })) : undefined,
+  ]);
+  const bindingMessage = request.content.binding_message;
+  const details = request.content.authorization_details;
+  return {
+    id: request.id,
+    kind: request.kind,
+    status: effectiveStatus(request, ctx.clock.now()),
+    description: kind.describe(request),
+    requester: { type: request.requesterType, id: request.requester, name: requesterName },
+    subject: { id: request.subject, name: subjectName },
+    ...(client ? { client } : {}),
+    ...(typeof bindingMessage === 'string' ? { bindingMessage } : {}),
+    ...(Array.isArray(details) ? { authorizationDetails: plainDetails(details) } : {}),
+    content: request.content,
+    digest: request.digest,
+    approvals: request.approvals,
+    requiredApprovals: request.requiredApprovals,
+    subjectApproval: request.subjectApproval,
+    createdAt: request.createdAt,
+    expiresAt: request.expiresAt,
+  };
+}
+
+/** One sentence per entry; an entry the registered types cannot word is shown as its JSON. */
+function plainDetails(details: unknown[]): string[] {
+  return details.map((entry) => {
+    try {
+      if (entry && typeof entry === 'object' && typeof (entry as { type?: unknown }).type === 'string') {
+        return describeAuthorizationDetails([entry as AuthorizationDetail])[0]!;
+      }
+    } catch {
+      // Fall through to the exact JSON.
+    }
+    return JSON.stringify(entry);
+  });
+}
+
+/** A decision as the admin API shows it (the evidence itself is in the audit event). */
+export function decisionView(decision: ApprovalDecision): Record<string, unknown> {
+  return {
+    approver: decision.approver,
+    role: decision.role,
+    decision: decision.decision,
+    ...(decision.reason !== undefined ? { reason: decision.reason } : {}),
+    method: decision.method,
+    acr: decision.acr,
+    amr: decision.amr,
+    evidence_digest: decision.evidenceDigest,
+    at: decision.at,
+  };
+}
