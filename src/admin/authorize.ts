@@ -3,6 +3,10 @@ import type { Context } from '../context.ts';
 import { resourceRequest } from '../http/oauth-request.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import { authorizeProtectedRequest } from '../tokens/protected-resource.ts';
+import type { adminScopes } from '../resource-servers/builtins.ts';
+
+/** A scope of the admin API (src/resource-servers/builtins.ts adminScopes). */
+export type AdminScope = (typeof adminScopes)[number];
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -24,7 +28,7 @@ export function adminAudience(issuer: string): string {
  * invalid_token / invalid_dpop_proof, 403 insufficient_scope, with a WWW-Authenticate challenge in
  * the scheme used.
  */
-export function requireAdmin(ctx: Context, scope: 'admin:read' | 'admin:write' | 'audit:read' | 'recovery:request'): preHandlerAsyncHookHandler {
+export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHookHandler {
   const resource = { audience: adminAudience(ctx.config.issuer), scope, name: 'the admin API' };
   return async (request, reply) => {
     const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);

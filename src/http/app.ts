@@ -13,6 +13,7 @@ import { registration } from '../endpoints/register/index.ts';
 import { admin } from '../endpoints/admin/index.ts';
 import { audit } from '../endpoints/audit/index.ts';
 import { adminUsers } from '../endpoints/admin/users.ts';
+import { adminApprovals } from '../endpoints/admin/approvals.ts';
 import { assets } from '../endpoints/assets/index.ts';
 import { interaction } from '../endpoints/interaction/index.ts';
 import { authorization } from '../endpoints/authorize/index.ts';
@@ -46,7 +47,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

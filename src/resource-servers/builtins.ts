@@ -5,8 +5,16 @@ import type { ResourceServer } from './definition.ts';
  * Scopes of Clearance's own admin API. `recovery:request`: open a recovery of a person's lost
  * authenticator (POST /admin/users/{username}/recovery), only with a help-desk person's token
  * (src/endpoints/admin/recovery.ts) — narrower than admin:write, which a help-desk app need not hold.
+ * `approvals:decide`: list and decide the requests a second person approves
+ * (src/endpoints/admin/approvals.ts), with a PERSON's token only — never a client's.
  */
-export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'recovery:request'] as const;
+export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'recovery:request', 'approvals:decide'] as const;
+
+/**
+ * The admin scopes a service's own token can use (`clearance init`'s client): all but those only a
+ * person's token uses (`recovery:request`, `approvals:decide`).
+ */
+export const serviceAdminScopes: readonly string[] = adminScopes.filter((scope) => scope !== 'approvals:decide' && scope !== 'recovery:request');
 
 /** The scope a policy enforcement point needs to ask the AuthZEN access evaluation API (src/endpoints/access). */
 export const accessEvaluateScope = 'access:evaluate';

@@ -1,17 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { executeApply, planApply } from '../../apply/index.ts';
 import type { Context } from '../../context.ts';
-import { adminScopes } from '../../resource-servers/builtins.ts';
-
-/** The first administrator's scopes: the admin API's, but `recovery:request`, which only a help-desk person's token uses. */
-const initScopes = adminScopes.filter((scope) => scope !== 'recovery:request');
+import { adminScopes, serviceAdminScopes } from '../../resource-servers/builtins.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
 
 export const initHelp = `Usage: clearance init [--client-id ID] [--jwks FILE]
 
 Creates the first admin client: a service client allowed the client_credentials grant for the
-built-in resource <issuer>/admin with scopes ${initScopes.join(', ')}.
+built-in resource <issuer>/admin with scopes ${serviceAdminScopes.join(', ')}.
 Without --jwks it authenticates with client_secret_basic and the secret is printed once (store it
 now; only its hash is kept). With --jwks FILE (a JWK Set of public keys) it authenticates with
 private_key_jwt and no secret exists. Refused (exit 1) if the client already exists.
@@ -44,7 +41,7 @@ export async function initCommand(
     client_name: 'Clearance administrator',
     kind: 'service',
     grant_types: ['client_credentials'],
-    scope: initScopes.join(' '),
+    scope: serviceAdminScopes.join(' '),
     ...(jwks ? { token_endpoint_auth_method: 'private_key_jwt', jwks } : { token_endpoint_auth_method: 'client_secret_basic' }),
   };
   const { plan, problems } = await planApply(ctx, { clients: [client] });
@@ -57,7 +54,7 @@ export async function initCommand(
   output.out(`created admin client ${clientId}`);
   output.out(`  token endpoint: ${ctx.config.issuer}/token`);
   output.out(`  resource:       ${ctx.config.issuer}/admin`);
-  output.out(`  scopes:         ${initScopes.join(' ')}`);
+  output.out(`  scopes:         ${serviceAdminScopes.join(' ')}`);
   if (secret) {
     output.out(`  client_secret:  ${secret}`);
     output.out('The secret is shown once and only its hash is stored: keep it in your secret store now.');

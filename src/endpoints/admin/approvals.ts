@@ -1,0 +1,179 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import { approvalView, approverOf, decidableRequest, decidableRequests, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
+import { approvalKindOf } from '../../approvals/kinds/index.ts';
+import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApproverProof } from '../../approvals/requests.ts';
+import type { Context } from '../../context.ts';
+import { findUser, type User } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import type { AccessTokenClaims } from '../../tokens/claims.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/** How recent the person's authentication behind an approvals token must be: 5 minutes (RFC 9470 `max_age`). */
+export const approvalsMaxAuthAgeSeconds = 300;
+
+/**
+ * The admin API for an approvals app (docs/approvals.md "The approver's side"): the same decisions
+ * as the approvals page, by a PERSON holding an access token for `<issuer>/admin` with the scope
+ * `approvals:decide`. The rules, in order:
+ * 1. requireAdmin: a live token of ours for the admin audience, presented with its binding, with
+ *    the scope (401 / 403 insufficient_scope as the rest of the admin API);
+ * 2. a person's token: issued under a person's consent grant (`grant_id`, `auth_time`), for
+ *    themselves (no `act`: a delegate never approves for someone), the person active — else 403
+ *    access_denied (a client's own token decides nothing);
+ * 3. deciding: the person authenticated at most 5 minutes ago (`auth_time`), else 401
+ *    insufficient_user_authentication with max_age=300 (RFC 9470 §3); the token's `acr` reaches
+ *    the kind's level (checked by the decision rule; else 401 insufficient_user_authentication
+ *    with acr_values); then decideApprovalRequest with the proof {method: token, acr, amr,
+ *    auth_time, jti, client_id} — independence, eligibility, single decision, expiry.
+ *
+ * - GET /admin/approvals: `{ approvals: [view] }`, the pending requests the person may decide
+ * - GET /admin/approvals/{id}: `{ approval: view, role?, decisions }`, for a request the person may
+ *   decide, is the subject of, or decided; else 404
+ * - POST /admin/approvals/{id}/decision `{ decision: "approve" | "deny", reason? }`: the request as
+ *   it stands after the decision, with `settled` when it settled. Refusals: 404 not_found, 403
+ *   access_denied (not independent, not eligible), 409 invalid_request (no longer pending, decided
+ *   already), 400 invalid_request (a denial without a reason), 401 insufficient_user_authentication.
+ * Every refusal of a decision is audited (`approval.refused`).
+ */
+export const adminApprovals: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/approvals`;
+    const approvals = { preHandler: requireAdmin(ctx, 'approvals:decide') };
+
+    app.get(base, approvals, async (request) => {
+      const { user, claims } = await personOf(ctx, request);
+      const listed = await decidableRequests(ctx, approverOf(user), tokenProof(claims));
+      return { approvals: await Promise.all(listed.map(async ({ request: r, kind, role }) => ({ ...viewJson(await approvalView(ctx, r, kind)), role }))) };
+    });
+
+    app.get<{ Params: { id: string } }>(`${base}/:id`, approvals, async (request) => {
+      const { user, claims } = await personOf(ctx, request);
+      const id = request.params.id;
+      const stored = requestIdPattern.test(id) ? await findApprovalRequest(ctx.storage.db, id) : undefined;
+      const kind = stored && approvalKindOf(stored.kind);
+      if (!stored || !kind) throw notFound();
+      const decisions = await decisionsOf(ctx.storage.db, stored.id);
+      const decidable = await decidableRequest(ctx, stored.id, approverOf(user), tokenProof(claims));
+      const involved = decidable !== undefined || stored.subject === user.id || decisions.some((d) => d.approver === user.id);
+      if (!involved) throw notFound();
+      return { approval: viewJson(await approvalView(ctx, stored, kind)), ...(decidable ? { role: decidable.role } : {}), decisions: decisions.map(decisionView) };
+    });
+
+    app.post<{ Params: { id: string } }>(`${base}/:id/decision`, approvals, async (request) => {
+      const { user, claims } = await personOf(ctx, request);
+      const body = decisionBody(request.body);
+      const id = request.params.id;
+      const stored = requestIdPattern.test(id) ? await findApprovalRequest(ctx.storage.db, id) : undefined;
+      const kind = stored && approvalKindOf(stored.kind);
+      if (!stored || !kind) throw notFound();
+      const scheme = /^dpop\s/i.test(request.headers.authorization ?? '') ? 'DPoP' : 'Bearer';
+      const now = Math.floor(ctx.clock.now() / 1000);
+      const proof = tokenProof(claims);
+      if (claims.auth_time === undefined || now - claims.auth_time > approvalsMaxAuthAgeSeconds) {
+        await ctx.audit.record({
+          type: 'approval.refused',
+          txn: stored.id,
+          actor: user.id,
+          subject: stored.subject,
+          ...(stored.clientId !== undefined ? { client: stored.clientId } : {}),
+          requestId: request.id,
+          decision: { allow: false, reasons: ['stale_authentication'] },
+          details: { request_id: stored.id, kind: stored.kind, decision: body.decision, method: 'token', auth_time: claims.auth_time ?? null },
+        });
+        throw stepUp(scheme, 'a decision needs an authentication of the last 5 minutes: sign in again', { max_age: approvalsMaxAuthAgeSeconds });
+      }
+      const outcome = await decideApprovalRequest(ctx, kind, {
+        requestId: stored.id,
+        approver: approverOf(user),
+        proof,
+        decision: body.decision,
+        ...(body.reason !== undefined ? { reason: body.reason } : {}),
+        httpRequestId: request.id,
+      });
+      if (outcome.ok) {
+        return { approval: viewJson(await approvalView(ctx, outcome.request, kind)), ...(outcome.settled ? { settled: outcome.settled } : {}) };
+      }
+      const refusal = outcome.refusal;
+      if (refusal === 'insufficient_authentication') {
+        const level = stored.subject === user.id && stored.subjectApproval === 'pending' ? kind.subjectAcr : kind.approverAcr;
+        throw stepUp(scheme, 'a decision on this request needs a stronger authentication', { acr_values: level, max_age: approvalsMaxAuthAgeSeconds });
+      }
+      if (refusal === 'not_found' || refusal === 'wrong_kind') throw notFound();
+      if (refusal === 'not_pending' || refusal === 'expired' || refusal === 'already_decided') {
+        throw new OAuthError('invalid_request', refusal === 'already_decided' ? 'you decided this request already' : 'the request is no longer pending', { status: 409 });
+      }
+      if (refusal === 'reason_required') throw new OAuthError('invalid_request', `a denial needs a reason of 1 to ${maxReasonLength} characters`);
+      throw new OAuthError('access_denied', 'you may not decide this request', { detail: refusal });
+    });
+  },
+};
+
+/** The person behind the admin token (rule 2), with the token's claims. */
+async function personOf(ctx: Context, request: FastifyRequest): Promise<{ user: User; claims: AccessTokenClaims }> {
+  const claims = request.admin!;
+  if (claims.grant_id === undefined || claims.auth_time === undefined) throw new OAuthError('access_denied', "the approvals API needs a person's own token, not a client's");
+  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegated token cannot decide approvals');
+  const user = await findUser(ctx, claims.sub);
+  if (!user || user.status !== 'active') throw new OAuthError('access_denied', 'the person of this token may not decide approvals');
+  return { user, claims };
+}
+
+/** The token as the proof of a decision (src/approvals/requests.ts `token`): its facts, never the token. */
+function tokenProof(claims: AccessTokenClaims): ApproverProof {
+  return { method: 'token', acr: claims.acr ?? '', amr: claims.amr ?? [], authTime: claims.auth_time ?? 0, jti: claims.jti, clientId: claims.client_id };
+}
+
+/** `{decision, reason?}`, nothing else. */
+function decisionBody(body: unknown): { decision: 'approve' | 'deny'; reason?: string } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object {decision, reason}');
+  const { decision, reason, ...rest } = body as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]!.slice(0, 40)}`);
+  if (decision !== 'approve' && decision !== 'deny') throw new OAuthError('invalid_request', 'decision must be approve or deny');
+  if (reason !== undefined && (typeof reason !== 'string' || reason.length > maxReasonLength)) throw new OAuthError('invalid_request', `reason must be a string of at most ${maxReasonLength} characters`);
+  return { decision, ...(reason !== undefined ? { reason } : {}) };
+}
+
+function notFound(): OAuthError {
+  return new OAuthError('not_found', 'no such approval request for you');
+}
+
+/** RFC 9470 §3: 401 insufficient_user_authentication, with what would meet the requirement in the challenge and the body. */
+function stepUp(scheme: 'Bearer' | 'DPoP', description: string, ask: { acr_values?: string; max_age?: number }): OAuthError {
+  const params = [
+    'realm="clearance"',
+    'error="insufficient_user_authentication"',
+    `error_description="${description}"`,
+    ...(ask.acr_values !== undefined ? [`acr_values="${ask.acr_values}"`] : []),
+    ...(ask.max_age !== undefined ? [`max_age=${ask.max_age}`] : []),
+  ];
+  return new OAuthError('insufficient_user_authentication', description, {
+    status: 401,
+    headers: { 'www-authenticate': `${scheme} ${params.join(', ')}` },
+    members: { ...ask },
+  });
+}
+
+/** The admin API's spelling of a view (snake_case members). */
+function viewJson(view: ApprovalView): Record<string, unknown> {
+  return {
+    id: view.id,
+    kind: view.kind,
+    status: view.status,
+    title: view.description.title,
+    lines: view.description.lines,
+    requester: view.requester,
+    subject: view.subject,
+    ...(view.client ? { client: view.client } : {}),
+    ...(view.bindingMessage !== undefined ? { binding_message: view.bindingMessage } : {}),
+    ...(view.authorizationDetails ? { authorization_details_text: view.authorizationDetails } : {}),
+    content: view.content,
+    digest: view.digest,
+    approvals: view.approvals,
+    required_approvals: view.requiredApprovals,
+    subject_approval: view.subjectApproval,
+    created_at: view.createdAt,
+    expires_at: view.expiresAt,
+  };
+}
