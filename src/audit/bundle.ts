@@ -8,7 +8,7 @@
 import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Kysely } from 'kysely';
-import { verifyApprovalEvidence, type ApprovalEvidence } from '../approvals/evidence.ts';
+import { checkBundledApprovals, type BundledApproval } from './bundle-approvals.ts';
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditSigningKey } from './audit-key.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
@@ -117,8 +117,10 @@ export interface BundleReport {
   /** Every problem found; empty when ok. */
   problems: string[];
   events: number;
-  /** `approval.given` events whose evidence was verified (what-you-see-is-what-you-sign). */
+  /** `approval.given` events whose evidence was checked (./bundle-approvals.ts). */
   approvals?: number;
+  /** Who approved what, and how it was proven, one per `approval.given`. */
+  approvers?: BundledApproval[];
   checkpoint?: SignedCheckpoint;
   /** Fingerprint of the audit key the bundle is signed with: compare it with the published one. */
   keyId?: string;
@@ -172,7 +174,7 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = 
   }
   const root = Buffer.from(cp.rootHash, 'base64');
   let previous = -1;
-  let approvals = 0;
+  const readable: BundledEvent[] = [];
   const events = Array.isArray(bundle.events) ? bundle.events : [];
   for (const [i, item] of events.entries()) {
     const where = `event ${i} (leaf ${item?.leafIndex})`;
@@ -195,16 +197,15 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = 
       problems.push(`${where}: the inclusion proof does not lead to the checkpoint's root`);
     }
     if (!matches(item.event, bundle.query ?? {})) problems.push(`${where}: the event does not match the bundle's query`);
-    // An approval's evidence is checked too: the person's authenticator signed exactly these entries.
-    if (item.event.type === 'approval.given') {
-      approvals++;
-      for (const problem of verifyApprovalEvidence(item.event.details?.evidence as ApprovalEvidence)) problems.push(`${where}: approval evidence: ${problem}`);
-    }
+    readable.push(item);
   }
+  // Approvals are checked too: each person's evidence, and each token's list of approvals against them.
+  const approvals = checkBundledApprovals(readable);
+  problems.push(...approvals.problems);
   if (!Array.isArray(bundle.jwks?.keys) || bundle.jwks.keys.some((k) => typeof k !== 'object' || k === null || privateMemberOf(k) !== undefined)) {
     problems.push('the JWKS must hold public keys only');
   }
-  return report({ events: events.length, approvals, checkpoint: cp, keyId });
+  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId });
 }
 
 function matches(event: StoredAuditEvent, query: AuditQuery): boolean {

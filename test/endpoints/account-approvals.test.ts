@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
+import { approvalsClaim } from '../../src/approvals/claims.ts';
+import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
+import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
+import { createSealer } from '../../src/audit/lifecycle.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { decisionsOf, findApprovalRequest, requestDigest, type ApprovalRequest } from '../../src/approvals/requests.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { parseApprovalChallenge } from '../../src/jose/approval-digest.ts';
@@ -122,6 +127,31 @@ describe('the approvals page', () => {
     assert.equal(evidence.digest, requestDigest(request.content));
     assert.deepEqual(verifyApprovalEvidence(evidence), []);
     assert.doesNotMatch((await sup.browser.get('/account/approvals')).body, /Large order/, 'a decided request leaves the list');
+  });
+
+  test('the request’s evidence bundle verifies offline, names who approved what, and checks a token’s approvals against them', async (t) => {
+    const h = await harness(t);
+    const sup = await h.person('sup-1');
+    const request = await openOrderRequest(h.f.ctx, await h.f.user('alice'));
+    const { credential } = await h.sign(sup, request);
+    assert.equal((await h.decide(sup, request, { decision: 'approve', credential })).statusCode, 303);
+    const ctx = h.f.ctx;
+    const claim = approvalsClaim(await decisionsOf(ctx.storage.db, request.id));
+    // What the CIBA grant records when it issues the token (the approvals claim in token.issued).
+    await ctx.audit.record({ type: 'token.issued', txn: request.id, subject: request.subject, client: 'web-app', details: { approvals: claim } });
+    await ctx.audit.record({ type: 'token.issued', txn: request.id, subject: request.subject, client: 'web-app', details: { approvals: [{ ...claim[0]!, evidence_digest: 'x'.repeat(43) }] } });
+    const masterKey = resolveMasterKey(ctx.config).key;
+    await createSealer(ctx, masterKey).sealOnce();
+    const key = await new AuditKeys(ctx.storage.db, masterKey, ctx.clock).signingKey(auditOrigin(ctx.config.issuer));
+    const { text } = await exportBundle(ctx.storage.db, { query: { txn: request.id }, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now() });
+    const report = verifyBundle(text);
+    assert.equal(report.problems.length, 1, report.problems.join('\n'));
+    assert.match(report.problems[0]!, /token.issued approvals\[0\] \(.+\) has no matching approval.given in the bundle/);
+    assert.equal(report.approvals, 1);
+    assert.deepEqual(
+      report.approvers!.map((a) => [a.approver, a.requestId, a.kind, a.method, a.signatureVerified, a.digest]),
+      [[sup.id, request.id, 'ciba', 'passkey', true, request.digest]],
+    );
   });
 
   test('the subject approves for themselves when their own approval is pending', async (t) => {

@@ -35,7 +35,9 @@ export         writes an evidence bundle of the matching sealed events: each wit
                Filters combine: --txn, --subject, --client, --type, --decision allow|deny,
                --since/--until (ISO 8601 or epoch ms; since inclusive, until exclusive).
                -o FILE (default: standard output)
-verify-bundle  verifies a bundle offline, without the database; --key pins the audit key
+verify-bundle  verifies a bundle offline, without the database; --key pins the audit key. Also
+               checks each approval's evidence and each token's list of approvals against them,
+               and prints who approved what
 proof          prints (JSON) an event's inclusion proof into a checkpoint (default: the latest),
                or the consistency proof between the checkpoints at tree sizes M and N
 prune          removes the sealed prefix every event of which is past its retention, leaving a
@@ -211,7 +213,14 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
       `bundle verified: ${report.events} event(s) included in the checkpoint at tree size ${report.checkpoint!.treeSize} ` +
         `(root ${report.checkpoint!.rootHash}, signed ${new Date(report.checkpoint!.time).toISOString()})`,
     );
-    if (report.approvals) output.out(`approvals verified: ${report.approvals} (each signed by the person's passkey over exactly the approved authorization_details)`);
+    if (report.approvals) {
+      output.out(`approvals verified: ${report.approvals} (a passkey's signature over exactly the approved content, or a fresh token's facts)`);
+      for (const a of report.approvers ?? []) {
+        const what = a.requestId ? `${a.kind ?? 'request'} ${a.requestId}${a.role === 'subject' ? ' (for themselves)' : ''}` : `order entries (txn ${a.txn ?? '-'})`;
+        const how = a.method === 'passkey' ? `passkey, signature verified${a.acr ? `, ${a.acr}` : ''}` : `${a.method}${a.acr ? `, ${a.acr}` : ''}`;
+        output.out(`  ${a.approver ?? '?'} approved ${what} at ${new Date(a.time).toISOString()} (${how}); content digest ${a.digest ?? '-'}`);
+      }
+    }
     output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
   } else output.err(`bundle verification FAILED:\n${report.problems.map((p) => `  ${p}`).join('\n')}`);
   return report.ok ? exit.ok : exit.failed;
