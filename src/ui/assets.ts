@@ -35,8 +35,8 @@ function pageScript(path: string, body: Buffer): PageScript {
 }
 
 /**
- * The only scripts any page runs, both for passkeys (the sign-in and account pages; every other
- * page has none): the SimpleWebAuthn browser bundle as its package ships it (UMD, defines
+ * The only scripts any page runs, both for passkeys (the sign-in, consent, account and approval
+ * pages; every other page has none): the SimpleWebAuthn browser bundle as its package ships it (UMD, defines
  * `SimpleWebAuthnBrowser`), and Clearance's own small page script (assets/passkeys.js).
  */
 export const passkeyScripts: readonly PageScript[] = [

@@ -14,7 +14,7 @@ export interface PageShell {
 /**
  * The document every page shares: language, viewport, the stylesheet, one `main` landmark. No
  * script, except the two passkey scripts on the pages that run a passkey ceremony (sign-in,
- * account), loaded from Clearance's origin with their SRI digests; every page works without
+ * consent with an approval, account, a request to approve), loaded from Clearance's origin with their SRI digests; every page works without
  * JavaScript (a passkey needs it: its forms stay hidden without it).
  */
 export function layout(shell: PageShell): SafeHtml {

@@ -19,8 +19,8 @@ import type { SafeHtml } from './html.ts';
  * with a 303 back to Clearance (the account page) allow `form-action 'self'`. Pages without a form
  * forbid form submission altogether.
  *
- * The two pages that run a passkey ceremony (sign-in, account) add `script-src` naming exactly
- * the two passkey scripts' URLs (src/ui/assets.ts) and `connect-src 'self'` (the script asks
+ * The pages that run a passkey ceremony (sign-in, consent with an approval, account, a request
+ * to approve) add `script-src` naming exactly the two passkey scripts' URLs (src/ui/assets.ts) and `connect-src 'self'` (the script asks
  * Clearance for the ceremony's options): no inline script, no eval, nothing from elsewhere.
  */
 export const pageCsp = {
