@@ -87,7 +87,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
     });
   };
   const serverEntries = list('resource_servers', (p, x) => readResourceServer(v, p, x));
-  const clientEntries = list('clients', (p, x) => readClientMetadata(v, p, x, { serverProfile: ctx.config.profile }));
+  const clientEntries = list('clients', (p, x) => readClientMetadata(v, p, x, { serverProfile: ctx.config.profile, mode: ctx.config.mode }));
   const userEntries = list('users', (p, x) => readUserEntry(v, p, x));
   const mandateEntries = list('mandates', (p, x) => readMandateEntry(v, p, x));
   const resourceServers = serverEntries.map((e) => e.item);

@@ -6,6 +6,7 @@ import { acrSatisfies } from '../identity/acr.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { alertInsert } from '../signals/alerts.ts';
 import type { Database } from '../storage/schema.ts';
+import type { Flight } from '../storage/flight.ts';
 import { independenceProblem, type Approver, type IndependenceProblem } from './independence.ts';
 import type { ApprovalKind, ApprovalKindName } from './kinds.ts';
 
@@ -417,6 +418,15 @@ async function settle(trx: Transaction<Database>, request: ApprovalRequest, deci
 export async function consumeApprovalRequest(db: Kysely<Database> | Transaction<Database>, id: string, now: number): Promise<boolean> {
   const result = await db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', id).where('status', '=', 'approved').executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * `consumeApprovalRequest` in a flight's transaction (src/storage/flight.ts), with what else the
+ * use writes (a CIBA redemption's tokens): refused as `otherwise` unless it was approved, so the
+ * whole transaction writes nothing when the request was used meanwhile.
+ */
+export function consumeApprovalRequestIn(flight: Flight, db: Kysely<Database>, id: string, now: number, otherwise: string): void {
+  void flight.run(db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', id).where('status', '=', 'approved'), { rows: 1, otherwise });
 }
 
 /** Withdraws a pending request (its requester gave up, a newer one replaces it): pending → cancelled. */

@@ -111,6 +111,10 @@ export const auditEventTypes = [
   'break_glass.ended',
   'break_glass.review_opened',
   'break_glass.review_closed',
+  // CIBA ping mode (src/ciba/notify.ts, CIBA Core §10.2): the client's notification endpoint was
+  // told that a settled request's tokens are ready, or every attempt failed (the client may poll).
+  'ciba.notified',
+  'ciba.notification_failed',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

@@ -168,6 +168,9 @@ export function grantNamesMandate(mandatesJson: string | null, mandate: string |
   return mandate === undefined || (JSON.parse(mandatesJson) as string[]).includes(mandate);
 }
 
+/** What an approval adds to a grant: the parts of an authorization request (or of a CIBA request, src/ciba) a grant keeps. */
+export type GrantExtension = Pick<AuthorizationRequest, 'clientId' | 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'mandate'>;
+
 /**
  * Records a person's approval: extends their active grant to the client with the request's scopes,
  * authorization_details and mandate, or creates one. One active grant per person and client is enforced by
@@ -182,7 +185,7 @@ export async function approveRequest(ctx: Pick<Context, 'storage' | 'clock'>, us
  * and the audit event). A concurrent creation of the person's grant fails it with a unique
  * violation: run the whole transaction again through `retryingConcurrentGrant`.
  */
-export async function approveRequestIn(trx: Transaction<Database>, now: number, userId: string, request: AuthorizationRequest): Promise<ConsentGrant> {
+export async function approveRequestIn(trx: Transaction<Database>, now: number, userId: string, request: GrantExtension): Promise<ConsentGrant> {
   const row = await trx
     .selectFrom('grants')
     .selectAll()
@@ -230,7 +233,7 @@ export function approveRequestInFlight(flight: Flight, db: Kysely<Database>, now
 }
 
 /** The grant an approval of `request` makes of `current` (or a new one): every set it extends, merged. */
-function approved(current: ConsentGrant | undefined, now: number, userId: string, request: AuthorizationRequest): ConsentGrant {
+function approved(current: ConsentGrant | undefined, now: number, userId: string, request: GrantExtension): ConsentGrant {
   const resources = { ...(current?.resources ?? {}) };
   if (request.resource !== undefined) {
     resources[request.resource] = union(resources[request.resource] ?? [], request.scopes);

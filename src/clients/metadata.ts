@@ -21,7 +21,14 @@ export const grantTypes = [
   'refresh_token',
   'urn:ietf:params:oauth:grant-type:token-exchange',
   'urn:ietf:params:oauth:grant-type:jwt-bearer',
+  // OpenID CIBA Core 1.0 §4: the grant of a backchannel authentication request's tokens.
+  'urn:openid:params:grant-type:ciba',
 ] as const;
+
+/** The CIBA grant type (OpenID CIBA Core 1.0 §10.1). */
+export const cibaGrantType = 'urn:openid:params:grant-type:ciba';
+/** CIBA token delivery modes this server offers (§5): poll and ping; push is not offered. */
+export const cibaDeliveryModes = ['poll', 'ping'] as const;
 
 /**
  * Allowlisted client assertion and request object algorithms (RS256 and `none` are never
@@ -66,6 +73,14 @@ export interface ClientMetadata {
   tls_client_auth_san_uri?: string;
   tls_client_auth_san_ip?: string;
   tls_client_auth_san_email?: string;
+  /** CIBA §4: how this client gets a backchannel authentication request's tokens (required with the CIBA grant). */
+  backchannel_token_delivery_mode?: (typeof cibaDeliveryModes)[number];
+  /** CIBA §4: where the ping of a settled request goes (required in ping mode); https. */
+  backchannel_client_notification_endpoint?: string;
+  /** CIBA §4: the one algorithm the client signs its authentication requests with; when set, every request must be signed. */
+  backchannel_authentication_request_signing_alg?: (typeof assertionAlgs)[number];
+  /** CIBA §4: whether the client sends a user_code; this server supports none, so only false. */
+  backchannel_user_code_parameter?: boolean;
 }
 
 const fields = [
@@ -85,6 +100,10 @@ const fields = [
   'require_pushed_authorization_requests',
   'profile',
   ...tlsSubjectFields,
+  'backchannel_token_delivery_mode',
+  'backchannel_client_notification_endpoint',
+  'backchannel_authentication_request_signing_alg',
+  'backchannel_user_code_parameter',
 ] as const;
 
 /**
@@ -92,7 +111,7 @@ const fields = [
  * `serverProfile` is the server-wide profile (CLEARANCE_PROFILE): under `fapi2` every client is
  * held to the FAPI 2.0 rules, as if it were registered with `profile: fapi2`.
  */
-export function readClientMetadata(v: Validator, path: string, input: unknown, options: { serverProfile?: string } = {}): ClientMetadata | undefined {
+export function readClientMetadata(v: Validator, path: string, input: unknown, options: { serverProfile?: string; mode?: 'development' | 'production' } = {}): ClientMetadata | undefined {
   const o = v.object(path, input);
   if (!o) return undefined;
   v.knownKeys(path, o, fields);
@@ -137,6 +156,21 @@ export function readClientMetadata(v: Validator, path: string, input: unknown, o
     ),
     require_pushed_authorization_requests: optional('require_pushed_authorization_requests', (p, x) => v.boolean(p, x)),
     profile: optional('profile', (p, x) => v.string(p, x, { oneOf: clientProfiles })) as ClientMetadata['profile'],
+    backchannel_token_delivery_mode: optional('backchannel_token_delivery_mode', (p, x) =>
+      v.string(p, x, { oneOf: cibaDeliveryModes }),
+    ) as ClientMetadata['backchannel_token_delivery_mode'],
+    // CIBA §4: "This URL MUST use the https scheme" — http only to a loopback host in development mode.
+    backchannel_client_notification_endpoint: optional('backchannel_client_notification_endpoint', (p, x) =>
+      readUri(v, p, x, { httpsOnly: true, loopbackHttp: options.mode === 'development' }),
+    ),
+    backchannel_authentication_request_signing_alg: optional('backchannel_authentication_request_signing_alg', (p, x) =>
+      v.string(p, x, { oneOf: assertionAlgs }),
+    ) as ClientMetadata['backchannel_authentication_request_signing_alg'],
+    backchannel_user_code_parameter: optional('backchannel_user_code_parameter', (p, x) => {
+      const value = v.boolean(p, x);
+      // CIBA §4: the server advertises backchannel_user_code_parameter_supported false.
+      return value === true ? v.fail(p, 'must be false: this server does not support user_code (backchannel_user_code_parameter_supported is false)') : value;
+    }),
   };
   for (const field of tlsSubjectFields) {
     metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
@@ -180,6 +214,35 @@ function checkCoherence(v: Validator, path: string, m: ClientMetadata): void {
   if (m.token_endpoint_auth_method === 'none' && m.grant_types.includes('client_credentials')) {
     v.fail(at('grant_types'), 'client_credentials needs client authentication; a public client cannot use it');
   }
+  checkCiba(v, path, m);
+}
+
+/**
+ * CIBA Core §4 registration: a client registered for the CIBA grant names its delivery mode; ping
+ * needs a notification endpoint; the CIBA fields mean nothing without the grant. The backchannel
+ * endpoint authenticates clients (§7.1), so a public client cannot use it.
+ */
+function checkCiba(v: Validator, path: string, m: ClientMetadata): void {
+  const at = (key: string) => join(path, key);
+  const ciba = m.grant_types.includes(cibaGrantType);
+  if (ciba && m.backchannel_token_delivery_mode === undefined) {
+    v.fail(at('backchannel_token_delivery_mode'), `is required for the ${cibaGrantType} grant (poll or ping)`);
+  }
+  if (ciba && m.token_endpoint_auth_method === 'none') v.fail(at('grant_types'), 'the CIBA grant needs client authentication; a public client cannot use it');
+  const cibaFields = ['backchannel_token_delivery_mode', 'backchannel_client_notification_endpoint', 'backchannel_authentication_request_signing_alg', 'backchannel_user_code_parameter'] as const;
+  for (const field of cibaFields) {
+    if (!ciba && m[field] !== undefined) v.fail(at(field), `applies only to clients registered for the ${cibaGrantType} grant`);
+  }
+  // CIBA §4: backchannel_client_notification_endpoint is REQUIRED if the mode is ping (or push).
+  if (ciba && m.backchannel_token_delivery_mode === 'ping' && m.backchannel_client_notification_endpoint === undefined) {
+    v.fail(at('backchannel_client_notification_endpoint'), 'is required in ping mode');
+  }
+  if (m.backchannel_token_delivery_mode === 'poll' && m.backchannel_client_notification_endpoint !== undefined) {
+    v.fail(at('backchannel_client_notification_endpoint'), 'applies only to ping mode');
+  }
+  if (m.backchannel_authentication_request_signing_alg !== undefined && !m.jwks) {
+    v.fail(at('jwks'), 'is required to verify signed authentication requests (backchannel_authentication_request_signing_alg)');
+  }
 }
 
 /**
@@ -210,7 +273,7 @@ function readScope(v: Validator, path: string, value: unknown): string | undefin
   return text;
 }
 
-function readUri(v: Validator, path: string, value: unknown, rules: { httpsOnly?: boolean; redirect?: boolean }): string | undefined {
+function readUri(v: Validator, path: string, value: unknown, rules: { httpsOnly?: boolean; redirect?: boolean; loopbackHttp?: boolean }): string | undefined {
   const text = v.string(path, value, { maxLength: 2000 });
   if (!text) return undefined;
   let url: URL;
@@ -224,7 +287,7 @@ function readUri(v: Validator, path: string, value: unknown, rules: { httpsOnly?
   if (url.protocol === 'https:') return text;
   if (url.protocol === 'http:') {
     // RFC 8252 §7.3 and RFC 9700 §2.6: plain http only for loopback redirects of native apps.
-    if (rules.redirect && isLoopbackHost(url.hostname)) return text;
+    if ((rules.redirect || rules.loopbackHttp) && isLoopbackHost(url.hostname)) return text;
     return v.fail(path, 'must be https');
   }
   // RFC 8252 §7.1: native apps may use a private-use scheme in reverse-domain form.

@@ -18,6 +18,7 @@ import { recordUses } from '../policy/first-use.ts';
 import { usesOf } from '../policy/issuance.ts';
 import { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
 import { OAuthError } from '../oauth-error.ts';
+import type { cibaGrantType } from '../clients/metadata.ts';
 
 /**
  * What a grant writes when it issues tokens, added to the flight of `issuePersonTokens`'
@@ -61,12 +62,14 @@ export async function issuePersonTokens(
   options: {
     keys: PresentedKeys;
     nonce?: string | undefined;
-    grantType: 'authorization_code' | 'refresh_token';
+    grantType: 'authorization_code' | 'refresh_token' | typeof cibaGrantType;
     requestId: string;
     write: TokenWrite;
     retry?: TokenRetry;
     /** The step-up the authorization concluded (a code's), named by the token's event. */
     stepUpId?: string;
+    /** Details the grant adds to `token.issued` (a CIBA request's approval id and evidence digests). */
+    details?: Record<string, unknown>;
   },
 ): Promise<GrantResult | undefined> {
   // The person's roles may ask more than the grant's authentication achieved (raised since, or a
@@ -95,10 +98,20 @@ export async function issuePersonTokens(
     scopes: target.scopes,
     authorizationDetails: target.authorizationDetails,
     ...(mandate ? { mandate: mandate.version } : {}),
-    claims: { grant_id: basis.grantId, auth_time: basis.authTime, acr: basis.acr, amr: basis.amr, ...approvedDigest(basis, target) },
+    claims: {
+      grant_id: basis.grantId,
+      auth_time: basis.authTime,
+      acr: basis.acr,
+      amr: basis.amr,
+      ...approvedDigest(basis, target),
+      // A CIBA request's second persons (src/approvals/claims.ts) and its login_hint_token's chain.
+      ...(basis.ciba && basis.ciba.approvals.length > 0 ? { approvals: basis.ciba.approvals } : {}),
+      ...(basis.ciba?.act ? { act: basis.ciba.act } : {}),
+    },
     // An approved order is one transaction from the person's approval on: the token and every hop
-    // after it carry the approval's id as `txn`, so `audit export --txn` holds the evidence too.
-    ...(basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
+    // after it carry the approval's id as `txn`, so `audit export --txn` holds the evidence too. A
+    // CIBA request is one transaction whatever the audience: its approval request's id.
+    ...(basis.ciba ? { txn: basis.ciba.txn } : basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
   });
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
@@ -114,7 +127,7 @@ export async function issuePersonTokens(
     : undefined;
   // Refresh tokens go to clients registered for the refresh_token grant (docs: whether offline_access
   // was requested does not matter; the registration is the operator's decision).
-  const newFamily = options.grantType === 'authorization_code' && authenticated.client.metadata.grant_types.includes('refresh_token');
+  const newFamily = options.grantType !== 'refresh_token' && authenticated.client.metadata.grant_types.includes('refresh_token');
   // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
   const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
   const family = () => refreshInput(basis, publicClient ? access.binding.cnf : undefined);
@@ -127,6 +140,7 @@ export async function issuePersonTokens(
         oidc: idToken !== undefined,
         ...(refresh ? { refresh_id: refresh.id } : {}),
         ...(options.stepUpId !== undefined ? { step_up_id: options.stepUpId } : {}),
+        ...options.details,
         ...(access.claims.authorization_details_digest !== undefined && basis.approval ? { approval_id: basis.approval.id } : {}),
       },
     };
@@ -197,6 +211,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       amr: basis.amr,
       ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
       ...(basis.approval !== undefined ? { approval: basis.approval } : {}),
+      ...(basis.ciba !== undefined ? { ciba: basis.ciba } : {}),
       ...(cnf ? { cnf } : {}),
     },
   };

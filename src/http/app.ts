@@ -18,6 +18,7 @@ import { assets } from '../endpoints/assets/index.ts';
 import { interaction } from '../endpoints/interaction/index.ts';
 import { authorization } from '../endpoints/authorize/index.ts';
 import { pushedAuthorization } from '../endpoints/par/index.ts';
+import { backchannelAuthentication } from '../endpoints/backchannel/index.ts';
 import { userinfo } from '../endpoints/userinfo/index.ts';
 import { logout } from '../endpoints/logout/index.ts';
 import { adminGrants } from '../endpoints/grants/index.ts';
@@ -47,7 +48,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals];
+export const endpoints: readonly Endpoint[] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

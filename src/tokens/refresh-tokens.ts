@@ -8,6 +8,7 @@ import { grantNamesMandate } from '../authorization/consent.ts';
 import { handleDigest, randomHandle } from '../authorization/digest.ts';
 import type { OidcScope } from '../authorization/scopes.ts';
 import type { Confirmation } from './claims.ts';
+import type { ApprovalsClaimEntry } from '../approvals/claims.ts';
 
 /**
  * Refresh tokens (RFC 6749 §6; DESIGN §4): opaque, 256 random bits, stored as a SHA-256 digest,
@@ -51,6 +52,8 @@ export interface RefreshPayload {
   mandate?: string;
   /** The person's passkey approval of the order entries: refreshed tokens carry it as the code's did. */
   approval?: { id: string; digest: string };
+  /** A CIBA request's txn, approvals and act chain: refreshed tokens carry them as the first did. */
+  ciba?: { txn: string; approvals: ApprovalsClaimEntry[]; act?: Record<string, unknown> };
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client

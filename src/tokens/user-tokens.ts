@@ -1,3 +1,4 @@
+import type { ApprovalsClaimEntry } from '../approvals/claims.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { isOidcScope, userinfoAudience, userinfoTokenTtl, type OidcScope } from '../authorization/scopes.ts';
 import type { Context } from '../context.ts';
@@ -20,10 +21,15 @@ export interface TokenBasis {
   mandate?: string;
   /** The person's passkey approval of the order entries (src/approvals): its id and digest. */
   approval?: { id: string; digest: string };
+  /**
+   * A CIBA request's approval (src/grants/ciba.ts): the request id every token of it carries as
+   * `txn`, the second persons' `approvals` claim, and the act chain of its login_hint_token.
+   */
+  ciba?: { txn: string; approvals: ApprovalsClaimEntry[]; act?: Record<string, unknown> };
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'approval'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'approval' | 'ciba'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -38,6 +44,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     amr: p.amr,
     ...(p.mandate !== undefined ? { mandate: p.mandate } : {}),
     ...(p.approval !== undefined ? { approval: p.approval } : {}),
+    ...(p.ciba !== undefined ? { ciba: p.ciba } : {}),
   };
 }
 

@@ -147,7 +147,7 @@ export async function deleteRegistration(ctx: Context, clientId: string, token: 
 /** Metadata validated as `apply` validates it; redirect URI problems have their own code (RFC 7591 §3.2.2). */
 async function validate(ctx: Context, input: Record<string, unknown>): Promise<ClientMetadata> {
   const v = new Validator();
-  const metadata = readClientMetadata(v, '', input, { serverProfile: ctx.config.profile });
+  const metadata = readClientMetadata(v, '', input, { serverProfile: ctx.config.profile, mode: ctx.config.mode });
   if (!metadata) {
     const problem = v.problems[0]!;
     const code = problem.path.startsWith('redirect_uris') ? 'invalid_redirect_uri' : 'invalid_client_metadata';

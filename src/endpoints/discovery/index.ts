@@ -23,7 +23,7 @@ export function registerDiscovery(app: FastifyInstance, ctx: Context, metadata: 
 }
 
 /** Endpoints a client may call with mutual TLS (RFC 8705 §5). */
-const mtlsEndpoints = ['token_endpoint', 'pushed_authorization_request_endpoint', 'introspection_endpoint', 'revocation_endpoint', 'userinfo_endpoint'];
+const mtlsEndpoints = ['token_endpoint', 'pushed_authorization_request_endpoint', 'backchannel_authentication_endpoint', 'introspection_endpoint', 'revocation_endpoint', 'userinfo_endpoint'];
 
 /**
  * RFC 8705 §5: where clients reach the endpoints with mutual TLS. Advertised only when the server

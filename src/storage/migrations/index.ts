@@ -20,6 +20,7 @@ import * as passkeys from './0018_passkeys.ts';
 import * as stepUp from './0019_step_up.ts';
 import * as approvals from './0020_approvals.ts';
 import * as approvalRequests from './0021_approval_requests.ts';
+import * as cibaRequests from './0022_ciba_requests.ts';
 import * as approvalChallenges from './0023_approval_challenges.ts';
 import * as recovery from './0024_recovery.ts';
 import * as breakGlass from './0025_break_glass.ts';
@@ -48,6 +49,7 @@ export const migrations: Record<string, Migration> = {
   '0019_step_up': stepUp,
   '0020_approvals': approvals,
   '0021_approval_requests': approvalRequests,
+  '0022_ciba_requests': cibaRequests,
   '0023_approval_challenges': approvalChallenges,
   '0024_recovery': recovery,
   '0025_break_glass': breakGlass,

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { fourEyesRequirement } from '../approvals/four-eyes.ts';
+import { openApprovalRequest } from '../approvals/requests.ts';
+import { userinfoAudience } from '../authorization/scopes.ts';
+import type { Client } from '../clients/store.ts';
+import type { Context } from '../context.ts';
+import type { CibaAuthenticationRequest } from './authentication-request.ts';
+import { authReqIdHash, defaultIntervalSeconds, insertCibaRequest, newAuthReqId, sealAuthReqId, sealNotificationToken, type CibaMode } from './store.ts';
+
+/** CIBA §7.3: what the client is answered. */
+export interface OpenedCibaRequest {
+  /** The bearer credential the client polls with; returned once, stored as a hash. */
+  authReqId: string;
+  expiresIn: number;
+  interval: number;
+  /** The approval request id (the `txn`). */
+  requestId: string;
+}
+
+/**
+ * Opens a checked backchannel authentication request (docs/approvals.md "CIBA"):
+ * 1. the four-eyes requirement of the token it would issue (src/approvals/four-eyes.ts: how many
+ *    second persons must approve besides the subject);
+ * 2. in ONE transaction, the approval request (kind `ciba`: requester = the client, subject = the
+ *    person, actors = the act chain's subjects, the subject must approve, `content` = everything the
+ *    approvers see) with `approval.requested`, and the CIBA row: the auth_req_id's hash, the
+ *    delivery mode, the sealed client_notification_token, the interval, what the token carries.
+ */
+export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMode, request: CibaAuthenticationRequest, meta: { requestId: string }): Promise<OpenedCibaRequest> {
+  const clientId = client.metadata.client_id;
+  const { payload, hint } = request;
+  const audience = payload.resource ?? userinfoAudience(ctx.config.issuer);
+  const requirement = await fourEyesRequirement(ctx, {
+    userId: hint.subject.id,
+    clientId,
+    audience,
+    scopes: payload.resource !== undefined ? payload.scopes : ['openid'],
+    authorizationDetails: payload.authorizationDetails,
+    requestId: meta.requestId,
+  });
+  const authReqId = newAuthReqId();
+  const id = randomUUID();
+  const now = ctx.clock.now();
+  const expiresAt = now + request.expiresIn * 1000;
+  const content: Record<string, unknown> = {
+    type: 'ciba',
+    client_id: clientId,
+    ...(client.metadata.client_name !== undefined ? { client_name: client.metadata.client_name } : {}),
+    scope: [...payload.oidcScopes, ...payload.scopes].join(' '),
+    audience,
+    authorization_details: payload.authorizationDetails,
+    ...(request.bindingMessage !== undefined ? { binding_message: request.bindingMessage } : {}),
+    username: hint.subject.username,
+    ...(payload.acrValues.length > 0 ? { acr_values: payload.acrValues } : {}),
+  };
+  const masterKey = ctx.identity.factorKeys.master;
+  await openApprovalRequest(
+    ctx,
+    {
+      id,
+      kind: 'ciba',
+      requester: clientId,
+      requesterType: 'client',
+      subject: hint.subject.id,
+      clientId,
+      actors: hint.actors,
+      content,
+      requiredApprovals: requirement.approvals,
+      subjectMustApprove: true,
+      ttlMs: request.expiresIn * 1000,
+    },
+    async (trx) => {
+      await insertCibaRequest(trx, {
+        idHash: authReqIdHash(authReqId),
+        requestId: id,
+        clientId,
+        mode,
+        ...(mode === 'ping' ? { notificationEndpoint: client.metadata.backchannel_client_notification_endpoint! } : {}),
+        ...(request.clientNotificationToken !== undefined ? { sealedNotificationToken: sealNotificationToken(masterKey, request.clientNotificationToken, id) } : {}),
+        ...(mode === 'ping' ? { sealedAuthReqId: sealAuthReqId(masterKey, authReqId, id) } : {}),
+        interval: defaultIntervalSeconds,
+        payload,
+        createdAt: now,
+        expiresAt,
+      });
+      return [];
+    },
+    { requestId: meta.requestId },
+  );
+  return { authReqId, expiresIn: request.expiresIn, interval: defaultIntervalSeconds, requestId: id };
+}
