@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
+import { testDialects } from '../helpers/storage.ts';
+import { cibaFixture, ordersApi, subjectDecides, type CibaFixture } from '../ciba/fixture.ts';
+
+type Json = Record<string, unknown>;
+
+function assertError(response: { statusCode: number; headers: Record<string, unknown>; json(): unknown; body: string }, error: string, status = 400): void {
+  assert.equal(response.statusCode, status, response.body);
+  assert.equal((response.json() as Json).error, error, response.body);
+  assert.match(String(response.headers['cache-control']), /no-store/);
+}
+
+async function started(f: CibaFixture, form: Record<string, string | string[]> = {}, clientId = 'desk-ciba'): Promise<Json> {
+  const response = await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 4711', ...form }, clientId);
+  assert.equal(response.statusCode, 200, response.body);
+  assert.match(String(response.headers['cache-control']), /no-store/);
+  return response.json() as Json;
+}
+
+describe('the backchannel authentication endpoint', () => {
+  test('answers auth_req_id, expires_in and interval, and opens an approval request for the person with what they will see', async (t) => {
+    const f = await cibaFixture(t);
+    const body = await started(f, { requested_expiry: '120' });
+    assert.deepEqual(Object.keys(body).sort(), ['auth_req_id', 'expires_in', 'interval']);
+    assert.match(String(body.auth_req_id), /^[A-Za-z0-9_-]{43}$/, '256 random bits');
+    assert.equal(body.expires_in, 120);
+    assert.equal(body.interval, 5);
+    const request = await f.pending();
+    assert.equal(request.kind, 'ciba');
+    assert.equal(request.requester, 'desk-ciba');
+    assert.equal(request.requesterType, 'client');
+    assert.equal(request.subjectApproval, 'pending');
+    assert.equal(request.requiredApprovals, 0);
+    assert.deepEqual(request.content, { type: 'ciba', client_id: 'desk-ciba', client_name: 'desk-ciba app', scope: 'openid order:create', audience: ordersApi, authorization_details: [], binding_message: 'Order 4711', username: 'trader' });
+  });
+
+  test('refuses a client not registered for the CIBA grant, and an unauthenticated one', async (t) => {
+    const f = await cibaFixture(t);
+    assertError(await f.post('/bc-authorize', { auth: f.basic('broker-1'), form: { scope: 'openid', login_hint: 'trader' } }), 'unauthorized_client');
+    assertError(await f.post('/bc-authorize', { form: { scope: 'openid', login_hint: 'trader' } }), 'invalid_client', 401);
+  });
+
+  test('needs exactly one hint naming an active person', async (t) => {
+    const f = await cibaFixture(t);
+    assertError(await f.bcAuthorize({ scope: 'openid' }), 'invalid_request');
+    const idToken = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', id_token_hint: idToken }), 'invalid_request');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'nobody' }), 'unknown_user_id');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'idle' }), 'unknown_user_id', 400);
+    assertError(await f.bcAuthorize({ scope: 'openid', id_token_hint: idToken }), 'invalid_request');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint_token: 'not-a-token' }), 'invalid_request');
+  });
+
+  test('takes an ID token it issued to this client as id_token_hint, expired or not, and no other client’s', async (t) => {
+    const f = await cibaFixture(t);
+    const { authReqId } = await approvedTokens(f);
+    const tokens = (await f.poll(authReqId)).json() as Json;
+    f.clock.advance(3600_000);
+    await started(f, { login_hint: [], id_token_hint: String(tokens.id_token) } as never);
+    assertError(await f.bcAuthorize({ scope: 'openid', id_token_hint: String(tokens.id_token) }, 'other-ciba'), 'invalid_request');
+  });
+
+  test('takes a live access token of this client as login_hint_token, and refuses an expired or revoked one', async (t) => {
+    const f = await cibaFixture(t);
+    const { authReqId } = await approvedTokens(f);
+    const accessToken = String(((await f.poll(authReqId)).json() as Json).access_token);
+    await started(f, { login_hint: [], login_hint_token: accessToken } as never);
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint_token: accessToken }, 'other-ciba'), 'invalid_request');
+    const revoked = await f.post('/revoke', { auth: f.basic('desk-ciba'), form: { token: accessToken } });
+    assert.equal(revoked.statusCode, 200);
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint_token: accessToken }), 'expired_login_hint_token');
+    f.clock.advance(3600_000);
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint_token: accessToken }), 'expired_login_hint_token');
+  });
+
+  test('requires openid in scope, and checks scopes, resource and authorization_details', async (t) => {
+    const f = await cibaFixture(t);
+    assertError(await f.bcAuthorize({ login_hint: 'trader' }), 'invalid_request');
+    assertError(await f.bcAuthorize({ scope: 'order:create', login_hint: 'trader' }), 'invalid_scope');
+    assertError(await f.bcAuthorize({ scope: 'openid order:cancel', login_hint: 'trader' }), 'invalid_scope');
+    assertError(await f.bcAuthorize({ scope: 'openid order:create', resource: [ordersApi, 'https://clearing.example.com/api'], login_hint: 'trader' }), 'invalid_target');
+    assertError(await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', authorization_details: '[{"type":"teleport"}]' }), 'invalid_authorization_details');
+  });
+
+  test('refuses a binding_message that is too long or not printable text', async (t) => {
+    const f = await cibaFixture(t);
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'x'.repeat(101) }), 'invalid_binding_message');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'Order\n4711' }), 'invalid_binding_message');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'Order \u202e1174' }), 'invalid_binding_message');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'Order\u200b4711' }), 'invalid_binding_message');
+    await started(f, { binding_message: 'Kauf 5 Mio. XS1234567890 zu 101,25 €' });
+  });
+
+  test('bounds requested_expiry, ignores user_code, and never records it', async (t) => {
+    const f = await cibaFixture(t);
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', requested_expiry: '0' }), 'invalid_request');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', requested_expiry: '3601' }), 'invalid_request');
+    assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', requested_expiry: '1.5' }), 'invalid_request');
+    await started(f, { user_code: 'pin-8139-secret' });
+    assert.ok(!(await f.auditText()).includes('pin-8139-secret'));
+  });
+
+  test('needs a signed request from a client that registered a signing alg, and checks it as §7.1.1 says', async (t) => {
+    const f = await cibaFixture(t);
+    const post = async (form: Record<string, string>) =>
+      f.post('/bc-authorize', { form: { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await f.assertionOf('signing-ciba'), ...form } });
+    assertError(await post({ scope: 'openid', login_hint: 'trader' }), 'invalid_request');
+    const claims = { scope: 'openid order:create', login_hint: 'trader', binding_message: 'Signed 1' };
+    const jwt = await f.signedRequest('signing-ciba', claims);
+    const ok = await post({ request: jwt });
+    assert.equal(ok.statusCode, 200, ok.body);
+    assertError(await post({ request: jwt }), 'invalid_request'); // the jti is single use
+    assertError(await post({ request: await f.signedRequest('signing-ciba', claims), login_hint: 'trader' }), 'invalid_request');
+    assertError(await post({ request: await f.signedRequest('signing-ciba', { ...claims, aud: 'https://elsewhere.example.com' }) }), 'invalid_request');
+    assertError(await post({ request: await f.signedRequest('signing-ciba', { ...claims, iss: 'desk-ciba' }) }), 'invalid_request');
+    assertError(await post({ request: await f.signedRequest('signing-ciba', { ...claims, jti: undefined }) }), 'invalid_request');
+    assertError(await post({ request: await f.signedRequest('signing-ciba', { ...claims, iat: undefined }) }), 'invalid_request');
+    const now = Math.floor(f.clock.now() / 1000);
+    assertError(await post({ request: await f.signedRequest('signing-ciba', { ...claims, nbf: now, exp: now + 3700 }) }), 'invalid_request');
+  });
+
+  test('requires a fapi2 client to sign its requests', async (t) => {
+    const f = await cibaFixture(t);
+    const post = async (form: Record<string, string>) =>
+      f.post('/bc-authorize', { form: { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await f.assertionOf('fapi-ciba'), ...form } });
+    const unsigned = await post({ scope: 'openid', login_hint: 'trader' });
+    assertError(unsigned, 'invalid_request');
+    assert.match(String((unsigned.json() as Json).error_description), /signed/);
+    const signed = await post({ request: await f.signedRequest('fapi-ciba', { scope: 'openid', login_hint: 'trader' }) });
+    assert.equal(signed.statusCode, 200, signed.body);
+  });
+
+  test('is advertised in discovery with the CIBA metadata', async (t) => {
+    const f = await cibaFixture(t);
+    const metadata = (await f.inject({ method: 'GET', url: '/.well-known/openid-configuration' })).json() as Json;
+    assert.equal(metadata.backchannel_authentication_endpoint, `${f.issuer}/bc-authorize`);
+    assert.deepEqual(metadata.backchannel_token_delivery_modes_supported, ['poll', 'ping']);
+    assert.equal(metadata.backchannel_user_code_parameter_supported, false);
+    assert.ok((metadata.backchannel_authentication_request_signing_alg_values_supported as string[]).includes('ES256'));
+    assert.ok((metadata.grant_types_supported as string[]).includes('urn:openid:params:grant-type:ciba'));
+  });
+});
+
+/** A request the trader approved; its auth_req_id. */
+async function approvedTokens(f: CibaFixture, form: Record<string, string | string[]> = {}, clientId = 'desk-ciba'): Promise<{ authReqId: string }> {
+  const body = await started(f, form, clientId);
+  await subjectDecides(f.ctx, await f.pending());
+  return { authReqId: String(body.auth_req_id) };
+}
+
+for (const dialect of testDialects()) {
+  describe(`the CIBA grant on ${dialect.name}`, () => {
+    test('answers authorization_pending, slow_down when polled too fast (the interval growing by 5 s), then the tokens once', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const authReqId = String((await started(f)).auth_req_id);
+      assertError(await f.poll(authReqId), 'authorization_pending');
+      assertError(await f.poll(authReqId), 'slow_down');
+      f.clock.advance(5_000);
+      assertError(await f.poll(authReqId), 'slow_down', 400); // 5 s of 10: the interval is 15 s now
+      f.clock.advance(15_000);
+      assertError(await f.poll(authReqId), 'authorization_pending');
+      await subjectDecides(f.ctx, await f.pending());
+      const response = await f.poll(authReqId);
+      assert.equal(response.statusCode, 200, response.body);
+      assert.match(String(response.headers['cache-control']), /no-store/);
+      const tokens = response.json() as Json;
+      assert.ok(tokens.id_token && tokens.refresh_token && tokens.access_token);
+      assertError(await f.poll(authReqId), 'invalid_grant');
+    });
+
+    test('issues a token with txn, acr from the subject’s approval and the evidence linked in token.issued', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId } = await approvedTokens(f);
+      const request = (await f.ctx.storage.db.selectFrom('approval_requests').select('id').executeTakeFirstOrThrow()).id;
+      const tokens = (await f.poll(authReqId)).json() as Json;
+      const claims = decodeJwt(String(tokens.access_token));
+      assert.equal(claims.sub, f.traderId);
+      assert.equal(claims.aud, ordersApi);
+      assert.equal(claims.txn, request);
+      assert.equal(claims.acr, 'urn:clearance:acr:phr');
+      assert.deepEqual(claims.amr, ['hwk', 'user']);
+      assert.equal(claims.approvals, undefined, 'no second person was asked');
+      const id = decodeJwt(String(tokens.id_token));
+      assert.equal(id.sub, f.traderId);
+      assert.equal(id.aud, 'desk-ciba');
+      const [issued] = (await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === 'urn:openid:params:grant-type:ciba');
+      assert.equal(issued!.txn, request);
+      assert.equal(issued!.details?.approval_request_id, request);
+      const given = await f.auditEvents('approval.given');
+      assert.deepEqual(issued!.details?.evidence_digests, [{ sub: f.traderId, role: 'subject', evidence_digest: given[0]!.details?.evidence_digest }]);
+      assert.equal((await f.auditEvents('consent.granted')).length, 1);
+    });
+
+    test('carries the approved order’s digest, and the act chain of a login_hint_token', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId } = await approvedTokens(f);
+      const first = String(((await f.poll(authReqId)).json() as Json).access_token);
+      // A token with an act chain, as an exchange would give it: minted here for the test.
+      const act = { sub: 'algo-7', act: { sub: 'desk-ciba' } };
+      const claims = decodeJwt(first);
+      const hintToken = await f.ctx.keys.signJwt({ typ: 'at+jwt' }, { ...claims, jti: 'hint-1', act });
+      await f.apply({ instrument_classes: [{ id: 'fx' }] });
+      const order = [{ type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '1000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' }];
+      const body = await started(f, { login_hint: [], login_hint_token: hintToken, authorization_details: JSON.stringify(order) } as never);
+      const request = await f.pending();
+      assert.deepEqual(request.actors, ['algo-7', 'desk-ciba']);
+      await subjectDecides(f.ctx, request);
+      f.clock.advance(1000);
+      const response = await f.poll(String(body.auth_req_id));
+      assert.equal(response.statusCode, 200, response.body);
+      const token = decodeJwt(String((response.json() as Json).access_token));
+      assert.deepEqual(token.act, act);
+      assert.match(String(token.authorization_details_digest), /^[A-Za-z0-9_-]{43}$/);
+      assert.equal(token.txn, request.id);
+    });
+
+    test('refuses another client’s auth_req_id, an unknown one, and answers access_denied when the person denies', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const authReqId = String((await started(f)).auth_req_id);
+      assertError(await f.poll(authReqId, 'other-ciba'), 'invalid_grant');
+      assertError(await f.poll('A'.repeat(43)), 'invalid_grant');
+      await subjectDecides(f.ctx, await f.pending(), 'deny');
+      assertError(await f.poll(authReqId), 'access_denied', 400);
+    });
+
+    test('answers expired_token once the request expired, approved or not', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const pending = String((await started(f, { requested_expiry: '60' })).auth_req_id);
+      f.clock.advance(60_000);
+      assertError(await f.poll(pending), 'expired_token');
+      const approved = String((await started(f, { requested_expiry: '60' })).auth_req_id);
+      await subjectDecides(f.ctx, await f.pending());
+      f.clock.advance(60_000);
+      assertError(await f.poll(approved), 'expired_token');
+    });
+
+    test('gives two redemptions at once one set of tokens', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId } = await approvedTokens(f);
+      const both = await Promise.all([f.poll(authReqId), f.poll(authReqId)]);
+      assert.deepEqual(both.map((r) => r.statusCode).sort(), [200, 400], both.map((r) => r.body).join('\n'));
+      assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === 'urn:openid:params:grant-type:ciba').length, 1);
+    });
+
+    test('never writes the auth_req_id into the audit log or the database', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId } = await approvedTokens(f);
+      await f.poll(authReqId);
+      await f.poll(authReqId);
+      assert.ok(!(await f.auditText()).includes(authReqId));
+      const rows = JSON.stringify(await f.ctx.storage.db.selectFrom('ciba_requests').selectAll().execute());
+      assert.ok(!rows.includes(authReqId));
+    });
+  });
+}
