@@ -191,6 +191,11 @@ for (const dialect of testDialects()) {
       const given = await f.auditEvents('approval.given');
       assert.deepEqual(issued!.details?.evidence_digests, [{ sub: f.traderId, role: 'subject', evidence_digest: given[0]!.details?.evidence_digest }]);
       assert.equal((await f.auditEvents('consent.granted')).length, 1);
+      const refreshed = await f.token({ auth: f.basic('desk-ciba'), form: { grant_type: 'refresh_token', refresh_token: String(tokens.refresh_token) } });
+      assert.equal(refreshed.statusCode, 200, refreshed.body);
+      const again = decodeJwt(String((refreshed.json() as Json).access_token));
+      assert.equal(again.txn, request, 'a refreshed token stays in the request’s transaction');
+      assert.equal(again.acr, 'urn:clearance:acr:phr');
     });
 
     test('carries the approved order’s digest, and the act chain of a login_hint_token', async (t) => {
