@@ -462,6 +462,7 @@ describe('discovery of DPoP and mTLS (RFC 9449 §5.1, RFC 8705 §3.3, §5)', () 
     assert.deepEqual(metadata.mtls_endpoint_aliases, {
       token_endpoint: 'https://mtls.example.com/token',
       pushed_authorization_request_endpoint: 'https://mtls.example.com/par',
+      backchannel_authentication_endpoint: 'https://mtls.example.com/bc-authorize',
       introspection_endpoint: 'https://mtls.example.com/introspect',
       revocation_endpoint: 'https://mtls.example.com/revoke',
       userinfo_endpoint: 'https://mtls.example.com/userinfo',
