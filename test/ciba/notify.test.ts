@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { notifyClient } from '../../src/ciba/notify.ts';
+import { notifyClient, postJsonForStatus } from '../../src/ciba/notify.ts';
 import { cibaRequestOf } from '../../src/ciba/store.ts';
 import { readClientMetadata } from '../../src/clients/metadata.ts';
 import { Validator } from '../../src/validation.ts';
@@ -51,7 +51,7 @@ describe('the CIBA ping', () => {
     const post = async (url: string, _body: unknown, _headers: Record<string, string>, rules: { allowPrivateNetwork: boolean }) => {
       sent.push(url);
       assert.equal(rules.allowPrivateNetwork, false);
-      return (await import('../../src/federation/fetch.ts')).postJson(url, _body, _headers, rules);
+      return postJsonForStatus(url, _body, _headers, rules);
     };
     const outcome = await notifyClient(production, ciba, 'approved', { post, sleep: async () => {} });
     assert.equal(outcome.delivered, false);
