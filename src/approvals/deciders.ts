@@ -36,7 +36,7 @@ export async function deciderRole(ctx: Context, request: ApprovalRequest, approv
   const options = kind.independence ? await kind.independence(ctx, request) : {};
   if (independenceProblem(approver, request, options)) return undefined;
   try {
-    return (await kind.eligible(ctx, request, approver, proof)) === undefined ? 'approver' : undefined;
+    return (await kind.eligible(ctx, request, approver, proof, { listing: true })) === undefined ? 'approver' : undefined;
   } catch (error) {
     ctx.log.warn({ err: error }, 'approval eligibility failed while listing: not shown');
     return undefined;

@@ -71,10 +71,10 @@ export async function fourEyesRequirement(ctx: Context, question: FourEyesQuesti
  * entry of the request (its notional, currency and class) or once when it has none. Every decision
  * must allow, by a permit that names the approve action itself (a broad permit never makes anyone
  * an approver). Fail closed: no active set, an unknown or inactive person, any error — refused.
- * Each decision is recorded (`policy.allowed` / `policy.denied`, via `approve`, txn = the request).
- * Undefined when they may; else why not.
+ * Each decision is recorded (`policy.allowed` / `policy.denied`, via `approve`, txn = the request),
+ * except when only `listing` what to show. Undefined when they may; else why not.
  */
-export async function fourEyesEligible(ctx: Context, request: ApprovalRequest, approver: Approver, proof: ApproverProof): Promise<string | undefined> {
+export async function fourEyesEligible(ctx: Context, request: ApprovalRequest, approver: Approver, proof: ApproverProof, options: { listing?: boolean } = {}): Promise<string | undefined> {
   const [person, subject] = await Promise.all([findUser(ctx, approver.userId), findUser(ctx, request.subject)]);
   if (!person || person.status !== 'active') return 'the approver is not an active person';
   if (!subject) return 'the person the request is for is unknown';
@@ -94,7 +94,8 @@ export async function fourEyesEligible(ctx: Context, request: ApprovalRequest, a
   const meta = { txn: request.id, caller: approver.userId, via: 'approve' };
   for (const context of entryContexts(request, base)) {
     const { decision, event, set } = await evaluateBuilt(ctx, { principal, action: approveAction, resource, context, entities: [...entities.values()] }, named, meta);
-    await ctx.audit.record(event);
+    // Listing what a person may decide records nothing (each view would add decisions); deciding does.
+    if (!options.listing) await ctx.audit.record(event);
     if (!decision.allow) {
       if (decision.errors.length > 0) return 'the approval could not be evaluated, so it is refused (fail closed)';
       return decision.reasons.length > 0 ? `refused by policy: ${decision.reasons.join(', ')}` : 'no policy lets this person approve it';

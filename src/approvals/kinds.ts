@@ -26,9 +26,10 @@ export interface ApprovalKind {
   /**
    * Whether this second person may decide this request (a policy decision, a role, a custodian
    * list): undefined when they may, else the reason (recorded in `approval.refused`). Fail closed:
-   * an error is a refusal.
+   * an error is a refusal. `listing`: only deciding what to show (the approvals page, the admin
+   * API's list) — nothing is recorded; the decision itself asks again, and records.
    */
-  eligible(ctx: KindContext, request: ApprovalRequest, approver: Approver, proof: ApproverProof): Promise<string | undefined>;
+  eligible(ctx: KindContext, request: ApprovalRequest, approver: Approver, proof: ApproverProof, options?: { listing?: boolean }): Promise<string | undefined>;
   /** What an approver is shown, in plain language (the approvals page and the admin API). */
   describe(request: ApprovalRequest): ApprovalDescription;
   /**
