@@ -80,6 +80,13 @@ export function approvalEvidenceOf(
     nonce: approved.nonce,
     rp_id: approved.rpId,
     origin: approved.origin,
+    ...signedAssertion(assertion),
+  };
+}
+
+/** What both formats keep of the assertion itself: the credential, its key, and what it signed. */
+function signedAssertion(assertion: AssertionEvidence) {
+  return {
     credential_id: assertion.credentialId,
     public_key: assertion.spki,
     alg: coseAlgorithm(new Uint8Array(Buffer.from(assertion.publicKey, 'base64url'))),
@@ -106,12 +113,7 @@ export function requestApprovalEvidenceOf(
     nonce: approved.nonce,
     rp_id: approved.rpId,
     origin: approved.origin,
-    credential_id: assertion.credentialId,
-    public_key: assertion.spki,
-    alg: coseAlgorithm(new Uint8Array(Buffer.from(assertion.publicKey, 'base64url'))),
-    authenticator_data: assertion.authenticatorData,
-    client_data_json: assertion.clientDataJSON,
-    signature: assertion.signature,
+    ...signedAssertion(assertion),
   };
 }
 
