@@ -21,6 +21,13 @@ export interface ApprovalKind {
   approverAcr: Acr;
   /** The least level of the subject's own proof, when the subject must approve too (CIBA). */
   subjectAcr: Acr;
+  /**
+   * How the subject must prove their own approval, when the subject approves (CIBA): `passkey` —
+   * what-you-see-is-what-you-sign, a passkey whose challenge commits to the request's digest (the
+   * approvals page). A token (the admin API) may be one the client asking got from an earlier
+   * approval, so it never approves as the subject; it still denies. Undefined: any proof.
+   */
+  subjectProof?: 'passkey';
   /** Four-eyes options of the independence rule (src/approvals/independence.ts) for this request. */
   independence?(ctx: KindContext, request: ApprovalRequest): Promise<{ distinctDesks?: boolean; partyDesks?: readonly string[] }>;
   /**

@@ -115,7 +115,8 @@ export interface NewApprovalRequest {
 
 /**
  * Opens a request and records `approval.requested` (txn = its id), in one transaction with
- * whatever `also` writes (the kind's own row) and the events it returns.
+ * whatever `also` writes (the kind's own row) and the events it returns. The stored content is
+ * `input.content` with the request's id as `request_id`.
  */
 export async function openApprovalRequest(
   ctx: Pick<Context, 'audit' | 'clock'>,
@@ -127,8 +128,12 @@ export async function openApprovalRequest(
   if (input.requiredApprovals === 0 && !input.subjectMustApprove) throw new RangeError('a request nobody must approve is no request');
   if (!(input.ttlMs > 0 && input.ttlMs <= maxApprovalTtlMs)) throw new RangeError('ttlMs is 1 ms to a day');
   const now = ctx.clock.now();
+  const id = input.id ?? randomUUID();
+  // The content names the request: every request's digest (what a passkey signs) is its own, so
+  // the evidence of one never stands for another with the same words, even offline.
+  const content = { ...input.content, request_id: id };
   const request: ApprovalRequest = {
-    id: input.id ?? randomUUID(),
+    id,
     kind: input.kind,
     status: 'pending',
     requester: input.requester,
@@ -136,8 +141,8 @@ export async function openApprovalRequest(
     subject: input.subject,
     ...(input.clientId !== undefined ? { clientId: input.clientId } : {}),
     actors: input.actors ?? [],
-    content: input.content,
-    digest: requestDigest(input.content),
+    content,
+    digest: requestDigest(content),
     requiredApprovals: input.requiredApprovals,
     approvals: 0,
     subjectApproval: input.subjectMustApprove ? 'pending' : 'none',
@@ -216,6 +221,7 @@ export type DecisionRefusal =
   | 'expired'
   | 'already_decided'
   | 'insufficient_authentication'
+  | 'subject_passkey_required'
   | 'reason_required'
   | 'proof_used'
   | IndependenceProblem
@@ -233,7 +239,8 @@ export const maxReasonLength = 500;
  *    is a second person, who must be independent (src/approvals/independence.ts: never the
  *    requester, the subject, or an actor in the chain — in code, whatever policy says);
  * 3. the proof reaches the kind's level (the subject's or the approver's), and a `session` proof
- *    only denies;
+ *    only denies; the subject's own approval is by passkey when the kind says so (`subjectProof`,
+ *    CIBA: a token could be one the asking client got from the subject's earlier approval);
  * 4. a denial gives a reason;
  * 5. the kind's eligibility (policy, role, custodian list) — fail closed;
  * 6. in one transaction: the proof's single-use part (`consume`: a passkey ceremony answered once,
@@ -288,6 +295,7 @@ export async function decideApprovalRequest(
   }
   if (!acrSatisfies(input.proof.acr, role === 'subject' ? kind.subjectAcr : kind.approverAcr)) return refuse('insufficient_authentication', request);
   if (input.proof.method === 'session' && input.decision !== 'deny') return refuse('insufficient_authentication', request);
+  if (role === 'subject' && input.decision === 'approve' && kind.subjectProof === 'passkey' && input.proof.method !== 'passkey') return refuse('subject_passkey_required', request);
   const reason = input.reason?.trim();
   if (input.decision === 'deny' && !reason) return refuse('reason_required', request);
   if (reason !== undefined && reason.length > maxReasonLength) return refuse('reason_required', request);

@@ -14,9 +14,10 @@ import type { StoredAuditEvent } from './events.ts';
  *   (`evidence_digest`, RFC 8785 JSON): it must be that of the evidence the event carries; a
  *   request-approval evidence names the event's request and its digest; an approval with a fresh
  *   token (the admin API) carries the token's facts, which have no signature to check;
- * - a `token.issued` whose details list `approvals` ({sub, acr, time, evidence_digest}, the
- *   `approvals` claim) is backed, entry by entry, by an `approval.given` in the bundle by that
- *   person, at that level, with that evidence digest, in the token's transaction.
+ * - a `token.issued` whose details list `evidence_digests` ({sub, role, evidence_digest}, what the
+ *   CIBA grant writes: the subject's approval and every second person's) is backed, entry by
+ *   entry, by an `approval.given` in the bundle of the token's transaction (its request), by that
+ *   person, in that role, with that evidence digest.
  */
 
 /** One approval in a bundle: who approved what, and how it was proven. */
@@ -85,17 +86,27 @@ export function checkBundledApprovals(events: { leafIndex: number; event: Stored
     approvals.push(summary);
   }
   for (const { leafIndex, event } of events) {
-    if (event.type !== 'token.issued' || !Array.isArray(event.details?.approvals)) continue;
-    for (const [i, entry] of (event.details.approvals as Record<string, unknown>[]).entries()) {
+    if (event.type !== 'token.issued' || event.details?.evidence_digests === undefined) continue;
+    const where = `event (leaf ${leafIndex})`;
+    const listed = event.details.evidence_digests;
+    // What the CIBA grant writes (src/grants/ciba.ts): the request's id, and every approval it was issued on.
+    const txn = event.txn ?? event.details.approval_request_id;
+    if (!Array.isArray(listed) || typeof txn !== 'string') {
+      problems.push(`${where}: token.issued evidence_digests is not a list of approvals of one request`);
+      continue;
+    }
+    for (const [i, entry] of (listed as unknown[]).entries()) {
+      const e = (typeof entry === 'object' && entry !== null ? entry : {}) as Record<string, unknown>;
       const backed = approvals.some(
         (a) =>
           a.evidenceDigest !== undefined &&
-          a.evidenceDigest === entry?.evidence_digest &&
-          a.approver === entry?.sub &&
-          a.acr === entry?.acr &&
-          (event.txn === undefined || a.txn === event.txn),
+          a.evidenceDigest === e.evidence_digest &&
+          a.approver === e.sub &&
+          a.role === e.role &&
+          a.txn === txn &&
+          a.requestId === txn,
       );
-      if (!backed) problems.push(`event (leaf ${leafIndex}): token.issued approvals[${i}] (${String(entry?.sub)}) has no matching approval.given in the bundle`);
+      if (!backed) problems.push(`${where}: token.issued evidence_digests[${i}] (${String(e.sub)}) has no matching approval.given in the bundle`);
     }
   }
   return { problems, approvals };

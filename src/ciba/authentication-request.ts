@@ -5,6 +5,7 @@ import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { FormParameters } from '../parameters.ts';
+import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { selectTarget } from '../tokens/audience.ts';
 import { resolveHint, type ResolvedHint } from './hints.ts';
 import { mustSign, verifySignedAuthenticationRequest } from './signed-request.ts';
@@ -20,7 +21,8 @@ import type { CibaMode, CibaPayload } from './store.ts';
  *    separator characters — else `invalid_binding_message` (§13);
  * 3. `scope` is REQUIRED and includes `openid` (§7.1); OpenID scopes must be allowed to the client;
  *    business scopes, `resource` (RFC 8707, one audience) and `authorization_details` (RFC 9396,
- *    validated as at /authorize) choose and describe the access token;
+ *    validated as at /authorize) choose and describe the access token; never for one of
+ *    Clearance's own resource servers (the admin API, the access API): invalid_target;
  * 4. `requested_expiry` (§7.1): a positive integer of seconds, at most an hour;
  * 5. `client_notification_token` (§7.1): REQUIRED in ping mode, at most 1024 characters of the
  *    RFC 6750 §2.1 bearer syntax;
@@ -96,6 +98,12 @@ export async function readAuthenticationRequest(ctx: Context, client: Client, fo
       const target = await selectTarget(resources, business.length > 0 ? business.join(' ') : undefined, client, ctx.resourceServers);
       resource = target.resourceServer.identifier;
       scopes = target.scopes;
+      // RFC 8707 §2 invalid_target: a CIBA token is a client's, approved once by a person on their
+      // device; for Clearance's own APIs (administration, approvals, policy decisions) it would let
+      // the client act as the person there — e.g. answer its own later requests (issue 15 review).
+      if (builtinResourceServers(ctx.config.issuer).some((server) => server.identifier === resource)) {
+        throw new OAuthError('invalid_target', "a backchannel authentication request cannot ask for Clearance's own APIs");
+      }
     } else if (authorizationDetails.length > 0) {
       throw new OAuthError('invalid_target', 'authorization_details need a resource (or scopes of one resource server)');
     }

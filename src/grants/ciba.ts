@@ -27,7 +27,8 @@ import { issuePersonTokens } from './person-tokens.ts';
  *    the person may still hold tokens; the consent grant the approval extended is still active;
  * 7. the tokens through the one issuance path for the subject (src/grants/person-tokens.ts): the
  *    access token with `approvals` (the second persons, src/approvals/claims.ts), `txn` = the
- *    approval request id, acr/amr/auth_time from the subject's own decision,
+ *    approval request id, acr/amr/auth_time from the subject's own decision (a passkey's, made at
+ *    that moment — a decision by any other proof issues nothing),
  *    `authorization_details_digest` when the approved content holds order entries, `act` from a
  *    login_hint_token; an ID token (openid); a refresh token when the client is registered for
  *    refresh_token. `token.issued` names the approval request and each approval's evidence digest;
@@ -66,6 +67,9 @@ export const ciba = defineGrant({
     const decisions = await decisionsOf(ctx.storage.db, request.id);
     const own = decisions.find((d) => d.role === 'subject' && d.decision === 'approve');
     if (!own) throw invalidGrant('the subject has not approved');
+    // The token's auth_time is the subject's proof's: a passkey over the request, at the decision.
+    // Never a token's decision (it could be the asking client's own token; src/approvals/kinds/ciba.ts).
+    if (own.method !== 'passkey') throw invalidGrant('the subject did not approve with a passkey');
     const wanted = strongestAcr(row.payload.acrValues.filter(isKnownAcr));
     if (wanted !== undefined && !acrSatisfies(own.acr, wanted)) throw new OAuthError('access_denied', 'the approval did not reach the requested acr_values', { status: 400 });
     if (!(await isPersonTokenLive(ctx.storage.db, request.subject, request.decidedAt ?? now))) throw invalidGrant('the person may no longer hold tokens');

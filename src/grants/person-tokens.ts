@@ -127,7 +127,10 @@ export async function issuePersonTokens(
     : undefined;
   // Refresh tokens go to clients registered for the refresh_token grant (docs: whether offline_access
   // was requested does not matter; the registration is the operator's decision).
-  const newFamily = options.grantType !== 'refresh_token' && authenticated.client.metadata.grant_types.includes('refresh_token');
+  // A CIBA token with second persons' approvals gets none: each approval is for this one token, and
+  // a refresh family would carry it (and lift an @approval forbid) for its whole life (docs/approvals.md).
+  const approvedBySecondPersons = basis.ciba !== undefined && basis.ciba.approvals.length > 0;
+  const newFamily = options.grantType !== 'refresh_token' && authenticated.client.metadata.grant_types.includes('refresh_token') && !approvedBySecondPersons;
   // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
   const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
   const family = () => refreshInput(basis, publicClient ? access.binding.cnf : undefined);

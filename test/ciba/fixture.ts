@@ -6,7 +6,10 @@ import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decideApprovalRequest, listPendingApprovalRequests, type ApprovalRequest, type ApproverProof } from '../../src/approvals/requests.ts';
 import type { Context } from '../../src/context.ts';
 import { acr } from '../../src/identity/acr.ts';
-import { findUserByUsername } from '../../src/identity/users.ts';
+import { registerPasskey, registrationOptions } from '../../src/identity/passkeys/registration.ts';
+import { findUser, findUserByUsername } from '../../src/identity/users.ts';
+import { approveRequestWithPasskey, startRequestApproval } from '../../src/approvals/request-ceremony.ts';
+import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { ordersApi, protocolFixture, type ProtocolFixture } from '../endpoints/fixture.ts';
 import type { TestDialect } from '../helpers/storage.ts';
 
@@ -97,15 +100,39 @@ export async function cibaFixture(t: Pick<TestContext, 'after'>, options: { dial
   return fixture;
 }
 
-/** The subject approves (or denies) on their own device: the decision rule of src/approvals with a token proof. */
+const devices = new WeakMap<Context, Map<string, SoftwareAuthenticator>>();
+
+/** The subject's own device: a passkey registered for them once per server (a software authenticator). */
+export async function subjectDevice(ctx: Context, userId: string): Promise<SoftwareAuthenticator> {
+  const known = devices.get(ctx) ?? new Map<string, SoftwareAuthenticator>();
+  devices.set(ctx, known);
+  const existing = known.get(userId);
+  if (existing) return existing;
+  const person = (await findUser(ctx, userId))!;
+  const authenticator = new SoftwareAuthenticator({ origin: ctx.config.issuer });
+  const options = await registrationOptions(ctx, person, `device-of-${userId}`);
+  const registered = await registerPasskey(ctx, { person, name: 'Phone', credential: JSON.stringify(authenticator.register(options)), binding: `device-of-${userId}`, sourceAddress: '192.0.2.10' });
+  assert.ok(registered.ok, registered.ok ? '' : registered.reason);
+  known.set(userId, authenticator);
+  return authenticator;
+}
+
+/**
+ * The subject approves on their own device — a passkey over the request's digest, as on the
+ * approvals page (the only way a CIBA subject approves) — or denies (a token proof may deny).
+ */
 export async function subjectDecides(ctx: Context, request: ApprovalRequest, decision: 'approve' | 'deny' = 'approve') {
-  const outcome = await decideApprovalRequest(ctx, cibaKind, {
-    requestId: request.id,
-    approver: { userId: request.subject, username: 'trader', roles: ['trader'], desks: [] },
-    proof: tokenProof(),
-    decision,
-    ...(decision === 'deny' ? { reason: 'not me' } : {}),
-  });
+  const person = (await findUser(ctx, request.subject))!;
+  const approver = { userId: request.subject, username: person.username, roles: person.roles, desks: person.desks };
+  if (decision === 'deny') {
+    const outcome = await decideApprovalRequest(ctx, cibaKind, { requestId: request.id, approver, proof: tokenProof(), decision, reason: 'not me' });
+    assert.ok(outcome.ok, JSON.stringify(outcome));
+    return outcome;
+  }
+  const authenticator = await subjectDevice(ctx, request.subject);
+  const options = await startRequestApproval(ctx, request, request.subject);
+  assert.ok(options, 'the subject has a passkey');
+  const outcome = await approveRequestWithPasskey(ctx, cibaKind, request, approver, JSON.stringify(authenticator.assert(options as never)));
   assert.ok(outcome.ok, JSON.stringify(outcome));
   return outcome;
 }

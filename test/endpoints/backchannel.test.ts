@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { testDialects } from '../helpers/storage.ts';
-import { cibaFixture, ordersApi, subjectDecides, type CibaFixture } from '../ciba/fixture.ts';
+import { adminAudience } from '../../src/admin/authorize.ts';
+import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
+import { decideApprovalRequest } from '../../src/approvals/requests.ts';
+import { accessAudience } from '../../src/resource-servers/builtins.ts';
+import { cibaFixture, cibaGrant, ordersApi, subjectDecides, tokenProof, type CibaFixture } from '../ciba/fixture.ts';
 
 type Json = Record<string, unknown>;
 
@@ -33,7 +37,21 @@ describe('the backchannel authentication endpoint', () => {
     assert.equal(request.requesterType, 'client');
     assert.equal(request.subjectApproval, 'pending');
     assert.equal(request.requiredApprovals, 0);
-    assert.deepEqual(request.content, { type: 'ciba', client_id: 'desk-ciba', client_name: 'desk-ciba app', scope: 'openid order:create', audience: ordersApi, authorization_details: [], binding_message: 'Order 4711', username: 'trader' });
+    assert.deepEqual(request.content, { type: 'ciba', client_id: 'desk-ciba', client_name: 'desk-ciba app', scope: 'openid order:create', audience: ordersApi, authorization_details: [], binding_message: 'Order 4711', username: 'trader', request_id: request.id });
+  });
+
+  test('refuses Clearance’s own APIs as the audience (invalid_target): a CIBA token never acts as the person at the admin or access API', async (t) => {
+    const f = await cibaFixture(t);
+    await f.apply({
+      clients: [{ client_id: 'sneaky', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: [cibaGrant], backchannel_token_delivery_mode: 'poll', scope: 'openid approvals:decide admin:read access:evaluate' }],
+    });
+    const ask = (form: Record<string, string>) => f.bcAuthorize({ login_hint: 'trader', ...form }, 'sneaky');
+    assertError(await ask({ scope: 'openid approvals:decide', resource: adminAudience(f.issuer) }), 'invalid_target');
+    assertError(await ask({ scope: 'openid approvals:decide' }), 'invalid_target', 400);
+    assertError(await ask({ scope: 'openid access:evaluate', resource: accessAudience(f.issuer) }), 'invalid_target');
+    assert.equal((await f.auditEvents('approval.requested')).length, 0, 'nobody is asked');
+    const userinfo = await ask({ scope: 'openid' });
+    assert.equal(userinfo.statusCode, 200, 'the userinfo endpoint stays the audience of a sign-in');
   });
 
   test('refuses a client not registered for the CIBA grant, and an unauthenticated one', async (t) => {
@@ -150,6 +168,23 @@ async function approvedTokens(f: CibaFixture, form: Record<string, string | stri
   return { authReqId: String(body.auth_req_id) };
 }
 
+/** Everything permitted, but an order above 1 million needs one second person's approval; people with the approver role may give it. */
+const fourEyesPolicy = `
+@id("all") permit (principal, action, resource);
+
+@id("four-eyes-large-orders")
+@approval("four-eyes")
+forbid (principal is User, action == Action::"order:create", resource is Instrument)
+when { context has notional && context.notional > 1000000 }
+unless { context has approvals && context.approvals >= 1 };
+
+@id("approvers-approve")
+permit (principal is User, action == Action::"approve", resource is User)
+when { principal has roles && principal.roles.contains("approver") };
+`;
+
+const largeOrder = { type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '5000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' };
+
 for (const dialect of testDialects()) {
   describe(`the CIBA grant on ${dialect.name}`, () => {
     test('answers authorization_pending, slow_down when polled too fast (the interval growing by 5 s), then the tokens once', async (t) => {
@@ -180,7 +215,10 @@ for (const dialect of testDialects()) {
       assert.equal(claims.aud, ordersApi);
       assert.equal(claims.txn, request);
       assert.equal(claims.acr, 'urn:clearance:acr:phr');
-      assert.deepEqual(claims.amr, ['hwk', 'user']);
+      assert.deepEqual(claims.amr, ['hwk', 'user', 'mfa'], 'the passkey of the subject’s own approval');
+      const own = (await f.auditEvents('approval.given')).find((e) => e.details?.role === 'subject')!;
+      assert.equal(own.details?.method, 'passkey');
+      assert.equal(claims.auth_time, Math.floor(own.time / 1000), 'auth_time is the subject’s passkey approval');
       assert.equal(claims.approvals, undefined, 'no second person was asked');
       const id = decodeJwt(String(tokens.id_token));
       assert.equal(id.sub, f.traderId);
@@ -196,6 +234,28 @@ for (const dialect of testDialects()) {
       const again = decodeJwt(String((refreshed.json() as Json).access_token));
       assert.equal(again.txn, request, 'a refreshed token stays in the request’s transaction');
       assert.equal(again.acr, 'urn:clearance:acr:phr');
+    });
+
+    test('gives a token issued with a second person’s approval no refresh token, so the approval lifts a four-eyes forbid for that token only', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      await f.apply({ instrument_classes: [{ id: 'fx' }], users: [{ username: 'sup', name: 'Sam Supervisor', roles: ['approver'] }] });
+      await f.apply({ policies: [{ version: 'v1', text: fourEyesPolicy, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }] });
+      const body = await started(f, { resource: ordersApi, authorization_details: JSON.stringify([largeOrder]) });
+      const request = await f.pending();
+      assert.equal(request.requiredApprovals, 1, 'the policy asks for a second person');
+      await subjectDecides(f.ctx, request);
+      const sup = (await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', 'sup').executeTakeFirstOrThrow()).id;
+      const second = await decideApprovalRequest(f.ctx, cibaKind, { requestId: request.id, approver: { userId: sup, username: 'sup', roles: ['approver'], desks: [] }, proof: tokenProof(), decision: 'approve' });
+      assert.ok(second.ok && second.settled === 'approved', JSON.stringify(second));
+      const response = await f.poll(String(body.auth_req_id));
+      assert.equal(response.statusCode, 200, response.body);
+      const tokens = response.json() as Json;
+      assert.deepEqual((decodeJwt(String(tokens.access_token)).approvals as Json[]).map((a) => a.sub), [sup]);
+      assert.equal(tokens.refresh_token, undefined, 'desk-ciba is registered for refresh_token, yet gets none');
+      assert.ok(tokens.id_token);
+      const [issued] = (await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant);
+      assert.equal(issued!.details?.refresh_id, undefined);
+      assert.equal((await f.ctx.storage.db.selectFrom('refresh_tokens').select('id').execute()).length, 0, 'no refresh family exists');
     });
 
     test('carries the approved order’s digest, and the act chain of a login_hint_token', async (t) => {

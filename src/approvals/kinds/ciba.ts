@@ -22,6 +22,8 @@ export const cibaKind: ApprovalKind = {
   name: 'ciba',
   approverAcr: acr.phishingResistant,
   subjectAcr: acr.phishingResistant,
+  // The subject signs what they see: a token proof could be the asking client's own (issue 15 review).
+  subjectProof: 'passkey',
   eligible: fourEyesEligible,
   describe: describeCiba,
 

@@ -208,6 +208,8 @@ function refusalMessage(refusal: string, mayStillDecide: boolean): { text: strin
       return { text: `Give a reason for denying it, of at most ${maxReasonLength} characters. ${nothing}`, status: 400, retry: true };
     case 'insufficient_authentication':
       return { text: `Your sign-in or passkey is not strong enough for this request. ${nothing}`, status: 400, retry: true };
+    case 'subject_passkey_required':
+      return { text: `Approve your own request with your passkey. ${nothing}`, status: 400, retry: true };
     case 'no_ceremony':
     case 'expired':
     case 'changed':

@@ -25,14 +25,16 @@ export const approvalsMaxAuthAgeSeconds = 300;
  *    insufficient_user_authentication with max_age=300 (RFC 9470 §3); the token's `acr` reaches
  *    the kind's level (checked by the decision rule; else 401 insufficient_user_authentication
  *    with acr_values); then decideApprovalRequest with the proof {method: token, acr, amr,
- *    auth_time, jti, client_id} — independence, eligibility, single decision, expiry.
+ *    auth_time, jti, client_id} — independence, eligibility, single decision, expiry. The subject
+ *    of a CIBA request only denies it here: their own approval needs their passkey (the approvals
+ *    page), since the token could be one the asking client itself got by CIBA (403 access_denied).
  *
  * - GET /admin/approvals: `{ approvals: [view] }`, the pending requests the person may decide
  * - GET /admin/approvals/{id}: `{ approval: view, role?, decisions }`, for a request the person may
  *   decide, is the subject of, or decided; else 404
  * - POST /admin/approvals/{id}/decision `{ decision: "approve" | "deny", reason? }`: the request as
  *   it stands after the decision, with `settled` when it settled. Refusals: 404 not_found, 403
- *   access_denied (not independent, not eligible), 409 invalid_request (no longer pending, decided
+ *   access_denied (not independent, not eligible, a subject approving without a passkey), 409 invalid_request (no longer pending, decided
  *   already), 400 invalid_request (a denial without a reason), 401 insufficient_user_authentication.
  * Every refusal of a decision is audited (`approval.refused`).
  */
@@ -103,6 +105,9 @@ export const adminApprovals: Endpoint = {
       if (refusal === 'not_pending' || refusal === 'expired' || refusal === 'already_decided') {
         throw new OAuthError('invalid_request', refusal === 'already_decided' ? 'you decided this request already' : 'the request is no longer pending', { status: 409 });
       }
+      // The subject approves their own request only with a passkey over what they see (the approvals
+      // page): a token could be the asking client's own, got from an earlier approval (issue 15 review).
+      if (refusal === 'subject_passkey_required') throw new OAuthError('access_denied', 'approve your own request with your passkey on the approvals page; a token can only deny it', { detail: refusal });
       if (refusal === 'reason_required') throw new OAuthError('invalid_request', `a denial needs a reason of 1 to ${maxReasonLength} characters`);
       throw new OAuthError('access_denied', 'you may not decide this request', { detail: refusal });
     });
