@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeJwt } from 'jose';
 import { adminAudience } from '../../src/admin/authorize.ts';
+import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decisionsOf, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { codeFlowFixture, webRedirect, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
@@ -133,6 +134,25 @@ describe('the approvals admin API', () => {
     const refused = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'approval.refused').orderBy('seq').execute();
     assert.deepEqual(refused.map((r) => JSON.parse(r.event).decision.reasons[0]), ['insufficient_authentication', 'stale_authentication']);
     assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'pending');
+  });
+
+  test('refuses the subject’s own approval of a CIBA request by token with 403 (their passkey approves it), audited; the token still denies it', async (t) => {
+    const f = await harness(t);
+    useTestKind(t, { subjectProof: cibaKind.subjectProof });
+    const alice = await f.user('alice');
+    const request = await openOrderRequest(f.ctx, alice, { requiredApprovals: 0, subjectMustApprove: true });
+    const token = await personToken(f, 'alice');
+    const listed = (await call(f, token, 'GET', '/admin/approvals')).json().approvals as { id: string; role: string }[];
+    assert.deepEqual(listed.map((a) => [a.id, a.role]), [[request.id, 'subject']], 'shown to the subject, who may deny it here');
+    const approved = await call(f, token, 'POST', `/admin/approvals/${request.id}/decision`, { decision: 'approve' });
+    assertOAuthError(approved, 403, 'access_denied');
+    assert.match(approved.json().error_description, /passkey/);
+    const refused = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'approval.refused').execute();
+    assert.deepEqual(refused.map((r) => JSON.parse(r.event).decision.reasons), [['subject_passkey_required']]);
+    assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.subjectApproval, 'pending', 'nothing changed');
+    const denied = await call(f, token, 'POST', `/admin/approvals/${request.id}/decision`, { decision: 'deny', reason: 'not me' });
+    assert.equal(denied.statusCode, 200, denied.body);
+    assert.equal(denied.json().settled, 'denied');
   });
 
   test('refuses the subject as a second person, an ineligible person, a second decision, a denial without reason, and a bad body', async (t) => {

@@ -120,6 +120,33 @@ for (const dialect of testDialects()) {
       assert.deepEqual(twice, { ok: false, refusal: 'not_pending' });
     });
 
+    test('the subject of a kind asking for their passkey approves only with one, and denies with any proof of their level', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const kind = testKind({ subjectProof: 'passkey' });
+      const request = await open(f, { requiredApprovals: 0, subjectMustApprove: true });
+      const decide = (proof: ApproverProof, decision: 'approve' | 'deny') => decideApprovalRequest(f.ctx, kind, { requestId: request.id, approver: person('trader'), proof, decision, reason: 'not me' });
+      assert.deepEqual(await decide(strong, 'approve'), { ok: false, refusal: 'subject_passkey_required' }, 'a token, however strong');
+      assert.deepEqual(await decide({ method: 'session', acr: acr.phishingResistant, amr: ['hwk'], authTime: 0 }, 'approve'), { ok: false, refusal: 'insufficient_authentication' });
+      const [refused] = await f.events('approval.refused');
+      assert.deepEqual(refused!.decision?.reasons, ['subject_passkey_required']);
+      const passkey: ApproverProof = { method: 'passkey', acr: acr.phishingResistant, amr: ['hwk', 'user'], evidence: { format: 'test' } };
+      const approved = await decide(passkey, 'approve');
+      assert.ok(approved.ok && approved.settled === 'approved', JSON.stringify(approved));
+      const other = await open(f, { requiredApprovals: 0, subjectMustApprove: true });
+      const denied = await decideApprovalRequest(f.ctx, kind, { requestId: other.id, approver: person('trader'), proof: strong, decision: 'deny', reason: 'not me' });
+      assert.ok(denied.ok && denied.settled === 'denied', 'a denial only stops something');
+    });
+
+    test('name their own id in the content, so two requests with the same words have different digests', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const [a, b] = [await open(f), await open(f)];
+      assert.deepEqual(a.content, { ...order, request_id: a.id });
+      assert.deepEqual((await findApprovalRequest(f.ctx.storage.db, b.id))!.content, { ...order, request_id: b.id });
+      assert.notEqual(a.digest, b.digest);
+      const [requested] = await f.events('approval.requested');
+      assert.equal((requested!.details?.content as { request_id?: string }).request_id, a.id);
+    });
+
     test('refuse dependent, weak, ineligible and unexplained decisions, each on the record', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const request = await open(f, { requester: 'alice', requesterType: 'user', actors: ['carol'] });

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
-import { approvalsClaim } from '../../src/approvals/claims.ts';
 import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
 import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
 import { createSealer } from '../../src/audit/lifecycle.ts';
@@ -136,17 +135,20 @@ describe('the approvals page', () => {
     const { credential } = await h.sign(sup, request);
     assert.equal((await h.decide(sup, request, { decision: 'approve', credential })).statusCode, 303);
     const ctx = h.f.ctx;
-    const claim = approvalsClaim(await decisionsOf(ctx.storage.db, request.id));
-    // What the CIBA grant records when it issues the token (the approvals claim in token.issued).
-    await ctx.audit.record({ type: 'token.issued', txn: request.id, subject: request.subject, client: 'web-app', details: { approvals: claim } });
-    await ctx.audit.record({ type: 'token.issued', txn: request.id, subject: request.subject, client: 'web-app', details: { approvals: [{ ...claim[0]!, evidence_digest: 'x'.repeat(43) }] } });
+    const [decision] = await decisionsOf(ctx.storage.db, request.id);
+    // What the CIBA grant records when it issues the token (src/grants/ciba.ts): each approval's evidence digest.
+    const entry = { sub: decision!.approver, role: decision!.role, evidence_digest: decision!.evidenceDigest };
+    const issued = (evidenceDigests: unknown[]) =>
+      ctx.audit.record({ type: 'token.issued', txn: request.id, subject: request.subject, client: 'web-app', details: { grant_type: 'urn:openid:params:grant-type:ciba', approval_request_id: request.id, evidence_digests: evidenceDigests } });
+    await issued([entry]);
+    await issued([{ ...entry, evidence_digest: 'x'.repeat(43) }]);
     const masterKey = resolveMasterKey(ctx.config).key;
     await createSealer(ctx, masterKey).sealOnce();
     const key = await new AuditKeys(ctx.storage.db, masterKey, ctx.clock).signingKey(auditOrigin(ctx.config.issuer));
     const { text } = await exportBundle(ctx.storage.db, { query: { txn: request.id }, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now() });
     const report = verifyBundle(text);
     assert.equal(report.problems.length, 1, report.problems.join('\n'));
-    assert.match(report.problems[0]!, /token.issued approvals\[0\] \(.+\) has no matching approval.given in the bundle/);
+    assert.match(report.problems[0]!, /token.issued evidence_digests\[0\] \(.+\) has no matching approval.given in the bundle/);
     assert.equal(report.approvals, 1);
     assert.deepEqual(
       report.approvers!.map((a) => [a.approver, a.requestId, a.kind, a.method, a.signatureVerified, a.digest]),

@@ -6,6 +6,7 @@ import { adminAudience } from '../../src/admin/authorize.ts';
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decideApprovalRequest } from '../../src/approvals/requests.ts';
 import { accessAudience } from '../../src/resource-servers/builtins.ts';
+import { fourEyesPolicy, largeOrder } from '../ciba/four-eyes.ts';
 import { cibaFixture, cibaGrant, ordersApi, subjectDecides, tokenProof, type CibaFixture } from '../ciba/fixture.ts';
 
 type Json = Record<string, unknown>;
@@ -167,23 +168,6 @@ async function approvedTokens(f: CibaFixture, form: Record<string, string | stri
   await subjectDecides(f.ctx, await f.pending());
   return { authReqId: String(body.auth_req_id) };
 }
-
-/** Everything permitted, but an order above 1 million needs one second person's approval; people with the approver role may give it. */
-const fourEyesPolicy = `
-@id("all") permit (principal, action, resource);
-
-@id("four-eyes-large-orders")
-@approval("four-eyes")
-forbid (principal is User, action == Action::"order:create", resource is Instrument)
-when { context has notional && context.notional > 1000000 }
-unless { context has approvals && context.approvals >= 1 };
-
-@id("approvers-approve")
-permit (principal is User, action == Action::"approve", resource is User)
-when { principal has roles && principal.roles.contains("approver") };
-`;
-
-const largeOrder = { type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '5000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' };
 
 for (const dialect of testDialects()) {
   describe(`the CIBA grant on ${dialect.name}`, () => {

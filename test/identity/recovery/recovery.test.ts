@@ -61,6 +61,7 @@ for (const dialect of testDialects()) {
         verification_method: 'in_person_id_check',
         evidence_ref: 'HD-1234',
         lost: ['passkeys', 'authenticator'],
+        request_id: opened.request.id,
       });
       assert.match(opened.token, /^[A-Za-z0-9_-]{43}$/);
       const link = await f.ctx.storage.db.selectFrom('recovery_links').selectAll().executeTakeFirstOrThrow();
