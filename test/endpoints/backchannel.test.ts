@@ -242,6 +242,18 @@ for (const dialect of testDialects()) {
       assert.equal((await f.ctx.storage.db.selectFrom('refresh_tokens').select('id').execute()).length, 0, 'no refresh family exists');
     });
 
+    test('issues nothing on a subject’s approval by a token, even one the decision rule let through: auth_time is always the subject’s passkey', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const authReqId = String((await started(f)).auth_req_id);
+      const request = await f.pending();
+      // As a kind without the passkey rule would (the rule itself is tested in test/approvals/requests.test.ts).
+      const lax = { ...cibaKind, subjectProof: undefined };
+      const approved = await decideApprovalRequest(f.ctx, lax, { requestId: request.id, approver: { userId: f.traderId, username: 'trader', roles: ['trader'], desks: [] }, proof: tokenProof(), decision: 'approve' });
+      assert.ok(approved.ok && approved.settled === 'approved', JSON.stringify(approved));
+      assertError(await f.poll(authReqId), 'invalid_grant');
+      assert.equal((await f.auditEvents('token.issued')).length, 0);
+    });
+
     test('carries the approved order’s digest, and the act chain of a login_hint_token', async (t) => {
       const f = await cibaFixture(t, { dialect });
       const { authReqId } = await approvedTokens(f);
