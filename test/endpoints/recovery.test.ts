@@ -226,6 +226,28 @@ describe('the enrolment link', () => {
     assert.doesNotMatch(written.join(''), new RegExp(token));
   });
 
+  test('refuses the link once an administrator has set the password while the request waited, even with that password, and records why', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f);
+    const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const known = 'administrator-knows-it-1';
+    const reset = await f.inject({ method: 'PATCH', url: '/admin/users/alice', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ password: known }) });
+    assert.equal(reset.statusCode, 200, reset.body);
+    assert.ok((await approve(f, id)).ok);
+    const browser = new Jar();
+    const page = await get(f, path, browser);
+    assert.equal(page.statusCode, 410);
+    assert.match(page.body, /password of this account was changed/);
+    assert.equal(page.headers['cache-control'], 'no-store');
+    // The page never offered the form; a POST with the administrator's password is refused all the same.
+    const posted = await post(f, path, { csrf_token: 'x', password: known, name: 'Attacker key', credential: '{}' }, browser);
+    assert.notEqual(posted.statusCode, 200);
+    assert.deepEqual(await listPasskeys(f.ctx, (await person(f.ctx, 'alice')).id), []);
+    const refused = await f.auditEvents('recovery.link_refused');
+    assert.ok(refused.length >= 1);
+    assert.ok(refused.every((e) => e.decision!.reasons[0] === 'password_changed' && e.txn === id));
+  });
+
   test('refuses a wrong token, a link not approved, and one that expired', async (t) => {
     const f = await fixture(t);
     const unknown = await get(f, `/recovery/${'A'.repeat(43)}`);

@@ -3,7 +3,7 @@ import type { Context } from '../../context.ts';
 import { sendError } from '../../http/errors.ts';
 import { sendJson } from '../../http/json.ts';
 import { passkeyName } from '../../identity/passkeys/store.ts';
-import { enrolmentBinding, enrolmentOptions, enrolThroughLink, readEnrolmentLink, type LinkRefusal, type LiveLink } from '../../identity/recovery/enrolment.ts';
+import { enrolmentBinding, enrolmentOptions, enrolThroughLink, readEnrolmentLink, recordVoidedLink, type LinkRefusal, type LiveLink } from '../../identity/recovery/enrolment.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { FormParameters } from '../../parameters.ts';
 import { passkeyScriptSources } from '../../ui/assets.ts';
@@ -21,7 +21,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *
  * GET /recovery/{token}
  *   1. a token that is no live link → an error page: 404 (unknown), 403 (not approved yet),
- *      410 (expired, used);
+ *      410 (expired, used, the password changed since the request was opened);
  *   2. the enrolment page: the person's password and a name, the passkey form (the passkey
  *      scripts only), its CSRF token bound to this browser and this recovery.
  *
@@ -32,7 +32,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *
  * POST /recovery/{token} (password, name, credential)
  *   1. as for the options (403 page), then a bad name → the page again, 400;
- *   2. enrolThroughLink: a wrong password (or one set after the approval) → the page again, 400
+ *   2. enrolThroughLink: a wrong password → the page again, 400
  *      (the link dies at the fifth); a failed registration → the page with the reason, 400; a link
  *      no longer live → its error page; else the passkey is enrolled, the link used, and the answer
  *      says to sign in through the application — with no session cookie.
@@ -45,6 +45,7 @@ export const recovery: Endpoint = {
     app.get<{ Params: { token: string } }>(path, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
         const state = await readEnrolmentLink(ctx, request.params.token);
+        await recordVoidedLink(ctx, state, { sourceAddress: request.ip, requestId: request.id });
         if (!state.ok) return linkError(ctx, request, reply, state.reason);
         return showPage(request, reply, state.link, 200);
       }),
@@ -63,6 +64,7 @@ export const recovery: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const token = request.params.token;
         const state = await readEnrolmentLink(ctx, token);
+        await recordVoidedLink(ctx, state, { sourceAddress: request.ip, requestId: request.id });
         if (!state.ok) return linkError(ctx, request, reply, state.reason);
         const form = checkedForm(ctx, request, state.link.requestId);
         if (!form) {
@@ -122,6 +124,11 @@ const linkErrors: Record<LinkRefusal, { status: number; title: string; message: 
   unknown: { status: 404, title: 'This link is not valid', message: 'This recovery link does not exist or no longer works. Ask your help desk for a new recovery.' },
   not_approved: { status: 403, title: 'Not approved yet', message: 'This recovery has not been approved yet. Open the link again once a recovery approver has approved it.' },
   expired: { status: 410, title: 'This link has expired', message: 'This recovery link has expired. Ask your help desk for a new recovery.' },
+  password_changed: {
+    status: 410,
+    title: 'This link no longer works',
+    message: 'The password of this account was changed after this recovery was opened, so its link no longer works. Ask your help desk for a new recovery.',
+  },
   used: { status: 410, title: 'This link has been used', message: 'This recovery link was already used. Sign in through your application with the passkey you enrolled.' },
 };
 

@@ -13,8 +13,10 @@ import { recoverySettings } from './settings.ts';
  * What an approved recovery does, in the transaction of the approval that settles it
  * (src/approvals/kinds/recovery.ts `onSettled`; docs/recovery.md "What approval does"):
  * 1. the enrolment link wakes: it works from now for apply's `recovery.enrolment_ttl`, and only
- *    with the password the person has now (its hash's fingerprint is kept: a password set later,
- *    by an administrator or anyone, voids the link);
+ *    with the password the person had when the request was OPENED (its fingerprint is taken there,
+ *    requests.ts: a password set while the request waited, or later, by an administrator or
+ *    anyone, voids the link — taking it here would bind the link to a password reset made while
+ *    the request waited);
  * 2. everything the person holds ends (src/identity/lifecycle.ts, action `recovery`): every
  *    session, refresh token, unredeemed code and pending sign-in, and — by the cut-off — every
  *    access token issued under their consent (`recovery.access_ended`, with the counts);
@@ -30,13 +32,12 @@ export async function settleRecovery(ctx: Pick<Context, 'clock'>, trx: Transacti
   const link = await trx.selectFrom('recovery_links').select(['lost']).where('request_id', '=', request.id).executeTakeFirst();
   if (!link) throw new Error(`recovery request ${request.id} has no link row`);
   const lost = JSON.parse(link.lost) as LostFactor[];
-  const person = await trx.selectFrom('users').select(['password_hash']).where('id', '=', request.subject).executeTakeFirst();
   const settings = await recoverySettings(trx);
   const approver = (await trx.selectFrom('approval_decisions').select('approver').where('request_id', '=', request.id).where('role', '=', 'approver').where('decision', '=', 'approve').orderBy('at', 'desc').executeTakeFirst())?.approver ?? 'clearance';
   const expiresAt = now + settings.enrolmentTtlMs;
   await trx
     .updateTable('recovery_links')
-    .set({ approved_at: now, expires_at: expiresAt, password_fingerprint: person?.password_hash ? passwordFingerprint(person.password_hash) : null })
+    .set({ approved_at: now, expires_at: expiresAt })
     .where('request_id', '=', request.id)
     .execute();
 

@@ -18,10 +18,12 @@ import { linkDigest } from './requests.ts';
  * 1. the token is 256 random bits; only its SHA-256 is stored, and it is looked up by that;
  * 2. it works only once the request is approved, until `expires_at` (the approval plus apply's
  *    `recovery.enrolment_ttl`), once;
- * 3. enrolling also needs the person's password, the one they had at the approval: whoever was
- *    handed the link (the help desk that opened the request) cannot use it alone, and a password
- *    set after the approval (an administrator's reset) voids it. Wrong passwords are counted on
- *    the link; the `maxLinkFailures`-th kills it;
+ * 3. enrolling also needs the person's password, the one they had when the request was opened:
+ *    whoever was handed the link (the help desk that opened the request) cannot use it alone, and
+ *    a password set after the opening — while the request waits or after its approval (an
+ *    administrator's reset) — voids it for good (`password_changed`, also checked in the
+ *    enrolment's transaction). Wrong passwords are counted on the link; the `maxLinkFailures`-th
+ *    kills it;
  * 4. the passkey is registered by the account page's code (src/identity/passkeys/registration.ts:
  *    challenge bound to this link, origin, user verification, the attestation policy of the
  *    person's roles), and the link's single use — the link row and the approval request
@@ -35,7 +37,7 @@ export const maxLinkFailures = 5;
 
 const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
 
-export type LinkRefusal = 'unknown' | 'not_approved' | 'expired' | 'used';
+export type LinkRefusal = 'unknown' | 'not_approved' | 'expired' | 'used' | /** The person's password was set after the request was opened. */ 'password_changed';
 
 /** A live link: the request it belongs to and the person it recovers. */
 export interface LiveLink {
@@ -74,6 +76,8 @@ export async function readEnrolmentLink(ctx: LinkContext, token: string): Promis
   if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired', ...known };
   const user = await findUser(ctx, row.user_id);
   if (!user || !(user.status === 'active' || (user.status === 'locked' && user.lockReason === 'failed_logins'))) return { ok: false, reason: 'unknown', ...known };
+  const current = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', row.user_id).executeTakeFirst();
+  if (!sameFingerprint(current?.password_hash, row.password_fingerprint)) return { ok: false, reason: 'password_changed', ...known };
   return { ok: true, link: { requestId: row.request_id, user, expiresAt: Number(row.expires_at), passwordFingerprint: row.password_fingerprint } };
 }
 
@@ -108,7 +112,8 @@ export async function enrolThroughLink(
     return { ok: false, reason: state.reason };
   }
   const { link } = state;
-  if (!(await passwordHolds(ctx, link, input.password))) {
+  const held = await passwordHolds(ctx, link, input.password);
+  if (!held.ok || held.hash === undefined) {
     const now = ctx.clock.now();
     await ctx.storage.db.updateTable('recovery_links').set((eb) => ({ failures: eb('failures', '+', 1) })).where('request_id', '=', link.requestId).where('used_at', 'is', null).execute();
     const after = await ctx.storage.db.selectFrom('recovery_links').select('failures').where('request_id', '=', link.requestId).executeTakeFirst();
@@ -117,6 +122,8 @@ export async function enrolThroughLink(
     return { ok: false, reason: 'wrong_password', killed };
   }
   const spent = 'recovery_link_spent';
+  const changed = 'recovery_password_changed';
+  const hash = held.hash;
   const enrolled: AuditEvent = {
     type: 'recovery.enrolled',
     txn: link.requestId,
@@ -140,6 +147,8 @@ export async function enrolThroughLink(
           db.updateTable('recovery_links').set({ used_at: now }).where('request_id', '=', link.requestId).where('used_at', 'is', null).where('expires_at', '>', now).where('failures', '<', maxLinkFailures),
           { rows: 1, otherwise: spent },
         );
+        // The password still the one checked above: a reset racing with this enrolment voids it.
+        void flight.run(db.updateTable('users').set({ password_hash: hash }).where('id', '=', link.user.id).where('password_hash', '=', hash), { rows: 1, otherwise: changed });
         void flight.run(db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', link.requestId).where('status', '=', 'approved'), { rows: 1, otherwise: spent });
         // The passkey itself is named by `passkey.registered`, in the same transaction.
         return [enrolled];
@@ -148,23 +157,45 @@ export async function enrolThroughLink(
     if (!outcome.ok) return { ok: false, reason: 'registration_failed', message: outcome.message };
     return { ok: true, passkey: outcome.passkey };
   } catch (error) {
+    if (refusedFor(error, changed)) {
+      await refused(ctx, 'password_changed', input, { requestId: link.requestId, userId: link.user.id });
+      return { ok: false, reason: 'password_changed' };
+    }
     if (!refusedFor(error, spent)) throw error;
     await refused(ctx, 'used', input, { requestId: link.requestId, userId: link.user.id });
     return { ok: false, reason: 'used' };
   }
 }
 
-/** The typed password is the person's, and the same one they had when the recovery was approved. */
-async function passwordHolds(ctx: LinkContext, link: LiveLink, password: string): Promise<boolean> {
+/** The stored password hash is still the one fingerprinted when the request was opened (fails closed on nulls). */
+function sameFingerprint(hash: string | null | undefined, fingerprint: string | null): boolean {
+  if (!hash || fingerprint === null) return false;
+  const now = Buffer.from(passwordFingerprint(hash), 'utf8');
+  const then = Buffer.from(fingerprint, 'utf8');
+  return now.length === then.length && timingSafeEqual(now, then);
+}
+
+/**
+ * The typed password is the person's (the hash read now; `hash` is returned so the enrolment's
+ * transaction can require it unchanged), and the same one they had when the recovery was opened.
+ */
+async function passwordHolds(ctx: LinkContext, link: LiveLink, password: string): Promise<{ ok: boolean; hash?: string }> {
   const row = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', link.user.id).executeTakeFirst();
   const hash = row?.password_hash;
-  if (!hash || link.passwordFingerprint === null || password.length === 0) return false;
-  const now = Buffer.from(passwordFingerprint(hash), 'utf8');
-  const then = Buffer.from(link.passwordFingerprint, 'utf8');
-  const unchanged = now.length === then.length && timingSafeEqual(now, then);
+  if (!hash || password.length === 0) return { ok: false };
+  const unchanged = sameFingerprint(hash, link.passwordFingerprint);
   // Verified even when changed, so the answer's time does not say which.
   const verified = await verifyPassword(password, hash);
-  return unchanged && verified;
+  return { ok: unchanged && verified, hash };
+}
+
+/**
+ * Records `recovery.link_refused` for a link read (the page or its options) that a password set
+ * since the opening voided: the voiding is on the record even if no one ever posts the form.
+ */
+export async function recordVoidedLink(ctx: LinkContext, state: LinkState, input: { sourceAddress: string; requestId?: string }): Promise<void> {
+  if (state.ok || state.reason !== 'password_changed') return;
+  await refused(ctx, 'password_changed', input, state);
 }
 
 async function refused(

@@ -7,6 +7,7 @@ import { openApprovalRequest, type ApprovalRequest } from '../../approvals/reque
 import { alertInsert } from '../../signals/alerts.ts';
 import { acr, acrSatisfies } from '../acr.ts';
 import type { User } from '../users.ts';
+import { passwordFingerprint } from './approval.ts';
 import { recoverySettings } from './settings.ts';
 
 /**
@@ -27,8 +28,9 @@ import { recoverySettings } from './settings.ts';
  * password: it is the half of the enrolment link only they know (enrolment.ts). At most one
  * recovery per person waits at a time.
  *
- * The enrolment link's token is made here, stored only as its SHA-256, and handed once to whoever
- * opened the request (the help desk in the API's answer, the person on the page): it stays inert
+ * The enrolment link's token is made here, stored only as its SHA-256, with the fingerprint of the
+ * person's password as it is now (a password set before the link is used voids it), and handed
+ * once to whoever opened the request (the help desk in the API's answer, the person on the page): it stays inert
  * until the request is approved, and then works for apply's `recovery.enrolment_ttl`. The approver
  * never sees it, and the help desk that holds it cannot use it without the person's password.
  */
@@ -177,6 +179,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
   };
   const token = randomBytes(32).toString('base64url');
   const pending = Symbol('pending');
+  const noPassword = Symbol('no password');
   try {
     const request = await openApprovalRequest(
       ctx,
@@ -203,6 +206,10 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
           .where('id', '<>', request.id)
           .executeTakeFirst();
         if (waiting) throw Object.assign(new Error('a recovery is already pending'), { [pending]: true });
+        // The password the link will need is the one the person has NOW, at the opening: one set
+        // while the request waits (an administrator's reset) voids the link (enrolment.ts rule 3).
+        const person = await trx.selectFrom('users').select('password_hash').where('id', '=', subject.id).executeTakeFirst();
+        if (!person?.password_hash) throw Object.assign(new Error('the person has no password'), { [noPassword]: true });
         await trx
           .insertInto('recovery_links')
           .values({
@@ -211,7 +218,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
             opened_by: opening.openedBy,
             lost: JSON.stringify(content.lost),
             link_digest: linkDigest(token),
-            password_fingerprint: null,
+            password_fingerprint: passwordFingerprint(person.password_hash),
             approved_at: null,
             expires_at: null,
             failures: 0,
@@ -231,6 +238,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
     return { ok: true, request, token };
   } catch (error) {
     if ((error as { [pending]?: boolean })[pending]) return refuse(ctx, opening, 'already_pending');
+    if ((error as { [noPassword]?: boolean })[noPassword]) return refuse(ctx, opening, 'no_password');
     throw error;
   }
 }

@@ -10,7 +10,7 @@ export interface RecoveryTables {
     lost: string;
     /** SHA-256 (base64url) of the link's token; the token itself is never stored. */
     link_digest: string;
-    /** SHA-256 (base64url) of the person's password hash when the request was approved. */
+    /** SHA-256 (base64url) of the person's password hash when the request was opened (null: no link can be used). */
     password_fingerprint: string | null;
     approved_at: number | null;
     /** Set at approval: the link works until then. */

@@ -257,10 +257,27 @@ for (const dialect of testDialects()) {
       const adminsChoice = 'administrator-chosen-1';
       await f.apply({ users: [{ username: 'alice', password: adminsChoice, name: 'Alice Trader', email: 'alice@broker.example', desks: ['fx-spot', 'rates'], attributes: { kyc_status: 'verified', suitability: ['fx', 'rates'] } }] });
       for (const password of [adminsChoice, alicePassword]) {
-        assert.deepEqual(await enrolThroughLink(f.ctx, { token: third.token, password, name: 'x', credential: '{}', sourceAddress: '198.51.100.9' }), { ok: false, reason: 'wrong_password', killed: false });
+        assert.deepEqual(await enrolThroughLink(f.ctx, { token: third.token, password, name: 'x', credential: '{}', sourceAddress: '198.51.100.9' }), { ok: false, reason: 'password_changed' });
       }
       assert.deepEqual(await readEnrolmentLink(f.ctx, 'A'.repeat(43)), { ok: false, reason: 'unknown' });
       assert.deepEqual(await readEnrolmentLink(f.ctx, 'not a token'), { ok: false, reason: 'unknown' });
+    });
+    test('a password set while the request waits voids the link: the approval does not bind it to the new password', async (t) => {
+      const f = await fixture(t, dialect);
+      const alice = await person(f.ctx, 'alice');
+      const opened = await helpDeskOpens(f);
+      assert.ok(opened.ok);
+      // Someone who can set passwords sets one they know while the request waits for its approver.
+      const adminsChoice = 'administrator-knows-it-1';
+      await f.apply({ users: [{ username: 'alice', password: adminsChoice, name: 'Alice Trader', email: 'alice@broker.example', desks: ['fx-spot', 'rates'], attributes: { kyc_status: 'verified', suitability: ['fx', 'rates'] } }] });
+      assert.ok((await decide(f, opened.request.id, 'rita')).ok);
+      assert.deepEqual(await readEnrolmentLink(f.ctx, opened.token), { ok: false, reason: 'password_changed', requestId: opened.request.id, userId: alice.id });
+      for (const password of [adminsChoice, alicePassword]) {
+        assert.deepEqual(await enrolThroughLink(f.ctx, { token: opened.token, password, name: 'Attacker key', credential: '{}', sourceAddress: '203.0.113.5' }), { ok: false, reason: 'password_changed' });
+      }
+      assert.deepEqual(await listPasskeys(f.ctx, alice.id), []);
+      const refused = await f.events('recovery.link_refused');
+      assert.deepEqual(refused.map((e) => [e.decision!.reasons[0], e.txn]), [['password_changed', opened.request.id], ['password_changed', opened.request.id]]);
     });
   });
 }
