@@ -111,6 +111,9 @@ export const auditEventTypes = [
   'break_glass.ended',
   'break_glass.review_opened',
   'break_glass.review_closed',
+  // A closing of a review refused because the closer requested or approved the activation (the
+  // reviewer must be independent of it).
+  'break_glass.review_refused',
   // CIBA ping mode (src/ciba/notify.ts, CIBA Core §10.2): the client's notification endpoint was
   // told that a settled request's tokens are ready, or every attempt failed (the client may poll).
   'ciba.notified',

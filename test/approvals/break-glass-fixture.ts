@@ -29,7 +29,7 @@ export interface BreakGlassFixture extends ProtocolFixture {
   /** Requested by `eng`, approved by cust-1 and cust-2: the activation's id. */
   activate(account: string): Promise<string>;
   /** A person's admin-API token (under a consent grant of theirs), at this level. */
-  personToken(username: string, scope: string, level?: string): Promise<string>;
+  personToken(username: string, scope: string, level?: string, extra?: { act?: { sub: string } }): Promise<string>;
   /** A client_credentials token of an emergency account (its secret), or the refusal. */
   emergencyToken(account: string, form?: Record<string, string>): ReturnType<ProtocolFixture['token']>;
 }
@@ -83,7 +83,7 @@ export async function breakGlassFixture(t: Pick<TestContext, 'after'>, options: 
       assert.ok(second.ok && second.settled === 'approved', JSON.stringify(second));
       return opened.request.id;
     },
-    async personToken(username, scope, level = acr.phishingResistant) {
+    async personToken(username, scope, level = acr.phishingResistant, extra = {}) {
       const sub = await userId(username);
       const now = f.clock.now();
       const existing = await f.ctx.storage.db.selectFrom('grants').select('id').where('user_id', '=', sub).where('client_id', '=', 'trading-ui').executeTakeFirst();
@@ -93,7 +93,7 @@ export async function breakGlassFixture(t: Pick<TestContext, 'after'>, options: 
         .values({ id: grantId, user_id: sub, client_id: 'trading-ui', resources: JSON.stringify({ [admin]: scope.split(' ') }), oidc_scopes: '[]', authorization_details: '[]', created_at: now, updated_at: now, revoked_at: null, revoked_by: null, revoke_reason: null })
         .execute();
       const iat = Math.floor(now / 1000);
-      return mintAccessToken(f.ctx.keys, { iss: f.issuer, aud: admin, iat, exp: iat + 300, jti: newJti(), client_id: 'trading-ui', scope, sub, grant_id: grantId, acr: level, auth_time: iat, amr: ['hwk', 'user'] });
+      return mintAccessToken(f.ctx.keys, { iss: f.issuer, aud: admin, iat, exp: iat + 300, jti: newJti(), client_id: 'trading-ui', scope, sub, grant_id: grantId, acr: level, auth_time: iat, amr: ['hwk', 'user'], ...extra });
     },
     emergencyToken(account, form = {}) {
       const resource = account === 'bg-admin' ? admin : ordersApi;

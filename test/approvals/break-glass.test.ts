@@ -168,6 +168,37 @@ for (const dialect of testDialects()) {
       assert.equal(event?.txn, id);
       assert.equal(event?.details?.break_glass, true);
     });
+
+    test('a compliance officer who requested or approved the activation cannot close its review, and the refusal is on the record', async (t) => {
+      const f = await breakGlassFixture(t, { dialect });
+      await f.apply({ users: [{ username: 'cc', password: 'a-long-enough-password-1', name: 'cc', roles: ['break-glass-custodian', 'compliance'] }] });
+      const close = async (activationId: string, username: string) =>
+        closeReview(f.ctx, { activationId, closer: await f.userId(username), acr: acr.phishingResistant, note: 'all fine, I was there' });
+      // cc approves an activation as a custodian, then tries to review it as compliance.
+      const approved = await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: 'outage' });
+      assert.ok(approved.ok);
+      assert.ok((await f.decide(approved.request.id, 'cust-1')).ok);
+      const second = await f.decide(approved.request.id, 'cc');
+      assert.ok(second.ok && second.settled === 'approved', JSON.stringify(second));
+      assert.ok(await standDown(f.ctx, approved.request.id, await f.userId('eng')));
+      assert.deepEqual(await close(approved.request.id, 'cc'), { ok: false, refusal: 'not_independent' });
+      // cc requests one, two other custodians approve it: cc cannot review it either.
+      const requested = await requestActivation(f.ctx, { account: 'bg-admin', requester: await f.userId('cc'), reason: 'admin API locked out' });
+      assert.ok(requested.ok);
+      assert.ok((await f.decide(requested.request.id, 'cust-1')).ok);
+      assert.ok((await f.decide(requested.request.id, 'cust-2')).ok);
+      assert.ok(await standDown(f.ctx, requested.request.id, await f.userId('cc')));
+      assert.deepEqual(await close(requested.request.id, 'cc'), { ok: false, refusal: 'not_independent' });
+      const refused = await f.auditEvents('break_glass.review_refused');
+      assert.deepEqual(refused.map((e) => [e.txn, e.actor, e.decision?.reasons[0], e.details?.closer_was]), [
+        [approved.request.id, await f.userId('cc'), 'not_independent', 'approver'],
+        [requested.request.id, await f.userId('cc'), 'not_independent', 'requester'],
+      ]);
+      assert.equal((await findReview(f.ctx.storage.db, approved.request.id))?.closedAt, undefined);
+      // An independent compliance officer closes both.
+      assert.ok((await close(approved.request.id, 'comp')).ok);
+      assert.ok((await close(requested.request.id, 'comp')).ok);
+    });
   });
 }
 
@@ -224,5 +255,37 @@ describe('the break-glass admin API', () => {
     assert.equal(closed.statusCode, 200, closed.body);
     assert.equal(closed.json().note, 'incident INC-42 reviewed');
     assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, strong, { note: 'again' }), 409, 'invalid_request');
+  });
+
+  test('refuses over HTTP a review closed by one of the activation’s approvers, delegated tokens, and a repeated or unknown open filter', async (t) => {
+    const f = await breakGlassFixture(t);
+    await f.apply({ users: [{ username: 'cc', password: 'a-long-enough-password-1', name: 'cc', roles: ['break-glass-custodian', 'compliance'] }] });
+    const post = (url: string, token: string, payload: unknown) => f.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+    const get = (url: string, token: string) => f.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+    const opened = await requestActivation(f.ctx, { account: 'bg-orders', requester: await f.userId('eng'), reason: 'outage' });
+    assert.ok(opened.ok);
+    const id = opened.request.id;
+    assert.ok((await f.decide(id, 'cust-1')).ok);
+    assert.ok((await f.decide(id, 'cc')).ok);
+
+    // A delegated token (act) acts on nothing here, whoever it names.
+    const onBehalf = { act: { sub: 'assistant-app' } };
+    const delegatedEng = await f.personToken('eng', 'admin:write admin:read', acr.phishingResistant, onBehalf);
+    assertOAuthError(await post('/admin/break-glass/bg-admin/activations', delegatedEng, { reason: 'x' }), 403, 'access_denied');
+    assertOAuthError(await post(`/admin/break-glass/activations/${id}/end`, delegatedEng, {}), 403, 'access_denied');
+    assert.equal((await post(`/admin/break-glass/activations/${id}/end`, await f.personToken('eng', 'admin:write'), {})).statusCode, 204);
+    const delegatedComp = await f.personToken('comp', 'admin:write', acr.phishingResistant, onBehalf);
+    assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, delegatedComp, { note: 'fine' }), 403, 'access_denied');
+
+    // cc approved the activation: cc's review is refused, and recorded.
+    const ccToken = await f.personToken('cc', 'admin:write');
+    assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, ccToken, { note: 'all fine, I was there' }), 403, 'access_denied');
+    assert.deepEqual((await f.auditEvents('break_glass.review_refused')).map((e) => e.txn), [id]);
+    assert.equal((await post(`/admin/break-glass/reviews/${id}/close`, await f.personToken('comp', 'admin:write'), { note: 'INC-7 reviewed' })).statusCode, 200);
+
+    const reader = await f.personToken('comp', 'admin:read');
+    assertOAuthError(await get('/admin/break-glass/reviews?open=true&open=false', reader), 400, 'invalid_request');
+    assertOAuthError(await get('/admin/break-glass/reviews?open=yes', reader), 400, 'invalid_request');
+    assert.equal((await get('/admin/break-glass/reviews?open=false', reader)).json().reviews.length, 1);
   });
 });

@@ -8,7 +8,9 @@ import { findUser } from '../../identity/users.ts';
  * The review every ended break-glass activation opens (docs/recovery.md "Break-glass"): it stays
  * open until a compliance officer — a person holding the `compliance` role, authenticated
  * phishing-resistantly — closes it with a note saying what was reviewed. Nobody else can close it,
- * and a closed review stays closed; each closing is `break_glass.review_closed`.
+ * nor can a compliance officer who requested the activation or approved it (the review is the
+ * check on them: `break_glass.review_refused`); a closed review stays closed; each closing is
+ * `break_glass.review_closed`.
  */
 export interface Review {
   activationId: string;
@@ -23,12 +25,15 @@ export interface Review {
 export const complianceRole = 'compliance';
 export const maxNoteLength = 2000;
 
-export type CloseOutcome = { ok: true; review: Review } | { ok: false; refusal: 'not_found' | 'already_closed' | 'not_compliance' | 'insufficient_authentication' | 'note_required' };
+export type CloseOutcome =
+  | { ok: true; review: Review }
+  | { ok: false; refusal: 'not_found' | 'already_closed' | 'not_compliance' | 'insufficient_authentication' | 'note_required' | /** The closer requested or approved the activation. */ 'not_independent' };
 
 /**
  * Closes a review: the closer is an active person with the `compliance` role (read now, not
- * trusted from the caller), authenticated at least phishing-resistantly (`acr`), with a note;
- * one conditional update (a review is closed once).
+ * trusted from the caller), neither the activation's requester nor one of its approvers (refused
+ * `not_independent`, recorded as `break_glass.review_refused`), authenticated at least
+ * phishing-resistantly (`acr`), with a note; one conditional update (a review is closed once).
  */
 export async function closeReview(
   ctx: Pick<Context, 'audit' | 'clock' | 'storage'>,
@@ -39,6 +44,19 @@ export async function closeReview(
   const person = await findUser(ctx, input.closer);
   if (!person || person.status !== 'active' || !person.roles.includes(complianceRole)) return { ok: false, refusal: 'not_compliance' };
   if (!acrSatisfies(input.acr, acr.phishingResistant)) return { ok: false, refusal: 'insufficient_authentication' };
+  const involvement = await involvementIn(ctx.storage.db, review.activationId, person.id);
+  if (involvement) {
+    await ctx.audit.record({
+      type: 'break_glass.review_refused',
+      txn: review.activationId,
+      actor: person.id,
+      subject: review.account,
+      ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
+      decision: { allow: false, reasons: ['not_independent'] },
+      details: { break_glass: true, activation: review.activationId, account: review.account, closer_was: involvement },
+    });
+    return { ok: false, refusal: 'not_independent' };
+  }
   const note = input.note.trim();
   if (note.length === 0 || note.length > maxNoteLength) return { ok: false, refusal: 'note_required' };
   if (review.closedAt !== undefined) return { ok: false, refusal: 'already_closed' };
@@ -67,6 +85,17 @@ export async function closeReview(
   });
   if (!closed) return { ok: false, refusal: 'already_closed' };
   return { ok: true, review: { ...review, closedAt: now, closedBy: person.id, note } };
+}
+
+/** How `person` took part in the activation (its approval request has the activation's id), or undefined. */
+async function involvementIn(db: Kysely<Database>, activationId: string, person: string): Promise<'requester' | 'approver' | undefined> {
+  const activation = await db.selectFrom('break_glass_activations').select('requester').where('id', '=', activationId).executeTakeFirst();
+  const request = await db.selectFrom('approval_requests').select('requester').where('id', '=', activationId).executeTakeFirst();
+  // Fail closed: a review whose activation cannot be read has no independent closer.
+  if (!activation) return 'requester';
+  if (activation.requester === person || request?.requester === person) return 'requester';
+  const approved = await db.selectFrom('approval_decisions').select('approver').where('request_id', '=', activationId).where('approver', '=', person).where('decision', '=', 'approve').executeTakeFirst();
+  return approved ? 'approver' : undefined;
 }
 
 export async function findReview(db: Kysely<Database>, activationId: string): Promise<Review | undefined> {

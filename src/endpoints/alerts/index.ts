@@ -5,17 +5,22 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
  * GET /admin/alerts (admin:read; docs/recovery.md "Alerts"): the alert outbox, newest first
- * (`?limit=`, 1 to 500, default 100; `?type=` one alert type), each alert with the delivery to each
+ * (`?limit=`, 1 to 500, default 100; `?type=` one alert type; each at most once, else 400
+ * invalid_request), each alert with the delivery to each
  * webhook: status (pending, delivered, failed), attempts, next attempt, last HTTP status or error.
  */
 export const adminAlerts: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/alerts`;
-    app.get<{ Querystring: { limit?: string; type?: string } }>(base, { preHandler: requireAdmin(ctx, 'admin:read') }, async (request) => {
-      const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
+    app.get<{ Querystring: { limit?: unknown; type?: unknown } }>(base, { preHandler: requireAdmin(ctx, 'admin:read') }, async (request) => {
+      // Each parameter at most once: a repeated one arrives as an array and is refused.
+      const { limit: givenLimit, type } = request.query;
+      if ((givenLimit !== undefined && typeof givenLimit !== 'string') || !/^[0-9]{1,3}$/.test(givenLimit ?? '100')) throw new OAuthError('invalid_request', 'limit must be given once, as an integer from 1 to 500');
+      const limit = givenLimit === undefined ? 100 : Number(givenLimit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new OAuthError('invalid_request', 'limit must be an integer from 1 to 500');
+      if (type !== undefined && (typeof type !== 'string' || type.length === 0 || type.length > 64)) throw new OAuthError('invalid_request', 'type must be given once, as one alert type');
       let query = ctx.storage.db.selectFrom('alerts').selectAll();
-      if (request.query.type !== undefined) query = query.where('type', '=', request.query.type.slice(0, 64));
+      if (type !== undefined) query = query.where('type', '=', type);
       const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
       const deliveries = await deliveriesOf(ctx, rows.map((r) => r.id));
       return {

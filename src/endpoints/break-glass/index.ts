@@ -22,7 +22,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   stands it down before its time;
  * - GET /admin/break-glass/activations, GET /admin/break-glass/reviews[?open=true] (admin:read);
  * - POST /admin/break-glass/reviews/{id}/close `{note}` (admin:write, a person with the
- *   `compliance` role whose token is phishing-resistant: acr urn:clearance:acr:phr or above).
+ *   `compliance` role whose token is phishing-resistant: acr urn:clearance:acr:phr or above, who
+ *   neither requested nor approved the activation).
+ * A delegated token (one carrying `act`) acts for no one here, as in the approvals and recovery
+ * APIs: break-glass is a person's own act.
  */
 export const adminBreakGlass: Endpoint = {
   register(app, ctx) {
@@ -74,8 +77,11 @@ export const adminBreakGlass: Endpoint = {
       return reply.code(204).send();
     });
 
-    app.get<{ Querystring: { open?: string } }>(`${base}/reviews`, read, async (request) => {
-      const open = request.query.open === 'true' ? true : request.query.open === 'false' ? false : undefined;
+    app.get<{ Querystring: { open?: unknown } }>(`${base}/reviews`, read, async (request) => {
+      const given = request.query.open;
+      // Once, as `true` or `false`: a repeated or other value is refused, never read as "all".
+      if (given !== undefined && given !== 'true' && given !== 'false') throw new OAuthError('invalid_request', 'open must be given once, as true or false');
+      const open = given === 'true' ? true : given === 'false' ? false : undefined;
       return { reviews: (await listReviews(ctx.storage.db, open === undefined ? {} : { open })).map(reviewView) };
     });
 
@@ -90,6 +96,8 @@ export const adminBreakGlass: Endpoint = {
             throw new OAuthError('not_found', 'no such review');
           case 'not_compliance':
             throw new OAuthError('access_denied', 'only a person with the compliance role may close a review');
+          case 'not_independent':
+            throw new OAuthError('access_denied', 'the requester or an approver of an activation may not close its review');
           case 'insufficient_authentication':
             throw new OAuthError('access_denied', 'closing a review needs phishing-resistant authentication');
           case 'note_required':
@@ -103,10 +111,15 @@ export const adminBreakGlass: Endpoint = {
   },
 };
 
-/** The person acting: the `sub` of a token issued under a person's consent grant; a client's own token is refused. */
+/**
+ * The person acting: the `sub` of a token issued under a person's consent grant; a client's own
+ * token is refused, and so is a delegated one (`act`, RFC 8693 §4.1): a delegate never requests,
+ * ends or reviews an emergency access for someone.
+ */
 function personOf(request: FastifyRequest): string {
   const claims = request.admin!;
   if (claims.grant_id === undefined) throw new OAuthError('access_denied', "this needs a person's token, not a client's");
+  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegated token cannot act on break-glass');
   return claims.sub;
 }
 
