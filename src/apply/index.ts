@@ -16,7 +16,7 @@ import type { Partner } from '../federation/definition.ts';
 import { invalidateRoleMinimums, readAuthenticationSection, upsertRoleMinimums } from '../identity/role-requirements.ts';
 import type { Acr } from '../identity/acr.ts';
 import { readRecoverySection, upsertRecoverySettings, type RecoverySection } from '../identity/recovery/settings.ts';
-import { executeBreakGlass, invalidateBreakGlassAccounts, planBreakGlass, type BreakGlassAccount } from '../approvals/break-glass/accounts.ts';
+import { executeBreakGlass, invalidateBreakGlassAccounts, planBreakGlass, planEmergencyClients, type BreakGlassAccount } from '../approvals/break-glass/accounts.ts';
 import { executeWebhooks, planAlerts, type WebhookEntry } from '../signals/webhooks.ts';
 
 /** Sections an apply document may hold today. */
@@ -131,6 +131,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   partnerEntries.forEach(({ item: p, at }) => refuseUnauditable(v, `partners[${at}].id`, p.id));
   const partners = partnerEntries.map((e) => e.item);
   const breakGlass = await planBreakGlass(ctx, v, list, duplicates, { clients, resourceServers, users: userEntries.map((e) => e.item) });
+  await planEmergencyClients(ctx.storage.db, v, clientEntries, breakGlass);
   const alertWebhooks = root.alerts === undefined ? undefined : await planAlerts(ctx.storage.db, v, root.alerts, ctx.config);
   const roleMinimums = root.authentication === undefined ? new Map<string, Acr>() : readAuthenticationSection(v, 'authentication', root.authentication);
   const recovery = root.recovery === undefined ? undefined : readRecoverySection(v, 'recovery', root.recovery);

@@ -223,6 +223,46 @@ describe('the break_glass section of apply', () => {
   });
 });
 
+describe('writing an emergency account’s client later', () => {
+  test('apply refuses, at the client’s paths, an emergency client given another grant type, a scope its account lacks or no authentication', async (t) => {
+    const f = await breakGlassFixture(t);
+    const { plan, problems } = await planApply(f.ctx, {
+      clients: [
+        { client_id: 'bg-orders', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'], scope: 'order:cancel order:create' },
+        { client_id: 'bg-admin', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'admin:read' },
+      ],
+    });
+    assert.equal(plan, undefined);
+    const at = (path: string) => problems.filter((p) => p.path === path).map((p) => p.message);
+    assert.match(at('clients[0].grant_types').join(), /must have grant_types \[client_credentials\] and nothing else.*emergency account "bg-orders"/);
+    assert.match(at('clients[0].scope').join(), /registered for order:create, which the account does not list/);
+    assert.deepEqual(at('clients[1].grant_types').concat(at('clients[1].scope')), [], 'an unchanged emergency client passes');
+    // Redeclaring the account in the same document is checked on the account's side, once.
+    const both = await planApply(f.ctx, {
+      clients: [{ client_id: 'bg-orders', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'order:cancel order:create' }],
+      break_glass: [{ name: 'bg-orders', scopes: ['order:cancel', 'order:create'], audience: ordersApi, activation_seconds: 600 }],
+    });
+    assert.deepEqual(both.problems, []);
+  });
+
+  test('the admin API refuses a PUT or PATCH that widens an emergency client, and stores nothing', async (t) => {
+    const f = await breakGlassFixture(t);
+    const token = await f.accessToken('admin-ops', { resource: `${f.issuer}/admin`, scope: 'admin:write admin:read' });
+    const write = (method: 'PUT' | 'PATCH', body: unknown) =>
+      f.inject({ method, url: '/admin/clients/bg-orders', headers: { authorization: `Bearer ${token}`, 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }, payload: JSON.stringify(body) });
+    const patched = await write('PATCH', { grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'] });
+    assertOAuthError(patched, 400, 'invalid_request');
+    assert.match(patched.json().error_description, /clients\[0\]\.grant_types.*emergency account .bg-orders./);
+    const put = await write('PUT', { kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'order:cancel order:create' });
+    assertOAuthError(put, 400, 'invalid_request');
+    assert.match(put.json().error_description, /clients\[0\]\.scope/);
+    const stored = (await f.ctx.clients.get('bg-orders'))!.metadata;
+    assert.deepEqual([stored.grant_types, stored.scope], [['client_credentials'], 'order:cancel']);
+    // Narrowing or leaving it as it is stays allowed.
+    assert.equal((await write('PATCH', { client_name: 'Orders emergency' })).statusCode, 200);
+  });
+});
+
 describe('the break-glass admin API', () => {
   test('a person requests an activation, the accounts show it in force, and only compliance closes the review; clients and bad input are refused', async (t) => {
     const f = await breakGlassFixture(t);

@@ -89,10 +89,7 @@ export async function planBreakGlass(
     if (!client) {
       v.fail(`${path}.name`, `no client "${item.name}" (declare the emergency account's client under clients)`);
     } else {
-      if (client.token_endpoint_auth_method === 'none') v.fail(`${path}.name`, `client "${item.name}" is public; an emergency account authenticates with a key or a certificate`);
-      if (client.grant_types.length !== 1 || client.grant_types[0] !== 'client_credentials') v.fail(`${path}.name`, `client "${item.name}" must have grant_types [client_credentials] and nothing else`);
-      const beyond = (client.scope?.split(' ') ?? []).filter((s) => !item.scopes.includes(s));
-      if (beyond.length > 0) v.fail(`${path}.scopes`, `client "${item.name}" is registered for ${beyond.join(', ')}, which the account does not list`);
+      for (const problem of emergencyClientProblems(client, item)) v.fail(problem.member === 'scope' ? `${path}.scopes` : `${path}.name`, problem.message);
     }
     const server = servers.get(item.audience);
     if (!server) v.fail(`${path}.audience`, `no resource server "${item.audience}"`);
@@ -106,6 +103,49 @@ export async function planBreakGlass(
     }
   }
   return entries.map((e) => e.item);
+}
+
+/** What an emergency client may not be, by the client member at fault. */
+export interface EmergencyClientProblem {
+  member: 'token_endpoint_auth_method' | 'grant_types' | 'scope';
+  message: string;
+}
+
+/**
+ * Why `client` cannot be the client of emergency account `account`: a public client, a grant type
+ * other than client_credentials, a scope the account does not list. One rule for the account's
+ * side (`planBreakGlass`) and the client's (`planEmergencyClients`, the RFC 7592 update): a
+ * client written later can never do more than its account lets an activation grant.
+ */
+export function emergencyClientProblems(client: Pick<ClientMetadata, 'client_id' | 'token_endpoint_auth_method' | 'grant_types' | 'scope'>, account: Pick<BreakGlassAccount, 'scopes'>): EmergencyClientProblem[] {
+  const problems: EmergencyClientProblem[] = [];
+  const id = client.client_id;
+  if (client.token_endpoint_auth_method === 'none') problems.push({ member: 'token_endpoint_auth_method', message: `client "${id}" is public; an emergency account authenticates with a key or a certificate` });
+  if (client.grant_types.length !== 1 || client.grant_types[0] !== 'client_credentials') problems.push({ member: 'grant_types', message: `client "${id}" must have grant_types [client_credentials] and nothing else` });
+  const beyond = (client.scope?.split(' ') ?? []).filter((s) => !account.scopes.includes(s));
+  if (beyond.length > 0) problems.push({ member: 'scope', message: `client "${id}" is registered for ${beyond.join(', ')}, which the account does not list` });
+  return problems;
+}
+
+/**
+ * The other side of `planBreakGlass`: each client the document writes (apply, or the admin API's
+ * PUT/PATCH, which apply one client) whose id is a STORED emergency account that the document does
+ * not redeclare is checked against that account, at the client's own paths — else a later apply
+ * or admin update could give the emergency client more grant types or scopes than its account.
+ */
+export async function planEmergencyClients(
+  db: Kysely<Database>,
+  v: Validator,
+  clients: readonly { item: ClientMetadata; at: number }[],
+  declared: readonly BreakGlassAccount[],
+): Promise<void> {
+  const redeclared = new Set(declared.map((a) => a.name));
+  for (const { item, at } of clients) {
+    if (redeclared.has(item.client_id)) continue;
+    const account = await findBreakGlassAccount(db, item.client_id);
+    if (!account) continue;
+    for (const problem of emergencyClientProblems(item, account)) v.fail(`clients[${at}].${problem.member}`, `${problem.message} (it is the emergency account "${account.name}")`);
+  }
 }
 
 /** Creates or updates the accounts in apply's transaction; each outcome for `config.applied`. */

@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { emergencyClientProblems, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { Validator, formatProblem } from '../../validation.ts';
@@ -101,7 +102,9 @@ const keptWhenOmitted = ['owner_lei', 'kind', 'scope', 'grant_types', 'profile']
  *    against the current values): `owner_lei` and `kind` stay as registered (a different value is
  *    refused); `scope` and `grant_types` may only narrow; `profile: fapi2` once set stays (kept
  *    when omitted, step 3). Only an administrator changes them (admin API, `apply`);
- * 5. the registration is stored; the change is audited as client.registration_updated.
+ * 5. a client that is an emergency account (docs/recovery.md "Break-glass") stays within its
+ *    account: client_credentials only, no scope the account does not list (invalid_client_metadata);
+ * 6. the registration is stored; the change is audited as client.registration_updated.
  */
 export async function updateRegistration(ctx: Context, clientId: string, token: string, body: unknown): Promise<RegistrationResponse> {
   await checkRegistrationToken(ctx, clientId, token);
@@ -121,6 +124,10 @@ export async function updateRegistration(ctx: Context, clientId: string, token: 
     kinds: [registered.kind],
   };
   const metadata = await checkAuthority(ctx, parsed, allowance, { via: 'rfc7592', source: 'the registration (only an administrator changes it)', clientId });
+  // An emergency account's client never does more than its account, whoever writes it.
+  const account = await findBreakGlassAccount(ctx.storage.db, clientId);
+  const beyond = account ? emergencyClientProblems(metadata, account) : [];
+  if (beyond.length > 0) throw new OAuthError('invalid_client_metadata', beyond.map((p) => p.message).join('; '));
   await ctx.storage.db.transaction().execute((trx) => ctx.clients.upsert(trx, metadata));
   ctx.clients.invalidate();
   await ctx.audit.record({
