@@ -8,8 +8,8 @@ import type { Kysely } from 'kysely';
  *   (`help_desk` or `self`), the credentials declared lost (JSON), and the enrolment link — only
  *   the SHA-256 of its random token is stored (unique: the link is looked up by it). The link is
  *   inert until the request is approved; approval sets `expires_at` (the approval plus apply's
- *   `recovery.enrolment_ttl`) and `password_fingerprint` (SHA-256 of the person's password hash
- *   at that moment: a password set after the approval, by anyone, voids the link). `failures`
+ *   `recovery.enrolment_ttl`). `password_fingerprint` is the SHA-256 of the person's password hash
+ *   when the request was opened (a password set after the opening, by anyone, voids the link). `failures`
  *   counts wrong passwords typed on the link's page (the link dies at the limit); `used_at` is
  *   its single use (a conditional update with the passkey's insert);
  * - `recovery_settings`: apply's `recovery` section (`distinct_desks`, `enrolment_ttl`,
