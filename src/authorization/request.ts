@@ -4,9 +4,9 @@ import type { Client } from '../clients/store.ts';
 import { jktPattern } from '../tokens/dpop.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { selectTarget } from '../tokens/audience.ts';
 import { readClaimsParameter, type AcrClaimRequest } from './acr-request.ts';
-import { parseAuthorizationDetails, type AuthorizationDetail } from './authorization-details.ts';
+import type { AuthorizationDetail } from './authorization-details.ts';
+import { requestedTarget } from './target.ts';
 import { AuthorizationParameters } from './parameters.ts';
 import { codeChallengeMethods, isValidS256Challenge } from './pkce.ts';
 import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
@@ -192,27 +192,9 @@ async function validateRest(
   }
   const business = words.filter((w) => !isOidcScope(w) && !ignoredScopes.has(w));
 
-  const detailsParameter = params.one('authorization_details');
-  // RFC 9396 §5: the entries name the entity model's instrument classes, or are invalid_authorization_details.
-  const authorizationDetails =
-    detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses });
-
-  const resources = params.all('resource').map((r) => {
-    if (typeof r !== 'string') throw new OAuthError('invalid_target', 'resource must be a string');
-    return r;
-  });
-  let resource: string | undefined;
-  let scopes: string[] = [];
-  if (business.length > 0 || resources.length > 0) {
-    // RFC 8707 §2, DESIGN §4: one audience per token; the scopes must be offered by it and allowed.
-    const target = await selectTarget(resources, business.length > 0 ? business.join(' ') : undefined, client, ctx.resourceServers);
-    resource = target.resourceServer.identifier;
-    scopes = target.scopes;
-  } else if (authorizationDetails.length > 0) {
-    throw new OAuthError('invalid_target', 'authorization_details need a resource (or scopes of one resource server)');
-  } else if (!oidc.includes('openid')) {
-    throw new OAuthError('invalid_scope', 'request openid, business scopes, or a resource');
-  }
+  // RFC 9396 §5, RFC 8707 §2: the entries, and the one resource server with its scopes (./target.ts).
+  const { authorizationDetails, resource, scopes } = await requestedTarget(ctx, params, client, business);
+  if (resource === undefined && !oidc.includes('openid')) throw new OAuthError('invalid_scope', 'request openid, business scopes, or a resource');
 
   const nonce = params.string('nonce');
   if (nonce !== undefined && nonce.length > maxNonceLength) throw new OAuthError('invalid_request', 'nonce is too long');

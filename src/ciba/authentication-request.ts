@@ -1,4 +1,4 @@
-import { parseAuthorizationDetails, type AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { requestedTarget } from '../authorization/target.ts';
 import { AuthorizationParameters } from '../authorization/parameters.ts';
 import { isOidcScope, type OidcScope } from '../authorization/scopes.ts';
 import type { Client } from '../clients/store.ts';
@@ -6,7 +6,6 @@ import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { FormParameters } from '../parameters.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
-import { selectTarget } from '../tokens/audience.ts';
 import { resolveHint, type ResolvedHint } from './hints.ts';
 import { mustSign, verifySignedAuthenticationRequest } from './signed-request.ts';
 import type { CibaMode, CibaPayload } from './store.ts';
@@ -83,29 +82,13 @@ export async function readAuthenticationRequest(ctx: Context, client: Client, fo
     if (bindingProblem) throw new OAuthError('invalid_binding_message', bindingProblem);
 
     const { oidcScopes, business } = readScope(client, params.string('scope'));
-    const detailsParameter = params.one('authorization_details');
-    // RFC 9396 §5: the entries name the entity model's instrument classes, or are invalid_authorization_details.
-    const authorizationDetails: AuthorizationDetail[] =
-      detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses });
-    const resources = params.all('resource').map((r) => {
-      if (typeof r !== 'string') throw new OAuthError('invalid_target', 'resource must be a string');
-      return r;
-    });
-    let resource: string | undefined;
-    let scopes: string[] = [];
-    if (business.length > 0 || resources.length > 0) {
-      // RFC 8707 §2, DESIGN §4: one audience per token; its scopes offered by it and allowed to the client.
-      const target = await selectTarget(resources, business.length > 0 ? business.join(' ') : undefined, client, ctx.resourceServers);
-      resource = target.resourceServer.identifier;
-      scopes = target.scopes;
-      // RFC 8707 §2 invalid_target: a CIBA token is a client's, approved once by a person on their
-      // device; for Clearance's own APIs (administration, approvals, policy decisions) it would let
-      // the client act as the person there — e.g. answer its own later requests (issue 15 review).
-      if (builtinResourceServers(ctx.config.issuer).some((server) => server.identifier === resource)) {
-        throw new OAuthError('invalid_target', "a backchannel authentication request cannot ask for Clearance's own APIs");
-      }
-    } else if (authorizationDetails.length > 0) {
-      throw new OAuthError('invalid_target', 'authorization_details need a resource (or scopes of one resource server)');
+    // RFC 9396 §5, RFC 8707 §2: the entries, and the one resource server with its scopes (as at /authorize).
+    const { authorizationDetails, resource, scopes } = await requestedTarget(ctx, params, client, business);
+    // RFC 8707 §2 invalid_target: a CIBA token is a client's, approved once by a person on their
+    // device; for Clearance's own APIs (administration, approvals, policy decisions) it would let
+    // the client act as the person there — e.g. answer its own later requests.
+    if (resource !== undefined && builtinResourceServers(ctx.config.issuer).some((server) => server.identifier === resource)) {
+      throw new OAuthError('invalid_target', "a backchannel authentication request cannot ask for Clearance's own APIs");
     }
 
     const expiresIn = readExpiry(params.string('requested_expiry'));
