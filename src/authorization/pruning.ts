@@ -4,6 +4,7 @@ import { pruneCodes } from './codes.ts';
 import { pruneInteractions } from './interactions.ts';
 import { prunePushedRequests } from './pushed-requests.ts';
 import { pruneFirstUses } from '../policy/first-use.ts';
+import { pruneCibaRequests } from '../ciba/store.ts';
 
 /** How often a process prunes expired authorization state. */
 const pruneEveryMs = 10 * 60_000;
@@ -14,7 +15,8 @@ const running = new WeakMap<object, Promise<unknown>>();
 /**
  * Deletes expired pushed requests, interactions (auditing the step-ups they waited for as
  * abandoned), codes (a day after expiry: a redeemed code is kept that long to recognise its reuse),
- * refresh tokens, and first uses past their retention. At most once per 10 minutes per process and
+ * refresh tokens, first uses past their retention, and CIBA requests a day after their expiry (their
+ * sealed notification tokens with them; the approval request and its evidence stay). At most once per 10 minutes per process and
  * database, off the request's path; a failure waits for the next interval.
  */
 export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>): void {
@@ -29,6 +31,7 @@ export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clo
     await pruneRefreshTokens(ctx, now);
     // The first-use history behind step-up policies, past its retention (src/policy/first-use.ts).
     await pruneFirstUses(ctx, now);
+    await pruneCibaRequests(ctx.storage.db, now);
   })()
     .catch(() => undefined)
     .finally(() => running.delete(ctx.storage));

@@ -4,8 +4,9 @@ import { decodeJwt } from 'jose';
 import { testDialects } from '../helpers/storage.ts';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
-import { decideApprovalRequest } from '../../src/approvals/requests.ts';
+import { decideApprovalRequest, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { accessAudience } from '../../src/resource-servers/builtins.ts';
+import { authorizationPruningSettled, maybePruneAuthorizationState } from '../../src/authorization/pruning.ts';
 import { fourEyesPolicy, largeOrder } from '../ciba/four-eyes.ts';
 import { cibaFixture, cibaGrant, ordersApi, subjectDecides, tokenProof, type CibaFixture } from '../ciba/fixture.ts';
 
@@ -303,6 +304,20 @@ for (const dialect of testDialects()) {
       const both = await Promise.all([f.poll(authReqId), f.poll(authReqId)]);
       assert.deepEqual(both.map((r) => r.statusCode).sort(), [200, 400], both.map((r) => r.body).join('\n'));
       assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === 'urn:openid:params:grant-type:ciba').length, 1);
+    });
+
+    test('prunes a request a day after its expiry, with its sealed notification token, and keeps the approval request', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const rows = async () => Number((await f.ctx.storage.db.selectFrom('ciba_requests').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      assert.equal((await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader' })).statusCode, 200);
+      const old = await f.pending();
+      f.clock.advance(600_000 + 24 * 3600_000 + 1);
+      assert.equal((await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader' })).statusCode, 200);
+      assert.equal(await rows(), 2);
+      maybePruneAuthorizationState(f.ctx);
+      await authorizationPruningSettled(f.ctx);
+      assert.equal(await rows(), 1, 'the expired one went, the live one stayed');
+      assert.ok(await findApprovalRequest(f.ctx.storage.db, old.id), 'the approval request, evidence of what was asked, stays');
     });
 
     test('never writes the auth_req_id into the audit log or the database', async (t) => {
