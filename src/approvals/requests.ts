@@ -1,9 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { acrSatisfies } from '../identity/acr.ts';
-import { canonicalize } from '../jose/canonical-json.ts';
+import { canonicalDigest } from '../jose/approval-digest.ts';
 import { alertInsert } from '../signals/alerts.ts';
 import type { Database } from '../storage/schema.ts';
 import type { Flight } from '../storage/flight.ts';
@@ -78,12 +78,12 @@ export type ApproverProof =
 
 /** SHA-256 (base64url) of the RFC 8785 canonical JSON of a request's content: what approvers sign. */
 export function requestDigest(content: Record<string, unknown>): string {
-  return createHash('sha256').update(canonicalize(content), 'utf8').digest('base64url');
+  return canonicalDigest(content);
 }
 
 /** The digest a decision row and an `approvals` token claim name for a proof's evidence. */
 export function evidenceDigest(proof: ApproverProof): string {
-  return createHash('sha256').update(canonicalize(proofEvidence(proof)), 'utf8').digest('base64url');
+  return canonicalDigest(proofEvidence(proof));
 }
 
 /** What an audit event keeps of a proof: the passkey evidence, or the token's facts (never the token). */

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { verifyApprovalEvidence, type AnyApprovalEvidence } from '../approvals/evidence.ts';
-import { canonicalize } from '../jose/canonical-json.ts';
+import { canonicalDigest } from '../jose/approval-digest.ts';
 import type { StoredAuditEvent } from './events.ts';
 
 /**
@@ -115,7 +114,7 @@ export function checkBundledApprovals(events: { leafIndex: number; event: Stored
 /** SHA-256 (base64url) of the RFC 8785 JSON of an evidence object, as src/approvals/requests.ts evidenceDigest. */
 function digestOf(evidence: unknown): string | undefined {
   try {
-    return createHash('sha256').update(canonicalize(evidence), 'utf8').digest('base64url');
+    return canonicalDigest(evidence);
   } catch {
     return undefined;
   }

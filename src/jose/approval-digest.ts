@@ -24,7 +24,17 @@ export function entriesToApprove<T extends { type?: unknown }>(details: readonly
  * @throws TypeError for values RFC 8785 cannot serialize exactly (NaN, non-plain objects, …).
  */
 export function approvalDigest(entries: readonly unknown[]): string {
-  return createHash('sha256').update(canonicalize(entries), 'utf8').digest('base64url');
+  return canonicalDigest(entries);
+}
+
+/**
+ * SHA-256 (base64url, no padding) of the RFC 8785 canonical JSON of a value: the one digest of
+ * everything approved and of its evidence (approval entries, a request's content, a decider's
+ * evidence), computed the same way by the server, the guard and an offline verifier.
+ * @throws TypeError for values RFC 8785 cannot serialize exactly.
+ */
+export function canonicalDigest(value: unknown): string {
+  return createHash('sha256').update(canonicalize(value), 'utf8').digest('base64url');
 }
 
 /** Bytes of a server nonce in an approval challenge: 128 bits, so no two ceremonies share a challenge. */
