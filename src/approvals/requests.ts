@@ -446,12 +446,15 @@ export async function cancelApprovalRequest(db: Kysely<Database> | Transaction<D
 /**
  * Marks pending requests past their expiry as expired, recording `approval.expired` for each (in
  * the same transaction); returns them. Reads never need this (effectiveStatus), it keeps the table
- * and the audit trail honest.
+ * and the audit trail honest; the signal service runs it every pass (src/signals/service.ts), safe on
+ * any number of nodes (each row is marked by one conditional update).
  */
 export async function expireApprovalRequests(ctx: Pick<Context, 'audit' | 'clock' | 'storage'>, limit = 500): Promise<ApprovalRequest[]> {
   const now = ctx.clock.now();
+  // Read first, outside a transaction: the periodic pass usually finds nothing to do.
+  const rows = await ctx.storage.db.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '<=', now).orderBy('expires_at').limit(limit).execute();
+  if (rows.length === 0) return [];
   return ctx.audit.recordWith(async (trx) => {
-    const rows = await trx.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '<=', now).orderBy('expires_at').limit(limit).execute();
     const expired: ApprovalRequest[] = [];
     for (const row of rows) {
       const result = await trx.updateTable('approval_requests').set({ status: 'expired', decided_at: now }).where('id', '=', row.id).where('status', '=', 'pending').executeTakeFirst();

@@ -1,4 +1,5 @@
 import { expireActivations } from '../approvals/break-glass/activations.ts';
+import { expireApprovalRequests } from '../approvals/requests.ts';
 import type { Context } from '../context.ts';
 import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
 
@@ -6,7 +7,8 @@ import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
  * The periodic work behind alerts, started with the server (src/server.ts, the primary process of
  * each node; cluster workers serve HTTP only) and stopped before the database closes: every
  * `intervalMs`, break-glass activations whose time ran out are ended (their alert and review
- * raised), then the alert outbox is delivered (./delivery.ts). Both are safe on any number of nodes
+ * raised), requests a second person approves that expired unanswered are marked expired
+ * (`approval.expired`), then the alert outbox is delivered (./delivery.ts). Both are safe on any number of nodes
  * at once — each ending and each delivery is taken by one conditional update — so nothing needs a
  * leader. A failing pass is logged and the next one tries again.
  */
@@ -28,6 +30,11 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
       await expireActivations(ctx);
     } catch (error) {
       ctx.log.error({ err: error }, 'ending expired break-glass activations failed; retrying next pass');
+    }
+    try {
+      await expireApprovalRequests(ctx);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'marking expired approval requests failed; retrying next pass');
     }
     try {
       await deliverAlerts(ctx, options.delivery);
