@@ -3,7 +3,7 @@ import { decodeAttestationObject, parseAuthenticatorData } from '@simplewebauthn
 import { describe, test } from 'node:test';
 import { approvalEvidenceOf, requestApprovalEvidenceOf, verifyApprovalEvidence, type ApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
 import { requestDigest } from '../../src/approvals/requests.ts';
-import { cosePublicKeyToSpki } from '../../src/identity/passkeys/assertion.ts';
+import { cosePublicKeyToSpki, type AssertionEvidence } from '../../src/identity/passkeys/assertion.ts';
 import { approvalChallenge, approvalDigest, entriesToApprove, parseApprovalChallenge } from '../../src/jose/approval-digest.ts';
 import { SoftwareAuthenticator, type Bend } from '../helpers/authenticator.ts';
 
@@ -17,26 +17,28 @@ const settlement = { type: 'settlement_instruction', account: 'DE893704004405320
  * registered P-256 credential, over the approval challenge of `entries`; `bend` bends the ceremony.
  */
 function evidenceFor(entries: unknown[], bend: Bend = {}): ApprovalEvidence {
-  const authenticator = new SoftwareAuthenticator({ origin });
-  const registered = authenticator.register({ challenge: 'cmVnaXN0ZXI', rp: { id: rpId }, user: { id: 'dXNlci0x' } }) as { response: { attestationObject: string } };
   const digest = approvalDigest(entries);
   const nonce = Buffer.alloc(16, 9).toString('base64url');
+  return approvalEvidenceOf({ entries, digest, nonce, rpId, origin }, assertionOver(digest, nonce, bend));
+}
+
+/** A new P-256 credential's assertion over the approval challenge of `digest` and `nonce`, as a verified one is kept. */
+function assertionOver(digest: string, nonce: string, bend: Bend): AssertionEvidence {
+  const authenticator = new SoftwareAuthenticator({ origin });
+  const registered = authenticator.register({ challenge: 'cmVnaXN0ZXI', rp: { id: rpId }, user: { id: 'dXNlci0x' } }) as { response: { attestationObject: string } };
   const signed = authenticator.assert({ challenge: approvalChallenge(digest, nonce), rpId }, bend) as {
     id: string;
     response: { authenticatorData: string; clientDataJSON: string; signature: string };
   };
   const coseKey = publicKeyOfAttestation(registered.response.attestationObject);
-  return approvalEvidenceOf(
-    { entries, digest, nonce, rpId, origin },
-    {
-      credentialId: signed.id,
-      publicKey: Buffer.from(coseKey).toString('base64url'),
-      spki: cosePublicKeyToSpki(coseKey).toString('base64url'),
-      authenticatorData: signed.response.authenticatorData,
-      clientDataJSON: signed.response.clientDataJSON,
-      signature: signed.response.signature,
-    },
-  );
+  return {
+    credentialId: signed.id,
+    publicKey: Buffer.from(coseKey).toString('base64url'),
+    spki: cosePublicKeyToSpki(coseKey).toString('base64url'),
+    authenticatorData: signed.response.authenticatorData,
+    clientDataJSON: signed.response.clientDataJSON,
+    signature: signed.response.signature,
+  };
 }
 
 /** The credential public key (COSE) in a registration's attestation object. */
@@ -104,26 +106,9 @@ describe('verifying approval evidence offline', () => {
 describe('request-approval evidence (clearance-approval-request/1)', () => {
   const content = { binding_message: 'Order 7781', authorization_details: [order] };
   function requestEvidence(bend: Bend = {}): RequestApprovalEvidence {
-    const authenticator = new SoftwareAuthenticator({ origin });
-    const registered = authenticator.register({ challenge: 'cmVnaXN0ZXI', rp: { id: rpId }, user: { id: 'dXNlci0x' } }) as { response: { attestationObject: string } };
     const digest = requestDigest(content);
     const nonce = Buffer.alloc(16, 7).toString('base64url');
-    const signed = authenticator.assert({ challenge: approvalChallenge(digest, nonce), rpId }, bend) as {
-      id: string;
-      response: { authenticatorData: string; clientDataJSON: string; signature: string };
-    };
-    const coseKey = publicKeyOfAttestation(registered.response.attestationObject);
-    return requestApprovalEvidenceOf(
-      { requestId: 'req-1', kind: 'ciba', content, digest, nonce, rpId, origin },
-      {
-        credentialId: signed.id,
-        publicKey: Buffer.from(coseKey).toString('base64url'),
-        spki: cosePublicKeyToSpki(coseKey).toString('base64url'),
-        authenticatorData: signed.response.authenticatorData,
-        clientDataJSON: signed.response.clientDataJSON,
-        signature: signed.response.signature,
-      },
-    );
+    return requestApprovalEvidenceOf({ requestId: 'req-1', kind: 'ciba', content, digest, nonce, rpId, origin }, assertionOver(digest, nonce, bend));
   }
 
   test('verifies offline with the same WebAuthn checks as an order approval', () => {
