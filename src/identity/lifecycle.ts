@@ -49,9 +49,12 @@ const eventTypes = {
   recovery: 'recovery.access_ended',
 } as const satisfies Record<LifecycleAction, AuditEvent['type']>;
 
-/** Whether a person in this standing may hold working tokens at all (the cut-off aside). */
-function mayHoldTokens(standing: Standing): boolean {
-  return standing.status === 'active' || (standing.status === 'locked' && standing.lock_reason === 'failed_logins');
+/**
+ * Whether a person in this standing may hold working tokens at all (the cut-off aside): active, or
+ * locked only by the automatic lockout after failed logins (an administrator's lock ends them).
+ */
+export function mayHoldTokens(status: string, lockReason: string | null): boolean {
+  return status === 'active' || (status === 'locked' && lockReason === 'failed_logins');
 }
 
 /**
@@ -63,7 +66,7 @@ function mayHoldTokens(standing: Standing): boolean {
 export async function isPersonTokenLive(db: Kysely<Database>, userId: string, issuedAtMs: number): Promise<boolean> {
   if (userId.length > 64) return false;
   const row = await db.selectFrom('users').select(['status', 'lock_reason', 'tokens_valid_after']).where('id', '=', userId).executeTakeFirst();
-  if (!row || !mayHoldTokens(row)) return false;
+  if (!row || !mayHoldTokens(row.status, row.lock_reason)) return false;
   return row.tokens_valid_after === null || issuedAtMs > Number(row.tokens_valid_after);
 }
 

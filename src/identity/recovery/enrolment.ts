@@ -9,7 +9,8 @@ import { registerPasskey, registrationOptions } from '../passkeys/registration.t
 import type { Passkey } from '../passkeys/store.ts';
 import { findUser, type User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
-import { linkDigest } from './requests.ts';
+import { handleDigest } from '../../authorization/digest.ts';
+import { mayHoldTokens } from '../lifecycle.ts';
 
 /**
  * The enrolment link of an approved recovery (docs/recovery.md "The link"): `/recovery/{token}`
@@ -63,7 +64,7 @@ export async function readEnrolmentLink(ctx: LinkContext, token: string): Promis
     .innerJoin('approval_requests', 'approval_requests.id', 'recovery_links.request_id')
     .select(['recovery_links.request_id', 'recovery_links.user_id', 'recovery_links.expires_at', 'recovery_links.password_fingerprint', 'recovery_links.failures', 'recovery_links.used_at'])
     .select(['approval_requests.status', 'approval_requests.expires_at as request_expires_at'])
-    .where('recovery_links.link_digest', '=', linkDigest(token))
+    .where('recovery_links.link_digest', '=', handleDigest(token))
     .executeTakeFirst();
   if (!row) return { ok: false, reason: 'unknown' };
   const known = { requestId: row.request_id, userId: row.user_id };
@@ -75,7 +76,7 @@ export async function readEnrolmentLink(ctx: LinkContext, token: string): Promis
   if (status !== 'approved' || row.expires_at === null) return { ok: false, reason: 'unknown', ...known };
   if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired', ...known };
   const user = await findUser(ctx, row.user_id);
-  if (!user || !(user.status === 'active' || (user.status === 'locked' && user.lockReason === 'failed_logins'))) return { ok: false, reason: 'unknown', ...known };
+  if (!user || !mayHoldTokens(user.status, user.lockReason)) return { ok: false, reason: 'unknown', ...known };
   const current = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', row.user_id).executeTakeFirst();
   if (!sameFingerprint(current?.password_hash, row.password_fingerprint)) return { ok: false, reason: 'password_changed', ...known };
   return { ok: true, link: { requestId: row.request_id, user, expiresAt: Number(row.expires_at), passwordFingerprint: row.password_fingerprint } };

@@ -1,11 +1,12 @@
-import { createHash, randomBytes } from 'node:crypto';
 import type { AuditEvent } from '../../audit/events.ts';
 import { AuditGuardError, assertNoSecrets } from '../../audit/guard.ts';
 import type { Authentication } from '../../authorization/contract.ts';
+import { handleDigest, randomHandle } from '../../authorization/digest.ts';
 import type { Context } from '../../context.ts';
 import { openApprovalRequest, type ApprovalRequest } from '../../approvals/requests.ts';
 import { alertInsert } from '../../signals/alerts.ts';
 import { acr, acrSatisfies } from '../acr.ts';
+import { mayHoldTokens } from '../lifecycle.ts';
 import type { User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
 import { recoverySettings } from './settings.ts';
@@ -82,11 +83,6 @@ export type OpenRefusal =
   | 'invalid_request';
 
 export type OpenOutcome = { ok: true; request: ApprovalRequest; /** The enrolment link's token: shown once. */ token: string } | { ok: false; reason: OpenRefusal; detail?: string };
-
-/** SHA-256 (base64url) of a link token: what `recovery_links.link_digest` holds. */
-export function linkDigest(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('base64url');
-}
 
 /** The enrolment link of a token. */
 export function enrolmentLink(issuer: string, token: string): string {
@@ -165,7 +161,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
     return refuse(ctx, opening, 'invalid_request', `lost must name one or more of ${lostFactors.join(', ')}`);
   }
   const subject = opening.subject;
-  if (!(subject.status === 'active' || (subject.status === 'locked' && subject.lockReason === 'failed_logins'))) return refuse(ctx, opening, 'person_not_active');
+  if (!mayHoldTokens(subject.status, subject.lockReason)) return refuse(ctx, opening, 'person_not_active');
   if (!subject.hasPassword) return refuse(ctx, opening, 'no_password');
   const settings = await recoverySettings(ctx.storage.db);
   const content: RecoveryContent = {
@@ -177,7 +173,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
     evidence_ref: opening.evidenceRef.trim(),
     lost: lostFactors.filter((f) => lost.includes(f)),
   };
-  const token = randomBytes(32).toString('base64url');
+  const token = randomHandle();
   const pending = Symbol('pending');
   const noPassword = Symbol('no password');
   try {
@@ -217,7 +213,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
             user_id: subject.id,
             opened_by: opening.openedBy,
             lost: JSON.stringify(content.lost),
-            link_digest: linkDigest(token),
+            link_digest: handleDigest(token),
             password_fingerprint: passwordFingerprint(person.password_hash),
             approved_at: null,
             expires_at: null,

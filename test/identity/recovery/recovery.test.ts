@@ -8,7 +8,8 @@ import { totpFactorOf } from '../../../src/identity/factors/totp.ts';
 import { isPersonTokenLive } from '../../../src/identity/lifecycle.ts';
 import { listPasskeys } from '../../../src/identity/passkeys/store.ts';
 import { enrolThroughLink, enrolmentOptions, maxLinkFailures, readEnrolmentLink } from '../../../src/identity/recovery/enrolment.ts';
-import { linkDigest, openOwnRecovery, openRecoveryByHelpDesk, type OpenOutcome } from '../../../src/identity/recovery/requests.ts';
+import { handleDigest } from '../../../src/authorization/digest.ts';
+import { openOwnRecovery, openRecoveryByHelpDesk, type OpenOutcome } from '../../../src/identity/recovery/requests.ts';
 import { readSession, startSession } from '../../../src/identity/sessions.ts';
 import { SoftwareAuthenticator } from '../../helpers/authenticator.ts';
 import { testDialects, type TestDialect } from '../../helpers/storage.ts';
@@ -65,7 +66,7 @@ for (const dialect of testDialects()) {
       });
       assert.match(opened.token, /^[A-Za-z0-9_-]{43}$/);
       const link = await f.ctx.storage.db.selectFrom('recovery_links').selectAll().executeTakeFirstOrThrow();
-      assert.equal(link.link_digest, linkDigest(opened.token));
+      assert.equal(link.link_digest, handleDigest(opened.token));
       assert.equal(link.expires_at, null, 'inert until approved');
       assert.deepEqual(await readEnrolmentLink(f.ctx, opened.token), { ok: false, reason: 'not_approved', requestId: opened.request.id, userId: alice.id });
       // Nothing changed for alice.
