@@ -13,14 +13,13 @@ import { findUser, type User } from '../../identity/users.ts';
 import { sendError } from '../../http/errors.ts';
 import { sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import type { FormParameters } from '../../parameters.ts';
 import { signedOutAccountPage } from '../../ui/account.ts';
 import { approvalPage, approvalsListPage } from '../../ui/account-approvals.ts';
 import { passkeyScriptSources } from '../../ui/assets.ts';
 import { csrfBinding, csrfToken } from '../../ui/csrf.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath } from '../endpoint.ts';
-import { checkedForm, forbidden } from './forms.ts';
+import { forbidden, signedInForm } from './forms.ts';
 
 /**
  * The approver's side of requests a second person approves, on the account pages
@@ -64,14 +63,6 @@ export function accountApprovalRoutes(app: FastifyInstance, ctx: Context): void 
     const session = await readSession(ctx, request.headers.cookie);
     const user = session && (await findUser(ctx, session.userId));
     return session && user ? { session, user } : undefined;
-  }
-
-  /** As `signedIn`, for a form POST with a valid CSRF token and no foreign Origin. */
-  async function checkedPerson(request: FastifyRequest): Promise<{ session: Authentication; user: User; form: FormParameters } | undefined> {
-    const session = await readSession(ctx, request.headers.cookie);
-    const form = session && checkedForm(ctx, request, session);
-    const user = form && (await findUser(ctx, session.userId));
-    return session && form && user ? { session, user, form } : undefined;
   }
 
   /**
@@ -147,7 +138,7 @@ export function accountApprovalRoutes(app: FastifyInstance, ctx: Context): void 
 
   app.post<{ Params: { id: string } }>(`${listPath}/:id/options`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const checked = await checkedPerson(request);
+      const checked = await signedInForm(ctx, request);
       if (!checked) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
       const found = await decidableRequest(ctx, request.params.id, approverOf(checked.user), await pageProof(checked.session, checked.user.id));
       if (!found) return sendError(reply, new OAuthError('not_found', 'no such request waiting for your decision'));
@@ -159,7 +150,7 @@ export function accountApprovalRoutes(app: FastifyInstance, ctx: Context): void 
 
   app.post<{ Params: { id: string } }>(`${listPath}/:id/decision`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const checked = await checkedPerson(request);
+      const checked = await signedInForm(ctx, request);
       if (!checked) return forbidden(ctx, request, reply);
       const { session, user, form } = checked;
       const id = request.params.id;

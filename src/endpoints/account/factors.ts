@@ -13,7 +13,7 @@ import { qrSvg } from '../../ui/qr.ts';
 import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath } from '../endpoint.ts';
 import { factorGate, refusedChange, type FactorGate } from './factor-gate.ts';
-import { checkedForm, forbidden } from './forms.ts';
+import { forbidden, signedInForm } from './forms.ts';
 
 /**
  * A person's second factors on their account page (src/identity/factors). Every POST needs a
@@ -45,19 +45,11 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
   const accountUrl = `${ctx.config.issuer}/account`;
   const totpUrl = `${ctx.config.issuer}/account/totp`;
 
-  /** The session and person of a POST with a valid CSRF token, else undefined (then answer `forbidden`). */
-  async function signedInForm(request: FastifyRequest) {
-    const session = await readSession(ctx, request.headers.cookie);
-    if (!session) return undefined;
-    const form = checkedForm(ctx, request, session);
-    const user = form && (await findUser(ctx, session.userId));
-    return form && user ? { session, user, form } : undefined;
-  }
   const change = (request: FastifyRequest) => ({ sourceAddress: request.ip, requestId: request.id });
 
   app.post(`${base}/account/totp`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const signedIn = await signedInForm(request);
+      const signedIn = await signedInForm(ctx, request);
       if (!signedIn) return forbidden(ctx, request, reply);
       const refused = await refusal(signedIn.session, 'authenticator');
       if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
@@ -79,7 +71,7 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
 
   app.post(`${base}/account/totp/confirm`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const signedIn = await signedInForm(request);
+      const signedIn = await signedInForm(ctx, request);
       if (!signedIn) return forbidden(ctx, request, reply);
       const { session, user, form } = signedIn;
       const refused = await refusal(session, 'authenticator');
@@ -99,7 +91,7 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
 
   app.post(`${base}/account/totp/remove`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const signedIn = await signedInForm(request);
+      const signedIn = await signedInForm(ctx, request);
       if (!signedIn) return forbidden(ctx, request, reply);
       const refused = await refusal(signedIn.session, 'authenticator');
       if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
@@ -110,7 +102,7 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
 
   app.post(`${base}/account/recovery-codes`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const signedIn = await signedInForm(request);
+      const signedIn = await signedInForm(ctx, request);
       if (!signedIn) return forbidden(ctx, request, reply);
       const refused = await refusal(signedIn.session, 'recovery_codes');
       if (refused) return refusedChange(ctx, request, reply, 'recovery_codes', refused);

@@ -2,6 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import type { FormParameters } from '../../parameters.ts';
+import { readSession } from '../../identity/sessions.ts';
+import { findUser, type User } from '../../identity/users.ts';
 import { csrfField, csrfTokenValid } from '../../ui/csrf.ts';
 import { sendErrorPage } from '../../ui/respond.ts';
 
@@ -18,6 +20,17 @@ export function checkedForm(ctx: Context, request: FastifyRequest, session: Auth
   if (form.all(csrfField).length !== 1) return undefined;
   if (!csrfTokenValid(ctx.config.issuer, request.headers.cookie, session.sessionId, 'account', form.get(csrfField))) return undefined;
   return form;
+}
+
+/**
+ * The session and person of a form POST to the account pages with a valid CSRF token and no
+ * foreign Origin (checkedForm), else undefined (then answer `forbidden`).
+ */
+export async function signedInForm(ctx: Context, request: FastifyRequest): Promise<{ session: Authentication; user: User; form: FormParameters } | undefined> {
+  const session = await readSession(ctx, request.headers.cookie);
+  const form = session && checkedForm(ctx, request, session);
+  const user = form && (await findUser(ctx, session.userId));
+  return session && form && user ? { session, user, form } : undefined;
 }
 
 export function forbidden(ctx: Context, request: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -2,7 +2,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { describeGrant, getGrant, listGrants, revokeGrant } from '../../authorization/consent.ts';
 import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
-import type { FormParameters } from '../../parameters.ts';
 import { clearSessionCookie, endSession, readSession } from '../../identity/sessions.ts';
 import { findUser } from '../../identity/users.ts';
 import { accountPage, signedOutAccountPage, type AccountGrant } from '../../ui/account.ts';
@@ -21,7 +20,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { accountApprovalRoutes } from './approvals.ts';
 import { accountFactorRoutes, accountFactorsView } from './factors.ts';
 import { factorGate, refusedChange } from './factor-gate.ts';
-import { checkedForm, forbidden } from './forms.ts';
+import { checkedForm, forbidden, signedInForm } from './forms.ts';
 import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
 
 /**
@@ -147,14 +146,6 @@ export const account: Endpoint = {
       });
     }
 
-    /** The session and person of a form POST with a valid CSRF token and no foreign Origin. */
-    async function checkedPerson(request: FastifyRequest): Promise<{ session: Authentication; user: User; form: FormParameters } | undefined> {
-      const session = await readSession(ctx, request.headers.cookie);
-      const form = session && checkedForm(ctx, request, session);
-      const user = form && (await findUser(ctx, session.userId));
-      return session && form && user ? { session, user, form } : undefined;
-    }
-
     /** What this session must do before changing the person's passkeys (factor-gate.ts), or undefined when it may. */
     const tooWeak = async (checked: { session: Authentication }) => (await factorGate(ctx, checked.session)).refused('passkeys');
     const weakSession = (request: FastifyRequest, reply: FastifyReply, message: string) => refusedChange(ctx, request, reply, 'passkeys', message);
@@ -165,7 +156,7 @@ export const account: Endpoint = {
 
     app.post(`${accountPath}/passkeys/options`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const checked = await checkedPerson(request);
+        const checked = await signedInForm(ctx, request);
         if (!checked) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
         if (await tooWeak(checked)) return sendError(reply, new OAuthError('access_denied', 'sign in with your strongest factor, not a recovery code, to add a passkey'));
         return sendJson(reply, await registrationOptions(ctx, checked.user, checked.session.sessionId));
@@ -174,7 +165,7 @@ export const account: Endpoint = {
 
     app.post(`${accountPath}/passkeys`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const checked = await checkedPerson(request);
+        const checked = await signedInForm(ctx, request);
         if (!checked) return forbidden(ctx, request, reply);
         const weak = await tooWeak(checked);
         if (weak) return weakSession(request, reply, weak);
@@ -196,7 +187,7 @@ export const account: Endpoint = {
 
     app.post<{ Params: { id: string } }>(`${accountPath}/passkeys/:id/rename`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const checked = await checkedPerson(request);
+        const checked = await signedInForm(ctx, request);
         if (!checked) return forbidden(ctx, request, reply);
         const weak = await tooWeak(checked);
         if (weak) return weakSession(request, reply, weak);
@@ -209,7 +200,7 @@ export const account: Endpoint = {
 
     app.post<{ Params: { id: string } }>(`${accountPath}/passkeys/:id/remove`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const checked = await checkedPerson(request);
+        const checked = await signedInForm(ctx, request);
         if (!checked) return forbidden(ctx, request, reply);
         const weak = await tooWeak(checked);
         if (weak) return weakSession(request, reply, weak);

@@ -4,12 +4,10 @@ import type { Context } from '../../context.ts';
 import { acr, acrSatisfies } from '../../identity/acr.ts';
 import { enrolmentLink, openOwnRecovery } from '../../identity/recovery/requests.ts';
 import { recoverySettings } from '../../identity/recovery/settings.ts';
-import { readSession } from '../../identity/sessions.ts';
-import { findUser } from '../../identity/users.ts';
 import { requestOpenedPage } from '../../ui/recovery.ts';
 import { guarded, sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath } from '../endpoint.ts';
-import { checkedForm, forbidden } from './forms.ts';
+import { forbidden, signedInForm } from './forms.ts';
 
 /**
  * The person asks for a recovery of their own lost credentials (src/identity/recovery,
@@ -26,10 +24,9 @@ export function accountRecoveryRoutes(app: FastifyInstance, ctx: Context): void 
   const base = issuerPath(ctx.config.issuer);
   app.post(`${base}/account/recovery`, async (request, reply) =>
     guarded(ctx, request, reply, async () => {
-      const session = await readSession(ctx, request.headers.cookie);
-      const form = session && checkedForm(ctx, request, session);
-      const user = form && (await findUser(ctx, session.userId));
-      if (!session || !form || !user) return forbidden(ctx, request, reply);
+      const checked = await signedInForm(ctx, request);
+      if (!checked) return forbidden(ctx, request, reply);
+      const { session, form, user } = checked;
       if (!mayOpenOwnRecovery(session)) {
         return sendErrorPage(ctx, request, reply, {
           status: 403,
