@@ -7,7 +7,7 @@ import { findUser } from '../identity/users.ts';
 import { entriesToApprove } from '../jose/approval-digest.ts';
 import { evaluateBuilt } from '../policy/decide.ts';
 import { approveAction, type CedarEntity } from '../policy/engine.ts';
-import { fourEyesApprovalsNeeded } from '../policy/issuance.ts';
+import { fourEyesApprovalsNeeded, wholeUnits } from '../policy/issuance.ts';
 import { addUser, uidText, type DecisionRequest } from '../policy/request.ts';
 import { withDerivedAuthentication } from '../policy/step-up.ts';
 import type { Approver } from './independence.ts';
@@ -113,11 +113,9 @@ function entryContexts(request: ApprovalRequest, base: Record<string, CedarValue
   return entries.map((entry) => {
     const limit = (entry.type === 'order' ? entry.max_notional : entry.max_amount) as { amount?: unknown; currency?: unknown } | undefined;
     const instrument = entry.instrument as { class?: unknown } | undefined;
-    const amount = Math.floor(Number(limit?.amount));
     return {
       ...base,
-      // An amount Cedar cannot hold is the largest it can: a limit check never passes by overflow.
-      notional: Number.isSafeInteger(amount) ? amount : Number.MAX_SAFE_INTEGER,
+      notional: wholeUnits(limit?.amount as string | number),
       ...(typeof limit?.currency === 'string' ? { currency: limit.currency } : {}),
       ...(typeof instrument?.class === 'string' ? { instrument_class: instrument.class } : {}),
     };

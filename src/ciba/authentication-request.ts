@@ -5,7 +5,7 @@ import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { FormParameters } from '../parameters.ts';
-import { builtinResourceServers } from '../resource-servers/builtins.ts';
+import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 import { resolveHint, type ResolvedHint } from './hints.ts';
 import { mustSign, verifySignedAuthenticationRequest } from './signed-request.ts';
 import type { CibaMode, CibaPayload } from './store.ts';
@@ -87,7 +87,7 @@ export async function readAuthenticationRequest(ctx: Context, client: Client, fo
     // RFC 8707 §2 invalid_target: a CIBA token is a client's, approved once by a person on their
     // device; for Clearance's own APIs (administration, approvals, policy decisions) it would let
     // the client act as the person there — e.g. answer its own later requests.
-    if (resource !== undefined && builtinResourceServers(ctx.config.issuer).some((server) => server.identifier === resource)) {
+    if (resource !== undefined && isBuiltinResourceServer(ctx.config.issuer, resource)) {
       throw new OAuthError('invalid_target', "a backchannel authentication request cannot ask for Clearance's own APIs");
     }
 

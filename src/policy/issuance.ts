@@ -6,7 +6,7 @@ import { findUser } from '../identity/users.ts';
 import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
-import { builtinResourceServers } from '../resource-servers/builtins.ts';
+import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 import { evaluateDecision, type Decision, type DecisionMeta, type Resolutions } from './decide.ts';
 import type { DecisionContext, DecisionRequest, MandateContext } from './request.ts';
 import { checkResidency } from './residency.ts';
@@ -295,7 +295,7 @@ function why(decision: Decision): string {
 /** Clearance's own resource servers (admin API, AuthZEN API, userinfo) are governed by registration. */
 function isClearanceOwn(ctx: Context, audience: string): boolean {
   if (audience === userinfoAudience(ctx.config.issuer)) return true;
-  return builtinResourceServers(ctx.config.issuer).some((s) => s.identifier === audience);
+  return isBuiltinResourceServer(ctx.config.issuer, audience);
 }
 
 async function subjectLeis(ctx: Context, subject: Issuance['subject']): Promise<string[]> {
@@ -335,8 +335,11 @@ function mandateContext(version: MandateVersion): MandateContext {
   };
 }
 
-/** Cedar has integers only: amounts are compared in whole units, rounded down (a limit never grows). */
-function wholeUnits(amount: string | number): number {
+/**
+ * Cedar has integers only: amounts are compared in whole units, rounded down (a limit never grows);
+ * an amount Cedar cannot hold is the largest it can, so a limit check never passes by overflow.
+ */
+export function wholeUnits(amount: string | number): number {
   const value = Math.floor(Number(amount));
   return Number.isSafeInteger(value) ? value : Number.MAX_SAFE_INTEGER;
 }

@@ -44,6 +44,11 @@ export function builtinResourceServers(issuer: string): ResourceServer[] {
   ];
 }
 
+/** Whether `identifier` names one of Clearance's own built-in resource servers (the admin API, the AuthZEN API). */
+export function isBuiltinResourceServer(issuer: string, identifier: string): boolean {
+  return builtinResourceServers(issuer).some((server) => server.identifier === identifier);
+}
+
 /** Creates or refreshes the built-in resource servers (on every start; a no-op when current). */
 export async function seedBuiltins(ctx: Context): Promise<void> {
   await ctx.storage.db.transaction().execute(async (trx) => {
