@@ -6,7 +6,7 @@ import type { Context } from '../../context.ts';
 import { findUser } from '../../identity/users.ts';
 import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
-import { consumeApprovalRequest, openApprovalRequest, type ApprovalRequest } from '../requests.ts';
+import { consumeApprovalRequest, listPendingApprovalRequests, openApprovalRequest, type ApprovalRequest } from '../requests.ts';
 import { breakGlassAccountNames, findBreakGlassAccount } from './accounts.ts';
 
 /**
@@ -69,14 +69,7 @@ export async function requestActivation(
   if (!requester || requester.status !== 'active') return { ok: false, refusal: 'requester_not_active' };
   await expireActivations(ctx);
   if (await activationInForce(ctx.storage.db, account.name, ctx.clock.now())) return { ok: false, refusal: 'already_in_force' };
-  const pending = await ctx.storage.db
-    .selectFrom('approval_requests')
-    .select('id')
-    .where('kind', '=', 'break_glass')
-    .where('subject', '=', account.name)
-    .where('status', '=', 'pending')
-    .where('expires_at', '>', ctx.clock.now())
-    .executeTakeFirst();
+  const [pending] = await listPendingApprovalRequests(ctx, { kinds: ['break_glass'], subject: account.name, limit: 1 });
   if (pending) return { ok: false, refusal: 'already_requested' };
   const content: ActivationContent = { type: 'break_glass', account: account.name, reason, scopes: account.scopes, audience: account.audience, activation_seconds: account.activationSeconds };
   const request = await openApprovalRequest(

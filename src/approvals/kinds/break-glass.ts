@@ -1,8 +1,9 @@
 import { epochSeconds } from '../../clock.ts';
 import { acr } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
-import { findBreakGlassAccount } from '../break-glass/accounts.ts';
+import { findBreakGlassAccount, type BreakGlassAccount } from '../break-glass/accounts.ts';
 import { startActivation, type ActivationContent } from '../break-glass/activations.ts';
+import type { Context } from '../../context.ts';
 import type { ApprovalKind } from '../kinds.ts';
 
 /** The role whose holders approve break-glass activations (src/identity/roles.ts lists it as privileged). */
@@ -19,20 +20,30 @@ export const maxProofAgeSeconds = 300;
  * proving it at the phishing-resistant level, freshly. The second approval starts the activation
  * in its own transaction.
  */
+/**
+ * Why `userId` is not a custodian of an emergency account now, or undefined when they are: an
+ * active person holding `break-glass-custodian`, on the account's `custodians` list when it has
+ * one. Read now, never trusted from the caller: a custodian whose role was withdrawn is not one.
+ */
+export async function custodianProblem(ctx: Pick<Context, 'storage'>, userId: string, account: Pick<BreakGlassAccount, 'name' | 'custodians'> | undefined): Promise<string | undefined> {
+  const person = await findUser(ctx, userId);
+  if (!person || person.status !== 'active') return 'not an active person';
+  if (!person.roles.includes(custodianRole)) return `not a ${custodianRole}`;
+  if (account?.custodians && !account.custodians.includes(person.username)) return `not a custodian of ${account.name}`;
+  return undefined;
+}
+
 export const breakGlassKind: ApprovalKind = {
   name: 'break_glass',
   approverAcr: acr.phishingResistant,
   // Nobody approves for the emergency account itself (it is a client); the subject's level is never asked.
   subjectAcr: acr.phishingResistantHardware,
   async eligible(ctx, request, approver, proof) {
-    // Read now, never trusted from the caller: a custodian whose role was withdrawn is not one.
-    const person = await findUser(ctx, approver.userId);
-    if (!person || person.status !== 'active') return 'not an active person';
-    if (!person.roles.includes(custodianRole)) return `not a ${custodianRole}`;
     const content = request.content as unknown as ActivationContent;
     const account = await findBreakGlassAccount(ctx.storage.db, content.account);
+    const notCustodian = await custodianProblem(ctx, approver.userId, account);
+    if (notCustodian) return notCustodian;
     if (!account) return 'no such emergency account';
-    if (account.custodians && !account.custodians.includes(person.username)) return `not a custodian of ${account.name}`;
     if (proof.method === 'token' && epochSeconds(ctx.clock) - proof.authTime > maxProofAgeSeconds) return 'authentication not fresh (more than 5 minutes old)';
     return undefined;
   },

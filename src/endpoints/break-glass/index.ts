@@ -3,9 +3,8 @@ import { requireAdmin } from '../../admin/authorize.ts';
 import { listBreakGlassAccounts, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import { activationInForce, findActivation, listActivations, requestActivation, standDown, type Activation } from '../../approvals/break-glass/activations.ts';
 import { closeReview, listReviews, type Review } from '../../approvals/break-glass/reviews.ts';
-import { custodianRole } from '../../approvals/kinds/break-glass.ts';
+import { custodianProblem } from '../../approvals/kinds/break-glass.ts';
 import type { Context } from '../../context.ts';
-import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -125,10 +124,7 @@ function personOf(request: FastifyRequest): string {
 
 async function mayStandDown(ctx: Context, person: string, activation: Activation): Promise<boolean> {
   if (person === activation.requester) return true;
-  const user = await findUser(ctx, person);
-  if (!user || user.status !== 'active' || !user.roles.includes(custodianRole)) return false;
-  const account = await findBreakGlassAccount(ctx.storage.db, activation.account);
-  return !account?.custodians || account.custodians.includes(user.username);
+  return (await custodianProblem(ctx, person, await findBreakGlassAccount(ctx.storage.db, activation.account))) === undefined;
 }
 
 function activationView(a: Activation) {
