@@ -91,7 +91,7 @@ async function policyAsks(ctx: Context, request: AuthorizationRequest, auth: Aut
  * `auth`'s person: what the authorization endpoint asks the decision point in advance (step-ups,
  * approvals) while the person is at the browser.
  */
-export function codeIssuance(request: AuthorizationRequest, audience: string, auth: Authentication): Issuance {
+function codeIssuance(request: AuthorizationRequest, audience: string, auth: Authentication): Issuance {
   return {
     subject: { type: 'User', id: auth.userId },
     clientId: request.clientId,

@@ -5,7 +5,7 @@ import { safeEqual } from '../jose/dpop.ts';
 import { open, seal } from '../keys/sealed-box.ts';
 import type { Database } from '../storage/schema.ts';
 import { join, type Validator } from '../validation.ts';
-import { alertTypes, type AlertType } from './alerts.ts';
+import { alertTypes } from './alerts.ts';
 
 /**
  * Alert webhooks (docs/recovery.md "Alerts"): the `alerts.webhooks` section of apply names each
@@ -193,9 +193,4 @@ export async function listWebhooks(db: Kysely<Database>): Promise<Webhook[]> {
     createdAt: Number(row.created_at),
     ...(row.secret_sealed !== null ? { secretSealed: row.secret_sealed } : {}),
   }));
-}
-
-/** Whether an endpoint receives alerts of this type. */
-export function wants(webhook: Pick<Webhook, 'types'>, type: AlertType | string): boolean {
-  return webhook.types.includes('*') || webhook.types.includes(type);
 }

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { approvalView, approverOf, decidableRequest, decidableRequests, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
+import { approvalView, approverOf, decidableRequests, deciderRole, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
 import { approvalKindOf } from '../../approvals/kinds/index.ts';
 import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApproverProof } from '../../approvals/requests.ts';
 import type { Context } from '../../context.ts';
@@ -56,10 +56,12 @@ export const adminApprovals: Endpoint = {
       const kind = stored && approvalKindOf(stored.kind);
       if (!stored || !kind) throw notFound();
       const decisions = await decisionsOf(ctx.storage.db, stored.id);
-      const decidable = await decidableRequest(ctx, stored.id, approverOf(user), tokenProof(claims));
-      const involved = decidable !== undefined || stored.subject === user.id || decisions.some((d) => d.approver === user.id);
+      const decided = decisions.some((d) => d.approver === user.id);
+      // As whom they may decide it now, from the request and decisions just read (deciders.ts).
+      const role = await deciderRole(ctx, stored, approverOf(user), tokenProof(claims), decided);
+      const involved = role !== undefined || stored.subject === user.id || decided;
       if (!involved) throw notFound();
-      return { approval: viewJson(await approvalView(ctx, stored, kind)), ...(decidable ? { role: decidable.role } : {}), decisions: decisions.map(decisionView) };
+      return { approval: viewJson(await approvalView(ctx, stored, kind)), ...(role ? { role } : {}), decisions: decisions.map(decisionView) };
     });
 
     app.post<{ Params: { id: string } }>(`${base}/:id/decision`, approvals, async (request) => {
