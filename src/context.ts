@@ -12,6 +12,7 @@ import type { DpopDeps } from './tokens/dpop.ts';
 import type { EntityDirectory } from './entities/directory.ts';
 import type { PolicyStore } from './policy/store.ts';
 import type { PartnerStore } from './federation/store.ts';
+import type { RiskServices } from './risk/index.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -36,4 +37,6 @@ export interface Context {
   policies: PolicyStore;
   /** The partner trust registry (src/federation): federated issuers' profiles, their key sets, the assertion replay cache. */
   partners: PartnerStore;
+  /** The risk engine's settings and memory (src/risk): signals, sightings, baselines, limits. */
+  risk: RiskServices;
 }

@@ -1,3 +1,4 @@
+import { createRiskServices } from './risk/index.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.ts';
@@ -87,6 +88,7 @@ export async function openContext(
       entities: new EntityDirectory(storage.db, clock),
       policies: new PolicyStore(storage.db, clock),
       partners: new PartnerStore(storage.db, clock, { replay }),
+      risk: createRiskServices(storage, clock),
     };
     await seedBuiltins(ctx);
     return ctx;

@@ -118,6 +118,24 @@ export const auditEventTypes = [
   // told that a settled request's tokens are ready, or every attempt failed (the client may poll).
   'ciba.notified',
   'ciba.notification_failed',
+  // Risk (src/risk, docs/risk.md). An assessment is recorded in the event of the decision it
+  // informed (`details.risk`); these are the risk engine's own: an action refused by its outcome
+  // alone (a login, an issuance, an evaluation), an anomaly found against a principal's baseline,
+  // a principal suspended by an anomaly's reaction and reinstated by an administrator, an admin
+  // API or CLI action from an unusual context (intrusion signals).
+  'risk.denied',
+  'risk.anomaly',
+  'risk.suspended',
+  'risk.reinstated',
+  'risk.admin_unusual',
+  // KYC/AML (src/risk/kyc, docs/risk.md): a person's or legal entity's KYC record changed (with
+  // the before and after, and who or which provider changed it), a record past its review date
+  // expired, a sanctions/PEP screening list matched a principal (frozen pending a decision) and
+  // compliance's decision on the match.
+  'kyc.updated',
+  'kyc.expired',
+  'screening.matched',
+  'screening.decided',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

@@ -10,6 +10,7 @@ import { withDerivedAuthentication } from './step-up.ts';
 import { isKnown, knownUses, type Use } from './first-use.ts';
 import { deskClock } from './desk-time.ts';
 import type { User } from '../identity/users.ts';
+import type { RiskContext } from '../risk/assessment.ts';
 
 /** The mandate a request is made under, with its constraints (the Mandate type of the schema). */
 export interface MandateContext {
@@ -41,7 +42,8 @@ export interface DecisionContext {
   approvals?: number;
   kyc_status?: string;
   suitability?: string[];
-  risk?: number;
+  /** Set by Clearance only: the risk engine's assessment of the request (src/risk). */
+  risk?: RiskContext;
   notional?: number;
   currency?: string;
   instrument_class?: string;
@@ -49,15 +51,15 @@ export interface DecisionContext {
   mandate?: MandateContext;
 }
 
-export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'risk', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
+export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
 
 /**
  * Context attributes only Clearance sets: derived from the authentication (`acr_levels`,
  * `auth_age`), the desk's clock (`local_time`, `local_weekday`), the first-use history
- * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`) and second persons' approvals (`approvals`). A
- * caller never sends them.
+ * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`), second persons' approvals (`approvals`) and the
+ * risk engine's assessment (`risk`, src/risk). A caller never sends them.
  */
-export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind'] as const;
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind', 'risk'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -104,6 +106,8 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   // Issuance's own (the AuthZEN API refuses the attribute from a caller: authzen.ts reads only decisionContextFields).
   if (request.context?.approved !== undefined) given.approved = request.context.approved;
   if (request.context?.approvals !== undefined) given.approvals = request.context.approvals;
+  // The risk engine's assessment (src/risk): set by the issuance path and the AuthZEN endpoint, never a caller.
+  if (request.context?.risk !== undefined) given.risk = request.context.risk as unknown as CedarValueJson;
   const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
 
   let principal: EntityUid;

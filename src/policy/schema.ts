@@ -20,7 +20,7 @@ export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as cons
 export type ResourceType = (typeof resourceTypes)[number];
 
 /** Bumped when the schema changes in a way that can invalidate stored policy sets. */
-export const schemaVersion = 'clearance-policy-schema-4';
+export const schemaVersion = 'clearance-policy-schema-5';
 
 const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
 
@@ -100,6 +100,13 @@ type Mandate = {
   currency?: String,
 };
 
+// The risk engine's assessment of the request (src/risk, docs/risk.md), set by Clearance.
+type Risk = {
+  score: Long,                   // 0 (nothing unusual) to 100
+  level: String,                 // low | medium | high
+  signals: Set<String>,          // the signals that fired (docs/risk.md "Signals")
+};
+
 type RequestContext = {
   time: Long,                    // when the decision is made, set by Clearance
   region?: String,               // where the request is served / the data would go
@@ -116,7 +123,7 @@ type RequestContext = {
   approval_kind?: String,        // set by Clearance for the approve action: ciba | recovery | break_glass
   kyc_status?: String,           // the principal's (a person's own, from their record), or the end client's
   suitability?: Set<String>,
-  risk?: Long,                   // 0 (none) to 100
+  risk?: Risk,                   // set by Clearance: the risk engine's assessment of this request
   notional?: Long,
   currency?: String,             // ISO 4217
   instrument_class?: String,

@@ -17,6 +17,13 @@ export const alertTypes = [
   'recovery.code_used',
   'approval.denied',
   'factor.removed',
+  // Risk and KYC/AML (src/risk, docs/risk.md).
+  'risk.denied',
+  'risk.anomaly',
+  'risk.suspended',
+  'risk.admin_unusual',
+  'screening.matched',
+  'kyc.frozen',
 ] as const;
 
 export type AlertType = (typeof alertTypes)[number];

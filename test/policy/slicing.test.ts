@@ -43,7 +43,7 @@ when { resource.instrument_class == "fx" || resource.instrument_class == "rates"
 
 @id("small-orders-only-at-risk")
 forbid (principal, action in [Action::"order:create", Action::"order:amend"], resource)
-when { context has risk && (context.risk >= 90 || context.risk < 0) && (context has notional && context.notional > 1000 || context has acr) };
+when { context has risk && (context.risk.score >= 90 || context.risk.level == "high") && (context has notional && context.notional > 1000 || context has acr) };
 
 @id("outside-gb-reads-nothing")
 forbid (principal is User, action in Action::"read", resource)
@@ -85,7 +85,7 @@ const request: fc.Arbitrary<CedarRequest> = fc
         currency: fc.constantFrom<unknown>('USD', 'EUR', 5),
         acr: fc.constantFrom<unknown>('urn:example:mfa', 7, undefined),
         venue: fc.constantFrom<unknown>('XLON', ['XLON']),
-        risk: fc.integer({ min: 0, max: 100 }),
+        risk: fc.oneof(fc.record({ score: fc.integer({ min: 0, max: 100 }), level: fc.constantFrom('low', 'medium', 'high'), signals: fc.subarray(['new_device', 'off_hours']) }), fc.constant(42)),
         region: fc.constantFrom('uk', 'us', 'eu'),
         kyc_status: fc.constantFrom('verified', 'pending'),
         suitability: fc.oneof(fc.subarray<unknown>(['fx', 'crypto', 'crypto_derivatives', 'rates_derivatives']), fc.constant(['fx', 3])),
@@ -186,7 +186,7 @@ describe('slicing a decision to what its policies read', () => {
     assert.deepEqual(facts.optional, expected);
     assert.equal(facts.contextHoldsEntities, false);
     // An entity in the context (directly or in a record of it) would make every read of the context count.
-    assert.equal(readSchemaFacts(cedarSchema.replace('risk?: Long,', 'risk?: Long, account?: Account,')).contextHoldsEntities, true);
+    assert.equal(readSchemaFacts(cedarSchema.replace('risk?: Risk,', 'risk?: Risk, account?: Account,')).contextHoldsEntities, true);
     assert.equal(readSchemaFacts(cedarSchema.replace('max_notional?: Long,', 'max_notional?: Long, desks?: Set<Desk>,')).contextHoldsEntities, true);
   });
 

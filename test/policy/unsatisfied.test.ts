@@ -30,7 +30,7 @@ describe('telling which policies a request cannot satisfy', () => {
     assert.equal(cannot('permit (principal, action in Action::"read", resource);'), true);
     assert.equal(cannot('forbid (principal, action, resource) when { resource.instrument_class == "crypto" && principal.status == "active" };'), true);
     assert.equal(cannot('forbid (principal, action, resource) unless { principal.kyc_status == "verified" };'), true);
-    assert.equal(cannot('forbid (principal, action, resource) when { context has risk && context.risk >= 80 };', order({ risk: 10 })), true);
+    assert.equal(cannot('forbid (principal, action, resource) when { context has notional && context.notional >= 80 };', order({ notional: 10 })), true);
   });
 
   test('keeps a policy the request satisfies, or may', () => {

@@ -215,7 +215,7 @@ export function throttleKeyForAddress(address: string): string {
 }
 
 /** The eight 16-bit groups of an IPv6 address, as lowercase hex without leading zeros. */
-function expandIPv6(address: string): string[] {
+export function expandIPv6(address: string): string[] {
   const [head = '', tail] = address.split('%')[0]!.split('::');
   const parse = (part: string) => (part ? part.split(':') : []);
   let left = parse(head);

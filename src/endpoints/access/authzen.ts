@@ -117,9 +117,6 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
       case 'suitability':
         context.suitability = readStrings(v, at, item);
         break;
-      case 'risk':
-        context.risk = readLong(v, at, item, 0, 100);
-        break;
       case 'notional':
         context.notional = readLong(v, at, item, 0);
         break;
@@ -140,6 +137,7 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
       case 'local_weekday':
       case 'new_instrument_class':
       case 'new_settlement_account':
+      case 'risk':
         v.fail(at, 'is computed by Clearance; do not send it');
         break;
       default:

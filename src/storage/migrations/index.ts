@@ -25,6 +25,7 @@ import * as approvalChallenges from './0023_approval_challenges.ts';
 import * as recovery from './0024_recovery.ts';
 import * as breakGlass from './0025_break_glass.ts';
 import * as alertDelivery from './0026_alert_delivery.ts';
+import * as risk from './0027_risk.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -54,4 +55,5 @@ export const migrations: Record<string, Migration> = {
   '0024_recovery': recovery,
   '0025_break_glass': breakGlass,
   '0026_alert_delivery': alertDelivery,
+  '0027_risk': risk,
 };

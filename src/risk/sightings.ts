@@ -1,0 +1,114 @@
+import type { Kysely } from 'kysely';
+import type { Clock } from '../clock.ts';
+import type { Database } from '../storage/schema.ts';
+import type { RiskPrincipal } from './engine.ts';
+
+/** What the risk signals remember having seen for a principal (migration 0027_risk). */
+export const sightingKinds = ['device', 'network', 'scope', 'audience', 'resource', 'actor', 'chain_depth', 'admin_network'] as const;
+export type SightingKind = (typeof sightingKinds)[number];
+
+/** How often a known sighting's `last_seen` is written again: a steady principal costs no write. */
+export const refreshEveryMs = 3600_000;
+
+/** Sightings kept: one not seen for this long is forgotten (and is new again). */
+export const sightingRetentionDays = 400;
+
+/**
+ * The sightings store: shared by every node through the database, with a bounded cache of what
+ * this node has read or written, so a principal's known device, network or scope costs no round
+ * trip on the hot path. Only sightings that exist are cached (something not yet seen is read again
+ * until it is noted, so a sighting noted on another node is found). A cached entry is trusted for
+ * `refreshEveryMs`; its `last_seen` may then be up to that much older than the database's, which
+ * the signals' windows (days) absorb.
+ */
+export class SightingStore {
+  readonly #db: Kysely<Database>;
+  readonly #clock: Clock;
+  readonly #maxCached: number;
+  /** Key → when last seen and when this node last read or wrote it; least recently used first. */
+  readonly #cache = new Map<string, { lastSeen: number; firstSeen: number; checkedAt: number }>();
+
+  constructor(db: Kysely<Database>, clock: Clock, options: { maxCached?: number } = {}) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#maxCached = options.maxCached ?? 100_000;
+  }
+
+  /** When the principal was last seen with this value; undefined when never (or forgotten). */
+  async lastSeen(principal: RiskPrincipal, kind: SightingKind, value: string): Promise<number | undefined> {
+    return (await this.sighting(principal, kind, value))?.lastSeen;
+  }
+
+  /** The first and last time the principal was seen with this value. */
+  async sighting(principal: RiskPrincipal, kind: SightingKind, value: string): Promise<{ firstSeen: number; lastSeen: number } | undefined> {
+    const key = cacheKey(principal, kind, value);
+    const now = this.#clock.now();
+    const cached = this.#cache.get(key);
+    if (cached && now - cached.checkedAt < refreshEveryMs) {
+      this.#touch(key, cached);
+      return { firstSeen: cached.firstSeen, lastSeen: cached.lastSeen };
+    }
+    const row = await this.#db
+      .selectFrom('risk_sightings')
+      .select(['first_seen', 'last_seen'])
+      .where('principal_type', '=', principal.type)
+      .where('principal_id', '=', principal.id)
+      .where('kind', '=', kind)
+      .where('value', '=', value)
+      .executeTakeFirst();
+    if (!row) {
+      this.#cache.delete(key);
+      return undefined;
+    }
+    const entry = { firstSeen: Number(row.first_seen), lastSeen: Number(row.last_seen), checkedAt: now };
+    this.#touch(key, entry);
+    return { firstSeen: entry.firstSeen, lastSeen: entry.lastSeen };
+  }
+
+  /**
+   * Records that the principal was seen with this value now: inserted when new, `last_seen` moved
+   * when the cached one is older than `refreshEveryMs`, nothing written otherwise.
+   */
+  async note(principal: RiskPrincipal, kind: SightingKind, value: string): Promise<void> {
+    const key = cacheKey(principal, kind, value);
+    const now = this.#clock.now();
+    const cached = this.#cache.get(key);
+    if (cached && now - cached.lastSeen < refreshEveryMs && now - cached.checkedAt < refreshEveryMs) return;
+    await this.#db
+      .insertInto('risk_sightings')
+      .values({ principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now })
+      .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet({ last_seen: now }))
+      .execute();
+    this.#touch(key, { firstSeen: cached?.firstSeen ?? now, lastSeen: now, checkedAt: now });
+  }
+
+  /** Every value of a kind seen for the principal since `since` (epoch ms), read from the database. */
+  async values(principal: RiskPrincipal, kind: SightingKind, since = 0): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('risk_sightings')
+      .select('value')
+      .where('principal_type', '=', principal.type)
+      .where('principal_id', '=', principal.id)
+      .where('kind', '=', kind)
+      .where('last_seen', '>=', since)
+      .execute();
+    return rows.map((r) => r.value);
+  }
+
+  /** Forgets sightings last seen before `before` (epoch ms); returns how many. */
+  async prune(before: number): Promise<number> {
+    const result = await this.#db.deleteFrom('risk_sightings').where('last_seen', '<', before).executeTakeFirst();
+    this.#cache.clear();
+    return Number(result.numDeletedRows);
+  }
+
+  #touch(key: string, entry: { firstSeen: number; lastSeen: number; checkedAt: number }): void {
+    this.#cache.delete(key);
+    this.#cache.set(key, entry);
+    while (this.#cache.size > this.#maxCached) this.#cache.delete(this.#cache.keys().next().value!);
+  }
+}
+
+function cacheKey(principal: RiskPrincipal, kind: SightingKind, value: string): string {
+  return JSON.stringify([principal.type, principal.id, kind, value]);
+}

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { riskAuditDetail, riskContextValue, scoreRisk, stricterOutcome } from '../../src/risk/assessment.ts';
+import { assessRisk, observeRisk, type RiskSignal } from '../../src/risk/engine.ts';
+import { networkOf } from '../../src/risk/network.ts';
+import { defaultRiskSettings, type RiskSettings } from '../../src/risk/settings.ts';
+import { testContext, testDialects } from '../helpers/storage.ts';
+
+const settings = (changes: Partial<RiskSettings> = {}): RiskSettings => ({ ...defaultRiskSettings, ...changes });
+
+describe('scoring a risk assessment', () => {
+  test('sums the points of the fired signals, capped at 100, and reads level and outcome off the thresholds', () => {
+    assert.deepEqual(scoreRisk([], settings()), { score: 0, level: 'low', outcome: 'allow', signals: [] });
+    const medium = scoreRisk([{ signal: 'new_device', points: 25 }, { signal: 'new_network', points: 15 }], settings());
+    assert.equal(medium.score, 40);
+    assert.equal(medium.level, 'medium');
+    assert.equal(medium.outcome, 'allow');
+    const high = scoreRisk([{ signal: 'new_device', points: 25 }, { signal: 'off_hours', points: 20 }, { signal: 'recent_failures', points: 20 }], settings());
+    assert.equal(high.level, 'high');
+    assert.equal(high.outcome, 'step_up');
+    const capped = scoreRisk([{ signal: 'concurrent_networks', points: 90 }, { signal: 'velocity', points: 30 }], settings());
+    assert.equal(capped.score, 100);
+    assert.equal(capped.outcome, 'deny');
+  });
+
+  test('lets the stricter of two outcomes win, whichever comes first', () => {
+    assert.equal(stricterOutcome('allow', 'deny'), 'deny');
+    assert.equal(stricterOutcome('deny', 'allow'), 'deny');
+    assert.equal(stricterOutcome('step_up', 'allow'), 'step_up');
+    assert.equal(stricterOutcome('allow', 'allow'), 'allow');
+  });
+
+  test("gives Cedar the score, level and signal names, and the audit event each signal's points and reason", () => {
+    const assessment = scoreRisk([{ signal: 'new_device', points: 25, detail: 'device never seen for this account' }], settings());
+    assert.deepEqual(riskContextValue(assessment), { score: 25, level: 'low', signals: ['new_device'] });
+    assert.deepEqual(riskAuditDetail(assessment), { score: 25, level: 'low', outcome: 'allow', signals: [{ signal: 'new_device', points: 25, detail: 'device never seen for this account' }] });
+  });
+});
+
+describe('the networks the signals remember', () => {
+  test('are IPv4 /24 and IPv6 /48 prefixes, an IPv4-mapped address as IPv4', () => {
+    assert.equal(networkOf('192.0.2.17'), '192.0.2.0/24');
+    assert.equal(networkOf('::ffff:192.0.2.200'), '192.0.2.0/24');
+    assert.equal(networkOf('2001:db8:1234:5678::1'), '2001:db8:1234::/48');
+    assert.equal(networkOf('2001:db8:1234:ffff:1::9'), '2001:db8:1234::/48');
+  });
+});
+
+for (const dialect of testDialects()) {
+  describe(`the risk engine on ${dialect.name}`, () => {
+    const newNetwork: RiskSignal = {
+      name: 'new_network',
+      moments: ['issuance'],
+      async evaluate(ctx, facts) {
+        const seen = await ctx.risk.sightings.lastSeen(facts.principal, 'network', networkOf(facts.address!));
+        return seen === undefined ? { detail: 'network never seen' } : undefined;
+      },
+      async observe(ctx, facts) {
+        await ctx.risk.sightings.note(facts.principal, 'network', networkOf(facts.address!));
+      },
+    };
+    const halfDevice: RiskSignal = { name: 'new_device', moments: ['login'], evaluate: () => ({ strength: 0.5 }) };
+
+    test('runs the signals of the moment, weighs them, and remembers what it saw after a success', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      const facts = { moment: 'issuance', principal: { type: 'Client', id: 'svc' }, address: '198.51.100.7' } as const;
+      const first = await assessRisk(ctx, facts, [newNetwork, halfDevice]);
+      assert.deepEqual(first.signals, [{ signal: 'new_network', points: 15, detail: 'network never seen' }]);
+      await observeRisk(ctx, facts, [newNetwork, halfDevice]);
+      assert.deepEqual((await assessRisk(ctx, { ...facts, address: '198.51.100.99' }, [newNetwork])).signals, []);
+      assert.equal((await assessRisk(ctx, { ...facts, address: '203.0.113.1' }, [newNetwork])).score, 15);
+      const login = await assessRisk(ctx, { moment: 'login', principal: { type: 'User', id: 'u1' } }, [newNetwork, halfDevice]);
+      assert.deepEqual(login.signals, [{ signal: 'new_device', points: 13 }]);
+    });
+
+    test('shares sightings between nodes through the database, and forgets old ones', async (t) => {
+      const { ctx, database, clock } = await testContext({ t, dialect });
+      const other = new (ctx.risk.sightings.constructor as typeof import('../../src/risk/sightings.ts').SightingStore)(database.storage.db, clock);
+      const alice = { type: 'User', id: 'alice' } as const;
+      assert.equal(await other.lastSeen(alice, 'device', 'd-1'), undefined);
+      await ctx.risk.sightings.note(alice, 'device', 'd-1');
+      assert.equal(await other.lastSeen(alice, 'device', 'd-1'), clock.now());
+      clock.advance(2 * 3600_000);
+      await ctx.risk.sightings.note(alice, 'device', 'd-1');
+      assert.equal(await other.lastSeen(alice, 'device', 'd-1'), clock.now(), 'the refresh after an hour reached the database');
+      assert.deepEqual(await other.values(alice, 'device'), ['d-1']);
+      assert.equal(await other.prune(clock.now() + 1), 1);
+      assert.equal(await other.lastSeen(alice, 'device', 'd-1'), undefined);
+    });
+
+    test('assesses nothing when switched off', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      ctx.risk.settings = { get: async () => settings({ enabled: false }) };
+      const quiet = await assessRisk(ctx, { moment: 'issuance', principal: { type: 'Client', id: 'svc' }, address: '198.51.100.7' }, [newNetwork]);
+      assert.deepEqual(quiet, { score: 0, level: 'low', outcome: 'allow', signals: [] });
+    });
+  });
+}
