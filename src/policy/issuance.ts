@@ -15,6 +15,7 @@ import { isKnown, knownUses, type Use } from './first-use.ts';
 import type { StepUp } from './step-up.ts';
 import { strongestAcr } from '../identity/acr.ts';
 import { insufficientUserAuthentication } from '../grants/step-up.ts';
+import type { SignalHit } from '../risk/assessment.ts';
 
 /** What a grant is about to issue, as the decision point sees it. */
 export interface Issuance {
@@ -48,6 +49,13 @@ export interface Issuance {
   approvals?: number;
   /** The mandate version the token is issued under. */
   mandate?: MandateVersion;
+  /**
+   * The signals that fired when the person signed in (src/risk: kept with the session and the
+   * grant), carried into this issuance's risk assessment: a risky sign-in stays risky at refresh.
+   */
+  loginRisk?: readonly SignalHit[];
+  /** The source address of the token request (after trusted proxies), for the risk signals. */
+  address?: string;
   requestId: string;
   txn?: string;
   grantType: string;
