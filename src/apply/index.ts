@@ -18,9 +18,10 @@ import type { Acr } from '../identity/acr.ts';
 import { readRecoverySection, upsertRecoverySettings, type RecoverySection } from '../identity/recovery/settings.ts';
 import { executeBreakGlass, invalidateBreakGlassAccounts, planBreakGlass, planEmergencyClients, type BreakGlassAccount } from '../approvals/break-glass/accounts.ts';
 import { executeWebhooks, planAlerts, type WebhookEntry } from '../signals/webhooks.ts';
+import { readRiskSection, upsertRiskSettings, type RiskSection } from '../risk/settings-section.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -45,11 +46,13 @@ export interface ApplyPlan {
   breakGlass?: BreakGlassAccount[];
   /** `alerts.webhooks` (src/signals/webhooks.ts): when present, the whole list of alert endpoints. */
   alertWebhooks?: WebhookEntry[];
+  /** `risk`: the risk engine's settings it names (src/risk/settings-section.ts), by stored name (`weights.new_network`). */
+  risk?: RiskSection;
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting';
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
   }[];
@@ -135,6 +138,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const alertWebhooks = root.alerts === undefined ? undefined : await planAlerts(ctx.storage.db, v, root.alerts, ctx.config);
   const roleMinimums = root.authentication === undefined ? new Map<string, Acr>() : readAuthenticationSection(v, 'authentication', root.authentication);
   const recovery = root.recovery === undefined ? undefined : readRecoverySection(v, 'recovery', root.recovery);
+  const risk = root.risk === undefined ? undefined : readRiskSection(v, 'risk', root.risk, await ctx.risk.settings.get());
   return v.ok
     ? {
         plan: {
@@ -149,6 +153,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           ...(recovery ? { recovery } : {}),
           breakGlass,
           ...(alertWebhooks ? { alertWebhooks } : {}),
+          ...(risk ? { risk } : {}),
         },
         problems: [],
       }
@@ -220,6 +225,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     if (plan.recovery) result.changes.push(...(await upsertRecoverySettings(trx, now, plan.recovery)));
     result.changes.push(...(await executeBreakGlass(trx, now, plan.breakGlass ?? [])));
     if (plan.alertWebhooks) result.changes.push(...(await executeWebhooks(trx, now, ctx.identity.factorKeys.master, plan.alertWebhooks)));
+    if (plan.risk) result.changes.push(...(await upsertRiskSettings(trx, now, plan.risk)));
     return { value: undefined, events };
   });
   ctx.resourceServers.invalidate();
@@ -229,6 +235,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   ctx.partners.invalidate();
   invalidateRoleMinimums(ctx);
   invalidateBreakGlassAccounts(ctx);
+  ctx.risk.settings.invalidate?.();
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
   if (changed.length > 0) {
     await ctx.audit.record({

@@ -1,6 +1,8 @@
 import type { Clock } from '../clock.ts';
 import type { Storage } from '../storage/database.ts';
-import { defaultRiskSettingsSource, type RiskSettingsSource } from './settings.ts';
+import { RecentEvents, TokenPresentations } from './memory.ts';
+import type { RiskSettingsSource } from './settings.ts';
+import { StoredRiskSettings } from './settings-section.ts';
 import { SightingStore } from './sightings.ts';
 
 /**
@@ -12,8 +14,24 @@ export interface RiskServices {
   settings: RiskSettingsSource;
   /** What has been seen per principal (devices, networks, scopes, actors), shared by every node. */
   sightings: SightingStore;
+  /**
+   * This node's memory of the last minutes (./memory.ts): client authentication failures by client
+   * and by source address (`recent_failures`), noted by client authentication.
+   */
+  failures: RecentEvents;
+  /** Token exchanges per subject (`exchange_burst`), per node. */
+  exchanges: RecentEvents;
+  /** Where tokens were presented by their holders (`concurrent_networks`), per node. */
+  presentations: TokenPresentations;
 }
 
 export function createRiskServices(storage: Storage, clock: Clock): RiskServices {
-  return { settings: defaultRiskSettingsSource, sightings: new SightingStore(storage.db, clock) };
+  return {
+    settings: new StoredRiskSettings(storage.db, clock),
+    sightings: new SightingStore(storage.db, clock),
+    // A failure threshold is at most 1000 (settings-section.ts).
+    failures: new RecentEvents({ keep: 1000 }),
+    exchanges: new RecentEvents({ maxKeys: 10_000 }),
+    presentations: new TokenPresentations(),
+  };
 }

@@ -63,6 +63,12 @@ export interface RiskSettings {
   /** `exchange_burst` fires at this many exchanges for one subject within `exchangeBurstWindowSeconds`. */
   exchangeBurstCount: number;
   exchangeBurstWindowSeconds: number;
+  /**
+   * `concurrent_networks` fires when the token presented to get this one (a refresh token's family,
+   * an exchanged subject token) was presented by its holder from another network within this many
+   * seconds (src/risk/signals/concurrent-networks.ts).
+   */
+  concurrentWindowSeconds: number;
   /** Trading hours, in each desk's time zone (UTC for a desk without one): minutes after midnight, and ISO weekdays. */
   tradingHours: { start: number; end: number; weekdays: number[] };
 }
@@ -98,12 +104,15 @@ export const defaultRiskSettings: Readonly<RiskSettings> = Object.freeze({
   velocityMinimum: 20,
   exchangeBurstCount: 30,
   exchangeBurstWindowSeconds: 60,
+  concurrentWindowSeconds: 300,
   tradingHours: { start: 7 * 60, end: 18 * 60, weekdays: [1, 2, 3, 4, 5] },
 });
 
 /** Where the engine reads its settings: cached on the hot path, so a read costs no round trip. */
 export interface RiskSettingsSource {
   get(): Promise<RiskSettings>;
+  /** Reads them again at the next `get` (after an apply through this process). */
+  invalidate?(): void;
 }
 
 /** The defaults, for a context without stored settings (and for unit tests). */
