@@ -47,6 +47,14 @@ export interface RiskFacts {
   subject?: string;
   /** Token exchange: the new token's act chain, outermost (the new actor) first. */
   actors?: readonly string[];
+  /**
+   * Issuance: the token presented to get this one (`jti:<jti>` of an exchanged subject token,
+   * `refresh:<family>` of a refresh token), and whether its holder presented it (the client it was
+   * issued to, so `address` is where the holder is now), for `concurrent_networks`.
+   */
+  presented?: { token: string; byHolder: boolean };
+  /** Issuance, once issued (observe): the new token (`jti:<jti>`), where its holder got it. */
+  issued?: string;
   /** Admin: what the action changes (e.g. `PUT /admin/users/{u}`, `apply`, `policy.activate`). */
   action?: string;
   /** Admin, `policy.activate`: when the activated version was created (epoch ms). */

@@ -27,6 +27,8 @@ export class SightingStore {
   readonly #maxCached: number;
   /** Key → when last seen and when this node last read or wrote it; least recently used first. */
   readonly #cache = new Map<string, { lastSeen: number; firstSeen: number; checkedAt: number }>();
+  /** Principal and kind pairs known to have some sighting (only known ones are kept). */
+  readonly #known = new Set<string>();
 
   constructor(db: Kysely<Database>, clock: Clock, options: { maxCached?: number } = {}) {
     this.#db = db;
@@ -80,6 +82,27 @@ export class SightingStore {
       .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet({ last_seen: now }))
       .execute();
     this.#touch(key, { firstSeen: cached?.firstSeen ?? now, lastSeen: now, checkedAt: now });
+    this.#remember(JSON.stringify([principal.type, principal.id, kind]));
+  }
+
+  /**
+   * Whether anything of this kind was ever seen for the principal: whether it has a history to be
+   * new against (a client's first token has no "new" scope, only a first one). Cached once true,
+   * so a known principal costs no round trip.
+   */
+  async anySeen(principal: RiskPrincipal, kind: SightingKind): Promise<boolean> {
+    const key = JSON.stringify([principal.type, principal.id, kind]);
+    if (this.#known.has(key)) return true;
+    const row = await this.#db
+      .selectFrom('risk_sightings')
+      .select('value')
+      .where('principal_type', '=', principal.type)
+      .where('principal_id', '=', principal.id)
+      .where('kind', '=', kind)
+      .limit(1)
+      .executeTakeFirst();
+    if (row) this.#remember(key);
+    return row !== undefined;
   }
 
   /** Every value of a kind seen for the principal since `since` (epoch ms), read from the database. */
@@ -99,7 +122,13 @@ export class SightingStore {
   async prune(before: number): Promise<number> {
     const result = await this.#db.deleteFrom('risk_sightings').where('last_seen', '<', before).executeTakeFirst();
     this.#cache.clear();
+    this.#known.clear();
     return Number(result.numDeletedRows);
+  }
+
+  #remember(known: string): void {
+    this.#known.add(known);
+    if (this.#known.size > this.#maxCached) this.#known.delete(this.#known.values().next().value!);
   }
 
   #touch(key: string, entry: { firstSeen: number; lastSeen: number; checkedAt: number }): void {

@@ -7,11 +7,13 @@ import { gateEmergencyClient } from '../../approvals/break-glass/activations.ts'
 import { invalidClient } from './errors.ts';
 import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
+import { noteClientAuthenticationFailure } from '../../risk/signals/recent-failures.ts';
 
 /**
  * Client authentication as the token, introspection and revocation endpoints use it: the
  * protocol check plus its audit trail. Every refusal (bad credentials, throttling) is a
- * `client.auth_failed` or `client.throttled` event naming the claimed client and the address.
+ * `client.auth_failed` or `client.throttled` event naming the claimed client and the address, and is
+ * counted for the risk engine's `recent_failures` signal.
  * Under the FAPI 2.0 profile (server-wide or the client's), a client that authenticated with a
  * secret, or as a public client, is refused too (FAPI 2.0 SP §5.3.2.1): a client registered before
  * the switch was turned on cannot keep using its secret. An emergency account (break-glass,
@@ -33,6 +35,8 @@ export async function authenticate(ctx: Context, input: ClientAuthInput): Promis
     return await gateEmergencyClient(ctx, authenticated);
   } catch (error) {
     if (error instanceof OAuthError) {
+      // The risk engine's `recent_failures` (src/risk): counted per claimed client and per address.
+      noteClientAuthenticationFailure(ctx, claimedClientId(input), input.sourceAddress);
       const event: AuditEvent = {
         type: error.status === 429 ? 'client.throttled' : 'client.auth_failed',
         requestId: input.requestId,
