@@ -26,7 +26,8 @@ import type { Need } from './steps.ts';
  *   client) or `abandoned` (the request expired first: recorded when it is pruned).
  */
 
-export type StepUpTrigger = 'acr_values' | Demand['trigger'];
+/** `risk`: the risk assessment's step_up outcome at the token endpoint (src/policy/issuance.ts). */
+export type StepUpTrigger = 'acr_values' | 'risk' | Demand['trigger'];
 
 /** The step-up an interaction waits for (`interactions.step_up`, JSON). */
 export interface StepUpRecord {

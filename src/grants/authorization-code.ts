@@ -37,7 +37,7 @@ export const authorizationCode = defineGrant({
   repeatable: ['resource'],
   allowPublic: true,
 
-  async handle({ params, client: authenticated, requestId, dpop }, ctx) {
+  async handle({ params, client: authenticated, requestId, dpop, address }, ctx) {
     const clientId = authenticated.client.metadata.client_id;
     const codeValue = params.get('code');
     if (codeValue === undefined) throw new OAuthError('invalid_request', 'code is required');
@@ -71,6 +71,7 @@ export const authorizationCode = defineGrant({
       grantType: 'authorization_code',
       ...(p.stepUpId !== undefined ? { stepUpId: p.stepUpId } : {}),
       requestId,
+      ...(address !== undefined ? { address } : {}),
       // DESIGN §7: single use is one conditional update; losing the race is a reuse.
       write: (flight) => {
         redeemCodeIn(flight, ctx, code.id);

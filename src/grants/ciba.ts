@@ -40,7 +40,7 @@ export const ciba = defineGrant({
   grantType: cibaGrantType,
   parameters: ['auth_req_id'],
 
-  async handle({ params, client: authenticated, requestId, dpop }, ctx) {
+  async handle({ params, client: authenticated, requestId, dpop, address }, ctx) {
     const clientId = authenticated.client.metadata.client_id;
     const authReqId = params.get('auth_req_id');
     if (authReqId === undefined) throw new OAuthError('invalid_request', 'auth_req_id is required');
@@ -97,6 +97,7 @@ export const ciba = defineGrant({
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
       grantType: cibaGrantType,
       requestId,
+      ...(address !== undefined ? { address } : {}),
       details: { approval_request_id: request.id, evidence_digests: evidenceDigests(decisions) },
       // DESIGN §7: single use is one conditional update per table; losing the race writes nothing.
       write: (flight) => {

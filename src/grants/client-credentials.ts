@@ -23,7 +23,7 @@ export const clientCredentials = defineGrant({
   parameters: ['scope', 'resource', 'mandate'],
   repeatable: ['resource'],
 
-  async handle({ params, client: authenticated, dpop, requestId }, ctx) {
+  async handle({ params, client: authenticated, dpop, requestId, address }, ctx) {
     const { client } = authenticated;
     const clientId = client.metadata.client_id;
     const target = await selectTarget(params.all('resource'), params.get('scope'), client, ctx.resourceServers);
@@ -52,6 +52,7 @@ export const clientCredentials = defineGrant({
       scopes: mandate?.scopes ?? target.scopes,
       authorizationDetails: [],
       ...(mandate ? { mandate: mandate.version } : {}),
+      ...(address !== undefined ? { address } : {}),
       ...(breakGlass
         ? {
             txn: breakGlass.activation,
@@ -61,6 +62,6 @@ export const clientCredentials = defineGrant({
           }
         : {}),
     });
-    return { response: issued.response, events: [...issued.decisions, issued.event] };
+    return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });

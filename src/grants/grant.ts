@@ -31,6 +31,8 @@ export interface GrantRequest<P extends string = string> {
   requestId: string;
   /** The request's verified DPoP proof (RFC 9449 §5), when it carried one. */
   dpop?: VerifiedDpopProof;
+  /** The request's source address (after trusted proxies), for the risk signals (src/risk). */
+  address?: string;
 }
 
 /** The successful token response (RFC 6749 §5.1 and extensions). */
@@ -54,6 +56,11 @@ export interface GrantResult {
    * its writes (`AuditLog.recordWith`).
    */
   events?: AuditEvent[];
+  /**
+   * For the endpoint to call once the events are durable: the risk signals remember what the
+   * issuance saw (src/tokens/issue.ts `observe`).
+   */
+  observe?: () => Promise<void>;
 }
 
 /**

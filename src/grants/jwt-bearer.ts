@@ -27,7 +27,7 @@ export const jwtBearer = defineGrant({
   parameters: ['assertion', 'scope', 'resource'],
   repeatable: ['resource'],
 
-  async handle({ params, client: authenticated, dpop, requestId }, ctx) {
+  async handle({ params, client: authenticated, dpop, requestId, address }, ctx) {
     const client = authenticated.client.metadata;
     const assertion = params.get('assertion');
     if (!assertion) throw new OAuthError('invalid_request', 'assertion is required');
@@ -60,8 +60,9 @@ export const jwtBearer = defineGrant({
       scopes,
       authorizationDetails: [],
       claims: { origin_iss: partner.issuer },
+      ...(address !== undefined ? { address } : {}),
       event: { details: { partner: partner.id, partner_jti: verified.token.jti ?? null } },
     });
-    return { response: issued.response, events: [...issued.decisions, issued.event] };
+    return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });

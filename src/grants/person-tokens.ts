@@ -70,6 +70,10 @@ export async function issuePersonTokens(
     stepUpId?: string;
     /** Details the grant adds to `token.issued` (a CIBA request's approval id and evidence digests). */
     details?: Record<string, unknown>;
+    /** The token request's source address, for the risk signals. */
+    address?: string;
+    /** The token presented for these (a refresh token's family), for `concurrent_networks`. */
+    presented?: { token: string; byHolder: boolean };
   },
 ): Promise<GrantResult | undefined> {
   // The person's roles may ask more than the grant's authentication achieved (raised since, or a
@@ -112,6 +116,8 @@ export async function issuePersonTokens(
     // after it carry the approval's id as `txn`, so `audit export --txn` holds the evidence too. A
     // CIBA request is one transaction whatever the audience: its approval request's id.
     ...(basis.ciba ? { txn: basis.ciba.txn } : basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
+    ...(options.address !== undefined ? { address: options.address } : {}),
+    ...(options.presented ? { risk: { presented: options.presented } } : {}),
   });
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
@@ -181,7 +187,7 @@ export async function issuePersonTokens(
     ...(written.refresh ? { refresh_token: written.refresh.token } : {}),
     ...(idToken ? { id_token: idToken } : {}),
   };
-  return { response };
+  return { response, observe: access.observe };
 }
 
 /**

@@ -14,6 +14,7 @@ import { chooseAccessTarget, tokenBasis } from '../tokens/user-tokens.ts';
 import { defineGrant } from './grant.ts';
 import { issuePersonTokens } from './person-tokens.ts';
 import { revokeOnReuse } from './reuse.ts';
+import { refreshKey } from '../risk/signals/concurrent-networks.ts';
 
 /**
  * RFC 6749 §6: a client exchanges a refresh token for a new access token. The rules, in order:
@@ -50,7 +51,7 @@ export const refreshToken = defineGrant({
   repeatable: ['resource'],
   allowPublic: true,
 
-  async handle({ params, client: authenticated, requestId, dpop }, ctx) {
+  async handle({ params, client: authenticated, requestId, dpop, address }, ctx) {
     const clientId = authenticated.client.metadata.client_id;
     const value = params.get('refresh_token');
     if (value === undefined) throw new OAuthError('invalid_request', 'refresh_token is required');
@@ -91,6 +92,9 @@ export const refreshToken = defineGrant({
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
       grantType: 'refresh_token',
       requestId,
+      ...(address !== undefined ? { address } : {}),
+      // concurrent_networks: the family is the token its holder presents, rotation after rotation.
+      presented: { token: refreshKey(stored.familyId), byHolder: true },
       // DESIGN §7: the rotation is one conditional update; losing the race is a reuse, or a retry.
       write: (flight) => {
         if (stored.state !== 'active') return undefined;

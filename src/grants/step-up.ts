@@ -5,6 +5,7 @@ import { acrSatisfies, type Acr } from '../identity/acr.ts';
 import { roleMinimumFor, roleMinimums } from '../identity/role-requirements.ts';
 import { findUser } from '../identity/users.ts';
 import { OAuthError } from '../oauth-error.ts';
+import { riskAuditDetail, type RiskAssessment } from '../risk/assessment.ts';
 
 /**
  * Step-up at the token endpoint: a grant whose person authenticated below what is now required —
@@ -23,6 +24,8 @@ export interface TokenStepUp {
   maxAge?: number;
   policies?: string[];
   policyVersion?: string;
+  /** With trigger `risk`: the assessment that asked (recorded as `details.risk`). */
+  risk?: RiskAssessment;
 }
 
 /**
@@ -61,10 +64,11 @@ export async function insufficientUserAuthentication(
       ...(where.grantId !== undefined ? { grant_id: where.grantId } : {}),
       // Concluded, if ever, by a new authorization at this level (its own step-up or login events).
       outcome: 'challenged',
+      ...(ask.risk ? { risk: riskAuditDetail(ask.risk) } : {}),
     },
   };
   await ctx.audit.record(event);
-  const why = ask.triggers.includes('role_minimum') ? "the person's role requires" : 'policy requires';
+  const why = ask.triggers.includes('role_minimum') ? "the person's role requires" : ask.triggers.includes('policy') ? 'policy requires' : 'the risk assessment requires';
   return new OAuthError('insufficient_user_authentication', `${why} a stronger or more recent authentication: authorize again${ask.acr ? ` with acr_values=${ask.acr}` : ''}${ask.maxAge !== undefined ? ` and max_age=${ask.maxAge}` : ''}`, {
     status: 400,
     members: { ...(ask.acr !== undefined ? { acr_values: ask.acr } : {}), ...(ask.maxAge !== undefined ? { max_age: ask.maxAge } : {}) },

@@ -13,6 +13,7 @@ import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.t
 import { verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
 import { defineGrant } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
+import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 
 /** A `txn` we accept from a partner's token: short, printable, no separators that could smuggle. */
 const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -62,7 +63,7 @@ export const tokenExchange = defineGrant({
   parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'resource', 'audience', 'scope', 'authorization_details'],
   repeatable: ['resource', 'audience'],
 
-  async handle({ params, client: authenticated, dpop, requestId }, ctx) {
+  async handle({ params, client: authenticated, dpop, requestId, address }, ctx) {
     const client = authenticated.client.metadata;
     const keys: PresentedKeys = { dpop, certificateThumbprint: authenticated.certificateThumbprint };
 
@@ -104,6 +105,7 @@ export const tokenExchange = defineGrant({
     const notAfter = Math.min(subject.expiresAt, actor?.expiresAt ?? Infinity);
     const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
     if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
+    const actors = actorChain(act);
     const issued = await issueAccessToken(ctx, {
       grantType: tokenExchangeGrantType,
       requestId,
@@ -132,9 +134,16 @@ export const tokenExchange = defineGrant({
         // liveness rule ends every hop's token with it (src/approvals/break-glass).
         ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),
       },
-      event: { type: 'token.exchanged', details: { ...exchangedDetails(subject, actor, subjectTokenType, act), ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}) } },
+      event: { type: 'token.exchanged', details: { ...exchangedDetails(subject, actor, subjectTokenType, actors), ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}) } },
+      ...(address !== undefined ? { address } : {}),
+      // The delegation signals (src/risk/signals): the chain, and the subject token as presented —
+      // by its holder (the client it was issued to) or by another client (its audience, may_act).
+      risk: {
+        delegation: { subject: subject.subject, actors },
+        ...(subject.origin === 'local' && subject.jti !== undefined ? { presented: { token: tokenKey(subject.jti), byHolder: subject.clientId === client.client_id } } : {}),
+      },
     });
-    return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event] };
+    return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });
 
@@ -276,7 +285,7 @@ function actorChain(act: Record<string, unknown> | undefined): string[] {
 }
 
 /** What `token.exchanged` records beyond every issuance: the provenance chain of this hop. */
-function exchangedDetails(subject: PresentedToken, actor: PresentedToken | undefined, subjectTokenType: string, act: Record<string, unknown>): Record<string, unknown> {
+function exchangedDetails(subject: PresentedToken, actor: PresentedToken | undefined, subjectTokenType: string, actors: string[]): Record<string, unknown> {
   return {
     // The token this one was exchanged from, so the chain can be rebuilt from the audit log.
     parent_jti: subject.jti ?? null,
@@ -284,6 +293,6 @@ function exchangedDetails(subject: PresentedToken, actor: PresentedToken | undef
     parent_audience: subject.audience ?? null,
     subject_token_type: subjectTokenType,
     ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
-    act_chain: actorChain(act),
+    act_chain: actors,
   };
 }

@@ -15,7 +15,10 @@ import { isKnown, knownUses, type Use } from './first-use.ts';
 import type { StepUp } from './step-up.ts';
 import { strongestAcr } from '../identity/acr.ts';
 import { insufficientUserAuthentication } from '../grants/step-up.ts';
-import type { SignalHit } from '../risk/assessment.ts';
+import { riskContextValue, type RiskAssessment, type SignalHit } from '../risk/assessment.ts';
+import { recordRiskDenial, withRiskDetail, type RiskDenialScene } from '../risk/denial.ts';
+import type { RiskFacts } from '../risk/engine.ts';
+import { asksRiskStepUp, assessIssuance, issuanceRiskFacts, riskStepUpAcr } from './issuance-risk.ts';
 
 /** What a grant is about to issue, as the decision point sees it. */
 export interface Issuance {
@@ -56,6 +59,10 @@ export interface Issuance {
   loginRisk?: readonly SignalHit[];
   /** The source address of the token request (after trusted proxies), for the risk signals. */
   address?: string;
+  /** Token exchange: the subject token's subject and the new token's act chain (newest actor first), for the delegation signals. */
+  delegation?: { subject: string; actors: string[] };
+  /** The token presented to get this one, and whether by its holder (src/risk/signals/concurrent-networks.ts). */
+  presented?: { token: string; byHolder: boolean };
   requestId: string;
   txn?: string;
   grantType: string;
@@ -64,31 +71,46 @@ export interface Issuance {
 /** The version a decision names when no operator policy set has ever been activated. */
 export const baselinePolicyVersion = 'baseline';
 
+/** An issuance the decision point allowed: its allows, and the risk assessment that informed them. */
+export interface AuthorizedIssuance {
+  /** The allows, for the issuance path to fold into its token event (issuance-audit.ts). */
+  allows: AuditEvent[];
+  /** The risk assessment (undefined: the engine is switched off), for the token event's `details.risk`. */
+  risk?: RiskAssessment;
+  /** What it assessed, for `observeRisk` once the token is issued. */
+  riskFacts: RiskFacts;
+}
+
 /**
  * Asks the decision point about an issuance (issue 7, DESIGN §2 `policy/`), before anything is
  * signed or written:
+ * 0. the risk engine assesses it (issue 16, issuance-risk.ts): its signals, and those the person's
+ *    sign-in carried; the assessment is `context.risk` of every decision below;
  * 1. data residency: a resource server in a region the subject's legal entities do not permit →
  *    invalid_target (RFC 8707 §2: a resource the client may not have a token for);
  * 2. each scope, as an action on the resource server, and each authorization_details entry, as
  *    its actions on its instrument or account (RFC 9396 §6), with the context (resource server
- *    region, acr, the mandate's constraints, the entry's notional, venue and class);
+ *    region, acr, the mandate's constraints, the entry's notional, venue and class, the risk);
  * 3. all or nothing: one denied scope → invalid_scope, one denied entry →
  *    invalid_authorization_details, naming the scope or entry and the determining policy ids
  *    (never the policy text). Partial grants are not made: no client can ask for one here.
+ * 4. the stricter of the risk outcome and the decisions wins (AMENDMENTS "Risk, limits, KYC/AML"):
+ *    a risk `deny` refuses whatever the policies permit (invalid_grant, with a `risk.denied` event
+ *    and alert); a risk `step_up` of a person below a passkey sign-in is RFC 9470's
+ *    insufficient_user_authentication (with any policy step-up, the stronger level); a client's
+ *    `step_up` is left to policy (`context.risk.level`); a forbid is never lifted by a low score.
  * Any evaluation error denies (decide.ts). A refusal records every decision of the request, the
- * allows too, as `policy.allowed` / `policy.denied` before the error is thrown (or the one data
- * residency `policy.denied`). A success records nothing here: the allows are returned, and the
- * issuance path folds them into its one `token.issued` / `token.exchanged` event
- * (issuance-audit.ts).
+ * allows too, as `policy.allowed` / `policy.denied` with `details.risk` before the error is thrown
+ * (or the one data residency or risk `policy.denied`). A success records nothing here: the allows
+ * and the assessment are returned, and the issuance path folds them into its one `token.issued` /
+ * `token.exchanged` event (issuance-audit.ts).
  * Until an operator activates a policy set, the built-in baseline applies: registration (the
  * client's allowed scopes and resource servers, already checked) decides, and the one allow has
- * policy version `baseline`. A set that was activated but no longer compiles denies everything
- * (it is never replaced by the baseline).
+ * policy version `baseline` — the risk assessment still refuses or steps up. A set that was
+ * activated but no longer compiles denies everything (it is never replaced by the baseline).
+ * Tokens for Clearance's own APIs are governed by registration, and assessed all the same.
  */
-export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promise<AuditEvent[]> {
-  if (isClearanceOwn(ctx, issuance.audience)) return [];
-  const server = await ctx.resourceServers.get(issuance.audience);
-  if (!server) throw new OAuthError('invalid_target', 'the resource server no longer exists');
+export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promise<AuthorizedIssuance> {
   const meta: DecisionMeta = {
     requestId: issuance.requestId,
     caller: issuance.clientId,
@@ -96,19 +118,32 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promi
     ...(issuance.txn ? { txn: issuance.txn } : {}),
     ...(issuance.mandate ? { mandate: { id: issuance.mandate.id, v: issuance.mandate.version } } : {}),
   };
+  const riskFacts = issuanceRiskFacts(issuance);
+  const risk = await assessIssuance(ctx, issuance, riskFacts);
+  const authorized = (allows: AuditEvent[]): AuthorizedIssuance => ({ allows, ...(risk ? { risk } : {}), riskFacts });
+  if (isClearanceOwn(ctx, issuance.audience)) {
+    await enforceRisk(ctx, issuance, meta, risk, []);
+    return authorized([]);
+  }
+  const server = await ctx.resourceServers.get(issuance.audience);
+  if (!server) throw new OAuthError('invalid_target', 'the resource server no longer exists');
 
   if (server.region !== undefined) {
     const residency = checkResidency(await ctx.entities.snapshot(), issuance.subjectLeis ?? (await subjectLeis(ctx, issuance.subject)), issuance.subject.id, server);
     if (!residency.ok) {
-      await ctx.audit.record(refusal(issuance, meta, 'data residency', residency.reason));
+      await ctx.audit.record(withRiskDetail(refusal(issuance, meta, 'data residency', residency.reason), risk));
       throw new OAuthError('invalid_target', residency.reason);
     }
   }
 
   const active = await ctx.policies.active();
-  if (!active.set && active.version === null) return [baselineAllow(issuance, meta)];
+  if (!active.set && active.version === null) {
+    const allow = baselineAllow(issuance, meta);
+    await enforceRisk(ctx, issuance, meta, risk, [allow]);
+    return authorized([allow]);
+  }
 
-  const decided = await decideIssuance(ctx, server, issuance, meta);
+  const decided = await decideIssuance(ctx, server, issuance, meta, risk);
   let refused: OAuthError | undefined;
   for (const { decision, what } of decided) {
     if (decision.allow) continue;
@@ -119,20 +154,72 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promi
   }
   const events = decided.map((d) => d.event);
   if (refused) {
+    // A risk deny is the stricter refusal: it is the answer, with the policies' decisions as evidence.
+    if (risk?.outcome === 'deny') throw await refuseByRisk(ctx, issuance, meta, risk, events);
     // Every decision is evidence, the allows of a refused request too.
-    await Promise.all(events.map((e) => ctx.audit.record(e)));
-    // Refused only by step-up policies: the person authenticating again would lift it (RFC 9470).
+    await Promise.all(events.map((e) => ctx.audit.record(withRiskDetail(e, risk))));
+    // Refused only by step-up policies: the person authenticating again would lift it (RFC 9470),
+    // at the stronger of the policies' level and the risk assessment's.
     const stepUp = combinedStepUp(decided.map((d) => d.decision));
     if (stepUp && issuance.subject.type === 'User') {
+      const byRisk = asksRiskStepUp(issuance, risk);
       throw await insufficientUserAuthentication(
         ctx,
-        { triggers: ['policy'], acr: stepUp.acr, ...(stepUp.maxAge !== undefined ? { maxAge: stepUp.maxAge } : {}), policies: stepUp.policies, policyVersion: stepUp.policyVersion },
-        { subject: issuance.subject.id, clientId: issuance.clientId, requestId: issuance.requestId, grantType: issuance.grantType, ...(issuance.acr !== undefined ? { acrBefore: issuance.acr } : {}) },
+        {
+          triggers: byRisk ? ['policy', 'risk'] : ['policy'],
+          acr: byRisk ? strongestAcr([stepUp.acr, riskStepUpAcr])! : stepUp.acr,
+          ...(stepUp.maxAge !== undefined ? { maxAge: stepUp.maxAge } : {}),
+          policies: stepUp.policies,
+          policyVersion: stepUp.policyVersion,
+          ...(byRisk ? { risk: risk! } : {}),
+        },
+        stepUpScene(issuance),
       );
     }
     throw refused;
   }
-  return events;
+  await enforceRisk(ctx, issuance, meta, risk, events);
+  return authorized(events);
+}
+
+/**
+ * The risk outcome of an issuance the decision point allowed: a `deny` refuses it, a `step_up` of a
+ * person below a passkey sign-in asks for one (RFC 9470); anything else passes (a client's
+ * `step_up` is policy's to act on, through `context.risk`). `evidence`: the allows, recorded with
+ * the refusal.
+ */
+async function enforceRisk(ctx: Context, issuance: Issuance, meta: DecisionMeta, risk: RiskAssessment | undefined, evidence: AuditEvent[]): Promise<void> {
+  if (!risk) return;
+  if (risk.outcome === 'deny') throw await refuseByRisk(ctx, issuance, meta, risk, evidence);
+  if (!asksRiskStepUp(issuance, risk)) return;
+  await Promise.all(evidence.map((e) => ctx.audit.record(withRiskDetail(e, risk))));
+  throw await insufficientUserAuthentication(ctx, { triggers: ['risk'], acr: riskStepUpAcr, risk }, stepUpScene(issuance));
+}
+
+/**
+ * Refuses an issuance on the risk assessment's `deny` (whatever the policies said): records the
+ * evidence, a `policy.denied` for the issuance (reason `risk`), `risk.denied` and its alert in one
+ * transaction, and returns invalid_grant (RFC 6749 §5.2: the grant cannot be used now).
+ */
+async function refuseByRisk(ctx: Context, issuance: Issuance, meta: DecisionMeta, risk: RiskAssessment, evidence: AuditEvent[]): Promise<OAuthError> {
+  const signals = risk.signals.map((s) => s.signal).join(', ');
+  const scene: RiskDenialScene = {
+    moment: 'issuance',
+    requestId: issuance.requestId,
+    ...(issuance.txn !== undefined ? { txn: issuance.txn } : {}),
+    client: issuance.clientId,
+    subject: issuance.subject.id,
+    person: issuance.subject.type === 'User',
+    audience: issuance.audience,
+    scopes: issuance.scopes,
+    via: issuance.grantType,
+  };
+  await recordRiskDenial(ctx, scene, risk, [...evidence, refusal(issuance, meta, 'risk', `score ${risk.score}: ${signals}`)]);
+  return new OAuthError('invalid_grant', 'refused by the risk assessment', { detail: `risk score ${risk.score} (${signals})` });
+}
+
+function stepUpScene(issuance: Issuance): { subject: string; clientId: string; requestId: string; grantType: string; acrBefore?: string } {
+  return { subject: issuance.subject.id, clientId: issuance.clientId, requestId: issuance.requestId, grantType: issuance.grantType, ...(issuance.acr !== undefined ? { acrBefore: issuance.acr } : {}) };
 }
 
 /** One decision of an issuance, and what it was about. */
@@ -142,10 +229,15 @@ interface IssuanceDecision {
   what: { kind: 'scope'; scope: string } | { kind: 'detail'; index: number; action: string; resource: string };
 }
 
-/** Every decision an issuance needs (each scope, each entry's actions), evaluated, none recorded. */
-async function decideIssuance(ctx: Context, server: ResourceServer, issuance: Issuance, meta: DecisionMeta): Promise<IssuanceDecision[]> {
+/**
+ * Every decision an issuance needs (each scope, each entry's actions), evaluated, none recorded;
+ * with the risk assessment as `context.risk` when there is one (the token endpoint's; the
+ * authorization endpoint's and /bc-authorize's forecasts have none: a policy reading it tests
+ * `context has risk`).
+ */
+async function decideIssuance(ctx: Context, server: ResourceServer, issuance: Issuance, meta: DecisionMeta, risk?: RiskAssessment): Promise<IssuanceDecision[]> {
   const active = await ctx.policies.active();
-  const context = decisionContext(server, issuance);
+  const context: DecisionContext = { ...decisionContext(server, issuance), ...(risk ? { risk: riskContextValue(risk) } : {}) };
   const decided: IssuanceDecision[] = [];
   // The subject and resource are resolved once, for every scope and entry.
   const resolutions: Resolutions = new Map();

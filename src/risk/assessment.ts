@@ -49,6 +49,21 @@ export function scoreRisk(hits: readonly SignalHit[], settings: RiskSettings): R
   return { score, level, outcome, signals: [...hits] };
 }
 
+/**
+ * Hits of two assessments of one action as one list — a token issuance's own and the signals its
+ * person's sign-in carried (`Issuance.loginRisk`) — each signal once, with the higher points, in
+ * the order first seen. To be scored again (`scoreRisk`).
+ */
+export function mergeSignalHits(own: readonly SignalHit[], carried: readonly SignalHit[]): SignalHit[] {
+  const merged = new Map<string, SignalHit>();
+  for (const hit of [...own, ...carried]) {
+    const kept = merged.get(hit.signal);
+    // Replacing a key keeps its place in the Map: the order is the first sighting's.
+    if (!kept || hit.points > kept.points) merged.set(hit.signal, hit);
+  }
+  return [...merged.values()];
+}
+
 /** The stricter of two outcomes (AMENDMENTS: a risk deny beats a permit; a forbid beats a low score). */
 export function stricterOutcome(a: RiskOutcome, b: RiskOutcome): RiskOutcome {
   return riskOutcomes.indexOf(a) >= riskOutcomes.indexOf(b) ? a : b;

@@ -8,6 +8,9 @@ import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../policy/issuance.ts';
 import { foldDecisions } from '../policy/issuance-audit.ts';
+import { riskAuditDetail, type RiskAssessment, type SignalHit } from '../risk/assessment.ts';
+import { observeRisk } from '../risk/engine.ts';
+import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { mintAccessToken, newJti } from './access-token.ts';
 import { requireSenderConstraint, senderBinding, type PresentedKeys, type SenderBinding } from './binding.ts';
 import type { AccessTokenClaims } from './claims.ts';
@@ -49,6 +52,13 @@ export interface AccessTokenRequest {
   claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation'>> & { origin_iss?: string };
   /** The issuance event: `token.issued` unless said otherwise, with the grant's own details. */
   event?: { type?: 'token.issued' | 'token.exchanged'; details?: Record<string, unknown> };
+  /** The source address of the token request (after trusted proxies), for the risk signals. */
+  address?: string;
+  /**
+   * What the risk engine needs beyond the request (src/policy/issuance-risk.ts): the signals the
+   * person's sign-in carried, an exchange's subject and act chain, the token presented to get this one.
+   */
+  risk?: { loginRisk?: readonly SignalHit[]; delegation?: { subject: string; actors: string[] }; presented?: { token: string; byHolder: boolean } };
 }
 
 /** A signed access token, the response members that describe it, and what must be made durable with it. */
@@ -69,6 +79,13 @@ export interface IssuedAccessToken {
    * durable before the response leaves (DESIGN §5).
    */
   event: AuditEvent;
+  /** The risk assessment the decisions were given (undefined: the engine is switched off); in `event` as `details.risk`. */
+  risk?: RiskAssessment;
+  /**
+   * Once the token is issued (its event durable): the risk signals remember what they saw — a
+   * network, scope, audience, actor now known (only what is new is written: src/risk/sightings.ts).
+   */
+  observe(): Promise<void>;
 }
 
 /**
@@ -77,24 +94,26 @@ export interface IssuedAccessToken {
  *    §3.1); a bearer token is refused for a sender-constrained resource and under the FAPI 2.0
  *    profile (FAPI 2.0 SP §5.3.2.1);
  * 2. the decision point allows each scope and authorization_details entry, and data residency
- *    holds (src/policy/issuance.ts) — a refusal records every decision at once, the allows of a
+ *    holds, informed by the risk assessment, whose deny or step-up is the stricter answer
+ *    (src/policy/issuance.ts) — a refusal records every decision at once, the allows of a
  *    successful issuance are returned;
  * 3. the claims: RFC 9068 §2.2 (iss, sub, one aud, exp, iat, jti, client_id, scope) and our
  *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
  *    the lifetime is the target's, cut to `notAfter` (nothing left of it → invalid_grant);
  * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1);
  * 5. ONE issuance event carrying the decisions (their reasons, policy version and requests as
- *    evaluated: src/policy/issuance-audit.ts), for the caller to make durable before the response
+ *    evaluated: src/policy/issuance-audit.ts) and the risk assessment (`details.risk`), for the caller to make durable before the response
  *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens). Only
  *    when they cannot be folded (the event would be too large; two policy versions) are the
  *    allows returned as separate events.
- * Nothing is written here except a refusal's decisions.
+ * Nothing is written here except a refusal's decisions. Once the caller made the event durable,
+ * `observe` lets the risk signals remember what they saw.
  */
 export async function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
   const binding = senderBinding(request.keys);
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
-  const allows = await authorizeIssuance(ctx, {
+  const authorized = await authorizeIssuance(ctx, {
     subject: request.principal,
     ...(request.subjectLeis ? { subjectLeis: request.subjectLeis } : {}),
     clientId,
@@ -111,6 +130,10 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     requestId: request.requestId,
     ...(request.txn !== undefined ? { txn: request.txn } : {}),
     grantType: request.grantType,
+    ...(request.address !== undefined ? { address: request.address } : {}),
+    ...(request.risk?.loginRisk ? { loginRisk: request.risk.loginRisk } : {}),
+    ...(request.risk?.delegation ? { delegation: request.risk.delegation } : {}),
+    ...(request.risk?.presented ? { presented: request.risk.presented } : {}),
   });
 
   const iat = epochSeconds(ctx.clock);
@@ -134,7 +157,7 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
   };
   const token = await mintAccessToken(ctx.keys, claims);
-  const recorded = foldDecisions(issuanceEvent(request, claims, binding), allows);
+  const recorded = foldDecisions(issuanceEvent(request, claims, binding, authorized.risk), authorized.allows);
   return {
     token,
     claims,
@@ -149,11 +172,13 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     },
     decisions: recorded.separate,
     event: recorded.event,
+    ...(authorized.risk ? { risk: authorized.risk } : {}),
+    observe: () => observeRisk(ctx, { ...authorized.riskFacts, issued: tokenKey(claims.jti) }),
   };
 }
 
 /** The one shape of `token.issued` / `token.exchanged`: who, for whom, where, what, and the grant's details. */
-function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding): AuditEvent {
+function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding, risk: RiskAssessment | undefined): AuditEvent {
   return {
     type: request.event?.type ?? 'token.issued',
     requestId: request.requestId,
@@ -173,6 +198,8 @@ function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & 
       ...request.event?.details,
       ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
       ...(claims.origin_iss ? { origin_iss: claims.origin_iss } : {}),
+      // The risk assessment that informed the decisions (docs/risk.md).
+      ...(risk ? { risk: riskAuditDetail(risk) } : {}),
     },
   };
 }

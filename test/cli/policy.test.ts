@@ -114,7 +114,7 @@ describe('clearance policy add, activate, list and simulate', () => {
       await decide(ctx, { principal: { type: 'User', id: 'nobody' }, action: 'order:create', resource: { type: 'Instrument', id: 'X', instrument_class: 'fx' } });
       // A token issued to her for a 30m order: its two decisions are folded into token.issued.
       const order = { type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '30000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' };
-      const allows = await authorizeIssuance(ctx, { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], authorizationDetails: [order], acr: 'urn:clearance:acr:phr', approved: true, requestId: 'r1', grantType: 'authorization_code' });
+      const { allows } = await authorizeIssuance(ctx, { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], authorizationDetails: [order], acr: 'urn:clearance:acr:phr', approved: true, requestId: 'r1', grantType: 'authorization_code' });
       const issued = foldDecisions({ type: 'token.issued', requestId: 'r1', client: 'trading-ui', subject: alice, audience: ordersApi, scopes: ['order:create'], details: { jti: 'j1' } }, allows);
       assert.deepEqual(issued.separate, []);
       await ctx.audit.record(issued.event);

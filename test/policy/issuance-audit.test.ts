@@ -30,7 +30,7 @@ describe('folding the decisions of an issuance into its token event', () => {
     const { ctx } = await policyContext(t);
     const alice = await userId(ctx, 'alice');
     const issuance: Issuance = { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create', 'position:view'], authorizationDetails: [order('EURUSD', ['create', 'cancel']), order('GBPUSD')], requestId: 'r1', grantType: 'authorization_code' };
-    const allows = await authorizeIssuance(ctx, issuance);
+    const { allows } = await authorizeIssuance(ctx, issuance);
     assert.equal(allows.length, 5);
 
     const { event, separate } = foldDecisions(tokenEvent, allows);
@@ -61,7 +61,7 @@ describe('folding the decisions of an issuance into its token event', () => {
   test('the baseline folds to its decision alone: nothing was evaluated', async (t) => {
     const { ctx } = await testContext({ t });
     await applyDocument(ctx, { ...exampleEntities(), ...peopleAndClients });
-    const allows = await authorizeIssuance(ctx, { subject: { type: 'Client', id: 'risk-engine' }, clientId: 'risk-engine', audience: ordersApi, scopes: ['position:view'], authorizationDetails: [], requestId: 'r1', grantType: 'client_credentials' });
+    const { allows } = await authorizeIssuance(ctx, { subject: { type: 'Client', id: 'risk-engine' }, clientId: 'risk-engine', audience: ordersApi, scopes: ['position:view'], authorizationDetails: [], requestId: 'r1', grantType: 'client_credentials' });
     const { event, separate } = foldDecisions(tokenEvent, allows);
     assert.deepEqual(separate, []);
     assert.deepEqual(event, { ...tokenEvent, decision: { allow: true, reasons: ['baseline: no policy set is active, registration decides'], policyVersion: 'baseline' } });
@@ -78,7 +78,7 @@ describe('folding the decisions of an issuance into its token event', () => {
   test('allows that would make the event too large, or that name different policy versions, are recorded separately', async (t) => {
     const { ctx } = await policyContext(t);
     const issuance: Issuance = { subject: { type: 'Client', id: 'risk-engine' }, clientId: 'risk-engine', audience: ordersApi, scopes: ['position:view'], authorizationDetails: [], requestId: 'r1', grantType: 'client_credentials' };
-    const allows = await authorizeIssuance(ctx, issuance);
+    const { allows } = await authorizeIssuance(ctx, issuance);
     const folded = foldDecisions(tokenEvent, allows).event;
     // The log's limit less the 1 KiB left for what is added after folding, less `,"pad":""`.
     const room = maxEventBytes - 1024 - Buffer.byteLength(JSON.stringify(folded)) - ',"pad":""'.length;

@@ -144,7 +144,7 @@ describe('policy enforcement at token issuance', () => {
       ],
     );
     // A success records nothing itself: the allows go back to the issuance path, to be folded.
-    const allowed = await authorizeIssuance(ctx, { ...issuance, scopes: ['position:view'] });
+    const { allows: allowed } = await authorizeIssuance(ctx, { ...issuance, scopes: ['position:view'] });
     assert.equal(allowed.length, 1);
     assert.equal(allowed[0]!.type, 'policy.allowed');
     assert.equal((await events(ctx, ['policy.allowed', 'policy.denied'])).length, 2);
@@ -162,7 +162,7 @@ describe('policy enforcement at token issuance', () => {
       account: 'GB-FX-001',
     });
     const issuance = { subject: { type: 'User' as const, id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], requestId: 'r1', grantType: 'authorization_code' };
-    const allowed = await authorizeIssuance(ctx, { ...issuance, authorizationDetails: [order('1000000')] });
+    const { allows: allowed } = await authorizeIssuance(ctx, { ...issuance, authorizationDetails: [order('1000000')] });
     assert.deepEqual(allowed.map((e) => e.details!.action), ['order:create', 'order:create']);
     await assert.rejects(authorizeIssuance(ctx, { ...issuance, authorizationDetails: [order('1000000'), order('60000000')] }), (error: OAuthError) => {
       assert.equal(error.error, 'invalid_authorization_details');

@@ -7,6 +7,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { introspect } from './introspect.ts';
 import { introspectionJwtType, signIntrospectionResponse } from './jwt-response.ts';
 import { sendJson } from '../../http/json.ts';
+import { isIP } from 'node:net';
+import { notePresentation } from '../../risk/signals/concurrent-networks.ts';
 
 /**
  * Token introspection (RFC 7662). Its rules, in order:
@@ -17,6 +19,10 @@ import { sendJson } from '../../http/json.ts';
  *    grant, nor the mandate version it names: revoked, superseded or expired), and the caller may
  *    see it (it was issued to the caller, or the caller is an introspector of its audience);
  * 5. JSON, or a signed JWT when the caller asks for application/token-introspection+jwt (RFC 9701).
+ * A resource server may say where the token it introspects was presented from: `client_address`,
+ * an IP address (RFC 7662 §2.1 lets the endpoint accept further parameters as context; the RFC's
+ * example is this one). For an active token it is noted for the risk engine's
+ * `concurrent_networks` (src/risk/signals/concurrent-networks.ts); it changes nothing in the answer.
  */
 export const introspection: Endpoint = {
   register(app, ctx) {
@@ -28,7 +34,10 @@ export const introspection: Endpoint = {
       const caller = await authenticate(ctx, clientAuthInput(request, params));
       const token = params.get('token');
       if (!token) throw new OAuthError('invalid_request', 'token is required');
+      const presentedFrom = params.get('client_address');
+      if (presentedFrom !== undefined && isIP(presentedFrom) === 0) throw new OAuthError('invalid_request', 'client_address must be an IP address');
       const answer = await introspect(ctx, caller.client.metadata.client_id, token);
+      if (presentedFrom !== undefined && answer.active && typeof answer.jti === 'string') notePresentation(ctx, answer.jti, presentedFrom);
       if (wantsJwt(request.headers.accept)) {
         const jwt = await signIntrospectionResponse(ctx, caller.client.metadata.client_id, answer);
         return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).type(introspectionJwtType).send(jwt);

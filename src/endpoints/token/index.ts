@@ -7,6 +7,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { declaredParameters } from '../../grants/grant.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { sendJson } from '../../http/json.ts';
+import type { Context } from '../../context.ts';
 
 /**
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
@@ -24,7 +25,8 @@ import { sendJson } from '../../http/json.ts';
  * 6. the grant decides, binding the access token to the DPoP key or the client certificate
  *    (src/tokens/binding.ts; bearer tokens refused for sender-constrained resources and FAPI);
  *    its `token.issued` event is durable before the response leaves (DESIGN §5): recorded here,
- *    or by the grant in the transaction of its writes;
+ *    or by the grant in the transaction of its writes; then the risk signals remember what the
+ *    issuance saw (src/risk: a network, scope or actor now known);
  * 7. the response is JSON with no-store (§5.1), and a fresh DPoP-Nonce when nonces are required.
  */
 export const token: Endpoint = {
@@ -45,8 +47,9 @@ export const token: Endpoint = {
         throw new OAuthError('unauthorized_client', `the client is not registered for ${grant.grantType}`);
       }
       if (dpop) await useDpopProof(dpop, ctx.dpop);
-      const result = await grant.handle({ params: declaredParameters(params, grant.parameters), client, requestId: request.id, ...(dpop ? { dpop } : {}) }, ctx);
+      const result = await grant.handle({ params: declaredParameters(params, grant.parameters), client, requestId: request.id, address: request.ip, ...(dpop ? { dpop } : {}) }, ctx);
       if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record({ ...event, requestId: request.id })));
+      if (result.observe) await observeIssuance(ctx, result.observe);
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
       // RFC 6749 §5.1: JSON, Cache-Control no-store, Pragma no-cache.
@@ -65,3 +68,16 @@ export const token: Endpoint = {
     dpop_signing_alg_values_supported: [...dpopAlgs],
   }),
 };
+
+/**
+ * After the token is issued and recorded: the risk signals' memory. A failure to remember is logged,
+ * not answered: the token is issued, and a signal that did not remember fires again next time (the
+ * stricter side).
+ */
+async function observeIssuance(ctx: Context, observe: () => Promise<void>): Promise<void> {
+  try {
+    await observe();
+  } catch (error) {
+    ctx.log.warn({ err: error }, 'risk: the signals could not remember what a token issuance saw');
+  }
+}
