@@ -5,7 +5,8 @@ import type { Context } from '../../context.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
-import { decide, evaluateDecision, type Decision, type Resolutions } from '../../policy/decide.ts';
+import type { Decision, Resolutions } from '../../policy/decide.ts';
+import { evaluateWithRisk, observeEvaluation, recordEvaluation, type RiskedDecision } from '../../risk/evaluation.ts';
 import { accessAudience, accessEvaluateScope } from '../../resource-servers/builtins.ts';
 import { authorizeProtectedRequest, type ProtectedResource } from '../../tokens/protected-resource.ts';
 import { formatProblem, type Problem } from '../../validation.ts';
@@ -25,7 +26,10 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
  * 3. the request is well formed (400 `invalid_request` naming each problem's path);
  * 4. each evaluation is a decision (src/policy/decide.ts): deny by default, forbid wins, any error
  *    denies, every one audited as `policy.allowed` / `policy.denied` before the answer leaves (a
- *    batch's events committed together).
+ *    batch's events committed together);
+ * 5. informed by the risk engine (src/risk/evaluation.ts): the principal is assessed at moment
+ *    `evaluation`, Cedar sees it as `context.risk`, a risk deny denies what the policies permit
+ *    (with `risk.denied` and its alert), and each decision event carries `details.risk`.
  *    Anything unexpected is a 500, which a PEP must treat as a deny.
  * A caller's `X-Request-ID` is echoed (AuthZEN §11.1.3) once step 1 has passed.
  */
@@ -39,8 +43,11 @@ export const accessEvaluation: Endpoint = {
       echoRequestId(request, reply);
       const { request: decisionRequest, problems } = readEvaluationRequest(requireJson(request));
       if (!decisionRequest) throw invalid(problems);
-      const decision = await decide(ctx, decisionRequest, { requestId: request.id, caller, via: 'authzen' });
-      return evaluationResponse(decision);
+      const meta = { requestId: request.id, caller, via: 'authzen' };
+      const evaluated = await evaluateWithRisk(ctx, decisionRequest, meta);
+      await recordEvaluation(ctx, evaluated, meta, decisionRequest);
+      await observeEvaluation(ctx, evaluated);
+      return evaluationResponse(evaluated.decision);
     });
 
     app.post(`${base}/evaluations`, async (request, reply) => {
@@ -49,6 +56,8 @@ export const accessEvaluation: Endpoint = {
       const parsed = readEvaluationsRequest(requireJson(request));
       if (!parsed.requests) throw invalid(parsed.problems);
       const decisions: Decision[] = [];
+      const evaluations: RiskedDecision[] = [];
+      const meta = { requestId: request.id, caller, via: 'authzen' };
       // Items about the same subject, resource and context are resolved once (src/policy/decide.ts).
       const resolutions: Resolutions = new Map();
       // Each decision's event is handed to the audit log as it is made, and all are durable before
@@ -57,8 +66,10 @@ export const accessEvaluation: Endpoint = {
       let failed: { error: unknown } | undefined;
       try {
         for (const item of parsed.requests) {
-          const { decision, event } = await evaluateDecision(ctx, item, { requestId: request.id, caller, via: 'authzen' }, resolutions);
-          recorded.push(ctx.audit.record(event));
+          const evaluated = await evaluateWithRisk(ctx, item, meta, resolutions);
+          recorded.push(recordEvaluation(ctx, evaluated, meta, item));
+          evaluations.push(evaluated);
+          const decision = evaluated.decision;
           decisions.push(decision);
           // §7.1.2: the short-circuiting semantics stop at the first deny / permit.
           if (parsed.semantic === 'deny_on_first_deny' && !decision.allow) break;
@@ -71,6 +82,7 @@ export const accessEvaluation: Endpoint = {
       if (failed) throw failed.error;
       const refused = settled.find((r) => r.status === 'rejected');
       if (refused) throw refused.reason;
+      for (const evaluated of evaluations) await observeEvaluation(ctx, evaluated);
       if (parsed.single) return evaluationResponse(decisions[0]!);
       return { evaluations: decisions.map(evaluationResponse) };
     });
