@@ -109,8 +109,10 @@ export interface AuthorizedIssuance {
  * policy version `baseline` — the risk assessment still refuses or steps up. A set that was
  * activated but no longer compiles denies everything (it is never replaced by the baseline).
  * Tokens for Clearance's own APIs are governed by registration, and assessed all the same.
+ * `assessRisk: false` (a forecast before the token endpoint: four-eyes at /bc-authorize) decides
+ * without an assessment.
  */
-export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promise<AuthorizedIssuance> {
+export async function authorizeIssuance(ctx: Context, issuance: Issuance, options: { assessRisk?: boolean } = {}): Promise<AuthorizedIssuance> {
   const meta: DecisionMeta = {
     requestId: issuance.requestId,
     caller: issuance.clientId,
@@ -119,7 +121,8 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance): Promi
     ...(issuance.mandate ? { mandate: { id: issuance.mandate.id, v: issuance.mandate.version } } : {}),
   };
   const riskFacts = issuanceRiskFacts(issuance);
-  const risk = await assessIssuance(ctx, issuance, riskFacts);
+  // A forecast (/bc-authorize's four-eyes) decides without the assessment: it is the token endpoint's.
+  const risk = options.assessRisk === false ? undefined : await assessIssuance(ctx, issuance, riskFacts);
   const authorized = (allows: AuditEvent[]): AuthorizedIssuance => ({ allows, ...(risk ? { risk } : {}), riskFacts });
   if (isClearanceOwn(ctx, issuance.audience)) {
     await enforceRisk(ctx, issuance, meta, risk, []);
@@ -349,7 +352,7 @@ export async function fourEyesApprovalsNeeded(ctx: Context, issuance: Issuance):
     for (const d of denied) d.reasons.forEach((id) => asking.add(id));
   }
   // Refused whatever the approvals: the token endpoint's refusal, recorded and thrown now.
-  await authorizeIssuance(ctx, { ...issuance, approvals: maxFourEyesApprovals });
+  await authorizeIssuance(ctx, { ...issuance, approvals: maxFourEyesApprovals }, { assessRisk: false });
   return { approvals: maxFourEyesApprovals, policies: [...asking].sort() };
 }
 
