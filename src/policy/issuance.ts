@@ -134,7 +134,9 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance, option
   if (server.region !== undefined) {
     const residency = checkResidency(await ctx.entities.snapshot(), issuance.subjectLeis ?? (await subjectLeis(ctx, issuance.subject)), issuance.subject.id, server);
     if (!residency.ok) {
-      await ctx.audit.record(withRiskDetail(refusal(issuance, meta, 'data residency', residency.reason), risk));
+      const refused = refusal(issuance, meta, 'data residency', residency.reason);
+      if (risk?.outcome === 'deny') throw await refuseByRisk(ctx, issuance, meta, risk, [refused]);
+      await ctx.audit.record(withRiskDetail(refused, risk));
       throw new OAuthError('invalid_target', residency.reason);
     }
   }
