@@ -20,10 +20,12 @@ export class RecentEvents {
     this.#keep = options.keep ?? 10_000;
   }
 
-  record(key: string, at: number): void {
+  /** Records an event; `keep`: the most recent events the caller needs counted (a signal's threshold), at most the store's own. */
+  record(key: string, at: number, keep = this.#keep): void {
     const times = this.#times.get(key) ?? [];
     times.push(at);
-    if (times.length > this.#keep) times.splice(0, times.length - this.#keep);
+    const most = Math.min(keep, this.#keep);
+    if (times.length > most) times.splice(0, times.length - most);
     this.#times.delete(key);
     this.#times.set(key, times);
     while (this.#times.size > this.#maxKeys) this.#times.delete(this.#times.keys().next().value!);

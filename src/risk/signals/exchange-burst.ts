@@ -14,8 +14,9 @@ export const exchangeBurst: RiskSignal = {
     if (before + 1 < settings.exchangeBurstCount) return undefined;
     return { detail: `${before + 1} exchanges for this subject within ${settings.exchangeBurstWindowSeconds} s` };
   },
-  observe(ctx, facts) {
-    if (facts.actors !== undefined) ctx.risk.exchanges.record(subjectKey(facts), ctx.clock.now());
+  observe(ctx, facts, settings) {
+    // Counting up to the burst is enough: a steady stream keeps `exchange_burst_count` times, not thousands.
+    if (facts.actors !== undefined) ctx.risk.exchanges.record(subjectKey(facts), ctx.clock.now(), settings.exchangeBurstCount);
   },
 };
 
