@@ -1,0 +1,33 @@
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Context } from './context.ts';
+
+/**
+ * The process's Prometheus metrics (GET /metrics, src/endpoints/metrics; docs/operations.md
+ * "Metrics"). One registry for the whole process: a component that counts something adds its
+ * counter or histogram here (`new Counter({ ..., registers: [metricsRegistry] })`), created once at
+ * module load, and increments it on its path (an increment is a few nanoseconds, no I/O). The
+ * Node.js process's own metrics (CPU, memory, event loop delay, GC) are in it too.
+ *
+ * Facts that are the cluster's rather than one process's (open anomalies, suspensions) are read
+ * from the database at scrape time by a collector (`collectAtScrape`) into a registry of that
+ * scrape, so every node reports the same values and a restart loses nothing.
+ */
+export const metricsRegistry = new Registry();
+collectDefaultMetrics({ register: metricsRegistry });
+
+/** Reads what it reports from the context and registers it in `registry`, at each scrape. */
+export type ScrapeCollector = (ctx: Context, registry: Registry) => Promise<void>;
+
+const scrapeCollectors = new Map<string, ScrapeCollector>();
+
+/** Adds a scrape-time collector (once per name: registering again replaces it). */
+export function collectAtScrape(name: string, collector: ScrapeCollector): void {
+  scrapeCollectors.set(name, collector);
+}
+
+/** The Prometheus text exposition of this process's metrics and the scrape-time ones. */
+export async function renderMetrics(ctx: Context): Promise<{ contentType: string; body: string }> {
+  const scraped = new Registry();
+  await Promise.all([...scrapeCollectors.values()].map((collect) => collect(ctx, scraped)));
+  return { contentType: metricsRegistry.contentType, body: await Registry.merge([metricsRegistry, scraped]).metrics() };
+}
