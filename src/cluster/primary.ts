@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../config.ts';
 import type { Context } from '../context.ts';
 import { startAuditService, type AuditService } from '../audit/lifecycle.ts';
+import { startSignalService } from '../signals/service.ts';
 import { resolveMasterKey } from '../keys/master-key.ts';
 import { openContext } from '../server.ts';
 import { isLifeMessage, lifeTag, sendableConfig, type LifeMessage } from './messages.ts';
@@ -39,7 +40,8 @@ export interface Primary {
  * key and the audit key on a fresh store, seed the built-in resource servers. Then it forks N
  * workers that serve HTTP on the shared port (the cluster hands each new connection to the next
  * worker), runs what must run in one process only — the audit sealer (on PostgreSQL, the node's
- * candidate for the sealer lock) and the node's failure throttles (throttles.ts) — and restarts a
+ * candidate for the sealer lock), the node's failure throttles (throttles.ts) and the signal
+ * service's periodic pass (src/signals/service.ts) — and restarts a
  * worker that dies: at once if it had run `stableAfterMs`, else after 1, 2, 4 … 30 s.
  */
 export async function startPrimary(config: Config, workers: number): Promise<Primary> {
@@ -54,6 +56,9 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
     throw error;
   }
   const throttles = serveThrottles(cluster, ctx.clock);
+  // The node's periodic work (break-glass expiry, risk windows, alert delivery), once per node as
+  // on a single-process node: the workers serve HTTP only.
+  const signals = startSignalService(ctx);
 
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('../../bin/clearance.js', import.meta.url)),
@@ -122,6 +127,7 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
       }
       await Promise.all(exits);
       throttles.stop();
+      await signals.stop();
       // Last: the final sealing round covers every event the workers committed.
       try {
         await audit.stop();
