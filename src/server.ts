@@ -88,7 +88,7 @@ export async function openContext(
       entities: new EntityDirectory(storage.db, clock),
       policies: new PolicyStore(storage.db, clock),
       partners: new PartnerStore(storage.db, clock, { replay }),
-      risk: createRiskServices(storage, clock),
+      risk: createRiskServices(storage, clock, { log }),
     };
     await seedBuiltins(ctx);
     return ctx;
@@ -124,6 +124,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   let audit: AuditService | undefined;
   let signals: SignalService | undefined;
   app.addHook('onClose', async () => {
+    // This node's activity counts are written (src/risk/anomalies/activity.ts): a clean stop loses none.
+    await ctx.risk.activity.close();
     // Break-glass expiry and alert delivery stop (a pass in progress finishes) before the audit log and the database.
     if (signals) await signals.stop();
     // The audit queue is written and the sealer stopped before the database closes.

@@ -19,9 +19,10 @@ import { readRecoverySection, upsertRecoverySettings, type RecoverySection } fro
 import { executeBreakGlass, invalidateBreakGlassAccounts, planBreakGlass, planEmergencyClients, type BreakGlassAccount } from '../approvals/break-glass/accounts.ts';
 import { executeWebhooks, planAlerts, type WebhookEntry } from '../signals/webhooks.ts';
 import { readRiskSection, upsertRiskSettings, type RiskSection } from '../risk/settings-section.ts';
+import { readAnomalySection, upsertAnomalySettings, type AnomalySection } from '../risk/anomalies/settings.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -48,11 +49,13 @@ export interface ApplyPlan {
   alertWebhooks?: WebhookEntry[];
   /** `risk`: the risk engine's settings it names (src/risk/settings-section.ts), by stored name (`weights.new_network`). */
   risk?: RiskSection;
+  /** `anomalies` (src/risk/anomalies/settings.ts): the window, history, baseline span and reactions it names. */
+  anomalies?: AnomalySection;
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting';
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
   }[];
@@ -139,6 +142,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const roleMinimums = root.authentication === undefined ? new Map<string, Acr>() : readAuthenticationSection(v, 'authentication', root.authentication);
   const recovery = root.recovery === undefined ? undefined : readRecoverySection(v, 'recovery', root.recovery);
   const risk = root.risk === undefined ? undefined : readRiskSection(v, 'risk', root.risk, await ctx.risk.settings.get());
+  const anomalies = root.anomalies === undefined ? undefined : readAnomalySection(v, 'anomalies', root.anomalies);
   return v.ok
     ? {
         plan: {
@@ -154,6 +158,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           breakGlass,
           ...(alertWebhooks ? { alertWebhooks } : {}),
           ...(risk ? { risk } : {}),
+          ...(anomalies ? { anomalies } : {}),
         },
         problems: [],
       }
@@ -226,6 +231,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     result.changes.push(...(await executeBreakGlass(trx, now, plan.breakGlass ?? [])));
     if (plan.alertWebhooks) result.changes.push(...(await executeWebhooks(trx, now, ctx.identity.factorKeys.master, plan.alertWebhooks)));
     if (plan.risk) result.changes.push(...(await upsertRiskSettings(trx, now, plan.risk)));
+    if (plan.anomalies) result.changes.push(...(await upsertAnomalySettings(trx, now, plan.anomalies)));
     return { value: undefined, events };
   });
   ctx.resourceServers.invalidate();
@@ -236,6 +242,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   invalidateRoleMinimums(ctx);
   invalidateBreakGlassAccounts(ctx);
   ctx.risk.settings.invalidate?.();
+  ctx.risk.anomalySettings.invalidate();
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
   if (changed.length > 0) {
     await ctx.audit.record({

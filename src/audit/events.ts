@@ -120,11 +120,12 @@ export const auditEventTypes = [
   'ciba.notification_failed',
   // Risk (src/risk, docs/risk.md). An assessment is recorded in the event of the decision it
   // informed (`details.risk`); these are the risk engine's own: an action refused by its outcome
-  // alone (a login, an issuance, an evaluation), an anomaly found against a principal's baseline,
-  // a principal suspended by an anomaly's reaction and reinstated by an administrator, an admin
-  // API or CLI action from an unusual context (intrusion signals).
+  // alone (a login, an issuance, an evaluation), an anomaly found against a principal's baseline
+  // and resolved by an administrator, a principal suspended by an anomaly's reaction and reinstated
+  // by an administrator, an admin API or CLI action from an unusual context (intrusion signals).
   'risk.denied',
   'risk.anomaly',
+  'risk.anomaly_resolved',
   'risk.suspended',
   'risk.reinstated',
   'risk.admin_unusual',

@@ -1,5 +1,11 @@
+import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
 import type { Storage } from '../storage/database.ts';
+import { collectAtScrape } from '../metrics.ts';
+import { ActivityCounter } from './anomalies/activity.ts';
+import { collectAnomalyMetrics } from './anomalies/metrics.ts';
+import { RiskReactions } from './anomalies/reactions.ts';
+import { AnomalySettingsSource } from './anomalies/settings.ts';
 import { RecentEvents, TokenPresentations } from './memory.ts';
 import type { RiskSettingsSource } from './settings.ts';
 import { StoredRiskSettings } from './settings-section.ts';
@@ -23,9 +29,21 @@ export interface RiskServices {
   exchanges: RecentEvents;
   /** Where tokens were presented by their holders (`concurrent_networks`), per node. */
   presentations: TokenPresentations;
+  /**
+   * Tokens and logins per principal and evaluation window, counted in memory and flushed to the
+   * database every few seconds (./anomalies/activity.ts): the issuance and login paths call
+   * `countToken` / `count(principal, 'login')` on success.
+   */
+  activity: ActivityCounter;
+  /** Apply's `anomalies` section, cached (./anomalies/settings.ts). */
+  anomalySettings: AnomalySettingsSource;
+  /** Open step-up anomalies and suspensions in force, cached (./anomalies/reactions.ts). */
+  reactions: RiskReactions;
 }
 
-export function createRiskServices(storage: Storage, clock: Clock): RiskServices {
+export function createRiskServices(storage: Storage, clock: Clock, options: { log?: Logger } = {}): RiskServices {
+  const anomalySettings = new AnomalySettingsSource(storage.db, clock);
+  collectAtScrape('risk_anomalies', collectAnomalyMetrics);
   return {
     settings: new StoredRiskSettings(storage.db, clock),
     sightings: new SightingStore(storage.db, clock),
@@ -33,5 +51,8 @@ export function createRiskServices(storage: Storage, clock: Clock): RiskServices
     failures: new RecentEvents({ keep: 1000 }),
     exchanges: new RecentEvents({ maxKeys: 10_000 }),
     presentations: new TokenPresentations(),
+    activity: new ActivityCounter(storage.db, clock, anomalySettings, options.log ? { log: options.log } : {}),
+    anomalySettings,
+    reactions: new RiskReactions(storage.db, clock),
   };
 }

@@ -1,6 +1,7 @@
 import { expireActivations } from '../approvals/break-glass/activations.ts';
 import { expireApprovalRequests } from '../approvals/requests.ts';
 import type { Context } from '../context.ts';
+import { evaluateClosedWindows, pruneActivity } from '../risk/anomalies/evaluate.ts';
 import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
 
 /**
@@ -8,9 +9,11 @@ import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
  * each node; cluster workers serve HTTP only) and stopped before the database closes: every
  * `intervalMs`, break-glass activations whose time ran out are ended (their alert and review
  * raised), requests a second person approves that expired unanswered are marked expired
- * (`approval.expired`), then the alert outbox is delivered (./delivery.ts). Both are safe on any number of nodes
- * at once — each ending and each delivery is taken by one conditional update — so nothing needs a
- * leader. A failing pass is logged and the next one tries again.
+ * (`approval.expired`), the risk windows that closed are evaluated against the principals'
+ * baselines (src/risk/anomalies/evaluate.ts: anomalies raised, their alerts written) and old
+ * activity counts pruned, then the alert outbox is delivered (./delivery.ts). All are safe on any
+ * number of nodes at once — each ending, each window's evaluation and each delivery is taken by one
+ * conditional update — so nothing needs a leader. A failing pass is logged and the next one tries again.
  */
 export interface SignalService {
   /** Runs one pass now (after the one running, if any). */
@@ -35,6 +38,12 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
       await expireApprovalRequests(ctx);
     } catch (error) {
       ctx.log.error({ err: error }, 'marking expired approval requests failed; retrying next pass');
+    }
+    try {
+      await evaluateClosedWindows(ctx);
+      await pruneActivity(ctx.storage.db, ctx.clock.now());
+    } catch (error) {
+      ctx.log.error({ err: error }, 'evaluating risk windows failed; retrying next pass');
     }
     try {
       await deliverAlerts(ctx, options.delivery);

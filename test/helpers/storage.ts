@@ -178,7 +178,8 @@ export async function testContext(options: TestContextOptions = {}): Promise<Tes
     let cleaned: Promise<void> | undefined;
     const cleanup = () =>
       (cleaned ??= (async () => {
-        // Components with a write queue (the audit recorder) finish writing before the database closes.
+        // Components with a write queue (the activity counter, the audit recorder) finish writing before the database closes.
+        await ctx.risk.activity.close();
         await (ctx.audit as { close?: () => Promise<void> } | undefined)?.close?.();
         await db.cleanup();
         removeDataDir();

@@ -26,6 +26,7 @@ import * as recovery from './0024_recovery.ts';
 import * as breakGlass from './0025_break_glass.ts';
 import * as alertDelivery from './0026_alert_delivery.ts';
 import * as risk from './0027_risk.ts';
+import * as riskAnomalies from './0029_risk_anomalies.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -56,4 +57,5 @@ export const migrations: Record<string, Migration> = {
   '0025_break_glass': breakGlass,
   '0026_alert_delivery': alertDelivery,
   '0027_risk': risk,
+  '0029_risk_anomalies': riskAnomalies,
 };
