@@ -106,6 +106,8 @@ export const tokenExchange = defineGrant({
     const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
     if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
     const actors = actorChain(act);
+    // A partner's subject is not in our records: the client that vouches for it is the principal.
+    const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client' as const, id: client.client_id };
     const issued = await issueAccessToken(ctx, {
       grantType: tokenExchangeGrantType,
       requestId,
@@ -113,8 +115,7 @@ export const tokenExchange = defineGrant({
       keys,
       target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
       sub: subject.subject,
-      // A partner's subject is not in our records: the client that vouches for it is the principal.
-      principal: subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client', id: client.client_id },
+      principal,
       // A partner's subject: its mapped LEI at the first hop; past it no firm is known (fail closed).
       ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : subject.originIssuer ? { subjectLeis: [] } : {}),
       scopes,
@@ -143,6 +144,7 @@ export const tokenExchange = defineGrant({
         ...(subject.origin === 'local' && subject.jti !== undefined ? { presented: { token: tokenKey(subject.jti), byHolder: subject.clientId === client.client_id } } : {}),
       },
     });
+    ctx.risk.activity.countToken(principal, client.client_id, server.identifier);
     return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });

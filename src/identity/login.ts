@@ -42,7 +42,7 @@ export interface VerifiedLogin {
   amr: string[];
 }
 
-type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit'>;
+type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'risk'>;
 
 /**
  * The account a login attempt names, read ahead of `verifyLogin` — with the request's other reads
@@ -248,6 +248,7 @@ export async function completeLogin<T>(
     if (refusedFor(error, 'account_not_active')) return undefined;
     throw error;
   }
+  ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
   return { user, value };
 }
 

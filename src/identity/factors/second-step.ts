@@ -36,7 +36,7 @@ export type SecondFactorOutcome<T> =
 /** Why a second factor failed, for the audit trail only. */
 type FailureReason = 'wrong_code' | 'replayed' | 'reused' | 'locked' | 'throttled' | 'privileged_role';
 
-type StepContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config'>;
+type StepContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config' | 'risk'>;
 
 /**
  * The second step of a sign-in: the person whose password opened `pending` enters their

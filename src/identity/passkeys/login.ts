@@ -21,7 +21,7 @@ export interface PasskeyLoginAttempt {
 /** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
 type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'throttled' | 'counter_changed';
 
-type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config'>;
+type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config' | 'risk'>;
 
 /**
  * Signs a person in with a passkey. Its rules, in order:
@@ -126,6 +126,7 @@ export async function verifyPasskeyLogin<T = undefined>(
       if (refusedFor(error, 'passkey_counter_changed')) return await fail('counter_changed', known);
       throw error;
     }
+    ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
     return { ok: true, user, acr, amr, value };
   } finally {
     // Only a failure keeps its count: a success, or an error of the server, is not a guess.
