@@ -9,6 +9,8 @@ import { newResource } from './new-resource.ts';
 import { newScope } from './new-scope.ts';
 import { offHours } from './off-hours.ts';
 import { recentFailures } from './recent-failures.ts';
+import { openAnomaly } from './open-anomaly.ts';
+import { velocity } from './velocity.ts';
 
 /**
  * Every signal the engine runs, in the order their hits are listed. Each lives in its own file of
@@ -27,4 +29,7 @@ export const riskSignals: RiskSignal[] = [
   newActor,
   deepChain,
   exchangeBurst,
+  // Activity against the principal's baseline, and its open anomalies (src/risk/anomalies).
+  velocity,
+  openAnomaly,
 ];
