@@ -67,7 +67,7 @@ export function readLoginAccount(ctx: Pick<Context, 'storage'>, username: string
 }
 
 /** Why a login failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'throttled';
+type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'suspended' | 'throttled';
 
 /**
  * Verifies a username and password. Its rules, in order:
@@ -79,7 +79,8 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  *    account without a password, against a dummy hash: the same work, so timing does not tell
  *    which usernames exist;
  * 3. a locked or disabled account fails even with the right password — also when the lock lands while the
- *    password is being verified: the success is written only if the account is still active;
+ *    password is being verified: the success is written only if the account is still active; so
+ *    does an account suspended pending review by an anomaly's reaction (src/risk/anomalies);
  * 4. every failure keeps its count against the account (when it exists) and the address, and is
  *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
  *    locks the account (`user.locked`) for password logins only: the person's tokens keep working
@@ -148,6 +149,11 @@ export async function verifyLogin<T = undefined, P = undefined>(
       const outcome = await fail('wrong_password');
       await countFailedLogin(ctx, row.id, base, attempt.sourceAddress);
       return outcome;
+    }
+    // Suspended pending review by an anomaly's reaction (src/risk/anomalies), until reinstated.
+    if (await ctx.risk.reactions.suspended({ type: 'User', id: row.id })) {
+      judged = 'failure';
+      return await fail('suspended');
     }
     judged = 'success';
 

@@ -92,7 +92,8 @@ export interface IssuedAccessToken {
  * The one issuance path: every grant's access token is made here (DESIGN §2). The rules, in order:
  * 1. binding: to the request's DPoP key (RFC 9449 §6) or else its client certificate (RFC 8705
  *    §3.1); a bearer token is refused for a sender-constrained resource and under the FAPI 2.0
- *    profile (FAPI 2.0 SP §5.3.2.1);
+ *    profile (FAPI 2.0 SP §5.3.2.1); neither the client nor the principal is suspended pending
+ *    review by an anomaly's reaction (src/risk/anomalies);
  * 2. the decision point allows each scope and authorization_details entry, and data residency
  *    holds, informed by the risk assessment, whose deny or step-up is the stricter answer
  *    (src/policy/issuance.ts) — a refusal records every decision at once, the allows of a
@@ -113,6 +114,7 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
   const binding = senderBinding(request.keys);
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
+  await refuseSuspended(ctx, clientId, request.principal);
   const authorized = await authorizeIssuance(ctx, {
     subject: request.principal,
     ...(request.subjectLeis ? { subjectLeis: request.subjectLeis } : {}),
@@ -202,4 +204,17 @@ function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & 
       ...(risk ? { risk: riskAuditDetail(risk) } : {}),
     },
   };
+}
+
+/**
+ * A client or person suspended pending review (an anomaly's `suspend` reaction, docs/risk.md) gets
+ * no token from any grant until an administrator reinstates it. Read from the reactions cache: no
+ * round trip per request. RFC 6749 §5.2: the client is refused as `unauthorized_client`, a person's
+ * grant as `invalid_grant` (it stays stored and works again once the person is reinstated).
+ */
+async function refuseSuspended(ctx: Context, clientId: string, principal: Issuance['subject']): Promise<void> {
+  const suspended = await ctx.risk.reactions.firstSuspended([{ type: 'Client', id: clientId }, principal]);
+  if (!suspended) return;
+  if (suspended.type === 'Client' && suspended.id === clientId) throw new OAuthError('unauthorized_client', 'the client is suspended pending review', { detail: 'risk suspension' });
+  throw new OAuthError('invalid_grant', 'access is suspended pending review', { detail: 'risk suspension' });
 }

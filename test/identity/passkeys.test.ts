@@ -11,6 +11,7 @@ import { authenticationOptions, decoyCredentials } from '../../src/identity/pass
 import { registerPasskey, registrationOptions } from '../../src/identity/passkeys/registration.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { findUserByUsername, type User } from '../../src/identity/users.ts';
+import { reinstate } from '../../src/risk/anomalies/store.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { peopleFixture, type PeopleFixture } from './fixture.ts';
@@ -67,6 +68,20 @@ for (const dialect of testDialects()) {
       assert.ok(outcome.ok);
       assert.deepEqual(outcome.amr, ['swk', 'user', 'mfa']);
       // A counter that stays 0 is no regression (authenticators without a counter).
+      assert.ok((await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, authenticator, 'ia-2'), 'ia-2'))).ok);
+    });
+
+    test('a person suspended pending review by an anomaly cannot sign in with a passkey until reinstated', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { person, authenticator } = await enrol(f, 'alice');
+      await f.ctx.storage.db
+        .insertInto('risk_suspensions')
+        .values({ id: 'suspension-1', principal_type: 'User', principal_id: person.id, anomaly_id: 'anomaly-1', suspended_at: f.clock.now(), reinstated_at: null, reinstated_by: null, note: null })
+        .execute();
+      f.ctx.risk.reactions.invalidate();
+      assert.deepEqual(await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, authenticator, 'ia-1'))), { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision?.reasons, ['suspended']);
+      assert.ok(await reinstate(f.ctx, 'suspension-1', { actor: 'admin', client: 'admin-ops' }));
       assert.ok((await verifyPasskeyLogin(f.ctx, attempt(await assertion(f, authenticator, 'ia-2'), 'ia-2'))).ok);
     });
 

@@ -19,7 +19,7 @@ export interface PasskeyLoginAttempt {
 }
 
 /** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'throttled' | 'counter_changed';
+type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'suspended' | 'throttled' | 'counter_changed';
 
 type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config' | 'risk'>;
 
@@ -38,7 +38,8 @@ type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'aud
  *    the person must be active (`locked`);
  * 5. the assertion itself (`checkAssertion`: type, challenge, origin, RP ID, user presence and
  *    verification, backup flags, signature, counter — a counter regression is audited as
- *    `passkey.counter_regressed` too);
+ *    `passkey.counter_regressed` too); the person is not suspended pending review by an anomaly's
+ *    reaction (`suspended`, src/risk/anomalies);
  * 6. a success updates the passkey (counter, conditional on the one checked: `counter_changed`
  *    when another sign-in with it committed first) and the person (last login, conditional on
  *    still being active), and is audited as `user.login_succeeded` with factor (and method)
@@ -98,6 +99,8 @@ export async function verifyPasskeyLogin<T = undefined>(
 
     const verdict = await checkAssertion(ctx, { response, expectedChallenge: clientData.challenge, passkey, ...(attempt.requestId ? { requestId: attempt.requestId } : {}) });
     if (!verdict.ok) return await fail(verdict.reason, known);
+    // Suspended pending review by an anomaly's reaction (src/risk/anomalies), until reinstated.
+    if (await ctx.risk.reactions.suspended({ type: 'User', id: row.id })) return await fail('suspended', known);
 
     const now = ctx.clock.now();
     const user = userFromRow({ ...row, last_login_at: now });

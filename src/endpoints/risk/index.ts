@@ -1,0 +1,146 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import { AuditGuardError, assertNoSecrets } from '../../audit/guard.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import type { ActivePrincipal } from '../../risk/anomalies/activity.ts';
+import { findAnomaly, listAnomalies, listSuspensions, reinstate, resolveAnomaly, type AdminActor, type Anomaly, type Page, type Suspension } from '../../risk/anomalies/store.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * The admin API of anomalies and suspensions (docs/risk.md "Baselines and anomalies"), authorized
+ * like the rest of the admin API (admin:read to read, admin:write to act):
+ * - GET /admin/risk/anomalies[?status=open|resolved][&principal=User:<id>|Client:<id>][&limit=][&after=]
+ *   newest first; `limit` 1 to 500 (default 100); `next`, when there are more, is the `after` of the
+ *   next page;
+ * - GET /admin/risk/anomalies/{id};
+ * - POST /admin/risk/anomalies/{id}/resolve `{note?}` (admin:write): the anomaly is resolved
+ *   (`risk.anomaly_resolved`), its step-up ends; 409 when it already was;
+ * - GET /admin/risk/suspensions[?active=true|false][&principal=][&limit=][&after=];
+ * - POST /admin/risk/suspensions/{id}/reinstate `{note?}` (admin:write): the principal gets tokens
+ *   and signs in again (`risk.reinstated`); 409 when it already was reinstated.
+ * Each query parameter at most once (a repeated or malformed one is 400 invalid_request, never "all").
+ */
+export const adminRisk: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/risk`;
+    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
+    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+
+    app.get<{ Querystring: Record<string, unknown> }>(`${base}/anomalies`, read, async (request) => {
+      const status = once(request.query, 'status');
+      if (status !== undefined && status !== 'open' && status !== 'resolved') throw new OAuthError('invalid_request', 'status must be given once, as open or resolved');
+      const principal = principalParameter(request.query);
+      const page = pageParameters(request.query);
+      const rows = await listAnomalies(ctx.storage.db, { ...(status !== undefined ? { status } : {}), ...(principal ? { principal } : {}) }, { ...page, limit: page.limit + 1 });
+      return { anomalies: rows.slice(0, page.limit).map(anomalyView), ...nextPage(rows, page.limit, (a) => ({ createdAt: a.createdAt, id: a.id })) };
+    });
+
+    app.get<{ Params: { id: string } }>(`${base}/anomalies/:id`, read, async (request) => {
+      const anomaly = await findAnomaly(ctx.storage.db, request.params.id.slice(0, 64));
+      if (!anomaly) throw new OAuthError('not_found', 'no such anomaly');
+      return anomalyView(anomaly);
+    });
+
+    app.post<{ Params: { id: string } }>(`${base}/anomalies/:id/resolve`, write, async (request) => {
+      const outcome = await resolveAnomaly(ctx, request.params.id.slice(0, 64), adminActor(request));
+      if (!outcome) throw new OAuthError('not_found', 'no such anomaly');
+      if (outcome === 'already_resolved') throw new OAuthError('invalid_request', 'the anomaly is already resolved', { status: 409 });
+      return anomalyView(outcome);
+    });
+
+    app.get<{ Querystring: Record<string, unknown> }>(`${base}/suspensions`, read, async (request) => {
+      const active = once(request.query, 'active');
+      if (active !== undefined && active !== 'true' && active !== 'false') throw new OAuthError('invalid_request', 'active must be given once, as true or false');
+      const principal = principalParameter(request.query);
+      const page = pageParameters(request.query);
+      const rows = await listSuspensions(ctx.storage.db, { ...(active !== undefined ? { active: active === 'true' } : {}), ...(principal ? { principal } : {}) }, { ...page, limit: page.limit + 1 });
+      return { suspensions: rows.slice(0, page.limit).map(suspensionView), ...nextPage(rows, page.limit, (s) => ({ createdAt: s.suspendedAt, id: s.id })) };
+    });
+
+    app.post<{ Params: { id: string } }>(`${base}/suspensions/:id/reinstate`, write, async (request) => {
+      const outcome = await reinstate(ctx, request.params.id.slice(0, 64), adminActor(request));
+      if (!outcome) throw new OAuthError('not_found', 'no such suspension');
+      if (outcome === 'already_reinstated') throw new OAuthError('invalid_request', 'the principal is already reinstated', { status: 409 });
+      return suspensionView(outcome);
+    });
+  },
+};
+
+/** A query parameter given at most once (a repeated one arrives as an array and is refused). */
+function once(query: Record<string, unknown>, name: string): string | undefined {
+  const value = query[name];
+  if (value !== undefined && (typeof value !== 'string' || value.length === 0 || value.length > 300)) throw new OAuthError('invalid_request', `${name} must be given once`);
+  return value;
+}
+
+/** `principal=User:<id>` or `Client:<id>`. */
+function principalParameter(query: Record<string, unknown>): ActivePrincipal | undefined {
+  const value = once(query, 'principal');
+  if (value === undefined) return undefined;
+  const match = /^(User|Client):(.+)$/.exec(value);
+  if (!match) throw new OAuthError('invalid_request', 'principal must be User:<user id> or Client:<client_id>');
+  return { type: match[1] as ActivePrincipal['type'], id: match[2]! };
+}
+
+function pageParameters(query: Record<string, unknown>): Page {
+  const limit = once(query, 'limit') ?? '100';
+  if (!/^[0-9]{1,3}$/.test(limit) || Number(limit) < 1 || Number(limit) > 500) throw new OAuthError('invalid_request', 'limit must be an integer from 1 to 500');
+  const after = once(query, 'after');
+  if (after === undefined) return { limit: Number(limit) };
+  const match = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(Buffer.from(after, 'base64url').toString());
+  if (!match) throw new OAuthError('invalid_request', 'after must be the next of a previous page');
+  return { limit: Number(limit), after: { createdAt: Number(match[1]), id: match[2]! } };
+}
+
+/** `next` when a row beyond the page was read: the cursor of the page's last item. */
+function nextPage<T>(rows: T[], limit: number, cursor: (row: T) => { createdAt: number; id: string }): { next?: string } {
+  if (rows.length <= limit) return {};
+  const last = cursor(rows[limit - 1]!);
+  return { next: Buffer.from(`${last.createdAt}.${last.id}`).toString('base64url') };
+}
+
+function adminActor(request: FastifyRequest): AdminActor {
+  const claims = request.admin!;
+  const note = (request.body as { note?: unknown } | undefined)?.note;
+  if (note !== undefined && (typeof note !== 'string' || note.length > 2000)) throw new OAuthError('invalid_request', 'note must be a string of at most 2000 characters');
+  // The note goes into the audit event, which never records a secret: refused here, not at the write.
+  try {
+    if (note !== undefined) assertNoSecrets(note);
+  } catch (error) {
+    if (error instanceof AuditGuardError) throw new OAuthError('invalid_request', 'note looks like a token or a key, which the audit log never records');
+    throw error;
+  }
+  return { actor: claims.sub, client: claims.client_id, requestId: request.id, ...(note !== undefined ? { note } : {}) };
+}
+
+function anomalyView(a: Anomaly) {
+  return {
+    id: a.id,
+    principal: a.principal,
+    class: a.class,
+    window_start: a.windowStart,
+    window_end: a.windowStart + a.windowMs,
+    last_window_start: a.lastWindowStart,
+    windows: a.windows,
+    observed: a.observed,
+    baseline: a.baseline,
+    reaction: a.reaction,
+    status: a.status,
+    created_at: a.createdAt,
+    resolved_by: a.resolvedBy ?? null,
+    resolved_at: a.resolvedAt ?? null,
+    resolution_note: a.resolutionNote ?? null,
+  };
+}
+
+function suspensionView(s: Suspension) {
+  return {
+    id: s.id,
+    principal: s.principal,
+    anomaly_id: s.anomalyId,
+    suspended_at: s.suspendedAt,
+    reinstated_at: s.reinstatedAt ?? null,
+    reinstated_by: s.reinstatedBy ?? null,
+    note: s.note ?? null,
+  };
+}
