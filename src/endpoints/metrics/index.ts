@@ -1,0 +1,19 @@
+import { requireAdmin } from '../../admin/authorize.ts';
+import { renderMetrics } from '../../metrics.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * GET /metrics (docs/operations.md "Metrics"): the Prometheus text exposition of src/metrics.ts,
+ * for a Clearance access token for `<issuer>/admin` with the `metrics:read` scope — the same check
+ * as the admin API, and a scope that opens nothing else. Prometheus gets that token by itself with
+ * its `oauth2` (client_credentials) scrape setting, so the endpoint can sit on the main listener
+ * without trusting the network in front of it. Never cached.
+ */
+export const metrics: Endpoint = {
+  register(app, ctx) {
+    app.get(`${issuerPath(ctx.config.issuer)}/metrics`, { preHandler: requireAdmin(ctx, 'metrics:read') }, async (_request, reply) => {
+      const { contentType, body } = await renderMetrics(ctx);
+      return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
+    });
+  },
+};
