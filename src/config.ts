@@ -54,6 +54,15 @@ export interface Config {
    * must register (docs/authentication.md); undefined: no attestation is asked for.
    */
   passkeyAttestation: PasskeyAttestationPolicy | undefined;
+  /**
+   * Redis (or Valkey) shared by every node for rate limits and failure throttles (docs/risk.md
+   * "Rate limits"); undefined: each node counts in its own memory.
+   */
+  redisUrl: string | undefined;
+  /** Prefix of every Redis key Clearance writes, so several deployments can share one Redis. */
+  redisPrefix: string;
+  /** Longest wait for a Redis answer, in ms; then the node counts in memory until Redis answers again. */
+  redisTimeoutMs: number;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -109,6 +118,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     profile: readOneOf(env, 'CLEARANCE_PROFILE', profiles, 'default'),
     dpopNonce: readOneOf(env, 'CLEARANCE_DPOP_NONCE', ['off', 'required'] as const, 'off'),
     passkeyAttestation: readPasskeyAttestation(env.CLEARANCE_PASSKEY_ATTESTATION),
+    redisUrl: readRedisUrl(env.REDIS_URL),
+    redisPrefix: readRedisPrefix(env.CLEARANCE_REDIS_PREFIX),
+    redisTimeoutMs: readInt(env, 'CLEARANCE_REDIS_TIMEOUT_MS', 250, 10, 10_000),
   };
 }
 
@@ -212,6 +224,25 @@ function readPasskeyAttestation(raw: string | undefined): PasskeyAttestationPoli
   } catch (error) {
     throw new ConfigError(`CLEARANCE_PASSKEY_ATTESTATION: ${(error as Error).message}`);
   }
+}
+
+function readRedisUrl(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    // Not quoted: the URL may carry a password.
+    throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new ConfigError(`REDIS_URL must be a redis:// or rediss:// URL, not ${url.protocol}`);
+  return raw;
+}
+
+function readRedisPrefix(raw: string | undefined): string {
+  const prefix = raw ?? 'clearance:';
+  if (!/^[A-Za-z0-9:._-]{0,64}$/.test(prefix)) throw new ConfigError(`CLEARANCE_REDIS_PREFIX must be at most 64 of A-Z a-z 0-9 : . _ -, not "${prefix}"`);
+  return prefix;
 }
 
 function readList(raw: string | undefined): string[] {

@@ -28,6 +28,7 @@ import { startSignalService, type SignalService } from './signals/service.ts';
 /**
  * The failure counters of client authentication and password login. Each process keeps its own
  * in memory unless given others: a cluster worker's ask the primary (src/cluster/throttles.ts).
+ * With `REDIS_URL`, these are the fallback of the ones in Redis (src/risk/limits).
  */
 export interface Throttles {
   clientAuthentication: AuthFailureThrottle;
@@ -59,6 +60,11 @@ export async function openContext(
     const keys = new KeyStore(storage.db, master.key, clock, audit);
     await keys.ensureSigningKey(config.signingAlg);
     const clients = new ClientStore(storage.db, clock);
+    const identity = createIdentity(clock, master.key);
+    const risk = createRiskServices(storage, clock, { config, log });
+    // With Redis, the failure throttles count there, around the node's own (memory, or a worker's
+    // relay to its primary), which they fall back to while Redis does not answer.
+    const throttles = risk.limits.throttles(options.throttles ?? { clientAuthentication: new MemoryAuthFailureThrottle(clock), login: identity.throttle }, clock);
     // Assertion and DPoP proof jtis share one replay cache and its group commit (scoped keys).
     const replay = new DatabaseReplayCache(storage.db, clock, { writer });
     const ctx: Context = {
@@ -75,9 +81,9 @@ export async function openContext(
         replay,
         issuer: config.issuer,
         clock,
-        throttle: options.throttles?.clientAuthentication ?? new MemoryAuthFailureThrottle(clock),
+        throttle: throttles.clientAuthentication,
       },
-      identity: options.throttles ? { ...createIdentity(clock, master.key), throttle: options.throttles.login } : createIdentity(clock, master.key),
+      identity: { ...identity, throttle: throttles.login },
       dpop: {
         replay,
         clock,
@@ -88,7 +94,7 @@ export async function openContext(
       entities: new EntityDirectory(storage.db, clock),
       policies: new PolicyStore(storage.db, clock),
       partners: new PartnerStore(storage.db, clock, { replay }),
-      risk: createRiskServices(storage, clock, { log }),
+      risk,
     };
     await seedBuiltins(ctx);
     return ctx;
@@ -120,6 +126,8 @@ export interface ServerOptions {
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const { worker, ...rest } = options;
   const ctx = await openContext(config, worker ? { ...rest, throttles: worker.throttles } : rest);
+  // Before the first request: a Redis that is not there is warned about once, then used when it answers.
+  await ctx.risk.limits.connect();
   const app = buildApp(ctx);
   let audit: AuditService | undefined;
   let signals: SignalService | undefined;
@@ -131,9 +139,17 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     // The audit queue is written and the sealer stopped before the database closes.
     if (audit) await audit.stop();
     else if (ctx.audit instanceof AuditRecorder) await ctx.audit.close();
+    await ctx.risk.limits.close();
     await ctx.storage.close();
   });
-  const address = await app.listen({ host: config.host, port: config.port });
+  let address: string;
+  try {
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    // A port in use: nothing may keep the process alive (the Redis connection would).
+    await ctx.risk.limits.close();
+    throw error;
+  }
   if (worker) {
     ctx.log.info({ worker: worker.id, address }, 'worker is listening');
     return { app, ctx, url: address, close: () => app.close() };

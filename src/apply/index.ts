@@ -20,9 +20,10 @@ import { executeBreakGlass, invalidateBreakGlassAccounts, planBreakGlass, planEm
 import { executeWebhooks, planAlerts, type WebhookEntry } from '../signals/webhooks.ts';
 import { readRiskSection, upsertRiskSettings, type RiskSection } from '../risk/settings-section.ts';
 import { readAnomalySection, upsertAnomalySettings, type AnomalySection } from '../risk/anomalies/settings.ts';
+import { readRateLimitSection, upsertRateLimits, type RateLimitSection } from '../risk/limits/settings.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -51,11 +52,15 @@ export interface ApplyPlan {
   risk?: RiskSection;
   /** `anomalies` (src/risk/anomalies/settings.ts): the window, history, baseline span and reactions it names. */
   anomalies?: AnomalySection;
+
+  /** `rate_limits` (src/risk/limits/settings.ts): the limits it names. */
+  rateLimits?: RateLimitSection;
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit';
+
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
   }[];
@@ -143,6 +148,8 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const recovery = root.recovery === undefined ? undefined : readRecoverySection(v, 'recovery', root.recovery);
   const risk = root.risk === undefined ? undefined : readRiskSection(v, 'risk', root.risk, await ctx.risk.settings.get());
   const anomalies = root.anomalies === undefined ? undefined : readAnomalySection(v, 'anomalies', root.anomalies);
+
+  const rateLimits = root.rate_limits === undefined ? undefined : readRateLimitSection(v, 'rate_limits', root.rate_limits);
   return v.ok
     ? {
         plan: {
@@ -159,6 +166,8 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           ...(alertWebhooks ? { alertWebhooks } : {}),
           ...(risk ? { risk } : {}),
           ...(anomalies ? { anomalies } : {}),
+
+          ...(rateLimits ? { rateLimits } : {}),
         },
         problems: [],
       }
@@ -232,6 +241,8 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     if (plan.alertWebhooks) result.changes.push(...(await executeWebhooks(trx, now, ctx.identity.factorKeys.master, plan.alertWebhooks)));
     if (plan.risk) result.changes.push(...(await upsertRiskSettings(trx, now, plan.risk)));
     if (plan.anomalies) result.changes.push(...(await upsertAnomalySettings(trx, now, plan.anomalies)));
+
+    if (plan.rateLimits) result.changes.push(...(await upsertRateLimits(trx, now, plan.rateLimits)));
     return { value: undefined, events };
   });
   ctx.resourceServers.invalidate();
@@ -243,6 +254,8 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   invalidateBreakGlassAccounts(ctx);
   ctx.risk.settings.invalidate?.();
   ctx.risk.anomalySettings.invalidate();
+
+  ctx.risk.limits.limiter.invalidate();
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
   if (changed.length > 0) {
     await ctx.audit.record({

@@ -41,6 +41,7 @@ import { makeCertificateReader } from './client-certificate.ts';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config.ts';
 import { loggedPath } from '../log.ts';
+import { rateLimitHook } from './rate-limits.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -99,6 +100,11 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
   app.addHook('onRequest', (request, reply, done) => {
     // Answered here: `done` is not called, so the route never runs.
     if (closing) return void sendError(reply, new OAuthError('temporarily_unavailable', 'the server is shutting down', { status: 503 }));
+    done();
+  });
+  // Rate limits by source address and endpoint route (docs/risk.md "Rate limits"), before any work.
+  app.addHook('onRequest', rateLimitHook(ctx));
+  app.addHook('onRequest', (request, _reply, done) => {
     request.clientCertificate = readCertificate(request);
     done();
   });

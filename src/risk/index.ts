@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
+import type { Config } from '../config.ts';
 import type { Storage } from '../storage/database.ts';
 import { collectAtScrape } from '../metrics.ts';
 import { ActivityCounter } from './anomalies/activity.ts';
 import { collectAnomalyMetrics } from './anomalies/metrics.ts';
 import { RiskReactions } from './anomalies/reactions.ts';
 import { AnomalySettingsSource } from './anomalies/settings.ts';
+import { createLimits, type Limits } from './limits/index.ts';
 import { RecentEvents, TokenPresentations } from './memory.ts';
 import type { RiskSettingsSource } from './settings.ts';
 import { StoredRiskSettings } from './settings-section.ts';
@@ -39,9 +41,12 @@ export interface RiskServices {
   anomalySettings: AnomalySettingsSource;
   /** Open step-up anomalies and suspensions in force, cached (./anomalies/reactions.ts). */
   reactions: RiskReactions;
+  /** Rate limits, and the store (Redis or memory) the failure throttles share with them (./limits). */
+  limits: Limits;
 }
 
-export function createRiskServices(storage: Storage, clock: Clock, options: { log?: Logger } = {}): RiskServices {
+/** `options.config` names Redis (`REDIS_URL`); `options.log` is where its outages are told. */
+export function createRiskServices(storage: Storage, clock: Clock, options: { config?: Pick<Config, 'redisUrl' | 'redisPrefix' | 'redisTimeoutMs'>; log?: Logger } = {}): RiskServices {
   const anomalySettings = new AnomalySettingsSource(storage.db, clock);
   collectAtScrape('risk_anomalies', collectAnomalyMetrics);
   return {
@@ -54,5 +59,6 @@ export function createRiskServices(storage: Storage, clock: Clock, options: { lo
     activity: new ActivityCounter(storage.db, clock, anomalySettings, options.log ? { log: options.log } : {}),
     anomalySettings,
     reactions: new RiskReactions(storage.db, clock),
+    limits: createLimits(storage.db, clock, options),
   };
 }

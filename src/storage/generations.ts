@@ -51,6 +51,14 @@ export class GenerationCache<T> {
     return this.#loading;
   }
 
+  /**
+   * The value when it is loaded and was checked within `checkEveryMs`: what `get` would answer,
+   * without a promise; undefined when `get` must be awaited (it then checks the generation).
+   */
+  peek(): T | undefined {
+    return this.#value !== undefined && this.#clock.now() - this.#checkedAt < this.#checkEveryMs ? this.#value : undefined;
+  }
+
   /** Forces a reload on the next `get`. */
   invalidate(): void {
     this.#checkedAt = -Infinity;

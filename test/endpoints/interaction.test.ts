@@ -11,7 +11,8 @@ import { readSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { pageCsp } from '../../src/ui/respond.ts';
 import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
-import { alicePassword, peopleFixture, type PeopleFixture } from '../identity/fixture.ts';
+import { alicePassword, bobPassword, peopleFixture, type PeopleFixture } from '../identity/fixture.ts';
+import { argon2Stats } from '../../src/identity/passwords.ts';
 
 /** The protocol side's interactions, as a test double: login until someone is present, then consent once. */
 class FakeFlow implements InteractionFlow {
@@ -344,6 +345,27 @@ describe('the interaction pages', () => {
     assertPageHeaders(response, passkeyPageCsp('form', h.issuer), 'throttled');
     assert.match(response.body, /Too many failed sign-in attempts/);
     assert.deepEqual(h.flow.recorded, []);
+  });
+
+  test('answer 429 with the RateLimit fields once an account has used its sign-in attempts, before any password work', async (t) => {
+    const h = await harness(t);
+    await h.apply({ rate_limits: { person: { quota: 3, window: 60 } } });
+    const id = h.flow.create(h.clock);
+    const jar = new Jar();
+    for (let i = 0; i < 2; i++) assert.equal((await h.signIn(id, jar, 'alice', `wrong-${i}`)).statusCode, 401);
+    assert.equal((await h.signIn(id, jar, 'Alice', alicePassword)).statusCode, 303, 'a success counts as an attempt too');
+    const before = argon2Stats.computations;
+    const response = await h.signIn(h.flow.create(h.clock), new Jar(), 'ALICE', alicePassword);
+    assert.equal(response.statusCode, 429);
+    assert.equal(argon2Stats.computations, before, 'no password verified');
+    assert.equal(response.headers['retry-after'], '20');
+    assert.equal(response.headers['ratelimit-policy'], '"person";q=3;w=60');
+    assert.equal(response.headers.ratelimit, '"person";r=0;t=20');
+    assertPageHeaders(response, passkeyPageCsp('form', h.issuer), 'rate limited');
+    assert.match(response.body, /Too many sign-in attempts for this account/);
+    assert.equal((await h.signIn(h.flow.create(h.clock), new Jar(), 'bob', bobPassword)).statusCode, 303, 'another account is not affected');
+    h.clock.advance(20_000);
+    assert.equal((await h.signIn(h.flow.create(h.clock), new Jar(), 'alice', alicePassword)).statusCode, 303, 'a token has refilled');
   });
 
   test('show the consent request in plain language with Approve and Deny, every value escaped', async (t) => {

@@ -5,6 +5,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { fapiAuthMethods, isFapi2 } from '../profile.ts';
 import { gateEmergencyClient } from '../../approvals/break-glass/activations.ts';
 import { invalidClient } from './errors.ts';
+import { enforce } from '../../risk/limits/refusal.ts';
 import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 import { noteClientAuthenticationFailure } from '../../risk/signals/recent-failures.ts';
@@ -17,9 +18,18 @@ import { noteClientAuthenticationFailure } from '../../risk/signals/recent-failu
  * Under the FAPI 2.0 profile (server-wide or the client's), a client that authenticated with a
  * secret, or as a public client, is refused too (FAPI 2.0 SP §5.3.2.1): a client registered before
  * the switch was turned on cannot keep using its secret. An emergency account (break-glass,
- * src/approvals/break-glass) authenticates only while an activation is in force.
+ * src/approvals/break-glass) authenticates only while an activation is in force. Last, the
+ * client's rate limit (src/risk/limits): over it, 429.
  */
 export async function authenticate(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
+  const authenticated = await authenticateAudited(ctx, input);
+  // The client's rate limit (docs/risk.md "Rate limits"), once it is known who is asking: a 429
+  // `temporarily_unavailable`, not an authentication failure (nothing counted, nothing audited).
+  await enforce(ctx.risk.limits.limiter.client(authenticated.client.metadata.client_id));
+  return authenticated;
+}
+
+async function authenticateAudited(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
   try {
     const authenticated = await authenticateClient(input, ctx.clientAuthentication);
     if (isFapi2(ctx.config, authenticated.client) && !fapiAuthMethods.includes(authenticated.method)) {

@@ -47,9 +47,11 @@ import { OAuthError } from '../../oauth-error.ts';
  * able to clear an address's record.
  *
  * Known limits: sources that share an address (a NAT, a proxy whose forwarding header is not
- * trusted) share counters 1 and 2, so a guesser behind the same NAT as the client can throttle it;
- * the counters are per node (memory) until a shared store implements this interface (issue 16): a
- * store needs `check` and `settle` as single atomic operations (a Redis script each).
+ * trusted) share counters 1 and 2, so a guesser behind the same NAT as the client can throttle it.
+ *
+ * Stores: in memory for one process (`MemoryAuthFailureThrottle`), relayed to the primary for the
+ * workers of one node (src/cluster/throttles.ts), and in Redis for every node when `REDIS_URL` is
+ * set (src/risk/limits/redis-throttles.ts: `check` and `settle` a Lua script each, atomic).
  */
 export interface AuthFailureThrottle {
   /** Before any work: the refusal when the attempt is over a limit whatever its outcome. */
@@ -120,26 +122,29 @@ const maxClientIdLength = 128;
  */
 export class MemoryAuthFailureThrottle implements AuthFailureThrottle {
   readonly #clock: Clock;
+  readonly #limits: ThrottleLimits;
   readonly #addresses: SlidingWindows;
   readonly #clientAddresses: SlidingWindows;
   readonly #guesses: SlidingWindows;
 
   constructor(clock: Clock, options: ThrottleOptions = {}) {
     this.#clock = clock;
+    this.#limits = throttleLimits(options);
     const maxTracked = options.maxTracked ?? defaultThrottleOptions.maxTracked;
-    this.#addresses = new SlidingWindows(options.perAddress ?? defaultThrottleOptions.perAddress, maxTracked);
-    this.#clientAddresses = new SlidingWindows(options.perClientAddress ?? defaultThrottleOptions.perClientAddress, maxTracked);
-    this.#guesses = new SlidingWindows(options.secretGuesses ?? defaultThrottleOptions.secretGuesses, maxTracked);
+    this.#addresses = new SlidingWindows(this.#limits.perAddress, maxTracked);
+    this.#clientAddresses = new SlidingWindows(this.#limits.perClientAddress, maxTracked);
+    this.#guesses = new SlidingWindows(this.#limits.secretGuesses, maxTracked);
   }
 
   async check(attempt: AuthAttempt): Promise<ThrottleRefusal | undefined> {
-    return this.#refusal(keysOf(attempt), attempt.secret, this.#clock.now());
+    const keys = attemptKeys(attempt);
+    return refusalOf(this.#waits(keys, attempt.secret, this.#clock.now()), keys, this.#limits);
   }
 
   async settle(attempt: AuthAttempt, outcome: AuthOutcome): Promise<ThrottleRefusal | undefined> {
     const now = this.#clock.now();
-    const keys = keysOf(attempt);
-    const refusal = this.#refusal(keys, attempt.secret, now);
+    const keys = attemptKeys(attempt);
+    const refusal = refusalOf(this.#waits(keys, attempt.secret, now), keys, this.#limits);
     if (refusal || outcome === 'success') return refusal;
     this.#addresses.record(keys.address, now);
     if (keys.client !== undefined) {
@@ -149,41 +154,73 @@ export class MemoryAuthFailureThrottle implements AuthFailureThrottle {
     return undefined;
   }
 
-  /** The refusal of the counters as they stand at `now`, waiting for every limit that refuses. */
-  #refusal(keys: AttemptKeys, secret: boolean, now: number): ThrottleRefusal | undefined {
-    const reasons: string[] = [];
-    let wait = 0;
-    const refuse = (ms: number, reason: string) => {
-      if (ms <= 0) return;
-      wait = Math.max(wait, ms);
-      reasons.push(reason);
+  /** What each counter refuses at `now`. */
+  #waits(keys: AttemptKeys, secret: boolean, now: number): ThrottleWaits {
+    if (keys.client === undefined) return { address: this.#addresses.retryAfterMs(keys.address, now), clientAddress: 0, guessing: 0 };
+    const clientAddress = keys.clientAddress!;
+    // Counter 3 only holds back a secret, and only from a source that has failed as this client.
+    const guessed = secret ? this.#guesses.retryAfterMs(keys.client, now) : 0;
+    const failedHere = guessed > 0 ? this.#clientAddresses.untilEmptyMs(clientAddress, now) : 0;
+    return {
+      address: this.#addresses.retryAfterMs(keys.address, now),
+      clientAddress: this.#clientAddresses.retryAfterMs(clientAddress, now),
+      guessing: Math.min(guessed, failedHere),
     };
-    refuse(this.#addresses.retryAfterMs(keys.address, now), `address ${keys.address} exceeded ${this.#addresses.describe()}`);
-    if (keys.client !== undefined) {
-      const clientAddress = keys.clientAddress!;
-      refuse(
-        this.#clientAddresses.retryAfterMs(clientAddress, now),
-        `client ${keys.client} from address ${keys.address} exceeded ${this.#clientAddresses.describe()}`,
-      );
-      // Counter 3 only holds back a secret, and only from a source that has failed as this client.
-      const guessed = secret ? this.#guesses.retryAfterMs(keys.client, now) : 0;
-      const failedHere = guessed > 0 ? this.#clientAddresses.untilEmptyMs(clientAddress, now) : 0;
-      refuse(
-        Math.min(guessed, failedHere),
-        `client ${keys.client} is being guessed (${this.#guesses.describe('wrong secrets')}) and address ${keys.address} has failed as it`,
-      );
-    }
-    return reasons.length > 0 ? { retryAfterMs: wait, reason: reasons.join('; ') } : undefined;
   }
 }
 
-interface AttemptKeys {
+/** The three limits of the model, defaults filled in. */
+export type ThrottleLimits = Required<Omit<ThrottleOptions, 'maxTracked'>>;
+
+export function throttleLimits(options: ThrottleOptions = {}): ThrottleLimits {
+  return {
+    perAddress: options.perAddress ?? defaultThrottleOptions.perAddress,
+    perClientAddress: options.perClientAddress ?? defaultThrottleOptions.perClientAddress,
+    secretGuesses: options.secretGuesses ?? defaultThrottleOptions.secretGuesses,
+  };
+}
+
+/**
+ * How long each counter refuses an attempt, in ms (0: it does not): the source over its limit;
+ * the client from the source over its limit; the client being guessed, for a secret from a
+ * source that has failed as it (the shorter of the two waits: either clearing admits it).
+ */
+export interface ThrottleWaits {
+  address: number;
+  clientAddress: number;
+  guessing: number;
+}
+
+/**
+ * The refusal the waits make, waiting for every limit that refuses and naming each (for the log
+ * and audit); undefined when none does. Shared by every store, so they refuse in the same words.
+ */
+export function refusalOf(waits: ThrottleWaits, keys: AttemptKeys, limits: ThrottleLimits): ThrottleRefusal | undefined {
+  const reasons: string[] = [];
+  let wait = 0;
+  const refuse = (ms: number, reason: () => string) => {
+    if (ms <= 0) return;
+    wait = Math.max(wait, ms);
+    reasons.push(reason());
+  };
+  refuse(waits.address, () => `address ${keys.address} exceeded ${describeLimit(limits.perAddress)}`);
+  refuse(waits.clientAddress, () => `client ${keys.client} from address ${keys.address} exceeded ${describeLimit(limits.perClientAddress)}`);
+  refuse(waits.guessing, () => `client ${keys.client} is being guessed (${describeLimit(limits.secretGuesses, 'wrong secrets')}) and address ${keys.address} has failed as it`);
+  return reasons.length > 0 ? { retryAfterMs: wait, reason: reasons.join('; ') } : undefined;
+}
+
+function describeLimit(limit: ThrottleLimit, what = 'failures'): string {
+  return `${limit.max} ${what} in ${limit.windowMs / 1000} s`;
+}
+
+/** The counters' keys of an attempt: its address key, and the client (and the pair) when one is named. */
+export interface AttemptKeys {
   address: string;
   client?: string;
   clientAddress?: string;
 }
 
-function keysOf(attempt: AuthAttempt): AttemptKeys {
+export function attemptKeys(attempt: AuthAttempt): AttemptKeys {
   const address = throttleKeyForAddress(attempt.address);
   const client = attempt.clientId && attempt.clientId.length <= maxClientIdLength ? attempt.clientId : undefined;
   return client === undefined ? { address } : { address, client, clientAddress: JSON.stringify([client, address]) };
@@ -281,10 +318,6 @@ class SlidingWindows {
   constructor(limit: ThrottleLimit, maxTracked: number) {
     this.#limit = limit;
     this.#maxTracked = maxTracked;
-  }
-
-  describe(what = 'failures'): string {
-    return `${this.#limit.max} ${what} in ${this.#limit.windowMs / 1000} s`;
   }
 
   /** Milliseconds until the key may try again; 0 when it may now. */

@@ -10,7 +10,7 @@ import { verifyPasskeyLogin } from '../../identity/passkeys/login.ts';
 import { authenticationOptions } from '../../identity/passkeys/options.ts';
 import { methodsReaching, signInMethodsOf } from '../../identity/methods.ts';
 import { readSession, readSessionOfPerson, startSession, type SessionPerson, type StartedSession } from '../../identity/sessions.ts';
-import { findUser } from '../../identity/users.ts';
+import { findUser, normalizeUsername } from '../../identity/users.ts';
 import { consentPage } from '../../ui/consent.ts';
 import { csrfBinding, csrfField, csrfToken, csrfTokenValid, type CsrfPurpose } from '../../ui/csrf.ts';
 import { loginPage, type LevelAsked, type SteppingUp } from '../../ui/login.ts';
@@ -22,6 +22,7 @@ import { sendJson } from '../../http/json.ts';
 import { sendError } from '../../http/errors.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { rateLimitHeaders } from '../../risk/limits/refusal.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
 
@@ -44,6 +45,8 @@ import type { InteractionFlow } from './flow.ts';
  *   1. a missing or wrong CSRF token, or a cross-site Origin → 403 page, nothing changes;
  *   2. an unknown or expired interaction, or another browser's → error page (400);
  *   3. an empty username or password → the sign-in page again, 400;
+ *   3a. the person's rate limit (attempts naming the account, src/risk/limits): over it → the
+ *      sign-in page again, 429 with Retry-After and the RateLimit fields, no password work;
  *   4. verifyLogin (throttle, Argon2id, lockout, audit): throttled → 429 with Retry-After;
  *      any other failure → the sign-in page with one generic message, 401;
  *   5. a person with a second factor (src/identity/factors): no session yet — a pending sign-in
@@ -160,6 +163,17 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!interaction) return interactionGone(ctx, request, reply);
           if (!complete) {
             return showLogin(ctx, request, reply, interaction, { status: 400, username, error: 'Enter your username and your password.' });
+          }
+          // The person's rate limit (src/risk/limits): sign-in attempts naming this account, any
+          // outcome, before the password is looked at; over it, the page again with 429.
+          const limited = await ctx.risk.limits.limiter.person(normalizeUsername(username));
+          if (limited) {
+            return showLogin(ctx, request, reply, interaction, {
+              status: 429,
+              username,
+              error: 'Too many sign-in attempts for this account. Wait a moment, then try again.',
+              headers: rateLimitHeaders(limited),
+            });
           }
           // A success starts the session (its id rotates) and records it on the interaction, in the
           // login's transaction with its audit event: statements added to its flight, answered
