@@ -22,6 +22,10 @@
  *   worker's copy. A lagging copy only costs the work of an attempt that `settle` then refuses;
  * - password login: `reserve` and `refund` are decided in the primary (a login is slow anyway).
  *
+ * With `REDIS_URL` the workers count in Redis directly (src/risk/limits/redis-throttles.ts), as
+ * every node does; this relay is then their fallback while Redis does not answer, so limits hold
+ * per node in an outage. Without Redis it is the node's one store.
+ *
  * A new worker gets the failures of the last window first (`history`), so a restarted worker
  * does not forget who is throttled. A worker that cannot reach the primary (it is gone, or does
  * not answer within `replyTimeoutMs`) refuses: fail closed, 429 for client authentication,

@@ -86,6 +86,9 @@ export interface OwnRedis {
   start(): Promise<void>;
   /** Kills it (SIGKILL: an outage, not a shutdown). */
   stop(): Promise<void>;
+  /** Stops it answering without closing its connections (SIGSTOP), and lets it go on (SIGCONT). */
+  pause(): void;
+  resume(): void;
 }
 
 /** A redis-server of the test's own on a free port, keeping nothing on disk; killed after the test. */
@@ -96,12 +99,10 @@ export async function startOwnRedis(t: Pick<TestContext, 'after'>): Promise<OwnR
     port,
     url: `redis://127.0.0.1:${port}`,
     async start() {
-      child = spawn(redisServerPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout!.on('data', (chunk) => (output += chunk));
+      child = spawn(redisServerPath, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
       const deadline = Date.now() + 10_000;
       while (!(await answers(own.url))) {
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start: ${output}`);
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start (exit code ${child.exitCode})`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     },
@@ -111,8 +112,13 @@ export async function startOwnRedis(t: Pick<TestContext, 'after'>): Promise<OwnR
       child.kill('SIGKILL');
       await exited;
     },
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
   };
   await own.start();
-  t.after(() => own.stop());
+  t.after(async () => {
+    own.resume();
+    await own.stop();
+  });
   return own;
 }

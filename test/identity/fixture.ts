@@ -8,7 +8,9 @@ import type { AuditEventType, StoredAuditEvent } from '../../src/audit/events.ts
 import type { ManualClock } from '../../src/clock.ts';
 import type { Context } from '../../src/context.ts';
 import { defaultIdentityPolicy, type IdentityPolicy } from '../../src/identity/index.ts';
-import { MemoryLoginThrottle, type LoginThrottleOptions } from '../../src/identity/login-throttle.ts';
+import { MemoryLoginThrottle, type LoginThrottle, type LoginThrottleOptions } from '../../src/identity/login-throttle.ts';
+import { RedisLoginThrottle } from '../../src/risk/limits/redis-throttles.ts';
+import { testSharedStore } from '../helpers/redis.ts';
 import { formatProblem } from '../../src/validation.ts';
 import { testContext, type TestDialect } from '../helpers/storage.ts';
 
@@ -43,10 +45,20 @@ export interface PeopleFixtureOptions {
   env?: NodeJS.ProcessEnv;
   /** Default: SQLite. */
   dialect?: TestDialect;
+  /**
+   * Where the login throttle counts: this process's memory (default), or Redis (the shared test
+   * Redis under a prefix of the test's own; a fallback that fails the test if used).
+   */
+  throttleStore?: 'memory' | 'redis';
 }
 
 export async function peopleFixture(t: Pick<TestContext, 'after'>, options: PeopleFixtureOptions = {}): Promise<PeopleFixture> {
   const { ctx, clock } = await testContext({ t, env: options.env ?? {}, ...(options.dialect ? { dialect: options.dialect } : {}) });
+  const shared = options.throttleStore === 'redis' ? await testSharedStore(t) : undefined;
+  const unused: LoginThrottle = { reserve: () => { throw new Error('the fallback login throttle was used'); } };
+  const throttleOf = (throttle?: LoginThrottleOptions): LoginThrottle =>
+    shared ? new RedisLoginThrottle(shared, unused, clock, throttle) : new MemoryLoginThrottle(clock, throttle);
+  ctx.identity = { ...ctx.identity, throttle: throttleOf() };
   const fixture: PeopleFixture = {
     ctx,
     clock,
@@ -58,7 +70,7 @@ export async function peopleFixture(t: Pick<TestContext, 'after'>, options: Peop
     policy(options) {
       ctx.identity = {
         ...ctx.identity,
-        throttle: new MemoryLoginThrottle(clock, options.throttle),
+        throttle: throttleOf(options.throttle),
         policy: { ...defaultIdentityPolicy, ...options.policy },
       };
     },

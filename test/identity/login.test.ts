@@ -7,13 +7,20 @@ import { readSession, startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { alicePassword, bobPassword, peopleFixture } from './fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
+import { redisSkip } from '../helpers/redis.ts';
 
 const from = (username: string, password: string, sourceAddress = '198.51.100.7'): LoginAttempt => ({ username, password, sourceAddress, requestId: 'req-1', clientId: 'trading-ui' });
 
-for (const dialect of testDialects()) {
-  describe(`password login on ${dialect.name}`, () => {
+/** Each dialect with the login throttle in memory, and SQLite with it in Redis (the failure counts every node shares). */
+const cases = [
+  ...testDialects().map((dialect) => ({ dialect, throttleStore: 'memory' as const, name: dialect.name, skip: false as string | false })),
+  { dialect: testDialects()[0]!, throttleStore: 'redis' as const, name: `${testDialects()[0]!.name}, throttle in Redis`, skip: redisSkip },
+];
+
+for (const { dialect, throttleStore, name, skip } of cases) {
+  describe(`password login on ${name}`, { skip }, () => {
     test('accepts the right password, case-insensitively for the username, and audits it', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       const outcome = await verifyLogin(f.ctx, from('Alice', alicePassword));
       assert.equal(outcome.ok, true);
       assert.ok(outcome.ok);
@@ -29,7 +36,7 @@ for (const dialect of testDialects()) {
     });
 
     test('answers an unknown user and a wrong password alike, and audits why without the username', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       const unknown = await verifyLogin(f.ctx, from('mallory', alicePassword));
       const wrong = await verifyLogin(f.ctx, from('alice', 'not the password'));
       assert.deepEqual(unknown, { ok: false, reason: 'invalid_credentials' });
@@ -45,7 +52,7 @@ for (const dialect of testDialects()) {
     });
 
     test('spends a full password verification on an unknown username too', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 }, perAddress: { max: 100, windowMs: 60_000 } } });
       await verifyLogin(f.ctx, from('mallory', 'warm-up')); // the dummy hash is made once per process
       const computations = async (username: string) => {
@@ -59,7 +66,7 @@ for (const dialect of testDialects()) {
     });
 
     test('throttles an account after 5 failures in 5 minutes, from any address, even with the right password', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       for (let i = 0; i < 5; i++) assert.equal((await verifyLogin(f.ctx, from('alice', 'wrong', `203.0.113.${i}`))).ok, false);
       const throttled = await verifyLogin(f.ctx, from('alice', alicePassword, '203.0.113.99'));
       assert.equal(throttled.ok, false);
@@ -72,7 +79,7 @@ for (const dialect of testDialects()) {
     });
 
     test('counts parallel guesses before verifying them: 20 at once reach the password check at most 5 times', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       const before = argon2Stats.computations;
       const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => verifyLogin(f.ctx, from('alice', `guess-${i}`, `203.0.113.${i}`))));
       assert.equal(argon2Stats.computations - before, 5, 'one Argon2id computation per guess the throttle let through');
@@ -84,7 +91,7 @@ for (const dialect of testDialects()) {
     });
 
     test('refunds a successful login its throttle count, but not the failures before it', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       for (let i = 0; i < 4; i++) await verifyLogin(f.ctx, from('alice', 'wrong', `203.0.113.${i}`));
       for (let i = 0; i < 3; i++) assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true, 'a success does not use up the allowance');
       await verifyLogin(f.ctx, from('alice', 'wrong again'));
@@ -93,7 +100,7 @@ for (const dialect of testDialects()) {
     });
 
     test('refuses the right password whose verification a lockout overtook, and starts no session', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
       // The right password's success is written only after the wrong guesses racing it have locked
       // the account: its status was read, and its password verified, while the account was active.
@@ -132,14 +139,14 @@ for (const dialect of testDialects()) {
     });
 
     test('throttles unknown usernames like known ones', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       for (let i = 0; i < 5; i++) await verifyLogin(f.ctx, from('mallory', 'wrong', `203.0.113.${i}`));
       const outcome = await verifyLogin(f.ctx, from('mallory', 'wrong', '203.0.113.50'));
       assert.ok(!outcome.ok && outcome.reason === 'throttled');
     });
 
     test('throttles a source address after 20 failures across accounts', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       for (let i = 0; i < 20; i++) await verifyLogin(f.ctx, from(`user${i}`, 'wrong', '192.0.2.1'));
       const outcome = await verifyLogin(f.ctx, from('alice', alicePassword, '192.0.2.1'));
       assert.ok(!outcome.ok && outcome.reason === 'throttled');
@@ -147,7 +154,7 @@ for (const dialect of testDialects()) {
     });
 
     test('locks an account after the threshold of consecutive failures, audits it once, and ends its sessions', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
       const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
@@ -168,7 +175,7 @@ for (const dialect of testDialects()) {
     });
 
     test('counts only consecutive failures: a success resets the count', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
       for (let round = 0; round < 3; round++) {
         await verifyLogin(f.ctx, from('alice', 'wrong'));
@@ -179,7 +186,7 @@ for (const dialect of testDialects()) {
     });
 
     test('refuses a password longer than any accepted one as a wrong one, and counts it', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       assert.deepEqual(await verifyLogin(f.ctx, from('alice', 'x'.repeat(5000))), { ok: false, reason: 'invalid_credentials' });
       assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['wrong_password'] });
       const row = await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow();
@@ -187,14 +194,14 @@ for (const dialect of testDialects()) {
     });
 
     test('refuses an account without a password as it refuses a wrong one', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       await f.apply({ users: [{ username: 'dave' }] });
       assert.deepEqual(await verifyLogin(f.ctx, from('dave', '')), { ok: false, reason: 'invalid_credentials' });
       assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['no_password'] });
     });
 
     test('upgrades a hash made with older parameters at the next successful login', async (t) => {
-      const f = await peopleFixture(t, { dialect });
+      const f = await peopleFixture(t, { dialect, throttleStore });
       const old = await hashPassword('an imported passphrase', { memory: 4096, passes: 1, parallelism: 1 });
       await f.apply({ users: [{ username: 'carol', password_hash: old }] });
       assert.equal((await verifyLogin(f.ctx, from('carol', 'an imported passphrase'))).ok, true);

@@ -19,7 +19,10 @@ closes the database.
                 throttles and restarts a worker that dies (at once if it had run 10 s, else after
                 1, 2, 4 ... 30 s). On SIGTERM it stops the workers, each finishing its in-flight
                 requests, then seals and exits. With 1, one process does all of it.
-                PostgreSQL: each worker has its own pool of CLEARANCE_DB_POOL_SIZE connections.`;
+                PostgreSQL: each worker has its own pool of CLEARANCE_DB_POOL_SIZE connections.
+                With REDIS_URL, every worker counts its rate limits and failure throttles in
+                Redis (shared by every node); the primary's throttles are then the fallback
+                while Redis does not answer.`;
 
 /** The most workers `--workers` accepts. */
 export const maxWorkers = 256;

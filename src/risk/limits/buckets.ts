@@ -55,7 +55,7 @@ export const defaultMaxBuckets = 100_000;
 /**
  * Buckets in this process's memory, at most `maxBuckets` of them (the least recently used is
  * forgotten, which refills it: lenient, but memory stays bounded whatever callers send).
- * Synchronous: no promise, and no allocation for an allowed request but a new caller's bucket.
+ * Synchronous (no promise); an allowed request allocates nothing here but a new caller's bucket.
  */
 export class MemoryBuckets implements BucketStore {
   readonly #buckets = new Map<string, Bucket>();

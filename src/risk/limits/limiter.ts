@@ -25,9 +25,9 @@ export type LimitDecision = LimitRefusal | undefined | Promise<LimitRefusal | un
  *   (src/clients/authentication/endpoint-authentication.ts);
  * - `person`: the account a sign-in names, before its password is verified (src/endpoints/interaction).
  *
- * What a check costs: with the limits cached and the memory store, no promise and no allocation
- * but the check's own small array; with Redis, one round trip (one script for all the buckets
- * of the check). A limit that is off costs nothing.
+ * What a check costs: with the limits cached and the memory store, no promise, and a few
+ * short-lived objects (the check's keys); with Redis, one round trip (one script for all the
+ * buckets of the check). A limit that is off costs nothing.
  */
 export class RateLimiter {
   readonly #source: RateLimitSource;
@@ -71,10 +71,10 @@ export class RateLimiter {
     const addressQuota = settings.limits.address;
     const routeQuota = settings.routes.has(route) ? settings.routes.get(route) : settings.limits.endpoint;
     if (addressQuota && routeQuota) {
-      return this.#take(['address', 'endpoint'], [bucket('address', throttleKeyForAddress(address), addressQuota), bucket('endpoint', route, routeQuota)]);
+      return this.#take(addressAndEndpoint, [bucket('address', throttleKeyForAddress(address), addressQuota), bucket('endpoint', route, routeQuota)]);
     }
-    if (addressQuota) return this.#take(['address'], [bucket('address', throttleKeyForAddress(address), addressQuota)]);
-    if (routeQuota) return this.#take(['endpoint'], [bucket('endpoint', route, routeQuota)]);
+    if (addressQuota) return this.#take(kindsOf.address, [bucket('address', throttleKeyForAddress(address), addressQuota)]);
+    if (routeQuota) return this.#take(kindsOf.endpoint, [bucket('endpoint', route, routeQuota)]);
     return undefined;
   }
 
@@ -86,7 +86,7 @@ export class RateLimiter {
 
   #oneWith(settings: RateLimitSettings, kind: LimitKind, value: string): LimitDecision {
     const quota = settings.limits[kind];
-    return quota ? this.#take([kind], [bucket(kind, value, quota)]) : undefined;
+    return quota ? this.#take(kindsOf[kind], [bucket(kind, value, quota)]) : undefined;
   }
 
   #take(kinds: readonly LimitKind[], checks: readonly BucketCheck[]): LimitDecision {
@@ -115,6 +115,9 @@ export class RateLimiter {
     this.#log.info({ limit: kind, ...(kind === 'person' ? {} : { key: check.key.slice(kind.length + 1) }), quota: check.quota, window: check.windowMs / 1000 }, 'rate limit reached');
   }
 }
+
+const addressAndEndpoint: readonly LimitKind[] = ['address', 'endpoint'];
+const kindsOf: Record<LimitKind, readonly LimitKind[]> = { address: ['address'], endpoint: ['endpoint'], client: ['client'], person: ['person'] };
 
 function bucket(kind: LimitKind, value: string, quota: Quota): BucketCheck {
   return { key: `${kind}:${value}`, quota: quota.quota, windowMs: quota.windowSeconds * 1000 };

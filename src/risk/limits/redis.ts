@@ -37,7 +37,7 @@ export class SharedStore {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       commandTimeout: options.timeoutMs,
-      connectTimeout: Math.max(1000, 4 * options.timeoutMs),
+      connectTimeout: Math.max(2000, 4 * options.timeoutMs),
       // Reconnect for ever, at most every 2 s.
       retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
       connectionName: 'clearance',

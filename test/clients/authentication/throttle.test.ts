@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { ManualClock } from '../../../src/clock.ts';
 import {
   MemoryAuthFailureThrottle,
@@ -7,22 +7,41 @@ import {
   throttleKeyForAddress,
   throttledError,
   type AuthAttempt,
+  type AuthFailureThrottle,
   type ThrottleOptions,
 } from '../../../src/clients/authentication/throttle.ts';
+import { RedisAuthFailureThrottle } from '../../../src/risk/limits/redis-throttles.ts';
+import { redisSkip, testSharedStore } from '../../helpers/redis.ts';
 import { assertionBody, assertionClaims, basic, harness, keyPair, rejectsWith, signAssertion } from './fixture.ts';
 
 const secret = (clientId: string, address: string): AuthAttempt => ({ address, clientId, secret: true });
 const assertion = (clientId: string, address: string): AuthAttempt => ({ address, clientId, secret: false });
 
 /** Settles `n` failures of one kind, each from `address(i)`, and asserts none was refused. */
-async function fail(throttle: MemoryAuthFailureThrottle, n: number, attempt: (i: number) => AuthAttempt, outcome: 'failure' | 'secret_guess' = 'failure') {
+async function fail(throttle: AuthFailureThrottle, n: number, attempt: (i: number) => AuthAttempt, outcome: 'failure' | 'secret_guess' = 'failure') {
   for (let i = 0; i < n; i++) assert.equal(await throttle.settle(attempt(i), outcome), undefined, `failure ${i} is counted, not refused`);
 }
 
-describe('the in-memory client authentication throttle', () => {
-  test('refuses an address after 30 failures within 60 seconds, whatever the client ids, with the wait until the oldest ages out', async () => {
+/**
+ * The stores of the model, run through the same suite: this process's memory, and Redis (shared
+ * by every node; a fallback that fails the test if used, so every answer is Redis's).
+ */
+const stores: { name: string; skip: string | false; open(t: TestContext, clock: ManualClock, options?: ThrottleOptions): Promise<AuthFailureThrottle> }[] = [
+  { name: 'in-memory', skip: false, open: async (_t, clock, options) => new MemoryAuthFailureThrottle(clock, options) },
+  {
+    name: 'Redis',
+    skip: redisSkip,
+    async open(t, clock, options) {
+      const unused: AuthFailureThrottle = { check: () => assert.fail('the fallback was used'), settle: () => assert.fail('the fallback was used') };
+      return new RedisAuthFailureThrottle(await testSharedStore(t), unused, clock, options);
+    },
+  },
+];
+
+for (const { name, skip, open } of stores) describe(`the ${name} client authentication throttle`, { skip }, () => {
+  test('refuses an address after 30 failures within 60 seconds, whatever the client ids, with the wait until the oldest ages out', async (t) => {
     const clock = new ManualClock(1_000_000);
-    const throttle = new MemoryAuthFailureThrottle(clock);
+    const throttle = await open(t, clock);
     await fail(throttle, 29, (i) => secret(`client-${i}`, '203.0.113.7'));
     assert.equal(await throttle.check({ address: '203.0.113.7', secret: false }), undefined);
     await fail(throttle, 1, () => ({ address: '203.0.113.7', secret: false }));
@@ -33,9 +52,9 @@ describe('the in-memory client authentication throttle', () => {
     assert.equal(await throttle.check(assertion('anyone', '203.0.113.8')), undefined);
   });
 
-  test('refuses a client from one address after 10 failures there, and only there', async () => {
+  test('refuses a client from one address after 10 failures there, and only there', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock);
+    const throttle = await open(t, clock);
     await fail(throttle, 10, () => assertion('oms-service', '203.0.113.66'));
     const refusal = await throttle.check(assertion('oms-service', '203.0.113.66'));
     assert.match(refusal?.reason ?? '', /^client oms-service from address 203\.0\.113\.66 exceeded 10 failures in 60 s$/);
@@ -46,16 +65,16 @@ describe('the in-memory client authentication throttle', () => {
     assert.equal(await throttle.check(assertion('oms-service', '203.0.113.66')), undefined, 'a minute later');
   });
 
-  test('does not put a client into the guessing state for failures that are not wrong secrets', async () => {
+  test('does not put a client into the guessing state for failures that are not wrong secrets', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock);
+    const throttle = await open(t, clock);
     await fail(throttle, 50, (i) => secret('risk-service', `198.51.100.${i + 1}`));
     assert.equal(await throttle.settle(secret('risk-service', '198.51.100.1'), 'success'), undefined);
   });
 
-  test('after 10 wrong secrets from anywhere, admits a secret only from an address that has not failed as the client', async () => {
+  test('after 10 wrong secrets from anywhere, admits a secret only from an address that has not failed as the client', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock);
+    const throttle = await open(t, clock);
     await fail(throttle, 10, (i) => secret('risk-service', `198.51.100.${i + 1}`), 'secret_guess');
     clock.advance(10_000);
     // A guessing address is refused, even when its secret is right.
@@ -73,9 +92,9 @@ describe('the in-memory client authentication throttle', () => {
     assert.equal(await throttle.check(secret('broker-1', '198.51.100.10')), undefined);
   });
 
-  test('does not count a refused attempt, so a throttled caller cannot extend its own wait', async () => {
+  test('does not count a refused attempt, so a throttled caller cannot extend its own wait', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock, { perClientAddress: { max: 2, windowMs: 60_000 } });
+    const throttle = await open(t, clock, { perClientAddress: { max: 2, windowMs: 60_000 } });
     await fail(throttle, 1, () => secret('a', '192.0.2.1'));
     clock.advance(30_000);
     await fail(throttle, 1, () => secret('a', '192.0.2.1'));
@@ -85,9 +104,9 @@ describe('the in-memory client authentication throttle', () => {
     assert.ok(await throttle.settle(secret('a', '192.0.2.1'), 'failure'));
   });
 
-  test('decides each settlement on the counters as they stand, so a burst gets at most the limit admitted', async () => {
+  test('decides each settlement on the counters as they stand, so a burst gets at most the limit admitted', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock);
+    const throttle = await open(t, clock);
     // All fifty passed the early check before any was settled.
     const attempts = Array.from({ length: 50 }, () => secret('risk-service', '203.0.113.68'));
     for (const attempt of attempts) assert.equal(await throttle.check(attempt), undefined);
@@ -95,9 +114,9 @@ describe('the in-memory client authentication throttle', () => {
     assert.equal(settled.filter((r) => r === undefined).length, 10);
   });
 
-  test('takes its limits from options', async () => {
+  test('takes its limits from options', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock, {
+    const throttle = await open(t, clock, {
       perAddress: { max: 3, windowMs: 10_000 },
       perClientAddress: { max: 2, windowMs: 5000 },
       secretGuesses: { max: 1, windowMs: 20_000 },
@@ -113,26 +132,27 @@ describe('the in-memory client authentication throttle', () => {
     assert.equal((await throttle.check(assertion('c', '192.0.2.1')))?.retryAfterMs, 10_000);
   });
 
-  test('counts an IPv6 /64 as one address and an IPv4-mapped address as IPv4', async () => {
+  test('counts an IPv6 /64 as one address and an IPv4-mapped address as IPv4', async (t) => {
     assert.equal(throttleKeyForAddress('2001:db8:0:0:1::1'), '2001:db8:0:0::/64');
     assert.equal(throttleKeyForAddress('2001:DB8::ffff'), '2001:db8:0:0::/64');
     assert.equal(throttleKeyForAddress('2001:db8:0:1::1'), '2001:db8:0:1::/64');
     assert.equal(throttleKeyForAddress('::ffff:192.0.2.1'), '192.0.2.1');
     assert.equal(throttleKeyForAddress('::1'), '0:0:0:0::/64');
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock, { perAddress: { max: 2, windowMs: 60_000 }, perClientAddress: { max: 1, windowMs: 60_000 } });
+    const throttle = await open(t, clock, { perAddress: { max: 2, windowMs: 60_000 }, perClientAddress: { max: 1, windowMs: 60_000 } });
     await fail(throttle, 1, () => ({ address: '2001:db8::1', secret: false }));
     await fail(throttle, 1, () => assertion('a', '2001:db8::2'));
     assert.ok(await throttle.check({ address: '2001:db8::abcd', secret: false }));
     assert.equal(await throttle.check({ address: '2001:db8:0:1::1', secret: false }), undefined);
-    const mapped = new MemoryAuthFailureThrottle(clock, { perClientAddress: { max: 1, windowMs: 60_000 } });
+    const mapped = await open(t, clock, { perClientAddress: { max: 1, windowMs: 60_000 } });
     await fail(mapped, 1, () => assertion('a', '::ffff:192.0.2.1'));
     assert.ok(await mapped.check(assertion('a', '192.0.2.1')), 'the client from the same IPv4 address');
   });
 
-  test('keeps memory bounded by evicting the least recently failing key', async () => {
+  // Redis bounds nothing per key count: each key expires a window after its last failure.
+  if (name === 'in-memory') test('keeps memory bounded by evicting the least recently failing key', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock, { perAddress: { max: 1, windowMs: 60_000 }, maxTracked: 3 });
+    const throttle = await open(t, clock, { perAddress: { max: 1, windowMs: 60_000 }, maxTracked: 3 });
     for (const address of ['192.0.2.1', '192.0.2.2', '192.0.2.3']) await fail(throttle, 1, () => ({ address, secret: false }));
     assert.ok(await throttle.check({ address: '192.0.2.1', secret: false }));
     await fail(throttle, 1, () => ({ address: '192.0.2.4', secret: false }));
@@ -140,9 +160,9 @@ describe('the in-memory client authentication throttle', () => {
     assert.ok(await throttle.check({ address: '192.0.2.4', secret: false }));
   });
 
-  test('counts only the failures within the window, however many came before', async () => {
+  test('counts only the failures within the window, however many came before', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock, { perAddress: { max: 3, windowMs: 60_000 } });
+    const throttle = await open(t, clock, { perAddress: { max: 3, windowMs: 60_000 } });
     for (let i = 0; i < 1000; i++) {
       // Below the limit each time: the window slides past the older ones.
       clock.advance(30_000);
@@ -152,9 +172,9 @@ describe('the in-memory client authentication throttle', () => {
     assert.equal((await throttle.check({ address: '192.0.2.1', secret: false }))?.retryAfterMs, 30_000);
   });
 
-  test('does not track client ids longer than any registered client_id can be', async () => {
+  test('does not track client ids longer than any registered client_id can be', async (t) => {
     const clock = new ManualClock(0);
-    const throttle = new MemoryAuthFailureThrottle(clock, { perClientAddress: { max: 1, windowMs: 60_000 }, secretGuesses: { max: 1, windowMs: 60_000 } });
+    const throttle = await open(t, clock, { perClientAddress: { max: 1, windowMs: 60_000 }, secretGuesses: { max: 1, windowMs: 60_000 } });
     const long = 'x'.repeat(129);
     await fail(throttle, 1, () => secret(long, '192.0.2.1'), 'secret_guess');
     assert.equal(await throttle.check(secret(long, '192.0.2.1')), undefined);
