@@ -31,7 +31,7 @@ for (const dialect of testDialects()) {
     });
 
     test('stores the limits it names, keeps the others, replaces the route list, and says what changed', async (t) => {
-      const { ctx } = await testContext({ t, dialect });
+      const { ctx, clock } = await testContext({ t, dialect });
       const apply = async (document: Record<string, unknown>) => {
         const { plan, problems } = await planApply(ctx, document);
         assert.ok(plan, problems.map(formatProblem).join('\n'));
@@ -46,7 +46,7 @@ for (const dialect of testDialects()) {
         { kind: 'rate_limit', id: 'route:/jwks', outcome: 'created' },
       ]);
       // Another process's cache sees it within a second.
-      ctx.clock.advance(1000);
+      clock.advance(1000);
       const stored = await source.get();
       assert.deepEqual(stored.limits, { ...defaultRateLimits.limits, client: { quota: 50, windowSeconds: 10 }, person: undefined });
       assert.deepEqual([...stored.routes], [['/token', { quota: 7, windowSeconds: 1 }], ['/jwks', undefined]]);
@@ -57,7 +57,7 @@ for (const dialect of testDialects()) {
         { kind: 'rate_limit', id: 'route:/token', outcome: 'updated' },
         { kind: 'rate_limit', id: 'route:/jwks', outcome: 'removed' },
       ]);
-      ctx.clock.advance(1000);
+      clock.advance(1000);
       const again = await source.get();
       assert.deepEqual(again.limits.person, undefined, 'not named: kept');
       assert.deepEqual(again.limits.endpoint, { quota: 9, windowSeconds: 9 });
