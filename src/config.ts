@@ -63,6 +63,11 @@ export interface Config {
   redisPrefix: string;
   /** Longest wait for a Redis answer, in ms; then the node counts in memory until Redis answers again. */
   redisTimeoutMs: number;
+  /**
+   * The sanctions/PEP screening list file (CSV or JSON, docs/risk.md "Sanctions and PEP
+   * screening"); undefined: no screening.
+   */
+  screeningList: string | undefined;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -121,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: readRedisUrl(env.REDIS_URL),
     redisPrefix: readRedisPrefix(env.CLEARANCE_REDIS_PREFIX),
     redisTimeoutMs: readInt(env, 'CLEARANCE_REDIS_TIMEOUT_MS', 250, 10, 10_000),
+    screeningList: emptyToUndefined(env.CLEARANCE_SCREENING_LIST) === undefined ? undefined : resolve(env.CLEARANCE_SCREENING_LIST!),
   };
 }
 

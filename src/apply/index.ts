@@ -21,9 +21,12 @@ import { executeWebhooks, planAlerts, type WebhookEntry } from '../signals/webho
 import { readRiskSection, upsertRiskSettings, type RiskSection } from '../risk/settings-section.ts';
 import { readAnomalySection, upsertAnomalySettings, type AnomalySection } from '../risk/anomalies/settings.ts';
 import { readRateLimitSection, upsertRateLimits, type RateLimitSection } from '../risk/limits/settings.ts';
+import { executeKycProviders, planKycProviders, type KycProviderEntry } from '../risk/kyc/providers.ts';
+import { executeKycDeclarations, type KycDeclaration } from '../risk/kyc/apply.ts';
+import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -55,11 +58,14 @@ export interface ApplyPlan {
 
   /** `rate_limits` (src/risk/limits/settings.ts): the limits it names. */
   rateLimits?: RateLimitSection;
+
+  /** `kyc.providers` (src/risk/kyc/providers.ts): when present, the whole list of KYC providers. */
+  kycProviders?: KycProviderEntry[];
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider';
 
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
@@ -144,6 +150,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const breakGlass = await planBreakGlass(ctx, v, list, duplicates, { clients, resourceServers, users: userEntries.map((e) => e.item) });
   await planEmergencyClients(ctx.storage.db, v, clientEntries, breakGlass);
   const alertWebhooks = root.alerts === undefined ? undefined : await planAlerts(ctx.storage.db, v, root.alerts, ctx.config);
+  const kycProviders = root.kyc === undefined ? undefined : await planKycProviders(ctx.storage.db, v, root.kyc);
   const roleMinimums = root.authentication === undefined ? new Map<string, Acr>() : readAuthenticationSection(v, 'authentication', root.authentication);
   const recovery = root.recovery === undefined ? undefined : readRecoverySection(v, 'recovery', root.recovery);
   const risk = root.risk === undefined ? undefined : readRiskSection(v, 'risk', root.risk, await ctx.risk.settings.get());
@@ -168,6 +175,8 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           ...(anomalies ? { anomalies } : {}),
 
           ...(rateLimits ? { rateLimits } : {}),
+
+          ...(kycProviders ? { kycProviders } : {}),
         },
         problems: [],
       }
@@ -241,8 +250,17 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     if (plan.alertWebhooks) result.changes.push(...(await executeWebhooks(trx, now, ctx.identity.factorKeys.master, plan.alertWebhooks)));
     if (plan.risk) result.changes.push(...(await upsertRiskSettings(trx, now, plan.risk)));
     if (plan.anomalies) result.changes.push(...(await upsertAnomalySettings(trx, now, plan.anomalies)));
-
     if (plan.rateLimits) result.changes.push(...(await upsertRateLimits(trx, now, plan.rateLimits)));
+    if (plan.kycProviders) result.changes.push(...(await executeKycProviders(trx, now, ctx.identity.factorKeys.master, plan.kycProviders)));
+    // KYC records after the people and legal entities they belong to; a changed record is a
+    // change of its person or legal entity.
+    const kyc = await executeKycDeclarations(trx, ctx.clock, kycDeclarations(plan, userIds), source.actor);
+    for (const principal of kyc.changed) {
+      const id = principal.type === 'User' ? [...userIds].find(([, userId]) => userId === principal.id)![0] : principal.id;
+      const change = result.changes.find((c) => c.kind === (principal.type === 'User' ? 'user' : 'legal_entity') && c.id === id);
+      if (change?.outcome === 'unchanged') change.outcome = 'updated';
+    }
+    events.push(...kyc.events);
     return { value: undefined, events };
   });
   ctx.resourceServers.invalidate();
@@ -254,8 +272,8 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   invalidateBreakGlassAccounts(ctx);
   ctx.risk.settings.invalidate?.();
   ctx.risk.anomalySettings.invalidate();
-
   ctx.risk.limits.limiter.invalidate();
+  ctx.risk.kyc.invalidate();
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
   if (changed.length > 0) {
     await ctx.audit.record({
@@ -264,5 +282,17 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
       details: { via: source.via, changes: changed.map(({ kind, id, outcome }) => ({ kind, id: kind === 'user' ? userIds.get(id)! : id, outcome })) },
     });
   }
+  // Sanctions/PEP screening at apply time (src/risk/screening): every person and legal entity the
+  // document names; a hit freezes them, in its own transaction, once the apply has committed.
+  for (const user of plan.users) await screenPerson(ctx, { id: userIds.get(user.username)!, name: user.name ?? null, attributes: user.attributes ?? {} }, 'apply');
+  for (const entity of plan.entities.legalEntities) await screenLegalEntity(ctx, entity, 'apply');
   return result;
+}
+
+/** The document's KYC declarations, people by the ids apply gave them. */
+function kycDeclarations(plan: ApplyPlan, userIds: ReadonlyMap<string, string>): KycDeclaration[] {
+  return [
+    ...plan.users.flatMap((u) => (u.kyc ? [{ principal: { type: 'User' as const, id: userIds.get(u.username)! }, fields: u.kyc }] : [])),
+    ...plan.entities.legalEntities.flatMap((e) => (e.kyc ? [{ principal: { type: 'LegalEntity' as const, id: e.lei }, fields: e.kyc }] : [])),
+  ];
 }

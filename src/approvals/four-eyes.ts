@@ -78,11 +78,11 @@ export async function fourEyesEligible(ctx: Context, request: ApprovalRequest, a
   const [person, subject] = await Promise.all([findUser(ctx, approver.userId), findUser(ctx, request.subject)]);
   if (!person || person.status !== 'active') return 'the approver is not an active person';
   if (!subject) return 'the person the request is for is unknown';
-  const snapshot = await ctx.entities.snapshot();
+  const records = { snapshot: await ctx.entities.snapshot(), kyc: await ctx.risk.kyc.lookup([person.id, subject.id]) };
   const entities = new Map<string, CedarEntity>();
   const add = (entity: CedarEntity) => entities.set(uidText(entity.uid), entity);
-  const principal = addUser(add, snapshot, person);
-  const resource = addUser(add, snapshot, subject);
+  const principal = addUser(add, records, person);
+  const resource = addUser(add, records, subject);
   const time = epochSeconds(ctx.clock);
   const base = withDerivedAuthentication({
     time,

@@ -51,7 +51,8 @@ export async function executeEntities(ctx: Pick<Context, 'entities'>, trx: Trans
   for (const [kind, items] of references) {
     for (const item of items) changes.push({ kind, id: item.id, outcome: await ctx.entities.upsertReference(trx, kind, item) });
   }
-  for (const entity of plan.legalEntities) {
+  for (const { kyc: _declared, ...entity } of plan.legalEntities) {
+    // The KYC declaration is the KYC record's (src/risk/kyc/apply.ts), never part of the definition.
     changes.push({ kind: 'legal_entity', id: entity.lei, outcome: await ctx.entities.upsertLegalEntity(trx, entity) });
   }
   return changes;

@@ -1,6 +1,7 @@
 import { join, type Validator } from '../validation.ts';
 import { isValidCountryCode } from './countries.ts';
 import { isValidLei } from './lei.ts';
+import { readKycFields, type KycFields } from '../risk/kyc/record.ts';
 
 /**
  * The institutional vocabulary (DESIGN §3): legal entities with their desks and accounts, and the
@@ -46,6 +47,11 @@ export interface LegalEntity {
   roles: LegalEntityRole[];
   desks: Desk[];
   accounts: Account[];
+  /**
+   * Apply's declaration of the entity's KYC record (src/risk/kyc/apply.ts): read from the
+   * document, never stored with the definition (the record is the source of truth).
+   */
+  kyc?: KycFields;
 }
 
 export interface Region {
@@ -79,7 +85,7 @@ export const venuePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const instrumentClassPattern = /^[a-z][a-z0-9_:-]{0,63}$/;
 const micPattern = /^[A-Z0-9]{4}$/;
 
-const legalEntityFields = ['lei', 'name', 'jurisdiction', 'home_region', 'data_regions', 'roles', 'desks', 'accounts'] as const;
+const legalEntityFields = ['lei', 'name', 'jurisdiction', 'home_region', 'data_regions', 'roles', 'desks', 'accounts', 'kyc'] as const;
 const deskFields = ['id', 'name', 'product_classes', 'time_zone'] as const;
 const accountFields = ['id', 'name', 'desk', 'region'] as const;
 
@@ -115,8 +121,19 @@ export function readLegalEntity(v: Validator, path: string, input: unknown): Leg
   for (const { item: a, at } of accounts) {
     if (a.desk !== undefined && !own.has(a.desk)) v.fail(join(path, `accounts[${at}].desk`), `"${a.desk}" is not a desk of this legal entity`);
   }
+  const kyc = o.kyc === undefined ? undefined : readKycFields(v, join(path, 'kyc'), o.kyc);
   if (v.problems.length !== before) return undefined;
-  return { lei: lei!, name: name!, jurisdiction: jurisdiction!, home_region: homeRegion!, ...(dataRegions ? { data_regions: dataRegions } : {}), roles: roles!, desks: desks.map((d) => d.item), accounts: accounts.map((a) => a.item) };
+  return {
+    lei: lei!,
+    name: name!,
+    jurisdiction: jurisdiction!,
+    home_region: homeRegion!,
+    ...(dataRegions ? { data_regions: dataRegions } : {}),
+    roles: roles!,
+    desks: desks.map((d) => d.item),
+    accounts: accounts.map((a) => a.item),
+    ...(kyc ? { kyc } : {}),
+  };
 }
 
 function readDesk(v: Validator, path: string, input: unknown): Desk | undefined {

@@ -189,7 +189,8 @@ function readHttpsUrl(v: Validator, path: string, value: unknown, rules: { issue
   return text;
 }
 
-function readJwks(v: Validator, path: string, value: unknown): { keys: Record<string, unknown>[] } | undefined {
+/** Reads a JWK Set of public signing keys (a partner's; a KYC provider's, src/risk/kyc/providers.ts). */
+export function readJwks(v: Validator, path: string, value: unknown): { keys: Record<string, unknown>[] } | undefined {
   const object = v.object(path, value);
   if (!object) return undefined;
   v.knownKeys(path, object, ['keys']);

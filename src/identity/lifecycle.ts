@@ -79,6 +79,16 @@ export interface EndedAccess {
 }
 
 /**
+ * Sets the person's cut-off to `now` and nothing else, inside the caller's transaction: every
+ * access token issued until now stops working, while sessions, consent grants and refresh tokens
+ * stay. For a KYC freeze (src/risk/kyc/changes.ts): the person may still sign in to their account
+ * pages, and no token is issued to them while the freeze lasts (src/risk/kyc/enforce.ts).
+ */
+export async function cutOffPersonTokens(trx: Transaction<Database>, userId: string, now: number): Promise<void> {
+  await trx.updateTable('users').set({ tokens_valid_after: now }).where('id', '=', userId).execute();
+}
+
+/**
  * Ends everything person `userId` holds, inside the caller's transaction (the one that changes
  * their status, password or row): sets the cut-off to `now`, revokes their refresh tokens, discards
  * their unredeemed codes, ends their sessions; for `deleted`, also revokes their consent grants

@@ -7,6 +7,7 @@ import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verif
 import { normalizeUsername, userFromRow, userRowByUsername, type User } from './users.ts';
 import { secondFactorsByUsername, secondFactorsOf, type SecondFactor } from './factors/index.ts';
 import { endPendingSignInsOf } from './factors/pending.ts';
+import { screenPerson } from '../risk/screening/screen.ts';
 
 
 export interface LoginAttempt {
@@ -254,6 +255,9 @@ export async function completeLogin<T>(
     if (refusedFor(error, 'account_not_active')) return undefined;
     throw error;
   }
+  // Sanctions/PEP screening at each sign-in (an in-memory lookup): a hit freezes the person, who
+  // stays signed in to their account pages but gets no token (src/risk/kyc/enforce.ts).
+  await screenPerson(ctx, user, 'sign_in');
   ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
   return { user, value };
 }

@@ -8,6 +8,8 @@ import { rowsOf, type Flight } from '../storage/flight.ts';
 import { join, type Validator } from '../validation.ts';
 import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecycle.ts';
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
+import { kycStatuses, readKycFields, type KycFields } from '../risk/kyc/record.ts';
+import { dateOfBirthPattern } from '../risk/screening/normalize.ts';
 
 /** A person, as other components see them. The password hash never leaves this module's store. */
 export interface User {
@@ -42,17 +44,16 @@ export type UserStatus = 'active' | 'locked' | 'disabled';
 export const userStatuses = ['active', 'locked', 'disabled'] as const;
 
 /**
- * Facts about the person that policy and consent may use: KYC and suitability (the product classes
- * they have been assessed suitable for), plus firm-specific facts as simple values.
+ * Facts about the person that policy and consent may use: suitability (the product classes they
+ * have been assessed suitable for), their date of birth (`date_of_birth`, YYYY-MM-DD: sanctions
+ * screening tells namesakes apart by it, src/risk/screening), plus firm-specific facts as simple
+ * values. Their KYC status is not an attribute: it is their KYC record (src/risk/kyc); an
+ * `attributes.kyc_status` in a document is read as `kyc: { status }` (older documents keep working).
  */
 export interface UserAttributes {
-  kyc_status?: KycStatus;
   suitability?: string[];
   [name: string]: string | number | boolean | string[] | undefined;
 }
-
-export const kycStatuses = ['pending', 'verified', 'rejected', 'expired'] as const;
-export type KycStatus = (typeof kycStatuses)[number];
 
 /** A validated `users[]` entry of an apply document (or a PUT /admin/users body). */
 export interface UserEntry {
@@ -71,9 +72,14 @@ export interface UserEntry {
    * `locked` (an administrator's lock) and `disabled` end the person's tokens.
    */
   status?: UserStatus;
+  /**
+   * The person's KYC record as the document declares it (src/risk/kyc/apply.ts; also from an
+   * older document's `attributes.kyc_status`). Absent: the record stays as it is.
+   */
+  kyc?: KycFields;
 }
 
-export const userEntryFields = ['username', 'password', 'password_hash', 'name', 'email', 'desks', 'roles', 'attributes', 'status'] as const;
+export const userEntryFields = ['username', 'password', 'password_hash', 'name', 'email', 'desks', 'roles', 'attributes', 'status', 'kyc'] as const;
 
 /** Shortest password accepted on apply (NIST SP 800-63B §3.1.1.2 allows no less than 8; we ask 12). */
 export const minPasswordLength = 12;
@@ -150,6 +156,16 @@ export function readUserEntry(v: Validator, path: string, value: unknown): UserE
     if (entry.roles && entry.roles.length > 32) v.fail(join(path, 'roles'), 'must have at most 32 roles');
   }
   if (o.attributes !== undefined) entry.attributes = readAttributes(v, join(path, 'attributes'), o.attributes);
+  if (o.kyc !== undefined) entry.kyc = readKycFields(v, join(path, 'kyc'), o.kyc);
+  // The KYC status moved from the attributes to the person's KYC record: an older document's
+  // attribute declares the record's status.
+  const legacyKyc = entry.attributes?.kyc_status;
+  if (entry.attributes && legacyKyc !== undefined) {
+    const { kyc_status: _moved, ...attributes } = entry.attributes;
+    entry.attributes = attributes;
+    if (o.kyc !== undefined) v.fail(join(path, 'attributes.kyc_status'), 'give kyc.status or attributes.kyc_status, not both');
+    else entry.kyc = { status: legacyKyc as KycFields['status'] };
+  }
   if (o.status !== undefined) entry.status = v.string(join(path, 'status'), o.status, { oneOf: userStatuses }) as UserStatus | undefined;
   return v.problems.length === before ? entry : undefined;
 }
@@ -170,7 +186,9 @@ function readAttributes(v: Validator, path: string, value: unknown): UserAttribu
     const at = join(path, name);
     const item = o[name];
     if (name === 'kyc_status') {
-      attributes.kyc_status = v.string(at, item, { oneOf: kycStatuses }) as KycStatus | undefined;
+      attributes.kyc_status = v.string(at, item, { oneOf: kycStatuses });
+    } else if (name === 'date_of_birth') {
+      attributes.date_of_birth = v.string(at, item, { pattern: dateOfBirthPattern, patternMessage: 'must be a date of birth: YYYY-MM-DD (or YYYY-MM, YYYY)' });
     } else if (name === 'suitability') {
       attributes.suitability = v.array(at, item, (p, s) => v.string(p, s, { pattern: tokenPattern, patternMessage: 'must be a lowercase product class such as equities or crypto_derivatives' }), { unique: true });
     } else if (!attributeNamePattern.test(name)) {

@@ -40,7 +40,7 @@ export interface DecisionMeta {
   mandate?: { id: string; v: number };
 }
 
-export type DecisionContextDeps = Pick<Context, 'policies' | 'entities' | 'clients' | 'resourceServers' | 'storage' | 'clock' | 'audit'>;
+export type DecisionContextDeps = Pick<Context, 'policies' | 'entities' | 'clients' | 'resourceServers' | 'storage' | 'clock' | 'audit' | 'risk'>;
 
 /**
  * The policy decision point (DESIGN §2 `policy/`): decides whether `principal` may do `action` on

@@ -19,6 +19,7 @@ import { riskContextValue, type RiskAssessment, type SignalHit } from '../risk/a
 import { recordRiskDenial, withRiskDetail, type RiskDenialScene } from '../risk/denial.ts';
 import type { RiskFacts } from '../risk/engine.ts';
 import { asksRiskStepUp, assessIssuance, issuanceRiskFacts, riskStepUpAcr } from './issuance-risk.ts';
+import { refuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
 
 /** What a grant is about to issue, as the decision point sees it. */
 export interface Issuance {
@@ -84,8 +85,10 @@ export interface AuthorizedIssuance {
 /**
  * Asks the decision point about an issuance (issue 7, DESIGN §2 `policy/`), before anything is
  * signed or written:
- * 0. the risk engine assesses it (issue 16, issuance-risk.ts): its signals, and those the person's
- *    sign-in carried; the assessment is `context.risk` of every decision below;
+ * 0. KYC/AML (src/risk/kyc/enforce.ts), whatever the policies: a frozen principal → invalid_grant,
+ *    a counterparty the screening list names → invalid_authorization_details;
+ *    then the risk engine assesses it (issue 16, issuance-risk.ts): its signals, and those the
+ *    person's sign-in carried; the assessment is `context.risk` of every decision below;
  * 1. data residency: a resource server in a region the subject's legal entities do not permit →
  *    invalid_target (RFC 8707 §2: a resource the client may not have a token for);
  * 2. each scope, as an action on the resource server, and each authorization_details entry, as
@@ -113,6 +116,8 @@ export interface AuthorizedIssuance {
  * without an assessment.
  */
 export async function authorizeIssuance(ctx: Context, issuance: Issuance, options: { assessRisk?: boolean } = {}): Promise<AuthorizedIssuance> {
+  // KYC/AML, in code and for every audience: a frozen principal gets no token, a sanctioned counterparty no entry.
+  await refuseFrozenOrSanctioned(ctx, issuance);
   const meta: DecisionMeta = {
     requestId: issuance.requestId,
     caller: issuance.clientId,

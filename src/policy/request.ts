@@ -11,6 +11,7 @@ import { isKnown, knownUses, type Use } from './first-use.ts';
 import { deskClock } from './desk-time.ts';
 import type { User } from '../identity/users.ts';
 import type { RiskContext } from '../risk/assessment.ts';
+import type { KycLookup } from '../risk/kyc/store.ts';
 
 /** The mandate a request is made under, with its constraints (the Mandate type of the schema). */
 export interface MandateContext {
@@ -78,7 +79,17 @@ export interface DecisionRequest {
 
 export type Resolution = { ok: true; request: CedarRequest } | { ok: false; error: string };
 
-type Stores = Pick<Context, 'storage' | 'clients' | 'resourceServers' | 'entities' | 'clock'>;
+type Stores = Pick<Context, 'storage' | 'clients' | 'resourceServers' | 'entities' | 'clock' | 'risk'>;
+
+/**
+ * What entities are built from: the entity model and the KYC records of the people in the
+ * request and of every legal entity (src/risk/kyc: statuses as of now, a `verified` past its
+ * review date already `expired`).
+ */
+export interface EntityRecords {
+  snapshot: EntitySnapshot;
+  kyc: KycLookup;
+}
 
 const ref = (type: string, id: string): CedarValueJson => ({ __entity: { type, id } });
 
@@ -90,12 +101,14 @@ export function uidText(uid: EntityUid): string {
 /**
  * Builds the Cedar request: the principal, resource and the entities they are members of (desks,
  * legal entities), with attributes from Clearance's records; the context with `time` (Clearance's
- * clock, epoch seconds) and, for a person, their own KYC status and suitability (their record wins
- * over what the caller sent). A principal or resource Clearance does not know is not resolved
- * (the decision is a deny).
+ * clock, epoch seconds) and, for a person, their own KYC status (their KYC record, src/risk/kyc)
+ * and suitability (their records win over what the caller sent). A principal or resource
+ * Clearance does not know is not resolved (the decision is a deny).
  */
 export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowSeconds: number, set?: CompiledPolicySet): Promise<Resolution> {
   const snapshot = await ctx.entities.snapshot();
+  // Cached per node: a known person costs no round trip (src/risk/kyc/store.ts).
+  const records: EntityRecords = { snapshot, kyc: await ctx.risk.kyc.lookup(request.principal.type === 'User' ? [request.principal.id] : []) };
   const entities = new Map<string, CedarEntity>();
   const add = (entity: CedarEntity) => entities.set(uidText(entity.uid), entity);
   const given = { ...(request.context as Record<string, CedarValueJson> | undefined) };
@@ -114,8 +127,8 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   if (request.principal.type === 'User') {
     const user = await findUser(ctx, request.principal.id);
     if (!user) return { ok: false, error: `no user ${request.principal.id}` };
-    principal = addUser(add, snapshot, user);
-    context.kyc_status = kycOf(user);
+    principal = addUser(add, records, user);
+    context.kyc_status = kycOf(records, user);
     context.suitability = suitabilityOf(user);
     if (set) await addPersonContext(ctx, set, context, user, snapshot, request.resource);
   } else {
@@ -125,7 +138,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
     // The registered kind decides the type: a trading algorithm is always an Agent.
     principal = { type: m.kind === 'agent' ? 'Agent' : 'Client', id: m.client_id };
     const owner = m.owner_lei ? snapshot.legalEntities.get(m.owner_lei) : undefined;
-    if (m.owner_lei) addLegalEntity(add, snapshot, m.owner_lei);
+    if (m.owner_lei) addLegalEntity(add, records, m.owner_lei);
     add({
       uid: principal,
       attrs: { kind: m.kind, ...(m.owner_lei ? { owner_lei: m.owner_lei } : {}), ...(owner ? { jurisdiction: owner.jurisdiction } : {}) },
@@ -146,8 +159,8 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
     const { account, lei } = known;
     const entity = snapshot.legalEntities.get(lei)!;
     resource = { type: 'Account', id: account.id };
-    addLegalEntity(add, snapshot, lei);
-    if (account.desk) addDesk(add, snapshot, account.desk);
+    addLegalEntity(add, records, lei);
+    if (account.desk) addDesk(add, records, account.desk);
     add({
       uid: resource,
       attrs: {
@@ -173,10 +186,12 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
 
 /**
  * Adds a person as a Cedar `User` (and their desks, and those desks' firms) with attributes from
- * their record: status, KYC, suitability, their desks' product classes and jurisdictions, roles,
- * the desks they supervise (declared desks only) and their approval limit. Returns their uid.
+ * their records: status, KYC (their KYC record, in `records.kyc`), suitability, their desks'
+ * product classes and jurisdictions, roles, the desks they supervise (declared desks only) and
+ * their approval limit. Returns their uid.
  */
-export function addUser(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, user: User): EntityUid {
+export function addUser(add: (e: CedarEntity) => void, records: EntityRecords, user: User): EntityUid {
+  const { snapshot } = records;
   const uid: EntityUid = { type: 'User', id: user.id };
   const productClasses = new Set<string>();
   const jurisdictions = new Set<string>();
@@ -185,7 +200,7 @@ export function addUser(add: (e: CedarEntity) => void, snapshot: EntitySnapshot,
     if (!known) continue;
     known.desk.product_classes.forEach((c) => productClasses.add(c));
     jurisdictions.add(snapshot.legalEntities.get(known.lei)!.jurisdiction);
-    addDesk(add, snapshot, desk);
+    addDesk(add, records, desk);
   }
   const category = user.attributes.client_category;
   const supervises = Array.isArray(user.attributes.supervises) ? user.attributes.supervises.filter((d) => snapshot.desks.has(d)) : [];
@@ -194,7 +209,7 @@ export function addUser(add: (e: CedarEntity) => void, snapshot: EntitySnapshot,
     uid,
     attrs: {
       status: user.status,
-      kyc_status: kycOf(user),
+      kyc_status: kycOf(records, user),
       suitability: suitabilityOf(user),
       product_classes: [...productClasses].sort(),
       jurisdictions: [...jurisdictions].sort(),
@@ -208,8 +223,9 @@ export function addUser(add: (e: CedarEntity) => void, snapshot: EntitySnapshot,
   return uid;
 }
 
-function kycOf(user: User): string {
-  return typeof user.attributes.kyc_status === 'string' ? user.attributes.kyc_status : 'none';
+/** A person's KYC status: their KYC record's, `none` when they have none. */
+function kycOf(records: EntityRecords, user: User): string {
+  return records.kyc.user(user.id) ?? 'none';
 }
 
 function suitabilityOf(user: User): string[] {
@@ -251,21 +267,24 @@ function nowMs(context: Record<string, CedarValueJson>): number {
   return (typeof context.time === 'number' ? context.time : 0) * 1000;
 }
 
-function addLegalEntity(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, lei: string): void {
-  const entity = snapshot.legalEntities.get(lei);
+function addLegalEntity(add: (e: CedarEntity) => void, records: EntityRecords, lei: string): void {
+  const entity = records.snapshot.legalEntities.get(lei);
   if (!entity) return;
+  // Its KYC record's status, when it has one (src/risk/kyc).
+  const kyc = records.kyc.legalEntity(lei);
   add({
     uid: { type: 'LegalEntity', id: lei },
-    attrs: { lei, jurisdiction: entity.jurisdiction, home_region: entity.home_region, data_regions: permittedRegions(entity), roles: entity.roles },
+    attrs: { lei, jurisdiction: entity.jurisdiction, home_region: entity.home_region, data_regions: permittedRegions(entity), roles: entity.roles, ...(kyc !== undefined ? { kyc_status: kyc } : {}) },
     parents: [],
   });
 }
 
-function addDesk(add: (e: CedarEntity) => void, snapshot: EntitySnapshot, id: string): void {
+function addDesk(add: (e: CedarEntity) => void, records: EntityRecords, id: string): void {
+  const { snapshot } = records;
   const known = snapshot.desks.get(id);
   if (!known) return;
   const entity = snapshot.legalEntities.get(known.lei)!;
-  addLegalEntity(add, snapshot, known.lei);
+  addLegalEntity(add, records, known.lei);
   add({
     uid: { type: 'Desk', id },
     attrs: {

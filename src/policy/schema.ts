@@ -31,6 +31,7 @@ entity LegalEntity = {
   home_region: String,
   data_regions?: Set<String>,    // home_region and the other regions it permits its data in
   roles: Set<String>,            // broker, arranger, clearing, custodian, venue, asset_manager
+  kyc_status?: String,           // its KYC record's: pending | verified | expired | rejected | frozen; set by Clearance, absent without a record
 };
 
 entity Desk in [LegalEntity] = {
@@ -43,7 +44,7 @@ entity Desk in [LegalEntity] = {
 // A person; a member of each of their desks.
 entity User in [Desk] = {
   status: String,                // active | locked | disabled
-  kyc_status: String,            // pending | verified | rejected | expired | none
+  kyc_status: String,            // their KYC record's: pending | verified | expired | rejected | frozen, or none
   suitability: Set<String>,      // instrument classes the person is assessed suitable for
   product_classes: Set<String>,  // every product class of the person's desks
   jurisdictions: Set<String>,    // the jurisdictions of the legal entities of the person's desks

@@ -1,21 +1,25 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
-import type { Config } from '../config.ts';
+import { ConfigError, type Config } from '../config.ts';
 import type { Storage } from '../storage/database.ts';
 import { collectAtScrape } from '../metrics.ts';
 import { ActivityCounter } from './anomalies/activity.ts';
 import { collectAnomalyMetrics } from './anomalies/metrics.ts';
 import { RiskReactions } from './anomalies/reactions.ts';
 import { AnomalySettingsSource } from './anomalies/settings.ts';
+import { KycStore } from './kyc/store.ts';
 import { createLimits, type Limits } from './limits/index.ts';
 import { RecentEvents, TokenPresentations } from './memory.ts';
+import { ScreeningListError } from './screening/list.ts';
+import { ScreeningService } from './screening/service.ts';
 import type { RiskSettingsSource } from './settings.ts';
 import { StoredRiskSettings } from './settings-section.ts';
 import { SightingStore } from './sightings.ts';
 
 /**
- * The risk side of a Context (issue 16, docs/risk.md): the engine's settings and memory. The
- * engine itself is a function (./engine.ts `assessRisk`), given the whole Context.
+ * The risk side of a Context (issue 16, docs/risk.md): the engine's settings and memory, the
+ * baselines and reactions, the rate limits, KYC records and the screening list. The engine itself
+ * is a function (./engine.ts `assessRisk`), given the whole Context.
  */
 export interface RiskServices {
   /** Apply's `risk` section, cached (no round trip on the hot path). */
@@ -43,10 +47,30 @@ export interface RiskServices {
   reactions: RiskReactions;
   /** Rate limits, and the store (Redis or memory) the failure throttles share with them (./limits). */
   limits: Limits;
+  /** KYC records as decisions read them, cached per node (src/risk/kyc). */
+  kyc: KycStore;
+  /** The sanctions/PEP screening list this node holds, as an in-memory index (src/risk/screening). */
+  screening: ScreeningService;
 }
 
-/** `options.config` names Redis (`REDIS_URL`); `options.log` is where its outages are told. */
-export function createRiskServices(storage: Storage, clock: Clock, options: { config?: Pick<Config, 'redisUrl' | 'redisPrefix' | 'redisTimeoutMs'>; log?: Logger } = {}): RiskServices {
+/**
+ * `options.config` names Redis (`REDIS_URL`) and the screening list file
+ * (`CLEARANCE_SCREENING_LIST`, loaded now: one that does not load throws); `options.log` is where
+ * Redis outages are told.
+ */
+export function createRiskServices(
+  storage: Storage,
+  clock: Clock,
+  options: { config?: Pick<Config, 'redisUrl' | 'redisPrefix' | 'redisTimeoutMs' | 'screeningList'>; log?: Logger } = {},
+): RiskServices {
+  const screening = new ScreeningService(options.config?.screeningList, clock);
+  try {
+    screening.load();
+  } catch (error) {
+    // A configured list that does not load stops the start (fail closed), named like any other setting.
+    if (error instanceof ScreeningListError) throw new ConfigError(error.message);
+    throw error;
+  }
   const anomalySettings = new AnomalySettingsSource(storage.db, clock);
   collectAtScrape('risk_anomalies', collectAnomalyMetrics);
   return {
@@ -60,5 +84,7 @@ export function createRiskServices(storage: Storage, clock: Clock, options: { co
     anomalySettings,
     reactions: new RiskReactions(storage.db, clock),
     limits: createLimits(storage.db, clock, options),
+    kyc: new KycStore(storage.db, clock),
+    screening,
   };
 }

@@ -3,6 +3,8 @@ import { expireApprovalRequests } from '../approvals/requests.ts';
 import type { Context } from '../context.ts';
 import { evaluateClosedWindows, pruneActivity } from '../risk/anomalies/evaluate.ts';
 import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
+import { expireKycRecords } from '../risk/kyc/expiry.ts';
+import { rescreenOnListChange } from '../risk/screening/screen.ts';
 
 /**
  * The periodic work behind alerts, started with the server (src/server.ts, the primary process of
@@ -11,9 +13,12 @@ import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
  * raised), requests a second person approves that expired unanswered are marked expired
  * (`approval.expired`), the risk windows that closed are evaluated against the principals'
  * baselines (src/risk/anomalies/evaluate.ts: anomalies raised, their alerts written) and old
- * activity counts pruned, then the alert outbox is delivered (./delivery.ts). All are safe on any
- * number of nodes at once — each ending, each window's evaluation and each delivery is taken by one
- * conditional update — so nothing needs a leader. A failing pass is logged and the next one tries again.
+ * activity counts pruned, KYC records past their review date are written `expired`
+ * (`kyc.expired`, src/risk/kyc/expiry.ts), the screening list file is loaded again when it changed
+ * and everyone screened against a new version (src/risk/screening/screen.ts), then the alert
+ * outbox is delivered (./delivery.ts). All are safe on any number of nodes at once — each ending,
+ * window evaluation, expiry, re-screening and delivery is taken by one conditional update — so
+ * nothing needs a leader. A failing step is logged and the next pass tries again.
  */
 export interface SignalService {
   /** Runs one pass now (after the one running, if any). */
@@ -44,6 +49,17 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
       await pruneActivity(ctx.storage.db, ctx.clock.now());
     } catch (error) {
       ctx.log.error({ err: error }, 'evaluating risk windows failed; retrying next pass');
+    }
+    try {
+      await expireKycRecords(ctx);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'expiring KYC records past their review date failed; retrying next pass');
+    }
+    try {
+      await rescreenOnListChange(ctx);
+    } catch (error) {
+      // A changed list that does not load leaves the one loaded before in force.
+      ctx.log.error({ err: error }, 'screening list reload or re-screening failed; the list loaded before stays in force; retrying next pass');
     }
     try {
       await deliverAlerts(ctx, options.delivery);

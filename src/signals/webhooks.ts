@@ -177,7 +177,11 @@ function sealingBinding(id: string): string {
 /** The HMAC key of an endpoint: its secret's bytes (base64-decoded after a `whsec_` prefix). */
 export function hmacKey(masterKey: Buffer, webhook: Pick<Webhook, 'id' | 'secretSealed'>): Buffer {
   if (!webhook.secretSealed) throw new Error(`alert webhook ${webhook.id} has no secret`);
-  const secret = open(masterKey, webhook.secretSealed, sealingBinding(webhook.id)).toString('utf8');
+  return secretKeyBytes(open(masterKey, webhook.secretSealed, sealingBinding(webhook.id)).toString('utf8'));
+}
+
+/** The HMAC key a webhook secret stands for: base64-decoded after a `whsec_` prefix (Standard Webhooks), else its UTF-8 bytes. */
+export function secretKeyBytes(secret: string): Buffer {
   return secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
 }
 

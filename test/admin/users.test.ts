@@ -40,7 +40,9 @@ describe('the admin API for users', () => {
     assert.equal(body.username, 'alice');
     assert.match(String(body.id), /^[0-9a-f-]{36}$/);
     assert.equal(body.has_password, true);
-    assert.deepEqual(body.attributes, alice.attributes);
+    // The KYC status is the person's KYC record (src/risk/kyc, GET /admin/kyc/users/alice), not an attribute.
+    assert.deepEqual(body.attributes, { suitability: ['fx'] });
+    assert.equal((await call(f, 'GET', '/admin/kyc/users/alice', token)).json().status, 'verified');
     assert.equal(body.status, 'active');
     assert.doesNotMatch(created.body, new RegExp(`${password}|argon2|password_hash`));
     const stored = await f.ctx.storage.db.selectFrom('users').select('password_hash').where('username', '=', 'alice').executeTakeFirstOrThrow();

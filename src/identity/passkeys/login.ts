@@ -7,6 +7,7 @@ import { checkAssertion, recordAssertion, type AssertionFailure } from './assert
 import { consumeChallenge } from './challenges.ts';
 import { decodeClientData, parseAuthenticationResponse } from './responses.ts';
 import { passkeyAcr, passkeyAmr, passkeyByCredentialId } from './store.ts';
+import { screenPerson } from '../../risk/screening/screen.ts';
 
 export interface PasskeyLoginAttempt {
   /** The assertion as the page posted it (PublicKeyCredential.toJSON(), as text). */
@@ -129,6 +130,8 @@ export async function verifyPasskeyLogin<T = undefined>(
       if (refusedFor(error, 'passkey_counter_changed')) return await fail('counter_changed', known);
       throw error;
     }
+    // Sanctions/PEP screening at each sign-in, as for passwords (src/identity/login.ts).
+    await screenPerson(ctx, user, 'sign_in');
     ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
     return { ok: true, user, acr, amr, value };
   } finally {

@@ -27,8 +27,8 @@ import * as breakGlass from './0025_break_glass.ts';
 import * as alertDelivery from './0026_alert_delivery.ts';
 import * as risk from './0027_risk.ts';
 import * as riskAnomalies from './0029_risk_anomalies.ts';
-
 import * as rateLimits from './0030_rate_limits.ts';
+import * as kyc from './0031_kyc.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -60,6 +60,6 @@ export const migrations: Record<string, Migration> = {
   '0026_alert_delivery': alertDelivery,
   '0027_risk': risk,
   '0029_risk_anomalies': riskAnomalies,
-
   '0030_rate_limits': rateLimits,
+  '0031_kyc': kyc,
 };

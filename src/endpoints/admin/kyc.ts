@@ -1,0 +1,175 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import type { Context } from '../../context.ts';
+import { findUser, findUserByUsername } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { KycChangeRefused, changeKycByAdmin } from '../../risk/kyc/admin.ts';
+import { KycConflict, recordJson } from '../../risk/kyc/changes.ts';
+import { readKycFields, type KycPrincipal, type KycRecord } from '../../risk/kyc/record.ts';
+import { MatchDecisionRefused, decideScreeningMatch, maxDecisionReasonLength, type MatchDecision } from '../../risk/screening/decisions.ts';
+import { findScreeningMatch, listScreeningMatches, type MatchStatus, type ScreeningMatch } from '../../risk/screening/matches.ts';
+import { Validator, formatProblem } from '../../validation.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { putBody, type Representation } from './representation.ts';
+
+/**
+ * The admin API of KYC records and sanctions/PEP screening (docs/risk.md "KYC/AML lifecycle",
+ * "Sanctions and PEP screening"), authorized like the rest of the admin API (admin:read to read,
+ * admin:write to change or decide):
+ *
+ * - GET /admin/kyc/users/{username}, GET /admin/kyc/legal-entities/{lei}: the record, its status
+ *   as of now (a `verified` past its review date reads `expired`); `status: none` without one
+ * - PUT the same paths: the record replaced under the admin API's write rule (./representation.ts):
+ *   `status`, `level`, `provider`, `review_due`, `evidence_ref` (every member the record has;
+ *   `null` removes one), optionally `reason` (audited) and `version` (the version read: a record
+ *   changed meanwhile is 409). A freeze held by an open or confirmed screening match is lifted by
+ *   compliance's decision only (409). Audited `kyc.updated` with before and after.
+ * - GET /admin/screening: the list this node holds (file, version, entries, when loaded)
+ * - GET /admin/screening/matches[?status=open|confirmed|cleared]: newest first (100)
+ * - GET /admin/screening/matches/{id}
+ * - POST /admin/screening/matches/{id}/decision `{ decision: confirm | clear, reason }`: audited
+ *   `screening.decided`; clearing the last open match restores the status the freeze kept.
+ */
+export const adminKyc: Endpoint = {
+  register(app, ctx) {
+    const admin = `${issuerPath(ctx.config.issuer)}/admin`;
+    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
+    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+
+    app.get<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, read, async (request) => view(ctx, await personPrincipal(ctx, request.params.username)));
+    app.put<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, write, async (request) => writeRecord(ctx, request, await personPrincipal(ctx, request.params.username)));
+    app.get<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, read, async (request) => view(ctx, await entityPrincipal(ctx, request.params.lei)));
+    app.put<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, write, async (request) => writeRecord(ctx, request, await entityPrincipal(ctx, request.params.lei)));
+
+    app.get(`${admin}/screening`, read, async () => {
+      const index = ctx.risk.screening.index;
+      const screened = index ? await ctx.storage.db.selectFrom('screening_lists').select('screened_at').where('digest', '=', index.digest).executeTakeFirst() : undefined;
+      return {
+        configured: ctx.risk.screening.path !== undefined,
+        ...(index
+          ? {
+              list_digest: index.digest,
+              entries: index.size,
+              loaded_at: new Date(ctx.risk.screening.loadedAt!).toISOString(),
+              screened_at: screened?.screened_at != null ? new Date(Number(screened.screened_at)).toISOString() : null,
+            }
+          : {}),
+      };
+    });
+    app.get<{ Querystring: { status?: unknown } }>(`${admin}/screening/matches`, read, async (request) => {
+      const status = request.query.status;
+      if (status !== undefined && (typeof status !== 'string' || !['open', 'confirmed', 'cleared'].includes(status))) throw new OAuthError('invalid_request', 'status must be given once, as open, confirmed or cleared');
+      const matches = await listScreeningMatches(ctx.storage.db, status === undefined ? {} : { status: status as MatchStatus });
+      return { matches: await Promise.all(matches.map((m) => matchView(ctx, m))) };
+    });
+    app.get<{ Params: { id: string } }>(`${admin}/screening/matches/:id`, read, async (request) => {
+      const match = await findScreeningMatch(ctx.storage.db, request.params.id);
+      if (!match) throw new OAuthError('not_found', 'no such screening match');
+      return matchView(ctx, match);
+    });
+    app.post<{ Params: { id: string } }>(`${admin}/screening/matches/:id/decision`, write, async (request) => {
+      const { decision, reason } = decisionBody(request.body);
+      if (!(await findScreeningMatch(ctx.storage.db, request.params.id))) throw new OAuthError('not_found', 'no such screening match');
+      try {
+        const decided = await decideScreeningMatch(ctx, request.params.id, decision, reason, { actor: actorOf(request), requestId: request.id });
+        return matchView(ctx, decided);
+      } catch (error) {
+        if (error instanceof MatchDecisionRefused) throw new OAuthError(error.status === 404 ? 'not_found' : 'invalid_request', error.message, { status: error.status });
+        throw error;
+      }
+    });
+  },
+};
+
+/** Who acts: the person of a person's admin token, else the admin client. */
+function actorOf(request: FastifyRequest): string {
+  return request.admin!.sub ?? request.admin!.client_id;
+}
+
+async function personPrincipal(ctx: Context, username: string): Promise<KycPrincipal & { username: string }> {
+  const user = await findUserByUsername(ctx, username);
+  // The path names the stored, lowercase username exactly (as /admin/users does).
+  if (!user || user.username !== username) throw new OAuthError('not_found', 'no such user');
+  return { type: 'User', id: user.id, username: user.username };
+}
+
+async function entityPrincipal(ctx: Context, lei: string): Promise<KycPrincipal> {
+  if (!(await ctx.entities.snapshot()).legalEntities.has(lei)) throw new OAuthError('not_found', 'no such legal entity');
+  return { type: 'LegalEntity', id: lei };
+}
+
+function principalJson(principal: KycPrincipal & { username?: string }): Record<string, string> {
+  return principal.type === 'User' ? { type: 'user', id: principal.id, ...(principal.username ? { username: principal.username } : {}) } : { type: 'legal_entity', lei: principal.id };
+}
+
+/** The record as GET shows it; undefined `record`: `status: none`. */
+function recordView(principal: KycPrincipal & { username?: string }, record: KycRecord | undefined): Record<string, unknown> {
+  if (!record) return { principal: principalJson(principal), status: 'none', version: 0 };
+  return {
+    principal: principalJson(principal),
+    ...recordJson(record),
+    updated_at: new Date(record.updatedAt).toISOString(),
+    updated_by: record.updatedBy,
+  };
+}
+
+async function view(ctx: Context, principal: KycPrincipal & { username?: string }): Promise<Record<string, unknown>> {
+  return recordView(principal, await ctx.risk.kyc.get(principal));
+}
+
+const writable = ['status', 'level', 'provider', 'review_due', 'evidence_ref'] as const;
+const readOnly = ['principal', 'previous_status', 'updated_at', 'updated_by'] as const;
+
+async function writeRecord(ctx: Context, request: FastifyRequest, principal: KycPrincipal & { username?: string }): Promise<Record<string, unknown>> {
+  // What GET shows, for the write rule; the version given is compared in the change's transaction.
+  const current = await ctx.risk.kyc.get(principal);
+  const rep: Representation = { name: 'KYC record', current: current && recordView(principal, current), writable, readOnly };
+  const body = putBody(request, rep);
+  const v = new Validator();
+  const { reason: givenReason, version: givenVersion, ...members } = body;
+  const fields = readKycFields(v, '', members);
+  const reason = givenReason === undefined ? undefined : v.string('reason', givenReason, { maxLength: maxDecisionReasonLength, pattern: /^[^\p{Cc}]*$/u, patternMessage: 'must not contain control characters' });
+  const version = givenVersion === undefined ? undefined : v.integer('version', givenVersion, { min: 0, max: Number.MAX_SAFE_INTEGER });
+  if (!fields || !v.ok) throw new OAuthError('invalid_request', v.problems.map(formatProblem).join('; '));
+  try {
+    const changed = await changeKycByAdmin(ctx, principal, fields, {
+      actor: actorOf(request),
+      requestId: request.id,
+      ...(reason !== undefined ? { reason } : {}),
+      ...(version !== undefined ? { expectedVersion: version } : {}),
+    });
+    return { ...recordView(principal, changed.after), outcome: !changed.before ? 'created' : changed.changed ? 'updated' : 'unchanged' };
+  } catch (error) {
+    if (error instanceof KycChangeRefused) throw new OAuthError('invalid_request', error.message, { status: error.status });
+    if (error instanceof KycConflict) throw new OAuthError('invalid_request', 'the KYC record changed meanwhile: read it again', { status: 409 });
+    throw error;
+  }
+}
+
+function decisionBody(body: unknown): { decision: MatchDecision; reason: string } {
+  const v = new Validator();
+  const o = v.object('', body);
+  if (o) {
+    v.knownKeys('', o, ['decision', 'reason']);
+    v.string('decision', o.decision, { oneOf: ['confirm', 'clear'] });
+    v.string('reason', o.reason, { maxLength: maxDecisionReasonLength, pattern: /^[^\p{Cc}]*$/u, patternMessage: 'must not contain control characters' });
+  }
+  if (!o || !v.ok) throw new OAuthError('invalid_request', v.problems.map(formatProblem).join('; '));
+  return { decision: o.decision as MatchDecision, reason: o.reason as string };
+}
+
+async function matchView(ctx: Context, match: ScreeningMatch): Promise<Record<string, unknown>> {
+  const username = match.principal.type === 'User' ? (await findUser(ctx, match.principal.id))?.username : undefined;
+  return {
+    id: match.id,
+    principal: principalJson({ ...match.principal, ...(username ? { username } : {}) }),
+    entry_id: match.entryId,
+    list: match.list,
+    ...(match.programme !== undefined ? { programme: match.programme } : {}),
+    matched_on: match.matchedOn,
+    list_digest: match.listDigest,
+    status: match.status,
+    created_at: new Date(match.createdAt).toISOString(),
+    ...(match.decidedAt !== undefined ? { decided_at: new Date(match.decidedAt).toISOString(), decided_by: match.decidedBy, reason: match.reason } : {}),
+  };
+}

@@ -1,0 +1,147 @@
+import type { Transaction } from 'kysely';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Clock } from '../../clock.ts';
+import { cutOffPersonTokens } from '../../identity/lifecycle.ts';
+import { alertInsert } from '../../signals/alerts.ts';
+import { bumpGeneration } from '../../storage/generations.ts';
+import type { Database } from '../../storage/schema.ts';
+import { fieldsJson, type KycFields, type KycPrincipal, type KycRecord, type KycStatus } from './record.ts';
+import { kycGeneration, readKycRecord } from './store.ts';
+
+/** Where a change comes from (`kyc.updated` details.via). */
+export type KycSource = 'apply' | 'admin' | 'provider' | 'screening' | 'compliance';
+
+/** One change to a principal's record. */
+export interface KycChange {
+  principal: KycPrincipal;
+  fields: KycFields;
+  source: KycSource;
+  /** Who: the administrator or apply's actor, the provider's id, `screening`, the compliance decider. */
+  actor: string;
+  /**
+   * May this change take the record out of `frozen`? Only an administrator's (when no screening
+   * match of the principal is open: ./../screening/decisions.ts decides those) and compliance's
+   * clearing of a match. Anyone else's change of a frozen record changes what it returns to
+   * (`previous_status`) and leaves it frozen.
+   */
+  liftsFreeze?: boolean;
+  /** apply: the declaration's canonical JSON, kept to recognise the same document next time. */
+  declared?: string;
+  /** Why (an administrator's or compliance's reason), for the audit event. */
+  reason?: string;
+  /** The version the writer read; a record changed meanwhile is a conflict (KycConflict). */
+  expectedVersion?: number;
+  requestId?: string;
+}
+
+/** The record changed meanwhile (another node, another request): read it again and retry. */
+export class KycConflict extends Error {
+  override name = 'KycConflict';
+}
+
+/** What a change did: the record before and after (undefined before: none), and its audit events. */
+export interface KycChanged {
+  before?: KycRecord;
+  after: KycRecord;
+  changed: boolean;
+  events: AuditEvent[];
+}
+
+/**
+ * Writes a change inside the caller's transaction: the record inserted, or updated conditionally
+ * on the version read (a concurrent writer makes this one a KycConflict); the `kyc` generation
+ * bumped, so every node's cache reloads (./store.ts); a `kyc.updated` event with the before and
+ * after and who changed it, for the caller to record in the same transaction. A record that
+ * becomes `frozen` keeps its status in `previous_status`, raises a `kyc.frozen` alert, and ends a
+ * person's access tokens issued until now (the cut-off of src/identity/lifecycle.ts: nothing new
+ * is issued while the freeze lasts, src/risk/kyc/enforce.ts). A change that changes nothing
+ * writes nothing.
+ */
+export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, change: KycChange): Promise<KycChanged> {
+  const now = clock.now();
+  const before = await readKycRecord(trx, change.principal);
+  if (change.expectedVersion !== undefined && (before?.version ?? 0) !== change.expectedVersion) throw new KycConflict('the KYC record changed meanwhile');
+  const next = nextState(before, change);
+  const declared = change.declared ?? before?.declared;
+  const same =
+    before !== undefined &&
+    before.status === next.status &&
+    before.previousStatus === next.previousStatus &&
+    before.level === next.level &&
+    before.provider === next.provider &&
+    before.reviewDue === next.reviewDue &&
+    before.evidenceRef === next.evidenceRef &&
+    before.declared === declared;
+  if (same) return { before, after: before, changed: false, events: [] };
+
+  const updatedBy = change.source === 'screening' ? 'screening' : `${change.source}:${change.actor}`;
+  const after: KycRecord = { ...next, principal: change.principal, version: (before?.version ?? 0) + 1, updatedAt: now, updatedBy, ...(declared !== undefined ? { declared } : {}) };
+  const values = {
+    status: after.status,
+    previous_status: after.previousStatus ?? null,
+    level: after.level ?? null,
+    provider: after.provider ?? null,
+    review_due: after.reviewDue ?? null,
+    evidence_ref: after.evidenceRef ?? null,
+    declared: after.declared ?? null,
+    version: after.version,
+    updated_at: now,
+    updated_by: updatedBy,
+  };
+  if (!before) {
+    await trx.insertInto('kyc_records').values({ principal_type: change.principal.type, principal_id: change.principal.id, ...values }).execute();
+  } else {
+    const result = await trx
+      .updateTable('kyc_records')
+      .set(values)
+      .where('principal_type', '=', change.principal.type)
+      .where('principal_id', '=', change.principal.id)
+      .where('version', '=', before.version)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) throw new KycConflict('the KYC record changed meanwhile');
+  }
+  await bumpGeneration(trx, kycGeneration);
+
+  const froze = after.status === 'frozen' && before?.status !== 'frozen';
+  if (froze) {
+    if (change.principal.type === 'User') await cutOffPersonTokens(trx, change.principal.id, now);
+    await alertInsert(trx, clock, {
+      type: 'kyc.frozen',
+      subject: change.principal.id,
+      data: { principal_type: change.principal.type, principal_id: change.principal.id, previous_status: after.previousStatus ?? null, by: change.source, ...(change.source === 'provider' ? { provider: change.actor } : {}) },
+    }).execute();
+  }
+  const event: AuditEvent = {
+    type: 'kyc.updated',
+    ...(change.requestId ? { requestId: change.requestId } : {}),
+    actor: change.actor,
+    subject: change.principal.id,
+    details: {
+      principal_type: change.principal.type,
+      via: change.source,
+      ...(change.source === 'provider' ? { provider: change.actor } : {}),
+      before: before ? recordJson(before) : null,
+      after: recordJson(after),
+      ...(change.reason !== undefined ? { reason: change.reason } : {}),
+    },
+  };
+  return { before, after, changed: true, events: [event] };
+}
+
+/** What the record becomes: the fields written, the freeze kept or taken as the change may. */
+function nextState(before: KycRecord | undefined, change: KycChange): KycFields & { previousStatus?: KycStatus } {
+  const fields: KycFields = { ...change.fields };
+  const wasFrozen = before?.status === 'frozen';
+  if (fields.status === 'frozen') {
+    // Frozen again: what it returns to stays; newly frozen: it returns to what it was.
+    const previous = wasFrozen ? before.previousStatus : before?.status;
+    return { ...fields, ...(previous !== undefined ? { previousStatus: previous } : {}) };
+  }
+  if (wasFrozen && !change.liftsFreeze) return { ...fields, status: 'frozen', previousStatus: fields.status };
+  return fields;
+}
+
+/** The record as audit events and the admin API show its facts. */
+export function recordJson(record: KycRecord): Record<string, unknown> {
+  return { ...fieldsJson(record), ...(record.previousStatus !== undefined ? { previous_status: record.previousStatus } : {}), version: record.version };
+}

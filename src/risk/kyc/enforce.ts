@@ -1,0 +1,106 @@
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import type { Issuance } from '../../policy/issuance.ts';
+import { alertInsert } from '../../signals/alerts.ts';
+import type { ScreeningHit } from '../screening/matcher.ts';
+import type { KycPrincipal } from './record.ts';
+
+/**
+ * KYC/AML at token issuance (docs/risk.md), before any policy is asked, for every grant and every
+ * audience (Clearance's own included): code, not policy, so no policy set can let it through.
+ *
+ * 1. A frozen principal gets no token at all (fail closed): the person the token is about, or the
+ *    legal entity that owns the client it is about or is issued to, or a legal entity the grant
+ *    names for the subject (a partner's), whose KYC record is `frozen` → invalid_grant. A frozen
+ *    person may still sign in (to their account pages); every grant refuses them a token.
+ * 2. Every counterparty an authorization_details entry names (`counterparty_lei`,
+ *    `counterparty_name`) is screened against the list (as a legal entity: name and LEI) and
+ *    checked against Clearance's own KYC records: a hit that compliance has not cleared for that
+ *    LEI, or a frozen counterparty → invalid_authorization_details (RFC 9396 §5), with a
+ *    `screening.matched` alert.
+ * Each refusal is audited (`policy.denied`, reasons `kyc-frozen` / `counterparty-screening` /
+ * `counterparty-kyc-frozen`, the facts in the details). The error tells the client nothing about
+ * why (no tipping-off of a suspicion, as AML rules require); the audit event and alert do.
+ *
+ * Cost on the hot path: the records come from the per-node KYC cache (./store.ts) and the client
+ * from the client cache, the list from memory — no round trip for a known principal.
+ */
+export async function refuseFrozenOrSanctioned(ctx: Context, issuance: Issuance): Promise<void> {
+  await refuseFrozen(ctx, issuance);
+  await refuseSanctionedCounterparties(ctx, issuance);
+}
+
+async function refuseFrozen(ctx: Context, issuance: Issuance): Promise<void> {
+  const candidates: KycPrincipal[] = [];
+  if (issuance.subject.type === 'User') candidates.push({ type: 'User', id: issuance.subject.id });
+  const owners = new Set(issuance.subjectLeis ?? []);
+  for (const clientId of new Set([issuance.clientId, ...(issuance.subject.type === 'Client' ? [issuance.subject.id] : [])])) {
+    const owner = (await ctx.clients.get(clientId))?.metadata.owner_lei;
+    if (owner) owners.add(owner);
+  }
+  for (const lei of owners) candidates.push({ type: 'LegalEntity', id: lei });
+  for (const principal of candidates) {
+    const record = await ctx.risk.kyc.get(principal);
+    if (record?.status !== 'frozen') continue;
+    await ctx.audit.record(refusal(issuance, 'kyc-frozen', { frozen: `${principal.type}::${JSON.stringify(principal.id)}` }));
+    throw new OAuthError('invalid_grant', 'no token can be issued for this subject at present', { detail: `${principal.type} ${principal.id} is frozen` });
+  }
+}
+
+async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance): Promise<void> {
+  const index = ctx.risk.screening.index;
+  for (const [i, detail] of issuance.authorizationDetails.entries()) {
+    const lei = typeof detail.counterparty_lei === 'string' ? detail.counterparty_lei : undefined;
+    const name = typeof detail.counterparty_name === 'string' ? detail.counterparty_name : undefined;
+    if (lei === undefined && name === undefined) continue;
+    if (lei !== undefined && (await ctx.risk.kyc.get({ type: 'LegalEntity', id: lei }))?.status === 'frozen') {
+      await ctx.audit.record(refusal(issuance, 'counterparty-kyc-frozen', { authorization_details: i, counterparty_lei: lei }));
+      throw counterpartyRefused(i);
+    }
+    const hits = index ? index.match({ type: 'entity', ...(name !== undefined ? { name } : {}), ...(lei !== undefined ? { lei } : {}) }) : [];
+    for (const hit of hits) {
+      if (lei !== undefined && (await clearedFor(ctx, lei, hit))) continue;
+      const facts = { authorization_details: i, ...(lei !== undefined ? { counterparty_lei: lei } : {}), entry_id: hit.entry.id, list: hit.entry.list, ...(hit.entry.programme !== undefined ? { programme: hit.entry.programme } : {}), matched_on: hit.matchedOn, list_digest: index!.digest };
+      await ctx.audit.recordWith(async (trx) => {
+        await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: issuance.subject.id, data: { ...facts, at: 'issuance', client: issuance.clientId, refused: true } }).execute();
+        return { value: undefined, events: [refusal(issuance, 'counterparty-screening', facts)] };
+      });
+      throw counterpartyRefused(i);
+    }
+  }
+}
+
+/** Compliance cleared this entry, as it is now, for the legal entity with this LEI. */
+async function clearedFor(ctx: Context, lei: string, hit: ScreeningHit): Promise<boolean> {
+  const row = await ctx.storage.db
+    .selectFrom('screening_matches')
+    .select('id')
+    .where('principal_type', '=', 'LegalEntity')
+    .where('principal_id', '=', lei)
+    .where('entry_id', '=', hit.entry.id)
+    .where('entry_digest', '=', hit.entry.digest)
+    .where('status', '=', 'cleared')
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+function counterpartyRefused(index: number): OAuthError {
+  // RFC 9396 §5: an authorization_details entry the AS refuses.
+  return new OAuthError('invalid_authorization_details', `authorization_details[${index}] names a counterparty that cannot be accepted at present`);
+}
+
+function refusal(issuance: Issuance, reason: string, details: Record<string, unknown>): AuditEvent {
+  return {
+    type: 'policy.denied',
+    requestId: issuance.requestId,
+    ...(issuance.txn ? { txn: issuance.txn } : {}),
+    actor: issuance.clientId,
+    client: issuance.clientId,
+    subject: issuance.subject.id,
+    audience: issuance.audience,
+    scopes: [...issuance.scopes],
+    decision: { allow: false, reasons: [reason] },
+    details: { via: issuance.grantType, ...details },
+  };
+}
