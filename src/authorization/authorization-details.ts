@@ -120,6 +120,9 @@ export const settlementInstructionType: DetailType = {
       settlement_type: { type: 'string', enum: ['dvp', 'fop', 'cash'] },
       account,
       counterparty_lei: { type: 'string', check: (lei) => (isValidLei(lei) ? undefined : 'is not a valid LEI (ISO 17442)') },
+      // The counterparty's legal name as the instruction gives it: screened, with the LEI, against
+      // the sanctions/PEP list at issuance (src/risk/kyc/enforce.ts).
+      counterparty_name: { type: 'string', maxLength: 140 },
       max_amount: money,
       instrument,
       // ISO 8601 calendar date.
@@ -133,7 +136,7 @@ export const settlementInstructionType: DetailType = {
     const instrument = d.instrument as { symbol: string } | undefined;
     return (
       `${capitalize(listWords(actions))} ${(d.settlement_type as string).toUpperCase()} settlement instructions` +
-      `${instrument ? ` for ${instrument.symbol}` : ''} from account ${d.account as string} to counterparty ${d.counterparty_lei as string} ` +
+      `${instrument ? ` for ${instrument.symbol}` : ''} from account ${d.account as string} to counterparty ${d.counterparty_name ? `${d.counterparty_name as string} (${d.counterparty_lei as string})` : (d.counterparty_lei as string)} ` +
       `up to ${limit.currency} ${formatAmount(limit.amount)}${d.value_date ? ` for value date ${d.value_date as string}` : ''}`
     );
   },

@@ -30,7 +30,7 @@ describe('clearance policy test', () => {
     const env = { CLEARANCE_DATA_DIR: join(dir, 'never-created'), CLEARANCE_MODE: 'production' };
     const result = await run(['policy', 'test', examplePoliciesDir], env);
     assert.equal(result.code, 0, result.err);
-    assert.match(result.out, /^\d+ cases: (\d+) passed, 0 failed \(30 policies in 10 files\)$/);
+    assert.match(result.out, /^\d+ cases: (\d+) passed, 0 failed \(32 policies in 10 files\)$/);
     assert.throws(() => readFileSync(join(dir, 'never-created', 'clearance.db')));
   });
 
