@@ -24,7 +24,7 @@ for (const dialect of testDialects()) {
       await applyDocument(ctx, { users: [{ username: 'alice', desks: ['fx-spot', 'rates'], attributes: { suitability: ['fx', 'rates', 'rates_derivatives'] }, kyc: { status: 'verified', level: 'standard', review_due: reviewDue } }] });
       const alice = await userId(ctx, 'alice');
       const issuance: Issuance = { subject: { type: 'User', id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], authorizationDetails: [], requestId: 'r1', grantType: 'refresh_token' };
-      assert.equal((await authorizeIssuance(ctx, issuance)).length, 1, 'verified: the trading scope is issued');
+      assert.equal((await authorizeIssuance(ctx, issuance)).allows.length, 1, 'verified: the trading scope is issued');
 
       clock.advance(10 * day);
       await assert.rejects(authorizeIssuance(ctx, { ...issuance, requestId: 'r2' }), (error: OAuthError) => {
@@ -36,7 +36,7 @@ for (const dialect of testDialects()) {
       assert.equal(denied!.requestId, 'r2');
       const request = denied!.details!.request as { context: Record<string, unknown> };
       assert.equal(request.context.kyc_status, 'expired', 'the decision saw the record as of now');
-      assert.equal((await authorizeIssuance(ctx, { ...issuance, scopes: ['position:view'], requestId: 'r3' })).length, 1);
+      assert.equal((await authorizeIssuance(ctx, { ...issuance, scopes: ['position:view'], requestId: 'r3' })).allows.length, 1);
       // The sweep then writes what every read already saw, once.
       assert.equal(await expireKycRecords(ctx), 1);
     });

@@ -109,7 +109,7 @@ for (const dialect of testDialects()) {
       });
       const ivan = await userId(a, 'ivan');
       // Not on the list yet: node B issues.
-      assert.equal((await authorizeIssuance(b, issuanceFor({ type: 'User', id: ivan }))).length, 1);
+      assert.equal((await authorizeIssuance(b, issuanceFor({ type: 'User', id: ivan }))).allows.length, 1);
 
       // The list now names him; node A has read the new file (the re-screening pass has not run).
       list.replace(exampleList);
@@ -284,7 +284,7 @@ describe('counterparty screening at issuance', () => {
     });
     const issuance = (details: AuthorizationDetail[]) => issuanceFor({ type: 'User', id: alice }, { audience: 'https://clearing.example.com', scopes: ['settlement:submit'], authorizationDetails: details });
     // No policy set is active: the baseline allows what registration allows.
-    assert.equal((await authorizeIssuance(f.ctx, issuance([instruction({ counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name: 'Example Broker Ltd' })]))).length, 1);
+    assert.equal((await authorizeIssuance(f.ctx, issuance([instruction({ counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name: 'Example Broker Ltd' })]))).allows.length, 1);
     for (const counterparty of [{ counterparty_lei: fshLei }, { counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name: 'E.E.T.C.' }] as { counterparty_lei: string; counterparty_name?: string }[]) {
       await assert.rejects(authorizeIssuance(f.ctx, issuance([instruction({ counterparty_lei: '5493001KJTIIGC8Y1R12' }), instruction(counterparty)])), (error: OAuthError) => {
         assert.equal(error.error, 'invalid_authorization_details');
