@@ -16,6 +16,7 @@ import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { formatProblem } from '../../src/validation.ts';
+import { riskEngineOff } from './risk.ts';
 
 export interface TestServer {
   /** The issuer, e.g. http://127.0.0.1:40123 */
@@ -44,7 +45,9 @@ export async function freePort(): Promise<number> {
  * WebAuthn needs `localhost`: its RP ID is a host name, never an IP address (and
  * http://localhost, like any loopback origin, is a secure context, which WebAuthn requires).
  */
-export async function startTestServer(options: { t?: Pick<TestContext, 'after'>; env?: NodeJS.ProcessEnv; logLevel?: string; host?: 'localhost' | '127.0.0.1' } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { t?: Pick<TestContext, 'after'>; env?: NodeJS.ProcessEnv; logLevel?: string; host?: 'localhost' | '127.0.0.1'; /** As testContext's: `off` unless `on`. */ risk?: 'on' | 'off' } = {},
+): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-test-server-'));
   const port = await freePort();
   const issuer = `${options.env?.CLEARANCE_TLS_CERT ? 'https' : 'http'}://${options.host ?? '127.0.0.1'}:${port}`;
@@ -56,6 +59,8 @@ export async function startTestServer(options: { t?: Pick<TestContext, 'after'>;
     ...options.env,
   });
   const running = await startServer(config, { log: createLogger(options.logLevel ?? 'silent') });
+  // A real clock: the risk engine's off_hours would make sign-ins depend on the time of day.
+  if (options.risk !== 'on') running.ctx.risk.settings = riskEngineOff;
   const server: TestServer = {
     issuer,
     running,

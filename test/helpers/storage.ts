@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { riskEngineOff } from './risk.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { Context } from '../../src/context.ts';
@@ -152,6 +153,13 @@ export interface TestContextOptions {
   clock?: ManualClock;
   /** Default: silent. Pass `createLogger('info', stream)` to capture log lines. */
   log?: Logger;
+  /**
+   * The risk engine (src/risk): `off` by default, so a test that is not about risk does not depend
+   * on the time of day (off_hours, admin_off_hours) or on what its earlier requests taught the
+   * signals; `on` keeps the settings the Context was built with. A risk test may set its own
+   * (test/risk/fixture.ts useRiskSettings).
+   */
+  risk?: 'on' | 'off';
 }
 
 export interface TestServerContext {
@@ -174,6 +182,7 @@ export async function testContext(options: TestContextOptions = {}): Promise<Tes
     const clock = options.clock ?? new ManualClock();
     database = await (options.dialect ?? sqlite).create();
     const ctx = await openContext(config, { clock, log: options.log ?? createLogger('silent'), storage: database.storage });
+    if (options.risk !== 'on') ctx.risk.settings = riskEngineOff;
     const db = database;
     let cleaned: Promise<void> | undefined;
     const cleanup = () =>

@@ -62,7 +62,7 @@ for (const dialect of testDialects()) {
     const halfDevice: RiskSignal = { name: 'new_device', moments: ['login'], evaluate: () => ({ strength: 0.5 }) };
 
     test('runs the signals of the moment, weighs them, and remembers what it saw after a success', async (t) => {
-      const { ctx } = await testContext({ t, dialect });
+      const { ctx } = await testContext({ t, dialect, risk: 'on' });
       const facts = { moment: 'issuance', principal: { type: 'Client', id: 'svc' }, address: '198.51.100.7' } as const;
       const first = await assessRisk(ctx, facts, [newNetwork, halfDevice]);
       assert.deepEqual(first.signals, [{ signal: 'new_network', points: 15, detail: 'network never seen' }]);
@@ -74,7 +74,7 @@ for (const dialect of testDialects()) {
     });
 
     test('shares sightings between nodes through the database, and forgets old ones', async (t) => {
-      const { ctx, database, clock } = await testContext({ t, dialect });
+      const { ctx, database, clock } = await testContext({ t, dialect, risk: 'on' });
       const other = new (ctx.risk.sightings.constructor as typeof import('../../src/risk/sightings.ts').SightingStore)(database.storage.db, clock);
       const alice = { type: 'User', id: 'alice' } as const;
       assert.equal(await other.lastSeen(alice, 'device', 'd-1'), undefined);
@@ -89,7 +89,7 @@ for (const dialect of testDialects()) {
     });
 
     test('assesses nothing when switched off', async (t) => {
-      const { ctx } = await testContext({ t, dialect });
+      const { ctx } = await testContext({ t, dialect, risk: 'on' });
       ctx.risk.settings = { get: async () => settings({ enabled: false }) };
       const quiet = await assessRisk(ctx, { moment: 'issuance', principal: { type: 'Client', id: 'svc' }, address: '198.51.100.7' }, [newNetwork]);
       assert.deepEqual(quiet, { score: 0, level: 'low', outcome: 'allow', signals: [] });
