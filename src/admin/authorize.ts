@@ -4,6 +4,7 @@ import { resourceRequest } from '../http/oauth-request.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import { authorizeProtectedRequest } from '../tokens/protected-resource.ts';
 import type { adminScopes } from '../resource-servers/builtins.ts';
+import { assessAdminAction } from '../risk/intrusion.ts';
 
 /** A scope of the admin API (src/resource-servers/builtins.ts adminScopes). */
 export type AdminScope = (typeof adminScopes)[number];
@@ -14,6 +15,9 @@ declare module 'fastify' {
     admin?: AccessTokenClaims;
   }
 }
+
+/** The scopes that only read: every other admin scope changes something, and is assessed as an admin action. */
+const readScopes: ReadonlySet<AdminScope> = new Set(['admin:read', 'audit:read']);
 
 /** The audience of Clearance's own admin API. */
 export function adminAudience(issuer: string): string {
@@ -27,6 +31,9 @@ export function adminAudience(issuer: string): string {
  * person in force), with the scope. Errors follow RFC 6750 §3 and RFC 9449 §7.1: 401
  * invalid_token / invalid_dpop_proof, 403 insufficient_scope, with a WWW-Authenticate challenge in
  * the scheme used.
+ * A request with a scope that changes something (all but admin:read and audit:read) is then
+ * assessed as an admin action (intrusion signals, src/risk/intrusion.ts): alerted when unusual,
+ * never refused for it.
  */
 export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHookHandler {
   const resource = { audience: adminAudience(ctx.config.issuer), scope, name: 'the admin API' };
@@ -34,5 +41,14 @@ export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHo
     const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
     reply.headers(access.headers);
     request.admin = access.claims;
+    if (readScopes.has(scope)) return;
+    const claims = access.claims;
+    await assessAdminAction(ctx, {
+      admin: claims.sub ?? claims.client_id,
+      action: `${request.method} ${request.routeOptions.url ?? request.url.split('?')[0]}`,
+      address: request.ip,
+      clientId: claims.client_id,
+      requestId: request.id,
+    });
   };
 }

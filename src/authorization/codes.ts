@@ -7,6 +7,7 @@ import type { AuthorizationDetail } from './authorization-details.ts';
 import { grantNamesMandate } from './consent.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { OidcScope } from './scopes.ts';
+import type { SignalHit } from '../risk/assessment.ts';
 
 /**
  * Authorization codes (RFC 6749 §4.1.2): 256 random bits, stored as a SHA-256 digest, valid 60 s,
@@ -40,6 +41,8 @@ export interface CodePayload {
    * its id, and the digest its tokens carry as `authorization_details_digest`.
    */
   approval?: { id: string; digest: string };
+  /** The risk signals that fired when the person signed in (Authentication.loginRisk): carried into the issuance. */
+  loginRisk?: SignalHit[];
 }
 
 export interface StoredCode {

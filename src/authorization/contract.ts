@@ -1,4 +1,5 @@
 import type { Acr } from '../identity/acr.ts';
+import type { SignalHit } from '../risk/assessment.ts';
 
 /**
  * The contract between the authorization protocol (src/authorization, src/endpoints/authorize,
@@ -30,6 +31,12 @@ export interface Authentication {
   authTime: number;
   acr: string;
   amr: string[];
+  /**
+   * The risk signals that fired when the person signed in (src/identity/login-risk.ts; absent when
+   * none did): the codes and refresh tokens issued from this authentication carry them into every
+   * issuance (`Issuance.loginRisk`).
+   */
+  loginRisk?: SignalHit[];
 }
 
 /** What a person is asked to approve, in the words the consent page shows. */

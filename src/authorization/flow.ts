@@ -299,6 +299,8 @@ async function respondCode(
       ...(stepUp ? { stepUpId: stepUp.id } : {}),
       // The person's passkey approval of the order entries: its tokens carry the digest.
       ...(approval ? { approval: { id: approval.id, digest: approval.digest } } : {}),
+      // The sign-in's risk signals: every issuance from this grant sees them (Issuance.loginRisk).
+      ...(auth.loginRisk !== undefined ? { loginRisk: auth.loginRisk } : {}),
     },
   };
   // One flight: of a double resume, or of two authorizations from one request_uri, one commits.

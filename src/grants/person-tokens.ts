@@ -42,7 +42,8 @@ export type TokenRetry = (trx: Transaction<Database>) => Promise<{ events: Audit
  * 1. a mandate the person asked to act under: theirs (or their firm's), in force, granting the
  *    scopes (src/mandates/issuance.ts) — not for the userinfo audience, which no mandate governs;
  * 2. the access token through the one issuance path (src/tokens/issue.ts: binding, FAPI, the
- *    decision point, claims, signature), with the person's grant_id, auth_time, acr and amr;
+ *    decision point, claims, signature), with the person's grant_id, auth_time, acr and amr, and
+ *    the sign-in's risk signals for the decision point (`Issuance.loginRisk`);
  * 3. an ID token when `openid` was granted (OIDC Core §3.1.3.3; §12.2: a refreshed one has no nonce);
  * 4. ONE transaction runs the grant's `write` (the code's redemption, the refresh token's
  *    rotation), inserts a new refresh token family on code redemption for a client registered for
@@ -117,7 +118,11 @@ export async function issuePersonTokens(
     // CIBA request is one transaction whatever the audience: its approval request's id.
     ...(basis.ciba ? { txn: basis.ciba.txn } : basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
     ...(options.address !== undefined ? { address: options.address } : {}),
-    ...(options.presented ? { risk: { presented: options.presented } } : {}),
+    // For the risk engine: the token presented to get this one, and the signals of the sign-in the
+    // grant was made from (kept with its code and refresh tokens).
+    ...(options.presented || basis.loginRisk !== undefined
+      ? { risk: { ...(options.presented ? { presented: options.presented } : {}), ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}) } }
+      : {}),
   });
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
@@ -222,6 +227,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
       ...(basis.approval !== undefined ? { approval: basis.approval } : {}),
       ...(basis.ciba !== undefined ? { ciba: basis.ciba } : {}),
+      ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}),
       ...(cnf ? { cnf } : {}),
     },
   };

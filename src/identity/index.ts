@@ -1,6 +1,7 @@
 import { hkdfSync } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { factorKeys, type FactorKeys } from './factors/keys.ts';
+import { deviceCookieKey } from './device-cookie.ts';
 import { MemoryLoginThrottle, type LoginThrottle } from './login-throttle.ts';
 import { defaultSessionPolicy, type SessionPolicy } from './sessions.ts';
 
@@ -16,6 +17,8 @@ export interface Identity {
    * options.ts): derived from the master key, so every node offers the same decoys.
    */
   passkeyDecoyKey: Buffer;
+  /** HMAC key of the device cookie (./device-cookie.ts): derived from the master key, so every node verifies it. */
+  deviceCookieKey: Buffer;
 }
 
 export interface IdentityPolicy {
@@ -26,13 +29,14 @@ export interface IdentityPolicy {
 
 export const defaultIdentityPolicy: Readonly<IdentityPolicy> = { session: defaultSessionPolicy, lockoutThreshold: 10 };
 
-/** The identity component as the server wires it: in-memory throttle, default policy, factor keys and the passkey decoy key from the master key. */
+/** The identity component as the server wires it: in-memory throttle, default policy, factor keys, the passkey decoy key and the device cookie key from the master key. */
 export function createIdentity(clock: Clock, masterKey: Buffer, policy: Partial<IdentityPolicy> = {}): Identity {
   return {
     throttle: new MemoryLoginThrottle(clock),
     policy: { ...defaultIdentityPolicy, ...policy },
     factorKeys: factorKeys(masterKey),
     passkeyDecoyKey: passkeyDecoyKey(masterKey),
+    deviceCookieKey: deviceCookieKey(masterKey),
   };
 }
 

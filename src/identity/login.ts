@@ -9,6 +9,9 @@ import { secondFactorsByUsername, secondFactorsOf, type SecondFactor } from './f
 import { endPendingSignInsOf } from './factors/pending.ts';
 import { screenPerson } from '../risk/screening/screen.ts';
 
+import { listPasskeys } from './passkeys/store.ts';
+import { riskDenied, type RiskRefusal, type SignInRisk } from './login-risk.ts';
+import { riskAuditDetail, type RiskAssessment } from '../risk/assessment.ts';
 
 export interface LoginAttempt {
   username: string;
@@ -18,6 +21,8 @@ export interface LoginAttempt {
   requestId?: string;
   /** The client the person is logging in for, when known (audit). */
   clientId?: string;
+  /** The sign-in's risk (src/identity/login-risk.ts): assessed once the password verified. Without it, none is assessed. */
+  risk?: SignInRisk;
 }
 
 export type LoginOutcome<T = undefined, P = undefined> =
@@ -28,12 +33,19 @@ export type LoginOutcome<T = undefined, P = undefined> =
    */
   | { ok: false; reason: 'second_factor_required'; user: User; factors: SecondFactor[]; value: P }
   | { ok: false; reason: 'invalid_credentials' }
+  /**
+   * The password was right, but the sign-in's risk asks for a stronger factor and the person has
+   * no second factor to follow it, only a passkey: not signed in; they sign in with the passkey.
+   */
+  | { ok: false; reason: 'passkey_required' }
   | { ok: false; reason: 'throttled'; retryAfterSeconds: number };
 
 /** A correct password of a person who has a second factor, as `onSecondFactor` gets it. */
 export interface PasswordVerified {
   user: User;
   factors: SecondFactor[];
+  /** The sign-in's risk assessment, for the second step to complete with (pending_sign_ins.risk). */
+  risk?: RiskAssessment;
 }
 
 /** A verified login, as `onSuccess` gets it. */
@@ -41,6 +53,8 @@ export interface VerifiedLogin {
   user: User;
   acr: string;
   amr: string[];
+  /** The sign-in's risk assessment, kept with the session (sessions.risk). */
+  risk?: RiskAssessment;
 }
 
 type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'risk'>;
@@ -68,7 +82,7 @@ export function readLoginAccount(ctx: Pick<Context, 'storage'>, username: string
 }
 
 /** Why a login failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'suspended' | 'throttled';
+type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'suspended' | 'throttled' | RiskRefusal | 'risk_step_up';
 
 /**
  * Verifies a username and password. Its rules, in order:
@@ -82,6 +96,14 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  * 3. a locked or disabled account fails even with the right password — also when the lock lands while the
  *    password is being verified: the success is written only if the account is still active; so
  *    does an account suspended pending review by an anomaly's reaction (src/risk/anomalies);
+ * 3a. the right password of an active account: the sign-in's risk is assessed (`attempt.risk`,
+ *    src/identity/login-risk.ts). `deny` refuses it as a wrong password is refused
+ *    (`invalid_credentials`; its throttle count kept, so the throttle does not tell a right
+ *    password from a wrong one; not counted toward the lockout), audited as `user.login_failed`
+ *    (reason `risk_denied`, `details.risk`) and `risk.denied`, with a `risk.denied` alert, in one
+ *    transaction. `step_up` asks for a second factor: a person who has one goes on to it (5.);
+ *    one with only a passkey is not signed in (`passkey_required`, audited with reason
+ *    `risk_step_up`); one with neither is refused as for `deny` (reason `risk_step_up_unavailable`);
  * 4. every failure keeps its count against the account (when it exists) and the address, and is
  *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
  *    locks the account (`user.locked`) for password logins only: the person's tokens keep working
@@ -91,14 +113,17 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  *    as it is (only a completed sign-in resets it, so wrong second factors after a right password
  *    still add up to a lockout), is audited as `user.factor_succeeded` (factor `password`), and
  *    `onSecondFactor` adds to that transaction what the second step continues from (a pending
- *    sign-in, src/identity/factors/pending.ts); the outcome is `second_factor_required`, and
+ *    sign-in, src/identity/factors/pending.ts, with the risk assessment, which the second step
+ *    completes: it meets a step-up); the outcome is `second_factor_required`, and
  *    `onSuccess` is not called. Without `onSecondFactor` nothing is opened: fail closed;
  * 6. otherwise a success refunds its throttle count, resets the consecutive-failure count, upgrades a hash
  *    made with older parameters, and is audited as `user.login_succeeded` before the caller
  *    responds — in one transaction with what `onSuccess` adds to its flight (the caller's
  *    consequences of the login: the new session, the interaction's record of it), so they commit
  *    together or not at all, in one round trip. `onSuccess` adds statements and must not wait for
- *    their answers: they come once the transaction has committed.
+ *    their answers: they come once the transaction has committed. The event carries the risk
+ *    assessment (`details.risk`), `onSuccess` gets it for the session, and once committed the
+ *    risk signals remember this sign-in's device and network.
  * Unknown user, wrong password and locked account give the same outcome, `invalid_credentials`
  * (an unknown user never reaches a second factor: their password is never right).
  * `account`: the account, read ahead (`readLoginAccount`); else it is read here.
@@ -122,6 +147,13 @@ export async function verifyLogin<T = undefined, P = undefined>(
   const fail = async (reason: FailureReason): Promise<LoginOutcome<T, P>> => {
     await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress));
     return invalid;
+  };
+  /** A right password refused for the sign-in's risk (3a.): `user.login_failed` with the assessment, and `risk.denied` with its alert when refused outright. */
+  const refuse = async (reason: RiskRefusal | 'risk_step_up', userId: string, assessment: RiskAssessment): Promise<void> => {
+    const failed = failureEvent(base, reason, attempt.sourceAddress, { risk: riskAuditDetail(assessment) });
+    const flight = ctx.storage.flight();
+    const events = reason === 'risk_step_up' ? [failed] : [failed, riskDenied(ctx, flight, { reason, assessment, userId, method: 'password', sourceAddress: attempt.sourceAddress, base })];
+    await ctx.audit.commit(flight, events);
   };
 
   const reservation = await ctx.identity.throttle.reserve(username, attempt.sourceAddress);
@@ -158,35 +190,67 @@ export async function verifyLogin<T = undefined, P = undefined>(
     }
     judged = 'success';
 
+    // 3a. The first factor verified: the sign-in's risk, before anything is opened or upgraded.
+    const risk = attempt.risk ? await attempt.risk.assess(row) : undefined;
+    if (risk?.outcome === 'deny') {
+      judged = 'failure';
+      await refuse('risk_denied', row.id, risk);
+      return invalid;
+    }
     const upgrade = needsRehash(row.password_hash) ? { from: row.password_hash, to: await hashPassword(attempt.password) } : undefined;
     const factors = await (account && account.username === username ? account.factors : secondFactorsOf(ctx, row.id));
     if (factors.length > 0) {
-      // The first of two factors: no session, no reset of the failure count (see 5. above).
+      // The first of two factors: no session, no reset of the failure count (see 5. above). The
+      // second factor meets a step-up the risk asks.
       const user = userFromRow(row);
       if (!onSecondFactor) return { ok: false, reason: 'second_factor_required', user, factors, value: undefined as P };
       const flight = ctx.storage.flight();
       if (upgrade) void flight.run(rehash(ctx, row.id, upgrade));
-      const value = await onSecondFactor(flight, { user, factors });
+      const value = await onSecondFactor(flight, { user, factors, ...(risk ? { risk } : {}) });
       await ctx.audit.commit(flight, [
         {
           type: 'user.factor_succeeded',
           ...base,
           actor: row.id,
           decision: { allow: true, reasons: ['password'] },
-          details: { factor: 'password', next: factors.map((f) => f.kind), source_address: attempt.sourceAddress, ...(upgrade ? { rehashed: true } : {}) },
+          details: {
+            factor: 'password',
+            next: factors.map((f) => f.kind),
+            source_address: attempt.sourceAddress,
+            ...(upgrade ? { rehashed: true } : {}),
+            ...(risk ? { risk: riskAuditDetail(risk) } : {}),
+          },
         },
       ]);
       return { ok: false, reason: 'second_factor_required', user, factors, value };
+    }
+    if (risk?.outcome === 'step_up') {
+      // A password alone never meets a step-up: the person's passkey does, else nothing they have.
+      if ((await listPasskeys(ctx, row.id)).length > 0) {
+        await refuse('risk_step_up', row.id, risk);
+        return { ok: false, reason: 'passkey_required' };
+      }
+      judged = 'failure';
+      await refuse('risk_step_up_unavailable', row.id, risk);
+      return invalid;
     }
 
     const amr: string[] = [amrValues.password]; // RFC 8176 §2
     const acr = acrLevels.password; // src/identity/acr.ts: the ladder's lowest rung
     const flight = ctx.storage.flight();
-    const completed = await completeLogin(ctx, row, { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}) }, flight, [], onSuccess);
+    const completed = await completeLogin(
+      ctx,
+      row,
+      { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}), ...(risk ? { risk } : {}) },
+      flight,
+      [],
+      onSuccess,
+    );
     if (!completed) {
       judged = 'failure';
       return await fail('locked');
     }
+    await attempt.risk?.observe(row.id);
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     if (judged !== 'failure') await reservation.refund();
@@ -204,6 +268,8 @@ export interface LoginCompletion {
   base: Partial<AuditEvent>;
   /** A password hash made with older parameters, and its replacement for the same password. */
   upgrade?: { from: string; to: string };
+  /** The sign-in's risk assessment: in the event (`details.risk`) and given to `onSuccess` for the session. */
+  risk?: RiskAssessment;
 }
 
 /**
@@ -239,7 +305,7 @@ export async function completeLogin<T>(
       .where('status', '=', 'active'),
     { rows: 1, otherwise: 'account_not_active' },
   );
-  const value = onSuccess ? await onSuccess(flight, { user, acr, amr }) : (undefined as T);
+  const value = onSuccess ? await onSuccess(flight, { user, acr, amr, ...(completion.risk ? { risk: completion.risk } : {}) }) : (undefined as T);
   const event: AuditEvent = {
     type: 'user.login_succeeded',
     ...completion.base,
@@ -247,7 +313,14 @@ export async function completeLogin<T>(
     decision: { allow: true, reasons: completion.methods },
     // A sign-in by one factor names it, as every factor's event does; after two, the factors'
     // own events (user.factor_succeeded) precede this one, and the reasons list them.
-    details: { ...(completion.methods.length === 1 ? { factor: completion.methods[0] } : {}), source_address: completion.sourceAddress, amr, acr, ...(upgrade ? { rehashed: true } : {}) },
+    details: {
+      ...(completion.methods.length === 1 ? { factor: completion.methods[0] } : {}),
+      source_address: completion.sourceAddress,
+      amr,
+      acr,
+      ...(upgrade ? { rehashed: true } : {}),
+      ...(completion.risk ? { risk: riskAuditDetail(completion.risk) } : {}),
+    },
   };
   try {
     await ctx.audit.commit(flight, [...events, event]);
@@ -267,10 +340,10 @@ function rehash(ctx: LoginContext, userId: string, upgrade: { from: string; to: 
   return ctx.storage.db.updateTable('users').set({ password_hash: upgrade.to }).where('id', '=', userId).where('password_hash', '=', upgrade.from);
 }
 
-function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string): AuditEvent {
+function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string, extra: Record<string, unknown> = {}): AuditEvent {
   // The attempted username is not recorded for unknown users: people type passwords into the
   // username field, and the audit log is permanent.
-  return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { factor: 'password', source_address: sourceAddress } };
+  return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { factor: 'password', source_address: sourceAddress, ...extra } };
 }
 
 /**
@@ -282,7 +355,8 @@ export async function countFailedLogin(ctx: LoginContext, userId: string, base: 
   const db = ctx.storage.db;
   const counted = await db
     .updateTable('users')
-    .set((eb) => ({ failed_logins: eb('failed_logins', '+', 1) }))
+    // Dated, for the risk engine's `recent_failures` (src/risk/signals/recent-failures.ts).
+    .set((eb) => ({ failed_logins: eb('failed_logins', '+', 1), last_failed_login_at: ctx.clock.now() }))
     .where('id', '=', userId)
     .returning(['failed_logins'])
     .executeTakeFirst();
@@ -295,7 +369,8 @@ export async function countFailedLogin(ctx: LoginContext, userId: string, base: 
     // leaves the person's tokens working (src/identity/lifecycle.ts); an administrator's lock ends them.
     const result = await trx
       .updateTable('users')
-      .set({ status: 'locked', lock_reason: 'failed_logins', locked_at: now, updated_at: now })
+      // last_lockout_at outlives an unlock: the risk engine's `recent_lockout` reads it.
+      .set({ status: 'locked', lock_reason: 'failed_logins', locked_at: now, last_lockout_at: now, updated_at: now })
       .where('id', '=', userId)
       .where('status', '=', 'active')
       .executeTakeFirst();

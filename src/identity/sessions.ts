@@ -3,6 +3,8 @@ import type { Authentication } from '../authorization/contract.ts';
 import type { Context } from '../context.ts';
 import { rowsOf, type Flight } from '../storage/flight.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
+import type { RiskAssessment } from '../risk/assessment.ts';
+import { loginSignals, readStoredRisk, storedRisk } from './stored-risk.ts';
 
 /**
  * Browser sessions. The cookie holds 256 random bits; the database holds only their SHA-256, so
@@ -79,7 +81,7 @@ export async function readSessionOfPerson(
     ctx.storage.db
       .selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr'])
+      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr', 'sessions.risk'])
       .select(['users.username', 'users.name'])
       .where('sessions.id', 'in', ids)
       .where('sessions.ended_at', 'is', null)
@@ -93,6 +95,7 @@ export async function readSessionOfPerson(
   if (now - Number(session.last_seen_at) >= touchIntervalMs) {
     await ctx.storage.db.updateTable('sessions').set({ last_seen_at: now }).where('id', '=', session.id).where('ended_at', 'is', null).execute();
   }
+  const loginRisk = loginSignals(readStoredRisk(session.risk));
   return {
     authentication: {
       userId: session.user_id,
@@ -100,6 +103,7 @@ export async function readSessionOfPerson(
       authTime: Number(session.auth_time),
       acr: session.acr,
       amr: JSON.parse(session.amr) as string[],
+      ...(loginRisk ? { loginRisk } : {}),
     },
     person: { username: session.username, name: session.name },
   };
@@ -116,11 +120,13 @@ export interface StartedSession {
  * ended first (reason `rotated`): the id rotates at each login, so a session id fixed before the
  * login (session fixation) never becomes an authenticated one. `within`: the flight of the login's
  * transaction (with the user's update, the interaction's record of the login and the audit
- * event), to which its statements are added; else one transaction of its own.
+ * event), to which its statements are added; else one transaction of its own. `risk`: the sign-in's
+ * risk assessment, kept with the session (`sessions.risk`) so what is issued from it carries its
+ * signals (`Authentication.loginRisk`).
  */
 export async function startSession(
   ctx: SessionContext,
-  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined },
+  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined },
   within?: Flight,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
@@ -149,12 +155,14 @@ export async function startSession(
         amr: JSON.stringify(login.amr),
         ended_at: null,
         end_reason: null,
+        risk: storedRisk(login.risk),
       }),
   );
   maybePrune(ctx, now, flight);
   if (!within) await flight.commit();
+  const loginRisk = loginSignals(login.risk);
   return {
-    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr },
+    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr, ...(loginRisk ? { loginRisk } : {}) },
     setCookie: sessionCookie(ctx, value),
   };
 }

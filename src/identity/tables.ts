@@ -33,6 +33,10 @@ export interface IdentityTables {
      */
     tokens_valid_after: number | null;
     last_login_at: number | null;
+    /** When the latest failed sign-in counted in `failed_logins` happened (migration 0028; src/risk `recent_failures`). */
+    last_failed_login_at: number | null;
+    /** When the account was last locked by the automatic lockout, kept after an unlock (migration 0028; src/risk `recent_lockout`). */
+    last_lockout_at: number | null;
     created_at: number;
     updated_at: number;
   };
@@ -55,5 +59,10 @@ export interface IdentityTables {
     ended_at: number | null;
     /** Why it ended: logout, rotated (a new login in this browser), locked, disabled, password_changed, signed_out_everywhere, deleted. */
     end_reason: string | null;
+    /**
+     * The risk assessment of the sign-in that started it (JSON, src/risk/assessment.ts), so what is
+     * issued from the session carries its signals (migration 0028); null when none was made.
+     */
+    risk: string | null;
   };
 }

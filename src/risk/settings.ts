@@ -69,6 +69,11 @@ export interface RiskSettings {
    * seconds (src/risk/signals/concurrent-networks.ts).
    */
   concurrentWindowSeconds: number;
+  /** `admin_burst` fires at this many admin API or CLI write actions by one administrator within `adminBurstWindowSeconds`. */
+  adminBurstCount: number;
+  adminBurstWindowSeconds: number;
+  /** `quick_activation` fires when a policy set version is activated less than this many seconds after it was stored. */
+  quickActivationSeconds: number;
   /** Trading hours, in each desk's time zone (UTC for a desk without one): minutes after midnight, and ISO weekdays. */
   tradingHours: { start: number; end: number; weekdays: number[] };
 }
@@ -105,6 +110,9 @@ export const defaultRiskSettings: Readonly<RiskSettings> = Object.freeze({
   exchangeBurstCount: 30,
   exchangeBurstWindowSeconds: 60,
   concurrentWindowSeconds: 300,
+  adminBurstCount: 20,
+  adminBurstWindowSeconds: 300,
+  quickActivationSeconds: 15 * 60,
   tradingHours: { start: 7 * 60, end: 18 * 60, weekdays: [1, 2, 3, 4, 5] },
 });
 

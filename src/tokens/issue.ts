@@ -115,28 +115,7 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
   await refuseSuspended(ctx, clientId, request.principal);
-  const authorized = await authorizeIssuance(ctx, {
-    subject: request.principal,
-    ...(request.subjectLeis ? { subjectLeis: request.subjectLeis } : {}),
-    clientId,
-    audience: request.target.audience,
-    scopes: request.scopes,
-    authorizationDetails: request.authorizationDetails,
-    ...(request.claims?.acr !== undefined ? { acr: request.claims.acr } : {}),
-    ...(request.claims?.auth_time !== undefined ? { authTime: request.claims.auth_time } : {}),
-    // The person approved exactly these order entries with a passkey: `@approval` forbids are lifted.
-    ...(request.claims?.authorization_details_digest !== undefined ? { approved: true } : {}),
-    // Second persons approved the request (four-eyes): `@approval("four-eyes")` forbids count them.
-    ...(request.claims?.approvals !== undefined ? { approvals: request.claims.approvals.length } : {}),
-    ...(request.mandate ? { mandate: request.mandate } : {}),
-    requestId: request.requestId,
-    ...(request.txn !== undefined ? { txn: request.txn } : {}),
-    grantType: request.grantType,
-    ...(request.address !== undefined ? { address: request.address } : {}),
-    ...(request.risk?.loginRisk ? { loginRisk: request.risk.loginRisk } : {}),
-    ...(request.risk?.delegation ? { delegation: request.risk.delegation } : {}),
-    ...(request.risk?.presented ? { presented: request.risk.presented } : {}),
-  });
+  const authorized = await authorizeIssuance(ctx, issuanceOf(request, clientId));
 
   const iat = epochSeconds(ctx.clock);
   const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity);
@@ -180,6 +159,33 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
 }
 
 /** The one shape of `token.issued` / `token.exchanged`: who, for whom, where, what, and the grant's details. */
+/** What the decision point is asked about an access token request (src/policy/issuance.ts). */
+export function issuanceOf(request: AccessTokenRequest, clientId: string): Issuance {
+  return {
+    subject: request.principal,
+    ...(request.subjectLeis ? { subjectLeis: request.subjectLeis } : {}),
+    clientId,
+    audience: request.target.audience,
+    scopes: request.scopes,
+    authorizationDetails: request.authorizationDetails,
+    ...(request.claims?.acr !== undefined ? { acr: request.claims.acr } : {}),
+    ...(request.claims?.auth_time !== undefined ? { authTime: request.claims.auth_time } : {}),
+    // The person approved exactly these order entries with a passkey: `@approval` forbids are lifted.
+    ...(request.claims?.authorization_details_digest !== undefined ? { approved: true } : {}),
+    // Second persons approved the request (four-eyes): `@approval("four-eyes")` forbids count them.
+    ...(request.claims?.approvals !== undefined ? { approvals: request.claims.approvals.length } : {}),
+    ...(request.mandate ? { mandate: request.mandate } : {}),
+    requestId: request.requestId,
+    ...(request.txn !== undefined ? { txn: request.txn } : {}),
+    grantType: request.grantType,
+    ...(request.address !== undefined ? { address: request.address } : {}),
+    // The person's sign-in was risky: the issuance's assessment sees which signals fired.
+    ...(request.risk?.loginRisk ? { loginRisk: request.risk.loginRisk } : {}),
+    ...(request.risk?.delegation ? { delegation: request.risk.delegation } : {}),
+    ...(request.risk?.presented ? { presented: request.risk.presented } : {}),
+  };
+}
+
 function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding, risk: RiskAssessment | undefined): AuditEvent {
   return {
     type: request.event?.type ?? 'token.issued',

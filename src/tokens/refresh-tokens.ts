@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import type { SignalHit } from '../risk/assessment.ts';
 import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import { Flight } from '../storage/flight.ts';
@@ -54,6 +55,8 @@ export interface RefreshPayload {
   approval?: { id: string; digest: string };
   /** A CIBA request's txn, approvals and act chain: refreshed tokens carry them as the first did. */
   ciba?: { txn: string; approvals: ApprovalsClaimEntry[]; act?: Record<string, unknown> };
+  /** The risk signals of the sign-in the grant was made from: every refresh carries them into its issuance, as the code did. */
+  loginRisk?: SignalHit[];
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client

@@ -3,6 +3,7 @@ import type { AuthorizationDetail } from '../authorization/authorization-details
 import { isOidcScope, userinfoAudience, userinfoTokenTtl, type OidcScope } from '../authorization/scopes.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
+import type { SignalHit } from '../risk/assessment.ts';
 
 /** What a person granted a client through one authorization: the basis of every token issued from it. */
 export interface TokenBasis {
@@ -26,10 +27,15 @@ export interface TokenBasis {
    * `txn`, the second persons' `approvals` claim, and the act chain of its login_hint_token.
    */
   ciba?: { txn: string; approvals: ApprovalsClaimEntry[]; act?: Record<string, unknown> };
+  /**
+   * The risk signals that fired when the person signed in (src/identity/login-risk.ts), kept with
+   * the code and the refresh tokens: each issuance from the grant sees them (`Issuance.loginRisk`).
+   */
+  loginRisk?: SignalHit[];
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'approval' | 'ciba'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'approval' | 'ciba' | 'loginRisk'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -45,6 +51,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     ...(p.mandate !== undefined ? { mandate: p.mandate } : {}),
     ...(p.approval !== undefined ? { approval: p.approval } : {}),
     ...(p.ciba !== undefined ? { ciba: p.ciba } : {}),
+    ...(p.loginRisk !== undefined ? { loginRisk: p.loginRisk } : {}),
   };
 }
 

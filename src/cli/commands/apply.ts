@@ -4,6 +4,7 @@ import { userInfo } from 'node:os';
 import { executeApply, planApply } from '../../apply/index.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
+import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
 
@@ -41,7 +42,12 @@ export async function applyCommand(ctx: Context, file: string, dryRun: boolean, 
     output.out(`${file} is valid: ${plan.resourceServers.length} resource server(s), ${plan.clients.length} client(s), ${plan.users.length} user(s), ${plan.mandates.length} mandate(s); nothing was written (dry run)`);
     return exit.ok;
   }
+  const activeBefore = plan.policies.some((p) => p.active) ? await activeVersion(ctx) : undefined;
   const result = await executeApply(ctx, plan, { actor: `cli:${userInfo().username}`, via: 'cli' });
+  // Intrusion signals (src/risk/intrusion.ts): alerted when unusual; a policy set this apply made
+  // active is assessed with the time it was stored (quick_activation).
+  const activated = plan.policies.some((p) => p.active) ? await activatedBy(ctx, activeBefore) : undefined;
+  await assessAdminAction(ctx, { admin: cliAdmin(), action: activated ? `apply (policy.activate ${activated.version})` : 'apply', ...(activated ? { createdAt: activated.createdAt } : {}) });
   for (const change of result.changes) output.out(`${change.outcome.padEnd(9)} ${change.kind} ${change.id}`);
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged').length;
   output.out(changed === 0 ? 'no changes' : `${changed} change(s) applied`);
@@ -49,4 +55,15 @@ export async function applyCommand(ctx: Context, file: string, dryRun: boolean, 
     output.out(`client_secret for ${clientId} (shown once, store it now): ${secret}`);
   }
   return exit.ok;
+}
+
+/** The active policy set version, if any. */
+async function activeVersion(ctx: Context): Promise<string | undefined> {
+  return (await ctx.policies.list()).find((p) => p.active)?.version;
+}
+
+/** The policy set version active now when another was before (this apply activated it), with when it was stored. */
+async function activatedBy(ctx: Context, before: string | undefined): Promise<{ version: string; createdAt: number } | undefined> {
+  const now = (await ctx.policies.list()).find((p) => p.active);
+  return now && now.version !== before ? { version: now.version, createdAt: now.created_at } : undefined;
 }

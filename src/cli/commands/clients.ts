@@ -4,6 +4,7 @@ import { clientKinds, grantTypes, type ClientMetadata } from '../../clients/meta
 import { defaultRegistrationGrantTypes, defaultRegistrationKinds, InitialAccessTokens } from '../../clients/registration/initial-access-tokens.ts';
 import { isValidLei } from '../../entities/lei.ts';
 import { accessEvaluateScope, adminScopes } from '../../resource-servers/builtins.ts';
+import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
 
 export const clientsHelp = `Usage: clearance clients list
@@ -83,6 +84,7 @@ export async function clientsCommand(
         createdBy: `cli:${userInfo().username}`,
         now: ctx.clock.now(),
       });
+      await assessAdminAction(ctx, { admin: cliAdmin(), action: 'clients.token' });
       output.out(`initial access token (shown once; ${uses} use(s), ${ttl} s): ${token}`);
       output.out(
         `registered clients get: firm ${args.ownerLei ?? 'none'}; scopes at most ${scopes.join(' ')}; ` +

@@ -1,6 +1,7 @@
 import { signingAlgs, type SigningAlg } from '../../config.ts';
 import type { Context } from '../../context.ts';
 import { KeyError, type KeyInfo } from '../../keys/keystore.ts';
+import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
 
 export const keysHelp = `Usage: clearance keys list [--json]
@@ -43,6 +44,7 @@ export async function keysCommand(
           return exit.usage;
         }
         const key = await ctx.keys.rotate(alg as SigningAlg, overlap);
+        await assessAdminAction(ctx, { admin: cliAdmin(), action: 'keys.rotate' });
         output.out(`created ${describe(key)}`);
         return exit.ok;
       }
@@ -51,7 +53,9 @@ export async function keysCommand(
           output.err('usage: clearance keys retire KID');
           return exit.usage;
         }
-        output.out(`retired ${describe(await ctx.keys.retire(args.kid))}`);
+        const retired = await ctx.keys.retire(args.kid);
+        await assessAdminAction(ctx, { admin: cliAdmin(), action: 'keys.retire' });
+        output.out(`retired ${describe(retired)}`);
         return exit.ok;
       }
       default:

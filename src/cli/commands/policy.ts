@@ -8,6 +8,7 @@ import { activationEvent } from '../../policy/apply-section.ts';
 import { compilePolicySet, formatPolicyProblem, type PolicySource } from '../../policy/engine.ts';
 import { simulate } from '../../policy/simulate.ts';
 import { PolicyActivationError } from '../../policy/store.ts';
+import { assessAdminAction } from '../../risk/intrusion.ts';
 import { readPolicySources, testPolicyDirectory } from '../../policy/testing.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
@@ -32,7 +33,9 @@ list      every stored policy set version; * marks the active one.
 add       stores a new version (not active) from a .cedar file or a directory of them,
           validated against the policy schema (the same as a policies entry of clearance apply).
 activate  makes VERSION the active policy set; the approver must not be its author (four
-          eyes). Running servers use it within a second.
+          eyes). Running servers use it within a second. An activation soon after the version
+          was stored (15 minutes by default) is alerted as risk.admin_unusual, as are other
+          unusual changes (docs/risk.md "Intrusion signals").
 
 See docs/policy.md.`;
 
@@ -89,6 +92,11 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
           return { value: done, events };
         });
         ctx.policies.invalidate();
+        // Intrusion signals (src/risk/intrusion.ts): a version activated soon after it was stored is quick_activation.
+        if (previous !== version) {
+          const stored = await ctx.policies.get(version);
+          await assessAdminAction(ctx, { admin: actor, action: `policy.activate ${version}`, ...(stored ? { createdAt: stored.created_at } : {}) });
+        }
         output.out(previous === version ? `policy set ${version} is already active` : `activated policy set ${version} (approved by ${approver}${previous ? `; was ${previous}` : ''})`);
         return exit.ok;
       } catch (error) {
@@ -111,6 +119,7 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
         return exit.failed;
       }
       const result = await executeApply(ctx, plan, { actor, via: 'cli' });
+      await assessAdminAction(ctx, { admin: actor, action: `policy.add ${args.version}` });
       output.out(`${result.changes[0]!.outcome.padEnd(9)} policy set ${args.version} (not active; activate with: clearance policy activate ${args.version} --approver NAME)`);
       return exit.ok;
     }

@@ -3,6 +3,8 @@ import type { Authentication, ConsentRequest, Interaction, NextStep } from '../.
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
+import { signInRisk, type SignInRisk } from '../../identity/login-risk.ts';
+import type { RiskAssessment } from '../../risk/assessment.ts';
 import { clearPendingCookie, readPendingSignIn, startPendingSignIn, type PendingSignIn } from '../../identity/factors/pending.ts';
 import { verifySecondFactor, type SecondFactorProof } from '../../identity/factors/second-step.ts';
 import { holdsPrivilegedRole } from '../../identity/roles.ts';
@@ -47,13 +49,17 @@ import type { InteractionFlow } from './flow.ts';
  *   3. an empty username or password → the sign-in page again, 400;
  *   3a. the person's rate limit (attempts naming the account, src/risk/limits): over it → the
  *      sign-in page again, 429 with Retry-After and the RateLimit fields, no password work;
- *   4. verifyLogin (throttle, Argon2id, lockout, audit): throttled → 429 with Retry-After;
- *      any other failure → the sign-in page with one generic message, 401;
+ *   4. verifyLogin (throttle, Argon2id, lockout, the sign-in's risk — signInRisk: the address,
+ *      the client, the browser's device cookie —, audit): throttled → 429 with Retry-After; a
+ *      risk step-up a person without a second factor meets only with their passkey → the sign-in
+ *      page asking for it, 401; any other failure (a risk denial too) → the sign-in page with one
+ *      generic message, 401;
  *   5. a person with a second factor (src/identity/factors): no session yet — a pending sign-in
  *      bound to this browser (cookie) and this interaction, opened in the password's transaction,
  *      and 303 to /interaction/{id}/second-factor;
- *   6. a new session (the id rotates: the browser's old session ends), recorded on the
- *      interaction — one transaction with the login's user update and audit event — and 303
+ *   6. a new session (the id rotates: the browser's old session ends; it keeps the sign-in's risk
+ *      assessment), recorded on the interaction — one transaction with the login's user update and
+ *      audit event —, the device cookie when the browser had none that verified, and 303
  *      (never 307, RFC 9700 §4.12) to where the protocol's nextStep sends the person now: the
  *      consent page (/interaction/{id}) when consent is needed, else /authorize/resume/{id}; an
  *      interaction that ended meanwhile → error page, no cookie.
@@ -73,7 +79,8 @@ import type { InteractionFlow } from './flow.ts';
  *      toward lockout, audit): throttled → 429; a recovery code of a privileged role → 403; wrong →
  *      the page again with one generic message, 401, or the sign-in page once the pending sign-in
  *      ended;
- *   6. as 6. of login: the session (acr mfa) starts, the pending cookie is cleared, 303 on.
+ *   6. as 6. of login: the session (acr mfa, the password step's risk assessment) starts, the
+ *      pending cookie is cleared, the device cookie given, 303 on.
  *
  * POST /interaction/{id}/passkey/options (JSON, for the sign-in page's passkey script)
  *   1. a missing or wrong CSRF token (the sign-in form's), or a cross-site Origin → 403
@@ -86,8 +93,8 @@ import type { InteractionFlow } from './flow.ts';
  * POST /interaction/{id}/passkey
  *   1–2. as for login;
  *   3. verifyPasskeyLogin (throttle, the challenge consumed once, the assertion's origin, RP ID,
- *      user verification, signature and counter, audit): throttled → 429; any failure → the
- *      sign-in page with one generic message, 401;
+ *      user verification, signature and counter, the sign-in's risk, audit): throttled → 429; any
+ *      failure (a risk denial too) → the sign-in page with one generic message, 401;
  *   4. as step 5 of login: the session at the passkey's level (acr `urn:clearance:acr:phr`, or
  *      `:phrh` for attested hardware), recorded on the interaction in the sign-in's transaction.
  *
@@ -178,13 +185,14 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           // A success starts the session (its id rotates) and records it on the interaction, in the
           // login's transaction with its audit event: statements added to its flight, answered
           // once it has committed (`recorded`).
+          const risk = riskOf(request, interaction);
           const outcome = await verifyLogin(
             ctx,
-            { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId },
+            { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk },
             (flight, login) => session(request, interaction, flight, login),
             account,
             // The password of a person with a second factor: no session yet, the second step next.
-            (flight, login) => startPendingSignIn(ctx, flight, { userId: login.user.id, interaction, cookieHeader: request.headers.cookie }),
+            (flight, login) => startPendingSignIn(ctx, flight, { userId: login.user.id, interaction, cookieHeader: request.headers.cookie, risk: login.risk }),
           );
           if (!outcome.ok && outcome.reason === 'second_factor_required') {
             reply.header('set-cookie', [outcome.value.setCookie]);
@@ -198,10 +206,14 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               headers: { 'retry-after': String(outcome.retryAfterSeconds) },
             });
           }
+          if (!outcome.ok && outcome.reason === 'passkey_required') {
+            // The risk of this sign-in asks more than a password; the person's passkey is what they have.
+            return showLogin(ctx, request, reply, interaction, { status: 401, username, error: 'This sign-in needs more than your password. Sign in with your passkey.' });
+          }
           if (!outcome.ok) {
             return showLogin(ctx, request, reply, interaction, { status: 401, username, error: 'The username or password is not correct.' });
           }
-          return signedIn(request, reply, interaction, outcome.value);
+          return signedIn(request, reply, interaction, outcome.value, risk);
         }),
       );
 
@@ -230,10 +242,10 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           const proof: SecondFactorProof | undefined = recoveryCode ? { kind: 'recovery_code', code: recoveryCode } : code ? { kind: 'totp', code } : undefined;
           if (!proof) return showSecondFactor(ctx, request, reply, interaction, pending, { status: 400, error: 'Enter the code your authenticator app shows.' });
           // As a login: the session starts and is recorded on the interaction in the factor's transaction.
-          const outcome = await verifySecondFactor(ctx, { pending, proof, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId }, async (flight, login) => {
-            const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, flight);
-            return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
-          });
+          const risk = riskOf(request, interaction);
+          const outcome = await verifySecondFactor(ctx, { pending, proof, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk }, (flight, login) =>
+            session(request, interaction, flight, login),
+          );
           const field = proof.kind;
           if (!outcome.ok) {
             switch (outcome.reason) {
@@ -258,7 +270,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           }
           // The interaction ended between its read and the sign-in (nothing recorded on it): no cookie.
           if (!(await outcome.value.recorded)) return interactionGone(ctx, request, reply);
-          reply.header('set-cookie', [outcome.value.started.setCookie, clearPendingCookie(ctx)]);
+          reply.header('set-cookie', [outcome.value.started.setCookie, clearPendingCookie(ctx), ...(risk.setDeviceCookie ? [risk.setDeviceCookie] : [])]);
           const next = await flow.nextStep(ctx, interaction, outcome.value.started.authentication);
           return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
         }),
@@ -284,9 +296,10 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!interaction) return interactionGone(ctx, request, reply);
           // As for a password: a success starts the session and records it on the interaction, in
           // the sign-in's transaction with its audit event.
+          const risk = riskOf(request, interaction);
           const outcome = await verifyPasskeyLogin(
             ctx,
-            { credential: form.get('credential'), binding: interaction.id, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId },
+            { credential: form.get('credential'), binding: interaction.id, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk },
             (flight, login) => session(request, interaction, flight, login),
           );
           if (!outcome.ok && outcome.reason === 'throttled') {
@@ -299,26 +312,32 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!outcome.ok) {
             return showLogin(ctx, request, reply, interaction, { status: 401, error: 'Your passkey could not be used to sign in. Try again, or choose another way below.' });
           }
-          return signedIn(request, reply, interaction, outcome.value);
+          return signedIn(request, reply, interaction, outcome.value, risk);
         }),
       );
 
-      /** A successful sign-in's consequences, added to its transaction: the new session, recorded on the interaction. */
-      async function session(request: FastifyRequest, interaction: Interaction, flight: Flight, login: { user: { id: string }; acr: string; amr: string[] }) {
-        const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie }, flight);
+      /** The risk of this request's sign-in: its address, the interaction's client, the browser's device cookie. */
+      function riskOf(request: FastifyRequest, interaction: Interaction): SignInRisk {
+        return signInRisk(ctx, { address: request.ip, clientId: interaction.clientId, cookieHeader: request.headers.cookie });
+      }
+
+      /** A successful sign-in's consequences, added to its transaction: the new session (with the sign-in's risk), recorded on the interaction. */
+      async function session(request: FastifyRequest, interaction: Interaction, flight: Flight, login: { user: { id: string }; acr: string; amr: string[]; risk?: RiskAssessment }) {
+        const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk }, flight);
         return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
       }
 
-      /** After a committed sign-in (password or passkey): the cookie, and 303 to where the protocol side sends the person. */
+      /** After a committed sign-in (password or passkey): the cookies (session; device, when new), and 303 to where the protocol side sends the person. */
       async function signedIn(
         request: FastifyRequest,
         reply: FastifyReply,
         interaction: Interaction,
         value: { started: StartedSession; recorded: Promise<boolean> },
+        risk: SignInRisk,
       ): Promise<FastifyReply> {
         // The interaction ended between its read and the login (nothing recorded on it): no cookie.
         if (!(await value.recorded)) return interactionGone(ctx, request, reply);
-        reply.header('set-cookie', [value.started.setCookie]);
+        reply.header('set-cookie', [value.started.setCookie, ...(risk.setDeviceCookie ? [risk.setDeviceCookie] : [])]);
         // Straight to the consent page when the protocol side asks for consent (it knows from the
         // login's own transaction); anything else is the protocol side's to carry out.
         const next = await flow.nextStep(ctx, interaction, value.started.authentication);

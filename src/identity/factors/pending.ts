@@ -7,6 +7,8 @@ import { cookieValues, serializeCookie } from '../cookies.ts';
 import { cookieScope } from '../sessions.ts';
 import type { StoredRecoveryCode } from './recovery-codes.ts';
 import type { TotpRow } from './totp.ts';
+import type { RiskAssessment } from '../../risk/assessment.ts';
+import { readStoredRisk, storedRisk } from '../stored-risk.ts';
 
 /**
  * The state between a correct password and a second factor during a sign-in ("pending sign-in").
@@ -18,7 +20,8 @@ import type { TotpRow } from './totp.ts';
  *   it (src/authorization/interactions.ts);
  * - made only by a verified password (src/identity/login.ts verifyLogin, in the transaction that
  *   audits it), and names the person whose password it was: the second factor is checked against
- *   that person's authenticator, never one the form names;
+ *   that person's authenticator, never one the form names; it keeps the sign-in's risk assessment,
+ *   made at the password, for the completed sign-in to record and keep with its session;
  * - short-lived (5 minutes, never beyond its interaction), single-use (the sign-in it completes
  *   ends it by a conditional update, in the same transaction as the new session), and ended after
  *   `maxPendingFailures` wrong second factors (the password must then be entered again; each wrong
@@ -66,7 +69,7 @@ export function clearPendingCookie(ctx: Pick<Context, 'config'>): string {
 export function startPendingSignIn(
   ctx: Pick<Context, 'storage' | 'clock' | 'config'>,
   flight: Flight,
-  start: { userId: string; interaction: { id: string; expiresAt: number }; cookieHeader: string | undefined },
+  start: { userId: string; interaction: { id: string; expiresAt: number }; cookieHeader: string | undefined; risk?: RiskAssessment | undefined },
 ): { setCookie: string } {
   const now = ctx.clock.now();
   const value = randomBytes(32).toString('base64url');
@@ -83,6 +86,7 @@ export function startPendingSignIn(
       expires_at: expiresAt,
       failures: 0,
       ended_at: null,
+      risk: storedRisk(start.risk),
     }),
   );
   maybePrune(ctx, now, flight);
@@ -101,6 +105,8 @@ export interface PendingSignIn {
   totp: TotpRow | undefined;
   /** Their recovery codes (digests). */
   recoveryCodes: StoredRecoveryCode[];
+  /** The sign-in's risk assessment, made when the password was verified. */
+  risk?: RiskAssessment;
 }
 
 /**
@@ -130,7 +136,7 @@ export async function readPendingSignIn(
     open(db)
       .innerJoin('users', 'users.id', 'pending_sign_ins.user_id')
       .selectAll('users')
-      .select(['pending_sign_ins.id as pending_id', 'pending_sign_ins.failures as pending_failures', 'pending_sign_ins.expires_at as pending_expires_at']),
+      .select(['pending_sign_ins.id as pending_id', 'pending_sign_ins.failures as pending_failures', 'pending_sign_ins.expires_at as pending_expires_at', 'pending_sign_ins.risk as pending_risk']),
     flight,
   );
   const totp = rowsOf(open(db).innerJoin('totp_factors', 'totp_factors.user_id', 'pending_sign_ins.user_id').selectAll('totp_factors').where('totp_factors.confirmed_at', 'is not', null), flight);
@@ -140,8 +146,10 @@ export async function readPendingSignIn(
   );
   const [stateRows, totpRows, codeRows] = await Promise.all([states, totp, codes]);
   if (stateRows.length !== 1) return undefined;
-  const { pending_id, pending_failures, pending_expires_at, ...user } = stateRows[0]!;
+  const { pending_id, pending_failures, pending_expires_at, pending_risk, ...user } = stateRows[0]!;
+  const risk = readStoredRisk(pending_risk);
   return {
+    ...(risk ? { risk } : {}),
     id: pending_id,
     interactionId,
     failures: Number(pending_failures),

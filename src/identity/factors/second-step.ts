@@ -10,6 +10,7 @@ import { addNotice } from './notices.ts';
 import { countPendingFailure, endPendingSignIn, type PendingSignIn } from './pending.ts';
 import { matchRecoveryCode, useRecoveryCode } from './recovery-codes.ts';
 import { checkTotpCode, openTotpSecret, recordTotpStep } from './totp.ts';
+import type { SignInRisk } from '../login-risk.ts';
 
 /** What the person entered on the second-factor page. */
 export type SecondFactorProof = { kind: 'totp'; code: string } | { kind: 'recovery_code'; code: string };
@@ -21,6 +22,11 @@ export interface SecondFactorAttempt {
   sourceAddress: string;
   requestId?: string;
   clientId?: string;
+  /**
+   * The sign-in's risk (src/identity/login-risk.ts): only to remember this device and network once
+   * signed in — the assessment was made at the password and comes with `pending`.
+   */
+  risk?: SignInRisk;
 }
 
 export type SecondFactorOutcome<T> =
@@ -58,7 +64,8 @@ type StepContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'c
  *    single use (the TOTP step recorded, or the recovery code marked used), each conditional — a
  *    concurrent request that got there first makes this one a replay, and nothing is written —
  *    then `completeLogin` (failure count reset, the caller's session via `onSuccess`,
- *    `user.factor_succeeded` and `user.login_succeeded`). TOTP signs in at `urn:clearance:acr:mfa`
+ *    `user.factor_succeeded` and `user.login_succeeded` with the risk assessment the password step
+ *    made, `pending.risk`, which the second factor completes: it meets a step-up). TOTP signs in at `urn:clearance:acr:mfa`
  *    with amr ['pwd', 'otp', 'mfa']; a recovery code at the same level, never higher, with amr
  *    ['pwd', 'mfa', 'urn:clearance:amr:recovery-code'], and leaves a notice for the person's
  *    account page (notices.ts) and a `recovery.code_used` alert (src/signals/alerts.ts) in the
@@ -157,7 +164,14 @@ export async function verifySecondFactor<T = undefined>(
 
     let completed;
     try {
-      completed = await completeLogin(ctx, row, { acr, amr, methods: ['password', factor], sourceAddress: attempt.sourceAddress, base }, flight, events, onSuccess);
+      completed = await completeLogin(
+        ctx,
+        row,
+        { acr, amr, methods: ['password', factor], sourceAddress: attempt.sourceAddress, base, ...(pending.risk ? { risk: pending.risk } : {}) },
+        flight,
+        events,
+        onSuccess,
+      );
     } catch (error) {
       if (refusedFor(error, 'code_used')) return await wrong(reuse);
       if (refusedFor(error, 'pending_ended')) return { ok: false, reason: 'ended' };
@@ -167,6 +181,7 @@ export async function verifySecondFactor<T = undefined>(
       await ctx.audit.record(failed('locked'));
       return await ended();
     }
+    await attempt.risk?.observe(row.id);
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     if (!counted) await reservation.refund();

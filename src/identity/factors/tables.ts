@@ -54,5 +54,7 @@ export interface FactorTables {
     failures: number;
     /** When it was used up (signed in), abandoned (too many failures) or ended (a lock); null while open. */
     ended_at: number | null;
+    /** The risk assessment made when the password was verified (JSON, src/risk/assessment.ts; migration 0028), completed by the second step. */
+    risk: string | null;
   };
 }

@@ -8,6 +8,8 @@ import { consumeChallenge } from './challenges.ts';
 import { decodeClientData, parseAuthenticationResponse } from './responses.ts';
 import { passkeyAcr, passkeyAmr, passkeyByCredentialId } from './store.ts';
 import { screenPerson } from '../../risk/screening/screen.ts';
+import { riskDenied, type SignInRisk } from '../login-risk.ts';
+import { riskAuditDetail, type RiskAssessment } from '../../risk/assessment.ts';
 
 export interface PasskeyLoginAttempt {
   /** The assertion as the page posted it (PublicKeyCredential.toJSON(), as text). */
@@ -17,10 +19,12 @@ export interface PasskeyLoginAttempt {
   sourceAddress: string;
   requestId?: string;
   clientId?: string;
+  /** The sign-in's risk (src/identity/login-risk.ts): assessed once the assertion verified. Without it, none is assessed. */
+  risk?: SignInRisk;
 }
 
 /** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'suspended' | 'throttled' | 'counter_changed';
+type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'suspended' | 'throttled' | 'counter_changed' | 'risk_denied';
 
 type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config' | 'risk'>;
 
@@ -41,10 +45,15 @@ type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'aud
  *    verification, backup flags, signature, counter — a counter regression is audited as
  *    `passkey.counter_regressed` too); the person is not suspended pending review by an anomaly's
  *    reaction (`suspended`, src/risk/anomalies);
+ * 5a. the sign-in's risk is assessed (`attempt.risk`, src/identity/login-risk.ts): `deny` refuses
+ *    it like any failure (`invalid_credentials`, the same message), audited as `user.login_failed`
+ *    (reason `risk_denied`, `details.risk`) and `risk.denied` with a `risk.denied` alert, in one
+ *    transaction; `step_up` is met — a passkey is the stronger factor — and the sign-in goes on;
  * 6. a success updates the passkey (counter, conditional on the one checked: `counter_changed`
  *    when another sign-in with it committed first) and the person (last login, conditional on
  *    still being active), and is audited as `user.login_succeeded` with factor (and method)
- *    `passkey`, the credential id, `acr` and `amr` — in one transaction with what `onSuccess` adds to its flight
+ *    `passkey`, the credential id, `acr`, `amr` and the risk assessment (`details.risk`, also given
+ *    to `onSuccess` for the session) — in one transaction with what `onSuccess` adds to its flight
  *    (the new session, the interaction's record of it), as `verifyLogin` does for passwords.
  * Every failure is audited as `user.login_failed` with factor `passkey`, the credential id when
  * the response named a passkey, and its reason, and gives
@@ -103,6 +112,16 @@ export async function verifyPasskeyLogin<T = undefined>(
     // Suspended pending review by an anomaly's reaction (src/risk/anomalies), until reinstated.
     if (await ctx.risk.reactions.suspended({ type: 'User', id: row.id })) return await fail('suspended', known);
 
+    // 5a. The passkey verified: the sign-in's risk. A step-up is met by the passkey itself.
+    const risk: RiskAssessment | undefined = attempt.risk ? await attempt.risk.assess(row) : undefined;
+    if (risk?.outcome === 'deny') {
+      failed = true;
+      const refusals = ctx.storage.flight();
+      const denied = riskDenied(ctx, refusals, { reason: 'risk_denied', assessment: risk, userId: row.id, method: 'passkey', sourceAddress: attempt.sourceAddress, base });
+      await ctx.audit.commit(refusals, [failureEvent(base, 'risk_denied', attempt.sourceAddress, known, { risk: riskAuditDetail(risk) }), denied]);
+      return invalid;
+    }
+
     const now = ctx.clock.now();
     const user = userFromRow({ ...row, last_login_at: now });
     const acr = passkeyAcr(passkey, ctx.config.passkeyAttestation);
@@ -114,14 +133,14 @@ export async function verifyPasskeyLogin<T = undefined>(
       rows: 1,
       otherwise: 'account_not_active',
     });
-    const value = onSuccess ? await onSuccess(flight, { user, acr, amr }) : (undefined as T);
+    const value = onSuccess ? await onSuccess(flight, { user, acr, amr, ...(risk ? { risk } : {}) }) : (undefined as T);
     const event: AuditEvent = {
       type: 'user.login_succeeded',
       ...base,
       subject: row.id,
       actor: row.id,
       decision: { allow: true, reasons: ['passkey'] },
-      details: { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr },
+      details: { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr, ...(risk ? { risk: riskAuditDetail(risk) } : {}) },
     };
     try {
       await ctx.audit.commit(flight, [event]);
@@ -133,6 +152,7 @@ export async function verifyPasskeyLogin<T = undefined>(
     // Sanctions/PEP screening at each sign-in, as for passwords (src/identity/login.ts).
     await screenPerson(ctx, user, 'sign_in');
     ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
+    await attempt.risk?.observe(row.id);
     return { ok: true, user, acr, amr, value };
   } finally {
     // Only a failure keeps its count: a success, or an error of the server, is not a guess.
@@ -140,12 +160,18 @@ export async function verifyPasskeyLogin<T = undefined>(
   }
 }
 
-function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAddress: string, known: { userId?: string; credentialId?: string }): AuditEvent {
+function failureEvent(
+  base: Partial<AuditEvent>,
+  reason: FailureReason,
+  sourceAddress: string,
+  known: { userId?: string; credentialId?: string },
+  extra: Record<string, unknown> = {},
+): AuditEvent {
   return {
     type: 'user.login_failed',
     ...base,
     ...(known.userId ? { subject: known.userId } : {}),
     decision: { allow: false, reasons: [reason] },
-    details: { factor: 'passkey', method: 'passkey', ...(known.credentialId ? { credential: known.credentialId } : {}), source_address: sourceAddress },
+    details: { factor: 'passkey', method: 'passkey', ...(known.credentialId ? { credential: known.credentialId } : {}), source_address: sourceAddress, ...extra },
   };
 }

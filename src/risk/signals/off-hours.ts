@@ -1,8 +1,8 @@
 import type { Context } from '../../context.ts';
 import { findUser } from '../../identity/users.ts';
-import { deskClock, localClock } from '../../policy/desk-time.ts';
+import { deskClock } from '../../policy/desk-time.ts';
+import { clockText, utcClock, withinTradingHours } from '../trading-hours.ts';
 import type { RiskSignal } from '../engine.ts';
-import type { RiskSettings } from '../settings.ts';
 
 /**
  * `off_hours` at a token issuance or an AuthZEN evaluation about a person: the local time at their
@@ -19,21 +19,11 @@ export const offHours: RiskSignal = {
     if (desks.length === 0) return undefined;
     const now = ctx.clock.now();
     const zoned = deskClock(await ctx.entities.snapshot(), desks, {}, now);
-    const clock = zoned ?? localClock('UTC', now);
-    if (!clock || withinTradingHours(settings.tradingHours, clock)) return undefined;
-    const time = `${String(Math.floor(clock.minutes / 60)).padStart(2, '0')}:${String(clock.minutes % 60).padStart(2, '0')}`;
-    return { detail: `${time} on ISO weekday ${clock.weekday} ${zoned ? `at desk ${zoned.desk}` : '(UTC: no desk time zone)'}` };
+    const clock = zoned ?? utcClock(now);
+    if (withinTradingHours(settings.tradingHours, clock)) return undefined;
+    return { detail: `${clockText(clock.minutes)} on ISO weekday ${clock.weekday} ${zoned ? `at desk ${zoned.desk}` : '(UTC: no desk time zone)'}` };
   },
 };
-
-/**
- * Whether a local time is in the trading hours: on one of their weekdays, from `start` (inclusive)
- * to `end` (exclusive); an `end` before `start` runs past midnight (the weekday is the local day).
- */
-export function withinTradingHours(hours: RiskSettings['tradingHours'], clock: { minutes: number; weekday: number }): boolean {
-  if (!hours.weekdays.includes(clock.weekday)) return false;
-  return hours.start < hours.end ? clock.minutes >= hours.start && clock.minutes < hours.end : clock.minutes >= hours.start || clock.minutes < hours.end;
-}
 
 /** How long a person's desks are trusted on this node before they are read again. */
 const desksTtlMs = 5 * 60_000;

@@ -26,6 +26,7 @@ import * as recovery from './0024_recovery.ts';
 import * as breakGlass from './0025_break_glass.ts';
 import * as alertDelivery from './0026_alert_delivery.ts';
 import * as risk from './0027_risk.ts';
+import * as riskLogin from './0028_risk_login.ts';
 import * as riskAnomalies from './0029_risk_anomalies.ts';
 import * as rateLimits from './0030_rate_limits.ts';
 import * as kyc from './0031_kyc.ts';
@@ -59,6 +60,7 @@ export const migrations: Record<string, Migration> = {
   '0025_break_glass': breakGlass,
   '0026_alert_delivery': alertDelivery,
   '0027_risk': risk,
+  '0028_risk_login': riskLogin,
   '0029_risk_anomalies': riskAnomalies,
   '0030_rate_limits': rateLimits,
   '0031_kyc': kyc,

@@ -1,0 +1,25 @@
+import { networkOf } from '../network.ts';
+import type { RiskSignal } from '../engine.ts';
+
+const dayMs = 86_400_000;
+
+/**
+ * `new_network` at a sign-in: the request comes from a network (IPv4 /24, IPv6 /48: src/risk/network.ts) not
+ * seen for this principal within `networkMemoryDays`. After a success the network is remembered
+ * (`risk_sightings`, kind `network`). A request without a source address fires nothing.
+ */
+export const loginNewNetwork: RiskSignal = {
+  name: 'new_network',
+  moments: ['login'],
+  async evaluate(deps, facts, settings) {
+    if (facts.address === undefined) return undefined;
+    const network = networkOf(facts.address);
+    const seen = await deps.risk.sightings.lastSeen(facts.principal, 'network', network);
+    if (seen === undefined) return { detail: `network ${network} never seen` };
+    if (seen < deps.clock.now() - settings.networkMemoryDays * dayMs) return { detail: `network ${network} not seen for ${settings.networkMemoryDays} days` };
+    return undefined;
+  },
+  async observe(deps, facts) {
+    if (facts.address !== undefined) await deps.risk.sightings.note(facts.principal, 'network', networkOf(facts.address));
+  },
+};

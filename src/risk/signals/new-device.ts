@@ -1,0 +1,21 @@
+import type { RiskSignal } from '../engine.ts';
+
+/**
+ * `new_device`: a person signs in from a browser whose device id (the signed device cookie,
+ * src/identity/device-cookie.ts) was never seen for this account — or with no valid device cookie
+ * at all (none, expired, tampered with): an unknown browser is a new device. After a successful
+ * sign-in the device is remembered for the account (`risk_sightings`, kind `device`), the id the
+ * browser presented or the one it is given with that sign-in.
+ */
+export const newDevice: RiskSignal = {
+  name: 'new_device',
+  moments: ['login'],
+  async evaluate(deps, facts) {
+    if (facts.deviceId === undefined) return { detail: 'no valid device cookie' };
+    const seen = await deps.risk.sightings.lastSeen(facts.principal, 'device', facts.deviceId);
+    return seen === undefined ? { detail: 'device never seen for this account' } : undefined;
+  },
+  async observe(deps, facts) {
+    if (facts.deviceId !== undefined) await deps.risk.sightings.note(facts.principal, 'device', facts.deviceId);
+  },
+};
