@@ -16,8 +16,8 @@ declare module 'fastify' {
   }
 }
 
-/** The scopes that only read: every other admin scope changes something, and is assessed as an admin action. */
-const readScopes: ReadonlySet<AdminScope> = new Set(['admin:read', 'audit:read']);
+/** Methods that only read (RFC 9110 §9.2.1 safe methods): every other admin request is a change, assessed as an admin action. */
+const safeMethods: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** The audience of Clearance's own admin API. */
 export function adminAudience(issuer: string): string {
@@ -31,9 +31,9 @@ export function adminAudience(issuer: string): string {
  * person in force), with the scope. Errors follow RFC 6750 §3 and RFC 9449 §7.1: 401
  * invalid_token / invalid_dpop_proof, 403 insufficient_scope, with a WWW-Authenticate challenge in
  * the scheme used.
- * A request with a scope that changes something (all but admin:read and audit:read) is then
- * assessed as an admin action (intrusion signals, src/risk/intrusion.ts): alerted when unusual,
- * never refused for it.
+ * A request that changes something (any method but GET, HEAD and OPTIONS) is then assessed as an
+ * admin action (intrusion signals, src/risk/intrusion.ts): alerted when unusual, never refused
+ * for it.
  */
 export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHookHandler {
   const resource = { audience: adminAudience(ctx.config.issuer), scope, name: 'the admin API' };
@@ -41,7 +41,7 @@ export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHo
     const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
     reply.headers(access.headers);
     request.admin = access.claims;
-    if (readScopes.has(scope)) return;
+    if (safeMethods.has(request.method)) return;
     const claims = access.claims;
     await assessAdminAction(ctx, {
       admin: claims.sub ?? claims.client_id,
