@@ -29,7 +29,7 @@ describe('the issuance the decision point is asked about', () => {
     const payload = { scopes: ['order:create'], oidcScopes: [], authorizationDetails: [], authTime: 1_700_000_000, acr: 'urn:clearance:acr:pwd', amr: ['pwd'], loginRisk: signals };
     const basis = tokenBasis({ userId: 'u-1', clientId: 'web-app', grantId: 'g-1' }, payload);
     assert.deepEqual(basis.loginRisk, signals);
-    const issuance = issuanceOf(request({ loginRisk: basis.loginRisk! }), 'web-app');
+    const issuance = issuanceOf(request({ risk: { loginRisk: basis.loginRisk! } }), 'web-app');
     assert.deepEqual(issuance.loginRisk, signals);
     assert.equal(issuance.acr, 'urn:clearance:acr:pwd');
     assert.equal(issuance.grantType, 'refresh_token');
