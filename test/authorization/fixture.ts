@@ -87,7 +87,10 @@ export interface CodeFlowFixture extends ProtocolFixture {
   introspect(client: string, token: string): Promise<Record<string, unknown>>;
 }
 
-export async function codeFlowFixture(t: Pick<TestContext, 'after'>, options: { env?: NodeJS.ProcessEnv; dialect?: TestDialect } = {}): Promise<CodeFlowFixture> {
+export async function codeFlowFixture(
+  t: Pick<TestContext, 'after'>,
+  options: { env?: NodeJS.ProcessEnv; dialect?: TestDialect; /** testContext's: `off` for a test of sign-ins that is not about risk. */ risk?: 'on' | 'off' } = {},
+): Promise<CodeFlowFixture> {
   const base = await protocolFixture(t, options);
   const { ctx } = base;
   const { privateKey: parKey, publicKey } = await generateKeyPair('ES256', { extractable: true });

@@ -130,9 +130,9 @@ export function basicAuthorization(clientId: string, secret: string): string {
 
 export async function protocolFixture(
   t: Pick<TestContext, 'after'>,
-  options: { env?: NodeJS.ProcessEnv; dialect?: TestDialect } = {},
+  options: { env?: NodeJS.ProcessEnv; dialect?: TestDialect; /** testContext's: `off` for a test of sign-ins or admin changes that is not about risk. */ risk?: 'on' | 'off' } = {},
 ): Promise<ProtocolFixture> {
-  const { ctx, clock } = await testContext({ t, ...(options.env ? { env: options.env } : {}), ...(options.dialect ? { dialect: options.dialect } : {}) });
+  const { ctx, clock } = await testContext({ t, ...(options.env ? { env: options.env } : {}), ...(options.dialect ? { dialect: options.dialect } : {}), ...(options.risk ? { risk: options.risk } : {}) });
   const app = buildApp(ctx);
   t.after(() => app.close());
   await app.ready();

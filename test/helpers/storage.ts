@@ -154,9 +154,10 @@ export interface TestContextOptions {
   /** Default: silent. Pass `createLogger('info', stream)` to capture log lines. */
   log?: Logger;
   /**
-   * The risk engine (src/risk): `off` by default, so a test that is not about risk does not depend
-   * on the time of day (off_hours, admin_off_hours) or on what its earlier requests taught the
-   * signals; `on` keeps the settings the Context was built with. A risk test may set its own
+   * The risk engine (src/risk): `on` by default, with the settings the Context was built with
+   * (apply's `risk` section); `off` switches it off, for a test of sign-ins or admin changes that is
+   * not about risk and must not depend on the hour the suite runs at (off_hours, admin_off_hours)
+   * or on what its earlier requests taught the signals. A risk test may set its own settings
    * (test/risk/fixture.ts useRiskSettings).
    */
   risk?: 'on' | 'off';
@@ -182,7 +183,7 @@ export async function testContext(options: TestContextOptions = {}): Promise<Tes
     const clock = options.clock ?? new ManualClock();
     database = await (options.dialect ?? sqlite).create();
     const ctx = await openContext(config, { clock, log: options.log ?? createLogger('silent'), storage: database.storage });
-    if (options.risk !== 'on') ctx.risk.settings = riskEngineOff;
+    if (options.risk === 'off') ctx.risk.settings = riskEngineOff;
     const db = database;
     let cleaned: Promise<void> | undefined;
     const cleanup = () =>

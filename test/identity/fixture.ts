@@ -46,6 +46,11 @@ export interface PeopleFixtureOptions {
   /** Default: SQLite. */
   dialect?: TestDialect;
   /**
+   * The risk engine: `off` by default — these tests sign people in, which the engine would assess
+   * by the hour the suite runs at (testContext's `risk`); a risk test sets its own settings.
+   */
+  risk?: 'on' | 'off';
+  /**
    * Where the login throttle counts: this process's memory (default), or Redis (the shared test
    * Redis under a prefix of the test's own; a fallback that fails the test if used).
    */
@@ -53,7 +58,7 @@ export interface PeopleFixtureOptions {
 }
 
 export async function peopleFixture(t: Pick<TestContext, 'after'>, options: PeopleFixtureOptions = {}): Promise<PeopleFixture> {
-  const { ctx, clock } = await testContext({ t, env: options.env ?? {}, ...(options.dialect ? { dialect: options.dialect } : {}) });
+  const { ctx, clock } = await testContext({ t, env: options.env ?? {}, ...(options.dialect ? { dialect: options.dialect } : {}), risk: options.risk ?? 'off' });
   const shared = options.throttleStore === 'redis' ? await testSharedStore(t) : undefined;
   const unused: LoginThrottle = { reserve: () => { throw new Error('the fallback login throttle was used'); } };
   const throttleOf = (throttle?: LoginThrottleOptions): LoginThrottle =>
