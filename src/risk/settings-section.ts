@@ -22,6 +22,9 @@ import { sightingRetentionDays } from './sightings.ts';
  *     exchange_burst_count: 30
  *     exchange_burst_window: 60    # seconds
  *     concurrent_window: 300       # seconds
+ *     admin_burst_count: 20
+ *     admin_burst_window: 300      # seconds
+ *     quick_activation: 900        # seconds
  *     trading_hours: { start: "07:00", end: "18:00", weekdays: [1, 2, 3, 4, 5] }
  *
  * Each setting a document names is stored as one row of `risk_settings` (a weight, a level and an
@@ -33,7 +36,18 @@ import { sightingRetentionDays } from './sightings.ts';
 /** The settings a document names: row name → its stored value (JSON-serialisable). */
 export type RiskSection = Record<string, unknown>;
 
-type NumericSetting = 'networkMemoryDays' | 'failureWindowSeconds' | 'failureThreshold' | 'velocityFactor' | 'velocityMinimum' | 'exchangeBurstCount' | 'exchangeBurstWindowSeconds' | 'concurrentWindowSeconds';
+type NumericSetting =
+  | 'networkMemoryDays'
+  | 'failureWindowSeconds'
+  | 'failureThreshold'
+  | 'velocityFactor'
+  | 'velocityMinimum'
+  | 'exchangeBurstCount'
+  | 'exchangeBurstWindowSeconds'
+  | 'concurrentWindowSeconds'
+  | 'adminBurstCount'
+  | 'adminBurstWindowSeconds'
+  | 'quickActivationSeconds';
 
 /** The scalar settings: their YAML name, the RiskSettings field and the accepted range. */
 const scalars: Record<string, { field: NumericSetting; min: number; max: number }> = {
@@ -49,6 +63,10 @@ const scalars: Record<string, { field: NumericSetting; min: number; max: number 
   exchange_burst_window: { field: 'exchangeBurstWindowSeconds', min: 1, max: 3600 },
   // "At once": minutes, not hours (a person moving between networks in a day is not concurrent).
   concurrent_window: { field: 'concurrentWindowSeconds', min: 10, max: 3600 },
+  // Intrusion signals (src/risk/intrusion.ts): counted in the database, kept a day (src/risk/admin-actions.ts).
+  admin_burst_count: { field: 'adminBurstCount', min: 2, max: 100_000 },
+  admin_burst_window: { field: 'adminBurstWindowSeconds', min: 10, max: 86_400 },
+  quick_activation: { field: 'quickActivationSeconds', min: 60, max: 30 * 86_400 },
 };
 
 const sectionKeys = ['enabled', 'weights', 'levels', 'outcomes', 'trading_hours', ...Object.keys(scalars)];

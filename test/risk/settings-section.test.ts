@@ -112,5 +112,18 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await problems({ outcomes: { deny: 90 } }), ['risk.outcomes: step_up (95) must not be above deny (90)'], 'the stored step_up counts');
       assert.deepEqual(await problems({ trading_hours: { start: '22:00', end: '06:00', weekdays: [7, 1, 2, 3, 4] } }), [], 'hours past midnight');
     });
+
+    test('sets the intrusion signals’ burst and quick-activation thresholds, within their ranges', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      const problems = async (risk: Record<string, unknown>) => (await planApply(ctx, { risk })).problems.map(formatProblem);
+      assert.deepEqual(await problems({ admin_burst_count: 1, admin_burst_window: 100_000, quick_activation: 10 }), [
+        'risk.admin_burst_count: must be from 2 to 100000',
+        'risk.admin_burst_window: must be from 10 to 86400',
+        'risk.quick_activation: must be from 60 to 2592000',
+      ]);
+      await executeApply(ctx, (await planApply(ctx, { risk: { admin_burst_count: 5, admin_burst_window: 60, quick_activation: 3600 } })).plan!, { actor: 'test', via: 'cli' });
+      const settings = await ctx.risk.settings.get();
+      assert.deepEqual([settings.adminBurstCount, settings.adminBurstWindowSeconds, settings.quickActivationSeconds], [5, 60, 3600]);
+    });
   });
 }
