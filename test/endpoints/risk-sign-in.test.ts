@@ -339,6 +339,12 @@ for (const dialect of testDialects()) {
       const families = await f.ctx.storage.db.selectFrom('refresh_tokens').select('payload').execute();
       assert.equal(families.length, 2, 'the first refresh token and its rotated child');
       for (const row of families) assert.deepEqual(JSON.parse(row.payload).loginRisk, expected);
+      // Both issuances — the code's and the refresh's — were assessed with the sign-in's signals (Issuance.loginRisk).
+      const business = (await events(f, 'token.issued')).filter((e) => e.audience === 'https://orders.example.com/api');
+      assert.equal(business.length, 2, 'the code grant and the refresh grant');
+      for (const event of business) {
+        for (const signal of expected) assert.deepEqual(riskOf(event).signals.find((s) => s.signal === signal.signal), signal, signal.signal);
+      }
     });
   });
 }
