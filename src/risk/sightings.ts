@@ -29,6 +29,12 @@ export class SightingStore {
   readonly #cache = new Map<string, { lastSeen: number; firstSeen: number; checkedAt: number }>();
   /** Principal and kind pairs known to have some sighting (only known ones are kept). */
   readonly #known = new Set<string>();
+  /**
+   * Reads and writes under way, by what they are about: concurrent requests that need the same
+   * sighting (a burst of a new client's first tokens) share one statement instead of each sending
+   * its own.
+   */
+  readonly #underWay = new Map<string, Promise<unknown>>();
 
   constructor(db: Kysely<Database>, clock: Clock, options: { maxCached?: number } = {}) {
     this.#db = db;
@@ -50,14 +56,16 @@ export class SightingStore {
       this.#touch(key, cached);
       return { firstSeen: cached.firstSeen, lastSeen: cached.lastSeen };
     }
-    const row = await this.#db
-      .selectFrom('risk_sightings')
-      .select(['first_seen', 'last_seen'])
-      .where('principal_type', '=', principal.type)
-      .where('principal_id', '=', principal.id)
-      .where('kind', '=', kind)
-      .where('value', '=', value)
-      .executeTakeFirst();
+    const row = await this.#once(`read ${key}`, () =>
+      this.#db
+        .selectFrom('risk_sightings')
+        .select(['first_seen', 'last_seen'])
+        .where('principal_type', '=', principal.type)
+        .where('principal_id', '=', principal.id)
+        .where('kind', '=', kind)
+        .where('value', '=', value)
+        .executeTakeFirst(),
+    );
     if (!row) {
       this.#cache.delete(key);
       return undefined;
@@ -76,11 +84,13 @@ export class SightingStore {
     const now = this.#clock.now();
     const cached = this.#cache.get(key);
     if (cached && now - cached.lastSeen < refreshEveryMs && now - cached.checkedAt < refreshEveryMs) return;
-    await this.#db
-      .insertInto('risk_sightings')
-      .values({ principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now })
-      .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet({ last_seen: now }))
-      .execute();
+    await this.#once(`note ${key}`, () =>
+      this.#db
+        .insertInto('risk_sightings')
+        .values({ principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now })
+        .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet({ last_seen: now }))
+        .execute(),
+    );
     this.#touch(key, { firstSeen: cached?.firstSeen ?? now, lastSeen: now, checkedAt: now });
     this.#remember(JSON.stringify([principal.type, principal.id, kind]));
   }
@@ -93,14 +103,16 @@ export class SightingStore {
   async anySeen(principal: RiskPrincipal, kind: SightingKind): Promise<boolean> {
     const key = JSON.stringify([principal.type, principal.id, kind]);
     if (this.#known.has(key)) return true;
-    const row = await this.#db
-      .selectFrom('risk_sightings')
-      .select('value')
-      .where('principal_type', '=', principal.type)
-      .where('principal_id', '=', principal.id)
-      .where('kind', '=', kind)
-      .limit(1)
-      .executeTakeFirst();
+    const row = await this.#once(`any ${key}`, () =>
+      this.#db
+        .selectFrom('risk_sightings')
+        .select('value')
+        .where('principal_type', '=', principal.type)
+        .where('principal_id', '=', principal.id)
+        .where('kind', '=', kind)
+        .limit(1)
+        .executeTakeFirst(),
+    );
     if (row) this.#remember(key);
     return row !== undefined;
   }
@@ -124,6 +136,15 @@ export class SightingStore {
     this.#cache.clear();
     this.#known.clear();
     return Number(result.numDeletedRows);
+  }
+
+  /** `work`'s promise, shared with whoever asks for the same `what` while it is under way. */
+  #once<T>(what: string, work: () => Promise<T>): Promise<T> {
+    const underWay = this.#underWay.get(what) as Promise<T> | undefined;
+    if (underWay) return underWay;
+    const started = work().finally(() => this.#underWay.delete(what));
+    this.#underWay.set(what, started);
+    return started;
   }
 
   #remember(known: string): void {
