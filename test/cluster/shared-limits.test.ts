@@ -2,18 +2,20 @@
  * Two Clearance nodes — two `clearance start` processes, as an operator runs them behind a load
  * balancer — on one PostgreSQL and one Redis (docs/risk.md "Rate limits"): they share rate limits
  * and lockouts, and when Redis is killed each goes on limiting alone (per node, warned about, never
- * a 5xx) until Redis is back. Driven over HTTP; what each node did is read from its log lines.
+ * a 5xx) until Redis is back; and the workers of one `--workers 2` node count there directly.
+ * Driven over HTTP; what each node did is read from its log lines.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'iovalkey';
 import { main } from '../../src/cli/main.ts';
 import { signCompact } from '../../src/keys/jws.ts';
 import { csrfOf, HttpBrowser } from '../helpers/http-browser.ts';
@@ -39,10 +41,12 @@ interface Node {
 type Cleanup = () => Promise<void> | void;
 
 /** One `clearance start` process; resolves once it listens. */
-async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: Cleanup[]): Promise<Node> {
-  const child = spawn(process.execPath, ['bin/clearance.js', 'start'], { cwd: repository, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: Cleanup[], args: string[] = []): Promise<Node> {
+  const child = spawn(process.execPath, ['bin/clearance.js', 'start', ...args], { cwd: repository, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    // A primary's workers (--workers) go with it.
+    for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
   });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
@@ -118,6 +122,12 @@ async function startTwoNodes(redisUrl: string, rateLimits: Record<string, unknow
   await b.logLine(/^Redis (connected|answers again)/);
 
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await applyConfig(env, dataDir, key.publicKey, rateLimits);
+  return { a, b, issuer, env, tokenRequest: () => tokenRequest(issuer, key.privateKey) };
+}
+
+/** Applies the clients, alice and the rate limits with the CLI, as an operator would, and waits until every node has them. */
+async function applyConfig(env: NodeJS.ProcessEnv, dataDir: string, publicKey: KeyObject, rateLimits: Record<string, unknown>): Promise<void> {
   const file = join(dataDir, 'config.json');
   writeFileSync(
     file,
@@ -127,7 +137,7 @@ async function startTwoNodes(redisUrl: string, rateLimits: Record<string, unknow
         {
           client_id: 'limits-client',
           token_endpoint_auth_method: 'private_key_jwt',
-          jwks: { keys: [{ ...key.publicKey.export({ format: 'jwk' }), kid: 'limits-1', alg: 'ES256' }] },
+          jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'limits-1', alg: 'ES256' }] },
           grant_types: ['client_credentials'],
           scope: 'order:create',
         },
@@ -140,9 +150,23 @@ async function startTwoNodes(redisUrl: string, rateLimits: Record<string, unknow
   const lines: string[] = [];
   const code = await main(['apply', '-f', file], env, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
   assert.equal(code, 0, lines.join('\n'));
-  // Each node's caches see the change within a second (their generation counters).
+  // Each process's caches see the change within a second (their generation counters).
   await new Promise((resolve) => setTimeout(resolve, 1100));
-  return { a, b, issuer, env, tokenRequest: () => tokenRequest(issuer, key.privateKey) };
+}
+
+/** Live processes whose parent is `pid` (a primary's workers), from /proc. */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') children.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
 }
 
 /** A client_credentials request with a fresh ES256 client assertion (RFC 7523 §2.2). */
@@ -276,5 +300,44 @@ describe('two nodes when their Redis is killed', { skip: twoNodesSkip || ownRedi
     const again = await burst(nodes, 12);
     assert.equal(allowed(again), 4, again.map((a) => `${a.node}:${a.status}`).join(' '));
     assert.ok(again.every((a) => a.status === 200 || a.status === 429));
+  });
+});
+
+describe('clearance start --workers 2 with Redis', { skip: redisSkip, timeout: 180_000 }, () => {
+  const cleanups: Cleanup[] = [];
+  let node: Node;
+  let prefix: string;
+  let key: ReturnType<typeof generateKeyPairSync>;
+  let issuer: string;
+  before(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'clearance-limits-workers-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    prefix = uniquePrefix();
+    cleanups.push(() => deleteKeys(testRedisUrl, prefix));
+    const port = await freePort();
+    issuer = `http://127.0.0.1:${port}`;
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'), REDIS_URL: testRedisUrl, CLEARANCE_REDIS_PREFIX: prefix, LOG_LEVEL: 'info' };
+    node = await startNode(env, port, cleanups, ['--workers', '2']);
+    key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await applyConfig(env, dataDir, key.publicKey, { client: { quota: 6, window: 3600 } });
+  });
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  test('counts in Redis from every worker: one client limit for the node, and the failure throttle there too', async () => {
+    const answers = await Promise.all(Array.from({ length: 16 }, () => post(node, 'a', '/token', tokenRequest(issuer, key.privateKey))));
+    // Per-worker buckets would have allowed up to 12.
+    assert.equal(allowed(answers), 6, answers.map((a) => a.status).join(' '));
+    const wrong = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const statuses = [];
+    for (let i = 0; i < 14; i++) statuses.push((await post(node, 'a', '/token', tokenRequest(issuer, wrong))).status);
+    assert.deepEqual(statuses, [...new Array(10).fill(401), ...new Array(4).fill(429)]);
+    const redis = new Redis(testRedisUrl);
+    try {
+      assert.ok((await redis.keys(`${prefix}auth:ca:*`)).length > 0, 'the failures are counted in Redis');
+    } finally {
+      redis.disconnect();
+    }
   });
 });

@@ -102,6 +102,7 @@ export function readRateLimitSection(v: Validator, path: string, value: unknown)
 /** `off`, or `{ quota, window }` (plus `extra` keys, read by the caller). */
 function readQuota(v: Validator, path: string, value: unknown, extra: readonly string[]): Quota | 'off' | undefined {
   if (value === 'off' || value === false) return 'off';
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return v.fail(path, 'must be { quota, window } or off');
   const o = v.object(path, value);
   if (!o) return undefined;
   v.knownKeys(path, o, ['quota', 'window', ...extra]);

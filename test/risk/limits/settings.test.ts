@@ -25,7 +25,7 @@ for (const dialect of testDialects()) {
         'rate_limits.endpoint.routes./par.burst: is not a recognised field',
         'rate_limits.endpoint.routes.token: is not a route path (starts with /, as the endpoint is registered below the issuer, e.g. /token or /interaction/:id/login)',
         'rate_limits.endpoint.window: must be from 1 to 86400',
-        'rate_limits.person: must be an object',
+        'rate_limits.person: must be { quota, window } or off',
         'rate_limits.tenant: is not a recognised field',
       ].sort());
     });
