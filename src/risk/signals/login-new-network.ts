@@ -6,7 +6,8 @@ const dayMs = 86_400_000;
 /**
  * `new_network` at a sign-in: the request comes from a network (IPv4 /24, IPv6 /48: src/risk/network.ts) not
  * seen for this principal within `networkMemoryDays`. After a success the network is remembered
- * (`risk_sightings`, kind `network`). A request without a source address fires nothing.
+ * (`risk_sightings`, kind `network`). A request without a source address fires nothing, nor does
+ * a person's first sign-in (no network seen yet: it sets the baseline).
  */
 export const loginNewNetwork: RiskSignal = {
   name: 'new_network',
@@ -15,6 +16,7 @@ export const loginNewNetwork: RiskSignal = {
     if (facts.address === undefined) return undefined;
     const network = networkOf(facts.address);
     const seen = await deps.risk.sightings.lastSeen(facts.principal, 'network', network);
+    if (seen === undefined && !(await deps.risk.sightings.anySeen(facts.principal, 'network'))) return undefined;
     if (seen === undefined) return { detail: `network ${network} never seen` };
     if (seen < deps.clock.now() - settings.networkMemoryDays * dayMs) return { detail: `network ${network} not seen for ${settings.networkMemoryDays} days` };
     return undefined;
