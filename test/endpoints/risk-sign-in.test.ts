@@ -19,7 +19,9 @@ import { csrfOf, get, Jar, locationPath, post, setCookies } from './people-brows
 // a sign-in from a new device at 03:00 at the person's desk after failed attempts is refused or
 // stepped up as the settings say, and its audit event shows why; the same person from their known
 // device and network in trading hours signs in with a low score; the signals of the sign-in go with
-// the grant into the code's and the refresh token's issuance.
+// the grant into the code's and the refresh token's issuance. A person's first sign-in sets the
+// baseline of their devices and networks (docs/risk.md "Signals"), so each risky sign-in here comes
+// after a usual one.
 
 const home = '192.0.2.10'; // the network people sign in from
 const homeAgain = '192.0.2.77'; // another host of that network
@@ -144,19 +146,13 @@ for (const dialect of testDialects()) {
   describe(`the sign-in's risk on ${dialect.name}`, () => {
     test('a sign-in from a new device at 03:00 at the desk, from a new network, after failed attempts is refused with the wrong password’s message; the audit event and an alert say why', async (t) => {
       const f = await fixture(t, dialect);
-      // Nina's usual sign-in: her browser, her network, in trading hours.
+      // Nina's usual sign-in: her browser, her network, in trading hours. Her first: it sets the
+      // baseline of her devices and networks, and scores nothing.
       const usual = new Browser(f, home);
       const first = await usual.signIn('nina');
       assert.equal(first.statusCode, 303, first.body);
-      assert.deepEqual(riskOf(await lastEvent(f, 'user.login_succeeded')), {
-        score: 40,
-        level: 'medium',
-        outcome: 'allow',
-        signals: [
-          { signal: 'new_device', points: 25, detail: 'no valid device cookie' },
-          { signal: 'new_network', points: 15, detail: 'network 192.0.2.0/24 never seen' },
-        ],
-      });
+      assert.deepEqual(riskOf(await lastEvent(f, 'user.login_succeeded')), { score: 0, level: 'low', outcome: 'allow', signals: [] });
+      assert.ok(signedInCookies(first).includes(deviceCookieName), 'her browser gets its device cookie');
 
       f.clock.set(f.wednesday0300Tokyo);
       const wrong = await failedAttempts(f, 'nina', elsewhere);
@@ -177,6 +173,8 @@ for (const dialect of testDialects()) {
       assert.equal(risk.level, 'high');
       assert.equal(risk.outcome, 'deny');
       assert.deepEqual(names(risk), ['new_device', 'new_network', 'recent_failures', 'off_hours']);
+      assert.equal(hitOf(risk, 'new_device'), 'no valid device cookie', 'another browser than hers');
+      assert.equal(hitOf(risk, 'new_network'), 'network 203.0.113.0/24 never seen');
       assert.equal(risk.signals.find((s) => s.signal === 'off_hours')!.detail, '03:00 on ISO weekday 3 at desk tokyo-fx');
       assert.equal(risk.signals.find((s) => s.signal === 'recent_failures')!.detail, '3 failed sign-ins, the latest 0 s ago');
 
@@ -270,6 +268,8 @@ for (const dialect of testDialects()) {
 
     test('refuses a passkey sign-in the risk denies with the passkey’s usual failure message, and alerts', async (t) => {
       const f = await fixture(t, dialect);
+      // Pia's usual sign-in sets her baseline; the passkey then comes from another browser and network, at 03:00 after failures.
+      assert.equal((await new Browser(f, home).signIn('pia')).statusCode, 303, 'in hours, the password alone');
       f.clock.set(f.wednesday0300Tokyo);
       await failedAttempts(f, 'pia', elsewhere);
       const browser = new Browser(f, elsewhere);
@@ -280,7 +280,8 @@ for (const dialect of testDialects()) {
       const failed = await lastEvent(f, 'user.login_failed');
       assert.deepEqual(failed.decision, { allow: false, reasons: ['risk_denied'] });
       assert.equal(failed.details!.method, 'passkey');
-      assert.equal(riskOf(failed).outcome, 'deny');
+      assert.deepEqual([riskOf(failed).score, riskOf(failed).outcome], [80, 'deny']);
+      assert.deepEqual(names(riskOf(failed)), ['new_device', 'new_network', 'recent_failures', 'off_hours']);
       assert.equal((await riskAlerts(f))[0]!.data.method, 'passkey');
     });
 
@@ -312,12 +313,14 @@ for (const dialect of testDialects()) {
 
     test("carries the sign-in's signals with the session into the code and the refresh tokens, for each issuance", async (t) => {
       const f = await fixture(t, dialect);
-      const browser = new Browser(f, home);
+      // Nina's usual sign-in sets her baseline; then, in hours, another browser on another network.
+      assert.equal((await new Browser(f, home).signIn('nina')).statusCode, 303);
+      const browser = new Browser(f, elsewhere);
       const { id, verifier } = await browser.start();
       const signedIn = await browser.password(id, 'nina', passwords.nina);
       const expected = [
         { signal: 'new_device', points: 25, detail: 'no valid device cookie' },
-        { signal: 'new_network', points: 15, detail: 'network 192.0.2.0/24 never seen' },
+        { signal: 'new_network', points: 15, detail: 'network 203.0.113.0/24 never seen' },
       ];
       const session = await readSession(f.ctx, browser.jar.header());
       assert.deepEqual(session?.loginRisk, expected);
