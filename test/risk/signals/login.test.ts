@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Context } from '../../../src/context.ts';
+import { deviceCookie, newDeviceId, presentedDeviceId } from '../../../src/identity/device-cookie.ts';
 import { countFailedLogin } from '../../../src/identity/login.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
 import { assessRisk, observeRisk, type RiskFacts } from '../../../src/risk/engine.ts';
@@ -46,29 +47,46 @@ for (const dialect of testDialects()) {
       return f;
     }
 
-    test('new_device fires for a browser without a valid device cookie, or one never seen for this account, and stays quiet once it was', async (t) => {
+    test("new_device stays quiet on an account's first sign-in, then fires for a browser without a valid device cookie or one never seen for this account", async (t) => {
       const f = await fixture(t);
       const alice = await userId(f.ctx, 'alice');
       const bob = await userId(f.ctx, 'bob');
-      assert.deepEqual(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'new_device'), { signal: 'new_device', points: 25, detail: 'no valid device cookie' });
-      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', 'device-a')), 'new_device')?.detail, 'device never seen for this account');
+      // No device seen for alice yet: her first sign-in sets the baseline, with a cookie or without.
+      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'new_device'), undefined);
+      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', 'device-a')), 'new_device'), undefined);
       await observeRisk(f.ctx, login(alice, '192.0.2.10', 'device-a'));
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', 'device-a')), 'new_device'), undefined);
-      // Seen for alice, not for bob: devices are remembered per account.
+      // Once she has a history: a browser without a cookie, or with one never seen for her, is new.
+      assert.deepEqual(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'new_device'), { signal: 'new_device', points: 25, detail: 'no valid device cookie' });
+      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', 'device-b')), 'new_device')?.detail, 'device never seen for this account');
+      // A browser presents its device id in a signed cookie (src/identity/device-cookie.ts): known
+      // while it verifies; edited, it names no device, and the browser is new again.
+      const browser = newDeviceId();
+      await observeRisk(f.ctx, login(alice, '192.0.2.10', browser));
+      const cookie = deviceCookie(f.ctx, browser).split(';')[0]!;
+      const presented = (header: string) => presentedDeviceId(f.ctx.identity.deviceCookieKey, header);
+      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', presented(cookie))), 'new_device'), undefined);
+      const tampered = cookie.replace(`=${browser[0]}`, `=${browser[0] === 'A' ? 'B' : 'A'}`);
+      assert.equal(presented(tampered), undefined);
+      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', presented(tampered))), 'new_device')?.detail, 'no valid device cookie');
+      // Devices are remembered per account: alice's device is bob's first, and new once bob has his own.
+      assert.equal(hit(await assessRisk(f.ctx, login(bob, '192.0.2.10', 'device-a')), 'new_device'), undefined);
+      await observeRisk(f.ctx, login(bob, '192.0.2.10', 'device-b'));
       assert.ok(hit(await assessRisk(f.ctx, login(bob, '192.0.2.10', 'device-a')), 'new_device'));
       // Still known a year on (the cookie lives 400 days).
       f.clock.advance(365 * dayMs);
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', 'device-a')), 'new_device'), undefined);
     });
 
-    test('new_network fires for a network not seen for the person within network_memory_days', async (t) => {
+    test("new_network stays quiet on a person's first sign-in, then fires for a network not seen for them within network_memory_days", async (t) => {
       const f = await fixture(t);
       const alice = await userId(f.ctx, 'alice');
-      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'new_network')?.detail, 'network 192.0.2.0/24 never seen');
+      // No network seen for alice yet: her first sign-in sets the baseline.
+      assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'new_network'), undefined);
       await observeRisk(f.ctx, login(alice, '192.0.2.10'));
       // The same /24 is the same network; another is new.
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.200')), 'new_network'), undefined);
-      assert.equal(hit(await assessRisk(f.ctx, login(alice, '198.51.100.7')), 'new_network')?.points, 15);
+      assert.deepEqual(hit(await assessRisk(f.ctx, login(alice, '198.51.100.7')), 'new_network'), { signal: 'new_network', points: 15, detail: 'network 198.51.100.0/24 never seen' });
       // Not seen for longer than the memory: new again.
       f.clock.advance(31 * dayMs);
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'new_network')?.detail, 'network 192.0.2.0/24 not seen for 30 days');
@@ -133,6 +151,13 @@ for (const dialect of testDialects()) {
       // A weight of 0 switches a signal off.
       useRiskSettings(f.ctx, { weights: { ...defaultRiskSettings.weights, off_hours: 0 } });
       assert.equal(hit(await assessRisk(f.ctx, login(bob, '192.0.2.10')), 'off_hours'), undefined);
+    });
+
+    test("a person's first sign-in, from any browser and network in hours, scores nothing: it sets the baseline", async (t) => {
+      const f = await fixture(t);
+      const alice = await userId(f.ctx, 'alice');
+      assert.deepEqual(await assessRisk(f.ctx, login(alice, '203.0.113.9')), { score: 0, level: 'low', outcome: 'allow', signals: [] });
+      assert.deepEqual(await assessRisk(f.ctx, login(alice, '203.0.113.9', 'device-a')), { score: 0, level: 'low', outcome: 'allow', signals: [] });
     });
 
     test('a quiet sign-in from a known device and network in hours scores nothing', async (t) => {
