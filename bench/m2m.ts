@@ -11,12 +11,12 @@ export const clientId = 'bench-oms';
  * (each with its own jti, so the durable replay check runs every time), an ES256 access token,
  * and the token.issued audit event durable before each response. One server process.
  */
-export async function m2mPrivateKeyJwt(seconds: number, connections = 16): Promise<BenchLine> {
+export async function m2mPrivateKeyJwt(seconds: number, connections = 16, variant: ScenarioVariant = {}): Promise<BenchLine> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const server = await startServerProcess(benchDocument(publicKey, { senderConstrained: false }));
+  const server = await startServerProcess({ ...benchDocument(publicKey, { senderConstrained: false }), ...variant.document }, variant.env);
   try {
     const costs = es256Costs();
-    return await loadTokenEndpoint('m2m-private-key-jwt', server, {
+    return await loadTokenEndpoint(variant.scenario ?? 'm2m-private-key-jwt', server, {
       connections,
       seconds,
       cryptoMs: costs.signMs + costs.verifyMs,
@@ -57,6 +57,13 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
   } finally {
     await server.stop();
   }
+}
+
+/** A scenario run with more in its apply document (e.g. a `risk` section) or environment (e.g. REDIS_URL), under its own name. */
+export interface ScenarioVariant {
+  scenario?: string;
+  document?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
 }
 
 /** The apply document of both scenarios: one resource server and one private_key_jwt service. */

@@ -13,6 +13,7 @@ import { policyDecisions } from './policy.ts';
 import { policyAuthzen } from './policy-authzen.ts';
 import { policyIssuance } from './policy-issuance.ts';
 import { tokenExchange } from './token-exchange.ts';
+import { riskOverhead } from './risk.ts';
 import type { BenchLine } from './harness.ts';
 import { targetsLine } from './targets.ts';
 
@@ -38,6 +39,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   // m2m-private-key-jwt with the example policy set active, three decisions per token: see bench/policy-issuance.ts.
   'policy-issuance': () => policyIssuance(seconds),
   'token-exchange': () => tokenExchange(seconds),
+  // m2m and token exchange with the risk engine off, on, and on with Redis limits: see bench/risk.ts.
+  risk: () => riskOverhead(seconds),
 };
 
 const wanted = process.argv.slice(2);

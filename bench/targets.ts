@@ -28,6 +28,9 @@ export const targets: Target[] = [
   },
   { figure: 'workers_n_vs_1_sqlite', goal: { at_least: 1.6 }, value: (l) => num(find(l, 'm2m-workers', { database: 'sqlite' }), 'n_vs_1') },
   { figure: 'workers_n_vs_1_postgres', goal: { at_least: 1.6 }, value: (l) => num(find(l, 'm2m-workers', { database: 'postgres' }), 'n_vs_1') },
+  // Issue 16 item 7: the risk engine with Redis limits on must not halve throughput.
+  { figure: 'risk_m2m_rps_vs_off', goal: { at_least: 0.5 }, value: (l) => num(find(l, 'risk-m2m-private-key-jwt', { risk: 'on+redis' }), 'rps_vs_off') },
+  { figure: 'risk_exchange_rps_vs_off', goal: { at_least: 0.5 }, value: (l) => num(find(l, 'risk-token-exchange', { risk: 'on+redis' }), 'rps_vs_off') },
   { figure: 'token_exchange_vs_m2m', goal: { at_least: 0.8 }, value: (l) => ratio(num(find(l, 'token-exchange'), 'rps'), num(find(l, 'm2m-private-key-jwt'), 'rps')) },
   { figure: 'm2m_p99_ms_at_half_peak', goal: { at_most: 5 }, value: (l) => num(find(l, 'm2m-latency', { database: 'sqlite' }), 'p99_ms') },
   { figure: 'people_flow_round_trips_first', goal: { at_most: 12 }, value: (l) => num(find(l, 'people-flow-roundtrips'), 'round_trips') },

@@ -1,6 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { es256Costs } from './crypto-ceiling.ts';
 import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
+import type { ScenarioVariant } from './m2m.ts';
 
 const arranger = 'https://arranger.bench.example/orders';
 const broker = 'https://broker.bench.example/execution';
@@ -15,7 +16,7 @@ const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
  * subject tokens (64, reused) are issued before the run. Crypto per request: two ES256
  * verifications and one signature.
  */
-export async function tokenExchange(seconds: number, connections = 16): Promise<BenchLine> {
+export async function tokenExchange(seconds: number, connections = 16, variant: ScenarioVariant = {}): Promise<BenchLine> {
   const subjectKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const exchangerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const client = (client_id: string, key: KeyObject, grant: string) => ({
@@ -31,7 +32,8 @@ export async function tokenExchange(seconds: number, connections = 16): Promise<
       { identifier: broker, scopes: ['order:create'] },
     ],
     clients: [client('bench-algo', subjectKey.publicKey, 'client_credentials'), client('bench-arranger', exchangerKey.publicKey, exchangeGrant)],
-  });
+    ...variant.document,
+  }, variant.env);
   try {
     const auth = (clientId: string, key: KeyObject) => clientAssertionParams(clientId, key, server.issuer);
     const subjects: string[] = [];
@@ -45,7 +47,7 @@ export async function tokenExchange(seconds: number, connections = 16): Promise<
       subjects.push(((await response.json()) as { access_token: string }).access_token);
     }
     const costs = es256Costs();
-    return await loadTokenEndpoint('token-exchange', server, {
+    return await loadTokenEndpoint(variant.scenario ?? 'token-exchange', server, {
       connections,
       seconds,
       cryptoMs: costs.signMs + 2 * costs.verifyMs,
