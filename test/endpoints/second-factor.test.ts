@@ -14,7 +14,7 @@ import { approveAndRedeem, csrfOf, get, Jar, locationPath, post, setCookies, sta
 const password = 'alice-correct-horse-42';
 
 async function fixture(t: Parameters<typeof codeFlowFixture>[0], roles: string[] = []): Promise<CodeFlowFixture & { alice: Enrolled }> {
-  const f = await codeFlowFixture(t);
+  const f = await codeFlowFixture(t, { risk: 'off' }); // sign-ins that are not about risk (docs/risk.md), whatever the hour
   await f.apply({ users: [{ username: 'alice', password, name: 'Alice Trader', roles }, { username: 'bob', password: 'bob-battery-staple-77' }] });
   const alice = await enrolTotp(f, 'alice');
   return Object.assign(f, { alice });

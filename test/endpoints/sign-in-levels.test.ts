@@ -27,7 +27,7 @@ interface Levels extends CodeFlowFixture {
  * `roles` for bob (role minimums: trader → mfa, admin → phr).
  */
 async function fixture(t: TestContext, bobRoles: string[] = []): Promise<Levels> {
-  const f = await codeFlowFixture(t);
+  const f = await codeFlowFixture(t, { risk: 'off' }); // sign-ins that are not about risk (docs/risk.md), whatever the hour
   await f.apply({
     authentication: { role_minimums: { trader: acr.multiFactor, admin: acr.phishingResistant } },
     users: [
