@@ -53,8 +53,9 @@ export const basicChallenge = 'Basic realm="clearance"';
  * 6. the credential verifies (a client assertion's jti is consumed last);
  * 7. the throttle settles the outcome in one step on its counters as they are now: a failure is
  *    counted (a wrong secret of a client that has one also against the client) unless the
- *    counters already refuse it, and a refused attempt — failure or success — is a 429
- *    (throttle.ts has the model and why).
+ *    counters already refuse it, and a refused attempt — a failure, or a secret's success — is a
+ *    429 (throttle.ts has the model and why). A key's success (an assertion, a certificate) is not
+ *    settled: nothing was guessed, and step 3 already refused a throttled source.
  * A presented certificate's thumbprint is returned whatever the method (RFC 8705 §3). Every
  * failure is an OAuthError — `invalid_client` (401; 400 for an oversized assertion; 429 when
  * throttled), or `invalid_request` for a repeated parameter — with a non-secret `detail` for the
@@ -77,8 +78,14 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
     const method = requireRegisteredMethod(client, credentials, input);
     guessing = attempt.secret && client.secretHash !== null;
     const assertionJti = await verifyCredential(method, credentials, client, input, deps);
-    const refused = await throttle?.settle(attempt, 'success');
-    if (refused) throw throttledError(refused);
+    // A success is settled only where it could be a right guess (a secret). A signed assertion or a
+    // certificate proves possession of a private key, which no one guesses, so its success reveals
+    // nothing; and with the counters in Redis, its settle would be one more round trip on every
+    // token request (issue 16 item 7). The check before verification still refused it if throttled.
+    if (attempt.secret) {
+      const refused = await throttle?.settle(attempt, 'success');
+      if (refused) throw throttledError(refused);
+    }
     return {
       client,
       method,

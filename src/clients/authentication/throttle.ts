@@ -35,10 +35,12 @@ import { OAuthError } from '../../oauth-error.ts';
  * cryptography and refuses what is already over a limit, so a throttled caller costs nothing.
  * `settle` runs after the credential was verified and decides on the counters as they are at that
  * moment: a failure is counted unless the counters already refuse it (then it is a 429 and not
- * counted again); a success is refused with 429 on the same terms (a source over its limit must not
- * learn that a guess was right). Because no await separates the decision from the count, N
- * parallel wrong guesses get at most `limit` 401s and the rest 429 (issue 20: checking before the
- * slow verification and counting after let 49 through). This is the login throttle's
+ * counted again); a secret's success is refused with 429 on the same terms (a source over its
+ * limit must not learn that a guess was right). A success with a private key (an assertion, a
+ * certificate) is not settled at all: it was no guess, and `check` refused a throttled source.
+ * Because no await separates the decision from the count, N parallel wrong guesses get at most
+ * `limit` 401s and the rest 429 (issue 20: checking before the slow verification and counting
+ * after let 49 through). This is the login throttle's
  * reserve-before-verify guarantee without its cost: a reservation would cap every address's
  * concurrent authentications of one client at the failure limit (a service with 16 requests in
  * flight would see 429s), while here correct credentials are never held back by each other.

@@ -280,6 +280,23 @@ describe('throttling in authenticateClient', () => {
     await rejectsWith(h.authenticate({ authorization: basic('risk-service', right) }), { status: 429, detail: /throttled: address/ });
   });
 
+  test("settles a secret's success, and not a private key's, which was no guess (one round trip less to Redis per token)", async (t) => {
+    const outcomes: string[] = [];
+    const h = await harness(t, {
+      throttle: (clock: ManualClock) => {
+        const memory = new MemoryAuthFailureThrottle(clock);
+        return { check: (attempt) => memory.check(attempt), settle: (attempt, outcome) => (outcomes.push(`${attempt.clientId} ${outcome}`), memory.settle(attempt, outcome)) };
+      },
+    });
+    const right = (await h.register({ client_id: 'risk-service', token_endpoint_auth_method: 'client_secret_basic' }))!;
+    const key = keyPair('ES256');
+    await h.register({ client_id: 'oms-service', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [key.jwk] } });
+    await h.authenticate({ authorization: basic('risk-service', right) });
+    await h.authenticate({ body: assertionBody(signAssertion(key, assertionClaims('oms-service', h.clock))) });
+    await rejectsWith(h.authenticate({ body: assertionBody(signAssertion(keyPair('ES256'), assertionClaims('oms-service', h.clock))) }), { status: 401, detail: /signature/ });
+    assert.deepEqual(outcomes, ['risk-service success', 'oms-service failure']);
+  });
+
   test('does not count throttled attempts as new failures', async (t) => {
     const h = await harness(t, throttled({ perClientAddress: { max: 2, windowMs: 60_000 } }));
     await h.register({ client_id: 'risk-service', token_endpoint_auth_method: 'client_secret_basic' });
