@@ -12,8 +12,13 @@ import type { Issuance } from './issuance.ts';
  * outcome asks of a person.
  */
 
-/** The level a risk `step_up` asks of a person: phishing-resistant (a passkey). */
-export const riskStepUpAcr = acr.phishingResistant;
+/**
+ * The level a risk `step_up` asks of a person: a second factor (TOTP or a passkey) — what a risky
+ * sign-in asks (src/identity/login-risk.ts), so a person who met it there, whose sign-in's signals
+ * ride along in `loginRisk`, is not asked again for more than their sign-in could give. A policy
+ * that wants more for a level says so (`@step_up`, docs/policy.md).
+ */
+export const riskStepUpAcr = acr.multiFactor;
 
 /** What the signals read about an issuance. */
 export function issuanceRiskFacts(issuance: Issuance): RiskFacts {

@@ -101,22 +101,22 @@ describe('the risk assessment at token issuance', () => {
     assert.deepEqual((denied.details!.request as { context: { risk: unknown } }).context.risk, { score: 30, level: 'medium', signals: ['new_network'] }, 'Cedar saw it as context.risk');
   });
 
-  test("a person's step_up outcome is insufficient_user_authentication unless they signed in with a passkey", async (t) => {
+  test("a person's step_up outcome is insufficient_user_authentication unless they signed in with a second factor (the level a risky sign-in asks, so a person who met it there gets their tokens)", async (t) => {
     const f = await codeFlowFixture(t);
     const tokensFor = async (username: string, level: string) => {
-      const person = await f.signIn(username, { acr: level, amr: level === acr.phishingResistant ? ['hwk', 'user'] : ['pwd', 'otp', 'mfa'] });
+      const person = await f.signIn(username, { acr: level, amr: level === acr.password ? ['pwd'] : ['pwd', 'otp', 'mfa'] });
       const { code, pkce } = await f.authorizeAndApprove({ person, query: { scope: 'openid offline_access order:create', resource: ordersApi } });
       const redeemed = await f.redeem('web-app', code, pkce.verifier);
       assert.equal(redeemed.statusCode, 200, redeemed.body);
       return { person, refreshToken: redeemed.json().refresh_token as string };
     };
     const refreshFrom = (refreshToken: string, address: string) => f.token({ auth: f.basic('web-app'), form: { grant_type: 'refresh_token', refresh_token: refreshToken }, remoteAddress: address });
-    const alice = await tokensFor('alice', acr.multiFactor);
-    const bob = await tokensFor('bob', acr.phishingResistant);
+    const alice = await tokensFor('alice', acr.password);
+    const bob = await tokensFor('bob', acr.multiFactor);
     await f.apply({ risk: { weights: { new_network: 60 } } });
 
     const body = assertOAuthError(await refreshFrom(alice.refreshToken, elsewhere), 400, 'insufficient_user_authentication');
-    assert.equal(body.acr_values, acr.phishingResistant);
+    assert.equal(body.acr_values, acr.multiFactor);
     assert.match(String(body.error_description), /the risk assessment requires/);
     const requested = (await f.auditEvents('step_up.requested')).at(-1)!;
     assert.equal(requested.subject, alice.person.userId);
@@ -124,7 +124,7 @@ describe('the risk assessment at token issuance', () => {
     assert.deepEqual((requested.details!.risk as { outcome: string; signals: { signal: string }[] }).signals.map((s) => s.signal), ['new_network']);
     assert.equal((await refreshFrom(alice.refreshToken, '127.0.0.1')).statusCode, 200, 'the refresh token was not used: from a known network it works');
 
-    assert.equal((await refreshFrom(bob.refreshToken, '192.0.2.77')).statusCode, 200, 'a passkey sign-in already meets the step-up');
+    assert.equal((await refreshFrom(bob.refreshToken, '192.0.2.77')).statusCode, 200, 'a sign-in with a second factor already meets the step-up');
     assert.equal((await lastRisk(f)).outcome, 'step_up');
   });
 });

@@ -33,7 +33,7 @@ describe("the sign-in's signals at issuance", () => {
       audience: ordersApi,
       scopes: ['position:view'],
       authorizationDetails: [],
-      acr: acr.multiFactor,
+      acr: acr.password,
       requestId: 'r1',
       grantType: 'refresh_token',
     };
@@ -46,11 +46,11 @@ describe("the sign-in's signals at issuance", () => {
     const loginRisk = [{ signal: 'new_device' as const, points: 25 }, { signal: 'recent_lockout' as const, points: 30 }];
     await assert.rejects(authorizeIssuance(ctx, { ...issuance, loginRisk }), (error: OAuthError) => {
       assert.equal(error.error, 'insufficient_user_authentication');
-      assert.equal(error.members?.acr_values, acr.phishingResistant);
+      assert.equal(error.members?.acr_values, acr.multiFactor);
       return true;
     });
-    const passkey = await authorizeIssuance(ctx, { ...issuance, acr: acr.phishingResistant, loginRisk });
-    assert.equal(passkey.risk?.outcome, 'step_up', 'met by the passkey sign-in: issued, and recorded as asked');
+    const secondFactor = await authorizeIssuance(ctx, { ...issuance, acr: acr.multiFactor, loginRisk });
+    assert.equal(secondFactor.risk?.outcome, 'step_up', 'met by the sign-in with a second factor: issued, and recorded as asked');
     await assert.rejects(authorizeIssuance(ctx, { ...issuance, acr: acr.phishingResistant, loginRisk: [...loginRisk, { signal: 'velocity', points: 30 }] }), (error: OAuthError) => error.error === 'invalid_grant');
   });
 });
