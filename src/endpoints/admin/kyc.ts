@@ -10,7 +10,7 @@ import { MatchDecisionRefused, decideScreeningMatch, maxDecisionReasonLength, ty
 import { findScreeningMatch, listScreeningMatches, type MatchStatus, type ScreeningMatch } from '../../risk/screening/matches.ts';
 import { Validator, formatProblem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { putBody, type Representation } from './representation.ts';
+import { acceptMergePatch, patchBody, putBody, type Representation } from './representation.ts';
 
 /**
  * The admin API of KYC records and sanctions/PEP screening (docs/risk.md "KYC/AML lifecycle",
@@ -24,6 +24,9 @@ import { putBody, type Representation } from './representation.ts';
  *   `null` removes one), optionally `reason` (audited) and `version` (the version read: a record
  *   changed meanwhile is 409). A freeze held by an open or confirmed screening match is lifted by
  *   compliance's decision only (409). Audited `kyc.updated` with before and after.
+ * - PATCH the same paths with a JSON Merge Patch (RFC 7396): only the members it names change
+ *   (`{"status": "frozen", "reason": "…"}`), validated and audited as a PUT; the version compared
+ *   is the one the patch was applied to, unless the patch names one. 404 without a record.
  * - GET /admin/screening: the list this node holds (file, version, entries, when loaded)
  * - GET /admin/screening/matches[?status=open|confirmed|cleared]: newest first (100)
  * - GET /admin/screening/matches/{id}
@@ -37,9 +40,12 @@ export const adminKyc: Endpoint = {
     const write = { preHandler: requireAdmin(ctx, 'admin:write') };
 
     app.get<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, read, async (request) => view(ctx, await personPrincipal(ctx, request.params.username)));
-    app.put<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, write, async (request) => writeRecord(ctx, request, await personPrincipal(ctx, request.params.username)));
+    acceptMergePatch(app);
+    app.put<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, write, async (request) => writeRecord(ctx, request, putBody, await personPrincipal(ctx, request.params.username)));
+    app.patch<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, write, async (request) => writeRecord(ctx, request, patchBody, await personPrincipal(ctx, request.params.username)));
     app.get<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, read, async (request) => view(ctx, await entityPrincipal(ctx, request.params.lei)));
-    app.put<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, write, async (request) => writeRecord(ctx, request, await entityPrincipal(ctx, request.params.lei)));
+    app.put<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, write, async (request) => writeRecord(ctx, request, putBody, await entityPrincipal(ctx, request.params.lei)));
+    app.patch<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, write, async (request) => writeRecord(ctx, request, patchBody, await entityPrincipal(ctx, request.params.lei)));
 
     app.get(`${admin}/screening`, read, async () => {
       const index = ctx.risk.screening.index;
@@ -120,11 +126,11 @@ async function view(ctx: Context, principal: KycPrincipal & { username?: string 
 const writable = ['status', 'level', 'provider', 'review_due', 'evidence_ref'] as const;
 const readOnly = ['principal', 'previous_status', 'updated_at', 'updated_by'] as const;
 
-async function writeRecord(ctx: Context, request: FastifyRequest, principal: KycPrincipal & { username?: string }): Promise<Record<string, unknown>> {
+async function writeRecord(ctx: Context, request: FastifyRequest, bodyOf: typeof putBody, principal: KycPrincipal & { username?: string }): Promise<Record<string, unknown>> {
   // What GET shows, for the write rule; the version given is compared in the change's transaction.
   const current = await ctx.risk.kyc.get(principal);
   const rep: Representation = { name: 'KYC record', current: current && recordView(principal, current), writable, readOnly };
-  const body = putBody(request, rep);
+  const body = bodyOf(request, rep);
   const v = new Validator();
   const { reason: givenReason, version: givenVersion, ...members } = body;
   const fields = readKycFields(v, '', members);

@@ -16,7 +16,7 @@ interface KycFixture extends ProtocolFixture {
   viewer: string;
   jwsKey: CryptoKey;
   userId(username: string): Promise<string>;
-  call(method: 'GET' | 'PUT', url: string, token: string, body?: unknown): Promise<LightMyRequestResponse>;
+  call(method: 'GET' | 'PUT' | 'PATCH', url: string, token: string, body?: unknown): Promise<LightMyRequestResponse>;
   /** POST /kyc/webhooks/idv-example, signed as Standard Webhooks sign (override any header). */
   hmacWebhook(event: Record<string, unknown>, options?: { id?: string; timestamp?: number; secret?: string; signature?: string }): Promise<LightMyRequestResponse>;
   jwsWebhook(payload: Record<string, unknown>, key?: CryptoKey): Promise<LightMyRequestResponse>;
@@ -50,7 +50,7 @@ async function kycFixture(t: Pick<TestContext, 'after'>, dialect?: TestDialect):
       return f.inject({
         method,
         url,
-        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }) },
         ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
       });
     },
@@ -114,6 +114,25 @@ for (const dialect of testDialects()) {
       assert.equal(updated!.details!.reason, 'documents forged');
       assert.deepEqual((updated!.details!.before as Record<string, unknown>).status, 'verified');
       assert.deepEqual(updated!.details!.after, { status: 'rejected', level: 'standard', provider: 'manual-review', review_due: alice.review_due, evidence_ref: 'CASE-7', version: 2 });
+    });
+
+    test('an administrator freezes with a merge patch naming only the status: the rest stays, the version read is compared, an unknown record is 404', async (t) => {
+      const f = await kycFixture(t, dialect);
+      const alice = await record(f);
+      assertOAuthError(await f.call('PATCH', '/admin/kyc/users/alice', f.viewer, { status: 'frozen' }), 403, 'insufficient_scope');
+      assertOAuthError(await f.call('PATCH', '/admin/kyc/users/alice', f.admin, { status: 'thawed' }), 400, 'invalid_request');
+      assertOAuthError(await f.call('PATCH', '/admin/kyc/users/alice', f.admin, { status: 'frozen', version: 7 }), 409, 'invalid_request');
+      const frozen = await f.call('PATCH', '/admin/kyc/users/alice', f.admin, { status: 'frozen', reason: 'adverse media' });
+      assert.equal(frozen.statusCode, 200, frozen.body);
+      assert.deepEqual(
+        { ...(frozen.json() as Record<string, unknown>), updated_at: undefined },
+        { ...alice, status: 'frozen', previous_status: 'verified', version: (alice.version as number) + 1, updated_at: undefined, updated_by: 'admin:admin-ops', outcome: 'updated' },
+      );
+      const [updated] = (await f.auditEvents('kyc.updated')).filter((e) => e.details!.via === 'admin');
+      assert.equal(updated!.details!.reason, 'adverse media');
+      await f.apply({ users: [{ username: 'bob', name: 'Bob Without KYC', desks: ['fx-spot'] }] });
+      assert.equal((await record(f, 'bob')).status, 'none');
+      assertOAuthError(await f.call('PATCH', '/admin/kyc/users/bob', f.admin, { status: 'frozen' }), 404, 'not_found');
     });
 
     test("a provider's HMAC-signed webhook changes the record; a bad signature, a replay and a stale timestamp change nothing", async (t) => {
