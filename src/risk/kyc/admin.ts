@@ -1,5 +1,5 @@
 import type { Context } from '../../context.ts';
-import { changeKycRecord, type KycChanged } from './changes.ts';
+import { changeKycRecord, lockKycPrincipal, type KycChanged } from './changes.ts';
 import type { KycFields, KycPrincipal } from './record.ts';
 import { readKycRecord } from './store.ts';
 
@@ -28,6 +28,8 @@ export async function changeKycByAdmin(
   by: { actor: string; reason?: string; expectedVersion?: number; requestId?: string },
 ): Promise<KycChanged> {
   const changed = await ctx.audit.recordWith(async (trx) => {
+    // Before the matches are read: a match being recorded meanwhile is seen, or waits (lockKycPrincipal).
+    await lockKycPrincipal(trx, principal);
     const record = await readKycRecord(trx, principal);
     if (record?.status === 'frozen' && fields.status !== 'frozen') {
       const held = await trx

@@ -1,4 +1,5 @@
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
+import { isPostgres } from '../../audit/dialect.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Clock } from '../../clock.ts';
 import { cutOffPersonTokens } from '../../identity/lifecycle.ts';
@@ -48,7 +49,22 @@ export interface KycChanged {
 }
 
 /**
- * Writes a change inside the caller's transaction: the record inserted, or updated conditionally
+ * Serialises every change of one principal's KYC facts — its record and its screening matches —
+ * across nodes; each writer takes it first in its transaction, before it reads either (on
+ * PostgreSQL a transaction-scoped advisory lock, re-entrant; SQLite has one writer at a time).
+ * Without it, a freeze being lifted (which reads the open matches first) and a new match being
+ * recorded (which finds the record frozen and so writes nothing to it) could both commit under
+ * READ COMMITTED, leaving an open sanctions match on an unfrozen principal; and two first writes
+ * of one record would race into a duplicate key.
+ */
+export async function lockKycPrincipal(trx: Transaction<Database>, principal: KycPrincipal): Promise<void> {
+  if (!isPostgres(trx)) return;
+  const name = `${principal.type}:${principal.id}`;
+  await sql`select pg_advisory_xact_lock(hashtextextended('clearance.kyc:' || current_schema() || ':' || ${name}, 0))`.execute(trx);
+}
+
+/**
+ * Writes a change inside the caller's transaction (the principal locked first: lockKycPrincipal): the record inserted, or updated conditionally
  * on the version read (a concurrent writer makes this one a KycConflict); the `kyc` generation
  * bumped, so every node's cache reloads (./store.ts); a `kyc.updated` event with the before and
  * after and who changed it, for the caller to record in the same transaction. A record that
@@ -59,6 +75,7 @@ export interface KycChanged {
  */
 export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, change: KycChange): Promise<KycChanged> {
   const now = clock.now();
+  await lockKycPrincipal(trx, change.principal);
   const before = await readKycRecord(trx, change.principal);
   if (change.expectedVersion !== undefined && (before?.version ?? 0) !== change.expectedVersion) throw new KycConflict('the KYC record changed meanwhile');
   const next = nextState(before, change);
@@ -89,7 +106,14 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
     updated_by: updatedBy,
   };
   if (!before) {
-    await trx.insertInto('kyc_records').values({ principal_type: change.principal.type, principal_id: change.principal.id, ...values }).execute();
+    const inserted = await trx
+      .insertInto('kyc_records')
+      .values({ principal_type: change.principal.type, principal_id: change.principal.id, ...values })
+      .onConflict((oc) => oc.columns(['principal_type', 'principal_id']).doNothing())
+      .returning('version')
+      .execute();
+    // Only a writer that skipped the lock could have inserted it meanwhile; never a duplicate key (a 5xx).
+    if (inserted.length !== 1) throw new KycConflict('the KYC record changed meanwhile');
   } else {
     const result = await trx
       .updateTable('kyc_records')

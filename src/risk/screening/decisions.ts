@@ -1,6 +1,7 @@
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
-import { changeKycRecord, KycConflict } from '../kyc/changes.ts';
+import { changeKycRecord, KycConflict, lockKycPrincipal } from '../kyc/changes.ts';
+import type { KycPrincipal } from '../kyc/record.ts';
 import { readKycRecord } from '../kyc/store.ts';
 import { matchFromRow, type ScreeningMatch } from './matches.ts';
 
@@ -40,8 +41,11 @@ export async function decideScreeningMatch(
     try {
       const decided = await ctx.audit.recordWith(async (trx) => {
         const now = ctx.clock.now();
-        const row = await trx.selectFrom('screening_matches').selectAll().where('id', '=', id).executeTakeFirst();
-        if (!row) throw new MatchDecisionRefused('no such screening match', 404);
+        const found = await trx.selectFrom('screening_matches').select(['principal_type', 'principal_id']).where('id', '=', id).executeTakeFirst();
+        if (!found) throw new MatchDecisionRefused('no such screening match', 404);
+        // The principal locked, the match and the others are read as they are now (lockKycPrincipal).
+        await lockKycPrincipal(trx, { type: found.principal_type, id: found.principal_id } as KycPrincipal);
+        const row = (await trx.selectFrom('screening_matches').selectAll().where('id', '=', id).executeTakeFirst())!;
         // open → confirmed or cleared; confirmed → cleared (the entry was delisted, or confirmed in error).
         const from = decision === 'confirm' ? ['open'] : ['open', 'confirmed'];
         if (!from.includes(row.status)) throw new MatchDecisionRefused(`the match was ${row.status} already`, 409);
@@ -64,6 +68,22 @@ export async function decideScreeningMatch(
             details: { match_id: id, principal_type: match.principal.type, principal_id: match.principal.id, entry_id: match.entryId, list: match.list, decision, reason },
           },
         ];
+        if (decision === 'confirm') {
+          // A confirmed match holds a freeze, whatever happened to the record since the hit.
+          const record = await readKycRecord(trx, match.principal);
+          if (record?.status !== 'frozen') {
+            const { principal: _p, status: _s, previousStatus: _ps, version: _v, updatedAt: _u, updatedBy: _b, declared: _d, ...facts } = record ?? ({} as Partial<NonNullable<typeof record>>);
+            const refrozen = await changeKycRecord(trx, ctx.clock, {
+              principal: match.principal,
+              fields: { ...facts, status: 'frozen' },
+              source: 'compliance',
+              actor: by.actor,
+              reason,
+              ...(by.requestId ? { requestId: by.requestId } : {}),
+            });
+            events.push(...refrozen.events);
+          }
+        }
         if (decision === 'clear') {
           const open = await trx
             .selectFrom('screening_matches')

@@ -4,7 +4,7 @@ import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
-import { changeKycRecord, KycConflict } from '../kyc/changes.ts';
+import { changeKycRecord, KycConflict, lockKycPrincipal } from '../kyc/changes.ts';
 import type { KycPrincipal } from '../kyc/record.ts';
 import { readKycRecord } from '../kyc/store.ts';
 import type { MatchedOn, ScreeningHit } from './matcher.ts';
@@ -64,6 +64,8 @@ export async function recordScreeningHit(
   for (let attempt = 0; ; attempt++) {
     try {
       const recorded = await ctx.audit.recordWith(async (trx) => {
+        // Before the match is written: a freeze being lifted meanwhile then sees it (lockKycPrincipal).
+        await lockKycPrincipal(trx, principal);
         const inserted = await trx
           .insertInto('screening_matches')
           .values({
