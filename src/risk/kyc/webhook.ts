@@ -17,8 +17,10 @@ import { readKycFields, type KycPrincipal, type KycRecord } from './record.ts';
  *      space-separated `v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")>`;
  *      each is compared in constant time with the one computed, over the exact bytes received;
  *    - `jws`: the body is a compact JWS (RFC 7515 §7.1) verified with the provider's JWK Set
- *      (asymmetric algorithms only); its payload is the event with `jti` (the webhook id) and
- *      `iat` (the timestamp);
+ *      (asymmetric algorithms only); its payload is the event with `jti` (the webhook id), `iat`
+ *      (the timestamp) and `aud`, this endpoint's URL (`<issuer>/kyc/webhooks/<provider>`): a
+ *      provider that signs for several deployments with one key cannot have an event meant for one
+ *      replayed at another (each keeps its own replay record);
  * 3. the timestamp is within `webhookToleranceSeconds` of Clearance's clock (an old delivery, or
  *    one from the future, is refused: Standard Webhooks "Verifying webhooks");
  * 4. the event is valid: exactly one of `username` and `lei`, naming a known person or legal
@@ -63,14 +65,16 @@ const jwsAlgorithms = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS
 export async function receiveKycWebhook(ctx: Context, delivery: KycWebhookDelivery): Promise<{ record: KycRecord; changed: boolean; webhookId: string }> {
   const provider = await findKycProvider(ctx.storage.db, delivery.provider);
   if (!provider) throw new KycWebhookRefused('unknown_provider', 'the webhook is not signed by a known provider');
-  const { webhookId, timestamp, event } = provider.signing === 'hmac' ? verifyHmac(ctx, provider, delivery) : await verifyJws(provider, delivery);
+  const { webhookId, timestamp, event } = provider.signing === 'hmac' ? verifyHmac(ctx, provider, delivery) : await verifyJws(provider, delivery, `${ctx.config.issuer}/kyc/webhooks/${provider.id}`);
   // Standard Webhooks: a timestamp too far from our clock either way is refused.
   if (Math.abs(ctx.clock.now() / 1000 - timestamp) > webhookToleranceSeconds) throw new KycWebhookRefused('timestamp', `the webhook timestamp is more than ${webhookToleranceSeconds} seconds from the server's clock`);
 
   const v = new Validator();
   const o = v.object('event', event);
-  const fields = o && readKycFields(v, 'event', o, ['username', 'lei', 'jti', 'iat']);
+  const fields = o && readKycFields(v, 'event', o, ['username', 'lei', 'jti', 'iat', 'aud']);
   if (o && (o.username === undefined) === (o.lei === undefined)) v.fail('event', 'must name exactly one of username and lei');
+  if (o?.username !== undefined) v.string('event.username', o.username, { maxLength: 256 });
+  if (o?.lei !== undefined) v.string('event.lei', o.lei, { pattern: /^[0-9A-Z]{20}$/, patternMessage: 'must be an LEI (20 characters, A-Z and 0-9)' });
   if (!fields || !v.ok) throw new KycWebhookRefused('malformed', v.problems.map(formatProblem).join('; '));
   const principal = await principalOf(ctx, o!);
 
@@ -120,7 +124,7 @@ function verifyHmac(ctx: Context, provider: KycProvider, delivery: KycWebhookDel
   return { webhookId: id, timestamp: Number(timestamp), event };
 }
 
-async function verifyJws(provider: KycProvider, delivery: KycWebhookDelivery): Promise<{ webhookId: string; timestamp: number; event: unknown }> {
+async function verifyJws(provider: KycProvider, delivery: KycWebhookDelivery, audience: string): Promise<{ webhookId: string; timestamp: number; event: unknown }> {
   let payload: Uint8Array;
   try {
     ({ payload } = await compactVerify(delivery.body.trim(), createLocalJWKSet(provider.jwks as JSONWebKeySet), { algorithms: jwsAlgorithms }));
@@ -136,6 +140,8 @@ async function verifyJws(provider: KycProvider, delivery: KycWebhookDelivery): P
   if (typeof event !== 'object' || event === null || typeof event.jti !== 'string' || !idPattern.test(event.jti) || typeof event.iat !== 'number' || !Number.isInteger(event.iat)) {
     throw new KycWebhookRefused('malformed', 'the JWS payload must carry jti (the webhook id) and iat (its timestamp)');
   }
+  // Answered as a bad signature: an event signed for another deployment is not one for us.
+  if (event.aud !== audience) throw new KycWebhookRefused('signature', `the JWS payload's aud must be ${audience}`);
   return { webhookId: event.jti, timestamp: event.iat, event };
 }
 
@@ -145,7 +151,7 @@ async function principalOf(ctx: Context, event: Record<string, unknown>): Promis
     if (!user || user.username !== event.username) throw new KycWebhookRefused('unknown_principal', 'no such user');
     return { type: 'User', id: user.id };
   }
-  const lei = String(event.lei);
+  const lei = event.lei as string; // validated: an LEI
   if (!(await ctx.entities.snapshot()).legalEntities.has(lei)) throw new KycWebhookRefused('unknown_principal', 'no such legal entity');
   return { type: 'LegalEntity', id: lei };
 }

@@ -203,7 +203,7 @@ describe('the KYC lifecycle: the rest', () => {
   test("a provider's JWS webhook is verified with its JWKS, carries its id and time in jti and iat, and is single use", async (t) => {
     const f = await kycFixture(t);
     const now = Math.floor(f.clock.now() / 1000);
-    const event = { jti: 'kyb-evt-1', iat: now, lei: '5493001KJTIIGC8Y1R12', status: 'verified', level: 'kyb-standard', evidence_ref: 'KYB-99' };
+    const event = { jti: 'kyb-evt-1', iat: now, aud: `${f.issuer}/kyc/webhooks/kyb-example`, lei: '5493001KJTIIGC8Y1R12', status: 'verified', level: 'kyb-standard', evidence_ref: 'KYB-99' };
     await f.apply({ legal_entities: [{ lei: '5493001KJTIIGC8Y1R12', name: 'Example Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'] }], regions: [{ id: 'uk' }] });
     const good = await f.jwsWebhook(event);
     assert.equal(good.statusCode, 200, good.body);
@@ -214,6 +214,12 @@ describe('the KYC lifecycle: the rest', () => {
     assertOAuthError(await f.jwsWebhook({ ...event, jti: 'kyb-evt-2' }, (await generateKeyPair('ES256')).privateKey), 401, 'invalid_request');
     assertOAuthError(await f.jwsWebhook({ ...event, jti: 'kyb-evt-3', iat: now - 3600 }), 401, 'invalid_request');
     assertOAuthError(await f.jwsWebhook({ ...event, jti: undefined }), 400, 'invalid_request');
+    // Signed for another deployment (the same provider key), or for none: not for us.
+    assertOAuthError(await f.jwsWebhook({ ...event, jti: 'kyb-evt-4', aud: 'https://staging.example/kyc/webhooks/kyb-example' }), 401, 'invalid_request');
+    assertOAuthError(await f.jwsWebhook({ ...event, jti: 'kyb-evt-5', aud: undefined }), 401, 'invalid_request');
+    // A principal that is not a string is an invalid event, never a 5xx.
+    assertOAuthError(await f.jwsWebhook({ ...event, jti: 'kyb-evt-6', lei: { toString: 1 } }), 400, 'invalid_request');
+    assertOAuthError(await f.jwsWebhook({ ...event, jti: 'kyb-evt-7', lei: undefined, username: 42 }), 400, 'invalid_request');
     // An HMAC-style delivery to a JWS provider is no JWS.
     assertOAuthError(await f.inject({ method: 'POST', url: '/kyc/webhooks/kyb-example', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(event) }), 401, 'invalid_request');
   });
