@@ -1,4 +1,5 @@
 import { createRiskServices } from './risk/index.ts';
+import { limitNamesKey } from './risk/limits/names.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.ts';
@@ -61,7 +62,7 @@ export async function openContext(
     await keys.ensureSigningKey(config.signingAlg);
     const clients = new ClientStore(storage.db, clock);
     const identity = createIdentity(clock, master.key);
-    const risk = createRiskServices(storage, clock, { config, log });
+    const risk = createRiskServices(storage, clock, { config, log, namesKey: limitNamesKey(master.key) });
     // With Redis, the failure throttles count there, around the node's own (memory, or a worker's
     // relay to its primary), which they fall back to while Redis does not answer.
     const throttles = risk.limits.throttles(options.throttles ?? { clientAuthentication: new MemoryAuthFailureThrottle(clock), login: identity.throttle }, clock);

@@ -61,7 +61,7 @@ export interface RiskServices {
 export function createRiskServices(
   storage: Storage,
   clock: Clock,
-  options: { config?: Pick<Config, 'redisUrl' | 'redisPrefix' | 'redisTimeoutMs' | 'screeningList'>; log?: Logger } = {},
+  options: { config?: Pick<Config, 'redisUrl' | 'redisPrefix' | 'redisTimeoutMs' | 'screeningList'>; log?: Logger; namesKey?: Buffer } = {},
 ): RiskServices {
   const screening = new ScreeningService(options.config?.screeningList, clock);
   try {

@@ -7,6 +7,7 @@ import type { LoginThrottle } from '../../identity/login-throttle.ts';
 import type { Database } from '../../storage/schema.ts';
 import { MemoryBuckets } from './buckets.ts';
 import { RateLimiter } from './limiter.ts';
+import { processNamesKey } from './names.ts';
 import { SharedStore } from './redis.ts';
 import { RedisBuckets } from './redis-buckets.ts';
 import { RedisAuthFailureThrottle, RedisLoginThrottle } from './redis-throttles.ts';
@@ -41,19 +42,22 @@ export interface LimitOptions {
   log?: Logger;
   /** The limits; default: apply's, stored in the database and cached. */
   source?: RateLimitSource;
+  /** How people are named in the store (./names.ts `limitNamesKey` of the master key); default: a key of this process. */
+  namesKey?: Buffer;
 }
 
 export function createLimits(db: Kysely<Database>, clock: Clock, options: LimitOptions = {}): Limits {
   const { config, log } = options;
   const shared = config?.redisUrl && log ? new SharedStore({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.redisTimeoutMs, log }) : undefined;
   const memory = new MemoryBuckets();
-  const limiter = new RateLimiter(options.source ?? storedRateLimits(db, clock), shared ? new RedisBuckets(shared, memory) : memory, clock, log);
+  const namesKey = options.namesKey ?? processNamesKey();
+  const limiter = new RateLimiter(options.source ?? storedRateLimits(db, clock), shared ? new RedisBuckets(shared, memory) : memory, clock, log, namesKey);
   return {
     limiter,
     shared,
     throttles: (own, throttleClock) =>
       shared
-        ? { clientAuthentication: new RedisAuthFailureThrottle(shared, own.clientAuthentication, throttleClock), login: new RedisLoginThrottle(shared, own.login, throttleClock) }
+        ? { clientAuthentication: new RedisAuthFailureThrottle(shared, own.clientAuthentication, throttleClock), login: new RedisLoginThrottle(shared, own.login, throttleClock, {}, namesKey) }
         : own,
     connect: async () => shared?.connect(),
     close: async () => shared?.close(),

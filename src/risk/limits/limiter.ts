@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.ts';
 import { throttleKeyForAddress } from '../../clients/authentication/throttle.ts';
 import type { BucketCheck, BucketRefusal, BucketStore } from './buckets.ts';
+import { processNamesKey, pseudonym } from './names.ts';
 import type { LimitKind, Quota, RateLimitSettings, RateLimitSource } from './settings.ts';
 
 /** A refused request: which limit, its quota, and how long to wait. */
@@ -37,7 +37,11 @@ export class RateLimiter {
   /** The last refusal logged per bucket, so a caller hammering a limit is logged once per window. */
   readonly #logged = new Map<string, number>();
 
-  constructor(source: RateLimitSource, store: BucketStore, clock: Clock, log?: Logger) {
+  readonly #namesKey: Buffer;
+
+  /** `namesKey`: how people are named in the store (./names.ts); nodes sharing a store share it. */
+  constructor(source: RateLimitSource, store: BucketStore, clock: Clock, log?: Logger, namesKey: Buffer = processNamesKey()) {
+    this.#namesKey = namesKey;
     this.#source = source;
     this.#store = store;
     this.#clock = clock;
@@ -58,8 +62,8 @@ export class RateLimiter {
 
   /** The person's limit: the account a sign-in names (normalized username; unknown ones alike). */
   person(username: string): LimitDecision {
-    // Hashed: the store (Redis) holds no one's name.
-    return this.#one('person', createHash('sha256').update(username).digest('base64url').slice(0, 32));
+    // Keyed-hashed: the store (Redis) holds no one's name, nor a digest a list of names reverses.
+    return this.#one('person', pseudonym(this.#namesKey, username));
   }
 
   /** After apply changed the limits in this process. */

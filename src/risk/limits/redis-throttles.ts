@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../clock.ts';
 import {
   attemptKeys,
@@ -14,6 +14,7 @@ import {
   type ThrottleWaits,
 } from '../../clients/authentication/throttle.ts';
 import { defaultLoginThrottle, type LoginReservation, type LoginThrottle, type LoginThrottleOptions } from '../../identity/login-throttle.ts';
+import { processNamesKey, pseudonym } from './names.ts';
 import { defineScript, slidingWindowLua, type Script, type SharedStore } from './redis.ts';
 
 /**
@@ -154,7 +155,11 @@ export class RedisLoginThrottle implements LoginThrottle {
   readonly #refund: Script;
   readonly #member = memberIds();
 
-  constructor(store: SharedStore, fallback: LoginThrottle, clock: Clock, options: LoginThrottleOptions = {}) {
+  readonly #namesKey: Buffer;
+
+  /** `namesKey`: how accounts are named in Redis (./names.ts); every node must use the same. */
+  constructor(store: SharedStore, fallback: LoginThrottle, clock: Clock, options: LoginThrottleOptions = {}, namesKey: Buffer = processNamesKey()) {
+    this.#namesKey = namesKey;
     this.#store = store;
     this.#fallback = fallback;
     this.#clock = clock;
@@ -169,8 +174,8 @@ export class RedisLoginThrottle implements LoginThrottle {
     return this.#store.run(
       async () => {
         const prefix = `${this.#store.prefix}login:`;
-        // The account by a digest of its normalized username: Redis holds no one's name.
-        const keys = [`${prefix}a:${throttleKeyForAddress(address)}`, ...(username ? [`${prefix}u:${createHash('sha256').update(username).digest('base64url')}`] : [])];
+        // The account by a keyed digest of its normalized username: Redis holds no one's name.
+        const keys = [`${prefix}a:${throttleKeyForAddress(address)}`, ...(username ? [`${prefix}u:${pseudonym(this.#namesKey, username)}`] : [])];
         const member = this.#member();
         const wait = Number(await this.#reserve(keys.length, ...keys, this.#clock.now(), ...this.#limitArgs, member));
         if (wait > 0) return { granted: false, retryAfterMs: wait };
