@@ -11,8 +11,9 @@ import type { KycPrincipal } from './record.ts';
  * audience (Clearance's own included): code, not policy, so no policy set can let it through.
  *
  * 1. A frozen principal gets no token at all (fail closed): the person the token is about, or the
- *    legal entity that owns the client it is about or is issued to, or a legal entity the grant
- *    names for the subject (a partner's), whose KYC record is `frozen` → invalid_grant. A frozen
+ *    legal entity that owns the client it is about or is issued to or any client of its act chain,
+ *    or a legal entity the grant names for the subject (a partner's), whose KYC record is `frozen`
+ *    → invalid_grant. A frozen
  *    person may still sign in (to their account pages); every grant refuses them a token.
  * 2. Every counterparty an authorization_details entry names (`counterparty_lei`,
  *    `counterparty_name`) is screened against the list (as a legal entity: name and LEI) and
@@ -35,7 +36,10 @@ async function refuseFrozen(ctx: Context, issuance: Issuance): Promise<void> {
   const candidates: KycPrincipal[] = [];
   if (issuance.subject.type === 'User') candidates.push({ type: 'User', id: issuance.subject.id });
   const owners = new Set(issuance.subjectLeis ?? []);
-  for (const clientId of new Set([issuance.clientId, ...(issuance.subject.type === 'Client' ? [issuance.subject.id] : [])])) {
+  // The firms of the clients involved: the caller, the subject when a client, and every actor of
+  // an exchange's chain (a frozen firm's service must not act for anyone either).
+  const clientIds = new Set([issuance.clientId, ...(issuance.subject.type === 'Client' ? [issuance.subject.id] : []), ...(issuance.delegation?.actors ?? [])]);
+  for (const clientId of clientIds) {
     const owner = (await ctx.clients.get(clientId))?.metadata.owner_lei;
     if (owner) owners.add(owner);
   }

@@ -5,6 +5,7 @@ import type { Context } from '../../../src/context.ts';
 import { OAuthError } from '../../../src/oauth-error.ts';
 import { decide } from '../../../src/policy/decide.ts';
 import { authorizeIssuance, type Issuance } from '../../../src/policy/issuance.ts';
+import { changeKycByAdmin } from '../../../src/risk/kyc/admin.ts';
 import { expireKycRecords } from '../../../src/risk/kyc/expiry.ts';
 import { testDialects } from '../../helpers/storage.ts';
 import { applyDocument, ordersApi, policyContext, userId } from '../../policy/fixture.ts';
@@ -42,6 +43,32 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+describe('a frozen firm at issuance', () => {
+  test("a frozen legal entity's service gets no token for anyone, not even as an actor in an exchange's chain", async (t) => {
+    const { ctx } = await policyContext(t);
+    await applyDocument(ctx, { users: [{ username: 'alice', desks: ['fx-spot'], attributes: { suitability: ['fx'] }, kyc: { status: 'verified' } }] });
+    const alice = await userId(ctx, 'alice');
+    // Alice's token, exchanged by a client of no firm, with the firm's algorithm in the act chain.
+    const exchanged: Issuance = {
+      subject: { type: 'User', id: alice },
+      clientId: 'order-gateway',
+      audience: ordersApi,
+      scopes: ['position:view'],
+      authorizationDetails: [],
+      requestId: 'r1',
+      grantType: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      delegation: { subject: alice, actors: ['algo-fx-1'] },
+    };
+    assert.equal((await authorizeIssuance(ctx, exchanged)).allows.length, 1);
+    await changeKycByAdmin(ctx, { type: 'LegalEntity', id: '5493001KJTIIGC8Y1R12' }, { status: 'frozen' }, { actor: 'compliance-1', reason: 'adverse media' });
+    await assert.rejects(authorizeIssuance(ctx, { ...exchanged, requestId: 'r2' }), (error: OAuthError) => error.error === 'invalid_grant');
+    const [denied] = await denials(ctx);
+    assert.deepEqual(denied!.decision!.reasons, ['kyc-frozen']);
+    assert.equal(denied!.details!.frozen, 'LegalEntity::"5493001KJTIIGC8Y1R12"');
+    assert.equal((await authorizeIssuance(ctx, { ...exchanged, delegation: { subject: alice, actors: ['another-firms-service'] }, requestId: 'r3' })).allows.length, 1, 'without the frozen firm in the chain');
+  });
+});
 
 describe('KYC, suitability and jurisdiction from Clearance records under the example policies', () => {
   test('a legal entity\'s KYC record reaches Cedar as LegalEntity.kyc_status: post-trade through its accounts stops when it lapses', async (t) => {
