@@ -108,6 +108,30 @@ export const orderType: DetailType = {
   },
 };
 
+/** Characters that draw nothing or control the display: controls, format characters, default-ignorables. */
+const hidden = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
+/** One word: letters with their marks, and the joiners a name keeps inside a word. */
+const words = /[\p{L}\p{M}'’.-]+/gu;
+const latin = /\p{Script=Latin}/u;
+const cyrillicOrGreek = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
+
+/**
+ * Why a counterparty's name is refused, or undefined. A name is shown to the person who consents
+ * and screened against the sanctions list, so it must be what it looks like: no invisible or
+ * control characters (a zero-width space or soft hyphen inside a listed name shows the same name
+ * and is another string), and no word that mixes Latin with Cyrillic or Greek letters (`Ex\u0430mple`
+ * with a Cyrillic `а`: the classic look-alike, Unicode UTS #39 mixed-script detection), which no
+ * real legal name does; a name wholly in Cyrillic or Greek, or one word in each, is accepted. Screening folds both too (src/risk/screening/normalize.ts); refusing them
+ * here keeps a disguised name from reaching a consent page at all.
+ */
+export function legalNameProblem(name: string): string | undefined {
+  if (hidden.test(name)) return 'contains an invisible or control character';
+  for (const [word] of name.matchAll(words)) {
+    if (latin.test(word) && cyrillicOrGreek.test(word)) return 'mixes Latin with Cyrillic or Greek letters in one word';
+  }
+  return undefined;
+}
+
 /** A settlement instruction: what a back-office app may submit for a person. */
 export const settlementInstructionType: DetailType = {
   type: 'settlement_instruction',
@@ -121,8 +145,8 @@ export const settlementInstructionType: DetailType = {
       account,
       counterparty_lei: { type: 'string', check: (lei) => (isValidLei(lei) ? undefined : 'is not a valid LEI (ISO 17442)') },
       // The counterparty's legal name as the instruction gives it: screened, with the LEI, against
-      // the sanctions/PEP list at issuance (src/risk/kyc/enforce.ts).
-      counterparty_name: { type: 'string', maxLength: 140 },
+      // the sanctions/PEP list at issuance (src/risk/kyc/enforce.ts), and shown on the consent page.
+      counterparty_name: { type: 'string', maxLength: 140, check: legalNameProblem },
       max_amount: money,
       instrument,
       // ISO 8601 calendar date.

@@ -81,6 +81,22 @@ describe('authorization_details (RFC 9396)', () => {
     refuses([{ ...order, account: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.sig' }], /shaped like a token/);
   });
 
+  test('refuses a counterparty name with invisible or control characters, or a word mixing Latin with Cyrillic or Greek letters', () => {
+    const named = (counterparty_name: string) => [{ ...settlement, counterparty_name }];
+    refuses(named('Example Embar\u200Bgoed Trading LLC'), /^authorization_details\[0\]\.counterparty_name contains an invisible or control character$/);
+    refuses(named('Example Embar\u00ADgoed Trading LLC'), /invisible or control character/);
+    refuses(named('Example\u2060Embargoed Trading LLC'), /invisible or control character/);
+    refuses(named('Example Trading LLC\uFEFF'), /invisible or control character/);
+    refuses(named('Example \u202Egnidart\u202C LLC'), /invisible or control character/);
+    refuses(named('Example\nTrading LLC'), /invisible or control character/);
+    refuses(named('Ex\u0430mple Embargoed Trading LLC'), /^authorization_details\[0\]\.counterparty_name mixes Latin with Cyrillic or Greek letters in one word$/);
+    refuses(named('Εxample Trading'), /mixes Latin with Cyrillic or Greek/);
+    // Real names: accented Latin, wholly Cyrillic or Greek, one word in each script, punctuation.
+    for (const name of ['Société Générale S.A.', 'ООО Пример', 'Παράδειγμα Α.Ε.', 'Sberbank (ПАО Сбербанк)', "O'Brien & Müller-Lüdenscheidt GmbH"]) {
+      assert.equal(parseAuthorizationDetails(named(name), defaults)[0]!.counterparty_name, name);
+    }
+  });
+
   test('accepts exactly the instrument classes the entity model declares, in orders and settlement instructions', () => {
     const firm: DetailVocabulary = { instrumentClasses: new Map([['rates_derivatives', { id: 'rates_derivatives', complex: true }]]) };
     const swap = { ...order, instrument: { class: 'rates_derivatives', symbol: 'SOFR-2Y' } };

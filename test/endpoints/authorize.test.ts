@@ -209,6 +209,15 @@ describe('the authorization endpoint', () => {
       assertErrorRedirect(f, (await f.authorize(f.request('web-app', { authorization_details: '[{"type":"wire"}]' }))).response, 'invalid_authorization_details');
     });
 
+    test('refuses a counterparty name that hides a character or mixes look-alike scripts (it would be screened and shown as another name)', async (t) => {
+      const f = await codeFlowFixture(t);
+      const instruction = (counterparty_name: string) => JSON.stringify([{ type: 'settlement_instruction', settlement_type: 'dvp', account: 'GB-FX-001', counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name, max_amount: { amount: '1000', currency: 'USD' } }]);
+      for (const [name, problem] of [['Example Embar\u200Bgoed Trading LLC', /invisible or control character/], ['Ex\u0430mple Embargoed Trading LLC', /mixes Latin with Cyrillic or Greek/]] as const) {
+        const location = assertErrorRedirect(f, (await f.authorize(f.request('web-app', { scope: 'settlement:submit', authorization_details: instruction(name) }))).response, 'invalid_authorization_details');
+        assert.match(location.searchParams.get('error_description')!, problem);
+      }
+    });
+
     test('refuses a client that must use PAR when it sends a plain request', async (t) => {
       const f = await codeFlowFixture(t);
       const location = assertErrorRedirect(f, (await f.authorize(f.request('par-app'))).response, 'invalid_request', { redirect: 'https://par.example.com/cb' });

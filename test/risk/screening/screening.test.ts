@@ -302,4 +302,21 @@ describe('counterparty screening at issuance', () => {
       ['SAN-E002', 'issuance', true],
     ]);
   });
+
+  test('a listed counterparty name disguised by invisible characters or look-alike letters is refused at issuance all the same', async (t) => {
+    const f = await protocolFixture(t, { env: { CLEARANCE_SCREENING_LIST: listFile(t, exampleList).path } });
+    await f.apply({ users: [{ username: 'alice', name: 'Alice Trader', kyc: { status: 'verified' } }] });
+    const alice = await userId(f.ctx, 'alice');
+    // Straight to issuance, as a stored grant's details come (a refresh, an exchange): the request's
+    // validation, which refuses these names, is not what stops them here.
+    // (A word joiner between two words, `Example\u2060Embargoed`, reads `ExampleEmbargoed` and is
+    // screened as that one word: the request's validation is what refuses it.)
+    const disguised = ['Example Embar\u200Bgoed Trading LLC', 'Example Embar\u00ADgoed Trading LLC', 'Example Embar\u2060goed Trading LLC\uFEFF', 'Ex\u0430mple Embargoed Trading LLC', 'EXAMPL\u0415 EMBARGOED TRADING LLC'];
+    for (const counterparty_name of disguised) {
+      const detail: AuthorizationDetail = { type: 'settlement_instruction', settlement_type: 'dvp', account: 'GB-FX-001', max_amount: { amount: '1000000', currency: 'USD' }, counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name };
+      await assert.rejects(authorizeIssuance(f.ctx, issuanceFor({ type: 'User', id: alice }, { audience: 'https://clearing.example.com', scopes: ['settlement:submit'], authorizationDetails: [detail] })), (error: OAuthError) => error.error === 'invalid_authorization_details', JSON.stringify(counterparty_name));
+    }
+    const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('counterparty-screening'));
+    assert.deepEqual(denied.map((e) => [e.details!.entry_id, e.details!.matched_on]), disguised.map(() => ['SAN-E002', ['name']]));
+  });
 });
