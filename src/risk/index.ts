@@ -27,8 +27,8 @@ export interface RiskServices {
   /** What has been seen per principal (devices, networks, scopes, actors), shared by every node. */
   sightings: SightingStore;
   /**
-   * This node's memory of the last minutes (./memory.ts): client authentication failures by client
-   * and by source address (`recent_failures`), noted by client authentication.
+   * This node's memory of the last minutes (./memory.ts): client authentication failures by source
+   * address and by claimed client at that address (`recent_failures`), noted by client authentication.
    */
   failures: RecentEvents;
   /** Token exchanges per subject (`exchange_burst`), per node. */

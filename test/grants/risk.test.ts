@@ -73,6 +73,19 @@ describe('the risk assessment at token issuance', () => {
     });
   }
 
+  test("a stranger's failed authentications as a client do not make the client's tokens risky; failures from the client's own address do (review M3)", async (t) => {
+    const f = await protocolFixture(t);
+    const signals = async () => ((await lastRisk(f)).signals as { signal: string; detail?: string }[]).filter((s) => s.signal === 'recent_failures');
+    const wrongSecret = (address: string) => f.token({ auth: f.basic('broker-1', 'wrong-secret-by-attacker-000000000'), form: { grant_type: 'client_credentials', resource: ordersApi, scope: 'order:create' }, remoteAddress: address });
+    assert.equal((await m2m(f, home)).statusCode, 200);
+    for (let i = 0; i < 3; i++) assert.equal((await wrongSecret(elsewhere)).statusCode, 401);
+    assert.equal((await m2m(f, home)).statusCode, 200);
+    assert.deepEqual(await signals(), [], 'three wrong secrets from a stranger add nothing to the genuine client');
+    for (let i = 0; i < 3; i++) assert.equal((await wrongSecret('198.51.100.8')).statusCode, 401);
+    assert.equal((await m2m(f, '198.51.100.8')).statusCode, 200);
+    assert.deepEqual(await signals(), [{ signal: 'recent_failures', points: 20, detail: 'failed client authentications in the last 900 s from this address: 3, 3 naming this client' }]);
+  });
+
   test('the baseline (no policy set active) is assessed too: a risk deny refuses', async (t) => {
     const f = await protocolFixture(t);
     await f.apply({ risk: { weights: { new_network: 80 } } });

@@ -76,19 +76,32 @@ for (const dialect of testDialects()) {
       assert.equal(await fired(ctx, newNetwork, client('svc')), undefined, 'no address, nothing to assess');
     });
 
-    test('recent_failures: fires at the threshold of failures naming the client or from the address, and forgets them after the window', async (t) => {
+    test('recent_failures: fires at the threshold of failures from the token request\'s own address, and forgets them after the window', async (t) => {
       const { ctx, clock } = await testContext({ t, dialect });
-      noteClientAuthenticationFailure(ctx, 'svc', '192.0.2.10');
-      noteClientAuthenticationFailure(ctx, 'svc', '192.0.2.11');
-      assert.equal(await fired(ctx, recentFailures, client('svc', { address: '198.51.100.1' })), undefined, 'two, below three');
-      noteClientAuthenticationFailure(ctx, 'svc', '192.0.2.12');
-      assert.equal(await fired(ctx, recentFailures, client('svc', { address: '198.51.100.1' })), 'failed client authentications in the last 900 s: 3 naming this client');
-      assert.equal(await fired(ctx, recentFailures, { ...client('svc'), moment: 'evaluation' }), 'failed client authentications in the last 900 s: 3 naming this client');
-      assert.equal(await fired(ctx, recentFailures, client('other', { address: '198.51.100.1' })), undefined, 'another client from a clean address');
+      const svcAt = (address: string) => client('svc', { address });
+      noteClientAuthenticationFailure(ctx, 'svc', '198.51.100.1');
+      noteClientAuthenticationFailure(ctx, 'svc', '198.51.100.1');
+      assert.equal(await fired(ctx, recentFailures, svcAt('198.51.100.1')), undefined, 'two, below three');
+      noteClientAuthenticationFailure(ctx, 'svc', '198.51.100.1');
+      assert.equal(await fired(ctx, recentFailures, svcAt('198.51.100.1')), 'failed client authentications in the last 900 s from this address: 3, 3 naming this client');
+      // Failing as other clients from there counts too: the address is the caller.
       for (const id of ['a', 'b', 'c']) noteClientAuthenticationFailure(ctx, id, '203.0.113.9');
-      assert.equal(await fired(ctx, recentFailures, client('other', { address: '203.0.113.9' })), 'failed client authentications in the last 900 s: 3 from this address');
+      noteClientAuthenticationFailure(ctx, undefined, '203.0.113.9');
+      assert.equal(await fired(ctx, recentFailures, client('other', { address: '203.0.113.9' })), 'failed client authentications in the last 900 s from this address: 4, 0 naming this client');
       clock.advance(901_000);
-      assert.equal(await fired(ctx, recentFailures, client('svc', { address: '203.0.113.9' })), undefined, 'the window has passed');
+      assert.equal(await fired(ctx, recentFailures, svcAt('198.51.100.1')), undefined, 'the window has passed');
+      assert.equal(await fired(ctx, recentFailures, client('other', { address: '203.0.113.9' })), undefined, 'the window has passed');
+    });
+
+    test('recent_failures: failures naming a client from a stranger\'s address do not raise the client\'s own tokens (review M3)', async (t) => {
+      const { ctx } = await testContext({ t, dialect });
+      // Anyone can claim a client_id; ten wrong secrets from three addresses of someone else's.
+      for (const address of ['203.0.113.66', '203.0.113.67', '2001:db8:66::1']) for (let i = 0; i < 10; i++) noteClientAuthenticationFailure(ctx, 'svc', address);
+      assert.equal(await fired(ctx, recentFailures, client('svc', { address: '198.51.100.20' })), undefined, 'the genuine client, from its own address');
+      assert.equal(await fired(ctx, recentFailures, client('svc', { address: '2001:db8:77::1' })), undefined, 'nor from another IPv6 /64');
+      assert.equal(await fired(ctx, recentFailures, { ...client('svc'), moment: 'evaluation' }), undefined, 'no address, nothing counted');
+      // The guesser's own token, once a guess succeeds, does carry the signal (an IPv6 address counts by its /64).
+      assert.match((await fired(ctx, recentFailures, client('svc', { address: '2001:db8:66::2' })))!, /from this address: 10, 10 naming this client$/);
     });
 
     test('off_hours: a person outside trading hours at their desk, in its time zone or else UTC; never a client or a person on no desk', async (t) => {

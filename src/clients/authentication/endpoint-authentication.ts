@@ -45,7 +45,7 @@ async function authenticateAudited(ctx: Context, input: ClientAuthInput): Promis
     return await gateEmergencyClient(ctx, authenticated);
   } catch (error) {
     if (error instanceof OAuthError) {
-      // The risk engine's `recent_failures` (src/risk): counted per claimed client and per address.
+      // The risk engine's `recent_failures` (src/risk): counted per address, and per claimed client at that address.
       noteClientAuthenticationFailure(ctx, claimedClientId(input), input.sourceAddress);
       const event: AuditEvent = {
         type: error.status === 429 ? 'client.throttled' : 'client.auth_failed',

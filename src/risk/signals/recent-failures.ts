@@ -5,36 +5,42 @@ import type { RiskSignal } from '../engine.ts';
 import { clientPrincipal } from './history.ts';
 
 /**
- * `recent_failures` at a token issuance or an AuthZEN evaluation of a client: at least
- * `failure_threshold` failed client authentications within `failure_window` — naming this client
- * (from anywhere: someone is trying to be it), or from the token request's source address (the
- * caller itself failed, as whatever client). Counted in memory on each node as client
- * authentication fails (`noteClientAuthenticationFailure`, src/clients/authentication/
- * endpoint-authentication.ts): the failure throttle counts per client and address, not per client,
- * and its store is its own (src/clients/authentication/throttle.ts). A person's failed sign-ins
- * are the login's signal (moment `login`).
+ * `recent_failures` at a token issuance: at least `failure_threshold` failed client
+ * authentications within `failure_window` from the token request's own source address (as this
+ * client or any other). Failures naming the client from elsewhere do not count: a client_id is
+ * public and a failure is unauthenticated, so anyone could otherwise add the signal to every token
+ * a genuine client gets, from wherever they are (review M3). Counted from the issuance's address,
+ * the failures weigh only on the tokens of whoever shares that address — the attacker's own, once
+ * a guess succeeds. How many of them named this client is said in the detail. An AuthZEN
+ * evaluation has no source address to count by: the signal is not assessed there.
+ *
+ * Counted in memory on each node as client authentication fails (`noteClientAuthenticationFailure`,
+ * src/clients/authentication/endpoint-authentication.ts); the failure throttle counts per client
+ * and address and its store is its own (src/clients/authentication/throttle.ts). A person's failed
+ * sign-ins are the login's signal (moment `login`).
  */
 export const recentFailures: RiskSignal = {
   name: 'recent_failures',
-  moments: ['issuance', 'evaluation'],
+  moments: ['issuance'],
   evaluate(ctx, facts, settings) {
+    if (facts.address === undefined) return undefined;
     const since = ctx.clock.now() - settings.failureWindowSeconds * 1000;
+    const fromAddress = ctx.risk.failures.count(addressKey(facts.address), since);
+    if (fromAddress < settings.failureThreshold) return undefined;
     const client = clientPrincipal(facts);
-    const ofClient = client ? ctx.risk.failures.count(clientKey(client.id), since) : 0;
-    const fromAddress = facts.address !== undefined ? ctx.risk.failures.count(addressKey(facts.address), since) : 0;
-    if (Math.max(ofClient, fromAddress) < settings.failureThreshold) return undefined;
-    const parts = [...(ofClient >= settings.failureThreshold ? [`${ofClient} naming this client`] : []), ...(fromAddress >= settings.failureThreshold ? [`${fromAddress} from this address`] : [])];
-    return { detail: `failed client authentications in the last ${settings.failureWindowSeconds} s: ${parts.join(', ')}` };
+    const asClient = client ? ctx.risk.failures.count(clientAtAddressKey(client.id, facts.address), since) : 0;
+    return { detail: `failed client authentications in the last ${settings.failureWindowSeconds} s from this address: ${fromAddress}, ${asClient} naming this client` };
   },
 };
 
-/** Counts a failed client authentication (a 401 or a throttled 429), by the client it claimed and its source address. */
+/** Counts a failed client authentication (a 401 or a throttled 429), by its source address and by the client it claimed from there. */
 export function noteClientAuthenticationFailure(ctx: Pick<Context, 'risk' | 'clock'>, clientId: string | undefined, address: string): void {
   const now = ctx.clock.now();
   ctx.risk.failures.record(addressKey(address), now);
   // A claimed client_id is unverified: a longer one than any client can have is not kept.
-  if (clientId !== undefined && clientId.length <= maxClientIdLength) ctx.risk.failures.record(clientKey(clientId), now);
+  if (clientId !== undefined && clientId.length <= maxClientIdLength) ctx.risk.failures.record(clientAtAddressKey(clientId, address), now);
 }
 
-const clientKey = (id: string) => `client:${id}`;
 const addressKey = (address: string) => `address:${throttleKeyForAddress(address)}`;
+// JSON: a client_id may hold any character, a colon too.
+const clientAtAddressKey = (id: string, address: string) => `client-at:${JSON.stringify([throttleKeyForAddress(address), id])}`;
