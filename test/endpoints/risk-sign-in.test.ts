@@ -266,6 +266,19 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await riskAlerts(f), []);
     });
 
+    test('counts each password the step-up sends to the passkey against the sign-in throttle, as a wrong one', async (t) => {
+      const f = await fixture(t, dialect);
+      assert.equal((await new Browser(f, home).signIn('pia')).statusCode, 303, 'in hours, the password alone');
+      f.clock.set(f.wednesday0300Tokyo);
+      await failedAttempts(f, 'pia', elsewhere);
+      const browser = new Browser(f, homeAgain);
+      const { id } = await browser.start();
+      // Three wrong guesses and two right passwords asked for the passkey: the account's five.
+      for (let i = 0; i < 2; i++) assert.equal(pageError(await browser.password(id, 'pia', passwords.pia)), 'This sign-in needs more than your password. Sign in with your passkey.');
+      assert.equal((await browser.password(id, 'pia', passwords.pia)).statusCode, 429);
+      assert.equal((await browser.passkey(id, f.pia)).statusCode, 303, 'the passkey still signs her in');
+    });
+
     test('refuses a passkey sign-in the risk denies with the passkey’s usual failure message, and alerts', async (t) => {
       const f = await fixture(t, dialect);
       // Pia's usual sign-in sets her baseline; the passkey then comes from another browser and network, at 03:00 after failures.

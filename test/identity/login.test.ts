@@ -5,7 +5,9 @@ import { verifyLogin, type LoginAttempt } from '../../src/identity/login.ts';
 import { argon2Stats, hashPassword, verifyPassword } from '../../src/identity/passwords.ts';
 import { readSession, startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
+import type { RiskAssessment } from '../../src/risk/assessment.ts';
 import { alicePassword, bobPassword, peopleFixture } from './fixture.ts';
+import { storedPasskey } from './recovery/fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { redisSkip } from '../helpers/redis.ts';
 
@@ -97,6 +99,21 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       await verifyLogin(f.ctx, from('alice', 'wrong again'));
       const outcome = await verifyLogin(f.ctx, from('alice', alicePassword));
       assert.ok(!outcome.ok && outcome.reason === 'throttled', 'the four earlier failures still count');
+    });
+
+    test('keeps the throttle count of a right password a risk step-up sends to the passkey (passkey_required), as it keeps a refusal\'s', async (t) => {
+      const f = await peopleFixture(t, { dialect, throttleStore });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      await storedPasskey(f.ctx, alice.id, 'alice-laptop');
+      const stepUp: RiskAssessment = { score: 65, level: 'high', outcome: 'step_up', signals: [{ signal: 'new_device', points: 25 }] };
+      const risky = { ...from('alice', alicePassword), risk: { address: '198.51.100.7', assess: async () => stepUp, observe: async () => {}, setDeviceCookie: undefined } };
+      // The distinct answer tells whoever gave it that the password was right (docs/authentication.md
+      // "Risk at sign-in"): it is not a free guess, so its throttle count stays.
+      for (let i = 0; i < 5; i++) assert.deepEqual(await verifyLogin(f.ctx, risky), { ok: false, reason: 'passkey_required' });
+      const next = await verifyLogin(f.ctx, from('alice', alicePassword));
+      assert.ok(!next.ok && next.reason === 'throttled', 'five passkey_required answers used up the allowance');
+      assert.equal((await f.events('user.login_failed')).filter((e) => e.decision!.reasons[0] === 'risk_step_up').length, 5);
+      assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'active', 'not counted toward the lockout');
     });
 
     test('refuses the right password whose verification a lockout overtook, and starts no session', async (t) => {
