@@ -119,10 +119,11 @@ const cyrillicOrGreek = /[\p{Script=Cyrillic}\p{Script=Greek}]/u;
  * Why a counterparty's name is refused, or undefined. A name is shown to the person who consents
  * and screened against the sanctions list, so it must be what it looks like: no invisible or
  * control characters (a zero-width space or soft hyphen inside a listed name shows the same name
- * and is another string), and no word that mixes Latin with Cyrillic or Greek letters (`Ex\u0430mple`
- * with a Cyrillic `а`: the classic look-alike, Unicode UTS #39 mixed-script detection), which no
- * real legal name does; a name wholly in Cyrillic or Greek, or one word in each, is accepted. Screening folds both too (src/risk/screening/normalize.ts); refusing them
- * here keeps a disguised name from reaching a consent page at all.
+ * and is another string), and no word that mixes Latin with Cyrillic or Greek letters
+ * (`Ex\u0430mple` with a Cyrillic `а`: the classic look-alike, Unicode UTS #39 mixed-script
+ * detection), which no real legal name does; a name wholly in Cyrillic or Greek, or one word in
+ * each, is accepted. Screening folds both too (src/risk/screening/normalize.ts); refusing them here
+ * keeps a disguised name from reaching a consent page at all.
  */
 export function legalNameProblem(name: string): string | undefined {
   if (hidden.test(name)) return 'contains an invisible or control character';

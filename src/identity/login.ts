@@ -103,7 +103,8 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  *    (reason `risk_denied`, `details.risk`) and `risk.denied`, with a `risk.denied` alert, in one
  *    transaction. `step_up` asks for a second factor: a person who has one goes on to it (5.);
  *    one with only a passkey is not signed in (`passkey_required`, audited with reason
- *    `risk_step_up`; its throttle count kept, though the answer tells the password was right); one with neither is refused as for `deny` (reason `risk_step_up_unavailable`);
+ *    `risk_step_up`; its throttle count kept, though the answer tells the password was right);
+ *    one with neither is refused as for `deny` (reason `risk_step_up_unavailable`);
  * 4. every failure keeps its count against the account (when it exists) and the address, and is
  *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
  *    locks the account (`user.locked`) for password logins only: the person's tokens keep working
