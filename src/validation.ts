@@ -84,6 +84,15 @@ export class Validator {
     }
     return this.problems.length === before ? (items as T[]) : undefined;
   }
+
+  /** Fails each entry of the list at `path` whose `id` an earlier entry already has. */
+  uniqueIds(path: string, entries: readonly { id: string }[]): void {
+    const seen = new Map<string, number>();
+    entries.forEach((e, i) => {
+      if (seen.has(e.id)) this.fail(`${path}[${i}].id`, `"${e.id}" is also defined at ${path}[${seen.get(e.id)}]`);
+      else seen.set(e.id, i);
+    });
+  }
 }
 
 /** `a.b`, or `b` when there is no parent path. */

@@ -1,11 +1,10 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Config } from '../config.ts';
 import { isLoopbackName } from '../federation/address.ts';
-import { safeEqual } from '../jose/dpop.ts';
-import { open, seal } from '../keys/sealed-box.ts';
 import type { Database } from '../storage/schema.ts';
 import { join, type Validator } from '../validation.ts';
 import { alertTypes } from './alerts.ts';
+import { openSecretKey, readHmacSecret, sealSecret } from './webhook-secret.ts';
 
 /**
  * Alert webhooks (docs/recovery.md "Alerts"): the `alerts.webhooks` section of apply names each
@@ -43,7 +42,6 @@ export interface Webhook {
   secretSealed?: string;
 }
 
-export const minSecretLength = 32;
 const fields = ['id', 'url', 'types', 'signing', 'secret', 'allow_private_network'] as const;
 
 /** Reads the `alerts` section: `{ webhooks: [...] }`. */
@@ -54,11 +52,7 @@ export function readAlertsSection(v: Validator, value: unknown, config: Pick<Con
   if (o.webhooks === undefined) return [];
   const entries = v.array('alerts.webhooks', o.webhooks, (p, x) => readWebhookEntry(v, p, x, config));
   if (!entries) return undefined;
-  const seen = new Map<string, number>();
-  entries.forEach((e, i) => {
-    if (seen.has(e.id)) v.fail(`alerts.webhooks[${i}].id`, `"${e.id}" is also defined at alerts.webhooks[${seen.get(e.id)}]`);
-    else seen.set(e.id, i);
-  });
+  v.uniqueIds('alerts.webhooks', entries);
   return entries;
 }
 
@@ -74,13 +68,7 @@ function readWebhookEntry(v: Validator, path: string, value: unknown, config: Pi
   const types = v.array(join(path, 'types'), o.types, (p, t) => v.string(p, t, { oneOf: ['*', ...alertTypes] }), { nonEmpty: true, unique: true });
   if (types && types.includes('*') && types.length > 1) v.fail(join(path, 'types'), '"*" stands alone');
   const signing = v.string(join(path, 'signing'), o.signing, { oneOf: ['hmac', 'jws'] }) as 'hmac' | 'jws' | undefined;
-  let secret: string | undefined;
-  if (o.secret !== undefined) {
-    // The message never quotes the value: a secret must not end up in an error, a log or a terminal.
-    if (typeof o.secret !== 'string' || o.secret.length < minSecretLength || o.secret.length > 256) v.fail(join(path, 'secret'), `must be a string of ${minSecretLength} to 256 characters`);
-    else if (signing === 'jws') v.fail(join(path, 'secret'), 'is for hmac signing only');
-    else secret = o.secret;
-  }
+  const secret = readHmacSecret(v, path, o.secret, signing);
   if (v.problems.length > before || id === undefined || url === undefined || types === undefined || signing === undefined || allowPrivateNetwork === undefined) return undefined;
   return { id, url, types, signing, ...(secret !== undefined ? { secret } : {}), allowPrivateNetwork };
 }
@@ -134,12 +122,8 @@ export async function executeWebhooks(
     existing.delete(entry.id);
     let sealed = row?.secret_sealed ?? null;
     if (entry.signing === 'jws') sealed = null;
-    else if (entry.secret !== undefined) {
-      const same = sealed !== null && safeEqual(open(masterKey, sealed, sealingBinding(entry.id)).toString('utf8'), entry.secret);
-      if (!same) sealed = seal(masterKey, Buffer.from(entry.secret, 'utf8'), sealingBinding(entry.id));
-    } else if (sealed === null) {
-      throw new WebhookSecretMissing(entry.id);
-    }
+    else if (entry.secret !== undefined) sealed = sealSecret(masterKey, sealed, entry.secret, sealingBinding(entry.id));
+    else if (sealed === null) throw new WebhookSecretMissing(entry.id);
     const values = { url: entry.url, types: JSON.stringify(entry.types), signing: entry.signing, secret_sealed: sealed, allow_private_network: entry.allowPrivateNetwork ? 1 : 0 };
     if (!row) {
       await trx.insertInto('alert_webhooks').values({ id: entry.id, ...values, created_at: now, updated_at: now }).execute();
@@ -177,12 +161,7 @@ function sealingBinding(id: string): string {
 /** The HMAC key of an endpoint: its secret's bytes (base64-decoded after a `whsec_` prefix). */
 export function hmacKey(masterKey: Buffer, webhook: Pick<Webhook, 'id' | 'secretSealed'>): Buffer {
   if (!webhook.secretSealed) throw new Error(`alert webhook ${webhook.id} has no secret`);
-  return secretKeyBytes(open(masterKey, webhook.secretSealed, sealingBinding(webhook.id)).toString('utf8'));
-}
-
-/** The HMAC key a webhook secret stands for: base64-decoded after a `whsec_` prefix (Standard Webhooks), else its UTF-8 bytes. */
-export function secretKeyBytes(secret: string): Buffer {
-  return secret.startsWith('whsec_') ? Buffer.from(secret.slice('whsec_'.length), 'base64') : Buffer.from(secret, 'utf8');
+  return openSecretKey(masterKey, webhook.secretSealed, sealingBinding(webhook.id));
 }
 
 /** Every endpoint (the secret stays sealed). */

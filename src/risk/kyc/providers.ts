@@ -1,8 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import { readJwks } from '../../federation/definition.ts';
-import { safeEqual } from '../../jose/dpop.ts';
-import { open, seal } from '../../keys/sealed-box.ts';
-import { minSecretLength, secretKeyBytes } from '../../signals/webhooks.ts';
+import { openSecretKey, readHmacSecret, sealSecret } from '../../signals/webhook-secret.ts';
 import type { Database } from '../../storage/schema.ts';
 import { join, type Validator } from '../../validation.ts';
 import { providerPattern } from './record.ts';
@@ -42,11 +40,7 @@ export function readKycSection(v: Validator, value: unknown): KycProviderEntry[]
   if (o.providers === undefined) return [];
   const entries = v.array('kyc.providers', o.providers, (p, x) => readProvider(v, p, x));
   if (!entries) return undefined;
-  const seen = new Map<string, number>();
-  entries.forEach((e, i) => {
-    if (seen.has(e.id)) v.fail(`kyc.providers[${i}].id`, `"${e.id}" is also defined at kyc.providers[${seen.get(e.id)}]`);
-    else seen.set(e.id, i);
-  });
+  v.uniqueIds('kyc.providers', entries);
   return entries;
 }
 
@@ -57,13 +51,7 @@ function readProvider(v: Validator, path: string, value: unknown): KycProviderEn
   v.knownKeys(path, o, ['id', 'signing', 'secret', 'jwks']);
   const id = v.string(join(path, 'id'), o.id, { pattern: providerPattern, patternMessage: 'must be lowercase letters, digits, _ and - (at most 64)' });
   const signing = v.string(join(path, 'signing'), o.signing, { oneOf: ['hmac', 'jws'] }) as 'hmac' | 'jws' | undefined;
-  let secret: string | undefined;
-  if (o.secret !== undefined) {
-    // The message never quotes the value: a secret must not end up in an error, a log or a terminal.
-    if (typeof o.secret !== 'string' || o.secret.length < minSecretLength || o.secret.length > 256) v.fail(join(path, 'secret'), `must be a string of ${minSecretLength} to 256 characters`);
-    else if (signing === 'jws') v.fail(join(path, 'secret'), 'is for hmac signing only');
-    else secret = o.secret;
-  }
+  const secret = readHmacSecret(v, path, o.secret, signing);
   let jwks: KycProviderEntry['jwks'];
   if (signing === 'jws') {
     if (o.jwks === undefined) v.fail(join(path, 'jwks'), 'is required for jws signing (the provider\'s public keys)');
@@ -97,10 +85,7 @@ export async function executeKycProviders(trx: Transaction<Database>, now: numbe
     const row = existing.get(entry.id);
     existing.delete(entry.id);
     let sealed = entry.signing === 'hmac' ? (row?.secret_sealed ?? null) : null;
-    if (entry.signing === 'hmac' && entry.secret !== undefined) {
-      const same = sealed !== null && safeEqual(open(masterKey, sealed, sealingBinding(entry.id)).toString('utf8'), entry.secret);
-      if (!same) sealed = seal(masterKey, Buffer.from(entry.secret, 'utf8'), sealingBinding(entry.id));
-    }
+    if (entry.signing === 'hmac' && entry.secret !== undefined) sealed = sealSecret(masterKey, sealed, entry.secret, sealingBinding(entry.id));
     // planKycProviders found a secret for every hmac provider; a race with another apply is refused here.
     if (entry.signing === 'hmac' && sealed === null) throw new Error(`KYC provider ${entry.id} signs with hmac but has no secret`);
     const values = { signing: entry.signing, secret_sealed: sealed, jwks: entry.jwks ? JSON.stringify(entry.jwks) : null };
@@ -137,7 +122,7 @@ export async function findKycProvider(db: Kysely<Database>, id: string): Promise
 /** The HMAC key of an hmac provider (its secret opened with the master key). */
 export function providerHmacKey(masterKey: Buffer, provider: KycProvider): Buffer {
   if (!provider.secretSealed) throw new Error(`KYC provider ${provider.id} has no secret`);
-  return secretKeyBytes(open(masterKey, provider.secretSealed, sealingBinding(provider.id)).toString('utf8'));
+  return openSecretKey(masterKey, provider.secretSealed, sealingBinding(provider.id));
 }
 
 /** What binds a sealed secret to its row (a sealed value copied onto another row does not open). */
