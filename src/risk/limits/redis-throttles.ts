@@ -36,6 +36,25 @@ function memberIds(): () => string {
   return () => `${node}.${(next++).toString(36)}`;
 }
 
+/** What both throttles run on: Redis while it answers, else `fallback`, the node's own throttle. */
+class SharedThrottle<Local> {
+  readonly store: SharedStore;
+  readonly clock: Clock;
+  readonly member = memberIds();
+  readonly #fallback: Local;
+
+  constructor(store: SharedStore, fallback: Local, clock: Clock) {
+    this.store = store;
+    this.clock = clock;
+    this.#fallback = fallback;
+  }
+
+  /** `redis` on Redis when it is usable; otherwise, or when it fails, `local` on the node's own throttle. */
+  run<T>(redis: () => Promise<T>, local: (fallback: Local) => T | Promise<T>): Promise<T> {
+    return this.store.run(redis, () => local(this.#fallback));
+  }
+}
+
 /** Client authentication (KEYS: the address counter, then the client-from-address and the client's guesses counters when a client is named). */
 const authPrelude = `${slidingWindowLua}
 local now, secret = tonumber(ARGV[1]), ARGV[2] == '1'
@@ -73,19 +92,14 @@ return { 0, 0, 0 }
 `;
 
 export class RedisAuthFailureThrottle implements AuthFailureThrottle {
-  readonly #store: SharedStore;
-  readonly #fallback: AuthFailureThrottle;
-  readonly #clock: Clock;
+  readonly #shared: SharedThrottle<AuthFailureThrottle>;
   readonly #limits: ThrottleLimits;
   readonly #limitArgs: number[];
   readonly #check: Script;
   readonly #settle: Script;
-  readonly #member = memberIds();
 
   constructor(store: SharedStore, fallback: AuthFailureThrottle, clock: Clock, options: ThrottleOptions = {}) {
-    this.#store = store;
-    this.#fallback = fallback;
-    this.#clock = clock;
+    this.#shared = new SharedThrottle(store, fallback, clock);
     this.#limits = throttleLimits(options);
     const { perAddress, perClientAddress, secretGuesses } = this.#limits;
     this.#limitArgs = [perAddress.max, perAddress.windowMs, perClientAddress.max, perClientAddress.windowMs, secretGuesses.max, secretGuesses.windowMs];
@@ -94,28 +108,28 @@ export class RedisAuthFailureThrottle implements AuthFailureThrottle {
   }
 
   check(attempt: AuthAttempt): Promise<ThrottleRefusal | undefined> {
-    return this.#store.run(
+    return this.#shared.run(
       async () => {
         const keys = attemptKeys(attempt);
         return this.#refusal(keys, await this.#check(...this.#args(keys, attempt)));
       },
-      () => this.#fallback.check(attempt),
+      (fallback) => fallback.check(attempt),
     );
   }
 
   settle(attempt: AuthAttempt, outcome: AuthOutcome): Promise<ThrottleRefusal | undefined> {
-    return this.#store.run(
+    return this.#shared.run(
       async () => {
         const keys = attemptKeys(attempt);
-        return this.#refusal(keys, await this.#settle(...this.#args(keys, attempt), outcome, this.#member()));
+        return this.#refusal(keys, await this.#settle(...this.#args(keys, attempt), outcome, this.#shared.member()));
       },
-      () => this.#fallback.settle(attempt, outcome),
+      (fallback) => fallback.settle(attempt, outcome),
     );
   }
 
   #args(keys: ReturnType<typeof attemptKeys>, attempt: AuthAttempt): [number, ...(string | number)[]] {
-    const prefix = `${this.#store.prefix}auth:`;
-    const head = [this.#clock.now(), attempt.secret ? '1' : '0', ...this.#limitArgs];
+    const prefix = `${this.#shared.store.prefix}auth:`;
+    const head = [this.#shared.clock.now(), attempt.secret ? '1' : '0', ...this.#limitArgs];
     return keys.client === undefined
       ? [1, `${prefix}a:${keys.address}`, ...head]
       : [3, `${prefix}a:${keys.address}`, `${prefix}ca:${keys.clientAddress}`, `${prefix}g:${keys.client}`, ...head];
@@ -147,22 +161,17 @@ return 0
 `;
 
 export class RedisLoginThrottle implements LoginThrottle {
-  readonly #store: SharedStore;
-  readonly #fallback: LoginThrottle;
-  readonly #clock: Clock;
+  readonly #shared: SharedThrottle<LoginThrottle>;
   readonly #limitArgs: number[];
   readonly #reserve: Script;
   readonly #refund: Script;
-  readonly #member = memberIds();
 
   readonly #namesKey: Buffer;
 
   /** `namesKey`: how accounts are named in Redis (./names.ts); every node must use the same. */
   constructor(store: SharedStore, fallback: LoginThrottle, clock: Clock, options: LoginThrottleOptions = {}, namesKey: Buffer = processNamesKey()) {
     this.#namesKey = namesKey;
-    this.#store = store;
-    this.#fallback = fallback;
-    this.#clock = clock;
+    this.#shared = new SharedThrottle(store, fallback, clock);
     const perAccount = options.perAccount ?? defaultLoginThrottle.perAccount;
     const perAddress = options.perAddress ?? defaultLoginThrottle.perAddress;
     this.#limitArgs = [perAddress.max, perAddress.windowMs, perAccount.max, perAccount.windowMs];
@@ -171,13 +180,13 @@ export class RedisLoginThrottle implements LoginThrottle {
   }
 
   reserve(username: string, address: string): Promise<LoginReservation> {
-    return this.#store.run(
+    return this.#shared.run(
       async () => {
-        const prefix = `${this.#store.prefix}login:`;
+        const prefix = `${this.#shared.store.prefix}login:`;
         // The account by a keyed digest of its normalized username: Redis holds no one's name.
         const keys = [`${prefix}a:${throttleKeyForAddress(address)}`, ...(username ? [`${prefix}u:${pseudonym(this.#namesKey, username)}`] : [])];
-        const member = this.#member();
-        const wait = Number(await this.#reserve(keys.length, ...keys, this.#clock.now(), ...this.#limitArgs, member));
+        const member = this.#shared.member();
+        const wait = Number(await this.#reserve(keys.length, ...keys, this.#shared.clock.now(), ...this.#limitArgs, member));
         if (wait > 0) return { granted: false, retryAfterMs: wait };
         let refunded = false;
         return {
@@ -186,14 +195,14 @@ export class RedisLoginThrottle implements LoginThrottle {
             if (refunded) return;
             refunded = true;
             // Lost if Redis is gone meanwhile: the attempt then stays counted, which errs on the safe side.
-            await this.#store.run(
+            await this.#shared.store.run(
               () => this.#refund(keys.length, ...keys, member),
               () => undefined,
             );
           },
         };
       },
-      () => this.#fallback.reserve(username, address),
+      (fallback) => fallback.reserve(username, address),
     );
   }
 }
