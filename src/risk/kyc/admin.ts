@@ -1,16 +1,12 @@
 import type { Context } from '../../context.ts';
+import { AdminRefusal } from '../admin-refusal.ts';
 import { changeKycRecord, lockKycPrincipal, type KycChanged } from './changes.ts';
 import type { KycFields, KycPrincipal } from './record.ts';
 import { readKycRecord } from './store.ts';
 
 /** An administrator's change the record cannot take (`status`: the HTTP status the admin API answers). */
-export class KycChangeRefused extends Error {
+export class KycChangeRefused extends AdminRefusal {
   override name = 'KycChangeRefused';
-  readonly status: number;
-  constructor(message: string, status: number) {
-    super(message);
-    this.status = status;
-  }
 }
 
 /**

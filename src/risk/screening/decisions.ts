@@ -1,5 +1,6 @@
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
+import { AdminRefusal } from '../admin-refusal.ts';
 import { changeKycRecord, KycConflict, lockKycPrincipal } from '../kyc/changes.ts';
 import type { KycPrincipal } from '../kyc/record.ts';
 import { readKycRecord } from '../kyc/store.ts';
@@ -11,13 +12,8 @@ export type MatchDecision = 'confirm' | 'clear';
 export const maxDecisionReasonLength = 1000;
 
 /** The decision cannot be made (already decided, unknown); `status` is the HTTP status the admin API answers. */
-export class MatchDecisionRefused extends Error {
+export class MatchDecisionRefused extends AdminRefusal {
   override name = 'MatchDecisionRefused';
-  readonly status: number;
-  constructor(message: string, status: number) {
-    super(message);
-    this.status = status;
-  }
 }
 
 /**
