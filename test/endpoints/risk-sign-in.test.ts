@@ -142,6 +142,17 @@ async function failedAttempts(f: Fixture, username: string, address: string): Pr
   return response!;
 }
 
+/** Pia, who has a passkey and no authenticator app, signing in at 3 a.m. Tokyo from another browser after failed attempts elsewhere. */
+async function piaAt3amAfterFailures(t: TestContext, dialect: TestDialect) {
+  const f = await fixture(t, dialect);
+  assert.equal((await new Browser(f, home).signIn('pia')).statusCode, 303, 'in hours, the password alone');
+  f.clock.set(f.wednesday0300Tokyo);
+  await failedAttempts(f, 'pia', elsewhere);
+  const browser = new Browser(f, homeAgain);
+  const { id } = await browser.start();
+  return { f, browser, id };
+}
+
 for (const dialect of testDialects()) {
   describe(`the sign-in's risk on ${dialect.name}`, () => {
     test('a sign-in from a new device at 03:00 at the desk, from a new network, after failed attempts is refused with the wrong password’s message; the audit event and an alert say why', async (t) => {
@@ -244,12 +255,7 @@ for (const dialect of testDialects()) {
     });
 
     test('asks a person with a passkey but no authenticator to use the passkey, which meets the step-up', async (t) => {
-      const f = await fixture(t, dialect);
-      assert.equal((await new Browser(f, home).signIn('pia')).statusCode, 303, 'in hours, the password alone');
-      f.clock.set(f.wednesday0300Tokyo);
-      await failedAttempts(f, 'pia', elsewhere);
-      const browser = new Browser(f, homeAgain);
-      const { id } = await browser.start();
+      const { f, browser, id } = await piaAt3amAfterFailures(t, dialect);
       const password = await browser.password(id, 'pia', passwords.pia);
       assert.equal(password.statusCode, 401);
       assert.equal(pageError(password), 'This sign-in needs more than your password. Sign in with your passkey.');
@@ -267,12 +273,7 @@ for (const dialect of testDialects()) {
     });
 
     test('counts each password the step-up sends to the passkey against the sign-in throttle, as a wrong one', async (t) => {
-      const f = await fixture(t, dialect);
-      assert.equal((await new Browser(f, home).signIn('pia')).statusCode, 303, 'in hours, the password alone');
-      f.clock.set(f.wednesday0300Tokyo);
-      await failedAttempts(f, 'pia', elsewhere);
-      const browser = new Browser(f, homeAgain);
-      const { id } = await browser.start();
+      const { f, browser, id } = await piaAt3amAfterFailures(t, dialect);
       // Three wrong guesses and two right passwords asked for the passkey: the account's five.
       for (let i = 0; i < 2; i++) assert.equal(pageError(await browser.password(id, 'pia', passwords.pia)), 'This sign-in needs more than your password. Sign in with your passkey.');
       assert.equal((await browser.password(id, 'pia', passwords.pia)).statusCode, 429);
