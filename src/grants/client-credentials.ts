@@ -62,7 +62,6 @@ export const clientCredentials = defineGrant({
           }
         : {}),
     });
-    ctx.risk.activity.countToken({ type: 'Client', id: clientId }, clientId, server.identifier);
     return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });

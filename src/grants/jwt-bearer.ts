@@ -63,7 +63,6 @@ export const jwtBearer = defineGrant({
       ...(address !== undefined ? { address } : {}),
       event: { details: { partner: partner.id, partner_jti: verified.token.jti ?? null } },
     });
-    ctx.risk.activity.countToken({ type: 'Client', id: client.client_id }, client.client_id, server.identifier);
     return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });

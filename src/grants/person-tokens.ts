@@ -187,7 +187,6 @@ export async function issuePersonTokens(
     });
   }
   if (!written) return undefined;
-  ctx.risk.activity.countToken({ type: 'User', id: basis.userId }, basis.clientId, target.audience);
   const response: TokenResponse = {
     ...access.response,
     ...(written.refresh ? { refresh_token: written.refresh.token } : {}),

@@ -144,7 +144,6 @@ export const tokenExchange = defineGrant({
         ...(subject.origin === 'local' && subject.jti !== undefined ? { presented: { token: tokenKey(subject.jti), byHolder: subject.clientId === client.client_id } } : {}),
       },
     });
-    ctx.risk.activity.countToken(principal, client.client_id, server.identifier);
     return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });

@@ -82,8 +82,10 @@ export interface IssuedAccessToken {
   /** The risk assessment the decisions were given (undefined: the engine is switched off); in `event` as `details.risk`. */
   risk?: RiskAssessment;
   /**
-   * Once the token is issued (its event durable): the risk signals remember what they saw — a
-   * network, scope, audience, actor now known (only what is new is written: src/risk/sightings.ts).
+   * Once the token is issued (its event durable): it counts toward the principal's and its
+   * client's activity (src/risk/anomalies/activity.ts), and the risk signals remember what they
+   * saw — a network, scope, audience, actor now known (only what is new is written:
+   * src/risk/sightings.ts).
    */
   observe(): Promise<void>;
 }
@@ -108,7 +110,8 @@ export interface IssuedAccessToken {
  *    when they cannot be folded (the event would be too large; two policy versions) are the
  *    allows returned as separate events.
  * Nothing is written here except a refusal's decisions. Once the caller made the event durable,
- * `observe` lets the risk signals remember what they saw.
+ * `observe` counts the token toward the anomaly baselines and lets the risk signals remember what
+ * they saw.
  */
 export async function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
   const binding = senderBinding(request.keys);
@@ -154,11 +157,14 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     decisions: recorded.separate,
     event: recorded.event,
     ...(authorized.risk ? { risk: authorized.risk } : {}),
-    observe: () => observeRisk(ctx, { ...authorized.riskFacts, issued: tokenKey(claims.jti) }),
+    observe: () => {
+      // Every grant's token counts toward the principal's (and its client's) activity, once issued.
+      ctx.risk.activity.countToken(request.principal, clientId, request.target.audience);
+      return observeRisk(ctx, { ...authorized.riskFacts, issued: tokenKey(claims.jti) });
+    },
   };
 }
 
-/** The one shape of `token.issued` / `token.exchanged`: who, for whom, where, what, and the grant's details. */
 /** What the decision point is asked about an access token request (src/policy/issuance.ts). */
 export function issuanceOf(request: AccessTokenRequest, clientId: string): Issuance {
   return {
@@ -186,6 +192,7 @@ export function issuanceOf(request: AccessTokenRequest, clientId: string): Issua
   };
 }
 
+/** The one shape of `token.issued` / `token.exchanged`: who, for whom, where, what, and the grant's details. */
 function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding, risk: RiskAssessment | undefined): AuditEvent {
   return {
     type: request.event?.type ?? 'token.issued',
