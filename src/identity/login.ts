@@ -227,14 +227,13 @@ export async function verifyLogin<T = undefined, P = undefined>(
     }
     if (risk?.outcome === 'step_up') {
       // A password alone never meets a step-up: the person's passkey does, else nothing they have.
+      // Either way the count stays: asking for the passkey says the password was right (the
+      // trade-off the second-factor page makes), so it must be no free guess.
+      judged = 'failure';
       if ((await listPasskeys(ctx, row.id)).length > 0) {
-        // Its answer differs from a wrong password's (it says the password was right, the trade-off
-        // the second-factor page makes): the count stays, so it is no free guess.
-        judged = 'failure';
         await refuse('risk_step_up', row.id, risk);
         return { ok: false, reason: 'passkey_required' };
       }
-      judged = 'failure';
       await refuse('risk_step_up_unavailable', row.id, risk);
       return invalid;
     }
@@ -332,11 +331,19 @@ export async function completeLogin<T>(
     if (refusedFor(error, 'account_not_active')) return undefined;
     throw error;
   }
-  // Sanctions/PEP screening at each sign-in (an in-memory lookup): a hit freezes the person, who
-  // stays signed in to their account pages but gets no token (src/risk/kyc/enforce.ts).
-  await screenPerson(ctx, user, 'sign_in');
-  ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
+  await afterSignIn(ctx, user);
   return { user, value };
+}
+
+/**
+ * Once any sign-in committed (password, second factor, passkey): sanctions/PEP screening (an
+ * in-memory lookup: a hit freezes the person, who stays signed in to their account pages but gets
+ * no token, src/risk/kyc/enforce.ts), and the login counted toward the person's activity
+ * (src/risk/anomalies).
+ */
+export async function afterSignIn(ctx: Pick<Context, 'clock' | 'audit' | 'risk'>, user: User): Promise<void> {
+  await screenPerson(ctx, user, 'sign_in');
+  ctx.risk.activity.count({ type: 'User', id: user.id }, 'login');
 }
 
 /** The statement that stores a hash made with current parameters, if the password did not change meanwhile. */

@@ -1,13 +1,12 @@
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { refusedFor, rowsOf, type Flight } from '../../storage/flight.ts';
-import type { LoginOutcome, VerifiedLogin } from '../login.ts';
+import { afterSignIn, type LoginOutcome, type VerifiedLogin } from '../login.ts';
 import { userFromRow } from '../users.ts';
 import { checkAssertion, recordAssertion, type AssertionFailure } from './assertion.ts';
 import { consumeChallenge } from './challenges.ts';
 import { decodeClientData, parseAuthenticationResponse } from './responses.ts';
 import { passkeyAcr, passkeyAmr, passkeyByCredentialId } from './store.ts';
-import { screenPerson } from '../../risk/screening/screen.ts';
 import { riskDenied, type SignInRisk } from '../login-risk.ts';
 import { riskAuditDetail, type RiskAssessment } from '../../risk/assessment.ts';
 
@@ -149,9 +148,7 @@ export async function verifyPasskeyLogin<T = undefined>(
       if (refusedFor(error, 'passkey_counter_changed')) return await fail('counter_changed', known);
       throw error;
     }
-    // Sanctions/PEP screening at each sign-in, as for passwords (src/identity/login.ts).
-    await screenPerson(ctx, user, 'sign_in');
-    ctx.risk.activity.count({ type: 'User', id: row.id }, 'login');
+    await afterSignIn(ctx, user);
     await attempt.risk?.observe(row.id);
     return { ok: true, user, acr, amr, value };
   } finally {
