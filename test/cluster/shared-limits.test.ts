@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +17,9 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'iovalkey';
 import { main } from '../../src/cli/main.ts';
-import { signCompact } from '../../src/keys/jws.ts';
 import { csrfOf, HttpBrowser } from '../helpers/http-browser.ts';
 import { deleteKeys, ownRedisSkip, redisSkip, startOwnRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { childrenOf, clientCredentialsRequest } from '../helpers/cluster.ts';
 import { freePort } from '../helpers/server.ts';
 import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
 
@@ -158,26 +158,9 @@ async function applyConfig(env: NodeJS.ProcessEnv, dataDir: string, publicKey: K
   await new Promise((resolve) => setTimeout(resolve, 1100));
 }
 
-/** Live processes whose parent is `pid` (a primary's workers), from /proc. */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    try {
-      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') children.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
-}
-
-/** A client_credentials request with a fresh ES256 client assertion (RFC 7523 §2.2). */
+/** A client_credentials request of the limited client, with a fresh assertion signed with `privateKey`. */
 function tokenRequest(issuer: string, privateKey: KeyObject): string {
-  const now = Math.floor(Date.now() / 1000);
-  const assertion = signCompact('ES256', privateKey, { typ: 'JWT', kid: 'limits-1' }, { iss: 'limits-client', sub: 'limits-client', aud: issuer, iat: now, exp: now + 120, jti: randomUUID() });
-  return new URLSearchParams({ grant_type: 'client_credentials', scope: 'order:create', resource, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion }).toString();
+  return clientCredentialsRequest({ issuer, clientId: 'limits-client', key: privateKey, kid: 'limits-1', resource });
 }
 
 interface Answer {

@@ -8,9 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,8 +18,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { main } from '../../src/cli/main.ts';
-import { signCompact } from '../../src/keys/jws.ts';
 import { openStorage, type StorageOptions } from '../../src/storage/database.ts';
+import { childrenOf, clientCredentialsRequest } from '../helpers/cluster.ts';
 import { freePort } from '../helpers/server.ts';
 import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
 
@@ -96,21 +96,6 @@ async function startCluster(database: 'sqlite' | 'postgres', cleanups: (() => Pr
   return { origin, env, storage, primary, exited, logLine, logged, stderr: () => stderr };
 }
 
-/** Live processes whose parent is `pid` (the primary's workers), from /proc. */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    try {
-      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') children.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
-}
-
 /** One HTTP request on a connection of its own (closed after), so the cluster hands it to the next worker. */
 function send(origin: string, method: string, path: string, body?: string): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
@@ -127,15 +112,7 @@ function send(origin: string, method: string, path: string, body?: string): Prom
 
 /** A client_credentials request with a fresh ES256 client assertion (RFC 7523 §2.2) of `clientId`. */
 function tokenRequest(origin: string, clientId: string, key: KeyObject, scope = 'order:create'): string {
-  const now = Math.floor(Date.now() / 1000);
-  const assertion = signCompact('ES256', key, { typ: 'JWT', kid: `${clientId}-1` }, { iss: clientId, sub: clientId, aud: origin, iat: now, exp: now + 120, jti: randomUUID() });
-  return new URLSearchParams({
-    grant_type: 'client_credentials',
-    scope,
-    resource,
-    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-    client_assertion: assertion,
-  }).toString();
+  return clientCredentialsRequest({ issuer: origin, clientId, key, resource, scope });
 }
 
 /** The audit events of the store, parsed, in commit order. */
