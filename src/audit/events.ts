@@ -137,6 +137,18 @@ export const auditEventTypes = [
   'kyc.expired',
   'screening.matched',
   'screening.decided',
+  // Partner drift (src/federation/drift, docs/federation.md "Drift"): the scheduled check found a
+  // partner's live keys or metadata changed against the baseline (keys added or removed by RFC 7638
+  // thumbprint, a key's algorithms changed, the metadata's issuer changed; `action` alert or
+  // suspend), its keys or metadata unreachable for longer than the profile's grace, the partner
+  // suspended by either under `on_drift: suspend`, an operator's re-approval (the new baseline's
+  // thumbprints and issuer), and a suspended partner's token refused (at most one a minute per
+  // partner and grant on a node, with the count of those not recorded since). Never key material.
+  'partner.drifted',
+  'partner.unreachable',
+  'partner.suspended',
+  'partner.reapproved',
+  'partner.token_refused',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

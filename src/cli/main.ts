@@ -36,8 +36,10 @@ Commands:
   policy test|simulate|list|add|activate
                         test policies without a database, replay recorded decisions against a
                         candidate, store and activate versions (see: clearance policy --help)
-  partner check|list    check a federated partner's trust profile, keys and metadata, and
-                        optionally a JWT against it; list partners (see: clearance partner --help)
+  partner check|list|status|approve
+                        check a federated partner's trust profile, keys and metadata, and
+                        optionally a JWT against it; list partners; show a partner's drift
+                        baseline; re-approve a drifted partner (see: clearance partner --help)
   help [COMMAND]        show help
 
 Environment (the server and the CLI read the same):

@@ -127,7 +127,7 @@ function issuerWellFormed(partner: Partner): [CheckLine['status'], string, strin
  * The partner's metadata: OpenID Provider metadata at `{issuer}/.well-known/openid-configuration`
  * (OIDC Discovery §4), else RFC 8414 §3 metadata at `/.well-known/oauth-authorization-server{path}`.
  */
-async function fetchMetadata(partner: Partner, fetch: JsonFetcher): Promise<{ url: string; document: Record<string, unknown> } | { error: string }> {
+export async function fetchMetadata(partner: Partner, fetch: JsonFetcher): Promise<{ url: string; document: Record<string, unknown> } | { error: string }> {
   let issuer: URL;
   try {
     issuer = new URL(partner.issuer);

@@ -35,6 +35,34 @@ export interface Partner {
   allow_private_network: boolean;
   /** Our clients allowed to present this partner's tokens; absent: any authenticated client. */
   clients?: string[];
+  /**
+   * Drift (src/federation/drift, docs/federation.md "Drift"): seconds between two scheduled checks
+   * of the partner's live keys and metadata; absent: defaultDriftCheckInterval.
+   */
+  drift_check_interval?: number;
+  /** Seconds its keys or metadata may stay unreachable before `partner.unreachable`; absent: defaultUnreachableGrace. */
+  unreachable_grace?: number;
+  /** What a drift does besides its event and alert: `suspend` refuses the partner's tokens until re-approval; absent: `alert`. */
+  on_drift?: OnDrift;
+}
+
+export type OnDrift = 'alert' | 'suspend';
+
+/** 15 minutes between drift checks unless the profile says otherwise; never less than a minute. */
+export const defaultDriftCheckInterval = 900;
+export const minDriftCheckInterval = 60;
+export const maxDriftCheckInterval = 86_400;
+/** An hour of unreachable keys or metadata is tolerated (the last keys fetched keep verifying). */
+export const defaultUnreachableGrace = 3600;
+export const maxUnreachableGrace = 7 * 86_400;
+
+/** A profile's drift settings with their defaults. */
+export function driftSettings(partner: Partner): { interval: number; grace: number; onDrift: OnDrift } {
+  return {
+    interval: partner.drift_check_interval ?? defaultDriftCheckInterval,
+    grace: partner.unreachable_grace ?? defaultUnreachableGrace,
+    onDrift: partner.on_drift ?? 'alert',
+  };
 }
 
 export const defaultMaxAssertionLifetime = 300;
@@ -55,6 +83,9 @@ const fields = [
   'accept_id_tokens',
   'allow_private_network',
   'clients',
+  'drift_check_interval',
+  'unreachable_grace',
+  'on_drift',
 ] as const;
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -111,6 +142,13 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     object.clients === undefined
       ? undefined
       : v.array(at('clients'), object.clients, (p, c) => v.string(p, c, { maxLength: 128 }), { nonEmpty: true, unique: true });
+  // Absent drift settings stay absent (defaults at use, driftSettings): stored profiles are unchanged.
+  const driftInterval =
+    object.drift_check_interval === undefined
+      ? undefined
+      : v.integer(at('drift_check_interval'), object.drift_check_interval, { min: minDriftCheckInterval, max: maxDriftCheckInterval });
+  const grace = object.unreachable_grace === undefined ? undefined : v.integer(at('unreachable_grace'), object.unreachable_grace, { min: 0, max: maxUnreachableGrace });
+  const onDrift = object.on_drift === undefined ? undefined : (v.string(at('on_drift'), object.on_drift, { oneOf: ['alert', 'suspend'] }) as OnDrift | undefined);
   // Inline keys are known now: an allowlist that none of them can verify would refuse every token.
   if (jwks && algorithms) {
     const usable = jwks.keys.flatMap((jwk) => {
@@ -157,6 +195,9 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     accept_id_tokens: acceptIdTokens,
     allow_private_network: allowPrivate,
     ...(clients === undefined ? {} : { clients }),
+    ...(driftInterval === undefined ? {} : { drift_check_interval: driftInterval }),
+    ...(grace === undefined ? {} : { unreachable_grace: grace }),
+    ...(onDrift === undefined ? {} : { on_drift: onDrift }),
   };
 }
 

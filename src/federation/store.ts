@@ -11,6 +11,13 @@ export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
 interface Loaded {
   byId: Map<string, Partner>;
   byIssuer: Map<string, Partner>;
+  /** Partners suspended by a drift (src/federation/drift), by id: since when, and why. */
+  suspended: Map<string, PartnerSuspension>;
+}
+
+export interface PartnerSuspension {
+  since: number;
+  reason: string;
 }
 
 export interface PartnerStoreOptions extends PartnerKeysOptions {
@@ -47,6 +54,14 @@ export class PartnerStore {
     return (await this.#cache.get()).byIssuer.get(issuer);
   }
 
+  /**
+   * The partner's suspension by a drift, if any: read from the profiles already loaded (one
+   * cache, one generation), so the token path asks no more of the database than before.
+   */
+  async suspension(id: string): Promise<PartnerSuspension | undefined> {
+    return (await this.#cache.get()).suspended.get(id);
+  }
+
   async list(): Promise<Partner[]> {
     return [...(await this.#cache.get()).byId.values()];
   }
@@ -75,8 +90,18 @@ export class PartnerStore {
   }
 
   async #loadAll(): Promise<Loaded> {
-    const rows = await this.#db.selectFrom('partners').select(['id', 'definition']).orderBy('id').execute();
+    // The drift status joins the profiles' one query; a suspension or re-approval bumps `partners`.
+    const rows = await this.#db
+      .selectFrom('partners')
+      .leftJoin('partner_baselines', 'partner_baselines.partner_id', 'partners.id')
+      .select(['partners.id', 'partners.definition', 'partner_baselines.status', 'partner_baselines.suspended_at', 'partner_baselines.suspended_reason'])
+      .orderBy('partners.id')
+      .execute();
     const partners = rows.map((row) => JSON.parse(row.definition) as Partner);
-    return { byId: new Map(partners.map((p) => [p.id, p])), byIssuer: new Map(partners.map((p) => [p.issuer, p])) };
+    const suspended = new Map<string, PartnerSuspension>();
+    for (const row of rows) {
+      if (row.status === 'suspended') suspended.set(row.id, { since: Number(row.suspended_at ?? 0), reason: row.suspended_reason ?? 'drift' });
+    }
+    return { byId: new Map(partners.map((p) => [p.id, p])), byIssuer: new Map(partners.map((p) => [p.issuer, p])), suspended };
   }
 }

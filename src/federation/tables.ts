@@ -10,3 +10,25 @@ export interface PartnerTables {
     updated_at: number;
   };
 }
+
+export interface PartnerBaselineTables {
+  /** Each partner's last-known live keys and metadata (migration 0036, src/federation/drift). */
+  partner_baselines: {
+    partner_id: string;
+    /** 'active' | 'suspended'. */
+    status: string;
+    /** JSON: BaselineKey[]; null before the first successful check. */
+    keys: string | null;
+    issuer: string | null;
+    metadata_digest: string | null;
+    profile_digest: string | null;
+    last_success_at: number | null;
+    unreachable_since: number | null;
+    unreachable_reported_at: number | null;
+    suspended_at: number | null;
+    suspended_reason: string | null;
+    next_check_at: number;
+    version: number;
+    updated_at: number;
+  };
+}

@@ -59,7 +59,8 @@ export interface PartnerTokenExpectation {
   clientId?: string;
 }
 
-export type VerifyPartnerTokenResult = { ok: true; token: VerifiedPartnerToken } | { ok: false; reason: string; partner?: Partner };
+/** `suspended`: the partner is suspended by a drift (src/federation/drift): the grants answer invalid_grant and record the refusal. */
+export type VerifyPartnerTokenResult = { ok: true; token: VerifiedPartnerToken } | { ok: false; reason: string; partner?: Partner; suspended?: true };
 
 export type PartnerVerifyDeps = Pick<Context, 'partners' | 'clock'>;
 
@@ -97,7 +98,7 @@ export async function verifyPartnerToken(ctx: PartnerVerifyDeps, token: string, 
   const state: State = { token };
   for (const rule of rules) {
     const outcome = await rule.check(state, ctx, expect, 'verify');
-    if (!outcome.ok) return { ok: false, reason: outcome.reason, ...(state.partner ? { partner: state.partner } : {}) };
+    if (!outcome.ok) return { ok: false, reason: outcome.reason, ...(state.partner ? { partner: state.partner } : {}), ...(state.suspended ? { suspended: true as const } : {}) };
   }
   const claims = state.claims!;
   return {
@@ -157,6 +158,8 @@ interface State {
   candidates?: PartnerKey[];
   key?: PartnerKey;
   attributes?: Record<string, string>;
+  /** Set when the issuer rule found the partner suspended by a drift. */
+  suspended?: true;
 }
 
 const needNames: Record<keyof State, string> = {
@@ -168,6 +171,7 @@ const needNames: Record<keyof State, string> = {
   candidates: 'a key',
   key: 'a verified signature',
   attributes: 'the claim mapping',
+  suspended: 'a suspended partner',
 };
 
 type Outcome = { ok: true; detail: string } | { ok: false; reason: string };
@@ -223,6 +227,13 @@ const rules: Rule[] = [
         state.partner = partner;
       }
       if (iss !== state.partner.issuer) return fail(`issuer ${iss} is not partner ${state.partner.id}'s issuer ${state.partner.issuer}`);
+      // A drift under `on_drift: suspend` (src/federation/drift): refused until an operator re-approves.
+      // The status comes with the loaded profiles: no query of its own.
+      const suspension = await ctx.partners.suspension(state.partner.id);
+      if (suspension) {
+        state.suspended = true;
+        return fail(`partner ${state.partner.id} is suspended since ${new Date(suspension.since).toISOString()} (${suspension.reason}) until an operator re-approves it`);
+      }
       return pass(`iss ${iss}`);
     },
   },

@@ -3,6 +3,7 @@ import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { getGrant } from '../authorization/consent.ts';
 import { mandateInForce, versionCovers } from '../mandates/coverage.ts';
+import { recordSuspendedRefusal } from '../federation/drift/refusal.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Partner } from '../federation/definition.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
@@ -74,8 +75,8 @@ export const tokenExchange = defineGrant({
     if (requestedType !== undefined && requestedType !== tokenTypes.accessToken) {
       throw new OAuthError('invalid_request', `requested_token_type ${requestedType.slice(0, 80)} is not issued; only access tokens are`);
     }
-    const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id);
-    const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id);
+    const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id, requestId);
+    const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id, requestId);
 
     await requireExchangeRight(ctx, subject, client.client_id);
     proveKeys('subject_token', subject, keys);
@@ -148,21 +149,27 @@ export const tokenExchange = defineGrant({
   },
 });
 
-async function presented(ctx: Context, name: string, token: string, type: string, clientId: string): Promise<PresentedToken> {
+async function presented(ctx: Context, name: string, token: string, type: string, clientId: string, requestId: string): Promise<PresentedToken> {
   const verified = await verifyPresentedToken(ctx, token, type, clientId);
+  if (!verified.ok && verified.suspendedPartner) {
+    // A partner suspended by a drift (src/federation/drift): the grant it would carry is not
+    // honoured until an operator re-approves the partner — invalid_grant (RFC 6749 §5.2), recorded.
+    await recordSuspendedRefusal(ctx, { partner: verified.suspendedPartner.id, issuer: verified.suspendedPartner.issuer, grant: 'token_exchange', client: clientId, requestId });
+    throw new OAuthError('invalid_grant', `${name} is not acceptable: ${verified.reason}`);
+  }
   // RFC 8693 §2.2.2: an invalid or unacceptable subject or actor token is invalid_request.
   if (!verified.ok) throw new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`);
   return verified.token;
 }
 
-async function actorOf(ctx: Context, token: string | undefined, type: string | undefined, clientId: string): Promise<PresentedToken | undefined> {
+async function actorOf(ctx: Context, token: string | undefined, type: string | undefined, clientId: string, requestId: string): Promise<PresentedToken | undefined> {
   if (token === undefined) {
     // RFC 8693 §2.1: actor_token_type is REQUIRED when actor_token is present, else MUST NOT be.
     if (type !== undefined) throw new OAuthError('invalid_request', 'actor_token_type without actor_token');
     return undefined;
   }
   if (type === undefined) throw new OAuthError('invalid_request', 'actor_token_type is required with actor_token');
-  const actor = await presented(ctx, 'actor_token', token, type, clientId);
+  const actor = await presented(ctx, 'actor_token', token, type, clientId, requestId);
   // The actor is whoever presents: a token of ours issued to another client is not this client's to use,
   // nor a partner's that its profile does not let this client present.
   if (actor.origin === 'local' && actor.clientId !== clientId) throw new OAuthError('invalid_request', 'actor_token was issued to another client');

@@ -33,6 +33,7 @@ import { adminAlerts } from '../endpoints/alerts/index.ts';
 import { adminRisk } from '../endpoints/risk/index.ts';
 import { metrics } from '../endpoints/metrics/index.ts';
 import { adminKyc } from '../endpoints/admin/kyc.ts';
+import { adminPartners } from '../endpoints/admin/partners.ts';
 import { kycWebhooks } from '../endpoints/kyc/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
@@ -53,7 +54,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, kycWebhooks];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

@@ -24,6 +24,10 @@ export const alertTypes = [
   'risk.admin_unusual',
   'screening.matched',
   'kyc.frozen',
+  // Partner drift (src/federation/drift, docs/federation.md "Drift").
+  'partner.drifted',
+  'partner.unreachable',
+  'partner.suspended',
 ] as const;
 
 export type AlertType = (typeof alertTypes)[number];

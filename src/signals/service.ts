@@ -5,6 +5,8 @@ import { evaluateClosedWindows, pruneActivity } from '../risk/anomalies/evaluate
 import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
 import { expireKycRecords } from '../risk/kyc/expiry.ts';
 import { rescreenOnListChange } from '../risk/screening/screen.ts';
+import { checkPartnerDrift } from '../federation/drift/check.ts';
+import type { JsonFetcher } from '../federation/fetch.ts';
 
 /**
  * The periodic work behind alerts, started with the server (src/server.ts, the primary process of
@@ -15,9 +17,11 @@ import { rescreenOnListChange } from '../risk/screening/screen.ts';
  * baselines (src/risk/anomalies/evaluate.ts: anomalies raised, their alerts written) and old
  * activity counts pruned, KYC records past their review date are written `expired`
  * (`kyc.expired`, src/risk/kyc/expiry.ts), the screening list file is loaded again when it changed
- * and everyone screened against a new version (src/risk/screening/screen.ts), then the alert
+ * and everyone screened against a new version (src/risk/screening/screen.ts), the partners whose
+ * drift check is due are checked against their live keys and metadata (src/federation/drift:
+ * `partner.drifted`, `partner.unreachable`, `partner.suspended` and their alerts), then the alert
  * outbox is delivered (./delivery.ts). All are safe on any number of nodes at once — each ending,
- * window evaluation, expiry, re-screening and delivery is taken by one conditional update — so
+ * window evaluation, expiry, re-screening, partner check and delivery is taken by one conditional update — so
  * nothing needs a leader. A failing step is logged and the next pass tries again.
  */
 export interface SignalService {
@@ -27,7 +31,7 @@ export interface SignalService {
   stop(): Promise<void>;
 }
 
-export function startSignalService(ctx: Context, options: { intervalMs?: number; delivery?: DeliveryOptions } = {}): SignalService {
+export function startSignalService(ctx: Context, options: { intervalMs?: number; delivery?: DeliveryOptions; /** How partner metadata and keys are fetched (default: SSRF-safe fetchJson). */ partnerFetch?: JsonFetcher } = {}): SignalService {
   const intervalMs = options.intervalMs ?? 5000;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -60,6 +64,12 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
     } catch (error) {
       // A changed list that does not load leaves the one loaded before in force.
       ctx.log.error({ err: error }, 'screening list reload or re-screening failed; the list loaded before stays in force; retrying next pass');
+    }
+    try {
+      // Each partner's check catches its own failure (an unreachable partner is an observation, not an error).
+      await checkPartnerDrift(ctx, options.partnerFetch ? { fetch: options.partnerFetch } : {});
+    } catch (error) {
+      ctx.log.error({ err: error }, 'partner drift checks failed; retrying next pass');
     }
     try {
       await deliverAlerts(ctx, options.delivery);

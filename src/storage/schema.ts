@@ -12,7 +12,7 @@ import type { AuthorizationTables } from '../authorization/tables.ts';
 import type { EntityTables } from '../entities/tables.ts';
 import type { PolicyTables } from '../policy/tables.ts';
 import type { MandateTables } from '../mandates/tables.ts';
-import type { PartnerTables } from '../federation/tables.ts';
+import type { PartnerBaselineTables, PartnerTables } from '../federation/tables.ts';
 import type { RoleRequirementTables } from '../identity/role-requirements.ts';
 import type { FirstUseTables } from '../policy/first-use.ts';
 import type { PasskeyTables } from '../identity/passkeys/tables.ts';
@@ -31,4 +31,4 @@ import type { AdminActionTables } from '../risk/admin-actions.ts';
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables {}

@@ -50,7 +50,8 @@ export interface PresentedToken {
   breakGlassActivation?: string;
 }
 
-export type Presented = { ok: true; token: PresentedToken } | { ok: false; reason: string };
+/** `suspendedPartner`: the token's partner is suspended by a drift (src/federation/drift): invalid_grant, recorded. */
+export type Presented = { ok: true; token: PresentedToken } | { ok: false; reason: string; suspendedPartner?: { id: string; issuer: string } };
 
 /**
  * Verifies a token sent as `subject_token` or `actor_token` with its declared type. The declared
@@ -74,7 +75,9 @@ export async function verifyPresentedToken(ctx: Context, token: string, tokenTyp
   if (!kind) return { ok: false, reason: `token type ${tokenType} is not accepted` };
   // A generic JWT may be an RFC 7523 assertion: used once, whichever grant it is presented to.
   const verified = await verifyPartnerToken(ctx, token, { kind, audiences: partnerAudiences(ctx.config.issuer), clientId, singleUse: kind === 'jwt' });
-  if (!verified.ok) return { ok: false, reason: verified.reason };
+  if (!verified.ok) {
+    return { ok: false, reason: verified.reason, ...(verified.suspended && verified.partner ? { suspendedPartner: { id: verified.partner.id, issuer: verified.partner.issuer } } : {}) };
+  }
   return fromPartner(verified.token);
 }
 

@@ -1,0 +1,43 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import { approvePartner, PartnerApprovalRefused } from '../../federation/drift/approve.ts';
+import { driftView } from '../../federation/drift/view.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * The admin API of partner drift (src/federation/drift, docs/federation.md "Drift"), authorized
+ * like the rest of the admin API:
+ *
+ * - GET /admin/partners/{id}/drift (admin:read): the partner's status (`active`, `suspended` and
+ *   why), its baseline (key thumbprints and kids, metadata issuer and digest), the last successful
+ *   check, an outage in progress and the next check; `status: unchecked` before the first check.
+ * - POST /admin/partners/{id}/approve (admin:write): re-approves the partner — its keys and
+ *   metadata as they are now become the baseline and a suspension ends (`partner.reapproved`).
+ *   400 when the keys cannot be read or the metadata names another issuer; 404 for no partner.
+ */
+export const adminPartners: Endpoint = {
+  register(app, ctx) {
+    const admin = `${issuerPath(ctx.config.issuer)}/admin`;
+    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
+    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+
+    app.get<{ Params: { id: string } }>(`${admin}/partners/:id/drift`, read, async (request) => {
+      const view = await driftView(ctx, request.params.id);
+      if (!view) throw new OAuthError('not_found', 'no such partner');
+      return view;
+    });
+    app.post<{ Params: { id: string } }>(`${admin}/partners/:id/approve`, write, async (request) => {
+      try {
+        return await approvePartner(ctx, request.params.id, { actor: actorOf(request), requestId: request.id });
+      } catch (error) {
+        if (error instanceof PartnerApprovalRefused) throw new OAuthError(error.notFound ? 'not_found' : 'invalid_request', error.message);
+        throw error;
+      }
+    });
+  },
+};
+
+function actorOf(request: FastifyRequest): string {
+  return request.admin!.sub ?? request.admin!.client_id;
+}
