@@ -150,9 +150,10 @@ describe('clearance partner check', () => {
     const help = await run('partner', '--help');
     assert.equal(help.code, 0);
     assert.match(help.out, /^Usage: clearance partner check ID \[--assertion FILE/);
-    assert.match((await run('--help')).out, /^ {2}partner check\|list {4}check a federated partner/m);
+    assert.match((await run('--help')).out, /^ {2}partner check\|list\|status\|approve\n {24}check a federated partner/m);
+    assert.match(help.out, /^approve  re-approves partner ID/m);
     const list = await run('partner', 'list');
     assert.equal(list.code, 0);
-    assert.match(list.out, /^acme  http:\/\/127\.0\.0\.1:\d+  http:\/\/127\.0\.0\.1:\d+\/jwks  \[https:\/\/orders\.example\.com\]$/m);
+    assert.match(list.out, /^acme  http:\/\/127\.0\.0\.1:\d+  http:\/\/127\.0\.0\.1:\d+\/jwks  \[https:\/\/orders\.example\.com\]  unchecked$/m);
   });
 });
