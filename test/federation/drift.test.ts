@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT } from 'jose';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { executeApply, planApply } from '../../src/apply/index.ts';
@@ -275,6 +276,49 @@ describe('partner drift: the scheduled check', () => {
     lines.length = 0;
     assert.equal(await partnerCommand(f.ctx, { action: 'list' }, output), 0);
     assert.match(lines[0]!, /^acme .* active$/);
+  });
+
+  test("the signal service's own timer (a 20 ms pass) flags a partner whose JWKS changed, once its interval has passed", async (t) => {
+    const f = await fixture(t, testDialects()[0]!);
+    const timed = startSignalService(f.ctx, { intervalMs: 20 });
+    t.after(() => timed.stop());
+    const until = async (what: () => Promise<boolean>) => {
+      for (let i = 0; i < 200 && !(await what()); i++) await sleep(10);
+      assert.ok(await what());
+    };
+    await until(async () => (await driftView(f.ctx, 'acme'))!.status === 'active');
+    f.partner.keys = [...f.partner.keys, (await partnerKey('k2')).jwk as Record<string, unknown>];
+    await sleep(100);
+    assert.deepEqual(await f.driftEvents(), [], 'not before its interval');
+    f.clock.advance(interval * 1000);
+    await until(async () => (await f.driftEvents()).length > 0);
+    const [drifted] = await f.driftEvents();
+    assert.equal(drifted!.type, 'partner.drifted');
+    assert.deepEqual((drifted!.details!.keys_added as { kid: string }[]).map((k) => k.kid), ['k2']);
+  });
+
+  test('a partner unreachable at its first check gets its baseline from the first keys read, without a drift', async (t) => {
+    const f = await fixture(t, testDialects()[0]!);
+    f.partner.down = true;
+    await f.pass();
+    assert.equal((await driftView(f.ctx, 'acme'))!.status, 'unchecked');
+    f.partner.down = false;
+    await f.later();
+    assert.deepEqual((await driftView(f.ctx, 'acme'))!.keys?.map((k) => k.kid), ['k1']);
+    assert.deepEqual(await f.driftEvents(), []);
+  });
+
+  test('the check fetches with the SSRF rules: a loopback partner without allow_private_network is never connected to, and is unreachable past its grace', async (t) => {
+    const f = await protocolFixture(t, { risk: 'off' });
+    const partner = await servePartner(t);
+    const https = partner.issuer.replace('http:', 'https:');
+    await f.apply({ partners: [partnerProfile(partner, { issuer: https, jwks_uri: `${https}/jwks`, allow_private_network: false, unreachable_grace: 0, clients: undefined })] });
+    const service = startSignalService(f.ctx, { intervalMs: 3_600_000 });
+    t.after(() => service.stop());
+    await service.runOnce();
+    assert.deepEqual(partner.requests, [], 'no request reached the partner');
+    const [unreachable] = await f.auditEvents('partner.unreachable');
+    assert.match(String(unreachable?.details?.keys_error), /a loopback address; the partner profile does not allow the private network/);
   });
 
   test('the profile validates the drift settings: an interval of at least 60 s, a grace, on_drift alert or suspend', async (t) => {

@@ -137,9 +137,9 @@ async function checkOne(ctx: DriftDeps, partner: Partner, row: BaselineRow, obse
       .updateTable('partner_baselines')
       .set({
         // A drift moves the baseline (each change is raised once); a suspension holds until re-approval.
-        keys: JSON.stringify(observedKeys ?? baselineKeys),
+        // Keys not read leave the baseline as it was (none yet: still none, so the first keys read are the baseline).
+        ...(observedKeys ? { keys: JSON.stringify(observedKeys), profile_digest: profileDigest(partner) } : sameProfile ? {} : { keys: null, profile_digest: null }),
         ...(observed.metadata.found ? { issuer: observed.metadata.issuer, metadata_digest: observed.metadata.digest } : hadMetadata ? {} : { issuer: null, metadata_digest: null }),
-        profile_digest: profileDigest(partner),
         ...(observedKeys ? { last_success_at: now } : {}),
         unreachable_since: since,
         unreachable_reported_at: unreachable ? (raiseUnreachable ? now : row.unreachable_reported_at) : null,
