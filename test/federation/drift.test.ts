@@ -123,7 +123,7 @@ describe('partner drift: the scheduled check', () => {
       assert.equal(added!.type, 'partner.drifted');
       assert.equal(added!.actor, 'clearance');
       const k2Thumbprint = (await driftView(f.ctx, 'acme'))!.keys!.find((k) => k.kid === 'k2')!.thumbprint;
-      assert.deepEqual(added!.details, { partner: 'acme', keys_added: [{ thumbprint: k2Thumbprint, kid: 'k2', algorithms: ['ES256'] }], keys_removed: [], algorithms_changed: [], metadata_changed: false, action: 'alert' });
+      assert.deepEqual(added!.details, { partner: 'acme', keys_added: [{ thumbprint: k2Thumbprint, kid: 'k2', algorithms: ['ES256'] }], keys_removed: [], algorithms_changed: [], algorithms_without_key: [], metadata_changed: false, action: 'alert' });
       assert.deepEqual((await f.alerts()).map((a) => [a.type, a.data.partner, thumbprints(a.data.keys_added)]), [['partner.drifted', 'acme', [k2Thumbprint]]]);
       assert.equal((await driftView(f.ctx, 'acme'))!.status, 'active', 'on_drift defaults to alert');
       assert.equal((await f.exchangeWith(f.k1)).statusCode, 200, 'an alert refuses nothing');
@@ -137,6 +137,7 @@ describe('partner drift: the scheduled check', () => {
       assert.equal(removed.type, 'partner.drifted');
       assert.deepEqual(removed.details!.keys_added, []);
       assert.deepEqual((removed.details!.keys_removed as { kid: string }[]).map((k) => k.kid), ['k1']);
+      assert.deepEqual(removed.details!.algorithms_without_key, [], 'k2 still verifies ES256');
       assert.equal((await f.alerts()).length, 2);
     });
 

@@ -108,7 +108,9 @@ async function checkOne(ctx: DriftDeps, partner: Partner, row: BaselineRow, obse
   const alerts: Parameters<typeof alertInsert>[2][] = [];
   const action = onDrift === 'suspend' ? 'suspend' : 'alert';
   if (changes) {
-    const details = { partner: partner.id, ...changes, metadata_changed: metadataChanged(row, observed, hadMetadata), action };
+    // The profile rule `partner check` applies: every allowed algorithm still has a key of its type.
+    const withoutKey = observedKeys ? partner.algorithms.filter((alg) => !observedKeys.some((k) => k.algorithms.includes(alg))) : [];
+    const details = { partner: partner.id, ...changes, algorithms_without_key: withoutKey, metadata_changed: metadataChanged(row, observed, hadMetadata), action };
     events.push({ type: 'partner.drifted', actor: 'clearance', issuer: partner.issuer, details });
     alerts.push({ type: 'partner.drifted', data: { ...details, issuer: partner.issuer } });
   }
