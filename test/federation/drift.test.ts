@@ -358,7 +358,30 @@ describe('partner drift on two nodes (PostgreSQL)', { skip: postgres ? false : '
       clients: [{ client_id: 'exchanger', kind: 'service', grant_types: [exchange], scope: 'order:create' }],
       partners: [partnerProfile(partner, { on_drift: 'suspend' })],
     });
-    const both = () => Promise.all([checkPartnerDrift(a), checkPartnerDrift(b)]);
+    // Both nodes load their partners, then read the due rows together: both see the same version, and the claim decides.
+    const both = () => {
+      let arrived = 0;
+      let go!: () => void;
+      const barrier = new Promise<void>((resolve) => (go = resolve));
+      const together = (ctx: Context): Parameters<typeof checkPartnerDrift>[0] => ({
+        ...ctx,
+        partners: new Proxy(ctx.partners, {
+          get(store, name) {
+            if (name !== 'list') {
+              const value = Reflect.get(store, name, store) as unknown;
+              return typeof value === 'function' ? value.bind(store) : value;
+            }
+            return async () => {
+              const partners = await store.list();
+              if (++arrived === 2) go();
+              await barrier;
+              return partners;
+            };
+          },
+        }),
+      });
+      return Promise.all([checkPartnerDrift(together(a)), checkPartnerDrift(together(b))]);
+    };
     assert.deepEqual((await both()).sort(), [0, 1], 'the first check (the baseline) taken by one node');
     partner.keys.push((await partnerKey('k2')).jwk as Record<string, unknown>);
     clock.advance(interval * 1000);
