@@ -259,7 +259,12 @@ describe('partner drift: the scheduled check', () => {
     f.partner.down = true;
     await f.later();
     assert.deepEqual((await f.driftEvents()).map((e) => e.type), ['partner.unreachable', 'partner.suspended']);
+    // A flood of refusals is one event a minute, carrying the count of those not recorded.
+    for (let i = 0; i < 4; i++) assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_grant');
+    assert.equal((await f.auditEvents('partner.token_refused')).length, 1);
+    f.clock.advance(60_000);
     assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_grant');
+    assert.deepEqual((await f.auditEvents('partner.token_refused')).map((e) => e.details!.unrecorded_since_last_event), [0, 3]);
 
     const lines: string[] = [];
     const output = { out: (line: string) => lines.push(line), err: (line: string) => lines.push(`err ${line}`) };
