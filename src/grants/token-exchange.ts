@@ -152,12 +152,12 @@ export const tokenExchange = defineGrant({
 async function presented(ctx: Context, name: string, token: string, type: string, clientId: string, requestId: string): Promise<PresentedToken> {
   const verified = await verifyPresentedToken(ctx, token, type, clientId);
   if (!verified.ok && verified.suspendedPartner) {
-    // A partner suspended by a drift (src/federation/drift): the grant it would carry is not
-    // honoured until an operator re-approves the partner — invalid_grant (RFC 6749 §5.2), recorded.
+    // A partner suspended by a drift (src/federation/drift): its tokens are not honoured until an
+    // operator re-approves the partner, and the refusal is recorded.
     await recordSuspendedRefusal(ctx, { partner: verified.suspendedPartner.id, issuer: verified.suspendedPartner.issuer, grant: 'token_exchange', client: clientId, requestId });
-    throw new OAuthError('invalid_grant', `${name} is not acceptable: ${verified.reason}`);
   }
-  // RFC 8693 §2.2.2: an invalid or unacceptable subject or actor token is invalid_request.
+  // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy (a
+  // suspended partner's included), MUST be answered invalid_request.
   if (!verified.ok) throw new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`);
   return verified.token;
 }

@@ -198,7 +198,7 @@ describe('partner drift: the scheduled check', () => {
       assert.equal((await f.driftEvents()).length, 1, 'the same keys: no drift');
     });
 
-    test(`on_drift: suspend refuses the partner's tokens (token exchange and JWT bearer: invalid_grant, recorded) until an operator re-approves, which records the new baseline (${dialect.name})`, async (t) => {
+    test(`on_drift: suspend refuses the partner's tokens (token exchange: invalid_request, RFC 8693 §2.2.2; JWT bearer: invalid_grant, RFC 7523 §3.1; recorded) until an operator re-approves, which records the new baseline (${dialect.name})`, async (t) => {
       const f = await fixture(t, dialect, { on_drift: 'suspend' });
       await f.pass();
       assert.equal((await f.exchangeWith(f.k1)).statusCode, 200);
@@ -212,7 +212,7 @@ describe('partner drift: the scheduled check', () => {
       ]);
       assert.deepEqual((await f.alerts()).map((a) => a.type), ['partner.drifted', 'partner.suspended']);
 
-      const refused = assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_grant');
+      const refused = assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_request');
       assert.match(String(refused.error_description), /^subject_token is not acceptable: partner acme is suspended since .* until an operator re-approves it$/);
       const assertion = assertOAuthError(await f.assertionWith(f.k1), 400, 'invalid_grant');
       assert.match(String(assertion.error_description), /partner acme is suspended/);
@@ -260,10 +260,10 @@ describe('partner drift: the scheduled check', () => {
     await f.later();
     assert.deepEqual((await f.driftEvents()).map((e) => e.type), ['partner.unreachable', 'partner.suspended']);
     // A flood of refusals is one event a minute, carrying the count of those not recorded.
-    for (let i = 0; i < 4; i++) assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_grant');
+    for (let i = 0; i < 4; i++) assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_request');
     assert.equal((await f.auditEvents('partner.token_refused')).length, 1);
     f.clock.advance(60_000);
-    assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_grant');
+    assertOAuthError(await f.exchangeWith(f.k1), 400, 'invalid_request');
     assert.deepEqual((await f.auditEvents('partner.token_refused')).map((e) => e.details!.unrecorded_since_last_event), [0, 3]);
 
     const lines: string[] = [];

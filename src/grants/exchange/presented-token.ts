@@ -50,7 +50,7 @@ export interface PresentedToken {
   breakGlassActivation?: string;
 }
 
-/** `suspendedPartner`: the token's partner is suspended by a drift (src/federation/drift): invalid_grant, recorded. */
+/** `suspendedPartner`: the token's partner is suspended by a drift (src/federation/drift): refused (invalid_request at token exchange), recorded. */
 export type Presented = { ok: true; token: PresentedToken } | { ok: false; reason: string; suspendedPartner?: { id: string; issuer: string } };
 
 /**
