@@ -11,6 +11,7 @@ export const lei = {
   arranger: '5299000ARRANGER0DE22',
   broker: '5299000BROKERSXX0G95',
   clearing: '5299000CLEARING00H44',
+  pensionFund: '5299000PENSIONFND070',
 } as const;
 
 /** The three resource servers the demo starts, by the audience each one is. */
@@ -85,6 +86,71 @@ export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir
         author: 'policy.author@demo.example',
         approver: 'risk.approver@demo.example',
         active: true,
+      },
+    ],
+  };
+}
+
+/** The mandate a pension fund gives the asset manager: the firm's FX desk trades under it. */
+export const deskMandateId = 'fund-am-fx-2026';
+
+/** The trader who signs in through a browser (test/browser/person-chain.test.ts). */
+export const trader = { username: 'tara', password: 'demo trader passphrase 2026', name: 'Tara Trader' } as const;
+
+/**
+ * The demo's world plus people (issue 17 item 7): a pension fund that mandates the asset manager,
+ * the asset manager's FX desk and a trader on it, and the desk's trading front end (a web app that
+ * signs the trader in with the authorization code flow). The trader's orders then travel the same
+ * arranger → broker → clearing chain as the algorithm's, with the trader as the subject.
+ */
+export function withTrader(document: Record<string, unknown>, app: { redirectUri: string }, now: Date): Record<string, unknown> {
+  const day = 24 * 3600 * 1000;
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const entities = (document.legal_entities as Record<string, unknown>[]).map((e) =>
+    e.lei === lei.assetManager ? { ...e, desks: [{ id: 'am-fx', name: 'FX desk', product_classes: ['fx'] }] } : e,
+  );
+  return {
+    ...document,
+    legal_entities: [...entities, { lei: lei.pensionFund, name: 'Demo Pension Fund', jurisdiction: 'GB', home_region: 'uk', roles: ['asset_manager'] }],
+    clients: [
+      ...(document.clients as unknown[]),
+      {
+        client_id: 'am-trading-app',
+        client_name: 'Asset manager trading screen',
+        kind: 'app',
+        owner_lei: lei.assetManager,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['authorization_code'],
+        redirect_uris: [app.redirectUri],
+        require_pushed_authorization_requests: true,
+        // The order and its settlement: the broker's hop to clearing narrows to settlement:submit.
+        scope: 'openid order:create settlement:submit',
+      },
+    ],
+    users: [
+      {
+        username: trader.username,
+        password: trader.password,
+        name: trader.name,
+        email: 'tara@demo-am.example',
+        desks: ['am-fx'],
+        roles: ['trader'],
+        kyc: { status: 'verified', level: 'standard', provider: 'idv-demo', evidence_ref: 'IDV-DEMO-7' },
+      },
+    ],
+    mandates: [
+      ...(document.mandates as unknown[]),
+      {
+        id: deskMandateId,
+        grantor: { lei: lei.pensionFund },
+        grantee: { lei: lei.assetManager },
+        scopes: ['order:create', 'settlement:submit'],
+        constraints: { instrument_classes: ['fx'], max_notional: { amount: '10000000', currency: 'EUR' }, regions: ['uk', 'eu'] },
+        legal_basis: { reference: 'Investment management agreement, Demo Pension Fund, 2026-03 (FX overlay)' },
+        effective_from: iso(now.getTime() - day),
+        effective_to: iso(now.getTime() + 365 * day),
+        accepted_by: 'head-of-trading@demo-am.example',
+        accepted_at: iso(now.getTime() - day),
       },
     ],
   };
