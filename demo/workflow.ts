@@ -33,6 +33,8 @@ export interface DemoOutcome {
   duplicateStatus: number;
   afterRevocation: { exchangeStatus: number; newTokenError: string };
   bundleVerified: boolean;
+  /** The bundle's events by type: the whole trade, from its first token to its refusals. */
+  bundleEvents: Record<string, number>;
   rebuiltChain: string[];
 }
 
@@ -139,9 +141,13 @@ export async function runDemo(print: (line: string) => void = console.log): Prom
     const verified = await cli(['audit', 'verify-bundle', bundleFile]);
     say(verified.stdout.trim().split('\n').join('\n   '));
 
-    step('The delegation chain of the settlement token, rebuilt from the audit events alone');
     const bundle = JSON.parse(readFileSync(bundleFile, 'utf8')) as { events: { event: { type: string; subject?: string; client?: string; audience?: string; mandate?: unknown; details?: Record<string, unknown> } }[] };
     const events = bundle.events.map((e) => e.event);
+    const filed = new Map<string, number>();
+    for (const e of events) filed.set(e.type, (filed.get(e.type) ?? 0) + 1);
+    say(`filed under txn ${txn}: ${[...filed].map(([type, n]) => `${n} ${type}`).join(', ')}`);
+
+    step('The delegation chain of the settlement token, rebuilt from the audit events alone');
     const exchanges = new Map(events.filter((e) => e.type === 'token.exchanged').map((e) => [e.details!.jti as string, e]));
     const parents = new Set([...exchanges.values()].map((e) => e.details!.parent_jti as string));
     let jti = [...exchanges.keys()].find((j) => !parents.has(j));
@@ -162,6 +168,7 @@ export async function runDemo(print: (line: string) => void = console.log): Prom
       duplicateStatus: retry.status,
       afterRevocation: { exchangeStatus: Number(upstream.error ? second.status : 0), newTokenError: String(again.body.error) },
       bundleVerified: verified.stdout.startsWith('bundle verified'),
+      bundleEvents: Object.fromEntries(filed),
       rebuiltChain,
     };
   } finally {
