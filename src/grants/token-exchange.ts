@@ -75,10 +75,10 @@ export const tokenExchange = defineGrant({
     if (requestedType !== undefined && requestedType !== tokenTypes.accessToken) {
       throw new OAuthError('invalid_request', `requested_token_type ${requestedType.slice(0, 80)} is not issued; only access tokens are`);
     }
-    const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id, requestId);
+    // Step 4 runs inside step 2, before liveness (see presented()); a partner's token, after its profile.
+    const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id, requestId, (token) => requireExchangeRight(ctx, token, client.client_id));
     const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id, requestId);
-
-    await requireExchangeRight(ctx, subject, client.client_id);
+    if (subject.origin === 'partner') await requireExchangeRight(ctx, subject, client.client_id);
     proveKeys('subject_token', subject, keys);
     if (actor) proveKeys('actor_token', actor, keys);
     const currentActor = actor ? actorClaim(ctx, actor) : { sub: client.client_id };
@@ -149,8 +149,18 @@ export const tokenExchange = defineGrant({
   },
 });
 
-async function presented(ctx: Context, name: string, token: string, type: string, clientId: string, requestId: string): Promise<PresentedToken> {
-  const verified = await verifyPresentedToken(ctx, token, type, clientId);
+async function presented(
+  ctx: Context,
+  name: string,
+  token: string,
+  type: string,
+  clientId: string,
+  requestId: string,
+  entitled?: (token: PresentedToken) => Promise<void>,
+): Promise<PresentedToken> {
+  // `entitled` runs on a token of ours after its signature and before its liveness: an unentitled
+  // client is refused alike for a live and a revoked token (no liveness oracle).
+  const verified = await verifyPresentedToken(ctx, token, type, clientId, entitled);
   if (!verified.ok && verified.suspendedPartner) {
     // A partner suspended by a drift (src/federation/drift): its tokens are not honoured until an
     // operator re-approves the partner, and the refusal is recorded.
@@ -169,10 +179,12 @@ async function actorOf(ctx: Context, token: string | undefined, type: string | u
     return undefined;
   }
   if (type === undefined) throw new OAuthError('invalid_request', 'actor_token_type is required with actor_token');
-  const actor = await presented(ctx, 'actor_token', token, type, clientId, requestId);
-  // The actor is whoever presents: a token of ours issued to another client is not this client's to use,
-  // nor a partner's that its profile does not let this client present.
-  if (actor.origin === 'local' && actor.clientId !== clientId) throw new OAuthError('invalid_request', 'actor_token was issued to another client');
+  // The actor is whoever presents: a token of ours issued to another client is not this client's to
+  // use (checked before its liveness, as for the subject), nor a partner's that its profile does not
+  // let this client present.
+  const actor = await presented(ctx, 'actor_token', token, type, clientId, requestId, async (local) => {
+    if (local.clientId !== clientId) throw new OAuthError('invalid_request', 'actor_token was issued to another client');
+  });
   if (actor.origin === 'partner' && !actor.partner!.partner.clients?.includes(clientId)) throw new OAuthError('invalid_request', 'actor_token is a partner token this client may not present');
   return actor;
 }

@@ -207,6 +207,26 @@ describe('token exchange (RFC 8693)', () => {
     assert.deepEqual(decodeJwt(own.access_token).act, { sub: 'trader-app' });
   });
 
+  for (const dialect of testDialects()) {
+    test(`a client not entitled to exchange a token gets the same refusal whether it is live or revoked (no liveness oracle, ${dialect.name})`, async (t) => {
+      const f = await fixture(t, dialect);
+      const live = await f.orderToken();
+      const revoked = await f.orderToken();
+      await new RevocationList(f.ctx.storage.db).revoke(decodeJwt(revoked).jti!, Number(decodeJwt(revoked).exp) * 1000, f.clock.now(), 'test');
+      const asLive = assertOAuthError(await f.exchangeFor('outsider', live, { resource: brokerApi }), 400, 'invalid_request');
+      const asRevoked = assertOAuthError(await f.exchangeFor('outsider', revoked, { resource: brokerApi }), 400, 'invalid_request');
+      assert.deepEqual(asRevoked, asLive);
+      assert.match(String(asLive.error_description), /may not exchange/);
+      // An actor token of another client: the same answer live or revoked, too.
+      const actorLive = assertOAuthError(await f.exchangeFor('arranger-backend', live, { resource: brokerApi, actor_token: live, actor_token_type: accessTokenType }), 400, 'invalid_request');
+      const actorRevoked = assertOAuthError(await f.exchangeFor('arranger-backend', live, { resource: brokerApi, actor_token: revoked, actor_token_type: accessTokenType }), 400, 'invalid_request');
+      assert.deepEqual(actorRevoked, actorLive);
+      // The entitled client (the audience's exchange client) still learns the token is revoked.
+      const entitled = assertOAuthError(await f.exchangeFor('arranger-backend', revoked, { resource: brokerApi }), 400, 'invalid_request');
+      assert.match(String(entitled.error_description), /revoked/);
+    });
+  }
+
   test('an actor_token must be the presenting client own, and actor_token_type goes with it', async (t) => {
     const f = await fixture(t);
     const first = await f.orderToken();

@@ -60,7 +60,13 @@ export type Presented = { ok: true; token: PresentedToken } | { ok: false; reaso
  * `id_token`. A token of ours of another kind (an ID token, a request object) is refused as
  * `access_token`: verification demands `typ` at+jwt.
  */
-export async function verifyPresentedToken(ctx: Context, token: string, tokenType: string, clientId: string): Promise<Presented> {
+export async function verifyPresentedToken(
+  ctx: Context,
+  token: string,
+  tokenType: string,
+  clientId: string,
+  entitled?: (token: PresentedToken) => Promise<void>,
+): Promise<Presented> {
   const issuer = unverifiedIssuer(token);
   if (issuer === undefined) return { ok: false, reason: 'not a JWT with an issuer' };
   if (issuer === ctx.config.issuer) {
@@ -68,8 +74,12 @@ export async function verifyPresentedToken(ctx: Context, token: string, tokenTyp
     const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
     if (!verified.ok) return { ok: false, reason: `invalid or expired (${verified.reason})` };
     const claims = verified.claims;
+    const local = fromLocal(claims);
+    // The right to use the token is checked before its liveness (issue 17 review): a client that
+    // may not exchange it gets the same refusal whether it is live or revoked, so it learns nothing.
+    if (entitled) await entitled(local);
     if (!(await isTokenLive(ctx, claims))) return { ok: false, reason: 'revoked, or its grant, mandate or person is no longer in force' };
-    return { ok: true, token: fromLocal(claims) };
+    return { ok: true, token: local };
   }
   const kind = partnerTokenKind(tokenType);
   if (!kind) return { ok: false, reason: `token type ${tokenType} is not accepted` };
