@@ -1,8 +1,13 @@
+import type { AuditEvent } from '../audit/events.ts';
+import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { selectTarget } from '../tokens/audience.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { clientParties, resolveIssuingMandate } from '../mandates/issuance.ts';
-import { defineGrant } from './grant.ts';
+import { parseAuthorizationDetails } from '../authorization/authorization-details.ts';
+import { refusedFor } from '../storage/flight.ts';
+import { requestedTxn, startTxnIn, txnRefusal, txnTaken } from '../transactions/txn.ts';
+import { defineGrant, type GrantResult } from './grant.ts';
 
 /**
  * RFC 6749 §4.4: a client obtains a token for itself, with its own credentials. The rules, in order:
@@ -12,7 +17,12 @@ import { defineGrant } from './grant.ts';
  * 3. the one issuance path (src/tokens/issue.ts): binding to the request's DPoP key or client
  *    certificate (a bearer token refused for a sender-constrained resource and under FAPI 2.0),
  *    the decision point for each scope and data residency, the claims (`sub` is the client), the
- *    signature; its allows are folded into `token.issued`, durable before the response leaves.
+ *    signature; its allows are folded into `token.issued`, durable before the response leaves;
+ * 4. `authorization_details` (RFC 9396 §6: also at the token endpoint) of registered types, carried
+ *    by the token; with them or a mandate the token is a trade's first, and `txn` (a client's own
+ *    id, or `new` for a minted one; src/transactions/txn.ts) starts its transaction: the txn goes
+ *    into the token and every event, and its start is written in the issuance's own transaction
+ *    (refused, nothing written, when it was started before). Without `txn` nothing of this runs.
  * An emergency account (break-glass, src/approvals/break-glass) got here only with an activation in
  * force (client authentication's gate): its token is for the activation's audience and scopes only,
  * never under a mandate, ends no later than the activation, and carries `break_glass: true`, the
@@ -20,7 +30,7 @@ import { defineGrant } from './grant.ts';
  */
 export const clientCredentials = defineGrant({
   grantType: 'client_credentials',
-  parameters: ['scope', 'resource', 'mandate'],
+  parameters: ['scope', 'resource', 'mandate', 'authorization_details', 'txn'],
   repeatable: ['resource'],
 
   async handle({ params, client: authenticated, dpop, requestId, address }, ctx) {
@@ -34,8 +44,16 @@ export const clientCredentials = defineGrant({
         : await resolveIssuingMandate(ctx, mandateId, { grantees: clientParties(clientId, client.metadata.owner_lei), offeredScopes: target.scopes, scopeRequested: params.get('scope') !== undefined });
     const server = target.resourceServer;
     const breakGlass = authenticated.breakGlass;
+    const detailsParameter = params.get('authorization_details');
+    const authorizationDetails =
+      detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses });
+    const started = requestedTxn(params.get('txn'));
+    if (started && authorizationDetails.length === 0 && mandateId === undefined) {
+      throw new OAuthError('invalid_request', 'txn starts a trade: send it with authorization_details or a mandate');
+    }
     if (breakGlass) {
       if (mandateId !== undefined) throw new OAuthError('invalid_request', 'an emergency account does not act under a mandate');
+      if (started) throw new OAuthError('invalid_request', 'an emergency account\'s txn is its activation; it does not start one');
       if (server.identifier !== breakGlass.audience) throw new OAuthError('invalid_target', 'the break-glass activation does not grant this resource');
       const beyond = target.scopes.filter((s) => !breakGlass.scopes.includes(s));
       if (beyond.length > 0) throw new OAuthError('invalid_scope', `the break-glass activation does not grant ${beyond.join(' ')}`);
@@ -50,8 +68,9 @@ export const clientCredentials = defineGrant({
       sub: clientId,
       principal: { type: 'Client', id: clientId },
       scopes: mandate?.scopes ?? target.scopes,
-      authorizationDetails: [],
+      authorizationDetails,
       ...(mandate ? { mandate: mandate.version } : {}),
+      ...(started ? { txn: started.txn } : {}),
       ...(address !== undefined ? { address } : {}),
       ...(breakGlass
         ? {
@@ -62,6 +81,27 @@ export const clientCredentials = defineGrant({
           }
         : {}),
     });
-    return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
+    const events = [...issued.decisions, issued.event];
+    if (!started) return { response: issued.response, events, observe: issued.observe };
+    return startTransaction(ctx, { txn: started.txn, clientId, requestId }, { response: issued.response, events, observe: issued.observe });
   },
 });
+
+/**
+ * The txn's start and the issuance's events in one flight (one round trip): the token leaves only
+ * if this client is the first to start the txn; otherwise nothing is written and it is refused.
+ */
+async function startTransaction(ctx: Context, start: { txn: string; clientId: string; requestId: string }, result: GrantResult & { events: AuditEvent[] }): Promise<GrantResult> {
+  const flight = ctx.storage.flight();
+  startTxnIn(flight, ctx, start.txn, start.clientId);
+  try {
+    await ctx.audit.commit(
+      flight,
+      result.events.map((event) => ({ ...event, requestId: start.requestId })),
+    );
+  } catch (error) {
+    if (refusedFor(error, txnTaken)) throw await txnRefusal(ctx.storage.db, start.txn, start.clientId);
+    throw error;
+  }
+  return { response: result.response, ...(result.observe ? { observe: result.observe } : {}) };
+}

@@ -15,9 +15,8 @@ import { verifyPresentedToken, type PresentedToken } from './exchange/presented-
 import { defineGrant } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
+import { isTxn } from '../transactions/txn.ts';
 
-/** A `txn` we accept from a partner's token: short, printable, no separators that could smuggle. */
-const txnPattern = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
  * RFC 8693: a client exchanges a token it received for a token to the next hop of a trade. The
@@ -99,7 +98,7 @@ export const tokenExchange = defineGrant({
     const now = ctx.clock.now();
     const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes, now) : undefined;
     if (subject.grantId !== undefined && !mandate) await requireConsent(ctx, subject.grantId, server.identifier, scopes);
-    const txn = subject.txn !== undefined && txnPattern.test(subject.txn) ? subject.txn : randomUUID();
+    const txn = isTxn(subject.txn) ? subject.txn : randomUUID();
 
     // The subject (and actor) token must still be valid now: what is exchanged never outlives it.
     const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };

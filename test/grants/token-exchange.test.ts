@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
+import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
+import { createSealer } from '../../src/audit/lifecycle.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { epochSeconds } from '../../src/clock.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { revokeMandate } from '../../src/mandates/store.ts';
@@ -42,6 +46,7 @@ const document = {
     exchanger('outsider'),
     exchanger('narrow-backend', 'settlement:submit'),
     { client_id: 'not-an-exchanger', kind: 'service', grant_types: ['client_credentials'], scope: tradeScopes },
+    { client_id: 'other-trader', kind: 'agent', grant_types: ['client_credentials'], scope: tradeScopes },
   ],
 };
 
@@ -486,5 +491,70 @@ describe('exchanging a person\'s token (RFC 8693 §2.2.2; the consent grant boun
     const claims = decodeJwt(allowed.json().access_token as string);
     assert.equal(claims.aud, algoApi);
     assert.equal(claims.sub, person.userId);
+  });
+});
+
+describe('one txn from the first action (issue 17 item 1; docs/audit.md)', () => {
+  const order = JSON.stringify([{ type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '1000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' }]);
+  const withPolicy = async (f: Awaited<ReturnType<typeof fixture>>) =>
+    applyDocument(f.ctx, { policies: [{ version: 'all-1', text: '@id("all") permit (principal, action, resource);', change_ref: 'C1', author: 'a', approver: 'b', active: true }] });
+
+  for (const dialect of testDialects()) {
+    test(`a txn sent at client_credentials with authorization_details is in the first token, its decision, every hop and the trade's evidence bundle (${dialect.name})`, async (t) => {
+      const f = await fixture(t, dialect);
+      await withPolicy(f);
+      const first = await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, authorization_details: order, txn: 'trade-2026-0001' }));
+      const claims = decodeJwt(first.access_token);
+      assert.equal(claims.txn, 'trade-2026-0001');
+      assert.deepEqual(claims.authorization_details, JSON.parse(order));
+      const hop = await f.ok(await f.exchangeFor('arranger-backend', first.access_token, { resource: brokerApi }));
+      assert.equal(decodeJwt(hop.access_token).txn, 'trade-2026-0001', 'the exchange continues the txn (no refusal: continuing is not starting)');
+      const [issued] = await f.events('token.issued');
+      assert.equal(issued!.txn, 'trade-2026-0001');
+      assert.deepEqual(issued!.decision, { allow: true, reasons: ['all'], policyVersion: 'all-1' }, 'the decision is filed under the txn with the token');
+      const [exchanged] = await f.events('token.exchanged');
+      assert.equal(exchanged!.txn, 'trade-2026-0001');
+
+      // What `clearance audit export --txn trade-2026-0001` writes (src/cli/commands/audit.ts): the trade from its first token.
+      const masterKey = resolveMasterKey(f.ctx.config).key;
+      await createSealer(f.ctx, masterKey).sealOnce();
+      const key = await new AuditKeys(f.ctx.storage.db, masterKey, f.clock).signingKey(auditOrigin(f.ctx.config.issuer));
+      const { text, bundle } = await exportBundle(f.ctx.storage.db, { query: { txn: 'trade-2026-0001' }, key, jwksInForce: (from, to) => f.ctx.keys.jwksInForce(from, to), now: f.clock.now() });
+      assert.deepEqual(bundle.events.map((e) => e.event.type), ['token.issued', 'token.exchanged']);
+      assert.equal(bundle.events[0]!.event.details!.jti, claims.jti);
+      assert.equal(verifyBundle(text).ok, true);
+    });
+
+    test(`txn=new has Clearance mint it; a malformed, another client's or a reused txn is invalid_request, and nothing is issued (${dialect.name})`, async (t) => {
+      const f = await fixture(t, dialect);
+      const start = (clientId: string, txn: string, form: Record<string, string> = { authorization_details: order }) =>
+        f.post(clientId, { grant_type: 'client_credentials', resource: arrangerApi, txn, ...form });
+      const minted = decodeJwt((await f.ok(await start('trader-app', 'new'))).access_token).txn;
+      assert.match(String(minted), /^[0-9a-f-]{36}$/);
+
+      for (const bad of ['has space', 'a/b', 'x'.repeat(65), 'semi;colon']) {
+        const body = assertOAuthError(await start('trader-app', bad), 400, 'invalid_request');
+        assert.match(String(body.error_description), /txn must be/);
+      }
+      // A txn names a trade: without authorization_details or a mandate there is none to start.
+      assert.match(String(assertOAuthError(await start('trader-app', 'plain', {}), 400, 'invalid_request').error_description), /authorization_details or a mandate/);
+
+      await f.ok(await start('trader-app', 'trade-7'));
+      const before = (await f.events('token.issued')).length;
+      const foreign = assertOAuthError(await start('other-trader', 'trade-7'), 400, 'invalid_request');
+      assert.match(String(foreign.error_description), /not available to this client/);
+      assert.doesNotMatch(String(foreign.error_description), /trader-app/, 'the other client is not named');
+      const reused = assertOAuthError(await start('trader-app', 'trade-7'), 400, 'invalid_request');
+      assert.match(String(reused.error_description), /already started a transaction of this client/);
+      assert.match(String(assertOAuthError(await start('trader-app', minted as string), 400, 'invalid_request').error_description), /already started/);
+      assert.equal((await f.events('token.issued')).length, before, 'a refused start writes no token.issued');
+    });
+  }
+
+  test('without txn the m2m path is unchanged: no row, no txn claim', async (t) => {
+    const f = await fixture(t);
+    const token = decodeJwt(await f.orderToken());
+    assert.equal(token.txn, undefined);
+    assert.deepEqual(await f.ctx.storage.db.selectFrom('transactions').selectAll().execute(), []);
   });
 });

@@ -30,6 +30,7 @@ import * as riskLogin from './0028_risk_login.ts';
 import * as riskAnomalies from './0029_risk_anomalies.ts';
 import * as rateLimits from './0030_rate_limits.ts';
 import * as kyc from './0031_kyc.ts';
+import * as transactions from './0032_transactions.ts';
 import * as partnerDrift from './0036_partner_drift.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
@@ -65,5 +66,6 @@ export const migrations: Record<string, Migration> = {
   '0029_risk_anomalies': riskAnomalies,
   '0030_rate_limits': rateLimits,
   '0031_kyc': kyc,
+  '0032_transactions': transactions,
   '0036_partner_drift': partnerDrift,
 };
