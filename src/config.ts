@@ -68,6 +68,14 @@ export interface Config {
    * screening"); undefined: no screening.
    */
   screeningList: string | undefined;
+  /**
+   * Refusal recording (src/audit/refusals.ts, docs/audit.md "Refusals"): at most this many refusal
+   * events per source (client id, else address) per window on a node; the rest are counted into one
+   * `audit.refusals_suppressed`. CLEARANCE_REFUSAL_AUDIT_LIMIT, default 20.
+   */
+  refusalAuditLimit: number;
+  /** The window of refusalAuditLimit, in seconds: CLEARANCE_REFUSAL_AUDIT_WINDOW, default 60. */
+  refusalAuditWindowSeconds: number;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -127,6 +135,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisPrefix: readRedisPrefix(env.CLEARANCE_REDIS_PREFIX),
     redisTimeoutMs: readInt(env, 'CLEARANCE_REDIS_TIMEOUT_MS', 250, 10, 10_000),
     screeningList: emptyToUndefined(env.CLEARANCE_SCREENING_LIST) === undefined ? undefined : resolve(env.CLEARANCE_SCREENING_LIST!),
+    refusalAuditLimit: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_LIMIT', 20, 1, 1_000_000),
+    refusalAuditWindowSeconds: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_WINDOW', 60, 1, 86_400),
   };
 }
 

@@ -149,6 +149,19 @@ export const auditEventTypes = [
   'partner.suspended',
   'partner.reapproved',
   'partner.token_refused',
+  // Every refusal on the record (issue 17 item 3, src/audit/refusals.ts, docs/audit.md "Refusals"):
+  // a refused issuance after client authentication (`token.refused`), a refused token exchange
+  // (`exchange.refused`, a partner token failing its profile included), a refused JWT bearer
+  // assertion (`assertion.refused`), an introspection by a client outside the token's audience
+  // (`introspection.refused`). Each names the client, the grant, the OAuth error and a reason
+  // code, the subject and txn where known; never the token, assertion or secret (a jti is fine).
+  // At most CLEARANCE_REFUSAL_AUDIT_LIMIT per source (client, else address) per window on a node;
+  // the rest are counted into one `audit.refusals_suppressed` (count, source, window, reasons).
+  'token.refused',
+  'exchange.refused',
+  'assertion.refused',
+  'introspection.refused',
+  'audit.refusals_suppressed',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

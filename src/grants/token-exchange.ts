@@ -167,7 +167,7 @@ async function presented(
   }
   // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy (a
   // suspended partner's included), MUST be answered invalid_request.
-  if (!verified.ok) throw new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`);
+  if (!verified.ok) throw new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`, { detail: `${name}_unacceptable` });
   return verified.token;
 }
 
@@ -193,13 +193,13 @@ async function requireExchangeRight(ctx: Context, subject: PresentedToken, clien
   if (subject.origin === 'partner') {
     // A partner's bearer token is exchanged only by a client its profile names, or the one may_act names.
     if (subject.partner!.partner.clients?.includes(clientId) || subject.mayAct?.sub === clientId) return;
-    throw new OAuthError('invalid_request', 'this client may not exchange the partner token (not in its profile clients, not named by may_act)');
+    throw new OAuthError('invalid_request', 'this client may not exchange the partner token (not in its profile clients, not named by may_act)', { detail: 'not_entitled' });
   }
   if (subject.clientId === clientId) return;
   if (subject.mayAct?.sub === clientId) return;
   const audience = subject.audience ? await ctx.resourceServers.get(subject.audience) : undefined;
   if (audience?.exchange_clients?.includes(clientId)) return;
-  throw new OAuthError('invalid_request', 'this client may not exchange the subject_token (not its audience, not its holder, not named by may_act)');
+  throw new OAuthError('invalid_request', 'this client may not exchange the subject_token (not its audience, not its holder, not named by may_act)', { detail: 'not_entitled' });
 }
 
 /**

@@ -33,7 +33,7 @@ export function isTxn(value: unknown): value is string {
 export function requestedTxn(value: string | undefined): { txn: string; chosen: boolean } | undefined {
   if (value === undefined) return undefined;
   if (value === newTxn) return { txn: randomUUID(), chosen: false };
-  if (!isTxn(value)) throw new OAuthError('invalid_request', 'txn must be 1 to 64 letters, digits or . _ : - (or txn=new to have one minted)');
+  if (!isTxn(value)) throw new OAuthError('invalid_request', 'txn must be 1 to 64 letters, digits or . _ : - (or txn=new to have one minted)', { detail: 'txn_malformed' });
   return { txn: value, chosen: true };
 }
 
@@ -56,9 +56,9 @@ export const txnTaken = 'txn_taken';
 export async function txnRefusal(db: Kysely<Database>, txn: string, clientId: string): Promise<OAuthError> {
   const row = await db.selectFrom('transactions').select('client_id').where('txn', '=', txn).executeTakeFirst();
   if (row?.client_id === clientId) {
-    return new OAuthError('invalid_request', 'this txn already started a transaction of this client; a new first token needs a new txn (exchange continues it)', { detail: 'txn reused' });
+    return new OAuthError('invalid_request', 'this txn already started a transaction of this client; a new first token needs a new txn (exchange continues it)', { detail: 'txn_reused' });
   }
-  return new OAuthError('invalid_request', 'this txn is not available to this client; choose another, or send txn=new', { detail: 'txn of another client' });
+  return new OAuthError('invalid_request', 'this txn is not available to this client; choose another, or send txn=new', { detail: 'txn_of_another_client' });
 }
 
 export interface TransactionTables {

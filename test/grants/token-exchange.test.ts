@@ -50,8 +50,8 @@ const document = {
   ],
 };
 
-async function fixture(t: TestContext, dialect?: TestDialect) {
-  const server = await testContext({ t, ...(dialect ? { dialect } : {}) });
+async function fixture(t: TestContext, dialect?: TestDialect, env?: Record<string, string>) {
+  const server = await testContext({ t, ...(dialect ? { dialect } : {}), ...(env ? { env } : {}) });
   const { ctx, clock } = server;
   const secrets = await applyDocument(ctx, document);
   const app = buildApp(ctx);
@@ -556,5 +556,59 @@ describe('one txn from the first action (issue 17 item 1; docs/audit.md)', () =>
     const token = decodeJwt(await f.orderToken());
     assert.equal(token.txn, undefined);
     assert.deepEqual(await f.ctx.storage.db.selectFrom('transactions').selectAll().execute(), []);
+  });
+});
+
+describe('every refusal on the record (issue 17 item 3; docs/audit.md "Refusals")', () => {
+  for (const dialect of testDialects()) {
+    test(`a refused issuance, exchange and txn start each write their event with a reason code, never the token (${dialect.name})`, async (t) => {
+      const f = await fixture(t, dialect);
+      assertOAuthError(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, scope: 'admin:all' }), 400, 'invalid_scope');
+      const [scope] = await f.events('token.refused');
+      assert.equal(scope!.client, 'trader-app');
+      assert.equal(scope!.details!.error, 'invalid_scope');
+      assert.equal(scope!.details!.grant_type, 'client_credentials');
+
+      const first = await f.orderToken();
+      assertOAuthError(await f.exchangeFor('outsider', first, { resource: brokerApi }), 400, 'invalid_request');
+      const [refused] = await f.events('exchange.refused');
+      assert.equal(refused!.client, 'outsider');
+      assert.equal(refused!.details!.reason, 'not_entitled');
+      assert.equal(refused!.details!.error, 'invalid_request');
+      assert.ok(!JSON.stringify(refused).includes(first), 'the presented token is not in the event');
+      assert.ok(!JSON.stringify(refused).includes(f.secrets.outsider!), 'nor the client secret');
+
+      const order = JSON.stringify([{ type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount: '1000000', currency: 'USD' }, venue: 'XLON', account: 'GB-FX-001' }]);
+      await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, authorization_details: order, txn: 'trade-9' }));
+      assertOAuthError(await f.post('other-trader', { grant_type: 'client_credentials', resource: arrangerApi, authorization_details: order, txn: 'trade-9' }), 400, 'invalid_request');
+      const taken = (await f.events('token.refused')).find((e) => e.client === 'other-trader');
+      assert.equal(taken!.details!.reason, 'txn_of_another_client');
+      assert.equal(taken!.txn, 'trade-9');
+    });
+
+    test(`a flood of refusals from one client is the limit's events and one counted summary (${dialect.name})`, async (t) => {
+      const f = await fixture(t, dialect, { CLEARANCE_REFUSAL_AUDIT_LIMIT: '3', CLEARANCE_REFUSAL_AUDIT_WINDOW: '60' });
+      const refuse = () => f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, scope: 'admin:all' });
+      for (let i = 0; i < 10; i++) assertOAuthError(await refuse(), 400, 'invalid_scope');
+      assert.equal((await f.events('token.refused')).length, 3);
+      assert.deepEqual(await f.events('audit.refusals_suppressed'), [], 'the window is still open');
+      f.clock.advance(60_000);
+      assertOAuthError(await refuse(), 400, 'invalid_scope');
+      const [summary] = await f.events('audit.refusals_suppressed');
+      assert.equal(summary!.details!.count, 7);
+      assert.equal(summary!.details!.source, 'client:trader-app');
+      assert.deepEqual(summary!.details!.reasons, ['invalid_scope']);
+      assert.equal((await f.events('token.refused')).length, 4, 'a new window records again');
+    });
+  }
+
+  test('a refusal whose recording fails is still the OAuth error, never a 5xx', async (t) => {
+    const f = await fixture(t);
+    const record = f.ctx.audit.record.bind(f.ctx.audit);
+    f.ctx.audit.record = async (event) => {
+      if (event.type === 'token.refused') throw new Error('the database is gone');
+      return record(event);
+    };
+    assertOAuthError(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, scope: 'admin:all' }), 400, 'invalid_scope');
   });
 });

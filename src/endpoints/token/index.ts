@@ -8,6 +8,9 @@ import { declaredParameters } from '../../grants/grant.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { sendJson } from '../../http/json.ts';
 import type { Context } from '../../context.ts';
+import { reasonCode, recordRefusal, safeDescription } from '../../audit/refusals.ts';
+import { isTxn } from '../../transactions/txn.ts';
+import { jwtBearerGrantType, tokenExchangeGrantType } from '../../tokens/token-types.ts';
 
 /**
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
@@ -47,7 +50,15 @@ export const token: Endpoint = {
         throw new OAuthError('unauthorized_client', `the client is not registered for ${grant.grantType}`);
       }
       if (dpop) await useDpopProof(dpop, ctx.dpop);
-      const result = await grant.handle({ params: declaredParameters(params, grant.parameters), client, requestId: request.id, address: request.ip, ...(dpop ? { dpop } : {}) }, ctx);
+      let result;
+      try {
+        result = await grant.handle({ params: declaredParameters(params, grant.parameters), client, requestId: request.id, address: request.ip, ...(dpop ? { dpop } : {}) }, ctx);
+      } catch (error) {
+        // Every refusal after client authentication is on the record (docs/audit.md "Refusals");
+        // recording never turns it into a 5xx. Only on this path: a success costs nothing more.
+        if (error instanceof OAuthError && error.status < 500) await recordGrantRefusal(ctx, error, grant.grantType, client.client.metadata.client_id, request.id, params.get('txn'));
+        throw error;
+      }
       if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record({ ...event, requestId: request.id })));
       if (result.observe) await observeIssuance(ctx, result.observe);
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
@@ -74,6 +85,21 @@ export const token: Endpoint = {
  * not answered: the token is issued, and a signal that did not remember fires again next time (the
  * stricter side).
  */
+/** The refusal of a grant: `exchange.refused`, `assertion.refused`, else `token.refused`. */
+function recordGrantRefusal(ctx: Context, error: OAuthError, grantType: string, clientId: string, requestId: string, txn: string | undefined): Promise<void> {
+  const type = grantType === tokenExchangeGrantType ? 'exchange.refused' : grantType === jwtBearerGrantType ? 'assertion.refused' : 'token.refused';
+  const description = safeDescription(error.description);
+  return recordRefusal(ctx, {
+    type,
+    requestId,
+    client: clientId,
+    ...(isTxn(txn) ? { txn } : {}),
+    error: error.error,
+    reason: reasonCode(error),
+    details: { grant_type: grantType, ...(description !== undefined ? { description } : {}) },
+  });
+}
+
 async function observeIssuance(ctx: Context, observe: () => Promise<void>): Promise<void> {
   try {
     await observe();
