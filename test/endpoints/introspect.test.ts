@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SignJWT, createLocalJWKSet, generateKeyPair, jwtVerify, type JSONWebKeySet } from 'jose';
+import { testDialects } from '../helpers/storage.ts';
 import { assertOAuthError, clearingApi, decodeJwt, ordersApi, ordersTtl, protocolFixture, type ProtocolFixture } from './fixture.ts';
 
 async function introspect(f: ProtocolFixture, callerId: string, token: string, headers: Record<string, string> = {}) {
@@ -148,6 +149,22 @@ describe('the introspection endpoint', () => {
     assert.deepEqual(await answer(f, 'broker-3', token), { active: false });
     assert.deepEqual(await answer(f, 'admin-viewer', token), { active: false });
   });
+
+  for (const dialect of testDialects()) {
+    test(`an introspection by a client outside the token's audience is introspection.refused, by jti, never the token (${dialect.name})`, async (t) => {
+      const f = await protocolFixture(t, { dialect });
+      const token = await f.accessToken('broker-1', { resource: ordersApi });
+      assert.deepEqual(await answer(f, 'broker-3', token), { active: false });
+      const rows = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'introspection.refused').execute();
+      assert.equal(rows.length, 1);
+      const event = JSON.parse(rows[0]!.event) as { client: string; subject: string; details: Record<string, unknown> };
+      assert.equal(event.client, 'broker-3');
+      assert.equal(event.subject, 'broker-1');
+      assert.equal(event.details.reason, 'outside_audience');
+      assert.equal(event.details.jti, decodeJwt(token).payload.jti);
+      assert.ok(!rows[0]!.event.includes(token));
+    });
+  }
 
   test("answers active for another client's token when the caller is an introspector of its audience", async (t) => {
     const f = await protocolFixture(t);

@@ -36,7 +36,7 @@ export const introspection: Endpoint = {
       if (!token) throw new OAuthError('invalid_request', 'token is required');
       const presentedFrom = params.get('client_address');
       if (presentedFrom !== undefined && isIP(presentedFrom) === 0) throw new OAuthError('invalid_request', 'client_address must be an IP address');
-      const answer = await introspect(ctx, caller.client.metadata.client_id, token);
+      const answer = await introspect(ctx, caller.client.metadata.client_id, token, request.id);
       if (presentedFrom !== undefined && answer.active && typeof answer.jti === 'string') notePresentation(ctx, answer.jti, presentedFrom);
       if (wantsJwt(request.headers.accept)) {
         const jwt = await signIntrospectionResponse(ctx, caller.client.metadata.client_id, answer);

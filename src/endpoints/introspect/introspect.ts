@@ -2,6 +2,8 @@ import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { verifyAccessToken } from '../../tokens/access-token.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
+import { recordRefusal } from '../../audit/refusals.ts';
+import { isTxn } from '../../transactions/txn.ts';
 
 export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
 
@@ -11,11 +13,27 @@ const inactive: IntrospectionAnswer = { active: false };
  * Decides what `callerId` may learn about `token` (RFC 7662 §2.2). Every reason for refusing
  * looks the same to the caller, so introspection is no oracle for other clients' tokens.
  */
-export async function introspect(ctx: Context, callerId: string, token: string): Promise<IntrospectionAnswer> {
+export async function introspect(ctx: Context, callerId: string, token: string, requestId?: string): Promise<IntrospectionAnswer> {
   const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
   if (!verified.ok) return inactive;
   const claims = verified.claims;
-  if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) return inactive;
+  if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) {
+    // A client outside the token's audience asked: on the record (docs/audit.md "Refusals"), by
+    // jti — the answer stays `active: false`, as for any other reason.
+    if (requestId !== undefined) {
+      await recordRefusal(ctx, {
+        type: 'introspection.refused',
+        requestId,
+        client: callerId,
+        subject: claims.sub,
+        ...(isTxn(claims.txn) ? { txn: claims.txn } : {}),
+        error: 'not_introspector',
+        reason: 'outside_audience',
+        details: { jti: claims.jti, audience: claims.aud },
+      });
+    }
+    return inactive;
+  }
   // Revoked, its consent grant revoked, or its mandate version no longer in force: inactive.
   if (!(await isTokenLive(ctx, claims))) return inactive;
   return {
