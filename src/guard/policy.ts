@@ -32,7 +32,7 @@ export interface PolicyQuestion {
    * person's token the guard adds the token's `acr` and `auth_time`, so step-up policies see how
    * the person signed in. A context that sets `acr` or `auth_time` itself is a programming error
    * (askPolicy throws a TypeError): a route that forwarded its client's context could otherwise
-   * claim a stronger or fresher sign-in than the token's.
+   * claim a stronger or fresher sign-in than the token's. So is `txn`: the guard sends the token's.
    */
   context?: Record<string, unknown>;
   /** Default: the token's user (`sub`), or its client when `sub` is the client itself. */
@@ -58,8 +58,8 @@ export interface PolicyDecision {
 
 const maxResponseBytes = 64 * 1024;
 
-/** What only the token may say in the context: how the person signed in. */
-const tokenContext = ['acr', 'auth_time'] as const;
+/** What only the token may say in the context: how the person signed in, and the trade's txn. */
+const tokenContext = ['acr', 'auth_time', 'txn'] as const;
 
 /**
  * Asks the PDP; resolves a deny on any error or time-out. Never throws, but for a programming
@@ -85,8 +85,10 @@ export async function askPolicy(
       ...(access.acr !== undefined ? { acr: access.acr } : {}),
       ...(access.authTime !== undefined ? { auth_time: access.authTime } : {}),
     };
-    // The token's values last: nothing in the question overrides them.
-    const context = subject.type === 'user' ? { ...question.context, ...authentication } : question.context;
+    // The token's values last: nothing in the question overrides them. Its txn files the decision
+    // under the trade (docs/audit.md "One txn from the first action").
+    const fromToken = { ...(subject.type === 'user' ? authentication : {}), ...(access.txn !== undefined ? { txn: access.txn } : {}) };
+    const context = Object.keys(fromToken).length > 0 ? { ...question.context, ...fromToken } : question.context;
     const body = {
       subject,
       action: { name: question.action },

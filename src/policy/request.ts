@@ -75,6 +75,8 @@ export interface DecisionRequest {
   /** `ResourceServer` by identifier, `Account` by id, `Instrument` by id with its class (and venue). */
   resource: { type: ResourceType; id: string; instrument_class?: string; venue?: string };
   context?: DecisionContext;
+  /** The trade's txn the caller (the guard, from the token) sent in the AuthZEN context: the decision is filed under it. Not a policy attribute. */
+  txn?: string;
 }
 
 export type Resolution = { ok: true; request: CedarRequest } | { ok: false; error: string };

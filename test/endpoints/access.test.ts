@@ -74,6 +74,27 @@ describe('the AuthZEN access evaluation API', () => {
     ]);
   });
 
+  test("files each decision under the trade's txn the guard sends in the context, and refuses a malformed one", async (t) => {
+    const f = await accessFixture(t);
+    const withTxn = (notional: number, txn: unknown) => ({ ...fxOrder(f.alice, notional), context: { notional, currency: 'USD', txn } });
+    assert.equal((await f.post('/access/v1/evaluation', withTxn(1_000_000, 'trade-2026-0001'))).json().decision, true);
+    assert.equal((await f.post('/access/v1/evaluation', withTxn(60_000_000, 'trade-2026-0001'))).json().decision, false);
+    const batch = await f.post('/access/v1/evaluations', { evaluations: [withTxn(1_000_000, 'trade-2'), withTxn(60_000_000, 'trade-3')] });
+    assert.equal(batch.statusCode, 200, batch.body);
+    assert.deepEqual((await f.decisions()).map((e) => [e.type, e.txn, e.details!.reasons ?? e.decision?.reasons]).map(([type, txn]) => [type, txn]), [
+      ['policy.allowed', 'trade-2026-0001'],
+      ['policy.denied', 'trade-2026-0001'],
+      ['policy.allowed', 'trade-2'],
+      ['policy.denied', 'trade-3'],
+    ]);
+    for (const bad of ['has space', 'x'.repeat(65), 42, 'new']) {
+      const refused = await f.post('/access/v1/evaluation', withTxn(1_000_000, bad));
+      assert.equal(refused.statusCode, 400, refused.body);
+      assert.match(refused.body, /context\.txn/);
+    }
+    assert.equal((await f.decisions()).length, 4, 'a malformed txn decides nothing');
+  });
+
   test('fails closed: an unknown subject or resource is a deny, not an error', async (t) => {
     const f = await accessFixture(t);
     const unknown = await f.post('/access/v1/evaluation', fxOrder('no-such-user', 1));

@@ -178,4 +178,15 @@ describe('a step-up policy through the guard', () => {
     // The token's level is what decides.
     assert.deepEqual((await g.askPolicy(atMfa, fxOrder(20_000_000))).stepUp, { acrValues: phr });
   });
+
+  test('sends the token’s txn, so the decision is filed under the trade; a question may not set it', async () => {
+    const g = guard();
+    await server.running.ctx.storage.db.transaction().execute((trx) => recordUses(trx, server.running.ctx, aliceId, [{ kind: 'instrument_class', value: 'fx' }]));
+    const txn = `trade-${crypto.randomUUID()}`;
+    const access = await g.verify({ method: 'POST', url: `${ordersApi}/orders`, headers: { authorization: `Bearer ${await token({ acr: phr, auth_time: now() }, { txn })}` } });
+    assert.equal((await g.askPolicy(access, fxOrder(60_000_000))).decision, false);
+    const rows = await server.running.ctx.storage.db.selectFrom('audit_events').select(['type', 'txn']).where('txn', '=', txn).execute();
+    assert.deepEqual(rows.map((r) => [r.type, r.txn]), [['policy.denied', txn]]);
+    await assert.rejects(g.askPolicy(access, { ...fxOrder(1), context: { notional: 1, currency: 'USD', txn: 'another' } }), TypeError);
+  });
 });

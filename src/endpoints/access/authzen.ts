@@ -1,3 +1,4 @@
+import { isTxn } from '../../transactions/txn.ts';
 import { stepUpDetails, type Decision } from '../../policy/decide.ts';
 import type { DecisionContext, DecisionRequest, MandateContext } from '../../policy/request.ts';
 import { join, Validator, type Problem } from '../../validation.ts';
@@ -128,6 +129,10 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
       case 'mandate':
         context.mandate = readMandate(v, at, item);
         break;
+      case 'txn':
+        // The token's txn (src/transactions/txn.ts), for the record only: toRequest carries it.
+        if (!isTxn(item)) v.fail(at, 'must be 1 to 64 letters, digits or . _ : -');
+        break;
       case 'time':
         v.fail(at, "is Clearance's own clock; do not send it");
         break;
@@ -161,7 +166,8 @@ function toRequest(v: Validator, path: string, parts: Parts, where: (part: Part)
   const resource = readResource(v, where('resource'), parts.resource);
   const context = parts.context === undefined ? {} : readContext(v, where('context'), parts.context);
   if (v.problems.length !== before) return undefined;
-  return { principal: principal!, action: action!, resource: resource!, context: context! };
+  const txn = (parts.context as Record<string, unknown> | undefined)?.txn;
+  return { principal: principal!, action: action!, resource: resource!, context: context!, ...(isTxn(txn) ? { txn } : {}) };
 }
 
 /** §6.1: `{ subject, action, resource, context? }`. */

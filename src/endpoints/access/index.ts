@@ -43,7 +43,7 @@ export const accessEvaluation: Endpoint = {
       echoRequestId(request, reply);
       const { request: decisionRequest, problems } = readEvaluationRequest(requireJson(request));
       if (!decisionRequest) throw invalid(problems);
-      const meta = { requestId: request.id, caller, via: 'authzen' };
+      const meta = { requestId: request.id, caller, via: 'authzen', ...(decisionRequest.txn !== undefined ? { txn: decisionRequest.txn } : {}) };
       const evaluated = await evaluateWithRisk(ctx, decisionRequest, meta);
       await recordEvaluation(ctx, evaluated, meta, decisionRequest);
       await observeEvaluation(ctx, evaluated);
@@ -66,8 +66,9 @@ export const accessEvaluation: Endpoint = {
       let failed: { error: unknown } | undefined;
       try {
         for (const item of parsed.requests) {
-          const evaluated = await evaluateWithRisk(ctx, item, meta, resolutions);
-          recorded.push(recordEvaluation(ctx, evaluated, meta, item));
+          const itemMeta = item.txn !== undefined ? { ...meta, txn: item.txn } : meta;
+          const evaluated = await evaluateWithRisk(ctx, item, itemMeta, resolutions);
+          recorded.push(recordEvaluation(ctx, evaluated, itemMeta, item));
           evaluations.push(evaluated);
           const decision = evaluated.decision;
           decisions.push(decision);
