@@ -18,7 +18,7 @@ import type { AuditEvent, AuditEventType } from './events.ts';
  * still answered (fail closed: still refused).
  */
 export interface Refusal {
-  type: Extract<AuditEventType, 'token.refused' | 'exchange.refused' | 'assertion.refused' | 'introspection.refused'>;
+  type: Extract<AuditEventType, 'token.refused' | 'exchange.refused' | 'assertion.refused' | 'introspection.refused' | 'client.registration_refused'>;
   requestId: string;
   /** The authenticated client; undefined before authentication (then `address` is the source). */
   client?: string;
@@ -150,4 +150,16 @@ export function safeDescription(description: string | undefined): string | undef
 /** The reason code of an OAuthError: its `detail` when that is a code (snake_case), else the error. */
 export function reasonCode(error: { error: string; detail: string | undefined }): string {
   return error.detail !== undefined && /^[a-z][a-z0-9_]{0,63}$/.test(error.detail) ? error.detail : error.error;
+}
+
+const alreadyRecorded = new WeakSet<object>();
+
+/** Marks a refusal its thrower recorded itself (with more detail), so a catch-all does not record it twice. */
+export function recorded<E extends object>(error: E): E {
+  alreadyRecorded.add(error);
+  return error;
+}
+
+export function isRecorded(error: object): boolean {
+  return alreadyRecorded.has(error);
 }

@@ -1,3 +1,4 @@
+import { recorded } from '../../audit/refusals.ts';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { emergencyClientProblems, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import type { Context } from '../../context.ts';
@@ -194,7 +195,7 @@ async function checkAuthority(
       ...(at.via === 'rfc7592' ? { client: at.clientId } : {}),
       details: { via: at.via, member, reason: description },
     });
-    throw new OAuthError('invalid_client_metadata', description);
+    throw recorded(new OAuthError('invalid_client_metadata', description));
   };
   if (metadata.owner_lei !== undefined && metadata.owner_lei !== allowance.ownerLei) {
     await refuse(

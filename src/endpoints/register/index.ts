@@ -3,6 +3,8 @@ import { deleteRegistration, readRegistration, registerClient, updateRegistratio
 import { sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import type { Context } from '../../context.ts';
+import { isRecorded, reasonCode, recordRefusal, safeDescription } from '../../audit/refusals.ts';
 
 /**
  * Dynamic client registration (RFC 7591) with an initial access token from an admin
@@ -16,12 +18,12 @@ export const registration: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/register`;
     app.post(base, async (request, reply) => {
-      const response = await registerClient(ctx, bearer(request), jsonBody(request));
+      const response = await refusalsRecorded(ctx, request, undefined, () => registerClient(ctx, bearer(request), jsonBody(request)));
       return sendJson(reply, response, { status: 201 });
     });
     app.get<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) => sendJson(reply, await readRegistration(ctx, request.params.id, bearer(request))));
     app.put<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) =>
-      sendJson(reply, await updateRegistration(ctx, request.params.id, bearer(request), jsonBody(request))),
+      sendJson(reply, await refusalsRecorded(ctx, request, request.params.id, () => updateRegistration(ctx, request.params.id, bearer(request), jsonBody(request)))),
     );
     app.delete<{ Params: { id: string } }>(`${base}/:id`, async (request, reply) => {
       await deleteRegistration(ctx, request.params.id, bearer(request));
@@ -38,6 +40,30 @@ export const registration: Endpoint = {
 function jsonBody(request: FastifyRequest): unknown {
   if (request.form) throw new OAuthError('invalid_request', 'client metadata must be sent as application/json', { status: 415 });
   return request.body;
+}
+
+/**
+ * Every refused registration or update is `client.registration_refused` (docs/audit.md
+ * "Refusals"), under the per-source limit: the address for a registration, the client for an
+ * update (its id is only claimed until its token verifies). Never the token or the metadata.
+ */
+async function refusalsRecorded<T>(ctx: Context, request: FastifyRequest, clientId: string | undefined, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof OAuthError && error.status < 500 && !isRecorded(error)) {
+      const description = safeDescription(error.description);
+      await recordRefusal(ctx, {
+        type: 'client.registration_refused',
+        requestId: request.id,
+        address: request.ip,
+        error: error.error,
+        reason: reasonCode(error),
+        details: { via: clientId === undefined ? 'rfc7591' : 'rfc7592', ...(clientId !== undefined && /^[\x21-\x7e]{1,128}$/.test(clientId) ? { claimed_client: clientId } : {}), ...(description !== undefined ? { description } : {}) },
+      });
+    }
+    throw error;
+  }
 }
 
 function bearer(request: FastifyRequest): string {

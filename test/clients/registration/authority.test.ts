@@ -215,3 +215,28 @@ describe('what a dynamically registered client may be and do (RFC 7591 §5)', ()
     assert.equal((await f.ctx.clients.get(client.client_id))?.metadata.profile, 'fapi2');
   });
 });
+
+describe('every refused registration is on the record (issue 17 item 3)', () => {
+  test('a bad initial access token, malformed metadata and a bad registration access token are each client.registration_refused, once, without the token', async (t) => {
+    const f = await fixture(t);
+    const token = await f.initialAccessToken({ scope: 'order:create', uses: 2 });
+    assertOAuthError(await register(f, 'not-a-real-token', serviceMetadata), 401, 'invalid_token');
+    assertOAuthError(await register(f, token, { ...serviceMetadata, redirect_uris: 'not-a-list' }), 400, 'invalid_redirect_uri');
+    const client = await registered(f, token);
+    assertOAuthError(await update(f, { ...client, registration_access_token: 'wrong' }, serviceMetadata), 401, 'invalid_token');
+    // The authority check records its own refusal (with the member): not twice.
+    assertOAuthError(await register(f, await f.initialAccessToken({ scope: 'order:create' }), { ...serviceMetadata, owner_lei: brokerLei }), 400, 'invalid_client_metadata');
+    const refused = await f.auditEvents('client.registration_refused');
+    assert.deepEqual(
+      refused.map((e) => [e.details?.via, e.details?.error ?? 'authority', e.details?.member]),
+      [
+        ['rfc7591', 'invalid_token', undefined],
+        ['rfc7591', 'invalid_redirect_uri', undefined],
+        ['rfc7592', 'invalid_token', undefined],
+        ['rfc7591', 'authority', 'owner_lei'],
+      ],
+    );
+    assert.equal(refused[2]!.details?.claimed_client, client.client_id);
+    assert.ok(!JSON.stringify(refused).includes(token) && !JSON.stringify(refused).includes(client.registration_access_token));
+  });
+});
