@@ -386,6 +386,24 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
     assertOAuthError(await f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: jwt, resource: brokerApi }), 400, 'invalid_grant', 'replayed');
   });
 
+  for (const dialect of testDialects()) {
+    test(`a refused assertion is assertion.refused and a partner token failing its profile at an exchange is exchange.refused, neither with the JWT (${dialect.name})`, async (t) => {
+      const f = await partnerFixture(t, dialect);
+      const unknown = await f.assertion({ iss: 'https://unknown.example.com' });
+      assertOAuthError(await f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: unknown, resource: brokerApi }), 400, 'invalid_grant');
+      const [assertion] = await f.events('assertion.refused');
+      assert.equal(assertion!.client, 'partner-gateway');
+      assert.equal(assertion!.details!.error, 'invalid_grant');
+      assert.ok(!JSON.stringify(assertion).includes(unknown));
+
+      const overLong = await f.assertion({}, 600);
+      assertOAuthError(await f.exchangeFor('arranger-backend', overLong, { resource: brokerApi, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }), 400, 'invalid_request');
+      const [exchanged] = await f.events('exchange.refused');
+      assert.equal(exchanged!.details!.reason, 'subject_token_unacceptable');
+      assert.ok(!JSON.stringify(exchanged).includes(overLong));
+    });
+  }
+
   test('unknown issuer, disallowed algorithm, expired, over-long and incomplete assertions are refused', async (t) => {
     const f = await partnerFixture(t);
     const grant = (assertion: string, form: Record<string, string> = {}) => f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion, resource: brokerApi, ...form });
