@@ -1,6 +1,6 @@
 /**
  * The institutional workflow, end to end (issue 8 item 5): an algorithm places an order under a
- * mandate at the arranger; the arranger exchanges the token for one to the broker; the broker
+ * mandate at the arranger, its first token starting the trade's txn (issue 17); the arranger exchanges the token for one to the broker; the broker
  * executes and exchanges again for a DPoP-bound settlement token to the clearing firm, which sees
  * the whole delegation chain; a retried settlement is refused; compliance revokes the mandate and
  * the next hop fails closed; the evidence bundle of the transaction is exported and verified
@@ -94,12 +94,14 @@ export async function runDemo(print: (line: string) => void = console.log): Prom
     started.push(arranger.app);
     say(`order API ${arranger.url} · execution API ${broker.url} · clearing API ${clearing.url} (DPoP-bound tokens only)`);
 
-    step('The asset manager algorithm algo-7 authenticates (private_key_jwt) and asks for a token under its mandate');
-    const first = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders, mandate: mandateId });
+    step('The asset manager algorithm algo-7 authenticates (private_key_jwt) and asks for a token under its mandate, starting the trade\'s txn');
+    // txn=new: Clearance mints the trade's transaction id, so the first token and everything after
+    // it are filed under one txn (docs/audit.md).
+    const first = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders, mandate: mandateId, txn: 'new' });
     if (first.status !== 200) throw new Error(`algo-7 got no token: ${JSON.stringify(first.body)}`);
     const t1 = first.body.access_token as string;
     const c1 = decodeJwt(t1);
-    say(`token for ${String(c1.aud)}: scope "${String(c1.scope)}", mandate ${JSON.stringify(c1.mandate)}, expires in ${String(first.body.expires_in)} s`);
+    say(`token for ${String(c1.aud)}: scope "${String(c1.scope)}", mandate ${JSON.stringify(c1.mandate)}, txn ${String(c1.txn)}, expires in ${String(first.body.expires_in)} s`);
     const noMandate = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders });
     say(`without the mandate: ${noMandate.status} ${String(noMandate.body.error)} — ${String(noMandate.body.error_description)}`);
 

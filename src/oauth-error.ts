@@ -11,6 +11,11 @@ export class OAuthError extends Error {
   readonly headers: Readonly<Record<string, string>>;
   /** Members the error's registration adds to the JSON body (RFC 9470 §3 `acr_values`, `max_age`). */
   readonly members: Readonly<Record<string, string | number>>;
+  /**
+   * The trade a refusal belongs to, once a grant knows it (a verified subject token's txn and
+   * subject): its audit event is filed under it (docs/audit.md "Refusals"). Never sent to the client.
+   */
+  about: { txn?: string; subject?: string } | undefined;
 
   constructor(
     error: string,
@@ -25,6 +30,7 @@ export class OAuthError extends Error {
     this.detail = options.detail;
     this.headers = options.headers ?? {};
     this.members = options.members ?? {};
+    this.about = undefined;
   }
 
   /** The JSON body of RFC 6749 §5.2; `error_description` only when there is one; then the error's own members. */

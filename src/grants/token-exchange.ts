@@ -11,7 +11,7 @@ import type { PresentedKeys } from '../tokens/binding.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
 import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
-import { verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
+import { aboutOf, verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
 import { defineGrant } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
@@ -76,75 +76,80 @@ export const tokenExchange = defineGrant({
     }
     // Step 4 runs inside step 2, before liveness (see presented()); a partner's token, after its profile.
     const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id, requestId, (token) => requireExchangeRight(ctx, token, client.client_id));
-    const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id, requestId);
-    if (subject.origin === 'partner') await requireExchangeRight(ctx, subject, client.client_id);
-    proveKeys('subject_token', subject, keys);
-    if (actor) proveKeys('actor_token', actor, keys);
-    const currentActor = actor ? actorClaim(ctx, actor) : { sub: client.client_id };
-    // RFC 8693 §4.4: may_act names who may act for the subject; anyone else is refused.
-    if (subject.mayAct && !mayActAllows(subject.mayAct, currentActor, ctx.config.issuer)) {
-      throw new OAuthError('invalid_request', 'the subject token does not allow this actor (may_act)');
+    // From here on the refusal's event is filed under the subject token's trade (its txn).
+    try {
+      const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id, requestId);
+      if (subject.origin === 'partner') await requireExchangeRight(ctx, subject, client.client_id);
+      proveKeys('subject_token', subject, keys);
+      if (actor) proveKeys('actor_token', actor, keys);
+      const currentActor = actor ? actorClaim(ctx, actor) : { sub: client.client_id };
+      // RFC 8693 §4.4: may_act names who may act for the subject; anyone else is refused.
+      if (subject.mayAct && !mayActAllows(subject.mayAct, currentActor, ctx.config.issuer)) {
+        throw new OAuthError('invalid_request', 'the subject token does not allow this actor (may_act)');
+      }
+      await requireRoleMinimum(ctx, subject, client.client_id, requestId);
+
+      // A partner's profile bounds every hop of a chain that started with its subject.
+      const profile = await partnerProfileOf(ctx, subject);
+      const server = await target(ctx, params.all('resource'), params.all('audience'), profile);
+      const allowed = new Set(client.scope?.split(' ') ?? []);
+      const carried = subject.scopes.filter((s) => allowed.has(s) && (!profile || profile.allowed_scopes.includes(s)));
+      const scopes = narrowScopes(params.get('scope'), carried, server.scopes);
+      const authorizationDetails = narrowAuthorizationDetails(params.get('authorization_details'), subject.authorizationDetails);
+
+      const now = ctx.clock.now();
+      const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes, now) : undefined;
+      if (subject.grantId !== undefined && !mandate) await requireConsent(ctx, subject.grantId, server.identifier, scopes);
+      const txn = isTxn(subject.txn) ? subject.txn : randomUUID();
+
+      // The subject (and actor) token must still be valid now: what is exchanged never outlives it.
+      const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
+      const notAfter = Math.min(subject.expiresAt, actor?.expiresAt ?? Infinity);
+      const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
+      if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
+      const actors = actorChain(act);
+      // A partner's subject is not in our records: the client that vouches for it is the principal.
+      const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client' as const, id: client.client_id };
+      const issued = await issueAccessToken(ctx, {
+        grantType: tokenExchangeGrantType,
+        requestId,
+        client: authenticated,
+        keys,
+        target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
+        sub: subject.subject,
+        principal,
+        // A partner's subject: its mapped LEI at the first hop; past it no firm is known (fail closed).
+        ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : subject.originIssuer ? { subjectLeis: [] } : {}),
+        scopes,
+        authorizationDetails,
+        ...(mandate ? { mandate } : {}),
+        txn,
+        notAfter,
+        claims: {
+          act,
+          // A person's consent grant travels down the chain: revoking it ends every hop's token.
+          ...(subject.grantId !== undefined ? { grant_id: subject.grantId } : {}),
+          // So does how they authenticated (RFC 9068 §2.2.1): step-up policies decide on it at
+          // every hop, and a refusal asks the person for more (insufficient_user_authentication).
+          ...(subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),
+          ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
+          // A break-glass activation (of the subject's token, else the actor's) travels down too: the
+          // liveness rule ends every hop's token with it (src/approvals/break-glass).
+          ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),
+        },
+        event: { type: 'token.exchanged', details: { ...exchangedDetails(subject, actor, subjectTokenType, actors), ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}) } },
+        ...(address !== undefined ? { address } : {}),
+        // The delegation signals (src/risk/signals): the chain, and the subject token as presented —
+        // by its holder (the client it was issued to) or by another client (its audience, may_act).
+        risk: {
+          delegation: { subject: subject.subject, actors },
+          ...(subject.origin === 'local' && subject.jti !== undefined ? { presented: { token: tokenKey(subject.jti), byHolder: subject.clientId === client.client_id } } : {}),
+        },
+      });
+      return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
+    } catch (error) {
+      throw fileUnder(error, aboutOf(subject));
     }
-    await requireRoleMinimum(ctx, subject, client.client_id, requestId);
-
-    // A partner's profile bounds every hop of a chain that started with its subject.
-    const profile = await partnerProfileOf(ctx, subject);
-    const server = await target(ctx, params.all('resource'), params.all('audience'), profile);
-    const allowed = new Set(client.scope?.split(' ') ?? []);
-    const carried = subject.scopes.filter((s) => allowed.has(s) && (!profile || profile.allowed_scopes.includes(s)));
-    const scopes = narrowScopes(params.get('scope'), carried, server.scopes);
-    const authorizationDetails = narrowAuthorizationDetails(params.get('authorization_details'), subject.authorizationDetails);
-
-    const now = ctx.clock.now();
-    const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes, now) : undefined;
-    if (subject.grantId !== undefined && !mandate) await requireConsent(ctx, subject.grantId, server.identifier, scopes);
-    const txn = isTxn(subject.txn) ? subject.txn : randomUUID();
-
-    // The subject (and actor) token must still be valid now: what is exchanged never outlives it.
-    const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
-    const notAfter = Math.min(subject.expiresAt, actor?.expiresAt ?? Infinity);
-    const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
-    if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
-    const actors = actorChain(act);
-    // A partner's subject is not in our records: the client that vouches for it is the principal.
-    const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client' as const, id: client.client_id };
-    const issued = await issueAccessToken(ctx, {
-      grantType: tokenExchangeGrantType,
-      requestId,
-      client: authenticated,
-      keys,
-      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
-      sub: subject.subject,
-      principal,
-      // A partner's subject: its mapped LEI at the first hop; past it no firm is known (fail closed).
-      ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : subject.originIssuer ? { subjectLeis: [] } : {}),
-      scopes,
-      authorizationDetails,
-      ...(mandate ? { mandate } : {}),
-      txn,
-      notAfter,
-      claims: {
-        act,
-        // A person's consent grant travels down the chain: revoking it ends every hop's token.
-        ...(subject.grantId !== undefined ? { grant_id: subject.grantId } : {}),
-        // So does how they authenticated (RFC 9068 §2.2.1): step-up policies decide on it at
-        // every hop, and a refusal asks the person for more (insufficient_user_authentication).
-        ...(subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),
-        ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
-        // A break-glass activation (of the subject's token, else the actor's) travels down too: the
-        // liveness rule ends every hop's token with it (src/approvals/break-glass).
-        ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),
-      },
-      event: { type: 'token.exchanged', details: { ...exchangedDetails(subject, actor, subjectTokenType, actors), ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}) } },
-      ...(address !== undefined ? { address } : {}),
-      // The delegation signals (src/risk/signals): the chain, and the subject token as presented —
-      // by its holder (the client it was issued to) or by another client (its audience, may_act).
-      risk: {
-        delegation: { subject: subject.subject, actors },
-        ...(subject.origin === 'local' && subject.jti !== undefined ? { presented: { token: tokenKey(subject.jti), byHolder: subject.clientId === client.client_id } } : {}),
-      },
-    });
-    return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
   },
 });
 
@@ -167,7 +172,7 @@ async function presented(
   }
   // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy (a
   // suspended partner's included), MUST be answered invalid_request.
-  if (!verified.ok) throw new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`, { detail: `${name}_unacceptable` });
+  if (!verified.ok) throw fileUnder(new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`, { detail: `${name}_unacceptable` }), verified.about);
   return verified.token;
 }
 
@@ -314,4 +319,10 @@ function exchangedDetails(subject: PresentedToken, actor: PresentedToken | undef
     ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
     act_chain: actors,
   };
+}
+
+/** Files an OAuth refusal under a verified token's trade (OAuthError.about), unless it already is. */
+function fileUnder(error: unknown, about: OAuthError['about']): unknown {
+  if (error instanceof OAuthError && error.about === undefined && about !== undefined) error.about = about;
+  return error;
 }

@@ -13,6 +13,9 @@ test('the demo tells the whole story: chain, txn, duplicate refused, revocation 
   assert.equal(outcome.afterRevocation.exchangeStatus, 403, 'the next hop after revocation fails closed');
   assert.equal(outcome.afterRevocation.newTokenError, 'invalid_grant');
   assert.ok(outcome.bundleVerified, lines.join('\n'));
+  // Issue 17's done-when: the trade's bundle holds its first token (the txn started there, with its
+  // decision), every hop, and the refusal after the revocation.
+  assert.deepEqual(outcome.bundleEvents, { 'token.issued': 1, 'token.exchanged': 2, 'exchange.refused': 1 });
   assert.equal(outcome.rebuiltChain.length, 3, 'two exchanges and the first issuance, from the audit events alone');
   assert.match(outcome.rebuiltChain[0]!, /^broker-backend exchanged/);
   assert.match(outcome.rebuiltChain[1]!, /^arranger-backend exchanged/);

@@ -569,6 +569,24 @@ describe('one txn from the first action (issue 17 item 1; docs/audit.md)', () =>
     });
   }
 
+  test('a hop refused after the subject token verified is filed under its trade: a widened scope, then the token revoked', async (t) => {
+    const f = await fixture(t);
+    await withPolicy(f);
+    const first = (await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, authorization_details: order, txn: 'trade-2026-0002' }))).access_token;
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, scope: 'order:create admin:all' }), 400, 'invalid_scope');
+    await new RevocationList(f.ctx.storage.db).revoke(decodeJwt(first).jti!, Number(decodeJwt(first).exp) * 1000, f.clock.now(), 'test');
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }), 400, 'invalid_request');
+    const refusals = await f.events('exchange.refused');
+    assert.deepEqual(refusals.map((e) => [e.details!.error, e.txn, e.subject]), [
+      ['invalid_scope', 'trade-2026-0002', 'trader-app'],
+      ['invalid_request', 'trade-2026-0002', 'trader-app'],
+    ]);
+    // An unentitled client learns nothing, and its refusal is not filed under the trade it tried.
+    assertOAuthError(await f.exchangeFor('outsider', first, { resource: brokerApi }), 400, 'invalid_request');
+    const outsider = (await f.events('exchange.refused')).find((e) => e.client === 'outsider');
+    assert.equal(outsider!.txn, undefined);
+  });
+
   test('without txn the m2m path is unchanged: no row, no txn claim', async (t) => {
     const f = await fixture(t);
     const token = decodeJwt(await f.orderToken());

@@ -51,7 +51,10 @@ export interface PresentedToken {
 }
 
 /** `suspendedPartner`: the token's partner is suspended by a drift (src/federation/drift): refused (invalid_request at token exchange), recorded. */
-export type Presented = { ok: true; token: PresentedToken } | { ok: false; reason: string; suspendedPartner?: { id: string; issuer: string } };
+/** `about`: a token of ours refused after its signature and the client's right held (revoked, say): its txn and subject, for the refusal's event. */
+export type Presented =
+  | { ok: true; token: PresentedToken }
+  | { ok: false; reason: string; suspendedPartner?: { id: string; issuer: string }; about?: { txn?: string; subject: string } };
 
 /**
  * Verifies a token sent as `subject_token` or `actor_token` with its declared type. The declared
@@ -78,7 +81,7 @@ export async function verifyPresentedToken(
     // The right to use the token is checked before its liveness (issue 17 review): a client that
     // may not exchange it gets the same refusal whether it is live or revoked, so it learns nothing.
     if (entitled) await entitled(local);
-    if (!(await isTokenLive(ctx, claims))) return { ok: false, reason: 'revoked, or its grant, mandate or person is no longer in force' };
+    if (!(await isTokenLive(ctx, claims))) return { ok: false, reason: 'revoked, or its grant, mandate or person is no longer in force', about: aboutOf(local) };
     return { ok: true, token: local };
   }
   const kind = partnerTokenKind(tokenType);
@@ -179,4 +182,9 @@ function unverifiedIssuer(token: string): string | undefined {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** What a refusal's event may name of a verified token: its trade's txn and its subject. */
+export function aboutOf(token: PresentedToken): { txn?: string; subject: string } {
+  return { subject: token.subject, ...(token.txn !== undefined ? { txn: token.txn } : {}) };
 }
