@@ -28,11 +28,11 @@ export interface PolicyQuestion {
   /** AuthZEN resource: `{ type: 'instrument', id: 'EURUSD', properties: { instrument_class: 'fx' } }`, an account, a resource server. */
   resource: { type: string; id: string; properties?: Record<string, unknown> };
   /**
-   * The policy context: notional, currency, region, venue, mandate, ... (docs/policy.md). For a
+   * The policy context: notional, currency, region, venue, ... (docs/policy.md). For a
    * person's token the guard adds the token's `acr` and `auth_time`, so step-up policies see how
    * the person signed in. A context that sets `acr` or `auth_time` itself is a programming error
    * (askPolicy throws a TypeError): a route that forwarded its client's context could otherwise
-   * claim a stronger or fresher sign-in than the token's. So is `txn`: the guard sends the token's.
+   * claim a stronger or fresher sign-in than the token's. So are `txn` and `mandate`: the guard sends the token's.
    */
   context?: Record<string, unknown>;
   /** Default: the token's user (`sub`), or its client when `sub` is the client itself. */
@@ -58,8 +58,8 @@ export interface PolicyDecision {
 
 const maxResponseBytes = 64 * 1024;
 
-/** What only the token may say in the context: how the person signed in, and the trade's txn. */
-const tokenContext = ['acr', 'auth_time', 'txn'] as const;
+/** What only the token may say in the context: how the person signed in, the trade's txn, and the mandate it runs under. */
+const tokenContext = ['acr', 'auth_time', 'txn', 'mandate'] as const;
 
 /**
  * Asks the PDP; resolves a deny on any error or time-out. Never throws, but for a programming
@@ -74,7 +74,7 @@ export async function askPolicy(
 ): Promise<PolicyDecision> {
   const claimed = tokenContext.filter((name) => question.context !== undefined && Object.hasOwn(question.context, name));
   if (claimed.length > 0) {
-    throw new TypeError(`askPolicy: the question's context sets ${claimed.join(' and ')}; only the token says how the person signed in (the guard sends its acr and auth_time)`);
+    throw new TypeError(`askPolicy: the question's context sets ${claimed.join(' and ')}; only the token says how the person signed in, its txn and its mandate (the guard sends them)`);
   }
   try {
     if (!options) return { decision: false, failure: 'the guard has no policy options' };
@@ -87,7 +87,13 @@ export async function askPolicy(
     };
     // The token's values last: nothing in the question overrides them. Its txn files the decision
     // under the trade (docs/audit.md "One txn from the first action").
-    const fromToken = { ...(subject.type === 'user' ? authentication : {}), ...(access.txn !== undefined ? { txn: access.txn } : {}) };
+    // Its mandate (id and version): Clearance loads the version's terms and holds the order to them
+    // (docs/mandates.md "Orders under a mandate").
+    const fromToken = {
+      ...(subject.type === 'user' ? authentication : {}),
+      ...(access.txn !== undefined ? { txn: access.txn } : {}),
+      ...(access.mandate !== undefined ? { mandate: { id: access.mandate.id, version: access.mandate.v } } : {}),
+    };
     const context = Object.keys(fromToken).length > 0 ? { ...question.context, ...fromToken } : question.context;
     const body = {
       subject,

@@ -432,7 +432,7 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
 }
 
 /** The Mandate record of the policy schema: the version's constraints, amounts in whole units. */
-function mandateContext(version: MandateVersion): MandateContext {
+export function mandateContext(version: MandateVersion): MandateContext {
   const c = version.terms.constraints;
   return {
     id: version.id,

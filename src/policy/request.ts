@@ -77,6 +77,18 @@ export interface DecisionRequest {
   context?: DecisionContext;
   /** The trade's txn the caller (the guard, from the token) sent in the AuthZEN context: the decision is filed under it. Not a policy attribute. */
   txn?: string;
+  /**
+   * The mandate the order runs under, as the AuthZEN context names it (the token's `mandate`):
+   * Clearance loads the version's terms into `context.mandate` and holds the order to them
+   * (src/mandates/order-check.ts). A caller never states the terms.
+   */
+  mandate?: MandateRequest;
+}
+
+/** A mandate named by id, and the version a token carries (without one: the current version). */
+export interface MandateRequest {
+  id: string;
+  v?: number;
 }
 
 export type Resolution = { ok: true; request: CedarRequest } | { ok: false; error: string };

@@ -189,4 +189,17 @@ describe('a step-up policy through the guard', () => {
     assert.deepEqual(rows.map((r) => [r.type, r.txn]), [['policy.denied', txn]]);
     await assert.rejects(g.askPolicy(access, { ...fxOrder(1), context: { notional: 1, currency: 'USD', txn: 'another' } }), TypeError);
   });
+
+  test('sends the token’s mandate (id and version), which Clearance holds the order to; a question may not name one', async () => {
+    const g = guard();
+    await server.running.ctx.storage.db.transaction().execute((trx) => recordUses(trx, server.running.ctx, aliceId, [{ kind: 'instrument_class', value: 'fx' }]));
+    const txn = `trade-${crypto.randomUUID()}`;
+    const access = await g.verify({ method: 'POST', url: `${ordersApi}/orders`, headers: { authorization: `Bearer ${await token({ acr: phr, auth_time: now() }, { txn, mandate: { id: 'no-such-mandate', v: 3 } })}` } });
+    const answer = await g.askPolicy(access, fxOrder(1_000_000));
+    assert.equal(answer.decision, false, 'the policies allow this order; the mandate it runs under does not exist');
+    assert.deepEqual(answer.reasons, ['mandate']);
+    const [row] = await server.running.ctx.storage.db.selectFrom('audit_events').select('event').where('txn', '=', txn).execute();
+    assert.deepEqual(JSON.parse(row!.event).mandate, { id: 'no-such-mandate', v: 3 });
+    await assert.rejects(g.askPolicy(access, { ...fxOrder(1), context: { notional: 1, currency: 'USD', mandate: { id: 'wider', version: 1 } } }), TypeError);
+  });
 });

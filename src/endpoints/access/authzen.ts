@@ -1,6 +1,7 @@
 import { isTxn } from '../../transactions/txn.ts';
 import { stepUpDetails, type Decision } from '../../policy/decide.ts';
-import type { DecisionContext, DecisionRequest, MandateContext } from '../../policy/request.ts';
+import { mandateIdPattern } from '../../mandates/terms.ts';
+import type { DecisionContext, DecisionRequest, MandateRequest } from '../../policy/request.ts';
 import { join, Validator, type Problem } from '../../validation.ts';
 
 /**
@@ -79,20 +80,25 @@ function readStrings(v: Validator, path: string, value: unknown): string[] | und
   return items;
 }
 
-function readMandate(v: Validator, path: string, value: unknown): MandateContext | undefined {
+/** The mandate terms a caller might send: Clearance loads them itself (src/mandates/order-check.ts). */
+const mandateTerms = ['scopes', 'instrument_classes', 'venues', 'regions', 'max_notional', 'currency'];
+
+/**
+ * `mandate: { id, version? }`: which mandate the order runs under (the version its token names;
+ * without one, the current). Its terms are never the caller's to state: a caller-sent limit could
+ * only be a wider one, so terms are refused rather than ignored.
+ */
+function readMandate(v: Validator, path: string, value: unknown): MandateRequest | undefined {
   const o = v.object(path, value);
   if (!o) return undefined;
   const before = v.problems.length;
-  v.knownKeys(path, o, ['id', 'version', 'scopes', 'instrument_classes', 'venues', 'regions', 'max_notional', 'currency']);
-  const mandate: Partial<MandateContext> = {};
-  mandate.id = v.string(join(path, 'id'), o.id, shortString);
-  mandate.version = readLong(v, join(path, 'version'), o.version, 1);
-  for (const key of ['scopes', 'instrument_classes', 'venues', 'regions'] as const) {
-    if (o[key] !== undefined) mandate[key] = readStrings(v, join(path, key), o[key]);
+  for (const key of mandateTerms) {
+    if (o[key] !== undefined) v.fail(join(path, key), "is loaded by Clearance from the mandate's version; send only id and version");
   }
-  if (o.max_notional !== undefined) mandate.max_notional = readLong(v, join(path, 'max_notional'), o.max_notional, 0);
-  if (o.currency !== undefined) mandate.currency = v.string(join(path, 'currency'), o.currency, { pattern: /^[A-Z]{3}$/, patternMessage: 'must be an ISO 4217 currency code' });
-  return v.problems.length === before ? (mandate as MandateContext) : undefined;
+  v.knownKeys(path, o, ['id', 'version', ...mandateTerms]);
+  const id = v.string(join(path, 'id'), o.id, { pattern: mandateIdPattern, patternMessage: 'must be a mandate identifier' });
+  const version = o.version === undefined ? undefined : readLong(v, join(path, 'version'), o.version, 1);
+  return v.problems.length === before && id !== undefined ? { id, ...(version !== undefined ? { v: version } : {}) } : undefined;
 }
 
 /** Reads an AuthZEN context into the policy schema's RequestContext (less `time`). */
@@ -127,7 +133,8 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
         context.auth_time = readLong(v, at, item, 0);
         break;
       case 'mandate':
-        context.mandate = readMandate(v, at, item);
+        // Validated here; toRequest carries it as the request's `mandate`, whose terms Clearance loads.
+        readMandate(v, at, item);
         break;
       case 'txn':
         // The token's txn (src/transactions/txn.ts), for the record only: toRequest carries it.
@@ -166,8 +173,9 @@ function toRequest(v: Validator, path: string, parts: Parts, where: (part: Part)
   const resource = readResource(v, where('resource'), parts.resource);
   const context = parts.context === undefined ? {} : readContext(v, where('context'), parts.context);
   if (v.problems.length !== before) return undefined;
-  const txn = (parts.context as Record<string, unknown> | undefined)?.txn;
-  return { principal: principal!, action: action!, resource: resource!, context: context!, ...(isTxn(txn) ? { txn } : {}) };
+  const sent = parts.context as Record<string, unknown> | undefined;
+  const mandate = sent?.mandate === undefined ? undefined : readMandate(new Validator(), '', sent.mandate);
+  return { principal: principal!, action: action!, resource: resource!, context: context!, ...(isTxn(sent?.txn) ? { txn: sent.txn } : {}), ...(mandate ? { mandate } : {}) };
 }
 
 /** §6.1: `{ subject, action, resource, context? }`. */

@@ -7,6 +7,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
 import type { Decision, Resolutions } from '../../policy/decide.ts';
 import { evaluateWithRisk, observeEvaluation, recordEvaluation, type RiskedDecision } from '../../risk/evaluation.ts';
+import { underMandate, withMandateVerdict } from '../../mandates/order-check.ts';
 import { accessAudience, accessEvaluateScope } from '../../resource-servers/builtins.ts';
 import { authorizeProtectedRequest, type ProtectedResource } from '../../tokens/protected-resource.ts';
 import { formatProblem, type Problem } from '../../validation.ts';
@@ -29,7 +30,10 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
  *    batch's events committed together);
  * 5. informed by the risk engine (src/risk/evaluation.ts): the principal is assessed at moment
  *    `evaluation`, Cedar sees it as `context.risk`, a risk deny denies what the policies permit
- *    (with `risk.denied` and its alert), and each decision event carries `details.risk`.
+ *    (with `risk.denied` and its alert), and each decision event carries `details.risk`;
+ * 6. under a mandate the context names (id, and the version its token carries): Clearance loads the
+ *    version's terms into `context.mandate` and an order outside them, or a mandate no longer in
+ *    force, is denied whatever the policies say (src/mandates/order-check.ts).
  *    Anything unexpected is a 500, which a PEP must treat as a deny.
  * A caller's `X-Request-ID` is echoed (AuthZEN §11.1.3) once step 1 has passed.
  */
@@ -44,7 +48,8 @@ export const accessEvaluation: Endpoint = {
       const { request: decisionRequest, problems } = readEvaluationRequest(requireJson(request));
       if (!decisionRequest) throw invalid(problems);
       const meta = { requestId: request.id, caller, via: 'authzen', ...(decisionRequest.txn !== undefined ? { txn: decisionRequest.txn } : {}) };
-      const evaluated = await evaluateWithRisk(ctx, decisionRequest, meta);
+      const order = await underMandate(ctx, decisionRequest);
+      const evaluated = withMandateVerdict(await evaluateWithRisk(ctx, order.request, meta), order);
       await recordEvaluation(ctx, evaluated, meta, decisionRequest);
       await observeEvaluation(ctx, evaluated);
       return evaluationResponse(evaluated.decision);
@@ -67,7 +72,8 @@ export const accessEvaluation: Endpoint = {
       try {
         for (const item of parsed.requests) {
           const itemMeta = item.txn !== undefined ? { ...meta, txn: item.txn } : meta;
-          const evaluated = await evaluateWithRisk(ctx, item, itemMeta, resolutions);
+          const order = await underMandate(ctx, item);
+          const evaluated = withMandateVerdict(await evaluateWithRisk(ctx, order.request, itemMeta, resolutions), order);
           recorded.push(recordEvaluation(ctx, evaluated, itemMeta, item));
           evaluations.push(evaluated);
           const decision = evaluated.decision;
