@@ -76,6 +76,11 @@ export interface Config {
   refusalAuditLimit: number;
   /** The window of refusalAuditLimit, in seconds: CLEARANCE_REFUSAL_AUDIT_WINDOW, default 60. */
   refusalAuditWindowSeconds: number;
+  /**
+   * How long before a mandate lapses a txn that used it counts as in flight (execution to
+   * settlement): CLEARANCE_MANDATE_IN_FLIGHT_WINDOW seconds, default 259200 (3 days, T+2 and a day).
+   */
+  mandateInFlightWindowSeconds: number;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -137,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     screeningList: emptyToUndefined(env.CLEARANCE_SCREENING_LIST) === undefined ? undefined : resolve(env.CLEARANCE_SCREENING_LIST!),
     refusalAuditLimit: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_LIMIT', 20, 1, 1_000_000),
     refusalAuditWindowSeconds: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_WINDOW', 60, 1, 86_400),
+    mandateInFlightWindowSeconds: readInt(env, 'CLEARANCE_MANDATE_IN_FLIGHT_WINDOW', 259_200, 60, 90 * 86_400),
   };
 }
 

@@ -78,6 +78,9 @@ export const auditEventTypes = [
   'mandate.amended',
   'mandate.revoked',
   'mandate.expired',
+  // A mandate version lapsed (revoked, superseded, expired) while a trade that used it was in
+  // flight (src/mandates/lapses.ts): one per txn, filed under it, naming the lapse.
+  'mandate.lapsed_in_flight',
   // What-you-see-is-what-you-sign (src/approvals): a person approved exactly some
   // authorization_details with a passkey — the event carries the evidence an auditor verifies
   // offline (verify-bundle) — or an approval failed (a changed order, a bad assertion).

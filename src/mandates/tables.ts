@@ -50,4 +50,19 @@ export interface MandateTables {
     /** When the expiry (effective_to passed) was first observed. */
     expired_at: number | null;
   };
+  /**
+   * Mandate versions whose lapse (revoked, superseded, expired) was looked at for transactions in
+   * flight (migration 0033, src/mandates/lapses.ts): one row per version, written by the node that
+   * raises its `mandate.lapsed_in_flight` events, in the same transaction, so a lapse is raised once.
+   */
+  mandate_lapses: {
+    mandate_id: string;
+    version: number;
+    /** 'revoked' | 'superseded' | 'expired'. */
+    lapse: string;
+    lapsed_at: number;
+    /** How many txns were in flight (events raised). */
+    txns: number;
+    raised_at: number;
+  };
 }

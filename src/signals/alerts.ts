@@ -28,6 +28,8 @@ export const alertTypes = [
   'partner.drifted',
   'partner.unreachable',
   'partner.suspended',
+  // A mandate lapsed with trades in flight under it (src/mandates/lapses.ts, docs/mandates.md).
+  'mandate.lapsed_in_flight',
 ] as const;
 
 export type AlertType = (typeof alertTypes)[number];

@@ -6,6 +6,7 @@ import { deliverAlerts, type DeliveryOptions } from './delivery.ts';
 import { expireKycRecords } from '../risk/kyc/expiry.ts';
 import { rescreenOnListChange } from '../risk/screening/screen.ts';
 import { checkPartnerDrift } from '../federation/drift/check.ts';
+import { raiseLapsesInFlight } from '../mandates/lapses.ts';
 import type { JsonFetcher } from '../federation/fetch.ts';
 
 /**
@@ -19,9 +20,10 @@ import type { JsonFetcher } from '../federation/fetch.ts';
  * (`kyc.expired`, src/risk/kyc/expiry.ts), the screening list file is loaded again when it changed
  * and everyone screened against a new version (src/risk/screening/screen.ts), the partners whose
  * drift check is due are checked against their live keys and metadata (src/federation/drift:
- * `partner.drifted`, `partner.unreachable`, `partner.suspended` and their alerts), then the alert
- * outbox is delivered (./delivery.ts). All are safe on any number of nodes at once — each ending,
- * window evaluation, expiry, re-screening, partner check and delivery is taken by one conditional update — so
+ * `partner.drifted`, `partner.unreachable`, `partner.suspended` and their alerts), the mandates
+ * that lapsed with trades in flight are raised (src/mandates/lapses.ts: `mandate.lapsed_in_flight`
+ * and its alert), then the alert outbox is delivered (./delivery.ts). All are safe on any number of nodes at once — each ending,
+ * window evaluation, expiry, re-screening, partner check, lapse and delivery is taken by one conditional update or insert — so
  * nothing needs a leader. A failing step is logged and the next pass tries again.
  */
 export interface SignalService {
@@ -70,6 +72,11 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
       await checkPartnerDrift(ctx, options.partnerFetch ? { fetch: options.partnerFetch } : {});
     } catch (error) {
       ctx.log.error({ err: error }, 'partner drift checks failed; retrying next pass');
+    }
+    try {
+      await raiseLapsesInFlight(ctx);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'raising mandate lapses in flight failed; retrying next pass');
     }
     try {
       await deliverAlerts(ctx, options.delivery);

@@ -31,6 +31,7 @@ import * as riskAnomalies from './0029_risk_anomalies.ts';
 import * as rateLimits from './0030_rate_limits.ts';
 import * as kyc from './0031_kyc.ts';
 import * as transactions from './0032_transactions.ts';
+import * as mandateLapses from './0033_mandate_lapses.ts';
 import * as partnerDrift from './0036_partner_drift.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
@@ -67,5 +68,6 @@ export const migrations: Record<string, Migration> = {
   '0030_rate_limits': rateLimits,
   '0031_kyc': kyc,
   '0032_transactions': transactions,
+  '0033_mandate_lapses': mandateLapses,
   '0036_partner_drift': partnerDrift,
 };
