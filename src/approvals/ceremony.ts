@@ -123,8 +123,9 @@ export function recordApprovalIn(
   recordAssertion(ctx, flight, checked.verdict);
   return {
     type: 'approval.given',
-    // The transaction of the approved order: the tokens issued under the approval carry it as txn.
-    txn: checked.record.id,
+    // The transaction of the approved order: the one the authorization request started, else the
+    // approval's own id; the tokens issued under the approval carry it as txn.
+    txn: stored.request.txn ?? checked.record.id,
     actor: who.userId,
     subject: who.userId,
     client: who.clientId,

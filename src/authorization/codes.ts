@@ -34,6 +34,8 @@ export interface CodePayload {
   dpopJkt?: string;
   /** The mandate id the person asked to act under. */
   mandate?: string;
+  /** The trade's txn the authorization request started: its tokens carry it. */
+  txn?: string;
   /** The step-up this code concluded (src/authorization/step-up.ts): its token.issued names it. */
   stepUpId?: string;
   /**

@@ -38,6 +38,7 @@ import { authenticationDemands, requirementOf } from './requirements.ts';
 import { mergedStepUp, stepUpCompletedEvent, stepUpMet, stepUpOf, stepUpRequestedEvent, type StepUpRecord } from './step-up.ts';
 import { maybePruneAuthorizationState } from './pruning.ts';
 import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
+import { startTxn } from '../transactions/txn.ts';
 
 /**
  * The authorization endpoint's protocol (RFC 6749 §4.1, OIDC Core §3.1.2, RFC 9126 §4, RFC 9101),
@@ -240,6 +241,15 @@ async function readRequest(
         request.state,
       );
     }
+    // The person's order starts its trade here (src/transactions/txn.ts); a taken txn goes back to the client.
+    if (request.txn !== undefined) {
+      try {
+        await startTxn(ctx, request.txn, client.metadata.client_id);
+      } catch (error) {
+        if (error instanceof OAuthError) throw new AuthorizationRedirectError(error, request.redirectUri, request.state);
+        throw error;
+      }
+    }
     return { request };
   }
   if (params.has('request')) throw new AuthorizationPageError(new OAuthError('invalid_request', 'send request or request_uri, not both'));
@@ -295,6 +305,7 @@ async function respondCode(
       // RFC 9449 §10: the code is bound to the DPoP key of dpop_jkt or PAR's proof.
       ...(request.dpopJkt !== undefined ? { dpopJkt: request.dpopJkt } : {}),
       ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
+      ...(request.txn !== undefined ? { txn: request.txn } : {}),
       // The step-up the code concludes: its token.issued names it.
       ...(stepUp ? { stepUpId: stepUp.id } : {}),
       // The person's passkey approval of the order entries: its tokens carry the digest.

@@ -6,6 +6,7 @@ import type { VerifiedDpopProof } from '../tokens/dpop.ts';
 import { AuthorizationParameters } from './parameters.ts';
 import { storePushedRequest, type PushedRequest } from './pushed-requests.ts';
 import { AuthorizationPageError, AuthorizationRedirectError, validateAuthorizationRequest } from './request.ts';
+import { startTxn } from '../transactions/txn.ts';
 
 /**
  * The pushed authorization request endpoint's protocol (RFC 9126 §2), after client authentication:
@@ -39,6 +40,8 @@ export async function pushAuthorizationRequest(
       }
       request.dpopJkt = dpop.jkt;
     }
+    // The person's order starts its trade here (src/transactions/txn.ts): a taken txn is refused now.
+    if (request.txn !== undefined) await startTxn(ctx, request.txn, client.metadata.client_id);
     return await storePushedRequest(ctx, request);
   } catch (error) {
     if (error instanceof AuthorizationPageError || error instanceof AuthorizationRedirectError) throw error.oauth;

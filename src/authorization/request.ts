@@ -1,5 +1,6 @@
 import { isFapi2 } from '../clients/profile.ts';
 import { mandateIdPattern } from '../mandates/terms.ts';
+import { requestedTxn } from '../transactions/txn.ts';
 import type { Client } from '../clients/store.ts';
 import { jktPattern } from '../tokens/dpop.ts';
 import type { Context } from '../context.ts';
@@ -45,6 +46,11 @@ export interface AuthorizationRequest {
   dpopJkt?: string;
   /** The mandate the person acts under (docs/mandates.md): checked and named by the tokens at the token endpoint. */
   mandate?: string;
+  /**
+   * The trade's txn the request starts (`txn=<id>` or `txn=new`, src/transactions/txn.ts): started
+   * when the request is accepted (PAR, or /authorize), carried by the code's and refresh's tokens.
+   */
+  txn?: string;
   /** How the request arrived: plain parameters, a signed request object, or PAR. */
   via: 'parameters' | 'request_object' | 'par' | 'par_request_object';
   /** The pushed request it was resolved from (RFC 9126), consumed when the authorization completes. */
@@ -227,6 +233,11 @@ async function validateRest(
   const mandate = params.string('mandate');
   if (mandate !== undefined && !mandateIdPattern.test(mandate)) throw new OAuthError('invalid_request', 'mandate is not a mandate identifier');
   if (mandate !== undefined && resource === undefined) throw new OAuthError('invalid_request', 'a mandate needs business scopes or a resource');
+  // A person's order starts its trade here (docs/audit.md "One txn from the first action").
+  const txn = requestedTxn(params.string('txn'))?.txn;
+  if (txn !== undefined && authorizationDetails.length === 0 && mandate === undefined) {
+    throw new OAuthError('invalid_request', 'txn starts a trade: send it with authorization_details or a mandate');
+  }
 
   return {
     ...(nonce !== undefined ? { nonce } : {}),
@@ -241,6 +252,7 @@ async function validateRest(
     ...(acrClaim !== undefined ? { acrClaim } : {}),
     ...(dpopJkt !== undefined ? { dpopJkt } : {}),
     ...(mandate !== undefined ? { mandate } : {}),
+    ...(txn !== undefined ? { txn } : {}),
   };
 }
 

@@ -113,10 +113,11 @@ export async function issuePersonTokens(
       ...(basis.ciba && basis.ciba.approvals.length > 0 ? { approvals: basis.ciba.approvals } : {}),
       ...(basis.ciba?.act ? { act: basis.ciba.act } : {}),
     },
-    // An approved order is one transaction from the person's approval on: the token and every hop
-    // after it carry the approval's id as `txn`, so `audit export --txn` holds the evidence too. A
-    // CIBA request is one transaction whatever the audience: its approval request's id.
-    ...(basis.ciba ? { txn: basis.ciba.txn } : basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
+    // The trade's txn: the one the authorization request started (src/transactions/txn.ts), under
+    // which an approval's evidence is filed too; else an approved order is one transaction from the
+    // person's approval on (its id), so `audit export --txn` holds the evidence. A CIBA request is
+    // one transaction whatever the audience: its approval request's id.
+    ...(basis.ciba ? { txn: basis.ciba.txn } : basis.txn !== undefined && !userinfo ? { txn: basis.txn } : basis.approval && !userinfo ? { txn: basis.approval.id } : {}),
     ...(options.address !== undefined ? { address: options.address } : {}),
     // For the risk engine: the token presented to get this one, and the signals of the sign-in the
     // grant was made from (kept with its code and refresh tokens).
@@ -224,6 +225,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       acr: basis.acr,
       amr: basis.amr,
       ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
+      ...(basis.txn !== undefined ? { txn: basis.txn } : {}),
       ...(basis.approval !== undefined ? { approval: basis.approval } : {}),
       ...(basis.ciba !== undefined ? { ciba: basis.ciba } : {}),
       ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}),

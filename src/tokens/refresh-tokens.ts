@@ -51,6 +51,8 @@ export interface RefreshPayload {
   amr: string[];
   /** The mandate id the person acts under, checked again at every refresh. */
   mandate?: string;
+  /** The trade's txn the authorization started: refreshed tokens continue it. */
+  txn?: string;
   /** The person's passkey approval of the order entries: refreshed tokens carry it as the code's did. */
   approval?: { id: string; digest: string };
   /** A CIBA request's txn, approvals and act chain: refreshed tokens carry them as the first did. */

@@ -20,6 +20,8 @@ export interface TokenBasis {
   amr: string[];
   /** The mandate id the person acts under, checked at every issuance. */
   mandate?: string;
+  /** The trade's txn the authorization request started (src/transactions/txn.ts). */
+  txn?: string;
   /** The person's passkey approval of the order entries (src/approvals): its id and digest. */
   approval?: { id: string; digest: string };
   /**
@@ -35,7 +37,7 @@ export interface TokenBasis {
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'approval' | 'ciba' | 'loginRisk'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'txn' | 'approval' | 'ciba' | 'loginRisk'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -49,6 +51,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     acr: p.acr,
     amr: p.amr,
     ...(p.mandate !== undefined ? { mandate: p.mandate } : {}),
+    ...(p.txn !== undefined ? { txn: p.txn } : {}),
     ...(p.approval !== undefined ? { approval: p.approval } : {}),
     ...(p.ciba !== undefined ? { ciba: p.ciba } : {}),
     ...(p.loginRisk !== undefined ? { loginRisk: p.loginRisk } : {}),

@@ -52,6 +52,21 @@ export function startTxnIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock
 
 export const txnTaken = 'txn_taken';
 
+/**
+ * Starts `txn` for `clientId` on its own (an authorization request, PAR or /authorize, where the
+ * person's order starts: no issuance to ride with), or rejects with the refusal of a taken txn.
+ * A request that then goes nowhere leaves its txn started: a txn is never handed out twice.
+ */
+export async function startTxn(ctx: Pick<Context, 'storage' | 'clock'>, txn: string, clientId: string): Promise<void> {
+  const started = await ctx.storage.db
+    .insertInto('transactions')
+    .values({ txn, client_id: clientId, started_at: ctx.clock.now() })
+    .onConflict((oc) => oc.column('txn').doNothing())
+    .returning('txn')
+    .executeTakeFirst();
+  if (!started) throw await txnRefusal(ctx.storage.db, txn, clientId);
+}
+
 /** The refusal of a txn already started: this client's own reuse, or another client's txn (not named). */
 export async function txnRefusal(db: Kysely<Database>, txn: string, clientId: string): Promise<OAuthError> {
   const row = await db.selectFrom('transactions').select('client_id').where('txn', '=', txn).executeTakeFirst();

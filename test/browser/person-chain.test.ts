@@ -55,6 +55,8 @@ test('a trader signs in through the browser, orders under her desk mandate, and 
     scope: 'openid order:create settlement:submit',
     resource: audiences.orders,
     mandate: deskMandateId,
+    // The trade starts with her order: Clearance mints its txn, carried from her first token on.
+    txn: 'new',
     code_challenge: challenge,
     code_challenge_method: 'S256',
     state,
@@ -97,6 +99,15 @@ test('a trader signs in through the browser, orders under her desk mandate, and 
   assert.equal(body.execution.settlement.subject, person, 'the clearing firm settles for the trader');
   assert.deepEqual(body.execution.settlement.on_behalf_chain, ['broker-backend', 'arranger-backend'], 'newest actor first');
   assert.deepEqual(body.execution.settlement.mandate, body.mandate, 'the mandate version of her first token, at every hop');
-  assert.equal(body.execution.settlement.txn, body.execution.txn, 'one txn across the hops');
+  assert.match(String(first.txn), /^[0-9a-f-]{36}$/, 'her first token starts the trade');
+  assert.equal(body.execution.txn, first.txn, 'the broker files the order under the txn of her first token');
+  assert.equal(body.execution.settlement.txn, first.txn, 'and so does the clearing firm');
+  // Everything Clearance did for the trade is filed under it, from her first token on.
+  const filed = await server.running.ctx.storage.db.selectFrom('audit_events').select(['type', 'subject']).where('txn', '=', String(first.txn)).orderBy('seq').execute();
+  assert.deepEqual(filed.map((e) => [e.type, e.subject]), [
+    ['token.issued', person],
+    ['token.exchanged', person],
+    ['token.exchanged', person],
+  ]);
   assert.deepEqual(pageErrors, []);
 });
