@@ -20,6 +20,20 @@ export async function policyAuthzen(seconds: number, connections = 16): Promise<
     ...exampleEntities(),
     ...peopleAndClients,
     policies: [{ version: 'bench', text: examplePolicyText(), change_ref: 'BENCH-1', author: 'bench.author', approver: 'bench.approver', active: true }],
+    // The algorithm's mandate: its orders name it by id and version, and Clearance loads the terms.
+    mandates: [
+      {
+        id: 'mandate-1',
+        grantor: { lei: '5493001KJTIIGC8Y1R12' },
+        grantee: { client_id: 'algo-fx-1' },
+        scopes: ['order:create'],
+        constraints: { instrument_classes: ['fx'], max_notional: { amount: '10000000', currency: 'USD' } },
+        legal_basis: { reference: 'BENCH-MANDATE-1' },
+        effective_from: '2020-01-01T00:00:00Z',
+        accepted_by: 'bench.desk.head',
+        accepted_at: '2020-01-01T00:00:00Z',
+      },
+    ],
   });
   try {
     const secret = (server.applied ?? []).map((l) => /^client_secret for order-gateway [^:]*: (\S+)$/.exec(l)?.[1]).find(Boolean);
@@ -93,10 +107,8 @@ function requestMakers(users: Record<string, string>): (() => Record<string, unk
     order(user('bob'), instrument('BTC-USD', 'crypto'), 1_000_000),
     // A class none of carol's desks trades... crypto derivatives she is not suitable for.
     order(user('carol'), instrument('BTC-PERP', 'crypto_derivatives'), 3_000_000),
-    // An algorithm under a mandate for FX, with the mandate's ceiling.
-    order({ type: 'agent', id: 'algo-fx-1' }, instrument('GBPUSD', 'fx'), 12_000_000, {
-      mandate: { id: 'mandate-1', version: 1, scopes: ['order:create'], instrument_classes: ['fx'], max_notional: 10_000_000, currency: 'USD' },
-    }),
+    // An algorithm under its mandate for FX (named by id and version; Clearance loads its 10m ceiling).
+    order({ type: 'agent', id: 'algo-fx-1' }, instrument('GBPUSD', 'fx'), 12_000_000, { mandate: { id: 'mandate-1', version: 1 } }),
     // A firm's risk engine reads its own account in its region, and an embargoed custodian's.
     () => ({ subject: { type: 'client', id: 'risk-engine' }, action: { name: 'position:view' }, resource: { type: 'account', id: 'GB-FX-001' }, context: { region: 'uk' } }),
     () => ({ subject: { type: 'client', id: 'risk-engine' }, action: { name: 'position:view' }, resource: { type: 'account', id: 'CU-CUST-001' }, context: { region: 'us' } }),

@@ -4,7 +4,7 @@ import type { Decision } from '../policy/decide.ts';
 import { mandateContext } from '../policy/issuance.ts';
 import type { DecisionRequest } from '../policy/request.ts';
 import type { RiskedDecision } from '../risk/evaluation.ts';
-import { mandateCovers, type MandateRef } from './coverage.ts';
+import { versionCovers, type MandateRef } from './coverage.ts';
 import { clientParties, userParties } from './issuance.ts';
 import { currentVersionIn, readVersion } from './store.ts';
 import type { Party } from './terms.ts';
@@ -12,8 +12,8 @@ import type { Party } from './terms.ts';
 /**
  * Order-time mandate checks (issue 17 item 2; docs/mandates.md "Orders under a mandate"): an
  * AuthZEN question names only the mandate (its id, and the version the token carries); Clearance
- * loads that version and
- * - holds the order to it in code, as issuance does (coverage.ts: in force at Clearance's clock —
+ * loads that version (one read) and
+ * - holds the order to it in code, as issuance does (coverage.ts versionCovers: in force at Clearance's clock —
  *   not revoked, superseded, expired or before its dates —, granted to the principal, the action
  *   among its scopes, the instrument class, venue, region, notional and currency, time window):
  *   a policy that forgets the mandate can never widen it;
@@ -36,11 +36,14 @@ export async function underMandate(ctx: Deps, request: DecisionRequest): Promise
   if (!named) return { request };
   const { mandate: _sent, ...context } = request.context ?? {};
   const bare = { ...request, context };
-  const v = named.v ?? (await currentVersionIn(ctx.storage.db, named.id))?.version;
-  if (v === undefined) return { request: bare, refusal: `mandate ${named.id} does not exist` };
-  const ref = { id: named.id, v };
+  // The version the token names; without one, the current.
+  const version = named.v !== undefined ? await readVersion(ctx.storage.db, named.id, named.v) : await currentVersionIn(ctx.storage.db, named.id);
+  if (!version) {
+    return { request: bare, ...(named.v !== undefined ? { ref: { id: named.id, v: named.v } } : {}), refusal: `mandate ${named.id}${named.v !== undefined ? ` v${named.v}` : ''} does not exist` };
+  }
+  const ref = { id: version.id, v: version.version };
   const c = request.context ?? {};
-  const coverage = await mandateCovers(ctx, ref, {
+  const coverage = await versionCovers(ctx, version, {
     scopes: [request.action],
     grantees: await partiesOf(ctx, request.principal),
     ...(request.resource.instrument_class ?? c.instrument_class ? { instrumentClass: request.resource.instrument_class ?? c.instrument_class } : {}),
@@ -50,8 +53,7 @@ export async function underMandate(ctx: Deps, request: DecisionRequest): Promise
     ...(c.notional !== undefined ? { notional: { amount: c.notional, currency: c.currency ?? '' } } : {}),
     at: new Date(ctx.clock.now()),
   });
-  const version = await readVersion(ctx.storage.db, ref.id, ref.v);
-  const loaded = version ? { ...bare, context: { ...context, mandate: mandateContext(version) } } : bare;
+  const loaded = { ...bare, context: { ...context, mandate: mandateContext(version) } };
   return { request: loaded, ref, ...(coverage.ok ? {} : { refusal: coverage.reason }) };
 }
 
