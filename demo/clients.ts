@@ -17,6 +17,18 @@ export async function newClient(clientId: string): Promise<FirmClient> {
   return { clientId, privateKey, publicJwk: await exportJWK(publicKey) };
 }
 
+/** The demo's four firm clients, and the public keys apply registers for them (demo/config.ts). */
+export async function newDemoClients() {
+  const clients = {
+    algo: await newClient('algo-7'),
+    arranger: await newClient('arranger-backend'),
+    broker: await newClient('broker-backend'),
+    compliance: await newClient('compliance-console'),
+  };
+  const keys = { 'algo-7': clients.algo.publicJwk, 'arranger-backend': clients.arranger.publicJwk, 'broker-backend': clients.broker.publicJwk, 'compliance-console': clients.compliance.publicJwk };
+  return { clients, keys };
+}
+
 export interface TokenAnswer {
   status: number;
   body: Record<string, unknown>;

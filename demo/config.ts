@@ -25,6 +25,16 @@ export interface Audiences {
 
 export const mandateId = 'am-algo-7-fx-2026';
 
+/** The three APIs on loopback ports, and the reporting API that is registered but never started. */
+export function loopbackAudiences(ports: { orders: number; execution: number; clearing: number }): Audiences {
+  return {
+    orders: `http://127.0.0.1:${ports.orders}`,
+    execution: `http://127.0.0.1:${ports.execution}`,
+    clearing: `http://127.0.0.1:${ports.clearing}`,
+    usReporting: 'https://reporting.us.example.com',
+  };
+}
+
 /** Client ids and the public JWK each authenticates with (private_key_jwt). */
 export type ClientKeys = Record<'algo-7' | 'arranger-backend' | 'broker-backend' | 'compliance-console', object>;
 

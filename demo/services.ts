@@ -124,3 +124,20 @@ export async function startArranger(issuer: string, audience: string, port: numb
   });
   return listen(app, port);
 }
+
+/** Starts the clearing firm, the broker and the arranger (in that order: each needs the next hop's URL). */
+export async function startFirms(
+  issuer: string,
+  audiences: { orders: string; execution: string; clearing: string },
+  ports: { orders: number; execution: number; clearing: number },
+  clients: { arranger: FirmClient; broker: FirmClient },
+  started: { close(): Promise<unknown> }[],
+): Promise<{ arranger: Service; broker: Service; clearing: Service }> {
+  const clearing = await startClearing(issuer, audiences.clearing, ports.clearing);
+  started.push(clearing.app);
+  const broker = await startBroker(issuer, audiences.execution, ports.execution, clients.broker, { audience: audiences.clearing, url: clearing.url });
+  started.push(broker.app);
+  const arranger = await startArranger(issuer, audiences.orders, ports.orders, clients.arranger, { audience: audiences.execution, url: broker.url });
+  started.push(arranger.app);
+  return { arranger, broker, clearing };
+}

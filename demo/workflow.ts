@@ -19,9 +19,9 @@ import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { formatProblem } from '../src/validation.ts';
-import { newClient, tokenRequest, type FirmClient } from './clients.ts';
-import { demoDocument, mandateId, type Audiences } from './config.ts';
-import { startArranger, startBroker, startClearing, type Order, type Service } from './services.ts';
+import { newDemoClients, tokenRequest } from './clients.ts';
+import { demoDocument, loopbackAudiences, mandateId } from './config.ts';
+import { startFirms, type Order } from './services.ts';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -62,36 +62,16 @@ export async function runDemo(print: (line: string) => void = console.log): Prom
     const clearance: RunningServer = await startServer(loadConfig(env), { log: createLogger('silent') });
     started.push(clearance);
     const ports = { orders: await freePort(), execution: await freePort(), clearing: await freePort() };
-    const audiences: Audiences = {
-      orders: `http://127.0.0.1:${ports.orders}`,
-      execution: `http://127.0.0.1:${ports.execution}`,
-      clearing: `http://127.0.0.1:${ports.clearing}`,
-      usReporting: 'https://reporting.us.example.com',
-    };
-    const clients = {
-      algo: await newClient('algo-7'),
-      arranger: await newClient('arranger-backend'),
-      broker: await newClient('broker-backend'),
-      compliance: await newClient('compliance-console'),
-    };
-    const document = demoDocument(
-      audiences,
-      { 'algo-7': clients.algo.publicJwk, 'arranger-backend': clients.arranger.publicJwk, 'broker-backend': clients.broker.publicJwk, 'compliance-console': clients.compliance.publicJwk },
-      join(root, 'examples', 'policies'),
-      new Date(),
-    );
+    const audiences = loopbackAudiences(ports);
+    const { clients, keys } = await newDemoClients();
+    const document = demoDocument(audiences, keys, join(root, 'examples', 'policies'), new Date());
     const { plan, problems } = await planApply(clearance.ctx, document);
     if (!plan) throw new Error(problems.map(formatProblem).join('\n'));
     const applied = await executeApply(clearance.ctx, plan, { actor: 'demo', via: 'cli' });
     say(`${issuer}: ${applied.changes.length} changes (4 firms, 4 resource servers, 5 clients, mandate ${mandateId}, policy set demo-1 activated by a second person)`);
 
     step('The arranger, the broker and the clearing firm start their APIs, each behind clearance/guard');
-    const clearing: Service = await startClearing(issuer, audiences.clearing, ports.clearing);
-    started.push(clearing.app);
-    const broker = await startBroker(issuer, audiences.execution, ports.execution, clients.broker, { audience: audiences.clearing, url: clearing.url });
-    started.push(broker.app);
-    const arranger = await startArranger(issuer, audiences.orders, ports.orders, clients.arranger, { audience: audiences.execution, url: broker.url });
-    started.push(arranger.app);
+    const { arranger, broker, clearing } = await startFirms(issuer, audiences, ports, clients, started);
     say(`order API ${arranger.url} · execution API ${broker.url} · clearing API ${clearing.url} (DPoP-bound tokens only)`);
 
     step('The asset manager algorithm algo-7 authenticates (private_key_jwt) and asks for a token under its mandate, starting the trade\'s txn');

@@ -4,9 +4,9 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import * as client from 'openid-client';
-import { newClient } from '../../demo/clients.ts';
-import { deskMandateId, demoDocument, trader, withTrader, type Audiences } from '../../demo/config.ts';
-import { startArranger, startBroker, startClearing } from '../../demo/services.ts';
+import { newDemoClients } from '../../demo/clients.ts';
+import { deskMandateId, demoDocument, loopbackAudiences, trader, withTrader } from '../../demo/config.ts';
+import { startFirms } from '../../demo/services.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { startCallbackServer } from '../helpers/callback-server.ts';
 import { personPage } from '../helpers/desk-app.ts';
@@ -27,23 +27,16 @@ test('a trader signs in through the browser, orders under her desk mandate, and 
   const server = await startTestServer({ t, host: 'localhost' }); // WebAuthn's RP ID is a host name
   const issuer = server.issuer;
   const ports = { orders: await freePort(), execution: await freePort(), clearing: await freePort() };
-  const audiences: Audiences = {
-    orders: `http://127.0.0.1:${ports.orders}`,
-    execution: `http://127.0.0.1:${ports.execution}`,
-    clearing: `http://127.0.0.1:${ports.clearing}`,
-    usReporting: 'https://reporting.us.example.com',
-  };
-  const clients = { algo: await newClient('algo-7'), arranger: await newClient('arranger-backend'), broker: await newClient('broker-backend'), compliance: await newClient('compliance-console') };
-  const keys = { 'algo-7': clients.algo.publicJwk, 'arranger-backend': clients.arranger.publicJwk, 'broker-backend': clients.broker.publicJwk, 'compliance-console': clients.compliance.publicJwk };
+  const audiences = loopbackAudiences(ports);
+  const { clients, keys } = await newDemoClients();
   const now = new Date();
   await server.apply(withTrader(demoDocument(audiences, keys, policies, now), app, now));
 
-  const clearing = await startClearing(issuer, audiences.clearing, ports.clearing);
-  const broker = await startBroker(issuer, audiences.execution, ports.execution, clients.broker, { audience: audiences.clearing, url: clearing.url });
-  const arranger = await startArranger(issuer, audiences.orders, ports.orders, clients.arranger, { audience: audiences.execution, url: broker.url });
+  const started: { close(): Promise<unknown> }[] = [];
   t.after(async () => {
-    for (const s of [arranger, broker, clearing]) await s.app.close();
+    for (const s of started.reverse()) await s.close();
   });
+  const { arranger } = await startFirms(issuer, audiences, ports, clients, started);
 
   // The trading screen sends the trader to Clearance: the order API, under the desk's mandate.
   const config = await client.discovery(new URL(issuer), 'am-trading-app', undefined, client.ClientSecretBasic(server.secrets['am-trading-app']!), insecure);
