@@ -88,6 +88,22 @@ export class RefusalLimiter {
     return { record: false, summaries };
   }
 
+  /** The summaries of every window that is over (closed now); the rest stay open. */
+  sweep(now: number): Summary[] {
+    const summaries: Summary[] = [];
+    for (const [key, open] of this.#windows) {
+      if (now - open.start < this.#windowMs) break;
+      this.#close(key, open, summaries);
+    }
+    return summaries;
+  }
+
+  /** Whether a window still holds refusals not recorded (a summary to come). */
+  get pending(): boolean {
+    for (const open of this.#windows.values()) if (open.suppressed > 0) return true;
+    return false;
+  }
+
   #close(source: string, window: Window, summaries: Summary[]): void {
     this.#windows.delete(source);
     if (window.suppressed > 0) summaries.push({ source, count: window.suppressed, from: window.start, to: window.start + this.#windowMs, reasons: [...window.reasons].sort() });
@@ -103,6 +119,8 @@ export interface Summary {
 }
 
 const limiters = new WeakMap<object, RefusalLimiter>();
+/** A flush armed for a limiter with suppressed refusals (one timer per limiter, unref'd). */
+const armed = new WeakSet<RefusalLimiter>();
 
 function limiterOf(ctx: Pick<Context, 'config' | 'audit'>): RefusalLimiter {
   let limiter = limiters.get(ctx.audit);
@@ -117,13 +135,11 @@ function limiterOf(ctx: Pick<Context, 'config' | 'audit'>): RefusalLimiter {
 export async function recordRefusal(ctx: Pick<Context, 'config' | 'audit' | 'clock' | 'log'>, refusal: Refusal): Promise<void> {
   try {
     const source = refusal.client !== undefined ? `client:${refusal.client}` : `address:${refusal.address ?? 'unknown'}`;
-    const { record, summaries } = limiterOf(ctx).admit(source, refusal.reason, ctx.clock.now());
-    const events: AuditEvent[] = summaries.map((s) => ({
-      type: 'audit.refusals_suppressed',
-      requestId: refusal.requestId,
-      details: { source: s.source, count: s.count, window_start: s.from, window_end: s.to, reasons: s.reasons },
-    }));
+    const limiter = limiterOf(ctx);
+    const { record, summaries } = limiter.admit(source, refusal.reason, ctx.clock.now());
+    const events: AuditEvent[] = summaries.map((s) => summaryEvent(s, refusal.requestId));
     if (record) events.push(eventOf(refusal));
+    else armFlush(ctx, limiter);
     await Promise.all(events.map((event) => ctx.audit.record(event)));
   } catch (error) {
     ctx.log.error({ err: error, requestId: refusal.requestId, refusal: refusal.type }, 'a refusal could not be audited; it was still refused');
@@ -162,4 +178,41 @@ export function recorded<E extends object>(error: E): E {
 
 export function isRecorded(error: object): boolean {
   return alreadyRecorded.has(error);
+}
+
+function summaryEvent(s: Summary, requestId?: string): AuditEvent {
+  return {
+    type: 'audit.refusals_suppressed',
+    ...(requestId !== undefined ? { requestId } : {}),
+    details: { source: s.source, count: s.count, window_start: s.from, window_end: s.to, reasons: s.reasons },
+  };
+}
+
+/**
+ * Writes the summaries of the windows that are over, with no refusal needed to trigger them: the
+ * periodic signal service calls it, and so does a timer each node (cluster workers included) arms
+ * when it first holds back a refusal. Never throws.
+ */
+export async function flushRefusalSummaries(ctx: Pick<Context, 'config' | 'audit' | 'clock' | 'log'>): Promise<number> {
+  const limiter = limiters.get(ctx.audit);
+  if (!limiter) return 0;
+  const summaries = limiter.sweep(ctx.clock.now());
+  try {
+    await Promise.all(summaries.map((s) => ctx.audit.record(summaryEvent(s))));
+  } catch (error) {
+    ctx.log.error({ err: error, summaries: summaries.length }, 'refusal summaries could not be audited');
+  }
+  return summaries.length;
+}
+
+function armFlush(ctx: Pick<Context, 'config' | 'audit' | 'clock' | 'log'>, limiter: RefusalLimiter): void {
+  if (armed.has(limiter)) return;
+  armed.add(limiter);
+  const timer = setTimeout(() => {
+    armed.delete(limiter);
+    void flushRefusalSummaries(ctx).finally(() => {
+      if (limiter.pending) armFlush(ctx, limiter);
+    });
+  }, ctx.config.refusalAuditWindowSeconds * 1000 + 1000);
+  timer.unref();
 }

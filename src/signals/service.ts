@@ -7,6 +7,7 @@ import { expireKycRecords } from '../risk/kyc/expiry.ts';
 import { rescreenOnListChange } from '../risk/screening/screen.ts';
 import { checkPartnerDrift } from '../federation/drift/check.ts';
 import { raiseLapsesInFlight } from '../mandates/lapses.ts';
+import { flushRefusalSummaries } from '../audit/refusals.ts';
 import type { JsonFetcher } from '../federation/fetch.ts';
 
 /**
@@ -20,8 +21,9 @@ import type { JsonFetcher } from '../federation/fetch.ts';
  * (`kyc.expired`, src/risk/kyc/expiry.ts), the screening list file is loaded again when it changed
  * and everyone screened against a new version (src/risk/screening/screen.ts), the partners whose
  * drift check is due are checked against their live keys and metadata (src/federation/drift:
- * `partner.drifted`, `partner.unreachable`, `partner.suspended` and their alerts), the mandates
- * that lapsed with trades in flight are raised (src/mandates/lapses.ts: `mandate.lapsed_in_flight`
+ * `partner.drifted`, `partner.unreachable`, `partner.suspended` and their alerts), the counts of
+ * refusals held back in windows that are over are written (`audit.refusals_suppressed`,
+ * src/audit/refusals.ts), the mandates that lapsed with trades in flight are raised (src/mandates/lapses.ts: `mandate.lapsed_in_flight`
  * and its alert), then the alert outbox is delivered (./delivery.ts). All are safe on any number of nodes at once — each ending,
  * window evaluation, expiry, re-screening, partner check, lapse and delivery is taken by one conditional update or insert — so
  * nothing needs a leader. A failing step is logged and the next pass tries again.
@@ -72,6 +74,11 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
       await checkPartnerDrift(ctx, options.partnerFetch ? { fetch: options.partnerFetch } : {});
     } catch (error) {
       ctx.log.error({ err: error }, 'partner drift checks failed; retrying next pass');
+    }
+    try {
+      await flushRefusalSummaries(ctx);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'writing refusal summaries failed; retrying next pass');
     }
     try {
       await raiseLapsesInFlight(ctx);

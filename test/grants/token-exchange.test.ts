@@ -20,6 +20,7 @@ import { codeFlowFixture } from '../authorization/fixture.ts';
 import { dpopKey, dpopProof } from '../helpers/dpop.ts';
 import { testContext, testDialects, type TestDialect } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
+import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
 
 // RFC 8693 token exchange over HTTP: the three-hop chain of a trade (arranger → broker → clearing)
 // and every case of SECURITY-CHECKLIST "Token exchange".
@@ -637,6 +638,17 @@ describe('every refusal on the record (issue 17 item 3; docs/audit.md "Refusals"
       assert.equal((await f.events('token.refused')).length, 4, 'a new window records again');
     });
   }
+
+  test('the count of refusals held back is written once the window is over, without another refusal (the periodic pass)', async (t) => {
+    const f = await fixture(t, undefined, { CLEARANCE_REFUSAL_AUDIT_LIMIT: '2', CLEARANCE_REFUSAL_AUDIT_WINDOW: '60' });
+    for (let i = 0; i < 5; i++) assertOAuthError(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, scope: 'admin:all' }), 400, 'invalid_scope');
+    assert.equal(await flushRefusalSummaries(f.ctx), 0, 'the window is still open');
+    f.clock.advance(60_000);
+    assert.equal(await flushRefusalSummaries(f.ctx), 1);
+    const [summary] = await f.events('audit.refusals_suppressed');
+    assert.equal(summary!.details!.count, 3);
+    assert.equal(await flushRefusalSummaries(f.ctx), 0, 'written once');
+  });
 
   test('a refusal whose recording fails is still the OAuth error, never a 5xx', async (t) => {
     const f = await fixture(t);
