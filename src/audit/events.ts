@@ -30,6 +30,9 @@ export const auditEventTypes = [
   'key.retired',
   'config.applied',
   'audit.pruned',
+  // A legal hold placed on a txn, subject, client or time range (src/audit/holds.ts): pruning
+  // keeps every event it covers. Names the hold, its scope and matter reference, who placed it.
+  'audit.hold_placed',
   'audit.exported',
   // Authorization code flow (src/authorization, src/grants/authorization-code.ts, refresh-token.ts).
   'code.issued',

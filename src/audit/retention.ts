@@ -4,13 +4,15 @@
  * Before deleting, a signed pruning record commits to the tree those leaves formed (pruning.ts),
  * checked consistent with the latest signed checkpoint (RFC 9162 §2.1.4.2), so the rest of the
  * log still verifies. P is a multiple of 256, so proofs for the remaining leaves are served
- * from the cached tiles that cover the removed ones.
+ * from the cached tiles that cover the removed ones. P never reaches an event a legal hold covers
+ * (holds.ts).
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../storage/schema.ts';
 import type { AuditSigningKey } from './audit-key.ts';
 import { auditEventTypes } from './events.ts';
 import { CompactMerkleTree, verifyConsistency } from './merkle.ts';
+import { heldFrom, type Hold } from './holds.ts';
 import { consistencyProofFromStore, storedCheckpoint, StoreHasher } from './proofs.ts';
 import { signPruning, type PruningRecord } from './pruning.ts';
 import { encodeFrontier, tileWidth } from './tiles.ts';
@@ -50,13 +52,18 @@ export interface PrunePlan {
   prunedBefore: number;
   /** Events that would be removed now. */
   events: number;
+  /**
+   * The legal holds that stop the cut (holds.ts): each active hold whose first covered event lies
+   * below where retention alone would cut, with that event's leaf. The cut stops before the lowest.
+   */
+  held: { hold: Hold; leaf: number }[];
 }
 
 /** How far the log can be pruned under `policy` at `now`, without changing anything. */
 export async function planPrune(db: Kysely<Database>, policy: RetentionPolicy, now: number): Promise<PrunePlan> {
   const prunedBefore = Number((await db.selectFrom('audit_prunings').select(({ fn }) => fn.max('tree_size').as('n')).executeTakeFirst())?.n ?? 0);
   const latest = await storedCheckpoint(db);
-  if (!latest) return { pruneBefore: prunedBefore, prunedBefore, events: 0 };
+  if (!latest) return { pruneBefore: prunedBefore, prunedBefore, events: 0, held: [] };
   // The oldest event that must stay, over every type's own horizon.
   const listed = Object.keys(policy.types);
   const candidates: (number | null)[] = [];
@@ -74,8 +81,15 @@ export async function planPrune(db: Kysely<Database>, policy: RetentionPolicy, n
     const leaf = await db.selectFrom('audit_leaves').select('leaf_index').where('event_seq', '=', Math.min(...keep)).executeTakeFirst();
     if (leaf) limit = Math.min(limit, leaf.leaf_index);
   }
+  // A legal hold keeps every event it covers: the prefix stops before the first of them.
+  const held: { hold: Hold; leaf: number }[] = [];
+  for (const { hold, seq } of await heldFrom(db)) {
+    const leaf = await db.selectFrom('audit_leaves').select('leaf_index').where('event_seq', '=', seq).executeTakeFirst();
+    if (leaf && Number(leaf.leaf_index) < limit) held.push({ hold, leaf: Number(leaf.leaf_index) });
+  }
+  if (held.length) limit = Math.min(...held.map((h) => h.leaf));
   const pruneBefore = Math.max(prunedBefore, Math.floor(limit / tileWidth) * tileWidth);
-  return { pruneBefore, prunedBefore, events: pruneBefore - prunedBefore };
+  return { pruneBefore, prunedBefore, events: pruneBefore - prunedBefore, held };
 }
 
 export interface PruneResult extends PrunePlan {

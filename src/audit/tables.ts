@@ -60,6 +60,19 @@ export interface AuditTables {
     /** seq of the event at leaf tree_size - 1 (the sealer's cursor). */
     last_seq: number;
   };
+  /** Legal holds (migration 0035, holds.ts): pruning never removes an event an active one covers. */
+  audit_holds: {
+    id: string;
+    /** 'txn' | 'subject' | 'client' | 'range'. */
+    kind: string;
+    value: string | null;
+    from_time: number | null;
+    to_time: number | null;
+    matter_ref: string;
+    placed_by: string;
+    placed_at: number;
+    released_at: number | null;
+  };
   /** Signed records of pruned prefixes: leaves below tree_size were removed. */
   audit_prunings: {
     tree_size: number;

@@ -30,7 +30,7 @@ Commands:
   apply -f FILE         import resource servers, clients, users, mandates, the entity model,
                         policy sets and partners (JSON or YAML)
                         (see: clearance apply --help)
-  audit verify|export|verify-bundle|proof|prune|key|seal
+  audit verify|export|verify-bundle|proof|prune|hold|key|seal
                         verify the tamper-evident audit log, export and verify evidence bundles
                         (see: clearance audit --help)
   policy test|simulate|list|add|activate
@@ -135,6 +135,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         from: { type: 'string' },
         to: { type: 'string' },
         retention: { type: 'string' },
+        matter: { type: 'string' },
         txn: { type: 'string' },
         subject: { type: 'string' },
         client: { type: 'string' },
@@ -246,6 +247,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
           to: values.to,
           retention: values.retention,
           dryRun: values['dry-run'],
+          matter: values.matter,
           query: { txn, subject, client, type, decision, since, until },
         },
         output,

@@ -121,4 +121,22 @@ describe('clearance audit', () => {
     assert.match(dry.out, /nothing to prune/); // the events are younger than a day, and fewer than 256
     assert.equal((await w.run('audit', 'prune', '--retention', 'nonsense')).code, 2);
   });
+
+  test('hold place puts a legal hold under a matter reference, audited; hold list shows it; a hold without a matter or scope is refused', async (t) => {
+    const w = workspace(t);
+    await w.record(5);
+    const placed = await w.run('audit', 'hold', 'place', '--txn', 'trade-3', '--matter', 'SEC-2026-114');
+    assert.equal(placed.code, 0, placed.err);
+    assert.match(placed.out, /placed legal hold hold-[0-9a-f-]+ \(matter SEC-2026-114\)/);
+    const listed = await w.run('audit', 'hold', 'list');
+    assert.match(listed.out, /"kind":"txn","value":"trade-3","matter_ref":"SEC-2026-114"/);
+    assert.equal((await w.run('audit', 'hold', 'place', '--txn', 'trade-3')).code, 2, 'no matter reference');
+    const both = await w.run('audit', 'hold', 'place', '--txn', 'trade-3', '--client', 'broker-1', '--matter', 'M');
+    assert.equal(both.code, 2);
+    assert.match(both.err, /exactly one/);
+    const inverted = await w.run('audit', 'hold', 'place', '--since', '2026-02-01T00:00:00Z', '--until', '2026-01-01T00:00:00Z', '--matter', 'M');
+    assert.match(inverted.err, /inverted/);
+    assert.equal((await w.run('audit', 'hold', 'release')).code, 2);
+    assert.match((await w.run('audit', '--help')).out, /hold place/);
+  });
 });

@@ -6,6 +6,7 @@ import { isPostgres } from '../../audit/dialect.ts';
 import { sealNow } from '../../audit/lifecycle.ts';
 import { AuditProofError, proveConsistency, proveEvent, type SignedCheckpoint } from '../../audit/proofs.ts';
 import { AuditQueryError, queryEvents, readAuditQuery, type AuditQuery } from '../../audit/query.ts';
+import { activeHolds, holdDetails, HoldError, placeHold, type Hold } from '../../audit/holds.ts';
 import { parseRetention, planPrune, prune, RetentionError } from '../../audit/retention.ts';
 import { sqliteFileOf, verifyStore } from '../../audit/verify.ts';
 import type { Context } from '../../context.ts';
@@ -18,6 +19,8 @@ export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoi
        clearance audit proof --event ID [--tree-size N]
        clearance audit proof --from M [--to N]
        clearance audit prune --retention SPEC [--dry-run]
+       clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF
+       clearance audit hold list
        clearance audit key
        clearance audit seal
 
@@ -43,6 +46,11 @@ proof          prints (JSON) an event's inclusion proof into a checkpoint (defau
 prune          removes the sealed prefix every event of which is past its retention, leaving a
                signed pruning record. SPEC: TYPE=PERIOD,... with * for the other types, e.g.
                "token.introspected=90d,*=7y" (periods: ms s m h d y). Types not covered are kept.
+               Never removes an event a legal hold covers: the prefix stops before the first one
+               (the dry run names the holds that stop it)
+hold           legal holds: \`place\` puts one on a txn, subject, client or time range (--since,
+               --until: ISO 8601 or epoch ms) under a matter reference (--matter, required),
+               audited; \`list\` prints the active ones. Releasing a hold is not built yet
 key            prints the audit public key (PEM), its fingerprint and the log origin
 seal           seals the events recorded so far (a running server does this every 500 ms)`;
 
@@ -59,6 +67,8 @@ export interface AuditArgs {
   to?: string | undefined;
   retention?: string | undefined;
   dryRun?: boolean | undefined;
+  /** `audit hold place --matter REF`. */
+  matter?: string | undefined;
   /** Query filters, as given on the command line. */
   query: Record<string, string | undefined>;
 }
@@ -83,6 +93,8 @@ export async function auditCommand(
         return await withContext((ctx) => proofCommand(ctx, args, output));
       case 'prune':
         return await withContext((ctx) => pruneCommand(ctx, args, output));
+      case 'hold':
+        return await withContext((ctx) => holdCommand(ctx, args, output));
       case 'key':
         return await withContext(async (ctx) => {
           const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
@@ -101,7 +113,7 @@ export async function auditCommand(
         return exit.usage;
     }
   } catch (error) {
-    if (error instanceof AuditQueryError || error instanceof RetentionError) {
+    if (error instanceof AuditQueryError || error instanceof RetentionError || error instanceof HoldError) {
       output.err(error.message);
       return exit.usage;
     }
@@ -254,6 +266,7 @@ async function pruneCommand(ctx: Context, args: AuditArgs, output: Output): Prom
   if (args.dryRun) {
     const plan = await planPrune(ctx.storage.db, policy, now);
     output.out(plan.events ? `would remove leaves ${plan.prunedBefore}..${plan.pruneBefore - 1} (${plan.events} events)` : 'nothing to prune');
+    for (const line of heldLines(plan.held)) output.out(line);
     return exit.ok;
   }
   const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
@@ -262,7 +275,39 @@ async function pruneCommand(ctx: Context, args: AuditArgs, output: Output): Prom
     output.out('nothing to prune');
     return exit.ok;
   }
-  await ctx.audit.record({ type: 'audit.pruned', actor: `cli:${userInfo().username}`, details: { prunedBefore: result.pruneBefore, events: result.events, rootHash: result.rootHash!, policy: args.retention } });
+  await ctx.audit.record({
+    type: 'audit.pruned',
+    actor: `cli:${userInfo().username}`,
+    details: { prunedBefore: result.pruneBefore, events: result.events, rootHash: result.rootHash!, policy: args.retention, ...(result.held.length ? { held_by: result.held.map((h) => h.hold.id) } : {}) },
+  });
   output.out(`removed leaves ${result.prunedBefore}..${result.pruneBefore - 1} (${result.events} events); signed pruning record root ${result.rootHash}`);
+  for (const line of heldLines(result.held)) output.out(line);
+  return exit.ok;
+}
+
+/** What the legal holds kept from a prune, one line each. */
+function heldLines(held: { hold: Hold; leaf: number }[]): string[] {
+  return held.map(({ hold, leaf }) => `kept by legal hold ${hold.id} (matter ${hold.matterRef}; ${hold.kind}${hold.value !== undefined ? ` ${hold.value}` : ` ${new Date(hold.from!).toISOString()}..${new Date(hold.to!).toISOString()}`}): its first event is leaf ${leaf}; the prune stops before it`);
+}
+
+/** `clearance audit hold place|list`. */
+async function holdCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  if (args.file === 'list') {
+    const holds = await activeHolds(ctx.storage.db);
+    if (holds.length === 0) output.out('no legal holds');
+    for (const hold of holds) output.out(JSON.stringify(holdDetails(hold)));
+    return exit.ok;
+  }
+  if (args.file !== 'place') {
+    output.err('usage: clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF\n       clearance audit hold list');
+    return exit.usage;
+  }
+  const time = (value: string | undefined) => (value === undefined ? undefined : /^\d+$/.test(value) ? Number(value) : Date.parse(value));
+  const hold = await placeHold(
+    ctx,
+    { txn: args.query.txn, subject: args.query.subject, client: args.query.client, from: time(args.query.since), to: time(args.query.until), matterRef: args.matter },
+    `cli:${userInfo().username}`,
+  );
+  output.out(`placed legal hold ${hold.id} (matter ${hold.matterRef}); audit prune keeps every event it covers`);
   return exit.ok;
 }

@@ -32,6 +32,7 @@ import * as rateLimits from './0030_rate_limits.ts';
 import * as kyc from './0031_kyc.ts';
 import * as transactions from './0032_transactions.ts';
 import * as mandateLapses from './0033_mandate_lapses.ts';
+import * as auditHolds from './0035_audit_holds.ts';
 import * as partnerDrift from './0036_partner_drift.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
@@ -69,5 +70,6 @@ export const migrations: Record<string, Migration> = {
   '0031_kyc': kyc,
   '0032_transactions': transactions,
   '0033_mandate_lapses': mandateLapses,
+  '0035_audit_holds': auditHolds,
   '0036_partner_drift': partnerDrift,
 };
