@@ -1,5 +1,5 @@
-import { recorded } from '../../audit/refusals.ts';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { recorded } from '../../audit/refusals.ts';
 import { emergencyClientProblems, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
