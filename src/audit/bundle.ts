@@ -17,6 +17,7 @@ import { parseStoredEvent } from './event-format.ts';
 import type { StoredAuditEvent } from './events.ts';
 import { privateMemberOf } from '../jose/index.ts';
 import { leafHash, verifyInclusion } from './merkle.ts';
+import { holdCovers, holdDetails, listHolds, type Hold } from './holds.ts';
 import { inclusionProofFromStore, storedCheckpoint, StoreHasher, type SignedCheckpoint } from './proofs.ts';
 import { maxPageSize, queryEvents, type AuditQuery } from './query.ts';
 
@@ -39,6 +40,12 @@ export interface EvidenceBundle {
   events: BundledEvent[];
   /** The token-signing keys published at any time while these events happened (RFC 7517 §5). */
   jwks: { keys: JWK[] };
+  /**
+   * The legal holds that applied (./holds.ts): each hold, active or since released, that covers
+   * at least one event of the bundle, as `holdDetails` states it (released ones with when and by
+   * whom). Absent in bundles written before holds existed.
+   */
+  holds?: Record<string, unknown>[];
   /** Ed25519 by the audit key over `bundleBody` of everything above. */
   signature: string;
 }
@@ -89,6 +96,7 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
   }
   const times = events.map((e) => e.event.time);
   const jwks = events.length ? await options.jwksInForce(Math.min(...times), Math.max(...times)) : { keys: [] };
+  const holds = (await listHolds(db)).filter((hold) => events.some(({ event }) => holdCovers(hold, event))).map(holdDetails);
   const unsigned: Omit<EvidenceBundle, 'signature'> = {
     format: bundleFormat,
     createdAt: options.now,
@@ -101,6 +109,7 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
     checkpoint,
     events,
     jwks,
+    holds,
   };
   const signature = sign(null, Buffer.from(bundleBody(unsigned), 'utf8'), options.key.privateKey).toString('base64');
   const bundle: EvidenceBundle = { ...unsigned, signature };
@@ -124,6 +133,8 @@ export interface BundleReport {
   checkpoint?: SignedCheckpoint;
   /** Fingerprint of the audit key the bundle is signed with: compare it with the published one. */
   keyId?: string;
+  /** The legal holds the bundle states applied to its events. */
+  holds?: Record<string, unknown>[];
 }
 
 /**
@@ -202,10 +213,38 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = 
   // Approvals are checked too: each person's evidence, and each token's list of approvals against them.
   const approvals = checkBundledApprovals(readable);
   problems.push(...approvals.problems);
+  const holds = checkStatedHolds(bundle.holds, readable, problems);
   if (!Array.isArray(bundle.jwks?.keys) || bundle.jwks.keys.some((k) => typeof k !== 'object' || k === null || privateMemberOf(k) !== undefined)) {
     problems.push('the JWKS must hold public keys only');
   }
-  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId });
+  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, holds });
+}
+
+/**
+ * The holds a bundle states (signed with the rest): each well formed, and each covering at least
+ * one of the bundle's events, since the export states only those.
+ */
+function checkStatedHolds(stated: unknown, events: BundledEvent[], problems: string[]): Record<string, unknown>[] {
+  if (stated === undefined) return [];
+  if (!Array.isArray(stated)) {
+    problems.push('holds must be a list');
+    return [];
+  }
+  for (const [i, hold] of stated.entries()) {
+    const h = (typeof hold === 'object' && hold !== null ? hold : {}) as Record<string, unknown>;
+    const kind = h.kind;
+    const shaped =
+      typeof h.hold_id === 'string' &&
+      typeof h.matter_ref === 'string' &&
+      (kind === 'range' ? Number.isSafeInteger(h.from) && Number.isSafeInteger(h.to) : (kind === 'txn' || kind === 'subject' || kind === 'client') && typeof h.value === 'string');
+    if (!shaped) {
+      problems.push(`hold ${i}: not a legal hold statement`);
+      continue;
+    }
+    const rule = { kind: kind as Hold['kind'], value: h.value as string | undefined, from: h.from as number | undefined, to: h.to as number | undefined };
+    if (!events.some(({ event }) => holdCovers(rule, event))) problems.push(`hold ${String(h.hold_id)}: covers none of the bundle's events`);
+  }
+  return stated as Record<string, unknown>[];
 }
 
 function matches(event: StoredAuditEvent, query: AuditQuery): boolean {

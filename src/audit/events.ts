@@ -33,6 +33,8 @@ export const auditEventTypes = [
   // A legal hold placed on a txn, subject, client or time range (src/audit/holds.ts): pruning
   // keeps every event it covers. Names the hold, its scope and matter reference, who placed it.
   'audit.hold_placed',
+  // A hold released after its two-person approval (src/audit/hold-release.ts): who asked, who approved.
+  'audit.hold_released',
   'audit.exported',
   // Authorization code flow (src/authorization, src/grants/authorization-code.ts, refresh-token.ts).
   'code.issued',

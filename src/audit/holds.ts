@@ -29,6 +29,12 @@ export interface Hold {
   matterRef: string;
   placedBy: string;
   placedAt: number;
+  /** Set once a two-person release was approved (hold-release.ts): the hold keeps nothing since. */
+  releasedAt?: number;
+  /** Who asked for the release and who approved it, in order. */
+  releasedBy?: string[];
+  /** The approval request for its release (waiting, or the one that released it). */
+  releaseRequest?: string;
 }
 
 export class HoldError extends Error {
@@ -76,7 +82,9 @@ export async function placeHold(ctx: Pick<Context, 'audit' | 'clock'>, request: 
       .insertInto('audit_holds')
       .values({ id: hold.id, kind: hold.kind, value: hold.value ?? null, from_time: hold.from ?? null, to_time: hold.to ?? null, matter_ref: hold.matterRef, placed_by: placedBy, placed_at: hold.placedAt, released_at: null })
       .execute();
-    return { value: hold, events: [{ type: 'audit.hold_placed', actor: placedBy, details: holdDetails(hold) }] };
+    // Filed under what it holds, so the evidence of a txn, a person or a client shows its holds.
+    const about = hold.kind === 'txn' ? { txn: hold.value! } : hold.kind === 'subject' ? { subject: hold.value! } : hold.kind === 'client' ? { client: hold.value! } : {};
+    return { value: hold, events: [{ type: 'audit.hold_placed', actor: placedBy, ...about, details: holdDetails(hold) }] };
   });
 }
 
@@ -90,13 +98,13 @@ export function holdDetails(hold: Hold): Record<string, unknown> {
     matter_ref: hold.matterRef,
     placed_by: hold.placedBy,
     placed_at: hold.placedAt,
+    ...(hold.releasedAt !== undefined ? { released_at: hold.releasedAt, released_by: hold.releasedBy ?? [] } : {}),
   };
 }
 
-/** The active holds, oldest first. */
-export async function activeHolds(db: Kysely<Database>): Promise<Hold[]> {
-  const rows = await db.selectFrom('audit_holds').selectAll().where('released_at', 'is', null).orderBy('placed_at').orderBy('id').execute();
-  return rows.map((r) => ({
+/** A stored hold. */
+export function holdFromRow(r: Database['audit_holds']): Hold {
+  return {
     id: r.id,
     kind: r.kind as HoldKind,
     ...(r.value !== null ? { value: r.value } : {}),
@@ -104,7 +112,45 @@ export async function activeHolds(db: Kysely<Database>): Promise<Hold[]> {
     matterRef: r.matter_ref,
     placedBy: r.placed_by,
     placedAt: Number(r.placed_at),
-  }));
+    ...(r.released_at !== null ? { releasedAt: Number(r.released_at), releasedBy: JSON.parse(r.released_by ?? '[]') as string[] } : {}),
+    ...(r.release_request !== null ? { releaseRequest: r.release_request } : {}),
+  };
+}
+
+/** The active holds (not released), oldest first. */
+export async function activeHolds(db: Kysely<Database>): Promise<Hold[]> {
+  return listHolds(db, { released: false });
+}
+
+/** Every hold, oldest first; `released: false` only the active ones. */
+export async function listHolds(db: Kysely<Database>, options: { released?: boolean } = {}): Promise<Hold[]> {
+  let query = db.selectFrom('audit_holds').selectAll();
+  if (options.released === false) query = query.where('released_at', 'is', null);
+  const rows = await query.orderBy('placed_at').orderBy('id').execute();
+  return rows.map(holdFromRow);
+}
+
+/** The hold with this id, or undefined. */
+export async function findHold(db: Kysely<Database>, id: string): Promise<Hold | undefined> {
+  const row = await db.selectFrom('audit_holds').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? holdFromRow(row) : undefined;
+}
+
+/**
+ * Whether a hold covers an event: its txn, subject or client is the one held, or its time falls
+ * in the range. What a bundle states (bundle.ts), and what pruning keeps (through the index).
+ */
+export function holdCovers(hold: Pick<Hold, 'kind' | 'value' | 'from' | 'to'>, event: { txn?: string | undefined; subject?: string | undefined; client?: string | undefined; time: number }): boolean {
+  switch (hold.kind) {
+    case 'txn':
+      return event.txn === hold.value;
+    case 'subject':
+      return event.subject === hold.value;
+    case 'client':
+      return event.client === hold.value;
+    case 'range':
+      return event.time >= hold.from! && event.time < hold.to!;
+  }
 }
 
 const indexPrefix: Record<Exclude<HoldKind, 'range'>, string> = { txn: 'txn:', subject: 'sub:', client: 'cli:' };

@@ -72,6 +72,10 @@ export interface AuditTables {
     placed_by: string;
     placed_at: number;
     released_at: number | null;
+    /** The approval request asking for its release (migration 0038, hold-release.ts), while it waits and after. */
+    release_request: string | null;
+    /** JSON array of the ids of who asked for the release and who approved it. */
+    released_by: string | null;
   };
   /** Signed records of pruned prefixes: leaves below tree_size were removed. */
   audit_prunings: {

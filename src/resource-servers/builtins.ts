@@ -7,10 +7,12 @@ import type { ResourceServer } from './definition.ts';
  * (src/endpoints/admin/recovery.ts) — narrower than admin:write, which a help-desk app need not hold.
  * `approvals:decide`: list and decide the requests a second person approves
  * (src/endpoints/admin/approvals.ts), with a PERSON's token only — never a client's.
+ * `audit:hold`: place legal holds on the audit log and ask for their two-person release
+ * (src/endpoints/admin/holds.ts); reading them is `audit:read`.
  * `metrics:read`: GET /metrics (src/endpoints/metrics), for a Prometheus scraper's client — it
  * opens nothing else.
  */
-export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'recovery:request', 'approvals:decide', 'metrics:read'] as const;
+export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'audit:hold', 'recovery:request', 'approvals:decide', 'metrics:read'] as const;
 
 /**
  * The admin scopes a service's own token can use (`clearance init`'s client): all but those only a

@@ -1,6 +1,7 @@
 import type { ApprovalKind, ApprovalKindName } from '../kinds.ts';
 import { breakGlassKind } from './break-glass.ts';
 import { cibaKind } from './ciba.ts';
+import { holdReleaseKind } from './hold-release.ts';
 import { recoveryKind } from './recovery.ts';
 
 /**
@@ -11,6 +12,7 @@ export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   ciba: cibaKind,
   recovery: recoveryKind,
   break_glass: breakGlassKind,
+  hold_release: holdReleaseKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

@@ -6,7 +6,8 @@ import { isPostgres } from '../../audit/dialect.ts';
 import { sealNow } from '../../audit/lifecycle.ts';
 import { AuditProofError, proveConsistency, proveEvent, type SignedCheckpoint } from '../../audit/proofs.ts';
 import { AuditQueryError, queryEvents, readAuditQuery, type AuditQuery } from '../../audit/query.ts';
-import { activeHolds, holdDetails, HoldError, placeHold, type Hold } from '../../audit/holds.ts';
+import { requestHoldRelease } from '../../audit/hold-release.ts';
+import { holdDetails, HoldError, listHolds, placeHold, type Hold } from '../../audit/holds.ts';
 import { parseRetention, planPrune, prune, RetentionError } from '../../audit/retention.ts';
 import { sqliteFileOf, verifyStore } from '../../audit/verify.ts';
 import type { Context } from '../../context.ts';
@@ -21,6 +22,7 @@ export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoi
        clearance audit prune --retention SPEC [--dry-run]
        clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF
        clearance audit hold list
+       clearance audit hold release HOLD_ID --reason TEXT
        clearance audit key
        clearance audit seal
 
@@ -50,7 +52,9 @@ prune          removes the sealed prefix every event of which is past its retent
                (the dry run names the holds that stop it)
 hold           legal holds: \`place\` puts one on a txn, subject, client or time range (--since,
                --until: ISO 8601 or epoch ms) under a matter reference (--matter, required),
-               audited; \`list\` prints the active ones. Releasing a hold is not built yet
+               audited; \`list\` prints every hold and its status; \`release\` asks for a hold's
+               two-person release: two people holding \`compliance\` approve it on the approvals
+               page (or the admin approvals API) before the hold ends
 key            prints the audit public key (PEM), its fingerprint and the log origin
 seal           seals the events recorded so far (a running server does this every 500 ms)`;
 
@@ -69,6 +73,10 @@ export interface AuditArgs {
   dryRun?: boolean | undefined;
   /** `audit hold place --matter REF`. */
   matter?: string | undefined;
+  /** `audit hold release HOLD_ID`: the hold. */
+  target?: string | undefined;
+  /** `audit hold release --reason TEXT`. */
+  reason?: string | undefined;
   /** Query filters, as given on the command line. */
   query: Record<string, string | undefined>;
 }
@@ -233,6 +241,11 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
         output.out(`  ${a.approver ?? '?'} approved ${what} at ${new Date(a.time).toISOString()} (${how}); content digest ${a.digest ?? '-'}`);
       }
     }
+    for (const h of report.holds ?? []) {
+      const scope = h.kind === 'range' ? `${new Date(Number(h.from)).toISOString()}..${new Date(Number(h.to)).toISOString()}` : `${String(h.kind)} ${String(h.value)}`;
+      const state = h.released_at !== undefined ? `released ${new Date(Number(h.released_at)).toISOString()} by ${(h.released_by as string[] | undefined)?.join(', ') ?? '?'}` : 'in force at export';
+      output.out(`legal hold ${String(h.hold_id)} (matter ${String(h.matter_ref)}; ${scope}) applied: ${state}`);
+    }
     output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
   } else output.err(`bundle verification FAILED:\n${report.problems.map((p) => `  ${p}`).join('\n')}`);
   return report.ok ? exit.ok : exit.failed;
@@ -290,23 +303,36 @@ function heldLines(held: { hold: Hold; leaf: number }[]): string[] {
   return held.map(({ hold, leaf }) => `kept by legal hold ${hold.id} (matter ${hold.matterRef}; ${hold.kind}${hold.value !== undefined ? ` ${hold.value}` : ` ${new Date(hold.from!).toISOString()}..${new Date(hold.to!).toISOString()}`}): its first event is leaf ${leaf}; the prune stops before it`);
 }
 
-/** `clearance audit hold place|list`. */
+/** `clearance audit hold place|list|release`. */
 async function holdCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  const operator = `cli:${userInfo().username}`;
   if (args.file === 'list') {
-    const holds = await activeHolds(ctx.storage.db);
+    const holds = await listHolds(ctx.storage.db);
     if (holds.length === 0) output.out('no legal holds');
-    for (const hold of holds) output.out(JSON.stringify(holdDetails(hold)));
+    for (const hold of holds) output.out(JSON.stringify({ ...holdDetails(hold), ...(hold.releaseRequest !== undefined ? { release_request: hold.releaseRequest } : {}) }));
+    return exit.ok;
+  }
+  if (args.file === 'release') {
+    if (!args.target) {
+      output.err('usage: clearance audit hold release HOLD_ID --reason TEXT');
+      return exit.usage;
+    }
+    // The operator is nobody signed in: two compliance people approve (src/audit/hold-release.ts).
+    const { hold, request } = await requestHoldRelease(ctx, { holdId: args.target, reason: args.reason, requester: operator, requesterType: 'client' });
+    output.out(
+      `asked for the release of legal hold ${hold.id} (matter ${hold.matterRef}): approval request ${request.id} waits for ${request.requiredApprovals} people holding compliance, until ${new Date(request.expiresAt).toISOString()}; the hold stays in force until then`,
+    );
     return exit.ok;
   }
   if (args.file !== 'place') {
-    output.err('usage: clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF\n       clearance audit hold list');
+    output.err('usage: clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF\n       clearance audit hold list\n       clearance audit hold release HOLD_ID --reason TEXT');
     return exit.usage;
   }
   const time = (value: string | undefined) => (value === undefined ? undefined : /^\d+$/.test(value) ? Number(value) : Date.parse(value));
   const hold = await placeHold(
     ctx,
     { txn: args.query.txn, subject: args.query.subject, client: args.query.client, from: time(args.query.since), to: time(args.query.until), matterRef: args.matter },
-    `cli:${userInfo().username}`,
+    operator,
   );
   output.out(`placed legal hold ${hold.id} (matter ${hold.matterRef}); audit prune keeps every event it covers`);
   return exit.ok;
