@@ -12,7 +12,7 @@ import { checkBundledApprovals, type BundledApproval } from './bundle-approvals.
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditSigningKey } from './audit-key.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
-import { verifyCheckpoint } from './checkpoint.ts';
+import { isCanonicalBase64, verifyCheckpoint } from './checkpoint.ts';
 import { parseStoredEvent } from './event-format.ts';
 import type { StoredAuditEvent } from './events.ts';
 import { privateMemberOf } from '../jose/index.ts';
@@ -172,6 +172,9 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = 
   if (options.pinnedKey && auditKeyFingerprint(options.pinnedKey) !== keyId) problems.push('the bundle is signed by another audit key than the pinned one');
   let signed = false;
   try {
+    // One spelling of the signature: base64 decoding ignores what follows the padding, so a
+    // changed character there would otherwise pass unnoticed.
+    if (!isCanonicalBase64(String(signature), 64)) throw new Error('not canonical base64');
     signed = verify(null, Buffer.from(bundleBody(unsigned), 'utf8'), key, Buffer.from(String(signature), 'base64'));
   } catch {
     signed = false;

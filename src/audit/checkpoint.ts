@@ -19,7 +19,7 @@ const ROOT_HASH_BYTES = 32;
 const SIGNATURE_BYTES = 64;
 
 /** True iff `s` is the canonical standard base64 encoding of exactly `bytes` bytes. */
-function isCanonicalBase64(s: unknown, bytes: number): s is string {
+export function isCanonicalBase64(s: unknown, bytes: number): s is string {
   if (typeof s !== "string") return false;
   const decoded = Buffer.from(s, "base64");
   // Node's decoder is lenient (skips junk, accepts url-safe and unpadded);

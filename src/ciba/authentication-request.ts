@@ -9,6 +9,7 @@ import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 import { resolveHint, type ResolvedHint } from './hints.ts';
 import { mustSign, verifySignedAuthenticationRequest } from './signed-request.ts';
 import type { CibaMode, CibaPayload } from './store.ts';
+import { newTxn } from '../transactions/txn.ts';
 
 /**
  * A backchannel authentication request's parameters (CIBA Core §7.1), read and checked without
@@ -29,7 +30,8 @@ import type { CibaMode, CibaPayload } from './store.ts';
  * 7. `user_code` is not supported (discovery says so: backchannel_user_code_parameter_supported
  *    false); like any parameter the server does not use, it is ignored (RFC 6749 §3.1) — never
  *    read, stored or logged;
- * 8. the hint (src/ciba/hints.ts): exactly one, naming an active person.
+ * 8. the hint (src/ciba/hints.ts): exactly one, naming an active person;
+ * 9. `txn`: absent or `new` — the request's id is its trade's txn (src/ciba/open.ts starts it).
  */
 export interface CibaAuthenticationRequest {
   hint: ResolvedHint;
@@ -54,6 +56,8 @@ export const cibaParameters = [
   'requested_expiry',
   'authorization_details',
   'resource',
+  // Clearance's extension (src/transactions/txn.ts): here the txn is always minted — the request's id.
+  'txn',
 ] as const;
 
 export const maxBindingMessageLength = 100;
@@ -89,6 +93,14 @@ export async function readAuthenticationRequest(ctx: Context, client: Client, fo
     // the client act as the person there — e.g. answer its own later requests.
     if (resource !== undefined && isBuiltinResourceServer(ctx.config.issuer, resource)) {
       throw new OAuthError('invalid_target', "a backchannel authentication request cannot ask for Clearance's own APIs");
+    }
+
+    // The trade's txn (docs/audit.md "One txn from the first action"): a CIBA request starts its
+    // trade, and its txn is the request's own id, under which every approval is filed. A client
+    // may say `txn=new`; a txn of its choosing would split the trade's evidence in two.
+    const txn = params.string('txn');
+    if (txn !== undefined && txn !== newTxn) {
+      throw new OAuthError('invalid_request', "a backchannel authentication request's txn is minted by Clearance (the request's id, in the token's txn): send txn=new or none", { detail: 'txn_chosen_at_ciba' });
     }
 
     const expiresIn = readExpiry(params.string('requested_expiry'));

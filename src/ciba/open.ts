@@ -23,7 +23,8 @@ export interface OpenedCibaRequest {
  *    second persons must approve besides the subject);
  * 2. in ONE transaction, the approval request (kind `ciba`: requester = the client, subject = the
  *    person, actors = the act chain's subjects, the subject must approve, `content` = everything the
- *    approvers see) with `approval.requested`, and the CIBA row: the auth_req_id's hash, the
+ *    approvers see) with `approval.requested`, the start of its trade (`transactions`: the request's
+ *    id is the txn of its events and its token) and the CIBA row: the auth_req_id's hash, the
  *    delivery mode, the sealed client_notification_token, the interval, what the token carries.
  */
 export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMode, request: CibaAuthenticationRequest, meta: { requestId: string }): Promise<OpenedCibaRequest> {
@@ -70,6 +71,8 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
       ttlMs: request.expiresIn * 1000,
     },
     async (trx) => {
+      // The request starts its trade: its id is the txn (src/transactions/txn.ts), never another client's to start.
+      await trx.insertInto('transactions').values({ txn: id, client_id: clientId, started_at: now }).execute();
       await insertCibaRequest(trx, {
         idHash: authReqIdHash(authReqId),
         requestId: id,

@@ -61,6 +61,10 @@ for (const dialect of testDialects()) {
       assert.match(verifyBundle(reserialize(withPrivate)).problems.join('\n'), /public keys only/);
       assert.match(verifyBundle(JSON.stringify(bundle, null, 2)).problems.join('\n'), /canonical/);
       assert.match(verifyBundle('not json').problems.join('\n'), /not a JSON/);
+      // Base64 decoding ignores what follows the padding: another spelling of the same signature is still a change.
+      const respelled = { ...bundle, signature: bundle.signature.replace(/=$/, 'A') };
+      assert.notEqual(respelled.signature, bundle.signature);
+      assert.match(verifyBundle(reserialize(respelled)).problems.join('\n'), /bundle signature is not valid/);
     });
   });
 }

@@ -136,7 +136,26 @@ describe('clearance audit', () => {
     assert.match(both.err, /exactly one/);
     const inverted = await w.run('audit', 'hold', 'place', '--since', '2026-02-01T00:00:00Z', '--until', '2026-01-01T00:00:00Z', '--matter', 'M');
     assert.match(inverted.err, /inverted/);
-    assert.equal((await w.run('audit', 'hold', 'release')).code, 2);
+    assert.equal((await w.run('audit', 'hold', 'release')).code, 2, 'no hold named');
+    assert.equal((await w.run('audit', 'hold', 'unknown')).code, 2);
     assert.match((await w.run('audit', '--help')).out, /hold place/);
+  });
+
+  test('hold release asks for a two-person release: two compliance approvals, the hold in force meanwhile; unknown holds and a missing reason are refused', async (t) => {
+    const w = workspace(t);
+    await w.record(5);
+    const id = /placed legal hold (hold-[0-9a-f-]+)/.exec((await w.run('audit', 'hold', 'place', '--client', 'broker-1', '--matter', 'M-1')).out)![1]!;
+    const noReason = await w.run('audit', 'hold', 'release', id);
+    assert.equal(noReason.code, 2);
+    assert.match(noReason.err, /needs its reason/);
+    assert.match((await w.run('audit', 'hold', 'release', 'hold-nope', '--reason', 'r')).err, /no legal hold hold-nope/);
+    const asked = await w.run('audit', 'hold', 'release', id, '--reason', 'matter closed');
+    assert.equal(asked.code, 0, asked.err);
+    assert.match(asked.out, new RegExp(`asked for the release of legal hold ${id} \\(matter M-1\\): approval request [0-9a-f-]+ waits for 2 people holding compliance`));
+    const again = await w.run('audit', 'hold', 'release', id, '--reason', 'matter closed');
+    assert.equal(again.code, 2);
+    assert.match(again.err, /already waits for approval/);
+    assert.match((await w.run('audit', 'hold', 'list')).out, /"release_request":"[0-9a-f-]+"/);
+    assert.doesNotMatch((await w.run('audit', 'hold', 'list')).out, /released_at/, 'still in force');
   });
 });

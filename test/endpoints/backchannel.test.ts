@@ -42,6 +42,21 @@ describe('the backchannel authentication endpoint', () => {
     assert.deepEqual(request.content, { type: 'ciba', client_id: 'desk-ciba', client_name: 'desk-ciba app', scope: 'openid order:create', audience: ordersApi, authorization_details: [], binding_message: 'Order 4711', username: 'trader', request_id: request.id });
   });
 
+  test('starts its trade: the request’s id is the txn, started for this client; txn=new is that, a txn of the client’s choosing is refused', async (t) => {
+    const f = await cibaFixture(t);
+    await started(f, { txn: 'new' });
+    const request = await f.pending();
+    const row = await f.ctx.storage.db.selectFrom('transactions').selectAll().where('txn', '=', request.id).executeTakeFirstOrThrow();
+    assert.equal(row.client_id, 'desk-ciba', 'nobody else can start this txn');
+    const [requested] = await f.auditEvents('approval.requested');
+    assert.equal(requested!.txn, request.id);
+
+    const chosen = await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', txn: 'trade-7' }, 'desk-ciba');
+    assertError(chosen, 'invalid_request');
+    assert.match(String((chosen.json() as Json).error_description), /minted by Clearance/);
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, 1, 'nothing opened');
+  });
+
   test('refuses Clearance’s own APIs as the audience (invalid_target): a CIBA token never acts as the person at the admin or access API', async (t) => {
     const f = await cibaFixture(t);
     await f.apply({
