@@ -150,8 +150,9 @@ export const auditEventTypes = [
   // thumbprint, a key's algorithms changed, the metadata's issuer changed; `action` alert or
   // suspend), its keys or metadata unreachable for longer than the profile's grace, the partner
   // suspended by either under `on_drift: suspend`, an operator's re-approval (the new baseline's
-  // thumbprints and issuer), and a suspended partner's token refused (at most one a minute per
-  // partner and grant on a node, with the count of those not recorded since). Never key material.
+  // thumbprints and issuer). Never key material. A suspended partner's token refused is an
+  // `exchange.refused` / `assertion.refused` with reason `partner_suspended`; `partner.token_refused`
+  // is no longer written (kept so that logs which hold it still verify).
   'partner.drifted',
   'partner.unreachable',
   'partner.suspended',

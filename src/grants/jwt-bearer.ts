@@ -1,5 +1,4 @@
 import { partnerAudiences, verifyPartnerToken } from '../federation/verify.ts';
-import { recordSuspendedRefusal } from '../federation/drift/refusal.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { jwtBearerGrantType } from '../tokens/token-types.ts';
@@ -34,11 +33,9 @@ export const jwtBearer = defineGrant({
     if (!assertion) throw new OAuthError('invalid_request', 'assertion is required');
     const verified = await verifyPartnerToken(ctx, assertion, { kind: 'jwt', audiences: partnerAudiences(ctx.config.issuer), singleUse: true, clientId: client.client_id });
     if (!verified.ok) {
-      // A partner suspended by a drift (src/federation/drift): refused until re-approval, and recorded.
-      if (verified.suspended && verified.partner) {
-        await recordSuspendedRefusal(ctx, { partner: verified.partner.id, issuer: verified.partner.issuer, grant: 'jwt_bearer', client: client.client_id, requestId });
-      }
-      throw new OAuthError('invalid_grant', `the assertion is not acceptable: ${verified.reason}`);
+      // A partner suspended by a drift (src/federation/drift) is refused until re-approval; the
+      // endpoint records every refusal (`assertion.refused`, reason code partner_suspended).
+      throw new OAuthError('invalid_grant', `the assertion is not acceptable: ${verified.reason}`, verified.suspended ? { detail: 'partner_suspended' } : {});
     }
     const { partner, subject, attributes } = verified.token;
     if (!isSafeClaimText(subject) || (verified.token.jti !== undefined && !isSafeClaimText(verified.token.jti))) {

@@ -3,7 +3,6 @@ import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { getGrant } from '../authorization/consent.ts';
 import { mandateInForce, versionCovers } from '../mandates/coverage.ts';
-import { recordSuspendedRefusal } from '../federation/drift/refusal.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Partner } from '../federation/definition.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
@@ -165,14 +164,13 @@ async function presented(
   // `entitled` runs on a token of ours after its signature and before its liveness: an unentitled
   // client is refused alike for a live and a revoked token (no liveness oracle).
   const verified = await verifyPresentedToken(ctx, token, type, clientId, entitled);
-  if (!verified.ok && verified.suspendedPartner) {
-    // A partner suspended by a drift (src/federation/drift): its tokens are not honoured until an
-    // operator re-approves the partner, and the refusal is recorded.
-    await recordSuspendedRefusal(ctx, { partner: verified.suspendedPartner.id, issuer: verified.suspendedPartner.issuer, grant: 'token_exchange', client: clientId, requestId });
-  }
   // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy (a
-  // suspended partner's included), MUST be answered invalid_request.
-  if (!verified.ok) throw fileUnder(new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`, { detail: `${name}_unacceptable` }), verified.about);
+  // suspended partner's included: src/federation/drift, until an operator re-approves it), MUST
+  // be answered invalid_request. The endpoint records it (`exchange.refused`, reason code).
+  if (!verified.ok) {
+    const detail = verified.suspendedPartner ? 'partner_suspended' : `${name}_unacceptable`;
+    throw fileUnder(new OAuthError('invalid_request', `${name} is not acceptable: ${verified.reason}`, { detail }), verified.about);
+  }
   return verified.token;
 }
 
