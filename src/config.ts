@@ -81,6 +81,14 @@ export interface Config {
    * settlement): CLEARANCE_MANDATE_IN_FLIGHT_WINDOW seconds, default 259200 (3 days, T+2 and a day).
    */
   mandateInFlightWindowSeconds: number;
+  /** Shared Signals (src/signals/ssf, docs/signals.md): how often the transmitter looks for new events and due deliveries, ms. CLEARANCE_SSF_INTERVAL_MS, default 250. */
+  ssfIntervalMs: number;
+  /** Whether push endpoints may be http on loopback or on private addresses: CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK, default true in development, false in production. */
+  ssfAllowPrivateNetwork: boolean;
+  /** How long a push delivery is retried before it is failed, seconds: CLEARANCE_SSF_MAX_DELIVERY_AGE, default 86400. */
+  ssfMaxDeliveryAgeSeconds: number;
+  /** Which subjects a new stream receives before any is added or removed: CLEARANCE_SSF_DEFAULT_SUBJECTS, ALL (default) or NONE. */
+  ssfDefaultSubjects: 'ALL' | 'NONE';
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -143,6 +151,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     refusalAuditLimit: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_LIMIT', 20, 1, 1_000_000),
     refusalAuditWindowSeconds: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_WINDOW', 60, 1, 86_400),
     mandateInFlightWindowSeconds: readInt(env, 'CLEARANCE_MANDATE_IN_FLIGHT_WINDOW', 259_200, 60, 90 * 86_400),
+    ssfIntervalMs: readInt(env, 'CLEARANCE_SSF_INTERVAL_MS', 250, 50, 60_000),
+    ssfAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
+    ssfMaxDeliveryAgeSeconds: readInt(env, 'CLEARANCE_SSF_MAX_DELIVERY_AGE', 86_400, 60, 30 * 86_400),
+    ssfDefaultSubjects: readOneOf(env, 'CLEARANCE_SSF_DEFAULT_SUBJECTS', ['ALL', 'NONE'], 'ALL'),
   };
 }
 

@@ -25,6 +25,7 @@ import { EntityDirectory } from './entities/directory.ts';
 import { PolicyStore } from './policy/store.ts';
 import { PartnerStore } from './federation/store.ts';
 import { startSignalService, type SignalService } from './signals/service.ts';
+import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
 
 /**
  * The failure counters of client authentication and password login. Each process keeps its own
@@ -132,11 +133,13 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const app = buildApp(ctx);
   let audit: AuditService | undefined;
   let signals: SignalService | undefined;
+  let transmitter: Transmitter | undefined;
   app.addHook('onClose', async () => {
     // This node's activity counts are written (src/risk/anomalies/activity.ts): a clean stop loses none.
     await ctx.risk.activity.close();
     // Break-glass expiry and alert delivery stop (a pass in progress finishes) before the audit log and the database.
     if (signals) await signals.stop();
+    if (transmitter) await transmitter.stop();
     // The audit queue is written and the sealer stopped before the database closes.
     if (audit) await audit.stop();
     else if (ctx.audit instanceof AuditRecorder) await ctx.audit.close();
@@ -156,7 +159,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     return { app, ctx, url: address, close: () => app.close() };
   }
   try {
-    audit = await startAuditService(ctx, resolveMasterKey(config).key);
+    // Shared Signals read the sealed log: each round that sealed events wakes the transmitter at once.
+    transmitter = startTransmitter(ctx);
+    const ssf = transmitter;
+    audit = await startAuditService(ctx, resolveMasterKey(config).key, { onSealed: () => ssf.kick() });
     signals = startSignalService(ctx);
   } catch (error) {
     await app.close(); // no audit sealing, no server

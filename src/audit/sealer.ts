@@ -24,6 +24,8 @@ export interface SealerOptions {
   maxLeavesPerRound?: number;
   /** SQLite: told what each WAL checkpoint between two rounds did (tests watch the loop with it). */
   onWalCheckpoint?: (result: WalCheckpoint) => void;
+  /** Told after a round of the loop sealed events (how many): what reads the sealed log (Shared Signals) looks now. Must not throw. */
+  onSealed?: (count: number) => void;
 }
 
 export class AuditIntegrityError extends Error {
@@ -93,6 +95,7 @@ export class AuditSealer {
   readonly #maxLeaves: number;
   readonly #postgres: boolean;
   readonly #onWalCheckpoint: ((result: WalCheckpoint) => void) | undefined;
+  readonly #onSealed: ((count: number) => void) | undefined;
   #state: SealState | undefined;
   #stopped = true;
   #loop: Promise<void> | undefined;
@@ -110,6 +113,7 @@ export class AuditSealer {
     this.#maxLeaves = options.maxLeavesPerRound ?? 20_000;
     this.#postgres = isPostgres(db);
     this.#onWalCheckpoint = options.onWalCheckpoint;
+    this.#onSealed = options.onSealed;
   }
 
   /** Seals until nothing committed is left unsealed; returns how many events it sealed. */
@@ -333,7 +337,8 @@ export class AuditSealer {
   async #roundLogged(db: Kysely<Database>): Promise<void> {
     try {
       this.#pendingEvents = 0;
-      await this.sealAll(db);
+      const sealed = await this.sealAll(db);
+      if (sealed > 0) this.#onSealed?.(sealed);
     } catch (error) {
       // A connection that no longer answers has lost the sealer lock with its session: leave the
       // loop and take the lock again on a new connection. A fault elsewhere (the pool was busy,

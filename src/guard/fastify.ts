@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GuardError } from './errors.ts';
 import { checkedRequirement, type Guard, type VerifiedAccess } from './guard.ts';
 import type { IdempotencyGuard } from './idempotency.ts';
+import type { SsfReceiver } from './ssf.ts';
 
 /**
  * `clearance/guard/fastify`: the guard as a fastify plugin.
@@ -127,4 +128,21 @@ function peerCertificateThumbprint(request: FastifyRequest): string | undefined 
   if (typeof socket.getPeerCertificate !== 'function') return undefined;
   const raw = socket.getPeerCertificate(false)?.raw;
   return raw && raw.length > 0 ? createHash('sha256').update(raw).digest('base64url') : undefined;
+}
+
+/**
+ * The SSF push endpoint (RFC 8935) for a receiver (./ssf.ts): `POST path` takes
+ * `application/secevent+jwt` bodies and answers 202, or 400/401 with `{err, description}`. The
+ * route is not protected by the guard's access tokens (`clearance: false`): the SET's signature
+ * and the agreed Authorization header authenticate the push.
+ */
+export async function ssfReceiverRoute(app: FastifyInstance, options: { receiver: SsfReceiver; path: string }): Promise<void> {
+  if (!app.hasContentTypeParser('application/secevent+jwt')) {
+    app.addContentTypeParser('application/secevent+jwt', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
+  }
+  app.post(options.path, { config: { clearance: false } }, async (request, reply) => {
+    const answer = await options.receiver.receive({ headers: request.headers as Record<string, string | string[] | undefined>, body: request.body as string | undefined });
+    reply.code(answer.status).header('cache-control', 'no-store');
+    return answer.body === undefined ? reply.send() : reply.type('application/json').send(JSON.stringify(answer.body));
+  });
 }

@@ -13,6 +13,7 @@ import {
 import { withBothEd25519Names } from '../jose/index.ts';
 import { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
 import { askPolicy, type PolicyDecision, type PolicyOptions, type PolicyQuestion } from './policy.ts';
+import type { SecurityEventRevocations } from './ssf.ts';
 import { acrLadder, acrRank, acrSatisfies } from './acr.ts';
 import {
   actorChain,
@@ -69,6 +70,11 @@ export interface GuardOptions {
    * what the person approved — its audit trail, or evidence sent to Clearance.
    */
   onApprovalCheck?: (record: ApprovalCheckRecord) => void;
+  /**
+   * Tokens revoked by Shared Signals security events (./ssf.ts: the same object the SSF receiver
+   * writes): a token they name is refused with 401 invalid_token after it verified.
+   */
+  revocations?: SecurityEventRevocations;
 }
 
 /** One approval check, as `onApprovalCheck` receives it (no token: only what identifies it). */
@@ -195,7 +201,8 @@ const credentialsPattern = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i;
  * 2. one Authorization header with the Bearer or DPoP scheme, else 401 with a challenge for both
  *    schemes and no error code (RFC 6750 §3.1);
  * 3. the token verifies (token.ts: typ at+jwt, alg allowlist, signature, iss, aud, exp, iat)
- *    → else 401 invalid_token;
+ *    → else 401 invalid_token; and no security event revoked it (`revocations`, ./ssf.ts) → else
+ *    401 invalid_token;
  * 4. with `requireSenderConstraint`, the token has a `cnf` → else 401 invalid_token;
  * 5. a DPoP-bound token (`cnf.jkt`) comes with the DPoP scheme (RFC 9449 §7.1: never as Bearer)
  *    and one valid proof for this request (dpop.ts), whose key is the bound key — else 401
@@ -275,6 +282,9 @@ export function createGuard(options: GuardOptions): Guard {
       if (error instanceof TokenRefused) throw refuse([scheme], 'invalid_token', 'the access token is invalid or expired', { detail: error.message });
       throw error;
     }
+    // 3b. Not revoked by a security event Clearance pushed (./ssf.ts).
+    const revoked = options.revocations?.check(claims);
+    if (revoked !== undefined) throw refuse([scheme], 'invalid_token', 'the access token was revoked', { detail: revoked });
 
     // 4.-6. Its binding.
     const cnf = claims.cnf;

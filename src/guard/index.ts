@@ -41,4 +41,13 @@ export {
   type StoredInstruction,
 } from './idempotency.ts';
 export { SqliteIdempotencyStore } from './sqlite-store.ts';
+export {
+  createSsfReceiver,
+  MemorySecurityEventRevocations,
+  type ReceivedSecurityEvent,
+  type SecurityEventRevocations,
+  type SsfReceiver,
+  type SsfReceiverAnswer,
+  type SsfReceiverOptions,
+} from './ssf.ts';
 export { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';

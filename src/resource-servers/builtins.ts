@@ -28,6 +28,14 @@ export function accessAudience(issuer: string): string {
   return `${issuer}/access`;
 }
 
+/** The scope a Shared Signals receiver needs to manage its streams and poll them (src/endpoints/ssf). */
+export const ssfManageScope = 'ssf:manage';
+
+/** The audience of Clearance's Shared Signals stream management API (docs/signals.md). */
+export function ssfAudience(issuer: string): string {
+  return `${issuer}/ssf`;
+}
+
 /** The resource servers Clearance itself provides; their identifiers are reserved. */
 export function builtinResourceServers(issuer: string): ResourceServer[] {
   return [
@@ -45,10 +53,17 @@ export function builtinResourceServers(issuer: string): ResourceServer[] {
       access_token_ttl: 300,
       require_sender_constraint: false,
     },
+    {
+      identifier: ssfAudience(issuer),
+      name: 'Clearance Shared Signals streams',
+      scopes: [ssfManageScope],
+      access_token_ttl: 300,
+      require_sender_constraint: false,
+    },
   ];
 }
 
-/** Whether `identifier` names one of Clearance's own built-in resource servers (the admin API, the AuthZEN API). */
+/** Whether `identifier` names one of Clearance's own built-in resource servers (the admin API, the AuthZEN API, the Shared Signals API). */
 export function isBuiltinResourceServer(issuer: string, identifier: string): boolean {
   return builtinResourceServers(issuer).some((server) => server.identifier === identifier);
 }

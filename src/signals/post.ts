@@ -3,9 +3,10 @@ import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { FetchError, checkUrl, defaultFetchTimeoutMs, pickAddress, type FetchRules } from '../federation/fetch.ts';
 
-/** What an endpoint answered: its status (the body is read up to a small limit and dropped). */
+/** What an endpoint answered: its status, and the start of its body (at most 4 KiB, UTF-8; the rest is read up to a small limit and dropped). */
 export interface PostOutcome {
   status: number;
+  body: string;
 }
 
 /**
@@ -46,12 +47,15 @@ export async function postForStatus(url: string, body: string, headers: Record<s
     const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);
     const req = send(options, (response) => {
       let size = 0;
+      const kept: Buffer[] = [];
       response.on('data', (chunk: Buffer) => {
+        if (size < 4096) kept.push(chunk.subarray(0, 4096 - size));
         size += chunk.length;
         if (size > 64 * 1024) response.destroy();
       });
-      response.on('end', () => resolve({ status: response.statusCode ?? 0 }));
-      response.on('close', () => resolve({ status: response.statusCode ?? 0 }));
+      const answered = () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(kept).toString('utf8') });
+      response.on('end', answered);
+      response.on('close', answered);
       response.on('error', fail);
     });
     req.on('error', (error: NodeJS.ErrnoException) => fail(new FetchError(`cannot reach ${target.href}: ${error.code ?? error.message}`)));

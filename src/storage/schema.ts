@@ -18,6 +18,7 @@ import type { FirstUseTables } from '../policy/first-use.ts';
 import type { PasskeyTables } from '../identity/passkeys/tables.ts';
 import type { ApprovalTables } from '../approvals/tables.ts';
 import type { SignalTables } from '../signals/tables.ts';
+import type { SsfTables } from '../signals/ssf/tables.ts';
 import type { RecoveryTables } from '../identity/recovery/tables.ts';
 import type { BreakGlassTables } from '../approvals/break-glass/tables.ts';
 import type { CibaTables } from '../ciba/tables.ts';
@@ -32,4 +33,4 @@ import type { TransactionTables } from '../transactions/txn.ts';
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables {}

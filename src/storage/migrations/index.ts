@@ -34,6 +34,7 @@ import * as transactions from './0032_transactions.ts';
 import * as mandateLapses from './0033_mandate_lapses.ts';
 import * as auditHolds from './0035_audit_holds.ts';
 import * as partnerDrift from './0036_partner_drift.ts';
+import * as ssfStreams from './0037_ssf_streams.ts';
 import * as holdRelease from './0038_hold_release.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
@@ -73,5 +74,6 @@ export const migrations: Record<string, Migration> = {
   '0033_mandate_lapses': mandateLapses,
   '0035_audit_holds': auditHolds,
   '0036_partner_drift': partnerDrift,
+  '0037_ssf_streams': ssfStreams,
   '0038_hold_release': holdRelease,
 };

@@ -1,0 +1,202 @@
+import { jwtVerify, type JSONWebKeySet } from 'jose';
+import { safeEqual } from './dpop.ts';
+import { checkedUrl, defaultAlgorithms, keyResolver, KeySourceUnavailable, type AccessTokenClaims } from './token.ts';
+
+/**
+ * The guard as a Shared Signals receiver (OpenID SSF 1.0, RFC 8935 push; docs/signals.md "The
+ * guard as a receiver"). Clearance pushes Security Event Tokens to the resource server; the
+ * receiver verifies each (RFC 8417: typ `secevent+jwt`, signed by the transmitter's published
+ * keys, `iss` the transmitter, `aud` this receiver, `jti`, `iat`, `events`) and the push's
+ * Authorization header, then acts on it:
+ * - CAEP `session-revoked` about a person: every token of theirs issued up to the event is refused
+ *   from now on; about one session (a grant, a refresh family, a token — the `session` member of
+ *   a complex subject): the tokens of that grant, or that token, are;
+ * - CAEP `token-claims-change`: the subject's tokens issued up to the change are refused (their
+ *   claims — e.g. the mandate version — are no longer what the issuer would say);
+ * - RISC `account-disabled`, `account-purged`: like a session revoked for the person.
+ * What the guard accepted before is thereby dropped, without asking Clearance on every request.
+ * Answers (RFC 8935 §2.2, §2.3): 202 accepted; 400 `{err, description}` with `invalid_request`,
+ * `invalid_key`, `invalid_issuer`, `invalid_audience`; 401 `authentication_failed` for a push
+ * without the agreed Authorization header. Each accepted event is handed to `onEvent` too.
+ */
+export interface SsfReceiverOptions {
+  /** The transmitter's issuer (Clearance's), as SETs carry it in `iss`. */
+  issuer: string;
+  /** This receiver's `aud`: the client id that made the stream. */
+  audience: string;
+  /** The transmitter's JWKS (default: discovered from the issuer, as the guard does). */
+  jwksUri?: string;
+  jwks?: JSONWebKeySet;
+  /** The Authorization header value given at stream creation (`delivery.authorization_header`); required of every push when set. */
+  authorization?: string;
+  /** Where revoked subjects, grants and tokens are kept; pass the same one to createGuard. */
+  revocations: SecurityEventRevocations;
+  allowHttp?: boolean;
+  /** Epoch ms (tests). */
+  now?: () => number;
+  onEvent?: (event: ReceivedSecurityEvent) => void;
+}
+
+export interface ReceivedSecurityEvent {
+  jti: string;
+  type: string;
+  subject: Record<string, unknown>;
+  payload: Record<string, unknown>;
+  txn?: string;
+}
+
+export interface SsfReceiverAnswer {
+  status: 202 | 400 | 401;
+  body?: { err: string; description: string };
+}
+
+export interface SsfReceiver {
+  /** One push: the request's headers and its body (the SET). */
+  receive(request: { headers: Record<string, string | readonly string[] | undefined>; body: string | Buffer | undefined }): Promise<SsfReceiverAnswer>;
+}
+
+const caep = 'https://schemas.openid.net/secevent/caep/event-type/';
+const risc = 'https://schemas.openid.net/secevent/risc/event-type/';
+
+export function createSsfReceiver(options: SsfReceiverOptions): SsfReceiver {
+  const allowHttp = options.allowHttp ?? false;
+  checkedUrl(options.issuer, 'issuer', allowHttp);
+  if (typeof options.audience !== 'string' || options.audience.length === 0) throw new TypeError('ssf receiver option audience is required: the client id of the stream');
+  const keys = keyResolver({ issuer: options.issuer, jwksUri: options.jwksUri, jwks: options.jwks, allowHttp });
+  const now = options.now ?? Date.now;
+  const refuse = (err: string, description: string, status: 400 | 401 = 400): SsfReceiverAnswer => ({ status, body: { err, description } });
+
+  return {
+    async receive(request) {
+      if (options.authorization !== undefined) {
+        const given = header(request.headers, 'authorization');
+        if (given === undefined || !safeEqual(given, options.authorization)) return refuse('authentication_failed', 'the push did not carry the agreed Authorization header', 401);
+      }
+      const contentType = header(request.headers, 'content-type');
+      if (contentType === undefined || contentType.split(';')[0]!.trim().toLowerCase() !== 'application/secevent+jwt') return refuse('invalid_request', 'the body must be application/secevent+jwt');
+      const jwt = typeof request.body === 'string' ? request.body : request.body?.toString('utf8');
+      if (!jwt || jwt.length > 64 * 1024) return refuse('invalid_request', 'the body is not a SET');
+      let claims: Record<string, unknown>;
+      try {
+        const verified = await jwtVerify(jwt.trim(), keys, { issuer: options.issuer, audience: options.audience, typ: 'secevent+jwt', algorithms: [...defaultAlgorithms], currentDate: new Date(now()) });
+        claims = verified.payload as Record<string, unknown>;
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (error instanceof KeySourceUnavailable) return refuse('invalid_key', 'the transmitter keys cannot be fetched now');
+        if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
+          const claim = (error as { claim?: string }).claim;
+          if (claim === 'iss') return refuse('invalid_issuer', 'the SET is not from the expected transmitter');
+          if (claim === 'aud') return refuse('invalid_audience', 'the SET is not for this receiver');
+        }
+        if (code === 'ERR_JWKS_NO_MATCHING_KEY' || code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') return refuse('invalid_key', 'the SET signature does not verify with the transmitter keys');
+        return refuse('invalid_request', `the SET is not acceptable: ${(error as Error).message}`);
+      }
+      const events = claims.events;
+      if (typeof claims.jti !== 'string' || typeof claims.iat !== 'number' || typeof events !== 'object' || events === null || Array.isArray(events) || Object.keys(events).length === 0) {
+        return refuse('invalid_request', 'a SET needs jti, iat and events (RFC 8417 §2.2)');
+      }
+      const subject = (claims.sub_id ?? {}) as Record<string, unknown>;
+      for (const [type, payload] of Object.entries(events as Record<string, unknown>)) {
+        const data = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
+        apply(options.revocations, options.issuer, type, subject, data, Math.floor(now() / 1000));
+        options.onEvent?.({ jti: claims.jti, type, subject, payload: data, ...(typeof claims.txn === 'string' ? { txn: claims.txn } : {}) });
+      }
+      return { status: 202 };
+    },
+  };
+}
+
+/** What an event drops: a person's tokens up to its time, or one grant's or token's. */
+function apply(revocations: SecurityEventRevocations, issuer: string, type: string, subject: Record<string, unknown>, payload: Record<string, unknown>, nowSeconds: number): void {
+  const at = typeof payload.event_timestamp === 'number' ? payload.event_timestamp : nowSeconds;
+  const user = subjectOf(issuer, subject.format === 'complex' ? subject.user : subject);
+  const session = subject.format === 'complex' ? (subject.session as Record<string, unknown> | undefined) : undefined;
+  switch (type) {
+    case `${caep}session-revoked`:
+      if (session?.format === 'opaque' && typeof session.id === 'string') revocations.revokeSession(session.id, at);
+      else if (user !== undefined) revocations.revokeSubject(user, at);
+      return;
+    case `${caep}token-claims-change`:
+    case `${risc}account-disabled`:
+    case `${risc}account-purged`:
+      if (user !== undefined) revocations.revokeSubject(user, at);
+      return;
+    default:
+      return;
+  }
+}
+
+/** The `sub` of tokens a subject identifier names: a person of this issuer, or an opaque id (a client's own tokens). */
+function subjectOf(issuer: string, id: unknown): string | undefined {
+  if (typeof id !== 'object' || id === null) return undefined;
+  const s = id as Record<string, unknown>;
+  if (s.format === 'iss_sub' && s.iss === issuer && typeof s.sub === 'string') return s.sub;
+  if (s.format === 'opaque' && typeof s.id === 'string') return s.id;
+  return undefined;
+}
+
+function header(headers: Record<string, string | readonly string[] | undefined>, name: string): string | undefined {
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() !== name) continue;
+    return Array.isArray(value) ? (value as string[])[0] : (value as string | undefined);
+  }
+  return undefined;
+}
+
+/**
+ * Tokens the security events revoked, as the guard checks them (createGuard's `revocations`). A
+ * revocation is remembered as long as a token issued before it could still be valid
+ * (`maxTokenLifetimeSeconds`, default an hour: at least the longest access token lifetime of the
+ * resource server), then forgotten. Memory only, per process: a cluster gives each process its
+ * own receiver route or shares an implementation of this interface.
+ */
+export interface SecurityEventRevocations {
+  /** Every token of `sub` issued at or before `at` (epoch s) is refused. */
+  revokeSubject(sub: string, at: number): void;
+  /** Every token with this grant (`grant_id`) or this `jti`, issued at or before `at`, is refused. */
+  revokeSession(id: string, at: number): void;
+  /** Why the token is refused, or undefined. */
+  check(claims: Pick<AccessTokenClaims, 'sub' | 'iat' | 'jti'> & { grant_id?: unknown }): string | undefined;
+}
+
+export class MemorySecurityEventRevocations implements SecurityEventRevocations {
+  readonly #subjects = new Map<string, number>();
+  readonly #sessions = new Map<string, number>();
+  readonly #lifetime: number;
+  readonly #now: () => number;
+  readonly #max: number;
+
+  constructor(options: { maxTokenLifetimeSeconds?: number; now?: () => number; maxEntries?: number } = {}) {
+    this.#lifetime = options.maxTokenLifetimeSeconds ?? 3600;
+    this.#now = options.now ?? Date.now;
+    this.#max = options.maxEntries ?? 100_000;
+  }
+
+  revokeSubject(sub: string, at: number): void {
+    this.#remember(this.#subjects, sub, at);
+  }
+
+  revokeSession(id: string, at: number): void {
+    this.#remember(this.#sessions, id, at);
+  }
+
+  check(claims: Pick<AccessTokenClaims, 'sub' | 'iat' | 'jti'> & { grant_id?: unknown }): string | undefined {
+    const subject = this.#subjects.get(claims.sub);
+    if (subject !== undefined && claims.iat <= subject) return 'the subject\'s tokens were revoked by a security event';
+    for (const id of [claims.jti, typeof claims.grant_id === 'string' ? claims.grant_id : undefined]) {
+      const session = id === undefined ? undefined : this.#sessions.get(id);
+      if (session !== undefined && claims.iat <= session) return 'the token\'s session was revoked by a security event';
+    }
+    return undefined;
+  }
+
+  #remember(map: Map<string, number>, key: string, at: number): void {
+    const nowSeconds = Math.floor(this.#now() / 1000);
+    if (map.size >= this.#max) {
+      for (const [k, t] of map) if (t + this.#lifetime < nowSeconds) map.delete(k);
+      // Still full of live revocations: the oldest goes (its tokens expire soonest).
+      if (map.size >= this.#max) map.delete(map.keys().next().value!);
+    }
+    map.set(key, Math.max(at, map.get(key) ?? 0));
+  }
+}

@@ -1,0 +1,277 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { epochSeconds } from '../../clock.ts';
+import type { Context } from '../../context.ts';
+import { parseStoredEvent } from '../../audit/event-format.ts';
+import type { Resolver } from '../../federation/fetch.ts';
+import type { Database } from '../../storage/schema.ts';
+import { backoffMs } from '../delivery.ts';
+import { postForStatus } from '../post.ts';
+import { securityEventsOf, ssfEventTypes, type SecurityEvent, type SubjectId } from './event-types.ts';
+import { authorizationOf, deliveredTypes, StreamStore, streamWants, type Stream } from './streams.ts';
+
+/**
+ * The Shared Signals transmitter (SSF 1.0, docs/signals.md). Its source is the SEALED audit log:
+ * every SET stands for an event that is in the tamper-evident log, and a sealed prefix is complete
+ * (no transaction still to commit below it), so reading it in order loses nothing, on any number
+ * of nodes. One pass:
+ * 1. tail: the events sealed after the cursor (`ssf_cursor`), at most `batch`, are mapped to
+ *    security events (./event-types.ts); for each stream not disabled that asked for the type,
+ *    existed when the event happened and wants its subject (./streams.ts `streamWants`), a SET is
+ *    signed (RFC 8417, typ `secevent+jwt`, the issuer's signing key) and put in the stream's outbox
+ *    — all in one transaction that moves the cursor only from where this pass read it, so two
+ *    nodes never queue an event twice;
+ * 2. push (RFC 8935): each due SET of an enabled push stream is taken by one conditional update
+ *    (a lease), POSTed as `application/secevent+jwt` with the receiver's Authorization header, and
+ *    recorded: 2xx delivered; 400 (§2.3: the receiver refuses this SET) failed for good, its `err`
+ *    kept; anything else retried with an exponential back-off until `ssfMaxDeliveryAgeSeconds`.
+ *    A paused stream's SETs wait; a disabled stream gets none.
+ * Poll (RFC 8936) streams are served by the endpoint (./poll.ts) from the same outbox.
+ * A pass runs every `ssfIntervalMs`, and at once when `kick` is called (after the sealer sealed).
+ */
+export interface TransmitterOptions {
+  /** Events read per pass; default 500. */
+  batch?: number;
+  /** Retry back-off of push: first delay, default 1 s; longest, default 5 min. */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Per push request; default 5 s. */
+  timeoutMs?: number;
+  /** Tests resolve names to chosen addresses. */
+  resolve?: Resolver;
+}
+
+const cursorName = 'sealed';
+const leaseMs = 30_000;
+
+/** The seq of the last sealed event, or undefined when nothing is sealed. */
+async function sealedHorizon(db: Kysely<Database>): Promise<number | undefined> {
+  const row = await db.selectFrom('audit_leaves').select('event_seq').orderBy('leaf_index', 'desc').limit(1).executeTakeFirst();
+  return row ? Number(row.event_seq) : undefined;
+}
+
+/** Signs one SET for a stream. */
+export async function signSet(ctx: Pick<Context, 'keys' | 'config' | 'clock'>, stream: Pick<Stream, 'clientId'>, event: { type: string; subject: SubjectId; payload: Record<string, unknown>; txn?: string }): Promise<{ jti: string; jwt: string }> {
+  const jti = randomUUID();
+  const claims = {
+    iss: ctx.config.issuer,
+    jti,
+    iat: epochSeconds(ctx.clock),
+    aud: stream.clientId,
+    ...(event.txn !== undefined ? { txn: event.txn } : {}),
+    sub_id: event.subject,
+    events: { [event.type]: event.payload },
+  };
+  return { jti, jwt: await ctx.keys.signJwt({ typ: 'secevent+jwt' }, claims) };
+}
+
+/** Step 1. How many SETs were queued and whether sealed events remain past this batch; undefined when another node moved the cursor first. */
+export async function tailSealedLog(ctx: Context, streams: StreamStore, options: TransmitterOptions = {}): Promise<{ queued: number; more: boolean } | undefined> {
+  const db = ctx.storage.db;
+  const horizon = await sealedHorizon(db);
+  if (horizon === undefined) return { queued: 0, more: false };
+  const cursor = await db.selectFrom('ssf_cursor').select('last_seq').where('name', '=', cursorName).executeTakeFirst();
+  if (!cursor) {
+    // The first pass starts at the present: streams made from now on get what happens from now on.
+    await db.insertInto('ssf_cursor').values({ name: cursorName, last_seq: horizon }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    return { queued: 0, more: false };
+  }
+  const from = Number(cursor.last_seq);
+  if (horizon <= from) return { queued: 0, more: false };
+  const active = await streams.active();
+  const rows = await db
+    .selectFrom('audit_events')
+    .select(['seq', 'event'])
+    .where('seq', '>', from)
+    .where('seq', '<=', horizon)
+    .orderBy('seq')
+    .limit(active.length === 0 ? 1 : (options.batch ?? 500))
+    .execute();
+  const to = active.length === 0 ? horizon : Number(rows.at(-1)?.seq ?? horizon);
+  const queued: Database['ssf_outbox'][] = [];
+  if (active.length > 0) {
+    const rules = await streams.subjectRules(active.map((s) => s.streamId));
+    const now = ctx.clock.now();
+    for (const row of rows) {
+      const stored = parseStoredEvent(row.event);
+      for (const security of securityEventsOf(stored, ctx.config.issuer)) {
+        for (const stream of active) {
+          if (stream.createdAt > stored.time || !deliveredTypes(stream).includes(security.type)) continue;
+          if (!streamWants(stream, rules.get(stream.streamId), security.subject)) continue;
+          queued.push(await outboxRow(ctx, stream, security, now));
+        }
+      }
+    }
+  }
+  return db.transaction().execute(async (trx) => {
+    const moved = await trx.updateTable('ssf_cursor').set({ last_seq: to }).where('name', '=', cursorName).where('last_seq', '=', from).executeTakeFirst();
+    if (Number(moved.numUpdatedRows) !== 1) return undefined;
+    for (let i = 0; i < queued.length; i += 200) await trx.insertInto('ssf_outbox').values(queued.slice(i, i + 200)).execute();
+    return { queued: queued.length, more: to < horizon };
+  });
+}
+
+async function outboxRow(ctx: Context, stream: Stream, event: SecurityEvent | { type: string; subject: SubjectId; payload: Record<string, unknown> }, now: number): Promise<Database['ssf_outbox']> {
+  const { jti, jwt } = await signSet(ctx, stream, event);
+  return { jti, stream_id: stream.streamId, event_type: event.type, set_jwt: jwt, status: 'pending', attempts: 0, next_attempt_at: now, lease_until: null, last_status: null, last_error: null, created_at: now, settled_at: null };
+}
+
+/** SSF 1.0 §8.1.4.2: the verification event a receiver asked for, queued at once (whatever it requested). */
+export async function queueVerification(ctx: Context, stream: Stream, state: string | undefined): Promise<string> {
+  const row = await outboxRow(ctx, stream, { type: ssfEventTypes.verification, subject: { format: 'opaque', id: stream.streamId }, payload: state !== undefined ? { state } : {} }, ctx.clock.now());
+  await ctx.storage.db.insertInto('ssf_outbox').values(row).execute();
+  return row.jti;
+}
+
+export interface PushOutcome {
+  jti: string;
+  status: 'delivered' | 'pending' | 'failed';
+  httpStatus?: number;
+  error?: string;
+}
+
+/** Step 2: one pass of push delivery; the outcomes this node recorded. */
+export async function pushDue(ctx: Context, streams: StreamStore, options: TransmitterOptions = {}): Promise<PushOutcome[]> {
+  const db = ctx.storage.db;
+  const now = ctx.clock.now();
+  const due = await db
+    .selectFrom('ssf_outbox as o')
+    .innerJoin('ssf_streams as s', 's.stream_id', 'o.stream_id')
+    .select(['o.jti', 'o.stream_id', 'o.set_jwt', 'o.attempts', 'o.created_at', 's.client_id'])
+    .where('o.status', '=', 'pending')
+    .where('o.next_attempt_at', '<=', now)
+    .where((eb) => eb.or([eb('o.lease_until', 'is', null), eb('o.lease_until', '<=', now)]))
+    .where('s.delivery_method', '=', 'push')
+    .where('s.status', '=', 'enabled')
+    .orderBy('o.created_at')
+    .limit(50)
+    .execute();
+  const outcomes = await Promise.all(
+    due.map(async (row) => {
+      const lease = now + leaseMs;
+      const won = await db
+        .updateTable('ssf_outbox')
+        .set({ lease_until: lease })
+        .where('jti', '=', row.jti)
+        .where('status', '=', 'pending')
+        .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<=', now)]))
+        .executeTakeFirst();
+      if (Number(won.numUpdatedRows) !== 1) return undefined;
+      const stream = await streams.get(row.client_id, row.stream_id);
+      return stream ? push(ctx, stream, { jti: row.jti, jwt: row.set_jwt, attempts: Number(row.attempts), createdAt: Number(row.created_at), lease }, options) : undefined;
+    }),
+  );
+  return outcomes.filter((o): o is PushOutcome => o !== undefined);
+}
+
+async function push(ctx: Context, stream: Stream, set: { jti: string; jwt: string; attempts: number; createdAt: number; lease: number }, options: TransmitterOptions): Promise<PushOutcome | undefined> {
+  let outcome: { status?: number; error?: string; permanent?: boolean };
+  try {
+    const authorization = authorizationOf(ctx.identity.factorKeys.master, stream);
+    const answer = await postForStatus(stream.endpointUrl!, set.jwt, { 'content-type': 'application/secevent+jwt', accept: 'application/json', ...(authorization !== undefined ? { authorization } : {}) }, {
+      allowPrivateNetwork: ctx.config.ssfAllowPrivateNetwork,
+      timeoutMs: options.timeoutMs ?? 5000,
+      ...(options.resolve ? { resolve: options.resolve } : {}),
+    });
+    if (answer.status >= 200 && answer.status < 300) outcome = { status: answer.status };
+    // RFC 8935 §2.3: 400 with {err, description} — the receiver will never accept this SET.
+    else if (answer.status === 400) outcome = { status: 400, error: receiverError(answer.body), permanent: true };
+    else outcome = { status: answer.status, error: `HTTP ${answer.status}` };
+  } catch (error) {
+    outcome = { error: (error as Error).message.slice(0, 500) };
+  }
+  const now = ctx.clock.now();
+  const attempts = set.attempts + 1;
+  const delivered = outcome.error === undefined;
+  const tooOld = now - set.createdAt >= ctx.config.ssfMaxDeliveryAgeSeconds * 1000;
+  const status: PushOutcome['status'] = delivered ? 'delivered' : outcome.permanent || tooOld ? 'failed' : 'pending';
+  const result = await ctx.storage.db
+    .updateTable('ssf_outbox')
+    .set({
+      status,
+      attempts,
+      next_attempt_at: status === 'pending' ? now + backoffMs(attempts, { baseDelayMs: options.baseDelayMs ?? 1000, maxDelayMs: options.maxDelayMs ?? 300_000 }) : now,
+      lease_until: null,
+      last_status: outcome.status ?? null,
+      last_error: outcome.error ?? null,
+      settled_at: status === 'pending' ? null : now,
+    })
+    .where('jti', '=', set.jti)
+    .where('lease_until', '=', set.lease)
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return undefined;
+  if (!delivered) ctx.log.warn({ stream: stream.streamId, jti: set.jti, attempts, status, error: outcome.error }, 'SET push delivery failed');
+  return { jti: set.jti, status, ...(outcome.status !== undefined ? { httpStatus: outcome.status } : {}), ...(outcome.error !== undefined ? { error: outcome.error } : {}) };
+}
+
+/** RFC 8935 §2.3's `err` (and description) from a 400 body, short and printable. */
+function receiverError(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { err?: unknown; description?: unknown };
+    if (typeof parsed.err === 'string') return `${parsed.err}${typeof parsed.description === 'string' ? `: ${parsed.description}` : ''}`.replace(/\p{Cc}/gu, ' ').slice(0, 500);
+  } catch {
+    // not JSON: the status says it
+  }
+  return 'HTTP 400';
+}
+
+/** Settled SETs are kept a day (for the stream's status and tests), then removed. */
+export async function pruneSettled(db: Kysely<Database>, now: number): Promise<void> {
+  await db.deleteFrom('ssf_outbox').where('status', '!=', 'pending').where('settled_at', '<', now - 86_400_000).execute();
+}
+
+export interface Transmitter {
+  /** Runs a pass soon (after the one running): new events were sealed, or a verification queued. */
+  kick(): void;
+  /** Runs one pass now (after the one running, if any). */
+  runOnce(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts the transmitter's passes (the primary process of each node, src/server.ts). */
+export function startTransmitter(ctx: Context, options: TransmitterOptions = {}): Transmitter {
+  const streams = new StreamStore(ctx.storage.db, ctx.identity.factorKeys.master);
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+  let queued = false;
+  let lastPrune = 0;
+  const pass = async () => {
+    queued = false;
+    try {
+      // Until the tail is caught up (a burst larger than a batch), read on.
+      for (let i = 0; i < 20 && !stopped; i++) {
+        const tailed = await tailSealedLog(ctx, streams, options);
+        if (!tailed?.more) break;
+      }
+      await pushDue(ctx, streams, options);
+      const now = ctx.clock.now();
+      if (now - lastPrune > 3_600_000) {
+        lastPrune = now;
+        await pruneSettled(ctx.storage.db, now);
+      }
+    } catch (error) {
+      ctx.log.error({ err: error }, 'the Shared Signals transmitter pass failed; retrying next pass');
+    }
+  };
+  const runOnce = () => (running = running.then(pass));
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => void runOnce().finally(schedule), ctx.config.ssfIntervalMs);
+    timer.unref();
+  };
+  schedule();
+  return {
+    kick() {
+      if (stopped || queued) return;
+      queued = true;
+      void runOnce();
+    },
+    runOnce,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}
