@@ -46,7 +46,8 @@ export const resourceServers = [
   { identifier: venueApi, scopes: ['trade:execute'], require_sender_constraint: true },
 ];
 
-const secretClient = (client_id: string, scope: string, extra: Record<string, unknown> = {}) => ({
+/** A client_credentials service client with a generated secret. */
+export const secretClient = (client_id: string, scope: string, extra: Record<string, unknown> = {}) => ({
   client_id,
   kind: 'service',
   token_endpoint_auth_method: 'client_secret_basic',
