@@ -20,6 +20,8 @@ export interface SsfFixture extends ProtocolFixture {
   call(method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE', path: string, options?: { token?: string; body?: unknown; receiver?: string }): Promise<LightMyRequestResponse>;
   /** Creates a stream of `receiver` and returns its configuration. */
   stream(body: Record<string, unknown>, receiver?: string): Promise<Record<string, unknown>>;
+  /** Seals what is recorded. */
+  seal(): Promise<void>;
   /** Seals what is recorded and runs the tail (and push) once. */
   transmit(options?: TransmitterOptions & { push?: boolean }): Promise<void>;
   streams: StreamStore;
@@ -27,7 +29,7 @@ export interface SsfFixture extends ProtocolFixture {
 
 export async function ssfFixture(t: Pick<TestContext, 'after'>, options: { dialect?: TestDialect; env?: NodeJS.ProcessEnv } = {}): Promise<SsfFixture> {
   const f = await protocolFixture(t, { ...options, risk: 'off' });
-  await f.apply({ clients: [secretClient('receiver-a', 'ssf:manage'), secretClient('receiver-b', 'ssf:manage'), secretClient('no-ssf', 'order:create')] });
+  await f.apply({ clients: [secretClient('receiver-a', 'ssf:manage'), secretClient('receiver-b', 'ssf:manage'), secretClient('no-ssf', 'order:create'), secretClient('desk-2', 'order:create')] });
   const tokens = new Map<string, string>();
   const sealer = createSealer(f.ctx, resolveMasterKey(f.ctx.config).key);
   const streams = new StreamStore(f.ctx.storage.db, f.ctx.identity.factorKeys.master);
@@ -55,6 +57,9 @@ export async function ssfFixture(t: Pick<TestContext, 'after'>, options: { diale
       const response = await fixture.call('POST', '/ssf/streams', { body, ...(receiver ? { receiver } : {}) });
       assert.equal(response.statusCode, 201, response.body);
       return response.json() as Record<string, unknown>;
+    },
+    async seal() {
+      await sealer.sealAll();
     },
     async transmit(options = {}) {
       await sealer.sealAll();
