@@ -70,11 +70,12 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
   const db = ctx.storage.db;
   const horizon = await sealedHorizon(db);
   if (horizon === undefined) return { queued: 0, more: false };
-  const cursor = await db.selectFrom('ssf_cursor').select('last_seq').where('name', '=', cursorName).executeTakeFirst();
+  let cursor = await db.selectFrom('ssf_cursor').select('last_seq').where('name', '=', cursorName).executeTakeFirst();
   if (!cursor) {
-    // The first pass starts at the present: streams made from now on get what happens from now on.
-    await db.insertInto('ssf_cursor').values({ name: cursorName, last_seq: horizon }).onConflict((oc) => oc.column('name').doNothing()).execute();
-    return { queued: 0, more: false };
+    // The very first pass reads from the start; with no stream yet it jumps to the horizon at once
+    // (below), and a stream only ever gets events that happened after it was made.
+    await db.insertInto('ssf_cursor').values({ name: cursorName, last_seq: 0 }).onConflict((oc) => oc.column('name').doNothing()).execute();
+    cursor = { last_seq: 0 };
   }
   const from = Number(cursor.last_seq);
   if (horizon <= from) return { queued: 0, more: false };

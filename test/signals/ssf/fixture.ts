@@ -70,7 +70,7 @@ export async function ssfFixture(t: Pick<TestContext, 'after'>, options: { diale
       if (options.push) await pushDue(f.ctx, streams, options);
     },
   };
-  // The transmitter starts reading at the present: the first pass sets its cursor.
+  // The first pass finds no stream and moves the cursor to the sealed horizon: tests start from the present.
   await fixture.transmit();
   return fixture;
 }

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { StoredAuditEvent } from '../../../src/audit/events.ts';
+import { securityEventsOf, ssfEventTypes, subjectKeys } from '../../../src/signals/ssf/event-types.ts';
+
+// Which audit events become which security events (docs/signals.md "Event types"), about whom.
+
+const issuer = 'https://clearance.example.com';
+const at = 1_800_000_000_000;
+const stored = (event: Partial<StoredAuditEvent> & Pick<StoredAuditEvent, 'type'>): StoredAuditEvent => ({ v: 1, id: 'e1', time: at, node: 'n', ...event });
+const alice = { format: 'iss_sub', iss: issuer, sub: 'alice' };
+const typesOf = (event: StoredAuditEvent) => securityEventsOf(event, issuer).map((e) => e.type);
+
+test('each mapped audit event gives its CAEP, RISC or Clearance event about the right subject, with the event time', () => {
+  const cases: [StoredAuditEvent, string[]][] = [
+    [stored({ type: 'consent.revoked', actor: 'admin-1', subject: 'alice', client: 'desk', details: { grant_id: 'g1', reason: 'left the firm' } }), [ssfEventTypes.sessionRevoked]],
+    [stored({ type: 'user.logged_out', actor: 'alice', subject: 'alice', details: { session: 's1' } }), [ssfEventTypes.sessionRevoked]],
+    [stored({ type: 'user.signed_out_everywhere', actor: 'admin-1', subject: 'alice' }), [ssfEventTypes.sessionRevoked]],
+    [stored({ type: 'user.password_reset', actor: 'admin-1', subject: 'alice' }), [ssfEventTypes.credentialChange, ssfEventTypes.sessionRevoked]],
+    [stored({ type: 'user.factor_enrolled', actor: 'alice', subject: 'alice' }), [ssfEventTypes.credentialChange]],
+    [stored({ type: 'passkey.removed', actor: 'alice', subject: 'alice' }), [ssfEventTypes.credentialChange]],
+    [stored({ type: 'step_up.completed', actor: 'alice', subject: 'alice', details: { outcome: 'met', acr: 'urn:clearance:acr:phr' } }), [ssfEventTypes.assuranceLevelChange]],
+    [stored({ type: 'step_up.completed', actor: 'alice', subject: 'alice', details: { outcome: 'declined' } }), []],
+    [stored({ type: 'mandate.amended', actor: 'ops', subject: 'algo-7', client: 'algo-7', mandate: { id: 'm1', v: 2 } }), [ssfEventTypes.tokenClaimsChange]],
+    [stored({ type: 'user.disabled', actor: 'admin-1', subject: 'alice' }), [ssfEventTypes.accountDisabled]],
+    [stored({ type: 'user.locked', actor: 'admin-1', subject: 'alice', decision: { allow: false, reasons: ['admin'] } }), [ssfEventTypes.accountDisabled]],
+    [stored({ type: 'user.locked', actor: 'alice', subject: 'alice', decision: { allow: false, reasons: ['failed_logins'] } }), []],
+    [stored({ type: 'user.deleted', actor: 'admin-1', subject: 'alice' }), [ssfEventTypes.accountPurged]],
+    [stored({ type: 'passkey.counter_regressed', subject: 'alice' }), [ssfEventTypes.credentialCompromise]],
+    [stored({ type: 'mandate.revoked', actor: 'ops', subject: 'algo-7', mandate: { id: 'm1', v: 2 }, details: { reason: 'client instruction' } }), [ssfEventTypes.mandateRevoked]],
+    [stored({ type: 'break_glass.activated', txn: 'act-1', actor: 'eng', subject: 'bg-admin' }), [ssfEventTypes.breakGlassActivated]],
+    [stored({ type: 'break_glass.expired', txn: 'act-1', subject: 'bg-admin' }), [ssfEventTypes.breakGlassEnded]],
+    [stored({ type: 'token.issued', subject: 'alice', client: 'desk' }), []],
+    [stored({ type: 'policy.denied', subject: 'alice' }), []],
+  ];
+  for (const [event, types] of cases) assert.deepEqual(typesOf(event), types, event.type);
+
+  const [revoked] = securityEventsOf(cases[0]![0], issuer);
+  assert.deepEqual(revoked!.subject, { format: 'complex', user: alice, session: { format: 'opaque', id: 'g1' } });
+  assert.deepEqual(revoked!.payload, { event_timestamp: at / 1000, initiating_entity: 'admin', reason_admin: { en: 'left the firm' } });
+  const [claims] = securityEventsOf(cases[8]![0], issuer);
+  assert.deepEqual([claims!.subject, claims!.payload.claims], [{ format: 'opaque', id: 'algo-7' }, { mandate: { id: 'm1', v: 2 } }]);
+  const [credential] = securityEventsOf(cases[4]![0], issuer);
+  assert.deepEqual([credential!.payload.credential_type, credential!.payload.change_type, credential!.payload.initiating_entity], ['app', 'create', 'user']);
+  const [activation] = securityEventsOf(cases[15]![0], issuer);
+  assert.equal(activation!.txn, 'act-1', 'the txn goes with the SET');
+});
+
+test('a subject is matched by itself and, when complex, by each member', () => {
+  assert.deepEqual(subjectKeys({ format: 'complex', user: { format: 'iss_sub', iss: issuer, sub: 'alice' }, session: { format: 'opaque', id: 'g1' } }), [`iss_sub ${issuer} alice`, 'opaque g1']);
+  assert.deepEqual(subjectKeys({ format: 'email', email: 'Alice@Example.com' }), ['email alice@example.com']);
+});
