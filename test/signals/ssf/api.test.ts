@@ -145,7 +145,7 @@ describe('the Shared Signals API', () => {
     const verify = await f.call('POST', '/ssf/verify', { body: { stream_id: id, state: 'abc-123' } });
     assert.equal(verify.statusCode, 204, verify.body);
     const first = (await f.call('POST', `/ssf/poll/${id}`, { body: { returnImmediately: true } })).json();
-    const [[jti, set]] = Object.entries(first.sets as Record<string, string>);
+    const [jti, set] = Object.entries(first.sets as Record<string, string>)[0]!;
     assert.equal(decodeProtectedHeader(set!).typ, 'secevent+jwt');
     const claims = decodeJwt(set!);
     assert.equal(claims.jti, jti);
