@@ -42,6 +42,7 @@ export interface TransmitterOptions {
 }
 
 const cursorName = 'sealed';
+const idleAdvanceMs = 10_000;
 const leaseMs = 30_000;
 
 /** The seq of the last sealed event, or undefined when nothing is sealed. */
@@ -66,8 +67,15 @@ export async function signSet(ctx: Pick<Context, 'keys' | 'config' | 'clock'>, s
 }
 
 /** Step 1. How many SETs were queued and whether sealed events remain past this batch; undefined when another node moved the cursor first. */
-export async function tailSealedLog(ctx: Context, streams: StreamStore, options: TransmitterOptions = {}): Promise<{ queued: number; more: boolean } | undefined> {
+export async function tailSealedLog(ctx: Context, streams: StreamStore, options: TransmitterOptions = {}, idle?: { lastAdvance: number }): Promise<{ queued: number; more: boolean } | undefined> {
   const db = ctx.storage.db;
+  let active = await streams.active();
+  // No stream: nothing to send, so the cursor need only keep up now and then (`idle`: at most every
+  // 10 s), not write on every pass while tokens are being issued.
+  if (active.length === 0 && idle) {
+    if (ctx.clock.now() - idle.lastAdvance < idleAdvanceMs) return { queued: 0, more: false };
+    idle.lastAdvance = ctx.clock.now();
+  }
   const horizon = await sealedHorizon(db);
   if (horizon === undefined) return { queued: 0, more: false };
   let cursor = await db.selectFrom('ssf_cursor').select('last_seq').where('name', '=', cursorName).executeTakeFirst();
@@ -79,7 +87,8 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
   }
   const from = Number(cursor.last_seq);
   if (horizon <= from) return { queued: 0, more: false };
-  const active = await streams.active();
+  // Read after the horizon: a stream made since the first read gets the events sealed after it.
+  if (active.length === 0) active = await streams.active();
   const rows = await db
     .selectFrom('audit_events')
     .select(['seq', 'event'])
@@ -237,12 +246,13 @@ export function startTransmitter(ctx: Context, options: TransmitterOptions = {})
   let running: Promise<void> = Promise.resolve();
   let queued = false;
   let lastPrune = 0;
+  const idle = { lastAdvance: 0 };
   const pass = async () => {
     queued = false;
     try {
       // Until the tail is caught up (a burst larger than a batch), read on.
       for (let i = 0; i < 20 && !stopped; i++) {
-        const tailed = await tailSealedLog(ctx, streams, options);
+        const tailed = await tailSealedLog(ctx, streams, options, idle);
         if (!tailed?.more) break;
       }
       await pushDue(ctx, streams, options);
