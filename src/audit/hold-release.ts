@@ -20,7 +20,7 @@ import { holdDetails, holdFromRow, HoldError, type Hold } from './holds.ts';
  */
 export const holdReleaseRole = 'compliance';
 
-/** How long a release request waits for its approvals: a week is too long for the approvals rule's cap, so a day. */
+/** How long a release request waits for its approvals: a day, the approvals rule's longest. */
 export const holdReleaseTtlMs = 24 * 3600_000;
 
 export interface HoldReleaseContent {
