@@ -36,6 +36,7 @@ import * as auditHolds from './0035_audit_holds.ts';
 import * as partnerDrift from './0036_partner_drift.ts';
 import * as ssfStreams from './0037_ssf_streams.ts';
 import * as holdRelease from './0038_hold_release.ts';
+import * as pki from './0039_pki.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -76,4 +77,5 @@ export const migrations: Record<string, Migration> = {
   '0036_partner_drift': partnerDrift,
   '0037_ssf_streams': ssfStreams,
   '0038_hold_release': holdRelease,
+  '0039_pki': pki,
 };

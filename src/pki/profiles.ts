@@ -1,0 +1,168 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../storage/schema.ts';
+import type { Validator } from '../validation.ts';
+
+/**
+ * Certificate profiles (apply's `certificate_profiles`, docs/pki.md): what one kind of certificate
+ * may hold and who may have it. A request names a profile; the CA, not the request, decides the
+ * names in the certificate (rendered from the profile's templates with the holder's id), the
+ * extended key usages and policy OIDs that encode its allowed use, and the lifetime (at most
+ * `max_lifetime`). A profile with `approval: required` issues only after a second person holding
+ * `approver_role` approved (src/approvals/kinds/certificate-issue.ts).
+ */
+export interface CertificateProfile {
+  name: string;
+  description?: string;
+  /** Key types a CSR may carry. */
+  key_types: CsrKeyType[];
+  /** Seconds. */
+  max_lifetime: number;
+  /** Seconds; what an issuance gets when it asks for nothing shorter. Defaults to `max_lifetime`. */
+  default_lifetime?: number;
+  /** Extended key usages: names below or dotted OIDs. */
+  ekus: string[];
+  /** Certificate policy OIDs (RFC 5280 §4.2.1.4) that state the allowed use. */
+  policies: string[];
+  /** The subject DN template, e.g. `CN={holder}, O=Example Broker`. */
+  subject: string;
+  /** SAN templates by type; `{holder}` is the holder's id. */
+  san: { dns?: string[]; uri?: string[]; email?: string[] };
+  /** Permitted subtrees the rendered names must fall in: DNS suffixes, URI prefixes, email domains. */
+  name_constraints?: { dns?: string[]; uri?: string[]; email?: string[] };
+  approval: 'none' | 'required';
+  /** The role a person holds to approve an issuance of this profile (default `pki-approver`). */
+  approver_role?: string;
+  /** Certificates of this profile authenticate clients to Clearance with tls_client_auth (needs EKU client_auth). */
+  client_auth: boolean;
+  /** Whether the holder may renew over mTLS with the current certificate (default true). */
+  renewable: boolean;
+}
+
+export type CsrKeyType = 'EC-P256' | 'EC-P384' | 'Ed25519' | 'RSA-2048' | 'RSA-3072' | 'RSA-4096';
+export const csrKeyTypes: readonly CsrKeyType[] = ['EC-P256', 'EC-P384', 'Ed25519', 'RSA-2048', 'RSA-3072', 'RSA-4096'];
+
+/** Extended key usage names (RFC 5280 §4.2.1.12). */
+export const ekuOids: Record<string, string> = {
+  server_auth: '1.3.6.1.5.5.7.3.1',
+  client_auth: '1.3.6.1.5.5.7.3.2',
+  code_signing: '1.3.6.1.5.5.7.3.3',
+  email_protection: '1.3.6.1.5.5.7.3.4',
+  time_stamping: '1.3.6.1.5.5.7.3.8',
+  ocsp_signing: '1.3.6.1.5.5.7.3.9',
+};
+
+export const defaultApproverRole = 'pki-approver';
+/** No profile issues for longer than a year; workloads and agents are meant to get hours. */
+const maxProfileLifetime = 366 * 86400;
+const namePattern = /^[a-z][a-z0-9-]{0,39}$/;
+const oidPattern = /^[0-2](\.(0|[1-9][0-9]{0,9})){1,20}$/;
+const templatePattern = /^[^\p{Cc}]{1,300}$/u;
+
+/** `8h`, `30m`, `2d`, `90s` or a number of seconds. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value > 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const match = /^([1-9][0-9]{0,6})([smhd])$/.exec(value);
+  if (!match) return undefined;
+  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+const fields = ['name', 'description', 'key_types', 'max_lifetime', 'default_lifetime', 'ekus', 'policies', 'subject', 'san', 'name_constraints', 'approval', 'approver_role', 'client_auth', 'renewable'];
+
+/** Reads one `certificate_profiles` entry; every problem is recorded at its path. */
+export function readCertificateProfile(v: Validator, path: string, value: unknown): CertificateProfile | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  v.knownKeys(path, o, fields);
+  const before = v.problems.length;
+  const name = v.string(`${path}.name`, o.name, { pattern: namePattern, patternMessage: 'must be 1 to 40 of a-z, 0-9 and -, starting with a letter' });
+  const description = o.description === undefined ? undefined : v.string(`${path}.description`, o.description, { maxLength: 300, pattern: templatePattern });
+  const keyTypes = v.array(`${path}.key_types`, o.key_types, (p, x) => v.string(p, x, { oneOf: csrKeyTypes }) as CsrKeyType | undefined, { nonEmpty: true, unique: true });
+  const maxLifetime = lifetime(v, `${path}.max_lifetime`, o.max_lifetime);
+  const defaultLifetime = o.default_lifetime === undefined ? undefined : lifetime(v, `${path}.default_lifetime`, o.default_lifetime);
+  if (maxLifetime !== undefined && defaultLifetime !== undefined && defaultLifetime > maxLifetime) v.fail(`${path}.default_lifetime`, 'must not exceed max_lifetime');
+  const ekus = v.array(`${path}.ekus`, o.ekus, (p, x) => eku(v, p, x), { nonEmpty: true, unique: true });
+  const policies = o.policies === undefined ? [] : v.array(`${path}.policies`, o.policies, (p, x) => v.string(p, x, { pattern: oidPattern, patternMessage: 'must be a dotted OID' }), { unique: true });
+  const subject = o.subject === undefined ? 'CN={holder}' : v.string(`${path}.subject`, o.subject, { pattern: templatePattern });
+  const san = readNames(v, `${path}.san`, o.san ?? {});
+  const constraints = o.name_constraints === undefined ? undefined : readNames(v, `${path}.name_constraints`, o.name_constraints);
+  const approval = o.approval === undefined ? 'none' : (v.string(`${path}.approval`, o.approval, { oneOf: ['none', 'required'] }) as 'none' | 'required' | undefined);
+  const approverRole = o.approver_role === undefined ? undefined : v.string(`${path}.approver_role`, o.approver_role, { pattern: /^[a-z][a-z0-9_-]{0,39}$/ });
+  const clientAuth = o.client_auth === undefined ? false : v.boolean(`${path}.client_auth`, o.client_auth);
+  const renewable = o.renewable === undefined ? true : v.boolean(`${path}.renewable`, o.renewable);
+  if (clientAuth && ekus && !ekus.includes('client_auth')) v.fail(`${path}.client_auth`, 'needs client_auth among the ekus');
+  if (san && (san.dns?.length ?? 0) + (san.uri?.length ?? 0) + (san.email?.length ?? 0) === 0 && subject && !subject.includes('{holder}')) {
+    v.fail(`${path}.san`, 'names nobody: give a SAN template or a subject with {holder}, so a certificate identifies its holder');
+  }
+  if (v.problems.length > before) return undefined;
+  return {
+    name: name!,
+    ...(description !== undefined ? { description } : {}),
+    key_types: keyTypes!,
+    max_lifetime: maxLifetime!,
+    ...(defaultLifetime !== undefined ? { default_lifetime: defaultLifetime } : {}),
+    ekus: ekus!,
+    policies: policies!,
+    subject: subject!,
+    san: san!,
+    ...(constraints ? { name_constraints: constraints } : {}),
+    approval: approval!,
+    ...(approverRole !== undefined ? { approver_role: approverRole } : {}),
+    client_auth: clientAuth!,
+    renewable: renewable!,
+  };
+}
+
+function lifetime(v: Validator, path: string, value: unknown): number | undefined {
+  const seconds = parseDuration(value);
+  if (seconds === undefined) return v.fail(path, 'must be a duration such as 8h, 30m or 2d, or a number of seconds');
+  if (seconds < 60 || seconds > maxProfileLifetime) return v.fail(path, 'must be from 1 minute to 366 days');
+  return seconds;
+}
+
+function eku(v: Validator, path: string, value: unknown): string | undefined {
+  if (typeof value === 'string' && (Object.hasOwn(ekuOids, value) || oidPattern.test(value))) return value;
+  return v.fail(path, `must be one of ${Object.keys(ekuOids).join(', ')} or a dotted OID`);
+}
+
+function readNames(v: Validator, path: string, value: unknown): { dns?: string[]; uri?: string[]; email?: string[] } | undefined {
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  v.knownKeys(path, o, ['dns', 'uri', 'email']);
+  const out: { dns?: string[]; uri?: string[]; email?: string[] } = {};
+  for (const type of ['dns', 'uri', 'email'] as const) {
+    if (o[type] === undefined) continue;
+    const items = v.array(`${path}.${type}`, o[type], (p, x) => v.string(p, x, { maxLength: 300, pattern: /^[\x21-\x7e]+$/, patternMessage: 'must be printable ASCII without spaces' }), { unique: true });
+    if (items) out[type] = items;
+  }
+  return out;
+}
+
+/** The OID of an EKU entry (a name or an OID). */
+export function ekuOid(entry: string): string {
+  return ekuOids[entry] ?? entry;
+}
+
+/** Stored profiles with their versions. */
+export async function loadProfiles(db: Kysely<Database> | Transaction<Database>): Promise<Map<string, { profile: CertificateProfile; version: number }>> {
+  const rows = await db.selectFrom('pki_profiles').selectAll().execute();
+  return new Map(rows.map((row) => [row.name, { profile: JSON.parse(row.definition) as CertificateProfile, version: Number(row.version) }]));
+}
+
+/** Creates or updates a profile in the apply transaction; a change is a new version. */
+export async function upsertProfile(trx: Transaction<Database>, now: number, profile: CertificateProfile): Promise<'created' | 'updated' | 'unchanged'> {
+  const definition = JSON.stringify(profile);
+  const row = await trx.selectFrom('pki_profiles').selectAll().where('name', '=', profile.name).executeTakeFirst();
+  if (!row) {
+    await trx.insertInto('pki_profiles').values({ name: profile.name, definition, version: 1, updated_at: now }).execute();
+    return 'created';
+  }
+  if (row.definition === definition) return 'unchanged';
+  await trx.updateTable('pki_profiles').set({ definition, version: Number(row.version) + 1, updated_at: now }).where('name', '=', profile.name).execute();
+  return 'updated';
+}
+
+/** The scope a token carries to ask for a certificate of `profile` (resource server `<issuer>/pki`). */
+export function issueScope(profile: string): string {
+  return `pki:issue:${profile}`;
+}
