@@ -13,6 +13,7 @@ import type { EntityDirectory } from './entities/directory.ts';
 import type { PolicyStore } from './policy/store.ts';
 import type { PartnerStore } from './federation/store.ts';
 import type { RiskServices } from './risk/index.ts';
+import type { Pki } from './pki/index.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -39,4 +40,6 @@ export interface Context {
   partners: PartnerStore;
   /** The risk engine's settings and memory (src/risk): signals, sightings, baselines, limits. */
   risk: RiskServices;
+  /** The private CA (src/pki): custody, authorities, certificate profiles and status. */
+  pki: Pki;
 }

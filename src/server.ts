@@ -25,6 +25,7 @@ import { EntityDirectory } from './entities/directory.ts';
 import { PolicyStore } from './policy/store.ts';
 import { PartnerStore } from './federation/store.ts';
 import { startSignalService, type SignalService } from './signals/service.ts';
+import { createPki } from './pki/index.ts';
 import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
 
 /**
@@ -69,6 +70,7 @@ export async function openContext(
     const throttles = risk.limits.throttles(options.throttles ?? { clientAuthentication: new MemoryAuthFailureThrottle(clock), login: identity.throttle }, clock);
     // Assertion and DPoP proof jtis share one replay cache and its group commit (scoped keys).
     const replay = new DatabaseReplayCache(storage.db, clock, { writer });
+    const pki = createPki(storage.db, master.key, clock);
     const ctx: Context = {
       config,
       storage,
@@ -84,6 +86,7 @@ export async function openContext(
         issuer: config.issuer,
         clock,
         throttle: throttles.clientAuthentication,
+        certificateTrust: (certificate) => pki.trust(certificate),
       },
       identity: { ...identity, throttle: throttles.login },
       dpop: {
@@ -97,6 +100,7 @@ export async function openContext(
       policies: new PolicyStore(storage.db, clock),
       partners: new PartnerStore(storage.db, clock, { replay }),
       risk,
+      pki,
     };
     await seedBuiltins(ctx);
     return ctx;

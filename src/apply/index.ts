@@ -24,9 +24,11 @@ import { readRateLimitSection, upsertRateLimits, type RateLimitSection } from '.
 import { executeKycProviders, planKycProviders, type KycProviderEntry } from '../risk/kyc/providers.ts';
 import { executeKycDeclarations, type KycDeclaration } from '../risk/kyc/apply.ts';
 import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
+import { executeCertificateProfiles, planCertificateProfiles } from '../pki/apply-section.ts';
+import type { CertificateProfile } from '../pki/profiles.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -61,11 +63,13 @@ export interface ApplyPlan {
 
   /** `kyc.providers` (src/risk/kyc/providers.ts): when present, the whole list of KYC providers. */
   kycProviders?: KycProviderEntry[];
+  /** `certificate_profiles` (src/pki/profiles.ts): created or updated, never removed. */
+  certificateProfiles: CertificateProfile[];
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile';
 
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
@@ -123,8 +127,10 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   serverEntries.forEach(({ item: r, at }) => refuseUnauditable(v, `resource_servers[${at}].identifier`, r.identifier));
   clientEntries.forEach(({ item: c, at }) => refuseUnauditable(v, `clients[${at}].client_id`, c.client_id));
 
-  // A client may only be allowed scopes that some resource server accepts.
-  const offered = new Set([...(await ctx.resourceServers.list()), ...resourceServers].flatMap((r) => r.scopes));
+  const certificateProfiles = planCertificateProfiles(v, list, duplicates);
+  // A client may only be allowed scopes that some resource server accepts (the CA's issuance
+  // scopes of the profiles this document declares included).
+  const offered = new Set([...(await ctx.resourceServers.list()), ...resourceServers].flatMap((r) => r.scopes).concat(certificateProfiles.scopes));
   clientEntries.forEach(({ item: c, at }) => {
     for (const scope of c.scope?.split(' ') ?? []) {
       if (scope === 'openid' || scope === 'offline_access') continue;
@@ -167,6 +173,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           entities,
           policies,
           partners,
+          certificateProfiles: certificateProfiles.profiles,
           roleMinimums: Object.fromEntries(roleMinimums ?? []),
           ...(recovery ? { recovery } : {}),
           breakGlass,
@@ -244,6 +251,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     result.changes.push(...policies.changes);
     events.push(...policies.events);
     result.changes.push(...(await executePartners(ctx, trx, plan.partners)));
+    result.changes.push(...(await executeCertificateProfiles(ctx, trx, plan.certificateProfiles ?? [])));
     result.changes.push(...(await upsertRoleMinimums(trx, now, new Map(Object.entries(plan.roleMinimums ?? {})))));
     if (plan.recovery) result.changes.push(...(await upsertRecoverySettings(trx, now, plan.recovery)));
     result.changes.push(...(await executeBreakGlass(trx, now, plan.breakGlass ?? [])));
@@ -268,6 +276,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   ctx.entities.invalidate();
   ctx.policies.invalidate();
   ctx.partners.invalidate();
+  ctx.pki.invalidateProfiles();
   invalidateRoleMinimums(ctx);
   invalidateBreakGlassAccounts(ctx);
   ctx.risk.settings.invalidate?.();

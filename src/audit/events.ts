@@ -171,6 +171,16 @@ export const auditEventTypes = [
   'assertion.refused',
   'introspection.refused',
   'audit.refusals_suppressed',
+  // The private CA (src/pki, docs/pki.md), recorded as financial controls in the transaction of
+  // what they record: the CA created, a certificate issued (profile, holder, serial, key digest,
+  // who asked, the approval that allowed it), renewed, revoked (reason, by whom); an issuance
+  // refused after its requester was authenticated, and one that waits for approval.
+  'pki.ca_initialised',
+  'pki.certificate_issued',
+  'pki.certificate_renewed',
+  'pki.certificate_revoked',
+  'pki.issuance_refused',
+  'pki.issuance_pending',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

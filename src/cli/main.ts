@@ -13,6 +13,7 @@ import { auditCommand, auditHelp } from './commands/audit.ts';
 import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.ts';
 import { partnerCommand, partnerHelp } from './commands/partner.ts';
 import { startCommand, startHelp } from './commands/start.ts';
+import { caCommand, caHelp } from './commands/ca.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -40,6 +41,10 @@ Commands:
                         check a federated partner's trust profile, keys and metadata, and
                         optionally a JWT against it; list partners; show a partner's drift
                         baseline; re-approve a drifted partner (see: clearance partner --help)
+  ca init|issue|revoke|list|root|crl
+                        the private CA: create the root (kept offline or in a PKCS#11 token) and
+                        the issuing intermediate, issue from a CSR under a profile, revoke, list,
+                        print the root and the CRL (see: clearance ca --help)
   help [COMMAND]        show help
 
 Environment (the server and the CLI read the same):
@@ -90,6 +95,7 @@ const helps: Record<string, string> = {
   audit: auditHelp,
   policy: policyHelp,
   partner: partnerHelp,
+  ca: caHelp,
 };
 
 /** A key id is an RFC 7638 SHA-256 thumbprint: 43 base64url characters, which may begin with `-`. */
@@ -156,6 +162,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         kind: { type: 'string' },
         // start
         workers: { type: 'string' },
+        // ca
+        name: { type: 'string' },
+        organization: { type: 'string' },
+        'key-type': { type: 'string' },
+        'root-key-out': { type: 'string' },
+        'passphrase-file': { type: 'string' },
+        pkcs11: { type: 'boolean' },
+        'intermediate-custody': { type: 'string' },
+        'root-days': { type: 'string' },
+        'intermediate-days': { type: 'string' },
+        profile: { type: 'string' },
+        holder: { type: 'string' },
+        csr: { type: 'string' },
+        lifetime: { type: 'string' },
       },
     });
   } catch (error) {
@@ -270,6 +290,33 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       };
       return withContext(config, output, (ctx) => policyCommand(ctx, args, output));
     }
+    case 'ca':
+      return withContext(config, output, (ctx) =>
+        caCommand(
+          ctx,
+          {
+            action: rest[0],
+            target: rest[1],
+            name: values.name,
+            organization: values.organization,
+            keyType: values['key-type'],
+            rootKeyOut: values['root-key-out'],
+            passphraseFile: values['passphrase-file'],
+            pkcs11: values.pkcs11,
+            intermediateCustody: values['intermediate-custody'],
+            rootDays: values['root-days'],
+            intermediateDays: values['intermediate-days'],
+            profile: values.profile,
+            holder: values.holder,
+            csr: values.csr,
+            lifetime: values.lifetime,
+            output: values.output,
+            reason: values.reason,
+            json: values.json,
+          },
+          output,
+        ),
+      );
     case 'partner':
       return withContext(config, output, (ctx) =>
         partnerCommand(ctx, { action: rest[0], id: rest[1], assertion: values.assertion, kind: values.kind }, output),

@@ -28,6 +28,7 @@ import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
 import { adminHolds } from '../endpoints/admin/holds.ts';
 import { sharedSignals } from '../endpoints/ssf/index.ts';
+import { pki } from '../endpoints/pki/index.ts';
 import { adminRecovery } from '../endpoints/admin/recovery.ts';
 import { recovery } from '../endpoints/recovery/index.ts';
 import { adminBreakGlass } from '../endpoints/break-glass/index.ts';
@@ -56,7 +57,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals, pki];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

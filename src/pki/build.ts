@@ -52,6 +52,11 @@ export async function signCertificate(request: CertificateRequest, issuer: x509.
   );
 }
 
+/** PEM that ends with a newline, so certificates concatenate into a chain file. */
+export function pemOf(certificate: x509.X509Certificate): string {
+  return `${certificate.toString('pem').trimEnd()}\n`;
+}
+
 export function skiOf(certificate: x509.X509Certificate): string {
   const ski = certificate.getExtension(x509.SubjectKeyIdentifierExtension);
   if (!ski) throw new Error(`certificate ${certificate.subject} has no subject key identifier`);

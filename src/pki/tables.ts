@@ -78,7 +78,7 @@ export interface PkiTables {
     csr: string;
     lifetime_seconds: number;
     requested_by: string;
-    /** 'pending' | 'issued' | 'denied' | 'expired'. */
+    /** 'pending' | 'issued' | 'denied' | 'refused' (the profile or CSR no longer passed when approved); expiry is the approval request's. */
     status: string;
     serial: string | null;
     created_at: number;

@@ -36,8 +36,27 @@ export function ssfAudience(issuer: string): string {
   return `${issuer}/ssf`;
 }
 
+/** The scope that revokes certificates of Clearance's CA (POST /pki/certificates/{serial}/revoke). */
+export const pkiRevokeScope = 'pki:revoke';
+
+/** The audience of Clearance's CA API (docs/pki.md); issuance scopes are `pki:issue:<profile>`. */
+export function pkiAudience(issuer: string): string {
+  return `${issuer}/pki`;
+}
+
+/** The CA API's resource server: revocation, and one issuance scope per certificate profile. */
+export function pkiResourceServer(issuer: string, profiles: readonly string[]): ResourceServer {
+  return {
+    identifier: pkiAudience(issuer),
+    name: 'Clearance certificate authority',
+    scopes: [pkiRevokeScope, ...[...profiles].sort().map((profile) => `pki:issue:${profile}`)],
+    access_token_ttl: 300,
+    require_sender_constraint: false,
+  };
+}
+
 /** The resource servers Clearance itself provides; their identifiers are reserved. */
-export function builtinResourceServers(issuer: string): ResourceServer[] {
+export function builtinResourceServers(issuer: string, pkiProfiles: readonly string[] = []): ResourceServer[] {
   return [
     {
       identifier: `${issuer}/admin`,
@@ -60,10 +79,11 @@ export function builtinResourceServers(issuer: string): ResourceServer[] {
       access_token_ttl: 300,
       require_sender_constraint: false,
     },
+    pkiResourceServer(issuer, pkiProfiles),
   ];
 }
 
-/** Whether `identifier` names one of Clearance's own built-in resource servers (the admin API, the AuthZEN API, the Shared Signals API). */
+/** Whether `identifier` names one of Clearance's own built-in resource servers (the admin API, the AuthZEN API, the Shared Signals API, the CA API). */
 export function isBuiltinResourceServer(issuer: string, identifier: string): boolean {
   return builtinResourceServers(issuer).some((server) => server.identifier === identifier);
 }
@@ -71,6 +91,7 @@ export function isBuiltinResourceServer(issuer: string, identifier: string): boo
 /** Creates or refreshes the built-in resource servers (on every start; a no-op when current). */
 export async function seedBuiltins(ctx: Context): Promise<void> {
   await ctx.storage.db.transaction().execute(async (trx) => {
-    for (const server of builtinResourceServers(ctx.config.issuer)) await ctx.resourceServers.upsert(trx, server);
+    const profiles = (await trx.selectFrom('pki_profiles').select('name').execute()).map((p) => p.name);
+    for (const server of builtinResourceServers(ctx.config.issuer, profiles)) await ctx.resourceServers.upsert(trx, server);
   });
 }

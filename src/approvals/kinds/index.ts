@@ -1,5 +1,6 @@
 import type { ApprovalKind, ApprovalKindName } from '../kinds.ts';
 import { breakGlassKind } from './break-glass.ts';
+import { certificateIssueKind } from './certificate-issue.ts';
 import { cibaKind } from './ciba.ts';
 import { holdReleaseKind } from './hold-release.ts';
 import { recoveryKind } from './recovery.ts';
@@ -13,6 +14,7 @@ export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   recovery: recoveryKind,
   break_glass: breakGlassKind,
   hold_release: holdReleaseKind,
+  certificate_issue: certificateIssueKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

@@ -1,3 +1,5 @@
+import type { X509Certificate } from 'node:crypto';
+import type { TrustOutcome } from '../../pki/status.ts';
 import type { Clock } from '../../clock.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { hasControlCharacter } from '../../parameters.ts';
@@ -32,6 +34,12 @@ export interface AuthDeps {
   throttle?: AuthFailureThrottle;
   /** Largest client_assertion in bytes (default 8 KiB). */
   maxAssertionBytes?: number;
+  /**
+   * Whether a presented certificate is one of Clearance's own CA (src/pki/status.ts): its chain,
+   * dates and status checked here, so a revoked one is refused at once whoever validated the TLS
+   * handshake. Without it, the TLS layer's word is all there is.
+   */
+  certificateTrust?: (certificate: X509Certificate) => Promise<TrustOutcome>;
 }
 
 /** RFC 6749 §5.2: the challenge sent with a 401 when the client tried the Authorization header. */
@@ -237,14 +245,32 @@ async function verifyCredential(
       return (await verifyClientAssertion(assertion, client, deps)).jti;
     }
     case 'tls_client_auth':
-      verifyTlsClientAuth(client, input.certificate, input.certificateChainVerified, deps.clock);
+      verifyTlsClientAuth(client, input.certificate, await chainOf(client, input, deps), deps.clock);
       return undefined;
     case 'self_signed_tls_client_auth':
+      await chainOf(client, input, deps);
       await verifySelfSignedTlsClientAuth(client, input.certificate);
       return undefined;
     case 'none':
       return undefined;
   }
+}
+
+/**
+ * Whether the presented certificate's chain is validated: by Clearance itself when its own CA
+ * issued it — and then only while it is unexpired, unrevoked and of a profile that authenticates
+ * clients (`client_auth`) — else by the TLS layer or proxy (`certificateChainVerified`).
+ */
+async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): Promise<boolean> {
+  if (!input.certificate || !deps.certificateTrust) return input.certificateChainVerified;
+  const trust = await deps.certificateTrust(input.certificate);
+  if (!trust.ours) return input.certificateChainVerified;
+  const id = client.metadata.client_id;
+  if (!trust.ok) throw invalidClient(`client ${id} presented a certificate of Clearance's CA that is not usable: ${trust.reason}`);
+  if (!trust.certificate.profile.client_auth) {
+    throw invalidClient(`client ${id} presented a certificate of profile ${trust.certificate.profile.name}, which does not authenticate clients`);
+  }
+  return true;
 }
 
 function withBasicChallenge(error: OAuthError): OAuthError {

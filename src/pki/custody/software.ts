@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import { masterKeyId, open, seal } from '../../keys/sealed-box.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -43,10 +43,10 @@ export class SoftwareCustody implements KeyCustody {
     return this.#remember(softwareKey(ref, type, privateKey));
   }
 
-  async load(ref: string): Promise<CustodyKey> {
+  async load(ref: string, executor: Kysely<Database> | Transaction<Database> = this.#db): Promise<CustodyKey> {
     const cached = this.#loaded.get(ref);
     if (cached) return cached;
-    const row = await this.#db.selectFrom('custody_keys').selectAll().where('ref', '=', ref).executeTakeFirst();
+    const row = await executor.selectFrom('custody_keys').selectAll().where('ref', '=', ref).executeTakeFirst();
     if (!row) throw new CustodyError(`no software custody key ${ref}`);
     if (row.master_key_id !== masterKeyId(this.#masterKey)) {
       throw new CustodyError(`custody key ${ref} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(this.#masterKey)}`);

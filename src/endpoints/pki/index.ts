@@ -1,0 +1,147 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Context } from '../../context.ts';
+import { resourceRequest } from '../../http/oauth-request.ts';
+import { sendJson } from '../../http/json.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { publishCrl } from '../../pki/crl.ts';
+import { requestCertificate, PkiRefusal, type IssuedCertificate, type PendingIssuance } from '../../pki/issuance.ts';
+import { issueScope } from '../../pki/profiles.ts';
+import { renewCertificate } from '../../pki/renewal.ts';
+import { revokeCertificate, RevocationError } from '../../pki/revocation.ts';
+import { pkiAudience, pkiRevokeScope } from '../../resource-servers/builtins.ts';
+import { authorizeProtectedRequest } from '../../tokens/protected-resource.ts';
+import { PkiError } from '../../pki/authority.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * Clearance's certificate authority over HTTP (docs/pki.md):
+ *
+ *   POST /pki/certificates {profile, csr, lifetime?}   a certificate for the token's subject, with a
+ *        token for `<issuer>/pki` carrying `pki:issue:<profile>` → 201 {serial, certificate, chain,
+ *        not_after}; 202 {status: pending_approval, request_id, approval_request} when the profile
+ *        needs a second person's approval
+ *   GET  /pki/requests/{id}                             a waiting issuance, for whoever asked (same scope)
+ *   POST /pki/certificates/renew {csr, lifetime?}       over mTLS with the current certificate: a new one
+ *        for the same holder and profile (no token: the certificate is the credential)
+ *   POST /pki/certificates/{serial}/revoke {reason}     with `pki:revoke`
+ *   GET  /pki/crl/{authority}                           the issuing CA's CRL (DER, public)
+ *   GET  /pki/ca/{authority}                            a CA certificate (DER, public; the AIA caIssuers URL)
+ *
+ * Refusals are JSON OAuth errors with Cache-Control: no-store: 400 invalid_request naming the
+ * rule, 401/403 for the token, 404 for an unknown certificate or request, 409 for one revoked
+ * already, 503 temporarily_unavailable before `clearance ca init`.
+ */
+export const pki: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/pki`;
+    const audience = pkiAudience(ctx.config.issuer);
+    const tokenFor = async (request: FastifyRequest, reply: FastifyReply, scope: string) => {
+      const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), { audience, scope, name: 'the CA API' });
+      reply.headers(access.headers);
+      return access.claims;
+    };
+
+    app.post(`${base}/certificates`, async (request, reply) => {
+      const body = jsonBody(request.body);
+      const profile = typeof body.profile === 'string' && body.profile.length > 0 ? body.profile : undefined;
+      if (!profile) throw new OAuthError('invalid_request', 'profile is required');
+      const claims = await tokenFor(request, reply, issueScope(profile));
+      const holder = claims.sub ?? claims.client_id;
+      const outcome = await refusalsAsOAuth(() =>
+        requestCertificate(ctx, {
+          profile,
+          csr: body.csr,
+          holder,
+          requestedBy: claims.client_id,
+          requesterType: 'client',
+          ...lifetimeOf(body),
+          requestId: request.id,
+          ...(typeof claims.txn === 'string' ? { txn: claims.txn } : {}),
+        }),
+      );
+      return sendOutcome(reply, outcome);
+    });
+
+    app.get<{ Params: { id: string } }>(`${base}/requests/:id`, async (request, reply) => {
+      const row = await ctx.storage.db.selectFrom('pki_requests').selectAll().where('id', '=', request.params.id).executeTakeFirst();
+      if (!row) throw new OAuthError('not_found', 'no such certificate request');
+      const claims = await tokenFor(request, reply, issueScope(row.profile));
+      // Another client's request is as unknown as one that does not exist.
+      if (row.requested_by !== claims.client_id) throw new OAuthError('not_found', 'no such certificate request');
+      const view: Record<string, unknown> = { request_id: row.id, status: row.status, profile: row.profile, holder: row.holder };
+      if (row.serial) {
+        const issued = await ctx.storage.db.selectFrom('pki_certificates').select(['certificate', 'not_after']).where('serial', '=', row.serial).executeTakeFirstOrThrow();
+        Object.assign(view, { serial: row.serial, certificate: issued.certificate, not_after: new Date(Number(issued.not_after)).toISOString() });
+      }
+      return sendJson(reply, view);
+    });
+
+    app.post(`${base}/certificates/renew`, async (request, reply) => {
+      const body = jsonBody(request.body);
+      const presented = request.clientCertificate?.certificate;
+      if (!presented) throw new OAuthError('invalid_request', 'renewal is made over mutual TLS with the current certificate', { status: 401 });
+      const issued = await refusalsAsOAuth(() => renewCertificate(ctx, presented, { csr: body.csr, ...lifetimeOf(body), requestId: request.id }));
+      return sendOutcome(reply, issued);
+    });
+
+    app.post<{ Params: { serial: string } }>(`${base}/certificates/:serial/revoke`, async (request, reply) => {
+      const body = jsonBody(request.body);
+      const claims = await tokenFor(request, reply, pkiRevokeScope);
+      if (!/^[0-9a-fA-F]{2,40}$/.test(request.params.serial)) throw new OAuthError('not_found', 'no such certificate');
+      try {
+        const revoked = await revokeCertificate(ctx, { serial: request.params.serial, reason: typeof body.reason === 'string' ? body.reason : '', actor: claims.sub ?? claims.client_id, requestId: request.id });
+        return sendJson(reply, { serial: revoked.serial, status: 'revoked', reason: revoked.reason, revoked_at: new Date(revoked.revokedAt).toISOString() });
+      } catch (error) {
+        if (!(error instanceof RevocationError)) throw error;
+        if (error.code === 'unknown_certificate') throw new OAuthError('not_found', error.message);
+        if (error.code === 'already_revoked') throw new OAuthError('invalid_request', error.message, { status: 409 });
+        throw new OAuthError('invalid_request', error.message);
+      }
+    });
+
+    app.get<{ Params: { authority: string } }>(`${base}/crl/:authority`, async (request, reply) => {
+      const authority = await ctx.pki.authorities.byId(request.params.authority);
+      if (!authority || authority.role !== 'issuing') throw new OAuthError('not_found', 'no such issuing authority');
+      const der = await publishCrl(ctx, authority.id);
+      return reply.code(200).headers({ 'cache-control': 'no-cache' }).type('application/pkix-crl').send(der);
+    });
+
+    app.get<{ Params: { authority: string } }>(`${base}/ca/:authority`, async (request, reply) => {
+      const authority = await ctx.pki.authorities.byId(request.params.authority);
+      if (!authority || authority.role === 'ocsp') throw new OAuthError('not_found', 'no such certificate authority');
+      return reply.code(200).headers({ 'cache-control': 'public, max-age=3600' }).type('application/pkix-cert').send(Buffer.from(authority.certificate.rawData));
+    });
+  },
+};
+
+function jsonBody(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+function lifetimeOf(body: Record<string, unknown>): { lifetimeSeconds?: number } {
+  if (body.lifetime === undefined) return {};
+  if (typeof body.lifetime !== 'number') throw new OAuthError('invalid_request', 'lifetime must be a number of seconds');
+  return { lifetimeSeconds: body.lifetime };
+}
+
+async function refusalsAsOAuth<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof PkiRefusal) throw new OAuthError('invalid_request', error.message);
+    if (error instanceof PkiError) throw new OAuthError('temporarily_unavailable', error.message, { status: 503 });
+    throw error;
+  }
+}
+
+function sendOutcome(reply: FastifyReply, outcome: IssuedCertificate | PendingIssuance): FastifyReply {
+  if (outcome.status === 'pending_approval') {
+    return sendJson(reply, { status: 'pending_approval', request_id: outcome.requestId, approval_request: outcome.approvalRequest, expires_at: new Date(outcome.expiresAt).toISOString() }, { status: 202 });
+  }
+  return sendJson(
+    reply,
+    { status: 'issued', serial: outcome.serial, profile: outcome.profile, holder: outcome.holder, not_after: new Date(outcome.notAfter).toISOString(), certificate: outcome.certificatePem, chain: outcome.chainPem },
+    { status: 201 },
+  );
+}
