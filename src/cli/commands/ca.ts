@@ -103,11 +103,16 @@ async function init(ctx: Context, args: CaArgs, output: Output): Promise<number>
   const keyType = (args.keyType ?? 'EC-P256') as CustodyKeyType;
   if (!['EC-P256', 'Ed25519', 'RSA-3072'].includes(keyType)) return usage(output, '--key-type must be EC-P256, Ed25519 or RSA-3072');
   if (!args.name) return usage(output, '--name is required (e.g. --name "Example Broker Workloads")');
-  if (args.pkcs11 === (args.rootKeyOut !== undefined)) return usage(output, 'give either --root-key-out FILE with --passphrase-file FILE, or --pkcs11');
+  if (Boolean(args.pkcs11) === (args.rootKeyOut !== undefined)) return usage(output, 'give either --root-key-out FILE with --passphrase-file FILE, or --pkcs11');
   let root: { custody: 'export'; passphrase: string } | { custody: 'pkcs11' } = { custody: 'pkcs11' };
   if (args.rootKeyOut !== undefined) {
     if (!args.passphraseFile) return usage(output, '--root-key-out needs --passphrase-file: the root key is never written unencrypted');
-    const passphrase = readFileSync(args.passphraseFile, 'utf8').replace(/\r?\n$/, '');
+    let passphrase: string;
+    try {
+      passphrase = readFileSync(args.passphraseFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      return usage(output, `cannot read ${args.passphraseFile}: ${(error as Error).message}`);
+    }
     if (passphrase.length < 12) return usage(output, 'the passphrase must be at least 12 characters');
     root = { custody: 'export', passphrase };
   }
@@ -150,9 +155,15 @@ async function issue(ctx: Context, args: CaArgs, output: Output): Promise<number
   if (!args.profile || !args.holder || !args.csr) return usage(output, 'usage: clearance ca issue --profile PROFILE --holder ID --csr FILE [--lifetime 8h] [-o FILE]');
   const lifetime = args.lifetime === undefined ? undefined : parseDuration(/^\d+$/.test(args.lifetime) ? Number(args.lifetime) : args.lifetime);
   if (args.lifetime !== undefined && lifetime === undefined) return usage(output, '--lifetime is a duration such as 8h or 30m');
+  let csr: string;
+  try {
+    csr = readFileSync(args.csr, 'utf8');
+  } catch (error) {
+    return usage(output, `cannot read ${args.csr}: ${(error as Error).message}`);
+  }
   const outcome = await requestCertificate(ctx, {
     profile: args.profile,
-    csr: readFileSync(args.csr, 'utf8'),
+    csr,
     holder: args.holder,
     requestedBy: cliActor(),
     requesterType: 'client',
