@@ -14,6 +14,7 @@ import type { PolicyStore } from './policy/store.ts';
 import type { PartnerStore } from './federation/store.ts';
 import type { RiskServices } from './risk/index.ts';
 import type { Pki } from './pki/index.ts';
+import type { AgentRegistry } from './agents/registry.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -42,4 +43,6 @@ export interface Context {
   risk: RiskServices;
   /** The private CA (src/pki): custody, authorities, certificate profiles and status. */
   pki: Pki;
+  /** Algorithmic agents (src/agents): identities, pipelines, model bindings. */
+  agents: AgentRegistry;
 }

@@ -26,6 +26,7 @@ import { PolicyStore } from './policy/store.ts';
 import { PartnerStore } from './federation/store.ts';
 import { startSignalService, type SignalService } from './signals/service.ts';
 import { createPki } from './pki/index.ts';
+import { AgentRegistry } from './agents/registry.ts';
 import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
 
 /**
@@ -101,6 +102,7 @@ export async function openContext(
       partners: new PartnerStore(storage.db, clock, { replay }),
       risk,
       pki,
+      agents: new AgentRegistry(storage.db, clock),
     };
     await seedBuiltins(ctx);
     return ctx;

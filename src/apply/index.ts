@@ -26,9 +26,10 @@ import { executeKycDeclarations, type KycDeclaration } from '../risk/kyc/apply.t
 import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
 import { executeCertificateProfiles, planCertificateProfiles } from '../pki/apply-section.ts';
 import type { CertificateProfile } from '../pki/profiles.ts';
+import { executeAgents, planAgents, type AgentPlan } from '../agents/apply-section.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -65,11 +66,13 @@ export interface ApplyPlan {
   kycProviders?: KycProviderEntry[];
   /** `certificate_profiles` (src/pki/profiles.ts): created or updated, never removed. */
   certificateProfiles: CertificateProfile[];
+  /** `pipelines` and `agents` (src/agents): created or updated. */
+  agents?: AgentPlan;
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline';
 
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
@@ -150,6 +153,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
     if (r.region !== undefined && !declaredRegions.has(r.region)) v.fail(`resource_servers[${at}].region`, `"${r.region}" is not a declared region (add it under regions)`);
   });
   const policies = await planPolicies(ctx, v, list, duplicates);
+  const agents = await planAgents(ctx, v, list, duplicates, clients, certificateProfiles.profiles.map((p) => p.name));
   const partnerEntries = await planPartners(ctx, v, list, duplicates, { resourceServers, clientIds: clients.map((c) => c.client_id) });
   partnerEntries.forEach(({ item: p, at }) => refuseUnauditable(v, `partners[${at}].id`, p.id));
   const partners = partnerEntries.map((e) => e.item);
@@ -174,6 +178,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           policies,
           partners,
           certificateProfiles: certificateProfiles.profiles,
+          agents,
           roleMinimums: Object.fromEntries(roleMinimums ?? []),
           ...(recovery ? { recovery } : {}),
           breakGlass,
@@ -252,6 +257,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     events.push(...policies.events);
     result.changes.push(...(await executePartners(ctx, trx, plan.partners)));
     result.changes.push(...(await executeCertificateProfiles(ctx, trx, plan.certificateProfiles ?? [])));
+    if (plan.agents) result.changes.push(...(await executeAgents(ctx, trx, plan.agents)));
     result.changes.push(...(await upsertRoleMinimums(trx, now, new Map(Object.entries(plan.roleMinimums ?? {})))));
     if (plan.recovery) result.changes.push(...(await upsertRecoverySettings(trx, now, plan.recovery)));
     result.changes.push(...(await executeBreakGlass(trx, now, plan.breakGlass ?? [])));
@@ -277,6 +283,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   ctx.policies.invalidate();
   ctx.partners.invalidate();
   ctx.pki.invalidateProfiles();
+  ctx.agents.invalidate();
   invalidateRoleMinimums(ctx);
   invalidateBreakGlassAccounts(ctx);
   ctx.risk.settings.invalidate?.();

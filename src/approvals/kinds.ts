@@ -10,7 +10,8 @@ import type { ApprovalRequest, ApproverProof } from './requests.ts';
  * What each kind of request a second person approves says about itself (docs/approvals.md): a
  * CIBA authentication request (`ciba`), a lost-authenticator recovery (`recovery`), a break-glass
  * activation (`break_glass`), the release of a legal hold (`hold_release`), the issuance of a
- * certificate whose profile needs approval (`certificate_issue`). The decision itself — independence, the level of the proof, single
+ * certificate whose profile needs approval (`certificate_issue`), an agent's model version
+ * (`model_approval`). The decision itself — independence, the level of the proof, single
  * decisions, counting to the required number, expiry — is one rule for every kind
  * (src/approvals/requests.ts `decideApprovalRequest`); a kind adds who else may decide and what
  * happens when the request settles. Each kind lives in its own module and is listed in
@@ -49,8 +50,8 @@ export interface ApprovalKind {
   afterSettled?(ctx: KindContext, request: ApprovalRequest, outcome: 'approved' | 'denied'): void;
 }
 
-export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_release' | 'certificate_issue';
-export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue'];
+export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_release' | 'certificate_issue' | 'model_approval';
+export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue', 'model_approval'];
 
 export type KindContext = Context;
 

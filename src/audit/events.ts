@@ -181,6 +181,15 @@ export const auditEventTypes = [
   'pki.certificate_revoked',
   'pki.issuance_refused',
   'pki.issuance_pending',
+  // Algorithmic agents (src/agents, docs/agents.md): a model version proposed by the person who
+  // validated it, approved by a second person (model-risk) or denied, an older version retired
+  // (its certificates revoked); a workload attestation accepted (the certificate it got) or refused.
+  'agent.model_proposed',
+  'agent.model_approved',
+  'agent.model_denied',
+  'agent.model_retired',
+  'agent.attested',
+  'agent.attestation_refused',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

@@ -1,3 +1,4 @@
+import type { AgentClaim } from '../tokens/claims.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
@@ -53,6 +54,8 @@ export interface Issuance {
   approvals?: number;
   /** The mandate version the token is issued under. */
   mandate?: MandateVersion;
+  /** The agent and its approved model version, when the client is an algorithmic agent (src/agents/authority.ts): the context's `agent`. */
+  agent?: AgentClaim;
   /**
    * The signals that fired when the person signed in (src/risk: kept with the session and the
    * grant), carried into this issuance's risk assessment: a risky sign-in stays risky at refresh.
@@ -428,6 +431,8 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
     // Only a person's token issued under their verified passkey approval of these entries.
     ...(issuance.approved ? { approved: true } : {}),
     ...(issuance.approvals !== undefined ? { approvals: issuance.approvals } : {}),
+    // Only an agent's token, issued with a certificate attested for an approved model version.
+    ...(issuance.agent ? { agent: { id: issuance.agent.id, strategy: issuance.agent.strategy, environment: issuance.agent.environment, model_version: issuance.agent.model_version, model_digest: issuance.agent.model_digest, model_approved: true } } : {}),
   };
 }
 

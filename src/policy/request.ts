@@ -50,6 +50,18 @@ export interface DecisionContext {
   instrument_class?: string;
   venue?: string;
   mandate?: MandateContext;
+  /** Set by Clearance only, at issuance: the algorithmic agent and its approved model version (src/agents/authority.ts). */
+  agent?: AgentContext;
+}
+
+/** The schema's `Agent` context record: who the agent is and the model version that trades. */
+export interface AgentContext {
+  id: string;
+  strategy: string;
+  environment: string;
+  model_version: string;
+  model_digest: string;
+  model_approved: boolean;
 }
 
 export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
@@ -57,10 +69,10 @@ export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status'
 /**
  * Context attributes only Clearance sets: derived from the authentication (`acr_levels`,
  * `auth_age`), the desk's clock (`local_time`, `local_weekday`), the first-use history
- * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`), second persons' approvals (`approvals`) and the
- * risk engine's assessment (`risk`, src/risk). A caller never sends them.
+ * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`), second persons' approvals (`approvals`), the
+ * risk engine's assessment (`risk`, src/risk) and the agent's model version (`agent`, src/agents). A caller never sends them.
  */
-export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind', 'risk'] as const;
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind', 'risk', 'agent'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -135,6 +147,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   if (request.context?.approvals !== undefined) given.approvals = request.context.approvals;
   // The risk engine's assessment (src/risk): set by the issuance path and the AuthZEN endpoint, never a caller.
   if (request.context?.risk !== undefined) given.risk = request.context.risk as unknown as CedarValueJson;
+  if (request.context?.agent !== undefined) given.agent = request.context.agent as unknown as CedarValueJson;
   const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
 
   let principal: EntityUid;

@@ -20,7 +20,7 @@ export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as cons
 export type ResourceType = (typeof resourceTypes)[number];
 
 /** Bumped when the schema changes in a way that can invalidate stored policy sets. */
-export const schemaVersion = 'clearance-policy-schema-5';
+export const schemaVersion = 'clearance-policy-schema-6';
 
 const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
 
@@ -108,6 +108,16 @@ type Risk = {
   signals: Set<String>,          // the signals that fired (docs/risk.md "Signals")
 };
 
+// The algorithmic agent a token is issued to (src/agents, docs/agents.md), set by Clearance.
+type AgentModel = {
+  id: String,                    // the agent's id
+  strategy: String,
+  environment: String,           // production | staging | development
+  model_version: String,
+  model_digest: String,          // sha256:<hex> of the model artifact
+  model_approved: Bool,          // the version was approved by a second person (model-risk)
+};
+
 type RequestContext = {
   time: Long,                    // when the decision is made, set by Clearance
   region?: String,               // where the request is served / the data would go
@@ -130,6 +140,7 @@ type RequestContext = {
   instrument_class?: String,
   venue?: String,
   mandate?: Mandate,
+  agent?: AgentModel,            // set by Clearance: the agent and its approved model version
 };
 `;
 

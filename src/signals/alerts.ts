@@ -30,6 +30,9 @@ export const alertTypes = [
   'partner.suspended',
   // A mandate lapsed with trades in flight under it (src/mandates/lapses.ts, docs/mandates.md).
   'mandate.lapsed_in_flight',
+  // A workload attestation refused: a wrong image or model digest, an unapproved model, a forged or
+  // replayed attestation (src/agents/attestation.ts, docs/agents.md).
+  'agent.attestation_refused',
 ] as const;
 
 export type AlertType = (typeof alertTypes)[number];

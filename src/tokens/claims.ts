@@ -39,6 +39,22 @@ export interface AccessTokenClaims {
   break_glass?: true;
   /** The break-glass activation the token was issued under: dead once it ends (src/tokens/liveness.ts). */
   break_glass_activation?: string;
+  /**
+   * Issued to an algorithmic agent (src/agents, docs/agents.md) authenticated with a certificate
+   * attested for an approved model version: which agent, strategy and model version, and the
+   * approval that gave that version trading authority.
+   */
+  agent?: AgentClaim;
+}
+
+export interface AgentClaim {
+  id: string;
+  strategy: string;
+  environment: string;
+  model_version: string;
+  model_digest: string;
+  /** The approval request that approved the model version. */
+  approval: string;
 }
 
 /** RFC 9068 §2.1: the media type of JWT access tokens, as `typ`. */

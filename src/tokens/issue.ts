@@ -14,6 +14,7 @@ import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { mintAccessToken, newJti } from './access-token.ts';
 import { requireSenderConstraint, senderBinding, type PresentedKeys, type SenderBinding } from './binding.ts';
 import type { AccessTokenClaims } from './claims.ts';
+import { agentAuthority } from '../agents/authority.ts';
 
 /** Where an access token goes: its one audience (DESIGN §4), lifetime and binding requirement. */
 export interface IssuanceTarget {
@@ -118,7 +119,9 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
   await refuseSuspended(ctx, clientId, request.principal);
-  const authorized = await authorizeIssuance(ctx, issuanceOf(request, clientId));
+  // An agent acts only with an approved model version (src/agents/authority.ts).
+  const agent = await agentAuthority(ctx, request.client);
+  const authorized = await authorizeIssuance(ctx, { ...issuanceOf(request, clientId), ...(agent ? { agent } : {}) });
 
   const iat = epochSeconds(ctx.clock);
   const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity);
@@ -139,6 +142,7 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     // RFC 9396 §9.1: the granted authorization_details travel in the token.
     ...(request.authorizationDetails.length > 0 ? { authorization_details: request.authorizationDetails } : {}),
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
+    ...(agent ? { agent } : {}),
   };
   const token = await mintAccessToken(ctx.keys, claims);
   const recorded = foldDecisions(issuanceEvent(request, claims, binding, authorized.risk), authorized.allows);

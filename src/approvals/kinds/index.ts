@@ -1,6 +1,7 @@
 import type { ApprovalKind, ApprovalKindName } from '../kinds.ts';
 import { breakGlassKind } from './break-glass.ts';
 import { certificateIssueKind } from './certificate-issue.ts';
+import { modelApprovalKind } from './model-approval.ts';
 import { cibaKind } from './ciba.ts';
 import { holdReleaseKind } from './hold-release.ts';
 import { recoveryKind } from './recovery.ts';
@@ -15,6 +16,7 @@ export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   break_glass: breakGlassKind,
   hold_release: holdReleaseKind,
   certificate_issue: certificateIssueKind,
+  model_approval: modelApprovalKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

@@ -1,5 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
-import type { TrustOutcome } from '../../pki/status.ts';
+import type { TrustedCertificate, TrustOutcome } from '../../pki/status.ts';
 import type { Clock } from '../../clock.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { hasControlCharacter } from '../../parameters.ts';
@@ -85,7 +85,7 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
     const client = await findClient(deps, clientId);
     const method = requireRegisteredMethod(client, credentials, input);
     guessing = attempt.secret && client.secretHash !== null;
-    const assertionJti = await verifyCredential(method, credentials, client, input, deps);
+    const { assertionJti, caCertificate } = await verifyCredential(method, credentials, client, input, deps);
     // A success is settled only where it could be a right guess (a secret). A signed assertion or a
     // certificate proves possession of a private key, which no one guesses, so its success reveals
     // nothing; and with the counters in Redis, its settle would be one more round trip on every
@@ -99,6 +99,7 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
       method,
       ...(input.certificate ? { certificateThumbprint: certificateThumbprint(input.certificate) } : {}),
       ...(assertionJti ? { assertionJti } : {}),
+      ...(caCertificate ? { caCertificate } : {}),
     };
   } catch (error) {
     if (!(error instanceof OAuthError)) throw error;
@@ -227,32 +228,38 @@ function requireRegisteredMethod(client: Client, credentials: Credentials, input
   }
 }
 
-/** Step 6: the credential verifies. Resolves the assertion's jti for private_key_jwt. */
+/**
+ * Step 6: the credential verifies. Resolves the assertion's jti for private_key_jwt, and for mTLS
+ * the certificate of Clearance's own CA it was made with, if it was.
+ */
 async function verifyCredential(
   method: AuthMethod,
   credentials: Credentials,
   client: Client,
   input: ClientAuthInput,
   deps: AuthDeps,
-): Promise<string | undefined> {
+): Promise<{ assertionJti?: string; caCertificate?: TrustedCertificate }> {
   switch (method) {
     case 'client_secret_basic':
     case 'client_secret_post':
       verifyClientSecret(client, (credentials as { secret: string }).secret);
-      return undefined;
+      return {};
     case 'private_key_jwt': {
       const { assertion } = credentials as { assertion: ParsedAssertion };
-      return (await verifyClientAssertion(assertion, client, deps)).jti;
+      return { assertionJti: (await verifyClientAssertion(assertion, client, deps)).jti };
     }
-    case 'tls_client_auth':
-      verifyTlsClientAuth(client, input.certificate, await chainOf(client, input, deps), deps.clock);
-      return undefined;
-    case 'self_signed_tls_client_auth':
-      await chainOf(client, input, deps);
+    case 'tls_client_auth': {
+      const chain = await chainOf(client, input, deps);
+      verifyTlsClientAuth(client, input.certificate, chain.verified, deps.clock);
+      return chain.own ? { caCertificate: chain.own } : {};
+    }
+    case 'self_signed_tls_client_auth': {
+      const chain = await chainOf(client, input, deps);
       await verifySelfSignedTlsClientAuth(client, input.certificate);
-      return undefined;
+      return chain.own ? { caCertificate: chain.own } : {};
+    }
     case 'none':
-      return undefined;
+      return {};
   }
 }
 
@@ -261,16 +268,16 @@ async function verifyCredential(
  * issued it — and then only while it is unexpired, unrevoked and of a profile that authenticates
  * clients (`client_auth`) — else by the TLS layer or proxy (`certificateChainVerified`).
  */
-async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): Promise<boolean> {
-  if (!input.certificate || !deps.certificateTrust) return input.certificateChainVerified;
+async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): Promise<{ verified: boolean; own?: TrustedCertificate }> {
+  if (!input.certificate || !deps.certificateTrust) return { verified: input.certificateChainVerified };
   const trust = await deps.certificateTrust(input.certificate);
-  if (!trust.ours) return input.certificateChainVerified;
+  if (!trust.ours) return { verified: input.certificateChainVerified };
   const id = client.metadata.client_id;
   if (!trust.ok) throw invalidClient(`client ${id} presented a certificate of Clearance's CA that is not usable: ${trust.reason}`);
   if (!trust.certificate.profile.client_auth) {
     throw invalidClient(`client ${id} presented a certificate of profile ${trust.certificate.profile.name}, which does not authenticate clients`);
   }
-  return true;
+  return { verified: true, own: trust.certificate };
 }
 
 function withBasicChallenge(error: OAuthError): OAuthError {

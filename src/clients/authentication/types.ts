@@ -1,3 +1,4 @@
+import type { TrustedCertificate } from '../../pki/status.ts';
 import type { X509Certificate } from 'node:crypto';
 import type { FormParameters } from '../../parameters.ts';
 import type { AuthMethod } from '../metadata.ts';
@@ -36,4 +37,6 @@ export interface AuthenticatedClient {
    * authenticate, and what that activation may grant.
    */
   breakGlass?: { activation: string; scopes: string[]; audience: string; endsAt: number };
+  /** Set when mTLS used a certificate of Clearance's own CA: its serial, profile and holder (src/pki/status.ts). */
+  caCertificate?: TrustedCertificate;
 }

@@ -37,6 +37,7 @@ import * as partnerDrift from './0036_partner_drift.ts';
 import * as ssfStreams from './0037_ssf_streams.ts';
 import * as holdRelease from './0038_hold_release.ts';
 import * as pki from './0039_pki.ts';
+import * as agents from './0040_agents.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -78,4 +79,5 @@ export const migrations: Record<string, Migration> = {
   '0037_ssf_streams': ssfStreams,
   '0038_hold_release': holdRelease,
   '0039_pki': pki,
+  '0040_agents': agents,
 };

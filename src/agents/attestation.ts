@@ -1,0 +1,126 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWK, type JWTPayload } from 'jose';
+import type { Context } from '../context.ts';
+import type { CheckedCsr } from '../pki/csr.ts';
+import type { AgentDefinition, KeyStorage } from './definition.ts';
+import type { ModelBinding } from './registry.ts';
+
+/** An attestation lives minutes (AMENDMENTS "PKI, agents, signing"); a nonce as long. */
+export const maxAttestationLifetimeSeconds = 600;
+export const nonceLifetimeMs = 5 * 60_000;
+/** The JWT type a pipeline's workload attestation carries. */
+export const attestationType = 'attestation+jwt';
+const algorithms = ['ES256', 'EdDSA', 'PS256'];
+
+export class AttestationRefusal extends Error {
+  override name = 'AttestationRefusal';
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** A single-use nonce for the agent's next attestation, kept as a SHA-256 digest. */
+export async function issueAttestationNonce(ctx: Context, agentId: string): Promise<{ nonce: string; expiresAt: number }> {
+  const agent = (await ctx.agents.snapshot()).agents.get(agentId);
+  if (!agent || agent.status !== 'active') throw new AttestationRefusal('unknown_agent', `no active agent ${agentId}`);
+  const nonce = randomBytes(32).toString('base64url');
+  const expiresAt = ctx.clock.now() + nonceLifetimeMs;
+  await ctx.storage.db.insertInto('agent_nonces').values({ nonce_hash: digest(nonce), agent_id: agentId, expires_at: expiresAt, used_at: null }).execute();
+  return { nonce, expiresAt };
+}
+
+export interface VerifiedAttestation {
+  pipeline: string;
+  binding: ModelBinding;
+  jti: string;
+  keyStorage: KeyStorage;
+  imageDigest: string;
+}
+
+/**
+ * A workload attestation (docs/agents.md "Attestation"), each rule in order:
+ * 1. a JWT of type `attestation+jwt` signed (ES256, EdDSA or PS256) by a key of a pipeline the agent
+ *    names — keys embedded in the header are never used (RFC 8725 §3.10);
+ * 2. `iss` is that pipeline, `sub` the agent, `aud` this issuer, `jti` present;
+ * 3. fresh: `exp` in the future and at most 10 minutes after `iat` (AMENDMENTS: minutes);
+ * 4. it answers a nonce Clearance issued for this agent, unexpired, consumed here (single use);
+ * 5. it binds the certificate request's key: `cnf.jkt` is its RFC 7638 thumbprint;
+ * 6. the key storage it names is one the agent allows (software only in development);
+ * 7. its image digest, model digest and model version are exactly an approved binding of the agent.
+ */
+export async function verifyAttestation(ctx: Context, agent: AgentDefinition, attestation: unknown, csr: CheckedCsr): Promise<VerifiedAttestation> {
+  if (typeof attestation !== 'string' || attestation.length === 0 || attestation.length > 16_384) throw new AttestationRefusal('malformed', 'attestation must be a compact JWT');
+  let header;
+  try {
+    header = decodeProtectedHeader(attestation);
+  } catch {
+    throw new AttestationRefusal('malformed', 'attestation is not a JWT');
+  }
+  if (header.typ !== attestationType) throw new AttestationRefusal('malformed', `attestation typ must be ${attestationType}`);
+  const snapshot = await ctx.agents.snapshot();
+  let claims: JWTPayload | undefined;
+  let pipeline: string | undefined;
+  for (const id of agent.pipelines) {
+    const keys = snapshot.pipelines.get(id)?.jwks;
+    if (!keys) continue;
+    try {
+      ({ payload: claims } = await jwtVerify(attestation, createLocalJWKSet(keys as JSONWebKeySet), {
+        algorithms,
+        typ: attestationType,
+        issuer: id,
+        audience: ctx.config.issuer,
+        subject: agent.id,
+        currentDate: new Date(ctx.clock.now()),
+        clockTolerance: 60,
+        requiredClaims: ['exp', 'iat', 'jti', 'nonce'],
+      }));
+      pipeline = id;
+      break;
+    } catch (error) {
+      if (error instanceof joseErrors.JWTClaimValidationFailed || error instanceof joseErrors.JWTExpired) {
+        throw new AttestationRefusal('claims', `attestation claims refused: ${error.message}`);
+      }
+      // Not this pipeline's signature: try the agent's next pipeline.
+    }
+  }
+  if (!claims || !pipeline) throw new AttestationRefusal('signature', `attestation is not signed by a pipeline of agent ${agent.id} (${agent.pipelines.join(', ')})`);
+  if (Number(claims.exp) - Number(claims.iat) > maxAttestationLifetimeSeconds) throw new AttestationRefusal('lifetime', `attestation lives longer than ${maxAttestationLifetimeSeconds} s`);
+  const cnf = claims.cnf as { jkt?: unknown } | undefined;
+  const jkt = await calculateJwkThumbprint(csr.publicKey.export({ format: 'jwk' }) as JWK, 'sha256');
+  if (typeof cnf?.jkt !== 'string' || cnf.jkt !== jkt) throw new AttestationRefusal('key_binding', "attestation's cnf.jkt is not the certificate request's key");
+  const keyStorage = claims.key_storage;
+  if (typeof keyStorage !== 'string' || !(agent.key_storage as string[]).includes(keyStorage)) {
+    throw new AttestationRefusal('key_storage', `key storage ${String(keyStorage)} is not allowed for agent ${agent.id} (${agent.key_storage.join(', ')})`);
+  }
+  const model = { digest: claims.model_digest, version: claims.model_version, image: claims.image_digest };
+  const bindings = [...snapshot.models.values()].filter((m) => m.agentId === agent.id);
+  const binding = bindings.find((m) => m.modelDigest === model.digest && m.version === model.version && m.imageDigest === model.image);
+  if (!binding) {
+    const known = bindings.find((m) => m.modelDigest === model.digest);
+    throw new AttestationRefusal('model_unknown', known ? `image ${String(model.image)} or version ${String(model.version)} is not the one bound with model ${String(model.digest)}` : `model ${String(model.digest)} is not bound to agent ${agent.id}`);
+  }
+  if (binding.status !== 'approved') throw new AttestationRefusal('model_not_approved', `model version ${binding.version} of agent ${agent.id} is ${binding.status}: it has no trading authority`);
+  await consumeNonce(ctx, agent.id, claims.nonce);
+  return { pipeline, binding, jti: String(claims.jti), keyStorage: keyStorage as KeyStorage, imageDigest: binding.imageDigest };
+}
+
+async function consumeNonce(ctx: Context, agentId: string, nonce: unknown): Promise<void> {
+  if (typeof nonce !== 'string') throw new AttestationRefusal('nonce', 'attestation nonce must be a string');
+  const now = ctx.clock.now();
+  // One conditional update: of two attestations answering the same nonce, one consumes it.
+  const used = await ctx.storage.db
+    .updateTable('agent_nonces')
+    .set({ used_at: now })
+    .where('nonce_hash', '=', digest(nonce))
+    .where('agent_id', '=', agentId)
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  if (Number(used.numUpdatedRows) !== 1) throw new AttestationRefusal('nonce', 'attestation nonce is unknown, used or expired: ask for a new one');
+}
+
+function digest(nonce: string): string {
+  return createHash('sha256').update(nonce).digest('base64url');
+}

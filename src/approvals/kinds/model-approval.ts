@@ -1,0 +1,41 @@
+import { epochSeconds } from '../../clock.ts';
+import { afterModelApproval, modelRiskRole, settleModelApproval } from '../../agents/models.ts';
+import { acr } from '../../identity/acr.ts';
+import { findUser } from '../../identity/users.ts';
+import type { ApprovalKind } from '../kinds.ts';
+import { maxProofAgeSeconds } from './break-glass.ts';
+
+/**
+ * A model version bound to an agent (src/agents/models.ts, docs/agents.md): approved by one person
+ * holding `model-risk`, active, phishing-resistantly and freshly; the one rule of
+ * src/approvals/requests.ts makes them someone other than the person who validated the model.
+ * Approving gives the version trading authority in the decision's transaction.
+ */
+export const modelApprovalKind: ApprovalKind = {
+  name: 'model_approval',
+  approverAcr: acr.phishingResistant,
+  subjectAcr: acr.phishingResistantHardware,
+  async eligible(ctx, _request, approver, proof) {
+    const person = await findUser(ctx, approver.userId);
+    if (!person || person.status !== 'active') return 'not an active person';
+    if (!person.roles.includes(modelRiskRole)) return `not a holder of ${modelRiskRole}`;
+    if (proof.method === 'token' && epochSeconds(ctx.clock) - proof.authTime > maxProofAgeSeconds) return 'authentication not fresh (more than 5 minutes old)';
+    return undefined;
+  },
+  describe(request) {
+    const c = request.content;
+    return {
+      title: `Model ${String(c.version)} for agent ${String(c.agent)}`,
+      lines: [
+        { label: 'Agent', value: `${String(c.agent)} (${String(c.strategy)}, ${String(c.environment)})` },
+        { label: 'Version', value: String(c.version) },
+        { label: 'Model digest', value: String(c.model_digest) },
+        { label: 'Image digest', value: String(c.image_digest) },
+        { label: 'Validated by', value: String(c.validated_by) },
+        { label: 'Approving', value: c.retire_previous ? 'gives this version trading authority and takes it from every earlier version (their certificates are revoked)' : 'gives this version trading authority; earlier approved versions keep theirs' },
+      ],
+    };
+  },
+  onSettled: (ctx, trx, request, outcome) => settleModelApproval(ctx, trx, request, outcome),
+  afterSettled: (ctx, request, outcome) => afterModelApproval(ctx, request, outcome),
+};

@@ -1,0 +1,81 @@
+import type { FastifyRequest } from 'fastify';
+import { requireAdmin } from '../../admin/authorize.ts';
+import { ModelError, proposeModel } from '../../agents/models.ts';
+import type { Context } from '../../context.ts';
+import { sendJson } from '../../http/json.ts';
+import { findUser } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/** The role of a person who validates a model version and asks for its approval. */
+export const modelValidatorRole = 'model-validator';
+
+/**
+ * Agents through the admin API (docs/agents.md), tokens for `<issuer>/admin`:
+ *
+ * - GET  /admin/agents (`admin:read`): every agent with its model versions and their status;
+ * - POST /admin/agents/{id}/models (`admin:write`, a person's own token, the person holding
+ *   `model-validator`) `{version, model_digest, image_digest, validation_ref?, retire_previous?}`:
+ *   binds a model version the person validated; 202 with the approval request a `model-risk` person
+ *   decides (POST /admin/approvals/{id}/decision or the approvals page). 400 names the problem,
+ *   404 an unknown agent, 409 a version pending or approved already.
+ */
+export const adminAgents: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/agents`;
+
+    app.get(base, { preHandler: requireAdmin(ctx, 'admin:read') }, async (_request, reply) => {
+      const snapshot = await ctx.agents.snapshot();
+      const models = [...snapshot.models.values()];
+      return sendJson(reply, {
+        agents: [...snapshot.agents.values()].map((agent) => ({
+          ...agent,
+          models: models
+            .filter((m) => m.agentId === agent.id)
+            .map((m) => ({ id: m.id, version: m.version, model_digest: m.modelDigest, image_digest: m.imageDigest, status: m.status, validated_by: m.validatedBy, approved_by: m.approvedBy, approval_request: m.approvalRequest })),
+        })),
+      });
+    });
+
+    app.post<{ Params: { id: string } }>(`${base}/:id/models`, { preHandler: requireAdmin(ctx, 'admin:write') }, async (request, reply) => {
+      const validator = await validatorOf(ctx, request);
+      const o = request.body;
+      if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
+      const body = o as Record<string, unknown>;
+      const unknown = Object.keys(body).filter((k) => !['version', 'model_digest', 'image_digest', 'validation_ref', 'retire_previous'].includes(k));
+      if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]}`);
+      for (const member of ['version', 'model_digest', 'image_digest']) {
+        if (typeof body[member] !== 'string') throw new OAuthError('invalid_request', `${member} is required (a string)`);
+      }
+      if (body.validation_ref !== undefined && typeof body.validation_ref !== 'string') throw new OAuthError('invalid_request', 'validation_ref is a string');
+      if (body.retire_previous !== undefined && typeof body.retire_previous !== 'boolean') throw new OAuthError('invalid_request', 'retire_previous is true or false');
+      if (!(await ctx.agents.snapshot()).agents.has(request.params.id)) throw new OAuthError('not_found', 'no such agent');
+      try {
+        const { binding, request: approval } = await proposeModel(ctx, {
+          agentId: request.params.id,
+          version: body.version as string,
+          modelDigest: body.model_digest as string,
+          imageDigest: body.image_digest as string,
+          validatedBy: validator,
+          ...(body.validation_ref !== undefined ? { validationRef: body.validation_ref as string } : {}),
+          retirePrevious: body.retire_previous === true,
+          requestId: request.id,
+        });
+        return sendJson(reply, { model_id: binding.id, status: binding.status, approval_request: approval.id, expires_at: new Date(approval.expiresAt).toISOString() }, { status: 202 });
+      } catch (error) {
+        if (!(error instanceof ModelError)) throw error;
+        throw new OAuthError('invalid_request', error.message, /already/.test(error.message) ? { status: 409 } : {});
+      }
+    });
+  },
+};
+
+/** The person who validated the model: their own token (not a client's, not a delegate's), holding model-validator. */
+async function validatorOf(ctx: Context, request: FastifyRequest): Promise<string> {
+  const claims = request.admin!;
+  if (claims.grant_id === undefined) throw new OAuthError('access_denied', 'a model version is bound by the person who validated it, with their own token');
+  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegate never binds a model version for someone');
+  const person = await findUser(ctx, claims.sub!);
+  if (!person || person.status !== 'active' || !person.roles.includes(modelValidatorRole)) throw new OAuthError('access_denied', `only a person holding ${modelValidatorRole} binds a model version`);
+  return person.id;
+}
