@@ -1,6 +1,7 @@
 import { isValidLei } from '../entities/lei.ts';
 import { privateMemberOf } from '../jose/index.ts';
 import { parseRfc4514 } from './authentication/distinguished-name.ts';
+import { issueScopePattern } from '../pki/profiles.ts';
 import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
 import { Validator, join } from '../validation.ts';
 import { fapiAuthMethods } from './profile.ts';
@@ -265,7 +266,7 @@ function readScope(v: Validator, path: string, value: unknown): string | undefin
   if (!text) return undefined;
   const scopes = text.split(' ');
   for (const scope of scopes) {
-    if (!scopePattern.test(scope) && scope !== 'openid' && scope !== 'offline_access') {
+    if (!scopePattern.test(scope) && !issueScopePattern.test(scope) && scope !== 'openid' && scope !== 'offline_access') {
       return v.fail(path, `"${scope}" is not a business verb scope such as order:create`);
     }
   }

@@ -162,6 +162,9 @@ export async function upsertProfile(trx: Transaction<Database>, now: number, pro
   return 'updated';
 }
 
+/** An issuance scope: `pki:issue:` and a profile name (three parts, so not a business verb scope). */
+export const issueScopePattern = /^pki:issue:[a-z][a-z0-9-]{0,39}$/;
+
 /** The scope a token carries to ask for a certificate of `profile` (resource server `<issuer>/pki`). */
 export function issueScope(profile: string): string {
   return `pki:issue:${profile}`;
