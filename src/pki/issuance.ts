@@ -29,8 +29,8 @@ export interface IssueInput {
   /** Who asked: a client id, a person's id, `cli:<operator>`. */
   requestedBy: string;
   requesterType: 'user' | 'client';
-  /** Seconds; at most the profile's `max_lifetime`. */
-  lifetimeSeconds?: number;
+  /** Seconds as asked (a request body's value, unchecked); a whole number, at most the profile's `max_lifetime`. */
+  lifetimeSeconds?: unknown;
   requestId?: string;
   txn?: string;
 }
@@ -97,7 +97,7 @@ export async function checkedCsr(text: unknown): Promise<CheckedCsr> {
 }
 
 /** The names and lifetime a request gets, or the PkiRefusal that says why it gets none. */
-export function planIssuance(profile: CertificateProfile, csr: CheckedCsr, holder: string, lifetimeSeconds: number | undefined): { subject: string; sans: SanEntry[]; lifetimeSeconds: number } {
+export function planIssuance(profile: CertificateProfile, csr: CheckedCsr, holder: string, asked: unknown): { subject: string; sans: SanEntry[]; lifetimeSeconds: number } {
   if (!profile.key_types.includes(csr.keyType)) {
     throw new PkiRefusal('key_type', `profile ${profile.name} takes ${profile.key_types.join(', ')} keys, not ${csr.keyType}`);
   }
@@ -114,9 +114,10 @@ export function planIssuance(profile: CertificateProfile, csr: CheckedCsr, holde
       throw new PkiRefusal('names', `csr asks for ${asked.type} name ${asked.value}, which profile ${profile.name} does not give ${holder}`);
     }
   }
-  if (lifetimeSeconds !== undefined && (!Number.isInteger(lifetimeSeconds) || lifetimeSeconds < 60)) {
+  if (asked !== undefined && (typeof asked !== 'number' || !Number.isInteger(asked) || asked < 60)) {
     throw new PkiRefusal('lifetime', 'lifetime must be a whole number of seconds, at least 60');
   }
+  const lifetimeSeconds = asked as number | undefined;
   if (lifetimeSeconds !== undefined && lifetimeSeconds > profile.max_lifetime) {
     throw new PkiRefusal('lifetime', `profile ${profile.name} issues for at most ${profile.max_lifetime} s, not ${lifetimeSeconds}`);
   }

@@ -10,7 +10,7 @@ import { checkedCsr, planIssuance, PkiRefusal, profileOf, signAndRecord, type Is
  * (or needed none) and possession of the current key is the credential. `pki.certificate_renewed`
  * names the certificate it renews.
  */
-export async function renewCertificate(ctx: Context, presented: X509Certificate, input: { csr: unknown; lifetimeSeconds?: number; requestId?: string }): Promise<IssuedCertificate> {
+export async function renewCertificate(ctx: Context, presented: X509Certificate, input: { csr: unknown; lifetimeSeconds?: unknown; requestId?: string }): Promise<IssuedCertificate> {
   const trust = await ctx.pki.trust(presented);
   if (!trust.ours) throw new PkiRefusal('not_ours', 'the presented certificate was not issued by this CA');
   if (!trust.ok) throw new PkiRefusal('not_renewable', `the presented certificate cannot be renewed: ${trust.reason}`);

@@ -119,9 +119,9 @@ function jsonBody(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-function lifetimeOf(body: Record<string, unknown>): { lifetimeSeconds?: number } {
+/** The lifetime as sent: planIssuance refuses (and the refusal is audited) anything but whole seconds. */
+function lifetimeOf(body: Record<string, unknown>): { lifetimeSeconds?: unknown } {
   if (body.lifetime === undefined) return {};
-  if (typeof body.lifetime !== 'number') throw new OAuthError('invalid_request', 'lifetime must be a number of seconds');
   return { lifetimeSeconds: body.lifetime };
 }
 
