@@ -45,6 +45,8 @@ export interface CodePayload {
   approval?: { id: string; digest: string };
   /** The risk signals that fired when the person signed in (Authentication.loginRisk): carried into the issuance. */
   loginRisk?: SignalHit[];
+  /** The managed device of the sign-in (Authentication.deviceId): its tokens name it. */
+  deviceId?: string;
 }
 
 export interface StoredCode {

@@ -37,6 +37,11 @@ export interface Authentication {
    * issuance (`Issuance.loginRisk`).
    */
   loginRisk?: SignalHit[];
+  /**
+   * The managed device the person signed in from (its certificate of Clearance's CA, profile kind
+   * `device`, presented over mTLS): recorded, never a factor of the person's (AMENDMENTS "PKI").
+   */
+  deviceId?: string;
 }
 
 /** What a person is asked to approve, in the words the consent page shows. */

@@ -312,6 +312,8 @@ async function respondCode(
       ...(approval ? { approval: { id: approval.id, digest: approval.digest } } : {}),
       // The sign-in's risk signals: every issuance from this grant sees them (Issuance.loginRisk).
       ...(auth.loginRisk !== undefined ? { loginRisk: auth.loginRisk } : {}),
+      // The managed device the person signed in from: every token of the grant names it.
+      ...(auth.deviceId !== undefined ? { deviceId: auth.deviceId } : {}),
     },
   };
   // One flight: of a double resume, or of two authorizations from one request_uri, one commits.

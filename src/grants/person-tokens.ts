@@ -112,6 +112,8 @@ export async function issuePersonTokens(
       // A CIBA request's second persons (src/approvals/claims.ts) and its login_hint_token's chain.
       ...(basis.ciba && basis.ciba.approvals.length > 0 ? { approvals: basis.ciba.approvals } : {}),
       ...(basis.ciba?.act ? { act: basis.ciba.act } : {}),
+      // The managed device the person signed in from (never a factor: amr is the person's own).
+      ...(basis.deviceId !== undefined ? { device_id: basis.deviceId } : {}),
     },
     // The trade's txn: the one the authorization request started (src/transactions/txn.ts), under
     // which an approval's evidence is filed too; else an approved order is one transaction from the
@@ -229,6 +231,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       ...(basis.approval !== undefined ? { approval: basis.approval } : {}),
       ...(basis.ciba !== undefined ? { ciba: basis.ciba } : {}),
       ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}),
+      ...(basis.deviceId !== undefined ? { deviceId: basis.deviceId } : {}),
       ...(cnf ? { cnf } : {}),
     },
   };

@@ -23,6 +23,8 @@ export interface LoginAttempt {
   clientId?: string;
   /** The sign-in's risk (src/identity/login-risk.ts): assessed once the password verified. Without it, none is assessed. */
   risk?: SignInRisk;
+  /** The managed device the browser presented (src/pki/devices.ts): named in the event, never a factor. */
+  device?: string;
 }
 
 export type LoginOutcome<T = undefined, P = undefined> =
@@ -244,7 +246,7 @@ export async function verifyLogin<T = undefined, P = undefined>(
     const completed = await completeLogin(
       ctx,
       row,
-      { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}), ...(risk ? { risk } : {}) },
+      { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}), ...(risk ? { risk } : {}), ...(attempt.device ? { device: attempt.device } : {}) },
       flight,
       [],
       onSuccess,
@@ -273,6 +275,8 @@ export interface LoginCompletion {
   upgrade?: { from: string; to: string };
   /** The sign-in's risk assessment: in the event (`details.risk`) and given to `onSuccess` for the session. */
   risk?: RiskAssessment;
+  /** The managed device of the sign-in: in the event (`details.device_id`). */
+  device?: string;
 }
 
 /**
@@ -323,6 +327,7 @@ export async function completeLogin<T>(
       acr,
       ...(upgrade ? { rehashed: true } : {}),
       ...(completion.risk ? { risk: riskAuditDetail(completion.risk) } : {}),
+      ...(completion.device ? { device_id: completion.device } : {}),
     },
   };
   try {

@@ -81,7 +81,7 @@ export async function readSessionOfPerson(
     ctx.storage.db
       .selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr', 'sessions.risk'])
+      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr', 'sessions.risk', 'sessions.device_id'])
       .select(['users.username', 'users.name'])
       .where('sessions.id', 'in', ids)
       .where('sessions.ended_at', 'is', null)
@@ -104,6 +104,7 @@ export async function readSessionOfPerson(
       acr: session.acr,
       amr: JSON.parse(session.amr) as string[],
       ...(loginRisk ? { loginRisk } : {}),
+      ...(session.device_id ? { deviceId: session.device_id } : {}),
     },
     person: { username: session.username, name: session.name },
   };
@@ -126,7 +127,7 @@ export interface StartedSession {
  */
 export async function startSession(
   ctx: SessionContext,
-  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined },
+  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined },
   within?: Flight,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
@@ -156,13 +157,14 @@ export async function startSession(
         ended_at: null,
         end_reason: null,
         risk: storedRisk(login.risk),
+        device_id: login.deviceId ?? null,
       }),
   );
   maybePrune(ctx, now, flight);
   if (!within) await flight.commit();
   const loginRisk = loginSignals(login.risk);
   return {
-    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr, ...(loginRisk ? { loginRisk } : {}) },
+    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr, ...(loginRisk ? { loginRisk } : {}), ...(login.deviceId ? { deviceId: login.deviceId } : {}) },
     setCookie: sessionCookie(ctx, value),
   };
 }

@@ -64,5 +64,7 @@ export interface IdentityTables {
      * issued from the session carries its signals (migration 0028); null when none was made.
      */
     risk: string | null;
+    /** The managed device the person signed in from (migration 0041), or null. */
+    device_id: string | null;
   };
 }

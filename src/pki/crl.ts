@@ -48,7 +48,8 @@ async function publishOnce(ctx: Context, authorityId: string, options: { force?:
   const crl = await x509.X509CrlGenerator.create(
     {
       issuer: authority.certificate.subjectName,
-      thisUpdate: new Date(now),
+      // A minute back, as certificates are: a relying party a little behind still accepts it at once.
+      thisUpdate: new Date(now - 60_000),
       nextUpdate: new Date(now + crlValidityMs),
       entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: new Date(Number(r.revoked_at)), reason: Number(r.revocation_reason ?? 0) as x509.X509CrlReason })),
       extensions: [

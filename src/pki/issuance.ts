@@ -144,7 +144,8 @@ export async function signAndRecord(ctx: Context, trx: Transaction<Database>, in
   const { authority, key, chain } = await ctx.pki.authorities.issuing(trx);
   const now = ctx.clock.now();
   // RFC 5280 §6.1.3: a certificate outliving its issuer would fail validation; never issue one.
-  const notAfter = Math.min(now + input.lifetimeSeconds * 1000, authority.notAfter);
+  // Whole seconds: what the certificate says (X.509 times have no fractions) is what is recorded.
+  const notAfter = Math.floor(Math.min(now + input.lifetimeSeconds * 1000, authority.notAfter) / 1000) * 1000;
   const serial = newSerial();
   const certificate = await signLeaf(ctx, authority, key, input, serial, now, notAfter);
   const pem = pemOf(certificate);

@@ -36,6 +36,13 @@ export interface CertificateProfile {
   client_auth: boolean;
   /** Whether the holder may renew over mTLS with the current certificate (default true). */
   renewable: boolean;
+  /**
+   * `workload` (default): the certificate's holder is the subject of the token that asks for it.
+   * `device`: a managed device (e.g. a trader workstation) — the enrolling service's token names
+   * the device in the request's `holder`; a person signing in over mTLS with it has a session on
+   * that device (docs/pki.md "Managed devices"). A device certificate never authenticates a person.
+   */
+  kind: 'workload' | 'device';
 }
 
 export type CsrKeyType = 'EC-P256' | 'EC-P384' | 'Ed25519' | 'RSA-2048' | 'RSA-3072' | 'RSA-4096';
@@ -67,7 +74,7 @@ export function parseDuration(value: unknown): number | undefined {
   return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[match[2] as 's' | 'm' | 'h' | 'd'];
 }
 
-const fields = ['name', 'description', 'key_types', 'max_lifetime', 'default_lifetime', 'ekus', 'policies', 'subject', 'san', 'name_constraints', 'approval', 'approver_role', 'client_auth', 'renewable'];
+const fields = ['name', 'description', 'key_types', 'max_lifetime', 'default_lifetime', 'ekus', 'policies', 'subject', 'san', 'name_constraints', 'approval', 'approver_role', 'client_auth', 'renewable', 'kind'];
 
 /** Reads one `certificate_profiles` entry; every problem is recorded at its path. */
 export function readCertificateProfile(v: Validator, path: string, value: unknown): CertificateProfile | undefined {
@@ -90,6 +97,7 @@ export function readCertificateProfile(v: Validator, path: string, value: unknow
   const approverRole = o.approver_role === undefined ? undefined : v.string(`${path}.approver_role`, o.approver_role, { pattern: /^[a-z][a-z0-9_-]{0,39}$/ });
   const clientAuth = o.client_auth === undefined ? false : v.boolean(`${path}.client_auth`, o.client_auth);
   const renewable = o.renewable === undefined ? true : v.boolean(`${path}.renewable`, o.renewable);
+  const kind = o.kind === undefined ? 'workload' : (v.string(`${path}.kind`, o.kind, { oneOf: ['workload', 'device'] }) as 'workload' | 'device' | undefined);
   if (clientAuth && ekus && !ekus.includes('client_auth')) v.fail(`${path}.client_auth`, 'needs client_auth among the ekus');
   if (san && (san.dns?.length ?? 0) + (san.uri?.length ?? 0) + (san.email?.length ?? 0) === 0 && subject && !subject.includes('{holder}')) {
     v.fail(`${path}.san`, 'names nobody: give a SAN template or a subject with {holder}, so a certificate identifies its holder');
@@ -110,6 +118,7 @@ export function readCertificateProfile(v: Validator, path: string, value: unknow
     ...(approverRole !== undefined ? { approver_role: approverRole } : {}),
     client_auth: clientAuth!,
     renewable: renewable!,
+    kind: kind!,
   };
 }
 

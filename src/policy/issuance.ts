@@ -56,6 +56,8 @@ export interface Issuance {
   mandate?: MandateVersion;
   /** The agent and its approved model version, when the client is an algorithmic agent (src/agents/authority.ts): the context's `agent`. */
   agent?: AgentClaim;
+  /** The managed device the person signed in from (src/pki, a `device` profile certificate): the context's `managed_device` and `device_id`. */
+  deviceId?: string;
   /**
    * The signals that fired when the person signed in (src/risk: kept with the session and the
    * grant), carried into this issuance's risk assessment: a risky sign-in stays risky at refresh.
@@ -432,6 +434,7 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
     ...(issuance.approved ? { approved: true } : {}),
     ...(issuance.approvals !== undefined ? { approvals: issuance.approvals } : {}),
     // Only an agent's token, issued with a certificate attested for an approved model version.
+    ...(issuance.deviceId !== undefined ? { managed_device: true, device_id: issuance.deviceId } : issuance.subject.type === 'User' ? { managed_device: false } : {}),
     ...(issuance.agent ? { agent: { id: issuance.agent.id, strategy: issuance.agent.strategy, environment: issuance.agent.environment, model_version: issuance.agent.model_version, model_digest: issuance.agent.model_digest, model_approved: true } } : {}),
   };
 }

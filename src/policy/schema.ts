@@ -141,6 +141,8 @@ type RequestContext = {
   venue?: String,
   mandate?: Mandate,
   agent?: AgentModel,            // set by Clearance: the agent and its approved model version
+  managed_device?: Bool,         // set by Clearance for a person: signed in from a managed device (its certificate over mTLS)
+  device_id?: String,            // set by Clearance: which managed device
 };
 `;
 

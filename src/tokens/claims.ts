@@ -45,6 +45,8 @@ export interface AccessTokenClaims {
    * approval that gave that version trading authority.
    */
   agent?: AgentClaim;
+  /** The managed device the person signed in from (a `device` profile certificate of Clearance's CA over mTLS). */
+  device_id?: string;
 }
 
 export interface AgentClaim {

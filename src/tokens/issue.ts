@@ -50,7 +50,7 @@ export interface AccessTokenRequest {
   /** The token must end no later than this (epoch seconds): a token exchange never outlives its subject. */
   notAfter?: number;
   /** Claims only some grants carry: a person's grant_id/auth_time/acr/amr, `act`, `origin_iss`. */
-  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation'>> & { origin_iss?: string };
+  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation' | 'device_id'>> & { origin_iss?: string };
   /** The issuance event: `token.issued` unless said otherwise, with the grant's own details. */
   event?: { type?: 'token.issued' | 'token.exchanged'; details?: Record<string, unknown> };
   /** The source address of the token request (after trusted proxies), for the risk signals. */
@@ -184,6 +184,8 @@ export function issuanceOf(request: AccessTokenRequest, clientId: string): Issua
     ...(request.claims?.authorization_details_digest !== undefined ? { approved: true } : {}),
     // Second persons approved the request (four-eyes): `@approval("four-eyes")` forbids count them.
     ...(request.claims?.approvals !== undefined ? { approvals: request.claims.approvals.length } : {}),
+    // The person signed in from a managed device: policy may require one (context.managed_device).
+    ...(request.claims?.device_id !== undefined ? { deviceId: request.claims.device_id } : {}),
     ...(request.mandate ? { mandate: request.mandate } : {}),
     requestId: request.requestId,
     ...(request.txn !== undefined ? { txn: request.txn } : {}),
@@ -217,6 +219,9 @@ function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & 
       ...request.event?.details,
       ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
       ...(claims.origin_iss ? { origin_iss: claims.origin_iss } : {}),
+      // Who and what acted: the agent's model version, the person's managed device.
+      ...(claims.agent ? { agent: claims.agent } : {}),
+      ...(claims.device_id !== undefined ? { device_id: claims.device_id } : {}),
       // The risk assessment that informed the decisions (docs/risk.md).
       ...(risk ? { risk: riskAuditDetail(risk) } : {}),
     },

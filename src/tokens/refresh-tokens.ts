@@ -59,6 +59,8 @@ export interface RefreshPayload {
   ciba?: { txn: string; approvals: ApprovalsClaimEntry[]; act?: Record<string, unknown> };
   /** The risk signals of the sign-in the grant was made from: every refresh carries them into its issuance, as the code did. */
   loginRisk?: SignalHit[];
+  /** The managed device of the sign-in the grant was made from: refreshed tokens name it too. */
+  deviceId?: string;
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client

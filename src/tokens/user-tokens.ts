@@ -34,10 +34,12 @@ export interface TokenBasis {
    * the code and the refresh tokens: each issuance from the grant sees them (`Issuance.loginRisk`).
    */
   loginRisk?: SignalHit[];
+  /** The managed device of the sign-in the grant was made from (its tokens' `device_id`). */
+  deviceId?: string;
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'txn' | 'approval' | 'ciba' | 'loginRisk'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'txn' | 'approval' | 'ciba' | 'loginRisk' | 'deviceId'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -55,6 +57,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     ...(p.approval !== undefined ? { approval: p.approval } : {}),
     ...(p.ciba !== undefined ? { ciba: p.ciba } : {}),
     ...(p.loginRisk !== undefined ? { loginRisk: p.loginRisk } : {}),
+    ...(p.deviceId !== undefined ? { deviceId: p.deviceId } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import { clearPendingCookie, readPendingSignIn, startPendingSignIn, type Pending
 import { verifySecondFactor, type SecondFactorProof } from '../../identity/factors/second-step.ts';
 import { holdsPrivilegedRole } from '../../identity/roles.ts';
 import { verifyPasskeyLogin } from '../../identity/passkeys/login.ts';
+import { managedDevice } from '../../pki/devices.ts';
 import { authenticationOptions } from '../../identity/passkeys/options.ts';
 import { methodsReaching, signInMethodsOf } from '../../identity/methods.ts';
 import { readSession, readSessionOfPerson, startSession, type SessionPerson, type StartedSession } from '../../identity/sessions.ts';
@@ -188,7 +189,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           const risk = riskOf(request, interaction);
           const outcome = await verifyLogin(
             ctx,
-            { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk },
+            { username, password, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk, ...(await deviceOf(request)) },
             (flight, login) => session(request, interaction, flight, login),
             account,
             // The password of a person with a second factor: no session yet, the second step next.
@@ -243,7 +244,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           if (!proof) return showSecondFactor(ctx, request, reply, interaction, pending, { status: 400, error: 'Enter the code your authenticator app shows.' });
           // As a login: the session starts and is recorded on the interaction in the factor's transaction.
           const risk = riskOf(request, interaction);
-          const outcome = await verifySecondFactor(ctx, { pending, proof, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk }, (flight, login) =>
+          const outcome = await verifySecondFactor(ctx, { pending, proof, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk, ...(await deviceOf(request)) }, (flight, login) =>
             session(request, interaction, flight, login),
           );
           const field = proof.kind;
@@ -299,7 +300,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           const risk = riskOf(request, interaction);
           const outcome = await verifyPasskeyLogin(
             ctx,
-            { credential: form.get('credential'), binding: interaction.id, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk },
+            { credential: form.get('credential'), binding: interaction.id, sourceAddress: request.ip, requestId: request.id, clientId: interaction.clientId, risk, ...(await deviceOf(request)) },
             (flight, login) => session(request, interaction, flight, login),
           );
           if (!outcome.ok && outcome.reason === 'throttled') {
@@ -321,9 +322,16 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         return signInRisk(ctx, { address: request.ip, clientId: interaction.clientId, cookieHeader: request.headers.cookie });
       }
 
-      /** A successful sign-in's consequences, added to its transaction: the new session (with the sign-in's risk), recorded on the interaction. */
+      /** The managed device the browser presented over mTLS (src/pki/devices.ts), for the sign-in's event and session. */
+      async function deviceOf(request: FastifyRequest): Promise<{ device?: string }> {
+        const device = await managedDevice(ctx.pki, request.clientCertificate?.certificate);
+        return device ? { device } : {};
+      }
+
+      /** A successful sign-in's consequences, added to its transaction: the new session (with the sign-in's risk and managed device), recorded on the interaction. */
       async function session(request: FastifyRequest, interaction: Interaction, flight: Flight, login: { user: { id: string }; acr: string; amr: string[]; risk?: RiskAssessment }) {
-        const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk }, flight);
+        const { device } = await deviceOf(request);
+        const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device }, flight);
         return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
       }
 

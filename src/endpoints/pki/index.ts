@@ -16,7 +16,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 /**
  * Clearance's certificate authority over HTTP (docs/pki.md):
  *
- *   POST /pki/certificates {profile, csr, lifetime?}   a certificate for the token's subject, with a
+ *   POST /pki/certificates {profile, csr, lifetime?, holder?}   a certificate for the token's subject
+ *        (for a `device` profile: for the device the enrolling service names in `holder`), with a
  *        token for `<issuer>/pki` carrying `pki:issue:<profile>` → 201 {serial, certificate, chain,
  *        not_after}; 202 {status: pending_approval, request_id, approval_request} when the profile
  *        needs a second person's approval
@@ -46,7 +47,7 @@ export const pki: Endpoint = {
       const profile = typeof body.profile === 'string' && body.profile.length > 0 ? body.profile : undefined;
       if (!profile) throw new OAuthError('invalid_request', 'profile is required');
       const claims = await tokenFor(request, reply, issueScope(profile));
-      const holder = claims.sub ?? claims.client_id;
+      const holder = await holderOf(ctx, profile, body, claims.sub ?? claims.client_id);
       const outcome = await refusalsAsOAuth(() =>
         requestCertificate(ctx, {
           profile,
@@ -113,6 +114,17 @@ export const pki: Endpoint = {
     });
   },
 };
+
+/** The token's subject; for a device profile, the device the enrolling service names (src/pki/profiles.ts `kind`). */
+async function holderOf(ctx: Context, profileName: string, body: Record<string, unknown>, subject: string): Promise<string> {
+  const profile = (await ctx.pki.profiles()).get(profileName)?.profile;
+  if (profile?.kind !== 'device') {
+    if (body.holder !== undefined) throw new OAuthError('invalid_request', 'holder is named only for a device profile: a workload certificate is for the token\'s subject');
+    return subject;
+  }
+  if (typeof body.holder !== 'string' || body.holder.length === 0) throw new OAuthError('invalid_request', 'holder is required for a device profile: the device id');
+  return body.holder;
+}
 
 function jsonBody(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object');

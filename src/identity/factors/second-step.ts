@@ -27,6 +27,8 @@ export interface SecondFactorAttempt {
    * signed in — the assessment was made at the password and comes with `pending`.
    */
   risk?: SignInRisk;
+  /** The managed device the browser presented (src/pki/devices.ts): named in the event, never a factor. */
+  device?: string;
 }
 
 export type SecondFactorOutcome<T> =
@@ -167,7 +169,7 @@ export async function verifySecondFactor<T = undefined>(
       completed = await completeLogin(
         ctx,
         row,
-        { acr, amr, methods: ['password', factor], sourceAddress: attempt.sourceAddress, base, ...(pending.risk ? { risk: pending.risk } : {}) },
+        { acr, amr, methods: ['password', factor], sourceAddress: attempt.sourceAddress, base, ...(pending.risk ? { risk: pending.risk } : {}), ...(attempt.device ? { device: attempt.device } : {}) },
         flight,
         events,
         onSuccess,

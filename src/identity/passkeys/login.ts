@@ -20,6 +20,8 @@ export interface PasskeyLoginAttempt {
   clientId?: string;
   /** The sign-in's risk (src/identity/login-risk.ts): assessed once the assertion verified. Without it, none is assessed. */
   risk?: SignInRisk;
+  /** The managed device the browser presented (src/pki/devices.ts): named in the event, never a factor. */
+  device?: string;
 }
 
 /** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
@@ -139,7 +141,7 @@ export async function verifyPasskeyLogin<T = undefined>(
       subject: row.id,
       actor: row.id,
       decision: { allow: true, reasons: ['passkey'] },
-      details: { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr, ...(risk ? { risk: riskAuditDetail(risk) } : {}) },
+      details: { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr, ...(risk ? { risk: riskAuditDetail(risk) } : {}), ...(attempt.device ? { device_id: attempt.device } : {}) },
     };
     try {
       await ctx.audit.commit(flight, [event]);

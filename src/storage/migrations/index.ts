@@ -38,6 +38,7 @@ import * as ssfStreams from './0037_ssf_streams.ts';
 import * as holdRelease from './0038_hold_release.ts';
 import * as pki from './0039_pki.ts';
 import * as agents from './0040_agents.ts';
+import * as sessionDevices from './0041_session_devices.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -80,4 +81,5 @@ export const migrations: Record<string, Migration> = {
   '0038_hold_release': holdRelease,
   '0039_pki': pki,
   '0040_agents': agents,
+  '0041_session_devices': sessionDevices,
 };
