@@ -146,3 +146,23 @@ test('apply refuses a shared identity, a software key outside development, and u
   assert.match(text, /agents\[2\]\.client_id: "nobody" is not a client/);
   assert.match(text, /agents\[2\]\.pipelines\[0\]: "ci-nowhere" is not a declared pipeline/);
 });
+
+test('a policy sees context.agent: one requiring an approved model passes, one requiring a mandate refuses', async (t) => {
+  const h = await agentHarness(t);
+  const { request } = await h.propose(v1);
+  assert.ok((await h.decide(request.id, 'mrisk')).ok);
+  const { csr, attestation } = await h.attest(v1);
+  const certificate = (await h.certificate(attestation, csr.csrPem)).json().certificate as string;
+  const policy = (version: string, condition: string) => ({
+    policies: [{ version, text: `@id("all") permit (principal, action, resource);\n@id("agents") forbid (principal is Agent, action in Action::"trading", resource) unless { ${condition} };`, change_ref: 'CHG-18', author: 'alice.author', approver: 'bob.approver', active: true }],
+  });
+  const { applyDocument } = await import('../pki/fixture.ts');
+  await applyDocument(h.ctx, policy('agents-1', 'context has agent && context.agent.model_approved && context.agent.model_version == "1.0.0"'));
+  const allowed = await h.token(certificate);
+  assert.equal(allowed.statusCode, 200, allowed.body);
+  await applyDocument(h.ctx, policy('agents-2', 'context has mandate && context has agent && context.agent.model_approved'));
+  const refused = await h.token(certificate);
+  assert.equal(refused.statusCode, 400, refused.body);
+  assert.equal(refused.json().error, 'invalid_scope');
+  assert.match(refused.json().error_description, /agents/);
+});
