@@ -4,6 +4,8 @@ import type { Clock } from '../clock.ts';
 import { masterKeyId, open, seal } from '../keys/sealed-box.ts';
 import type { Database } from '../storage/schema.ts';
 import { isPostgres } from './dialect.ts';
+import type { CustodyKey } from '../pki/custody/custody.ts';
+import { softwareKey } from '../pki/custody/software.ts';
 
 /** An audit signing key: Ed25519, identified by the SHA-256 fingerprint of its SPKI encoding. */
 export interface AuditPublicKey {
@@ -13,8 +15,13 @@ export interface AuditPublicKey {
   publicKey: KeyObject;
 }
 
+/**
+ * The key that signs now, through key custody (src/pki/custody): a software key sealed in
+ * `audit_keys` opened in memory, or a key in a PKCS#11 token (`audit_keys.key_ref`) that never
+ * leaves it. Either way the audit log signs through `signer.sign`.
+ */
 export interface AuditSigningKey extends AuditPublicKey {
-  privateKey: KeyObject;
+  signer: CustodyKey;
 }
 
 export class AuditKeyError extends Error {
@@ -90,7 +97,7 @@ export class AuditKeys {
       row = await this.#latestRow();
       if (!row) throw new AuditKeyError('the audit key was not stored');
     }
-    this.#signing = { ...toPublic(row), privateKey: openPrivate(masterKey, row) };
+    this.#signing = { ...toPublic(row), signer: softwareKey(`audit:${row.key_id}`, 'Ed25519', openPrivate(masterKey, row)) };
     return this.#signing;
   }
 

@@ -5,7 +5,7 @@
  * audit key and written as RFC 8785 canonical JSON, so changing any byte of it is detected.
  * `verifyBundle` needs nothing but the file (and, ideally, the audit key's pinned fingerprint).
  */
-import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Kysely } from 'kysely';
 import { checkBundledApprovals, type BundledApproval } from './bundle-approvals.ts';
@@ -111,7 +111,7 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
     jwks,
     holds,
   };
-  const signature = sign(null, Buffer.from(bundleBody(unsigned), 'utf8'), options.key.privateKey).toString('base64');
+  const signature = (await options.key.signer.sign(Buffer.from(bundleBody(unsigned), 'utf8'))).toString('base64');
   const bundle: EvidenceBundle = { ...unsigned, signature };
   return { bundle, text: canonicalize(bundle) + '\n', unsealed };
 }

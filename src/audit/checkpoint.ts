@@ -89,6 +89,11 @@ export function signCheckpoint(cp: Checkpoint, privateKey: KeyObject): string {
   return sign(null, body, privateKey).toString("base64");
 }
 
+/** `signCheckpoint` through a custody key (src/pki/custody): the audit key may live in an HSM. */
+export async function signCheckpointWith(cp: Checkpoint, signer: { sign(data: Uint8Array): Promise<Buffer> }): Promise<string> {
+  return (await signer.sign(Buffer.from(checkpointBody(cp), "utf8"))).toString("base64");
+}
+
 /**
  * Verifies an Ed25519 `signature` (standard base64) over `checkpointBody(cp)`.
  * Returns false, never throws, for a malformed checkpoint, signature or key.

@@ -3,7 +3,7 @@
  * writing one: it commits to the tree the removed leaves formed (size, root, frontier), so the
  * remaining leaves still verify against every later checkpoint.
  */
-import { sign, verify, type KeyObject } from 'node:crypto';
+import { verify, type KeyObject } from 'node:crypto';
 import { CompactMerkleTree } from './merkle.ts';
 import { decodeFrontier } from './tiles.ts';
 
@@ -28,8 +28,8 @@ export function pruningBody(record: PruningRecord): string {
   return `clearance audit pruning v1\n${record.origin}\n${record.treeSize}\n${record.rootHash}\n${record.frontier}\n${record.time}\n${record.policy}`;
 }
 
-export function signPruning(record: PruningRecord, privateKey: KeyObject): string {
-  return sign(null, Buffer.from(pruningBody(record), 'utf8'), privateKey).toString('base64');
+export async function signPruning(record: PruningRecord, signer: { sign(data: Uint8Array): Promise<Buffer> }): Promise<string> {
+  return (await signer.sign(Buffer.from(pruningBody(record), 'utf8'))).toString('base64');
 }
 
 /** True when the signature is valid and the frontier really has the recorded root. */

@@ -131,7 +131,7 @@ export async function prune(db: Kysely<Database>, policy: RetentionPolicy, key: 
       time: now,
       policy: JSON.stringify(policy),
     };
-    await trx.insertInto('audit_prunings').values({ tree_size: P, origin: record.origin, root_hash: record.rootHash, frontier: record.frontier, time: now, policy: record.policy, key_id: key.keyId, signature: signPruning(record, key.privateKey) }).execute();
+    await trx.insertInto('audit_prunings').values({ tree_size: P, origin: record.origin, root_hash: record.rootHash, frontier: record.frontier, time: now, policy: record.policy, key_id: key.keyId, signature: await signPruning(record, key.signer) }).execute();
     // Leaves follow seq, so the prefix's events are exactly those up to the last pruned leaf's.
     const last = await trx.selectFrom('audit_leaves').select('event_seq').where('leaf_index', '=', P - 1).executeTakeFirstOrThrow();
     await trx.deleteFrom('audit_events').where('seq', '<=', last.event_seq).execute();

@@ -5,7 +5,7 @@ import { isDatabaseUnavailable } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import { autocheckpointPages, checkpointWal, setWalAutocheckpoint, WalCheckpointer, type WalCheckpoint } from '../storage/wal.ts';
 import type { AuditKeys, AuditPublicKey } from './audit-key.ts';
-import { signCheckpoint, verifyCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { signCheckpointWith, verifyCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { isPostgres, sealerLockKey, writersLockKey } from './dialect.ts';
 import { CompactMerkleTree } from './merkle.ts';
 import { completedTiles, decodeFrontier, encodeFrontier, tileWidth } from './tiles.ts';
@@ -170,7 +170,7 @@ export class AuditSealer {
         segment.last = row;
         segment.count++;
         if (state.tree.size % this.#checkpointEvery === 0 || i === rows.length - 1) {
-          segment.checkpoint = this.#checkpoint(state, key, row);
+          segment.checkpoint = await this.#checkpoint(state, key, row);
           segments.push(segment);
           segment = { base: { size: state.tree.size, root: segment.checkpoint.root_hash }, first: row, last: row, count: 0, nodes: [], checkpoint: undefined };
         }
@@ -191,7 +191,7 @@ export class AuditSealer {
   }
 
   /** The signed checkpoint row for the tree as it is now, `row` being its last leaf's event. */
-  #checkpoint(state: SealState, key: Awaited<ReturnType<AuditKeys['signingKey']>>, row: UnsealedRow): Database['audit_checkpoints'] {
+  async #checkpoint(state: SealState, key: Awaited<ReturnType<AuditKeys['signingKey']>>, row: UnsealedRow): Promise<Database['audit_checkpoints']> {
     const time = Math.max(this.#clock.now(), state.lastTime);
     const cp: Checkpoint = { origin: key.origin, treeSize: state.tree.size, rootHash: state.tree.root().toString('base64'), time };
     state.lastTime = time;
@@ -201,7 +201,7 @@ export class AuditSealer {
       root_hash: cp.rootHash,
       time,
       key_id: key.keyId,
-      signature: signCheckpoint(cp, key.privateKey),
+      signature: await signCheckpointWith(cp, key.signer),
       frontier: encodeFrontier(state.tree.frontier()),
       last_seq: row.seq,
     };
