@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,16 @@ export function openssl(args: string[]): { ok: boolean; output: string } {
     const e = error as { stdout?: string; stderr?: string };
     return { ok: false, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
   }
+}
+
+/**
+ * `openssl` as a child process without blocking the event loop: for commands that talk to a
+ * Clearance running in this same process (`openssl ocsp -url`), which execFileSync would deadlock.
+ */
+export function opensslAsync(args: string[]): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    execFile('openssl', args, { encoding: 'utf8', timeout: 20_000 }, (error, stdout, stderr) => resolve({ ok: !error, output: `${stdout}${stderr}` }));
+  });
 }
 
 /** A new key and a CSR for it made by openssl: `{ key, csr }` file paths and the CSR text. */

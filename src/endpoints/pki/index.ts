@@ -4,6 +4,7 @@ import { resourceRequest } from '../../http/oauth-request.ts';
 import { sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { publishCrl } from '../../pki/crl.ts';
+import { ocspValiditySeconds, respondOcsp } from '../../pki/ocsp/index.ts';
 import { requestCertificate, PkiRefusal, type IssuedCertificate, type PendingIssuance } from '../../pki/issuance.ts';
 import { issueScope } from '../../pki/profiles.ts';
 import { renewCertificate } from '../../pki/renewal.ts';
@@ -107,6 +108,24 @@ export const pki: Endpoint = {
       return reply.code(200).headers({ 'cache-control': 'no-cache' }).type('application/pkix-crl').send(der);
     });
 
+    // RFC 6960 Appendix A: POST with the DER request as the body, or GET with its base64 in the path.
+    app.addContentTypeParser('application/ocsp-request', { parseAs: 'buffer', bodyLimit: 8192 }, (_request, body, done) => done(null, body));
+    app.post(`${base}/ocsp`, async (request, reply) => {
+      if (!Buffer.isBuffer(request.body)) throw new OAuthError('invalid_request', 'an OCSP request is application/ocsp-request', { status: 415 });
+      return sendOcsp(reply, await respondOcsp(ctx, request.body), 'no-cache');
+    });
+    app.get<{ Params: { '*': string } }>(`${base}/ocsp/*`, async (request, reply) => {
+      let encoded = request.params['*'];
+      try {
+        encoded = decodeURIComponent(encoded);
+      } catch {
+        // Not URL-encoded: read as it is (a malformed request is answered malformedRequest).
+      }
+      const der = Buffer.from(encoded, 'base64');
+      // RFC 5019 §5: a GET answer may be cached by intermediaries until it nears nextUpdate.
+      return sendOcsp(reply, await respondOcsp(ctx, der), `max-age=${Math.floor(ocspValiditySeconds / 2)}, public, no-transform, must-revalidate`);
+    });
+
     app.get<{ Params: { authority: string } }>(`${base}/ca/:authority`, async (request, reply) => {
       const authority = await ctx.pki.authorities.byId(request.params.authority);
       if (!authority || authority.role === 'ocsp') throw new OAuthError('not_found', 'no such certificate authority');
@@ -124,6 +143,10 @@ async function holderOf(ctx: Context, profileName: string, body: Record<string, 
   }
   if (typeof body.holder !== 'string' || body.holder.length === 0) throw new OAuthError('invalid_request', 'holder is required for a device profile: the device id');
   return body.holder;
+}
+
+function sendOcsp(reply: FastifyReply, der: Buffer, cacheControl: string): FastifyReply {
+  return reply.code(200).headers({ 'cache-control': cacheControl }).type('application/ocsp-response').send(der);
 }
 
 function jsonBody(body: unknown): Record<string, unknown> {

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import fc from 'fast-check';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { OCSPResponse, OCSPResponseStatus } from '@peculiar/asn1-ocsp';
+import { requestCertificate, type IssuedCertificate } from '../../src/pki/issuance.ts';
+import { respondOcsp } from '../../src/pki/ocsp/index.ts';
+import { revokeCertificate } from '../../src/pki/revocation.ts';
+import { makePki } from '../helpers/pki.ts';
+import { startTestServer } from '../helpers/server.ts';
+import { testContext } from '../helpers/storage.ts';
+import { initTestCa, openssl, opensslAsync, opensslCsr, scratch, tradingAgentProfile } from './fixture.ts';
+
+// The OCSP responder (RFC 6960) checked by an independent client: `openssl ocsp` asks Clearance
+// over HTTP, verifies the delegated responder's signature against the root, and reads the status.
+
+async function running(t: TestContext) {
+  const server = await startTestServer({ t });
+  const ctx = server.running.ctx;
+  const init = await initTestCa(ctx);
+  await server.apply({ certificate_profiles: [tradingAgentProfile] });
+  const files = scratch(t);
+  files.write('root.pem', init.root.toString('pem'));
+  files.write('issuing.pem', init.intermediate.toString('pem'));
+  const issue = async (holder: string) => {
+    const issued = (await requestCertificate(ctx, { profile: 'trading-agent', csr: opensslCsr(files, holder).csrPem, holder, requestedBy: 'test', requesterType: 'client' })) as IssuedCertificate;
+    files.write(`${holder}.pem`, issued.certificatePem);
+    return issued;
+  };
+  const ask = (holder: string, extra: string[] = []) =>
+    opensslAsync(['ocsp', '-issuer', files.at('issuing.pem'), '-cert', files.at(`${holder}.pem`), '-url', `${server.issuer}/pki/ocsp`, '-CAfile', files.at('root.pem'), ...extra]);
+  return { server, ctx, files, issue, ask };
+}
+
+test('openssl ocsp verifies the responder and reads good, then revoked with its reason, with and without a nonce', async (t) => {
+  const { ctx, issue, ask } = await running(t);
+  const issued = await issue('algo-7');
+  const good = await ask('algo-7', ['-resp_text']);
+  assert.ok(good.ok, good.output);
+  assert.match(good.output, /Response verify OK/);
+  assert.match(good.output, /algo-7\.pem: good/);
+  assert.match(good.output, /OCSP Nonce/, 'the nonce openssl sent is echoed');
+  assert.match(good.output, /Responder Id: [0-9A-F]{40}/, 'responder identified by key hash');
+  await revokeCertificate(ctx, { serial: issued.serial, reason: 'keyCompromise', actor: 'test' });
+  const revoked = await ask('algo-7', ['-no_nonce']);
+  assert.ok(revoked.ok, revoked.output);
+  assert.match(revoked.output, /Response verify OK/);
+  assert.match(revoked.output, /algo-7\.pem: revoked/);
+  assert.match(revoked.output, /Reason: keyCompromise/);
+});
+
+test('a certificate of another CA is refused as unauthorized; GET and POST answer alike', async (t) => {
+  const { server, files, issue, ask } = await running(t);
+  await issue('algo-8');
+  const other = makePki(t);
+  const stranger = other.issueClient('stranger', '/CN=stranger');
+  const refused = await opensslAsync(['ocsp', '-issuer', other.ca.certFile, '-cert', stranger.certFile, '-url', `${server.issuer}/pki/ocsp`, '-CAfile', other.ca.certFile]);
+  assert.match(refused.output, /unauthorized/i);
+  // The same request by GET (RFC 6960 Appendix A.1): base64 of the DER, URL-encoded.
+  openssl(['ocsp', '-issuer', files.at('issuing.pem'), '-cert', files.at('algo-8.pem'), '-no_nonce', '-reqout', files.at('req.der')]);
+  const der = (await import('node:fs')).readFileSync(files.at('req.der'));
+  const viaGet = await fetch(`${server.issuer}/pki/ocsp/${encodeURIComponent(der.toString('base64'))}`);
+  assert.equal(viaGet.status, 200);
+  assert.equal(viaGet.headers.get('content-type'), 'application/ocsp-response');
+  files.write('resp.der', Buffer.from(await viaGet.arrayBuffer()));
+  const read = await opensslAsync(['ocsp', '-respin', files.at('resp.der'), '-issuer', files.at('issuing.pem'), '-cert', files.at('algo-8.pem'), '-CAfile', files.at('root.pem')]);
+  assert.match(read.output, /Response verify OK/);
+  assert.match(read.output, /algo-8\.pem: good/);
+  const viaPost = await fetch(`${server.issuer}/pki/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: der });
+  assert.equal(viaPost.status, 200);
+  assert.match(viaPost.headers.get('cache-control') ?? '', /no-cache/);
+});
+
+test('a serial the CA never issued is unknown, never good; malformed requests are malformedRequest', async (t) => {
+  const { ctx, files, issue } = await testContextCa(t);
+  await issue('algo-9');
+  // A request for a serial nobody issued: edit the serial of a real request.
+  openssl(['ocsp', '-issuer', files.at('issuing.pem'), '-serial', '0x4242424242', '-no_nonce', '-reqout', files.at('unknown.der')]);
+  const der = (await import('node:fs')).readFileSync(files.at('unknown.der'));
+  files.write('unknown-resp.der', await respondOcsp(ctx, der));
+  const read = await opensslAsync(['ocsp', '-respin', files.at('unknown-resp.der'), '-issuer', files.at('issuing.pem'), '-serial', '0x4242424242', '-CAfile', files.at('root.pem')]);
+  assert.match(read.output, /Response verify OK/);
+  assert.match(read.output, /0x4242424242: unknown/);
+  const status = async (bytes: Uint8Array) => AsnConvert.parse(await respondOcsp(ctx, bytes), OCSPResponse).responseStatus;
+  assert.equal(await status(Buffer.from('not an OCSP request')), OCSPResponseStatus.malformedRequest);
+  await fc.assert(
+    fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), async (bytes) => {
+      const answer = await status(bytes);
+      return answer === OCSPResponseStatus.malformedRequest || answer === OCSPResponseStatus.unauthorized || answer === OCSPResponseStatus.successful;
+    }),
+    { numRuns: 200 },
+  );
+});
+
+async function testContextCa(t: TestContext) {
+  const { ctx } = await testContext({ t, risk: 'off' });
+  const init = await initTestCa(ctx);
+  const { applyDocument } = await import('./fixture.ts');
+  await applyDocument(ctx, { certificate_profiles: [tradingAgentProfile] });
+  const files = scratch(t);
+  files.write('root.pem', init.root.toString('pem'));
+  files.write('issuing.pem', init.intermediate.toString('pem'));
+  const issue = async (holder: string) => {
+    const issued = (await requestCertificate(ctx, { profile: 'trading-agent', csr: opensslCsr(files, holder).csrPem, holder, requestedBy: 'test', requesterType: 'client' })) as IssuedCertificate;
+    files.write(`${holder}.pem`, issued.certificatePem);
+    return issued;
+  };
+  return { ctx, files, issue };
+}
