@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readAttestationPolicy, type PasskeyAttestationPolicy } from './identity/passkeys/attestation.ts';
 
@@ -34,6 +35,10 @@ export interface Config {
   dbPoolSize: number;
   /** `/readyz` answers 503 when the database has not answered `select 1` within this many ms. */
   readyTimeoutMs: number;
+  /** The PKCS#11 token key custody uses (docs/pki.md "Key custody"), when configured. */
+  pkcs11: { module: string; tokenLabel: string; pin: string } | undefined;
+  /** Where a new audit signing key is created: software (sealed with the master key) or the PKCS#11 token. */
+  auditKeyCustody: 'software' | 'pkcs11';
   /** TLS for the listener, with client certificates requested (RFC 8705). */
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** Header in which a TLS-terminating proxy passes the client certificate (RFC 9440 or URL-encoded PEM). */
@@ -137,6 +142,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbAcquireTimeoutMs: readInt(env, 'CLEARANCE_DB_ACQUIRE_TIMEOUT_MS', databaseTimeoutDefaults.acquireMs, 1, 60_000),
     dbPoolSize: readInt(env, 'CLEARANCE_DB_POOL_SIZE', 10, 2, 1000),
     readyTimeoutMs: readInt(env, 'CLEARANCE_READY_TIMEOUT_MS', databaseTimeoutDefaults.readyMs, 1, 60_000),
+    pkcs11: readPkcs11(env),
+    auditKeyCustody: readOneOf(env, 'CLEARANCE_AUDIT_KEY_CUSTODY', ['software', 'pkcs11'] as const, 'software'),
     tls: readTls(env),
     clientCertHeader: emptyToUndefined(env.CLEARANCE_CLIENT_CERT_HEADER)?.toLowerCase(),
     trustedProxies: readList(env.CLEARANCE_TRUSTED_PROXIES),
@@ -156,6 +163,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ssfMaxDeliveryAgeSeconds: readInt(env, 'CLEARANCE_SSF_MAX_DELIVERY_AGE', 86_400, 60, 30 * 86_400),
     ssfDefaultSubjects: readOneOf(env, 'CLEARANCE_SSF_DEFAULT_SUBJECTS', ['ALL', 'NONE'], 'ALL'),
   };
+}
+
+/** CLEARANCE_PKCS11_MODULE, _TOKEN and the PIN (_PIN, or _PIN_FILE read once at start). */
+function readPkcs11(env: NodeJS.ProcessEnv): Config['pkcs11'] {
+  const module = emptyToUndefined(env.CLEARANCE_PKCS11_MODULE);
+  const tokenLabel = emptyToUndefined(env.CLEARANCE_PKCS11_TOKEN);
+  const pinFile = emptyToUndefined(env.CLEARANCE_PKCS11_PIN_FILE);
+  let pin = emptyToUndefined(env.CLEARANCE_PKCS11_PIN);
+  if (!module && !tokenLabel && !pin && !pinFile) return undefined;
+  if (!module || !tokenLabel) throw new ConfigError('CLEARANCE_PKCS11_MODULE and CLEARANCE_PKCS11_TOKEN are set together');
+  if (pin && pinFile) throw new ConfigError('set CLEARANCE_PKCS11_PIN or CLEARANCE_PKCS11_PIN_FILE, not both');
+  if (pinFile) {
+    try {
+      pin = readFileSync(pinFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      throw new ConfigError(`CLEARANCE_PKCS11_PIN_FILE: ${(error as Error).message}`);
+    }
+  }
+  if (!pin) throw new ConfigError('CLEARANCE_PKCS11_PIN or CLEARANCE_PKCS11_PIN_FILE is required with CLEARANCE_PKCS11_MODULE');
+  return { module, tokenLabel, pin };
 }
 
 function readOneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {

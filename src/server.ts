@@ -26,6 +26,7 @@ import { PolicyStore } from './policy/store.ts';
 import { PartnerStore } from './federation/store.ts';
 import { startSignalService, type SignalService } from './signals/service.ts';
 import { createPki } from './pki/index.ts';
+import { Pkcs11Custody } from './pki/custody/pkcs11.ts';
 import { AgentRegistry } from './agents/registry.ts';
 import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
 
@@ -71,7 +72,7 @@ export async function openContext(
     const throttles = risk.limits.throttles(options.throttles ?? { clientAuthentication: new MemoryAuthFailureThrottle(clock), login: identity.throttle }, clock);
     // Assertion and DPoP proof jtis share one replay cache and its group commit (scoped keys).
     const replay = new DatabaseReplayCache(storage.db, clock, { writer });
-    const pki = createPki(storage.db, master.key, clock);
+    const pki = createPki(storage.db, master.key, clock, config.pkcs11 ? { pkcs11: new Pkcs11Custody(config.pkcs11) } : {});
     const ctx: Context = {
       config,
       storage,

@@ -6,6 +6,13 @@ import type { Database } from '../storage/schema.ts';
 import { isPostgres } from './dialect.ts';
 import type { CustodyKey } from '../pki/custody/custody.ts';
 import { softwareKey } from '../pki/custody/software.ts';
+import type { Custodies } from '../pki/custody/custodies.ts';
+
+/** Where audit keys are made and found (docs/pki.md "Key custody"). */
+export interface AuditKeyCustody {
+  kind: 'software' | 'pkcs11';
+  custodies: Custodies;
+}
 
 /** An audit signing key: Ed25519, identified by the SHA-256 fingerprint of its SPKI encoding. */
 export interface AuditPublicKey {
@@ -60,10 +67,17 @@ export class AuditKeys {
   readonly #clock: Clock;
   #signing: AuditSigningKey | undefined;
 
-  constructor(db: Kysely<Database>, masterKey: Buffer | undefined, clock: Clock) {
+  readonly #custody: AuditKeyCustody | undefined;
+
+  /**
+   * `custody`: where a new key is made (`kind`, CLEARANCE_AUDIT_KEY_CUSTODY) and how a key kept in
+   * the PKCS#11 token is loaded; without it every key is a sealed software key.
+   */
+  constructor(db: Kysely<Database>, masterKey: Buffer | undefined, clock: Clock, custody?: AuditKeyCustody) {
     this.#db = db;
     this.#masterKey = masterKey;
     this.#clock = clock;
+    this.#custody = custody;
   }
 
   /** The key that signs now, created (for log `origin`) if there is none yet. */
@@ -72,6 +86,10 @@ export class AuditKeys {
     const masterKey = this.#masterKey;
     if (!masterKey) throw new AuditKeyError('signing audit records needs the master key');
     let row = await this.#latestRow();
+    if (!row && this.#custody?.kind === 'pkcs11') {
+      await this.#createInToken(origin, this.#custody);
+      row = await this.#latestRow();
+    }
     if (!row) {
       await this.#db.transaction().execute(async (trx) => {
         // Two processes starting at once must not create two keys: serialize the creation.
@@ -90,6 +108,7 @@ export class AuditKeys {
             public_key: publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
             private_key: seal(masterKey, privateKey.export({ format: 'der', type: 'pkcs8' }), `audit_keys:${keyId}`),
             master_key_id: masterKeyId(masterKey),
+            key_ref: null,
             created_at: this.#clock.now(),
           })
           .execute();
@@ -97,8 +116,31 @@ export class AuditKeys {
       row = await this.#latestRow();
       if (!row) throw new AuditKeyError('the audit key was not stored');
     }
-    this.#signing = { ...toPublic(row), signer: softwareKey(`audit:${row.key_id}`, 'Ed25519', openPrivate(masterKey, row)) };
+    const signer = row.key_ref ? await this.#tokenKey(row) : softwareKey(`audit:${row.key_id}`, 'Ed25519', openPrivate(masterKey, row));
+    this.#signing = { ...toPublic(row), signer };
     return this.#signing;
+  }
+
+  /** The first audit key, generated in the PKCS#11 token; the row keeps its public key and reference only. */
+  async #createInToken(origin: string, custody: AuditKeyCustody): Promise<void> {
+    const key = await custody.custodies.of('pkcs11').generate(`clearance-audit-${this.#clock.now()}`, 'Ed25519');
+    const keyId = auditKeyFingerprint(key.publicKey);
+    await this.#db.transaction().execute(async (trx) => {
+      if (isPostgres(trx)) await sql`lock table audit_keys in exclusive mode`.execute(trx);
+      // Another process made the first key meanwhile: the token's new key is left unused.
+      if (await trx.selectFrom('audit_keys').select('key_id').limit(1).executeTakeFirst()) return;
+      await trx
+        .insertInto('audit_keys')
+        .values({ key_id: keyId, origin, public_key: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), private_key: '', master_key_id: '', key_ref: key.ref, created_at: this.#clock.now() })
+        .execute();
+    });
+  }
+
+  async #tokenKey(row: Database['audit_keys']): Promise<CustodyKey> {
+    if (!this.#custody) throw new AuditKeyError(`audit key ${row.key_id} is in a PKCS#11 token, and none is configured (CLEARANCE_PKCS11_*)`);
+    const key = await this.#custody.custodies.load(row.key_ref!);
+    if (auditKeyFingerprint(key.publicKey) !== row.key_id) throw new AuditKeyError(`the token's key ${row.key_ref} is not audit key ${row.key_id}`);
+    return key;
   }
 
   /** Every audit public key by key id (verification needs no master key). */
@@ -122,6 +164,8 @@ export class AuditKeys {
     if (!this.#masterKey) return [];
     const problems: string[] = [];
     for (const row of await this.#db.selectFrom('audit_keys').selectAll().execute()) {
+      // A token's key has no sealed part to compare: #tokenKey checks it against the token at use.
+      if (row.key_ref) continue;
       try {
         const derived = createPublicKey(openPrivate(this.#masterKey, row));
         if (auditKeyFingerprint(derived) !== row.key_id || auditKeyFingerprint(toPublic(row).publicKey) !== row.key_id) {

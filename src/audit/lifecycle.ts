@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Context } from '../context.ts';
-import { AuditKeys, auditOrigin } from './audit-key.ts';
+import { AuditKeys, auditOrigin, type AuditKeyCustody } from './audit-key.ts';
 import { isPostgres, sealerLockKey } from './dialect.ts';
 import { AuditRecorder } from './recorder.ts';
 import { AuditSealer, type SealerOptions } from './sealer.ts';
@@ -12,11 +12,16 @@ export interface AuditService {
   stop(): Promise<void>;
 }
 
+/** The audit key's custody as configured (CLEARANCE_AUDIT_KEY_CUSTODY, CLEARANCE_PKCS11_*). */
+export function auditKeyCustody(ctx: Pick<Context, 'config' | 'pki'>): AuditKeyCustody {
+  return { kind: ctx.config.auditKeyCustody, custodies: ctx.pki.custodies };
+}
+
 /** A sealer for this context's store (not started). */
 export function createSealer(ctx: Context, masterKey: Buffer, options: Partial<SealerOptions> = {}): AuditSealer {
   return new AuditSealer(ctx.storage.db, {
     clock: ctx.clock,
-    keys: new AuditKeys(ctx.storage.db, masterKey, ctx.clock),
+    keys: new AuditKeys(ctx.storage.db, masterKey, ctx.clock, auditKeyCustody(ctx)),
     origin: auditOrigin(ctx.config.issuer),
     log: ctx.log,
     ...options,
@@ -30,7 +35,7 @@ export function createSealer(ctx: Context, masterKey: Buffer, options: Partial<S
 export async function startAuditService(ctx: Context, masterKey: Buffer, options: Partial<SealerOptions> = {}): Promise<AuditService> {
   const sealer = createSealer(ctx, masterKey, options);
   // Create the audit key now, so a missing or wrong master key shows at startup.
-  await new AuditKeys(ctx.storage.db, masterKey, ctx.clock).signingKey(auditOrigin(ctx.config.issuer));
+  await new AuditKeys(ctx.storage.db, masterKey, ctx.clock, auditKeyCustody(ctx)).signingKey(auditOrigin(ctx.config.issuer));
   const recorder = ctx.audit instanceof AuditRecorder ? ctx.audit : undefined;
   const unsubscribe = recorder?.onCommitted((count) => sealer.notify(count));
   sealer.start();

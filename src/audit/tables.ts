@@ -100,5 +100,7 @@ export interface AuditTables {
     private_key: string;
     master_key_id: string;
     created_at: number;
+    /** A key in the PKCS#11 token (migration 0042): its custody reference; then private_key is empty. */
+    key_ref: string | null;
   };
 }

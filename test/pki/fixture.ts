@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,12 +54,8 @@ export function scratch(t: Pick<TestContext, 'after'>): { dir: string; at: (name
 
 /** openssl's output (stdout and stderr together) and whether it succeeded. */
 export function openssl(args: string[]): { ok: boolean; output: string } {
-  try {
-    return { ok: true, output: execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
-  } catch (error) {
-    const e = error as { stdout?: string; stderr?: string };
-    return { ok: false, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-  }
+  const run = spawnSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return { ok: run.status === 0, output: `${run.stdout ?? ''}${run.stderr ?? ''}` };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { AuditKeys, auditOrigin, parseAuditPublicKey } from '../../audit/audit-key.ts';
@@ -134,7 +135,7 @@ export async function auditCommand(
 }
 
 function auditKeys(ctx: Context): AuditKeys {
-  return new AuditKeys(ctx.storage.db, resolveMasterKey(ctx.config).key, ctx.clock);
+  return new AuditKeys(ctx.storage.db, resolveMasterKey(ctx.config).key, ctx.clock, auditKeyCustody(ctx));
 }
 
 function readPinnedKey(file: string | undefined) {

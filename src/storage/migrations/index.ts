@@ -39,6 +39,7 @@ import * as holdRelease from './0038_hold_release.ts';
 import * as pki from './0039_pki.ts';
 import * as agents from './0040_agents.ts';
 import * as sessionDevices from './0041_session_devices.ts';
+import * as auditKeyCustody from './0042_audit_key_custody.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -82,4 +83,5 @@ export const migrations: Record<string, Migration> = {
   '0039_pki': pki,
   '0040_agents': agents,
   '0041_session_devices': sessionDevices,
+  '0042_audit_key_custody': auditKeyCustody,
 };
