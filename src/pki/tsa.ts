@@ -1,0 +1,155 @@
+import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
+import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
+import { id_ct_tstInfo, MessageImprint, PKIStatus, TimeStampReq, TimeStampResp, TSTInfo } from '@peculiar/asn1-tsp';
+
+/**
+ * An RFC 3161 time-stamp client: a trusted time over a SHA-256 digest from the configured TSA
+ * (CLEARANCE_TSA_URL), for signing evidence (docs/transaction-signing.md), and the offline check of
+ * a stored token (`clearance audit verify-bundle`). Everything is verified here, fail closed: the
+ * status, the imprint, the nonce, the CMS signature over the signed attributes, the message digest
+ * of the TSTInfo, and the signer's certificate (timeStamping EKU, chained to a trusted one).
+ */
+
+const sha256 = '2.16.840.1.101.3.4.2.1';
+const digestNames: Record<string, string> = { [sha256]: 'sha256', '2.16.840.1.101.3.4.2.2': 'sha384', '2.16.840.1.101.3.4.2.3': 'sha512' };
+const contentTypeAttribute = '1.2.840.113549.1.9.3';
+const messageDigestAttribute = '1.2.840.113549.1.9.4';
+const timeStampingEku = '1.3.6.1.5.5.7.3.8';
+/** The DER of OBJECT IDENTIFIER id-ct-TSTInfo (1.2.840.113549.1.9.16.1.4), as the content-type attribute holds it. */
+const tstInfoOidDer = Buffer.from('060b2a864886f70d0109100104', 'hex');
+
+export class TimestampError extends Error {
+  override name = 'TimestampError';
+}
+
+export interface VerifiedTimestamp {
+  genTime: Date;
+  /** The TSA's serial number of the stamp (hex). */
+  serial: string;
+  policy: string;
+  /** The TimeStampToken (CMS ContentInfo) DER: what evidence keeps. */
+  token: Buffer;
+  /** The TSA certificate that signed it (PEM). */
+  signer: string;
+}
+
+/** RFC 3161 §2.4.1: a request for a SHA-256 imprint, with a nonce, asking for the TSA's certificate. */
+export function timestampRequest(digest: Uint8Array, nonce: Buffer): Buffer {
+  if (digest.length !== 32) throw new TimestampError('a time-stamp request takes a SHA-256 digest');
+  const request = new TimeStampReq({
+    version: 1,
+    messageImprint: new MessageImprint({ hashAlgorithm: new AlgorithmIdentifier({ algorithm: sha256 }), hashedMessage: new OctetString(digest) }),
+    nonce: positive(nonce),
+    certReq: true,
+  });
+  return Buffer.from(AsnConvert.serialize(request));
+}
+
+/** Asks the TSA at `url` for a stamp over `digest` and verifies what comes back. */
+export async function requestTimestamp(url: string, digest: Uint8Array, trusted: readonly X509Certificate[], options: { timeoutMs?: number } = {}): Promise<VerifiedTimestamp> {
+  const nonce = randomBytes(8);
+  let response: Response;
+  try {
+    response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/timestamp-query' }, body: timestampRequest(digest, nonce), signal: AbortSignal.timeout(options.timeoutMs ?? 5000) });
+  } catch (error) {
+    throw new TimestampError(`the TSA did not answer: ${(error as Error).message}`);
+  }
+  if (!response.ok) throw new TimestampError(`the TSA answered ${response.status}`);
+  return verifyTimestampResponse(Buffer.from(await response.arrayBuffer()), { digest, nonce, trusted });
+}
+
+/** RFC 3161 §2.4.2: a response is granted (or granted with modifications) and its token verifies. */
+export function verifyTimestampResponse(der: Uint8Array, expected: { digest: Uint8Array; nonce?: Buffer; trusted: readonly X509Certificate[] }): VerifiedTimestamp {
+  let response: TimeStampResp;
+  try {
+    response = AsnConvert.parse(der, TimeStampResp);
+  } catch {
+    throw new TimestampError('the TSA response is not a TimeStampResp');
+  }
+  if (response.status.status !== PKIStatus.granted && response.status.status !== PKIStatus.grantedWithMods) {
+    throw new TimestampError(`the TSA refused: status ${response.status.status}${response.status.statusString ? ` (${[...response.status.statusString].join(' ')})` : ''}`);
+  }
+  if (!response.timeStampToken) throw new TimestampError('the TSA granted no token');
+  return verifyTimestampToken(Buffer.from(AsnConvert.serialize(response.timeStampToken)), expected);
+}
+
+/** Verifies a stored TimeStampToken offline over `digest` (and the nonce, when one was sent). */
+export function verifyTimestampToken(token: Uint8Array, expected: { digest: Uint8Array; nonce?: Buffer; trusted: readonly X509Certificate[] }): VerifiedTimestamp {
+  let signed: SignedData;
+  try {
+    const info = AsnConvert.parse(token, ContentInfo);
+    if (info.contentType !== id_signedData) throw new TimestampError('the token is not CMS SignedData');
+    signed = AsnConvert.parse(info.content, SignedData);
+  } catch (error) {
+    if (error instanceof TimestampError) throw error;
+    throw new TimestampError('the token is not a CMS ContentInfo');
+  }
+  // RFC 3161 §2.4.2: the content is a TSTInfo.
+  if (signed.encapContentInfo.eContentType !== id_ct_tstInfo) throw new TimestampError('the token does not carry a TSTInfo');
+  const eContent = signed.encapContentInfo.eContent?.single ?? (signed.encapContentInfo.eContent?.any ? AsnConvert.parse(signed.encapContentInfo.eContent.any, OctetString) : undefined);
+  if (!eContent) throw new TimestampError('the token has no TSTInfo');
+  const tstBytes = Buffer.from(eContent.buffer);
+  const tst = AsnConvert.parse(tstBytes, TSTInfo);
+  const imprintAlgorithm = digestNames[tst.messageImprint.hashAlgorithm.algorithm];
+  if (imprintAlgorithm !== 'sha256' || !Buffer.from(tst.messageImprint.hashedMessage.buffer).equals(Buffer.from(expected.digest))) {
+    throw new TimestampError('the stamp is over another digest');
+  }
+  if (expected.nonce && (!tst.nonce || !Buffer.from(tst.nonce).equals(Buffer.from(positive(expected.nonce))))) throw new TimestampError('the TSA did not echo the nonce');
+  if (signed.signerInfos.length !== 1) throw new TimestampError('the token has not exactly one signer');
+  const signer = signed.signerInfos[0]!;
+  const digestName = digestNames[signer.digestAlgorithm.algorithm];
+  if (!digestName || !signer.signedAttrs?.length) throw new TimestampError('the signer has no signed attributes or an unknown digest');
+  const attribute = (type: string) => signer.signedAttrs!.find((a) => a.attrType === type)?.attrValues[0];
+  const contentType = attribute(contentTypeAttribute);
+  const messageDigest = attribute(messageDigestAttribute);
+  // RFC 5652 §11.1, §11.2: content-type is the eContentType; message-digest is the content's digest.
+  if (!contentType || !Buffer.from(contentType).equals(tstInfoOidDer)) throw new TimestampError('the content-type attribute is not id-ct-TSTInfo');
+  if (!messageDigest || !Buffer.from(AsnConvert.parse(messageDigest, OctetString).buffer).equals(createHash(digestName).update(tstBytes).digest())) {
+    throw new TimestampError('the message-digest attribute is not the TSTInfo digest');
+  }
+  const certificate = signerCertificate(signed, signer.sid.issuerAndSerialNumber?.serialNumber, signer.sid.subjectKeyIdentifier?.buffer);
+  // RFC 5652 §5.4: the signature is over the DER of the signed attributes as a SET OF (tag 0x31),
+  // in the order they came (DER-sorted by the signer: re-encoding them in that order is exact).
+  const signedAttributes = derSet(signer.signedAttrs.map((a) => Buffer.from(AsnConvert.serialize(a))));
+  if (!verify(digestName, signedAttributes, certificate.publicKey, Buffer.from(signer.signature.buffer))) throw new TimestampError('the token signature does not verify');
+  checkTsaCertificate(certificate, expected.trusted);
+  return { genTime: tst.genTime, serial: Buffer.from(tst.serialNumber).toString('hex'), policy: tst.policy, token: Buffer.from(token), signer: certificate.toString() };
+}
+
+function signerCertificate(signed: SignedData, serial: ArrayBuffer | undefined, keyId: ArrayBuffer | undefined): X509Certificate {
+  for (const choice of signed.certificates ?? []) {
+    if (!choice.certificate) continue;
+    const node = new X509Certificate(Buffer.from(AsnConvert.serialize(choice.certificate)));
+    if (serial && Buffer.from(serial).equals(Buffer.from(choice.certificate.tbsCertificate.serialNumber))) return node;
+    if (keyId && ski(choice.certificate)?.equals(Buffer.from(keyId))) return node;
+  }
+  throw new TimestampError('the token does not carry its signer certificate (ask with certReq)');
+}
+
+function ski(certificate: Certificate): Buffer | undefined {
+  const extension = certificate.tbsCertificate.extensions?.find((e) => e.extnID === '2.5.29.14');
+  return extension ? Buffer.from(AsnConvert.parse(extension.extnValue.buffer, OctetString).buffer) : undefined;
+}
+
+/** RFC 3161 §2.3: the TSA certificate has the timeStamping EKU only, critical; it chains to a trusted one. */
+function checkTsaCertificate(certificate: X509Certificate, trusted: readonly X509Certificate[]): void {
+  const eku = certificate.keyUsage ?? [];
+  if (!eku.includes(timeStampingEku)) throw new TimestampError('the signer certificate is not for time stamping');
+  const isTrusted = trusted.some((anchor) => anchor.raw.equals(certificate.raw) || (certificate.checkIssued(anchor) && certificate.verify(anchor.publicKey)));
+  if (!isTrusted) throw new TimestampError('the TSA certificate is not one this Clearance trusts');
+}
+
+function derSet(items: Buffer[]): Buffer {
+  const content = Buffer.concat(items);
+  const length = content.length;
+  const header = length < 0x80 ? [0x31, length] : length < 0x100 ? [0x31, 0x81, length] : [0x31, 0x82, length >> 8, length & 0xff];
+  return Buffer.concat([Buffer.from(header), content]);
+}
+
+/** A nonce as a positive DER INTEGER's content. */
+function positive(bytes: Buffer): ArrayBuffer {
+  const content = bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes;
+  return content.buffer.slice(content.byteOffset, content.byteOffset + content.byteLength) as ArrayBuffer;
+}
