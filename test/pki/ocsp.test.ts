@@ -107,3 +107,26 @@ async function testContextCa(t: TestContext) {
   };
   return { ctx, files, issue };
 }
+
+test('the OCSP client verifies an answer offline: good, revoked with its time, and refuses a stale or foreign one', async (t) => {
+  const { ctx, files, issue } = await testContextCa(t);
+  const { X509Certificate } = await import('node:crypto');
+  const { ocspRequest, readOcspResponse, OcspError } = await import('../../src/pki/ocsp/client.ts');
+  const issued = await issue('algo-10');
+  const leaf = new X509Certificate(issued.certificatePem);
+  const issuer = new X509Certificate((await import('node:fs')).readFileSync(files.at('issuing.pem')));
+  const now = ctx.clock.now();
+  const good = readOcspResponse(await respondOcsp(ctx, ocspRequest(leaf, issuer)), leaf, issuer, { at: now });
+  assert.equal(good.status, 'good');
+  assert.equal(good.serial, issued.serial);
+  await revokeCertificate(ctx, { serial: issued.serial, reason: 'keyCompromise', actor: 'test' });
+  const answer = await respondOcsp(ctx, ocspRequest(leaf, issuer));
+  const revoked = readOcspResponse(answer, leaf, issuer, { at: now });
+  assert.equal(revoked.status, 'revoked');
+  assert.equal(revoked.reason, 1);
+  assert.ok(revoked.revokedAt! >= now);
+  assert.throws(() => readOcspResponse(answer, leaf, issuer, { at: now + 3600_000 }), OcspError);
+  const other = (await testContextCa(t)).files;
+  const foreignIssuer = new X509Certificate((await import('node:fs')).readFileSync(other.at('issuing.pem')));
+  assert.throws(() => readOcspResponse(answer, leaf, foreignIssuer, { at: now }), OcspError);
+});

@@ -1,0 +1,79 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
+import { BasicOCSPResponse, CertID, id_pkix_ocsp_basic, OCSPRequest, OCSPResponse, OCSPResponseStatus, Request, TBSRequest } from '@peculiar/asn1-ocsp';
+import { keyHash, serialHex } from './responder.ts';
+import { verifyX509Signature } from './signature.ts';
+
+/** An OCSP client's view of one certificate's status, verified. */
+export interface OcspStatus {
+  serial: string;
+  status: 'good' | 'revoked' | 'unknown';
+  revokedAt?: number;
+  reason?: number;
+  thisUpdate: number;
+  nextUpdate?: number;
+  producedAt: number;
+}
+
+export class OcspError extends Error {
+  override name = 'OcspError';
+}
+
+const sha1 = '1.3.14.3.2.26';
+const ocspSigning = '1.3.6.1.5.5.7.3.9';
+
+/** RFC 6960 §4.1: a request for one certificate (SHA-1 CertID, what every responder takes). */
+export function ocspRequest(certificate: X509Certificate, issuer: X509Certificate): Buffer {
+  const parsedIssuer = AsnConvert.parse(issuer.raw, Certificate);
+  const certId = new CertID({
+    hashAlgorithm: new AlgorithmIdentifier({ algorithm: sha1, parameters: null }),
+    issuerNameHash: new OctetString(createHash('sha1').update(Buffer.from(AsnConvert.serialize(parsedIssuer.tbsCertificate.subject))).digest()),
+    issuerKeyHash: new OctetString(keyHash(parsedIssuer, 'sha1')),
+    serialNumber: AsnConvert.parse(certificate.raw, Certificate).tbsCertificate.serialNumber,
+  });
+  return Buffer.from(AsnConvert.serialize(new OCSPRequest({ tbsRequest: new TBSRequest({ requestList: [new Request({ reqCert: certId })] }) })));
+}
+
+/**
+ * Reads a DER OCSPResponse about `certificate` and verifies it (RFC 6960 §3.2), fail closed: a
+ * successful basic response whose signature verifies with the issuer's key or with a delegated
+ * responder certificate the issuer signed for OCSPSigning, valid at `at`; it names this
+ * certificate; `at` is not past its nextUpdate (with `skewMs`). Used offline by verify-bundle (with
+ * `at` the signing time) and online by the guard.
+ */
+export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, issuer: X509Certificate, options: { at: number; skewMs?: number } ): OcspStatus {
+  let response: OCSPResponse;
+  try {
+    response = AsnConvert.parse(der, OCSPResponse);
+  } catch {
+    throw new OcspError('not an OCSP response');
+  }
+  if (response.responseStatus !== OCSPResponseStatus.successful) throw new OcspError(`the responder answered ${OCSPResponseStatus[response.responseStatus] ?? response.responseStatus}`);
+  if (!response.responseBytes || response.responseBytes.responseType !== id_pkix_ocsp_basic) throw new OcspError('not a basic OCSP response');
+  const basic = AsnConvert.parse(response.responseBytes.response.buffer, BasicOCSPResponse);
+  const tbs = new Uint8Array(AsnConvert.serialize(basic.tbsResponseData));
+  const signers = [issuer, ...(basic.certs ?? []).map((c) => new X509Certificate(Buffer.from(AsnConvert.serialize(c))))];
+  const signer = signers.find((candidate) => verifyX509Signature(basic.signatureAlgorithm.algorithm, candidate.publicKey, tbs, new Uint8Array(basic.signature)));
+  if (!signer) throw new OcspError('the OCSP response signature does not verify');
+  if (signer !== issuer) {
+    // RFC 6960 §4.2.2.2: a delegated responder is issued by the CA, for OCSPSigning.
+    if (!signer.checkIssued(issuer) || !signer.verify(issuer.publicKey)) throw new OcspError('the OCSP responder certificate is not issued by the certificate\'s CA');
+    if (!(signer.keyUsage ?? []).includes(ocspSigning)) throw new OcspError('the OCSP responder certificate is not for OCSPSigning');
+    if (options.at < signer.validFromDate.getTime() - (options.skewMs ?? 60_000) || options.at > signer.validToDate.getTime()) throw new OcspError('the OCSP responder certificate was not valid then');
+  }
+  const serial = serialHex(AsnConvert.parse(certificate.raw, Certificate).tbsCertificate.serialNumber);
+  const single = basic.tbsResponseData.responses.find((r) => serialHex(r.certID.serialNumber) === serial);
+  if (!single) throw new OcspError(`the OCSP response does not name certificate ${serial}`);
+  const nextUpdate = single.nextUpdate?.getTime();
+  if (nextUpdate !== undefined && options.at > nextUpdate + (options.skewMs ?? 60_000)) throw new OcspError('the OCSP response is stale (past its nextUpdate)');
+  const status = single.certStatus.good !== undefined ? 'good' : single.certStatus.revoked ? 'revoked' : 'unknown';
+  return {
+    serial,
+    status,
+    ...(single.certStatus.revoked ? { revokedAt: single.certStatus.revoked.revocationTime.getTime(), ...(single.certStatus.revoked.revocationReason ? { reason: Number(single.certStatus.revoked.revocationReason.reason) } : {}) } : {}),
+    thisUpdate: single.thisUpdate.getTime(),
+    ...(nextUpdate !== undefined ? { nextUpdate } : {}),
+    producedAt: basic.tbsResponseData.producedAt.getTime(),
+  };
+}
