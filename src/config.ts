@@ -39,6 +39,8 @@ export interface Config {
   pkcs11: { module: string; tokenLabel: string; pin: string } | undefined;
   /** Where a new audit signing key is created: software (sealed with the master key) or the PKCS#11 token. */
   auditKeyCustody: 'software' | 'pkcs11';
+  /** The RFC 3161 TSA that stamps signing evidence, and the certificates a stamp must chain to (PEM file). */
+  tsa: { url: string; trustFile: string } | undefined;
   /** TLS for the listener, with client certificates requested (RFC 8705). */
   tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** Header in which a TLS-terminating proxy passes the client certificate (RFC 9440 or URL-encoded PEM). */
@@ -143,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbPoolSize: readInt(env, 'CLEARANCE_DB_POOL_SIZE', 10, 2, 1000),
     readyTimeoutMs: readInt(env, 'CLEARANCE_READY_TIMEOUT_MS', databaseTimeoutDefaults.readyMs, 1, 60_000),
     pkcs11: readPkcs11(env),
+    tsa: readTsa(env),
     auditKeyCustody: readOneOf(env, 'CLEARANCE_AUDIT_KEY_CUSTODY', ['software', 'pkcs11'] as const, 'software'),
     tls: readTls(env),
     clientCertHeader: emptyToUndefined(env.CLEARANCE_CLIENT_CERT_HEADER)?.toLowerCase(),
@@ -163,6 +166,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ssfMaxDeliveryAgeSeconds: readInt(env, 'CLEARANCE_SSF_MAX_DELIVERY_AGE', 86_400, 60, 30 * 86_400),
     ssfDefaultSubjects: readOneOf(env, 'CLEARANCE_SSF_DEFAULT_SUBJECTS', ['ALL', 'NONE'], 'ALL'),
   };
+}
+
+/** CLEARANCE_TSA_URL and CLEARANCE_TSA_TRUST (the TSA's CA or certificate, PEM), set together. */
+function readTsa(env: NodeJS.ProcessEnv): Config['tsa'] {
+  const url = emptyToUndefined(env.CLEARANCE_TSA_URL);
+  const trustFile = emptyToUndefined(env.CLEARANCE_TSA_TRUST);
+  if (!url && !trustFile) return undefined;
+  if (!url || !trustFile) throw new ConfigError('CLEARANCE_TSA_URL and CLEARANCE_TSA_TRUST are set together');
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new ConfigError(`CLEARANCE_TSA_URL must be an http(s) URL, not "${url}"`);
+  return { url, trustFile: resolve(trustFile) };
 }
 
 /** CLEARANCE_PKCS11_MODULE, _TOKEN and the PIN (_PIN, or _PIN_FILE read once at start). */

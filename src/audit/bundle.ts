@@ -9,6 +9,7 @@ import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Kysely } from 'kysely';
 import { checkBundledApprovals, type BundledApproval } from './bundle-approvals.ts';
+import { checkBundledEvidence, type BundledSigningEvidence, type VerifiedSigningEvidence } from './bundle-evidence.ts';
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditSigningKey } from './audit-key.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
@@ -46,6 +47,12 @@ export interface EvidenceBundle {
    * whom). Absent in bundles written before holds existed.
    */
   holds?: Record<string, unknown>[];
+  /**
+   * The signing evidence records the bundle's `evidence.recorded` events name (./bundle-evidence.ts),
+   * and the TSA anchors their time stamps chain to. Absent in bundles written before them.
+   */
+  signingEvidence?: BundledSigningEvidence[];
+  tsaTrust?: string[];
   /** Ed25519 by the audit key over `bundleBody` of everything above. */
   signature: string;
 }
@@ -63,6 +70,8 @@ export interface ExportOptions {
   /** The token-signing JWKS in force between two times (KeyStore.jwksInForce). */
   jwksInForce: (from: number, to: number) => Promise<{ keys: JWK[] }>;
   now: number;
+  /** The TSA certificates evidence stamps chain to (PEM; CLEARANCE_TSA_TRUST), stated in the bundle. */
+  tsaTrust?: string[];
 }
 
 export interface ExportResult {
@@ -97,6 +106,9 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
   const times = events.map((e) => e.event.time);
   const jwks = events.length ? await options.jwksInForce(Math.min(...times), Math.max(...times)) : { keys: [] };
   const holds = (await listHolds(db)).filter((hold) => events.some(({ event }) => holdCovers(hold, event))).map(holdDetails);
+  const evidenceIds = events.filter(({ event }) => event.type === 'evidence.recorded').map(({ event }) => String((event.details as Record<string, unknown>).evidence_id));
+  const evidenceRows = evidenceIds.length ? await db.selectFrom('signing_evidence').select(['id', 'record', 'timestamp_token']).where('id', 'in', evidenceIds).orderBy('created_at').execute() : [];
+  const signingEvidence = evidenceRows.map((row) => ({ id: row.id, record: row.record, ...(row.timestamp_token ? { timestamp: row.timestamp_token } : {}) }));
   const unsigned: Omit<EvidenceBundle, 'signature'> = {
     format: bundleFormat,
     createdAt: options.now,
@@ -110,6 +122,7 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
     events,
     jwks,
     holds,
+    ...(signingEvidence.length ? { signingEvidence, tsaTrust: options.tsaTrust ?? [] } : {}),
   };
   const signature = (await options.key.signer.sign(Buffer.from(bundleBody(unsigned), 'utf8'))).toString('base64');
   const bundle: EvidenceBundle = { ...unsigned, signature };
@@ -135,6 +148,8 @@ export interface BundleReport {
   keyId?: string;
   /** The legal holds the bundle states applied to its events. */
   holds?: Record<string, unknown>[];
+  /** Signed requests whose evidence verified: signer, time, status, stamp (./bundle-evidence.ts). */
+  signedRequests?: VerifiedSigningEvidence[];
 }
 
 /**
@@ -217,10 +232,12 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = 
   const approvals = checkBundledApprovals(readable);
   problems.push(...approvals.problems);
   const holds = checkStatedHolds(bundle.holds, readable, problems);
+  const evidence = checkBundledEvidence(readable, bundle.signingEvidence, bundle.tsaTrust);
+  problems.push(...evidence.problems);
   if (!Array.isArray(bundle.jwks?.keys) || bundle.jwks.keys.some((k) => typeof k !== 'object' || k === null || privateMemberOf(k) !== undefined)) {
     problems.push('the JWKS must hold public keys only');
   }
-  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, holds });
+  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, holds, signedRequests: evidence.verified });
 }
 
 /**

@@ -190,6 +190,9 @@ export const auditEventTypes = [
   'agent.model_retired',
   'agent.attested',
   'agent.attestation_refused',
+  // A signed request's evidence, reported by a registered producer and verified by Clearance
+  // (src/evidence, docs/transaction-signing.md): the record's digest, signer, status and time stamp.
+  'evidence.recorded',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

@@ -6,7 +6,9 @@
  *
  * It imports only jose, node: built-ins and src/jose (Clearance's dependency-free JOSE helpers,
  * which the server uses too) — never the server's modules — so it runs inside other services and
- * builds on its own (`npm run build:guard` emits dist/guard and dist/jose).
+ * builds on its own (`npm run build:guard` emits dist/guard and dist/jose). Signed requests
+ * (./signed-requests.ts) add the @peculiar ASN.1 schemas for their OCSP check (src/pki/ocsp/client.ts,
+ * which imports nothing of the server either).
  */
 export {
   createGuard,
@@ -51,3 +53,17 @@ export {
   type SsfReceiverOptions,
 } from './ssf.ts';
 export { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
+export {
+  checkContentDigest,
+  contentDigest,
+  MessageSignatureError,
+  requiredComponents,
+  signRequest,
+  verifyRequest,
+  type MessageSignatureErrorCode,
+  type SignableRequest,
+  type SignOptions,
+  type VerifiedSignature,
+  type VerifyOptions,
+} from './message-signatures.ts';
+export { createSignedRequestVerifier, SignedRequestError, type SignedRequest, type SignedRequestOptions, type SignedRequestResult } from './signed-requests.ts';

@@ -175,6 +175,19 @@ export async function verifyRequest(request: SignableRequest, options: VerifyOpt
   return { label, keyid, alg: keyAlg, created, ...(typeof nonce === 'string' ? { nonce } : {}), coveredComponents: components, signatureBase: base, signatureInput: `${label}=${inner}`, signature };
 }
 
+/**
+ * A stored signature's parts (the evidence record): its label, covered components and parameters
+ * from `Signature-Input`, and the `"@signature-params"` line the base must end with.
+ */
+export function readSignatureInput(text: string): { label: string; components: string[]; params: Map<string, string | number>; paramsLine: string } {
+  const members = parseDictionary(text);
+  if (members.size !== 1) throw new MessageSignatureError('malformed', 'one signature input expected');
+  const [label, member] = [...members][0]!;
+  if (!Array.isArray(member.value)) throw new MessageSignatureError('malformed', 'the signature input is not an inner list');
+  const components = member.value as string[];
+  return { label, components, params: member.params, paramsLine: `"@signature-params": ${serializeInnerList(components, member.params)}` };
+}
+
 /** Verifies a stored signature base offline (the evidence bundle): the bytes and the signer's key. */
 export function verifySignatureBase(base: string, signature: Uint8Array, publicKey: KeyObject): boolean {
   try {

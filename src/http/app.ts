@@ -31,6 +31,7 @@ import { sharedSignals } from '../endpoints/ssf/index.ts';
 import { pki } from '../endpoints/pki/index.ts';
 import { agentCredentials } from '../endpoints/agents/index.ts';
 import { adminAgents } from '../endpoints/admin/agents.ts';
+import { evidence } from '../endpoints/evidence/index.ts';
 import { adminRecovery } from '../endpoints/admin/recovery.ts';
 import { recovery } from '../endpoints/recovery/index.ts';
 import { adminBreakGlass } from '../endpoints/break-glass/index.ts';
@@ -59,7 +60,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals, pki, agentCredentials, adminAgents];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals, pki, agentCredentials, adminAgents, evidence];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

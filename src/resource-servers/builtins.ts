@@ -36,6 +36,14 @@ export function ssfAudience(issuer: string): string {
   return `${issuer}/ssf`;
 }
 
+/** The scope of a registered evidence producer (a resource server's guard): POST /evidence. */
+export const evidenceWriteScope = 'evidence:write';
+
+/** The audience of Clearance's evidence API (docs/transaction-signing.md). */
+export function evidenceAudience(issuer: string): string {
+  return `${issuer}/evidence`;
+}
+
 /** The scope that revokes certificates of Clearance's CA (POST /pki/certificates/{serial}/revoke). */
 export const pkiRevokeScope = 'pki:revoke';
 
@@ -80,6 +88,13 @@ export function builtinResourceServers(issuer: string, pkiProfiles: readonly str
       require_sender_constraint: false,
     },
     pkiResourceServer(issuer, pkiProfiles),
+    {
+      identifier: evidenceAudience(issuer),
+      name: 'Clearance signing evidence',
+      scopes: [evidenceWriteScope],
+      access_token_ttl: 300,
+      require_sender_constraint: false,
+    },
   ];
 }
 

@@ -22,8 +22,8 @@ export const v2 = { version: '2.0.0', model: digest('model-v2'), image: digest('
  * (`ci-main`, an ES256 key the test holds), agent algo-7 (production, hardware keys only), a
  * model validator and a model-risk approver; client certificates reach it through a trusted proxy.
  */
-export async function agentHarness(t: TestContext, options: { dialect?: TestDialect } = {}) {
-  const env = { CLEARANCE_CLIENT_CERT_HEADER: 'x-client-cert', CLEARANCE_TRUSTED_PROXIES: '127.0.0.1' };
+export async function agentHarness(t: TestContext, options: { dialect?: TestDialect; env?: NodeJS.ProcessEnv } = {}) {
+  const env = { CLEARANCE_CLIENT_CERT_HEADER: 'x-client-cert', CLEARANCE_TRUSTED_PROXIES: '127.0.0.1', ...options.env };
   const { ctx, clock } = await testContext({ t, env, risk: 'off', ...(options.dialect ? { dialect: options.dialect } : {}) });
   await initTestCa(ctx);
   const pipeline = await generateKeyPair('ES256');

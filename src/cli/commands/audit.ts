@@ -188,7 +188,8 @@ async function exportCommand(ctx: Context, args: AuditArgs, output: Output): Pro
   const masterKey = resolveMasterKey(ctx.config).key;
   await waitUntilSealed(ctx, masterKey, query);
   const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
-  const result = await exportBundle(ctx.storage.db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now() });
+  const tsaTrust = ctx.config.tsa ? readFileSync(ctx.config.tsa.trustFile, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [] : [];
+  const result = await exportBundle(ctx.storage.db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust });
   if (args.output) writeFileSync(args.output, result.text, { mode: 0o600 });
   else process.stdout.write(result.text);
   await ctx.audit.record({ type: 'audit.exported', actor: `cli:${userInfo().username}`, details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize } });
@@ -241,6 +242,12 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
         const how = a.method === 'passkey' ? `passkey, signature verified${a.acr ? `, ${a.acr}` : ''}` : `${a.method}${a.acr ? `, ${a.acr}` : ''}`;
         output.out(`  ${a.approver ?? '?'} approved ${what} at ${new Date(a.time).toISOString()} (${how}); content digest ${a.digest ?? '-'}`);
       }
+    }
+    for (const s of report.signedRequests ?? []) {
+      output.out(
+        `signed request verified: ${s.method} ${s.target} (txn ${s.txn}) signed by ${s.holder} (certificate ${s.signer}, profile ${s.profile}) at ${new Date(s.signedAt).toISOString()}; ` +
+          `status then ${s.statusAtSigning}; ${s.timestamp !== undefined ? `time-stamped ${new Date(s.timestamp).toISOString()}` : 'no time stamp'}; CA root sha256 ${s.rootSha256}`,
+      );
     }
     for (const h of report.holds ?? []) {
       const scope = h.kind === 'range' ? `${new Date(Number(h.from)).toISOString()}..${new Date(Number(h.to)).toISOString()}` : `${String(h.kind)} ${String(h.value)}`;

@@ -25,6 +25,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   GET  /pki/requests/{id}                             a waiting issuance, for whoever asked (same scope)
  *   POST /pki/certificates/renew {csr, lifetime?}       over mTLS with the current certificate: a new one
  *        for the same holder and profile (no token: the certificate is the credential)
+ *   GET  /pki/certificates/{serial}                     a certificate and its chain (public: what a
+ *        verifier of a signature naming it as keyid fetches; its status is OCSP's)
  *   POST /pki/certificates/{serial}/revoke {reason}     with `pki:revoke`
  *   GET  /pki/crl/{authority}                           the issuing CA's CRL (DER, public)
  *   GET  /pki/ca/{authority}                            a CA certificate (DER, public; the AIA caIssuers URL)
@@ -84,6 +86,24 @@ export const pki: Endpoint = {
       if (!presented) throw new OAuthError('invalid_request', 'renewal is made over mutual TLS with the current certificate', { status: 401 });
       const issued = await refusalsAsOAuth(() => renewCertificate(ctx, presented, { csr: body.csr, ...lifetimeOf(body), requestId: request.id }));
       return sendOutcome(reply, issued);
+    });
+
+    app.get<{ Params: { serial: string } }>(`${base}/certificates/:serial`, async (request, reply) => {
+      const serial = request.params.serial.toLowerCase();
+      if (!/^[0-9a-f]{2,40}$/.test(serial)) throw new OAuthError('not_found', 'no such certificate');
+      const row = await ctx.storage.db.selectFrom('pki_certificates').select(['serial', 'profile', 'holder', 'certificate', 'authority_id', 'not_before', 'not_after']).where('serial', '=', serial).executeTakeFirst();
+      const authority = row && (await ctx.pki.authorities.byId(row.authority_id));
+      if (!row || !authority) throw new OAuthError('not_found', 'no such certificate');
+      const chain = (await ctx.pki.authorities.chainOf(authority)).filter((a) => a.role !== 'root').map((a) => a.pem);
+      return sendJson(reply, {
+        serial: row.serial,
+        profile: row.profile,
+        holder: row.holder,
+        not_before: new Date(Number(row.not_before)).toISOString(),
+        not_after: new Date(Number(row.not_after)).toISOString(),
+        certificate: row.certificate,
+        chain: [row.certificate, ...chain].join(''),
+      });
     });
 
     app.post<{ Params: { serial: string } }>(`${base}/certificates/:serial/revoke`, async (request, reply) => {

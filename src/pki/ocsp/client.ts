@@ -2,7 +2,6 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
 import { BasicOCSPResponse, CertID, id_pkix_ocsp_basic, OCSPRequest, OCSPResponse, OCSPResponseStatus, Request, TBSRequest } from '@peculiar/asn1-ocsp';
-import { keyHash, serialHex } from './responder.ts';
 import { verifyX509Signature } from './signature.ts';
 
 /** An OCSP client's view of one certificate's status, verified. */
@@ -39,10 +38,11 @@ export function ocspRequest(certificate: X509Certificate, issuer: X509Certificat
  * Reads a DER OCSPResponse about `certificate` and verifies it (RFC 6960 §3.2), fail closed: a
  * successful basic response whose signature verifies with the issuer's key or with a delegated
  * responder certificate the issuer signed for OCSPSigning, valid at `at`; it names this
- * certificate; `at` is not past its nextUpdate (with `skewMs`). Used offline by verify-bundle (with
- * `at` the signing time) and online by the guard.
+ * certificate; `at` is not past its nextUpdate (with `skewMs`). The guard passes now; verify-bundle
+ * passes nothing, and the answer is judged as of its own producedAt (months later it is stale, not
+ * false).
  */
-export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, issuer: X509Certificate, options: { at: number; skewMs?: number } ): OcspStatus {
+export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, issuer: X509Certificate, options: { at?: number; skewMs?: number }): OcspStatus {
   let response: OCSPResponse;
   try {
     response = AsnConvert.parse(der, OCSPResponse);
@@ -52,6 +52,7 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
   if (response.responseStatus !== OCSPResponseStatus.successful) throw new OcspError(`the responder answered ${OCSPResponseStatus[response.responseStatus] ?? response.responseStatus}`);
   if (!response.responseBytes || response.responseBytes.responseType !== id_pkix_ocsp_basic) throw new OcspError('not a basic OCSP response');
   const basic = AsnConvert.parse(response.responseBytes.response.buffer, BasicOCSPResponse);
+  const at = options.at ?? basic.tbsResponseData.producedAt.getTime();
   const tbs = new Uint8Array(AsnConvert.serialize(basic.tbsResponseData));
   const signers = [issuer, ...(basic.certs ?? []).map((c) => new X509Certificate(Buffer.from(AsnConvert.serialize(c))))];
   const signer = signers.find((candidate) => verifyX509Signature(basic.signatureAlgorithm.algorithm, candidate.publicKey, tbs, new Uint8Array(basic.signature)));
@@ -60,13 +61,13 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
     // RFC 6960 §4.2.2.2: a delegated responder is issued by the CA, for OCSPSigning.
     if (!signer.checkIssued(issuer) || !signer.verify(issuer.publicKey)) throw new OcspError('the OCSP responder certificate is not issued by the certificate\'s CA');
     if (!(signer.keyUsage ?? []).includes(ocspSigning)) throw new OcspError('the OCSP responder certificate is not for OCSPSigning');
-    if (options.at < signer.validFromDate.getTime() - (options.skewMs ?? 60_000) || options.at > signer.validToDate.getTime()) throw new OcspError('the OCSP responder certificate was not valid then');
+    if (at < signer.validFromDate.getTime() - (options.skewMs ?? 60_000) || at > signer.validToDate.getTime()) throw new OcspError('the OCSP responder certificate was not valid then');
   }
   const serial = serialHex(AsnConvert.parse(certificate.raw, Certificate).tbsCertificate.serialNumber);
   const single = basic.tbsResponseData.responses.find((r) => serialHex(r.certID.serialNumber) === serial);
   if (!single) throw new OcspError(`the OCSP response does not name certificate ${serial}`);
   const nextUpdate = single.nextUpdate?.getTime();
-  if (nextUpdate !== undefined && options.at > nextUpdate + (options.skewMs ?? 60_000)) throw new OcspError('the OCSP response is stale (past its nextUpdate)');
+  if (nextUpdate !== undefined && at > nextUpdate + (options.skewMs ?? 60_000)) throw new OcspError('the OCSP response is stale (past its nextUpdate)');
   const status = single.certStatus.good !== undefined ? 'good' : single.certStatus.revoked ? 'revoked' : 'unknown';
   return {
     serial,
@@ -76,4 +77,13 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
     ...(nextUpdate !== undefined ? { nextUpdate } : {}),
     producedAt: basic.tbsResponseData.producedAt.getTime(),
   };
+}
+
+export function keyHash(certificate: Certificate, algorithm: string): Buffer {
+  return createHash(algorithm).update(Buffer.from(certificate.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey)).digest();
+}
+
+/** Lower-case hex without leading zero bytes, as pki_certificates keys serials. */
+export function serialHex(serial: ArrayBuffer): string {
+  return Buffer.from(serial).toString('hex').replace(/^(00)+(?=.)/, '');
 }

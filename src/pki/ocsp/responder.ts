@@ -20,6 +20,7 @@ import {
 import type { CustodyKey } from '../custody/custody.ts';
 import type { StatusAnswer } from '../status.ts';
 import { signatureAlgorithmOf, x509Signature } from './signature.ts';
+import { keyHash, serialHex } from './client.ts';
 
 /** A CA this responder answers for: its certificate (DER) and id. */
 export interface ResponderIssuer {
@@ -118,15 +119,6 @@ export function issuedBy(certId: CertID, issuer: Certificate): boolean {
   if (!name) return false;
   const nameHash = createHash(name).update(Buffer.from(AsnConvert.serialize(issuer.tbsCertificate.subject as Name))).digest();
   return nameHash.equals(Buffer.from(certId.issuerNameHash.buffer)) && keyHash(issuer, name).equals(Buffer.from(certId.issuerKeyHash.buffer));
-}
-
-export function keyHash(certificate: Certificate, algorithm: string): Buffer {
-  return createHash(algorithm).update(Buffer.from(certificate.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey)).digest();
-}
-
-/** Lower-case hex without leading zero bytes, as pki_certificates keys serials. */
-export function serialHex(serial: ArrayBuffer): string {
-  return Buffer.from(serial).toString('hex').replace(/^(00)+(?=.)/, '');
 }
 
 function certStatus(answer: StatusAnswer): CertStatus {

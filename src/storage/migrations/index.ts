@@ -40,6 +40,7 @@ import * as pki from './0039_pki.ts';
 import * as agents from './0040_agents.ts';
 import * as sessionDevices from './0041_session_devices.ts';
 import * as auditKeyCustody from './0042_audit_key_custody.ts';
+import * as signingEvidence from './0043_signing_evidence.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -84,4 +85,5 @@ export const migrations: Record<string, Migration> = {
   '0040_agents': agents,
   '0041_session_devices': sessionDevices,
   '0042_audit_key_custody': auditKeyCustody,
+  '0043_signing_evidence': signingEvidence,
 };

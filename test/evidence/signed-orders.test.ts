@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { decodeJwt } from 'jose';
+import { contentDigest, createSignedRequestVerifier, SignedRequestError, signRequest, type SignedRequest } from '../../src/guard/index.ts';
+import type { AccessTokenClaims } from '../../src/guard/token.ts';
+import type { buildApp } from '../../src/http/app.ts';
+import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
+import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
+import { createSealer } from '../../src/audit/lifecycle.ts';
+import { revokeCertificate } from '../../src/pki/revocation.ts';
+import { evidenceAudience } from '../../src/resource-servers/builtins.ts';
+import { startLocalTsa } from '../helpers/tsa.ts';
+import { agentHarness, v1 } from '../agents/fixture.ts';
+
+// Transaction signing end to end (docs/transaction-signing.md): algo-7, attested for an approved
+// model, signs its order with RFC 9421; the broker's guard verifies it (chain to the pinned root,
+// profile, key bound to the token, OCSP) and reports the evidence; Clearance verifies it again,
+// adds its OCSP answer and an RFC 3161 stamp from a local openssl TSA; the trade's bundle verifies
+// offline, naming who signed what, the status then and the stamp.
+
+/** fetch, answered by the fastify app in-process (the guard talks to this Clearance). */
+function injectFetch(app: ReturnType<typeof buildApp>): typeof fetch {
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = new URL(String(input));
+    const response = await app.inject({ method: (init?.method ?? 'GET') as 'GET', url: url.pathname + url.search, headers: (init?.headers ?? {}) as Record<string, string>, ...(init?.body ? { payload: init.body as string | Buffer } : {}) });
+    return new Response(response.rawPayload, { status: response.statusCode, headers: response.headers as Record<string, string> });
+  }) as typeof fetch;
+}
+
+const orderBody = Buffer.from(JSON.stringify({ side: 'buy', instrument: { class: 'bond', symbol: 'DE0001102580' }, notional: { amount: '5000000', currency: 'EUR' } }));
+const authorizationDetails = JSON.stringify([{ type: 'order', instrument: { class: 'bond', symbol: 'DE0001102580' }, side: 'buy', max_notional: { amount: '5000000', currency: 'EUR' }, venue: 'XLON', account: 'ACC-7781' }]);
+
+async function signedOrderHarness(t: TestContext) {
+  const tsa = await startLocalTsa(t);
+  const h = await agentHarness(t, { env: { CLEARANCE_TSA_URL: tsa.url, CLEARANCE_TSA_TRUST: join(tsa.dir, 'ca.pem') } });
+  const { applyDocument } = await import('../pki/fixture.ts');
+  await applyDocument(h.ctx, { clients: [{ client_id: 'broker-guard', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'evidence:write' }] });
+  const { request } = await h.propose(v1);
+  assert.ok((await h.decide(request.id, 'mrisk')).ok);
+  const { csr, attestation } = await h.attest(v1);
+  const issued = await h.certificate(attestation, csr.csrPem);
+  assert.equal(issued.statusCode, 201, issued.body);
+  const certificatePem = issued.json().certificate as string;
+  const agentKey = createPrivateKey(readFileSync(csr.key));
+  // algo-7's token for the order, starting the trade's txn, bound to its certificate.
+  const tokenResponse = await h.app.inject({
+    method: 'POST',
+    url: '/token',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-client-cert': `:${new X509Certificate(certificatePem).raw.toString('base64')}:` },
+    payload: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'algo-7', resource: 'https://execution.example.com/api', authorization_details: authorizationDetails, txn: 'new' }).toString(),
+  });
+  assert.equal(tokenResponse.statusCode, 200, tokenResponse.body);
+  const accessToken = tokenResponse.json().access_token as string;
+  // The guard verified the token already (test/guard); here its claims are what the verifier is given.
+  const claims = decodeJwt(accessToken) as unknown as AccessTokenClaims;
+  // The broker guard's own producer token (evidence:write).
+  const producer = await h.app.inject({ method: 'POST', url: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`broker-guard:${await secretOf(h, 'broker-guard')}`).toString('base64')}` }, payload: `grant_type=client_credentials&scope=evidence%3Awrite&resource=${encodeURIComponent(evidenceAudience(h.ctx.config.issuer))}` });
+  assert.equal(producer.statusCode, 200, producer.body);
+  const root = (await h.ctx.pki.authorities.all()).find((a) => a.role === 'root')!.pem;
+  const verifierWith = (overrides: Partial<Parameters<typeof createSignedRequestVerifier>[0]> = {}) =>
+    createSignedRequestVerifier({ issuer: h.ctx.config.issuer, roots: [root], policies: ['1.3.6.1.4.1.59999.1.1'], fetch: injectFetch(h.app), now: () => h.clock.now(), evidence: { token: async () => producer.json().access_token as string }, ...overrides });
+  const verifier = verifierWith();
+  const sign = (body = orderBody, options: { created?: number; key?: typeof agentKey; keyid?: string; txn?: string } = {}): SignedRequest => {
+    const request: SignedRequest = {
+      method: 'POST',
+      url: 'https://broker.example/orders',
+      headers: { authorization: `Bearer ${accessToken}`, txn: options.txn ?? String(claims.txn), 'content-digest': contentDigest(body), 'content-type': 'application/json' },
+      body,
+    };
+    Object.assign(request.headers, signRequest({ method: request.method, targetUri: request.url, headers: request.headers }, { key: options.key ?? agentKey, keyid: options.keyid ?? issued.json().serial, created: options.created ?? Math.floor(h.clock.now() / 1000), nonce: crypto.randomUUID() }));
+    return request;
+  };
+  return { h, tsa, verifier, verifierWith, sign, claims, certificatePem, serial: issued.json().serial as string };
+}
+
+async function secretOf(h: Awaited<ReturnType<typeof agentHarness>>, clientId: string): Promise<string> {
+  // The harness applied clients through applyDocument, which prints no secrets: give this one a known secret.
+  const { hashClientSecret } = await import('../../src/clients/secret.ts');
+  const secret = 'producer-secret-0123456789abcdef0123456789';
+  await h.ctx.storage.db.updateTable('clients').set({ secret_hash: hashClientSecret(secret) }).where('client_id', '=', clientId).execute();
+  h.ctx.clients.invalidate();
+  return secret;
+}
+
+test('a signed order is verified by the guard, its evidence recorded and time-stamped, and the trade bundle verifies offline', async (t) => {
+  const { h, tsa, verifier, sign, claims } = await signedOrderHarness(t);
+  const result = await verifier.verify(sign(), claims);
+  assert.equal(result.signer.holder, 'algo-7');
+  assert.ok(result.evidence?.evidence_id);
+  assert.ok(result.evidence?.timestamp, 'stamped by the TSA');
+  assert.equal(tsa.requests, 1);
+  // Seal, export the trade's bundle, verify it offline.
+  await createSealer(h.ctx, (await import('../../src/keys/master-key.ts')).resolveMasterKey(h.ctx.config).key).sealOnce();
+  const key = await new AuditKeys(h.ctx.storage.db, (await import('../../src/keys/master-key.ts')).resolveMasterKey(h.ctx.config).key, h.ctx.clock).signingKey(auditOrigin(h.ctx.config.issuer));
+  const { text } = await exportBundle(h.ctx.storage.db, { query: { txn: String(claims.txn) }, key, jwksInForce: (from, to) => h.ctx.keys.jwksInForce(from, to), now: h.clock.now(), tsaTrust: [tsa.caPem] });
+  const report = verifyBundle(text);
+  assert.ok(report.ok, report.problems.join('\n'));
+  assert.equal(report.signedRequests?.length, 1);
+  const signed = report.signedRequests![0]!;
+  assert.equal(signed.holder, 'algo-7');
+  assert.equal(signed.statusAtSigning, 'good');
+  assert.ok(signed.timestamp);
+  // The token.issued of the trade names the model version that traded.
+  const issuedEvent = JSON.parse(text).events.find((e: { event: { type: string } }) => e.event.type === 'token.issued').event;
+  assert.equal(issuedEvent.details.agent.model_version, '1.0.0');
+  // Tampering with the record in the bundle is caught (the bundle signature, and the record digest).
+  const tampered = JSON.parse(text);
+  tampered.signingEvidence[0].record = tampered.signingEvidence[0].record.replace('"POST"', '"PUT"');
+  assert.equal(verifyBundle(JSON.stringify(tampered)).ok, false);
+});
+
+test('the guard refuses an altered body, a replay, a stranger’s key, another txn, a wrong profile, an untrusted root and a revoked certificate at once', async (t) => {
+  const { h, verifier, verifierWith, sign, claims, serial } = await signedOrderHarness(t);
+  const code = async (request: SignedRequest, using = verifier, tokenClaims = claims) => {
+    try {
+      await using.verify(request, tokenClaims);
+      return 'accepted';
+    } catch (error) {
+      assert.ok(error instanceof SignedRequestError, String(error));
+      return error.code;
+    }
+  };
+  const altered = sign();
+  altered.body = Buffer.from(orderBody.toString().replace('5000000', '50000000'));
+  assert.equal(await code(altered), 'digest_mismatch');
+  const once = sign();
+  assert.equal(await code(once), 'accepted');
+  assert.equal(await code(once), 'replayed');
+  const { generateKeyPairSync } = await import('node:crypto');
+  assert.equal(await code(sign(orderBody, { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey })), 'bad_signature');
+  assert.equal(await code(sign(orderBody, { txn: 'txn-of-someone-else' })), 'txn');
+  assert.equal(await code(sign(), verifierWith({ policies: ['1.3.6.1.4.1.59999.7.7'] })), 'wrong_profile');
+  assert.equal(await code(sign(), verifierWith({ eku: '1.3.6.1.5.5.7.3.4' })), 'wrong_profile');
+  const { makePki } = await import('../helpers/pki.ts');
+  assert.equal(await code(sign(), verifierWith({ roots: [makePki(t).ca.cert] })), 'untrusted');
+  // A token bound to another certificate: the signing key is not the token's.
+  assert.equal(await code(sign(), verifier, { ...claims, cnf: { 'x5t#S256': 'A'.repeat(43) } }), 'key_binding');
+  await revokeCertificate(h.ctx, { serial, reason: 'keyCompromise', actor: 'test' });
+  assert.equal(await code(sign()), 'revoked');
+});
+
+test('Clearance refuses evidence without a producer token, and evidence whose base does not verify', async (t) => {
+  const { h, sign, claims } = await signedOrderHarness(t);
+  const request = sign();
+  const report = {
+    txn: claims.txn,
+    jti: claims.jti,
+    method: 'POST',
+    target_uri: request.url,
+    signature_input: String(request.headers['signature-input']),
+    signature: String(request.headers.signature).replace(/^sig1=:|:$/g, ''),
+    signature_base: 'forged base',
+    content_digest: String(request.headers['content-digest']),
+  };
+  const producer = await h.app.inject({ method: 'POST', url: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`broker-guard:${await secretOf(h, 'broker-guard')}`).toString('base64')}` }, payload: `grant_type=client_credentials&scope=evidence%3Awrite&resource=${encodeURIComponent(evidenceAudience(h.ctx.config.issuer))}` });
+  const post = (body: unknown, token?: string) => h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, payload: JSON.stringify(body) });
+  assert.equal((await post(report)).statusCode, 401);
+  const refused = await post(report, producer.json().access_token);
+  assert.equal(refused.statusCode, 400);
+  assert.match(refused.json().error_description, /does not end with the signature input/);
+  assert.equal(decodeJwt(producer.json().access_token).scope, 'evidence:write');
+});
