@@ -81,6 +81,12 @@ Environment (the server and the CLI read the same):
   CLEARANCE_PASSKEY_ATTESTATION
                         a YAML/JSON file: attestation roots and, per role, the authenticator
                         models (AAGUIDs) its people must register as passkeys (default: none asked)
+  CLEARANCE_PKCS11_MODULE, CLEARANCE_PKCS11_TOKEN, CLEARANCE_PKCS11_PIN[_FILE]
+                        the PKCS#11 token of key custody (CA and audit keys; see docs/pki.md)
+  CLEARANCE_AUDIT_KEY_CUSTODY
+                        software (default) or pkcs11: where the first audit key is made
+  CLEARANCE_TSA_URL, CLEARANCE_TSA_TRUST
+                        the RFC 3161 time-stamp authority of signing evidence, and its trust anchors
   LOG_LEVEL             pino level (default info; debug adds an access log line per request)
 
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
