@@ -43,6 +43,8 @@ export interface AccessTokenClaims {
   /** RFC 8693 §4.1: the delegation chain, newest actor outermost. */
   act?: Actor;
   txn?: string;
+  /** An algorithmic agent's identity and approved model version (docs/agents.md). */
+  agent?: { id: string; strategy: string; environment: string; model_version: string; model_digest: string; approval: string };
   mandate?: { id: string; v: number };
   /**
    * What-you-see-is-what-you-sign: the approval digest (src/jose/approval-digest.ts) of the
