@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readSignatureInput, requiredComponents, verifySignatureBase } from '../guard/message-signatures.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
-import { readOcspResponse } from '../pki/ocsp/client.ts';
+import { readOcspResponse } from '../guard/ocsp.ts';
 import { verifyTimestampToken } from '../pki/tsa.ts';
 import type { StoredAuditEvent } from './events.ts';
 

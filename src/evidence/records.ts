@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Context } from '../context.ts';
 import { MessageSignatureError, readSignatureInput, requiredComponents, verifySignatureBase } from '../guard/message-signatures.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
-import { ocspRequest } from '../pki/ocsp/client.ts';
+import { ocspRequest } from '../guard/ocsp.ts';
 import { respondOcsp } from '../pki/ocsp/index.ts';
 import { requestTimestamp, TimestampError } from '../pki/tsa.ts';
 

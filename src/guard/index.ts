@@ -7,8 +7,7 @@
  * It imports only jose, node: built-ins and src/jose (Clearance's dependency-free JOSE helpers,
  * which the server uses too) — never the server's modules — so it runs inside other services and
  * builds on its own (`npm run build:guard` emits dist/guard and dist/jose). Signed requests
- * (./signed-requests.ts) add the @peculiar ASN.1 schemas for their OCSP check (src/pki/ocsp/client.ts,
- * which imports nothing of the server either).
+ * (./signed-requests.ts) add the @peculiar ASN.1 schemas for their OCSP check (./ocsp.ts).
  */
 export {
   createGuard,

@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, CertificatePolicies, id_ce_certificatePolicies } from '@peculiar/asn1-x509';
-import { ocspRequest, readOcspResponse } from '../pki/ocsp/client.ts';
+import { ocspRequest, readOcspResponse } from './ocsp.ts';
 import { checkContentDigest, MessageSignatureError, verifyRequest, type VerifiedSignature } from './message-signatures.ts';
 import type { AccessTokenClaims } from './token.ts';
 

@@ -111,7 +111,7 @@ async function testContextCa(t: TestContext) {
 test('the OCSP client verifies an answer offline: good, revoked with its time, and refuses a stale or foreign one', async (t) => {
   const { ctx, files, issue } = await testContextCa(t);
   const { X509Certificate } = await import('node:crypto');
-  const { ocspRequest, readOcspResponse, OcspError } = await import('../../src/pki/ocsp/client.ts');
+  const { ocspRequest, readOcspResponse, OcspError } = await import('../../src/guard/ocsp.ts');
   const issued = await issue('algo-10');
   const leaf = new X509Certificate(issued.certificatePem);
   const issuer = new X509Certificate((await import('node:fs')).readFileSync(files.at('issuing.pem')));

@@ -20,7 +20,7 @@ import {
 import type { CustodyKey } from '../custody/custody.ts';
 import type { StatusAnswer } from '../status.ts';
 import { signatureAlgorithmOf, x509Signature } from './signature.ts';
-import { keyHash, serialHex } from './client.ts';
+import { keyHash, serialHex } from '../../guard/ocsp.ts';
 
 /** A CA this responder answers for: its certificate (DER) and id. */
 export interface ResponderIssuer {

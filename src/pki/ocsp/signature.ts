@@ -1,4 +1,3 @@
-import { verify, type KeyObject } from 'node:crypto';
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
 import { rawToDer } from '../../keys/jws.ts';
 import type { CustodyKey } from '../custody/custody.ts';
@@ -25,16 +24,4 @@ export async function x509Signature(key: CustodyKey, tbs: Uint8Array): Promise<A
   const signature = await key.sign(tbs);
   const embedded = key.type === 'EC-P256' ? rawToDer(signature) : signature;
   return embedded.buffer.slice(embedded.byteOffset, embedded.byteOffset + embedded.byteLength) as ArrayBuffer;
-}
-
-/** Verifies an X.509-embedded signature over `tbs`; false for an algorithm outside the three above. */
-export function verifyX509Signature(algorithm: string, publicKey: KeyObject, tbs: Uint8Array, signature: Uint8Array): boolean {
-  try {
-    if (algorithm === ecdsaWithSha256) return verify('sha256', tbs, publicKey, signature);
-    if (algorithm === ed25519) return verify(null, tbs, publicKey, signature);
-    if (algorithm === sha256WithRsa) return verify('sha256', tbs, publicKey, signature);
-  } catch {
-    return false;
-  }
-  return false;
 }

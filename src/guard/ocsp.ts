@@ -1,8 +1,13 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
 import { BasicOCSPResponse, CertID, id_pkix_ocsp_basic, OCSPRequest, OCSPResponse, OCSPResponseStatus, Request, TBSRequest } from '@peculiar/asn1-ocsp';
-import { verifyX509Signature } from './signature.ts';
+
+/**
+ * The OCSP client side (RFC 6960), for the guard's check of a signer's certificate and for the
+ * offline verification of evidence: a request for one certificate and a fail-closed reader of the
+ * answer. Only node:crypto and the @peculiar ASN.1 schemas: no server module.
+ */
 
 /** An OCSP client's view of one certificate's status, verified. */
 export interface OcspStatus {
@@ -86,4 +91,19 @@ export function keyHash(certificate: Certificate, algorithm: string): Buffer {
 /** Lower-case hex without leading zero bytes, as pki_certificates keys serials. */
 export function serialHex(serial: ArrayBuffer): string {
   return Buffer.from(serial).toString('hex').replace(/^(00)+(?=.)/, '');
+}
+
+const ecdsaWithSha256 = '1.2.840.10045.4.3.2';
+const ed25519 = '1.3.101.112';
+const sha256WithRsa = '1.2.840.113549.1.1.11';
+
+/** Verifies an X.509-embedded signature over `tbs` (ECDSA DER, Ed25519, RSA PKCS#1 v1.5); false for any other algorithm. */
+export function verifyX509Signature(algorithm: string, publicKey: KeyObject, tbs: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    if (algorithm === ecdsaWithSha256 || algorithm === sha256WithRsa) return verify('sha256', tbs, publicKey, signature);
+    if (algorithm === ed25519) return verify(null, tbs, publicKey, signature);
+  } catch {
+    return false;
+  }
+  return false;
 }
