@@ -56,18 +56,3 @@ export function derToRaw(der: Buffer, size: number): Buffer {
   }
   return out;
 }
-
-/** Converts a fixed-width ECDSA R ‖ S signature to DER (SEQUENCE of two INTEGERs), as X.509 and OCSP embed it. */
-export function rawToDer(raw: Buffer): Buffer {
-  const half = raw.length / 2;
-  const integer = (bytes: Buffer) => {
-    let start = 0;
-    while (start < bytes.length - 1 && bytes[start] === 0) start++;
-    const trimmed = bytes.subarray(start);
-    // A leading 1 bit would read as negative: prefix a zero byte.
-    const body = trimmed[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed;
-    return Buffer.concat([Buffer.from([0x02, body.length]), body]);
-  };
-  const content = Buffer.concat([integer(raw.subarray(0, half)), integer(raw.subarray(half))]);
-  return Buffer.concat([Buffer.from(content.length < 0x80 ? [0x30, content.length] : [0x30, 0x81, content.length]), content]);
-}

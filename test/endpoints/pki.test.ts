@@ -22,7 +22,7 @@ import { pkiAudience } from '../../src/resource-servers/builtins.ts';
 import { codeFlowFixture, webRedirect, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { makePki } from '../helpers/pki.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
-import { assertErrorShape, assertOAuthError, ordersApi } from './fixture.ts';
+import { assertErrorShape, assertOAuthError, ordersApi, secretClient } from './fixture.ts';
 
 const password = 'correct horse battery staple 7';
 const person = (username: string, roles: string[] = []) => ({ username, password, name: username, roles });
@@ -64,14 +64,7 @@ const profiles = [
   },
 ];
 
-const secretService = (client_id: string, scope: string, extra: Record<string, unknown> = {}) => ({
-  client_id,
-  kind: 'service',
-  token_endpoint_auth_method: 'client_secret_basic',
-  grant_types: ['client_credentials'],
-  scope,
-  ...extra,
-});
+const secretService = secretClient;
 
 interface Harness {
   f: CodeFlowFixture;

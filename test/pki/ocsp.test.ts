@@ -19,14 +19,7 @@ async function running(t: TestContext) {
   const ctx = server.running.ctx;
   const init = await initTestCa(ctx);
   await server.apply({ certificate_profiles: [tradingAgentProfile] });
-  const files = scratch(t);
-  files.write('root.pem', init.root.toString('pem'));
-  files.write('issuing.pem', init.intermediate.toString('pem'));
-  const issue = async (holder: string) => {
-    const issued = (await requestCertificate(ctx, { profile: 'trading-agent', csr: opensslCsr(files, holder).csrPem, holder, requestedBy: 'test', requesterType: 'client' })) as IssuedCertificate;
-    files.write(`${holder}.pem`, issued.certificatePem);
-    return issued;
-  };
+  const { files, issue } = issuer(t, ctx, init);
   const ask = (holder: string, extra: string[] = []) =>
     opensslAsync(['ocsp', '-issuer', files.at('issuing.pem'), '-cert', files.at(`${holder}.pem`), '-url', `${server.issuer}/pki/ocsp`, '-CAfile', files.at('root.pem'), ...extra]);
   return { server, ctx, files, issue, ask };
@@ -92,11 +85,8 @@ test('a serial the CA never issued is unknown, never good; malformed requests ar
   );
 });
 
-async function testContextCa(t: TestContext) {
-  const { ctx } = await testContext({ t, risk: 'off' });
-  const init = await initTestCa(ctx);
-  const { applyDocument } = await import('./fixture.ts');
-  await applyDocument(ctx, { certificate_profiles: [tradingAgentProfile] });
+/** Files for openssl (the root and issuing CA certificates) and issuance of trading-agent certificates written beside them. */
+function issuer(t: TestContext, ctx: Parameters<typeof requestCertificate>[0], init: Awaited<ReturnType<typeof initTestCa>>) {
   const files = scratch(t);
   files.write('root.pem', init.root.toString('pem'));
   files.write('issuing.pem', init.intermediate.toString('pem'));
@@ -105,6 +95,15 @@ async function testContextCa(t: TestContext) {
     files.write(`${holder}.pem`, issued.certificatePem);
     return issued;
   };
+  return { files, issue };
+}
+
+async function testContextCa(t: TestContext) {
+  const { ctx } = await testContext({ t, risk: 'off' });
+  const init = await initTestCa(ctx);
+  const { applyDocument } = await import('./fixture.ts');
+  await applyDocument(ctx, { certificate_profiles: [tradingAgentProfile] });
+  const { files, issue } = issuer(t, ctx, init);
   return { ctx, files, issue };
 }
 

@@ -1,5 +1,5 @@
 import { AlgorithmIdentifier } from '@peculiar/asn1-x509';
-import { rawToDer } from '../../keys/jws.ts';
+import { rawToDer } from '../../jose/signature.ts';
 import type { CustodyKey } from '../custody/custody.ts';
 
 const ecdsaWithSha256 = '1.2.840.10045.4.3.2';
