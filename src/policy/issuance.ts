@@ -9,7 +9,7 @@ import { OAuthError } from '../oauth-error.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
 import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 import { evaluateDecision, type Decision, type DecisionMeta, type Resolutions } from './decide.ts';
-import type { DecisionContext, DecisionRequest, MandateContext } from './request.ts';
+import type { AgentContext, DecisionContext, DecisionRequest, MandateContext } from './request.ts';
 import { checkResidency } from './residency.ts';
 import { readsContext, type CompiledPolicySet } from './engine.ts';
 import { isKnown, knownUses, type Use } from './first-use.ts';
@@ -55,7 +55,7 @@ export interface Issuance {
   /** The mandate version the token is issued under. */
   mandate?: MandateVersion;
   /** The agent and its approved model version, when the client is an algorithmic agent (src/agents/authority.ts): the context's `agent`. */
-  agent?: AgentClaim;
+  agent?: AgentClaim & { envelope?: { venues: string[]; instrument_classes: string[]; max_notional?: number; currency?: string } };
   /** The managed device the person signed in from (src/pki, a `device` profile certificate): the context's `managed_device` and `device_id`. */
   deviceId?: string;
   /**
@@ -435,7 +435,23 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
     ...(issuance.approvals !== undefined ? { approvals: issuance.approvals } : {}),
     // Only an agent's token, issued with a certificate attested for an approved model version.
     ...(issuance.deviceId !== undefined ? { managed_device: true, device_id: issuance.deviceId } : issuance.subject.type === 'User' ? { managed_device: false } : {}),
-    ...(issuance.agent ? { agent: { id: issuance.agent.id, strategy: issuance.agent.strategy, environment: issuance.agent.environment, model_version: issuance.agent.model_version, model_digest: issuance.agent.model_digest, model_approved: true } } : {}),
+    ...(issuance.agent ? { agent: agentContext(issuance.agent) } : {}),
+  };
+}
+
+/** The schema's AgentModel record: the agent, its approved model version and its trading envelope. */
+function agentContext(agent: NonNullable<Issuance['agent']>): AgentContext {
+  const envelope = agent.envelope;
+  return {
+    id: agent.id,
+    strategy: agent.strategy,
+    environment: agent.environment,
+    model_version: agent.model_version,
+    model_digest: agent.model_digest,
+    model_approved: true,
+    venues: envelope?.venues ?? [],
+    instrument_classes: envelope?.instrument_classes ?? [],
+    ...(envelope?.max_notional !== undefined ? { max_notional: envelope.max_notional, envelope_currency: envelope.currency! } : {}),
   };
 }
 

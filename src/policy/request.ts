@@ -65,6 +65,10 @@ export interface AgentContext {
   model_version: string;
   model_digest: string;
   model_approved: boolean;
+  venues: string[];
+  instrument_classes: string[];
+  max_notional?: number;
+  envelope_currency?: string;
 }
 
 export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;

@@ -116,6 +116,10 @@ type AgentModel = {
   model_version: String,
   model_digest: String,          // sha256:<hex> of the model artifact
   model_approved: Bool,          // the version was approved by a second person (model-risk)
+  venues: Set<String>,           // the venues the agent may trade on (agents[].venues; empty: not limited)
+  instrument_classes: Set<String>, // the instrument classes it may trade (empty: not limited)
+  max_notional?: Long,           // its notional envelope, in whole units of envelope_currency
+  envelope_currency?: String,
 };
 
 type RequestContext = {

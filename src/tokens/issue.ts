@@ -142,7 +142,8 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     // RFC 9396 §9.1: the granted authorization_details travel in the token.
     ...(request.authorizationDetails.length > 0 ? { authorization_details: request.authorizationDetails } : {}),
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
-    ...(agent ? { agent } : {}),
+    // The claim names the agent and its model; its envelope is for the decision point only.
+    ...(agent ? { agent: { id: agent.id, strategy: agent.strategy, environment: agent.environment, model_version: agent.model_version, model_digest: agent.model_digest, approval: agent.approval } } : {}),
   };
   const token = await mintAccessToken(ctx.keys, claims);
   const recorded = foldDecisions(issuanceEvent(request, claims, binding, authorized.risk), authorized.allows);

@@ -157,7 +157,7 @@ test('a policy sees context.agent: one requiring an approved model passes, one r
     policies: [{ version, text: `@id("all") permit (principal, action, resource);\n@id("agents") forbid (principal is Agent, action in Action::"trading", resource) unless { ${condition} };`, change_ref: 'CHG-18', author: 'alice.author', approver: 'bob.approver', active: true }],
   });
   const { applyDocument } = await import('../pki/fixture.ts');
-  await applyDocument(h.ctx, policy('agents-1', 'context has agent && context.agent.model_approved && context.agent.model_version == "1.0.0"'));
+  await applyDocument(h.ctx, policy('agents-1', 'context has agent && context.agent.model_approved && context.agent.model_version == "1.0.0" && context.agent.venues.contains("XLON") && context.agent has max_notional && context.agent.max_notional == 5000000'));
   const allowed = await h.token(certificate);
   assert.equal(allowed.statusCode, 200, allowed.body);
   await applyDocument(h.ctx, policy('agents-2', 'context has mandate && context has agent && context.agent.model_approved'));
