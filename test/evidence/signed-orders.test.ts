@@ -112,7 +112,7 @@ test('a signed order is verified by the guard, its evidence recorded and time-st
   assert.equal(verifyBundle(JSON.stringify(tampered)).ok, false);
 });
 
-test('the guard refuses an altered body, a replay, a stranger’s key, another txn, a wrong profile, an untrusted root and a revoked certificate at once', async (t) => {
+test('the guard refuses an altered body, a replay, a stranger’s key, another txn, a wrong profile, an untrusted root, a revoked certificate at once and an expired one', async (t) => {
   const { h, verifier, verifierWith, sign, claims, serial } = await signedOrderHarness(t);
   const code = async (request: SignedRequest, using = verifier, tokenClaims = claims) => {
     try {
@@ -140,6 +140,9 @@ test('the guard refuses an altered body, a replay, a stranger’s key, another t
   assert.equal(await code(sign(), verifier, { ...claims, cnf: { 'x5t#S256': 'A'.repeat(43) } }), 'key_binding');
   await revokeCertificate(h.ctx, { serial, reason: 'keyCompromise', actor: 'test' });
   assert.equal(await code(sign()), 'revoked');
+  // Signed after the 8-hour certificate expired.
+  h.clock.advance(9 * 3600_000);
+  assert.equal(await code(sign()), 'expired_certificate');
 });
 
 test('Clearance refuses evidence without a producer token, and evidence whose base does not verify', async (t) => {
