@@ -1,5 +1,5 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { readSignatureInput, requiredComponents, verifySignatureBase } from '../guard/message-signatures.ts';
+import { readRecordedSignature, verifySignatureBase } from '../guard/message-signatures.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { readOcspResponse } from '../guard/ocsp.ts';
 import { verifyTimestampToken } from '../pki/tsa.ts';
@@ -21,7 +21,7 @@ export interface VerifiedSigningEvidence {
   signer: string;
   holder: string;
   profile: string;
-  /** The model version the agent traded with, when the token said (the record keeps the jti only). */
+  /** When the request was signed (its `created`), epoch ms. */
   signedAt: number;
   method: string;
   target: string;
@@ -92,15 +92,8 @@ function checkRecord(bundled: BundledSigningEvidence, digest: Buffer, event: Sto
   if (canonicalize(record) !== bundled.record) throw new Error('the record is not in canonical form');
   const { request, signature, signer } = record;
   if (request.txn !== event.txn) throw new Error('the record is of another transaction than its event');
-  const input = readSignatureInput(signature.input);
-  for (const component of requiredComponents) if (!input.components.includes(component)) throw new Error(`the signature does not cover ${component}`);
-  const lines = signature.base.split('\n');
-  if (lines.at(-1) !== input.paramsLine) throw new Error('the signature base does not end with its signature input');
-  const line = (id: string) => lines.find((l) => l.startsWith(`"${id}": `))?.slice(id.length + 4);
-  if (line('@method') !== request.method || line('@target-uri') !== request.target_uri || line('txn') !== request.txn || line('content-digest') !== request.content_digest) {
-    throw new Error('the signature base does not cover the recorded request');
-  }
-  if (input.params.get('created') !== signature.created || String(input.params.get('keyid')).toLowerCase() !== signer.serial) throw new Error('the signature input is not the recorded one');
+  const input = readRecordedSignature(signature.input, signature.base, { method: request.method, targetUri: request.target_uri, txn: request.txn, contentDigest: request.content_digest });
+  if (input.created !== signature.created || input.keyid.toLowerCase() !== signer.serial) throw new Error('the signature input is not the recorded one');
   const [leafPem, issuerPem] = signer.chain;
   if (!leafPem || !issuerPem || !signer.root) throw new Error('the record lacks the signer chain');
   const leaf = new X509Certificate(leafPem);

@@ -1,7 +1,7 @@
 import { createHash, randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Context } from '../context.ts';
-import { MessageSignatureError, readSignatureInput, requiredComponents, verifySignatureBase } from '../guard/message-signatures.ts';
+import { MessageSignatureError, readRecordedSignature, verifySignatureBase } from '../guard/message-signatures.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { ocspRequest } from '../guard/ocsp.ts';
 import { respondOcsp } from '../pki/ocsp/index.ts';
@@ -58,21 +58,13 @@ const fields: (keyof SignedRequestReport)[] = ['txn', 'jti', 'method', 'target_u
  */
 export async function recordSignedRequest(ctx: Context, report: unknown, producer: string, requestId?: string): Promise<RecordedEvidence> {
   const r = readReport(report);
-  let input;
+  let keyid: string;
+  let created: number;
   try {
-    input = readSignatureInput(r.signature_input);
+    ({ keyid, created } = readRecordedSignature(r.signature_input, r.signature_base, { method: r.method, targetUri: r.target_uri, txn: r.txn, contentDigest: r.content_digest }));
   } catch (error) {
-    throw new EvidenceRefusal(`signature_input: ${(error as MessageSignatureError).message}`);
-  }
-  for (const component of requiredComponents) if (!input.components.includes(component)) throw new EvidenceRefusal(`the signature does not cover ${component}`);
-  const keyid = input.params.get('keyid');
-  const created = input.params.get('created');
-  if (typeof keyid !== 'string' || typeof created !== 'number') throw new EvidenceRefusal('the signature input names no keyid or created time');
-  const lines = r.signature_base.split('\n');
-  if (lines.at(-1) !== input.paramsLine) throw new EvidenceRefusal('the signature base does not end with the signature input');
-  const line = (id: string) => lines.find((l) => l.startsWith(`"${id}": `))?.slice(id.length + 4);
-  if (line('@method') !== r.method.toUpperCase() || line('@target-uri') !== r.target_uri || line('txn') !== r.txn || line('content-digest') !== r.content_digest) {
-    throw new EvidenceRefusal('the signature base does not cover the reported method, target, txn and content digest');
+    if (error instanceof MessageSignatureError) throw new EvidenceRefusal(error.message);
+    throw error;
   }
   const row = await ctx.storage.db.selectFrom('pki_certificates').selectAll().where('serial', '=', keyid.toLowerCase()).executeTakeFirst();
   if (!row) throw new EvidenceRefusal(`keyid ${keyid} is no certificate of this CA`);

@@ -166,11 +166,7 @@ export async function verifyRequest(request: SignableRequest, options: VerifyOpt
   const inner = serializeInnerList(components, input.params);
   const base = signatureBase(request, components, inner);
   const signature = Buffer.from(value.value);
-  const ok =
-    keyAlg === 'ed25519'
-      ? verify(null, Buffer.from(base), key.publicKey, signature)
-      : signature.length === 64 && verify('sha256', Buffer.from(base), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, signature);
-  if (!ok) throw new MessageSignatureError('bad_signature', 'the signature does not verify over this request');
+  if (!verifySignatureBase(base, signature, key.publicKey)) throw new MessageSignatureError('bad_signature', 'the signature does not verify over this request');
   if (options.seen && (await options.seen(label, signature, created))) throw new MessageSignatureError('replayed', 'this signed request was seen before');
   return { label, keyid, alg: keyAlg, created, ...(typeof nonce === 'string' ? { nonce } : {}), coveredComponents: components, signatureBase: base, signatureInput: `${label}=${inner}`, signature };
 }
@@ -179,13 +175,40 @@ export async function verifyRequest(request: SignableRequest, options: VerifyOpt
  * A stored signature's parts (the evidence record): its label, covered components and parameters
  * from `Signature-Input`, and the `"@signature-params"` line the base must end with.
  */
-export function readSignatureInput(text: string): { label: string; components: string[]; params: Map<string, string | number>; paramsLine: string } {
+function readSignatureInput(text: string): { label: string; components: string[]; params: Map<string, string | number>; paramsLine: string } {
   const members = parseDictionary(text);
   if (members.size !== 1) throw new MessageSignatureError('malformed', 'one signature input expected');
   const [label, member] = [...members][0]!;
   if (!Array.isArray(member.value)) throw new MessageSignatureError('malformed', 'the signature input is not an inner list');
   const components = member.value as string[];
   return { label, components, params: member.params, paramsLine: `"@signature-params": ${serializeInnerList(components, member.params)}` };
+}
+
+/**
+ * A recorded signature (an evidence record: its `Signature-Input` and signature base) read and held
+ * to the request it claims to be of: the five required components covered, a keyid and created
+ * time named, the base ending with exactly that input and covering this method, target, txn and
+ * content digest. Clearance checks it when a producer reports it, and verify-bundle offline.
+ */
+export function readRecordedSignature(
+  signatureInput: string,
+  base: string,
+  request: { method: string; targetUri: string; txn: string; contentDigest: string },
+): { components: string[]; keyid: string; created: number } {
+  const input = readSignatureInput(signatureInput);
+  for (const component of requiredComponents) {
+    if (!input.components.includes(component)) throw new MessageSignatureError('missing_component', `the signature does not cover ${component}`);
+  }
+  const keyid = input.params.get('keyid');
+  const created = input.params.get('created');
+  if (typeof keyid !== 'string' || typeof created !== 'number') throw new MessageSignatureError('malformed', 'the signature input names no keyid or created time');
+  const lines = base.split('\n');
+  if (lines.at(-1) !== input.paramsLine) throw new MessageSignatureError('malformed', 'the signature base does not end with the signature input');
+  const line = (id: string) => lines.find((l) => l.startsWith(`"${id}": `))?.slice(id.length + 4);
+  if (line('@method') !== request.method.toUpperCase() || line('@target-uri') !== request.targetUri || line('txn') !== request.txn || line('content-digest') !== request.contentDigest) {
+    throw new MessageSignatureError('bad_signature', "the signature base does not cover the request's method, target, txn and content digest");
+  }
+  return { components: input.components, keyid, created };
 }
 
 /** Verifies a stored signature base offline (the evidence bundle): the bytes and the signer's key. */
