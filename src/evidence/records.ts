@@ -1,11 +1,10 @@
 import { createHash, randomUUID, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Context } from '../context.ts';
 import { MessageSignatureError, readRecordedSignature, verifySignatureBase } from '../guard/message-signatures.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { ocspRequest } from '../guard/ocsp.ts';
 import { respondOcsp } from '../pki/ocsp/index.ts';
-import { requestTimestamp, TimestampError } from '../pki/tsa.ts';
+import { requestTimestamp, TimestampError, tsaTrustPems } from '../pki/tsa.ts';
 
 export const evidenceFormat = 'clearance-signed-request/1';
 
@@ -143,18 +142,11 @@ function readReport(report: unknown): SignedRequestReport {
   return o as unknown as SignedRequestReport;
 }
 
-const trustCache = new Map<string, X509Certificate[]>();
-
 /** The RFC 3161 stamp over the record's digest, when a TSA is configured (CLEARANCE_TSA_URL). */
 async function timestamp(ctx: Context, digest: Buffer) {
   const tsa = ctx.config.tsa;
   if (!tsa) return undefined;
-  let trusted = trustCache.get(tsa.trustFile);
-  if (!trusted) {
-    const text = readFileSync(tsa.trustFile, 'utf8');
-    trusted = (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => new X509Certificate(pem));
-    trustCache.set(tsa.trustFile, trusted);
-  }
+  const trusted = tsaTrustPems(tsa.trustFile).map((pem) => new X509Certificate(pem));
   try {
     return await requestTimestamp(tsa.url, digest, trusted);
   } catch (error) {

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
 import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
@@ -34,6 +35,21 @@ export interface VerifiedTimestamp {
   /** The TSA certificate that signed it (PEM). */
   signer: string;
 }
+
+/**
+ * The certificates in the CLEARANCE_TSA_TRUST file (PEM, one or more), read once per file: what
+ * stamps must chain to, and what evidence bundles state as the TSA anchors.
+ */
+export function tsaTrustPems(file: string): string[] {
+  let pems = trustFiles.get(file);
+  if (!pems) {
+    pems = readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    trustFiles.set(file, pems);
+  }
+  return pems;
+}
+
+const trustFiles = new Map<string, string[]>();
 
 /** RFC 3161 §2.4.1: a request for a SHA-256 imprint, with a nonce, asking for the TSA's certificate. */
 export function timestampRequest(digest: Uint8Array, nonce: Buffer): Buffer {

@@ -1,4 +1,5 @@
 import { auditKeyCustody } from '../../audit/lifecycle.ts';
+import { tsaTrustPems } from '../../pki/tsa.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { AuditKeys, auditOrigin, parseAuditPublicKey } from '../../audit/audit-key.ts';
@@ -188,7 +189,7 @@ async function exportCommand(ctx: Context, args: AuditArgs, output: Output): Pro
   const masterKey = resolveMasterKey(ctx.config).key;
   await waitUntilSealed(ctx, masterKey, query);
   const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
-  const tsaTrust = ctx.config.tsa ? readFileSync(ctx.config.tsa.trustFile, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [] : [];
+  const tsaTrust = ctx.config.tsa ? tsaTrustPems(ctx.config.tsa.trustFile) : [];
   const result = await exportBundle(ctx.storage.db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust });
   if (args.output) writeFileSync(args.output, result.text, { mode: 0o600 });
   else process.stdout.write(result.text);
