@@ -90,7 +90,16 @@ export function keyHash(certificate: Certificate, algorithm: string): Buffer {
 
 /** Lower-case hex without leading zero bytes, as pki_certificates keys serials. */
 export function serialHex(serial: ArrayBuffer): string {
-  return Buffer.from(serial).toString('hex').replace(/^(00)+(?=.)/, '');
+  return normalSerial(Buffer.from(serial).toString('hex'));
+}
+
+/** A certificate's serial as the CA keys it: lower-case hex without leading zero bytes. */
+export function certificateSerial(certificate: X509Certificate): string {
+  return normalSerial(certificate.serialNumber);
+}
+
+function normalSerial(hex: string): string {
+  return hex.toLowerCase().replace(/^(00)+(?=.)/, '');
 }
 
 const ecdsaWithSha256 = '1.2.840.10045.4.3.2';

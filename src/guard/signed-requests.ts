@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, CertificatePolicies, id_ce_certificatePolicies } from '@peculiar/asn1-x509';
-import { ocspRequest, readOcspResponse } from './ocsp.ts';
+import { certificateSerial, ocspRequest, readOcspResponse } from './ocsp.ts';
 import { checkContentDigest, MessageSignatureError, verifyRequest, type VerifiedSignature } from './message-signatures.ts';
 import type { AccessTokenClaims } from './token.ts';
 
@@ -86,7 +86,7 @@ export function createSignedRequestVerifier(options: SignedRequestOptions): { ve
     const issuer = new X509Certificate(issuerPem);
     // The chain to a pinned root, whatever the server said.
     const anchored = roots.some((root) => issuer.checkIssued(root) && issuer.verify(root.publicKey)) && leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey);
-    if (!anchored || leaf.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, '') !== serial) throw new SignedRequestError('untrusted', `certificate ${serial} does not chain to a trusted root`);
+    if (!anchored || certificateSerial(leaf) !== serial) throw new SignedRequestError('untrusted', `certificate ${serial} does not chain to a trusted root`);
     const found = { leaf, issuer, profile: body.profile, holder: body.holder };
     certificates.set(serial, found);
     return found;

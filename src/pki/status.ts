@@ -4,6 +4,7 @@ import type { Clock } from '../clock.ts';
 import { GenerationCache } from '../storage/generations.ts';
 import type { Database } from '../storage/schema.ts';
 import type { Authorities } from './authority.ts';
+import { certificateSerial } from '../guard/ocsp.ts';
 import type { CertificateProfile } from './profiles.ts';
 
 /** The generation a revocation bumps: every node reloads its revoked serials within a second. */
@@ -112,7 +113,7 @@ export async function checkOwnCertificate(
   const now = deps.clock.now();
   if (now < presented.validFromDate.getTime() || now > presented.validToDate.getTime()) return { ours: true, ok: false, reason: 'the certificate is outside its validity period' };
   if (now > issuer.notAfter) return { ours: true, ok: false, reason: 'the issuing CA certificate has expired' };
-  const serial = presented.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, '');
+  const serial = certificateSerial(presented);
   const answer = await deps.status.status(issuer.id, serial);
   if (answer.status === 'unknown') return { ours: true, ok: false, reason: `certificate ${serial} is not in the CA's records` };
   if (answer.status === 'revoked') return { ours: true, ok: false, reason: `certificate ${serial} was revoked at ${new Date(answer.revocation.revokedAt).toISOString()}` };
