@@ -82,7 +82,8 @@ export class Authorities {
     const now = this.#clock.now();
     const current = (await this.all()).find((a) => a.role === 'ocsp' && a.issuerId === issuing.id && a.notAfter - now > responderRenewMs);
     if (current?.keyRef) return { authority: current, key: await this.#custodies.load(current.keyRef) };
-    const { key: issuingKey } = await this.issuing();
+    if (!issuing.keyRef) throw new PkiError(`issuing authority ${issuing.id} has no key in custody`);
+    const issuingKey = await this.#custodies.load(issuing.keyRef);
     const key = await this.#custodies.software.generate(`ocsp-${issuing.id}-${now}`, 'EC-P256');
     const certificate = await signCertificate(
       {
