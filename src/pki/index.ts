@@ -7,7 +7,7 @@ import { Custodies } from './custody/custodies.ts';
 import type { KeyCustody } from './custody/custody.ts';
 import { SoftwareCustody } from './custody/software.ts';
 import { loadProfiles, type CertificateProfile } from './profiles.ts';
-import { CertificateStatus, checkOwnCertificate, type TrustOutcome } from './status.ts';
+import { CertificateStatus, checkOwnCertificate, IssuerMemory, type TrustOutcome } from './status.ts';
 import type { X509Certificate } from 'node:crypto';
 
 /** The generation an apply that changes certificate profiles bumps. */
@@ -29,13 +29,14 @@ export function createPki(db: Kysely<Database>, masterKey: Buffer, clock: Clock,
   const authorities = new Authorities(db, custodies, clock);
   const status = new CertificateStatus(db, clock);
   const profiles = new GenerationCache(db, profilesGeneration, () => loadProfiles(db), clock);
+  const issuers = new IssuerMemory();
   const pki: Pki = {
     custodies,
     authorities,
     status,
     profiles: () => profiles.get(),
     invalidateProfiles: () => profiles.invalidate(),
-    trust: (certificate) => checkOwnCertificate({ authorities, status, profiles: pki.profiles, clock }, certificate),
+    trust: (certificate) => checkOwnCertificate({ authorities, status, profiles: pki.profiles, clock, issuers }, certificate),
   };
   return pki;
 }

@@ -87,6 +87,25 @@ export class CertificateStatus {
   }
 }
 
+/** Which issuing authority signed a certificate, by its SHA-256 fingerprint; bounded. */
+export class IssuerMemory {
+  readonly #byFingerprint = new Map<string, string>();
+  readonly #limit: number;
+
+  constructor(limit = 10_000) {
+    this.#limit = limit;
+  }
+
+  get(fingerprint: string): string | undefined {
+    return this.#byFingerprint.get(fingerprint);
+  }
+
+  remember(fingerprint: string, authorityId: string): void {
+    if (this.#byFingerprint.size >= this.#limit) this.#byFingerprint.delete(this.#byFingerprint.keys().next().value!);
+    this.#byFingerprint.set(fingerprint, authorityId);
+  }
+}
+
 /** A certificate that the CA issued, checked for use now: chain, dates, status. */
 export interface TrustedCertificate {
   serial: string;
@@ -104,12 +123,17 @@ export type TrustOutcome = { ours: false } | { ours: true; ok: true; certificate
  * `ours: false` and left to the existing rules.
  */
 export async function checkOwnCertificate(
-  deps: { authorities: Authorities; status: CertificateStatus; profiles: () => Promise<Map<string, { profile: CertificateProfile }>>; clock: Clock },
+  deps: { authorities: Authorities; status: CertificateStatus; profiles: () => Promise<Map<string, { profile: CertificateProfile }>>; clock: Clock; issuers?: IssuerMemory },
   presented: NodeCertificate,
 ): Promise<TrustOutcome> {
   const issuing = (await deps.authorities.all()).filter((a) => a.role === 'issuing');
-  const issuer = issuing.find((a) => presented.checkIssued(a.node) && presented.verify(a.node.publicKey));
+  // A certificate is immutable: which authority signed it is verified once per certificate, then
+  // remembered by its SHA-256 (a client presents the same one on every request of its lifetime).
+  const fingerprint = deps.issuers ? presented.fingerprint256 : undefined;
+  const remembered = fingerprint && deps.issuers!.get(fingerprint);
+  const issuer = remembered ? issuing.find((a) => a.id === remembered) : issuing.find((a) => presented.checkIssued(a.node) && presented.verify(a.node.publicKey));
   if (!issuer) return { ours: false };
+  if (fingerprint && !remembered) deps.issuers!.remember(fingerprint, issuer.id);
   const now = deps.clock.now();
   if (now < presented.validFromDate.getTime() || now > presented.validToDate.getTime()) return { ours: true, ok: false, reason: 'the certificate is outside its validity period' };
   if (now > issuer.notAfter) return { ours: true, ok: false, reason: 'the issuing CA certificate has expired' };
