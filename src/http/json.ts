@@ -1,4 +1,5 @@
 import type { FastifyReply } from 'fastify';
+import { OAuthError } from '../oauth-error.ts';
 
 /**
  * The one way an OAuth endpoint answers with JSON: `Cache-Control: no-store` and `Pragma:
@@ -11,4 +12,10 @@ export function sendJson(reply: FastifyReply, body: unknown, options: { status?:
     .headers({ ...options.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
     .type('application/json; charset=utf-8')
     .send(JSON.stringify(body));
+}
+
+/** A request body that must be a JSON object: it, or 400 invalid_request. */
+export function jsonObjectBody(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
+  return body as Record<string, unknown>;
 }

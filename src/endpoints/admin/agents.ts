@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
 import { ModelError, proposeModel } from '../../agents/models.ts';
 import type { Context } from '../../context.ts';
-import { sendJson } from '../../http/json.ts';
+import { jsonObjectBody, sendJson } from '../../http/json.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -39,9 +39,7 @@ export const adminAgents: Endpoint = {
 
     app.post<{ Params: { id: string } }>(`${base}/:id/models`, { preHandler: requireAdmin(ctx, 'admin:write') }, async (request, reply) => {
       const validator = await validatorOf(ctx, request);
-      const o = request.body;
-      if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
-      const body = o as Record<string, unknown>;
+      const body = jsonObjectBody(request.body);
       const unknown = Object.keys(body).filter((k) => !['version', 'model_digest', 'image_digest', 'validation_ref', 'retire_previous'].includes(k));
       if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]}`);
       for (const member of ['version', 'model_digest', 'image_digest']) {

@@ -1,4 +1,4 @@
-import { sendJson } from '../../http/json.ts';
+import { jsonObjectBody, sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { AttestationRefusal, issueAttestationNonce } from '../../agents/attestation.ts';
 import { issueAgentCertificate } from '../../agents/credentials.ts';
@@ -30,9 +30,7 @@ export const agentCredentials: Endpoint = {
 
     app.post<{ Params: { id: string } }>(`${base}/:id/certificate`, async (request, reply) => {
       const id = agentId(request.params.id);
-      const body = request.body;
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
-      const { attestation, csr } = body as Record<string, unknown>;
+      const { attestation, csr } = jsonObjectBody(request.body);
       const issued = await asOAuth(() => issueAgentCertificate(ctx, { agentId: id, attestation, csr, requestId: request.id }));
       return sendJson(
         reply,

@@ -17,6 +17,7 @@ import {
   type MandateVersion,
 } from '../../mandates/store.ts';
 import { mandateEntryFields, readAcceptance, readMandateEntry, readTerms } from '../../mandates/terms.ts';
+import { jsonObjectBody } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem, Validator } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -119,9 +120,7 @@ export const adminMandates: Endpoint = {
 };
 
 function bodyOf(request: FastifyRequest): Record<string, unknown> {
-  const body = request.body;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
-  return body as Record<string, unknown>;
+  return jsonObjectBody(request.body);
 }
 
 function actorOf(request: FastifyRequest): Actor {

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Context } from '../../context.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
-import { sendJson } from '../../http/json.ts';
+import { jsonObjectBody, sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { publishCrl } from '../../pki/crl.ts';
 import { ocspValiditySeconds, respondOcsp } from '../../pki/ocsp/index.ts';
@@ -46,7 +46,7 @@ export const pki: Endpoint = {
     };
 
     app.post(`${base}/certificates`, async (request, reply) => {
-      const body = jsonBody(request.body);
+      const body = jsonObjectBody(request.body);
       const profile = typeof body.profile === 'string' && body.profile.length > 0 ? body.profile : undefined;
       if (!profile) throw new OAuthError('invalid_request', 'profile is required');
       const claims = await tokenFor(request, reply, issueScope(profile));
@@ -81,7 +81,7 @@ export const pki: Endpoint = {
     });
 
     app.post(`${base}/certificates/renew`, async (request, reply) => {
-      const body = jsonBody(request.body);
+      const body = jsonObjectBody(request.body);
       const presented = request.clientCertificate?.certificate;
       if (!presented) throw new OAuthError('invalid_request', 'renewal is made over mutual TLS with the current certificate', { status: 401 });
       const issued = await refusalsAsOAuth(() => renewCertificate(ctx, presented, { csr: body.csr, ...lifetimeOf(body), requestId: request.id }));
@@ -107,7 +107,7 @@ export const pki: Endpoint = {
     });
 
     app.post<{ Params: { serial: string } }>(`${base}/certificates/:serial/revoke`, async (request, reply) => {
-      const body = jsonBody(request.body);
+      const body = jsonObjectBody(request.body);
       const claims = await tokenFor(request, reply, pkiRevokeScope);
       if (!/^[0-9a-fA-F]{2,40}$/.test(request.params.serial)) throw new OAuthError('not_found', 'no such certificate');
       try {
@@ -169,12 +169,6 @@ function sendOcsp(reply: FastifyReply, der: Buffer, cacheControl: string): Fasti
   return reply.code(200).headers({ 'cache-control': cacheControl }).type('application/ocsp-response').send(der);
 }
 
-function jsonBody(body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object');
-  return body as Record<string, unknown>;
-}
-
-/** The lifetime as sent: planIssuance refuses (and the refusal is audited) anything but whole seconds. */
 function lifetimeOf(body: Record<string, unknown>): { lifetimeSeconds?: unknown } {
   if (body.lifetime === undefined) return {};
   return { lifetimeSeconds: body.lifetime };
