@@ -3,7 +3,7 @@ import type { ApprovalRequest } from '../approvals/requests.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
-import { checkedCsr, planIssuance, PkiRefusal, profileOf, signAndRecord } from './issuance.ts';
+import { PkiRefusal, prepareIssuance, signAndRecord } from './issuance.ts';
 
 /**
  * In the transaction of the decision that approves a waiting issuance (approval kind
@@ -21,10 +21,8 @@ export async function settleCertificateIssue(ctx: Context, trx: Transaction<Data
     return [];
   }
   try {
-    const { profile, version } = await profileOf(ctx, row.profile);
-    const csr = await checkedCsr(row.csr);
+    const { profile, version, csr, plan } = await prepareIssuance(ctx, row.profile, row.csr, row.holder, Number(row.lifetime_seconds), trx);
     if (csr.keyType !== request.content.key_type) throw new PkiRefusal('invalid_csr', 'the stored request no longer matches what was approved');
-    const plan = planIssuance(profile, csr, row.holder, Number(row.lifetime_seconds));
     const issued = await signAndRecord(ctx, trx, {
       profile,
       version,

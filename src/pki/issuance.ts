@@ -8,7 +8,7 @@ import type { Authority } from './authority.ts';
 import { leafExtensions, newSerial, pemOf, signCertificate } from './build.ts';
 import { CsrError, readCsr, type CheckedCsr } from './csr.ts';
 import { NameError, renderNames, type SanEntry } from './names.ts';
-import { defaultApproverRole, ekuOid, type CertificateProfile } from './profiles.ts';
+import { defaultApproverRole, ekuOid, loadProfiles, type CertificateProfile } from './profiles.ts';
 import type { CustodyKey } from './custody/custody.ts';
 
 /** A refused issuance: `code` is recorded in `pki.issuance_refused`; the message is the requester's. */
@@ -67,9 +67,7 @@ const approvalTtlMs = 8 * 3600_000;
  */
 export async function requestCertificate(ctx: Context, input: IssueInput): Promise<IssuedCertificate | PendingIssuance> {
   try {
-    const { profile, version } = await profileOf(ctx, input.profile);
-    const csr = await checkedCsr(input.csr);
-    const plan = planIssuance(profile, csr, input.holder, input.lifetimeSeconds);
+    const { profile, version, csr, plan } = await prepareIssuance(ctx, input.profile, input.csr, input.holder, input.lifetimeSeconds);
     if (profile.approval === 'required') return await openPendingIssuance(ctx, input, profile, csr, plan.lifetimeSeconds);
     return await ctx.audit.recordWith(async (trx) => {
       const issued = await signAndRecord(ctx, trx, { ...input, profile, version, csr, ...plan, renewedFrom: null, approvalRequest: null });
@@ -81,8 +79,21 @@ export async function requestCertificate(ctx: Context, input: IssueInput): Promi
   }
 }
 
-export async function profileOf(ctx: Context, name: string): Promise<{ profile: CertificateProfile; version: number }> {
-  const found = (await ctx.pki.profiles()).get(name);
+/**
+ * The rules every issuance checks before it signs, in order: the profile exists, the CSR proves
+ * possession, the names and lifetime are the profile's (planIssuance). Inside a transaction pass it
+ * as `trx`: the profile is then read through it, never through the cache (which would read through
+ * the store, and on SQLite wait for the transaction it is in).
+ */
+export async function prepareIssuance(ctx: Context, profileName: string, csrText: unknown, holder: string, lifetime: unknown, trx?: Transaction<Database>) {
+  const { profile, version } = await profileOf(ctx, profileName, trx);
+  const csr = await checkedCsr(csrText);
+  return { profile, version, csr, plan: planIssuance(profile, csr, holder, lifetime) };
+}
+
+/** A profile as it is now: from this node's cache, or read through `trx` when inside one. */
+export async function profileOf(ctx: Context, name: string, trx?: Transaction<Database>): Promise<{ profile: CertificateProfile; version: number }> {
+  const found = (trx ? await loadProfiles(trx) : await ctx.pki.profiles()).get(name);
   if (!found) throw new PkiRefusal('unknown_profile', `no certificate profile ${name}`);
   return found;
 }

@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Context } from '../context.ts';
-import { checkedCsr, planIssuance, PkiRefusal, profileOf, signAndRecord, type IssuedCertificate } from './issuance.ts';
+import { PkiRefusal, prepareIssuance, signAndRecord, type IssuedCertificate } from './issuance.ts';
 
 /**
  * Renewal (docs/pki.md "Renewal"): the holder presents its current certificate over mutual TLS —
@@ -16,9 +16,7 @@ export async function renewCertificate(ctx: Context, presented: X509Certificate,
   if (!trust.ok) throw new PkiRefusal('not_renewable', `the presented certificate cannot be renewed: ${trust.reason}`);
   const current = trust.certificate;
   if (!current.profile.renewable) throw new PkiRefusal('not_renewable', `profile ${current.profile.name} certificates are not renewed; ask for a new one`);
-  const { profile, version } = await profileOf(ctx, current.profile.name);
-  const csr = await checkedCsr(input.csr);
-  const plan = planIssuance(profile, csr, current.holder, input.lifetimeSeconds);
+  const { profile, version, csr, plan } = await prepareIssuance(ctx, current.profile.name, input.csr, current.holder, input.lifetimeSeconds);
   return ctx.audit.recordWith(async (trx) => {
     const issued = await signAndRecord(ctx, trx, {
       profile,
