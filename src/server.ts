@@ -43,7 +43,7 @@ export interface Throttles {
 /** Opens storage, migrates, loads keys: everything a server or a CLI command needs. */
 export async function openContext(
   config: Config,
-  options: { log?: Logger; clock?: Clock; storage?: Storage; throttles?: Throttles } = {},
+  options: { log?: Logger; clock?: Clock; storage?: Storage; throttles?: Throttles; listenForChanges?: boolean } = {},
 ): Promise<Context> {
   const log = options.log ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
@@ -56,6 +56,9 @@ export async function openContext(
       // A lost connection costs its in-flight requests a 503, never the process (docs/operations.md).
       onConnectionError: (error) => log.warn({ err: { message: error.message, code: (error as { code?: string }).code } }, 'database connection lost'),
       onOutage: (down) => (down ? log.error('database not answering: requests are refused with 503 until it answers') : log.warn('database answers again')),
+      // PostgreSQL: another node's change is in force here when its notice arrives (docs/operations.md).
+      listenForChanges: options.listenForChanges ?? true,
+      onListening: (listening) => (listening ? log.info('listening for change notices') : log.warn('change notices interrupted: caches check the database every second until they resume')),
     });
   try {
     await migrate(storage);

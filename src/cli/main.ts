@@ -336,7 +336,7 @@ async function withContext(config: Config, output: Output, run: (ctx: Context) =
   let ctx: Context;
   try {
     // No statement timeout: a command may scan the whole audit log, and an operator sees a hang.
-    ctx = await openContext({ ...config, dbStatementTimeoutMs: 0 }, { log: createLogger('warn', process.stderr) });
+    ctx = await openContext({ ...config, dbStatementTimeoutMs: 0 }, { log: createLogger('warn', process.stderr), listenForChanges: false });
   } catch (error) {
     // A ConfigError found only now (e.g. no CLEARANCE_MASTER_KEY in production) is still configuration: exit 2.
     if (error instanceof ConfigError) {

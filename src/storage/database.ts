@@ -21,6 +21,7 @@ import {
 } from 'kysely';
 import { Flight, landerFor } from './flight.ts';
 import { isSqliteBusy, openNodeSqlite } from './node-sqlite-driver.ts';
+import { attachNotices, PostgresChangeListener } from './notices.ts';
 import { postgresPool, type PostgresPoolOptions } from './postgres-pool.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
@@ -81,6 +82,13 @@ export interface StorageOptions {
    * Benchmarks count database round trips with it.
    */
   onQuery?: (sql: string, roundTrip: boolean) => void;
+  /**
+   * PostgreSQL: listen for change notices on a connection of its own (./notices.ts), so caches see
+   * another node's change at once rather than at their next poll. For servers, not one-shot commands.
+   */
+  listenForChanges?: boolean;
+  /** Told when change notices start to arrive (true) and when they stop (false: caches poll every second). */
+  onListening?: (listening: boolean) => void;
 }
 
 /** The storage options a configuration asks for. */
@@ -240,6 +248,16 @@ function openPostgres(url: string, options: StorageOptions): Storage {
       ...overrides,
     });
   const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({}) }) });
+  const listener = options.listenForChanges
+    ? new PostgresChangeListener({
+        url,
+        pgSchema: options.pgSchema,
+        applicationName: `${options.applicationName ?? 'clearance'}-notices`,
+        onConnectionError: options.onConnectionError,
+        onListening: options.onListening,
+      })
+    : undefined;
+  if (listener) attachNotices(db, listener);
   const host = safeHost(url);
   const land = landerFor(db, 'postgres');
   return {
@@ -256,7 +274,10 @@ function openPostgres(url: string, options: StorageOptions): Storage {
         await own.destroy();
       }
     },
-    close: () => db.destroy(),
+    async close() {
+      await listener?.close();
+      await db.destroy();
+    },
   };
 }
 

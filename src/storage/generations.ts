@@ -1,5 +1,8 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
+import { Counter } from 'prom-client';
+import { metricsRegistry } from '../metrics.ts';
+import { listeningCheckMs, noticesFor, type ChangeNotices } from './notices.ts';
 import type { Database } from './schema.ts';
 
 export interface GenerationTables {
@@ -19,21 +22,36 @@ export async function bumpGeneration(trx: Transaction<Database> | Kysely<Databas
     .execute();
 }
 
+/** Reads of the caches below, by cache and outcome (docs/operations.md "Metrics"). */
+const cacheReads = new Counter({
+  name: 'clearance_cache_reads_total',
+  help: 'Reads of the generation caches: hit (served from memory), checked (generation read, unchanged), reloaded (generation changed or marked stale: data read again).',
+  labelNames: ['cache', 'outcome'],
+  registers: [metricsRegistry],
+});
+
 /**
  * A cached value reloaded when its generation changes. The generation is read at most once per
  * `checkEveryMs`, so a change made by another process is seen within that interval, and a change
- * made through this process (`invalidate`) at once.
+ * made through this process (`invalidate`) at once. Where the storage listens for change notices
+ * (PostgreSQL, ./notices.ts), a notice for this name marks the value stale, so the next read
+ * checks the generation at once, and while notices arrive the interval is only a safety net
+ * (`listeningCheckMs`); when they stop, it is `checkEveryMs` again.
  */
 export class GenerationCache<T> {
   #value: T | undefined;
   #generation = -1;
   #checkedAt = -Infinity;
+  /** Counts the notices: a refresh that began before one must not mark the value checked. */
+  #staleness = 0;
   #loading: Promise<T> | undefined;
   readonly #db: Kysely<Database>;
   readonly #name: string;
   readonly #load: () => Promise<T>;
   readonly #clock: Clock;
   readonly #checkEveryMs: number;
+  readonly #notices: ChangeNotices | undefined;
+  readonly #reads: { hit: Counter.Internal; checked: Counter.Internal; reloaded: Counter.Internal };
 
   constructor(db: Kysely<Database>, name: string, load: () => Promise<T>, clock: Clock, checkEveryMs = 1000) {
     this.#db = db;
@@ -41,11 +59,15 @@ export class GenerationCache<T> {
     this.#load = load;
     this.#clock = clock;
     this.#checkEveryMs = checkEveryMs;
+    this.#notices = noticesFor(db);
+    this.#notices?.subscribe(name, () => this.#markStale());
+    this.#reads = { hit: cacheReads.labels(name, 'hit'), checked: cacheReads.labels(name, 'checked'), reloaded: cacheReads.labels(name, 'reloaded') };
   }
 
   async get(): Promise<T> {
-    if (this.#value !== undefined && this.#clock.now() - this.#checkedAt < this.#checkEveryMs) {
-      return this.#value;
+    if (this.#fresh()) {
+      this.#reads.hit.inc();
+      return this.#value!;
     }
     this.#loading ??= this.#refresh().finally(() => (this.#loading = undefined));
     return this.#loading;
@@ -56,27 +78,53 @@ export class GenerationCache<T> {
    * without a promise; undefined when `get` must be awaited (it then checks the generation).
    */
   peek(): T | undefined {
-    return this.#value !== undefined && this.#clock.now() - this.#checkedAt < this.#checkEveryMs ? this.#value : undefined;
+    return this.#fresh() ? this.#value : undefined;
   }
 
   /** Forces a reload on the next `get`. */
   invalidate(): void {
-    this.#checkedAt = -Infinity;
+    this.#markStale();
     this.#generation = -1;
   }
 
+  #fresh(): boolean {
+    if (this.#value === undefined) return false;
+    const interval = this.#notices?.listening ? Math.max(this.#checkEveryMs, listeningCheckMs) : this.#checkEveryMs;
+    return this.#clock.now() - this.#checkedAt < interval;
+  }
+
+  /** The next read checks the generation (a notice, a reconnection, a change in this process). */
+  #markStale(): void {
+    this.#staleness++;
+    this.#checkedAt = -Infinity;
+  }
+
+  /**
+   * Reads the generation and reloads when it changed. A notice that arrives meanwhile may be for a
+   * commit this read did not see, and a caller waiting on this refresh came after that notice: it
+   * checks again (at most a few times: notices come with changes, which are rare).
+   */
   async #refresh(): Promise<T> {
-    const row = await this.#db
-      .selectFrom('generations')
-      .select('value')
-      .where('name', '=', this.#name)
-      .executeTakeFirst();
-    const generation = Number(row?.value ?? 0);
-    this.#checkedAt = this.#clock.now();
-    if (this.#value === undefined || generation !== this.#generation) {
-      this.#value = await this.#load();
-      this.#generation = generation;
+    for (let attempt = 0; ; attempt++) {
+      const staleness = this.#staleness;
+      const row = await this.#db
+        .selectFrom('generations')
+        .select('value')
+        .where('name', '=', this.#name)
+        .executeTakeFirst();
+      const generation = Number(row?.value ?? 0);
+      if (this.#value === undefined || generation !== this.#generation) {
+        this.#value = await this.#load();
+        this.#generation = generation;
+        this.#reads.reloaded.inc();
+      } else {
+        this.#reads.checked.inc();
+      }
+      if (staleness === this.#staleness) {
+        this.#checkedAt = this.#clock.now();
+        return this.#value;
+      }
+      if (attempt === 2) return this.#value;
     }
-    return this.#value;
   }
 }
