@@ -43,6 +43,14 @@ interface LoadedKey {
 const retirementMarginMs = 60_000;
 
 /**
+ * How long after a rotation the new key may sign, at the least: longer than the slowest way a
+ * node learns of the new key — its change notice lost and the listener's ping not yet missed
+ * (7 s, src/storage/notices.ts), then its next one-second poll — so no node signs with a key
+ * that another node's JWKS does not yet publish.
+ */
+export const publishMarginMs = 10_000;
+
+/**
  * Signing keys: creation, rotation with overlap, retirement, JWKS, and signing.
  * Private keys are sealed with the master key in the database and opened only in memory.
  */
@@ -73,12 +81,13 @@ export class KeyStore {
 
   /**
    * Publishes a new key now and makes it the signing key after `overlapSeconds`, so every
-   * verifier's JWKS cache has it before the first token it signs.
+   * verifier's JWKS cache has it before the first token it signs — and never sooner than
+   * `publishMarginMs`, so every node publishes it before any node signs with it.
    */
   async rotate(alg: SigningAlg, overlapSeconds: number): Promise<KeyInfo> {
     // Strictly after every existing key, so "the newest activated key signs" never ties.
     const latest = Math.max(-Infinity, ...(await this.#cache.get()).map((k) => k.activatesAt));
-    const activatesAt = Math.max(this.#clock.now() + overlapSeconds * 1000, latest + 1);
+    const activatesAt = Math.max(this.#clock.now() + Math.max(overlapSeconds * 1000, publishMarginMs), latest + 1);
     const kid = await this.#create(alg, activatesAt);
     await this.#audit?.record({ type: 'key.rotated', subject: kid, details: { kid, alg, activatesAt, overlapSeconds } });
     const info = (await this.list()).find((k) => k.kid === kid);

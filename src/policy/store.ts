@@ -53,7 +53,8 @@ export function digestText(text: string): string {
  * Versioned policy sets. A version is immutable once stored; at most one is active (a unique
  * index). The active set is cached compiled, keyed by version, and reloaded through the
  * `policies` generation: an activation in this process is served from the next decision on
- * (`invalidate`), one made by another process (the CLI, another node) within `checkEveryMs`
+ * (`invalidate`), one made by another process (the CLI, another node) from the first decision
+ * after its change notice arrives (PostgreSQL, src/storage/notices.ts), else within `checkEveryMs`
  * (default 1 s). A set that no longer compiles denies every decision rather than serve another.
  */
 export class PolicyStore {

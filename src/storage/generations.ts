@@ -12,7 +12,8 @@ export interface GenerationTables {
 
 /**
  * Records that `name`'s data changed, inside the writer's transaction, so every process and
- * node that caches it (server, CLI, other nodes) notices on its next check.
+ * node that caches it (server, CLI, other nodes) notices: on PostgreSQL through the change notice
+ * the bump sends at commit (./notices.ts), else on its next check.
  */
 export async function bumpGeneration(trx: Transaction<Database> | Kysely<Database>, name: string): Promise<void> {
   await trx

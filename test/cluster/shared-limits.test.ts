@@ -6,78 +6,23 @@
  * Driven over HTTP; what each node did is read from its log lines.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'iovalkey';
 import { main } from '../../src/cli/main.ts';
 import { csrfOf, HttpBrowser } from '../helpers/http-browser.ts';
 import { deleteKeys, ownRedisSkip, redisSkip, startOwnRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
-import { childrenOf, clientCredentialsRequest } from '../helpers/cluster.ts';
+import { clientCredentialsRequest, startNode, type Cleanup, type Node } from '../helpers/cluster.ts';
 import { freePort } from '../helpers/server.ts';
 import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
 
-const repository = new URL('../../', import.meta.url).pathname;
 const resource = 'https://orders.limits.example/api';
 const redirectUri = 'http://127.0.0.1/callback';
 const alicePassword = 'alice-correct-horse-42';
-
-type LogLine = Record<string, unknown>;
-
-interface Node {
-  origin: string;
-  process: ChildProcess;
-  /** Resolves with the first log line with this msg, from now or earlier. */
-  logLine(msg: RegExp): Promise<LogLine>;
-  logged: LogLine[];
-}
-
-type Cleanup = () => Promise<void> | void;
-
-/** One `clearance start` process; resolves once it listens. */
-async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: Cleanup[], args: string[] = []): Promise<Node> {
-  const child = spawn(process.execPath, ['bin/clearance.js', 'start', ...args], { cwd: repository, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanups.push(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    // A primary's workers (--workers) go with it.
-    for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = once(child, 'exit');
-  const logged: LogLine[] = [];
-  const waiters: { msg: RegExp; resolve: (line: LogLine) => void }[] = [];
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      return;
-    }
-    logged.push(line);
-    for (const waiter of waiters.filter((w) => w.msg.test(String(line.msg)))) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve(line);
-    }
-  });
-  const logLine = (msg: RegExp) =>
-    Promise.race([
-      new Promise<LogLine>((resolve) => {
-        const seen = logged.find((line) => msg.test(String(line.msg)));
-        if (seen) resolve(seen);
-        else waiters.push({ msg, resolve });
-      }),
-      exited.then(([code]) => assert.fail(`the node exited with ${code} before logging ${msg}; stderr: ${stderr}`)),
-    ]);
-  await logLine(/^clearance is listening$/);
-  return { origin: `http://127.0.0.1:${port}`, process: child, logLine, logged };
-}
 
 interface TwoNodes {
   a: Node;

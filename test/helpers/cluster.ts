@@ -1,6 +1,13 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { signCompact } from '../../src/keys/jws.ts';
+
+const repository = new URL('../../', import.meta.url).pathname;
+
 
 /** Live processes whose parent is `pid` (a primary's workers), from /proc. */
 export function childrenOf(pid: number): number[] {
@@ -32,4 +39,55 @@ export function clientCredentialsRequest(options: { issuer: string; clientId: st
     client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
     client_assertion: assertion,
   }).toString();
+}
+
+export type LogLine = Record<string, unknown>;
+
+export interface Node {
+  origin: string;
+  process: ChildProcess;
+  /** Resolves with the first log line with this msg, from now or earlier. */
+  logLine(msg: RegExp): Promise<LogLine>;
+  logged: LogLine[];
+}
+
+export type Cleanup = () => Promise<void> | void;
+
+/** One `clearance start` process; resolves once it listens. */
+export async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: Cleanup[], args: string[] = []): Promise<Node> {
+  const child = spawn(process.execPath, ['bin/clearance.js', 'start', ...args], { cwd: repository, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    // A primary's workers (--workers) go with it.
+    for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = once(child, 'exit');
+  const logged: LogLine[] = [];
+  const waiters: { msg: RegExp; resolve: (line: LogLine) => void }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      return;
+    }
+    logged.push(line);
+    for (const waiter of waiters.filter((w) => w.msg.test(String(line.msg)))) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve(line);
+    }
+  });
+  const logLine = (msg: RegExp) =>
+    Promise.race([
+      new Promise<LogLine>((resolve) => {
+        const seen = logged.find((line) => msg.test(String(line.msg)));
+        if (seen) resolve(seen);
+        else waiters.push({ msg, resolve });
+      }),
+      exited.then(([code]) => assert.fail(`the node exited with ${code} before logging ${msg}; stderr: ${stderr}`)),
+    ]);
+  await logLine(/^clearance is listening$/);
+  return { origin: `http://127.0.0.1:${port}`, process: child, logLine, logged };
 }

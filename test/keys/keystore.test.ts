@@ -6,7 +6,7 @@ import { epochSeconds } from '../../src/clock.ts';
 import { loadConfig, maxTokenLifetimeSeconds } from '../../src/config.ts';
 import type { Context } from '../../src/context.ts';
 import { buildApp } from '../../src/http/app.ts';
-import { KeyError, KeyStore } from '../../src/keys/keystore.ts';
+import { KeyError, KeyStore, publishMarginMs } from '../../src/keys/keystore.ts';
 import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { masterKeyId, open } from '../../src/keys/sealed-box.ts';
 import { createLogger } from '../../src/log.ts';
@@ -116,6 +116,7 @@ describe('the key store', () => {
       clock.advance(1);
       const next = await ctx.keys.rotate('ES256', 0);
       assert.equal(next.alg, 'ES256');
+      clock.advance(publishMarginMs);
       assert.equal(kidOf(await signToken(ctx)), next.kid);
     });
   }
@@ -195,7 +196,9 @@ describe('the key store', () => {
     const next = await cli.rotate('ES256', 0);
     assert.equal(kidOf(await signToken(ctx)), current!.kid, 'the cached keys serve until the next check');
     clock.advance(1000);
-    assert.ok((await ctx.keys.jwks()).keys.some((k) => k.kid === next.kid));
+    assert.ok((await ctx.keys.jwks()).keys.some((k) => k.kid === next.kid), 'published after one check interval');
+    assert.equal(kidOf(await signToken(ctx)), current!.kid, 'and not yet signing: every node publishes it first');
+    clock.advance(publishMarginMs);
     assert.equal(kidOf(await signToken(ctx)), next.kid);
   });
 });
