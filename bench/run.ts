@@ -14,6 +14,7 @@ import { policyAuthzen } from './policy-authzen.ts';
 import { policyIssuance } from './policy-issuance.ts';
 import { tokenExchange } from './token-exchange.ts';
 import { riskOverhead } from './risk.ts';
+import { changeNotices } from './notices.ts';
 import type { BenchLine } from './harness.ts';
 import { targetsLine } from './targets.ts';
 
@@ -41,6 +42,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'token-exchange': () => tokenExchange(seconds),
   // m2m and token exchange with the risk engine off, on, and on with Redis limits: see bench/risk.ts.
   risk: () => riskOverhead(seconds),
+  // Two nodes on PostgreSQL: a client's key replaced through B, refused on A after how long: see bench/notices.ts.
+  'change-notices': () => changeNotices(),
 };
 
 const wanted = process.argv.slice(2);
