@@ -28,6 +28,7 @@ import { startSignalService, type SignalService } from './signals/service.ts';
 import { createPki } from './pki/index.ts';
 import { Pkcs11Custody } from './pki/custody/pkcs11.ts';
 import { AgentRegistry } from './agents/registry.ts';
+import { seedConsoleClient } from './console/client.ts';
 import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
 
 /**
@@ -109,6 +110,7 @@ export async function openContext(
       agents: new AgentRegistry(storage.db, clock),
     };
     await seedBuiltins(ctx);
+    await seedConsoleClient(ctx, master.key);
     return ctx;
   } catch (error) {
     if (!options.storage) await storage.close();

@@ -24,6 +24,7 @@ import { logout } from '../endpoints/logout/index.ts';
 import { adminGrants } from '../endpoints/grants/index.ts';
 import { adminMandates } from '../endpoints/mandates/index.ts';
 import { account } from '../endpoints/account/index.ts';
+import { consoleEndpoint } from '../endpoints/console/index.ts';
 import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
 import { adminHolds } from '../endpoints/admin/holds.ts';
@@ -60,7 +61,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals, pki, agentCredentials, adminAgents, evidence];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

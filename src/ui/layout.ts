@@ -9,6 +9,8 @@ export interface PageShell {
   body: SafeHtml;
   /** The page runs a passkey ceremony: it loads the passkey scripts (and its CSP must allow them). */
   passkeys?: boolean;
+  /** A wide page (the console's tables and pictures). */
+  wide?: boolean;
 }
 
 /**
@@ -28,7 +30,7 @@ export function layout(shell: PageShell): SafeHtml {
 <link rel="stylesheet" href="${stylesheetHref(shell.base)}">
 ${shell.passkeys ? passkeyScripts.map((script) => html`<script src="${shell.base}${script.path}?v=${script.version}" integrity="${script.integrity}" defer></script>\n`) : ''}</head>
 <body>
-<main>
+${shell.wide ? html`<main class="wide">` : html`<main>`}
 <p class="product">Clearance</p>
 ${shell.body}
 </main>

@@ -1,6 +1,10 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { AuditKeys } from '../../audit/audit-key.ts';
+import { AuditKeys, auditOrigin } from '../../audit/audit-key.ts';
+import { BundleError, exportBundle } from '../../audit/bundle.ts';
+import { auditKeyCustody } from '../../audit/lifecycle.ts';
+import { resolveMasterKey } from '../../keys/master-key.ts';
+import { tsaTrustPems } from '../../pki/tsa.ts';
 import { AuditProofError, proveConsistency, proveEvent, storedCheckpoint } from '../../audit/proofs.ts';
 import { AuditQueryError, queryEvents, readAuditQuery } from '../../audit/query.ts';
 import type { Context } from '../../context.ts';
@@ -19,6 +23,11 @@ type Query = Record<string, string | undefined>;
  *   GET consistency?first=M[&second=N]   RFC 9162 §2.1.4 consistency proof between checkpoints
  *   GET checkpoints/latest               the latest signed checkpoint
  *   GET key                              the audit public key (PEM) and its fingerprint
+ *   GET bundle?txn=&subject=&client=&type=&decision=&since=&until=
+ *       the signed evidence bundle of the sealed events matching (docs/audit.md "Evidence
+ *       bundles"), as `clearance audit export` writes it: `clearance audit verify-bundle` checks
+ *       it offline. At least one of txn, subject, client or since. Events not sealed yet are left
+ *       out and counted in `Clearance-Unsealed-Events`. Recorded as `audit.exported`, with who.
  *
  * `authorize` is the pre-handler that admits a request for a scope (admin/authorize.ts).
  */
@@ -61,6 +70,28 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         return checkpoint;
       });
 
+      app.get<{ Querystring: Query }>(`${base}/bundle`, read, async (request, reply) => {
+        const query = await guard(async () => readAuditQuery(request.query));
+        if (query.txn === undefined && query.subject === undefined && query.client === undefined && query.since === undefined) {
+          throw new OAuthError('invalid_request', 'a bundle needs txn, subject, client or since');
+        }
+        const key = await new AuditKeys(db, resolveMasterKey(ctx.config).key, ctx.clock, auditKeyCustody(ctx)).signingKey(auditOrigin(ctx.config.issuer));
+        const tsaTrust = ctx.config.tsa ? tsaTrustPems(ctx.config.tsa.trustFile) : [];
+        const result = await bundleGuard(() => exportBundle(db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust }));
+        const admin = request.admin!;
+        await ctx.audit.record({
+          type: 'audit.exported',
+          actor: admin.sub ?? admin.client_id,
+          client: admin.client_id,
+          requestId: request.id,
+          details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize, via: 'api' },
+        });
+        const name = `evidence-${(query.txn ?? query.subject ?? query.client ?? 'since').replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}.json`;
+        return reply
+          .headers({ ...noStore, 'content-type': 'application/json', 'content-disposition': `attachment; filename="${name}"`, 'clearance-unsealed-events': String(result.unsealed) })
+          .send(result.text);
+      });
+
       app.get(`${base}/key`, read, async () => {
         const key = await new AuditKeys(db, undefined, ctx.clock).currentPublicKey();
         if (!key) throw new OAuthError('not_found', 'the audit log has no key yet');
@@ -76,6 +107,16 @@ export const audit: Endpoint = auditEndpoint();
 function readInteger(name: string, value: string): number {
   if (!/^\d{1,15}$/.test(value)) throw new OAuthError('invalid_request', `${name} must be a non-negative integer`);
   return Number(value);
+}
+
+async function bundleGuard<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    // No checkpoint yet, another audit key, too many events: the request cannot be answered as asked.
+    if (error instanceof BundleError) throw new OAuthError('invalid_request', error.message);
+    throw error;
+  }
 }
 
 async function guard<T>(run: () => Promise<T>): Promise<T> {

@@ -1,0 +1,297 @@
+import { createHash, hkdfSync, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { adminAudience } from '../../admin/authorize.ts';
+import { auditEventTypes, type StoredAuditEvent } from '../../audit/events.ts';
+import type { EventProof, SignedCheckpoint } from '../../audit/proofs.ts';
+import { callAdmin, type AdminAnswer } from '../../console/admin-api.ts';
+import { hopsOf } from '../../console/chain.ts';
+import { consoleAssertion, consoleClientId, consoleRedirectUri } from '../../console/client.ts';
+import { checkEventProof, type ProofCheck } from '../../console/proof-check.ts';
+import { consoleMinimumAcr, consoleRolesOf, consoleScopesOf } from '../../console/roles.ts';
+import { consoleCookies, newSignIn, type ConsoleSession, type ConsoleSignIn } from '../../console/session.ts';
+import type { Context } from '../../context.ts';
+import { acrRank } from '../../identity/acr.ts';
+import { findUser } from '../../identity/users.ts';
+import { resolveMasterKey } from '../../keys/master-key.ts';
+import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters } from '../../ui/console.ts';
+import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/**
+ * The console (docs/console.md): pages for administrators, compliance officers, approvers and
+ * auditors, signed in through Clearance's own authorization code flow (PKCE S256, state, nonce) as
+ * the registered confidential client `clearance-console` (src/console/client.ts), in two steps:
+ *
+ * GET /console/sign-in → /authorize (scope openid): who is signing in. Their console roles
+ *   (src/console/roles.ts) decide the scopes and the level to ask for; none → a refusal page.
+ * → /authorize again (scope: the roles' admin API scopes, resource <issuer>/admin, an essential
+ *   `acr` claim of the roles' minimum, phishing-resistant for admin, approver and compliance):
+ *   Clearance steps the person up if their session is weaker (or the sign-in ends refused), and
+ *   asks consent the first time.
+ * GET /console/callback: state checked in constant time against the sealed sign-in cookie; the
+ *   code redeemed at the token endpoint with the console's private_key_jwt and the PKCE verifier;
+ *   the ID token verified (issuer, audience, nonce, signature); the same person as in step one; the
+ *   level reached at least the minimum. The token is kept sealed in an HttpOnly cookie until it
+ *   expires (five minutes; then the console signs in again, silently while the Clearance session
+ *   lasts).
+ *
+ * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
+ * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
+ */
+export const consoleEndpoint: Endpoint = {
+  register(app, ctx) {
+    const base = issuerPath(ctx.config.issuer);
+    const consoleBase = `${base}/console`;
+    const masterKey = resolveMasterKey(ctx.config).key;
+    // The cookies are sealed with a key of their own, derived from the master key.
+    const cookieKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance console cookies v1', 32));
+    const api = (session: ConsoleSession, url: string) => callAdmin(app, session, { method: 'GET', url: `${base}${url}` });
+
+    /** The signed-in console, or a redirect to sign in (back to this page afterwards). */
+    async function signedIn(request: FastifyRequest, reply: FastifyReply, page: (session: ConsoleSession) => Promise<FastifyReply>): Promise<FastifyReply> {
+      return guarded(ctx, request, reply, async () => {
+        const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
+        if (!session) return seeOther(reply, `${consoleBase}/sign-in?return=${encodeURIComponent(request.url.slice(base.length))}`);
+        return page(session);
+      });
+    }
+
+    app.get(consoleBase, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
+        if (!session) return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base) });
+        return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleHomePage(base, session) });
+      }),
+    );
+
+    app.get<{ Querystring: { return?: string } }>(`${consoleBase}/sign-in`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const signIn = newSignIn(ctx, 'identify', safeReturn(request.query.return));
+        return redirectToAuthorize(reply, signIn, { scope: 'openid' });
+      }),
+    );
+
+    app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/callback`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const signIn = consoleCookies.readSignIn(ctx, cookieKey, request.headers.cookie);
+        const { state, code, error } = request.query;
+        // RFC 6749 §10.12: the response must answer the request this browser made.
+        if (!signIn || typeof state !== 'string' || !sameText(state, signIn.state)) return refused(reply, 400, 'Sign-in expired', 'This sign-in was not started here, or took too long. Start again.');
+        if (error !== undefined || typeof code !== 'string') return refused(reply, 403, 'Sign-in refused', `Clearance refused the sign-in (${String(error ?? 'no code')}).`);
+        const tokens = await redeem(code, signIn);
+        if (!tokens) return refused(reply, 502, 'Sign-in failed', 'The code could not be redeemed. Start again.');
+        const user = await findUser(ctx, tokens.sub);
+        const roles = consoleRolesOf(user?.roles ?? []);
+        if (!user || user.status !== 'active' || roles.length === 0) {
+          return refused(reply, 403, 'No console role', 'Your account has none of the console roles (admin, compliance, approver, auditor). Ask an administrator if you need one.');
+        }
+        const minimum = consoleMinimumAcr(roles);
+        if (signIn.phase === 'identify') {
+          const next: ConsoleSignIn = { ...newSignIn(ctx, 'authorize', signIn.returnTo), userId: user.id };
+          // An essential acr claim (OIDC Core §5.5.1.1), not acr_values: Clearance must reach the level or refuse.
+          const claims = JSON.stringify({ id_token: { acr: { essential: true, values: [minimum] } } });
+          return redirectToAuthorize(reply, next, { scope: ['openid', ...consoleScopesOf(roles)].join(' '), resource: adminAudience(ctx.config.issuer), claims });
+        }
+        if (signIn.userId !== user.id) return refused(reply, 403, 'Sign-in refused', 'Another person signed in during this sign-in. Start again.');
+        // AMENDMENTS: below the roles' minimum the console is never shown (Clearance stepped up or refused).
+        if (acrRank(tokens.acr) < acrRank(minimum)) return refused(reply, 403, 'A stronger sign-in is needed', `Your roles need a sign-in at ${minimum}; this one reached ${tokens.acr ?? 'no level'}.`);
+        const session: ConsoleSession = {
+          accessToken: tokens.accessToken,
+          expiresAt: ctx.clock.now() + tokens.expiresIn * 1000,
+          userId: user.id,
+          username: user.username,
+          roles,
+          scopes: tokens.scope.split(' ').filter((s) => s !== 'openid'),
+          acr: tokens.acr ?? '',
+          csrf: createHash('sha256').update(tokens.accessToken).digest('base64url'),
+        };
+        reply.header('set-cookie', [consoleCookies.writeSession(ctx, cookieKey, session), consoleCookies.clearSignIn(ctx)]);
+        return seeOther(reply, `${base}${signIn.returnTo}`);
+      }),
+    );
+
+    app.post(`${consoleBase}/sign-out`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
+        const token = request.form?.get('csrf_token');
+        const origin = request.headers.origin;
+        if (session && (typeof token !== 'string' || !sameText(token, session.csrf) || (origin !== undefined && origin !== 'null' && origin !== new URL(ctx.config.issuer).origin))) {
+          return refused(reply, 403, 'This form has expired', 'Nothing was changed. Open the console again and retry.');
+        }
+        reply.header('set-cookie', consoleCookies.clearSession(ctx));
+        return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base, 'You are signed out of the console. Your Clearance sign-in itself is unchanged: end it from your account page.') });
+      }),
+    );
+
+    app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/audit`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const filters = auditFilters(request.query);
+        const query = new URLSearchParams(Object.entries(filters).filter((entry): entry is [string, string] => Boolean(entry[1])));
+        if (request.query.after) query.set('after', request.query.after);
+        query.set('limit', '100');
+        const [events, checkpoint, key] = await Promise.all([api(session, `/admin/audit/events?${query}`), api(session, '/admin/audit/checkpoints/latest'), api(session, '/admin/audit/key')]);
+        const refusal = refusalOf(events);
+        return sendPage(reply, {
+          status: refusal?.status ?? 200,
+          csp: 'ownForm',
+          page: consoleAuditPage(base, session, {
+            filters,
+            eventTypes: auditEventTypes,
+            events: refusal ? [] : (events.json.events as { leafIndex: number | null; event: StoredAuditEvent }[]),
+            ...(!refusal && typeof events.json.next === 'string' ? { next: events.json.next } : {}),
+            ...(checkpoint.status === 200 ? { checkpoint: checkpoint.json as unknown as SignedCheckpoint } : {}),
+            ...(key.status === 200 ? { key: key.json as { key_id: string } } : {}),
+            ...(refusal ? { error: refusal.message } : {}),
+          }),
+        });
+      }),
+    );
+
+    app.get<{ Params: { id: string } }>(`${consoleBase}/audit/events/:id`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const [proof, key] = await Promise.all([api(session, `/admin/audit/events/${encodeURIComponent(request.params.id)}/proof`), api(session, '/admin/audit/key')]);
+        if (proof.status === 200) {
+          const found = proof.json as unknown as EventProof;
+          const check = key.status === 200 ? checkEventProof(found, key.json as { key_id: string; public_key: string }) : ({ verified: false, reason: 'the audit key could not be read' } as const);
+          return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleEventPage(base, session, { event: JSON.parse(found.event) as StoredAuditEvent, canonical: found.event, check }) });
+        }
+        // Not sealed yet, unknown, or not the person's to read: the API's own words.
+        const refusal = refusalOf(proof)!;
+        return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleRefusedPage(base, 'Audit event', refusal.message) });
+      }),
+    );
+
+    app.get<{ Querystring: { txn?: string } }>(`${consoleBase}/txn`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const txn = typeof request.query.txn === 'string' && request.query.txn.trim() !== '' ? request.query.txn.trim() : undefined;
+        if (!txn) return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { hops: [], checks: new Map() }) });
+        const events = await api(session, `/admin/audit/events?txn=${encodeURIComponent(txn)}&limit=500`);
+        const refusal = refusalOf(events);
+        if (refusal) return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: [], checks: new Map(), error: refusal.message }) });
+        const listed = events.json.events as { leafIndex: number | null; event: StoredAuditEvent }[];
+        const checks = await proofChecks(session, listed);
+        return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: hopsOf(listed.map((e) => e.event)), checks }) });
+      }),
+    );
+
+    app.get<{ Querystring: { txn?: string } }>(`${consoleBase}/txn/bundle`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const txn = typeof request.query.txn === 'string' ? request.query.txn : '';
+        const bundle = await api(session, `/admin/audit/bundle?txn=${encodeURIComponent(txn)}`);
+        const refusal = refusalOf(bundle);
+        if (refusal) return sendPage(reply, { status: refusal.status, csp: 'static', page: consoleRefusedPage(base, 'No bundle', refusal.message) });
+        return reply
+          .code(200)
+          .headers({
+            'content-type': 'application/json',
+            'content-disposition': String(bundle.headers['content-disposition'] ?? 'attachment; filename="evidence.json"'),
+            'cache-control': 'no-store',
+            'clearance-unsealed-events': String(bundle.headers['clearance-unsealed-events'] ?? '0'),
+          })
+          .send(bundle.text);
+      }),
+    );
+
+    /** Each sealed event's inclusion proof, checked here against the audit key (at most 200). */
+    async function proofChecks(session: ConsoleSession, listed: { leafIndex: number | null; event: StoredAuditEvent }[]): Promise<Map<string, ProofCheck>> {
+      const checks = new Map<string, ProofCheck>();
+      const key = await api(session, '/admin/audit/key');
+      for (const { leafIndex, event } of listed.slice(0, 200)) {
+        if (leafIndex === null) continue;
+        const proof = await api(session, `/admin/audit/events/${encodeURIComponent(event.id)}/proof`);
+        checks.set(
+          event.id,
+          proof.status !== 200 ? { verified: false, reason: String(proof.json.error_description ?? proof.json.error ?? proof.status) } : key.status !== 200 ? { verified: false, reason: 'the audit key could not be read' } : checkEventProof(proof.json as unknown as EventProof, key.json as { key_id: string; public_key: string }),
+        );
+      }
+      return checks;
+    }
+
+    function redirectToAuthorize(reply: FastifyReply, signIn: ConsoleSignIn, parameters: Record<string, string>): FastifyReply {
+      const url = new URL(`${ctx.config.issuer}/authorize`);
+      const challenge = createHash('sha256').update(signIn.verifier).digest('base64url');
+      for (const [name, value] of Object.entries({ ...parameters, client_id: consoleClientId, response_type: 'code', redirect_uri: consoleRedirectUri(ctx.config.issuer), state: signIn.state, nonce: signIn.nonce, code_challenge: challenge, code_challenge_method: 'S256' })) {
+        url.searchParams.set(name, value);
+      }
+      reply.header('set-cookie', consoleCookies.writeSignIn(ctx, cookieKey, signIn));
+      return seeOther(reply, url.href);
+    }
+
+    /** The code redeemed at Clearance's own token endpoint, over the same pipeline as any client; the ID token verified. */
+    async function redeem(code: string, signIn: ConsoleSignIn): Promise<{ sub: string; accessToken: string; expiresIn: number; scope: string; acr: string | undefined } | undefined> {
+      const response = await app.inject({
+        method: 'POST',
+        url: `${base}/token`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams({
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: consoleRedirectUri(ctx.config.issuer),
+          code_verifier: signIn.verifier,
+          client_id: consoleClientId,
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: consoleAssertion(ctx.config.issuer, masterKey, ctx.clock.now()),
+        }).toString(),
+      });
+      if (response.statusCode !== 200) {
+        ctx.log.warn({ status: response.statusCode, error: safeError(response.body) }, 'console: the code was not redeemed');
+        return undefined;
+      }
+      const body = JSON.parse(response.body) as { access_token?: string; id_token?: string; expires_in?: number; scope?: string };
+      if (typeof body.access_token !== 'string' || typeof body.id_token !== 'string') return undefined;
+      try {
+        const { payload } = await jwtVerify(body.id_token, createLocalJWKSet(await ctx.keys.jwks()), { issuer: ctx.config.issuer, audience: consoleClientId, currentDate: new Date(ctx.clock.now()) });
+        // OIDC Core §3.1.3.7: the nonce of this sign-in, or the ID token is not ours to use.
+        if (typeof payload.nonce !== 'string' || !sameText(payload.nonce, signIn.nonce) || typeof payload.sub !== 'string') return undefined;
+        return { sub: payload.sub, accessToken: body.access_token, expiresIn: Number(body.expires_in ?? 300), scope: body.scope ?? '', acr: typeof payload.acr === 'string' ? payload.acr : undefined };
+      } catch (error) {
+        ctx.log.warn({ err: { message: (error as Error).message } }, 'console: the ID token did not verify');
+        return undefined;
+      }
+    }
+
+    function refused(reply: FastifyReply, status: number, title: string, message: string): FastifyReply {
+      reply.header('set-cookie', consoleCookies.clearSignIn(ctx));
+      return sendPage(reply, { status, csp: 'static', page: consoleRefusedPage(base, title, message) });
+    }
+  },
+};
+
+/** A path under /console to return to after signing in; anything else is the console's home. */
+function safeReturn(value: string | undefined): string {
+  return typeof value === 'string' && /^\/console(\/[A-Za-z0-9/_-]*)?(\?[A-Za-z0-9=&%._~+-]*)?$/.test(value) ? value : '/console';
+}
+
+function auditFilters(query: Record<string, string | undefined>): AuditFilters {
+  const filters: AuditFilters = {};
+  for (const name of ['txn', 'subject', 'client', 'type', 'decision', 'since', 'until'] as const) {
+    const value = query[name];
+    if (typeof value === 'string' && value.trim() !== '') filters[name] = value.trim();
+  }
+  return filters;
+}
+
+/** An admin API refusal in words for the page (its own description), with its status. */
+function refusalOf(answer: AdminAnswer): { status: number; message: string } | undefined {
+  if (answer.status >= 200 && answer.status < 300) return undefined;
+  if (answer.status === 403) return { status: 403, message: `Your roles do not allow this: ${String(answer.json.error_description ?? answer.json.error ?? 'refused')}` };
+  if (answer.status === 401) return { status: 401, message: 'Your console sign-in has ended. Sign in again.' };
+  return { status: answer.status >= 500 ? 502 : answer.status, message: String(answer.json.error_description ?? answer.json.error ?? `the admin API answered ${answer.status}`) };
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** The OAuth error code of a refusal body, for the log: never the description's echo of input. */
+function safeError(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown };
+    return typeof parsed.error === 'string' ? parsed.error : undefined;
+  } catch {
+    return undefined;
+  }
+}

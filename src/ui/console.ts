@@ -1,0 +1,267 @@
+import type { StoredAuditEvent } from '../audit/events.ts';
+import type { SignedCheckpoint } from '../audit/proofs.ts';
+import type { Hop } from '../console/chain.ts';
+import type { ProofCheck } from '../console/proof-check.ts';
+import { consoleRoles, type ConsoleRole } from '../console/roles.ts';
+import type { ConsoleSession } from '../console/session.ts';
+import { html, type SafeHtml } from './html.ts';
+import { layout } from './layout.ts';
+
+/**
+ * The console's pages (src/endpoints/console, docs/console.md): server-rendered, no script, the
+ * one stylesheet; the chain of a trade is an inline SVG drawn here. Every value is escaped by the
+ * `html` template; nothing on these pages comes from anywhere but the admin API's answers.
+ */
+
+type Section = 'home' | 'audit' | 'txn';
+
+interface Shell {
+  base: string;
+  title: string;
+  session: ConsoleSession;
+  section: Section;
+  body: SafeHtml;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+
+function shell(view: Shell): SafeHtml {
+  const link = (section: Section, href: string, label: string) =>
+    html`<a href="${view.base}/console${href}"${view.section === section ? html` aria-current="page"` : ''}>${label}</a>`;
+  const reads = view.session.scopes.includes('audit:read');
+  return layout({
+    title: view.title,
+    base: view.base,
+    wide: true,
+    body: html`<nav class="console-nav" aria-label="Console">
+${link('home', '', 'Console')}
+${reads ? link('audit', '/audit', 'Audit log') : ''}
+${reads ? link('txn', '/txn', 'Transactions') : ''}
+<form method="post" action="${view.base}/console/sign-out"><input type="hidden" name="csrf_token" value="${view.session.csrf}"><button type="submit" class="secondary">Sign out ${view.session.username}</button></form>
+</nav>
+${view.body}`,
+  });
+}
+
+export function consoleSignedOutPage(base: string, message?: string): SafeHtml {
+  return layout({
+    title: 'Console',
+    base,
+    body: html`<h1>Clearance console</h1>
+${message ? html`<p class="notice" role="status">${message}</p>` : ''}
+<p>For administrators, compliance officers, approvers and auditors. You sign in with your Clearance account, with the strongest factor your role asks for.</p>
+<p><a href="${base}/console/sign-in">Sign in to the console</a></p>`,
+  });
+}
+
+export function consoleRefusedPage(base: string, title: string, message: string): SafeHtml {
+  return layout({
+    title,
+    base,
+    body: html`<h1>${title}</h1>
+<p>${message}</p>
+<p><a href="${base}/console">Back to the console</a></p>`,
+  });
+}
+
+export function consoleHomePage(base: string, session: ConsoleSession): SafeHtml {
+  return shell({
+    base,
+    session,
+    section: 'home',
+    title: 'Console',
+    body: html`<h1>Console</h1>
+<p>Signed in as <strong>${session.username}</strong> at level <code>${session.acr}</code>, until ${iso(session.expiresAt)}.</p>
+<h2>Your roles</h2>
+<ul>${session.roles.map((role: ConsoleRole) => html`<li><strong>${role}</strong>: ${consoleRoles[role].description}</li>`)}</ul>
+<p class="muted">What the console shows and does goes through the admin API with your token, whose scopes are <code>${session.scopes.join(' ')}</code>.</p>`,
+  });
+}
+
+export interface AuditFilters {
+  txn?: string;
+  subject?: string;
+  client?: string;
+  type?: string;
+  decision?: string;
+  since?: string;
+  until?: string;
+}
+
+export interface AuditView {
+  filters: AuditFilters;
+  eventTypes: readonly string[];
+  events: { leafIndex: number | null; event: StoredAuditEvent }[];
+  next?: string;
+  checkpoint?: SignedCheckpoint;
+  key?: { key_id: string };
+  error?: string;
+}
+
+export function consoleAuditPage(base: string, session: ConsoleSession, view: AuditView): SafeHtml {
+  const field = (name: keyof AuditFilters, label: string, hint?: string) =>
+    html`<div><label for="f-${name}">${label}</label><input type="text" id="f-${name}" name="${name}" value="${view.filters[name] ?? ''}"${hint ? html` placeholder="${hint}"` : ''}></div>`;
+  const query = new URLSearchParams(Object.entries(view.filters).filter((entry): entry is [string, string] => Boolean(entry[1])));
+  return shell({
+    base,
+    session,
+    section: 'audit',
+    title: 'Audit log',
+    body: html`<h1>Audit log</h1>
+<h2>Log status</h2>
+<dl class="status-facts">
+<dt>Latest checkpoint</dt><dd>${view.checkpoint ? html`tree size ${view.checkpoint.treeSize}, signed ${iso(view.checkpoint.time)}` : 'none yet'}</dd>
+<dt>Root hash</dt><dd class="mono">${view.checkpoint?.rootHash ?? '—'}</dd>
+<dt>Audit key fingerprint</dt><dd class="mono">${view.key?.key_id ?? '—'}</dd>
+</dl>
+<form method="get" action="${base}/console/audit" class="search" role="search" aria-label="Search the audit log">
+${field('txn', 'Transaction (txn)')}
+${field('subject', 'Subject')}
+${field('client', 'Client')}
+<div><label for="f-type">Event type</label><select id="f-type" name="type"><option value="">any</option>${view.eventTypes.map((type) => html`<option${view.filters.type === type ? html` selected` : ''}>${type}</option>`)}</select></div>
+<div><label for="f-decision">Decision</label><select id="f-decision" name="decision"><option value="">any</option>${['allow', 'deny'].map((d) => html`<option${view.filters.decision === d ? html` selected` : ''}>${d}</option>`)}</select></div>
+${field('since', 'Since', '2026-11-24T09:00Z')}
+${field('until', 'Until', '2026-11-24T18:00Z')}
+<div class="actions"><button type="submit">Search</button></div>
+</form>
+${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${
+  view.events.length === 0
+    ? html`<p>No events match.</p>`
+    : html`<table>
+<caption class="muted">${view.events.length} event(s), oldest first</caption>
+<thead><tr><th scope="col">Time</th><th scope="col">Type</th><th scope="col">Client</th><th scope="col">Subject</th><th scope="col">Txn</th><th scope="col">Leaf</th></tr></thead>
+<tbody>${view.events.map(
+        ({ leafIndex, event }) =>
+          html`<tr><td><a href="${base}/console/audit/events/${event.id}">${iso(event.time)}</a></td><td>${event.type}</td><td><code>${event.client ?? ''}</code></td><td><code>${event.subject ?? ''}</code></td><td>${event.txn ? html`<a href="${base}/console/txn?txn=${encodeURIComponent(event.txn)}"><code>${event.txn}</code></a>` : ''}</td><td>${leafIndex ?? 'not sealed yet'}</td></tr>`,
+      )}</tbody>
+</table>`
+}
+${view.next ? html`<p><a href="${base}/console/audit?${query.toString()}${query.size ? '&' : ''}after=${encodeURIComponent(view.next)}">Next events</a></p>` : ''}
+${view.filters.txn ? html`<p><a href="${base}/console/txn?txn=${encodeURIComponent(view.filters.txn)}">Delegation view of this transaction</a></p>` : ''}`,
+  });
+}
+
+export function proofLine(check: ProofCheck | undefined): SafeHtml {
+  if (!check) return html`<span class="muted">not sealed yet</span>`;
+  if (check.verified) return html`<span class="verified">✓ verified</span> <span class="muted">leaf ${check.leafIndex} in the tree of ${check.treeSize}</span>`;
+  return html`<span class="not-verified">✗ not verified: ${check.reason}</span>`;
+}
+
+export function consoleEventPage(base: string, session: ConsoleSession, view: { event: StoredAuditEvent; canonical: string; check: ProofCheck | undefined; unsealedReason?: string }): SafeHtml {
+  const { event, check } = view;
+  return shell({
+    base,
+    session,
+    section: 'audit',
+    title: `Audit event ${event.id}`,
+    body: html`<h1>Audit event</h1>
+<dl class="status-facts">
+<dt>Type</dt><dd>${event.type}</dd>
+<dt>Time</dt><dd>${iso(event.time)}</dd>
+<dt>Id</dt><dd class="mono">${event.id}</dd>
+${event.txn ? html`<dt>Transaction</dt><dd><a href="${base}/console/txn?txn=${encodeURIComponent(event.txn)}"><code>${event.txn}</code></a></dd>` : ''}
+<dt>Inclusion proof</dt><dd id="proof">${check ? proofLine(check) : html`<span class="muted">${view.unsealedReason ?? 'not sealed yet'}</span>`}</dd>
+${check?.verified ? html`<dt>Checkpoint</dt><dd>tree size ${check.treeSize}, root <code>${check.rootHash}</code>, signed ${iso(check.checkpointTime)} by audit key <code>${check.keyId}</code></dd>` : ''}
+</dl>
+<h2>The event as logged</h2>
+<p class="muted">The exact bytes of the Merkle leaf (RFC 8785 canonical JSON).</p>
+<pre class="event">${view.canonical}</pre>`,
+  });
+}
+
+const boxWidth = 640;
+const boxHeight = 96;
+const gap = 36;
+
+function hopTitle(hop: Hop): string {
+  switch (hop.kind) {
+    case 'issued':
+      return `Token issued to ${hop.client ?? '?'}`;
+    case 'exchanged':
+      return `${hop.client ?? '?'} exchanged a token`;
+    case 'refused':
+      return `Refused: ${hop.type}${hop.client ? ` (${hop.client})` : ''}`;
+    case 'approval':
+      return `${hop.type}${hop.client ? ` (${hop.client})` : ''}`;
+    case 'evidence':
+      return `Evidence recorded${hop.client ? ` by ${hop.client}` : ''}`;
+    default:
+      return hop.type;
+  }
+}
+
+function hopLines(hop: Hop): string[] {
+  const lines: string[] = [];
+  const who = [hop.subject && `for ${hop.subject}`, hop.actChain.length ? `acting: ${hop.actChain.join(' ← ')}` : undefined, hop.agent && `agent ${hop.agent}`].filter(Boolean);
+  if (who.length) lines.push(who.join(' · '));
+  const what = [hop.audience && `audience ${hop.audience}`, hop.mandate && `mandate ${hop.mandate.id} v${hop.mandate.v}`].filter(Boolean);
+  if (what.length) lines.push(what.join(' · '));
+  const why = [hop.policyVersion && `policy ${hop.policyVersion}`, hop.refusal, hop.approvals.length ? `approvals ${hop.approvals.join(', ')}` : undefined].filter(Boolean);
+  if (why.length) lines.push(why.join(' · '));
+  return lines;
+}
+
+/** Keeps a line inside its box: long identifiers are cut with an ellipsis (the table has them whole). */
+const fit = (line: string, max = 88) => (line.length > max ? `${line.slice(0, max - 1)}…` : line);
+
+/** The chain as a picture: one box per hop, oldest at the top, refusals dashed in place. */
+export function chainSvg(hops: readonly Hop[], checks: ReadonlyMap<string, ProofCheck>): SafeHtml {
+  const height = hops.length * (boxHeight + gap) - gap + 2;
+  return html`<svg class="chain" viewBox="0 0 ${boxWidth + 2} ${Math.max(height, 10)}" role="img" aria-labelledby="chain-title">
+<title id="chain-title">The delegation chain: ${hops.map((hop) => hopTitle(hop)).join(', then ')}</title>
+${hops.map((hop, i) => {
+  const y = i * (boxHeight + gap) + 1;
+  const check = checks.get(hop.eventId);
+  const mark = check ? (check.verified ? '✓ evidence verified' : '✗ evidence NOT verified') : 'not sealed yet';
+  return html`<g class="${hop.kind === 'refused' ? 'refused' : 'hop'}">
+<rect x="1" y="${y}" width="${boxWidth}" height="${boxHeight}" rx="6"></rect>
+<text class="title" x="14" y="${y + 22}">${fit(`${i + 1}. ${hopTitle(hop)}`, 64)}</text>
+<text x="${boxWidth - 12}" y="${y + 22}" text-anchor="end">${mark}</text>
+${hopLines(hop).map((line, n) => html`<text x="14" y="${y + 44 + n * 18}">${fit(line)}</text>`)}
+${i < hops.length - 1 ? html`<path d="M ${boxWidth / 2} ${y + boxHeight} v ${gap - 6} l -5 -7 m 5 7 l 5 -7"></path>` : ''}
+</g>`;
+})}
+</svg>`;
+}
+
+export interface TxnView {
+  txn?: string;
+  hops: Hop[];
+  checks: ReadonlyMap<string, ProofCheck>;
+  error?: string;
+}
+
+export function consoleTxnPage(base: string, session: ConsoleSession, view: TxnView): SafeHtml {
+  const verified = view.hops.filter((hop) => view.checks.get(hop.eventId)?.verified).length;
+  return shell({
+    base,
+    session,
+    section: 'txn',
+    title: view.txn ? `Transaction ${view.txn}` : 'Transactions',
+    body: html`<h1>Who authorised this transaction?</h1>
+<form method="get" action="${base}/console/txn" class="search" role="search" aria-label="Find a transaction">
+<div><label for="f-txn">Transaction id (txn)</label><input type="text" id="f-txn" name="txn" value="${view.txn ?? ''}" required></div>
+<div class="actions"><button type="submit">Show the chain</button></div>
+</form>
+${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${
+  view.txn && !view.error
+    ? view.hops.length === 0
+      ? html`<p>No audit events are filed under this transaction.</p>`
+      : html`<h2>The chain of transaction <code>${view.txn}</code></h2>
+<p id="evidence-summary">${verified} of ${view.hops.length} event(s) verified against the latest signed checkpoint.</p>
+${chainSvg(view.hops, view.checks)}
+<table>
+<caption class="muted">Each hop, as the audit log records it</caption>
+<thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">What</th><th scope="col">Client</th><th scope="col">Subject and actors</th><th scope="col">Audience</th><th scope="col">Mandate</th><th scope="col">Policy</th><th scope="col">Evidence</th></tr></thead>
+<tbody>${view.hops.map(
+          (hop, i) =>
+            html`<tr${hop.kind === 'refused' ? html` class="refused"` : ''}><td>${i + 1}</td><td><a href="${base}/console/audit/events/${hop.eventId}">${iso(hop.time)}</a></td><td>${hop.type}${hop.refusal ? html`<br><span class="not-verified">${hop.refusal}</span>` : ''}</td><td><code>${hop.client ?? ''}</code></td><td><code>${hop.subject ?? ''}</code>${hop.actChain.length ? html`<br>acting: <code>${hop.actChain.join(' ← ')}</code>` : ''}${hop.agent ? html`<br>agent ${hop.agent}` : ''}</td><td><code>${hop.audience ?? ''}</code></td><td>${hop.mandate ? html`<code>${hop.mandate.id}</code> v${hop.mandate.v}` : ''}</td><td>${hop.policyVersion ?? ''}${hop.reasons.length ? html`<br><span class="muted">${hop.reasons.join(', ')}</span>` : ''}</td><td>${proofLine(view.checks.get(hop.eventId))}</td></tr>`,
+        )}</tbody>
+</table>
+<p><a href="${base}/console/txn/bundle?txn=${encodeURIComponent(view.txn)}" download>Download the evidence bundle</a> <span class="muted">(signed; check it offline with <code>clearance audit verify-bundle</code>)</span></p>`
+    : ''
+}`,
+  });
+}

@@ -1,0 +1,258 @@
+import assert from 'node:assert/strict';
+import { hkdfSync } from 'node:crypto';
+import { describe, test, type TestContext } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { verifyBundle } from '../../src/audit/bundle.ts';
+import { sealNow } from '../../src/audit/lifecycle.ts';
+import { consoleClientId } from '../../src/console/client.ts';
+import type { ConsoleSession } from '../../src/console/session.ts';
+import { open } from '../../src/keys/sealed-box.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
+import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
+import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { csrfOf, get, Jar, post } from './people-browser.ts';
+
+// The console (src/endpoints/console, docs/console.md) from the outside: a person signs in through
+// Clearance's own code flow in two steps, gets a token with their console roles' scopes at their
+// roles' level, and reads the audit log and a trade's chain through the admin API with it.
+
+const password = 'console-correct-horse-42';
+const ordersApi = 'https://orders.console.example/api';
+
+interface Console extends CodeFlowFixture {
+  masterKey: Buffer;
+  /** Each person's passkey device, for those who have one. */
+  devices: Map<string, SoftwareAuthenticator>;
+}
+
+async function fixture(t: TestContext): Promise<Console> {
+  const f = await codeFlowFixture(t, { risk: 'off' });
+  const devices = new Map<string, SoftwareAuthenticator>();
+  // A first passkey is added from a password session (the account page), as people do; the
+  // fixture's sign-in makes the person, and the document then gives them their roles and password.
+  for (const username of ['cora', 'ada', 'april']) {
+    const authenticator = new SoftwareAuthenticator({ origin: f.issuer });
+    const jar = new Jar((await f.signIn(username)).cookie);
+    const account = await get(f, '/account', jar);
+    const options = await post(f, '/account/passkeys/options', { csrf_token: csrfOf(account.body) }, jar);
+    const added = await post(f, '/account/passkeys', { csrf_token: csrfOf(account.body), name: 'Laptop', credential: JSON.stringify(authenticator.register(options.json())) }, jar);
+    assert.equal(added.statusCode, 303, added.body);
+    devices.set(username, authenticator);
+  }
+  await f.apply({
+    resource_servers: [{ identifier: ordersApi, scopes: ['order:create'], access_token_ttl: 300 }],
+    clients: [{ client_id: 'desk-algo', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'order:create' }],
+    users: [
+      { username: 'cora', password, name: 'Cora Compliance', roles: ['compliance'] },
+      { username: 'ada', password, name: 'Ada Admin', roles: ['admin'] },
+      { username: 'april', password, name: 'April Approver', roles: ['approver'] },
+      { username: 'tim', password, name: 'Tim Trader', roles: ['trader'] },
+      { username: 'paul', password, name: 'Paul Password', roles: ['compliance'] },
+    ],
+  });
+  // Setting a password ends the tokens issued until then (a reset): the console's come after.
+  f.clock.advance(1000);
+  return Object.assign(f, { masterKey: resolveMasterKey(f.ctx.config).key, devices });
+}
+
+const pathOf = (f: CodeFlowFixture, location: string) => (location.startsWith(f.issuer) ? location.slice(f.issuer.length) : location);
+
+/**
+ * A browser signing in to the console from scratch: every redirect followed, the password typed on
+ * the sign-in page, the passkey used where the page asks a level the password does not reach,
+ * consent approved. Ends on the first answer that is not a redirect within the issuer.
+ */
+async function signInToConsole(f: Console, jar: Jar, username: string): Promise<{ response: LightMyRequestResponse; path: string; sawPages: string[] }> {
+  let response = await get(f, '/console/sign-in', jar);
+  let path = '/console/sign-in';
+  const sawPages: string[] = [];
+  for (let steps = 0; steps < 30; steps++) {
+    if (response.statusCode === 303) {
+      path = pathOf(f, String(response.headers.location));
+      response = await get(f, path, jar);
+      continue;
+    }
+    if (response.statusCode !== 200 || !path.startsWith('/interaction/')) break;
+    const id = /^\/interaction\/([^/?]+)/.exec(path)![1]!;
+    const body = response.body;
+    const csrf = csrfOf(body);
+    if (body.includes(`action="/interaction/${id}/consent"`)) {
+      sawPages.push('consent');
+      response = await post(f, `/interaction/${id}/consent`, { csrf_token: csrf, decision: 'approve' }, jar);
+    } else if (body.includes('needs a passkey') && f.devices.has(username)) {
+      sawPages.push('passkey');
+      const options = await post(f, `/interaction/${id}/passkey/options`, { csrf_token: csrf, username }, jar);
+      assert.equal(options.statusCode, 200, options.body);
+      response = await post(f, `/interaction/${id}/passkey`, { csrf_token: csrf, credential: JSON.stringify(f.devices.get(username)!.assert(options.json())) }, jar);
+    } else if (body.includes('needs a passkey')) {
+      // No passkey: the person goes back to the console without one.
+      sawPages.push('decline');
+      response = await post(f, `/interaction/${id}/decline`, { csrf_token: csrf }, jar);
+    } else {
+      sawPages.push('password');
+      response = await post(f, `/interaction/${id}/login`, { csrf_token: csrf, username, password }, jar);
+    }
+  }
+  return { response, path, sawPages };
+}
+
+/** The console session in `jar`, opened as the server does (the test knows the master key). */
+function sessionIn(f: Console, jar: Jar): ConsoleSession {
+  const key = Buffer.from(hkdfSync('sha256', f.masterKey, Buffer.alloc(0), 'clearance console cookies v1', 32));
+  const sealed = jar.cookies.get('clearance_console');
+  assert.ok(sealed, 'the console cookie is set');
+  return JSON.parse(open(key, sealed, 'console:clearance_console').toString('utf8')) as ConsoleSession;
+}
+
+/** A trade: desk-algo's token with txn=new, sealed into the audit log. */
+async function trade(f: Console): Promise<string> {
+  const order = [{ type: 'order', instrument: { class: 'bond', symbol: 'DE0001102580' }, side: 'buy', max_notional: { amount: '5000000', currency: 'EUR' }, venue: 'XLON', account: 'ACC-7781' }];
+  const token = await f.accessToken('desk-algo', { resource: ordersApi, scope: 'order:create', authorization_details: JSON.stringify(order), txn: 'new' });
+  const txn = String(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).txn);
+  await sealNow(f.ctx, f.masterKey);
+  return txn;
+}
+
+describe('the console', () => {
+  test('is a registered confidential client of its own issuer (private_key_jwt), redirecting only to /console/callback', async (t) => {
+    const f = await fixture(t);
+    const client = (await f.ctx.clients.get(consoleClientId))!;
+    assert.equal(client.metadata.token_endpoint_auth_method, 'private_key_jwt');
+    assert.deepEqual(client.metadata.redirect_uris, [`${f.issuer}/console/callback`]);
+  });
+
+  test('a compliance officer signs in with a passkey in two steps and holds only her roles’ scopes, at the phishing-resistant level', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    const { response, path, sawPages } = await signInToConsole(f, jar, 'cora');
+    assert.equal(path, '/console', `ended at ${path}: ${response.body}`);
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(sawPages, ['password', 'consent', 'passkey', 'consent'], 'who she is (password), then her roles’ level (passkey)');
+    assert.match(response.body, /Signed in as <strong>cora<\/strong> at level <code>urn:clearance:acr:phr<\/code>/);
+    assert.equal(response.headers['cache-control'], 'no-store');
+    const session = sessionIn(f, jar);
+    assert.deepEqual(session.roles, ['compliance']);
+    assert.deepEqual(session.scopes, ['admin:read', 'audit:hold', 'audit:read']);
+
+    // The token is the person's own, and the admin API refuses it what her roles do not allow.
+    const change = await f.inject({ method: 'PATCH', url: '/admin/clients/desk-algo', headers: { authorization: `Bearer ${session.accessToken}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ scope: 'order:create' }) });
+    assert.equal(change.statusCode, 403);
+    assert.equal(change.json().error, 'insufficient_scope');
+  });
+
+  test('a person with a console role but only a password is never shown the console', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    const { response, sawPages } = await signInToConsole(f, jar, 'paul');
+    assert.deepEqual(sawPages, ['password', 'consent', 'decline']);
+    assert.equal(response.statusCode, 403, response.body);
+    assert.match(response.body, /Sign-in refused/);
+    assert.equal(jar.cookies.has('clearance_console'), false);
+  });
+
+  test('a person without a console role is refused after saying who they are, before any admin scope is asked', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    const { response, sawPages } = await signInToConsole(f, jar, 'tim');
+    assert.deepEqual(sawPages, ['password', 'consent']);
+    assert.equal(response.statusCode, 403);
+    assert.match(response.body, /No console role/);
+    const grants = await f.ctx.storage.db.selectFrom('grants').select('resources').where('client_id', '=', consoleClientId).execute();
+    assert.equal(grants.length, 1);
+    assert.deepEqual(JSON.parse(grants[0]!.resources), {}, 'no grant of an admin scope: openid only');
+  });
+
+  test('compliance finds a trade by its txn, sees each hop verified against the signed checkpoint, and downloads a bundle that verifies offline', async (t) => {
+    const f = await fixture(t);
+    const txn = await trade(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+
+    const audit = await get(f, `/console/audit?txn=${encodeURIComponent(txn)}`, jar);
+    assert.equal(audit.statusCode, 200, audit.body);
+    assert.match(audit.body, /token\.issued/);
+    assert.match(audit.body, /Audit key fingerprint<\/dt><dd class="mono">[0-9a-f]{64}</);
+
+    const view = await get(f, `/console/txn?txn=${encodeURIComponent(txn)}`, jar);
+    assert.equal(view.statusCode, 200, view.body);
+    assert.match(view.body, /<svg class="chain"[^>]*role="img"/);
+    assert.match(view.body, /1\. Token issued to desk-algo/);
+    assert.match(view.body, /<p id="evidence-summary">1 of 1 event\(s\) verified against the latest signed checkpoint\.<\/p>/);
+    assert.match(view.body, /✓ verified/);
+
+    const bundle = await get(f, `/console/txn/bundle?txn=${encodeURIComponent(txn)}`, jar);
+    assert.equal(bundle.statusCode, 200, bundle.body);
+    assert.match(String(bundle.headers['content-disposition']), /^attachment; filename="evidence-/);
+    const report = verifyBundle(bundle.body);
+    assert.equal(report.ok, true, JSON.stringify(report));
+    assert.equal(report.events, 1);
+    const exported = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'audit.exported').execute();
+    assert.equal(exported.length, 1, 'the export is audited');
+    assert.equal(JSON.parse(exported[0]!.event).actor, sessionIn(f, jar).userId, 'with the person who exported');
+  });
+
+  test('an event page checks its inclusion proof live, and says so when the event is not sealed yet', async (t) => {
+    const f = await fixture(t);
+    const txn = await trade(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    const id = (await f.ctx.storage.db.selectFrom('audit_events').select('id').where('txn', '=', txn).executeTakeFirstOrThrow()).id;
+    const sealed = await get(f, `/console/audit/events/${id}`, jar);
+    assert.equal(sealed.statusCode, 200, sealed.body);
+    assert.match(sealed.body, /<dd id="proof"><span class="verified">✓ verified<\/span>/);
+    const fresh = (await f.ctx.storage.db.selectFrom('audit_events').select('id').orderBy('seq', 'desc').executeTakeFirstOrThrow()).id;
+    const unsealed = await get(f, `/console/audit/events/${fresh}`, jar);
+    assert.equal(unsealed.statusCode, 404, unsealed.body);
+    assert.match(unsealed.body, /not sealed yet/);
+  });
+
+  test('an approver’s token does not read the audit log: the page says so and offers no audit links', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'april')).path, '/console');
+    assert.deepEqual(sessionIn(f, jar).scopes, ['approvals:decide']);
+    const home = await get(f, '/console', jar);
+    assert.doesNotMatch(home.body, /href="\/console\/audit"/);
+    const audit = await get(f, '/console/audit', jar);
+    assert.equal(audit.statusCode, 403);
+    assert.match(audit.body, /Your roles do not allow this/);
+  });
+
+  test('an administrator holds the admin scopes but not audit:hold', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'ada')).path, '/console');
+    assert.deepEqual(sessionIn(f, jar).scopes, ['admin:read', 'admin:write', 'audit:read', 'metrics:read']);
+  });
+
+  test('refuses a callback this browser did not start, a forged state, and a console cookie it did not seal', async (t) => {
+    const f = await fixture(t);
+    const stranger = await get(f, '/console/callback?code=abc&state=xyz', new Jar());
+    assert.equal(stranger.statusCode, 400);
+    assert.match(stranger.body, /Sign-in expired/);
+
+    const jar = new Jar();
+    const started = await get(f, '/console/sign-in', jar);
+    assert.equal(started.statusCode, 303);
+    const forged = await get(f, '/console/callback?code=abc&state=not-the-state', jar);
+    assert.equal(forged.statusCode, 400);
+
+    const tampered = new Jar('clearance_console=v1.AAAA.BBBB.CCCC');
+    const page = await get(f, '/console/audit', tampered);
+    assert.equal(page.statusCode, 303, 'treated as signed out');
+    assert.match(String(page.headers.location), /\/console\/sign-in\?return=%2Fconsole%2Faudit$/);
+  });
+
+  test('signs out only with the form’s token', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    const forged = await post(f, '/console/sign-out', { csrf_token: 'wrong' }, jar);
+    assert.equal(forged.statusCode, 403);
+    assert.ok(jar.cookies.has('clearance_console'));
+    const home = await get(f, '/console', jar);
+    const out = await post(f, '/console/sign-out', { csrf_token: csrfOf(home.body) }, jar);
+    assert.equal(out.statusCode, 200);
+    assert.equal(jar.cookies.has('clearance_console'), false);
+  });
+});
