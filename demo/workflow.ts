@@ -50,18 +50,42 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function runDemo(print: (line: string) => void = console.log): Promise<DemoOutcome> {
+export interface DemoOptions {
+  /** Keep Clearance running after the story (for the console, `npm run demo -- --console`): the caller closes it. */
+  keep?: boolean;
+  /** The issuer's host name: `localhost` lets a browser use passkeys there (WebAuthn needs a host name, not an address). */
+  host?: '127.0.0.1' | 'localhost';
+}
+
+/** Clearance as the demo left it, still running: its data directory goes when it is closed. */
+export interface KeptDemo {
+  clearance: RunningServer;
+  close(): Promise<void>;
+}
+
+export async function runDemo(print: (line: string) => void = console.log, options: DemoOptions = {}): Promise<DemoOutcome & { kept?: KeptDemo }> {
   const step = (title: string) => print(`\n== ${title}`);
   const say = (line: string) => print(`   ${line}`);
   const dir = mkdtempSync(join(tmpdir(), 'clearance-demo-'));
   const started: { close(): Promise<unknown> }[] = [];
+  let kept: KeptDemo | undefined;
   try {
     step('Clearance starts (SQLite, generated dev keys) and the platform team applies the configuration');
     const port = await freePort();
-    const issuer = `http://127.0.0.1:${port}`;
+    const issuer = `http://${options.host ?? '127.0.0.1'}:${port}`;
     const env = { PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dir };
     const clearance: RunningServer = await startServer(loadConfig(env), { log: createLogger('silent') });
-    started.push(clearance);
+    if (options.keep) {
+      kept = {
+        clearance,
+        close: async () => {
+          await clearance.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    } else {
+      started.push(clearance);
+    }
     const ports = { orders: await freePort(), execution: await freePort(), clearing: await freePort() };
     const audiences = loopbackAudiences(ports);
     const { clients, keys } = await newDemoClients();
@@ -153,10 +177,15 @@ export async function runDemo(print: (line: string) => void = console.log): Prom
       bundleVerified: verified.stdout.startsWith('bundle verified'),
       bundleEvents: Object.fromEntries(filed),
       rebuiltChain,
+      ...(kept ? { kept } : {}),
     };
+  } catch (error) {
+    await kept?.close();
+    kept = undefined;
+    throw error;
   } finally {
     for (const s of started.reverse()) await s.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (!kept) rmSync(dir, { recursive: true, force: true });
   }
 }
 
