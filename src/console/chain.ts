@@ -8,6 +8,8 @@ export interface Hop {
   time: number;
   /** The client that asked (and was given, or refused). */
   client: string | undefined;
+  /** The firm the client belongs to (its owner's legal entity), when the directory names one. */
+  firm: string | undefined;
   /** Whom the token is about: the person, agent or client at the origin. */
   subject: string | undefined;
   audience: string | undefined;
@@ -42,7 +44,7 @@ const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filt
  * first: each issuance and exchange with who asked, for whom, for which audience, under which
  * mandate version and policy version; refusals, approvals and evidence in their place in time.
  */
-export function hopsOf(events: readonly StoredAuditEvent[]): Hop[] {
+export function hopsOf(events: readonly StoredAuditEvent[], firmOf: (clientId: string) => string | undefined = () => undefined): Hop[] {
   return [...events]
     .sort((a, b) => a.time - b.time)
     .map((event) => {
@@ -54,6 +56,7 @@ export function hopsOf(events: readonly StoredAuditEvent[]): Hop[] {
         type: event.type,
         time: event.time,
         client: event.client ?? text(event.actor),
+        firm: firmOf(event.client ?? text(event.actor) ?? ''),
         subject: event.subject,
         audience: event.audience,
         actChain: strings(details.act_chain),

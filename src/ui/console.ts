@@ -138,7 +138,8 @@ ${
 </table>`
 }
 ${view.next ? html`<p><a href="${base}/console/audit?${query.toString()}${query.size ? '&' : ''}after=${encodeURIComponent(view.next)}">Next events</a></p>` : ''}
-${view.filters.txn ? html`<p><a href="${base}/console/txn?txn=${encodeURIComponent(view.filters.txn)}">Delegation view of this transaction</a></p>` : ''}`,
+${view.filters.txn ? html`<p><a href="${base}/console/txn?txn=${encodeURIComponent(view.filters.txn)}">Delegation view of this transaction</a></p>` : ''}
+${view.events.length > 0 && (view.filters.txn || view.filters.subject || view.filters.client || view.filters.since) ? html`<p><a href="${base}/console/bundle?${query.toString()}" download>Download the evidence bundle of this selection</a> <span class="muted">(its sealed events, signed)</span></p>` : ''}`,
   });
 }
 
@@ -171,7 +172,7 @@ ${check?.verified ? html`<dt>Checkpoint</dt><dd>tree size ${check.treeSize}, roo
 }
 
 const boxWidth = 640;
-const boxHeight = 96;
+const boxHeight = 114;
 const gap = 36;
 
 function hopTitle(hop: Hop): string {
@@ -193,6 +194,7 @@ function hopTitle(hop: Hop): string {
 
 function hopLines(hop: Hop): string[] {
   const lines: string[] = [];
+  if (hop.firm) lines.push(`firm ${hop.firm}`);
   const who = [hop.subject && `for ${hop.subject}`, hop.actChain.length ? `acting: ${hop.actChain.join(' ← ')}` : undefined, hop.agent && `agent ${hop.agent}`].filter(Boolean);
   if (who.length) lines.push(who.join(' · '));
   const what = [hop.audience && `audience ${hop.audience}`, hop.mandate && `mandate ${hop.mandate.id} v${hop.mandate.v}`].filter(Boolean);
@@ -254,13 +256,13 @@ ${
 ${chainSvg(view.hops, view.checks)}
 <table>
 <caption class="muted">Each hop, as the audit log records it</caption>
-<thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">What</th><th scope="col">Client</th><th scope="col">Subject and actors</th><th scope="col">Audience</th><th scope="col">Mandate</th><th scope="col">Policy</th><th scope="col">Evidence</th></tr></thead>
+<thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">What</th><th scope="col">Client and firm</th><th scope="col">Subject and actors</th><th scope="col">Audience</th><th scope="col">Mandate</th><th scope="col">Policy</th><th scope="col">Evidence</th></tr></thead>
 <tbody>${view.hops.map(
           (hop, i) =>
-            html`<tr${hop.kind === 'refused' ? html` class="refused"` : ''}><td>${i + 1}</td><td><a href="${base}/console/audit/events/${hop.eventId}">${iso(hop.time)}</a></td><td>${hop.type}${hop.refusal ? html`<br><span class="not-verified">${hop.refusal}</span>` : ''}</td><td><code>${hop.client ?? ''}</code></td><td><code>${hop.subject ?? ''}</code>${hop.actChain.length ? html`<br>acting: <code>${hop.actChain.join(' ← ')}</code>` : ''}${hop.agent ? html`<br>agent ${hop.agent}` : ''}</td><td><code>${hop.audience ?? ''}</code></td><td>${hop.mandate ? html`<code>${hop.mandate.id}</code> v${hop.mandate.v}` : ''}</td><td>${hop.policyVersion ?? ''}${hop.reasons.length ? html`<br><span class="muted">${hop.reasons.join(', ')}</span>` : ''}</td><td>${proofLine(view.checks.get(hop.eventId))}</td></tr>`,
+            html`<tr${hop.kind === 'refused' ? html` class="refused"` : ''}><td>${i + 1}</td><td><a href="${base}/console/audit/events/${hop.eventId}">${iso(hop.time)}</a></td><td>${hop.type}${hop.refusal ? html`<br><span class="not-verified">${hop.refusal}</span>` : ''}</td><td><code>${hop.client ?? ''}</code>${hop.firm ? html`<br>${hop.firm}` : ''}</td><td><code>${hop.subject ?? ''}</code>${hop.actChain.length ? html`<br>acting: <code>${hop.actChain.join(' ← ')}</code>` : ''}${hop.agent ? html`<br>agent ${hop.agent}` : ''}</td><td><code>${hop.audience ?? ''}</code></td><td>${hop.mandate ? html`<code>${hop.mandate.id}</code> v${hop.mandate.v}` : ''}</td><td>${hop.policyVersion ?? ''}${hop.reasons.length ? html`<br><span class="muted">${hop.reasons.join(', ')}</span>` : ''}</td><td>${proofLine(view.checks.get(hop.eventId))}</td></tr>`,
         )}</tbody>
 </table>
-<p><a href="${base}/console/txn/bundle?txn=${encodeURIComponent(view.txn)}" download>Download the evidence bundle</a> <span class="muted">(signed; check it offline with <code>clearance audit verify-bundle</code>)</span></p>`
+<p><a href="${base}/console/bundle?txn=${encodeURIComponent(view.txn)}" download>Download the evidence bundle</a> <span class="muted">(signed; check it offline with <code>clearance audit verify-bundle</code>)</span></p>`
     : ''
 }`,
   });

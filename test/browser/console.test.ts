@@ -85,7 +85,9 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   assert.ok(drawn.some((line) => /Token issued to algo-7/.test(line)), drawn.join('\n'));
   assert.equal(drawn.filter((line) => /exchanged a token/.test(line)).length, 2, 'two exchanges: arranger, then broker');
   assert.ok(drawn.some((line) => /^\d+\. Refused: exchange\.refused/.test(line)), 'the refused hop after the revocation, in place');
-  assert.ok(drawn.some((line) => /mandate mandate-/.test(line) || /mandate \S+ v\d+/.test(line)), 'the mandate and its version');
+  assert.ok(drawn.some((line) => /mandate \S+ v\d+/.test(line)), 'the mandate and its version');
+  assert.ok(drawn.some((line) => /firm .+ \([0-9A-Z]{20}\)/.test(line)), 'the firms, by name and LEI');
+  assert.ok(drawn.some((line) => /policy demo-1/.test(line)), 'the policy version');
   await checkPage(page, 'txn');
 
   // 4. The bundle, downloaded, verified offline by the CLI.

@@ -172,6 +172,7 @@ describe('the console', () => {
     assert.equal(audit.statusCode, 200, audit.body);
     assert.match(audit.body, /token\.issued/);
     assert.match(audit.body, /Audit key fingerprint<\/dt><dd class="mono">[0-9a-f]{64}</);
+    assert.match(audit.body, new RegExp(`<a href="/console/bundle\\?txn=${txn}" download>Download the evidence bundle of this selection</a>`));
 
     const view = await get(f, `/console/txn?txn=${encodeURIComponent(txn)}`, jar);
     assert.equal(view.statusCode, 200, view.body);
@@ -180,7 +181,7 @@ describe('the console', () => {
     assert.match(view.body, /<p id="evidence-summary">1 of 1 event\(s\) verified against the latest signed checkpoint\.<\/p>/);
     assert.match(view.body, /✓ verified/);
 
-    const bundle = await get(f, `/console/txn/bundle?txn=${encodeURIComponent(txn)}`, jar);
+    const bundle = await get(f, `/console/bundle?txn=${encodeURIComponent(txn)}`, jar);
     assert.equal(bundle.statusCode, 200, bundle.body);
     assert.match(String(bundle.headers['content-disposition']), /^attachment; filename="evidence-/);
     const report = verifyBundle(bundle.body);

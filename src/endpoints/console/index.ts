@@ -171,14 +171,15 @@ export const consoleEndpoint: Endpoint = {
         if (refusal) return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: [], checks: new Map(), error: refusal.message }) });
         const listed = events.json.events as { leafIndex: number | null; event: StoredAuditEvent }[];
         const checks = await proofChecks(session, listed);
-        return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: hopsOf(listed.map((e) => e.event)), checks }) });
+        const firms = await firmsOf(session);
+        return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: hopsOf(listed.map((e) => e.event), (client) => firms.get(client)), checks }) });
       }),
     );
 
-    app.get<{ Querystring: { txn?: string } }>(`${consoleBase}/txn/bundle`, async (request, reply) =>
+    app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/bundle`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
-        const txn = typeof request.query.txn === 'string' ? request.query.txn : '';
-        const bundle = await api(session, `/admin/audit/bundle?txn=${encodeURIComponent(txn)}`);
+        const filters = new URLSearchParams(Object.entries(auditFilters(request.query)).filter((entry): entry is [string, string] => Boolean(entry[1])));
+        const bundle = await api(session, `/admin/audit/bundle?${filters}`);
         const refusal = refusalOf(bundle);
         if (refusal) return sendPage(reply, { status: refusal.status, csp: 'static', page: consoleRefusedPage(base, 'No bundle', refusal.message) });
         return reply
@@ -192,6 +193,19 @@ export const consoleEndpoint: Endpoint = {
           .send(bundle.text);
       }),
     );
+
+    /** Client → its firm's name (and LEI), from the directory — when the person's token may read it (admin:read). */
+    async function firmsOf(session: ConsoleSession): Promise<Map<string, string>> {
+      const firms = new Map<string, string>();
+      if (!session.scopes.includes('admin:read')) return firms;
+      const [clients, entities] = await Promise.all([api(session, '/admin/clients'), api(session, '/admin/entities')]);
+      if (clients.status !== 200 || entities.status !== 200) return firms;
+      const names = new Map(((entities.json.legal_entities ?? []) as { lei: string; name: string }[]).map((e) => [e.lei, e.name]));
+      for (const client of (clients.json.clients ?? []) as { client_id: string; owner_lei?: string }[]) {
+        if (client.owner_lei) firms.set(client.client_id, `${names.get(client.owner_lei) ?? 'unknown firm'} (${client.owner_lei})`);
+      }
+      return firms;
+    }
 
     /** Each sealed event's inclusion proof, checked here against the audit key (at most 200). */
     async function proofChecks(session: ConsoleSession, listed: { leafIndex: number | null; event: StoredAuditEvent }[]): Promise<Map<string, ProofCheck>> {
