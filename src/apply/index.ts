@@ -27,6 +27,7 @@ import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
 import { executeCertificateProfiles, planCertificateProfiles } from '../pki/apply-section.ts';
 import type { CertificateProfile } from '../pki/profiles.ts';
 import { executeAgents, planAgents, type AgentPlan } from '../agents/apply-section.ts';
+import { consoleClientId } from '../console/client.ts';
 
 /** Sections an apply document may hold today. */
 const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents'] as const;
@@ -124,6 +125,10 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const reserved = new Set(builtinResourceServers(ctx.config.issuer).map((r) => r.identifier));
   serverEntries.forEach(({ item: r, at }) => {
     if (reserved.has(r.identifier)) v.fail(`resource_servers[${at}].identifier`, 'is reserved for Clearance itself');
+  });
+  // The console's client is Clearance's own, registered at every start (src/console/client.ts).
+  clientEntries.forEach(({ item: c, at }) => {
+    if (c.client_id === consoleClientId) v.fail(`clients[${at}].client_id`, 'is reserved for Clearance itself (the console)');
   });
   // The config.applied event names every changed id; one the audit guard refuses (shaped like a
   // JWT or a private key) would be written but never audited, so it is refused before anything is.

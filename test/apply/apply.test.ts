@@ -6,6 +6,7 @@ import { clientSecretMatches, hashClientSecret } from '../../src/clients/secret.
 import type { Context } from '../../src/context.ts';
 import { formatProblem } from '../../src/validation.ts';
 import { testContext } from '../helpers/storage.ts';
+import { consoleClientId } from '../../src/console/client.ts';
 
 const source = { actor: 'test', via: 'cli' } as const;
 
@@ -224,7 +225,8 @@ describe('apply', () => {
     const { ctx, clock } = await testContext({ t });
     await executeApply(ctx, await plan(ctx, validYaml, 'desk.yaml'), source);
     const updatedAt = async () =>
-      (await ctx.storage.db.selectFrom('clients').select(['client_id', 'updated_at']).orderBy('client_id').execute()).map((row) => ({ ...row }));
+      // Without the console's built-in client (src/console/client.ts), which apply never touches.
+      (await ctx.storage.db.selectFrom('clients').select(['client_id', 'updated_at']).where('client_id', '!=', consoleClientId).orderBy('client_id').execute()).map((row) => ({ ...row }));
     const before = await updatedAt();
     clock.advance(60_000);
     const changed = `clients:

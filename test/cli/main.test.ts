@@ -13,6 +13,7 @@ import { ManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
+import { consoleClientId } from '../../src/console/client.ts';
 import { openStorage } from '../../src/storage/database.ts';
 import { cliWorkspace, runCli } from '../helpers/cli.ts';
 
@@ -26,7 +27,8 @@ async function stored(env: NodeJS.ProcessEnv): Promise<{ clients: string[]; reso
   const storage = openStorage({ dataDir: env.CLEARANCE_DATA_DIR! });
   try {
     return {
-      clients: (await storage.db.selectFrom('clients').select('client_id').orderBy('client_id').execute()).map((r) => r.client_id),
+      // The console's own client is built in, registered at every start (src/console/client.ts).
+      clients: (await storage.db.selectFrom('clients').select('client_id').where('client_id', '!=', consoleClientId).orderBy('client_id').execute()).map((r) => r.client_id),
       resourceServers: (await storage.db.selectFrom('resource_servers').select('identifier').orderBy('identifier').execute()).map((r) => r.identifier),
     };
   } finally {

@@ -121,6 +121,20 @@ describe('the console', () => {
     assert.deepEqual(client.metadata.redirect_uris, [`${f.issuer}/console/callback`]);
   });
 
+  test('apply and the admin API cannot rewrite the console’s client: its id is reserved', async (t) => {
+    const f = await fixture(t);
+    const token = await f.accessToken('admin-ops', { resource: `${f.issuer}/admin`, scope: 'admin:write' });
+    const hijack = await f.inject({
+      method: 'PATCH',
+      url: `/admin/clients/${consoleClientId}`,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/merge-patch+json' },
+      payload: JSON.stringify({ redirect_uris: ['https://attacker.example/cb'] }),
+    });
+    assert.equal(hijack.statusCode, 400, hijack.body);
+    assert.match(hijack.json().error_description, /reserved for Clearance itself/);
+    assert.deepEqual((await f.ctx.clients.get(consoleClientId))!.metadata.redirect_uris, [`${f.issuer}/console/callback`]);
+  });
+
   test('a compliance officer signs in with a passkey in two steps and holds only her roles’ scopes, at the phishing-resistant level', async (t) => {
     const f = await fixture(t);
     const jar = new Jar();
