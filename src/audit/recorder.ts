@@ -8,6 +8,8 @@ import type { Database } from '../storage/schema.ts';
 import { isPostgres, writersLockKey } from './dialect.ts';
 import { eventLeafHash, serializeStoredEvent, validateEvent } from './event-format.ts';
 import type { AuditEvent, AuditLog, Recorded, StoredAuditEvent } from './events.ts';
+import { Counter } from 'prom-client';
+import { metricsRegistry } from '../metrics.ts';
 
 type EventRow = Omit<Database['audit_events'], 'seq'>;
 
@@ -56,6 +58,8 @@ export class AuditRecorder implements AuditLog {
     this.#batcher = new MicroBatcher((batch) => this.#writeBatch(batch), options.maxBatch ?? 2000);
     this.#postgres = isPostgres(db);
     this.#writer = options.writer;
+    // Every committed event, whichever path wrote it (docs/operations.md "Metrics").
+    this.#listeners.add((count) => appendedEvents.inc(count));
   }
 
   /**
@@ -170,6 +174,12 @@ export class AuditRecorder implements AuditLog {
     for (const [text, parameters] of insertStatements(rows, this.#postgres)) await trx.executeQuery(CompiledQuery.raw(text, parameters));
   }
 }
+
+const appendedEvents = new Counter({
+  name: 'clearance_audit_events_appended_total',
+  help: 'Audit events committed to the log (each durable before the response that depends on it).',
+  registers: [metricsRegistry],
+});
 
 /** The INSERT statements of `rows`: prepared multi-row INSERTs (Kysely's builder costs more per row than SQLite does). */
 function* insertStatements(rows: EventRow[], postgres: boolean): Generator<[string, unknown[]]> {

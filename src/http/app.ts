@@ -24,6 +24,7 @@ import { logout } from '../endpoints/logout/index.ts';
 import { adminGrants } from '../endpoints/grants/index.ts';
 import { adminMandates } from '../endpoints/mandates/index.ts';
 import { account } from '../endpoints/account/index.ts';
+import { requestMetricsHook } from './request-metrics.ts';
 import { consoleEndpoint } from '../endpoints/console/index.ts';
 import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
@@ -135,6 +136,8 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     }
     done();
   });
+  // Request counts and latencies per route (src/http/request-metrics.ts, GET /metrics).
+  app.addHook('onResponse', requestMetricsHook(issuerPath(ctx.config.issuer)));
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new OAuthError('not_found', `no endpoint at ${request.method} ${loggedPath(request.url)}`)),

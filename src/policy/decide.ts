@@ -6,6 +6,8 @@ import type { Context } from '../context.ts';
 import { evaluate, type CedarRequest, type CompiledPolicySet } from './engine.ts';
 import { liftOf, type ApprovalAsk, type StepUp } from './step-up.ts';
 import { resolveRequest, uidText, type DecisionRequest, type Resolution } from './request.ts';
+import { Histogram } from 'prom-client';
+import { metricsRegistry } from '../metrics.ts';
 
 /** A decision of the policy decision point. */
 export interface Decision {
@@ -70,6 +72,7 @@ export async function evaluateDecision(
   meta: DecisionMeta = {},
   resolutions?: Resolutions,
 ): Promise<{ decision: Decision; event: AuditEvent }> {
+  const started = performance.now();
   const active = await ctx.policies.active();
   let decision: Decision;
   let evaluated: CedarRequest | undefined;
@@ -86,8 +89,19 @@ export async function evaluateDecision(
       decision = { ...evaluation, policyVersion: active.set.version, ...(lift?.stepUp ? { stepUp: lift.stepUp } : {}), ...(lift?.approval ? { approval: lift.approval } : {}) };
     }
   }
+  (decision.allow ? decisionSeconds.allow : decisionSeconds.deny).observe((performance.now() - started) / 1000);
   return guarded(decisionEvent(request, meta, decision, evaluated), decision, meta);
 }
+
+/** How long a decision takes: the active set, resolving the request's entities, Cedar, the lifts (docs/operations.md "Metrics"). */
+const decisionHistogram = new Histogram({
+  name: 'clearance_policy_decision_seconds',
+  help: 'Time to decide a policy request (entities resolved and Cedar evaluated), by decision.',
+  labelNames: ['decision'],
+  buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+  registers: [metricsRegistry],
+});
+const decisionSeconds = { allow: decisionHistogram.labels('allow'), deny: decisionHistogram.labels('deny') };
 
 /**
  * Decides a request Clearance built itself as Cedar entities (the `approve` action of four-eyes,

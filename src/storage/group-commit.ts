@@ -2,6 +2,8 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { isDatabaseUnavailable } from './faults.ts';
 import { MicroBatcher } from './micro-batcher.ts';
+import { Histogram } from 'prom-client';
+import { metricsRegistry } from '../metrics.ts';
 
 type Operation<T> = (trx: Transaction<Database>) => Promise<T>;
 
@@ -52,6 +54,7 @@ export class GroupCommit {
   }
 
   async #commit(batch: Queued[]): Promise<void> {
+    batchSizes.observe(batch.length);
     let results: unknown[];
     try {
       results = await this.#db.transaction().execute(async (trx) => {
@@ -95,3 +98,11 @@ export class GroupCommit {
 export function groupCommitConcurrency(dialect: 'sqlite' | 'postgres', poolSize: number): number {
   return dialect === 'postgres' ? Math.max(1, Math.min(4, Math.floor(poolSize / 3))) : 1;
 }
+
+/** How many operations each group commit carried (docs/operations.md "Metrics"): the batching the hot path relies on. */
+const batchSizes = new Histogram({
+  name: 'clearance_group_commit_batch_size',
+  help: 'Operations sharing one group-commit transaction (replay records, audit events, other small writes).',
+  buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
+  registers: [metricsRegistry],
+});

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
 import { Counter } from 'prom-client';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { metricsRegistry } from '../../src/metrics.ts';
@@ -59,6 +60,46 @@ for (const dialect of testDialects()) {
       const token = await f.accessToken('prometheus', { resource: adminAudience(f.issuer) });
       const body = (await f.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } })).body;
       assert.match(body, new RegExp(`^${name} 3$`, 'm'));
+    });
+    test('parses as the Prometheus text format, and counts tokens, refusals, requests, decisions, the audit log, batches, caches and what expires', async (t) => {
+      const f = await protocolFixture(t, { dialect });
+      await f.apply({ clients: [{ client_id: 'prometheus', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'metrics:read' }] });
+      let last = '';
+      const scrape = async () => {
+        const token = await f.accessToken('prometheus', { resource: adminAudience(f.issuer) });
+        const response = await f.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } });
+        assert.equal(response.statusCode, 200, response.body);
+        last = response.body;
+        return new Map(parsePrometheusTextFormat(response.body).map((family) => [family.name, family]));
+      };
+      const value = (families: Map<string, PrometheusFamily>, name: string, labels: Record<string, string> = {}) => {
+        const family = families.get(name);
+        const sample = family?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+        return Number(sample?.value ?? sample?.count ?? 0);
+      };
+      const before = await scrape();
+      for (let i = 0; i < 3; i++) await f.accessToken('broker-3', { scope: 'order:create' });
+      const refused = await f.inject({ method: 'POST', url: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'grant_type=client_credentials&client_id=nobody&client_secret=wrong' });
+      assert.equal(refused.statusCode, 401);
+      const after = await scrape();
+
+      for (const family of after.values()) assert.ok(family.help !== '' && family.type !== 'UNTYPED', `${family.name} has its help and type`);
+      // Each scrape takes a token too: `prometheus`'s client_credentials, counted like any other.
+      assert.equal(value(after, 'clearance_tokens_issued_total', { grant_type: 'client_credentials' }) - value(before, 'clearance_tokens_issued_total', { grant_type: 'client_credentials' }), 3 + 1);
+      assert.equal(value(after, 'clearance_token_denials_total', { grant_type: 'client_credentials', error: 'invalid_client' }) - value(before, 'clearance_token_denials_total', { grant_type: 'client_credentials', error: 'invalid_client' }), 1);
+      assert.equal(value(after, 'clearance_http_requests_total', { route: '/token', method: 'POST', status: '2xx' }) - value(before, 'clearance_http_requests_total', { route: '/token', method: 'POST', status: '2xx' }), 4);
+      assert.equal(value(after, 'clearance_http_requests_total', { route: '/token', method: 'POST', status: '4xx' }) - value(before, 'clearance_http_requests_total', { route: '/token', method: 'POST', status: '4xx' }), 1);
+      assert.equal(after.get('clearance_http_request_duration_seconds')?.type, 'HISTOGRAM');
+      // The parser folds a labelled histogram's series together: its count is read from the text.
+      assert.match(last, /^clearance_http_request_duration_seconds_count\{route="\/metrics",method="GET"\} [1-9]\d*$/m, 'the first scrape is in the second');
+      assert.ok(after.get('clearance_http_requests_total')!.metrics.every((m) => !m.labels?.route?.includes('?')), 'routes as registered, never a URL');
+      assert.ok(value(after, 'clearance_audit_events_appended_total') > value(before, 'clearance_audit_events_appended_total'), 'the issuances were audited');
+      assert.ok(after.has('clearance_audit_seal_lag_events') && after.has('clearance_audit_seal_lag_seconds') && after.has('clearance_audit_tree_size'));
+      assert.equal(after.get('clearance_group_commit_batch_size')?.type, 'HISTOGRAM');
+      assert.ok(value(after, 'clearance_cache_reads_total', { cache: 'clients', outcome: 'hit' }) > value(before, 'clearance_cache_reads_total', { cache: 'clients', outcome: 'hit' }));
+      assert.equal(after.get('clearance_policy_decision_seconds')?.type, 'HISTOGRAM');
+      assert.ok(after.has('clearance_signing_key_age_seconds') && after.has('clearance_mandates_expiring_7d') && after.has('clearance_rate_limit_rejections_total'));
+      assert.equal(after.get('clearance_signing_key_age_seconds')!.metrics.length, 1, 'one signing key in use');
     });
   });
 }

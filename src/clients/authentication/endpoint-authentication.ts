@@ -9,6 +9,7 @@ import { enforce } from '../../risk/limits/refusal.ts';
 import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 import { noteClientAuthenticationFailure } from '../../risk/signals/recent-failures.ts';
+import { rateLimitRejections } from '../../risk/limits/metrics.ts';
 
 /**
  * Client authentication as the token, introspection and revocation endpoints use it: the
@@ -47,6 +48,7 @@ async function authenticateAudited(ctx: Context, input: ClientAuthInput): Promis
     if (error instanceof OAuthError) {
       // The risk engine's `recent_failures` (src/risk): counted per address, and per claimed client at that address.
       noteClientAuthenticationFailure(ctx, claimedClientId(input), input.sourceAddress);
+      if (error.status === 429) rateLimitRejections.labels('client_auth_failures').inc();
       const event: AuditEvent = {
         type: error.status === 429 ? 'client.throttled' : 'client.auth_failed',
         requestId: input.requestId,

@@ -1,5 +1,7 @@
 import { requireAdmin } from '../../admin/authorize.ts';
-import { renderMetrics } from '../../metrics.ts';
+import { collectAuditMetrics } from '../../audit/metrics.ts';
+import { collectAtScrape, renderMetrics } from '../../metrics.ts';
+import { collectExpiryMetrics } from '../../metrics-expiry.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -9,6 +11,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * its `oauth2` (client_credentials) scrape setting, so the endpoint can sit on the main listener
  * without trusting the network in front of it. Never cached.
  */
+// Facts of the cluster, read from the database at each scrape (src/metrics.ts).
+collectAtScrape('audit', collectAuditMetrics);
+collectAtScrape('expiry', collectExpiryMetrics);
+
 export const metrics: Endpoint = {
   register(app, ctx) {
     app.get(`${issuerPath(ctx.config.issuer)}/metrics`, { preHandler: requireAdmin(ctx, 'metrics:read') }, async (_request, reply) => {

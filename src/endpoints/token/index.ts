@@ -1,4 +1,6 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertionAlgs, endpointAuthMethods } from '../../clients/metadata.ts';
+import { grantLabel, tokenMetrics } from './metrics.ts';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { grants, findGrant } from '../../grants/index.ts';
 import { clientAuthInput, dpopRequest, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
@@ -37,6 +39,19 @@ export const token: Endpoint = {
     const path = `${issuerPath(ctx.config.issuer)}/token`;
     postOnly(app, path);
     app.post(path, async (request, reply) => {
+      // Counted once it is answered (src/endpoints/token/metrics.ts): issued, or refused and why.
+      const label = grantLabel(request.form?.all('grant_type').length === 1 ? request.form.get('grant_type') : undefined);
+      try {
+        const sent = await answer(request, reply);
+        tokenMetrics.issued(label);
+        return sent;
+      } catch (error) {
+        tokenMetrics.denied(label, error);
+        throw error;
+      }
+    });
+
+    async function answer(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
       const params = requireForm(request);
       const grantType = params.all('grant_type');
       if (grantType.length !== 1 || !grantType[0]) throw new OAuthError('invalid_request', 'grant_type is required, once');
@@ -65,7 +80,7 @@ export const token: Endpoint = {
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
       // RFC 6749 §5.1: JSON, Cache-Control no-store, Pragma no-cache.
       return sendJson(reply, result.response);
-    });
+    }
   },
   metadata: (ctx) => ({
     token_endpoint: `${ctx.config.issuer}/token`,

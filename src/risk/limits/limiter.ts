@@ -4,6 +4,7 @@ import { throttleKeyForAddress } from '../../clients/authentication/throttle.ts'
 import type { BucketCheck, BucketRefusal, BucketStore } from './buckets.ts';
 import { processNamesKey, pseudonym } from './names.ts';
 import type { LimitKind, Quota, RateLimitSettings, RateLimitSource } from './settings.ts';
+import { rateLimitRejections } from './metrics.ts';
 
 /** A refused request: which limit, its quota, and how long to wait. */
 export interface LimitRefusal {
@@ -103,6 +104,7 @@ export class RateLimiter {
   #refused(kinds: readonly LimitKind[], checks: readonly BucketCheck[], refusal: BucketRefusal): LimitRefusal {
     const kind = kinds[refusal.index]!;
     const check = checks[refusal.index]!;
+    rateLimitRejections.labels(kind).inc();
     this.#logOnce(kind, check);
     return { kind, quota: { quota: check.quota, windowSeconds: check.windowMs / 1000 }, retryAfterSeconds: Math.max(1, Math.ceil(refusal.waitMs / 1000)) };
   }
@@ -126,3 +128,4 @@ const kindsOf: Record<LimitKind, readonly LimitKind[]> = { address: ['address'],
 function bucket(kind: LimitKind, value: string, quota: Quota): BucketCheck {
   return { key: `${kind}:${value}`, quota: quota.quota, windowMs: quota.windowSeconds * 1000 };
 }
+
