@@ -25,9 +25,20 @@ export function collectAtScrape(name: string, collector: ScrapeCollector): void 
   scrapeCollectors.set(name, collector);
 }
 
-/** The Prometheus text exposition of this process's metrics and the scrape-time ones. */
+/** Where the process metrics of a scrape come from: this process's registry, or (a cluster worker) every worker's, aggregated. */
+let processMetrics: (() => Promise<string>) | undefined;
+
+/** Set once by a cluster worker (src/cluster/metrics.ts). */
+export function setProcessMetricsSource(source: () => Promise<string>): void {
+  processMetrics = source;
+}
+
+/** The Prometheus text exposition of this process's (or its cluster's) metrics and the scrape-time ones. */
 export async function renderMetrics(ctx: Context): Promise<{ contentType: string; body: string }> {
   const scraped = new Registry();
   await Promise.all([...scrapeCollectors.values()].map((collect) => collect(ctx, scraped)));
-  return { contentType: metricsRegistry.contentType, body: await Registry.merge([metricsRegistry, scraped]).metrics() };
+  if (!processMetrics) return { contentType: metricsRegistry.contentType, body: await Registry.merge([metricsRegistry, scraped]).metrics() };
+  // The families differ (the process's counters, the database's facts): the two texts join as they are.
+  const [own, facts] = await Promise.all([processMetrics(), scraped.metrics()]);
+  return { contentType: metricsRegistry.contentType, body: `${own.endsWith('\n') ? own : `${own}\n`}${facts}` };
 }

@@ -7,6 +7,7 @@ import { startSignalService } from '../signals/service.ts';
 import { resolveMasterKey } from '../keys/master-key.ts';
 import { openContext } from '../server.ts';
 import { isLifeMessage, lifeTag, sendableConfig, type LifeMessage } from './messages.ts';
+import { serveClusterMetrics } from './metrics.ts';
 import { serveThrottles } from './throttles.ts';
 
 /** A worker that lived at least this long before it died is restarted at once. */
@@ -56,6 +57,8 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
     throw error;
   }
   const throttles = serveThrottles(cluster, ctx.clock);
+  // A worker's /metrics asks here for every worker's metrics, aggregated (./metrics.ts).
+  const stopMetrics = serveClusterMetrics(cluster);
   // The node's periodic work (break-glass expiry, risk windows, alert delivery), once per node as
   // on a single-process node: the workers serve HTTP only.
   const signals = startSignalService(ctx);
@@ -127,6 +130,7 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
       }
       await Promise.all(exits);
       throttles.stop();
+      stopMetrics();
       await signals.stop();
       // Last: the final sealing round covers every event the workers committed.
       try {

@@ -3,6 +3,7 @@ import { systemClock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import { startServer, type RunningServer } from '../server.ts';
 import { isLifeMessage, lifeTag, receivedConfig, type LifeMessage } from './messages.ts';
+import { relayClusterMetrics } from './metrics.ts';
 import { throttleRelays, type Channel } from './throttles.ts';
 
 /**
@@ -22,6 +23,9 @@ export async function startWorker(): Promise<RunningServer> {
   };
   // Listening before the hello, so the history the primary sends in answer is not missed.
   const throttles = throttleRelays(channel, systemClock);
+  // /metrics answers with every worker's metrics, gathered by the primary (./metrics.ts).
+  relayClusterMetrics((error) => server?.ctx.log.warn({ err: { message: error.message } }, 'metrics: the workers could not be gathered; this scrape holds this worker only'));
+  let server: RunningServer | undefined;
   const config = await new Promise<Config>((resolve) => {
     const onMessage = (message: unknown) => {
       if (!isLifeMessage(message) || message.op !== 'config') return;
@@ -31,7 +35,7 @@ export async function startWorker(): Promise<RunningServer> {
     process.on('message', onMessage);
     process.send!({ tag: lifeTag, op: 'hello' } satisfies LifeMessage);
   });
-  const server = await startServer(config, { worker: { id: worker.id, throttles } });
+  server = await startServer(config, { worker: { id: worker.id, throttles } });
   process.send!({ tag: lifeTag, op: 'listening', address: server.url } satisfies LifeMessage);
   return server;
 }

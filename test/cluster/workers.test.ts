@@ -209,6 +209,39 @@ for (const database of ['sqlite', 'postgres'] as const) {
       assert.deepEqual(statuses, [...new Array(10).fill(401), ...new Array(4).fill(429)]);
     });
 
+    test('answers /metrics with every worker’s counts summed, whichever worker the scrape reaches', async () => {
+      const scraper = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const file = join(String(cluster.env.CLEARANCE_DATA_DIR), 'scraper.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          clients: [{ client_id: 'scraper', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...scraper.publicKey.export({ format: 'jwk' }), kid: 'scraper-1', alg: 'ES256' }] }, grant_types: ['client_credentials'], scope: 'metrics:read' }],
+        }),
+      );
+      assert.equal((await cli(cluster.env, 'apply', '-f', file)).code, 0);
+      await new Promise((r) => setTimeout(r, 1100));
+      // Each scrape on a connection of its own: the cluster hands them to both workers in turn.
+      const scrape = async () => {
+        const grant = await send(cluster.origin, 'POST', '/token', clientCredentialsRequest({ issuer: cluster.origin, clientId: 'scraper', key: scraper.privateKey, resource: `${cluster.origin}/admin`, scope: 'metrics:read' }));
+        assert.equal(grant.status, 200, JSON.stringify(grant.json));
+        const response = await fetch(`${cluster.origin}/metrics`, { headers: { authorization: `Bearer ${String(grant.json.access_token)}`, connection: 'close' } });
+        assert.equal(response.status, 200);
+        const text = await response.text();
+        const issued = /^clearance_tokens_issued_total\{grant_type="client_credentials"\} (\d+)$/m.exec(text);
+        assert.ok(issued, text.slice(0, 500));
+        assert.doesNotMatch(text, /clearance_metrics_aggregation_failed/);
+        assert.equal(text.match(/^# TYPE clearance_audit_seal_lag_events gauge$/gm)?.length, 1, 'the database facts once, not once per worker');
+        return Number(issued[1]);
+      };
+      const first = await scrape();
+      const second = await scrape();
+      // Between two scrapes the cluster issued exactly one token (the second scrape's own), whichever
+      // worker counted it and whichever answered: the counts are the cluster's, not one worker's.
+      assert.equal(second - first, 1);
+      // 40 + the replay test's 1 + the scrapes' 2, at least: more than either worker issued alone.
+      assert.ok(second >= 43, String(second));
+    });
+
     test('starts another worker when one is killed, and goes on serving', async () => {
       const workers = childrenOf(cluster.primary.pid!);
       assert.equal(workers.length, 2);
