@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
 import { Counter } from 'prom-client';
@@ -100,6 +101,19 @@ for (const dialect of testDialects()) {
       assert.equal(after.get('clearance_policy_decision_seconds')?.type, 'HISTOGRAM');
       assert.ok(after.has('clearance_signing_key_age_seconds') && after.has('clearance_mandates_expiring_7d') && after.has('clearance_rate_limit_rejections_total'));
       assert.equal(after.get('clearance_signing_key_age_seconds')!.metrics.length, 1, 'one signing key in use');
+    });
+    test('exposes every metric the Grafana dashboard in docs/grafana/clearance.json queries', async (t) => {
+      const f = await protocolFixture(t, { dialect });
+      await f.apply({ clients: [{ client_id: 'prometheus', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'metrics:read' }] });
+      const token = await f.accessToken('prometheus', { resource: adminAudience(f.issuer) });
+      const body = (await f.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } })).body;
+      const exposed = new Set(parsePrometheusTextFormat(body).map((family) => family.name));
+      const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana/clearance.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+      const queried = new Set(dashboard.panels.flatMap((panel) => panel.targets.flatMap((target) => target.expr.match(/\b(?:clearance|process|nodejs)_[a-z0-9_]+/g) ?? [])));
+      assert.ok(queried.size >= 15, [...queried].join(', '));
+      // A histogram is queried through its series: `_bucket` is the family's.
+      const missing = [...queried].map((name) => name.replace(/_bucket$/, '')).filter((name) => !exposed.has(name));
+      assert.deepEqual(missing, [], 'the dashboard queries only what /metrics exposes');
     });
   });
 }
