@@ -36,6 +36,9 @@ export const auditEventTypes = [
   // A hold released after its two-person approval (src/audit/hold-release.ts): who asked, who approved.
   'audit.hold_released',
   'audit.exported',
+  // A read of the log through the audit API (who, which query or event, how many events): reading
+  // events is reading personal data, itself on the record (AMENDMENTS, console and operations).
+  'audit.read',
   // Authorization code flow (src/authorization, src/grants/authorization-code.ts, refresh-token.ts).
   'code.issued',
   'code.redeemed',

@@ -107,4 +107,25 @@ describe('the audit API', () => {
     assertOAuthError(await get(f, '/admin/audit/bundle?txn=', token), 400, 'invalid_request');
     assertOAuthError(await get(f, '/admin/audit/bundle?txn=trade-9'), 401, 'invalid_token');
   });
+  test('puts every read of events on the record: who, what they asked, how many they got — never the events', async (t) => {
+    const f = await protocolFixture(t);
+    const token = await withAuditor(f);
+    await f.ctx.audit.record({ type: 'token.revoked', txn: 'trade-3', subject: 'user-9' });
+    await seal(f);
+    const page = await get(f, '/admin/audit/events?txn=trade-3', token);
+    assert.equal(page.statusCode, 200);
+    const id = (page.json() as { events: { event: { id: string } }[] }).events[0]!.event.id;
+    assert.equal((await get(f, `/admin/audit/events/${id}/proof`, token)).statusCode, 200);
+    const jwtShaped = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
+    assert.equal((await get(f, `/admin/audit/events?subject=${jwtShaped}`, token)).statusCode, 200, 'a query the log will not quote is still answered');
+    const reads = (await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'audit.read').orderBy('seq').execute()).map((r) => JSON.parse(r.event) as { actor: string; details: Record<string, unknown> });
+    assert.deepEqual(
+      reads.map((r) => [r.actor, r.details]),
+      [
+        ['auditor', { query: { txn: 'trade-3' }, events: 1 }],
+        ['auditor', { event: id, events: 1 }],
+        ['auditor', { query: 'withheld: not auditable', events: 0 }],
+      ],
+    );
+  });
 });

@@ -1,7 +1,8 @@
-import type { preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
 import { AuditKeys, auditOrigin } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle } from '../../audit/bundle.ts';
+import { AuditGuardError } from '../../audit/guard.ts';
 import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { tsaTrustPems } from '../../pki/tsa.ts';
@@ -42,18 +43,23 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
       app.get<{ Querystring: Query }>(`${base}/events`, read, async (request, reply) => {
         const { limit, after, ...filters } = request.query;
         reply.headers(noStore);
-        return guard(() =>
-          queryEvents(db, readAuditQuery(filters), {
+        const query = await guard(async () => readAuditQuery(filters));
+        const page = await guard(() =>
+          queryEvents(db, query, {
             ...(limit !== undefined ? { limit: readInteger('limit', limit) } : {}),
             ...(after !== undefined ? { after } : {}),
           }),
         );
+        await recordRead(ctx, request, { query: { ...query }, events: page.events.length });
+        return page;
       });
 
       app.get<{ Params: { id: string }; Querystring: Query }>(`${base}/events/:id/proof`, read, async (request, reply) => {
         const size = request.query.tree_size;
         reply.headers(noStore);
-        return guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
+        const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
+        await recordRead(ctx, request, { event: request.params.id, events: 1 });
+        return proof;
       });
 
       app.get<{ Querystring: Query }>(`${base}/consistency`, read, async (request, reply) => {
@@ -103,6 +109,23 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
 
 /** Registered in http/app.ts; admin tokens with audit:read only. */
 export const audit: Endpoint = auditEndpoint();
+
+/**
+ * Puts a read of events on the record (`audit.read`): who read, what they asked (the query or the
+ * event id, never the events), how many events they got. The events hold personal data: reading
+ * them is itself audited.
+ */
+async function recordRead(ctx: Context, request: FastifyRequest, details: Record<string, unknown>): Promise<void> {
+  const admin = request.admin!;
+  const event = { type: 'audit.read' as const, actor: admin.sub ?? admin.client_id, client: admin.client_id, requestId: request.id };
+  try {
+    await ctx.audit.record({ ...event, details });
+  } catch (error) {
+    if (!(error instanceof AuditGuardError)) throw error;
+    // The query quoted something the log refuses to hold (a token-shaped value): the read is still recorded, without it.
+    await ctx.audit.record({ ...event, details: { query: 'withheld: not auditable', events: details.events } });
+  }
+}
 
 function readInteger(name: string, value: string): number {
   if (!/^\d{1,15}$/.test(value)) throw new OAuthError('invalid_request', `${name} must be a non-negative integer`);
