@@ -270,7 +270,11 @@ for (const database of ['sqlite', 'postgres'] as const) {
       await cluster.logLine('incoming request', (line) => (line.req as { method?: string } | undefined)?.method === 'POST' && !cluster.logged.some((l) => l.reqId === line.reqId && l.msg === 'request completed'));
 
       cluster.primary.kill('SIGTERM');
-      await cluster.logLine('shutting down: no new connections, finishing in-flight requests', (line) => String(line.node).endsWith(`:${cluster.primary.pid}`));
+      // Each worker is closing (it logs so as it starts closing), not only the primary: the
+      // primary's line comes before the workers even receive its SIGTERM.
+      for (const pid of [cluster.primary.pid!, ...workers]) {
+        await cluster.logLine('shutting down: no new connections, finishing in-flight requests', (line) => String(line.node).endsWith(`:${pid}`));
+      }
       socket.write(body.slice(40));
       const [code, signal] = await cluster.exited;
       await socketClosed;
