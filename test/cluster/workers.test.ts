@@ -7,7 +7,7 @@
  * tells its clients.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,18 +15,14 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { main } from '../../src/cli/main.ts';
 import { openStorage, type StorageOptions } from '../../src/storage/database.ts';
-import { childrenOf, clientCredentialsRequest } from '../helpers/cluster.ts';
+import { childrenOf, clientCredentialsRequest, startNode, type LogLine } from '../helpers/cluster.ts';
 import { freePort } from '../helpers/server.ts';
 import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
 
-const repository = new URL('../../', import.meta.url).pathname;
 const resource = 'https://orders.cluster.example/api';
-
-type LogLine = Record<string, unknown>;
 
 interface Cluster {
   origin: string;
@@ -59,41 +55,10 @@ async function startCluster(database: 'sqlite' | 'postgres', cleanups: (() => Pr
     env.DATABASE_URL = url.toString();
     storage = { databaseUrl: testDatabaseUrl, pgSchema: schema };
   }
-  const primary = spawn(process.execPath, ['bin/clearance.js', 'start', '--workers', '2'], { cwd: repository, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = once(primary, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  cleanups.push(() => {
-    if (primary.exitCode === null && primary.signalCode === null) primary.kill('SIGKILL');
-    for (const pid of childrenOf(primary.pid!)) process.kill(pid, 'SIGKILL');
-  });
-  let stderr = '';
-  primary.stderr!.on('data', (chunk) => (stderr += chunk));
-  const logged: LogLine[] = [];
-  const waiters: { msg: string; where: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
-  createInterface({ input: primary.stdout! }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      return;
-    }
-    logged.push(line);
-    for (const waiter of waiters.filter((w) => w.msg === line.msg && w.where(line))) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve(line);
-    }
-  });
-  const logLine = (msg: string, where: (line: LogLine) => boolean = () => true) =>
-    Promise.race([
-      new Promise<LogLine>((resolve) => {
-        const seen = logged.find((line) => line.msg === msg && where(line));
-        if (seen) resolve(seen);
-        else waiters.push({ msg, where, resolve });
-      }),
-      exited.then(([code]) => assert.fail(`the primary exited with ${code} before logging "${msg}"; stderr: ${stderr}`)),
-    ]);
-  const listening = await logLine('clearance is listening');
+  const node = await startNode(env, port, cleanups, ['--workers', '2']);
+  const listening = await node.logLine('clearance is listening');
   assert.equal(listening.workers, 2);
-  return { origin, env, storage, primary, exited, logLine, logged, stderr: () => stderr };
+  return { origin, env, storage, primary: node.process, exited: node.exited, logLine: node.logLine, logged: node.logged, stderr: node.stderr };
 }
 
 /** One HTTP request on a connection of its own (closed after), so the cluster hands it to the next worker. */

@@ -46,14 +46,20 @@ export type LogLine = Record<string, unknown>;
 export interface Node {
   origin: string;
   process: ChildProcess;
-  /** Resolves with the first log line with this msg, from now or earlier. */
-  logLine(msg: RegExp): Promise<LogLine>;
+  /** Its exit code and signal, once it exits. */
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+  /**
+   * Resolves with the first log line whose msg matches (a RegExp, or the exact text) and `where`,
+   * from now or earlier; fails if the process exits first.
+   */
+  logLine(msg: RegExp | string, where?: (line: LogLine) => boolean): Promise<LogLine>;
   logged: LogLine[];
+  stderr(): string;
 }
 
 export type Cleanup = () => Promise<void> | void;
 
-/** One `clearance start` process; resolves once it listens. */
+/** One `clearance start` process (a primary and its workers with `--workers`); resolves once it listens. */
 export async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: Cleanup[], args: string[] = []): Promise<Node> {
   const child = spawn(process.execPath, ['bin/clearance.js', 'start', ...args], { cwd: repository, env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => {
@@ -63,9 +69,10 @@ export async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: 
   });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = once(child, 'exit');
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const logged: LogLine[] = [];
-  const waiters: { msg: RegExp; resolve: (line: LogLine) => void }[] = [];
+  const matches = (msg: RegExp | string, where: (line: LogLine) => boolean, line: LogLine) => (typeof msg === 'string' ? line.msg === msg : msg.test(String(line.msg))) && where(line);
+  const waiters: { msg: RegExp | string; where: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
   createInterface({ input: child.stdout! }).on('line', (text) => {
     let line: LogLine;
     try {
@@ -74,20 +81,20 @@ export async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: 
       return;
     }
     logged.push(line);
-    for (const waiter of waiters.filter((w) => w.msg.test(String(line.msg)))) {
+    for (const waiter of waiters.filter((w) => matches(w.msg, w.where, line))) {
       waiters.splice(waiters.indexOf(waiter), 1);
       waiter.resolve(line);
     }
   });
-  const logLine = (msg: RegExp) =>
+  const logLine = (msg: RegExp | string, where: (line: LogLine) => boolean = () => true) =>
     Promise.race([
       new Promise<LogLine>((resolve) => {
-        const seen = logged.find((line) => msg.test(String(line.msg)));
+        const seen = logged.find((line) => matches(msg, where, line));
         if (seen) resolve(seen);
-        else waiters.push({ msg, resolve });
+        else waiters.push({ msg, where, resolve });
       }),
-      exited.then(([code]) => assert.fail(`the node exited with ${code} before logging ${msg}; stderr: ${stderr}`)),
+      exited.then(([code]) => assert.fail(`the node exited with ${code} before logging ${String(msg)}; stderr: ${stderr}`)),
     ]);
-  await logLine(/^clearance is listening$/);
-  return { origin: `http://127.0.0.1:${port}`, process: child, logLine, logged };
+  await logLine('clearance is listening');
+  return { origin: `http://127.0.0.1:${port}`, process: child, exited, logLine, logged, stderr: () => stderr };
 }
