@@ -6,13 +6,20 @@ import { metricsRegistry } from '../metrics.ts';
  * Requests by route, method and status class, and their latency (docs/operations.md "Metrics").
  * The route is the one fastify matched, as registered (`/admin/users/:username`, never the URL a
  * caller sent: the label set stays bounded), below the issuer's path; `unmatched` for a 404 of the
- * router. Each label combination's child is made once and kept: a request costs two increments.
+ * router. A request adds 1 to a plain number (prom-client's own increment hashes its labels each
+ * time) and observes its latency; the counter reads the numbers when scraped.
  */
-const requests = new Counter({
+const counts = new Map<string, { labels: { route: string; method: string; status: string }; n: number; time: Histogram.Internal<string> }>();
+
+new Counter({
   name: 'clearance_http_requests_total',
   help: 'HTTP requests answered, by route (as registered), method and status class.',
   labelNames: ['route', 'method', 'status'],
   registers: [metricsRegistry],
+  collect() {
+    this.reset();
+    for (const { labels, n } of counts.values()) this.inc(labels, n);
+  },
 });
 
 const duration = new Histogram({
@@ -23,21 +30,16 @@ const duration = new Histogram({
   registers: [metricsRegistry],
 });
 
-const children = new Map<string, { count: Counter.Internal; time: Histogram.Internal<string> }>();
-
 export function requestMetricsHook(base: string): onResponseHookHandler {
   return (request, reply, done) => {
     const url = request.routeOptions.url;
     const route = url === undefined ? 'unmatched' : url.startsWith(base) ? url.slice(base.length) || '/' : url;
     const status = `${Math.floor(reply.statusCode / 100)}xx`;
     const key = `${route} ${request.method} ${status}`;
-    let child = children.get(key);
-    if (!child) {
-      child = { count: requests.labels(route, request.method, status), time: duration.labels(route, request.method) };
-      children.set(key, child);
-    }
-    child.count.inc();
-    child.time.observe(reply.elapsedTime / 1000);
+    let entry = counts.get(key);
+    if (!entry) counts.set(key, (entry = { labels: { route, method: request.method, status }, n: 0, time: duration.labels(route, request.method) }));
+    entry.n++;
+    entry.time.observe(reply.elapsedTime / 1000);
     done();
   };
 }
