@@ -14,6 +14,7 @@ import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.
 import { partnerCommand, partnerHelp } from './commands/partner.ts';
 import { startCommand, startHelp } from './commands/start.ts';
 import { caCommand, caHelp } from './commands/ca.ts';
+import { backupCommand, backupHelp } from './commands/backup.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -22,6 +23,8 @@ Commands:
   start [--workers N]   run the server (migrates the database, creates a signing key on first start),
                         in N processes (see: clearance start --help)
   migrate               apply pending database migrations and exit
+  backup -o FILE        copy the SQLite database while the server runs, with its latest audit
+                        checkpoint to verify a restore (see: clearance backup --help)
   init                  create the first admin client and print its credentials once
                         (see: clearance init --help)
   clients list|token    list clients; issue an initial access token for dynamic registration,
@@ -102,6 +105,7 @@ const helps: Record<string, string> = {
   policy: policyHelp,
   partner: partnerHelp,
   ca: caHelp,
+  backup: backupHelp,
 };
 
 /** A key id is an RFC 7638 SHA-256 thumbprint: 43 base64url characters, which may begin with `-`. */
@@ -235,6 +239,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         await storage.close();
       }
     }
+    case 'backup':
+      return backupCommand(config, { output: values.output }, output);
     case 'init':
       return withContext(config, output, (ctx) =>
         initCommand(ctx, { clientId: values['client-id'], jwksFile: values.jwks }, output),
