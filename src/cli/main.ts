@@ -23,8 +23,9 @@ Commands:
   start [--workers N]   run the server (migrates the database, creates a signing key on first start),
                         in N processes (see: clearance start --help)
   migrate               apply pending database migrations and exit
-  backup -o FILE        copy the SQLite database while the server runs, with its latest audit
-                        checkpoint to verify a restore (see: clearance backup --help)
+  backup -o FILE        back up the database while the server runs (SQLite's online backup, or
+                        pg_dump), with its latest audit checkpoint to verify a restore
+                        (see: clearance backup --help)
   init                  create the first admin client and print its credentials once
                         (see: clearance init --help)
   clients list|token    list clients; issue an initial access token for dynamic registration,
