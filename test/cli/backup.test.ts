@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -54,6 +54,7 @@ describe('clearance backup on SQLite', () => {
     const made = await cli(env, 'backup', '-o', file);
     assert.equal(made.code, 0, made.out);
     assert.match(made.out, /^backed up .*clearance\.db to .*clearance-backup\.db \(\d+ pages\); latest audit checkpoint: tree size \d+, root \S+ \(.*checkpoint\.json\)$/);
+    assert.equal(statSync(file).mode & 0o777, 0o600, 'readable by its owner only');
     // The node goes on after the backup: the live log grows past what the copy holds.
     await work(node, 3);
 

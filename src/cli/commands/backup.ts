@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, DatabaseSync } from 'node:sqlite';
 import { storedCheckpoint } from '../../audit/proofs.ts';
@@ -42,6 +42,8 @@ export async function backupCommand(config: Config, args: { output: string | und
   try {
     source = new DatabaseSync(file, { readOnly: true });
     const pages = await backup(source, args.output);
+    // Personal data, secrets' digests and sealed keys: readable by the owner only, as the database.
+    chmodSync(args.output, 0o600);
     source.close();
     source = undefined;
     // What the copy holds, read from the copy itself: the checkpoint a restore must reach.
@@ -90,6 +92,7 @@ async function backupPostgres(url: string, file: string, output: Output): Promis
     output.err(`pg_dump failed: ${dumped.error?.message ?? dumped.stderr.trim()}`);
     return exit.failed;
   }
+  chmodSync(file, 0o600);
   if (checkpoint) writeFileSync(`${file}.checkpoint.json`, `${JSON.stringify(checkpoint, null, 2)}\n`, { mode: 0o600 });
   output.out(`backed up the PostgreSQL database to ${file} (pg_dump, custom format)` + (checkpoint ? `; it holds the audit checkpoint at tree size ${checkpoint.treeSize}, root ${checkpoint.rootHash} (${file}.checkpoint.json)` : '; the audit log has no checkpoint yet'));
   return exit.ok;
