@@ -50,5 +50,11 @@ export function consoleAssertion(issuer: string, masterKey: Buffer, now: number)
 /** Registers (or updates) the console client at start, like the built-in resource servers. */
 export async function seedConsoleClient(ctx: Pick<Context, 'storage' | 'clients' | 'config'>, masterKey: Buffer): Promise<void> {
   const client = consoleClient(ctx.config.issuer, masterKey);
-  await ctx.storage.db.transaction().execute((trx) => ctx.clients.upsert(trx, client));
+  const seed = () => ctx.storage.db.transaction().execute((trx) => ctx.clients.upsert(trx, client));
+  try {
+    await seed();
+  } catch {
+    // Two nodes starting at once on a fresh database both insert it: the second finds it on a retry.
+    await seed();
+  }
 }
