@@ -13,7 +13,7 @@ import { layout } from './layout.ts';
  * `html` template; nothing on these pages comes from anywhere but the admin API's answers.
  */
 
-type Section = 'home' | 'audit' | 'txn';
+type Section = 'home' | 'audit' | 'txn' | 'directory';
 
 interface Shell {
   base: string;
@@ -25,7 +25,8 @@ interface Shell {
 
 const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
 
-function shell(view: Shell): SafeHtml {
+/** Every signed-in console page: the navigation (what the person's scopes can read), sign-out, the page. */
+export function consoleShell(view: Shell): SafeHtml {
   const link = (section: Section, href: string, label: string) =>
     html`<a href="${view.base}/console${href}"${view.section === section ? html` aria-current="page"` : ''}>${label}</a>`;
   const reads = view.session.scopes.includes('audit:read');
@@ -37,6 +38,7 @@ function shell(view: Shell): SafeHtml {
 ${link('home', '', 'Console')}
 ${reads ? link('audit', '/audit', 'Audit log') : ''}
 ${reads ? link('txn', '/txn', 'Transactions') : ''}
+${view.session.scopes.includes('admin:read') ? link('directory', '/directory', 'Directory') : ''}
 <form method="post" action="${view.base}/console/sign-out"><input type="hidden" name="csrf_token" value="${view.session.csrf}"><button type="submit" class="secondary">Sign out ${view.session.username}</button></form>
 </nav>
 ${view.body}`,
@@ -65,7 +67,7 @@ export function consoleRefusedPage(base: string, title: string, message: string)
 }
 
 export function consoleHomePage(base: string, session: ConsoleSession): SafeHtml {
-  return shell({
+  return consoleShell({
     base,
     session,
     section: 'home',
@@ -102,7 +104,7 @@ export function consoleAuditPage(base: string, session: ConsoleSession, view: Au
   const field = (name: keyof AuditFilters, label: string, hint?: string) =>
     html`<div><label for="f-${name}">${label}</label><input type="text" id="f-${name}" name="${name}" value="${view.filters[name] ?? ''}"${hint ? html` placeholder="${hint}"` : ''}></div>`;
   const query = new URLSearchParams(Object.entries(view.filters).filter((entry): entry is [string, string] => Boolean(entry[1])));
-  return shell({
+  return consoleShell({
     base,
     session,
     section: 'audit',
@@ -151,7 +153,7 @@ export function proofLine(check: ProofCheck | undefined): SafeHtml {
 
 export function consoleEventPage(base: string, session: ConsoleSession, view: { event: StoredAuditEvent; canonical: string; check: ProofCheck | undefined; unsealedReason?: string }): SafeHtml {
   const { event, check } = view;
-  return shell({
+  return consoleShell({
     base,
     session,
     section: 'audit',
@@ -236,7 +238,7 @@ export interface TxnView {
 
 export function consoleTxnPage(base: string, session: ConsoleSession, view: TxnView): SafeHtml {
   const verified = view.hops.filter((hop) => view.checks.get(hop.eventId)?.verified).length;
-  return shell({
+  return consoleShell({
     base,
     session,
     section: 'txn',

@@ -108,5 +108,12 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   await page.getByRole('table').getByRole('link').first().click();
   assert.match(await page.locator('#proof').innerText(), /✓ verified/);
   await checkPage(page, 'event');
+
+  // 6. The directory: the firms, clients and mandates of the demo.
+  await page.getByRole('link', { name: 'Directory' }).click();
+  await page.getByRole('heading', { name: /^Mandates/ }).waitFor();
+  assert.match(await page.locator('#entities').locator('..').innerText(), /Demo Broker Ltd/);
+  assert.match(await page.locator('#mandates').locator('..').innerText(), /lei 5299000ASSETMGRS0I94\s+client_id algo-7/);
+  await checkPage(page, 'directory');
   assert.deepEqual(pageErrors, []);
 });

@@ -233,6 +233,25 @@ describe('the console', () => {
     assert.match(audit.body, /Your roles do not allow this/);
   });
 
+  test('the directory lists what is registered through the admin API, and says which lists a role may not read', async (t) => {
+    const f = await fixture(t);
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    const page = await get(f, '/console/directory', cora);
+    assert.equal(page.statusCode, 200, page.body);
+    assert.match(page.body, /<h2 id="clients">Clients <span class="muted">\(\d+\)<\/span><\/h2>/);
+    assert.match(page.body, /<td><code>desk-algo<\/code><\/td><td>service<\/td>/);
+    assert.match(page.body, new RegExp(`<td><code>${ordersApi.replaceAll('.', '\\.')}</code></td><td><code>order:create</code></td><td>300 s</td>`));
+    assert.doesNotMatch(page.body, /Cora Compliance|username/, 'no people listed');
+
+    const april = new Jar();
+    assert.equal((await signInToConsole(f, april, 'april')).path, '/console');
+    assert.doesNotMatch((await get(f, '/console', april)).body, /href="\/console\/directory"/);
+    const refused = await get(f, '/console/directory', april);
+    assert.equal(refused.statusCode, 200);
+    assert.equal([...refused.body.matchAll(/Your roles do not allow this/g)].length, 7, 'each of the seven lists says so');
+  });
+
   test('an administrator holds the admin scopes but not audit:hold', async (t) => {
     const f = await fixture(t);
     const jar = new Jar();

@@ -15,6 +15,7 @@ import { acrRank } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters } from '../../ui/console.ts';
+import { consoleDirectoryPage, type DirectorySection } from '../../ui/console-directory.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -36,6 +37,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   expires (five minutes; then the console signs in again, silently while the Clearance session
  *   lasts).
  *
+ * Pages: /console/audit (and /audit/events/{id}), /console/txn, /console/bundle, /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
  */
@@ -173,6 +175,31 @@ export const consoleEndpoint: Endpoint = {
         const checks = await proofChecks(session, listed);
         const firms = await firmsOf(session);
         return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: hopsOf(listed.map((e) => e.event), (client) => firms.get(client)), checks }) });
+      }),
+    );
+
+    app.get(`${consoleBase}/directory`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const [clients, resourceServers, partners, entities, agents, mandates, policies] = await Promise.all(
+          ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies'].map((url) => api(session, url)),
+        );
+        const rows = <T>(answer: AdminAnswer, member: string): DirectorySection<T> => {
+          const refusal = refusalOf(answer);
+          return refusal ? { refused: refusal.message } : { rows: (answer.json[member] ?? []) as T[] };
+        };
+        return sendPage(reply, {
+          status: 200,
+          csp: 'ownForm',
+          page: consoleDirectoryPage(base, session, {
+            clients: rows(clients!, 'clients'),
+            resourceServers: rows(resourceServers!, 'resource_servers'),
+            partners: rows(partners!, 'partners'),
+            entities: rows(entities!, 'legal_entities'),
+            agents: rows(agents!, 'agents'),
+            mandates: rows(mandates!, 'mandates'),
+            policies: rows(policies!, 'policies'),
+          }),
+        });
       }),
     );
 

@@ -1,0 +1,66 @@
+import type { ConsoleSession } from '../console/session.ts';
+import { html, type SafeHtml } from './html.ts';
+import { consoleShell } from './console.ts';
+
+/** One section of the directory: the admin API's list, or why the person's token may not read it. */
+export type DirectorySection<T> = { rows: T[] } | { refused: string };
+
+export interface DirectoryView {
+  clients: DirectorySection<{ client_id: string; client_name?: string; kind?: string; owner_lei?: string; token_endpoint_auth_method?: string; grant_types?: string[]; scope?: string }>;
+  resourceServers: DirectorySection<{ identifier: string; name?: string; scopes: string[]; access_token_ttl: number; require_sender_constraint?: boolean }>;
+  partners: DirectorySection<{ id: string; name?: string; issuer: string; algorithms?: string[] }>;
+  entities: DirectorySection<{ lei: string; name: string; jurisdiction: string; home_region: string; roles?: string[] }>;
+  agents: DirectorySection<{ id: string; client_id: string; status?: string; owner_lei: string; certificate_profile: string; models: { version: string; status: string }[] }>;
+  mandates: DirectorySection<{ id: string; version: number; status: string; grantor: Record<string, string>; grantee: Record<string, string>; scopes: string[]; effective_to: string | null }>;
+  policies: DirectorySection<{ version: string; active: boolean; author: string; approver: string | null; change_ref: string; activated_at: string | null }>;
+}
+
+function section<T>(id: string, title: string, data: DirectorySection<T>, head: string[], row: (item: T) => SafeHtml): SafeHtml {
+  const body =
+    'refused' in data
+      ? html`<p class="muted">${data.refused}</p>`
+      : data.rows.length === 0
+        ? html`<p class="muted">None.</p>`
+        : html`<table>
+<thead><tr>${head.map((h) => html`<th scope="col">${h}</th>`)}</tr></thead>
+<tbody>${data.rows.map(row)}</tbody>
+</table>`;
+  return html`<section aria-labelledby="${id}"><h2 id="${id}">${title}${'rows' in data ? html` <span class="muted">(${data.rows.length})</span>` : ''}</h2>
+${body}</section>`;
+}
+
+const list = (values: readonly string[] | undefined) => (values ?? []).join(' ');
+/** A mandate's party as the API writes it (`{ lei }`, `{ account }`, `{ client_id }`, …). */
+const party = (document: Record<string, string>) => Object.entries(document).map(([kind, id]) => html`${kind} <code>${id}</code>`);
+
+/**
+ * The directory (read-only): what is registered, each list read through the admin API with the
+ * person's token. People are not listed here: their personal data is shown only where a role needs
+ * it (AMENDMENTS), which the console does not do yet.
+ */
+export function consoleDirectoryPage(base: string, session: ConsoleSession, view: DirectoryView): SafeHtml {
+  return consoleShell({
+    base,
+    session,
+    section: 'directory',
+    title: 'Directory',
+    body: html`<h1>Directory</h1>
+<p class="muted">What is registered, as the admin API answers it; changes go through <code>clearance apply</code> or the admin API.</p>
+<nav aria-label="Sections"><p>${[
+      ['clients', 'Clients'],
+      ['resource-servers', 'Resource servers'],
+      ['partners', 'Partners'],
+      ['entities', 'Legal entities'],
+      ['agents', 'Agents'],
+      ['mandates', 'Mandates'],
+      ['policies', 'Policies'],
+    ].map(([id, label], i) => html`${i ? ' · ' : ''}<a href="#${id}">${label}</a>`)}</p></nav>
+${section('clients', 'Clients', view.clients, ['Client', 'Kind', 'Firm (LEI)', 'Authentication', 'Grants', 'Scope'], (c) => html`<tr><td><code>${c.client_id}</code>${c.client_name ? html`<br>${c.client_name}` : ''}</td><td>${c.kind ?? ''}</td><td><code>${c.owner_lei ?? ''}</code></td><td>${c.token_endpoint_auth_method ?? ''}</td><td>${list(c.grant_types)}</td><td><code>${c.scope ?? ''}</code></td></tr>`)}
+${section('resource-servers', 'Resource servers', view.resourceServers, ['Audience', 'Scopes', 'Token lifetime', 'Sender-constrained'], (r) => html`<tr><td><code>${r.identifier}</code>${r.name ? html`<br>${r.name}` : ''}</td><td><code>${list(r.scopes)}</code></td><td>${r.access_token_ttl} s</td><td>${r.require_sender_constraint ? 'required' : 'optional'}</td></tr>`)}
+${section('partners', 'Partners', view.partners, ['Partner', 'Issuer', 'Algorithms'], (p) => html`<tr><td><code>${p.id}</code>${p.name ? html`<br>${p.name}` : ''}</td><td><code>${p.issuer}</code></td><td>${list(p.algorithms)}</td></tr>`)}
+${section('entities', 'Legal entities', view.entities, ['LEI', 'Name', 'Jurisdiction', 'Region', 'Roles'], (e) => html`<tr><td><code>${e.lei}</code></td><td>${e.name}</td><td>${e.jurisdiction}</td><td>${e.home_region}</td><td>${list(e.roles)}</td></tr>`)}
+${section('agents', 'Agents', view.agents, ['Agent', 'Client', 'Firm (LEI)', 'Certificate profile', 'Models'], (a) => html`<tr><td><code>${a.id}</code>${a.status ? html`<br>${a.status}` : ''}</td><td><code>${a.client_id}</code></td><td><code>${a.owner_lei}</code></td><td>${a.certificate_profile}</td><td>${a.models.map((m) => `${m.version} ${m.status}`).join(', ')}</td></tr>`)}
+${section('mandates', 'Mandates', view.mandates, ['Mandate', 'Status', 'Grantor', 'Grantee', 'Scopes', 'Ends'], (m) => html`<tr><td><code>${m.id}</code> v${m.version}</td><td>${m.status}</td><td>${party(m.grantor)}</td><td>${party(m.grantee)}</td><td><code>${list(m.scopes)}</code></td><td>${m.effective_to ?? 'open-ended'}</td></tr>`)}
+${section('policies', 'Policies', view.policies, ['Version', 'Active', 'Change', 'Author', 'Approver', 'Activated'], (p) => html`<tr><td><code>${p.version}</code></td><td>${p.active ? 'active' : ''}</td><td>${p.change_ref}</td><td>${p.author}</td><td>${p.approver ?? ''}</td><td>${p.activated_at ?? ''}</td></tr>`)}`,
+  });
+}
