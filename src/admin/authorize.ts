@@ -1,4 +1,5 @@
-import type { preHandlerAsyncHookHandler } from 'fastify';
+import type { preHandlerAsyncHookHandler, RouteShorthandOptions } from 'fastify';
+import { protectedOperation, type ApiOperation } from '../http/api-operation.ts';
 import type { Context } from '../context.ts';
 import { resourceRequest } from '../http/oauth-request.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
@@ -51,4 +52,13 @@ export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHo
       requestId: request.id,
     });
   };
+}
+
+/**
+ * Route options of an admin API operation: the caller admitted by `requireAdmin` for `scope`
+ * before the request is validated against the operation's schemas (src/http/api-operation.ts),
+ * and the same scope stated in the OpenAPI document (GET /admin/openapi.json).
+ */
+export function adminOperation(ctx: Context, scope: AdminScope, operation: ApiOperation): RouteShorthandOptions {
+  return protectedOperation(requireAdmin(ctx, scope), scope, operation);
 }

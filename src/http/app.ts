@@ -53,6 +53,8 @@ import { readFileSync } from 'node:fs';
 import type { Config } from '../config.ts';
 import { loggedPath } from '../log.ts';
 import { rateLimitHook } from './rate-limits.ts';
+import { registerOpenApi } from './openapi.ts';
+import plugin from 'fastify-plugin';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -90,6 +92,9 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     },
     // X-Forwarded-For is believed only from the configured proxies.
     trustProxy: ctx.config.trustedProxies.length > 0 ? ctx.config.trustedProxies : false,
+    // The documented APIs' schemas (src/http/api-operation.ts) validate requests as sent: no type
+    // coercion (a string "true" is not a boolean), nothing added or removed from the body.
+    ajv: { customOptions: { coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false } },
     ...(ctx.config.tls ? { https: tlsOptions(ctx.config.tls) } : {}),
   });
 
@@ -143,12 +148,20 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     sendError(reply, new OAuthError('not_found', `no endpoint at ${request.method} ${loggedPath(request.url)}`)),
   );
 
-  const metadata: Record<string, unknown> = {};
-  for (const endpoint of routes) {
-    endpoint.register(app, ctx);
-    Object.assign(metadata, endpoint.metadata?.(ctx));
-  }
-  registerDiscovery(app, ctx, metadata);
+  // The OpenAPI document is made from the routes as they are added (src/http/openapi.ts): its
+  // plugin's route hook is in place when the endpoints' plugin (not encapsulated) adds them.
+  registerOpenApi(app, ctx);
+  void app.register(
+    plugin((instance: FastifyInstance) => {
+      const metadata: Record<string, unknown> = {};
+      for (const endpoint of routes) {
+        endpoint.register(instance, ctx);
+        Object.assign(metadata, endpoint.metadata?.(ctx));
+      }
+      registerDiscovery(instance, ctx, metadata);
+      return Promise.resolve();
+    }, { name: 'clearance-endpoints' }),
+  );
   return app;
 }
 

@@ -42,6 +42,10 @@ function toOAuthError(error: FastifyError | Error): OAuthError {
     return new OAuthError('server_error', 'the server could not complete the request', { status: 500 });
   }
   switch (code) {
+    case 'FST_ERR_VALIDATION':
+      // A documented API's schema refused the request (src/http/api-operation.ts). The message
+      // names the part and the member ("body/status must be ..."), from our schema, never the value.
+      return new OAuthError('invalid_request', error.message);
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new OAuthError('invalid_request', 'request body is too large', { status: 413 });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
