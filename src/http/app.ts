@@ -29,6 +29,7 @@ import { consoleEndpoint } from '../endpoints/console/index.ts';
 import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
 import { adminHolds } from '../endpoints/admin/holds.ts';
+import { auditActivity } from '../endpoints/audit/activity.ts';
 import { sharedSignals } from '../endpoints/ssf/index.ts';
 import { pki } from '../endpoints/pki/index.ts';
 import { agentCredentials } from '../endpoints/agents/index.ts';
@@ -64,7 +65,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

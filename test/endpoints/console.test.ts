@@ -206,6 +206,41 @@ describe('the console', () => {
     assert.equal(JSON.parse(exported[0]!.event).actor, sessionIn(f, jar).userId, 'with the person who exported');
   });
 
+  test('the dashboard draws the audit log’s activity: tokens issued and refused per interval, refusals by reason, approvals waiting, the seal', async (t) => {
+    const f = await fixture(t);
+    await trade(f);
+    // Two refusals: a scope the client does not have, and an audience nobody registered.
+    await f.post('/token', { auth: f.basic('desk-algo'), form: { grant_type: 'client_credentials', scope: 'admin:write', resource: ordersApi } });
+    await f.post('/token', { auth: f.basic('desk-algo'), form: { grant_type: 'client_credentials', scope: 'order:create', resource: 'https://nowhere.example/api' } });
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    // Every token so far — the trade's, and the fixture's and the console's own sign-ins — counts.
+    const issued = (await f.ctx.storage.db.selectFrom('audit_events').select('id').where('type', 'in', ['token.issued', 'token.exchanged']).execute()).length;
+    assert.match((await get(f, '/console', jar)).body, /href="\/console\/dashboard"/);
+
+    const page = await get(f, '/console/dashboard?range=1h', jar);
+    assert.equal(page.statusCode, 200, page.body);
+    assert.match(page.body, /<option value="1h" selected>Last hour<\/option>/);
+    assert.match(page.body, new RegExp(`<h2 id="s-issued">Tokens issued and exchanged <span class="muted">\\(${issued}\\)</span></h2>`));
+    assert.match(page.body, /<h2 id="s-refused">Token requests refused <span class="muted">\(2\)<\/span><\/h2>/);
+    assert.match(page.body, new RegExp(`<svg class="bars"[^>]*role="img" aria-labelledby="c-issued-title">\\s*<title id="c-issued-title">Tokens issued and exchanged: ${issued} in all`));
+    assert.match(page.body, /<h2 id="s-reasons">Refusals by reason<\/h2>/);
+    assert.match(page.body, /<td><code>invalid_scope<\/code><\/td><td>1<\/td>/);
+    assert.match(page.body, /<td><code>invalid_target<\/code><\/td><td>1<\/td>/);
+    assert.match(page.body, /<dt>Approvals waiting<\/dt><dd>0<\/dd>/);
+    assert.match(page.body, /<dt>Latest signed checkpoint<\/dt><dd>tree size \d+/);
+    assert.match(page.body, /in intervals of 5 min/);
+    // An unknown period is the default one, not an error.
+    assert.match((await get(f, '/console/dashboard?range=forever', jar)).body, /<option value="24h" selected>/);
+
+    const april = new Jar();
+    assert.equal((await signInToConsole(f, april, 'april')).path, '/console');
+    assert.doesNotMatch((await get(f, '/console', april)).body, /href="\/console\/dashboard"/);
+    const refused = await get(f, '/console/dashboard', april);
+    assert.equal(refused.statusCode, 403);
+    assert.match(refused.body, /Your roles do not allow this/);
+  });
+
   test('an event page checks its inclusion proof live, and says so when the event is not sealed yet', async (t) => {
     const f = await fixture(t);
     const txn = await trade(f);

@@ -16,6 +16,8 @@ import { findUser } from '../../identity/users.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters } from '../../ui/console.ts';
 import { consoleDirectoryPage, type DirectorySection } from '../../ui/console-directory.ts';
+import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
+import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -37,7 +39,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   expires (five minutes; then the console signs in again, silently while the Clearance session
  *   lasts).
  *
- * Pages: /console/audit (and /audit/events/{id}), /console/txn, /console/bundle, /console/directory.
+ * Pages: /console/dashboard, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
+ * /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
  */
@@ -123,6 +126,21 @@ export const consoleEndpoint: Endpoint = {
         }
         reply.header('set-cookie', consoleCookies.clearSession(ctx));
         return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base, 'You are signed out of the console. Your Clearance sign-in itself is unchanged: end it from your account page.') });
+      }),
+    );
+
+    app.get<{ Querystring: { range?: string } }>(`${consoleBase}/dashboard`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const range: DashboardRange = Object.hasOwn(dashboardRanges, request.query.range ?? '') ? (request.query.range as DashboardRange) : '24h';
+        const { ms, bucket } = dashboardRanges[range];
+        const now = ctx.clock.now();
+        const activity = await api(session, `/admin/audit/activity?since=${now - ms}&bucket=${bucket}`);
+        const refusal = refusalOf(activity);
+        return sendPage(reply, {
+          status: refusal?.status ?? 200,
+          csp: 'ownForm',
+          page: consoleDashboardPage(base, session, refusal ? { range, error: refusal.message } : { range, activity: activity.json as unknown as Activity }),
+        });
       }),
     );
 
