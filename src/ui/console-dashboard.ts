@@ -41,6 +41,8 @@ const total = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
 function duration(ms: number): string {
   if (ms < 1000) return `${ms} ms`;
   if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  if (ms % 86_400_000 === 0) return ms === 86_400_000 ? '1 day' : `${ms / 86_400_000} days`;
+  if (ms % 3600_000 === 0) return `${ms / 3600_000} h`;
   if (ms < 7200_000) return `${Math.round(ms / 60_000)} min`;
   return `${Math.round(ms / 3600_000)} h`;
 }

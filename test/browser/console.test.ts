@@ -115,5 +115,14 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   assert.match(await page.locator('#entities').locator('..').innerText(), /Demo Broker Ltd/);
   assert.match(await page.locator('#mandates').locator('..').innerText(), /lei 5299000ASSETMGRS0I94\s+client_id algo-7/);
   await checkPage(page, 'directory');
+
+  // 7. The dashboard: the demo's issuances and its refusal, drawn and tabled.
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  const issued = page.getByRole('img', { name: /^Tokens issued and exchanged: \d+ in all/ });
+  assert.match(String(await issued.getAttribute('aria-labelledby')), /c-issued-title/);
+  const [, count] = /: (\d+) in all/.exec(String(await issued.locator('title').textContent()))!;
+  assert.ok(Number(count) >= 3, `the demo's token and its two exchanges at least (${count})`);
+  assert.match(await page.locator('#s-reasons').locator('..').innerText(), /\d+/);
+  await checkPage(page, 'dashboard');
   assert.deepEqual(pageErrors, []);
 });

@@ -11,6 +11,9 @@ import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
+import { decisionsOf, findApprovalRequest } from '../../src/approvals/requests.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
+import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
 
 // The console (src/endpoints/console, docs/console.md) from the outside: a person signs in through
 // Clearance's own code flow in two steps, gets a token with their console roles' scopes at their
@@ -237,6 +240,61 @@ describe('the console', () => {
     assert.equal((await signInToConsole(f, april, 'april')).path, '/console');
     assert.doesNotMatch((await get(f, '/console', april)).body, /href="\/console\/dashboard"/);
     const refused = await get(f, '/console/dashboard', april);
+    assert.equal(refused.statusCode, 403);
+    assert.match(refused.body, /Your roles do not allow this/);
+  });
+
+  test('an approver decides the requests waiting for her through the admin API; a denial needs its reason, and an old sign-in must be renewed', async (t) => {
+    const f = await fixture(t);
+    // The test kind: April may decide (she is its only eligible approver), nobody else.
+    useTestKind(t, { eligible: async (_ctx, _request, approver) => (approver.username === 'april' ? undefined : 'not an approver of this kind') });
+    const tim = (await findUserByUsername(f.ctx, 'tim'))!;
+    const first = await openOrderRequest(f.ctx, tim.id);
+    const second = await openOrderRequest(f.ctx, tim.id);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'april')).path, '/console');
+    assert.match((await get(f, '/console', jar)).body, /href="\/console\/approvals"/);
+
+    const page = await get(f, '/console/approvals', jar);
+    assert.equal(page.statusCode, 200, page.body);
+    assert.equal([...page.body.matchAll(/<h2 id="a-[^"]+">Large order<\/h2>/g)].length, 2);
+    assert.match(page.body, /<dt>Order<\/dt><dd>Order 7781 for ACC-7781<\/dd>/);
+    const csrf = csrfOf(page.body);
+
+    const approved = await post(f, `/console/approvals/${first.id}/decision`, { csrf_token: csrf, decision: 'approve' }, jar);
+    assert.equal(approved.statusCode, 303, approved.body);
+    assert.equal(approved.headers.location, '/console/approvals?decided=approve');
+    assert.equal((await findApprovalRequest(f.ctx.storage.db, first.id))!.status, 'approved');
+    const decisions = await decisionsOf(f.ctx.storage.db, first.id);
+    assert.deepEqual(decisions.map((d) => [d.approver, d.decision, d.method]), [[sessionIn(f, jar).userId, 'approve', 'token']]);
+    const after = await get(f, '/console/approvals?decided=approve', jar);
+    assert.match(after.body, /Your approval is recorded\./);
+    assert.equal([...after.body.matchAll(/Large order<\/h2>/g)].length, 1, 'the decided request waits no more');
+
+    const noReason = await post(f, `/console/approvals/${second.id}/decision`, { csrf_token: csrf, decision: 'deny', reason: '  ' }, jar);
+    assert.equal(noReason.statusCode, 400, noReason.body);
+    assert.match(noReason.body, /Not decided: .*reason/);
+    assert.equal((await findApprovalRequest(f.ctx.storage.db, second.id))!.status, 'pending');
+    const forged = await post(f, `/console/approvals/${second.id}/decision`, { csrf_token: 'forged', decision: 'approve' }, jar);
+    assert.equal(forged.statusCode, 403);
+    assert.equal((await findApprovalRequest(f.ctx.storage.db, second.id))!.status, 'pending', 'a forged form decides nothing');
+
+    // Six minutes on, the console signs in again without a page (her Clearance session lasts),
+    // but a decision needs an authentication of the last five minutes.
+    f.clock.advance(6 * 60_000);
+    assert.equal((await signInToConsole(f, jar, 'april')).path, '/console');
+    const stale = await post(f, `/console/approvals/${second.id}/decision`, { csrf_token: csrfOf((await get(f, '/console/approvals', jar)).body), decision: 'approve' }, jar);
+    assert.equal(stale.statusCode, 401, stale.body);
+    assert.match(stale.body, /a decision needs a fresh one/);
+    assert.match(stale.body, /href="\/console\/sign-in\?fresh=1&amp;return=%2Fconsole%2Fapprovals"/);
+    const fresh = await get(f, '/console/sign-in?fresh=1&return=%2Fconsole%2Fapprovals', new Jar());
+    assert.equal(new URL(String(fresh.headers.location)).searchParams.get('prompt'), 'login', 'a fresh sign-in asks for the login again');
+
+    // Compliance holds no approvals:decide: no link, and the page says so.
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    assert.doesNotMatch((await get(f, '/console', cora)).body, /href="\/console\/approvals"/);
+    const refused = await get(f, '/console/approvals', cora);
     assert.equal(refused.statusCode, 403);
     assert.match(refused.body, /Your roles do not allow this/);
   });

@@ -17,6 +17,7 @@ import { resolveMasterKey } from '../../keys/master-key.ts';
 import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters } from '../../ui/console.ts';
 import { consoleDirectoryPage, type DirectorySection } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
+import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
 import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -39,7 +40,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   expires (five minutes; then the console signs in again, silently while the Clearance session
  *   lasts).
  *
- * Pages: /console/dashboard, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
+ * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
  * /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
@@ -70,10 +71,12 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Querystring: { return?: string } }>(`${consoleBase}/sign-in`, async (request, reply) =>
+    app.get<{ Querystring: { return?: string; fresh?: string } }>(`${consoleBase}/sign-in`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
         const signIn = newSignIn(ctx, 'identify', safeReturn(request.query.return));
-        return redirectToAuthorize(reply, signIn, { scope: 'openid' });
+        // `fresh`: the person signs in again even with a Clearance session (OIDC Core §3.1.2.1
+        // prompt=login), for what asks a recent authentication (an approval's decision).
+        return redirectToAuthorize(reply, signIn, { scope: 'openid', ...(request.query.fresh === '1' ? { prompt: 'login' } : {}) });
       }),
     );
 
@@ -119,9 +122,7 @@ export const consoleEndpoint: Endpoint = {
     app.post(`${consoleBase}/sign-out`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
         const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
-        const token = request.form?.get('csrf_token');
-        const origin = request.headers.origin;
-        if (session && (typeof token !== 'string' || !sameText(token, session.csrf) || (origin !== undefined && origin !== 'null' && origin !== new URL(ctx.config.issuer).origin))) {
+        if (session && !formAllowed(request, session)) {
           return refused(reply, 403, 'This form has expired', 'Nothing was changed. Open the console again and retry.');
         }
         reply.header('set-cookie', consoleCookies.clearSession(ctx));
@@ -140,6 +141,45 @@ export const consoleEndpoint: Endpoint = {
           status: refusal?.status ?? 200,
           csp: 'ownForm',
           page: consoleDashboardPage(base, session, refusal ? { range, error: refusal.message } : { range, activity: activity.json as unknown as Activity }),
+        });
+      }),
+    );
+
+    app.get<{ Querystring: { decided?: string } }>(`${consoleBase}/approvals`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const listed = await api(session, '/admin/approvals');
+        const refusal = refusalOf(listed);
+        const notice = request.query.decided === 'approve' ? 'Your approval is recorded.' : request.query.decided === 'deny' ? 'Your denial is recorded.' : undefined;
+        return sendPage(reply, {
+          status: refusal?.status ?? 200,
+          csp: 'ownForm',
+          page: consoleApprovalsPage(base, session, refusal ? { error: refusal.message } : { approvals: listed.json.approvals as ListedApproval[], ...(notice ? { notice } : {}) }),
+        });
+      }),
+    );
+
+    app.post<{ Params: { id: string } }>(`${consoleBase}/approvals/:id/decision`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was decided. Open the approvals again and retry.');
+        const decision = request.form?.get('decision');
+        const reason = request.form?.get('reason')?.trim();
+        const answer = await callAdmin(app, session, {
+          method: 'POST',
+          url: `${base}/admin/approvals/${encodeURIComponent(request.params.id)}/decision`,
+          body: { decision: decision ?? '', ...(reason ? { reason } : {}) },
+        });
+        if (answer.status === 200) return seeOther(reply, `${consoleBase}/approvals?decided=${decision === 'deny' ? 'deny' : 'approve'}`);
+        // The admin API's refusal, in its words; an old sign-in is asked to sign in again.
+        const stale = answer.json.error === 'insufficient_user_authentication';
+        const listed = await api(session, '/admin/approvals');
+        return sendPage(reply, {
+          status: stale ? 401 : (refusalOf(answer)?.status ?? 400),
+          csp: 'ownForm',
+          page: consoleApprovalsPage(base, session, {
+            error: stale ? 'Your sign-in is more than 5 minutes old: a decision needs a fresh one.' : `Not decided: ${String(answer.json.error_description ?? answer.json.error ?? answer.status)}`,
+            signInAgain: stale,
+            ...(listed.status === 200 ? { approvals: listed.json.approvals as ListedApproval[] } : {}),
+          }),
         });
       }),
     );
@@ -265,6 +305,13 @@ export const consoleEndpoint: Endpoint = {
         );
       }
       return checks;
+    }
+
+    /** A console form's POST: its CSRF token (derived from the session's token) and, when sent, the same origin. */
+    function formAllowed(request: FastifyRequest, session: ConsoleSession): boolean {
+      const token = request.form?.get('csrf_token');
+      const origin = request.headers.origin;
+      return typeof token === 'string' && sameText(token, session.csrf) && (origin === undefined || origin === 'null' || origin === new URL(ctx.config.issuer).origin);
     }
 
     function redirectToAuthorize(reply: FastifyReply, signIn: ConsoleSignIn, parameters: Record<string, string>): FastifyReply {
