@@ -55,8 +55,7 @@ export function operationSchema(operation: ApiOperation, security: readonly Secu
   const { tag, success, consumes, bodyOptional, ...rest } = operation;
   return {
     ...rest,
-    // Ajv refuses an absent body against `type: object`; an optional body is checked only when sent.
-    ...(bodyOptional && rest.body ? { body: withoutType(rest.body), 'x-body-optional': true } : {}),
+    ...(bodyOptional && rest.body ? { body: orAbsent(rest.body), 'x-body-optional': true } : {}),
     tags: [tag],
     security: security.map((requirement) => ({ ...requirement })),
     ...(consumes ? { consumes: [...consumes] } : {}),
@@ -74,9 +73,9 @@ export function protectedOperation(authorize: preHandlerAsyncHookHandler, scope:
   return { preValidation: authorize, schema: operationSchema(operation, [{ clearance: [scope] }]) };
 }
 
-function withoutType(schema: JsonSchema): JsonSchema {
-  const { type: _type, ...rest } = schema;
-  return rest;
+/** fastify hands Ajv an absent body as null: an optional body is an object or null. */
+function orAbsent(schema: JsonSchema): JsonSchema {
+  return { ...schema, type: ['object', 'null'] };
 }
 
 // Schema building blocks used across the documented routes.

@@ -95,7 +95,7 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     trustProxy: ctx.config.trustedProxies.length > 0 ? ctx.config.trustedProxies : false,
     // The documented APIs' schemas (src/http/api-operation.ts) validate requests as sent: no type
     // coercion (a string "true" is not a boolean), nothing added or removed from the body.
-    ajv: { customOptions: { coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false } },
+    ajv: { customOptions: { coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
     ...(ctx.config.tls ? { https: tlsOptions(ctx.config.tls) } : {}),
   });
 

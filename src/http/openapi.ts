@@ -135,3 +135,46 @@ function withResponses(document: OpenApiDocument): OpenApiDocument {
   }
   return document;
 }
+
+/** The APIs the document covers, as path prefixes under the issuer. */
+export const documentedApiPrefixes = ['/admin/', '/access/v1/'] as const;
+
+/** A route as fastify's `onRoute` hook sees it. */
+export interface SeenRoute {
+  method: string | readonly string[];
+  url: string;
+  schema?: Record<string, unknown> | undefined;
+}
+
+/**
+ * The routes of the documented APIs that are not documented operations, each with what it lacks:
+ * a tag, a summary, who may call it (security), or a schema for each of its path parameters. The
+ * tests hold this empty, so a new admin route without its schema fails them.
+ */
+export function undocumentedRoutes(issuer: string, routes: readonly SeenRoute[]): string[] {
+  const base = issuerPath(issuer);
+  const problems: string[] = [];
+  for (const route of routes) {
+    const path = route.url.startsWith(base) ? route.url.slice(base.length) : undefined;
+    if (path === undefined || path === openApiPath || !documentedApiPrefixes.some((prefix) => path.startsWith(prefix))) continue;
+    for (const method of typeof route.method === 'string' ? [route.method] : route.method) {
+      if (method === 'HEAD') continue; // fastify's own, from the GET
+      const lacks = lacking(path, route.schema);
+      if (lacks.length > 0) problems.push(`${method} ${path}: no ${lacks.join(', no ')}`);
+    }
+  }
+  return problems;
+}
+
+function lacking(path: string, schema: Record<string, unknown> | undefined): string[] {
+  if (!schema) return ['schema'];
+  const lacks: string[] = [];
+  if (!Array.isArray(schema.tags) || schema.tags.length === 0) lacks.push('tag');
+  if (typeof schema.summary !== 'string' || schema.summary === '') lacks.push('summary');
+  if (!Array.isArray(schema.security) || schema.security.length === 0) lacks.push('security');
+  const params = schema.params as { properties?: Record<string, unknown>; required?: string[] } | undefined;
+  for (const [, name] of path.matchAll(/:([A-Za-z0-9_]+)/g)) {
+    if (!params?.properties?.[name!] || !params.required?.includes(name!)) lacks.push(`schema for the path parameter ${name}`);
+  }
+  return lacks;
+}

@@ -100,9 +100,9 @@ describe('legal holds over the admin API', () => {
       [{ matter_ref: 'M', txn: 'has space' }, /txn must be/],
       [{ matter_ref: 'M', since: '2026-02-01', until: '2026-01-01' }, /inverted/],
       [{ matter_ref: 'M', since: 'yesterday', until: '2026-01-01' }, /since must be/],
-      [{ matter_ref: 'M', txn: 7 }, /txn is a string/],
+      [{ matter_ref: 'M', txn: 7 }, /^body\/txn must be string$/],
       [{ matter_ref: 'M', txn: 't', scope: 'all' }, /unknown member scope/],
-      [[1], /JSON object/],
+      [[1], /^body must be object$/],
     ] as const) {
       const response = await call(f, token, 'POST', '/admin/audit/holds', body);
       const error = assertOAuthError(response, 400, 'invalid_request', JSON.stringify(body));

@@ -1,7 +1,8 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { basicChallenge } from '../../clients/authentication/index.ts';
 import type { Context } from '../../context.ts';
+import { objectBody, operationSchema, type ApiOperation, type JsonSchema, type SecurityRequirement } from '../../http/api-operation.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
@@ -12,7 +13,7 @@ import { accessAudience, accessEvaluateScope } from '../../resource-servers/buil
 import { authorizeProtectedRequest, type ProtectedResource } from '../../tokens/protected-resource.ts';
 import { formatProblem, type Problem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } from './authzen.ts';
+import { evaluationResponse, evaluationsSemantics, maxEvaluations, readEvaluationRequest, readEvaluationsRequest } from './authzen.ts';
 
 /**
  * The policy decision point over HTTP: the OpenID AuthZEN Authorization API 1.0 (authzen.ts for
@@ -23,8 +24,10 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
  *    audit — or a Clearance access token for `<issuer>/access` with `access:evaluate` (Bearer or
  *    DPoP; how private_key_jwt clients call it), through the one protected-resource check
  *    (src/tokens/protected-resource.ts: binding, audience, liveness, scope). 401 / 403 otherwise;
- * 2. the body is a JSON object (415 otherwise) — looked at only once the caller is known;
- * 3. the request is well formed (400 `invalid_request` naming each problem's path);
+ * 2. the body is JSON (415 otherwise) — looked at only once the caller is known;
+ * 3. the request is well formed (400 `invalid_request`): first its shape, by the operation's
+ *    schema (src/http/api-operation.ts: a part missing or of the wrong type), then by authzen.ts,
+ *    naming each problem's path;
  * 4. each evaluation is a decision (src/policy/decide.ts): deny by default, forbid wins, any error
  *    denies, every one audited as `policy.allowed` / `policy.denied` before the answer leaves (a
  *    batch's events committed together);
@@ -36,16 +39,26 @@ import { evaluationResponse, readEvaluationRequest, readEvaluationsRequest } fro
  *    force, is denied whatever the policies say (src/mandates/order-check.ts).
  *    Anything unexpected is a 500, which a PEP must treat as a deny.
  * A caller's `X-Request-ID` is echoed (AuthZEN §11.1.3) once step 1 has passed.
+ * Steps 1 and 2 run in the routes' preValidation hook, before fastify validates the body.
  */
 export const accessEvaluation: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/access/v1`;
     const resource = { audience: accessAudience(ctx.config.issuer), scope: accessEvaluateScope, name: 'the access evaluation API' };
-
-    app.post(`${base}/evaluation`, async (request, reply) => {
-      const caller = await authenticateCaller(ctx, request, resource);
+    const preValidation = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+      callers.set(request, await authenticateCaller(ctx, request, resource));
       echoRequestId(request, reply);
-      const { request: decisionRequest, problems } = readEvaluationRequest(requireJson(request));
+      requireJson(request);
+    };
+    const operation = (documented: Omit<ApiOperation, 'tag'>) => ({ preValidation, schema: operationSchema({ tag: 'access', ...documented }, callerSecurity) });
+
+    app.post(`${base}/evaluation`, operation({
+      summary: 'One access decision (AuthZEN §6)',
+      description: 'Deny by default; every decision is audited before the answer leaves.',
+      body: objectBody(parts, ['subject', 'action', 'resource'], 'AuthZEN §6.1 access evaluation request'),
+    }), async (request) => {
+      const caller = callers.get(request)!;
+      const { request: decisionRequest, problems } = readEvaluationRequest(request.body);
       if (!decisionRequest) throw invalid(problems);
       const meta = { requestId: request.id, caller, via: 'authzen', ...(decisionRequest.txn !== undefined ? { txn: decisionRequest.txn } : {}) };
       const order = await underMandate(ctx, decisionRequest);
@@ -55,10 +68,21 @@ export const accessEvaluation: Endpoint = {
       return evaluationResponse(evaluated.decision);
     });
 
-    app.post(`${base}/evaluations`, async (request, reply) => {
-      const caller = await authenticateCaller(ctx, request, resource);
-      echoRequestId(request, reply);
-      const parsed = readEvaluationsRequest(requireJson(request));
+    app.post(`${base}/evaluations`, operation({
+      summary: 'Several access decisions in one request (AuthZEN §7)',
+      description: 'The top-level subject, action, resource and context are defaults for each item of `evaluations`; without items it is one evaluation.',
+      body: objectBody(
+        {
+          ...parts,
+          evaluations: { type: 'array', maxItems: maxEvaluations, items: objectBody(parts) },
+          options: objectBody({ evaluations_semantic: { type: 'string', enum: [...evaluationsSemantics], description: 'execute_all by default' } }),
+        },
+        [],
+        'AuthZEN §7.1 access evaluations request',
+      ),
+    }), async (request) => {
+      const caller = callers.get(request)!;
+      const parsed = readEvaluationsRequest(request.body);
       if (!parsed.requests) throw invalid(parsed.problems);
       const decisions: Decision[] = [];
       const evaluations: RiskedDecision[] = [];
@@ -106,11 +130,52 @@ export const accessEvaluation: Endpoint = {
   },
 };
 
-/** A JSON object body (fastify parsed application/json); anything else is 415 / 400. */
-function requireJson(request: FastifyRequest): unknown {
+/** The client_id each request was admitted as (rule 1), for its handler. */
+const callers = new WeakMap<FastifyRequest, string>();
+
+/** Who may ask: a policy enforcement point by its client credentials, or with an access token. */
+const callerSecurity: readonly SecurityRequirement[] = [{ clientBasic: [] }, { clientCertificate: [] }, { clearance: [accessEvaluateScope] }];
+
+// The request's shape (AuthZEN §5); authzen.ts checks every value, and every member's name.
+const properties = (description: string): JsonSchema => ({ type: 'object', description });
+const contextString: JsonSchema = { type: 'string' };
+const parts: Record<string, JsonSchema> = {
+  subject: objectBody({
+    type: { type: 'string', description: 'user, client or agent' },
+    id: { type: 'string', description: "a user's id (the sub of their tokens), or a client's or an agent's client_id" },
+    properties: properties("accepted and ignored: a subject's attributes come from Clearance's records"),
+  }),
+  action: objectBody({ name: { type: 'string', description: 'a scope such as order:create' }, properties: properties('accepted and ignored') }),
+  resource: objectBody({
+    type: { type: 'string', description: 'resource_server, account or instrument' },
+    id: { type: 'string' },
+    // Members untyped: another resource's properties are ignored, whatever they hold.
+    properties: properties("an instrument's instrument_class and venue (strings); ignored for other resources"),
+  }),
+  context: objectBody(
+    {
+      region: contextString,
+      acr: contextString,
+      kyc_status: contextString,
+      instrument_class: contextString,
+      venue: contextString,
+      currency: { type: 'string', description: 'ISO 4217' },
+      suitability: { type: 'array', items: { type: 'string' } },
+      notional: { type: 'integer' },
+      auth_time: { type: 'integer', description: "the person's authentication time, as their access token says" },
+      mandate: objectBody({ id: { type: 'string' }, version: { type: 'integer' } }, [], 'the mandate the order runs under; Clearance loads its terms'),
+      // Untyped: authzen.ts names a txn of the wrong type as the txn rule it breaks.
+      txn: { description: "the token's txn (a string), for the record" },
+    },
+    [],
+    'attributes of the policy context (docs/policy.md); time and the attributes Clearance computes are never sent',
+  ),
+};
+
+/** A JSON body, or 415. Checked before the schema: a form body would reach it as `{}` (src/http/app.ts). */
+function requireJson(request: FastifyRequest): void {
   const type = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
   if (type !== 'application/json') throw new OAuthError('unsupported_media_type', 'the body must be application/json', { status: 415 });
-  return request.body;
 }
 
 function invalid(problems: Problem[]): OAuthError {

@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import { ModelError, proposeModel } from '../../agents/models.ts';
 import type { Context } from '../../context.ts';
+import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { jsonObjectBody, sendJson } from '../../http/json.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -24,7 +25,7 @@ export const adminAgents: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/agents`;
 
-    app.get(base, { preHandler: requireAdmin(ctx, 'admin:read') }, async (_request, reply) => {
+    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'agents', summary: 'List the agents with their model versions and the status of each' }), async (_request, reply) => {
       const snapshot = await ctx.agents.snapshot();
       const models = [...snapshot.models.values()];
       return sendJson(reply, {
@@ -37,7 +38,14 @@ export const adminAgents: Endpoint = {
       });
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/:id/models`, { preHandler: requireAdmin(ctx, 'admin:write') }, async (request, reply) => {
+    app.post<{ Params: { id: string } }>(`${base}/:id/models`, adminOperation(ctx, 'admin:write', {
+      tag: 'agents',
+      summary: 'Bind a model version to an agent, for approval',
+      description: `By the person who validated it, with their own token, holding ${modelValidatorRole}; a model-risk person approves it (the approvals API or page).`,
+      params: pathParams({ id: "the agent's id" }),
+      body: modelBody,
+      success: { status: 202, description: 'The model version, pending, and the approval request' },
+    }), async (request, reply) => {
       const validator = await validatorOf(ctx, request);
       const body = jsonObjectBody(request.body);
       const unknown = Object.keys(body).filter((k) => !['version', 'model_digest', 'image_digest', 'validation_ref', 'retire_previous'].includes(k));
@@ -67,6 +75,18 @@ export const adminAgents: Endpoint = {
     });
   },
 };
+
+/** A model version as the handler reads it (each member checked there too). */
+const modelBody = objectBody(
+  {
+    version: { type: 'string', description: '1 to 64 of letters, digits and .+_-' },
+    model_digest: { type: 'string', description: 'sha256:<64 lower-case hex digits>' },
+    image_digest: { type: 'string', description: 'sha256:<64 lower-case hex digits>' },
+    validation_ref: { type: 'string', description: 'the reference of the validation' },
+    retire_previous: { type: 'boolean', description: "approving this version retires the agent's other approved versions (their certificates revoked)" },
+  },
+  ['version', 'model_digest', 'image_digest'],
+);
 
 /** The person who validated the model: their own token (not a client's, not a delegate's), holding model-validator. */
 async function validatorOf(ctx: Context, request: FastifyRequest): Promise<string> {

@@ -1,9 +1,10 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import { approvalView, approverOf, decidableRequests, deciderRole, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
 import { approvalKindOf } from '../../approvals/kinds/index.ts';
-import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApproverProof } from '../../approvals/requests.ts';
+import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApprovalDecision, type ApproverProof } from '../../approvals/requests.ts';
 import type { Context } from '../../context.ts';
+import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { findUser, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { AccessTokenClaims } from '../../tokens/claims.ts';
@@ -17,7 +18,8 @@ export const approvalsMaxAuthAgeSeconds = 300;
  * as the approvals page, by a PERSON holding an access token for `<issuer>/admin` with the scope
  * `approvals:decide`. The rules, in order:
  * 1. requireAdmin: a live token of ours for the admin audience, presented with its binding, with
- *    the scope (401 / 403 insufficient_scope as the rest of the admin API);
+ *    the scope (401 / 403 insufficient_scope as the rest of the admin API); then the request's
+ *    shape against the operation's schema (400 invalid_request naming the member);
  * 2. a person's token: issued under a person's consent grant (`grant_id`, `auth_time`), for
  *    themselves (no `act`: a delegate never approves for someone), the person active — else 403
  *    access_denied (a client's own token decides nothing);
@@ -41,15 +43,19 @@ export const approvalsMaxAuthAgeSeconds = 300;
 export const adminApprovals: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/approvals`;
-    const approvals = { preHandler: requireAdmin(ctx, 'approvals:decide') };
+    const params = pathParams({ id: "the approval request's id" });
 
-    app.get(base, approvals, async (request) => {
+    app.get(base, adminOperation(ctx, 'approvals:decide', { tag: 'approvals', summary: 'List the pending approval requests the person may decide' }), async (request) => {
       const { user, claims } = await personOf(ctx, request);
       const listed = await decidableRequests(ctx, approverOf(user), tokenProof(claims));
       return { approvals: await Promise.all(listed.map(async ({ request: r, kind, role }) => ({ ...viewJson(await approvalView(ctx, r, kind)), role }))) };
     });
 
-    app.get<{ Params: { id: string } }>(`${base}/:id`, approvals, async (request) => {
+    app.get<{ Params: { id: string } }>(`${base}/:id`, adminOperation(ctx, 'approvals:decide', {
+      tag: 'approvals',
+      summary: 'Read an approval request the person may decide, is the subject of, or decided, with its decisions',
+      params,
+    }), async (request) => {
       const { user, claims } = await personOf(ctx, request);
       const id = request.params.id;
       const stored = requestIdPattern.test(id) ? await findApprovalRequest(ctx.storage.db, id) : undefined;
@@ -64,7 +70,21 @@ export const adminApprovals: Endpoint = {
       return { approval: viewJson(await approvalView(ctx, stored, kind)), ...(role ? { role } : {}), decisions: decisions.map(decisionView) };
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/:id/decision`, approvals, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/:id/decision`, adminOperation(ctx, 'approvals:decide', {
+      tag: 'approvals',
+      summary: 'Approve or deny an approval request',
+      description:
+        "By a person's own token, authenticated in the last 5 minutes at the level the request's kind asks (else 401 insufficient_user_authentication). " +
+        'A denial needs a reason. The subject of a request only denies it here: their approval needs their passkey (the approvals page).',
+      params,
+      body: objectBody(
+        {
+          decision: { type: 'string', enum: [...decisions] },
+          reason: { type: 'string', maxLength: maxReasonLength, description: 'why; required for a denial' },
+        },
+        ['decision'],
+      ),
+    }), async (request) => {
       const { user, claims } = await personOf(ctx, request);
       const body = decisionBody(request.body);
       const id = request.params.id;
@@ -131,15 +151,18 @@ function tokenProof(claims: AccessTokenClaims): ApproverProof {
   return { method: 'token', acr: claims.acr ?? '', amr: claims.amr ?? [], authTime: claims.auth_time ?? 0, jti: claims.jti, clientId: claims.client_id };
 }
 
+/** What a person decides on a request. */
+const decisions = ['approve', 'deny'] as const satisfies readonly ApprovalDecision['decision'][];
+
 /** `{decision, reason?}`, nothing else. */
 function decisionBody(body: unknown): { decision: 'approve' | 'deny'; reason?: string } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body must be a JSON object {decision, reason}');
   const { decision, reason, ...rest } = body as Record<string, unknown>;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]!.slice(0, 40)}`);
-  if (decision !== 'approve' && decision !== 'deny') throw new OAuthError('invalid_request', 'decision must be approve or deny');
+  if (typeof decision !== 'string' || !(decisions as readonly string[]).includes(decision)) throw new OAuthError('invalid_request', `decision must be ${decisions.join(' or ')}`);
   if (reason !== undefined && (typeof reason !== 'string' || reason.length > maxReasonLength)) throw new OAuthError('invalid_request', `reason must be a string of at most ${maxReasonLength} characters`);
-  return { decision, ...(reason !== undefined ? { reason } : {}) };
+  return { decision: decision as ApprovalDecision['decision'], ...(reason !== undefined ? { reason } : {}) };
 }
 
 function notFound(): OAuthError {

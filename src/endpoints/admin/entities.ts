@@ -1,4 +1,5 @@
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
+import { pathParams } from '../../http/api-operation.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -15,9 +16,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminEntities: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-
-    app.get(`${base}/entities`, read, async () => {
+    app.get(`${base}/entities`, adminOperation(ctx, 'admin:read', {
+      tag: 'directory',
+      summary: 'List the legal entities (with desks and accounts) and the reference lists (regions, venues, instrument classes)',
+    }), async () => {
       const s = await ctx.entities.snapshot();
       return {
         legal_entities: [...s.legalEntities.values()],
@@ -26,14 +28,24 @@ export const adminEntities: Endpoint = {
         instrument_classes: [...s.instrumentClasses.values()],
       };
     });
-    app.get<{ Params: { lei: string } }>(`${base}/entities/:lei`, read, async (request) => {
+    app.get<{ Params: { lei: string } }>(`${base}/entities/:lei`, adminOperation(ctx, 'admin:read', {
+      tag: 'directory',
+      summary: 'Read one legal entity',
+      params: pathParams({ lei: "the legal entity's LEI" }),
+    }), async (request) => {
       const entity = (await ctx.entities.snapshot()).legalEntities.get(request.params.lei);
       if (!entity) throw new OAuthError('not_found', 'no such legal entity');
       return entity;
     });
 
-    app.get(`${base}/policies`, read, async () => ({ policies: (await ctx.policies.list()).map(view) }));
-    app.get<{ Params: { version: string } }>(`${base}/policies/:version`, read, async (request) => {
+    app.get(`${base}/policies`, adminOperation(ctx, 'admin:read', { tag: 'directory', summary: 'List the policy set versions (without their text), the active one flagged' }), async () => ({
+      policies: (await ctx.policies.list()).map(view),
+    }));
+    app.get<{ Params: { version: string } }>(`${base}/policies/:version`, adminOperation(ctx, 'admin:read', {
+      tag: 'directory',
+      summary: 'Read one policy set version, with its text',
+      params: pathParams({ version: 'the version' }),
+    }), async (request) => {
       const version = await ctx.policies.get(request.params.version);
       if (!version) throw new OAuthError('not_found', 'no such policy set version');
       return { ...view(version), text: version.text };

@@ -1,9 +1,11 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import { holdReleaseRole, HoldReleaseConflict, requestHoldRelease } from '../../audit/hold-release.ts';
 import { findHold, HoldError, listHolds, placeHold, type Hold, type HoldRequest } from '../../audit/holds.ts';
 import { AuditQueryError, readTime } from '../../audit/query.ts';
 import type { Context } from '../../context.ts';
+import { objectBody as bodySchema, pathParams } from '../../http/api-operation.ts';
+import { jsonObjectBody } from '../../http/json.ts';
 import { sendJson } from '../../http/json.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -27,18 +29,31 @@ export const adminHolds: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/audit/holds`;
 
-    app.get(base, { preHandler: requireAdmin(ctx, 'audit:read') }, async (_request, reply) => {
+    app.get(base, adminOperation(ctx, 'audit:read', { tag: 'audit', summary: 'List the legal holds, oldest first, each with its status' }), async (_request, reply) => {
       const holds = await listHolds(ctx.storage.db);
       return sendJson(reply, { holds: await Promise.all(holds.map((hold) => holdView(ctx, hold))) });
     });
 
-    app.post(base, { preHandler: requireAdmin(ctx, 'audit:hold') }, async (request, reply) => {
+    app.post(base, adminOperation(ctx, 'audit:hold', {
+      tag: 'audit',
+      summary: 'Place a legal hold',
+      description: 'A matter reference and what the hold keeps: one of txn, subject, client, or a time range (since and until).',
+      body: placementBody,
+      success: { status: 201, description: 'The hold placed' },
+    }), async (request, reply) => {
       const claims = request.admin!;
       const hold = await asOAuth(() => placeHold(ctx, readPlacement(request.body), claims.sub ?? claims.client_id));
       return sendJson(reply, { hold: await holdView(ctx, hold) }, { status: 201 });
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/:id/release`, { preHandler: requireAdmin(ctx, 'audit:hold') }, async (request, reply) => {
+    app.post<{ Params: { id: string } }>(`${base}/:id/release`, adminOperation(ctx, 'audit:hold', {
+      tag: 'audit',
+      summary: 'Ask for the two-person release of a legal hold',
+      description: "Decided by people holding compliance (the approvals API or page); a person's token must be a compliance person's, and one more approves; a client's own token needs two.",
+      params: pathParams({ id: "the hold's id" }),
+      body: bodySchema({ reason: { type: 'string', description: 'why the hold may end' } }, ['reason']),
+      success: { status: 202, description: 'The release request, waiting for approval' },
+    }), async (request, reply) => {
       const requester = await requesterOf(ctx, request);
       if (!(await findHold(ctx.storage.db, request.params.id))) throw new OAuthError('not_found', 'no such legal hold');
       const reason = readReason(request.body);
@@ -72,8 +87,19 @@ async function requesterOf(ctx: Context, request: FastifyRequest): Promise<{ req
 
 const placementMembers = ['matter_ref', 'txn', 'subject', 'client', 'since', 'until'];
 
+const time = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string' }], description: 'epoch milliseconds or an ISO 8601 time' };
+/** A placement: the matter, and one of a txn, subject, client or time range (placeHold checks which). */
+const placementBody = bodySchema({
+  matter_ref: { type: 'string', description: 'the matter the hold is for' },
+  txn: { type: 'string', description: 'keep the events of this transaction' },
+  subject: { type: 'string', description: 'keep the events of this subject' },
+  client: { type: 'string', description: 'keep the events of this client' },
+  since: time,
+  until: time,
+});
+
 function readPlacement(body: unknown): HoldRequest {
-  const o = objectBody(body);
+  const o = jsonObjectBody(body);
   const unknown = Object.keys(o).filter((k) => !placementMembers.includes(k));
   if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]}`);
   for (const member of placementMembers) {
@@ -101,16 +127,11 @@ function readPlacement(body: unknown): HoldRequest {
 }
 
 function readReason(body: unknown): string {
-  const o = objectBody(body);
+  const o = jsonObjectBody(body);
   const unknown = Object.keys(o).filter((k) => k !== 'reason');
   if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]}`);
   if (typeof o.reason !== 'string') throw new OAuthError('invalid_request', 'reason is required: why the hold may end');
   return o.reason;
-}
-
-function objectBody(body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body is a JSON object');
-  return body as Record<string, unknown>;
 }
 
 /** A hold module's refusal as the API's: 409 for a release already waiting, else 400. */

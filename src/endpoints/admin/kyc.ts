@@ -1,16 +1,17 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
+import { mergePatchOf, nullableMembers, objectBody, pathParams, queryParams, type JsonSchema } from '../../http/api-operation.ts';
 import { findUser, findUserByUsername } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { KycChangeRefused, changeKycByAdmin } from '../../risk/kyc/admin.ts';
 import { KycConflict, recordJson } from '../../risk/kyc/changes.ts';
-import { readKycFields, type KycPrincipal, type KycRecord } from '../../risk/kyc/record.ts';
+import { kycStatuses, readKycFields, type KycPrincipal, type KycRecord } from '../../risk/kyc/record.ts';
 import { MatchDecisionRefused, decideScreeningMatch, maxDecisionReasonLength, type MatchDecision } from '../../risk/screening/decisions.ts';
 import { findScreeningMatch, listScreeningMatches, type MatchStatus, type ScreeningMatch } from '../../risk/screening/matches.ts';
 import { Validator, formatProblem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { acceptMergePatch, patchBody, putBody, type Representation } from './representation.ts';
+import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
 
 /**
  * The admin API of KYC records and sanctions/PEP screening (docs/risk.md "KYC/AML lifecycle",
@@ -36,18 +37,30 @@ import { acceptMergePatch, patchBody, putBody, type Representation } from './rep
 export const adminKyc: Endpoint = {
   register(app, ctx) {
     const admin = `${issuerPath(ctx.config.issuer)}/admin`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+    const person = pathParams({ username: 'the username, in its stored (lowercase) form' });
+    const entity = pathParams({ lei: "the legal entity's LEI" });
 
-    app.get<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, read, async (request) => view(ctx, await personPrincipal(ctx, request.params.username)));
+    app.get<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, adminOperation(ctx, 'admin:read', {
+      tag: 'kyc',
+      summary: "Read a person's KYC record (status `none` without one)",
+      params: person,
+    }), async (request) => view(ctx, await personPrincipal(ctx, request.params.username)));
     acceptMergePatch(app);
-    app.put<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, write, async (request) => writeRecord(ctx, request, putBody, await personPrincipal(ctx, request.params.username)));
-    app.patch<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, write, async (request) => writeRecord(ctx, request, patchBody, await personPrincipal(ctx, request.params.username)));
-    app.get<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, read, async (request) => view(ctx, await entityPrincipal(ctx, request.params.lei)));
-    app.put<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, write, async (request) => writeRecord(ctx, request, putBody, await entityPrincipal(ctx, request.params.lei)));
-    app.patch<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, write, async (request) => writeRecord(ctx, request, patchBody, await entityPrincipal(ctx, request.params.lei)));
+    app.put<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, adminOperation(ctx, 'admin:write', { ...putRecord, params: person }), async (request) =>
+      writeRecord(ctx, request, putBody, await personPrincipal(ctx, request.params.username)));
+    app.patch<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, adminOperation(ctx, 'admin:write', { ...patchRecord, params: person }), async (request) =>
+      writeRecord(ctx, request, patchBody, await personPrincipal(ctx, request.params.username)));
+    app.get<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, adminOperation(ctx, 'admin:read', {
+      tag: 'kyc',
+      summary: "Read a legal entity's KYC record (status `none` without one)",
+      params: entity,
+    }), async (request) => view(ctx, await entityPrincipal(ctx, request.params.lei)));
+    app.put<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, adminOperation(ctx, 'admin:write', { ...putRecord, params: entity }), async (request) =>
+      writeRecord(ctx, request, putBody, await entityPrincipal(ctx, request.params.lei)));
+    app.patch<{ Params: { lei: string } }>(`${admin}/kyc/legal-entities/:lei`, adminOperation(ctx, 'admin:write', { ...patchRecord, params: entity }), async (request) =>
+      writeRecord(ctx, request, patchBody, await entityPrincipal(ctx, request.params.lei)));
 
-    app.get(`${admin}/screening`, read, async () => {
+    app.get(`${admin}/screening`, adminOperation(ctx, 'admin:read', { tag: 'kyc', summary: 'The sanctions/PEP list this node holds (file, version, entries, when loaded)' }), async () => {
       const index = ctx.risk.screening.index;
       const screened = index ? await ctx.storage.db.selectFrom('screening_lists').select('screened_at').where('digest', '=', index.digest).executeTakeFirst() : undefined;
       return {
@@ -62,18 +75,35 @@ export const adminKyc: Endpoint = {
           : {}),
       };
     });
-    app.get<{ Querystring: { status?: unknown } }>(`${admin}/screening/matches`, read, async (request) => {
+    app.get<{ Querystring: { status?: unknown } }>(`${admin}/screening/matches`, adminOperation(ctx, 'admin:read', {
+      tag: 'kyc',
+      summary: 'List screening matches, newest first (100)',
+      querystring: queryParams({ status: { type: 'string', enum: [...matchStatuses], description: 'only the matches in this status' } }),
+    }), async (request) => {
       const status = request.query.status;
-      if (status !== undefined && (typeof status !== 'string' || !['open', 'confirmed', 'cleared'].includes(status))) throw new OAuthError('invalid_request', 'status must be given once, as open, confirmed or cleared');
+      if (status !== undefined && (typeof status !== 'string' || !(matchStatuses as readonly string[]).includes(status))) throw new OAuthError('invalid_request', 'status must be given once, as open, confirmed or cleared');
       const matches = await listScreeningMatches(ctx.storage.db, status === undefined ? {} : { status: status as MatchStatus });
       return { matches: await Promise.all(matches.map((m) => matchView(ctx, m))) };
     });
-    app.get<{ Params: { id: string } }>(`${admin}/screening/matches/:id`, read, async (request) => {
+    const matchParams = pathParams({ id: "the screening match's id" });
+    app.get<{ Params: { id: string } }>(`${admin}/screening/matches/:id`, adminOperation(ctx, 'admin:read', { tag: 'kyc', summary: 'Read one screening match', params: matchParams }), async (request) => {
       const match = await findScreeningMatch(ctx.storage.db, request.params.id);
       if (!match) throw new OAuthError('not_found', 'no such screening match');
       return matchView(ctx, match);
     });
-    app.post<{ Params: { id: string } }>(`${admin}/screening/matches/:id/decision`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${admin}/screening/matches/:id/decision`, adminOperation(ctx, 'admin:write', {
+      tag: 'kyc',
+      summary: 'Confirm or clear a screening match (audited screening.decided)',
+      description: 'Clearing the last open match of a principal restores the KYC status the freeze kept.',
+      params: matchParams,
+      body: objectBody(
+        {
+          decision: { type: 'string', enum: [...matchDecisions] },
+          reason: { type: 'string', maxLength: maxDecisionReasonLength, description: 'why (audited)' },
+        },
+        ['decision', 'reason'],
+      ),
+    }), async (request) => {
       const { decision, reason } = decisionBody(request.body);
       if (!(await findScreeningMatch(ctx.storage.db, request.params.id))) throw new OAuthError('not_found', 'no such screening match');
       try {
@@ -126,6 +156,49 @@ async function view(ctx: Context, principal: KycPrincipal & { username?: string 
 const writable = ['status', 'level', 'provider', 'review_due', 'evidence_ref'] as const;
 const readOnly = ['principal', 'previous_status', 'updated_at', 'updated_by'] as const;
 
+/** The statuses of a screening match, and the decisions on one. */
+const matchStatuses = ['open', 'confirmed', 'cleared'] as const satisfies readonly MatchStatus[];
+const matchDecisions = ['confirm', 'clear'] as const satisfies readonly MatchDecision[];
+
+/** A KYC record as GET shows it and a write reads it (readKycFields checks the writable members). */
+const record = objectBody(
+  {
+    level: { type: 'string', description: 'a lowercase level such as basic, standard or enhanced' },
+    provider: { type: 'string', description: 'the id of the KYC provider' },
+    review_due: { type: 'string', description: 'an ISO 8601 date (2027-06-30) or an RFC 3339 date-time' },
+    evidence_ref: { type: 'string', description: 'a reference to the evidence, never a token or a key' },
+    reason: { type: 'string', maxLength: maxDecisionReasonLength, description: 'why (audited)' },
+    version: { type: 'integer', minimum: 0, description: 'the version read: a record changed meanwhile is 409' },
+    // Shown by GET; sent back unchanged they are ignored, changed they are refused.
+    principal: { type: 'object', readOnly: true },
+    previous_status: { type: 'string', readOnly: true },
+    updated_at: { type: 'string', readOnly: true },
+    updated_by: { type: 'string', readOnly: true },
+  },
+  [],
+  'A KYC record as GET shows it (docs/risk.md "KYC/AML lifecycle")',
+);
+
+/** A record always has a status: a `null`, which would remove it, is refused like a value off the list. */
+function withStatus(body: JsonSchema): JsonSchema {
+  return { ...body, properties: { status: { type: 'string', enum: [...kycStatuses] }, ...(body.properties as JsonSchema) } };
+}
+
+/** PUT and PATCH of a KYC record, for a person or a legal entity (the path parameters added). */
+const putRecord = {
+  tag: 'kyc',
+  summary: 'Create or replace a KYC record',
+  description: 'Replacing needs every member the record has (`null` removes an optional one). A freeze held by an open or confirmed screening match is lifted by its decision only (409).',
+  body: { ...withStatus(nullableMembers(record)), required: ['status'] },
+} as const;
+const patchRecord = {
+  tag: 'kyc',
+  summary: 'Change members of a KYC record (JSON Merge Patch, RFC 7396)',
+  description: 'The version compared is the one the patch was applied to, unless the patch names one.',
+  body: withStatus(mergePatchOf(record)),
+  consumes: [mergePatchType],
+} as const;
+
 async function writeRecord(ctx: Context, request: FastifyRequest, bodyOf: typeof putBody, principal: KycPrincipal & { username?: string }): Promise<Record<string, unknown>> {
   // What GET shows, for the write rule; the version given is compared in the change's transaction.
   const current = await ctx.risk.kyc.get(principal);
@@ -157,7 +230,7 @@ function decisionBody(body: unknown): { decision: MatchDecision; reason: string 
   const o = v.object('', body);
   if (o) {
     v.knownKeys('', o, ['decision', 'reason']);
-    v.string('decision', o.decision, { oneOf: ['confirm', 'clear'] });
+    v.string('decision', o.decision, { oneOf: matchDecisions });
     v.string('reason', o.reason, { maxLength: maxDecisionReasonLength, pattern: /^[^\p{Cc}]*$/u, patternMessage: 'must not contain control characters' });
   }
   if (!o || !v.ok) throw new OAuthError('invalid_request', v.problems.map(formatProblem).join('; '));

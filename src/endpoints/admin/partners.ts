@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import { approvePartner, PartnerApprovalRefused } from '../../federation/drift/approve.ts';
 import { driftView } from '../../federation/drift/view.ts';
+import { pathParams } from '../../http/api-operation.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -19,15 +20,22 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminPartners: Endpoint = {
   register(app, ctx) {
     const admin = `${issuerPath(ctx.config.issuer)}/admin`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+    const params = pathParams({ id: "the partner's id" });
 
-    app.get<{ Params: { id: string } }>(`${admin}/partners/:id/drift`, read, async (request) => {
+    app.get<{ Params: { id: string } }>(`${admin}/partners/:id/drift`, adminOperation(ctx, 'admin:read', {
+      tag: 'directory',
+      summary: "A partner's drift: its status, baseline, last check and next",
+      params,
+    }), async (request) => {
       const view = await driftView(ctx, request.params.id);
       if (!view) throw new OAuthError('not_found', 'no such partner');
       return view;
     });
-    app.post<{ Params: { id: string } }>(`${admin}/partners/:id/approve`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${admin}/partners/:id/approve`, adminOperation(ctx, 'admin:write', {
+      tag: 'directory',
+      summary: 'Re-approve a partner: its keys and metadata as they are now become the baseline, and a suspension ends',
+      params,
+    }), async (request) => {
       try {
         return await approvePartner(ctx, request.params.id, { actor: actorOf(request), requestId: request.id });
       } catch (error) {

@@ -1,9 +1,10 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
+import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { sendJson } from '../../http/json.ts';
 import { acr, acrSatisfies } from '../../identity/acr.ts';
-import { enrolmentLink, helpDeskRole, lostFactors, openRecoveryByHelpDesk, type OpenRefusal } from '../../identity/recovery/requests.ts';
+import { enrolmentLink, helpDeskRole, helpDeskVerificationMethods, lostFactors, maxEvidenceRefLength, openRecoveryByHelpDesk, type OpenRefusal } from '../../identity/recovery/requests.ts';
 import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -15,7 +16,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   { "verification_method": "in_person_id_check", "evidence_ref": "HD-1234", "lost": ["passkeys"] }
  *
  * 1. an access token for `<issuer>/admin` with `recovery:request` (requireAdmin: live, bound as
- *    presented), else 401/403;
+ *    presented), else 401/403; then the body's shape (the operation's schema: members of the wrong
+ *    type, a required one missing), else 400 invalid_request naming the member;
  * 2. a person's token — issued under their consent (`grant_id`), so a client's own token, which
  *    no person stands behind, never opens one — at a phishing-resistant level (`acr` `:phr` or
  *    above: the help desk is who a caller tries to talk round), of an active person holding
@@ -31,7 +33,16 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminRecovery: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/users`;
-    app.post<{ Params: { username: string } }>(`${base}/:username/recovery`, { preHandler: requireAdmin(ctx, 'recovery:request') }, async (request, reply) => {
+    app.post<{ Params: { username: string } }>(`${base}/:username/recovery`, adminOperation(ctx, 'recovery:request', {
+      tag: 'users',
+      summary: "Open a recovery of a person's lost authenticator (the help desk)",
+      description:
+        "By a help-desk person's own token at a phishing-resistant level. Returns the enrolment link once; it works only with the person's password, " +
+        'after a second person approves.',
+      params: pathParams({ username: 'the person, by their stored (lowercase) username' }),
+      body: openingBody,
+      success: { status: 201, description: 'The recovery request, waiting for approval, and the enrolment link' },
+    }), async (request, reply) => {
       const helpDesk = await helpDeskOf(ctx, request);
       const subject = await findUserByUsername(ctx, request.params.username);
       if (!subject || subject.username !== request.params.username) throw new OAuthError('not_found', 'no such user');
@@ -53,6 +64,19 @@ export const adminRecovery: Endpoint = {
     });
   },
 };
+
+/**
+ * The body of rule 4, typed only: the list of methods, the evidence reference and the lost factors
+ * are checked by openRecoveryByHelpDesk, which audits each refusal.
+ */
+const openingBody = objectBody(
+  {
+    verification_method: { type: 'string', description: `how the person's identity was checked: one of ${helpDeskVerificationMethods.join(', ')}` },
+    evidence_ref: { type: 'string', description: `the reference of the identity check (1–${maxEvidenceRefLength} characters, no secret)` },
+    lost: { type: 'array', items: { type: 'string' }, maxItems: lostFactors.length, description: `the lost factors, of ${lostFactors.join(', ')} (default: all)` },
+  },
+  ['verification_method', 'evidence_ref'],
+);
 
 /** The help-desk person behind the request's token (rule 2). */
 async function helpDeskOf(ctx: Context, request: FastifyRequest): Promise<User> {

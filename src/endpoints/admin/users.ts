@@ -1,13 +1,14 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
 import { executeApply, planApply } from '../../apply/index.ts';
 import type { Context } from '../../context.ts';
 import { deleteUser, signOutEverywhere } from '../../identity/lifecycle.ts';
-import { findUserByUsername, listUsers, userView, writableUserMembers, type User } from '../../identity/users.ts';
+import { mergePatchOf, nullableMembers, objectBody, pathParams } from '../../http/api-operation.ts';
+import { findUserByUsername, listUsers, userStatuses, userView, writableUserMembers, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { acceptMergePatch, patchBody, putBody, type Representation } from './representation.ts';
+import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
 
 /**
  * The admin API for people (`/admin/users`), authorized like the rest of the admin API
@@ -29,24 +30,39 @@ import { acceptMergePatch, patchBody, putBody, type Representation } from './rep
 export const adminUsers: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/users`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
     acceptMergePatch(app);
+    const params = pathParams({ username: 'the username, in its stored (lowercase) form' });
 
-    app.get(base, read, async () => ({ users: (await listUsers(ctx)).map(userView) }));
+    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'users', summary: 'List the people (never a password or its hash)' }), async () => ({
+      users: (await listUsers(ctx)).map(userView),
+    }));
 
-    app.get<{ Params: { username: string } }>(`${base}/:username`, read, async (request) => {
+    app.get<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:read', { tag: 'users', summary: 'Read one person', params }), async (request) => {
       const user = await findUser(ctx, request.params.username);
       if (!user) throw new OAuthError('not_found', 'no such user');
       return userView(user);
     });
 
-    app.put<{ Params: { username: string } }>(`${base}/:username`, write, async (request) => {
+    app.put<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:write', {
+      tag: 'users',
+      summary: 'Create or replace a person',
+      description:
+        "Validated by the rules of apply's users section (docs/apply.md); replacing needs every writable member the person has. " +
+        "A `password` sets a new one (a password reset); a reset, `status: locked` or `disabled` end the person's sessions and tokens.",
+      params,
+      body: nullableMembers(person),
+    }), async (request) => {
       const fields = putBody(request, await representation(ctx, request.params.username));
       return writeUser(ctx, request, fields);
     });
 
-    app.patch<{ Params: { username: string } }>(`${base}/:username`, write, async (request) => {
+    app.patch<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:write', {
+      tag: 'users',
+      summary: 'Change members of a person (JSON Merge Patch, RFC 7396)',
+      params,
+      body: mergePatchOf(person),
+      consumes: [mergePatchType],
+    }), async (request) => {
       const fields = patchBody(request, await representation(ctx, request.params.username));
       // A status the patch does not name is not the administrator's statement: editing the email
       // of an automatically locked person must not turn the lockout into an administrator's lock
@@ -56,14 +72,24 @@ export const adminUsers: Endpoint = {
       return writeUser(ctx, request, fields);
     });
 
-    app.post<{ Params: { username: string } }>(`${base}/:username/sign-out`, write, async (request, reply) => {
+    app.post<{ Params: { username: string } }>(`${base}/:username/sign-out`, adminOperation(ctx, 'admin:write', {
+      tag: 'users',
+      summary: 'Sign a person out everywhere (their sessions, refresh tokens and access tokens end)',
+      params,
+      success: { status: 204, description: 'Signed out' },
+    }), async (request, reply) => {
       if (!(await signOutEverywhere(ctx, request.params.username, { actor: request.admin!.client_id, requestId: request.id }))) {
         throw new OAuthError('not_found', 'no such user');
       }
       return reply.code(204).send();
     });
 
-    app.delete<{ Params: { username: string } }>(`${base}/:username`, write, async (request, reply) => {
+    app.delete<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:write', {
+      tag: 'users',
+      summary: 'Delete a person (their sessions and tokens end)',
+      params,
+      success: { status: 204, description: 'Deleted' },
+    }), async (request, reply) => {
       if (!(await deleteUser(ctx, request.params.username, { actor: request.admin!.client_id, requestId: request.id }))) {
         throw new OAuthError('not_found', 'no such user');
       }
@@ -71,6 +97,36 @@ export const adminUsers: Endpoint = {
     });
   },
 };
+
+/**
+ * A person as GET shows them, with the members apply's users section reads (src/identity/users.ts
+ * readUserEntry checks each). `status` is no enum: that check names every problem of the person at
+ * once, where a schema would stop at the first.
+ */
+const person = objectBody(
+  {
+    username: { type: 'string', description: 'must equal the path' },
+    name: { type: 'string' },
+    email: { type: 'string' },
+    desks: { type: 'array', items: { type: 'string' } },
+    roles: { type: 'array', items: { type: 'string' } },
+    attributes: { type: 'object', description: 'facts about the person, never secrets' },
+    status: { type: 'string', description: `one of ${userStatuses.join(', ')}` },
+    password: { type: 'string', writeOnly: true, description: 'a new password (a password reset); never shown' },
+    password_hash: { type: 'string', writeOnly: true, description: 'an Argon2id PHC string, instead of a password' },
+    kyc: { type: 'object', description: "the person's KYC record, as in apply's users section" },
+    // Shown by GET; sent back unchanged they are ignored, changed they are refused.
+    id: { type: 'string', readOnly: true },
+    has_password: { type: 'boolean', readOnly: true },
+    created_at: { type: 'string', readOnly: true },
+    updated_at: { type: 'string', readOnly: true },
+    last_login_at: { type: ['string', 'null'], readOnly: true },
+    locked_at: { type: ['string', 'null'], readOnly: true },
+    lock_reason: { type: ['string', 'null'], readOnly: true },
+  },
+  [],
+  "A person as GET /admin/users/{username} shows them and apply's users section reads them (docs/apply.md)",
+);
 
 /** The user stored under exactly this username (the path names the stored, lowercase form). */
 async function findUser(ctx: Context, username: string): Promise<User | undefined> {

@@ -1,4 +1,5 @@
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
+import { queryParams, text } from '../../http/api-operation.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { deliveriesOf } from '../../signals/delivery.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -12,7 +13,14 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminAlerts: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/alerts`;
-    app.get<{ Querystring: { limit?: unknown; type?: unknown } }>(base, { preHandler: requireAdmin(ctx, 'admin:read') }, async (request) => {
+    app.get<{ Querystring: { limit?: unknown; type?: unknown } }>(base, adminOperation(ctx, 'admin:read', {
+      tag: 'risk',
+      summary: 'List the alert outbox, newest first, with the delivery to each webhook',
+      querystring: queryParams({
+        limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'how many, 1 to 500 (default 100)' },
+        type: text('one alert type', 64),
+      }),
+    }), async (request) => {
       // Each parameter at most once: a repeated one arrives as an array and is refused.
       const { limit: givenLimit, type } = request.query;
       if ((givenLimit !== undefined && typeof givenLimit !== 'string') || !/^[0-9]{1,3}$/.test(givenLimit ?? '100')) throw new OAuthError('invalid_request', 'limit must be given once, as an integer from 1 to 500');

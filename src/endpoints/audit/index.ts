@@ -1,5 +1,7 @@
 import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
+import { integerQuery, pathParams, protectedOperation, queryParams, text, type ApiOperation } from '../../http/api-operation.ts';
+import { auditEventTypes } from '../../audit/events.ts';
 import { AuditKeys, auditOrigin } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle } from '../../audit/bundle.ts';
 import { AuditGuardError } from '../../audit/guard.ts';
@@ -7,7 +9,7 @@ import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { tsaTrustPems } from '../../pki/tsa.ts';
 import { AuditProofError, proveConsistency, proveEvent, storedCheckpoint } from '../../audit/proofs.ts';
-import { AuditQueryError, queryEvents, readAuditQuery } from '../../audit/query.ts';
+import { AuditQueryError, maxPageSize, queryEvents, readAuditQuery } from '../../audit/query.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -30,17 +32,23 @@ type Query = Record<string, string | undefined>;
  *       it offline. At least one of txn, subject, client or since. Events not sealed yet are left
  *       out and counted in `Clearance-Unsealed-Events`. Recorded as `audit.exported`, with who.
  *
- * `authorize` is the pre-handler that admits a request for a scope (admin/authorize.ts).
+ * `authorize` is the hook that admits a request for a scope (admin/authorize.ts); it runs before
+ * the request is validated against each operation's schemas (src/http/api-operation.ts).
  */
 export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => preHandlerAsyncHookHandler = requireAdmin): Endpoint {
   return {
     register(app, ctx) {
       const base = `${issuerPath(ctx.config.issuer)}/admin/audit`;
-      const read = { preHandler: authorize(ctx, 'audit:read') };
+      const admit = authorize(ctx, 'audit:read');
+      const read = (operation: Omit<ApiOperation, 'tag'>) => protectedOperation(admit, 'audit:read', { tag: 'audit', ...operation });
       const db = ctx.storage.db;
       const noStore = { 'cache-control': 'no-store' };
 
-      app.get<{ Querystring: Query }>(`${base}/events`, read, async (request, reply) => {
+      app.get<{ Querystring: Query }>(`${base}/events`, read({
+        summary: 'Query events, oldest first, with their leaf index',
+        description: 'Reading events is itself recorded (`audit.read`). `next`, when there are more, is the `after` of the next page.',
+        querystring: queryParams({ ...queryFilters, limit: integerQuery(`how many, 1 to ${maxPageSize} (default 100)`), after: 'the `next` of the previous page' }),
+      }), async (request, reply) => {
         const { limit, after, ...filters } = request.query;
         reply.headers(noStore);
         const query = await guard(async () => readAuditQuery(filters));
@@ -54,7 +62,11 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         return page;
       });
 
-      app.get<{ Params: { id: string }; Querystring: Query }>(`${base}/events/:id/proof`, read, async (request, reply) => {
+      app.get<{ Params: { id: string }; Querystring: Query }>(`${base}/events/:id/proof`, read({
+        summary: "An event's inclusion proof into a checkpoint (RFC 9162 §2.1.3)",
+        params: pathParams({ id: "the event's id" }),
+        querystring: queryParams({ tree_size: integerQuery("the checkpoint's tree size (default the latest)") }),
+      }), async (request, reply) => {
         const size = request.query.tree_size;
         reply.headers(noStore);
         const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
@@ -62,21 +74,33 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         return proof;
       });
 
-      app.get<{ Querystring: Query }>(`${base}/consistency`, read, async (request, reply) => {
+      app.get<{ Querystring: Query }>(`${base}/consistency`, read({
+        summary: 'A consistency proof between two checkpoints (RFC 9162 §2.1.4)',
+        querystring: {
+          ...queryParams({ first: integerQuery("the first checkpoint's tree size"), second: integerQuery("the second checkpoint's tree size (default the latest)") }),
+          required: ['first'],
+        },
+      }), async (request, reply) => {
         const { first, second } = request.query;
         if (first === undefined) throw new OAuthError('invalid_request', 'first (a checkpoint tree size) is required');
         reply.headers(noStore);
         return guard(() => proveConsistency(db, readInteger('first', first), second === undefined ? undefined : readInteger('second', second)));
       });
 
-      app.get(`${base}/checkpoints/latest`, read, async (_request, reply) => {
+      app.get(`${base}/checkpoints/latest`, read({ summary: 'The latest signed checkpoint' }), async (_request, reply) => {
         const checkpoint = await storedCheckpoint(db);
         if (!checkpoint) throw new OAuthError('not_found', 'the audit log has no checkpoint yet');
         reply.headers(noStore);
         return checkpoint;
       });
 
-      app.get<{ Querystring: Query }>(`${base}/bundle`, read, async (request, reply) => {
+      app.get<{ Querystring: Query }>(`${base}/bundle`, read({
+        summary: 'The signed evidence bundle of the sealed events matching',
+        description:
+          'As `clearance audit export` writes it; `clearance audit verify-bundle` checks it offline. At least one of txn, subject, client or since. ' +
+          'Events not sealed yet are left out and counted in the `Clearance-Unsealed-Events` header. Recorded as `audit.exported`.',
+        querystring: queryParams(queryFilters),
+      }), async (request, reply) => {
         const query = await guard(async () => readAuditQuery(request.query));
         if (query.txn === undefined && query.subject === undefined && query.client === undefined && query.since === undefined) {
           throw new OAuthError('invalid_request', 'a bundle needs txn, subject, client or since');
@@ -98,7 +122,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
           .send(result.text);
       });
 
-      app.get(`${base}/key`, read, async () => {
+      app.get(`${base}/key`, read({ summary: 'The audit public key (PEM) and its id' }), async () => {
         const key = await new AuditKeys(db, undefined, ctx.clock).currentPublicKey();
         if (!key) throw new OAuthError('not_found', 'the audit log has no key yet');
         return { key_id: key.keyId, origin: key.origin, public_key: key.publicKey.export({ format: 'pem', type: 'spki' }).toString() };
@@ -106,6 +130,17 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
     },
   };
 }
+
+/** The filters of a query (src/audit/query.ts readAuditQuery checks their values). */
+const queryFilters = {
+  txn: text('a transaction', 512),
+  subject: text('a subject', 512),
+  client: text('a client_id', 512),
+  type: { type: 'string', enum: [...auditEventTypes], description: 'an event type' },
+  decision: 'allow or deny',
+  since: 'from (inclusive): epoch milliseconds or an ISO 8601 time',
+  until: 'until (exclusive): epoch milliseconds or an ISO 8601 time',
+};
 
 /** Registered in http/app.ts; admin tokens with audit:read only. */
 export const audit: Endpoint = auditEndpoint();

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
+import { objectBody, pathParams, queryParams } from '../../http/api-operation.ts';
 import { listBreakGlassAccounts, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import { activationInForce, findActivation, listActivations, requestActivation, standDown, type Activation } from '../../approvals/break-glass/activations.ts';
 import { closeReview, listReviews, type Review } from '../../approvals/break-glass/reviews.ts';
@@ -29,10 +30,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminBreakGlass: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/break-glass`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+    const activation = pathParams({ id: "the activation's id (its approval request's id)" });
 
-    app.get(base, read, async () => {
+    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'break-glass', summary: 'List the emergency accounts, each with its activation in force' }), async () => {
       const now = ctx.clock.now();
       const accounts = await listBreakGlassAccounts(ctx.storage.db);
       return {
@@ -45,7 +45,14 @@ export const adminBreakGlass: Endpoint = {
       };
     });
 
-    app.post<{ Params: { account: string } }>(`${base}/:account/activations`, write, async (request, reply) => {
+    app.post<{ Params: { account: string } }>(`${base}/:account/activations`, adminOperation(ctx, 'admin:write', {
+      tag: 'break-glass',
+      summary: 'Ask for an activation of an emergency account (a person)',
+      description: 'Opens the approval request two custodians must approve (the `break_glass` kind of the approvals API). 409 while an activation is in force or a request pending.',
+      params: pathParams({ account: "the emergency account's name" }),
+      body: objectBody({ reason: { type: 'string', description: 'why, 1 to 500 characters' } }, ['reason']),
+      success: { status: 201, description: 'The approval request: its id, status, required approvals and expiry' },
+    }), async (request, reply) => {
       const person = personOf(request);
       const reason = (request.body as { reason?: unknown } | undefined)?.reason;
       if (typeof reason !== 'string') throw new OAuthError('invalid_request', 'reason is required');
@@ -65,9 +72,14 @@ export const adminBreakGlass: Endpoint = {
       return reply.code(201).send({ request_id: outcome.request.id, status: outcome.request.status, required_approvals: outcome.request.requiredApprovals, expires_at: outcome.request.expiresAt });
     });
 
-    app.get(`${base}/activations`, read, async () => ({ activations: (await listActivations(ctx.storage.db)).map(activationView) }));
+    app.get(`${base}/activations`, adminOperation(ctx, 'admin:read', { tag: 'break-glass', summary: 'List the activations' }), async () => ({ activations: (await listActivations(ctx.storage.db)).map(activationView) }));
 
-    app.post<{ Params: { id: string } }>(`${base}/activations/:id/end`, write, async (request, reply) => {
+    app.post<{ Params: { id: string } }>(`${base}/activations/:id/end`, adminOperation(ctx, 'admin:write', {
+      tag: 'break-glass',
+      summary: 'End an activation before its time (its requester or a custodian)',
+      params: activation,
+      success: { status: 204, description: 'Ended' },
+    }), async (request, reply) => {
       const person = personOf(request);
       const activation = await findActivation(ctx.storage.db, request.params.id);
       if (!activation) throw new OAuthError('not_found', 'no such activation');
@@ -76,7 +88,11 @@ export const adminBreakGlass: Endpoint = {
       return reply.code(204).send();
     });
 
-    app.get<{ Querystring: { open?: unknown } }>(`${base}/reviews`, read, async (request) => {
+    app.get<{ Querystring: { open?: unknown } }>(`${base}/reviews`, adminOperation(ctx, 'admin:read', {
+      tag: 'break-glass',
+      summary: 'List the reviews of activations',
+      querystring: queryParams({ open: 'true for the open reviews only, false for the closed ones' }),
+    }), async (request) => {
       const given = request.query.open;
       // Once, as `true` or `false`: a repeated or other value is refused, never read as "all".
       if (given !== undefined && given !== 'true' && given !== 'false') throw new OAuthError('invalid_request', 'open must be given once, as true or false');
@@ -84,7 +100,12 @@ export const adminBreakGlass: Endpoint = {
       return { reviews: (await listReviews(ctx.storage.db, open === undefined ? {} : { open })).map(reviewView) };
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/reviews/:id/close`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/reviews/:id/close`, adminOperation(ctx, 'admin:write', {
+      tag: 'break-glass',
+      summary: "Close an activation's review (a compliance person, phishing-resistant, independent of the activation)",
+      params: activation,
+      body: objectBody({ note: { type: 'string', description: 'what was reviewed, 1 to 2000 characters' } }, ['note']),
+    }), async (request) => {
       const person = personOf(request);
       const note = (request.body as { note?: unknown } | undefined)?.note;
       if (typeof note !== 'string') throw new OAuthError('invalid_request', 'note is required');

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
+import { objectBody, pathParams, queryParams, type JsonSchema } from '../../http/api-operation.ts';
 import { AuditGuardError, assertNoSecrets } from '../../audit/guard.ts';
 import { checkMandateEntry } from '../../mandates/apply.ts';
 import {
@@ -25,8 +26,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 /**
  * Mandates in the admin API (src/mandates), authorized like the rest of /admin by Clearance's own
  * tokens for `<issuer>/admin` (admin:read to read, admin:write to change). Bodies are JSON with the
- * fields of a `mandates[]` entry of `clearance apply` (docs/mandates.md), validated by the same
- * code; problems come back as one invalid_request naming each field.
+ * fields of a `mandates[]` entry of `clearance apply` (docs/mandates.md): each operation's schema
+ * (src/http/api-operation.ts) refuses first a body missing a required member or with one of the
+ * wrong type; the values are then validated by the same code as apply, whose problems come back
+ * as one invalid_request naming each field.
  * - GET /admin/mandates?status=&grantor=&grantee= : current versions, newest change first;
  * - GET /admin/mandates/{id} : the current version and `history` (every version, oldest first);
  * - POST /admin/mandates : create (201); proposed, or active with accepted_by (accepted_at defaults to now);
@@ -40,10 +43,17 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminMandates: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/mandates`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+    const mandate = pathParams({ id: "the mandate's id" });
 
-    app.get<{ Querystring: Record<string, unknown> }>(base, read, async (request) => {
+    app.get<{ Querystring: Record<string, unknown> }>(base, adminOperation(ctx, 'admin:read', {
+      tag: 'mandates',
+      summary: 'List mandates (their current versions), newest change first',
+      querystring: queryParams({
+        status: { type: 'string', enum: [...mandateStatuses], description: "the current version's status" },
+        grantor: 'the grantor: an LEI or an account',
+        grantee: 'the grantee: an LEI, a client_id or a user id',
+      }),
+    }), async (request) => {
       const { status, grantor, grantee } = request.query;
       for (const [name, value] of Object.entries({ status, grantor, grantee })) {
         if (value !== undefined && typeof value !== 'string') throw new OAuthError('invalid_request', `${name} is given once`);
@@ -59,13 +69,23 @@ export const adminMandates: Endpoint = {
       return { mandates: mandates.map(mandateView) };
     });
 
-    app.get<{ Params: { id: string } }>(`${base}/:id`, read, async (request) => {
+    app.get<{ Params: { id: string } }>(`${base}/:id`, adminOperation(ctx, 'admin:read', {
+      tag: 'mandates',
+      summary: 'Read a mandate: its current version and its history (every version, oldest first)',
+      params: mandate,
+    }), async (request) => {
       const mandate = await getMandate(ctx, request.params.id);
       if (!mandate) throw new OAuthError('not_found', 'no such mandate');
       return { ...mandateView(mandate.current), history: mandate.history.map(mandateView) };
     });
 
-    app.post(base, write, async (request, reply) => {
+    app.post(base, adminOperation(ctx, 'admin:write', {
+      tag: 'mandates',
+      summary: 'Create a mandate: proposed, or active with accepted_by',
+      description: 'The body is a `mandates[]` entry of `clearance apply` (docs/mandates.md), validated by the same code. 409 when the id exists.',
+      body: objectBody({ id: { type: 'string' }, ...termsMembers, ...acceptanceMembers }, ['id', ...requiredTerms], 'A mandates[] entry of clearance apply'),
+      success: { status: 201, description: 'The mandate created, with its history' },
+    }), async (request, reply) => {
       const body = bodyOf(request);
       const v = new Validator();
       const entry = readMandateEntry(v, '', body, { acceptedAtDefault: ctx.clock.now() });
@@ -76,7 +96,13 @@ export const adminMandates: Endpoint = {
       return reply.code(201).send({ ...mandateView(created), history: [mandateView(created)] });
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/:id/accept`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/:id/accept`, adminOperation(ctx, 'admin:write', {
+      tag: 'mandates',
+      summary: 'Accept a proposed mandate: it becomes active',
+      description: '`accepted_by` is required. 409 when `version` is no longer the current one or the mandate is not proposed.',
+      params: mandate,
+      body: objectBody({ version, ...acceptanceMembers }, ['version']),
+    }), async (request) => {
       const body = bodyOf(request);
       const v = new Validator();
       v.knownKeys('', body, ['version', 'accepted_by', 'accepted_at']);
@@ -87,7 +113,13 @@ export const adminMandates: Endpoint = {
       return withHistory(await step(() => acceptMandate(ctx, request.params.id, version, acceptance, actorOf(request))));
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/:id/amend`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/:id/amend`, adminOperation(ctx, 'admin:write', {
+      tag: 'mandates',
+      summary: 'Amend a mandate: new terms as a new version; `version` is superseded at once',
+      description: '409 when `version` is no longer the current one.',
+      params: mandate,
+      body: objectBody({ version, ...termsMembers, ...acceptanceMembers }, ['version', ...requiredTerms]),
+    }), async (request) => {
       const body = bodyOf(request);
       const v = new Validator();
       v.knownKeys('', body, ['version', ...mandateEntryFields.filter((f) => f !== 'id')]);
@@ -100,7 +132,13 @@ export const adminMandates: Endpoint = {
       return withHistory(amended);
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/:id/revoke`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/:id/revoke`, adminOperation(ctx, 'admin:write', {
+      tag: 'mandates',
+      summary: 'Revoke a mandate: its tokens are inactive from now on',
+      description: '`reason` is required.',
+      params: mandate,
+      body: objectBody({ reason: { type: 'string', description: 'at most 500 characters' }, revoked_by: { type: 'string', description: 'who decided, at most 200 characters' } }),
+    }), async (request) => {
       const body = bodyOf(request);
       const v = new Validator();
       v.knownKeys('', body, ['reason', 'revoked_by']);
@@ -118,6 +156,24 @@ export const adminMandates: Endpoint = {
     }
   },
 };
+
+// The shape of the bodies (docs/mandates.md); src/mandates/terms.ts checks every value.
+const instant = (description: string): JsonSchema => ({ type: 'string', description: `${description}: an RFC 3339 date and time with an offset` });
+const termsMembers: Record<string, JsonSchema> = {
+  grantor: { type: 'object', description: 'exactly one of lei, account' },
+  grantee: { type: 'object', description: 'exactly one of lei, client_id, user' },
+  scopes: { type: 'array', items: { type: 'string' }, description: 'business verb scopes such as order:create' },
+  constraints: { type: 'object', description: 'instrument_classes, venues, max_notional, regions, time_window' },
+  legal_basis: { type: 'object', properties: { reference: { type: 'string' }, text: { type: 'string' } } },
+  effective_from: instant('in force from'),
+  effective_to: { ...instant('in force until'), type: ['string', 'null'] },
+};
+const requiredTerms = ['grantor', 'grantee', 'scopes', 'legal_basis', 'effective_from'];
+const acceptanceMembers: Record<string, JsonSchema> = {
+  accepted_by: { type: 'string', description: 'who accepted on the grantee side' },
+  accepted_at: instant('when (with accepted_by; now by default)'),
+};
+const version: JsonSchema = { type: 'integer', description: 'the version the caller read' };
 
 function bodyOf(request: FastifyRequest): Record<string, unknown> {
   return jsonObjectBody(request.body);

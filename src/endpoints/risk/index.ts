@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
-import { requireAdmin } from '../../admin/authorize.ts';
+import { adminOperation } from '../../admin/authorize.ts';
+import { objectBody, pathParams, queryParams, text, type JsonSchema } from '../../http/api-operation.ts';
 import { AuditGuardError, assertNoSecrets } from '../../audit/guard.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { ActivePrincipal } from '../../risk/anomalies/activity.ts';
@@ -23,10 +24,14 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 export const adminRisk: Endpoint = {
   register(app, ctx) {
     const base = `${issuerPath(ctx.config.issuer)}/admin/risk`;
-    const read = { preHandler: requireAdmin(ctx, 'admin:read') };
-    const write = { preHandler: requireAdmin(ctx, 'admin:write') };
+    const anomaly = pathParams({ id: "the anomaly's id" });
+    const suspension = pathParams({ id: "the suspension's id" });
 
-    app.get<{ Querystring: Record<string, unknown> }>(`${base}/anomalies`, read, async (request) => {
+    app.get<{ Querystring: Record<string, unknown> }>(`${base}/anomalies`, adminOperation(ctx, 'admin:read', {
+      tag: 'risk',
+      summary: 'List anomalies, newest first',
+      querystring: queryParams({ status: parameter('open or resolved'), ...listParameters }),
+    }), async (request) => {
       const status = once(request.query, 'status');
       if (status !== undefined && status !== 'open' && status !== 'resolved') throw new OAuthError('invalid_request', 'status must be given once, as open or resolved');
       const principal = principalParameter(request.query);
@@ -35,20 +40,31 @@ export const adminRisk: Endpoint = {
       return { anomalies: rows.slice(0, page.limit).map(anomalyView), ...nextPage(rows, page.limit, (a) => ({ createdAt: a.createdAt, id: a.id })) };
     });
 
-    app.get<{ Params: { id: string } }>(`${base}/anomalies/:id`, read, async (request) => {
+    app.get<{ Params: { id: string } }>(`${base}/anomalies/:id`, adminOperation(ctx, 'admin:read', { tag: 'risk', summary: 'Read one anomaly', params: anomaly }), async (request) => {
       const anomaly = await findAnomaly(ctx.storage.db, request.params.id.slice(0, 64));
       if (!anomaly) throw new OAuthError('not_found', 'no such anomaly');
       return anomalyView(anomaly);
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/anomalies/:id/resolve`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/anomalies/:id/resolve`, adminOperation(ctx, 'admin:write', {
+      tag: 'risk',
+      summary: 'Resolve an anomaly (its step-up ends)',
+      description: '409 when it already was.',
+      params: anomaly,
+      body: noteBody,
+      bodyOptional: true,
+    }), async (request) => {
       const outcome = await resolveAnomaly(ctx, request.params.id.slice(0, 64), adminActor(request));
       if (!outcome) throw new OAuthError('not_found', 'no such anomaly');
       if (outcome === 'already_resolved') throw new OAuthError('invalid_request', 'the anomaly is already resolved', { status: 409 });
       return anomalyView(outcome);
     });
 
-    app.get<{ Querystring: Record<string, unknown> }>(`${base}/suspensions`, read, async (request) => {
+    app.get<{ Querystring: Record<string, unknown> }>(`${base}/suspensions`, adminOperation(ctx, 'admin:read', {
+      tag: 'risk',
+      summary: 'List suspensions, newest first',
+      querystring: queryParams({ active: parameter('true or false'), ...listParameters }),
+    }), async (request) => {
       const active = once(request.query, 'active');
       if (active !== undefined && active !== 'true' && active !== 'false') throw new OAuthError('invalid_request', 'active must be given once, as true or false');
       const principal = principalParameter(request.query);
@@ -57,7 +73,14 @@ export const adminRisk: Endpoint = {
       return { suspensions: rows.slice(0, page.limit).map(suspensionView), ...nextPage(rows, page.limit, (s) => ({ createdAt: s.suspendedAt, id: s.id })) };
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/suspensions/:id/reinstate`, write, async (request) => {
+    app.post<{ Params: { id: string } }>(`${base}/suspensions/:id/reinstate`, adminOperation(ctx, 'admin:write', {
+      tag: 'risk',
+      summary: 'Reinstate a suspended principal: it gets tokens and signs in again',
+      description: '409 when it already was reinstated.',
+      params: suspension,
+      body: noteBody,
+      bodyOptional: true,
+    }), async (request) => {
       const outcome = await reinstate(ctx, request.params.id.slice(0, 64), adminActor(request));
       if (!outcome) throw new OAuthError('not_found', 'no such suspension');
       if (outcome === 'already_reinstated') throw new OAuthError('invalid_request', 'the principal is already reinstated', { status: 409 });
@@ -65,6 +88,21 @@ export const adminRisk: Endpoint = {
     });
   },
 };
+
+/** A query parameter as `once` reads it. */
+function parameter(description: string): JsonSchema {
+  return text(description, 300);
+}
+
+/** The principal filter and the page of a list. */
+const listParameters = {
+  principal: parameter('User:<user id> or Client:<client_id>'),
+  limit: { type: 'string', pattern: '^[0-9]{1,3}$', description: 'how many, 1 to 500 (default 100)' },
+  after: parameter('the `next` of the previous page'),
+};
+
+/** The body of a resolution or a reinstatement, which may be left out. */
+const noteBody = objectBody({ note: { type: 'string', maxLength: 2000, description: 'for the audit log; never a token or a key' } });
 
 /** A query parameter given at most once (a repeated one arrives as an array and is refused). */
 function once(query: Record<string, unknown>, name: string): string | undefined {
