@@ -39,6 +39,9 @@ export const auditEventTypes = [
   // A read of the log through the audit API (who, which query or event, how many events): reading
   // events is reading personal data, itself on the record (AMENDMENTS, console and operations).
   'audit.read',
+  // A read of the people's access review through the admin API (who read it, how many people):
+  // usernames, roles and sign-in means are personal data, so reading them is on the record too.
+  'people.reviewed',
   // Authorization code flow (src/authorization, src/grants/authorization-code.ts, refresh-token.ts).
   'code.issued',
   'code.redeemed',

@@ -30,6 +30,8 @@ import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
 import { adminHolds } from '../endpoints/admin/holds.ts';
 import { auditActivity } from '../endpoints/audit/activity.ts';
+import { adminKeys } from '../endpoints/admin/keys.ts';
+import { adminAccessReview } from '../endpoints/admin/access-review.ts';
 import { sharedSignals } from '../endpoints/ssf/index.ts';
 import { pki } from '../endpoints/pki/index.ts';
 import { agentCredentials } from '../endpoints/agents/index.ts';
@@ -65,7 +67,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

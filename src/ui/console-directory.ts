@@ -1,4 +1,5 @@
 import type { ConsoleSession } from '../console/session.ts';
+import type { ReviewedPerson } from '../identity/access-review.ts';
 import { html, type SafeHtml } from './html.ts';
 import { consoleShell } from './console.ts';
 
@@ -13,6 +14,57 @@ export interface DirectoryView {
   agents: DirectorySection<{ id: string; client_id: string; status?: string; owner_lei: string; certificate_profile: string; models: { version: string; status: string }[] }>;
   mandates: DirectorySection<{ id: string; version: number; status: string; grantor: Record<string, string>; grantee: Record<string, string>; scopes: string[]; effective_to: string | null }>;
   policies: DirectorySection<{ version: string; active: boolean; author: string; approver: string | null; change_ref: string; activated_at: string | null }>;
+  people: DirectorySection<ReviewedPerson>;
+  /** GET /admin/keys: not a list but one inventory, or why it may not be read. */
+  keys: { inventory: KeyInventory } | { refused: string };
+}
+
+/** What GET /admin/keys answers (src/endpoints/admin/keys.ts). */
+export interface KeyInventory {
+  within_days: number;
+  signing_keys: { kid: string; alg: string; state: string; activates_at: string | null; retirable_at: string | null }[];
+  audit_key: { key_id: string; origin: string } | null;
+  authorities: { id: string; role: string; subject: string; status: string; not_after: string | null; expires_soon: boolean }[];
+  certificates: { valid: number; expiring: { serial: string; profile: string; holder: string; not_after: string | null }[]; truncated: boolean };
+}
+
+/** A person's sign-in means in words: password, authenticator app, passkeys, recovery codes left. */
+function factorsOf(person: ReviewedPerson): string {
+  const f = person.factors;
+  const means = [f.password ? 'password' : '', f.totp ? 'authenticator app' : '', f.passkeys ? `${f.passkeys} passkey${f.passkeys === 1 ? '' : 's'}` : '', f.recovery_codes_left ? `${f.recovery_codes_left} recovery codes` : ''].filter(Boolean);
+  return means.length ? means.join(', ') : 'none';
+}
+
+/** The keys and certificates, with what expires within the inventory's window marked. */
+function keysSection(data: DirectoryView['keys']): SafeHtml {
+  if ('refused' in data) return html`<section aria-labelledby="keys"><h2 id="keys">Keys and certificates</h2><p class="muted">${data.refused}</p></section>`;
+  const k = data.inventory;
+  const soon = html`<strong class="not-verified">expires within ${k.within_days} days</strong>`;
+  return html`<section aria-labelledby="keys"><h2 id="keys">Keys and certificates</h2>
+<h3>Token signing keys</h3>
+<table>
+<thead><tr><th scope="col">Key id</th><th scope="col">Algorithm</th><th scope="col">State</th><th scope="col">Signs from</th><th scope="col">Retirable from</th></tr></thead>
+<tbody>${k.signing_keys.map((key) => html`<tr><td><code>${key.kid}</code></td><td>${key.alg}</td><td>${key.state}</td><td>${key.activates_at ?? ''}</td><td>${key.retirable_at ?? ''}</td></tr>`)}</tbody>
+</table>
+<p>Audit log key: ${k.audit_key ? html`<code>${k.audit_key.key_id}</code> <span class="muted">(${k.audit_key.origin})</span>` : 'none yet (no checkpoint)'}</p>
+<h3>Certificate authorities</h3>
+${
+  k.authorities.length === 0
+    ? html`<p class="muted">No private CA (clearance ca init).</p>`
+    : html`<table>
+<thead><tr><th scope="col">Role</th><th scope="col">Subject</th><th scope="col">Status</th><th scope="col">Valid until</th></tr></thead>
+<tbody>${k.authorities.map((a) => html`<tr><td>${a.role}</td><td><code>${a.subject}</code></td><td>${a.status}</td><td>${a.not_after ?? ''}${a.expires_soon ? html`<br>${soon}` : ''}</td></tr>`)}</tbody>
+</table>`
+}
+<h3>Certificates that expire within ${k.within_days} days <span class="muted">(${k.certificates.expiring.length}${k.certificates.truncated ? '+' : ''} of ${k.certificates.valid} valid)</span></h3>
+${
+  k.certificates.expiring.length === 0
+    ? html`<p class="muted">None.</p>`
+    : html`<table>
+<thead><tr><th scope="col">Holder</th><th scope="col">Profile</th><th scope="col">Serial</th><th scope="col">Expires</th></tr></thead>
+<tbody>${k.certificates.expiring.map((c) => html`<tr><td><code>${c.holder}</code></td><td>${c.profile}</td><td><code>${c.serial}</code></td><td>${c.not_after ?? ''}</td></tr>`)}</tbody>
+</table>`
+}</section>`;
 }
 
 function section<T>(id: string, title: string, data: DirectorySection<T>, head: string[], row: (item: T) => SafeHtml): SafeHtml {
@@ -35,8 +87,9 @@ const party = (document: Record<string, string>) => Object.entries(document).map
 
 /**
  * The directory (read-only): what is registered, each list read through the admin API with the
- * person's token. People are not listed here: their personal data is shown only where a role needs
- * it (AMENDMENTS), which the console does not do yet.
+ * person's token. People are listed as an access review needs them (GET /admin/access-review:
+ * username, roles, desks, status, factors, sessions — never a name or email), a read the API
+ * records (AMENDMENTS: personal data only where a role needs it, every read on the record).
  */
 export function consoleDirectoryPage(base: string, session: ConsoleSession, view: DirectoryView): SafeHtml {
   return consoleShell({
@@ -54,6 +107,8 @@ export function consoleDirectoryPage(base: string, session: ConsoleSession, view
       ['agents', 'Agents'],
       ['mandates', 'Mandates'],
       ['policies', 'Policies'],
+      ['people', 'People'],
+      ['keys', 'Keys and certificates'],
     ].map(([id, label], i) => html`${i ? ' · ' : ''}<a href="#${id}">${label}</a>`)}</p></nav>
 ${section('clients', 'Clients', view.clients, ['Client', 'Kind', 'Firm (LEI)', 'Authentication', 'Grants', 'Scope'], (c) => html`<tr><td><code>${c.client_id}</code>${c.client_name ? html`<br>${c.client_name}` : ''}</td><td>${c.kind ?? ''}</td><td><code>${c.owner_lei ?? ''}</code></td><td>${c.token_endpoint_auth_method ?? ''}</td><td>${list(c.grant_types)}</td><td><code>${c.scope ?? ''}</code></td></tr>`)}
 ${section('resource-servers', 'Resource servers', view.resourceServers, ['Audience', 'Scopes', 'Token lifetime', 'Sender-constrained'], (r) => html`<tr><td><code>${r.identifier}</code>${r.name ? html`<br>${r.name}` : ''}</td><td><code>${list(r.scopes)}</code></td><td>${r.access_token_ttl} s</td><td>${r.require_sender_constraint ? 'required' : 'optional'}</td></tr>`)}
@@ -61,6 +116,8 @@ ${section('partners', 'Partners', view.partners, ['Partner', 'Issuer', 'Algorith
 ${section('entities', 'Legal entities', view.entities, ['LEI', 'Name', 'Jurisdiction', 'Region', 'Roles'], (e) => html`<tr><td><code>${e.lei}</code></td><td>${e.name}</td><td>${e.jurisdiction}</td><td>${e.home_region}</td><td>${list(e.roles)}</td></tr>`)}
 ${section('agents', 'Agents', view.agents, ['Agent', 'Client', 'Firm (LEI)', 'Certificate profile', 'Models'], (a) => html`<tr><td><code>${a.id}</code>${a.status ? html`<br>${a.status}` : ''}</td><td><code>${a.client_id}</code></td><td><code>${a.owner_lei}</code></td><td>${a.certificate_profile}</td><td>${a.models.map((m) => `${m.version} ${m.status}`).join(', ')}</td></tr>`)}
 ${section('mandates', 'Mandates', view.mandates, ['Mandate', 'Status', 'Grantor', 'Grantee', 'Scopes', 'Ends'], (m) => html`<tr><td><code>${m.id}</code> v${m.version}</td><td>${m.status}</td><td>${party(m.grantor)}</td><td>${party(m.grantee)}</td><td><code>${list(m.scopes)}</code></td><td>${m.effective_to ?? 'open-ended'}</td></tr>`)}
-${section('policies', 'Policies', view.policies, ['Version', 'Active', 'Change', 'Author', 'Approver', 'Activated'], (p) => html`<tr><td><code>${p.version}</code></td><td>${p.active ? 'active' : ''}</td><td>${p.change_ref}</td><td>${p.author}</td><td>${p.approver ?? ''}</td><td>${p.activated_at ?? ''}</td></tr>`)}`,
+${section('policies', 'Policies', view.policies, ['Version', 'Active', 'Change', 'Author', 'Approver', 'Activated'], (p) => html`<tr><td><code>${p.version}</code></td><td>${p.active ? 'active' : ''}</td><td>${p.change_ref}</td><td>${p.author}</td><td>${p.approver ?? ''}</td><td>${p.activated_at ?? ''}</td></tr>`)}
+${section('people', 'People', view.people, ['Username', 'Roles', 'Desks', 'Status', 'Factors', 'Live sessions', 'Last sign-in'], (p) => html`<tr><td><code>${p.username}</code></td><td>${list(p.roles)}</td><td>${list(p.desks)}</td><td>${p.status}${p.locked_at ? html`<br><span class="not-verified">locked ${p.locked_at}${p.lock_reason ? ` (${p.lock_reason})` : ''}</span>` : ''}</td><td>${factorsOf(p)}</td><td>${p.live_sessions}</td><td>${p.last_login_at ?? 'never'}</td></tr>`)}
+${keysSection(view.keys)}`,
   });
 }

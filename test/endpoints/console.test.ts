@@ -335,14 +335,23 @@ describe('the console', () => {
     assert.match(page.body, /<h2 id="clients">Clients <span class="muted">\(\d+\)<\/span><\/h2>/);
     assert.match(page.body, /<td><code>desk-algo<\/code><\/td><td>service<\/td>/);
     assert.match(page.body, new RegExp(`<td><code>${ordersApi.replaceAll('.', '\\.')}</code></td><td><code>order:create</code></td><td>300 s</td>`));
-    assert.doesNotMatch(page.body, /Cora Compliance|username/, 'no people listed');
+    // People as an access review needs them: username, roles, factors, sessions — never a name or email.
+    assert.match(page.body, /<tr><td><code>cora<\/code><\/td><td>compliance<\/td><td><\/td><td>active<\/td><td>password, 1 passkey<\/td><td>[1-9]\d*<\/td>/);
+    assert.match(page.body, /<tr><td><code>paul<\/code><\/td><td>compliance<\/td><td><\/td><td>active<\/td><td>password<\/td>/);
+    assert.doesNotMatch(page.body, /Cora Compliance|@/, 'no names, no email addresses');
+    const reviewed = await f.auditEvents('people.reviewed');
+    assert.equal(reviewed.length, 1, 'the read of the people is on the record');
+    assert.equal(reviewed[0]!.actor, sessionIn(f, cora).userId);
+    assert.match(page.body, /<h2 id="keys">Keys and certificates<\/h2>/);
+    assert.match(page.body, /<tr><td><code>[^<]+<\/code><\/td><td>(ES256|EdDSA|PS256)<\/td><td>active<\/td>/, 'the signing key in use');
+    assert.match(page.body, /No private CA/);
 
     const april = new Jar();
     assert.equal((await signInToConsole(f, april, 'april')).path, '/console');
     assert.doesNotMatch((await get(f, '/console', april)).body, /href="\/console\/directory"/);
     const refused = await get(f, '/console/directory', april);
     assert.equal(refused.statusCode, 200);
-    assert.equal([...refused.body.matchAll(/Your roles do not allow this/g)].length, 7, 'each of the seven lists says so');
+    assert.equal([...refused.body.matchAll(/Your roles do not allow this/g)].length, 9, 'each of the eight lists and the keys say so');
   });
 
   test('an administrator holds the admin scopes but not audit:hold', async (t) => {

@@ -15,7 +15,7 @@ import { acrRank } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters } from '../../ui/console.ts';
-import { consoleDirectoryPage, type DirectorySection } from '../../ui/console-directory.ts';
+import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
 import type { Activity } from '../../audit/activity.ts';
@@ -238,8 +238,8 @@ export const consoleEndpoint: Endpoint = {
 
     app.get(`${consoleBase}/directory`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
-        const [clients, resourceServers, partners, entities, agents, mandates, policies] = await Promise.all(
-          ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies'].map((url) => api(session, url)),
+        const [clients, resourceServers, partners, entities, agents, mandates, policies, people, keys] = await Promise.all(
+          ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies', '/admin/access-review', '/admin/keys'].map((url) => api(session, url)),
         );
         const rows = <T>(answer: AdminAnswer, member: string): DirectorySection<T> => {
           const refusal = refusalOf(answer);
@@ -256,6 +256,8 @@ export const consoleEndpoint: Endpoint = {
             agents: rows(agents!, 'agents'),
             mandates: rows(mandates!, 'mandates'),
             policies: rows(policies!, 'policies'),
+            people: rows(people!, 'people'),
+            keys: refusalOf(keys!) ? { refused: refusalOf(keys!)!.message } : { inventory: keys!.json as unknown as KeyInventory },
           }),
         });
       }),
