@@ -71,6 +71,7 @@ const scopeDescriptions: Record<string, string> = {
   'recovery:request': "open a recovery of a person's lost authenticator (a help-desk person)",
   'approvals:decide': "decide approvals (a person's token only)",
   'metrics:read': 'read /metrics',
+  'reviews:close': "close a break-glass activation's review (a compliance person's token only)",
   [accessEvaluateScope]: 'ask the access evaluation API for decisions',
 };
 // Every scope the API knows is described: a new one without a line here would leave the document wrong.

@@ -11,14 +11,17 @@ import type { ResourceServer } from './definition.ts';
  * (src/endpoints/admin/holds.ts); reading them is `audit:read`.
  * `metrics:read`: GET /metrics (src/endpoints/metrics), for a Prometheus scraper's client — it
  * opens nothing else.
+ * `reviews:close`: close the review of a break-glass activation (src/endpoints/break-glass), with a
+ * PERSON's token holding the compliance role — so compliance closes reviews without holding
+ * admin:write, which would let it change everything else.
  */
-export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'audit:hold', 'recovery:request', 'approvals:decide', 'metrics:read'] as const;
+export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'audit:hold', 'recovery:request', 'approvals:decide', 'metrics:read', 'reviews:close'] as const;
 
 /**
  * The admin scopes a service's own token can use (`clearance init`'s client): all but those only a
  * person's token uses (`recovery:request`, `approvals:decide`).
  */
-export const serviceAdminScopes: readonly string[] = adminScopes.filter((scope) => scope !== 'approvals:decide' && scope !== 'recovery:request');
+export const serviceAdminScopes: readonly string[] = adminScopes.filter((scope) => scope !== 'approvals:decide' && scope !== 'recovery:request' && scope !== 'reviews:close');
 
 /** The scope a policy enforcement point needs to ask the AuthZEN access evaluation API (src/endpoints/access). */
 export const accessEvaluateScope = 'access:evaluate';

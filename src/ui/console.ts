@@ -13,7 +13,7 @@ import { layout } from './layout.ts';
  * `html` template; nothing on these pages comes from anywhere but the admin API's answers.
  */
 
-type Section = 'home' | 'dashboard' | 'approvals' | 'audit' | 'txn' | 'directory';
+type Section = 'home' | 'dashboard' | 'approvals' | 'reviews' | 'audit' | 'txn' | 'directory';
 
 interface Shell {
   base: string;
@@ -38,6 +38,7 @@ export function consoleShell(view: Shell): SafeHtml {
 ${link('home', '', 'Console')}
 ${reads ? link('dashboard', '/dashboard', 'Dashboard') : ''}
 ${view.session.scopes.includes('approvals:decide') ? link('approvals', '/approvals', 'Approvals') : ''}
+${view.session.scopes.includes('reviews:close') ? link('reviews', '/reviews', 'Reviews') : ''}
 ${reads ? link('audit', '/audit', 'Audit log') : ''}
 ${reads ? link('txn', '/txn', 'Transactions') : ''}
 ${view.session.scopes.includes('admin:read') ? link('directory', '/directory', 'Directory') : ''}

@@ -286,9 +286,11 @@ describe('the break-glass admin API', () => {
     assertOAuthError(await post(`/admin/break-glass/activations/${id}/end`, mallory, {}), 403, 'access_denied', 'not the requester nor a custodian');
     assert.equal((await post(`/admin/break-glass/activations/${id}/end`, eng, {})).statusCode, 204);
 
-    const weak = await f.personToken('comp', 'admin:write', acr.multiFactor);
-    const strong = await f.personToken('comp', 'admin:write');
-    const custodian = await f.personToken('cust-1', 'admin:write');
+    const weak = await f.personToken('comp', 'reviews:close', acr.multiFactor);
+    const strong = await f.personToken('comp', 'reviews:close');
+    const custodian = await f.personToken('cust-1', 'reviews:close');
+    // admin:write closes nothing: closing a review is its own scope, which only compliance asks for.
+    assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, await f.personToken('comp', 'admin:write'), { note: 'fine' }), 403, 'insufficient_scope');
     assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, custodian, { note: 'fine' }), 403, 'access_denied');
     assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, weak, { note: 'fine' }), 403, 'access_denied');
     const closed = await post(`/admin/break-glass/reviews/${id}/close`, strong, { note: 'incident INC-42 reviewed' });
@@ -314,14 +316,14 @@ describe('the break-glass admin API', () => {
     assertOAuthError(await post('/admin/break-glass/bg-admin/activations', delegatedEng, { reason: 'x' }), 403, 'access_denied');
     assertOAuthError(await post(`/admin/break-glass/activations/${id}/end`, delegatedEng, {}), 403, 'access_denied');
     assert.equal((await post(`/admin/break-glass/activations/${id}/end`, await f.personToken('eng', 'admin:write'), {})).statusCode, 204);
-    const delegatedComp = await f.personToken('comp', 'admin:write', acr.phishingResistant, onBehalf);
+    const delegatedComp = await f.personToken('comp', 'reviews:close', acr.phishingResistant, onBehalf);
     assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, delegatedComp, { note: 'fine' }), 403, 'access_denied');
 
     // cc approved the activation: cc's review is refused, and recorded.
-    const ccToken = await f.personToken('cc', 'admin:write');
+    const ccToken = await f.personToken('cc', 'reviews:close');
     assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, ccToken, { note: 'all fine, I was there' }), 403, 'access_denied');
     assert.deepEqual((await f.auditEvents('break_glass.review_refused')).map((e) => e.txn), [id]);
-    assert.equal((await post(`/admin/break-glass/reviews/${id}/close`, await f.personToken('comp', 'admin:write'), { note: 'INC-7 reviewed' })).statusCode, 200);
+    assert.equal((await post(`/admin/break-glass/reviews/${id}/close`, await f.personToken('comp', 'reviews:close'), { note: 'INC-7 reviewed' })).statusCode, 200);
 
     const reader = await f.personToken('comp', 'admin:read');
     assertOAuthError(await get('/admin/break-glass/reviews?open=true&open=false', reader), 400, 'invalid_request');

@@ -149,7 +149,7 @@ describe('the console', () => {
     assert.equal(response.headers['cache-control'], 'no-store');
     const session = sessionIn(f, jar);
     assert.deepEqual(session.roles, ['compliance']);
-    assert.deepEqual(session.scopes, ['admin:read', 'audit:hold', 'audit:read']);
+    assert.deepEqual(session.scopes, ['admin:read', 'audit:hold', 'audit:read', 'reviews:close']);
 
     // The token is the person's own, and the admin API refuses it what her roles do not allow.
     const change = await f.inject({ method: 'PATCH', url: '/admin/clients/desk-algo', headers: { authorization: `Bearer ${session.accessToken}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ scope: 'order:create' }) });
@@ -299,6 +299,46 @@ describe('the console', () => {
     assert.match(refused.body, /Your roles do not allow this/);
   });
 
+  test('compliance closes a break-glass review with a note; an administrator sees it but cannot close it', async (t) => {
+    const f = await fixture(t);
+    const tim = (await findUserByUsername(f.ctx, 'tim'))!;
+    const now = f.clock.now();
+    const db = f.ctx.storage.db;
+    // An activation requested by Tim that ended, and its review, open.
+    await db.insertInto('break_glass_accounts').values({ name: 'bg-orders', scopes: '["order:create"]', audience: ordersApi, activation_seconds: 600, custodians: null, created_at: now, updated_at: now }).execute();
+    await db.insertInto('break_glass_activations').values({ id: 'act-1', account: 'bg-orders', requester: tim.id, reason: 'venue outage', scopes: '["order:create"]', audience: ordersApi, starts_at: now - 600_000, ends_at: now - 1000, in_force_account: null, ended_at: now - 1000, end_reason: 'expired' }).execute();
+    await db.insertInto('break_glass_reviews').values({ activation_id: 'act-1', account: 'bg-orders', opened_at: now - 1000, closed_at: null, closed_by: null, note: null }).execute();
+
+    const ada = new Jar();
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    assert.doesNotMatch((await get(f, '/console', ada)).body, /href="\/console\/reviews"/, 'no link for an administrator');
+    const seen = await get(f, '/console/reviews', ada);
+    assert.equal(seen.statusCode, 200, seen.body);
+    assert.match(seen.body, /Account <code>bg-orders<\/code>, activation <code>act-1<\/code>/);
+    assert.match(seen.body, /Only compliance closes reviews\./);
+    assert.doesNotMatch(seen.body, /Close the review/);
+    const forced = await post(f, '/console/reviews/act-1/close', { csrf_token: csrfOf((await get(f, '/console', ada)).body), note: 'looks fine' }, ada);
+    assert.equal(forced.statusCode, 403, forced.body);
+    assert.match(forced.body, /Not closed: Your roles do not allow this/);
+    assert.equal((await db.selectFrom('break_glass_reviews').select('closed_at').where('activation_id', '=', 'act-1').executeTakeFirstOrThrow()).closed_at, null);
+
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    assert.match((await get(f, '/console', cora)).body, /href="\/console\/reviews"/);
+    const page = await get(f, '/console/reviews', cora);
+    assert.match(page.body, /Close the review/);
+    const empty = await post(f, '/console/reviews/act-1/close', { csrf_token: csrfOf(page.body), note: '   ' }, cora);
+    assert.equal(empty.statusCode, 400, empty.body);
+    assert.match(empty.body, /Not closed: a note of 1 to 2000 characters is required/);
+    const closed = await post(f, '/console/reviews/act-1/close', { csrf_token: csrfOf(page.body), note: 'INC-42: outage confirmed, orders reconciled' }, cora);
+    assert.equal(closed.statusCode, 303, closed.body);
+    const after = await get(f, '/console/reviews?closed=1', cora);
+    assert.match(after.body, /The review is closed\./);
+    assert.match(after.body, /<h2>Open <span class="muted">\(0\)<\/span><\/h2>/);
+    assert.match(after.body, new RegExp(`<td><code>${sessionIn(f, cora).userId}</code></td><td>INC-42: outage confirmed, orders reconciled</td>`));
+    assert.equal((await f.auditEvents('break_glass.review_closed')).length, 1);
+  });
+
   test('an event page checks its inclusion proof live, and says so when the event is not sealed yet', async (t) => {
     const f = await fixture(t);
     const txn = await trade(f);
@@ -354,7 +394,7 @@ describe('the console', () => {
     assert.equal([...refused.body.matchAll(/Your roles do not allow this/g)].length, 9, 'each of the eight lists and the keys say so');
   });
 
-  test('an administrator holds the admin scopes but not audit:hold', async (t) => {
+  test('an administrator holds the admin scopes but not audit:hold, nor closes reviews', async (t) => {
     const f = await fixture(t);
     const jar = new Jar();
     assert.equal((await signInToConsole(f, jar, 'ada')).path, '/console');

@@ -100,7 +100,7 @@ export const adminBreakGlass: Endpoint = {
       return { reviews: (await listReviews(ctx.storage.db, open === undefined ? {} : { open })).map(reviewView) };
     });
 
-    app.post<{ Params: { id: string } }>(`${base}/reviews/:id/close`, adminOperation(ctx, 'admin:write', {
+    app.post<{ Params: { id: string } }>(`${base}/reviews/:id/close`, adminOperation(ctx, 'reviews:close', {
       tag: 'break-glass',
       summary: "Close an activation's review (a compliance person, phishing-resistant, independent of the activation)",
       params: activation,

@@ -18,6 +18,7 @@ import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage
 import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
+import { consoleReviewsPage, type ListedReview } from '../../ui/console-reviews.ts';
 import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -40,7 +41,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   expires (five minutes; then the console signs in again, silently while the Clearance session
  *   lasts).
  *
- * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
+ * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/reviews
+ * (and POST /reviews/{id}/close), /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
  * /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
@@ -179,6 +181,42 @@ export const consoleEndpoint: Endpoint = {
             error: stale ? 'Your sign-in is more than 5 minutes old: a decision needs a fresh one.' : `Not decided: ${String(answer.json.error_description ?? answer.json.error ?? answer.status)}`,
             signInAgain: stale,
             ...(listed.status === 200 ? { approvals: listed.json.approvals as ListedApproval[] } : {}),
+          }),
+        });
+      }),
+    );
+
+    app.get<{ Querystring: { closed?: string } }>(`${consoleBase}/reviews`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const listed = await api(session, '/admin/break-glass/reviews');
+        const refusal = refusalOf(listed);
+        const mayClose = session.scopes.includes('reviews:close');
+        return sendPage(reply, {
+          status: refusal?.status ?? 200,
+          csp: 'ownForm',
+          page: consoleReviewsPage(base, session, refusal ? { mayClose, error: refusal.message } : { mayClose, reviews: listed.json.reviews as ListedReview[], ...(request.query.closed === '1' ? { notice: 'The review is closed.' } : {}) }),
+        });
+      }),
+    );
+
+    app.post<{ Params: { id: string } }>(`${consoleBase}/reviews/:id/close`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was closed. Open the reviews again and retry.');
+        const answer = await callAdmin(app, session, {
+          method: 'POST',
+          url: `${base}/admin/break-glass/reviews/${encodeURIComponent(request.params.id)}/close`,
+          body: { note: request.form?.get('note') ?? '' },
+        });
+        if (answer.status === 200) return seeOther(reply, `${consoleBase}/reviews?closed=1`);
+        // The admin API's refusal in its words: not compliance, not independent, too weak, closed already.
+        const listed = await api(session, '/admin/break-glass/reviews');
+        return sendPage(reply, {
+          status: refusalOf(answer)!.status,
+          csp: 'ownForm',
+          page: consoleReviewsPage(base, session, {
+            mayClose: session.scopes.includes('reviews:close'),
+            error: `Not closed: ${refusalOf(answer)!.message}`,
+            ...(listed.status === 200 ? { reviews: listed.json.reviews as ListedReview[] } : {}),
           }),
         });
       }),
