@@ -14,6 +14,7 @@ import { csrfOf, get, Jar, post } from './people-browser.ts';
 import { decisionsOf, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
+import { exampleEntities } from '../policy/fixture.ts';
 
 // The console (src/endpoints/console, docs/console.md) from the outside: a person signs in through
 // Clearance's own code flow in two steps, gets a token with their console roles' scopes at their
@@ -337,6 +338,87 @@ describe('the console', () => {
     assert.match(after.body, /<h2>Open <span class="muted">\(0\)<\/span><\/h2>/);
     assert.match(after.body, new RegExp(`<td><code>${sessionIn(f, cora).userId}</code></td><td>INC-42: outage confirmed, orders reconciled</td>`));
     assert.equal((await f.auditEvents('break_glass.review_closed')).length, 1);
+  });
+
+  test('a policy set version shows its diff and what it would flip; an administrator activates it as the second person, never as its author, and compliance is offered no form', async (t) => {
+    const f = await fixture(t);
+    const permitAll = '@id("all") permit (principal, action, resource);';
+    await f.apply({
+      policies: [
+        { version: 'v1', text: permitAll, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true },
+        { version: 'v2', text: `${permitAll}\n@id("no-orders") forbid (principal, action == Action::"order:create", resource);`, change_ref: 'CHG-2', author: 'alice.author' },
+        { version: 'v3', text: permitAll, change_ref: 'CHG-3', author: 'ada' },
+      ],
+    });
+    await trade(f);
+
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    assert.match((await get(f, '/console/directory', cora)).body, /<a href="\/console\/policies\/v2"><code>v2<\/code><\/a>/);
+    const page = await get(f, '/console/policies/v2', cora);
+    assert.equal(page.statusCode, 200, page.body);
+    // The trade's two decisions (its audience and its instrument) were allowed by v1; v2 denies both.
+    assert.match(page.body, /<p id="simulation">Replayed \d+ of the last \d+ recorded decisions: <strong>2 would flip<\/strong> \(2 allow → deny, 0 deny → allow\)/);
+    assert.match(page.body, /<td><code>order:create<\/code><\/td><td><code>Instrument::&quot;DE0001102580&quot;<\/code><\/td><td>allow \(all @ v1\)<\/td><td>deny \(no-orders\)<\/td>/);
+    assert.match(page.body, /<h2>Compared with <code>v1<\/code><\/h2>/, 'with the active version by default');
+    assert.match(page.body, /1 line\(s\) added, 0 removed\./);
+    assert.match(page.body, /<span class="added">\+ @id\(&quot;no-orders&quot;\) forbid/);
+    assert.doesNotMatch(page.body, /Activate v2/, 'compliance cannot change anything');
+    const forced = await post(f, '/console/policies/v2/activate', { csrf_token: csrfOf(page.body) }, cora);
+    assert.equal(forced.statusCode, 403, forced.body);
+    assert.match(forced.body, /Not activated: Your roles do not allow this/);
+
+    const ada = new Jar();
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    const own = await get(f, '/console/policies/v3', ada);
+    assert.match(own.body, /Activate v3/);
+    const refused = await post(f, '/console/policies/v3/activate', { csrf_token: csrfOf(own.body) }, ada);
+    assert.equal(refused.statusCode, 403, refused.body);
+    assert.match(refused.body, /Not activated: .*must not be the author/);
+    const activated = await post(f, '/console/policies/v2/activate', { csrf_token: csrfOf(own.body) }, ada);
+    assert.equal(activated.statusCode, 303, activated.body);
+    assert.equal((await f.ctx.policies.list()).find((p) => p.active)?.version, 'v2');
+    const [event] = (await f.auditEvents('policy.activated')).filter((e) => e.details?.version === 'v2');
+    assert.deepEqual([event!.actor, event!.details?.approver, event!.details?.author], [sessionIn(f, ada).userId, 'ada', 'alice.author']);
+    assert.match((await get(f, '/console/policies/v2?done=activated', ada)).body, /<dt>Status<\/dt><dd><strong>active<\/strong>/);
+  });
+
+  test('a mandate shows every version and what each changed, and an administrator revokes it through the admin API', async (t) => {
+    const f = await fixture(t);
+    const admin = await f.accessToken('admin-ops', { resource: `${f.issuer}/admin` });
+    const api = (url: string, body: unknown) => f.inject({ method: 'POST', url, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+    await f.apply(exampleEntities());
+    const terms = { grantor: { lei: '5493001KJTIIGC8Y1R12' }, grantee: { client_id: 'desk-algo' }, scopes: ['order:create'], legal_basis: { reference: 'Desk approval DA-1' }, effective_from: '2020-01-01T00:00:00Z' };
+    const created = await api('/admin/mandates', { id: 'desk-mandate', ...terms, accepted_by: 'head-of-desk' });
+    assert.equal(created.statusCode, 201, created.body);
+    f.clock.advance(60_000);
+    const amended = await api('/admin/mandates/desk-mandate/amend', { version: 1, ...terms, constraints: { venues: ['XLON'] }, accepted_by: 'head-of-desk', accepted_at: new Date(f.clock.now()).toISOString() });
+    assert.equal(amended.statusCode, 200, amended.body);
+
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    const seen = await get(f, '/console/mandates/desk-mandate', cora);
+    assert.equal(seen.statusCode, 200, seen.body);
+    assert.match(seen.body, /<h3 id="v-2">Version 1 → 2<\/h3>/);
+    assert.match(seen.body, /<tr><td>status<\/td><td><code>superseded<\/code><\/td><td><code>active<\/code><\/td><\/tr>/);
+    assert.match(seen.body, /<tr><td>constraints<\/td><td><code>\{\}<\/code><\/td><td><code>\{&quot;venues&quot;:\[&quot;XLON&quot;\]\}<\/code><\/td><\/tr>/);
+    assert.doesNotMatch(seen.body, /<tr><td>scopes<\/td>/, 'what did not change is not listed');
+    assert.doesNotMatch(seen.body, /Revoke mandate/, 'compliance is offered no revocation');
+
+    const ada = new Jar();
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    const page = await get(f, '/console/mandates/desk-mandate', ada);
+    assert.match(page.body, /Revoke mandate desk-mandate/);
+    const noReason = await post(f, '/console/mandates/desk-mandate/revoke', { csrf_token: csrfOf(page.body), reason: ' ' }, ada);
+    assert.equal(noReason.statusCode, 400, noReason.body);
+    assert.match(noReason.body, /Not revoked: /);
+    const revoked = await post(f, '/console/mandates/desk-mandate/revoke', { csrf_token: csrfOf(page.body), reason: 'desk closed' }, ada);
+    assert.equal(revoked.statusCode, 303, revoked.body);
+    const after = await get(f, '/console/mandates/desk-mandate?done=revoked', ada);
+    assert.match(after.body, /Version 2, <strong>revoked<\/strong>/);
+    assert.doesNotMatch(after.body, /Revoke mandate/);
+    const [event] = await f.auditEvents('mandate.revoked');
+    assert.match(JSON.stringify(event), /desk closed/, 'the revocation is on the record with its reason');
   });
 
   test('an event page checks its inclusion proof live, and says so when the event is not sealed yet', async (t) => {

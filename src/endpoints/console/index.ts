@@ -19,6 +19,7 @@ import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
 import { consoleReviewsPage, type ListedReview } from '../../ui/console-reviews.ts';
+import { consoleMandatePage, consolePolicyPage, type MandatePageView, type PolicyVersionView, type SimulationView } from '../../ui/console-changes.ts';
 import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -42,7 +43,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   lasts).
  *
  * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/reviews
- * (and POST /reviews/{id}/close), /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
+ * (and POST /reviews/{id}/close), /console/policies/{version} (and POST …/activate),
+ * /console/mandates/{id} (and POST …/revoke), /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
  * /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
@@ -222,6 +224,34 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
+    app.get<{ Params: { version: string }; Querystring: { against?: string; done?: string } }>(`${consoleBase}/policies/:version`, async (request, reply) =>
+      signedIn(request, reply, async (session) => policyPage(reply, session, request.params.version, request.query.against, request.query.done === 'activated' ? { notice: 'Activated: every node evaluates it from its next decision.' } : {})),
+    );
+
+    app.post<{ Params: { version: string } }>(`${consoleBase}/policies/:version/activate`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was activated. Open the policy set again and retry.');
+        const version = encodeURIComponent(request.params.version);
+        const answer = await callAdmin(app, session, { method: 'POST', url: `${base}/admin/policies/${version}/activate` });
+        if (answer.status === 200) return seeOther(reply, `${consoleBase}/policies/${version}?done=activated`);
+        return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${refusalOf(answer)!.message}`, status: refusalOf(answer)!.status });
+      }),
+    );
+
+    app.get<{ Params: { id: string }; Querystring: { done?: string } }>(`${consoleBase}/mandates/:id`, async (request, reply) =>
+      signedIn(request, reply, async (session) => mandatePage(reply, session, request.params.id, request.query.done === 'revoked' ? { notice: 'Revoked: its tokens are inactive from now on.' } : {})),
+    );
+
+    app.post<{ Params: { id: string } }>(`${consoleBase}/mandates/:id/revoke`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was revoked. Open the mandate again and retry.');
+        const id = encodeURIComponent(request.params.id);
+        const answer = await callAdmin(app, session, { method: 'POST', url: `${base}/admin/mandates/${id}/revoke`, body: { reason: request.form?.get('reason')?.trim() ?? '', revoked_by: session.username } });
+        if (answer.status === 200) return seeOther(reply, `${consoleBase}/mandates/${id}?done=revoked`);
+        return mandatePage(reply, session, request.params.id, { error: `Not revoked: ${refusalOf(answer)!.message}`, status: refusalOf(answer)!.status });
+      }),
+    );
+
     app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/audit`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
         const filters = auditFilters(request.query);
@@ -345,6 +375,41 @@ export const consoleEndpoint: Endpoint = {
         );
       }
       return checks;
+    }
+
+    /** A policy set version's page: its text, its diff, its simulation — each read with the person's token. */
+    async function policyPage(reply: FastifyReply, session: ConsoleSession, version: string, against: string | undefined, outcome: { notice?: string; error?: string; status?: number }): Promise<FastifyReply> {
+      const path = `/admin/policies/${encodeURIComponent(version)}`;
+      const [policy, list, simulation] = await Promise.all([api(session, path), api(session, '/admin/policies'), api(session, `${path}/simulation?last=1000`)]);
+      const refusal = refusalOf(policy);
+      if (refusal) return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consolePolicyPage(base, session, { versions: [], error: refusal.message }) });
+      const versions = ((list.json.policies ?? []) as { version: string; active: boolean }[]);
+      const other = against ?? versions.find((v) => v.active && v.version !== version)?.version ?? versions.find((v) => v.version !== version)?.version;
+      const compared = other !== undefined && other !== version ? await api(session, `/admin/policies/${encodeURIComponent(other)}`) : undefined;
+      return sendPage(reply, {
+        status: outcome.status ?? 200,
+        csp: 'ownForm',
+        page: consolePolicyPage(base, session, {
+          policy: policy.json as unknown as PolicyVersionView,
+          versions: versions.map((v) => v.version),
+          ...(compared?.status === 200 ? { against: { version: other!, text: String(compared.json.text) } } : {}),
+          ...(simulation.status === 200 ? { simulation: simulation.json as unknown as SimulationView } : { simulationError: refusalOf(simulation)!.message }),
+          ...(outcome.notice ? { notice: outcome.notice } : {}),
+          ...(outcome.error ? { error: outcome.error } : {}),
+        }),
+      });
+    }
+
+    /** A mandate's page: every version and what each changed. */
+    async function mandatePage(reply: FastifyReply, session: ConsoleSession, id: string, outcome: { notice?: string; error?: string; status?: number }): Promise<FastifyReply> {
+      const mandate = await api(session, `/admin/mandates/${encodeURIComponent(id)}`);
+      const refusal = refusalOf(mandate);
+      if (refusal) return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleMandatePage(base, session, { error: refusal.message }) });
+      return sendPage(reply, {
+        status: outcome.status ?? 200,
+        csp: 'ownForm',
+        page: consoleMandatePage(base, session, { mandate: mandate.json as unknown as MandatePageView['mandate'] & object, ...(outcome.notice ? { notice: outcome.notice } : {}), ...(outcome.error ? { error: outcome.error } : {}) }),
+      });
     }
 
     /** A console form's POST: its CSRF token (derived from the session's token) and, when sent, the same origin. */

@@ -1,0 +1,123 @@
+import type { FastifyRequest } from 'fastify';
+import { adminOperation } from '../../admin/authorize.ts';
+import type { Context } from '../../context.ts';
+import { integerQuery, pathParams, queryParams } from '../../http/api-operation.ts';
+import { findUser } from '../../identity/users.ts';
+import { OAuthError } from '../../oauth-error.ts';
+import { activationEvent } from '../../policy/apply-section.ts';
+import { compilePolicySet, formatPolicyProblem } from '../../policy/engine.ts';
+import { simulate } from '../../policy/simulate.ts';
+import { PolicyActivationError, storedSourceName } from '../../policy/store.ts';
+import { assessAdminAction } from '../../risk/intrusion.ts';
+import { issuerPath, type Endpoint } from '../endpoint.ts';
+
+/** How many recorded decisions a simulation may replay, and how many flips one answer lists. */
+const maxReplayed = 100_000;
+const maxFlipsListed = 200;
+
+/**
+ * Policy set versions in the admin API (docs/policy.md). Versions are written with `clearance
+ * apply` (section `policies`) or `clearance policy add`; here they are read, simulated and
+ * activated:
+ *
+ * - GET /admin/policies (admin:read): every version (without its text), the active one flagged
+ * - GET /admin/policies/{version} (admin:read): one version with its text
+ * - GET /admin/policies/{version}/simulation?last=N (admin:read): the version replayed against the
+ *   last N recorded decisions (src/policy/simulate.ts, as `clearance policy simulate`): how many
+ *   it would flip, each way, and which
+ * - POST /admin/policies/{version}/activate (admin:write): the second-person rule with a person's
+ *   token — the person signed in is the approver and must not be the version's author; a client's
+ *   own token activates nothing (403 access_denied). Audited as `policy.activated`, as the CLI.
+ */
+export const adminPolicies: Endpoint = {
+  register(app, ctx) {
+    const base = `${issuerPath(ctx.config.issuer)}/admin/policies`;
+    const params = pathParams({ version: 'the version' });
+
+    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'directory', summary: 'List the policy set versions (without their text), the active one flagged' }), async () => ({
+      policies: (await ctx.policies.list()).map(view),
+    }));
+
+    app.get<{ Params: { version: string } }>(`${base}/:version`, adminOperation(ctx, 'admin:read', { tag: 'directory', summary: 'Read one policy set version, with its text', params }), async (request) => {
+      const version = await ctx.policies.get(request.params.version);
+      if (!version) throw new OAuthError('not_found', 'no such policy set version');
+      return { ...view(version), text: version.text };
+    });
+
+    app.get<{ Params: { version: string }; Querystring: { last?: string } }>(`${base}/:version/simulation`, adminOperation(ctx, 'admin:read', {
+      tag: 'directory',
+      summary: 'Replay the last recorded decisions against a policy set version: which it would decide the other way',
+      params,
+      querystring: queryParams({ last: integerQuery(`how many recorded decisions, newest first (default 1000, at most ${maxReplayed})`) }),
+    }), async (request, reply) => {
+      const last = request.query.last === undefined ? 1000 : Number(request.query.last);
+      if (last < 1 || last > maxReplayed) throw new OAuthError('invalid_request', `last must be from 1 to ${maxReplayed}`);
+      const version = await ctx.policies.get(request.params.version);
+      if (!version) throw new OAuthError('not_found', 'no such policy set version');
+      const compiled = compilePolicySet(version.version, [{ name: storedSourceName(version.version), text: version.text }]);
+      if (!compiled.set) throw new OAuthError('invalid_request', `policy set ${version.version} does not validate: ${compiled.problems.map(formatPolicyProblem).join('; ')}`);
+      const result = await simulate(ctx.storage.db, compiled.set, last);
+      reply.header('cache-control', 'no-store');
+      return {
+        version: version.version,
+        read: result.read,
+        replayed: result.replayed,
+        flips: result.flips.length,
+        allow_to_deny: result.flips.filter((f) => f.was.allow).length,
+        deny_to_allow: result.flips.filter((f) => !f.was.allow).length,
+        listed: result.flips.slice(0, maxFlipsListed).map((f) => ({
+          event: f.event.id,
+          type: f.event.type,
+          time: new Date(f.event.time).toISOString(),
+          request: f.request,
+          was: f.was,
+          now: f.now,
+        })),
+      };
+    });
+
+    app.post<{ Params: { version: string } }>(`${base}/:version/activate`, adminOperation(ctx, 'admin:write', {
+      tag: 'directory',
+      summary: 'Activate a policy set version: the person whose token this is approves it, and must not be its author',
+      params,
+    }), async (request) => {
+      const approver = await approvingPerson(ctx, request);
+      const version = request.params.version;
+      const actor = request.admin!.sub!;
+      try {
+        const done = await ctx.audit.recordWith(async (trx) => {
+          const activated = await ctx.policies.activate(trx, version, approver, actor);
+          const events = activated.previous === version ? [] : [activationEvent(actor, version, activated.author, approver, activated.changeRef, activated.previous)];
+          return { value: activated, events };
+        });
+        ctx.policies.invalidate();
+        if (done.previous !== version) {
+          // Intrusion signals (src/risk/intrusion.ts), as the CLI: a version activated soon after it was stored.
+          const stored = await ctx.policies.get(version);
+          await assessAdminAction(ctx, { admin: actor, action: `policy.activate ${version}`, address: request.ip, clientId: request.admin!.client_id, ...(stored ? { createdAt: stored.created_at } : {}) });
+        }
+        return { version, active: true, approver, previous: done.previous === version ? null : done.previous, already_active: done.previous === version };
+      } catch (error) {
+        if (!(error instanceof PolicyActivationError)) throw error;
+        if (/^no policy set version/.test(error.message)) throw new OAuthError('not_found', error.message);
+        // The author approving their own version, or a version that no longer validates.
+        throw new OAuthError(/must not be the author/.test(error.message) ? 'access_denied' : 'invalid_request', error.message);
+      }
+    });
+  },
+};
+
+/**
+ * The approver: the active person a token was issued to under their own consent grant. A client's
+ * own token (client credentials) names no person, and a delegate (`act`) approves for nobody.
+ */
+async function approvingPerson(ctx: Context, request: FastifyRequest): Promise<string> {
+  const claims = request.admin!;
+  const person = claims.grant_id !== undefined && claims.sub !== undefined && claims.act === undefined ? await findUser(ctx, claims.sub) : undefined;
+  if (!person || person.status !== 'active') throw new OAuthError('access_denied', 'a policy set is activated by a person, with their own token');
+  return person.username;
+}
+
+function view<T extends { created_at: number; activated_at: number | null }>(v: T): Omit<T, 'created_at' | 'activated_at'> & { created_at: string; activated_at: string | null } {
+  return { ...v, created_at: new Date(v.created_at).toISOString(), activated_at: v.activated_at === null ? null : new Date(v.activated_at).toISOString() };
+}
