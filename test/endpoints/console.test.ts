@@ -15,6 +15,7 @@ import { decisionsOf, findApprovalRequest } from '../../src/approvals/requests.t
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
 import { exampleEntities } from '../policy/fixture.ts';
+import { partnerKey } from '../federation/fixture.ts';
 
 // The console (src/endpoints/console, docs/console.md) from the outside: a person signs in through
 // Clearance's own code flow in two steps, gets a token with their console roles' scopes at their
@@ -419,6 +420,24 @@ describe('the console', () => {
     assert.doesNotMatch(after.body, /Revoke mandate/);
     const [event] = await f.auditEvents('mandate.revoked');
     assert.match(JSON.stringify(event), /desk closed/, 'the revocation is on the record with its reason');
+  });
+
+  test('a partner’s page shows its trust profile, its drift status and the partner check run now', async (t) => {
+    const f = await fixture(t);
+    const key = await partnerKey('acme-2025');
+    await f.apply({
+      partners: [{ id: 'acme', issuer: 'http://127.0.0.1:9', allow_private_network: true, jwks: { keys: [key.jwk] }, algorithms: ['ES256'], allowed_audiences: [ordersApi], allowed_scopes: ['order:create'] }],
+    });
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    assert.match((await get(f, '/console/directory', cora)).body, /<a href="\/console\/partners\/acme"><code>acme<\/code><\/a>/);
+    const page = await get(f, '/console/partners/acme', cora);
+    assert.equal(page.statusCode, 200, page.body);
+    assert.match(page.body, /<dt>issuer<\/dt><dd><code>http:\/\/127\.0\.0\.1:9<\/code><\/dd>/);
+    assert.match(page.body, /<dt>Status<\/dt><dd>unchecked<\/dd>/);
+    assert.match(page.body, /<p id="check-result">Every rule passes\.<\/p>/);
+    assert.match(page.body, /<tr><td>pass<\/td><td>algorithm ES256<\/td>/);
+    assert.equal((await get(f, '/console/partners/nobody', cora)).statusCode, 404);
   });
 
   test('an event page checks its inclusion proof live, and says so when the event is not sealed yet', async (t) => {

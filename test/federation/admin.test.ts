@@ -39,3 +39,38 @@ describe('GET /admin/partners', () => {
     assertOAuthError(await f.inject({ method: 'GET', url: '/admin/partners', headers: { authorization: `Bearer ${other}` } }), 401, 'invalid_token');
   });
 });
+
+describe('GET /admin/partners/{id}/check', () => {
+  test('runs clearance partner check over the API, rule by rule, to an admin:read token', async (t) => {
+    const f = await protocolFixture(t);
+    const key = await partnerKey('acme-2025');
+    const document = {
+      partners: [
+        {
+          id: 'acme',
+          // A loopback issuer nobody listens on: its metadata cannot be fetched (a note, not a failure).
+          issuer: 'http://127.0.0.1:9',
+          allow_private_network: true,
+          jwks: { keys: [key.jwk] },
+          algorithms: ['ES256', 'PS256'],
+          allowed_audiences: [ordersApi],
+          allowed_scopes: ['order:create'],
+        },
+      ],
+    };
+    const { plan, problems } = await planApply(f.ctx, document);
+    assert.deepEqual(problems, []);
+    await executeApply(f.ctx, plan!, { actor: 'test', via: 'cli' });
+    const token = await f.accessToken('admin-viewer', { resource: adminAudience(f.issuer) });
+
+    const response = await f.inject({ method: 'GET', url: '/admin/partners/acme/check', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(response.statusCode, 200, response.body);
+    const check = response.json() as { ok: boolean; lines: { status: string; rule: string; detail: string }[] };
+    assert.equal(check.ok, false, 'PS256 has no key of its type');
+    assert.ok(check.lines.some((l) => l.status === 'note' && l.rule === 'metadata'), JSON.stringify(check.lines));
+    assert.ok(check.lines.some((l) => l.status === 'pass' && l.rule === 'algorithm ES256'));
+    assert.ok(check.lines.some((l) => l.status === 'fail' && l.rule === 'algorithm PS256'));
+    assertOAuthError(await f.inject({ method: 'GET', url: '/admin/partners/nobody/check', headers: { authorization: `Bearer ${token}` } }), 404, 'not_found');
+    assertOAuthError(await f.inject({ method: 'GET', url: '/admin/partners/acme/check' }), 401, 'invalid_token');
+  });
+});

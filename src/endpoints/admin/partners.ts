@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
+import { checkPartnerProfile } from '../../federation/check.ts';
 import { approvePartner, PartnerApprovalRefused } from '../../federation/drift/approve.ts';
 import { driftView } from '../../federation/drift/view.ts';
 import { pathParams } from '../../http/api-operation.ts';
@@ -13,6 +14,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * - GET /admin/partners/{id}/drift (admin:read): the partner's status (`active`, `suspended` and
  *   why), its baseline (key thumbprints and kids, metadata issuer and digest), the last successful
  *   check, an outage in progress and the next check; `status: unchecked` before the first check.
+ * - GET /admin/partners/{id}/check (admin:read): `clearance partner check` — the profile against the
+ *   world (issuer, metadata, keys fetched with the SSRF rules of src/federation/fetch.ts,
+ *   algorithms, audiences, clients), a line per rule with `pass`, `fail`, `skip` or `note`, and `ok`
+ *   when none failed. It reads the partner's published keys and metadata, and changes nothing.
  * - POST /admin/partners/{id}/approve (admin:write): re-approves the partner — its keys and
  *   metadata as they are now become the baseline and a suspension ends (`partner.reapproved`).
  *   400 when the keys cannot be read or the metadata names another issuer; 404 for no partner.
@@ -30,6 +35,17 @@ export const adminPartners: Endpoint = {
       const view = await driftView(ctx, request.params.id);
       if (!view) throw new OAuthError('not_found', 'no such partner');
       return view;
+    });
+    app.get<{ Params: { id: string } }>(`${admin}/partners/:id/check`, adminOperation(ctx, 'admin:read', {
+      tag: 'directory',
+      summary: "Check a partner's trust profile against its published keys and metadata (clearance partner check)",
+      params,
+    }), async (request, reply) => {
+      const partner = await ctx.partners.get(request.params.id);
+      if (!partner) throw new OAuthError('not_found', 'no such partner');
+      const lines = await checkPartnerProfile(ctx, partner);
+      reply.header('cache-control', 'no-store');
+      return { partner: partner.id, issuer: partner.issuer, ok: !lines.some((line) => line.status === 'fail'), lines };
     });
     app.post<{ Params: { id: string } }>(`${admin}/partners/:id/approve`, adminOperation(ctx, 'admin:write', {
       tag: 'directory',

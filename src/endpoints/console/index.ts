@@ -19,6 +19,8 @@ import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
 import { consoleReviewsPage, type ListedReview } from '../../ui/console-reviews.ts';
+import { consolePartnerPage, type PartnerView } from '../../ui/console-partner.ts';
+import type { DriftView } from '../../federation/drift/view.ts';
 import { consoleMandatePage, consolePolicyPage, type MandatePageView, type PolicyVersionView, type SimulationView } from '../../ui/console-changes.ts';
 import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
@@ -44,7 +46,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *
  * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/reviews
  * (and POST /reviews/{id}/close), /console/policies/{version} (and POST …/activate),
- * /console/mandates/{id} (and POST …/revoke), /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
+ * /console/mandates/{id} (and POST …/revoke), /console/partners/{id}, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
  * /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
@@ -235,6 +237,21 @@ export const consoleEndpoint: Endpoint = {
         const answer = await callAdmin(app, session, { method: 'POST', url: `${base}/admin/policies/${version}/activate` });
         if (answer.status === 200) return seeOther(reply, `${consoleBase}/policies/${version}?done=activated`);
         return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${refusalOf(answer)!.message}`, status: refusalOf(answer)!.status });
+      }),
+    );
+
+    app.get<{ Params: { id: string } }>(`${consoleBase}/partners/:id`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        const id = encodeURIComponent(request.params.id);
+        const [list, drift, check] = await Promise.all([api(session, '/admin/partners'), api(session, `/admin/partners/${id}/drift`), api(session, `/admin/partners/${id}/check`)]);
+        const refusal = refusalOf(list) ?? refusalOf(drift);
+        const profile = ((list.json.partners ?? []) as PartnerView['profile'][]).find((p) => p?.id === request.params.id);
+        if (refusal || !profile) return sendPage(reply, { status: refusal?.status ?? 404, csp: 'ownForm', page: consolePartnerPage(base, session, { error: refusal?.message ?? 'No such partner.' }) });
+        return sendPage(reply, {
+          status: 200,
+          csp: 'ownForm',
+          page: consolePartnerPage(base, session, { profile, drift: drift.json as unknown as DriftView, ...(check.status === 200 ? { check: check.json as unknown as NonNullable<PartnerView['check']> } : { error: refusalOf(check)!.message }) }),
+        });
       }),
     );
 

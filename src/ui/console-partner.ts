@@ -1,0 +1,57 @@
+import type { CheckLine } from '../federation/check.ts';
+import type { DriftView } from '../federation/drift/view.ts';
+import type { ConsoleSession } from '../console/session.ts';
+import { html, type SafeHtml } from './html.ts';
+import { consoleShell } from './console.ts';
+
+/**
+ * A partner's page in the console (docs/console.md "Directory"): its trust profile as stored, its
+ * drift status (GET /admin/partners/{id}/drift) and the result of `clearance partner check` run now
+ * (GET /admin/partners/{id}/check), rule by rule — all read with the person's token.
+ */
+export interface PartnerView {
+  profile?: Record<string, unknown> & { id: string; issuer: string };
+  drift?: DriftView;
+  check?: { ok: boolean; lines: CheckLine[] };
+  error?: string;
+}
+
+const shown = (value: unknown) => (typeof value === 'string' ? value : JSON.stringify(value));
+
+export function consolePartnerPage(base: string, session: ConsoleSession, view: PartnerView): SafeHtml {
+  const p = view.profile;
+  return consoleShell({
+    base,
+    session,
+    section: 'directory',
+    title: p ? `Partner ${p.id}` : 'Partner',
+    body: html`<h1>Partner ${p ? html`<code>${p.id}</code>` : ''}</h1>
+${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${
+  p
+    ? html`<h2>Trust profile</h2>
+<dl class="status-facts">${Object.entries(p).map(([name, value]) => html`<dt>${name}</dt><dd><code>${shown(value)}</code></dd>`)}</dl>
+<h2>Drift</h2>
+${
+  view.drift
+    ? html`<dl class="status-facts">
+<dt>Status</dt><dd>${view.drift.status === 'suspended' ? html`<strong class="not-verified">suspended</strong> since ${view.drift.suspended_at ?? ''} (${view.drift.suspended_reason ?? ''})` : view.drift.status}</dd>
+<dt>Last successful check</dt><dd>${view.drift.last_success_at ?? '—'}</dd>
+<dt>Unreachable since</dt><dd>${view.drift.unreachable_since ?? '—'}</dd>
+<dt>Next check</dt><dd>${view.drift.next_check_at ?? '—'}</dd>
+<dt>Baseline keys</dt><dd>${(view.drift.keys ?? []).map((k) => k.kid ?? k.thumbprint).join(', ') || '—'}</dd>
+</dl>`
+    : html`<p class="muted">Not available.</p>`
+}
+<h2>Check <span class="muted">(clearance partner check, run now)</span></h2>
+${
+  view.check
+    ? html`<p id="check-result">${view.check.ok ? 'Every rule passes.' : html`<strong class="not-verified">At least one rule fails.</strong>`}</p>
+<table><thead><tr><th scope="col">Result</th><th scope="col">Rule</th><th scope="col">Detail</th></tr></thead>
+<tbody>${view.check.lines.map((line) => html`<tr><td>${line.status === 'fail' ? html`<strong class="not-verified">fail</strong>` : line.status}</td><td>${line.rule}</td><td>${line.detail}</td></tr>`)}</tbody></table>`
+    : html`<p class="muted">Not available.</p>`
+}`
+    : ''
+}`,
+  });
+}
