@@ -126,7 +126,8 @@ export async function readActivity(db: Kysely<Database>, range: ActivityRange, n
   };
 }
 
-async function sealState(db: Kysely<Database>, now: number): Promise<SealState> {
+/** How far sealing is behind, and the latest checkpoint (for the dashboard and the log's status). */
+export async function sealState(db: Kysely<Database>, now: number): Promise<SealState> {
   const checkpoint = await db.selectFrom('audit_checkpoints').select(['tree_size', 'time', 'last_seq']).orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
   const after = Number(checkpoint?.last_seq ?? 0);
   const unsealed = await db

@@ -42,6 +42,9 @@ export const auditEventTypes = [
   // A read of the people's access review through the admin API (who read it, how many people):
   // usernames, roles and sign-in means are personal data, so reading them is on the record too.
   'people.reviewed',
+  // A full verification of the log (`clearance audit verify`): its result, the tree it covered and
+  // who ran it — the "last full verify" of the log's status (GET /admin/audit/status).
+  'audit.verified',
   // Authorization code flow (src/authorization, src/grants/authorization-code.ts, refresh-token.ts).
   'code.issued',
   'code.redeemed',

@@ -33,6 +33,7 @@ import { auditActivity } from '../endpoints/audit/activity.ts';
 import { adminKeys } from '../endpoints/admin/keys.ts';
 import { adminAccessReview } from '../endpoints/admin/access-review.ts';
 import { adminPolicies } from '../endpoints/admin/policies.ts';
+import { auditStatus } from '../endpoints/audit/status.ts';
 import { sharedSignals } from '../endpoints/ssf/index.ts';
 import { pki } from '../endpoints/pki/index.ts';
 import { agentCredentials } from '../endpoints/agents/index.ts';
@@ -68,7 +69,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

@@ -100,6 +100,8 @@ export interface AuditView {
   next?: string;
   checkpoint?: SignedCheckpoint;
   key?: { key_id: string };
+  /** The last `clearance audit verify` (GET /admin/audit/status), null when the log was never verified. */
+  lastVerify?: { time: string; by: string | null; ok: boolean; tree_size: number | null; event: string } | null;
   error?: string;
 }
 
@@ -118,6 +120,13 @@ export function consoleAuditPage(base: string, session: ConsoleSession, view: Au
 <dt>Latest checkpoint</dt><dd>${view.checkpoint ? html`tree size ${view.checkpoint.treeSize}, signed ${iso(view.checkpoint.time)}` : 'none yet'}</dd>
 <dt>Root hash</dt><dd class="mono">${view.checkpoint?.rootHash ?? '—'}</dd>
 <dt>Audit key fingerprint</dt><dd class="mono">${view.key?.key_id ?? '—'}</dd>
+<dt>Last full verification</dt><dd id="last-verify">${
+      view.lastVerify === undefined
+        ? '—'
+        : view.lastVerify === null
+          ? html`never (<code>clearance audit verify</code>)`
+          : html`${view.lastVerify.ok ? html`<span class="verified">✓ intact</span>` : html`<span class="not-verified">✗ FAILED</span>`}, tree size ${view.lastVerify.tree_size ?? '?'}, <a href="${base}/console/audit/events/${view.lastVerify.event}">${view.lastVerify.time}</a>${view.lastVerify.by ? html` by <code>${view.lastVerify.by}</code>` : ''}`
+    }</dd>
 </dl>
 <form method="get" action="${base}/console/audit" class="search" role="search" aria-label="Search the audit log">
 ${field('txn', 'Transaction (txn)')}

@@ -53,6 +53,19 @@ describe('clearance audit', () => {
     const broken = await w.run('audit', 'verify');
     assert.equal(broken.code, 1);
     assert.match(broken.err, /first bad leaf index 18\b/); // leaf 0 is key.created
+
+    // Each full verification is on the record, for the log's status (GET /admin/audit/status).
+    const ctx = await openContext(loadConfig(w.env), { log: createLogger('silent') });
+    try {
+      const rows = await ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'audit.verified').orderBy('seq').execute();
+      const verifications = rows.map((row) => JSON.parse(row.event) as { actor: string; details: Record<string, unknown> });
+      assert.deepEqual(verifications.map((v) => v.details.ok), [true, true, false]);
+      assert.match(verifications[0]!.actor, /^cli:/);
+      assert.equal(verifications[0]!.details.tree_size, verifications[0]!.details.leaves);
+      assert.deepEqual(verifications[2]!.details.problem, { message: (verifications[2]!.details.problem as { message: string }).message, leaf_index: 18 });
+    } finally {
+      await ctx.storage.close();
+    }
   });
 
   test('verify pins the audit key given with --key', async (t) => {

@@ -67,3 +67,25 @@ describe('GET /admin/audit/activity', () => {
     }
   });
 });
+
+describe('GET /admin/audit/status', () => {
+  test('says when the log was last verified in full, and what that found, beside its latest checkpoint, key and sealing lag', async (t) => {
+    const f = await protocolFixture(t);
+    const token = await auditorToken(f);
+    assertOAuthError(await get(f, '/admin/audit/status'), 401, 'invalid_token');
+    const before = (await get(f, '/admin/audit/status', token)).json() as Record<string, unknown>;
+    assert.equal(before.last_verify, null, 'never verified');
+    assert.equal(before.checkpoint, null);
+    assert.ok(Number(before.unsealed) > 0);
+
+    await f.ctx.audit.record({ type: 'audit.verified', actor: 'cli:ops', decision: { allow: false, reasons: ['failed'] }, details: { ok: false, leaves: 12, tree_size: 12, problem: { message: 'leaf 7 differs', leaf_index: 7 } } });
+    f.clock.advance(1000);
+    await f.ctx.audit.record({ type: 'audit.verified', actor: 'cli:ops', decision: { allow: true, reasons: ['intact'] }, details: { ok: true, leaves: 40, tree_size: 40, against_external_checkpoint: true } });
+    const response = await get(f, '/admin/audit/status', token);
+    assert.equal(response.statusCode, 200, response.body);
+    assert.equal(response.headers['cache-control'], 'no-store');
+    const status = response.json() as { last_verify: Record<string, unknown> };
+    assert.deepEqual({ ...status.last_verify, time: undefined, event: undefined }, { time: undefined, event: undefined, by: 'cli:ops', ok: true, tree_size: 40, leaves: 40, against_external_checkpoint: true }, 'the latest verification');
+    assert.match(String(status.last_verify.event), /^[0-9a-f-]{36}$/);
+  });
+});

@@ -191,6 +191,9 @@ describe('the console', () => {
     assert.equal(audit.statusCode, 200, audit.body);
     assert.match(audit.body, /token\.issued/);
     assert.match(audit.body, /Audit key fingerprint<\/dt><dd class="mono">[0-9a-f]{64}</);
+    assert.match(audit.body, /<dd id="last-verify">never \(<code>clearance audit verify<\/code>\)<\/dd>/);
+    await f.ctx.audit.record({ type: 'audit.verified', actor: 'cli:ops', decision: { allow: true, reasons: ['intact'] }, details: { ok: true, leaves: 9, tree_size: 9 } });
+    assert.match((await get(f, '/console/audit', jar)).body, /<dd id="last-verify"><span class="verified">✓ intact<\/span>, tree size 9, <a href="\/console\/audit\/events\/[0-9a-f-]+">[^<]+<\/a> by <code>cli:ops<\/code><\/dd>/);
     assert.match(audit.body, new RegExp(`<a href="/console/bundle\\?txn=${txn}" download>Download the evidence bundle of this selection</a>`));
 
     const view = await get(f, `/console/txn?txn=${encodeURIComponent(txn)}`, jar);

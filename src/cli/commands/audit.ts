@@ -11,7 +11,7 @@ import { AuditQueryError, queryEvents, readAuditQuery, type AuditQuery } from '.
 import { requestHoldRelease } from '../../audit/hold-release.ts';
 import { holdDetails, HoldError, listHolds, placeHold, type Hold } from '../../audit/holds.ts';
 import { parseRetention, planPrune, prune, RetentionError } from '../../audit/retention.ts';
-import { sqliteFileOf, verifyStore } from '../../audit/verify.ts';
+import { sqliteFileOf, verifyStore, type VerifyReport } from '../../audit/verify.ts';
 import type { Context } from '../../context.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { exit, type Output } from '../output.ts';
@@ -156,6 +156,7 @@ async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Pro
   const keyProblems = await keys.checkWithMasterKey();
   if (report.ok && keyProblems.length) report.problem = { message: keyProblems.join('; ') };
   const ok = report.ok && keyProblems.length === 0;
+  await recordVerification(ctx, { ...report, ok }, external.length > 0, output);
   if (args.json) {
     output.out(JSON.stringify({ ...report, ok }, null, 2));
   } else if (ok) {
@@ -178,6 +179,34 @@ async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Pro
     );
   }
   return ok ? exit.ok : exit.failed;
+}
+
+/**
+ * Puts the verification on the record (`audit.verified`): the log's status shows when it was last
+ * verified in full and what that found. A store that cannot be written (a read-only copy) is
+ * still verified; the result then stays on the terminal only.
+ */
+async function recordVerification(ctx: Context, report: VerifyReport, againstExternal: boolean, output: Output): Promise<void> {
+  try {
+    await ctx.audit.record({
+      type: 'audit.verified',
+      actor: `cli:${userInfo().username}`,
+      decision: { allow: report.ok, reasons: [report.ok ? 'intact' : 'failed'] },
+      details: {
+        ok: report.ok,
+        leaves: report.leaves,
+        pruned_before: report.prunedBefore,
+        checkpoints: report.checkpoints,
+        tree_size: report.latest?.treeSize ?? 0,
+        ...(report.latest ? { root_hash: report.latest.rootHash } : {}),
+        key_ids: report.keyIds,
+        against_external_checkpoint: againstExternal,
+        ...(report.problem ? { problem: { message: report.problem.message.slice(0, 500), ...(report.problem.leafIndex !== undefined ? { leaf_index: report.problem.leafIndex } : {}) } } : {}),
+      },
+    });
+  } catch (error) {
+    output.err(`note: the verification could not be recorded in the log (${(error as Error).message})`);
+  }
 }
 
 async function exportCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {

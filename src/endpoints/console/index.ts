@@ -14,7 +14,7 @@ import type { Context } from '../../context.ts';
 import { acrRank } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
-import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters } from '../../ui/console.ts';
+import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters, type AuditView } from '../../ui/console.ts';
 import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
@@ -275,7 +275,7 @@ export const consoleEndpoint: Endpoint = {
         const query = new URLSearchParams(Object.entries(filters).filter((entry): entry is [string, string] => Boolean(entry[1])));
         if (request.query.after) query.set('after', request.query.after);
         query.set('limit', '100');
-        const [events, checkpoint, key] = await Promise.all([api(session, `/admin/audit/events?${query}`), api(session, '/admin/audit/checkpoints/latest'), api(session, '/admin/audit/key')]);
+        const [events, checkpoint, key, status] = await Promise.all([api(session, `/admin/audit/events?${query}`), api(session, '/admin/audit/checkpoints/latest'), api(session, '/admin/audit/key'), api(session, '/admin/audit/status')]);
         const refusal = refusalOf(events);
         return sendPage(reply, {
           status: refusal?.status ?? 200,
@@ -287,6 +287,7 @@ export const consoleEndpoint: Endpoint = {
             ...(!refusal && typeof events.json.next === 'string' ? { next: events.json.next } : {}),
             ...(checkpoint.status === 200 ? { checkpoint: checkpoint.json as unknown as SignedCheckpoint } : {}),
             ...(key.status === 200 ? { key: key.json as { key_id: string } } : {}),
+            ...(status.status === 200 ? { lastVerify: status.json.last_verify as AuditView['lastVerify'] } : {}),
             ...(refusal ? { error: refusal.message } : {}),
           }),
         });
