@@ -107,10 +107,14 @@ ${
     : html`<p class="muted">${view.simulationError ?? 'Not simulated.'}</p>`
 }
 <h2>Compared with ${view.against ? html`<code>${view.against.version}</code>` : 'another version'}</h2>
-<form method="get" action="${base}/console/policies/${encodeURIComponent(p.version)}" class="search" aria-label="Compare with another version">
+${
+  view.versions.some((v) => v !== p.version)
+    ? html`<form method="get" action="${base}/console/policies/${encodeURIComponent(p.version)}" class="search" aria-label="Compare with another version">
 <div><label for="f-against">Compare with</label><select id="f-against" name="against">${view.versions.filter((v) => v !== p.version).map((v) => html`<option value="${v}"${v === view.against?.version ? html` selected` : ''}>${v}</option>`)}</select></div>
 <div class="actions"><button type="submit">Compare</button></div>
-</form>
+</form>`
+    : ''
+}
 ${view.against ? textDiff(view.against.text, p.text) : html`<p class="muted">No other version to compare with.</p>`}
 <h2>Its text</h2>
 <pre class="event">${p.text}</pre>`

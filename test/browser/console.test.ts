@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import axe from 'axe-core';
 import type { Page } from 'playwright-core';
 import { main } from '../../src/cli/main.ts';
+import { executeApply, planApply } from '../../src/apply/index.ts';
+import { formatProblem } from '../../src/validation.ts';
 import { addComplianceOfficer } from '../../demo/console.ts';
 import { runDemo } from '../../demo/workflow.ts';
 import { launchBrowser } from '../helpers/browser.ts';
@@ -116,7 +118,19 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   assert.match(await page.locator('#mandates').locator('..').innerText(), /lei 5299000ASSETMGRS0I94\s+client_id algo-7/);
   await checkPage(page, 'directory');
 
-  // 7. The dashboard: the demo's issuances and its refusal, drawn and tabled.
+  // 7. A policy set version and a mandate of the demo, from the directory: diff, replay, versions.
+  await page.locator('#policies').locator('..').getByRole('link').first().click();
+  await page.locator('#simulation').waitFor();
+  assert.match(await page.locator('#simulation').innerText(), /^Replayed \d+ of the last \d+ recorded decisions: \d+ would flip/);
+  assert.equal(await page.getByRole('button', { name: /^Activate/ }).count(), 0, 'compliance is offered no activation');
+  await checkPage(page, 'policy');
+  await page.getByRole('link', { name: 'Directory' }).click();
+  await page.locator('#mandates').locator('..').getByRole('link').first().click();
+  await page.getByRole('heading', { name: 'What changed' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^Revoke/ }).count(), 0, 'compliance is offered no revocation');
+  await checkPage(page, 'mandate');
+
+  // 8. The dashboard: the demo's issuances and its refusal, drawn and tabled.
   await page.getByRole('link', { name: 'Dashboard' }).click();
   const issued = page.getByRole('img', { name: /^Tokens issued and exchanged: \d+ in all/ });
   assert.match(String(await issued.getAttribute('aria-labelledby')), /c-issued-title/);
@@ -125,4 +139,62 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   assert.match(await page.locator('#s-reasons').locator('..').innerText(), /\d+/);
   await checkPage(page, 'dashboard');
   assert.deepEqual(pageErrors, []);
+
+  // 9. A break-glass activation's review waits. An administrator sees it and cannot close it;
+  //    compliance closes it with a note.
+  const db = clearance.ctx.storage.db;
+  const now = Date.now();
+  await db.insertInto('break_glass_accounts').values({ name: 'bg-demo', scopes: '["order:create"]', audience: `${issuer}/admin`, activation_seconds: 600, custodians: null, created_at: now, updated_at: now }).execute();
+  await db.insertInto('break_glass_activations').values({ id: 'demo-activation', account: 'bg-demo', requester: 'someone-else', reason: 'venue outage', scopes: '["order:create"]', audience: `${issuer}/admin`, starts_at: now - 600_000, ends_at: now - 1000, in_force_account: null, ended_at: now - 1000, end_reason: 'expired' }).execute();
+  await db.insertInto('break_glass_reviews').values({ activation_id: 'demo-activation', account: 'bg-demo', opened_at: now - 1000, closed_at: null, closed_by: null, note: null }).execute();
+
+  const adminUser = await addConsoleUser(clearance.ctx, 'platform-admin', 'admin');
+  const admin = await personPage(browser, issuer);
+  await enrolPasskeyAndSignIn(admin.page, issuer, adminUser);
+  assert.match(await admin.page.locator('main').innerText(), /Signed in as platform-admin at level urn:clearance:acr:phr/);
+  assert.equal(await admin.page.getByRole('link', { name: 'Reviews' }).count(), 0, 'no Reviews link for an administrator');
+  await admin.page.goto(`${issuer}/console/reviews`);
+  await admin.page.getByText('Only compliance closes reviews.').waitFor();
+  assert.equal(await admin.page.getByRole('button', { name: 'Close the review' }).count(), 0);
+  await checkPage(admin.page, 'reviews-admin');
+
+  await page.getByRole('link', { name: 'Reviews' }).click();
+  await page.getByLabel('What you reviewed').fill('Outage INC-42 confirmed; orders reconciled');
+  await Promise.all([page.waitForURL(/\/console\/reviews\?closed=1/), page.getByRole('button', { name: 'Close the review' }).click()]);
+  await page.getByText('The review is closed.').waitFor();
+  await checkPage(page, 'reviews');
+  assert.deepEqual(pageErrors, []);
 });
+
+/** A console user made through apply, as an administrator would declare one. */
+async function addConsoleUser(ctx: Parameters<typeof addComplianceOfficer>[0], username: string, role: string): Promise<{ username: string; password: string }> {
+  const password = `${username}-correct-horse-42`;
+  const { plan, problems } = await planApply(ctx, { users: [{ username, name: username, password, roles: [role] }] });
+  assert.ok(plan, problems.map(formatProblem).join('; '));
+  await executeApply(ctx, plan, { actor: 'test', via: 'cli' });
+  return { username, password };
+}
+
+/** A person's first console sign-in in Chromium: the password, refused for want of a passkey, a passkey added on the account page, then the passkey and consent. */
+async function enrolPasskeyAndSignIn(page: Page, issuer: string, user: { username: string; password: string }): Promise<void> {
+  const signIn = async () => {
+    await page.goto(`${issuer}/console`);
+    await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('link', { name: 'Sign in to the console' }).click()]);
+  };
+  await signIn();
+  await page.getByLabel('Username').fill(user.username);
+  await page.getByLabel('Password').fill(user.password);
+  await Promise.all([page.waitForURL(/\/interaction\/[^/]+$/), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
+  await Promise.all([page.waitForURL(/\/interaction\/[^/]+$/), page.getByRole('button', { name: 'Approve' }).click()]);
+  await page.getByText('needs a passkey').first().waitFor();
+  await Promise.all([page.waitForURL(/\/console\/callback/), page.getByRole('button', { name: /^Go back to Clearance console$/ }).click()]);
+  await page.goto(`${issuer}/account`);
+  await page.getByLabel('Name for the new passkey').fill('Work laptop');
+  await Promise.all([page.waitForResponse((r) => r.url() === `${issuer}/account/passkeys` && r.request().method() === 'POST' && r.status() === 303), page.getByRole('button', { name: 'Add a passkey' }).click()]);
+  await page.getByRole('heading', { level: 3, name: 'Work laptop' }).waitFor();
+  await signIn();
+  await page.getByRole('button', { name: 'Use your passkey' }).click();
+  await page.getByRole('button', { name: 'Approve' }).waitFor();
+  await Promise.all([page.waitForURL(`${issuer}/console`), page.getByRole('button', { name: 'Approve' }).click()]);
+  await page.getByRole('heading', { name: 'Console', level: 1 }).waitFor();
+}
