@@ -41,36 +41,19 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   const issuer = clearance.ctx.config.issuer;
   const officer = await addComplianceOfficer(clearance.ctx);
   const { page, pageErrors } = await personPage(browser, issuer);
-  const signIn = async () => {
-    await page.goto(`${issuer}/console`);
-    await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('link', { name: 'Sign in to the console' }).click()]);
-  };
 
-  // 1. With her password only: who she is, then the console's level, which a password does not reach.
-  await signIn();
-  await checkPage(page, 'sign-in');
-  await page.getByLabel('Username').fill(officer.username);
-  await page.getByLabel('Password').fill(officer.password);
-  await Promise.all([page.waitForURL(/\/interaction\/[^/]+$/), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
-  await Promise.all([page.waitForURL(/\/interaction\/[^/]+$/), page.getByRole('button', { name: 'Approve' }).click()]);
-  await page.getByText('needs a passkey').first().waitFor();
-  await Promise.all([page.waitForURL(/\/console\/callback/), page.getByRole('button', { name: /^Go back to Clearance console$/ }).click()]);
-  await page.getByRole('heading', { name: 'Sign-in refused' }).waitFor();
-  assert.deepEqual(pageErrors.map((e) => e.replace(/\?.*/, '')), [`403 ${issuer}/console/callback`], 'the refusal, and nothing else, failed');
-  pageErrors.length = 0;
-
-  // 2. She adds a passkey on her account page (her password session), then signs in with it.
-  await page.goto(`${issuer}/account`);
-  await page.getByLabel('Name for the new passkey').fill('Work laptop');
-  await Promise.all([page.waitForResponse((r) => r.url() === `${issuer}/account/passkeys` && r.request().method() === 'POST' && r.status() === 303), page.getByRole('button', { name: 'Add a passkey' }).click()]);
-  await page.getByRole('heading', { level: 3, name: 'Work laptop' }).waitFor();
-  await signIn();
-  await page.getByRole('button', { name: 'Use your passkey' }).click();
-  // The passkey's level reached, the console's scopes are asked for the first time: consent.
-  await page.getByRole('button', { name: 'Approve' }).waitFor();
-  await checkPage(page, 'consent');
-  await Promise.all([page.waitForURL(`${issuer}/console`), page.getByRole('button', { name: 'Approve' }).click()]);
-  await page.getByRole('heading', { name: 'Console', level: 1 }).waitFor();
+  // 1. With her password only: who she is, then the console's level, which a password does not
+  //    reach: refused. 2. She adds a passkey on her account page (her password session), then signs
+  //    in with it; the console's scopes are asked for the first time: consent.
+  await enrolPasskeyAndSignIn(page, issuer, officer, {
+    atSignIn: () => checkPage(page, 'sign-in'),
+    whenRefused: async () => {
+      await page.getByRole('heading', { name: 'Sign-in refused' }).waitFor();
+      assert.deepEqual(pageErrors.map((e) => e.replace(/\?.*/, '')), [`403 ${issuer}/console/callback`], 'the refusal, and nothing else, failed');
+      pageErrors.length = 0;
+    },
+    atConsent: () => checkPage(page, 'consent'),
+  });
   assert.match(await page.locator('main').innerText(), /Signed in as compliance at level urn:clearance:acr:phr/);
   await checkPage(page, 'home');
 
@@ -175,19 +158,30 @@ async function addConsoleUser(ctx: Parameters<typeof addComplianceOfficer>[0], u
   return { username, password };
 }
 
-/** A person's first console sign-in in Chromium: the password, refused for want of a passkey, a passkey added on the account page, then the passkey and consent. */
-async function enrolPasskeyAndSignIn(page: Page, issuer: string, user: { username: string; password: string }): Promise<void> {
+/**
+ * A person's first console sign-in in Chromium: the password, refused for want of a passkey, a
+ * passkey added on the account page, then the passkey and consent. The hooks look at the pages on
+ * the way (the sign-in page, the refusal, the consent page).
+ */
+async function enrolPasskeyAndSignIn(
+  page: Page,
+  issuer: string,
+  user: { username: string; password: string },
+  hooks: { atSignIn?: () => Promise<void>; whenRefused?: () => Promise<void>; atConsent?: () => Promise<void> } = {},
+): Promise<void> {
   const signIn = async () => {
     await page.goto(`${issuer}/console`);
     await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('link', { name: 'Sign in to the console' }).click()]);
   };
   await signIn();
+  await hooks.atSignIn?.();
   await page.getByLabel('Username').fill(user.username);
   await page.getByLabel('Password').fill(user.password);
   await Promise.all([page.waitForURL(/\/interaction\/[^/]+$/), page.getByRole('button', { name: 'Sign in', exact: true }).click()]);
   await Promise.all([page.waitForURL(/\/interaction\/[^/]+$/), page.getByRole('button', { name: 'Approve' }).click()]);
   await page.getByText('needs a passkey').first().waitFor();
   await Promise.all([page.waitForURL(/\/console\/callback/), page.getByRole('button', { name: /^Go back to Clearance console$/ }).click()]);
+  await hooks.whenRefused?.();
   await page.goto(`${issuer}/account`);
   await page.getByLabel('Name for the new passkey').fill('Work laptop');
   await Promise.all([page.waitForResponse((r) => r.url() === `${issuer}/account/passkeys` && r.request().method() === 'POST' && r.status() === 303), page.getByRole('button', { name: 'Add a passkey' }).click()]);
@@ -195,6 +189,7 @@ async function enrolPasskeyAndSignIn(page: Page, issuer: string, user: { usernam
   await signIn();
   await page.getByRole('button', { name: 'Use your passkey' }).click();
   await page.getByRole('button', { name: 'Approve' }).waitFor();
+  await hooks.atConsent?.();
   await Promise.all([page.waitForURL(`${issuer}/console`), page.getByRole('button', { name: 'Approve' }).click()]);
   await page.getByRole('heading', { name: 'Console', level: 1 }).waitFor();
 }
