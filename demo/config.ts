@@ -58,7 +58,8 @@ export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir
     legal_entities: [
       { lei: lei.assetManager, name: 'Demo Asset Management LLP', jurisdiction: 'GB', home_region: 'uk', data_regions: ['eu'], roles: ['asset_manager'] },
       { lei: lei.arranger, name: 'Demo Arranger SA', jurisdiction: 'FR', home_region: 'eu', roles: ['arranger'] },
-      { lei: lei.broker, name: 'Demo Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'] },
+      // The broker's compliance desk: its officer reads the audit log of the broker's trades (docs/console.md).
+      { lei: lei.broker, name: 'Demo Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'broker-compliance', name: 'Compliance' }] },
       { lei: lei.clearing, name: 'Demo Clearing AG', jurisdiction: 'DE', home_region: 'eu', roles: ['clearing'] },
     ],
     resource_servers: [

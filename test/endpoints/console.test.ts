@@ -23,6 +23,7 @@ import { partnerKey } from '../federation/fixture.ts';
 
 const password = 'console-correct-horse-42';
 const ordersApi = 'https://orders.console.example/api';
+const brokerLei = '5493001KJTIIGC8Y1R12';
 
 interface Console extends CodeFlowFixture {
   masterKey: Buffer;
@@ -45,10 +46,13 @@ async function fixture(t: TestContext): Promise<Console> {
     devices.set(username, authenticator);
   }
   await f.apply({
+    // Cora is the broker's compliance officer: she reads its events (src/audit/scope.ts), desk-algo's among them.
+    regions: [{ id: 'uk' }],
+    legal_entities: [{ lei: brokerLei, name: 'Console Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'broker-compliance', name: 'Compliance' }] }],
     resource_servers: [{ identifier: ordersApi, scopes: ['order:create'], access_token_ttl: 300 }],
-    clients: [{ client_id: 'desk-algo', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'order:create' }],
+    clients: [{ client_id: 'desk-algo', owner_lei: brokerLei, token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'order:create' }],
     users: [
-      { username: 'cora', password, name: 'Cora Compliance', roles: ['compliance'] },
+      { username: 'cora', password, name: 'Cora Compliance', roles: ['compliance'], desks: ['broker-compliance'] },
       { username: 'ada', password, name: 'Ada Admin', roles: ['admin'] },
       { username: 'april', password, name: 'April Approver', roles: ['approver'] },
       { username: 'tim', password, name: 'Tim Trader', roles: ['trader'] },
@@ -480,7 +484,7 @@ describe('the console', () => {
     assert.match(page.body, /<td><code>desk-algo<\/code><\/td><td>service<\/td>/);
     assert.match(page.body, new RegExp(`<td><code>${ordersApi.replaceAll('.', '\\.')}</code></td><td><code>order:create</code></td><td>300 s</td>`));
     // People as an access review needs them: username, roles, factors, sessions — never a name or email.
-    assert.match(page.body, /<tr><td><code>cora<\/code><\/td><td>compliance<\/td><td><\/td><td>active<\/td><td>password, 1 passkey<\/td><td>[1-9]\d*<\/td>/);
+    assert.match(page.body, /<tr><td><code>cora<\/code><\/td><td>compliance<\/td><td>broker-compliance<\/td><td>active<\/td><td>password, 1 passkey<\/td><td>[1-9]\d*<\/td>/);
     assert.match(page.body, /<tr><td><code>paul<\/code><\/td><td>compliance<\/td><td><\/td><td>active<\/td><td>password<\/td>/);
     assert.doesNotMatch(page.body, /Cora Compliance|@/, 'no names, no email addresses');
     const reviewed = await f.auditEvents('people.reviewed');

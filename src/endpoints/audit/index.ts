@@ -13,6 +13,8 @@ import { AuditQueryError, maxPageSize, queryEvents, readAuditQuery } from '../..
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { AuditScopeError, auditScopeOf, partyInScope, txnInScope, withinScope, type AuditScope } from '../../audit/scope.ts';
+import type { StoredAuditEvent } from '../../audit/events.ts';
 
 type Query = Record<string, string | undefined>;
 
@@ -32,6 +34,10 @@ type Query = Record<string, string | undefined>;
  *       it offline. At least one of txn, subject, client or since. Events not sealed yet are left
  *       out and counted in `Clearance-Unsealed-Events`. Recorded as `audit.exported`, with who.
  *
+ * Whose events a token reads is src/audit/scope.ts: a client's own token and a person holding admin
+ * or auditor read the whole log; any other person (compliance) reads their legal entities' scope —
+ * their events, proofs and bundles — and an event outside it is answered as unknown.
+ *
  * `authorize` is the hook that admits a request for a scope (admin/authorize.ts); it runs before
  * the request is validated against each operation's schemas (src/http/api-operation.ts).
  */
@@ -44,6 +50,16 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
       const db = ctx.storage.db;
       const noStore = { 'cache-control': 'no-store' };
 
+      /** Whose events this token reads (src/audit/scope.ts), or 403 for a person whose desks name no legal entity. */
+      const scopeOf = async (request: FastifyRequest): Promise<AuditScope> => {
+        try {
+          return await auditScopeOf(ctx, request.admin!);
+        } catch (error) {
+          if (error instanceof AuditScopeError) throw new OAuthError('access_denied', error.message);
+          throw error;
+        }
+      };
+
       app.get<{ Querystring: Query }>(`${base}/events`, read({
         summary: 'Query events, oldest first, with their leaf index',
         description: 'Reading events is itself recorded (`audit.read`). `next`, when there are more, is the `after` of the next page.',
@@ -52,14 +68,18 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         const { limit, after, ...filters } = request.query;
         reply.headers(noStore);
         const query = await guard(async () => readAuditQuery(filters));
+        const scope = await scopeOf(request);
         const page = await guard(() =>
           queryEvents(db, query, {
             ...(limit !== undefined ? { limit: readInteger('limit', limit) } : {}),
             ...(after !== undefined ? { after } : {}),
           }),
         );
-        await recordRead(ctx, request, { query: { ...query }, events: page.events.length });
-        return page;
+        // A scoped reader's page holds only its scope's events (a page may then be shorter than
+        // `limit`; `next` still leads on).
+        const events = await withinScope(db, scope, page.events, (e) => e.event);
+        await recordRead(ctx, request, { query: { ...query }, events: events.length, ...scopeNote(scope) });
+        return { ...page, events };
       });
 
       app.get<{ Params: { id: string }; Querystring: Query }>(`${base}/events/:id/proof`, read({
@@ -69,8 +89,11 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
       }), async (request, reply) => {
         const size = request.query.tree_size;
         reply.headers(noStore);
+        const scope = await scopeOf(request);
         const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
-        await recordRead(ctx, request, { event: request.params.id, events: 1 });
+        // Outside the reader's scope it is as if unknown: its existence is not theirs to learn.
+        if ((await withinScope(db, scope, [proof], (p) => JSON.parse(p.event) as StoredAuditEvent)).length === 0) throw new OAuthError('not_found', 'no such event');
+        await recordRead(ctx, request, { event: request.params.id, events: 1, ...scopeNote(scope) });
         return proof;
       });
 
@@ -105,6 +128,14 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         if (query.txn === undefined && query.subject === undefined && query.client === undefined && query.since === undefined) {
           throw new OAuthError('invalid_request', 'a bundle needs txn, subject, client or since');
         }
+        // A scoped reader exports a trade its firm took part in, or one of its own clients' or people's events.
+        const scope = await scopeOf(request);
+        const allowed =
+          scope.kind === 'all' ||
+          (query.txn !== undefined && (await txnInScope(db, scope, query.txn))) ||
+          (query.client !== undefined && partyInScope(scope, query.client)) ||
+          (query.subject !== undefined && partyInScope(scope, query.subject));
+        if (!allowed) throw new OAuthError('access_denied', "your role exports the evidence of your legal entity's transactions, clients and people");
         const key = await new AuditKeys(db, resolveMasterKey(ctx.config).key, ctx.clock, auditKeyCustody(ctx)).signingKey(auditOrigin(ctx.config.issuer));
         const tsaTrust = ctx.config.tsa ? tsaTrustPems(ctx.config.tsa.trustFile) : [];
         const result = await bundleGuard(() => exportBundle(db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust }));
@@ -160,6 +191,11 @@ async function recordRead(ctx: Context, request: FastifyRequest, details: Record
     // The query quoted something the log refuses to hold (a token-shaped value): the read is still recorded, without it.
     await ctx.audit.record({ ...event, details: { query: 'withheld: not auditable', events: details.events } });
   }
+}
+
+/** What a scoped read records beside the query: the legal entities it was limited to. */
+function scopeNote(scope: AuditScope): Record<string, unknown> {
+  return scope.kind === 'all' ? {} : { scope: [...scope.leis].sort() };
 }
 
 function readInteger(name: string, value: string): number {
