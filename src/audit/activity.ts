@@ -41,6 +41,12 @@ export interface Activity {
   series: Record<ActivitySeries, number[]>;
   /** Refusals in the range (the `refused` series) by reason code, most first. */
   refusals_by_reason: { reason: string; count: number }[];
+  /**
+   * Refusals beyond a source's limit (20 a minute per source and node), recorded not one by one but
+   * as counts in `audit.refusals_suppressed` summaries (docs/audit.md "Refusals"): their sum per
+   * bucket, on top of the `refused` series.
+   */
+  refusals_suppressed: number[];
   /** Approval requests still waiting for their approvers now (not expired). */
   approvals_waiting: number;
   seal: SealState;
@@ -105,6 +111,19 @@ export async function readActivity(db: Kysely<Database>, range: ActivityRange, n
     .groupBy(reason)
     .execute();
 
+  // Summaries of refusals over a source's limit: their counts, per bucket.
+  const summed = isPostgres(db) ? sql<number>`sum(((event::jsonb) -> 'details' ->> 'count')::bigint)` : sql<number>`sum(json_extract(event, '$.details.count'))`;
+  const suppressedRows = await inRange
+    .select([bucketOf.as('bucket'), summed.as('n')])
+    .where('type', '=', 'audit.refusals_suppressed')
+    .groupBy(bucketOf)
+    .execute();
+  const suppressed = new Array<number>(buckets.length).fill(0);
+  for (const row of suppressedRows) {
+    const index = Math.floor(Number(row.bucket));
+    if (index >= 0 && index < buckets.length) suppressed[index] = Number(row.n ?? 0);
+  }
+
   const waiting = await db
     .selectFrom('approval_requests')
     .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -121,6 +140,7 @@ export async function readActivity(db: Kysely<Database>, range: ActivityRange, n
     refusals_by_reason: reasons
       .map((row) => ({ reason: row.reason ?? 'unstated', count: Number(row.n) }))
       .sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)),
+    refusals_suppressed: suppressed,
     approvals_waiting: Number(waiting?.n ?? 0),
     seal: await sealState(db, now),
   };

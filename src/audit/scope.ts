@@ -4,31 +4,46 @@ import { findUser, listUsers } from '../identity/users.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import type { StoredAuditEvent } from './events.ts';
+import { lookupKey } from './query.ts';
+import { OAuthError } from '../oauth-error.ts';
 
 /**
  * Whose events an audit:read token reads (AMENDMENTS, console and operations: "`compliance` reads
  * all events of its own legal entity's scope"). A client's own token (a log shipper, an auditor's
- * service) and a person holding `admin` or `auditor` read the whole log. Any other person — a
- * compliance officer — reads the scope of the legal entities of their desks:
+ * service: client credentials, no person, no delegation) and a person holding `admin` or `auditor`
+ * read the whole log. Any other person — a compliance officer — reads the scope of the legal
+ * entities of their desks:
  *
- * - events whose client is one of those entities' clients (`owner_lei`),
- * - events whose subject or actor is such a client, or a person with a desk of those entities,
- * - and every event of a transaction in which one of those took part: the firm's compliance
+ * - events whose client, subject or actor is one of those entities' clients (`owner_lei`) or
+ *   people (a desk of theirs),
+ * - and every event of a transaction those entities took part in: one a client of theirs started
+ *   (the `transactions` record), or in which a token was issued or exchanged for a client or person
+ *   of theirs. Only these count: a refusal or a policy decision records whatever txn its caller
+ *   sent, so naming another firm's txn there brings no one into that trade. The firm's compliance
  *   answers "who authorised this trade" for the whole chain of a trade its firm was part of.
  *
- * A person in neither case whose desks name no legal entity reads nothing (refused).
+ * Anything else is refused (fail closed): a person whose desks name no legal entity, a delegated
+ * token, a token whose person is gone, a token that is neither a person's nor a client's own.
  */
 export type AuditScope = { kind: 'all' } | { kind: 'entities'; leis: ReadonlySet<string>; parties: ReadonlySet<string> };
 
 /** Roles whose holders read the whole log. */
 export const wholeLogRoles: readonly string[] = ['admin', 'auditor'];
 
+/** The events by which a party takes part in a transaction (besides starting it). */
+const participationTypes = ['token.issued', 'token.exchanged'] as const;
+
 export class AuditScopeError extends Error {}
 
 export async function auditScopeOf(ctx: Pick<Context, 'storage' | 'entities' | 'clients'>, claims: AccessTokenClaims): Promise<AuditScope> {
-  // A person's token is issued under their consent grant; a client's own token names no person.
-  const person = claims.grant_id !== undefined && claims.sub !== undefined ? await findUser(ctx, claims.sub) : undefined;
-  if (!person) return { kind: 'all' };
+  if (claims.act !== undefined) throw new AuditScopeError('a delegated token reads no audit events');
+  if (claims.grant_id === undefined) {
+    // A client's own token (client credentials): the client is the subject, or there is none.
+    if (claims.sub === undefined || claims.sub === claims.client_id) return { kind: 'all' };
+    throw new AuditScopeError('this token is neither a person’s own nor a client’s own');
+  }
+  const person = claims.sub !== undefined ? await findUser(ctx, claims.sub) : undefined;
+  if (!person || person.status !== 'active') throw new AuditScopeError('the person this token was issued to is not active');
   if (person.roles.some((role) => wholeLogRoles.includes(role))) return { kind: 'all' };
   const snapshot = await ctx.entities.snapshot();
   const leis = new Set(person.desks.map((desk) => snapshot.desks.get(desk)?.lei).filter((lei): lei is string => lei !== undefined));
@@ -44,28 +59,48 @@ export async function auditScopeOf(ctx: Pick<Context, 'storage' | 'entities' | '
   return { kind: 'entities', leis, parties };
 }
 
+/** The scope of an API caller's token, or 403 access_denied saying why it reads nothing. */
+export async function readerScope(ctx: Pick<Context, 'storage' | 'entities' | 'clients'>, claims: AccessTokenClaims): Promise<AuditScope> {
+  try {
+    return await auditScopeOf(ctx, claims);
+  } catch (error) {
+    if (error instanceof AuditScopeError) throw new OAuthError('access_denied', error.message);
+    throw error;
+  }
+}
+
 /** Whether the event itself names one of the scope's parties (its client, subject or actor). */
 function namesParty(scope: Extract<AuditScope, { kind: 'entities' }>, event: Pick<StoredAuditEvent, 'client' | 'subject' | 'actor'>): boolean {
   return [event.client, event.subject, event.actor].some((party) => party !== undefined && party !== null && scope.parties.has(party));
 }
 
 /**
- * The transactions among `txns` in which one of the scope's parties took part (one of their events
- * names a party as its client or subject: the columns the log indexes).
+ * The transactions among `txns` the scope's parties took part in: started by one of their clients,
+ * or a token issued or exchanged for one of their clients or people under it. Found by key: the
+ * `transactions` record, the audit log's lookup index for sealed events and the short unsealed
+ * tail after the latest checkpoint (as src/audit/query.ts reads them) — never a scan of the log.
  */
 async function txnsInScope(db: Kysely<Database>, scope: Extract<AuditScope, { kind: 'entities' }>, txns: readonly string[]): Promise<Set<string>> {
   const inScope = new Set<string>();
-  const parties = [...scope.parties];
-  if (txns.length === 0 || parties.length === 0) return inScope;
-  for (let i = 0; i < txns.length; i += 500) {
-    const rows = await db
-      .selectFrom('audit_events')
-      .select('txn')
-      .distinct()
-      .where('txn', 'in', txns.slice(i, i + 500))
-      .where((eb) => eb.or([eb('client', 'in', parties), eb('subject', 'in', parties)]))
-      .execute();
-    for (const row of rows) if (row.txn !== null) inScope.add(row.txn);
+  if (txns.length === 0) return inScope;
+  const cursor = await db.selectFrom('audit_checkpoints').select('last_seq').orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
+  const sealedUpTo = Number(cursor?.last_seq ?? 0);
+  for (let i = 0; i < txns.length; i += 200) {
+    const chunk = txns.slice(i, i + 200);
+    const [started, sealed, tail] = await Promise.all([
+      db.selectFrom('transactions').select(['txn', 'client_id']).where('txn', 'in', chunk).execute(),
+      db
+        .selectFrom('audit_events')
+        .select(['txn', 'client', 'subject'])
+        .where('seq', 'in', db.selectFrom('audit_index').select('seq').where('key', 'in', chunk.map((txn) => lookupKey('txn', txn))))
+        .where('type', 'in', participationTypes)
+        .execute(),
+      db.selectFrom('audit_events').select(['txn', 'client', 'subject']).where('seq', '>', sealedUpTo).where('txn', 'in', chunk).where('type', 'in', participationTypes).execute(),
+    ]);
+    for (const row of started) if (scope.parties.has(row.client_id)) inScope.add(row.txn);
+    for (const row of [...sealed, ...tail]) {
+      if (row.txn !== null && ((row.client !== null && scope.parties.has(row.client)) || (row.subject !== null && scope.parties.has(row.subject)))) inScope.add(row.txn);
+    }
   }
   return inScope;
 }

@@ -126,7 +126,8 @@ ${
 </dl>
 ${(Object.keys(seriesLabels) as ActivitySeries[]).map(
   (name) => html`<section aria-labelledby="s-${name}"><h2 id="s-${name}">${seriesLabels[name]} <span class="muted">(${total(activity.series[name])})</span></h2>
-${barChart(`c-${name}`, seriesLabels[name], activity.buckets, activity.series[name])}</section>`,
+${barChart(`c-${name}`, seriesLabels[name], activity.buckets, activity.series[name])}
+${name === 'refused' && total(activity.refusals_suppressed) > 0 ? html`<p id="suppressed">And ${total(activity.refusals_suppressed)} more over their sources' limits, recorded as counts (<code>audit.refusals_suppressed</code>), not one by one.</p>` : ''}</section>`,
 )}
 ${seriesTable(activity)}
 <section aria-labelledby="s-reasons"><h2 id="s-reasons">Refusals by reason</h2>

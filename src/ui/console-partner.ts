@@ -6,8 +6,9 @@ import { consoleShell } from './console.ts';
 
 /**
  * A partner's page in the console (docs/console.md "Directory"): its trust profile as stored, its
- * drift status (GET /admin/partners/{id}/drift) and the result of `clearance partner check` run now
- * (GET /admin/partners/{id}/check), rule by rule — all read with the person's token.
+ * drift status (GET /admin/partners/{id}/drift) and, when the person asks for it with the form,
+ * `clearance partner check` run then (GET /admin/partners/{id}/check), rule by rule — all read
+ * with the person's token.
  */
 export interface PartnerView {
   profile?: Record<string, unknown> & { id: string; issuer: string };
@@ -43,13 +44,18 @@ ${
 </dl>`
     : html`<p class="muted">Not available.</p>`
 }
-<h2>Check <span class="muted">(clearance partner check, run now)</span></h2>
+<h2>Check <span class="muted">(clearance partner check)</span></h2>
+<form method="post" action="${base}/console/partners/${encodeURIComponent(p.id)}/check">
+<input type="hidden" name="csrf_token" value="${session.csrf}">
+<p>Fetches the partner's published metadata and keys now and checks the profile against them, rule by rule.</p>
+<div class="actions"><button type="submit">${view.check ? 'Check again' : 'Run the partner check'}</button></div>
+</form>
 ${
   view.check
     ? html`<p id="check-result">${view.check.ok ? 'Every rule passes.' : html`<strong class="not-verified">At least one rule fails.</strong>`}</p>
 <table><thead><tr><th scope="col">Result</th><th scope="col">Rule</th><th scope="col">Detail</th></tr></thead>
 <tbody>${view.check.lines.map((line) => html`<tr><td>${line.status === 'fail' ? html`<strong class="not-verified">fail</strong>` : line.status}</td><td>${line.rule}</td><td>${line.detail}</td></tr>`)}</tbody></table>`
-    : html`<p class="muted">Not available.</p>`
+    : ''
 }`
     : ''
 }`,

@@ -44,6 +44,8 @@ for (const dialect of testDialects()) {
         { type: 'client.throttled', requestId: 'h', client: 'c' },
         { type: 'policy.denied', requestId: 'i', client: 'c', decision: { allow: false, reasons: ['no'], policyVersion: 'v1' } },
         { type: 'token.issued', requestId: 'j', client: 'c' },
+        { type: 'audit.refusals_suppressed', details: { source: 'client:c', count: 37, window_start: 0, window_end: 60_000, reasons: ['invalid_client'] } },
+        { type: 'audit.refusals_suppressed', details: { source: 'address:10.0.0.1', count: 5, window_start: 0, window_end: 60_000, reasons: ['invalid_client'] } },
       ] as AuditEvent[]) {
         await f.recorder.record(event);
       }
@@ -86,9 +88,10 @@ for (const dialect of testDialects()) {
         { reason: 'invalid_target', count: 1 },
         { reason: 'txn_reused', count: 1 },
       ]);
+      assert.deepEqual(activity.refusals_suppressed, [0, 42, 0], 'the summaries count the refusals they stand for');
       assert.equal(activity.approvals_waiting, 1, 'the expired and the decided request do not wait');
       assert.equal(activity.seal.tree_size, first.length);
-      assert.equal(activity.seal.unsealed, 4);
+      assert.equal(activity.seal.unsealed, 6);
       assert.equal(activity.seal.lag_ms, 30 * 60_000, 'the oldest unsealed event is 30 minutes old');
       assert.equal(activity.seal.last_checkpoint_time, start + 60_000);
 

@@ -100,7 +100,15 @@ describe('the console under clearance start --workers 2', { timeout: 180_000 }, 
     issuer = `http://localhost:${port}`;
     const env = { PATH: process.env.PATH, HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, LOG_LEVEL: 'info' };
     const file = join(dataDir, 'people.json');
-    writeFileSync(file, JSON.stringify({ users: [{ username: 'cora', password, name: 'Cora Compliance', roles: ['compliance'] }] }));
+    // Cora is a broker's compliance officer (she reads her firm's events: src/audit/scope.ts).
+    writeFileSync(
+      file,
+      JSON.stringify({
+        regions: [{ id: 'uk' }],
+        legal_entities: [{ lei: '5493001KJTIIGC8Y1R12', name: 'Cluster Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'compliance' }] }],
+        users: [{ username: 'cora', password, name: 'Cora Compliance', roles: ['compliance'], desks: ['compliance'] }],
+      }),
+    );
     const out: string[] = [];
     // Applied before the cluster starts: the primary creates the keys, the workers read the person.
     assert.equal(await main(['apply', '-f', file], env, { out: (l) => out.push(l), err: (l) => out.push(l) }), 0, out.join('\n'));

@@ -41,6 +41,13 @@ async function harness(t: TestContext): Promise<CodeFlowFixture & { ids: Record<
   await record('b-algo', 't-ab', 3); // B's hop of a trade A took part in
   await record('a-algo', 't-ab', 4);
   await record(undefined, undefined, 5);
+  // A's client names B's trade in a request that is refused, and in a policy question: neither
+  // makes A a party to it (the caller chose the txn; nothing was issued under it).
+  await f.ctx.audit.record({ type: 'token.refused', client: 'a-algo', txn: 't-b', details: { n: 6, error: 'invalid_request', reason: 'txn_of_another_client' } });
+  await f.ctx.audit.record({ type: 'policy.denied', client: 'a-algo', txn: 't-b', decision: { allow: false, reasons: ['no'] }, details: { n: 7 } });
+  // A trade after the last checkpoint (not in the lookup index yet): A's token, then B's hop.
+  await record('a-algo', 't-tail', 8);
+  await record('b-algo', 't-tail', 9);
   await sealNow(f.ctx, resolveMasterKey(f.ctx.config).key);
   const rows = await f.ctx.storage.db.selectFrom('audit_events').select('event').execute();
   const ids: Record<string, string> = {};
@@ -69,12 +76,14 @@ describe("a compliance officer reads her legal entity's events", () => {
     const token = await personToken(f, 'comp-a');
     const all = await get(f, '/admin/audit/events?limit=1000', token);
     assert.equal(all.statusCode, 200, all.body);
-    assert.deepEqual(ns(all.json()), [1, 3, 4], "A's own, and B's hop of the trade A was part of");
-    assert.deepEqual(ns((await get(f, '/admin/audit/events?txn=t-b', token)).json()), []);
+    assert.deepEqual(ns(all.json()), [1, 3, 4, 6, 7, 8, 9], "A's own, and B's hops of the trades A was part of (sealed or not yet)");
+    assert.deepEqual(ns((await get(f, '/admin/audit/events?txn=t-b', token)).json()), [6, 7], "naming B's txn in a refused request shows A its own refusals, not B's trade");
     assert.deepEqual(ns((await get(f, '/admin/audit/events?txn=t-ab', token)).json()), [3, 4]);
 
     assert.equal((await get(f, `/admin/audit/events/${f.ids.e3}/proof`, token)).statusCode, 200);
-    assertOAuthError(await get(f, `/admin/audit/events/${f.ids.e2}/proof`, token), 404, 'not_found');
+    const hidden = assertOAuthError(await get(f, `/admin/audit/events/${f.ids.e2}/proof`, token), 404, 'not_found');
+    assert.equal(hidden.error_description, 'no such event', 'the same answer as for an id that does not exist');
+    assert.equal(assertOAuthError(await get(f, '/admin/audit/events/00000000-0000-0000-0000-000000000000/proof', token), 404, 'not_found').error_description, 'no such event');
     assertOAuthError(await get(f, `/admin/audit/events/${f.ids.e5}/proof`, token), 404, 'not_found');
 
     assert.equal((await get(f, '/admin/audit/bundle?txn=t-ab', token)).statusCode, 200);
@@ -91,9 +100,9 @@ describe("a compliance officer reads her legal entity's events", () => {
     const f = await harness(t);
     const nowhere = assertOAuthError(await get(f, '/admin/audit/events', await personToken(f, 'comp-none')), 403, 'access_denied');
     assert.match(String(nowhere.error_description), /no desk of any legal entity/);
-    assert.deepEqual(ns((await get(f, '/admin/audit/events?limit=1000', await personToken(f, 'aud'))).json()), [1, 2, 3, 4, 5]);
+    assert.deepEqual(ns((await get(f, '/admin/audit/events?limit=1000', await personToken(f, 'aud'))).json()), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const shipper = await f.accessToken('log-shipper', { resource: adminAudience(f.issuer), scope: 'audit:read' });
-    assert.deepEqual(ns((await get(f, '/admin/audit/events?limit=1000', shipper)).json()), [1, 2, 3, 4, 5]);
+    assert.deepEqual(ns((await get(f, '/admin/audit/events?limit=1000', shipper)).json()), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.equal((await get(f, '/admin/audit/bundle?since=0', shipper)).statusCode, 200);
   });
 });

@@ -442,8 +442,12 @@ describe('the console', () => {
     assert.equal(page.statusCode, 200, page.body);
     assert.match(page.body, /<dt>issuer<\/dt><dd><code>http:\/\/127\.0\.0\.1:9<\/code><\/dd>/);
     assert.match(page.body, /<dt>Status<\/dt><dd>unchecked<\/dd>/);
-    assert.match(page.body, /<p id="check-result">Every rule passes\.<\/p>/);
-    assert.match(page.body, /<tr><td>pass<\/td><td>algorithm ES256<\/td>/);
+    assert.doesNotMatch(page.body, /check-result/, 'the check fetches the partner: only when asked, by a form');
+    const checked = await post(f, '/console/partners/acme/check', { csrf_token: csrfOf(page.body) }, cora);
+    assert.equal(checked.statusCode, 200, checked.body);
+    assert.match(checked.body, /<p id="check-result">Every rule passes\.<\/p>/);
+    assert.match(checked.body, /<tr><td>pass<\/td><td>algorithm ES256<\/td>/);
+    assert.equal((await post(f, '/console/partners/acme/check', { csrf_token: 'forged' }, cora)).statusCode, 403);
     assert.equal((await get(f, '/console/partners/nobody', cora)).statusCode, 404);
   });
 

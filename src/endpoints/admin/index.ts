@@ -98,7 +98,7 @@ const clientMetadata = objectBody(
     redirect_uris: { type: 'array', items: { type: 'string' } },
     scope: { type: 'string' },
     jwks: { type: 'object' },
-    legal_entity: { type: 'string' },
+    owner_lei: { type: 'string', description: 'the LEI of the firm the client belongs to' },
   },
   [],
   'RFC 7591 client metadata and the members docs/apply.md lists',

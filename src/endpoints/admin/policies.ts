@@ -9,6 +9,7 @@ import { compilePolicySet, formatPolicyProblem } from '../../policy/engine.ts';
 import { simulate } from '../../policy/simulate.ts';
 import { PolicyActivationError, storedSourceName } from '../../policy/store.ts';
 import { assessAdminAction } from '../../risk/intrusion.ts';
+import { readerScope, withinScope } from '../../audit/scope.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /** How many recorded decisions a simulation may replay, and how many flips one answer lists. */
@@ -24,7 +25,8 @@ const maxFlipsListed = 200;
  * - GET /admin/policies/{version} (admin:read): one version with its text
  * - GET /admin/policies/{version}/simulation?last=N (admin:read): the version replayed against the
  *   last N recorded decisions (src/policy/simulate.ts, as `clearance policy simulate`): how many
- *   it would flip, each way, and which
+ *   it would flip, each way, and which — the flips a reader may see (a compliance officer: those
+ *   of her legal entity's scope, src/audit/scope.ts), the read recorded as `audit.read`
  * - POST /admin/policies/{version}/activate (admin:write): the second-person rule with a person's
  *   token — the person signed in is the approver and must not be the version's author; a client's
  *   own token activates nothing (403 access_denied). Audited as `policy.activated`, as the CLI.
@@ -57,6 +59,18 @@ export const adminPolicies: Endpoint = {
       const compiled = compilePolicySet(version.version, [{ name: storedSourceName(version.version), text: version.text }]);
       if (!compiled.set) throw new OAuthError('invalid_request', `policy set ${version.version} does not validate: ${compiled.problems.map(formatPolicyProblem).join('; ')}`);
       const result = await simulate(ctx.storage.db, compiled.set, last);
+      // The flips name recorded events (who, what, when): a scoped reader — a compliance officer —
+      // is shown only those of her scope (src/audit/scope.ts), and the read is on the record.
+      const scope = await readerScope(ctx, request.admin!);
+      const shown = await withinScope(ctx.storage.db, scope, result.flips.slice(0, maxFlipsListed), (f) => f.event);
+      const admin = request.admin!;
+      await ctx.audit.record({
+        type: 'audit.read',
+        actor: admin.sub ?? admin.client_id,
+        client: admin.client_id,
+        requestId: request.id,
+        details: { simulation: version.version, last, events: shown.length, ...(scope.kind === 'all' ? {} : { scope: [...scope.leis].sort() }) },
+      });
       reply.header('cache-control', 'no-store');
       return {
         version: version.version,
@@ -65,7 +79,7 @@ export const adminPolicies: Endpoint = {
         flips: result.flips.length,
         allow_to_deny: result.flips.filter((f) => f.was.allow).length,
         deny_to_allow: result.flips.filter((f) => !f.was.allow).length,
-        listed: result.flips.slice(0, maxFlipsListed).map((f) => ({
+        listed: shown.map((f) => ({
           event: f.event.id,
           type: f.event.type,
           time: new Date(f.event.time).toISOString(),

@@ -13,7 +13,7 @@ import { AuditQueryError, maxPageSize, queryEvents, readAuditQuery } from '../..
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { AuditScopeError, auditScopeOf, partyInScope, txnInScope, withinScope, type AuditScope } from '../../audit/scope.ts';
+import { partyInScope, readerScope, txnInScope, withinScope, type AuditScope } from '../../audit/scope.ts';
 import type { StoredAuditEvent } from '../../audit/events.ts';
 
 type Query = Record<string, string | undefined>;
@@ -50,16 +50,6 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
       const db = ctx.storage.db;
       const noStore = { 'cache-control': 'no-store' };
 
-      /** Whose events this token reads (src/audit/scope.ts), or 403 for a person whose desks name no legal entity. */
-      const scopeOf = async (request: FastifyRequest): Promise<AuditScope> => {
-        try {
-          return await auditScopeOf(ctx, request.admin!);
-        } catch (error) {
-          if (error instanceof AuditScopeError) throw new OAuthError('access_denied', error.message);
-          throw error;
-        }
-      };
-
       app.get<{ Querystring: Query }>(`${base}/events`, read({
         summary: 'Query events, oldest first, with their leaf index',
         description: 'Reading events is itself recorded (`audit.read`). `next`, when there are more, is the `after` of the next page.',
@@ -68,7 +58,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         const { limit, after, ...filters } = request.query;
         reply.headers(noStore);
         const query = await guard(async () => readAuditQuery(filters));
-        const scope = await scopeOf(request);
+        const scope = await readerScope(ctx, request.admin!);
         const page = await guard(() =>
           queryEvents(db, query, {
             ...(limit !== undefined ? { limit: readInteger('limit', limit) } : {}),
@@ -89,13 +79,19 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
       }), async (request, reply) => {
         const size = request.query.tree_size;
         reply.headers(noStore);
-        const scope = await scopeOf(request);
+        const scope = await readerScope(ctx, request.admin!);
+        // Outside the reader's scope an event is as if unknown — checked before any proof, whose
+        // refusals (not sealed yet, not in that tree) would tell that it exists.
+        if (scope.kind !== 'all' && !(await eventInScope(request.params.id, scope))) throw new OAuthError('not_found', 'no such event');
         const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
-        // Outside the reader's scope it is as if unknown: its existence is not theirs to learn.
-        if ((await withinScope(db, scope, [proof], (p) => JSON.parse(p.event) as StoredAuditEvent)).length === 0) throw new OAuthError('not_found', 'no such event');
         await recordRead(ctx, request, { event: request.params.id, events: 1, ...scopeNote(scope) });
         return proof;
       });
+
+      async function eventInScope(id: string, scope: AuditScope): Promise<boolean> {
+        const row = id.length <= 64 ? await db.selectFrom('audit_events').select('event').where('id', '=', id).executeTakeFirst() : undefined;
+        return row !== undefined && (await withinScope(db, scope, [JSON.parse(row.event) as StoredAuditEvent], (e) => e)).length === 1;
+      }
 
       app.get<{ Querystring: Query }>(`${base}/consistency`, read({
         summary: 'A consistency proof between two checkpoints (RFC 9162 §2.1.4)',
@@ -129,7 +125,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
           throw new OAuthError('invalid_request', 'a bundle needs txn, subject, client or since');
         }
         // A scoped reader exports a trade its firm took part in, or one of its own clients' or people's events.
-        const scope = await scopeOf(request);
+        const scope = await readerScope(ctx, request.admin!);
         const allowed =
           scope.kind === 'all' ||
           (query.txn !== undefined && (await txnInScope(db, scope, query.txn))) ||

@@ -241,17 +241,15 @@ export const consoleEndpoint: Endpoint = {
     );
 
     app.get<{ Params: { id: string } }>(`${consoleBase}/partners/:id`, async (request, reply) =>
+      signedIn(request, reply, async (session) => partnerPage(reply, session, request.params.id, false)),
+    );
+
+    // The check fetches the partner's published metadata and keys: a form (CSRF-checked), so that
+    // no other site can make a signed-in browser set it off.
+    app.post<{ Params: { id: string } }>(`${consoleBase}/partners/:id/check`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
-        const id = encodeURIComponent(request.params.id);
-        const [list, drift, check] = await Promise.all([api(session, '/admin/partners'), api(session, `/admin/partners/${id}/drift`), api(session, `/admin/partners/${id}/check`)]);
-        const refusal = refusalOf(list) ?? refusalOf(drift);
-        const profile = ((list.json.partners ?? []) as PartnerView['profile'][]).find((p) => p?.id === request.params.id);
-        if (refusal || !profile) return sendPage(reply, { status: refusal?.status ?? 404, csp: 'ownForm', page: consolePartnerPage(base, session, { error: refusal?.message ?? 'No such partner.' }) });
-        return sendPage(reply, {
-          status: 200,
-          csp: 'ownForm',
-          page: consolePartnerPage(base, session, { profile, drift: drift.json as unknown as DriftView, ...(check.status === 200 ? { check: check.json as unknown as NonNullable<PartnerView['check']> } : { error: refusalOf(check)!.message }) }),
-        });
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was checked. Open the partner again and retry.');
+        return partnerPage(reply, session, request.params.id, true);
       }),
     );
 
@@ -393,6 +391,17 @@ export const consoleEndpoint: Endpoint = {
         );
       }
       return checks;
+    }
+
+    /** A partner's page: its profile and drift, and the check when asked for. */
+    async function partnerPage(reply: FastifyReply, session: ConsoleSession, partnerId: string, runCheck: boolean): Promise<FastifyReply> {
+      const id = encodeURIComponent(partnerId);
+      const [list, drift, check] = await Promise.all([api(session, '/admin/partners'), api(session, `/admin/partners/${id}/drift`), runCheck ? api(session, `/admin/partners/${id}/check`) : undefined]);
+      const refusal = refusalOf(list) ?? refusalOf(drift);
+      const profile = ((list.json.partners ?? []) as PartnerView['profile'][]).find((p) => p?.id === partnerId);
+      if (refusal || !profile) return sendPage(reply, { status: refusal?.status ?? 404, csp: 'ownForm', page: consolePartnerPage(base, session, { error: refusal?.message ?? 'No such partner.' }) });
+      const checked = check === undefined ? {} : check.status === 200 ? { check: check.json as unknown as NonNullable<PartnerView['check']> } : { error: refusalOf(check)!.message };
+      return sendPage(reply, { status: 200, csp: 'ownForm', page: consolePartnerPage(base, session, { profile, drift: drift.json as unknown as DriftView, ...checked }) });
     }
 
     /** A policy set version's page: its text, its diff, its simulation — each read with the person's token. */
