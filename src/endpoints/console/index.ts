@@ -309,6 +309,8 @@ export const consoleEndpoint: Endpoint = {
     app.get<{ Querystring: { txn?: string } }>(`${consoleBase}/txn`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
         const txn = typeof request.query.txn === 'string' && request.query.txn.trim() !== '' ? request.query.txn.trim() : undefined;
+        // Without audit:read the API will refuse every txn: say so before a search is typed.
+        if (!session.scopes.includes('audit:read')) return sendPage(reply, { status: 403, csp: 'ownForm', page: consoleTxnPage(base, session, { hops: [], checks: new Map(), error: 'Your roles do not allow this: reading the audit log needs audit:read.' }) });
         if (!txn) return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { hops: [], checks: new Map() }) });
         const events = await api(session, `/admin/audit/events?txn=${encodeURIComponent(txn)}&limit=500`);
         const refusal = refusalOf(events);
