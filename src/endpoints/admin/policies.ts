@@ -10,6 +10,7 @@ import { simulate } from '../../policy/simulate.ts';
 import { PolicyActivationError, storedSourceName } from '../../policy/store.ts';
 import { assessAdminAction } from '../../risk/intrusion.ts';
 import { readerScope, withinScope } from '../../audit/scope.ts';
+import { recordRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /** How many recorded decisions a simulation may replay, and how many flips one answer lists. */
@@ -63,14 +64,7 @@ export const adminPolicies: Endpoint = {
       // is shown only those of her scope (src/audit/scope.ts), and the read is on the record.
       const scope = await readerScope(ctx, request.admin!);
       const shown = await withinScope(ctx.storage.db, scope, result.flips.slice(0, maxFlipsListed), (f) => f.event);
-      const admin = request.admin!;
-      await ctx.audit.record({
-        type: 'audit.read',
-        actor: admin.sub ?? admin.client_id,
-        client: admin.client_id,
-        requestId: request.id,
-        details: { simulation: version.version, last, events: shown.length, ...(scope.kind === 'all' ? {} : { scope: [...scope.leis].sort() }) },
-      });
+      await recordRead(ctx, request.admin!, request.id, { simulation: version.version, last, events: shown.length }, scope);
       reply.header('cache-control', 'no-store');
       return {
         version: version.version,

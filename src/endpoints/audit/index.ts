@@ -1,10 +1,9 @@
-import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
 import { integerQuery, pathParams, protectedOperation, queryParams, text, type ApiOperation } from '../../http/api-operation.ts';
 import { auditEventTypes } from '../../audit/events.ts';
 import { AuditKeys, auditOrigin } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle } from '../../audit/bundle.ts';
-import { AuditGuardError } from '../../audit/guard.ts';
 import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { tsaTrustPems } from '../../pki/tsa.ts';
@@ -14,6 +13,7 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { partyInScope, readerScope, txnInScope, withinScope, type AuditScope } from '../../audit/scope.ts';
+import { recordRead } from '../../audit/reads.ts';
 import type { StoredAuditEvent } from '../../audit/events.ts';
 
 type Query = Record<string, string | undefined>;
@@ -68,7 +68,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         // A scoped reader's page holds only its scope's events (a page may then be shorter than
         // `limit`; `next` still leads on).
         const events = await withinScope(db, scope, page.events, (e) => e.event);
-        await recordRead(ctx, request, { query: { ...query }, events: events.length, ...scopeNote(scope) });
+        await recordRead(ctx, request.admin!, request.id, { query: { ...query }, events: events.length }, scope);
         return { ...page, events };
       });
 
@@ -84,7 +84,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         // refusals (not sealed yet, not in that tree) would tell that it exists.
         if (scope.kind !== 'all' && !(await eventInScope(request.params.id, scope))) throw new OAuthError('not_found', 'no such event');
         const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
-        await recordRead(ctx, request, { event: request.params.id, events: 1, ...scopeNote(scope) });
+        await recordRead(ctx, request.admin!, request.id, { event: request.params.id, events: 1 }, scope);
         return proof;
       });
 
@@ -171,28 +171,6 @@ const queryFilters = {
 
 /** Registered in http/app.ts; admin tokens with audit:read only. */
 export const audit: Endpoint = auditEndpoint();
-
-/**
- * Puts a read of events on the record (`audit.read`): who read, what they asked (the query or the
- * event id, never the events), how many events they got. The events hold personal data: reading
- * them is itself audited.
- */
-async function recordRead(ctx: Context, request: FastifyRequest, details: Record<string, unknown>): Promise<void> {
-  const admin = request.admin!;
-  const event = { type: 'audit.read' as const, actor: admin.sub ?? admin.client_id, client: admin.client_id, requestId: request.id };
-  try {
-    await ctx.audit.record({ ...event, details });
-  } catch (error) {
-    if (!(error instanceof AuditGuardError)) throw error;
-    // The query quoted something the log refuses to hold (a token-shaped value): the read is still recorded, without it.
-    await ctx.audit.record({ ...event, details: { query: 'withheld: not auditable', events: details.events } });
-  }
-}
-
-/** What a scoped read records beside the query: the legal entities it was limited to. */
-function scopeNote(scope: AuditScope): Record<string, unknown> {
-  return scope.kind === 'all' ? {} : { scope: [...scope.leis].sort() };
-}
 
 function readInteger(name: string, value: string): number {
   if (!/^\d{1,15}$/.test(value)) throw new OAuthError('invalid_request', `${name} must be a non-negative integer`);
