@@ -20,3 +20,11 @@ export async function recordRead(ctx: Pick<Context, 'audit'>, reader: AccessToke
     await ctx.audit.record({ ...event, details: { query: 'withheld: not auditable', events: details.events, ...scoped } });
   }
 }
+
+/**
+ * Puts a read of people's records on the record (`people.reviewed`): who read, how many people (and
+ * which, for one), through which API — names, emails, roles and sign-in means are personal data.
+ */
+export async function recordPeopleRead(ctx: Pick<Context, 'audit'>, reader: AccessTokenClaims, requestId: string, details: Record<string, unknown>, subject?: string): Promise<void> {
+  await ctx.audit.record({ type: 'people.reviewed', actor: reader.sub ?? reader.client_id, client: reader.client_id, requestId, ...(subject ? { subject } : {}), details });
+}

@@ -61,5 +61,17 @@ describe('GET /admin/access-review', () => {
     assert.equal(reads.length, 2);
     assert.equal(reads[0]!.client, 'admin-viewer');
     assert.equal(reads[0]!.details?.people, people.length);
+    assert.equal(reads[0]!.details?.via, 'access-review');
+  });
+
+  test('a read of the people API (names, emails) is on the record too, one person by their id', async (t) => {
+    const f = await codeFlowFixture(t, { risk: 'off' });
+    const ana = await f.user('ana');
+    const token = await f.accessToken('admin-viewer', { resource: adminAudience(f.issuer) });
+    assert.equal((await f.inject({ method: 'GET', url: '/admin/users', headers: { authorization: `Bearer ${token}` } })).statusCode, 200);
+    assert.equal((await f.inject({ method: 'GET', url: '/admin/users/ana', headers: { authorization: `Bearer ${token}` } })).statusCode, 200);
+    const reads = await f.auditEvents('people.reviewed');
+    assert.deepEqual(reads.map((e) => [e.details?.via, e.details?.people, e.subject ?? null]), [['users', reads[0]!.details?.people, null], ['users', 1, ana]]);
+    assert.ok(Number(reads[0]!.details?.people) >= 1);
   });
 });

@@ -1,5 +1,6 @@
 import { adminOperation } from '../../admin/authorize.ts';
 import { accessReview } from '../../identity/access-review.ts';
+import { recordPeopleRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -18,9 +19,8 @@ export const adminAccessReview: Endpoint = {
       }),
       async (request, reply) => {
         const people = await accessReview(ctx, ctx.clock.now());
-        const admin = request.admin!;
         // On the record before the answer leaves: a read that cannot be recorded is not answered.
-        await ctx.audit.record({ type: 'people.reviewed', actor: admin.sub ?? admin.client_id, client: admin.client_id, requestId: request.id, details: { people: people.length } });
+        await recordPeopleRead(ctx, request.admin!, request.id, { people: people.length, via: 'access-review' });
         reply.header('cache-control', 'no-store');
         return { people };
       },

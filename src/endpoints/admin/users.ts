@@ -7,6 +7,7 @@ import { mergePatchOf, nullableMembers, objectBody, pathParams } from '../../htt
 import { findUserByUsername, listUsers, userStatuses, userView, writableUserMembers, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem } from '../../validation.ts';
+import { recordPeopleRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
 
@@ -33,13 +34,17 @@ export const adminUsers: Endpoint = {
     acceptMergePatch(app);
     const params = pathParams({ username: 'the username, in its stored (lowercase) form' });
 
-    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'users', summary: 'List the people (never a password or its hash)' }), async () => ({
-      users: (await listUsers(ctx)).map(userView),
-    }));
+    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'users', summary: 'List the people (never a password or its hash); each read is audited' }), async (request) => {
+      const users = (await listUsers(ctx)).map(userView);
+      // Names and emails are personal data: the read is on the record before the answer leaves.
+      await recordPeopleRead(ctx, request.admin!, request.id, { people: users.length, via: 'users' });
+      return { users };
+    });
 
-    app.get<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:read', { tag: 'users', summary: 'Read one person', params }), async (request) => {
+    app.get<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:read', { tag: 'users', summary: 'Read one person; each read is audited', params }), async (request) => {
       const user = await findUser(ctx, request.params.username);
       if (!user) throw new OAuthError('not_found', 'no such user');
+      await recordPeopleRead(ctx, request.admin!, request.id, { people: 1, via: 'users' }, user.id);
       return userView(user);
     });
 
