@@ -6,6 +6,7 @@ import axe from 'axe-core';
 import type { Page } from 'playwright-core';
 import { main } from '../../src/cli/main.ts';
 import { executeApply, planApply } from '../../src/apply/index.ts';
+import { sealState } from '../../src/audit/activity.ts';
 import { formatProblem } from '../../src/validation.ts';
 import { addComplianceOfficer } from '../../demo/console.ts';
 import { runDemo } from '../../demo/workflow.ts';
@@ -57,7 +58,9 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   assert.match(await page.locator('main').innerText(), /Signed in as compliance at level urn:clearance:acr:phr/);
   await checkPage(page, 'home');
 
-  // 3. The trade by its txn: the chain as a picture and a table, every hop's evidence verified.
+  // 3. The trade by its txn: the chain as a picture and a table, every hop's evidence verified —
+  //    once the running server's sealer has sealed the demo's last events (it seals on a timer).
+  await sealedUpToNow(clearance.ctx);
   await page.getByRole('link', { name: 'Transactions' }).click();
   await page.getByLabel('Transaction id (txn)').fill(demo.txn);
   await Promise.all([page.waitForURL(/\/console\/txn\?txn=/), page.getByRole('button', { name: 'Show the chain' }).click()]);
@@ -171,6 +174,15 @@ test('a compliance officer finds the demo’s trade in the console, sees its cha
   await checkPage(page, 'reviews');
   assert.deepEqual(pageErrors, []);
 });
+
+/** Waits (at most 15 s) until every event recorded so far is in a signed checkpoint. */
+async function sealedUpToNow(ctx: Parameters<typeof addComplianceOfficer>[0]): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while ((await sealState(ctx.storage.db, Date.now())).unsealed > 0) {
+    assert.ok(Date.now() < deadline, 'the sealer sealed the demo within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
 
 /** A console user made through apply, as an administrator would declare one. */
 async function addConsoleUser(ctx: Parameters<typeof addComplianceOfficer>[0], username: string, role: string): Promise<{ username: string; password: string }> {
