@@ -32,6 +32,7 @@ verify         recomputes every leaf hash and the Merkle tree from the store, ch
                checkpoint and pruning record signature and that each checkpoint's root is the
                tree's at its size. Exit 0 when intact; exit 1 naming the first bad leaf index when
                an event was altered, removed, inserted or reordered, or a checkpoint forged.
+               Each run is recorded as audit.verified (the log's status shows the last one).
                  --key FILE         accept only this audit public key (PEM or base64 SPKI), e.g.
                                     the one printed by \`audit key\` and kept out of band
                  --checkpoint FILE  also require a checkpoint kept elsewhere (JSON, or a bundle):
