@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.ts';
 import { isPostgres } from './dialect.ts';
+import { latestCheckpointCursor } from './query.ts';
 
 /**
  * What the console's dashboard draws (docs/console.md "Dashboard"), counted from the audit log —
@@ -146,10 +147,14 @@ export async function readActivity(db: Kysely<Database>, range: ActivityRange, n
   };
 }
 
-/** How far sealing is behind, and the latest checkpoint (for the dashboard and the log's status). */
+/**
+ * How far sealing is behind, and the latest checkpoint: one reading for the dashboard, the log's
+ * status and the audit metrics. The sealer moves the tree and its cursor only together with a
+ * signed checkpoint (sealer.ts), so what is after the checkpoint's cursor is what is not sealed.
+ */
 export async function sealState(db: Kysely<Database>, now: number): Promise<SealState> {
-  const checkpoint = await db.selectFrom('audit_checkpoints').select(['tree_size', 'time', 'last_seq']).orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
-  const after = Number(checkpoint?.last_seq ?? 0);
+  const checkpoint = await latestCheckpointCursor(db);
+  const after = checkpoint?.lastSeq ?? 0;
   const unsealed = await db
     .selectFrom('audit_events')
     .select([(eb) => eb.fn.countAll<number>().as('n'), (eb) => eb.fn.min('time').as('oldest')])
@@ -157,8 +162,8 @@ export async function sealState(db: Kysely<Database>, now: number): Promise<Seal
     .executeTakeFirst();
   const oldest = unsealed?.oldest === null || unsealed?.oldest === undefined ? undefined : Number(unsealed.oldest);
   return {
-    tree_size: Number(checkpoint?.tree_size ?? 0),
-    last_checkpoint_time: checkpoint ? Number(checkpoint.time) : null,
+    tree_size: checkpoint?.treeSize ?? 0,
+    last_checkpoint_time: checkpoint?.time ?? null,
     unsealed: Number(unsealed?.n ?? 0),
     lag_ms: oldest === undefined ? 0 : Math.max(0, now - oldest),
   };

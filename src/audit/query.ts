@@ -67,6 +67,20 @@ export function readTime(name: string, value: string): number {
   return ms;
 }
 
+/** The latest signed checkpoint's size, time and sealer cursor (`last_seq`), or undefined before the first. */
+export async function latestCheckpointCursor(db: Kysely<Database>): Promise<{ treeSize: number; time: number; lastSeq: number } | undefined> {
+  const row = await db.selectFrom('audit_checkpoints').select(['tree_size', 'time', 'last_seq']).orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
+  return row && { treeSize: Number(row.tree_size), time: Number(row.time), lastSeq: Number(row.last_seq) };
+}
+
+/**
+ * The seq up to which every event is sealed and in the lookup index (0 before the first
+ * checkpoint): those after it are the unsealed tail, found by scanning their seq range.
+ */
+export async function sealedUpTo(db: Kysely<Database>): Promise<number> {
+  return (await latestCheckpointCursor(db))?.lastSeq ?? 0;
+}
+
 /** The audit_index key for a lookup value (the sealer writes these, sealer.ts). */
 export function lookupKey(kind: 'txn' | 'sub' | 'cli', value: string): string {
   return `${kind}:${value}`;
@@ -91,8 +105,7 @@ export async function queryEvents(db: Kysely<Database>, query: AuditQuery, page:
     rows = await filtered(db, query).where('e.seq', '>', after).orderBy('e.seq').limit(limit + 1).execute();
   } else {
     // Read the cursor first: what is sealed after it is found by both parts (and deduplicated).
-    const cursor = await db.selectFrom('audit_checkpoints').select('last_seq').orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
-    const indexedUpTo = cursor?.last_seq ?? -1;
+    const indexedUpTo = await sealedUpTo(db);
     const indexed = await filtered(db, query, { key: lookup, after }).where('e.seq', '>', after).orderBy('e.seq').limit(limit + 1).execute();
     rows = indexed;
     if (rows.length <= limit) {

@@ -4,7 +4,7 @@ import { findUser, listUsers } from '../identity/users.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import type { StoredAuditEvent } from './events.ts';
-import { lookupKey } from './query.ts';
+import { lookupKey, sealedUpTo } from './query.ts';
 import { OAuthError } from '../oauth-error.ts';
 
 /**
@@ -83,8 +83,7 @@ function namesParty(scope: Extract<AuditScope, { kind: 'entities' }>, event: Pic
 async function txnsInScope(db: Kysely<Database>, scope: Extract<AuditScope, { kind: 'entities' }>, txns: readonly string[]): Promise<Set<string>> {
   const inScope = new Set<string>();
   if (txns.length === 0) return inScope;
-  const cursor = await db.selectFrom('audit_checkpoints').select('last_seq').orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
-  const sealedUpTo = Number(cursor?.last_seq ?? 0);
+  const tailFrom = await sealedUpTo(db);
   for (let i = 0; i < txns.length; i += 200) {
     const chunk = txns.slice(i, i + 200);
     const [started, sealed, tail] = await Promise.all([
@@ -95,7 +94,7 @@ async function txnsInScope(db: Kysely<Database>, scope: Extract<AuditScope, { ki
         .where('seq', 'in', db.selectFrom('audit_index').select('seq').where('key', 'in', chunk.map((txn) => lookupKey('txn', txn))))
         .where('type', 'in', participationTypes)
         .execute(),
-      db.selectFrom('audit_events').select(['txn', 'client', 'subject']).where('seq', '>', sealedUpTo).where('txn', 'in', chunk).where('type', 'in', participationTypes).execute(),
+      db.selectFrom('audit_events').select(['txn', 'client', 'subject']).where('seq', '>', tailFrom).where('txn', 'in', chunk).where('type', 'in', participationTypes).execute(),
     ]);
     for (const row of started) if (scope.parties.has(row.client_id)) inScope.add(row.txn);
     for (const row of [...sealed, ...tail]) {
