@@ -1,4 +1,4 @@
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Context } from './context.ts';
 
 /**
@@ -14,6 +14,37 @@ import type { Context } from './context.ts';
  */
 export const metricsRegistry = new Registry();
 collectDefaultMetrics({ register: metricsRegistry });
+
+/** One label set's count of a `hotCounter`: the hot path adds to `n`. */
+export interface HotCount {
+  n: number;
+}
+
+/**
+ * A counter for the hottest paths (every request, every cache read): prom-client's own increment
+ * hashes and validates its labels at each call, so here each label set is a plain number the path
+ * adds to (`slot(labels).n++`, the slot kept where the path can keep it), and the counter reads the
+ * numbers when scraped. Slots of the same labels are one slot.
+ */
+export function hotCounter<L extends string>(config: { name: string; help: string; labelNames: readonly L[] }): (labels: Record<L, string>) => HotCount {
+  const slots = new Map<string, { labels: Record<L, string>; count: HotCount }>();
+  new Counter({
+    name: config.name,
+    help: config.help,
+    labelNames: [...config.labelNames],
+    registers: [metricsRegistry],
+    collect() {
+      this.reset();
+      for (const { labels, count } of slots.values()) this.inc(labels, count.n);
+    },
+  });
+  return (labels) => {
+    const key = config.labelNames.map((name) => labels[name]).join('\u0000');
+    let slot = slots.get(key);
+    if (!slot) slots.set(key, (slot = { labels, count: { n: 0 } }));
+    return slot.count;
+  };
+}
 
 /** Reads what it reports from the context and registers it in `registry`, at each scrape. */
 export type ScrapeCollector = (ctx: Context, registry: Registry) => Promise<void>;

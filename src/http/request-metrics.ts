@@ -1,6 +1,6 @@
 import type { onResponseHookHandler } from 'fastify';
-import { Counter, Histogram } from 'prom-client';
-import { metricsRegistry } from '../metrics.ts';
+import { Histogram } from 'prom-client';
+import { hotCounter, metricsRegistry, type HotCount } from '../metrics.ts';
 
 /**
  * Requests by route, method and status class, and their latency (docs/operations.md "Metrics").
@@ -9,18 +9,10 @@ import { metricsRegistry } from '../metrics.ts';
  * router. A request adds 1 to a plain number (prom-client's own increment hashes its labels each
  * time) and observes its latency; the counter reads the numbers when scraped.
  */
-const counts = new Map<string, { labels: { route: string; method: string; status: string }; n: number; time: Histogram.Internal<string> }>();
+const requests = hotCounter({ name: 'clearance_http_requests_total', help: 'HTTP requests answered, by route (as registered), method and status class.', labelNames: ['route', 'method', 'status'] });
 
-new Counter({
-  name: 'clearance_http_requests_total',
-  help: 'HTTP requests answered, by route (as registered), method and status class.',
-  labelNames: ['route', 'method', 'status'],
-  registers: [metricsRegistry],
-  collect() {
-    this.reset();
-    for (const { labels, n } of counts.values()) this.inc(labels, n);
-  },
-});
+/** Per route, method and status: its count and its latency histogram's child, found once. */
+const entries = new Map<string, { count: HotCount; time: Histogram.Internal<string> }>();
 
 const duration = new Histogram({
   name: 'clearance_http_request_duration_seconds',
@@ -36,9 +28,9 @@ export function requestMetricsHook(base: string): onResponseHookHandler {
     const route = url === undefined ? 'unmatched' : url.startsWith(base) ? url.slice(base.length) || '/' : url;
     const status = `${Math.floor(reply.statusCode / 100)}xx`;
     const key = `${route} ${request.method} ${status}`;
-    let entry = counts.get(key);
-    if (!entry) counts.set(key, (entry = { labels: { route, method: request.method, status }, n: 0, time: duration.labels(route, request.method) }));
-    entry.n++;
+    let entry = entries.get(key);
+    if (!entry) entries.set(key, (entry = { count: requests({ route, method: request.method, status }), time: duration.labels(route, request.method) }));
+    entry.count.n++;
     entry.time.observe(reply.elapsedTime / 1000);
     done();
   };

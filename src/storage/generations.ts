@@ -1,7 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
-import { Counter } from 'prom-client';
-import { metricsRegistry } from '../metrics.ts';
+import { hotCounter, type HotCount } from '../metrics.ts';
 import { listeningCheckMs, noticesFor, type ChangeNotices } from './notices.ts';
 import type { Database } from './schema.ts';
 
@@ -28,18 +27,10 @@ export async function bumpGeneration(trx: Transaction<Database> | Kysely<Databas
  * the hottest path there is (several per request): it adds 1 to a plain number, and the counter
  * reads the numbers when scraped.
  */
-const cacheReadCounts = new Map<string, { hit: number; checked: number; reloaded: number }>();
-new Counter({
+const cacheReads = hotCounter({
   name: 'clearance_cache_reads_total',
   help: 'Reads of the generation caches: hit (served from memory), checked (generation read, unchanged), reloaded (generation changed or marked stale: data read again).',
   labelNames: ['cache', 'outcome'],
-  registers: [metricsRegistry],
-  collect() {
-    this.reset();
-    for (const [cache, counts] of cacheReadCounts) {
-      for (const outcome of ['hit', 'checked', 'reloaded'] as const) this.inc({ cache, outcome }, counts[outcome]);
-    }
-  },
 });
 
 /**
@@ -63,7 +54,7 @@ export class GenerationCache<T> {
   readonly #clock: Clock;
   readonly #checkEveryMs: number;
   readonly #notices: ChangeNotices | undefined;
-  readonly #reads: { hit: number; checked: number; reloaded: number };
+  readonly #reads: { hit: HotCount; checked: HotCount; reloaded: HotCount };
 
   constructor(db: Kysely<Database>, name: string, load: () => Promise<T>, clock: Clock, checkEveryMs = 1000) {
     this.#db = db;
@@ -74,14 +65,12 @@ export class GenerationCache<T> {
     this.#notices = noticesFor(db);
     this.#notices?.subscribe(name, () => this.#markStale());
     // Caches of one name (one per context: tests open many) share their counts.
-    let reads = cacheReadCounts.get(name);
-    if (!reads) cacheReadCounts.set(name, (reads = { hit: 0, checked: 0, reloaded: 0 }));
-    this.#reads = reads;
+    this.#reads = { hit: cacheReads({ cache: name, outcome: 'hit' }), checked: cacheReads({ cache: name, outcome: 'checked' }), reloaded: cacheReads({ cache: name, outcome: 'reloaded' }) };
   }
 
   async get(): Promise<T> {
     if (this.#fresh()) {
-      this.#reads.hit++;
+      this.#reads.hit.n++;
       return this.#value!;
     }
     this.#loading ??= this.#refresh().finally(() => (this.#loading = undefined));
@@ -131,9 +120,9 @@ export class GenerationCache<T> {
       if (this.#value === undefined || generation !== this.#generation) {
         this.#value = await this.#load();
         this.#generation = generation;
-        this.#reads.reloaded++;
+        this.#reads.reloaded.n++;
       } else {
-        this.#reads.checked++;
+        this.#reads.checked.n++;
       }
       if (staleness === this.#staleness) {
         this.#checkedAt = this.#clock.now();

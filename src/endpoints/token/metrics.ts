@@ -1,6 +1,6 @@
 import { Counter } from 'prom-client';
 import { grants } from '../../grants/index.ts';
-import { metricsRegistry } from '../../metrics.ts';
+import { hotCounter, metricsRegistry, type HotCount } from '../../metrics.ts';
 import { OAuthError } from '../../oauth-error.ts';
 
 /**
@@ -8,18 +8,8 @@ import { OAuthError } from '../../oauth-error.ts';
  * code (docs/operations.md "Metrics"). Labels are bounded: a grant type this server does not
  * support is `other`, and an error that is not an OAuth refusal is `server_error`.
  */
-/** Issued tokens by grant type: a plain number per grant on the hot path, read by the counter when scraped. */
-const issuedCounts = new Map<string, number>();
-new Counter({
-  name: 'clearance_tokens_issued_total',
-  help: 'Token responses the token endpoint gave, by grant type.',
-  labelNames: ['grant_type'],
-  registers: [metricsRegistry],
-  collect() {
-    this.reset();
-    for (const [grantType, n] of issuedCounts) this.inc({ grant_type: grantType }, n);
-  },
-});
+/** Issued tokens by grant type (the hot path: a plain number per grant, src/metrics.ts hotCounter). */
+const issuedCounts = hotCounter({ name: 'clearance_tokens_issued_total', help: 'Token responses the token endpoint gave, by grant type.', labelNames: ['grant_type'] });
 
 const denied = new Counter({
   name: 'clearance_token_denials_total',
@@ -36,7 +26,14 @@ export function grantLabel(value: string | undefined): string {
   return known.has(value) ? value : 'other';
 }
 
+/** Each grant label's slot, found at its first token (a grant never used shows no series). */
+const issuedSlots = new Map<string, HotCount>();
+
 export const tokenMetrics = {
-  issued: (grantType: string) => issuedCounts.set(grantType, (issuedCounts.get(grantType) ?? 0) + 1),
+  issued: (grantType: string) => {
+    let slot = issuedSlots.get(grantType);
+    if (!slot) issuedSlots.set(grantType, (slot = issuedCounts({ grant_type: grantType })));
+    slot.n++;
+  },
   denied: (grantType: string, error: unknown) => denied.labels(grantType, error instanceof OAuthError && error.status < 500 ? error.error : 'server_error').inc(),
 };
