@@ -15,7 +15,12 @@ export async function collectExpiryMetrics(ctx: Context, registry: Registry): Pr
   const [certificates, mandates, keys] = await Promise.all([
     db
       .selectFrom('pki_certificates')
-      .select((eb) => ['profile', eb.fn.min<number>('not_after').as('soonest'), eb.fn.countAll<number>().as('n')])
+      .select((eb) => [
+        'profile',
+        eb.fn.min<number>('not_after').as('soonest'),
+        // Those expiring within the week, in the same pass (not one more query per profile).
+        eb.fn.sum<number>(eb.case().when('not_after', '<=', now + week).then(1).else(0).end()).as('within'),
+      ])
       .where('status', '=', 'valid')
       .where('not_after', '>', now)
       .groupBy('profile')
@@ -34,8 +39,7 @@ export async function collectExpiryMetrics(ctx: Context, registry: Registry): Pr
   const expiring = new Gauge({ name: 'clearance_certificates_expiring_7d', help: 'Valid certificates of each profile that expire within 7 days.', labelNames: ['profile'], registers: [registry] });
   for (const row of certificates) {
     soonest.set({ profile: row.profile }, (Number(row.soonest) - now) / 1000);
-    const within = await db.selectFrom('pki_certificates').select((eb) => eb.fn.countAll<number>().as('n')).where('profile', '=', row.profile).where('status', '=', 'valid').where('not_after', '>', now).where('not_after', '<=', now + week).executeTakeFirst();
-    expiring.set({ profile: row.profile }, Number(within?.n ?? 0));
+    expiring.set({ profile: row.profile }, Number(row.within ?? 0));
   }
   new Gauge({ name: 'clearance_mandates_expiring_7d', help: 'Mandate versions in force whose effective period ends within 7 days.', registers: [registry] }).set(Number(mandates?.n ?? 0));
   const mandateSoonest = new Gauge({ name: 'clearance_mandate_expiry_seconds', help: 'Seconds until the soonest end of a mandate in force that ends within 7 days (absent when none does).', registers: [registry] });

@@ -8,6 +8,8 @@ import { metricsRegistry } from '../../src/metrics.ts';
 import { closeWindow } from '../risk/anomalies/fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { assertOAuthError, protocolFixture } from './fixture.ts';
+import { requestCertificate } from '../../src/pki/issuance.ts';
+import { applyDocument, initTestCa, opensslCsr, scratch, tradingAgentProfile } from '../pki/fixture.ts';
 
 // GET /metrics (src/endpoints/metrics, docs/operations.md "Metrics"): the Prometheus text format,
 // for a token with the metrics:read scope only.
@@ -49,6 +51,22 @@ for (const dialect of testDialects()) {
       assert.match(after, /^clearance_risk_suspensions_total\{principal_type="Client"\} 1$/m);
       assert.match(after, /^clearance_risk_suspensions_active\{principal_type="Client"\} 1$/m);
       assert.match(after, /^clearance_risk_suspensions_active\{principal_type="User"\} 0$/m);
+    });
+
+    test("counts each profile's valid certificates that expire within a week, and the soonest expiry", async (t) => {
+      const f = await protocolFixture(t, { dialect });
+      await f.apply({ clients: [{ client_id: 'prometheus', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'metrics:read' }] });
+      await initTestCa(f.ctx);
+      await applyDocument(f.ctx, { certificate_profiles: [tradingAgentProfile] });
+      const files = scratch(t);
+      for (const holder of ['algo-7', 'algo-8']) {
+        await requestCertificate(f.ctx, { profile: 'trading-agent', csr: opensslCsr(files, holder).csrPem, holder, requestedBy: 'pipeline', requesterType: 'client' });
+      }
+      const token = await f.accessToken('prometheus', { resource: adminAudience(f.issuer) });
+      const body = (await f.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${token}` } })).body;
+      assert.match(body, /^clearance_certificates_expiring_7d\{profile="trading-agent"\} 2$/m, 'two 8-hour certificates');
+      const soonest = Number(/^clearance_certificate_expiry_seconds\{profile="trading-agent"\} (\S+)$/m.exec(body)?.[1]);
+      assert.ok(soonest > 0 && soonest <= 8 * 3600, String(soonest));
     });
 
     test("shows what another component counts in the process's registry", async (t) => {
