@@ -1,6 +1,6 @@
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell } from './console.ts';
+import { consoleShell, iso } from './console.ts';
 
 /**
  * The approver's page of the console (docs/console.md "Approvals"): the requests waiting for the
@@ -37,8 +37,6 @@ export interface ApprovalsView {
   /** The decision was refused for an old sign-in: offer a fresh one. */
   signInAgain?: boolean;
 }
-
-const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
 
 function approvalCard(base: string, session: ConsoleSession, approval: ListedApproval): SafeHtml {
   const id = `a-${approval.id}`;

@@ -1,6 +1,6 @@
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell } from './console.ts';
+import { consoleShell, iso } from './console.ts';
 
 /**
  * Compliance's reviews in the console (docs/console.md "Reviews"): every break-glass activation
@@ -27,8 +27,6 @@ export interface ReviewsView {
   notice?: string;
   error?: string;
 }
-
-const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
 
 export function consoleReviewsPage(base: string, session: ConsoleSession, view: ReviewsView): SafeHtml {
   const open = (view.reviews ?? []).filter((r) => r.closed_at === null);

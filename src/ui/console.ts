@@ -23,7 +23,8 @@ interface Shell {
   body: SafeHtml;
 }
 
-const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+/** A time on the console's pages: ISO 8601 UTC, without the milliseconds when there are none. */
+export const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
 
 /** Every signed-in console page: the navigation (what the person's scopes can read), sign-out, the page. */
 export function consoleShell(view: Shell): SafeHtml {

@@ -1,4 +1,4 @@
-import { createHash, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHash, hkdfSync } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { adminAudience } from '../../admin/authorize.ts';
@@ -14,6 +14,7 @@ import type { Context } from '../../context.ts';
 import { acrRank } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
+import { safeEqual } from '../../jose/index.ts';
 import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters, type AuditView } from '../../ui/console.ts';
 import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
@@ -91,7 +92,7 @@ export const consoleEndpoint: Endpoint = {
         const signIn = consoleCookies.readSignIn(ctx, cookieKey, request.headers.cookie);
         const { state, code, error } = request.query;
         // RFC 6749 §10.12: the response must answer the request this browser made.
-        if (!signIn || typeof state !== 'string' || !sameText(state, signIn.state)) return refused(reply, 400, 'Sign-in expired', 'This sign-in was not started here, or took too long. Start again.');
+        if (!signIn || typeof state !== 'string' || !safeEqual(state, signIn.state)) return refused(reply, 400, 'Sign-in expired', 'This sign-in was not started here, or took too long. Start again.');
         if (error !== undefined || typeof code !== 'string') return refused(reply, 403, 'Sign-in refused', `Clearance refused the sign-in (${String(error ?? 'no code')}).`);
         const tokens = await redeem(code, signIn);
         if (!tokens) return refused(reply, 502, 'Sign-in failed', 'The code could not be redeemed. Start again.');
@@ -445,7 +446,7 @@ export const consoleEndpoint: Endpoint = {
     function formAllowed(request: FastifyRequest, session: ConsoleSession): boolean {
       const token = request.form?.get('csrf_token');
       const origin = request.headers.origin;
-      return typeof token === 'string' && sameText(token, session.csrf) && (origin === undefined || origin === 'null' || origin === new URL(ctx.config.issuer).origin);
+      return typeof token === 'string' && safeEqual(token, session.csrf) && (origin === undefined || origin === 'null' || origin === new URL(ctx.config.issuer).origin);
     }
 
     function redirectToAuthorize(reply: FastifyReply, signIn: ConsoleSignIn, parameters: Record<string, string>): FastifyReply {
@@ -483,7 +484,7 @@ export const consoleEndpoint: Endpoint = {
       try {
         const { payload } = await jwtVerify(body.id_token, createLocalJWKSet(await ctx.keys.jwks()), { issuer: ctx.config.issuer, audience: consoleClientId, currentDate: new Date(ctx.clock.now()) });
         // OIDC Core §3.1.3.7: the nonce of this sign-in, or the ID token is not ours to use.
-        if (typeof payload.nonce !== 'string' || !sameText(payload.nonce, signIn.nonce) || typeof payload.sub !== 'string') return undefined;
+        if (typeof payload.nonce !== 'string' || !safeEqual(payload.nonce, signIn.nonce) || typeof payload.sub !== 'string') return undefined;
         return { sub: payload.sub, accessToken: body.access_token, expiresIn: Number(body.expires_in ?? 300), scope: body.scope ?? '', acr: typeof payload.acr === 'string' ? payload.acr : undefined };
       } catch (error) {
         ctx.log.warn({ err: { message: (error as Error).message } }, 'console: the ID token did not verify');
@@ -518,12 +519,6 @@ function refusalOf(answer: AdminAnswer): { status: number; message: string } | u
   if (answer.status === 403) return { status: 403, message: `Your roles do not allow this: ${String(answer.json.error_description ?? answer.json.error ?? 'refused')}` };
   if (answer.status === 401) return { status: 401, message: 'Your console sign-in has ended. Sign in again.' };
   return { status: answer.status >= 500 ? 502 : answer.status, message: String(answer.json.error_description ?? answer.json.error ?? `the admin API answered ${answer.status}`) };
-}
-
-function sameText(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** The OAuth error code of a refusal body, for the log: never the description's echo of input. */
