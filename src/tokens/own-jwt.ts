@@ -1,5 +1,6 @@
 import { decodeCompactJws, mediaType, verifyCompactSignature } from '../jose/index.ts';
 import type { KeyStore } from '../keys/keystore.ts';
+import { verifiedSignatures } from './verified-signatures.ts';
 
 /**
  * Verification of the JWTs this server signed and gets back (access tokens at introspection,
@@ -32,7 +33,7 @@ export type OwnJwtResult = { ok: true; claims: Record<string, unknown> } | { ok:
  *    embedded `jwk`, `jku`, `x5u`, `x5c` are never looked at);
  * 3. its `alg` is exactly that key's one algorithm (RFC 8725 §3.1: never the token's choice, so
  *    `none` in any case and any swapped algorithm fail); no `crit` (RFC 7515 §4.1.11);
- * 4. the signature verifies with that key;
+ * 4. the signature verifies with that key (once per token and key object: verified-signatures.ts);
  * 5. `typ` is the kind's (RFC 8725 §3.11: an ID token is never taken for an access token);
  * 6. `iss` is our issuer; the required claims are present; `exp`, `nbf`, `iat` are numbers when
  *    present, and with `now`, `exp` is after it and `nbf` is not (RFC 7519 §4.1.4, §4.1.5);
@@ -47,7 +48,10 @@ export async function verifyOwnJwt(keys: KeyStore, issuer: string, token: string
   if (!published) return { ok: false, reason: 'unknown kid' };
   if (header.alg !== published.alg) return { ok: false, reason: `alg ${JSON.stringify(header.alg)} is not the key's ${published.alg}` };
   if (header.crit !== undefined) return { ok: false, reason: 'crit is not supported' };
-  if (!verifyCompactSignature(published.alg, published.key, token)) return { ok: false, reason: 'signature verification failed' };
+  if (!verifiedSignatures.has(token, published.key)) {
+    if (!verifyCompactSignature(published.alg, published.key, token)) return { ok: false, reason: 'signature verification failed' };
+    verifiedSignatures.add(token, published.key);
+  }
   if (mediaType(header.typ) !== mediaType(rules.typ)) return { ok: false, reason: `typ ${JSON.stringify(header.typ)} is not ${rules.typ}` };
   if (claims.iss !== issuer) return { ok: false, reason: 'iss is not this issuer' };
   const missing = rules.requiredClaims.find((name) => !(name in claims));
