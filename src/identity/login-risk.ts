@@ -6,6 +6,8 @@ import { knowLoginAccount } from '../risk/login-account.ts';
 import { alertInsert } from '../signals/alerts.ts';
 import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
+import { networkOf } from '../risk/network.ts';
+import type { SightingKind } from '../risk/sightings.ts';
 import { deviceCookie, newDeviceId, presentedDeviceId } from './device-cookie.ts';
 
 /**
@@ -80,6 +82,21 @@ export function signInRisk(ctx: Context, request: { address: string; clientId?: 
       return remembered && issued !== undefined ? deviceCookie(ctx, issued) : undefined;
     },
   };
+}
+
+/**
+ * Adds to `flight` (the one that reads the account of a password sign-in) a read of what the
+ * sign-in signals will ask about the person (src/risk/sightings.ts, readAheadForUsername): the
+ * browser's device, if it presented one (new_device), and the source network (login_new_network),
+ * each seen before or not, and whether the person has any device or network history. The signals
+ * then find their answers in memory instead of making three more round trips; a signal that asks
+ * something else still reads it.
+ */
+export function readSignInSightingsAhead(ctx: Pick<Context, 'risk' | 'identity'>, flight: Flight, request: { username: string; address: string; cookieHeader: string | undefined }): void {
+  const device = presentedDeviceId(ctx.identity.deviceCookieKey, request.cookieHeader);
+  const values: { kind: SightingKind; value: string }[] = [{ kind: 'network', value: networkOf(request.address) }];
+  if (device !== undefined) values.push({ kind: 'device', value: device });
+  ctx.risk.sightings.readAheadForUsername(flight, request.username, values, ['device', 'network']);
 }
 
 /** Why a sign-in was refused for its risk, in `user.login_failed` and `risk.denied`. */

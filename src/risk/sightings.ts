@@ -1,5 +1,7 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../clock.ts';
+import type { Flight } from '../storage/flight.ts';
+import { MicroBatcher } from '../storage/micro-batcher.ts';
 import type { Database } from '../storage/schema.ts';
 import type { RiskPrincipal } from './engine.ts';
 
@@ -9,6 +11,12 @@ export type SightingKind = (typeof sightingKinds)[number];
 
 /** How often a known sighting's `last_seen` is written again: a steady principal costs no write. */
 export const refreshEveryMs = 3600_000;
+
+/**
+ * How long an absence read ahead (readAheadForUsername) stands in for a read: long enough for the
+ * request that read it, too short to outlive it; and it answers once.
+ */
+export const readAheadAbsenceMs = 1000;
 
 /** Sightings kept: one not seen for this long is forgotten (and is new again). */
 export const sightingRetentionDays = 400;
@@ -35,6 +43,13 @@ export class SightingStore {
    * its own.
    */
   readonly #underWay = new Map<string, Promise<unknown>>();
+  /**
+   * Notes made in one event-loop turn are written by one statement: a sign-in notes its device
+   * and its network together, one round trip instead of two.
+   */
+  readonly #notes = new MicroBatcher<PendingNote>((batch) => this.#writeNotes(batch), 200);
+  /** Absences read ahead (a value never seen, a kind with no history), by key: until when they answer. */
+  readonly #absent = new Map<string, number>();
 
   constructor(db: Kysely<Database>, clock: Clock, options: { maxCached?: number } = {}) {
     this.#db = db;
@@ -56,6 +71,7 @@ export class SightingStore {
       this.#touch(key, cached);
       return { firstSeen: cached.firstSeen, lastSeen: cached.lastSeen };
     }
+    if (this.#takeAbsence(key, now)) return undefined;
     const row = await this.#once(`read ${key}`, () =>
       this.#db
         .selectFrom('risk_sightings')
@@ -84,15 +100,11 @@ export class SightingStore {
     const now = this.#clock.now();
     const cached = this.#cache.get(key);
     if (cached && now - cached.lastSeen < refreshEveryMs && now - cached.checkedAt < refreshEveryMs) return;
-    await this.#once(`note ${key}`, () =>
-      this.#db
-        .insertInto('risk_sightings')
-        .values({ principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now })
-        .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet({ last_seen: now }))
-        .execute(),
-    );
+    await this.#once(`note ${key}`, () => new Promise<void>((resolve, reject) => this.#notes.add({ row: { principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now }, resolve, reject })));
     this.#touch(key, { firstSeen: cached?.firstSeen ?? now, lastSeen: now, checkedAt: now });
     this.#remember(JSON.stringify([principal.type, principal.id, kind]));
+    this.#absent.delete(key);
+    this.#absent.delete(JSON.stringify([principal.type, principal.id, kind]));
   }
 
   /**
@@ -103,6 +115,7 @@ export class SightingStore {
   async anySeen(principal: RiskPrincipal, kind: SightingKind): Promise<boolean> {
     const key = JSON.stringify([principal.type, principal.id, kind]);
     if (this.#known.has(key)) return true;
+    if (this.#takeAbsence(key, this.#clock.now())) return false;
     const row = await this.#once(`any ${key}`, () =>
       this.#db
         .selectFrom('risk_sightings')
@@ -115,6 +128,71 @@ export class SightingStore {
     );
     if (row) this.#remember(key);
     return row !== undefined;
+  }
+
+  /**
+   * Reads ahead, as one statement in `flight`, what the sign-in of the person named `username`
+   * will ask (src/identity/login-risk.ts): each of `values` (when last seen) and whether each of
+   * `histories` has any sighting. The person's id is not known yet — the same flight reads their
+   * account — so the statement finds it by username. Once the flight lands, what exists goes into
+   * the cache as a read would put it, and each absence answers the next read of it once, within
+   * `readAheadAbsenceMs`: a sign-in asks the same questions a few milliseconds later, and saves
+   * their round trips (issue 13: a first sign-in's database round trips). An unknown username
+   * reads nothing.
+   */
+  readAheadForUsername(flight: Flight, username: string, values: { kind: SightingKind; value: string }[], histories: SightingKind[]): void {
+    const sighting = (column: 'first_seen' | 'last_seen', kind: string, value: string) =>
+      sql`(select s.${sql.ref(column)} from risk_sightings s where s.principal_type = 'User' and s.principal_id = u.id and s.kind = ${kind} and s.value = ${value})`;
+    const any = (kind: string) => sql`(select count(*) from (select 1 from risk_sightings s where s.principal_type = 'User' and s.principal_id = u.id and s.kind = ${kind} limit 1) as one)`;
+    const columns = [
+      sql`u.id as id`,
+      ...values.flatMap(({ kind, value }, i) => [sql`${sighting('first_seen', kind, value)} as ${sql.ref(`f${i}`)}`, sql`${sighting('last_seen', kind, value)} as ${sql.ref(`l${i}`)}`]),
+      ...histories.map((kind, i) => sql`${any(kind)} as ${sql.ref(`a${i}`)}`),
+    ];
+    const read = flight.run(sql<Record<string, unknown>>`select ${sql.join(columns)} from users u where u.username = ${username}`.compile(this.#db));
+    read.then(
+      ({ rows }) => {
+        const row = rows[0];
+        if (!row) return;
+        const principal: RiskPrincipal = { type: 'User', id: String(row.id) };
+        const now = this.#clock.now();
+        values.forEach(({ kind, value }, i) => {
+          const key = cacheKey(principal, kind, value);
+          if (row[`l${i}`] == null) this.#absent.set(key, now + readAheadAbsenceMs);
+          else this.#touch(key, { firstSeen: Number(row[`f${i}`]), lastSeen: Number(row[`l${i}`]), checkedAt: now });
+        });
+        histories.forEach((kind, i) => {
+          const key = JSON.stringify([principal.type, principal.id, kind]);
+          if (Number(row[`a${i}`]) > 0) this.#remember(key);
+          else this.#absent.set(key, now + readAheadAbsenceMs);
+        });
+        for (const [key, until] of this.#absent) if (until < now) this.#absent.delete(key);
+      },
+      () => undefined, // the read that would have been made is made then
+    );
+  }
+
+  /** One upsert for a batch of notes (distinct keys: `#once` lets one note per key be under way). */
+  async #writeNotes(batch: PendingNote[]): Promise<void> {
+    try {
+      await this.#db
+        .insertInto('risk_sightings')
+        .values(batch.map((n) => n.row))
+        .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet((eb) => ({ last_seen: eb.ref('excluded.last_seen') })))
+        .execute();
+    } catch (error) {
+      for (const note of batch) note.reject(error);
+      return;
+    }
+    for (const note of batch) note.resolve();
+  }
+
+  /** Whether an absence read ahead answers this read (once). */
+  #takeAbsence(key: string, now: number): boolean {
+    const until = this.#absent.get(key);
+    if (until === undefined) return false;
+    this.#absent.delete(key);
+    return now <= until;
   }
 
   /** Every value of a kind seen for the principal since `since` (epoch ms), read from the database. */
@@ -135,6 +213,7 @@ export class SightingStore {
     const result = await this.#db.deleteFrom('risk_sightings').where('last_seen', '<', before).executeTakeFirst();
     this.#cache.clear();
     this.#known.clear();
+    this.#absent.clear();
     return Number(result.numDeletedRows);
   }
 
@@ -157,6 +236,12 @@ export class SightingStore {
     this.#cache.set(key, entry);
     while (this.#cache.size > this.#maxCached) this.#cache.delete(this.#cache.keys().next().value!);
   }
+}
+
+interface PendingNote {
+  row: Database['risk_sightings'];
+  resolve(): void;
+  reject(error: unknown): void;
 }
 
 function cacheKey(principal: RiskPrincipal, kind: SightingKind, value: string): string {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { riskAuditDetail, riskContextValue, scoreRisk, stricterOutcome } from '../../src/risk/assessment.ts';
 import { assessRisk, observeRisk, type RiskSignal } from '../../src/risk/engine.ts';
@@ -86,6 +87,61 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await other.values(alice, 'device'), ['d-1']);
       assert.equal(await other.prune(clock.now() + 1), 1);
       assert.equal(await other.lastSeen(alice, 'device', 'd-1'), undefined);
+    });
+
+    test('reads ahead, by username, what a sign-in will ask: found sightings are cached, absences answer once and only briefly', async (t) => {
+      const { ctx, database, clock } = await testContext({ t, dialect, risk: 'on' });
+      const id = randomUUID();
+      const now = clock.now();
+      await database.storage.db
+        .insertInto('users')
+        .values({ id, username: 'carol', name: null, email: null, password_hash: null, desks: '[]', roles: '[]', attributes: '{}', status: 'active', failed_logins: 0, created_at: now, updated_at: now, last_login_at: null, locked_at: null })
+        .execute();
+      const carol = { type: 'User', id } as const;
+      const other = new (ctx.risk.sightings.constructor as typeof import('../../src/risk/sightings.ts').SightingStore)(database.storage.db, clock);
+      await other.note(carol, 'network', '198.51.100.0/24');
+      clock.advance(1000);
+
+      const store = ctx.risk.sightings;
+      const readAhead = async () => {
+        const flight = database.storage.flight();
+        store.readAheadForUsername(flight, 'carol', [{ kind: 'network', value: '198.51.100.0/24' }, { kind: 'device', value: 'd-9' }], ['device', 'network']);
+        await flight.send();
+        await new Promise((resolve) => setImmediate(resolve));
+      };
+      await readAhead();
+      // What the read found stands in for the reads; what it did not find answers once.
+      await database.storage.db.deleteFrom('risk_sightings').execute();
+      await other.note(carol, 'device', 'd-9');
+      assert.equal(await store.lastSeen(carol, 'network', '198.51.100.0/24'), now, 'the sighting read ahead is in the cache');
+      assert.equal(await store.anySeen(carol, 'network'), true);
+      assert.equal(await store.lastSeen(carol, 'device', 'd-9'), undefined, 'the absence read ahead answers the first read');
+      assert.equal(await store.lastSeen(carol, 'device', 'd-9'), clock.now(), 'and only the first: the next one reads the database');
+
+      await readAhead();
+      clock.advance(1001);
+      assert.equal(await store.lastSeen(carol, 'device', 'd-9'), clock.now() - 1001, 'an absence older than a second is not trusted: the database is read');
+
+      const flight = database.storage.flight();
+      store.readAheadForUsername(flight, 'nobody', [{ kind: 'device', value: 'd-9' }], ['device']);
+      await flight.send();
+      assert.equal(await store.lastSeen({ type: 'User', id: 'nobody' }, 'device', 'd-9'), undefined, 'an unknown username reads nothing');
+    });
+
+    test('writes the notes of one turn in one statement, each as if noted alone', async (t) => {
+      const { ctx, database, clock } = await testContext({ t, dialect, risk: 'on' });
+      const dave = { type: 'User', id: 'dave' } as const;
+      await ctx.risk.sightings.note(dave, 'device', 'd-1');
+      clock.advance(2 * 3600_000);
+      await Promise.all([ctx.risk.sightings.note(dave, 'device', 'd-1'), ctx.risk.sightings.note(dave, 'network', '203.0.113.0/24'), ctx.risk.sightings.note(dave, 'device', 'd-1')]);
+      const rows = await database.storage.db.selectFrom('risk_sightings').select(['kind', 'value', 'first_seen', 'last_seen']).where('principal_id', '=', 'dave').orderBy('kind').execute();
+      assert.deepEqual(
+        rows.map((r) => [r.kind, r.value, Number(r.first_seen), Number(r.last_seen)]),
+        [
+          ['device', 'd-1', clock.now() - 2 * 3600_000, clock.now()],
+          ['network', '203.0.113.0/24', clock.now(), clock.now()],
+        ],
+      );
     });
 
     test('assesses nothing when switched off', async (t) => {

@@ -3,7 +3,7 @@ import type { Authentication, ConsentRequest, Interaction, NextStep } from '../.
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
-import { signInRisk, type SignInRisk } from '../../identity/login-risk.ts';
+import { readSignInSightingsAhead, signInRisk, type SignInRisk } from '../../identity/login-risk.ts';
 import type { RiskAssessment } from '../../risk/assessment.ts';
 import { clearPendingCookie, readPendingSignIn, startPendingSignIn, type PendingSignIn } from '../../identity/factors/pending.ts';
 import { verifySecondFactor, type SecondFactorProof } from '../../identity/factors/second-step.ts';
@@ -167,7 +167,12 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           const password = form.get('password') ?? '';
           const complete = Boolean(username.trim() && password);
           // The account is read with the interaction (it is checked first all the same).
-          const [interaction, account] = await loadInteractionWith(ctx, flow, request, (flight) => (complete ? readLoginAccount(ctx, username, flight) : undefined));
+          const [interaction, account] = await loadInteractionWith(ctx, flow, request, (flight) => {
+            if (!complete) return undefined;
+            const account = readLoginAccount(ctx, username, flight);
+            readSignInSightingsAhead(ctx, flight, { username: account.username, address: request.ip, cookieHeader: request.headers.cookie });
+            return account;
+          });
           if (!interaction) return interactionGone(ctx, request, reply);
           if (!complete) {
             return showLogin(ctx, request, reply, interaction, { status: 400, username, error: 'Enter your username and your password.' });
