@@ -1,6 +1,7 @@
+import type { ReviewView } from '../approvals/break-glass/reviews.ts';
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell, iso } from './console.ts';
+import { consoleShell, iso, pageOutcome } from './console.ts';
 
 /**
  * Compliance's reviews in the console (docs/console.md "Reviews"): every break-glass activation
@@ -10,18 +11,8 @@ import { consoleShell, iso } from './console.ts';
  * requester nor an approver of the activation) are the API's.
  */
 
-/** A review as the admin API shows it. */
-export interface ListedReview {
-  activation_id: string;
-  account: string;
-  opened_at: number;
-  closed_at: number | null;
-  closed_by: string | null;
-  note: string | null;
-}
-
 export interface ReviewsView {
-  reviews?: ListedReview[];
+  reviews?: ReviewView[];
   /** Whether the person's token may close reviews (its scopes): without it, no form is offered. */
   mayClose: boolean;
   notice?: string;
@@ -37,8 +28,7 @@ export function consoleReviewsPage(base: string, session: ConsoleSession, view: 
     section: 'reviews',
     title: 'Reviews',
     body: html`<h1>Break-glass reviews</h1>
-${view.notice ? html`<p class="notice" role="status">${view.notice}</p>` : ''}
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   view.reviews === undefined
     ? ''

@@ -21,6 +21,20 @@ export interface Review {
   note?: string;
 }
 
+/** A review as the admin API shows it (GET /admin/break-glass/reviews), and the console reads it. */
+export interface ReviewView {
+  activation_id: string;
+  account: string;
+  opened_at: number;
+  closed_at: number | null;
+  closed_by: string | null;
+  note: string | null;
+}
+
+export function reviewView(r: Review): ReviewView {
+  return { activation_id: r.activationId, account: r.account, opened_at: r.openedAt, closed_at: r.closedAt ?? null, closed_by: r.closedBy ?? null, note: r.note ?? null };
+}
+
 /** The role whose holders close reviews. */
 export const complianceRole = 'compliance';
 export const maxNoteLength = 2000;

@@ -3,7 +3,7 @@ import { adminOperation } from '../../admin/authorize.ts';
 import { objectBody, pathParams, queryParams } from '../../http/api-operation.ts';
 import { listBreakGlassAccounts, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import { activationInForce, findActivation, listActivations, requestActivation, standDown, type Activation } from '../../approvals/break-glass/activations.ts';
-import { closeReview, listReviews, type Review } from '../../approvals/break-glass/reviews.ts';
+import { closeReview, listReviews, reviewView } from '../../approvals/break-glass/reviews.ts';
 import { custodianProblem } from '../../approvals/kinds/break-glass.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -161,8 +161,4 @@ function activationView(a: Activation) {
     ended_at: a.endedAt ?? null,
     end_reason: a.endReason ?? null,
   };
-}
-
-function reviewView(r: Review) {
-  return { activation_id: r.activationId, account: r.account, opened_at: r.openedAt, closed_at: r.closedAt ?? null, closed_by: r.closedBy ?? null, note: r.note ?? null };
 }

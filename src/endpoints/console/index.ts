@@ -19,7 +19,8 @@ import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage
 import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
-import { consoleReviewsPage, type ListedReview } from '../../ui/console-reviews.ts';
+import type { ReviewView } from '../../approvals/break-glass/reviews.ts';
+import { consoleReviewsPage } from '../../ui/console-reviews.ts';
 import { consolePartnerPage, type PartnerView } from '../../ui/console-partner.ts';
 import type { DriftView } from '../../federation/drift/view.ts';
 import { consoleMandatePage, consolePolicyPage, type MandatePageView, type PolicyVersionView, type SimulationView } from '../../ui/console-changes.ts';
@@ -199,7 +200,7 @@ export const consoleEndpoint: Endpoint = {
         return sendPage(reply, {
           status: refusal?.status ?? 200,
           csp: 'ownForm',
-          page: consoleReviewsPage(base, session, refusal ? { mayClose, error: refusal.message } : { mayClose, reviews: listed.json.reviews as ListedReview[], ...(request.query.closed === '1' ? { notice: 'The review is closed.' } : {}) }),
+          page: consoleReviewsPage(base, session, refusal ? { mayClose, error: refusal.message } : { mayClose, reviews: listed.json.reviews as ReviewView[], ...(request.query.closed === '1' ? { notice: 'The review is closed.' } : {}) }),
         });
       }),
     );
@@ -221,7 +222,7 @@ export const consoleEndpoint: Endpoint = {
           page: consoleReviewsPage(base, session, {
             mayClose: session.scopes.includes('reviews:close'),
             error: `Not closed: ${refusalOf(answer)!.message}`,
-            ...(listed.status === 200 ? { reviews: listed.json.reviews as ListedReview[] } : {}),
+            ...(listed.status === 200 ? { reviews: listed.json.reviews as ReviewView[] } : {}),
           }),
         });
       }),
