@@ -1,6 +1,6 @@
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell, iso } from './console.ts';
+import { consoleShell, iso, pageOutcome } from './console.ts';
 
 /**
  * The approver's page of the console (docs/console.md "Approvals"): the requests waiting for the
@@ -68,8 +68,7 @@ export function consoleApprovalsPage(base: string, session: ConsoleSession, view
     section: 'approvals',
     title: 'Approvals',
     body: html`<h1>Approvals waiting for you</h1>
-${view.notice ? html`<p class="notice" role="status">${view.notice}</p>` : ''}
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${view.signInAgain ? html`<p><a href="${base}/console/sign-in?fresh=1&amp;return=${encodeURIComponent('/console/approvals')}">Sign in again</a> to decide.</p>` : ''}
 ${
   view.approvals === undefined

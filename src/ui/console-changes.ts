@@ -1,7 +1,7 @@
 import { diffLines } from 'diff';
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell } from './console.ts';
+import { consoleShell, pageOutcome } from './console.ts';
 
 /**
  * The console's pages of things that change by version (docs/console.md "Policies and mandates"):
@@ -71,8 +71,7 @@ export function consolePolicyPage(base: string, session: ConsoleSession, view: P
     section: 'directory',
     title: p ? `Policy set ${p.version}` : 'Policy set',
     body: html`<h1>Policy set ${p ? html`<code>${p.version}</code>` : ''}</h1>
-${view.notice ? html`<p class="notice" role="status">${view.notice}</p>` : ''}
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   p
     ? html`<dl class="status-facts">
@@ -157,8 +156,7 @@ export function consoleMandatePage(base: string, session: ConsoleSession, view: 
     section: 'directory',
     title: m ? `Mandate ${m.id}` : 'Mandate',
     body: html`<h1>Mandate ${m ? html`<code>${m.id}</code>` : ''}</h1>
-${view.notice ? html`<p class="notice" role="status">${view.notice}</p>` : ''}
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   m
     ? html`<p>Version ${m.version}, <strong>${m.status}</strong>.</p>

@@ -1,7 +1,7 @@
 import type { Activity, ActivitySeries } from '../audit/activity.ts';
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell } from './console.ts';
+import { consoleShell, pageOutcome } from './console.ts';
 
 /**
  * The console's dashboard (docs/console.md "Dashboard"): the admin API's activity counts
@@ -114,7 +114,7 @@ export function consoleDashboardPage(base: string, session: ConsoleSession, view
     )}</select></div>
 <div class="actions"><button type="submit">Show</button></div>
 </form>
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   activity
     ? html`<p class="muted">From ${iso(activity.since)} to ${iso(activity.until)}, in intervals of ${duration(activity.bucket_seconds * 1000)}, counted from the audit log (every node's).</p>

@@ -2,7 +2,7 @@ import type { CheckLine } from '../federation/check.ts';
 import type { DriftView } from '../federation/drift/view.ts';
 import type { ConsoleSession } from '../console/session.ts';
 import { html, type SafeHtml } from './html.ts';
-import { consoleShell } from './console.ts';
+import { consoleShell, pageOutcome } from './console.ts';
 
 /**
  * A partner's page in the console (docs/console.md "Directory"): its trust profile as stored, its
@@ -27,7 +27,7 @@ export function consolePartnerPage(base: string, session: ConsoleSession, view: 
     section: 'directory',
     title: p ? `Partner ${p.id}` : 'Partner',
     body: html`<h1>Partner ${p ? html`<code>${p.id}</code>` : ''}</h1>
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   p
     ? html`<h2>Trust profile</h2>

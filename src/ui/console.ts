@@ -70,6 +70,12 @@ export function consoleRefusedPage(base: string, title: string, message: string)
   });
 }
 
+/** What a console page says happened (a notice, read out politely) and what was refused (an alert). */
+export function pageOutcome(view: { notice?: string | undefined; error?: string | undefined }): SafeHtml {
+  return html`${view.notice ? html`<p class="notice" role="status">${view.notice}</p>` : ''}
+${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}`;
+}
+
 export function consoleHomePage(base: string, session: ConsoleSession): SafeHtml {
   return consoleShell({
     base,
@@ -139,7 +145,7 @@ ${field('since', 'Since', '2026-11-24T09:00Z')}
 ${field('until', 'Until', '2026-11-24T18:00Z')}
 <div class="actions"><button type="submit">Search</button></div>
 </form>
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   view.events.length === 0
     ? html`<p>No events match.</p>`
@@ -261,7 +267,7 @@ export function consoleTxnPage(base: string, session: ConsoleSession, view: TxnV
 <div><label for="f-txn">Transaction id (txn)</label><input type="text" id="f-txn" name="txn" value="${view.txn ?? ''}" required></div>
 <div class="actions"><button type="submit">Show the chain</button></div>
 </form>
-${view.error ? html`<p class="error" role="alert">${view.error}</p>` : ''}
+${pageOutcome(view)}
 ${
   view.txn && !view.error
     ? view.hops.length === 0
