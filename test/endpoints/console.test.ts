@@ -105,6 +105,16 @@ async function signInToConsole(f: Console, jar: Jar, username: string): Promise<
   return { response, path, sawPages };
 }
 
+/** A person whose roles do not reach a section: no link to it on the console's home, and 403 with the reason on the section's page. */
+async function assertSectionRefused(f: Console, username: string, section: string): Promise<void> {
+  const jar = new Jar();
+  assert.equal((await signInToConsole(f, jar, username)).path, '/console');
+  assert.doesNotMatch((await get(f, '/console', jar)).body, new RegExp(`href="/console/${section}"`));
+  const refused = await get(f, `/console/${section}`, jar);
+  assert.equal(refused.statusCode, 403);
+  assert.match(refused.body, /Your roles do not allow this/);
+}
+
 /** The console session in `jar`, opened as the server does (the test knows the master key). */
 function sessionIn(f: Console, jar: Jar): ConsoleSession {
   const key = Buffer.from(hkdfSync('sha256', f.masterKey, Buffer.alloc(0), 'clearance console cookies v1', 32));
@@ -245,12 +255,7 @@ describe('the console', () => {
     // An unknown period is the default one, not an error.
     assert.match((await get(f, '/console/dashboard?range=forever', jar)).body, /<option value="24h" selected>/);
 
-    const april = new Jar();
-    assert.equal((await signInToConsole(f, april, 'april')).path, '/console');
-    assert.doesNotMatch((await get(f, '/console', april)).body, /href="\/console\/dashboard"/);
-    const refused = await get(f, '/console/dashboard', april);
-    assert.equal(refused.statusCode, 403);
-    assert.match(refused.body, /Your roles do not allow this/);
+    await assertSectionRefused(f, 'april', 'dashboard');
   });
 
   test('an approver decides the requests waiting for her through the admin API; a denial needs its reason, and an old sign-in must be renewed', async (t) => {
@@ -300,12 +305,7 @@ describe('the console', () => {
     assert.equal(new URL(String(fresh.headers.location)).searchParams.get('prompt'), 'login', 'a fresh sign-in asks for the login again');
 
     // Compliance holds no approvals:decide: no link, and the page says so.
-    const cora = new Jar();
-    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
-    assert.doesNotMatch((await get(f, '/console', cora)).body, /href="\/console\/approvals"/);
-    const refused = await get(f, '/console/approvals', cora);
-    assert.equal(refused.statusCode, 403);
-    assert.match(refused.body, /Your roles do not allow this/);
+    await assertSectionRefused(f, 'cora', 'approvals');
   });
 
   test('compliance closes a break-glass review with a note; an administrator sees it but cannot close it', async (t) => {
