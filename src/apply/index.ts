@@ -28,9 +28,13 @@ import { executeCertificateProfiles, planCertificateProfiles } from '../pki/appl
 import type { CertificateProfile } from '../pki/profiles.ts';
 import { executeAgents, planAgents, type AgentPlan } from '../agents/apply-section.ts';
 import { consoleClientId } from '../console/client.ts';
+import { executeIdentityProviders, planIdentityProviders } from '../brokering/providers.ts';
+import type { IdentityProviderEntry } from '../brokering/definition.ts';
+import { forgetProviderDirectory } from '../brokering/directory.ts';
+import { forgetConfiguration } from '../brokering/oidc.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents', 'identity_providers'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -69,11 +73,13 @@ export interface ApplyPlan {
   certificateProfiles: CertificateProfile[];
   /** `pipelines` and `agents` (src/agents): created or updated. */
   agents?: AgentPlan;
+  /** `identity_providers` (src/brokering): upstream identity providers, created or updated (a client secret stays write-only). */
+  identityProviders?: IdentityProviderEntry[];
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline' | 'identity_provider';
 
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
@@ -159,6 +165,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   });
   const policies = await planPolicies(ctx, v, list, duplicates);
   const agents = await planAgents(ctx, v, list, duplicates, clients, certificateProfiles.profiles.map((p) => p.name));
+  const identityProviders = await planIdentityProviders(ctx, v, list, duplicates, entities.legalEntities);
   const partnerEntries = await planPartners(ctx, v, list, duplicates, { resourceServers, clientIds: clients.map((c) => c.client_id) });
   partnerEntries.forEach(({ item: p, at }) => refuseUnauditable(v, `partners[${at}].id`, p.id));
   const partners = partnerEntries.map((e) => e.item);
@@ -184,6 +191,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           partners,
           certificateProfiles: certificateProfiles.profiles,
           agents,
+          ...(identityProviders.length > 0 ? { identityProviders } : {}),
           roleMinimums: Object.fromEntries(roleMinimums ?? []),
           ...(recovery ? { recovery } : {}),
           breakGlass,
@@ -263,6 +271,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     result.changes.push(...(await executePartners(ctx, trx, plan.partners)));
     result.changes.push(...(await executeCertificateProfiles(ctx, trx, plan.certificateProfiles ?? [])));
     if (plan.agents) result.changes.push(...(await executeAgents(ctx, trx, plan.agents)));
+    if (plan.identityProviders) result.changes.push(...(await executeIdentityProviders(trx, now, ctx.identity.factorKeys.master, plan.identityProviders, events, source.actor)));
     result.changes.push(...(await upsertRoleMinimums(trx, now, new Map(Object.entries(plan.roleMinimums ?? {})))));
     if (plan.recovery) result.changes.push(...(await upsertRecoverySettings(trx, now, plan.recovery)));
     result.changes.push(...(await executeBreakGlass(trx, now, plan.breakGlass ?? [])));
@@ -289,6 +298,8 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   ctx.partners.invalidate();
   ctx.pki.invalidateProfiles();
   ctx.agents.invalidate();
+  forgetProviderDirectory(ctx.storage.db);
+  for (const entry of plan.identityProviders ?? []) forgetConfiguration(entry.provider.id);
   invalidateRoleMinimums(ctx);
   invalidateBreakGlassAccounts(ctx);
   ctx.risk.settings.invalidate?.();

@@ -77,6 +77,15 @@ export const auditEventTypes = [
   'user.deleted',
   'user.password_reset',
   'user.signed_out_everywhere',
+  // Identity brokering (src/brokering): a sign-in through an upstream identity provider is a
+  // `user.login_succeeded` with method `upstream` and its source of assurance; a person provisioned
+  // at their first such sign-in, an upstream identity linked to an existing person by an
+  // administrator, a sign-in the upstream's answer could not complete (with why), and a provider
+  // disabled by apply (with the sessions it ended).
+  'user.provisioned',
+  'user.linked',
+  'upstream.sign_in_refused',
+  'identity_provider.disabled',
   // Passkeys (src/identity/passkeys): each names the credential id, never key material. A passkey
   // sign-in is a `user.login_succeeded`/`user.login_failed` with method `passkey`.
   'passkey.registered',

@@ -8,6 +8,7 @@ import { grantNamesMandate } from './consent.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { OidcScope } from './scopes.ts';
 import type { SignalHit } from '../risk/assessment.ts';
+import type { UpstreamAssurance } from './contract.ts';
 
 /**
  * Authorization codes (RFC 6749 §4.1.2): 256 random bits, stored as a SHA-256 digest, valid 60 s,
@@ -47,6 +48,8 @@ export interface CodePayload {
   loginRisk?: SignalHit[];
   /** The managed device of the sign-in (Authentication.deviceId): its tokens name it. */
   deviceId?: string;
+  /** The upstream that signed the person in (Authentication.assurance): its tokens name it as their source of assurance. */
+  assurance?: UpstreamAssurance;
 }
 
 export interface StoredCode {

@@ -42,6 +42,18 @@ export interface Authentication {
    * `device`, presented over mTLS): recorded, never a factor of the person's (AMENDMENTS "PKI").
    */
   deviceId?: string;
+  /**
+   * The upstream identity provider that signed the person in (src/brokering), when one did: its
+   * issuer is the session's source of assurance, named in the tokens (`assurance_source`), the
+   * events and policy's context (`context.assurance`). Absent for a local sign-in.
+   */
+  assurance?: UpstreamAssurance;
+}
+
+/** An upstream sign-in's source of assurance: the provider's id and its issuer. */
+export interface UpstreamAssurance {
+  provider: string;
+  source: string;
 }
 
 /** What a person is asked to approve, in the words the consent page shows. */
@@ -84,6 +96,8 @@ export interface Interaction {
   expiresAt: number;
   /** Set once the person has logged in during this interaction. */
   authentication?: Authentication;
+  /** The request's `login_hint` and `idp_hint` (OIDC Core §3.1.2.1; docs/identity-brokering.md), for the sign-in page. */
+  hints?: { login?: string; idp?: string };
 }
 
 /*

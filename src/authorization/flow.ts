@@ -314,6 +314,8 @@ async function respondCode(
       ...(auth.loginRisk !== undefined ? { loginRisk: auth.loginRisk } : {}),
       // The managed device the person signed in from: every token of the grant names it.
       ...(auth.deviceId !== undefined ? { deviceId: auth.deviceId } : {}),
+      // The upstream identity provider that vouched for the sign-in: every token of the grant names it.
+      ...(auth.assurance !== undefined ? { assurance: auth.assurance } : {}),
     },
   };
   // One flight: of a double resume, or of two authorizations from one request_uri, one commits.

@@ -256,6 +256,9 @@ export async function loadInteraction(
     clientId: stored.clientId,
     expiresAt: stored.expiresAt,
     ...(stored.authentication ? { authentication: stored.authentication } : {}),
+    ...(stored.request.loginHint !== undefined || stored.request.idpHint !== undefined
+      ? { hints: { ...(stored.request.loginHint !== undefined ? { login: stored.request.loginHint } : {}), ...(stored.request.idpHint !== undefined ? { idp: stored.request.idpHint } : {}) } }
+      : {}),
   };
   records.set(interaction, stored);
   return interaction;

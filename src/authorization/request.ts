@@ -51,6 +51,13 @@ export interface AuthorizationRequest {
    * when the request is accepted (PAR, or /authorize), carried by the code's and refresh's tokens.
    */
   txn?: string;
+  /**
+   * OIDC Core §3.1.2.1 `login_hint`, and `idp_hint` (Clearance's, as Keycloak's `kc_idp_hint`): who
+   * is signing in and through which upstream identity provider (docs/identity-brokering.md) — a
+   * hint for the sign-in page, never an identity.
+   */
+  loginHint?: string;
+  idpHint?: string;
   /** How the request arrived: plain parameters, a signed request object, or PAR. */
   via: 'parameters' | 'request_object' | 'par' | 'par_request_object';
   /** The pushed request it was resolved from (RFC 9126), consumed when the authorization completes. */
@@ -205,6 +212,12 @@ async function validateRest(
   const nonce = params.string('nonce');
   if (nonce !== undefined && nonce.length > maxNonceLength) throw new OAuthError('invalid_request', 'nonce is too long');
 
+  // OIDC Core §3.1.2.1: login_hint is a hint only; idp_hint names an upstream identity provider.
+  const loginHint = params.string('login_hint');
+  if (loginHint !== undefined && loginHint.length > 256) throw new OAuthError('invalid_request', 'login_hint is too long');
+  const idpHint = params.string('idp_hint');
+  if (idpHint !== undefined && !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(idpHint)) throw new OAuthError('invalid_request', 'idp_hint is not an identity provider id');
+
   // OIDC Core §3.1.2.1: prompt is a space-separated list; `none` MUST NOT be combined with others.
   const promptText = params.string('prompt');
   const prompt = promptText === undefined ? [] : [...new Set(promptText.split(' '))];
@@ -253,6 +266,8 @@ async function validateRest(
     ...(dpopJkt !== undefined ? { dpopJkt } : {}),
     ...(mandate !== undefined ? { mandate } : {}),
     ...(txn !== undefined ? { txn } : {}),
+    ...(loginHint !== undefined ? { loginHint } : {}),
+    ...(idpHint !== undefined ? { idpHint } : {}),
   };
 }
 

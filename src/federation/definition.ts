@@ -213,7 +213,7 @@ function readAlgorithm(v: Validator, path: string, value: unknown): PartnerAlg |
  * An issuer or jwks_uri: an absolute https URL (http only for a loopback host), no credentials;
  * an issuer also without query or fragment (RFC 8414 §2).
  */
-function readHttpsUrl(v: Validator, path: string, value: unknown, rules: { issuer: boolean }): string | undefined {
+export function readHttpsUrl(v: Validator, path: string, value: unknown, rules: { issuer: boolean }): string | undefined {
   const text = v.string(path, value, { maxLength: 2000 });
   if (!text) return undefined;
   let url: URL;

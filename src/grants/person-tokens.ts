@@ -114,6 +114,8 @@ export async function issuePersonTokens(
       ...(basis.ciba?.act ? { act: basis.ciba.act } : {}),
       // The managed device the person signed in from (never a factor: amr is the person's own).
       ...(basis.deviceId !== undefined ? { device_id: basis.deviceId } : {}),
+      // The upstream identity provider that signed the person in: the source of assurance of acr and amr.
+      ...(basis.assurance !== undefined ? { assurance_source: basis.assurance.source } : {}),
     },
     // The trade's txn: the one the authorization request started (src/transactions/txn.ts), under
     // which an approval's evidence is filed too; else an approved order is one transaction from the
@@ -137,6 +139,7 @@ export async function issuePersonTokens(
         ...(options.nonce !== undefined ? { nonce: options.nonce } : {}),
         acr: basis.acr,
         amr: basis.amr,
+        ...(basis.assurance !== undefined ? { assuranceSource: basis.assurance.source } : {}),
       })
     : undefined;
   // Refresh tokens go to clients registered for the refresh_token grant (docs: whether offline_access
@@ -232,6 +235,7 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
       ...(basis.ciba !== undefined ? { ciba: basis.ciba } : {}),
       ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}),
       ...(basis.deviceId !== undefined ? { deviceId: basis.deviceId } : {}),
+      ...(basis.assurance !== undefined ? { assurance: basis.assurance } : {}),
       ...(cnf ? { cnf } : {}),
     },
   };

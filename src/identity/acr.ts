@@ -42,6 +42,12 @@ export const amr = {
    * agreement between the parties, so this one is a collision-resistant URN in Clearance's namespace.
    */
   recoveryCode: 'urn:clearance:amr:recovery-code',
+  /**
+   * The person was signed in by an upstream identity provider (src/brokering): RFC 8176 registers no
+   * value for federation. The upstream's own values follow only where the provider is trusted for
+   * the level they stand for (src/brokering/assurance.ts).
+   */
+  upstream: 'urn:clearance:amr:upstream',
 } as const;
 
 /** The rung of an acr value on the ladder (0 = password); -1 for a value Clearance does not assert. */

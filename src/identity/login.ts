@@ -277,6 +277,8 @@ export interface LoginCompletion {
   risk?: RiskAssessment;
   /** The managed device of the sign-in: in the event (`details.device_id`). */
   device?: string;
+  /** What else the event says of how the person was authenticated (an upstream sign-in's provider and source of assurance, src/brokering). */
+  details?: Record<string, unknown>;
 }
 
 /**
@@ -328,6 +330,7 @@ export async function completeLogin<T>(
       ...(upgrade ? { rehashed: true } : {}),
       ...(completion.risk ? { risk: riskAuditDetail(completion.risk) } : {}),
       ...(completion.device ? { device_id: completion.device } : {}),
+      ...completion.details,
     },
   };
   try {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Authentication } from '../authorization/contract.ts';
+import type { Authentication, UpstreamAssurance } from '../authorization/contract.ts';
 import type { Context } from '../context.ts';
 import { rowsOf, type Flight } from '../storage/flight.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
@@ -81,7 +81,7 @@ export async function readSessionOfPerson(
     ctx.storage.db
       .selectFrom('sessions')
       .innerJoin('users', 'users.id', 'sessions.user_id')
-      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr', 'sessions.risk', 'sessions.device_id'])
+      .select(['sessions.id', 'sessions.user_id', 'sessions.last_seen_at', 'sessions.idle_timeout_ms', 'sessions.auth_time', 'sessions.acr', 'sessions.amr', 'sessions.risk', 'sessions.device_id', 'sessions.assurance_provider', 'sessions.assurance_source'])
       .select(['users.username', 'users.name'])
       .where('sessions.id', 'in', ids)
       .where('sessions.ended_at', 'is', null)
@@ -105,6 +105,7 @@ export async function readSessionOfPerson(
       amr: JSON.parse(session.amr) as string[],
       ...(loginRisk ? { loginRisk } : {}),
       ...(session.device_id ? { deviceId: session.device_id } : {}),
+      ...(session.assurance_provider && session.assurance_source ? { assurance: { provider: session.assurance_provider, source: session.assurance_source } } : {}),
     },
     person: { username: session.username, name: session.name },
   };
@@ -127,7 +128,7 @@ export interface StartedSession {
  */
 export async function startSession(
   ctx: SessionContext,
-  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined },
+  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined; assurance?: UpstreamAssurance | undefined },
   within?: Flight,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
@@ -158,13 +159,15 @@ export async function startSession(
         end_reason: null,
         risk: storedRisk(login.risk),
         device_id: login.deviceId ?? null,
+        assurance_provider: login.assurance?.provider ?? null,
+        assurance_source: login.assurance?.source ?? null,
       }),
   );
   maybePrune(ctx, now, flight);
   if (!within) await flight.commit();
   const loginRisk = loginSignals(login.risk);
   return {
-    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr, ...(loginRisk ? { loginRisk } : {}), ...(login.deviceId ? { deviceId: login.deviceId } : {}) },
+    authentication: { userId: login.userId, sessionId: id, authTime, acr: login.acr, amr: login.amr, ...(loginRisk ? { loginRisk } : {}), ...(login.deviceId ? { deviceId: login.deviceId } : {}), ...(login.assurance ? { assurance: login.assurance } : {}) },
     setCookie: sessionCookie(ctx, value),
   };
 }

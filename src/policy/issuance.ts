@@ -58,6 +58,8 @@ export interface Issuance {
   agent?: AgentClaim & { envelope?: { venues: string[]; instrument_classes: string[]; max_notional?: number; currency?: string } };
   /** The managed device the person signed in from (src/pki, a `device` profile certificate): the context's `managed_device` and `device_id`. */
   deviceId?: string;
+  /** The issuer of the upstream identity provider that signed the person in (src/brokering): the context's `assurance`. */
+  assuranceSource?: string;
   /**
    * The signals that fired when the person signed in (src/risk: kept with the session and the
    * grant), carried into this issuance's risk assessment: a risky sign-in stays risky at refresh.
@@ -252,7 +254,7 @@ interface IssuanceDecision {
  */
 async function decideIssuance(ctx: Context, server: ResourceServer, issuance: Issuance, meta: DecisionMeta, risk?: RiskAssessment): Promise<IssuanceDecision[]> {
   const active = await ctx.policies.active();
-  const context: DecisionContext = { ...decisionContext(server, issuance), ...(risk ? { risk: riskContextValue(risk) } : {}) };
+  const context: DecisionContext = { ...decisionContext(server, issuance, ctx.config.issuer), ...(risk ? { risk: riskContextValue(risk) } : {}) };
   const decided: IssuanceDecision[] = [];
   // The subject and resource are resolved once, for every scope and entry.
   const resolutions: Resolutions = new Map();
@@ -424,7 +426,7 @@ async function subjectLeis(ctx: Context, subject: Issuance['subject']): Promise<
   return client?.metadata.owner_lei ? [client.metadata.owner_lei] : [];
 }
 
-function decisionContext(server: ResourceServer, issuance: Issuance): DecisionContext {
+function decisionContext(server: ResourceServer, issuance: Issuance, ownIssuer: string): DecisionContext {
   return {
     ...(server.region !== undefined ? { region: server.region } : {}),
     ...(issuance.acr !== undefined ? { acr: issuance.acr } : {}),
@@ -435,6 +437,8 @@ function decisionContext(server: ResourceServer, issuance: Issuance): DecisionCo
     ...(issuance.approvals !== undefined ? { approvals: issuance.approvals } : {}),
     // Only an agent's token, issued with a certificate attested for an approved model version.
     ...(issuance.deviceId !== undefined ? { managed_device: true, device_id: issuance.deviceId } : issuance.subject.type === 'User' ? { managed_device: false } : {}),
+    // Who authenticated the person: an upstream identity provider (src/brokering), else Clearance itself.
+    ...(issuance.subject.type === 'User' ? { assurance: { source: issuance.assuranceSource ?? ownIssuer, federated: issuance.assuranceSource !== undefined } } : {}),
     ...(issuance.agent ? { agent: agentContext(issuance.agent) } : {}),
   };
 }

@@ -55,6 +55,8 @@ export interface DecisionContext {
   /** Set by Clearance only, at issuance to a person: whether they signed in from a managed device, and which. */
   managed_device?: boolean;
   device_id?: string;
+  /** Set by Clearance only, at issuance to a person: who authenticated them (src/brokering) — Clearance, or an upstream identity provider. */
+  assurance?: { source: string; federated: boolean };
 }
 
 /** The schema's `Agent` context record: who the agent is and the model version that trades. */
@@ -79,7 +81,7 @@ export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status'
  * (`new_instrument_class`, `new_settlement_account`), the person's approval (`approved`), second persons' approvals (`approvals`), the
  * risk engine's assessment (`risk`, src/risk) and the agent's model version (`agent`, src/agents). A caller never sends them.
  */
-export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind', 'risk', 'agent', 'managed_device', 'device_id'] as const;
+export const derivedContextFields = ['acr_levels', 'auth_age', 'local_time', 'local_weekday', 'new_instrument_class', 'new_settlement_account', 'approved', 'approvals', 'approval_kind', 'risk', 'agent', 'managed_device', 'device_id', 'assurance'] as const;
 
 /**
  * A decision request in Clearance's terms. Principal and resource are named by id; their
@@ -157,6 +159,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   if (request.context?.agent !== undefined) given.agent = request.context.agent as unknown as CedarValueJson;
   if (request.context?.managed_device !== undefined) given.managed_device = request.context.managed_device;
   if (request.context?.device_id !== undefined) given.device_id = request.context.device_id;
+  if (request.context?.assurance !== undefined) given.assurance = request.context.assurance as unknown as CedarValueJson;
   const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
 
   let principal: EntityUid;

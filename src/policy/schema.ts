@@ -108,6 +108,12 @@ type Risk = {
   signals: Set<String>,          // the signals that fired (docs/risk.md "Signals")
 };
 
+// Who vouched for a person's authentication (src/brokering, docs/identity-brokering.md), set by Clearance.
+type Assurance = {
+  source: String,                // the issuer that authenticated the person: Clearance's own, or the upstream identity provider's
+  federated: Bool,               // signed in through an upstream identity provider
+};
+
 // The algorithmic agent a token is issued to (src/agents, docs/agents.md), set by Clearance.
 type AgentModel = {
   id: String,                    // the agent's id
@@ -147,6 +153,7 @@ type RequestContext = {
   agent?: AgentModel,            // set by Clearance: the agent and its approved model version
   managed_device?: Bool,         // set by Clearance for a person: signed in from a managed device (its certificate over mTLS)
   device_id?: String,            // set by Clearance: which managed device
+  assurance?: Assurance,         // set by Clearance for a person: the source of assurance of acr
 };
 `;
 

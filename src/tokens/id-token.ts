@@ -20,6 +20,8 @@ export interface IdTokenClaims {
   nonce?: string;
   acr: string;
   amr: string[];
+  /** The issuer of the upstream identity provider that signed the person in (src/brokering): the source of assurance of acr and amr. */
+  assurance_source?: string;
 }
 
 /**
@@ -29,7 +31,7 @@ export interface IdTokenClaims {
  */
 export function mintIdToken(
   keys: KeyStore,
-  input: { issuer: string; subject: string; clientId: string; now: number; authTime: number; nonce?: string; acr: string; amr: string[] },
+  input: { issuer: string; subject: string; clientId: string; now: number; authTime: number; nonce?: string; acr: string; amr: string[]; assuranceSource?: string },
 ): Promise<string> {
   const claims: IdTokenClaims = {
     iss: input.issuer,
@@ -42,6 +44,7 @@ export function mintIdToken(
     ...(input.nonce !== undefined ? { nonce: input.nonce } : {}),
     acr: input.acr,
     amr: input.amr,
+    ...(input.assuranceSource !== undefined ? { assurance_source: input.assuranceSource } : {}),
   };
   return keys.signJwt({ typ: 'JWT' }, claims as unknown as Record<string, unknown>);
 }

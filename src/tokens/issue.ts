@@ -50,7 +50,7 @@ export interface AccessTokenRequest {
   /** The token must end no later than this (epoch seconds): a token exchange never outlives its subject. */
   notAfter?: number;
   /** Claims only some grants carry: a person's grant_id/auth_time/acr/amr, `act`, `origin_iss`. */
-  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation' | 'device_id'>> & { origin_iss?: string };
+  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation' | 'device_id' | 'assurance_source'>> & { origin_iss?: string };
   /** The issuance event: `token.issued` unless said otherwise, with the grant's own details. */
   event?: { type?: 'token.issued' | 'token.exchanged'; details?: Record<string, unknown> };
   /** The source address of the token request (after trusted proxies), for the risk signals. */
@@ -187,6 +187,8 @@ export function issuanceOf(request: AccessTokenRequest, clientId: string): Issua
     ...(request.claims?.approvals !== undefined ? { approvals: request.claims.approvals.length } : {}),
     // The person signed in from a managed device: policy may require one (context.managed_device).
     ...(request.claims?.device_id !== undefined ? { deviceId: request.claims.device_id } : {}),
+    // The person was signed in by an upstream identity provider: policy sees which (context.assurance).
+    ...(request.claims?.assurance_source !== undefined ? { assuranceSource: request.claims.assurance_source } : {}),
     ...(request.mandate ? { mandate: request.mandate } : {}),
     requestId: request.requestId,
     ...(request.txn !== undefined ? { txn: request.txn } : {}),
@@ -223,6 +225,8 @@ function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & 
       // Who and what acted: the agent's model version, the person's managed device.
       ...(claims.agent ? { agent: claims.agent } : {}),
       ...(claims.device_id !== undefined ? { device_id: claims.device_id } : {}),
+      // The source of assurance of a person signed in by an upstream identity provider.
+      ...(claims.assurance_source !== undefined ? { assurance_source: claims.assurance_source } : {}),
       // The risk assessment that informed the decisions (docs/risk.md).
       ...(risk ? { risk: riskAuditDetail(risk) } : {}),
     },

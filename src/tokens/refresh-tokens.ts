@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { SignalHit } from '../risk/assessment.ts';
+import type { UpstreamAssurance } from '../authorization/contract.ts';
 import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import { Flight } from '../storage/flight.ts';
@@ -61,6 +62,8 @@ export interface RefreshPayload {
   loginRisk?: SignalHit[];
   /** The managed device of the sign-in the grant was made from: refreshed tokens name it too. */
   deviceId?: string;
+  /** The upstream identity provider of the sign-in the grant was made from: refreshed tokens name it too. */
+  assurance?: UpstreamAssurance;
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client

@@ -4,6 +4,7 @@ import { isOidcScope, userinfoAudience, userinfoTokenTtl, type OidcScope } from 
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { SignalHit } from '../risk/assessment.ts';
+import type { UpstreamAssurance } from '../authorization/contract.ts';
 
 /** What a person granted a client through one authorization: the basis of every token issued from it. */
 export interface TokenBasis {
@@ -36,10 +37,12 @@ export interface TokenBasis {
   loginRisk?: SignalHit[];
   /** The managed device of the sign-in the grant was made from (its tokens' `device_id`). */
   deviceId?: string;
+  /** The upstream identity provider of the sign-in (src/brokering): its tokens' `assurance_source`, policy's `context.assurance`. */
+  assurance?: UpstreamAssurance;
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'txn' | 'approval' | 'ciba' | 'loginRisk' | 'deviceId'>;
+export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'txn' | 'approval' | 'ciba' | 'loginRisk' | 'deviceId' | 'assurance'>;
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
@@ -58,6 +61,7 @@ export function tokenBasis(parties: { userId: string; clientId: string; grantId:
     ...(p.ciba !== undefined ? { ciba: p.ciba } : {}),
     ...(p.loginRisk !== undefined ? { loginRisk: p.loginRisk } : {}),
     ...(p.deviceId !== undefined ? { deviceId: p.deviceId } : {}),
+    ...(p.assurance !== undefined ? { assurance: p.assurance } : {}),
   };
 }
 

@@ -50,6 +50,12 @@ export interface LoginView {
   decline?: string;
   /** Set once the person has authenticated below the level: the step-up variant of the page. */
   steppingUp?: SteppingUp;
+  /**
+   * Signing in through the person's organisation (upstream identity providers, src/brokering):
+   * where the form posts, the email or LEI typed (or the request's login_hint), and why it failed.
+   * Absent when no provider is declared.
+   */
+  organisation?: { action: string; realm?: string; error?: string };
 }
 
 /**
@@ -103,6 +109,7 @@ function stepUpTitle(level: LevelAsked | undefined): string {
 
 /** How a person signed in, in words, from the authentication's amr (RFC 8176). */
 export function signedInWith(methods: readonly string[]): string {
+  if (methods.includes(amr.upstream)) return 'your organisation’s sign-in';
   if (methods.includes(amr.hardwareKey) || methods.includes(amr.softwareKey)) return 'a passkey';
   if (methods.includes(amr.recoveryCode)) return 'your password and a recovery code';
   if (methods.includes(amr.oneTimePassword)) return 'your password and your authenticator app';
@@ -131,6 +138,23 @@ ${inner}<div class="actions"><button type="submit">${label}</button></div>
 </form>
 </section>
 ${only ? html`<noscript><p class="muted">Passkeys need JavaScript, which is turned off for this page.</p></noscript>` : ''}`;
+}
+
+/** "Sign in through your organisation": home-realm discovery by work email or LEI (docs/identity-brokering.md). */
+function organisationForm(view: LoginView): SafeHtml | string {
+  const organisation = view.organisation;
+  if (!organisation) return '';
+  const invalid = organisation.error ? html` aria-invalid="true" aria-describedby="organisation-error"` : '';
+  return html`<section class="organisation-signin" aria-labelledby="organisation-heading">
+<h2 id="organisation-heading">Sign in through your organisation</h2>
+<div id="organisation-error" class="error" role="alert">${organisation.error ?? ''}</div>
+<form method="post" action="${organisation.action}">
+<input type="hidden" name="${csrfField}" value="${view.csrfToken}">
+<label for="realm">Work email, or your firm’s LEI</label>
+<input type="text" id="realm" name="realm" autocomplete="email" autocapitalize="none" spellcheck="false" required maxlength="256" value="${organisation.realm ?? ''}"${invalid}>
+<div class="actions"><button type="submit" class="secondary">Continue with your organisation</button></div>
+</form>
+</section>`;
 }
 
 function declineForm(view: LoginView, question: string): SafeHtml | string {
@@ -178,6 +202,7 @@ ${passwordField}
 <div class="actions"><button type="submit" class="secondary">Sign in</button></div>
 </form>
 </details>
+${organisationForm(view)}
 ${declineForm(view, 'Can’t use a passkey?')}`;
   }
 
@@ -191,6 +216,7 @@ ${passkeyForm(view, html``, 'Use a passkey', false)}
 ${passwordField}
 <div class="actions"><button type="submit">Sign in</button></div>
 </form>
+${organisationForm(view)}
 ${declineForm(view, 'Can’t sign in in one of these ways?')}`;
 }
 

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Authentication, ConsentRequest, Interaction, NextStep } from '../../authorization/contract.ts';
+import type { Authentication, ConsentRequest, Interaction, NextStep, UpstreamAssurance } from '../../authorization/contract.ts';
 import * as interactions from '../../authorization/interactions.ts';
 import type { Context } from '../../context.ts';
 import { readLoginAccount, verifyLogin } from '../../identity/login.ts';
@@ -28,6 +28,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { rateLimitHeaders } from '../../risk/limits/refusal.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
+import { registerUpstreamRoutes } from './upstream.ts';
+import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
 
 /**
  * Where a person logs in and consents during an authorization request (the people side of
@@ -134,12 +136,27 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         passkey: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/passkey`,
         consent: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/consent`,
         decline: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/decline`,
+        upstream: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/upstream`,
         secondFactor: (id: string) => `${base}/interaction/${encodeURIComponent(id)}/second-factor`,
         secondFactorPage: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}/second-factor`,
         resume: (id: string) => `${ctx.config.issuer}/authorize/resume/${encodeURIComponent(id)}`,
         page: (id: string) => `${ctx.config.issuer}/interaction/${encodeURIComponent(id)}`,
       };
       type Params = { Params: { id: string } };
+
+      // Signing in through an upstream identity provider (./upstream.ts): the organisation form and the callback.
+      const upstream = registerUpstreamRoutes(app, ctx, {
+        base,
+        flow,
+        showLogin: (request, reply, interaction, view) => showLogin(ctx, request, reply, interaction, { status: view.status, organisation: { ...(view.realm !== undefined ? { realm: view.realm } : {}), error: view.error } }),
+        loadInteraction: (request, id) => loadInteraction(ctx, flow, request, id),
+        checkedLoginForm: (request) => checkedForm(ctx, request, 'login'),
+        forbidden: (request, reply) => forbidden(ctx, request, reply),
+        interactionGone: (request, reply) => interactionGone(ctx, request, reply),
+        riskOf: (request, interaction) => riskOf(request, interaction),
+        session: (request, interaction, flight, login) => session(request, interaction, flight, login),
+        signedIn: (request, reply, interaction, value, risk) => signedIn(request, reply, interaction, value, risk),
+      });
 
       app.get<Params>(`${base}/interaction/:id`, async (request, reply) =>
         guarded(ctx, request, reply, async () => {
@@ -151,8 +168,13 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           switch (step.step) {
             case 'done':
               return seeOther(reply, paths.resume(interaction.id));
-            case 'login':
+            case 'login': {
+              // The request's idp_hint names the person's organisation: straight there (a first
+              // sign-in only; a step-up is the person's own, on this page).
+              const hinted = step.reason !== 'acr' && interaction.hints?.idp !== undefined ? providerForRealm(await providerDirectory(ctx.storage.db, ctx.clock.now()), interaction.hints.idp) : undefined;
+              if (hinted && hinted.provider.id === interaction.hints?.idp) return upstream.startUpstream(request, reply, interaction, hinted.provider.id, interaction.hints.login);
               return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] }, { step, session });
+            }
             case 'consent':
               return showConsent(request, reply, interaction, step.consent, present?.person, { status: 200 });
           }
@@ -334,9 +356,13 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       }
 
       /** A successful sign-in's consequences, added to its transaction: the new session (with the sign-in's risk and managed device), recorded on the interaction. */
-      async function session(request: FastifyRequest, interaction: Interaction, flight: Flight, login: { user: { id: string }; acr: string; amr: string[]; risk?: RiskAssessment }) {
+      async function session(request: FastifyRequest, interaction: Interaction, flight: Flight, login: SignInLogin) {
         const { device } = await deviceOf(request);
-        const started = await startSession(ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device }, flight);
+        const started = await startSession(
+          ctx,
+          { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device, assurance: login.assurance },
+          flight,
+        );
         return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
       }
 
@@ -470,14 +496,18 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         request: FastifyRequest,
         reply: FastifyReply,
         interaction: Interaction,
-        view: { status: number; username?: string; error?: string; notice?: string | undefined; headers?: Record<string, string>; setCookie?: string[] },
+        view: { status: number; username?: string; error?: string; notice?: string | undefined; headers?: Record<string, string>; setCookie?: string[]; organisation?: { realm?: string; error?: string } },
         known: { step?: NextStep; session?: Authentication | undefined } = {},
       ): Promise<FastifyReply> {
         const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
         const session = known.step ? known.session : (known.session ?? (await readSession(ctx, request.headers.cookie)));
         const step = known.step ?? (await flow.nextStep(ctx, interaction, session));
         const level: LevelAsked | undefined = step.step === 'login' && step.acr !== undefined ? { acr: step.acr, voluntary: step.voluntary === true } : undefined;
-        const [client, steppingUp] = await Promise.all([ctx.clients.get(interaction.clientId), stepUpOf(step, interaction, session)]);
+        const [client, steppingUp, providers] = await Promise.all([ctx.clients.get(interaction.clientId), stepUpOf(step, interaction, session), providerDirectory(ctx.storage.db, ctx.clock.now())]);
+        // "Sign in through your organisation" while any upstream is enabled (never on a step-up: that is the person's own factor).
+        const organisation = providers.some((p) => p.provider.enabled)
+          ? { action: paths.upstream(interaction.id), ...((view.organisation?.realm ?? interaction.hints?.login) !== undefined ? { realm: (view.organisation?.realm ?? interaction.hints?.login)!.slice(0, 256) } : {}), ...(view.organisation?.error ? { error: view.organisation.error } : {}) }
+          : undefined;
         const setCookie = [...(csrf.setCookie ? [csrf.setCookie] : []), ...(view.setCookie ?? [])];
         return sendPage(reply, {
           status: view.status,
@@ -495,6 +525,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             ...(view.username !== undefined ? { username: view.username.slice(0, 256) } : {}),
             ...(view.error ? { error: view.error } : {}),
             ...(view.notice && !steppingUp ? { notice: view.notice } : {}),
+            ...(organisation ? { organisation } : {}),
           }),
           ...(setCookie.length > 0 ? { setCookie } : {}),
           ...(view.headers ? { headers: view.headers } : {}),
@@ -559,6 +590,21 @@ const loginNotices: Record<'no_session' | 'prompt_login' | 'max_age' | 'acr', st
   // The page says what the level needs, and how the person signed in (loginPage's step-up variant).
   acr: undefined,
 };
+
+/** A verified sign-in, as the session starts from it: an upstream's also names its source of assurance. */
+export interface SignInLogin {
+  user: { id: string };
+  acr: string;
+  amr: string[];
+  risk?: RiskAssessment;
+  assurance?: UpstreamAssurance;
+}
+
+/** Adds a verified sign-in's session to its transaction, recorded on the interaction. */
+export type SignInSession = (request: FastifyRequest, interaction: Interaction, flight: Flight, login: SignInLogin) => Promise<{ started: StartedSession; recorded: Promise<boolean> }>;
+
+/** After the sign-in's transaction committed: the cookies, and 303 to where the protocol side sends the person. */
+export type SignInCommitted = (request: FastifyRequest, reply: FastifyReply, interaction: Interaction, value: { started: StartedSession; recorded: Promise<boolean> }, risk: SignInRisk) => Promise<FastifyReply>;
 
 /** Interaction ids are opaque to this side; anything not shaped like one is unknown without a lookup. */
 const interactionIdPattern = /^[A-Za-z0-9_-]{1,128}$/;

@@ -1,0 +1,175 @@
+import { readHttpsUrl } from '../federation/definition.ts';
+import { acr, isKnownAcr, type Acr } from '../identity/acr.ts';
+import { deskPattern } from '../entities/definition.ts';
+import { isValidLei } from '../entities/lei.ts';
+import { Validator, join } from '../validation.ts';
+
+/**
+ * An upstream identity provider (docs/identity-brokering.md): another firm's OpenID Provider whose
+ * people sign in to Clearance through it (identity brokering). Declared in apply under
+ * `identity_providers`, per legal entity: which firm its people belong to and which desks they sit
+ * on are the declaration's, never the upstream's claims (the same rule as registration: nothing
+ * that carries authority comes from the asserting party alone).
+ */
+export interface IdentityProvider {
+  /** Our name for it: in the login page's form, the callback's records, events and `idp_hint`. */
+  id: string;
+  /** What the sign-in page calls it ("Sign in with …"). */
+  name: string;
+  kind: 'oidc';
+  /** The upstream's issuer identifier (OIDC Discovery §4.3: its metadata must name exactly this). */
+  issuer: string;
+  /** Clearance's client at the upstream. */
+  client_id: string;
+  /** How Clearance authenticates to the upstream's token endpoint (the secret is write-only, stored sealed). */
+  token_endpoint_auth_method: 'client_secret_basic' | 'client_secret_post';
+  /** Scopes asked of the upstream; `openid` always among them. */
+  scopes: string[];
+  /** The legal entity (LEI) its people belong to: a provisioned person's desks are this entity's. */
+  legal_entity: string;
+  /** The desks a provisioned person sits on (the legal entity's). */
+  desks: string[];
+  /** Email domains whose people sign in through it (home-realm discovery); lowercase. */
+  domains: string[];
+  /** Local person field → upstream claim (`name`, `email`, `username`). */
+  claims: { name: string; email: string; username?: string };
+  /**
+   * The source of assurance: which upstream `acr` values stand for which of Clearance's levels, and
+   * the most this upstream is trusted to assert. A sign-in is at the level its `acr` maps to, capped
+   * at `max`; an unmapped or absent `acr` is a password's level.
+   */
+  acr: { map: Record<string, Acr>; max: Acr };
+  /** False: its people cannot sign in, and their sessions through it have ended. */
+  enabled: boolean;
+  /** Whether the upstream may be reached on a private or loopback address (and by http on loopback): tests and development. */
+  allow_private_network: boolean;
+}
+
+/** The client secret an entry gives (write-only): never stored in clear, never in a plan, log or event. */
+export interface IdentityProviderEntry {
+  provider: IdentityProvider;
+  clientSecret?: string;
+}
+
+const fields = [
+  'id',
+  'name',
+  'kind',
+  'issuer',
+  'client_id',
+  'client_secret',
+  'token_endpoint_auth_method',
+  'scopes',
+  'legal_entity',
+  'desks',
+  'domains',
+  'claims',
+  'acr',
+  'enabled',
+  'allow_private_network',
+];
+
+export const providerIdPattern = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const domainPattern = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const claimNamePattern = /^[A-Za-z0-9_:./-]{1,100}$/;
+const scopeTokenPattern = /^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/;
+
+/** Reads one `identity_providers[]` entry, with its defaults. The legal entity and desks are checked against the entity model by the apply section. */
+export function readIdentityProvider(v: Validator, path: string, input: unknown): IdentityProviderEntry | undefined {
+  const o = v.object(path, input);
+  if (!o) return undefined;
+  const before = v.problems.length;
+  v.knownKeys(path, o, fields);
+  const at = (field: string) => join(path, field);
+  const id = v.string(at('id'), o.id, { pattern: providerIdPattern, patternMessage: 'must be 1-64 lowercase letters, digits, _ and - (starting with a letter or digit)' });
+  const name = v.string(at('name'), o.name, { maxLength: 200 });
+  const kind = v.string(at('kind'), o.kind ?? 'oidc', { oneOf: ['oidc'] }) as 'oidc' | undefined;
+  const issuer = readHttpsUrl(v, at('issuer'), o.issuer, { issuer: true });
+  const clientId = v.string(at('client_id'), o.client_id, { maxLength: 500 });
+  let clientSecret: string | undefined;
+  if (o.client_secret !== undefined) {
+    // Never quoted in a message: a secret must not end up in an error, a log or a terminal.
+    if (typeof o.client_secret !== 'string' || o.client_secret.length < 16 || o.client_secret.length > 512) v.fail(at('client_secret'), 'must be a string of 16 to 512 characters');
+    else clientSecret = o.client_secret;
+  }
+  const method = v.string(at('token_endpoint_auth_method'), o.token_endpoint_auth_method ?? 'client_secret_basic', {
+    oneOf: ['client_secret_basic', 'client_secret_post'],
+  }) as IdentityProvider['token_endpoint_auth_method'] | undefined;
+  const scopes = o.scopes === undefined ? ['openid', 'profile', 'email'] : v.array(at('scopes'), o.scopes, (p, s) => v.string(p, s, { pattern: scopeTokenPattern }), { nonEmpty: true, unique: true });
+  if (scopes && !scopes.includes('openid')) v.fail(at('scopes'), 'must include openid (the upstream signs the person in with an ID token)');
+  let lei = v.string(at('legal_entity'), o.legal_entity, { maxLength: 20 });
+  if (lei !== undefined && !isValidLei(lei)) lei = v.fail(at('legal_entity'), 'must be a valid LEI (ISO 17442: 20 characters, check digits)');
+  const desks = o.desks === undefined ? [] : v.array(at('desks'), o.desks, (p, d) => v.string(p, d, { pattern: deskPattern }), { unique: true });
+  const domains =
+    o.domains === undefined
+      ? []
+      : v.array(at('domains'), o.domains, (p, d) => v.string(p, typeof d === 'string' ? d.toLowerCase() : d, { pattern: domainPattern, patternMessage: 'must be a domain name such as fund-a.example' }), { unique: true });
+  const claims = readClaims(v, at('claims'), o.claims);
+  const acrRules = readAcr(v, at('acr'), o.acr);
+  const enabled = o.enabled === undefined ? true : v.boolean(at('enabled'), o.enabled);
+  const allowPrivate = o.allow_private_network === undefined ? false : v.boolean(at('allow_private_network'), o.allow_private_network);
+  if (issuer && new URL(issuer).protocol === 'http:' && allowPrivate === false) {
+    v.fail(at('issuer'), 'may be http only with allow_private_network: true (a loopback upstream, for development and tests)');
+  }
+  if (v.problems.length !== before || !id || !name || !kind || !issuer || !clientId || !method || !scopes || !lei || !desks || !domains || !claims || !acrRules || enabled === undefined || allowPrivate === undefined) {
+    return undefined;
+  }
+  return {
+    provider: {
+      id,
+      name,
+      kind,
+      issuer,
+      client_id: clientId,
+      token_endpoint_auth_method: method,
+      scopes,
+      legal_entity: lei,
+      desks,
+      domains,
+      claims,
+      acr: acrRules,
+      enabled,
+      allow_private_network: allowPrivate,
+    },
+    ...(clientSecret !== undefined ? { clientSecret } : {}),
+  };
+}
+
+function readClaims(v: Validator, path: string, value: unknown): IdentityProvider['claims'] | undefined {
+  if (value === undefined) return { name: 'name', email: 'email' };
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  v.knownKeys(path, o, ['name', 'email', 'username']);
+  const claim = (field: string, fallback: string | undefined) =>
+    o[field] === undefined ? fallback : v.string(join(path, field), o[field], { pattern: claimNamePattern, patternMessage: 'must be a claim name' });
+  const name = claim('name', 'name');
+  const email = claim('email', 'email');
+  const username = claim('username', undefined);
+  if (!name || !email || (o.username !== undefined && !username)) return undefined;
+  return { name, email, ...(username ? { username } : {}) };
+}
+
+function readAcr(v: Validator, path: string, value: unknown): IdentityProvider['acr'] | undefined {
+  // Trusted for nothing above a password unless the declaration says so.
+  if (value === undefined) return { map: {}, max: acr.password };
+  const o = v.object(path, value);
+  if (!o) return undefined;
+  v.knownKeys(path, o, ['map', 'max']);
+  const level = (p: string, x: unknown): Acr | undefined => {
+    const text = v.string(p, x);
+    if (text === undefined) return undefined;
+    if (!isKnownAcr(text)) return v.fail(p, `must be one of Clearance's levels (${Object.values(acr).join(', ')})`);
+    return text;
+  };
+  const max = o.max === undefined ? acr.password : level(join(path, 'max'), o.max);
+  const map: Record<string, Acr> = {};
+  if (o.map !== undefined) {
+    const m = v.object(join(path, 'map'), o.map);
+    if (!m) return undefined;
+    for (const [upstream, local] of Object.entries(m)) {
+      const mapped = level(join(join(path, 'map'), upstream), local);
+      if (mapped) map[upstream] = mapped;
+    }
+  }
+  return max ? { map, max } : undefined;
+}

@@ -1,0 +1,164 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
+import type { Context } from '../context.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
+import type { Database } from '../storage/schema.ts';
+import type { IdentityProvider } from './definition.ts';
+import type { UpstreamIdentity } from './oidc.ts';
+
+/**
+ * Which local person an upstream identity is (docs/identity-brokering.md "Linking"):
+ * - linked by (upstream issuer, subject) — never by email alone;
+ * - the first sign-in of an unknown identity provisions a person just in time: their name and
+ *   email from the mapped claims, their desks from the provider's declaration (the upstream asserts
+ *   nothing that carries authority), no password, no roles; `user.provisioned`;
+ * - a local person with the same email is never taken over: the sign-in is refused
+ *   (`email_taken`) until an administrator links the identity to that person
+ *   (`clearance users link`, `user.linked`) or the upstream identity gets its own address;
+ * - later sign-ins update the mapped name and email.
+ */
+
+export type LinkOutcome =
+  | { ok: true; user: Database['users']; provisioned: boolean; events: AuditEvent[] }
+  | { ok: false; reason: 'email_taken' | 'username_taken' | 'account_not_active'; userId?: string };
+
+type LinkContext = Pick<Context, 'storage' | 'clock' | 'audit'>;
+
+/** The mapped name and email of an upstream identity (strings only, bounded). */
+export function mappedClaims(provider: IdentityProvider, identity: UpstreamIdentity): { name: string | null; email: string | null; username: string | null } {
+  const text = (claim: string | undefined, max: number) => {
+    const value = claim === undefined ? undefined : identity.claims[claim];
+    return typeof value === 'string' && value.trim() !== '' ? value.trim().slice(0, max) : null;
+  };
+  const email = text(provider.claims.email, 254);
+  return { name: text(provider.claims.name, 200), email: email && /^[^\s@]+@[^\s@]+$/.test(email) ? email.toLowerCase() : null, username: text(provider.claims.username, 100) };
+}
+
+/** The person an upstream identity is, provisioning one at the identity's first sign-in. */
+export async function linkedPerson(ctx: LinkContext, provider: IdentityProvider, identity: UpstreamIdentity): Promise<LinkOutcome> {
+  const mapped = mappedClaims(provider, identity);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const existing = await ctx.storage.db
+      .selectFrom('user_links')
+      .innerJoin('users', 'users.id', 'user_links.user_id')
+      .selectAll('users')
+      .where('user_links.issuer', '=', identity.issuer)
+      .where('user_links.subject', '=', identity.subject)
+      .executeTakeFirst();
+    if (existing) return await signInLinked(ctx, existing, identity, mapped);
+    try {
+      return await provision(ctx, provider, identity, mapped);
+    } catch (error) {
+      // Two first sign-ins of one identity at once: the other one's link won; read it.
+      if (!isUniqueViolation(error)) throw error;
+    }
+  }
+  return { ok: false, reason: 'username_taken' };
+}
+
+async function signInLinked(ctx: LinkContext, user: Database['users'], identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<LinkOutcome> {
+  if (user.status !== 'active') return { ok: false, reason: 'account_not_active', userId: user.id };
+  const now = ctx.clock.now();
+  const name = mapped.name ?? user.name;
+  const email = mapped.email ?? user.email;
+  const changed = name !== user.name || email !== user.email;
+  await ctx.storage.db.transaction().execute(async (trx) => {
+    if (changed) await trx.updateTable('users').set({ name, email, updated_at: now }).where('id', '=', user.id).execute();
+    await trx.updateTable('user_links').set({ last_login_at: now }).where('issuer', '=', identity.issuer).where('subject', '=', identity.subject).execute();
+  });
+  return { ok: true, user: { ...user, name, email, ...(changed ? { updated_at: now } : {}) }, provisioned: false, events: [] };
+}
+
+async function provision(ctx: LinkContext, provider: IdentityProvider, identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<LinkOutcome> {
+  const db = ctx.storage.db;
+  if (mapped.email !== null) {
+    const holder = await db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', mapped.email).executeTakeFirst();
+    if (holder) return { ok: false, reason: 'email_taken', userId: holder.id };
+  }
+  const username = await freeUsername(ctx, provider, identity, mapped);
+  if (!username) return { ok: false, reason: 'username_taken' };
+  const now = ctx.clock.now();
+  const row: Database['users'] = {
+    id: randomUUID(),
+    username,
+    password_hash: null,
+    name: mapped.name,
+    email: mapped.email,
+    desks: JSON.stringify(provider.desks),
+    roles: '[]',
+    attributes: '{}',
+    status: 'active',
+    failed_logins: 0,
+    locked_at: null,
+    lock_reason: null,
+    tokens_valid_after: null,
+    last_login_at: null,
+    last_failed_login_at: null,
+    last_lockout_at: null,
+    created_at: now,
+    updated_at: now,
+  };
+  const event: AuditEvent = {
+    type: 'user.provisioned',
+    actor: row.id,
+    subject: row.id,
+    details: { provider: provider.id, issuer: identity.issuer, upstream_subject: identity.subject, legal_entity: provider.legal_entity, desks: provider.desks },
+  };
+  await ctx.audit.recordWith(async (trx) => {
+    await trx.insertInto('users').values(row).execute();
+    await trx
+      .insertInto('user_links')
+      .values({ issuer: identity.issuer, subject: identity.subject, user_id: row.id, provider_id: provider.id, linked_by: 'provisioned', created_at: now, last_login_at: now })
+      .execute();
+    return { value: undefined, events: [event] };
+  });
+  return { ok: true, user: row, provisioned: true, events: [] };
+}
+
+const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
+
+/**
+ * A username for a provisioned person: `<provider>.<their upstream username>` when the mapping
+ * names one that fits, else `<provider>.<the first 16 characters of the subject's SHA-256>`. The
+ * username is a handle only (people sign in through the upstream); a taken one is never reused.
+ */
+async function freeUsername(ctx: LinkContext, provider: IdentityProvider, identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<string | undefined> {
+  const readable = mapped.username?.toLowerCase().replace(/[^a-z0-9._@+-]/g, '');
+  const hashed = createHash('sha256').update(`${identity.issuer}\n${identity.subject}`).digest('hex').slice(0, 16);
+  for (const candidate of [readable ? `${provider.id}.${readable}` : undefined, `${provider.id}.${hashed}`]) {
+    if (!candidate || !usernamePattern.test(candidate)) continue;
+    const taken = await ctx.storage.db.selectFrom('users').select('id').where('username', '=', candidate).executeTakeFirst();
+    if (!taken) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * An administrator links an upstream identity to an existing person (the way past `email_taken`):
+ * audited as `user.linked`. Refused when the identity is already linked to someone.
+ */
+export async function linkIdentity(
+  ctx: LinkContext,
+  link: { userId: string; provider: IdentityProvider; subject: string; actor: string },
+): Promise<{ ok: true } | { ok: false; reason: 'unknown_user' | 'already_linked' }> {
+  const user = await ctx.storage.db.selectFrom('users').select('id').where('id', '=', link.userId).executeTakeFirst();
+  if (!user) return { ok: false, reason: 'unknown_user' };
+  const now = ctx.clock.now();
+  try {
+    await ctx.audit.recordWith(async (trx) => {
+      await trx
+        .insertInto('user_links')
+        .values({ issuer: link.provider.issuer, subject: link.subject, user_id: link.userId, provider_id: link.provider.id, linked_by: 'admin', created_at: now, last_login_at: null })
+        .execute();
+      return {
+        value: undefined,
+        events: [{ type: 'user.linked', actor: link.actor, subject: link.userId, details: { provider: link.provider.id, issuer: link.provider.issuer, upstream_subject: link.subject } }],
+      };
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) return { ok: false, reason: 'already_linked' };
+    throw error;
+  }
+  return { ok: true };
+}

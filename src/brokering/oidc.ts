@@ -1,0 +1,172 @@
+import { createHash } from 'node:crypto';
+import * as oidc from 'openid-client';
+import { checkUrl, FetchError, pickAddress } from '../federation/fetch.ts';
+import type { IdentityProvider } from './definition.ts';
+import type { UpstreamLoginSecrets } from './upstream-logins.ts';
+
+/**
+ * Clearance as a relying party of an upstream OpenID Provider, with openid-client (on
+ * oauth4webapi): the authorization code flow with PKCE (S256), through PAR where the upstream
+ * offers it (RFC 9126), and the ID token validated in full — issuer, audience, azp, nonce,
+ * signature against the upstream's published keys (enableNonRepudiationChecks; the code flow's
+ * TLS alone would let OIDC Core §3.1.3.7 skip it, the firm's evidence should not), `iat`/`exp`
+ * with 30 s of skew, `at_hash` where present (OIDC Core §3.1.3.8 — oauth4webapi leaves it to the
+ * caller), RFC 9207 `iss` in the response where the upstream says it sends it. The person's profile
+ * claims come from the ID token, else from userinfo (OIDC Core §5.4), its `sub` the ID token's.
+ *
+ * Every request to the upstream follows the SSRF rules of partner fetching
+ * (src/federation/fetch.ts: https; loopback and private addresses only when the declaration allows
+ * them; no credentials in URLs), with a 5-second limit.
+ */
+
+/** Discovered metadata is kept this long per provider (a changed declaration is discovered again at once). */
+const discoveryTtlMs = 10 * 60_000;
+const timeoutSeconds = 5;
+const configurations = new Map<string, { fingerprint: string; at: number; config: Promise<oidc.Configuration> }>();
+
+export type UpstreamFailure = 'discovery_failed' | 'upstream_error' | 'invalid_response' | 'invalid_id_token' | 'token_request_failed';
+
+/** The upstream's answer could not be used: why, for the audit event and the page. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  readonly reason: UpstreamFailure;
+  constructor(reason: UpstreamFailure, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+function guardedFetch(provider: IdentityProvider): oidc.CustomFetch {
+  const rules = { allowPrivateNetwork: provider.allow_private_network };
+  return async (url, options) => {
+    const target = checkUrl(url, rules);
+    await pickAddress(target, rules);
+    return fetch(url, { ...options, redirect: 'manual', signal: AbortSignal.timeout(timeoutSeconds * 1000) } as RequestInit);
+  };
+}
+
+/** The upstream's client configuration (its metadata discovered, cached for ten minutes). */
+export async function configurationOf(provider: IdentityProvider, clientSecret: string, now: number): Promise<oidc.Configuration> {
+  const fingerprint = createHash('sha256').update(JSON.stringify(provider)).update('\n').update(clientSecret).digest('base64url');
+  const cached = configurations.get(provider.id);
+  if (cached && cached.fingerprint === fingerprint && now - cached.at < discoveryTtlMs) return cached.config;
+  const auth = provider.token_endpoint_auth_method === 'client_secret_post' ? oidc.ClientSecretPost(clientSecret) : oidc.ClientSecretBasic(clientSecret);
+  const issuer = new URL(provider.issuer);
+  const config = oidc
+    .discovery(issuer, provider.client_id, { [oidc.clockTolerance]: 30 }, auth, {
+      [oidc.customFetch]: guardedFetch(provider),
+      timeout: timeoutSeconds,
+      execute: [oidc.enableNonRepudiationChecks, ...(issuer.protocol === 'http:' ? [oidc.allowInsecureRequests] : [])],
+    })
+    .catch((error: unknown) => {
+      configurations.delete(provider.id);
+      throw new UpstreamError('discovery_failed', `the metadata of ${provider.issuer} could not be used: ${describe(error)}`);
+    });
+  configurations.set(provider.id, { fingerprint, at: now, config });
+  return config;
+}
+
+/** Forgets what was discovered of a provider (its declaration changed, or a sign-in found its keys stale). */
+export function forgetConfiguration(providerId: string): void {
+  configurations.delete(providerId);
+}
+
+/** Where the browser goes to sign in at the upstream: a PAR request_uri when it offers PAR, else the parameters in the URL. */
+export async function authorizationUrl(config: oidc.Configuration, provider: IdentityProvider, request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string }): Promise<URL> {
+  const parameters: Record<string, string> = {
+    redirect_uri: request.redirectUri,
+    scope: provider.scopes.join(' '),
+    response_type: 'code',
+    state: request.secrets.state,
+    nonce: request.secrets.nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(request.secrets.codeVerifier),
+    code_challenge_method: 'S256',
+    ...(request.loginHint !== undefined ? { login_hint: request.loginHint } : {}),
+  };
+  try {
+    if (config.serverMetadata().pushed_authorization_request_endpoint) return await oidc.buildAuthorizationUrlWithPAR(config, parameters);
+    return oidc.buildAuthorizationUrl(config, parameters);
+  } catch (error) {
+    throw new UpstreamError('upstream_error', `the upstream refused the sign-in request: ${describe(error)}`);
+  }
+}
+
+/** What a verified upstream sign-in says about the person. */
+export interface UpstreamIdentity {
+  issuer: string;
+  subject: string;
+  claims: Record<string, unknown>;
+  acr?: string;
+  amr: string[];
+  authTime?: number;
+}
+
+/**
+ * Completes the code flow from the callback URL: the response's state, iss and error checked, the
+ * code exchanged with the PKCE verifier, the ID token validated (see the top of this file).
+ */
+export async function completeSignIn(config: oidc.Configuration, callbackUrl: URL, secrets: UpstreamLoginSecrets): Promise<UpstreamIdentity> {
+  let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
+  try {
+    tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
+      pkceCodeVerifier: secrets.codeVerifier,
+      expectedState: secrets.state,
+      expectedNonce: secrets.nonce,
+      idTokenExpected: true,
+    });
+  } catch (error) {
+    throw classify(error);
+  }
+  const claims = tokens.claims();
+  if (!claims) throw new UpstreamError('invalid_id_token', 'the upstream returned no ID token');
+  // OIDC Core §3.1.3.8: at_hash, when present, is the left half of the access token's hash.
+  if (claims.at_hash !== undefined && !hashMatches(tokens.access_token, String(claims.at_hash), tokens.id_token!)) {
+    throw new UpstreamError('invalid_id_token', 'the ID token\'s at_hash does not match the access token');
+  }
+  // OIDC Core §5.4: a conforming provider returns scope claims (profile, email) from userinfo when it
+  // issued an access token; its `sub` must be the ID token's (§5.3.2), which openid-client checks.
+  let userinfo: Record<string, unknown> = {};
+  if (config.serverMetadata().userinfo_endpoint && tokens.access_token) {
+    try {
+      userinfo = { ...(await oidc.fetchUserInfo(config, tokens.access_token, claims.sub)) };
+    } catch (error) {
+      throw new UpstreamError('invalid_response', `the upstream's userinfo could not be used: ${describe(error)}`);
+    }
+  }
+  const amr = Array.isArray(claims.amr) ? claims.amr.filter((v): v is string => typeof v === 'string') : [];
+  return {
+    issuer: claims.iss,
+    subject: claims.sub,
+    // What the ID token says wins over userinfo: it is the signed statement of this sign-in.
+    claims: { ...userinfo, ...claims },
+    ...(typeof claims.acr === 'string' ? { acr: claims.acr } : {}),
+    amr,
+    ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
+  };
+}
+
+function hashMatches(value: string, expected: string, idToken: string): boolean {
+  const header = JSON.parse(Buffer.from(idToken.split('.')[0]!, 'base64url').toString('utf8')) as { alg?: string };
+  const bits = /(\d{3})$/.exec(header.alg ?? '')?.[1];
+  const hash = bits === '384' ? 'sha384' : bits === '512' ? 'sha512' : header.alg === 'EdDSA' || header.alg === 'Ed25519' ? 'sha512' : 'sha256';
+  const digest = createHash(hash).update(value, 'ascii').digest();
+  return digest.subarray(0, digest.length / 2).toString('base64url') === expected;
+}
+
+function classify(error: unknown): UpstreamError {
+  if (error instanceof UpstreamError) return error;
+  if (error instanceof oidc.AuthorizationResponseError) return new UpstreamError('upstream_error', `the upstream answered ${error.error}${error.error_description ? `: ${error.error_description}` : ''}`);
+  if (error instanceof oidc.ResponseBodyError) return new UpstreamError('token_request_failed', `the upstream's token endpoint answered ${error.error}${error.error_description ? `: ${error.error_description}` : ''}`);
+  const message = describe(error);
+  if (/id_token|ID Token|JWT|signature|nonce/i.test(message)) return new UpstreamError('invalid_id_token', message);
+  return new UpstreamError('invalid_response', message);
+}
+
+function describe(error: unknown): string {
+  if (error instanceof FetchError) return error.message;
+  if (error instanceof Error) {
+    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
+    return `${error.message}${cause}`.slice(0, 300);
+  }
+  return 'unknown error';
+}

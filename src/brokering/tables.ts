@@ -1,0 +1,47 @@
+/** Identity brokering's tables (migration 0045_identity_brokering; docs/identity-brokering.md). Times are epoch ms. */
+export interface BrokeringTables {
+  /** Upstream identity providers declared in apply (`identity_providers`). */
+  identity_providers: {
+    id: string;
+    /** `oidc`. */
+    kind: string;
+    /** JSON: the declaration (src/brokering/definition.ts IdentityProvider), without its secret. */
+    definition: string;
+    /** The client secret at the upstream, sealed with the master key and bound to `identity_providers:<id>`; null for private_key_jwt or none. */
+    secret_sealed: string | null;
+    /** 1 while people may sign in through it; 0 once apply disabled it (its people's sessions ended). */
+    enabled: number;
+    created_at: number;
+    updated_at: number;
+  };
+  /**
+   * Which local person an upstream identity is: linked by (issuer, subject) — never by email. One
+   * upstream identity is one person; a person may have several upstream identities.
+   */
+  user_links: {
+    issuer: string;
+    subject: string;
+    user_id: string;
+    provider_id: string;
+    /** `provisioned` (just in time, at the first sign-in) or `admin` (an administrator linked an existing person). */
+    linked_by: string;
+    created_at: number;
+    last_login_at: number | null;
+  };
+  /**
+   * A sign-in sent to an upstream and not yet back: single use, bound to the interaction and to the
+   * browser. The state is stored only as its SHA-256; the nonce and PKCE verifier are derived from
+   * the state with a key of the master key's (src/brokering/upstream-logins.ts), so nothing here
+   * lets a copy of the table finish a sign-in.
+   */
+  upstream_logins: {
+    state_hash: string;
+    interaction_id: string;
+    provider_id: string;
+    /** SHA-256 of the browser-binding cookie value of the browser that left. */
+    browser_hash: string;
+    created_at: number;
+    expires_at: number;
+    consumed_at: number | null;
+  };
+}

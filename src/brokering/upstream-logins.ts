@@ -1,0 +1,91 @@
+import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import type { Context } from '../context.ts';
+
+/**
+ * Sign-ins sent to an upstream identity provider and not yet back (OIDC Core §3.1.2.1 `state` and
+ * `nonce`, RFC 7636 PKCE). The `state` is 256 random bits; the database keeps only its SHA-256,
+ * with the interaction, the provider and the browser it belongs to. The nonce and the PKCE
+ * verifier are HMACs of the state under a key derived from the master key: nothing secret is
+ * stored, and a copy of the table cannot finish anyone's sign-in. Each record is used at most once
+ * (a conditional update), and lives 10 minutes.
+ */
+
+/** How long the person has at the upstream, in milliseconds. */
+export const upstreamLoginTtlMs = 10 * 60_000;
+
+export interface UpstreamLoginSecrets {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+}
+
+const derivationKeys = new WeakMap<Buffer, Buffer>();
+
+function derivationKey(masterKey: Buffer): Buffer {
+  let key = derivationKeys.get(masterKey);
+  if (!key) {
+    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance upstream-login v1', 32));
+    derivationKeys.set(masterKey, key);
+  }
+  return key;
+}
+
+/** The nonce and PKCE verifier a state stands for (43 base64url characters each: RFC 7636 §4.1 allows 43–128). */
+export function secretsOf(masterKey: Buffer, state: string): UpstreamLoginSecrets {
+  const key = derivationKey(masterKey);
+  const derive = (label: string) => createHmac('sha256', key).update(`${label}\n${state}`).digest('base64url');
+  return { state, nonce: derive('nonce'), codeVerifier: derive('pkce') };
+}
+
+function stateHash(state: string): string {
+  return createHash('sha256').update(state, 'utf8').digest('base64url');
+}
+
+export function browserHash(browserId: string): string {
+  return createHash('sha256').update(browserId, 'utf8').digest('base64url');
+}
+
+type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity'>;
+
+/** Opens a sign-in at an upstream for this interaction and browser: its state, nonce and verifier. */
+export async function openUpstreamLogin(ctx: LoginContext, login: { interactionId: string; providerId: string; browserId: string }): Promise<UpstreamLoginSecrets> {
+  const state = randomBytes(32).toString('base64url');
+  const now = ctx.clock.now();
+  await ctx.storage.db
+    .insertInto('upstream_logins')
+    .values({
+      state_hash: stateHash(state),
+      interaction_id: login.interactionId,
+      provider_id: login.providerId,
+      browser_hash: browserHash(login.browserId),
+      created_at: now,
+      expires_at: now + upstreamLoginTtlMs,
+      consumed_at: null,
+    })
+    .execute();
+  // Expired records go with a later sign-in's write (at most one in a hundred pays for it).
+  if (Math.random() < 0.01) await ctx.storage.db.deleteFrom('upstream_logins').where('expires_at', '<', now - upstreamLoginTtlMs).execute();
+  return secretsOf(ctx.identity.factorKeys.master, state);
+}
+
+export type ConsumedLogin =
+  | { ok: true; interactionId: string; providerId: string; secrets: UpstreamLoginSecrets }
+  | { ok: false; reason: 'unknown_state' | 'expired' | 'replayed' | 'other_browser' };
+
+/**
+ * Takes the sign-in a callback's `state` names, once: the first callback with it wins (a
+ * conditional update), every later one is `replayed`. Another browser's callback (a state sent to
+ * someone else to finish) and a late one are refused and use it up all the same.
+ */
+export async function consumeUpstreamLogin(ctx: LoginContext, state: string, browserId: string | undefined): Promise<ConsumedLogin> {
+  if (!/^[A-Za-z0-9_-]{43}$/.test(state)) return { ok: false, reason: 'unknown_state' };
+  const hash = stateHash(state);
+  const row = await ctx.storage.db.selectFrom('upstream_logins').selectAll().where('state_hash', '=', hash).executeTakeFirst();
+  if (!row) return { ok: false, reason: 'unknown_state' };
+  const now = ctx.clock.now();
+  const taken = await ctx.storage.db.updateTable('upstream_logins').set({ consumed_at: now }).where('state_hash', '=', hash).where('consumed_at', 'is', null).executeTakeFirst();
+  if (Number(taken.numUpdatedRows) !== 1) return { ok: false, reason: 'replayed' };
+  if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired' };
+  if (browserId === undefined || browserHash(browserId) !== row.browser_hash) return { ok: false, reason: 'other_browser' };
+  return { ok: true, interactionId: row.interaction_id, providerId: row.provider_id, secrets: secretsOf(ctx.identity.factorKeys.master, state) };
+}

@@ -1,0 +1,216 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Interaction } from '../../authorization/contract.ts';
+import type { AuditEvent } from '../../audit/events.ts';
+import { assuranceOf, type Assurance } from '../../brokering/assurance.ts';
+import type { IdentityProvider } from '../../brokering/definition.ts';
+import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
+import { linkedPerson } from '../../brokering/linking.ts';
+import { authorizationUrl, completeSignIn, configurationOf, UpstreamError } from '../../brokering/oidc.ts';
+import { findProvider, providerSecret } from '../../brokering/providers.ts';
+import { consumeUpstreamLogin, openUpstreamLogin } from '../../brokering/upstream-logins.ts';
+import type { Context } from '../../context.ts';
+import { acr, acrRank } from '../../identity/acr.ts';
+import { completeLogin } from '../../identity/login.ts';
+import type { SignInRisk } from '../../identity/login-risk.ts';
+import { riskAuditDetail } from '../../risk/assessment.ts';
+import { guarded, seeOther, sendErrorPage } from '../../ui/respond.ts';
+import { presentedBrowserId } from '../authorize/index.ts';
+import type { InteractionFlow } from './flow.ts';
+import type { SignInCommitted, SignInSession } from './index.ts';
+
+/**
+ * Signing in through an upstream identity provider (src/brokering, docs/identity-brokering.md).
+ *
+ * POST /interaction/{id}/upstream (the sign-in page's "Sign in through your organisation")
+ *   1. a missing or wrong CSRF token (the sign-in form's), or a cross-site Origin → 403 page;
+ *   2. an unknown, expired or other browser's interaction → error page (400);
+ *   3. home-realm discovery: the work email's domain, the firm's LEI, or a provider's id names an
+ *      enabled provider, else the sign-in page again (400) saying so;
+ *   4. a sign-in opened at the upstream (state, nonce and PKCE verifier bound to this interaction
+ *      and browser, src/brokering/upstream-logins.ts) and 303 to its authorization endpoint (by PAR
+ *      where it offers it), the email passed on as login_hint.
+ * GET /interaction/{id} with the request's `idp_hint` naming an enabled provider skips the page:
+ *   step 4 at once (only for a first sign-in, never for a step-up).
+ *
+ * GET /broker/oidc/callback (the upstream's redirect back, registered there as the redirect URI)
+ *   1. the `state` names an open sign-in of this browser, used once (unknown, replayed, expired or
+ *      another browser's → error page 400, `upstream.sign_in_refused`);
+ *   2. its interaction still open for this browser, else error page 400;
+ *   3. the provider still enabled, else 403 and `upstream.sign_in_refused` (provider_disabled);
+ *   4. openid-client completes the code flow: the upstream's error, iss (RFC 9207), the code with
+ *      the PKCE verifier, the ID token in full (src/brokering/oidc.ts); any failure → 401 page and
+ *      `upstream.sign_in_refused` with why;
+ *   5. the person: linked by (issuer, subject), or provisioned just in time; an email a local
+ *      person already has is never taken over (409, `email_taken`); a locked or disabled person
+ *      (403) — src/brokering/linking.ts;
+ *   6. the level: the upstream's acr mapped and capped by the provider's declaration
+ *      (src/brokering/assurance.ts); the sign-in's risk (deny → refused; a step-up is met only by
+ *      an upstream level of two factors or more);
+ *   7. as a local sign-in from here: one transaction with the session (its source of assurance),
+ *      the interaction's record of it and `user.login_succeeded` (method `upstream`, the provider,
+ *      the source, what was asserted, whether it was capped), then 303 on.
+ */
+export interface UpstreamRoutes {
+  base: string;
+  flow: InteractionFlow;
+  /** The sign-in page again, with the organisation form's value and error. */
+  showLogin(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, view: { status: number; realm?: string; error: string }): Promise<FastifyReply>;
+  loadInteraction(request: FastifyRequest, id: string): Promise<Interaction | undefined>;
+  checkedLoginForm(request: FastifyRequest<{ Params: { id: string } }>): { get(name: string): string | undefined } | undefined;
+  forbidden(request: FastifyRequest, reply: FastifyReply): FastifyReply;
+  interactionGone(request: FastifyRequest, reply: FastifyReply): FastifyReply;
+  riskOf(request: FastifyRequest, interaction: Interaction): SignInRisk;
+  session: SignInSession;
+  signedIn: SignInCommitted;
+}
+
+/** The redirect URI Clearance registers at every upstream OpenID Provider. */
+export function upstreamRedirectUri(issuer: string): string {
+  return `${issuer}/broker/oidc/callback`;
+}
+
+/** Registers the routes; returns how the sign-in page starts an upstream sign-in at once (the request's `idp_hint`). */
+export function registerUpstreamRoutes(
+  app: FastifyInstance,
+  ctx: Context,
+  routes: UpstreamRoutes,
+): { startUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined): Promise<FastifyReply> } {
+  type Params = { Params: { id: string } };
+
+  app.post<Params>(`${routes.base}/interaction/:id/upstream`, async (request, reply) => guarded(ctx, request, reply, async () => {
+    const form = routes.checkedLoginForm(request);
+    if (!form) return routes.forbidden(request, reply);
+    const interaction = await routes.loadInteraction(request, request.params.id);
+    if (!interaction) return routes.interactionGone(request, reply);
+    const realm = (form.get('realm') ?? '').trim().slice(0, 256);
+    if (!realm) return routes.showLogin(request, reply, interaction, { status: 400, error: 'Enter your work email or your firm’s LEI.' });
+    const found = providerForRealm(await providerDirectory(ctx.storage.db, ctx.clock.now()), realm);
+    if (!found) {
+      return routes.showLogin(request, reply, interaction, {
+        status: 400,
+        realm,
+        error: 'No organisation’s sign-in is set up for that. Check it, or sign in with your Clearance username above.',
+      });
+    }
+    return goUpstream(request, reply, interaction, found.provider.id, realm.includes('@') ? realm : undefined);
+  }));
+
+  app.get<{ Querystring: Record<string, string | string[] | undefined> }>(`${routes.base}/broker/oidc/callback`, async (request, reply) => guarded(ctx, request, reply, async () => {
+    const state = single(request.query.state);
+    const refuse = async (status: number, reason: string, message: { title: string; message: string }, more: Partial<AuditEvent> = {}, details: Record<string, unknown> = {}) => {
+      await ctx.audit.record({
+        type: 'upstream.sign_in_refused',
+        requestId: request.id,
+        ...more,
+        decision: { allow: false, reasons: [reason] },
+        details: { reason, source_address: request.ip, ...details },
+      });
+      return sendErrorPage(ctx, request, reply, { status, ...message });
+    };
+    const startAgain = { title: 'This sign-in could not be completed', message: 'Your organisation’s sign-in did not come back to a sign-in this browser started, or it came back too late or twice. Return to the application and start again.' };
+    if (state === undefined) return refuse(400, 'missing_state', startAgain);
+    const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(request));
+    if (!login.ok) return refuse(400, login.reason, startAgain);
+    const interaction = await routes.loadInteraction(request, login.interactionId);
+    if (!interaction) return routes.interactionGone(request, reply);
+    const base: Partial<AuditEvent> = { requestId: request.id, client: interaction.clientId };
+    const stored = await findProvider(ctx.storage.db, login.providerId);
+    if (!stored?.provider.enabled) {
+      return refuse(403, 'provider_disabled', { title: 'Sign-in through your organisation is turned off', message: 'Your organisation’s sign-in is not available here at the moment. Ask your administrator.' }, base, { provider: login.providerId });
+    }
+    const provider = stored.provider;
+    const about = { provider: provider.id, issuer: provider.issuer };
+    let identity;
+    try {
+      const config = await configurationOf(provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
+      identity = await completeSignIn(config, callbackUrl(ctx, request), login.secrets);
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      request.log.info({ provider: provider.id, reason: error.reason, detail: error.message }, 'upstream sign-in refused');
+      return refuse(401, error.reason, { title: 'Your organisation’s sign-in could not be used', message: `The answer from ${provider.name} could not be verified, so you are not signed in. Return to the application and try again; if it happens again, tell your administrator (the reference below helps them).` }, base, { ...about, detail: error.message });
+    }
+    const linked = await linkedPerson(ctx, provider, identity);
+    if (!linked.ok) {
+      const subjectOf = linked.userId !== undefined ? { subject: linked.userId } : {};
+      if (linked.reason === 'email_taken') {
+        return refuse(409, 'email_taken', { title: 'You already have an account here', message: `A Clearance account already uses the email address ${provider.name} gave. It is not joined to your organisation’s sign-in automatically: sign in with that account, or ask your administrator to link the two.` }, { ...base, ...subjectOf }, { ...about, upstream_subject: identity.subject });
+      }
+      if (linked.reason === 'account_not_active') {
+        return refuse(403, 'account_not_active', { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' }, { ...base, ...subjectOf }, about);
+      }
+      return refuse(409, linked.reason, { title: 'Your account could not be set up', message: 'No username was free for your account. Ask your administrator.' }, base, { ...about, upstream_subject: identity.subject });
+    }
+    const assurance = assuranceOf(provider, { ...(identity.acr !== undefined ? { acr: identity.acr } : {}), amr: identity.amr });
+    const user = linked.user;
+    const personBase = { ...base, subject: user.id };
+    if (await ctx.risk.reactions.suspended({ type: 'User', id: user.id })) {
+      return refuse(403, 'suspended', { title: 'Your account is under review', message: 'Sign-in is paused for your account while it is reviewed. Ask your administrator.' }, personBase, about);
+    }
+    const risk = routes.riskOf(request, interaction);
+    const assessed = await risk.assess(user);
+    // A risk step-up asks for a second factor: the upstream's, when it is trusted for two or more.
+    if (assessed?.outcome === 'deny' || (assessed?.outcome === 'step_up' && acrRank(assurance.acr) < acrRank(acr.multiFactor))) {
+      return refuse(401, assessed.outcome === 'deny' ? 'risk_denied' : 'risk_step_up_unavailable', { title: 'This sign-in was not allowed', message: 'This sign-in looks unusual, so it was stopped. Try again later, or ask your administrator.' }, personBase, { ...about, risk: riskAuditDetail(assessed) });
+    }
+    const flight = ctx.storage.flight();
+    const completed = await completeLogin(
+      ctx,
+      user,
+      {
+        acr: assurance.acr,
+        amr: assurance.amr,
+        methods: ['upstream'],
+        sourceAddress: request.ip,
+        base: personBase,
+        ...(assessed ? { risk: assessed } : {}),
+        details: { method: 'upstream', ...assuranceDetails(provider, assurance, identity.subject), ...(linked.provisioned ? { provisioned: true } : {}) },
+      },
+      flight,
+      [],
+      (f, verified) => routes.session(request, interaction, f, { ...verified, assurance: { provider: assurance.provider, source: assurance.source } }),
+    );
+    if (!completed) return refuse(403, 'account_not_active', { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' }, personBase, about);
+    await risk.observe(user.id);
+    return routes.signedIn(request, reply, interaction, completed.value, risk);
+  }));
+
+  /** Opens a sign-in at the upstream for this interaction and sends the browser there. */
+  async function goUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined): Promise<FastifyReply> {
+    const stored = await findProvider(ctx.storage.db, providerId);
+    const browserId = presentedBrowserId(request);
+    if (!stored?.provider.enabled || browserId === undefined) return routes.showLogin(request, reply, interaction, { status: 400, error: 'That organisation’s sign-in is not available. Sign in with your Clearance username above.' });
+    try {
+      const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
+      const secrets = await openUpstreamLogin(ctx, { interactionId: interaction.id, providerId, browserId });
+      const url = await authorizationUrl(config, stored.provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}) });
+      return seeOther(reply, url.href);
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      request.log.warn({ provider: providerId, reason: error.reason, detail: error.message }, 'upstream sign-in could not start');
+      return routes.showLogin(request, reply, interaction, { status: 502, error: `${stored.provider.name} cannot be reached at the moment. Try again in a few minutes, or sign in with your Clearance username above.` });
+    }
+  }
+
+  return { startUpstream: goUpstream };
+}
+
+/** What `user.login_succeeded` says of an upstream sign-in: the provider, the source of assurance, what was asserted and whether it was capped. */
+function assuranceDetails(provider: IdentityProvider, assurance: Assurance, upstreamSubject: string): Record<string, unknown> {
+  return {
+    provider: provider.id,
+    assurance_source: assurance.source,
+    upstream_subject: upstreamSubject,
+    asserted: assurance.asserted,
+    ...(assurance.capped ? { capped: true, trusted_up_to: provider.acr.max } : {}),
+  };
+}
+
+/** The callback's URL as the upstream sent the browser to it (the issuer's origin and path, the query as received). */
+function callbackUrl(ctx: Context, request: FastifyRequest): URL {
+  const query = request.url.indexOf('?');
+  return new URL(`${upstreamRedirectUri(ctx.config.issuer)}${query >= 0 ? request.url.slice(query) : ''}`);
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}

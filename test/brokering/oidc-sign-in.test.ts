@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as client from 'openid-client';
+import { decodeJwt } from 'jose';
+import { HttpBrowser, csrfOf } from '../helpers/http-browser.ts';
+import { decidePassword, upsertUser } from '../../src/identity/users.ts';
+import { linkIdentity } from '../../src/brokering/linking.ts';
+import { findProvider } from '../../src/brokering/providers.ts';
+import { approve, authorizationRequest, followAll, form, fundLei, signInThroughOrganisation, startBrokering, upstreamAcr, type BrokeringHarness } from './fixture.ts';
+
+// A person at a partner fund signs in to the broker's desk application through the fund's own
+// OpenID Provider (node-oidc-provider), over HTTP: home-realm discovery, the code flow with PKCE
+// (and PAR, which the upstream offers), the ID token validated by openid-client, the person
+// provisioned just in time and linked by (issuer, subject), the level capped by the fund's declared
+// trust, and the fund named as the source of assurance in the session, the tokens and the log.
+
+const mfa = 'urn:clearance:acr:mfa';
+const upstreamAmr = 'urn:clearance:amr:upstream';
+
+async function tokensFor(h: BrokeringHarness, request: ReturnType<typeof authorizationRequest>, callback: URL) {
+  return client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+}
+
+/** The recorded events of a type, oldest first. */
+async function eventsOf(h: BrokeringHarness, type: string) {
+  const rows = await h.server.running.ctx.storage.db.selectFrom('audit_events').select(['event']).where('type', '=', type).orderBy('seq').execute();
+  return rows.map((row) => JSON.parse(row.event) as { actor?: string; subject?: string; details: Record<string, unknown> });
+}
+
+test('a fund’s portfolio manager signs in through the fund’s OpenID Provider and gets tokens naming the fund as the source of assurance', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-001', claims: { name: 'Petra Manager', email: 'petra@fund-a.example', preferred_username: 'petra' }, acr: upstreamAcr.mfa, amr: ['pwd', 'otp', 'mfa'] };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const back = await signInThroughOrganisation(h, browser, await request.url(), 'petra@fund-a.example');
+  assert.ok(back.visited.some((u) => u.href.startsWith(h.upstream.issuer)), 'the browser went to the upstream');
+  assert.equal(h.upstream.signIns, 1);
+  const callback = await approve(browser, back);
+  const tokens = await tokensFor(h, request, callback);
+
+  const idToken = tokens.claims()!;
+  assert.equal(idToken.acr, mfa, 'the fund is trusted for two-factor sign-ins, and asserted one');
+  assert.deepEqual(new Set(idToken.amr as string[]), new Set(['pwd', 'otp', 'mfa', upstreamAmr]));
+  assert.equal(idToken.assurance_source, h.upstream.issuer);
+  const access = decodeJwt(tokens.access_token);
+  assert.equal(access.sub, idToken.sub);
+  assert.equal(access.acr, mfa);
+  assert.equal(access.assurance_source, h.upstream.issuer);
+
+  // Provisioned just in time: mapped name and email, the declared desk, no password, no roles.
+  const db = h.server.running.ctx.storage.db;
+  const person = await db.selectFrom('users').selectAll().where('id', '=', idToken.sub).executeTakeFirstOrThrow();
+  assert.equal(person.username, 'fund-a.petra');
+  assert.equal(person.name, 'Petra Manager');
+  assert.equal(person.email, 'petra@fund-a.example');
+  assert.deepEqual(JSON.parse(person.desks), ['fund-a-pm']);
+  assert.deepEqual(JSON.parse(person.roles), []);
+  assert.equal(person.password_hash, null);
+  const link = await db.selectFrom('user_links').selectAll().where('user_id', '=', person.id).executeTakeFirstOrThrow();
+  assert.deepEqual([link.issuer, link.subject, link.provider_id, link.linked_by], [h.upstream.issuer, 'pm-001', 'fund-a', 'provisioned']);
+  const session = await db.selectFrom('sessions').selectAll().where('user_id', '=', person.id).executeTakeFirstOrThrow();
+  assert.deepEqual([session.assurance_provider, session.assurance_source, session.acr], ['fund-a', h.upstream.issuer, mfa]);
+
+  const [provisioned] = await eventsOf(h, 'user.provisioned');
+  assert.equal(provisioned?.subject, person.id);
+  assert.deepEqual(provisioned?.details, { provider: 'fund-a', issuer: h.upstream.issuer, upstream_subject: 'pm-001', legal_entity: fundLei, desks: ['fund-a-pm'] });
+  const login = (await eventsOf(h, 'user.login_succeeded')).find((e) => e.actor === person.id);
+  assert.equal(login?.details.method, 'upstream');
+  assert.equal(login?.details.assurance_source, h.upstream.issuer);
+  assert.equal(login?.details.acr, mfa);
+  assert.equal(login?.details.capped, undefined);
+  const issued = (await eventsOf(h, 'token.issued')).find((e) => e.subject === person.id);
+  assert.equal(issued?.details.assurance_source, h.upstream.issuer);
+});
+
+test('an upstream claiming more than it is trusted for is capped at its declared level, and its amr is not passed on', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-002', claims: { email: 'paul@fund-a.example' }, acr: upstreamAcr.phr, amr: ['hwk', 'user'] };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const callback = await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'paul@fund-a.example'));
+  const idToken = (await tokensFor(h, request, callback)).claims()!;
+  assert.equal(idToken.acr, mfa, 'phishing-resistant asserted, two-factor believed');
+  assert.deepEqual(idToken.amr, [upstreamAmr], 'no hwk: the fund is not trusted for it');
+  const login = (await eventsOf(h, 'user.login_succeeded')).find((e) => e.actor === idToken.sub);
+  assert.equal(login?.details.capped, true);
+  assert.equal(login?.details.trusted_up_to, mfa);
+  assert.deepEqual(login?.details.asserted, { acr: upstreamAcr.phr, amr: ['hwk', 'user'] });
+});
+
+test('an upstream acr the declaration does not map is a password’s level', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-003', claims: { email: 'pia@fund-a.example' }, acr: upstreamAcr.password, amr: ['pwd'] };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const callback = await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'pia@fund-a.example'));
+  const idToken = (await tokensFor(h, request, callback)).claims()!;
+  assert.equal(idToken.acr, 'urn:clearance:acr:pwd');
+});
+
+test('a level the fund is not trusted for is not reached through it: the step-up page offers nothing, and the request ends unmet', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-004', claims: { email: 'pat@fund-a.example' }, acr: upstreamAcr.phr, amr: ['hwk'] };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h, { claims: JSON.stringify({ id_token: { acr: { essential: true, value: 'urn:clearance:acr:phr' } } }) });
+  const page = await signInThroughOrganisation(h, browser, await request.url(), 'pat@fund-a.example');
+  assert.equal(page.response.status, 200);
+  const html = await page.response.text();
+  assert.match(html, /your organisation’s sign-in/, 'the page says how the person signed in');
+  assert.match(html, /id="no-method"/, 'no method of theirs reaches a passkey’s level');
+  const declined = await followAll(browser, `${page.url.href}/decline`, form({ csrf_token: csrfOf(html) }), (url) => url.href.startsWith(h.app.redirectUri));
+  const callback = new URL(declined.response.headers.get('location')!);
+  assert.equal(callback.searchParams.get('error'), 'unmet_authentication_requirements');
+});
+
+test('the second sign-in of the same upstream identity is the same person, with the mapped name brought up to date', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-005', claims: { name: 'Quinn', email: 'quinn@fund-a.example' }, acr: upstreamAcr.mfa };
+  const first = authorizationRequest(h);
+  const firstBrowser = new HttpBrowser();
+  const firstSub = (await tokensFor(h, first, await approve(firstBrowser, await signInThroughOrganisation(h, firstBrowser, await first.url(), 'quinn@fund-a.example')))).claims()!.sub;
+  h.upstream.nextSignIn = { sub: 'pm-005', claims: { name: 'Quinn Q. Manager', email: 'quinn@fund-a.example' }, acr: upstreamAcr.mfa };
+  const second = authorizationRequest(h);
+  const browser = new HttpBrowser();
+  const back = await signInThroughOrganisation(h, browser, await second.url(), 'quinn@fund-a.example');
+  const secondSub = (await tokensFor(h, second, await approve(browser, back))).claims()!.sub;
+  assert.equal(secondSub, firstSub);
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('users').select('name').where('id', '=', firstSub).executeTakeFirstOrThrow()).name, 'Quinn Q. Manager');
+  assert.equal((await eventsOf(h, 'user.provisioned')).length, 1);
+});
+
+test('a local account with the same email is never taken over: refused and audited, until an administrator links the two', async (t) => {
+  const h = await startBrokering(t);
+  const ctx = h.server.running.ctx;
+  const entry = { username: 'rita', email: 'Rita@fund-a.example', password: 'a long local password 123' };
+  const decision = await decidePassword(ctx.storage.db, entry);
+  const { id: ritaId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
+  h.upstream.nextSignIn = { sub: 'pm-006', claims: { email: 'rita@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const refused = await signInThroughOrganisation(h, browser, await request.url(), 'rita@fund-a.example');
+  assert.equal(refused.response.status, 409);
+  assert.match(await refused.response.text(), /already uses the email address/);
+  assert.doesNotMatch(refused.response.headers.get('set-cookie') ?? '', /clearance_session=/, 'no session');
+  const [event] = await eventsOf(h, 'upstream.sign_in_refused');
+  assert.equal(event?.subject, ritaId);
+  assert.equal(event?.details.reason, 'email_taken');
+  assert.equal(await ctx.storage.db.selectFrom('user_links').select('user_id').where('subject', '=', 'pm-006').executeTakeFirst(), undefined);
+
+  const provider = (await findProvider(ctx.storage.db, 'fund-a'))!.provider;
+  assert.deepEqual(await linkIdentity(ctx, { userId: ritaId, provider, subject: 'pm-006', actor: 'admin-1' }), { ok: true });
+  const linked = await eventsOf(h, 'user.linked');
+  assert.deepEqual([linked[0]?.actor, linked[0]?.subject], ['admin-1', ritaId]);
+  const again = authorizationRequest(h);
+  const browser2 = new HttpBrowser();
+  const sub = (await tokensFor(h, again, await approve(browser2, await signInThroughOrganisation(h, browser2, await again.url(), 'rita@fund-a.example')))).claims()!.sub;
+  assert.equal(sub, ritaId);
+  assert.deepEqual(await linkIdentity(ctx, { userId: ritaId, provider, subject: 'pm-006', actor: 'admin-1' }), { ok: false, reason: 'already_linked' });
+});
+
+test('a callback is used once: replayed, with an unknown state, or in another browser it is refused and audited', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-007', claims: { email: 'sam@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const done = await signInThroughOrganisation(h, browser, await request.url(), 'sam@fund-a.example');
+  assert.equal(done.response.status, 200);
+  const callback = done.visited.find((u) => u.pathname === '/broker/oidc/callback')!;
+  const replayed = await browser.fetch(callback);
+  assert.equal(replayed.status, 400);
+  assert.equal(replayed.headers.get('cache-control'), 'no-store');
+  const unknown = new URL(callback);
+  unknown.searchParams.set('state', 'A'.repeat(43));
+  assert.equal((await browser.fetch(unknown)).status, 400);
+  const missing = new URL(callback);
+  missing.searchParams.delete('state');
+  assert.equal((await browser.fetch(missing)).status, 400);
+  const reasons = (await eventsOf(h, 'upstream.sign_in_refused')).map((e) => e.details.reason);
+  assert.deepEqual(reasons, ['replayed', 'unknown_state', 'missing_state']);
+
+  // A state lured into another browser: refused there, and used up.
+  const victim = authorizationRequest(h);
+  const attacker = new HttpBrowser();
+  const page = await attacker.follow(await victim.url(), h.server.issuer);
+  const html = await page.response.text();
+  const toUpstream = await attacker.fetch(`${page.url.href}/upstream`, form({ csrf_token: csrfOf(html), realm: 'sam@fund-a.example' }));
+  const upstreamBack = await followAll(attacker, toUpstream.headers.get('location')!, {}, (url) => url.href.startsWith(h.server.issuer));
+  const lured = new URL(upstreamBack.response.headers.get('location')!);
+  const other = await new HttpBrowser().fetch(lured);
+  assert.equal(other.status, 400);
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).at(-1)?.details.reason, 'other_browser');
+  assert.equal((await attacker.fetch(lured)).status, 400, 'used up');
+});
+
+test('home-realm discovery: an unknown domain is said plainly, an LEI or the request’s idp_hint finds the fund', async (t) => {
+  const h = await startBrokering(t);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const page = await browser.follow(await request.url(), h.server.issuer);
+  const html = await page.response.text();
+  const unknown = await browser.fetch(`${page.url.href}/upstream`, form({ csrf_token: csrfOf(html), realm: 'someone@elsewhere.example' }));
+  assert.equal(unknown.status, 400);
+  assert.match(await unknown.text(), /No organisation’s sign-in is set up for that/);
+  const byLei = await browser.fetch(`${page.url.href}/upstream`, form({ csrf_token: csrfOf(html), realm: fundLei.toLowerCase() }));
+  assert.equal(byLei.status, 303);
+  assert.ok(byLei.headers.get('location')!.startsWith(h.upstream.issuer));
+
+  const hinted = authorizationRequest(h, { idp_hint: 'fund-a', login_hint: 'tom@fund-a.example' });
+  const hintBrowser = new HttpBrowser();
+  const first = await hintBrowser.follow(await hinted.url(), h.server.issuer);
+  assert.equal(first.response.status, 303, 'straight on to the fund');
+  const at = new URL(first.response.headers.get('location')!);
+  assert.equal(at.origin, new URL(h.upstream.issuer).origin);
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 0);
+});
+
+test('disabling the provider ends the sessions its people hold through it, and stops new sign-ins through it', async (t) => {
+  const h = await startBrokering(t);
+  h.upstream.nextSignIn = { sub: 'pm-008', claims: { email: 'uma@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sub = (await tokensFor(h, request, await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'uma@fund-a.example')))).claims()!.sub;
+  await h.server.apply({ identity_providers: [{ ...h.providerEntry, enabled: false }] });
+  const db = h.server.running.ctx.storage.db;
+  const session = await db.selectFrom('sessions').selectAll().where('user_id', '=', sub).executeTakeFirstOrThrow();
+  assert.equal(session.end_reason, 'provider_disabled');
+  const [disabled] = await eventsOf(h, 'identity_provider.disabled');
+  assert.deepEqual(disabled?.details, { provider: 'fund-a', issuer: h.upstream.issuer, sessions_ended: 1 });
+  const again = authorizationRequest(h);
+  const page = await new HttpBrowser().follow(await again.url(), h.server.issuer);
+  assert.doesNotMatch(await page.response.text(), /Sign in through your organisation/, 'no upstream is offered any more');
+});
