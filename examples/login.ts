@@ -11,7 +11,8 @@
  * authorization_details for the Order API): under the example policies, above 1 million the
  * consent page asks the person to approve exactly that order with a passkey (README).
  * Environment: CLEARANCE_ISSUER (default http://localhost:9000); ACR_VALUES, the authentication
- * level to ask for (e.g. urn:clearance:acr:phr: the sign-in page asks for a passkey).
+ * level to ask for (e.g. urn:clearance:acr:phr: the sign-in page asks for a passkey); IDP_HINT,
+ * an upstream identity provider to sign in through at once (examples/identity-providers.yaml).
  */
 import { createServer } from 'node:http';
 import * as client from 'openid-client';
@@ -51,6 +52,8 @@ const url = await client.buildAuthorizationUrlWithPAR(config, {
   state,
   nonce,
   ...(acrValues ? { acr_values: acrValues } : {}),
+  // Straight to a partner firm's own identity provider (docs/identity-brokering.md), e.g. IDP_HINT=fund-a.
+  ...(process.env.IDP_HINT ? { idp_hint: process.env.IDP_HINT } : {}),
 });
 
 const callback = await new Promise<URL>((resolve) => {

@@ -80,11 +80,13 @@ export const auditEventTypes = [
   // Identity brokering (src/brokering): a sign-in through an upstream identity provider is a
   // `user.login_succeeded` with method `upstream` and its source of assurance; a person provisioned
   // at their first such sign-in, an upstream identity linked to an existing person by an
-  // administrator, a sign-in the upstream's answer could not complete (with why), and a provider
+  // administrator, a sign-in the upstream's answer could not complete (with why), a back-channel
+  // logout token refused (an accepted one is `user.signed_out_everywhere`, via upstream-logout), and a provider
   // disabled by apply (with the sessions it ended).
   'user.provisioned',
   'user.linked',
   'upstream.sign_in_refused',
+  'upstream.logout_refused',
   'identity_provider.disabled',
   // Passkeys (src/identity/passkeys): each names the credential id, never key material. A passkey
   // sign-in is a `user.login_succeeded`/`user.login_failed` with method `passkey`.

@@ -134,6 +134,11 @@ async function freeUsername(ctx: LinkContext, provider: IdentityProvider, identi
   return undefined;
 }
 
+/** The upstream identities linked to a person. */
+export async function linksOf(ctx: Pick<Context, 'storage'>, userId: string): Promise<Database['user_links'][]> {
+  return ctx.storage.db.selectFrom('user_links').selectAll().where('user_id', '=', userId).orderBy('created_at').execute();
+}
+
 /**
  * An administrator links an upstream identity to an existing person (the way past `email_taken`):
  * audited as `user.linked`. Refused when the identity is already linked to someone.

@@ -9,9 +9,10 @@ import type { UpstreamLoginSecrets } from './upstream-logins.ts';
  * oauth4webapi): the authorization code flow with PKCE (S256), through PAR where the upstream
  * offers it (RFC 9126), and the ID token validated in full — issuer, audience, azp, nonce,
  * signature against the upstream's published keys (enableNonRepudiationChecks; the code flow's
- * TLS alone would let OIDC Core §3.1.3.7 skip it, the firm's evidence should not), `iat`/`exp`
- * with 30 s of skew, `at_hash` where present (OIDC Core §3.1.3.8 — oauth4webapi leaves it to the
- * caller), RFC 9207 `iss` in the response where the upstream says it sends it. The person's profile
+ * TLS alone would let OIDC Core §3.1.3.7 skip it, the firm's evidence should not), `exp` with
+ * 30 s of skew and `iat` no later than now plus that skew (checked here: oauth4webapi does not),
+ * `at_hash` where present (OIDC Core §3.1.3.8: also checked here), RFC 9207 `iss` in the
+ * response where the upstream says it sends it. The person's profile
  * claims come from the ID token, else from userinfo (OIDC Core §5.4), its `sub` the ID token's.
  *
  * Every request to the upstream follows the SSRF rules of partner fetching
@@ -22,6 +23,8 @@ import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 /** Discovered metadata is kept this long per provider (a changed declaration is discovered again at once). */
 const discoveryTtlMs = 10 * 60_000;
 const timeoutSeconds = 5;
+/** Clock skew tolerated on the ID token's times (openid-client's clockTolerance, and iat here). */
+const skewSeconds = 30;
 const configurations = new Map<string, { fingerprint: string; at: number; config: Promise<oidc.Configuration> }>();
 
 export type UpstreamFailure = 'discovery_failed' | 'upstream_error' | 'invalid_response' | 'invalid_id_token' | 'token_request_failed';
@@ -36,7 +39,7 @@ export class UpstreamError extends Error {
   }
 }
 
-function guardedFetch(provider: IdentityProvider): oidc.CustomFetch {
+export function guardedFetch(provider: IdentityProvider): oidc.CustomFetch {
   const rules = { allowPrivateNetwork: provider.allow_private_network };
   return async (url, options) => {
     const target = checkUrl(url, rules);
@@ -53,7 +56,7 @@ export async function configurationOf(provider: IdentityProvider, clientSecret: 
   const auth = provider.token_endpoint_auth_method === 'client_secret_post' ? oidc.ClientSecretPost(clientSecret) : oidc.ClientSecretBasic(clientSecret);
   const issuer = new URL(provider.issuer);
   const config = oidc
-    .discovery(issuer, provider.client_id, { [oidc.clockTolerance]: 30 }, auth, {
+    .discovery(issuer, provider.client_id, { [oidc.clockTolerance]: skewSeconds }, auth, {
       [oidc.customFetch]: guardedFetch(provider),
       timeout: timeoutSeconds,
       execute: [oidc.enableNonRepudiationChecks, ...(issuer.protocol === 'http:' ? [oidc.allowInsecureRequests] : [])],
@@ -99,6 +102,8 @@ export interface UpstreamIdentity {
   acr?: string;
   amr: string[];
   authTime?: number;
+  /** The upstream's session id (ID token `sid`), for its back-channel logout. */
+  sid?: string;
 }
 
 /**
@@ -119,6 +124,13 @@ export async function completeSignIn(config: oidc.Configuration, callbackUrl: UR
   }
   const claims = tokens.claims();
   if (!claims) throw new UpstreamError('invalid_id_token', 'the upstream returned no ID token');
+  // OIDC Core §3.1.3.7 step 10: oauth4webapi bounds exp (and nbf) with the skew, never how far iat
+  // is in the future; a token "issued" later than now or after its own expiry is refused here,
+  // against the same clock openid-client checked exp with (the machine's).
+  const now = Math.floor(Date.now() / 1000);
+  if (typeof claims.iat !== 'number' || claims.iat > now + skewSeconds || (typeof claims.exp === 'number' && claims.iat > claims.exp)) {
+    throw new UpstreamError('invalid_id_token', 'the ID token\'s iat is in the future or after its exp');
+  }
   // OIDC Core §3.1.3.8: at_hash, when present, is the left half of the access token's hash.
   if (claims.at_hash !== undefined && !hashMatches(tokens.access_token, String(claims.at_hash), tokens.id_token!)) {
     throw new UpstreamError('invalid_id_token', 'the ID token\'s at_hash does not match the access token');
@@ -142,6 +154,7 @@ export async function completeSignIn(config: oidc.Configuration, callbackUrl: UR
     ...(typeof claims.acr === 'string' ? { acr: claims.acr } : {}),
     amr,
     ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
+    ...(typeof claims.sid === 'string' && claims.sid.length <= 255 ? { sid: claims.sid } : {}),
   };
 }
 

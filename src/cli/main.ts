@@ -15,6 +15,7 @@ import { partnerCommand, partnerHelp } from './commands/partner.ts';
 import { startCommand, startHelp } from './commands/start.ts';
 import { caCommand, caHelp } from './commands/ca.ts';
 import { backupCommand, backupHelp } from './commands/backup.ts';
+import { usersCommand, usersHelp } from './commands/users.ts';
 import { exit, processOutput, type Output } from './output.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
@@ -28,6 +29,8 @@ Commands:
                         (see: clearance backup --help)
   init                  create the first admin client and print its credentials once
                         (see: clearance init --help)
+  users link|links      link an upstream identity to an existing person; list a person's links
+                        (see: clearance users --help)
   clients list|token    list clients; issue an initial access token for dynamic registration,
                         naming the firm and what registrants may be (see: clearance clients --help)
   keys list|rotate|retire
@@ -107,6 +110,7 @@ const helps: Record<string, string> = {
   partner: partnerHelp,
   ca: caHelp,
   backup: backupHelp,
+  users: usersHelp,
 };
 
 /** A key id is an RFC 7638 SHA-256 thumbprint: 43 base64url characters, which may begin with `-`. */
@@ -187,6 +191,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         holder: { type: 'string' },
         csr: { type: 'string' },
         lifetime: { type: 'string' },
+        // users
+        provider: { type: 'string' },
       },
     });
   } catch (error) {
@@ -255,6 +261,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
           output,
         ),
       );
+    case 'users':
+      return withContext(config, output, (ctx) => usersCommand(ctx, rest[0], { username: rest[1], provider: values.provider, subject: values.subject }, output));
     case 'keys':
       return withContext(config, output, (ctx) =>
         keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1] }, output),

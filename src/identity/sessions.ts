@@ -128,7 +128,7 @@ export interface StartedSession {
  */
 export async function startSession(
   ctx: SessionContext,
-  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined; assurance?: UpstreamAssurance | undefined },
+  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined; assurance?: UpstreamAssurance | undefined; upstreamSid?: string | undefined },
   within?: Flight,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
@@ -161,6 +161,7 @@ export async function startSession(
         device_id: login.deviceId ?? null,
         assurance_provider: login.assurance?.provider ?? null,
         assurance_source: login.assurance?.source ?? null,
+        upstream_sid: login.upstreamSid ?? null,
       }),
   );
   maybePrune(ctx, now, flight);

@@ -70,5 +70,7 @@ export interface IdentityTables {
     assurance_provider: string | null;
     /** That upstream's issuer: the session's source of assurance, in its tokens and events; null for a local sign-in. */
     assurance_source: string | null;
+    /** The upstream's session id (the ID token's `sid`): what its back-channel logout names (OIDC Back-Channel Logout 1.0 §2.4). */
+    upstream_sid: string | null;
   };
 }

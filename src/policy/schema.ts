@@ -20,7 +20,7 @@ export const resourceTypes = ['ResourceServer', 'Account', 'Instrument'] as cons
 export type ResourceType = (typeof resourceTypes)[number];
 
 /** Bumped when the schema changes in a way that can invalidate stored policy sets. */
-export const schemaVersion = 'clearance-policy-schema-6';
+export const schemaVersion = 'clearance-policy-schema-7';
 
 const entities = `// Clearance policy schema (${schemaVersion}). Times are epoch seconds; amounts are whole units.
 

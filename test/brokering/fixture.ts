@@ -25,7 +25,7 @@ export async function startBrokering(t: TestContext, options: { host?: 'localhos
   // The redirect URI is known once Clearance listens: the upstream is started after, from its issuer.
   let upstream: TestUpstream | undefined;
   const desk = await startDeskApp(t, { ...(options.host ? { host: options.host } : {}) });
-  upstream = await startUpstream({ redirectUri: `${desk.server.issuer}/broker/oidc/callback` });
+  upstream = await startUpstream({ redirectUri: `${desk.server.issuer}/broker/oidc/callback`, clearance: desk.server.issuer });
   t.after(() => upstream!.close());
   const providerEntry = {
     id: 'fund-a',

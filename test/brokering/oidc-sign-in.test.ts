@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
-import { HttpBrowser, csrfOf } from '../helpers/http-browser.ts';
+import { HttpBrowser, csrfOf, signInAndApprove } from '../helpers/http-browser.ts';
+import { alicePassword } from '../helpers/desk-app.ts';
 import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { linkIdentity } from '../../src/brokering/linking.ts';
 import { findProvider } from '../../src/brokering/providers.ts';
@@ -230,4 +231,40 @@ test('disabling the provider ends the sessions its people hold through it, and s
   const again = authorizationRequest(h);
   const page = await new HttpBrowser().follow(await again.url(), h.server.issuer);
   assert.doesNotMatch(await page.response.text(), /Sign in through your organisation/, 'no upstream is offered any more');
+});
+
+test('policy sees the source of assurance: a forbid on people signed in through the fund refuses them, and not a local person', async (t) => {
+  const h = await startBrokering(t);
+  await h.server.apply({
+    policies: [
+      {
+        version: 'v1',
+        text: `@id("everything") permit (principal, action, resource);
+@id("no-orders-through-the-fund-sign-in")
+forbid (principal is User, action == Action::"order:create", resource)
+when { context has assurance && context.assurance.federated && context.assurance.source == "${h.upstream.issuer}" };`,
+        change_ref: 'CHG-22',
+        author: 'alice.author',
+        approver: 'bob.approver',
+        active: true,
+      },
+    ],
+  });
+  h.upstream.nextSignIn = { sub: 'pm-009', claims: { email: 'vera@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const end = await signInThroughOrganisation(h, browser, await request.url(), 'vera@fund-a.example');
+  // The code is issued; the token endpoint's decision refuses the scope (all or nothing).
+  const callback = await approve(browser, end);
+  await assert.rejects(tokensFor(h, request, callback), (error: { error?: string; cause?: { error?: string } }) => (error.error ?? error.cause?.error) === 'invalid_scope');
+  const decisions = (await eventsOf(h, 'policy.denied')).concat(await eventsOf(h, 'token.refused'));
+  assert.ok(JSON.stringify(decisions).includes("no-orders-through-the-fund-sign-in"), 'the forbid that decided is on the record');
+
+  // Alice signs in with her password: Clearance's own assurance, and the order scope is hers.
+  const local = authorizationRequest(h);
+  const aliceBrowser = new HttpBrowser();
+  const aliceCallback = await signInAndApprove(aliceBrowser, h.server.issuer, await local.url(), { username: 'alice', password: alicePassword });
+  const tokens = await tokensFor(h, local, aliceCallback);
+  assert.equal(decodeJwt(tokens.access_token).scope, 'order:create');
+  assert.equal(tokens.claims()!.assurance_source, undefined);
 });

@@ -24,12 +24,14 @@ export interface TestUpstream {
   nextSignIn: UpstreamPerson;
   /** How many sign-ins the upstream finished. */
   signIns: number;
+  /** The upstream's signing key (a JWK with `d`) and its kid: tests mint logout tokens with it. */
+  signingJwk: Record<string, unknown>;
   close(): Promise<void>;
 }
 
 export const upstreamAcr = { password: 'urn:fund-a:acr:pwd', mfa: 'urn:fund-a:acr:mfa', phr: 'urn:fund-a:acr:phr' };
 
-export async function startUpstream(options: { redirectUri: string; pushedAuthorizationRequests?: boolean }): Promise<TestUpstream> {
+export async function startUpstream(options: { redirectUri: string; pushedAuthorizationRequests?: boolean; clearance?: string }): Promise<TestUpstream> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -42,6 +44,7 @@ export async function startUpstream(options: { redirectUri: string; pushedAuthor
     clientSecret,
     nextSignIn: { sub: 'pm-001' },
     signIns: 0,
+    signingJwk: { ...signing, kid: 'upstream-1', alg: 'ES256' },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -58,6 +61,14 @@ export async function startUpstream(options: { redirectUri: string; pushedAuthor
         grant_types: ['authorization_code'],
         response_types: ['code'],
         id_token_signed_response_alg: 'ES256',
+        // Logout across the federation (docs/identity-brokering.md "Logout"): Clearance's endpoints.
+        ...(options.clearance
+          ? {
+              post_logout_redirect_uris: [`${options.clearance}/broker/oidc/logged-out`],
+              backchannel_logout_uri: `${options.clearance}/broker/oidc/backchannel-logout`,
+              backchannel_logout_session_required: true,
+            }
+          : {}),
       },
     ],
     jwks: { keys: [{ ...signing, kid: 'upstream-1', alg: 'ES256', use: 'sig' }] },
@@ -70,8 +81,13 @@ export async function startUpstream(options: { redirectUri: string; pushedAuthor
     features: {
       devInteractions: { enabled: false },
       pushedAuthorizationRequests: { enabled: options.pushedAuthorizationRequests ?? true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
     },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    // Its outgoing requests (back-channel logout to Clearance) go to loopback, which its SSRF
+    // protection refuses: the test lets them through without its dispatcher.
+    fetch: (url: string, init: RequestInit & { dispatcher?: unknown }) => globalThis.fetch(url, { ...init, dispatcher: undefined } as RequestInit),
     findAccount: (_ctx: unknown, sub: string) => {
       const person = accounts.get(sub);
       if (!person) return undefined;

@@ -9,6 +9,9 @@ import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem } from '../../validation.ts';
 import { recordPeopleRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { linkIdentity, linksOf } from '../../brokering/linking.ts';
+import { findProvider } from '../../brokering/providers.ts';
+import { sendJson } from '../../http/json.ts';
 import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
 
 /**
@@ -25,6 +28,9 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  * - PATCH /admin/users/{username} (application/merge-patch+json)
  * - POST /admin/users/{username}/sign-out: "sign out everywhere"
  * - DELETE /admin/users/{username}
+ * - GET /admin/users/{username}/links: the upstream identities linked to the person (src/brokering)
+ * - POST /admin/users/{username}/links {provider, subject}: links one (user.linked); 409 when that
+ *   identity is already someone's
  * A password reset, `status: locked` or `disabled`, sign-out and deletion end the person's
  * sessions, refresh tokens and access tokens at once (src/identity/lifecycle.ts), audited.
  */
@@ -87,6 +93,34 @@ export const adminUsers: Endpoint = {
         throw new OAuthError('not_found', 'no such user');
       }
       return reply.code(204).send();
+    });
+
+    app.get<{ Params: { username: string } }>(`${base}/:username/links`, adminOperation(ctx, 'admin:read', { tag: 'users', summary: "The upstream identities linked to a person (identity brokering)", params }), async (request) => {
+      const user = await findUser(ctx, request.params.username);
+      if (!user) throw new OAuthError('not_found', 'no such user');
+      const links = await linksOf(ctx, user.id);
+      return { links: links.map((l) => ({ provider: l.provider_id, issuer: l.issuer, subject: l.subject, linked_by: l.linked_by, created_at: new Date(Number(l.created_at)).toISOString() })) };
+    });
+
+    app.post<{ Params: { username: string } }>(`${base}/:username/links`, adminOperation(ctx, 'admin:write', {
+      tag: 'users',
+      summary: 'Link an upstream identity to this person (identity brokering)',
+      description: 'Signing in through the provider as that subject is then signing in as this person; how a person whose email a first upstream sign-in found taken is joined (docs/identity-brokering.md). Audited as user.linked.',
+      params,
+      body: objectBody({ provider: { type: 'string', description: 'the identity provider id' }, subject: { type: 'string', description: 'the subject at that provider' } }, ['provider', 'subject']),
+      success: { status: 201, description: 'Linked' },
+    }), async (request, reply) => {
+      const user = await findUser(ctx, request.params.username);
+      if (!user) throw new OAuthError('not_found', 'no such user');
+      const body = request.body as { provider?: unknown; subject?: unknown };
+      if (typeof body.provider !== 'string' || typeof body.subject !== 'string' || body.subject.length === 0 || body.subject.length > 255) {
+        throw new OAuthError('invalid_request', 'provider and subject must be strings (subject: 1 to 255 characters)');
+      }
+      const stored = await findProvider(ctx.storage.db, body.provider);
+      if (!stored) throw new OAuthError('not_found', 'no such identity provider');
+      const linked = await linkIdentity(ctx, { userId: user.id, provider: stored.provider, subject: body.subject, actor: request.admin!.sub ?? request.admin!.client_id });
+      if (!linked.ok) throw new OAuthError('invalid_request', 'that upstream identity is already linked to a person', { status: 409 });
+      return sendJson(reply, { provider: stored.provider.id, issuer: stored.provider.issuer, subject: body.subject }, { status: 201 });
     });
 
     app.delete<{ Params: { username: string } }>(`${base}/:username`, adminOperation(ctx, 'admin:write', {

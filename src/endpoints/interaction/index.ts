@@ -360,7 +360,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         const { device } = await deviceOf(request);
         const started = await startSession(
           ctx,
-          { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device, assurance: login.assurance },
+          { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device, assurance: login.assurance, upstreamSid: login.upstreamSid },
           flight,
         );
         return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
@@ -598,6 +598,8 @@ export interface SignInLogin {
   amr: string[];
   risk?: RiskAssessment;
   assurance?: UpstreamAssurance;
+  /** The upstream's session id, kept with the session for its back-channel logout. */
+  upstreamSid?: string;
 }
 
 /** Adds a verified sign-in's session to its transaction, recorded on the interaction. */

@@ -8,6 +8,8 @@ import { html } from '../../ui/html.ts';
 import { layout } from '../../ui/layout.ts';
 import { sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { findProvider } from '../../brokering/providers.ts';
+import { upstreamEndSessionUrl } from '../../brokering/logout.ts';
 
 /**
  * The end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). GET or POST /logout with
@@ -15,7 +17,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * src/authorization/logout.ts. A confirmation is a POST of the same parameters with `confirm`,
  * accepted only with an Origin of this issuer (and the session cookie is SameSite=Lax, so a
  * cross-site POST carries no session to end). The session ends through the people side's
- * endSession; the cookie is cleared; then a 303 to the registered post-logout URI, or a page.
+ * endSession; the cookie is cleared; then a 303 to the registered post-logout URI, or a page — or,
+ * for a session an upstream identity provider started, first to the upstream's end_session_endpoint
+ * (src/brokering/logout.ts), which sends the browser back through /broker/oidc/logged-out.
  */
 export const logout: Endpoint = {
   register(app, ctx) {
@@ -65,6 +69,11 @@ ${hidden.map(([name, value]) => html`<input type="hidden" name="${name}" value="
       if (decision.endSession) {
         await endSession(ctx, decision.endSession);
         reply.header('set-cookie', clearSessionCookie(ctx));
+        // A session an upstream identity provider started: on to its own sign-out, then back
+        // (/broker/oidc/logged-out) to where the relying party asked to land.
+        const upstream = session?.assurance && (await findProvider(ctx.storage.db, session.assurance.provider));
+        const onward = upstream && upstream.provider.enabled ? await upstreamEndSessionUrl(ctx, upstream, decision.redirect) : undefined;
+        if (onward) return reply.code(303).header('location', onward).header('cache-control', 'no-store').send();
       }
       if (decision.redirect) return reply.code(303).header('location', decision.redirect).send();
       return sendPage(reply, {

@@ -3,7 +3,8 @@ import type { Kysely } from 'kysely';
 /**
  * Identity brokering (issue 22, docs/identity-brokering.md): upstream identity providers, the links
  * of upstream identities to local people, the sign-ins sent upstream and not yet back, and what a
- * session records of the upstream that vouched for it (its source of assurance).
+ * session records of the upstream that vouched for it (its source of assurance, and the upstream's
+ * session id, which its back-channel logout names).
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
@@ -41,11 +42,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema.createIndex('upstream_logins_expiry').on('upstream_logins').column('expires_at').execute();
   await db.schema.alterTable('sessions').addColumn('assurance_provider', 'text').execute();
   await db.schema.alterTable('sessions').addColumn('assurance_source', 'text').execute();
+  await db.schema.alterTable('sessions').addColumn('upstream_sid', 'text').execute();
   await db.schema.createIndex('sessions_assurance_provider').on('sessions').column('assurance_provider').execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex('sessions_assurance_provider').execute();
+  await db.schema.alterTable('sessions').dropColumn('upstream_sid').execute();
   await db.schema.alterTable('sessions').dropColumn('assurance_source').execute();
   await db.schema.alterTable('sessions').dropColumn('assurance_provider').execute();
   await db.schema.dropTable('upstream_logins').execute();

@@ -1,0 +1,150 @@
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import * as oidc from 'openid-client';
+import type { AuditEvent } from '../audit/events.ts';
+import type { Context } from '../context.ts';
+import { endPersonAccess, lifecycleEvent } from '../identity/lifecycle.ts';
+import { listProviders, providerSecret, type StoredProvider } from './providers.ts';
+import { configurationOf, guardedFetch, UpstreamError } from './oidc.ts';
+
+/**
+ * Logout across the federation (docs/identity-brokering.md "Logout"):
+ * - back-channel: the upstream's logout token (OpenID Connect Back-Channel Logout 1.0) ends the
+ *   sessions it names and everything the person holds — the same revocation as an administrator's
+ *   "sign out everywhere" (`user.signed_out_everywhere`, via `upstream-logout`);
+ * - RP-initiated: signing out of Clearance from a session an upstream started sends the browser
+ *   on to the upstream's end_session_endpoint, and back through `/broker/oidc/logged-out` to where
+ *   the relying party asked to land.
+ */
+
+const backChannelEvent = 'http://schemas.openid.net/event/backchannel-logout';
+/** Asymmetric algorithms only (RFC 8725 §3.1): a logout token is verified with the upstream's published keys. */
+const algorithms = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'];
+/** Logout tokens older than this are refused (the spec leaves the window to the RP: minutes, not hours). */
+const maxAgeSeconds = 300;
+const keySets = new Map<string, { uri: string; set: ReturnType<typeof createRemoteJWKSet> }>();
+
+export type LogoutOutcome = { ok: true; provider: string; sessionsEnded: number; people: number } | { ok: false; reason: string; provider?: string };
+
+/**
+ * Verifies a logout token (§2.6) and ends what it names: the upstream is the one whose issuer the
+ * token's `iss` is; signature with its published keys; `aud` Clearance's client there; `iat` fresh;
+ * `jti` once (the shared replay cache); the back-channel `events` member; `sub` or `sid`; no
+ * `nonce`; `typ` `logout+jwt` when present (§2.4).
+ */
+export async function backChannelLogout(ctx: Context, token: string, requestId: string): Promise<LogoutOutcome> {
+  let unverified: JWTPayload;
+  try {
+    unverified = decodeJwt(token);
+  } catch {
+    return { ok: false, reason: 'not a JWT' };
+  }
+  const stored = (await listProviders(ctx.storage.db)).find((p) => p.provider.issuer === unverified.iss);
+  if (!stored) return { ok: false, reason: 'no identity provider has this issuer' };
+  const provider = stored.provider;
+  let claims: JWTPayload;
+  try {
+    const keys = await keySetOf(ctx, stored);
+    ({ payload: claims } = await jwtVerify(token, keys, {
+      issuer: provider.issuer,
+      audience: provider.client_id,
+      algorithms,
+      clockTolerance: 30,
+      maxTokenAge: maxAgeSeconds,
+      requiredClaims: ['iat', 'jti'],
+    }));
+    const header = JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { typ?: string };
+    if (header.typ !== undefined && header.typ.toLowerCase() !== 'logout+jwt' && header.typ.toLowerCase() !== 'application/logout+jwt') throw new Error(`typ ${header.typ} is not logout+jwt`);
+  } catch (error) {
+    return { ok: false, reason: `the logout token could not be verified: ${(error as Error).message}`.slice(0, 300), provider: provider.id };
+  }
+  const events = claims.events as Record<string, unknown> | undefined;
+  if (typeof events !== 'object' || events === null || typeof events[backChannelEvent] !== 'object') return { ok: false, reason: 'events does not name a back-channel logout', provider: provider.id };
+  if (claims.nonce !== undefined) return { ok: false, reason: 'a logout token carries no nonce (§2.4)', provider: provider.id };
+  const sid = typeof claims.sid === 'string' ? claims.sid : undefined;
+  const sub = typeof claims.sub === 'string' ? claims.sub : undefined;
+  if (sid === undefined && sub === undefined) return { ok: false, reason: 'neither sub nor sid', provider: provider.id };
+  if (!provider.enabled) return { ok: true, provider: provider.id, sessionsEnded: 0, people: 0 };
+  if (!(await ctx.partners.replay.use(`bcl:${provider.id}:${String(claims.jti)}`.slice(0, 512), (Number(claims.iat) + maxAgeSeconds + 60) * 1000))) {
+    return { ok: false, reason: 'the logout token was already used (jti)', provider: provider.id };
+  }
+  const now = ctx.clock.now();
+  return ctx.audit.recordWith(async (trx) => {
+    // The people it names: by the upstream session (sid) and/or the upstream subject (sub, through its link).
+    let people = trx.selectFrom('sessions').select('sessions.user_id').distinct().where('sessions.assurance_provider', '=', provider.id).where('sessions.ended_at', 'is', null);
+    if (sid !== undefined) people = people.where('sessions.upstream_sid', '=', sid);
+    if (sub !== undefined) {
+      people = people.where('sessions.user_id', 'in', trx.selectFrom('user_links').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', sub));
+    }
+    const userIds = (await people.execute()).map((row) => row.user_id);
+    const events: AuditEvent[] = [];
+    let sessionsEnded = 0;
+    for (const userId of userIds) {
+      const { ended, events: more } = await endPersonAccess(trx, now, userId, 'signed_out_everywhere', `provider:${provider.id}`);
+      sessionsEnded += ended.sessionsEnded;
+      const event = lifecycleEvent('signed_out_everywhere', userId, `provider:${provider.id}`, ended, { requestId, via: 'upstream-logout' });
+      event.details = { ...event.details, provider: provider.id, ...(sid !== undefined ? { upstream_sid: sid } : {}) };
+      events.push(...more, event);
+    }
+    return { value: { ok: true as const, provider: provider.id, sessionsEnded, people: userIds.length }, events };
+  });
+}
+
+async function keySetOf(ctx: Context, stored: StoredProvider): Promise<ReturnType<typeof createRemoteJWKSet>> {
+  const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
+  const uri = config.serverMetadata().jwks_uri;
+  if (!uri) throw new UpstreamError('discovery_failed', 'the upstream publishes no jwks_uri');
+  const cached = keySets.get(stored.provider.id);
+  if (cached?.uri === uri) return cached.set;
+  const set = createRemoteJWKSet(new URL(uri), { [customFetch]: guardedFetch(stored.provider) as never, timeoutDuration: 5000 });
+  keySets.set(stored.provider.id, { uri, set });
+  return set;
+}
+
+/** Where the upstream sends the browser back after its own sign-out (register it there as a post-logout redirect URI). */
+export function upstreamLoggedOutUri(issuer: string): string {
+  return `${issuer}/broker/oidc/logged-out`;
+}
+
+const continuationTtlMs = 10 * 60_000;
+const continuationKeys = new WeakMap<Buffer, Buffer>();
+
+function continuationKey(masterKey: Buffer): Buffer {
+  let key = continuationKeys.get(masterKey);
+  if (!key) {
+    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance upstream-logout v1', 32));
+    continuationKeys.set(masterKey, key);
+  }
+  return key;
+}
+
+/**
+ * The upstream's end_session_endpoint for a session it started (RP-Initiated Logout 1.0 §2), with
+ * a `state` that carries where to land afterwards (the relying party's post-logout URI, already
+ * checked against its registration) under an HMAC of the master key's, valid ten minutes; undefined
+ * when the upstream has no end_session_endpoint or cannot be reached (the local sign-out stands).
+ */
+export async function upstreamEndSessionUrl(ctx: Context, stored: StoredProvider, landing: string | undefined): Promise<string | undefined> {
+  try {
+    const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
+    if (!config.serverMetadata().end_session_endpoint) return undefined;
+    const body = Buffer.from(JSON.stringify({ to: landing ?? null, exp: ctx.clock.now() + continuationTtlMs })).toString('base64url');
+    const mac = createHmac('sha256', continuationKey(ctx.identity.factorKeys.master)).update(body).digest('base64url');
+    return oidc.buildEndSessionUrl(config, { client_id: stored.provider.client_id, post_logout_redirect_uri: upstreamLoggedOutUri(ctx.config.issuer), state: `${body}.${mac}` }).href;
+  } catch (error) {
+    if (error instanceof UpstreamError) return undefined;
+    throw error;
+  }
+}
+
+/** Where a continuation `state` says to land: the relying party's URI, null for Clearance's own page; undefined when it does not verify or has expired. */
+export function continuationTarget(ctx: Pick<Context, 'identity' | 'clock'>, state: string | undefined): string | null | undefined {
+  if (!state) return undefined;
+  const [body, mac] = state.split('.');
+  if (!body || !mac || state.length > 4096) return undefined;
+  const expected = createHmac('sha256', continuationKey(ctx.identity.factorKeys.master)).update(body).digest();
+  const given = Buffer.from(mac, 'base64url');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+  const value = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as { to: string | null; exp: number };
+  return value.exp > ctx.clock.now() ? value.to : undefined;
+}

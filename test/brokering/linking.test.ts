@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { adminAudience } from '../../src/admin/authorize.ts';
+import { linkedPerson, linkIdentity } from '../../src/brokering/linking.ts';
+import { findProvider } from '../../src/brokering/providers.ts';
+import { consumeUpstreamLogin, openUpstreamLogin, upstreamLoginTtlMs } from '../../src/brokering/upstream-logins.ts';
+import type { Context } from '../../src/context.ts';
+import { decidePassword, upsertUser } from '../../src/identity/users.ts';
+import { protocolFixture } from '../endpoints/fixture.ts';
+import { cliWorkspace } from '../helpers/cli.ts';
+import { testDialects } from '../helpers/storage.ts';
+
+/**
+ * Linking upstream identities to people and the single use of upstream sign-ins, on the database
+ * (every dialect), and the administrator's link through the admin API and the CLI. The sign-in
+ * itself, over HTTP against node-oidc-provider, is in ./oidc-sign-in.test.ts.
+ */
+
+const fundLei = '529900T8BM49AURSDO55';
+const issuer = 'https://idp.fund-a.example';
+
+function providerDocument(extra: Record<string, unknown> = {}) {
+  return {
+    regions: [{ id: 'eu', name: 'Europe' }],
+    legal_entities: [{ lei: fundLei, name: 'Fund A', jurisdiction: 'GB', home_region: 'eu', roles: ['asset_manager'], desks: [{ id: 'fund-a-pm', name: 'PM', product_classes: ['bond'] }] }],
+    identity_providers: [{ id: 'fund-a', name: 'Fund A', issuer, client_id: 'clearance', client_secret: 'a-client-secret-of-fund-a-0123', legal_entity: fundLei, desks: ['fund-a-pm'], domains: ['fund-a.example'] }],
+    ...extra,
+  };
+}
+
+async function localPerson(ctx: Context, username: string, email: string): Promise<string> {
+  const entry = { username, email, password: 'a long local password 123' };
+  const decision = await decidePassword(ctx.storage.db, entry);
+  return (await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision))).id;
+}
+
+for (const dialect of testDialects()) {
+  describe(`linking upstream identities (${dialect.name})`, () => {
+    test('two first sign-ins of one identity at once provision one person, both signed in as them', async (t) => {
+      const f = await protocolFixture(t, { dialect, risk: 'off' });
+      await f.apply(providerDocument());
+      const provider = (await findProvider(f.ctx.storage.db, 'fund-a'))!.provider;
+      const identity = { issuer, subject: 'pm-1', claims: { email: 'petra@fund-a.example' }, amr: [] };
+      const [a, b] = await Promise.all([linkedPerson(f.ctx, provider, identity), linkedPerson(f.ctx, provider, identity)]);
+      assert.ok(a.ok && b.ok);
+      assert.equal(a.user.id, b.user.id);
+      const links = await f.ctx.storage.db.selectFrom('user_links').selectAll().execute();
+      assert.equal(links.length, 1);
+      assert.equal((await f.ctx.storage.db.selectFrom('users').select('id').where('email', '=', 'petra@fund-a.example').execute()).length, 1);
+    });
+
+    test('an email a local person has, in any case, is refused to a new upstream identity', async (t) => {
+      const f = await protocolFixture(t, { dialect, risk: 'off' });
+      await f.apply(providerDocument());
+      const ritaId = await localPerson(f.ctx, 'rita', 'Rita@Fund-A.example');
+      const provider = (await findProvider(f.ctx.storage.db, 'fund-a'))!.provider;
+      const refused = await linkedPerson(f.ctx, provider, { issuer, subject: 'pm-2', claims: { email: 'RITA@fund-a.example' }, amr: [] });
+      assert.deepEqual(refused, { ok: false, reason: 'email_taken', userId: ritaId });
+      assert.equal((await f.ctx.storage.db.selectFrom('user_links').selectAll().execute()).length, 0);
+    });
+
+    test('an upstream sign-in is taken once, by the browser that left, before it expires', async (t) => {
+      const f = await protocolFixture(t, { dialect, risk: 'off' });
+      const secrets = await openUpstreamLogin(f.ctx, { interactionId: 'i-1', providerId: 'fund-a', browserId: 'browser-1' });
+      const [first, second] = await Promise.all([consumeUpstreamLogin(f.ctx, secrets.state, 'browser-1'), consumeUpstreamLogin(f.ctx, secrets.state, 'browser-1')]);
+      const outcomes = [first, second].map((c) => (c.ok ? 'ok' : c.reason)).sort();
+      assert.deepEqual(outcomes, ['ok', 'replayed']);
+      const taken = first.ok ? first : second;
+      assert.ok(taken.ok);
+      assert.deepEqual(taken.secrets, secrets, 'the nonce and verifier are derived again from the state');
+      assert.equal((await f.ctx.storage.db.selectFrom('upstream_logins').selectAll().execute()).some((r) => JSON.stringify(r).includes(secrets.nonce) || JSON.stringify(r).includes(secrets.state)), false, 'neither state nor nonce is stored');
+
+      const late = await openUpstreamLogin(f.ctx, { interactionId: 'i-2', providerId: 'fund-a', browserId: 'browser-1' });
+      f.clock.advance(upstreamLoginTtlMs + 1);
+      assert.deepEqual(await consumeUpstreamLogin(f.ctx, late.state, 'browser-1'), { ok: false, reason: 'expired' });
+      const lured = await openUpstreamLogin(f.ctx, { interactionId: 'i-3', providerId: 'fund-a', browserId: 'browser-1' });
+      assert.deepEqual(await consumeUpstreamLogin(f.ctx, lured.state, 'browser-2'), { ok: false, reason: 'other_browser' });
+      assert.deepEqual(await consumeUpstreamLogin(f.ctx, lured.state, 'browser-1'), { ok: false, reason: 'replayed' });
+    });
+  });
+}
+
+describe('an administrator links an upstream identity', () => {
+  test('through the admin API: 201 and user.linked, 409 when already linked, 404 for an unknown provider; GET lists the links', async (t) => {
+    const f = await protocolFixture(t, { risk: 'off' });
+    await f.apply(providerDocument());
+    const ritaId = await localPerson(f.ctx, 'rita', 'rita@fund-a.example');
+    const token = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const post = (body: unknown) =>
+      f.inject({ method: 'POST', url: '/admin/users/rita/links', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+    const created = await post({ provider: 'fund-a', subject: 'pm-6' });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.deepEqual(created.json(), { provider: 'fund-a', issuer, subject: 'pm-6' });
+    const again = await post({ provider: 'fund-a', subject: 'pm-6' });
+    assert.equal(again.statusCode, 409);
+    assert.equal(again.json().error, 'invalid_request');
+    assert.equal((await post({ provider: 'nobody', subject: 'pm-6' })).statusCode, 404);
+    assert.equal((await post({ provider: 'fund-a' })).statusCode, 400);
+    const listed = await f.inject({ method: 'GET', url: '/admin/users/rita/links', headers: { authorization: `Bearer ${token}` } });
+    assert.deepEqual(listed.json().links.map((l: Record<string, unknown>) => [l.provider, l.subject, l.linked_by]), [['fund-a', 'pm-6', 'admin']]);
+    const event = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'user.linked').executeTakeFirstOrThrow();
+    assert.equal(JSON.parse(event.event).subject, ritaId);
+  });
+
+  test('through the CLI: clearance users link, and users links lists it', async (t) => {
+    const { dir, run } = cliWorkspace(t);
+    const file = join(dir, 'providers.json');
+    writeFileSync(file, JSON.stringify(providerDocument({ users: [{ username: 'rita', email: 'rita@fund-a.example', password: 'a long local password 123' }] })));
+    assert.equal((await run('apply', '-f', file)).code, 0);
+    const linked = await run('users', 'link', 'rita', '--provider', 'fund-a', '--subject', 'pm-6');
+    assert.equal(linked.code, 0, linked.err);
+    assert.match(linked.out, /linked fund-a subject pm-6 to rita/);
+    assert.equal((await run('users', 'link', 'rita', '--provider', 'fund-a', '--subject', 'pm-6')).code, 1);
+    assert.equal((await run('users', 'link', 'rita', '--provider', 'nobody', '--subject', 'pm-6')).code, 1);
+    assert.equal((await run('users', 'link', 'rita')).code, 2);
+    const links = await run('users', 'links', 'rita');
+    assert.match(links.out, /fund-a {2}https:\/\/idp\.fund-a\.example {2}pm-6 {2}admin/);
+  });
+});
