@@ -4,7 +4,8 @@ import * as oidc from 'openid-client';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { endPersonAccess, lifecycleEvent } from '../identity/lifecycle.ts';
-import { listProviders, providerSecret, type StoredProvider } from './providers.ts';
+import { asOidc, listProviders, providerSecret, type StoredProvider } from './providers.ts';
+import type { OidcProvider } from './definition.ts';
 import { configurationOf, guardedFetch, UpstreamError } from './oidc.ts';
 
 /**
@@ -39,7 +40,7 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
   } catch {
     return { ok: false, reason: 'not a JWT' };
   }
-  const stored = (await listProviders(ctx.storage.db)).find((p) => p.provider.issuer === unverified.iss);
+  const stored = asOidc((await listProviders(ctx.storage.db)).find((p) => p.provider.kind === 'oidc' && p.provider.issuer === unverified.iss));
   if (!stored) return { ok: false, reason: 'no identity provider has this issuer' };
   const provider = stored.provider;
   let claims: JWTPayload;
@@ -90,7 +91,7 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
   });
 }
 
-async function keySetOf(ctx: Context, stored: StoredProvider): Promise<ReturnType<typeof createRemoteJWKSet>> {
+async function keySetOf(ctx: Context, stored: StoredProvider<OidcProvider>): Promise<ReturnType<typeof createRemoteJWKSet>> {
   const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
   const uri = config.serverMetadata().jwks_uri;
   if (!uri) throw new UpstreamError('discovery_failed', 'the upstream publishes no jwks_uri');
@@ -124,7 +125,7 @@ function continuationKey(masterKey: Buffer): Buffer {
  * checked against its registration) under an HMAC of the master key's, valid ten minutes; undefined
  * when the upstream has no end_session_endpoint or cannot be reached (the local sign-out stands).
  */
-export async function upstreamEndSessionUrl(ctx: Context, stored: StoredProvider, landing: string | undefined): Promise<string | undefined> {
+export async function upstreamEndSessionUrl(ctx: Context, stored: StoredProvider<OidcProvider>, landing: string | undefined): Promise<string | undefined> {
   try {
     const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
     if (!config.serverMetadata().end_session_endpoint) return undefined;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { checkUrl, FetchError, pickAddress } from '../federation/fetch.ts';
-import type { IdentityProvider } from './definition.ts';
+import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 
 /**
@@ -39,7 +39,7 @@ export class UpstreamError extends Error {
   }
 }
 
-export function guardedFetch(provider: IdentityProvider): oidc.CustomFetch {
+export function guardedFetch(provider: Pick<IdentityProvider, 'allow_private_network'>): oidc.CustomFetch {
   const rules = { allowPrivateNetwork: provider.allow_private_network };
   return async (url, options) => {
     const target = checkUrl(url, rules);
@@ -49,7 +49,7 @@ export function guardedFetch(provider: IdentityProvider): oidc.CustomFetch {
 }
 
 /** The upstream's client configuration (its metadata discovered, cached for ten minutes). */
-export async function configurationOf(provider: IdentityProvider, clientSecret: string, now: number): Promise<oidc.Configuration> {
+export async function configurationOf(provider: OidcProvider, clientSecret: string, now: number): Promise<oidc.Configuration> {
   const fingerprint = createHash('sha256').update(JSON.stringify(provider)).update('\n').update(clientSecret).digest('base64url');
   const cached = configurations.get(provider.id);
   if (cached && cached.fingerprint === fingerprint && now - cached.at < discoveryTtlMs) return cached.config;
@@ -75,7 +75,7 @@ export function forgetConfiguration(providerId: string): void {
 }
 
 /** Where the browser goes to sign in at the upstream: a PAR request_uri when it offers PAR, else the parameters in the URL. */
-export async function authorizationUrl(config: oidc.Configuration, provider: IdentityProvider, request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string }): Promise<URL> {
+export async function authorizationUrl(config: oidc.Configuration, provider: OidcProvider, request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string }): Promise<URL> {
   const parameters: Record<string, string> = {
     redirect_uri: request.redirectUri,
     scope: provider.scopes.join(' '),

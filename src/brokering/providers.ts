@@ -6,7 +6,7 @@ import { open } from '../keys/sealed-box.ts';
 import { sealSecret } from '../signals/webhook-secret.ts';
 import type { Database } from '../storage/schema.ts';
 import type { Validator } from '../validation.ts';
-import { providerIdPattern, readIdentityProvider, type IdentityProvider, type IdentityProviderEntry } from './definition.ts';
+import { providerIdPattern, readIdentityProvider, type IdentityProvider, type IdentityProviderEntry, type OidcProvider, type SamlProvider } from './definition.ts';
 
 /**
  * The `identity_providers` section of apply (docs/identity-brokering.md): upstream identity
@@ -56,8 +56,12 @@ export async function planIdentityProviders(
     });
     const holder = stored.find((s) => s.provider.issuer === provider.issuer && s.provider.id !== provider.id);
     if (holder) v.fail(`${path}.issuer`, `is already the issuer of identity provider ${holder.provider.id}`);
-    const hasSecret = item.clientSecret !== undefined || stored.some((s) => s.provider.id === provider.id && s.secretSealed !== null);
-    if (!hasSecret) v.fail(`${path}.client_secret`, `is required for ${provider.token_endpoint_auth_method} (none is stored for this provider)`);
+    if (provider.kind === 'oidc') {
+      const hasSecret = item.clientSecret !== undefined || stored.some((s) => s.provider.id === provider.id && s.secretSealed !== null);
+      if (!hasSecret) v.fail(`${path}.client_secret`, `is required for ${provider.token_endpoint_auth_method} (none is stored for this provider)`);
+    }
+    const kindOf = stored.find((s) => s.provider.id === provider.id)?.provider.kind;
+    if (kindOf !== undefined && kindOf !== provider.kind) v.fail(`${path}.kind`, `identity provider ${provider.id} is ${kindOf}; a provider's kind does not change (declare another id)`);
   }
   return entries.map((e) => e.item);
 }
@@ -104,9 +108,19 @@ export async function executeIdentityProviders(
 }
 
 /** A provider as stored. */
-export interface StoredProvider {
-  provider: IdentityProvider;
+export interface StoredProvider<P extends IdentityProvider = IdentityProvider> {
+  provider: P;
   secretSealed: string | null;
+}
+
+/** The stored provider when it is an OpenID Provider. */
+export function asOidc(stored: StoredProvider | undefined): StoredProvider<OidcProvider> | undefined {
+  return stored?.provider.kind === 'oidc' ? (stored as StoredProvider<OidcProvider>) : undefined;
+}
+
+/** The stored provider when it is a SAML IdP. */
+export function asSaml(stored: StoredProvider | undefined): StoredProvider<SamlProvider> | undefined {
+  return stored?.provider.kind === 'saml' ? (stored as StoredProvider<SamlProvider>) : undefined;
 }
 
 function fromRow(row: Database['identity_providers']): StoredProvider {
@@ -126,7 +140,7 @@ export async function findProvider(db: Kysely<Database>, id: string): Promise<St
 }
 
 /** The client secret at the upstream (opened with the master key). */
-export function providerSecret(masterKey: Buffer, stored: StoredProvider): string {
+export function providerSecret(masterKey: Buffer, stored: StoredProvider<OidcProvider>): string {
   if (!stored.secretSealed) throw new Error(`identity provider ${stored.provider.id} has no client secret`);
   return open(masterKey, stored.secretSealed, sealingBinding(stored.provider.id)).toString('utf8');
 }

@@ -43,5 +43,21 @@ export interface BrokeringTables {
     created_at: number;
     expires_at: number;
     consumed_at: number | null;
+    /**
+     * JSON: a SAML IdP's verified answer (src/brokering/saml.ts), posted to the ACS without the
+     * browser's cookies and kept here until the browser that left brings the state back; null otherwise.
+     */
+    result: string | null;
+  };
+  /**
+   * Clearance's key pair as a SAML service provider (one, id `sp`): RSA-2048, made at first use. The
+   * private key signs AuthnRequests and decrypts encrypted assertions; sealed with the master key.
+   */
+  saml_service_provider: {
+    id: string;
+    private_key_sealed: string;
+    /** PEM: the self-signed certificate published in the SP metadata. */
+    certificate: string;
+    created_at: number;
   };
 }

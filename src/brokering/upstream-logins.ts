@@ -1,5 +1,6 @@
 import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type { Context } from '../context.ts';
+import { safeEqual } from '../jose/dpop.ts';
 
 /**
  * Sign-ins sent to an upstream identity provider and not yet back (OIDC Core §3.1.2.1 `state` and
@@ -61,6 +62,7 @@ export async function openUpstreamLogin(ctx: LoginContext, login: { interactionI
       created_at: now,
       expires_at: now + upstreamLoginTtlMs,
       consumed_at: null,
+      result: null,
     })
     .execute();
   // Expired records go with a later sign-in's write (at most one in a hundred pays for it).
@@ -69,7 +71,7 @@ export async function openUpstreamLogin(ctx: LoginContext, login: { interactionI
 }
 
 export type ConsumedLogin =
-  | { ok: true; interactionId: string; providerId: string; secrets: UpstreamLoginSecrets }
+  | { ok: true; interactionId: string; providerId: string; secrets: UpstreamLoginSecrets; /** A SAML IdP's verified answer, kept by the ACS. */ result?: string }
   | { ok: false; reason: 'unknown_state' | 'expired' | 'replayed' | 'other_browser' };
 
 /**
@@ -86,6 +88,43 @@ export async function consumeUpstreamLogin(ctx: LoginContext, state: string, bro
   const taken = await ctx.storage.db.updateTable('upstream_logins').set({ consumed_at: now }).where('state_hash', '=', hash).where('consumed_at', 'is', null).executeTakeFirst();
   if (Number(taken.numUpdatedRows) !== 1) return { ok: false, reason: 'replayed' };
   if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired' };
-  if (browserId === undefined || browserHash(browserId) !== row.browser_hash) return { ok: false, reason: 'other_browser' };
-  return { ok: true, interactionId: row.interaction_id, providerId: row.provider_id, secrets: secretsOf(ctx.identity.factorKeys.master, state) };
+  if (browserId === undefined || !safeEqual(browserHash(browserId), row.browser_hash)) return { ok: false, reason: 'other_browser' };
+  return {
+    ok: true,
+    interactionId: row.interaction_id,
+    providerId: row.provider_id,
+    secrets: secretsOf(ctx.identity.factorKeys.master, state),
+    ...(row.result !== null ? { result: row.result } : {}),
+  };
+}
+
+/**
+ * A SAML IdP's answer arrives by a cross-site POST, which carries no SameSite=Lax cookie: the ACS
+ * cannot tell the browser, so it only reads the open sign-in the RelayState names (not taken, not
+ * expired) and keeps the verified answer on it (`keepUpstreamResult`), or spoils it
+ * (`spoilUpstreamLogin`) when the answer fails; the browser then brings the state back by a GET,
+ * which carries its cookies, and `consumeUpstreamLogin` checks it as for OpenID Connect.
+ */
+export async function openUpstreamLoginOf(ctx: LoginContext, state: string): Promise<{ providerId: string; interactionId: string; secrets: UpstreamLoginSecrets } | undefined> {
+  if (!/^[A-Za-z0-9_-]{43}$/.test(state)) return undefined;
+  const row = await ctx.storage.db.selectFrom('upstream_logins').selectAll().where('state_hash', '=', stateHash(state)).executeTakeFirst();
+  if (!row || row.consumed_at !== null || row.result !== null || Number(row.expires_at) <= ctx.clock.now()) return undefined;
+  return { providerId: row.provider_id, interactionId: row.interaction_id, secrets: secretsOf(ctx.identity.factorKeys.master, state) };
+}
+
+/** Keeps a verified answer on an open sign-in, once (a second answer for the same state is refused: false). */
+export async function keepUpstreamResult(ctx: LoginContext, state: string, result: string): Promise<boolean> {
+  const kept = await ctx.storage.db
+    .updateTable('upstream_logins')
+    .set({ result })
+    .where('state_hash', '=', stateHash(state))
+    .where('consumed_at', 'is', null)
+    .where('result', 'is', null)
+    .executeTakeFirst();
+  return Number(kept.numUpdatedRows) === 1;
+}
+
+/** Uses up an open sign-in whose answer failed: it cannot be tried again. */
+export async function spoilUpstreamLogin(ctx: LoginContext, state: string): Promise<void> {
+  await ctx.storage.db.updateTable('upstream_logins').set({ consumed_at: ctx.clock.now() }).where('state_hash', '=', stateHash(state)).where('consumed_at', 'is', null).execute();
 }

@@ -53,7 +53,7 @@ export async function startBrokering(t: TestContext, options: { host?: 'localhos
 }
 
 /** An authorization request of the desk application: its URL, and what completes it. */
-export function authorizationRequest(h: BrokeringHarness, extra: Record<string, string> = {}) {
+export function authorizationRequest(h: Pick<DeskApp, 'config' | 'app'>, extra: Record<string, string> = {}) {
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();

@@ -5,8 +5,10 @@ import { assuranceOf, type Assurance } from '../../brokering/assurance.ts';
 import type { IdentityProvider } from '../../brokering/definition.ts';
 import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
 import { linkedPerson } from '../../brokering/linking.ts';
-import { authorizationUrl, completeSignIn, configurationOf, UpstreamError } from '../../brokering/oidc.ts';
-import { findProvider, providerSecret } from '../../brokering/providers.ts';
+import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../brokering/oidc.ts';
+import { samlAuthorizeUrl } from '../../brokering/saml.ts';
+import { registerSamlRoutes } from './saml.ts';
+import { asOidc, findProvider, providerSecret } from '../../brokering/providers.ts';
 import { consumeUpstreamLogin, openUpstreamLogin } from '../../brokering/upstream-logins.ts';
 import type { Context } from '../../context.ts';
 import { acr, acrRank } from '../../identity/acr.ts';
@@ -110,30 +112,17 @@ export function registerUpstreamRoutes(
   }));
 
   app.get<{ Querystring: Record<string, string | string[] | undefined> }>(`${routes.base}/broker/oidc/callback`, async (request, reply) => guarded(ctx, request, reply, async () => {
+    const refuse = refusal(request, reply);
     const state = single(request.query.state);
-    const refuse = async (status: number, reason: string, message: { title: string; message: string }, more: Partial<AuditEvent> = {}, details: Record<string, unknown> = {}) => {
-      await ctx.audit.record({
-        type: 'upstream.sign_in_refused',
-        requestId: request.id,
-        ...more,
-        decision: { allow: false, reasons: [reason] },
-        details: { reason, source_address: request.ip, ...details },
-      });
-      return sendErrorPage(ctx, request, reply, { status, ...message });
-    };
-    const startAgain = { title: 'This sign-in could not be completed', message: 'Your organisation’s sign-in did not come back to a sign-in this browser started, or it came back too late or twice. Return to the application and start again.' };
     if (state === undefined) return refuse(400, 'missing_state', startAgain);
     const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(request));
     if (!login.ok) return refuse(400, login.reason, startAgain);
     const interaction = await routes.loadInteraction(request, login.interactionId);
     if (!interaction) return routes.interactionGone(request, reply);
     const base: Partial<AuditEvent> = { requestId: request.id, client: interaction.clientId };
-    const stored = await findProvider(ctx.storage.db, login.providerId);
-    if (!stored?.provider.enabled) {
-      return refuse(403, 'provider_disabled', { title: 'Sign-in through your organisation is turned off', message: 'Your organisation’s sign-in is not available here at the moment. Ask your administrator.' }, base, { provider: login.providerId });
-    }
+    const stored = asOidc(await findProvider(ctx.storage.db, login.providerId));
+    if (!stored?.provider.enabled) return refuse(403, 'provider_disabled', providerOff, base, { provider: login.providerId });
     const provider = stored.provider;
-    const about = { provider: provider.id, issuer: provider.issuer };
     let identity;
     try {
       const config = await configurationOf(provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
@@ -141,17 +130,27 @@ export function registerUpstreamRoutes(
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       request.log.info({ provider: provider.id, reason: error.reason, detail: error.message }, 'upstream sign-in refused');
-      return refuse(401, error.reason, { title: 'Your organisation’s sign-in could not be used', message: `The answer from ${provider.name} could not be verified, so you are not signed in. Return to the application and try again; if it happens again, tell your administrator (the reference below helps them).` }, base, { ...about, detail: error.message });
+      return refuse(401, error.reason, notVerified(provider.name), base, { provider: provider.id, issuer: provider.issuer, detail: error.message });
     }
+    return finishUpstreamSignIn(request, reply, interaction, provider, identity);
+  }));
+
+  /**
+   * The verified upstream identity signs the person in (steps 5–7 above, for OpenID Connect and
+   * SAML alike): linked or provisioned, the level mapped and capped, the sign-in's risk, then one
+   * transaction with the session, the interaction's record and `user.login_succeeded`.
+   */
+  async function finishUpstreamSignIn(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity): Promise<FastifyReply> {
+    const refuse = refusal(request, reply);
+    const base: Partial<AuditEvent> = { requestId: request.id, client: interaction.clientId };
+    const about = { provider: provider.id, issuer: provider.issuer };
     const linked = await linkedPerson(ctx, provider, identity);
     if (!linked.ok) {
       const subjectOf = linked.userId !== undefined ? { subject: linked.userId } : {};
       if (linked.reason === 'email_taken') {
         return refuse(409, 'email_taken', { title: 'You already have an account here', message: `A Clearance account already uses the email address ${provider.name} gave. It is not joined to your organisation’s sign-in automatically: sign in with that account, or ask your administrator to link the two.` }, { ...base, ...subjectOf }, { ...about, upstream_subject: identity.subject });
       }
-      if (linked.reason === 'account_not_active') {
-        return refuse(403, 'account_not_active', { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' }, { ...base, ...subjectOf }, about);
-      }
+      if (linked.reason === 'account_not_active') return refuse(403, 'account_not_active', notActive, { ...base, ...subjectOf }, about);
       return refuse(409, linked.reason, { title: 'Your account could not be set up', message: 'No username was free for your account. Ask your administrator.' }, base, { ...about, upstream_subject: identity.subject });
     }
     const assurance = assuranceOf(provider, { ...(identity.acr !== undefined ? { acr: identity.acr } : {}), amr: identity.amr });
@@ -183,10 +182,26 @@ export function registerUpstreamRoutes(
       [],
       (f, verified) => routes.session(request, interaction, f, { ...verified, assurance: { provider: assurance.provider, source: assurance.source }, ...(identity.sid !== undefined ? { upstreamSid: identity.sid } : {}) }),
     );
-    if (!completed) return refuse(403, 'account_not_active', { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' }, personBase, about);
+    if (!completed) return refuse(403, 'account_not_active', notActive, personBase, about);
     await risk.observe(user.id);
     return routes.signedIn(request, reply, interaction, completed.value, risk);
-  }));
+  }
+
+  /** A refusal: its `upstream.sign_in_refused` event (with why), then the page saying what happened. */
+  function refusal(request: FastifyRequest, reply: FastifyReply) {
+    return async (status: number, reason: string, message: { title: string; message: string }, more: Partial<AuditEvent> = {}, details: Record<string, unknown> = {}) => {
+      await ctx.audit.record({
+        type: 'upstream.sign_in_refused',
+        requestId: request.id,
+        ...more,
+        decision: { allow: false, reasons: [reason] },
+        details: { reason, source_address: request.ip, ...details },
+      });
+      return sendErrorPage(ctx, request, reply, { status, ...message });
+    };
+  }
+
+  registerSamlRoutes(app, ctx, { base: routes.base, loadInteraction: routes.loadInteraction, interactionGone: routes.interactionGone, refusal, finish: finishUpstreamSignIn });
 
   app.post(`${routes.base}/broker/oidc/backchannel-logout`, async (request, reply) => {
     try {
@@ -222,15 +237,21 @@ export function registerUpstreamRoutes(
     const stored = await findProvider(ctx.storage.db, providerId);
     const browserId = presentedBrowserId(request);
     if (!stored?.provider.enabled || browserId === undefined) return routes.showLogin(request, reply, interaction, { status: 400, error: 'That organisation’s sign-in is not available. Sign in with your Clearance username above.' });
+    const provider = stored.provider;
     try {
-      const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
+      const oidcProvider = asOidc(stored);
+      // Discovered first: an unreachable upstream opens no sign-in.
+      const config = oidcProvider && (await configurationOf(oidcProvider.provider, providerSecret(ctx.identity.factorKeys.master, oidcProvider), ctx.clock.now()));
       const secrets = await openUpstreamLogin(ctx, { interactionId: interaction.id, providerId, browserId });
-      const url = await authorizationUrl(config, stored.provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}) });
+      const url =
+        provider.kind === 'saml'
+          ? await samlAuthorizeUrl(ctx, provider, secrets)
+          : await authorizationUrl(config!, provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}) });
       return seeOther(reply, url.href);
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       request.log.warn({ provider: providerId, reason: error.reason, detail: error.message }, 'upstream sign-in could not start');
-      return routes.showLogin(request, reply, interaction, { status: 502, error: `${stored.provider.name} cannot be reached at the moment. Try again in a few minutes, or sign in with your Clearance username above.` });
+      return routes.showLogin(request, reply, interaction, { status: 502, error: `${provider.name} cannot be reached at the moment. Try again in a few minutes, or sign in with your Clearance username above.` });
     }
   }
 
@@ -254,6 +275,26 @@ function callbackUrl(ctx: Context, request: FastifyRequest): URL {
   return new URL(`${upstreamRedirectUri(ctx.config.issuer)}${query >= 0 ? request.url.slice(query) : ''}`);
 }
 
-function single(value: string | string[] | undefined): string | undefined {
+/** The page of a callback that names no open sign-in of this browser. */
+export const startAgain = {
+  title: 'This sign-in could not be completed',
+  message: 'Your organisation’s sign-in did not come back to a sign-in this browser started, or it came back too late or twice. Return to the application and start again.',
+};
+/** The page of a sign-in through a provider disabled meanwhile. */
+export const providerOff = { title: 'Sign-in through your organisation is turned off', message: 'Your organisation’s sign-in is not available here at the moment. Ask your administrator.' };
+const notActive = { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' };
+
+/** The page of an upstream answer that did not verify. */
+export function notVerified(name: string): { title: string; message: string } {
+  return {
+    title: 'Your organisation’s sign-in could not be used',
+    message: `The answer from ${name} could not be verified, so you are not signed in. Return to the application and try again; if it happens again, tell your administrator (the reference below helps them).`,
+  };
+}
+
+/** Refuses a sign-in: its audit event, then the page (see `refusal` in registerUpstreamRoutes). */
+export type Refuse = (status: number, reason: string, message: { title: string; message: string }, more?: Partial<AuditEvent>, details?: Record<string, unknown>) => Promise<FastifyReply>;
+
+export function single(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }

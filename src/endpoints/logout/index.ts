@@ -8,7 +8,7 @@ import { html } from '../../ui/html.ts';
 import { layout } from '../../ui/layout.ts';
 import { sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { findProvider } from '../../brokering/providers.ts';
+import { asOidc, findProvider } from '../../brokering/providers.ts';
 import { upstreamEndSessionUrl } from '../../brokering/logout.ts';
 
 /**
@@ -71,7 +71,7 @@ ${hidden.map(([name, value]) => html`<input type="hidden" name="${name}" value="
         reply.header('set-cookie', clearSessionCookie(ctx));
         // A session an upstream identity provider started: on to its own sign-out, then back
         // (/broker/oidc/logged-out) to where the relying party asked to land.
-        const upstream = session?.assurance && (await findProvider(ctx.storage.db, session.assurance.provider));
+        const upstream = session?.assurance && asOidc(await findProvider(ctx.storage.db, session.assurance.provider));
         const onward = upstream && upstream.provider.enabled ? await upstreamEndSessionUrl(ctx, upstream, decision.redirect) : undefined;
         if (onward) return reply.code(303).header('location', onward).header('cache-control', 'no-store').send();
       }

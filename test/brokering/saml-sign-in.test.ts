@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import * as client from 'openid-client';
+import { decodeJwt } from 'jose';
+import { HttpBrowser, csrfOf } from '../helpers/http-browser.ts';
+import { startDeskApp, type DeskApp } from '../helpers/desk-app.ts';
+import { approve, authorizationRequest, form } from './fixture.ts';
+import { bankEntityId, makeSigningKey, samlClass, samlIdp, type ResponseChanges, type TestSamlIdp } from './saml-idp.ts';
+
+// A person at a partner bank signs in through the bank's SAML 2.0 IdP (samlify), over HTTP:
+// Clearance as the service provider (node-saml) — its metadata, a signed AuthnRequest by redirect,
+// the response posted to the ACS, verified (signatures, issuer, audience, recipient, times,
+// InResponseTo, one use per assertion), the person provisioned and the bank named as the source of
+// assurance; and each way a response can be wrong, refused with a page and an audit event.
+
+const bankLei = '529900T8BM49AURSDO55';
+const acr = { pwd: 'urn:clearance:acr:pwd', mfa: 'urn:clearance:acr:mfa', phr: 'urn:clearance:acr:phr' };
+
+interface SamlHarness extends DeskApp {
+  idp: TestSamlIdp;
+  spMetadata: string;
+}
+
+async function startSaml(t: TestContext, options: { requireSigned?: 'assertion' | 'response' | 'either' } = {}): Promise<SamlHarness> {
+  const desk = await startDeskApp(t);
+  const signing = makeSigningKey();
+  await desk.server.apply({
+    regions: [{ id: 'eu', name: 'Europe' }],
+    legal_entities: [{ lei: bankLei, name: 'Bank B', jurisdiction: 'GB', home_region: 'eu', roles: ['custodian'], desks: [{ id: 'bank-b-treasury', name: 'Treasury' }] }],
+    identity_providers: [
+      {
+        id: 'bank-b',
+        kind: 'saml',
+        name: 'Bank B',
+        issuer: bankEntityId,
+        sso_url: 'https://idp.bank-b.example/sso',
+        certificates: [signing.certificate],
+        ...(options.requireSigned ? { require_signed: options.requireSigned } : {}),
+        legal_entity: bankLei,
+        desks: ['bank-b-treasury'],
+        domains: ['bank-b.example'],
+        claims: { name: 'displayName', email: 'mail', username: 'uid' },
+        acr: { map: { [samlClass.x509]: acr.mfa, [samlClass.smartcard]: acr.phr }, max: acr.mfa },
+      },
+    ],
+  });
+  const metadata = await fetch(`${desk.server.issuer}/broker/saml/metadata`);
+  assert.equal(metadata.status, 200);
+  assert.match(metadata.headers.get('content-type')!, /samlmetadata\+xml/);
+  const spMetadata = await metadata.text();
+  return { ...desk, idp: samlIdp(spMetadata, signing), spMetadata };
+}
+
+/** From the desk application's authorization URL to the IdP: Clearance's sign-in page, the organisation form, the redirect to the SSO URL. */
+async function toTheIdp(h: SamlHarness, browser: HttpBrowser, request: ReturnType<typeof authorizationRequest>, realm = 'olga@bank-b.example'): Promise<URL> {
+  const page = await browser.follow(await request.url(), h.server.issuer);
+  const html = await page.response.text();
+  const answer = await browser.fetch(`${page.url.href}/upstream`, form({ csrf_token: csrfOf(html), realm }));
+  assert.equal(answer.status, 303);
+  const sso = new URL(answer.headers.get('location')!);
+  assert.equal(`${sso.origin}${sso.pathname}`, 'https://idp.bank-b.example/sso');
+  return sso;
+}
+
+/** Posts a response to the ACS as the IdP's auto-submitting form would (no cookies: a cross-site POST), then brings the browser back. */
+async function postToAcs(h: SamlHarness, browser: HttpBrowser, sso: URL, samlResponse: string): Promise<{ response: Response; url: URL }> {
+  const posted = await fetch(`${h.server.issuer}/broker/saml/acs`, { ...form({ SAMLResponse: samlResponse, RelayState: sso.searchParams.get('RelayState')! }), redirect: 'manual' });
+  if (posted.status !== 303) return { response: posted, url: new URL(`${h.server.issuer}/broker/saml/acs`) };
+  return browser.follow(new URL(posted.headers.get('location')!), h.server.issuer);
+}
+
+async function eventsOf(h: SamlHarness, type: string) {
+  const rows = await h.server.running.ctx.storage.db.selectFrom('audit_events').select(['event']).where('type', '=', type).orderBy('seq').execute();
+  return rows.map((row) => JSON.parse(row.event) as { subject?: string; details: Record<string, unknown> });
+}
+
+const olga: ResponseChanges = { nameId: 'olga-7731', attributes: { mail: 'olga@bank-b.example', displayName: 'Olga Treasurer', uid: 'olga' }, authnContextClassRef: samlClass.x509 };
+
+test('a bank’s treasurer signs in through the bank’s SAML IdP and gets tokens naming the bank as the source of assurance', async (t) => {
+  const h = await startSaml(t);
+  assert.match(h.spMetadata, new RegExp(`entityID="${h.server.issuer}/broker/saml"`));
+  assert.match(h.spMetadata, /AssertionConsumerService[^>]*HTTP-POST[^>]*\/broker\/saml\/acs/);
+  assert.match(h.spMetadata, /use="encryption"/);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, browser, request);
+  assert.ok(sso.searchParams.get('Signature'), 'the AuthnRequest is signed');
+  const back = await postToAcs(h, browser, sso, await h.idp.respond(sso, olga));
+  const callback = await approve(browser, back);
+  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  const idToken = tokens.claims()!;
+  assert.equal(idToken.acr, acr.mfa, 'X509 maps to two factors, as declared');
+  assert.equal(idToken.assurance_source, bankEntityId);
+  assert.equal(decodeJwt(tokens.access_token).assurance_source, bankEntityId);
+  const db = h.server.running.ctx.storage.db;
+  const person = await db.selectFrom('users').selectAll().where('id', '=', idToken.sub).executeTakeFirstOrThrow();
+  assert.deepEqual([person.username, person.email, person.name, person.desks], ['bank-b.olga', 'olga@bank-b.example', 'Olga Treasurer', '["bank-b-treasury"]']);
+  const link = await db.selectFrom('user_links').selectAll().where('user_id', '=', person.id).executeTakeFirstOrThrow();
+  assert.deepEqual([link.issuer, link.subject], [bankEntityId, 'olga-7731']);
+  const [login] = (await eventsOf(h, 'user.login_succeeded')).filter((e) => e.details.method === 'upstream');
+  assert.equal(login?.details.assurance_source, bankEntityId);
+  assert.deepEqual(login?.details.asserted, { acr: samlClass.x509, amr: [] });
+});
+
+test('an encrypted assertion is decrypted with the SP key and signs the person in', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, browser, request);
+  const response = await h.idp.respond(sso, olga, { encrypt: true });
+  assert.match(Buffer.from(response, 'base64').toString('utf8'), /EncryptedAssertion/);
+  assert.doesNotMatch(Buffer.from(response, 'base64').toString('utf8'), /olga@bank-b\.example/, 'nothing of the person in clear');
+  const back = await postToAcs(h, browser, sso, response);
+  const callback = await approve(browser, back);
+  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  assert.equal(tokens.claims()!.assurance_source, bankEntityId);
+});
+
+test('a smart-card sign-in at a bank trusted only for two factors is capped there', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, browser, request);
+  const callback = await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, { ...olga, authnContextClassRef: samlClass.smartcard })));
+  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  assert.equal(tokens.claims()!.acr, acr.mfa);
+});
+
+/** Each wrong response: refused at the ACS with a page, audited with why, nobody provisioned. */
+async function assertRefused(h: SamlHarness, answer: { response: Response }, reason: string, detail?: RegExp): Promise<void> {
+  assert.equal(answer.response.status, reason === 'unknown_state' ? 400 : 401);
+  assert.equal(answer.response.headers.get('cache-control'), 'no-store');
+  assert.match(answer.response.headers.get('content-type')!, /text\/html/);
+  const refused = await eventsOf(h, 'upstream.sign_in_refused');
+  assert.equal(refused.at(-1)?.details.reason, reason);
+  if (detail) assert.match(String(refused.at(-1)?.details.detail), detail);
+  assert.equal((await h.server.running.ctx.storage.db.selectFrom('user_links').selectAll().execute()).length, 0);
+}
+
+const wrongCases: { name: string; make: (h: SamlHarness, sso: URL) => Promise<string>; detail: RegExp; requireSigned?: 'assertion' | 'response' }[] = [
+  { name: 'an unsigned response', make: (h, sso) => h.idp.respond(sso, olga, { unsigned: true }), detail: /signature/i },
+  { name: 'a response signed by a key the bank did not declare', make: (h, sso) => h.idp.respond(sso, olga, { key: makeSigningKey('/CN=Impostor') }), detail: /signature/i },
+  { name: 'a response for another service provider (audience)', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { Audience: 'https://other-sp.example/saml' } }), detail: /audience/i },
+  { name: 'an assertion for another recipient', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { SubjectRecipient: 'https://other-sp.example/acs' } }), detail: /Recipient/ },
+  { name: 'a response to another destination', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { Destination: 'https://other-sp.example/acs' } }), detail: /Destination/ },
+  {
+    name: 'an expired assertion',
+    make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { ConditionsNotBefore: new Date(Date.now() - 3_600_000).toISOString(), ConditionsNotOnOrAfter: new Date(Date.now() - 1_800_000).toISOString(), SubjectConfirmationDataNotOnOrAfter: new Date(Date.now() - 1_800_000).toISOString() } }),
+    detail: /expired|No valid subject confirmation/i,
+  },
+  { name: 'a response to another request (InResponseTo)', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { InResponseTo: '_someone-elses-request' } }), detail: /InResponseTo/ },
+  { name: 'an assertion from another issuer', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { Issuer: 'https://idp.other-bank.example/saml' } }), detail: /issuer|Issuer/ },
+];
+
+for (const wrong of wrongCases) {
+  test(`${wrong.name} is refused with a page and an audit event, and the sign-in is spoiled`, async (t) => {
+    const h = await startSaml(t);
+    const browser = new HttpBrowser();
+    const sso = await toTheIdp(h, browser, authorizationRequest(h));
+    const answer = await postToAcs(h, browser, sso, await wrong.make(h, sso));
+    await assertRefused(h, answer, 'invalid_assertion', wrong.detail);
+    // The sign-in it answered cannot be finished by a correct response afterwards.
+    await assertRefused(h, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)), 'unknown_state');
+  });
+}
+
+test('an assertion is used once: the same assertion ID answering a later sign-in is refused, on the shared replay cache', async (t) => {
+  const h = await startSaml(t);
+  const fixed = { ...olga, tags: { AssertionID: '_assertion-used-twice' } };
+  const first = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, first, request);
+  await approve(first, await postToAcs(h, first, sso, await h.idp.respond(sso, fixed)));
+  const second = new HttpBrowser();
+  const sso2 = await toTheIdp(h, second, authorizationRequest(h));
+  const answer = await postToAcs(h, second, sso2, await h.idp.respond(sso2, fixed));
+  assert.equal(answer.response.status, 401);
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).at(-1)?.details.reason, 'replayed_assertion');
+});
+
+test('the answer is picked up only by the browser that left, once', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h));
+  const posted = await fetch(`${h.server.issuer}/broker/saml/acs`, { ...form({ SAMLResponse: await h.idp.respond(sso, olga), RelayState: sso.searchParams.get('RelayState')! }), redirect: 'manual' });
+  assert.equal(posted.status, 303);
+  const continuation = new URL(posted.headers.get('location')!);
+  assert.equal((await new HttpBrowser().fetch(continuation)).status, 400, 'another browser');
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).at(-1)?.details.reason, 'other_browser');
+  assert.equal((await browser.fetch(continuation)).status, 400, 'used up');
+});
+
+test('a response must be signed as declared: require_signed response refuses a response whose assertion alone is signed', async (t) => {
+  const h = await startSaml(t, { requireSigned: 'response' });
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h));
+  // samlify signs the assertion (the SP metadata wants signed assertions) and not the response.
+  const answer = await postToAcs(h, browser, sso, await h.idp.respond(sso, olga));
+  await assertRefused(h, answer, 'invalid_assertion', /signature/i);
+});
