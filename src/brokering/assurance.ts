@@ -29,7 +29,7 @@ export interface Assurance {
   capped: boolean;
 }
 
-export function assuranceOf(provider: IdentityProvider, asserted: { acr?: string; amr: string[] }): Assurance {
+export function assuranceOf(provider: Pick<IdentityProvider, 'id' | 'issuer' | 'acr'>, asserted: { acr?: string; amr: string[] }): Assurance {
   const mapped: Acr = (asserted.acr !== undefined ? provider.acr.map[asserted.acr] : undefined) ?? acr.password;
   const capped = acrRank(mapped) > acrRank(provider.acr.max);
   const level = capped ? provider.acr.max : mapped;

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readHttpsUrl } from '../federation/definition.ts';
-import { acr, isKnownAcr, type Acr } from '../identity/acr.ts';
+import type { Acr } from '../identity/acr.ts';
+import { defaultAcrTrust, readAcrTrust } from './acr-trust.ts';
 import { deskPattern } from '../entities/definition.ts';
 import { isValidLei } from '../entities/lei.ts';
 import { Validator, join } from '../validation.ts';
@@ -100,7 +101,7 @@ export function readIdentityProvider(v: Validator, path: string, input: unknown)
       ? []
       : v.array(at('domains'), o.domains, (p, d) => v.string(p, typeof d === 'string' ? d.toLowerCase() : d, { pattern: domainPattern, patternMessage: 'must be a domain name such as fund-a.example' }), { unique: true });
   const claims = readClaims(v, at('claims'), o.claims);
-  const acrRules = readAcr(v, at('acr'), o.acr);
+  const acrRules = o.acr === undefined ? defaultAcrTrust : readAcrTrust(v, at('acr'), o.acr);
   const enabled = o.enabled === undefined ? true : v.boolean(at('enabled'), o.enabled);
   const allowPrivate = o.allow_private_network === undefined ? false : v.boolean(at('allow_private_network'), o.allow_private_network);
   if (!kind || !id || !name || !lei || !desks || !domains || !claims || !acrRules || enabled === undefined || allowPrivate === undefined) return undefined;
@@ -171,27 +172,3 @@ function readClaims(v: Validator, path: string, value: unknown): IdentityProvide
   return { name, email, ...(username ? { username } : {}) };
 }
 
-function readAcr(v: Validator, path: string, value: unknown): IdentityProvider['acr'] | undefined {
-  // Trusted for nothing above a password unless the declaration says so.
-  if (value === undefined) return { map: {}, max: acr.password };
-  const o = v.object(path, value);
-  if (!o) return undefined;
-  v.knownKeys(path, o, ['map', 'max']);
-  const level = (p: string, x: unknown): Acr | undefined => {
-    const text = v.string(p, x);
-    if (text === undefined) return undefined;
-    if (!isKnownAcr(text)) return v.fail(p, `must be one of Clearance's levels (${Object.values(acr).join(', ')})`);
-    return text;
-  };
-  const max = o.max === undefined ? acr.password : level(join(path, 'max'), o.max);
-  const map: Record<string, Acr> = {};
-  if (o.map !== undefined) {
-    const m = v.object(join(path, 'map'), o.map);
-    if (!m) return undefined;
-    for (const [upstream, local] of Object.entries(m)) {
-      const mapped = level(join(join(path, 'map'), upstream), local);
-      if (mapped) map[upstream] = mapped;
-    }
-  }
-  return max ? { map, max } : undefined;
-}

@@ -1,4 +1,5 @@
 import { Validator, join } from '../validation.ts';
+import { readAcrTrust, type AcrTrust } from '../brokering/acr-trust.ts';
 import { isLoopbackName } from './address.ts';
 import { importPartnerKey, partnerAlgorithms, type PartnerAlg } from './keys.ts';
 
@@ -44,6 +45,12 @@ export interface Partner {
   unreachable_grace?: number;
   /** What a drift does besides its event and alert: `suspend` refuses the partner's tokens until re-approval; absent: `alert`. */
   on_drift?: OnDrift;
+  /**
+   * Which of the partner's `acr` values stand for which of Clearance's levels, and the most it is
+   * trusted to assert (src/brokering/acr-trust.ts): its subjects' tokens then carry the level, their
+   * `amr` where believed, and the partner as their source of assurance. Absent: no acr is carried.
+   */
+  acr?: AcrTrust;
 }
 
 export type OnDrift = 'alert' | 'suspend';
@@ -86,6 +93,7 @@ const fields = [
   'drift_check_interval',
   'unreachable_grace',
   'on_drift',
+  'acr',
 ] as const;
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -149,6 +157,7 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
       : v.integer(at('drift_check_interval'), object.drift_check_interval, { min: minDriftCheckInterval, max: maxDriftCheckInterval });
   const grace = object.unreachable_grace === undefined ? undefined : v.integer(at('unreachable_grace'), object.unreachable_grace, { min: 0, max: maxUnreachableGrace });
   const onDrift = object.on_drift === undefined ? undefined : (v.string(at('on_drift'), object.on_drift, { oneOf: ['alert', 'suspend'] }) as OnDrift | undefined);
+  const acrTrust = object.acr === undefined ? undefined : readAcrTrust(v, at('acr'), object.acr);
   // Inline keys are known now: an allowlist that none of them can verify would refuse every token.
   if (jwks && algorithms) {
     const usable = jwks.keys.flatMap((jwk) => {
@@ -198,6 +207,7 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     ...(driftInterval === undefined ? {} : { drift_check_interval: driftInterval }),
     ...(grace === undefined ? {} : { unreachable_grace: grace }),
     ...(onDrift === undefined ? {} : { on_drift: onDrift }),
+    ...(acrTrust === undefined ? {} : { acr: acrTrust }),
   };
 }
 

@@ -1,3 +1,4 @@
+import { partnerSubjectBasis } from '../federation/subject.ts';
 import { partnerAudiences, verifyPartnerToken } from '../federation/verify.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
@@ -37,7 +38,7 @@ export const jwtBearer = defineGrant({
       // endpoint records every refusal (`assertion.refused`, reason code partner_suspended).
       throw new OAuthError('invalid_grant', `the assertion is not acceptable: ${verified.reason}`, verified.suspended ? { detail: 'partner_suspended' } : {});
     }
-    const { partner, subject, attributes } = verified.token;
+    const { partner, subject } = verified.token;
     if (!isSafeClaimText(subject) || (verified.token.jti !== undefined && !isSafeClaimText(verified.token.jti))) {
       throw new OAuthError('invalid_grant', 'the assertion is not acceptable: sub and jti must be printable identifiers of at most 255 characters');
     }
@@ -51,6 +52,8 @@ export const jwtBearer = defineGrant({
     const registered = new Set(client.scope?.split(' ') ?? []);
     const scopes = narrowScopes(params.get('scope'), partner.allowed_scopes.filter((s) => registered.has(s)), server.scopes);
 
+    // Who the partner's subject is here: a linked person, else its mapped firm (src/federation/subject.ts).
+    const basis = await partnerSubjectBasis(ctx, verified.token, client.client_id);
     const issued = await issueAccessToken(ctx, {
       grantType: jwtBearerGrantType,
       requestId,
@@ -58,12 +61,12 @@ export const jwtBearer = defineGrant({
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
       target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
       sub: subject,
-      // The presenting client vouches for the partner's subject; its mapped LEI decides residency.
-      principal: { type: 'Client', id: client.client_id },
-      subjectLeis: attributes.lei ? [attributes.lei] : [],
+      // The linked person; else the presenting client vouches for the subject, its mapped LEI deciding residency.
+      principal: basis.principal,
+      ...(basis.subjectLeis ? { subjectLeis: basis.subjectLeis } : {}),
       scopes,
       authorizationDetails: [],
-      claims: { origin_iss: partner.issuer },
+      claims: { origin_iss: partner.issuer, ...basis.claims },
       ...(address !== undefined ? { address } : {}),
       event: { details: { partner: partner.id, partner_jti: verified.token.jti ?? null } },
     });

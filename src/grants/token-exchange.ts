@@ -1,3 +1,4 @@
+import { basisOf, originClaims, partnerSubjectBasis } from '../federation/subject.ts';
 import { randomUUID } from 'node:crypto';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
@@ -107,8 +108,15 @@ export const tokenExchange = defineGrant({
       const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
       if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
       const actors = actorChain(act);
-      // A partner's subject is not in our records: the client that vouches for it is the principal.
-      const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : { type: 'Client' as const, id: client.client_id };
+      // A partner's subject (src/federation/subject.ts): at the first hop, the local person its
+      // identity is linked to, else the client that vouches for it with the firm its partner names;
+      // at later hops, what our token carries of that — so every hop decides as the first did.
+      const partnerBasis = subject.partner
+        ? await partnerSubjectBasis(ctx, { partner: subject.partner.partner, subject: subject.subject, attributes: subject.partner.attributes, claims: subject.partner.claims }, client.client_id)
+        : undefined;
+      const origin = partnerBasis ?? (subject.originIssuer !== undefined ? { ...basisOf(subject.partnerOrigin ?? {}, client.client_id), claims: originClaims(subject.partnerOrigin ?? {}) } : undefined);
+      const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : origin!.principal;
+      const assuranceSource = subject.assuranceSource ?? partnerBasis?.claims.assurance_source;
       const issued = await issueAccessToken(ctx, {
         grantType: tokenExchangeGrantType,
         requestId,
@@ -117,8 +125,8 @@ export const tokenExchange = defineGrant({
         target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
         sub: subject.subject,
         principal,
-        // A partner's subject: its mapped LEI at the first hop; past it no firm is known (fail closed).
-        ...(subject.partner ? { subjectLeis: subject.partner.attributes.lei ? [subject.partner.attributes.lei] : [] } : subject.originIssuer ? { subjectLeis: [] } : {}),
+        // A partner's subject's firm, for data residency (a linked person's: their desks' firms).
+        ...(origin?.subjectLeis ? { subjectLeis: origin.subjectLeis } : {}),
         scopes,
         authorizationDetails,
         ...(mandate ? { mandate } : {}),
@@ -131,7 +139,11 @@ export const tokenExchange = defineGrant({
           // So does how they authenticated (RFC 9068 §2.2.1): step-up policies decide on it at
           // every hop, and a refusal asks the person for more (insufficient_user_authentication).
           ...(subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),
+          // A partner's subject's authentication, where its profile says what the partner is trusted for.
+          ...(!subject.authentication && partnerBasis?.claims.acr !== undefined ? { acr: partnerBasis.claims.acr, amr: partnerBasis.claims.amr!, auth_time: partnerBasis.claims.auth_time! } : {}),
+          ...(assuranceSource !== undefined ? { assurance_source: assuranceSource } : {}),
           ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
+          ...(origin ? { ...(origin.claims.origin_person !== undefined ? { origin_person: origin.claims.origin_person } : {}), ...(origin.claims.origin_lei !== undefined ? { origin_lei: origin.claims.origin_lei } : {}) } : {}),
           // A break-glass activation (of the subject's token, else the actor's) travels down too: the
           // liveness rule ends every hop's token with it (src/approvals/break-glass).
           ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),

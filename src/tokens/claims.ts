@@ -52,6 +52,13 @@ export interface AccessTokenClaims {
    * source of assurance of `acr` and `amr` (docs/identity-brokering.md). Absent for a local sign-in.
    */
   assurance_source?: string;
+  /**
+   * A partner's subject (origin_iss) mapped here (src/federation/subject.ts): the local person its
+   * identity is linked to, and the legal entity its partner names — carried down an exchange chain
+   * so every hop decides about the same person and firm.
+   */
+  origin_person?: string;
+  origin_lei?: string;
 }
 
 export interface AgentClaim {

@@ -330,6 +330,90 @@ describe('token exchange (RFC 8693)', () => {
     assert.match(String(regional.error_description), /data residency/);
   });
 
+  /** A partner whose profile maps org_lei and trusts the partner's two-factor acr; and its signed tokens. */
+  async function partnerChain(t: TestContext, extra: Record<string, unknown> = {}) {
+    const f = await fixture(t);
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const partnerIssuer = 'https://as.partner-bank.example.com';
+    await applyDocument(f.ctx, {
+      regions: [{ id: 'eu' }],
+      legal_entities: [{ lei: '5493001KJTIIGC8Y1R12', name: 'Partner Bank', jurisdiction: 'GB', home_region: 'eu', roles: ['broker'], desks: [{ id: 'pb-rates', name: 'Rates' }] }],
+      resource_servers: [{ ...document.resource_servers[1], region: 'eu' }],
+      partners: [
+        {
+          id: 'partner-bank',
+          issuer: partnerIssuer,
+          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'p1', alg: 'ES256', use: 'sig' }] },
+          algorithms: ['ES256'],
+          allowed_audiences: [brokerApi],
+          allowed_scopes: ['order:create'],
+          claim_mapping: { lei: 'org_lei' },
+          clients: ['arranger-backend', 'broker-backend'],
+          acr: { map: { 'urn:partner-bank:mfa': acr.multiFactor, 'urn:partner-bank:hwk': acr.phishingResistant }, max: acr.multiFactor },
+        },
+      ],
+      ...extra,
+    });
+    const partnerToken = (claims: Record<string, unknown> = {}) =>
+      new SignJWT({ sub: 'pb-trader-9', scope: 'order:create', org_lei: '5493001KJTIIGC8Y1R12', ...claims })
+        .setProtectedHeader({ alg: 'ES256', kid: 'p1', typ: 'at+jwt' })
+        .setIssuer(partnerIssuer)
+        .setAudience(f.issuer)
+        .setIssuedAt(epochSeconds(f.clock))
+        .setExpirationTime(epochSeconds(f.clock) + 120)
+        .setJti(crypto.randomUUID())
+        .sign(privateKey);
+    return { ...f, partnerIssuer, partnerToken };
+  }
+
+  test('a partner subject whose firm is a declared legal entity passes a regional rule at the first hop and at the next', async (t) => {
+    const f = await partnerChain(t);
+    const first = await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken(), { resource: brokerApi }));
+    const claims = decodeJwt(first.access_token);
+    assert.equal(claims.origin_lei, '5493001KJTIIGC8Y1R12', 'the firm travels with the chain, signed by us');
+    // The next hop decides as the first did: the firm is known, and permits its data in eu.
+    const next = await f.ok(await f.exchangeFor('broker-backend', first.access_token, { resource: brokerApi }));
+    assert.equal(decodeJwt(next.access_token).origin_lei, '5493001KJTIIGC8Y1R12');
+    // A partner naming no firm is refused the regional target, at the first hop as before.
+    const unnamed = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ org_lei: undefined }), { resource: brokerApi }), 400, 'invalid_target');
+    assert.match(String(unnamed.error_description), /data residency/);
+  });
+
+  test('a partner’s acr is carried as far as its profile trusts it, with the partner named as the source of assurance', async (t) => {
+    const f = await partnerChain(t);
+    const trusted = decodeJwt((await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa', amr: ['pwd', 'otp'] }), { resource: brokerApi }))).access_token);
+    assert.equal(trusted.acr, acr.multiFactor);
+    assert.deepEqual(trusted.amr, ['pwd', 'otp', 'urn:clearance:amr:upstream']);
+    assert.equal(trusted.assurance_source, f.partnerIssuer);
+    const capped = decodeJwt((await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:hwk', amr: ['hwk'] }), { resource: brokerApi }))).access_token);
+    assert.equal(capped.acr, acr.multiFactor, 'phishing-resistant claimed, two factors believed');
+    assert.deepEqual(capped.amr, ['urn:clearance:amr:upstream']);
+    // The next hop carries it on.
+    const next = decodeJwt((await f.ok(await f.exchangeFor('broker-backend', (await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa' }), { resource: brokerApi }))).access_token, { resource: brokerApi }))).access_token);
+    assert.deepEqual([next.acr, next.assurance_source], [acr.multiFactor, f.partnerIssuer]);
+  });
+
+  test('a partner subject linked to a local person is decided as that person, at every hop; a locked person’s is refused', async (t) => {
+    const f = await partnerChain(t, { users: [{ username: 'paula', desks: ['pb-rates'], roles: ['trader'] }] });
+    const paula = await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', 'paula').executeTakeFirstOrThrow();
+    await f.ctx.storage.db
+      .insertInto('user_links')
+      .values({ issuer: f.partnerIssuer, subject: 'pb-trader-9', user_id: paula.id, provider_id: 'partner-bank-idp', linked_by: 'admin', created_at: f.clock.now(), last_login_at: null })
+      .execute();
+    // Her firm comes from her desk: the partner’s token names none, and the regional target is hers.
+    // Decided as a person, her sign-in counts (the risk engine may ask a second factor): the partner's, trusted.
+    const first = await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ org_lei: undefined, acr: 'urn:partner-bank:mfa' }), { resource: brokerApi }));
+    const claims = decodeJwt(first.access_token);
+    assert.equal(claims.sub, 'pb-trader-9', 'the subject is still the partner’s');
+    assert.equal(claims.origin_person, paula.id);
+    // (Unlinked, the same token names no firm and is refused the regional target: the test above.)
+    const next = await f.ok(await f.exchangeFor('broker-backend', first.access_token, { resource: brokerApi }));
+    assert.equal(decodeJwt(next.access_token).origin_person, paula.id);
+    await applyDocument(f.ctx, { users: [{ username: 'paula', desks: ['pb-rates'], roles: ['trader'], status: 'locked' }] });
+    const locked = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa' }), { resource: brokerApi }), 400, 'invalid_grant');
+    assert.match(String(locked.error_description), /linked to is not active/);
+  });
+
   test('an authorization_details entry repeated at a hop is refused (it would double the authority)', async (t) => {
     const f = await fixture(t);
     const { narrowAuthorizationDetails } = await import('../../src/grants/exchange/narrowing.ts');
@@ -382,6 +466,7 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
     const claims = decodeJwt(response.access_token);
     assert.equal(claims.sub, 'pb-desk-4');
     assert.equal(claims.origin_iss, partnerIssuer);
+    assert.equal(claims.origin_lei, '5493001KJTIIGC8Y1R12', 'the firm its profile maps, for later hops');
     assert.equal(claims.scope, 'order:create');
     // Used once.
     assertOAuthError(await f.post('partner-gateway', { grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: jwt, resource: brokerApi }), 400, 'invalid_grant', 'replayed');

@@ -8,6 +8,7 @@ import { verifyAccessToken } from '../../tokens/access-token.ts';
 import type { AccessTokenClaims, Confirmation } from '../../tokens/claims.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
 import { tokenTypes } from '../../tokens/token-types.ts';
+import type { PartnerOrigin } from '../../federation/subject.ts';
 
 /**
  * A subject or actor token of a token exchange (RFC 8693 §2.1), verified: one of our own access
@@ -48,6 +49,10 @@ export interface PresentedToken {
   authentication?: { acr: string; amr: string[]; authTime: number };
   /** A break-glass token's activation (local tokens): carried down the exchange, so every hop dies with it. */
   breakGlassActivation?: string;
+  /** Who vouched for the person's authentication, when not Clearance (`assurance_source`, src/brokering): carried down the exchange. */
+  assuranceSource?: string;
+  /** A token of ours issued for a partner's subject: the local person and firm it was mapped to (src/federation/subject.ts). */
+  partnerOrigin?: PartnerOrigin;
 }
 
 /** `suspendedPartner`: the token's partner is suspended by a drift (src/federation/drift): refused (invalid_request at token exchange), recorded. */
@@ -136,6 +141,10 @@ function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): Presen
       : {}),
     ...(claims.cnf ? { cnf: claims.cnf } : {}),
     ...(typeof claims.break_glass_activation === 'string' ? { breakGlassActivation: claims.break_glass_activation } : {}),
+    ...(typeof claims.assurance_source === 'string' ? { assuranceSource: claims.assurance_source } : {}),
+    ...(originIssuer !== undefined && (claims.origin_person !== undefined || claims.origin_lei !== undefined)
+      ? { partnerOrigin: { ...(claims.origin_person !== undefined ? { person: claims.origin_person } : {}), ...(claims.origin_lei !== undefined ? { lei: claims.origin_lei } : {}) } }
+      : {}),
   };
 }
 
