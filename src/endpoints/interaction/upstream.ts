@@ -15,12 +15,7 @@ import { acr, acrRank } from '../../identity/acr.ts';
 import { completeLogin } from '../../identity/login.ts';
 import type { SignInRisk } from '../../identity/login-risk.ts';
 import { riskAuditDetail } from '../../risk/assessment.ts';
-import { guarded, seeOther, sendErrorPage, sendPage } from '../../ui/respond.ts';
-import { backChannelLogout, continuationTarget, type LogoutOutcome } from '../../brokering/logout.ts';
-import { sendError } from '../../http/errors.ts';
-import { OAuthError } from '../../oauth-error.ts';
-import { html } from '../../ui/html.ts';
-import { layout } from '../../ui/layout.ts';
+import { guarded, seeOther, sendErrorPage } from '../../ui/respond.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
 import type { SignInCommitted, SignInSession } from './index.ts';
@@ -57,14 +52,7 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *      the upstream's `sid`), the interaction's record of it and `user.login_succeeded` (method
  *      `upstream`, the provider, the source, what was asserted, whether it was capped), then 303 on.
  *
- * POST /broker/oidc/backchannel-logout (OpenID Connect Back-Channel Logout 1.0; register it at the
- *   upstream as the client's backchannel_logout_uri): a verified logout token ends everything the
- *   people it names hold (src/brokering/logout.ts) → 200, no-store; anything else → 400
- *   `invalid_request` JSON (§2.8) and `upstream.logout_refused`.
- *
- * GET /broker/oidc/logged-out (the upstream's post-logout redirect after an RP-initiated logout that
- *   Clearance passed on, src/endpoints/logout): its `state` verified (HMAC, ten minutes) → 303 to
- *   the relying party's post-logout URI, or the signed-out page; else an error page (400).
+ * Logout across the federation is src/endpoints/broker/logout.ts.
  */
 export interface UpstreamRoutes {
   base: string;
@@ -202,35 +190,6 @@ export function registerUpstreamRoutes(
   }
 
   registerSamlRoutes(app, ctx, { base: routes.base, loadInteraction: routes.loadInteraction, interactionGone: routes.interactionGone, refusal, finish: finishUpstreamSignIn });
-
-  app.post(`${routes.base}/broker/oidc/backchannel-logout`, async (request, reply) => {
-    try {
-      const token = request.form?.get('logout_token');
-      const outcome: LogoutOutcome = token ? await backChannelLogout(ctx, token, request.id) : { ok: false, reason: 'no logout_token' };
-      if (outcome.ok) return reply.code(200).header('cache-control', 'no-store').send();
-      await ctx.audit.record({
-        type: 'upstream.logout_refused',
-        requestId: request.id,
-        decision: { allow: false, reasons: ['invalid_logout_token'] },
-        details: { reason: outcome.reason, source_address: request.ip, ...(outcome.provider ? { provider: outcome.provider } : {}) },
-      });
-      return sendError(reply, new OAuthError('invalid_request', 'the logout token is not valid'));
-    } catch (error) {
-      request.log.error({ err: error }, 'back-channel logout failed');
-      return sendError(reply, new OAuthError('server_error', 'the logout could not be completed'));
-    }
-  });
-
-  app.get<{ Querystring: Record<string, string | string[] | undefined> }>(`${routes.base}/broker/oidc/logged-out`, async (request, reply) =>
-    guarded(ctx, request, reply, async () => {
-      const target = continuationTarget(ctx, single(request.query.state));
-      if (target === undefined) {
-        return sendErrorPage(ctx, request, reply, { status: 400, title: 'Signed out', message: 'You are signed out of Clearance. This link back from your organisation is not valid any more, so you stay here: you can close this window.' });
-      }
-      if (target !== null) return seeOther(reply, target);
-      return sendPage(reply, { status: 200, csp: 'static', page: layout({ title: 'Signed out', base: routes.base, body: html`<h1>Signed out</h1>\n<p>You are signed out of Clearance and of your organisation. You can close this window.</p>` }) });
-    }),
-  );
 
   /** Opens a sign-in at the upstream for this interaction and sends the browser there. */
   async function goUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined): Promise<FastifyReply> {
