@@ -48,8 +48,12 @@ export function browserHash(browserId: string): string {
 
 type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity'>;
 
-/** Opens a sign-in at an upstream for this interaction and browser: its state, nonce and verifier. */
-export async function openUpstreamLogin(ctx: LoginContext, login: { interactionId: string; providerId: string; browserId: string }): Promise<UpstreamLoginSecrets> {
+/**
+ * Opens a sign-in at an upstream for this interaction and browser: its state, nonce and verifier.
+ * `result`: what is already known (a verified identity waiting for the person's own sign-in,
+ * src/brokering/local-link.ts), taken with the state by the same single use.
+ */
+export async function openUpstreamLogin(ctx: LoginContext, login: { interactionId: string; providerId: string; browserId: string; result?: string }): Promise<UpstreamLoginSecrets> {
   const state = randomBytes(32).toString('base64url');
   const now = ctx.clock.now();
   await ctx.storage.db
@@ -62,7 +66,7 @@ export async function openUpstreamLogin(ctx: LoginContext, login: { interactionI
       created_at: now,
       expires_at: now + upstreamLoginTtlMs,
       consumed_at: null,
-      result: null,
+      result: login.result ?? null,
     })
     .execute();
   // Expired records go with a later sign-in's write (at most one in a hundred pays for it).

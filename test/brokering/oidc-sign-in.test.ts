@@ -268,3 +268,54 @@ when { context has assurance && context.assurance.federated && context.assurance
   assert.equal(decodeJwt(tokens.access_token).scope, 'order:create');
   assert.equal(tokens.claims()!.assurance_source, undefined);
 });
+
+test('a person whose email the fund’s sign-in found taken joins the two by signing in with their own account, then and there', async (t) => {
+  const h = await startBrokering(t);
+  const ctx = h.server.running.ctx;
+  const entry = { username: 'rita', email: 'rita@fund-a.example', password: 'a long local password 123' };
+  const decision = await decidePassword(ctx.storage.db, entry);
+  const { id: ritaId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
+  h.upstream.nextSignIn = { sub: 'pm-010', claims: { email: 'rita@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const offered = await signInThroughOrganisation(h, browser, await request.url(), 'rita@fund-a.example');
+  assert.equal(offered.response.status, 409);
+  const page = await offered.response.text();
+  assert.match(page, /If it is yours, sign in with it above: the two will be joined/);
+  assert.match(offered.response.headers.get('set-cookie') ?? '', /clearance_link=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax/);
+  // Rita signs in with her password on that page: the fund's identity is hers from now on.
+  // Clearance's sign-in page is where the organisation form posted from.
+  const interactionPage = new URL(offered.visited[0]!.href.replace(/\/upstream$/, ''));
+  const signedIn = await browser.fetch(`${interactionPage.href}/login`, form({ csrf_token: csrfOf(page), username: 'rita', password: entry.password }));
+  assert.equal(signedIn.status, 303);
+  assert.match(signedIn.headers.get('set-cookie') ?? '', /clearance_link=; Path=\/; HttpOnly; SameSite=Lax; Max-Age=0/, 'the pending link is used up');
+  const link = await ctx.storage.db.selectFrom('user_links').selectAll().where('subject', '=', 'pm-010').executeTakeFirstOrThrow();
+  assert.deepEqual([link.user_id, link.linked_by], [ritaId, 'local_sign_in']);
+  const [linked] = await eventsOf(h, 'user.linked');
+  assert.deepEqual([linked?.actor, linked?.subject, linked?.details.via], [ritaId, ritaId, 'local_sign_in']);
+  // The next sign-in through the fund is Rita's.
+  const again = authorizationRequest(h);
+  const next = new HttpBrowser();
+  const sub = (await tokensFor(h, again, await approve(next, await signInThroughOrganisation(h, next, await again.url(), 'rita@fund-a.example')))).claims()!.sub;
+  assert.equal(sub, ritaId);
+});
+
+test('a pending link attaches to nobody else: another local person signing in on that page is not joined to it', async (t) => {
+  const h = await startBrokering(t);
+  const ctx = h.server.running.ctx;
+  for (const entry of [{ username: 'rita', email: 'rita@fund-a.example', password: 'a long local password 123' }, { username: 'sam', email: 'sam@broker.example', password: 'another long password 456' }]) {
+    const decision = await decidePassword(ctx.storage.db, entry);
+    await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
+  }
+  h.upstream.nextSignIn = { sub: 'pm-011', claims: { email: 'rita@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const offered = await signInThroughOrganisation(h, browser, await authorizationRequest(h).url(), 'rita@fund-a.example');
+  const page = await offered.response.text();
+  // Clearance's sign-in page is where the organisation form posted from.
+  const interactionPage = new URL(offered.visited[0]!.href.replace(/\/upstream$/, ''));
+  const signedIn = await browser.fetch(`${interactionPage.href}/login`, form({ csrf_token: csrfOf(page), username: 'sam', password: 'another long password 456' }));
+  assert.equal(signedIn.status, 303, 'Sam is signed in');
+  assert.match(signedIn.headers.get('set-cookie') ?? '', /clearance_link=; /, 'the pending link is used up all the same');
+  assert.equal(await ctx.storage.db.selectFrom('user_links').selectAll().executeTakeFirst(), undefined);
+  assert.equal((await eventsOf(h, 'user.linked')).length, 0);
+});

@@ -29,6 +29,7 @@ import { rateLimitHeaders } from '../../risk/limits/refusal.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
 import { registerUpstreamRoutes } from './upstream.ts';
+import { completeLocalLink, pendingLinkCookieName } from '../../brokering/local-link.ts';
 import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
 
 /**
@@ -148,7 +149,8 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       const upstream = registerUpstreamRoutes(app, ctx, {
         base,
         flow,
-        showLogin: (request, reply, interaction, view) => showLogin(ctx, request, reply, interaction, { status: view.status, organisation: { ...(view.realm !== undefined ? { realm: view.realm } : {}), error: view.error } }),
+        showLogin: (request, reply, interaction, view) =>
+          showLogin(ctx, request, reply, interaction, { status: view.status, organisation: { ...(view.realm !== undefined ? { realm: view.realm } : {}), error: view.error }, ...(view.setCookie ? { setCookie: view.setCookie } : {}) }),
         loadInteraction: (request, id) => loadInteraction(ctx, flow, request, id),
         checkedLoginForm: (request) => checkedForm(ctx, request, 'login'),
         forbidden: (request, reply) => forbidden(ctx, request, reply),
@@ -298,7 +300,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
           }
           // The interaction ended between its read and the sign-in (nothing recorded on it): no cookie.
           if (!(await outcome.value.recorded)) return interactionGone(ctx, request, reply);
-          reply.header('set-cookie', [outcome.value.started.setCookie, clearPendingCookie(ctx), ...(risk.setDeviceCookie ? [risk.setDeviceCookie] : [])]);
+          reply.header('set-cookie', [outcome.value.started.setCookie, clearPendingCookie(ctx), ...(risk.setDeviceCookie ? [risk.setDeviceCookie] : []), ...(await localLink(request, interaction, outcome.value.started.authentication.userId))]);
           const next = await flow.nextStep(ctx, interaction, outcome.value.started.authentication);
           return seeOther(reply, next.step === 'consent' ? paths.page(interaction.id) : paths.resume(interaction.id));
         }),
@@ -366,6 +368,17 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
       }
 
+      /**
+       * After a local sign-in committed: an upstream identity this browser brought, refused for its
+       * email and kept for this person's own sign-in (src/brokering/local-link.ts), is linked to
+       * them when the email is theirs; the cookie that carried it is cleared either way.
+       */
+      async function localLink(request: FastifyRequest, interaction: Interaction, userId: string): Promise<string[]> {
+        if (!request.headers.cookie?.includes(pendingLinkCookieName)) return [];
+        const cleared = await completeLocalLink(ctx, { cookieHeader: request.headers.cookie, browserId: presentedBrowserId(request), interactionId: interaction.id, requestId: request.id }, userId);
+        return cleared ? [cleared] : [];
+      }
+
       /** After a committed sign-in (password or passkey): the cookies (session; device, when new), and 303 to where the protocol side sends the person. */
       async function signedIn(
         request: FastifyRequest,
@@ -376,7 +389,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       ): Promise<FastifyReply> {
         // The interaction ended between its read and the login (nothing recorded on it): no cookie.
         if (!(await value.recorded)) return interactionGone(ctx, request, reply);
-        reply.header('set-cookie', [value.started.setCookie, ...(risk.setDeviceCookie ? [risk.setDeviceCookie] : [])]);
+        reply.header('set-cookie', [value.started.setCookie, ...(risk.setDeviceCookie ? [risk.setDeviceCookie] : []), ...(await localLink(request, interaction, value.started.authentication.userId))]);
         // Straight to the consent page when the protocol side asks for consent (it knows from the
         // login's own transaction); anything else is the protocol side's to carry out.
         const next = await flow.nextStep(ctx, interaction, value.started.authentication);

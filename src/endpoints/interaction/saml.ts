@@ -91,14 +91,16 @@ export function registerSamlRoutes(app: FastifyInstance, ctx: Context, routes: S
       if (state === undefined) return refuse(400, 'missing_state', startAgain);
       const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(request));
       if (!login.ok) return refuse(400, login.reason, startAgain);
-      if (login.result === undefined) return refuse(400, 'no_answer', startAgain);
+      // Only a SAML answer the ACS kept (not a pending link of src/brokering/local-link.ts).
+      const kept = login.result === undefined ? undefined : (JSON.parse(login.result) as Partial<UpstreamIdentity> & { link?: boolean });
+      if (!kept || kept.link || typeof kept.claims !== 'object') return refuse(400, 'no_answer', startAgain);
       const interaction = await routes.loadInteraction(request, login.interactionId);
       if (!interaction) return routes.interactionGone(request, reply);
       const stored = asSaml(await findProvider(ctx.storage.db, login.providerId));
       if (!stored?.provider.enabled) {
         return refuse(403, 'provider_disabled', providerOff, { requestId: request.id, client: interaction.clientId }, { provider: login.providerId });
       }
-      return routes.finish(request, reply, interaction, stored.provider, JSON.parse(login.result) as UpstreamIdentity);
+      return routes.finish(request, reply, interaction, stored.provider, kept as UpstreamIdentity);
     }),
   );
 }

@@ -5,6 +5,7 @@ import { assuranceOf, type Assurance } from '../../brokering/assurance.ts';
 import type { IdentityProvider } from '../../brokering/definition.ts';
 import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
 import { linkedPerson } from '../../brokering/linking.ts';
+import { offerLocalLink } from '../../brokering/local-link.ts';
 import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../brokering/oidc.ts';
 import { samlAuthorizeUrl } from '../../brokering/saml.ts';
 import { registerSamlRoutes } from './saml.ts';
@@ -57,8 +58,8 @@ import type { SignInCommitted, SignInSession } from './index.ts';
 export interface UpstreamRoutes {
   base: string;
   flow: InteractionFlow;
-  /** The sign-in page again, with the organisation form's value and error. */
-  showLogin(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, view: { status: number; realm?: string; error: string }): Promise<FastifyReply>;
+  /** The sign-in page again, with the organisation form's value and error (and cookies to set). */
+  showLogin(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, view: { status: number; realm?: string; error: string; setCookie?: string[] }): Promise<FastifyReply>;
   loadInteraction(request: FastifyRequest, id: string): Promise<Interaction | undefined>;
   checkedLoginForm(request: FastifyRequest<{ Params: { id: string } }>): { get(name: string): string | undefined } | undefined;
   forbidden(request: FastifyRequest, reply: FastifyReply): FastifyReply;
@@ -136,7 +137,22 @@ export function registerUpstreamRoutes(
     if (!linked.ok) {
       const subjectOf = linked.userId !== undefined ? { subject: linked.userId } : {};
       if (linked.reason === 'email_taken') {
-        return refuse(409, 'email_taken', { title: 'You already have an account here', message: `A Clearance account already uses the email address ${provider.name} gave. It is not joined to your organisation’s sign-in automatically: sign in with that account, or ask your administrator to link the two.` }, { ...base, ...subjectOf }, { ...about, upstream_subject: identity.subject });
+        // Never taken over: the person may join the two by signing in with that account, here and
+        // now (src/brokering/local-link.ts), or ask an administrator to link them.
+        await ctx.audit.record({
+          type: 'upstream.sign_in_refused',
+          ...base,
+          ...subjectOf,
+          decision: { allow: false, reasons: ['email_taken'] },
+          details: { reason: 'email_taken', source_address: request.ip, ...about, upstream_subject: identity.subject, link_offered: true },
+        });
+        const browserId = presentedBrowserId(request)!;
+        const offer = await offerLocalLink(ctx, { interactionId: interaction.id, browserId, provider, identity });
+        return routes.showLogin(request, reply, interaction, {
+          status: 409,
+          error: `A Clearance account already uses the email address ${provider.name} gave, so it was not joined to your organisation’s sign-in. If it is yours, sign in with it above: the two will be joined. Otherwise ask your administrator.`,
+          setCookie: [offer],
+        });
       }
       if (linked.reason === 'account_not_active') return refuse(403, 'account_not_active', notActive, { ...base, ...subjectOf }, about);
       return refuse(409, linked.reason, { title: 'Your account could not be set up', message: 'No username was free for your account. Ask your administrator.' }, base, { ...about, upstream_subject: identity.subject });
