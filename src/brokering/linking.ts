@@ -20,7 +20,7 @@ import type { UpstreamIdentity } from './oidc.ts';
  */
 
 export type LinkOutcome =
-  | { ok: true; user: Database['users']; provisioned: boolean; events: AuditEvent[] }
+  | { ok: true; user: Database['users']; provisioned: boolean }
   | { ok: false; reason: 'email_taken' | 'username_taken' | 'account_not_active'; userId?: string };
 
 type LinkContext = Pick<Context, 'storage' | 'clock' | 'audit'>;
@@ -48,7 +48,10 @@ export async function linkedPerson(ctx: LinkContext, provider: IdentityProvider,
       .executeTakeFirst();
     if (existing) return await signInLinked(ctx, existing, identity, mapped);
     try {
-      return await provision(ctx, provider, identity, mapped);
+      const provisioned = await provision(ctx, provider, identity, mapped);
+      // The email or username may be taken by this very identity: a first sign-in at the same
+      // moment provisioned it after the link was read. Read the link again before refusing.
+      if (provisioned.ok || attempt > 0) return provisioned;
     } catch (error) {
       // Two first sign-ins of one identity at once: the other one's link won; read it.
       if (!isUniqueViolation(error)) throw error;
@@ -67,7 +70,7 @@ async function signInLinked(ctx: LinkContext, user: Database['users'], identity:
     if (changed) await trx.updateTable('users').set({ name, email, updated_at: now }).where('id', '=', user.id).execute();
     await trx.updateTable('user_links').set({ last_login_at: now }).where('issuer', '=', identity.issuer).where('subject', '=', identity.subject).execute();
   });
-  return { ok: true, user: { ...user, name, email, ...(changed ? { updated_at: now } : {}) }, provisioned: false, events: [] };
+  return { ok: true, user: { ...user, name, email, ...(changed ? { updated_at: now } : {}) }, provisioned: false };
 }
 
 async function provision(ctx: LinkContext, provider: IdentityProvider, identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<LinkOutcome> {
@@ -113,7 +116,7 @@ async function provision(ctx: LinkContext, provider: IdentityProvider, identity:
       .execute();
     return { value: undefined, events: [event] };
   });
-  return { ok: true, user: row, provisioned: true, events: [] };
+  return { ok: true, user: row, provisioned: true };
 }
 
 const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
