@@ -276,11 +276,23 @@ describe('token exchange (RFC 8693)', () => {
     assert.match(String(refused.error_description), /subject_token is not acceptable/);
   });
 
-  test('partner tokens: accepted under the trust profile, origin issuer kept, may_act honoured', async (t) => {
+  /**
+   * A partner whose profile maps org_lei and its signed tokens; `firm`: the partner's legal entity
+   * declared, in a region the broker's API is in, and the partner trusted for two-factor acr.
+   */
+  async function partnerChain(t: TestContext, options: { firm?: boolean; extra?: Record<string, unknown> } = {}) {
     const f = await fixture(t);
+    const firm = options.firm ?? true;
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     const partnerIssuer = 'https://as.partner-bank.example.com';
     await applyDocument(f.ctx, {
+      ...(firm
+        ? {
+            regions: [{ id: 'eu' }],
+            legal_entities: [{ lei: '5493001KJTIIGC8Y1R12', name: 'Partner Bank', jurisdiction: 'GB', home_region: 'eu', roles: ['broker'], desks: [{ id: 'pb-rates', name: 'Rates' }] }],
+            resource_servers: [{ ...document.resource_servers[1], region: 'eu' }],
+          }
+        : {}),
       partners: [
         {
           id: 'partner-bank',
@@ -291,8 +303,10 @@ describe('token exchange (RFC 8693)', () => {
           allowed_scopes: ['order:create'],
           claim_mapping: { lei: 'org_lei' },
           clients: ['arranger-backend', 'broker-backend'],
+          ...(firm ? { acr: { map: { 'urn:partner-bank:mfa': acr.multiFactor, 'urn:partner-bank:hwk': acr.phishingResistant }, max: acr.multiFactor } } : {}),
         },
       ],
+      ...options.extra,
     });
     const partnerToken = (claims: Record<string, unknown> = {}) =>
       new SignJWT({ sub: 'pb-trader-9', scope: 'order:create', org_lei: '5493001KJTIIGC8Y1R12', ...claims })
@@ -303,6 +317,12 @@ describe('token exchange (RFC 8693)', () => {
         .setExpirationTime(epochSeconds(f.clock) + 120)
         .setJti(crypto.randomUUID())
         .sign(privateKey);
+    return { ...f, partnerIssuer, partnerToken };
+  }
+
+  test('partner tokens: accepted under the trust profile, origin issuer kept, may_act honoured', async (t) => {
+    const f = await partnerChain(t, { firm: false });
+    const { partnerIssuer, partnerToken } = f;
     const accepted = await f.ok(await f.exchangeFor('arranger-backend', await partnerToken(), { resource: brokerApi }));
     const claims = decodeJwt(accepted.access_token);
     assert.equal(claims.sub, 'pb-trader-9');
@@ -329,42 +349,6 @@ describe('token exchange (RFC 8693)', () => {
     const regional = assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken(), { resource: brokerApi }), 400, 'invalid_target');
     assert.match(String(regional.error_description), /data residency/);
   });
-
-  /** A partner whose profile maps org_lei and trusts the partner's two-factor acr; and its signed tokens. */
-  async function partnerChain(t: TestContext, extra: Record<string, unknown> = {}) {
-    const f = await fixture(t);
-    const { privateKey, publicKey } = await generateKeyPair('ES256');
-    const partnerIssuer = 'https://as.partner-bank.example.com';
-    await applyDocument(f.ctx, {
-      regions: [{ id: 'eu' }],
-      legal_entities: [{ lei: '5493001KJTIIGC8Y1R12', name: 'Partner Bank', jurisdiction: 'GB', home_region: 'eu', roles: ['broker'], desks: [{ id: 'pb-rates', name: 'Rates' }] }],
-      resource_servers: [{ ...document.resource_servers[1], region: 'eu' }],
-      partners: [
-        {
-          id: 'partner-bank',
-          issuer: partnerIssuer,
-          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'p1', alg: 'ES256', use: 'sig' }] },
-          algorithms: ['ES256'],
-          allowed_audiences: [brokerApi],
-          allowed_scopes: ['order:create'],
-          claim_mapping: { lei: 'org_lei' },
-          clients: ['arranger-backend', 'broker-backend'],
-          acr: { map: { 'urn:partner-bank:mfa': acr.multiFactor, 'urn:partner-bank:hwk': acr.phishingResistant }, max: acr.multiFactor },
-        },
-      ],
-      ...extra,
-    });
-    const partnerToken = (claims: Record<string, unknown> = {}) =>
-      new SignJWT({ sub: 'pb-trader-9', scope: 'order:create', org_lei: '5493001KJTIIGC8Y1R12', ...claims })
-        .setProtectedHeader({ alg: 'ES256', kid: 'p1', typ: 'at+jwt' })
-        .setIssuer(partnerIssuer)
-        .setAudience(f.issuer)
-        .setIssuedAt(epochSeconds(f.clock))
-        .setExpirationTime(epochSeconds(f.clock) + 120)
-        .setJti(crypto.randomUUID())
-        .sign(privateKey);
-    return { ...f, partnerIssuer, partnerToken };
-  }
 
   test('a partner subject whose firm is a declared legal entity passes a regional rule at the first hop and at the next', async (t) => {
     const f = await partnerChain(t);
@@ -394,7 +378,7 @@ describe('token exchange (RFC 8693)', () => {
   });
 
   test('a partner subject linked to a local person is decided as that person, at every hop; a locked person’s is refused', async (t) => {
-    const f = await partnerChain(t, { users: [{ username: 'paula', desks: ['pb-rates'], roles: ['trader'] }] });
+    const f = await partnerChain(t, { extra: { users: [{ username: 'paula', desks: ['pb-rates'], roles: ['trader'] }] } });
     const paula = await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', 'paula').executeTakeFirstOrThrow();
     await f.ctx.storage.db
       .insertInto('user_links')
