@@ -37,9 +37,10 @@ export async function planIdentityProviders(
     for (const desk of entity.desks) deskOwner.set(desk.id, entity.lei);
   }
   const stored = await listProviders(ctx.storage.db);
+  // A domain belongs to one provider: stored ones keep theirs unless the document declares them anew.
+  const redeclared = new Set(entries.map((e) => e.item.provider.id));
   const domainOwner = new Map<string, string>();
-  for (const p of stored) for (const d of p.provider.domains) domainOwner.set(d, p.provider.id);
-  for (const { item } of entries) for (const d of item.provider.domains) domainOwner.delete(d);
+  for (const p of stored) if (!redeclared.has(p.provider.id)) for (const d of p.provider.domains) domainOwner.set(d, p.provider.id);
   for (const { item, at } of entries) {
     const { provider } = item;
     const path = `identity_providers[${at}]`;

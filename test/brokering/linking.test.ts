@@ -9,6 +9,7 @@ import { consumeUpstreamLogin, openUpstreamLogin, upstreamLoginTtlMs } from '../
 import type { Context } from '../../src/context.ts';
 import { decidePassword, upsertUser } from '../../src/identity/users.ts';
 import { protocolFixture } from '../endpoints/fixture.ts';
+import { planApply } from '../../src/apply/index.ts';
 import { cliWorkspace } from '../helpers/cli.ts';
 import { testDialects } from '../helpers/storage.ts';
 
@@ -83,6 +84,19 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+describe('declaring identity providers', () => {
+  test('an email domain belongs to one provider: another provider claiming it, in a later document, is refused', async (t) => {
+    const f = await protocolFixture(t, { risk: 'off' });
+    await f.apply(providerDocument());
+    const second = { id: 'fund-b', name: 'Fund B', issuer: 'https://idp.fund-b.example', client_id: 'clearance', client_secret: 'a-client-secret-of-fund-b-0123', legal_entity: fundLei, domains: ['fund-a.example'] };
+    const { problems } = await planApply(f.ctx, { identity_providers: [second] });
+    assert.deepEqual(problems, [{ path: 'identity_providers[0].domains[0]', message: '"fund-a.example" is already a domain of identity provider fund-a' }]);
+    // The same document moving the domain from one to the other is accepted.
+    const moved = await planApply(f.ctx, { identity_providers: [{ ...providerDocument().identity_providers[0], domains: [] }, second] });
+    assert.deepEqual(moved.problems, []);
+  });
+});
 
 describe('an administrator links an upstream identity', () => {
   test('through the admin API: 201 and user.linked, 409 when already linked, 404 for an unknown provider; GET lists the links', async (t) => {
