@@ -28,13 +28,14 @@ import { executeCertificateProfiles, planCertificateProfiles } from '../pki/appl
 import type { CertificateProfile } from '../pki/profiles.ts';
 import { executeAgents, planAgents, type AgentPlan } from '../agents/apply-section.ts';
 import { consoleClientId } from '../console/client.ts';
-import { executeIdentityProviders, planIdentityProviders } from '../brokering/providers.ts';
-import type { IdentityProviderEntry } from '../brokering/definition.ts';
-import { forgetProviderDirectory } from '../brokering/directory.ts';
-import { forgetConfiguration } from '../brokering/oidc.ts';
+import { executeIdentityProviders, planIdentityProviders } from '../federation/upstream/providers.ts';
+import type { IdentityProviderEntry } from '../federation/upstream/definition.ts';
+import { forgetProviderDirectory } from '../federation/upstream/directory.ts';
+import { executePersonCertificates, forgetPersonCertificates, planPersonCertificates, type PersonCertificatesSection } from '../identity/certificates/settings.ts';
+import { forgetConfiguration } from '../federation/upstream/oidc.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents', 'identity_providers'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents', 'identity_providers', 'person_certificates'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -73,13 +74,15 @@ export interface ApplyPlan {
   certificateProfiles: CertificateProfile[];
   /** `pipelines` and `agents` (src/agents): created or updated. */
   agents?: AgentPlan;
-  /** `identity_providers` (src/brokering): upstream identity providers, created or updated (a client secret stays write-only). */
+  /** `identity_providers` (src/federation/upstream): upstream identity providers, created or updated (a client secret stays write-only). */
   identityProviders?: IdentityProviderEntry[];
+  /** `person_certificates` (src/identity/certificates/settings.ts): when present, the whole list of authorities that sign people in with a certificate. */
+  personCertificates?: PersonCertificatesSection;
 }
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline' | 'identity_provider';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline' | 'identity_provider' | 'person_certificate_authority';
 
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed';
@@ -179,6 +182,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const anomalies = root.anomalies === undefined ? undefined : readAnomalySection(v, 'anomalies', root.anomalies);
 
   const rateLimits = root.rate_limits === undefined ? undefined : readRateLimitSection(v, 'rate_limits', root.rate_limits);
+  const personCertificates = root.person_certificates === undefined ? undefined : await planPersonCertificates(ctx, v, 'person_certificates', root.person_certificates, certificateProfiles.profiles);
   return v.ok
     ? {
         plan: {
@@ -202,6 +206,7 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           ...(rateLimits ? { rateLimits } : {}),
 
           ...(kycProviders ? { kycProviders } : {}),
+          ...(personCertificates ? { personCertificates } : {}),
         },
         problems: [],
       }
@@ -271,6 +276,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     result.changes.push(...(await executePartners(ctx, trx, plan.partners)));
     result.changes.push(...(await executeCertificateProfiles(ctx, trx, plan.certificateProfiles ?? [])));
     if (plan.agents) result.changes.push(...(await executeAgents(ctx, trx, plan.agents)));
+    if (plan.personCertificates) result.changes.push(...(await executePersonCertificates(trx, now, plan.personCertificates)));
     if (plan.identityProviders) result.changes.push(...(await executeIdentityProviders(trx, now, ctx.identity.factorKeys.master, plan.identityProviders, events, source.actor)));
     result.changes.push(...(await upsertRoleMinimums(trx, now, new Map(Object.entries(plan.roleMinimums ?? {})))));
     if (plan.recovery) result.changes.push(...(await upsertRecoverySettings(trx, now, plan.recovery)));
@@ -299,6 +305,7 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   ctx.pki.invalidateProfiles();
   ctx.agents.invalidate();
   forgetProviderDirectory(ctx.storage.db);
+  forgetPersonCertificates(ctx.storage.db);
   for (const entry of plan.identityProviders ?? []) forgetConfiguration(entry.provider.id);
   invalidateRoleMinimums(ctx);
   invalidateBreakGlassAccounts(ctx);

@@ -58,7 +58,10 @@ export const auditEventTypes = [
   'step_up.completed',
   'refresh.rotated',
   'refresh.reused',
-  // People (src/identity): password logins, lockouts, logout.
+  // People (src/identity): password logins, lockouts, logout. A certificate (smart card) sign-in
+  // (src/identity/certificates) is a `user.login_succeeded`/`user.login_failed` with method
+  // `certificate`: its authority, serial, issuer and SHA-256 (never its subject), and a failure's
+  // reason (untrusted, revoked, device_certificate, proxy_header_untrusted, …).
   'user.login_succeeded',
   'user.login_failed',
   'user.locked',
@@ -77,7 +80,7 @@ export const auditEventTypes = [
   'user.deleted',
   'user.password_reset',
   'user.signed_out_everywhere',
-  // Identity brokering (src/brokering): a sign-in through an upstream identity provider is a
+  // Identity brokering (src/federation/upstream): a sign-in through an upstream identity provider is a
   // `user.login_succeeded` with method `upstream` and its source of assurance; a person provisioned
   // at their first such sign-in, an upstream identity linked to an existing person by an
   // administrator, a sign-in the upstream's answer could not complete (with why), a back-channel

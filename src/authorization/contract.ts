@@ -43,7 +43,7 @@ export interface Authentication {
    */
   deviceId?: string;
   /**
-   * The upstream identity provider that signed the person in (src/brokering), when one did: its
+   * The upstream identity provider that signed the person in (src/federation/upstream), when one did: its
    * issuer is the session's source of assurance, named in the tokens (`assurance_source`), the
    * events and policy's context (`context.assurance`). Absent for a local sign-in.
    */

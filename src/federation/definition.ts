@@ -1,5 +1,5 @@
 import { Validator, join } from '../validation.ts';
-import { readAcrTrust, type AcrTrust } from '../brokering/acr-trust.ts';
+import { readAcrTrust, type AcrTrust } from './upstream/acr-trust.ts';
 import { isLoopbackName } from './address.ts';
 import { importPartnerKey, partnerAlgorithms, type PartnerAlg } from './keys.ts';
 
@@ -47,7 +47,7 @@ export interface Partner {
   on_drift?: OnDrift;
   /**
    * Which of the partner's `acr` values stand for which of Clearance's levels, and the most it is
-   * trusted to assert (src/brokering/acr-trust.ts): its subjects' tokens then carry the level, their
+   * trusted to assert (src/federation/upstream/acr-trust.ts): its subjects' tokens then carry the level, their
    * `amr` where believed, and the partner as their source of assurance. Absent: no acr is carried.
    */
   acr?: AcrTrust;

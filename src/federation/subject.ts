@@ -1,4 +1,4 @@
-import { assuranceOf } from '../brokering/assurance.ts';
+import { assuranceOf } from './upstream/assurance.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Issuance } from '../policy/issuance.ts';

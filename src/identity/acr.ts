@@ -34,6 +34,10 @@ export const amr = {
   softwareKey: 'swk',
   /** User presence/verification at the authenticator (a passkey's UV). */
   user: 'user',
+  /** A smart card: a person's certificate whose key is on a hardware token (src/identity/certificates). */
+  smartCard: 'sc',
+  /** A PIN that unlocks a key on the device (a smart card's, which its certificate policy requires). */
+  pin: 'pin',
   multiFactor: 'mfa',
   /**
    * A one-time recovery code stood in for the second factor (src/identity/factors/recovery-codes.ts).
@@ -43,9 +47,9 @@ export const amr = {
    */
   recoveryCode: 'urn:clearance:amr:recovery-code',
   /**
-   * The person was signed in by an upstream identity provider (src/brokering): RFC 8176 registers no
+   * The person was signed in by an upstream identity provider (src/federation/upstream): RFC 8176 registers no
    * value for federation. The upstream's own values follow only where the provider is trusted for
-   * the level they stand for (src/brokering/assurance.ts).
+   * the level they stand for (src/federation/upstream/assurance.ts).
    */
   upstream: 'urn:clearance:amr:upstream',
 } as const;

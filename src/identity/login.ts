@@ -277,7 +277,7 @@ export interface LoginCompletion {
   risk?: RiskAssessment;
   /** The managed device of the sign-in: in the event (`details.device_id`). */
   device?: string;
-  /** What else the event says of how the person was authenticated (an upstream sign-in's provider and source of assurance, src/brokering). */
+  /** What else the event says of how the person was authenticated (an upstream sign-in's provider and source of assurance, src/federation/upstream). */
   details?: Record<string, unknown>;
 }
 

@@ -66,7 +66,7 @@ export interface IdentityTables {
     risk: string | null;
     /** The managed device the person signed in from (migration 0041), or null. */
     device_id: string | null;
-    /** The upstream identity provider that signed the person in (src/brokering, migration 0045), or null for a local sign-in. */
+    /** The upstream identity provider that signed the person in (src/federation/upstream, migration 0045), or null for a local sign-in. */
     assurance_provider: string | null;
     /** That upstream's issuer: the session's source of assurance, in its tokens and events; null for a local sign-in. */
     assurance_source: string | null;

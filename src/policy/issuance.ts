@@ -58,7 +58,7 @@ export interface Issuance {
   agent?: AgentClaim & { envelope?: { venues: string[]; instrument_classes: string[]; max_notional?: number; currency?: string } };
   /** The managed device the person signed in from (src/pki, a `device` profile certificate): the context's `managed_device` and `device_id`. */
   deviceId?: string;
-  /** The issuer of the upstream identity provider that signed the person in (src/brokering): the context's `assurance`. */
+  /** The issuer of the upstream identity provider that signed the person in (src/federation/upstream): the context's `assurance`. */
   assuranceSource?: string;
   /**
    * The signals that fired when the person signed in (src/risk: kept with the session and the
@@ -437,7 +437,7 @@ function decisionContext(server: ResourceServer, issuance: Issuance, ownIssuer: 
     ...(issuance.approvals !== undefined ? { approvals: issuance.approvals } : {}),
     // Only an agent's token, issued with a certificate attested for an approved model version.
     ...(issuance.deviceId !== undefined ? { managed_device: true, device_id: issuance.deviceId } : issuance.subject.type === 'User' ? { managed_device: false } : {}),
-    // Who authenticated the person: an upstream identity provider (src/brokering), else Clearance itself.
+    // Who authenticated the person: an upstream identity provider (src/federation/upstream), else Clearance itself.
     ...(issuance.subject.type === 'User' ? { assurance: { source: issuance.assuranceSource ?? ownIssuer, federated: issuance.assuranceSource !== undefined } } : {}),
     ...(issuance.agent ? { agent: agentContext(issuance.agent) } : {}),
   };

@@ -55,7 +55,7 @@ export interface DecisionContext {
   /** Set by Clearance only, at issuance to a person: whether they signed in from a managed device, and which. */
   managed_device?: boolean;
   device_id?: string;
-  /** Set by Clearance only, at issuance to a person: who authenticated them (src/brokering) — Clearance, or an upstream identity provider. */
+  /** Set by Clearance only, at issuance to a person: who authenticated them (src/federation/upstream) — Clearance, or an upstream identity provider. */
   assurance?: { source: string; federated: boolean };
 }
 

@@ -108,7 +108,7 @@ type Risk = {
   signals: Set<String>,          // the signals that fired (docs/risk.md "Signals")
 };
 
-// Who vouched for a person's authentication (src/brokering, docs/identity-brokering.md), set by Clearance.
+// Who vouched for a person's authentication (src/federation/upstream, docs/identity-brokering.md), set by Clearance.
 type Assurance = {
   source: String,                // the issuer that authenticated the person: Clearance's own, or the upstream identity provider's
   federated: Bool,               // signed in through an upstream identity provider

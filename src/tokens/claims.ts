@@ -48,7 +48,7 @@ export interface AccessTokenClaims {
   /** The managed device the person signed in from (a `device` profile certificate of Clearance's CA over mTLS). */
   device_id?: string;
   /**
-   * The issuer of the upstream identity provider that signed the person in (src/brokering): the
+   * The issuer of the upstream identity provider that signed the person in (src/federation/upstream): the
    * source of assurance of `acr` and `amr` (docs/identity-brokering.md). Absent for a local sign-in.
    */
   assurance_source?: string;

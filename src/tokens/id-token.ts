@@ -20,7 +20,7 @@ export interface IdTokenClaims {
   nonce?: string;
   acr: string;
   amr: string[];
-  /** The issuer of the upstream identity provider that signed the person in (src/brokering): the source of assurance of acr and amr. */
+  /** The issuer of the upstream identity provider that signed the person in (src/federation/upstream): the source of assurance of acr and amr. */
   assurance_source?: string;
 }
 

@@ -37,7 +37,7 @@ export interface TokenBasis {
   loginRisk?: SignalHit[];
   /** The managed device of the sign-in the grant was made from (its tokens' `device_id`). */
   deviceId?: string;
-  /** The upstream identity provider of the sign-in (src/brokering): its tokens' `assurance_source`, policy's `context.assurance`. */
+  /** The upstream identity provider of the sign-in (src/federation/upstream): its tokens' `assurance_source`, policy's `context.assurance`. */
   assurance?: UpstreamAssurance;
 }
 

@@ -51,11 +51,16 @@ export interface LoginView {
   /** Set once the person has authenticated below the level: the step-up variant of the page. */
   steppingUp?: SteppingUp;
   /**
-   * Signing in through the person's organisation (upstream identity providers, src/brokering):
+   * Signing in through the person's organisation (upstream identity providers, src/federation/upstream):
    * where the form posts, the email or LEI typed (or the request's login_hint), and why it failed.
    * Absent when no provider is declared.
    */
   organisation?: { action: string; realm?: string; error?: string };
+  /**
+   * Signing in with a client certificate — a smart card (src/identity/certificates): where its form
+   * posts. Absent when no authority signs people in with a certificate (apply's `person_certificates`).
+   */
+  certificate?: { action: string };
 }
 
 /**
@@ -69,6 +74,8 @@ export interface LoginView {
  * - `:mfa`: the same, saying a passkey or the password and an authenticator's code are needed.
  * - `:phr`, `:phrh`: "needs a passkey": only the passkey; the password is behind "No passkey yet?"
  *   (to sign in and add one on the account page) or, for a voluntary level, "instead".
+ * - With certificate sign-in set up (`certificate`): "Sign in with your smart card" after the
+ *   passkey (or the password), on every level and on the step-up page — a smart card reaches them all.
  * - A required level: "Go back to the application" (the request ends with
  *   unmet_authentication_requirements).
  * - `steppingUp`: the person is known and below the level; the page says how they signed in, what
@@ -83,15 +90,17 @@ export function loginPage(view: LoginView): SafeHtml {
   });
 }
 
-/** The words for what a level needs, as "… needs X". */
-function needs(level: Acr): string {
+/** The words for what a level needs, as "… needs X" (a smart card reaches every level, when offered). */
+function needs(level: Acr, smartCard = false): string {
   switch (level) {
     case acr.multiFactor:
-      return 'two-step sign-in: a passkey, or your password and a code from your authenticator app';
+      return smartCard
+        ? 'two-step sign-in: your smart card, a passkey, or your password and a code from your authenticator app'
+        : 'two-step sign-in: a passkey, or your password and a code from your authenticator app';
     case acr.phishingResistant:
-      return 'a passkey';
+      return smartCard ? 'your smart card or a passkey' : 'a passkey';
     case acr.phishingResistantHardware:
-      return 'a passkey on a security key your organisation has approved';
+      return smartCard ? 'your smart card, or a passkey on a security key your organisation has approved' : 'a passkey on a security key your organisation has approved';
     default:
       return 'you to sign in';
   }
@@ -110,6 +119,9 @@ function stepUpTitle(level: LevelAsked | undefined): string {
 /** How a person signed in, in words, from the authentication's amr (RFC 8176). */
 export function signedInWith(methods: readonly string[]): string {
   if (methods.includes(amr.upstream)) return 'your organisation’s sign-in';
+  if (methods.includes(amr.smartCard)) return 'your smart card';
+  // A software certificate (src/identity/certificates/login.ts): a software key and nothing else.
+  if (methods.length === 1 && methods[0] === amr.softwareKey) return 'a certificate';
   if (methods.includes(amr.hardwareKey) || methods.includes(amr.softwareKey)) return 'a passkey';
   if (methods.includes(amr.recoveryCode)) return 'your password and a recovery code';
   if (methods.includes(amr.oneTimePassword)) return 'your password and your authenticator app';
@@ -121,8 +133,8 @@ function levelSentence(view: LoginView): SafeHtml | string {
   const level = view.level;
   if (!level || level.acr === acr.password) return '';
   return level.voluntary
-    ? html`<p class="notice" id="level">${view.clientName} asks for ${needs(level.acr)}.</p>`
-    : html`<p class="notice" id="level">${view.clientName} needs ${needs(level.acr)}.</p>`;
+    ? html`<p class="notice" id="level">${view.clientName} asks for ${needs(level.acr, view.certificate !== undefined)}.</p>`
+    : html`<p class="notice" id="level">${view.clientName} needs ${needs(level.acr, view.certificate !== undefined)}.</p>`;
 }
 
 const errorRegion = (view: LoginView) => html`<div id="form-error" class="error" role="alert">${view.error ?? ''}</div>`;
@@ -157,6 +169,23 @@ function organisationForm(view: LoginView): SafeHtml | string {
 </section>`;
 }
 
+/**
+ * "Sign in with your smart card": a plain form (no script); the certificate is the one the browser
+ * presented to Clearance (or its trusted proxy) when it connected — the browser asks which, and
+ * the card asks its PIN.
+ */
+function certificateForm(view: LoginView, secondary: boolean): SafeHtml | string {
+  if (!view.certificate) return '';
+  return html`<section class="certificate-signin" aria-labelledby="certificate-heading">
+<h2 id="certificate-heading">Sign in with your smart card</h2>
+<p class="muted">Insert your card first. Your browser may ask you to choose your certificate, and the card asks for its PIN.</p>
+<form method="post" action="${view.certificate.action}">
+<input type="hidden" name="${csrfField}" value="${view.csrfToken}">
+<div class="actions"><button type="submit"${secondary ? html` class="secondary"` : ''}>Sign in with your smart card</button></div>
+</form>
+</section>`;
+}
+
 function declineForm(view: LoginView, question: string): SafeHtml | string {
   if (!view.decline || !view.level || view.level.voluntary || view.level.acr === acr.password) return '';
   return html`<form method="post" action="${view.decline}" class="decline">
@@ -187,6 +216,7 @@ ${errorRegion(view)}`;
     const voluntary = view.level!.voluntary;
     return html`${intro}
 ${passkeyForm(view, username, 'Use a passkey', true)}
+${certificateForm(view, false)}
 <details class="password-signin"${view.error && view.username !== undefined ? ' open' : ''}>
 <summary>${voluntary ? 'Sign in with your password instead' : 'No passkey yet? Sign in with your password'}</summary>
 <p class="muted">${
@@ -216,6 +246,7 @@ ${passkeyForm(view, html``, 'Use a passkey', false)}
 ${passwordField}
 <div class="actions"><button type="submit">Sign in</button></div>
 </form>
+${certificateForm(view, true)}
 ${organisationForm(view)}
 ${declineForm(view, 'Can’t sign in in one of these ways?')}`;
 }
@@ -226,8 +257,8 @@ function stepUpBody(view: LoginView, person: SteppingUp): SafeHtml {
   const voluntary = view.level?.voluntary ?? false;
   const how = signedInWith(person.amr);
   const situation = person.fresh
-    ? html`You signed in as <strong>${person.username}</strong> with ${how}, but ${view.clientName} ${voluntary ? 'asks for' : 'needs'} ${needs(level)}.`
-    : html`You are signed in as <strong>${person.username}</strong> with ${how}. ${view.clientName} ${voluntary ? 'asks for' : 'needs'} ${needs(level)} to continue.`;
+    ? html`You signed in as <strong>${person.username}</strong> with ${how}, but ${view.clientName} ${voluntary ? 'asks for' : 'needs'} ${needs(level, view.certificate !== undefined)}.`
+    : html`You are signed in as <strong>${person.username}</strong> with ${how}. ${view.clientName} ${voluntary ? 'asks for' : 'needs'} ${needs(level, view.certificate !== undefined)} to continue.`;
   const username = html`<input type="hidden" id="username" name="username" value="${person.username}">\n`;
   const passwordForm = (button: string) => html`<form method="post" action="${view.action}">
 <input type="hidden" name="${csrfField}" value="${view.csrfToken}">
@@ -243,6 +274,7 @@ ${person.reaching.password && level === acr.multiFactor ? html`<p class="muted">
 ${errorRegion(view)}
 ${person.reaching.passkey ? passkeyForm(view, username, 'Use your passkey', true) : ''}
 ${person.reaching.password ? passwordForm('Continue') : ''}
+${certificateForm(view, person.reaching.passkey || person.reaching.password)}
 ${none ? html`<p id="no-method">${nothingReaches(level, person.accountHref)}</p>` : ''}
 ${voluntary && person.hasPassword && !person.reaching.password ? html`<details class="password-signin"${view.error && view.username !== undefined ? ' open' : ''}><summary>Sign in with your password instead</summary>
 <p class="muted">${view.clientName} will be told that you signed in with a password, and may ask again.</p>

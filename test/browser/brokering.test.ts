@@ -5,7 +5,7 @@ import * as client from 'openid-client';
 import type { Page } from 'playwright-core';
 import { launchBrowser } from '../helpers/browser.ts';
 import { personPage } from '../helpers/desk-app.ts';
-import { authorizationRequest, startBrokering, upstreamAcr, type BrokeringHarness } from '../brokering/fixture.ts';
+import { authorizationRequest, startBrokering, upstreamAcr, type BrokeringHarness } from '../federation/upstream/fixture.ts';
 
 // Identity brokering in Chromium: a portfolio manager at the partner fund signs in to the broker's
 // desk application through the fund's own OpenID Provider (node-oidc-provider, whose sign-in

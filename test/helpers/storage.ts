@@ -4,7 +4,7 @@
  * Storage contract tests — one suite, every dialect (SQLite always; PostgreSQL too when
  * TEST_DATABASE_URL is set, each database a fresh randomly named schema, dropped afterwards):
  *
- *   import { testDialects } from '../helpers/storage.ts';
+ *   import { testDialects } from './storage.ts';
  *
  *   for (const dialect of testDialects()) {
  *     describe(`the client store on ${dialect.name}`, () => {
@@ -21,7 +21,7 @@
  * built-in resource servers, and whatever components openContext wires), on a temp data dir with a
  * ManualClock and a silent logger:
  *
- *   import { testContext } from '../helpers/storage.ts';
+ *   import { testContext } from './storage.ts';
  *
  *   test('issues a token', async (t) => {
  *     const { ctx, clock } = await testContext({ t });               // cleaned up after the test

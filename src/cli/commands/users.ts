@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import type { Context } from '../../context.ts';
-import { linkIdentity, linksOf } from '../../brokering/linking.ts';
-import { findProvider } from '../../brokering/providers.ts';
+import { linkIdentity, linksOf } from '../../federation/upstream/linking.ts';
+import { findProvider } from '../../federation/upstream/providers.ts';
 import { findUserByUsername } from '../../identity/users.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';

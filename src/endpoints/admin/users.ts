@@ -9,8 +9,8 @@ import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem } from '../../validation.ts';
 import { recordPeopleRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { linkIdentity, linksOf } from '../../brokering/linking.ts';
-import { findProvider } from '../../brokering/providers.ts';
+import { linkIdentity, linksOf } from '../../federation/upstream/linking.ts';
+import { findProvider } from '../../federation/upstream/providers.ts';
 import { sendJson } from '../../http/json.ts';
 import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
 
@@ -28,7 +28,7 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  * - PATCH /admin/users/{username} (application/merge-patch+json)
  * - POST /admin/users/{username}/sign-out: "sign out everywhere"
  * - DELETE /admin/users/{username}
- * - GET /admin/users/{username}/links: the upstream identities linked to the person (src/brokering)
+ * - GET /admin/users/{username}/links: the upstream identities linked to the person (src/federation/upstream)
  * - POST /admin/users/{username}/links {provider, subject}: links one (user.linked); 409 when that
  *   identity is already someone's
  * A password reset, `status: locked` or `disabled`, sign-out and deletion end the person's

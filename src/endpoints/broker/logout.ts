@@ -1,4 +1,4 @@
-import { backChannelLogout, continuationTarget, type LogoutOutcome } from '../../brokering/logout.ts';
+import { backChannelLogout, continuationTarget, type LogoutOutcome } from '../../federation/upstream/logout.ts';
 import { sendError } from '../../http/errors.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { html } from '../../ui/html.ts';
@@ -8,7 +8,7 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { single } from '../interaction/upstream.ts';
 
 /**
- * Logout across the federation (src/brokering/logout.ts, docs/identity-brokering.md "Logout").
+ * Logout across the federation (src/federation/upstream/logout.ts, docs/identity-brokering.md "Logout").
  *
  * POST /broker/oidc/backchannel-logout (OpenID Connect Back-Channel Logout 1.0; register it at the
  *   upstream as the client's backchannel_logout_uri): a verified logout token ends everything the

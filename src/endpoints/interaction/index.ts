@@ -29,8 +29,10 @@ import { rateLimitHeaders } from '../../risk/limits/refusal.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
 import { registerUpstreamRoutes } from './upstream.ts';
-import { completeLocalLink, pendingLinkCookieName } from '../../brokering/local-link.ts';
-import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
+import { certificateAction, registerCertificateRoute } from './certificate.ts';
+import { personCertificateAuthorities } from '../../identity/certificates/settings.ts';
+import { completeLocalLink, pendingLinkCookieName } from '../../federation/upstream/local-link.ts';
+import { providerDirectory, providerForRealm } from '../../federation/upstream/directory.ts';
 
 /**
  * Where a person logs in and consents during an authorization request (the people side of
@@ -102,6 +104,10 @@ import { providerDirectory, providerForRealm } from '../../brokering/directory.t
  *   4. as step 5 of login: the session at the passkey's level (acr `urn:clearance:acr:phr`, or
  *      `:phrh` for attested hardware), recorded on the interaction in the sign-in's transaction.
  *
+ * POST /interaction/{id}/certificate ("Sign in with your smart card", shown while apply's
+ *   `person_certificates` names an authority): the browser's client certificate checked and
+ *   mapped to a person, then as step 5 of login — ./certificate.ts has its rules.
+ *
  * POST /interaction/{id}/decline ("Go back to the application", on the sign-in page)
  *   1–2. as for login (the sign-in form's CSRF token);
  *   3. unless the step is a login at a required level (NextStep.acr, not voluntary) → 303 to the
@@ -151,6 +157,19 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         flow,
         showLogin: (request, reply, interaction, view) =>
           showLogin(ctx, request, reply, interaction, { status: view.status, organisation: { ...(view.realm !== undefined ? { realm: view.realm } : {}), error: view.error }, ...(view.setCookie ? { setCookie: view.setCookie } : {}) }),
+        loadInteraction: (request, id) => loadInteraction(ctx, flow, request, id),
+        checkedLoginForm: (request) => checkedForm(ctx, request, 'login'),
+        forbidden: (request, reply) => forbidden(ctx, request, reply),
+        interactionGone: (request, reply) => interactionGone(ctx, request, reply),
+        riskOf: (request, interaction) => riskOf(request, interaction),
+        session: (request, interaction, flight, login) => session(request, interaction, flight, login),
+        signedIn: (request, reply, interaction, value, risk) => signedIn(request, reply, interaction, value, risk),
+      });
+
+      // Signing in with a client certificate, a smart card (./certificate.ts).
+      registerCertificateRoute(app, ctx, {
+        base,
+        showLogin: (request, reply, interaction, view) => showLogin(ctx, request, reply, interaction, view),
         loadInteraction: (request, id) => loadInteraction(ctx, flow, request, id),
         checkedLoginForm: (request) => checkedForm(ctx, request, 'login'),
         forbidden: (request, reply) => forbidden(ctx, request, reply),
@@ -370,7 +389,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
 
       /**
        * After a local sign-in committed: an upstream identity this browser brought, refused for its
-       * email and kept for this person's own sign-in (src/brokering/local-link.ts), is linked to
+       * email and kept for this person's own sign-in (src/federation/upstream/local-link.ts), is linked to
        * them when the email is theirs; the cookie that carried it is cleared either way.
        */
       async function localLink(request: FastifyRequest, interaction: Interaction, userId: string): Promise<string[]> {
@@ -516,7 +535,12 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         const session = known.step ? known.session : (known.session ?? (await readSession(ctx, request.headers.cookie)));
         const step = known.step ?? (await flow.nextStep(ctx, interaction, session));
         const level: LevelAsked | undefined = step.step === 'login' && step.acr !== undefined ? { acr: step.acr, voluntary: step.voluntary === true } : undefined;
-        const [client, steppingUp, providers] = await Promise.all([ctx.clients.get(interaction.clientId), stepUpOf(step, interaction, session), providerDirectory(ctx.storage.db, ctx.clock.now())]);
+        const [client, steppingUp, providers, certificateAuthorities] = await Promise.all([
+          ctx.clients.get(interaction.clientId),
+          stepUpOf(step, interaction, session),
+          providerDirectory(ctx.storage.db, ctx.clock.now()),
+          personCertificateAuthorities(ctx),
+        ]);
         // "Sign in through your organisation" while any upstream is enabled (never on a step-up: that is the person's own factor).
         const organisation = providers.some((p) => p.provider.enabled)
           ? { action: paths.upstream(interaction.id), ...((view.organisation?.realm ?? interaction.hints?.login) !== undefined ? { realm: (view.organisation?.realm ?? interaction.hints?.login)!.slice(0, 256) } : {}), ...(view.organisation?.error ? { error: view.organisation.error } : {}) }
@@ -539,6 +563,8 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             ...(view.error ? { error: view.error } : {}),
             ...(view.notice && !steppingUp ? { notice: view.notice } : {}),
             ...(organisation ? { organisation } : {}),
+            // "Sign in with your smart card" while any authority signs people in with a certificate.
+            ...(certificateAuthorities.length > 0 ? { certificate: { action: certificateAction(base, interaction.id) } } : {}),
           }),
           ...(setCookie.length > 0 ? { setCookie } : {}),
           ...(view.headers ? { headers: view.headers } : {}),

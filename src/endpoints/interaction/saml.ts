@@ -1,18 +1,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Interaction } from '../../authorization/contract.ts';
 import type { AuditEvent } from '../../audit/events.ts';
-import type { IdentityProvider } from '../../brokering/definition.ts';
-import type { UpstreamIdentity } from '../../brokering/oidc.ts';
-import { asSaml, findProvider } from '../../brokering/providers.ts';
-import { SamlError, serviceProviderMetadata, validateSamlResponse } from '../../brokering/saml.ts';
-import { consumeUpstreamLogin, keepUpstreamResult, openUpstreamLoginOf, spoilUpstreamLogin } from '../../brokering/upstream-logins.ts';
+import type { IdentityProvider } from '../../federation/upstream/definition.ts';
+import type { UpstreamIdentity } from '../../federation/upstream/oidc.ts';
+import { asSaml, findProvider } from '../../federation/upstream/providers.ts';
+import { SamlError, serviceProviderMetadata, validateSamlResponse } from '../../federation/upstream/saml.ts';
+import { consumeUpstreamLogin, keepUpstreamResult, openUpstreamLoginOf, spoilUpstreamLogin } from '../../federation/upstream/upstream-logins.ts';
 import type { Context } from '../../context.ts';
 import { guarded, seeOther } from '../../ui/respond.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import { notVerified, providerOff, single, startAgain, type Refuse } from './upstream.ts';
 
 /**
- * Signing in through an upstream SAML 2.0 IdP (src/brokering/saml.ts, docs/identity-brokering.md).
+ * Signing in through an upstream SAML 2.0 IdP (src/federation/upstream/saml.ts, docs/identity-brokering.md).
  * The sign-in starts as an OpenID Connect one does (POST /interaction/{id}/upstream, ./upstream.ts),
  * with a signed AuthnRequest by the HTTP-Redirect binding and the state as RelayState.
  *
@@ -23,7 +23,7 @@ import { notVerified, providerOff, single, startAgain, type Refuse } from './ups
  *   1. the RelayState names an open sign-in (not taken, not expired, no answer yet), else 400 and
  *      `upstream.sign_in_refused` (unknown_state);
  *   2. its provider still an enabled SAML IdP, else 403 (provider_disabled);
- *   3. the response verified (src/brokering/saml.ts: signatures, issuer, Destination, Recipient,
+ *   3. the response verified (src/federation/upstream/saml.ts: signatures, issuer, Destination, Recipient,
  *      audience, times, InResponseTo the id this sign-in's request carried), else 401
  *      (invalid_assertion) and the sign-in spoiled;
  *   4. the assertion's ID used once (the shared replay cache, every node), else 401
@@ -91,7 +91,7 @@ export function registerSamlRoutes(app: FastifyInstance, ctx: Context, routes: S
       if (state === undefined) return refuse(400, 'missing_state', startAgain);
       const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(request));
       if (!login.ok) return refuse(400, login.reason, startAgain);
-      // Only a SAML answer the ACS kept (not a pending link of src/brokering/local-link.ts).
+      // Only a SAML answer the ACS kept (not a pending link of src/federation/upstream/local-link.ts).
       const kept = login.result === undefined ? undefined : (JSON.parse(login.result) as Partial<UpstreamIdentity> & { link?: boolean });
       if (!kept || kept.link || typeof kept.claims !== 'object') return refuse(400, 'no_answer', startAgain);
       const interaction = await routes.loadInteraction(request, login.interactionId);

@@ -1,16 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Interaction } from '../../authorization/contract.ts';
 import type { AuditEvent } from '../../audit/events.ts';
-import { assuranceOf, type Assurance } from '../../brokering/assurance.ts';
-import type { IdentityProvider } from '../../brokering/definition.ts';
-import { providerDirectory, providerForRealm } from '../../brokering/directory.ts';
-import { linkedPerson } from '../../brokering/linking.ts';
-import { offerLocalLink } from '../../brokering/local-link.ts';
-import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../brokering/oidc.ts';
-import { samlAuthorizeUrl } from '../../brokering/saml.ts';
+import { assuranceOf, type Assurance } from '../../federation/upstream/assurance.ts';
+import type { IdentityProvider } from '../../federation/upstream/definition.ts';
+import { providerDirectory, providerForRealm } from '../../federation/upstream/directory.ts';
+import { linkedPerson } from '../../federation/upstream/linking.ts';
+import { offerLocalLink } from '../../federation/upstream/local-link.ts';
+import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../federation/upstream/oidc.ts';
+import { samlAuthorizeUrl } from '../../federation/upstream/saml.ts';
 import { registerSamlRoutes } from './saml.ts';
-import { asOidc, findProvider, providerSecret } from '../../brokering/providers.ts';
-import { consumeUpstreamLogin, openUpstreamLogin } from '../../brokering/upstream-logins.ts';
+import { asOidc, findProvider, providerSecret } from '../../federation/upstream/providers.ts';
+import { consumeUpstreamLogin, openUpstreamLogin } from '../../federation/upstream/upstream-logins.ts';
 import type { Context } from '../../context.ts';
 import { acr, acrRank } from '../../identity/acr.ts';
 import { completeLogin } from '../../identity/login.ts';
@@ -22,7 +22,7 @@ import type { InteractionFlow } from './flow.ts';
 import type { SignInCommitted, SignInSession } from './index.ts';
 
 /**
- * Signing in through an upstream identity provider (src/brokering, docs/identity-brokering.md).
+ * Signing in through an upstream identity provider (src/federation/upstream, docs/identity-brokering.md).
  *
  * POST /interaction/{id}/upstream (the sign-in page's "Sign in through your organisation")
  *   1. a missing or wrong CSRF token (the sign-in form's), or a cross-site Origin → 403 page;
@@ -30,7 +30,7 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *   3. home-realm discovery: the work email's domain, the firm's LEI, or a provider's id names an
  *      enabled provider, else the sign-in page again (400) saying so;
  *   4. a sign-in opened at the upstream (state, nonce and PKCE verifier bound to this interaction
- *      and browser, src/brokering/upstream-logins.ts) and 303 to its authorization endpoint (by PAR
+ *      and browser, src/federation/upstream/upstream-logins.ts) and 303 to its authorization endpoint (by PAR
  *      where it offers it), the email passed on as login_hint.
  * GET /interaction/{id} with the request's `idp_hint` naming an enabled provider skips the page:
  *   step 4 at once (only for a first sign-in, never for a step-up).
@@ -41,13 +41,13 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *   2. its interaction still open for this browser, else error page 400;
  *   3. the provider still enabled, else 403 and `upstream.sign_in_refused` (provider_disabled);
  *   4. openid-client completes the code flow: the upstream's error, iss (RFC 9207), the code with
- *      the PKCE verifier, the ID token in full (src/brokering/oidc.ts); any failure → 401 page and
+ *      the PKCE verifier, the ID token in full (src/federation/upstream/oidc.ts); any failure → 401 page and
  *      `upstream.sign_in_refused` with why;
  *   5. the person: linked by (issuer, subject), or provisioned just in time; an email a local
  *      person already has is never taken over (409, `email_taken`); a locked or disabled person
- *      (403) — src/brokering/linking.ts;
+ *      (403) — src/federation/upstream/linking.ts;
  *   6. the level: the upstream's acr mapped and capped by the provider's declaration
- *      (src/brokering/assurance.ts); the sign-in's risk (deny → refused; a step-up is met only by
+ *      (src/federation/upstream/assurance.ts); the sign-in's risk (deny → refused; a step-up is met only by
  *      an upstream level of two factors or more);
  *   7. as a local sign-in from here: one transaction with the session (its source of assurance,
  *      the upstream's `sid`), the interaction's record of it and `user.login_succeeded` (method
@@ -138,7 +138,7 @@ export function registerUpstreamRoutes(
       const subjectOf = linked.userId !== undefined ? { subject: linked.userId } : {};
       if (linked.reason === 'email_taken') {
         // Never taken over: the person may join the two by signing in with that account, here and
-        // now (src/brokering/local-link.ts), or ask an administrator to link them.
+        // now (src/federation/upstream/local-link.ts), or ask an administrator to link them.
         await ctx.audit.record({
           type: 'upstream.sign_in_refused',
           ...base,

@@ -8,8 +8,8 @@ import { html } from '../../ui/html.ts';
 import { layout } from '../../ui/layout.ts';
 import { sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { asOidc, findProvider } from '../../brokering/providers.ts';
-import { upstreamEndSessionUrl } from '../../brokering/logout.ts';
+import { asOidc, findProvider } from '../../federation/upstream/providers.ts';
+import { upstreamEndSessionUrl } from '../../federation/upstream/logout.ts';
 
 /**
  * The end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). GET or POST /logout with
@@ -19,7 +19,7 @@ import { upstreamEndSessionUrl } from '../../brokering/logout.ts';
  * cross-site POST carries no session to end). The session ends through the people side's
  * endSession; the cookie is cleared; then a 303 to the registered post-logout URI, or a page — or,
  * for a session an upstream identity provider started, first to the upstream's end_session_endpoint
- * (src/brokering/logout.ts), which sends the browser back through /broker/oidc/logged-out.
+ * (src/federation/upstream/logout.ts), which sends the browser back through /broker/oidc/logged-out.
  */
 export const logout: Endpoint = {
   register(app, ctx) {

@@ -49,7 +49,7 @@ export interface PresentedToken {
   authentication?: { acr: string; amr: string[]; authTime: number };
   /** A break-glass token's activation (local tokens): carried down the exchange, so every hop dies with it. */
   breakGlassActivation?: string;
-  /** Who vouched for the person's authentication, when not Clearance (`assurance_source`, src/brokering): carried down the exchange. */
+  /** Who vouched for the person's authentication, when not Clearance (`assurance_source`, src/federation/upstream): carried down the exchange. */
   assuranceSource?: string;
   /** A token of ours issued for a partner's subject: the local person and firm it was mapped to (src/federation/subject.ts). */
   partnerOrigin?: PartnerOrigin;

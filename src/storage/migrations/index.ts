@@ -43,6 +43,7 @@ import * as auditKeyCustody from './0042_audit_key_custody.ts';
 import * as signingEvidence from './0043_signing_evidence.ts';
 import * as generationNotices from './0044_generation_notices.ts';
 import * as identityBrokering from './0045_identity_brokering.ts';
+import * as personCertificates from './0046_person_certificates.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -90,4 +91,5 @@ export const migrations: Record<string, Migration> = {
   '0043_signing_evidence': signingEvidence,
   '0044_generation_notices': generationNotices,
   '0045_identity_brokering': identityBrokering,
+  '0046_person_certificates': personCertificates,
 };

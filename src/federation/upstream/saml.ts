@@ -1,8 +1,8 @@
 import { createHmac, webcrypto } from 'node:crypto';
 import { SAML, ValidateInResponseTo, type CacheProvider, type Profile } from '@node-saml/node-saml';
-import type { Context } from '../context.ts';
-import { open, seal } from '../keys/sealed-box.ts';
-import * as x509 from '../pki/x509.ts';
+import type { Context } from '../../context.ts';
+import { open, seal } from '../../keys/sealed-box.ts';
+import * as x509 from '../../pki/x509.ts';
 import type { SamlProvider } from './definition.ts';
 import type { UpstreamIdentity } from './oidc.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import * as client from 'openid-client';
-import { startDeskApp, type DeskApp } from '../helpers/desk-app.ts';
-import { csrfOf, HttpBrowser } from '../helpers/http-browser.ts';
+import { startDeskApp, type DeskApp } from '../../helpers/desk-app.ts';
+import { csrfOf, HttpBrowser } from '../../helpers/http-browser.ts';
 import { brokerLei, followAll, form, fundLei } from './fixture.ts';
 import { startFakeUpstream, type FakeMode, type FakeUpstream } from './fake-upstream.ts';
 

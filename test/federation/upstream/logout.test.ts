@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { importJWK, SignJWT, generateKeyPair, type CryptoKey } from 'jose';
 import * as client from 'openid-client';
-import { HttpBrowser } from '../helpers/http-browser.ts';
+import { HttpBrowser } from '../../helpers/http-browser.ts';
 import { approve, authorizationRequest, followAll, form, signInThroughOrganisation, startBrokering, upstreamAcr, type BrokeringHarness } from './fixture.ts';
 
 // Logout across the federation (docs/identity-brokering.md "Logout"): the fund's OpenID Provider

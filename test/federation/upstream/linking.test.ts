@@ -2,16 +2,16 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { adminAudience } from '../../src/admin/authorize.ts';
-import { linkedPerson, linkIdentity } from '../../src/brokering/linking.ts';
-import { findProvider } from '../../src/brokering/providers.ts';
-import { consumeUpstreamLogin, openUpstreamLogin, upstreamLoginTtlMs } from '../../src/brokering/upstream-logins.ts';
-import type { Context } from '../../src/context.ts';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
-import { protocolFixture } from '../endpoints/fixture.ts';
-import { planApply } from '../../src/apply/index.ts';
-import { cliWorkspace } from '../helpers/cli.ts';
-import { testDialects } from '../helpers/storage.ts';
+import { adminAudience } from '../../../src/admin/authorize.ts';
+import { linkedPerson, linkIdentity } from '../../../src/federation/upstream/linking.ts';
+import { findProvider } from '../../../src/federation/upstream/providers.ts';
+import { consumeUpstreamLogin, openUpstreamLogin, upstreamLoginTtlMs } from '../../../src/federation/upstream/upstream-logins.ts';
+import type { Context } from '../../../src/context.ts';
+import { decidePassword, upsertUser } from '../../../src/identity/users.ts';
+import { protocolFixture } from '../../endpoints/fixture.ts';
+import { planApply } from '../../../src/apply/index.ts';
+import { cliWorkspace } from '../../helpers/cli.ts';
+import { testDialects } from '../../helpers/storage.ts';
 
 /**
  * Linking upstream identities to people and the single use of upstream sign-ins, on the database

@@ -1,8 +1,8 @@
-import { acr, isKnownAcr, type Acr } from '../identity/acr.ts';
-import { Validator, join } from '../validation.ts';
+import { acr, isKnownAcr, type Acr } from '../../identity/acr.ts';
+import { Validator, join } from '../../validation.ts';
 
 /**
- * Which `acr` values an asserting party (an upstream identity provider, src/brokering; a partner,
+ * Which `acr` values an asserting party (an upstream identity provider, src/federation/upstream; a partner,
  * src/federation) is trusted for: each of its values that stands for one of Clearance's levels,
  * and the most it may assert (docs/identity-brokering.md "Assurance").
  */

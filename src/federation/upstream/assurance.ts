@@ -1,4 +1,4 @@
-import { acr, acrLadder, acrRank, amr, type Acr } from '../identity/acr.ts';
+import { acr, acrLadder, acrRank, amr, type Acr } from '../../identity/acr.ts';
 import type { IdentityProvider } from './definition.ts';
 
 /**

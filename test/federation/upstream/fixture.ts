@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import * as client from 'openid-client';
-import { startDeskApp, type DeskApp } from '../helpers/desk-app.ts';
-import { csrfOf, HttpBrowser } from '../helpers/http-browser.ts';
+import { startDeskApp, type DeskApp } from '../../helpers/desk-app.ts';
+import { csrfOf, HttpBrowser } from '../../helpers/http-browser.ts';
 import { startUpstream, upstreamAcr, type TestUpstream } from './upstream.ts';
 
 export const brokerLei = '5493001KJTIIGC8Y1R12';

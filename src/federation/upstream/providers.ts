@@ -1,11 +1,11 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { AuditEvent } from '../audit/events.ts';
-import type { Context } from '../context.ts';
-import type { LegalEntity } from '../entities/definition.ts';
-import { open } from '../keys/sealed-box.ts';
-import { sealSecret } from '../signals/webhook-secret.ts';
-import type { Database } from '../storage/schema.ts';
-import type { Validator } from '../validation.ts';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import type { LegalEntity } from '../../entities/definition.ts';
+import { open } from '../../keys/sealed-box.ts';
+import { sealSecret } from '../../signals/webhook-secret.ts';
+import type { Database } from '../../storage/schema.ts';
+import type { Validator } from '../../validation.ts';
 import { providerIdPattern, readIdentityProvider, type IdentityProvider, type IdentityProviderEntry, type OidcProvider, type SamlProvider } from './definition.ts';
 
 /**

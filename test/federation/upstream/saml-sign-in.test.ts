@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
-import { HttpBrowser, csrfOf } from '../helpers/http-browser.ts';
-import { startDeskApp, type DeskApp } from '../helpers/desk-app.ts';
+import { HttpBrowser, csrfOf } from '../../helpers/http-browser.ts';
+import { startDeskApp, type DeskApp } from '../../helpers/desk-app.ts';
 import { approve, authorizationRequest, form } from './fixture.ts';
 import { bankEntityId, makeSigningKey, samlClass, samlIdp, type ResponseChanges, type TestSamlIdp } from './saml-idp.ts';
 

@@ -1,7 +1,7 @@
-import type { Context } from '../context.ts';
-import { cookieValues, serializeCookie } from '../identity/cookies.ts';
-import { cookieScope } from '../identity/sessions.ts';
-import { isUniqueViolation } from '../storage/faults.ts';
+import type { Context } from '../../context.ts';
+import { cookieValues, serializeCookie } from '../../identity/cookies.ts';
+import { cookieScope } from '../../identity/sessions.ts';
+import { isUniqueViolation } from '../../storage/faults.ts';
 import type { IdentityProvider } from './definition.ts';
 import { mappedClaims } from './linking.ts';
 import type { UpstreamIdentity } from './oidc.ts';

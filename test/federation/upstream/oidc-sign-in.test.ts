@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
-import { HttpBrowser, csrfOf, signInAndApprove } from '../helpers/http-browser.ts';
-import { alicePassword } from '../helpers/desk-app.ts';
-import { decidePassword, upsertUser } from '../../src/identity/users.ts';
-import { linkIdentity } from '../../src/brokering/linking.ts';
-import { findProvider } from '../../src/brokering/providers.ts';
+import { HttpBrowser, csrfOf, signInAndApprove } from '../../helpers/http-browser.ts';
+import { alicePassword } from '../../helpers/desk-app.ts';
+import { decidePassword, upsertUser } from '../../../src/identity/users.ts';
+import { linkIdentity } from '../../../src/federation/upstream/linking.ts';
+import { findProvider } from '../../../src/federation/upstream/providers.ts';
 import { approve, authorizationRequest, followAll, form, fundLei, signInThroughOrganisation, startBrokering, upstreamAcr, type BrokeringHarness } from './fixture.ts';
 
 // A person at a partner fund signs in to the broker's desk application through the fund's own

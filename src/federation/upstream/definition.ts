@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { readHttpsUrl } from '../federation/definition.ts';
-import type { Acr } from '../identity/acr.ts';
+import { readHttpsUrl } from '../definition.ts';
+import type { Acr } from '../../identity/acr.ts';
 import { defaultAcrTrust, readAcrTrust } from './acr-trust.ts';
-import { deskPattern } from '../entities/definition.ts';
-import { isValidLei } from '../entities/lei.ts';
-import { Validator, join } from '../validation.ts';
+import { deskPattern } from '../../entities/definition.ts';
+import { isValidLei } from '../../entities/lei.ts';
+import { Validator, join } from '../../validation.ts';
 
 /**
  * An upstream identity provider (docs/identity-brokering.md): another firm's OpenID Provider whose
@@ -15,7 +15,7 @@ import { Validator, join } from '../validation.ts';
  */
 export type IdentityProvider = OidcProvider | SamlProvider;
 
-/** An upstream OpenID Provider (src/brokering/oidc.ts). */
+/** An upstream OpenID Provider (src/federation/upstream/oidc.ts). */
 export interface OidcProvider extends ProviderBase {
   kind: 'oidc';
   /** The upstream's issuer identifier (OIDC Discovery §4.3: its metadata must name exactly this). */
@@ -28,7 +28,7 @@ export interface OidcProvider extends ProviderBase {
   scopes: string[];
 }
 
-/** An upstream SAML 2.0 identity provider (src/brokering/saml.ts): ADFS, Ping, Shibboleth. */
+/** An upstream SAML 2.0 identity provider (src/federation/upstream/saml.ts): ADFS, Ping, Shibboleth. */
 export interface SamlProvider extends ProviderBase {
   kind: 'saml';
   /** The IdP's entityID: every assertion's Issuer must equal it. */

@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import type { AuditEvent } from '../audit/events.ts';
-import type { Context } from '../context.ts';
-import { isUniqueViolation } from '../storage/faults.ts';
-import type { Database } from '../storage/schema.ts';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import { isUniqueViolation } from '../../storage/faults.ts';
+import type { Database } from '../../storage/schema.ts';
 import type { IdentityProvider } from './definition.ts';
 import type { UpstreamIdentity } from './oidc.ts';
 

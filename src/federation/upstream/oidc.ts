@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
-import { checkUrl, FetchError, pickAddress } from '../federation/fetch.ts';
+import { checkUrl, FetchError, pickAddress } from '../fetch.ts';
 import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 

@@ -1,6 +1,6 @@
 import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import type { Context } from '../context.ts';
-import { safeEqual } from '../jose/dpop.ts';
+import type { Context } from '../../context.ts';
+import { safeEqual } from '../../jose/dpop.ts';
 
 /**
  * Sign-ins sent to an upstream identity provider and not yet back (OIDC Core §3.1.2.1 `state` and
@@ -51,7 +51,7 @@ type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity'>;
 /**
  * Opens a sign-in at an upstream for this interaction and browser: its state, nonce and verifier.
  * `result`: what is already known (a verified identity waiting for the person's own sign-in,
- * src/brokering/local-link.ts), taken with the state by the same single use.
+ * src/federation/upstream/local-link.ts), taken with the state by the same single use.
  */
 export async function openUpstreamLogin(ctx: LoginContext, login: { interactionId: string; providerId: string; browserId: string; result?: string }): Promise<UpstreamLoginSecrets> {
   const state = randomBytes(32).toString('base64url');

@@ -5,7 +5,7 @@ export interface BrokeringTables {
     id: string;
     /** `oidc`. */
     kind: string;
-    /** JSON: the declaration (src/brokering/definition.ts IdentityProvider), without its secret. */
+    /** JSON: the declaration (src/federation/upstream/definition.ts IdentityProvider), without its secret. */
     definition: string;
     /** The client secret at the upstream, sealed with the master key and bound to `identity_providers:<id>`; null for private_key_jwt or none. */
     secret_sealed: string | null;
@@ -31,7 +31,7 @@ export interface BrokeringTables {
   /**
    * A sign-in sent to an upstream and not yet back: single use, bound to the interaction and to the
    * browser. The state is stored only as its SHA-256; the nonce and PKCE verifier are derived from
-   * the state with a key of the master key's (src/brokering/upstream-logins.ts), so nothing here
+   * the state with a key of the master key's (src/federation/upstream/upstream-logins.ts), so nothing here
    * lets a copy of the table finish a sign-in.
    */
   upstream_logins: {
@@ -44,7 +44,7 @@ export interface BrokeringTables {
     expires_at: number;
     consumed_at: number | null;
     /**
-     * JSON: a SAML IdP's verified answer (src/brokering/saml.ts), posted to the ACS without the
+     * JSON: a SAML IdP's verified answer (src/federation/upstream/saml.ts), posted to the ACS without the
      * browser's cookies and kept here until the browser that left brings the state back; null otherwise.
      */
     result: string | null;

@@ -1,9 +1,9 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import * as oidc from 'openid-client';
-import type { AuditEvent } from '../audit/events.ts';
-import type { Context } from '../context.ts';
-import { endPersonAccess, lifecycleEvent } from '../identity/lifecycle.ts';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import { endPersonAccess, lifecycleEvent } from '../../identity/lifecycle.ts';
 import { asOidc, listProviders, providerSecret, type StoredProvider } from './providers.ts';
 import type { OidcProvider } from './definition.ts';
 import { configurationOf, guardedFetch, UpstreamError } from './oidc.ts';
