@@ -1,5 +1,5 @@
 // node-oidc-provider ships no type declarations. The peer benchmark needs its constructor and
-// listen; the identity-brokering tests (test/brokering/upstream.ts) run it as an upstream OpenID
+// listen; the identity-brokering tests (test/federation/upstream/upstream.ts) run it as an upstream OpenID
 // Provider and finish its interactions themselves.
 declare module 'oidc-provider' {
   import type { IncomingMessage, ServerResponse } from 'node:http';
