@@ -5,7 +5,7 @@ import { assuranceOf, type Assurance } from '../../federation/upstream/assurance
 import type { IdentityProvider } from '../../federation/upstream/definition.ts';
 import { providerDirectory, providerForRealm } from '../../federation/upstream/directory.ts';
 import { linkedPerson } from '../../federation/upstream/linking.ts';
-import { offerLocalLink } from '../../federation/upstream/local-link.ts';
+import { mayOfferLocalLink, offerLocalLink } from '../../federation/upstream/local-link.ts';
 import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../federation/upstream/oidc.ts';
 import { samlAuthorizeUrl } from '../../federation/upstream/saml.ts';
 import { registerSamlRoutes } from './saml.ts';
@@ -136,6 +136,9 @@ export function registerUpstreamRoutes(
     const linked = await linkedPerson(ctx, provider, identity);
     if (!linked.ok) {
       const subjectOf = linked.userId !== undefined ? { subject: linked.userId } : {};
+      if (linked.reason === 'email_taken' && !mayOfferLocalLink(provider, identity)) {
+        return refuse(409, 'email_taken', { title: 'You already have an account here', message: `A Clearance account already uses the email address ${provider.name} gave. It is not joined to your organisation’s sign-in: ask your administrator to link the two.` }, { ...base, ...subjectOf }, { ...about, upstream_subject: identity.subject });
+      }
       if (linked.reason === 'email_taken') {
         // Never taken over: the person may join the two by signing in with that account, here and
         // now (src/federation/upstream/local-link.ts), or ask an administrator to link them.

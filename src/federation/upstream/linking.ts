@@ -43,10 +43,14 @@ export async function linkedPerson(ctx: LinkContext, provider: IdentityProvider,
       .selectFrom('user_links')
       .innerJoin('users', 'users.id', 'user_links.user_id')
       .selectAll('users')
+      .select('user_links.linked_by')
       .where('user_links.issuer', '=', identity.issuer)
       .where('user_links.subject', '=', identity.subject)
       .executeTakeFirst();
-    if (existing) return await signInLinked(ctx, existing, identity, mapped);
+    if (existing) {
+      const { linked_by: linkedBy, ...user } = existing;
+      return await signInLinked(ctx, user, linkedBy, identity, mapped);
+    }
     try {
       const provisioned = await provision(ctx, provider, identity, mapped);
       // The email or username may be taken by this very identity: a first sign-in at the same
@@ -60,11 +64,21 @@ export async function linkedPerson(ctx: LinkContext, provider: IdentityProvider,
   return { ok: false, reason: 'username_taken' };
 }
 
-async function signInLinked(ctx: LinkContext, user: Database['users'], identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<LinkOutcome> {
+/**
+ * A later sign-in of a linked identity. Only a person the upstream provisioned takes its name and
+ * email from it — a local person an administrator or their own sign-in linked keeps theirs — and
+ * never an email another person here has (that would make their address this person's).
+ */
+async function signInLinked(ctx: LinkContext, user: Database['users'], linkedBy: string, identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<LinkOutcome> {
   if (user.status !== 'active') return { ok: false, reason: 'account_not_active', userId: user.id };
   const now = ctx.clock.now();
-  const name = mapped.name ?? user.name;
-  const email = mapped.email ?? user.email;
+  const provisioned = linkedBy === 'provisioned';
+  const name = provisioned ? (mapped.name ?? user.name) : user.name;
+  let email = provisioned ? (mapped.email ?? user.email) : user.email;
+  if (email !== null && email !== user.email) {
+    const holder = await ctx.storage.db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', email.toLowerCase()).where('id', '!=', user.id).executeTakeFirst();
+    if (holder) email = user.email;
+  }
   const changed = name !== user.name || email !== user.email;
   await ctx.storage.db.transaction().execute(async (trx) => {
     if (changed) await trx.updateTable('users').set({ name, email, updated_at: now }).where('id', '=', user.id).execute();

@@ -10,7 +10,8 @@ import { consumeUpstreamLogin, openUpstreamLogin, upstreamLoginTtlMs } from './u
 /**
  * Linking an upstream identity to an existing local person by that person's own sign-in
  * (docs/identity-brokering.md "Linking"): when an upstream sign-in is refused because its email is
- * a local person's (`email_taken`), the verified upstream identity is kept — as a single-use,
+ * a local person's (`email_taken`) — and the email is in the upstream's own declared domains
+ * (`mayOfferLocalLink`) —, the verified upstream identity is kept — as a single-use,
  * ten-minute sign-in record bound to this interaction and browser, its state in an HttpOnly cookie
  * — and the sign-in page asks the person to sign in with their Clearance account. When they do, in
  * this interaction and browser, and their account's email is the one the upstream gave, the
@@ -20,6 +21,19 @@ import { consumeUpstreamLogin, openUpstreamLogin, upstreamLoginTtlMs } from './u
  */
 
 export const pendingLinkCookieName = 'clearance_link';
+
+/**
+ * Whether the person may be offered to join the two by their own sign-in: the email the upstream
+ * gave is in one of the domains its declaration owns (an upstream speaks for its own firm's people
+ * only: a partner's IdP naming a broker's address must not make the broker's person link the
+ * partner's identity to themselves by signing in), and the upstream did not say it is unverified
+ * (OIDC `email_verified`). Otherwise only an administrator links.
+ */
+export function mayOfferLocalLink(provider: IdentityProvider, identity: UpstreamIdentity): boolean {
+  const email = mappedClaims(provider, identity).email;
+  if (email === null || identity.claims.email_verified === false || identity.claims.email_verified === 'false') return false;
+  return provider.domains.includes(email.slice(email.lastIndexOf('@') + 1));
+}
 
 /** Keeps the verified identity for the person's own sign-in; the Set-Cookie that carries its state. */
 export async function offerLocalLink(

@@ -64,6 +64,25 @@ for (const dialect of testDialects()) {
       assert.equal((await f.ctx.storage.db.selectFrom('user_links').selectAll().execute()).length, 0);
     });
 
+    test('a later sign-in never gives a person another person’s email, and never renames a person it did not provision', async (t) => {
+      const f = await protocolFixture(t, { dialect, risk: 'off' });
+      await f.apply(providerDocument());
+      await localPerson(f.ctx, 'ceo', 'ceo@bank.example');
+      const rita = await localPerson(f.ctx, 'rita', 'rita@fund-a.example');
+      const provider = (await findProvider(f.ctx.storage.db, 'fund-a'))!.provider;
+      const first = await linkedPerson(f.ctx, provider, { issuer, subject: 'pm-3', claims: { email: 'pia@fund-a.example', name: 'Pia' }, amr: [] });
+      assert.ok(first.ok);
+      const later = await linkedPerson(f.ctx, provider, { issuer, subject: 'pm-3', claims: { email: 'CEO@bank.example', name: 'Pia P.' }, amr: [] });
+      assert.ok(later.ok);
+      const pia = await f.ctx.storage.db.selectFrom('users').select(['email', 'name']).where('id', '=', first.user.id).executeTakeFirstOrThrow();
+      assert.deepEqual({ ...pia }, { email: 'pia@fund-a.example', name: 'Pia P.' }, 'the name follows the upstream; the email another person has does not');
+      // Rita, linked by an administrator, keeps her own name and email.
+      assert.deepEqual(await linkIdentity(f.ctx, { userId: rita, provider, subject: 'pm-4', actor: 'admin-1' }), { ok: true });
+      const ritaLater = await linkedPerson(f.ctx, provider, { issuer, subject: 'pm-4', claims: { email: 'r.other@fund-a.example', name: 'Someone Else' }, amr: [] });
+      assert.ok(ritaLater.ok && ritaLater.user.id === rita);
+      assert.deepEqual({ ...(await f.ctx.storage.db.selectFrom('users').select(['email', 'name']).where('id', '=', rita).executeTakeFirstOrThrow()) }, { email: 'rita@fund-a.example', name: null });
+    });
+
     test('an upstream sign-in is taken once, by the browser that left, before it expires', async (t) => {
       const f = await protocolFixture(t, { dialect, risk: 'off' });
       const secrets = await openUpstreamLogin(f.ctx, { interactionId: 'i-1', providerId: 'fund-a', browserId: 'browser-1' });

@@ -319,3 +319,24 @@ test('a pending link attaches to nobody else: another local person signing in on
   assert.equal(await ctx.storage.db.selectFrom('user_links').selectAll().executeTakeFirst(), undefined);
   assert.equal((await eventsOf(h, 'user.linked')).length, 0);
 });
+
+test('an upstream naming an address outside its own domains, or one it has not verified, is offered no link: only an administrator links', async (t) => {
+  const h = await startBrokering(t);
+  const ctx = h.server.running.ctx;
+  for (const entry of [{ username: 'trader', email: 'trader@broker.example', password: 'a long local password 123' }, { username: 'rita', email: 'rita@fund-a.example', password: 'a long local password 456' }]) {
+    const decision = await decidePassword(ctx.storage.db, entry);
+    await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), entry, decision));
+  }
+  for (const person of [
+    { sub: 'pm-012', claims: { email: 'trader@broker.example' }, acr: upstreamAcr.mfa },
+    { sub: 'pm-013', claims: { email: 'rita@fund-a.example', email_verified: false }, acr: upstreamAcr.mfa },
+  ]) {
+    h.upstream.nextSignIn = person;
+    const browser = new HttpBrowser();
+    const refused = await signInThroughOrganisation(h, browser, await authorizationRequest(h).url(), 'someone@fund-a.example');
+    assert.equal(refused.response.status, 409, person.sub);
+    assert.match(await refused.response.text(), /ask your administrator to link the two/);
+    assert.doesNotMatch(refused.response.headers.get('set-cookie') ?? '', /clearance_link=/, 'no pending link');
+  }
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).filter((e) => e.details.reason === 'email_taken').length, 2);
+});
