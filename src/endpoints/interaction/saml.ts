@@ -7,6 +7,7 @@ import { asSaml, findProvider } from '../../federation/upstream/providers.ts';
 import { SamlError, serviceProviderMetadata, validateSamlResponse } from '../../federation/upstream/saml.ts';
 import { consumeUpstreamLogin, keepUpstreamResult, openUpstreamLoginOf, spoilUpstreamLogin } from '../../federation/upstream/upstream-logins.ts';
 import type { Context } from '../../context.ts';
+import { auditableDetail } from '../../federation/upstream/detail.ts';
 import { guarded, seeOther } from '../../ui/respond.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import { notVerified, providerOff, single, startAgain, type Refuse } from './upstream.ts';
@@ -72,7 +73,7 @@ export function registerSamlRoutes(app: FastifyInstance, ctx: Context, routes: S
         if (!(error instanceof SamlError)) throw error;
         await spoilUpstreamLogin(ctx, state);
         request.log.info({ provider: provider.id, detail: error.message }, 'SAML response refused');
-        return refuse(401, 'invalid_assertion', notVerified(provider.name), base, { ...about, detail: error.message });
+        return refuse(401, 'invalid_assertion', notVerified(provider.name), base, { ...about, detail: auditableDetail(error.message) });
       }
       // SAML Profiles §4.1.4.5: an assertion is used once, on every node (the shared replay cache).
       if (!(await ctx.partners.replay.use(`saml:${provider.id}:${verified.assertionId}`.slice(0, 512), verified.notOnOrAfter + skewMs))) {

@@ -6,6 +6,7 @@ import type { IdentityProvider } from '../../federation/upstream/definition.ts';
 import { providerDirectory, providerForRealm } from '../../federation/upstream/directory.ts';
 import { linkedPerson } from '../../federation/upstream/linking.ts';
 import { mayOfferLocalLink, offerLocalLink } from '../../federation/upstream/local-link.ts';
+import { auditableDetail } from '../../federation/upstream/detail.ts';
 import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../federation/upstream/oidc.ts';
 import { samlAuthorizeUrl } from '../../federation/upstream/saml.ts';
 import { registerSamlRoutes } from './saml.ts';
@@ -119,7 +120,7 @@ export function registerUpstreamRoutes(
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       request.log.info({ provider: provider.id, reason: error.reason, detail: error.message }, 'upstream sign-in refused');
-      return refuse(401, error.reason, notVerified(provider.name), base, { provider: provider.id, issuer: provider.issuer, detail: error.message });
+      return refuse(401, error.reason, notVerified(provider.name), base, { provider: provider.id, issuer: provider.issuer, detail: auditableDetail(error.message) });
     }
     return finishUpstreamSignIn(request, reply, interaction, provider, identity);
   }));

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { checkUrl, FetchError, pickAddress } from '../fetch.ts';
+import { containsJwt } from '../../audit/guard.ts';
 import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 
@@ -124,6 +125,8 @@ export async function completeSignIn(config: oidc.Configuration, callbackUrl: UR
   }
   const claims = tokens.claims();
   if (!claims) throw new UpstreamError('invalid_id_token', 'the upstream returned no ID token');
+  // The subject is the person's identity at the upstream, kept as the link (OIDC Core §2: at most 255 ASCII characters).
+  if (!/^[\x21-\x7e]{1,255}$/.test(claims.sub) || containsJwt(claims.sub)) throw new UpstreamError('invalid_id_token', 'the ID token\'s sub is not 1 to 255 printable characters');
   // OIDC Core §3.1.3.7 step 10: oauth4webapi bounds exp (and nbf) with the skew, never how far iat
   // is in the future; a token "issued" later than now or after its own expiry is refused here,
   // against the same clock openid-client checked exp with (the machine's).

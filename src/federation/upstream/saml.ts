@@ -1,6 +1,7 @@
 import { createHmac, webcrypto } from 'node:crypto';
 import { SAML, ValidateInResponseTo, type CacheProvider, type Profile } from '@node-saml/node-saml';
 import type { Context } from '../../context.ts';
+import { containsJwt } from '../../audit/guard.ts';
 import { open, seal } from '../../keys/sealed-box.ts';
 import * as x509 from '../../pki/x509.ts';
 import type { SamlProvider } from './definition.ts';
@@ -170,6 +171,9 @@ export async function validateSamlResponse(ctx: Pick<Context, 'storage' | 'clock
     throw new SamlError(`the SAML response was refused: ${(error as Error).message}`.slice(0, 300));
   }
   if (!profile) throw new SamlError('the SAML response carries no sign-in');
+  // The NameID is the person's identity at the IdP, kept as the link: a stable, printable one.
+  if (typeof profile.nameID !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(profile.nameID) || containsJwt(profile.nameID)) throw new SamlError('the assertion has no NameID of at most 255 printable characters');
+  if (profile.nameIDFormat === 'urn:oasis:names:tc:SAML:2.0:nameid-format:transient') throw new SamlError('the NameID is transient: it names nobody twice, so it cannot be linked (ask the IdP for a persistent one)');
   if (profile.issuer !== provider.issuer) throw new SamlError(`the assertion's Issuer is not ${provider.issuer}`);
   const acs = samlEndpoints(ctx.config.issuer).acs;
   // The Response's own Destination (its start tag: node-saml parsed and verified the document).

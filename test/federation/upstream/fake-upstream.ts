@@ -21,6 +21,10 @@ export type FakeMode =
   | 'foreign_key'
   /** The ID token is signed by a key that is not in the JWKS, under a kid the JWKS does not have. */
   | 'unknown_kid'
+  /** The authorization is refused with an error_description shaped like a JWT (which the audit log never records). */
+  | 'token_shaped_error'
+  /** The ID token's sub is shaped like a JWT. */
+  | 'token_shaped_sub'
   /** The ID token is unsigned: `alg: none`, no signature. */
   | 'alg_none'
   /** The ID token is for another client. */
@@ -144,9 +148,9 @@ export async function startFakeUpstream(options: { redirectUri: string }): Promi
     const state = q.get('state');
     if (!state) return refuse(res, 'authorize: no state');
     const back = new URL(redirectUri);
-    if (upstream.mode === 'access_denied') {
+    if (upstream.mode === 'access_denied' || upstream.mode === 'token_shaped_error') {
       back.searchParams.set('error', 'access_denied');
-      back.searchParams.set('error_description', 'The person declined the sign-in');
+      back.searchParams.set('error_description', upstream.mode === 'token_shaped_error' ? 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' : 'The person declined the sign-in');
     } else {
       const code = randomBytes(24).toString('base64url');
       codes.set(code, { nonce: q.get('nonce') ?? undefined, codeChallenge, redirectUri });
@@ -190,7 +194,7 @@ export async function startFakeUpstream(options: { redirectUri: string }): Promi
     const claims: Record<string, unknown> = {
       ...upstream.person.claims,
       iss: mode === 'wrong_issuer' ? otherIssuer : issuer,
-      sub: upstream.person.sub,
+      sub: mode === 'token_shaped_sub' ? 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' : upstream.person.sub,
       aud: mode === 'wrong_audience' ? 'some-other-client' : upstream.clientId,
       iat: issuedAt,
       exp: mode === 'expired' ? now - 10 * 60 : issuedAt + 5 * 60,

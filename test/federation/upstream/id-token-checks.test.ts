@@ -194,6 +194,16 @@ test('an upstream answering the authorization with access_denied is refused with
   await assertRefused(h, back, 'upstream_error', /answered access_denied/);
 });
 
+test('an error_description shaped like a JWT is refused with a page, and the refusal is recorded without it', async (t) => {
+  const h = await startHarness(t, 'token_shaped_error');
+  await assertRefused(h, await signIn(h), 'upstream_error', /left out/);
+});
+
+test('an ID token whose sub is shaped like a JWT is refused: it could never be recorded as the person’s link', async (t) => {
+  const h = await startHarness(t, 'token_shaped_sub');
+  await assertRefused(h, await signIn(h), 'invalid_id_token', /sub is not/);
+});
+
 test('a token endpoint answering 400 invalid_grant is refused', async (t) => {
   const h = await startHarness(t, 'invalid_grant');
   const back = await signIn(h);

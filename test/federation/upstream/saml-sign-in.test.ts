@@ -149,6 +149,8 @@ const wrongCases: { name: string; make: (h: SamlHarness, sso: URL) => Promise<st
     detail: /expired|No valid subject confirmation/i,
   },
   { name: 'a response to another request (InResponseTo)', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { InResponseTo: '_someone-elses-request' } }), detail: /InResponseTo/ },
+  { name: 'an assertion with a transient NameID (it names nobody twice)', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { NameIDFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:transient' } }), detail: /transient/ },
+  { name: 'an assertion with a NameID shaped like a JWT', make: (h, sso) => h.idp.respond(sso, { ...olga, nameId: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.' }), detail: /NameID/ },
   { name: 'an assertion from another issuer', make: (h, sso) => h.idp.respond(sso, { ...olga, tags: { Issuer: 'https://idp.other-bank.example/saml' } }), detail: /issuer|Issuer/ },
 ];
 
