@@ -1,3 +1,4 @@
+import { requirePersonRoleMinimum } from './step-up.ts';
 import { partnerSubjectBasis } from '../federation/subject.ts';
 import { partnerAudiences, verifyPartnerToken } from '../federation/verify.ts';
 import { OAuthError } from '../oauth-error.ts';
@@ -54,6 +55,10 @@ export const jwtBearer = defineGrant({
 
     // Who the partner's subject is here: a linked person, else its mapped firm (src/federation/subject.ts).
     const basis = await partnerSubjectBasis(ctx, verified.token, client.client_id);
+    // Decided as a linked person: their role minimum, met by the partner's trusted acr or refused.
+    if (basis.principal.type === 'User') {
+      await requirePersonRoleMinimum(ctx, { personId: basis.principal.id, achieved: basis.claims.acr, clientId: client.client_id, requestId, grantType: jwtBearerGrantType });
+    }
     const issued = await issueAccessToken(ctx, {
       grantType: jwtBearerGrantType,
       requestId,

@@ -74,3 +74,20 @@ export async function insufficientUserAuthentication(
     members: { ...(ask.acr !== undefined ? { acr_values: ask.acr } : {}), ...(ask.maxAge !== undefined ? { max_age: ask.maxAge } : {}) },
   });
 }
+
+/**
+ * A person's role minimum at a grant that decides as them without their consent grant — a partner
+ * subject linked to them (src/federation/subject.ts) — met by the authentication it carries, or
+ * refused with RFC 9470's error, as for their own tokens: a role minimum is never waived.
+ */
+export async function requirePersonRoleMinimum(ctx: Context, where: { personId: string; achieved: string | undefined; clientId: string; requestId: string; grantType: string }): Promise<void> {
+  const minimum = await roleMinimumUnmet(ctx, where.personId, where.achieved);
+  if (minimum === undefined) return;
+  throw await insufficientUserAuthentication(ctx, { triggers: ['role_minimum'], acr: minimum }, {
+    subject: where.personId,
+    clientId: where.clientId,
+    requestId: where.requestId,
+    grantType: where.grantType,
+    ...(where.achieved !== undefined ? { acrBefore: where.achieved } : {}),
+  });
+}

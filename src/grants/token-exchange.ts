@@ -13,7 +13,7 @@ import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
 import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
 import { aboutOf, verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
 import { defineGrant } from './grant.ts';
-import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
+import { insufficientUserAuthentication, requirePersonRoleMinimum, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { isTxn } from '../transactions/txn.ts';
 
@@ -117,6 +117,10 @@ export const tokenExchange = defineGrant({
       const origin = partnerBasis ?? (subject.originIssuer !== undefined ? { ...basisOf(subject.partnerOrigin ?? {}, client.client_id), claims: originClaims(subject.partnerOrigin ?? {}) } : undefined);
       const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : origin!.principal;
       const assuranceSource = subject.assuranceSource ?? partnerBasis?.claims.assurance_source;
+      // Decided as a linked person: their role minimum, met by the authentication the chain carries.
+      if (principal.type === 'User' && subject.subjectType !== 'User') {
+        await requirePersonRoleMinimum(ctx, { personId: principal.id, achieved: subject.authentication?.acr ?? partnerBasis?.claims.acr, clientId: client.client_id, requestId, grantType: tokenExchangeGrantType });
+      }
       const issued = await issueAccessToken(ctx, {
         grantType: tokenExchangeGrantType,
         requestId,

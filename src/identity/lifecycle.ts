@@ -185,6 +185,9 @@ export async function deleteUser(ctx: LifecycleContext, username: string, by: { 
     await deleteFactorsOf(trx, user.id);
     // Their passkeys go with them: a credential must never sign in a person who no longer exists.
     const passkeys = await trx.deleteFrom('passkeys').where('user_id', '=', user.id).executeTakeFirst();
+    // Their upstream identities too: a link to nobody would refuse that identity for good, and
+    // keep personal data (the upstream subject) of a person who is gone.
+    await trx.deleteFrom('user_links').where('user_id', '=', user.id).execute();
     await trx.deleteFrom('users').where('id', '=', user.id).execute();
     const event = lifecycleEvent('deleted', user.id, by.actor, ended, { ...by, via: 'admin-api' });
     event.details = { ...event.details, passkeys_removed: Number(passkeys.numDeletedRows) };

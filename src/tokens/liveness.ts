@@ -22,6 +22,10 @@ export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audi
   // A person's token is one issued under their consent grant (`grant_id`; exchanged tokens keep it):
   // its `sub` is the person's id. One read by primary key.
   if (claims.grant_id !== undefined && !(await isPersonTokenLive(ctx.storage.db, claims.sub, claims.iat * 1000))) return false;
+  // A partner subject decided as the local person its identity is linked to (`origin_person`,
+  // src/federation/subject.ts): the same rule, for that person — a lock, a disable, a back-channel
+  // logout or "sign out everywhere" ends these tokens too.
+  if (claims.origin_person !== undefined && !(await isPersonTokenLive(ctx.storage.db, claims.origin_person, claims.iat * 1000))) return false;
   if (claims.mandate !== undefined && !(await isMandateActive(ctx, claims.mandate, new Date(ctx.clock.now())))) return false;
   if (claims.break_glass !== undefined || claims.break_glass_activation !== undefined) {
     if (typeof claims.break_glass_activation !== 'string' || !(await isActivationInForce(ctx.storage.db, claims.break_glass_activation, ctx.clock.now()))) return false;

@@ -396,6 +396,19 @@ describe('token exchange (RFC 8693)', () => {
     await applyDocument(f.ctx, { users: [{ username: 'paula', desks: ['pb-rates'], roles: ['trader'], status: 'locked' }] });
     const locked = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa' }), { resource: brokerApi }), 400, 'invalid_grant');
     assert.match(String(locked.error_description), /linked to is not active/);
+    // The tokens already issued as her die with the lock, at every later hop.
+    assertOAuthError(await f.exchangeFor('broker-backend', first.access_token, { resource: brokerApi }), 400, 'invalid_request');
+  });
+
+  test('a partner subject linked to a person whose role asks a passkey is refused at the partner’s two-factor level: a role minimum is never waived', async (t) => {
+    const f = await partnerChain(t, { extra: { users: [{ username: 'petra', desks: ['pb-rates'], roles: ['approver'] }], authentication: { role_minimums: { approver: acr.phishingResistant } } } });
+    const petra = await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', 'petra').executeTakeFirstOrThrow();
+    await f.ctx.storage.db
+      .insertInto('user_links')
+      .values({ issuer: f.partnerIssuer, subject: 'pb-trader-9', user_id: petra.id, provider_id: 'partner-bank-idp', linked_by: 'admin', created_at: f.clock.now(), last_login_at: null })
+      .execute();
+    const refused = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa' }), { resource: brokerApi }), 400, 'insufficient_user_authentication');
+    assert.equal(refused.acr_values, acr.phishingResistant);
   });
 
   test('an authorization_details entry repeated at a hop is refused (it would double the authority)', async (t) => {

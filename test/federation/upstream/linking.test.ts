@@ -137,6 +137,10 @@ describe('an administrator links an upstream identity', () => {
     assert.deepEqual(listed.json().links.map((l: Record<string, unknown>) => [l.provider, l.subject, l.linked_by]), [['fund-a', 'pm-6', 'admin']]);
     const event = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'user.linked').executeTakeFirstOrThrow();
     assert.equal(JSON.parse(event.event).subject, ritaId);
+    // Deleting the person deletes their links: the upstream identity is nobody's again.
+    const deleted = await f.inject({ method: 'DELETE', url: '/admin/users/rita', headers: { authorization: `Bearer ${token}` } });
+    assert.equal(deleted.statusCode, 204);
+    assert.equal(await f.ctx.storage.db.selectFrom('user_links').selectAll().executeTakeFirst(), undefined);
   });
 
   test('through the CLI: clearance users link, and users links lists it', async (t) => {
