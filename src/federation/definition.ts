@@ -1,5 +1,6 @@
 import { Validator, join } from '../validation.ts';
 import { readAcrTrust, type AcrTrust } from './upstream/acr-trust.ts';
+import { isValidLei } from '../entities/lei.ts';
 import { isLoopbackName } from './address.ts';
 import { importPartnerKey, partnerAlgorithms, type PartnerAlg } from './keys.ts';
 
@@ -51,6 +52,12 @@ export interface Partner {
    * `amr` where believed, and the partner as their source of assurance. Absent: no acr is carried.
    */
   acr?: AcrTrust;
+  /**
+   * The legal entities (LEIs) the partner speaks for: a subject's mapped `lei` (claim_mapping) is its
+   * firm only when listed here — for data residency, at every hop — and one not listed is refused.
+   * Absent: no mapped LEI is believed (a partner must not name another firm, the broker's own say).
+   */
+  legal_entities?: string[];
 }
 
 export type OnDrift = 'alert' | 'suspend';
@@ -94,6 +101,7 @@ const fields = [
   'unreachable_grace',
   'on_drift',
   'acr',
+  'legal_entities',
 ] as const;
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -158,6 +166,10 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
   const grace = object.unreachable_grace === undefined ? undefined : v.integer(at('unreachable_grace'), object.unreachable_grace, { min: 0, max: maxUnreachableGrace });
   const onDrift = object.on_drift === undefined ? undefined : (v.string(at('on_drift'), object.on_drift, { oneOf: ['alert', 'suspend'] }) as OnDrift | undefined);
   const acrTrust = object.acr === undefined ? undefined : readAcrTrust(v, at('acr'), object.acr);
+  const leis =
+    object.legal_entities === undefined
+      ? undefined
+      : v.array(at('legal_entities'), object.legal_entities, (p, l) => (typeof l === 'string' && isValidLei(l) ? l : v.fail(p, 'must be a valid LEI (ISO 17442)')), { nonEmpty: true, unique: true });
   // Inline keys are known now: an allowlist that none of them can verify would refuse every token.
   if (jwks && algorithms) {
     const usable = jwks.keys.flatMap((jwk) => {
@@ -208,6 +220,7 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     ...(grace === undefined ? {} : { unreachable_grace: grace }),
     ...(onDrift === undefined ? {} : { on_drift: onDrift }),
     ...(acrTrust === undefined ? {} : { acr: acrTrust }),
+    ...(leis === undefined ? {} : { legal_entities: leis }),
   };
 }
 

@@ -11,7 +11,8 @@ import type { Partner } from './definition.ts';
  * - a subject linked to a local person — the partner's issuer is also an identity provider of
  *   Clearance's and the person signed in through it (`user_links`, by issuer and subject) — is
  *   evaluated as that person: their legal entity through their desks, their KYC, their roles;
- * - else the profile's `claim_mapping` `lei` names its legal entity, for data residency;
+ * - else the profile's `claim_mapping` `lei` names its legal entity, for data residency — only one
+ *   of the profile's `legal_entities` (another is refused; without the list none is believed);
  * - the partner's `acr`, where its profile declares what it is trusted for, is carried: the level
  *   mapped and capped, its `amr` where believed, and the partner as the source of assurance.
  * The tokens carry this as `origin_person`, `origin_lei` and `assurance_source` (signed by us), so
@@ -51,7 +52,13 @@ export async function partnerSubjectBasis(
     .executeTakeFirst();
   // The person it is here is locked or disabled: their partner identity gets nothing either.
   if (linked && linked.status !== 'active') throw new OAuthError('invalid_grant', 'the person this partner subject is linked to is not active', { detail: 'person_not_active' });
-  const origin: PartnerOrigin = { ...(linked ? { person: linked.id } : {}), ...(token.attributes.lei !== undefined ? { lei: token.attributes.lei } : {}) };
+  // A mapped LEI is the subject's firm only when the profile says the partner speaks for it.
+  const lei = token.attributes.lei;
+  if (lei !== undefined && token.partner.legal_entities !== undefined && !token.partner.legal_entities.includes(lei)) {
+    throw new OAuthError('invalid_grant', `the partner does not speak for legal entity ${lei.slice(0, 20)}`, { detail: 'legal_entity_not_allowed' });
+  }
+  const believedLei = lei !== undefined && token.partner.legal_entities?.includes(lei) ? lei : undefined;
+  const origin: PartnerOrigin = { ...(linked ? { person: linked.id } : {}), ...(believedLei !== undefined ? { lei: believedLei } : {}) };
   const claims = token.claims;
   const asserted = token.partner.acr
     ? assuranceOf({ id: token.partner.id, issuer: token.partner.issuer, acr: token.partner.acr }, {

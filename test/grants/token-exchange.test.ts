@@ -303,7 +303,7 @@ describe('token exchange (RFC 8693)', () => {
           allowed_scopes: ['order:create'],
           claim_mapping: { lei: 'org_lei' },
           clients: ['arranger-backend', 'broker-backend'],
-          ...(firm ? { acr: { map: { 'urn:partner-bank:mfa': acr.multiFactor, 'urn:partner-bank:hwk': acr.phishingResistant }, max: acr.multiFactor } } : {}),
+          ...(firm ? { acr: { map: { 'urn:partner-bank:mfa': acr.multiFactor, 'urn:partner-bank:hwk': acr.phishingResistant }, max: acr.multiFactor }, legal_entities: ['5493001KJTIIGC8Y1R12'] } : {}),
         },
       ],
       ...options.extra,
@@ -361,6 +361,9 @@ describe('token exchange (RFC 8693)', () => {
     // A partner naming no firm is refused the regional target, at the first hop as before.
     const unnamed = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ org_lei: undefined }), { resource: brokerApi }), 400, 'invalid_target');
     assert.match(String(unnamed.error_description), /data residency/);
+    // Nor may it name a firm it does not speak for (the broker's own, say).
+    const other = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ org_lei: '529900T8BM49AURSDO55' }), { resource: brokerApi }), 400, 'invalid_grant');
+    assert.match(String(other.error_description), /does not speak for legal entity/);
   });
 
   test('a partner’s acr is carried as far as its profile trusts it, with the partner named as the source of assurance', async (t) => {
@@ -440,6 +443,7 @@ describe('the JWT bearer grant (RFC 7523 §2.1)', () => {
           allowed_audiences: [brokerApi],
           allowed_scopes: ['order:create'],
           claim_mapping: { lei: 'org_lei' },
+          legal_entities: ['5493001KJTIIGC8Y1R12'],
           clients: ['partner-gateway'],
         },
       ],
