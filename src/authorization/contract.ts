@@ -98,6 +98,11 @@ export interface Interaction {
   authentication?: Authentication;
   /** The request's `login_hint` and `idp_hint` (OIDC Core §3.1.2.1; docs/identity-brokering.md), for the sign-in page. */
   hints?: { login?: string; idp?: string };
+  /**
+   * How fresh the sign-in must be, as the request asks (OIDC Core §3.1.2.1 `max_age`, `prompt=login`):
+   * passed on to an upstream identity provider, so its own session does not stand in for a fresh one.
+   */
+  freshness?: { maxAge?: number; login?: boolean };
 }
 
 /*

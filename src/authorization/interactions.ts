@@ -259,6 +259,9 @@ export async function loadInteraction(
     ...(stored.request.loginHint !== undefined || stored.request.idpHint !== undefined
       ? { hints: { ...(stored.request.loginHint !== undefined ? { login: stored.request.loginHint } : {}), ...(stored.request.idpHint !== undefined ? { idp: stored.request.idpHint } : {}) } }
       : {}),
+    ...(stored.request.maxAge !== undefined || stored.request.prompt.includes('login')
+      ? { freshness: { ...(stored.request.maxAge !== undefined ? { maxAge: stored.request.maxAge } : {}), ...(stored.request.prompt.includes('login') ? { login: true } : {}) } }
+      : {}),
   };
   records.set(interaction, stored);
   return interaction;

@@ -66,7 +66,9 @@ export async function partnerSubjectBasis(
         amr: Array.isArray(claims.amr) ? claims.amr.filter((m): m is string => typeof m === 'string') : [],
       })
     : undefined;
-  const authTime = typeof claims.auth_time === 'number' ? claims.auth_time : typeof claims.iat === 'number' ? claims.iat : undefined;
+  // When the person authenticated, as the partner says: never its token's iat (a token minted long
+  // after a sign-in would look fresh); without auth_time, no level is carried.
+  const authTime = typeof claims.auth_time === 'number' && Number.isInteger(claims.auth_time) ? claims.auth_time : undefined;
   return {
     ...basisOf(origin, vouching),
     claims: {

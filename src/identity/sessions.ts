@@ -128,7 +128,7 @@ export interface StartedSession {
  */
 export async function startSession(
   ctx: SessionContext,
-  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined; assurance?: UpstreamAssurance | undefined; upstreamSid?: string | undefined },
+  login: { userId: string; acr: string; amr: string[]; cookieHeader: string | undefined; risk?: RiskAssessment | undefined; deviceId?: string | undefined; assurance?: UpstreamAssurance | undefined; upstreamSid?: string | undefined; authTime?: number | undefined },
   within?: Flight,
 ): Promise<StartedSession> {
   const now = ctx.clock.now();
@@ -136,7 +136,8 @@ export async function startSession(
   const value = randomBytes(32).toString('base64url');
   const id = sessionIdFor(value);
   const previous = presentedIds(login.cookieHeader);
-  const authTime = Math.floor(now / 1000);
+  // An upstream's sign-in happened when it says (never later than now); a local one, now.
+  const authTime = Math.min(login.authTime ?? Number.POSITIVE_INFINITY, Math.floor(now / 1000));
   const db = ctx.storage.db;
   const flight = within ?? ctx.storage.flight();
   if (previous.length > 0) {

@@ -309,7 +309,7 @@ describe('token exchange (RFC 8693)', () => {
       ...options.extra,
     });
     const partnerToken = (claims: Record<string, unknown> = {}) =>
-      new SignJWT({ sub: 'pb-trader-9', scope: 'order:create', org_lei: '5493001KJTIIGC8Y1R12', ...claims })
+      new SignJWT({ sub: 'pb-trader-9', scope: 'order:create', org_lei: '5493001KJTIIGC8Y1R12', auth_time: epochSeconds(f.clock) - 60, ...claims })
         .setProtectedHeader({ alg: 'ES256', kid: 'p1', typ: 'at+jwt' })
         .setIssuer(partnerIssuer)
         .setAudience(f.issuer)
@@ -370,6 +370,10 @@ describe('token exchange (RFC 8693)', () => {
     const f = await partnerChain(t);
     const trusted = decodeJwt((await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa', amr: ['pwd', 'otp'] }), { resource: brokerApi }))).access_token);
     assert.equal(trusted.acr, acr.multiFactor);
+    assert.equal(trusted.auth_time, epochSeconds(f.clock) - 60, 'when the partner says the person signed in');
+    // Without auth_time, no level is carried: the partner token's iat is not a sign-in time.
+    const undated = decodeJwt((await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa', auth_time: undefined }), { resource: brokerApi }))).access_token);
+    assert.deepEqual([undated.acr, undated.assurance_source], [undefined, undefined]);
     assert.deepEqual(trusted.amr, ['pwd', 'otp', 'urn:clearance:amr:upstream']);
     assert.equal(trusted.assurance_source, f.partnerIssuer);
     const capped = decodeJwt((await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:hwk', amr: ['hwk'] }), { resource: brokerApi }))).access_token);

@@ -190,9 +190,10 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
             case 'done':
               return seeOther(reply, paths.resume(interaction.id));
             case 'login': {
-              // The request's idp_hint names the person's organisation: straight there (a first
-              // sign-in only; a step-up is the person's own, on this page).
-              const hinted = step.reason !== 'acr' && interaction.hints?.idp !== undefined ? providerForRealm(await providerDirectory(ctx.storage.db, ctx.clock.now()), interaction.hints.idp) : undefined;
+              // The request's idp_hint names the person's organisation: straight there — for a first
+              // sign-in only (a step-up is the person's own, on this page; a sign-in asked again for
+              // freshness shows the page, so an upstream that ignores max_age cannot loop the browser).
+              const hinted = step.reason === 'no_session' && interaction.hints?.idp !== undefined ? providerForRealm(await providerDirectory(ctx.storage.db, ctx.clock.now()), interaction.hints.idp) : undefined;
               if (hinted && hinted.provider.id === interaction.hints?.idp) return upstream.startUpstream(request, reply, interaction, hinted.provider.id, interaction.hints.login);
               return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] }, { step, session });
             }
@@ -381,7 +382,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
         const { device } = await deviceOf(request);
         const started = await startSession(
           ctx,
-          { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device, assurance: login.assurance, upstreamSid: login.upstreamSid },
+          { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: request.headers.cookie, risk: login.risk, deviceId: device, assurance: login.assurance, upstreamSid: login.upstreamSid, authTime: login.authTime },
           flight,
         );
         return { started, recorded: flow.recordAuthentication(ctx, interaction, started.authentication, flight) };
@@ -639,6 +640,8 @@ export interface SignInLogin {
   assurance?: UpstreamAssurance;
   /** The upstream's session id, kept with the session for its back-channel logout. */
   upstreamSid?: string;
+  /** When the upstream says the person authenticated (seconds): the session's auth_time. */
+  authTime?: number;
 }
 
 /** Adds a verified sign-in's session to its transaction, recorded on the interaction. */

@@ -188,7 +188,7 @@ export function registerUpstreamRoutes(
       },
       flight,
       [],
-      (f, verified) => routes.session(request, interaction, f, { ...verified, assurance: { provider: assurance.provider, source: assurance.source }, ...(identity.sid !== undefined ? { upstreamSid: identity.sid } : {}) }),
+      (f, verified) => routes.session(request, interaction, f, { ...verified, assurance: { provider: assurance.provider, source: assurance.source }, ...(identity.sid !== undefined ? { upstreamSid: identity.sid } : {}), ...(identity.authTime !== undefined ? { authTime: identity.authTime } : {}) }),
     );
     if (!completed) return refuse(403, 'account_not_active', notActive, personBase, about);
     await risk.observe(user.id);
@@ -224,8 +224,8 @@ export function registerUpstreamRoutes(
       const secrets = await openUpstreamLogin(ctx, { interactionId: interaction.id, providerId, browserId });
       const url =
         provider.kind === 'saml'
-          ? await samlAuthorizeUrl(ctx, provider, secrets)
-          : await authorizationUrl(config!, provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}) });
+          ? await samlAuthorizeUrl(ctx, provider, secrets, interaction.freshness)
+          : await authorizationUrl(config!, provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}), ...(interaction.freshness ? { freshness: interaction.freshness } : {}) });
       return seeOther(reply, url.href);
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;

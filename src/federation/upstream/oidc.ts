@@ -76,7 +76,11 @@ export function forgetConfiguration(providerId: string): void {
 }
 
 /** Where the browser goes to sign in at the upstream: a PAR request_uri when it offers PAR, else the parameters in the URL. */
-export async function authorizationUrl(config: oidc.Configuration, provider: OidcProvider, request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string }): Promise<URL> {
+export async function authorizationUrl(
+  config: oidc.Configuration,
+  provider: OidcProvider,
+  request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string; freshness?: { maxAge?: number; login?: boolean } },
+): Promise<URL> {
   const parameters: Record<string, string> = {
     redirect_uri: request.redirectUri,
     scope: provider.scopes.join(' '),
@@ -86,6 +90,10 @@ export async function authorizationUrl(config: oidc.Configuration, provider: Oid
     code_challenge: await oidc.calculatePKCECodeChallenge(request.secrets.codeVerifier),
     code_challenge_method: 'S256',
     ...(request.loginHint !== undefined ? { login_hint: request.loginHint } : {}),
+    // The relying party's freshness, passed on (OIDC Core §3.1.2.1): the upstream's own session
+    // must not stand in for a sign-in fresher than it.
+    ...(request.freshness?.maxAge !== undefined ? { max_age: String(request.freshness.maxAge) } : {}),
+    ...(request.freshness?.login ? { prompt: 'login' } : {}),
   };
   try {
     if (config.serverMetadata().pushed_authorization_request_endpoint) return await oidc.buildAuthorizationUrlWithPAR(config, parameters);

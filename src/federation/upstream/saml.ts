@@ -113,7 +113,7 @@ function oneRequest(id: string): CacheProvider {
   };
 }
 
-async function samlFor(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, requestId: string): Promise<SAML> {
+async function samlFor(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, requestId: string, forceAuthn = false): Promise<SAML> {
   const sp = await serviceProviderKey(ctx);
   const endpoints = samlEndpoints(ctx.config.issuer);
   return new SAML({
@@ -136,12 +136,16 @@ async function samlFor(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'co
     generateUniqueId: () => requestId,
     identifierFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent',
     disableRequestedAuthnContext: true,
+    forceAuthn,
   });
 }
 
 /** Where the browser goes to sign in at the IdP: its SSO URL with a signed AuthnRequest (HTTP-Redirect) and the state as RelayState. */
-export async function samlAuthorizeUrl(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, secrets: UpstreamLoginSecrets): Promise<URL> {
-  const saml = await samlFor(ctx, provider, requestIdOf(secrets));
+export async function samlAuthorizeUrl(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, secrets: UpstreamLoginSecrets, freshness?: { maxAge?: number; login?: boolean }): Promise<URL> {
+  // A relying party asking a fresh sign-in (prompt=login, or any max_age: SAML has no age limit to
+  // pass on) gets ForceAuthn: the IdP's own session must not stand in for it.
+  const force = freshness?.login === true || freshness?.maxAge !== undefined;
+  const saml = await samlFor(ctx, provider, requestIdOf(secrets), force);
   return new URL(await saml.getAuthorizeUrlAsync(secrets.state, undefined, {}));
 }
 

@@ -21,6 +21,8 @@ export type FakeMode =
   | 'foreign_key'
   /** The ID token is signed by a key that is not in the JWKS, under a kid the JWKS does not have. */
   | 'unknown_kid'
+  /** The person signed in at the upstream two minutes ago (its session, not this request): auth_time says so. */
+  | 'earlier_sign_in'
   /** The authorization is refused with an error_description shaped like a JWT (which the audit log never records). */
   | 'token_shaped_error'
   /** The ID token's sub is shaped like a JWT. */
@@ -67,6 +69,8 @@ export interface FakeUpstream {
   /** Authorization requests and token requests received. */
   authorizations: number;
   tokenRequests: number;
+  /** The query of the last authorization request it received. */
+  lastAuthorization?: URLSearchParams;
   /** The ID tokens the token endpoint issued, as sent. */
   idTokens: string[];
   close(): Promise<void>;
@@ -138,6 +142,7 @@ export async function startFakeUpstream(options: { redirectUri: string }): Promi
   function authorize(url: URL, res: ServerResponse) {
     upstream.authorizations++;
     const q = url.searchParams;
+    upstream.lastAuthorization = q;
     const redirectUri = q.get('redirect_uri');
     if (q.get('client_id') !== upstream.clientId) return refuse(res, `authorize: client_id ${q.get('client_id')}`);
     if (redirectUri !== options.redirectUri) return refuse(res, `authorize: redirect_uri ${redirectUri}`);
@@ -198,7 +203,7 @@ export async function startFakeUpstream(options: { redirectUri: string }): Promi
       aud: mode === 'wrong_audience' ? 'some-other-client' : upstream.clientId,
       iat: issuedAt,
       exp: mode === 'expired' ? now - 10 * 60 : issuedAt + 5 * 60,
-      auth_time: Math.min(issuedAt, now),
+      auth_time: mode === 'earlier_sign_in' ? now - 120 : Math.min(issuedAt, now),
       ...(issued.nonce !== undefined ? { nonce: mode === 'wrong_nonce' ? randomBytes(32).toString('base64url') : issued.nonce } : {}),
       at_hash: mode === 'wrong_at_hash' ? atHash(`${accessToken}-not-this-one`) : atHash(accessToken),
     };

@@ -53,7 +53,7 @@ async function startHarness(t: TestContext, mode: FakeMode): Promise<Harness> {
  * The desk application's authorization request, Clearance's sign-in page, "Sign in through your
  * organisation", the fake upstream and back to Clearance's callback; returns where that ends.
  */
-async function signIn(h: Harness, browser = new HttpBrowser()) {
+async function signIn(h: Harness, browser = new HttpBrowser(), extra: Record<string, string> = {}) {
   const url = client.buildAuthorizationUrl(h.config, {
     redirect_uri: h.app.redirectUri,
     scope: 'openid order:create',
@@ -61,6 +61,7 @@ async function signIn(h: Harness, browser = new HttpBrowser()) {
     code_challenge_method: 'S256',
     state: client.randomState(),
     nonce: client.randomNonce(),
+    ...extra,
   });
   const page = await browser.follow(url, h.server.issuer);
   assert.equal(page.response.status, 200, 'the sign-in page');
@@ -209,4 +210,15 @@ test('a token endpoint answering 400 invalid_grant is refused', async (t) => {
   const back = await signIn(h);
   assert.equal(h.upstream.tokenRequests, 1);
   await assertRefused(h, back, 'token_request_failed', /token endpoint answered invalid_grant/);
+});
+
+test('a relying party’s max_age and prompt=login are passed on, and the session’s auth_time is when the upstream says the person authenticated', async (t) => {
+  const h = await startHarness(t, 'earlier_sign_in');
+  const before = Math.floor(Date.now() / 1000);
+  await signIn(h, new HttpBrowser(), { max_age: '300', prompt: 'login' });
+  assert.equal(h.upstream.lastAuthorization?.get('max_age'), '300');
+  assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login');
+  const session = await h.server.running.ctx.storage.db.selectFrom('sessions').select(['auth_time']).where('assurance_provider', '=', 'fund-x').executeTakeFirstOrThrow();
+  // Two minutes before this request, as the upstream said: not "now".
+  assert.ok(Number(session.auth_time) <= before - 115 && Number(session.auth_time) >= before - 125, String(session.auth_time));
 });
