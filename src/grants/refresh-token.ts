@@ -1,3 +1,4 @@
+import { findProvider } from '../federation/upstream/providers.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { isPersonTokenLive } from '../identity/lifecycle.ts';
@@ -76,6 +77,11 @@ export const refreshToken = defineGrant({
     }
 
     const p = stored.payload;
+    // A grant an upstream identity provider's sign-in made lives no longer than that provider is
+    // trusted: disabled (apply's enabled: false), its refresh tokens issue nothing more.
+    if (p.assurance !== undefined && !(await findProvider(ctx.storage.db, p.assurance.provider))?.provider.enabled) {
+      throw invalidGrant('the upstream identity provider of the sign-in is disabled', 'the sign-in this refresh token came from is no longer accepted; sign in again');
+    }
     const basis = tokenBasis({ userId: stored.userId, clientId, grantId: stored.grantId }, p);
     const target = await chooseAccessTarget(ctx, basis, params.all('resource'), params.get('scope'));
 

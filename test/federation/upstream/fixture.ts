@@ -21,10 +21,10 @@ export interface BrokeringHarness extends DeskApp {
   providerEntry: Record<string, unknown>;
 }
 
-export async function startBrokering(t: TestContext, options: { host?: 'localhost'; apply?: Record<string, unknown> } = {}): Promise<BrokeringHarness> {
+export async function startBrokering(t: TestContext, options: { host?: 'localhost'; apply?: Record<string, unknown>; refreshTokens?: boolean } = {}): Promise<BrokeringHarness> {
   // The redirect URI is known once Clearance listens: the upstream is started after, from its issuer.
   let upstream: TestUpstream | undefined;
-  const desk = await startDeskApp(t, { ...(options.host ? { host: options.host } : {}) });
+  const desk = await startDeskApp(t, { ...(options.host ? { host: options.host } : {}), ...(options.refreshTokens ? { refreshTokens: true } : {}) });
   upstream = await startUpstream({ redirectUri: `${desk.server.issuer}/broker/oidc/callback`, clearance: desk.server.issuer });
   t.after(() => upstream!.close());
   const providerEntry = {

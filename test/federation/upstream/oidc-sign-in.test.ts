@@ -216,13 +216,18 @@ test('home-realm discovery: an unknown domain is said plainly, an LEI or the req
   assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 0);
 });
 
-test('disabling the provider ends the sessions its people hold through it, and stops new sign-ins through it', async (t) => {
-  const h = await startBrokering(t);
+test('disabling the provider ends the sessions its people hold through it, their refresh tokens issue nothing more, and no sign-in goes through it', async (t) => {
+  const h = await startBrokering(t, { refreshTokens: true });
   h.upstream.nextSignIn = { sub: 'pm-008', claims: { email: 'uma@fund-a.example' }, acr: upstreamAcr.mfa };
   const browser = new HttpBrowser();
   const request = authorizationRequest(h);
-  const sub = (await tokensFor(h, request, await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'uma@fund-a.example')))).claims()!.sub;
+  const tokens = await tokensFor(h, request, await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'uma@fund-a.example')));
+  const sub = tokens.claims()!.sub;
+  assert.ok(tokens.refresh_token);
+  const refreshed = await client.refreshTokenGrant(h.config, tokens.refresh_token!);
+  assert.equal(decodeJwt(refreshed.access_token).assurance_source, h.upstream.issuer, 'a refreshed token names the source too');
   await h.server.apply({ identity_providers: [{ ...h.providerEntry, enabled: false }] });
+  await assert.rejects(client.refreshTokenGrant(h.config, refreshed.refresh_token!), (error: { error?: string }) => error.error === 'invalid_grant');
   const db = h.server.running.ctx.storage.db;
   const session = await db.selectFrom('sessions').selectAll().where('user_id', '=', sub).executeTakeFirstOrThrow();
   assert.equal(session.end_reason, 'provider_disabled');
