@@ -176,3 +176,66 @@ async function withDeadline<T>(work: Promise<T>, deadline: AbortSignal, timeoutM
     deadline.removeEventListener('abort', onAbort!);
   }
 }
+
+/** A response of `pinnedRequest`: any status (a redirect is returned, never followed). */
+export interface PinnedResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/**
+ * Any HTTP request to a partner's or upstream's URL under the same SSRF rules as `fetchJson`: the
+ * URL rules, every address of the host checked, the connection made to the checked address (no
+ * second lookup: DNS rebinding cannot swap it), no pooled socket, a time limit and a size limit.
+ * openid-client's requests to an upstream identity provider (token, userinfo, PAR, JWKS) go through
+ * it (src/federation/upstream/oidc.ts).
+ */
+export async function pinnedRequest(url: string, init: { method: string; headers: Record<string, string>; body?: Buffer }, rules: FetchRules): Promise<PinnedResponse> {
+  const timeoutMs = rules.timeoutMs ?? defaultFetchTimeoutMs;
+  const maxBytes = rules.maxBytes ?? defaultMaxResponseBytes;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const target = checkUrl(url, rules);
+  const address = await withDeadline(pickAddress(target, rules), deadline, timeoutMs);
+  const pinned: LookupFunction = (_hostname, options, callback) => {
+    if (options.all) (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [address]);
+    else callback(null, address.address, address.family);
+  };
+  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+  const options: RequestOptions & { servername?: string } = {
+    method: init.method,
+    host,
+    port: target.port || (target.protocol === 'https:' ? 443 : 80),
+    path: `${target.pathname}${target.search}`,
+    headers: { 'accept-encoding': 'identity', 'user-agent': 'clearance', ...init.headers, ...(init.body ? { 'content-length': String(init.body.length) } : {}) },
+    lookup: pinned,
+    agent: false,
+    signal: deadline,
+    ...(target.protocol === 'https:' && !isIP(host) ? { servername: host } : {}),
+  };
+  const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<PinnedResponse>((resolve, reject) => {
+    const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);
+    const req = request(options, (response: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) {
+          response.destroy();
+          reject(new FetchError(`${target.href} sent more than ${maxBytes} bytes`));
+        } else {
+          chunks.push(chunk);
+        }
+      });
+      response.on('end', () => {
+        const headers: Record<string, string> = {};
+        for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+        resolve({ status: response.statusCode ?? 0, headers, body: Buffer.concat(chunks) });
+      });
+      response.on('error', fail);
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => fail(new FetchError(`cannot fetch ${target.href}: ${error.code ?? error.message}`)));
+    req.end(init.body);
+  });
+}

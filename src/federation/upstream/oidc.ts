@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
-import { checkUrl, FetchError, pickAddress } from '../fetch.ts';
+import { FetchError, pinnedRequest } from '../fetch.ts';
 import { containsJwt } from '../../audit/guard.ts';
 import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
@@ -17,8 +17,9 @@ import type { UpstreamLoginSecrets } from './upstream-logins.ts';
  * claims come from the ID token, else from userinfo (OIDC Core §5.4), its `sub` the ID token's.
  *
  * Every request to the upstream follows the SSRF rules of partner fetching
- * (src/federation/fetch.ts: https; loopback and private addresses only when the declaration allows
- * them; no credentials in URLs), with a 5-second limit.
+ * (src/federation/fetch.ts pinnedRequest: https; loopback and private addresses only when the
+ * declaration allows them; no credentials in URLs; the connection pinned to the checked address, so
+ * DNS rebinding cannot swap it; no redirects followed), with a 5-second and a 512 KiB limit.
  */
 
 /** Discovered metadata is kept this long per provider (a changed declaration is discovered again at once). */
@@ -41,11 +42,15 @@ export class UpstreamError extends Error {
 }
 
 export function guardedFetch(provider: Pick<IdentityProvider, 'allow_private_network'>): oidc.CustomFetch {
-  const rules = { allowPrivateNetwork: provider.allow_private_network };
+  const rules = { allowPrivateNetwork: provider.allow_private_network, timeoutMs: timeoutSeconds * 1000, maxBytes: 512 * 1024 };
   return async (url, options) => {
-    const target = checkUrl(url, rules);
-    await pickAddress(target, rules);
-    return fetch(url, { ...options, redirect: 'manual', signal: AbortSignal.timeout(timeoutSeconds * 1000) } as RequestInit);
+    const headers: Record<string, string> = {};
+    new Headers(options.headers as ConstructorParameters<typeof Headers>[0]).forEach((value, name) => (headers[name] = value));
+    const body = options.body === undefined || options.body === null ? undefined : Buffer.from(await new Response(options.body as ConstructorParameters<typeof Response>[0]).arrayBuffer());
+    const answer = await pinnedRequest(url, { method: options.method ?? 'GET', headers, ...(body ? { body } : {}) }, rules);
+    // Null-body statuses (204, 304) take no body in a Response.
+    const empty = answer.status === 204 || answer.status === 304;
+    return new Response(empty ? null : new Uint8Array(answer.body), { status: answer.status, headers: answer.headers });
   };
 }
 
