@@ -22,6 +22,7 @@ import { backchannelAuthentication } from '../endpoints/backchannel/index.ts';
 import { userinfo } from '../endpoints/userinfo/index.ts';
 import { logout } from '../endpoints/logout/index.ts';
 import { brokerLogout } from '../endpoints/broker/logout.ts';
+import { brokerJwks } from '../endpoints/broker/jwks.ts';
 import { adminGrants } from '../endpoints/grants/index.ts';
 import { adminMandates } from '../endpoints/mandates/index.ts';
 import { account } from '../endpoints/account/index.ts';
@@ -70,7 +71,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

@@ -22,8 +22,12 @@ export interface OidcProvider extends ProviderBase {
   issuer: string;
   /** Clearance's client at the upstream. */
   client_id: string;
-  /** How Clearance authenticates to the upstream's token endpoint (the secret is write-only, stored sealed). */
-  token_endpoint_auth_method: 'client_secret_basic' | 'client_secret_post';
+  /**
+   * How Clearance authenticates to the upstream's token endpoint: a client secret (write-only,
+   * stored sealed), or `private_key_jwt` (RFC 7523 §2.2) with an ES256 key Clearance makes for this
+   * provider, sealed with the master key, its public half at <issuer>/broker/oidc/jwks.
+   */
+  token_endpoint_auth_method: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
   /** Scopes asked of the upstream; `openid` always among them. */
   scopes: string[];
 }
@@ -119,8 +123,9 @@ export function readIdentityProvider(v: Validator, path: string, input: unknown)
     else clientSecret = o.client_secret;
   }
   const method = v.string(at('token_endpoint_auth_method'), o.token_endpoint_auth_method ?? 'client_secret_basic', {
-    oneOf: ['client_secret_basic', 'client_secret_post'],
+    oneOf: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
   }) as OidcProvider['token_endpoint_auth_method'] | undefined;
+  if (method === 'private_key_jwt' && clientSecret !== undefined) v.fail(at('client_secret'), 'is for client_secret_basic and client_secret_post; private_key_jwt signs with a key Clearance makes');
   const scopes = o.scopes === undefined ? ['openid', 'profile', 'email'] : v.array(at('scopes'), o.scopes, (p, s) => v.string(p, s, { pattern: scopeTokenPattern }), { nonEmpty: true, unique: true });
   if (scopes && !scopes.includes('openid')) v.fail(at('scopes'), 'must include openid (the upstream signs the person in with an ID token)');
   if (issuer && new URL(issuer).protocol === 'http:' && !allowPrivate) {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { FetchError, pinnedRequest } from '../fetch.ts';
 import { containsJwt } from '../../audit/guard.ts';
@@ -59,7 +59,7 @@ export async function configurationOf(provider: OidcProvider, clientSecret: stri
   const fingerprint = createHash('sha256').update(JSON.stringify(provider)).update('\n').update(clientSecret).digest('base64url');
   const cached = configurations.get(provider.id);
   if (cached && cached.fingerprint === fingerprint && now - cached.at < discoveryTtlMs) return cached.config;
-  const auth = provider.token_endpoint_auth_method === 'client_secret_post' ? oidc.ClientSecretPost(clientSecret) : oidc.ClientSecretBasic(clientSecret);
+  const auth = await clientAuthOf(provider, clientSecret);
   const issuer = new URL(provider.issuer);
   const config = oidc
     .discovery(issuer, provider.client_id, { [oidc.clockTolerance]: skewSeconds }, auth, {
@@ -73,6 +73,20 @@ export async function configurationOf(provider: OidcProvider, clientSecret: stri
     });
   configurations.set(provider.id, { fingerprint, at: now, config });
   return config;
+}
+
+/** How Clearance authenticates to the upstream's token endpoint (`credential`: the secret, or the private JWK as JSON). */
+async function clientAuthOf(provider: OidcProvider, credential: string): Promise<oidc.ClientAuth> {
+  switch (provider.token_endpoint_auth_method) {
+    case 'client_secret_post':
+      return oidc.ClientSecretPost(credential);
+    case 'private_key_jwt': {
+      const key = await webcrypto.subtle.importKey('jwk', JSON.parse(credential) as webcrypto.JsonWebKey, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+      return oidc.PrivateKeyJwt({ key: key as unknown as oidc.CryptoKey, kid: `upstream-${provider.id}` });
+    }
+    default:
+      return oidc.ClientSecretBasic(credential);
+  }
 }
 
 /** Forgets what was discovered of a provider (its declaration changed, or a sign-in found its keys stale). */

@@ -2,7 +2,8 @@ import type { Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import type { LegalEntity } from '../../entities/definition.ts';
-import { open } from '../../keys/sealed-box.ts';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { open, seal } from '../../keys/sealed-box.ts';
 import { sealSecret } from '../../signals/webhook-secret.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { Validator } from '../../validation.ts';
@@ -57,8 +58,9 @@ export async function planIdentityProviders(
     });
     const holder = stored.find((s) => s.provider.issuer === provider.issuer && s.provider.id !== provider.id);
     if (holder) v.fail(`${path}.issuer`, `is already the issuer of identity provider ${holder.provider.id}`);
-    if (provider.kind === 'oidc') {
-      const hasSecret = item.clientSecret !== undefined || stored.some((s) => s.provider.id === provider.id && s.secretSealed !== null);
+    if (provider.kind === 'oidc' && provider.token_endpoint_auth_method !== 'private_key_jwt') {
+      // A stored secret counts; a stored private_key_jwt key does not (switching back needs a secret).
+      const hasSecret = item.clientSecret !== undefined || stored.some((s) => s.provider.id === provider.id && s.secretSealed !== null && s.provider.kind === 'oidc' && s.provider.token_endpoint_auth_method !== 'private_key_jwt');
       if (!hasSecret) v.fail(`${path}.client_secret`, `is required for ${provider.token_endpoint_auth_method} (none is stored for this provider)`);
     }
     const kindOf = stored.find((s) => s.provider.id === provider.id)?.provider.kind;
@@ -83,6 +85,10 @@ export async function executeIdentityProviders(
     const row = await trx.selectFrom('identity_providers').selectAll().where('id', '=', provider.id).executeTakeFirst();
     let sealed = row?.secret_sealed ?? null;
     if (clientSecret !== undefined) sealed = sealSecret(masterKey, sealed, clientSecret, sealingBinding(provider.id));
+    // private_key_jwt: a key of its own, made once (kept while the method stays), never a secret.
+    if (provider.kind === 'oidc' && provider.token_endpoint_auth_method === 'private_key_jwt' && !isSealedKey(masterKey, sealed, provider.id)) {
+      sealed = seal(masterKey, Buffer.from(JSON.stringify(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' })), 'utf8'), sealingBinding(provider.id));
+    }
     const values = { kind: provider.kind, definition: JSON.stringify(provider), secret_sealed: sealed, enabled: provider.enabled ? 1 : 0 };
     if (!row) {
       await trx.insertInto('identity_providers').values({ id: provider.id, ...values, created_at: now, updated_at: now }).execute();
@@ -140,7 +146,19 @@ export async function findProvider(db: Kysely<Database>, id: string): Promise<St
   return row ? fromRow(row) : undefined;
 }
 
-/** The client secret at the upstream (opened with the master key). */
+function isSealedKey(masterKey: Buffer, sealed: string | null, id: string): boolean {
+  return sealed !== null && open(masterKey, sealed, sealingBinding(id)).toString('utf8').startsWith('{');
+}
+
+/** The public key a private_key_jwt provider's assertions are verified with (kid `upstream-<id>`), for <issuer>/broker/oidc/jwks. */
+export function providerPublicJwk(masterKey: Buffer, stored: StoredProvider<OidcProvider>): Record<string, unknown> | undefined {
+  if (stored.provider.token_endpoint_auth_method !== 'private_key_jwt' || !isSealedKey(masterKey, stored.secretSealed, stored.provider.id)) return undefined;
+  const jwk = JSON.parse(providerSecret(masterKey, stored)) as Record<string, unknown>;
+  const publicJwk = createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'jwk' });
+  return { ...publicJwk, kid: `upstream-${stored.provider.id}`, alg: 'ES256', use: 'sig' };
+}
+
+/** The client secret at the upstream — or, for private_key_jwt, the private JWK as JSON — opened with the master key. */
 export function providerSecret(masterKey: Buffer, stored: StoredProvider<OidcProvider>): string {
   if (!stored.secretSealed) throw new Error(`identity provider ${stored.provider.id} has no client secret`);
   return open(masterKey, stored.secretSealed, sealingBinding(stored.provider.id)).toString('utf8');

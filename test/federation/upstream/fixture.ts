@@ -21,18 +21,18 @@ export interface BrokeringHarness extends DeskApp {
   providerEntry: Record<string, unknown>;
 }
 
-export async function startBrokering(t: TestContext, options: { host?: 'localhost'; apply?: Record<string, unknown>; refreshTokens?: boolean } = {}): Promise<BrokeringHarness> {
+export async function startBrokering(t: TestContext, options: { host?: 'localhost'; apply?: Record<string, unknown>; refreshTokens?: boolean; privateKeyJwt?: boolean } = {}): Promise<BrokeringHarness> {
   // The redirect URI is known once Clearance listens: the upstream is started after, from its issuer.
   let upstream: TestUpstream | undefined;
   const desk = await startDeskApp(t, { ...(options.host ? { host: options.host } : {}), ...(options.refreshTokens ? { refreshTokens: true } : {}) });
-  upstream = await startUpstream({ redirectUri: `${desk.server.issuer}/broker/oidc/callback`, clearance: desk.server.issuer });
+  upstream = await startUpstream({ redirectUri: `${desk.server.issuer}/broker/oidc/callback`, clearance: desk.server.issuer, ...(options.privateKeyJwt ? { privateKeyJwt: true } : {}) });
   t.after(() => upstream!.close());
   const providerEntry = {
     id: 'fund-a',
     name: 'Fund A',
     issuer: upstream.issuer,
     client_id: upstream.clientId,
-    client_secret: upstream.clientSecret,
+    ...(options.privateKeyJwt ? { token_endpoint_auth_method: 'private_key_jwt' } : { client_secret: upstream.clientSecret }),
     legal_entity: fundLei,
     desks: ['fund-a-pm'],
     domains: ['fund-a.example'],

@@ -345,3 +345,18 @@ test('an upstream naming an address outside its own domains, or one it has not v
   }
   assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).filter((e) => e.details.reason === 'email_taken').length, 2);
 });
+
+test('Clearance authenticates to an upstream with private_key_jwt, its key published at /broker/oidc/jwks', async (t) => {
+  const h = await startBrokering(t, { privateKeyJwt: true });
+  const jwks = await fetch(`${h.server.issuer}/broker/oidc/jwks`);
+  assert.match(jwks.headers.get('content-type')!, /jwk-set\+json/);
+  const { keys } = (await jwks.json()) as { keys: Record<string, unknown>[] };
+  assert.deepEqual(keys.map((k) => [k.kid, k.kty, k.crv, k.alg, 'd' in k]), [['upstream-fund-a', 'EC', 'P-256', 'ES256', false]]);
+  h.upstream.nextSignIn = { sub: 'pm-020', claims: { email: 'kim@fund-a.example' }, acr: upstreamAcr.mfa };
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const tokens = await tokensFor(h, request, await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'kim@fund-a.example')));
+  assert.equal(tokens.claims()!.assurance_source, h.upstream.issuer, 'the upstream accepted the signed client assertion');
+  // A client_secret with private_key_jwt is refused by apply: the key is Clearance's own.
+  await assert.rejects(h.server.apply({ identity_providers: [{ ...h.providerEntry, client_secret: 'a-secret-that-does-not-belong-here' }] }), /private_key_jwt signs with a key Clearance makes/);
+});

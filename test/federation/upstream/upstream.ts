@@ -31,7 +31,7 @@ export interface TestUpstream {
 
 export const upstreamAcr = { password: 'urn:fund-a:acr:pwd', mfa: 'urn:fund-a:acr:mfa', phr: 'urn:fund-a:acr:phr' };
 
-export async function startUpstream(options: { redirectUri: string; pushedAuthorizationRequests?: boolean; clearance?: string }): Promise<TestUpstream> {
+export async function startUpstream(options: { redirectUri: string; pushedAuthorizationRequests?: boolean; clearance?: string; privateKeyJwt?: boolean }): Promise<TestUpstream> {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -55,8 +55,9 @@ export async function startUpstream(options: { redirectUri: string; pushedAuthor
     clients: [
       {
         client_id: upstream.clientId,
-        client_secret: clientSecret,
-        token_endpoint_auth_method: 'client_secret_basic',
+        ...(options.privateKeyJwt && options.clearance
+          ? { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256', jwks_uri: `${options.clearance}/broker/oidc/jwks` }
+          : { client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_basic' }),
         redirect_uris: [options.redirectUri],
         grant_types: ['authorization_code'],
         response_types: ['code'],
