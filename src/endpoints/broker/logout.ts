@@ -1,4 +1,8 @@
-import { backChannelLogout, continuationTarget, type LogoutOutcome } from '../../federation/upstream/logout.ts';
+import { backChannelLogout, continuationTarget, endUpstreamPeople, type LogoutOutcome } from '../../federation/upstream/logout.ts';
+import { asSaml, listProviders } from '../../federation/upstream/providers.ts';
+import { SamlError, verifySamlLogoutRequest } from '../../federation/upstream/saml.ts';
+import { auditableDetail } from '../../federation/upstream/detail.ts';
+import { clearSessionCookie } from '../../identity/sessions.ts';
 import { sendError } from '../../http/errors.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { html } from '../../ui/html.ts';
@@ -14,6 +18,12 @@ import { single } from '../interaction/upstream.ts';
  *   upstream as the client's backchannel_logout_uri): a verified logout token ends everything the
  *   people it names hold → 200, no-store; anything else → 400 `invalid_request` JSON (§2.8) and
  *   `upstream.logout_refused` with why.
+ *
+ * GET /broker/saml/slo (SAML single logout, HTTP-Redirect binding; in the SP metadata): an IdP's
+ *   LogoutRequest, signed (required) by one of its certificates, ends everything the person it
+ *   names (NameID, SessionIndex) holds, once per request id; the browser's session cookie is
+ *   cleared and it goes back to the IdP's SLO URL with a LogoutResponse (or Clearance's signed-out
+ *   page). A request that does not verify → 400 page and `upstream.logout_refused`.
  *
  * GET /broker/oidc/logged-out (the upstream's post-logout redirect after an RP-initiated logout that
  *   Clearance passed on, src/endpoints/logout): its `state` verified (HMAC, ten minutes) → 303 to
@@ -39,6 +49,41 @@ export const brokerLogout: Endpoint = {
         return sendError(reply, new OAuthError('server_error', 'the logout could not be completed'));
       }
     });
+
+    app.get(`${base}/broker/saml/slo`, async (request, reply) =>
+      guarded(ctx, request, reply, async () => {
+        const at = request.url.indexOf('?');
+        const rawQuery = at >= 0 ? request.url.slice(at + 1) : '';
+        const query = Object.fromEntries(new URLSearchParams(rawQuery));
+        const signedOut = () => sendPage(reply, { status: 200, csp: 'static', page: layout({ title: 'Signed out', base, body: html`<h1>Signed out</h1>\n<p>You are signed out of Clearance and of your organisation. You can close this window.</p>` }) });
+        // Clearance starts no SAML logout of its own: a LogoutResponse has nothing to continue.
+        if (query.SAMLResponse !== undefined && query.SAMLRequest === undefined) return signedOut();
+        const providers = (await listProviders(ctx.storage.db)).flatMap((stored) => {
+          const saml = asSaml(stored);
+          return saml?.provider.enabled ? [saml.provider] : [];
+        });
+        let logout;
+        try {
+          logout = await verifySamlLogoutRequest(ctx, providers, query, rawQuery, query.RelayState);
+        } catch (error) {
+          if (!(error instanceof SamlError)) throw error;
+          await ctx.audit.record({
+            type: 'upstream.logout_refused',
+            requestId: request.id,
+            decision: { allow: false, reasons: ['invalid_logout_request'] },
+            details: { reason: auditableDetail(error.message), source_address: request.ip },
+          });
+          return sendErrorPage(ctx, request, reply, { status: 400, title: 'This sign-out could not be completed', message: 'Your organisation’s sign-out request could not be verified, so nothing was signed out here. Sign out of the application directly.' });
+        }
+        // SAML Profiles §4.4.3.1: a logout request is used once (the shared replay cache).
+        if (await ctx.partners.replay.use(`slo:${logout.provider.id}:${logout.requestId}`.slice(0, 512), ctx.clock.now() + 10 * 60_000)) {
+          await endUpstreamPeople(ctx, logout.provider, { subject: logout.nameId, ...(logout.sessionIndex !== undefined ? { sid: logout.sessionIndex } : {}) }, request.id);
+        }
+        reply.header('set-cookie', clearSessionCookie(ctx));
+        const answer = await logout.answer();
+        return answer ? seeOther(reply, answer) : signedOut();
+      }),
+    );
 
     app.get<{ Querystring: Record<string, string | string[] | undefined> }>(`${base}/broker/oidc/logged-out`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {

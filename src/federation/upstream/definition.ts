@@ -41,6 +41,8 @@ export interface SamlProvider extends ProviderBase {
   sso_url: string;
   /** The certificates (PEM) it signs responses or assertions with. */
   certificates: string[];
+  /** Its SingleLogoutService (HTTP-Redirect), where Clearance answers its logout requests; absent: answered with Clearance's page. */
+  slo_url?: string;
   /**
    * Which signature is required: `assertion` (the assertion, encrypted or not, signed), `response`
    * (the whole response signed), or `either` (at least one of them, covering the assertion).
@@ -81,7 +83,7 @@ export interface IdentityProviderEntry {
 
 const commonFields = ['id', 'name', 'kind', 'issuer', 'legal_entity', 'desks', 'domains', 'claims', 'acr', 'enabled', 'allow_private_network'];
 const oidcFields = [...commonFields, 'client_id', 'client_secret', 'token_endpoint_auth_method', 'scopes'];
-const samlFields = [...commonFields, 'sso_url', 'certificates', 'require_signed'];
+const samlFields = [...commonFields, 'sso_url', 'certificates', 'require_signed', 'slo_url'];
 export const providerIdPattern = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const domainPattern = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const claimNamePattern = /^[A-Za-z0-9_:./-]{1,100}$/;
@@ -139,7 +141,7 @@ export function readIdentityProvider(v: Validator, path: string, input: unknown)
 }
 
 /** A SAML IdP's own fields: its entityID, SSO URL (HTTP-Redirect), signing certificates, which signature is required. */
-function readSaml(v: Validator, path: string, o: Record<string, unknown>, allowPrivate: boolean): Pick<SamlProvider, 'issuer' | 'sso_url' | 'certificates' | 'require_signed'> | undefined {
+function readSaml(v: Validator, path: string, o: Record<string, unknown>, allowPrivate: boolean): Pick<SamlProvider, 'issuer' | 'sso_url' | 'certificates' | 'require_signed' | 'slo_url'> | undefined {
   const at = (field: string) => join(path, field);
   // An entityID is a URI, often not a URL (urn:…): any absolute URI up to 1024 characters.
   const issuer = v.string(at('issuer'), o.issuer, { maxLength: 1024, pattern: /^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$/, patternMessage: "must be the IdP's entityID (an absolute URI)" });
@@ -147,8 +149,10 @@ function readSaml(v: Validator, path: string, o: Record<string, unknown>, allowP
   if (ssoUrl && new URL(ssoUrl).protocol === 'http:' && !allowPrivate) v.fail(at('sso_url'), 'may be http only with allow_private_network: true (a loopback IdP, for development and tests)');
   const certificates = v.array(at('certificates'), o.certificates, (p, c) => readCertificate(v, p, c), { nonEmpty: true, unique: true });
   const requireSigned = v.string(at('require_signed'), o.require_signed ?? 'either', { oneOf: ['assertion', 'response', 'either'] }) as SamlProvider['require_signed'] | undefined;
-  if (!issuer || !ssoUrl || !certificates || !requireSigned) return undefined;
-  return { issuer, sso_url: ssoUrl, certificates, require_signed: requireSigned };
+  const sloUrl = o.slo_url === undefined ? undefined : readHttpsUrl(v, at('slo_url'), o.slo_url, { issuer: false });
+  if (sloUrl && new URL(sloUrl).protocol === 'http:' && !allowPrivate) v.fail(at('slo_url'), 'may be http only with allow_private_network: true');
+  if (!issuer || !ssoUrl || !certificates || !requireSigned || (o.slo_url !== undefined && !sloUrl)) return undefined;
+  return { issuer, sso_url: ssoUrl, certificates, require_signed: requireSigned, ...(sloUrl ? { slo_url: sloUrl } : {}) };
 }
 
 /** A PEM certificate that parses as X.509 (the IdP's signing certificate). */

@@ -5,7 +5,7 @@ import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { endPersonAccess, lifecycleEvent } from '../../identity/lifecycle.ts';
 import { asOidc, listProviders, providerSecret, type StoredProvider } from './providers.ts';
-import type { OidcProvider } from './definition.ts';
+import type { IdentityProvider, OidcProvider } from './definition.ts';
 import { configurationOf, guardedFetch, UpstreamError } from './oidc.ts';
 
 /**
@@ -69,13 +69,27 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
   if (!(await ctx.partners.replay.use(`bcl:${provider.id}:${String(claims.jti)}`.slice(0, 512), (Number(claims.iat) + maxAgeSeconds + 60) * 1000))) {
     return { ok: false, reason: 'the logout token was already used (jti)', provider: provider.id };
   }
+  return endUpstreamPeople(ctx, provider, { ...(sid !== undefined ? { sid } : {}), ...(sub !== undefined ? { subject: sub } : {}) }, requestId);
+}
+
+/**
+ * Ends everything the people an upstream's logout names hold (by its session id, and/or by the
+ * upstream subject through its link) — the same revocation as an administrator's "sign out
+ * everywhere", audited as `user.signed_out_everywhere` via `upstream-logout` with the provider as
+ * actor. For OIDC back-channel logout and SAML single logout alike.
+ */
+export async function endUpstreamPeople(
+  ctx: Pick<Context, 'storage' | 'clock' | 'audit'>,
+  provider: Pick<IdentityProvider, 'id' | 'issuer'>,
+  named: { sid?: string; subject?: string },
+  requestId: string,
+): Promise<{ ok: true; provider: string; sessionsEnded: number; people: number }> {
   const now = ctx.clock.now();
   return ctx.audit.recordWith(async (trx) => {
-    // The people it names: by the upstream session (sid) and/or the upstream subject (sub, through its link).
     let people = trx.selectFrom('sessions').select('sessions.user_id').distinct().where('sessions.assurance_provider', '=', provider.id).where('sessions.ended_at', 'is', null);
-    if (sid !== undefined) people = people.where('sessions.upstream_sid', '=', sid);
-    if (sub !== undefined) {
-      people = people.where('sessions.user_id', 'in', trx.selectFrom('user_links').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', sub));
+    if (named.sid !== undefined) people = people.where('sessions.upstream_sid', '=', named.sid);
+    if (named.subject !== undefined) {
+      people = people.where('sessions.user_id', 'in', trx.selectFrom('user_links').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', named.subject));
     }
     const userIds = (await people.execute()).map((row) => row.user_id);
     const events: AuditEvent[] = [];
@@ -84,7 +98,7 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
       const { ended, events: more } = await endPersonAccess(trx, now, userId, 'signed_out_everywhere', `provider:${provider.id}`);
       sessionsEnded += ended.sessionsEnded;
       const event = lifecycleEvent('signed_out_everywhere', userId, `provider:${provider.id}`, ended, { requestId, via: 'upstream-logout' });
-      event.details = { ...event.details, provider: provider.id, ...(sid !== undefined ? { upstream_sid: sid } : {}) };
+      event.details = { ...event.details, provider: provider.id, ...(named.sid !== undefined ? { upstream_sid: named.sid } : {}) };
       events.push(...more, event);
     }
     return { value: { ok: true as const, provider: provider.id, sessionsEnded, people: userIds.length }, events };

@@ -1,4 +1,5 @@
 import { createHmac, webcrypto } from 'node:crypto';
+import { inflateRawSync } from 'node:zlib';
 import { SAML, ValidateInResponseTo, type CacheProvider, type Profile } from '@node-saml/node-saml';
 import type { Context } from '../../context.ts';
 import { containsJwt } from '../../audit/guard.ts';
@@ -25,8 +26,8 @@ import type { UpstreamLoginSecrets } from './upstream-logins.ts';
  */
 
 /** Clearance's SP entityID, ACS and metadata. */
-export function samlEndpoints(issuer: string): { entityId: string; acs: string; metadata: string } {
-  return { entityId: `${issuer}/broker/saml`, acs: `${issuer}/broker/saml/acs`, metadata: `${issuer}/broker/saml/metadata` };
+export function samlEndpoints(issuer: string): { entityId: string; acs: string; metadata: string; slo: string } {
+  return { entityId: `${issuer}/broker/saml`, acs: `${issuer}/broker/saml/acs`, metadata: `${issuer}/broker/saml/metadata`, slo: `${issuer}/broker/saml/slo` };
 }
 
 const skewMs = 30_000;
@@ -137,6 +138,8 @@ async function samlFor(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'co
     identifierFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent',
     disableRequestedAuthnContext: true,
     forceAuthn,
+    logoutCallbackUrl: endpoints.slo,
+    ...(provider.slo_url ? { logoutUrl: provider.slo_url } : {}),
   });
 }
 
@@ -153,8 +156,14 @@ export async function samlAuthorizeUrl(ctx: Pick<Context, 'storage' | 'clock' | 
 export async function serviceProviderMetadata(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>): Promise<string> {
   const sp = await serviceProviderKey(ctx);
   const endpoints = samlEndpoints(ctx.config.issuer);
-  const saml = new SAML({ issuer: endpoints.entityId, callbackUrl: endpoints.acs, idpCert: sp.certificate, privateKey: sp.privateKey, publicCert: sp.certificate, decryptionPvk: sp.privateKey, wantAssertionsSigned: true, identifierFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent' });
-  return saml.generateServiceProviderMetadata(sp.certificate, sp.certificate);
+  const saml = new SAML({ issuer: endpoints.entityId, callbackUrl: endpoints.acs, logoutCallbackUrl: endpoints.slo, idpCert: sp.certificate, privateKey: sp.privateKey, publicCert: sp.certificate, decryptionPvk: sp.privateKey, wantAssertionsSigned: true, identifierFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent' });
+  // node-saml writes the single logout service with the HTTP-POST binding; Clearance's takes the
+  // HTTP-Redirect binding (GET /broker/saml/slo, its query signature verified). The metadata is
+  // not signed, so the binding is stated as it is.
+  const post = `<SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="${endpoints.slo}"/>`;
+  const metadata = saml.generateServiceProviderMetadata(sp.certificate, sp.certificate);
+  if (!metadata.includes(post)) throw new Error('node-saml wrote its SingleLogoutService otherwise than expected');
+  return metadata.replace(post, `<SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="${endpoints.slo}"/>`);
 }
 
 /** A verified SAML sign-in, as identity brokering uses it, plus the assertion id for the replay check. */
@@ -225,4 +234,56 @@ function children(node: XmlNode | undefined, name: string): XmlNode[] {
 function textOf(node: XmlNode | undefined): string | undefined {
   const text = node?._?.trim();
   return text ? text : undefined;
+}
+
+/** An IdP's verified logout request (SAML Profiles §4.4): whom it names, and how to answer it. */
+export interface SamlLogoutRequest {
+  provider: SamlProvider;
+  nameId: string;
+  sessionIndex?: string;
+  requestId: string;
+  /** Where the browser goes with Clearance's LogoutResponse (the IdP's SLO URL); undefined: Clearance's own page. */
+  answer(): Promise<string | undefined>;
+}
+
+/**
+ * Verifies a LogoutRequest an IdP sent by the HTTP-Redirect binding to /broker/saml/slo: the IdP is
+ * the declared one its Issuer names; the query signature (required: an unsigned request would let
+ * anyone sign people out) verifies with one of its certificates; then node-saml's checks
+ * (destination, issuer, NotOnOrAfter). Throws SamlError.
+ */
+export async function verifySamlLogoutRequest(
+  ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>,
+  providers: readonly SamlProvider[],
+  query: Record<string, string>,
+  rawQuery: string,
+  relayState: string | undefined,
+): Promise<SamlLogoutRequest> {
+  if (!query.SAMLRequest) throw new SamlError('no SAMLRequest');
+  if (!query.Signature || !query.SigAlg) throw new SamlError('the logout request is not signed');
+  let xml: string;
+  try {
+    xml = inflateRawSync(Buffer.from(query.SAMLRequest, 'base64'), { maxOutputLength: 256 * 1024 }).toString('utf8');
+  } catch {
+    throw new SamlError('the SAMLRequest is not a deflated SAML message');
+  }
+  const issuer = /<(?:[A-Za-z_][\w.-]*:)?Issuer\b[^>]*>([^<]+)</.exec(xml)?.[1]?.trim();
+  const provider = providers.find((p) => p.issuer === issuer);
+  if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
+  const saml = await samlFor(ctx, provider, '_no-request');
+  let profile: Profile | null;
+  try {
+    ({ profile } = await saml.validateRedirectAsync(query, rawQuery));
+  } catch (error) {
+    throw new SamlError(`the logout request was refused: ${(error as Error).message}`.slice(0, 300));
+  }
+  if (!profile || typeof profile.nameID !== 'string' || typeof profile.ID !== 'string') throw new SamlError('the logout request names nobody');
+  const answered = profile;
+  return {
+    provider,
+    nameId: profile.nameID,
+    ...(typeof profile.sessionIndex === 'string' ? { sessionIndex: profile.sessionIndex } : {}),
+    requestId: profile.ID,
+    answer: async () => (provider.slo_url ? saml.getLogoutResponseUrlAsync(answered, relayState ?? '', {}, true) : undefined),
+  };
 }

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 interface SamlifyEntity {
+  createLogoutRequest(sp: SamlifyEntity, binding: 'redirect', user: { logoutNameID: string; sessionIndex?: string }): { id: string; context: string };
   parseLoginRequest(sp: SamlifyEntity, binding: 'redirect', request: { query: Record<string, string> }): Promise<{ extract: { request: { id: string } } }>;
   createLoginResponse(sp: SamlifyEntity, requestInfo: unknown, binding: 'post', user: Record<string, string>, replace?: (template: string) => { id: string; context: string }): Promise<{ id: string; context: string }>;
 }
@@ -61,10 +62,12 @@ export interface TestSamlIdp {
   certificate: string;
   /** The base64 SAMLResponse answering the AuthnRequest in `redirect` (Clearance's 303 to the SSO URL). */
   respond(redirect: URL, changes?: ResponseChanges, options?: { encrypt?: boolean; key?: { key: string; certificate: string }; unsigned?: boolean }): Promise<string>;
+  /** The IdP's signed LogoutRequest (HTTP-Redirect) to Clearance's SLO endpoint, naming a person and their IdP session. */
+  logoutRequest(nameId: string, sessionIndex?: string): URL;
 }
 
 export function samlIdp(spMetadata: string, signing = makeSigningKey()): TestSamlIdp {
-  const sp = samlify.ServiceProvider({ metadata: spMetadata });
+  const sp = samlify.ServiceProvider({ metadata: spMetadata, wantLogoutRequestSigned: true });
   const idpFor = (key: { key: string; certificate: string }, encrypt: boolean) =>
     samlify.IdentityProvider({
       entityID: bankEntityId,
@@ -73,11 +76,15 @@ export function samlIdp(spMetadata: string, signing = makeSigningKey()): TestSam
       isAssertionEncrypted: encrypt,
       nameIDFormat: ['urn:oasis:names:tc:SAML:2.0:nameid-format:persistent'],
       singleSignOnService: [{ Binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', Location: 'https://idp.bank-b.example/sso' }],
+      singleLogoutService: [{ Binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', Location: 'https://idp.bank-b.example/slo' }],
       requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
     });
   return {
     entityId: bankEntityId,
     certificate: signing.certificate,
+    logoutRequest(nameId, sessionIndex) {
+      return new URL(idpFor(signing, false).createLogoutRequest(sp, 'redirect', { logoutNameID: nameId, ...(sessionIndex ? { sessionIndex } : {}) }).context);
+    },
     async respond(redirect, changes = {}, options = {}) {
       const idp = idpFor(options.key ?? signing, options.encrypt ?? false);
       const query = Object.fromEntries(redirect.searchParams);

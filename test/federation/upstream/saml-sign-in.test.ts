@@ -34,6 +34,7 @@ async function startSaml(t: TestContext, options: { requireSigned?: 'assertion' 
         name: 'Bank B',
         issuer: bankEntityId,
         sso_url: 'https://idp.bank-b.example/sso',
+        slo_url: 'https://idp.bank-b.example/slo',
         certificates: [signing.certificate],
         ...(options.requireSigned ? { require_signed: options.requireSigned } : {}),
         legal_entity: bankLei,
@@ -199,4 +200,35 @@ test('a response must be signed as declared: require_signed response refuses a r
   // samlify signs the assertion (the SP metadata wants signed assertions) and not the response.
   const answer = await postToAcs(h, browser, sso, await h.idp.respond(sso, olga));
   await assertRefused(h, answer, 'invalid_assertion', /signature/i);
+});
+
+test('the bank’s single logout signs the person out of Clearance: a signed LogoutRequest ends what they hold, and the browser goes back to the bank', async (t) => {
+  const h = await startSaml(t);
+  assert.match(h.spMetadata, /SingleLogoutService[^>]*HTTP-Redirect[^>]*\/broker\/saml\/slo/);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, browser, request);
+  await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)));
+  const db = h.server.running.ctx.storage.db;
+  const session = await db.selectFrom('sessions').selectAll().where('assurance_provider', '=', 'bank-b').executeTakeFirstOrThrow();
+  assert.ok(session.upstream_sid, 'the IdP session (SessionIndex) is kept');
+
+  // Unsigned: refused, and nothing ends.
+  const unsigned = h.idp.logoutRequest('olga-7731', session.upstream_sid!);
+  unsigned.searchParams.delete('Signature');
+  const refused = await browser.fetch(new URL(`${unsigned.pathname}${unsigned.search}`, h.server.issuer));
+  assert.equal(refused.status, 400);
+  assert.equal((await eventsOf(h, 'upstream.logout_refused')).length, 1);
+  assert.equal((await db.selectFrom('sessions').select('ended_at').where('id', '=', session.id).executeTakeFirstOrThrow()).ended_at, null);
+
+  const logout = h.idp.logoutRequest('olga-7731', session.upstream_sid!);
+  assert.equal(`${logout.origin}${logout.pathname}`, `${h.server.issuer}/broker/saml/slo`);
+  const answer = await browser.fetch(logout);
+  assert.equal(answer.status, 303);
+  const back = new URL(answer.headers.get('location')!);
+  assert.equal(`${back.origin}${back.pathname}`, 'https://idp.bank-b.example/slo');
+  assert.ok(back.searchParams.get('SAMLResponse'), 'a LogoutResponse goes back to the bank');
+  assert.equal((await db.selectFrom('sessions').select('end_reason').where('id', '=', session.id).executeTakeFirstOrThrow()).end_reason, 'signed_out_everywhere');
+  const [ended] = await eventsOf(h, 'user.signed_out_everywhere');
+  assert.deepEqual([ended?.details.via, ended?.details.provider], ['upstream-logout', 'bank-b']);
 });
