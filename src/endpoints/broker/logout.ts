@@ -1,6 +1,6 @@
 import { backChannelLogout, continuationTarget, endUpstreamPeople, type LogoutOutcome } from '../../federation/upstream/logout.ts';
 import { asSaml, listProviders } from '../../federation/upstream/providers.ts';
-import { SamlError, verifySamlLogoutRequest } from '../../federation/upstream/saml.ts';
+import { SamlError, verifySamlLogoutRequest, verifySamlLogoutResponse } from '../../federation/upstream/saml.ts';
 import { auditableDetail } from '../../federation/upstream/detail.ts';
 import { clearSessionCookie } from '../../identity/sessions.ts';
 import { sendError } from '../../http/errors.ts';
@@ -56,12 +56,23 @@ export const brokerLogout: Endpoint = {
         const rawQuery = at >= 0 ? request.url.slice(at + 1) : '';
         const query = Object.fromEntries(new URLSearchParams(rawQuery));
         const signedOut = () => sendPage(reply, { status: 200, csp: 'static', page: layout({ title: 'Signed out', base, body: html`<h1>Signed out</h1>\n<p>You are signed out of Clearance and of your organisation. You can close this window.</p>` }) });
-        // Clearance starts no SAML logout of its own: a LogoutResponse has nothing to continue.
-        if (query.SAMLResponse !== undefined && query.SAMLRequest === undefined) return signedOut();
         const providers = (await listProviders(ctx.storage.db)).flatMap((stored) => {
           const saml = asSaml(stored);
           return saml?.provider.enabled ? [saml.provider] : [];
         });
+        // The IdP's answer to Clearance's own LogoutRequest (a relying party's sign-out passed on):
+        // verified, then on to where the relying party asked to land (the RelayState's continuation).
+        if (query.SAMLResponse !== undefined && query.SAMLRequest === undefined) {
+          try {
+            await verifySamlLogoutResponse(ctx, providers, query, rawQuery);
+          } catch (error) {
+            if (!(error instanceof SamlError)) throw error;
+            request.log.info({ detail: error.message }, 'SAML logout response refused');
+            return sendErrorPage(ctx, request, reply, { status: 400, title: 'Signed out of Clearance', message: 'You are signed out of Clearance. Your organisation’s answer could not be verified, so you may still be signed in there: sign out there directly.' });
+          }
+          const target = continuationTarget(ctx, query.RelayState);
+          return target ? seeOther(reply, target) : signedOut();
+        }
         let logout;
         try {
           logout = await verifySamlLogoutRequest(ctx, providers, query, rawQuery, query.RelayState);

@@ -8,8 +8,11 @@ import { html } from '../../ui/html.ts';
 import { layout } from '../../ui/layout.ts';
 import { sendErrorPage, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { asOidc, findProvider } from '../../federation/upstream/providers.ts';
-import { upstreamEndSessionUrl } from '../../federation/upstream/logout.ts';
+import { asOidc, asSaml, findProvider } from '../../federation/upstream/providers.ts';
+import { samlLogoutUrl } from '../../federation/upstream/saml.ts';
+import type { SamlProvider } from '../../federation/upstream/definition.ts';
+import type { Authentication } from '../../authorization/contract.ts';
+import { continuationState, upstreamEndSessionUrl } from '../../federation/upstream/logout.ts';
 
 /**
  * The end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). GET or POST /logout with
@@ -71,8 +74,15 @@ ${hidden.map(([name, value]) => html`<input type="hidden" name="${name}" value="
         reply.header('set-cookie', clearSessionCookie(ctx));
         // A session an upstream identity provider started: on to its own sign-out, then back
         // (/broker/oidc/logged-out) to where the relying party asked to land.
-        const upstream = session?.assurance && asOidc(await findProvider(ctx.storage.db, session.assurance.provider));
-        const onward = upstream && upstream.provider.enabled ? await upstreamEndSessionUrl(ctx, upstream, decision.redirect) : undefined;
+        const stored = session?.assurance && (await findProvider(ctx.storage.db, session.assurance.provider));
+        const oidcUpstream = asOidc(stored || undefined);
+        const samlUpstream = asSaml(stored || undefined);
+        const onward =
+          oidcUpstream?.provider.enabled
+            ? await upstreamEndSessionUrl(ctx, oidcUpstream, decision.redirect)
+            : samlUpstream?.provider.enabled && session
+              ? await samlSignOut(ctx, samlUpstream.provider, session, decision.redirect)
+              : undefined;
         if (onward) return reply.code(303).header('location', onward).header('cache-control', 'no-store').send();
       }
       if (decision.redirect) return reply.code(303).header('location', decision.redirect).send();
@@ -89,4 +99,14 @@ ${hidden.map(([name, value]) => html`<input type="hidden" name="${name}" value="
 function sameOrigin(ctx: Context, request: FastifyRequest): boolean {
   const origin = request.headers.origin;
   return typeof origin === 'string' && origin === new URL(ctx.config.issuer).origin;
+}
+
+/** A SAML IdP's session: on to its single logout with the person's NameID and SessionIndex, back through /broker/saml/slo. */
+async function samlSignOut(ctx: Context, provider: SamlProvider, session: Authentication, landing: string | undefined): Promise<string | undefined> {
+  const [link, row] = await Promise.all([
+    ctx.storage.db.selectFrom('user_links').select('subject').where('issuer', '=', provider.issuer).where('user_id', '=', session.userId).executeTakeFirst(),
+    ctx.storage.db.selectFrom('sessions').select('upstream_sid').where('id', '=', session.sessionId).executeTakeFirst(),
+  ]);
+  if (!link) return undefined;
+  return samlLogoutUrl(ctx, provider, { nameId: link.subject, ...(row?.upstream_sid ? { sessionIndex: row.upstream_sid } : {}) }, continuationState(ctx, landing));
 }

@@ -143,13 +143,18 @@ export async function upstreamEndSessionUrl(ctx: Context, stored: StoredProvider
   try {
     const config = await configurationOf(stored.provider, providerSecret(ctx.identity.factorKeys.master, stored), ctx.clock.now());
     if (!config.serverMetadata().end_session_endpoint) return undefined;
-    const body = Buffer.from(JSON.stringify({ to: landing ?? null, exp: ctx.clock.now() + continuationTtlMs })).toString('base64url');
-    const mac = createHmac('sha256', continuationKey(ctx.identity.factorKeys.master)).update(body).digest('base64url');
-    return oidc.buildEndSessionUrl(config, { client_id: stored.provider.client_id, post_logout_redirect_uri: upstreamLoggedOutUri(ctx.config.issuer), state: `${body}.${mac}` }).href;
+    return oidc.buildEndSessionUrl(config, { client_id: stored.provider.client_id, post_logout_redirect_uri: upstreamLoggedOutUri(ctx.config.issuer), state: continuationState(ctx, landing) }).href;
   } catch (error) {
     if (error instanceof UpstreamError) return undefined;
     throw error;
   }
+}
+
+/** A continuation: where to land after the upstream's own sign-out, under an HMAC of the master key's, ten minutes (an OIDC `state`, a SAML RelayState). */
+export function continuationState(ctx: Pick<Context, 'identity' | 'clock'>, landing: string | undefined): string {
+  const body = Buffer.from(JSON.stringify({ to: landing ?? null, exp: ctx.clock.now() + continuationTtlMs })).toString('base64url');
+  const mac = createHmac('sha256', continuationKey(ctx.identity.factorKeys.master)).update(body).digest('base64url');
+  return `${body}.${mac}`;
 }
 
 /** Where a continuation `state` says to land: the relying party's URI, null for Clearance's own page; undefined when it does not verify or has expired. */

@@ -287,3 +287,48 @@ export async function verifySamlLogoutRequest(
     answer: async () => (provider.slo_url ? saml.getLogoutResponseUrlAsync(answered, relayState ?? '', {}, true) : undefined),
   };
 }
+
+/** The id of Clearance's LogoutRequest carrying this RelayState: the IdP's LogoutResponse must answer exactly it. */
+function logoutRequestIdOf(relayState: string): string {
+  return `_${createHmac('sha256', relayState).update('saml-logout-request').digest('hex')}`;
+}
+
+/**
+ * Where the browser goes to sign out at the IdP (SP-initiated single logout, SAML Profiles §4.4):
+ * its slo_url with Clearance's signed LogoutRequest (HTTP-Redirect) naming the person (the NameID
+ * of their link) and their IdP session (SessionIndex); `relayState` carries where to land after.
+ */
+export async function samlLogoutUrl(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, person: { nameId: string; sessionIndex?: string }, relayState: string): Promise<string | undefined> {
+  if (!provider.slo_url) return undefined;
+  const saml = await samlFor(ctx, provider, logoutRequestIdOf(relayState));
+  return saml.getLogoutUrlAsync(
+    { issuer: provider.issuer, nameID: person.nameId, nameIDFormat: 'urn:oasis:names:tc:SAML:2.0:nameid-format:persistent', ...(person.sessionIndex !== undefined ? { sessionIndex: person.sessionIndex } : {}) },
+    relayState,
+    {},
+  );
+}
+
+/**
+ * Verifies the IdP's LogoutResponse to Clearance's own LogoutRequest (GET /broker/saml/slo with
+ * SAMLResponse): signed (required) by one of its certificates, in response to the request this
+ * RelayState carried (InResponseTo), successful. Throws SamlError.
+ */
+export async function verifySamlLogoutResponse(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, providers: readonly SamlProvider[], query: Record<string, string>, rawQuery: string): Promise<void> {
+  if (!query.SAMLResponse || !query.RelayState) throw new SamlError('no SAMLResponse or RelayState');
+  if (!query.Signature || !query.SigAlg) throw new SamlError('the logout response is not signed');
+  let xml: string;
+  try {
+    xml = inflateRawSync(Buffer.from(query.SAMLResponse, 'base64'), { maxOutputLength: 256 * 1024 }).toString('utf8');
+  } catch {
+    throw new SamlError('the SAMLResponse is not a deflated SAML message');
+  }
+  const issuer = /<(?:[A-Za-z_][\w.-]*:)?Issuer\b[^>]*>([^<]+)</.exec(xml)?.[1]?.trim();
+  const provider = providers.find((p) => p.issuer === issuer);
+  if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
+  const saml = await samlFor(ctx, provider, logoutRequestIdOf(query.RelayState));
+  try {
+    await saml.validateRedirectAsync(query, rawQuery);
+  } catch (error) {
+    throw new SamlError(`the logout response was refused: ${(error as Error).message}`.slice(0, 300));
+  }
+}

@@ -16,6 +16,8 @@ import { join } from 'node:path';
 
 interface SamlifyEntity {
   createLogoutRequest(sp: SamlifyEntity, binding: 'redirect', user: { logoutNameID: string; sessionIndex?: string }): { id: string; context: string };
+  parseLogoutRequest(sp: SamlifyEntity, binding: 'redirect', request: { query: Record<string, string>; octetString?: string }): Promise<{ extract: { request: { id: string }; nameID?: string; sessionIndex?: { sessionIndex?: string } } }>;
+  createLogoutResponse(sp: SamlifyEntity, requestInfo: unknown, binding: 'redirect', relayState?: string): { id: string; context: string };
   parseLoginRequest(sp: SamlifyEntity, binding: 'redirect', request: { query: Record<string, string> }): Promise<{ extract: { request: { id: string } } }>;
   createLoginResponse(sp: SamlifyEntity, requestInfo: unknown, binding: 'post', user: Record<string, string>, replace?: (template: string) => { id: string; context: string }): Promise<{ id: string; context: string }>;
 }
@@ -64,10 +66,12 @@ export interface TestSamlIdp {
   respond(redirect: URL, changes?: ResponseChanges, options?: { encrypt?: boolean; key?: { key: string; certificate: string }; unsigned?: boolean }): Promise<string>;
   /** The IdP's signed LogoutRequest (HTTP-Redirect) to Clearance's SLO endpoint, naming a person and their IdP session. */
   logoutRequest(nameId: string, sessionIndex?: string): URL;
+  /** Reads Clearance's LogoutRequest (the redirect to the IdP's SLO URL) and answers it: the signed LogoutResponse to Clearance, and whom it named. */
+  answerLogout(redirect: URL): Promise<{ response: URL; nameId: string | undefined }>;
 }
 
 export function samlIdp(spMetadata: string, signing = makeSigningKey()): TestSamlIdp {
-  const sp = samlify.ServiceProvider({ metadata: spMetadata, wantLogoutRequestSigned: true });
+  const sp = samlify.ServiceProvider({ metadata: spMetadata, wantLogoutRequestSigned: true, wantLogoutResponseSigned: true });
   const idpFor = (key: { key: string; certificate: string }, encrypt: boolean) =>
     samlify.IdentityProvider({
       entityID: bankEntityId,
@@ -82,6 +86,13 @@ export function samlIdp(spMetadata: string, signing = makeSigningKey()): TestSam
   return {
     entityId: bankEntityId,
     certificate: signing.certificate,
+    async answerLogout(redirect) {
+      const idp = idpFor(signing, false);
+      const query = Object.fromEntries(redirect.searchParams);
+      const parsed = await idp.parseLogoutRequest(sp, 'redirect', { query });
+      const response = idp.createLogoutResponse(sp, parsed, 'redirect', query.RelayState);
+      return { response: new URL(response.context), nameId: parsed.extract.nameID };
+    },
     logoutRequest(nameId, sessionIndex) {
       return new URL(idpFor(signing, false).createLogoutRequest(sp, 'redirect', { logoutNameID: nameId, ...(sessionIndex ? { sessionIndex } : {}) }).context);
     },

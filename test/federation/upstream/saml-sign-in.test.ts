@@ -232,3 +232,28 @@ test('the bank’s single logout signs the person out of Clearance: a signed Log
   const [ended] = await eventsOf(h, 'user.signed_out_everywhere');
   assert.deepEqual([ended?.details.via, ended?.details.provider], ['upstream-logout', 'bank-b']);
 });
+
+test('a relying party’s sign-out at Clearance goes on to the bank’s single logout with a signed LogoutRequest, and its answer brings the browser back', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, browser, request);
+  const callback = await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)));
+  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  const out = await browser.fetch(`${h.server.issuer}/logout?id_token_hint=${tokens.id_token}`);
+  assert.equal(out.status, 303);
+  const toIdp = new URL(out.headers.get('location')!);
+  assert.equal(`${toIdp.origin}${toIdp.pathname}`, 'https://idp.bank-b.example/slo');
+  assert.ok(toIdp.searchParams.get('Signature'), 'Clearance signs its LogoutRequest');
+  const { response, nameId } = await h.idp.answerLogout(toIdp);
+  assert.equal(nameId, 'olga-7731', 'it names the person by the NameID of their link');
+  assert.equal(`${response.origin}${response.pathname}`, `${h.server.issuer}/broker/saml/slo`);
+  // Tampered (its signature stripped), the answer is not believed.
+  const unsigned = new URL(response);
+  unsigned.searchParams.delete('Signature');
+  assert.equal((await browser.fetch(unsigned)).status, 400);
+  const back = await browser.fetch(response);
+  assert.equal(back.status, 200, 'the signed answer verifies');
+  assert.match(await back.text(), /signed out of Clearance and of your organisation/);
+  assert.equal((await h.server.running.ctx.storage.db.selectFrom('sessions').select('end_reason').executeTakeFirstOrThrow()).end_reason, 'logout');
+});
