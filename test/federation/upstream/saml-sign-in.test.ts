@@ -1,56 +1,17 @@
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import { HttpBrowser, csrfOf } from '../../helpers/http-browser.ts';
-import { startDeskApp, type DeskApp } from '../../helpers/desk-app.ts';
 import { approve, authorizationRequest, form } from './fixture.ts';
-import { bankEntityId, makeSigningKey, samlClass, samlIdp, type ResponseChanges, type TestSamlIdp } from './saml-idp.ts';
+import { bankEntityId, makeSigningKey, samlClass } from './saml-idp.ts';
+import { acr, olga, startSaml, type SamlHarness } from './saml-fixture.ts';
 
 // A person at a partner bank signs in through the bank's SAML 2.0 IdP (samlify), over HTTP:
 // Clearance as the service provider (node-saml) — its metadata, a signed AuthnRequest by redirect,
 // the response posted to the ACS, verified (signatures, issuer, audience, recipient, times,
 // InResponseTo, one use per assertion), the person provisioned and the bank named as the source of
 // assurance; and each way a response can be wrong, refused with a page and an audit event.
-
-const bankLei = '529900T8BM49AURSDO55';
-const acr = { pwd: 'urn:clearance:acr:pwd', mfa: 'urn:clearance:acr:mfa', phr: 'urn:clearance:acr:phr' };
-
-interface SamlHarness extends DeskApp {
-  idp: TestSamlIdp;
-  spMetadata: string;
-}
-
-async function startSaml(t: TestContext, options: { requireSigned?: 'assertion' | 'response' | 'either' } = {}): Promise<SamlHarness> {
-  const desk = await startDeskApp(t);
-  const signing = makeSigningKey();
-  await desk.server.apply({
-    regions: [{ id: 'eu', name: 'Europe' }],
-    legal_entities: [{ lei: bankLei, name: 'Bank B', jurisdiction: 'GB', home_region: 'eu', roles: ['custodian'], desks: [{ id: 'bank-b-treasury', name: 'Treasury' }] }],
-    identity_providers: [
-      {
-        id: 'bank-b',
-        kind: 'saml',
-        name: 'Bank B',
-        issuer: bankEntityId,
-        sso_url: 'https://idp.bank-b.example/sso',
-        slo_url: 'https://idp.bank-b.example/slo',
-        certificates: [signing.certificate],
-        ...(options.requireSigned ? { require_signed: options.requireSigned } : {}),
-        legal_entity: bankLei,
-        desks: ['bank-b-treasury'],
-        domains: ['bank-b.example'],
-        claims: { name: 'displayName', email: 'mail', username: 'uid' },
-        acr: { map: { [samlClass.x509]: acr.mfa, [samlClass.smartcard]: acr.phr }, max: acr.mfa },
-      },
-    ],
-  });
-  const metadata = await fetch(`${desk.server.issuer}/broker/saml/metadata`);
-  assert.equal(metadata.status, 200);
-  assert.match(metadata.headers.get('content-type')!, /samlmetadata\+xml/);
-  const spMetadata = await metadata.text();
-  return { ...desk, idp: samlIdp(spMetadata, signing), spMetadata };
-}
 
 /** From the desk application's authorization URL to the IdP: Clearance's sign-in page, the organisation form, the redirect to the SSO URL. */
 async function toTheIdp(h: SamlHarness, browser: HttpBrowser, request: ReturnType<typeof authorizationRequest>, realm = 'olga@bank-b.example'): Promise<URL> {
@@ -75,7 +36,6 @@ async function eventsOf(h: SamlHarness, type: string) {
   return rows.map((row) => JSON.parse(row.event) as { subject?: string; details: Record<string, unknown> });
 }
 
-const olga: ResponseChanges = { nameId: 'olga-7731', attributes: { mail: 'olga@bank-b.example', displayName: 'Olga Treasurer', uid: 'olga' }, authnContextClassRef: samlClass.x509 };
 
 test('a bank’s treasurer signs in through the bank’s SAML IdP and gets tokens naming the bank as the source of assurance', async (t) => {
   const h = await startSaml(t);
