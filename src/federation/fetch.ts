@@ -104,24 +104,7 @@ export async function pickAddress(target: URL, rules: FetchRules): Promise<Resol
 }
 
 function get(target: URL, address: ResolvedAddress, maxBytes: number, deadline: AbortSignal, timeoutMs: number): Promise<Buffer> {
-  // The connection goes to the address checked above, whatever the name resolves to by now.
-  const pinned: LookupFunction = (_hostname, options, callback) => {
-    if (options.all) (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [address]);
-    else callback(null, address.address, address.family);
-  };
-  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
-  const options: RequestOptions & { servername?: string } = {
-    method: 'GET',
-    host,
-    port: target.port || (target.protocol === 'https:' ? 443 : 80),
-    path: `${target.pathname}${target.search}`,
-    headers: { accept: 'application/json, application/jwk-set+json', 'accept-encoding': 'identity', 'user-agent': 'clearance' },
-    lookup: pinned,
-    // No connection pool: a pooled socket could outlive the address check that allowed it.
-    agent: false,
-    signal: deadline,
-    ...(target.protocol === 'https:' && !isIP(host) ? { servername: host } : {}),
-  };
+  const options = pinnedOptions(target, address, deadline, { method: 'GET', headers: { accept: 'application/json, application/jwk-set+json', 'accept-encoding': 'identity', 'user-agent': 'clearance' } });
   const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<Buffer>((resolve, reject) => {
     const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);
@@ -163,6 +146,29 @@ function get(target: URL, address: ResolvedAddress, maxBytes: number, deadline: 
   });
 }
 
+/**
+ * The request options that connect to `address` — the one checked — whatever the name resolves to
+ * by now, with no pooled socket (a pooled one could outlive the address check that allowed it).
+ */
+function pinnedOptions(target: URL, address: ResolvedAddress, deadline: AbortSignal, request: { method: string; headers: Record<string, string> }): RequestOptions & { servername?: string } {
+  const pinned: LookupFunction = (_hostname, options, callback) => {
+    if (options.all) (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [address]);
+    else callback(null, address.address, address.family);
+  };
+  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
+  return {
+    method: request.method,
+    host,
+    port: target.port || (target.protocol === 'https:' ? 443 : 80),
+    path: `${target.pathname}${target.search}`,
+    headers: request.headers,
+    lookup: pinned,
+    agent: false,
+    signal: deadline,
+    ...(target.protocol === 'https:' && !isIP(host) ? { servername: host } : {}),
+  };
+}
+
 async function withDeadline<T>(work: Promise<T>, deadline: AbortSignal, timeoutMs: number): Promise<T> {
   if (deadline.aborted) throw new FetchError(`timed out after ${timeoutMs} ms`);
   let onAbort: (() => void) | undefined;
@@ -197,22 +203,10 @@ export async function pinnedRequest(url: string, init: { method: string; headers
   const deadline = AbortSignal.timeout(timeoutMs);
   const target = checkUrl(url, rules);
   const address = await withDeadline(pickAddress(target, rules), deadline, timeoutMs);
-  const pinned: LookupFunction = (_hostname, options, callback) => {
-    if (options.all) (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [address]);
-    else callback(null, address.address, address.family);
-  };
-  const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
-  const options: RequestOptions & { servername?: string } = {
+  const options = pinnedOptions(target, address, deadline, {
     method: init.method,
-    host,
-    port: target.port || (target.protocol === 'https:' ? 443 : 80),
-    path: `${target.pathname}${target.search}`,
     headers: { 'accept-encoding': 'identity', 'user-agent': 'clearance', ...init.headers, ...(init.body ? { 'content-length': String(init.body.length) } : {}) },
-    lookup: pinned,
-    agent: false,
-    signal: deadline,
-    ...(target.protocol === 'https:' && !isIP(host) ? { servername: host } : {}),
-  };
+  });
   const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<PinnedResponse>((resolve, reject) => {
     const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);

@@ -151,33 +151,30 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       };
       type Params = { Params: { id: string } };
 
+      // What the other ways of signing in share with this file's (./upstream.ts, ./certificate.ts):
+      // the interaction and form checks, the sign-in's risk, the session and its commit.
+      const signInParts = {
+        base,
+        loadInteraction: (request: FastifyRequest, id: string) => loadInteraction(ctx, flow, request, id),
+        checkedLoginForm: (request: FastifyRequest<Params>) => checkedForm(ctx, request, 'login'),
+        forbidden: (request: FastifyRequest, reply: FastifyReply) => forbidden(ctx, request, reply),
+        interactionGone: (request: FastifyRequest, reply: FastifyReply) => interactionGone(ctx, request, reply),
+        riskOf: (request: FastifyRequest, interaction: Interaction) => riskOf(request, interaction),
+        session: (request: FastifyRequest, interaction: Interaction, flight: Flight, login: SignInLogin) => session(request, interaction, flight, login),
+        signedIn: (request: FastifyRequest, reply: FastifyReply, interaction: Interaction, value: { started: StartedSession; recorded: Promise<boolean> }, risk: SignInRisk) =>
+          signedIn(request, reply, interaction, value, risk),
+      };
+
       // Signing in through an upstream identity provider (./upstream.ts): the organisation form and the callback.
       const upstream = registerUpstreamRoutes(app, ctx, {
-        base,
+        ...signInParts,
         flow,
         showLogin: (request, reply, interaction, view) =>
           showLogin(ctx, request, reply, interaction, { status: view.status, organisation: { ...(view.realm !== undefined ? { realm: view.realm } : {}), error: view.error }, ...(view.setCookie ? { setCookie: view.setCookie } : {}) }),
-        loadInteraction: (request, id) => loadInteraction(ctx, flow, request, id),
-        checkedLoginForm: (request) => checkedForm(ctx, request, 'login'),
-        forbidden: (request, reply) => forbidden(ctx, request, reply),
-        interactionGone: (request, reply) => interactionGone(ctx, request, reply),
-        riskOf: (request, interaction) => riskOf(request, interaction),
-        session: (request, interaction, flight, login) => session(request, interaction, flight, login),
-        signedIn: (request, reply, interaction, value, risk) => signedIn(request, reply, interaction, value, risk),
       });
 
       // Signing in with a client certificate, a smart card (./certificate.ts).
-      registerCertificateRoute(app, ctx, {
-        base,
-        showLogin: (request, reply, interaction, view) => showLogin(ctx, request, reply, interaction, view),
-        loadInteraction: (request, id) => loadInteraction(ctx, flow, request, id),
-        checkedLoginForm: (request) => checkedForm(ctx, request, 'login'),
-        forbidden: (request, reply) => forbidden(ctx, request, reply),
-        interactionGone: (request, reply) => interactionGone(ctx, request, reply),
-        riskOf: (request, interaction) => riskOf(request, interaction),
-        session: (request, interaction, flight, login) => session(request, interaction, flight, login),
-        signedIn: (request, reply, interaction, value, risk) => signedIn(request, reply, interaction, value, risk),
-      });
+      registerCertificateRoute(app, ctx, { ...signInParts, showLogin: (request, reply, interaction, view) => showLogin(ctx, request, reply, interaction, view) });
 
       app.get<Params>(`${base}/interaction/:id`, async (request, reply) =>
         guarded(ctx, request, reply, async () => {
