@@ -18,7 +18,7 @@ import type { AuditEvent, AuditEventType } from './events.ts';
  * still answered (fail closed: still refused).
  */
 export interface Refusal {
-  type: Extract<AuditEventType, 'token.refused' | 'exchange.refused' | 'assertion.refused' | 'introspection.refused' | 'client.registration_refused'>;
+  type: Extract<AuditEventType, 'token.refused' | 'exchange.refused' | 'assertion.refused' | 'introspection.refused' | 'client.registration_refused' | 'upstream.sign_in_refused' | 'upstream.logout_refused'>;
   requestId: string;
   /** The authenticated client; undefined before authentication (then `address` is the source). */
   client?: string;
@@ -30,6 +30,8 @@ export interface Refusal {
   /** A short reason code (`txn_reused`, `not_entitled`, ...) or the error when none is finer. */
   reason: string;
   details?: Record<string, unknown>;
+  /** A refusal that is a decision about a person (an upstream sign-in): `decision.reasons` names why, as a sign-in's event does. */
+  decided?: boolean;
 }
 
 /** Most sources one node tracks at once. */
@@ -153,6 +155,7 @@ function eventOf(refusal: Refusal): AuditEvent {
     ...(refusal.client !== undefined ? { actor: refusal.client, client: refusal.client } : {}),
     ...(refusal.subject !== undefined ? { subject: refusal.subject } : {}),
     ...(refusal.txn !== undefined ? { txn: refusal.txn } : {}),
+    ...(refusal.decided ? { decision: { allow: false, reasons: [refusal.reason] } } : {}),
     details: { error: refusal.error, reason: refusal.reason, ...(refusal.address !== undefined && refusal.client === undefined ? { address: refusal.address } : {}), ...refusal.details },
   };
 }

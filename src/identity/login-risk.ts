@@ -109,7 +109,7 @@ export type RiskRefusal = 'risk_denied' | 'risk_step_up_unavailable';
 export function riskDenied(
   ctx: Pick<Context, 'storage' | 'clock'>,
   flight: Flight,
-  refusal: { reason: RiskRefusal; assessment: RiskAssessment; userId: string; method: 'password' | 'passkey'; sourceAddress: string; base: Partial<AuditEvent> },
+  refusal: { reason: RiskRefusal; assessment: RiskAssessment; userId: string; method: 'password' | 'passkey' | 'certificate' | 'upstream'; sourceAddress: string; base: Partial<AuditEvent> },
 ): AuditEvent {
   const { assessment } = refusal;
   const signals = assessment.signals.map((s) => s.signal);

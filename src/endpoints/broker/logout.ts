@@ -4,6 +4,7 @@ import { SamlError, verifySamlLogoutRequest, verifySamlLogoutResponse } from '..
 import { auditableDetail } from '../../federation/upstream/detail.ts';
 import { clearSessionCookie } from '../../identity/sessions.ts';
 import { sendError } from '../../http/errors.ts';
+import { recordRefusal } from '../../audit/refusals.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { html } from '../../ui/html.ts';
 import { layout } from '../../ui/layout.ts';
@@ -37,11 +38,13 @@ export const brokerLogout: Endpoint = {
         const token = request.form?.get('logout_token');
         const outcome: LogoutOutcome = token ? await backChannelLogout(ctx, token, request.id) : { ok: false, reason: 'no logout_token' };
         if (outcome.ok) return reply.code(200).header('cache-control', 'no-store').send();
-        await ctx.audit.record({
+        await recordRefusal(ctx, {
           type: 'upstream.logout_refused',
           requestId: request.id,
-          decision: { allow: false, reasons: ['invalid_logout_token'] },
-          details: { reason: outcome.reason, source_address: request.ip, ...(outcome.provider ? { provider: outcome.provider } : {}) },
+          address: request.ip,
+          error: 'invalid_request',
+          reason: 'invalid_logout_token',
+          details: { detail: auditableDetail(outcome.reason), source_address: request.ip, ...(outcome.provider ? { provider: outcome.provider } : {}) },
         });
         return sendError(reply, new OAuthError('invalid_request', 'the logout token is not valid'));
       } catch (error) {
@@ -78,11 +81,13 @@ export const brokerLogout: Endpoint = {
           logout = await verifySamlLogoutRequest(ctx, providers, query, rawQuery, query.RelayState);
         } catch (error) {
           if (!(error instanceof SamlError)) throw error;
-          await ctx.audit.record({
+          await recordRefusal(ctx, {
             type: 'upstream.logout_refused',
             requestId: request.id,
-            decision: { allow: false, reasons: ['invalid_logout_request'] },
-            details: { reason: auditableDetail(error.message), source_address: request.ip },
+            address: request.ip,
+            error: 'invalid_request',
+            reason: 'invalid_logout_request',
+            details: { detail: auditableDetail(error.message), source_address: request.ip },
           });
           return sendErrorPage(ctx, request, reply, { status: 400, title: 'This sign-out could not be completed', message: 'Your organisation’s sign-out request could not be verified, so nothing was signed out here. Sign out of the application directly.' });
         }

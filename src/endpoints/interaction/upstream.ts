@@ -15,9 +15,10 @@ import { consumeUpstreamLogin, openUpstreamLogin } from '../../federation/upstre
 import type { Context } from '../../context.ts';
 import { acr, acrRank } from '../../identity/acr.ts';
 import { completeLogin } from '../../identity/login.ts';
-import type { SignInRisk } from '../../identity/login-risk.ts';
+import { riskDenied, type SignInRisk } from '../../identity/login-risk.ts';
 import { riskAuditDetail } from '../../risk/assessment.ts';
 import { guarded, seeOther, sendErrorPage } from '../../ui/respond.ts';
+import { recordRefusal } from '../../audit/refusals.ts';
 import { presentedBrowserId } from '../authorize/index.ts';
 import type { InteractionFlow } from './flow.ts';
 import type { SignInCommitted, SignInSession } from './index.ts';
@@ -171,7 +172,15 @@ export function registerUpstreamRoutes(
     const assessed = await risk.assess(user);
     // A risk step-up asks for a second factor: the upstream's, when it is trusted for two or more.
     if (assessed?.outcome === 'deny' || (assessed?.outcome === 'step_up' && acrRank(assurance.acr) < acrRank(acr.multiFactor))) {
-      return refuse(401, assessed.outcome === 'deny' ? 'risk_denied' : 'risk_step_up_unavailable', { title: 'This sign-in was not allowed', message: 'This sign-in looks unusual, so it was stopped. Try again later, or ask your administrator.' }, personBase, { ...about, risk: riskAuditDetail(assessed) });
+      // As for a local sign-in: the refusal, `risk.denied` and its alert in one transaction.
+      const reason = assessed.outcome === 'deny' ? 'risk_denied' : 'risk_step_up_unavailable';
+      const refusals = ctx.storage.flight();
+      const denied = riskDenied(ctx, refusals, { reason, assessment: assessed, userId: user.id, method: 'upstream', sourceAddress: request.ip, base: personBase });
+      await ctx.audit.commit(refusals, [
+        { type: 'upstream.sign_in_refused', ...personBase, decision: { allow: false, reasons: [reason] }, details: { reason, source_address: request.ip, ...about, risk: riskAuditDetail(assessed) } },
+        denied,
+      ]);
+      return sendErrorPage(ctx, request, reply, { status: 401, title: 'This sign-in was not allowed', message: 'This sign-in looks unusual, so it was stopped. Try again later, or ask your administrator.' });
     }
     const flight = ctx.storage.flight();
     const completed = await completeLogin(
@@ -195,15 +204,24 @@ export function registerUpstreamRoutes(
     return routes.signedIn(request, reply, interaction, completed.value, risk);
   }
 
-  /** A refusal: its `upstream.sign_in_refused` event (with why), then the page saying what happened. */
+  /**
+   * A refusal: its `upstream.sign_in_refused` event (with why) — through the refusal limiter
+   * (src/audit/refusals.ts): anyone can post to the ACS or call the callback, so past 20 a minute
+   * per source the rest are counted in one summary instead of flooding the log — then the page
+   * saying what happened.
+   */
   function refusal(request: FastifyRequest, reply: FastifyReply) {
     return async (status: number, reason: string, message: { title: string; message: string }, more: Partial<AuditEvent> = {}, details: Record<string, unknown> = {}) => {
-      await ctx.audit.record({
+      await recordRefusal(ctx, {
         type: 'upstream.sign_in_refused',
         requestId: request.id,
-        ...more,
-        decision: { allow: false, reasons: [reason] },
-        details: { reason, source_address: request.ip, ...details },
+        address: request.ip,
+        ...(more.client !== undefined ? { client: more.client } : {}),
+        ...(more.subject !== undefined ? { subject: more.subject } : {}),
+        error: 'access_denied',
+        reason,
+        decided: true,
+        details: { source_address: request.ip, ...details },
       });
       return sendErrorPage(ctx, request, reply, { status, ...message });
     };

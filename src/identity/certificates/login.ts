@@ -4,7 +4,7 @@ import type { Flight } from '../../storage/flight.ts';
 import { riskAuditDetail } from '../../risk/assessment.ts';
 import { acr as levels, amr as methods } from '../acr.ts';
 import { completeLogin, type VerifiedLogin } from '../login.ts';
-import type { SignInRisk } from '../login-risk.ts';
+import { riskDenied, type RiskRefusal, type SignInRisk } from '../login-risk.ts';
 import type { User } from '../users.ts';
 import { checkPersonCertificate, type CertificateRefusal, type CheckedCertificate } from './check.ts';
 import { certificateFacts, type CertificateFacts } from './fields.ts';
@@ -136,8 +136,15 @@ export async function verifyCertificateLogin<T>(
     if (await ctx.risk.reactions.suspended({ type: 'User', id: row.id })) return await fail('suspended', person);
 
     const risk = attempt.risk ? await attempt.risk.assess(row) : undefined;
-    if (risk?.outcome === 'deny') return await fail('risk_denied', { ...person, extra: { risk: riskAuditDetail(risk) } });
-    if (risk?.outcome === 'step_up' && !check.hardware) return await fail('risk_step_up_unavailable', { ...person, extra: { risk: riskAuditDetail(risk) } });
+    // As for a password or passkey: the refusal, `risk.denied` and its alert in one transaction.
+    const riskRefusal: RiskRefusal | undefined = risk?.outcome === 'deny' ? 'risk_denied' : risk?.outcome === 'step_up' && !check.hardware ? 'risk_step_up_unavailable' : undefined;
+    if (risk && riskRefusal) {
+      failed = true;
+      const refusals = ctx.storage.flight();
+      const denied = riskDenied(ctx, refusals, { reason: riskRefusal, assessment: risk, userId: row.id, method: 'certificate', sourceAddress: attempt.sourceAddress, base });
+      await ctx.audit.commit(refusals, [failureEvent({ ...base, subject: row.id }, riskRefusal, attempt.sourceAddress, { via, facts, ...person, extra: { risk: riskAuditDetail(risk) } }), denied]);
+      return { ok: false, reason: riskRefusal };
+    }
 
     const { acr, amr } = certificateLevel(check.hardware);
     const flight = ctx.storage.flight();

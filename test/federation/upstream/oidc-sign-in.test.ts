@@ -7,6 +7,7 @@ import { alicePassword } from '../../helpers/desk-app.ts';
 import { decidePassword, upsertUser } from '../../../src/identity/users.ts';
 import { linkIdentity } from '../../../src/federation/upstream/linking.ts';
 import { findProvider } from '../../../src/federation/upstream/providers.ts';
+import { defaultRiskSettings } from '../../../src/risk/settings.ts';
 import { approve, authorizationRequest, followAll, form, fundLei, signInThroughOrganisation, startBrokering, upstreamAcr, type BrokeringHarness } from './fixture.ts';
 
 // A person at a partner fund signs in to the broker's desk application through the fund's own
@@ -359,4 +360,21 @@ test('Clearance authenticates to an upstream with private_key_jwt, its key publi
   assert.equal(tokens.claims()!.assurance_source, h.upstream.issuer, 'the upstream accepted the signed client assertion');
   // A client_secret with private_key_jwt is refused by apply: the key is Clearance's own.
   await assert.rejects(h.server.apply({ identity_providers: [{ ...h.providerEntry, client_secret: 'a-secret-that-does-not-belong-here' }] }), /private_key_jwt signs with a key Clearance makes/);
+});
+
+test('a sign-in through the fund that the risk engine denies is refused with a page, risk.denied and its alert, and signs nobody in', async (t) => {
+  const h = await startBrokering(t);
+  const ctx = h.server.running.ctx;
+  // Every sign-in denied, whatever its signals (and the hour): the threshold is nothing.
+  ctx.risk.settings = { get: async () => ({ ...defaultRiskSettings, outcomes: { step_up: 0, deny: 0 } }) };
+  h.upstream.nextSignIn = { sub: 'pm-030', claims: { email: 'ned@fund-a.example' }, acr: upstreamAcr.mfa };
+  const refused = await signInThroughOrganisation(h, new HttpBrowser(), await authorizationRequest(h).url(), 'ned@fund-a.example');
+  assert.equal(refused.response.status, 401);
+  assert.doesNotMatch(refused.response.headers.get('set-cookie') ?? '', /clearance_session=/);
+  const [refusal] = await eventsOf(h, 'upstream.sign_in_refused');
+  assert.equal(refusal?.details.reason, 'risk_denied');
+  const [denied] = await eventsOf(h, 'risk.denied');
+  assert.deepEqual([denied?.subject, denied?.details.method], [refusal?.subject, 'upstream']);
+  assert.equal((await ctx.storage.db.selectFrom('alerts').select('type').where('type', '=', 'risk.denied').execute()).length, 1);
+  assert.equal(await ctx.storage.db.selectFrom('sessions').selectAll().executeTakeFirst(), undefined);
 });

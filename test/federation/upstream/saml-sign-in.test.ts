@@ -217,3 +217,12 @@ test('a relying party’s sign-out at Clearance goes on to the bank’s single l
   assert.match(await back.text(), /signed out of Clearance and of your organisation/);
   assert.equal((await h.server.running.ctx.storage.db.selectFrom('sessions').select('end_reason').executeTakeFirstOrThrow()).end_reason, 'logout');
 });
+
+test('posts to the ACS naming no sign-in cannot flood the audit log: past 20 a minute from one address they are counted, not written one by one', async (t) => {
+  const h = await startSaml(t);
+  for (let i = 0; i < 25; i++) {
+    const answer = await fetch(`${h.server.issuer}/broker/saml/acs`, { ...form({ SAMLResponse: 'PHg+PC94Pg==', RelayState: `${'A'.repeat(42)}${i % 10}` }), redirect: 'manual' });
+    assert.equal(answer.status, 400);
+  }
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 20);
+});

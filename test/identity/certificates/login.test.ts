@@ -59,4 +59,9 @@ test('a risk step-up refuses a software certificate, and a risk denial refuses a
   assert.deepEqual(event.decision?.reasons, ['risk_denied']);
   assert.equal((event.details.risk as { outcome: string }).outcome, 'deny');
   assert.ok(event.subject, 'the person is named once the certificate mapped to them');
+  // As for a password or a passkey: `risk.denied`, and its alert, with the refusal.
+  const riskDenied = await lastEvent(ctx, 'risk.denied');
+  assert.deepEqual([riskDenied.subject, riskDenied.details.method], [event.subject, 'certificate']);
+  const alerts = await ctx.storage.db.selectFrom('alerts').select(['type']).where('type', '=', 'risk.denied').execute();
+  assert.equal(alerts.length, 2, 'one alert for each refusal (the step-up one and the denial)');
 });
