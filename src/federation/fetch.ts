@@ -103,46 +103,62 @@ export async function pickAddress(target: URL, rules: FetchRules): Promise<Resol
   return addresses[0]!;
 }
 
-function get(target: URL, address: ResolvedAddress, maxBytes: number, deadline: AbortSignal, timeoutMs: number): Promise<Buffer> {
+async function get(target: URL, address: ResolvedAddress, maxBytes: number, deadline: AbortSignal, timeoutMs: number): Promise<Buffer> {
   const options = pinnedOptions(target, address, deadline, { method: 'GET', headers: { accept: 'application/json, application/jwk-set+json', 'accept-encoding': 'identity', 'user-agent': 'clearance' } });
+  const { body } = await send(target, options, undefined, { maxBytes, deadline, timeoutMs }, (response) => {
+    const status = response.statusCode ?? 0;
+    if (status >= 300 && status < 400) {
+      const to = response.headers.location ? ` to ${response.headers.location}` : '';
+      return new FetchError(`${target.href} answered ${status}, a redirect${to}; redirects are not followed`);
+    }
+    if (status !== 200) return new FetchError(`${target.href} answered HTTP ${status}`);
+    const declared = Number(response.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) return new FetchError(`${target.href} sent ${declared} bytes (limit ${maxBytes})`);
+    return undefined;
+  });
+  return body;
+}
+
+/**
+ * Sends one request over a pinned connection and reads its answer: at most `maxBytes` of body, all
+ * of it (a connection closed before the end fails), within the deadline. `refuse`: a response the
+ * caller will not read (its status, its declared size) → that error, the body left unread.
+ */
+function send(
+  target: URL,
+  options: RequestOptions,
+  body: Buffer | undefined,
+  limits: { maxBytes: number; deadline: AbortSignal; timeoutMs: number },
+  refuse?: (response: IncomingMessage) => FetchError | undefined,
+): Promise<{ response: IncomingMessage; body: Buffer }> {
   const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise<Buffer>((resolve, reject) => {
-    const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);
+  return new Promise((resolve, reject) => {
+    const fail = (error: Error) => reject(limits.deadline.aborted ? new FetchError(`${target.href} did not answer within ${limits.timeoutMs} ms`) : error);
     const req = request(options, (response: IncomingMessage) => {
-      const status = response.statusCode ?? 0;
-      if (status >= 300 && status < 400) {
-        response.resume();
-        const to = response.headers.location ? ` to ${response.headers.location}` : '';
-        return reject(new FetchError(`${target.href} answered ${status}, a redirect${to}; redirects are not followed`));
-      }
-      if (status !== 200) {
-        response.resume();
-        return reject(new FetchError(`${target.href} answered HTTP ${status}`));
-      }
-      const declared = Number(response.headers['content-length']);
-      if (Number.isFinite(declared) && declared > maxBytes) {
+      const refused = refuse?.(response);
+      if (refused) {
         response.destroy();
-        return reject(new FetchError(`${target.href} sent ${declared} bytes (limit ${maxBytes})`));
+        return reject(refused);
       }
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > maxBytes) {
+        if (size > limits.maxBytes) {
           response.destroy();
-          reject(new FetchError(`${target.href} sent more than ${maxBytes} bytes`));
+          reject(new FetchError(`${target.href} sent more than ${limits.maxBytes} bytes`));
         } else {
           chunks.push(chunk);
         }
       });
-      response.on('end', () => resolve(Buffer.concat(chunks)));
+      response.on('end', () => resolve({ response, body: Buffer.concat(chunks) }));
       response.on('error', fail);
       response.on('close', () => {
         if (!response.complete) fail(new FetchError(`${target.href} closed the connection before the end of its response`));
       });
     });
     req.on('error', (error: NodeJS.ErrnoException) => fail(new FetchError(`cannot fetch ${target.href}: ${error.code ?? error.message}`)));
-    req.end();
+    req.end(body);
   });
 }
 
@@ -207,29 +223,8 @@ export async function pinnedRequest(url: string, init: { method: string; headers
     method: init.method,
     headers: { 'accept-encoding': 'identity', 'user-agent': 'clearance', ...init.headers, ...(init.body ? { 'content-length': String(init.body.length) } : {}) },
   });
-  const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise<PinnedResponse>((resolve, reject) => {
-    const fail = (error: Error) => reject(deadline.aborted ? new FetchError(`${target.href} did not answer within ${timeoutMs} ms`) : error);
-    const req = request(options, (response: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      response.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > maxBytes) {
-          response.destroy();
-          reject(new FetchError(`${target.href} sent more than ${maxBytes} bytes`));
-        } else {
-          chunks.push(chunk);
-        }
-      });
-      response.on('end', () => {
-        const headers: Record<string, string> = {};
-        for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-        resolve({ status: response.statusCode ?? 0, headers, body: Buffer.concat(chunks) });
-      });
-      response.on('error', fail);
-    });
-    req.on('error', (error: NodeJS.ErrnoException) => fail(new FetchError(`cannot fetch ${target.href}: ${error.code ?? error.message}`)));
-    req.end(init.body);
-  });
+  const { response, body } = await send(target, options, init.body, { maxBytes, deadline, timeoutMs });
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(response.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  return { status: response.statusCode ?? 0, headers, body };
 }
