@@ -261,15 +261,7 @@ export async function verifySamlLogoutRequest(
 ): Promise<SamlLogoutRequest> {
   if (!query.SAMLRequest) throw new SamlError('no SAMLRequest');
   if (!query.Signature || !query.SigAlg) throw new SamlError('the logout request is not signed');
-  let xml: string;
-  try {
-    xml = inflateRawSync(Buffer.from(query.SAMLRequest, 'base64'), { maxOutputLength: 256 * 1024 }).toString('utf8');
-  } catch {
-    throw new SamlError('the SAMLRequest is not a deflated SAML message');
-  }
-  const issuer = /<(?:[A-Za-z_][\w.-]*:)?Issuer\b[^>]*>([^<]+)</.exec(xml)?.[1]?.trim();
-  const provider = providers.find((p) => p.issuer === issuer);
-  if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
+  const provider = senderOf(providers, query.SAMLRequest, 'SAMLRequest');
   const saml = await samlFor(ctx, provider, '_no-request');
   let profile: Profile | null;
   try {
@@ -316,19 +308,28 @@ export async function samlLogoutUrl(ctx: Pick<Context, 'storage' | 'clock' | 'id
 export async function verifySamlLogoutResponse(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, providers: readonly SamlProvider[], query: Record<string, string>, rawQuery: string): Promise<void> {
   if (!query.SAMLResponse || !query.RelayState) throw new SamlError('no SAMLResponse or RelayState');
   if (!query.Signature || !query.SigAlg) throw new SamlError('the logout response is not signed');
-  let xml: string;
-  try {
-    xml = inflateRawSync(Buffer.from(query.SAMLResponse, 'base64'), { maxOutputLength: 256 * 1024 }).toString('utf8');
-  } catch {
-    throw new SamlError('the SAMLResponse is not a deflated SAML message');
-  }
-  const issuer = /<(?:[A-Za-z_][\w.-]*:)?Issuer\b[^>]*>([^<]+)</.exec(xml)?.[1]?.trim();
-  const provider = providers.find((p) => p.issuer === issuer);
-  if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
+  const provider = senderOf(providers, query.SAMLResponse, 'SAMLResponse');
   const saml = await samlFor(ctx, provider, logoutRequestIdOf(query.RelayState));
   try {
     await saml.validateRedirectAsync(query, rawQuery);
   } catch (error) {
     throw new SamlError(`the logout response was refused: ${(error as Error).message}`.slice(0, 300));
   }
+}
+
+/**
+ * The declared IdP a message of the HTTP-Redirect binding comes from, by the Issuer it names: which
+ * certificates to verify its signature with (node-saml verifies it; nothing here is trusted yet).
+ */
+function senderOf(providers: readonly SamlProvider[], encoded: string, name: 'SAMLRequest' | 'SAMLResponse'): SamlProvider {
+  let xml: string;
+  try {
+    xml = inflateRawSync(Buffer.from(encoded, 'base64'), { maxOutputLength: 256 * 1024 }).toString('utf8');
+  } catch {
+    throw new SamlError(`the ${name} is not a deflated SAML message`);
+  }
+  const issuer = /<(?:[A-Za-z_][\w.-]*:)?Issuer\b[^>]*>([^<]+)</.exec(xml)?.[1]?.trim();
+  const provider = providers.find((p) => p.issuer === issuer);
+  if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
+  return provider;
 }
