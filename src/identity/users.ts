@@ -84,7 +84,7 @@ export const userEntryFields = ['username', 'password', 'password_hash', 'name',
 /** Shortest password accepted on apply (NIST SP 800-63B §3.1.1.2 allows no less than 8; we ask 12). */
 export const minPasswordLength = 12;
 
-const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
+export const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
 const deskPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const attributeNamePattern = /^[a-z][a-z0-9_]{0,63}$/;
 const tokenPattern = /^[a-z][a-z0-9_:-]{0,63}$/;

@@ -1,3 +1,4 @@
+import { usernamePattern } from '../../identity/users.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { AuditEvent } from '../../audit/events.ts';
@@ -75,10 +76,7 @@ async function signInLinked(ctx: LinkContext, user: Database['users'], linkedBy:
   const provisioned = linkedBy === 'provisioned';
   const name = provisioned ? (mapped.name ?? user.name) : user.name;
   let email = provisioned ? (mapped.email ?? user.email) : user.email;
-  if (email !== null && email !== user.email) {
-    const holder = await ctx.storage.db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', email.toLowerCase()).where('id', '!=', user.id).executeTakeFirst();
-    if (holder) email = user.email;
-  }
+  if (email !== null && email !== user.email && (await emailHolder(ctx, email, user.id))) email = user.email;
   const changed = name !== user.name || email !== user.email;
   await ctx.storage.db.transaction().execute(async (trx) => {
     if (changed) await trx.updateTable('users').set({ name, email, updated_at: now }).where('id', '=', user.id).execute();
@@ -90,8 +88,8 @@ async function signInLinked(ctx: LinkContext, user: Database['users'], linkedBy:
 async function provision(ctx: LinkContext, provider: IdentityProvider, identity: UpstreamIdentity, mapped: ReturnType<typeof mappedClaims>): Promise<LinkOutcome> {
   const db = ctx.storage.db;
   if (mapped.email !== null) {
-    const holder = await db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', mapped.email).executeTakeFirst();
-    if (holder) return { ok: false, reason: 'email_taken', userId: holder.id };
+    const holder = await emailHolder(ctx, mapped.email);
+    if (holder) return { ok: false, reason: 'email_taken', userId: holder };
   }
   const username = await freeUsername(ctx, provider, identity, mapped);
   if (!username) return { ok: false, reason: 'username_taken' };
@@ -133,7 +131,13 @@ async function provision(ctx: LinkContext, provider: IdentityProvider, identity:
   return { ok: true, user: row, provisioned: true };
 }
 
-const usernamePattern = /^[a-z0-9][a-z0-9._@+-]{0,127}$/;
+/** Who else here has this email, in any case (`except`: the person themselves). */
+async function emailHolder(ctx: LinkContext, email: string, except?: string): Promise<string | undefined> {
+  let query = ctx.storage.db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', email.toLowerCase());
+  if (except !== undefined) query = query.where('id', '!=', except);
+  return (await query.executeTakeFirst())?.id;
+}
+
 
 /**
  * A username for a provisioned person: `<provider>.<their upstream username>` when the mapping
