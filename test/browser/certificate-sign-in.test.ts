@@ -4,6 +4,7 @@ import * as client from 'openid-client';
 import { Agent } from 'undici';
 import { acr } from '../../src/identity/acr.ts';
 import { upsertUser } from '../../src/identity/users.ts';
+import { freshSignInRequest } from '../helpers/desk-app.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { startCallbackServer } from '../helpers/callback-server.ts';
 import { hardwarePolicy, makePersonPki } from '../helpers/person-pki.ts';
@@ -49,19 +50,7 @@ test('a trader signs in with her smart card in Chromium without a password at ph
     [client.customFetch]: (url, options) => fetch(url, { ...options, dispatcher } as RequestInit),
     execute: [client.allowInsecureRequests], // the app's own redirect URI is http on loopback
   });
-  const authorizationRequest = async () => {
-    const verifier = client.randomPKCECodeVerifier();
-    const state = client.randomState();
-    const url = client.buildAuthorizationUrl(config, {
-      redirect_uri: app.redirectUri,
-      scope: 'openid order:create',
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      prompt: 'login',
-    });
-    return { url, redeem: (callback: string) => client.authorizationCodeGrant(config, new URL(callback), { pkceCodeVerifier: verifier, expectedState: state }) };
-  };
+  const authorizationRequest = () => freshSignInRequest(config, app.redirectUri);
 
   // The browser holds the card's certificate and key for Clearance's origin (the test CA of the
   // server certificate is not in Chromium's store: its errors are ignored).

@@ -4,7 +4,7 @@ import * as client from 'openid-client';
 import { acr } from '../../src/identity/acr.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { launchBrowser } from '../helpers/browser.ts';
-import { alicePassword, personPage, startDeskApp } from '../helpers/desk-app.ts';
+import { alicePassword, freshSignInRequest, personPage, startDeskApp } from '../helpers/desk-app.ts';
 import { passkeyPageCsp } from '../helpers/pages.ts';
 
 // A person in Chromium, with a CDP virtual authenticator standing in for their device (a
@@ -20,19 +20,7 @@ test('a trader enrols a passkey on /account in Chromium, then signs in with it a
   const { server, app, config, aliceId } = await startDeskApp(t, { host: 'localhost' });
   const ctx = server.running.ctx;
   /** An authorization request of the desk application: its URL and what redeems its code. */
-  const authorizationRequest = async () => {
-    const verifier = client.randomPKCECodeVerifier();
-    const state = client.randomState();
-    const url = client.buildAuthorizationUrl(config, {
-      redirect_uri: app.redirectUri,
-      scope: 'openid order:create',
-      code_challenge: await client.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-      prompt: 'login',
-    });
-    return { url, redeem: (callback: string) => client.authorizationCodeGrant(config, new URL(callback), { pkceCodeVerifier: verifier, expectedState: state }) };
-  };
+  const authorizationRequest = () => freshSignInRequest(config, app.redirectUri);
 
   const { page, cdp, authenticatorId, pageErrors } = await personPage(browser, server.issuer);
 

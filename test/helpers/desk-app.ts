@@ -58,6 +58,21 @@ export async function startDeskApp(
   return { server, app, config, aliceId };
 }
 
+/** An authorization request of the desk application asking a fresh sign-in (prompt=login): its URL, and what redeems its code. */
+export async function freshSignInRequest(config: client.Configuration, redirectUri: string): Promise<{ url: URL; redeem(callback: string): ReturnType<typeof client.authorizationCodeGrant> }> {
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const url = client.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: 'openid order:create',
+    code_challenge: await client.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    prompt: 'login',
+  });
+  return { url, redeem: (callback) => client.authorizationCodeGrant(config, new URL(callback), { pkceCodeVerifier: verifier, expectedState: state }) };
+}
+
 export interface PersonPage {
   page: Page;
   cdp: CDPSession;
