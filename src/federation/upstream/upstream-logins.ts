@@ -1,3 +1,4 @@
+import { browserDigest } from '../../authorization/interactions.ts';
 import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import { safeEqual } from '../../jose/dpop.ts';
@@ -42,10 +43,6 @@ function stateHash(state: string): string {
   return createHash('sha256').update(state, 'utf8').digest('base64url');
 }
 
-export function browserHash(browserId: string): string {
-  return createHash('sha256').update(browserId, 'utf8').digest('base64url');
-}
-
 type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity'>;
 
 /**
@@ -62,7 +59,7 @@ export async function openUpstreamLogin(ctx: LoginContext, login: { interactionI
       state_hash: stateHash(state),
       interaction_id: login.interactionId,
       provider_id: login.providerId,
-      browser_hash: browserHash(login.browserId),
+      browser_hash: browserDigest(login.browserId),
       created_at: now,
       expires_at: now + upstreamLoginTtlMs,
       consumed_at: null,
@@ -92,7 +89,7 @@ export async function consumeUpstreamLogin(ctx: LoginContext, state: string, bro
   const taken = await ctx.storage.db.updateTable('upstream_logins').set({ consumed_at: now }).where('state_hash', '=', hash).where('consumed_at', 'is', null).executeTakeFirst();
   if (Number(taken.numUpdatedRows) !== 1) return { ok: false, reason: 'replayed' };
   if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired' };
-  if (browserId === undefined || !safeEqual(browserHash(browserId), row.browser_hash)) return { ok: false, reason: 'other_browser' };
+  if (browserId === undefined || !safeEqual(browserDigest(browserId), row.browser_hash)) return { ok: false, reason: 'other_browser' };
   return {
     ok: true,
     interactionId: row.interaction_id,
