@@ -23,6 +23,13 @@ export interface Config {
   signingAlg: SigningAlg;
   /** Seconds a rotated-in key is published in JWKS before it starts signing. */
   keyOverlapSeconds: number;
+  /**
+   * Days a token-signing key signs before the key schedule rotates it (src/lifecycle/key-schedule.ts):
+   * CLEARANCE_KEY_ROTATION_DAYS, default 90; 0 turns the schedule off (rotate by hand).
+   */
+  keyRotationDays: number;
+  /** Days an audit checkpoint key signs before the schedule rotates it: CLEARANCE_AUDIT_KEY_ROTATION_DAYS, default 0 (off). */
+  auditKeyRotationDays: number;
   /** SQLite commit durability (see docs/configuration.md). */
   sqliteSynchronous: 'full' | 'normal';
   /** SQLite: longest wait for another connection's write lock, in ms (then 503). */
@@ -88,6 +95,17 @@ export interface Config {
    * settlement): CLEARANCE_MANDATE_IN_FLIGHT_WINDOW seconds, default 259200 (3 days, T+2 and a day).
    */
   mandateInFlightWindowSeconds: number;
+  /**
+   * How long the mandates an offboarded person granted stay in force for reassignment to another
+   * signatory (src/lifecycle/leaver.ts): CLEARANCE_OFFBOARD_REASSIGNMENT_DAYS, default 14.
+   */
+  offboardReassignmentDays: number;
+  /**
+   * Apply's prune safety rule (src/lifecycle/prune.ts): the largest share of a kind's entries in
+   * service, in percent, that one `--prune` may disable without `--force` (one is always allowed):
+   * CLEARANCE_PRUNE_MAX_PERCENT, default 25.
+   */
+  pruneMaxPercent: number;
   /** Shared Signals (src/signals/ssf, docs/signals.md): how often the transmitter looks for new events and due deliveries, ms. CLEARANCE_SSF_INTERVAL_MS, default 250. */
   ssfIntervalMs: number;
   /** Whether push endpoints may be http on loopback or on private addresses: CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK, default true in development, false in production. */
@@ -96,6 +114,18 @@ export interface Config {
   ssfMaxDeliveryAgeSeconds: number;
   /** Which subjects a new stream receives before any is added or removed: CLEARANCE_SSF_DEFAULT_SUBJECTS, ALL (default) or NONE. */
   ssfDefaultSubjects: 'ALL' | 'NONE';
+  /**
+   * The institutional profile (docs/lifecycle.md "Client credential lifecycle"): every confidential
+   * client names the firm it belongs to (`owner_lei`), and its secrets live at most
+   * `clientSecretMaxAgeDaysInstitutional`. CLEARANCE_INSTITUTIONAL, default false.
+   */
+  institutional: boolean;
+  /** Longest life of a new client secret, days (0: secrets never expire): CLEARANCE_CLIENT_SECRET_MAX_AGE_DAYS, default 365. */
+  clientSecretMaxAgeDays: number;
+  /** The same under the institutional profile: CLEARANCE_INSTITUTIONAL_CLIENT_SECRET_MAX_AGE_DAYS, default 90. */
+  clientSecretMaxAgeDaysInstitutional: number;
+  /** Whether clients' jwks_uri may be http on loopback or on private addresses: CLEARANCE_CLIENT_JWKS_ALLOW_PRIVATE_NETWORK, default true in development, false in production. */
+  clientJwksAllowPrivateNetwork: boolean;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -138,6 +168,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimit: readInt(env, 'CLEARANCE_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     signingAlg: readSigningAlg(env.CLEARANCE_SIGNING_ALG ?? 'ES256'),
     keyOverlapSeconds: readInt(env, 'CLEARANCE_KEY_OVERLAP', 600, 0, 30 * 24 * 3600),
+    keyRotationDays: readInt(env, 'CLEARANCE_KEY_ROTATION_DAYS', 90, 0, 3650),
+    auditKeyRotationDays: readInt(env, 'CLEARANCE_AUDIT_KEY_ROTATION_DAYS', 0, 0, 3650),
     sqliteSynchronous: readSqliteSynchronous(env.CLEARANCE_SQLITE_SYNCHRONOUS),
     sqliteBusyTimeoutMs: readInt(env, 'CLEARANCE_SQLITE_BUSY_TIMEOUT_MS', databaseTimeoutDefaults.sqliteBusyMs, 0, 60_000),
     dbStatementTimeoutMs: readInt(env, 'CLEARANCE_DB_STATEMENT_TIMEOUT_MS', databaseTimeoutDefaults.statementMs, 0, 3_600_000),
@@ -161,10 +193,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     refusalAuditLimit: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_LIMIT', 20, 1, 1_000_000),
     refusalAuditWindowSeconds: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_WINDOW', 60, 1, 86_400),
     mandateInFlightWindowSeconds: readInt(env, 'CLEARANCE_MANDATE_IN_FLIGHT_WINDOW', 259_200, 60, 90 * 86_400),
+    offboardReassignmentDays: readInt(env, 'CLEARANCE_OFFBOARD_REASSIGNMENT_DAYS', 14, 0, 365),
+    pruneMaxPercent: readInt(env, 'CLEARANCE_PRUNE_MAX_PERCENT', 25, 0, 100),
     ssfIntervalMs: readInt(env, 'CLEARANCE_SSF_INTERVAL_MS', 250, 50, 60_000),
     ssfAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
     ssfMaxDeliveryAgeSeconds: readInt(env, 'CLEARANCE_SSF_MAX_DELIVERY_AGE', 86_400, 60, 30 * 86_400),
     ssfDefaultSubjects: readOneOf(env, 'CLEARANCE_SSF_DEFAULT_SUBJECTS', ['ALL', 'NONE'], 'ALL'),
+    institutional: readOneOf(env, 'CLEARANCE_INSTITUTIONAL', ['true', 'false'], 'false') === 'true',
+    clientSecretMaxAgeDays: readInt(env, 'CLEARANCE_CLIENT_SECRET_MAX_AGE_DAYS', 365, 0, 3650),
+    clientSecretMaxAgeDaysInstitutional: readInt(env, 'CLEARANCE_INSTITUTIONAL_CLIENT_SECRET_MAX_AGE_DAYS', 90, 1, 3650),
+    clientJwksAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_CLIENT_JWKS_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
   };
 }
 

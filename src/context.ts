@@ -15,6 +15,7 @@ import type { PartnerStore } from './federation/store.ts';
 import type { RiskServices } from './risk/index.ts';
 import type { Pki } from './pki/index.ts';
 import type { AgentRegistry } from './agents/registry.ts';
+import type { ReferenceTokenStore } from './tokens/reference-tokens.ts';
 
 /** What every endpoint and command is given: configuration and the components' typed handles. */
 export interface Context {
@@ -45,4 +46,6 @@ export interface Context {
   pki: Pki;
   /** Algorithmic agents (src/agents): identities, pipelines, model bindings. */
   agents: AgentRegistry;
+  /** Reference access tokens (src/tokens/reference-tokens.ts): handles and the claims they stand for. */
+  referenceTokens: ReferenceTokenStore;
 }

@@ -15,10 +15,13 @@ import { migrate, openStorage, storageOptionsFor, type Storage } from './storage
 import { seedBuiltins } from './resource-servers/builtins.ts';
 import { ResourceServerStore } from './resource-servers/store.ts';
 import { ClientStore } from './clients/store.ts';
+import { secretMaxAge } from './clients/credentials.ts';
+import { ClientKeySets } from './clients/authentication/remote-keys.ts';
 import { MemoryAuthFailureThrottle, type AuthFailureThrottle } from './clients/authentication/throttle.ts';
 import type { LoginThrottle } from './identity/login-throttle.ts';
 import { DatabaseReplayCache } from './tokens/replay-cache.ts';
 import { GroupCommit, groupCommitConcurrency } from './storage/group-commit.ts';
+import { ReferenceTokenStore } from './tokens/reference-tokens.ts';
 import { createIdentity } from './identity/index.ts';
 import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
 import { EntityDirectory } from './entities/directory.ts';
@@ -30,6 +33,7 @@ import { Pkcs11Custody } from './pki/custody/pkcs11.ts';
 import { AgentRegistry } from './agents/registry.ts';
 import { seedConsoleClient } from './console/client.ts';
 import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
+import { KeySchedule } from './lifecycle/key-schedule.ts';
 
 /**
  * The failure counters of client authentication and password login. Each process keeps its own
@@ -68,7 +72,8 @@ export async function openContext(
     const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer });
     const keys = new KeyStore(storage.db, master.key, clock, audit);
     await keys.ensureSigningKey(config.signingAlg);
-    const clients = new ClientStore(storage.db, clock);
+    // New secrets expire after the profile's maximum age (src/clients/credentials.ts).
+    const clients = new ClientStore(storage.db, clock, { secretMaxAgeMs: secretMaxAge(config) });
     const identity = createIdentity(clock, master.key);
     const risk = createRiskServices(storage, clock, { config, log, namesKey: limitNamesKey(master.key) });
     // With Redis, the failure throttles count there, around the node's own (memory, or a worker's
@@ -93,6 +98,8 @@ export async function openContext(
         clock,
         throttle: throttles.clientAuthentication,
         certificateTrust: (certificate) => pki.trust(certificate),
+        // Clients' jwks_uri, fetched with the partners' SSRF rules (src/clients/authentication/remote-keys.ts).
+        clientKeys: new ClientKeySets(clock, { allowPrivateNetwork: config.clientJwksAllowPrivateNetwork }),
       },
       identity: { ...identity, throttle: throttles.login },
       dpop: {
@@ -108,6 +115,8 @@ export async function openContext(
       risk,
       pki,
       agents: new AgentRegistry(storage.db, clock),
+      // Handles of reference tokens join the group commit of the burst that issued them.
+      referenceTokens: new ReferenceTokenStore(storage.db, clock, { writer }),
     };
     await seedBuiltins(ctx);
     await seedConsoleClient(ctx, master.key);
@@ -146,7 +155,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   let audit: AuditService | undefined;
   let signals: SignalService | undefined;
   let transmitter: Transmitter | undefined;
+  let keySchedule: KeySchedule | undefined;
   app.addHook('onClose', async () => {
+    // A key step in progress finishes (and records its audit event) before the log and the database close.
+    if (keySchedule) await keySchedule.stop();
     // This node's activity counts are written (src/risk/anomalies/activity.ts): a clean stop loses none.
     await ctx.risk.activity.close();
     // Break-glass expiry and alert delivery stop (a pass in progress finishes) before the audit log and the database.
@@ -176,6 +188,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const ssf = transmitter;
     audit = await startAuditService(ctx, resolveMasterKey(config).key, { onSealed: () => ssf.kick() });
     signals = startSignalService(ctx);
+    // Signing keys on a schedule (src/lifecycle/key-schedule.ts): every node ticks, one runs a step.
+    keySchedule = new KeySchedule(ctx, { masterKey: resolveMasterKey(config).key, log: ctx.log });
+    keySchedule.start();
   } catch (error) {
     await app.close(); // no audit sealing, no server
     throw error;

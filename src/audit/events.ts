@@ -21,6 +21,14 @@ export const auditEventTypes = [
   'client.registration_refused',
   'client.registration_updated',
   'client.registration_deleted',
+  // The client credential lifecycle (src/clients/credentials.ts, expiry.ts; docs/lifecycle.md): a
+  // secret rotated (its rollover window's end), the replaced secret used in that window (at most
+  // once a minute per client and node), a secret or a registered certificate nearing its expiry
+  // (once per threshold: 30, 7, 1 days). Dates only, never a secret or its digest.
+  'client.secret_rotated',
+  'client.previous_secret_used',
+  'client.secret_expiring',
+  'client.certificate_expiring',
   'policy.allowed',
   'policy.denied',
   // A policy set version made active (src/policy): who approved it, which it replaced.
@@ -28,7 +36,14 @@ export const auditEventTypes = [
   'key.created',
   'key.rotated',
   'key.retired',
+  // The audit checkpoint key replaced by a new one (src/audit/audit-key.ts rotate; by hand or on
+  // schedule, src/lifecycle/key-schedule.ts): both key ids; the old key stays for verification.
+  'audit.key_rotated',
   'config.applied',
+  // One change an apply made (src/apply, src/lifecycle/prune.ts): kind, id, outcome (created,
+  // updated, removed, disabled), the names of the fields it changed (never their values), and the
+  // SHA-256 digest of the document that asked for it — so a change is traced to its commit.
+  'config.changed',
   'audit.pruned',
   // A legal hold placed on a txn, subject, client or time range (src/audit/holds.ts): pruning
   // keeps every event it covers. Names the hold, its scope and matter reference, who placed it.
@@ -80,6 +95,11 @@ export const auditEventTypes = [
   'user.deleted',
   'user.password_reset',
   'user.signed_out_everywhere',
+  // Joiners, movers, leavers (src/lifecycle, docs/lifecycle.md): a leaver's offboarding, naming by
+  // id and count everything it ended, marked for reassignment or flagged; a mover's change of desks
+  // (and legal entity), naming the grants and mandates the new position no longer allows.
+  'user.offboarded',
+  'user.moved',
   // Identity brokering (src/federation/upstream): a sign-in through an upstream identity provider is a
   // `user.login_succeeded` with method `upstream` and its source of assurance; a person provisioned
   // at their first such sign-in, an upstream identity linked to an existing person by an

@@ -30,13 +30,18 @@ Commands:
   init                  create the first admin client and print its credentials once
                         (see: clearance init --help)
   users link|links      link an upstream identity to an existing person; list a person's links
+  users offboard NAME   offboard a leaver: disabled, everything they hold ended, audited
                         (see: clearance users --help)
-  clients list|token    list clients; issue an initial access token for dynamic registration,
-                        naming the firm and what registrants may be (see: clearance clients --help)
-  keys list|rotate|retire
+  clients list|token|rotate-secret
+                        list clients; issue an initial access token for dynamic registration,
+                        naming the firm and what registrants may be; rotate a client's secret
+                        with a rollover window (see: clearance clients --help)
+  keys list|status|rotate|retire
                         manage signing keys (see: clearance keys --help)
-  apply -f FILE         import resource servers, clients, users, mandates, the entity model,
-                        policy sets and partners (JSON or YAML)
+  apply -f FILE [--plan] [--prune [--force]]
+                        import resource servers, clients, users, mandates, the entity model,
+                        policy sets and partners (JSON or YAML); --plan shows what would
+                        change; --prune disables what the document no longer declares
                         (see: clearance apply --help)
   audit verify|export|verify-bundle|proof|prune|hold|key|seal
                         verify the tamper-evident audit log, export and verify evidence bundles
@@ -65,6 +70,9 @@ Environment (the server and the CLI read the same):
   CLEARANCE_MODE        development (default) or production (also implied by NODE_ENV=production)
   CLEARANCE_SIGNING_ALG ES256 (default), EdDSA or PS256, for keys the server creates
   CLEARANCE_KEY_OVERLAP seconds a rotated key is published before it signs (default 600)
+  CLEARANCE_KEY_ROTATION_DAYS, CLEARANCE_AUDIT_KEY_ROTATION_DAYS
+                        days a token-signing key (default 90) and an audit checkpoint key
+                        (default 0) sign before the server rotates them; 0 = by hand only
   CLEARANCE_BODY_LIMIT  largest request body in bytes (default 65536)
   CLEARANCE_SQLITE_SYNCHRONOUS
                         normal (default; commits survive process crashes) or full (also power loss)
@@ -136,9 +144,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         help: { type: 'boolean', short: 'h' },
         file: { type: 'string', short: 'f' },
         'dry-run': { type: 'boolean' },
+        // apply
+        plan: { type: 'boolean' },
+        prune: { type: 'boolean' },
+        force: { type: 'boolean' },
         json: { type: 'boolean' },
         alg: { type: 'string' },
         overlap: { type: 'string' },
+        audit: { type: 'boolean' },
         'client-id': { type: 'string' },
         jwks: { type: 'string' },
         scope: { type: 'string' },
@@ -193,6 +206,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         lifetime: { type: 'string' },
         // users
         provider: { type: 'string' },
+        deadline: { type: 'string' },
       },
     });
   } catch (error) {
@@ -257,22 +271,26 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         clientsCommand(
           ctx,
           rest[0],
-          { scope: values.scope, uses: values.uses, ttl: values.ttl, ownerLei: values['owner-lei'], grantTypes: values['grant-types'], kinds: values.kinds },
+          { scope: values.scope, uses: values.uses, ttl: values.ttl, ownerLei: values['owner-lei'], grantTypes: values['grant-types'], kinds: values.kinds, clientId: rest[1], overlap: values.overlap },
           output,
         ),
       );
     case 'users':
-      return withContext(config, output, (ctx) => usersCommand(ctx, rest[0], { username: rest[1], provider: values.provider, subject: values.subject }, output));
+      return withContext(config, output, (ctx) => usersCommand(ctx, rest[0], { username: rest[1], provider: values.provider, subject: values.subject, reason: values.reason, deadline: values.deadline }, output));
     case 'keys':
       return withContext(config, output, (ctx) =>
-        keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1] }, output),
+        keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1], audit: values.audit }, output),
       );
-    case 'apply':
-      if (!values.file) {
+    case 'apply': {
+      // The file as -f FILE, or as the one positional: `clearance apply --plan FILE`.
+      const file = values.file ?? (rest.length === 1 ? rest[0] : undefined);
+      if (!file || (values.file !== undefined && rest.length > 0) || rest.length > 1 || (values.force && !values.prune) || (values.plan && values['dry-run'])) {
         output.err(applyHelp);
         return exit.usage;
       }
-      return withContext(config, output, (ctx) => applyCommand(ctx, values.file!, values['dry-run'] ?? false, output));
+      const mode = { plan: values.plan ?? false, dryRun: values['dry-run'] ?? false, prune: values.prune ?? false, force: values.force ?? false };
+      return withContext(config, output, (ctx) => applyCommand(ctx, file, mode, output));
+    }
     case 'audit': {
       const { txn, subject, client, type, decision, since, until } = values;
       return auditCommand(

@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import type { Context } from '../context.ts';
 import { startAuditService, type AuditService } from '../audit/lifecycle.ts';
 import { startSignalService } from '../signals/service.ts';
+import { KeySchedule } from '../lifecycle/key-schedule.ts';
 import { resolveMasterKey } from '../keys/master-key.ts';
 import { openContext } from '../server.ts';
 import { isLifeMessage, lifeTag, sendableConfig, type LifeMessage } from './messages.ts';
@@ -62,6 +63,9 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
   // The node's periodic work (break-glass expiry, risk windows, alert delivery), once per node as
   // on a single-process node: the workers serve HTTP only.
   const signals = startSignalService(ctx);
+  // Signing keys on a schedule, once per node like the sealer (src/lifecycle/key-schedule.ts).
+  const keySchedule = new KeySchedule(ctx, { masterKey: resolveMasterKey(config).key, log });
+  keySchedule.start();
 
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('../../bin/clearance.js', import.meta.url)),
@@ -132,6 +136,7 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
       throttles.stop();
       stopMetrics();
       await signals.stop();
+      await keySchedule.stop();
       // Last: the final sealing round covers every event the workers committed.
       try {
         await audit.stop();

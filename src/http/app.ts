@@ -13,6 +13,7 @@ import { registration } from '../endpoints/register/index.ts';
 import { admin } from '../endpoints/admin/index.ts';
 import { audit } from '../endpoints/audit/index.ts';
 import { adminUsers } from '../endpoints/admin/users.ts';
+import { adminApply } from '../endpoints/admin/apply.ts';
 import { adminApprovals } from '../endpoints/admin/approvals.ts';
 import { assets } from '../endpoints/assets/index.ts';
 import { interaction } from '../endpoints/interaction/index.ts';
@@ -50,6 +51,7 @@ import { metrics } from '../endpoints/metrics/index.ts';
 import { adminKyc } from '../endpoints/admin/kyc.ts';
 import { adminPartners } from '../endpoints/admin/partners.ts';
 import { kycWebhooks } from '../endpoints/kyc/index.ts';
+import { scim } from '../endpoints/scim/index.ts';
 import { errorHandler, sendError } from './errors.ts';
 import { FormParameters } from '../parameters.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -71,7 +73,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, consoleEndpoint];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, scim, consoleEndpoint];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

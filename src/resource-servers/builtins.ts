@@ -47,6 +47,15 @@ export function evidenceAudience(issuer: string): string {
   return `${issuer}/evidence`;
 }
 
+/** The scopes of Clearance's SCIM 2.0 API (src/endpoints/scim): reading people and desks, and changing them. */
+export const scimReadScope = 'scim:read';
+export const scimWriteScope = 'scim:write';
+
+/** The audience of Clearance's SCIM 2.0 API for HR and identity-management systems (docs/lifecycle.md "SCIM 2.0"). */
+export function scimAudience(issuer: string): string {
+  return `${issuer}/scim`;
+}
+
 /** The scope that revokes certificates of Clearance's CA (POST /pki/certificates/{serial}/revoke). */
 export const pkiRevokeScope = 'pki:revoke';
 
@@ -87,6 +96,13 @@ export function builtinResourceServers(issuer: string, pkiProfiles: readonly str
       identifier: ssfAudience(issuer),
       name: 'Clearance Shared Signals streams',
       scopes: [ssfManageScope],
+      access_token_ttl: 300,
+      require_sender_constraint: false,
+    },
+    {
+      identifier: scimAudience(issuer),
+      name: 'Clearance SCIM 2.0 provisioning',
+      scopes: [scimReadScope, scimWriteScope],
       access_token_ttl: 300,
       require_sender_constraint: false,
     },

@@ -30,6 +30,10 @@ export const alertTypes = [
   'partner.suspended',
   // A mandate lapsed with trades in flight under it (src/mandates/lapses.ts, docs/mandates.md).
   'mandate.lapsed_in_flight',
+  // The person who granted mandates left: they stay in force until a deadline for a new signatory
+  // (src/lifecycle/leaver.ts); agents whose model they owned are flagged for a new owner.
+  'mandate.reassignment_required',
+  'agent.owner_left',
   // A workload attestation refused: a wrong image or model digest, an unapproved model, a forged or
   // replayed attestation (src/agents/attestation.ts, docs/agents.md).
   'agent.attestation_refused',

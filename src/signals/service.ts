@@ -9,6 +9,7 @@ import { checkPartnerDrift } from '../federation/drift/check.ts';
 import { raiseLapsesInFlight } from '../mandates/lapses.ts';
 import { flushRefusalSummaries } from '../audit/refusals.ts';
 import type { JsonFetcher } from '../federation/fetch.ts';
+import { warnExpiringClientCredentials } from '../clients/expiry.ts';
 
 /**
  * The periodic work behind alerts, started with the server (src/server.ts, the primary process of
@@ -84,6 +85,12 @@ export function startSignalService(ctx: Context, options: { intervalMs?: number;
       await raiseLapsesInFlight(ctx);
     } catch (error) {
       ctx.log.error({ err: error }, 'raising mandate lapses in flight failed; retrying next pass');
+    }
+    try {
+      // Client secrets and registered certificates near their expiry: client.*_expiring, once per threshold (src/clients/expiry.ts).
+      await warnExpiringClientCredentials(ctx);
+    } catch (error) {
+      ctx.log.error({ err: error }, 'warning of expiring client credentials failed; retrying next pass');
     }
     try {
       await deliverAlerts(ctx, options.delivery);

@@ -33,9 +33,12 @@ import type { AgentTables } from '../agents/tables.ts';
 import type { EvidenceTables } from '../evidence/tables.ts';
 import type { BrokeringTables } from '../federation/upstream/tables.ts';
 import type { PersonCertificateTables } from '../identity/certificates/tables.ts';
+import type { ReferenceTokenTables } from '../tokens/reference-tokens.ts';
+import type { LifecycleTables } from '../lifecycle/tables.ts';
+import type { ScimTables } from '../lifecycle/scim/tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables {}

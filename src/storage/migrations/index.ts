@@ -44,6 +44,12 @@ import * as signingEvidence from './0043_signing_evidence.ts';
 import * as generationNotices from './0044_generation_notices.ts';
 import * as identityBrokering from './0045_identity_brokering.ts';
 import * as personCertificates from './0046_person_certificates.ts';
+import * as lifecyclePeople from './0047_lifecycle_people.ts';
+import * as scim from './0048_scim.ts';
+import * as clientCredentials from './0049_client_credentials.ts';
+import * as keySchedule from './0050_key_schedule.ts';
+import * as referenceTokens from './0051_reference_tokens.ts';
+import * as lifecyclePrune from './0052_lifecycle_prune.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -92,4 +98,10 @@ export const migrations: Record<string, Migration> = {
   '0044_generation_notices': generationNotices,
   '0045_identity_brokering': identityBrokering,
   '0046_person_certificates': personCertificates,
+  '0047_lifecycle_people': lifecyclePeople,
+  '0048_scim': scim,
+  '0049_client_credentials': clientCredentials,
+  '0050_key_schedule': keySchedule,
+  '0051_reference_tokens': referenceTokens,
+  '0052_lifecycle_prune': lifecyclePrune,
 };
