@@ -30,6 +30,13 @@ export interface AgentTables {
     /** 'active' | 'disabled'. */
     status: string;
     updated_at: number;
+    /**
+     * When the agent was flagged for a human to look at (migration 0047): the person who owns its
+     * model left (src/lifecycle/leaver.ts). Flagged, not disabled; null when not flagged.
+     */
+    flagged_at?: number | null;
+    /** Why: `owner_offboarded`. */
+    flag_reason?: string | null;
   };
   /** A model version bound to an agent: no trading authority until approved (a second person, `model-risk`). */
   agent_models: {

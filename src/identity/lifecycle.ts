@@ -37,7 +37,7 @@ interface Standing {
 }
 
 /** The steps that end a person's tokens, as their audit event types name them. */
-export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery';
+export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery' | 'offboarded';
 
 const eventTypes = {
   locked: 'user.locked',
@@ -47,6 +47,8 @@ const eventTypes = {
   deleted: 'user.deleted',
   // An approved recovery of a lost authenticator (src/identity/recovery): the person stays active.
   recovery: 'recovery.access_ended',
+  // A leaver (src/lifecycle/leaver.ts): disabled, and their consent grants revoked as on deletion.
+  offboarded: 'user.offboarded',
 } as const satisfies Record<LifecycleAction, AuditEvent['type']>;
 
 /**
@@ -91,7 +93,7 @@ export async function cutOffPersonTokens(trx: Transaction<Database>, userId: str
 /**
  * Ends everything person `userId` holds, inside the caller's transaction (the one that changes
  * their status, password or row): sets the cut-off to `now`, revokes their refresh tokens, discards
- * their unredeemed codes, ends their sessions; for `deleted`, also revokes their consent grants
+ * their unredeemed codes, ends their sessions; for `deleted` and `offboarded`, also revokes their consent grants
  * (whose `consent.revoked` events are returned to record in the same transaction).
  */
 export async function endPersonAccess(
@@ -109,10 +111,10 @@ export async function endPersonAccess(
   // is "revoked", not a reuse that would revoke the consent grant.
   await trx.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', 'in', ofPerson).where('state', 'in', ['active', 'rotated', 'superseded']).execute();
   const events: AuditEvent[] = [];
-  if (action === 'deleted') {
+  if (action === 'deleted' || action === 'offboarded') {
     const grants = await trx.selectFrom('grants').select('id').where('user_id', '=', userId).where('revoked_at', 'is', null).execute();
     for (const { id } of grants) {
-      const event = await revokeGrantIn(trx, now, id, { actor, reason: 'person deleted' });
+      const event = await revokeGrantIn(trx, now, id, { actor, reason: action === 'deleted' ? 'person deleted' : 'person offboarded' });
       if (event) events.push(event);
     }
   }
@@ -151,7 +153,7 @@ export function lifecycleEvent(action: LifecycleAction, userId: string, actor: s
       refresh_tokens_revoked: ended.refreshTokensRevoked,
       sessions_ended: ended.sessionsEnded,
       codes_discarded: ended.codesDiscarded,
-      ...(action === 'deleted' ? { grants_revoked: ended.grantsRevoked } : {}),
+      ...(action === 'deleted' || action === 'offboarded' ? { grants_revoked: ended.grantsRevoked } : {}),
     },
   };
 }

@@ -39,6 +39,12 @@ export interface IdentityTables {
     last_lockout_at: number | null;
     created_at: number;
     updated_at: number;
+    /**
+     * When the person was offboarded (a leaver, src/lifecycle/leaver.ts; migration 0047); null when
+     * never, or when re-activated since (a deliberate joiner step). Optional: rows written
+     * before it, and by writers that do not know it, have none.
+     */
+    offboarded_at?: number | null;
   };
   sessions: {
     /** SHA-256 (base64url) of the cookie value; the cookie value itself is never stored. */

@@ -317,6 +317,11 @@ export interface UserUpsert {
   id: string;
   /** The lifecycle event of a change that ended the person's tokens, to record in the same transaction. */
   events: AuditEvent[];
+  /**
+   * The person's desks changed (a mover, src/lifecycle/mover.ts): before and after, for the caller
+   * to re-evaluate their grants and mandates once the change has committed.
+   */
+  moved?: { userId: string; before: string[]; after: string[] };
 }
 
 /**
@@ -390,12 +395,14 @@ export async function upsertUser(
       password_hash: passwordHash,
       status,
       lock_reason: lockReason,
-      ...(status === 'active' ? { failed_logins: 0, locked_at: null } : existing.status === 'active' ? { locked_at: now } : {}),
+      // Active again: also no longer offboarded (a joiner step, src/lifecycle/leaver.ts).
+      ...(status === 'active' ? { failed_logins: 0, locked_at: null, offboarded_at: null } : existing.status === 'active' ? { locked_at: now } : {}),
       updated_at: now,
     })
     .where('id', '=', existing.id)
     .execute();
-  if (!action) return { outcome: 'updated', id: existing.id, events: [] };
+  const moved = existing.desks !== fields.desks ? { moved: { userId: existing.id, before: JSON.parse(existing.desks) as string[], after: entry.desks ?? [] } } : {};
+  if (!action) return { outcome: 'updated', id: existing.id, events: [], ...moved };
   const { ended, events } = await endPersonAccess(trx, now, existing.id, action, by.actor);
-  return { outcome: 'updated', id: existing.id, events: [...events, lifecycleEvent(action, existing.id, by.actor, ended, by.via ? { via: by.via } : {})] };
+  return { outcome: 'updated', id: existing.id, events: [...events, lifecycleEvent(action, existing.id, by.actor, ended, by.via ? { via: by.via } : {})], ...moved };
 }

@@ -95,6 +95,12 @@ export async function checkMandateEntry(
     else if (document.usernames.includes(grantee.id.toLowerCase())) granteeUsername = grantee.id.toLowerCase();
     else v.fail(join(path, 'grantee.user'), `no user "${grantee.id}"`);
   }
+  if (terms.grantedBy !== undefined) {
+    // The signatory must be a person Clearance knows (stored by id), so their leaving finds it.
+    const signer = uuidPattern.test(terms.grantedBy) ? await findUser(ctx, terms.grantedBy) : await findUserByUsername(ctx, terms.grantedBy);
+    if (signer) terms = { ...terms, grantedBy: signer.id };
+    else v.fail(join(path, 'granted_by'), `no user "${terms.grantedBy}" (the person who signs for the grantor must exist before the mandate names them)`);
+  }
   if (item.acceptance && item.acceptance.at > now) v.fail(join(path, 'accepted_at'), 'is in the future');
   if (options.againstStored ?? true) {
     const stored = await currentVersionIn(ctx.storage.db, item.id);

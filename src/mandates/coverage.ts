@@ -1,7 +1,7 @@
 import type { Context } from '../context.ts';
 import { formatAmount } from '../authorization/authorization-details.ts';
 import { isoTime } from './instant.ts';
-import { isDue, observeExpiry, readVersion, type MandateVersion } from './store.ts';
+import { endOf, isDue, observeExpiry, readVersion, type MandateVersion } from './store.ts';
 import { canonicalAmount, compareAmounts, partyDocument, type Party } from './terms.ts';
 import { describeWindow, isWithinWindow } from './time-window.ts';
 
@@ -126,12 +126,16 @@ async function versionInForce(ctx: Deps, version: MandateVersion, at: number): P
   const name = `mandate ${version.id} v${version.version}`;
   if (isDue(version, ctx.clock.now())) {
     await observeExpiry(ctx, version.id, version.version);
-    return { ok: false, reason: `${name} expired at ${isoTime(version.terms.effectiveTo!)}` };
+    return { ok: false, reason: `${name} expired at ${isoTime(endOf(version)!)}` };
   }
   if (version.status !== 'active') return { ok: false, reason: `${name} is ${version.status}` };
   if (at < version.terms.effectiveFrom) return { ok: false, reason: `${name} is not in effect before ${isoTime(version.terms.effectiveFrom)}` };
   if (version.terms.effectiveTo !== null && at >= version.terms.effectiveTo) {
     return { ok: false, reason: `${name} is not in effect from ${isoTime(version.terms.effectiveTo)}` };
+  }
+  // The person who granted it left: in force only until the reassignment deadline (src/lifecycle/leaver.ts).
+  if (version.reassignBy !== null && at >= version.reassignBy) {
+    return { ok: false, reason: `${name} was not reassigned by ${isoTime(version.reassignBy)} after the person who granted it left` };
   }
   return { ok: true, version };
 }

@@ -41,14 +41,14 @@ export async function raiseLapsesInFlight(ctx: Deps): Promise<number> {
 
 /** Accepted versions that lapsed in (since, until] and whose lapse no node has raised. */
 async function pendingLapses(ctx: Deps, since: number, until: number): Promise<Lapse[]> {
-  const within = (column: 'mv.revoked_at' | 'mv.superseded_at' | 'mv.effective_to') => sql<boolean>`(${sql.ref(column)} > ${since} and ${sql.ref(column)} <= ${until})`;
+  const within = (column: 'mv.revoked_at' | 'mv.superseded_at' | 'mv.effective_to' | 'mv.reassign_by') => sql<boolean>`(${sql.ref(column)} > ${since} and ${sql.ref(column)} <= ${until})`;
   const rows = await ctx.storage.db
     .selectFrom('mandate_versions as mv')
     .leftJoin('mandate_lapses as ml', (join) => join.onRef('ml.mandate_id', '=', 'mv.mandate_id').onRef('ml.version', '=', 'mv.version'))
-    .select(['mv.mandate_id', 'mv.version', 'mv.revoked_at', 'mv.superseded_at', 'mv.effective_to'])
+    .select(['mv.mandate_id', 'mv.version', 'mv.revoked_at', 'mv.superseded_at', 'mv.effective_to', 'mv.reassign_by'])
     .where('ml.mandate_id', 'is', null)
     .where('mv.accepted_at', 'is not', null)
-    .where((eb) => eb.or([within('mv.revoked_at'), within('mv.superseded_at'), within('mv.effective_to')]))
+    .where((eb) => eb.or([within('mv.revoked_at'), within('mv.superseded_at'), within('mv.effective_to'), within('mv.reassign_by')]))
     .limit(batch)
     .execute();
   return rows.map((row) => {
@@ -57,6 +57,8 @@ async function pendingLapses(ctx: Deps, since: number, until: number): Promise<L
       ['revoked', row.revoked_at],
       ['superseded', row.superseded_at],
       ['expired', row.effective_to !== null && Number(row.effective_to) <= until ? row.effective_to : null],
+      // The reassignment deadline after the person who granted it left (src/lifecycle/leaver.ts) is an expiry too.
+      ['expired', row.reassign_by !== null && Number(row.reassign_by) <= until ? row.reassign_by : null],
     ] as const;
     const [lapse, at] = ends.filter(([, t]) => t !== null).map(([k, t]) => [k, Number(t)] as const).sort((a, b) => a[1] - b[1])[0]!;
     return { mandateId: row.mandate_id, version: Number(row.version), lapse, at };

@@ -40,6 +40,11 @@ export interface MandateVersion {
   supersededAt: number | null;
   revocation: { at: number; by: string; reason: string } | null;
   expiredAt: number | null;
+  /**
+   * Epoch ms: the person who granted it left (src/lifecycle/leaver.ts), and the version is in
+   * force only until then; null when there is no such deadline.
+   */
+  reassignBy: number | null;
 }
 
 /** A mandate: its current version and every version, oldest first (the current one last). */
@@ -65,6 +70,8 @@ export class MandateError extends Error {
 }
 
 type Deps = Pick<Context, 'storage' | 'clock' | 'audit'>;
+/** A mandate version by id and number, as tokens carry it. */
+type MandateRef = { id: string; v: number };
 type Row = Database['mandate_versions'];
 
 /** Creates a mandate as version 1: proposed, or active when the grantee's acceptance comes with it. */
@@ -104,7 +111,7 @@ export async function expireDueMandates(ctx: Deps, limit = 500): Promise<number>
       .selectFrom('mandate_versions')
       .selectAll()
       .where('status', 'in', liveStatuses)
-      .where('effective_to', '<=', now)
+      .where((eb) => eb.or([eb('effective_to', '<=', now), eb('reassign_by', '<=', now)]))
       .limit(limit)
       .execute();
     const events: AuditEvent[] = [];
@@ -219,12 +226,124 @@ export function mandateView(v: MandateVersion): Record<string, unknown> {
     revoked_by: v.revocation?.by ?? null,
     revoke_reason: v.revocation?.reason ?? null,
     expired_at: v.expiredAt === null ? null : isoTime(v.expiredAt),
+    reassign_by: v.reassignBy === null ? null : isoTime(v.reassignBy),
   };
 }
 
-/** True when a proposed or active version has passed its effective_to at `now` (its expiry is due). */
-export function isDue(v: Pick<MandateVersion, 'status' | 'terms'>, now: number): boolean {
-  return liveStatuses.includes(v.status) && v.terms.effectiveTo !== null && v.terms.effectiveTo <= now;
+/**
+ * When a version stops being in force by itself: its effective_to, or the reassignment deadline
+ * set when the person who granted it left, whichever comes first; null when neither.
+ */
+export function endOf(v: Pick<MandateVersion, 'terms'> & { reassignBy?: number | null }): number | null {
+  const ends = [v.terms.effectiveTo, v.reassignBy ?? null].filter((t): t is number => t !== null);
+  return ends.length === 0 ? null : Math.min(...ends);
+}
+
+/** True when a proposed or active version has passed its end (effective_to or reassignment deadline) at `now`: its expiry is due. */
+export function isDue(v: Pick<MandateVersion, 'status' | 'terms'> & { reassignBy?: number | null }, now: number): boolean {
+  const end = endOf(v);
+  return liveStatuses.includes(v.status) && end !== null && end <= now;
+}
+
+// ── A person's leaving and moving (src/lifecycle) ──────────────────────────────────────────────
+
+/**
+ * Inside the caller's transaction (a leaver's): marks every live (proposed or active) current
+ * version that person `userId` granted for reassignment — in force only until `deadline`, or its
+ * own end if sooner (a deadline already set earlier is kept when it is sooner). A new signatory
+ * amends the mandate (`granted_by`) before then; the amendment supersedes the marked version.
+ * Returns the versions marked.
+ */
+export async function markForReassignmentIn(trx: Transaction<Database>, now: number, userId: string, deadline: number): Promise<MandateRef[]> {
+  const rows = await trx
+    .selectFrom('mandate_versions')
+    .innerJoin('mandates', (join) => join.onRef('mandates.id', '=', 'mandate_versions.mandate_id').onRef('mandates.current_version', '=', 'mandate_versions.version'))
+    .selectAll('mandate_versions')
+    .where('mandate_versions.granted_by', '=', userId)
+    .where('mandate_versions.status', 'in', liveStatuses)
+    .orderBy('mandate_versions.mandate_id')
+    .execute();
+  const marked: MandateRef[] = [];
+  for (const row of rows) {
+    if (isDue(toVersion(row), now)) continue;
+    if (row.reassign_by !== null && Number(row.reassign_by) <= deadline) continue;
+    await trx
+      .updateTable('mandate_versions')
+      .set({ reassign_by: deadline })
+      .where('mandate_id', '=', row.mandate_id)
+      .where('version', '=', row.version)
+      .execute();
+    await touch(trx, now, row.mandate_id);
+    marked.push({ id: row.mandate_id, v: Number(row.version) });
+  }
+  return marked;
+}
+
+/**
+ * Inside the caller's transaction: revokes mandate `id`'s current version (proposed or active), its
+ * `mandate.revoked` event pushed to `events` (apply's prune: src/lifecycle/prune.ts). Undefined when
+ * it is no longer live (already revoked, superseded or expired) or there is no such mandate.
+ */
+export async function revokeMandateIn(
+  trx: Transaction<Database>,
+  now: number,
+  id: string,
+  revocation: { by?: string; reason: string },
+  actor: Actor,
+  events: AuditEvent[],
+): Promise<MandateVersion | undefined> {
+  try {
+    return await revokeIn(trx, now, id, revocation, actor, events);
+  } catch (error) {
+    if (error instanceof MandateError) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Inside the caller's transaction: revokes every live current version granted to person `userId`
+ * (grantee `user`), each with its `mandate.revoked` event pushed to `events`. Returns their ids.
+ */
+export async function revokeMandatesGrantedToIn(
+  trx: Transaction<Database>,
+  now: number,
+  userId: string,
+  revocation: { reason: string },
+  actor: Actor,
+  events: AuditEvent[],
+  only?: ReadonlySet<string>,
+): Promise<string[]> {
+  const ids = await liveMandateIdsGrantedTo(trx, userId);
+  const revoked: string[] = [];
+  for (const id of ids) {
+    if (only && !only.has(id)) continue;
+    // Undefined: expired (recorded) or ended concurrently, nothing left to revoke.
+    if (await revokeMandateIn(trx, now, id, revocation, actor, events)) revoked.push(id);
+  }
+  return revoked;
+}
+
+/** The live (proposed or active) current versions granted to person `userId`. */
+export async function liveMandatesGrantedTo(db: Kysely<Database>, userId: string, now: number): Promise<MandateVersion[]> {
+  const rows = await liveGrantedTo(db, userId).selectAll('mandate_versions').execute();
+  return rows.map(toVersion).filter((v) => !isDue(v, now));
+}
+
+/** The ids of the live current versions granted to person `userId`, due or not (revokeIn records a due expiry itself). */
+async function liveMandateIdsGrantedTo(trx: Kysely<Database>, userId: string): Promise<string[]> {
+  const rows = await liveGrantedTo(trx, userId).select('mandate_versions.mandate_id').execute();
+  return rows.map((r) => r.mandate_id);
+}
+
+/** The query of the live (proposed or active) current versions granted to person `userId`, by mandate id. */
+function liveGrantedTo(db: Kysely<Database>, userId: string) {
+  return db
+    .selectFrom('mandate_versions')
+    .innerJoin('mandates', (join) => join.onRef('mandates.id', '=', 'mandate_versions.mandate_id').onRef('mandates.current_version', '=', 'mandate_versions.version'))
+    .where('mandate_versions.grantee_kind', '=', 'user')
+    .where('mandate_versions.grantee_id', '=', userId)
+    .where('mandate_versions.status', 'in', liveStatuses)
+    .orderBy('mandate_versions.mandate_id');
 }
 
 // ── Steps inside a transaction ────────────────────────────────────────────────────────────────
@@ -384,9 +503,10 @@ async function expireIn(trx: Transaction<Database>, now: number, row: Row): Prom
   row.status = 'expired';
   row.expired_at = now;
   await touch(trx, now, row.mandate_id);
+  const byDeadline = version.reassignBy !== null && version.reassignBy === endOf(version);
   return event('mandate.expired', { ...version, status: 'expired', expiredAt: now }, { actor: 'clearance' }, {
     status_before: statusBefore,
-    effective_to: isoTime(version.terms.effectiveTo!),
+    ...(byDeadline ? { reassign_by: isoTime(version.reassignBy!), reason: 'not reassigned before the deadline' } : { effective_to: isoTime(version.terms.effectiveTo!) }),
   });
 }
 
@@ -437,6 +557,8 @@ async function insertVersion(
     revoked_by: null,
     revoke_reason: null,
     expired_at: null,
+    granted_by: terms.grantedBy ?? null,
+    reassign_by: null,
   };
   await trx.insertInto('mandate_versions').values(row).execute();
   return toVersion(row);
@@ -464,6 +586,7 @@ function toVersion(row: Row): MandateVersion {
       legalBasis: legalBasisText === null ? { reference: row.legal_basis_reference } : { reference: row.legal_basis_reference, text: legalBasisText },
       effectiveFrom: Number(row.effective_from),
       effectiveTo: row.effective_to === null ? null : Number(row.effective_to),
+      ...(row.granted_by !== null ? { grantedBy: row.granted_by } : {}),
     },
     createdAt: Number(row.created_at),
     createdBy: row.created_by,
@@ -471,6 +594,7 @@ function toVersion(row: Row): MandateVersion {
     supersededAt: row.superseded_at === null ? null : Number(row.superseded_at),
     revocation: row.revoked_at === null ? null : { at: Number(row.revoked_at), by: row.revoked_by ?? '', reason: row.revoke_reason ?? '' },
     expiredAt: row.expired_at === null ? null : Number(row.expired_at),
+    reassignBy: row.reassign_by === null ? null : Number(row.reassign_by),
   };
 }
 

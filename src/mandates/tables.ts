@@ -49,6 +49,13 @@ export interface MandateTables {
     revoke_reason: string | null;
     /** When the expiry (effective_to passed) was first observed. */
     expired_at: number | null;
+    /** The person (user id) who signed the mandate for the grantor, when it names one (migration 0047). */
+    granted_by?: string | null;
+    /**
+     * Epoch ms: set when the person who granted it left (src/lifecycle/leaver.ts); the version is
+     * in force only until then (a reassignment is an amendment by a new signatory). Null: no deadline.
+     */
+    reassign_by?: number | null;
   };
   /**
    * Mandate versions whose lapse (revoked, superseded, expired) was looked at for transactions in

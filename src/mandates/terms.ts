@@ -24,6 +24,12 @@ export interface MandateTerms {
   effectiveFrom: number;
   /** Epoch ms: in force until (exclusive); null for open-ended. */
   effectiveTo: number | null;
+  /**
+   * The person (a user id once stored; a username in a document) who signed the mandate for the
+   * grantor, when the mandate names one. When that person leaves, the mandate is marked for
+   * reassignment (src/lifecycle/leaver.ts): a new signatory amends it before the deadline.
+   */
+  grantedBy?: string;
 }
 
 /** The delegating party: a legal entity by LEI, or one of its accounts. */
@@ -78,7 +84,7 @@ export interface MandateEntry {
   acceptance?: Acceptance;
 }
 
-export const mandateEntryFields = ['id', 'grantor', 'grantee', 'scopes', 'constraints', 'legal_basis', 'effective_from', 'effective_to', 'accepted_by', 'accepted_at'] as const;
+export const mandateEntryFields = ['id', 'grantor', 'grantee', 'scopes', 'constraints', 'legal_basis', 'effective_from', 'effective_to', 'granted_by', 'accepted_by', 'accepted_at'] as const;
 
 /** Document key → party kind. */
 const grantorKeys: Record<string, GrantorKind> = { lei: 'lei', account: 'account' };
@@ -134,10 +140,15 @@ export function readTerms(v: Validator, path: string, o: Record<string, unknown>
   if (effectiveFrom !== undefined && typeof effectiveTo === 'number' && effectiveTo <= effectiveFrom) {
     v.fail(join(path, 'effective_to'), 'must be later than effective_from');
   }
+  let grantedBy: string | undefined;
+  if (o.granted_by !== undefined) {
+    grantedBy = v.string(join(path, 'granted_by'), o.granted_by, { pattern: userPattern, patternMessage: 'must be the user id or username of the person who signed for the grantor' });
+    if (grantedBy !== undefined) auditable(v, join(path, 'granted_by'), grantedBy);
+  }
   if (v.problems.length !== before || !grantor || !grantee || !scopes || !constraints || !legalBasis || effectiveFrom === undefined || effectiveTo === undefined) {
     return undefined;
   }
-  return { grantor, grantee, scopes: [...scopes].sort(), constraints, legalBasis, effectiveFrom, effectiveTo };
+  return { grantor, grantee, scopes: [...scopes].sort(), constraints, legalBasis, effectiveFrom, effectiveTo, ...(grantedBy !== undefined ? { grantedBy } : {}) };
 }
 
 /** `accepted_by` and `accepted_at` of an entry or a body; undefined when neither is given. */
@@ -277,6 +288,8 @@ export function termsDocument(terms: MandateTerms): Record<string, unknown> {
     legal_basis: terms.legalBasis,
     effective_from: isoTime(terms.effectiveFrom),
     effective_to: terms.effectiveTo === null ? null : isoTime(terms.effectiveTo),
+    // Only when named: the digest of terms without a signatory is what it always was.
+    ...(terms.grantedBy !== undefined ? { granted_by: terms.grantedBy } : {}),
   };
 }
 
@@ -292,5 +305,6 @@ export function termsDigest(terms: MandateTerms): string {
 export function changedFields(a: MandateTerms, b: MandateTerms): string[] {
   const x = termsDocument(a);
   const y = termsDocument(b);
-  return Object.keys(x).filter((k) => canonicalize(x[k]) !== canonicalize(y[k]));
+  // Both sides' keys: a member only one of them has (granted_by) is a change too.
+  return [...new Set([...Object.keys(x), ...Object.keys(y)])].filter((k) => canonicalize(x[k] ?? null) !== canonicalize(y[k] ?? null));
 }

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
+import { agentFlags } from '../../agents/flags.ts';
 import { ModelError, proposeModel } from '../../agents/models.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
@@ -14,7 +15,8 @@ export const modelValidatorRole = 'model-validator';
 /**
  * Agents through the admin API (docs/agents.md), tokens for `<issuer>/admin`:
  *
- * - GET  /admin/agents (`admin:read`): every agent with its model versions and their status;
+ * - GET  /admin/agents (`admin:read`): every agent with its model versions and their status, and
+ *   its flag (`{reason, flagged_at}`: `owner_offboarded` when its model owner left) or null;
  * - POST /admin/agents/{id}/models (`admin:write`, a person's own token, the person holding
  *   `model-validator`) `{version, model_digest, image_digest, validation_ref?, retire_previous?}`:
  *   binds a model version the person validated; 202 with the approval request a `model-risk` person
@@ -28,9 +30,12 @@ export const adminAgents: Endpoint = {
     app.get(base, adminOperation(ctx, 'admin:read', { tag: 'agents', summary: 'List the agents with their model versions and the status of each' }), async (_request, reply) => {
       const snapshot = await ctx.agents.snapshot();
       const models = [...snapshot.models.values()];
+      // A flag (its model owner left, src/lifecycle/leaver.ts) needs a human; it does not stop the agent.
+      const flags = await agentFlags(ctx.storage.db);
       return sendJson(reply, {
         agents: [...snapshot.agents.values()].map((agent) => ({
           ...agent,
+          flag: flags.has(agent.id) ? { reason: flags.get(agent.id)!.reason, flagged_at: new Date(flags.get(agent.id)!.flaggedAt).toISOString() } : null,
           models: models
             .filter((m) => m.agentId === agent.id)
             .map((m) => ({ id: m.id, version: m.version, model_digest: m.modelDigest, image_digest: m.imageDigest, status: m.status, validated_by: m.validatedBy, approved_by: m.approvedBy, approval_request: m.approvalRequest })),

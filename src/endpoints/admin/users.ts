@@ -13,6 +13,9 @@ import { linkIdentity, linksOf } from '../../federation/upstream/linking.ts';
 import { findProvider } from '../../federation/upstream/providers.ts';
 import { sendJson } from '../../http/json.ts';
 import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
+import { offboardPerson, offboardedView } from '../../lifecycle/leaver.ts';
+import { readInstant } from '../../mandates/instant.ts';
+import { Validator } from '../../validation.ts';
 
 /**
  * The admin API for people (`/admin/users`), authorized like the rest of the admin API
@@ -27,6 +30,9 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  * - PUT /admin/users/{username}: create, or replace; a `password` sets a new one (a password reset)
  * - PATCH /admin/users/{username} (application/merge-patch+json)
  * - POST /admin/users/{username}/sign-out: "sign out everywhere"
+ * - POST /admin/users/{username}/offboard {reason?, reassignment_deadline?}: a leaver
+ *   (src/lifecycle/leaver.ts): disabled, everything they hold ended in one transaction; answers
+ *   what it ended; 404 for an unknown or already offboarded person
  * - DELETE /admin/users/{username}
  * - GET /admin/users/{username}/links: the upstream identities linked to the person (src/federation/upstream)
  * - POST /admin/users/{username}/links {provider, subject}: links one (user.linked); 409 when that
@@ -93,6 +99,45 @@ export const adminUsers: Endpoint = {
         throw new OAuthError('not_found', 'no such user');
       }
       return reply.code(204).send();
+    });
+
+    app.post<{ Params: { username: string } }>(`${base}/:username/offboard`, adminOperation(ctx, 'admin:write', {
+      tag: 'users',
+      summary: 'Offboard a leaver: disabled; sessions, tokens, consent grants, factors and mandates granted to them end; mandates they granted are marked for reassignment; agents they own are flagged',
+      description:
+        'One transaction, audited as one user.offboarded event listing what it ended (ids and counts). Mandates the person granted stay in force until `reassignment_deadline` ' +
+        '(default: now + CLEARANCE_OFFBOARD_REASSIGNMENT_DAYS) with a mandate.reassignment_required alert. 404 for an unknown or already offboarded person (docs/lifecycle.md).',
+      params,
+      body: objectBody({
+        reason: { type: 'string', description: 'why (at most 200 characters; recorded in the audit event, so no personal data)' },
+        reassignment_deadline: { type: 'string', description: 'an RFC 3339 date and time with an offset, in the future' },
+      }, []),
+      success: { status: 200, description: 'What was ended' },
+    }), async (request) => {
+      const body = (request.body ?? {}) as { reason?: unknown; reassignment_deadline?: unknown };
+      const unknown = Object.keys(body).filter((k) => k !== 'reason' && k !== 'reassignment_deadline');
+      if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]}`);
+      if (body.reason !== undefined && (typeof body.reason !== 'string' || body.reason.length > 200 || /[\u0000-\u001f\u007f]/.test(body.reason))) {
+        throw new OAuthError('invalid_request', 'reason must be a string of at most 200 characters without control characters');
+      }
+      let deadline: number | undefined;
+      if (body.reassignment_deadline !== undefined) {
+        const v = new Validator();
+        deadline = readInstant(v, 'reassignment_deadline', body.reassignment_deadline);
+        if (deadline === undefined) throw new OAuthError('invalid_request', v.problems.map(formatProblem).join('; '));
+        if (deadline <= ctx.clock.now()) throw new OAuthError('invalid_request', 'reassignment_deadline must be in the future');
+      }
+      const user = await findUser(ctx, request.params.username);
+      if (!user) throw new OAuthError('not_found', 'no such user');
+      const done = await offboardPerson(ctx, user.username, {
+        actor: request.admin!.sub ?? request.admin!.client_id,
+        via: 'admin-api',
+        requestId: request.id,
+        ...(typeof body.reason === 'string' ? { reason: body.reason } : {}),
+        ...(deadline !== undefined ? { reassignmentDeadline: deadline } : {}),
+      });
+      if (!done) throw new OAuthError('not_found', 'no such user, or already offboarded');
+      return offboardedView(done);
     });
 
     app.get<{ Params: { username: string } }>(`${base}/:username/links`, adminOperation(ctx, 'admin:read', { tag: 'users', summary: "The upstream identities linked to a person (identity brokering)", params }), async (request) => {

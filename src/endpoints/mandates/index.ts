@@ -167,6 +167,7 @@ const termsMembers: Record<string, JsonSchema> = {
   legal_basis: { type: 'object', properties: { reference: { type: 'string' }, text: { type: 'string' } } },
   effective_from: instant('in force from'),
   effective_to: { ...instant('in force until'), type: ['string', 'null'] },
+  granted_by: { type: 'string', description: 'the person (username or user id) who signed for the grantor; their leaving marks the mandate for reassignment' },
 };
 const requiredTerms = ['grantor', 'grantee', 'scopes', 'legal_basis', 'effective_from'];
 const acceptanceMembers: Record<string, JsonSchema> = {
