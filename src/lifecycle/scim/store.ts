@@ -1,0 +1,188 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { AuditEvent } from '../../audit/events.ts';
+import type { Context } from '../../context.ts';
+import { decidePassword, normalizeUsername, upsertUser, userFromRow, type User, type UserEntry } from '../../identity/users.ts';
+import { screenPerson } from '../../risk/screening/screen.ts';
+import type { Database } from '../../storage/schema.ts';
+import { offboardPersonIn } from '../leaver.ts';
+import { recordMoves, type PersonMove } from '../mover.ts';
+import { badRequest, notFound, ScimError } from './errors.ts';
+import { applyPatch } from './patch.ts';
+import { entityTag, isActive, readUserWrite, userResource, userSchemas, type ScimPerson, type UserWrite } from './users.ts';
+
+/**
+ * SCIM's reads and writes of people. Writes go through apply's own rules and transaction step
+ * (readUserEntry, decidePassword, upsertUser: src/identity/users.ts), with the lifecycle events a
+ * change makes, a `config.applied` event (`via: scim`) naming the person by id, and — for
+ * `active: false` — the leaver operation (src/lifecycle/leaver.ts) in the same transaction, whose
+ * one `user.offboarded` event lists everything it ended.
+ */
+
+type Db = Kysely<Database>;
+
+/** Who asks, for the audit events. */
+export interface ScimActor {
+  /** The token's client (the provisioning system). */
+  client: string;
+  requestId: string;
+}
+
+/** What narrows a read of people before the filter decides (from the filter's required equalities). */
+export interface PeopleQuery {
+  id?: string;
+  userName?: string;
+  externalId?: string;
+}
+
+/** The people SCIM sees (everyone not deleted through SCIM), narrowed by `query`, ordered by username. */
+export async function listPeople(db: Db, query: PeopleQuery = {}): Promise<ScimPerson[]> {
+  let select = db
+    .selectFrom('users')
+    .leftJoin('scim_users', 'scim_users.user_id', 'users.id')
+    .selectAll('users')
+    .select(['scim_users.external_id', 'scim_users.hidden_at', 'scim_users.provisioned_at'])
+    .where('scim_users.hidden_at', 'is', null);
+  if (query.id !== undefined) select = select.where('users.id', '=', query.id);
+  if (query.userName !== undefined) select = select.where('users.username', '=', normalizeUsername(query.userName));
+  if (query.externalId !== undefined) select = select.where('scim_users.external_id', '=', query.externalId);
+  const rows = await select.orderBy('users.username').execute();
+  return rows.map(({ external_id, hidden_at: _hidden, provisioned_at, ...row }) => ({ user: userFromRow(row), externalId: external_id, provisioned: provisioned_at !== null }));
+}
+
+/** The person with this SCIM id, unless deleted through SCIM. */
+export async function findPerson(db: Db, id: string): Promise<ScimPerson | undefined> {
+  if (id.length > 64) return undefined;
+  return (await listPeople(db, { id }))[0];
+}
+
+/**
+ * RFC 7644 §3.14 / RFC 9110 §13.1.1: an If-Match that names none of the resource's current tags
+ * (weak comparison: the tags are weak) fails the request with 412; `*` matches any resource.
+ */
+export function checkIfMatch(ifMatch: string | undefined, current: string): void {
+  if (ifMatch === undefined) return;
+  const tags = ifMatch.split(',').map((t) => t.trim().replace(/^W\//, ''));
+  if (tags.includes('*') || tags.includes(current.replace(/^W\//, ''))) return;
+  throw new ScimError(412, 'the resource changed since that version (If-Match does not match its ETag)');
+}
+
+/** What a User write is: a new person, a replacement, or a patch of `id`. */
+export type UserChange = { kind: 'create'; body: unknown } | { kind: 'replace' | 'patch'; id: string; body: unknown; ifMatch?: string };
+
+/**
+ * Creates, replaces or patches a person in one transaction; answers the person's id and whether
+ * anything changed. 409 uniqueness for a userName someone already has (RFC 7644 §3.3), 404 for a
+ * person SCIM does not see, 412 for a stale If-Match, 400 for what the rules refuse.
+ */
+export async function writeUser(ctx: Context, change: UserChange, actor: ScimActor, base: string): Promise<{ id: string; created: boolean }> {
+  const deskNames = await deskNamesOf(ctx);
+  const result = await ctx.audit.recordWith(async (trx) => {
+    const now = ctx.clock.now();
+    let current: ScimPerson | undefined;
+    let write: UserWrite;
+    if (change.kind === 'create') {
+      write = readUserWrite(change.body, undefined);
+      const taken = await trx.selectFrom('users').select('id').where('username', '=', write.entry.username).executeTakeFirst();
+      if (taken) throw new ScimError(409, 'a person with that userName exists', 'uniqueness');
+    } else {
+      current = await findPerson(trx, change.id);
+      if (!current) throw notFound('User');
+      const resource = userResource(current, base, deskNames);
+      checkIfMatch(change.ifMatch, (resource.meta as { version: string }).version);
+      const body = change.kind === 'patch' ? applyPatch(resource, change.body, userSchemas) : change.body;
+      write = readUserWrite(body, current.user);
+      // The username is the person's login name and their key in apply documents: it does not change.
+      if (write.entry.username !== current.user.username) throw badRequest('mutability', 'userName cannot change in Clearance (it is the login name); create a new User instead');
+    }
+    // A password set through SCIM is hashed here, inside the transaction: rare, and it must be
+    // decided against the row this transaction sees.
+    // SCIM sets the password only of people it provisioned: a person apply or the admin API
+    // manages (an administrator, an approver) is not taken over by whoever holds scim:write.
+    if (write.entry.password !== undefined && current !== undefined && !current.provisioned) {
+      throw badRequest('mutability', 'password: this person was not provisioned through SCIM; their password is set through the admin API');
+    }
+    // `active: true` never lifts an administrator's lock (a compromise response), nor re-activates
+    // someone SCIM did not provision (offboarded by the CLI, the admin API or apply's prune): a
+    // routine profile sync must not undo a security decision.
+    if (current !== undefined && write.entry.status === 'active' && !isActive(current.user)) {
+      if (current.user.status === 'locked') throw badRequest('mutability', 'active: the person is locked by an administrator; unlock them through the admin API');
+      if (!current.provisioned) throw badRequest('mutability', 'active: this person was not provisioned through SCIM; re-activate them through the admin API');
+    }
+    const password = await decidePassword(trx, write.entry);
+    const upserted = await upsertUser(trx, now, write.entry, password, { actor: actor.client, via: 'scim' });
+    const events: AuditEvent[] = [...upserted.events];
+    const externalChanged = await storeExternalId(trx, upserted.id, write.externalId, current?.externalId, now);
+    if (upserted.outcome !== 'unchanged' || externalChanged) {
+      events.push({ type: 'config.applied', actor: actor.client, client: actor.client, requestId: actor.requestId, subject: upserted.id, details: { via: 'scim', changes: [{ kind: 'user', id: upserted.id, outcome: upserted.outcome === 'unchanged' ? 'updated' : upserted.outcome }] } });
+    }
+    if (write.leaver && change.kind !== 'create') {
+      const offboarded = await offboardPersonIn(ctx, trx, now, upserted.id, { actor: `scim:${actor.client}`, via: 'scim', requestId: actor.requestId });
+      if (offboarded) events.push(...offboarded.events);
+    }
+    return { value: { id: upserted.id, created: upserted.outcome === 'created', changed: upserted.outcome !== 'unchanged', entry: write.entry, moved: upserted.moved }, events };
+  });
+  // Sanctions/PEP screening, as apply screens the people it writes (src/risk/screening).
+  if (result.changed) await screenPerson(ctx, { id: result.id, name: result.entry.name ?? null, attributes: result.entry.attributes ?? {} }, 'admin');
+  // A desk change is a move (src/lifecycle/mover.ts): decided again once the write has committed.
+  if (result.moved) await recordMoves(ctx, [result.moved], { actor: `scim:${actor.client}`, via: 'scim', ...(actor.requestId ? { requestId: actor.requestId } : {}) });
+  return { id: result.id, created: result.created };
+}
+
+/** Writes the person's externalId; whether it changed. */
+async function storeExternalId(trx: Transaction<Database>, userId: string, externalId: string | null, before: string | null | undefined, now: number): Promise<boolean> {
+  if (before === undefined) {
+    await trx.insertInto('scim_users').values({ user_id: userId, external_id: externalId, hidden_at: null, provisioned_at: now, updated_at: now }).onConflict((c) => c.column('user_id').doUpdateSet({ external_id: externalId, hidden_at: null, updated_at: now })).execute();
+    return externalId !== null;
+  }
+  if (before === externalId) return false;
+  await trx.insertInto('scim_users').values({ user_id: userId, external_id: externalId, hidden_at: null, updated_at: now }).onConflict((c) => c.column('user_id').doUpdateSet({ external_id: externalId, updated_at: now })).execute();
+  return true;
+}
+
+/**
+ * RFC 7644 §3.6 DELETE, as a regulated firm deletes a person: the leaver operation (every
+ * session, token, consent and mandate ends; one `user.offboarded` event), then the person is out
+ * of SCIM's view (404 from then on) while Clearance keeps them and their history. Deleting them
+ * for good stays with the admin API or apply.
+ */
+export async function deleteUser(ctx: Context, id: string, ifMatch: string | undefined, actor: ScimActor, base: string): Promise<void> {
+  const deskNames = await deskNamesOf(ctx);
+  await ctx.audit.recordWith(async (trx) => {
+    const now = ctx.clock.now();
+    const current = await findPerson(trx, id);
+    if (!current) throw notFound('User');
+    checkIfMatch(ifMatch, (userResource(current, base, deskNames).meta as { version: string }).version);
+    const offboarded = await offboardPersonIn(ctx, trx, now, id, { actor: `scim:${actor.client}`, via: 'scim', reason: 'deleted through SCIM', requestId: actor.requestId });
+    await trx.insertInto('scim_users').values({ user_id: id, external_id: current.externalId, hidden_at: now, updated_at: now }).onConflict((c) => c.column('user_id').doUpdateSet({ hidden_at: now, updated_at: now })).execute();
+    const events: AuditEvent[] = offboarded ? [...offboarded.events] : [];
+    events.push({ type: 'config.applied', actor: actor.client, client: actor.client, requestId: actor.requestId, subject: id, details: { via: 'scim', changes: [{ kind: 'user', id, outcome: 'hidden' }] } });
+    return { value: undefined, events };
+  });
+}
+
+/** Desk id → its name (or id), for Group displays. */
+export async function deskNamesOf(ctx: Pick<Context, 'entities'>): Promise<Map<string, string>> {
+  const snapshot = await ctx.entities.snapshot();
+  return new Map([...snapshot.desks].map(([id, { desk }]) => [id, desk.name ?? id]));
+}
+
+/**
+ * Moves people on or off a desk, each through the same step as any write of a person (upsertUser:
+ * their whole entry as stored, with the desks changed), in the caller's transaction.
+ */
+export async function setDeskMembership(trx: Transaction<Database>, now: number, people: readonly User[], desk: string, on: boolean, actor: ScimActor, moves: PersonMove[]): Promise<AuditEvent[]> {
+  const events: AuditEvent[] = [];
+  for (const user of people) {
+    const desks = on ? [...new Set([...user.desks, desk])] : user.desks.filter((d) => d !== desk);
+    const entry: UserEntry = { username: user.username, ...(user.name !== null ? { name: user.name } : {}), ...(user.email !== null ? { email: user.email } : {}), desks, roles: user.roles, attributes: user.attributes };
+    const upserted = await upsertUser(trx, now, entry, { keep: true }, { actor: actor.client, via: 'scim' });
+    events.push(...upserted.events);
+    if (upserted.moved) moves.push(upserted.moved);
+    if (upserted.outcome !== 'unchanged') {
+      events.push({ type: 'config.applied', actor: actor.client, client: actor.client, requestId: actor.requestId, subject: user.id, details: { via: 'scim', changes: [{ kind: 'user', id: user.id, outcome: 'updated' }], desk, member: on } });
+    }
+  }
+  return events;
+}
+
+export { entityTag };
