@@ -1,5 +1,6 @@
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { registeredKeys, type RegisteredKey } from '../clients/authentication/client-keys.ts';
+import type { ClientKeySets } from '../clients/authentication/remote-keys.ts';
 import { assertionAlgs } from '../clients/metadata.ts';
 import type { Client } from '../clients/store.ts';
 import { epochSeconds, type Clock } from '../clock.ts';
@@ -31,7 +32,7 @@ export const requestObjectSkewSeconds = 60;
  * Header: a compact JWS (no JWE, no JSON serialization); `alg` from the allowlist and equal to the
  * one algorithm of the key that verifies it (RFC 8725 §3.1); `typ` absent or oauth-authz-req+jwt
  * (anything else is a JWT of another kind, RFC 8725 §3.11). Keys come only from the client's
- * registration; an embedded `jwk`, `x5c`, `jku` or `x5u` is ignored and never fetched (RFC 8725 §3.10).
+ * registration (`jwks`, or the set at its registered `jwks_uri`); an embedded `jwk`, `x5c`, `jku` or `x5u` is ignored and never fetched (RFC 8725 §3.10).
  * Claims: `iss` = client_id and `aud` = the issuer (RFC 9101 §4, §10.2); `exp` and `nbf` present,
  * not expired, already valid, `nbf` at most 60 min in the past and `exp − nbf` ≤ 60 min (FAPI 2.0
  * Message Signing §5.3.1); a `client_id` claim equal to the client; no nested `request` or
@@ -40,7 +41,7 @@ export const requestObjectSkewSeconds = 60;
 export async function verifyRequestObject(
   jwt: string,
   client: Client,
-  options: { issuer: string; clock: Clock },
+  options: { issuer: string; clock: Clock; /** Keys of clients registered with `jwks_uri`. */ clientKeys?: ClientKeySets },
 ): Promise<Record<string, unknown>> {
   const clientId = client.metadata.client_id;
   // RFC 8725 §3.3: one compact JWS (src/jose), within the size cap.
@@ -62,7 +63,14 @@ export async function verifyRequestObject(
   }
   // RFC 8725 §3.11: a JWT typed for another purpose (at+jwt, dpop+jwt, JWT of an ID token) is refused.
   if (header.typ !== undefined && mediaType(header.typ) !== requestObjectTyp) throw invalid(`the request object typ must be ${requestObjectTyp}`);
-  const keys = candidateKeys(client, alg, header.kid);
+  const remote = client.metadata.jwks_uri ? await remoteKeys(client, options.clientKeys, false) : undefined;
+  let keys = candidateKeys(client, remote?.keys ?? registeredKeys(client), alg, header.kid);
+  // A jwks_uri without the kid: the client may have rotated, so the set is fetched once more (rate-limited).
+  if (remote && !remote.fetched && keys.length === 0) {
+    const again = await remoteKeys(client, options.clientKeys, true);
+    keys = candidateKeys(client, again.keys, alg, header.kid);
+  }
+  if (keys.length === 0) throw invalid(`no registered key of the client verifies ${alg}${header.kid === undefined ? '' : ' with that kid'}`);
 
   let payload: JWTPayload | undefined;
   let failure = 'the request object signature does not verify with any of the client\'s registered keys';
@@ -101,17 +109,24 @@ export async function verifyRequestObject(
   return payload as Record<string, unknown>;
 }
 
-/** The client's registered keys for `alg`; a `kid` is only an opaque lookup key among them (RFC 8725 §3.10). */
-function candidateKeys(client: Client, alg: string, kid: unknown): RegisteredKey[] {
-  if (!client.metadata.jwks) throw invalid('the client has no registered jwks to verify request objects with');
+/** The client's keys for `alg`; a `kid` is only an opaque lookup key among them (RFC 8725 §3.10). */
+function candidateKeys(client: Client, all: RegisteredKey[], alg: string, kid: unknown): RegisteredKey[] {
+  if (!client.metadata.jwks && !client.metadata.jwks_uri) throw invalid('the client has no registered jwks to verify request objects with');
   // One algorithm per key type; EdDSA under both its names (RFC 9864 §2.2).
-  let keys = registeredKeys(client).filter((k) => (k.algorithms as readonly string[]).includes(alg));
+  let keys = all.filter((k) => (k.algorithms as readonly string[]).includes(alg));
   if (kid !== undefined) {
     if (typeof kid !== 'string') throw invalid('the request object kid must be a string');
     keys = keys.filter((k) => k.kid === kid);
   }
-  if (keys.length === 0) throw invalid(`no registered key of the client verifies ${alg}${kid === undefined ? '' : ' with that kid'}`);
   return keys;
+}
+
+/** The set at the client's jwks_uri (src/clients/authentication/remote-keys.ts); a set not at hand is invalid_request_object. */
+async function remoteKeys(client: Client, sets: ClientKeySets | undefined, refresh: boolean): Promise<{ keys: RegisteredKey[]; fetched: boolean }> {
+  if (!sets) throw invalid('the client registered jwks_uri, but this server fetches no client keys');
+  const result = await sets.get(client, { refresh });
+  if ('error' in result) throw new OAuthError('invalid_request_object', "the client's keys at its jwks_uri are not available", { detail: result.error });
+  return result;
 }
 
 function describeJoseError(error: unknown): string {

@@ -105,6 +105,8 @@ export async function requireAuthorizationClient(ctx: Context, params: Authoriza
   if (clientId === undefined) throw page('invalid_request', 'client_id is required');
   const client = clientId.length <= 128 ? await ctx.clients.get(clientId) : undefined;
   if (!client) throw page('invalid_client', 'the client is not registered', { status: 400 });
+  // A client disabled by apply's prune (src/lifecycle/prune.ts) starts no authorization.
+  if (client.disabledAt !== null) throw page('invalid_client', 'the client is disabled', { status: 400 });
   if (!client.metadata.grant_types.includes('authorization_code')) {
     throw page('unauthorized_client', 'the client is not registered for the authorization code flow');
   }
@@ -128,7 +130,7 @@ export async function validateAuthorizationRequest(
   let signed = false;
   const requestObject = pageStep(() => outer.string('request'));
   if (requestObject !== undefined) {
-    const claims = await pageStepAsync(() => verifyRequestObject(requestObject, client, { issuer: ctx.config.issuer, clock: ctx.clock }));
+    const claims = await pageStepAsync(() => verifyRequestObject(requestObject, client, { issuer: ctx.config.issuer, clock: ctx.clock, clientKeys: ctx.clientAuthentication.clientKeys }));
     params = AuthorizationParameters.fromClaims(claims);
     signed = true;
   }

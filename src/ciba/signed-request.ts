@@ -33,7 +33,7 @@ export async function verifySignedAuthenticationRequest(ctx: Context, client: Cl
   }
   let claims: Record<string, unknown>;
   try {
-    claims = await verifyRequestObject(jwt, client, { issuer: ctx.config.issuer, clock: ctx.clock });
+    claims = await verifyRequestObject(jwt, client, { issuer: ctx.config.issuer, clock: ctx.clock, clientKeys: ctx.clientAuthentication.clientKeys });
   } catch (error) {
     if (error instanceof OAuthError) throw invalid(error.description ?? 'the signed authentication request is invalid');
     throw error;

@@ -112,7 +112,12 @@ const fields = [
  * `serverProfile` is the server-wide profile (CLEARANCE_PROFILE): under `fapi2` every client is
  * held to the FAPI 2.0 rules, as if it were registered with `profile: fapi2`.
  */
-export function readClientMetadata(v: Validator, path: string, input: unknown, options: { serverProfile?: string; mode?: 'development' | 'production' } = {}): ClientMetadata | undefined {
+export function readClientMetadata(
+  v: Validator,
+  path: string,
+  input: unknown,
+  options: { serverProfile?: string; mode?: 'development' | 'production'; /** CLEARANCE_INSTITUTIONAL: confidential clients name their firm. */ institutional?: boolean } = {},
+): ClientMetadata | undefined {
   const o = v.object(path, input);
   if (!o) return undefined;
   v.knownKeys(path, o, fields);
@@ -140,7 +145,9 @@ export function readClientMetadata(v: Validator, path: string, input: unknown, o
       v.string(p, x, { oneOf: assertionAlgs }),
     ) as ClientMetadata['token_endpoint_auth_signing_alg'],
     jwks: optional('jwks', (p, x) => readJwks(v, p, x)),
-    jwks_uri: optional('jwks_uri', (p, x) => readUri(v, p, x, { httpsOnly: true })),
+    // Fetched with the partners' SSRF rules (src/clients/authentication/remote-keys.ts): https, or
+    // http to a loopback host in development mode (a client's test key server).
+    jwks_uri: optional('jwks_uri', (p, x) => readUri(v, p, x, { httpsOnly: true, loopbackHttp: options.mode === 'development' })),
     // RFC 7591 §2: grant_types defaults to authorization_code.
     grant_types: optional('grant_types', (p, x) =>
       v.array(p, x, (q, g) => v.string(q, g, { oneOf: grantTypes }), { nonEmpty: true, unique: true }),
@@ -181,6 +188,11 @@ export function readClientMetadata(v: Validator, path: string, input: unknown, o
   }
   if (v.problems.length !== before || !client_id) return undefined;
   checkCoherence(v, path, metadata as ClientMetadata);
+  // The institutional profile: a confidential client acts for a firm, and says which (policy,
+  // mandates and data residency hang on it; a credential nobody owns is one nobody rotates).
+  if (options.institutional && metadata.token_endpoint_auth_method !== 'none' && metadata.owner_lei === undefined) {
+    v.fail(at('owner_lei'), 'is required for a confidential client under the institutional profile (CLEARANCE_INSTITUTIONAL=true): the LEI of the firm it belongs to');
+  }
   if (metadata.profile === 'fapi2' || options.serverProfile === 'fapi2') checkFapi2(v, path, metadata as ClientMetadata, metadata.profile === 'fapi2' ? 'profile fapi2' : 'CLEARANCE_PROFILE=fapi2');
   if (v.problems.length !== before) return undefined;
   return dropUndefined(metadata) as ClientMetadata;
@@ -241,7 +253,7 @@ function checkCiba(v: Validator, path: string, m: ClientMetadata): void {
   if (m.backchannel_token_delivery_mode === 'poll' && m.backchannel_client_notification_endpoint !== undefined) {
     v.fail(at('backchannel_client_notification_endpoint'), 'applies only to ping mode');
   }
-  if (m.backchannel_authentication_request_signing_alg !== undefined && !m.jwks) {
+  if (m.backchannel_authentication_request_signing_alg !== undefined && !m.jwks && !m.jwks_uri) {
     v.fail(at('jwks'), 'is required to verify signed authentication requests (backchannel_authentication_request_signing_alg)');
   }
 }

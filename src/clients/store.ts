@@ -9,6 +9,14 @@ export interface Client {
   metadata: ClientMetadata;
   /** Digest of the client secret, for client_secret_* methods. */
   secretHash: string | null;
+  /** When apply's prune disabled it (src/lifecycle/prune.ts); null while in service. A disabled client cannot authenticate. */
+  disabledAt: number | null;
+  /** Its tokens issued at or before this instant (epoch ms) are dead (src/tokens/liveness.ts). */
+  tokensValidAfter: number | null;
+  /** When the secret expires (epoch ms); absent: it never does. RFC 7591 §3.2.1. */
+  secretExpiresAt?: number;
+  /** During a rotation's rollover window: the secret it replaced, accepted until `validUntil`. */
+  previousSecret?: { hash: string; validUntil: number };
 }
 
 export interface ClientUpsert {
@@ -17,15 +25,43 @@ export interface ClientUpsert {
   secret?: string;
 }
 
+/** What a rotation made (`ClientStore.rotateSecret`). */
+export interface SecretRotation {
+  /** The new secret: show it once, it is not kept. */
+  secret: string;
+  createdAt: number;
+  /** When the new secret expires (epoch ms); null: never. */
+  expiresAt: number | null;
+  /** Until when the replaced secret is still accepted (epoch ms); null: it stopped at once. */
+  previousValidUntil: number | null;
+}
+
+/** A client's secret as operators see it: dates only, never the digest. */
+export interface SecretRecord {
+  createdAt: number | null;
+  expiresAt: number | null;
+  previousValidUntil: number | null;
+}
+
+export interface ClientStoreOptions {
+  /**
+   * How long a new secret of this client lives, in ms (undefined: forever): the profile's maximum
+   * secret age (src/clients/credentials.ts `secretMaxAge`). Applied when a secret is made.
+   */
+  secretMaxAgeMs?: (metadata: ClientMetadata) => number | undefined;
+}
+
 /** The client registry, cached in memory and reloaded when any process changes it. */
 export class ClientStore {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #cache: GenerationCache<Map<string, Client>>;
+  readonly #maxAge: (metadata: ClientMetadata) => number | undefined;
 
-  constructor(db: Kysely<Database>, clock: Clock) {
+  constructor(db: Kysely<Database>, clock: Clock, options: ClientStoreOptions = {}) {
     this.#db = db;
     this.#clock = clock;
+    this.#maxAge = options.secretMaxAgeMs ?? (() => undefined);
     this.#cache = new GenerationCache(db, 'clients', () => this.#loadAll(), clock);
   }
 
@@ -40,40 +76,120 @@ export class ClientStore {
   /**
    * Creates or updates a client inside the caller's transaction. A secret is generated when the
    * client needs one and has none (new client, or a change to a client_secret_* method); an
-   * existing secret is kept.
+   * existing secret is kept. A new secret expires after the profile's maximum age.
    */
   async upsert(trx: Transaction<Database>, metadata: ClientMetadata): Promise<ClientUpsert> {
     const text = JSON.stringify(metadata);
     const existing = await trx
       .selectFrom('clients')
-      .select(['metadata', 'secret_hash'])
+      .select(['metadata', 'secret_hash', 'disabled_at'])
       .where('client_id', '=', metadata.client_id)
       .executeTakeFirst();
     const needsSecret = usesSecret(metadata.token_endpoint_auth_method);
     const secret = needsSecret && !existing?.secret_hash ? generateClientSecret() : undefined;
     const secretHash = needsSecret ? (secret ? hashClientSecret(secret) : existing!.secret_hash) : null;
-    if (existing && existing.metadata === text && existing.secret_hash === secretHash) return { outcome: 'unchanged' };
+    // A disabled client declared again is back in service (its older tokens stay dead).
+    if (existing && existing.metadata === text && existing.secret_hash === secretHash && existing.disabled_at === null) return { outcome: 'unchanged' };
     const now = this.#clock.now();
+    // A new secret is dated; a dropped one takes its dates and any rollover with it.
+    const dates = secret
+      ? { secret_created_at: now, secret_expires_at: this.#expiry(metadata, now), previous_secret_hash: null, previous_secret_valid_until: null }
+      : secretHash === null
+        ? { secret_created_at: null, secret_expires_at: null, previous_secret_hash: null, previous_secret_valid_until: null }
+        : {};
     if (existing) {
       await trx
         .updateTable('clients')
-        .set({ metadata: text, secret_hash: secretHash, updated_at: now })
+        .set({ metadata: text, secret_hash: secretHash, disabled_at: null, updated_at: now, ...dates })
         .where('client_id', '=', metadata.client_id)
         .execute();
     } else {
       await trx
         .insertInto('clients')
-        .values({ client_id: metadata.client_id, metadata: text, secret_hash: secretHash, created_at: now, updated_at: now })
+        .values({ client_id: metadata.client_id, metadata: text, secret_hash: secretHash, created_at: now, updated_at: now, disabled_at: null, tokens_valid_after: null, ...dates })
         .execute();
     }
     await bumpGeneration(trx, 'clients');
     return { outcome: existing ? 'updated' : 'created', ...(secret ? { secret } : {}) };
   }
 
+  /**
+   * Replaces the secret of a client_secret_* client inside the caller's transaction: the new one
+   * is valid at once (for the profile's maximum age), the one it replaces for `overlapMs` more
+   * (never beyond its own expiry), so the client's instances can change over one by one. A
+   * rotation during another one's window ends that window: only two secrets are ever valid.
+   * Undefined when there is no such client, or it has no secret (another method).
+   */
+  async rotateSecret(trx: Transaction<Database>, clientId: string, overlapMs: number): Promise<SecretRotation | undefined> {
+    const row = await trx
+      .selectFrom('clients')
+      .select(['metadata', 'secret_hash', 'secret_expires_at'])
+      .where('client_id', '=', clientId)
+      .executeTakeFirst();
+    if (!row?.secret_hash) return undefined;
+    const metadata = JSON.parse(row.metadata) as ClientMetadata;
+    if (!usesSecret(metadata.token_endpoint_auth_method)) return undefined;
+    const now = this.#clock.now();
+    const secret = generateClientSecret();
+    const oldExpiry = row.secret_expires_at === null || row.secret_expires_at === undefined ? Infinity : Number(row.secret_expires_at);
+    const until = Math.min(now + overlapMs, oldExpiry);
+    const previousValidUntil = overlapMs > 0 && until > now ? until : null;
+    const expiresAt = this.#expiry(metadata, now);
+    await trx
+      .updateTable('clients')
+      .set({
+        secret_hash: hashClientSecret(secret),
+        secret_created_at: now,
+        secret_expires_at: expiresAt,
+        previous_secret_hash: previousValidUntil === null ? null : row.secret_hash,
+        previous_secret_valid_until: previousValidUntil,
+        updated_at: now,
+      })
+      .where('client_id', '=', clientId)
+      .execute();
+    await bumpGeneration(trx, 'clients');
+    return { secret, createdAt: now, expiresAt, previousValidUntil };
+  }
+
+  /** The dates of a client's secret (admin views); undefined for an unknown client. */
+  async secretRecord(clientId: string): Promise<SecretRecord | undefined> {
+    const row = await this.#db
+      .selectFrom('clients')
+      .select(['secret_hash', 'secret_created_at', 'secret_expires_at', 'previous_secret_valid_until'])
+      .where('client_id', '=', clientId)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const n = (value: number | null | undefined) => (value === null || value === undefined ? null : Number(value));
+    const previous = n(row.previous_secret_valid_until);
+    return {
+      createdAt: n(row.secret_created_at),
+      expiresAt: n(row.secret_expires_at),
+      previousValidUntil: previous !== null && previous > this.#clock.now() ? previous : null,
+    };
+  }
+
+  /**
+   * Disables a client inside the caller's transaction (apply's prune): it cannot authenticate any
+   * more, and every token issued to it so far is dead (the cut-off). False when there is no such
+   * client or it is already disabled.
+   */
+  async disable(trx: Transaction<Database>, clientId: string, now: number): Promise<boolean> {
+    const updated = await trx
+      .updateTable('clients')
+      .set({ disabled_at: now, tokens_valid_after: now, updated_at: now })
+      .where('client_id', '=', clientId)
+      .where('disabled_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0) return false;
+    await bumpGeneration(trx, 'clients');
+    return true;
+  }
+
   /** Deletes a client inside the caller's transaction; false when there was none. */
   async remove(trx: Transaction<Database>, clientId: string): Promise<boolean> {
     const deleted = await trx.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
     if (Number(deleted.numDeletedRows) === 0) return false;
+    await trx.deleteFrom('client_credential_warnings').where('client_id', '=', clientId).execute();
     await bumpGeneration(trx, 'clients');
     return true;
   }
@@ -82,10 +198,30 @@ export class ClientStore {
     this.#cache.invalidate();
   }
 
+  #expiry(metadata: ClientMetadata, now: number): number | null {
+    const maxAge = this.#maxAge(metadata);
+    return maxAge === undefined ? null : now + maxAge;
+  }
+
   async #loadAll(): Promise<Map<string, Client>> {
-    const rows = await this.#db.selectFrom('clients').select(['client_id', 'metadata', 'secret_hash']).execute();
+    const rows = await this.#db
+      .selectFrom('clients')
+      .select(['client_id', 'metadata', 'secret_hash', 'disabled_at', 'tokens_valid_after', 'secret_expires_at', 'previous_secret_hash', 'previous_secret_valid_until'])
+      .execute();
     return new Map(
-      rows.map((row) => [row.client_id, { metadata: JSON.parse(row.metadata) as ClientMetadata, secretHash: row.secret_hash }]),
+      rows.map((row) => {
+        const client: Client = {
+          metadata: JSON.parse(row.metadata) as ClientMetadata,
+          secretHash: row.secret_hash,
+          disabledAt: row.disabled_at === null ? null : Number(row.disabled_at),
+          tokensValidAfter: row.tokens_valid_after === null ? null : Number(row.tokens_valid_after),
+        };
+        if (row.secret_hash && row.secret_expires_at !== null && row.secret_expires_at !== undefined) client.secretExpiresAt = Number(row.secret_expires_at);
+        if (row.secret_hash && row.previous_secret_hash && row.previous_secret_valid_until !== null && row.previous_secret_valid_until !== undefined) {
+          client.previousSecret = { hash: row.previous_secret_hash, validUntil: Number(row.previous_secret_valid_until) };
+        }
+        return [row.client_id, client];
+      }),
     );
   }
 }

@@ -106,7 +106,9 @@ describe('the admin API', () => {
     assert.equal(broker.token_endpoint_auth_method, 'client_secret_basic');
     assert.deepEqual(broker.grant_types, ['client_credentials']);
     for (const client of clients) {
-      assert.deepEqual(Object.keys(client).filter((k) => /secret|hash/i.test(k)), [], String(client.client_id));
+      // The secret's dates (RFC 7591 §3.2.1 client_secret_expires_at, ...) are shown; never the secret or its digest.
+      const dates = ['client_secret_expires_at', 'client_secret_issued_at', 'previous_client_secret_valid_until'];
+      assert.deepEqual(Object.keys(client).filter((k) => /secret|hash/i.test(k) && !dates.includes(k)), [], String(client.client_id));
     }
     for (const secret of Object.values(f.secrets)) assert.ok(!response.body.includes(secret));
     const hashes = await f.ctx.storage.db.selectFrom('clients').select('secret_hash').execute();

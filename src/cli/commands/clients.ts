@@ -6,12 +6,24 @@ import { isValidLei } from '../../entities/lei.ts';
 import { accessEvaluateScope, adminScopes } from '../../resource-servers/builtins.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
+import { defaultRotationOverlapSeconds, maxRotationOverlapSeconds, rotateClientSecret } from '../../clients/credentials.ts';
+import { OAuthError } from '../../oauth-error.ts';
 
 export const clientsHelp = `Usage: clearance clients list
        clearance clients token --scope "SCOPE ..." [--owner-lei LEI] [--grant-types "TYPE ..."]
                                [--kinds "KIND ..."] [--uses N] [--ttl SECONDS]
+       clearance clients rotate-secret CLIENT_ID [--overlap SECONDS]
 
-list     every registered client: id, kind, firm (owner_lei), authentication method, grant types, scopes
+list     every registered client: id, kind, firm (owner_lei), authentication method, grant types,
+         scopes, and when its secret expires
+rotate-secret
+         issues a new secret for a client_secret_basic/post client, printed once (only its digest
+         is kept). It expires after the profile's maximum secret age
+         (CLEARANCE_CLIENT_SECRET_MAX_AGE_DAYS, default 365; under CLEARANCE_INSTITUTIONAL=true
+         CLEARANCE_INSTITUTIONAL_CLIENT_SECRET_MAX_AGE_DAYS, default 90). The secret it replaces
+         keeps working for --overlap SECONDS (default ${defaultRotationOverlapSeconds}, at most ${maxRotationOverlapSeconds}; 0 ends it at
+         once), so the client's instances can move over one by one; each use of it in that window
+         is counted and audited (client.previous_secret_used). Audited as client.secret_rotated.
 token    issues an initial access token for dynamic client registration (RFC 7591, POST
          <issuer>/register with "Authorization: Bearer TOKEN"). Registration metadata is
          self-asserted and confers no authority (RFC 7591 §5): what a registered client may be
@@ -33,14 +45,39 @@ const privilegedScopes: readonly string[] = [...adminScopes, accessEvaluateScope
 export async function clientsCommand(
   ctx: Context,
   action: string | undefined,
-  args: { scope?: string; uses?: string; ttl?: string; ownerLei?: string; grantTypes?: string; kinds?: string },
+  args: { scope?: string; uses?: string; ttl?: string; ownerLei?: string; grantTypes?: string; kinds?: string; clientId?: string; overlap?: string },
   output: Output,
 ): Promise<number> {
   switch (action) {
     case 'list': {
-      for (const { metadata: m } of await ctx.clients.list()) {
-        output.out(`${m.client_id}  ${m.kind}  ${m.owner_lei ?? '-'}  ${m.token_endpoint_auth_method}  [${m.grant_types.join(', ')}]  ${m.scope ?? ''}`);
+      for (const { metadata: m, secretHash, secretExpiresAt } of await ctx.clients.list()) {
+        const expiry = secretHash ? `  secret expires ${secretExpiresAt === undefined ? 'never' : new Date(secretExpiresAt).toISOString()}` : '';
+        output.out(`${m.client_id}  ${m.kind}  ${m.owner_lei ?? '-'}  ${m.token_endpoint_auth_method}  [${m.grant_types.join(', ')}]  ${m.scope ?? ''}${expiry}`);
       }
+      return exit.ok;
+    }
+    case 'rotate-secret': {
+      const overlap = args.overlap === undefined ? defaultRotationOverlapSeconds : /^\d+$/.test(args.overlap) ? Number(args.overlap) : NaN;
+      if (!args.clientId || !Number.isInteger(overlap) || overlap > maxRotationOverlapSeconds) {
+        output.err(clientsHelp);
+        return exit.usage;
+      }
+      let rotation;
+      try {
+        rotation = await rotateClientSecret(ctx, args.clientId, { overlapSeconds: overlap, actor: `cli:${userInfo().username}`, via: 'cli' });
+      } catch (error) {
+        if (!(error instanceof OAuthError)) throw error;
+        output.err(error.description ?? error.error);
+        return exit.failed;
+      }
+      await assessAdminAction(ctx, { admin: cliAdmin(), action: 'clients.rotate_secret' });
+      output.out(`new client secret for ${args.clientId} (shown once): ${rotation.secret}`);
+      output.out(`it expires ${rotation.expiresAt === null ? 'never' : new Date(rotation.expiresAt).toISOString()}`);
+      output.out(
+        rotation.previousValidUntil === null
+          ? 'the previous secret no longer works'
+          : `the previous secret works until ${new Date(rotation.previousValidUntil).toISOString()}; move every instance of the client over before then`,
+      );
       return exit.ok;
     }
     case 'token': {

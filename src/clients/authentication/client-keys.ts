@@ -1,6 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import { algorithmsForKeyType, importPublicJwk, jwkAlgorithms } from '../../jose/index.ts';
+import { algorithmsForKeyType, importPublicJwk, jwkAlgorithms, privateMemberOf } from '../../jose/index.ts';
 import { assertionAlgs } from '../metadata.ts';
 import type { Client } from '../store.ts';
 
@@ -42,6 +42,29 @@ export function registeredKeys(client: Client): RegisteredKey[] {
     cache.set(client, keys);
   }
   return keys;
+}
+
+/**
+ * Reads a JWK Set fetched from a client's `jwks_uri` (RFC 7517 §5) into keys, imported once per
+ * fetch. A set holding a private member is refused whole (its owner published the wrong file, or
+ * leaked a key); keys of other types or not for signatures are left out, as for `jwks`.
+ */
+export function importKeySet(document: unknown): { keys: RegisteredKey[] } | { error: string } {
+  if (typeof document !== 'object' || document === null || !Array.isArray((document as { keys?: unknown }).keys)) {
+    return { error: 'is not a JWK Set (a JSON object with a "keys" array)' };
+  }
+  const keys: RegisteredKey[] = [];
+  for (const [i, jwk] of (document as { keys: unknown[] }).keys.entries()) {
+    if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) continue;
+    const secret = privateMemberOf(jwk);
+    if (secret) return { error: `keys[${i}] is not a public key (has private member "${secret}")` };
+    const j = jwk as Record<string, unknown>;
+    // RSA keys of 2048 bits or more, as metadata.ts requires of registered jwks.
+    if (j.kty === 'RSA' && (typeof j.n !== 'string' || Buffer.from(j.n, 'base64url').length < 256)) continue;
+    const key = importKey(j);
+    if (key && key.algorithms.length > 0) keys.push(key);
+  }
+  return { keys };
 }
 
 /**

@@ -61,12 +61,29 @@ function formDecode(text: string): string | undefined {
 }
 
 /**
- * Checks a presented secret against the client's stored digest, in constant time
- * (client_secret_basic and client_secret_post alike).
+ * Checks a presented secret against the client's stored digests, in constant time
+ * (client_secret_basic and client_secret_post alike): the current secret until it expires (RFC
+ * 7591 §3.2.1 `client_secret_expires_at`), and during a rotation's rollover window the secret it
+ * replaced. Both digests are always compared, so the time taken does not say which one matched.
+ * Resolves which one did: the previous one marks a straggler the operator should hear of.
  */
-export function verifyClientSecret(client: Client, secret: string): void {
+export function verifyClientSecret(client: Client, secret: string, now: number): { previous: boolean } {
   const id = client.metadata.client_id;
   if (!client.secretHash) throw invalidClient(`client ${id} has no secret on record`);
   if (secret.length > maxSecretLength) throw invalidClient(`secret for ${id} is longer than ${maxSecretLength} characters`);
-  if (!clientSecretMatches(secret, client.secretHash)) throw invalidClient(`wrong secret for ${id}`);
+  const current = clientSecretMatches(secret, client.secretHash);
+  const previous = client.previousSecret ? clientSecretMatches(secret, client.previousSecret.hash) : false;
+  if (current) {
+    // RFC 7591 §3.2.1: the secret is good until client_secret_expires_at, and not after.
+    if (client.secretExpiresAt !== undefined && now >= client.secretExpiresAt) {
+      throw invalidClient(`secret of ${id} expired at ${new Date(client.secretExpiresAt).toISOString()} (secret_expired)`, 'the client secret has expired');
+    }
+    return { previous: false };
+  }
+  if (previous) {
+    const until = client.previousSecret!.validUntil;
+    if (now >= until) throw invalidClient(`previous secret of ${id} presented after its rollover window ended at ${new Date(until).toISOString()} (secret_rotated)`);
+    return { previous: true };
+  }
+  throw invalidClient(`wrong secret for ${id}`);
 }

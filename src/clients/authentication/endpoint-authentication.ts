@@ -5,6 +5,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { fapiAuthMethods, isFapi2 } from '../profile.ts';
 import { gateEmergencyClient } from '../../approvals/break-glass/activations.ts';
 import { invalidClient } from './errors.ts';
+import { notePreviousSecretUse } from '../credentials.ts';
 import { enforce } from '../../risk/limits/refusal.ts';
 import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
@@ -43,7 +44,10 @@ async function authenticateAudited(ctx: Context, input: ClientAuthInput): Promis
         ? refused
         : new OAuthError(refused.error, refused.description, { status: 401, detail: refused.detail!, headers: { 'www-authenticate': basicChallenge } });
     }
-    return await gateEmergencyClient(ctx, authenticated);
+    const gated = await gateEmergencyClient(ctx, authenticated);
+    // A rotation's rollover window: the replaced secret still works, and the operator hears who uses it.
+    if (gated.previousSecret) await notePreviousSecretUse(ctx, gated, input.requestId);
+    return gated;
   } catch (error) {
     if (error instanceof OAuthError) {
       // The risk engine's `recent_failures` (src/risk): counted per address, and per claimed client at that address.

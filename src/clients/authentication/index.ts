@@ -18,6 +18,7 @@ import {
 import { throttledError, type AuthAttempt, type AuthFailureThrottle } from './throttle.ts';
 import { certificateThumbprint, verifySelfSignedTlsClientAuth, verifyTlsClientAuth } from './tls-client-auth.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
+import type { ClientKeySets } from './remote-keys.ts';
 
 export type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 export { MemoryAuthFailureThrottle, type AuthFailureThrottle, type ThrottleOptions } from './throttle.ts';
@@ -40,6 +41,8 @@ export interface AuthDeps {
    * handshake. Without it, the TLS layer's word is all there is.
    */
   certificateTrust?: (certificate: X509Certificate) => Promise<TrustOutcome>;
+  /** Keys of clients registered with `jwks_uri` (./remote-keys.ts); without it such clients cannot authenticate by key. */
+  clientKeys?: ClientKeySets;
 }
 
 /** RFC 6749 §5.2: the challenge sent with a 401 when the client tried the Authorization header. */
@@ -85,7 +88,7 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
     const client = await findClient(deps, clientId);
     const method = requireRegisteredMethod(client, credentials, input);
     guessing = attempt.secret && client.secretHash !== null;
-    const { assertionJti, caCertificate } = await verifyCredential(method, credentials, client, input, deps);
+    const { assertionJti, caCertificate, previousSecret } = await verifyCredential(method, credentials, client, input, deps);
     // A success is settled only where it could be a right guess (a secret). A signed assertion or a
     // certificate proves possession of a private key, which no one guesses, so its success reveals
     // nothing; and with the counters in Redis, its settle would be one more round trip on every
@@ -100,6 +103,7 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
       ...(input.certificate ? { certificateThumbprint: certificateThumbprint(input.certificate) } : {}),
       ...(assertionJti ? { assertionJti } : {}),
       ...(caCertificate ? { caCertificate } : {}),
+      ...(previousSecret ? { previousSecret } : {}),
     };
   } catch (error) {
     if (!(error instanceof OAuthError)) throw error;
@@ -194,12 +198,15 @@ function requireSameClientId(input: ClientAuthInput, credentials: Credentials): 
   }
 }
 
-/** Step 4: the client exists. */
+/** Step 4: the client exists and is in service. */
 async function findClient(deps: AuthDeps, clientId: string): Promise<Client> {
   // A client_id no client can have (too long, or with a control character: issue 20 item 4) is
   // unknown without a lookup; PostgreSQL could not even compare a NUL.
   const client = clientId.length <= maxClientIdLength && !hasControlCharacter(clientId) ? await deps.clients.get(clientId) : undefined;
   if (!client) throw invalidClient(`unknown client ${quote(clientId)}`);
+  // A client that apply's prune disabled (src/lifecycle/prune.ts) cannot authenticate: RFC 6749 §5.2
+  // invalid_client, the same answer as an unknown one, so a caller learns nothing more.
+  if (client.disabledAt !== null) throw invalidClient(`client ${quote(clientId)} is disabled`);
   return client;
 }
 
@@ -238,12 +245,13 @@ async function verifyCredential(
   client: Client,
   input: ClientAuthInput,
   deps: AuthDeps,
-): Promise<{ assertionJti?: string; caCertificate?: TrustedCertificate }> {
+): Promise<{ assertionJti?: string; caCertificate?: TrustedCertificate; previousSecret?: true }> {
   switch (method) {
     case 'client_secret_basic':
-    case 'client_secret_post':
-      verifyClientSecret(client, (credentials as { secret: string }).secret);
-      return {};
+    case 'client_secret_post': {
+      const { previous } = verifyClientSecret(client, (credentials as { secret: string }).secret, deps.clock.now());
+      return previous ? { previousSecret: true } : {};
+    }
     case 'private_key_jwt': {
       const { assertion } = credentials as { assertion: ParsedAssertion };
       return { assertionJti: (await verifyClientAssertion(assertion, client, deps)).jti };
@@ -255,7 +263,7 @@ async function verifyCredential(
     }
     case 'self_signed_tls_client_auth': {
       const chain = await chainOf(client, input, deps);
-      await verifySelfSignedTlsClientAuth(client, input.certificate);
+      await verifySelfSignedTlsClientAuth(client, input.certificate, deps.clientKeys);
       return chain.own ? { caCertificate: chain.own } : {};
     }
     case 'none':

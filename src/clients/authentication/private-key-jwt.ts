@@ -6,6 +6,7 @@ import { assertionAlgs } from '../metadata.ts';
 import type { Client } from '../store.ts';
 import { registeredKeys, type AssertionAlg, type RegisteredKey } from './client-keys.ts';
 import { invalidClient, quote } from './errors.ts';
+import type { ClientKeySets } from './remote-keys.ts';
 import { hasControlCharacter } from '../../parameters.ts';
 
 /** RFC 7523 §2.2: the only client_assertion_type accepted. */
@@ -48,6 +49,8 @@ export interface AssertionContext {
   issuer: string;
   clock: Clock;
   replay: ReplayCache;
+  /** Keys of clients registered with `jwks_uri`; without it such clients cannot authenticate. */
+  clientKeys?: ClientKeySets;
 }
 
 /**
@@ -116,8 +119,7 @@ export async function verifyClientAssertion(
 ): Promise<{ jti: string }> {
   const clientId = client.metadata.client_id;
   const alg = checkHeader(parsed.header, client);
-  const candidates = candidateKeys(client, alg, parsed.header.kid);
-  const claims = verifySignature(parsed, alg, candidates, ctx.clock, clientId);
+  const claims = await verifyWithClientKeys(parsed, alg, client, ctx);
   const jti = checkClaims(claims, clientId, ctx);
   await consumeJti(ctx.replay, clientId, jti, claims.exp!);
   return { jti };
@@ -127,7 +129,8 @@ export async function verifyClientAssertion(
  * The header rules: a signature algorithm from the allowlist, and the client's registered one when
  * it has one (RFC 8725 §2.1, §3.1); no `crit` extensions; a `typ` that is a client assertion's.
  * Embedded keys (`jwk`, `x5c`) and key URLs (`jku`, `x5u`) are ignored: keys come only from the
- * client's registration, and nothing is ever fetched (RFC 8725 §3.10).
+ * client's registration (`jwks`, or the `jwks_uri` it registered), never from a URL in the token
+ * (RFC 8725 §3.10).
  */
 function checkHeader(header: Record<string, unknown>, client: Client): AssertionAlg {
   const { alg, typ, crit } = header;
@@ -155,20 +158,48 @@ function checkHeader(header: Record<string, unknown>, client: Client): Assertion
 }
 
 /**
- * The registered keys the assertion may be verified with. A `kid` is only an opaque lookup key
- * among the client's own keys (unknown → fail, RFC 8725 §3.10); without one, every key of the
- * header's algorithm is a candidate. The key must verify the header's algorithm (one per key type,
- * EdDSA under both its names).
+ * Verifies the signature with the client's keys: its registered `jwks`, or the set at its
+ * `jwks_uri`. For a jwks_uri, a `kid` not in the set, or (without a kid) no key that verifies,
+ * fetches the set again once — the client may have rotated its key — within the rate limit of
+ * remote-keys.ts; the candidates are then chosen and tried again on the fresh set.
  */
-function candidateKeys(client: Client, alg: AssertionAlg, kid: unknown): RegisteredKey[] {
+async function verifyWithClientKeys(parsed: ParsedAssertion, alg: AssertionAlg, client: Client, ctx: AssertionContext): Promise<JWTPayload> {
   const id = client.metadata.client_id;
-  if (!client.metadata.jwks) {
-    if (client.metadata.jwks_uri) {
-      throw invalidClient(`client ${id} registered only jwks_uri; fetching client keys is not supported yet (register jwks)`);
-    }
-    throw invalidClient(`client ${id} has no registered jwks`);
+  if (!client.metadata.jwks_uri) return verifySignature(parsed, alg, candidateKeys(client, registeredKeys(client), alg, parsed.header.kid), ctx.clock, id);
+  if (!ctx.clientKeys) throw invalidClient(`client ${id} registered jwks_uri, but this server fetches no client keys`);
+  const first = await remoteKeys(ctx.clientKeys, client, false);
+  try {
+    return verifySignature(parsed, alg, candidateKeys(client, first.keys, alg, parsed.header.kid), ctx.clock, id);
+  } catch (error) {
+    // Only a key we do not have is worth a fetch; a set fetched just now is as fresh as it gets.
+    if (first.fetched || !isKeyMiss(error)) throw error;
+    const again = await remoteKeys(ctx.clientKeys, client, true);
+    if (!again.fetched) throw error;
+    return verifySignature(parsed, alg, candidateKeys(client, again.keys, alg, parsed.header.kid), ctx.clock, id);
   }
-  const keys = registeredKeys(client);
+}
+
+async function remoteKeys(sets: ClientKeySets, client: Client, refresh: boolean): Promise<{ keys: RegisteredKey[]; fetched: boolean }> {
+  const result = await sets.get(client, { refresh });
+  if ('error' in result) throw invalidClient(result.error);
+  return result;
+}
+
+/** Failures a newer key set could cure: an unknown kid, no key for the algorithm, no key that verifies. */
+function isKeyMiss(error: unknown): boolean {
+  const detail = (error as { detail?: string }).detail ?? '';
+  return / is not among client |has no registered key for |does not verify with any of client /.test(detail);
+}
+
+/**
+ * The keys the assertion may be verified with. A `kid` is only an opaque lookup key among the
+ * client's own keys (unknown → fail, RFC 8725 §3.10); without one, every key of the header's
+ * algorithm is a candidate. The key must verify the header's algorithm (one per key type, EdDSA
+ * under both its names).
+ */
+function candidateKeys(client: Client, keys: RegisteredKey[], alg: AssertionAlg, kid: unknown): RegisteredKey[] {
+  const id = client.metadata.client_id;
+  if (!client.metadata.jwks && !client.metadata.jwks_uri) throw invalidClient(`client ${id} has no registered jwks`);
   if (kid !== undefined) {
     if (typeof kid !== 'string' || kid === '') throw invalidClient('client_assertion kid is not a non-empty string');
     const named = keys.filter((k) => k.kid === kid);

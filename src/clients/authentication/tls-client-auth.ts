@@ -3,7 +3,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Clock } from '../../clock.ts';
 import type { Client } from '../store.ts';
-import { registeredKeys } from './client-keys.ts';
+import { registeredKeys, type RegisteredKey } from './client-keys.ts';
+import type { ClientKeySets } from './remote-keys.ts';
 import {
   DistinguishedNameError,
   distinguishedNamesEqual,
@@ -188,28 +189,37 @@ function closingQuote(text: string, open: number): number {
  * certificate of a registered key. Chain and validity period are not checked: the registration
  * of the key is the trust.
  */
-export async function verifySelfSignedTlsClientAuth(client: Client, certificate: X509Certificate | undefined): Promise<void> {
+export async function verifySelfSignedTlsClientAuth(client: Client, certificate: X509Certificate | undefined, clientKeys?: ClientKeySets): Promise<void> {
   const id = client.metadata.client_id;
   if (!certificate) {
     throw invalidClient(`client ${id} uses self_signed_tls_client_auth but presented no certificate`, 'a client certificate is required');
   }
-  if (!client.metadata.jwks) {
-    throw invalidClient(
-      client.metadata.jwks_uri
-        ? `client ${id} registered only jwks_uri; fetching client keys is not supported yet (register jwks)`
-        : `client ${id} has no registered jwks`,
-    );
+  if (!client.metadata.jwks && !client.metadata.jwks_uri) throw invalidClient(`client ${id} has no registered jwks`);
+  let presented: string | undefined;
+  const matches = async (keys: RegisteredKey[]) => {
+    if (keys.some((k) => k.x5c?.equals(certificate.raw))) return true;
+    try {
+      presented ??= await calculateJwkThumbprint(certificate.publicKey.export({ format: 'jwk' }) as JWK, 'sha256');
+    } catch {
+      throw invalidClient(`client ${id} presented a certificate with an unsupported key type (${certificate.publicKey.asymmetricKeyType})`);
+    }
+    for (const key of keys) if ((await key.thumbprint()) === presented) return true;
+    return false;
+  };
+  if (!client.metadata.jwks_uri) {
+    const keys = registeredKeys(client);
+    if (await matches(keys)) return;
+    throw invalidClient(`certificate key (jkt ${presented}) is not among client ${id}'s ${keys.length} registered keys`);
   }
-  const keys = registeredKeys(client);
-  if (keys.some((k) => k.x5c?.equals(certificate.raw))) return;
-  let presented: string;
-  try {
-    presented = await calculateJwkThumbprint(certificate.publicKey.export({ format: 'jwk' }) as JWK, 'sha256');
-  } catch {
-    throw invalidClient(`client ${id} presented a certificate with an unsupported key type (${certificate.publicKey.asymmetricKeyType})`);
+  // A jwks_uri: the set as cached, then once more fetched (rate-limited) — the client may have rotated.
+  if (!clientKeys) throw invalidClient(`client ${id} registered jwks_uri, but this server fetches no client keys`);
+  let keys: RegisteredKey[] = [];
+  for (const refresh of [false, true]) {
+    const found = await clientKeys.get(client, { refresh });
+    if ('error' in found) throw invalidClient(found.error);
+    keys = found.keys;
+    if (await matches(keys)) return;
+    if (found.fetched) break;
   }
-  for (const key of keys) {
-    if ((await key.thumbprint()) === presented) return;
-  }
-  throw invalidClient(`certificate key (jkt ${presented}) is not among client ${id}'s ${keys.length} registered keys`);
+  throw invalidClient(`certificate key (jkt ${presented}) is not among the ${keys.length} keys at client ${id}'s jwks_uri`);
 }

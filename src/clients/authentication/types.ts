@@ -37,6 +37,8 @@ export interface AuthenticatedClient {
    * authenticate, and what that activation may grant.
    */
   breakGlass?: { activation: string; scopes: string[]; audience: string; endsAt: number };
+  /** Set when the client authenticated with the secret a rotation replaced, in its rollover window (a straggler). */
+  previousSecret?: true;
   /** Set when mTLS used a certificate of Clearance's own CA: its serial, profile and holder (src/pki/status.ts). */
   caCertificate?: TrustedCertificate;
 }

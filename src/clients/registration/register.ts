@@ -38,7 +38,9 @@ export async function registerClient(ctx: Context, initialAccessToken: string, b
   if ('client_id' in input) throw new OAuthError('invalid_client_metadata', 'client_id is assigned by the server');
   const clientId = `dyn-${randomBytes(12).toString('base64url')}`;
   // Validated before the token is used, so a mistake in the metadata does not spend a use.
-  const defaults = { scope: allowance.scopes.join(' '), ...defaultKind(allowance) };
+  // The firm comes from the token (checkAuthority); named here too, so the institutional profile's
+  // owner_lei rule sees the client's firm whether or not the registrant repeated it.
+  const defaults = { scope: allowance.scopes.join(' '), ...defaultKind(allowance), ...(allowance.ownerLei ? { owner_lei: allowance.ownerLei } : {}) };
   const parsed = await validate(ctx, { ...defaults, ...input, client_id: clientId });
   const metadata = await checkAuthority(ctx, parsed, allowance, { via: 'rfc7591', source: 'the initial access token', clientId });
   const registrationToken = newRegistrationToken();
@@ -72,7 +74,8 @@ export async function registerClient(ctx: Context, initialAccessToken: string, b
   return {
     ...metadata,
     client_id_issued_at: Math.floor(now / 1000),
-    ...(secret ? { client_secret: secret, client_secret_expires_at: 0 } : {}),
+    // RFC 7591 §3.2.1: client_secret_expires_at is REQUIRED with a secret; 0 means it never expires.
+    ...(secret ? { client_secret: secret, client_secret_expires_at: await secretExpiresAt(ctx, clientId) } : {}),
     registration_access_token: registrationToken,
     registration_client_uri: registrationUri(ctx, clientId),
   };
@@ -83,7 +86,13 @@ export async function readRegistration(ctx: Context, clientId: string, token: st
   await checkRegistrationToken(ctx, clientId, token);
   const client = await ctx.clients.get(clientId);
   if (!client) throw invalidToken('the registration access token is invalid');
-  return { ...client.metadata, registration_client_uri: registrationUri(ctx, clientId) };
+  return { ...client.metadata, ...(client.secretHash ? { client_secret_expires_at: await secretExpiresAt(ctx, clientId) } : {}), registration_client_uri: registrationUri(ctx, clientId) };
+}
+
+/** RFC 7591 §3.2.1: the secret's expiry in seconds since the epoch, 0 when it never expires. */
+async function secretExpiresAt(ctx: Context, clientId: string): Promise<number> {
+  const record = await ctx.clients.secretRecord(clientId);
+  return record?.expiresAt ? Math.floor(record.expiresAt / 1000) : 0;
 }
 
 /**
@@ -129,7 +138,7 @@ export async function updateRegistration(ctx: Context, clientId: string, token: 
   const account = await findBreakGlassAccount(ctx.storage.db, clientId);
   const beyond = account ? emergencyClientProblems(metadata, account) : [];
   if (beyond.length > 0) throw new OAuthError('invalid_client_metadata', beyond.map((p) => p.message).join('; '));
-  await ctx.storage.db.transaction().execute((trx) => ctx.clients.upsert(trx, metadata));
+  const { secret } = await ctx.storage.db.transaction().execute((trx) => ctx.clients.upsert(trx, metadata));
   ctx.clients.invalidate();
   await ctx.audit.record({
     type: 'client.registration_updated',
@@ -138,7 +147,15 @@ export async function updateRegistration(ctx: Context, clientId: string, token: 
     scopes: metadata.scope?.split(' ') ?? [],
     details: { via: 'rfc7592', auth_method: metadata.token_endpoint_auth_method, grant_types: metadata.grant_types },
   });
-  return { ...metadata, registration_client_uri: registrationUri(ctx, clientId) };
+  // RFC 7592 §2.2: the response is that of a read (§2.1): with the secret's expiry, and a secret
+  // made now (a change to a client_secret_* method) returned once.
+  const hasSecret = secret !== undefined || (await ctx.clients.get(clientId))?.secretHash;
+  return {
+    ...metadata,
+    ...(secret ? { client_secret: secret } : {}),
+    ...(hasSecret ? { client_secret_expires_at: await secretExpiresAt(ctx, clientId) } : {}),
+    registration_client_uri: registrationUri(ctx, clientId),
+  };
 }
 
 /** RFC 7592 §2.3: deletes a registration; its credentials stop working at once. */
@@ -155,7 +172,7 @@ export async function deleteRegistration(ctx: Context, clientId: string, token: 
 /** Metadata validated as `apply` validates it; redirect URI problems have their own code (RFC 7591 §3.2.2). */
 async function validate(ctx: Context, input: Record<string, unknown>): Promise<ClientMetadata> {
   const v = new Validator();
-  const metadata = readClientMetadata(v, '', input, { serverProfile: ctx.config.profile, mode: ctx.config.mode });
+  const metadata = readClientMetadata(v, '', input, { serverProfile: ctx.config.profile, mode: ctx.config.mode, institutional: ctx.config.institutional });
   if (!metadata) {
     const problem = v.problems[0]!;
     const code = problem.path.startsWith('redirect_uris') ? 'invalid_redirect_uri' : 'invalid_client_metadata';

@@ -511,12 +511,12 @@ describe('private_key_jwt: algorithms and keys', () => {
     await rejectsWith(send({}, { kid: 'es-1', crit: ['exp'] }), { detail: /crit/ });
   });
 
-  test('rejects a client that registered only a jwks_uri, with a clear detail', async (t) => {
+  test('refuses a client that registered only a jwks_uri where no key source is configured, with a clear detail (test/clients/authentication/remote-keys.test.ts fetches)', async (t) => {
     const h = await harness(t);
     const ec = keyPair('ES256');
     await h.register({ client_id: clientId, token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'https://oms.example.com/jwks' });
     await rejectsWith(h.authenticate({ body: assertionBody(signAssertion(ec, assertionClaims(clientId, h.clock))) }), {
-      detail: /registered only jwks_uri; fetching client keys is not supported yet/,
+      detail: /registered jwks_uri, but this server fetches no client keys/,
     });
   });
 });

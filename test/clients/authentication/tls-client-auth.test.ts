@@ -214,9 +214,9 @@ describe('self_signed_tls_client_auth', () => {
     await rejectsWith(present(h, undefined, false, 'algo-7'), { detail: /uses self_signed_tls_client_auth but presented no certificate/ });
   });
 
-  test('rejects a client that registered only a jwks_uri', async (t) => {
+  test('refuses a client that registered only a jwks_uri where no key source is configured', async (t) => {
     const h = await harness(t);
     await h.register({ client_id: 'algo-7', kind: 'agent', token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks_uri: 'https://algo.example/jwks' });
-    await rejectsWith(present(h, makeCertificate({ subject: '/CN=algo-7' }), false, 'algo-7'), { detail: /registered only jwks_uri/ });
+    await rejectsWith(present(h, makeCertificate({ subject: '/CN=algo-7' }), false, 'algo-7'), { detail: /registered jwks_uri, but this server fetches no client keys/ });
   });
 });

@@ -78,7 +78,7 @@ describe('dynamic client registration (RFC 7591)', () => {
     assertOAuthError(await register(f, token, serviceMetadata), 401, 'invalid_token');
   });
 
-  test('registers a client with 201, a secret that never expires and a registration access token', async (t) => {
+  test('registers a client with 201, a secret that expires after the maximum secret age and a registration access token', async (t) => {
     const f = await protocolFixture(t);
     const response = await register(f, await f.initialAccessToken(), serviceMetadata);
     assert.equal(response.statusCode, 201, response.body);
@@ -89,7 +89,8 @@ describe('dynamic client registration (RFC 7591)', () => {
     assert.ok(body.client_id.length > 0);
     assert.equal(typeof body.client_secret, 'string');
     assert.ok(body.client_secret.length >= 32, 'at least 128 bits');
-    assert.equal(body.client_secret_expires_at, 0);
+    // RFC 7591 §3.2.1; CLEARANCE_CLIENT_SECRET_MAX_AGE_DAYS defaults to 365 (docs/lifecycle.md).
+    assert.equal(body.client_secret_expires_at, Math.floor(f.clock.now() / 1000) + 365 * 86_400);
     assert.equal(typeof body.registration_access_token, 'string');
     assert.equal(body.registration_client_uri, `${f.issuer}/register/${encodeURIComponent(body.client_id)}`);
     assert.equal(body.client_name, 'Algo desk 7');
