@@ -57,6 +57,15 @@ export function parseAuditPublicKey(text: string): KeyObject {
 }
 
 /**
+ * Every audit public key in a pin file: PEM blocks one after another (the keys an auditor pinned,
+ * old and new across rotations), or one base64 SPKI key.
+ */
+export function parseAuditPublicKeys(text: string): KeyObject[] {
+  const blocks = text.match(/-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----/g);
+  return blocks ? blocks.map(parseAuditPublicKey) : [parseAuditPublicKey(text)];
+}
+
+/**
  * The Ed25519 keys that sign checkpoints, pruning records and evidence bundles. The first is
  * created on first use; its private part is sealed with the master key (keys/sealed-box.ts),
  * bound to its row. Keys are never deleted, so every old checkpoint stays verifiable.
@@ -80,9 +89,17 @@ export class AuditKeys {
     this.#custody = custody;
   }
 
-  /** The key that signs now, created (for log `origin`) if there is none yet. */
+  /**
+   * The key that signs now — the newest — created (for log `origin`) if there is none yet. Each
+   * call asks which key is newest (one indexed row), so a long-running sealer signs with a key
+   * rotated in by another process or node from its next round on.
+   */
   async signingKey(origin: string): Promise<AuditSigningKey> {
-    if (this.#signing) return this.#signing;
+    if (this.#signing) {
+      const latest = await this.#db.selectFrom('audit_keys').select('key_id').orderBy('created_at', 'desc').orderBy('key_id').limit(1).executeTakeFirst();
+      if (latest?.key_id === this.#signing.keyId) return this.#signing;
+      this.#signing = undefined;
+    }
     const masterKey = this.#masterKey;
     if (!masterKey) throw new AuditKeyError('signing audit records needs the master key');
     let row = await this.#latestRow();
@@ -98,41 +115,98 @@ export class AuditKeys {
         }
         const existing = await trx.selectFrom('audit_keys').select('key_id').limit(1).executeTakeFirst();
         if (existing) return;
-        const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-        const keyId = auditKeyFingerprint(publicKey);
-        await trx
-          .insertInto('audit_keys')
-          .values({
-            key_id: keyId,
-            origin,
-            public_key: publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
-            private_key: seal(masterKey, privateKey.export({ format: 'der', type: 'pkcs8' }), `audit_keys:${keyId}`),
-            master_key_id: masterKeyId(masterKey),
-            key_ref: null,
-            created_at: this.#clock.now(),
-          })
-          .execute();
+        await trx.insertInto('audit_keys').values(this.#newSoftwareRow(masterKey, origin)).execute();
       });
       row = await this.#latestRow();
       if (!row) throw new AuditKeyError('the audit key was not stored');
     }
-    const signer = row.key_ref ? await this.#tokenKey(row) : softwareKey(`audit:${row.key_id}`, 'Ed25519', openPrivate(masterKey, row));
-    this.#signing = { ...toPublic(row), signer };
+    this.#signing = { ...toPublic(row), signer: await this.#signerOf(masterKey, row) };
     return this.#signing;
+  }
+
+  /**
+   * A key that signed before (or signs now), by key id, with its signer: an evidence bundle is
+   * signed by the key of the checkpoint it proves its events into, which for a moment after a
+   * rotation is the previous key.
+   */
+  async signingKeyFor(keyId: string): Promise<AuditSigningKey> {
+    if (this.#signing?.keyId === keyId) return this.#signing;
+    if (!this.#masterKey) throw new AuditKeyError('signing audit records needs the master key');
+    const row = await this.#db.selectFrom('audit_keys').selectAll().where('key_id', '=', keyId).executeTakeFirst();
+    if (!row) throw new AuditKeyError(`no audit key ${keyId}`);
+    return { ...toPublic(row), signer: await this.#signerOf(this.#masterKey, row) };
+  }
+
+  /**
+   * Makes a new audit key the signing key (docs/lifecycle.md "Signing keys on a schedule"). The old
+   * keys stay, so every checkpoint, pruning record and bundle they signed still verifies; the
+   * sealer signs with the new key from its next round. `expected`: rotate only while this key is
+   * the newest — two schedulers (or a scheduler and an operator) asking at once rotate once; the
+   * other gets `undefined`. The new key is made where CLEARANCE_AUDIT_KEY_CUSTODY says: sealed
+   * with the master key, or generated in the PKCS#11 token.
+   */
+  async rotate(options: { expected?: string } = {}): Promise<{ previous: AuditPublicKey; current: AuditPublicKey } | undefined> {
+    const masterKey = this.#masterKey;
+    if (!masterKey) throw new AuditKeyError('rotating the audit key needs the master key');
+    const previousRow = await this.#latestRow();
+    if (!previousRow) throw new AuditKeyError('there is no audit key yet: the server creates the first at its start');
+    if (options.expected !== undefined && previousRow.key_id !== options.expected) return undefined;
+    // A key in the token is made before the transaction (the token is slow; the lock is short).
+    const row =
+      this.#custody?.kind === 'pkcs11'
+        ? await this.#newTokenRow(previousRow.origin, this.#custody)
+        : this.#newSoftwareRow(masterKey, previousRow.origin);
+    const rotated = await this.#db.transaction().execute(async (trx) => {
+      if (isPostgres(trx)) await sql`lock table audit_keys in exclusive mode`.execute(trx);
+      const latest = await trx.selectFrom('audit_keys').select('key_id').orderBy('created_at', 'desc').orderBy('key_id').limit(1).executeTakeFirst();
+      if (latest?.key_id !== previousRow.key_id) return false;
+      // Strictly newer than every key, so "the newest signs" never ties.
+      await trx.insertInto('audit_keys').values({ ...row, created_at: Math.max(row.created_at, previousRow.created_at + 1) }).execute();
+      return true;
+    });
+    if (!rotated) return undefined;
+    this.#signing = undefined;
+    return { previous: toPublic(previousRow), current: toPublic(row) };
+  }
+
+  /** Every audit key, oldest first, with when it was made and where its private part is kept. */
+  async list(): Promise<{ keyId: string; origin: string; createdAt: number; custody: 'software' | 'pkcs11' }[]> {
+    const rows = await this.#db.selectFrom('audit_keys').select(['key_id', 'origin', 'created_at', 'key_ref']).orderBy('created_at').orderBy('key_id').execute();
+    return rows.map((row) => ({ keyId: row.key_id, origin: row.origin, createdAt: Number(row.created_at), custody: row.key_ref ? 'pkcs11' : 'software' }));
+  }
+
+  #newSoftwareRow(masterKey: Buffer, origin: string): Database['audit_keys'] {
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const keyId = auditKeyFingerprint(publicKey);
+    return {
+      key_id: keyId,
+      origin,
+      public_key: publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+      private_key: seal(masterKey, privateKey.export({ format: 'der', type: 'pkcs8' }), `audit_keys:${keyId}`),
+      master_key_id: masterKeyId(masterKey),
+      key_ref: null,
+      created_at: this.#clock.now(),
+    };
+  }
+
+  async #newTokenRow(origin: string, custody: AuditKeyCustody): Promise<Database['audit_keys']> {
+    const key = await custody.custodies.of('pkcs11').generate(`clearance-audit-${this.#clock.now()}`, 'Ed25519');
+    const keyId = auditKeyFingerprint(key.publicKey);
+    return { key_id: keyId, origin, public_key: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), private_key: '', master_key_id: '', key_ref: key.ref, created_at: this.#clock.now() };
+  }
+
+  async #signerOf(masterKey: Buffer, row: Database['audit_keys']): Promise<CustodyKey> {
+    return row.key_ref ? this.#tokenKey(row) : softwareKey(`audit:${row.key_id}`, 'Ed25519', openPrivate(masterKey, row));
   }
 
   /** The first audit key, generated in the PKCS#11 token; the row keeps its public key and reference only. */
   async #createInToken(origin: string, custody: AuditKeyCustody): Promise<void> {
-    const key = await custody.custodies.of('pkcs11').generate(`clearance-audit-${this.#clock.now()}`, 'Ed25519');
-    const keyId = auditKeyFingerprint(key.publicKey);
+    const row = await this.#newTokenRow(origin, custody);
     await this.#db.transaction().execute(async (trx) => {
       if (isPostgres(trx)) await sql`lock table audit_keys in exclusive mode`.execute(trx);
       // Another process made the first key meanwhile: the token's new key is left unused.
       if (await trx.selectFrom('audit_keys').select('key_id').limit(1).executeTakeFirst()) return;
-      await trx
-        .insertInto('audit_keys')
-        .values({ key_id: keyId, origin, public_key: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), private_key: '', master_key_id: '', key_ref: key.ref, created_at: this.#clock.now() })
-        .execute();
+      await trx.insertInto('audit_keys').values(row).execute();
     });
   }
 

@@ -67,6 +67,11 @@ export const maxBundleEvents = 100_000;
 export interface ExportOptions {
   query: AuditQuery;
   key: AuditSigningKey;
+  /**
+   * The key that signed a given checkpoint (AuditKeys.signingKeyFor): right after a rotation the
+   * latest checkpoint is still the previous key's, and the bundle is signed by its checkpoint's key.
+   */
+  keyFor?: (keyId: string) => Promise<AuditSigningKey>;
   /** The token-signing JWKS in force between two times (KeyStore.jwksInForce). */
   jwksInForce: (from: number, to: number) => Promise<{ keys: JWK[] }>;
   now: number;
@@ -86,7 +91,9 @@ export interface ExportResult {
 export async function exportBundle(db: Kysely<Database>, options: ExportOptions): Promise<ExportResult> {
   const checkpoint = await storedCheckpoint(db);
   if (!checkpoint) throw new BundleError('the audit log has no checkpoint yet');
-  if (checkpoint.keyId !== options.key.keyId) throw new BundleError('the latest checkpoint is signed by another audit key than the current one');
+  // One key vouches for the bundle and its checkpoint; after a rotation, the checkpoint's.
+  const key = checkpoint.keyId === options.key.keyId ? options.key : await options.keyFor?.(checkpoint.keyId);
+  if (!key) throw new BundleError('the latest checkpoint is signed by another audit key than the current one');
   const hasher = new StoreHasher(db);
   const events: BundledEvent[] = [];
   let unsealed = 0;
@@ -114,9 +121,9 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
     createdAt: options.now,
     query: options.query,
     auditKey: {
-      keyId: options.key.keyId,
-      origin: options.key.origin,
-      publicKey: options.key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+      keyId: key.keyId,
+      origin: key.origin,
+      publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
     },
     checkpoint,
     events,
@@ -124,7 +131,7 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
     holds,
     ...(signingEvidence.length ? { signingEvidence, tsaTrust: options.tsaTrust ?? [] } : {}),
   };
-  const signature = (await options.key.signer.sign(Buffer.from(bundleBody(unsigned), 'utf8'))).toString('base64');
+  const signature = (await key.signer.sign(Buffer.from(bundleBody(unsigned), 'utf8'))).toString('base64');
   const bundle: EvidenceBundle = { ...unsigned, signature };
   return { bundle, text: canonicalize(bundle) + '\n', unsealed };
 }
@@ -155,9 +162,9 @@ export interface BundleReport {
 /**
  * Verifies a bundle file offline: exact canonical bytes, the bundle signature, the checkpoint
  * signature, each event's canonical form and inclusion proof, each event matching the query, and
- * no private key material in the JWKS. With `pinnedKey`, only that audit key is accepted.
+ * no private key material in the JWKS. With `pinnedKey`, only that audit key (or those keys) is accepted.
  */
-export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = {}): BundleReport {
+export function verifyBundle(text: string, options: { pinnedKey?: KeyObject | KeyObject[] } = {}): BundleReport {
   const problems: string[] = [];
   const report = (extra: Partial<BundleReport> = {}): BundleReport => ({ ok: problems.length === 0, problems, events: 0, ...extra });
   let bundle: EvidenceBundle;
@@ -184,7 +191,7 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject } = 
   }
   const keyId = auditKeyFingerprint(key);
   if (keyId !== bundle.auditKey.keyId) problems.push('the audit key id is not the fingerprint of the audit key');
-  if (options.pinnedKey && auditKeyFingerprint(options.pinnedKey) !== keyId) problems.push('the bundle is signed by another audit key than the pinned one');
+  if (options.pinnedKey && ![options.pinnedKey].flat().some((pinned) => auditKeyFingerprint(pinned) === keyId)) problems.push('the bundle is signed by another audit key than the pinned one');
   let signed = false;
   try {
     // One spelling of the signature: base64 decoding ignores what follows the padding, so a

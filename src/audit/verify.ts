@@ -25,8 +25,11 @@ import { checkBeside, type SideProblem } from './verify-side.ts';
 export interface VerifyOptions {
   /** Audit public keys by key id, normally from the store (AuditKeys.publicKeys()). */
   keys: Map<string, AuditPublicKey>;
-  /** When set, only signatures by this key count (pin the key an auditor obtained out of band). */
-  pinnedKey?: KeyObject;
+  /**
+   * When set, only signatures by this key (or these keys) count: pin the keys an auditor obtained
+   * out of band — after an audit key rotation, the old and the new.
+   */
+  pinnedKey?: KeyObject | KeyObject[];
   /** Checkpoints kept outside the database (from bundles, witnesses): the store must match them. */
   externalCheckpoints?: SignedCheckpoint[];
   /** Leaves read per query (default 10000). */
@@ -84,13 +87,13 @@ interface LeafRow {
 /** Verifies the whole stored log; reports the first problem. */
 export async function verifyStore(db: Kysely<Database>, options: VerifyOptions): Promise<VerifyReport> {
   const postgres = isPostgres(db);
-  const pinned = options.pinnedKey && auditKeyFingerprint(options.pinnedKey);
+  const pinned = options.pinnedKey && new Set([options.pinnedKey].flat().map(auditKeyFingerprint));
   const usedKeys = new Set<string>();
   const report: VerifyReport = { ok: false, leaves: 0, prunedBefore: 0, checkpoints: 0, unsealed: 0, keyIds: [] };
   const fail = (problem: VerifyProblem): VerifyReport => ({ ...report, ok: false, problem, keyIds: [...usedKeys] });
 
   const keyFor = (keyId: string): KeyObject | undefined => {
-    if (pinned && keyId !== pinned) return undefined;
+    if (pinned && !pinned.has(keyId)) return undefined;
     const key = options.keys.get(keyId)?.publicKey;
     if (key && auditKeyFingerprint(key) !== keyId) return undefined;
     if (key) usedKeys.add(keyId);

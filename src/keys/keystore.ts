@@ -82,14 +82,15 @@ export class KeyStore {
   /**
    * Publishes a new key now and makes it the signing key after `overlapSeconds`, so every
    * verifier's JWKS cache has it before the first token it signs — and never sooner than
-   * `publishMarginMs`, so every node publishes it before any node signs with it.
+   * `publishMarginMs`, so every node publishes it before any node signs with it. `auditDetails`
+   * are added to the `key.rotated` event (the key schedule's `scheduled` and `node`).
    */
-  async rotate(alg: SigningAlg, overlapSeconds: number): Promise<KeyInfo> {
+  async rotate(alg: SigningAlg, overlapSeconds: number, auditDetails: Record<string, unknown> = {}): Promise<KeyInfo> {
     // Strictly after every existing key, so "the newest activated key signs" never ties.
     const latest = Math.max(-Infinity, ...(await this.#cache.get()).map((k) => k.activatesAt));
     const activatesAt = Math.max(this.#clock.now() + Math.max(overlapSeconds * 1000, publishMarginMs), latest + 1);
     const kid = await this.#create(alg, activatesAt);
-    await this.#audit?.record({ type: 'key.rotated', subject: kid, details: { kid, alg, activatesAt, overlapSeconds } });
+    await this.#audit?.record({ type: 'key.rotated', subject: kid, details: { kid, alg, activatesAt, overlapSeconds, ...auditDetails } });
     const info = (await this.list()).find((k) => k.kid === kid);
     if (!info) throw new KeyError('the new key was not stored');
     return info;
@@ -97,9 +98,10 @@ export class KeyStore {
 
   /**
    * Removes a key from JWKS. Refused while it signs, is yet to sign, or could still verify an
-   * unexpired token (the longest token lifetime after it stopped signing).
+   * unexpired token (the longest token lifetime after it stopped signing). `auditDetails` are
+   * added to the `key.retired` event.
    */
-  async retire(kid: string): Promise<KeyInfo> {
+  async retire(kid: string, auditDetails: Record<string, unknown> = {}): Promise<KeyInfo> {
     const info = (await this.list()).find((k) => k.kid === kid);
     if (!info) throw new KeyError(`no key with kid "${kid}"`);
     if (info.state === 'retired') throw new KeyError(`key "${kid}" is already retired`);
@@ -115,7 +117,7 @@ export class KeyStore {
       await bumpGeneration(trx, 'keys');
     });
     this.#cache.invalidate();
-    await this.#audit?.record({ type: 'key.retired', subject: kid, details: { kid, alg: info.alg } });
+    await this.#audit?.record({ type: 'key.retired', subject: kid, details: { kid, alg: info.alg, ...auditDetails } });
     return { ...info, state: 'retired', retiredAt: this.#clock.now() };
   }
 

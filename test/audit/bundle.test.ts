@@ -33,6 +33,34 @@ for (const dialect of testDialects()) {
       assert.equal(verifyBundle(text, { pinnedKey: (await f.keys.currentPublicKey())!.publicKey }).ok, true);
     });
 
+    test('across an audit key rotation: signed by its checkpoint\'s key, and every event before and after proven and verified offline', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(300);
+      const before = (await f.keys.signingKey(origin)).keyId;
+      f.clock.advance(1000);
+      const rotated = await f.keys.rotate({ expected: before });
+      assert.ok(rotated);
+      assert.equal(await f.keys.rotate({ expected: before }), undefined, 'a second rotation of the same key is refused');
+      // Rotated, not sealed yet: the latest checkpoint is still the old key's, and the bundle too.
+      const current = await f.keys.signingKey(origin);
+      assert.equal(current.keyId, rotated.current.keyId);
+      const window = await exportBundle(f.db, { query: { txn: 'txn-10' }, key: current, keyFor: (keyId) => f.keys.signingKeyFor(keyId), jwksInForce: async () => jwks, now: f.clock.now() });
+      assert.equal(window.bundle.auditKey.keyId, before);
+      assert.equal(verifyBundle(window.text).ok, true);
+      await assert.rejects(exportBundle(f.db, { query: { txn: 'txn-10' }, key: current, jwksInForce: async () => jwks, now: f.clock.now() }), /another audit key/);
+
+      await f.fill(300, (i) => ({ type: 'token.issued', txn: 'txn-10', subject: `after-${i}` }));
+      const { bundle, text } = await bundleOf(f, 'txn-10');
+      assert.equal(bundle.auditKey.keyId, rotated.current.keyId);
+      assert.equal(bundle.checkpoint.keyId, rotated.current.keyId);
+      assert.ok(bundle.events.some((e) => e.leafIndex < 300) && bundle.events.some((e) => e.leafIndex >= 300), 'events from both sides of the rotation');
+      const report = verifyBundle(text, { pinnedKey: rotated.current.publicKey });
+      assert.deepEqual(report.problems, []);
+      const store = await f.verify();
+      assert.equal(store.ok, true, store.problem?.message);
+      assert.deepEqual(new Set(store.keyIds), new Set([before, rotated.current.keyId]));
+    });
+
     test('fails when any single byte of the file is changed', async (t) => {
       const f = await auditFixture(dialect, t);
       await f.fill(300);

@@ -2,7 +2,7 @@ import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { tsaTrustPems } from '../../pki/tsa.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { AuditKeys, auditOrigin, parseAuditPublicKey } from '../../audit/audit-key.ts';
+import { AuditKeys, auditOrigin, parseAuditPublicKeys } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle, verifyBundle } from '../../audit/bundle.ts';
 import { isPostgres } from '../../audit/dialect.ts';
 import { sealNow } from '../../audit/lifecycle.ts';
@@ -34,7 +34,8 @@ verify         recomputes every leaf hash and the Merkle tree from the store, ch
                an event was altered, removed, inserted or reordered, or a checkpoint forged.
                Each run is recorded as audit.verified (the log's status shows the last one).
                  --key FILE         accept only this audit public key (PEM or base64 SPKI), e.g.
-                                    the one printed by \`audit key\` and kept out of band
+                                    the one printed by \`audit key\` and kept out of band; after
+                                    an audit key rotation, the PEM of each key, one after another
                  --checkpoint FILE  also require a checkpoint kept elsewhere (JSON, or a bundle):
                                     catches a tail removed together with its checkpoints
 export         writes an evidence bundle of the matching sealed events: each with its inclusion
@@ -58,7 +59,9 @@ hold           legal holds: \`place\` puts one on a txn, subject, client or time
                audited; \`list\` prints every hold and its status; \`release\` asks for a hold's
                two-person release: two people holding \`compliance\` approve it on the approvals
                page (or the admin approvals API) before the hold ends
-key            prints the audit public key (PEM), its fingerprint and the log origin
+key            prints the audit public key (PEM), its fingerprint and the log origin: the key
+               that signs now (\`clearance keys rotate --audit\` replaces it; \`clearance keys
+               status\` lists every audit key, old ones kept for verifying what they signed)
 seal           seals the events recorded so far (a running server does this every 500 ms)`;
 
 export interface AuditArgs {
@@ -141,7 +144,7 @@ function auditKeys(ctx: Context): AuditKeys {
 }
 
 function readPinnedKey(file: string | undefined) {
-  return file === undefined ? undefined : parseAuditPublicKey(readFileSync(file, 'utf8'));
+  return file === undefined ? undefined : parseAuditPublicKeys(readFileSync(file, 'utf8'));
 }
 
 async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
@@ -218,16 +221,17 @@ async function exportCommand(ctx: Context, args: AuditArgs, output: Output): Pro
   }
   const masterKey = resolveMasterKey(ctx.config).key;
   await waitUntilSealed(ctx, masterKey, query);
-  const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
+  const keys = auditKeys(ctx);
+  const key = await keys.signingKey(auditOrigin(ctx.config.issuer));
   const tsaTrust = ctx.config.tsa ? tsaTrustPems(ctx.config.tsa.trustFile) : [];
-  const result = await exportBundle(ctx.storage.db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust });
+  const result = await exportBundle(ctx.storage.db, { query, key, keyFor: (keyId) => keys.signingKeyFor(keyId), jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust });
   if (args.output) writeFileSync(args.output, result.text, { mode: 0o600 });
   else process.stdout.write(result.text);
   await ctx.audit.record({ type: 'audit.exported', actor: `cli:${userInfo().username}`, details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize } });
   const summary =
     `exported ${result.bundle.events.length} event(s) proven into the checkpoint at tree size ${result.bundle.checkpoint.treeSize}` +
     (args.output ? ` to ${args.output}` : '') +
-    `; audit key ${key.keyId}` +
+    `; audit key ${result.bundle.auditKey.keyId}` +
     (result.unsealed ? `; ${result.unsealed} matching event(s) were not sealed yet and are not included` : '');
   if (args.output) output.out(summary);
   else output.err(summary);

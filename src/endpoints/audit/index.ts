@@ -132,9 +132,10 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
           (query.client !== undefined && partyInScope(scope, query.client)) ||
           (query.subject !== undefined && partyInScope(scope, query.subject));
         if (!allowed) throw new OAuthError('access_denied', "your role exports the evidence of your legal entity's transactions, clients and people");
-        const key = await new AuditKeys(db, resolveMasterKey(ctx.config).key, ctx.clock, auditKeyCustody(ctx)).signingKey(auditOrigin(ctx.config.issuer));
+        const auditKeys = new AuditKeys(db, resolveMasterKey(ctx.config).key, ctx.clock, auditKeyCustody(ctx));
+        const key = await auditKeys.signingKey(auditOrigin(ctx.config.issuer));
         const tsaTrust = ctx.config.tsa ? tsaTrustPems(ctx.config.tsa.trustFile) : [];
-        const result = await bundleGuard(() => exportBundle(db, { query, key, jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust }));
+        const result = await bundleGuard(() => exportBundle(db, { query, key, keyFor: (keyId) => auditKeys.signingKeyFor(keyId), jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust }));
         const admin = request.admin!;
         await ctx.audit.record({
           type: 'audit.exported',
