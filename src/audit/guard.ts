@@ -56,6 +56,8 @@ export function assertNoSecrets(value: unknown, path = 'event'): void {
   if (typeof value === 'string') {
     if (containsJwt(value)) throw new AuditGuardError(`${path} holds a JWT-shaped string; record its jti or a digest instead`);
     if (pemPrivateKey.test(value)) throw new AuditGuardError(`${path} holds a private key`);
+    // A reference access token's handle (src/tokens/reference-tokens.ts) is a bearer credential too.
+    if (value.includes('clr_at_')) throw new AuditGuardError(`${path} holds a reference token; record its jti instead`);
     return;
   }
   if (typeof value !== 'object' || value === null) return;

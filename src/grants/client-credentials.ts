@@ -63,7 +63,7 @@ export const clientCredentials = defineGrant({
       requestId,
       client: authenticated,
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
-      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
+      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint, format: server.access_token_format },
       // RFC 9068 §2.2: the client itself is the subject when no resource owner is involved.
       sub: clientId,
       principal: { type: 'Client', id: clientId },

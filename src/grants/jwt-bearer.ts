@@ -64,7 +64,7 @@ export const jwtBearer = defineGrant({
       requestId,
       client: authenticated,
       keys: { dpop, certificateThumbprint: authenticated.certificateThumbprint },
-      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
+      target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint, format: server.access_token_format },
       sub: subject,
       // The linked person; else the presenting client vouches for the subject, its mapped LEI deciding residency.
       principal: basis.principal,

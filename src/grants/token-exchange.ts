@@ -126,7 +126,7 @@ export const tokenExchange = defineGrant({
         requestId,
         client: authenticated,
         keys,
-        target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint },
+        target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint, format: server.access_token_format },
         sub: subject.subject,
         principal,
         // A partner's subject's firm, for data residency (a linked person's: their desks' firms).

@@ -14,6 +14,7 @@ import { withBothEd25519Names } from '../jose/index.ts';
 import { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
 import { askPolicy, type PolicyDecision, type PolicyOptions, type PolicyQuestion } from './policy.ts';
 import type { SecurityEventRevocations } from './ssf.ts';
+import { createIntrospector, IntrospectionUnavailable, referenceTokenPrefix, type IntrospectionOptions } from './introspection.ts';
 import { acrLadder, acrRank, acrSatisfies } from './acr.ts';
 import {
   actorChain,
@@ -75,6 +76,12 @@ export interface GuardOptions {
    * writes): a token they name is refused with 401 invalid_token after it verified.
    */
   revocations?: SecurityEventRevocations;
+  /**
+   * Token introspection (RFC 7662, ./introspection.ts): how reference tokens (`clr_at_…`, for a
+   * resource server registered with `access_token_format: reference`) are validated — or, with
+   * `mode: 'all'`, every token. Without it a reference token is refused as invalid_token.
+   */
+  introspection?: IntrospectionOptions;
 }
 
 /** One approval check, as `onApprovalCheck` receives it (no token: only what identifies it). */
@@ -200,8 +207,10 @@ const credentialsPattern = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*) *$/i;
  *    FAPI 2.0 SP §5.3.4) → 400 invalid_request;
  * 2. one Authorization header with the Bearer or DPoP scheme, else 401 with a challenge for both
  *    schemes and no error code (RFC 6750 §3.1);
- * 3. the token verifies (token.ts: typ at+jwt, alg allowlist, signature, iss, aud, exp, iat)
- *    → else 401 invalid_token; and no security event revoked it (`revocations`, ./ssf.ts) → else
+ * 3. the token verifies (token.ts: typ at+jwt, alg allowlist, signature, iss, aud, exp, iat) —
+ *    or, a reference token (`clr_at_…`; every token with introspection mode `all`), Clearance's
+ *    introspection endpoint answers it active with claims that meet the same rules
+ *    (./introspection.ts; the endpoint unreachable → 503) → else 401 invalid_token; and no security event revoked it (`revocations`, ./ssf.ts) → else
  *    401 invalid_token;
  * 4. with `requireSenderConstraint`, the token has a `cnf` → else 401 invalid_token;
  * 5. a DPoP-bound token (`cnf.jkt`) comes with the DPoP scheme (RFC 9449 §7.1: never as Bearer)
@@ -225,6 +234,7 @@ export function createGuard(options: GuardOptions): Guard {
   const replay = options.dpop?.replay ?? new MemoryDpopReplayStore({ now });
   const nonces = options.dpop?.nonces;
   const keys = keyResolver({ issuer: options.issuer, jwksUri: options.jwksUri, jwks: options.jwks, allowHttp });
+  const introspector = options.introspection ? createIntrospector(options.introspection, { issuer: options.issuer, audience: options.audience, clockSkewSeconds, now }, allowHttp) : undefined;
   const challenge: ChallengeOptions = { realm: options.realm, dpopAlgorithms };
 
   /** A 401/403/400 with its challenge in `schemes`. */
@@ -273,12 +283,15 @@ export function createGuard(options: GuardOptions): Guard {
     const scheme: Scheme = match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
     const token = match[2]!;
 
-    // 3. The token itself.
+    // 3. The token itself: a JWT verified here, or a reference token (every token, with
+    // introspection mode `all`) resolved by introspection — the same claim rules either way.
     let claims: AccessTokenClaims;
     try {
-      claims = await verifyAccessToken(token, { issuer: options.issuer, audience: options.audience, algorithms, clockSkewSeconds, keys, now });
+      if (introspector?.handles(token)) claims = await introspector.introspect(token);
+      else if (token.startsWith(referenceTokenPrefix)) throw new TokenRefused('a reference token, and the guard has no introspection options');
+      else claims = await verifyAccessToken(token, { issuer: options.issuer, audience: options.audience, algorithms, clockSkewSeconds, keys, now });
     } catch (error) {
-      if (error instanceof KeySourceUnavailable) throw unavailable(error.message);
+      if (error instanceof KeySourceUnavailable || error instanceof IntrospectionUnavailable) throw unavailable(error.message);
       if (error instanceof TokenRefused) throw refuse([scheme], 'invalid_token', 'the access token is invalid or expired', { detail: error.message });
       throw error;
     }

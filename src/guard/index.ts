@@ -30,6 +30,7 @@ export {
   type DpopReplayStore,
 } from './dpop.ts';
 export { actorChain, defaultAlgorithms, type AccessTokenClaims, type Actor, type AuthorizationDetail, type Confirmation } from './token.ts';
+export { maxIntrospectionCacheSeconds, referenceTokenPrefix, type IntrospectionOptions } from './introspection.ts';
 export type { PolicyDecision, PolicyOptions, PolicyQuestion } from './policy.ts';
 export { acrLadder, acrSatisfies } from './acr.ts';
 export {

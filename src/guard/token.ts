@@ -225,6 +225,25 @@ export async function verifyAccessToken(token: string, options: TokenCheckOption
   return readClaims(payload);
 }
 
+/**
+ * The claims of an introspection answer (RFC 7662 §2.2, ./introspection.ts), held to the rules a
+ * JWT's claims meet in `verifyAccessToken` steps 5–7: `iss` is the issuer; `exp`, `iat`, `jti`,
+ * `sub`, `client_id`, `aud` present; `exp` not passed and `iat` not in the future (within the
+ * skew); `aud` this resource server alone; Clearance's claims of their shapes. Throws TokenRefused.
+ */
+export function checkAccessTokenClaims(payload: Record<string, unknown>, options: { issuer: string; audience: string; clockSkewSeconds: number; nowSeconds: number }): AccessTokenClaims {
+  if (payload.iss !== options.issuer) throw new TokenRefused(`iss ${describe(payload.iss)} is not the issuer`);
+  for (const name of ['exp', 'iat', 'jti', 'sub', 'aud', 'client_id']) if (payload[name] === undefined) throw new TokenRefused(`${name} is missing`);
+  const skew = options.clockSkewSeconds;
+  // RFC 7519 §4.1.4: not on or after exp (within the skew).
+  if (typeof payload.exp !== 'number' || payload.exp + skew <= options.nowSeconds) throw new TokenRefused('expired');
+  if (typeof payload.iat !== 'number' || payload.iat > options.nowSeconds + skew) throw new TokenRefused('iat is in the future');
+  const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+  // RFC 9068 §4 / DESIGN §4: this resource server, alone — a handle for another audience is refused here too.
+  if (audiences.length !== 1 || audiences[0] !== options.audience) throw new TokenRefused(`aud ${describe(payload.aud)} is not ${describe(options.audience)} alone`);
+  return readClaims(payload);
+}
+
 /** Step 7: the claims beyond RFC 9068 have the shapes Clearance gives them; anything else is refused. */
 function readClaims(payload: Record<string, unknown>): AccessTokenClaims {
   const nonEmpty = (name: string, value: unknown) => {

@@ -25,6 +25,23 @@ export interface ResourceServer {
    * residency, src/policy/residency.ts).
    */
   region?: string;
+  /**
+   * What its access tokens look like (RFC 7662 §1): `jwt` (the default when absent; RFC 9068, the
+   * resource server verifies them itself) or `reference` — an opaque handle it can resolve only by
+   * introspection, for a resource server that must not see token contents in transit
+   * (src/tokens/reference-tokens.ts). Stored only when given, so definitions applied before it
+   * existed stay unchanged.
+   */
+  access_token_format?: AccessTokenFormat;
+}
+
+/** The formats of access tokens a resource server may take (`access_token_format`). */
+export const accessTokenFormats = ['jwt', 'reference'] as const;
+export type AccessTokenFormat = (typeof accessTokenFormats)[number];
+
+/** The format of `server`'s access tokens: `jwt` unless it was registered `reference`. */
+export function accessTokenFormatOf(server: Pick<ResourceServer, 'access_token_format'>): AccessTokenFormat {
+  return server.access_token_format ?? 'jwt';
 }
 
 export const defaultAccessTokenTtl = 300;
@@ -33,7 +50,7 @@ export const maxAccessTokenTtl = 3600;
 /** Scopes are business verbs on material objects (`order:create`), never roles. */
 export const scopePattern = /^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$/;
 
-const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients', 'exchange_clients', 'region'] as const;
+const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients', 'exchange_clients', 'region', 'access_token_format'] as const;
 
 /** Validates one resource server entry of an apply document or admin request; applies defaults. */
 export function readResourceServer(v: Validator, path: string, input: unknown): ResourceServer | undefined {
@@ -71,6 +88,7 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
     object.region === undefined
       ? undefined
       : v.string(join(path, 'region'), object.region, { pattern: regionPattern, patternMessage: 'must be a region identifier (lowercase letters, digits and -)' });
+  const format = object.access_token_format === undefined ? undefined : readFormat(v, join(path, 'access_token_format'), object.access_token_format);
   if (v.problems.length !== before || !identifier || !scopes || ttl === undefined || bound === undefined) return undefined;
   return {
     identifier,
@@ -81,7 +99,15 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
     ...(introspectors === undefined ? {} : { introspection_clients: introspectors }),
     ...(exchangers === undefined ? {} : { exchange_clients: exchangers }),
     ...(region === undefined ? {} : { region }),
+    ...(format === undefined ? {} : { access_token_format: format }),
   };
+}
+
+function readFormat(v: Validator, path: string, value: unknown): AccessTokenFormat | undefined {
+  const text = v.string(path, value, { maxLength: 20 });
+  if (text === undefined) return undefined;
+  if (!(accessTokenFormats as readonly string[]).includes(text)) return v.fail(path, `must be one of ${accessTokenFormats.join(', ')}`);
+  return text as AccessTokenFormat;
 }
 
 function readIdentifier(v: Validator, path: string, value: unknown): string | undefined {

@@ -15,6 +15,7 @@ import { mintAccessToken, newJti } from './access-token.ts';
 import { requireSenderConstraint, senderBinding, type PresentedKeys, type SenderBinding } from './binding.ts';
 import type { AccessTokenClaims } from './claims.ts';
 import { agentAuthority } from '../agents/authority.ts';
+import type { AccessTokenFormat } from '../resource-servers/definition.ts';
 
 /** Where an access token goes: its one audience (DESIGN §4), lifetime and binding requirement. */
 export interface IssuanceTarget {
@@ -23,6 +24,8 @@ export interface IssuanceTarget {
   ttl: number;
   /** The resource server takes only sender-constrained tokens (`require_sender_constraint`). */
   requireSenderConstraint: boolean;
+  /** `reference`: an opaque handle instead of a JWT (`access_token_format`); default `jwt`. */
+  format?: AccessTokenFormat | undefined;
 }
 
 /** What a grant asks the issuance path for: one access token, and what justifies it. */
@@ -64,7 +67,9 @@ export interface AccessTokenRequest {
 
 /** A signed access token, the response members that describe it, and what must be made durable with it. */
 export interface IssuedAccessToken {
+  /** The JWT, or a reference token's handle (src/tokens/reference-tokens.ts). */
   token: string;
+  format: AccessTokenFormat;
   claims: AccessTokenClaims & { origin_iss?: string };
   binding: SenderBinding;
   /** RFC 6749 §5.1 members of the token response for this access token. */
@@ -104,13 +109,16 @@ export interface IssuedAccessToken {
  * 3. the claims: RFC 9068 §2.2 (iss, sub, one aud, exp, iat, jti, client_id, scope) and our
  *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
  *    the lifetime is the target's, cut to `notAfter` (nothing left of it → invalid_grant);
- * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1);
+ * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1) — or, for a resource server
+ *    registered `access_token_format: reference`, the same claims stored under a fresh opaque
+ *    handle (src/tokens/reference-tokens.ts: through the group commit, durable before the handle is
+ *    returned; never signed, never sent): the response is the same but for `access_token`;
  * 5. ONE issuance event carrying the decisions (their reasons, policy version and requests as
  *    evaluated: src/policy/issuance-audit.ts) and the risk assessment (`details.risk`), for the caller to make durable before the response
  *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens). Only
  *    when they cannot be folded (the event would be too large; two policy versions) are the
  *    allows returned as separate events.
- * Nothing is written here except a refusal's decisions. Once the caller made the event durable,
+ * Nothing is written here except a refusal's decisions and a reference token's claims. Once the caller made the event durable,
  * `observe` counts the token toward the anomaly baselines and lets the risk signals remember what
  * they saw.
  */
@@ -145,10 +153,13 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     // The claim names the agent and its model; its envelope is for the decision point only.
     ...(agent ? { agent: { id: agent.id, strategy: agent.strategy, environment: agent.environment, model_version: agent.model_version, model_digest: agent.model_digest, approval: agent.approval } } : {}),
   };
-  const token = await mintAccessToken(ctx.keys, claims);
-  const recorded = foldDecisions(issuanceEvent(request, claims, binding, authorized.risk), authorized.allows);
+  const format: AccessTokenFormat = request.target.format === 'reference' ? 'reference' : 'jwt';
+  // RFC 7662 §1: a reference token's claims stay here; the resource server introspects the handle.
+  const token = format === 'jwt' ? await mintAccessToken(ctx.keys, claims) : await ctx.referenceTokens.store(claims);
+  const recorded = foldDecisions(issuanceEvent(request, claims, binding, authorized.risk, format), authorized.allows);
   return {
     token,
+    format,
     claims,
     binding,
     response: {
@@ -202,7 +213,7 @@ export function issuanceOf(request: AccessTokenRequest, clientId: string): Issua
 }
 
 /** The one shape of `token.issued` / `token.exchanged`: who, for whom, where, what, and the grant's details. */
-function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding, risk: RiskAssessment | undefined): AuditEvent {
+function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & { origin_iss?: string }, binding: SenderBinding, risk: RiskAssessment | undefined, format: AccessTokenFormat): AuditEvent {
   return {
     type: request.event?.type ?? 'token.issued',
     requestId: request.requestId,
@@ -219,6 +230,9 @@ function issuanceEvent(request: AccessTokenRequest, claims: AccessTokenClaims & 
       jti: claims.jti,
       exp: claims.exp,
       bound: binding.kind,
+      // A reference token (an opaque handle resolved by introspection) says so; a JWT, the default
+      // and the hot path, adds nothing to every event.
+      ...(format === 'reference' ? { format } : {}),
       ...request.event?.details,
       ...(claims.authorization_details ? { authorization_details: claims.authorization_details } : {}),
       ...(claims.origin_iss ? { origin_iss: claims.origin_iss } : {}),

@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
+import { IntervalPruner } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
 
@@ -51,11 +52,9 @@ const rowsPerStatement = 500;
 export class DatabaseReplayCache implements ReplayCache {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
-  readonly #pruneEveryMs: number;
+  readonly #pruner: IntervalPruner;
   readonly #postgres: boolean;
   readonly #writer: GroupCommit | undefined;
-  #lastPrune: number;
-  #pruning: Promise<unknown> | undefined;
   /** The batch still taking uses: its statement has not started. */
   #open: UseBatch | undefined;
 
@@ -64,14 +63,13 @@ export class DatabaseReplayCache implements ReplayCache {
     this.#db = db;
     this.#writer = options.writer;
     this.#clock = clock;
-    this.#pruneEveryMs = options.pruneEveryMs ?? 60_000;
-    this.#lastPrune = clock.now();
+    this.#pruner = new IntervalPruner(clock, options.pruneEveryMs ?? 60_000, (now) => this.prune(now));
     this.#postgres = isPostgres(db);
   }
 
   async use(key: string, expiresAt: number): Promise<boolean> {
     if (key.length === 0 || key.length > maxReplayKeyLength) throw new RangeError('replay key length out of range');
-    this.#maybePrune(this.#clock.now());
+    this.#pruner.maybe(this.#clock.now());
     if (!this.#writer) return (await this.#record(this.#db, [{ key, expiresAt }]))[0]!;
     let batch = this.#open;
     if (!batch) {
@@ -128,17 +126,9 @@ export class DatabaseReplayCache implements ReplayCache {
 
   /** Resolves when an opportunistic prune started by `use` has finished (for tests and shutdown). */
   async settled(): Promise<void> {
-    await this.#pruning;
+    await this.#pruner.settled();
   }
 
-  /** Prunes at most once per interval, off the request's path; a failure waits for the next interval. */
-  #maybePrune(now: number): void {
-    if (this.#pruning || now - this.#lastPrune < this.#pruneEveryMs) return;
-    this.#lastPrune = now;
-    this.#pruning = this.prune(now)
-      .catch(() => undefined)
-      .finally(() => (this.#pruning = undefined));
-  }
 }
 
 // Only an expired entry may be replaced: a live one leaves its row untouched (no row changed,

@@ -5,6 +5,7 @@ import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { SignalHit } from '../risk/assessment.ts';
 import type { UpstreamAssurance } from '../authorization/contract.ts';
+import type { AccessTokenFormat } from '../resource-servers/definition.ts';
 
 /** What a person granted a client through one authorization: the basis of every token issued from it. */
 export interface TokenBasis {
@@ -72,6 +73,8 @@ export interface AccessTarget {
   ttl: number;
   authorizationDetails: AuthorizationDetail[];
   requireSenderConstraint: boolean;
+  /** The resource server's `access_token_format` (absent: jwt; the userinfo token is always a JWT). */
+  format?: AccessTokenFormat | undefined;
 }
 
 /**
@@ -118,6 +121,7 @@ export async function chooseAccessTarget(ctx: Context, basis: TokenBasis, resour
     ttl: server.access_token_ttl,
     authorizationDetails: basis.authorizationDetails,
     requireSenderConstraint: server.require_sender_constraint,
+    format: server.access_token_format,
   };
 }
 

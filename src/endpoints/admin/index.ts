@@ -1,5 +1,6 @@
 import { adminOperation } from '../../admin/authorize.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams } from '../../http/api-operation.ts';
+import { clientSecretView, defaultRotationOverlapSeconds, rotateClientSecret } from '../../clients/credentials.ts';
 import { executeApply, planApply } from '../../apply/index.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -17,6 +18,7 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  *
  * - GET /admin/clients, GET /admin/clients/{id}
  * - PUT /admin/clients/{id}; PATCH /admin/clients/{id} (a generated secret is returned once)
+ * - POST /admin/clients/{id}/rotate-secret (the new secret returned once; the old one valid for a rollover window)
  * - GET /admin/resource-servers
  * - PUT /admin/resource-servers (the identifier in the body); PATCH /admin/resource-servers/{identifier}
  *   (the identifier percent-encoded as one path segment)
@@ -29,12 +31,33 @@ export const admin: Endpoint = {
     const client = pathParams({ id: 'the client_id' });
 
     app.get(`${base}/clients`, adminOperation(ctx, 'admin:read', { tag: 'clients', summary: 'List the registered clients (their metadata, never a secret)' }), async () => ({
-      clients: (await ctx.clients.list()).map((c) => c.metadata),
+      clients: await Promise.all((await ctx.clients.list()).map(async (c) => ({ ...c.metadata, ...(await clientSecretView(ctx, c.metadata.client_id)) }))),
     }));
     app.get<{ Params: { id: string } }>(`${base}/clients/:id`, adminOperation(ctx, 'admin:read', { tag: 'clients', summary: "Read one client's metadata", params: client }), async (request) => {
       const client = await ctx.clients.get(request.params.id);
       if (!client) throw new OAuthError('not_found', 'no such client');
-      return client.metadata;
+      return { ...client.metadata, ...(await clientSecretView(ctx, client.metadata.client_id)) };
+    });
+    // The client credential lifecycle (src/clients/credentials.ts, docs/lifecycle.md).
+    app.post<{ Params: { id: string } }>(`${base}/clients/:id/rotate-secret`, adminOperation(ctx, 'admin:write', {
+      tag: 'clients',
+      summary: "Rotate a client's secret, with a rollover window",
+      description: 'A new secret, returned once; the one it replaces keeps working for overlap_seconds (default 86400; 0 ends it at once). Audited as client.secret_rotated.',
+      params: client,
+      body: objectBody({ overlap_seconds: { type: 'integer', description: 'how long the replaced secret keeps working (0 to 2592000)' } }, []),
+    }), async (request) => {
+      const overlap = (request.body as { overlap_seconds?: unknown } | undefined)?.overlap_seconds ?? defaultRotationOverlapSeconds;
+      if (typeof overlap !== 'number') throw new OAuthError('invalid_request', 'overlap_seconds must be a whole number of seconds');
+      const rotation = await rotateClientSecret(ctx, request.params.id, { overlapSeconds: overlap, actor: request.admin!.client_id, via: 'admin-api' });
+      const seconds = (ms: number | null) => (ms === null ? 0 : Math.floor(ms / 1000));
+      return {
+        client_id: request.params.id,
+        client_secret: rotation.secret,
+        client_secret_issued_at: seconds(rotation.createdAt),
+        // RFC 7591 §3.2.1: 0 means the secret never expires.
+        client_secret_expires_at: seconds(rotation.expiresAt),
+        ...(rotation.previousValidUntil !== null ? { previous_client_secret_valid_until: seconds(rotation.previousValidUntil) } : {}),
+      };
     });
     app.put<{ Params: { id: string } }>(`${base}/clients/:id`, adminOperation(ctx, 'admin:write', {
       tag: 'clients',
@@ -112,14 +135,21 @@ const resourceServer = objectBody(
     scopes: { type: 'array', items: { type: 'string' } },
     access_token_ttl: { type: 'integer' },
     require_sender_constraint: { type: 'boolean' },
+    access_token_format: { type: 'string', enum: ['jwt', 'reference'], description: 'jwt (default when absent) or reference: an opaque handle resolved by introspection' },
   },
   [],
   'A resource server as docs/apply.md describes it',
 );
 
+/** What GET shows of a client's secret (never the secret): read-only members. */
+const clientSecretMembers = ['client_secret_expires_at', 'client_secret_issued_at', 'previous_client_secret_valid_until'] as const;
+
 async function clientRepresentation(ctx: Context, clientId: string): Promise<Representation> {
-  const current = (await ctx.clients.get(clientId))?.metadata as Record<string, unknown> | undefined;
-  return { name: 'client', current, writable: Object.keys(current ?? {}).filter((m) => m !== 'client_id') };
+  const metadata = (await ctx.clients.get(clientId))?.metadata as Record<string, unknown> | undefined;
+  // The secret's dates are shown beside the metadata and never written here (rotate-secret changes them).
+  const view = metadata ? await clientSecretView(ctx, clientId) : undefined;
+  const current = metadata ? { ...metadata, ...view } : undefined;
+  return { name: 'client', current, writable: Object.keys(metadata ?? {}).filter((m) => m !== 'client_id'), readOnly: clientSecretMembers };
 }
 
 async function writeClient(ctx: Context, clientId: string, body: Record<string, unknown>, actor: string) {
@@ -129,7 +159,7 @@ async function writeClient(ctx: Context, clientId: string, body: Record<string, 
   const result = await applyOne(ctx, { clients: [{ ...body, client_id: clientId }] }, actor);
   const client = await ctx.clients.get(clientId);
   const secret = result.secrets[clientId];
-  return { ...client!.metadata, ...(secret ? { client_secret: secret } : {}), outcome: result.changes[0]!.outcome };
+  return { ...client!.metadata, ...(await clientSecretView(ctx, clientId)), ...(secret ? { client_secret: secret } : {}), outcome: result.changes[0]!.outcome };
 }
 
 function serverRepresentation(server: ResourceServer | undefined): Representation {

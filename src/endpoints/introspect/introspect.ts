@@ -1,6 +1,5 @@
-import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
-import { verifyAccessToken } from '../../tokens/access-token.ts';
+import { readAccessToken } from '../../tokens/reference-tokens.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
 import { recordRefusal } from '../../audit/refusals.ts';
 import { isTxn } from '../../transactions/txn.ts';
@@ -11,10 +10,13 @@ const inactive: IntrospectionAnswer = { active: false };
 
 /**
  * Decides what `callerId` may learn about `token` (RFC 7662 §2.2). Every reason for refusing
- * looks the same to the caller, so introspection is no oracle for other clients' tokens.
+ * looks the same to the caller, so introspection is no oracle for other clients' tokens. A JWT of
+ * ours and a reference token's handle (src/tokens/reference-tokens.ts) are read by one function and
+ * then answered alike: the same caller rule, the same liveness rule, the same claims.
  */
 export async function introspect(ctx: Context, callerId: string, token: string, requestId?: string): Promise<IntrospectionAnswer> {
-  const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
+  // RFC 7662 §2.2: unknown, expired or not ours — for a JWT and a handle alike — is `active: false`.
+  const verified = await readAccessToken(ctx, token);
   if (!verified.ok) return inactive;
   const claims = verified.claims;
   if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) {

@@ -1,9 +1,8 @@
 import { endpointAuthMethods } from '../../clients/metadata.ts';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
-import { epochSeconds } from '../../clock.ts';
 import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import { verifyAccessToken } from '../../tokens/access-token.ts';
+import { readAccessToken } from '../../tokens/reference-tokens.ts';
 import { RevocationList } from '../../tokens/revocation.ts';
 import { findRefreshToken, revokeFamily } from '../../tokens/refresh-tokens.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -14,8 +13,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 2. the caller authenticates as a client (§2.1);
  * 3. `token` is present (§2.1; invalid_request), and a `token_type_hint`, when sent, is
  *    access_token or refresh_token (§2.2.1 unsupported_token_type);
- * 4. a valid access token issued to the caller is recorded as revoked until it expires, and
- *    introspection reports it inactive from then on; a refresh token issued to the caller is
+ * 4. a valid access token issued to the caller — a JWT, or a reference token's handle
+ *    (src/tokens/reference-tokens.ts) — is recorded as revoked by its jti until it expires, and
+ *    introspection reports it inactive from then on (the one liveness rule, src/tokens/liveness.ts); a refresh token issued to the caller is
  *    revoked with its whole rotation family;
  * 5. the answer is 200 with an empty body whether or not anything was revoked (§2.2): an invalid
  *    token, or another client's, learns the caller nothing.
@@ -37,7 +37,7 @@ export const revocation: Endpoint = {
       if (hint !== undefined && hint !== 'access_token' && hint !== 'refresh_token') {
         throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
       }
-      const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
+      const verified = await readAccessToken(ctx, token);
       if (verified.ok && verified.claims.client_id === callerId) {
         const claims = verified.claims;
         await revoked.revoke(claims.jti, claims.exp * 1000, ctx.clock.now(), 'revoked by client');

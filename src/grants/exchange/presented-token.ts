@@ -1,10 +1,9 @@
 import { decodeJwt } from '../../jose/index.ts';
 import type { AuthorizationDetail } from '../../authorization/authorization-details.ts';
-import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { partnerAudiences, partnerTokenKind, verifyPartnerToken, type VerifiedPartnerToken } from '../../federation/verify.ts';
 import { containsJwt } from '../../audit/guard.ts';
-import { verifyAccessToken } from '../../tokens/access-token.ts';
+import { readAccessToken, referenceTokenPrefix } from '../../tokens/reference-tokens.ts';
 import type { AccessTokenClaims, Confirmation } from '../../tokens/claims.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
 import { tokenTypes } from '../../tokens/token-types.ts';
@@ -66,7 +65,9 @@ export type Presented =
  * type must match the token (RFC 8725 §3.12): an access token of ours is `access_token` (never
  * `id_token`), a partner's JWT is `jwt`, `access_token` or, where its profile allows it,
  * `id_token`. A token of ours of another kind (an ID token, a request object) is refused as
- * `access_token`: verification demands `typ` at+jwt.
+ * `access_token`: verification demands `typ` at+jwt. A reference token of ours (an opaque handle,
+ * src/tokens/reference-tokens.ts) is an `access_token` too: its stored claims are read and then
+ * treated exactly as a JWT's (the client's right to it, liveness, what it carries down the chain).
  */
 export async function verifyPresentedToken(
   ctx: Context,
@@ -75,11 +76,12 @@ export async function verifyPresentedToken(
   clientId: string,
   entitled?: (token: PresentedToken) => Promise<void>,
 ): Promise<Presented> {
-  const issuer = unverifiedIssuer(token);
+  const reference = token.startsWith(referenceTokenPrefix);
+  const issuer = reference ? ctx.config.issuer : unverifiedIssuer(token);
   if (issuer === undefined) return { ok: false, reason: 'not a JWT with an issuer' };
   if (issuer === ctx.config.issuer) {
     if (tokenType !== tokenTypes.accessToken) return { ok: false, reason: `a token of this server is an access token, not ${tokenType}` };
-    const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
+    const verified = await readAccessToken(ctx, token);
     if (!verified.ok) return { ok: false, reason: `invalid or expired (${verified.reason})` };
     const claims = verified.claims;
     const local = fromLocal(claims);
