@@ -13,6 +13,16 @@ interface Loaded {
   byIssuer: Map<string, Partner>;
   /** Partners suspended by a drift (src/federation/drift), by id: since when, and why. */
   suspended: Map<string, PartnerSuspension>;
+  /** Per issuer that apply's prune ever disabled (src/lifecycle/prune.ts): still disabled, and the cut-off. */
+  cutoffs: Map<string, IssuerCutoff>;
+}
+
+/** What prune left of a partner issuer's standing, for token liveness. */
+export interface IssuerCutoff {
+  /** The partner is disabled now: every token that came from it is dead. */
+  disabled: boolean;
+  /** Tokens that came from it issued at or before this instant (epoch ms) are dead. */
+  tokensValidAfter: number | null;
 }
 
 export interface PartnerSuspension {
@@ -62,6 +72,11 @@ export class PartnerStore {
     return (await this.#cache.get()).suspended.get(id);
   }
 
+  /** A partner issuer's standing after prune, if prune ever disabled it: tokens that came from it live by it (src/tokens/liveness.ts). */
+  async issuerCutoff(issuer: string): Promise<IssuerCutoff | undefined> {
+    return (await this.#cache.get()).cutoffs.get(issuer);
+  }
+
   async list(): Promise<Partner[]> {
     return [...(await this.#cache.get()).byId.values()];
   }
@@ -69,13 +84,14 @@ export class PartnerStore {
   /** Creates or updates, inside the caller's transaction; 'unchanged' when the stored one is identical. */
   async upsert(trx: Transaction<Database>, partner: Partner): Promise<UpsertOutcome> {
     const definition = JSON.stringify(partner);
-    const existing = await trx.selectFrom('partners').select('definition').where('id', '=', partner.id).executeTakeFirst();
-    if (existing?.definition === definition) return 'unchanged';
+    const existing = await trx.selectFrom('partners').select(['definition', 'disabled_at']).where('id', '=', partner.id).executeTakeFirst();
+    // A partner disabled by prune and declared again is back in service.
+    if (existing?.definition === definition && existing.disabled_at === null) return 'unchanged';
     const now = this.#clock.now();
     if (existing) {
       await trx
         .updateTable('partners')
-        .set({ issuer: partner.issuer, definition, updated_at: now })
+        .set({ issuer: partner.issuer, definition, disabled_at: null, updated_at: now })
         .where('id', '=', partner.id)
         .execute();
     } else {
@@ -83,6 +99,18 @@ export class PartnerStore {
     }
     await bumpGeneration(trx, 'partners');
     return existing ? 'updated' : 'created';
+  }
+
+  /**
+   * Disables a partner inside the caller's transaction (apply's prune): its profile stays, with its
+   * history, but its issuer is no longer trusted, so its tokens are refused as an unknown issuer's.
+   * False when there is no such partner or it is already disabled.
+   */
+  async disable(trx: Transaction<Database>, id: string, now: number): Promise<boolean> {
+    const updated = await trx.updateTable('partners').set({ disabled_at: now, tokens_valid_after: now, updated_at: now }).where('id', '=', id).where('disabled_at', 'is', null).executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0) return false;
+    await bumpGeneration(trx, 'partners');
+    return true;
   }
 
   invalidate(): void {
@@ -94,14 +122,21 @@ export class PartnerStore {
     const rows = await this.#db
       .selectFrom('partners')
       .leftJoin('partner_baselines', 'partner_baselines.partner_id', 'partners.id')
-      .select(['partners.id', 'partners.definition', 'partner_baselines.status', 'partner_baselines.suspended_at', 'partner_baselines.suspended_reason'])
+      .select(['partners.id', 'partners.definition', 'partners.issuer', 'partners.disabled_at', 'partners.tokens_valid_after', 'partner_baselines.status', 'partner_baselines.suspended_at', 'partner_baselines.suspended_reason'])
       .orderBy('partners.id')
       .execute();
-    const partners = rows.map((row) => JSON.parse(row.definition) as Partner);
-    const suspended = new Map<string, PartnerSuspension>();
+    // A partner disabled by prune is not trusted at all: as if it were not registered.
+    const inService = rows.filter((row) => row.disabled_at === null);
+    const cutoffs = new Map<string, IssuerCutoff>();
     for (const row of rows) {
+      if (row.tokens_valid_after === null) continue;
+      cutoffs.set(row.issuer, { disabled: row.disabled_at !== null, tokensValidAfter: Number(row.tokens_valid_after) });
+    }
+    const partners = inService.map((row) => JSON.parse(row.definition) as Partner);
+    const suspended = new Map<string, PartnerSuspension>();
+    for (const row of inService) {
       if (row.status === 'suspended') suspended.set(row.id, { since: Number(row.suspended_at ?? 0), reason: row.suspended_reason ?? 'drift' });
     }
-    return { byId: new Map(partners.map((p) => [p.id, p])), byIssuer: new Map(partners.map((p) => [p.issuer, p])), suspended };
+    return { byId: new Map(partners.map((p) => [p.id, p])), byIssuer: new Map(partners.map((p) => [p.issuer, p])), suspended, cutoffs };
   }
 }

@@ -8,6 +8,10 @@ export interface PartnerTables {
     definition: string;
     created_at: number;
     updated_at: number;
+    /** When prune disabled it (migration 0052): its tokens are refused as from an unknown issuer. */
+    disabled_at: number | null;
+    /** The liveness cut-off of tokens exchanged from its tokens (`origin_iss`), set when disabled. */
+    tokens_valid_after: number | null;
   };
 }
 

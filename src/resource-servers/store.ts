@@ -6,11 +6,20 @@ import type { ResourceServer } from './definition.ts';
 
 export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
 
+/** A stored resource server with its service state (apply's prune disables, never deletes). */
+export interface StoredResourceServer {
+  server: ResourceServer;
+  /** When prune disabled it; null while in service. A disabled resource server is no audience. */
+  disabledAt: number | null;
+  /** Tokens for it issued at or before this instant (epoch ms) are dead (src/tokens/liveness.ts). */
+  tokensValidAfter: number | null;
+}
+
 /** Resource servers by identifier, cached in memory and reloaded when any process changes them. */
 export class ResourceServerStore {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
-  readonly #cache: GenerationCache<Map<string, ResourceServer>>;
+  readonly #cache: GenerationCache<Map<string, StoredResourceServer>>;
 
   constructor(db: Kysely<Database>, clock: Clock) {
     this.#db = db;
@@ -18,12 +27,25 @@ export class ResourceServerStore {
     this.#cache = new GenerationCache(db, 'resource_servers', () => this.#loadAll(), clock);
   }
 
+  /** The resource server in service with this identifier (a disabled one is no audience). */
   async get(identifier: string): Promise<ResourceServer | undefined> {
-    return (await this.#cache.get()).get(identifier);
+    const stored = (await this.#cache.get()).get(identifier);
+    return stored && stored.disabledAt === null ? stored.server : undefined;
   }
 
+  /** The resource servers in service. */
   async list(): Promise<ResourceServer[]> {
+    return [...(await this.#cache.get()).values()].flatMap((s) => (s.disabledAt === null ? [s.server] : []));
+  }
+
+  /** Every stored resource server, disabled ones included (apply's plan, the admin API, token liveness). */
+  async listStored(): Promise<StoredResourceServer[]> {
     return [...(await this.#cache.get()).values()];
+  }
+
+  /** One stored resource server, disabled or not. */
+  async getStored(identifier: string): Promise<StoredResourceServer | undefined> {
+    return (await this.#cache.get()).get(identifier);
   }
 
   /** Creates or updates, inside the caller's transaction; 'unchanged' when the stored one is identical. */
@@ -31,15 +53,16 @@ export class ResourceServerStore {
     const definition = JSON.stringify(server);
     const existing = await trx
       .selectFrom('resource_servers')
-      .select('definition')
+      .select(['definition', 'disabled_at'])
       .where('identifier', '=', server.identifier)
       .executeTakeFirst();
-    if (existing?.definition === definition) return 'unchanged';
+    // A disabled resource server declared again is back in service (its older tokens stay dead).
+    if (existing?.definition === definition && existing.disabled_at === null) return 'unchanged';
     const now = this.#clock.now();
     if (existing) {
       await trx
         .updateTable('resource_servers')
-        .set({ definition, updated_at: now })
+        .set({ definition, disabled_at: null, updated_at: now })
         .where('identifier', '=', server.identifier)
         .execute();
     } else {
@@ -52,12 +75,38 @@ export class ResourceServerStore {
     return existing ? 'updated' : 'created';
   }
 
+  /**
+   * Disables a resource server inside the caller's transaction (apply's prune): no token is issued
+   * for it any more, and every token issued for it so far is dead (the cut-off). False when there is
+   * no such resource server or it is already disabled.
+   */
+  async disable(trx: Transaction<Database>, identifier: string, now: number): Promise<boolean> {
+    const updated = await trx
+      .updateTable('resource_servers')
+      .set({ disabled_at: now, tokens_valid_after: now, updated_at: now })
+      .where('identifier', '=', identifier)
+      .where('disabled_at', 'is', null)
+      .executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0) return false;
+    await bumpGeneration(trx, 'resource_servers');
+    return true;
+  }
+
   invalidate(): void {
     this.#cache.invalidate();
   }
 
-  async #loadAll(): Promise<Map<string, ResourceServer>> {
-    const rows = await this.#db.selectFrom('resource_servers').select(['identifier', 'definition']).execute();
-    return new Map(rows.map((row) => [row.identifier, JSON.parse(row.definition) as ResourceServer]));
+  async #loadAll(): Promise<Map<string, StoredResourceServer>> {
+    const rows = await this.#db.selectFrom('resource_servers').select(['identifier', 'definition', 'disabled_at', 'tokens_valid_after']).execute();
+    return new Map(
+      rows.map((row) => [
+        row.identifier,
+        {
+          server: JSON.parse(row.definition) as ResourceServer,
+          disabledAt: row.disabled_at === null ? null : Number(row.disabled_at),
+          tokensValidAfter: row.tokens_valid_after === null ? null : Number(row.tokens_valid_after),
+        },
+      ]),
+    );
   }
 }

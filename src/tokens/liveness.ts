@@ -13,11 +13,15 @@ import { RevocationList } from './revocation.ts';
  * reset or "sign out everywhere" end a person's tokens at once, RFC 9700 §4.14.2), and the mandate
  * version it names still in force (revoked, superseded or expired → dead at once), and a
  * break-glass token's activation still in force (ended or past its end → dead at once, whatever the
- * token's own `exp`; a `break_glass` token naming no activation is dead). Introspection,
+ * token's own `exp`; a `break_glass` token naming no activation is dead), and its client and its
+ * audience still in service and the token issued after their cut-off (apply's prune disables a
+ * client or resource server and ends its tokens at once: src/lifecycle/prune.ts). Introspection,
  * token exchange and every protected resource of ours (src/tokens/protected-resource.ts) ask this.
  */
-export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>, claims: AccessTokenClaims): Promise<boolean> {
+export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audit' | 'clients' | 'resourceServers' | 'partners' | 'agents'>, claims: AccessTokenClaims): Promise<boolean> {
   if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return false;
+  // The client and audience rule: both read from the in-memory registries (no round trip).
+  if (!(await isInService(ctx, claims))) return false;
   if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) return false;
   // A person's token is one issued under their consent grant (`grant_id`; exchanged tokens keep it):
   // its `sub` is the person's id. One read by primary key.
@@ -30,5 +34,25 @@ export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audi
   if (claims.break_glass !== undefined || claims.break_glass_activation !== undefined) {
     if (typeof claims.break_glass_activation !== 'string' || !(await isActivationInForce(ctx.storage.db, claims.break_glass_activation, ctx.clock.now()))) return false;
   }
+  return true;
+}
+
+/**
+ * Whether what the token stands on is in service (apply's prune disables, src/lifecycle/prune.ts):
+ * its client and audience, each with the token issued after its cut-off; the partner it came from
+ * (`origin_iss`); the agent it was issued to. A client or audience Clearance does not store
+ * (Clearance's own built-in audiences, a client deleted outright by RFC 7592) is left to the other
+ * rules. Every read here is of an in-memory registry: no round trip.
+ */
+async function isInService(ctx: Pick<Context, 'clients' | 'resourceServers' | 'partners' | 'agents'>, claims: AccessTokenClaims): Promise<boolean> {
+  const issuedAt = claims.iat * 1000;
+  const client = await ctx.clients.get(claims.client_id);
+  if (client && (client.disabledAt !== null || (client.tokensValidAfter !== null && issuedAt <= client.tokensValidAfter))) return false;
+  const audience = await ctx.resourceServers.getStored(claims.aud);
+  if (audience && (audience.disabledAt !== null || (audience.tokensValidAfter !== null && issuedAt <= audience.tokensValidAfter))) return false;
+  const originIssuer = (claims as { origin_iss?: unknown }).origin_iss;
+  const partner = typeof originIssuer === 'string' ? await ctx.partners.issuerCutoff(originIssuer) : undefined;
+  if (partner && (partner.disabled || (partner.tokensValidAfter !== null && issuedAt <= partner.tokensValidAfter))) return false;
+  if (claims.agent !== undefined && (await ctx.agents.snapshot()).agents.get(claims.agent.id)?.status !== 'active') return false;
   return true;
 }

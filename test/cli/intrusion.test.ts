@@ -56,7 +56,7 @@ for (const dialect of testDialects()) {
       t.after(() => rmSync(dir, { recursive: true, force: true }));
       const file = join(dir, 'policies.yaml');
       writeFileSync(file, stringify({ policies: [{ version: '2026-06.3', text: examplePolicyText(), change_ref: 'CHG-3', author: 'alice', approver: 'bob', active: true }] }));
-      assert.equal(await applyCommand(ctx, file, false, quiet), 0);
+      assert.equal(await applyCommand(ctx, file, { plan: false, dryRun: false, prune: false, force: false }, quiet), 0);
       const [event] = await unusual(ctx);
       assert.equal(event!.details.action, 'apply (policy.activate 2026-06.3)');
       assert.deepEqual(
@@ -64,7 +64,7 @@ for (const dialect of testDialects()) {
         ['quick_activation'],
       );
       // Applying the same document again activates nothing: an ordinary apply.
-      assert.equal(await applyCommand(ctx, file, false, quiet), 0);
+      assert.equal(await applyCommand(ctx, file, { plan: false, dryRun: false, prune: false, force: false }, quiet), 0);
       assert.equal((await unusual(ctx)).length, 1);
     });
   });

@@ -141,7 +141,7 @@ for (const dialect of testDialects()) {
 
       const reader = new ClientStore(database.connect().db, clock);
       const stored = await reader.get('broker-1');
-      assert.deepEqual(stored, { metadata: broker, secretHash: hashClientSecret(created.secret) });
+      assert.deepEqual(stored, { metadata: broker, secretHash: hashClientSecret(created.secret), disabledAt: null, tokensValidAfter: null });
       const row = await database.storage.db.selectFrom('clients').selectAll().executeTakeFirstOrThrow();
       assert.ok(!JSON.stringify(row).includes(created.secret), 'the secret is not stored');
       assert.equal(row.created_at, clock.now());
@@ -153,8 +153,38 @@ for (const dialect of testDialects()) {
       const updated = await database.storage.db.transaction().execute((trx) => writer.upsert(trx, renamed));
       assert.deepEqual(updated, { outcome: 'updated' }, 'the secret is kept');
       reader.invalidate();
-      assert.deepEqual(await reader.get('broker-1'), { metadata: renamed, secretHash: hashClientSecret(created.secret) });
+      assert.deepEqual(await reader.get('broker-1'), { metadata: renamed, secretHash: hashClientSecret(created.secret), disabledAt: null, tokensValidAfter: null });
       assert.equal(await reader.get('nobody'), undefined);
+    });
+
+    test('disables a client and a resource server without deleting them; declared again, they are back in service with their cut-off kept', async (t) => {
+      const database = await migrated(dialect, t);
+      const clock = new ManualClock(Date.UTC(2026, 0, 1));
+      const clients = new ClientStore(database.storage.db, clock);
+      const servers = new ResourceServerStore(database.storage.db, clock);
+      const db = database.storage.db;
+      await db.transaction().execute(async (trx) => {
+        await clients.upsert(trx, broker);
+        await servers.upsert(trx, orderApi);
+      });
+      clock.advance(1000);
+      const disabledAt = clock.now();
+      assert.deepEqual(await db.transaction().execute(async (trx) => [await clients.disable(trx, 'broker-1', disabledAt), await servers.disable(trx, orderApi.identifier, disabledAt)]), [true, true]);
+      assert.deepEqual(await db.transaction().execute(async (trx) => [await clients.disable(trx, 'broker-1', disabledAt), await servers.disable(trx, 'https://nowhere.example', disabledAt)]), [false, false], 'already disabled, or unknown');
+      const reader = new ClientStore(database.connect().db, clock);
+      const readServers = new ResourceServerStore(database.connect().db, clock);
+      assert.equal((await reader.get('broker-1'))?.disabledAt, disabledAt);
+      assert.equal((await reader.get('broker-1'))?.tokensValidAfter, disabledAt);
+      assert.equal(await readServers.get(orderApi.identifier), undefined, 'a disabled resource server is no audience');
+      assert.equal((await readServers.getStored(orderApi.identifier))?.disabledAt, disabledAt);
+      clock.advance(1000);
+      assert.equal((await db.transaction().execute((trx) => clients.upsert(trx, broker))).outcome, 'updated');
+      assert.equal(await db.transaction().execute((trx) => servers.upsert(trx, orderApi)), 'updated');
+      reader.invalidate();
+      readServers.invalidate();
+      assert.deepEqual([(await reader.get('broker-1'))?.disabledAt, (await reader.get('broker-1'))?.tokensValidAfter], [null, disabledAt]);
+      assert.deepEqual(await readServers.get(orderApi.identifier), orderApi);
+      assert.equal((await readServers.getStored(orderApi.identifier))?.tokensValidAfter, disabledAt);
     });
 
     test('round trips resource servers', async (t) => {
