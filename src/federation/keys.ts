@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { algorithmsForKeyType, asymmetricJwsAlgorithms, importPublicJwk, jwkAlgorithms, privateMemberOf, type JwsAlgorithm } from '../jose/index.ts';
 import { fetchJson, type JsonFetcher } from './fetch.ts';
+import { RemoteSets, type HeldSet } from './remote-sets.ts';
 import type { Partner } from './definition.ts';
 
 /**
@@ -83,15 +84,6 @@ export interface KeySetResult {
   fetched: boolean;
 }
 
-interface RemoteEntry {
-  keys?: PartnerKey[];
-  fetchedAt: number;
-  /** When the last fetch started, successful or not: refreshes are rate-limited by it. */
-  attemptAt: number;
-  error?: string;
-  inflight?: Promise<void>;
-}
-
 export interface PartnerKeysOptions {
   fetch?: JsonFetcher;
   /** How long a fetched key set is used before it is fetched again; default 10 minutes. */
@@ -106,8 +98,8 @@ export const defaultMinRefreshMs = 60_000;
 /**
  * The partners' key sets: inline ones imported once per profile version, remote ones (jwks_uri)
  * fetched with the SSRF rules (fetch.ts) and kept for `cacheMs`. A refresh (for a kid not in the
- * set) and a retry after a failure happen at most once per `minRefreshMs` per partner, so tokens
- * with invented kids cannot make Clearance hammer a partner, nor a failing partner slow every request.
+ * set) and a retry after a failure happen at most once per `minRefreshMs` per partner
+ * (./remote-sets.ts, shared with the clients' jwks_uri).
  */
 export class PartnerKeys {
   readonly #clock: Clock;
@@ -115,13 +107,14 @@ export class PartnerKeys {
   readonly #cacheMs: number;
   readonly #minRefreshMs: number;
   readonly #inline = new WeakMap<Partner, PartnerKey[]>();
-  readonly #remote = new Map<string, RemoteEntry>();
+  readonly #remote: RemoteSets<PartnerKey[]>;
 
   constructor(clock: Clock, options: PartnerKeysOptions = {}) {
     this.#clock = clock;
     this.#fetch = options.fetch ?? fetchJson;
     this.#cacheMs = options.cacheMs ?? defaultKeyCacheMs;
     this.#minRefreshMs = options.minRefreshMs ?? defaultMinRefreshMs;
+    this.#remote = new RemoteSets(clock, { minRefreshMs: this.#minRefreshMs });
   }
 
   /**
@@ -141,25 +134,8 @@ export class PartnerKeys {
     const uri = partner.jwks_uri;
     // Keyed by everything the fetch depends on: a changed profile starts afresh.
     const cacheKey = `${partner.id}\n${uri}\n${partner.allow_private_network}`;
-    let entry = this.#remote.get(cacheKey);
-    if (!entry) {
-      entry = { fetchedAt: -Infinity, attemptAt: -Infinity };
-      this.#remote.set(cacheKey, entry);
-    }
-    const now = this.#clock.now();
-    const stale = !entry.keys || now - entry.fetchedAt >= this.#cacheMs;
-    const mayFetch = now - entry.attemptAt >= this.#minRefreshMs;
-    let fetched = false;
-    if ((stale || options.refresh) && (mayFetch || entry.inflight)) {
-      if (!entry.inflight) {
-        const target = entry;
-        target.attemptAt = now;
-        target.inflight = this.#load(partner, uri, target).finally(() => (target.inflight = undefined));
-      }
-      await entry.inflight;
-      fetched = true;
-    }
-    if (entry.keys && this.#clock.now() - entry.fetchedAt < this.#cacheMs) return { keys: entry.keys, source: uri, fetched };
+    const { entry, fresh, fetched, mayFetch } = await this.#remote.get(cacheKey, options.refresh ?? false, (target) => this.#load(partner, uri, target));
+    if (fresh) return { keys: fresh, source: uri, fetched };
     const why = entry.error ?? 'it was not fetched yet';
     const wait = mayFetch ? '' : ` (next attempt in at most ${Math.ceil(this.#minRefreshMs / 1000)} s)`;
     return { error: `the keys of partner ${partner.id} are not available: ${why}${wait}` };
@@ -170,13 +146,14 @@ export class PartnerKeys {
     this.#remote.clear();
   }
 
-  async #load(partner: Partner, uri: string, entry: RemoteEntry): Promise<void> {
+  async #load(partner: Partner, uri: string, entry: HeldSet<PartnerKey[]>): Promise<void> {
     try {
       const document = await this.#fetch(uri, { allowPrivateNetwork: partner.allow_private_network });
       const read = readKeySet(document);
       if ('error' in read) throw new Error(`${uri} ${read.error}`);
-      entry.keys = read.keys;
-      entry.fetchedAt = this.#clock.now();
+      entry.value = read.keys;
+      // Used for `cacheMs` from when it arrived.
+      entry.freshUntil = this.#clock.now() + this.#cacheMs;
       entry.error = undefined;
     } catch (error) {
       entry.error = (error as Error).message;

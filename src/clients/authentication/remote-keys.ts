@@ -1,6 +1,7 @@
 import { Counter } from 'prom-client';
 import type { Clock } from '../../clock.ts';
 import { pinnedRequest, type FetchRules, type PinnedResponse } from '../../federation/fetch.ts';
+import { RemoteSets, type HeldSet } from '../../federation/remote-sets.ts';
 import { metricsRegistry } from '../../metrics.ts';
 import type { Client } from '../store.ts';
 import { importKeySet, registeredKeys, type RegisteredKey } from './client-keys.ts';
@@ -26,16 +27,10 @@ export interface ClientKeySetsOptions {
   resolve?: FetchRules['resolve'];
 }
 
-interface Entry {
-  keys?: RegisteredKey[];
-  /** Until when `keys` may be used without asking again (HTTP freshness, bounded). */
-  freshUntil: number;
-  /** When the last fetch started, successful or not: fetches are rate-limited by it. */
-  attemptAt: number;
+/** A client's set as held: its freshness is the HTTP response's (bounded); the validators revalidate it. */
+interface Entry extends HeldSet<RegisteredKey[]> {
   etag?: string;
   lastModified?: string;
-  error?: string;
-  inflight?: Promise<void>;
 }
 
 const fetches = new Counter({
@@ -45,7 +40,7 @@ const fetches = new Counter({
   registers: [metricsRegistry],
 });
 
-/** The most client key sets one node keeps. */
+/** The most client key sets one node keeps: dynamic registrations and moved jwks_uris must not grow it forever. */
 const maxEntries = 10_000;
 
 /**
@@ -62,7 +57,7 @@ const maxEntries = 10_000;
 export class ClientKeySets {
   readonly #clock: Clock;
   readonly #options: Required<Omit<ClientKeySetsOptions, 'resolve'>> & Pick<ClientKeySetsOptions, 'resolve'>;
-  readonly #entries = new Map<string, Entry>();
+  readonly #sets: RemoteSets<RegisteredKey[], Entry>;
 
   constructor(clock: Clock, options: ClientKeySetsOptions) {
     this.#clock = clock;
@@ -76,6 +71,7 @@ export class ClientKeySets {
       request: pinnedRequest,
       ...options,
     };
+    this.#sets = new RemoteSets(clock, { minRefreshMs: this.#options.minRefreshMs, maxEntries });
   }
 
   /**
@@ -89,28 +85,8 @@ export class ClientKeySets {
     const id = client.metadata.client_id;
     // Keyed by the URI too: a registration that moves its jwks_uri starts afresh.
     const cacheKey = `${id}\n${uri}`;
-    let entry = this.#entries.get(cacheKey);
-    if (!entry) {
-      // Bounded: dynamic registrations and moved jwks_uris must not grow the cache forever; the
-      // oldest entry goes (it is fetched again when its client next authenticates).
-      if (this.#entries.size >= maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
-      entry = { freshUntil: -Infinity, attemptAt: -Infinity };
-      this.#entries.set(cacheKey, entry);
-    }
-    const now = this.#clock.now();
-    const stale = !entry.keys || now >= entry.freshUntil;
-    const mayFetch = now - entry.attemptAt >= this.#options.minRefreshMs;
-    let fetched = false;
-    if ((stale || options.refresh) && (mayFetch || entry.inflight)) {
-      if (!entry.inflight) {
-        const target = entry;
-        target.attemptAt = now;
-        target.inflight = this.#load(uri, target).finally(() => (target.inflight = undefined));
-      }
-      await entry.inflight;
-      fetched = true;
-    }
-    if (entry.keys && this.#clock.now() < entry.freshUntil) return { keys: entry.keys, fetched };
+    const { entry, fresh, fetched, mayFetch } = await this.#sets.get(cacheKey, options.refresh ?? false, (target) => this.#load(uri, target));
+    if (fresh) return { keys: fresh, fetched };
     const why = entry.error ?? 'it was not fetched yet';
     const wait = mayFetch || fetched ? '' : ` (next attempt in at most ${Math.ceil(this.#options.minRefreshMs / 1000)} s)`;
     return { error: `the keys of client ${id} at its jwks_uri are not available: ${why}${wait}` };
@@ -118,15 +94,15 @@ export class ClientKeySets {
 
   /** Forgets every fetched set (tests; a registration change is picked up by its new URI or by expiry). */
   clear(): void {
-    this.#entries.clear();
+    this.#sets.clear();
   }
 
   async #load(uri: string, entry: Entry): Promise<void> {
     const o = this.#options;
     const headers: Record<string, string> = { accept: 'application/jwk-set+json, application/json' };
     // RFC 9110 §13.1: revalidate what we hold rather than download it again.
-    if (entry.keys && entry.etag) headers['if-none-match'] = entry.etag;
-    else if (entry.keys && entry.lastModified) headers['if-modified-since'] = entry.lastModified;
+    if (entry.value && entry.etag) headers['if-none-match'] = entry.etag;
+    else if (entry.value && entry.lastModified) headers['if-modified-since'] = entry.lastModified;
     try {
       const response = await o.request(uri, { method: 'GET', headers }, {
         allowPrivateNetwork: o.allowPrivateNetwork,
@@ -135,7 +111,7 @@ export class ClientKeySets {
         ...(o.resolve ? { resolve: o.resolve } : {}),
       });
       const now = this.#clock.now();
-      if (response.status === 304 && entry.keys) {
+      if (response.status === 304 && entry.value) {
         entry.freshUntil = now + this.#lifetime(response.headers);
         entry.error = undefined;
         fetches.labels('not_modified').inc();
@@ -151,7 +127,7 @@ export class ClientKeySets {
       }
       const read = importKeySet(document);
       if ('error' in read) throw new Error(`${uri} ${read.error}`);
-      entry.keys = read.keys;
+      entry.value = read.keys;
       entry.freshUntil = now + this.#lifetime(response.headers);
       entry.etag = response.headers.etag;
       entry.lastModified = response.headers['last-modified'];
