@@ -106,6 +106,13 @@ export interface Config {
    * CLEARANCE_PRUNE_MAX_PERCENT, default 25.
    */
   pruneMaxPercent: number;
+  /**
+   * Destination control (src/transfers, docs/transfers.md "Destination control"): how long an
+   * approved address-book change cools down before a transfer may use it, unless the legal entity
+   * sets its own (apply's `transfer_destinations.cooldowns`). CLEARANCE_TRANSFER_COOLDOWN_HOURS,
+   * default 24 (0 to 720).
+   */
+  transferCooldownHours: number;
   /** Shared Signals (src/signals/ssf, docs/signals.md): how often the transmitter looks for new events and due deliveries, ms. CLEARANCE_SSF_INTERVAL_MS, default 250. */
   ssfIntervalMs: number;
   /** Whether push endpoints may be http on loopback or on private addresses: CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK, default true in development, false in production. */
@@ -126,6 +133,19 @@ export interface Config {
   clientSecretMaxAgeDaysInstitutional: number;
   /** Whether clients' jwks_uri may be http on loopback or on private addresses: CLEARANCE_CLIENT_JWKS_ALLOW_PRIVATE_NETWORK, default true in development, false in production. */
   clientJwksAllowPrivateNetwork: boolean;
+  /**
+   * The FATF travel rule (src/transfers/detail.ts, docs/transfers.md): a crypto-asset transfer of at
+   * least this amount, in the asset's units, must carry its originator and beneficiary (IVMS 101).
+   * CLEARANCE_TRAVEL_RULE_THRESHOLD, a decimal, default 0: every amount (EU Regulation 2023/1113 Art. 14 has no threshold).
+   */
+  travelRuleThreshold: string;
+  /**
+   * The region this instance serves (docs/privacy.md "Regions"): its people's data and audit stay
+   * here; a token for a resource server of another region carries a per-region pseudonymous subject
+   * (src/identity/pairwise.ts), and introspection answers only resource servers of a token's region.
+   * CLEARANCE_REGION, a region identifier (lowercase letters, digits and -); unset: one region, no crossing.
+   */
+  region: string | undefined;
 }
 
 export const profiles = ['default', 'fapi2'] as const;
@@ -195,6 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mandateInFlightWindowSeconds: readInt(env, 'CLEARANCE_MANDATE_IN_FLIGHT_WINDOW', 259_200, 60, 90 * 86_400),
     offboardReassignmentDays: readInt(env, 'CLEARANCE_OFFBOARD_REASSIGNMENT_DAYS', 14, 0, 365),
     pruneMaxPercent: readInt(env, 'CLEARANCE_PRUNE_MAX_PERCENT', 25, 0, 100),
+    transferCooldownHours: readInt(env, 'CLEARANCE_TRANSFER_COOLDOWN_HOURS', 24, 0, 720),
     ssfIntervalMs: readInt(env, 'CLEARANCE_SSF_INTERVAL_MS', 250, 50, 60_000),
     ssfAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
     ssfMaxDeliveryAgeSeconds: readInt(env, 'CLEARANCE_SSF_MAX_DELIVERY_AGE', 86_400, 60, 30 * 86_400),
@@ -203,6 +224,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     clientSecretMaxAgeDays: readInt(env, 'CLEARANCE_CLIENT_SECRET_MAX_AGE_DAYS', 365, 0, 3650),
     clientSecretMaxAgeDaysInstitutional: readInt(env, 'CLEARANCE_INSTITUTIONAL_CLIENT_SECRET_MAX_AGE_DAYS', 90, 1, 3650),
     clientJwksAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_CLIENT_JWKS_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
+    travelRuleThreshold: readDecimal(env, 'CLEARANCE_TRAVEL_RULE_THRESHOLD', '0'),
+    region: readRegion(env.CLEARANCE_REGION),
   };
 }
 
@@ -234,6 +257,14 @@ function readPkcs11(env: NodeJS.ProcessEnv): Config['pkcs11'] {
   }
   if (!pin) throw new ConfigError('CLEARANCE_PKCS11_PIN or CLEARANCE_PKCS11_PIN_FILE is required with CLEARANCE_PKCS11_MODULE');
   return { module, tokenLabel, pin };
+}
+
+/** A non-negative decimal amount (up to 18 digits, 8 decimals), kept as written: amounts are compared exactly. */
+function readDecimal(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const raw = emptyToUndefined(env[name]);
+  if (raw === undefined) return fallback;
+  if (!/^(0|[1-9]\d{0,17})(\.\d{1,8})?$/.test(raw)) throw new ConfigError(`${name} must be a non-negative decimal amount, not "${raw}"`);
+  return raw;
 }
 
 function readOneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[], fallback: T): T {
@@ -286,6 +317,14 @@ function readIssuer(raw: string, mode: Mode): string {
     );
   }
   return raw.replace(/\/+$/, '');
+}
+
+/** CLEARANCE_REGION: a region identifier as the entity model writes them (src/entities/definition.ts regionPattern). */
+function readRegion(raw: string | undefined): string | undefined {
+  const region = emptyToUndefined(raw);
+  if (region === undefined) return undefined;
+  if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(region)) throw new ConfigError(`CLEARANCE_REGION must be a region identifier (lowercase letters, digits and -), not "${region}"`);
+  return region;
 }
 
 function readMasterKey(raw: string | undefined): Buffer | undefined {

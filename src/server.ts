@@ -10,6 +10,7 @@ import { KeyStore } from './keys/keystore.ts';
 import { resolveMasterKey } from './keys/master-key.ts';
 import { createLogger, nodeId } from './log.ts';
 import { AuditRecorder } from './audit/recorder.ts';
+import { SubjectKeys } from './audit/subject-keys.ts';
 import { startAuditService, type AuditService } from './audit/lifecycle.ts';
 import { migrate, openStorage, storageOptionsFor, type Storage } from './storage/database.ts';
 import { seedBuiltins } from './resource-servers/builtins.ts';
@@ -69,7 +70,8 @@ export async function openContext(
     await migrate(storage);
     const writer = new GroupCommit(storage.db, { concurrency: groupCommitConcurrency(storage.dialect, config.dbPoolSize) });
     // Audit events share the group-commit transaction with the other small writes of a burst.
-    const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer });
+    // Personal fields are encrypted under per-subject keys before hashing (docs/privacy.md).
+    const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer, personalData: new SubjectKeys(storage.db, master.key, clock) });
     const keys = new KeyStore(storage.db, master.key, clock, audit);
     await keys.ensureSigningKey(config.signingAlg);
     // New secrets expire after the profile's maximum age (src/clients/credentials.ts).

@@ -3,6 +3,7 @@ import type { Database } from '../storage/schema.ts';
 import { AuditGuardError, assertNoSecrets } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import { readClientMetadata, type ClientMetadata } from '../clients/metadata.ts';
+import { checkSectorIdentifier } from '../clients/sector-identifier.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { readResourceServer, type ResourceServer } from '../resource-servers/definition.ts';
 import { Validator, controlCharacterProblems, type Problem } from '../validation.ts';
@@ -23,6 +24,8 @@ import { executeWebhooks, planAlerts, type WebhookEntry } from '../signals/webho
 import { readRiskSection, upsertRiskSettings, type RiskSection } from '../risk/settings-section.ts';
 import { readAnomalySection, upsertAnomalySettings, type AnomalySection } from '../risk/anomalies/settings.ts';
 import { readRateLimitSection, upsertRateLimits, type RateLimitSection } from '../risk/limits/settings.ts';
+import { readTransferControlsSection, transferControls, upsertTransferControls, type TransferControls } from '../transfers/controls.ts';
+import { executeTransferDestinations, openDeclaredRequests, planTransferDestinations, type TransferDestinationsSection } from '../transfers/apply-section.ts';
 import { executeKycProviders, planKycProviders, type KycProviderEntry } from '../risk/kyc/providers.ts';
 import { executeKycDeclarations, type KycDeclaration } from '../risk/kyc/apply.ts';
 import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
@@ -41,7 +44,7 @@ import { entryFieldChanges, type PlannedChange } from '../lifecycle/plan.ts';
 import { recordMoves, type PersonMove } from '../lifecycle/mover.ts';
 
 /** Sections an apply document may hold today. */
-const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'kyc', 'certificate_profiles', 'pipelines', 'agents', 'identity_providers', 'person_certificates'] as const;
+const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'transfer_controls', 'transfer_destinations', 'kyc', 'certificate_profiles', 'pipelines', 'agents', 'identity_providers', 'person_certificates'] as const;
 /** Sections that later versions add; named so the error says "not yet" rather than "unknown". */
 const laterSections: string[] = [];
 
@@ -78,6 +81,10 @@ export interface ApplyPlan {
 
   /** `rate_limits` (src/risk/limits/settings.ts): the limits it names. */
   rateLimits?: RateLimitSection;
+  /** `transfer_controls` (src/transfers/controls.ts): when present, the whole of the transfer thresholds and daily limits. */
+  transferControls?: TransferControls;
+  /** `transfer_destinations` (src/transfers/apply-section.ts): per-entity cool-downs, and destinations that enter change control (pending, never approved by apply). */
+  transferDestinations?: TransferDestinationsSection;
 
   /** `kyc.providers` (src/risk/kyc/providers.ts): when present, the whole list of KYC providers. */
   kycProviders?: KycProviderEntry[];
@@ -93,7 +100,7 @@ export interface ApplyPlan {
 
 export interface ApplyResult {
   changes: {
-    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline' | 'identity_provider' | 'person_certificate_authority';
+    kind: 'client' | 'resource_server' | 'user' | 'mandate' | EntityChange['kind'] | 'policy_set' | 'partner' | 'role_minimum' | 'recovery_setting' | 'break_glass_account' | 'alert_webhook' | 'risk_setting' | 'anomaly_setting' | 'rate_limit' | 'transfer_controls' | 'transfer_destination' | 'transfer_cooldown' | 'kyc_provider' | 'certificate_profile' | 'agent' | 'pipeline' | 'identity_provider' | 'person_certificate_authority';
 
     id: string;
     outcome: 'created' | 'updated' | 'unchanged' | 'removed' | 'disabled';
@@ -155,6 +162,11 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   serverEntries.forEach(({ item: r, at }) => refuseUnauditable(v, `resource_servers[${at}].identifier`, r.identifier));
   clientEntries.forEach(({ item: c, at }) => refuseUnauditable(v, `clients[${at}].client_id`, c.client_id));
 
+  // OIDC Registration §5: a pairwise client's sector identifier document lists its redirect_uris.
+  for (const { item: c, at } of clientEntries) {
+    const sector = await checkSectorIdentifier(ctx, c);
+    if (sector !== undefined) v.fail(`clients[${at}].sector_identifier_uri`, sector);
+  }
   const certificateProfiles = planCertificateProfiles(v, list, duplicates);
   // A client may only be allowed scopes that some resource server accepts (the CA's issuance
   // scopes of the profiles this document declares included).
@@ -193,6 +205,8 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const anomalies = root.anomalies === undefined ? undefined : readAnomalySection(v, 'anomalies', root.anomalies);
 
   const rateLimits = root.rate_limits === undefined ? undefined : readRateLimitSection(v, 'rate_limits', root.rate_limits);
+  const transferControlSection = root.transfer_controls === undefined ? undefined : readTransferControlsSection(v, 'transfer_controls', root.transfer_controls);
+  const transferDestinations = root.transfer_destinations === undefined ? undefined : await planTransferDestinations(ctx, v, 'transfer_destinations', root.transfer_destinations, entities.legalEntities);
   const personCertificates = root.person_certificates === undefined ? undefined : await planPersonCertificates(ctx, v, 'person_certificates', root.person_certificates, certificateProfiles.profiles);
   return v.ok
     ? {
@@ -216,6 +230,8 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
           ...(anomalies ? { anomalies } : {}),
 
           ...(rateLimits ? { rateLimits } : {}),
+          ...(transferControlSection ? { transferControls: transferControlSection } : {}),
+          ...(transferDestinations ? { transferDestinations } : {}),
 
           ...(kycProviders ? { kycProviders } : {}),
           ...(personCertificates ? { personCertificates } : {}),
@@ -336,6 +352,8 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
   for (const user of plan.users) await screenPerson(ctx, { id: userIds.get(user.username)!, name: user.name ?? null, attributes: user.attributes ?? {} }, 'apply');
   await recordMoves(ctx, moves, source);
   for (const entity of plan.entities.legalEntities) await screenLegalEntity(ctx, entity, 'apply');
+  // Declared destinations wait for their four-eyes approval: the requests open once the apply committed.
+  if (plan.transferDestinations?.destinations.length) await openDeclaredRequests(ctx);
   return result;
 }
 
@@ -429,6 +447,9 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
     if (plan.risk) result.changes.push(...(await upsertRiskSettings(trx, now, plan.risk)));
     if (plan.anomalies) result.changes.push(...(await upsertAnomalySettings(trx, now, plan.anomalies)));
     if (plan.rateLimits) result.changes.push(...(await upsertRateLimits(trx, now, plan.rateLimits)));
+    if (plan.transferControls) result.changes.push(...(await upsertTransferControls(trx, now, plan.transferControls)));
+    // After the legal entities and accounts they belong to; a destination only enters change control.
+    if (plan.transferDestinations) result.changes.push(...(await executeTransferDestinations(ctx, trx, now, plan.transferDestinations, source.actor)));
     if (plan.kycProviders) result.changes.push(...(await executeKycProviders(trx, now, ctx.identity.factorKeys.master, plan.kycProviders)));
     // KYC records after the people and legal entities they belong to; a changed record is a
     // change of its person or legal entity.
@@ -503,6 +524,7 @@ function invalidateAfterApply(ctx: Context, plan: ApplyPlan): void {
   ctx.risk.settings.invalidate?.();
   ctx.risk.anomalySettings.invalidate();
   ctx.risk.limits.limiter.invalidate();
+  transferControls(ctx).invalidate();
   ctx.risk.kyc.invalidate();
 }
 

@@ -54,6 +54,10 @@ export const auditEventTypes = [
   // A read of the log through the audit API (who, which query or event, how many events): reading
   // events is reading personal data, itself on the record (AMENDMENTS, console and operations).
   'audit.read',
+  // A data subject's keys destroyed (`clearance audit erase-subject`, src/audit/erase.ts): the
+  // personal fields of their events no longer open, the events still verify. Names the subject id,
+  // the key generations destroyed and the number of events affected; never a personal value.
+  'audit.subject_erased',
   // A read of the people's access review through the admin API (who read it, how many people):
   // usernames, roles and sign-in means are personal data, so reading them is on the record too.
   'people.reviewed',
@@ -236,6 +240,33 @@ export const auditEventTypes = [
   // A signed request's evidence, reported by a registered producer and verified by Clearance
   // (src/evidence, docs/transaction-signing.md): the record's digest, signer, status and time stamp.
   'evidence.recorded',
+  // External evidence (src/evidence/external.ts, docs/evidence.md): a registered producer (an OMS, a
+  // venue gateway, a settlement or custody system) appended a typed event under a txn its firm takes
+  // part in — the producer's event id, the type, the payload's SHA-256 (never the payload), and when
+  // the producer signed it, the JWS's digest and its key's thumbprint; or an append refused after the
+  // producer's token was accepted (the error and a reason code: txn_not_party, jws_invalid, conflict…).
+  'evidence.appended',
+  'evidence.refused',
+  // Destination control (src/transfers, docs/transfers.md "Destination control"): an address-book
+  // change asked (by a person stepped up to phishing-resistant, or by apply), held for review (asked
+  // from a new device: compliance approves too), approved (its cool-down and when it becomes
+  // usable) or rejected, a destination removed (at once), a change refused before it was asked
+  // (step-up, not of the entity). Each names the destination id, version, key, lei, account and
+  // the people involved, txn = the change's approval request; never a beneficiary name (its
+  // SHA-256 at most).
+  'transfer_destination.requested',
+  'transfer_destination.held',
+  'transfer_destination.approved',
+  'transfer_destination.rejected',
+  'transfer_destination.removed',
+  'transfer_destination.refused',
+  // Enforcement at issuance (src/transfers/enforce.ts, docs/transfers.md "Enforcement at issuance"):
+  // a transfer entry refused before any policy is asked — destination not in the book, awaiting
+  // approval or cooling down, at or above its approval threshold or held by risk without a second
+  // person's approval, over its rolling 24-hour total, totals unavailable. Names the reason, the
+  // entry, destination key and id, amount, asset, source account and legal entity. An allowed
+  // transfer is in its token event (`details.transfers`).
+  'transfer.refused',
 ] as const;
 
 export type AuditEventType = (typeof auditEventTypes)[number];

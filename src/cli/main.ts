@@ -43,7 +43,7 @@ Commands:
                         policy sets and partners (JSON or YAML); --plan shows what would
                         change; --prune disables what the document no longer declares
                         (see: clearance apply --help)
-  audit verify|export|verify-bundle|proof|prune|hold|key|seal
+  audit verify|export|verify-bundle|proof|prune|hold|erase-subject|key|seal
                         verify the tamper-evident audit log, export and verify evidence bundles
                         (see: clearance audit --help)
   policy test|simulate|list|add|activate
@@ -164,12 +164,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         output: { type: 'string', short: 'o' },
         key: { type: 'string' },
         checkpoint: { type: 'string' },
+        payload: { type: 'string', multiple: true },
         event: { type: 'string' },
         'tree-size': { type: 'string' },
         from: { type: 'string' },
         to: { type: 'string' },
         retention: { type: 'string' },
         matter: { type: 'string' },
+        address: { type: 'string' },
         reason: { type: 'string' },
         txn: { type: 'string' },
         subject: { type: 'string' },
@@ -310,6 +312,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
           dryRun: values['dry-run'],
           matter: values.matter,
           reason: values.reason,
+          address: values.address,
+          // `verify-bundle FILE --payload A B C`: the files listed after --payload count too.
+          payloads: values.payload ? [...values.payload, ...rest.slice(2)] : undefined,
           query: { txn, subject, client, type, decision, since, until },
         },
         output,

@@ -32,6 +32,8 @@ import { consoleEndpoint } from '../endpoints/console/index.ts';
 import { adminEntities } from '../endpoints/admin/entities.ts';
 import { accessEvaluation } from '../endpoints/access/index.ts';
 import { adminHolds } from '../endpoints/admin/holds.ts';
+import { adminErasure } from '../endpoints/admin/erasure.ts';
+import { adminTransferDestinations } from '../endpoints/admin/transfer-destinations.ts';
 import { auditActivity } from '../endpoints/audit/activity.ts';
 import { adminKeys } from '../endpoints/admin/keys.ts';
 import { adminAccessReview } from '../endpoints/admin/access-review.ts';
@@ -42,6 +44,8 @@ import { pki } from '../endpoints/pki/index.ts';
 import { agentCredentials } from '../endpoints/agents/index.ts';
 import { adminAgents } from '../endpoints/admin/agents.ts';
 import { evidence } from '../endpoints/evidence/index.ts';
+import { authorizationDetailsSchemas } from '../endpoints/authorization-details-schemas/index.ts';
+import { auditEvidence } from '../endpoints/audit-evidence/index.ts';
 import { adminRecovery } from '../endpoints/admin/recovery.ts';
 import { recovery } from '../endpoints/recovery/index.ts';
 import { adminBreakGlass } from '../endpoints/break-glass/index.ts';
@@ -73,7 +77,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, scim, consoleEndpoint];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, adminErasure, adminTransferDestinations, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, auditEvidence, scim, consoleEndpoint, authorizationDetailsSchemas];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

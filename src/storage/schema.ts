@@ -36,9 +36,14 @@ import type { PersonCertificateTables } from '../identity/certificates/tables.ts
 import type { ReferenceTokenTables } from '../tokens/reference-tokens.ts';
 import type { LifecycleTables } from '../lifecycle/tables.ts';
 import type { ScimTables } from '../lifecycle/scim/tables.ts';
+import type { SubjectKeyTables } from '../audit/subject-keys.ts';
+import type { TransferDestinationTables } from '../transfers/tables.ts';
+import type { TransferControlTables } from '../transfers/controls.ts';
+import type { TransferLedgerTables } from '../transfers/totals-database.ts';
+import type { TransferUseTables } from '../transfers/destination-uses.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables, TransferDestinationTables, TransferControlTables, TransferLedgerTables, TransferUseTables, SubjectKeyTables {}

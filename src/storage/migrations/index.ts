@@ -50,6 +50,10 @@ import * as clientCredentials from './0049_client_credentials.ts';
 import * as keySchedule from './0050_key_schedule.ts';
 import * as referenceTokens from './0051_reference_tokens.ts';
 import * as lifecyclePrune from './0052_lifecycle_prune.ts';
+import * as transferDestinations from './0053_transfer_destinations.ts';
+import * as transferTotals from './0054_transfer_totals.ts';
+import * as externalEvidence from './0055_external_evidence.ts';
+import * as auditSubjectKeys from './0056_audit_subject_keys.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -104,4 +108,8 @@ export const migrations: Record<string, Migration> = {
   '0050_key_schedule': keySchedule,
   '0051_reference_tokens': referenceTokens,
   '0052_lifecycle_prune': lifecyclePrune,
+  '0053_transfer_destinations': transferDestinations,
+  '0054_transfer_totals': transferTotals,
+  '0055_external_evidence': externalEvidence,
+  '0056_audit_subject_keys': auditSubjectKeys,
 };
