@@ -8,6 +8,7 @@ import { Flight, refusedFor, rowsOf } from '../storage/flight.ts';
 import { isUniqueViolation } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuditEvent } from '../audit/events.ts';
+import { tokenAuthorizationDetails } from './authorization-details.ts';
 import { acrSatisfies } from '../identity/acr.ts';
 import {
   approveRequestIn,
@@ -416,7 +417,8 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
       details: {
         interaction_id: stored.id,
         ...(grant ? { grant_id: grant.id } : {}),
-        authorization_details: request.authorizationDetails,
+        // Personal data (a transfer's travel-rule data) as its digest: the log holds none in clear.
+        authorization_details: tokenAuthorizationDetails(request.authorizationDetails),
         // The mandate the person consented (or refused) to let the client act under.
         ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
       },

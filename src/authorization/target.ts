@@ -27,14 +27,14 @@ export interface RequestedTarget {
  * whether that is enough (an OpenID Connect sign-in).
  */
 export async function requestedTarget(
-  ctx: Pick<Context, 'entities' | 'resourceServers'>,
+  ctx: Pick<Context, 'entities' | 'resourceServers' | 'config'>,
   params: AuthorizationParameters,
   client: Client,
   business: readonly string[],
 ): Promise<RequestedTarget> {
   const detailsParameter = params.one('authorization_details');
   const authorizationDetails =
-    detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses });
+    detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses, travelRuleThreshold: ctx.config.travelRuleThreshold });
   const resources = params.all('resource').map((r) => {
     if (typeof r !== 'string') throw new OAuthError('invalid_target', 'resource must be a string');
     return r;

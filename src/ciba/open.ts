@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { fourEyesRequirement } from '../approvals/four-eyes.ts';
 import { openApprovalRequest } from '../approvals/requests.ts';
+import { tokenAuthorizationDetails } from '../authorization/authorization-details.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
 import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
@@ -49,7 +50,8 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
     ...(client.metadata.client_name !== undefined ? { client_name: client.metadata.client_name } : {}),
     scope: [...payload.oidcScopes, ...payload.scopes].join(' '),
     audience,
-    authorization_details: payload.authorizationDetails,
+    // The content is recorded in `approval.requested`: personal data (travel rule) as its digest.
+    authorization_details: tokenAuthorizationDetails(payload.authorizationDetails),
     ...(request.bindingMessage !== undefined ? { binding_message: request.bindingMessage } : {}),
     username: hint.subject.username,
     ...(payload.acrValues.length > 0 ? { acr_values: payload.acrValues } : {}),

@@ -57,6 +57,15 @@ export interface DecisionContext {
   device_id?: string;
   /** Set by Clearance only, at issuance to a person: who authenticated them (src/federation/upstream) — Clearance, or an upstream identity provider. */
   assurance?: { source: string; federated: boolean };
+  /** Set by Clearance only, at issuance: a `transfer` entry's fields (src/transfers/detail.ts `transferFacts`). */
+  transfer_type?: string;
+  asset?: string;
+  amount?: number;
+  chain?: string;
+  destination_kind?: string;
+  destination?: string;
+  purpose?: string;
+  travel_rule_present?: boolean;
 }
 
 /** The schema's `Agent` context record: who the agent is and the model version that trades. */

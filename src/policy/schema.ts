@@ -9,6 +9,8 @@ export const actionGroups = {
   trading: ['order:create', 'order:cancel', 'order:amend', 'rfq:send'],
   post_trade: ['allocation:propose', 'allocation:approve', 'settlement:submit', 'settlement:amend'],
   read: ['position:view', 'report:view', 'report:export', 'marketdata:read'],
+  // The `transfer` authorization_details type (src/transfers/detail.ts): one action per transfer_type, on the source Account.
+  transfers: ['transfer:withdrawal', 'transfer:internal', 'transfer:collateral'],
 } as const;
 
 /** Every action (scope) a request may name: the scope vocabulary of DESIGN §3. */
@@ -154,6 +156,15 @@ type RequestContext = {
   managed_device?: Bool,         // set by Clearance for a person: signed in from a managed device (its certificate over mTLS)
   device_id?: String,            // set by Clearance: which managed device
   assurance?: Assurance,         // set by Clearance for a person: the source of assurance of acr
+  // A transfer entry's fields (src/transfers/detail.ts, docs/transfers.md), set by Clearance; amounts are also in notional, currency or chain.
+  transfer_type?: String,        // withdrawal | internal | collateral
+  asset?: String,                // ISO 4217 code, or CAIP-19 asset type (eip155:1/slip44:60)
+  amount?: Long,                 // in whole units of the asset, rounded down (as notional)
+  chain?: String,                // a crypto-asset transfer's CAIP-2 chain id (eip155:1)
+  destination_kind?: String,     // internal | iban | blockchain
+  destination?: String,          // the destination key: internal:<account> | iban:<IBAN> | caip10:<chain>:<address>
+  purpose?: String,
+  travel_rule_present?: Bool,    // the entry carries the FATF travel rule's originator and beneficiary (IVMS 101)
 };
 `;
 

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../../audit/events.ts';
-import { describeAuthorizationDetails, type AuthorizationDetail } from '../../authorization/authorization-details.ts';
+import { describeAuthorizationDetails, tokenAuthorizationDetails, type AuthorizationDetail } from '../../authorization/authorization-details.ts';
 import { approveRequestIn } from '../../authorization/consent.ts';
 import { notifyClient } from '../../ciba/notify.ts';
 import { cibaRequestOf, setCibaGrant } from '../../ciba/store.ts';
@@ -49,7 +49,7 @@ export const cibaKind: ApprovalKind = {
       ...(p.resource !== undefined ? { audience: p.resource } : {}),
       scopes: [...p.oidcScopes, ...p.scopes],
       decision: { allow: true, reasons: ['approved by the person (CIBA)'] },
-      details: { request_id: request.id, grant_id: grant.id, authorization_details: p.authorizationDetails, via: 'ciba' },
+      details: { request_id: request.id, grant_id: grant.id, authorization_details: tokenAuthorizationDetails(p.authorizationDetails), via: 'ciba' },
     };
     return [event];
   },
