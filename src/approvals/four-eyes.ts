@@ -7,7 +7,8 @@ import { findUser } from '../identity/users.ts';
 import { entriesToApprove } from '../jose/approval-digest.ts';
 import { evaluateBuilt } from '../policy/decide.ts';
 import { approveAction, type CedarEntity } from '../policy/engine.ts';
-import { fourEyesApprovalsNeeded, wholeUnits } from '../policy/issuance.ts';
+import { fourEyesApprovalsNeeded, wholeUnits, type Issuance } from '../policy/issuance.ts';
+import { transferApprovalsNeeded } from '../transfers/enforce.ts';
 import { addUser, uidText, type DecisionRequest } from '../policy/request.ts';
 import { withDerivedAuthentication } from '../policy/step-up.ts';
 import type { Approver } from './independence.ts';
@@ -49,7 +50,7 @@ export interface FourEyesQuestion {
  */
 export async function fourEyesRequirement(ctx: Context, question: FourEyesQuestion): Promise<FourEyesRequirement> {
   const details = question.authorizationDetails as AuthorizationDetail[];
-  return fourEyesApprovalsNeeded(ctx, {
+  const issuance: Issuance = {
     subject: { type: 'User', id: question.userId },
     clientId: question.clientId,
     audience: question.audience,
@@ -60,7 +61,13 @@ export async function fourEyesRequirement(ctx: Context, question: FourEyesQuesti
     ...(entriesToApprove(details).length > 0 ? { approved: true } : {}),
     requestId: question.requestId ?? 'ciba',
     grantType: 'urn:openid:params:grant-type:ciba',
-  });
+  };
+  // Transfers first, as at the token endpoint: one at or above its threshold (or in its first-use
+  // hold) needs a second person whatever the policies say (src/transfers/enforce.ts).
+  const transfers = await transferApprovalsNeeded(ctx, issuance);
+  const policies = await fourEyesApprovalsNeeded(ctx, issuance);
+  if (transfers.approvals <= policies.approvals) return policies;
+  return { approvals: transfers.approvals, policies: [...new Set([...policies.policies, ...transfers.policies])].sort() };
 }
 
 /**

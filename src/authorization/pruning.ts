@@ -5,6 +5,8 @@ import { pruneInteractions } from './interactions.ts';
 import { prunePushedRequests } from './pushed-requests.ts';
 import { pruneFirstUses } from '../policy/first-use.ts';
 import { pruneCibaRequests } from '../ciba/store.ts';
+import { pruneDestinationUses } from '../transfers/destination-uses.ts';
+import { pruneTransferLedger } from '../transfers/totals-database.ts';
 
 /** How often a process prunes expired authorization state. */
 const pruneEveryMs = 10 * 60_000;
@@ -32,6 +34,9 @@ export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clo
     // The first-use history behind step-up policies, past its retention (src/policy/first-use.ts).
     await pruneFirstUses(ctx, now);
     await pruneCibaRequests(ctx.storage.db, now);
+    // Transfer destinations' first uses past their retention, reservations out of every window (src/transfers).
+    await pruneDestinationUses(ctx.storage.db, now);
+    await pruneTransferLedger(ctx.storage.db, now);
   })()
     .catch(() => undefined)
     .finally(() => running.delete(ctx.storage));

@@ -21,6 +21,8 @@ import { recordRiskDenial, withRiskDetail, type RiskDenialScene } from '../risk/
 import type { RiskFacts } from '../risk/engine.ts';
 import { asksRiskStepUp, assessIssuance, issuanceRiskFacts, riskStepUpAcr } from './issuance-risk.ts';
 import { refuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
+import { transferFacts, type TransferDetail } from '../transfers/detail.ts';
+import { enforceTransfers, type TransferRecord } from '../transfers/enforce.ts';
 
 /** What a grant is about to issue, as the decision point sees it. */
 export interface Issuance {
@@ -87,6 +89,8 @@ export interface AuthorizedIssuance {
   risk?: RiskAssessment;
   /** What it assessed, for `observeRisk` once the token is issued. */
   riskFacts: RiskFacts;
+  /** The transfers enforcement let through (src/transfers/enforce.ts), for the token event's `details.transfers`. */
+  transfers?: TransferRecord[];
 }
 
 /**
@@ -94,6 +98,9 @@ export interface AuthorizedIssuance {
  * signed or written:
  * 0. KYC/AML (src/risk/kyc/enforce.ts), whatever the policies: a frozen principal → invalid_grant,
  *    a counterparty the screening list names → invalid_authorization_details;
+ *    then transfers (src/transfers/enforce.ts): the address book, approval thresholds, risk
+ *    holds and the rolling 24-hour totals of each `transfer` entry (reserved here, released when a
+ *    step below refuses the issuance);
  *    then the risk engine assesses it (issue 16, issuance-risk.ts): its signals, and those the
  *    person's sign-in carried; the assessment is `context.risk` of every decision below;
  * 1. data residency: a resource server in a region the subject's legal entities do not permit →
@@ -132,6 +139,20 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance, option
     ...(issuance.txn ? { txn: issuance.txn } : {}),
     ...(issuance.mandate ? { mandate: { id: issuance.mandate.id, v: issuance.mandate.version } } : {}),
   };
+  // Transfers, in code like KYC/AML (src/transfers/enforce.ts): destination control, thresholds,
+  // risk holds, the rolling totals' reservation — taken back when the issuance is refused below.
+  const transfers = await enforceTransfers(ctx, issuance, meta, { forecast: options.assessRisk === false });
+  try {
+    const authorized = await decideAuthorized(ctx, issuance, meta, options);
+    return transfers.transfers.length > 0 ? { ...authorized, transfers: transfers.transfers } : authorized;
+  } catch (error) {
+    await transfers.release();
+    throw error;
+  }
+}
+
+/** authorizeIssuance after KYC/AML and transfers: the risk assessment, data residency, the decision point. */
+async function decideAuthorized(ctx: Context, issuance: Issuance, meta: DecisionMeta, options: { assessRisk?: boolean }): Promise<AuthorizedIssuance> {
   const riskFacts = issuanceRiskFacts(issuance);
   // A forecast (/bc-authorize's four-eyes) decides without the assessment: it is the token endpoint's.
   const risk = options.assessRisk === false ? undefined : await assessIssuance(ctx, issuance, riskFacts);
@@ -487,7 +508,7 @@ export function wholeUnits(amount: string | number): number {
  * the type's default when absent) as a business-verb scope on the entry's instrument or account,
  * with the entry's limits in the context.
  */
-function detailRequests(principal: Issuance['subject'], detail: AuthorizationDetail, base: DecisionContext): DecisionRequest[] {
+export function detailRequests(principal: Issuance['subject'], detail: AuthorizationDetail, base: DecisionContext): DecisionRequest[] {
   const instrument = detail.instrument as { class: string; symbol: string } | undefined;
   if (detail.type === 'order' && instrument) {
     const limit = detail.max_notional as { amount: string | number; currency: string };
@@ -500,6 +521,14 @@ function detailRequests(principal: Issuance['subject'], detail: AuthorizationDet
     const actions = (detail.actions as string[] | undefined) ?? ['submit'];
     const context: DecisionContext = { ...base, notional: wholeUnits(limit.amount), currency: limit.currency, ...(instrument ? { instrument_class: instrument.class } : {}) };
     return actions.map((a) => ({ principal, action: `settlement:${a}`, resource: { type: 'Account', id: detail.account as string }, context }));
+  }
+  if (detail.type === 'transfer') {
+    // One decision per action, on the source account, with every field in the context (docs/transfers.md).
+    const transfer = detail as unknown as TransferDetail;
+    const { transfer_type, ...facts } = transferFacts(transfer);
+    const amount = wholeUnits(transfer.amount);
+    const context: DecisionContext = { ...base, transfer_type, ...facts, amount, notional: amount };
+    return (transfer.actions ?? ['initiate']).map(() => ({ principal, action: `transfer:${transfer_type}`, resource: { type: 'Account', id: transfer.source_account }, context }));
   }
   // A registered type without a mapping would go undecided: refuse it rather than let it through.
   return [{ principal, action: `${detail.type}:unmapped`, resource: { type: 'ResourceServer', id: detail.type }, context: base }];

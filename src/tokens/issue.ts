@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../audit/events.ts';
-import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { tokenAuthorizationDetails, type AuthorizationDetail } from '../authorization/authorization-details.ts';
 import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../policy/issuance.ts';
+import { withTransfers } from '../transfers/enforce.ts';
 import { foldDecisions } from '../policy/issuance-audit.ts';
 import { riskAuditDetail, type RiskAssessment, type SignalHit } from '../risk/assessment.ts';
 import { observeRisk } from '../risk/engine.ts';
@@ -148,7 +149,8 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     ...(request.txn !== undefined ? { txn: request.txn } : {}),
     ...(request.mandate ? { mandate: { id: request.mandate.id, v: request.mandate.version } } : {}),
     // RFC 9396 §9.1: the granted authorization_details travel in the token.
-    ...(request.authorizationDetails.length > 0 ? { authorization_details: request.authorizationDetails } : {}),
+    // DESIGN §4: personal data in an entry (a transfer's travel-rule data) travels as its digest.
+    ...(request.authorizationDetails.length > 0 ? { authorization_details: tokenAuthorizationDetails(request.authorizationDetails) } : {}),
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
     // The claim names the agent and its model; its envelope is for the decision point only.
     ...(agent ? { agent: { id: agent.id, strategy: agent.strategy, environment: agent.environment, model_version: agent.model_version, model_digest: agent.model_digest, approval: agent.approval } } : {}),
@@ -156,7 +158,8 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
   const format: AccessTokenFormat = request.target.format === 'reference' ? 'reference' : 'jwt';
   // RFC 7662 §1: a reference token's claims stay here; the resource server introspects the handle.
   const token = format === 'jwt' ? await mintAccessToken(ctx.keys, claims) : await ctx.referenceTokens.store(claims);
-  const recorded = foldDecisions(issuanceEvent(request, claims, binding, authorized.risk, format), authorized.allows);
+  // The transfers it carries, with their address-book destinations (src/transfers/enforce.ts), are in the event too.
+  const recorded = foldDecisions(withTransfers(issuanceEvent(request, claims, binding, authorized.risk, format), authorized.transfers), authorized.allows);
   return {
     token,
     format,

@@ -5,6 +5,7 @@ import { modelApprovalKind } from './model-approval.ts';
 import { cibaKind } from './ciba.ts';
 import { holdReleaseKind } from './hold-release.ts';
 import { recoveryKind } from './recovery.ts';
+import { transferDestinationKind } from './transfer-destination.ts';
 
 /**
  * Every kind of request a second person approves, by name (src/approvals/kinds.ts). A request of a
@@ -17,6 +18,7 @@ export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   hold_release: holdReleaseKind,
   certificate_issue: certificateIssueKind,
   model_approval: modelApprovalKind,
+  transfer_destination: transferDestinationKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

@@ -1,0 +1,61 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../storage/schema.ts';
+
+/**
+ * When each source account first (and last) used each destination, by its address-book key
+ * (migration 0054_transfer_totals): the history behind the risk holds on a destination's first
+ * use (./enforce.ts). It lives in the database, shared by every node (AMENDMENTS: "first use"
+ * history in the database, with a documented retention): a use is recorded when a transfer to it
+ * passes enforcement, and taken back when that issuance is refused after all. Retention: 400 days
+ * after the last use (`pruneDestinationUses`); a destination unused for that long is new again.
+ * The rows hold an account id, a destination key (an account, IBAN or chain address) and two times.
+ */
+export interface TransferUseTables {
+  transfer_destination_uses: {
+    account: string;
+    destination_key: string;
+    first_used_at: number;
+    last_used_at: number;
+  };
+}
+
+export const destinationUseRetentionDays = 400;
+const retentionMs = destinationUseRetentionDays * 86_400_000;
+
+/** Whether `account` used `key` within the retention. */
+export async function usedBefore(db: Kysely<Database>, account: string, key: string, now: number): Promise<boolean> {
+  const row = await db
+    .selectFrom('transfer_destination_uses')
+    .select('account')
+    .where('account', '=', account)
+    .where('destination_key', '=', key)
+    .where('last_used_at', '>=', now - retentionMs)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/**
+ * Records a use; returns whether it was the first (so that a refusal after it can take it back
+ * with `forgetFirstUse`).
+ */
+export async function recordUse(db: Kysely<Database>, account: string, key: string, now: number): Promise<boolean> {
+  const inserted = await db
+    .insertInto('transfer_destination_uses')
+    .values({ account, destination_key: key, first_used_at: now, last_used_at: now })
+    .onConflict((oc) => oc.columns(['account', 'destination_key']).doNothing())
+    .executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) > 0) return true;
+  await db.updateTable('transfer_destination_uses').set({ last_used_at: now }).where('account', '=', account).where('destination_key', '=', key).execute();
+  return false;
+}
+
+/** Takes back a first use recorded at `at` (its issuance was refused after enforcement). */
+export async function forgetFirstUse(db: Kysely<Database>, account: string, key: string, at: number): Promise<void> {
+  await db.deleteFrom('transfer_destination_uses').where('account', '=', account).where('destination_key', '=', key).where('first_used_at', '=', at).execute();
+}
+
+/** Deletes the uses last made before the retention; returns how many. */
+export async function pruneDestinationUses(db: Kysely<Database>, now: number): Promise<number> {
+  const result = await db.deleteFrom('transfer_destination_uses').where('last_used_at', '<', now - retentionMs).executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

@@ -1,0 +1,333 @@
+import { createHash } from 'node:crypto';
+import type { AuditEvent } from '../audit/events.ts';
+import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
+import type { Context } from '../context.ts';
+import { OAuthError } from '../oauth-error.ts';
+import type { DecisionMeta } from '../policy/decide.ts';
+import type { Issuance } from '../policy/issuance.ts';
+import { destinationStatus, type DestinationStatus } from './address-book.ts';
+import { formatAmount, parseAmount } from './amounts.ts';
+import { controlsFor, transferControls, type EffectiveControls } from './controls.ts';
+import { destinationKey, type TransferDetail } from './detail.ts';
+import { forgetFirstUse, recordUse, usedBefore } from './destination-uses.ts';
+import { approvalDemandText, approvalsPerDemand, atOrAboveThreshold, type ApprovalDemand } from './thresholds.ts';
+import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
+
+/**
+ * Transfers at token issuance (issue 24, docs/transfers.md "Enforcement at issuance"): called by
+ * `authorizeIssuance` (src/policy/issuance.ts) right after KYC/AML, before any policy is asked —
+ * code, not policy, so no policy set can let a transfer through that these rules refuse. For every
+ * `transfer` entry of the request, in this order (every entry is checked before anything is
+ * reserved):
+ *
+ * 1. **source account**: an account of the entity model; its legal entity's controls apply. An
+ *    unknown account → invalid_authorization_details (fail closed).
+ * 2. **destination** (the address book, src/transfers/address-book.ts, by the destination's key):
+ *    not in the book or removed → "is not in the address book"; pending or held for review →
+ *    "awaits approval"; cooling down → "is cooling down until <ISO time>". All
+ *    invalid_authorization_details (RFC 9396 §5). Exempt: an `internal` destination that is an
+ *    account of the SAME legal entity (the firm's own accounts are declared in the entity model,
+ *    under apply's own review; money that stays in the firm is still held to the threshold, the
+ *    totals and the policies below).
+ * 3. **approval threshold** (apply's `transfer_controls`, ./thresholds.ts): an amount at or above
+ *    the entity's threshold for the asset needs one second person's approval of this transfer;
+ * 4. **risk holds** (a destination's FIRST use from this account, ./destination-uses.ts): within
+ *    `first_use_hold` seconds of its cool-down ending, or from a session whose sign-in fired
+ *    `new_device` (src/risk/signals/new-device.ts, the issuance's `loginRisk`) → held: it needs one
+ *    second person's approval too. Both (3 and 4) are lifted only by the token's `approvals` (a
+ *    CIBA request approved by a second person: src/approvals/four-eyes.ts asks for it); outside it
+ *    they are refused with a message saying so.
+ * 5. **rolling 24-hour total** per account and asset (./totals.ts), against the daily limit: a
+ *    reservation, atomic across nodes; a total that would exceed the limit → refused; the store
+ *    not answering → temporarily_unavailable (503, fail closed).
+ *
+ * Every refusal is one `transfer.refused` event (reason, entry, destination key and id, amount,
+ * asset, account, legal entity); the allowed transfers are returned for the token event
+ * (`withTransfers`). What was reserved (and a first use recorded) is taken back by `release` when
+ * the issuance is refused after this step.
+ *
+ * `forecast` (/bc-authorize's four-eyes question, src/policy/issuance.ts `assessRisk: false`):
+ * steps 1–3 only, nothing reserved or recorded but refusals.
+ */
+export async function enforceTransfers(ctx: Context, issuance: Issuance, meta: DecisionMeta, options: { forecast?: boolean } = {}): Promise<EnforcedTransfers> {
+  const entries = transferEntries(issuance.authorizationDetails);
+  if (entries.length === 0) return noTransfers;
+  const checked: Checked[] = [];
+  for (const entry of entries) checked.push(await check(ctx, issuance, meta, entry, options.forecast === true));
+  if (options.forecast) return { transfers: checked.map(summary), release: async () => {} };
+  return reserve(ctx, issuance, meta, checked);
+}
+
+/** What enforcement let through: the transfers for the token event, and how to take their reservations back. */
+export interface EnforcedTransfers {
+  /** One per transfer entry, for `details.transfers` of the token event (B1's evidence bundle reads `destination_id`). */
+  transfers: TransferRecord[];
+  /** Takes back the reservations and first uses (the issuance was refused after enforcement). */
+  release(): Promise<void>;
+}
+
+/** A transfer as the token event records it. */
+export interface TransferRecord {
+  authorization_details: number;
+  transfer_type: string;
+  account: string;
+  lei: string;
+  asset: string;
+  /** As requested (a decimal string). */
+  amount: string;
+  destination_key: string;
+  /** The address-book entry and version used; absent for an exempt internal transfer. */
+  destination_id?: string;
+  destination_version?: number;
+  /** An internal transfer between the legal entity's own accounts: not checked against the book. */
+  own_account?: true;
+  /** What asked for the second person's approval the token carries. */
+  approval?: ApprovalDemand[];
+  /** The rolling total of the account and asset with this transfer, and its limit (when one is set). */
+  daily_total?: string;
+  daily_limit?: string;
+}
+
+const noTransfers: EnforcedTransfers = Object.freeze({ transfers: [], release: async () => {} });
+
+/**
+ * How many second persons must approve a CIBA request carrying these transfers (src/approvals/
+ * four-eyes.ts, asked at /bc-authorize): one when any entry is at or above its threshold or in its
+ * first-use hold, else none. A transfer that can never be issued (unknown destination, awaiting
+ * approval, cooling down, unknown account) is refused now, recorded, so nobody is asked to approve it.
+ */
+export async function transferApprovalsNeeded(ctx: Context, issuance: Issuance): Promise<{ approvals: number; policies: string[] }> {
+  const entries = transferEntries(issuance.authorizationDetails);
+  if (entries.length === 0) return { approvals: 0, policies: [] };
+  const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType, ...(issuance.txn ? { txn: issuance.txn } : {}) };
+  const demands = new Set<ApprovalDemand>();
+  for (const entry of entries) {
+    const c = await check(ctx, { ...issuance, approvals: 0 }, meta, entry, true, { askOnly: true });
+    c.demands.forEach((d) => demands.add(d));
+    // The first-use hold is a matter of time: asked now, as it stands.
+    if (c.firstUseHoldUntil !== undefined && !(await usedBefore(ctx.storage.db, c.account, c.key, ctx.clock.now()))) demands.add('transfer-first-use-hold');
+  }
+  return { approvals: demands.size > 0 ? approvalsPerDemand : 0, policies: [...demands].sort() };
+}
+
+/** The token event with the transfers it carries in `details.transfers`. */
+export function withTransfers(event: AuditEvent, transfers: readonly TransferRecord[] | undefined): AuditEvent {
+  if (!transfers || transfers.length === 0) return event;
+  return { ...event, details: { ...event.details, transfers } };
+}
+
+// ---- the checks --------------------------------------------------------------------------------
+
+interface Entry {
+  index: number;
+  detail: TransferDetail;
+}
+
+interface Checked {
+  entry: Entry;
+  account: string;
+  lei: string;
+  key: string;
+  amount: bigint;
+  controls: EffectiveControls;
+  status?: DestinationStatus;
+  ownAccount: boolean;
+  demands: ApprovalDemand[];
+  /** When the destination's first-use hold ends (its cool-down's end plus the hold), when one applies. */
+  firstUseHoldUntil?: number;
+}
+
+function transferEntries(details: readonly AuthorizationDetail[]): Entry[] {
+  return details.flatMap((detail, index) => (detail.type === 'transfer' ? [{ index, detail: detail as unknown as TransferDetail }] : []));
+}
+
+async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry: Entry, forecast: boolean, mode: { askOnly?: boolean } = {}): Promise<Checked> {
+  const { detail, index } = entry;
+  const snapshot = await ctx.entities.snapshot();
+  const key = destinationKey(detail.destination);
+  const amount = parseAmount(detail.amount, 'up');
+  const base = { index, account: detail.source_account, key, asset: detail.asset, amount: String(detail.amount), transferType: detail.transfer_type };
+  const owner = snapshot.accounts.get(detail.source_account);
+  // 1. The source account's legal entity decides the controls; an account nobody declared is refused (fail closed).
+  if (!owner || amount === undefined) {
+    throw await refuse(ctx, issuance, meta, { ...base, reason: 'unknown-source-account' }, `authorization_details[${index}]: source account ${detail.source_account} is not an account of any legal entity`);
+  }
+  const lei = owner.lei;
+  const refused = (reason: string, text: string, extra: Record<string, unknown> = {}) => refuse(ctx, issuance, meta, { ...base, lei, reason, ...extra }, text);
+  const controls = controlsFor(await transferControls(ctx).get(), lei, detail.source_account, detail.asset);
+
+  // 2. The address book, unless the money stays within the legal entity (an internal transfer to one of its own accounts).
+  const destination = detail.destination as { kind: string; account?: string };
+  const ownAccount = destination.kind === 'internal' && destination.account !== undefined && snapshot.accounts.get(destination.account)?.lei === lei;
+  let status: DestinationStatus | undefined;
+  if (!ownAccount) {
+    status = await destinationStatus(ctx, { lei, account: detail.source_account, key });
+    const where = `destination ${key} ${status.id ? `(${status.id}) ` : ''}`;
+    const ids = { ...(status.id ? { destination_id: status.id } : {}), ...(status.version !== undefined ? { destination_version: status.version } : {}), state: status.state };
+    switch (status.state) {
+      case 'unknown':
+      case 'removed':
+        throw await refused('destination-not-in-address-book', `authorization_details[${index}]: ${where}is not in the address book of account ${detail.source_account}`, ids);
+      case 'pending':
+      case 'held_for_review':
+        throw await refused('destination-awaits-approval', `authorization_details[${index}]: ${where}of account ${detail.source_account} awaits approval`, ids);
+      case 'cooling_down':
+        throw await refused('destination-cooling-down', `authorization_details[${index}]: ${where}of account ${detail.source_account} is cooling down until ${new Date(status.usableFrom!).toISOString()}`, { ...ids, usable_from: new Date(status.usableFrom!).toISOString() });
+      case 'usable':
+        break;
+    }
+  }
+  const demands: ApprovalDemand[] = [];
+  // 3. The approval threshold: one second person per transfer at or above it.
+  if (atOrAboveThreshold(controls, amount)) demands.push('transfer-approval-threshold');
+  // 4. The risk holds, on a destination's first use from this account (the token endpoint's: they read the session and the time of use).
+  const firstUseHoldUntil = status?.usableFrom !== undefined && controls.firstUseHoldSeconds > 0 ? status.usableFrom + controls.firstUseHoldSeconds * 1000 : undefined;
+  const checked: Checked = { entry, account: detail.source_account, lei, key, amount, controls, ...(status ? { status } : {}), ownAccount, demands, ...(firstUseHoldUntil !== undefined ? { firstUseHoldUntil } : {}) };
+  if (!forecast && !ownAccount) {
+    const now = ctx.clock.now();
+    const first = !(await usedBefore(ctx.storage.db, detail.source_account, key, now));
+    if (first && firstUseHoldUntil !== undefined && now < firstUseHoldUntil) demands.push('transfer-first-use-hold');
+    if (first && issuance.loginRisk?.some((hit) => hit.signal === 'new_device')) demands.push('transfer-new-device-first-use');
+  }
+  if (mode.askOnly || demands.length === 0 || (issuance.approvals ?? 0) >= approvalsPerDemand) return checked;
+  const demand = demands[0]!;
+  const ids = { ...(status?.id ? { destination_id: status.id, destination_version: status.version } : {}), demands };
+  throw await refused(demand, approvalDemandText(index, demand, { amount, asset: detail.asset, destination: key, ...(controls.approvalThreshold !== undefined ? { threshold: controls.approvalThreshold } : {}), ...(firstUseHoldUntil !== undefined ? { holdUntil: firstUseHoldUntil } : {}) }), {
+    ...ids,
+    ...(controls.approvalThreshold !== undefined ? { approval_threshold: formatAmount(controls.approvalThreshold) } : {}),
+  });
+}
+
+/** 5. The rolling totals: every entry with a daily limit reserved, in order; all taken back when one is refused. */
+async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, checked: Checked[]): Promise<EnforcedTransfers> {
+  const totals = transferTotals(ctx);
+  const reserved: { scope: string; id: string }[] = [];
+  const firstUses: { account: string; key: string; at: number }[] = [];
+  const release = async () => {
+    await Promise.all(reserved.map((r) => totals.release(r.scope, r.id).catch(() => undefined)));
+    await Promise.all(firstUses.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)));
+  };
+  const records: TransferRecord[] = [];
+  try {
+    for (const c of checked) {
+      const record = summary(c);
+      const limit = c.controls.dailyLimit;
+      if (limit !== undefined) {
+        const scope = totalScope(c.lei, c.account, c.entry.detail.asset);
+        const now = ctx.clock.now();
+        const id = reservationId(issuance, c);
+        const result = c.amount > limit ? { reserved: false, total: await totals.total(scope, now) } : await totals.reserve({ scope, id, amount: c.amount, limit, now });
+        if (!result.reserved) {
+          throw await refuse(
+            ctx,
+            issuance,
+            meta,
+            { ...baseOf(c), reason: 'daily-limit', daily_total: formatAmount(result.total), daily_limit: formatAmount(limit) },
+            `authorization_details[${c.entry.index}]: ${formatAmount(c.amount)} ${c.entry.detail.asset} from account ${c.account} would bring its rolling 24-hour total to ${formatAmount(result.total + c.amount)} ${c.entry.detail.asset}, above its limit of ${formatAmount(limit)}`,
+          );
+        }
+        reserved.push({ scope, id });
+        record.daily_total = formatAmount(result.total + c.amount);
+        record.daily_limit = formatAmount(limit);
+      }
+      records.push(record);
+    }
+    const now = ctx.clock.now();
+    for (const c of checked) {
+      if (c.ownAccount) continue;
+      if (await recordUse(ctx.storage.db, c.account, c.key, now)) firstUses.push({ account: c.account, key: c.key, at: now });
+    }
+  } catch (error) {
+    await release();
+    if (error instanceof TotalsUnavailable) {
+      // Fail closed: without the shared total no node can know the account's limit holds.
+      const c = checked[reserved.length] ?? checked[0]!;
+      throw await refuse(ctx, issuance, meta, { ...baseOf(c), reason: 'totals-unavailable' }, 'the rolling transfer totals cannot be checked at present; try again shortly', { error: 'temporarily_unavailable', detail: error.message });
+    }
+    throw error;
+  }
+  return { transfers: records, release };
+}
+
+/** The reservation's id: the same transfer under the same txn (a refreshed or exchanged token) is counted once. */
+function reservationId(issuance: Issuance, c: Checked): string {
+  const d = c.entry.detail;
+  const of = issuance.txn !== undefined ? `txn:${issuance.txn}` : `request:${issuance.requestId}`;
+  return createHash('sha256').update(JSON.stringify([of, c.entry.index, d.transfer_type, c.account, d.asset, c.amount.toString(), c.key])).digest('base64url').slice(0, 32);
+}
+
+function summary(c: Checked): TransferRecord {
+  const d = c.entry.detail;
+  return {
+    authorization_details: c.entry.index,
+    transfer_type: d.transfer_type,
+    account: c.account,
+    lei: c.lei,
+    asset: d.asset,
+    amount: String(d.amount),
+    destination_key: c.key,
+    ...(c.status?.id ? { destination_id: c.status.id } : {}),
+    ...(c.status?.version !== undefined ? { destination_version: c.status.version } : {}),
+    ...(c.ownAccount ? { own_account: true as const } : {}),
+    ...(c.demands.length > 0 ? { approval: [...c.demands] } : {}),
+  };
+}
+
+function baseOf(c: Checked) {
+  return {
+    index: c.entry.index,
+    account: c.account,
+    lei: c.lei,
+    key: c.key,
+    asset: c.entry.detail.asset,
+    amount: String(c.entry.detail.amount),
+    transferType: c.entry.detail.transfer_type,
+    ...(c.status?.id ? { destination_id: c.status.id } : {}),
+  };
+}
+
+interface RefusalFacts {
+  reason: string;
+  index: number;
+  account: string;
+  lei?: string;
+  key: string;
+  asset: string;
+  amount: string;
+  transferType: string;
+  [extra: string]: unknown;
+}
+
+/** Records `transfer.refused` and returns the error: invalid_authorization_details (RFC 9396 §5), or 503 when the totals cannot be checked. */
+async function refuse(ctx: Context, issuance: Issuance, meta: DecisionMeta, facts: RefusalFacts, text: string, options: { error?: 'temporarily_unavailable'; detail?: string } = {}): Promise<OAuthError> {
+  const { reason, index, account, lei, key, asset, amount, transferType, ...extra } = facts;
+  await ctx.audit.record({
+    type: 'transfer.refused',
+    requestId: issuance.requestId,
+    ...(meta.txn ? { txn: meta.txn } : {}),
+    actor: issuance.clientId,
+    client: issuance.clientId,
+    subject: issuance.subject.id,
+    audience: issuance.audience,
+    scopes: [...issuance.scopes],
+    ...(meta.mandate ? { mandate: meta.mandate } : {}),
+    decision: { allow: false, reasons: [reason] },
+    details: {
+      via: issuance.grantType,
+      reason,
+      authorization_details: index,
+      transfer_type: transferType,
+      account,
+      ...(lei !== undefined ? { lei } : {}),
+      asset,
+      amount,
+      destination_key: key,
+      ...extra,
+    },
+  });
+  if (options.error === 'temporarily_unavailable') {
+    // RFC 6749 §4.1.2.1 / §5.2 use: the server cannot answer now; the client may try again.
+    return new OAuthError('temporarily_unavailable', text, { headers: { 'Retry-After': '5' }, ...(options.detail ? { detail: options.detail } : {}) });
+  }
+  return new OAuthError('invalid_authorization_details', text);
+}

@@ -1,0 +1,72 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
+import type { Database } from '../storage/schema.ts';
+import { totalWindowMs, type ReservationRequest, type ReservationResult, type TransferTotals } from './totals.ts';
+
+/** The ledger (migration 0054_transfer_totals): one row per reservation still in its window. */
+export interface TransferLedgerTables {
+  transfer_ledger: {
+    /** The account and asset (./totals.ts `totalScope`). */
+    scope: string;
+    /** The reservation id (the transfer's txn and entry, hashed: ./enforce.ts). */
+    id: string;
+    /** Micro-units (./amounts.ts). */
+    amount: number | bigint | string;
+    /** Epoch ms. */
+    reserved_at: number;
+  };
+}
+
+/**
+ * The rolling totals in the database, for a deployment without Redis (./totals.ts). Each
+ * reservation is one transaction that takes the scope's lock first — on PostgreSQL a
+ * transaction-scoped advisory lock per account and asset (so two nodes reserving for one account
+ * queue, and the second sums what the first committed; other accounts are not held up); on SQLite
+ * the database's one writer (transactions BEGIN IMMEDIATE) — then drops what left the window,
+ * sums it and inserts when the sum stays within the limit. Under READ COMMITTED without the lock,
+ * two nodes could each sum the same total and both insert: the lock is what makes the limit hold.
+ */
+export class DatabaseTotals implements TransferTotals {
+  readonly kind = 'database' as const;
+  readonly #db: Kysely<Database>;
+
+  constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  async reserve(request: ReservationRequest): Promise<ReservationResult> {
+    return this.#db.transaction().execute(async (trx) => {
+      await lockScope(trx, request.scope);
+      await trx.deleteFrom('transfer_ledger').where('scope', '=', request.scope).where('reserved_at', '<=', request.now - totalWindowMs).execute();
+      const rows = await trx.selectFrom('transfer_ledger').select(['id', 'amount']).where('scope', '=', request.scope).execute();
+      const total = rows.reduce((sum, row) => sum + BigInt(row.amount), 0n);
+      const same = rows.find((row) => row.id === request.id);
+      // Reserved before under this id: counted once; the total answered is the others'.
+      if (same) return { reserved: true, total: total - BigInt(same.amount) };
+      if (total + request.amount > request.limit) return { reserved: false, total };
+      await trx.insertInto('transfer_ledger').values({ scope: request.scope, id: request.id, amount: request.amount.toString(), reserved_at: request.now }).execute();
+      return { reserved: true, total };
+    });
+  }
+
+  async release(scope: string, id: string): Promise<void> {
+    await this.#db.deleteFrom('transfer_ledger').where('scope', '=', scope).where('id', '=', id).execute();
+  }
+
+  async total(scope: string, now: number): Promise<bigint> {
+    const rows = await this.#db.selectFrom('transfer_ledger').select('amount').where('scope', '=', scope).where('reserved_at', '>', now - totalWindowMs).execute();
+    return rows.reduce((sum, row) => sum + BigInt(row.amount), 0n);
+  }
+}
+
+/** Serialises reservations of one scope across nodes (PostgreSQL); SQLite has one writer at a time. */
+async function lockScope(trx: Transaction<Database>, scope: string): Promise<void> {
+  if (!isPostgres(trx)) return;
+  await sql`select pg_advisory_xact_lock(hashtextextended('clearance.transfer-total:' || current_schema() || ':' || ${scope}, 0))`.execute(trx);
+}
+
+/** Deletes the reservations that left every window (an account that stopped transferring keeps none); returns how many. */
+export async function pruneTransferLedger(db: Kysely<Database>, now: number): Promise<number> {
+  const result = await db.deleteFrom('transfer_ledger').where('reserved_at', '<=', now - totalWindowMs).executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

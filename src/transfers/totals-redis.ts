@@ -1,0 +1,98 @@
+import { defineScript, type Script, type SharedStore } from '../risk/limits/redis.ts';
+import { totalWindowMs, TotalsUnavailable, type ReservationRequest, type ReservationResult, type TransferTotals } from './totals.ts';
+
+/**
+ * The rolling totals in Redis (./totals.ts): per account and asset a sorted set of reservation ids
+ * scored by their time, and a hash of their amounts (micro-units), both under one hash tag so they
+ * live on one node of a cluster. One Lua script per reservation: Redis runs it atomically, so
+ * nodes reserving at once never both pass the limit.
+ *
+ * The script drops what left the window, answers an id already reserved as reserved (counted once;
+ * the total it answers is then the others'),
+ * sums the amounts, and adds this one only when the sum stays within the limit. Amounts and limits
+ * are integers below 2⁵³ (./amounts.ts `maxLimit`), so Lua's doubles add them exactly. Keys expire
+ * a window after their newest reservation.
+ *
+ * Unlike the rate limits, a Redis that does not answer is never replaced by the node's memory:
+ * every operation throws `TotalsUnavailable` (fail closed for money).
+ */
+const reserveLua = `
+local times, amounts = KEYS[1], KEYS[2]
+local now, window, amount, limit, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local old = redis.call('ZRANGEBYSCORE', times, '-inf', now - window)
+for i = 1, #old, 500 do
+  redis.call('HDEL', amounts, unpack(old, i, math.min(i + 499, #old)))
+end
+redis.call('ZREMRANGEBYSCORE', times, '-inf', now - window)
+local total = 0
+for _, value in ipairs(redis.call('HVALS', amounts)) do total = total + tonumber(value) end
+if redis.call('ZSCORE', times, id) then return {1, string.format('%.0f', total - tonumber(redis.call('HGET', amounts, id) or '0'))} end
+if total + amount > limit then return {0, string.format('%.0f', total)} end
+redis.call('ZADD', times, now, id)
+redis.call('HSET', amounts, id, ARGV[3])
+redis.call('PEXPIRE', times, window)
+redis.call('PEXPIRE', amounts, window)
+return {1, string.format('%.0f', total)}
+`;
+
+const releaseLua = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+`;
+
+const totalLua = `
+local times, amounts = KEYS[1], KEYS[2]
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local total = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', times, '(' .. (now - window), '+inf')) do
+  total = total + tonumber(redis.call('HGET', amounts, id) or '0')
+end
+return string.format('%.0f', total)
+`;
+
+export class RedisTotals implements TransferTotals {
+  readonly kind = 'redis' as const;
+  readonly #store: SharedStore;
+  readonly #reserve: Script;
+  readonly #release: Script;
+  readonly #total: Script;
+
+  constructor(store: SharedStore) {
+    this.#store = store;
+    this.#reserve = defineScript(store, 'clearanceTransferReserve', reserveLua);
+    this.#release = defineScript(store, 'clearanceTransferRelease', releaseLua);
+    this.#total = defineScript(store, 'clearanceTransferTotal', totalLua);
+  }
+
+  #keys(scope: string): [string, string] {
+    // One hash tag per scope: both keys on one cluster node, as a script needs.
+    const base = `${this.#store.prefix}transfer-total:{${scope}}`;
+    return [`${base}:times`, `${base}:amounts`];
+  }
+
+  async reserve(request: ReservationRequest): Promise<ReservationResult> {
+    const answer = (await this.#run(() => this.#reserve(2, ...this.#keys(request.scope), request.now, totalWindowMs, request.amount.toString(), request.limit.toString(), request.id))) as [number, string];
+    return { reserved: Number(answer[0]) === 1, total: BigInt(answer[1]) };
+  }
+
+  async release(scope: string, id: string): Promise<void> {
+    await this.#run(() => this.#release(2, ...this.#keys(scope), id));
+  }
+
+  async total(scope: string, now: number): Promise<bigint> {
+    return BigInt((await this.#run(() => this.#total(2, ...this.#keys(scope), now, totalWindowMs))) as string);
+  }
+
+  /** Runs on Redis, or throws `TotalsUnavailable` — never a per-node fallback. */
+  async #run<T>(operation: () => Promise<T>): Promise<T> {
+    if (!this.#store.usable) throw new TotalsUnavailable('Redis does not answer');
+    try {
+      return await operation();
+    } catch (error) {
+      // The connection's own handling: warn once, probe, recover (src/risk/limits/redis.ts).
+      this.#store.failed(error as Error);
+      throw new TotalsUnavailable((error as Error).message);
+    }
+  }
+}

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { decodeJwt } from 'jose';
+import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
+import { decideApprovalRequest } from '../../src/approvals/requests.ts';
+import { ManualClock } from '../../src/clock.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { Context } from '../../src/context.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
+import { createLogger } from '../../src/log.ts';
+import { openContext } from '../../src/server.ts';
+import { parseAmount } from '../../src/transfers/amounts.ts';
+import { totalScope, transferTotals } from '../../src/transfers/totals.ts';
+import { cibaFixture, cibaGrant, subjectDecides, tokenProof } from '../ciba/fixture.ts';
+import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
+import { freePort } from '../helpers/server.ts';
+import { testDialects } from '../helpers/storage.ts';
+import { applyDocument } from '../policy/fixture.ts';
+import { brokerLei, controls, custodyApi, events, iban, only, seedDestination, transfer, transferContext, transferDocument } from './enforcement-fixture.ts';
+
+// Transfer enforcement over HTTP (src/transfers/enforce.ts, docs/transfers.md "Enforcement at issuance").
+
+const ibanDestination = { kind: 'iban' as const, iban, bic: 'COBADEFFXXX' };
+type Json = Record<string, unknown>;
+
+async function server(t: TestContext, options: Parameters<typeof transferContext>[1] = {}) {
+  const base = await transferContext(t, options);
+  const app = buildApp(base.ctx);
+  t.after(() => app.close());
+  await app.ready();
+  const token = (details: Json[], form: Record<string, string> = {}) =>
+    app.inject({
+      method: 'POST',
+      url: '/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuthorization('treasury-app', base.secrets['treasury-app']!) },
+      payload: formBody({ grant_type: 'client_credentials', resource: custodyApi, authorization_details: JSON.stringify(details), ...form }),
+    });
+  return { ...base, app, token };
+}
+
+describe('transfers at the token endpoint', () => {
+  test('refuses a transfer to an unknown destination with registered error JSON, and records it', async (t) => {
+    const { ctx, token } = await server(t);
+    const response = await token([transfer({ amount: '125000.50' })], { txn: 'new' });
+    const body = assertOAuthError(response, 400, 'invalid_authorization_details');
+    assert.equal(body.error_description, `authorization_details[0]: destination iban:${iban} is not in the address book of account TRE-001`);
+    const refused = only(await events(ctx, 'transfer.refused'));
+    assert.deepEqual([refused.details!.destination_key, refused.details!.amount, refused.details!.asset, refused.details!.account], [`iban:${iban}`, '125000.50', 'USD', 'TRE-001']);
+    assert.ok(refused.txn, 'the refusal is filed under the trade it would have started');
+  });
+
+  test('issues a token for a usable destination; token.issued names the destination and amount', async (t) => {
+    const { ctx, token } = await server(t);
+    const id = await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    const response = await token([transfer({ amount: '125000.50' })], { txn: 'new' });
+    assert.equal(response.statusCode, 200, response.body);
+    const claims = decodeJwt(String((response.json() as Json).access_token));
+    const issued = only(await events(ctx, 'token.issued'));
+    assert.equal(issued.txn, claims.txn);
+    assert.deepEqual(issued.details!.transfers, [
+      { authorization_details: 0, transfer_type: 'withdrawal', account: 'TRE-001', lei: brokerLei, asset: 'USD', amount: '125000.50', destination_key: `iban:${iban}`, destination_id: id, destination_version: 1, daily_total: '125000.5', daily_limit: '2500000' },
+    ]);
+  });
+
+  test('refuses a transfer at or above the threshold outside an approved CIBA request, saying how to get it approved', async (t) => {
+    const { ctx, token } = await server(t);
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    const body = assertOAuthError(await token([transfer({ amount: '1500000' })]), 400, 'invalid_authorization_details');
+    assert.match(String(body.error_description), /is at or above the approval threshold of 1000000 USD and needs a second person's approval: ask for the token with a CIBA request \(POST \/bc-authorize\)/);
+    assert.equal(await transferTotals(ctx).total(totalScope(brokerLei, 'TRE-001', 'USD'), ctx.clock.now()), 0n);
+  });
+
+  test('answers 503 temporarily_unavailable with Retry-After when the shared Redis does not answer', async (t) => {
+    const port = await freePort();
+    const { ctx, token } = await server(t, { env: { REDIS_URL: `redis://127.0.0.1:${port}`, CLEARANCE_REDIS_TIMEOUT_MS: '100' } });
+    await ctx.risk.limits.connect();
+    t.after(() => ctx.risk.limits.close());
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    const response = await token([transfer()]);
+    // The one 5xx a refusal may be (DESIGN §7): the store cannot answer now; JSON, never cached.
+    assert.equal(response.statusCode, 503, response.body);
+    assert.equal((response.json() as Json).error, 'temporarily_unavailable');
+    assert.match(String(response.headers['cache-control']), /no-store/);
+    assert.equal(response.headers['retry-after'], '5');
+    assert.equal(only(await events(ctx, 'transfer.refused')).details!.reason, 'totals-unavailable');
+  });
+});
+
+describe('a transfer above its threshold through CIBA', () => {
+  test('is issued once the person and a second person approved it, and never without the second', async (t) => {
+    const f = await cibaFixture(t);
+    await f.apply({
+      ...transferDocument,
+      users: [
+        { username: 'trader', name: 'Tina Trader', desks: ['treasury'], roles: ['trader'] },
+        { username: 'sup', name: 'Sam Supervisor', desks: ['treasury'], roles: ['approver'] },
+      ],
+      clients: [
+        ...transferDocument.clients,
+        { client_id: 'treasury-ciba', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: [cibaGrant, 'refresh_token'], backchannel_token_delivery_mode: 'poll', scope: 'openid transfer:withdrawal' },
+      ],
+      transfer_controls: controls,
+      policies: [
+        {
+          version: 'v1',
+          text: '@id("all") permit (principal, action, resource);\n@id("approvers-approve") permit (principal is User, action == Action::"approve", resource is User) when { principal has roles && principal.roles.contains("approver") };',
+          change_ref: 'CHG-1',
+          author: 'alice.author',
+          approver: 'bob.approver',
+          active: true,
+        },
+      ],
+    });
+    await seedDestination(f.ctx, { destination: ibanDestination, state: 'usable' });
+    const details = JSON.stringify([transfer({ amount: '1500000' })]);
+    const started = await f.bcAuthorize({ scope: 'openid transfer:withdrawal', login_hint: 'trader', binding_message: 'Withdrawal W-1', resource: custodyApi, authorization_details: details }, 'treasury-ciba');
+    assert.equal(started.statusCode, 200, started.body);
+    const authReqId = String((started.json() as Json).auth_req_id);
+    const request = await f.pending();
+    assert.equal(request.requiredApprovals, 1, 'the threshold asks one second person');
+    await subjectDecides(f.ctx, request);
+    f.clock.advance(5_000);
+    assertOAuthError(await f.poll(authReqId, 'treasury-ciba'), 400, 'authorization_pending');
+    const sup = (await findUserByUsername(f.ctx, 'sup'))!;
+    const decided = await decideApprovalRequest(f.ctx, cibaKind, { requestId: request.id, approver: { userId: sup.id, username: sup.username, roles: sup.roles, desks: sup.desks }, proof: tokenProof(), decision: 'approve' });
+    assert.ok(decided.ok, JSON.stringify(decided));
+    f.clock.advance(5_000);
+    const response = await f.poll(authReqId, 'treasury-ciba');
+    assert.equal(response.statusCode, 200, response.body);
+    const tokens = response.json() as Json;
+    const claims = decodeJwt(String(tokens.access_token)) as Json;
+    assert.equal((claims.approvals as unknown[]).length, 1);
+    assert.equal(tokens.refresh_token, undefined, 'an approval is for one token: no refresh token');
+    const issued = (await f.auditEvents('token.issued')).find((e) => e.txn === request.id)!;
+    assert.deepEqual((issued.details!.transfers as Json[])[0]!.approval, ['transfer-approval-threshold']);
+    assert.equal((issued.details!.transfers as Json[])[0]!.amount, '1500000');
+  });
+});
+
+const postgres = testDialects().find((d) => d.name === 'postgres');
+
+describe('the rolling total across two nodes on one PostgreSQL database', { skip: postgres ? false : 'TEST_DATABASE_URL is not set' }, () => {
+  test('refuses the request that would exceed the limit, whichever node it reaches, and concurrent requests never exceed it', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clearance-transfer-nodes-'));
+    const database = await postgres!.create();
+    const config = loadConfig({ CLEARANCE_DATA_DIR: dir });
+    const clock = new ManualClock();
+    const nodes: Context[] = [
+      await openContext(config, { clock, log: createLogger('silent'), storage: database.storage }),
+      await openContext(config, { clock, log: createLogger('silent'), storage: database.connect() }),
+    ];
+    const apps = nodes.map((ctx) => buildApp(ctx));
+    t.after(async () => {
+      for (const app of apps) await app.close();
+      for (const ctx of nodes) await (ctx.audit as { close?: () => Promise<void> }).close?.();
+      await database.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const secrets = await applyDocument(nodes[0]!, transferDocument);
+    await applyDocument(nodes[0]!, { transfer_controls: controls });
+    await seedDestination(nodes[0]!, { destination: ibanDestination, state: 'usable' });
+    const token = (node: number, amount: string) =>
+      apps[node]!.inject({
+        method: 'POST',
+        url: '/token',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuthorization('treasury-app', secrets['treasury-app']!) },
+        payload: formBody({ grant_type: 'client_credentials', resource: custodyApi, authorization_details: JSON.stringify([transfer({ amount })]) }),
+      });
+    // 1.8M through node A and B, then 0.8M through node B would make 2.6M: refused there.
+    assert.equal((await token(0, '900000')).statusCode, 200);
+    assert.equal((await token(1, '900000')).statusCode, 200);
+    const over = assertOAuthError(await token(1, '800000'), 400, 'invalid_authorization_details');
+    assert.match(String(over.error_description), /would bring its rolling 24-hour total to 2600000 USD, above its limit of 2500000/);
+    // A day on, 30 requests of 100,000 at once, alternating nodes: exactly 25 fit.
+    clock.advance(24 * 3600_000);
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => token(i % 2, '100000')));
+    assert.deepEqual(answers.map((r) => r.statusCode).sort(), [...Array(25).fill(200), ...Array(5).fill(400)]);
+    const total = await transferTotals(nodes[1]!).total(totalScope(brokerLei, 'TRE-001', 'USD'), clock.now());
+    assert.equal(total, parseAmount('2500000', 'exact'));
+    const refusals = (await events(nodes[0]!, 'transfer.refused')).filter((e) => e.details!.reason === 'daily-limit');
+    assert.equal(refusals.length, 6);
+  });
+});

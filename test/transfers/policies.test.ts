@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test, type TestContext } from 'node:test';
+import type { AuthorizationDetail } from '../../src/authorization/authorization-details.ts';
+import type { Context } from '../../src/context.ts';
+import { OAuthError } from '../../src/oauth-error.ts';
+import { authorizeIssuance, type Issuance } from '../../src/policy/issuance.ts';
+import { applyDocument, userId } from '../policy/fixture.ts';
+import { brokerLei, custodyApi, ether, etherAddress, iban, seedDestination, transfer, transferContext } from './enforcement-fixture.ts';
+
+/** The example policies exactly as docs/transfers.md shows them: the first cedar block of "Enforcement at issuance" › "Example policies". */
+function documentedPolicies(): string {
+  const doc = readFileSync(new URL('../../docs/transfers.md', import.meta.url), 'utf8');
+  const enforcement = doc.slice(doc.indexOf('## Enforcement at issuance'));
+  const section = enforcement.slice(enforcement.indexOf('### Example policies'));
+  const block = /```cedar\n([\s\S]*?)```/.exec(section);
+  assert.ok(block, 'docs/transfers.md has the example policies');
+  return block[1]!;
+}
+
+const ibanDestination = { kind: 'iban' as const, iban, bic: 'COBADEFFXXX' };
+let requests = 0;
+
+async function policyServer(t: TestContext) {
+  const base = await transferContext(t);
+  const { ctx } = base;
+  await applyDocument(ctx, {
+    users: [
+      { username: 'tina', desks: ['treasury'] },
+      { username: 'chris', desks: ['crypto'] },
+    ],
+    clients: [{ client_id: 'algo-treasury', kind: 'agent', owner_lei: brokerLei, grant_types: ['client_credentials'], scope: 'transfer:withdrawal' }],
+  });
+  await applyDocument(ctx, { policies: [{ version: 'v1', text: documentedPolicies(), change_ref: 'CHG-7', author: 'alice.author', approver: 'bob.approver', active: true }] });
+  for (const account of ['TRE-001', 'CRY-001']) await seedDestination(ctx, { account, destination: ibanDestination, state: 'usable' });
+  await seedDestination(ctx, { destination: { kind: 'blockchain', account: etherAddress }, state: 'usable' });
+  return base;
+}
+
+function issuance(subject: Issuance['subject'], details: Record<string, unknown>[]): Issuance {
+  return {
+    subject,
+    clientId: subject.type === 'Client' ? subject.id : 'treasury-app',
+    audience: custodyApi,
+    scopes: [],
+    authorizationDetails: details as unknown as AuthorizationDetail[],
+    requestId: `policy-${++requests}`,
+    grantType: 'client_credentials',
+  };
+}
+
+async function refusedBy(ctx: Context, request: Issuance): Promise<string> {
+  try {
+    await authorizeIssuance(ctx, request);
+  } catch (error) {
+    assert.ok(error instanceof OAuthError, String(error));
+    assert.equal(error.error, 'invalid_authorization_details', error.description);
+    return error.description!;
+  }
+  assert.fail('allowed');
+}
+
+const service = { type: 'Client' as const, id: 'treasury-app' };
+
+describe('the example transfer policies of docs/transfers.md', () => {
+  test('let withdrawals leave only from a treasury account', async (t) => {
+    const { ctx } = await policyServer(t);
+    await authorizeIssuance(ctx, issuance(service, [transfer()]));
+    assert.match(await refusedBy(ctx, issuance(service, [transfer({ source_account: 'CRY-001' })])), /transfer:withdrawal on CRY-001\) is refused by policy: withdrawals-from-treasury-accounts-only/);
+    // An internal transfer between the firm's own accounts is not a withdrawal.
+    await authorizeIssuance(ctx, issuance(service, [transfer({ source_account: 'CRY-001', transfer_type: 'internal', destination: { kind: 'internal', account: 'TRE-002' } })]));
+  });
+
+  test('let only people of the treasury desk withdraw', async (t) => {
+    const { ctx } = await policyServer(t);
+    await authorizeIssuance(ctx, issuance({ type: 'User', id: await userId(ctx, 'tina') }, [transfer()]));
+    assert.match(await refusedBy(ctx, issuance({ type: 'User', id: await userId(ctx, 'chris') }, [transfer()])), /refused by policy: withdrawals-by-treasury-people-only/);
+  });
+
+  test('forbid an algorithm a crypto withdrawal above 10 units', async (t) => {
+    const { ctx } = await policyServer(t);
+    const crypto = (amount: string) => transfer({ asset: ether, amount, destination: { kind: 'blockchain', account: etherAddress } });
+    const agent = { type: 'Client' as const, id: 'algo-treasury' };
+    await authorizeIssuance(ctx, issuance(agent, [crypto('10')]));
+    assert.match(await refusedBy(ctx, issuance(agent, [crypto('11')])), /refused by policy: no-large-crypto-withdrawals-by-agents/);
+    // A service (not an algorithm) may.
+    await authorizeIssuance(ctx, issuance(service, [crypto('12')]));
+  });
+
+  test('ask a large withdrawal for its purpose', async (t) => {
+    const { ctx } = await policyServer(t);
+    assert.match(await refusedBy(ctx, issuance(service, [transfer({ amount: '100000' })])), /refused by policy: large-withdrawals-state-a-purpose/);
+    await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '100000', purpose: 'Quarterly dividend' })]));
+    await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '99999.99' })]));
+  });
+});
