@@ -17,15 +17,28 @@ export async function newClient(clientId: string): Promise<FirmClient> {
   return { clientId, privateKey, publicJwk: await exportJWK(publicKey) };
 }
 
-/** The demo's four firm clients, and the public keys apply registers for them (demo/config.ts). */
+/**
+ * The demo's firm clients, and the public keys apply registers for them (demo/config.ts): four that
+ * trade and govern, and two evidence producers — the broker's order management system and the
+ * clearing firm's settlement system (docs/evidence.md).
+ */
 export async function newDemoClients() {
   const clients = {
     algo: await newClient('algo-7'),
     arranger: await newClient('arranger-backend'),
     broker: await newClient('broker-backend'),
     compliance: await newClient('compliance-console'),
+    oms: await newClient('broker-oms'),
+    settlement: await newClient('clearing-settlement'),
   };
-  const keys = { 'algo-7': clients.algo.publicJwk, 'arranger-backend': clients.arranger.publicJwk, 'broker-backend': clients.broker.publicJwk, 'compliance-console': clients.compliance.publicJwk };
+  const keys = {
+    'algo-7': clients.algo.publicJwk,
+    'arranger-backend': clients.arranger.publicJwk,
+    'broker-backend': clients.broker.publicJwk,
+    'compliance-console': clients.compliance.publicJwk,
+    'broker-oms': clients.oms.publicJwk,
+    'clearing-settlement': clients.settlement.publicJwk,
+  };
   return { clients, keys };
 }
 

@@ -36,7 +36,7 @@ export function loopbackAudiences(ports: { orders: number; execution: number; cl
 }
 
 /** Client ids and the public JWK each authenticates with (private_key_jwt). */
-export type ClientKeys = Record<'algo-7' | 'arranger-backend' | 'broker-backend' | 'compliance-console', object>;
+export type ClientKeys = Record<'algo-7' | 'arranger-backend' | 'broker-backend' | 'compliance-console' | 'broker-oms' | 'clearing-settlement', object>;
 
 export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir: string, now: Date): Record<string, unknown> {
   const day = 24 * 3600 * 1000;
@@ -65,7 +65,9 @@ export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir
     resource_servers: [
       { identifier: audiences.orders, name: 'Arranger order API', scopes: ['order:create', 'settlement:submit'], exchange_clients: ['arranger-backend'], region: 'eu' },
       { identifier: audiences.execution, name: 'Broker execution API', scopes: ['order:create', 'settlement:submit'], exchange_clients: ['broker-backend'], region: 'uk' },
-      { identifier: audiences.clearing, name: 'Clearing API', scopes: ['settlement:submit'], require_sender_constraint: true, region: 'eu' },
+      // The clearing firm's own API: its settlement system is the client that may introspect its
+      // tokens, which makes the clearing firm a party to every trade the API takes (docs/evidence.md).
+      { identifier: audiences.clearing, name: 'Clearing API', scopes: ['settlement:submit'], require_sender_constraint: true, region: 'eu', introspection_clients: ['clearing-settlement'] },
       { identifier: audiences.usReporting, name: 'US reporting API', scopes: ['report:view'], region: 'us' },
     ],
     clients: [
@@ -74,6 +76,10 @@ export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir
       client('broker-backend', 'service', lei.broker, [exchange], 'order:create settlement:submit'),
       // The asset manager's compliance desk: revokes mandates through the admin API.
       client('compliance-console', 'service', lei.assetManager, ['client_credentials'], 'admin:read admin:write'),
+      // Evidence producers (docs/evidence.md): the broker's order management system and the clearing
+      // firm's settlement system append what they did under the trade's txn — evidence:append only.
+      client('broker-oms', 'service', lei.broker, ['client_credentials'], 'evidence:append'),
+      client('clearing-settlement', 'service', lei.clearing, ['client_credentials'], 'evidence:append'),
     ],
     mandates: [
       {

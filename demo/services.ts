@@ -5,8 +5,10 @@
  * (RFC 8693) for a token to the next hop.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { createGuard, createIdempotencyGuard, MemoryIdempotencyStore, type VerifiedAccess } from 'clearance/guard';
+import { createEvidenceRecorder, createGuard, createIdempotencyGuard, MemoryIdempotencyStore, type EvidenceRecorder, type VerifiedAccess } from 'clearance/guard';
 import { clearanceGuard, idempotent } from 'clearance/guard/fastify';
 import { dpopProof, newDpopKey, tokenRequest, type FirmClient } from './clients.ts';
 
@@ -45,24 +47,65 @@ function guarded(issuer: string, audience: string, options: { requireSenderConst
 
 const chainOf = (access: VerifiedAccess) => access.actors.map((a) => a.sub);
 
-/** The clearing firm: accepts a settlement instruction once per txn (DPoP-bound tokens only). */
-export async function startClearing(issuer: string, audience: string, port: number): Promise<Service> {
+/**
+ * A firm's evidence producer (docs/evidence.md): a system of its own (an OMS, a settlement system)
+ * that keeps each payload it handled in its archive and appends the payload's hash to Clearance's
+ * audit log under the trade's txn, signed with its client key (clearance/guard's recorder).
+ */
+export interface EvidenceProducer {
+  client: FirmClient;
+  /** Where the producer keeps the payloads it recorded (one file per event, named by its event id). */
+  archive: string;
+}
+
+/** What a producer recorded, for the demo to show and check. */
+export interface RecordedPayload {
+  event_id: string;
+  type: string;
+  payload_sha256: string;
+  file: string;
+}
+
+function producerOf(issuer: string, producer: EvidenceProducer) {
+  const recorder: EvidenceRecorder = createEvidenceRecorder({ issuer, clientAuth: { clientId: producer.client.clientId, privateKey: producer.client.privateKey, kid: `${producer.client.clientId}-1` } });
+  return async (txn: string, type: string, eventId: string, record: unknown): Promise<RecordedPayload> => {
+    const payload = `${JSON.stringify(record, null, 2)}\n`;
+    const file = join(producer.archive, `${producer.client.clientId}-${eventId}.json`);
+    writeFileSync(file, payload);
+    const recorded = await recorder.record({ txn, type, eventId, payload, occurredAt: new Date() });
+    return { event_id: recorded.event_id, type: recorded.type, payload_sha256: recorded.payload_sha256, file };
+  };
+}
+
+/**
+ * The clearing firm: accepts a settlement instruction once per txn (DPoP-bound tokens only); with a
+ * settlement system as evidence producer, records each accepted instruction (`settlement.instructed`).
+ */
+export async function startClearing(issuer: string, audience: string, port: number, settlementSystem?: EvidenceProducer): Promise<Service> {
   const { app } = guarded(issuer, audience, { requireSenderConstraint: true });
   const idem = createIdempotencyGuard({ store: new MemoryIdempotencyStore() });
+  const record = settlementSystem ? producerOf(issuer, settlementSystem) : undefined;
   app.post(
     '/settlements',
     { config: { clearance: { scopes: ['settlement:submit'] } } },
     idempotent(idem, { action: 'settlement:submit', fingerprint: (r) => createHash('sha256').update(JSON.stringify(r.body)).digest('hex') }, async (request) => {
       const access = request.access!;
-      return { settlement_id: `STL-${randomUUID().slice(0, 8)}`, txn: access.txn, subject: access.subject, on_behalf_chain: chainOf(access), mandate: access.mandate, bound: access.binding.method };
+      const settlementId = `STL-${randomUUID().slice(0, 8)}`;
+      const evidence = record && access.txn ? await record(access.txn, 'settlement.instructed', settlementId, { settlement_id: settlementId, txn: access.txn, instructed_by: access.clientId, for: access.subject, instruction: request.body }) : undefined;
+      return { settlement_id: settlementId, txn: access.txn, subject: access.subject, on_behalf_chain: chainOf(access), mandate: access.mandate, bound: access.binding.method, ...(evidence ? { evidence } : {}) };
     }),
   );
   return listen(app, port);
 }
 
-/** The broker: executes an order, then instructs settlement at the clearing firm through an exchanged, DPoP-bound token. */
-export async function startBroker(issuer: string, audience: string, port: number, client: FirmClient, clearing: { audience: string; url: string }): Promise<Service> {
+/**
+ * The broker: executes an order, then instructs settlement at the clearing firm through an
+ * exchanged, DPoP-bound token. With an OMS as evidence producer, records each order it receives
+ * (`order.received`) before executing it.
+ */
+export async function startBroker(issuer: string, audience: string, port: number, client: FirmClient, clearing: { audience: string; url: string }, oms?: EvidenceProducer): Promise<Service> {
   const { app } = guarded(issuer, audience);
+  const record = oms ? producerOf(issuer, oms) : undefined;
   const dpopKey = await newDpopKey();
   // What was sent to clearing, by execution id: a retry sends the same instruction again.
   const instructions = new Map<string, { token: string; body: Record<string, unknown> }>();
@@ -78,6 +121,8 @@ export async function startBroker(issuer: string, audience: string, port: number
 
   app.post<{ Body: Order }>('/executions', { config: { clearance: { scopes: ['order:create'] } } }, async (request, reply) => {
     const access = request.access!;
+    const omsOrderId = `OMS-${randomUUID().slice(0, 8)}`;
+    const evidence = record && access.txn ? await record(access.txn, 'order.received', omsOrderId, { oms_order_id: omsOrderId, txn: access.txn, received_from: access.clientId, for: access.subject, order: request.body }) : undefined;
     const execution = { execution_id: `EXE-${randomUUID().slice(0, 8)}`, instrument: request.body.instrument, side: request.body.side, notional: request.body.notional, currency: request.body.currency, price: 1.0842 };
     const exchanged = await tokenRequest(
       issuer,
@@ -91,7 +136,7 @@ export async function startBroker(issuer: string, audience: string, port: number
     instructions.set(execution.execution_id, { token, body: instruction });
     const settled = await settle(token, instruction);
     if (settled.status !== 200) return refused(reply, 'broker → clearing', settled.status, settled.body);
-    return { ...execution, txn: access.txn, executed_for: access.subject, chain: chainOf(access), settlement: settled.body };
+    return { ...execution, txn: access.txn, executed_for: access.subject, chain: chainOf(access), settlement: settled.body, ...(evidence ? { evidence } : {}) };
   });
 
   // A retry of the settlement instruction of an execution (a time-out on the way back, say).
@@ -132,10 +177,12 @@ export async function startFirms(
   ports: { orders: number; execution: number; clearing: number },
   clients: { arranger: FirmClient; broker: FirmClient },
   started: { close(): Promise<unknown> }[],
+  /** The broker's OMS and the clearing firm's settlement system as evidence producers (docs/evidence.md). */
+  producers?: { oms: EvidenceProducer; settlement: EvidenceProducer },
 ): Promise<{ arranger: Service; broker: Service; clearing: Service }> {
-  const clearing = await startClearing(issuer, audiences.clearing, ports.clearing);
+  const clearing = await startClearing(issuer, audiences.clearing, ports.clearing, producers?.settlement);
   started.push(clearing.app);
-  const broker = await startBroker(issuer, audiences.execution, ports.execution, clients.broker, { audience: audiences.clearing, url: clearing.url });
+  const broker = await startBroker(issuer, audiences.execution, ports.execution, clients.broker, { audience: audiences.clearing, url: clearing.url }, producers?.oms);
   started.push(broker.app);
   const arranger = await startArranger(issuer, audiences.orders, ports.orders, clients.arranger, { audience: audiences.execution, url: broker.url });
   started.push(arranger.app);

@@ -4,10 +4,14 @@
  * executes and exchanges again for a DPoP-bound settlement token to the clearing firm, which sees
  * the whole delegation chain; a retried settlement is refused; compliance revokes the mandate and
  * the next hop fails closed; the evidence bundle of the transaction is exported and verified
- * offline with the CLI, and the chain is rebuilt from the audit log alone.
+ * offline with the CLI, and the chain is rebuilt from the audit log alone. The broker's order
+ * management system and the clearing firm's settlement system record what they handled under the
+ * txn as evidence producers (issue 24 item 3): the bundle holds their payload hashes, and
+ * `verify-bundle --payload` checks the payloads they kept.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +40,11 @@ export interface DemoOutcome {
   /** The bundle's events by type: the whole trade, from its first token to its refusals. */
   bundleEvents: Record<string, number>;
   rebuiltChain: string[];
+  /** What the evidence producers recorded (the bundle's `evidence.appended`): producer, type, payload hash. */
+  appendedEvidence: { producer: string; type: string; payload_sha256: string }[];
+  /** The SHA-256 of each payload file the producers kept (the files go with the demo's directory), and verify-bundle's lines about them. */
+  payloadFileHashes: string[];
+  payloadsVerified: string[];
 }
 
 /** A loopback port that was free a moment ago. */
@@ -93,11 +102,16 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     const { plan, problems } = await planApply(clearance.ctx, document);
     if (!plan) throw new Error(problems.map(formatProblem).join('\n'));
     const applied = await executeApply(clearance.ctx, plan, { actor: 'demo', via: 'cli' });
-    say(`${issuer}: ${applied.changes.length} changes (4 firms, 4 resource servers, 5 clients, mandate ${mandateId}, policy set demo-1 activated by a second person)`);
+    say(`${issuer}: ${applied.changes.length} changes (4 firms, 4 resource servers, 6 firm clients (2 of them evidence producers), mandate ${mandateId}, policy set demo-1 activated by a second person)`);
 
     step('The arranger, the broker and the clearing firm start their APIs, each behind clearance/guard');
-    const { arranger, broker, clearing } = await startFirms(issuer, audiences, ports, clients, started);
+    // The broker's OMS and the clearing firm's settlement system keep the payloads they record.
+    const archive = join(dir, 'producer-archives');
+    mkdirSync(archive);
+    const producers = { oms: { client: clients.oms, archive }, settlement: { client: clients.settlement, archive } };
+    const { arranger, broker, clearing } = await startFirms(issuer, audiences, ports, clients, started, producers);
     say(`order API ${arranger.url} · execution API ${broker.url} · clearing API ${clearing.url} (DPoP-bound tokens only)`);
+    say('evidence producers: broker-oms (the broker’s OMS) and clearing-settlement (the clearing firm’s settlement system), evidence:append only');
 
     step('The asset manager algorithm algo-7 authenticates (private_key_jwt) and asks for a token under its mandate, starting the trade\'s txn');
     // txn=new: Clearance mints the trade's transaction id, so the first token and everything after
@@ -120,6 +134,8 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     say(`order ${String(placed.body.order_id)} → execution ${String(execution.execution_id)} at ${String(execution.price)} (broker saw chain: ${(execution.chain as string[]).join(' < ')})`);
     say(`settlement ${String(settlement.settlement_id)} for ${String(settlement.subject)}, txn ${txn}`);
     say(`the clearing firm saw the delegation chain (newest first): ${(settlement.on_behalf_chain as string[]).join(' < ')} < ${String(settlement.subject)}; mandate ${JSON.stringify(settlement.mandate)}; bound by ${String(settlement.bound)}`);
+    const recordedPayloads = [execution.evidence, settlement.evidence] as { event_id: string; type: string; payload_sha256: string; file: string }[];
+    for (const r of recordedPayloads) say(`evidence appended under the txn: ${r.type} ${r.event_id}, payload sha256 ${r.payload_sha256} (signed by its producer; the payload stays in its archive)`);
 
     step('The broker retries the settlement instruction (a time-out on the way back)');
     const retry = await fetch(`${broker.url}/executions/${String(execution.execution_id)}/resend-settlement`, { method: 'POST' });
@@ -145,7 +161,9 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     await cli(['audit', 'seal']);
     const bundleFile = join(dir, `evidence-${txn}.json`);
     await cli(['audit', 'export', '--txn', txn, '-o', bundleFile]);
-    const verified = await cli(['audit', 'verify-bundle', bundleFile]);
+    // The auditor holds the payloads the broker's OMS and the clearing firm's settlement system kept.
+    const payloadFiles = recordedPayloads.map((r) => r.file);
+    const verified = await cli(['audit', 'verify-bundle', bundleFile, '--payload', ...payloadFiles]);
     say(verified.stdout.trim().split('\n').join('\n   '));
 
     const bundle = JSON.parse(readFileSync(bundleFile, 'utf8')) as { events: { event: { type: string; subject?: string; client?: string; audience?: string; mandate?: unknown; details?: Record<string, unknown> } }[] };
@@ -177,6 +195,9 @@ export async function runDemo(print: (line: string) => void = console.log, optio
       bundleVerified: verified.stdout.startsWith('bundle verified'),
       bundleEvents: Object.fromEntries(filed),
       rebuiltChain,
+      appendedEvidence: events.filter((e) => e.type === 'evidence.appended').map((e) => ({ producer: String(e.client), type: String(e.details!.evidence_type), payload_sha256: String(e.details!.payload_sha256) })),
+      payloadFileHashes: payloadFiles.map((file) => createHash('sha256').update(readFileSync(file)).digest('hex')),
+      payloadsVerified: verified.stdout.split('\n').filter((line) => line.startsWith('payload verified')),
       ...(kept ? { kept } : {}),
     };
   } catch (error) {

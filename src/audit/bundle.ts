@@ -10,6 +10,8 @@ import type { JWK } from 'jose';
 import type { Kysely } from 'kysely';
 import { checkBundledApprovals, type BundledApproval } from './bundle-approvals.ts';
 import { checkBundledEvidence, type BundledSigningEvidence, type VerifiedSigningEvidence } from './bundle-evidence.ts';
+import { checkBundledDestinations, destinationEvidenceFor, type BundledDestinationChange, type DestinationChangeSummary } from './bundle-destinations.ts';
+import { appendedEvidenceOf, checkAppendedEvidence, type BundledAppendedEvidence, type VerifiedAppendedEvidence } from './bundle-appended.ts';
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditSigningKey } from './audit-key.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
@@ -53,6 +55,24 @@ export interface EvidenceBundle {
    */
   signingEvidence?: BundledSigningEvidence[];
   tsaTrust?: string[];
+  /**
+   * The producers' JWS and verifying keys of the signed `evidence.appended` events
+   * (./bundle-appended.ts). Absent when none is signed, and in bundles written before them.
+   */
+  appendedEvidence?: BundledAppendedEvidence[];
+  /**
+   * Revealed personal fields by event id (docs/privacy.md), only when an allowed reader asked for
+   * them: the events themselves carry the ciphertext the leaves cover; this is the exporter's
+   * statement of what it decrypts to, signed with the rest. Absent by default.
+   */
+  personal?: Record<string, Record<string, unknown>>;
+  /**
+   * The address-book changes behind the bundle's transfers (./bundle-destinations.ts): for each
+   * destination version a transfer's token event names, the events of the change that put it in
+   * the book (its request, approvals and approval), with inclusion proofs into `checkpoint`.
+   * Absent when the bundle has no such transfer.
+   */
+  destinations?: BundledDestinationChange[];
   /** Ed25519 by the audit key over `bundleBody` of everything above. */
   signature: string;
 }
@@ -77,6 +97,8 @@ export interface ExportOptions {
   now: number;
   /** The TSA certificates evidence stamps chain to (PEM; CLEARANCE_TSA_TRUST), stated in the bundle. */
   tsaTrust?: string[];
+  /** When given (an allowed reader asked), the revealed personal fields of the events, stated as `personal`. */
+  personal?: (events: StoredAuditEvent[]) => Promise<Record<string, Record<string, unknown>>>;
 }
 
 export interface ExportResult {
@@ -115,7 +137,12 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
   const holds = (await listHolds(db)).filter((hold) => events.some(({ event }) => holdCovers(hold, event))).map(holdDetails);
   const evidenceIds = events.filter(({ event }) => event.type === 'evidence.recorded').map(({ event }) => String((event.details as Record<string, unknown>).evidence_id));
   const evidenceRows = evidenceIds.length ? await db.selectFrom('signing_evidence').select(['id', 'record', 'timestamp_token']).where('id', 'in', evidenceIds).orderBy('created_at').execute() : [];
+  const appendedEvidence = await appendedEvidenceOf(db, events);
   const signingEvidence = evidenceRows.map((row) => ({ id: row.id, record: row.record, ...(row.timestamp_token ? { timestamp: row.timestamp_token } : {}) }));
+  // The address-book changes behind the transfers (issue 24: the change and both approvals).
+  const destinations = await destinationEvidenceFor(db, events, hasher, checkpoint.treeSize);
+  unsealed += destinations.unsealed;
+  const personal = options.personal ? await options.personal(events.map(({ event }) => event)) : {};
   const unsigned: Omit<EvidenceBundle, 'signature'> = {
     format: bundleFormat,
     createdAt: options.now,
@@ -130,6 +157,9 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
     jwks,
     holds,
     ...(signingEvidence.length ? { signingEvidence, tsaTrust: options.tsaTrust ?? [] } : {}),
+    ...(destinations.changes.length ? { destinations: destinations.changes } : {}),
+    ...(Object.keys(personal).length ? { personal } : {}),
+    ...(appendedEvidence.length ? { appendedEvidence } : {}),
   };
   const signature = (await key.signer.sign(Buffer.from(bundleBody(unsigned), 'utf8'))).toString('base64');
   const bundle: EvidenceBundle = { ...unsigned, signature };
@@ -157,6 +187,10 @@ export interface BundleReport {
   holds?: Record<string, unknown>[];
   /** Signed requests whose evidence verified: signer, time, status, stamp (./bundle-evidence.ts). */
   signedRequests?: VerifiedSigningEvidence[];
+  /** The address-book changes behind the bundle's transfers, with who asked and who approved (./bundle-destinations.ts). */
+  destinations?: DestinationChangeSummary[];
+  /** External producers' events (`evidence.appended`), checked (./bundle-appended.ts): what `--payload` files are matched to. */
+  appended?: VerifiedAppendedEvidence[];
 }
 
 /**
@@ -241,10 +275,14 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject | Ke
   const holds = checkStatedHolds(bundle.holds, readable, problems);
   const evidence = checkBundledEvidence(readable, bundle.signingEvidence, bundle.tsaTrust);
   problems.push(...evidence.problems);
+  const destinations = checkBundledDestinations(readable, bundle.destinations, cp.treeSize, root);
+  problems.push(...destinations.problems);
+  const appended = checkAppendedEvidence(readable, bundle.appendedEvidence);
+  problems.push(...appended.problems);
   if (!Array.isArray(bundle.jwks?.keys) || bundle.jwks.keys.some((k) => typeof k !== 'object' || k === null || privateMemberOf(k) !== undefined)) {
     problems.push('the JWKS must hold public keys only');
   }
-  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, holds, signedRequests: evidence.verified });
+  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, holds, signedRequests: evidence.verified, ...(destinations.changes.length ? { destinations: destinations.changes } : {}), appended: appended.verified });
 }
 
 /**

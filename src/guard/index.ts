@@ -67,3 +67,19 @@ export {
   type VerifyOptions,
 } from './message-signatures.ts';
 export { createSignedRequestVerifier, SignedRequestError, type SignedRequest, type SignedRequestOptions, type SignedRequestResult } from './signed-requests.ts';
+export {
+  createEvidenceRecorder,
+  evidenceAppendScope,
+  evidenceStatement,
+  EvidenceRecordError,
+  payloadSha256,
+  recordEvidence,
+  signEvidenceStatement,
+  type EvidenceClientAuth,
+  type EvidenceEvent,
+  type EvidenceRecorder,
+  type EvidenceRecorderOptions,
+  type EvidenceSigningKey,
+  type EvidenceStatementFields,
+  type RecordedExternalEvidence,
+} from './evidence.ts';

@@ -42,6 +42,14 @@ export function ssfAudience(issuer: string): string {
 /** The scope of a registered evidence producer (a resource server's guard): POST /evidence. */
 export const evidenceWriteScope = 'evidence:write';
 
+/**
+ * The scope of an external evidence producer (an OMS, a venue gateway, a settlement or custody
+ * system): POST /audit/evidence appends its typed events under a txn (docs/evidence.md). Its own
+ * scope, apart from evidence:write: asserting business events is another authority than reporting
+ * signed requests Clearance verifies itself.
+ */
+export const evidenceAppendScope = 'evidence:append';
+
 /** The audience of Clearance's evidence API (docs/transaction-signing.md). */
 export function evidenceAudience(issuer: string): string {
   return `${issuer}/evidence`;
@@ -110,7 +118,7 @@ export function builtinResourceServers(issuer: string, pkiProfiles: readonly str
     {
       identifier: evidenceAudience(issuer),
       name: 'Clearance signing evidence',
-      scopes: [evidenceWriteScope],
+      scopes: [evidenceWriteScope, evidenceAppendScope],
       access_token_ttl: 300,
       require_sender_constraint: false,
     },

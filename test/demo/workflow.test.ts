@@ -4,7 +4,7 @@ import { runDemo } from '../../demo/workflow.ts';
 
 // `npm run demo` as a test: the institutional workflow against a real Clearance, three real
 // resource servers behind clearance/guard, and the audit CLI in child processes.
-test('the demo tells the whole story: chain, txn, duplicate refused, revocation fails closed, evidence verified', async () => {
+test('the demo tells the whole story: chain, txn, duplicate refused, revocation fails closed, evidence and the producers’ payloads verified', async () => {
   const lines: string[] = [];
   const outcome = await runDemo((line) => lines.push(line));
   assert.match(outcome.txn, /^[0-9a-f-]{36}$/);
@@ -15,10 +15,26 @@ test('the demo tells the whole story: chain, txn, duplicate refused, revocation 
   assert.ok(outcome.bundleVerified, lines.join('\n'));
   // Issue 17's done-when: the trade's bundle holds its first token (the txn started there, with its
   // decision), every hop, and the refusal after the revocation.
-  assert.deepEqual(outcome.bundleEvents, { 'token.issued': 1, 'token.exchanged': 2, 'exchange.refused': 1 });
+  // Issue 24 item 3: and what the broker's OMS and the clearing firm's settlement system appended.
+  assert.deepEqual(outcome.bundleEvents, { 'token.issued': 1, 'token.exchanged': 2, 'exchange.refused': 1, 'evidence.appended': 2 });
   assert.equal(outcome.rebuiltChain.length, 3, 'two exchanges and the first issuance, from the audit events alone');
   assert.match(outcome.rebuiltChain[0]!, /^broker-backend exchanged/);
   assert.match(outcome.rebuiltChain[1]!, /^arranger-backend exchanged/);
   assert.match(outcome.rebuiltChain[2]!, /^algo-7 held .* the origin of the chain$/);
   assert.ok(lines.some((l) => /agents-trade-only-under-mandate/.test(l)), 'without the mandate, policy refuses the algorithm');
+  // Issue 24's done-when: the bundle for the demo's txn contains the OMS's and the settlement
+  // system's payload hashes, and verify-bundle checks the payloads they kept.
+  assert.deepEqual(
+    outcome.appendedEvidence.map((e) => [e.producer, e.type]),
+    [
+      ['broker-oms', 'order.received'],
+      ['clearing-settlement', 'settlement.instructed'],
+    ],
+  );
+  assert.deepEqual(outcome.appendedEvidence.map((e) => e.payload_sha256), outcome.payloadFileHashes, 'the recorded hashes are those of the kept payloads');
+  assert.equal(outcome.payloadsVerified.length, 2, lines.join('\n'));
+  assert.match(outcome.payloadsVerified[0]!, /is the payload of order\.received OMS-\w+ by broker-oms/);
+  assert.match(outcome.payloadsVerified[1]!, /is the payload of settlement\.instructed STL-\w+ by clearing-settlement/);
+  assert.ok(lines.some((l) => /appended evidence verified: 2 event\(s\) from external producers \(2 signed by their producer, JWS verified\)/.test(l)), lines.join('\n'));
 });
+

@@ -1,30 +1,36 @@
 import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { tsaTrustPems } from '../../pki/tsa.ts';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { AuditKeys, auditOrigin, parseAuditPublicKeys } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle, verifyBundle } from '../../audit/bundle.ts';
+import { checkPayloads, type SuppliedPayload } from '../../audit/bundle-appended.ts';
 import { isPostgres } from '../../audit/dialect.ts';
 import { sealNow } from '../../audit/lifecycle.ts';
 import { AuditProofError, proveConsistency, proveEvent, type SignedCheckpoint } from '../../audit/proofs.ts';
 import { AuditQueryError, queryEvents, readAuditQuery, type AuditQuery } from '../../audit/query.ts';
 import { requestHoldRelease } from '../../audit/hold-release.ts';
 import { holdDetails, HoldError, listHolds, placeHold, type Hold } from '../../audit/holds.ts';
-import { parseRetention, planPrune, prune, RetentionError } from '../../audit/retention.ts';
+import { parseRetention, planPrune, prune, RetentionError, withEntityParties } from '../../audit/retention.ts';
 import { sqliteFileOf, verifyStore, type VerifyReport } from '../../audit/verify.ts';
 import type { Context } from '../../context.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
+import { EraseError, eraseSubject } from '../../audit/erase.ts';
+import { pseudonymOf } from '../../audit/personal-data.ts';
+import { pseudonymKeyOf } from '../../audit/subject-keys.ts';
 import { exit, type Output } from '../output.ts';
 
 export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoint FILE] [--json]
        clearance audit export (--txn ID | --subject S | --client C | --since T [--until T]) [-o FILE]
-       clearance audit verify-bundle FILE [--key FILE]
+       clearance audit verify-bundle FILE [--key FILE] [--payload [EVENT_ID=]FILE ...]
        clearance audit proof --event ID [--tree-size N]
        clearance audit proof --from M [--to N]
        clearance audit prune --retention SPEC [--dry-run]
        clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF
        clearance audit hold list
        clearance audit hold release HOLD_ID --reason TEXT
+       clearance audit erase-subject (SUBJECT | --address ADDR) [--reason TEXT]
        clearance audit key
        clearance audit seal
 
@@ -46,12 +52,21 @@ export         writes an evidence bundle of the matching sealed events: each wit
                -o FILE (default: standard output)
 verify-bundle  verifies a bundle offline, without the database; --key pins the audit key. Also
                checks each approval's evidence and each token's list of approvals against them,
-               and prints who approved what
+               and prints who approved what; checks each external producer's appended event
+               (evidence.appended) and its JWS when signed, and prints them
+                 --payload FILE     a payload an external producer recorded (repeat it, or list
+                                    more files after it): matched to its event by SHA-256; a
+                                    file matching no event's recorded hash fails the check.
+                                    EVENT_ID=FILE names the event (its producer's event_id or
+                                    evidence id) the file must match. Prints which events'
+                                    payloads were supplied and verified (docs/evidence.md)
 proof          prints (JSON) an event's inclusion proof into a checkpoint (default: the latest),
                or the consistency proof between the checkpoints at tree sizes M and N
 prune          removes the sealed prefix every event of which is past its retention, leaving a
                signed pruning record. SPEC: TYPE=PERIOD,... with * for the other types, e.g.
                "token.introspected=90d,*=7y" (periods: ms s m h d y). Types not covered are kept.
+               lei:LEI=PERIOD keeps a legal entity's events (its clients' and people's) at least
+               that long, e.g. "*=5y,lei:5493001KJTIIGC8Y1R12=10y"
                Never removes an event a legal hold covers: the prefix stops before the first one
                (the dry run names the holds that stop it)
 hold           legal holds: \`place\` puts one on a txn, subject, client or time range (--since,
@@ -59,6 +74,12 @@ hold           legal holds: \`place\` puts one on a txn, subject, client or time
                audited; \`list\` prints every hold and its status; \`release\` asks for a hold's
                two-person release: two people holding \`compliance\` approve it on the approvals
                page (or the admin approvals API) before the hold ends
+erase-subject  destroys a data subject's keys (crypto-shredding, docs/privacy.md): the personal
+               fields of their events (source addresses, names, emails, …) can no longer be
+               read, while every event still verifies. SUBJECT is a person's id; --address
+               names the pseudonymous subject of events that name no one (a failed sign-in of
+               an unknown user). Refused while a legal hold covers the subject or one of those
+               events. Audited (\`audit.subject_erased\`); --reason is kept with the destroyed key
 key            prints the audit public key (PEM), its fingerprint and the log origin: the key
                that signs now (\`clearance keys rotate --audit\` replaces it; \`clearance keys
                status\` lists every audit key, old ones kept for verifying what they signed)
@@ -83,6 +104,10 @@ export interface AuditArgs {
   target?: string | undefined;
   /** `audit hold release --reason TEXT`. */
   reason?: string | undefined;
+  /** `audit erase-subject --address ADDR`: the pseudonymous subject of that address. */
+  address?: string | undefined;
+  /** `audit verify-bundle --payload [EVENT_ID=]FILE`: payload files to match to appended events. */
+  payloads?: string[] | undefined;
   /** Query filters, as given on the command line. */
   query: Record<string, string | undefined>;
 }
@@ -109,6 +134,8 @@ export async function auditCommand(
         return await withContext((ctx) => pruneCommand(ctx, args, output));
       case 'hold':
         return await withContext((ctx) => holdCommand(ctx, args, output));
+      case 'erase-subject':
+        return await withContext((ctx) => eraseSubjectCommand(ctx, args, output));
       case 'key':
         return await withContext(async (ctx) => {
           const key = await auditKeys(ctx).signingKey(auditOrigin(ctx.config.issuer));
@@ -127,6 +154,10 @@ export async function auditCommand(
         return exit.usage;
     }
   } catch (error) {
+    if (error instanceof EraseError) {
+      output.err(`not erased: ${error.message}`);
+      return error.holds.length > 0 ? exit.failed : exit.usage;
+    }
     if (error instanceof AuditQueryError || error instanceof RetentionError || error instanceof HoldError) {
       output.err(error.message);
       return exit.usage;
@@ -252,7 +283,7 @@ async function waitUntilSealed(ctx: Context, masterKey: Buffer, query: AuditQuer
 
 function verifyBundleCommand(args: AuditArgs, output: Output): number {
   if (!args.file) {
-    output.err('usage: clearance audit verify-bundle FILE [--key FILE]');
+    output.err('usage: clearance audit verify-bundle FILE [--key FILE] [--payload [EVENT_ID=]FILE ...]');
     return exit.usage;
   }
   let text: string;
@@ -264,7 +295,11 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
   }
   const pinnedKey = readPinnedKey(args.key);
   const report = verifyBundle(text, pinnedKey ? { pinnedKey } : {});
-  if (args.json) output.out(JSON.stringify(report, null, 2));
+  const supplied = readPayloads(args.payloads ?? []);
+  const payloads = args.payloads?.length ? checkPayloads(report.appended ?? [], supplied.payloads) : undefined;
+  const payloadProblems = [...supplied.problems, ...(payloads?.problems ?? [])];
+  const ok = report.ok && payloadProblems.length === 0;
+  if (args.json) output.out(JSON.stringify({ ...report, ok, ...(payloads ? { payloads: { ...payloads, problems: payloadProblems } } : {}) }, null, 2));
   else if (report.ok) {
     output.out(
       `bundle verified: ${report.events} event(s) included in the checkpoint at tree size ${report.checkpoint!.treeSize} ` +
@@ -284,14 +319,52 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
           `status then ${s.statusAtSigning}; ${s.timestamp !== undefined ? `time-stamped ${new Date(s.timestamp).toISOString()}` : 'no time stamp'}; CA root sha256 ${s.rootSha256}`,
       );
     }
+    const appended = report.appended ?? [];
+    if (appended.length) output.out(`appended evidence verified: ${appended.length} event(s) from external producers (${appended.filter((a) => a.signed).length} signed by their producer, JWS verified)`);
+    for (const a of appended) {
+      output.out(
+        `  ${a.type} ${a.eventId} by ${a.producer}${a.producerLei ? ` (${a.producerLei})` : ''} under txn ${a.txn}, recorded ${new Date(a.recordedAt).toISOString()}` +
+          `${a.occurredAt ? `, occurred ${a.occurredAt}` : ''}; payload sha256 ${a.payloadSha256}; ${a.signed ? `signed (key ${a.keyThumbprint})` : 'not signed'}`,
+      );
+    }
+    for (const m of payloads?.matched ?? []) output.out(`payload verified: ${m.file} is the payload of ${m.evidence.type} ${m.evidence.eventId} by ${m.evidence.producer} (leaf ${m.evidence.leafIndex}), sha256 ${m.evidence.payloadSha256}`);
+    for (const u of payloads?.unsupplied ?? []) output.out(`payload not supplied: ${u.type} ${u.eventId} by ${u.producer}`);
+    // The address-book changes behind the transfers (src/audit/bundle-destinations.ts): who asked, who approved, from when usable.
+    for (const d of report.destinations ?? []) {
+      output.out(
+        `address-book change verified: destination ${d.id} v${d.version} (${d.key ?? '?'}) of ${d.lei ?? '?'} account ${d.account ?? '?'} asked by ${d.requestedBy ?? '?'}` +
+          `${d.reviewReason ? `, held for review (${d.reviewReason})` : ''}; approved by ${d.approvals.map((a) => `${a.approver ?? '?'} (${a.method}${a.signatureVerified ? ', signature verified' : ''})`).join(', ')}` +
+          `${d.usableFrom !== undefined ? `; usable from ${new Date(d.usableFrom).toISOString()}` : ''} (txn ${d.txn})`,
+      );
+    }
     for (const h of report.holds ?? []) {
       const scope = h.kind === 'range' ? `${new Date(Number(h.from)).toISOString()}..${new Date(Number(h.to)).toISOString()}` : `${String(h.kind)} ${String(h.value)}`;
       const state = h.released_at !== undefined ? `released ${new Date(Number(h.released_at)).toISOString()} by ${(h.released_by as string[] | undefined)?.join(', ') ?? '?'}` : 'in force at export';
       output.out(`legal hold ${String(h.hold_id)} (matter ${String(h.matter_ref)}; ${scope}) applied: ${state}`);
     }
     output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
-  } else output.err(`bundle verification FAILED:\n${report.problems.map((p) => `  ${p}`).join('\n')}`);
-  return report.ok ? exit.ok : exit.failed;
+    if (payloadProblems.length) output.err(`payload verification FAILED:\n${payloadProblems.map((p) => `  ${p}`).join('\n')}`);
+  } else output.err(`bundle verification FAILED:\n${[...report.problems, ...payloadProblems].map((p) => `  ${p}`).join('\n')}`);
+  return ok ? exit.ok : exit.failed;
+}
+
+/**
+ * The payload files of `--payload`, hashed: `FILE`, or `EVENT_ID=FILE` (when no file has the whole
+ * name). A file that cannot be read is a problem of the check, not a usage error.
+ */
+function readPayloads(args: string[]): { payloads: SuppliedPayload[]; problems: string[] } {
+  const payloads: SuppliedPayload[] = [];
+  const problems: string[] = [];
+  for (const arg of args) {
+    const eq = arg.indexOf('=');
+    const named = eq > 0 && !existsSync(arg) ? { names: arg.slice(0, eq), file: arg.slice(eq + 1) } : { file: arg };
+    try {
+      payloads.push({ ...named, sha256: createHash('sha256').update(readFileSync(named.file)).digest('hex') });
+    } catch (error) {
+      problems.push(`payload ${named.file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+  }
+  return { payloads, problems };
 }
 
 async function proofCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
@@ -317,7 +390,8 @@ async function pruneCommand(ctx: Context, args: AuditArgs, output: Output): Prom
     output.err('usage: clearance audit prune --retention SPEC [--dry-run]');
     return exit.usage;
   }
-  const policy = parseRetention(args.retention);
+  // lei:LEI=PERIOD entries keep a firm's events longer: its clients and people, resolved now.
+  const policy = await withEntityParties(ctx, parseRetention(args.retention));
   const now = ctx.clock.now();
   if (args.dryRun) {
     const plan = await planPrune(ctx.storage.db, policy, now);
@@ -378,5 +452,20 @@ async function holdCommand(ctx: Context, args: AuditArgs, output: Output): Promi
     operator,
   );
   output.out(`placed legal hold ${hold.id} (matter ${hold.matterRef}); audit prune keeps every event it covers`);
+  return exit.ok;
+}
+
+/** `clearance audit erase-subject (SUBJECT | --address ADDR) [--reason TEXT]` (src/audit/erase.ts). */
+async function eraseSubjectCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
+  if ((args.file === undefined) === (args.address === undefined)) {
+    output.err('usage: clearance audit erase-subject (SUBJECT | --address ADDR) [--reason TEXT]');
+    return exit.usage;
+  }
+  const subject = args.file ?? pseudonymOf(pseudonymKeyOf(resolveMasterKey(ctx.config).key), 'source_address', args.address!);
+  const erased = await eraseSubject(ctx, subject, { actor: `cli:${userInfo().username}`, reason: args.reason });
+  output.out(
+    `erased ${erased.subject}: key generation(s) ${erased.generations.join(', ')} destroyed; the personal fields of ${erased.events} event(s) can no longer be read. ` +
+      'The events stay and verify (clearance audit verify).',
+  );
   return exit.ok;
 }
