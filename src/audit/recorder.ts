@@ -8,6 +8,8 @@ import type { Database } from '../storage/schema.ts';
 import { isPostgres, writersLockKey } from './dialect.ts';
 import { eventLeafHash, serializeStoredEvent, validateEvent } from './event-format.ts';
 import type { AuditEvent, AuditLog, Recorded, StoredAuditEvent } from './events.ts';
+import { sealPersonalFields, type SubjectKey } from './personal-data.ts';
+import type { SubjectKeys } from './subject-keys.ts';
 import { Counter } from 'prom-client';
 import { metricsRegistry } from '../metrics.ts';
 
@@ -30,6 +32,12 @@ export interface RecorderOptions {
    * instead of opening its own, so a burst pays one commit for its audit events and other writes.
    */
   writer?: GroupCommit;
+  /**
+   * When given, the personal fields of each event (personal-data.ts) are encrypted under its data
+   * subject's key before it is hashed (docs/privacy.md). The server always gives it; without it
+   * (unit tests of the log itself) events are stored as recorded.
+   */
+  personalData?: SubjectKeys;
 }
 
 // Rows per INSERT statement: 9 parameters each stays far below SQLite's 32766-variable limit.
@@ -48,6 +56,9 @@ export class AuditRecorder implements AuditLog {
   readonly #postgres: boolean;
   readonly #writer: GroupCommit | undefined;
   readonly #batcher: MicroBatcher<Pending>;
+  readonly #personal: SubjectKeys | undefined;
+  /** Events waiting for their subject's key before they join a batch: `close` waits for them. */
+  readonly #resolving = new Set<Promise<void>>();
   #closed = false;
   readonly #listeners = new Set<(count: number) => void>();
 
@@ -58,6 +69,7 @@ export class AuditRecorder implements AuditLog {
     this.#batcher = new MicroBatcher((batch) => this.#writeBatch(batch), options.maxBatch ?? 2000);
     this.#postgres = isPostgres(db);
     this.#writer = options.writer;
+    this.#personal = options.personalData;
     // Every committed event, whichever path wrote it (docs/operations.md "Metrics").
     this.#listeners.add((count) => appendedEvents.inc(count));
   }
@@ -71,11 +83,26 @@ export class AuditRecorder implements AuditLog {
     if (this.#closed) return Promise.reject(new Error('the audit log is closed'));
     let row: EventRow;
     try {
-      row = this.#prepare(event);
+      const subject = this.#check(event);
+      const key = subject === undefined ? undefined : this.#personal!.peek(subject);
+      // A subject not in this node's cache: its key is read (or created and committed) first.
+      if (subject !== undefined && key === undefined) return this.#recordWithNewKey(event, subject);
+      row = this.#prepare(event, key);
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise<void>((resolve, reject) => this.#batcher.add({ row, resolve, reject }));
+  }
+
+  #recordWithNewKey(event: AuditEvent, subject: string): Promise<void> {
+    const recorded = (async () => {
+      const { keys } = await this.#personal!.resolve([subject]);
+      const row = this.#prepare(event, keys.get(subject));
+      await new Promise<void>((resolve, reject) => this.#batcher.add({ row, resolve, reject }));
+    })();
+    const tracked = recorded.catch(() => undefined).finally(() => this.#resolving.delete(tracked));
+    this.#resolving.add(tracked);
+    return recorded;
   }
 
   /**
@@ -87,14 +114,21 @@ export class AuditRecorder implements AuditLog {
   async recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T> {
     if (this.#closed) throw new Error('the audit log is closed');
     let count = 0;
+    let remember: (() => void) | undefined;
     const value = await this.#db.transaction().execute(async (trx) => {
       const done = await work(trx);
-      const rows = done.events.map((event) => this.#prepare(event));
+      const checked = done.events.map((event) => ({ event, subject: this.#check(event) }));
+      // Keys of subjects not cached are read, or created, in this transaction: durable with its events.
+      const subjects = checked.flatMap((c) => (c.subject === undefined ? [] : [c.subject]));
+      const resolved = subjects.length > 0 ? await this.#personal!.resolve(subjects, trx) : undefined;
+      remember = resolved?.remember;
+      const rows = checked.map((c) => this.#prepare(c.event, c.subject === undefined ? undefined : resolved!.keys.get(c.subject)));
       // Last in the transaction: PostgreSQL's writers' lock is taken only after the work's locks.
       if (rows.length > 0) await this.#insert(trx, rows);
       count = rows.length;
       return done.value;
     });
+    remember?.();
     if (count > 0) for (const listener of this.#listeners) listener(count);
     return value;
   }
@@ -105,7 +139,11 @@ export class AuditRecorder implements AuditLog {
    */
   async commit(flight: Flight, events: AuditEvent[]): Promise<void> {
     if (this.#closed) throw new Error('the audit log is closed');
-    const rows = events.map((event) => this.#prepare(event));
+    const checked = events.map((event) => ({ event, subject: this.#check(event) }));
+    const subjects = checked.flatMap((c) => (c.subject === undefined ? [] : [c.subject]));
+    // Before the flight is sent: a new subject's key is committed first, durable before its event.
+    const keys = subjects.length > 0 ? (await this.#personal!.resolve(subjects)).keys : undefined;
+    const rows = checked.map((c) => this.#prepare(c.event, c.subject === undefined ? undefined : keys!.get(c.subject)));
     if (rows.length > 0) {
       // Last in the transaction, as in recordWith: the writers' lock after the flight's own locks.
       if (this.#postgres) void flight.run(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
@@ -123,6 +161,7 @@ export class AuditRecorder implements AuditLog {
   /** Writes what is queued and refuses further events. */
   async close(): Promise<void> {
     this.#closed = true;
+    await Promise.all(this.#resolving);
     await this.flush();
   }
 
@@ -132,10 +171,21 @@ export class AuditRecorder implements AuditLog {
     return () => this.#listeners.delete(listener);
   }
 
-  #prepare(event: AuditEvent): EventRow {
+  /**
+   * Validates an event (the guard: no secret, a catalogued type) and names its data subject when it
+   * has personal fields and the log encrypts them: for an event without, one scan of its details' names.
+   */
+  #check(event: AuditEvent): string | undefined {
     validateEvent(event);
+    return this.#personal?.subjectOf(event);
+  }
+
+  /** The stored row of a checked event; with `key`, its personal fields sealed under it first (bound to its id). */
+  #prepare(event: AuditEvent, key?: SubjectKey): EventRow {
     const time = this.#clock.now();
-    const stored: StoredAuditEvent = { ...event, v: 1, id: uuidV7(time), time, node: this.#node };
+    const recorded: StoredAuditEvent = { ...event, v: 1, id: uuidV7(time), time, node: this.#node };
+    // The Merkle leaf covers the ciphertext: verification never needs the key (docs/privacy.md).
+    const stored = key ? sealPersonalFields(recorded, key) : recorded;
     const text = serializeStoredEvent(stored);
     return {
       id: stored.id,

@@ -1,4 +1,5 @@
 import type { StoredAuditEvent } from '../audit/events.ts';
+import type { PersonalView } from '../audit/personal-data.ts';
 import type { SignedCheckpoint } from '../audit/proofs.ts';
 import type { Hop } from '../console/chain.ts';
 import type { ProofCheck } from '../console/proof-check.ts';
@@ -170,7 +171,7 @@ export function proofLine(check: ProofCheck | undefined): SafeHtml {
   return html`<span class="not-verified">✗ not verified: ${check.reason}</span>`;
 }
 
-export function consoleEventPage(base: string, session: ConsoleSession, view: { event: StoredAuditEvent; canonical: string; check: ProofCheck | undefined; unsealedReason?: string }): SafeHtml {
+export function consoleEventPage(base: string, session: ConsoleSession, view: { event: StoredAuditEvent; canonical: string; check: ProofCheck | undefined; unsealedReason?: string; personal?: PersonalView }): SafeHtml {
   const { event, check } = view;
   return consoleShell({
     base,
@@ -186,10 +187,29 @@ ${event.txn ? html`<dt>Transaction</dt><dd><a href="${base}/console/txn?txn=${en
 <dt>Inclusion proof</dt><dd id="proof">${check ? proofLine(check) : html`<span class="muted">${view.unsealedReason ?? 'not sealed yet'}</span>`}</dd>
 ${check?.verified ? html`<dt>Checkpoint</dt><dd>tree size ${check.treeSize}, root <code>${check.rootHash}</code>, signed ${iso(check.checkpointTime)} by audit key <code>${check.keyId}</code></dd>` : ''}
 </dl>
+${personalSection(base, session, event.id, view.personal)}
 <h2>The event as logged</h2>
 <p class="muted">The exact bytes of the Merkle leaf (RFC 8785 canonical JSON).</p>
 <pre class="event">${view.canonical}</pre>`,
   });
+}
+
+/**
+ * The event's personal fields (docs/privacy.md): revealed, withheld (with a link to reveal them for
+ * the roles that read personal data; the API checks the role and records the read), or erased.
+ */
+function personalSection(base: string, session: ConsoleSession, id: string, personal: PersonalView | undefined): SafeHtml | string {
+  if (!personal) return '';
+  const mayReveal = session.roles.some((role) => role === 'compliance' || role === 'auditor');
+  const body =
+    personal.status === 'revealed'
+      ? html`<dl class="status-facts" id="personal">${Object.entries(personal.fields).map(([name, value]) => html`<dt>${name}</dt><dd><code>${typeof value === 'string' ? value : JSON.stringify(value)}</code></dd>`)}</dl>
+<p class="muted">Revealed to you; this read is on the record (<code>audit.read</code>).</p>`
+      : personal.status === 'erased'
+        ? html`<p id="personal">Erased ${iso(personal.erased_at)}: ${personal.fields.join(', ')}. The subject’s key was destroyed; the event still verifies.</p>`
+        : html`<p id="personal">Withheld: ${personal.fields.join(', ')}.${mayReveal ? html` <a href="${base}/console/audit/events/${id}?reveal=personal">Reveal personal data</a> <span class="muted">(recorded)</span>` : ''}</p>`;
+  return html`<h2>Personal data</h2>
+${body}`;
 }
 
 const boxWidth = 640;

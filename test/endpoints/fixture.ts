@@ -14,6 +14,8 @@ import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { executeApply, planApply } from '../../src/apply/index.ts';
 import type { AuditEventType, StoredAuditEvent } from '../../src/audit/events.ts';
+import { decryptEventsUnaudited } from '../../src/audit/subject-keys.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import type { ManualClock } from '../../src/clock.ts';
 import { InitialAccessTokens } from '../../src/clients/registration/initial-access-tokens.ts';
 import type { Context } from '../../src/context.ts';
@@ -187,7 +189,8 @@ export async function protocolFixture(
       let query = ctx.storage.db.selectFrom('audit_events').select(['event', 'seq']).orderBy('seq');
       if (type) query = query.where('type', '=', type);
       const rows = await query.execute();
-      return rows.map((r) => JSON.parse(r.event) as StoredAuditEvent);
+      // Personal fields are stored encrypted (docs/privacy.md): read them back through the decrypting reader.
+      return decryptEventsUnaudited(ctx.storage.db, resolveMasterKey(ctx.config).key, rows.map((r) => JSON.parse(r.event) as StoredAuditEvent));
     },
     async auditText() {
       const rows = await ctx.storage.db.selectFrom('audit_events').selectAll().execute();

@@ -14,6 +14,8 @@ import { codeFlowFixture, pkce, type CodeFlowFixture } from '../authorization/fi
 import { codeAt, enrolTotp, type Enrolled } from '../identity/factors/fixture.ts';
 import { nextUtc, tokyoDesk, useRiskSettings } from '../risk/fixture.ts';
 import { csrfOf, get, Jar, locationPath, post, setCookies } from './people-browser.ts';
+import { decryptEventsUnaudited } from '../../src/audit/subject-keys.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 
 // The sign-in's risk through the real pages of an authorization request (issue 16, "Done when"):
 // a sign-in from a new device at 03:00 at the person's desk after failed attempts is refused or
@@ -112,7 +114,8 @@ function pageError(response: LightMyRequestResponse): string | undefined {
 
 async function events(f: Fixture, type: string): Promise<StoredAuditEvent[]> {
   const rows = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', type).orderBy('seq').execute();
-  return rows.map((row) => JSON.parse(row.event) as StoredAuditEvent);
+  // Personal fields are stored encrypted (docs/privacy.md): read through the decrypting reader.
+  return decryptEventsUnaudited(f.ctx.storage.db, resolveMasterKey(f.ctx.config).key, rows.map((row) => JSON.parse(row.event) as StoredAuditEvent));
 }
 
 async function lastEvent(f: Fixture, type: string): Promise<StoredAuditEvent> {

@@ -5,6 +5,8 @@
 import type { TestContext } from 'node:test';
 import { executeApply, planApply, type ApplyResult } from '../../src/apply/index.ts';
 import type { AuditEventType, StoredAuditEvent } from '../../src/audit/events.ts';
+import { decryptEventsUnaudited } from '../../src/audit/subject-keys.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import type { ManualClock } from '../../src/clock.ts';
 import type { Context } from '../../src/context.ts';
 import { defaultIdentityPolicy, type IdentityPolicy } from '../../src/identity/index.ts';
@@ -81,7 +83,8 @@ export async function peopleFixture(t: Pick<TestContext, 'after'>, options: Peop
     },
     async events(type) {
       const rows = await ctx.storage.db.selectFrom('audit_events').select(['event', 'seq']).where('type', '=', type).orderBy('seq').execute();
-      return rows.map((row) => JSON.parse(row.event) as StoredAuditEvent);
+      // Personal fields are stored encrypted (docs/privacy.md): read them back through the decrypting reader.
+      return decryptEventsUnaudited(ctx.storage.db, resolveMasterKey(ctx.config).key, rows.map((row) => JSON.parse(row.event) as StoredAuditEvent));
     },
     async auditText() {
       const rows = await ctx.storage.db.selectFrom('audit_events').selectAll().execute();

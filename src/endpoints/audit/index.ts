@@ -13,8 +13,11 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { partyInScope, readerScope, txnInScope, withinScope, type AuditScope } from '../../audit/scope.ts';
-import { recordRead } from '../../audit/reads.ts';
+import { mayRevealPersonalData, recordRead, revealedDetails } from '../../audit/reads.ts';
+import { personalViews } from '../../audit/subject-keys.ts';
+import type { PersonalView } from '../../audit/personal-data.ts';
 import type { StoredAuditEvent } from '../../audit/events.ts';
+import type { AccessTokenClaims } from '../../tokens/claims.ts';
 
 type Query = Record<string, string | undefined>;
 
@@ -33,6 +36,12 @@ type Query = Record<string, string | undefined>;
  *       bundles"), as `clearance audit export` writes it: `clearance audit verify-bundle` checks
  *       it offline. At least one of txn, subject, client or since. Events not sealed yet are left
  *       out and counted in `Clearance-Unsealed-Events`. Recorded as `audit.exported`, with who.
+ *
+ * Personal fields (src/audit/personal-data.ts) are stored encrypted; each event that has some comes
+ * with `personal`: `withheld` (their names), `erased` (the subject's key was destroyed), or — for a
+ * reader who asks with `reveal=personal` and whose role reads personal data (compliance, auditor:
+ * src/audit/reads.ts) — `revealed` with the fields. A revealing read says so in its `audit.read`.
+ * Bundles carry the ciphertext; with `reveal=personal` they state the revealed fields too.
  *
  * Whose events a token reads is src/audit/scope.ts: a client's own token and a person holding admin
  * or auditor read the whole log; any other person (compliance) reads their legal entities' scope —
@@ -53,12 +62,13 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
       app.get<{ Querystring: Query }>(`${base}/events`, read({
         summary: 'Query events, oldest first, with their leaf index',
         description: 'Reading events is itself recorded (`audit.read`). `next`, when there are more, is the `after` of the next page.',
-        querystring: queryParams({ ...queryFilters, limit: integerQuery(`how many, 1 to ${maxPageSize} (default 100)`), after: 'the `next` of the previous page' }),
+        querystring: queryParams({ ...queryFilters, limit: integerQuery(`how many, 1 to ${maxPageSize} (default 100)`), after: 'the `next` of the previous page', reveal: revealParam }),
       }), async (request, reply) => {
-        const { limit, after, ...filters } = request.query;
+        const { limit, after, reveal: asked, ...filters } = request.query;
         reply.headers(noStore);
         const query = await guard(async () => readAuditQuery(filters));
         const scope = await readerScope(ctx, request.admin!);
+        const reveal = await revealing(asked, request.admin!);
         const page = await guard(() =>
           queryEvents(db, query, {
             ...(limit !== undefined ? { limit: readInteger('limit', limit) } : {}),
@@ -68,25 +78,40 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         // A scoped reader's page holds only its scope's events (a page may then be shorter than
         // `limit`; `next` still leads on).
         const events = await withinScope(db, scope, page.events, (e) => e.event);
-        await recordRead(ctx, request.admin!, request.id, { query: { ...query }, events: events.length }, scope);
-        return { ...page, events };
+        const { views, subjects } = await personalViews(db, masterKey(), events.map((e) => e.event), reveal);
+        await recordRead(ctx, request.admin!, request.id, { query: { ...query }, events: events.length, ...revealedDetails(revealedCount(views), subjects) }, scope);
+        return { ...page, events: events.map((e) => (views.has(e.event.id) ? { ...e, personal: views.get(e.event.id) } : e)) };
       });
 
       app.get<{ Params: { id: string }; Querystring: Query }>(`${base}/events/:id/proof`, read({
         summary: "An event's inclusion proof into a checkpoint (RFC 9162 §2.1.3)",
         params: pathParams({ id: "the event's id" }),
-        querystring: queryParams({ tree_size: integerQuery("the checkpoint's tree size (default the latest)") }),
+        querystring: queryParams({ tree_size: integerQuery("the checkpoint's tree size (default the latest)"), reveal: revealParam }),
       }), async (request, reply) => {
         const size = request.query.tree_size;
         reply.headers(noStore);
         const scope = await readerScope(ctx, request.admin!);
+        const reveal = await revealing(request.query.reveal, request.admin!);
         // Outside the reader's scope an event is as if unknown — checked before any proof, whose
         // refusals (not sealed yet, not in that tree) would tell that it exists.
         if (scope.kind !== 'all' && !(await eventInScope(request.params.id, scope))) throw new OAuthError('not_found', 'no such event');
         const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
-        await recordRead(ctx, request.admin!, request.id, { event: request.params.id, events: 1 }, scope);
-        return proof;
+        // The proof covers the event as stored (its ciphertext); `personal` is beside it, never in it.
+        const { views, subjects } = await personalViews(db, masterKey(), [JSON.parse(proof.event) as StoredAuditEvent], reveal);
+        await recordRead(ctx, request.admin!, request.id, { event: request.params.id, events: 1, ...revealedDetails(revealedCount(views), subjects) }, scope);
+        const view = views.values().next().value;
+        return view ? { ...proof, personal: view } : proof;
       });
+
+      const masterKey = () => resolveMasterKey(ctx.config).key;
+
+      /** Whether this read reveals personal fields: asked (`reveal=personal`) by a role that reads them, else refused. */
+      async function revealing(asked: string | undefined, reader: AccessTokenClaims): Promise<boolean> {
+        if (asked === undefined) return false;
+        if (asked !== 'personal') throw new OAuthError('invalid_request', 'reveal must be personal');
+        if (!(await mayRevealPersonalData(ctx, reader))) throw new OAuthError('access_denied', 'your role does not read personal data: it reads the events with their personal fields withheld (docs/privacy.md)');
+        return true;
+      }
 
       async function eventInScope(id: string, scope: AuditScope): Promise<boolean> {
         const row = id.length <= 64 ? await db.selectFrom('audit_events').select('event').where('id', '=', id).executeTakeFirst() : undefined;
@@ -118,9 +143,10 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         description:
           'As `clearance audit export` writes it; `clearance audit verify-bundle` checks it offline. At least one of txn, subject, client or since. ' +
           'Events not sealed yet are left out and counted in the `Clearance-Unsealed-Events` header. Recorded as `audit.exported`.',
-        querystring: queryParams(queryFilters),
+        querystring: queryParams({ ...queryFilters, reveal: revealParam }),
       }), async (request, reply) => {
-        const query = await guard(async () => readAuditQuery(request.query));
+        const { reveal: asked, ...filters } = request.query;
+        const query = await guard(async () => readAuditQuery(filters));
         if (query.txn === undefined && query.subject === undefined && query.client === undefined && query.since === undefined) {
           throw new OAuthError('invalid_request', 'a bundle needs txn, subject, client or since');
         }
@@ -132,17 +158,28 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
           (query.client !== undefined && partyInScope(scope, query.client)) ||
           (query.subject !== undefined && partyInScope(scope, query.subject));
         if (!allowed) throw new OAuthError('access_denied', "your role exports the evidence of your legal entity's transactions, clients and people");
+        // Ciphertext by default (a bundle is for verification); revealed fields stated beside it when asked.
+        const reveal = await revealing(asked, request.admin!);
+        let revealed = { events: 0, subjects: new Set<string>() };
+        const personal = reveal
+          ? async (events: StoredAuditEvent[]) => {
+              const { views, subjects } = await personalViews(db, masterKey(), events, true);
+              const fields = Object.fromEntries([...views].flatMap(([id, view]) => (view.status === 'revealed' ? [[id, view.fields]] : [])));
+              revealed = { events: Object.keys(fields).length, subjects };
+              return fields;
+            }
+          : undefined;
         const auditKeys = new AuditKeys(db, resolveMasterKey(ctx.config).key, ctx.clock, auditKeyCustody(ctx));
         const key = await auditKeys.signingKey(auditOrigin(ctx.config.issuer));
         const tsaTrust = ctx.config.tsa ? tsaTrustPems(ctx.config.tsa.trustFile) : [];
-        const result = await bundleGuard(() => exportBundle(db, { query, key, keyFor: (keyId) => auditKeys.signingKeyFor(keyId), jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust }));
+        const result = await bundleGuard(() => exportBundle(db, { query, key, keyFor: (keyId) => auditKeys.signingKeyFor(keyId), jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust, ...(personal ? { personal } : {}) }));
         const admin = request.admin!;
         await ctx.audit.record({
           type: 'audit.exported',
           actor: admin.sub ?? admin.client_id,
           client: admin.client_id,
           requestId: request.id,
-          details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize, via: 'api' },
+          details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize, via: 'api', ...revealedDetails(revealed.events, revealed.subjects) },
         });
         const name = `evidence-${(query.txn ?? query.subject ?? query.client ?? 'since').replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 80)}.json`;
         return reply
@@ -169,6 +206,14 @@ const queryFilters = {
   since: 'from (inclusive): epoch milliseconds or an ISO 8601 time',
   until: 'until (exclusive): epoch milliseconds or an ISO 8601 time',
 };
+
+const revealParam = { type: 'string', enum: ['personal'], description: 'personal: decrypt personal fields (compliance and auditor only; the read is recorded as revealing them)' };
+
+function revealedCount(views: ReadonlyMap<string, PersonalView>): number {
+  let n = 0;
+  for (const view of views.values()) if (view.status === 'revealed') n++;
+  return n;
+}
 
 /** Registered in http/app.ts; admin tokens with audit:read only. */
 export const audit: Endpoint = auditEndpoint();

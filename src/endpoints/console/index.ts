@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { adminAudience } from '../../admin/authorize.ts';
 import { auditEventTypes, type StoredAuditEvent } from '../../audit/events.ts';
+import type { PersonalView } from '../../audit/personal-data.ts';
 import type { EventProof, SignedCheckpoint } from '../../audit/proofs.ts';
 import { callAdmin, type AdminAnswer } from '../../console/admin-api.ts';
 import { hopsOf } from '../../console/chain.ts';
@@ -294,13 +295,16 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Params: { id: string } }>(`${consoleBase}/audit/events/:id`, async (request, reply) =>
+    app.get<{ Params: { id: string }; Querystring: { reveal?: string } }>(`${consoleBase}/audit/events/:id`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
-        const [proof, key] = await Promise.all([api(session, `/admin/audit/events/${encodeURIComponent(request.params.id)}/proof`), api(session, '/admin/audit/key')]);
+        // Personal fields are decrypted only when asked, and the API checks the role and records the read (docs/privacy.md).
+        const reveal = request.query.reveal === 'personal' ? '?reveal=personal' : '';
+        const [proof, key] = await Promise.all([api(session, `/admin/audit/events/${encodeURIComponent(request.params.id)}/proof${reveal}`), api(session, '/admin/audit/key')]);
         if (proof.status === 200) {
           const found = proof.json as unknown as EventProof;
           const check = key.status === 200 ? checkEventProof(found, key.json as { key_id: string; public_key: string }) : ({ verified: false, reason: 'the audit key could not be read' } as const);
-          return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleEventPage(base, session, { event: JSON.parse(found.event) as StoredAuditEvent, canonical: found.event, check }) });
+          const personal = proof.json.personal as PersonalView | undefined;
+          return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleEventPage(base, session, { event: JSON.parse(found.event) as StoredAuditEvent, canonical: found.event, check, ...(personal ? { personal } : {}) }) });
         }
         // Not sealed yet, unknown, or not the person's to read: the API's own words.
         const refusal = refusalOf(proof)!;

@@ -9,6 +9,9 @@ import { linkIdentity } from '../../../src/federation/upstream/linking.ts';
 import { findProvider } from '../../../src/federation/upstream/providers.ts';
 import { defaultRiskSettings } from '../../../src/risk/settings.ts';
 import { approve, authorizationRequest, followAll, form, fundLei, signInThroughOrganisation, startBrokering, upstreamAcr, type BrokeringHarness } from './fixture.ts';
+import type { StoredAuditEvent } from '../../../src/audit/events.ts';
+import { decryptEventsUnaudited } from '../../../src/audit/subject-keys.ts';
+import { resolveMasterKey } from '../../../src/keys/master-key.ts';
 
 // A person at a partner fund signs in to the broker's desk application through the fund's own
 // OpenID Provider (node-oidc-provider), over HTTP: home-realm discovery, the code flow with PKCE
@@ -25,8 +28,11 @@ async function tokensFor(h: BrokeringHarness, request: ReturnType<typeof authori
 
 /** The recorded events of a type, oldest first. */
 async function eventsOf(h: BrokeringHarness, type: string) {
-  const rows = await h.server.running.ctx.storage.db.selectFrom('audit_events').select(['event']).where('type', '=', type).orderBy('seq').execute();
-  return rows.map((row) => JSON.parse(row.event) as { actor?: string; subject?: string; details: Record<string, unknown> });
+  const ctx = h.server.running.ctx;
+  const rows = await ctx.storage.db.selectFrom('audit_events').select(['event']).where('type', '=', type).orderBy('seq').execute();
+  // Personal fields are stored encrypted (docs/privacy.md): read through the decrypting reader.
+  const events = await decryptEventsUnaudited(ctx.storage.db, resolveMasterKey(ctx.config).key, rows.map((row) => JSON.parse(row.event) as StoredAuditEvent));
+  return events as { actor?: string; subject?: string; details: Record<string, unknown> }[];
 }
 
 test('a fund’s portfolio manager signs in through the fund’s OpenID Provider and gets tokens naming the fund as the source of assurance', async (t) => {

@@ -12,6 +12,9 @@ import { forgetCrls } from '../../../src/identity/certificates/revocation.ts';
 import { formatProblem, Validator } from '../../../src/validation.ts';
 import type { CodeFlowFixture } from '../../authorization/fixture.ts';
 import { csrfOf, get, Jar, post, startAuthorization } from '../../endpoints/people-browser.ts';
+import type { StoredAuditEvent } from '../../../src/audit/events.ts';
+import { decryptEventsUnaudited } from '../../../src/audit/subject-keys.ts';
+import { resolveMasterKey } from '../../../src/keys/master-key.ts';
 
 /** Validates and stores a `person_certificates` section, as apply does; throws with the problems. */
 export async function applyPersonCertificates(ctx: Context, section: unknown): Promise<void> {
@@ -49,7 +52,9 @@ export async function certificateSignIn(f: CodeFlowFixture, header: string | und
 /** The newest audit event of a type, parsed. */
 export async function lastEvent(ctx: Context, type: string): Promise<{ subject?: string; decision?: { allow: boolean; reasons: string[] }; details: Record<string, unknown> }> {
   const row = await ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', type).orderBy('seq', 'desc').executeTakeFirstOrThrow();
-  return JSON.parse(row.event) as { subject?: string; decision?: { allow: boolean; reasons: string[] }; details: Record<string, unknown> };
+  // Personal fields are stored encrypted (docs/privacy.md): read through the decrypting reader.
+  const [event] = await decryptEventsUnaudited(ctx.storage.db, resolveMasterKey(ctx.config).key, [JSON.parse(row.event) as StoredAuditEvent]);
+  return event as { subject?: string; decision?: { allow: boolean; reasons: string[] }; details: Record<string, unknown> };
 }
 
 /** How many audit events of a type there are. */

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import { adminAudience } from '../../src/admin/authorize.ts';
+import { verifyBundle } from '../../src/audit/bundle.ts';
+import type { StoredAuditEvent } from '../../src/audit/events.ts';
+import { sealNow } from '../../src/audit/lifecycle.ts';
+import type { PersonalView } from '../../src/audit/personal-data.ts';
+import { acr } from '../../src/identity/acr.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
+import { codeFlowFixture, webRedirect, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { assertOAuthError } from '../endpoints/fixture.ts';
+
+// Issue 24 item 4 over HTTP: the audit API decrypts personal fields only for readers whose role
+// needs them (compliance within its firm's scope, auditor), when they ask, and records that read;
+// others see the events as stored. After erase-subject, no one sees the person (docs/privacy.md).
+
+const firmA = '5493001KJTIIGC8Y1R12';
+const firmB = '254900EXAMPLEUS0AA64';
+const addressA = '198.51.100.7';
+const addressB = '203.0.113.44';
+
+type Harness = CodeFlowFixture & { traderA: string; traderB: string };
+
+async function harness(t: TestContext): Promise<Harness> {
+  const f = await codeFlowFixture(t, { risk: 'off' });
+  // Known to the fixture first (its sign-in makes the account), then given roles and desks by apply.
+  for (const username of ['comp-a', 'aud', 'adm']) await f.signIn(username);
+  await f.apply({
+    regions: [{ id: 'uk' }, { id: 'us' }],
+    legal_entities: [
+      { lei: firmA, name: 'Firm A', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'a-compliance' }, { id: 'a-desk' }] },
+      { lei: firmB, name: 'Firm B', jurisdiction: 'US', home_region: 'us', roles: ['broker'], desks: [{ id: 'b-desk' }] },
+    ],
+    clients: [
+      { client_id: 'audit-app', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: [webRedirect], scope: 'audit:read audit:hold' },
+      { client_id: 'log-shipper', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'audit:read' },
+    ],
+    users: [
+      { username: 'comp-a', name: 'Compliance A', roles: ['compliance'], desks: ['a-compliance'] },
+      { username: 'aud', name: 'Internal Audit', roles: ['auditor'] },
+      { username: 'adm', name: 'Platform Admin', roles: ['admin'] },
+      { username: 'trader-a', name: 'Trader A', desks: ['a-desk'] },
+      { username: 'trader-b', name: 'Trader B', desks: ['b-desk'] },
+    ],
+  });
+  const id = async (username: string) => (await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', username).executeTakeFirstOrThrow()).id;
+  const traderA = await id('trader-a');
+  const traderB = await id('trader-b');
+  // Their sign-ins, as the login path records them (the recorder seals the address).
+  await f.ctx.audit.record({ type: 'user.login_succeeded', subject: traderA, client: 'trading-ui', details: { factor: 'password', source_address: addressA } });
+  await f.ctx.audit.record({ type: 'user.login_succeeded', subject: traderB, client: 'trading-ui', details: { factor: 'password', source_address: addressB } });
+  await sealNow(f.ctx, resolveMasterKey(f.ctx.config).key);
+  return Object.assign(f, { traderA, traderB });
+}
+
+/** A person's own token for the admin audience, through the audit app's code flow. */
+async function personToken(f: CodeFlowFixture, username: string, scope = 'audit:read'): Promise<string> {
+  const person = await f.signIn(username, { acr: acr.phishingResistant, amr: ['hwk', 'user'] });
+  const { code, pkce } = await f.authorizeAndApprove({ client: 'audit-app', person, query: { scope, resource: adminAudience(f.issuer) } });
+  const redeemed = await f.redeem('audit-app', code, pkce.verifier);
+  assert.equal(redeemed.statusCode, 200, redeemed.body);
+  return redeemed.json().access_token as string;
+}
+
+const get = (f: CodeFlowFixture, url: string, token: string) => f.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+type Listed = { events: { event: StoredAuditEvent; personal?: PersonalView }[] };
+const logins = (f: CodeFlowFixture, token: string, reveal = false) => get(f, `/admin/audit/events?type=user.login_succeeded${reveal ? '&reveal=personal' : ''}`, token);
+
+describe('personal fields through the audit API', () => {
+  test('an auditor who asks sees the address, and the read is recorded as revealing whose personal data', async (t) => {
+    const f = await harness(t);
+    const token = await personToken(f, 'aud');
+    const plain = await logins(f, token);
+    assert.equal(plain.statusCode, 200, plain.body);
+    assert.ok(!plain.body.includes(addressA) && !plain.body.includes(addressB), 'not asked: not revealed');
+    assert.deepEqual((plain.json() as Listed).events.map((e) => e.personal), [{ status: 'withheld', fields: ['source_address'] }, { status: 'withheld', fields: ['source_address'] }]);
+
+    const revealed = await logins(f, token, true);
+    assert.equal(revealed.statusCode, 200, revealed.body);
+    const events = (revealed.json() as Listed).events;
+    assert.deepEqual(events.map((e) => e.personal), [
+      { status: 'revealed', subject: f.traderA, fields: { source_address: addressA } },
+      { status: 'revealed', subject: f.traderB, fields: { source_address: addressB } },
+    ]);
+    assert.ok(events.every((e) => e.event.details!.source_address === undefined), 'the event itself stays as stored (its proof covers that)');
+    const read = (await f.auditEvents('audit.read')).at(-1)!;
+    assert.equal(read.details!.personal_data_revealed, true);
+    assert.equal(read.details!.revealed_events, 2);
+    assert.deepEqual(read.details!.revealed_subjects, [f.traderA, f.traderB].sort());
+    assert.equal((await f.auditEvents('audit.read')).at(-2)!.details!.personal_data_revealed, undefined, 'the read that revealed nothing says nothing of it');
+  });
+
+  test("a compliance officer reveals the personal fields of her own firm's people only", async (t) => {
+    const f = await harness(t);
+    const token = await personToken(f, 'comp-a');
+    const revealed = await logins(f, token, true);
+    assert.equal(revealed.statusCode, 200, revealed.body);
+    assert.deepEqual((revealed.json() as Listed).events.map((e) => e.personal), [{ status: 'revealed', subject: f.traderA, fields: { source_address: addressA } }]);
+    assert.ok(!revealed.body.includes(addressB) && !revealed.body.includes(f.traderB), "another firm's person is not even listed");
+  });
+
+  test('an administrator and a log shipper see the events as stored, and are refused when they ask to reveal', async (t) => {
+    const f = await harness(t);
+    const admin = await personToken(f, 'adm');
+    const shipper = await f.accessToken('log-shipper', { resource: adminAudience(f.issuer), scope: 'audit:read' });
+    for (const token of [admin, shipper]) {
+      const plain = await logins(f, token);
+      assert.equal(plain.statusCode, 200, plain.body);
+      assert.ok(!plain.body.includes(addressA) && !plain.body.includes(addressB));
+      assert.ok((plain.json() as Listed).events.every((e) => typeof (e.event.details!.personal as { ct?: string }).ct === 'string'), 'the ciphertext, as hashed');
+      const refused = assertOAuthError(await logins(f, token, true), 403, 'access_denied');
+      assert.match(String(refused.error_description), /does not read personal data/);
+      const id = (plain.json() as Listed).events[0]!.event.id;
+      assertOAuthError(await get(f, `/admin/audit/events/${id}/proof?reveal=personal`, token), 403, 'access_denied');
+      assertOAuthError(await get(f, `/admin/audit/bundle?subject=${f.traderA}&reveal=personal`, token), 403, 'access_denied');
+    }
+  });
+
+  test('a bundle carries the ciphertext by default, and the revealed fields beside it only for an allowed reader who asks; both verify', async (t) => {
+    const f = await harness(t);
+    const token = await personToken(f, 'aud');
+    const plain = await get(f, `/admin/audit/bundle?subject=${f.traderA}`, token);
+    assert.equal(plain.statusCode, 200, plain.body);
+    assert.ok(!plain.body.includes(addressA));
+    assert.equal(JSON.parse(plain.body).personal, undefined);
+    assert.equal(verifyBundle(plain.body).ok, true);
+
+    const revealed = await get(f, `/admin/audit/bundle?subject=${f.traderA}&reveal=personal`, token);
+    assert.equal(revealed.statusCode, 200, revealed.body);
+    const bundle = JSON.parse(revealed.body) as { events: { event: StoredAuditEvent }[]; personal: Record<string, Record<string, unknown>> };
+    const login = bundle.events.find((e) => e.event.type === 'user.login_succeeded')!;
+    assert.deepEqual(bundle.personal, { [login.event.id]: { source_address: addressA } });
+    assert.deepEqual(verifyBundle(revealed.body).problems, []);
+    const exported = (await f.auditEvents('audit.exported')).at(-1)!;
+    assert.equal(exported.details!.personal_data_revealed, true);
+  });
+
+  test('after erase-subject (through the admin API, refused under a legal hold), reading shows the fields as erased and the proof still verifies', async (t) => {
+    const f = await harness(t);
+    const compliance = await personToken(f, 'comp-a', 'audit:read audit:hold');
+    const erase = (token: string, subject = f.traderA) =>
+      f.inject({ method: 'POST', url: `/admin/audit/subjects/${encodeURIComponent(subject)}/erase`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify({ reason: 'Art. 17 request' }) });
+
+    const hold = await f.inject({ method: 'POST', url: '/admin/audit/holds', headers: { authorization: `Bearer ${compliance}`, 'content-type': 'application/json' }, payload: JSON.stringify({ subject: f.traderB, matter_ref: 'CASE-B' }) });
+    assert.equal(hold.statusCode, 201, hold.body);
+    const held = assertOAuthError(await erase(compliance, f.traderB), 409, 'invalid_request');
+    assert.match(String(held.error_description), /CASE-B/);
+    assertOAuthError(await erase(await personToken(f, 'adm', 'audit:read audit:hold')), 403, 'access_denied');
+
+    const erased = await erase(compliance);
+    assert.equal(erased.statusCode, 200, erased.body);
+    assert.equal(erased.json().events, 1);
+    assert.deepEqual((await f.auditEvents('audit.subject_erased')).map((e) => e.details), [{ subject_id: f.traderA, generations: [1], events: 1 }]);
+    assertOAuthError(await erase(compliance), 400, 'invalid_request');
+    assertOAuthError(await erase(compliance, 'nobody-at-all'), 404, 'not_found');
+
+    const auditor = await personToken(f, 'aud');
+    const after = await logins(f, auditor, true);
+    assert.equal(after.statusCode, 200, after.body);
+    assert.ok(!after.body.includes(addressA), 'the person is no longer revealed, even to a reader allowed to');
+    const [a, b] = (after.json() as Listed).events;
+    assert.equal(a!.personal!.status, 'erased');
+    assert.deepEqual(b!.personal, { status: 'revealed', subject: f.traderB, fields: { source_address: addressB } }, 'the held person is untouched');
+
+    const proof = await get(f, `/admin/audit/events/${a!.event.id}/proof?reveal=personal`, auditor);
+    assert.equal(proof.statusCode, 200, proof.body);
+    assert.equal(proof.json().personal.status, 'erased');
+    assert.ok(!proof.body.includes(addressA));
+    await sealNow(f.ctx, resolveMasterKey(f.ctx.config).key);
+    const bundle = await get(f, `/admin/audit/bundle?subject=${f.traderA}&reveal=personal`, auditor);
+    assert.equal(bundle.statusCode, 200, bundle.body);
+    assert.ok(!bundle.body.includes(addressA));
+    assert.deepEqual(verifyBundle(bundle.body).problems, [], "the erased person's evidence still verifies");
+  });
+});
