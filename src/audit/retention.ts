@@ -16,11 +16,23 @@ import { heldFrom, type Hold } from './holds.ts';
 import { consistencyProofFromStore, storedCheckpoint, StoreHasher } from './proofs.ts';
 import { signPruning, type PruningRecord } from './pruning.ts';
 import { encodeFrontier, tileWidth } from './tiles.ts';
+import type { Context } from '../context.ts';
+import { isValidLei } from '../entities/lei.ts';
+import { listUsers } from '../identity/users.ts';
 
 /** Retention periods in ms by event type; `default` for the others (absent: kept forever). */
 export interface RetentionPolicy {
   default?: number;
   types: Record<string, number>;
+  /**
+   * Per legal entity (`lei:<LEI>=PERIOD`, docs/privacy.md "Retention per jurisdiction"): a firm's
+   * events — whose client or subject is one of its clients (`owner_lei`) or people (its desks) — are
+   * kept at least this long. It only ever keeps more: the cut stays a whole prefix, so a period
+   * shorter than an event's type's removes nothing earlier.
+   */
+  entities?: Record<string, number>;
+  /** The parties of each entity in `entities`, resolved when the prune runs (withEntityParties); not part of the signed policy. */
+  parties?: Record<string, string[]>;
 }
 
 export class RetentionError extends Error {
@@ -33,16 +45,46 @@ const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 export function parseRetention(spec: string): RetentionPolicy {
   const policy: RetentionPolicy = { types: {} };
   for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const match = /^([a-z_.*]+)=(\d+)(ms|s|m|h|d|y)$/.exec(part);
-    if (!match) throw new RetentionError(`"${part}" is not TYPE=PERIOD (PERIOD like 30d, 7y)`);
+    const match = /^([a-z_.*]+|lei:[A-Z0-9]{20})=(\d+)(ms|s|m|h|d|y)$/.exec(part);
+    if (!match) throw new RetentionError(`"${part}" is not TYPE=PERIOD or lei:LEI=PERIOD (PERIOD like 30d, 7y)`);
     const [, type, amount, unit] = match;
     const ms = Number(amount) * units[unit!]!;
-    if (type === '*') policy.default = ms;
+    if (type!.startsWith('lei:')) {
+      const lei = type!.slice(4);
+      if (!isValidLei(lei)) throw new RetentionError(`"${lei}" is not a valid LEI (ISO 17442)`);
+      (policy.entities ??= {})[lei] = ms;
+    } else if (type === '*') policy.default = ms;
     else if ((auditEventTypes as readonly string[]).includes(type!)) policy.types[type!] = ms;
     else throw new RetentionError(`"${type}" is not an audit event type`);
   }
-  if (policy.default === undefined && Object.keys(policy.types).length === 0) throw new RetentionError('the retention policy is empty');
+  if (policy.default === undefined && Object.keys(policy.types).length === 0 && policy.entities === undefined) throw new RetentionError('the retention policy is empty');
   return policy;
+}
+
+/**
+ * The policy with the parties of each legal entity it names (its clients by `owner_lei`, its people
+ * by their desks' firm), as the audit scope reads a firm's events (scope.ts). Resolved at prune time:
+ * a firm's client or person added since is counted. An entity with no parties keeps nothing more.
+ */
+export async function withEntityParties(ctx: Pick<Context, 'storage' | 'entities' | 'clients'>, policy: RetentionPolicy): Promise<RetentionPolicy> {
+  if (!policy.entities) return policy;
+  const snapshot = await ctx.entities.snapshot();
+  const clients = await ctx.clients.list();
+  const users = await listUsers(ctx);
+  const parties: Record<string, string[]> = {};
+  for (const lei of Object.keys(policy.entities)) {
+    parties[lei] = [
+      ...clients.filter((c) => c.metadata.owner_lei === lei).map((c) => c.metadata.client_id),
+      ...users.filter((u) => u.desks.some((desk) => snapshot.desks.get(desk)?.lei === lei)).map((u) => u.id),
+    ];
+  }
+  return { ...policy, parties };
+}
+
+/** What the pruning record signs of a policy: its periods, never the resolved parties. */
+function signedPolicy(policy: RetentionPolicy): string {
+  const { parties: _parties, ...periods } = policy;
+  return JSON.stringify(periods);
 }
 
 export interface PrunePlan {
@@ -75,6 +117,20 @@ export async function planPrune(db: Kysely<Database>, policy: RetentionPolicy, n
   if (listed.length) others = others.where('type', 'not in', listed);
   if (policy.default !== undefined) others = others.where('time', '>=', now - policy.default);
   candidates.push((await others.executeTakeFirst())?.seq ?? null);
+  // A firm's events kept longer (lei:LEI=PERIOD): one more horizon of the same prefix rule.
+  for (const [lei, ms] of Object.entries(policy.entities ?? {})) {
+    const parties = policy.parties?.[lei] ?? [];
+    for (let i = 0; i < parties.length; i += 500) {
+      const chunk = parties.slice(i, i + 500);
+      const row = await db
+        .selectFrom('audit_events')
+        .select(({ fn }) => fn.min('seq').as('seq'))
+        .where('time', '>=', now - ms)
+        .where((eb) => eb.or([eb('client', 'in', chunk), eb('subject', 'in', chunk)]))
+        .executeTakeFirst();
+      candidates.push(row?.seq ?? null);
+    }
+  }
   const keep = candidates.filter((s): s is number => s !== null);
   let limit = latest.treeSize;
   if (keep.length) {
@@ -129,7 +185,7 @@ export async function prune(db: Kysely<Database>, policy: RetentionPolicy, key: 
       rootHash: root.toString('base64'),
       frontier: encodeFrontier(frontier),
       time: now,
-      policy: JSON.stringify(policy),
+      policy: signedPolicy(policy),
     };
     await trx.insertInto('audit_prunings').values({ tree_size: P, origin: record.origin, root_hash: record.rootHash, frontier: record.frontier, time: now, policy: record.policy, key_id: key.keyId, signature: await signPruning(record, key.signer) }).execute();
     // Leaves follow seq, so the prefix's events are exactly those up to the last pruned leaf's.

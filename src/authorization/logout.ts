@@ -1,5 +1,6 @@
 import type { Context } from '../context.ts';
 import { verifyIdTokenHint } from '../tokens/id-token.ts';
+import { subjectForClientId } from '../identity/pairwise.ts';
 import type { Authentication } from './contract.ts';
 import type { AuthorizationParameters } from './parameters.ts';
 
@@ -55,6 +56,8 @@ export async function decideLogout(
 
   const session = input.session;
   if (!session) return { kind: 'done', endSession: undefined, redirect };
-  if ((verified && verified.sub === session.userId) || input.confirmed) return { kind: 'done', endSession: session.sessionId, redirect };
+  // A pairwise client's hint names the person's pseudonym in its sector (OIDC Core §8.1).
+  const hinted = verified ? verified.sub === (await subjectForClientId(ctx, verified.aud, session.userId)) : false;
+  if (hinted || input.confirmed) return { kind: 'done', endSession: session.sessionId, redirect };
   return { kind: 'confirm' };
 }

@@ -5,6 +5,7 @@ import { issueScopePattern } from '../pki/profiles.ts';
 import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
 import { Validator, join } from '../validation.ts';
 import { fapiAuthMethods } from './profile.ts';
+import { redirectHosts, subjectTypes, type SubjectType } from '../identity/pairwise.ts';
 
 export const authMethods = [
   'client_secret_basic',
@@ -82,6 +83,17 @@ export interface ClientMetadata {
   backchannel_authentication_request_signing_alg?: (typeof assertionAlgs)[number];
   /** CIBA §4: whether the client sends a user_code; this server supports none, so only false. */
   backchannel_user_code_parameter?: boolean;
+  /**
+   * OIDC Dynamic Client Registration §2: `pairwise` — the person's `sub` in this client's ID tokens
+   * and userinfo is a pseudonym per sector (src/identity/pairwise.ts, OIDC Core §8.1); absent: `public`.
+   */
+  subject_type?: SubjectType;
+  /**
+   * OIDC Dynamic Client Registration §2, §5: an https URL of a JSON array of this client's
+   * redirect_uris (fetched and checked at registration: src/clients/sector-identifier.ts); its host is
+   * the client's sector. Only with `subject_type: pairwise`.
+   */
+  sector_identifier_uri?: string;
 }
 
 const fields = [
@@ -105,6 +117,8 @@ const fields = [
   'backchannel_client_notification_endpoint',
   'backchannel_authentication_request_signing_alg',
   'backchannel_user_code_parameter',
+  'subject_type',
+  'sector_identifier_uri',
 ] as const;
 
 /**
@@ -179,6 +193,9 @@ export function readClientMetadata(
       // CIBA §4: the server advertises backchannel_user_code_parameter_supported false.
       return value === true ? v.fail(p, 'must be false: this server does not support user_code (backchannel_user_code_parameter_supported is false)') : value;
     }),
+    subject_type: optional('subject_type', (p, x) => v.string(p, x, { oneOf: subjectTypes })) as ClientMetadata['subject_type'],
+    // Registration §2: sector_identifier_uri uses https (http to a loopback host in development mode).
+    sector_identifier_uri: optional('sector_identifier_uri', (p, x) => readUri(v, p, x, { httpsOnly: true, loopbackHttp: options.mode === 'development' })),
   };
   for (const field of tlsSubjectFields) {
     metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
@@ -228,6 +245,25 @@ function checkCoherence(v: Validator, path: string, m: ClientMetadata): void {
     v.fail(at('grant_types'), 'client_credentials needs client authentication; a public client cannot use it');
   }
   checkCiba(v, path, m);
+  checkSubjectType(v, path, m);
+}
+
+/**
+ * OIDC Core §8.1: a pairwise client's sector is the host of its sector_identifier_uri, else of its
+ * redirect_uris — which then MUST name one host ("If there are multiple hostnames in the registered
+ * redirect_uris, the Client MUST register a sector_identifier_uri"). The document itself is fetched
+ * at registration (src/clients/sector-identifier.ts, Registration §5).
+ */
+function checkSubjectType(v: Validator, path: string, m: ClientMetadata): void {
+  const at = (key: string) => join(path, key);
+  if (m.sector_identifier_uri !== undefined && m.subject_type !== 'pairwise') {
+    v.fail(at('sector_identifier_uri'), 'applies only to subject_type pairwise');
+    return;
+  }
+  if (m.subject_type !== 'pairwise' || m.sector_identifier_uri !== undefined) return;
+  const hosts = redirectHosts(m.redirect_uris ?? []);
+  if (hosts.length > 1) v.fail(at('sector_identifier_uri'), `is required for subject_type pairwise when redirect_uris name several hosts (${hosts.join(', ')}): OIDC Core §8.1`);
+  else if (hosts.length === 0 || hosts[0] === '') v.fail(at('sector_identifier_uri'), 'is required for subject_type pairwise without a redirect_uri host (OIDC Core §8.1: the sector identifier)');
 }
 
 /**

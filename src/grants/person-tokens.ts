@@ -9,6 +9,7 @@ import { refusedFor, type Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import type { PresentedKeys, SenderBinding } from '../tokens/binding.ts';
 import { mintIdToken } from '../tokens/id-token.ts';
+import { subjectForClient } from '../identity/pairwise.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
@@ -132,7 +133,8 @@ export async function issuePersonTokens(
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
         issuer: ctx.config.issuer,
-        subject: basis.userId,
+        // OIDC Core §8.1: a pairwise client is told the person's pseudonym in its sector (src/identity/pairwise.ts).
+        subject: subjectForClient(ctx, authenticated.client.metadata, basis.userId),
         clientId: basis.clientId,
         now: epochSeconds(ctx.clock),
         authTime: basis.authTime,

@@ -16,6 +16,8 @@ import { defineGrant } from './grant.ts';
 import { insufficientUserAuthentication, requirePersonRoleMinimum, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { isTxn } from '../transactions/txn.ts';
+import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
+import { personLeis } from '../federation/regions.ts';
 
 
 /**
@@ -52,6 +54,10 @@ import { isTxn } from '../transactions/txn.ts';
  * 10. the one issuance path (src/tokens/issue.ts): binding to this request's DPoP key or
  *    certificate (bearer refused where sender constraint is required or under FAPI 2.0), the
  *    decision point (src/policy/issuance.ts), the claims and signature;
+ * 11a. a person's token for a resource server of another region (its `region` not this instance's
+ *    CLEARANCE_REGION) carries the person's pseudonym in that region (src/identity/pairwise.ts) as
+ *    `sub`, their firm as `origin_lei` when they have one, and no `origin_person`: their local id and
+ *    data stay home; `token.exchanged` here records whom the pseudonym stands for (docs/privacy.md);
  * 11. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
  *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
  *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
@@ -117,6 +123,9 @@ export const tokenExchange = defineGrant({
       const origin = partnerBasis ?? (subject.originIssuer !== undefined ? { ...basisOf(subject.partnerOrigin ?? {}, client.client_id), claims: originClaims(subject.partnerOrigin ?? {}) } : undefined);
       const principal = subject.subjectType ? { type: subject.subjectType, id: subject.subject } : origin!.principal;
       const assuranceSource = subject.assuranceSource ?? partnerBasis?.claims.assurance_source;
+      // Step 11a: to a resource server of another region, a person's token carries their pseudonym
+      // in that region, never their local id, and their firm for that region's data residency.
+      const crossing = await regionCrossing(ctx, subject, server);
       // Decided as a linked person: their role minimum, met by the authentication the chain carries.
       if (principal.type === 'User' && subject.subjectType !== 'User') {
         await requirePersonRoleMinimum(ctx, { personId: principal.id, achieved: subject.authentication?.acr ?? partnerBasis?.claims.acr, clientId: client.client_id, requestId, grantType: tokenExchangeGrantType });
@@ -127,7 +136,7 @@ export const tokenExchange = defineGrant({
         client: authenticated,
         keys,
         target: { audience: server.identifier, ttl: server.access_token_ttl, requireSenderConstraint: server.require_sender_constraint, format: server.access_token_format },
-        sub: subject.subject,
+        sub: crossing?.sub ?? subject.subject,
         principal,
         // A partner's subject's firm, for data residency (a linked person's: their desks' firms).
         ...(origin?.subjectLeis ? { subjectLeis: origin.subjectLeis } : {}),
@@ -147,12 +156,22 @@ export const tokenExchange = defineGrant({
           ...(!subject.authentication && partnerBasis?.claims.acr !== undefined ? { acr: partnerBasis.claims.acr, amr: partnerBasis.claims.amr!, auth_time: partnerBasis.claims.auth_time! } : {}),
           ...(assuranceSource !== undefined ? { assurance_source: assuranceSource } : {}),
           ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
-          ...(origin ? { ...(origin.claims.origin_person !== undefined ? { origin_person: origin.claims.origin_person } : {}), ...(origin.claims.origin_lei !== undefined ? { origin_lei: origin.claims.origin_lei } : {}) } : {}),
+          // A linked person's local id (origin_person) never leaves the region.
+          ...(origin ? { ...(origin.claims.origin_person !== undefined && !crossing ? { origin_person: origin.claims.origin_person } : {}), ...(origin.claims.origin_lei !== undefined ? { origin_lei: origin.claims.origin_lei } : {}) } : {}),
+          ...(crossing?.lei !== undefined ? { origin_lei: crossing.lei } : {}),
           // A break-glass activation (of the subject's token, else the actor's) travels down too: the
           // liveness rule ends every hop's token with it (src/approvals/break-glass).
           ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),
         },
-        event: { type: 'token.exchanged', details: { ...exchangedDetails(subject, actor, subjectTokenType, actors), ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}) } },
+        event: {
+          type: 'token.exchanged',
+          details: {
+            ...exchangedDetails(subject, actor, subjectTokenType, actors),
+            ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}),
+            // The home region's record of whom the pseudonym stands for (this log stays here).
+            ...(crossing ? { region_crossing: { from: ctx.config.region!, to: server.region!, local_subject: subject.subject } } : {}),
+          },
+        },
         ...(address !== undefined ? { address } : {}),
         // The delegation signals (src/risk/signals): the chain, and the subject token as presented —
         // by its holder (the client it was issued to) or by another client (its audience, may_act).
@@ -205,6 +224,18 @@ async function actorOf(ctx: Context, token: string | undefined, type: string | u
   });
   if (actor.origin === 'partner' && !actor.partner!.partner.clients?.includes(clientId)) throw new OAuthError('invalid_request', 'actor_token is a partner token this client may not present');
   return actor;
+}
+
+/**
+ * Step 11a: what a token crossing to another region says of the person instead of their local id.
+ * Undefined when it does not cross, or its subject is not a person of ours (a client's id, a
+ * partner's subject: neither is this region's personal data).
+ */
+async function regionCrossing(ctx: Context, subject: PresentedToken, server: ResourceServer): Promise<{ sub: string; lei?: string } | undefined> {
+  if (subject.origin !== 'local' || subject.subjectType !== 'User') return undefined;
+  if (!crossesRegion(ctx.config.region, server.region)) return undefined;
+  const leis = await personLeis(ctx, subject.subject);
+  return { sub: regionSubject(ctx, server.region, subject.subject), ...(leis.length === 1 ? { lei: leis[0]! } : {}) };
 }
 
 /** Step 4: who may exchange a token of ours. */

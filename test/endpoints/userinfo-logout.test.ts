@@ -194,10 +194,10 @@ describe('discovery', () => {
     assert.deepEqual(metadata.response_types_supported, ['code']);
     assert.deepEqual(metadata.response_modes_supported, ['query']);
     assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
-    assert.deepEqual(metadata.subject_types_supported, ['public']);
+    assert.deepEqual(metadata.subject_types_supported, ['public', 'pairwise']);
     assert.equal(metadata.authorization_response_iss_parameter_supported, true);
     assert.equal(metadata.require_pushed_authorization_requests, false);
-    assert.deepEqual(metadata.authorization_details_types_supported, ['order', 'settlement_instruction']);
+    assert.deepEqual(metadata.authorization_details_types_supported, ['order', 'settlement_instruction', 'transfer']);
     assert.ok((metadata.request_object_signing_alg_values_supported as string[]).every((alg) => ['ES256', 'EdDSA', 'Ed25519', 'PS256'].includes(alg)));
     assert.ok((metadata.id_token_signing_alg_values_supported as string[]).includes('ES256'));
     assert.ok((metadata.scopes_supported as string[]).includes('openid'));

@@ -5,6 +5,7 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { Validator, formatProblem } from '../../validation.ts';
 import { readClientMetadata, type ClientMetadata } from '../metadata.ts';
+import { checkSectorIdentifier } from '../sector-identifier.ts';
 import { InitialAccessTokens, newRegistrationToken, tokenDigest, type RegistrationAllowance } from './initial-access-tokens.ts';
 
 /** The registration response (RFC 7591 §3.2.1, RFC 7592 §3). */
@@ -178,6 +179,9 @@ async function validate(ctx: Context, input: Record<string, unknown>): Promise<C
     const code = problem.path.startsWith('redirect_uris') ? 'invalid_redirect_uri' : 'invalid_client_metadata';
     throw new OAuthError(code, v.problems.map(formatProblem).join('; '));
   }
+  // OIDC Registration §5: the sector identifier document lists every redirect_uri (RFC 7591 §3.2.2).
+  const sector = await checkSectorIdentifier(ctx, metadata);
+  if (sector !== undefined) throw new OAuthError('invalid_client_metadata', `sector_identifier_uri ${sector}`);
   return metadata;
 }
 

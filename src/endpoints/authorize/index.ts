@@ -16,6 +16,7 @@ import { FormParameters } from '../../parameters.ts';
 import { sendErrorPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { acrLadder } from '../../identity/acr.ts';
+import { subjectTypes } from '../../identity/pairwise.ts';
 
 /**
  * The authorization endpoint (RFC 6749 §3.1, §4.1; OIDC Core §3.1.2). The protocol is in
@@ -61,7 +62,8 @@ export const authorization: Endpoint = {
     code_challenge_methods_supported: [...codeChallengeMethods],
     // RFC 9207 §3: iss is in every authorization response.
     authorization_response_iss_parameter_supported: true,
-    subject_types_supported: ['public'],
+    // OIDC Discovery §3; pairwise per OIDC Core §8.1 (src/identity/pairwise.ts).
+    subject_types_supported: [...subjectTypes],
     id_token_signing_alg_values_supported: [...signingAlgs],
     scopes_supported: [...oidcScopes],
     claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'acr', 'amr', 'name', 'email', 'preferred_username'],

@@ -17,7 +17,8 @@ import { notePresentation } from '../../risk/signals/concurrent-networks.ts';
  * 3. `token` is present (§2.1; invalid_request);
  * 4. the answer is `active: false` unless the token is ours, valid, not revoked (nor its consent
  *    grant, nor the mandate version it names: revoked, superseded or expired), and the caller may
- *    see it (it was issued to the caller, or the caller is an introspector of its audience);
+ *    see it (it was issued to the caller, or the caller is an introspector of its audience — and
+ *    then every resource server naming the caller is in the token's region: src/federation/regions.ts);
  * 5. JSON, or a signed JWT when the caller asks for application/token-introspection+jwt (RFC 9701).
  * A resource server may say where the token it introspects was presented from: `client_address`,
  * an IP address (RFC 7662 §2.1 lets the endpoint accept further parameters as context; the RFC's

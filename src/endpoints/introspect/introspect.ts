@@ -3,6 +3,7 @@ import { readAccessToken } from '../../tokens/reference-tokens.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
 import { recordRefusal } from '../../audit/refusals.ts';
 import { isTxn } from '../../transactions/txn.ts';
+import { introspectorOutsideRegion, tokenRegion } from '../../federation/regions.ts';
 
 export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
 
@@ -19,7 +20,8 @@ export async function introspect(ctx: Context, callerId: string, token: string, 
   const verified = await readAccessToken(ctx, token);
   if (!verified.ok) return inactive;
   const claims = verified.claims;
-  if (!(await mayInspect(ctx, callerId, claims.client_id, claims.aud))) {
+  const access = await mayInspect(ctx, callerId, claims.client_id, claims.aud);
+  if (access === false) {
     // A client outside the token's audience asked: on the record (docs/audit.md "Refusals"), by
     // jti — the answer stays `active: false`, as for any other reason.
     if (requestId !== undefined) {
@@ -36,6 +38,27 @@ export async function introspect(ctx: Context, callerId: string, token: string, 
     }
     return inactive;
   }
+  // Per region (src/federation/regions.ts, RFC 7662 §2.2): a resource server's client outside the
+  // token's region learns nothing of it, even when listed — on the record, answered alike.
+  if (access === 'introspector') {
+    const region = await tokenRegion(ctx, claims.aud);
+    const other = await introspectorOutsideRegion(ctx, callerId, region);
+    if (other !== undefined) {
+      if (requestId !== undefined) {
+        await recordRefusal(ctx, {
+          type: 'introspection.refused',
+          requestId,
+          client: callerId,
+          subject: claims.sub,
+          ...(isTxn(claims.txn) ? { txn: claims.txn } : {}),
+          error: 'not_introspector',
+          reason: 'other_region',
+          details: { jti: claims.jti, audience: claims.aud, region: region!, caller_region: other },
+        });
+      }
+      return inactive;
+    }
+  }
   // Revoked, its consent grant revoked, or its mandate version no longer in force: inactive.
   if (!(await isTokenLive(ctx, claims))) return inactive;
   return {
@@ -46,9 +69,12 @@ export async function introspect(ctx: Context, callerId: string, token: string, 
   };
 }
 
-/** A caller may inspect tokens issued to itself, and tokens for audiences that list it as introspector. */
-async function mayInspect(ctx: Context, callerId: string, tokenClientId: string, audience: string): Promise<boolean> {
-  if (callerId === tokenClientId) return true;
+/**
+ * A caller may inspect tokens issued to itself (`holder`), and tokens for audiences that list it as
+ * introspector (`introspector`: a resource server's client, held to the token's region too).
+ */
+async function mayInspect(ctx: Context, callerId: string, tokenClientId: string, audience: string): Promise<'holder' | 'introspector' | false> {
+  if (callerId === tokenClientId) return 'holder';
   const server = await ctx.resourceServers.get(audience);
-  return server?.introspection_clients?.includes(callerId) ?? false;
+  return server?.introspection_clients?.includes(callerId) ? 'introspector' : false;
 }

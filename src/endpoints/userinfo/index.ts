@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { userinfoAudience } from '../../authorization/scopes.ts';
 import type { Context } from '../../context.ts';
 import { findUser } from '../../identity/users.ts';
+import { subjectForClient } from '../../identity/pairwise.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { authorizeProtectedRequest } from '../../tokens/protected-resource.ts';
 import { challenge } from '../../tokens/resource-access.ts';
@@ -22,7 +23,7 @@ import { sendJson } from '../../http/json.ts';
  *    revoked, its grant, mandate and person in force), with `openid` (OIDC Core §5.3.1; else 403
  *    insufficient_scope);
  * 3. it was issued for a person's authorization (a consent grant), not to a client for itself;
- * 4. the answer: `sub` and the profile claims the people side holds (name, email,
+ * 4. the answer: `sub` (a pairwise client's pseudonym, OIDC Core §8.1) and the profile claims the people side holds (name, email,
  *    preferred_username), JSON, no-store. Errors carry a WWW-Authenticate challenge (RFC 6750 §3).
  */
 export const userinfo: Endpoint = {
@@ -33,7 +34,10 @@ export const userinfo: Endpoint = {
       const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
       const { claims, scheme } = access;
       if (claims.grant_id === undefined) throw challenge(scheme, 'invalid_token', 'the access token is not backed by a person\'s grant');
-      return sendJson(reply, await userClaims(ctx, claims.sub), { headers: access.headers });
+      // OIDC Core §5.3.2: the sub here MUST be the ID token's — a pairwise client's pseudonym (§8.1).
+      const client = await ctx.clients.get(claims.client_id);
+      if (!client) throw challenge(scheme, 'invalid_token', 'the client the access token was issued to is no longer registered');
+      return sendJson(reply, await userClaims(ctx, claims.sub, subjectForClient(ctx, client.metadata, claims.sub)), { headers: access.headers });
     };
     app.get(path, handler);
     app.post(path, handler);
@@ -41,9 +45,9 @@ export const userinfo: Endpoint = {
   metadata: (ctx) => ({ userinfo_endpoint: `${ctx.config.issuer}/userinfo` }),
 };
 
-/** OIDC Core §5.1 claims from the people side's user record; `sub` always. */
-async function userClaims(ctx: Context, sub: string): Promise<Record<string, unknown>> {
-  const user = await findUser(ctx, sub);
+/** OIDC Core §5.1 claims from the people side's user record (found by the local id); `sub` always, as the client is told it. */
+async function userClaims(ctx: Context, localSub: string, sub: string): Promise<Record<string, unknown>> {
+  const user = await findUser(ctx, localSub);
   if (!user) return { sub };
   return {
     sub,

@@ -1,0 +1,105 @@
+import { createHmac, hkdfSync } from 'node:crypto';
+import type { Context } from '../context.ts';
+import type { ClientMetadata } from '../clients/metadata.ts';
+
+/**
+ * Pairwise subject identifiers (OIDC Core 1.0 §8.1; docs/privacy.md "Regions"). A person has one
+ * local id (`users.id`); what a relying party, or another region, sees of it is either that id
+ * (`public`) or a pseudonym that differs per sector, so two parties cannot correlate a person by
+ * their `sub`:
+ *
+ *   sub = base64url(HMAC-SHA-256(K, len(sector) ‖ sector ‖ len(local) ‖ local))
+ *   K   = HKDF-SHA-256(master key, salt = "", info = "clearance pairwise-subject v1", 32 bytes)
+ *
+ * K is derived from the master key (CLEARANCE_MASTER_KEY), never stored, so every node computes the
+ * same subject, across restarts, with nothing to share but the key every node already has; changing
+ * the master key changes every pairwise subject (as it already makes every sealed key unreadable).
+ * The lengths (4 bytes, big-endian) keep `("a.b", "c")` and `("a", ".bc")` apart. Not reversible:
+ * the home region recomputes a person's pseudonym to find them in a partner's records, never the
+ * other way round.
+ *
+ * A sector is a client's (the host of its sector_identifier_uri, else of its one redirect_uri host:
+ * §8.1) or a region's (`region:<id>`, the pseudonym a token carries when it crosses to a resource
+ * server of another region: src/grants/token-exchange.ts).
+ */
+
+/** OIDC Dynamic Client Registration §2 `subject_type` values, as discovery advertises them. */
+export const subjectTypes = ['public', 'pairwise'] as const;
+export type SubjectType = (typeof subjectTypes)[number];
+
+const keys = new WeakMap<Buffer, Buffer>();
+
+/** The pairwise key derived from the master key (cached per key buffer). */
+export function pairwiseKey(masterKey: Buffer): Buffer {
+  let key = keys.get(masterKey);
+  if (!key) {
+    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance pairwise-subject v1', 32));
+    keys.set(masterKey, key);
+  }
+  return key;
+}
+
+/** The pairwise subject of `localSubject` in `sector` (43 base64url characters). */
+export function pairwiseSubject(key: Buffer, sector: string, localSubject: string): string {
+  const mac = createHmac('sha256', key);
+  for (const part of [sector, localSubject]) {
+    const bytes = Buffer.from(part, 'utf8');
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    mac.update(length).update(bytes);
+  }
+  return mac.digest('base64url');
+}
+
+/** The sector of a region's pseudonyms: one per region, whichever resource server of it a token goes to. */
+export function regionSector(region: string): string {
+  return `region:${region}`;
+}
+
+/**
+ * A client's sector identifier (OIDC Core §8.1): the host of its `sector_identifier_uri` when it
+ * registered one, else the host of its redirect_uris — undefined when those name several hosts
+ * (registration refuses that for a pairwise client) or none.
+ */
+export function sectorOf(metadata: Pick<ClientMetadata, 'sector_identifier_uri' | 'redirect_uris'>): string | undefined {
+  if (metadata.sector_identifier_uri !== undefined) return new URL(metadata.sector_identifier_uri).host;
+  const hosts = redirectHosts(metadata.redirect_uris ?? []);
+  return hosts.length === 1 ? hosts[0] : undefined;
+}
+
+/** The distinct hosts of redirect URIs (a private-use scheme URI's host may be empty: it counts as "" then). */
+export function redirectHosts(uris: readonly string[]): string[] {
+  return [...new Set(uris.map((uri) => new URL(uri).host))];
+}
+
+/**
+ * The `sub` a client is told for a person (ID token, userinfo): the local id for a `public` client;
+ * the pairwise subject in its sector for a `pairwise` one. A pairwise client without a sector cannot
+ * be registered; one found anyway (edited storage) gets an error, never the local id: fail closed.
+ */
+export function subjectForClient(ctx: Pick<Context, 'identity'>, metadata: Pick<ClientMetadata, 'client_id' | 'subject_type' | 'sector_identifier_uri' | 'redirect_uris'>, localSubject: string): string {
+  if (metadata.subject_type !== 'pairwise') return localSubject;
+  const sector = sectorOf(metadata);
+  if (sector === undefined) throw new Error(`client ${metadata.client_id} is pairwise but has no sector identifier`);
+  return pairwiseSubject(pairwiseKey(ctx.identity.factorKeys.master), sector, localSubject);
+}
+
+/** The same, for a client named by id (a client no longer registered: the local id is never a fallback for a pairwise one it cannot see, so undefined). */
+export async function subjectForClientId(ctx: Pick<Context, 'identity' | 'clients'>, clientId: string, localSubject: string): Promise<string | undefined> {
+  const client = await ctx.clients.get(clientId);
+  if (!client) return undefined;
+  return subjectForClient(ctx, client.metadata, localSubject);
+}
+
+/** The pseudonym of `localSubject` in `region` (a token crossing to that region). */
+export function regionSubject(ctx: Pick<Context, 'identity'>, region: string, localSubject: string): string {
+  return pairwiseSubject(pairwiseKey(ctx.identity.factorKeys.master), regionSector(region), localSubject);
+}
+
+/**
+ * Whether a token for a resource server of `targetRegion` crosses out of this instance's region
+ * (CLEARANCE_REGION): only when both are declared and differ.
+ */
+export function crossesRegion(homeRegion: string | undefined, targetRegion: string | undefined): targetRegion is string {
+  return homeRegion !== undefined && targetRegion !== undefined && homeRegion !== targetRegion;
+}
