@@ -278,8 +278,15 @@ export interface ApplyOptions {
   force?: boolean;
 }
 
+/**
+ * An apply refused as a whole, nothing written: the caller answers 409 (admin API) or exits failed
+ * (CLI), never a server error. A section throws it when the stored state changed under it (another
+ * apply or an approval between plan and write).
+ */
+export class ApplyRefusedError extends Error {}
+
 /** Prune would disable more of a kind than the safety rule allows; nothing was written. */
-export class PruneRefusedError extends Error {
+export class PruneRefusedError extends ApplyRefusedError {
   readonly refusals: PruneRefusal[];
   constructor(refusals: PruneRefusal[]) {
     super(`prune refused: ${refusals.map(describeRefusal).join('; ')}; nothing was applied`);

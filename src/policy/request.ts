@@ -57,7 +57,7 @@ export interface DecisionContext {
   device_id?: string;
   /** Set by Clearance only, at issuance to a person: who authenticated them (src/federation/upstream) — Clearance, or an upstream identity provider. */
   assurance?: { source: string; federated: boolean };
-  /** Set by Clearance only, at issuance: a `transfer` entry's fields (src/transfers/detail.ts `transferFacts`). */
+  /** A `transfer` entry's fields (src/transfers/detail.ts `transferFacts`): set at issuance, or sent by a resource server to the AuthZEN endpoint. */
   transfer_type?: string;
   asset?: string;
   amount?: number;
@@ -82,7 +82,11 @@ export interface AgentContext {
   envelope_currency?: string;
 }
 
-export const decisionContextFields = ['region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'notional', 'currency', 'instrument_class', 'venue', 'mandate'] as const;
+export const decisionContextFields = [
+  'region', 'acr', 'auth_time', 'kyc_status', 'suitability', 'notional', 'currency', 'instrument_class', 'venue', 'mandate',
+  // A transfer's (src/transfers/detail.ts transferFacts): set at issuance, sent by a resource server at execution.
+  'transfer_type', 'asset', 'amount', 'chain', 'destination_kind', 'destination', 'purpose', 'travel_rule_present',
+] as const;
 
 /**
  * Context attributes only Clearance sets: derived from the authentication (`acr_levels`,

@@ -3,6 +3,8 @@ import type { Context } from '../context.ts';
 import type { LegalEntity } from '../entities/definition.ts';
 import { isValidLei } from '../entities/lei.ts';
 import type { Database } from '../storage/schema.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
+import { ApplyRefusedError } from '../apply/index.ts';
 import { join, type Validator } from '../validation.ts';
 import { expired, findDestinationByKey, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
 import { insertDestinationEntry, newDestinationId, openRequestFor, sameVersion, versionRow } from './change-control.ts';
@@ -116,13 +118,22 @@ export async function executeTransferDestinations(ctx: Context, trx: Transaction
   }
   for (const declared of section.destinations) {
     const planned = await plannedVersion(trx, declared, now);
-    if (planned.conflict) throw new Error(planned.conflict);
+    // The book changed since the plan (another apply, a request at the admin API): refused whole.
+    if (planned.conflict) throw new ApplyRefusedError(`transfer_destinations: ${planned.conflict}; nothing was applied`);
     if (!planned.version) {
       changes.push({ kind: 'transfer_destination', id: planned.entry!.id, outcome: 'unchanged' });
       continue;
     }
     const entry = planned.entry ?? { id: newDestinationId(), lei: declared.lei, account: declared.account, key: keyOf(declared.destination), kind: declared.destination.kind, createdAt: now };
-    if (!planned.entry) await insertDestinationEntry(trx, entry);
+    if (!planned.entry) {
+      try {
+        await insertDestinationEntry(trx, entry);
+      } catch (error) {
+        // Another apply wrote the same destination meanwhile (its unique key): refused whole, as above.
+        if (isUniqueViolation(error)) throw new ApplyRefusedError(`transfer_destinations: destination ${entry.key} of account ${entry.account} was added meanwhile; apply again`);
+        throw error;
+      }
+    }
     const version: DestinationVersion = {
       destinationId: entry.id,
       version: planned.version,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { adminAudience } from '../../src/admin/authorize.ts';
-import { executeApply, planApply } from '../../src/apply/index.ts';
+import { ApplyRefusedError, executeApply, planApply } from '../../src/apply/index.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { destinationStatus } from '../../src/transfers/address-book.ts';
@@ -318,6 +318,17 @@ for (const dialect of testDialects()) {
       const two = await call(f, await personToken(f, 'appr-2'), 'POST', `/admin/approvals/${requestId}/decision`, { decision: 'approve' });
       assert.equal(two.json().settled, 'approved');
       assert.equal((await lookup(f)).usableFrom, f.clock.now() + 48 * hour);
+    });
+
+    test('an apply whose plan the book outran (another change of the destination now waits) is refused whole, not a server error', async (t) => {
+      const f = await harness(t, dialect);
+      const declare = (label: string) => ({ transfer_destinations: { destinations: [{ ...addition, label }] } });
+      const first = await planApply(f.ctx, declare('Cold wallet A'));
+      const second = await planApply(f.ctx, declare('Cold wallet B'));
+      assert.ok(first.plan && second.plan);
+      await executeApply(f.ctx, first.plan, { actor: 'cli:ops', via: 'cli' });
+      await assert.rejects(executeApply(f.ctx, second.plan, { actor: 'cli:ops', via: 'cli' }), (error: unknown) => error instanceof ApplyRefusedError && /already waits for approval/.test(error.message));
+      assert.equal((await events(f, 'transfer_destination.requested')).length, 1);
     });
   });
 }

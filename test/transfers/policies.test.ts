@@ -6,6 +6,8 @@ import type { Context } from '../../src/context.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../../src/policy/issuance.ts';
 import { applyDocument, userId } from '../policy/fixture.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { basicAuthorization } from '../endpoints/fixture.ts';
 import { brokerLei, custodyApi, ether, etherAddress, iban, seedDestination, transfer, transferContext } from './enforcement-fixture.ts';
 
 /** The example policies exactly as docs/transfers.md shows them: the first cedar block of "Enforcement at issuance" › "Example policies". */
@@ -24,17 +26,21 @@ let requests = 0;
 async function policyServer(t: TestContext) {
   const base = await transferContext(t);
   const { ctx } = base;
-  await applyDocument(ctx, {
+  const more = await applyDocument(ctx, {
     users: [
       { username: 'tina', desks: ['treasury'] },
       { username: 'chris', desks: ['crypto'] },
     ],
-    clients: [{ client_id: 'algo-treasury', kind: 'agent', owner_lei: brokerLei, grant_types: ['client_credentials'], scope: 'transfer:withdrawal' }],
+    clients: [
+      { client_id: 'algo-treasury', kind: 'agent', owner_lei: brokerLei, grant_types: ['client_credentials'], scope: 'transfer:withdrawal' },
+      // The custodian's gateway asks the decision point again when it executes a transfer (AuthZEN).
+      { client_id: 'custody-gateway', kind: 'service', owner_lei: brokerLei, grant_types: ['client_credentials'], scope: 'access:evaluate' },
+    ],
   });
   await applyDocument(ctx, { policies: [{ version: 'v1', text: documentedPolicies(), change_ref: 'CHG-7', author: 'alice.author', approver: 'bob.approver', active: true }] });
   for (const account of ['TRE-001', 'CRY-001']) await seedDestination(ctx, { account, destination: ibanDestination, state: 'usable' });
   await seedDestination(ctx, { destination: { kind: 'blockchain', account: etherAddress }, state: 'usable' });
-  return base;
+  return { ...base, secrets: { ...base.secrets, ...more } };
 }
 
 function issuance(subject: Issuance['subject'], details: Record<string, unknown>[]): Issuance {
@@ -92,5 +98,38 @@ describe('the example transfer policies of docs/transfers.md', () => {
     assert.match(await refusedBy(ctx, issuance(service, [transfer({ amount: '100000' })])), /refused by policy: large-withdrawals-state-a-purpose/);
     await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '100000', purpose: 'Quarterly dividend' })]));
     await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '99999.99' })]));
+  });
+
+  test('are the same decisions at the AuthZEN API, when the custodian executing a transfer sends its fields in the context', async (t) => {
+    const { ctx, secrets } = await policyServer(t);
+    const app = buildApp(ctx);
+    t.after(() => app.close());
+    const evaluate = async (amount: number) => {
+      const response = await app.inject({
+        method: 'POST',
+        url: '/access/v1/evaluation',
+        headers: { 'content-type': 'application/json', authorization: basicAuthorization('custody-gateway', secrets['custody-gateway']!) },
+        payload: JSON.stringify({
+          subject: { type: 'agent', id: 'algo-treasury' },
+          action: { name: 'transfer:withdrawal' },
+          resource: { type: 'account', id: 'TRE-001' },
+          context: { transfer_type: 'withdrawal', asset: ether, amount, chain: 'eip155:1', destination_kind: 'blockchain', destination: `caip10:${etherAddress.toLowerCase()}` },
+        }),
+      });
+      assert.equal(response.statusCode, 200, response.body);
+      return response.json() as { decision: boolean; context: { reasons: string[] } };
+    };
+    assert.equal((await evaluate(10)).decision, true);
+    const refused = await evaluate(11);
+    assert.equal(refused.decision, false);
+    assert.deepEqual(refused.context.reasons, ['no-large-crypto-withdrawals-by-agents']);
+    // A field the schema does not know is still refused, whole.
+    const unknown = await app.inject({
+      method: 'POST',
+      url: '/access/v1/evaluation',
+      headers: { 'content-type': 'application/json', authorization: basicAuthorization('custody-gateway', secrets['custody-gateway']!) },
+      payload: JSON.stringify({ subject: { type: 'agent', id: 'algo-treasury' }, action: { name: 'transfer:withdrawal' }, resource: { type: 'account', id: 'TRE-001' }, context: { beneficiary_name: 'x' } }),
+    });
+    assert.equal(unknown.statusCode, 400, unknown.body);
   });
 });

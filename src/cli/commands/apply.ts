@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { userInfo } from 'node:os';
-import { PruneRefusedError, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { ApplyRefusedError, executeApply, planApply, previewApply } from '../../apply/index.ts';
 import { documentDigest, formatPlan } from '../../lifecycle/plan.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
@@ -95,7 +95,7 @@ export async function applyCommand(ctx: Context, file: string, mode: ApplyMode, 
   try {
     result = await executeApply(ctx, plan, source, { digest, prune: mode.prune, force: mode.force });
   } catch (error) {
-    if (!(error instanceof PruneRefusedError)) throw error;
+    if (!(error instanceof ApplyRefusedError)) throw error;
     output.err(error.message);
     return exit.failed;
   }

@@ -118,6 +118,24 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
       case 'venue':
         context[key] = v.string(at, item, shortString);
         break;
+      // A transfer's fields (docs/transfers.md), as the resource server executing it sends them:
+      // the same attributes the token's issuance was decided on.
+      case 'transfer_type':
+      case 'asset':
+      case 'chain':
+      case 'destination_kind':
+      case 'destination':
+        context[key] = v.string(at, item, shortString);
+        break;
+      case 'purpose':
+        context.purpose = v.string(at, item, { ...shortString, maxLength: 140 });
+        break;
+      case 'amount':
+        context.amount = readLong(v, at, item, 0);
+        break;
+      case 'travel_rule_present':
+        context.travel_rule_present = v.boolean(at, item);
+        break;
       case 'currency':
         context.currency = v.string(at, item, { pattern: /^[A-Z]{3}$/, patternMessage: 'must be an ISO 4217 currency code' });
         break;

@@ -1,6 +1,6 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { PruneRefusedError, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { ApplyRefusedError, executeApply, planApply, previewApply } from '../../apply/index.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
 import { protectedOperation, queryParams, type JsonSchema } from '../../http/api-operation.ts';
@@ -81,7 +81,7 @@ export const adminApply: Endpoint = {
           reply.header('cache-control', 'no-store');
           return { document_digest: digest, dry_run: false, changes: result.changes.filter((c) => c.outcome !== 'unchanged'), unchanged: result.changes.filter((c) => c.outcome === 'unchanged').length, client_secrets: result.secrets };
         } catch (error) {
-          if (!(error instanceof PruneRefusedError)) throw error;
+          if (!(error instanceof ApplyRefusedError)) throw error;
           throw new OAuthError('invalid_request', error.message, { status: 409 });
         }
       });
