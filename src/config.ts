@@ -110,7 +110,7 @@ export interface Config {
    * Destination control (src/transfers, docs/transfers.md "Destination control"): how long an
    * approved address-book change cools down before a transfer may use it, unless the legal entity
    * sets its own (apply's `transfer_destinations.cooldowns`). CLEARANCE_TRANSFER_COOLDOWN_HOURS,
-   * default 24 (0 to 720).
+   * default 24 (1 to 720: never 0, src/transfers/address-book.ts `minCooldownHours`).
    */
   transferCooldownHours: number;
   /** Shared Signals (src/signals/ssf, docs/signals.md): how often the transmitter looks for new events and due deliveries, ms. CLEARANCE_SSF_INTERVAL_MS, default 250. */
@@ -215,7 +215,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mandateInFlightWindowSeconds: readInt(env, 'CLEARANCE_MANDATE_IN_FLIGHT_WINDOW', 259_200, 60, 90 * 86_400),
     offboardReassignmentDays: readInt(env, 'CLEARANCE_OFFBOARD_REASSIGNMENT_DAYS', 14, 0, 365),
     pruneMaxPercent: readInt(env, 'CLEARANCE_PRUNE_MAX_PERCENT', 25, 0, 100),
-    transferCooldownHours: readInt(env, 'CLEARANCE_TRANSFER_COOLDOWN_HOURS', 24, 0, 720),
+    transferCooldownHours: readTransferCooldownHours(env),
     ssfIntervalMs: readInt(env, 'CLEARANCE_SSF_INTERVAL_MS', 250, 50, 60_000),
     ssfAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_SSF_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
     ssfMaxDeliveryAgeSeconds: readInt(env, 'CLEARANCE_SSF_MAX_DELIVERY_AGE', 86_400, 60, 30 * 86_400),
@@ -341,6 +341,18 @@ function readSigningAlg(raw: string): SigningAlg {
     throw new ConfigError(`CLEARANCE_SIGNING_ALG must be one of ${signingAlgs.join(', ')}, not "${raw}"`);
   }
   return raw as SigningAlg;
+}
+
+/**
+ * CLEARANCE_TRANSFER_COOLDOWN_HOURS: 1 to 720. The floor of one hour is the address book's
+ * (src/transfers/address-book.ts `minCooldownHours`): without a cool-down, a destination slipped in
+ * with a stolen session and one careless approval could be used at once, before anyone saw the
+ * events of its change.
+ */
+function readTransferCooldownHours(env: NodeJS.ProcessEnv): number {
+  const raw = env.CLEARANCE_TRANSFER_COOLDOWN_HOURS;
+  if (raw === '0') throw new ConfigError('CLEARANCE_TRANSFER_COOLDOWN_HOURS must be at least 1 (hour): a new transfer destination always cools down before its first use, not "0"');
+  return readInt(env, 'CLEARANCE_TRANSFER_COOLDOWN_HOURS', 24, 1, 720);
 }
 
 function readInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {

@@ -164,12 +164,20 @@ export async function listBook(db: Db, where: { lei?: string; account?: string }
 }
 
 /**
+ * The shortest cool-down there is, hours: apply and CLEARANCE_TRANSFER_COOLDOWN_HOURS refuse less.
+ * A cool-down of 0 would let a destination slipped in with a stolen session (and one careless
+ * approval) be used at once, before anyone saw its `transfer_destination.*` events.
+ */
+export const minCooldownHours = 1;
+
+/**
  * The cool-down of `lei`'s destinations, ms: its own (apply's `transfer_destinations.cooldowns`),
- * else CLEARANCE_TRANSFER_COOLDOWN_HOURS.
+ * else CLEARANCE_TRANSFER_COOLDOWN_HOURS — never below `minCooldownHours` (a setting stored before
+ * the floor existed is read as the floor).
  */
 export async function cooldownMsOf(db: Db, config: Pick<Config, 'transferCooldownHours'>, lei: string): Promise<number> {
   const row = await db.selectFrom('transfer_destination_settings').select('cooldown_ms').where('lei', '=', lei).executeTakeFirst();
-  return row ? Number(row.cooldown_ms) : config.transferCooldownHours * 3600_000;
+  return Math.max(row ? Number(row.cooldown_ms) : config.transferCooldownHours * 3600_000, minCooldownHours * 3600_000);
 }
 
 /** The change transactions (approval request ids) of these destination versions, for an evidence bundle (src/audit/bundle-destinations.ts). */

@@ -6,7 +6,7 @@ import type { Database } from '../storage/schema.ts';
 import { isUniqueViolation } from '../storage/faults.ts';
 import { ApplyRefusedError } from '../apply/index.ts';
 import { join, type Validator } from '../validation.ts';
-import { expired, findDestinationByKey, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
+import { expired, findDestinationByKey, minCooldownHours, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
 import { insertDestinationEntry, newDestinationId, openRequestFor, sameVersion, versionRow } from './change-control.ts';
 import { keyOf, readDestination, type Destination } from './destination-input.ts';
 
@@ -15,7 +15,7 @@ import { keyOf, readDestination, type Destination } from './destination-input.ts
  *
  * ```yaml
  * transfer_destinations:
- *   cooldowns:                 # per legal entity: hours an approved change waits before first use
+ *   cooldowns:                 # per legal entity: hours (1 to 720) an approved change waits before first use
  *     - lei: 5493001KJTIIGC8Y1R12
  *       hours: 48
  *   destinations:              # each enters change control: pending, awaiting approval
@@ -59,7 +59,11 @@ export async function planTransferDestinations(ctx: Context, v: Validator, path:
     if (!c) return undefined;
     v.knownKeys(p, c, ['lei', 'hours']);
     const lei = readLei(join(p, 'lei'), c.lei);
-    const hours = v.integer(join(p, 'hours'), c.hours, { min: 0, max: 720 });
+    // Never 0 (address-book.ts minCooldownHours): a new destination always cools down before its first use.
+    const hours =
+      typeof c.hours === 'number' && Number.isInteger(c.hours) && c.hours < minCooldownHours
+        ? v.fail(join(p, 'hours'), `must be at least ${minCooldownHours}: a new transfer destination always cools down before its first use (1 to 720 hours)`)
+        : v.integer(join(p, 'hours'), c.hours, { min: minCooldownHours, max: 720 });
     return lei !== undefined && hours !== undefined ? { lei, hours } : undefined;
   }) ?? []);
   const seenLei = new Map<string, number>();

@@ -70,6 +70,12 @@ interface Namespace {
   assets: Record<string, (assetReference: string, reference: string) => string | undefined>;
   /** The address as a destination key compares it (src/transfers/detail.ts destinationKey). */
   normalise(address: string): string;
+  /**
+   * The asset references (per CAIP-19 asset namespace) that have more than one spelling, as
+   * src/transfers/detail.ts `assetKey` compares them; an asset namespace not named here is
+   * case-sensitive (a base58 mint) or has one spelling (a SLIP-44 number), and is kept as given.
+   */
+  assetKeys?: Record<string, (assetReference: string) => string>;
 }
 
 /** SLIP-44 coin type: a non-negative integer. */
@@ -110,6 +116,9 @@ const eip155: Namespace = {
     erc20: (ref) => evmAddressProblem(ref),
   },
   normalise: (address) => address.toLowerCase(),
+  // An ERC-20 contract address is hex: lower, upper and EIP-55 case name one contract (EIP-55's
+  // case is only a checksum), so the limits of one token are found whichever spelling is sent.
+  assetKeys: { erc20: (ref) => ref.toLowerCase() },
 };
 
 // --- Bitcoin (CAIP-2 namespace bip122: reference = the first 32 hex digits of the genesis block hash) -------
@@ -217,6 +226,20 @@ export function assetTypeProblem(value: string): string | undefined {
   if (!check) return `names asset namespace ${asset.assetNamespace}, which a transfer on ${asset.chain.namespace} cannot use (supported: ${Object.keys(ns.assets).join(', ')})`;
   const problem = check(asset.assetReference, asset.chain.reference);
   return problem ? `names asset reference ${asset.assetReference}, which ${problem}` : undefined;
+}
+
+/**
+ * A CAIP-19 asset type in its canonical spelling, for comparison (the limits and totals of an asset,
+ * src/transfers/detail.ts `assetKey`): an ERC-20 contract address lower-cased; anything else as
+ * given (the grammar already makes chain and asset namespaces lower case; a SLIP-44 number has one
+ * spelling; a Solana mint is base58, which is case-sensitive). A value that is not a CAIP-19 asset
+ * type is returned as it is.
+ */
+export function normalisedAssetType(value: string): string {
+  const asset = parseAssetType(value);
+  if (!asset) return value;
+  const key = namespaces[asset.chain.namespace]?.assetKeys?.[asset.assetNamespace];
+  return key ? `${asset.chain.id}/${asset.assetNamespace}:${key(asset.assetReference)}` : value;
 }
 
 /** A CAIP-10 account id with its address normalised for comparison (EVM lower-cased hex; others as given). */

@@ -5,6 +5,7 @@ import { bumpGeneration, GenerationCache } from '../storage/generations.ts';
 import type { Database } from '../storage/schema.ts';
 import { join, type Validator } from '../validation.ts';
 import { parseAmount } from './amounts.ts';
+import { assetKey } from './detail.ts';
 
 /**
  * Apply's `transfer_controls` section (docs/transfers.md "Enforcement at issuance", docs/apply.md):
@@ -75,8 +76,13 @@ export interface EffectiveControls {
   firstUseHoldSeconds: number;
 }
 
-/** The limits for a transfer from `account` (of legal entity `lei`) in `asset`, the most specific level first. */
-export function controlsFor(controls: TransferControls, lei: string, account: string, asset: string): EffectiveControls {
+/**
+ * The limits for a transfer from `account` (of legal entity `lei`) in `asset`, the most specific
+ * level first. The asset is looked up by its canonical key (./detail.ts `assetKey`), as the
+ * section's keys are stored: an ERC-20 token's limits apply however a request spells its address.
+ */
+export function controlsFor(controls: TransferControls, lei: string, account: string, given: string): EffectiveControls {
+  const asset = assetKey(given);
   const entity = controls.entities.get(lei);
   const levels: (AssetLimits | undefined)[] = [entity?.accounts.get(account)?.get(asset), entity?.assets.get(asset), controls.defaults.assets.get(asset)];
   const pick = (field: keyof AssetLimits): bigint | undefined => {
@@ -161,12 +167,22 @@ function readAssets(v: Validator, path: string, value: unknown): Map<string, Ass
   if (!o) return undefined;
   if (Object.keys(o).length > maxEntries) v.fail(path, `must name at most ${maxEntries} assets`);
   const assets = new Map<string, AssetLimits>();
-  for (const [asset, limits] of Object.entries(o)) {
-    const at = join(path, asset);
-    if (!assetPattern.test(asset)) {
+  // Declared spellings by canonical key: two spellings of one asset (an ERC-20 address in EIP-55
+  // and in lower case) would be two entries of which a transfer finds one — refused.
+  const spellings = new Map<string, string>();
+  for (const [given, limits] of Object.entries(o)) {
+    const at = join(path, given);
+    if (!assetPattern.test(given)) {
       v.fail(at, 'is not an ISO 4217 currency code or a CAIP-19 asset id');
       continue;
     }
+    const asset = assetKey(given);
+    const other = spellings.get(asset);
+    if (other !== undefined) {
+      v.fail(at, `is the asset ${asset} again (also declared as ${JSON.stringify(other)}): declare each asset once`);
+      continue;
+    }
+    spellings.set(asset, given);
     const l = v.object(at, limits);
     if (!l) continue;
     v.knownKeys(at, l, ['approval_threshold', 'daily_limit']);
@@ -250,7 +266,26 @@ const limitsIn = (l: StoredLimits): AssetLimits => ({
   ...(l.d !== undefined ? { dailyLimit: l.d === null ? null : BigInt(l.d) } : {}),
 });
 const assetsOut = (m: Map<string, AssetLimits>) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, l]) => [k, limitsOut(l)]));
-const assetsIn = (o: Record<string, StoredLimits>) => new Map(Object.entries(o).map(([k, l]) => [k, limitsIn(l)]));
+// Keys canonical: a section stored before assets were normalised is read as if it had been, two
+// spellings it held of one asset merged value by value to the stricter (fail closed).
+const assetsIn = (o: Record<string, StoredLimits>) => {
+  const out = new Map<string, AssetLimits>();
+  for (const [k, l] of Object.entries(o)) {
+    const key = assetKey(k);
+    const read = limitsIn(l);
+    const had = out.get(key);
+    out.set(key, had ? { ...stricter('approvalThreshold', had, read), ...stricter('dailyLimit', had, read) } : read);
+  }
+  return out;
+};
+function stricter(field: keyof AssetLimits, a: AssetLimits, b: AssetLimits): AssetLimits {
+  const x = a[field];
+  const y = b[field];
+  const values = [x, y].filter((v): v is bigint => typeof v === 'bigint');
+  if (values.length > 0) return { [field]: values.reduce((m, v) => (v < m ? v : m)) };
+  const either = x !== undefined ? x : y;
+  return either !== undefined ? { [field]: either } : {};
+}
 const levelOut = (l: ControlLevel): StoredLevel => ({
   ...(l.firstUseHoldSeconds !== undefined ? { first_use_hold: l.firstUseHoldSeconds } : {}),
   assets: assetsOut(l.assets),

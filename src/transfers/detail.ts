@@ -16,7 +16,7 @@ import {
 import { iso4217 } from '../authorization/details/iso4217.ts';
 import { isValidLei } from '../entities/lei.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
-import { accountIdProblem, assetTypeProblem, normalisedAccountId, parseAccountId, parseAssetType, supportedNamespaces } from './caip.ts';
+import { accountIdProblem, assetTypeProblem, normalisedAccountId, normalisedAssetType, parseAccountId, parseAssetType, supportedNamespaces } from './caip.ts';
 import { personName, travelRuleProblem, travelRuleSchema, type TravelRule } from './ivms101.ts';
 
 /**
@@ -85,6 +85,17 @@ export function destinationKey(d: TransferDestination): string {
     case 'blockchain':
       return `caip10:${normalisedAccountId(d.account)}`;
   }
+}
+
+/**
+ * The normalised, comparable identity of an asset, as the transfer controls, the rolling totals and
+ * the decision point's `asset` use it: the canonical CAIP-19 spelling of a crypto asset (an ERC-20
+ * contract's hex address lower-cased: lower, upper and EIP-55 case name one token; caip.ts
+ * `normalisedAssetType`), an ISO 4217 code as it is (the type accepts upper case only). Without
+ * it, a token's limits configured under one spelling would not apply to another.
+ */
+export function assetKey(asset: string): string {
+  return normalisedAssetType(asset);
 }
 
 /** base64url SHA-256 of the RFC 8785 canonical JSON of the travel-rule data: what tokens and audit events carry instead. */
@@ -224,6 +235,7 @@ export { supportedNamespaces };
 /** The decision point's view of a transfer entry (src/policy/issuance.ts detailRequests). */
 export interface TransferFacts {
   transfer_type: TransferType;
+  /** Canonical (`assetKey`). */
   asset: string;
   /** ISO 4217 code of a currency transfer. */
   currency?: string;
@@ -240,7 +252,8 @@ export function transferFacts(d: TransferDetail): TransferFacts {
   const asset = parseAssetType(d.asset);
   return {
     transfer_type: d.transfer_type,
-    asset: d.asset,
+    // Canonical, so a policy naming a token's asset matches it however the request spelled it.
+    asset: assetKey(d.asset),
     ...(asset ? { chain: asset.chain.id } : { currency: d.asset }),
     destination_kind: d.destination.kind,
     destination: destinationKey(d.destination),

@@ -8,7 +8,7 @@ import type { Issuance } from '../policy/issuance.ts';
 import { destinationStatus, type DestinationStatus } from './address-book.ts';
 import { formatAmount, parseAmount } from './amounts.ts';
 import { controlsFor, transferControls, type EffectiveControls } from './controls.ts';
-import { destinationKey, type TransferDetail } from './detail.ts';
+import { assetKey, destinationKey, type TransferDetail } from './detail.ts';
 import { forgetFirstUse, recordUse, usedBefore } from './destination-uses.ts';
 import { approvalDemandText, approvalsPerDemand, atOrAboveThreshold, type ApprovalDemand } from './thresholds.ts';
 import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
@@ -30,7 +30,9 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  *    under apply's own review; money that stays in the firm is still held to the threshold, the
  *    totals and the policies below).
  * 3. **approval threshold** (apply's `transfer_controls`, ./thresholds.ts): an amount at or above
- *    the entity's threshold for the asset needs one second person's approval of this transfer;
+ *    the entity's threshold for the asset needs one second person's approval of this transfer —
+ *    the amount being the sum of the request's entries from the same source account in the same
+ *    asset (`requestSums`), so splitting one transfer into entries does not escape it;
  * 4. **risk holds** (a destination's FIRST use from this account, ./destination-uses.ts): within
  *    `first_use_hold` seconds of its cool-down ending, or from a session whose sign-in fired
  *    `new_device` (src/risk/signals/new-device.ts, the issuance's `loginRisk`) → held: it needs one
@@ -43,8 +45,9 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  *
  * Every refusal is one `transfer.refused` event (reason, entry, destination key and id, amount,
  * asset, account, legal entity); the allowed transfers are returned for the token event
- * (`withTransfers`). What was reserved (and a first use recorded) is taken back by `release` when
- * the issuance is refused after this step.
+ * (`withTransfers`). What this request reserved (and a first use it recorded) is taken back by
+ * `release` when the issuance is refused after this step — only what it created: a reservation it
+ * found already counted under the same id belongs to the token issued before it.
  *
  * `forecast` (/bc-authorize's four-eyes question, src/policy/issuance.ts `assessRisk: false`):
  * steps 1–3 only, nothing reserved or recorded but refusals.
@@ -53,7 +56,8 @@ export async function enforceTransfers(ctx: Context, issuance: Issuance, meta: D
   const entries = transferEntries(issuance.authorizationDetails);
   if (entries.length === 0) return noTransfers;
   const checked: Checked[] = [];
-  for (const entry of entries) checked.push(await check(ctx, issuance, meta, entry, options.forecast === true));
+  const sums = requestSums(entries);
+  for (const entry of entries) checked.push(await check(ctx, issuance, meta, entry, options.forecast === true, { sums }));
   if (options.forecast) return { transfers: checked.map(summary), release: async () => {} };
   return reserve(ctx, issuance, meta, checked);
 }
@@ -101,8 +105,9 @@ export async function transferApprovalsNeeded(ctx: Context, issuance: Issuance):
   if (entries.length === 0) return { approvals: 0, policies: [] };
   const meta: DecisionMeta = { requestId: issuance.requestId, caller: issuance.clientId, via: issuance.grantType, ...(issuance.txn ? { txn: issuance.txn } : {}) };
   const demands = new Set<ApprovalDemand>();
+  const sums = requestSums(entries);
   for (const entry of entries) {
-    const c = await check(ctx, { ...issuance, approvals: 0 }, meta, entry, true, { askOnly: true });
+    const c = await check(ctx, { ...issuance, approvals: 0 }, meta, entry, true, { askOnly: true, sums });
     c.demands.forEach((d) => demands.add(d));
     // The first-use hold is a matter of time: asked now, as it stands.
     if (c.firstUseHoldUntil !== undefined && !(await usedBefore(ctx.storage.db, c.account, c.key, ctx.clock.now()))) demands.add('transfer-first-use-hold');
@@ -141,7 +146,26 @@ function transferEntries(details: readonly AuthorizationDetail[]): Entry[] {
   return details.flatMap((detail, index) => (detail.type === 'transfer' ? [{ index, detail: detail as unknown as TransferDetail }] : []));
 }
 
-async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry: Entry, forecast: boolean, mode: { askOnly?: boolean } = {}): Promise<Checked> {
+/** The key of a request's entries the threshold adds up: the source account and the asset (canonical). */
+const sumKey = (d: TransferDetail) => JSON.stringify([d.source_account, assetKey(d.asset)]);
+
+/**
+ * The sum of the request's entries per source account and asset (micro-units, rounded up): the
+ * approval threshold applies to it, so that one transfer split into several entries of one request
+ * (two of 999,999 under a threshold of 1,000,000) is held to the threshold as the whole it is.
+ */
+function requestSums(entries: readonly Entry[]): Map<string, bigint> {
+  const sums = new Map<string, bigint>();
+  for (const { detail } of entries) {
+    const amount = parseAmount(detail.amount, 'up');
+    if (amount === undefined) continue; // refused as an unknown amount by check()
+    const key = sumKey(detail);
+    sums.set(key, (sums.get(key) ?? 0n) + amount);
+  }
+  return sums;
+}
+
+async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry: Entry, forecast: boolean, mode: { askOnly?: boolean; sums: Map<string, bigint> }): Promise<Checked> {
   const { detail, index } = entry;
   const snapshot = await ctx.entities.snapshot();
   const key = destinationKey(detail.destination);
@@ -178,8 +202,10 @@ async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry
     }
   }
   const demands: ApprovalDemand[] = [];
-  // 3. The approval threshold: one second person per transfer at or above it.
-  if (atOrAboveThreshold(controls, amount)) demands.push('transfer-approval-threshold');
+  // 3. The approval threshold: one second person per transfer at or above it — this entry with the
+  // request's other entries from the same account in the same asset (a split transfer is one).
+  const combined = mode.sums.get(sumKey(detail)) ?? amount;
+  if (atOrAboveThreshold(controls, combined)) demands.push('transfer-approval-threshold');
   // 4. The risk holds, on a destination's first use from this account (the token endpoint's: they read the session and the time of use).
   const firstUseHoldUntil = status?.usableFrom !== undefined && controls.firstUseHoldSeconds > 0 ? status.usableFrom + controls.firstUseHoldSeconds * 1000 : undefined;
   const checked: Checked = { entry, account: detail.source_account, lei, key, amount, controls, ...(status ? { status } : {}), ownAccount, demands, ...(firstUseHoldUntil !== undefined ? { firstUseHoldUntil } : {}) };
@@ -192,16 +218,22 @@ async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry
   if (mode.askOnly || demands.length === 0 || (issuance.approvals ?? 0) >= approvalsPerDemand) return checked;
   const demand = demands[0]!;
   const ids = { ...(status?.id ? { destination_id: status.id, destination_version: status.version } : {}), demands };
-  throw await refused(demand, approvalDemandText(index, demand, { amount, asset: detail.asset, destination: key, ...(controls.approvalThreshold !== undefined ? { threshold: controls.approvalThreshold } : {}), ...(firstUseHoldUntil !== undefined ? { holdUntil: firstUseHoldUntil } : {}) }), {
+  const split = combined > amount ? { combined, account: detail.source_account } : {};
+  throw await refused(demand, approvalDemandText(index, demand, { amount, asset: detail.asset, destination: key, ...split, ...(controls.approvalThreshold !== undefined ? { threshold: controls.approvalThreshold } : {}), ...(firstUseHoldUntil !== undefined ? { holdUntil: firstUseHoldUntil } : {}) }), {
     ...ids,
     ...(controls.approvalThreshold !== undefined ? { approval_threshold: formatAmount(controls.approvalThreshold) } : {}),
+    ...(combined > amount ? { request_total: formatAmount(combined) } : {}),
   });
 }
 
 /** 5. The rolling totals: every entry with a daily limit reserved, in order; all taken back when one is refused. */
 async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, checked: Checked[]): Promise<EnforcedTransfers> {
   const totals = transferTotals(ctx);
+  // Only what this request created: a reservation found already counted under the same id (the
+  // same transfer of the same txn, counted by the token issued before) is that token's, and a
+  // refusal of this request must not take it back (else a refused exchange would empty the total).
   const reserved: { scope: string; id: string }[] = [];
+  let current: Checked | undefined;
   const firstUses: { account: string; key: string; at: number }[] = [];
   const release = async () => {
     await Promise.all(reserved.map((r) => totals.release(r.scope, r.id).catch(() => undefined)));
@@ -210,13 +242,14 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
   const records: TransferRecord[] = [];
   try {
     for (const c of checked) {
+      current = c;
       const record = summary(c);
       const limit = c.controls.dailyLimit;
       if (limit !== undefined) {
         const scope = totalScope(c.lei, c.account, c.entry.detail.asset);
         const now = ctx.clock.now();
         const id = reservationId(issuance, c);
-        const result = c.amount > limit ? { reserved: false, total: await totals.total(scope, now) } : await totals.reserve({ scope, id, amount: c.amount, limit, now });
+        const result = c.amount > limit ? { reserved: false, created: false, total: await totals.total(scope, now) } : await totals.reserve({ scope, id, amount: c.amount, limit, now });
         if (!result.reserved) {
           throw await refuse(
             ctx,
@@ -226,7 +259,7 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
             `authorization_details[${c.entry.index}]: ${formatAmount(c.amount)} ${c.entry.detail.asset} from account ${c.account} would bring its rolling 24-hour total to ${formatAmount(result.total + c.amount)} ${c.entry.detail.asset}, above its limit of ${formatAmount(limit)}`,
           );
         }
-        reserved.push({ scope, id });
+        if (result.created) reserved.push({ scope, id });
         record.daily_total = formatAmount(result.total + c.amount);
         record.daily_limit = formatAmount(limit);
       }
@@ -241,7 +274,7 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
     await release();
     if (error instanceof TotalsUnavailable) {
       // Fail closed: without the shared total no node can know the account's limit holds.
-      const c = checked[reserved.length] ?? checked[0]!;
+      const c = current ?? checked[0]!;
       throw await refuse(ctx, issuance, meta, { ...baseOf(c), reason: 'totals-unavailable' }, 'the rolling transfer totals cannot be checked at present; try again shortly', { error: 'temporarily_unavailable', detail: error.message });
     }
     throw error;

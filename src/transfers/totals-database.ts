@@ -41,11 +41,12 @@ export class DatabaseTotals implements TransferTotals {
       const rows = await trx.selectFrom('transfer_ledger').select(['id', 'amount']).where('scope', '=', request.scope).execute();
       const total = rows.reduce((sum, row) => sum + BigInt(row.amount), 0n);
       const same = rows.find((row) => row.id === request.id);
-      // Reserved before under this id: counted once; the total answered is the others'.
-      if (same) return { reserved: true, total: total - BigInt(same.amount) };
-      if (total + request.amount > request.limit) return { reserved: false, total };
+      // Reserved before under this id: counted once; the total answered is the others'. Not
+      // created here, so never this request's to release (it is the earlier token's).
+      if (same) return { reserved: true, created: false, total: total - BigInt(same.amount) };
+      if (total + request.amount > request.limit) return { reserved: false, created: false, total };
       await trx.insertInto('transfer_ledger').values({ scope: request.scope, id: request.id, amount: request.amount.toString(), reserved_at: request.now }).execute();
-      return { reserved: true, total };
+      return { reserved: true, created: true, total };
     });
   }
 

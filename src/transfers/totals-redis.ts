@@ -7,8 +7,9 @@ import { totalWindowMs, TotalsUnavailable, type ReservationRequest, type Reserva
  * live on one node of a cluster. One Lua script per reservation: Redis runs it atomically, so
  * nodes reserving at once never both pass the limit.
  *
- * The script drops what left the window, answers an id already reserved as reserved (counted once;
- * the total it answers is then the others'),
+ * The script drops what left the window, answers an id already reserved as reserved but not
+ * created by this call (counted once; the total it answers is then the others'; the caller must
+ * not release it, ./enforce.ts),
  * sums the amounts, and adds this one only when the sum stays within the limit. Amounts and limits
  * are integers below 2⁵³ (./amounts.ts `maxLimit`), so Lua's doubles add them exactly. Keys expire
  * a window after their newest reservation.
@@ -26,13 +27,13 @@ end
 redis.call('ZREMRANGEBYSCORE', times, '-inf', now - window)
 local total = 0
 for _, value in ipairs(redis.call('HVALS', amounts)) do total = total + tonumber(value) end
-if redis.call('ZSCORE', times, id) then return {1, string.format('%.0f', total - tonumber(redis.call('HGET', amounts, id) or '0'))} end
-if total + amount > limit then return {0, string.format('%.0f', total)} end
+if redis.call('ZSCORE', times, id) then return {1, string.format('%.0f', total - tonumber(redis.call('HGET', amounts, id) or '0')), 0} end
+if total + amount > limit then return {0, string.format('%.0f', total), 0} end
 redis.call('ZADD', times, now, id)
 redis.call('HSET', amounts, id, ARGV[3])
 redis.call('PEXPIRE', times, window)
 redis.call('PEXPIRE', amounts, window)
-return {1, string.format('%.0f', total)}
+return {1, string.format('%.0f', total), 1}
 `;
 
 const releaseLua = `
@@ -72,8 +73,8 @@ export class RedisTotals implements TransferTotals {
   }
 
   async reserve(request: ReservationRequest): Promise<ReservationResult> {
-    const answer = (await this.#run(() => this.#reserve(2, ...this.#keys(request.scope), request.now, totalWindowMs, request.amount.toString(), request.limit.toString(), request.id))) as [number, string];
-    return { reserved: Number(answer[0]) === 1, total: BigInt(answer[1]) };
+    const answer = (await this.#run(() => this.#reserve(2, ...this.#keys(request.scope), request.now, totalWindowMs, request.amount.toString(), request.limit.toString(), request.id))) as [number, string, number];
+    return { reserved: Number(answer[0]) === 1, created: Number(answer[2]) === 1, total: BigInt(answer[1]) };
   }
 
   async release(scope: string, id: string): Promise<void> {

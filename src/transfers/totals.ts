@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import type { SharedStore } from '../risk/limits/redis.ts';
 import type { Storage } from '../storage/database.ts';
 import type { Database } from '../storage/schema.ts';
+import { assetKey } from './detail.ts';
 import { DatabaseTotals } from './totals-database.ts';
 import { RedisTotals } from './totals-redis.ts';
 
@@ -23,8 +24,9 @@ import { RedisTotals } from './totals-redis.ts';
  * node, unlike the rate limits. A database that does not answer is the usual 503.
  *
  * A reservation has an id (the transfer's txn and entry, ./enforce.ts): reserving the same id again
- * (a token refreshed or exchanged for the same transfer) counts it once. A reservation the issuance
- * did not use (refused after it) is released.
+ * (a token refreshed or exchanged for the same transfer) counts it once, and answers that it did
+ * not create it. A reservation the issuance created and did not use (refused after it) is
+ * released; one it found already counted is never released by it (it is the earlier token's).
  */
 
 /** The window of the rolling total. */
@@ -40,9 +42,15 @@ export interface ReservationRequest {
   now: number;
 }
 
-/** `reserved`: counted (or counted before, under the same id); `total`: the window's total without this reservation. */
+/**
+ * `reserved`: counted (or counted before, under the same id); `created`: this call added the
+ * reservation (false when it was counted before under the same id, or refused) — only a
+ * reservation the request created is its to release; `total`: the window's total without this
+ * reservation.
+ */
 export interface ReservationResult {
   reserved: boolean;
+  created: boolean;
   total: bigint;
 }
 
@@ -50,7 +58,10 @@ export interface TransferTotals {
   readonly kind: 'redis' | 'database';
   /** Counts the amount when the window's total stays within the limit; atomic across nodes. */
   reserve(request: ReservationRequest): Promise<ReservationResult>;
-  /** Takes a reservation back (the issuance it was made for was refused). */
+  /**
+   * Takes back reservations this request created (`created: true`) when its issuance was refused
+   * after them; never one it found already counted, which belongs to the token issued before it.
+   */
   release(scope: string, id: string): Promise<void>;
   /** The window's total now (for tests and the admin's view). */
   total(scope: string, now: number): Promise<bigint>;
@@ -64,9 +75,12 @@ export class TotalsUnavailable extends Error {
   }
 }
 
-/** The key of one rolling total: the account (of its legal entity) and the asset. */
+/**
+ * The key of one rolling total: the account (of its legal entity) and the asset, by its canonical
+ * key (./detail.ts `assetKey`), so that two spellings of one ERC-20 contract share one total.
+ */
 export function totalScope(lei: string, account: string, asset: string): string {
-  return `${lei}|${account}|${asset}`;
+  return `${lei}|${account}|${assetKey(asset)}`;
 }
 
 const stores = new WeakMap<object, TransferTotals>();

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { ApplyRefusedError, executeApply, planApply } from '../../src/apply/index.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { startSession } from '../../src/identity/sessions.ts';
-import { destinationStatus } from '../../src/transfers/address-book.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { cooldownMsOf, destinationStatus } from '../../src/transfers/address-book.ts';
+import { formatProblem } from '../../src/validation.ts';
+import { beneficiaryNameHmac, beneficiaryNameKey } from '../../src/transfers/destination-input.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { codeFlowFixture, webRedirect, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
 import { assertOAuthError } from '../endpoints/fixture.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
@@ -171,10 +176,14 @@ for (const dialect of testDialects()) {
       const iban = { lei: firmLei, account: 'ACC-1', destination: { kind: 'iban', iban: 'DE89 3704 0044 0532 0130 00', bic: 'COBADEFFXXX', name: 'Beneficiary GmbH' } };
       const asked = (await call(f, ops, 'POST', '/admin/transfer-destinations', iban)).json();
       assert.equal(asked.destination.destination_key, 'iban:DE89370400440532013000');
-      // The beneficiary's name is in the book, never in the log: its SHA-256 there.
+      // The beneficiary's name is in the book, never in the log: a keyed HMAC of it there (under a
+      // key derived from the master key), not a hash anyone could recompute from a guessed name.
       const [requested] = await events(f, 'transfer_destination.requested');
       assert.equal(JSON.stringify(requested).includes('Beneficiary GmbH'), false);
-      assert.match(String(((requested!.details as Record<string, unknown>).destination as Record<string, unknown>).name_sha256), /^[0-9a-f]{64}$/);
+      const recorded = ((requested!.details as Record<string, unknown>).destination as Record<string, unknown>);
+      assert.equal(recorded.name_hmac, beneficiaryNameHmac(beneficiaryNameKey(resolveMasterKey(f.ctx.config).key), 'Beneficiary GmbH'));
+      assert.notEqual(recorded.name_hmac, createHash('sha256').update('Beneficiary GmbH', 'utf8').digest('hex'));
+      assert.equal(recorded.name_sha256, undefined);
       assert.equal(JSON.stringify(await events(f, 'approval.requested')).includes('Beneficiary GmbH'), false);
 
       const approver = await personToken(f, 'appr-1');
@@ -318,6 +327,17 @@ for (const dialect of testDialects()) {
       const two = await call(f, await personToken(f, 'appr-2'), 'POST', `/admin/approvals/${requestId}/decision`, { decision: 'approve' });
       assert.equal(two.json().settled, 'approved');
       assert.equal((await lookup(f)).usableFrom, f.clock.now() + 48 * hour);
+    });
+
+    test('the cool-down is never below one hour: apply and CLEARANCE_TRANSFER_COOLDOWN_HOURS refuse 0, a setting stored before the floor is read as one hour', async (t) => {
+      const f = await harness(t, dialect);
+      const { plan, problems } = await planApply(f.ctx, { transfer_destinations: { cooldowns: [{ lei: firmLei, hours: 0 }] } });
+      assert.equal(plan, undefined);
+      assert.deepEqual(problems.map(formatProblem), ['transfer_destinations.cooldowns[0].hours: must be at least 1: a new transfer destination always cools down before its first use (1 to 720 hours)']);
+      assert.throws(() => loadConfig({ CLEARANCE_TRANSFER_COOLDOWN_HOURS: '0' }), (e: Error) => e instanceof ConfigError && /CLEARANCE_TRANSFER_COOLDOWN_HOURS must be at least 1 \(hour\)/.test(e.message));
+      assert.equal(loadConfig({ CLEARANCE_TRANSFER_COOLDOWN_HOURS: '1' }).transferCooldownHours, 1);
+      await f.ctx.storage.db.insertInto('transfer_destination_settings').values({ lei: firmLei, cooldown_ms: 0, updated_at: f.clock.now() }).execute();
+      assert.equal(await cooldownMsOf(f.ctx.storage.db, f.ctx.config, firmLei), hour);
     });
 
     test('an apply whose plan the book outran (another change of the destination now waits) is refused whole, not a server error', async (t) => {

@@ -52,6 +52,22 @@ describe("apply's transfer_controls section", () => {
     ]);
   });
 
+  test('keys an ERC-20 token by its canonical asset id, and refuses a document declaring two spellings of one', () => {
+    const usdc = 'eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48';
+    const v = new Validator();
+    const controls = readTransferControlsSection(v, 'transfer_controls', { entities: { [lei]: { assets: { [usdc]: { approval_threshold: '1000' } } } } });
+    assert.deepEqual(v.problems, []);
+    assert.deepEqual([...controls!.entities.get(lei)!.assets.keys()], [usdc.toLowerCase()]);
+    for (const spelling of [usdc, usdc.toLowerCase(), `eip155:1/erc20:0x${usdc.slice(-40).toUpperCase()}`]) {
+      assert.deepEqual(controlsFor(controls!, lei, 'CRY-001', spelling), { approvalThreshold: u('1000'), firstUseHoldSeconds: 600 }, spelling);
+    }
+    const twice = new Validator();
+    readTransferControlsSection(twice, 'transfer_controls', { defaults: { assets: { [usdc]: { daily_limit: '10' }, [usdc.toLowerCase()]: { daily_limit: '1000000' } } } });
+    assert.deepEqual(twice.problems.map(formatProblem), [
+      `transfer_controls.defaults.assets.${usdc.toLowerCase()}: is the asset ${usdc.toLowerCase()} again (also declared as "${usdc}"): declare each asset once`,
+    ]);
+  });
+
   test('is stored by apply, read by every node through its cache, and unchanged when applied again', async (t) => {
     const { ctx } = await testContext({ t, risk: 'off' });
     const apply = async (document: Record<string, unknown>) => {

@@ -7,7 +7,7 @@ import { defaultInstrumentClasses } from '../../src/entities/directory.ts';
 import { canonicalize } from '../../src/jose/canonical-json.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 import { accountIdProblem, assetTypeProblem, parseAccountId, parseAssetType, parseChainId } from '../../src/transfers/caip.ts';
-import { destinationKey, isCryptoAsset, transferFacts, type TransferDetail } from '../../src/transfers/detail.ts';
+import { assetKey, destinationKey, isCryptoAsset, transferFacts, type TransferDetail } from '../../src/transfers/detail.ts';
 
 const vocabulary: DetailVocabulary = { instrumentClasses: new Set(defaultInstrumentClasses.map((c) => c.id)) };
 
@@ -170,6 +170,16 @@ describe('the transfer authorization_details type', () => {
     assert.equal(destinationKey({ kind: 'blockchain', account: sol }), `caip10:${sol}`);
     assert.equal(isCryptoAsset(ether), true);
     assert.equal(isCryptoAsset('USD'), false);
+  });
+
+  test('keys assets for controls, totals and policies: an ERC-20 address lower-cased, everything else as given', () => {
+    const usdc = 'eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48';
+    assert.equal(assetKey(usdc), usdc.toLowerCase());
+    assert.equal(assetKey(`eip155:1/erc20:0x${usdc.slice(-40).toUpperCase()}`), usdc.toLowerCase());
+    assert.equal(assetKey('USD'), 'USD');
+    assert.equal(assetKey('eip155:1/slip44:60'), 'eip155:1/slip44:60');
+    const spl = 'solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp/token:EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v';
+    assert.equal(assetKey(spl), spl, 'a base58 mint is case-sensitive');
   });
 
   test('parses CAIP-2, CAIP-10 and CAIP-19 by the specs\' grammar', () => {

@@ -90,32 +90,64 @@ describe('transfers at the token endpoint', () => {
   });
 });
 
+const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+
+/** CIBA with a trader and an approver on the treasury desk, the transfer controls, and a custody back end that exchanges the custody API's tokens onward. */
+async function cibaTransfers(t: TestContext) {
+  const f = await cibaFixture(t);
+  await f.apply({
+    ...transferDocument,
+    resource_servers: [
+      { identifier: custodyApi, scopes: ['transfer:withdrawal', 'transfer:internal', 'transfer:collateral', 'position:view'], exchange_clients: ['custody-backend'] },
+    ],
+    users: [
+      { username: 'trader', name: 'Tina Trader', desks: ['treasury'], roles: ['trader'] },
+      { username: 'sup', name: 'Sam Supervisor', desks: ['treasury'], roles: ['approver'] },
+    ],
+    clients: [
+      ...transferDocument.clients,
+      { client_id: 'treasury-ciba', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: [cibaGrant, 'refresh_token'], backchannel_token_delivery_mode: 'poll', scope: 'openid transfer:withdrawal' },
+      { client_id: 'custody-backend', kind: 'service', grant_types: [exchangeGrant], scope: 'transfer:withdrawal' },
+    ],
+    transfer_controls: controls,
+    policies: [
+      {
+        version: 'v1',
+        text: '@id("all") permit (principal, action, resource);\n@id("approvers-approve") permit (principal is User, action == Action::"approve", resource is User) when { principal has roles && principal.roles.contains("approver") };',
+        change_ref: 'CHG-1',
+        author: 'alice.author',
+        approver: 'bob.approver',
+        active: true,
+      },
+    ],
+  });
+  await seedDestination(f.ctx, { destination: ibanDestination, state: 'usable' });
+  /** A CIBA token for a transfer of `amount`, approved by the trader and, when asked, by the supervisor. */
+  const approvedToken = async (amount: string): Promise<Json> => {
+    const started = await f.bcAuthorize({ scope: 'openid transfer:withdrawal', login_hint: 'trader', binding_message: 'Withdrawal W-1', resource: custodyApi, authorization_details: JSON.stringify([transfer({ amount })]) }, 'treasury-ciba');
+    assert.equal(started.statusCode, 200, started.body);
+    const request = await f.pending();
+    await subjectDecides(f.ctx, request);
+    if (request.requiredApprovals > 0) {
+      const sup = (await findUserByUsername(f.ctx, 'sup'))!;
+      const decided = await decideApprovalRequest(f.ctx, cibaKind, { requestId: request.id, approver: { userId: sup.id, username: sup.username, roles: sup.roles, desks: sup.desks }, proof: tokenProof(), decision: 'approve' });
+      assert.ok(decided.ok, JSON.stringify(decided));
+    }
+    f.clock.advance(5_000);
+    const response = await f.poll(String((started.json() as Json).auth_req_id), 'treasury-ciba');
+    assert.equal(response.statusCode, 200, response.body);
+    return response.json() as Json;
+  };
+  const exchange = (subjectToken: string) =>
+    // To the custody API again (a back end acting for the person): the person consented to it.
+    f.token({ auth: f.basic('custody-backend'), form: { grant_type: exchangeGrant, subject_token: subjectToken, subject_token_type: accessTokenType, resource: custodyApi } });
+  return { f, approvedToken, exchange };
+}
+
 describe('a transfer above its threshold through CIBA', () => {
   test('is issued once the person and a second person approved it, and never without the second', async (t) => {
-    const f = await cibaFixture(t);
-    await f.apply({
-      ...transferDocument,
-      users: [
-        { username: 'trader', name: 'Tina Trader', desks: ['treasury'], roles: ['trader'] },
-        { username: 'sup', name: 'Sam Supervisor', desks: ['treasury'], roles: ['approver'] },
-      ],
-      clients: [
-        ...transferDocument.clients,
-        { client_id: 'treasury-ciba', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: [cibaGrant, 'refresh_token'], backchannel_token_delivery_mode: 'poll', scope: 'openid transfer:withdrawal' },
-      ],
-      transfer_controls: controls,
-      policies: [
-        {
-          version: 'v1',
-          text: '@id("all") permit (principal, action, resource);\n@id("approvers-approve") permit (principal is User, action == Action::"approve", resource is User) when { principal has roles && principal.roles.contains("approver") };',
-          change_ref: 'CHG-1',
-          author: 'alice.author',
-          approver: 'bob.approver',
-          active: true,
-        },
-      ],
-    });
-    await seedDestination(f.ctx, { destination: ibanDestination, state: 'usable' });
+    const { f } = await cibaTransfers(t);
     const details = JSON.stringify([transfer({ amount: '1500000' })]);
     const started = await f.bcAuthorize({ scope: 'openid transfer:withdrawal', login_hint: 'trader', binding_message: 'Withdrawal W-1', resource: custodyApi, authorization_details: details }, 'treasury-ciba');
     assert.equal(started.statusCode, 200, started.body);
@@ -138,6 +170,28 @@ describe('a transfer above its threshold through CIBA', () => {
     const issued = (await f.auditEvents('token.issued')).find((e) => e.txn === request.id)!;
     assert.deepEqual((issued.details!.transfers as Json[])[0]!.approval, ['transfer-approval-threshold']);
     assert.equal((issued.details!.transfers as Json[])[0]!.amount, '1500000');
+  });
+});
+
+describe('a transfer token exchanged onward (RFC 8693)', () => {
+  test("is refused above the threshold — an exchange does not carry the approvals — and exchanged below it, counted once", async (t) => {
+    const { f, approvedToken, exchange } = await cibaTransfers(t);
+    const total = () => transferTotals(f.ctx).total(totalScope(brokerLei, 'TRE-001', 'USD'), f.clock.now());
+    // Above the threshold: the CIBA token carries a second person's approval; the exchanged token would not.
+    const above = await approvedToken('1500000');
+    assert.equal((decodeJwt(String(above.access_token)).approvals as unknown[]).length, 1);
+    const refused = assertOAuthError(await exchange(String(above.access_token)), 400, 'invalid_authorization_details');
+    assert.match(String(refused.error_description), /^authorization_details\[0\] \(1500000 USD to iban:DE89370400440532013000\) is at or above the approval threshold of 1000000 USD and needs a second person's approval: ask for the token with a CIBA request \(POST \/bc-authorize\)/);
+    assert.equal(only((await events(f.ctx, 'transfer.refused')).filter((e) => e.details!.via === exchangeGrant)).details!.reason, 'transfer-approval-threshold');
+    assert.equal(await total(), parseAmount('1500000', 'exact'), 'the refused exchange leaves the approved transfer counted');
+    // Below the threshold: exchanged, under the same txn, and not counted again.
+    const below = await approvedToken('500000');
+    const exchanged = await exchange(String(below.access_token));
+    assert.equal(exchanged.statusCode, 200, exchanged.body);
+    const claims = decodeJwt(String((exchanged.json() as Json).access_token));
+    assert.deepEqual(claims.act, { sub: 'custody-backend' });
+    assert.equal(claims.txn, decodeJwt(String(below.access_token)).txn);
+    assert.equal(await total(), parseAmount('2000000', 'exact'));
   });
 });
 

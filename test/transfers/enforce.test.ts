@@ -9,6 +9,7 @@ import { transferApprovalsNeeded } from '../../src/transfers/enforce.ts';
 import { totalScope, transferTotals } from '../../src/transfers/totals.ts';
 import { freePort } from '../helpers/server.ts';
 import { redisSkip, uniquePrefix, deleteKeys, testRedisUrl } from '../helpers/redis.ts';
+import { testDialects } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
 import { brokerLei, controls, custodyApi, events, iban, only, seedDestination, transfer, transferContext } from './enforcement-fixture.ts';
 
@@ -189,10 +190,11 @@ describe('transfer enforcement at issuance: the rolling 24-hour total', () => {
     const { ctx } = await transferContext(t);
     await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
     await seedDestination(ctx, { account: 'TRE-002', destination: ibanDestination, state: 'usable' });
-    const error = await refusal(ctx, [transfer({ amount: '900000' }), transfer({ amount: '900000' }), transfer({ amount: '900000' })]);
+    // Together they reach the approval threshold too (approved here: this is about the limit).
+    const error = await refusal(ctx, [transfer({ amount: '900000' }), transfer({ amount: '900000' }), transfer({ amount: '900000' })], { approvals: 1 });
     assert.match(error.description!, /^authorization_details\[2\]: 900000 USD from account TRE-001 would bring/);
     assert.equal(await usdTotal(ctx), 0n, 'the two entries reserved before the refusal are taken back');
-    await authorizeIssuance(ctx, issuance([transfer({ source_account: 'TRE-002', amount: '900000' }), transfer({ source_account: 'TRE-002', amount: '900000' }), transfer({ source_account: 'TRE-002', amount: '900000' })]));
+    await authorizeIssuance(ctx, issuance([transfer({ source_account: 'TRE-002', amount: '900000' }), transfer({ source_account: 'TRE-002', amount: '900000' }), transfer({ source_account: 'TRE-002', amount: '900000' })], { approvals: 1 }));
   });
 
   test('counts the same transfer of one txn once (a refreshed or exchanged token)', async (t) => {
@@ -298,5 +300,116 @@ describe('transfer enforcement at issuance: totals in Redis', { skip: redisSkip 
     assert.deepEqual([refused.details!.reason, refused.details!.amount, refused.details!.destination_key], ['totals-unavailable', '2500.00', `iban:${iban}`]);
     // A transfer without a daily limit does not need the store.
     await authorizeIssuance(ctx, issuance([transfer({ source_account: 'TRE-002', transfer_type: 'internal', destination: { kind: 'internal', account: 'TRE-001' } })]));
+  });
+});
+
+// A refused request takes back only what it reserved itself (docs/transfers.md "What is counted"):
+// a reservation it found already counted under the same txn and entry is the issued token's.
+const refusingPolicy = {
+  policies: [{ version: 'v1', text: '@id("all") permit (principal, action, resource);\n@id("no-other-app") forbid (principal == Client::"other-app", action, resource);', change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }],
+};
+const exchangeByOtherApp: Partial<Issuance> = { subject: { type: 'Client', id: 'other-app' }, clientId: 'other-app', grantType: 'urn:ietf:params:oauth:grant-type:token-exchange' };
+
+function releaseOnlyOwn(setup: (t: Parameters<typeof transferContext>[0]) => Promise<Context>) {
+  test('a refused exchange of the same txn and entry leaves the issued transfer counted', async (t) => {
+    const ctx = await setup(t);
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    await applyDocument(ctx, refusingPolicy);
+    await authorizeIssuance(ctx, issuance([transfer({ amount: '900000' })], { txn: 'txn-A' }));
+    assert.equal(await usdTotal(ctx), usd('900000'));
+    // Same txn, same entry, refused by the decision point after enforcement found it counted.
+    const error = await refusal(ctx, [transfer({ amount: '900000' })], { txn: 'txn-A', ...exchangeByOtherApp });
+    assert.match(error.description!, /is refused by policy/);
+    assert.equal(await usdTotal(ctx), usd('900000'), 'the first, issued transfer still counts');
+    // The limit still holds against it: 900,000 + 1,600,001 > 2,500,000.
+    const over = await refusal(ctx, [transfer({ amount: '1600000.01' })], { approvals: 1 });
+    assert.match(over.description!, /would bring its rolling 24-hour total to 2500000\.01 USD/);
+  });
+
+  test('a request whose second entry fails its limit leaves the first entry counted by an earlier issuance', async (t) => {
+    const ctx = await setup(t);
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    await authorizeIssuance(ctx, issuance([transfer({ amount: '900000' })], { txn: 'txn-B' }));
+    // Entry 0 is found counted (same txn, same entry); entry 1 would take the total to 2,600,000.
+    const error = await refusal(ctx, [transfer({ amount: '900000' }), transfer({ amount: '1700000' })], { txn: 'txn-B', approvals: 1 });
+    assert.match(error.description!, /^authorization_details\[1\]: 1700000 USD from account TRE-001 would bring its rolling 24-hour total to 2600000 USD/);
+    assert.equal(await usdTotal(ctx), usd('900000'), 'entry 0, counted by the issued token, is not released');
+    // What the refused request created itself is taken back.
+    const created = await refusal(ctx, [transfer({ amount: '800000' }), transfer({ amount: '1700000.01' })], { txn: 'txn-C', approvals: 1 });
+    assert.match(created.description!, /^authorization_details\[1\]/);
+    assert.equal(await usdTotal(ctx), usd('900000'), "the refused request's own reservation of entry 0 is released");
+  });
+}
+
+for (const dialect of testDialects()) {
+  describe(`transfer enforcement at issuance: a refusal releases only its own reservations (database on ${dialect.name})`, () => {
+    releaseOnlyOwn(async (t) => (await transferContext(t, { dialect })).ctx);
+  });
+}
+
+describe('transfer enforcement at issuance: a refusal releases only its own reservations (Redis)', { skip: redisSkip }, () => {
+  releaseOnlyOwn(async (t) => {
+    const prefix = uniquePrefix();
+    t.after(() => deleteKeys(testRedisUrl, prefix));
+    const { ctx } = await transferContext(t, { env: { REDIS_URL: testRedisUrl, CLEARANCE_REDIS_PREFIX: prefix } });
+    await ctx.risk.limits.connect();
+    t.after(() => ctx.risk.limits.close());
+    assert.equal(transferTotals(ctx).kind, 'redis');
+    return ctx;
+  });
+});
+
+describe('transfer enforcement at issuance: one asset, however it is spelled', () => {
+  const usdc = 'eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48';
+  const lower = usdc.toLowerCase();
+  const upper = `eip155:1/erc20:0x${usdc.slice(-40).toUpperCase()}`;
+  const destination = { kind: 'blockchain' as const, account: 'eip155:1:0xab5801a7d398351b8be11c439e05c5b3259aec9b' };
+  const crypto = (asset: string, amount: string) => transfer({ source_account: 'CRY-001', destination, asset, amount });
+
+  test('limits configured under the EIP-55 spelling apply to the lower- and upper-case spellings, and the total is shared', async (t) => {
+    const { ctx } = await transferContext(t, { transferControls: { defaults: { first_use_hold: 0 }, entities: { [brokerLei]: { assets: { [usdc]: { approval_threshold: '1000', daily_limit: '5000' } } } } } });
+    await seedDestination(ctx, { account: 'CRY-001', destination, state: 'usable' });
+    for (const asset of [usdc, lower, upper]) {
+      const error = await refusal(ctx, [crypto(asset, '100000')]);
+      assert.match(error.description!, /is at or above the approval threshold of 1000 /, asset);
+    }
+    await authorizeIssuance(ctx, issuance([crypto(usdc, '2000')], { approvals: 1 }));
+    await authorizeIssuance(ctx, issuance([crypto(lower, '2000')], { approvals: 1 }));
+    const over = await refusal(ctx, [crypto(upper, '1000.01')], { approvals: 1 });
+    assert.match(over.description!, /would bring its rolling 24-hour total to 5000\.01 /, 'three spellings, one total');
+    const total = await transferTotals(ctx).total(totalScope(brokerLei, 'CRY-001', upper), ctx.clock.now());
+    assert.equal(total, usd('4000'));
+  });
+
+  test('the decision point sees the asset in its canonical spelling', async (t) => {
+    const { ctx } = await transferContext(t, { transferControls: { defaults: { first_use_hold: 0 } } });
+    await seedDestination(ctx, { account: 'CRY-001', destination, state: 'usable' });
+    await applyDocument(ctx, {
+      policies: [{ version: 'v1', text: `@id("all") permit (principal, action, resource);\n@id("no-usdc") forbid (principal, action, resource) when { context has asset && context.asset == "${lower}" };`, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }],
+    });
+    for (const asset of [usdc, upper]) assert.match((await refusal(ctx, [crypto(asset, '10')])).description!, /refused by policy: no-usdc/, asset);
+  });
+});
+
+describe('transfer enforcement at issuance: a transfer split across entries', () => {
+  test('holds the entries of one request from one account in one asset to the threshold together', async (t) => {
+    const { ctx } = await transferContext(t);
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    await seedDestination(ctx, { account: 'TRE-002', destination: ibanDestination, state: 'usable' });
+    const error = await refusal(ctx, [transfer({ amount: '999999' }), transfer({ amount: '999999' })]);
+    assert.equal(
+      error.description,
+      `authorization_details[0] (999999 USD to iban:${iban}) with the request's other transfers from account TRE-001 in USD (1999998 USD in all) is at or above the approval threshold of 1000000 USD and needs a second person's approval: ask for the token with a CIBA request (POST /bc-authorize) carrying this transfer: a second person approves it before the token is issued`,
+    );
+    const refused = only(await events(ctx, 'transfer.refused'));
+    assert.deepEqual([refused.details!.reason, refused.details!.request_total], ['transfer-approval-threshold', '1999998']);
+    assert.equal(await usdTotal(ctx), 0n);
+    // A CIBA request carrying them asks for a second person.
+    assert.deepEqual(await transferApprovalsNeeded(ctx, issuance([transfer({ amount: '999999' }), transfer({ amount: '999999' })])), { approvals: 1, policies: ['transfer-approval-threshold'] });
+    // Entries from different accounts are separate transfers: each below the threshold passes.
+    await authorizeIssuance(ctx, issuance([transfer({ amount: '999999' }), transfer({ source_account: 'TRE-002', amount: '999999' })]));
+    // Approved, split entries pass; each records the demand.
+    const approved = await authorizeIssuance(ctx, issuance([transfer({ amount: '700000' }), transfer({ amount: '700000' })], { approvals: 1 }));
+    assert.deepEqual(approved.transfers!.map((r) => r.approval), [['transfer-approval-threshold'], ['transfer-approval-threshold']]);
   });
 });

@@ -26,7 +26,7 @@ test('examples/transfers.yaml applies, and its withdrawal is refused until the d
       payload: formBody({ grant_type: 'client_credentials', resource: custodyApi, authorization_details: JSON.stringify([{ type: 'transfer', asset: 'USD', amount: '2500.00', source_account: 'TRE-001', ...detail }]) }),
     });
   const withdrawal = assertOAuthError(await token({ transfer_type: 'withdrawal', destination: declaredIban }), 400, 'invalid_authorization_details');
-  assert.match(withdrawal.error_description!, /destination iban:DE89370400440532013000 \(dst_[\w-]+\) of account TRE-001 awaits approval/);
+  assert.match(String(withdrawal.error_description), /destination iban:DE89370400440532013000 \(dst_[\w-]+\) of account TRE-001 awaits approval/);
   const internal = await token({ transfer_type: 'internal', destination: { kind: 'internal', account: 'TRE-002' } });
   assert.equal(internal.statusCode, 200, internal.body);
 });

@@ -7,6 +7,8 @@ import { OAuthError } from '../../src/oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../../src/policy/issuance.ts';
 import { applyDocument, userId } from '../policy/fixture.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { readContext } from '../../src/endpoints/access/authzen.ts';
+import { Validator } from '../../src/validation.ts';
 import { basicAuthorization } from '../endpoints/fixture.ts';
 import { brokerLei, custodyApi, ether, etherAddress, iban, seedDestination, transfer, transferContext } from './enforcement-fixture.ts';
 
@@ -131,5 +133,17 @@ describe('the example transfer policies of docs/transfers.md', () => {
       payload: JSON.stringify({ subject: { type: 'agent', id: 'algo-treasury' }, action: { name: 'transfer:withdrawal' }, resource: { type: 'account', id: 'TRE-001' }, context: { beneficiary_name: 'x' } }),
     });
     assert.equal(unknown.statusCode, 400, unknown.body);
+  });
+
+  test('read the AuthZEN context in the spelling issuance uses: an ERC-20 contract and a CAIP-10 address lower-cased, an IBAN upper-cased', () => {
+    const v = new Validator();
+    const context = readContext(v, 'context', {
+      asset: 'eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48',
+      destination: 'caip10:eip155:1:0xAb5801a7D398351b8bE11C439e05C5B3259aeC9B',
+    });
+    assert.deepEqual(v.problems, []);
+    assert.equal(context?.asset, 'eip155:1/erc20:0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48');
+    assert.equal(context?.destination, 'caip10:eip155:1:0xab5801a7d398351b8be11c439e05c5b3259aec9b');
+    assert.equal(readContext(v, 'context', { destination: 'iban:de89370400440532013000' })?.destination, 'iban:DE89370400440532013000');
   });
 });

@@ -35,16 +35,16 @@ describe('transfer amounts', () => {
 function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: TransferTotals }>) {
   test('reserves within the limit and refuses the reservation that would exceed it', async (t) => {
     const { a } = await make(t);
-    assert.deepEqual(await a.reserve({ scope, id: 'r1', amount: units(600), limit: units(1000), now: t0 }), { reserved: true, total: 0n });
-    assert.deepEqual(await a.reserve({ scope, id: 'r2', amount: units(400), limit: units(1000), now: t0 + 1 }), { reserved: true, total: units(600) }, 'exactly at the limit passes');
-    assert.deepEqual(await a.reserve({ scope, id: 'r3', amount: units('0.01'), limit: units(1000), now: t0 + 2 }), { reserved: false, total: units(1000) });
+    assert.deepEqual(await a.reserve({ scope, id: 'r1', amount: units(600), limit: units(1000), now: t0 }), { reserved: true, created: true, total: 0n });
+    assert.deepEqual(await a.reserve({ scope, id: 'r2', amount: units(400), limit: units(1000), now: t0 + 1 }), { reserved: true, created: true, total: units(600) }, 'exactly at the limit passes');
+    assert.deepEqual(await a.reserve({ scope, id: 'r3', amount: units('0.01'), limit: units(1000), now: t0 + 2 }), { reserved: false, created: false, total: units(1000) });
     assert.equal(await a.total(scope, t0 + 3), units(1000));
   });
 
   test('counts one id once and takes a released reservation back', async (t) => {
     const { a } = await make(t);
     await a.reserve({ scope, id: 'same', amount: units(700), limit: units(1000), now: t0 });
-    assert.deepEqual(await a.reserve({ scope, id: 'same', amount: units(700), limit: units(1000), now: t0 + 5 }), { reserved: true, total: 0n }, 'the same transfer again is not counted twice');
+    assert.deepEqual(await a.reserve({ scope, id: 'same', amount: units(700), limit: units(1000), now: t0 + 5 }), { reserved: true, created: false, total: 0n }, 'the same transfer again is not counted twice, and not created by this call');
     assert.equal(await a.total(scope, t0 + 6), units(700));
     await a.release(scope, 'same');
     assert.equal(await a.total(scope, t0 + 7), 0n);
@@ -56,8 +56,25 @@ function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: Tran
     await a.reserve({ scope, id: 'morning', amount: units(900), limit: units(1000), now: t0 });
     await a.reserve({ scope, id: 'noon', amount: units(100), limit: units(1000), now: t0 + 3 * 3600_000 });
     assert.equal((await a.reserve({ scope, id: 'evening', amount: units(500), limit: units(1000), now: t0 + totalWindowMs - 1 })).reserved, false);
-    assert.deepEqual(await a.reserve({ scope, id: 'next-day', amount: units(500), limit: units(1000), now: t0 + totalWindowMs }), { reserved: true, total: units(100) });
+    assert.deepEqual(await a.reserve({ scope, id: 'next-day', amount: units(500), limit: units(1000), now: t0 + totalWindowMs }), { reserved: true, created: true, total: units(100) });
     assert.equal(await a.total(scope, t0 + totalWindowMs), units(600));
+  });
+
+  test('answers created only to the call that added the reservation, on either node', async (t) => {
+    const { a, b } = await make(t);
+    assert.equal((await a.reserve({ scope, id: 'tx', amount: units(900), limit: units(1000), now: t0 })).created, true);
+    const again = await b.reserve({ scope, id: 'tx', amount: units(900), limit: units(1000), now: t0 + 1 });
+    assert.deepEqual(again, { reserved: true, created: false, total: 0n }, 'found counted: the earlier call\'s, not this one\'s to release');
+    assert.equal(await a.total(scope, t0 + 2), units(900));
+  });
+
+  test('shares one total between the spellings of one ERC-20 token', async (t) => {
+    const { a } = await make(t);
+    const usdc = 'eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48';
+    assert.equal(totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc), totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc.toLowerCase()));
+    await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc), id: 'x', amount: units(600), limit: units(1000), now: t0 });
+    const upper = `eip155:1/erc20:0x${usdc.slice(-40).toUpperCase()}`;
+    assert.deepEqual(await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', upper), id: 'y', amount: units(600), limit: units(1000), now: t0 + 1 }), { reserved: false, created: false, total: units(600) });
   });
 
   test('keeps each account and asset apart', async (t) => {

@@ -1,4 +1,6 @@
 import { isTxn } from '../../transactions/txn.ts';
+import { assetKey } from '../../transfers/detail.ts';
+import { normalisedAccountId } from '../../transfers/caip.ts';
 import { stepUpDetails, type Decision } from '../../policy/decide.ts';
 import { mandateIdPattern } from '../../mandates/terms.ts';
 import type { DecisionContext, DecisionRequest, MandateRequest } from '../../policy/request.ts';
@@ -101,6 +103,13 @@ function readMandate(v: Validator, path: string, value: unknown): MandateRequest
   return v.problems.length === before && id !== undefined ? { id, ...(version !== undefined ? { v: version } : {}) } : undefined;
 }
 
+/** A destination key as a caller spells it, in the form issuance gives Cedar (`destinationKey`). */
+function normalisedDestinationKey(key: string): string {
+  if (key.startsWith('caip10:')) return `caip10:${normalisedAccountId(key.slice('caip10:'.length))}`;
+  if (key.startsWith('iban:')) return `iban:${key.slice('iban:'.length).toUpperCase()}`;
+  return key;
+}
+
 /** Reads an AuthZEN context into the policy schema's RequestContext (less `time`). */
 export function readContext(v: Validator, path: string, value: unknown): DecisionContext | undefined {
   const o = v.object(path, value);
@@ -121,12 +130,22 @@ export function readContext(v: Validator, path: string, value: unknown): Decisio
       // A transfer's fields (docs/transfers.md), as the resource server executing it sends them:
       // the same attributes the token's issuance was decided on.
       case 'transfer_type':
-      case 'asset':
       case 'chain':
       case 'destination_kind':
-      case 'destination':
         context[key] = v.string(at, item, shortString);
         break;
+      case 'asset': {
+        // Compared as issuance compares it: one spelling per asset (an ERC-20 contract in lower case).
+        const asset = v.string(at, item, shortString);
+        if (asset !== undefined) context.asset = assetKey(asset);
+        break;
+      }
+      case 'destination': {
+        // The address book's key (docs/transfers.md): a CAIP-10 address normalised, an IBAN in upper case.
+        const destination = v.string(at, item, shortString);
+        if (destination !== undefined) context.destination = normalisedDestinationKey(destination);
+        break;
+      }
       case 'purpose':
         context.purpose = v.string(at, item, { ...shortString, maxLength: 140 });
         break;

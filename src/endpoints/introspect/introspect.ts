@@ -21,9 +21,9 @@ export async function introspect(ctx: Context, callerId: string, token: string, 
   if (!verified.ok) return inactive;
   const claims = verified.claims;
   const access = await mayInspect(ctx, callerId, claims.client_id, claims.aud);
-  if (access === false) {
-    // A client outside the token's audience asked: on the record (docs/audit.md "Refusals"), by
-    // jti — the answer stays `active: false`, as for any other reason.
+  // A refusal is on the record (docs/audit.md "Refusals"), by jti; the answer stays `active: false`,
+  // as for any other reason.
+  const refused = async (reason: string, details: Record<string, unknown>): Promise<IntrospectionAnswer> => {
     if (requestId !== undefined) {
       await recordRefusal(ctx, {
         type: 'introspection.refused',
@@ -32,32 +32,20 @@ export async function introspect(ctx: Context, callerId: string, token: string, 
         subject: claims.sub,
         ...(isTxn(claims.txn) ? { txn: claims.txn } : {}),
         error: 'not_introspector',
-        reason: 'outside_audience',
-        details: { jti: claims.jti, audience: claims.aud },
+        reason,
+        details: { jti: claims.jti, audience: claims.aud, ...details },
       });
     }
     return inactive;
-  }
+  };
+  // A client outside the token's audience asked.
+  if (access === false) return refused('outside_audience', {});
   // Per region (src/federation/regions.ts, RFC 7662 §2.2): a resource server's client outside the
   // token's region learns nothing of it, even when listed — on the record, answered alike.
   if (access === 'introspector') {
     const region = await tokenRegion(ctx, claims.aud);
     const other = await introspectorOutsideRegion(ctx, callerId, region);
-    if (other !== undefined) {
-      if (requestId !== undefined) {
-        await recordRefusal(ctx, {
-          type: 'introspection.refused',
-          requestId,
-          client: callerId,
-          subject: claims.sub,
-          ...(isTxn(claims.txn) ? { txn: claims.txn } : {}),
-          error: 'not_introspector',
-          reason: 'other_region',
-          details: { jti: claims.jti, audience: claims.aud, region: region!, caller_region: other },
-        });
-      }
-      return inactive;
-    }
+    if (other !== undefined) return refused('other_region', { region: region!, caller_region: other });
   }
   // Revoked, its consent grant revoked, or its mandate version no longer in force: inactive.
   if (!(await isTokenLive(ctx, claims))) return inactive;
