@@ -58,6 +58,10 @@ export const auditEventTypes = [
   // personal fields of their events no longer open, the events still verify. Names the subject id,
   // the key generations destroyed and the number of events affected; never a personal value.
   'audit.subject_erased',
+  // An erasure refused (src/audit/erase.ts, src/endpoints/admin/erasure.ts): who asked, the subject
+  // id and why — a legal hold covers it (and which), the caller does not hold compliance, or the
+  // subject is not one of the caller's legal entities' people (or of no firm, for a whole-log reader only).
+  'audit.erasure_refused',
   // A read of the people's access review through the admin API (who read it, how many people):
   // usernames, roles and sign-in means are personal data, so reading them is on the record too.
   'people.reviewed',

@@ -9,6 +9,7 @@
  * This file is the pure part: which fields, whose they are, sealing and opening with node:crypto.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { isIP, isIPv4, SocketAddress } from 'node:net';
 import { canonicalize } from '../jose/canonical-json.ts';
 import type { AuditEvent, StoredAuditEvent } from './events.ts';
 
@@ -98,11 +99,40 @@ const pseudonymOrder: readonly PersonalField[] = ['email', 'username', 'upstream
  * The pseudonymous subject id of a value (`anon:` and a keyed hash): the same value always maps
  * to the same id, and the id says nothing without the master key. `clearance audit erase-subject
  * --address 203.0.113.7` computes it to erase what was recorded about an address nobody is named for.
+ * A source address is hashed in its canonical form (canonicalAddress): the address as recorded
+ * and as typed at erasure may be spelled differently and still name one subject.
  */
 export function pseudonymOf(pseudonymKey: Buffer, field: string, value: string): string {
+  const canonical = field === 'source_address' ? canonicalAddress(value) : value;
   // Hex, like the key ids and the standard base64 of the ciphertext: no run of random characters can
   // spell something the audit guard refuses (a reference token's `clr_at_` prefix needs an underscore).
-  return `anon:${createHmac('sha256', pseudonymKey).update(`${field}\n${value}`).digest('hex').slice(0, 32)}`;
+  return `anon:${createHmac('sha256', pseudonymKey).update(`${field}\n${canonical}`).digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * One spelling per network address: an IPv4-mapped IPv6 address (`::ffff:203.0.113.7`, what a
+ * dual-stack socket reports for an IPv4 peer) as its IPv4 address; any other IPv6 address in the
+ * RFC 5952 §4 form — lower case, leading zeros dropped, the longest run of zero groups compressed
+ * (node:net parses and prints it); a zone (`%eth0`) kept after it. Anything that is not an IP
+ * address (a test's placeholder, a proxy's `unknown`) is kept as it is.
+ */
+export function canonicalAddress(address: string): string {
+  const value = address.trim();
+  const zoneAt = value.indexOf('%');
+  const ip = zoneAt === -1 ? value : value.slice(0, zoneAt);
+  const zone = zoneAt === -1 ? '' : value.slice(zoneAt);
+  const family = isIP(ip);
+  if (family === 0) return address;
+  if (family === 4) return ip + zone;
+  let canonical: string;
+  try {
+    canonical = new SocketAddress({ address: ip, family: 'ipv6' }).address;
+  } catch {
+    return address;
+  }
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(canonical);
+  if (mapped && isIPv4(mapped[1]!)) return mapped[1]!;
+  return canonical + zone;
 }
 
 /** The fields' associated data: the event id binds a ciphertext to its event, the names to its list. */
@@ -165,13 +195,15 @@ export function openPersonalFields(event: Pick<StoredAuditEvent, 'id' | 'details
 
 /**
  * What a reader is shown of an event's personal fields:
- * - `revealed`: the fields, for a reader whose role needs them (docs/privacy.md "Who reads");
- * - `withheld`: their names only (this reader's role does not read them, or did not ask);
+ * - `revealed`: the fields, for a reader whose role needs them, of an event of their own legal
+ *   entities (docs/privacy.md "Who reads");
+ * - `withheld`: their names only (this reader's role does not read them, or did not ask); with
+ *   `reason: 'outside_scope'` when they asked but the event is not of their legal entities;
  * - `erased`: their names only: the subject's key was destroyed (`clearance audit erase-subject`).
  */
 export type PersonalView =
   | { status: 'revealed'; subject: string; fields: Record<string, unknown> }
-  | { status: 'withheld'; fields: string[] }
+  | { status: 'withheld'; fields: string[]; reason?: 'outside_scope' }
   | { status: 'erased'; fields: string[]; erased_at: number };
 
 /**

@@ -2,7 +2,7 @@ import type { Context } from '../context.ts';
 import { findUser } from '../identity/users.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import { AuditGuardError } from './guard.ts';
-import type { AuditScope } from './scope.ts';
+import { AuditScopeError, entityScopeOf, type AuditScope, type EntityScope } from './scope.ts';
 
 /**
  * Puts a read of events on the record (`audit.read`): who read (the token's person, else its
@@ -31,22 +31,31 @@ export async function recordPeopleRead(ctx: Pick<Context, 'audit'>, reader: Acce
 }
 
 /**
- * Roles whose holders may read personal fields (docs/privacy.md "Who reads"): `compliance`, within
- * its legal entities' scope (src/audit/scope.ts) — investigating a trade or a sign-in needs the
- * person — and `auditor`, who checks those investigations on the whole log. Not `admin`: running
- * the system needs the facts, not who signed in from where (minimisation, AMENDMENTS "console and
- * operations"); nor a client's own token (a log shipper, a SIEM), which gets the events as stored.
+ * Roles whose holders may read personal fields (docs/privacy.md "Who reads"): `compliance` —
+ * investigating a trade or a sign-in needs the person — and `auditor`, who checks those
+ * investigations; both only for the events of their own legal entities (issue 24 item 4: "a firm's
+ * auditor reads its own firm's events only"), although an auditor reads the whole log's events
+ * as stored. Not `admin`: running the system needs the facts, not who signed in from where
+ * (minimisation, AMENDMENTS "console and operations"); nor a client's own token (a log shipper,
+ * a SIEM), which gets the events as stored.
  */
 export const personalDataRoles: readonly string[] = ['compliance', 'auditor'];
 
 /**
- * Whether the reader may have personal fields decrypted: a person's own token (not delegated) whose
- * active account holds one of `personalDataRoles`. Anything else may not (fail closed).
+ * Whose personal fields the reader may have decrypted: the scope of the legal entities of their own
+ * desks (src/audit/scope.ts entityScopeOf), for a person's own token (not delegated) whose active
+ * account holds one of `personalDataRoles` — whatever else they read. A reveal outside it is
+ * withheld (personalViews). Throws AuditScopeError (the API answers 403) for anyone else, and for a
+ * person whose desks name no legal entity: their personal data is no one's to reveal (fail closed).
  */
-export async function mayRevealPersonalData(ctx: Pick<Context, 'storage'>, reader: AccessTokenClaims): Promise<boolean> {
-  if (reader.act !== undefined || reader.grant_id === undefined || reader.sub === undefined) return false;
+export async function revealScopeOf(ctx: Pick<Context, 'storage' | 'entities' | 'clients'>, reader: AccessTokenClaims): Promise<EntityScope> {
+  const refused = 'your role does not read personal data: it reads the events with their personal fields withheld (docs/privacy.md)';
+  if (reader.act !== undefined || reader.grant_id === undefined || reader.sub === undefined) throw new AuditScopeError(refused);
   const person = await findUser(ctx, reader.sub);
-  return person?.status === 'active' && person.roles.some((role) => personalDataRoles.includes(role));
+  if (person?.status !== 'active' || !person.roles.some((role) => personalDataRoles.includes(role))) throw new AuditScopeError(refused);
+  const scope = await entityScopeOf(ctx, person.desks);
+  if (!scope) throw new AuditScopeError("your role reveals the personal data of your legal entity's events, and your account has no desk of any legal entity: it reads the events with their personal fields withheld");
+  return scope;
 }
 
 /** What an `audit.read` (or `audit.exported`) adds when personal fields were revealed: how many events, whose (ids, at most 100). */

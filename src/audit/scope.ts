@@ -24,6 +24,10 @@ import { OAuthError } from '../oauth-error.ts';
  *
  * Anything else is refused (fail closed): a person whose desks name no legal entity, a delegated
  * token, a token whose person is gone, a token that is neither a person's nor a client's own.
+ *
+ * This is the scope of reading events as stored (personal fields as ciphertext). Revealing
+ * personal fields, and erasing them, are narrower for every role, a whole-log reader included:
+ * the legal entities of the person's own desks (entityScopeOf; src/audit/reads.ts revealScopeOf).
  */
 export type AuditScope = { kind: 'all' } | { kind: 'entities'; leis: ReadonlySet<string>; parties: ReadonlySet<string> };
 
@@ -45,9 +49,24 @@ export async function auditScopeOf(ctx: Pick<Context, 'storage' | 'entities' | '
   const person = claims.sub !== undefined ? await findUser(ctx, claims.sub) : undefined;
   if (!person || person.status !== 'active') throw new AuditScopeError('the person this token was issued to is not active');
   if (person.roles.some((role) => wholeLogRoles.includes(role))) return { kind: 'all' };
+  const scope = await entityScopeOf(ctx, person.desks);
+  if (!scope) throw new AuditScopeError('your role reads the events of your legal entity, and your account has no desk of any legal entity');
+  return scope;
+}
+
+/** The scope of the legal entities of some desks. */
+export type EntityScope = Extract<AuditScope, { kind: 'entities' }>;
+
+/**
+ * The scope of the legal entities of `desks` (a person's): those entities' clients (`owner_lei`)
+ * and people (a desk of theirs). Undefined when the desks name no legal entity. Whatever the
+ * person's roles: revealing personal fields and erasing them are per legal entity for every role
+ * (src/audit/reads.ts revealScopeOf, src/endpoints/admin/erasure.ts), a whole-log reader included.
+ */
+export async function entityScopeOf(ctx: Pick<Context, 'storage' | 'entities' | 'clients'>, desks: readonly string[]): Promise<EntityScope | undefined> {
   const snapshot = await ctx.entities.snapshot();
-  const leis = new Set(person.desks.map((desk) => snapshot.desks.get(desk)?.lei).filter((lei): lei is string => lei !== undefined));
-  if (leis.size === 0) throw new AuditScopeError('your role reads the events of your legal entity, and your account has no desk of any legal entity');
+  const leis = new Set(desks.map((desk) => snapshot.desks.get(desk)?.lei).filter((lei): lei is string => lei !== undefined));
+  if (leis.size === 0) return undefined;
   const parties = new Set<string>();
   for (const client of await ctx.clients.list()) {
     const owner = (client.metadata as { owner_lei?: string }).owner_lei;
@@ -57,6 +76,12 @@ export async function auditScopeOf(ctx: Pick<Context, 'storage' | 'entities' | '
     if (user.desks.some((desk) => leis.has(snapshot.desks.get(desk)?.lei ?? ''))) parties.add(user.id);
   }
   return { kind: 'entities', leis, parties };
+}
+
+/** The legal entities of a person's desks (none for a person of no firm). */
+export async function leisOfDesks(ctx: Pick<Context, 'entities'>, desks: readonly string[]): Promise<Set<string>> {
+  const snapshot = await ctx.entities.snapshot();
+  return new Set(desks.map((desk) => snapshot.desks.get(desk)?.lei).filter((lei): lei is string => lei !== undefined));
 }
 
 /** The scope of an API caller's token, or 403 access_denied saying why it reads nothing. */

@@ -172,7 +172,7 @@ export class SubjectKeys {
   }
 
   /** What a reader is shown of each event's personal fields (personalViews). */
-  views(events: readonly Pick<StoredAuditEvent, 'id' | 'details'>[], reveal: boolean): Promise<{ views: Map<string, PersonalView>; subjects: Set<string> }> {
+  views(events: readonly Pick<StoredAuditEvent, 'id' | 'details'>[], reveal: boolean | ReadonlySet<string>): Promise<{ views: Map<string, PersonalView>; subjects: Set<string> }> {
     return personalViews(this.#db, this.#masterKey, events, reveal);
   }
 }
@@ -188,11 +188,13 @@ function openKeyRow(masterKey: Buffer, row: KeyRow): Buffer {
 
 /**
  * What a reader is shown of each event's personal fields (personal-data.ts PersonalView), by
- * event id; events without any are left out. With `reveal`, live keys are opened — from the
- * database, never a cache, so a destroyed key opens nothing anywhere — and the fields revealed;
- * otherwise their names only. `subjects` lists whose data was revealed, for the read's own audit event.
+ * event id; events without any are left out. With `reveal` (true: every event; a set: the ids of
+ * the events the reader may reveal, the others withheld with reason `outside_scope`), live keys
+ * are opened — from the database, never a cache, so a destroyed key opens nothing anywhere — and
+ * the fields revealed; otherwise their names only. `subjects` lists whose data was revealed, for
+ * the read's own audit event.
  */
-export async function personalViews(db: Kysely<Database>, masterKey: Buffer, events: readonly Pick<StoredAuditEvent, 'id' | 'details'>[], reveal: boolean): Promise<{ views: Map<string, PersonalView>; subjects: Set<string> }> {
+export async function personalViews(db: Kysely<Database>, masterKey: Buffer, events: readonly Pick<StoredAuditEvent, 'id' | 'details'>[], reveal: boolean | ReadonlySet<string>): Promise<{ views: Map<string, PersonalView>; subjects: Set<string> }> {
   const views = new Map<string, PersonalView>();
   const subjects = new Set<string>();
   const sealed = events.map((event) => ({ event, sealed: sealedFieldsOf(event) })).filter((e) => e.sealed !== undefined);
@@ -209,6 +211,10 @@ export async function personalViews(db: Kysely<Database>, masterKey: Buffer, eve
     const names = [...fields!.fields];
     if (row && (row.erased_at !== null || row.sealed_key === null)) {
       views.set(event.id, { status: 'erased', fields: names, erased_at: Number(row.erased_at ?? 0) });
+      continue;
+    }
+    if (reveal !== true && reveal !== false && !reveal.has(event.id)) {
+      views.set(event.id, { status: 'withheld', fields: names, reason: 'outside_scope' });
       continue;
     }
     if (!reveal || !row) {

@@ -95,7 +95,7 @@ export function describeDestinationChange(request: ApprovalRequest): ApprovalDes
   const d = c.destination;
   const where =
     d.kind === 'iban'
-      ? `IBAN ${String(d.iban)}${d.bic !== undefined ? ` (BIC ${String(d.bic)})` : ''}${d.name_sha256 !== undefined ? ', beneficiary named (see the address book)' : ''}`
+      ? `IBAN ${String(d.iban)}${d.bic !== undefined ? ` (BIC ${String(d.bic)})` : ''}${d.name_hmac !== undefined ? ', beneficiary named (see the address book)' : ''}`
       : d.kind === 'blockchain'
         ? `blockchain account ${String(d.account)}`
         : `internal account ${String(d.account)}`;

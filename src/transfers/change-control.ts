@@ -6,7 +6,8 @@ import type { Context } from '../context.ts';
 import { readStoredRisk } from '../identity/stored-risk.ts';
 import type { Database } from '../storage/schema.ts';
 import { findDestination, findDestinationByKey, liveStatuses, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
-import { destinationForRecord, keyOf, type Destination } from './destination-input.ts';
+import { beneficiaryNameKey, destinationForRecord, keyOf, type Destination } from './destination-input.ts';
+import { resolveMasterKey } from '../keys/master-key.ts';
 
 /**
  * Change control of the address book (issue 24 item 2; docs/transfers.md "Destination control"):
@@ -107,7 +108,7 @@ export async function requestDestinationChange(ctx: Context, input: ChangeInput)
     via: input.via,
     ...(input.reviewReason !== undefined ? { reviewReason: input.reviewReason } : {}),
   };
-  const content = changeContent(entry, version, versions.some((v) => v.status === 'approved') ? 'change' : 'add');
+  const content = changeContent(ctx, entry, version, versions.some((v) => v.status === 'approved') ? 'change' : 'add');
   const request = await openChangeRequest(ctx, content, version, input.requestId, async (trx, opened) => {
     await insertEntry(trx, entry);
     const inserted = await trx
@@ -128,7 +129,7 @@ export async function requestDestinationChange(ctx: Context, input: ChangeInput)
  * nodes try). Returns the request, or undefined when the version no longer waits for one.
  */
 export async function openRequestFor(ctx: Context, version: DestinationVersion, entry: DestinationEntry): Promise<ApprovalRequest | undefined> {
-  const content = changeContent(entry, version, version.version > 1 ? 'change' : 'add');
+  const content = changeContent(ctx, entry, version, version.version > 1 ? 'change' : 'add');
   try {
     return await openChangeRequest(ctx, content, version, undefined, async (trx, opened) => {
       const claimed = await trx
@@ -317,14 +318,15 @@ async function openChangeRequest(
   );
 }
 
-function changeContent(entry: DestinationEntry, version: DestinationVersion, change: 'add' | 'change'): DestinationChangeContent {
+function changeContent(ctx: Pick<Context, 'config'>, entry: DestinationEntry, version: DestinationVersion, change: 'add' | 'change'): DestinationChangeContent {
   return {
     destination_id: entry.id,
     version: version.version,
     lei: entry.lei,
     account: entry.account,
     destination_key: entry.key,
-    destination: destinationForRecord(version.destination),
+    // The beneficiary's name as a keyed HMAC (destination-input.ts): never the name, never a guessable hash.
+    destination: destinationForRecord(version.destination, beneficiaryNameKey(resolveMasterKey(ctx.config).key)),
     ...(version.label !== undefined ? { label: version.label } : {}),
     change,
     requested_by: version.requestedBy,

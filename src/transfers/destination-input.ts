@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 import { legalNameProblem } from '../authorization/authorization-details.ts';
 import { accountPattern } from '../entities/definition.ts';
 import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
@@ -65,13 +65,35 @@ export function keyOf(destination: Destination): string {
 }
 
 /**
+ * The key of beneficiary-name digests (`name_hmac`), derived from the master key as the pairwise
+ * subject key is (src/identity/pairwise.ts): HKDF-SHA-256, its own info string, 32 bytes.
+ */
+export function beneficiaryNameKey(masterKey: Buffer): Buffer {
+  let key = nameKeys.get(masterKey);
+  if (!key) {
+    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance beneficiary-name v1', 32));
+    nameKeys.set(masterKey, key);
+  }
+  return key;
+}
+
+const nameKeys = new WeakMap<Buffer, Buffer>();
+
+/** HMAC-SHA-256 (hex) of a beneficiary's name under `beneficiaryNameKey`: what the log says of the name. */
+export function beneficiaryNameHmac(nameKey: Buffer, name: string): string {
+  return createHmac('sha256', nameKey).update(name, 'utf8').digest('hex');
+}
+
+/**
  * What an audit event or an approval request (whose content is in `approval.requested`) may say of
  * a destination: everything but a beneficiary's name, which is personal data when the beneficiary
- * is a person and the log is immutable — its SHA-256 (hex) instead, so a reader holding the name
- * can still check it.
+ * is a person and the log is immutable — a keyed HMAC of it instead (`name_hmac`, under a key
+ * derived from the master key). An unsalted hash could be reversed by hashing likely names, and
+ * would stay in the log for good; the HMAC says nothing without the key, while the server (which
+ * holds it) can still tell whether the name approved is the name in the book.
  */
-export function destinationForRecord(destination: Destination): Record<string, unknown> {
+export function destinationForRecord(destination: Destination, nameKey: Buffer): Record<string, unknown> {
   if (destination.kind !== 'iban' || destination.name === undefined) return { ...destination };
   const { name, ...rest } = destination;
-  return { ...rest, name_sha256: createHash('sha256').update(name, 'utf8').digest('hex') };
+  return { ...rest, name_hmac: beneficiaryNameHmac(nameKey, name) };
 }

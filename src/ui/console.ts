@@ -196,7 +196,8 @@ ${personalSection(base, session, event.id, view.personal)}
 
 /**
  * The event's personal fields (docs/privacy.md): revealed, withheld (with a link to reveal them for
- * the roles that read personal data; the API checks the role and records the read), or erased.
+ * the roles that read personal data; the API checks the role and the legal entity, and records the
+ * read; an event of another firm stays withheld, said so), or erased.
  */
 function personalSection(base: string, session: ConsoleSession, id: string, personal: PersonalView | undefined): SafeHtml | string {
   if (!personal) return '';
@@ -207,7 +208,9 @@ function personalSection(base: string, session: ConsoleSession, id: string, pers
 <p class="muted">Revealed to you; this read is on the record (<code>audit.read</code>).</p>`
       : personal.status === 'erased'
         ? html`<p id="personal">Erased ${iso(personal.erased_at)}: ${personal.fields.join(', ')}. The subject’s key was destroyed; the event still verifies.</p>`
-        : html`<p id="personal">Withheld: ${personal.fields.join(', ')}.${mayReveal ? html` <a href="${base}/console/audit/events/${id}?reveal=personal">Reveal personal data</a> <span class="muted">(recorded)</span>` : ''}</p>`;
+        : personal.reason === 'outside_scope'
+          ? html`<p id="personal">Withheld: ${personal.fields.join(', ')}. Not an event of your legal entities: you reveal the personal data of your own firm’s events only.</p>`
+          : html`<p id="personal">Withheld: ${personal.fields.join(', ')}.${mayReveal ? html` <a href="${base}/console/audit/events/${id}?reveal=personal">Reveal personal data</a> <span class="muted">(recorded)</span>` : ''}</p>`;
   return html`<h2>Personal data</h2>
 ${body}`;
 }

@@ -7,6 +7,8 @@ import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { csrfOf, get, Jar, post } from '../endpoints/people-browser.ts';
+import { consoleEventPage } from '../../src/ui/console.ts';
+import type { ConsoleSession } from '../../src/console/session.ts';
 
 // The console's audit explorer and personal fields (docs/privacy.md "Who reads personal fields"):
 // withheld by default, revealed on request to compliance through the audited API; not to an admin.
@@ -96,5 +98,15 @@ describe("the console's event page and personal fields", () => {
     const refused = await get(f, `/console/audit/events/${login.id}?reveal=personal`, ada);
     assert.equal(refused.statusCode, 403);
     assert.ok(!refused.body.includes('127.0.0.1'));
+  });
+
+  test("says why another firm's event stays withheld when its personal fields were asked for, and offers no reveal link then", () => {
+    const session: ConsoleSession = { accessToken: 't', expiresAt: 0, userId: 'u-aud', username: 'aud', roles: ['auditor'], scopes: ['audit:read'], acr: 'x', csrf: 'c' };
+    const event: StoredAuditEvent = { v: 1, id: 'e-1', type: 'user.login_succeeded', time: 0, node: 'n', subject: 'someone-of-firm-b', details: { personal: { kid: 'psk_x', iv: '', ct: '', fields: ['source_address'] } } };
+    const page = (personal: Parameters<typeof consoleEventPage>[2]['personal']) => consoleEventPage('', session, { event, canonical: '{}', check: undefined, ...(personal ? { personal } : {}) }).toString();
+    const outside = page({ status: 'withheld', fields: ['source_address'], reason: 'outside_scope' });
+    assert.match(outside, /<p id="personal">Withheld: source_address\. Not an event of your legal entities/);
+    assert.ok(!outside.includes('Reveal personal data'));
+    assert.match(page({ status: 'withheld', fields: ['source_address'] }), /Reveal personal data<\/a>/, 'not asked yet: the link');
   });
 });

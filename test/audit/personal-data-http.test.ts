@@ -11,8 +11,10 @@ import { codeFlowFixture, webRedirect, type CodeFlowFixture } from '../authoriza
 import { assertOAuthError } from '../endpoints/fixture.ts';
 
 // Issue 24 item 4 over HTTP: the audit API decrypts personal fields only for readers whose role
-// needs them (compliance within its firm's scope, auditor), when they ask, and records that read;
-// others see the events as stored. After erase-subject, no one sees the person (docs/privacy.md).
+// needs them (compliance, auditor), when they ask, for their own firm's events only ("a firm's
+// auditor reads its own firm's events only"), and records that read; others see the events as
+// stored. An erasure is a firm's compliance's, for its own people. After erase-subject, no one sees
+// the person (docs/privacy.md).
 
 const firmA = '5493001KJTIIGC8Y1R12';
 const firmB = '254900EXAMPLEUS0AA64';
@@ -24,12 +26,12 @@ type Harness = CodeFlowFixture & { traderA: string; traderB: string };
 async function harness(t: TestContext): Promise<Harness> {
   const f = await codeFlowFixture(t, { risk: 'off' });
   // Known to the fixture first (its sign-in makes the account), then given roles and desks by apply.
-  for (const username of ['comp-a', 'aud', 'adm']) await f.signIn(username);
+  for (const username of ['comp-a', 'comp-b', 'comp-adm', 'aud', 'aud-none', 'dpo', 'adm']) await f.signIn(username);
   await f.apply({
     regions: [{ id: 'uk' }, { id: 'us' }],
     legal_entities: [
-      { lei: firmA, name: 'Firm A', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'a-compliance' }, { id: 'a-desk' }] },
-      { lei: firmB, name: 'Firm B', jurisdiction: 'US', home_region: 'us', roles: ['broker'], desks: [{ id: 'b-desk' }] },
+      { lei: firmA, name: 'Firm A', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'a-compliance' }, { id: 'a-audit' }, { id: 'a-desk' }] },
+      { lei: firmB, name: 'Firm B', jurisdiction: 'US', home_region: 'us', roles: ['broker'], desks: [{ id: 'b-compliance' }, { id: 'b-desk' }] },
     ],
     clients: [
       { client_id: 'audit-app', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: [webRedirect], scope: 'audit:read audit:hold' },
@@ -37,7 +39,13 @@ async function harness(t: TestContext): Promise<Harness> {
     ],
     users: [
       { username: 'comp-a', name: 'Compliance A', roles: ['compliance'], desks: ['a-compliance'] },
-      { username: 'aud', name: 'Internal Audit', roles: ['auditor'] },
+      { username: 'comp-b', name: 'Compliance B', roles: ['compliance'], desks: ['b-compliance'] },
+      // Compliance of firm A who also administers the platform: reads the whole log, reveals firm A's only.
+      { username: 'comp-adm', name: 'Compliance and Admin A', roles: ['compliance', 'admin'], desks: ['a-compliance'] },
+      { username: 'aud', name: 'Auditor A', roles: ['auditor'], desks: ['a-audit'] },
+      { username: 'aud-none', name: 'Auditor of no firm', roles: ['auditor'] },
+      // The platform's data protection officer: compliance, reading the whole log, of no firm.
+      { username: 'dpo', name: 'Platform DPO', roles: ['compliance', 'auditor'] },
       { username: 'adm', name: 'Platform Admin', roles: ['admin'] },
       { username: 'trader-a', name: 'Trader A', desks: ['a-desk'] },
       { username: 'trader-b', name: 'Trader B', desks: ['b-desk'] },
@@ -67,7 +75,7 @@ type Listed = { events: { event: StoredAuditEvent; personal?: PersonalView }[] }
 const logins = (f: CodeFlowFixture, token: string, reveal = false) => get(f, `/admin/audit/events?type=user.login_succeeded${reveal ? '&reveal=personal' : ''}`, token);
 
 describe('personal fields through the audit API', () => {
-  test('an auditor who asks sees the address, and the read is recorded as revealing whose personal data', async (t) => {
+  test("an auditor of firm A reads the whole log, and who asks sees firm A's people's addresses only; the read is recorded as revealing whose", async (t) => {
     const f = await harness(t);
     const token = await personToken(f, 'aud');
     const plain = await logins(f, token);
@@ -80,14 +88,47 @@ describe('personal fields through the audit API', () => {
     const events = (revealed.json() as Listed).events;
     assert.deepEqual(events.map((e) => e.personal), [
       { status: 'revealed', subject: f.traderA, fields: { source_address: addressA } },
-      { status: 'revealed', subject: f.traderB, fields: { source_address: addressB } },
+      { status: 'withheld', fields: ['source_address'], reason: 'outside_scope' },
     ]);
+    assert.ok(!revealed.body.includes(addressB), "firm B's person's address is not revealed to firm A's auditor");
     assert.ok(events.every((e) => e.event.details!.source_address === undefined), 'the event itself stays as stored (its proof covers that)');
     const read = (await f.auditEvents('audit.read')).at(-1)!;
     assert.equal(read.details!.personal_data_revealed, true);
-    assert.equal(read.details!.revealed_events, 2);
-    assert.deepEqual(read.details!.revealed_subjects, [f.traderA, f.traderB].sort());
+    assert.equal(read.details!.revealed_events, 1);
+    assert.deepEqual(read.details!.revealed_subjects, [f.traderA]);
     assert.equal((await f.auditEvents('audit.read')).at(-2)!.details!.personal_data_revealed, undefined, 'the read that revealed nothing says nothing of it');
+
+    // One event at a time, likewise: its proof, with firm B's person's fields withheld.
+    const proof = await get(f, `/admin/audit/events/${events[1]!.event.id}/proof?reveal=personal`, token);
+    assert.equal(proof.statusCode, 200, proof.body);
+    assert.deepEqual(proof.json().personal, { status: 'withheld', fields: ['source_address'], reason: 'outside_scope' });
+    assert.ok(!proof.body.includes(addressB));
+  });
+
+  test('an auditor whose desks name no legal entity reads the whole log as stored, and is refused when asking to reveal', async (t) => {
+    const f = await harness(t);
+    const token = await personToken(f, 'aud-none');
+    const plain = await logins(f, token);
+    assert.equal(plain.statusCode, 200, plain.body);
+    assert.equal((plain.json() as Listed).events.length, 2);
+    const refused = assertOAuthError(await logins(f, token, true), 403, 'access_denied');
+    assert.match(String(refused.error_description), /no desk of any legal entity/);
+    assert.ok(!JSON.stringify(refused).includes(addressA));
+    const id = (plain.json() as Listed).events[0]!.event.id;
+    assertOAuthError(await get(f, `/admin/audit/events/${id}/proof?reveal=personal`, token), 403, 'access_denied');
+    assertOAuthError(await get(f, `/admin/audit/bundle?subject=${f.traderA}&reveal=personal`, token), 403, 'access_denied');
+  });
+
+  test("a compliance officer who also reads the whole log reveals firm A's people's addresses and gets firm B's withheld", async (t) => {
+    const f = await harness(t);
+    const token = await personToken(f, 'comp-adm');
+    const revealed = await logins(f, token, true);
+    assert.equal(revealed.statusCode, 200, revealed.body);
+    assert.deepEqual((revealed.json() as Listed).events.map((e) => e.personal), [
+      { status: 'revealed', subject: f.traderA, fields: { source_address: addressA } },
+      { status: 'withheld', fields: ['source_address'], reason: 'outside_scope' },
+    ]);
+    assert.ok(!revealed.body.includes(addressB));
   });
 
   test("a compliance officer reveals the personal fields of her own firm's people only", async (t) => {
@@ -133,34 +174,55 @@ describe('personal fields through the audit API', () => {
     assert.deepEqual(verifyBundle(revealed.body).problems, []);
     const exported = (await f.auditEvents('audit.exported')).at(-1)!;
     assert.equal(exported.details!.personal_data_revealed, true);
+
+    const other = await get(f, `/admin/audit/bundle?subject=${f.traderB}&reveal=personal`, token);
+    assert.equal(other.statusCode, 200, other.body);
+    assert.ok(!other.body.includes(addressB), "firm B's person's address is not in firm A's auditor's bundle");
+    assert.deepEqual(verifyBundle(other.body).problems, []);
+    assert.equal((await f.auditEvents('audit.exported')).at(-1)!.details!.personal_data_revealed, undefined);
   });
 
-  test('after erase-subject (through the admin API, refused under a legal hold), reading shows the fields as erased and the proof still verifies', async (t) => {
+  test("after erase-subject (through the admin API: a firm's own people only, refused under a legal hold), reading shows the fields as erased and the proof still verifies", async (t) => {
     const f = await harness(t);
     const compliance = await personToken(f, 'comp-a', 'audit:read audit:hold');
+    const complianceB = await personToken(f, 'comp-b', 'audit:read audit:hold');
     const erase = (token: string, subject = f.traderA) =>
       f.inject({ method: 'POST', url: `/admin/audit/subjects/${encodeURIComponent(subject)}/erase`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify({ reason: 'Art. 17 request' }) });
+    const liveKeys = async (subject: string) => (await f.ctx.storage.db.selectFrom('audit_subject_keys').select('sealed_key').where('subject', '=', subject).execute()).filter((k) => k.sealed_key !== null).length;
 
-    const hold = await f.inject({ method: 'POST', url: '/admin/audit/holds', headers: { authorization: `Bearer ${compliance}`, 'content-type': 'application/json' }, payload: JSON.stringify({ subject: f.traderB, matter_ref: 'CASE-B' }) });
+    // Firm A's compliance cannot erase firm B's person: refused, recorded, nothing destroyed.
+    const outside = assertOAuthError(await erase(compliance, f.traderB), 403, 'access_denied');
+    assert.match(String(outside.error_description), /your legal entities' people only/);
+    assert.equal(await liveKeys(f.traderB), 1, 'nothing erased');
+    const refusal = (await f.auditEvents('audit.erasure_refused')).at(-1)!;
+    assert.equal(refusal.subject, f.traderB);
+    assert.deepEqual(refusal.details, { subject_id: f.traderB, reason: 'outside_scope' });
+
+    const hold = await f.inject({ method: 'POST', url: '/admin/audit/holds', headers: { authorization: `Bearer ${complianceB}`, 'content-type': 'application/json' }, payload: JSON.stringify({ subject: f.traderB, matter_ref: 'CASE-B' }) });
     assert.equal(hold.statusCode, 201, hold.body);
-    const held = assertOAuthError(await erase(compliance, f.traderB), 409, 'invalid_request');
+    const held = assertOAuthError(await erase(complianceB, f.traderB), 409, 'invalid_request');
     assert.match(String(held.error_description), /CASE-B/);
+    assert.equal((await f.auditEvents('audit.erasure_refused')).at(-1)!.details!.reason, 'legal_hold');
     assertOAuthError(await erase(await personToken(f, 'adm', 'audit:read audit:hold')), 403, 'access_denied');
+    assert.equal((await f.auditEvents('audit.erasure_refused')).at(-1)!.details!.reason, 'not_compliance');
 
     const erased = await erase(compliance);
     assert.equal(erased.statusCode, 200, erased.body);
     assert.equal(erased.json().events, 1);
     assert.deepEqual((await f.auditEvents('audit.subject_erased')).map((e) => e.details), [{ subject_id: f.traderA, generations: [1], events: 1 }]);
     assertOAuthError(await erase(compliance), 400, 'invalid_request');
-    assertOAuthError(await erase(compliance, 'nobody-at-all'), 404, 'not_found');
+    // An id of no firm (unknown here) is not firm A's compliance's to erase, nor even to ask about.
+    assertOAuthError(await erase(compliance, 'nobody-at-all'), 403, 'access_denied');
+    assertOAuthError(await erase(await personToken(f, 'dpo', 'audit:read audit:hold'), 'nobody-at-all'), 404, 'not_found');
 
     const auditor = await personToken(f, 'aud');
     const after = await logins(f, auditor, true);
     assert.equal(after.statusCode, 200, after.body);
     assert.ok(!after.body.includes(addressA), 'the person is no longer revealed, even to a reader allowed to');
-    const [a, b] = (after.json() as Listed).events;
+    const [a] = (after.json() as Listed).events;
     assert.equal(a!.personal!.status, 'erased');
-    assert.deepEqual(b!.personal, { status: 'revealed', subject: f.traderB, fields: { source_address: addressB } }, 'the held person is untouched');
+    const [b] = ((await logins(f, await personToken(f, 'comp-b'), true)).json() as Listed).events;
+    assert.deepEqual(b!.personal, { status: 'revealed', subject: f.traderB, fields: { source_address: addressB } }, 'the held person is untouched (read by their own firm)');
 
     const proof = await get(f, `/admin/audit/events/${a!.event.id}/proof?reveal=personal`, auditor);
     assert.equal(proof.statusCode, 200, proof.body);
@@ -171,5 +233,21 @@ describe('personal fields through the audit API', () => {
     assert.equal(bundle.statusCode, 200, bundle.body);
     assert.ok(!bundle.body.includes(addressA));
     assert.deepEqual(verifyBundle(bundle.body).problems, [], "the erased person's evidence still verifies");
+  });
+
+  test('a pseudonymous subject (an address nobody is named for) is erased only by a compliance person who reads the whole log', async (t) => {
+    const f = await harness(t);
+    await f.ctx.audit.record({ type: 'user.login_failed', client: 'trading-ui', details: { reason: 'unknown_user', source_address: '192.0.2.77' } });
+    const anon = (await f.ctx.storage.db.selectFrom('audit_subject_keys').select('subject').where('subject', 'like', 'anon:%').executeTakeFirstOrThrow()).subject;
+    const erase = (token: string) => f.inject({ method: 'POST', url: `/admin/audit/subjects/${encodeURIComponent(anon)}/erase`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: '{}' });
+    for (const username of ['comp-a', 'comp-b']) {
+      const refused = assertOAuthError(await erase(await personToken(f, username, 'audit:read audit:hold')), 403, 'access_denied');
+      assert.match(String(refused.error_description), /of no legal entity/);
+      assert.equal((await f.auditEvents('audit.erasure_refused')).at(-1)!.details!.reason, 'no_firm');
+    }
+    assert.equal(await f.ctx.storage.db.selectFrom('audit_subject_keys').select('sealed_key').where('subject', '=', anon).executeTakeFirstOrThrow().then((k) => k.sealed_key !== null), true, 'nothing erased');
+    const erased = await erase(await personToken(f, 'dpo', 'audit:read audit:hold'));
+    assert.equal(erased.statusCode, 200, erased.body);
+    assert.equal(erased.json().subject, anon);
   });
 });

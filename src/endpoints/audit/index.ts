@@ -12,8 +12,8 @@ import { AuditQueryError, maxPageSize, queryEvents, readAuditQuery } from '../..
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { partyInScope, readerScope, txnInScope, withinScope, type AuditScope } from '../../audit/scope.ts';
-import { mayRevealPersonalData, recordRead, revealedDetails } from '../../audit/reads.ts';
+import { AuditScopeError, partyInScope, readerScope, txnInScope, withinScope, type AuditScope, type EntityScope } from '../../audit/scope.ts';
+import { recordRead, revealedDetails, revealScopeOf } from '../../audit/reads.ts';
 import { personalViews } from '../../audit/subject-keys.ts';
 import type { PersonalView } from '../../audit/personal-data.ts';
 import type { StoredAuditEvent } from '../../audit/events.ts';
@@ -40,7 +40,9 @@ type Query = Record<string, string | undefined>;
  * Personal fields (src/audit/personal-data.ts) are stored encrypted; each event that has some comes
  * with `personal`: `withheld` (their names), `erased` (the subject's key was destroyed), or — for a
  * reader who asks with `reveal=personal` and whose role reads personal data (compliance, auditor:
- * src/audit/reads.ts) — `revealed` with the fields. A revealing read says so in its `audit.read`.
+ * src/audit/reads.ts) — `revealed` with the fields, for the events of the legal entities of the
+ * reader's own desks only; the others stay `withheld` (reason `outside_scope`), and a reader whose
+ * desks name no legal entity is refused (403). A revealing read says so in its `audit.read`.
  * Bundles carry the ciphertext; with `reveal=personal` they state the revealed fields too.
  *
  * Whose events a token reads is src/audit/scope.ts: a client's own token and a person holding admin
@@ -78,7 +80,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         // A scoped reader's page holds only its scope's events (a page may then be shorter than
         // `limit`; `next` still leads on).
         const events = await withinScope(db, scope, page.events, (e) => e.event);
-        const { views, subjects } = await personalViews(db, masterKey(), events.map((e) => e.event), reveal);
+        const { views, subjects } = await personalViews(db, masterKey(), events.map((e) => e.event), await revealable(reveal, events.map((e) => e.event)));
         await recordRead(ctx, request.admin!, request.id, { query: { ...query }, events: events.length, ...revealedDetails(revealedCount(views), subjects) }, scope);
         return { ...page, events: events.map((e) => (views.has(e.event.id) ? { ...e, personal: views.get(e.event.id) } : e)) };
       });
@@ -97,7 +99,8 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         if (scope.kind !== 'all' && !(await eventInScope(request.params.id, scope))) throw new OAuthError('not_found', 'no such event');
         const proof = await guard(() => proveEvent(db, request.params.id, size === undefined ? undefined : readInteger('tree_size', size)));
         // The proof covers the event as stored (its ciphertext); `personal` is beside it, never in it.
-        const { views, subjects } = await personalViews(db, masterKey(), [JSON.parse(proof.event) as StoredAuditEvent], reveal);
+        const proven = JSON.parse(proof.event) as StoredAuditEvent;
+        const { views, subjects } = await personalViews(db, masterKey(), [proven], await revealable(reveal, [proven]));
         await recordRead(ctx, request.admin!, request.id, { event: request.params.id, events: 1, ...revealedDetails(revealedCount(views), subjects) }, scope);
         const view = views.values().next().value;
         return view ? { ...proof, personal: view } : proof;
@@ -105,12 +108,26 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
 
       const masterKey = () => resolveMasterKey(ctx.config).key;
 
-      /** Whether this read reveals personal fields: asked (`reveal=personal`) by a role that reads them, else refused. */
-      async function revealing(asked: string | undefined, reader: AccessTokenClaims): Promise<boolean> {
-        if (asked === undefined) return false;
+      /**
+       * Whose personal fields this read reveals: none when not asked; when asked (`reveal=personal`),
+       * the events of the reader's own legal entities (src/audit/reads.ts revealScopeOf) — refused
+       * (403) for a role that reads no personal data, or a person of no legal entity.
+       */
+      async function revealing(asked: string | undefined, reader: AccessTokenClaims): Promise<EntityScope | undefined> {
+        if (asked === undefined) return undefined;
         if (asked !== 'personal') throw new OAuthError('invalid_request', 'reveal must be personal');
-        if (!(await mayRevealPersonalData(ctx, reader))) throw new OAuthError('access_denied', 'your role does not read personal data: it reads the events with their personal fields withheld (docs/privacy.md)');
-        return true;
+        try {
+          return await revealScopeOf(ctx, reader);
+        } catch (error) {
+          if (error instanceof AuditScopeError) throw new OAuthError('access_denied', error.message);
+          throw error;
+        }
+      }
+
+      /** The ids of the events among `events` whose personal fields this read reveals (false: none). */
+      async function revealable(scope: EntityScope | undefined, events: readonly StoredAuditEvent[]): Promise<ReadonlySet<string> | false> {
+        if (!scope) return false;
+        return new Set((await withinScope(db, scope, events, (e) => e)).map((e) => e.id));
       }
 
       async function eventInScope(id: string, scope: AuditScope): Promise<boolean> {
@@ -163,7 +180,7 @@ export function auditEndpoint(authorize: (ctx: Context, scope: 'audit:read') => 
         let revealed = { events: 0, subjects: new Set<string>() };
         const personal = reveal
           ? async (events: StoredAuditEvent[]) => {
-              const { views, subjects } = await personalViews(db, masterKey(), events, true);
+              const { views, subjects } = await personalViews(db, masterKey(), events, await revealable(reveal, events));
               const fields = Object.fromEntries([...views].flatMap(([id, view]) => (view.status === 'revealed' ? [[id, view.fields]] : [])));
               revealed = { events: Object.keys(fields).length, subjects };
               return fields;
@@ -207,7 +224,7 @@ const queryFilters = {
   until: 'until (exclusive): epoch milliseconds or an ISO 8601 time',
 };
 
-const revealParam = { type: 'string', enum: ['personal'], description: 'personal: decrypt personal fields (compliance and auditor only; the read is recorded as revealing them)' };
+const revealParam = { type: 'string', enum: ['personal'], description: "personal: decrypt personal fields (compliance and auditor only, for their own legal entities' events; the read is recorded as revealing them)" };
 
 function revealedCount(views: ReadonlyMap<string, PersonalView>): number {
   let n = 0;
