@@ -545,8 +545,13 @@ function refusal(issuance: Issuance, meta: DecisionMeta, reason: string, detail:
 
 /** A decision about a whole issuance that no policy evaluated (the baseline, data residency). */
 function issuanceEvent(issuance: Issuance, meta: DecisionMeta, decision: NonNullable<AuditEvent['decision']>, details: Record<string, unknown>): AuditEvent {
+  return issuanceEventOf(decision.allow ? 'policy.allowed' : 'policy.denied', issuance, meta, decision, details);
+}
+
+/** An event about an issuance, by type: who asked, about whom, for which audience and scopes, under which txn and mandate. */
+export function issuanceEventOf(type: AuditEvent['type'], issuance: Issuance, meta: DecisionMeta, decision: NonNullable<AuditEvent['decision']>, details: Record<string, unknown>): AuditEvent {
   return {
-    type: decision.allow ? 'policy.allowed' : 'policy.denied',
+    type,
     requestId: issuance.requestId,
     ...(meta.txn ? { txn: meta.txn } : {}),
     actor: issuance.clientId,

@@ -4,7 +4,7 @@ import type { AuthorizationDetail } from '../authorization/authorization-details
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { DecisionMeta } from '../policy/decide.ts';
-import type { Issuance } from '../policy/issuance.ts';
+import { issuanceEventOf, type Issuance } from '../policy/issuance.ts';
 import { destinationStatus, type DestinationStatus } from './address-book.ts';
 import { formatAmount, parseAmount } from './amounts.ts';
 import { controlsFor, transferControls, type EffectiveControls } from './controls.ts';
@@ -334,18 +334,8 @@ interface RefusalFacts {
 /** Records `transfer.refused` and returns the error: invalid_authorization_details (RFC 9396 §5), or 503 when the totals cannot be checked. */
 async function refuse(ctx: Context, issuance: Issuance, meta: DecisionMeta, facts: RefusalFacts, text: string, options: { error?: 'temporarily_unavailable'; detail?: string } = {}): Promise<OAuthError> {
   const { reason, index, account, lei, key, asset, amount, transferType, ...extra } = facts;
-  await ctx.audit.record({
-    type: 'transfer.refused',
-    requestId: issuance.requestId,
-    ...(meta.txn ? { txn: meta.txn } : {}),
-    actor: issuance.clientId,
-    client: issuance.clientId,
-    subject: issuance.subject.id,
-    audience: issuance.audience,
-    scopes: [...issuance.scopes],
-    ...(meta.mandate ? { mandate: meta.mandate } : {}),
-    decision: { allow: false, reasons: [reason] },
-    details: {
+  await ctx.audit.record(
+    issuanceEventOf('transfer.refused', issuance, meta, { allow: false, reasons: [reason] }, {
       via: issuance.grantType,
       reason,
       authorization_details: index,
@@ -356,8 +346,8 @@ async function refuse(ctx: Context, issuance: Issuance, meta: DecisionMeta, fact
       amount,
       destination_key: key,
       ...extra,
-    },
-  });
+    }),
+  );
   if (options.error === 'temporarily_unavailable') {
     // RFC 6749 §4.1.2.1 / §5.2 use: the server cannot answer now; the client may try again.
     return new OAuthError('temporarily_unavailable', text, { headers: { 'Retry-After': '5' }, ...(options.detail ? { detail: options.detail } : {}) });
