@@ -15,6 +15,8 @@ export interface DirectoryView {
   mandates: DirectorySection<{ id: string; version: number; status: string; grantor: Record<string, string>; grantee: Record<string, string>; scopes: string[]; effective_to: string | null }>;
   policies: DirectorySection<{ version: string; active: boolean; author: string; approver: string | null; change_ref: string; activated_at: string | null }>;
   people: DirectorySection<ReviewedPerson>;
+  /** GET /admin/transfer-destinations: every account's address book (docs/transfers.md). */
+  destinations: DirectorySection<{ id: string; lei: string; account: string; destination_key: string; kind: string; status: string; version?: number; usable_from?: string; label?: string }>;
   /** GET /admin/keys: not a list but one inventory, or why it may not be read. */
   keys: { inventory: KeyInventory } | { refused: string };
 }
@@ -26,6 +28,12 @@ export interface KeyInventory {
   audit_key: { key_id: string; origin: string } | null;
   authorities: { id: string; role: string; subject: string; status: string; not_after: string | null; expires_soon: boolean }[];
   certificates: { valid: number; expiring: { serial: string; profile: string; holder: string; not_after: string | null }[]; truncated: boolean };
+}
+
+/** An address-book state in words, a destination that cannot be used marked. */
+function destinationState(state: string): SafeHtml {
+  const words: Record<string, string> = { usable: 'usable', cooling_down: 'cooling down', pending: 'awaits approval', held_for_review: 'held for review', removed: 'removed', unknown: 'no approved version' };
+  return state === 'usable' ? html`${words[state]}` : html`<span class="not-verified">${words[state] ?? state}</span>`;
 }
 
 /** A person's sign-in means in words: password, authenticator app, passkeys, recovery codes left. */
@@ -118,6 +126,7 @@ ${section('agents', 'Agents', view.agents, ['Agent', 'Client', 'Firm (LEI)', 'Ce
 ${section('mandates', 'Mandates', view.mandates, ['Mandate', 'Status', 'Grantor', 'Grantee', 'Scopes', 'Ends'], (m) => html`<tr><td><a href="${base}/console/mandates/${encodeURIComponent(m.id)}"><code>${m.id}</code></a> v${m.version}</td><td>${m.status}</td><td>${party(m.grantor)}</td><td>${party(m.grantee)}</td><td><code>${list(m.scopes)}</code></td><td>${m.effective_to ?? 'open-ended'}</td></tr>`)}
 ${section('policies', 'Policies', view.policies, ['Version', 'Active', 'Change', 'Author', 'Approver', 'Activated'], (p) => html`<tr><td><a href="${base}/console/policies/${encodeURIComponent(p.version)}"><code>${p.version}</code></a></td><td>${p.active ? 'active' : ''}</td><td>${p.change_ref}</td><td>${p.author}</td><td>${p.approver ?? ''}</td><td>${p.activated_at ?? ''}</td></tr>`)}
 ${section('people', 'People', view.people, ['Username', 'Roles', 'Desks', 'Status', 'Factors', 'Live sessions', 'Last sign-in'], (p) => html`<tr><td><code>${p.username}</code></td><td>${list(p.roles)}</td><td>${list(p.desks)}</td><td>${p.status}${p.locked_at ? html`<br><span class="not-verified">locked ${p.locked_at}${p.lock_reason ? ` (${p.lock_reason})` : ''}</span>` : ''}</td><td>${factorsOf(p)}</td><td>${p.live_sessions}</td><td>${p.last_login_at ?? 'never'}</td></tr>`)}
+${section('destinations', 'Transfer destinations', view.destinations, ['Account', 'Firm (LEI)', 'Destination', 'Label', 'State', 'Usable from'], (d) => html`<tr><td><code>${d.account}</code></td><td><code>${d.lei}</code></td><td><code>${d.destination_key}</code></td><td>${d.label ?? ''}</td><td>${destinationState(d.status)}${d.version !== undefined ? html` <span class="muted">(v${d.version})</span>` : ''}</td><td>${d.usable_from ?? ''}</td></tr>`)}
 ${keysSection(view.keys)}`,
   });
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { seedDestination } from '../transfers/enforcement-fixture.ts';
 import { hkdfSync } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
@@ -482,8 +483,10 @@ describe('the console', () => {
     const f = await fixture(t);
     const cora = new Jar();
     assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    await seedDestination(f.ctx, { account: 'ACC-9', destination: { kind: 'iban', iban: 'DE89370400440532013000' }, state: 'cooling_down' });
     const page = await get(f, '/console/directory', cora);
     assert.equal(page.statusCode, 200, page.body);
+    assert.match(page.body, /<tr><td><code>ACC-9<\/code><\/td><td><code>5493001KJTIIGC8Y1R12<\/code><\/td><td><code>iban:DE89370400440532013000<\/code><\/td><td><\/td><td><span class="not-verified">cooling down<\/span> <span class="muted">\(v1\)<\/span><\/td>/, 'the address books, a destination not yet usable marked');
     assert.match(page.body, /<h2 id="clients">Clients <span class="muted">\(\d+\)<\/span><\/h2>/);
     assert.match(page.body, /<td><code>desk-algo<\/code><\/td><td>service<\/td>/);
     assert.match(page.body, new RegExp(`<td><code>${ordersApi.replaceAll('.', '\\.')}</code></td><td><code>order:create</code></td><td>300 s</td>`));
@@ -503,7 +506,7 @@ describe('the console', () => {
     assert.doesNotMatch((await get(f, '/console', april)).body, /href="\/console\/directory"/);
     const refused = await get(f, '/console/directory', april);
     assert.equal(refused.statusCode, 200);
-    assert.equal([...refused.body.matchAll(/Your roles do not allow this/g)].length, 9, 'each of the eight lists and the keys say so');
+    assert.equal([...refused.body.matchAll(/Your roles do not allow this/g)].length, 10, 'each of the nine lists and the keys say so');
   });
 
   test('an administrator holds the admin scopes but not audit:hold, nor closes reviews', async (t) => {

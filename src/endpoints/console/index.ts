@@ -330,8 +330,8 @@ export const consoleEndpoint: Endpoint = {
 
     app.get(`${consoleBase}/directory`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
-        const [clients, resourceServers, partners, entities, agents, mandates, policies, people, keys] = await Promise.all(
-          ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies', '/admin/access-review', '/admin/keys'].map((url) => api(session, url)),
+        const [clients, resourceServers, partners, entities, agents, mandates, policies, people, keys, destinations] = await Promise.all(
+          ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies', '/admin/access-review', '/admin/keys', '/admin/transfer-destinations'].map((url) => api(session, url)),
         );
         const rows = <T>(answer: AdminAnswer, member: string): DirectorySection<T> => {
           const refusal = refusalOf(answer);
@@ -349,6 +349,7 @@ export const consoleEndpoint: Endpoint = {
             mandates: rows(mandates!, 'mandates'),
             policies: rows(policies!, 'policies'),
             people: rows(people!, 'people'),
+            destinations: rows(destinations!, 'destinations'),
             keys: refusalOf(keys!) ? { refused: refusalOf(keys!)!.message } : { inventory: keys!.json as unknown as KeyInventory },
           }),
         });
