@@ -163,10 +163,10 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   clientEntries.forEach(({ item: c, at }) => refuseUnauditable(v, `clients[${at}].client_id`, c.client_id));
 
   // OIDC Registration §5: a pairwise client's sector identifier document lists its redirect_uris.
-  for (const { item: c, at } of clientEntries) {
-    const sector = await checkSectorIdentifier(ctx, c);
-    if (sector !== undefined) v.fail(`clients[${at}].sector_identifier_uri`, sector);
-  }
+  // Fetched when the client is registered or changed (docs/privacy.md): a client stored with the
+  // same sector_identifier_uri and redirect_uris was checked then, and a sector host that is down
+  // now must not fail an unrelated apply. The ones to fetch are fetched together.
+  for (const { at, problem } of await sectorProblems(ctx, clientEntries)) v.fail(`clients[${at}].sector_identifier_uri`, problem);
   const certificateProfiles = planCertificateProfiles(v, list, duplicates);
   // A client may only be allowed scopes that some resource server accepts (the CA's issuance
   // scopes of the profiles this document declares included).
@@ -188,6 +188,12 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const declaredRegions = new Set([...(await ctx.entities.snapshot()).regions.keys(), ...entities.regions.map((r) => r.id)]);
   serverEntries.forEach(({ item: r, at }) => {
     if (r.region !== undefined && !declaredRegions.has(r.region)) v.fail(`resource_servers[${at}].region`, `"${r.region}" is not a declared region (add it under regions)`);
+  });
+  // The firm that runs a resource server (owner_lei) is a declared legal entity: it makes that firm a
+  // party to the trades the API takes (src/evidence/external.ts firmTakesPart).
+  const declaredLeis = new Set([...(await ctx.entities.snapshot()).legalEntities.keys(), ...entities.legalEntities.map((e) => e.lei)]);
+  serverEntries.forEach(({ item: r, at }) => {
+    if (r.owner_lei !== undefined && !declaredLeis.has(r.owner_lei)) v.fail(`resource_servers[${at}].owner_lei`, `"${r.owner_lei}" is not a declared legal entity (add it under legal_entities)`);
   });
   const policies = await planPolicies(ctx, v, list, duplicates);
   const agents = await planAgents(ctx, v, list, duplicates, clients, certificateProfiles.profiles.map((p) => p.name));
@@ -239,6 +245,35 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
         problems: [],
       }
     : { problems: v.problems };
+}
+
+/**
+ * OIDC Registration §5 for the clients of a document whose sector identifier document must be
+ * fetched: those with a `sector_identifier_uri` that are new, or whose `sector_identifier_uri` or
+ * `redirect_uris` differ from the stored client's (the stored one was checked when it was
+ * registered or changed). At most 8 fetches at a time, each within checkSectorIdentifier's 3 s.
+ */
+async function sectorProblems(ctx: Context, entries: { item: ClientMetadata; at: number }[]): Promise<{ at: number; problem: string }[]> {
+  const due: { item: ClientMetadata; at: number }[] = [];
+  for (const entry of entries) {
+    if (entry.item.sector_identifier_uri === undefined) continue;
+    const stored = (await ctx.clients.get(entry.item.client_id))?.metadata;
+    const unchanged = stored?.sector_identifier_uri === entry.item.sector_identifier_uri && sameList(stored.redirect_uris, entry.item.redirect_uris);
+    if (!unchanged) due.push(entry);
+  }
+  const problems: { at: number; problem: string }[] = [];
+  for (let i = 0; i < due.length; i += 8) {
+    const checked = await Promise.all(due.slice(i, i + 8).map(async ({ item, at }) => ({ at, problem: await checkSectorIdentifier(ctx, item) })));
+    for (const { at, problem } of checked) if (problem !== undefined) problems.push({ at, problem });
+  }
+  return problems;
+}
+
+/** The same URIs, in any order (what the sector document must list does not depend on it; absent: none). */
+function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = new Set(a ?? []);
+  const y = new Set(b ?? []);
+  return x.size === y.size && [...x].every((u) => y.has(u));
 }
 
 function refuseUnauditable(v: Validator, path: string, id: string): void {

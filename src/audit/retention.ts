@@ -7,7 +7,7 @@
  * from the cached tiles that cover the removed ones. P never reaches an event a legal hold covers
  * (holds.ts).
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../storage/schema.ts';
 import type { AuditSigningKey } from './audit-key.ts';
 import { auditEventTypes } from './events.ts';
@@ -19,6 +19,7 @@ import { encodeFrontier, tileWidth } from './tiles.ts';
 import type { Context } from '../context.ts';
 import { isValidLei } from '../entities/lei.ts';
 import { listUsers } from '../identity/users.ts';
+import { isPostgres } from './dialect.ts';
 
 /** Retention periods in ms by event type; `default` for the others (absent: kept forever). */
 export interface RetentionPolicy {
@@ -26,9 +27,12 @@ export interface RetentionPolicy {
   types: Record<string, number>;
   /**
    * Per legal entity (`lei:<LEI>=PERIOD`, docs/privacy.md "Retention per jurisdiction"): a firm's
-   * events — whose client or subject is one of its clients (`owner_lei`) or people (its desks) — are
-   * kept at least this long. It only ever keeps more: the cut stays a whole prefix, so a period
-   * shorter than an event's type's removes nothing earlier.
+   * events are kept at least this long — those whose client, subject or actor is one of its
+   * current clients (`owner_lei`) or people (its desks) when the prune runs, and those whose details
+   * name its LEI (`lei`, `owner_lei`, `producer_lei`). A person who moved to another firm, or a
+   * client since removed, is no longer its party: their older events fall back to the other
+   * periods unless their details name the LEI. It only ever keeps more: the cut stays a whole
+   * prefix, so a period shorter than an event's type's removes nothing earlier.
    */
   entities?: Record<string, number>;
   /** The parties of each entity in `entities`, resolved when the prune runs (withEntityParties); not part of the signed policy. */
@@ -63,12 +67,16 @@ export function parseRetention(spec: string): RetentionPolicy {
 
 /**
  * The policy with the parties of each legal entity it names (its clients by `owner_lei`, its people
- * by their desks' firm), as the audit scope reads a firm's events (scope.ts). Resolved at prune time:
- * a firm's client or person added since is counted. An entity with no parties keeps nothing more.
+ * by their desks' firm), as the audit scope reads a firm's events (scope.ts). Resolved at prune time
+ * from today's directory: a firm's client or person added since is counted, one moved away or
+ * removed is not. A LEI that is no legal entity of this instance is refused (RetentionError): a
+ * valid checksum alone would keep nothing and say nothing.
  */
 export async function withEntityParties(ctx: Pick<Context, 'storage' | 'entities' | 'clients'>, policy: RetentionPolicy): Promise<RetentionPolicy> {
   if (!policy.entities) return policy;
   const snapshot = await ctx.entities.snapshot();
+  const unknown = Object.keys(policy.entities).filter((lei) => !snapshot.legalEntities.has(lei));
+  if (unknown.length > 0) throw new RetentionError(`${unknown.map((lei) => `lei:${lei}`).join(', ')}: not a legal entity of this instance (declare it under legal_entities, or correct the LEI)`);
   const clients = await ctx.clients.list();
   const users = await listUsers(ctx);
   const parties: Record<string, string[]> = {};
@@ -85,6 +93,16 @@ export async function withEntityParties(ctx: Pick<Context, 'storage' | 'entities
 function signedPolicy(policy: RetentionPolicy): string {
   const { parties: _parties, ...periods } = policy;
   return JSON.stringify(periods);
+}
+
+/** The details members whose LEI makes an event a firm's for `lei:LEI=PERIOD`. */
+const leiDetails = ['lei', 'owner_lei', 'producer_lei'] as const;
+
+/** A text member of the stored event's JSON (`$.actor`, `$.details.lei`), in the database's own JSON functions. */
+function eventMember(db: Kysely<Database>, path: `$.${string}`): RawBuilder<string | null> {
+  if (!isPostgres(db)) return sql<string | null>`json_extract(event, ${path})`;
+  const keys = path.slice(2).split('.');
+  return sql<string | null>`(event::jsonb #>> ${`{${keys.join(',')}}`})`;
 }
 
 export interface PrunePlan {
@@ -118,6 +136,7 @@ export async function planPrune(db: Kysely<Database>, policy: RetentionPolicy, n
   if (policy.default !== undefined) others = others.where('time', '>=', now - policy.default);
   candidates.push((await others.executeTakeFirst())?.seq ?? null);
   // A firm's events kept longer (lei:LEI=PERIOD): one more horizon of the same prefix rule.
+  const actor = eventMember(db, '$.actor');
   for (const [lei, ms] of Object.entries(policy.entities ?? {})) {
     const parties = policy.parties?.[lei] ?? [];
     for (let i = 0; i < parties.length; i += 500) {
@@ -126,10 +145,18 @@ export async function planPrune(db: Kysely<Database>, policy: RetentionPolicy, n
         .selectFrom('audit_events')
         .select(({ fn }) => fn.min('seq').as('seq'))
         .where('time', '>=', now - ms)
-        .where((eb) => eb.or([eb('client', 'in', chunk), eb('subject', 'in', chunk)]))
+        .where((eb) => eb.or([eb('client', 'in', chunk), eb('subject', 'in', chunk), eb(actor, 'in', chunk)]))
         .executeTakeFirst();
       candidates.push(row?.seq ?? null);
     }
+    // Events whose details name the firm (an address-book destination's, a client's owner, an external producer).
+    const named = await db
+      .selectFrom('audit_events')
+      .select(({ fn }) => fn.min('seq').as('seq'))
+      .where('time', '>=', now - ms)
+      .where((eb) => eb.or(leiDetails.map((member) => eb(eventMember(db, `$.details.${member}`), '=', lei))))
+      .executeTakeFirst();
+    candidates.push(named?.seq ?? null);
   }
   const keep = candidates.filter((s): s is number => s !== null);
   let limit = latest.treeSize;

@@ -261,6 +261,14 @@ function checkSubjectType(v: Validator, path: string, m: ClientMetadata): void {
     return;
   }
   if (m.subject_type !== 'pairwise' || m.sector_identifier_uri !== undefined) return;
+  // The redirect_uri host is a sector only where a redirect proves it: a CIBA client is given its
+  // ID token without one (poll and ping mode), so a redirect_uri on another party's host would let
+  // it claim that sector and learn its pseudonyms. It names a sector_identifier_uri, whose document
+  // is fetched (Registration §5). RFC 7591 §3.2.2 invalid_client_metadata at registration.
+  if (m.grant_types?.includes(cibaGrantType)) {
+    v.fail(at('sector_identifier_uri'), `is required for subject_type pairwise with the ${cibaGrantType} grant (no redirect proves the redirect_uri host: OIDC Core §8.1)`);
+    return;
+  }
   const hosts = redirectHosts(m.redirect_uris ?? []);
   if (hosts.length > 1) v.fail(at('sector_identifier_uri'), `is required for subject_type pairwise when redirect_uris name several hosts (${hosts.join(', ')}): OIDC Core §8.1`);
   else if (hosts.length === 0 || hosts[0] === '') v.fail(at('sector_identifier_uri'), 'is required for subject_type pairwise without a redirect_uri host (OIDC Core §8.1: the sector identifier)');

@@ -1,5 +1,7 @@
 import type { Context } from '../context.ts';
 import { findUser } from '../identity/users.ts';
+import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
+import { tokenExchangeGrantType } from '../tokens/token-types.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
 
 /**
@@ -46,4 +48,35 @@ export async function personLeis(ctx: Pick<Context, 'storage' | 'entities'>, use
   if (!user) return [];
   const snapshot = await ctx.entities.snapshot();
   return [...new Set(user.desks.flatMap((desk) => snapshot.desks.get(desk)?.lei ?? []))].sort();
+}
+
+/**
+ * An `act` chain (RFC 8693 §4.1) of ours as it may cross to `region` (docs/privacy.md "Regions":
+ * only client ids cross). Every actor of ours — an entry without `iss` — whose `sub` is not a
+ * registered client is a person (a person's token presented as `actor_token`, at this hop or an
+ * earlier one) and is replaced by their pseudonym in that region, as the token's own `sub` is; an
+ * id that is no registered client any more is replaced too (fail closed: nothing crosses as it is
+ * that cannot be vouched for as a client's). A partner's actor (`iss` set) is the partner's
+ * identifier, not this region's data, and is kept. The home region's own `token.exchanged` keeps
+ * the chain as it was (`act_chain`).
+ */
+export async function actInRegion(ctx: Pick<Context, 'clients' | 'identity'>, region: string, act: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const { act: nested, ...entry } = act;
+  if (entry.iss === undefined && typeof entry.sub === 'string' && !(await ctx.clients.get(entry.sub))) entry.sub = regionSubject(ctx, region, entry.sub);
+  if (typeof nested === 'object' && nested !== null) entry.act = await actInRegion(ctx, region, nested as Record<string, unknown>);
+  return entry;
+}
+
+/**
+ * docs/privacy.md "Regions": a token about a person goes to a resource server of another region
+ * only through token exchange, which names them there by their pseudonym (step 11a of
+ * src/grants/token-exchange.ts). Any other grant — the code flow, refresh, CIBA, the device flow,
+ * jwt-bearer for a linked person — would put the person's local id (`sub`, or `origin_person`) in
+ * a token for that region. RFC 8707 §2: a resource the client may not have a token for is
+ * `invalid_target`. Resolves the reason to refuse with, or undefined when the issuance may go on.
+ */
+export function personTokenLeavesRegion(ctx: Pick<Context, 'config'>, issuance: { subject: { type: string }; grantType: string }, server: Pick<ResourceServer, 'identifier' | 'region'>): string | undefined {
+  if (issuance.subject.type !== 'User' || issuance.grantType === tokenExchangeGrantType) return undefined;
+  if (!crossesRegion(ctx.config.region, server.region)) return undefined;
+  return `${server.identifier} is in region ${server.region}, not this instance's (${ctx.config.region}): a person's token reaches another region only through token exchange, as their pseudonym there`;
 }

@@ -17,7 +17,7 @@ import { insufficientUserAuthentication, requirePersonRoleMinimum, roleMinimumUn
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { isTxn } from '../transactions/txn.ts';
 import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
-import { personLeis } from '../federation/regions.ts';
+import { actInRegion, personLeis } from '../federation/regions.ts';
 
 
 /**
@@ -57,7 +57,11 @@ import { personLeis } from '../federation/regions.ts';
  * 11a. a person's token for a resource server of another region (its `region` not this instance's
  *    CLEARANCE_REGION) carries the person's pseudonym in that region (src/identity/pairwise.ts) as
  *    `sub`, their firm as `origin_lei` when they have one, and no `origin_person`: their local id and
- *    data stay home; `token.exchanged` here records whom the pseudonym stands for (docs/privacy.md);
+ *    data stay home; `token.exchanged` here records whom the pseudonym stands for (docs/privacy.md).
+ *    Any token to another region names a person in its `act` chain (a person's actor_token, at
+ *    this hop or an earlier one of ours) by their pseudonym in that region too: only client ids
+ *    cross (src/federation/regions.ts actInRegion); this region's `act_chain` keeps who they were.
+ *    Every other grant is refused a person's token for another region (src/policy/issuance.ts);
  * 11. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
  *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
  *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
@@ -126,6 +130,10 @@ export const tokenExchange = defineGrant({
       // Step 11a: to a resource server of another region, a person's token carries their pseudonym
       // in that region, never their local id, and their firm for that region's data residency.
       const crossing = await regionCrossing(ctx, subject, server);
+      // Only client ids in `act` cross: a person acting (an actor_token of theirs, now or at an
+      // earlier hop of ours) is named by their pseudonym there too. A partner's chain is its own.
+      const crosses = crossesRegion(ctx.config.region, server.region);
+      const tokenAct = crosses ? { ...(await actInRegion(ctx, server.region!, currentActor)), ...(subject.act ? { act: subject.origin === 'local' ? await actInRegion(ctx, server.region!, subject.act) : subject.act } : {}) } : act;
       // Decided as a linked person: their role minimum, met by the authentication the chain carries.
       if (principal.type === 'User' && subject.subjectType !== 'User') {
         await requirePersonRoleMinimum(ctx, { personId: principal.id, achieved: subject.authentication?.acr ?? partnerBasis?.claims.acr, clientId: client.client_id, requestId, grantType: tokenExchangeGrantType });
@@ -146,7 +154,7 @@ export const tokenExchange = defineGrant({
         txn,
         notAfter,
         claims: {
-          act,
+          act: tokenAct,
           // A person's consent grant travels down the chain: revoking it ends every hop's token.
           ...(subject.grantId !== undefined ? { grant_id: subject.grantId } : {}),
           // So does how they authenticated (RFC 9068 §2.2.1): step-up policies decide on it at
@@ -157,7 +165,7 @@ export const tokenExchange = defineGrant({
           ...(assuranceSource !== undefined ? { assurance_source: assuranceSource } : {}),
           ...(subject.origin === 'partner' ? { origin_iss: subject.issuer } : subject.originIssuer ? { origin_iss: subject.originIssuer } : {}),
           // A linked person's local id (origin_person) never leaves the region.
-          ...(origin ? { ...(origin.claims.origin_person !== undefined && !crossing ? { origin_person: origin.claims.origin_person } : {}), ...(origin.claims.origin_lei !== undefined ? { origin_lei: origin.claims.origin_lei } : {}) } : {}),
+          ...(origin ? { ...(origin.claims.origin_person !== undefined && !crosses ? { origin_person: origin.claims.origin_person } : {}), ...(origin.claims.origin_lei !== undefined ? { origin_lei: origin.claims.origin_lei } : {}) } : {}),
           ...(crossing?.lei !== undefined ? { origin_lei: crossing.lei } : {}),
           // A break-glass activation (of the subject's token, else the actor's) travels down too: the
           // liveness rule ends every hop's token with it (src/approvals/break-glass).

@@ -2,6 +2,9 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import type { Context } from '../context.ts';
 import type { ClientMetadata } from '../clients/metadata.ts';
 
+/** CIBA Core §10.1's grant type (src/clients/metadata.ts `cibaGrantType`; repeated here: metadata.ts imports this module). */
+const cibaGrantType = 'urn:openid:params:grant-type:ciba';
+
 /**
  * Pairwise subject identifiers (OIDC Core 1.0 §8.1; docs/privacy.md "Regions"). A person has one
  * local id (`users.id`); what a relying party, or another region, sees of it is either that id
@@ -59,10 +62,13 @@ export function regionSector(region: string): string {
 /**
  * A client's sector identifier (OIDC Core §8.1): the host of its `sector_identifier_uri` when it
  * registered one, else the host of its redirect_uris — undefined when those name several hosts
- * (registration refuses that for a pairwise client) or none.
+ * (registration refuses that for a pairwise client) or none, and for a client with the CIBA grant:
+ * it gets ID tokens with no redirect, so its redirect_uri host proves nothing and would let it claim
+ * another party's sector (registration requires its sector_identifier_uri: src/clients/metadata.ts).
  */
-export function sectorOf(metadata: Pick<ClientMetadata, 'sector_identifier_uri' | 'redirect_uris'>): string | undefined {
+export function sectorOf(metadata: Pick<ClientMetadata, 'sector_identifier_uri' | 'redirect_uris'> & { grant_types?: readonly string[] | undefined }): string | undefined {
   if (metadata.sector_identifier_uri !== undefined) return new URL(metadata.sector_identifier_uri).host;
+  if (metadata.grant_types?.includes(cibaGrantType)) return undefined;
   const hosts = redirectHosts(metadata.redirect_uris ?? []);
   return hosts.length === 1 ? hosts[0] : undefined;
 }
@@ -77,11 +83,46 @@ export function redirectHosts(uris: readonly string[]): string[] {
  * the pairwise subject in its sector for a `pairwise` one. A pairwise client without a sector cannot
  * be registered; one found anyway (edited storage) gets an error, never the local id: fail closed.
  */
-export function subjectForClient(ctx: Pick<Context, 'identity'>, metadata: Pick<ClientMetadata, 'client_id' | 'subject_type' | 'sector_identifier_uri' | 'redirect_uris'>, localSubject: string): string {
+export function subjectForClient(ctx: Pick<Context, 'identity'>, metadata: PairwiseClient, localSubject: string): string {
   if (metadata.subject_type !== 'pairwise') return localSubject;
   const sector = sectorOf(metadata);
   if (sector === undefined) throw new Error(`client ${metadata.client_id} is pairwise but has no sector identifier`);
   return pairwiseSubject(pairwiseKey(ctx.identity.factorKeys.master), sector, localSubject);
+}
+
+/** What of a client's metadata decides the subject it is told. */
+export type PairwiseClient = Pick<ClientMetadata, 'client_id' | 'subject_type' | 'sector_identifier_uri' | 'redirect_uris'> & { grant_types?: readonly string[] | undefined };
+
+/**
+ * Whether a token issued to `metadata` for `sub` must not be readable by the client: a pairwise
+ * client's token about anyone but itself (a person, or a partner's subject) is a reference token
+ * (src/tokens/issue.ts), so the local subject it stands for never reaches the client — its resource
+ * servers learn it by introspection (docs/privacy.md "Regions").
+ */
+export function holderMustNotRead(metadata: Pick<ClientMetadata, 'client_id' | 'subject_type'>, sub: string): boolean {
+  return metadata.subject_type === 'pairwise' && sub !== metadata.client_id;
+}
+
+/**
+ * What a client may learn, by introspecting a token issued to itself (RFC 7662 §2.2, the holder),
+ * of the people the token names: for a pairwise client, the `sub` it was told (OIDC Core §8.1) in
+ * place of the local id — and each second approver's too — and nothing else that names a local
+ * person or would correlate them across sectors: no `act` chain (its members' `sub` may be local
+ * persons), no `origin_person`, no `device_id`. A public client, and a token about the client
+ * itself, are answered unchanged.
+ */
+export function claimsForHolder<T extends { sub: string; client_id: string; act?: unknown; origin_person?: string; device_id?: string; approvals?: readonly { sub: string }[] }>(
+  ctx: Pick<Context, 'identity'>,
+  metadata: PairwiseClient,
+  claims: T,
+): T {
+  if (!holderMustNotRead(metadata, claims.sub)) return claims;
+  const { act: _act, origin_person: _person, device_id: _device, ...rest } = claims;
+  return {
+    ...rest,
+    sub: subjectForClient(ctx, metadata, claims.sub),
+    ...(claims.approvals ? { approvals: claims.approvals.map((a) => ({ ...a, sub: subjectForClient(ctx, metadata, a.sub) })) } : {}),
+  } as T;
 }
 
 /** The same, for a client named by id (a client no longer registered: the local id is never a fallback for a pairwise one it cannot see, so undefined). */

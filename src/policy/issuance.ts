@@ -11,6 +11,7 @@ import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 import { evaluateDecision, type Decision, type DecisionMeta, type Resolutions } from './decide.ts';
 import type { AgentContext, DecisionContext, DecisionRequest, MandateContext } from './request.ts';
 import { checkResidency } from './residency.ts';
+import { personTokenLeavesRegion } from '../federation/regions.ts';
 import { readsContext, type CompiledPolicySet } from './engine.ts';
 import { isKnown, knownUses, type Use } from './first-use.ts';
 import type { StepUp } from './step-up.ts';
@@ -103,7 +104,10 @@ export interface AuthorizedIssuance {
  *    step below refuses the issuance);
  *    then the risk engine assesses it (issue 16, issuance-risk.ts): its signals, and those the
  *    person's sign-in carried; the assessment is `context.risk` of every decision below;
- * 1. data residency: a resource server in a region the subject's legal entities do not permit →
+ * 1. regions: a person's token for a resource server of another region than this instance's,
+ *    by any grant but token exchange (whose crossing names them by a pseudonym) → invalid_target
+ *    (src/federation/regions.ts personTokenLeavesRegion; docs/privacy.md "Regions");
+ *    data residency: a resource server in a region the subject's legal entities do not permit →
  *    invalid_target (RFC 8707 §2: a resource the client may not have a token for);
  * 2. each scope, as an action on the resource server, and each authorization_details entry, as
  *    its actions on its instrument or account (RFC 9396 §6), with the context (resource server
@@ -164,6 +168,14 @@ async function decideAuthorized(ctx: Context, issuance: Issuance, meta: Decision
   const server = await ctx.resourceServers.get(issuance.audience);
   if (!server) throw new OAuthError('invalid_target', 'the resource server no longer exists');
 
+  // docs/privacy.md "Regions": a person's token leaves the region only as token exchange's pseudonym.
+  const leaves = personTokenLeavesRegion(ctx, issuance, server);
+  if (leaves !== undefined) {
+    const refused = refusal(issuance, meta, 'region', leaves);
+    if (risk?.outcome === 'deny') throw await refuseByRisk(ctx, issuance, meta, risk, [refused]);
+    await ctx.audit.record(withRiskDetail(refused, risk));
+    throw new OAuthError('invalid_target', leaves);
+  }
   if (server.region !== undefined) {
     const residency = checkResidency(await ctx.entities.snapshot(), issuance.subjectLeis ?? (await subjectLeis(ctx, issuance.subject)), issuance.subject.id, server);
     if (!residency.ok) {

@@ -17,6 +17,7 @@ import { requireSenderConstraint, senderBinding, type PresentedKeys, type Sender
 import type { AccessTokenClaims } from './claims.ts';
 import { agentAuthority } from '../agents/authority.ts';
 import type { AccessTokenFormat } from '../resource-servers/definition.ts';
+import { holderMustNotRead } from '../identity/pairwise.ts';
 
 /** Where an access token goes: its one audience (DESIGN §4), lifetime and binding requirement. */
 export interface IssuanceTarget {
@@ -111,7 +112,8 @@ export interface IssuedAccessToken {
  *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
  *    the lifetime is the target's, cut to `notAfter` (nothing left of it → invalid_grant);
  * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1) — or, for a resource server
- *    registered `access_token_format: reference`, the same claims stored under a fresh opaque
+ *    registered `access_token_format: reference` and for any token a `pairwise` client gets about
+ *    someone other than itself (it must not read the local subject), the same claims stored under a fresh opaque
  *    handle (src/tokens/reference-tokens.ts: through the group commit, durable before the handle is
  *    returned; never signed, never sent): the response is the same but for `access_token`;
  * 5. ONE issuance event carrying the decisions (their reasons, policy version and requests as
@@ -155,7 +157,10 @@ export async function issueAccessToken(ctx: Context, request: AccessTokenRequest
     // The claim names the agent and its model; its envelope is for the decision point only.
     ...(agent ? { agent: { id: agent.id, strategy: agent.strategy, environment: agent.environment, model_version: agent.model_version, model_digest: agent.model_digest, approval: agent.approval } } : {}),
   };
-  const format: AccessTokenFormat = request.target.format === 'reference' ? 'reference' : 'jwt';
+  // A pairwise client must never read the local subject (OIDC Core §8.1): its tokens about anyone
+  // but itself are reference tokens whatever the resource server's format, which its resource
+  // servers introspect (docs/privacy.md "Regions").
+  const format: AccessTokenFormat = request.target.format === 'reference' || holderMustNotRead(request.client.client.metadata, claims.sub) ? 'reference' : 'jwt';
   // RFC 7662 §1: a reference token's claims stay here; the resource server introspects the handle.
   const token = format === 'jwt' ? await mintAccessToken(ctx.keys, claims) : await ctx.referenceTokens.store(claims);
   // The transfers it carries, with their address-book destinations (src/transfers/enforce.ts), are in the event too.

@@ -26,7 +26,7 @@ export interface ProtectedResource {
  * the client used.
  */
 export async function authorizeProtectedRequest(
-  ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'dpop' | 'storage' | 'audit' | 'clients' | 'resourceServers' | 'partners' | 'agents'>,
+  ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'dpop' | 'referenceTokens' | 'storage' | 'audit' | 'clients' | 'resourceServers' | 'partners' | 'agents'>,
   request: ResourceRequest,
   resource: ProtectedResource,
 ): Promise<ResourceAccess> {

@@ -1,7 +1,6 @@
-import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { verifyAccessToken } from './access-token.ts';
+import { readAccessToken } from './reference-tokens.ts';
 import type { AccessTokenClaims } from './claims.ts';
 import { dpopAlgs, verifyDpopProof, type DpopRequest, type VerifiedDpopProof } from './dpop.ts';
 
@@ -47,7 +46,7 @@ const credentialsPattern = /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i;
  * 2. an Authorization header with the Bearer or DPoP scheme, else 401 with a challenge for both
  *    and no error code: no credentials, or another scheme such as Basic (RFC 6750 §3.1 SHOULD
  *    NOT); a Bearer or DPoP header whose credentials are not a token68 → 400 invalid_request;
- * 3. the token is ours, unexpired (invalid_token);
+ * 3. the token is ours, unexpired (invalid_token): a JWT, or a reference token's handle;
  * 4. the DPoP scheme: the token is DPoP-bound, and the request carries one valid proof (RFC 9449
  *    §4.3: htm, htu, iat, `ath` of this token, its jti used once, the nonce when required) signed
  *    with the key the token is bound to (§7.1) — the proof's jti is consumed before that binding
@@ -58,7 +57,7 @@ const credentialsPattern = /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i;
  * Audience, liveness and scope are the caller's (they differ per resource): the one
  * protected-resource check (src/tokens/protected-resource.ts) does them next, with `challenge`.
  */
-export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'dpop'>, request: ResourceRequest): Promise<ResourceAccess> {
+export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'dpop' | 'referenceTokens'>, request: ResourceRequest): Promise<ResourceAccess> {
   if (/[?&]access_token=/.test(request.target)) {
     throw challenge(undefined, 'invalid_request', 'send the access token in the Authorization header, not the URL');
   }
@@ -73,7 +72,9 @@ export async function authenticateResourceRequest(ctx: Pick<Context, 'keys' | 'c
   }
   const scheme: AuthScheme = match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
   const token = match[2]!;
-  const verified = await verifyAccessToken(ctx.keys, ctx.config.issuer, token, epochSeconds(ctx.clock));
+  // A JWT of ours or a reference token's handle (a pairwise client's person tokens are always
+  // handles: src/tokens/issue.ts), read by the one function introspection uses.
+  const verified = await readAccessToken(ctx, token);
   if (!verified.ok) throw challenge(scheme, 'invalid_token', 'the access token is invalid or expired', { detail: verified.reason });
   const claims = verified.claims;
   const boundKey = claims.cnf?.jkt;

@@ -137,6 +137,8 @@ export interface TwoRegions {
   person: Person & { name: string; email: string };
   /** Alice's access token for eu's order API (web-app, code flow, acr multi-factor). */
   orderToken: string;
+  /** An authorization code (not redeemed) web-app got for Alice for the hop to us, and its PKCE verifier. */
+  hopCode: { code: string; verifier: string };
 }
 
 /**
@@ -201,18 +203,47 @@ export async function twoRegions(t: TestContext): Promise<TwoRegions> {
   // She consents to web-app's tokens for the order API and for the hop to us.
   const challenge = pkce();
   const { code } = await eu.f.authorizeAndApprove({ person, pkce: challenge, query: { scope: 'order:create', resource: euOrdersApi } });
-  await eu.f.authorizeAndApprove({ person, query: { scope: 'order:create', resource: usHop } });
+  const hop = await eu.f.authorizeAndApprove({ person, query: { scope: 'order:create', resource: usHop } });
   const redeemed = await eu.f.redeem('web-app', code, challenge.verifier);
   assert.equal(redeemed.statusCode, 200, redeemed.body);
-  return { eu, us, person: { ...person, name: 'Alice Trader', email: 'alice@broker.example.com' }, orderToken: redeemed.json().access_token as string };
+  return {
+    eu,
+    us,
+    person: { ...person, name: 'Alice Trader', email: 'alice@broker.example.com' },
+    orderToken: redeemed.json().access_token as string,
+    hopCode: { code: hop.code, verifier: hop.pkce.verifier },
+  };
 }
 
-/** RFC 8693 token exchange at `region` by `clientId`. */
-export function exchangeAt(region: RegionInstance, clientId: string, subjectToken: string, resource: string) {
+/** RFC 8693 token exchange at `region` by `clientId` (with `actorToken`: delegation, §4.1). */
+export function exchangeAt(region: RegionInstance, clientId: string, subjectToken: string, resource: string, actorToken?: string) {
   return region.f.post('/token', {
     auth: region.f.basic(clientId),
-    form: { grant_type: exchangeGrant, subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource },
+    form: {
+      grant_type: exchangeGrant,
+      subject_token: subjectToken,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      resource,
+      ...(actorToken !== undefined ? { actor_token: actorToken, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token' } : {}),
+    },
   });
+}
+
+/**
+ * Another trader of eu's broker (Bob, only in eu's database), with his own order token from web-app,
+ * exchanged by `eu-desk-backend` for the order API: a person's token issued to the desk backend,
+ * which it may present as its `actor_token`.
+ */
+export async function secondTrader(eu: RegionInstance): Promise<{ person: Person & { name: string; email: string }; backendToken: string }> {
+  const person = await eu.f.signIn('bob', { acr: acr.multiFactor, amr: ['pwd', 'otp', 'mfa'] });
+  await eu.f.ctx.storage.db.updateTable('users').set({ desks: JSON.stringify(['eu-rates']) }).where('id', '=', person.userId).execute();
+  const challenge = pkce();
+  const { code } = await eu.f.authorizeAndApprove({ person, pkce: challenge, query: { scope: 'order:create', resource: euOrdersApi } });
+  const redeemed = await eu.f.redeem('web-app', code, challenge.verifier);
+  assert.equal(redeemed.statusCode, 200, redeemed.body);
+  const exchanged = await exchangeAt(eu, 'eu-desk-backend', redeemed.json().access_token as string, euOrdersApi);
+  assert.equal(exchanged.statusCode, 200, exchanged.body);
+  return { person: { ...person, name: 'Bob Trader', email: 'bob@broker.example.com' }, backendToken: exchanged.json().access_token as string };
 }
 
 /** RFC 7662 introspection at `region` by `clientId`. */

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeJwt } from 'jose';
-import { crossesRegion, pairwiseKey, pairwiseSubject, regionSector, sectorOf, subjectForClient } from '../../src/identity/pairwise.ts';
+import { claimsForHolder, crossesRegion, holderMustNotRead, pairwiseKey, pairwiseSubject, regionSector, sectorOf, subjectForClient } from '../../src/identity/pairwise.ts';
 import { readClientMetadata } from '../../src/clients/metadata.ts';
 import { planApply } from '../../src/apply/index.ts';
 import { Validator, formatProblem } from '../../src/validation.ts';
@@ -167,7 +167,7 @@ describe('pairwise subjects in ID tokens and userinfo (OIDC Core §8.1, §5.3.2)
     const { id_token, access_token } = redeemed.json() as { id_token: string; access_token: string };
     const userinfo = await f.inject({ method: 'GET', url: '/userinfo', headers: { authorization: `Bearer ${access_token}` } });
     assert.equal(userinfo.statusCode, 200, userinfo.body);
-    return { id: String(decodeJwt(id_token).sub), userinfo: userinfo.json() as Record<string, unknown>, access: decodeJwt(access_token) };
+    return { id: String(decodeJwt(id_token).sub), userinfo: userinfo.json() as Record<string, unknown>, token: access_token };
   }
 
   test('two clients in different sectors get different stable subjects for one person; the same sector, the same; userinfo agrees', async (t) => {
@@ -186,17 +186,134 @@ describe('pairwise subjects in ID tokens and userinfo (OIDC Core §8.1, §5.3.2)
     for (const s of [a, a2, b]) {
       assert.equal(s.userinfo.sub, s.id, 'OIDC Core §5.3.2: userinfo sub is the ID token sub');
       assert.equal(s.userinfo.preferred_username, 'alice');
-      // The access token is for Clearance's own userinfo (a resource server of this region): the local subject.
-      assert.equal(s.access.sub, person.userId);
+      // The userinfo token is an opaque handle the client cannot read (userinfo resolves it).
+      assert.match(s.token, /^clr_at_[A-Za-z0-9_-]{43}$/);
+      assert.throws(() => decodeJwt(s.token));
+      // Introspected by its own client, it names the pairwise subject, never the local one.
+      const asHolder = await f.introspect(s === b ? 'rp-b' : s === a2 ? 'rp-a2' : 'rp-a', s.token);
+      assert.equal(asHolder.active, true);
+      assert.equal(asHolder.sub, s.id);
     }
-    // A public client is told the local id.
+    // A public client is told the local id, and its userinfo token stays a JWT that says so.
     const publicSub = await subjects(f, 'web-app', 'https://app.example.com/cb', person);
     assert.equal(publicSub.id, person.userId);
+    assert.equal(decodeJwt(publicSub.token).sub, person.userId);
+    assert.equal((await f.introspect('web-app', publicSub.token)).sub, person.userId);
   });
 
   test('discovery advertises public and pairwise', async (t) => {
     const f = await codeFlowFixture(t);
     const metadata = (await f.inject({ method: 'GET', url: '/.well-known/openid-configuration' })).json() as Record<string, unknown>;
     assert.deepEqual(metadata.subject_types_supported, ['public', 'pairwise']);
+  });
+});
+
+describe('a pairwise client never learns the local subject from its access tokens (OIDC Core §8.1)', () => {
+  const ordersApi = 'https://orders.example.com/api';
+  const redirect = 'https://a.example.com/cb';
+  const setup = async (t: TestContext) => {
+    const f = await codeFlowFixture(t);
+    await f.apply({
+      // A JWT resource server: a pairwise client's tokens for it are reference tokens all the same.
+      resource_servers: [{ identifier: ordersApi, name: 'Order API', scopes: ['order:create'], introspection_clients: ['orders-rs'] }],
+      clients: [
+        { client_id: 'rp-a', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'], redirect_uris: [redirect], scope: 'openid order:create', subject_type: 'pairwise' },
+        { client_id: 'orders-rs', kind: 'service', grant_types: ['client_credentials'] },
+      ],
+    });
+    const person = await f.signIn('alice');
+    const challenge = pkce();
+    const { code } = await f.authorizeAndApprove({ client: 'rp-a', person, pkce: challenge, query: { redirect_uri: redirect, scope: 'openid order:create', resource: ordersApi } });
+    const redeemed = await f.token({ auth: f.basic('rp-a'), form: { grant_type: 'authorization_code', code, code_verifier: challenge.verifier, redirect_uri: redirect } });
+    assert.equal(redeemed.statusCode, 200, redeemed.body);
+    return { f, person, tokens: redeemed.json() as { id_token: string; access_token: string; refresh_token?: string } };
+  };
+
+  test('its token for a JWT resource server is an opaque handle; introspection tells it the pairwise sub and the resource server the local one', async (t) => {
+    const { f, person, tokens } = await setup(t);
+    const pairwise = String(decodeJwt(tokens.id_token).sub);
+    assert.notEqual(pairwise, person.userId);
+    assert.match(tokens.access_token, /^clr_at_/);
+    assert.throws(() => decodeJwt(tokens.access_token), 'not a JWT the client could decode');
+
+    const asHolder = await f.introspect('rp-a', tokens.access_token);
+    assert.equal(asHolder.active, true);
+    assert.equal(asHolder.sub, pairwise);
+    assert.equal(asHolder.aud, ordersApi);
+    assert.ok(!JSON.stringify(asHolder).includes(person.userId), 'the local id appears nowhere in the holder\'s answer');
+
+    const asResourceServer = await f.introspect('orders-rs', tokens.access_token);
+    assert.equal(asResourceServer.active, true);
+    assert.equal(asResourceServer.sub, person.userId, 'the resource server gets the local subject, as for any token');
+    assert.equal(asResourceServer.client_id, 'rp-a');
+
+    // The refreshed token is a handle too.
+    assert.ok(tokens.refresh_token, 'a refresh token');
+    const refreshed = await f.token({ auth: f.basic('rp-a'), form: { grant_type: 'refresh_token', refresh_token: tokens.refresh_token } });
+    assert.equal(refreshed.statusCode, 200, refreshed.body);
+    assert.match(String(refreshed.json().access_token), /^clr_at_/);
+  });
+
+  test('the holder\'s view drops act, origin_person and device_id and maps second approvers (claimsForHolder)', async (t) => {
+    const { ctx } = await testContext({ t });
+    const client = { client_id: 'rp', subject_type: 'pairwise' as const, redirect_uris: ['https://rp.example.com/cb'] };
+    const claims = { sub: 'user-1', client_id: 'rp', aud: 'x', act: { sub: 'user-9' }, origin_person: 'user-1', origin_lei: 'LEI', device_id: 'dev-1', approvals: [{ sub: 'user-2', acr: 'a', time: 1, evidence_digest: 'd' }] };
+    const seen = claimsForHolder(ctx, client, claims);
+    assert.equal(seen.sub, subjectForClient(ctx, client, 'user-1'));
+    assert.equal(seen.approvals![0]!.sub, subjectForClient(ctx, client, 'user-2'));
+    assert.equal(seen.act, undefined);
+    assert.equal(seen.origin_person, undefined);
+    assert.equal(seen.device_id, undefined);
+    assert.equal(seen.origin_lei, 'LEI');
+    // A public client, and a pairwise client's own token (sub = client_id), are answered unchanged.
+    assert.equal(claimsForHolder(ctx, { ...client, subject_type: 'public' }, claims), claims);
+    assert.equal(claimsForHolder(ctx, client, { ...claims, sub: 'rp' }).sub, 'rp');
+    assert.equal(holderMustNotRead(client, 'user-1'), true);
+    assert.equal(holderMustNotRead(client, 'rp'), false);
+    assert.equal(holderMustNotRead({ client_id: 'rp', subject_type: 'public' }, 'user-1'), false);
+  });
+});
+
+describe('a pairwise CIBA client names its sector (OIDC Core §8.1: no redirect proves its redirect_uri host)', () => {
+  const ciba = 'urn:openid:params:grant-type:ciba';
+  const cibaClient = (extra: Record<string, unknown>) => ({
+    client_name: 'CIBA RP',
+    kind: 'app',
+    grant_types: [ciba],
+    backchannel_token_delivery_mode: 'poll',
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: 'openid',
+    subject_type: 'pairwise',
+    redirect_uris: ['https://victim.example.com/cb'],
+    ...extra,
+  });
+
+  test('the metadata check refuses one without sector_identifier_uri, at that member, and the sector falls back to nothing', () => {
+    const v = new Validator();
+    assert.equal(readClientMetadata(v, 'clients[0]', { client_id: 'c', ...cibaClient({}) }), undefined);
+    assert.match(v.problems.map(formatProblem).join('\n'), /clients\[0\]\.sector_identifier_uri.*urn:openid:params:grant-type:ciba/);
+    assert.equal(sectorOf({ redirect_uris: ['https://victim.example.com/cb'], grant_types: [ciba] }), undefined);
+    assert.throws(() => subjectForClient({ identity: { factorKeys: { master: randomBytes(32) } } } as never, { client_id: 'c', subject_type: 'pairwise', redirect_uris: ['https://victim.example.com/cb'], grant_types: [ciba] }, 'user-1'));
+    assert.equal(sectorOf({ redirect_uris: ['https://victim.example.com/cb'], grant_types: [ciba], sector_identifier_uri: 'https://rp.example.com/s.json' }), 'rp.example.com');
+  });
+
+  test('dynamic registration answers invalid_client_metadata without one, and registers one whose sector document lists its redirect_uri', async (t) => {
+    const f = await codeFlowFixture(t);
+    const register = async (body: unknown) => {
+      const token = await f.initialAccessToken({ scope: 'openid', grantTypes: [ciba], kinds: ['app'] });
+      return f.inject({ method: 'POST', url: '/register', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: JSON.stringify(body) });
+    };
+    const refused = assertOAuthError(await register(cibaClient({})), 400, 'invalid_client_metadata');
+    assert.match(String(refused.error_description), /sector_identifier_uri/);
+    const uri = await sectorServer(t, ['https://victim.example.com/cb']);
+    const registered = await register(cibaClient({ sector_identifier_uri: uri }));
+    assert.equal(registered.statusCode, 201, registered.body);
+  });
+
+  test('apply refuses one without sector_identifier_uri at the member\'s path', async (t) => {
+    const f = await codeFlowFixture(t);
+    const { plan, problems } = await planApply(f.ctx, { clients: [{ client_id: 'ciba-rp', ...cibaClient({}) }] });
+    assert.equal(plan, undefined);
+    assert.match(problems.map(formatProblem).join('\n'), /clients\[0\]\.sector_identifier_uri.*is required for subject_type pairwise with the urn:openid:params:grant-type:ciba grant/);
   });
 });

@@ -68,6 +68,12 @@ test('openid-client validates a pairwise ID token, gets userinfo for that subjec
   const sub = tokens.claims()!.sub;
   assert.notEqual(sub, localId, 'the relying party never sees the local id');
   assert.match(sub, /^[A-Za-z0-9_-]{43}$/);
+  // Its access token is an opaque handle (no local sub to decode); introspecting it as its holder
+  // (RFC 7662) gives the pairwise subject.
+  assert.match(tokens.access_token, /^clr_at_/);
+  const introspected = await client.tokenIntrospection(config, tokens.access_token);
+  assert.equal(introspected.active, true);
+  assert.equal(introspected.sub, sub);
 
   // openid-client refuses a userinfo response whose sub is not the expected one (OIDC Core §5.3.2).
   const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token!, { resource: `${server.issuer}/userinfo` });

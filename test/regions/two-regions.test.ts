@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import { regionSubject } from '../../src/identity/pairwise.ts';
-import { euBrokerLei, euIssuer, euOrdersApi, exchangeAt, introspectAt, regionsDatabaseUrl, twoRegions, usHop, usIssuer, usSettlementApi } from '../helpers/regions.ts';
+import { euBrokerLei, euIssuer, euOrdersApi, exchangeAt, introspectAt, regionsDatabaseUrl, secondTrader, twoRegions, usHop, usIssuer, usSettlementApi } from '../helpers/regions.ts';
 
 // The two-region topology of docs/privacy.md "Regions": eu and us, two Clearance instances on two
 // PostgreSQL databases, partners of each other. A person's data and audit stay home; the
@@ -83,5 +83,58 @@ describe('two regions (eu, us), each with its own database', { skip }, () => {
     assert.equal(home.statusCode, 200, home.body);
     assert.equal(decodeJwt(home.json().access_token as string).sub, person.userId);
     assert.ok(!JSON.stringify(hop).includes(person.userId));
+  });
+
+  test('a person acting (actor_token) crosses only as their pseudonym, at this hop and nested; us holds nothing of them', async (t) => {
+    const { eu, us, person, orderToken } = await twoRegions(t);
+    const bob = await secondTrader(eu);
+    const bobThere = regionSubject(eu.f.ctx, 'us', bob.person.userId);
+
+    // Bob's token, issued to the desk backend, is this hop's actor: in us he is his pseudonym.
+    const acted = await exchangeAt(eu, 'eu-desk-backend', orderToken, usHop, bob.backendToken);
+    assert.equal(acted.statusCode, 200, acted.body);
+    const actedClaims = decodeJwt(acted.json().access_token as string);
+    assert.equal(actedClaims.sub, regionSubject(eu.f.ctx, 'us', person.userId));
+    assert.deepEqual(actedClaims.act, { sub: bobThere });
+    // eu's own record keeps who acted (its log stays in eu).
+    const exchanged = (await eu.f.auditEvents('token.exchanged')).at(-1)! as StoredAuditEvent;
+    assert.deepEqual(exchanged.details!.act_chain, [bob.person.userId]);
+
+    // At home Bob acts under his local id; when the desk backend takes that token across, the
+    // nested actor is his pseudonym, the client id stays.
+    const home = await exchangeAt(eu, 'eu-desk-backend', orderToken, euOrdersApi, bob.backendToken);
+    assert.equal(home.statusCode, 200, home.body);
+    assert.deepEqual(decodeJwt(home.json().access_token as string).act, { sub: bob.person.userId });
+    const nested = await exchangeAt(eu, 'eu-desk-backend', home.json().access_token as string, usHop);
+    assert.equal(nested.statusCode, 200, nested.body);
+    assert.deepEqual(decodeJwt(nested.json().access_token as string).act, { sub: 'eu-desk-backend', act: { sub: bobThere } });
+
+    // us exchanges both; its tokens, its log and every other table hold nothing of Alice or Bob.
+    for (const token of [acted.json().access_token as string, nested.json().access_token as string]) {
+      const settled = await exchangeAt(us, 'us-gateway', token, usSettlementApi);
+      assert.equal(settled.statusCode, 200, settled.body);
+      assert.ok(JSON.stringify(decodeJwt(settled.json().access_token as string).act).includes(bobThere));
+    }
+    const personal = [person.userId, person.name, person.email, bob.person.userId, bob.person.name, bob.person.email, 'bob@', '"bob"'];
+    assert.deepEqual(await us.scan(personal), [], 'us holds nothing of either person');
+    assert.ok((await us.scan([bobThere])).some((hit) => hit.startsWith('audit_events:')), "us audits the actor's pseudonym");
+  });
+
+  test("no other grant gives a person's token for the other region: the code flow is invalid_target (RFC 8707 §2), the exchange still crosses", async (t) => {
+    const { eu, person, orderToken, hopCode } = await twoRegions(t);
+    const redeemed = await eu.f.redeem('web-app', hopCode.code, hopCode.verifier);
+    assert.equal(redeemed.statusCode, 400, redeemed.body);
+    assert.equal(redeemed.json().error, 'invalid_target');
+    assert.match(String(redeemed.json().error_description), /region us.*token exchange/);
+    assert.equal(redeemed.headers['cache-control'], 'no-store');
+    const denied = (await eu.f.auditEvents('policy.denied')).at(-1)!;
+    assert.equal(denied.subject, person.userId);
+    assert.equal(denied.audience, usHop);
+    assert.deepEqual(denied.decision!.reasons, ['region']);
+
+    // The same person's token crosses through token exchange, as her pseudonym.
+    const hop = await exchangeAt(eu, 'eu-desk-backend', orderToken, usHop);
+    assert.equal(hop.statusCode, 200, hop.body);
+    assert.equal(decodeJwt(hop.json().access_token as string).sub, regionSubject(eu.f.ctx, 'us', person.userId));
   });
 });

@@ -4,6 +4,8 @@ import { isTokenLive } from '../../tokens/liveness.ts';
 import { recordRefusal } from '../../audit/refusals.ts';
 import { isTxn } from '../../transactions/txn.ts';
 import { introspectorOutsideRegion, tokenRegion } from '../../federation/regions.ts';
+import { claimsForHolder } from '../../identity/pairwise.ts';
+import type { ReferenceClaims } from '../../tokens/reference-tokens.ts';
 
 export type IntrospectionAnswer = { active: false } | ({ active: true; token_type: string } & Record<string, unknown>);
 
@@ -49,12 +51,31 @@ export async function introspect(ctx: Context, callerId: string, token: string, 
   }
   // Revoked, its consent grant revoked, or its mandate version no longer in force: inactive.
   if (!(await isTokenLive(ctx, claims))) return inactive;
+  // OIDC Core §8.1: a pairwise client introspecting its own token learns the subject it was told,
+  // never the local one (its resource servers, as introspectors, get the local subject).
+  const answered = access === 'holder' ? await holderView(ctx, claims) : claims;
+  if (answered === undefined) return inactive;
   return {
     active: true,
-    ...claims,
+    ...answered,
     // RFC 9449 §6.2 / RFC 8705 §3.2: DPoP-bound tokens are of type DPoP; others, Bearer.
     token_type: claims.cnf?.jkt ? 'DPoP' : 'Bearer',
   };
+}
+
+/**
+ * The claims the holder is told (src/identity/pairwise.ts `claimsForHolder`); undefined — answered
+ * `active: false` — when its registration is gone or unusable: a pairwise client's view is never
+ * the local subject as a fallback (fail closed).
+ */
+async function holderView(ctx: Context, claims: ReferenceClaims): Promise<ReferenceClaims | undefined> {
+  const client = await ctx.clients.get(claims.client_id);
+  if (!client) return undefined;
+  try {
+    return claimsForHolder(ctx, client.metadata, claims);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

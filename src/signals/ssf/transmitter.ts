@@ -8,6 +8,7 @@ import type { Database } from '../../storage/schema.ts';
 import { backoffMs } from '../delivery.ts';
 import { postForStatus } from '../post.ts';
 import { securityEventsOf, ssfEventTypes, type SecurityEvent, type SubjectId } from './event-types.ts';
+import { subjectForClient, type PairwiseClient } from '../../identity/pairwise.ts';
 import { authorizationOf, deliveredTypes, StreamStore, streamWants, type Stream } from './streams.ts';
 
 /**
@@ -101,14 +102,20 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
   const queued: Database['ssf_outbox'][] = [];
   if (active.length > 0) {
     const rules = await streams.subjectRules(active.map((s) => s.streamId));
+    const receivers = new Map<string, Promise<PairwiseClient | undefined>>();
+    const receiverOf = (clientId: string) => receivers.get(clientId) ?? receivers.set(clientId, ctx.clients.get(clientId).then((c) => c?.metadata)).get(clientId)!;
     const now = ctx.clock.now();
     for (const row of rows) {
       const stored = parseStoredEvent(row.event);
       for (const security of securityEventsOf(stored, ctx.config.issuer)) {
         for (const stream of active) {
           if (stream.createdAt > stored.time || !deliveredTypes(stream).includes(security.type)) continue;
-          if (!streamWants(stream, rules.get(stream.streamId), security.subject)) continue;
-          queued.push(await outboxRow(ctx, stream, security, now));
+          // The subject as this receiver knows it (a pairwise client's pseudonym), matched against
+          // the subjects it added or removed in that same form.
+          const event = forReceiver(ctx, await receiverOf(stream.clientId), security);
+          if (event === undefined) continue;
+          if (!streamWants(stream, rules.get(stream.streamId), event.subject)) continue;
+          queued.push(await outboxRow(ctx, stream, event, now));
         }
       }
     }
@@ -119,6 +126,41 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
     for (let i = 0; i < queued.length; i += 200) await trx.insertInto('ssf_outbox').values(queued.slice(i, i + 200)).execute();
     return { queued: queued.length, more: to < horizon };
   });
+}
+
+/** Event types whose subject and payload name local persons as opaque ids (an emergency account, who asked for it). */
+const localIdEvents: ReadonlySet<string> = new Set([ssfEventTypes.breakGlassActivated, ssfEventTypes.breakGlassEnded]);
+
+/**
+ * A security event as `receiver` may see it (OIDC Core §8.1; docs/privacy.md "Regions"). A public
+ * client's stream gets it as it is. A pairwise client is never told a local id: every person
+ * (`iss_sub` of this issuer, alone or in a complex subject) becomes the pairwise subject that
+ * client's ID tokens carry; a mandate's `grantee` (a local id when a person) is left out; and an
+ * event that names persons only by local id (break-glass) is not sent to it at all — nor is any
+ * event when the receiver is no longer registered or its pseudonym cannot be computed (fail closed).
+ */
+export function forReceiver<E extends { type: string; subject: SubjectId; payload: Record<string, unknown> }>(ctx: Pick<Context, 'identity' | 'config'>, receiver: PairwiseClient | undefined, event: E): E | undefined {
+  if (receiver === undefined) return undefined;
+  if (receiver.subject_type !== 'pairwise') return event;
+  if (localIdEvents.has(event.type)) return undefined;
+  const map = (subject: SubjectId): SubjectId => {
+    switch (subject.format) {
+      case 'iss_sub':
+        return subject.iss === ctx.config.issuer ? { ...subject, sub: subjectForClient(ctx, receiver, subject.sub) } : subject;
+      case 'complex': {
+        const members = (['user', 'session', 'application', 'tenant'] as const).flatMap((k) => (subject[k] ? [[k, map(subject[k])] as const] : []));
+        return { format: 'complex', ...Object.fromEntries(members) };
+      }
+      default:
+        return subject;
+    }
+  };
+  try {
+    const { grantee: _grantee, ...payload } = event.payload;
+    return { ...event, subject: map(event.subject), payload };
+  } catch {
+    return undefined;
+  }
 }
 
 async function outboxRow(ctx: Context, stream: Stream, event: SecurityEvent | { type: string; subject: SubjectId; payload: Record<string, unknown> }, now: number): Promise<Database['ssf_outbox']> {
