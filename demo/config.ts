@@ -63,11 +63,11 @@ export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir
       { lei: lei.clearing, name: 'Demo Clearing AG', jurisdiction: 'DE', home_region: 'eu', roles: ['clearing'] },
     ],
     resource_servers: [
-      { identifier: audiences.orders, name: 'Arranger order API', scopes: ['order:create', 'settlement:submit'], exchange_clients: ['arranger-backend'], region: 'eu' },
-      { identifier: audiences.execution, name: 'Broker execution API', scopes: ['order:create', 'settlement:submit'], exchange_clients: ['broker-backend'], region: 'uk' },
-      // The clearing firm's own API: its settlement system is the client that may introspect its
-      // tokens, which makes the clearing firm a party to every trade the API takes (docs/evidence.md).
-      { identifier: audiences.clearing, name: 'Clearing API', scopes: ['settlement:submit'], require_sender_constraint: true, region: 'eu', introspection_clients: ['clearing-settlement'] },
+      { identifier: audiences.orders, name: 'Arranger order API', owner_lei: lei.arranger, scopes: ['order:create', 'settlement:submit'], exchange_clients: ['arranger-backend'], region: 'eu' },
+      { identifier: audiences.execution, name: 'Broker execution API', owner_lei: lei.broker, scopes: ['order:create', 'settlement:submit'], exchange_clients: ['broker-backend'], region: 'uk' },
+      // The clearing firm's own API: owner_lei makes the clearing firm a party to every trade the API
+      // takes, so its settlement system appends evidence with evidence:append alone (docs/evidence.md).
+      { identifier: audiences.clearing, name: 'Clearing API', owner_lei: lei.clearing, scopes: ['settlement:submit'], require_sender_constraint: true, region: 'eu' },
       { identifier: audiences.usReporting, name: 'US reporting API', scopes: ['report:view'], region: 'us' },
     ],
     clients: [

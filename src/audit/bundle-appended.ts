@@ -139,10 +139,14 @@ function checkSignature(material: BundledAppendedEvidence, details: Record<strin
   return thumbprint;
 }
 
-/** A payload file as the verifier was given it: `--payload FILE`, or `--payload EVENT_ID=FILE` naming its event. */
+/**
+ * A payload file as the verifier was given it: `--payload FILE`, or `--payload NAME=FILE` naming its
+ * event — `PRODUCER:EVENT_ID`, the evidence id, or a bare `EVENT_ID` when only one event of the
+ * bundle has it (an event_id is unique only per producer).
+ */
 export interface SuppliedPayload {
   file: string;
-  /** The event it is for (the producer's event_id, or the evidence id), when named. */
+  /** The event it is for (`PRODUCER:EVENT_ID`, the evidence id, or the producer's event_id), when named. */
   names?: string;
   sha256: string;
 }
@@ -156,23 +160,45 @@ export interface PayloadCheck {
 }
 
 /**
+ * The appended events a `NAME=FILE` names: the one whose evidence id is NAME, whose
+ * `PRODUCER:EVENT_ID` is NAME, or whose own event_id is NAME. Compared whole, never split: a
+ * client_id and an event_id may both hold `:`, and a NAME that reads both ways names two events.
+ */
+function eventsNamed(appended: VerifiedAppendedEvidence[], name: string): VerifiedAppendedEvidence[] {
+  return appended.filter((e) => e.evidenceId === name || `${e.producer}:${e.eventId}` === name || e.eventId === name);
+}
+
+/**
  * Matches supplied payloads to the bundle's appended events by SHA-256: a file matching no event's
  * recorded hash is a failure (altered, or not a payload of this trade); a file named for an event
- * whose recorded hash differs is a mismatch, a failure too.
+ * whose recorded hash differs is a mismatch, a failure too. A name must pick one event: an event_id
+ * is unique only per producer (`(producer, event_id)`, docs/evidence.md), so a bare EVENT_ID that
+ * two producers used is ambiguous and refused, naming them — never matched to whichever hash fits.
  */
 export function checkPayloads(appended: VerifiedAppendedEvidence[], supplied: SuppliedPayload[]): PayloadCheck {
   const problems: string[] = [];
   const matched: PayloadCheck['matched'] = [];
   for (const payload of supplied) {
     if (payload.names !== undefined) {
-      const named = appended.filter((e) => e.eventId === payload.names || e.evidenceId === payload.names);
+      const named = eventsNamed(appended, payload.names);
       if (named.length === 0) {
         problems.push(`payload ${payload.file}: names ${payload.names}, which is no appended event of the bundle`);
         continue;
       }
-      const same = named.filter((e) => e.payloadSha256 === payload.sha256);
-      if (same.length === 0) problems.push(`payload ${payload.file}: does not match event ${payload.names} (sha256 ${payload.sha256}, recorded ${named.map((e) => e.payloadSha256).join(', ')})`);
-      for (const evidence of same) matched.push({ file: payload.file, evidence });
+      if (named.length > 1) {
+        const producers = [...new Set(named.map((e) => e.producer))];
+        problems.push(
+          `payload ${payload.file}: ${payload.names} is ambiguous: it names ${named.length} appended events (${named.map((e) => `${e.producer}:${e.eventId}, evidence ${e.evidenceId}`).join('; ')}) ` +
+            `of producer(s) ${producers.join(', ')}; name one as PRODUCER:EVENT_ID=FILE or EVIDENCE_ID=FILE`,
+        );
+        continue;
+      }
+      const evidence = named[0]!;
+      if (evidence.payloadSha256 !== payload.sha256) {
+        problems.push(`payload ${payload.file}: does not match event ${evidence.producer}:${evidence.eventId} (sha256 ${payload.sha256}, recorded ${evidence.payloadSha256})`);
+        continue;
+      }
+      matched.push({ file: payload.file, evidence });
       continue;
     }
     const same = appended.filter((e) => e.payloadSha256 === payload.sha256);

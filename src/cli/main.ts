@@ -9,7 +9,7 @@ import { applyCommand, applyHelp } from './commands/apply.ts';
 import { keysCommand, keysHelp } from './commands/keys.ts';
 import { initCommand, initHelp } from './commands/init.ts';
 import { clientsCommand, clientsHelp } from './commands/clients.ts';
-import { auditCommand, auditHelp } from './commands/audit.ts';
+import { auditCommand, auditHelp, verifyBundleOperands } from './commands/audit.ts';
 import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.ts';
 import { partnerCommand, partnerHelp } from './commands/partner.ts';
 import { startCommand, startHelp } from './commands/start.ts';
@@ -140,6 +140,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     parsed = parseArgs({
       args: keyIdsAsPositionals(argv),
       allowPositionals: true,
+      // The order of the arguments: verify-bundle tells its bundle from its payload files by it.
+      tokens: true,
       options: {
         help: { type: 'boolean', short: 'h' },
         file: { type: 'string', short: 'f' },
@@ -313,8 +315,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
           matter: values.matter,
           reason: values.reason,
           address: values.address,
-          // `verify-bundle FILE --payload A B C`: the files listed after --payload count too.
-          payloads: values.payload ? [...values.payload, ...rest.slice(2)] : undefined,
+          // `verify-bundle BUNDLE --payload A B C`: the bundle, then every file after --payload.
+          ...(rest[0] === 'verify-bundle' ? verifyBundleOperands(parsed.tokens ?? []) : {}),
           query: { txn, subject, client, type, decision, since, until },
         },
         output,

@@ -9,7 +9,7 @@ import { registeredKeys, type RegisteredKey } from '../clients/authentication/cl
 import { assertionAlgs } from '../clients/metadata.ts';
 import type { Client } from '../clients/store.ts';
 import { evidenceJwsType, evidenceStatement, type EvidenceStatementFields } from '../guard/evidence.ts';
-import { listUsers } from '../identity/users.ts';
+import { findUser } from '../identity/users.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { isCanonicalBase64url, jwkThumbprint, mediaType, verifyCompactSignature } from '../jose/index.ts';
 import { isUniqueViolation } from '../storage/faults.ts';
@@ -253,36 +253,52 @@ async function insert(
  * Whether the firm `lei` takes part in `txn`, by the participation rule of src/audit/scope.ts (the
  * one home of it: a txn one of the firm's clients started, or in which a token was issued or
  * exchanged for one of its clients or people), or because a token under the txn was issued or
- * exchanged for one of the firm's own resource servers — one naming a client of the firm among
- * its `introspection_clients` or `exchange_clients` (the resource server's own, DESIGN §3): the
- * clearing firm whose API took the settlement instruction is in the trade though no client of its
- * own asked for a token. `unknown` when nothing at all is filed under the txn.
+ * exchanged for a resource server the firm runs — one whose `owner_lei` is the firm: the clearing
+ * firm whose API took the settlement instruction is in the trade though no client of its own asked
+ * for a token, and its producers need no introspection or exchange rights to show it.
+ * `unknown` when nothing at all is filed under the txn.
+ *
+ * The cost of an append is bounded by the trade, not by the firm: the firm's clients come from the
+ * clients' in-memory cache, the resource servers from theirs, and of the firm's people only those
+ * the txn's tokens name are read (a handful), never the list of every person.
  */
 export async function firmTakesPart(ctx: Context, lei: string, txn: string): Promise<'party' | 'not_party' | 'unknown'> {
-  const clients = (await ctx.clients.list()).filter((c) => c.metadata.owner_lei === lei).map((c) => c.metadata.client_id);
+  const clients = new Set((await ctx.clients.list()).filter((c) => c.metadata.owner_lei === lei).map((c) => c.metadata.client_id));
   const db = ctx.storage.db;
-  const parties = new Set(clients);
+  const leis: ReadonlySet<string> = new Set([lei]);
   // Machine producers mostly report trades their firm's machines took part in: the clients first.
-  if (await txnInScope(db, { kind: 'entities', leis: new Set([lei]), parties }, txn)) return 'party';
-  const snapshot = await ctx.entities.snapshot();
-  for (const user of await listUsers(ctx)) if (user.desks.some((desk) => snapshot.desks.get(desk)?.lei === lei)) parties.add(user.id);
-  if (parties.size > clients.length && (await txnInScope(db, { kind: 'entities', leis: new Set([lei]), parties }, txn))) return 'party';
-  const ownClients = new Set(clients);
+  if (await txnInScope(db, { kind: 'entities', leis, parties: clients }, txn)) return 'party';
   const audiences = new Set<string>();
+  const subjects = new Set<string>();
+  let tokens = 0;
   for (const type of ['token.issued', 'token.exchanged'] as const) {
     // A trade has a handful of tokens; a few pages bound the work whatever is filed under it.
     for (let after: string | undefined, pages = 0; pages < 5; pages++) {
       const page = await queryEvents(db, { txn, type }, { limit: 1000, ...(after ? { after } : {}) });
-      for (const { event } of page.events) if (typeof event.audience === 'string') audiences.add(event.audience);
+      for (const { event } of page.events) {
+        tokens++;
+        if (typeof event.audience === 'string') audiences.add(event.audience);
+        // A client's own token names the client as its subject: the clients were checked above.
+        if (typeof event.subject === 'string' && event.subject !== event.client) subjects.add(event.subject);
+      }
       if (!page.next) break;
       after = page.next;
     }
   }
-  for (const audience of audiences) {
-    const server = await ctx.resourceServers.get(audience);
-    if ([...(server?.introspection_clients ?? []), ...(server?.exchange_clients ?? [])].some((id) => ownClients.has(id))) return 'party';
+  // A disabled resource server still took the token: its firm stays a party to that trade.
+  for (const audience of audiences) if ((await ctx.resourceServers.getStored(audience))?.server.owner_lei === lei) return 'party';
+  if (subjects.size > 0) {
+    // The firm's people among the txn's subjects (a person counts through a desk of the firm),
+    // then scope.ts decides with them as it would with all of the firm's people.
+    const snapshot = await ctx.entities.snapshot();
+    const people = new Set(clients);
+    for (const subject of subjects) {
+      const user = await findUser(ctx, subject);
+      if (user?.desks.some((desk) => snapshot.desks.get(desk)?.lei === lei)) people.add(user.id);
+    }
+    if (people.size > clients.size && (await txnInScope(db, { kind: 'entities', leis, parties: people }, txn))) return 'party';
   }
-  if (audiences.size > 0) return 'not_party';
+  if (tokens > 0) return 'not_party';
   const started = await db.selectFrom('transactions').select('txn').where('txn', '=', txn).executeTakeFirst();
   if (started) return 'not_party';
   return (await queryEvents(db, { txn }, { limit: 1 })).events.length > 0 ? 'not_party' : 'unknown';

@@ -1,4 +1,5 @@
 import { regionPattern } from '../entities/definition.ts';
+import { isValidLei } from '../entities/lei.ts';
 import { Validator, join } from '../validation.ts';
 
 /** An audience per business function (DESIGN §3): what it accepts and how its tokens are made. */
@@ -33,6 +34,13 @@ export interface ResourceServer {
    * existed stay unchanged.
    */
   access_token_format?: AccessTokenFormat;
+  /**
+   * The LEI of the firm that runs the API (a declared legal entity, checked in apply). A token under
+   * a txn issued or exchanged for this audience makes that firm a party to the trade, so its evidence
+   * producers may append under it (src/evidence/external.ts) — without holding introspection or
+   * exchange rights they do not need. Stored only when given.
+   */
+  owner_lei?: string;
 }
 
 /** The formats of access tokens a resource server may take (`access_token_format`). */
@@ -50,7 +58,7 @@ export const maxAccessTokenTtl = 3600;
 /** Scopes are business verbs on material objects (`order:create`), never roles. */
 export const scopePattern = /^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$/;
 
-const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients', 'exchange_clients', 'region', 'access_token_format'] as const;
+const fields = ['identifier', 'name', 'scopes', 'access_token_ttl', 'require_sender_constraint', 'introspection_clients', 'exchange_clients', 'region', 'access_token_format', 'owner_lei'] as const;
 
 /** Validates one resource server entry of an apply document or admin request; applies defaults. */
 export function readResourceServer(v: Validator, path: string, input: unknown): ResourceServer | undefined {
@@ -89,6 +97,7 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
       ? undefined
       : v.string(join(path, 'region'), object.region, { pattern: regionPattern, patternMessage: 'must be a region identifier (lowercase letters, digits and -)' });
   const format = object.access_token_format === undefined ? undefined : readFormat(v, join(path, 'access_token_format'), object.access_token_format);
+  const owner = object.owner_lei === undefined ? undefined : readOwnerLei(v, join(path, 'owner_lei'), object.owner_lei);
   if (v.problems.length !== before || !identifier || !scopes || ttl === undefined || bound === undefined) return undefined;
   return {
     identifier,
@@ -100,7 +109,15 @@ export function readResourceServer(v: Validator, path: string, input: unknown): 
     ...(exchangers === undefined ? {} : { exchange_clients: exchangers }),
     ...(region === undefined ? {} : { region }),
     ...(format === undefined ? {} : { access_token_format: format }),
+    ...(owner === undefined ? {} : { owner_lei: owner }),
   };
+}
+
+/** An LEI as clients' `owner_lei` is read (ISO 17442); apply checks that it is a declared legal entity. */
+function readOwnerLei(v: Validator, path: string, value: unknown): string | undefined {
+  const lei = v.string(path, value);
+  if (lei === undefined) return undefined;
+  return isValidLei(lei) ? lei : v.fail(path, 'must be a valid LEI (ISO 17442: 20 characters, check digits)');
 }
 
 function readFormat(v: Validator, path: string, value: unknown): AccessTokenFormat | undefined {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { demoDocument, lei, loopbackAudiences } from '../../demo/config.ts';
 import { runDemo } from '../../demo/workflow.ts';
 
 // `npm run demo` as a test: the institutional workflow against a real Clearance, three real
@@ -38,3 +39,19 @@ test('the demo tells the whole story: chain, txn, duplicate refused, revocation 
   assert.ok(lines.some((l) => /appended evidence verified: 2 event\(s\) from external producers \(2 signed by their producer, JWS verified\)/.test(l)), lines.join('\n'));
 });
 
+test('the clearing firm is a party through the API it runs (owner_lei), and its settlement system holds evidence:append only', () => {
+  const audiences = loopbackAudiences({ orders: 1, execution: 2, clearing: 3 });
+  const key = { kty: 'EC' };
+  const keys = { 'algo-7': key, 'arranger-backend': key, 'broker-backend': key, 'compliance-console': key, 'broker-oms': key, 'clearing-settlement': key };
+  const document = demoDocument(audiences, keys, 'examples/policies', new Date());
+  const servers = document.resource_servers as Record<string, unknown>[];
+  const clearing = servers.find((r) => r.identifier === audiences.clearing)!;
+  assert.equal(clearing.owner_lei, lei.clearing);
+  for (const server of servers) {
+    for (const member of ['introspection_clients', 'exchange_clients']) {
+      assert.ok(!((server[member] as string[] | undefined) ?? []).includes('clearing-settlement'), `clearing-settlement is none of ${String(server.identifier)}'s ${member}`);
+    }
+  }
+  const settlement = (document.clients as Record<string, unknown>[]).find((c) => c.client_id === 'clearing-settlement')!;
+  assert.equal(settlement.scope, 'evidence:append');
+});

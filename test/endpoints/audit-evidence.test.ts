@@ -15,6 +15,7 @@ import { testDialects, type TestDialect } from '../helpers/storage.ts';
 const firmA = '5493001KJTIIGC8Y1R12';
 const firmB = '254900EXAMPLEUS0AA64';
 const clearingApi = 'https://clearing.firm-b.example';
+const reportsApi = 'https://reports.firm-a.example';
 
 interface Harness extends ProtocolFixture {
   omsKey: CryptoKey;
@@ -44,7 +45,11 @@ async function harness(t: TestContext, dialect?: TestDialect): Promise<Harness> 
       { lei: firmA, name: 'Firm A', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'] },
       { lei: firmB, name: 'Firm B', jurisdiction: 'US', home_region: 'us', roles: ['clearing'] },
     ],
-    resource_servers: [{ identifier: clearingApi, scopes: ['settlement:submit'], introspection_clients: ['b-settlement'] }],
+    resource_servers: [
+      { identifier: clearingApi, scopes: ['settlement:submit'], owner_lei: firmB },
+      // A's API, which lets B's settlement system introspect its tokens: that makes B no party.
+      { identifier: reportsApi, scopes: ['report:view'], introspection_clients: ['b-settlement'], exchange_clients: ['b-settlement'] },
+    ],
     clients: [
       producer('a-algo', firmA, 'order:create'),
       producer('b-algo', firmB, 'order:create'),
@@ -59,6 +64,7 @@ async function harness(t: TestContext, dialect?: TestDialect): Promise<Harness> 
   await f.ctx.audit.record({ type: 'token.issued', client: 'a-algo', subject: 'a-algo', txn: 't-a', audience: 'https://orders.example.com/api', details: { jti: 'j1' } });
   await f.ctx.audit.record({ type: 'token.issued', client: 'b-algo', subject: 'b-algo', txn: 't-b', audience: 'https://orders.example.com/api', details: { jti: 'j2' } });
   await f.ctx.audit.record({ type: 'token.exchanged', client: 'a-algo', subject: 'a-algo', txn: 't-clear', audience: clearingApi, details: { jti: 'j3' } });
+  await f.ctx.audit.record({ type: 'token.exchanged', client: 'a-algo', subject: 'a-algo', txn: 't-report', audience: reportsApi, details: { jti: 'j4' } });
   const h = f as Harness;
   h.omsKey = privateKey;
   h.producerToken = (clientId, scope = 'evidence:append') => f.accessToken(clientId, { resource: evidenceAudience(f.issuer), scope });
@@ -154,12 +160,15 @@ describe('POST /audit/evidence refuses', () => {
     assert.equal((await h.auditEvents('evidence.appended')).length, 0);
   });
 
-  test('accepts the firm whose own resource server took a token under the txn', async (t) => {
+  test('accepts the firm that runs the resource server (owner_lei) that took a token under the txn, and no firm for its introspection rights', async (t) => {
     const h = await harness(t);
-    // B's API (its settlement system introspects its tokens) took a token under t-clear.
+    // B's API (owner_lei B) took a token under t-clear; B's settlement system holds evidence:append only.
     const b = await h.producerToken('b-settlement');
     assert.equal((await h.append(b, event({ txn: 't-clear', event_id: 'STL-1', type: 'settlement.instructed' }))).statusCode, 201);
     assertOAuthError(await h.append(b, event({ txn: 't-a', event_id: 'STL-2' })), 403, 'access_denied');
+    // An API that lets B introspect and exchange its tokens is not B's: no party through it.
+    assertOAuthError(await h.append(b, event({ txn: 't-report', event_id: 'STL-3' })), 403, 'access_denied');
+    assert.deepEqual((await h.auditEvents('evidence.refused')).map((e) => [e.txn, e.details?.reason]), [['t-a', 'txn_not_party'], ['t-report', 'txn_not_party']]);
   });
 
   test('a JWS that does not verify, is not detached, or is of another type; a valid one is recorded', async (t) => {

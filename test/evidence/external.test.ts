@@ -113,6 +113,41 @@ for (const dialect of testDialects()) describe(`participation on ${dialect.name}
     assert.equal(await firmTakesPart(f.ctx, firmB, 't-client'), 'not_party');
     assert.equal(await firmTakesPart(f.ctx, firmA, 't-never'), 'unknown');
   });
+
+  test('a firm takes part through a resource server it runs (owner_lei), not through introspection or exchange rights', async (t) => {
+    const { f } = await harness(t, dialect);
+    const owned = 'https://clearing.firm-b.example';
+    const lent = 'https://reports.firm-a.example';
+    await f.apply({
+      resource_servers: [
+        { identifier: owned, scopes: ['settlement:submit'], owner_lei: firmB },
+        // Firm A's API, which lets B's producer introspect and exchange its tokens: B runs nothing here.
+        { identifier: lent, scopes: ['report:view'], owner_lei: firmA, introspection_clients: ['b-oms'], exchange_clients: ['b-oms'] },
+      ],
+    });
+    assert.equal((await f.ctx.resourceServers.get(owned))?.owner_lei, firmB, 'stored with the resource server');
+    await f.ctx.audit.record({ type: 'token.exchanged', client: 'a-algo', subject: 'a-algo', txn: 't-owned', audience: owned, details: {} });
+    await f.ctx.audit.record({ type: 'token.issued', client: 'someone-app', subject: 'someone-app', txn: 't-lent', audience: lent, details: {} });
+    assert.equal(await firmTakesPart(f.ctx, firmB, 't-owned'), 'party', 'B runs the API that took the token');
+    assert.equal(await firmTakesPart(f.ctx, firmB, 't-lent'), 'not_party', 'introspection and exchange rights make no one a party');
+    assert.equal(await firmTakesPart(f.ctx, firmA, 't-lent'), 'party', 'A runs that API');
+    await sealNow(f.ctx, resolveMasterKey(f.ctx.config).key);
+    assert.equal(await firmTakesPart(f.ctx, firmB, 't-owned'), 'party');
+    // An API later disabled still took the token: its firm stays in that trade.
+    await f.ctx.storage.db.transaction().execute((trx) => f.ctx.resourceServers.disable(trx, owned, f.clock.now()));
+    f.ctx.resourceServers.invalidate();
+    assert.equal(await firmTakesPart(f.ctx, firmB, 't-owned'), 'party');
+  });
+
+  test('a firm’s person counts as the subject of a token under the txn; a subject of no firm makes no one a party', async (t) => {
+    const { f } = await harness(t, dialect);
+    const trader = await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', 'trader-a').executeTakeFirstOrThrow();
+    await f.ctx.audit.record({ type: 'token.exchanged', client: 'b-oms', subject: trader.id, txn: 't-desk', details: {} });
+    assert.equal(await firmTakesPart(f.ctx, firmA, 't-desk'), 'party', 'A’s trader, through a desk of A');
+    assert.equal(await firmTakesPart(f.ctx, firmB, 't-desk'), 'party', 'B’s client took the token');
+    await f.ctx.audit.record({ type: 'token.issued', client: 'someone-app', subject: 'nobody-known', txn: 't-stranger', details: {} });
+    assert.equal(await firmTakesPart(f.ctx, firmA, 't-stranger'), 'not_party');
+  });
 });
 
 describe('appended evidence in bundles', () => {
@@ -152,9 +187,35 @@ describe('appended evidence in bundles', () => {
     const altered = checkPayloads(report.appended!, [{ file: 'order.json', sha256: payloadSha256('{"order":"ORD-2"}') }, { file: 'fill.txt', names: 'FILL-1', sha256: payloadSha256(order) }, { file: 'x', names: 'NOPE', sha256: payloadSha256(order) }]);
     assert.equal(altered.problems.length, 3, altered.problems.join('\n'));
     assert.match(altered.problems[0]!, /matches no appended event/);
-    assert.match(altered.problems[1]!, /does not match event FILL-1/);
+    assert.match(altered.problems[1]!, /does not match event a-oms:FILL-1/);
     assert.match(altered.problems[2]!, /NOPE, which is no appended event/);
     assert.deepEqual(altered.unsupplied.map((u) => u.eventId), ['ORD-1', 'FILL-1'], 'no payload of either was supplied');
+  });
+
+  test('a payload named by a bare event_id two producers used is ambiguous; PRODUCER:EVENT_ID or the evidence id picks one', () => {
+    const appended = (producer: string, eventId: string, hash: string, evidenceId: string) => ({ evidenceId, leafIndex: 1, txn: 't', producer, eventId, type: 'order.received', payloadSha256: hash, recordedAt: 0, signed: false });
+    const oms = appended('broker-oms', 'ORD-1', payloadSha256('the order'), 'ev-1');
+    const settlement = appended('clearing-settlement', 'ORD-1', payloadSha256('a forged order'), 'ev-2');
+    const unique = appended('clearing-settlement', 'STL-1', payloadSha256('the instruction'), 'ev-3');
+    const events = [oms, settlement, unique];
+    // The reviewer's probe: a forged file for ORD-1 whose hash is the other producer's ORD-1 was accepted.
+    const forged = checkPayloads(events, [{ file: 'forged-order.json', names: 'ORD-1', sha256: payloadSha256('a forged order') }]);
+    assert.deepEqual(forged.matched, []);
+    assert.equal(forged.problems.length, 1);
+    assert.match(forged.problems[0]!, /ORD-1 is ambiguous: it names 2 appended events .*of producer\(s\) broker-oms, clearing-settlement; name one as PRODUCER:EVENT_ID=FILE/);
+    // Named by producer, the forged file is a mismatch; the real one matches.
+    const byProducer = checkPayloads(events, [
+      { file: 'forged-order.json', names: 'broker-oms:ORD-1', sha256: payloadSha256('a forged order') },
+      { file: 'order.json', names: 'broker-oms:ORD-1', sha256: payloadSha256('the order') },
+      { file: 'other.json', names: 'ev-2', sha256: payloadSha256('a forged order') },
+      { file: 'instruction.json', names: 'STL-1', sha256: payloadSha256('the instruction') },
+    ]);
+    assert.equal(byProducer.problems.length, 1, byProducer.problems.join('\n'));
+    assert.match(byProducer.problems[0]!, /forged-order\.json: does not match event broker-oms:ORD-1/);
+    assert.deepEqual(byProducer.matched.map((m) => [m.file, m.evidence.evidenceId]), [['order.json', 'ev-1'], ['other.json', 'ev-2'], ['instruction.json', 'ev-3']], 'a bare event_id one producer used still names its event');
+    // A name that reads both as PRODUCER:EVENT_ID and as a bare event_id names two events: ambiguous.
+    const colon = checkPayloads([appended('a', 'b', 'c'.repeat(64), 'ev-4'), appended('z', 'a:b', 'c'.repeat(64), 'ev-5')], [{ file: 'f', names: 'a:b', sha256: 'c'.repeat(64) }]);
+    assert.match(colon.problems[0]!, /a:b is ambiguous/);
   });
 
   test('a swapped JWS, a swapped key or missing material is caught and named', async (t) => {

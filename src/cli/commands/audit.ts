@@ -23,7 +23,7 @@ import { exit, type Output } from '../output.ts';
 
 export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoint FILE] [--json]
        clearance audit export (--txn ID | --subject S | --client C | --since T [--until T]) [-o FILE]
-       clearance audit verify-bundle FILE [--key FILE] [--payload [EVENT_ID=]FILE ...]
+       clearance audit verify-bundle BUNDLE [--key FILE] [--payload [NAME=]FILE ...]
        clearance audit proof --event ID [--tree-size N]
        clearance audit proof --from M [--to N]
        clearance audit prune --retention SPEC [--dry-run]
@@ -53,20 +53,30 @@ export         writes an evidence bundle of the matching sealed events: each wit
 verify-bundle  verifies a bundle offline, without the database; --key pins the audit key. Also
                checks each approval's evidence and each token's list of approvals against them,
                and prints who approved what; checks each external producer's appended event
-               (evidence.appended) and its JWS when signed, and prints them
+               (evidence.appended) and its JWS when signed, and prints them. BUNDLE is the one
+               argument not after --payload; name it first
                  --payload FILE     a payload an external producer recorded (repeat it, or list
-                                    more files after it): matched to its event by SHA-256; a
-                                    file matching no event's recorded hash fails the check.
-                                    EVENT_ID=FILE names the event (its producer's event_id or
-                                    evidence id) the file must match. Prints which events'
-                                    payloads were supplied and verified (docs/evidence.md)
+                                    more files after it: every argument after --payload up to
+                                    the next option is a payload file): matched to its event by
+                                    SHA-256; a file matching no event's recorded hash fails.
+                                    NAME=FILE names the event the file must match:
+                                    PRODUCER:EVENT_ID (its producer's client_id and event_id),
+                                    the evidence id, or a bare EVENT_ID when only one producer
+                                    used it (else ambiguous: fails, naming the producers).
+                                    Prints which events' payloads were supplied and verified
+                                    (docs/evidence.md)
 proof          prints (JSON) an event's inclusion proof into a checkpoint (default: the latest),
                or the consistency proof between the checkpoints at tree sizes M and N
 prune          removes the sealed prefix every event of which is past its retention, leaving a
                signed pruning record. SPEC: TYPE=PERIOD,... with * for the other types, e.g.
                "token.introspected=90d,*=7y" (periods: ms s m h d y). Types not covered are kept.
-               lei:LEI=PERIOD keeps a legal entity's events (its clients' and people's) at least
-               that long, e.g. "*=5y,lei:5493001KJTIIGC8Y1R12=10y"
+               lei:LEI=PERIOD keeps a legal entity's events at least that long, e.g.
+               "*=5y,lei:5493001KJTIIGC8Y1R12=10y": those whose client, subject or actor is one
+               of its clients (owner_lei) or people (its desks) as the directory stands when the
+               prune runs, and those whose details name the LEI (lei, owner_lei, producer_lei).
+               A person who moved to another firm, or a removed client, is no longer counted:
+               their older events fall back to the other periods. A LEI that is no legal entity
+               here is refused (exit 2)
                Never removes an event a legal hold covers: the prefix stops before the first one
                (the dry run names the holds that stop it)
 hold           legal holds: \`place\` puts one on a txn, subject, client or time range (--since,
@@ -106,8 +116,10 @@ export interface AuditArgs {
   reason?: string | undefined;
   /** `audit erase-subject --address ADDR`: the pseudonymous subject of that address. */
   address?: string | undefined;
-  /** `audit verify-bundle --payload [EVENT_ID=]FILE`: payload files to match to appended events. */
+  /** `audit verify-bundle --payload [NAME=]FILE`: payload files to match to appended events. */
   payloads?: string[] | undefined;
+  /** `audit verify-bundle`: why its arguments do not read as one bundle and payload files (a usage error). */
+  operandProblem?: string | undefined;
   /** Query filters, as given on the command line. */
   query: Record<string, string | undefined>;
 }
@@ -281,9 +293,43 @@ async function waitUntilSealed(ctx: Context, masterKey: Buffer, query: AuditQuer
   }
 }
 
+const verifyBundleUsage = 'usage: clearance audit verify-bundle BUNDLE [--key FILE] [--payload [NAME=]FILE ...]';
+
+/** A token of node:util parseArgs (`tokens: true`), as far as verifyBundleOperands reads it. */
+export type ArgToken = { kind: 'positional'; value: string } | { kind: 'option'; name: string; value?: string | undefined } | { kind: 'option-terminator' };
+
+/**
+ * `verify-bundle`'s operands, read in the order given so that no argument is both: after the
+ * command and the action, every positional that follows a `--payload` (up to the next option) is a
+ * payload file; the bundle is the one positional that does not. `verify-bundle --payload a b
+ * BUNDLE` therefore names no bundle and is refused with a message saying so — never read as
+ * checking the bundle `b`.
+ */
+export function verifyBundleOperands(tokens: readonly ArgToken[]): { file: string | undefined; payloads: string[] | undefined; operandProblem?: string } {
+  const bundles: string[] = [];
+  const payloads: string[] = [];
+  let sawPayload = false;
+  let afterPayload = false;
+  let skip = 2; // the command (`audit`) and the action (`verify-bundle`)
+  for (const token of tokens) {
+    if (token.kind === 'positional') {
+      if (skip > 0) skip--;
+      else (afterPayload ? payloads : bundles).push(token.value);
+    } else if (token.kind === 'option' && token.name === 'payload') {
+      sawPayload = true;
+      afterPayload = true;
+      if (typeof token.value === 'string') payloads.push(token.value);
+    } else afterPayload = false;
+  }
+  const result = { file: bundles.length === 1 ? bundles[0] : undefined, payloads: sawPayload ? payloads : undefined };
+  if (bundles.length === 0 && sawPayload) return { ...result, operandProblem: `no bundle: every argument after --payload up to the next option is a payload file (${payloads.join(', ')}); name the bundle first` };
+  if (bundles.length > 1) return { ...result, operandProblem: `one bundle, not ${bundles.length} (${bundles.join(', ')}): payload files go after --payload, before any other option` };
+  return result;
+}
+
 function verifyBundleCommand(args: AuditArgs, output: Output): number {
-  if (!args.file) {
-    output.err('usage: clearance audit verify-bundle FILE [--key FILE] [--payload [EVENT_ID=]FILE ...]');
+  if (args.operandProblem !== undefined || !args.file) {
+    output.err(`${args.operandProblem !== undefined ? `verify-bundle: ${args.operandProblem}\n` : ''}${verifyBundleUsage}`);
     return exit.usage;
   }
   let text: string;
@@ -349,8 +395,9 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
 }
 
 /**
- * The payload files of `--payload`, hashed: `FILE`, or `EVENT_ID=FILE` (when no file has the whole
- * name). A file that cannot be read is a problem of the check, not a usage error.
+ * The payload files of `--payload`, hashed: `FILE`, or `NAME=FILE` (when no file has the whole
+ * name; NAME holds no `=`, as neither a client_id nor an event_id does). A file that cannot be read
+ * is a problem of the check, not a usage error.
  */
 function readPayloads(args: string[]): { payloads: SuppliedPayload[]; problems: string[] } {
   const payloads: SuppliedPayload[] = [];
@@ -390,7 +437,8 @@ async function pruneCommand(ctx: Context, args: AuditArgs, output: Output): Prom
     output.err('usage: clearance audit prune --retention SPEC [--dry-run]');
     return exit.usage;
   }
-  // lei:LEI=PERIOD entries keep a firm's events longer: its clients and people, resolved now.
+  // lei:LEI=PERIOD entries keep a firm's events longer: its clients and people, resolved now (an
+  // unknown LEI is refused: RetentionError, exit 2).
   const policy = await withEntityParties(ctx, parseRetention(args.retention));
   const now = ctx.clock.now();
   if (args.dryRun) {

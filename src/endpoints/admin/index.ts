@@ -136,6 +136,7 @@ const resourceServer = objectBody(
     access_token_ttl: { type: 'integer' },
     require_sender_constraint: { type: 'boolean' },
     access_token_format: { type: 'string', enum: ['jwt', 'reference'], description: 'jwt (default when absent) or reference: an opaque handle resolved by introspection' },
+    owner_lei: { type: 'string', description: 'the LEI of the firm that runs the API (a declared legal entity): a party to the trades it takes' },
   },
   [],
   'A resource server as docs/apply.md describes it',
