@@ -42,6 +42,13 @@ export interface Config {
   dbPoolSize: number;
   /** `/readyz` answers 503 when the database has not answered `select 1` within this many ms. */
   readyTimeoutMs: number;
+  /**
+   * Graceful shutdown (docs/operations.md): after SIGTERM the node answers `/readyz` 503 at once and
+   * keeps accepting for this many ms (for load balancers to notice), then stops accepting.
+   */
+  drainDelayMs: number;
+  /** Then in-flight requests and the audit log's last writes and seal get this many ms; past it the process exits at once. */
+  shutdownTimeoutMs: number;
   /** The PKCS#11 token key custody uses (docs/pki.md "Key custody"), when configured. */
   pkcs11: { module: string; tokenLabel: string; pin: string } | undefined;
   /** Where a new audit signing key is created: software (sealed with the master key) or the PKCS#11 token. */
@@ -196,6 +203,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbAcquireTimeoutMs: readInt(env, 'CLEARANCE_DB_ACQUIRE_TIMEOUT_MS', databaseTimeoutDefaults.acquireMs, 1, 60_000),
     dbPoolSize: readInt(env, 'CLEARANCE_DB_POOL_SIZE', 10, 2, 1000),
     readyTimeoutMs: readInt(env, 'CLEARANCE_READY_TIMEOUT_MS', databaseTimeoutDefaults.readyMs, 1, 60_000),
+    // A load balancer polling /readyz every few seconds has noticed within 5 s; in development nobody polls.
+    drainDelayMs: readInt(env, 'CLEARANCE_DRAIN_DELAY_MS', mode === 'production' ? 5000 : 0, 0, 300_000),
+    shutdownTimeoutMs: readInt(env, 'CLEARANCE_SHUTDOWN_TIMEOUT_MS', 30_000, 100, 600_000),
     pkcs11: readPkcs11(env),
     tsa: readTsa(env),
     auditKeyCustody: readOneOf(env, 'CLEARANCE_AUDIT_KEY_CUSTODY', ['software', 'pkcs11'] as const, 'software'),

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Readiness } from './http/readiness.ts';
 import type { AuditLog } from './audit/events.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
@@ -48,4 +49,6 @@ export interface Context {
   agents: AgentRegistry;
   /** Reference access tokens (src/tokens/reference-tokens.ts): handles and the claims they stand for. */
   referenceTokens: ReferenceTokenStore;
+  /** Whether this node takes new work (src/http/readiness.ts): draining from the first SIGTERM, `/readyz` 503. */
+  readiness: Readiness;
 }

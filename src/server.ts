@@ -1,4 +1,5 @@
 import { createRiskServices } from './risk/index.ts';
+import { Readiness } from './http/readiness.ts';
 import { limitNamesKey } from './risk/limits/names.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -86,6 +87,7 @@ export async function openContext(
     const pki = createPki(storage.db, master.key, clock, config.pkcs11 ? { pkcs11: new Pkcs11Custody(config.pkcs11) } : {});
     const ctx: Context = {
       config,
+      readiness: new Readiness(),
       storage,
       keys,
       clock,

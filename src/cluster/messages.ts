@@ -13,7 +13,9 @@ export type LifeMessage =
   /** Primary → a new worker: the configuration to serve, exactly the primary's. */
   | { tag: typeof lifeTag; op: 'config'; config: SentConfig }
   /** Worker → primary: it listens (`address` as fastify reports it). */
-  | { tag: typeof lifeTag; op: 'listening'; address: string };
+  | { tag: typeof lifeTag; op: 'listening'; address: string }
+  /** Primary → every worker: the node is shutting down; answer `/readyz` 503 from now on (still serving). */
+  | { tag: typeof lifeTag; op: 'drain' };
 
 /** A Config as JSON carries it: the master key (a Buffer) as hex. */
 export type SentConfig = Omit<Config, 'masterKey'> & { masterKey: string | undefined };

@@ -34,6 +34,8 @@ export interface Primary {
   url: string;
   /** Stops the workers (each finishes its in-flight requests), then seals the audit log and closes the database. */
   close(): Promise<void>;
+  /** Marks the node draining: every worker's `/readyz` answers 503 from now on; they keep serving until `close`. */
+  drain(): void;
 }
 
 /**
@@ -150,5 +152,13 @@ export async function startPrimary(config: Config, workers: number): Promise<Pri
     await close();
     throw outcome;
   }
-  return { ctx, url: outcome, close };
+  /** Tells every worker the node is draining (`/readyz` 503), before `close` stops them. */
+  const drain = () => {
+    ctx.readiness.drain();
+    for (const slot of slots) {
+      const worker = slot.worker;
+      if (worker && !worker.isDead() && worker.isConnected()) worker.send({ tag: lifeTag, op: 'drain' } satisfies LifeMessage);
+    }
+  };
+  return { ctx, url: outcome, close, drain };
 }

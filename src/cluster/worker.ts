@@ -36,6 +36,11 @@ export async function startWorker(): Promise<RunningServer> {
     process.send!({ tag: lifeTag, op: 'hello' } satisfies LifeMessage);
   });
   server = await startServer(config, { worker: { id: worker.id, throttles } });
+  const running = server;
+  // The primary's SIGTERM: out of the load balancer at once; the primary stops this worker after its drain delay.
+  process.on('message', (message: unknown) => {
+    if (isLifeMessage(message) && message.op === 'drain') running.ctx.readiness.drain();
+  });
   process.send!({ tag: lifeTag, op: 'listening', address: server.url } satisfies LifeMessage);
   return server;
 }

@@ -9,8 +9,12 @@ import { exit, type Output } from '../output.ts';
 
 export const startHelp = `Usage: clearance start [--workers N]
 
-Runs the server until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests and
-closes the database.
+Runs the server until SIGTERM or SIGINT, then drains (docs/operations.md "Graceful shutdown"):
+/readyz answers 503 at once; new connections are still accepted for CLEARANCE_DRAIN_DELAY_MS
+(default 5000 in production, 0 in development) so load balancers notice; then the node stops
+accepting, finishes in-flight requests, writes the audit log's last events, seals and exits 0.
+If that takes longer than CLEARANCE_SHUTDOWN_TIMEOUT_MS (default 30000), or a second SIGTERM or
+SIGINT arrives, it exits at once with 1 and a logged warning.
 
   --workers N   processes that serve requests, 1 to 256 (default: 1 in development mode; in
                 production mode the number of cores, os.availableParallelism()). With more than
@@ -40,9 +44,10 @@ export function workerCount(raw: string | undefined, mode: Mode): number {
 /** `clearance start`: one process, the primary of N workers, or (in a forked process) a worker. */
 export async function startCommand(config: Config | undefined, workersFlag: string | undefined, output: Output): Promise<number> {
   if (cluster.isWorker) {
-    const code = await serve(output, async () => {
+    // A worker is stopped by its primary, which drains and bounds the shutdown for the node.
+    const code = await serve(output, 'worker', async () => {
       const server = await startWorker();
-      return { log: server.ctx.log, close: server.close };
+      return { log: server.ctx.log, config: server.ctx.config, drain: () => server.ctx.readiness.drain(), close: server.close };
     });
     leaveCluster();
     return code;
@@ -56,22 +61,36 @@ export async function startCommand(config: Config | undefined, workersFlag: stri
     return exit.usage;
   }
   if (workers === 1) {
-    return serve(output, async () => {
+    return serve(output, 'node', async () => {
       const server = await startServer(config);
-      return { log: server.ctx.log, close: server.close };
+      return { log: server.ctx.log, config, drain: () => server.ctx.readiness.drain(), close: server.close };
     });
   }
-  return serve(output, async () => {
+  return serve(output, 'node', async () => {
     const primary = await startPrimary(config, workers);
     const log = primary.ctx.log;
     log.info({ issuer: config.issuer, mode: config.mode, storage: primary.ctx.storage.location, address: primary.url, workers }, 'clearance is listening');
-    return { log, close: primary.close };
+    return { log, config, drain: primary.drain, close: primary.close };
   });
 }
 
-/** Starts what `begin` starts and runs it until SIGTERM or SIGINT; then closes it and returns the exit code. */
-async function serve(output: Output, begin: () => Promise<{ log: Logger; close: () => Promise<void> }>): Promise<number> {
-  let running;
+interface Running {
+  log: Logger;
+  config: Pick<Config, 'drainDelayMs' | 'shutdownTimeoutMs'>;
+  /** Marks the node draining (`/readyz` 503) while it still serves. */
+  drain(): void;
+  /** Stops accepting, finishes in-flight requests, writes and seals the audit log, closes the database. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts what `begin` starts and runs it until SIGTERM or SIGINT; then drains and closes it and
+ * returns the exit code. A `node` (one process, or the primary of workers) drains for the delay,
+ * then closes within the bound; a second signal or the bound ends the process at once. A `worker`
+ * closes at once when its primary stops it: the primary already drained and bounds the whole.
+ */
+async function serve(output: Output, role: 'node' | 'worker', begin: () => Promise<Running>): Promise<number> {
+  let running: Running;
   try {
     running = await begin();
   } catch (error) {
@@ -82,25 +101,45 @@ async function serve(output: Output, begin: () => Promise<{ log: Logger; close: 
     output.err(`cannot start: ${(error as Error).message}`);
     return exit.failed;
   }
-  const { log, close } = running;
+  const { log, config } = running;
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      if (stopping) {
+        if (role === 'worker') return;
+        // An operator (or an orchestrator past its grace period) insists: nothing more is waited for.
+        log.warn({ signal }, 'second signal while shutting down: exiting now; requests still in flight are dropped, committed events are sealed at the next start');
+        process.exit(exit.failed);
+      }
       stopping = true;
-      log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
-      close().then(
-        () => {
-          log.info('stopped');
-          resolve(exit.ok);
-        },
-        (error: unknown) => {
-          log.error({ err: error }, 'error while stopping');
-          resolve(exit.failed);
-        },
-      );
+      running.drain();
+      const delay = role === 'worker' ? 0 : config.drainDelayMs;
+      log.info({ signal, drainDelayMs: delay }, 'draining: /readyz answers 503, still accepting until the drain delay has passed');
+      const bound =
+        role === 'worker'
+          ? undefined
+          : setTimeout(() => {
+              log.warn({ shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutdown took longer than CLEARANCE_SHUTDOWN_TIMEOUT_MS: exiting now');
+              process.exit(exit.failed);
+            }, delay + config.shutdownTimeoutMs);
+      bound?.unref();
+      setTimeout(() => {
+        log.info('shutting down: no new connections, finishing in-flight requests');
+        running.close().then(
+          () => {
+            clearTimeout(bound);
+            log.info('stopped');
+            resolve(exit.ok);
+          },
+          (error: unknown) => {
+            clearTimeout(bound);
+            log.error({ err: error }, 'error while stopping');
+            resolve(exit.failed);
+          },
+        );
+      }, delay);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
 }
