@@ -20,6 +20,7 @@ import { termsDigest } from '../../src/mandates/terms.ts';
 import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
 import { testContext, testDialects } from '../helpers/storage.ts';
 import { mandateEntry, monday0900London } from './fixture.ts';
+import { applyDocument } from '../policy/fixture.ts';
 
 const admin = { actor: 'admin-ops', requestId: 'req-1' };
 const acceptance = { by: 'algo-desk-head-42', at: Date.parse('2026-04-30T12:00:00Z') };
@@ -300,6 +301,8 @@ for (const dialect of testDialects()) {
 
     test('introspection answers a live token inactive the moment its mandate is revoked, amended or expired', async (t) => {
       const { ctx, clock } = await setup(t);
+      // The holder asks, as it would at /introspect: a registered client (its own token's view).
+      await applyDocument(ctx, { resource_servers: [{ identifier: 'https://orders.example.com', scopes: ['order:create'] }], clients: [{ client_id: 'algo-7', kind: 'service', grant_types: ['client_credentials'], scope: 'order:create' }] });
       const mint = async (mandate: { id: string; v: number }) => {
         const now = Math.floor(clock.now() / 1000);
         return mintAccessToken(ctx.keys, {
