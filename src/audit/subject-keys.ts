@@ -150,21 +150,35 @@ export class SubjectKeys {
     this.#cache.invalidate();
   }
 
-  /** Reads the subject's live key, or creates the next generation; the unique (subject, generation) settles a race. */
+  /**
+   * The subject's live key. The first event about a subject makes its key in one round trip
+   * (generation 1); a subject seen before — on another node, before a restart, or erased — conflicts
+   * there and is read, or its next generation made. The unique (subject, generation) settles a race.
+   */
   async #fetch(subject: string, db: Executor): Promise<SubjectKey> {
+    const first = await this.#create(subject, 1, db);
+    if (first) return first;
     for (let attempt = 0; attempt < 5; attempt++) {
       const latest = await db.selectFrom('audit_subject_keys').select(['kid', 'subject', 'generation', 'sealed_key', 'master_key_id', 'erased_at']).where('subject', '=', subject).orderBy('generation', 'desc').limit(1).executeTakeFirst();
       if (latest?.sealed_key) return { kid: latest.kid, key: this.#open(latest) };
-      // None yet, or the latest was erased: never that one again, a new generation.
-      const generation = Number(latest?.generation ?? 0) + 1;
-      const kid = `psk_${randomBytes(16).toString('hex')}`;
-      await db
-        .insertInto('audit_subject_keys')
-        .values({ kid, subject, generation, sealed_key: seal(this.#masterKey, randomBytes(32), `audit_subject_keys:${kid}`), master_key_id: this.#masterKeyId, created_at: this.#clock.now(), erased_at: null, erased_by: null, erase_reason: null })
-        .onConflict((oc) => oc.columns(['subject', 'generation']).doNothing())
-        .execute();
+      // The latest was erased: never that one again, a new generation.
+      const created = await this.#create(subject, Number(latest?.generation ?? 0) + 1, db);
+      if (created) return created;
     }
     throw new Error(`no key could be made for audit subject ${subject}`);
+  }
+
+  /** Writes a new key for (subject, generation); undefined when that generation exists already. */
+  async #create(subject: string, generation: number, db: Executor): Promise<SubjectKey | undefined> {
+    const kid = `psk_${randomBytes(16).toString('hex')}`;
+    const key = randomBytes(32);
+    const written = await db
+      .insertInto('audit_subject_keys')
+      .values({ kid, subject, generation, sealed_key: seal(this.#masterKey, key, `audit_subject_keys:${kid}`), master_key_id: this.#masterKeyId, created_at: this.#clock.now(), erased_at: null, erased_by: null, erase_reason: null })
+      .onConflict((oc) => oc.columns(['subject', 'generation']).doNothing())
+      .returning('kid')
+      .executeTakeFirst();
+    return written ? { kid, key } : undefined;
   }
 
   #open(row: KeyRow): Buffer {
