@@ -19,9 +19,10 @@ import { RevocationList } from './revocation.ts';
  * token exchange and every protected resource of ours (src/tokens/protected-resource.ts) ask this.
  */
 export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audit' | 'clients' | 'resourceServers' | 'partners' | 'agents'>, claims: AccessTokenClaims): Promise<boolean> {
-  if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return false;
-  // The client and audience rule: both read from the in-memory registries (no round trip).
+  // The client and audience rule first: it reads only in-memory registries, so a token already
+  // dead by it costs no round trip.
   if (!(await isInService(ctx, claims))) return false;
+  if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return false;
   if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) return false;
   // A person's token is one issued under their consent grant (`grant_id`; exchanged tokens keep it):
   // its `sub` is the person's id. One read by primary key.
@@ -47,12 +48,21 @@ export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audi
 async function isInService(ctx: Pick<Context, 'clients' | 'resourceServers' | 'partners' | 'agents'>, claims: AccessTokenClaims): Promise<boolean> {
   const issuedAt = claims.iat * 1000;
   const client = await ctx.clients.get(claims.client_id);
-  if (client && (client.disabledAt !== null || (client.tokensValidAfter !== null && issuedAt <= client.tokensValidAfter))) return false;
+  if (client && cutOff(client.disabledAt !== null, client.tokensValidAfter, issuedAt)) return false;
   const audience = await ctx.resourceServers.getStored(claims.aud);
-  if (audience && (audience.disabledAt !== null || (audience.tokensValidAfter !== null && issuedAt <= audience.tokensValidAfter))) return false;
+  if (audience && cutOff(audience.disabledAt !== null, audience.tokensValidAfter, issuedAt)) return false;
   const originIssuer = (claims as { origin_iss?: unknown }).origin_iss;
   const partner = typeof originIssuer === 'string' ? await ctx.partners.issuerCutoff(originIssuer) : undefined;
-  if (partner && (partner.disabled || (partner.tokensValidAfter !== null && issuedAt <= partner.tokensValidAfter))) return false;
+  if (partner && cutOff(partner.disabled, partner.tokensValidAfter, issuedAt)) return false;
   if (claims.agent !== undefined && (await ctx.agents.snapshot()).agents.get(claims.agent.id)?.status !== 'active') return false;
   return true;
+}
+
+/**
+ * Whether a token issued at `issuedAtMs` is cut off by what it stands on: that is disabled, or the
+ * token was issued at or before its cut-off (`iat` has a resolution of a second, so a token of the
+ * cut-off's own second counts as before it).
+ */
+function cutOff(disabled: boolean, tokensValidAfter: number | null, issuedAtMs: number): boolean {
+  return disabled || (tokensValidAfter !== null && issuedAtMs <= tokensValidAfter);
 }

@@ -116,7 +116,7 @@ export class ReferenceTokenStore {
   async resolve(handle: string, nowSeconds: number): Promise<ReferenceClaims | undefined> {
     if (!isReferenceHandle(handle)) return undefined;
     const text = this.#postgres ? selectTextPostgres : selectTextSqlite;
-    const { rows } = await this.#db.executeQuery<{ claims: string; expires_at: number | string }>(CompiledQuery.raw(text, [handleDigest(handle)]));
+    const { rows } = await this.#db.executeQuery<{ claims: string }>(CompiledQuery.raw(text, [handleDigest(handle)]));
     const row = rows[0];
     if (!row) return undefined;
     const claims = JSON.parse(row.claims) as ReferenceClaims;
@@ -143,8 +143,8 @@ export class ReferenceTokenStore {
 
 }
 
-const selectTextSqlite = 'select claims, expires_at from reference_tokens where digest = ?';
-const selectTextPostgres = 'select claims, expires_at from reference_tokens where digest = $1';
+const selectTextSqlite = 'select claims from reference_tokens where digest = ?';
+const selectTextPostgres = 'select claims from reference_tokens where digest = $1';
 
 /**
  * Reads an access token of ours, whichever its format: a handle resolves to its stored claims, any
