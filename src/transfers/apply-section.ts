@@ -8,7 +8,8 @@ import { ApplyRefusedError } from '../apply/index.ts';
 import { join, type Validator } from '../validation.ts';
 import { expired, findDestinationByKey, minCooldownHours, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
 import { insertDestinationEntry, newDestinationId, openRequestFor, sameVersion, versionRow } from './change-control.ts';
-import { keyOf, readDestination, type Destination } from './destination-input.ts';
+import { readDestination, type Destination } from './destination-input.ts';
+import { destinationKey } from './detail.ts';
 
 /**
  * Apply's `transfer_destinations` section (docs/transfers.md "Destination control", docs/apply.md):
@@ -90,7 +91,7 @@ export async function planTransferDestinations(ctx: Context, v: Validator, path:
   const seenKey = new Map<string, number>();
   for (const [i, d] of destinations.entries()) {
     const at = `${path}.destinations[${i}]`;
-    const id = `${d.lei} ${d.account} ${keyOf(d.destination)}`;
+    const id = `${d.lei} ${d.account} ${destinationKey(d.destination)}`;
     if (seenKey.has(id)) v.fail(`${at}.destination`, `is also declared at ${path}.destinations[${seenKey.get(id)}]`);
     seenKey.set(id, i);
     const planned = await plannedVersion(ctx.storage.db, d, ctx.clock.now());
@@ -128,7 +129,7 @@ export async function executeTransferDestinations(ctx: Context, trx: Transaction
       changes.push({ kind: 'transfer_destination', id: planned.entry!.id, outcome: 'unchanged' });
       continue;
     }
-    const entry = planned.entry ?? { id: newDestinationId(), lei: declared.lei, account: declared.account, key: keyOf(declared.destination), kind: declared.destination.kind, createdAt: now };
+    const entry = planned.entry ?? { id: newDestinationId(), lei: declared.lei, account: declared.account, key: destinationKey(declared.destination), kind: declared.destination.kind, createdAt: now };
     if (!planned.entry) {
       try {
         await insertDestinationEntry(trx, entry);
@@ -190,7 +191,7 @@ async function plannedVersion(
   declared: TransferDestinationsSection['destinations'][number],
   now: number,
 ): Promise<{ entry?: DestinationEntry; version?: number; conflict?: string }> {
-  const entry = await findDestinationByKey(db, { lei: declared.lei, account: declared.account, key: keyOf(declared.destination) });
+  const entry = await findDestinationByKey(db, { lei: declared.lei, account: declared.account, key: destinationKey(declared.destination) });
   if (!entry) return { version: 1 };
   const versions = await versionsOf(db, entry.id);
   const waiting = versions.filter((v) => (v.status === 'pending' || v.status === 'held_for_review') && !expired(v, now));

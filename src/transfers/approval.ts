@@ -8,7 +8,8 @@ import type { Context } from '../context.ts';
 import { findUser } from '../identity/users.ts';
 import type { Database } from '../storage/schema.ts';
 import { cooldownMsOf, versionOfRequest } from './address-book.ts';
-import { changeMaxAuthAgeSeconds, destinationApproverRole, destinationReviewRole, leisOfPerson, type DestinationChangeContent } from './change-control.ts';
+import { changeMaxAuthAgeSeconds, destinationApproverRole, destinationReviewRole, type DestinationChangeContent } from './change-control.ts';
+import { leisOfDesks } from '../audit/scope.ts';
 
 /**
  * The second person's side of an address-book change (approval kind `transfer_destination`,
@@ -27,7 +28,7 @@ export async function destinationApproverProblem(ctx: Context, request: Approval
   const person = await findUser(ctx, approver.userId);
   if (!person || person.status !== 'active') return 'not an active person';
   if (proof.method === 'token' && epochSeconds(ctx.clock) - proof.authTime > changeMaxAuthAgeSeconds) return 'authentication not fresh (more than 5 minutes old)';
-  if (!(await leisOfPerson(ctx, person.desks)).has(content.lei)) return `not a person of legal entity ${content.lei}`;
+  if (!(await leisOfDesks(ctx, person.desks)).has(content.lei)) return `not a person of legal entity ${content.lei}`;
   if (content.review_reason === undefined) {
     return person.roles.includes(destinationApproverRole) ? undefined : `not a holder of ${destinationApproverRole}`;
   }

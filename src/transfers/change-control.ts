@@ -6,7 +6,9 @@ import type { Context } from '../context.ts';
 import { readStoredRisk } from '../identity/stored-risk.ts';
 import type { Database } from '../storage/schema.ts';
 import { findDestination, findDestinationByKey, liveStatuses, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
-import { beneficiaryNameKey, destinationForRecord, keyOf, type Destination } from './destination-input.ts';
+import { beneficiaryNameKey, destinationForRecord, type Destination } from './destination-input.ts';
+import { destinationKey } from './detail.ts';
+import { canonicalize } from '../jose/canonical-json.ts';
 import { resolveMasterKey } from '../keys/master-key.ts';
 
 /**
@@ -90,7 +92,7 @@ export interface ChangeInput {
  */
 export async function requestDestinationChange(ctx: Context, input: ChangeInput): Promise<{ entry: DestinationEntry; version: DestinationVersion; request: ApprovalRequest }> {
   await requireAccountOf(ctx, input.lei, input.account);
-  const key = keyOf(input.destination);
+  const key = destinationKey(input.destination);
   const found = await findDestinationByKey(ctx.storage.db, { lei: input.lei, account: input.account, key });
   const versions = found ? await versionsOf(ctx.storage.db, found.id) : [];
   const now = ctx.clock.now();
@@ -214,12 +216,6 @@ export async function requireAccountOf(ctx: Pick<Context, 'entities'>, lei: stri
   if (snapshot.accounts.get(account)?.lei !== lei) throw new DestinationError(`${account} is not an account of legal entity ${lei}`);
 }
 
-/** The legal entities of a person: those of their desks (src/entities). */
-export async function leisOfPerson(ctx: Pick<Context, 'entities'>, desks: readonly string[]): Promise<Set<string>> {
-  const snapshot = await ctx.entities.snapshot();
-  return new Set(desks.flatMap((desk) => snapshot.desks.get(desk)?.lei ?? []));
-}
-
 /** A change is needed: not what the destination's latest live version already is, and none waits (checked again in the transaction). */
 function refuseUnneeded(versions: readonly DestinationVersion[], destination: Destination, label: string | undefined, now: number): void {
   const waiting = versions.find((v) => (v.status === 'pending' || v.status === 'held_for_review') && (v.requestExpiresAt === undefined || v.requestExpiresAt > now));
@@ -230,11 +226,7 @@ function refuseUnneeded(versions: readonly DestinationVersion[], destination: De
 
 /** Whether a version says exactly this (destination fields and label). */
 export function sameVersion(version: Pick<DestinationVersion, 'destination' | 'label'>, destination: Destination, label: string | undefined): boolean {
-  return canonical(version.destination) === canonical(destination) && (version.label ?? null) === (label ?? null);
-}
-
-function canonical(destination: Destination): string {
-  return JSON.stringify(Object.fromEntries(Object.entries(destination).sort(([a], [b]) => a.localeCompare(b))));
+  return canonicalize(version.destination) === canonicalize(destination) && (version.label ?? null) === (label ?? null);
 }
 
 /** Inside the change's transaction: no other change of the entry waits (two asked at once: one wins). */

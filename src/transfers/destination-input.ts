@@ -4,7 +4,7 @@ import { accountPattern } from '../entities/definition.ts';
 import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
 import { join, type Validator } from '../validation.ts';
 import { accountIdProblem } from './caip.ts';
-import { destinationKey } from './detail.ts';
+import type { TransferDestination } from './detail.ts';
 
 /**
  * A destination as the address book takes it (the `destination` of a `transfer` entry,
@@ -12,10 +12,7 @@ import { destinationKey } from './detail.ts';
  * or a blockchain account (CAIP-10). Its identity is `destinationKey` (src/transfers/detail.ts):
  * the book stores and matches by that key, so two spellings of one IBAN are one destination.
  */
-export type Destination =
-  | { kind: 'internal'; account: string }
-  | { kind: 'iban'; iban: string; bic?: string; name?: string }
-  | { kind: 'blockchain'; account: string };
+export type Destination = TransferDestination;
 
 export const destinationKinds = ['internal', 'iban', 'blockchain'] as const;
 
@@ -57,11 +54,6 @@ export function readDestination(v: Validator, path: string, input: unknown): Des
   const problem = account === undefined ? undefined : accountIdProblem(account);
   if (problem) v.fail(join(path, 'account'), problem);
   return v.problems.length === before ? { kind, account: account! } : undefined;
-}
-
-/** The destination's key (src/transfers/detail.ts): what the book matches a transfer by. */
-export function keyOf(destination: Destination): string {
-  return destinationKey(destination);
 }
 
 /**

@@ -8,7 +8,7 @@ import { issuanceEventOf, type Issuance } from '../policy/issuance.ts';
 import { destinationStatus, type DestinationStatus } from './address-book.ts';
 import { formatAmount, parseAmount } from './amounts.ts';
 import { controlsFor, transferControls, type EffectiveControls } from './controls.ts';
-import { assetKey, destinationKey, type TransferDetail } from './detail.ts';
+import { assetKey, destinationKey, isTransfer, type TransferDetail } from './detail.ts';
 import { forgetFirstUse, recordUse, usedBefore } from './destination-uses.ts';
 import { approvalDemandText, approvalsPerDemand, atOrAboveThreshold, type ApprovalDemand } from './thresholds.ts';
 import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
@@ -143,7 +143,7 @@ interface Checked {
 }
 
 function transferEntries(details: readonly AuthorizationDetail[]): Entry[] {
-  return details.flatMap((detail, index) => (detail.type === 'transfer' ? [{ index, detail: detail as unknown as TransferDetail }] : []));
+  return details.flatMap((detail, index) => (isTransfer(detail) ? [{ index, detail }] : []));
 }
 
 /** The key of a request's entries the threshold adds up: the source account and the asset (canonical). */

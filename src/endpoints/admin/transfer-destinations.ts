@@ -13,7 +13,6 @@ import {
   DestinationConflict,
   DestinationError,
   DestinationNotFound,
-  leisOfPerson,
   removeDestination,
   requestDestinationChange,
   signInReview,
@@ -21,6 +20,7 @@ import {
 } from '../../transfers/change-control.ts';
 import { readDestination } from '../../transfers/destination-input.ts';
 import { formatProblem, Validator } from '../../validation.ts';
+import { leisOfDesks } from '../../audit/scope.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -167,7 +167,7 @@ async function personRequester(ctx: Context, request: FastifyRequest, lei: strin
     });
     throw stepUp(scheme, weak ? 'an address-book change needs a phishing-resistant authentication (a passkey)' : 'an address-book change needs an authentication of the last 5 minutes: sign in again');
   }
-  if (!(await leisOfPerson(ctx, person.desks)).has(lei)) {
+  if (!(await leisOfDesks(ctx, person.desks)).has(lei)) {
     await ctx.audit.record({
       type: 'transfer_destination.refused',
       actor: person.id,
@@ -191,7 +191,7 @@ async function removerOf(ctx: Context, claims: AccessTokenClaims, lei: string): 
   }
   if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegate never removes a destination for someone');
   const person = await findUser(ctx, claims.sub);
-  if (!person || person.status !== 'active' || !(await leisOfPerson(ctx, person.desks)).has(lei)) {
+  if (!person || person.status !== 'active' || !(await leisOfDesks(ctx, person.desks)).has(lei)) {
     throw new OAuthError('access_denied', `only a person of legal entity ${lei} removes from its address book`);
   }
   return person.id;
