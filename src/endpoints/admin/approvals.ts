@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { authScheme, stepUp } from './step-up.ts';
 import { adminOperation } from '../../admin/authorize.ts';
 import { approvalView, approverOf, decidableRequests, deciderRole, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
 import { approvalKindOf } from '../../approvals/kinds/index.ts';
@@ -91,7 +92,7 @@ export const adminApprovals: Endpoint = {
       const stored = requestIdPattern.test(id) ? await findApprovalRequest(ctx.storage.db, id) : undefined;
       const kind = stored && approvalKindOf(stored.kind);
       if (!stored || !kind) throw notFound();
-      const scheme = /^dpop\s/i.test(request.headers.authorization ?? '') ? 'DPoP' : 'Bearer';
+      const scheme = authScheme(request);
       const now = Math.floor(ctx.clock.now() / 1000);
       const proof = tokenProof(claims);
       if (claims.auth_time === undefined || now - claims.auth_time > approvalsMaxAuthAgeSeconds) {
@@ -167,22 +168,6 @@ function decisionBody(body: unknown): { decision: 'approve' | 'deny'; reason?: s
 
 function notFound(): OAuthError {
   return new OAuthError('not_found', 'no such approval request for you');
-}
-
-/** RFC 9470 §3: 401 insufficient_user_authentication, with what would meet the requirement in the challenge and the body. */
-function stepUp(scheme: 'Bearer' | 'DPoP', description: string, ask: { acr_values?: string; max_age?: number }): OAuthError {
-  const params = [
-    'realm="clearance"',
-    'error="insufficient_user_authentication"',
-    `error_description="${description}"`,
-    ...(ask.acr_values !== undefined ? [`acr_values="${ask.acr_values}"`] : []),
-    ...(ask.max_age !== undefined ? [`max_age=${ask.max_age}`] : []),
-  ];
-  return new OAuthError('insufficient_user_authentication', description, {
-    status: 401,
-    headers: { 'www-authenticate': `${scheme} ${params.join(', ')}` },
-    members: { ...ask },
-  });
 }
 
 /** The admin API's spelling of a view (snake_case members). */

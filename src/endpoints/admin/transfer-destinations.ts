@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { authScheme, stepUp } from './step-up.ts';
 import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams, queryParams } from '../../http/api-operation.ts';
@@ -143,7 +144,7 @@ async function personRequester(ctx: Context, request: FastifyRequest, lei: strin
   if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegate never asks for a destination for someone');
   const person = await findUser(ctx, claims.sub);
   if (!person || person.status !== 'active') throw new OAuthError('access_denied', 'the person of this token may not change an address book');
-  const scheme = /^dpop\s/i.test(request.headers.authorization ?? '') ? 'DPoP' : 'Bearer';
+  const scheme = authScheme(request);
   const now = Math.floor(ctx.clock.now() / 1000);
   const weak = !acrSatisfies(claims.acr, acr.phishingResistant);
   const stale = now - claims.auth_time > changeMaxAuthAgeSeconds;
@@ -165,7 +166,10 @@ async function personRequester(ctx: Context, request: FastifyRequest, lei: strin
         outcome: 'challenged',
       },
     });
-    throw stepUp(scheme, weak ? 'an address-book change needs a phishing-resistant authentication (a passkey)' : 'an address-book change needs an authentication of the last 5 minutes: sign in again');
+    throw stepUp(scheme, weak ? 'an address-book change needs a phishing-resistant authentication (a passkey)' : 'an address-book change needs an authentication of the last 5 minutes: sign in again', {
+      acr_values: acr.phishingResistant,
+      max_age: changeMaxAuthAgeSeconds,
+    });
   }
   if (!(await leisOfDesks(ctx, person.desks)).has(lei)) {
     await ctx.audit.record({
@@ -195,13 +199,6 @@ async function removerOf(ctx: Context, claims: AccessTokenClaims, lei: string): 
     throw new OAuthError('access_denied', `only a person of legal entity ${lei} removes from its address book`);
   }
   return person.id;
-}
-
-/** RFC 9470 §3: 401 insufficient_user_authentication, with what would meet the requirement in the challenge and the body. */
-function stepUp(scheme: 'Bearer' | 'DPoP', description: string): OAuthError {
-  const ask = { acr_values: acr.phishingResistant, max_age: changeMaxAuthAgeSeconds };
-  const challenge = ['realm="clearance"', 'error="insufficient_user_authentication"', `error_description="${description}"`, `acr_values="${ask.acr_values}"`, `max_age=${ask.max_age}`];
-  return new OAuthError('insufficient_user_authentication', description, { status: 401, headers: { 'www-authenticate': `${scheme} ${challenge.join(', ')}` }, members: { ...ask } });
 }
 
 /** The book's refusals as the API's: 404, 409, else 400. */
