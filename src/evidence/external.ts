@@ -8,7 +8,7 @@ import { txnInScope } from '../audit/scope.ts';
 import { registeredKeys, type RegisteredKey } from '../clients/authentication/client-keys.ts';
 import { assertionAlgs } from '../clients/metadata.ts';
 import type { Client } from '../clients/store.ts';
-import { evidenceJwsType, evidenceStatement, type EvidenceStatementFields } from '../guard/evidence.ts';
+import { evidenceJwsType, evidenceStatement, type EvidenceStatementFields, type RecordedExternalEvidence } from '../guard/evidence.ts';
 import { findUser } from '../identity/users.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { isCanonicalBase64url, jwkThumbprint, mediaType, verifyCompactSignature } from '../jose/index.ts';
@@ -85,17 +85,11 @@ export interface AppendRequest {
   jws?: string;
 }
 
-/** The recorded event, as answered (the same answer to a retry). */
-export interface AppendedEvidence {
-  evidence_id: string;
-  txn: string;
-  event_id: string;
-  type: string;
-  payload_sha256: string;
-  occurred_at?: string;
-  signed: boolean;
-  recorded_at: string;
-}
+/**
+ * The recorded event, as answered (the same answer to a retry): the wire shape the guard's helper
+ * reads (src/guard/evidence.ts), less whether this call created it.
+ */
+export type AppendedEvidence = Omit<RecordedExternalEvidence, 'created'>;
 
 /**
  * Reads the body, each rule a refusal naming it: a JSON object with only the known members (never
@@ -136,7 +130,7 @@ export function readAppendRequest(body: unknown, now: number): AppendRequest {
  *    and the first record is the answer (`created: false`); another statement under it is a conflict;
  * 6. the row and `evidence.appended` commit together. Nothing of the payload but its hash is kept.
  */
-export async function appendExternalEvidence(ctx: Context, producerId: string, body: unknown, requestId: string): Promise<AppendedEvidence & { created: boolean }> {
+export async function appendExternalEvidence(ctx: Context, producerId: string, body: unknown, requestId: string): Promise<RecordedExternalEvidence> {
   let txn: string | undefined;
   try {
     const request = readAppendRequest(body, ctx.clock.now());
@@ -171,7 +165,7 @@ export async function appendExternalEvidence(ctx: Context, producerId: string, b
 }
 
 /** The first record of (producer, event_id) when it is the same statement; a conflict when it is not. */
-async function existing(ctx: Context, producer: string, eventId: string, fingerprint: string): Promise<(AppendedEvidence & { created: boolean }) | undefined> {
+async function existing(ctx: Context, producer: string, eventId: string, fingerprint: string): Promise<RecordedExternalEvidence | undefined> {
   const row = await ctx.storage.db.selectFrom('external_evidence').selectAll().where('producer', '=', producer).where('event_id', '=', eventId).executeTakeFirst();
   if (!row) return undefined;
   if (row.fingerprint !== fingerprint) {
@@ -203,7 +197,7 @@ interface Signer {
 async function insert(
   ctx: Context,
   input: { request: AppendRequest; producerId: string; lei: string; fingerprint: string; signer: Signer | undefined; requestId: string },
-): Promise<AppendedEvidence & { created: boolean }> {
+): Promise<RecordedExternalEvidence> {
   const { request, producerId, signer } = input;
   const row = {
     id: randomUUID(),
