@@ -1,4 +1,5 @@
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { derivedKey } from '../keys/master-key.ts';
 import type { Context } from '../context.ts';
 import type { ClientMetadata } from '../clients/metadata.ts';
 
@@ -30,16 +31,9 @@ const cibaGrantType = 'urn:openid:params:grant-type:ciba';
 export const subjectTypes = ['public', 'pairwise'] as const;
 export type SubjectType = (typeof subjectTypes)[number];
 
-const keys = new WeakMap<Buffer, Buffer>();
-
 /** The pairwise key derived from the master key (cached per key buffer). */
 export function pairwiseKey(masterKey: Buffer): Buffer {
-  let key = keys.get(masterKey);
-  if (!key) {
-    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance pairwise-subject v1', 32));
-    keys.set(masterKey, key);
-  }
-  return key;
+  return derivedKey(masterKey, 'clearance pairwise-subject v1');
 }
 
 /** The pairwise subject of `localSubject` in `sector` (43 base64url characters). */

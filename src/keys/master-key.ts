@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.ts';
@@ -41,4 +41,19 @@ export function resolveMasterKey(config: Config): MasterKey {
     throw error;
   }
   return { key, source: 'development-file', warning };
+}
+
+const derivedKeys = new WeakMap<Buffer, Map<string, Buffer>>();
+
+/**
+ * A 32-byte key for one purpose, derived from the master key with HKDF-SHA-256 (RFC 5869; no salt,
+ * `info` names the purpose and its version), cached per master key buffer: never stored, the same
+ * on every node and across restarts, and a different key for each `info`.
+ */
+export function derivedKey(masterKey: Buffer, info: string): Buffer {
+  let byInfo = derivedKeys.get(masterKey);
+  if (!byInfo) derivedKeys.set(masterKey, (byInfo = new Map()));
+  let key = byInfo.get(info);
+  if (!key) byInfo.set(info, (key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), info, 32))));
+  return key;
 }

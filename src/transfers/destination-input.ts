@@ -1,4 +1,5 @@
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { derivedKey } from '../keys/master-key.ts';
 import { legalNameProblem } from '../authorization/authorization-details.ts';
 import { accountPattern } from '../entities/definition.ts';
 import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
@@ -61,15 +62,8 @@ export function readDestination(v: Validator, path: string, input: unknown): Des
  * subject key is (src/identity/pairwise.ts): HKDF-SHA-256, its own info string, 32 bytes.
  */
 export function beneficiaryNameKey(masterKey: Buffer): Buffer {
-  let key = nameKeys.get(masterKey);
-  if (!key) {
-    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance beneficiary-name v1', 32));
-    nameKeys.set(masterKey, key);
-  }
-  return key;
+  return derivedKey(masterKey, 'clearance beneficiary-name v1');
 }
-
-const nameKeys = new WeakMap<Buffer, Buffer>();
 
 /** HMAC-SHA-256 (hex) of a beneficiary's name under `beneficiaryNameKey`: what the log says of the name. */
 export function beneficiaryNameHmac(nameKey: Buffer, name: string): string {

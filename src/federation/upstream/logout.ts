@@ -1,4 +1,5 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { derivedKey } from '../../keys/master-key.ts';
 import { createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import * as oidc from 'openid-client';
 import type { AuditEvent } from '../../audit/events.ts';
@@ -122,15 +123,8 @@ export function upstreamLoggedOutUri(issuer: string): string {
 }
 
 const continuationTtlMs = 10 * 60_000;
-const continuationKeys = new WeakMap<Buffer, Buffer>();
-
 function continuationKey(masterKey: Buffer): Buffer {
-  let key = continuationKeys.get(masterKey);
-  if (!key) {
-    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance upstream-logout v1', 32));
-    continuationKeys.set(masterKey, key);
-  }
-  return key;
+  return derivedKey(masterKey, 'clearance upstream-logout v1');
 }
 
 /**

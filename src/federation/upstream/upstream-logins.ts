@@ -1,5 +1,6 @@
 import { browserDigest } from '../../authorization/interactions.ts';
-import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { derivedKey } from '../../keys/master-key.ts';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import { safeEqual } from '../../jose/dpop.ts';
 
@@ -21,15 +22,8 @@ export interface UpstreamLoginSecrets {
   codeVerifier: string;
 }
 
-const derivationKeys = new WeakMap<Buffer, Buffer>();
-
 function derivationKey(masterKey: Buffer): Buffer {
-  let key = derivationKeys.get(masterKey);
-  if (!key) {
-    key = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance upstream-login v1', 32));
-    derivationKeys.set(masterKey, key);
-  }
-  return key;
+  return derivedKey(masterKey, 'clearance upstream-login v1');
 }
 
 /** The nonce and PKCE verifier a state stands for (43 base64url characters each: RFC 7636 §4.1 allows 43–128). */
