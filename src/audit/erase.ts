@@ -174,7 +174,6 @@ async function lockKeyRows(trx: Transaction<Database>, subject: string, kids: re
  * then each candidate checked by parsing. An erasure is rare and deliberate; it may read the whole log.
  */
 async function eventsSealedUnder(db: Kysely<Database> | Transaction<Database>, kids: readonly string[], range: { upto?: number; after?: number }): Promise<StoredAuditEvent[]> {
-  const wanted = new Set(kids);
   const found: StoredAuditEvent[] = [];
   for (const kid of kids) {
     // `_` (in `psk_`) is a LIKE wildcard: it may match more, never less; the parse keeps the exact ones.
@@ -185,7 +184,7 @@ async function eventsSealedUnder(db: Kysely<Database> | Transaction<Database>, k
     for (const row of rows) {
       const event = JSON.parse(row.event) as StoredAuditEvent;
       const sealed = sealedFieldsOf(event);
-      if (sealed && wanted.has(sealed.kid) && sealed.kid === kid) found.push(event);
+      if (sealed?.kid === kid) found.push(event);
     }
   }
   return found;

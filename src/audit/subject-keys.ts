@@ -1,4 +1,5 @@
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { derivedKey } from '../keys/master-key.ts';
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { masterKeyId, open, seal } from '../keys/sealed-box.ts';
@@ -36,7 +37,7 @@ export const subjectKeysGeneration = 'audit_subject_keys';
 
 /** The key of pseudonymous subject ids (personal-data.ts pseudonymOf), derived from the master key. */
 export function pseudonymKeyOf(masterKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance audit pseudonym v1', 32));
+  return derivedKey(masterKey, 'clearance audit pseudonym v1');
 }
 
 // This process's instances per database: an erasure made here empties their caches at once.
@@ -183,11 +184,6 @@ export class SubjectKeys {
 
   #open(row: KeyRow): Buffer {
     return openKeyRow(this.#masterKey, row);
-  }
-
-  /** What a reader is shown of each event's personal fields (personalViews). */
-  views(events: readonly Pick<StoredAuditEvent, 'id' | 'details'>[], reveal: boolean | ReadonlySet<string>): Promise<{ views: Map<string, PersonalView>; subjects: Set<string> }> {
-    return personalViews(this.#db, this.#masterKey, events, reveal);
   }
 }
 

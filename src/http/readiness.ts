@@ -4,19 +4,14 @@
  * "Graceful shutdown"). One per process: a worker is told by its primary.
  */
 export class Readiness {
-  #drainingSince: number | undefined;
+  #draining = false;
 
-  /** Marks the node draining; idempotent (the first call's time stands). */
-  drain(now = Date.now()): void {
-    this.#drainingSince ??= now;
+  /** Marks the node draining; idempotent. */
+  drain(): void {
+    this.#draining = true;
   }
 
   get draining(): boolean {
-    return this.#drainingSince !== undefined;
-  }
-
-  /** When draining began, epoch ms. */
-  get drainingSince(): number | undefined {
-    return this.#drainingSince;
+    return this.#draining;
   }
 }
