@@ -175,7 +175,8 @@ export class ConfigError extends Error {
 }
 
 /** Reads and validates the configuration; throws ConfigError naming the variable at fault. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
+  const env = withSecretFiles(given);
   const mode = readMode(env);
   const port = readInt(env, 'PORT', 9000, 0, 65535);
   if (port === 0 && env.CLEARANCE_ISSUER === undefined) {
@@ -237,6 +238,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     travelRuleThreshold: readDecimal(env, 'CLEARANCE_TRAVEL_RULE_THRESHOLD', '0'),
     region: readRegion(env.CLEARANCE_REGION),
   };
+}
+
+/** The variables that carry secrets, each of which can instead name a file in `<NAME>_FILE`. */
+export const secretVariables = ['CLEARANCE_MASTER_KEY', 'DATABASE_URL', 'REDIS_URL'] as const;
+
+/**
+ * `<NAME>_FILE` for each secret variable: the value is the file's content, less one trailing newline
+ * (a container's mounted secret, docs/deployment.md), so the secret need not sit in the environment
+ * where `ps e`, `podman inspect` or a crash report would show it. Setting both is ambiguous: refused.
+ */
+function withSecretFiles(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  let resolved: NodeJS.ProcessEnv | undefined;
+  for (const name of secretVariables) {
+    const file = emptyToUndefined(env[`${name}_FILE`]);
+    if (file === undefined) continue;
+    if (emptyToUndefined(env[name]) !== undefined) throw new ConfigError(`set ${name} or ${name}_FILE, not both`);
+    let value: string;
+    try {
+      value = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      // The message names the file and the reason (ENOENT, EACCES), never its content.
+      throw new ConfigError(`${name}_FILE: ${(error as Error).message}`);
+    }
+    if (value === '') throw new ConfigError(`${name}_FILE: ${file} is empty`);
+    resolved ??= { ...env };
+    resolved[name] = value;
+  }
+  return resolved ?? env;
 }
 
 /** CLEARANCE_TSA_URL and CLEARANCE_TSA_TRUST (the TSA's CA or certificate, PEM), set together. */

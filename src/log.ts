@@ -1,8 +1,12 @@
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 
-/** The process id of this node in logs and audit events. */
-export const nodeId = `${hostname()}:${process.pid}`;
+/**
+ * The process id of this node in logs and audit events: CLEARANCE_NODE_NAME (else the host name)
+ * and the pid. Containers on the host's network share its host name and all run as pid 1, so
+ * each is given a name of its own there (docs/deployment.md).
+ */
+export const nodeId = `${process.env.CLEARANCE_NODE_NAME || hostname()}:${process.pid}`;
 
 /**
  * JSON logs (pino). Credentials never reach a log line: headers that carry them are redacted and

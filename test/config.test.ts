@@ -91,6 +91,48 @@ describe('loadConfig', () => {
     assert.deepEqual(loadConfig({ CLEARANCE_MASTER_KEY: key.toString('base64url') }).masterKey, key);
   });
 
+  test('reads the master key, the database URL and the Redis URL from the files their _FILE variables name', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clearance-secrets-'));
+    try {
+      const key = randomBytes(32);
+      writeFileSync(join(dir, 'master-key'), `${key.toString('hex')}\n`);
+      writeFileSync(join(dir, 'database-url'), 'postgres://clearance:s3cret@db.internal:5432/clearance\n');
+      writeFileSync(join(dir, 'redis-url'), 'redis://:s3cret@cache.internal:6379');
+      const config = loadConfig({
+        CLEARANCE_MASTER_KEY_FILE: join(dir, 'master-key'),
+        DATABASE_URL_FILE: join(dir, 'database-url'),
+        REDIS_URL_FILE: join(dir, 'redis-url'),
+      });
+      assert.deepEqual(config.masterKey, key);
+      assert.equal(config.databaseUrl, 'postgres://clearance:s3cret@db.internal:5432/clearance');
+      assert.equal(config.redisUrl, 'redis://:s3cret@cache.internal:6379');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('refuses a secret given both directly and as a file, a missing file and an empty one, without echoing a secret', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'clearance-secrets-'));
+    try {
+      const secret = randomBytes(32).toString('hex');
+      writeFileSync(join(dir, 'master-key'), secret);
+      writeFileSync(join(dir, 'empty'), '\n');
+      const refusals: [NodeJS.ProcessEnv, RegExp][] = [
+        [{ CLEARANCE_MASTER_KEY: secret, CLEARANCE_MASTER_KEY_FILE: join(dir, 'master-key') }, /set CLEARANCE_MASTER_KEY or CLEARANCE_MASTER_KEY_FILE, not both/],
+        [{ DATABASE_URL_FILE: join(dir, 'absent') }, /^DATABASE_URL_FILE: .*ENOENT/],
+        [{ REDIS_URL_FILE: join(dir, 'empty') }, /^REDIS_URL_FILE: .* is empty/],
+      ];
+      for (const [env, message] of refusals) {
+        assert.throws(
+          () => loadConfig(env),
+          (error: unknown) => error instanceof ConfigError && message.test(error.message) && !error.message.includes(secret),
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('refuses a master key that is not 32 bytes, without echoing it', () => {
     for (const raw of [randomBytes(31).toString('hex'), randomBytes(33).toString('base64'), 'password', randomBytes(32).toString('hex') + 'ab']) {
       assert.throws(

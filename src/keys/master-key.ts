@@ -18,7 +18,7 @@ export interface MasterKey {
 export function resolveMasterKey(config: Config): MasterKey {
   if (config.masterKey) return { key: config.masterKey, source: 'environment' };
   if (config.mode !== 'development') {
-    throw new ConfigError('CLEARANCE_MASTER_KEY is required outside development mode');
+    throw new ConfigError('CLEARANCE_MASTER_KEY (or CLEARANCE_MASTER_KEY_FILE) is required outside development mode');
   }
   const path = join(config.dataDir, 'master.key');
   const warning =
