@@ -4,11 +4,13 @@
 # self-signed TLS certificate for the proxy (localhost) and a client CA for mTLS clients.
 # Existing files are kept: run it again after deleting one to replace that one.
 # Bring your own TLS certificate and client CAs in production.
+#
+#   deploy/compose/secrets.sh [DIR]    (default: deploy/compose/secrets)
 set -euo pipefail
-cd "$(dirname "$0")"
-mkdir -p secrets
-chmod 0700 secrets
-cd secrets
+dir="${1:-$(dirname "$0")/secrets}"
+mkdir -p "$dir"
+chmod 0700 "$dir"
+cd "$dir"
 umask 077
 new() { [ -s "$1" ] && return 1; echo "made $1" >&2; }
 

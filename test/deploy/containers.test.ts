@@ -6,8 +6,11 @@
  * .ci/run installs it.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
@@ -15,7 +18,7 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import pg from 'pg';
 import { main } from '../../src/cli/main.ts';
 import { clientCredentialsRequest } from '../helpers/cluster.ts';
-import { buildImage, clientAssertion, command, containerSkip, freshDatabase, podman, repository, untilReady, withoutSystemdNoise } from '../helpers/containers.ts';
+import { buildImage, clientAssertion, command, containerSkip, freshDatabase, nginxSkip, podman, repository, untilReady, withoutSystemdNoise } from '../helpers/containers.ts';
 import { deleteKeys, redisSkip, testRedisUrl } from '../helpers/redis.ts';
 import { freePort } from '../helpers/server.ts';
 import { adminQuery } from '../helpers/storage.ts';
@@ -30,7 +33,7 @@ interface Clients {
   document: string;
 }
 
-function clientsDocument(): Clients {
+function clientsDocument(more: object[] = []): Clients {
   const desk = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const ordersRs = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwks = (key: KeyObject, kid: string) => ({ keys: [{ ...key.export({ format: 'jwk' }), kid, alg: 'ES256' }] });
@@ -39,6 +42,7 @@ function clientsDocument(): Clients {
     clients: [
       { client_id: 'desk', token_endpoint_auth_method: 'private_key_jwt', jwks: jwks(desk.publicKey, 'desk-1'), grant_types: ['client_credentials'], scope: 'order:create' },
       { client_id: 'orders-rs', token_endpoint_auth_method: 'private_key_jwt', jwks: jwks(ordersRs.publicKey, 'orders-rs-1'), grant_types: ['client_credentials'] },
+      ...more,
     ],
   });
   return { desk: desk.privateKey, ordersRs: ordersRs.privateKey, document };
@@ -255,7 +259,7 @@ describe('two nodes from the image on one PostgreSQL and Redis (deploy/local/nod
   }
 
   /** `nodes.sh up` on a database, ports, Redis prefix and state of the test's own; clients applied. */
-  async function deploy(t: TestContext): Promise<Deployment> {
+  async function deploy(t: TestContext, env: string[] = [], document?: Clients): Promise<Deployment> {
     const { image } = await buildImage();
     const database = await freshDatabase(adminQuery);
     t.after(database.drop);
@@ -270,12 +274,12 @@ describe('two nodes from the image on one PostgreSQL and Redis (deploy/local/nod
       rmSync(state, { recursive: true, force: true });
       await deleteKeys(testRedisUrl, `${prefix}:`);
     });
-    const up = await nodes('up', '--image', image, '--database-url', database.url, '--redis-url', testRedisUrl, '--issuer', issuer, '--workers', '1', '--env', 'CLEARANCE_DRAIN_DELAY_MS=1000');
+    const up = await nodes('up', '--image', image, '--database-url', database.url, '--redis-url', testRedisUrl, '--issuer', issuer, '--workers', '1', '--env', 'CLEARANCE_DRAIN_DELAY_MS=1000', ...env.flatMap((entry) => ['--env', entry]));
     assert.equal(up.code, 0, withoutSystemdNoise(up.stderr) + up.stdout);
     assert.match(up.stdout, new RegExp(`${prefix}-1 is ready[\\s\\S]*${prefix}-2 is ready`));
 
     // The clients, applied once through the CLI on the shared database (with the nodes' master key).
-    const clients = clientsDocument();
+    const clients = document ?? clientsDocument();
     const file = join(state, 'clients.json');
     writeFileSync(file, clients.document);
     const lines: string[] = [];
@@ -335,4 +339,97 @@ describe('two nodes from the image on one PostgreSQL and Redis (deploy/local/nod
       for (const origin of origins) assert.equal((await introspectAt(origin, clients, token)).body.active, true);
     }
   });
+
+  test('behind the compose proxy (deploy/compose/nginx.conf, in Debian nginx): TLS, a client certificate forwarded for tls_client_auth and bound to the token; a forged certificate header and a certificate from another CA get nothing', { skip: nginxSkip }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clearance-proxy-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const secrets = join(dir, 'secrets');
+    const made = await command(join(repository, 'deploy/compose/secrets.sh'), [secrets]);
+    assert.equal(made.code, 0, made.stderr);
+    // The client's certificate from the client CA secrets.sh made, and an impostor's with the same
+    // subject from a CA of its own.
+    const openssl = (...args: string[]) => command('openssl', args);
+    const subject = '/CN=settlement-bot';
+    await openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', subject, '-keyout', join(dir, 'client.key'), '-out', join(dir, 'client.csr'));
+    const signed = await openssl('x509', '-req', '-in', join(dir, 'client.csr'), '-CA', join(secrets, 'client-ca.crt'), '-CAkey', join(secrets, 'client-ca.key'), '-days', '1', '-out', join(dir, 'client.crt'));
+    assert.equal(signed.code, 0, signed.stderr);
+    await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', subject, '-keyout', join(dir, 'impostor.key'), '-out', join(dir, 'impostor.crt'));
+    const settlement = { client_id: 'settlement', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_subject_dn: 'CN=settlement-bot', grant_types: ['client_credentials'], scope: 'order:create' };
+    const { origins } = await deploy(t, ['CLEARANCE_CLIENT_CERT_HEADER=x-client-cert', 'CLEARANCE_TRUSTED_PROXIES=127.0.0.1'], clientsDocument([settlement]));
+
+    // The compose file's proxy configuration, pointed at the two nodes and the secrets made here.
+    const proxyPort = await freePort();
+    const conf = readFileSync(join(repository, 'deploy/compose/nginx.conf'), 'utf8')
+      .replace('server clearance-1:9000', `server ${new URL(origins[0]).host}`)
+      .replace('server clearance-2:9000', `server ${new URL(origins[1]).host}`)
+      .replace('listen 8443 ssl', `listen 127.0.0.1:${proxyPort} ssl`)
+      .replaceAll('/run/secrets/tls_cert', join(secrets, 'tls.crt'))
+      .replaceAll('/run/secrets/tls_key', join(secrets, 'tls.key'))
+      .replaceAll('/run/secrets/client_ca', join(secrets, 'client-ca.crt'));
+    assert.ok(!conf.includes('/run/secrets') && !conf.includes('clearance-1:9000'), 'every address and file was replaced');
+    writeFileSync(join(dir, 'nginx.conf'), conf);
+    const nginx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-g', `daemon off; pid ${join(dir, 'nginx.pid')}; error_log ${join(dir, 'error.log')};`], { stdio: 'ignore' });
+    t.after(() => void nginx.kill('SIGKILL'));
+    await until(() => accepts(proxyPort), 10_000);
+
+    const tokenRequest = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'settlement', scope: 'order:create', resource }).toString();
+    const viaProxy = (options: { cert?: string; key?: string; headers?: Record<string, string> }) =>
+      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: proxyPort, servername: 'localhost', path: '/token', method: 'POST', ca: readFileSync(join(secrets, 'tls.crt')), cert: options.cert && readFileSync(options.cert), key: options.key && readFileSync(options.key), headers: { 'content-type': 'application/x-www-form-urlencoded', ...options.headers }, agent: false },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk) => (text += chunk));
+            res.on('end', () => {
+              let body: Record<string, unknown>;
+              try {
+                body = JSON.parse(text) as Record<string, unknown>;
+              } catch {
+                body = { text };
+              }
+              resolve({ status: res.statusCode!, body });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(tokenRequest);
+      });
+
+    const issued = await viaProxy({ cert: join(dir, 'client.crt'), key: join(dir, 'client.key') });
+    assert.equal(issued.status, 200, JSON.stringify(issued.body));
+    const thumbprint = createHash('sha256').update(new X509Certificate(readFileSync(join(dir, 'client.crt'))).raw).digest('base64url');
+    assert.deepEqual(decodeJwt(String(issued.body.access_token)).cnf, { 'x5t#S256': thumbprint }, 'bound to the certificate the proxy forwarded (RFC 8705 §3)');
+
+    const without = await viaProxy({});
+    assert.equal(without.status, 401);
+    assert.equal(without.body.error, 'invalid_client');
+    // A client that writes the header itself: the proxy overwrites it with the (absent) certificate.
+    const forged = await viaProxy({ headers: { 'x-client-cert': encodeURIComponent(readFileSync(join(dir, 'client.crt'), 'utf8')) } });
+    assert.equal(forged.status, 401);
+    assert.equal(forged.body.error, 'invalid_client');
+    // Same subject, another CA: the proxy does not forward it, and no token is issued.
+    const impostor = await viaProxy({ cert: join(dir, 'impostor.crt'), key: join(dir, 'impostor.key') });
+    assert.notEqual(impostor.status, 200, JSON.stringify(impostor.body));
+    assert.ok(!('access_token' in impostor.body));
+  });
 });
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function until(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -29,6 +29,9 @@ export const containerSkip: string | false = !onPath('podman')
         ? 'TEST_DATABASE_URL is not set: the containers run against PostgreSQL'
         : false;
 
+/** The compose file's proxy is tested in Debian's nginx (nginx-light; .ci/run installs it). */
+export const nginxSkip: string | false = onPath('nginx') || existsSync('/usr/sbin/nginx') ? false : 'nginx is not installed (apt-get install nginx-light; .ci/run installs it)';
+
 export interface Run {
   code: number;
   stdout: string;
