@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { traceContextHeaders } from 'clearance/guard';
 
 export interface FirmClient {
   clientId: string;
@@ -30,6 +31,8 @@ export async function newDemoClients() {
     compliance: await newClient('compliance-console'),
     oms: await newClient('broker-oms'),
     settlement: await newClient('clearing-settlement'),
+    // The clearing firm's back office: fetches the evidence of the trades it cleared (evidence:counterparty).
+    backoffice: await newClient('clearing-backoffice'),
   };
   const keys = {
     'algo-7': clients.algo.publicJwk,
@@ -38,6 +41,7 @@ export async function newDemoClients() {
     'compliance-console': clients.compliance.publicJwk,
     'broker-oms': clients.oms.publicJwk,
     'clearing-settlement': clients.settlement.publicJwk,
+    'clearing-backoffice': clients.backoffice.publicJwk,
   };
   return { clients, keys };
 }
@@ -47,7 +51,11 @@ export interface TokenAnswer {
   body: Record<string, unknown>;
 }
 
-/** POSTs a token request authenticated with a fresh client assertion; `dpop` adds a proof. */
+/**
+ * POSTs a token request authenticated with a fresh client assertion; `dpop` adds a proof. It carries
+ * the active trace context (`traceparent`, with tracing on: docs/observability.md), so a hop's token
+ * exchange continues the trade's trace.
+ */
 export async function tokenRequest(issuer: string, client: FirmClient, form: Record<string, string>, dpop?: DpopKey): Promise<TokenAnswer> {
   const now = Math.floor(Date.now() / 1000);
   const assertion = await new SignJWT({ jti: randomUUID() })
@@ -59,7 +67,7 @@ export async function tokenRequest(issuer: string, client: FirmClient, form: Rec
     .setExpirationTime(now + 60)
     .sign(client.privateKey);
   const body = new URLSearchParams({ ...form, client_id: client.clientId, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', ...traceContextHeaders() };
   if (dpop) headers.dpop = await dpopProof(dpop, 'POST', `${issuer}/token`);
   const response = await fetch(`${issuer}/token`, { method: 'POST', headers, body });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };

@@ -11,18 +11,21 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
+import { context, trace } from '@opentelemetry/api';
+import { traceContextHeaders } from 'clearance/guard';
 import { executeApply, planApply } from '../src/apply/index.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { formatProblem } from '../src/validation.ts';
+import { tracingOn } from '../src/telemetry/spans.ts';
 import { newDemoClients, tokenRequest } from './clients.ts';
 import { demoDocument, loopbackAudiences, mandateId } from './config.ts';
 import { startFirms, type Order } from './services.ts';
@@ -45,6 +48,17 @@ export interface DemoOutcome {
   /** The SHA-256 of each payload file the producers kept (the files go with the demo's directory), and verify-bundle's lines about them. */
   payloadFileHashes: string[];
   payloadsVerified: string[];
+  /**
+   * With tracing on (docs/observability.md): the trade's one trace, from algo-7's first token through
+   * every hop's token exchange to the settlement.
+   */
+  traceId?: string;
+  /**
+   * The clearing firm's own fetch of the trade's evidence (docs/evidence.md "Evidence for
+   * counterparties"): the answer, the hops as the bundle states them, its events by type, how many
+   * it withholds, and verify-bundle's word on it.
+   */
+  counterpartyEvidence: { status: number; hops: [string, string[] | undefined][]; events: Record<string, number>; producers: string[]; withheld: number; verified: boolean };
 }
 
 /** A loopback port that was free a moment ago. */
@@ -102,7 +116,7 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     const { plan, problems } = await planApply(clearance.ctx, document);
     if (!plan) throw new Error(problems.map(formatProblem).join('\n'));
     const applied = await executeApply(clearance.ctx, plan, { actor: 'demo', via: 'cli' });
-    say(`${issuer}: ${applied.changes.length} changes (4 firms, 4 resource servers, 6 firm clients (2 of them evidence producers), mandate ${mandateId}, policy set demo-1 activated by a second person)`);
+    say(`${issuer}: ${applied.changes.length} changes (4 firms, 4 resource servers, 7 firm clients (2 of them evidence producers, 1 the clearing firm’s evidence reader), mandate ${mandateId}, policy set demo-1 activated by a second person)`);
 
     step('The arranger, the broker and the clearing firm start their APIs, each behind clearance/guard');
     // The broker's OMS and the clearing firm's settlement system keep the payloads they record.
@@ -114,9 +128,13 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     say('evidence producers: broker-oms (the broker’s OMS) and clearing-settlement (the clearing firm’s settlement system), evidence:append only');
 
     step('The asset manager algorithm algo-7 authenticates (private_key_jwt) and asks for a token under its mandate, starting the trade\'s txn');
+    // With tracing on, algo-7's side of the trade is one span, `demo.trade`: its first token and its
+    // order run in its context, and every hop continues its trace (docs/observability.md).
+    const trade = trace.getTracer('clearance-demo').startSpan('demo.trade');
+    const inTrade = <T>(work: () => Promise<T>): Promise<T> => context.with(trace.setSpan(context.active(), trade), work);
     // txn=new: Clearance mints the trade's transaction id, so the first token and everything after
     // it are filed under one txn (docs/audit.md).
-    const first = await tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders, mandate: mandateId, txn: 'new' });
+    const first = await inTrade(() => tokenRequest(issuer, clients.algo, { grant_type: 'client_credentials', resource: audiences.orders, mandate: mandateId, txn: 'new' }));
     if (first.status !== 200) throw new Error(`algo-7 got no token: ${JSON.stringify(first.body)}`);
     const t1 = first.body.access_token as string;
     const c1 = decodeJwt(t1);
@@ -126,16 +144,20 @@ export async function runDemo(print: (line: string) => void = console.log, optio
 
     step('algo-7 places an order; it travels arranger → broker → clearing, one exchanged token per hop');
     const order: Order = { instrument: 'EURUSD', instrument_class: 'fx', side: 'buy', notional: 2_000_000, currency: 'EUR' };
-    const placed = await postJson(`${arranger.url}/orders`, t1, order);
+    const placed = await inTrade(() => postJson(`${arranger.url}/orders`, t1, order));
     if (placed.status !== 200) throw new Error(`the order failed: ${JSON.stringify(placed.body)}`);
     const execution = placed.body.execution as Record<string, unknown>;
     const settlement = execution.settlement as Record<string, unknown>;
     const txn = String(execution.txn);
+    trade.setAttribute('clearance.txn', txn);
+    trade.end();
+    const traceId = tracingOn ? trade.spanContext().traceId : undefined;
     say(`order ${String(placed.body.order_id)} → execution ${String(execution.execution_id)} at ${String(execution.price)} (broker saw chain: ${(execution.chain as string[]).join(' < ')})`);
     say(`settlement ${String(settlement.settlement_id)} for ${String(settlement.subject)}, txn ${txn}`);
     say(`the clearing firm saw the delegation chain (newest first): ${(settlement.on_behalf_chain as string[]).join(' < ')} < ${String(settlement.subject)}; mandate ${JSON.stringify(settlement.mandate)}; bound by ${String(settlement.bound)}`);
     const recordedPayloads = [execution.evidence, settlement.evidence] as { event_id: string; type: string; payload_sha256: string; file: string }[];
     for (const r of recordedPayloads) say(`evidence appended under the txn: ${r.type} ${r.event_id}, payload sha256 ${r.payload_sha256} (signed by its producer; the payload stays in its archive)`);
+    if (traceId) say(`one trace, ${traceId}: algo-7 → Clearance → arranger → Clearance → broker → Clearance → clearing, each span with the txn (docs/observability.md)`);
 
     step('The broker retries the settlement instruction (a time-out on the way back)');
     const retry = await fetch(`${broker.url}/executions/${String(execution.execution_id)}/resend-settlement`, { method: 'POST' });
@@ -187,6 +209,21 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     if (origin) rebuiltChain.push(`${origin.subject} held ${String(jti).slice(0, 8)}… for ${String(origin.details!.parent_audience)}: the origin of the chain`);
     for (const line of rebuiltChain) say(line);
 
+    step('The clearing firm fetches the evidence of its trade with its own credentials, and sees its hop and the chain before it');
+    const reader = await tokenRequest(issuer, clients.backoffice, { grant_type: 'client_credentials', resource: `${issuer}/evidence`, scope: 'evidence:counterparty' });
+    const shared = await fetch(`${issuer}/evidence/transactions/${encodeURIComponent(txn)}`, { headers: { authorization: `Bearer ${String(reader.body.access_token)}` } });
+    const sharedFile = join(dir, `evidence-${txn}-clearing.json`);
+    writeFileSync(sharedFile, await shared.text());
+    const sharedBundle = JSON.parse(readFileSync(sharedFile, 'utf8')) as { events: { event: { type: string; client?: string } }[]; counterparty?: { hops: { jti: string; part: string; as?: string[] }[]; withheld: number } };
+    const sharedEvents = new Map<string, number>();
+    for (const { event } of sharedBundle.events ?? []) sharedEvents.set(event.type, (sharedEvents.get(event.type) ?? 0) + 1);
+    const statement = sharedBundle.counterparty;
+    say(`GET /evidence/transactions/${txn} as clearing-backoffice (evidence:counterparty): ${shared.status}`);
+    for (const hop of statement?.hops ?? []) say(`  ${hop.part === 'took_part' ? `took part (as ${(hop.as ?? []).join(', ')})` : 'the chain before it'}: token ${hop.jti.slice(0, 8)}…`);
+    say(`  ${[...sharedEvents].map(([type, n]) => `${n} ${type}`).join(', ')}; ${statement?.withheld ?? '?'} event(s) of the trade withheld — the broker's evidence, the refused hop after the revocation: counted, not shown`);
+    const sharedVerified = await cli(['audit', 'verify-bundle', sharedFile]);
+    say(sharedVerified.stdout.trim().split('\n').filter((line) => /^(bundle verified|counterparty bundle|  the chain's references)/.test(line)).join('\n   '));
+
     return {
       txn,
       settlementChain: settlement.on_behalf_chain as string[],
@@ -198,6 +235,15 @@ export async function runDemo(print: (line: string) => void = console.log, optio
       appendedEvidence: events.filter((e) => e.type === 'evidence.appended').map((e) => ({ producer: String(e.client), type: String(e.details!.evidence_type), payload_sha256: String(e.details!.payload_sha256) })),
       payloadFileHashes: payloadFiles.map((file) => createHash('sha256').update(readFileSync(file)).digest('hex')),
       payloadsVerified: verified.stdout.split('\n').filter((line) => line.startsWith('payload verified')),
+      ...(traceId ? { traceId } : {}),
+      counterpartyEvidence: {
+        status: shared.status,
+        hops: (statement?.hops ?? []).map((hop) => [hop.part, hop.as]),
+        events: Object.fromEntries(sharedEvents),
+        producers: (sharedBundle.events ?? []).filter(({ event }) => event.type === 'evidence.appended').map(({ event }) => String(event.client)),
+        withheld: statement?.withheld ?? -1,
+        verified: /^bundle verified/.test(sharedVerified.stdout) && /counterparty bundle verified/.test(sharedVerified.stdout),
+      },
       ...(kept ? { kept } : {}),
     };
   } catch (error) {
@@ -211,6 +257,6 @@ export async function runDemo(print: (line: string) => void = console.log, optio
 }
 
 async function postJson(url: string, token: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...traceContextHeaders() }, body: JSON.stringify(body) });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }

@@ -9,6 +9,7 @@ import type { Context } from './context.ts';
 import { buildApp } from './http/app.ts';
 import { KeyStore } from './keys/keystore.ts';
 import { resolveMasterKey } from './keys/master-key.ts';
+import { loadMasterKeyring } from './keys/master-key-state.ts';
 import { createLogger, nodeId } from './log.ts';
 import { AuditRecorder } from './audit/recorder.ts';
 import { SubjectKeys } from './audit/subject-keys.ts';
@@ -36,6 +37,8 @@ import { AgentRegistry } from './agents/registry.ts';
 import { seedConsoleClient } from './console/client.ts';
 import { startTransmitter, type Transmitter } from './signals/ssf/transmitter.ts';
 import { KeySchedule } from './lifecycle/key-schedule.ts';
+import { ClientTrustAnchors } from './clients/trust-anchors/check.ts';
+import { flushTracing } from './telemetry/tracing.ts';
 
 /**
  * The failure counters of client authentication and password login. Each process keeps its own
@@ -54,8 +57,8 @@ export async function openContext(
 ): Promise<Context> {
   const log = options.log ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
-  const master = resolveMasterKey(config);
-  if (master.warning) log.warn(master.warning);
+  // Outside development mode a missing master key stops the start before the database is opened.
+  if (config.mode !== 'development' && !config.masterKey && !config.masterKeyPkcs11Label) resolveMasterKey(config);
   const storage =
     options.storage ??
     openStorage({
@@ -69,6 +72,9 @@ export async function openContext(
     });
   try {
     await migrate(storage);
+    // The master key and the database's derivation root, checked against each other (docs/keys.md "The master key").
+    const master = await loadMasterKeyring(config, storage.db, log);
+    if (master.warning) log.warn(master.warning);
     const writer = new GroupCommit(storage.db, { concurrency: groupCommitConcurrency(storage.dialect, config.dbPoolSize) });
     // Audit events share the group-commit transaction with the other small writes of a burst.
     // Personal fields are encrypted under per-subject keys before hashing (docs/privacy.md).
@@ -104,6 +110,8 @@ export async function openContext(
         certificateTrust: (certificate) => pki.trust(certificate),
         // Clients' jwks_uri, fetched with the partners' SSRF rules (src/clients/authentication/remote-keys.ts).
         clientKeys: new ClientKeySets(clock, { allowPrivateNetwork: config.clientJwksAllowPrivateNetwork }),
+        // Per-client trust anchors for tls_client_auth (src/clients/trust-anchors): partners' CAs and the listener's bundle.
+        trustAnchors: new ClientTrustAnchors({ clock, partners: () => ctx.partners.list(), ...(config.tls?.clientCaFile ? { clientCaFile: config.tls.clientCaFile } : {}) }),
       },
       identity: { ...identity, throttle: throttles.login },
       dpop: {
@@ -173,6 +181,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     else if (ctx.audit instanceof AuditRecorder) await ctx.audit.close();
     await ctx.risk.limits.close();
     await ctx.storage.close();
+    // The spans of the requests just finished are exported before the process goes (docs/observability.md).
+    await flushTracing();
   });
   let address: string;
   try {

@@ -12,8 +12,10 @@ import { checkBundledApprovals, type BundledApproval } from './bundle-approvals.
 import { checkBundledEvidence, type BundledSigningEvidence, type VerifiedSigningEvidence } from './bundle-evidence.ts';
 import { checkBundledDestinations, destinationEvidenceFor, type BundledDestinationChange, type DestinationChangeSummary } from './bundle-destinations.ts';
 import { appendedEvidenceOf, checkAppendedEvidence, type BundledAppendedEvidence, type VerifiedAppendedEvidence } from './bundle-appended.ts';
+import { checkCounterpartyStatement, type CounterpartyStatement, type CounterpartySummary } from './bundle-counterparty.ts';
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditSigningKey } from './audit-key.ts';
+import { auditKeyChainTo, checkAuditKeyChain, type BundledAuditKey } from './bundle-keys.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { isCanonicalBase64, verifyCheckpoint } from './checkpoint.ts';
 import { parseStoredEvent } from './event-format.ts';
@@ -39,6 +41,12 @@ export interface EvidenceBundle {
   /** What was asked for; every event in the bundle matches it. */
   query: AuditQuery;
   auditKey: { keyId: string; origin: string; /** SPKI DER, standard base64. */ publicKey: string };
+  /**
+   * The audit keys `auditKey` succeeded, newest first, each with its signed handover
+   * (./bundle-keys.ts): an auditor who pinned an older key verifies this bundle too. Absent for a
+   * first key, and in bundles written before handovers.
+   */
+  auditKeyChain?: BundledAuditKey[];
   checkpoint: SignedCheckpoint;
   events: BundledEvent[];
   /** The token-signing keys published at any time while these events happened (RFC 7517 §5). */
@@ -73,6 +81,12 @@ export interface EvidenceBundle {
    * Absent when the bundle has no such transfer.
    */
   destinations?: BundledDestinationChange[];
+  /**
+   * A counterparty's bundle (./bundle-counterparty.ts, docs/evidence.md "Evidence for
+   * counterparties"): for whom it was cut, its hops and why, how many events of the txn it leaves
+   * out. Absent in every other bundle, which holds every sealed event matching its query.
+   */
+  counterparty?: CounterpartyStatement;
   /** Ed25519 by the audit key over `bundleBody` of everything above. */
   signature: string;
 }
@@ -99,6 +113,15 @@ export interface ExportOptions {
   tsaTrust?: string[];
   /** When given (an allowed reader asked), the revealed personal fields of the events, stated as `personal`. */
   personal?: (events: StoredAuditEvent[]) => Promise<Record<string, Record<string, unknown>>>;
+  /**
+   * A counterparty's bundle (src/evidence/counterparty.ts): only the events `include` admits, the
+   * others withheld and counted; no legal holds (the operator's matters, not the counterparty's);
+   * the statement made from the events it holds.
+   */
+  counterparty?: {
+    include: (event: StoredAuditEvent) => boolean;
+    statement: (events: readonly BundledEvent[], withheld: number) => CounterpartyStatement;
+  };
 }
 
 export interface ExportResult {
@@ -119,9 +142,15 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
   const hasher = new StoreHasher(db);
   const events: BundledEvent[] = [];
   let unsealed = 0;
+  let withheld = 0;
   for (let after: string | undefined, first = true; first || after; first = false) {
     const page = await queryEvents(db, options.query, { limit: maxPageSize, ...(after ? { after } : {}) });
     for (const { leafIndex, event } of page.events) {
+      // Withheld before anything else: a counterparty learns how many, never whether sealed.
+      if (options.counterparty && !options.counterparty.include(event)) {
+        withheld++;
+        continue;
+      }
       if (leafIndex === null || leafIndex >= checkpoint.treeSize) {
         unsealed++;
         continue;
@@ -143,6 +172,7 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
   const destinations = await destinationEvidenceFor(db, events, hasher, checkpoint.treeSize);
   unsealed += destinations.unsealed;
   const personal = options.personal ? await options.personal(events.map(({ event }) => event)) : {};
+  const auditKeyChain = await auditKeyChainTo(db, key.keyId);
   const unsigned: Omit<EvidenceBundle, 'signature'> = {
     format: bundleFormat,
     createdAt: options.now,
@@ -152,10 +182,11 @@ export async function exportBundle(db: Kysely<Database>, options: ExportOptions)
       origin: key.origin,
       publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
     },
+    ...(auditKeyChain.length ? { auditKeyChain } : {}),
     checkpoint,
     events,
     jwks,
-    holds,
+    ...(options.counterparty ? { counterparty: options.counterparty.statement(events, withheld) } : { holds }),
     ...(signingEvidence.length ? { signingEvidence, tsaTrust: options.tsaTrust ?? [] } : {}),
     ...(destinations.changes.length ? { destinations: destinations.changes } : {}),
     ...(Object.keys(personal).length ? { personal } : {}),
@@ -183,6 +214,8 @@ export interface BundleReport {
   checkpoint?: SignedCheckpoint;
   /** Fingerprint of the audit key the bundle is signed with: compare it with the published one. */
   keyId?: string;
+  /** When the bundle carries handovers: `keyId`, then each older key that handed over to the one before it in this list. */
+  keyChain?: string[];
   /** The legal holds the bundle states applied to its events. */
   holds?: Record<string, unknown>[];
   /** Signed requests whose evidence verified: signer, time, status, stamp (./bundle-evidence.ts). */
@@ -191,6 +224,8 @@ export interface BundleReport {
   destinations?: DestinationChangeSummary[];
   /** External producers' events (`evidence.appended`), checked (./bundle-appended.ts): what `--payload` files are matched to. */
   appended?: VerifiedAppendedEvidence[];
+  /** A counterparty's bundle: for whom, its hops, how many events it leaves out, and the chain's mandate and consent references (./bundle-counterparty.ts). */
+  counterparty?: CounterpartySummary;
 }
 
 /**
@@ -225,7 +260,11 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject | Ke
   }
   const keyId = auditKeyFingerprint(key);
   if (keyId !== bundle.auditKey.keyId) problems.push('the audit key id is not the fingerprint of the audit key');
-  if (options.pinnedKey && ![options.pinnedKey].flat().some((pinned) => auditKeyFingerprint(pinned) === keyId)) problems.push('the bundle is signed by another audit key than the pinned one');
+  // A pinned key, or one the pinned key handed over to, and so on (./bundle-keys.ts).
+  const pinned = options.pinnedKey && new Set([options.pinnedKey].flat().map(auditKeyFingerprint));
+  const chain = checkAuditKeyChain(bundle.auditKeyChain, keyId, String(bundle.auditKey.origin), pinned);
+  problems.push(...chain.problems);
+  if (!chain.pinnedReached) problems.push('the bundle is signed by another audit key than the pinned one, and no pinned key handed over to it');
   let signed = false;
   try {
     // One spelling of the signature: base64 decoding ignores what follows the padding, so a
@@ -279,10 +318,12 @@ export function verifyBundle(text: string, options: { pinnedKey?: KeyObject | Ke
   problems.push(...destinations.problems);
   const appended = checkAppendedEvidence(readable, bundle.appendedEvidence);
   problems.push(...appended.problems);
+  const counterparty = checkCounterpartyStatement(bundle.counterparty, readable, bundle.query);
+  problems.push(...counterparty.problems);
   if (!Array.isArray(bundle.jwks?.keys) || bundle.jwks.keys.some((k) => typeof k !== 'object' || k === null || privateMemberOf(k) !== undefined)) {
     problems.push('the JWKS must hold public keys only');
   }
-  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, holds, signedRequests: evidence.verified, ...(destinations.changes.length ? { destinations: destinations.changes } : {}), appended: appended.verified });
+  return report({ events: events.length, approvals: approvals.approvals.length, approvers: approvals.approvals, checkpoint: cp, keyId, ...(chain.keyIds.length > 1 ? { keyChain: chain.keyIds } : {}), holds, signedRequests: evidence.verified, ...(destinations.changes.length ? { destinations: destinations.changes } : {}), appended: appended.verified, ...(counterparty.summary ? { counterparty: counterparty.summary } : {}) });
 }
 
 /**

@@ -9,10 +9,17 @@ import type { Database } from '../storage/schema.ts';
 export const auditEventTypes = [
   'token.issued',
   // A token exchanged for the next hop (RFC 8693, src/grants/token-exchange.ts): names its parent's jti.
+  // Also a JWT authorization grant issued for a partner's authorization server (identity chaining,
+  // src/grants/exchange/authorization-grant.ts): `audience` that server, `details.chaining`.
   'token.exchanged',
   'token.revoked',
   'token.introspected',
+  // A tls_client_auth client let in although its partner CA's revocation status could not be
+  // checked (the profile fails soft: src/clients/trust-anchors/audit.ts), with why.
   'client.authenticated',
+  // A refused client authentication; a refused anchored certificate says `details.reason`
+  // (certificate_untrusted_anchor, certificate_revoked, certificate_revocation_unknown,
+  // certificate_revocation_unavailable) and names the anchor and the certificate (never its subject).
   'client.auth_failed',
   'client.throttled',
   'client.registered',
@@ -36,9 +43,19 @@ export const auditEventTypes = [
   'key.created',
   'key.rotated',
   'key.retired',
+  // A token-signing key revoked as compromised (src/keys/compromise.ts, docs/keys.md): out of the
+  // JWKS at once, its tokens dead, the refresh families issued with them revoked, the next key
+  // signing. ONE event names the kid, what it ended (counts), the promoted kid, and who asked and
+  // allowed it (the CLI's operator; the requester and approvers; or the break-glass activation).
+  'key.compromised',
   // The audit checkpoint key replaced by a new one (src/audit/audit-key.ts rotate; by hand or on
   // schedule, src/lifecycle/key-schedule.ts): both key ids; the old key stays for verification.
   'audit.key_rotated',
+  // A master key rotation (src/keys/rewrap.ts, `clearance keys rewrap`): its start (both key ids,
+  // resumed or not), each column's count of values re-sealed, its completion. Never a key.
+  'master_key.rewrap_started',
+  'master_key.rewrap_progress',
+  'master_key.rewrap_completed',
   'config.applied',
   // One change an apply made (src/apply, src/lifecycle/prune.ts): kind, id, outcome (created,
   // updated, removed, disabled), the names of the fields it changed (never their values), and the
@@ -251,6 +268,13 @@ export const auditEventTypes = [
   // producer's token was accepted (the error and a reason code: txn_not_party, jws_invalid, conflict…).
   'evidence.appended',
   'evidence.refused',
+  // Evidence for counterparties (src/evidence/counterparty.ts, docs/evidence.md "Evidence for
+  // counterparties"): a client that took part in a txn fetched its bundle with evidence:counterparty
+  // — the hops it took part in, the chain before them, how many events were withheld; or a fetch
+  // refused once its token was verified (the error and a reason code: txn_not_party, txn_unknown,
+  // insufficient_scope, not_own_token, malformed…). Filed under the txn named, never the bundle.
+  'evidence.counterparty_exported',
+  'evidence.counterparty_refused',
   // Destination control (src/transfers, docs/transfers.md "Destination control"): an address-book
   // change asked (by a person stepped up to phishing-resistant, or by apply), held for review (asked
   // from a new device: compliance approves too), approved (its cool-down and when it becomes

@@ -36,7 +36,7 @@ Commands:
                         list clients; issue an initial access token for dynamic registration,
                         naming the firm and what registrants may be; rotate a client's secret
                         with a rollover window (see: clearance clients --help)
-  keys list|status|rotate|retire
+  keys list|status|rotate|retire|revoke|rewrap
                         manage signing keys (see: clearance keys --help)
   apply -f FILE [--plan] [--prune [--force]]
                         import resource servers, clients, users, mandates, the entity model,
@@ -67,6 +67,9 @@ Environment (the server and the CLI read the same):
   DATABASE_URL          PostgreSQL connection string; when set, SQLite is not used
   CLEARANCE_MASTER_KEY  32 bytes (64 hex digits or base64) that encrypt private keys at rest;
                         required in production, generated into the data directory in development
+  CLEARANCE_PREVIOUS_MASTER_KEY, CLEARANCE_MASTER_KEY_PKCS11_LABEL
+                        the key being replaced during a rotation (clearance keys rewrap); a
+                        master key wrapped by an AES key of the PKCS#11 token (docs/keys.md)
   CLEARANCE_MODE        development (default) or production (also implied by NODE_ENV=production)
   CLEARANCE_SIGNING_ALG ES256 (default), EdDSA or PS256, for keys the server creates
   CLEARANCE_KEY_OVERLAP seconds a rotated key is published before it signs (default 600)
@@ -154,6 +157,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         alg: { type: 'string' },
         overlap: { type: 'string' },
         audit: { type: 'boolean' },
+        compromised: { type: 'boolean' },
         'client-id': { type: 'string' },
         jwks: { type: 'string' },
         scope: { type: 'string' },
@@ -283,7 +287,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       return withContext(config, output, (ctx) => usersCommand(ctx, rest[0], { username: rest[1], provider: values.provider, subject: values.subject, reason: values.reason, deadline: values.deadline }, output));
     case 'keys':
       return withContext(config, output, (ctx) =>
-        keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1], audit: values.audit }, output),
+        keysCommand(ctx, rest[0], { json: values.json, alg: values.alg, overlap: values.overlap, kid: rest[1], audit: values.audit, compromised: values.compromised, reason: values.reason }, output),
       );
     case 'apply': {
       // The file as -f FILE, or as the one positional: `clearance apply --plan FILE`.

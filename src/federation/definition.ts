@@ -3,6 +3,8 @@ import { readAcrTrust, type AcrTrust } from './upstream/acr-trust.ts';
 import { isValidLei } from '../entities/lei.ts';
 import { isLoopbackName } from './address.ts';
 import { importPartnerKey, partnerAlgorithms, type PartnerAlg } from './keys.ts';
+import { readPartnerCertificateTrust, type PartnerRevocation, type PartnerTrustAnchor } from './trust-anchors.ts';
+import { readChaining, type Chaining } from './chaining.ts';
 
 /**
  * A partner: another firm's authorization server whose JWTs Clearance accepts for token exchange
@@ -58,6 +60,20 @@ export interface Partner {
    * Absent: no mapped LEI is believed (a partner must not name another firm, the broker's own say).
    */
   legal_entities?: string[];
+  /**
+   * The partner's CAs for mutual TLS (src/federation/trust-anchors.ts): a client bound to one
+   * (`tls_client_auth_trust_anchor: partner:<id>/<name>`) authenticates only with a certificate whose
+   * chain ends at it. Absent: none.
+   */
+  trust_anchors?: PartnerTrustAnchor[];
+  /** How certificates under those anchors are checked for revocation; absent: hard fail, OCSP then CRL (partnerRevocation). */
+  revocation?: Partial<PartnerRevocation>;
+  /**
+   * Identity chaining (src/federation/chaining.ts): Clearance issues JWT authorization grants aimed
+   * at this partner's authorization server, to the clients named here. Absent: none are issued.
+   * With it, `allowed_audiences` and `allowed_scopes` may be empty: a partner we only send grants to.
+   */
+  chaining?: Chaining;
 }
 
 export type OnDrift = 'alert' | 'suspend';
@@ -102,6 +118,9 @@ const fields = [
   'on_drift',
   'acr',
   'legal_entities',
+  'trust_anchors',
+  'revocation',
+  'chaining',
 ] as const;
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -142,15 +161,17 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
       ? []
       : v.array(at('required_claims'), object.required_claims, (p, c) => v.string(p, c, { maxLength: 200 }), { unique: true });
   const mapping = object.claim_mapping === undefined ? {} : readClaimMapping(v, at('claim_mapping'), object.claim_mapping);
+  // A profile that only sends grants to the partner (chaining) may accept nothing from it.
+  const outboundOnly = object.chaining !== undefined;
   const audiences = v.array(at('allowed_audiences'), object.allowed_audiences, (p, a) => v.string(p, a, { maxLength: 2000 }), {
-    nonEmpty: true,
+    nonEmpty: !outboundOnly,
     unique: true,
   });
   const scopes = v.array(
     at('allowed_scopes'),
     object.allowed_scopes,
     (p, s) => v.string(p, s, { pattern: scopePattern, patternMessage: 'must be a business verb scope such as order:create' }),
-    { nonEmpty: true, unique: true },
+    { nonEmpty: !outboundOnly, unique: true },
   );
   const acceptIdTokens = object.accept_id_tokens === undefined ? false : v.boolean(at('accept_id_tokens'), object.accept_id_tokens);
   const allowPrivate = object.allow_private_network === undefined ? false : v.boolean(at('allow_private_network'), object.allow_private_network);
@@ -170,6 +191,8 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     object.legal_entities === undefined
       ? undefined
       : v.array(at('legal_entities'), object.legal_entities, (p, l) => (typeof l === 'string' && isValidLei(l) ? l : v.fail(p, 'must be a valid LEI (ISO 17442)')), { nonEmpty: true, unique: true });
+  const chaining = object.chaining === undefined ? undefined : readChaining(v, at('chaining'), object.chaining, (p, url) => readHttpsUrl(v, p, url, { issuer: true }));
+  const certificateTrust = readPartnerCertificateTrust(v, path, object);
   // Inline keys are known now: an allowlist that none of them can verify would refuse every token.
   if (jwks && algorithms) {
     const usable = jwks.keys.flatMap((jwk) => {
@@ -181,7 +204,7 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     }
   }
   // Plain http reaches only this machine, and only for a profile that allows the private network.
-  for (const [field, url] of [['issuer', issuer], ['jwks_uri', jwksUri]] as const) {
+  for (const [field, url] of [['issuer', issuer], ['jwks_uri', jwksUri], ['chaining.audience', chaining?.audience]] as const) {
     if (url && new URL(url).protocol === 'http:' && allowPrivate === false) {
       v.fail(at(field), 'may be http only with allow_private_network: true (a loopback partner, for development and tests)');
     }
@@ -221,6 +244,8 @@ export function readPartner(v: Validator, path: string, input: unknown): Partner
     ...(onDrift === undefined ? {} : { on_drift: onDrift }),
     ...(acrTrust === undefined ? {} : { acr: acrTrust }),
     ...(leis === undefined ? {} : { legal_entities: leis }),
+    ...certificateTrust,
+    ...(chaining === undefined ? {} : { chaining }),
   };
 }
 

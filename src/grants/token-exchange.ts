@@ -18,13 +18,15 @@ import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { isTxn } from '../transactions/txn.ts';
 import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
 import { actInRegion, personLeis } from '../federation/regions.ts';
+import { attributeNames, inSpan, spanNames } from '../telemetry/spans.ts';
+import { authorizationGrantTarget, issueAuthorizationGrant } from './exchange/authorization-grant.ts';
 
 
 /**
  * RFC 8693: a client exchanges a token it received for a token to the next hop of a trade. The
  * rules, in order:
  * 1. subject_token and subject_token_type are required (§2.1); requested_token_type, when sent, is
- *    access_token — the only type issued;
+ *    access_token, or jwt for a JWT authorization grant (step 5b);
  * 2. the subject token verifies as its declared type (RFC 8725 §3.12): one of ours, live (not
  *    revoked, its consent grant and mandate in force), or a partner's under its trust profile;
  *    otherwise invalid_request (§2.2.2: invalid or unacceptable subject and actor tokens);
@@ -40,6 +42,10 @@ import { actInRegion, personLeis } from '../federation/regions.ts';
  *    it (the minimum raised, or a role given, since they signed in) — or that carries no `acr` while
  *    their roles ask one — gets no token but `insufficient_user_authentication` with the minimum's
  *    `acr_values` (RFC 9470), as a refresh does (src/grants/step-up.ts), and `step_up.requested`;
+ * 5b. identity chaining (draft-ietf-oauth-identity-chaining): a target that is a partner's
+ *    authorization server whose profile declares `chaining` (requested_token_type jwt, or none)
+ *    gets a JWT authorization grant for it instead of steps 6-11 (src/grants/exchange/
+ *    authorization-grant.ts); requested_token_type jwt for anything else is invalid_target;
  * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which
  *    the profile of the partner the chain started from allows (that partner still registered) —
  *    else invalid_target;
@@ -81,8 +87,9 @@ export const tokenExchange = defineGrant({
     const subjectTokenType = params.get('subject_token_type');
     if (!subjectToken || !subjectTokenType) throw new OAuthError('invalid_request', 'subject_token and subject_token_type are required');
     const requestedType = params.get('requested_token_type');
-    if (requestedType !== undefined && requestedType !== tokenTypes.accessToken) {
-      throw new OAuthError('invalid_request', `requested_token_type ${requestedType.slice(0, 80)} is not issued; only access tokens are`);
+    // A JWT is issued only as a JWT authorization grant for a partner's authorization server (step 5b).
+    if (requestedType !== undefined && requestedType !== tokenTypes.accessToken && requestedType !== tokenTypes.jwt) {
+      throw new OAuthError('invalid_request', `requested_token_type ${requestedType.slice(0, 80)} is not issued; only access tokens and JWT authorization grants are`);
     }
     // Step 4 runs inside step 2, before liveness (see presented()); a partner's token, after its profile.
     const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id, requestId, (token) => requireExchangeRight(ctx, token, client.client_id));
@@ -98,6 +105,12 @@ export const tokenExchange = defineGrant({
         throw new OAuthError('invalid_request', 'the subject token does not allow this actor (may_act)');
       }
       await requireRoleMinimum(ctx, subject, client.client_id, requestId);
+      // Step 5b, identity chaining: a partner's authorization server as the target gets a JWT
+      // authorization grant for it (src/grants/exchange/authorization-grant.ts), not an access token.
+      const grantFor = await authorizationGrantTarget(ctx, params.all('resource'), params.all('audience'), requestedType);
+      if (grantFor) {
+        return await issueAuthorizationGrant(ctx, { partner: grantFor, subject, actor, currentActor, client: authenticated, requestId, subjectTokenType, scope: params.get('scope'), authorizationDetails: params.get('authorization_details') });
+      }
 
       // A partner's profile bounds every hop of a chain that started with its subject.
       const profile = await partnerProfileOf(ctx, subject);
@@ -343,13 +356,21 @@ async function requireConsent(ctx: Context, grantId: string, audience: string, s
   if (beyond !== undefined) throw new OAuthError('invalid_scope', `the person did not consent to ${beyond} for this target`);
 }
 
-/** Step 8: the mandate is still in force at this hop and covers what it is asked for. */
-async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[], now: number) {
-  const version = await mandateInForce(ctx, ref, new Date(now));
-  if (!version) throw new OAuthError('invalid_request', `the subject_token's mandate ${ref.id} v${ref.v} is no longer in force`);
-  const coverage = await versionCovers(ctx, version, { scopes, at: new Date(now) });
-  if (!coverage.ok) throw new OAuthError('invalid_request', `the subject_token's mandate no longer covers this exchange: ${coverage.reason}`);
-  return version;
+/** Step 8: the mandate is still in force at this hop and covers what it is asked for (`clearance.mandate_check`). */
+function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[], now: number) {
+  return inSpan(
+    spanNames.mandateCheck,
+    async (span) => {
+      // The reference comes from a verified token of ours: its id is Clearance's, not the caller's.
+      span?.setAttributes({ [attributeNames.mandateId]: ref.id });
+      const version = await mandateInForce(ctx, ref, new Date(now));
+      if (!version) throw new OAuthError('invalid_request', `the subject_token's mandate ${ref.id} v${ref.v} is no longer in force`);
+      const coverage = await versionCovers(ctx, version, { scopes, at: new Date(now) });
+      if (!coverage.ok) throw new OAuthError('invalid_request', `the subject_token's mandate no longer covers this exchange: ${coverage.reason}`);
+      return version;
+    },
+    { decides: true },
+  );
 }
 
 /** Names of the actors of a chain, newest first, for the audit event. */

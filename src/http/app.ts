@@ -46,6 +46,7 @@ import { adminAgents } from '../endpoints/admin/agents.ts';
 import { evidence } from '../endpoints/evidence/index.ts';
 import { authorizationDetailsSchemas } from '../endpoints/authorization-details-schemas/index.ts';
 import { auditEvidence } from '../endpoints/audit-evidence/index.ts';
+import { counterpartyEvidence } from '../endpoints/evidence-counterparty/index.ts';
 import { adminRecovery } from '../endpoints/admin/recovery.ts';
 import { recovery } from '../endpoints/recovery/index.ts';
 import { adminBreakGlass } from '../endpoints/break-glass/index.ts';
@@ -68,6 +69,8 @@ import { loggedPath } from '../log.ts';
 import { rateLimitHook } from './rate-limits.ts';
 import { registerOpenApi } from './openapi.ts';
 import plugin from 'fastify-plugin';
+import { tracingOn } from '../telemetry/spans.ts';
+import { traceRequests } from '../telemetry/fastify.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -77,7 +80,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, adminErasure, adminTransferDestinations, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, auditEvidence, scim, consoleEndpoint, authorizationDetailsSchemas];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, adminErasure, adminTransferDestinations, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, auditEvidence, counterpartyEvidence, scim, consoleEndpoint, authorizationDetailsSchemas];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.
@@ -110,6 +113,8 @@ export function buildApp(ctx: Context, routes: readonly Endpoint[] = endpoints):
     ajv: { customOptions: { coerceTypes: false, useDefaults: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
     ...(ctx.config.tls ? { https: tlsOptions(ctx.config.tls) } : {}),
   });
+  // OpenTelemetry (docs/observability.md): one span per request, before any hook; off, nothing.
+  if (tracingOn) traceRequests(app);
 
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {

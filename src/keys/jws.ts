@@ -56,3 +56,20 @@ export function derToRaw(der: Buffer, size: number): Buffer {
   }
   return out;
 }
+
+/**
+ * The `kid` of a compact JWS this server signed, read from its header without verifying it
+ * (undefined for anything else: a reference token's handle, a malformed value). For bookkeeping
+ * only — which key signed what we just issued — never for trusting a token.
+ */
+export function kidOfCompact(jws: string): string | undefined {
+  const dot = jws.indexOf('.');
+  if (dot <= 0 || dot > 1024) return undefined;
+  try {
+    const header = JSON.parse(Buffer.from(jws.slice(0, dot), 'base64url').toString('utf8')) as unknown;
+    const kid = typeof header === 'object' && header !== null ? (header as { kid?: unknown }).kid : undefined;
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,15 +1,16 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
 import type { Clock } from '../clock.ts';
 import type { AuditLog } from '../audit/events.ts';
 import type { Database } from '../storage/schema.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
-import { masterKeyId, open, seal } from './sealed-box.ts';
+import { open, seal } from './sealed-box.ts';
+import { masterKeyId, opensKeyId, sealingKeyId } from './keyring.ts';
 import { signCompact } from './jws.ts';
 
-export type KeyState = 'next' | 'active' | 'superseded' | 'retirable' | 'retired';
+export type KeyState = 'next' | 'active' | 'superseded' | 'retirable' | 'retired' | 'compromised';
 
 export interface KeyInfo {
   kid: string;
@@ -22,6 +23,8 @@ export interface KeyInfo {
   /** Earliest time the key may be retired (ms): every token it signed has expired by then. */
   retirableAt?: number;
   retiredAt?: number;
+  /** When it was revoked as compromised (ms): retired at that instant, never to return (src/keys/compromise.ts). */
+  compromisedAt?: number;
 }
 
 export class KeyError extends Error {
@@ -37,6 +40,41 @@ interface LoadedKey {
   createdAt: number;
   activatesAt: number;
   retiredAt: number | null;
+  compromisedAt: number | null;
+}
+
+/** What a key's state is worked out from (`keyInfos`). */
+export type KeyFacts = Pick<LoadedKey, 'kid' | 'alg' | 'createdAt' | 'activatesAt' | 'retiredAt' | 'compromisedAt'>;
+
+/**
+ * The state of every key at `now` (ms), in the given order: the newest activated unretired key
+ * signs; one not yet activated is next; an older one is superseded until every token it signed has
+ * expired, then retirable; a retired one is retired, or compromised when it was revoked as such.
+ */
+export function keyInfos(keys: readonly KeyFacts[], now: number): KeyInfo[] {
+  const signing = signingKeyAt(keys, now);
+  return keys.map((key) => {
+    const base = { kid: key.kid, alg: key.alg, createdAt: key.createdAt, activatesAt: key.activatesAt };
+    if (key.compromisedAt !== null) return { ...base, state: 'compromised', retiredAt: key.retiredAt ?? key.compromisedAt, compromisedAt: key.compromisedAt };
+    if (key.retiredAt !== null) return { ...base, state: 'retired', retiredAt: key.retiredAt };
+    if (key === signing) return { ...base, state: 'active' };
+    if (key.activatesAt > now) return { ...base, state: 'next' };
+    const supersededAt = Math.min(
+      ...keys.filter((k) => k.activatesAt > key.activatesAt && k.activatesAt <= now).map((k) => k.activatesAt),
+    );
+    const retirableAt = supersededAt + maxTokenLifetimeSeconds * 1000 + retirementMarginMs;
+    return { ...base, state: now >= retirableAt ? 'retirable' : 'superseded', supersededAt, retirableAt };
+  });
+}
+
+/** The key that signs at `now`: the newest activated one not retired. */
+function signingKeyAt<K extends Pick<LoadedKey, 'retiredAt' | 'activatesAt'>>(keys: readonly K[], now: number): K | undefined {
+  let best: K | undefined;
+  for (const key of keys) {
+    if (key.retiredAt !== null || key.activatesAt > now) continue;
+    if (!best || key.activatesAt > best.activatesAt) best = key;
+  }
+  return best;
 }
 
 /** Clock skew allowed to verifiers when deciding a key can no longer be needed. */
@@ -105,6 +143,7 @@ export class KeyStore {
     const info = (await this.list()).find((k) => k.kid === kid);
     if (!info) throw new KeyError(`no key with kid "${kid}"`);
     if (info.state === 'retired') throw new KeyError(`key "${kid}" is already retired`);
+    if (info.state === 'compromised') throw new KeyError(`key "${kid}" was revoked as compromised: it is out of the JWKS for good`);
     if (info.state !== 'retirable') {
       const why =
         info.state === 'superseded'
@@ -123,20 +162,7 @@ export class KeyStore {
 
   /** Every key with its state, oldest first. */
   async list(): Promise<KeyInfo[]> {
-    const keys = await this.#cache.get();
-    const signing = this.#signingKeyOf(keys);
-    const now = this.#clock.now();
-    return keys.map((key) => {
-      const base = { kid: key.kid, alg: key.alg, createdAt: key.createdAt, activatesAt: key.activatesAt };
-      if (key.retiredAt !== null) return { ...base, state: 'retired', retiredAt: key.retiredAt };
-      if (key === signing) return { ...base, state: 'active' };
-      if (key.activatesAt > now) return { ...base, state: 'next' };
-      const supersededAt = Math.min(
-        ...keys.filter((k) => k.activatesAt > key.activatesAt && k.activatesAt <= now).map((k) => k.activatesAt),
-      );
-      const retirableAt = supersededAt + maxTokenLifetimeSeconds * 1000 + retirementMarginMs;
-      return { ...base, state: now >= retirableAt ? 'retirable' : 'superseded', supersededAt, retirableAt };
-    });
+    return keyInfos(await this.#cache.get(), this.#clock.now());
   }
 
   /** The JWK Set (RFC 7517 §5) of every published key: public members only. */
@@ -170,43 +196,50 @@ export class KeyStore {
     return found && { alg: found.alg, key: found.publicKey };
   }
 
+  /** Whether `kid` names a key revoked as compromised (from the cache: no round trip). */
+  async isCompromised(kid: string): Promise<boolean> {
+    return (await this.#cache.get()).some((k) => k.kid === kid && k.compromisedAt !== null);
+  }
+
   /** Forgets cached keys so the next call reads the database (after a change by another process). */
   invalidate(): void {
     this.#cache.invalidate();
   }
 
   #signingKeyOf(keys: LoadedKey[]): LoadedKey | undefined {
-    const now = this.#clock.now();
-    let best: LoadedKey | undefined;
-    for (const key of keys) {
-      if (key.retiredAt !== null || key.activatesAt > now) continue;
-      if (!best || key.activatesAt > best.activatesAt) best = key;
-    }
-    return best;
+    return signingKeyAt(keys, this.#clock.now());
   }
 
-  async #create(alg: SigningAlg, activatesAt: number): Promise<string> {
+  /**
+   * In the caller's transaction (a compromised key's revocation, src/keys/compromise.ts): creates a
+   * key that signs from `activatesAt` and bumps the `keys` generation. The caller invalidates this
+   * store once the transaction committed.
+   */
+  async createIn(trx: Transaction<Database>, alg: SigningAlg, activatesAt: number): Promise<string> {
     const { publicKey, privateKey } = generate(alg);
     const jwk = publicKey.export({ format: 'jwk' }) as JWK;
     const kid = await calculateJwkThumbprint(jwk, 'sha256');
     const publicJwk: JWK = { ...jwk, kid, alg, use: 'sig' };
     const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
-    await this.#db.transaction().execute(async (trx) => {
-      await trx
-        .insertInto('signing_keys')
-        .values({
-          kid,
-          alg,
-          public_jwk: JSON.stringify(publicJwk),
-          private_key: seal(this.#masterKey, pkcs8, `signing_keys:${kid}`),
-          master_key_id: masterKeyId(this.#masterKey),
-          created_at: this.#clock.now(),
-          activates_at: activatesAt,
-          retired_at: null,
-        })
-        .execute();
-      await bumpGeneration(trx, 'keys');
-    });
+    await trx
+      .insertInto('signing_keys')
+      .values({
+        kid,
+        alg,
+        public_jwk: JSON.stringify(publicJwk),
+        private_key: seal(this.#masterKey, pkcs8, `signing_keys:${kid}`),
+        master_key_id: sealingKeyId(this.#masterKey),
+        created_at: this.#clock.now(),
+        activates_at: activatesAt,
+        retired_at: null,
+      })
+      .execute();
+    await bumpGeneration(trx, 'keys');
+    return kid;
+  }
+
+  async #create(alg: SigningAlg, activatesAt: number): Promise<string> {
+    const kid = await this.#db.transaction().execute((trx) => this.createIn(trx, alg, activatesAt));
     this.#cache.invalidate();
     return kid;
   }
@@ -215,7 +248,7 @@ export class KeyStore {
     const rows = await this.#db.selectFrom('signing_keys').selectAll().orderBy('activates_at').orderBy('kid').execute();
     const ourId = masterKeyId(this.#masterKey);
     return rows.map((row) => {
-      if (row.master_key_id !== ourId) {
+      if (!opensKeyId(this.#masterKey, row.master_key_id)) {
         throw new KeyError(
           `signing key ${row.kid} was sealed with master key ${row.master_key_id}, but the configured ` +
             `master key is ${ourId}: set the CLEARANCE_MASTER_KEY this database was created with`,
@@ -232,6 +265,7 @@ export class KeyStore {
         createdAt: row.created_at,
         activatesAt: row.activates_at,
         retiredAt: row.retired_at,
+        compromisedAt: row.compromised_at,
       };
     });
   }

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 export interface KeyTables {
   signing_keys: {
     kid: string;
@@ -13,5 +15,10 @@ export interface KeyTables {
     activates_at: number;
     /** When the key was removed from JWKS (ms), or null while published. */
     retired_at: number | null;
+    /**
+     * When the key was revoked as compromised (ms; migration 0057, src/keys/compromise.ts), with
+     * `retired_at` the same instant; null otherwise. Never cleared.
+     */
+    compromised_at: Generated<number | null>;
   };
 }

@@ -3,7 +3,7 @@ import { tsaTrustPems } from '../../pki/tsa.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { AuditKeys, auditOrigin, parseAuditPublicKeys } from '../../audit/audit-key.ts';
+import { AuditKeys, auditKeyFingerprint, auditOrigin, parseAuditPublicKeys } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle, verifyBundle } from '../../audit/bundle.ts';
 import { checkPayloads, type SuppliedPayload } from '../../audit/bundle-appended.ts';
 import { isPostgres } from '../../audit/dialect.ts';
@@ -373,6 +373,13 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
           `${a.occurredAt ? `, occurred ${a.occurredAt}` : ''}; payload sha256 ${a.payloadSha256}; ${a.signed ? `signed (key ${a.keyThumbprint})` : 'not signed'}`,
       );
     }
+    // A counterparty's bundle (src/audit/bundle-counterparty.ts): for whom it was cut, and what it leaves out.
+    const c = report.counterparty;
+    if (c) {
+      output.out(`counterparty bundle verified: cut for ${c.client}${c.lei ? ` (${c.lei})` : ''}: ${c.tookPart} hop(s) it took part in, ${c.chain} earlier hop(s) of the chain before them; ${c.withheld} event(s) of the txn withheld (counted, not shown)`);
+      const references = [...c.mandates.map((m) => `mandate ${m}`), ...c.grants.map((g) => `consent grant ${g}`)];
+      if (references.length) output.out(`  the chain's references: ${references.join(', ')}`);
+    }
     for (const m of payloads?.matched ?? []) output.out(`payload verified: ${m.file} is the payload of ${m.evidence.type} ${m.evidence.eventId} by ${m.evidence.producer} (leaf ${m.evidence.leafIndex}), sha256 ${m.evidence.payloadSha256}`);
     for (const u of payloads?.unsupplied ?? []) output.out(`payload not supplied: ${u.type} ${u.eventId} by ${u.producer}`);
     // The address-book changes behind the transfers (src/audit/bundle-destinations.ts): who asked, who approved, from when usable.
@@ -388,7 +395,10 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
       const state = h.released_at !== undefined ? `released ${new Date(Number(h.released_at)).toISOString()} by ${(h.released_by as string[] | undefined)?.join(', ') ?? '?'}` : 'in force at export';
       output.out(`legal hold ${String(h.hold_id)} (matter ${String(h.matter_ref)}; ${scope}) applied: ${state}`);
     }
-    output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? ' (pinned)' : ' (compare with the published one, or pass --key)'}`);
+    // A newer key than the pinned one is accepted through the handovers that lead to it (src/audit/bundle-keys.ts).
+    const successor = pinnedKey !== undefined && !pinnedKey.some((key) => auditKeyFingerprint(key) === report.keyId);
+    output.out(`audit key fingerprint: ${report.keyId}${pinnedKey ? (successor ? ' (a successor of the pinned key)' : ' (pinned)') : ' (compare with the published one, or pass --key)'}`);
+    if (report.keyChain) output.out(`  handed over from ${report.keyChain.slice(1).join(' <- ')} (each handover signed by the key it replaced)`);
     if (payloadProblems.length) output.err(`payload verification FAILED:\n${payloadProblems.map((p) => `  ${p}`).join('\n')}`);
   } else output.err(`bundle verification FAILED:\n${[...report.problems, ...payloadProblems].map((p) => `  ${p}`).join('\n')}`);
   return ok ? exit.ok : exit.failed;

@@ -7,12 +7,16 @@ import { AuditKeyError, AuditKeys } from '../../audit/audit-key.ts';
 import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { KeySchedule, recordAuditKeyRotation, type ScheduleStatus } from '../../lifecycle/key-schedule.ts';
+import { keysRevokeCommand } from './keys-revoke.ts';
+import { keysRewrapCommand, rewrapHelp } from './keys-rewrap.ts';
 
 export const keysHelp = `Usage: clearance keys list [--json]
        clearance keys status [--json]
        clearance keys rotate [--alg ES256|EdDSA|PS256] [--overlap SECONDS]
        clearance keys rotate --audit
        clearance keys retire KID
+       clearance keys revoke KID --compromised [--reason TEXT]
+       clearance keys rewrap [--json]
 
 list     every signing key with its state:
            next        published in JWKS, signs from its activation time
@@ -20,6 +24,7 @@ list     every signing key with its state:
            superseded  no longer signs; kept in JWKS while tokens it signed may be valid
            retirable   superseded for longer than the longest token lifetime (3600 s + 60 s)
            retired     removed from JWKS
+           compromised revoked as compromised: out of JWKS for good, its tokens inactive
 status   the key schedule and every key with its age: token-signing keys (rotation interval
          CLEARANCE_KEY_ROTATION_DAYS, the activation lead, the next rotation and retirement due)
          and audit checkpoint keys (CLEARANCE_AUDIT_KEY_ROTATION_DAYS; the newest signs, older
@@ -29,12 +34,18 @@ rotate   creates a key, publishes it in JWKS at once, and makes it the signing k
          overlap (default CLEARANCE_KEY_OVERLAP, 600 s) so verifiers' JWKS caches have it first
          --audit  instead makes a new audit checkpoint key the signing one (the sealer uses it
                   from its next round); old audit keys stay, so old checkpoints still verify
-retire   removes a retirable key from JWKS; refused for any other state`;
+retire   removes a retirable key from JWKS; refused for any other state
+revoke   the emergency path for a compromised key (--compromised is required): removes it from
+         JWKS on every node at once, makes every token it signed inactive, revokes the refresh
+         tokens issued with them, and makes the next key sign now (a new one if none is staged);
+         one key.compromised audit event. The admin API asks a second person or a break-glass
+         activation (docs/keys.md)
+${rewrapHelp}`;
 
 export async function keysCommand(
   ctx: Context,
   action: string | undefined,
-  args: { json?: boolean; alg?: string; overlap?: string; kid?: string; audit?: boolean },
+  args: { json?: boolean; alg?: string; overlap?: string; kid?: string; audit?: boolean; compromised?: boolean; reason?: string },
   output: Output,
 ): Promise<number> {
   try {
@@ -92,6 +103,10 @@ export async function keysCommand(
         output.out(`retired ${describe(retired)}`);
         return exit.ok;
       }
+      case 'revoke':
+        return await keysRevokeCommand(ctx, args, output);
+      case 'rewrap':
+        return await keysRewrapCommand(ctx, args, output);
       default:
         output.err(keysHelp);
         return exit.usage;
@@ -114,6 +129,8 @@ function describe(key: KeyInfo): string {
         ? `retirable from ${when(key.retirableAt!)}`
         : key.state === 'retired'
           ? `retired ${when(key.retiredAt!)}`
+          : key.state === 'compromised'
+            ? `revoked as compromised ${when(key.compromisedAt!)}`
           : `since ${when(key.activatesAt)}`;
   return `${key.kid}  ${key.alg.padEnd(5)}  ${key.state.padEnd(10)}  ${detail}`;
 }

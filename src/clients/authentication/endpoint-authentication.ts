@@ -4,13 +4,15 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { fapiAuthMethods, isFapi2 } from '../profile.ts';
 import { gateEmergencyClient } from '../../approvals/break-glass/activations.ts';
-import { invalidClient } from './errors.ts';
+import { invalidClient, refusalDetails } from './errors.ts';
+import { noteUncheckedRevocation } from '../trust-anchors/audit.ts';
 import { notePreviousSecretUse } from '../credentials.ts';
 import { enforce } from '../../risk/limits/refusal.ts';
 import { authenticateClient, basicChallenge, claimedClientId } from './index.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 import { noteClientAuthenticationFailure } from '../../risk/signals/recent-failures.ts';
 import { rateLimitRejections } from '../../risk/limits/metrics.ts';
+import { attributeNames, inSpan, spanNames, tracingOn } from '../../telemetry/spans.ts';
 
 /**
  * Client authentication as the token, introspection and revocation endpoints use it: the
@@ -22,8 +24,24 @@ import { rateLimitRejections } from '../../risk/limits/metrics.ts';
  * the switch was turned on cannot keep using its secret. An emergency account (break-glass,
  * src/approvals/break-glass) authenticates only while an activation is in force. Last, the
  * client's rate limit (src/risk/limits): over it, 429.
+ * Traced as `clearance.client_authentication` (docs/observability.md): the client and its method
+ * once authenticated; a refusal is `deny` with its code, naming no client (the claimed one is only
+ * what the caller sent).
  */
-export async function authenticate(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
+export function authenticate(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
+  if (!tracingOn) return authenticateLimited(ctx, input);
+  return inSpan(
+    spanNames.clientAuthentication,
+    async (span) => {
+      const authenticated = await authenticateLimited(ctx, input);
+      span!.setAttributes({ [attributeNames.clientId]: authenticated.client.metadata.client_id, [attributeNames.authMethod]: authenticated.method });
+      return authenticated;
+    },
+    { decides: true },
+  );
+}
+
+async function authenticateLimited(ctx: Context, input: ClientAuthInput): Promise<AuthenticatedClient> {
   const authenticated = await authenticateAudited(ctx, input);
   // The client's rate limit (docs/risk.md "Rate limits"), once it is known who is asking: a 429
   // `temporarily_unavailable`, not an authentication failure (nothing counted, nothing audited).
@@ -47,6 +65,8 @@ async function authenticateAudited(ctx: Context, input: ClientAuthInput): Promis
     const gated = await gateEmergencyClient(ctx, authenticated);
     // A rotation's rollover window: the replaced secret still works, and the operator hears who uses it.
     if (gated.previousSecret) await notePreviousSecretUse(ctx, gated, input.requestId);
+    // A partner CA's certificate let in without a revocation answer (soft fail) is on the record.
+    await noteUncheckedRevocation(ctx, gated, input);
     return gated;
   } catch (error) {
     if (error instanceof OAuthError) {
@@ -58,7 +78,7 @@ async function authenticateAudited(ctx: Context, input: ClientAuthInput): Promis
         requestId: input.requestId,
         ...withClaimedClient(input),
         decision: { allow: false, reasons: [error.detail ?? error.error] },
-        details: { source_address: input.sourceAddress },
+        details: { source_address: input.sourceAddress, ...refusalDetails(error) },
       };
       try {
         await ctx.audit.record(event);

@@ -54,6 +54,8 @@ import * as transferDestinations from './0053_transfer_destinations.ts';
 import * as transferTotals from './0054_transfer_totals.ts';
 import * as externalEvidence from './0055_external_evidence.ts';
 import * as auditSubjectKeys from './0056_audit_subject_keys.ts';
+import * as keyCompromise from './0057_key_compromise.ts';
+import * as masterKey from './0059_master_key.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -112,4 +114,6 @@ export const migrations: Record<string, Migration> = {
   '0054_transfer_totals': transferTotals,
   '0055_external_evidence': externalEvidence,
   '0056_audit_subject_keys': auditSubjectKeys,
+  '0057_key_compromise': keyCompromise,
+  '0059_master_key': masterKey,
 };
