@@ -15,6 +15,7 @@ import { policyIssuance } from './policy-issuance.ts';
 import { tokenExchange } from './token-exchange.ts';
 import { riskOverhead } from './risk.ts';
 import { changeNotices } from './notices.ts';
+import { tracingOverhead } from './tracing.ts';
 import type { BenchLine } from './harness.ts';
 import { targetsLine } from './targets.ts';
 
@@ -46,6 +47,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   risk: () => riskOverhead(seconds),
   // Two nodes on PostgreSQL: a client's key replaced through B, refused on A after how long: see bench/notices.ts.
   'change-notices': () => changeNotices(),
+  // m2m with OpenTelemetry tracing off and on (OTLP/HTTP to a sink of its own), off on on off: see bench/tracing.ts.
+  tracing: () => tracingOverhead(seconds),
 };
 
 const wanted = process.argv.slice(2);

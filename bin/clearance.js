@@ -12,7 +12,13 @@ if (major < 24) {
   );
   process.exit(2);
 }
+// OpenTelemetry traces of the server, when the environment asks for them (docs/observability.md):
+// started before the server's modules are imported, so that the pg instrumentation's require hook
+// is in place when pg is first loaded. Off (the default), the SDK is not even loaded.
+const tracing = process.argv[2] === 'start' ? await import('../src/telemetry/tracing.ts') : undefined;
+await tracing?.startTracing();
 // Imported only now: an older Node would fail on the .ts import before the check above ran.
 const { main } = await import('../src/cli/main.ts');
 
 process.exitCode = await main(process.argv.slice(2));
+await tracing?.stopTracing();

@@ -4,10 +4,13 @@
  * compliance officer, to look at the trade in the console (docs/console.md) until Ctrl-C.
  */
 import { once } from 'node:events';
+import { startTracing, stopTracing } from '../src/telemetry/tracing.ts';
 import { addComplianceOfficer } from './console.ts';
 import { runDemo } from './workflow.ts';
 
 const withConsole = process.argv.slice(2).includes('--console');
+// OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 npm run demo: the trade as one trace (docs/observability.md).
+const traced = await startTracing();
 
 try {
   const outcome = await runDemo(console.log, withConsole ? { keep: true, host: 'localhost' } : {});
@@ -28,3 +31,5 @@ try {
   console.error(`\nThe demo failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exitCode = 1;
 }
+// Every span of the trade is exported before the demo ends.
+if (traced) await stopTracing();

@@ -8,8 +8,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { createEvidenceRecorder, createGuard, createIdempotencyGuard, MemoryIdempotencyStore, type EvidenceRecorder, type VerifiedAccess } from 'clearance/guard';
+import { createEvidenceRecorder, createGuard, createIdempotencyGuard, MemoryIdempotencyStore, traceContextHeaders, type EvidenceRecorder, type VerifiedAccess } from 'clearance/guard';
 import { clearanceGuard, idempotent } from 'clearance/guard/fastify';
+import { tracingOn } from '../src/telemetry/spans.ts';
+import { traceRequests } from '../src/telemetry/fastify.ts';
 import { dpopProof, newDpopKey, tokenRequest, type FirmClient } from './clients.ts';
 
 const exchangeGrant = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -38,9 +40,16 @@ async function listen(app: FastifyInstance, port: number): Promise<Service> {
   return { app, url: `http://127.0.0.1:${port}` };
 }
 
-function guarded(issuer: string, audience: string, options: { requireSenderConstraint?: boolean } = {}) {
+/**
+ * A firm's API behind the guard. With tracing on (docs/observability.md), each request is a span
+ * named after the firm that continues the caller's trace, as a firm's own OpenTelemetry setup would
+ * make it (here Clearance's, src/telemetry/fastify.ts); the guard names its txn and client, and
+ * the calls the handler makes (the token exchange, the next hop) carry its `traceparent`.
+ */
+function guarded(issuer: string, audience: string, options: { requireSenderConstraint?: boolean; firm: string }) {
   const app = Fastify({ logger: false });
-  const guard = createGuard({ issuer, audience, jwksUri: `${issuer}/jwks`, allowHttp: true, ...options });
+  if (tracingOn) traceRequests(app, { name: options.firm });
+  const guard = createGuard({ issuer, audience, jwksUri: `${issuer}/jwks`, allowHttp: true, ...(options.requireSenderConstraint ? { requireSenderConstraint: true } : {}) });
   void app.register(clearanceGuard, { guard, origin: audience });
   return { app, guard };
 }
@@ -82,7 +91,7 @@ function producerOf(issuer: string, producer: EvidenceProducer) {
  * settlement system as evidence producer, records each accepted instruction (`settlement.instructed`).
  */
 export async function startClearing(issuer: string, audience: string, port: number, settlementSystem?: EvidenceProducer): Promise<Service> {
-  const { app } = guarded(issuer, audience, { requireSenderConstraint: true });
+  const { app } = guarded(issuer, audience, { requireSenderConstraint: true, firm: 'clearing' });
   const idem = createIdempotencyGuard({ store: new MemoryIdempotencyStore() });
   const record = settlementSystem ? producerOf(issuer, settlementSystem) : undefined;
   app.post(
@@ -104,7 +113,7 @@ export async function startClearing(issuer: string, audience: string, port: numb
  * (`order.received`) before executing it.
  */
 export async function startBroker(issuer: string, audience: string, port: number, client: FirmClient, clearing: { audience: string; url: string }, oms?: EvidenceProducer): Promise<Service> {
-  const { app } = guarded(issuer, audience);
+  const { app } = guarded(issuer, audience, { firm: 'broker' });
   const record = oms ? producerOf(issuer, oms) : undefined;
   const dpopKey = await newDpopKey();
   // What was sent to clearing, by execution id: a retry sends the same instruction again.
@@ -113,7 +122,7 @@ export async function startBroker(issuer: string, audience: string, port: number
     const url = `${clearing.url}/settlements`;
     const response = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `DPoP ${token}`, dpop: await dpopProof(dpopKey, 'POST', `${clearing.audience}/settlements`, token) },
+      headers: { 'content-type': 'application/json', authorization: `DPoP ${token}`, dpop: await dpopProof(dpopKey, 'POST', `${clearing.audience}/settlements`, token), ...traceContextHeaders() },
       body: JSON.stringify(body),
     });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
@@ -151,7 +160,7 @@ export async function startBroker(issuer: string, audience: string, port: number
 
 /** The arranger: takes orders under a mandate and routes them to the broker through an exchanged token. */
 export async function startArranger(issuer: string, audience: string, port: number, client: FirmClient, broker: { audience: string; url: string }): Promise<Service> {
-  const { app } = guarded(issuer, audience);
+  const { app } = guarded(issuer, audience, { firm: 'arranger' });
   app.post<{ Body: Order }>('/orders', { config: { clearance: { scopes: ['order:create'] } } }, async (request, reply) => {
     const access = request.access!;
     // An algorithm's order must come under a mandate (the token names its version).
@@ -160,7 +169,7 @@ export async function startArranger(issuer: string, audience: string, port: numb
     if (exchanged.status !== 200) return refused(reply, 'arranger → Clearance (token exchange)', exchanged.status, exchanged.body);
     const response = await fetch(`${broker.url}/executions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${exchanged.body.access_token as string}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${exchanged.body.access_token as string}`, ...traceContextHeaders() },
       body: JSON.stringify(request.body),
     });
     const body = (await response.json()) as Record<string, unknown>;

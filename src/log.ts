@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
+import { traceLogFields, tracingOn } from './telemetry/spans.ts';
 
 /**
  * The process id of this node in logs and audit events: CLEARANCE_NODE_NAME (else the host name)
@@ -12,12 +13,15 @@ export const nodeId = `${process.env.CLEARANCE_NODE_NAME || hostname()}:${proces
  * JSON logs (pino). Credentials never reach a log line: headers that carry them are redacted and
  * request URLs are logged without their query string (which may hold codes or state), and without
  * the token of a recovery's enrolment link (`/recovery/{token}`, src/endpoints/recovery).
+ * Created after tracing started (src/telemetry/tracing.ts), its lines carry the trace's ids.
  */
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
     {
       level,
       base: { node: nodeId },
+      // With tracing on, a line written in a traced request names its trace_id and span_id.
+      ...(tracingOn ? { mixin: traceLogFields } : {}),
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers.dpop', 'req.headers["x-client-cert"]'],
         censor: '[redacted]',

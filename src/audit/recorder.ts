@@ -12,6 +12,7 @@ import { sealPersonalFields, type SubjectKey } from './personal-data.ts';
 import type { SubjectKeys } from './subject-keys.ts';
 import { Counter } from 'prom-client';
 import { metricsRegistry } from '../metrics.ts';
+import { inAuditSpan, tracingOn } from '../telemetry/spans.ts';
 
 type EventRow = Omit<Database['audit_events'], 'seq'>;
 
@@ -78,8 +79,13 @@ export class AuditRecorder implements AuditLog {
    * Records an event; resolves once it is committed. Rejects with AuditGuardError when the event
    * carries a secret or raw token, TypeError when it is not a catalogued, JSON-representable event,
    * or the database error when the write failed (then nothing of its batch was written).
+   * Traced, in a traced request, as `clearance.audit_append` (src/telemetry/spans.ts).
    */
   record(event: AuditEvent): Promise<void> {
+    return tracingOn ? inAuditSpan([event], () => this.#record(event)) : this.#record(event);
+  }
+
+  #record(event: AuditEvent): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('the audit log is closed'));
     let row: EventRow;
     try {
@@ -111,7 +117,11 @@ export class AuditRecorder implements AuditLog {
    * a failing work would make the batch roll back and retry. The events are validated and hashed
    * as `record` does; a refused one rolls the work back.
    */
-  async recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T> {
+  recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T> {
+    return tracingOn ? inAuditSpan(undefined, () => this.#recordWith(work)) : this.#recordWith(work);
+  }
+
+  async #recordWith<T>(work: (trx: Transaction<Database>) => Promise<Recorded<T>>): Promise<T> {
     if (this.#closed) throw new Error('the audit log is closed');
     let count = 0;
     let remember: (() => void) | undefined;
@@ -137,7 +147,11 @@ export class AuditRecorder implements AuditLog {
    * Commits `flight` with `events` inserted after its statements (AuditLog): one transaction,
    * written at once. The events are validated and hashed before anything is sent.
    */
-  async commit(flight: Flight, events: AuditEvent[]): Promise<void> {
+  commit(flight: Flight, events: AuditEvent[]): Promise<void> {
+    return tracingOn ? inAuditSpan(events, () => this.#commit(flight, events)) : this.#commit(flight, events);
+  }
+
+  async #commit(flight: Flight, events: AuditEvent[]): Promise<void> {
     if (this.#closed) throw new Error('the audit log is closed');
     const checked = events.map((event) => ({ event, subject: this.#check(event) }));
     const subjects = checked.flatMap((c) => (c.subject === undefined ? [] : [c.subject]));

@@ -13,6 +13,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { CompactSign, importJWK, SignJWT, type CryptoKey, type JWK, type KeyObject } from 'jose';
 import { canonicalize } from '../jose/canonical-json.ts';
+import { traceContextHeaders } from './trace-context.ts';
 
 /** The format member of the signed statement. */
 export const evidenceStatementFormat = 'clearance-evidence-statement/1';
@@ -168,7 +169,7 @@ export function createEvidenceRecorder(options: EvidenceRecorderOptions): Eviden
     if (cached && cached.until > Date.now()) return cached.token;
     const auth = options.clientAuth!;
     const form = new URLSearchParams({ grant_type: 'client_credentials', resource: `${issuer}/evidence`, scope: evidenceAppendScope });
-    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', ...traceContextHeaders() };
     if ('clientSecret' in auth) {
       // RFC 6749 §2.3.1: both parts form-encoded, then base64.
       const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
@@ -205,7 +206,7 @@ export function createEvidenceRecorder(options: EvidenceRecorderOptions): Eviden
       const jws = signingKey ? await signEvidenceStatement(fields, signingKey) : undefined;
       const response = await doFetch(`${issuer}/audit/evidence`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${await token()}` },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await token()}`, ...traceContextHeaders() },
         body: JSON.stringify({ txn: fields.txn, event_id: fields.event_id, type: fields.type, payload_sha256: fields.payload_sha256, ...(occurredAt !== undefined ? { occurred_at: occurredAt } : {}), ...(jws ? { jws } : {}) }),
       });
       const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;

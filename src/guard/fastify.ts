@@ -5,6 +5,7 @@ import { GuardError } from './errors.ts';
 import { checkedRequirement, type Guard, type VerifiedAccess } from './guard.ts';
 import type { IdempotencyGuard } from './idempotency.ts';
 import type { SsfReceiver } from './ssf.ts';
+import { annotateAccess, inCallerTrace } from './trace-context.ts';
 
 /**
  * `clearance/guard/fastify`: the guard as a fastify plugin.
@@ -18,7 +19,9 @@ import type { SsfReceiver } from './ssf.ts';
  * an onRequest hook verifies the token before the body is read, checks the route's scopes and the
  * person's authentication (level and age: RFC 9470's challenge), sets `request.access`, and answers a GuardError itself (status, WWW-Authenticate, `{error,
  * error_description}`, Cache-Control: no-store). It sets no error handler (yours stays yours);
- * use `sendGuardError` in it for GuardErrors your handlers throw.
+ * use `sendGuardError` in it for GuardErrors your handlers throw. With an OpenTelemetry SDK in the
+ * host, the guard's calls to Clearance continue the caller's trace (`traceparent`), and the
+ * request's active span gets the token's `clearance.txn` and `clearance.client_id`.
  */
 
 declare module 'fastify' {
@@ -68,17 +71,21 @@ export async function clearanceGuard(app: FastifyInstance, options: ClearanceGua
     const route = request.routeOptions.config.clearance;
     if (route === false) return;
     try {
-      const access = await guard.verify({
-        method: request.method,
-        url: `${origin ?? `${request.protocol}://${request.host}`}${request.url}`,
-        headers: request.headers,
-        clientCertificateThumbprint: thumbprint(request),
-      });
+      // Its calls to Clearance (introspection) continue the caller's trace (src/guard/trace-context.ts).
+      const access = await inCallerTrace(request.headers, () =>
+        guard.verify({
+          method: request.method,
+          url: `${origin ?? `${request.protocol}://${request.host}`}${request.url}`,
+          headers: request.headers,
+          clientCertificateThumbprint: thumbprint(request),
+        }),
+      );
       if (route?.scopes) guard.requireScopes(access, route.scopes);
       if (route?.acr !== undefined || route?.maxAge !== undefined) {
         guard.requireAuthentication(access, { ...(route.acr !== undefined ? { acr: route.acr } : {}), ...(route.maxAge !== undefined ? { maxAge: route.maxAge } : {}) });
       }
       request.access = access;
+      annotateAccess(access);
       reply.headers(access.headers);
     } catch (error) {
       if (error instanceof GuardError) return sendGuardError(reply, error);

@@ -7,7 +7,9 @@
  * It imports only jose, node: built-ins and src/jose (Clearance's dependency-free JOSE helpers,
  * which the server uses too) — never the server's modules — so it runs inside other services and
  * builds on its own (`npm run build:guard` emits dist/guard and dist/jose). Signed requests
- * (./signed-requests.ts) add the @peculiar ASN.1 schemas for their OCSP check (./ocsp.ts).
+ * (./signed-requests.ts) add the @peculiar ASN.1 schemas for their OCSP check (./ocsp.ts), and
+ * its calls to Clearance carry the trace context through `@opentelemetry/api` (./trace-context.ts:
+ * a no-op in a host without an OpenTelemetry SDK).
  */
 export {
   createGuard,
@@ -83,3 +85,4 @@ export {
   type EvidenceStatementFields,
   type RecordedExternalEvidence,
 } from './evidence.ts';
+export { traceContextHeaders } from './trace-context.ts';

@@ -1,6 +1,7 @@
 import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import { importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { checkAccessTokenClaims, checkedUrl, TokenRefused, type AccessTokenClaims } from './token.ts';
+import { traceContextHeaders } from './trace-context.ts';
 
 /**
  * Token introspection from the resource server (RFC 7662): how the guard validates a Clearance
@@ -118,7 +119,7 @@ export function createIntrospector(options: IntrospectionOptions, check: Introsp
         method: 'POST',
         redirect: 'error',
         signal: AbortSignal.timeout(timeoutMs),
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...headers },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...traceContextHeaders(), ...headers },
         body: form.toString(),
       });
       status = response.status;

@@ -1,5 +1,6 @@
 import { checkedUrl } from './token.ts';
 import type { VerifiedAccess } from './guard.ts';
+import { traceContextHeaders } from './trace-context.ts';
 
 /**
  * Asking Clearance's policy decision point (the OpenID AuthZEN Authorization API 1.0, §6 Access
@@ -110,6 +111,7 @@ export async function askPolicy(
         accept: 'application/json',
         authorization: await authorization(options.credentials),
         ...(question.requestId !== undefined ? { 'x-request-id': question.requestId } : {}),
+        ...traceContextHeaders(),
       },
       body: JSON.stringify(body),
     });

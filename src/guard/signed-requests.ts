@@ -4,6 +4,7 @@ import { Certificate, CertificatePolicies, id_ce_certificatePolicies } from '@pe
 import { certificateSerial, ocspRequest, readOcspResponse } from './ocsp.ts';
 import { checkContentDigest, MessageSignatureError, verifyRequest, type VerifiedSignature } from './message-signatures.ts';
 import type { AccessTokenClaims } from './token.ts';
+import { traceContextHeaders } from './trace-context.ts';
 
 /**
  * Signed orders and settlements at the resource server (docs/transaction-signing.md): the request
@@ -127,7 +128,7 @@ export function createSignedRequestVerifier(options: SignedRequestOptions): { ve
       // AMENDMENTS: the signing key is the one the token is bound to.
       if (token.cnf?.['x5t#S256'] !== thumbprint) throw new SignedRequestError('key_binding', 'the request is not signed with the certificate the access token is bound to');
       if (token.txn === undefined || headerOf(request.headers, 'txn') !== token.txn) throw new SignedRequestError('txn', "the signed txn is not the access token's");
-      const ocsp = await doFetch(`${options.issuer}/pki/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request' }, body: ocspRequest(leaf, issuer) });
+      const ocsp = await doFetch(`${options.issuer}/pki/ocsp`, { method: 'POST', headers: { 'content-type': 'application/ocsp-request', ...traceContextHeaders() }, body: ocspRequest(leaf, issuer) });
       if (!ocsp.ok) throw new SignedRequestError('status_unknown', `OCSP answered ${ocsp.status}`);
       let status;
       try {
@@ -140,7 +141,7 @@ export function createSignedRequestVerifier(options: SignedRequestOptions): { ve
       if (!options.evidence) return result;
       const reported = await doFetch(`${options.issuer}/evidence`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${await options.evidence.token()}` },
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await options.evidence.token()}`, ...traceContextHeaders() },
         body: JSON.stringify({
           txn: token.txn,
           jti: token.jti,

@@ -4,6 +4,7 @@ import { OAuthError } from '../oauth-error.ts';
 import { versionCovers } from './coverage.ts';
 import { currentVersionIn, type MandateVersion } from './store.ts';
 import { mandateIdPattern, type Party } from './terms.ts';
+import { attributeNames, inSpan, spanNames, tracingOn } from '../telemetry/spans.ts';
 
 /** A token request made under a mandate, resolved: the version the token names and its scopes. */
 export interface IssuingMandate {
@@ -19,13 +20,27 @@ export interface IssuingMandate {
  * a scope the mandate does not grant → invalid_scope; anything else (unknown mandate, another
  * grantee, not accepted, revoked, superseded, expired, outside its dates) → invalid_grant, with
  * the reason. An unknown mandate and one granted to someone else read alike, so the parameter is
- * no oracle for other parties' mandates.
+ * no oracle for other parties' mandates. Traced as `clearance.mandate_check` (the mandate's id
+ * once resolved: the parameter as sent is only what the caller sent).
  */
-export async function resolveIssuingMandate(
+export function resolveIssuingMandate(
   ctx: Pick<Context, 'storage' | 'clock' | 'audit'>,
   id: string,
   request: { grantees: Party[]; offeredScopes: readonly string[]; scopeRequested: boolean },
 ): Promise<IssuingMandate> {
+  if (!tracingOn) return resolve(ctx, id, request);
+  return inSpan(
+    spanNames.mandateCheck,
+    async (span) => {
+      const resolved = await resolve(ctx, id, request);
+      span!.setAttributes({ [attributeNames.mandateId]: resolved.version.id });
+      return resolved;
+    },
+    { decides: true },
+  );
+}
+
+async function resolve(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>, id: string, request: { grantees: Party[]; offeredScopes: readonly string[]; scopeRequested: boolean }): Promise<IssuingMandate> {
   if (!mandateIdPattern.test(id)) throw new OAuthError('invalid_request', 'mandate is not a mandate identifier');
   const current = await currentVersionIn(ctx.storage.db, id);
   const notYours = new OAuthError('invalid_grant', `mandate ${id} does not exist or is not granted to this party`);

@@ -18,6 +18,7 @@ import type { AccessTokenClaims } from './claims.ts';
 import { agentAuthority } from '../agents/authority.ts';
 import type { AccessTokenFormat } from '../resource-servers/definition.ts';
 import { holderMustNotRead } from '../identity/pairwise.ts';
+import { annotateRequest, attributeNames, inSpan, spanNames, tracingOn } from '../telemetry/spans.ts';
 
 /** Where an access token goes: its one audience (DESIGN §4), lifetime and binding requirement. */
 export interface IssuanceTarget {
@@ -124,15 +125,41 @@ export interface IssuedAccessToken {
  * Nothing is written here except a refusal's decisions and a reference token's claims. Once the caller made the event durable,
  * `observe` counts the token toward the anomaly baselines and lets the risk signals remember what
  * they saw.
+ * Traced as `clearance.issuance` (grant type, client, audience, txn, binding, decision), its step 2
+ * as `clearance.policy_decision`; the txn goes on the request's span too (docs/observability.md).
  */
-export async function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
+export function issueAccessToken(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
+  return tracingOn ? tracedIssuance(ctx, request) : issue(ctx, request);
+}
+
+function tracedIssuance(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
+  return inSpan(
+    spanNames.issuance,
+    async (span) => {
+      span!.setAttributes({
+        [attributeNames.grantType]: request.grantType,
+        [attributeNames.clientId]: request.client.client.metadata.client_id,
+        [attributeNames.audience]: request.target.audience,
+        ...(request.txn !== undefined ? { [attributeNames.txn]: request.txn } : {}),
+        ...(request.mandate ? { [attributeNames.mandateId]: request.mandate.id } : {}),
+      });
+      if (request.txn !== undefined) annotateRequest({ [attributeNames.txn]: request.txn });
+      const issued = await issue(ctx, request);
+      span!.setAttribute(attributeNames.binding, issued.binding.kind === 'none' ? 'bearer' : issued.binding.kind);
+      return issued;
+    },
+    { decides: true },
+  );
+}
+
+async function issue(ctx: Context, request: AccessTokenRequest): Promise<IssuedAccessToken> {
   const binding = senderBinding(request.keys);
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
   await refuseSuspended(ctx, clientId, request.principal);
   // An agent acts only with an approved model version (src/agents/authority.ts).
   const agent = await agentAuthority(ctx, request.client);
-  const authorized = await authorizeIssuance(ctx, { ...issuanceOf(request, clientId), ...(agent ? { agent } : {}) });
+  const authorized = await inSpan(spanNames.policyDecision, () => authorizeIssuance(ctx, { ...issuanceOf(request, clientId), ...(agent ? { agent } : {}) }), { decides: true });
 
   const iat = epochSeconds(ctx.clock);
   const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity);

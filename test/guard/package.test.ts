@@ -21,8 +21,9 @@ test('exports the guard subpaths and package.json, and nothing else of the serve
 
 test('the guard and the JOSE helpers import nothing but jose, node: built-ins and each other', () => {
   const allowed: Record<string, RegExp> = {
-    // The @peculiar ASN.1 schemas only for the OCSP check of signed requests (./ocsp.ts).
-    guard: /^(jose|fastify|@peculiar\/asn1-(schema|x509|ocsp)|node:[a-z:/]+|\.\/[a-z-]+\.ts|\.\.\/jose\/[a-z-]+\.ts)$/,
+    // The @peculiar ASN.1 schemas only for the OCSP check of signed requests (./ocsp.ts); the
+    // OpenTelemetry API (no SDK) only for the trace context of its calls (./trace-context.ts).
+    guard: /^(jose|fastify|@peculiar\/asn1-(schema|x509|ocsp)|@opentelemetry\/api|node:[a-z:/]+|\.\/[a-z-]+\.ts|\.\.\/jose\/[a-z-]+\.ts)$/,
     // src/jose is dependency-free: not even the jose package.
     jose: /^(node:[a-z:/]+|\.\/[a-z-]+\.ts)$/,
   };
@@ -43,7 +44,8 @@ test('builds to JavaScript and declarations that run from node_modules and type-
   const pkg = join(modules, 'clearance-guard');
   mkdirSync(join(modules, '@types'), { recursive: true });
   mkdirSync(join(modules, '@peculiar'));
-  for (const dep of ['jose', 'fastify', '@types/node', 'undici-types', '@peculiar/asn1-schema', '@peculiar/asn1-x509', '@peculiar/asn1-ocsp', '@peculiar/utils', 'asn1js', 'pvtsutils', 'pvutils', 'tslib']) symlinkSync(join(root, 'node_modules', dep), join(modules, dep), 'dir');
+  mkdirSync(join(modules, '@opentelemetry'));
+  for (const dep of ['jose', 'fastify', '@types/node', 'undici-types', '@peculiar/asn1-schema', '@peculiar/asn1-x509', '@peculiar/asn1-ocsp', '@peculiar/utils', 'asn1js', 'pvtsutils', 'pvutils', 'tslib', '@opentelemetry/api']) symlinkSync(join(root, 'node_modules', dep), join(modules, dep), 'dir');
   // What `npm run build:guard` runs, into the consumer's node_modules.
   execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'tsconfig.guard.json'), '--outDir', join(pkg, 'dist')], { stdio: 'pipe' });
   writeFileSync(

@@ -13,6 +13,7 @@ import type { Context } from '../../context.ts';
 import { reasonCode, recordRefusal, safeDescription } from '../../audit/refusals.ts';
 import { isTxn } from '../../transactions/txn.ts';
 import { jwtBearerGrantType, tokenExchangeGrantType } from '../../tokens/token-types.ts';
+import { annotateRequest, attributeNames, tracingOn } from '../../telemetry/spans.ts';
 
 /**
  * The token endpoint (RFC 6749 §3.2). Its rules, in order:
@@ -41,12 +42,15 @@ export const token: Endpoint = {
     app.post(path, async (request, reply) => {
       // Counted once it is answered (src/endpoints/token/metrics.ts): issued, or refused and why.
       const label = grantLabel(request.form?.all('grant_type').length === 1 ? request.form.get('grant_type') : undefined);
+      // Traced (docs/observability.md): the grant type on the request's span, bounded as the label is.
+      if (tracingOn) annotateRequest({ [attributeNames.grantType]: label });
       try {
         const sent = await answer(request, reply);
         tokenMetrics.issued(label);
         return sent;
       } catch (error) {
         tokenMetrics.denied(label, error);
+        if (tracingOn) annotateRefusal(error);
         throw error;
       }
     });
@@ -60,6 +64,7 @@ export const token: Endpoint = {
       const dpop = checkDpopProof(dpopRequest(request, ctx.config), ctx.dpop);
       // RFC 6749 §3.2.1: public clients (client_id only) only for the grants that allow them.
       const client = await authenticate(ctx, { ...clientAuthInput(request, params), allowPublic: grant?.allowPublic === true });
+      if (tracingOn) annotateRequest({ [attributeNames.clientId]: client.client.metadata.client_id, [attributeNames.authMethod]: client.method });
       if (!grant) throw new OAuthError('unsupported_grant_type', `grant_type ${grantType[0]} is not supported`);
       if (!client.client.metadata.grant_types.includes(grant.grantType)) {
         throw new OAuthError('unauthorized_client', `the client is not registered for ${grant.grantType}`);
@@ -78,6 +83,8 @@ export const token: Endpoint = {
       if (result.observe) await observeIssuance(ctx, result.observe);
       // RFC 9449 §8.2: a fresh nonce for the client's next proof.
       if (dpop && ctx.dpop.requireNonce) reply.header('dpop-nonce', ctx.dpop.nonces.current());
+      // Before sending: the request's span ends as the response is sent.
+      if (tracingOn) annotateRequest({ [attributeNames.decision]: 'allow' });
       // RFC 6749 §5.1: JSON, Cache-Control no-store, Pragma no-cache.
       return sendJson(reply, result.response);
     }
@@ -114,6 +121,21 @@ function recordGrantRefusal(ctx: Context, error: OAuthError, grantType: string, 
     error: error.error,
     reason: reasonCode(error),
     details: { grant_type: grantType, ...(description !== undefined ? { description } : {}) },
+  });
+}
+
+/**
+ * A refused token request on its server span (docs/observability.md): `deny` with the OAuth error
+ * code, and the trade the grant filed the refusal under. A 4xx is the caller's error, not the
+ * server's: the span's status stays unset (OpenTelemetry's HTTP conventions).
+ */
+function annotateRefusal(error: unknown): void {
+  if (!(error instanceof OAuthError) || error.status >= 500) return;
+  annotateRequest({
+    [attributeNames.decision]: 'deny',
+    [attributeNames.errorType]: error.error,
+    // A partner's subject token may carry any string as its txn: only a well-formed one is named.
+    ...(isTxn(error.about?.txn) ? { [attributeNames.txn]: error.about.txn } : {}),
   });
 }
 
