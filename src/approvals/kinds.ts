@@ -11,7 +11,8 @@ import type { ApprovalRequest, ApproverProof } from './requests.ts';
  * CIBA authentication request (`ciba`), a lost-authenticator recovery (`recovery`), a break-glass
  * activation (`break_glass`), the release of a legal hold (`hold_release`), the issuance of a
  * certificate whose profile needs approval (`certificate_issue`), an agent's model version
- * (`model_approval`), a change of a transfer address book (`transfer_destination`). The decision itself — independence, the level of the proof, single
+ * (`model_approval`), a change of a transfer address book (`transfer_destination`), the revocation
+ * of a compromised signing key (`key_compromise`). The decision itself — independence, the level of the proof, single
  * decisions, counting to the required number, expiry — is one rule for every kind
  * (src/approvals/requests.ts `decideApprovalRequest`); a kind adds who else may decide and what
  * happens when the request settles. Each kind lives in its own module and is listed in
@@ -50,8 +51,8 @@ export interface ApprovalKind {
   afterSettled?(ctx: KindContext, request: ApprovalRequest, outcome: 'approved' | 'denied'): void;
 }
 
-export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_release' | 'certificate_issue' | 'model_approval' | 'transfer_destination';
-export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue', 'model_approval', 'transfer_destination'];
+export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_release' | 'certificate_issue' | 'model_approval' | 'transfer_destination' | 'key_compromise';
+export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue', 'model_approval', 'transfer_destination', 'key_compromise'];
 
 export type KindContext = Context;
 

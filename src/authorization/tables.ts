@@ -111,5 +111,11 @@ export interface AuthorizationTables {
      * it is unused; null for the first of a family and once it was used (rotated).
      */
     retry_seal: string | null;
+    /**
+     * The kid of the key that signed the tokens issued with this one (the access token, else the ID
+     * token; '' when none was signed), so a compromised key's families are found (migration 0057,
+     * src/keys/compromise.ts); null on rows older than the column.
+     */
+    access_kid: Generated<string | null>;
   };
 }

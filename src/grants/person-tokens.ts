@@ -12,6 +12,7 @@ import { mintIdToken } from '../tokens/id-token.ts';
 import { subjectForClient } from '../identity/pairwise.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
+import { kidOfCompact } from '../keys/jws.ts';
 import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
 import type { GrantResult, TokenResponse } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
@@ -26,15 +27,16 @@ import type { cibaGrantType } from '../clients/metadata.ts';
  * transaction (the code's redemption, the refresh token's rotation): its audit events, on rotation
  * the refresh token that goes with the response, and `lostIf`, the refusal of that flight which
  * means the grant lost (the code was redeemed meanwhile, the refresh token used). Undefined: there
- * is nothing to try in a flight (go straight to `TokenRetry`).
+ * is nothing to try in a flight (go straight to `TokenRetry`). `signedKid`: the key that signed the
+ * response's tokens, which a refresh token written with them records (src/keys/compromise.ts).
  */
-export type TokenWrite = (flight: Flight) => { events: AuditEvent[]; refresh?: IssuedRefreshToken; lostIf: string } | undefined;
+export type TokenWrite = (flight: Flight, signedKid: string) => { events: AuditEvent[]; refresh?: IssuedRefreshToken; lostIf: string } | undefined;
 
 /**
  * What a grant writes instead, in an ordinary transaction, when its flight lost: undefined when it
  * lost again, else as TokenWrite (a confidential client's refresh retry, src/grants/refresh-token.ts).
  */
-export type TokenRetry = (trx: Transaction<Database>) => Promise<{ events: AuditEvent[]; refresh?: IssuedRefreshToken } | undefined>;
+export type TokenRetry = (trx: Transaction<Database>, signedKid: string) => Promise<{ events: AuditEvent[]; refresh?: IssuedRefreshToken } | undefined>;
 
 /**
  * Issues the tokens of a person's authorization (the code and refresh grants):
@@ -152,7 +154,11 @@ export async function issuePersonTokens(
   const newFamily = options.grantType !== 'refresh_token' && authenticated.client.metadata.grant_types.includes('refresh_token') && !approvedBySecondPersons;
   // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
   const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
-  const family = () => refreshInput(basis, publicClient ? access.binding.cnf : undefined);
+  // The key that signed this response's tokens (the access token, else the ID token; '' for a
+  // reference token alone): its refresh token records it, so revoking that key as compromised
+  // revokes the family (src/keys/compromise.ts).
+  const signedKid = kidOfCompact(access.response.access_token) ?? (idToken !== undefined ? kidOfCompact(idToken) : undefined) ?? '';
+  const family = () => ({ ...refreshInput(basis, publicClient ? access.binding.cnf : undefined), accessKid: signedKid });
   const events = (writeEvents: AuditEvent[], refresh: IssuedRefreshToken | undefined): AuditEvent[] => {
     const issued: AuditEvent = {
       ...access.event,
@@ -170,7 +176,7 @@ export async function issuePersonTokens(
   };
   let written: { refresh: IssuedRefreshToken | undefined } | undefined;
   const flight = ctx.storage.flight();
-  const write = options.write(flight);
+  const write = options.write(flight, signedKid);
   // The instrument classes and accounts this token lets the person use join their first-use
   // history (src/policy/first-use.ts), in the transaction that issues it.
   const uses = usesOf(target.authorizationDetails);
@@ -187,7 +193,7 @@ export async function issuePersonTokens(
   const retry = options.retry;
   if (!written && retry) {
     written = await ctx.audit.recordWith(async (trx) => {
-      const again = await retry(trx);
+      const again = await retry(trx, signedKid);
       if (!again) return { value: undefined, events: [] };
       await recordUses(trx, ctx, basis.userId, uses);
       const refresh = newFamily ? await issueRefreshToken(ctx, family(), trx) : again.refresh;

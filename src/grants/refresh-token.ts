@@ -24,7 +24,9 @@ import { refreshKey } from '../risk/signals/concurrent-networks.ts';
  *    confidential client has authenticated (the token endpoint requires it, §6);
  * 3. it has not expired, was not revoked, and was not superseded (replaced by a retry's child
  *    before it was used); its grant is still active; its person may still hold tokens and it was
- *    issued after the person's cut-off (src/identity/lifecycle.ts);
+ *    issued after the person's cut-off (src/identity/lifecycle.ts); the tokens issued with it were
+ *    not signed by a key revoked as compromised (src/keys/compromise.ts revokes such families; this
+ *    refuses one a node wrote in the moment before it learned of the revocation);
  * 4. a public client's refresh token bound to a DPoP key or a certificate (RFC 9449 §5, RFC 8705 §4)
  *    is used only with a proof of that key or that certificate (else invalid_grant, and the token
  *    is not consumed);
@@ -67,6 +69,7 @@ export const refreshToken = defineGrant({
     // RFC 9700 §4.14.2: a locked, disabled, deleted or signed-out person's tokens were revoked with
     // the change; this refuses one that slipped through all the same (src/identity/lifecycle.ts).
     if (!(await isPersonTokenLive(ctx.storage.db, stored.userId, stored.createdAt))) throw invalidGrant('the person may no longer hold tokens');
+    if (stored.accessKid && (await ctx.keys.isCompromised(stored.accessKid))) throw invalidGrant('the tokens issued with it were signed by a compromised key');
     // RFC 9449 §5, RFC 8705 §4: a bound refresh token needs a proof of its key, or its certificate.
     const bound = stored.payload.cnf;
     if (bound?.jkt !== undefined && dpop?.jkt !== bound.jkt) {
@@ -102,15 +105,15 @@ export const refreshToken = defineGrant({
       // concurrent_networks: the family is the token its holder presents, rotation after rotation.
       presented: { token: refreshKey(stored.familyId), byHolder: true },
       // DESIGN §7: the rotation is one conditional update; losing the race is a reuse, or a retry.
-      write: (flight) => {
+      write: (flight, signedKid) => {
         if (stored.state !== 'active') return undefined;
-        const child = rotateRefreshTokenIn(flight, ctx, stored, value);
+        const child = rotateRefreshTokenIn(flight, ctx, stored, value, signedKid);
         return { events: [rotated(child, 'rotated')], refresh: child, lostIf: 'refresh_token_not_active' };
       },
       retry: isPublic
         ? undefined
-        : async (trx) => {
-            const child = await retryRefreshToken(ctx, stored, value, trx);
+        : async (trx, signedKid) => {
+            const child = await retryRefreshToken(ctx, stored, value, trx, signedKid);
             return child && { events: [rotated(child, 'retried')], refresh: child };
           },
     });

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { SignalHit } from '../risk/assessment.ts';
 import type { UpstreamAssurance } from '../authorization/contract.ts';
-import type { Kysely, Transaction } from 'kysely';
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
@@ -85,6 +85,8 @@ export interface StoredRefreshToken {
   createdAt: number;
   expiresAt: number;
   usedAt: number | null;
+  /** The kid that signed the tokens issued with it ('' none; null: written before migration 0057). */
+  accessKid: string | null;
   /**
    * Whether its grant was in force for this token when the token was read: not revoked, and naming
    * the token's mandate if it has one (src/authorization/consent.ts grantNamesMandate).
@@ -95,11 +97,12 @@ export interface StoredRefreshToken {
 /**
  * Issues the first refresh token of a family (at a code redemption). Returns the token once.
  * `db`: the transaction it belongs to (the redemption's), or that transaction's flight, to which
- * the insertion is added.
+ * the insertion is added. `accessKid`: the kid that signed the tokens issued with it (`signedKid`),
+ * so a compromised key's families are found (src/keys/compromise.ts).
  */
 export async function issueRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
-  input: { grantId: string; clientId: string; userId: string; payload: RefreshPayload },
+  input: { grantId: string; clientId: string; userId: string; payload: RefreshPayload; accessKid?: string },
   db: Kysely<Database> | Flight = ctx.storage.db,
 ): Promise<IssuedRefreshToken> {
   const token = randomHandle(32);
@@ -123,6 +126,7 @@ export async function issueRefreshToken(
       expires_at: expiresAt,
       used_at: null,
       retry_seal: null,
+      access_kid: input.accessKid ?? null,
     });
   if (db instanceof Flight) void db.run(insert);
   else await insert.execute();
@@ -156,6 +160,7 @@ function toStored(row: NonNullable<Row>): StoredRefreshToken {
     createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     usedAt: row.used_at === null ? null : Number(row.used_at),
+    accessKid: row.access_kid,
     grantActive: grantNamesMandate(row.grant_mandates, payload.mandate),
   };
 }
@@ -185,12 +190,13 @@ export async function rotateRefreshToken(
   parent: StoredRefreshToken,
   presented: string,
   within?: Transaction<Database>,
+  accessKid?: string,
 ): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
   return inTransaction(ctx, within, async (trx) => {
     const result = await rotation(trx, now, parent).executeTakeFirst();
     if (Number(result.numUpdatedRows) !== 1) return undefined;
-    const child = childOf(now, parent, presented);
+    const child = childOf(now, parent, presented, accessKid);
     await trx.insertInto('refresh_tokens').values(child.row).execute();
     return child.issued;
   });
@@ -200,12 +206,12 @@ export async function rotateRefreshToken(
  * `rotateRefreshToken` in the transaction of a flight (the grant's, with the audit events): the
  * same conditional update and the child's insertion, and unless the update rotates the token the
  * whole transaction is refused (`refresh_token_not_active`: used meanwhile, or expired) and
- * writes nothing. Returns the child, as it will be once committed.
+ * writes nothing. Returns the child, as it will be once committed. `accessKid`: as issueRefreshToken's.
  */
-export function rotateRefreshTokenIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, parent: StoredRefreshToken, presented: string): IssuedRefreshToken {
+export function rotateRefreshTokenIn(flight: Flight, ctx: Pick<Context, 'storage' | 'clock'>, parent: StoredRefreshToken, presented: string, accessKid?: string): IssuedRefreshToken {
   const now = ctx.clock.now();
   void flight.run(rotation(ctx.storage.db, now, parent), { rows: 1, otherwise: 'refresh_token_not_active' });
-  const child = childOf(now, parent, presented);
+  const child = childOf(now, parent, presented, accessKid);
   void flight.run(ctx.storage.db.insertInto('refresh_tokens').values(child.row));
   return child.issued;
 }
@@ -231,20 +237,22 @@ function rotation(db: Kysely<Database>, now: number, parent: StoredRefreshToken)
  * The child is read by a conditional no-op update, which holds its row until the caller's
  * transaction ends: a concurrent use of the child waits for this retry or makes it find none.
  * A child rotated before seals existed (migration 0012) is superseded and replaced instead.
- * `within`: the caller's transaction, else one of its own.
+ * `within`: the caller's transaction, else one of its own. `accessKid`: the kid that signed the
+ * tokens this retry answers with, now the child's latest (as issueRefreshToken's).
  */
 export async function retryRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
   parent: StoredRefreshToken,
   presented: string,
   within?: Transaction<Database>,
+  accessKid?: string,
 ): Promise<IssuedRefreshToken | undefined> {
   const now = ctx.clock.now();
   if (parent.expiresAt <= now) return undefined;
   return inTransaction(ctx, within, async (trx) => {
     const child = await trx
       .updateTable('refresh_tokens')
-      .set({ state: 'active' })
+      .set(accessKid === undefined ? { state: 'active' } : { state: 'active', access_kid: accessKid })
       .where('parent_id', '=', parent.id)
       .where('state', '=', 'active')
       .returning(['id', 'retry_seal'])
@@ -252,7 +260,7 @@ export async function retryRefreshToken(
     if (!child) return undefined;
     if (child.retry_seal === null) {
       await trx.updateTable('refresh_tokens').set({ state: 'superseded' }).where('id', '=', child.id).execute();
-      const replacement = childOf(now, parent, presented);
+      const replacement = childOf(now, parent, presented, accessKid);
       await trx.insertInto('refresh_tokens').values(replacement.row).execute();
       return replacement.issued;
     }
@@ -274,7 +282,7 @@ export interface IssuedRefreshToken {
 }
 
 /** The child of `parent` a rotation inserts: its row, and the token as the response carries it. */
-function childOf(now: number, parent: StoredRefreshToken, presented: string): { row: Database['refresh_tokens']; issued: IssuedRefreshToken } {
+function childOf(now: number, parent: StoredRefreshToken, presented: string, accessKid: string | undefined): { row: Insertable<Database['refresh_tokens']>; issued: IssuedRefreshToken } {
   const token = randomHandle(32);
   const id = randomUUID();
   return {
@@ -293,6 +301,7 @@ function childOf(now: number, parent: StoredRefreshToken, presented: string): { 
       expires_at: parent.expiresAt,
       used_at: null,
       retry_seal: seal(token, presented, id),
+      access_kid: accessKid ?? null,
     },
     issued: { token, id, familyId: parent.familyId, expiresAt: parent.expiresAt },
   };

@@ -6,6 +6,7 @@ import { cibaKind } from './ciba.ts';
 import { holdReleaseKind } from './hold-release.ts';
 import { recoveryKind } from './recovery.ts';
 import { transferDestinationKind } from './transfer-destination.ts';
+import { keyCompromiseKind } from './key-compromise.ts';
 
 /**
  * Every kind of request a second person approves, by name (src/approvals/kinds.ts). A request of a
@@ -19,6 +20,7 @@ export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   certificate_issue: certificateIssueKind,
   model_approval: modelApprovalKind,
   transfer_destination: transferDestinationKind,
+  key_compromise: keyCompromiseKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

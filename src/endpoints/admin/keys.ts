@@ -4,6 +4,7 @@ import type { Context } from '../../context.ts';
 import { integerQuery, queryParams } from '../../http/api-operation.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { registerKeyRevocation } from './key-revocation.ts';
 
 const day = 86_400_000;
 /** The furthest ahead "expires soon" may look, and how many certificates one answer lists. */
@@ -18,6 +19,7 @@ const isoOrNull = (ms: number | null | undefined) => (ms === null || ms === unde
  * "Signing keys"), the audit log's signing key, the private CA's authorities (docs/pki.md) and
  * its valid certificates that expire within N days (default 30), soonest first. Public facts
  * only: key ids, algorithms, subjects, serials and dates; never a key.
+ * POST <issuer>/admin/keys/{kid}/revoke (admin:write): a compromised key's revocation (./key-revocation.ts).
  */
 export const adminKeys: Endpoint = {
   register(app, ctx) {
@@ -34,6 +36,7 @@ export const adminKeys: Endpoint = {
         return keyInventory(ctx, within);
       },
     );
+    registerKeyRevocation(app, ctx);
   },
 };
 
@@ -68,6 +71,7 @@ async function keyInventory(ctx: Context, withinDays: number) {
       superseded_at: isoOrNull(key.supersededAt),
       retirable_at: isoOrNull(key.retirableAt),
       retired_at: isoOrNull(key.retiredAt),
+      compromised_at: isoOrNull(key.compromisedAt),
     })),
     audit_key: auditKey ? { key_id: auditKey.keyId, origin: auditKey.origin } : null,
     authorities: authorities.map((a) => ({

@@ -21,6 +21,12 @@ export const ssfEventTypes = {
   mandateRevoked: `${clearance}mandate-revoked`,
   breakGlassActivated: `${clearance}break-glass-activated`,
   breakGlassEnded: `${clearance}break-glass-ended`,
+  /**
+   * Clearance's own: one of its token-signing keys was revoked as compromised. No CAEP or RISC type
+   * fits — RISC credential-compromise is about a subject's credential, and this is the issuer's own
+   * key, about no subject — so the subject is the key (`opaque` kid).
+   */
+  signingKeyCompromised: `${clearance}signing-key-compromised`,
   /** SSF 1.0 §8.1.4: the answer to a verification request; always delivered, never requested. */
   verification: 'https://schemas.openid.net/secevent/ssf/event-type/verification',
 } as const;
@@ -113,7 +119,7 @@ export function securityEventsOf(event: StoredAuditEvent, issuer: string): Secur
     case 'passkey.counter_regressed':
       return make(ssfEventTypes.credentialCompromise, person(event.subject), { credential_type: 'fido2-platform', reason_admin: { en: 'the authenticator signature counter did not grow: it may have been cloned' } });
 
-    // Clearance's own: a mandate revoked, an emergency account opened and closed.
+    // Clearance's own: a mandate revoked, an emergency account opened and closed, a signing key compromised.
     case 'mandate.revoked':
       if (!event.mandate) return [];
       return make(ssfEventTypes.mandateRevoked, { format: 'opaque', id: event.mandate.id }, { mandate: { id: event.mandate.id, v: event.mandate.v }, grantee: event.subject, ...reason });
@@ -122,6 +128,17 @@ export function securityEventsOf(event: StoredAuditEvent, issuer: string): Secur
     case 'break_glass.ended':
     case 'break_glass.expired':
       return make(ssfEventTypes.breakGlassEnded, event.subject !== undefined ? { format: 'opaque', id: event.subject } : undefined, { activation: event.txn, how: event.type === 'break_glass.expired' ? 'expired' : 'ended' });
+    // A receiver that verifies our tokens itself drops the key (and refetches the JWKS); the kid
+    // and the key that signs now, nothing about who asked.
+    case 'key.compromised': {
+      const kid = str(details.kid);
+      return make(ssfEventTypes.signingKeyCompromised, kid !== undefined ? { format: 'opaque', id: kid } : undefined, {
+        kid,
+        ...(str(details.promoted_kid) !== undefined ? { promoted_kid: details.promoted_kid } : {}),
+        jwks_uri: `${issuer}/jwks`,
+        initiating_entity: 'admin',
+      });
+    }
     default:
       return [];
   }

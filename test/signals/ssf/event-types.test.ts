@@ -50,3 +50,14 @@ test('a subject is matched by itself and, when complex, by each member', () => {
   assert.deepEqual(subjectKeys({ format: 'complex', user: { format: 'iss_sub', iss: issuer, sub: 'alice' }, session: { format: 'opaque', id: 'g1' } }), [`iss_sub ${issuer} alice`, 'opaque g1']);
   assert.deepEqual(subjectKeys({ format: 'email', email: 'Alice@Example.com' }), ['email alice@example.com']);
 });
+
+test('a compromised signing key gives Clearance’s signing-key-compromised event about the key: its kid, the key that signs now, where the JWKS is', () => {
+  const event = stored({ type: 'key.compromised', actor: 'cli:oncall', subject: 'kid-old', details: { kid: 'kid-old', promoted_kid: 'kid-new', reason: 'leaked', requested_by: 'cli:oncall', refresh_families_revoked: 3 } });
+  const [set, ...more] = securityEventsOf(event, issuer);
+  assert.deepEqual(more, []);
+  assert.equal(set!.type, ssfEventTypes.signingKeyCompromised);
+  assert.equal(set!.type, 'https://clearance.dev/secevent/signing-key-compromised');
+  assert.deepEqual(set!.subject, { format: 'opaque', id: 'kid-old' });
+  // Nothing about who asked or why: a receiver needs the key, not the people.
+  assert.deepEqual(set!.payload, { event_timestamp: at / 1000, kid: 'kid-old', promoted_kid: 'kid-new', jwks_uri: `${issuer}/jwks`, initiating_entity: 'admin' });
+});
