@@ -3,6 +3,7 @@ import type { Database } from '../storage/schema.ts';
 import { AuditGuardError, assertNoSecrets } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import { readClientMetadata, type ClientMetadata } from '../clients/metadata.ts';
+import { planTrustAnchors } from '../clients/trust-anchors/plan.ts';
 import { checkSectorIdentifier } from '../clients/sector-identifier.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { readResourceServer, type ResourceServer } from '../resource-servers/definition.ts';
@@ -200,6 +201,8 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   const identityProviders = await planIdentityProviders(ctx, v, list, duplicates, entities.legalEntities);
   const partnerEntries = await planPartners(ctx, v, list, duplicates, { resourceServers, clientIds: clients.map((c) => c.client_id) });
   partnerEntries.forEach(({ item: p, at }) => refuseUnauditable(v, `partners[${at}].id`, p.id));
+  // tls_client_auth_trust_anchor names a declared anchor; partners' anchors are valid and chain (src/clients/trust-anchors/plan.ts).
+  await planTrustAnchors(ctx, v, clientEntries, partnerEntries);
   const partners = partnerEntries.map((e) => e.item);
   const breakGlass = await planBreakGlass(ctx, v, list, duplicates, { clients, resourceServers, users: userEntries.map((e) => e.item) });
   await planEmergencyClients(ctx.storage.db, v, clientEntries, breakGlass);

@@ -6,6 +6,7 @@ import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts'
 import { Validator, join } from '../validation.ts';
 import { fapiAuthMethods } from './profile.ts';
 import { redirectHosts, subjectTypes, type SubjectType } from '../identity/pairwise.ts';
+import { readAnchorValue } from './trust-anchors/value.ts';
 
 export const authMethods = [
   'client_secret_basic',
@@ -75,6 +76,12 @@ export interface ClientMetadata {
   tls_client_auth_san_uri?: string;
   tls_client_auth_san_ip?: string;
   tls_client_auth_san_email?: string;
+  /**
+   * tls_client_auth only: the CA this client's certificates must chain to (src/clients/trust-anchors):
+   * `partner:<partner id>/<anchor name>`, a SHA-256 thumbprint of a CA certificate, the CA certificate
+   * in PEM, or `clearance` (Clearance's own CA). Absent: any CA the TLS layer trusts.
+   */
+  tls_client_auth_trust_anchor?: string;
   /** CIBA §4: how this client gets a backchannel authentication request's tokens (required with the CIBA grant). */
   backchannel_token_delivery_mode?: (typeof cibaDeliveryModes)[number];
   /** CIBA §4: where the ping of a settled request goes (required in ping mode); https. */
@@ -113,6 +120,7 @@ const fields = [
   'require_pushed_authorization_requests',
   'profile',
   ...tlsSubjectFields,
+  'tls_client_auth_trust_anchor',
   'backchannel_token_delivery_mode',
   'backchannel_client_notification_endpoint',
   'backchannel_authentication_request_signing_alg',
@@ -200,6 +208,8 @@ export function readClientMetadata(
   for (const field of tlsSubjectFields) {
     metadata[field] = optional(field, (p, x) => v.string(p, x, { maxLength: 1000 }));
   }
+  // Its syntax here; whether it names a declared anchor when a document is planned (src/clients/trust-anchors/plan.ts).
+  metadata.tls_client_auth_trust_anchor = optional('tls_client_auth_trust_anchor', (p, x) => readAnchorValue(v, p, x));
   if (metadata.tls_client_auth_subject_dn !== undefined && !isParsableDn(metadata.tls_client_auth_subject_dn)) {
     v.fail(at('tls_client_auth_subject_dn'), 'must be a distinguished name in RFC 4514 form, e.g. CN=oms,O=Broker,C=GB');
   }
@@ -209,6 +219,11 @@ export function readClientMetadata(
   // mandates and data residency hang on it; a credential nobody owns is one nobody rotates).
   if (options.institutional && metadata.token_endpoint_auth_method !== 'none' && metadata.owner_lei === undefined) {
     v.fail(at('owner_lei'), 'is required for a confidential client under the institutional profile (CLEARANCE_INSTITUTIONAL=true): the LEI of the firm it belongs to');
+  }
+  // Under the institutional profile a CA-issued client certificate is bound to the CA that vouches
+  // for its holder: one CA of a shared bundle must not be able to speak for another's clients.
+  if (options.institutional && metadata.token_endpoint_auth_method === 'tls_client_auth' && metadata.tls_client_auth_trust_anchor === undefined) {
+    v.fail(at('tls_client_auth_trust_anchor'), 'is required for tls_client_auth under the institutional profile (CLEARANCE_INSTITUTIONAL=true): the CA that issues this client\'s certificates (partner:<id>/<anchor>, a thumbprint, a PEM certificate, or clearance)');
   }
   if (metadata.profile === 'fapi2' || options.serverProfile === 'fapi2') checkFapi2(v, path, metadata as ClientMetadata, metadata.profile === 'fapi2' ? 'profile fapi2' : 'CLEARANCE_PROFILE=fapi2');
   if (v.problems.length !== before) return undefined;
@@ -233,6 +248,9 @@ function checkCoherence(v: Validator, path: string, m: ClientMetadata): void {
   }
   if (m.token_endpoint_auth_method !== 'tls_client_auth' && subjects.length > 0) {
     v.fail(at(subjects[0]!), 'applies only to tls_client_auth');
+  }
+  if (m.token_endpoint_auth_method !== 'tls_client_auth' && m.tls_client_auth_trust_anchor !== undefined) {
+    v.fail(at('tls_client_auth_trust_anchor'), 'applies only to tls_client_auth (self_signed_tls_client_auth trusts the registered key, not a CA)');
   }
   if (m.grant_types.includes('authorization_code') && !m.redirect_uris?.length) {
     v.fail(at('redirect_uris'), 'at least one is required for the authorization_code grant');

@@ -9,6 +9,12 @@ export interface PresentedCertificate {
   certificate: X509Certificate;
   /** True when the TLS layer (our listener with a client CA, or the trusted proxy) validated the chain. */
   chainVerified: boolean;
+  /**
+   * From our own TLS listener: the other certificates of the peer's chain (what it sent, completed
+   * from the listener's CA bundle), read on demand. A trust anchor's path is built from them and
+   * verified link by link (src/certificates/path.ts): how Node linked them is not believed.
+   */
+  chain?: () => X509Certificate[];
 }
 
 /**
@@ -21,7 +27,7 @@ export function makeCertificateReader(config: Config): (request: FastifyRequest)
     const socket = request.raw.socket as Partial<TLSSocket>;
     if (typeof socket.getPeerCertificate === 'function') {
       const peer = socket.getPeerCertificate();
-      if (peer && peer.raw) return { certificate: new X509Certificate(peer.raw), chainVerified: socket.authorized === true };
+      if (peer && peer.raw) return { certificate: new X509Certificate(peer.raw), chainVerified: socket.authorized === true, chain: () => peerChain(socket as TLSSocket) };
       return undefined;
     }
     if (!config.clientCertHeader) return undefined;
@@ -33,6 +39,26 @@ export function makeCertificateReader(config: Config): (request: FastifyRequest)
     const certificate = parseCertificateHeader(header);
     return certificate && { certificate, chainVerified: true };
   };
+}
+
+/** Longest peer chain read; more than any real one. */
+const maxChain = 10;
+
+/** The certificates above the peer's own, following Node's issuerCertificate links (a self-signed one links to itself). */
+function peerChain(socket: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  let current = socket.getPeerCertificate(true);
+  while (chain.length < maxChain) {
+    const issuer = current.issuerCertificate;
+    if (!issuer?.raw || issuer === current || issuer.raw.equals(current.raw)) break;
+    try {
+      chain.push(new X509Certificate(issuer.raw));
+    } catch {
+      break;
+    }
+    current = issuer;
+  }
+  return chain;
 }
 
 /** RFC 9440 §2.2 (`:base64-DER:`) or a URL-encoded PEM (nginx's $ssl_client_escaped_cert). */

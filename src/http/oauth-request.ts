@@ -42,6 +42,7 @@ export function clientAuthInput(request: FastifyRequest, form: FormParameters): 
     authorization: request.headers.authorization,
     certificate: request.clientCertificate?.certificate,
     certificateChainVerified: request.clientCertificate?.chainVerified ?? false,
+    ...(request.clientCertificate?.chain ? { certificateChain: request.clientCertificate.chain } : {}),
     sourceAddress: request.ip,
     requestId: request.id,
   };

@@ -20,3 +20,34 @@ export function quote(value: unknown, max = 80): string {
   const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
 }
+
+/** Why a client certificate bound to a trust anchor was refused (src/clients/trust-anchors), for the audit trail. */
+export type CertificateRefusalReason =
+  /** Its chain does not end at the client's trust anchor (or the anchor is no longer declared). */
+  | 'certificate_untrusted_anchor'
+  | 'certificate_revoked'
+  /** The CA's OCSP responder does not know the certificate. */
+  | 'certificate_revocation_unknown'
+  /** No verified revocation answer, and the partner's profile fails hard. */
+  | 'certificate_revocation_unavailable';
+
+/**
+ * An `invalid_client` refusal of a client certificate that carries its reason, and the facts about
+ * the trust anchor and the certificate (serial, issuer, SHA-256: never its subject) that the
+ * `client.auth_failed` event records (src/clients/authentication/endpoint-authentication.ts).
+ */
+export class CertificateRefused extends OAuthError {
+  readonly reason: CertificateRefusalReason;
+  readonly facts: Record<string, unknown>;
+
+  constructor(reason: CertificateRefusalReason, detail: string, description: string, facts: Record<string, unknown>) {
+    super('invalid_client', description, { status: 401, detail });
+    this.reason = reason;
+    this.facts = facts;
+  }
+}
+
+/** What a refusal adds to its `client.auth_failed` event: the certificate refusal's reason and facts, if it was one. */
+export function refusalDetails(error: OAuthError): Record<string, unknown> {
+  return error instanceof CertificateRefused ? { reason: error.reason, ...error.facts } : {};
+}

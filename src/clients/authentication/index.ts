@@ -19,6 +19,7 @@ import { throttledError, type AuthAttempt, type AuthFailureThrottle } from './th
 import { certificateThumbprint, verifySelfSignedTlsClientAuth, verifyTlsClientAuth } from './tls-client-auth.ts';
 import type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 import type { ClientKeySets } from './remote-keys.ts';
+import type { AnchoredCertificate, ClientTrustAnchors } from '../trust-anchors/check.ts';
 
 export type { AuthenticatedClient, ClientAuthInput } from './types.ts';
 export { MemoryAuthFailureThrottle, type AuthFailureThrottle, type ThrottleOptions } from './throttle.ts';
@@ -43,6 +44,11 @@ export interface AuthDeps {
   certificateTrust?: (certificate: X509Certificate) => Promise<TrustOutcome>;
   /** Keys of clients registered with `jwks_uri` (./remote-keys.ts); without it such clients cannot authenticate by key. */
   clientKeys?: ClientKeySets;
+  /**
+   * Per-client trust anchors (src/clients/trust-anchors): a tls_client_auth client registered with
+   * `tls_client_auth_trust_anchor` is refused without them (fail closed).
+   */
+  trustAnchors?: ClientTrustAnchors;
 }
 
 /** RFC 6749 §5.2: the challenge sent with a 401 when the client tried the Authorization header. */
@@ -88,7 +94,7 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
     const client = await findClient(deps, clientId);
     const method = requireRegisteredMethod(client, credentials, input);
     guessing = attempt.secret && client.secretHash !== null;
-    const { assertionJti, caCertificate, previousSecret } = await verifyCredential(method, credentials, client, input, deps);
+    const { assertionJti, caCertificate, previousSecret, anchoredCertificate } = await verifyCredential(method, credentials, client, input, deps);
     // A success is settled only where it could be a right guess (a secret). A signed assertion or a
     // certificate proves possession of a private key, which no one guesses, so its success reveals
     // nothing; and with the counters in Redis, its settle would be one more round trip on every
@@ -104,6 +110,7 @@ export async function authenticateClient(input: ClientAuthInput, deps: AuthDeps)
       ...(assertionJti ? { assertionJti } : {}),
       ...(caCertificate ? { caCertificate } : {}),
       ...(previousSecret ? { previousSecret } : {}),
+      ...(anchoredCertificate ? { anchoredCertificate } : {}),
     };
   } catch (error) {
     if (!(error instanceof OAuthError)) throw error;
@@ -245,7 +252,7 @@ async function verifyCredential(
   client: Client,
   input: ClientAuthInput,
   deps: AuthDeps,
-): Promise<{ assertionJti?: string; caCertificate?: TrustedCertificate; previousSecret?: true }> {
+): Promise<{ assertionJti?: string; caCertificate?: TrustedCertificate; previousSecret?: true; anchoredCertificate?: AnchoredCertificate }> {
   switch (method) {
     case 'client_secret_basic':
     case 'client_secret_post': {
@@ -259,7 +266,8 @@ async function verifyCredential(
     case 'tls_client_auth': {
       const chain = await chainOf(client, input, deps);
       verifyTlsClientAuth(client, input.certificate, chain.verified, deps.clock);
-      return chain.own ? { caCertificate: chain.own } : {};
+      const anchored = client.metadata.tls_client_auth_trust_anchor === undefined ? undefined : await anchoredBy(client, input, chain.own, deps);
+      return { ...(chain.own ? { caCertificate: chain.own } : {}), ...(anchored ? { anchoredCertificate: anchored } : {}) };
     }
     case 'self_signed_tls_client_auth': {
       const chain = await chainOf(client, input, deps);
@@ -286,6 +294,20 @@ async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): 
     throw invalidClient(`client ${id} presented a certificate of profile ${trust.certificate.profile.name}, which does not authenticate clients`);
   }
   return { verified: true, own: trust.certificate };
+}
+
+/**
+ * A client bound to a trust anchor: its certificate's chain must end at that anchor, and a partner
+ * CA's certificate must not be revoked (src/clients/trust-anchors/check.ts). After the subject
+ * match, so a refusal here is about a certificate that names the client.
+ */
+async function anchoredBy(client: Client, input: ClientAuthInput, own: TrustedCertificate | undefined, deps: AuthDeps): Promise<AnchoredCertificate> {
+  if (!deps.trustAnchors) throw invalidClient(`client ${client.metadata.client_id} is bound to a trust anchor, and this server checks none`);
+  return deps.trustAnchors.check(client.metadata, {
+    certificate: input.certificate!,
+    ...(input.certificateChain ? { chain: input.certificateChain } : {}),
+    ...(own ? { own } : {}),
+  });
 }
 
 function withBasicChallenge(error: OAuthError): OAuthError {

@@ -3,6 +3,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { FormParameters } from '../../parameters.ts';
 import type { AuthMethod } from '../metadata.ts';
 import type { Client } from '../store.ts';
+import type { AnchoredCertificate } from '../trust-anchors/check.ts';
 
 /** What a client presented to authenticate, taken from the HTTP request by the endpoint. */
 export interface ClientAuthInput {
@@ -14,6 +15,11 @@ export interface ClientAuthInput {
   certificate: X509Certificate | undefined;
   /** True when the TLS listener or the trusted proxy validated the certificate's chain (needed for tls_client_auth). */
   certificateChainVerified: boolean;
+  /**
+   * The other certificates the client sent in the TLS handshake to Clearance's own listener, read
+   * when needed (a trust anchor's path is built from them); none through a proxy's header.
+   */
+  certificateChain?: () => readonly X509Certificate[];
   /** The source address (for throttling and audit). */
   sourceAddress: string;
   requestId?: string;
@@ -41,4 +47,6 @@ export interface AuthenticatedClient {
   previousSecret?: true;
   /** Set when mTLS used a certificate of Clearance's own CA: its serial, profile and holder (src/pki/status.ts). */
   caCertificate?: TrustedCertificate;
+  /** Set when a tls_client_auth client bound to a trust anchor authenticated: the anchor, and how revocation was checked. */
+  anchoredCertificate?: AnchoredCertificate;
 }

@@ -5,6 +5,8 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { Validator, formatProblem } from '../../validation.ts';
 import { readClientMetadata, type ClientMetadata } from '../metadata.ts';
+import { anchorProblem } from '../trust-anchors/plan.ts';
+import { clientCaBundle } from '../trust-anchors/resolve.ts';
 import { checkSectorIdentifier } from '../sector-identifier.ts';
 import { InitialAccessTokens, newRegistrationToken, tokenDigest, type RegistrationAllowance } from './initial-access-tokens.ts';
 
@@ -179,6 +181,9 @@ async function validate(ctx: Context, input: Record<string, unknown>): Promise<C
     const code = problem.path.startsWith('redirect_uris') ? 'invalid_redirect_uri' : 'invalid_client_metadata';
     throw new OAuthError(code, v.problems.map(formatProblem).join('; '));
   }
+  // A trust anchor names a partner's anchor or a CA that exists (src/clients/trust-anchors/plan.ts).
+  const anchor = anchorProblem(metadata, { partners: await ctx.partners.list(), bundle: clientCaBundle(ctx.config.tls?.clientCaFile) }, ctx.clock.now());
+  if (anchor !== undefined) throw new OAuthError('invalid_client_metadata', `tls_client_auth_trust_anchor ${anchor}`);
   // OIDC Registration §5: the sector identifier document lists every redirect_uri (RFC 7591 §3.2.2).
   const sector = await checkSectorIdentifier(ctx, metadata);
   if (sector !== undefined) throw new OAuthError('invalid_client_metadata', `sector_identifier_uri ${sector}`);

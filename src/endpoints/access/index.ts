@@ -214,6 +214,7 @@ async function authenticateCaller(ctx: Context, request: FastifyRequest, resourc
     authorization,
     certificate: request.clientCertificate?.certificate,
     certificateChainVerified: request.clientCertificate?.chainVerified ?? false,
+    ...(request.clientCertificate?.chain ? { certificateChain: request.clientCertificate.chain } : {}),
     sourceAddress: request.ip,
     requestId: request.id,
   });

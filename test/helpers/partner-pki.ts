@@ -1,0 +1,184 @@
+/**
+ * A partner firm's CA for its mTLS clients, made with the machine's openssl (`openssl ca`, its
+ * index for revocation): a root, optionally an issuing CA under it, client certificates with the
+ * subject asked, revocation, and the issuing CA's CRL and OCSP responder (`openssl ocsp`) served
+ * over HTTP on loopback, which can be made to fail. Files live in a temp directory removed after
+ * the test. (test/helpers/person-pki.ts is the same for people's smart cards, with one level.)
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+
+export interface PartnerCertificate {
+  certFile: string;
+  keyFile: string;
+  /** The certificate, PEM. */
+  cert: string;
+  /** The certificate followed by the issuing CA (when there is one): what a client sends in the handshake. */
+  chain: string;
+  key: string;
+  /** RFC 9440 §2.2 `:base64 DER:`, what a TLS-terminating proxy passes (the leaf only). */
+  header: string;
+  /** RFC 8705 §3.1 x5t#S256. */
+  thumbprint: string;
+}
+
+export interface PartnerPki {
+  dir: string;
+  /** The root CA certificate, PEM, and its file. */
+  rootPem: string;
+  rootFile: string;
+  /** The issuing CA under the root, PEM, when made with `intermediate: true`. */
+  intermediatePem?: string;
+  /** The root's SHA-256 thumbprint as `openssl x509 -fingerprint -sha256` prints it (AB:CD:…). */
+  rootFingerprint: string;
+  issue(name: string, options?: { subject?: string }): PartnerCertificate;
+  revoke(certificate: PartnerCertificate): void;
+  /** While true, the CRL and OCSP URLs answer 503. */
+  down: boolean;
+  served: { crl: number; ocsp: number };
+}
+
+const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-batch'];
+
+function openssl(args: string[]): void {
+  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** An openssl `ca` date: YYYYMMDDHHMMSSZ. */
+function caDate(hours: number): string {
+  return `${new Date(Date.now() + hours * 3600_000).toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
+}
+
+/** An `openssl ca` directory: its config, index, serial. */
+function caDir(dir: string, name: string): string {
+  const home = join(dir, name);
+  mkdirSync(join(home, 'certs'), { recursive: true });
+  writeFileSync(join(home, 'index.txt'), '');
+  writeFileSync(join(home, 'serial'), `${name === 'root' ? '10' : '20'}00\n`);
+  writeFileSync(join(home, 'crlnumber'), '01\n');
+  writeFileSync(
+    join(home, 'ca.cnf'),
+    `[ ca ]
+default_ca = this_ca
+[ this_ca ]
+dir = ${home}
+database = $dir/index.txt
+new_certs_dir = $dir/certs
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+certificate = $dir/ca.crt
+private_key = $dir/ca.key
+default_md = sha256
+default_crl_hours = 1
+policy = anything
+unique_subject = no
+copy_extensions = none
+[ anything ]
+countryName = optional
+organizationName = optional
+organizationalUnitName = optional
+commonName = supplied
+`,
+  );
+  return home;
+}
+
+export async function makePartnerPki(t: Pick<TestContext, 'after'>, options: { name: string; intermediate?: boolean }): Promise<PartnerPki> {
+  const dir = mkdtempSync(join(tmpdir(), 'clearance-partner-pki-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const root = caDir(dir, 'root');
+  const caExt = join(dir, 'ca.ext');
+  writeFileSync(caExt, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
+  openssl(['req', '-new', ...ec, '-keyout', join(root, 'ca.key'), '-out', join(root, 'ca.csr'), '-subj', `/O=${options.name}/CN=${options.name} Root CA`]);
+  // Self-signed by `openssl ca`, to date it from a day back.
+  openssl(['ca', '-batch', '-selfsign', '-config', join(root, 'ca.cnf'), '-keyfile', join(root, 'ca.key'), '-in', join(root, 'ca.csr'), '-out', join(root, 'ca.crt'), '-extfile', caExt, '-startdate', caDate(-24), '-enddate', caDate(30 * 24), '-notext']);
+  let issuing = root;
+  if (options.intermediate) {
+    issuing = caDir(dir, 'issuing');
+    const intExt = join(dir, 'issuing.ext');
+    writeFileSync(intExt, 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+    openssl(['req', '-new', ...ec, '-keyout', join(issuing, 'ca.key'), '-out', join(issuing, 'ca.csr'), '-subj', `/O=${options.name}/CN=${options.name} Issuing CA`]);
+    openssl(['ca', '-batch', '-config', join(root, 'ca.cnf'), '-in', join(issuing, 'ca.csr'), '-out', join(issuing, 'ca.crt'), '-extfile', intExt, '-startdate', caDate(-24), '-enddate', caDate(20 * 24), '-notext']);
+  }
+  const rootPem = readFileSync(join(root, 'ca.crt'), 'utf8');
+  const intermediatePem = options.intermediate ? readFileSync(join(issuing, 'ca.crt'), 'utf8') : undefined;
+  let crlUrl = '';
+  let ocspUrl = '';
+
+  const pki: PartnerPki = {
+    dir,
+    rootPem,
+    rootFile: join(root, 'ca.crt'),
+    ...(intermediatePem ? { intermediatePem } : {}),
+    rootFingerprint: createHash('sha256').update(new X509Certificate(rootPem).raw).digest('hex').toUpperCase().match(/../g)!.join(':'),
+    down: false,
+    served: { crl: 0, ocsp: 0 },
+    issue(name, o = {}) {
+      const ext = join(dir, `${name}.ext`);
+      writeFileSync(ext, [
+        'basicConstraints=critical,CA:FALSE',
+        'keyUsage=critical,digitalSignature',
+        'extendedKeyUsage=clientAuth',
+        'authorityKeyIdentifier=keyid',
+        `authorityInfoAccess=OCSP;URI:${ocspUrl}`,
+        `crlDistributionPoints=URI:${crlUrl}`,
+      ].join('\n') + '\n');
+      const certFile = join(dir, `${name}.crt`);
+      const keyFile = join(dir, `${name}.key`);
+      openssl(['req', '-new', ...ec, '-keyout', keyFile, '-out', join(dir, `${name}.csr`), '-subj', o.subject ?? `/CN=${name}`]);
+      openssl(['ca', '-batch', '-config', join(issuing, 'ca.cnf'), '-in', join(dir, `${name}.csr`), '-out', certFile, '-extfile', ext, '-startdate', caDate(-1), '-enddate', caDate(24), '-notext']);
+      const cert = readFileSync(certFile, 'utf8');
+      const x509 = new X509Certificate(cert);
+      return {
+        certFile,
+        keyFile,
+        cert,
+        chain: cert + (intermediatePem ?? ''),
+        key: readFileSync(keyFile, 'utf8'),
+        header: `:${x509.raw.toString('base64')}:`,
+        thumbprint: createHash('sha256').update(x509.raw).digest('base64url'),
+      };
+    },
+    revoke(certificate) {
+      openssl(['ca', '-config', join(issuing, 'ca.cnf'), '-revoke', certificate.certFile, '-crl_reason', 'keyCompromise']);
+    },
+  };
+
+  const crl = () => {
+    openssl(['ca', '-config', join(issuing, 'ca.cnf'), '-gencrl', '-out', join(dir, 'crl.pem')]);
+    openssl(['crl', '-in', join(dir, 'crl.pem'), '-outform', 'DER', '-out', join(dir, 'crl.der')]);
+    return readFileSync(join(dir, 'crl.der'));
+  };
+  const ocsp = (request: Buffer) => {
+    writeFileSync(join(dir, 'ocsp-request.der'), request);
+    openssl(['ocsp', '-index', join(issuing, 'index.txt'), '-CA', join(issuing, 'ca.crt'), '-rsigner', join(issuing, 'ca.crt'), '-rkey', join(issuing, 'ca.key'), '-reqin', join(dir, 'ocsp-request.der'), '-respout', join(dir, 'ocsp-response.der'), '-nmin', '5']);
+    return readFileSync(join(dir, 'ocsp-response.der'));
+  };
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      if (pki.down) return void response.writeHead(503).end();
+      if (request.url === '/crl' && request.method === 'GET') {
+        pki.served.crl++;
+        return void response.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crl());
+      }
+      if (request.url === '/ocsp' && request.method === 'POST') {
+        pki.served.ocsp++;
+        return void response.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(ocsp(Buffer.concat(chunks)));
+      }
+      response.writeHead(404).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as { port: number };
+  crlUrl = `http://127.0.0.1:${port}/crl`;
+  ocspUrl = `http://127.0.0.1:${port}/ocsp`;
+  return pki;
+}
