@@ -16,6 +16,15 @@ export interface Config {
   databaseUrl: string | undefined;
   /** 32-byte key that encrypts private keys at rest, when given in the environment. */
   masterKey: Buffer | undefined;
+  /**
+   * During a master key rotation (docs/keys.md "The master key"): the key being replaced,
+   * CLEARANCE_PREVIOUS_MASTER_KEY (or _FILE), accepted for opening only.
+   */
+  previousMasterKey: Buffer | undefined;
+  /** CLEARANCE_MASTER_KEY_PKCS11_LABEL: the master key is a data key wrapped by this AES key of the PKCS#11 token. */
+  masterKeyPkcs11Label: string | undefined;
+  /** CLEARANCE_PREVIOUS_MASTER_KEY_PKCS11_LABEL: the key being replaced, wrapped by this AES key of the token. */
+  previousMasterKeyPkcs11Label: string | undefined;
   logLevel: string;
   /** Largest request body accepted, in bytes (larger → 413). */
   bodyLimit: number;
@@ -192,6 +201,7 @@ export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(env.CLEARANCE_DATA_DIR ?? './data'),
     databaseUrl: emptyToUndefined(env.DATABASE_URL),
     masterKey: readMasterKey(env.CLEARANCE_MASTER_KEY),
+    ...readMasterKeySources(env),
     logLevel: env.LOG_LEVEL ?? 'info',
     bodyLimit: readInt(env, 'CLEARANCE_BODY_LIMIT', 64 * 1024, 1024, 10 * 1024 * 1024),
     signingAlg: readSigningAlg(env.CLEARANCE_SIGNING_ALG ?? 'ES256'),
@@ -241,7 +251,7 @@ export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** The variables that carry secrets, each of which can instead name a file in `<NAME>_FILE`. */
-export const secretVariables = ['CLEARANCE_MASTER_KEY', 'DATABASE_URL', 'REDIS_URL'] as const;
+export const secretVariables = ['CLEARANCE_MASTER_KEY', 'CLEARANCE_PREVIOUS_MASTER_KEY', 'DATABASE_URL', 'REDIS_URL'] as const;
 
 /**
  * `<NAME>_FILE` for each secret variable: the value is the file's content, less one trailing newline
@@ -366,13 +376,36 @@ function readRegion(raw: string | undefined): string | undefined {
   return region;
 }
 
-function readMasterKey(raw: string | undefined): Buffer | undefined {
+function readMasterKey(raw: string | undefined, name = 'CLEARANCE_MASTER_KEY'): Buffer | undefined {
   if (!raw) return undefined;
   const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, 'hex') : Buffer.from(raw, 'base64');
   if (key.length !== 32) {
-    throw new ConfigError('CLEARANCE_MASTER_KEY must be 32 bytes, as 64 hex digits or base64');
+    throw new ConfigError(`${name} must be 32 bytes, as 64 hex digits or base64`);
   }
   return key;
+}
+
+/**
+ * The other master key sources (docs/keys.md "The master key"): the previous key during a rotation,
+ * and keys wrapped by an AES key of the PKCS#11 token (CLEARANCE_PKCS11_* names the token). Each
+ * key comes from one source.
+ */
+function readMasterKeySources(env: NodeJS.ProcessEnv): Pick<Config, 'previousMasterKey' | 'masterKeyPkcs11Label' | 'previousMasterKeyPkcs11Label'> {
+  const previousMasterKey = readMasterKey(env.CLEARANCE_PREVIOUS_MASTER_KEY, 'CLEARANCE_PREVIOUS_MASTER_KEY');
+  const masterKeyPkcs11Label = emptyToUndefined(env.CLEARANCE_MASTER_KEY_PKCS11_LABEL);
+  const previousMasterKeyPkcs11Label = emptyToUndefined(env.CLEARANCE_PREVIOUS_MASTER_KEY_PKCS11_LABEL);
+  if (masterKeyPkcs11Label && emptyToUndefined(env.CLEARANCE_MASTER_KEY)) throw new ConfigError('set CLEARANCE_MASTER_KEY or CLEARANCE_MASTER_KEY_PKCS11_LABEL, not both');
+  if (previousMasterKeyPkcs11Label && previousMasterKey) throw new ConfigError('set CLEARANCE_PREVIOUS_MASTER_KEY or CLEARANCE_PREVIOUS_MASTER_KEY_PKCS11_LABEL, not both');
+  for (const [name, label] of [['CLEARANCE_MASTER_KEY_PKCS11_LABEL', masterKeyPkcs11Label], ['CLEARANCE_PREVIOUS_MASTER_KEY_PKCS11_LABEL', previousMasterKeyPkcs11Label]] as const) {
+    if (label === undefined) continue;
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(label)) throw new ConfigError(`${name} must be 1 to 64 of letters, digits and ._-`);
+    if (!emptyToUndefined(env.CLEARANCE_PKCS11_MODULE)) throw new ConfigError(`${name} needs the token: CLEARANCE_PKCS11_MODULE, CLEARANCE_PKCS11_TOKEN and its PIN`);
+  }
+  const current = readMasterKey(env.CLEARANCE_MASTER_KEY);
+  if ((current && previousMasterKey?.equals(current)) || (masterKeyPkcs11Label !== undefined && masterKeyPkcs11Label === previousMasterKeyPkcs11Label)) {
+    throw new ConfigError('the previous master key is the master key itself: set CLEARANCE_PREVIOUS_MASTER_KEY only while rotating to a new CLEARANCE_MASTER_KEY');
+  }
+  return { previousMasterKey, masterKeyPkcs11Label, previousMasterKeyPkcs11Label };
 }
 
 function readSigningAlg(raw: string): SigningAlg {

@@ -208,7 +208,7 @@ describe('the master key', () => {
   test('is required in production: resolveMasterKey and openContext refuse without it, writing nothing', async (t) => {
     const dir = tempDir(t);
     const config = loadConfig({ ...httpsProduction, CLEARANCE_DATA_DIR: join(dir, 'data') });
-    assert.throws(() => resolveMasterKey(config), (error: unknown) => error instanceof ConfigError && /CLEARANCE_MASTER_KEY is required/.test(error.message));
+    assert.throws(() => resolveMasterKey(config), (error: unknown) => error instanceof ConfigError && /CLEARANCE_MASTER_KEY \(or .*\) is required/.test(error.message));
     await assert.rejects(openContext(config, { log: createLogger('silent') }), ConfigError);
     assert.ok(!existsSync(join(dir, 'data')), 'no data directory, database or key file was created');
   });

@@ -1,7 +1,8 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../clock.ts';
-import { masterKeyId, open, seal } from '../keys/sealed-box.ts';
+import { open, seal } from '../keys/sealed-box.ts';
+import { masterKeyId, opensKeyId, sealingKeyId } from '../keys/keyring.ts';
 import type { Database } from '../storage/schema.ts';
 import { isPostgres } from './dialect.ts';
 import type { CustodyKey } from '../pki/custody/custody.ts';
@@ -20,6 +21,18 @@ export interface AuditPublicKey {
   /** The log identity (checkpoint origin) fixed when the first key was created. */
   origin: string;
   publicKey: KeyObject;
+  /** The key it replaced and that key's signature of the handover (`handoverBody`); absent for the first key and for keys rotated in before handovers. */
+  handover?: { from: string; signature: string };
+}
+
+/**
+ * What the key being replaced signs when an audit key rotates: that `next` succeeds `previous` in
+ * the log `origin`. A verifier who pinned an older key follows these signatures to a newer one
+ * (bundle-keys.ts, verify.ts), so a rotation does not make it re-pin. One line each, like a
+ * checkpoint body.
+ */
+export function handoverBody(origin: string, previous: string, next: string): string {
+  return `clearance audit key handover v1\n${origin}\n${previous}\n${next}\n`;
 }
 
 /**
@@ -152,10 +165,14 @@ export class AuditKeys {
     if (!previousRow) throw new AuditKeyError('there is no audit key yet: the server creates the first at its start');
     if (options.expected !== undefined && previousRow.key_id !== options.expected) return undefined;
     // A key in the token is made before the transaction (the token is slow; the lock is short).
-    const row =
+    const made =
       this.#custody?.kind === 'pkcs11'
         ? await this.#newTokenRow(previousRow.origin, this.#custody)
         : this.#newSoftwareRow(masterKey, previousRow.origin);
+    // The key being replaced vouches for its successor (handoverBody), before the transaction.
+    const previousSigner = await this.#signerOf(masterKey, previousRow);
+    const handover = await previousSigner.sign(Buffer.from(handoverBody(previousRow.origin, previousRow.key_id, made.key_id), 'utf8'));
+    const row = { ...made, handover_from: previousRow.key_id, handover_signature: handover.toString('base64') };
     const rotated = await this.#db.transaction().execute(async (trx) => {
       if (isPostgres(trx)) await sql`lock table audit_keys in exclusive mode`.execute(trx);
       const latest = await trx.selectFrom('audit_keys').select('key_id').orderBy('created_at', 'desc').orderBy('key_id').limit(1).executeTakeFirst();
@@ -183,16 +200,18 @@ export class AuditKeys {
       origin,
       public_key: publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
       private_key: seal(masterKey, privateKey.export({ format: 'der', type: 'pkcs8' }), `audit_keys:${keyId}`),
-      master_key_id: masterKeyId(masterKey),
+      master_key_id: sealingKeyId(masterKey),
       key_ref: null,
       created_at: this.#clock.now(),
+      handover_from: null,
+      handover_signature: null,
     };
   }
 
   async #newTokenRow(origin: string, custody: AuditKeyCustody): Promise<Database['audit_keys']> {
     const key = await custody.custodies.of('pkcs11').generate(`clearance-audit-${this.#clock.now()}`, 'Ed25519');
     const keyId = auditKeyFingerprint(key.publicKey);
-    return { key_id: keyId, origin, public_key: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), private_key: '', master_key_id: '', key_ref: key.ref, created_at: this.#clock.now() };
+    return { key_id: keyId, origin, public_key: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), private_key: '', master_key_id: '', key_ref: key.ref, created_at: this.#clock.now(), handover_from: null, handover_signature: null };
   }
 
   async #signerOf(masterKey: Buffer, row: Database['audit_keys']): Promise<CustodyKey> {
@@ -259,11 +278,12 @@ export class AuditKeys {
 
 function toPublic(row: Database['audit_keys']): AuditPublicKey {
   const publicKey = createPublicKey({ key: Buffer.from(row.public_key, 'base64'), format: 'der', type: 'spki' });
-  return { keyId: row.key_id, origin: row.origin, publicKey };
+  const handover = row.handover_from && row.handover_signature ? { handover: { from: row.handover_from, signature: row.handover_signature } } : {};
+  return { keyId: row.key_id, origin: row.origin, publicKey, ...handover };
 }
 
 function openPrivate(masterKey: Buffer, row: Database['audit_keys']): KeyObject {
-  if (row.master_key_id !== masterKeyId(masterKey)) {
+  if (!opensKeyId(masterKey, row.master_key_id)) {
     throw new AuditKeyError(
       `audit key ${row.key_id} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(masterKey)}`,
     );

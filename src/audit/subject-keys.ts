@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { derivedKey } from '../keys/master-key.ts';
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
-import { masterKeyId, open, seal } from '../keys/sealed-box.ts';
+import { open, seal } from '../keys/sealed-box.ts';
+import { masterKeyId, opensKeyId, sealingKeyId } from '../keys/keyring.ts';
 import { GenerationCache } from '../storage/generations.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuditEvent, StoredAuditEvent } from './events.ts';
@@ -83,7 +84,6 @@ export class SubjectKeys {
   readonly pseudonymKey: Buffer;
   readonly #db: Kysely<Database>;
   readonly #masterKey: Buffer;
-  readonly #masterKeyId: string;
   readonly #clock: Clock;
   readonly #cache: GenerationCache<Map<string, SubjectKey>>;
   readonly #fetching = new Map<string, Promise<SubjectKey>>();
@@ -91,7 +91,6 @@ export class SubjectKeys {
   constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock) {
     this.#db = db;
     this.#masterKey = masterKey;
-    this.#masterKeyId = masterKeyId(masterKey);
     this.#clock = clock;
     this.pseudonymKey = pseudonymKeyOf(masterKey);
     // A new generation is a new, empty map: the keys cached before an erasure are all dropped.
@@ -175,7 +174,7 @@ export class SubjectKeys {
     const key = randomBytes(32);
     const written = await db
       .insertInto('audit_subject_keys')
-      .values({ kid, subject, generation, sealed_key: seal(this.#masterKey, key, `audit_subject_keys:${kid}`), master_key_id: this.#masterKeyId, created_at: this.#clock.now(), erased_at: null, erased_by: null, erase_reason: null })
+      .values({ kid, subject, generation, sealed_key: seal(this.#masterKey, key, `audit_subject_keys:${kid}`), master_key_id: sealingKeyId(this.#masterKey), created_at: this.#clock.now(), erased_at: null, erased_by: null, erase_reason: null })
       .onConflict((oc) => oc.columns(['subject', 'generation']).doNothing())
       .returning('kid')
       .executeTakeFirst();
@@ -190,7 +189,7 @@ export class SubjectKeys {
 /** Opens a stored key; refuses one sealed by another master key, naming both. */
 function openKeyRow(masterKey: Buffer, row: KeyRow): Buffer {
   const ours = masterKeyId(masterKey);
-  if (row.master_key_id !== ours) {
+  if (!opensKeyId(masterKey, row.master_key_id)) {
     throw new Error(`audit subject key ${row.kid} was sealed with master key ${row.master_key_id}, but the configured master key is ${ours}`);
   }
   return open(masterKey, row.sealed_key!, `audit_subject_keys:${row.kid}`);

@@ -102,5 +102,12 @@ export interface AuditTables {
     created_at: number;
     /** A key in the PKCS#11 token (migration 0042): its custody reference; then private_key is empty. */
     key_ref: string | null;
+    /**
+     * The key it replaced, which signed the handover to it (migration 0059, audit-key.ts
+     * `handoverBody`): null for the first key and for keys rotated in before handovers existed.
+     */
+    handover_from: string | null;
+    /** Ed25519 by `handover_from` over the handover, standard base64. */
+    handover_signature: string | null;
   };
 }

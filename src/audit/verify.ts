@@ -12,6 +12,7 @@ import type { Kysely } from 'kysely';
 import type { Storage } from '../storage/database.ts';
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditPublicKey } from './audit-key.ts';
+import { trustedByHandover } from './bundle-keys.ts';
 import { verifyCheckpoint } from './checkpoint.ts';
 import { isPostgres } from './dialect.ts';
 import { eventBytesLeafHash, eventLeafHash } from './event-format.ts';
@@ -87,7 +88,8 @@ interface LeafRow {
 /** Verifies the whole stored log; reports the first problem. */
 export async function verifyStore(db: Kysely<Database>, options: VerifyOptions): Promise<VerifyReport> {
   const postgres = isPostgres(db);
-  const pinned = options.pinnedKey && new Set([options.pinnedKey].flat().map(auditKeyFingerprint));
+  // The pinned keys, and each key a trusted one handed over to when it rotated (./bundle-keys.ts).
+  const pinned = options.pinnedKey && trustedByHandover(new Set([options.pinnedKey].flat().map(auditKeyFingerprint)), options.keys);
   const usedKeys = new Set<string>();
   const report: VerifyReport = { ok: false, leaves: 0, prunedBefore: 0, checkpoints: 0, unsealed: 0, keyIds: [] };
   const fail = (problem: VerifyProblem): VerifyReport => ({ ...report, ok: false, problem, keyIds: [...usedKeys] });

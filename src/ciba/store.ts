@@ -1,11 +1,11 @@
-import { hkdfSync } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { handleDigest, randomHandle } from '../authorization/digest.ts';
 import type { OidcScope } from '../authorization/scopes.ts';
-import { open, seal } from '../keys/sealed-box.ts';
+import { open, seal, sealedKeyIdOf } from '../keys/sealed-box.ts';
 import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
+import { derivedKey } from '../keys/master-key.ts';
 
 /**
  * The CIBA kind's own state (migration 0022, docs/approvals.md "CIBA"), beside its approval
@@ -67,29 +67,43 @@ export function authReqIdHash(authReqId: string): string {
   return handleDigest(authReqId);
 }
 
-/** The key notification tokens are sealed with: derived from the master key, for this purpose only. */
+/**
+ * The key notification tokens were sealed with before they were sealed with the master key itself
+ * (so that a master key rotation re-seals them too, src/keys/rewrap.ts): opens values sealed then
+ * (sealed-box.ts v1), for requests still open across the upgrade.
+ */
 export function notificationKey(masterKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance ciba-notification-token v1', 32));
+  return derivedKey(masterKey, 'clearance ciba-notification-token v1');
 }
 
-/** Seals a client_notification_token to its row (the approval request id is the associated data). */
+/** Opens a sealed CIBA value: with the master key, or a value sealed before under `notificationKey`. */
+export function openCibaSealed(masterKey: Buffer, sealed: string, associatedData: string): Buffer {
+  return open(sealedKeyIdOf(sealed) === undefined ? notificationKey(masterKey) : masterKey, sealed, associatedData);
+}
+
+/** What binds a sealed notification token to its row (the approval request id). */
+export const notificationTokenBinding = (requestId: string) => `ciba:${requestId}`;
+/** What binds a sealed auth_req_id to its row: another associated data than the notification token's. */
+export const authReqIdBinding = (requestId: string) => `ciba-auth-req-id:${requestId}`;
+
+/** Seals a client_notification_token to its row with the master key. */
 export function sealNotificationToken(masterKey: Buffer, token: string, requestId: string): string {
-  return seal(notificationKey(masterKey), Buffer.from(token, 'utf8'), `ciba:${requestId}`);
+  return seal(masterKey, Buffer.from(token, 'utf8'), notificationTokenBinding(requestId));
 }
 
 export function openNotificationToken(masterKey: Buffer, request: Pick<CibaRequest, 'sealedNotificationToken' | 'requestId'>): string | undefined {
   if (request.sealedNotificationToken === undefined) return undefined;
-  return open(notificationKey(masterKey), request.sealedNotificationToken, `ciba:${request.requestId}`).toString('utf8');
+  return openCibaSealed(masterKey, request.sealedNotificationToken, notificationTokenBinding(request.requestId)).toString('utf8');
 }
 
-/** Seals a ping-mode auth_req_id to its row (another associated data than the notification token's). */
+/** Seals a ping-mode auth_req_id to its row with the master key. */
 export function sealAuthReqId(masterKey: Buffer, authReqId: string, requestId: string): string {
-  return seal(notificationKey(masterKey), Buffer.from(authReqId, 'utf8'), `ciba-auth-req-id:${requestId}`);
+  return seal(masterKey, Buffer.from(authReqId, 'utf8'), authReqIdBinding(requestId));
 }
 
 export function openAuthReqId(masterKey: Buffer, request: Pick<CibaRequest, 'sealedAuthReqId' | 'requestId'>): string | undefined {
   if (request.sealedAuthReqId === undefined) return undefined;
-  return open(notificationKey(masterKey), request.sealedAuthReqId, `ciba-auth-req-id:${request.requestId}`).toString('utf8');
+  return openCibaSealed(masterKey, request.sealedAuthReqId, authReqIdBinding(request.requestId)).toString('utf8');
 }
 
 /** Writes a new request's row, in the transaction that opens its approval request. */

@@ -17,17 +17,18 @@ export type LifeMessage =
   /** Primary → every worker: the node is shutting down; answer `/readyz` 503 from now on (still serving). */
   | { tag: typeof lifeTag; op: 'drain' };
 
-/** A Config as JSON carries it: the master key (a Buffer) as hex. */
-export type SentConfig = Omit<Config, 'masterKey'> & { masterKey: string | undefined };
+/** A Config as JSON carries it: the master keys (Buffers) as hex. */
+export type SentConfig = Omit<Config, 'masterKey' | 'previousMasterKey'> & { masterKey: string | undefined; previousMasterKey: string | undefined };
 
 export function isLifeMessage(message: unknown): message is LifeMessage {
   return typeof message === 'object' && message !== null && (message as { tag?: unknown }).tag === lifeTag;
 }
 
 export function sendableConfig(config: Config): SentConfig {
-  return { ...config, masterKey: config.masterKey?.toString('hex') };
+  return { ...config, masterKey: config.masterKey?.toString('hex'), previousMasterKey: config.previousMasterKey?.toString('hex') };
 }
 
 export function receivedConfig(sent: SentConfig): Config {
-  return { ...sent, masterKey: sent.masterKey === undefined ? undefined : Buffer.from(sent.masterKey, 'hex') };
+  const buffer = (hex: string | undefined) => (hex === undefined ? undefined : Buffer.from(hex, 'hex'));
+  return { ...sent, masterKey: buffer(sent.masterKey), previousMasterKey: buffer(sent.previousMasterKey) };
 }

@@ -1,8 +1,9 @@
-import { createPrivateKey, createPublicKey, hkdfSync, randomUUID, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import type { ClientMetadata } from '../clients/metadata.ts';
 import type { Context } from '../context.ts';
 import { signCompact } from '../keys/jws.ts';
 import { consoleRoles } from './roles.ts';
+import { derivedKey } from '../keys/master-key.ts';
 
 /** The console's client id at its own issuer. */
 export const consoleClientId = 'clearance-console';
@@ -18,7 +19,7 @@ export function consoleRedirectUri(issuer: string): string {
  * redeem a code issued to the console. A confidential client, so it passes FAPI 2.0 too.
  */
 export function consoleKey(masterKey: Buffer): { privateKey: KeyObject; publicJwk: Record<string, unknown> } {
-  const seed = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance console client key v1', 32));
+  const seed = derivedKey(masterKey, 'clearance console client key v1');
   // RFC 8410 §7: an Ed25519 PKCS#8 private key is this fixed prefix and the 32-byte seed.
   const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
   const publicJwk = { ...createPublicKey(privateKey).export({ format: 'jwk' }), kid: 'console-1', alg: 'EdDSA', use: 'sig' };

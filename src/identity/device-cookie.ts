@@ -1,7 +1,8 @@
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from '../context.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
 import { cookieScope } from './sessions.ts';
+import { derivedKey } from '../keys/master-key.ts';
 
 /**
  * The device cookie: how the risk engine recognises a browser a person signed in from before
@@ -24,7 +25,7 @@ const valuePattern = /^([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/;
 
 /** The HMAC key of device cookies: HKDF-SHA-256 of the master key with a label of its own (never the key itself). */
 export function deviceCookieKey(masterKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance device-cookie v1', 32));
+  return derivedKey(masterKey, 'clearance device-cookie v1');
 }
 
 /** A new device id: 128 random bits, base64url. */

@@ -1,9 +1,9 @@
-import { hkdfSync } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { factorKeys, type FactorKeys } from './factors/keys.ts';
 import { deviceCookieKey } from './device-cookie.ts';
 import { MemoryLoginThrottle, type LoginThrottle } from './login-throttle.ts';
 import { defaultSessionPolicy, type SessionPolicy } from './sessions.ts';
+import { derivedKey } from '../keys/master-key.ts';
 
 /** The people side's long-lived parts, held by the Context (`ctx.identity`). */
 export interface Identity {
@@ -42,5 +42,5 @@ export function createIdentity(clock: Clock, masterKey: Buffer, policy: Partial<
 
 /** HKDF-SHA-256 of the master key with a label of its own (never the key itself). */
 export function passkeyDecoyKey(masterKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance passkey-decoys v1', 32));
+  return derivedKey(masterKey, 'clearance passkey-decoys v1');
 }

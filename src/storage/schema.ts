@@ -41,9 +41,10 @@ import type { TransferDestinationTables } from '../transfers/tables.ts';
 import type { TransferControlTables } from '../transfers/controls.ts';
 import type { TransferLedgerTables } from '../transfers/totals-database.ts';
 import type { TransferUseTables } from '../transfers/destination-uses.ts';
+import type { MasterKeyTables } from '../keys/master-key-tables.ts';
 
 /**
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables, TransferDestinationTables, TransferControlTables, TransferLedgerTables, TransferUseTables, SubjectKeyTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables, TransferDestinationTables, TransferControlTables, TransferLedgerTables, TransferUseTables, SubjectKeyTables, MasterKeyTables {}

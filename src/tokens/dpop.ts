@@ -1,9 +1,10 @@
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { epochSeconds, type Clock } from '../clock.ts';
 import { checkDpopProofJwt, describe, ed25519Algorithms, safeEqual, type JwsAlgorithm } from '../jose/index.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ReplayCache } from './replay-cache.ts';
 import { hasControlCharacter } from '../parameters.ts';
+import { derivedKey } from '../keys/master-key.ts';
 
 /**
  * DPoP, Demonstrating Proof of Possession (RFC 9449) at the authorization server and its own
@@ -181,5 +182,5 @@ export class DpopNonces {
 
 /** The nonce secret: HKDF-SHA-256 of the master key with a label of its own (never the key itself). */
 export function dpopNonceSecret(masterKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance dpop-nonce v1', 32));
+  return derivedKey(masterKey, 'clearance dpop-nonce v1');
 }

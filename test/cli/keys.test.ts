@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -86,14 +87,19 @@ describe('clearance keys', () => {
     assert.equal(report.ok, true);
     assert.deepEqual(new Set(report.keyIds ?? report.key_ids), new Set([before, after]));
 
-    // An auditor who pinned only the old key sees the new checkpoints refused; pinning both passes.
+    // An auditor who pinned only the old key follows its signed handover to the new one; pinning
+    // both passes too; a key that never handed over to it does not.
     const oldPin = join(w.dir, 'old.pem');
     writeFileSync(oldPin, beforePem);
     const bothPins = join(w.dir, 'both.pem');
     writeFileSync(bothPins, beforePem + afterPem);
-    assert.equal((await w.run('audit', 'verify', '--key', oldPin)).code, 1);
+    const strangerPin = join(w.dir, 'stranger.pem');
+    writeFileSync(strangerPin, generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }).toString());
+    const oldPinned = await w.run('audit', 'verify', '--key', oldPin);
+    assert.equal(oldPinned.code, 0, oldPinned.err);
     const pinned = await w.run('audit', 'verify', '--key', bothPins);
     assert.equal(pinned.code, 0, pinned.err);
+    assert.equal((await w.run('audit', 'verify', '--key', strangerPin)).code, 1);
 
     const file = join(w.dir, 'bundle.json');
     const exported = await w.run('audit', 'export', '--txn', 'trade-1', '-o', file);
@@ -103,7 +109,10 @@ describe('clearance keys', () => {
     assert.equal(bundle.auditKey.keyId, after);
     const offline = await w.run('audit', 'verify-bundle', file, '--key', bothPins);
     assert.equal(offline.code, 0, offline.err);
-    assert.equal((await w.run('audit', 'verify-bundle', file, '--key', oldPin)).code, 1);
+    const offlineOld = await w.run('audit', 'verify-bundle', file, '--key', oldPin);
+    assert.equal(offlineOld.code, 0, offlineOld.err);
+    assert.match(offlineOld.out, new RegExp(`handed over from ${before}`));
+    assert.equal((await w.run('audit', 'verify-bundle', file, '--key', strangerPin)).code, 1);
 
     // The rotation is on the record, with who did it.
     const ctx = await openContext(loadConfig(w.env), { log: createLogger('silent') });

@@ -92,7 +92,7 @@ describe('the clearance command', () => {
     for (const [extra, message] of [
       [{ CLEARANCE_MODE: 'production', CLEARANCE_ISSUER: 'http://auth.example.com' }, /^configuration error: CLEARANCE_ISSUER must use https/],
       [{ PORT: 'eighty' }, /^configuration error: PORT must be an integer/],
-      [{ CLEARANCE_MODE: 'production', CLEARANCE_ISSUER: 'https://auth.example.com', CLEARANCE_MASTER_KEY: '' }, /^configuration error: CLEARANCE_MASTER_KEY \(or CLEARANCE_MASTER_KEY_FILE\) is required outside development mode/],
+      [{ CLEARANCE_MODE: 'production', CLEARANCE_ISSUER: 'https://auth.example.com', CLEARANCE_MASTER_KEY: '' }, /^configuration error: CLEARANCE_MASTER_KEY \(or CLEARANCE_MASTER_KEY_FILE, or CLEARANCE_MASTER_KEY_PKCS11_LABEL\) is required outside development mode/],
     ] as const) {
       const refused = await run(['keys', 'list'], { ...env, ...extra });
       assert.equal(refused.code, 2, JSON.stringify(extra));

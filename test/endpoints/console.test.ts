@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { seedDestination } from '../transfers/enforcement-fixture.ts';
-import { hkdfSync } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { verifyBundle } from '../../src/audit/bundle.ts';
@@ -8,7 +7,7 @@ import { sealNow } from '../../src/audit/lifecycle.ts';
 import { consoleClientId } from '../../src/console/client.ts';
 import type { ConsoleSession } from '../../src/console/session.ts';
 import { open } from '../../src/keys/sealed-box.ts';
-import { resolveMasterKey } from '../../src/keys/master-key.ts';
+import { derivedKey, resolveMasterKey } from '../../src/keys/master-key.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
@@ -118,7 +117,8 @@ async function assertSectionRefused(f: Console, username: string, section: strin
 
 /** The console session in `jar`, opened as the server does (the test knows the master key). */
 function sessionIn(f: Console, jar: Jar): ConsoleSession {
-  const key = Buffer.from(hkdfSync('sha256', f.masterKey, Buffer.alloc(0), 'clearance console cookies v1', 32));
+  // A purpose key of the database's derivation root (src/keys/master-key.ts derivedKey).
+  const key = derivedKey(f.masterKey, 'clearance console cookies v1');
   const sealed = jar.cookies.get('clearance_console');
   assert.ok(sealed, 'the console cookie is set');
   return JSON.parse(open(key, sealed, 'console:clearance_console').toString('utf8')) as ConsoleSession;

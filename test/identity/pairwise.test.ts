@@ -10,6 +10,9 @@ import { Validator, formatProblem } from '../../src/validation.ts';
 import { codeFlowFixture, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { assertOAuthError } from '../endpoints/fixture.ts';
 import { testContext } from '../helpers/storage.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { openContext } from '../../src/server.ts';
 
 // OIDC Core 1.0 §8.1 pairwise subject identifiers; OIDC Registration §2, §5 subject_type and
 // sector_identifier_uri.
@@ -30,7 +33,8 @@ describe('pairwise subjects (src/identity/pairwise.ts)', () => {
   test('are the same on two nodes with the same master key', async (t) => {
     const masterKey = randomBytes(32).toString('hex');
     const one = await testContext({ t, env: { CLEARANCE_MASTER_KEY: masterKey } });
-    const two = await testContext({ t, env: { CLEARANCE_MASTER_KEY: masterKey } });
+    // Another process on the same database: it derives from the database's root, with the same key (src/keys/master-key-state.ts).
+    const two = { ctx: await openContext(loadConfig({ CLEARANCE_DATA_DIR: one.dataDir, CLEARANCE_MASTER_KEY: masterKey }), { clock: one.clock, log: createLogger('silent'), storage: one.database.connect() }) };
     const client = { client_id: 'rp', subject_type: 'pairwise' as const, redirect_uris: ['https://rp.example.com/cb'] };
     assert.equal(subjectForClient(one.ctx, client, 'user-1'), subjectForClient(two.ctx, client, 'user-1'));
     assert.notEqual(subjectForClient(one.ctx, client, 'user-1'), 'user-1');

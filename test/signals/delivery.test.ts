@@ -144,7 +144,7 @@ describe('alert webhooks in production mode', () => {
     const f = await protocolFixture(t, { env });
     await f.apply({ alerts: { webhooks: [{ id: 'siem', url: 'https://siem.example.com/in', types: ['*'], signing: 'hmac', secret }] } });
     const [stored] = await f.ctx.storage.db.selectFrom('alert_webhooks').selectAll().execute();
-    assert.ok(stored!.secret_sealed?.startsWith('v1.'));
+    assert.ok(stored!.secret_sealed?.startsWith('v2.'));
     assert.ok(!JSON.stringify(stored).includes(secret));
     assert.ok(!(await f.auditText()).includes(secret));
     await f.apply({ alerts: { webhooks: [{ id: 'siem', url: 'https://siem.example.com/in', types: ['*'], signing: 'hmac' }] } });

@@ -1,4 +1,4 @@
-import { createHash, hkdfSync } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { adminAudience } from '../../admin/authorize.ts';
@@ -28,6 +28,7 @@ import { consoleMandatePage, consolePolicyPage, type MandatePageView, type Polic
 import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { derivedKey } from '../../keys/master-key.ts';
 
 /**
  * The console (docs/console.md): pages for administrators, compliance officers, approvers and
@@ -60,7 +61,7 @@ export const consoleEndpoint: Endpoint = {
     const consoleBase = `${base}/console`;
     const masterKey = resolveMasterKey(ctx.config).key;
     // The cookies are sealed with a key of their own, derived from the master key.
-    const cookieKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance console cookies v1', 32));
+    const cookieKey = derivedKey(masterKey, 'clearance console cookies v1');
     const api = (session: ConsoleSession, url: string) => callAdmin(app, session, { method: 'GET', url: `${base}${url}` });
 
     /** The signed-in console, or a redirect to sign in (back to this page afterwards). */

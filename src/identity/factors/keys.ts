@@ -1,4 +1,4 @@
-import { hkdfSync } from 'node:crypto';
+import { derivedKey } from '../../keys/master-key.ts';
 
 /** The keys of people's second factors, from the master key (src/keys/master-key.ts). */
 export interface FactorKeys {
@@ -10,5 +10,5 @@ export interface FactorKeys {
 
 /** The factor keys every node derives alike from the same master key. */
 export function factorKeys(masterKey: Buffer): FactorKeys {
-  return { master: masterKey, recoveryCodes: Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance recovery-code v1', 32)) };
+  return { master: masterKey, recoveryCodes: derivedKey(masterKey, 'clearance recovery-code v1') };
 }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { generateSecret, generateURI, verify } from 'otplib';
 import type { Context } from '../../context.ts';
-import { masterKeyId, open, seal, SealedBoxError } from '../../keys/sealed-box.ts';
+import { open, seal, SealedBoxError } from '../../keys/sealed-box.ts';
+import { masterKeyId, opensKeyId, sealingKeyId } from '../../keys/keyring.ts';
 import { rowsOf, type Flight } from '../../storage/flight.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { FactorKeys } from './keys.ts';
@@ -119,7 +120,7 @@ export function sealConfirmedTotpSecret(keys: FactorKeys, row: Pick<TotpRow, 'id
 }
 
 function requireMasterKey(keys: FactorKeys, row: Pick<TotpRow, 'id' | 'master_key_id'>): void {
-  if (row.master_key_id !== masterKeyId(keys.master)) {
+  if (!opensKeyId(keys.master, row.master_key_id)) {
     throw new TotpSecretError(`TOTP factor ${row.id} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(keys.master)}`);
   }
 }
@@ -175,7 +176,7 @@ export async function beginTotpEnrolment(
         id,
         user_id: userId,
         secret: seal(keys.master, Buffer.from(secret, 'utf8'), pendingBinding(id, userId, sessionId)),
-        master_key_id: masterKeyId(keys.master),
+        master_key_id: sealingKeyId(keys.master),
         created_at: now,
         confirmed_at: null,
         last_used_step: null,
@@ -211,7 +212,7 @@ export async function pendingTotpEnrolment(
  */
 export async function pendingEnrolmentIsFor(ctx: Pick<Context, 'storage' | 'identity'>, userId: string, sessionId: string): Promise<boolean> {
   const row = await totpRowOf(ctx, userId);
-  if (!row || row.confirmed_at !== null || row.master_key_id !== masterKeyId(ctx.identity.factorKeys.master)) return false;
+  if (!row || row.confirmed_at !== null || !opensKeyId(ctx.identity.factorKeys.master, row.master_key_id)) return false;
   return openPendingTotpSecret(ctx.identity.factorKeys, row, sessionId) !== undefined;
 }
 

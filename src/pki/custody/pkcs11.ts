@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -83,6 +83,76 @@ export class Pkcs11Custody implements KeyCustody {
         }),
     };
     return key;
+  }
+
+  /**
+   * Makes an AES-256 secret key in the token (sensitive, never extractable) under `label`: the key
+   * that wraps the master key's data key (src/keys/master-key-pkcs11.ts).
+   */
+  async generateSecretKey(label: string): Promise<void> {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(label)) throw new CustodyError(`a PKCS#11 key label is 1 to 64 of letters, digits and ._- ("${label.slice(0, 80)}")`);
+    if ((await this.#secretKeyIds()).has(label)) throw new CustodyError(`the PKCS#11 token holds a secret key labelled "${label}" already`);
+    await this.#run(['--login', '--keygen', '--key-type', 'AES:32', '--label', label, '--id', randomBytes(8).toString('hex'), '--usage-decrypt', '--sensitive']);
+  }
+
+  /**
+   * Encrypts with the token's AES key `label` (AES-CBC with PKCS#7 padding, a random IV first in the
+   * result). No integrity of its own: the caller checks what it decrypts (a key's fingerprint).
+   * The plaintext goes through pkcs11-tool's standard input, never a file.
+   */
+  async encryptWithSecretKey(label: string, plaintext: Buffer): Promise<Buffer> {
+    const iv = randomBytes(16);
+    const ciphertext = await this.#runBinary(['--login', '--encrypt', '--mechanism', 'AES-CBC-PAD', '--iv', iv.toString('hex'), '--id', await this.#secretKeyId(label)], plaintext);
+    return Buffer.concat([iv, ciphertext]);
+  }
+
+  /** Decrypts what `encryptWithSecretKey` made; the plaintext comes back on pkcs11-tool's standard output. */
+  async decryptWithSecretKey(label: string, sealed: Buffer): Promise<Buffer> {
+    if (sealed.length < 32 || sealed.length % 16 !== 0) throw new CustodyError('not a value encrypted with a PKCS#11 secret key');
+    return this.#runBinary(['--login', '--decrypt', '--mechanism', 'AES-CBC-PAD', '--iv', sealed.subarray(0, 16).toString('hex'), '--id', await this.#secretKeyId(label)], sealed.subarray(16));
+  }
+
+  /** The object id of the secret key `label`: pkcs11-tool's --encrypt and --decrypt select by id (they ignore --label). */
+  async #secretKeyId(label: string): Promise<string> {
+    const id = (await this.#secretKeyIds()).get(label);
+    if (id === undefined) throw new CustodyError(`the PKCS#11 token "${this.#options.tokenLabel}" holds no secret key labelled "${label.slice(0, 80)}"`);
+    return id;
+  }
+
+  async #secretKeyIds(): Promise<Map<string, string>> {
+    const listed = await this.#run(['--login', '--list-objects', '--type', 'secrkey']);
+    const ids = new Map<string, string>();
+    let label: string | undefined;
+    for (const line of listed.split('\n')) {
+      const labelled = /^\s*label:\s+(.*)$/.exec(line);
+      if (labelled) label = labelled[1]!.trim();
+      const id = /^\s*ID:\s+([0-9a-f]+)$/i.exec(line);
+      if (id && label !== undefined) {
+        ids.set(label, id[1]!.toLowerCase());
+        label = undefined;
+      }
+    }
+    return ids;
+  }
+
+  /** pkcs11-tool with bytes in (standard input) and out (standard output), for secrets that must not touch a file. */
+  #runBinary(args: string[], input: Buffer): Promise<Buffer> {
+    const { module, tokenLabel, pin, tool = 'pkcs11-tool' } = this.#options;
+    const full = ['--module', module, '--token-label', tokenLabel, '--pin', `env:${pinVariable}`, ...args];
+    return new Promise((resolve, reject) => {
+      const child = spawn(tool, full, { env: { ...process.env, [pinVariable]: pin }, timeout: 30_000, stdio: ['pipe', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+      child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+      child.on('error', (error) => reject(new CustodyError(`pkcs11-tool could not be run: ${error.message}`)));
+      child.on('close', (code) => {
+        if (code === 0) return resolve(Buffer.concat(out));
+        const said = Buffer.concat(err).toString('utf8').replaceAll(pin, '****').trim().split('\n').filter((line) => !line.includes('ALWAYS_AUTHENTICATE')).slice(-3).join(' ');
+        reject(new CustodyError(`pkcs11-tool ${args.find((a) => a.startsWith('--') && a !== '--login') ?? ''} failed: ${said || `exit ${code}`}`));
+      });
+      child.stdin.end(input);
+    });
   }
 
   async #withFiles<T>(work: (dir: string) => Promise<T>): Promise<T> {

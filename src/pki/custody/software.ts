@@ -1,7 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, verify, type KeyObject } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../../clock.ts';
-import { masterKeyId, open, seal } from '../../keys/sealed-box.ts';
+import { open, seal } from '../../keys/sealed-box.ts';
+import { masterKeyId, opensKeyId, sealingKeyId } from '../../keys/keyring.ts';
 import type { Database } from '../../storage/schema.ts';
 import { CustodyError, type CustodyKey, type CustodyKeyType, type KeyCustody } from './custody.ts';
 
@@ -36,7 +37,7 @@ export class SoftwareCustody implements KeyCustody {
         key_type: type,
         public_key: publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
         private_key: seal(this.#masterKey, privateKey.export({ format: 'der', type: 'pkcs8' }), `custody_keys:${ref}`),
-        master_key_id: masterKeyId(this.#masterKey),
+        master_key_id: sealingKeyId(this.#masterKey),
         created_at: this.#clock.now(),
       })
       .execute();
@@ -48,7 +49,7 @@ export class SoftwareCustody implements KeyCustody {
     if (cached) return cached;
     const row = await executor.selectFrom('custody_keys').selectAll().where('ref', '=', ref).executeTakeFirst();
     if (!row) throw new CustodyError(`no software custody key ${ref}`);
-    if (row.master_key_id !== masterKeyId(this.#masterKey)) {
+    if (!opensKeyId(this.#masterKey, row.master_key_id)) {
       throw new CustodyError(`custody key ${ref} was sealed with master key ${row.master_key_id}, not the configured ${masterKeyId(this.#masterKey)}`);
     }
     let privateKey: KeyObject;

@@ -1,4 +1,5 @@
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { derivedKey } from '../../keys/master-key.ts';
 
 /**
  * How the shared store (Redis) and the limiter name a person: an HMAC of the normalized username
@@ -8,7 +9,7 @@ import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
  * name one person alike.
  */
 export function limitNamesKey(masterKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'clearance limit-names v1', 32));
+  return derivedKey(masterKey, 'clearance limit-names v1');
 }
 
 /** A key of this process alone, where no master key is given (a test's store, never shared by nodes). */

@@ -62,7 +62,7 @@ for (const dialect of testDialects()) {
       const { factorId, secret } = await enrolTotp(f, 'alice');
       assert.match(secret, /^[A-Z2-7]{32}$/, '160 bits, base32');
       const row = await f.ctx.storage.db.selectFrom('totp_factors').selectAll().where('id', '=', factorId).executeTakeFirstOrThrow();
-      assert.match(row.secret, /^v1\./);
+      assert.match(row.secret, /^v2\.[0-9a-f]{16}\./);
       assert.ok(!row.secret.includes(secret));
       assert.equal(openTotpSecret(f.ctx.identity.factorKeys, row), secret);
       // Copied onto another person, or opened with another master key: it does not open.

@@ -174,7 +174,7 @@ for (const dialect of testDialects()) {
       // The secret is nowhere in the database but sealed, nor in the audit log.
       assert.doesNotMatch(await f.auditText(), new RegExp(hmacSecret.slice(6, 30).replace(/[+/]/g, '.')));
       const stored = await f.ctx.storage.db.selectFrom('kyc_providers').select('secret_sealed').where('id', '=', 'idv-example').executeTakeFirstOrThrow();
-      assert.ok(stored.secret_sealed!.startsWith('v1.') && !stored.secret_sealed!.includes(hmacSecret));
+      assert.ok(stored.secret_sealed!.startsWith('v2.') && !stored.secret_sealed!.includes(hmacSecret));
     });
 
     test('a record past its review date reads expired at once; the sweep writes it expired once, with one kyc.expired event, however many nodes sweep', async (t) => {
