@@ -36,7 +36,7 @@ export function loopbackAudiences(ports: { orders: number; execution: number; cl
 }
 
 /** Client ids and the public JWK each authenticates with (private_key_jwt). */
-export type ClientKeys = Record<'algo-7' | 'arranger-backend' | 'broker-backend' | 'compliance-console' | 'broker-oms' | 'clearing-settlement', object>;
+export type ClientKeys = Record<'algo-7' | 'arranger-backend' | 'broker-backend' | 'compliance-console' | 'broker-oms' | 'clearing-settlement' | 'clearing-backoffice', object>;
 
 export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir: string, now: Date): Record<string, unknown> {
   const day = 24 * 3600 * 1000;
@@ -80,6 +80,9 @@ export function demoDocument(audiences: Audiences, keys: ClientKeys, policiesDir
       // firm's settlement system append what they did under the trade's txn — evidence:append only.
       client('broker-oms', 'service', lei.broker, ['client_credentials'], 'evidence:append'),
       client('clearing-settlement', 'service', lei.clearing, ['client_credentials'], 'evidence:append'),
+      // The clearing firm's back office reads the evidence of the trades its API took part in, and
+      // only those: its own client, evidence:counterparty only (docs/evidence.md "Evidence for counterparties").
+      client('clearing-backoffice', 'service', lei.clearing, ['client_credentials'], 'evidence:counterparty'),
     ],
     mandates: [
       {

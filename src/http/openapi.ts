@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import plugin from 'fastify-plugin';
 import type { Context } from '../context.ts';
 import { issuerPath } from '../endpoints/endpoint.ts';
-import { accessEvaluateScope, adminScopes } from '../resource-servers/builtins.ts';
+import { accessEvaluateScope, adminScopes, evidenceCounterpartyScope } from '../resource-servers/builtins.ts';
 import { apiTags } from './api-operation.ts';
 import { sendJson } from './json.ts';
 
@@ -39,7 +39,7 @@ export function registerOpenApi(app: FastifyInstance, ctx: Context): void {
       securitySchemes: {
         clearance: {
           type: 'oauth2',
-          description: `Clearance access tokens: for ${issuer}/admin (the admin and audit APIs) or ${issuer}/access (access evaluation).`,
+          description: `Clearance access tokens: for ${issuer}/admin (the admin and audit APIs), ${issuer}/access (access evaluation) or ${issuer}/evidence (a counterparty's evidence).`,
           flows: {
             clientCredentials: { tokenUrl: `${issuer}/token`, scopes: scopeDescriptions },
             authorizationCode: { authorizationUrl: `${issuer}/authorize`, tokenUrl: `${issuer}/token`, scopes: scopeDescriptions },
@@ -73,6 +73,7 @@ const scopeDescriptions: Record<string, string> = {
   'metrics:read': 'read /metrics',
   'reviews:close': "close a break-glass activation's review (a compliance person's token only)",
   [accessEvaluateScope]: 'ask the access evaluation API for decisions',
+  [evidenceCounterpartyScope]: "fetch the evidence of a trade the client's firm took part in: its hops and the chain before them (a client's own token)",
 };
 // Every scope the API knows is described: a new one without a line here would leave the document wrong.
 for (const scope of adminScopes) if (!scopeDescriptions[scope]) throw new Error(`no description for the admin scope ${scope}`);
@@ -138,7 +139,7 @@ function withResponses(document: OpenApiDocument): OpenApiDocument {
 }
 
 /** The APIs the document covers, as path prefixes under the issuer. */
-export const documentedApiPrefixes = ['/admin/', '/access/v1/'] as const;
+export const documentedApiPrefixes = ['/admin/', '/access/v1/', '/evidence/transactions/'] as const;
 
 /** A route as fastify's `onRoute` hook sees it. */
 export interface SeenRoute {

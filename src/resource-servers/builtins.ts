@@ -50,6 +50,13 @@ export const evidenceWriteScope = 'evidence:write';
  */
 export const evidenceAppendScope = 'evidence:append';
 
+/**
+ * The scope of a counterparty fetching the evidence of a trade it took part in (GET
+ * /evidence/transactions/{txn}, docs/evidence.md "Evidence for counterparties"): reading the
+ * hops it took part in and the chain before them, never the whole log (that is audit:read).
+ */
+export const evidenceCounterpartyScope = 'evidence:counterparty';
+
 /** The audience of Clearance's evidence API (docs/transaction-signing.md). */
 export function evidenceAudience(issuer: string): string {
   return `${issuer}/evidence`;
@@ -118,7 +125,7 @@ export function builtinResourceServers(issuer: string, pkiProfiles: readonly str
     {
       identifier: evidenceAudience(issuer),
       name: 'Clearance signing evidence',
-      scopes: [evidenceWriteScope, evidenceAppendScope],
+      scopes: [evidenceWriteScope, evidenceAppendScope, evidenceCounterpartyScope],
       access_token_ttl: 300,
       require_sender_constraint: false,
     },

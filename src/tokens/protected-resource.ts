@@ -31,6 +31,20 @@ export async function authorizeProtectedRequest(
   resource: ProtectedResource,
 ): Promise<ResourceAccess> {
   const access = await authenticateResourceRequest(ctx, request);
+  await admitToResource(ctx, access, resource);
+  return access;
+}
+
+/**
+ * Rules 2–4 of authorizeProtectedRequest, for a token already authenticated (rule 1): a resource
+ * that puts its refusals on the record needs to know whose token it refuses
+ * (src/endpoints/evidence-counterparty).
+ */
+export async function admitToResource(
+  ctx: Pick<Context, 'clock' | 'storage' | 'audit' | 'clients' | 'resourceServers' | 'partners' | 'agents'>,
+  access: Pick<ResourceAccess, 'claims' | 'scheme'>,
+  resource: ProtectedResource,
+): Promise<void> {
   const { claims, scheme } = access;
   if (claims.aud !== resource.audience) throw challenge(scheme, 'invalid_token', `the access token is not for ${resource.name}`);
   if (!(await isTokenLive(ctx, claims))) {
@@ -39,5 +53,4 @@ export async function authorizeProtectedRequest(
   if (!claims.scope?.split(' ').includes(resource.scope)) {
     throw challenge(scheme, 'insufficient_scope', `the ${resource.scope} scope is required`, { scope: resource.scope });
   }
-  return access;
 }
