@@ -54,6 +54,16 @@ export async function planPartners(
     for (const [i, clientId] of (item.clients ?? []).entries()) {
       if (!document.clientIds.includes(clientId) && !(await ctx.clients.get(clientId))) v.fail(`${path}.clients[${i}]`, `no client "${clientId}"`);
     }
+    for (const [i, clientId] of (item.chaining?.clients ?? []).entries()) {
+      if (!document.clientIds.includes(clientId) && !(await ctx.clients.get(clientId))) v.fail(`${path}.chaining.clients[${i}]`, `no client "${clientId}"`);
+    }
+    // A token exchange names the partner's authorization server by its issuer or chaining audience:
+    // each must select one partner.
+    if (item.chaining?.audience !== undefined) {
+      const audience = item.chaining.audience;
+      const other = [...entries.map((e) => e.item), ...stored].find((p) => p.id !== item.id && (p.issuer === audience || p.chaining?.audience === audience));
+      if (other) v.fail(`${path}.chaining.audience`, `also names partner ${other.id}`);
+    }
   }
   return entries;
 }

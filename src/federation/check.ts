@@ -17,7 +17,7 @@ export interface CheckLine {
  * formed; the partner's metadata, when it publishes any, names the same issuer (reported, not
  * required); its keys are reachable, public and usable; every allowed algorithm has a key of its
  * type; every allowed audience is one of our resource servers and accepts one of the allowed
- * scopes; every listed client exists.
+ * scopes; every listed client (and chaining client) exists.
  */
 export async function checkPartnerProfile(
   ctx: Pick<Context, 'resourceServers' | 'clients' | 'config'>,
@@ -101,6 +101,11 @@ export async function checkPartnerProfile(
       if (await ctx.clients.get(clientId)) line('pass', 'client', `${clientId} exists`);
       else line('fail', 'client', `no client ${clientId}`);
     }
+  }
+  // Identity chaining (src/federation/chaining.ts): the clients that may obtain grants for the partner.
+  for (const clientId of partner.chaining?.clients ?? []) {
+    if (await ctx.clients.get(clientId)) line('pass', 'chaining client', `${clientId} exists`);
+    else line('fail', 'chaining client', `no client ${clientId}`);
   }
   line('pass', 'max assertion lifetime', `${partner.max_assertion_lifetime} s`);
   line('pass', 'ID tokens', partner.accept_id_tokens ? 'accepted as subject tokens' : 'refused');

@@ -38,7 +38,8 @@ export interface GrantRequest<P extends string = string> {
 /** The successful token response (RFC 6749 §5.1 and extensions). */
 export interface TokenResponse {
   access_token: string;
-  token_type: 'Bearer' | 'DPoP';
+  /** `N_A`: RFC 8693 §2.2.1 for an issued token that is no access token (a JWT authorization grant). */
+  token_type: 'Bearer' | 'DPoP' | 'N_A';
   expires_in: number;
   scope?: string;
   refresh_token?: string;

@@ -6,6 +6,7 @@ import { issueAccessToken } from '../tokens/issue.ts';
 import { jwtBearerGrantType } from '../tokens/token-types.ts';
 import { narrowScopes } from './exchange/narrowing.ts';
 import { isSafeClaimText } from './exchange/presented-token.ts';
+import { assertionChain, chainNames } from './exchange/assertion-chain.ts';
 import { defineGrant } from './grant.ts';
 
 /**
@@ -22,7 +23,13 @@ import { defineGrant } from './grant.ts';
  *    point allows it (the presenting client is the principal, the partner subject's mapped LEI
  *    decides residency);
  * 6. the token's `sub` is the partner's subject and `origin_iss` the partner's issuer, so the
- *    origin stays visible; no refresh token.
+ *    origin stays visible; no refresh token;
+ * 7. the chain behind the assertion (identity chaining across domains, draft-ietf-oauth-identity-
+ *    chaining; src/grants/exchange/assertion-chain.ts): its `scope` claim bounds step 4's
+ *    scopes (a wider `scope` is invalid_scope); its `act` is kept inside ours, the presenting
+ *    client outermost, every partner actor named with the partner's issuer; its well-formed `txn`
+ *    is the token's; its mandate reference is recorded — `token.issued` names the partner's chain.
+ *    A malformed `act`, `scope` or `mandate` is invalid_grant.
  */
 export const jwtBearer = defineGrant({
   grantType: jwtBearerGrantType,
@@ -43,6 +50,9 @@ export const jwtBearer = defineGrant({
     if (!isSafeClaimText(subject) || (verified.token.jti !== undefined && !isSafeClaimText(verified.token.jti))) {
       throw new OAuthError('invalid_grant', 'the assertion is not acceptable: sub and jti must be printable identifiers of at most 255 characters');
     }
+    // Step 7: what the partner's domain says of the chain behind the assertion.
+    const chain = assertionChain(verified.token);
+    if ('error' in chain) throw new OAuthError('invalid_grant', `the assertion is not acceptable: ${chain.error}`);
 
     const resources = params.all('resource');
     if (resources.length !== 1) throw new OAuthError('invalid_target', 'name one resource; each token has exactly one audience');
@@ -51,7 +61,11 @@ export const jwtBearer = defineGrant({
       throw new OAuthError('invalid_target', `partner ${partner.id} may not obtain tokens for this resource`);
     }
     const registered = new Set(client.scope?.split(' ') ?? []);
-    const scopes = narrowScopes(params.get('scope'), partner.allowed_scopes.filter((s) => registered.has(s)), server.scopes);
+    // Never wider than what the partner granted (its assertion's `scope`), nor than the profile allows.
+    const requested = params.get('scope');
+    const beyond = chain.scopes && requested?.split(' ').find((s) => s !== '' && !chain.scopes!.includes(s));
+    if (beyond) throw new OAuthError('invalid_scope', `scope ${beyond.slice(0, 60)} is wider than the assertion grants`);
+    const scopes = narrowScopes(requested, partner.allowed_scopes.filter((s) => registered.has(s) && (!chain.scopes || chain.scopes.includes(s))), server.scopes);
 
     // Who the partner's subject is here: a linked person, else its mapped firm (src/federation/subject.ts).
     const basis = await partnerSubjectBasis(ctx, verified.token, client.client_id);
@@ -71,9 +85,18 @@ export const jwtBearer = defineGrant({
       ...(basis.subjectLeis ? { subjectLeis: basis.subjectLeis } : {}),
       scopes,
       authorizationDetails: [],
-      claims: { origin_iss: partner.issuer, ...basis.claims },
+      ...(chain.txn !== undefined ? { txn: chain.txn } : {}),
+      // RFC 8693 §4.1: the presenting client acts now, for the partner's actors before it.
+      claims: { origin_iss: partner.issuer, ...basis.claims, ...(chain.act ? { act: { sub: client.client_id, act: chain.act } } : {}) },
       ...(address !== undefined ? { address } : {}),
-      event: { details: { partner: partner.id, partner_jti: verified.token.jti ?? null } },
+      event: {
+        details: {
+          partner: partner.id,
+          partner_jti: verified.token.jti ?? null,
+          ...(chain.act ? { act_chain: chainNames({ sub: client.client_id, act: chain.act }) } : {}),
+          ...(chain.mandate ? { origin_mandate: chain.mandate } : {}),
+        },
+      },
     });
     return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
   },

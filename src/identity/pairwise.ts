@@ -24,7 +24,9 @@ const cibaGrantType = 'urn:openid:params:grant-type:ciba';
  *
  * A sector is a client's (the host of its sector_identifier_uri, else of its one redirect_uri host:
  * §8.1) or a region's (`region:<id>`, the pseudonym a token carries when it crosses to a resource
- * server of another region: src/grants/token-exchange.ts).
+ * server of another region: src/grants/token-exchange.ts), or a partner's (`partner:<issuer>`, the
+ * subject of a JWT authorization grant aimed at its authorization server:
+ * src/grants/exchange/authorization-grant.ts).
  */
 
 /** OIDC Dynamic Client Registration §2 `subject_type` values, as discovery advertises them. */

@@ -109,8 +109,8 @@ export function isSafeClaimText(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= 255 && !/[\p{Cc}]/u.test(value) && !containsJwt(value);
 }
 
-/** A partner's `act` rebuilt as `{sub, iss?, act?}` only, at most 8 deep, every member safe; undefined when it is not. */
-function partnerActorChain(value: unknown, depth = 0): Record<string, unknown> | undefined | false {
+/** A partner's `act` rebuilt as `{sub, iss?, act?}` only, at most 8 deep, every member safe; undefined when absent, false when it is not. */
+export function partnerActorChain(value: unknown, depth = 0): Record<string, unknown> | undefined | false {
   if (value === undefined) return undefined;
   if (!isObject(value) || depth >= 8 || !isSafeClaimText(value.sub) || (value.iss !== undefined && !isSafeClaimText(value.iss))) return false;
   const inner = partnerActorChain(value.act, depth + 1);
