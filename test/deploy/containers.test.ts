@@ -184,7 +184,7 @@ describe('the container image', { skip: containerSkip, timeout: 900_000 }, () =>
   test('refuses to start without a master key, naming the variable, with exit 2', async () => {
     const result = await podman(['run', '--rm', '--network', 'host', '--read-only', '-e', `CLEARANCE_ISSUER=${issuer}`, image, 'start']);
     assert.equal(result.code, 2);
-    assert.match(result.stderr + result.stdout, /CLEARANCE_MASTER_KEY \(or CLEARANCE_MASTER_KEY_FILE\) is required/);
+    assert.match(result.stderr + result.stdout, /CLEARANCE_MASTER_KEY \(or CLEARANCE_MASTER_KEY_FILE, or CLEARANCE_MASTER_KEY_PKCS11_LABEL\) is required/);
   });
 });
 
