@@ -111,7 +111,7 @@ export async function openContext(
         // Clients' jwks_uri, fetched with the partners' SSRF rules (src/clients/authentication/remote-keys.ts).
         clientKeys: new ClientKeySets(clock, { allowPrivateNetwork: config.clientJwksAllowPrivateNetwork }),
         // Per-client trust anchors for tls_client_auth (src/clients/trust-anchors): partners' CAs and the listener's bundle.
-        trustAnchors: new ClientTrustAnchors({ clock, partners: () => ctx.partners.list(), ...(config.tls?.clientCaFile ? { clientCaFile: config.tls.clientCaFile } : {}) }),
+        trustAnchors: new ClientTrustAnchors({ clock, partners: () => ctx.partners.list(), ...(config.tls?.clientCaFile ? { clientCaFile: config.tls.clientCaFile } : {}), institutional: config.institutional }),
       },
       identity: { ...identity, throttle: throttles.login },
       dpop: {

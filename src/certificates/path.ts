@@ -19,8 +19,11 @@ import * as x509 from '../pki/x509.ts';
  * - its pathLenConstraint, when present, is not exceeded by the CA certificates below it (§6.1.4 (m)).
  *
  * The anchor is matched by its name and public key (RFC 5280 §6.1.1 (d): a trust anchor IS a name
- * and a key), so a re-issued anchor certificate with the same key still anchors; its own
- * constraints (CA, key usage, validity, path length) are enforced too. The candidates for
+ * and a key), so a certificate linked by a presented copy of the anchor (a re-issue with the same
+ * name and key) still ends at it. The anchor's constraints (CA, key usage, validity, path length)
+ * are those of the CONFIGURED anchor certificate, always: a presented copy is untrusted input, its
+ * own signature unchecked (a self-signed certificate proves nothing), so its dates or path length
+ * are never read, and the path returned ends at the configured certificate. The candidates for
  * intermediates are untrusted: each one is only a key to try. Name constraints and policy
  * processing are not applied.
  */
@@ -65,11 +68,15 @@ export function pathToAnchor(certificate: X509Certificate, anchors: readonly X50
     if (path.length >= maxDepth) return undefined;
     for (const candidate of pool) {
       if (path.some((c) => sameCertificate(c, candidate)) || !issuedBy(child, candidate)) continue;
-      // The anchor re-issued (same name and key) in the chain the client sent: it anchors as well.
-      if (anchors.some((a) => sameKeyAndName(a, candidate))) {
-        const problem = caProblem(candidate, path.length - 1, now, 'the anchor');
+      // A copy of the anchor (same name and key) in the chain the client sent: the child links to the
+      // anchor's key, and the path ends at the configured anchor, with ITS constraints — never the
+      // copy's, whose signature nobody checked (RFC 5280 §6.1.1 (d): the anchor's inputs are trusted
+      // ones, not a presented certificate's).
+      const configured = anchors.find((a) => sameKeyAndName(a, candidate));
+      if (configured) {
+        const problem = caProblem(configured, path.length - 1, now, 'the anchor');
         if (problem) reasons.add(problem);
-        else return [...path, candidate];
+        else return [...path, configured];
         continue;
       }
       const problem = caProblem(candidate, path.length - 1, now, `intermediate ${oneLine(candidate.subject)}`);

@@ -1,4 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_deltaCRLIndicator, id_ce_issuerAltName, id_ce_issuingDistributionPoint, IssuingDistributionPoint } from '@peculiar/asn1-x509';
 import { certificateSerial, ocspRequest, readOcspResponse } from '../guard/ocsp.ts';
 import * as x509 from '../pki/x509.ts';
 
@@ -14,9 +16,14 @@ import * as x509 from '../pki/x509.ts';
  *   not past its nextUpdate, not dated in the future; src/guard/ocsp.ts). A `good` or `revoked`
  *   answer is reused for `cacheSeconds` (never past its nextUpdate; 0: every check asks).
  * - CRL, when enabled and OCSP gave no answer: the configured URL, else the certificate's first
- *   http(s) CRL distribution point; the CRL must be signed by the issuing CA and be current, and is
- *   kept for `refreshSeconds` per node (never past its nextUpdate). When a fetch fails, a CRL still
- *   within its nextUpdate is used: its issuer vouches for it until then.
+ *   http(s) CRL distribution point; the CRL must be signed by the issuing CA (with its key, which
+ *   may sign CRLs) and be current, and is kept for `refreshSeconds` per node (never past its
+ *   nextUpdate). When a fetch fails, a CRL still within its nextUpdate is used: its issuer vouches
+ *   for it until then. A CRL that does not cover the certificate in full is no answer
+ *   (RFC 5280 §6.3.3 (b), §5.2.4, §5.2.5): a delta CRL, an indirect one, one of only some reasons
+ *   or of attribute certificates only, one of CA certificates only for an end entity (of end
+ *   entities only for a CA), one for another distribution point than the certificate names, one
+ *   with a critical extension not understood here.
  *
  * Any failure to get a verified answer is `unavailable` with why, for the caller's soft- or
  * hard-fail choice; `unknown` (the OCSP responder does not know the certificate) is an answer,
@@ -126,6 +133,15 @@ interface HeldCrl {
   revoked: Map<string, { revokedAt: number; reason?: number }>;
   fetchedAt: number;
   nextUpdate: number | undefined;
+  /** What its issuingDistributionPoint limits it to (RFC 5280 §5.2.5); absent: every certificate of its issuer. */
+  scope?: CrlScope;
+}
+
+interface CrlScope {
+  /** onlyContainsUserCerts / onlyContainsCACerts. */
+  only?: 'end_entities' | 'cas';
+  /** The distribution point's full name (its URIs): the CRL is the one for certificates naming it. */
+  point?: string[];
 }
 
 /** CRLs per issuing CA and URL, on this node; a few CAs, so a few entries. */
@@ -156,6 +172,8 @@ async function crlStatus(crl: NonNullable<RevocationSources['crl']>, timeoutMs: 
     }
   }
   if (!current(held)) throw new Unavailable('the CRL is past its nextUpdate');
+  const gap = scopeGap(held!.scope, leaf);
+  if (gap) throw new Unavailable(`the CRL does not cover this certificate: ${gap}`);
   const revoked = held!.revoked.get(certificateSerial(leaf));
   return revoked ? { status: 'revoked', source: 'crl', ...revoked } : { status: 'good', source: 'crl' };
 }
@@ -172,13 +190,73 @@ async function fetchCrl(url: string, issuer: X509Certificate, timeoutMs: number,
     throw new Unavailable('the CRL cannot be read');
   }
   const ca = new x509.X509Certificate(issuer.raw);
+  // RFC 5280 §6.3.3 (f), (g): the CRL issuer is the certificate's issuer (an indirect CRL is refused
+  // below), its key may sign CRLs, and the CRL's signature verifies with THAT key.
   if (crl.issuer !== ca.subject) throw new Unavailable('the CRL is not the issuing CA’s (its issuer differs)');
+  const usages = ca.getExtension(x509.KeyUsagesExtension);
+  if (usages && (usages.usages & x509.KeyUsageFlags.cRLSign) === 0) throw new Unavailable('the issuing CA’s key may not sign CRLs (no cRLSign in its keyUsage)');
   if (!(await crl.verify({ publicKey: ca }))) throw new Unavailable('the CRL’s signature does not verify with the issuing CA’s key');
   if (crl.thisUpdate.getTime() > now + skewMs) throw new Unavailable('the CRL is dated in the future');
   const nextUpdate = crl.nextUpdate?.getTime();
   if (nextUpdate !== undefined && now > nextUpdate + skewMs) throw new Unavailable('the CRL is past its nextUpdate');
+  const scope = crlScope(crl);
   const revoked = new Map(crl.entries.map((e) => [normalSerial(e.serialNumber), { revokedAt: e.revocationDate.getTime(), ...(e.reason !== undefined ? { reason: Number(e.reason) } : {}) }]));
-  return { revoked, fetchedAt: now, nextUpdate };
+  return { revoked, fetchedAt: now, nextUpdate, ...(scope ? { scope } : {}) };
+}
+
+/** The CRL extensions understood here; a critical one of any other kind makes the CRL unusable (RFC 5280 §5.2). */
+const knownCrlExtensions: ReadonlySet<string> = new Set([id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_issuerAltName, id_ce_issuingDistributionPoint]);
+/** RFC 5280 §5.3.3: an entry's certificateIssuer: the entries of an indirect CRL. */
+const certificateIssuer = '2.5.29.29';
+
+/**
+ * What a CRL covers, or Unavailable when it can never answer for a certificate alone: a delta CRL
+ * (RFC 5280 §5.2.4: only the changes since a base CRL, which says nothing of what it omits), an
+ * indirect CRL (§5.2.5: entries of other CAs' certificates, whose serials may collide with this
+ * CA's), a CRL of only some revocation reasons (a certificate absent from it may be revoked for
+ * another), one of attribute certificates only, and one with a critical extension not understood.
+ */
+function crlScope(crl: x509.X509Crl): CrlScope | undefined {
+  let scope: CrlScope | undefined;
+  for (const extension of crl.extensions) {
+    if (extension.type === id_ce_deltaCRLIndicator) throw new Unavailable('the CRL is a delta CRL (deltaCRLIndicator), not a complete one');
+    if (extension.type !== id_ce_issuingDistributionPoint) {
+      if (extension.critical && !knownCrlExtensions.has(extension.type)) throw new Unavailable(`the CRL has a critical extension not understood here (${extension.type})`);
+      continue;
+    }
+    let idp: IssuingDistributionPoint;
+    try {
+      idp = AsnConvert.parse(extension.value, IssuingDistributionPoint);
+    } catch {
+      throw new Unavailable('the CRL’s issuingDistributionPoint cannot be read');
+    }
+    if (idp.indirectCRL) throw new Unavailable('the CRL is an indirect CRL');
+    if (idp.onlySomeReasons !== undefined) throw new Unavailable('the CRL covers only some revocation reasons (onlySomeReasons)');
+    if (idp.onlyContainsAttributeCerts) throw new Unavailable('the CRL covers attribute certificates only');
+    if (idp.distributionPoint?.nameRelativeToCRLIssuer !== undefined) throw new Unavailable('the CRL names its distribution point relative to its issuer, which is not matched here');
+    const point = idp.distributionPoint?.fullName?.flatMap((name) => (name.uniformResourceIdentifier !== undefined ? [name.uniformResourceIdentifier] : []));
+    if (idp.distributionPoint?.fullName !== undefined && point!.length === 0) throw new Unavailable('the CRL’s distribution point is not named by a URI');
+    scope = {
+      ...(idp.onlyContainsUserCerts ? { only: 'end_entities' as const } : idp.onlyContainsCACerts ? { only: 'cas' as const } : {}),
+      ...(point !== undefined ? { point } : {}),
+    };
+  }
+  if (crl.entries.some((entry) => entry.extensions.some((e) => e.type === certificateIssuer))) throw new Unavailable('the CRL has entries of another certificate issuer (an indirect CRL)');
+  return scope;
+}
+
+/**
+ * RFC 5280 §6.3.3 (b) (2): why a CRL of `scope` does not cover `certificate`, or undefined when it
+ * does: an end entity against a CRL of CA certificates only (and the converse), a certificate whose
+ * CRL distribution points do not name the CRL's one.
+ */
+function scopeGap(scope: CrlScope | undefined, certificate: X509Certificate): string | undefined {
+  if (!scope) return undefined;
+  const { ca, crlNames } = pointersOf(certificate);
+  if (scope.only === 'cas' && !ca) return 'it holds CA certificates only (onlyContainsCACerts), and this is an end-entity certificate';
+  if (scope.only === 'end_entities' && ca) return 'it holds end-entity certificates only (onlyContainsUserCerts), and this is a CA certificate';
+  if (scope.point && !scope.point.some((uri) => crlNames.includes(uri))) return 'it is the CRL of another distribution point than the certificate names';
+  return undefined;
 }
 
 function normalSerial(hex: string): string {
@@ -210,21 +288,30 @@ function crlUrlOf(leaf: X509Certificate): string | undefined {
   return pointersOf(leaf).crl;
 }
 
+interface Pointers {
+  ocsp?: string;
+  crl?: string;
+  /** Every URI its CRL distribution points name (for a CRL's issuingDistributionPoint). */
+  crlNames: string[];
+  /** basicConstraints cA: which of a CRL's onlyContains… scopes covers it. */
+  ca: boolean;
+}
+
 /** Where a certificate says to ask, read once per certificate (by SHA-256): parsing it costs milliseconds, a cached answer microseconds. */
-const pointers = new Map<string, { ocsp?: string; crl?: string }>();
+const pointers = new Map<string, Pointers>();
 const maxPointers = 10_000;
 
-function pointersOf(leaf: X509Certificate): { ocsp?: string; crl?: string } {
+function pointersOf(leaf: X509Certificate): Pointers {
   const key = leaf.fingerprint256;
   let found = pointers.get(key);
   if (!found) {
     const parsed = new x509.X509Certificate(leaf.raw);
     const ocsp = parsed.getExtension(x509.AuthorityInfoAccessExtension)?.ocsp.map((name) => name.value).find(isHttp);
-    let crl: string | undefined;
-    for (const point of parsed.getExtension(x509.CRLDistributionPointsExtension)?.distributionPoints ?? []) {
-      crl ??= point.distributionPoint?.fullName?.map((name) => name.uniformResourceIdentifier).find((uri): uri is string => uri !== undefined && isHttp(uri));
-    }
-    found = { ...(ocsp ? { ocsp } : {}), ...(crl ? { crl } : {}) };
+    const crlNames = (parsed.getExtension(x509.CRLDistributionPointsExtension)?.distributionPoints ?? []).flatMap(
+      (point) => point.distributionPoint?.fullName?.flatMap((name) => (name.uniformResourceIdentifier !== undefined ? [name.uniformResourceIdentifier] : [])) ?? [],
+    );
+    const crl = crlNames.find(isHttp);
+    found = { ...(ocsp ? { ocsp } : {}), ...(crl ? { crl } : {}), crlNames, ca: parsed.getExtension(x509.BasicConstraintsExtension)?.ca === true };
     if (pointers.size >= maxPointers) pointers.delete(pointers.keys().next().value!);
     pointers.set(key, found);
   }

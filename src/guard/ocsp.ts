@@ -43,7 +43,8 @@ export function ocspRequest(certificate: X509Certificate, issuer: X509Certificat
  * Reads a DER OCSPResponse about `certificate` and verifies it (RFC 6960 §3.2), fail closed: a
  * successful basic response whose signature verifies with the issuer's key or with a delegated
  * responder certificate the issuer signed for OCSPSigning, valid at `at`; it names this
- * certificate; `at` is not past its nextUpdate (with `skewMs`). The guard passes now; verify-bundle
+ * certificate by its whole CertID under `issuer` (hash algorithm, issuer name and key hashes,
+ * serial); `at` is not past its nextUpdate (with `skewMs`). The guard passes now; verify-bundle
  * passes nothing, and the answer is judged as of its own producedAt (months later it is stale, not
  * false).
  */
@@ -69,8 +70,13 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
     if (at < signer.validFromDate.getTime() - (options.skewMs ?? 60_000) || at > signer.validToDate.getTime()) throw new OcspError('the OCSP responder certificate was not valid then');
   }
   const serial = serialHex(AsnConvert.parse(certificate.raw, Certificate).tbsCertificate.serialNumber);
-  const single = basic.tbsResponseData.responses.find((r) => serialHex(r.certID.serialNumber) === serial);
-  if (!single) throw new OcspError(`the OCSP response does not name certificate ${serial}`);
+  // RFC 6960 §4.1.1, §3.2 (1): the answer is about this certificate only when its whole CertID is
+  // this one's — the serial AND the hashes of the issuer's name and key — under the issuer used to
+  // check it. A serial is unique only per CA: a responder answering for several CAs may name
+  // another CA's certificate of the same serial in the same response.
+  const parsedIssuer = AsnConvert.parse(issuer.raw, Certificate);
+  const single = basic.tbsResponseData.responses.find((r) => serialHex(r.certID.serialNumber) === serial && namesIssuer(r.certID, parsedIssuer));
+  if (!single) throw new OcspError(`the OCSP response does not name certificate ${serial} of this issuer`);
   const nextUpdate = single.nextUpdate?.getTime();
   if (nextUpdate !== undefined && at > nextUpdate + (options.skewMs ?? 60_000)) throw new OcspError('the OCSP response is stale (past its nextUpdate)');
   const status = single.certStatus.good !== undefined ? 'good' : single.certStatus.revoked ? 'revoked' : 'unknown';
@@ -82,6 +88,26 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
     ...(nextUpdate !== undefined ? { nextUpdate } : {}),
     producedAt: basic.tbsResponseData.producedAt.getTime(),
   };
+}
+
+/** The hash algorithms a CertID may use (RFC 6960 §4.1.1 hashAlgorithm), by OID. */
+const certIdHashes: Readonly<Record<string, string>> = {
+  [sha1]: 'sha1',
+  '2.16.840.1.101.3.4.2.1': 'sha256',
+  '2.16.840.1.101.3.4.2.2': 'sha384',
+  '2.16.840.1.101.3.4.2.3': 'sha512',
+};
+
+/**
+ * RFC 6960 §4.1.1: whether a CertID's issuerNameHash and issuerKeyHash are those of `issuer` (its
+ * DN's DER, its public key's BIT STRING value) under the CertID's own hash algorithm. An unknown
+ * algorithm matches nothing: fail closed.
+ */
+export function namesIssuer(certId: CertID, issuer: Certificate): boolean {
+  const hash = certIdHashes[certId.hashAlgorithm.algorithm];
+  if (!hash) return false;
+  const nameHash = createHash(hash).update(Buffer.from(AsnConvert.serialize(issuer.tbsCertificate.subject))).digest();
+  return nameHash.equals(Buffer.from(certId.issuerNameHash.buffer)) && keyHash(issuer, hash).equals(Buffer.from(certId.issuerKeyHash.buffer));
 }
 
 export function keyHash(certificate: Certificate, algorithm: string): Buffer {

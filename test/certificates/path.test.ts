@@ -147,3 +147,44 @@ test('a chain padded with look-alike CA certificates is refused after a bounded 
   assert.equal(outcome.ok, false);
   assert.ok(performance.now() - started < 2000, 'the search is bounded');
 });
+
+test('a presented copy of the anchor (its name and key, signed by anyone) lends the path nothing: the configured anchor’s dates and path length hold', async () => {
+  const attacker = (await crypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  /** A certificate with the anchor's name and public key, signed by the attacker: no pathLen, valid now. */
+  const copyOf = async (anchor: Made) => {
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: (serial++).toString(16).padStart(4, '0'),
+      subject: anchor.cert.subject,
+      issuer: anchor.cert.subject,
+      notBefore: new Date(now - hour),
+      notAfter: new Date(now + 365 * 24 * hour),
+      publicKey: anchor.keys.publicKey,
+      signingKey: attacker.privateKey,
+      signingAlgorithm: algorithm,
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(caUsage, true), await x509.SubjectKeyIdentifierExtension.create(anchor.keys.publicKey)],
+    });
+    return new X509Certificate(Buffer.from(cert.rawData));
+  };
+
+  // The configured anchor has expired: a fresh-dated copy in the chain does not revive it.
+  const expired = await ca('CN=Bravo Root', undefined, { from: -48 * hour, to: -hour });
+  const client = await leaf('CN=bravo-connector', expired);
+  const revived = pathToAnchor(client.node, [expired.node], [await copyOf(expired)], now);
+  assert.equal(revived.ok, false);
+  assert.match((revived as { detail: string }).detail, /the anchor is not valid now/);
+
+  // The configured anchor allows no intermediate: a copy without pathLenConstraint does not lift it.
+  const strict = await ca('CN=Bravo Root', undefined, { pathLength: 0 });
+  const issuing = await ca('CN=Bravo Issuing', strict);
+  const below = await leaf('CN=bravo-connector', issuing);
+  const lifted = pathToAnchor(below.node, [strict.node], [issuing.node, await copyOf(strict)], now);
+  assert.equal(lifted.ok, false);
+  assert.match((lifted as { detail: string }).detail, /allows 0 intermediate CA certificates below it, the chain has 1/);
+
+  // A copy that agrees with the configured anchor links as it does, and the path ends at the configured certificate.
+  const open = await ca('CN=Open Root');
+  const direct = await leaf('CN=bravo-connector', open);
+  const through = pathToAnchor(direct.node, [open.node], [await copyOf(open)], now);
+  assert.ok(through.ok);
+  assert.ok(through.path[1]!.raw.equals(open.node.raw), 'the configured anchor, not the presented copy');
+});

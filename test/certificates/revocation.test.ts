@@ -18,7 +18,7 @@ test('asks OCSP first, and reuses its answer for the cache lifetime', async (t) 
   const root = new X509Certificate(pki.rootPem);
   assert.deepEqual(await revocationStatus(both, leaf, root, Date.now()), { status: 'good', source: 'ocsp' });
   assert.deepEqual(await revocationStatus(both, leaf, root, Date.now()), { status: 'good', source: 'ocsp' });
-  assert.deepEqual(pki.served, { ocsp: 1, crl: 0 });
+  assert.deepEqual(pki.served, { ocsp: 1, crl: 0, rootOcsp: 0, rootCrl: 0 });
   // Without a cache lifetime every check asks.
   await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, leaf, root, Date.now());
   assert.equal(pki.served.ocsp, 2);
@@ -49,4 +49,57 @@ test('with neither source answering, the answer is unavailable and says why for 
   const answer = await revocationStatus(both, leaf, new X509Certificate(pki.rootPem), Date.now());
   assert.equal(answer.status, 'unavailable');
   assert.match((answer as { detail: string }).detail, /^OCSP: the OCSP responder answered 503; CRL: the CRL distribution point answered 503$/);
+});
+
+test('takes a CRL only when it covers the certificate in full: not a delta, indirect, some-reasons or CA-only CRL, nor another distribution point’s', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Bravo' });
+  const root = new X509Certificate(pki.rootPem);
+  const leaf = new X509Certificate(pki.issue('bravo-connector').cert);
+  const crlOnly = { crl: { refreshSeconds: 0 }, timeoutMs: 2000 };
+  const check = async (extensions: string | undefined) => {
+    // A CRL refused when fetched leaves the one held before in use until its nextUpdate: none is held.
+    forgetRevocationAnswers();
+    pki.crlExtensions = extensions;
+    return revocationStatus(crlOnly, leaf, root, Date.now());
+  };
+  // RFC 5280 §5.2.5 with nothing left out, and one of end entities only: they cover it.
+  assert.deepEqual(await check(`issuingDistributionPoint = critical,@idp\n[ idp ]\nfullname = URI:${pki.crlUrl}`), { status: 'good', source: 'crl' });
+  assert.deepEqual(await check('issuingDistributionPoint = critical,@idp\n[ idp ]\nonlyuser = TRUE'), { status: 'good', source: 'crl' });
+  for (const [what, extensions, why] of [
+    ['CA certificates only', 'issuingDistributionPoint = critical,@idp\n[ idp ]\nonlyCA = TRUE', /does not cover this certificate: it holds CA certificates only/],
+    ['some reasons only', 'issuingDistributionPoint = critical,@idp\n[ idp ]\nonlysomereasons = keyCompromise', /covers only some revocation reasons/],
+    ['indirect', 'issuingDistributionPoint = critical,@idp\n[ idp ]\nindirectCRL = TRUE', /is an indirect CRL/],
+    ['another distribution point', 'issuingDistributionPoint = critical,@idp\n[ idp ]\nfullname = URI:http://127.0.0.1:9/other.crl', /the CRL of another distribution point/],
+    ['a delta CRL', '2.5.29.27 = critical,ASN1:INTEGER:1', /is a delta CRL/],
+    ['a critical extension not understood', '1.3.6.1.4.1.99999.1 = critical,ASN1:NULL', /critical extension not understood/],
+  ] as const) {
+    const answer = await check(extensions);
+    assert.equal(answer.status, 'unavailable', what);
+    assert.match((answer as { detail: string }).detail, why, what);
+  }
+});
+
+test('takes a CRL only when its signature verifies with the key of the certificate’s issuer, whatever name it carries', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Bravo' });
+  // Another CA of the very same name, with its own key, serving its own CRL.
+  const twin = await makePartnerPki(t, { name: 'Bravo' });
+  assert.equal(new X509Certificate(twin.rootPem).subject, new X509Certificate(pki.rootPem).subject);
+  const leaf = new X509Certificate(pki.issue('bravo-connector').cert);
+  const answer = await revocationStatus({ crl: { url: twin.crlUrl, refreshSeconds: 0 }, timeoutMs: 2000 }, leaf, new X509Certificate(pki.rootPem), Date.now());
+  assert.equal(answer.status, 'unavailable');
+  assert.match((answer as { detail: string }).detail, /the CRL’s signature does not verify with the issuing CA’s key/);
+});
+
+test('answers for an issuing CA certificate from its root’s OCSP responder and CRL', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Charlie', intermediate: true });
+  const root = new X509Certificate(pki.rootPem);
+  const issuing = new X509Certificate(pki.intermediatePem!);
+  assert.deepEqual(await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, issuing, root, Date.now()), { status: 'good', source: 'ocsp' });
+  pki.revokeIssuingCa();
+  assert.equal((await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, issuing, root, Date.now())).status, 'revoked');
+  assert.equal((await revocationStatus({ crl: { refreshSeconds: 0 }, timeoutMs: 2000 }, issuing, root, Date.now())).status, 'revoked');
+  assert.deepEqual([pki.served.rootOcsp, pki.served.rootCrl], [2, 1]);
 });

@@ -292,3 +292,68 @@ test('bad anchors are refused at apply with a clear problem at their path', asyn
   await s.server.apply({ clients: [connector('bravo-connector', 'partner:bravo/mtls')] });
   assert.match(await refusal({ partners: [await partner('bravo', s.bravo, { trust_anchors: [{ name: 'renamed', certificate: s.bravo.rootPem }] })] }), /partners\[0\]\.trust_anchors: no longer declares "mtls", which client bravo-connector is bound to/);
 });
+
+test('every certificate of the path is checked for revocation, not only the client’s: a revoked issuing CA refuses what it issued, by OCSP and by the CRL', async (t) => {
+  forgetRevocationAnswers();
+  const charlie = await makePartnerPki(t, { name: 'Charlie', intermediate: true });
+  const server = await startTestServer({ t, env: { CLEARANCE_CLIENT_CERT_HEADER: 'Client-Cert', CLEARANCE_TRUSTED_PROXIES: '127.0.0.1' } });
+  const hardBy = (source: 'ocsp' | 'crl') => ({ revocation: { mode: 'hard', ocsp: source === 'ocsp', crl: source === 'crl', cache_seconds: 0 } });
+  await server.apply({
+    resource_servers: [{ identifier: clearingApi, scopes: ['settlement:submit'] }],
+    partners: [await partner('charlie', charlie, hardBy('ocsp'))],
+    clients: [connector('charlie-connector', 'partner:charlie/mtls', 'CN=charlie-connector')],
+  });
+  const own = charlie.issue('charlie-connector', { subject: '/CN=charlie-connector' });
+  const viaProxy = async () =>
+    (
+      await fetch(`${server.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'client-cert': own.header },
+        body: 'grant_type=client_credentials&client_id=charlie-connector&scope=settlement%3Asubmit',
+      })
+    ).status;
+  assert.equal(await viaProxy(), 200);
+  assert.deepEqual([charlie.served.ocsp, charlie.served.rootOcsp], [1, 1], 'the client’s certificate at the issuing CA’s responder, the issuing CA’s at the root’s');
+
+  charlie.revokeIssuingCa();
+  assert.equal(await viaProxy(), 401);
+  const byOcsp = await lastEvent(server, 'client.auth_failed', 'charlie-connector');
+  assert.equal(byOcsp.details?.reason, 'certificate_revoked');
+  assert.match(byOcsp.decision!.reasons[0]!, /was revoked by its CA \(its issuing CA certificate at depth 1, serial [0-9a-f]+\) \(ocsp/);
+
+  await server.apply({ partners: [await partner('charlie', charlie, hardBy('crl'))] });
+  assert.equal(await viaProxy(), 401);
+  assert.match((await lastEvent(server, 'client.auth_failed', 'charlie-connector')).decision!.reasons[0]!, /issuing CA certificate at depth 1.*\(crl/);
+  assert.ok(charlie.served.rootCrl >= 1);
+});
+
+test('under the institutional profile a stored tls_client_auth client without a trust anchor is refused at authentication, on the record', async (t) => {
+  forgetRevocationAnswers();
+  const bravo = await makePartnerPki(t, { name: 'Bravo' });
+  const server = await startTestServer({ t, env: { CLEARANCE_CLIENT_CERT_HEADER: 'Client-Cert', CLEARANCE_TRUSTED_PROXIES: '127.0.0.1', CLEARANCE_INSTITUTIONAL: 'true' } });
+  await server.apply({ resource_servers: [{ identifier: clearingApi, scopes: ['settlement:submit'] }], partners: [await partner('bravo', bravo, { revocation: { mode: 'off' } })] });
+  // Registration refuses such a client under the profile (src/clients/metadata.ts); one stored
+  // before the profile was switched on, or written to the database around it, is refused here too.
+  const { ctx } = server.running;
+  const stored = (clientId: string, anchor?: string) => ({ ...connector(clientId, anchor), owner_lei: '5299000BROKERSXX0G95' }) as unknown as Parameters<typeof ctx.clients.upsert>[1];
+  await ctx.storage.db.transaction().execute(async (trx) => {
+    await ctx.clients.upsert(trx, stored('bravo-unbound'));
+    await ctx.clients.upsert(trx, stored('bravo-connector', 'partner:bravo/mtls'));
+  });
+  ctx.clients.invalidate();
+  const own = bravo.issue('bravo-connector', { subject: bravoSubject });
+  const viaProxy = (clientId: string) =>
+    fetch(`${server.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'client-cert': own.header },
+      body: `grant_type=client_credentials&client_id=${clientId}&scope=settlement%3Asubmit`,
+    });
+  assert.equal((await viaProxy('bravo-connector')).status, 200, 'the client bound to its CA');
+  const refused = await viaProxy('bravo-unbound');
+  assert.equal(refused.status, 401);
+  assert.deepEqual(await refused.json(), { error: 'invalid_client', error_description: 'the client is not bound to the certificate authority that issues its certificates' });
+  const event = await lastEvent(server, 'client.auth_failed', 'bravo-unbound');
+  assert.equal(event.details?.reason, 'trust_anchor_required');
+  assert.equal((event.details?.certificate as { sha256: string }).sha256, own.thumbprint);
+  assert.match(event.decision!.reasons[0]!, /without tls_client_auth_trust_anchor, which the institutional profile \(CLEARANCE_INSTITUTIONAL=true\) requires/);
+});

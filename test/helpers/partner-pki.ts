@@ -3,7 +3,9 @@
  * index for revocation): a root, optionally an issuing CA under it, client certificates with the
  * subject asked, revocation, and the issuing CA's CRL and OCSP responder (`openssl ocsp`) served
  * over HTTP on loopback, which can be made to fail. Files live in a temp directory removed after
- * the test. (test/helpers/person-pki.ts is the same for people's smart cards, with one level.)
+ * the test. With an issuing CA, the root answers for it too (its own CRL and OCSP responder, named
+ * in the issuing CA's certificate), so revoking the issuing CA is seen by a path check.
+ * (test/helpers/person-pki.ts is the same for people's smart cards, with one level.)
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
@@ -38,9 +40,19 @@ export interface PartnerPki {
   rootFingerprint: string;
   issue(name: string, options?: { subject?: string }): PartnerCertificate;
   revoke(certificate: PartnerCertificate): void;
+  /** The issuing CA's CRL distribution point, as its certificates name it. */
+  crlUrl: string;
+  /** Revokes the issuing CA's certificate at the root (made with `intermediate: true`). */
+  revokeIssuingCa(): void;
+  /**
+   * Extensions of the issuing CA's CRLs from now on, as an openssl config section's lines (further
+   * sections may follow), e.g. `issuingDistributionPoint = critical,@idp` and `[ idp ]` `onlyCA = TRUE`.
+   */
+  crlExtensions?: string;
   /** While true, the CRL and OCSP URLs answer 503. */
   down: boolean;
-  served: { crl: number; ocsp: number };
+  /** What the issuing CA's CRL and OCSP URLs served; `rootCrl` and `rootOcsp`: the root's, about the issuing CA. */
+  served: { crl: number; ocsp: number; rootCrl: number; rootOcsp: number };
 }
 
 const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-batch'];
@@ -91,6 +103,32 @@ commonName = supplied
 export async function makePartnerPki(t: Pick<TestContext, 'after'>, options: { name: string; intermediate?: boolean }): Promise<PartnerPki> {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-partner-pki-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // The responders first: the certificates name their URLs.
+  let pki: PartnerPki | undefined;
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      if (!pki || pki.down) return void response.writeHead(503).end();
+      const routes: Record<string, [keyof PartnerPki['served'], string, () => Buffer]> = {
+        'GET /crl': ['crl', 'application/pkix-crl', () => crl(issuing, pki!.crlExtensions)],
+        'POST /ocsp': ['ocsp', 'application/ocsp-response', () => ocsp(issuing, Buffer.concat(chunks))],
+        'GET /root/crl': ['rootCrl', 'application/pkix-crl', () => crl(root)],
+        'POST /root/ocsp': ['rootOcsp', 'application/ocsp-response', () => ocsp(root, Buffer.concat(chunks))],
+      };
+      const route = routes[`${request.method} ${request.url}`];
+      if (!route) return void response.writeHead(404).end();
+      const [counter, type, body] = route;
+      pki.served[counter]++;
+      response.writeHead(200, { 'content-type': type }).end(body());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const crlUrl = `${base}/crl`;
+  const ocspUrl = `${base}/ocsp`;
+
   const root = caDir(dir, 'root');
   const caExt = join(dir, 'ca.ext');
   writeFileSync(caExt, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
@@ -101,23 +139,26 @@ export async function makePartnerPki(t: Pick<TestContext, 'after'>, options: { n
   if (options.intermediate) {
     issuing = caDir(dir, 'issuing');
     const intExt = join(dir, 'issuing.ext');
-    writeFileSync(intExt, 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+    writeFileSync(
+      intExt,
+      'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' +
+        `authorityInfoAccess=OCSP;URI:${base}/root/ocsp\ncrlDistributionPoints=URI:${base}/root/crl\n`,
+    );
     openssl(['req', '-new', ...ec, '-keyout', join(issuing, 'ca.key'), '-out', join(issuing, 'ca.csr'), '-subj', `/O=${options.name}/CN=${options.name} Issuing CA`]);
     openssl(['ca', '-batch', '-config', join(root, 'ca.cnf'), '-in', join(issuing, 'ca.csr'), '-out', join(issuing, 'ca.crt'), '-extfile', intExt, '-startdate', caDate(-24), '-enddate', caDate(20 * 24), '-notext']);
   }
   const rootPem = readFileSync(join(root, 'ca.crt'), 'utf8');
   const intermediatePem = options.intermediate ? readFileSync(join(issuing, 'ca.crt'), 'utf8') : undefined;
-  let crlUrl = '';
-  let ocspUrl = '';
 
-  const pki: PartnerPki = {
+  pki = {
     dir,
     rootPem,
     rootFile: join(root, 'ca.crt'),
     ...(intermediatePem ? { intermediatePem } : {}),
     rootFingerprint: createHash('sha256').update(new X509Certificate(rootPem).raw).digest('hex').toUpperCase().match(/../g)!.join(':'),
+    crlUrl,
     down: false,
-    served: { crl: 0, ocsp: 0 },
+    served: { crl: 0, ocsp: 0, rootCrl: 0, rootOcsp: 0 },
     issue(name, o = {}) {
       const ext = join(dir, `${name}.ext`);
       writeFileSync(ext, [
@@ -147,38 +188,29 @@ export async function makePartnerPki(t: Pick<TestContext, 'after'>, options: { n
     revoke(certificate) {
       openssl(['ca', '-config', join(issuing, 'ca.cnf'), '-revoke', certificate.certFile, '-crl_reason', 'keyCompromise']);
     },
+    revokeIssuingCa() {
+      if (issuing === root) throw new Error('this PKI has no issuing CA');
+      openssl(['ca', '-config', join(root, 'ca.cnf'), '-revoke', join(issuing, 'ca.crt'), '-crl_reason', 'cACompromise']);
+    },
   };
 
-  const crl = () => {
-    openssl(['ca', '-config', join(issuing, 'ca.cnf'), '-gencrl', '-out', join(dir, 'crl.pem')]);
-    openssl(['crl', '-in', join(dir, 'crl.pem'), '-outform', 'DER', '-out', join(dir, 'crl.der')]);
-    return readFileSync(join(dir, 'crl.der'));
+  /** The CA's current CRL (DER), with these extensions (an openssl config section's lines). */
+  const crl = (ca: string, extensions?: string) => {
+    let config = join(ca, 'ca.cnf');
+    const exts = extensions ? ['-crlexts', 'crl_test_ext'] : [];
+    if (extensions) {
+      config = join(ca, 'crl.cnf');
+      writeFileSync(config, `${readFileSync(join(ca, 'ca.cnf'), 'utf8')}\n[ crl_test_ext ]\n${extensions}\n`);
+    }
+    openssl(['ca', '-config', config, '-gencrl', ...exts, '-out', join(ca, 'crl.pem')]);
+    openssl(['crl', '-in', join(ca, 'crl.pem'), '-outform', 'DER', '-out', join(ca, 'crl.der')]);
+    return readFileSync(join(ca, 'crl.der'));
   };
-  const ocsp = (request: Buffer) => {
-    writeFileSync(join(dir, 'ocsp-request.der'), request);
-    openssl(['ocsp', '-index', join(issuing, 'index.txt'), '-CA', join(issuing, 'ca.crt'), '-rsigner', join(issuing, 'ca.crt'), '-rkey', join(issuing, 'ca.key'), '-reqin', join(dir, 'ocsp-request.der'), '-respout', join(dir, 'ocsp-response.der'), '-nmin', '5']);
-    return readFileSync(join(dir, 'ocsp-response.der'));
+  /** The CA's own answer (signed with its key) to an OCSP request. */
+  const ocsp = (ca: string, request: Buffer) => {
+    writeFileSync(join(ca, 'ocsp-request.der'), request);
+    openssl(['ocsp', '-index', join(ca, 'index.txt'), '-CA', join(ca, 'ca.crt'), '-rsigner', join(ca, 'ca.crt'), '-rkey', join(ca, 'ca.key'), '-reqin', join(ca, 'ocsp-request.der'), '-respout', join(ca, 'ocsp-response.der'), '-nmin', '5']);
+    return readFileSync(join(ca, 'ocsp-response.der'));
   };
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      if (pki.down) return void response.writeHead(503).end();
-      if (request.url === '/crl' && request.method === 'GET') {
-        pki.served.crl++;
-        return void response.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(crl());
-      }
-      if (request.url === '/ocsp' && request.method === 'POST') {
-        pki.served.ocsp++;
-        return void response.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(ocsp(Buffer.concat(chunks)));
-      }
-      response.writeHead(404).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as { port: number };
-  crlUrl = `http://127.0.0.1:${port}/crl`;
-  ocspUrl = `http://127.0.0.1:${port}/ocsp`;
   return pki;
 }

@@ -29,7 +29,9 @@ export type CertificateRefusalReason =
   /** The CA's OCSP responder does not know the certificate. */
   | 'certificate_revocation_unknown'
   /** No verified revocation answer, and the partner's profile fails hard. */
-  | 'certificate_revocation_unavailable';
+  | 'certificate_revocation_unavailable'
+  /** A tls_client_auth client without tls_client_auth_trust_anchor under CLEARANCE_INSTITUTIONAL=true. */
+  | 'trust_anchor_required';
 
 /**
  * An `invalid_client` refusal of a client certificate that carries its reason, and the facts about

@@ -266,7 +266,8 @@ async function verifyCredential(
     case 'tls_client_auth': {
       const chain = await chainOf(client, input, deps);
       verifyTlsClientAuth(client, input.certificate, chain.verified, deps.clock);
-      const anchored = client.metadata.tls_client_auth_trust_anchor === undefined ? undefined : await anchoredBy(client, input, chain.own, deps);
+      // Under the institutional profile a client without an anchor is checked too: and refused.
+      const anchored = client.metadata.tls_client_auth_trust_anchor === undefined && !deps.trustAnchors?.institutional ? undefined : await anchoredBy(client, input, chain.own, deps);
       return { ...(chain.own ? { caCertificate: chain.own } : {}), ...(anchored ? { anchoredCertificate: anchored } : {}) };
     }
     case 'self_signed_tls_client_auth': {
@@ -298,8 +299,9 @@ async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): 
 
 /**
  * A client bound to a trust anchor: its certificate's chain must end at that anchor, and a partner
- * CA's certificate must not be revoked (src/clients/trust-anchors/check.ts). After the subject
- * match, so a refusal here is about a certificate that names the client.
+ * CA's certificate must not be revoked (src/clients/trust-anchors/check.ts); under the institutional
+ * profile, a client bound to none is refused there. After the subject match, so a refusal here is
+ * about a certificate that names the client.
  */
 async function anchoredBy(client: Client, input: ClientAuthInput, own: TrustedCertificate | undefined, deps: AuthDeps): Promise<AnchoredCertificate> {
   if (!deps.trustAnchors) throw invalidClient(`client ${client.metadata.client_id} is bound to a trust anchor, and this server checks none`);

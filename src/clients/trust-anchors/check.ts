@@ -26,11 +26,17 @@ import { parseAnchorValue, type AnchorValue } from './value.ts';
  *    from the chain the client sent in the TLS handshake, the intermediates the partner's profile
  *    lists (a proxy passes the leaf only) and the CAs of CLEARANCE_TLS_CLIENT_CA; how the TLS stack
  *    linked the chain is not believed;
- * 4. under a partner's anchor, the certificate is checked for revocation as the partner's profile
- *    says (src/certificates/revocation.ts: OCSP from its AIA, then its CRL distribution point;
- *    hard fail refuses without an answer, soft fail lets the client in and says so).
+ * 4. under a partner's anchor, every certificate of the built path but the anchor — the client's
+ *    and each intermediate CA's — is checked for revocation as the partner's profile says, each
+ *    against the issuer the path names for it (src/certificates/revocation.ts: OCSP from its AIA,
+ *    then its CRL distribution point; hard fail refuses without an answer for any of them, soft
+ *    fail lets the client in and says so). A revoked issuing CA revokes what it issued
+ *    (RFC 5280 §6.3: the status of each certificate in the path).
  *
- * Every refusal is `invalid_client` with its reason (CertificateRefused).
+ * Every refusal is `invalid_client` with its reason (CertificateRefused). Under the institutional
+ * profile (CLEARANCE_INSTITUTIONAL=true) a tls_client_auth client without an anchor is refused here
+ * as well (`trust_anchor_required`): registration refuses one, and this catches one stored before
+ * the profile was switched on, or written around it.
  */
 
 /** How an anchored certificate was accepted, for the audit trail. */
@@ -62,6 +68,8 @@ export interface TrustAnchorOptions {
   partners: () => Promise<readonly Partner[]>;
   /** CLEARANCE_TLS_CLIENT_CA, when Clearance terminates TLS itself. */
   clientCaFile?: string;
+  /** CLEARANCE_INSTITUTIONAL: every tls_client_auth client must be bound to an anchor. */
+  institutional?: boolean;
 }
 
 export class ClientTrustAnchors {
@@ -70,6 +78,11 @@ export class ClientTrustAnchors {
 
   constructor(options: TrustAnchorOptions) {
     this.#options = options;
+  }
+
+  /** Whether a tls_client_auth client without an anchor must be checked (and so refused) here. */
+  get institutional(): boolean {
+    return this.#options.institutional === true;
   }
 
   /** Checks a tls_client_auth client's certificate against its registered anchor; throws CertificateRefused. */
@@ -84,6 +97,14 @@ export class ClientTrustAnchors {
     }
     const untrusted = (detail: string, anchor?: string) =>
       new CertificateRefused('certificate_untrusted_anchor', detail, 'the client certificate was not issued under the trust anchor registered for this client', { ...facts, ...(anchor ? { trust_anchor: anchor } : {}) });
+    if (metadata.tls_client_auth_trust_anchor === undefined) {
+      // docs/client-authentication.md "Trust anchors and revocation": the institutional profile binds
+      // every CA-issued client certificate to its CA; a stored client without one is not let in.
+      if (this.institutional) {
+        throw new CertificateRefused('trust_anchor_required', `client ${id} uses tls_client_auth without tls_client_auth_trust_anchor, which the institutional profile (CLEARANCE_INSTITUTIONAL=true) requires`, 'the client is not bound to the certificate authority that issues its certificates', facts);
+      }
+      throw untrusted(`client ${id} has no tls_client_auth_trust_anchor`);
+    }
     if ('error' in value) throw untrusted(`client ${id}'s tls_client_auth_trust_anchor cannot be read: ${value.error}`);
     const resolved = resolveAnchor(value, { partners: await this.#options.partners(), bundle: clientCaBundle(this.#options.clientCaFile) });
     if ('error' in resolved) throw untrusted(`client ${id}'s tls_client_auth_trust_anchor ${resolved.error}`);
@@ -101,21 +122,28 @@ export class ClientTrustAnchors {
     if (presented.own) return { ...accepted, revocation: 'clearance' };
     if (!partner) return { ...accepted, revocation: 'not_checked' };
     if (partner.revocation.mode === 'off') return { ...accepted, revocation: 'off' };
-    const answer = await revocationStatus(sourcesOf(partner.revocation), certificate, path.path[1]!, now);
+    // RFC 5280 §6.3: every certificate of the path but the anchor (a trust anchor is not revoked by
+    // a CRL or OCSP of its own: it is removed from the profile), each against the issuer above it.
+    const sources = sourcesOf(partner.revocation);
+    const answers = await Promise.all(path.path.slice(0, -1).map(async (member, depth) => ({ depth, member, answer: await revocationStatus(sources, member, path.path[depth + 1]!, now) })));
     const refuse = (reason: CertificateRefusalReason, detail: string, description: string) => new CertificateRefused(reason, `client ${id}'s certificate ${detail}`, description, { ...facts, trust_anchor: anchor, partner: partner.partner });
-    switch (answer.status) {
-      case 'good':
-        return { ...accepted, revocation: 'good' };
-      case 'revoked':
-        throw refuse('certificate_revoked', `was revoked by its CA (${answer.source}${answer.revokedAt !== undefined ? `, at ${new Date(answer.revokedAt).toISOString()}` : ''})`, 'the client certificate has been revoked');
-      case 'unknown':
-        throw refuse('certificate_revocation_unknown', 'is unknown to its CA’s OCSP responder', 'the client certificate is not known to its certificate authority');
-      case 'unavailable':
-        if (partner.revocation.mode === 'hard') {
-          throw refuse('certificate_revocation_unavailable', `could not be checked for revocation (partner ${partner.partner} fails hard): ${answer.detail}`, 'the revocation status of the client certificate could not be checked');
-        }
-        return { ...accepted, revocation: 'unavailable', revocationDetail: answer.detail };
+    // Which certificate an answer is about: the client's, or the CA certificate above it (never its subject: facts).
+    const which = (depth: number, member: X509Certificate) => (depth === 0 ? '' : ` (its issuing CA certificate at depth ${depth}, serial ${certificateFacts(member).serial})`);
+    const revoked = answers.find((a) => a.answer.status === 'revoked');
+    if (revoked && revoked.answer.status === 'revoked') {
+      const { answer } = revoked;
+      throw refuse('certificate_revoked', `was revoked by its CA${which(revoked.depth, revoked.member)} (${answer.source}${answer.revokedAt !== undefined ? `, at ${new Date(answer.revokedAt).toISOString()}` : ''})`, 'the client certificate has been revoked');
     }
+    const unknown = answers.find((a) => a.answer.status === 'unknown');
+    if (unknown) throw refuse('certificate_revocation_unknown', `is unknown to its CA’s OCSP responder${which(unknown.depth, unknown.member)}`, 'the client certificate is not known to its certificate authority');
+    const unavailable = answers.flatMap((a) => (a.answer.status === 'unavailable' ? [`${a.depth === 0 ? 'the certificate' : `the CA certificate at depth ${a.depth}`}: ${a.answer.detail}`] : []));
+    if (unavailable.length === 0) return { ...accepted, revocation: 'good' };
+    // One certificate of the path: its detail as it was; several: each named.
+    const detail = unavailable.length === 1 && answers[0]!.answer.status === 'unavailable' ? (answers[0]!.answer as { detail: string }).detail : unavailable.join('; ');
+    if (partner.revocation.mode === 'hard') {
+      throw refuse('certificate_revocation_unavailable', `could not be checked for revocation (partner ${partner.partner} fails hard): ${detail}`, 'the revocation status of the client certificate could not be checked');
+    }
+    return { ...accepted, revocation: 'unavailable', revocationDetail: detail };
   }
 }
 
