@@ -17,6 +17,12 @@ export interface CounterpartyStatement {
   hops: StatedHop[];
   /** How many events of the txn the bundle leaves out: other parties' hops and doings. Not those of its own not sealed yet. */
   withheld: number;
+  /**
+   * Present when the party has a pairwise client (OIDC Core §8.1): of `withheld`, the events it would
+   * have been given that name a person, withheld whole (src/evidence/counterparty.ts). Such a
+   * bundle may hold no hop at all: each hop the party took part in named a person.
+   */
+  persons_withheld?: number;
 }
 
 /** How a party takes part in a hop (src/evidence/counterparty.ts participation). */
@@ -37,6 +43,8 @@ export interface CounterpartySummary {
   tookPart: number;
   chain: number;
   withheld: number;
+  /** Of those, the events withheld for naming a person (a party with a pairwise client). */
+  personsWithheld?: number;
   /** The mandate versions (`id v<N>`) and consent grants the bundle's hops name: the references of the chain. */
   mandates: string[];
   grants: string[];
@@ -73,6 +81,10 @@ export function checkCounterpartyStatement(
   if (typeof s.client !== 'string' || s.client === '' || (s.lei !== undefined && typeof s.lei !== 'string') || !Number.isSafeInteger(s.withheld) || (s.withheld as number) < 0 || !Array.isArray(s.hops)) {
     return { problems: ['counterparty: not a counterparty statement (client, withheld, hops)'] };
   }
+  const personsWithheld = s.persons_withheld;
+  if (personsWithheld !== undefined && (!Number.isSafeInteger(personsWithheld) || (personsWithheld as number) < 0 || (personsWithheld as number) > (s.withheld as number))) {
+    problems.push('counterparty: persons_withheld must be a count within withheld');
+  }
   if (typeof query?.txn !== 'string' || Object.keys(query).length !== 1) problems.push('counterparty: a counterparty’s bundle is the evidence of one txn');
   const byJti = new Map<string, StoredAuditEvent>();
   for (const { event } of events) {
@@ -94,7 +106,9 @@ export function checkCounterpartyStatement(
   }
   for (const jti of byJti.keys()) if (!parts.has(jti)) problems.push(`counterparty: the bundle's hop ${jti} is not stated`);
   const tookPart = [...parts].filter(([, part]) => part === 'took_part').map(([jti]) => jti);
-  if (tookPart.length === 0) problems.push('counterparty: the statement names no hop its client took part in');
+  // A pairwise party's hops may all name a person, and be withheld whole: then the bundle has none.
+  const allHopsWithheld = tookPart.length === 0 && parts.size === 0 && typeof personsWithheld === 'number' && personsWithheld > 0;
+  if (tookPart.length === 0 && !allHopsWithheld) problems.push('counterparty: the statement names no hop its client took part in');
   // Every chain hop leads to a hop taken part in: walk up from each of those.
   const reached = new Set<string>();
   for (const jti of tookPart) {
@@ -116,6 +130,7 @@ export function checkCounterpartyStatement(
       tookPart: tookPart.length,
       chain: parts.size - tookPart.length,
       withheld: s.withheld as number,
+      ...(typeof personsWithheld === 'number' ? { personsWithheld } : {}),
       mandates,
       grants,
     },

@@ -33,6 +33,14 @@
  * personal fields are the ciphertext the log holds (src/audit/personal-data.ts), never revealed,
  * and its subjects the local ids (random, no names or emails). An event with a personal field in
  * the clear (which the recorder never writes) is withheld rather than shown: fail closed.
+ *
+ * A party with a pairwise client (the caller, or any client of its firm: OIDC Core §8.1) never
+ * sees a person's local id: its events name people by those ids, which pairwise clients are never
+ * told (src/identity/pairwise.ts `holderMustNotRead`), and two firms comparing bundles could link a
+ * person across them. An event cannot be redacted (its leaf is the hash of its exact bytes), so
+ * for such a party every event naming a person is withheld whole and counted (`persons_withheld`),
+ * and a hop so withheld breaks its chain there: nothing before it is given for it. Participation
+ * still counts the withheld hops (a party is answered as one).
  */
 import type { Context } from '../context.ts';
 import { AuditKeys, auditOrigin } from '../audit/audit-key.ts';
@@ -58,6 +66,11 @@ export interface CounterpartyParty {
   audiences: ReadonlySet<string>;
   /** Of the partner issuers the txn names, those whose profile speaks for its firm. */
   partnerIssuers: ReadonlySet<string>;
+  /**
+   * Set when the caller, or any client of its firm, is pairwise: then every event naming a person is
+   * withheld. `clients`: the ids of every registered client — the only names that are not a person.
+   */
+  pairwise?: { clients: ReadonlySet<string> };
 }
 
 /** What the party receives of a txn's events. */
@@ -66,8 +79,10 @@ export interface CounterpartySelection {
   include: ReadonlySet<string>;
   /** The included hops, in log order: those taken part in (as what) and the chain before them. */
   hops: StatedHop[];
-  /** Whether the party took part in any hop: else it gets nothing. */
+  /** Whether the party took part in any hop (shown or withheld for naming a person): else it gets nothing. */
   tookPart: boolean;
+  /** For a pairwise party: how many events it would have been given that are withheld for naming a person. */
+  personsWithheld?: number;
 }
 
 /** A fetch refused for the txn: no part in it, or nothing filed under it — the same answer to the caller. */
@@ -108,8 +123,15 @@ export async function partyOf(ctx: Pick<Context, 'clients' | 'resourceServers' |
   const clients = new Set([client]);
   const audiences = new Set<string>();
   const partnerIssuers = new Set<string>();
+  const registered = await ctx.clients.list();
+  // A disabled client of the firm counts: the people it was told of were told pairwise.
+  let pairwise = caller.metadata.subject_type === 'pairwise';
   if (lei !== undefined) {
-    for (const c of await ctx.clients.list()) if (c.metadata.owner_lei === lei) clients.add(c.metadata.client_id);
+    for (const c of registered) {
+      if (c.metadata.owner_lei !== lei) continue;
+      clients.add(c.metadata.client_id);
+      if (c.metadata.subject_type === 'pairwise') pairwise = true;
+    }
     const hops = events.filter((e) => hopJti(e) !== undefined);
     for (const audience of new Set(hops.flatMap((e) => (typeof e.audience === 'string' ? [e.audience] : [])))) {
       if ((await ctx.resourceServers.getStored(audience))?.server.owner_lei === lei) audiences.add(audience);
@@ -118,7 +140,14 @@ export async function partyOf(ctx: Pick<Context, 'clients' | 'resourceServers' |
       if ((await ctx.partners.byIssuer(issuer))?.legal_entities?.includes(lei)) partnerIssuers.add(issuer);
     }
   }
-  return { client, ...(lei !== undefined ? { lei } : {}), clients, audiences, partnerIssuers };
+  return {
+    client,
+    ...(lei !== undefined ? { lei } : {}),
+    clients,
+    audiences,
+    partnerIssuers,
+    ...(pairwise ? { pairwise: { clients: new Set(registered.map((c) => c.metadata.client_id)) } } : {}),
+  };
 }
 
 /** How the party takes part in one hop (empty: it does not). */
@@ -142,8 +171,36 @@ function clearPersonalField(event: StoredAuditEvent): boolean {
   return Object.keys(personalFields).some((field) => details[field] !== undefined);
 }
 
+/**
+ * Whether an event names a person, for a pairwise party: its subject or actor, an actor of its
+ * `act` chain, an approver of a CIBA token, a region crossing's local subject. A name that is not
+ * a registered client's id counts as a person — a local id, a partner's subject, a client since
+ * removed: fail closed.
+ */
+export function namesPerson(event: StoredAuditEvent, clients: ReadonlySet<string>): boolean {
+  const person = (name: unknown) => name !== undefined && !(typeof name === 'string' && clients.has(name));
+  if (person(event.subject) || person(event.actor)) return true;
+  const details = event.details ?? {};
+  const chain = details.act_chain;
+  if (chain !== undefined && (!Array.isArray(chain) || chain.some(person))) return true;
+  const approvals = details.evidence_digests;
+  if (approvals !== undefined && (!Array.isArray(approvals) || approvals.some((a) => person((a as { sub?: unknown } | null)?.sub)))) return true;
+  return details.region_crossing !== undefined || details.origin_person !== undefined;
+}
+
 /** What the party receives of a txn's events (docs/evidence.md "Evidence for counterparties"). Pure. */
 export function selectForCounterparty(events: readonly StoredAuditEvent[], party: CounterpartyParty): CounterpartySelection {
+  const selection = select(events, party);
+  if (party.pairwise === undefined) return selection;
+  // What naming people takes from it: the events a party without pairwise clients would be given, less these.
+  const { pairwise: _, ...unrestricted } = party;
+  const whole = select(events, unrestricted);
+  return { ...selection, personsWithheld: [...whole.include].filter((id) => !selection.include.has(id)).length };
+}
+
+function select(events: readonly StoredAuditEvent[], party: CounterpartyParty): CounterpartySelection {
+  // OIDC Core §8.1: a pairwise party is never told a person's local id (see the module's comment).
+  const shown = (event: StoredAuditEvent) => party.pairwise === undefined || !namesPerson(event, party.pairwise.clients);
   const byJti = new Map<string, StoredAuditEvent>();
   for (const event of events) {
     const jti = hopJti(event);
@@ -155,16 +212,18 @@ export function selectForCounterparty(events: readonly StoredAuditEvent[], party
     const roles = rolesIn(hop, party, byJti);
     if (roles.length > 0) own.set(jti, roles);
   }
-  // The chain: every earlier hop the party's hops descend from, by their subject tokens.
+  // The chain: every earlier hop the party's shown hops descend from, by their subject tokens, up
+  // to a hop that is withheld (verify-bundle walks the chain within the bundle: it ends there).
+  const shownOwn = [...own.keys()].filter((jti) => shown(byJti.get(jti)!));
   const chain = new Set<string>();
-  for (const jti of own.keys()) {
-    for (let at = parentJti(byJti.get(jti)!); at !== undefined && byJti.has(at) && !own.has(at) && !chain.has(at); at = parentJti(byJti.get(at)!)) chain.add(at);
+  for (const jti of shownOwn) {
+    for (let at = parentJti(byJti.get(jti)!); at !== undefined && byJti.has(at) && shown(byJti.get(at)!) && !own.has(at) && !chain.has(at); at = parentJti(byJti.get(at)!)) chain.add(at);
   }
-  const hopIds = new Set([...own.keys(), ...chain].map((jti) => byJti.get(jti)!.id));
+  const hopIds = new Set([...shownOwn, ...chain].map((jti) => byJti.get(jti)!.id));
   const included = events.filter((e) => hopIds.has(e.id));
   const mandates = new Set(included.flatMap((e) => (e.mandate ? [`${e.mandate.id}\n${e.mandate.v}`] : [])));
   const approvals = new Set(included.flatMap((e) => approvalsOf(e)));
-  const jtis = new Set([...own.keys(), ...chain]);
+  const jtis = new Set([...shownOwn, ...chain]);
   const isOurs = (value: unknown) => typeof value === 'string' && party.clients.has(value);
   const include = new Set<string>();
   for (const event of events) {
@@ -177,7 +236,7 @@ export function selectForCounterparty(events: readonly StoredAuditEvent[], party
           (event.type === 'token.revoked' && typeof jti === 'string' && jtis.has(jti)) ||
           (event.type === 'approval.given' && approvals.has(approvalKey(event.actor, event.details?.role, event.details?.evidence_digest))) ||
           (event.type === 'mandate.lapsed_in_flight' && event.mandate !== undefined && mandates.has(`${event.mandate.id}\n${event.mandate.v}`))));
-    if (wanted && !clearPersonalField(event)) include.add(event.id);
+    if (wanted && !clearPersonalField(event) && shown(event)) include.add(event.id);
   }
   const hops: StatedHop[] = [...byJti]
     .filter(([jti, hop]) => jtis.has(jti) && include.has(hop.id))
@@ -272,7 +331,13 @@ export async function exportForCounterparty(ctx: Context, caller: Client, txn: s
         // The hops the bundle holds: one not sealed yet is left for a later fetch.
         const held = new Set(bundled.flatMap(({ event }) => hopJti(event) ?? []));
         // The export withholds what the selection left out; the party's own pending events are not others'.
-        statement = { client: party.client, ...(party.lei !== undefined ? { lei: party.lei } : {}), hops: selection.hops.filter((hop) => held.has(hop.jti)), withheld: Math.max(0, withheld - pending) };
+        statement = {
+          client: party.client,
+          ...(party.lei !== undefined ? { lei: party.lei } : {}),
+          hops: selection.hops.filter((hop) => held.has(hop.jti)),
+          withheld: Math.max(0, withheld - pending),
+          ...(selection.personsWithheld !== undefined ? { persons_withheld: selection.personsWithheld } : {}),
+        };
         return statement;
       },
     },

@@ -56,6 +56,19 @@ describe('a counterparty statement', () => {
     assert.match(check(none).problems.join('\n'), /names no hop its client took part in/);
   });
 
+  test('of a party with a pairwise client may hold no hop, when it says events naming a person were withheld', () => {
+    const empty = { client: 'clearing-reader', hops: [], withheld: 7 };
+    const own: { event: StoredAuditEvent }[] = [];
+    assert.deepEqual(checkCounterpartyStatement({ ...empty, persons_withheld: 3 }, own, { txn: 'trade-1' }).problems, []);
+    assert.equal(checkCounterpartyStatement({ ...empty, persons_withheld: 3 }, own, { txn: 'trade-1' }).summary?.personsWithheld, 3);
+    assert.match(checkCounterpartyStatement(empty, own, { txn: 'trade-1' }).problems.join('\n'), /names no hop its client took part in/, 'without that, it names none');
+    assert.match(checkCounterpartyStatement({ ...empty, persons_withheld: 0 }, own, { txn: 'trade-1' }).problems.join('\n'), /names no hop/);
+    assert.match(checkCounterpartyStatement({ ...empty, persons_withheld: 8 }, own, { txn: 'trade-1' }).problems.join('\n'), /persons_withheld must be a count within withheld/);
+    // A bundle holding hops still needs one taken part in.
+    const none = { ...good, hops: good.hops.map((h) => ({ jti: h.jti, part: 'chain' })), persons_withheld: 2 };
+    assert.match(check(none).problems.join('\n'), /names no hop its client took part in/);
+  });
+
   test('fails when malformed: no client, a negative count, an unknown role, a role on a chain hop, another query than one txn', () => {
     assert.deepEqual(check({ ...good, client: '' }).problems, ['counterparty: not a counterparty statement (client, withheld, hops)']);
     assert.equal(check({ ...good, withheld: -1 }).problems.length, 1);

@@ -11,6 +11,7 @@ import { personalFields } from '../../src/audit/personal-data.ts';
 import { epochSeconds } from '../../src/clock.ts';
 import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { evidenceAudience } from '../../src/resource-servers/builtins.ts';
+import { codeFlowFixture } from '../authorization/fixture.ts';
 import { runCli } from '../helpers/cli.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
 import { assertErrorShape, assertOAuthError, protocolFixture, type ProtocolFixture } from './fixture.ts';
@@ -362,5 +363,65 @@ describe('a counterparty’s bundle', () => {
     await h.seal();
     const am = await fetched(h, 'am-evidence', 'late-trade');
     assert.equal(verifyBundle(am.text).ok, true);
+  });
+});
+
+describe('a counterparty with a pairwise client (OIDC Core §8.1)', () => {
+  test('is given no event naming a person, whose local id its firm’s pairwise client is never told; it counts them, and the bundle verifies', async (t) => {
+    const f = await codeFlowFixture(t, { risk: 'off' });
+    const desk = 'https://desk.arranger.example';
+    await f.apply({
+      regions: [{ id: 'uk' }],
+      legal_entities: [
+        { lei: lei.arranger, name: 'Arranger', jurisdiction: 'GB', home_region: 'uk', roles: ['arranger'] },
+        { lei: lei.clearing, name: 'Clearing', jurisdiction: 'GB', home_region: 'uk', roles: ['clearing'] },
+      ],
+      resource_servers: [
+        { identifier: desk, owner_lei: lei.arranger, scopes: ['order:create'], exchange_clients: ['arranger-backend'] },
+        { identifier: api.clearing, owner_lei: lei.clearing, scopes: ['order:create'] },
+      ],
+      clients: [client('arranger-backend', lei.arranger, 'exchange', 'order:create'), client('clearing-evidence', lei.clearing, 'cc', 'evidence:counterparty')],
+    });
+    // A person signs in at the trading desk, consenting to both APIs; the arranger exchanges their
+    // token for the clearing firm's (the first hop of a txn).
+    const person = await f.signIn('tara');
+    await f.authorizeAndApprove({ person, query: { resource: api.clearing } });
+    const { code, pkce } = await f.authorizeAndApprove({ person, query: { resource: desk } });
+    const redeemed = await f.redeem('web-app', code, pkce.verifier, { resource: desk });
+    assert.equal(redeemed.statusCode, 200, redeemed.body);
+    const exchanged = await f.token({
+      auth: f.basic('arranger-backend'),
+      form: { grant_type: exchange, subject_token: (redeemed.json() as { access_token: string }).access_token, subject_token_type: accessTokenType, resource: api.clearing },
+    });
+    assert.equal(exchanged.statusCode, 200, exchanged.body);
+    const hop = decodeJwt((exchanged.json() as { access_token: string }).access_token);
+    assert.equal(hop.sub, person.userId, 'the hop is about the person, by their local id');
+    await createSealer(f.ctx, resolveMasterKey(f.ctx.config).key).sealAll();
+    const fetch = async () => {
+      const response = await f.inject({ method: 'GET', url: `/evidence/transactions/${String(hop.txn)}`, headers: { authorization: `Bearer ${await f.accessToken('clearing-evidence', { resource: evidenceAudience(f.issuer), scope: 'evidence:counterparty' })}` } });
+      assert.equal(response.statusCode, 200, response.body);
+      return { text: response.body, bundle: JSON.parse(response.body) as EvidenceBundle };
+    };
+    // A firm of public clients only is told the local id, as its clients are.
+    const open = await fetch();
+    assert.ok(open.text.includes(person.userId));
+    assert.deepEqual(open.bundle.counterparty!.hops.map((h) => h.part), ['took_part']);
+    assert.equal(open.bundle.counterparty!.persons_withheld, undefined);
+    // The firm registers a pairwise client: its evidence no longer names the person.
+    await f.apply({
+      clients: [{ client_id: 'clearing-portal', kind: 'app', owner_lei: lei.clearing, subject_type: 'pairwise', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: ['https://portal.clearing-firm.example/cb'], scope: 'openid' }],
+    });
+    const pairwise = await fetch();
+    assert.ok(!pairwise.text.includes(person.userId), 'the local id appears nowhere in the bundle');
+    assert.deepEqual(pairwise.bundle.counterparty!.hops, []);
+    assert.ok(pairwise.bundle.events.every(({ event }) => event.subject === undefined || event.subject === event.client));
+    const withheld = open.bundle.events.length - pairwise.bundle.events.length;
+    assert.ok(withheld >= 1);
+    assert.equal(pairwise.bundle.counterparty!.persons_withheld, open.bundle.events.filter(({ event }) => event.subject === person.userId).length);
+    const report = verifyBundle(pairwise.text);
+    assert.equal(report.ok, true, report.problems.join('\n'));
+    assert.equal(report.counterparty?.personsWithheld, pairwise.bundle.counterparty!.persons_withheld);
+    const exported = await f.auditEvents('evidence.counterparty_exported');
+    assert.deepEqual(exported.map((e) => e.details?.persons_withheld), [undefined, pairwise.bundle.counterparty!.persons_withheld]);
   });
 });

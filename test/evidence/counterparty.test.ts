@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
-import { selectForCounterparty, type CounterpartyParty } from '../../src/evidence/counterparty.ts';
+import { namesPerson, selectForCounterparty, type CounterpartyParty } from '../../src/evidence/counterparty.ts';
 
 // Which of a txn's events a counterparty receives (src/evidence/counterparty.ts), on events as the
 // token grants write them: hops by jti and parent_jti, act_chain newest first.
@@ -86,6 +86,50 @@ describe('a counterparty’s selection', () => {
     const hop = exchanged('c2', 'c1', 'broker-backend', 'https://clearing', ['broker-backend']);
     const broker = selectForCounterparty([ciba, approval, anotherApproval, hop], party(['broker-backend']));
     assert.deepEqual(broker.include, ids([ciba, approval, hop]));
+  });
+
+  test('withholds from a party with a pairwise client every event naming a person, and the chain above such a hop (OIDC Core §8.1)', () => {
+    // A person's token (their local id as subject) for the orders API, exchanged by the arranger and
+    // then the broker for the clearing API; the person's approval is filed under the trade too.
+    const person = 'b2d6c1f0-7a43-4c57-9f0e-3f1d2a9c8e11';
+    const registered = new Set(['desk-app', 'arranger-backend', 'broker-backend', 'clearing-reader', 'clearing-portal']);
+    const personal = issued('q1', 'desk-app', 'https://orders', { subject: person });
+    const q2 = exchanged('q2', 'q1', 'arranger-backend', 'https://execution', ['arranger-backend']);
+    const q3 = exchanged('q3', 'q2', 'broker-backend', 'https://clearing', ['broker-backend', 'arranger-backend']);
+    const personHops = [personal, { ...q2, subject: person }, { ...q3, subject: person }];
+    const approval = event('approval.given', { actor: person, subject: person, client: 'clearing-reader', details: { role: 'subject' } });
+    const appended = event('evidence.appended', { client: 'clearing-reader', actor: 'clearing-reader' });
+    const clearing = { audiences: new Set(['https://clearing']) };
+    // The same party without a pairwise client: the hop, its chain, its own doings.
+    const open = selectForCounterparty([...personHops, approval, appended], party(['clearing-reader', 'clearing-portal'], clearing));
+    assert.deepEqual(open.include, ids([...personHops, approval, appended]));
+    assert.equal(open.personsWithheld, undefined);
+    // With one: nothing that names the person; it still took part, and is told how much was withheld.
+    const pairwise = selectForCounterparty([...personHops, approval, appended], party(['clearing-reader', 'clearing-portal'], { ...clearing, pairwise: { clients: registered } }));
+    assert.deepEqual(pairwise.include, ids([appended]));
+    assert.deepEqual(pairwise.hops, []);
+    assert.equal(pairwise.tookPart, true, 'a party, answered as one');
+    assert.equal(pairwise.personsWithheld, 4);
+    // A client's own hop below a person's: shown, and its chain ends at the person's hop.
+    const machine = exchanged('q3', 'q2', 'broker-backend', 'https://clearing', ['broker-backend']);
+    const machineChain = [issued('m1', 'algo-7', 'https://orders'), { ...q2, details: { ...q2.details, parent_jti: 'm1' }, subject: person }, { ...machine, subject: 'broker-backend' }];
+    const cut = selectForCounterparty(machineChain, party(['clearing-reader'], { ...clearing, pairwise: { clients: new Set([...registered, 'algo-7']) } }));
+    assert.deepEqual(cut.hops, [{ jti: 'q3', part: 'took_part', as: ['audience'] }], 'neither the person’s hop nor the client’s hop above it');
+    assert.equal(cut.personsWithheld, 2);
+  });
+
+  test('counts as a person any name that is not a registered client: a local id, a partner’s subject, an approver, a removed client', () => {
+    const clients = new Set(['broker-backend', 'arranger-backend']);
+    const hop = (fields: Partial<StoredAuditEvent>, details: Record<string, unknown> = {}) =>
+      event('token.exchanged', { client: 'broker-backend', actor: 'broker-backend', subject: 'broker-backend', ...fields, details: { jti: 'n', act_chain: ['broker-backend'], ...details } });
+    assert.equal(namesPerson(hop({}), clients), false, 'a client’s own token');
+    assert.equal(namesPerson(hop({ subject: 'a-local-id' }), clients), true);
+    assert.equal(namesPerson(hop({ subject: 'gone-client' }), clients), true, 'not registered: fail closed');
+    assert.equal(namesPerson(hop({}, { act_chain: ['pb-trader-9 (https://as.partner.example)', 'broker-backend'] }), clients), true, 'a partner’s subject acting');
+    assert.equal(namesPerson(hop({}, { evidence_digests: [{ sub: 'a-local-id', role: 'subject' }] }), clients), true);
+    assert.equal(namesPerson(hop({}, { region_crossing: { from: 'uk', to: 'us', local_subject: 'a-local-id' } }), clients), true);
+    assert.equal(namesPerson(event('approval.given', { actor: 'a-local-id' }), clients), true);
+    assert.equal(namesPerson(event('token.introspected', { client: 'broker-backend' }), clients), false, 'names nobody');
   });
 
   test('withholds an event holding a personal field in the clear: fail closed', () => {

@@ -376,7 +376,7 @@ function verifyBundleCommand(args: AuditArgs, output: Output): number {
     // A counterparty's bundle (src/audit/bundle-counterparty.ts): for whom it was cut, and what it leaves out.
     const c = report.counterparty;
     if (c) {
-      output.out(`counterparty bundle verified: cut for ${c.client}${c.lei ? ` (${c.lei})` : ''}: ${c.tookPart} hop(s) it took part in, ${c.chain} earlier hop(s) of the chain before them; ${c.withheld} event(s) of the txn withheld (counted, not shown)`);
+      output.out(`counterparty bundle verified: cut for ${c.client}${c.lei ? ` (${c.lei})` : ''}: ${c.tookPart} hop(s) it took part in, ${c.chain} earlier hop(s) of the chain before them; ${c.withheld} event(s) of the txn withheld (counted, not shown)${c.personsWithheld !== undefined ? `, ${c.personsWithheld} of them for naming a person (the firm has a pairwise client)` : ''}`);
       const references = [...c.mandates.map((m) => `mandate ${m}`), ...c.grants.map((g) => `consent grant ${g}`)];
       if (references.length) output.out(`  the chain's references: ${references.join(', ')}`);
     }

@@ -36,7 +36,8 @@ const noEvidence = 'no evidence of yours is filed under this txn';
  *    request is a write that is refused);
  * 6. at least one of its hops is sealed — else 503 with Retry-After (only a party hears it).
  * 200 with the bundle as a download, `Clearance-Unsealed-Events` counting the caller's own events
- * not sealed yet. Every fetch from rule 2 on is one audit event, under the txn when it is well
+ * not sealed yet; to a firm with a pairwise client, without any event naming a person (counted in
+ * `persons_withheld`: OIDC Core §8.1, src/evidence/counterparty.ts). Every fetch from rule 2 on is one audit event, under the txn when it is well
  * formed: `evidence.counterparty_exported`, or `evidence.counterparty_refused` with a reason code
  * (rate limited per client like every refusal: src/audit/refusals.ts).
  */
@@ -116,6 +117,7 @@ export const counterpartyEvidence: Endpoint = {
             ...(statement.lei !== undefined ? { lei: statement.lei } : {}),
             events: result.bundle.events.length,
             withheld: statement.withheld,
+            ...(statement.persons_withheld !== undefined ? { persons_withheld: statement.persons_withheld } : {}),
             unsealed: pending + result.unsealed,
             tree_size: result.bundle.checkpoint.treeSize,
             // Which hops it was given, and why: the jtis (never a token) and the roles.
