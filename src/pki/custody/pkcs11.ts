@@ -140,7 +140,7 @@ export class Pkcs11Custody implements KeyCustody {
     const { module, tokenLabel, pin, tool = 'pkcs11-tool' } = this.#options;
     const full = ['--module', module, '--token-label', tokenLabel, '--pin', `env:${pinVariable}`, ...args];
     return new Promise((resolve, reject) => {
-      const child = spawn(tool, full, { env: { ...process.env, [pinVariable]: pin }, timeout: 30_000, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(tool, full, { env: toolEnvironment(pin), timeout: 30_000, stdio: ['pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
@@ -168,13 +168,29 @@ export class Pkcs11Custody implements KeyCustody {
     const { module, tokenLabel, pin, tool = 'pkcs11-tool' } = this.#options;
     const full = ['--module', module, '--token-label', tokenLabel, ...(args.includes('--login') ? ['--pin', `env:${pinVariable}`] : []), ...args];
     return new Promise((resolve, reject) => {
-      execFile(tool, full, { env: { ...process.env, [pinVariable]: pin }, timeout: 30_000, encoding: 'utf8' }, (error, stdout, stderr) => {
+      execFile(tool, full, { env: toolEnvironment(pin), timeout: 30_000, encoding: 'utf8' }, (error, stdout, stderr) => {
         if (!error) return resolve(stdout);
         const said = `${stderr}`.replaceAll(pin, '****').trim().split('\n').slice(-3).join(' ');
         reject(new CustodyError(`pkcs11-tool ${args.find((a) => a.startsWith('--') && a !== '--login') ?? ''} failed: ${said || (error as Error).message}`));
       });
     });
   }
+}
+
+/** What every pkcs11-tool needs from the environment: where programs and temporary files are, the locale, the time zone. */
+const baseEnvironment = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'TZ', 'SOFTHSM2_CONF'];
+
+/**
+ * The subprocess's environment: the PIN, the few variables a tool and a PKCS#11 module need, and
+ * those CLEARANCE_PKCS11_ENV names (comma-separated: a vendor module's configuration, e.g.
+ * `ChrystokiConfigurationPath`) — never the rest of the server's, which holds CLEARANCE_MASTER_KEY,
+ * CLEARANCE_PREVIOUS_MASTER_KEY and DATABASE_URL's password (docs/pki.md "Key custody").
+ */
+export function toolEnvironment(pin: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const extra = (env.CLEARANCE_PKCS11_ENV ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '' && !name.startsWith('CLEARANCE_'));
+  const passed: NodeJS.ProcessEnv = {};
+  for (const name of [...baseEnvironment, ...extra]) if (env[name] !== undefined) passed[name] = env[name];
+  return { ...passed, [pinVariable]: pin };
 }
 
 /** RFC 7512: `pkcs11:token=<label>;id=%xx%yy…;type=private`. */
