@@ -37,9 +37,10 @@ export interface ApprovalKind {
    * Whether this second person may decide this request (a policy decision, a role, a custodian
    * list): undefined when they may, else the reason (recorded in `approval.refused`). Fail closed:
    * an error is a refusal. `listing`: only deciding what to show (the approvals page, the admin
-   * API's list) — nothing is recorded; the decision itself asks again, and records.
+   * API's list) — nothing is recorded; the decision itself asks again, and records, with
+   * `decision` (a kind may let a proof approve that it does not let deny: key_compromise).
    */
-  eligible(ctx: KindContext, request: ApprovalRequest, approver: Approver, proof: ApproverProof, options?: { listing?: boolean }): Promise<string | undefined>;
+  eligible(ctx: KindContext, request: ApprovalRequest, approver: Approver, proof: ApproverProof, options?: { listing?: boolean; decision?: 'approve' | 'deny' }): Promise<string | undefined>;
   /** What an approver is shown, in plain language (the approvals page and the admin API). */
   describe(request: ApprovalRequest): ApprovalDescription;
   /**

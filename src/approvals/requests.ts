@@ -73,7 +73,17 @@ export interface ApprovalDecision {
  */
 export type ApproverProof =
   | { method: 'passkey'; acr: string; amr: string[]; evidence: Record<string, unknown> }
-  | { method: 'token'; acr: string; amr: string[]; authTime: number; jti: string; clientId: string }
+  | {
+      method: 'token';
+      acr: string;
+      amr: string[];
+      authTime: number;
+      jti: string;
+      clientId: string;
+      /** The `kid` of the key that signed it (null: a reference token) and its consent grant: for a kind that asks what vouches for the token (key_compromise). Not evidence. */
+      kid?: string | null;
+      grantId?: string;
+    }
   | { method: 'session'; acr: string; amr: string[]; authTime: number };
 
 /** SHA-256 (base64url) of the RFC 8785 canonical JSON of a request's content: what approvers sign. */
@@ -302,7 +312,7 @@ export async function decideApprovalRequest(
   if (role === 'approver') {
     let ineligible: string | undefined;
     try {
-      ineligible = await kind.eligible(ctx, request, input.approver, input.proof);
+      ineligible = await kind.eligible(ctx, request, input.approver, input.proof, { decision: input.decision });
     } catch (error) {
       ctx.log.error({ err: error, requestId: input.httpRequestId }, 'approval eligibility failed: refused');
       ineligible = 'eligibility could not be decided';

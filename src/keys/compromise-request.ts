@@ -10,7 +10,7 @@ import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { consumeApprovalRequest, decisionsOf, listPendingApprovalRequests, openApprovalRequest, type ApprovalRequest } from '../approvals/requests.ts';
 import type { Database } from '../storage/schema.ts';
-import { compromiseIn, KeyRevocationError, revocableKey } from './compromise.ts';
+import { compromiseIn, KeyRevocationError, reasonProblem, revocableKey } from './compromise.ts';
 
 /** The role whose holders ask for and approve a compromised key's revocation. */
 export const keyCompromiseRole = 'admin';
@@ -40,7 +40,8 @@ export class KeyRevocationPending extends Error {
 }
 
 /**
- * Opens the request: the key can be revoked (KeyRevocationError otherwise), none waits for it
+ * Opens the request: the reason is one the audit log takes and the key can be revoked
+ * (KeyRevocationError otherwise), none waits for it
  * (KeyRevocationPending), and it needs one approval when a person asked, two when a client's own
  * token did (nobody stands behind a client). Recorded as `approval.requested` (txn = its id).
  */
@@ -48,6 +49,8 @@ export async function requestKeyRevocation(
   ctx: Context,
   input: { kid: string; reason: string; requester: string; requesterType: 'user' | 'client'; requestId?: string },
 ): Promise<ApprovalRequest> {
+  const bad = reasonProblem(input.reason);
+  if (bad) throw new KeyRevocationError('reason', bad);
   const key = await revocableKey(ctx, input.kid);
   const [pending] = await listPendingApprovalRequests(ctx, { kinds: ['key_compromise'], subject: input.kid, limit: 1 });
   if (pending) throw new KeyRevocationPending(pending.id);
@@ -88,7 +91,8 @@ export async function settleKeyRevocation(ctx: Context, trx: Transaction<Databas
     });
     return [event];
   } catch (error) {
-    if (error instanceof KeyRevocationError) {
+    // Only what was refused before anything was written; an interrupted revocation rolls the decision back.
+    if (error instanceof KeyRevocationError && error.code !== 'interrupted') {
       ctx.log.warn({ kid: content.kid, requestId: request.id, why: error.code }, 'an approved key revocation found the key already out of the JWKS');
       return [];
     }

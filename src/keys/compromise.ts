@@ -2,7 +2,8 @@
  * A compromised token-signing key (issue 26 item 1; docs/keys.md "Token-signing keys: compromise").
  * `clearance keys revoke KID --compromised`, or the admin API with a second person's approval or a
  * break-glass activation, ends a key at once instead of letting it age out (`retire` waits until
- * every token it signed has expired). In ONE transaction:
+ * every token it signed has expired). In ONE transaction, holding the signing keys' lock (one
+ * change of them at a time: two revocations at once are done one after the other):
  *
  * 1. the key is retired and marked compromised (`retired_at` = `compromised_at` = now, nothing ever
  *    clears them): out of the JWKS, never a verification key (src/tokens/own-jwt.ts asks
@@ -12,26 +13,34 @@
  *    the others when the `keys` generation's change notice arrives (PostgreSQL, milliseconds), else
  *    at their next one-second check. No per-token list is needed, and the hot path stays one
  *    in-memory lookup;
- * 2. when it was the active key, the next one signs now: a staged `next` key is promoted, else a
- *    new key is made. Its activation is set a few seconds in the past, so every node signs with it
- *    at once whatever its clock's skew;
+ * 2. when it was the active key, the next one signs now: a staged `next` key is promoted (unless
+ *    its own revocation as compromised was asked for: a key in doubt), else a new key is made. Its activation is set a few seconds in the past, so every node signs with it
+ *    at once whatever its clock's skew. Before commit the signer is checked: a good key signs (never
+ *    none, never a compromised one, never a superseded one again), else a new one is made;
  * 3. the refresh tokens issued with tokens it signed (`refresh_tokens.access_kid`, or for rows older
  *    than that column, created while it signed) are revoked with their whole families (and the
  *    refresh grant refuses any whose tokens a compromised key signed: one a node wrote before it
  *    learned of the revocation);
  * 4. ONE `key.compromised` event says what it ended and who asked and allowed it.
  */
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
+import { isPostgres } from '../audit/dialect.ts';
 import type { AuditEvent } from '../audit/events.ts';
+import { containsJwt } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { bumpGeneration } from '../storage/generations.ts';
 import { KeyError, keyInfos, type KeyInfo, type KeyState } from './keystore.ts';
 
-/** Why a key cannot be revoked: unknown, already out of the JWKS, or changed by someone else meanwhile. */
+/**
+ * Why a key cannot be revoked: unknown, already out of the JWKS, changed by someone else meanwhile,
+ * or a reason the audit log would refuse (`reason`: the caller's mistake) — each said before anything
+ * is written. `interrupted`: something was written, and the caller's transaction must roll back
+ * (never expected: the signing keys' lock is held; it guards against a path that takes none).
+ */
 export class KeyRevocationError extends KeyError {
-  readonly code: 'unknown' | 'retired' | 'compromised' | 'changed';
+  readonly code: 'unknown' | 'retired' | 'compromised' | 'changed' | 'reason' | 'interrupted';
   constructor(code: KeyRevocationError['code'], message: string) {
     super(message);
     this.code = code;
@@ -75,6 +84,24 @@ export interface CompromiseReport {
 
 /** Longest reason recorded. */
 export const maxReasonLength = 500;
+
+/**
+ * Why `reason` cannot be recorded, or undefined when it can. The reason goes into the approval
+ * request and the `key.compromised` event, and the audit guard (src/audit/guard.ts) refuses a
+ * JWT-shaped string, a PEM block or a reference token's handle — so mid-emergency an operator who
+ * pastes the leaked token or key as the reason would have the whole revocation rolled back. Said
+ * up front instead (400 / exit 2), before anything is written: record where it leaked, not what.
+ */
+export function reasonProblem(reason: string): string | undefined {
+  if (reason.trim().length === 0 || reason.length > maxReasonLength) return `the reason must be 1 to ${maxReasonLength} characters`;
+  // Line breaks are fine (a pasted note); other control characters are no reason.
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(reason)) return 'the reason must not contain control characters';
+  const secret = 'say where the key or token was found, not what it is: the reason is kept in the audit log, which never holds tokens or keys';
+  if (containsJwt(reason)) return `the reason holds a JWT; ${secret}`;
+  if (/-----BEGIN [A-Z0-9 ]+-----/.test(reason)) return `the reason holds a PEM block; ${secret}`;
+  if (reason.includes('clr_at_')) return `the reason holds a reference token; ${secret}`;
+  return undefined;
+}
 
 /**
  * How far in the past a promoted key's activation is set: more than the clock skew between nodes,
@@ -123,31 +150,28 @@ export async function revokeCompromisedKey(ctx: Pick<Context, 'audit' | 'keys' |
  * The revocation in the caller's transaction (an approval's settlement, or revokeCompromisedKey's):
  * steps 1–3 above, and the `key.compromised` event for the caller to record in that transaction.
  * The caller invalidates `ctx.keys` once it committed. Throws KeyRevocationError, having written
- * nothing, for an unknown, retired or already compromised key.
+ * nothing, for an unknown, retired or already compromised key or a reason the audit log would
+ * refuse; code `interrupted` after writing (the caller's transaction must roll back).
  */
 export async function compromiseIn(
   ctx: Pick<Context, 'keys' | 'clock' | 'config'>,
   trx: Transaction<Database>,
   input: CompromiseInput,
 ): Promise<{ report: CompromiseReport; event: AuditEvent }> {
+  if (input.reason !== undefined) {
+    const bad = reasonProblem(input.reason);
+    if (bad) throw new KeyRevocationError('reason', bad);
+  }
+  // One change of the signing keys at a time: two revocations at once (the active key and the
+  // staged one, from two nodes) must each see what the other did, or both promote a key the other
+  // revokes and nothing signs. The same lock as the audit keys' (src/audit/audit-key.ts); on SQLite
+  // the transaction's BEGIN IMMEDIATE already makes this process the one writer. Taken before the
+  // read, so the read is of the keys as they are (READ COMMITTED: each statement sees the latest commit).
+  if (isPostgres(trx)) await sql`lock table signing_keys in exclusive mode`.execute(trx);
   const now = ctx.clock.now();
-  const rows = await trx
-    .selectFrom('signing_keys')
-    .select(['kid', 'alg', 'created_at', 'activates_at', 'retired_at', 'compromised_at'])
-    .orderBy('activates_at')
-    .orderBy('kid')
-    .execute();
-  const keys = keyInfos(
-    rows.map((row) => ({
-      kid: row.kid,
-      alg: row.alg as SigningAlg,
-      createdAt: Number(row.created_at),
-      activatesAt: Number(row.activates_at),
-      retiredAt: row.retired_at === null ? null : Number(row.retired_at),
-      compromisedAt: row.compromised_at === null ? null : Number(row.compromised_at),
-    })),
-    now,
-  );
+  const keys = await keysIn(trx, now);
+  const supersededBefore = new Set(keys.filter((k) => k.state === 'superseded' || k.state === 'retirable').map((k) => k.kid));
+
   const key = keys.find((k) => k.kid === input.kid);
   const problem = revocationProblem(input.kid, key);
   if (problem) throw problem;
@@ -163,13 +187,36 @@ export async function compromiseIn(
   let promoted: CompromiseReport['promoted'];
   if (revoked.state === 'active') {
     const activatesAt = Math.min(now, Math.max(revoked.activatesAt + 1, now - promotionSkewMs));
-    const staged = keys.find((k) => k.state === 'next');
+    // A staged key someone asked to revoke as compromised is in doubt: never promoted (every admin
+    // token would then be signed by a key that vouches for no one, src/keys/compromise-signer.ts).
+    let staged: KeyInfo | undefined;
+    for (const candidate of keys.filter((k) => k.state === 'next')) {
+      if (await revocationPending(trx, candidate.kid, now)) continue;
+      staged = candidate;
+      break;
+    }
     if (staged) {
-      await trx.updateTable('signing_keys').set({ activates_at: activatesAt }).where('kid', '=', staged.kid).where('retired_at', 'is', null).execute();
+      const moved = await trx.updateTable('signing_keys').set({ activates_at: activatesAt }).where('kid', '=', staged.kid).where('retired_at', 'is', null).executeTakeFirst();
+      // Under the lock nobody retires it meanwhile; if something did, nothing is left half done.
+      if (Number(moved.numUpdatedRows) !== 1) throw new KeyRevocationError('interrupted', `the staged key "${staged.kid}" was retired or revoked meanwhile; see clearance keys list`);
       promoted = { kid: staged.kid, how: 'staged' };
     } else {
       promoted = { kid: await ctx.keys.createIn(trx, ctx.config.signingAlg, activatesAt), how: 'generated' };
     }
+  }
+
+  // Before this commits, what signs is checked, not assumed: a good key — never compromised, never
+  // one a newer key had superseded (its tokens would verify again, and it may be older and weaker).
+  // Should anything have left none (a key changed by a path that took no lock), a new one is made.
+  const after = await keysIn(trx, now);
+  const signerAfter = after.find((k) => k.state === 'active');
+  if (!signerAfter || supersededBefore.has(signerAfter.kid)) {
+    const newest = Math.max(-Infinity, ...after.filter((k) => k.activatesAt <= now).map((k) => k.activatesAt));
+    const activatesAt = Math.min(now, Math.max(newest + 1, now - promotionSkewMs));
+    const kid = await ctx.keys.createIn(trx, ctx.config.signingAlg, activatesAt);
+    const check = (await keysIn(trx, now)).find((k) => k.state === 'active');
+    if (check?.kid !== kid) throw new KeyRevocationError('interrupted', 'no key could be made to sign after the revocation; nothing was changed: try again');
+    promoted = { kid, how: 'generated' };
   }
 
   // 3. The refresh tokens issued with what it signed: the live ones, and every token of their families.
@@ -228,6 +275,33 @@ export async function compromiseIn(
     at: now,
   };
   return { report, event: compromisedEvent(report, input) };
+}
+
+/** Whether a `key_compromise` approval request for `kid` is pending (src/keys/compromise-request.ts). */
+async function revocationPending(trx: Transaction<Database>, kid: string, now: number): Promise<boolean> {
+  const row = await trx.selectFrom('approval_requests').select('id').where('kind', '=', 'key_compromise').where('subject', '=', kid).where('status', '=', 'pending').where('expires_at', '>', now).executeTakeFirst();
+  return row !== undefined;
+}
+
+/** Every signing key with its state at `now`, as the transaction sees them (not a cache). */
+async function keysIn(trx: Transaction<Database>, now: number): Promise<KeyInfo[]> {
+  const rows = await trx
+    .selectFrom('signing_keys')
+    .select(['kid', 'alg', 'created_at', 'activates_at', 'retired_at', 'compromised_at'])
+    .orderBy('activates_at')
+    .orderBy('kid')
+    .execute();
+  return keyInfos(
+    rows.map((row) => ({
+      kid: row.kid,
+      alg: row.alg as SigningAlg,
+      createdAt: Number(row.created_at),
+      activatesAt: Number(row.activates_at),
+      retiredAt: row.retired_at === null ? null : Number(row.retired_at),
+      compromisedAt: row.compromised_at === null ? null : Number(row.compromised_at),
+    })),
+    now,
+  );
 }
 
 /** The one `key.compromised` event: the key, what it ended, what signs now, who asked and allowed it. */

@@ -59,6 +59,40 @@ describe('clearance keys revoke', () => {
     assert.equal(events[0]!.details!.reason, 'found in a public repository');
   });
 
+  test('refuses a reason holding a token, a PEM block, a reference handle or control characters with the usage code, before anything is written', async (t) => {
+    const w = cliWorkspace(t, 'clearance-cli-revoke-');
+    const [[kid]] = kidsIn((await w.run('keys', 'list')).out) as [[string]];
+    const b64 = (json: unknown) => Buffer.from(JSON.stringify(json)).toString('base64url');
+    const jwt = `${b64({ alg: 'ES256', kid, typ: 'at+jwt' })}.${b64({ sub: 'broker-1' })}.c2lnbmF0dXJl`;
+    const refused: [string, string][] = [
+      [`pasted by mistake: ${jwt}`, 'the reason holds a JWT'],
+      ['-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----', 'the reason holds a PEM block'],
+      ['clr_at_0f3e9a was in the proxy log', 'the reason holds a reference token'],
+      ['colour \u001b[31mred', 'the reason must not contain control characters'],
+      ['   ', 'the reason must be 1 to 500 characters'],
+      ['x'.repeat(501), 'the reason must be 1 to 500 characters'],
+    ];
+    for (const [reason, message] of refused) {
+      // --reason=… : a PEM block begins with dashes, which a separate argument would read as an option.
+      const run = await w.run('keys', 'revoke', kid, '--compromised', `--reason=${reason}`);
+      assert.equal(run.code, 2, JSON.stringify(reason));
+      assert.ok(run.err.startsWith(message), run.err);
+      assert.match(run.err, / \(--reason\)$/);
+      assert.equal(run.out, '');
+    }
+    assert.match((await w.run('keys', 'list')).out, new RegExp(`^${kid}  ES256  active `));
+
+    const config = loadConfig(w.env);
+    const ctx = await openContext(config, { log: createLogger('silent') });
+    t.after(() => ctx.storage.close());
+    const rows = await ctx.storage.db.selectFrom('audit_events').select('type').where('type', 'in', ['key.compromised', 'key.created']).execute();
+    assert.deepEqual(rows.map((r) => r.type), ['key.created'], 'no key.compromised event, and no new key');
+
+    // A reason over several lines, naming where it leaked, is taken.
+    const done = await w.run('keys', 'revoke', kid, '--compromised', '--reason', 'found in build log 4411\nposted at 02:10');
+    assert.equal(done.code, 0, done.err);
+  });
+
   test('the help names revoke and the compromised state', async (t) => {
     const w = cliWorkspace(t, 'clearance-cli-revoke-');
     const help = await w.run('keys', '--help');

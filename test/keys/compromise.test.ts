@@ -2,11 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { maxTokenLifetimeSeconds } from '../../src/config.ts';
-import { KeyRevocationError, revokeCompromisedKey, type CompromiseInput } from '../../src/keys/compromise.ts';
+import type { Context } from '../../src/context.ts';
+import { KeyRevocationError, maxReasonLength, reasonProblem, revokeCompromisedKey, type CompromiseInput, type CompromiseReport } from '../../src/keys/compromise.ts';
+import { requestKeyRevocation } from '../../src/keys/compromise-request.ts';
 import { KeyError } from '../../src/keys/keystore.ts';
+import { createLogger } from '../../src/log.ts';
+import { openContext } from '../../src/server.ts';
+import { mintAccessToken, newJti, verifyAccessToken } from '../../src/tokens/access-token.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { assertOAuthError, decodeJwt, ordersApi } from '../endpoints/fixture.ts';
-import { testDialects } from '../helpers/storage.ts';
+import { testContext, testDialects } from '../helpers/storage.ts';
 
 // A compromised token-signing key (src/keys/compromise.ts, docs/keys.md "Token-signing keys:
 // compromise"), from the outside (HTTP: introspection, userinfo, the admin API, the JWKS, the token
@@ -208,3 +213,145 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+describe('the reason a revocation records', () => {
+  test('is refused when it holds a JWT, a PEM block, a reference token or control characters, or is empty or too long; where it leaked is fine', () => {
+    const b64 = (json: unknown) => Buffer.from(JSON.stringify(json)).toString('base64url');
+    const jwt = `${b64({ alg: 'ES256', kid: 'k1', typ: 'at+jwt' })}.${b64({ sub: 'broker-1', exp: 1 })}.c2lnbmF0dXJl`;
+    const refused: [string, RegExp][] = [
+      [`leaked: ${jwt}`, /^the reason holds a JWT; say where the key or token was found, not what it is: the reason is kept in the audit log, which never holds tokens or keys$/],
+      [`${Buffer.from(' {"alg":"none"}').toString('base64url')}.${b64({ sub: 'x' })}.`, /^the reason holds a JWT/],
+      ['-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI...\n-----END EC PRIVATE KEY-----', /^the reason holds a PEM block/],
+      ['-----BEGIN CERTIFICATE-----', /^the reason holds a PEM block/],
+      ['the handle clr_at_Zm9vYmFy was in the proxy log', /^the reason holds a reference token/],
+      ['escape \u001b[0m', /^the reason must not contain control characters$/],
+      ['nul \u0000', /^the reason must not contain control characters$/],
+      ['delete \u007f', /^the reason must not contain control characters$/],
+      ['vertical tab \u000b', /^the reason must not contain control characters$/],
+      ['', new RegExp(`^the reason must be 1 to ${maxReasonLength} characters$`)],
+      ['  \n ', new RegExp(`^the reason must be 1 to ${maxReasonLength} characters$`)],
+      ['x'.repeat(maxReasonLength + 1), new RegExp(`^the reason must be 1 to ${maxReasonLength} characters$`)],
+    ];
+    for (const [reason, expected] of refused) assert.match(reasonProblem(reason) ?? '(accepted)', expected, JSON.stringify(reason));
+    for (const reason of ['found in a public repository', 'seen in build log 4411\r\nposted at 02:10\ttabbed', 'x'.repeat(maxReasonLength), 'BEGIN PRIVATE KEY (the file name, not the key)', 'a.b.c']) {
+      assert.equal(reasonProblem(reason), undefined, JSON.stringify(reason));
+    }
+  });
+});
+
+for (const dialect of testDialects()) {
+  describe(`a refused reason on ${dialect.name}`, () => {
+    test('writes nothing: no approval request, no key.compromised event, the key still signs and its tokens live', async (t) => {
+      const f = await codeFlowFixture(t, { dialect, risk: 'off' });
+      const [key] = await f.ctx.keys.list();
+      const tokens = await personTokens(f);
+      const business = await ordersToken(f);
+      f.clock.advance(1000);
+      for (const reason of [`the token was ${business}`, '-----BEGIN PRIVATE KEY-----', 'clr_at_abcdef in a log', 'bell \u0007']) {
+        await assert.rejects(revokeCompromisedKey(f.ctx, byOperator(key!.kid, reason)), (error: unknown) => {
+          assert.ok(error instanceof KeyRevocationError);
+          assert.equal(error.code, 'reason');
+          assert.equal(error.message, reasonProblem(reason));
+          return true;
+        });
+        await assert.rejects(requestKeyRevocation(f.ctx, { kid: key!.kid, reason, requester: 'someone', requesterType: 'user' }), (error: unknown) => {
+          assert.ok(error instanceof KeyRevocationError);
+          assert.equal(error.code, 'reason');
+          return true;
+        });
+      }
+      assert.deepEqual((await f.ctx.keys.list()).map((k) => [k.kid, k.state]), [[key!.kid, 'active']]);
+      assert.deepEqual(await published(f), [key!.kid]);
+      assert.deepEqual(await f.auditEvents('key.compromised'), []);
+      assert.deepEqual(await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute(), []);
+      assert.equal((await introspect(f, business)).active, true);
+      assert.equal((await f.refresh('web-app', tokens.refresh)).statusCode, 200, 'the refresh tokens are untouched');
+    });
+
+    test('a superseded key never signs again: revoking the active key with none staged makes a new one', async (t) => {
+      const f = await codeFlowFixture(t, { dialect, risk: 'off' });
+      const [old] = await f.ctx.keys.list();
+      await f.ctx.keys.rotate('ES256', 0);
+      f.clock.advance(11_000);
+      const [, current] = await f.ctx.keys.list();
+      assert.deepEqual((await f.ctx.keys.list()).map((k) => k.state), ['superseded', 'active']);
+      const report = await revokeCompromisedKey(f.ctx, byOperator(current!.kid));
+      assert.equal(report.promoted?.how, 'generated');
+      assert.notEqual(report.promoted!.kid, old!.kid);
+      assert.deepEqual((await f.ctx.keys.list()).map((k) => [k.kid, k.state]), [[old!.kid, 'superseded'], [current!.kid, 'compromised'], [report.promoted!.kid, 'active']]);
+      assert.equal(kidOf(await ordersToken(f)), report.promoted!.kid);
+    });
+  });
+}
+
+const postgres = testDialects().find((d) => d.name === 'postgres');
+
+describe('two revocations at once from two nodes on PostgreSQL', { skip: postgres ? false : 'TEST_DATABASE_URL is not set' }, () => {
+  test('the active key and the staged key, revoked at once on two nodes: both done, one after the other, and one new good key signs', async (t) => {
+    // Two nodes: each its own context, pool and key cache, on one database and one clock.
+    const one = await testContext({ dialect: postgres!, risk: 'off' });
+    const two: Context = await openContext(one.config, { clock: one.clock, log: createLogger('silent'), storage: one.database.connect() }).catch(async (error: unknown) => {
+      await one.cleanup();
+      throw error;
+    });
+    t.after(async () => {
+      await two.risk.activity.close();
+      await (two.audit as { close?: () => Promise<void> }).close?.();
+      await one.cleanup();
+    });
+    const nodes: Context[] = [one.ctx, two];
+    const issuer = one.config.issuer;
+    const token = async (node: Context) => {
+      const iat = Math.floor(one.clock.now() / 1000);
+      return mintAccessToken(node.keys, { iss: issuer, aud: ordersApi, iat, exp: iat + 120, jti: newJti(), client_id: 'broker-1', sub: 'broker-1', scope: 'order:create' });
+    };
+    const verifies = async (node: Context, jwt: string) => (await verifyAccessToken(node.keys, issuer, jwt, Math.floor(one.clock.now() / 1000))).ok;
+
+    const compromised = new Set<string>();
+    // Several rounds: the two transactions interleave differently from one to the next.
+    for (let round = 0; round < 4; round++) {
+      for (const node of nodes) node.keys.invalidate();
+      const [active] = (await one.ctx.keys.list()).filter((k) => k.state === 'active');
+      const staged = await one.ctx.keys.rotate('ES256', 600);
+      for (const node of nodes) node.keys.invalidate();
+      const before = await token(two);
+      assert.equal(kidOf(before), active!.kid);
+      one.clock.advance(1000);
+
+      const settled = await Promise.allSettled([
+        revokeCompromisedKey(one.ctx, byOperator(active!.kid, `round ${round}: the signing host was breached`)),
+        revokeCompromisedKey(two, byOperator(staged.kid, `round ${round}: the staged key's backup leaked`)),
+      ]);
+      const reports = settled.map((s, i) => {
+        assert.equal(s.status, 'fulfilled', `round ${round}, revocation ${i}: ${s.status === 'rejected' ? String(s.reason) : ''}`);
+        return (s as PromiseFulfilledResult<CompromiseReport>).value;
+      });
+      compromised.add(active!.kid).add(staged.kid);
+
+      // Both nodes, reading afresh, agree: exactly one key signs — neither revoked one, never an older one.
+      for (const node of nodes) node.keys.invalidate();
+      const listedOne = await one.ctx.keys.list();
+      assert.deepEqual(await two.keys.list(), listedOne);
+      const signing = listedOne.filter((k) => k.state === 'active');
+      assert.equal(signing.length, 1, `round ${round}: ${JSON.stringify(listedOne)}`);
+      const signer = signing[0]!;
+      assert.equal(compromised.has(signer.kid), false);
+      assert.deepEqual(listedOne.filter((k) => compromised.has(k.kid)).map((k) => k.state), [...compromised].map(() => 'compromised'));
+      assert.equal(listedOne.some((k) => k.state === 'next'), false, 'nothing is left staged');
+      // Made by the revocation that came second: whichever order they ran in, a new key was generated for it.
+      const generated = reports.flatMap((r) => (r.promoted?.how === 'generated' ? [r.promoted.kid] : []));
+      assert.deepEqual(generated, [signer.kid]);
+
+      // Tokens issued afterwards, on either node, verify on both; the old ones on neither.
+      for (const issuing of nodes) {
+        const fresh = await token(issuing);
+        assert.equal(kidOf(fresh), signer.kid);
+        for (const verifying of nodes) assert.equal(await verifies(verifying, fresh), true);
+      }
+      for (const verifying of nodes) assert.equal(await verifies(verifying, before), false);
+      one.clock.advance(1000);
+    }
+    const events = await one.ctx.storage.db.selectFrom('audit_events').select('subject').where('type', '=', 'key.compromised').execute();
+    assert.deepEqual(events.map((e) => e.subject).sort(), [...compromised].sort(), 'one event per revocation');
+  });
+});

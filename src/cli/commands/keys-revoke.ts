@@ -1,5 +1,5 @@
 import type { Context } from '../../context.ts';
-import { maxReasonLength, revokeCompromisedKey } from '../../keys/compromise.ts';
+import { reasonProblem, revokeCompromisedKey } from '../../keys/compromise.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
 
@@ -28,8 +28,11 @@ export async function keysRevokeCommand(ctx: Context, args: { kid?: string; comp
     return exit.usage;
   }
   const reason = args.reason?.trim();
-  if (reason !== undefined && (reason.length === 0 || reason.length > maxReasonLength)) {
-    output.err(`--reason must be 1 to ${maxReasonLength} characters`);
+  // Checked before anything is written: the audit log refuses a pasted token or key, and that
+  // refusal would otherwise roll the revocation back mid-emergency.
+  const problem = reason === undefined ? undefined : reasonProblem(reason);
+  if (problem) {
+    output.err(`${problem} (--reason)`);
     return exit.usage;
   }
   const operator = cliAdmin();

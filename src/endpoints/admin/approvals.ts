@@ -7,6 +7,7 @@ import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLengt
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { findUser, type User } from '../../identity/users.ts';
+import { presentedTokenKid } from '../../keys/compromise-signer.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { AccessTokenClaims } from '../../tokens/claims.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -48,7 +49,7 @@ export const adminApprovals: Endpoint = {
 
     app.get(base, adminOperation(ctx, 'approvals:decide', { tag: 'approvals', summary: 'List the pending approval requests the person may decide' }), async (request) => {
       const { user, claims } = await personOf(ctx, request);
-      const listed = await decidableRequests(ctx, approverOf(user), tokenProof(claims));
+      const listed = await decidableRequests(ctx, approverOf(user), tokenProof(request, claims));
       return { approvals: await Promise.all(listed.map(async ({ request: r, kind, role }) => ({ ...viewJson(await approvalView(ctx, r, kind)), role }))) };
     });
 
@@ -65,7 +66,7 @@ export const adminApprovals: Endpoint = {
       const decisions = await decisionsOf(ctx.storage.db, stored.id);
       const decided = decisions.some((d) => d.approver === user.id);
       // As whom they may decide it now, from the request and decisions just read (deciders.ts).
-      const role = await deciderRole(ctx, stored, approverOf(user), tokenProof(claims), decided);
+      const role = await deciderRole(ctx, stored, approverOf(user), tokenProof(request, claims), decided);
       const involved = role !== undefined || stored.subject === user.id || decided;
       if (!involved) throw notFound();
       return { approval: viewJson(await approvalView(ctx, stored, kind)), ...(role ? { role } : {}), decisions: decisions.map(decisionView) };
@@ -94,7 +95,7 @@ export const adminApprovals: Endpoint = {
       if (!stored || !kind) throw notFound();
       const scheme = authScheme(request);
       const now = Math.floor(ctx.clock.now() / 1000);
-      const proof = tokenProof(claims);
+      const proof = tokenProof(request, claims);
       if (claims.auth_time === undefined || now - claims.auth_time > approvalsMaxAuthAgeSeconds) {
         await ctx.audit.record({
           type: 'approval.refused',
@@ -147,9 +148,22 @@ async function personOf(ctx: Context, request: FastifyRequest): Promise<{ user: 
   return { user, claims };
 }
 
-/** The token as the proof of a decision (src/approvals/requests.ts `token`): its facts, never the token. */
-function tokenProof(claims: AccessTokenClaims): ApproverProof {
-  return { method: 'token', acr: claims.acr ?? '', amr: claims.amr ?? [], authTime: claims.auth_time ?? 0, jti: claims.jti, clientId: claims.client_id };
+/**
+ * The token as the proof of a decision (src/approvals/requests.ts `token`): its facts, never the
+ * token — with the key that signed it and its grant, for the kinds that ask (key_compromise).
+ */
+function tokenProof(request: FastifyRequest, claims: AccessTokenClaims): ApproverProof {
+  const kid = presentedTokenKid(request.headers.authorization);
+  return {
+    method: 'token',
+    acr: claims.acr ?? '',
+    amr: claims.amr ?? [],
+    authTime: claims.auth_time ?? 0,
+    jti: claims.jti,
+    clientId: claims.client_id,
+    ...(kid !== undefined ? { kid } : {}),
+    ...(claims.grant_id !== undefined ? { grantId: claims.grant_id } : {}),
+  };
 }
 
 /** What a person decides on a request. */

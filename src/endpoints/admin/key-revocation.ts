@@ -4,8 +4,9 @@ import type { Context } from '../../context.ts';
 import { objectBody, pathParams, text } from '../../http/api-operation.ts';
 import { jsonObjectBody, sendJson } from '../../http/json.ts';
 import { findUser } from '../../identity/users.ts';
-import { KeyRevocationError, maxReasonLength, revocableKey, revokeCompromisedKey, type CompromiseReport } from '../../keys/compromise.ts';
+import { KeyRevocationError, maxReasonLength, reasonProblem, revocableKey, revokeCompromisedKey, type CompromiseReport } from '../../keys/compromise.ts';
 import { keyCompromiseRole, KeyRevocationPending, requestKeyRevocation } from '../../keys/compromise-request.ts';
+import { grantProblem, presentedTokenKid, signerProblem } from '../../keys/compromise-signer.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath } from '../endpoint.ts';
 
@@ -23,9 +24,14 @@ export const emergencyPathNotice =
  * a token-signing key as compromised (docs/keys.md "Token-signing keys: compromise"). The rules, in
  * order:
  * 1. requireAdmin (a live admin token with admin:write), then the body: `compromised: true` (else
- *    400 naming the emergency path), a reason of 1 to 500 characters;
+ *    400 naming the emergency path), a reason of 1 to 500 characters that the audit log will take
+ *    (no JWT, PEM block or reference token: 400 before anything is written);
  * 2. the key: unknown → 404; retired or already compromised → 409;
- * 3. who asks:
+ * 3. the token vouches for its holder (src/keys/compromise-signer.ts), else 403: it was not signed
+ *    by a compromised key nor by another key whose revocation waits (the key being revoked may
+ *    have signed it: asking to end a key is the safe direction, and a forger can only end the key
+ *    they stole); a person's token's grant is theirs;
+ * 4. who asks:
  *    - a token of an emergency account under a break-glass activation in force (the liveness rule
  *      already refused one whose activation ended): revoked at once, 200 with what it ended;
  *    - a person's own token (not a delegate's), the person active and holding `admin`: 202 with an
@@ -60,7 +66,11 @@ export function registerKeyRevocation(app: FastifyInstance, ctx: Context): void 
       if (!kidPattern.test(kid)) throw new OAuthError('not_found', 'no signing key with this kid');
       const claims = request.admin!;
       await asOAuth(() => revocableKey(ctx, kid));
-      if (typeof claims.break_glass_activation === 'string' && claims.break_glass === true) {
+      const breakGlass = typeof claims.break_glass_activation === 'string' && claims.break_glass === true;
+      // What vouches for this token (src/keys/compromise-signer.ts): never a key in doubt.
+      const signer = await signerProblem(ctx, presentedTokenKid(request.headers.authorization), kid, { sameKeyAllowed: true });
+      if (signer) throw new OAuthError('access_denied', `${signer}; ${signerAdvice}`);
+      if (breakGlass) {
         const report = await asOAuth(() =>
           revokeCompromisedKey(ctx, { kid, reason, requestId: request.id, authority: { via: 'break_glass', client: claims.client_id, activation: claims.break_glass_activation! } }),
         );
@@ -77,6 +87,9 @@ export function registerKeyRevocation(app: FastifyInstance, ctx: Context): void 
   );
 }
 
+/** What to do instead when the token cannot vouch. */
+export const signerAdvice = 'revoke it with clearance keys revoke KID --compromised on a server, or with a token a key not in doubt signed';
+
 /** `{compromised: true, reason}`: the reason, or 400. */
 function readBody(body: unknown): string {
   const o = jsonObjectBody(body);
@@ -84,7 +97,12 @@ function readBody(body: unknown): string {
   if (unknown.length > 0) throw new OAuthError('invalid_request', `unknown member ${unknown[0]!.slice(0, 40)}`);
   if (o.compromised !== true) throw new OAuthError('invalid_request', emergencyPathNotice);
   if (typeof o.reason !== 'string' || o.reason.trim().length === 0) throw new OAuthError('invalid_request', 'reason is required: why the key is taken to be compromised');
-  return o.reason.trim();
+  const reason = o.reason.trim();
+  // Before anything is written: the audit log refuses a pasted token or key, which would otherwise
+  // roll the revocation back with a 500 in the middle of an emergency.
+  const problem = reasonProblem(reason);
+  if (problem) throw new OAuthError('invalid_request', problem);
+  return reason;
 }
 
 /** Who asks for an approval: a person holding admin with their own token, or a client on its own. */
@@ -96,6 +114,8 @@ async function requesterOf(ctx: Context, request: FastifyRequest): Promise<{ req
   if (!person || person.status !== 'active' || !person.roles.includes(keyCompromiseRole)) {
     throw new OAuthError('access_denied', `only a person holding ${keyCompromiseRole} asks to revoke a signing key`);
   }
+  const grant = await grantProblem(ctx, claims.grant_id, person.id);
+  if (grant) throw new OAuthError('access_denied', grant);
   return { requester: person.id, requesterType: 'user' };
 }
 
@@ -106,6 +126,7 @@ async function asOAuth<T>(work: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof KeyRevocationError) {
       if (error.code === 'unknown') throw new OAuthError('not_found', error.message);
+      if (error.code === 'reason') throw new OAuthError('invalid_request', error.message);
       throw new OAuthError('invalid_request', error.message, { status: 409 });
     }
     if (error instanceof KeyRevocationPending) throw new OAuthError('invalid_request', error.message, { status: 409 });
