@@ -10,6 +10,7 @@ import { buildApp } from './http/app.ts';
 import { KeyStore } from './keys/keystore.ts';
 import { resolveMasterKey } from './keys/master-key.ts';
 import { loadMasterKeyring } from './keys/master-key-state.ts';
+import { masterKeyUnavailable, onSealingChange } from './keys/keyring.ts';
 import { createLogger, nodeId } from './log.ts';
 import { AuditRecorder } from './audit/recorder.ts';
 import { SubjectKeys } from './audit/subject-keys.ts';
@@ -79,7 +80,7 @@ export async function openContext(
     // Audit events share the group-commit transaction with the other small writes of a burst.
     // Personal fields are encrypted under per-subject keys before hashing (docs/privacy.md).
     const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer, personalData: new SubjectKeys(storage.db, master.key, clock) });
-    const keys = new KeyStore(storage.db, master.key, clock, audit);
+    const keys = new KeyStore(storage.db, master.key, clock, audit, { log });
     await keys.ensureSigningKey(config.signingAlg);
     // New secrets expire after the profile's maximum age (src/clients/credentials.ts).
     const clients = new ClientStore(storage.db, clock, { secretMaxAgeMs: secretMaxAge(config) });
@@ -91,9 +92,12 @@ export async function openContext(
     // Assertion and DPoP proof jtis share one replay cache and its group commit (scoped keys).
     const replay = new DatabaseReplayCache(storage.db, clock, { writer });
     const pki = createPki(storage.db, master.key, clock, config.pkcs11 ? { pkcs11: new Pkcs11Custody(config.pkcs11) } : {});
+    const readiness = new Readiness();
+    // A node that no longer holds the master key the database seals with takes no new work (docs/keys.md).
+    readiness.require(() => masterKeyUnavailable(master.key));
     const ctx: Context = {
       config,
-      readiness: new Readiness(),
+      readiness,
       storage,
       keys,
       clock,
@@ -113,12 +117,14 @@ export async function openContext(
         // Per-client trust anchors for tls_client_auth (src/clients/trust-anchors): partners' CAs and the listener's bundle.
         trustAnchors: new ClientTrustAnchors({ clock, partners: () => ctx.partners.list(), ...(config.tls?.clientCaFile ? { clientCaFile: config.tls.clientCaFile } : {}), institutional: config.institutional }),
       },
-      identity: { ...identity, throttle: throttles.login },
+      // Not a spread: that would read `deviceCookieKey` once, and it follows the sealing master key (a getter).
+      identity: Object.assign(identity, { throttle: throttles.login }),
       dpop: {
         replay,
         clock,
-        // Stateless nonces: every node derives the same secret from the master key.
-        nonces: new DpopNonces(dpopNonceSecret(master.key), clock),
+        // Stateless nonces: every node derives the same secret from the master key (read at each
+        // use: it follows a master key rotation).
+        nonces: new DpopNonces(() => dpopNonceSecret(master.key), clock),
         requireNonce: config.dpopNonce === 'required',
       },
       entities: new EntityDirectory(storage.db, clock),
@@ -132,6 +138,12 @@ export async function openContext(
     };
     await seedBuiltins(ctx);
     await seedConsoleClient(ctx, master.key);
+    // The console's client key follows the master key that seals (src/console/client.ts): registered
+    // again when a rewrap begins. A node that no longer holds that key registers nothing.
+    onSealingChange(master.key, () => {
+      if (masterKeyUnavailable(master.key)) return;
+      seedConsoleClient(ctx, master.key).catch((error: unknown) => log.warn({ err: { message: (error as Error).message } }, 'the console client could not be registered again after the master key rotation; it is at the next start'));
+    });
     return ctx;
   } catch (error) {
     if (!options.storage) await storage.close();

@@ -67,19 +67,23 @@ export function checkAuditKeyChain(chain: unknown, keyId: string, origin: string
 }
 
 /**
- * The keys a verifier pinning `pinned` trusts among `keys` (verify.ts): the pinned ones, and each
- * key whose handover was validly signed by a trusted one.
+ * The keys a verifier pinning `pinned` trusts among `keys` (verify.ts), by key id: the pinned keys
+ * themselves — the verifier's own objects, never the database's copy under the same id — and each
+ * key whose handover was validly signed by a trusted one. A stored key is trusted only if it is its
+ * id's fingerprint: whoever can write the database could otherwise put a key of their own under
+ * the pinned id, have it "hand over" to another, and sign a rewritten log with that one.
  */
-export function trustedByHandover(pinned: Set<string>, keys: Map<string, AuditPublicKey>): Set<string> {
-  const trusted = new Set(pinned);
+export function trustedByHandover(pinned: KeyObject[], keys: Map<string, AuditPublicKey>): Map<string, KeyObject> {
+  const trusted = new Map(pinned.map((key) => [auditKeyFingerprint(key), key]));
   for (let grew = true; grew; ) {
     grew = false;
     for (const key of keys.values()) {
-      if (trusted.has(key.keyId) || !key.handover || !trusted.has(key.handover.from)) continue;
-      const from = keys.get(key.handover.from);
+      if (trusted.has(key.keyId) || !key.handover) continue;
+      const from = trusted.get(key.handover.from);
       if (!from || !isCanonicalBase64(key.handover.signature, 64)) continue;
-      if (!verify(null, Buffer.from(handoverBody(key.origin, from.keyId, key.keyId), 'utf8'), from.publicKey, Buffer.from(key.handover.signature, 'base64'))) continue;
-      trusted.add(key.keyId);
+      if (auditKeyFingerprint(key.publicKey) !== key.keyId) continue;
+      if (!verify(null, Buffer.from(handoverBody(key.origin, key.handover.from, key.keyId), 'utf8'), from, Buffer.from(key.handover.signature, 'base64'))) continue;
+      trusted.set(key.keyId, key.publicKey);
       grew = true;
     }
   }

@@ -88,15 +88,16 @@ interface LeafRow {
 /** Verifies the whole stored log; reports the first problem. */
 export async function verifyStore(db: Kysely<Database>, options: VerifyOptions): Promise<VerifyReport> {
   const postgres = isPostgres(db);
-  // The pinned keys, and each key a trusted one handed over to when it rotated (./bundle-keys.ts).
-  const pinned = options.pinnedKey && trustedByHandover(new Set([options.pinnedKey].flat().map(auditKeyFingerprint)), options.keys);
+  // The pinned keys, and each key a trusted one handed over to when it rotated (./bundle-keys.ts):
+  // a pinned key is checked with the auditor's own copy, never the database's.
+  const pinned = options.pinnedKey && trustedByHandover([options.pinnedKey].flat(), options.keys);
   const usedKeys = new Set<string>();
   const report: VerifyReport = { ok: false, leaves: 0, prunedBefore: 0, checkpoints: 0, unsealed: 0, keyIds: [] };
   const fail = (problem: VerifyProblem): VerifyReport => ({ ...report, ok: false, problem, keyIds: [...usedKeys] });
 
   const keyFor = (keyId: string): KeyObject | undefined => {
     if (pinned && !pinned.has(keyId)) return undefined;
-    const key = options.keys.get(keyId)?.publicKey;
+    const key = pinned ? pinned.get(keyId) : options.keys.get(keyId)?.publicKey;
     if (key && auditKeyFingerprint(key) !== keyId) return undefined;
     if (key) usedKeys.add(keyId);
     return key;

@@ -3,7 +3,7 @@ import type { ClientMetadata } from '../clients/metadata.ts';
 import type { Context } from '../context.ts';
 import { signCompact } from '../keys/jws.ts';
 import { consoleRoles } from './roles.ts';
-import { derivedKey } from '../keys/master-key.ts';
+import { authenticationKey } from '../keys/master-key.ts';
 
 /** The console's client id at its own issuer. */
 export const consoleClientId = 'clearance-console';
@@ -14,12 +14,14 @@ export function consoleRedirectUri(issuer: string): string {
 }
 
 /**
- * The console's key for private_key_jwt (RFC 7523): an Ed25519 key derived from the master key,
- * so every node holds the same one without storing it, and nobody without the master key can
- * redeem a code issued to the console. A confidential client, so it passes FAPI 2.0 too.
+ * The console's key for private_key_jwt (RFC 7523): an Ed25519 key derived from the master key
+ * that seals now (src/keys/master-key.ts authenticationKey), so every node holds the same one
+ * without storing it, nobody without the master key can redeem a code issued to the console, and
+ * a rotated-out master key no longer can either: the registration follows it (server.ts re-seeds
+ * the console client when a rewrap begins). A confidential client, so it passes FAPI 2.0 too.
  */
 export function consoleKey(masterKey: Buffer): { privateKey: KeyObject; publicJwk: Record<string, unknown> } {
-  const seed = derivedKey(masterKey, 'clearance console client key v1');
+  const seed = authenticationKey(masterKey, 'clearance console client key v1');
   // RFC 8410 §7: an Ed25519 PKCS#8 private key is this fixed prefix and the 32-byte seed.
   const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
   const publicJwk = { ...createPublicKey(privateKey).export({ format: 'jwk' }), kid: 'console-1', alg: 'EdDSA', use: 'sig' };

@@ -1,19 +1,21 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError } from '../oauth-error.ts';
+import { isMasterKeyUnavailable } from '../keys/keyring.ts';
 import { isDatabaseUnavailable } from '../storage/faults.ts';
 import { sendJson } from './json.ts';
 
 /**
  * The single error serializer. OAuthError keeps its code and public description; fastify's own
  * client errors (bad JSON, body too large, wrong media type) become their registered equivalents;
- * a database that is unreachable, too slow or locked is `temporarily_unavailable` (503); anything
+ * a database that is unreachable, too slow or locked is `temporarily_unavailable` (503), and so is
+ * a node that holds the master key the database seals with no longer (src/keys/keyring.ts); anything
  * else is `server_error` with no detail, logged with the request id.
  */
 export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
   const oauth = toOAuthError(error);
   if (oauth.error === 'temporarily_unavailable') {
     // Expected during a database outage or failover: one line, no stack.
-    request.log.warn({ reqId: request.id, cause: (error as Error).message }, 'database unavailable');
+    request.log.warn({ reqId: request.id, cause: (error as Error).message }, isMasterKeyUnavailable(error) ? 'master key unavailable' : 'database unavailable');
   } else if (oauth.status >= 500) {
     request.log.error({ err: error, reqId: request.id }, 'unexpected error');
   } else if (oauth.detail) {
@@ -28,6 +30,10 @@ export function sendError(reply: FastifyReply, error: OAuthError): FastifyReply 
 
 function toOAuthError(error: FastifyError | Error): OAuthError {
   if (error instanceof OAuthError) return error;
+  if (isMasterKeyUnavailable(error)) {
+    // Fail closed: nothing sealed with an old key, nothing authenticated with one (docs/keys.md).
+    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable; retry shortly', { status: 503, headers: { 'retry-after': '5' } });
+  }
   if (isDatabaseUnavailable(error)) {
     // RFC 6749 §4.1.2.1 / §5.2 style: the server cannot handle the request now; nothing was
     // acknowledged (an issuance answers only after its audit event is durable); the client retries.

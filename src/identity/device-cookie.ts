@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from '../context.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
 import { cookieScope } from './sessions.ts';
-import { derivedKey } from '../keys/master-key.ts';
+import { authenticationKey } from '../keys/master-key.ts';
 
 /**
  * The device cookie: how the risk engine recognises a browser a person signed in from before
@@ -23,9 +23,13 @@ export const deviceCookieMaxAgeSeconds = 400 * 24 * 3600;
 
 const valuePattern = /^([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/;
 
-/** The HMAC key of device cookies: HKDF-SHA-256 of the master key with a label of its own (never the key itself). */
+/**
+ * The HMAC key of device cookies: HKDF-SHA-256 of the master key that seals now, with a label of
+ * its own (never the key itself). It authenticates, so it rotates with the master key
+ * (src/keys/master-key.ts authenticationKey): after a rewrap begins, every browser is a new device once.
+ */
 export function deviceCookieKey(masterKey: Buffer): Buffer {
-  return derivedKey(masterKey, 'clearance device-cookie v1');
+  return authenticationKey(masterKey, 'clearance device-cookie v1');
 }
 
 /** A new device id: 128 random bits, base64url. */

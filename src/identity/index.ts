@@ -17,8 +17,12 @@ export interface Identity {
    * options.ts): derived from the master key, so every node offers the same decoys.
    */
   passkeyDecoyKey: Buffer;
-  /** HMAC key of the device cookie (./device-cookie.ts): derived from the master key, so every node verifies it. */
-  deviceCookieKey: Buffer;
+  /**
+   * HMAC key of the device cookie (./device-cookie.ts): derived from the master key that seals now,
+   * so every node verifies it and a master key rotation ends it (src/keys/master-key.ts
+   * authenticationKey). Read at each use: it changes when a rewrap begins.
+   */
+  readonly deviceCookieKey: Buffer;
 }
 
 export interface IdentityPolicy {
@@ -36,7 +40,9 @@ export function createIdentity(clock: Clock, masterKey: Buffer, policy: Partial<
     policy: { ...defaultIdentityPolicy, ...policy },
     factorKeys: factorKeys(masterKey),
     passkeyDecoyKey: passkeyDecoyKey(masterKey),
-    deviceCookieKey: deviceCookieKey(masterKey),
+    get deviceCookieKey() {
+      return deviceCookieKey(masterKey);
+    },
   };
 }
 

@@ -1,13 +1,14 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Kysely, Transaction } from 'kysely';
+import type { Logger } from 'pino';
 import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
 import type { Clock } from '../clock.ts';
 import type { AuditLog } from '../audit/events.ts';
 import type { Database } from '../storage/schema.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
 import { open, seal } from './sealed-box.ts';
-import { masterKeyId, opensKeyId, sealingKeyId } from './keyring.ts';
+import { masterKeyId, masterKeyUnavailable, MasterKeyUnavailableError, opensKeyId, sealingKeyId } from './keyring.ts';
 import { signCompact } from './jws.ts';
 
 export type KeyState = 'next' | 'active' | 'superseded' | 'retirable' | 'retired' | 'compromised';
@@ -35,8 +36,14 @@ interface LoadedKey {
   kid: string;
   alg: SigningAlg;
   publicJwk: JWK;
-  privateKey: KeyObject;
-  publicKey: KeyObject;
+  /**
+   * Undefined for a key whose sealed private part does not open here (`#loadAll`): it still counts
+   * for every key's state (so this node never signs with another key in its place), but it is
+   * neither published, nor used to verify, nor to sign.
+   */
+  opened: { privateKey: KeyObject; publicKey: KeyObject } | undefined;
+  /** Why it did not open (key ids, no secret). */
+  unopened?: string;
   createdAt: number;
   activatesAt: number;
   retiredAt: number | null;
@@ -98,13 +105,15 @@ export class KeyStore {
   readonly #clock: Clock;
   readonly #cache: GenerationCache<LoadedKey[]>;
   readonly #audit: AuditLog | undefined;
+  readonly #log: Logger | undefined;
 
-  /** `audit` receives key.created, key.rotated and key.retired events. */
-  constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock, audit?: AuditLog) {
+  /** `audit` receives key.created, key.rotated and key.retired events; `log`, the keys that do not open here. */
+  constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock, audit?: AuditLog, options: { log?: Logger } = {}) {
     this.#db = db;
     this.#masterKey = masterKey;
     this.#clock = clock;
     this.#audit = audit;
+    this.#log = options.log;
     this.#cache = new GenerationCache(db, 'keys', () => this.#loadAll(), clock);
   }
 
@@ -167,8 +176,9 @@ export class KeyStore {
 
   /** The JWK Set (RFC 7517 §5) of every published key: public members only. */
   async jwks(): Promise<{ keys: JWK[] }> {
-    const keys = await this.#cache.get();
-    return { keys: keys.filter((k) => k.retiredAt === null).map((k) => k.publicJwk) };
+    const keys = (await this.#cache.get()).filter((k) => k.retiredAt === null);
+    this.#failClosed(keys);
+    return { keys: keys.filter((k) => k.opened).map((k) => k.publicJwk) };
   }
 
   /**
@@ -176,15 +186,25 @@ export class KeyStore {
    * included: what a verifier could have used then (audit evidence bundles carry it).
    */
   async jwksInForce(from: number, to: number): Promise<{ keys: JWK[] }> {
-    const keys = await this.#cache.get();
-    return { keys: keys.filter((k) => k.createdAt <= to && (k.retiredAt === null || k.retiredAt >= from)).map((k) => k.publicJwk) };
+    const keys = (await this.#cache.get()).filter((k) => k.createdAt <= to && (k.retiredAt === null || k.retiredAt >= from));
+    this.#failClosed(keys);
+    return { keys: keys.filter((k) => k.opened).map((k) => k.publicJwk) };
   }
 
   /** Signs a JWT with the current signing key; `typ` and other header fields come from the caller. */
   async signJwt(header: { typ: string } & Record<string, unknown>, payload: Record<string, unknown>): Promise<string> {
+    // A node that no longer holds the master key the database seals with takes no new work, even
+    // with a signing key it opened before (src/keys/master-key-state.ts): fail closed, 503.
+    const moved = masterKeyUnavailable(this.#masterKey);
+    if (moved) throw new MasterKeyUnavailableError(moved);
     const key = this.#signingKeyOf(await this.#cache.get());
     if (!key) throw new KeyError('no signing key is active');
-    return signCompact(key.alg, key.privateKey, { ...header, kid: key.kid }, payload);
+    if (!key.opened) {
+      // Never another key in its place: fail closed, 503 while the master key is the cause.
+      const unavailable = masterKeyUnavailable(this.#masterKey);
+      throw unavailable ? new MasterKeyUnavailableError(unavailable) : new KeyError(`the signing key ${key.kid} does not open here: ${key.unopened}`);
+    }
+    return signCompact(key.alg, key.opened.privateKey, { ...header, kid: key.kid }, payload);
   }
 
   /**
@@ -193,7 +213,20 @@ export class KeyStore {
    */
   async verificationKey(kid: string): Promise<{ alg: SigningAlg; key: KeyObject } | undefined> {
     const found = (await this.#cache.get()).find((k) => k.kid === kid && k.retiredAt === null);
-    return found && { alg: found.alg, key: found.publicKey };
+    if (found) this.#failClosed([found]);
+    return found?.opened && { alg: found.alg, key: found.opened.publicKey };
+  }
+
+  /**
+   * On a node that holds the master key the database seals with no longer (a rewrap began), a key
+   * that does not open here is one of this database's: 503 (MasterKeyUnavailableError) rather than
+   * a JWKS without it or a valid token called invalid. A row that does not open while the master key
+   * is available (damaged, or not this database's) is only skipped.
+   */
+  #failClosed(keys: LoadedKey[]): void {
+    if (keys.every((k) => k.opened)) return;
+    const unavailable = masterKeyUnavailable(this.#masterKey);
+    if (unavailable) throw new MasterKeyUnavailableError(unavailable);
   }
 
   /** Whether `kid` names a key revoked as compromised (from the cache: no round trip). */
@@ -244,29 +277,38 @@ export class KeyStore {
     return kid;
   }
 
+  /**
+   * Every key, row by row: one whose private part does not open with the configured master keys (it
+   * was sealed by a key this node lacks — a rewrap began after it started — or the row is damaged) is
+   * logged and kept without its key material, never failing the whole set: the other keys still
+   * verify and sign here. Its public part is not taken from the row alone (a row anyone with write
+   * access could have made), so it verifies nothing here.
+   */
   async #loadAll(): Promise<LoadedKey[]> {
     const rows = await this.#db.selectFrom('signing_keys').selectAll().orderBy('activates_at').orderBy('kid').execute();
     const ourId = masterKeyId(this.#masterKey);
     return rows.map((row) => {
-      if (!opensKeyId(this.#masterKey, row.master_key_id)) {
-        throw new KeyError(
-          `signing key ${row.kid} was sealed with master key ${row.master_key_id}, but the configured ` +
-            `master key is ${ourId}: set the CLEARANCE_MASTER_KEY this database was created with`,
-        );
-      }
-      const der = open(this.#masterKey, row.private_key, `signing_keys:${row.kid}`);
-      const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-      return {
+      const facts = {
         kid: row.kid,
         alg: row.alg as SigningAlg,
         publicJwk: JSON.parse(row.public_jwk) as JWK,
-        privateKey,
-        publicKey: createPublicKey(privateKey),
         createdAt: row.created_at,
         activatesAt: row.activates_at,
         retiredAt: row.retired_at,
         compromisedAt: row.compromised_at,
       };
+      try {
+        if (!opensKeyId(this.#masterKey, row.master_key_id)) {
+          throw new KeyError(`it was sealed with master key ${row.master_key_id}, and the configured master key is ${ourId}`);
+        }
+        const der = open(this.#masterKey, row.private_key, `signing_keys:${row.kid}`);
+        const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+        return { ...facts, opened: { privateKey, publicKey: createPublicKey(privateKey) } };
+      } catch (error) {
+        const unopened = (error as Error).message;
+        this.#log?.error({ kid: row.kid, sealedWith: row.master_key_id, masterKeyId: ourId, problem: unopened }, 'a signing key does not open with the configured master key: skipped (it neither signs nor verifies here)');
+        return { ...facts, opened: undefined, unopened };
+      }
     });
   }
 }

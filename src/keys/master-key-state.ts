@@ -3,7 +3,8 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { Database } from '../storage/schema.ts';
-import { attachKeyring, keyringOf, masterKeyId, type Keyring } from './keyring.ts';
+import { noticesFor } from '../storage/notices.ts';
+import { attachKeyring, keyringOf, masterKeyId, setSealing, type Keyring } from './keyring.ts';
 import { MasterKeyError, pkcs11MasterKeySlot, rememberUnwrappedMasterKey, resolveMasterKey, type MasterKey } from './master-key.ts';
 import { unwrapMasterKey } from './master-key-pkcs11.ts';
 import { open, seal } from './sealed-box.ts';
@@ -11,8 +12,14 @@ import { open, seal } from './sealed-box.ts';
 /** What binds the sealed derivation root to its row. */
 export const rootBinding = 'master_key_root';
 
-/** How often a node configured with two keys looks whether the rewrap has begun (it then seals with the new key). */
+/**
+ * How often every node looks which master key the database seals with (the root row): a node with
+ * both keys switches to the new one when a rewrap begins; a node without it stops sealing.
+ */
 export const sealingRefreshMs = 1000;
+
+/** The generation `clearance keys rewrap` bumps when it re-seals the root: on PostgreSQL its change notice makes every node look at once. */
+export const masterKeyGeneration = 'master_key';
 
 /**
  * Resolves the configured master key(s) and the database's derivation root, and attaches them as
@@ -27,8 +34,11 @@ export const sealingRefreshMs = 1000;
  *    pairwise subject, pseudonym and digest stays what it was; for a new database, 32 random bytes;
  * 3. the check: the root must open with one of the configured keys — else this is not the
  *    database's key (or the key a completed rotation replaced), and the start is refused. The key
- *    that sealed it seals new values; a node still sealing with the previous key watches for the
- *    rewrap to begin (every `sealingRefreshMs`) and switches to the new key then.
+ *    that sealed it seals new values;
+ * 4. the watch: every node looks at the root row every `sealingRefreshMs` (and at once on a change
+ *    notice), for as long as it runs — a node with the previous and the new key switches to the new
+ *    one when the rewrap begins; a node without the key the database now seals with stops sealing
+ *    (`watchMasterKeyState`).
  */
 export async function loadMasterKeyring(config: Config, db: Kysely<Database>, log?: Logger, options: { refreshMs?: number } = {}): Promise<MasterKey> {
   const master = config.masterKeyPkcs11Label
@@ -51,9 +61,9 @@ export async function loadMasterKeyring(config: Config, db: Kysely<Database>, lo
       log?.warn({ masterKeyId: masterKeyId(current), previousMasterKeyId: masterKeyId(previous) }, 'CLEARANCE_PREVIOUS_MASTER_KEY is no longer needed: the rewrap to this master key has completed; remove it at the next restart');
     } else if (sealing === previous) {
       log?.info({ masterKeyId: masterKeyId(current), previousMasterKeyId: masterKeyId(previous) }, 'master key rotation staged: sealing with the previous key until clearance keys rewrap begins');
-      watchForRewrap(db, keyring, options.refreshMs ?? sealingRefreshMs, log);
     }
   }
+  watchMasterKeyState(db, keyring, options.refreshMs ?? sealingRefreshMs, log);
   return master;
 }
 
@@ -100,29 +110,68 @@ async function completedRewrapTo(db: Kysely<Database>, keyId: string): Promise<D
 }
 
 /**
- * A node configured with the new and the previous key seals with the previous one until the
- * rewrap re-seals the root with the new key; then, within `everyMs`, with the new one. The rewrap
- * waits longer than that before its last sweep (rewrap.ts `settleMs`), so nothing sealed with the
- * previous key after its start is missed. The timer does not keep the process alive, and stops
- * once the switch is made; a failed look (the database away) is retried at the next.
+ * Follows the key the database seals with (the root row's `master_key_id`), on every node, for as
+ * long as the process runs: every `everyMs`, and at once on PostgreSQL when `clearance keys rewrap`
+ * re-seals the root (its `master_key` change notice).
+ *
+ * - a configured key (the new one, on a node given both): it seals from now on. The rewrap waits
+ *   longer than `everyMs` before its last sweep (rewrap.ts `settleMs`), so what a node sealed with
+ *   the previous key just before it switched is re-sealed too;
+ * - a key this node does not hold (it was started with the old key alone, and the rewrap began):
+ *   it seals nothing from now on — every write that would seal fails with MasterKeyUnavailableError
+ *   (503 temporarily_unavailable), never an old-key or a plaintext value; what authenticates
+ *   (master-key.ts authenticationKey) is refused too; `/readyz` reports it not ready with the
+ *   reason (server.ts), and one error is logged. Restarted with the new key, it serves again.
+ *
+ * A failed look (the database away) is retried at the next. The timer does not keep the process
+ * alive, and stops when another keyring was attached to the key since (the process opened the
+ * database again: that one watches).
  */
-function watchForRewrap(db: Kysely<Database>, keyring: Keyring, everyMs: number, log?: Logger): void {
-  const currentId = masterKeyId(keyring.current);
+export function watchMasterKeyState(db: Kysely<Database>, keyring: Keyring, everyMs: number, log?: Logger): void {
   let looking = false;
-  const timer = setInterval(() => {
-    if (looking) return;
+  let again = false;
+  const look = (): void => {
+    if (looking) {
+      again = true;
+      return;
+    }
     looking = true;
     rootRow(db)
       .then((row) => {
-        // Another keyring attached since (the process opened the database again): that one watches.
-        if (keyringOf(keyring.current) !== keyring) return clearInterval(timer);
-        if (row?.master_key_id !== currentId) return;
-        keyring.sealing = keyring.current;
-        clearInterval(timer);
-        log?.info({ masterKeyId: currentId }, 'master key rewrap has begun: sealing with the new master key');
+        if (keyringOf(keyring.current) !== keyring) return stop();
+        if (!row) return;
+        followRoot(keyring, row.master_key_id, log);
       })
       .catch(() => {})
-      .finally(() => (looking = false));
-  }, everyMs);
+      .finally(() => {
+        looking = false;
+        if (again) {
+          again = false;
+          look();
+        }
+      });
+  };
+  const timer = setInterval(look, everyMs);
   timer.unref();
+  const unsubscribe = noticesFor(db)?.subscribe(masterKeyGeneration, look);
+  function stop(): void {
+    clearInterval(timer);
+    unsubscribe?.();
+  }
+}
+
+/** Makes the keyring seal with the configured key that sealed the root (`sealedWith`), or with none when neither did. */
+export function followRoot(keyring: Keyring, sealedWith: string, log?: Logger): void {
+  const held = [keyring.current, keyring.previous].find((key) => key !== undefined && masterKeyId(key) === sealedWith);
+  if (held === keyring.sealing) return;
+  const was = keyring.sealing;
+  setSealing(keyring, held, sealedWith);
+  const ids = { masterKeyId: masterKeyId(keyring.current), ...(keyring.previous ? { previousMasterKeyId: masterKeyId(keyring.previous) } : {}), sealingMasterKeyId: sealedWith };
+  if (!held) {
+    log?.error(ids, 'the database now seals with a master key this node does not hold (clearance keys rewrap began): it seals nothing and reports not ready; restart it with the new key as CLEARANCE_MASTER_KEY');
+  } else if (!was) {
+    log?.warn(ids, 'the database seals with a master key this node holds again: sealing and ready');
+  } else {
+    log?.info(ids, 'master key rewrap has begun: sealing with the new master key');
+  }
 }

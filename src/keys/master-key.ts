@@ -2,7 +2,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.ts';
-import { derivationRootOf } from './keyring.ts';
+import { authenticationRootOf, derivationRootOf } from './keyring.ts';
 
 export interface MasterKey {
   key: Buffer;
@@ -90,19 +90,39 @@ function readOrCreateDevelopmentKey(path: string, dataDir: string): Buffer {
 
 const derivedKeys = new WeakMap<Buffer, Map<string, Buffer>>();
 
+/** HKDF-SHA-256 (RFC 5869; no salt, `info` names the purpose and its version), 32 bytes, cached per input key. */
+function hkdf(input: Buffer, info: string): Buffer {
+  let byInfo = derivedKeys.get(input);
+  if (!byInfo) derivedKeys.set(input, (byInfo = new Map()));
+  let key = byInfo.get(info);
+  if (!key) byInfo.set(info, (key = Buffer.from(hkdfSync('sha256', input, Buffer.alloc(0), info, 32))));
+  return key;
+}
+
 /**
- * A 32-byte key for one purpose, derived with HKDF-SHA-256 (RFC 5869; no salt, `info` names the
- * purpose and its version) from the database's derivation root — not from the master key itself,
- * so rotating the master key changes no pairwise subject, pseudonym or digest (keyring.ts; for a
- * deployment older than the root, the root is its first master key's bytes) — cached per root:
- * never stored, the same on every node and across restarts, and a different key for each `info`.
- * Given a bare key with no keyring attached (a unit test's), it derives from that key.
+ * A key for an IDENTIFIER or a DIGEST — what is stored, or shared outside as a name: pairwise
+ * subjects, audit pseudonyms, recovery-code and beneficiary-name digests, rate-limit names,
+ * passkey decoys. Derived from the database's derivation root, not from the master key, so
+ * rotating the master key changes none of them (keyring.ts; for a deployment older than the root,
+ * the root is its first master key's bytes — which therefore computes these forever: docs/keys.md).
+ * Never for what authenticates: see `authenticationKey`. Never stored, the same on every node and
+ * across restarts, a different key for each `info`. Given a bare key with no keyring attached (a
+ * unit test's), it derives from that key.
  */
 export function derivedKey(masterKey: Buffer, info: string): Buffer {
-  const root = derivationRootOf(masterKey);
-  let byInfo = derivedKeys.get(root);
-  if (!byInfo) derivedKeys.set(root, (byInfo = new Map()));
-  let key = byInfo.get(info);
-  if (!key) byInfo.set(info, (key = Buffer.from(hkdfSync('sha256', root, Buffer.alloc(0), info, 32))));
-  return key;
+  return hkdf(derivationRootOf(masterKey), info);
+}
+
+/**
+ * A key for what AUTHENTICATES — a MAC, a signature, a cookie: the console client's key and
+ * cookies, device cookies, DPoP nonces, upstream sign-in state and the sign-out continuation.
+ * Derived from the master key that seals now (keyring.ts authenticationRootOf), so it rotates with
+ * it: once `clearance keys rewrap` has begun, the old master key produces nothing valid (and what
+ * it produced before stops being accepted: docs/keys.md "What a rotation ends"). Until a first
+ * rotation it is what the root derived for a database older than the root, so the upgrade ends no
+ * session. Read it at each use, never once at start: it changes while the process runs. Throws
+ * MasterKeyUnavailableError on a node that holds the sealing key no longer (fail closed).
+ */
+export function authenticationKey(masterKey: Buffer, info: string): Buffer {
+  return hkdf(authenticationRootOf(masterKey), info);
 }

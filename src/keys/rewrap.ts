@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import type { Context } from '../context.ts';
-import { keyringOf, masterKeyId } from './keyring.ts';
-import { rootBinding, rootRow, sealingRefreshMs } from './master-key-state.ts';
+import { bumpGeneration } from '../storage/generations.ts';
+import { keyringOf, masterKeyId, setSealing } from './keyring.ts';
+import { masterKeyGeneration, rootBinding, rootRow, sealingRefreshMs } from './master-key-state.ts';
 import { open, seal } from './sealed-box.ts';
 import { columnName, sealedColumns, type SealedColumn } from './sealed-columns.ts';
 
@@ -13,8 +14,12 @@ import { columnName, sealedColumns, type SealedColumn } from './sealed-columns.t
  * it (the previous one, CLEARANCE_PREVIOUS_MASTER_KEY).
  *
  * 1. Begin: the derivation root is re-sealed with the new key, in one conditional update — from
- *    then on every node configured with both keys seals with the new one (master-key-state.ts),
- *    and a node configured with the previous key alone is refused at its start.
+ *    then on (within `sealingRefreshMs`, at once on a PostgreSQL change notice) every node
+ *    configured with both keys seals with the new one, a running node with the previous key alone
+ *    seals nothing and reports not ready (master-key-state.ts watchMasterKeyState), and one
+ *    started with the previous key alone is refused. What authenticates (cookies, the console's
+ *    client key, DPoP nonces: master-key.ts authenticationKey) follows the sealing key, so what the
+ *    previous key authenticated is no longer accepted.
  * 2. Sweep: each sealed column (sealed-columns.ts), a batch at a time, takes the values whose
  *    sealed box does not name the new key (sealed-box.ts), opens and re-seals each, and writes it
  *    back only if the row still holds the value read (a conditional update: a value changed
@@ -117,6 +122,7 @@ async function begin(ctx: RewrapContext, masterKey: Buffer, actor: string): Prom
       // attached, so it seals with itself) seals it, whatever this process seals with until commit.
       const sealed = seal(Buffer.from(keyring.current), open(masterKey, root.sealed_root, rootBinding), rootBinding);
       await trx.updateTable('master_key_root').set({ sealed_root: sealed, master_key_id: toKeyId }).where('id', '=', 'root').where('master_key_id', '=', root.master_key_id).execute();
+      await bumpGeneration(trx, masterKeyGeneration);
     }
     const unfinished = await trx.selectFrom('master_key_rewraps').selectAll().where('to_key_id', '=', toKeyId).where('completed_at', 'is', null).orderBy('started_at', 'desc').executeTakeFirst();
     if (unfinished) return { id: unfinished.id, fromKeyId: unfinished.from_key_id, toKeyId, resumed: true, progress: JSON.parse(unfinished.progress) as Progress };
@@ -126,7 +132,7 @@ async function begin(ctx: RewrapContext, masterKey: Buffer, actor: string): Prom
     await trx.insertInto('master_key_rewraps').values({ id, from_key_id: root.master_key_id, to_key_id: toKeyId, started_at: now, updated_at: now, completed_at: null, progress: JSON.stringify(progress), actor }).execute();
     return { id, fromKeyId: root.master_key_id, toKeyId, resumed: false, progress };
   });
-  keyring.sealing = keyring.current;
+  setSealing(keyring, keyring.current);
   return run;
 }
 

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { masterKeyId, openingKeyById, openingKeysOf, sealingKeyOf } from './keyring.ts';
+import { masterKeyId, masterKeyUnavailable, MasterKeyUnavailableError, openingKeyById, openingKeysOf, sealingKeyOf } from './keyring.ts';
 
 export { masterKeyId } from './keyring.ts';
 
@@ -34,7 +34,12 @@ export function open(masterKey: Buffer, sealed: string, associatedData: string):
   if (parts[0] === 'v2' && parts.length === 5) {
     const [, id, iv, tag, ciphertext] = parts as [string, string, string, string, string];
     const key = openingKeyById(masterKey, id);
-    if (!key) throw new SealedBoxError(`sealed with master key ${id}, which is not configured here (${openingKeysOf(masterKey).map(masterKeyId).join(', ')})`);
+    if (!key) {
+      // Re-sealed by a rewrap this node has no key for: unavailable here (503), not a bad value.
+      const unavailable = masterKeyUnavailable(masterKey);
+      if (unavailable) throw new MasterKeyUnavailableError(unavailable);
+      throw new SealedBoxError(`sealed with master key ${id}, which is not configured here (${openingKeysOf(masterKey).map(masterKeyId).join(', ')})`);
+    }
     return decrypt(key, iv, tag, ciphertext, associatedData);
   }
   if (parts[0] === 'v1' && parts.length === 4) {

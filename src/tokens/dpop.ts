@@ -4,7 +4,7 @@ import { checkDpopProofJwt, describe, ed25519Algorithms, safeEqual, type JwsAlgo
 import { OAuthError } from '../oauth-error.ts';
 import type { ReplayCache } from './replay-cache.ts';
 import { hasControlCharacter } from '../parameters.ts';
-import { derivedKey } from '../keys/master-key.ts';
+import { authenticationKey } from '../keys/master-key.ts';
 
 /**
  * DPoP, Demonstrating Proof of Possession (RFC 9449) at the authorization server and its own
@@ -150,13 +150,14 @@ export function useDpopNonce(nonce: string, detail: string): OAuthError {
  * coordination.
  */
 export class DpopNonces {
-  readonly #secret: Buffer;
+  readonly #secret: () => Buffer;
   readonly #clock: Clock;
   readonly #periodMs: number;
-  #cached: { window: number; nonce: string } | undefined;
+  #cached: { window: number; secret: Buffer; nonce: string } | undefined;
 
-  constructor(secret: Buffer, clock: Clock, periodSeconds = 120) {
-    this.#secret = secret;
+  /** `secret`: the key, or how to read it at each use (it changes when a master key rewrap begins). */
+  constructor(secret: Buffer | (() => Buffer), clock: Clock, periodSeconds = 120) {
+    this.#secret = typeof secret === 'function' ? secret : () => secret;
     this.#clock = clock;
     this.#periodMs = periodSeconds * 1000;
   }
@@ -164,7 +165,8 @@ export class DpopNonces {
   /** The nonce of the current window (what the DPoP-Nonce header carries). */
   current(): string {
     const window = Math.floor(this.#clock.now() / this.#periodMs);
-    if (this.#cached?.window !== window) this.#cached = { window, nonce: this.#nonceOf(window) };
+    const secret = this.#secret();
+    if (this.#cached?.window !== window || this.#cached.secret !== secret) this.#cached = { window, secret, nonce: this.#nonceOf(secret, window) };
     return this.#cached.nonce;
   }
 
@@ -172,15 +174,20 @@ export class DpopNonces {
   isValid(nonce: string): boolean {
     if (nonce.length !== 24) return false;
     const window = Math.floor(this.#clock.now() / this.#periodMs);
-    return [window, window - 1, window + 1].some((w) => safeEqual(nonce, this.#nonceOf(w)));
+    const secret = this.#secret();
+    return [window, window - 1, window + 1].some((w) => safeEqual(nonce, this.#nonceOf(secret, w)));
   }
 
-  #nonceOf(window: number): string {
-    return createHmac('sha256', this.#secret).update(`dpop-nonce:${window}`).digest().subarray(0, 18).toString('base64url');
+  #nonceOf(secret: Buffer, window: number): string {
+    return createHmac('sha256', secret).update(`dpop-nonce:${window}`).digest().subarray(0, 18).toString('base64url');
   }
 }
 
-/** The nonce secret: HKDF-SHA-256 of the master key with a label of its own (never the key itself). */
+/**
+ * The nonce secret: HKDF-SHA-256 of the master key that seals now, with a label of its own (never
+ * the key itself). It authenticates, so it rotates with the master key (src/keys/master-key.ts
+ * authenticationKey): a nonce issued before a rewrap began is answered with a fresh one (RFC 9449 §8).
+ */
 export function dpopNonceSecret(masterKey: Buffer): Buffer {
-  return derivedKey(masterKey, 'clearance dpop-nonce v1');
+  return authenticationKey(masterKey, 'clearance dpop-nonce v1');
 }

@@ -5,6 +5,7 @@ import { errorPage } from './error.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { PasswordHasherBusyError } from '../identity/passwords.ts';
 import { isDatabaseUnavailable } from '../storage/faults.ts';
+import { isMasterKeyUnavailable } from '../keys/keyring.ts';
 import type { SafeHtml } from './html.ts';
 
 /**
@@ -107,6 +108,11 @@ export async function guarded(ctx: Context, request: FastifyRequest, reply: Fast
     }
     if (error instanceof PasswordHasherBusyError) {
       return sendErrorPage(ctx, request, reply, { status: 503, title: 'Busy', message: 'Too many people are signing in right now. Try again in a moment.', headers: { 'retry-after': '5' } });
+    }
+    if (isMasterKeyUnavailable(error)) {
+      // This node no longer holds the key the database seals with (src/keys/keyring.ts): fail closed.
+      request.log.warn({ reqId: request.id, cause: (error as Error).message }, 'master key unavailable');
+      return sendErrorPage(ctx, request, reply, { status: 503, title: 'Temporarily unavailable', message: 'The service is temporarily unavailable. Try again in a moment.', headers: { 'retry-after': '5' } });
     }
     if (isDatabaseUnavailable(error)) {
       request.log.warn({ reqId: request.id, cause: (error as Error).message }, 'database unavailable');

@@ -65,7 +65,8 @@ export async function peopleFixture(t: Pick<TestContext, 'after'>, options: Peop
   const unused: LoginThrottle = { reserve: () => { throw new Error('the fallback login throttle was used'); } };
   const throttleOf = (throttle?: LoginThrottleOptions): LoginThrottle =>
     shared ? new RedisLoginThrottle(shared, unused, clock, throttle) : new MemoryLoginThrottle(clock, throttle);
-  ctx.identity = { ...ctx.identity, throttle: throttleOf() };
+  // Object.assign, not a spread: the device cookie key is a getter that follows the master key (src/identity/index.ts).
+  Object.assign(ctx.identity, { throttle: throttleOf() });
   const fixture: PeopleFixture = {
     ctx,
     clock,
@@ -75,11 +76,7 @@ export async function peopleFixture(t: Pick<TestContext, 'after'>, options: Peop
       return executeApply(ctx, plan, { actor: 'test', via: 'cli' });
     },
     policy(options) {
-      ctx.identity = {
-        ...ctx.identity,
-        throttle: throttleOf(options.throttle),
-        policy: { ...defaultIdentityPolicy, ...options.policy },
-      };
+      Object.assign(ctx.identity, { throttle: throttleOf(options.throttle), policy: { ...defaultIdentityPolicy, ...options.policy } });
     },
     async events(type) {
       const rows = await ctx.storage.db.selectFrom('audit_events').select(['event', 'seq']).where('type', '=', type).orderBy('seq').execute();

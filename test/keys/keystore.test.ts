@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
-import { createPrivateKey, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { calculateJwkThumbprint, createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWK } from 'jose';
 import { epochSeconds } from '../../src/clock.ts';
 import { loadConfig, maxTokenLifetimeSeconds } from '../../src/config.ts';
 import type { Context } from '../../src/context.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { masterKeyUnavailable, MasterKeyUnavailableError } from '../../src/keys/keyring.ts';
 import { KeyError, KeyStore, publishMarginMs } from '../../src/keys/keystore.ts';
 import { MasterKeyError, resolveMasterKey } from '../../src/keys/master-key.ts';
-import { masterKeyId, open } from '../../src/keys/sealed-box.ts';
+import { rewrap } from '../../src/keys/rewrap.ts';
+import { masterKeyId, open, seal } from '../../src/keys/sealed-box.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
 import { testContext } from '../helpers/storage.ts';
@@ -21,6 +25,49 @@ function signToken(ctx: Context, sub = 'desk-7'): Promise<string> {
 
 function kidOf(token: string): string {
   return JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid;
+}
+
+/** Error lines written to a logger, parsed. */
+function errorLog(): { log: ReturnType<typeof createLogger>; errors: Record<string, unknown>[] } {
+  const errors: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        if ((parsed.level as number) >= 50) errors.push(parsed);
+      }
+      done();
+    },
+  });
+  return { log: createLogger('info', stream), errors };
+}
+
+/**
+ * A signing key row whose private part does not open with the configured master key: sealed with
+ * another master key (as after a rewrap this node has no key for), or damaged.
+ */
+async function insertUnopenableKey(ctx: Context, activatesAt: number, how: 'another master key' | 'damaged'): Promise<string> {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = publicKey.export({ format: 'jwk' }) as JWK;
+  const kid = await calculateJwkThumbprint(jwk, 'sha256');
+  const other = randomBytes(32);
+  const master = resolveMasterKey(ctx.config).key;
+  const sealed = seal(how === 'damaged' ? master : other, privateKey.export({ format: 'der', type: 'pkcs8' }), `signing_keys:${kid}`);
+  await ctx.storage.db
+    .insertInto('signing_keys')
+    .values({
+      kid,
+      alg: 'ES256',
+      public_jwk: JSON.stringify({ ...jwk, kid, alg: 'ES256', use: 'sig' }),
+      // Damaged: the ciphertext's last character changed, so its tag no longer verifies.
+      private_key: how === 'damaged' ? sealed.slice(0, -2) + (sealed.at(-2) === 'A' ? 'B' : 'A') + sealed.at(-1) : sealed,
+      master_key_id: masterKeyId(how === 'damaged' ? master : other),
+      created_at: ctx.clock.now(),
+      activates_at: activatesAt,
+      retired_at: null,
+    })
+    .execute();
+  return kid;
 }
 
 describe('the key store', () => {
@@ -200,5 +247,86 @@ describe('the key store', () => {
     assert.equal(kidOf(await signToken(ctx)), current!.kid, 'and not yet signing: every node publishes it first');
     clock.advance(publishMarginMs);
     assert.equal(kidOf(await signToken(ctx)), next.kid);
+  });
+
+  test('keeps a signing key that does not open here without its key material: listed, logged, never published, verifying or signing; the other keys serve on', async (t) => {
+    const { ctx, clock } = await testContext({ t });
+    const [genuine] = await ctx.keys.list();
+    const token = await signToken(ctx);
+    // Older than the genuine key, so the genuine key still signs.
+    const foreign = await insertUnopenableKey(ctx, genuine!.activatesAt - 2, 'another master key');
+    const damaged = await insertUnopenableKey(ctx, genuine!.activatesAt - 1, 'damaged');
+    const { log, errors } = errorLog();
+    const keys = new KeyStore(ctx.storage.db, resolveMasterKey(ctx.config).key, clock, undefined, { log });
+
+    assert.deepEqual((await keys.list()).map((k) => [k.kid, k.state]), [[foreign, 'superseded'], [damaged, 'superseded'], [genuine!.kid, 'active']], 'every key counts for the states');
+    assert.deepEqual((await keys.jwks()).keys.map((k) => k.kid), [genuine!.kid], 'only the key that opens is published');
+    assert.deepEqual((await keys.jwksInForce(0, clock.now())).keys.map((k) => k.kid), [genuine!.kid]);
+    assert.equal(await keys.verificationKey(foreign), undefined, 'its public part from the row alone verifies nothing');
+    assert.equal(await keys.verificationKey(damaged), undefined);
+    assert.ok(await keys.verificationKey(genuine!.kid));
+    assert.equal(kidOf(await keys.signJwt({ typ: 'at+jwt' }, { sub: 'x' })), genuine!.kid);
+    const verified = await jwtVerify(token, createLocalJWKSet(await keys.jwks()), { algorithms: ['ES256'], currentDate: new Date(clock.now()) });
+    assert.equal(verified.payload.sub, 'desk-7');
+
+    assert.deepEqual(errors.map((e) => e.kid).sort(), [foreign, damaged].sort(), 'each logged, by kid');
+    const logged = errors.find((e) => e.kid === foreign)!;
+    assert.equal(logged.sealedWith, (await ctx.storage.db.selectFrom('signing_keys').select('master_key_id').where('kid', '=', foreign).executeTakeFirstOrThrow()).master_key_id);
+    assert.match(String(logged.problem), /sealed with master key [0-9a-f]{16}, and the configured master key is/);
+    assert.match(String(errors.find((e) => e.kid === damaged)!.problem), /does not open/);
+
+    // Over HTTP too: /jwks publishes the genuine key alone, a server with the key set loaded.
+    const app = buildApp(ctx);
+    t.after(() => app.close());
+    ctx.keys.invalidate();
+    const jwks = await app.inject({ method: 'GET', url: '/jwks' });
+    assert.equal(jwks.statusCode, 200);
+    assert.deepEqual((jwks.json() as { keys: JWK[] }).keys.map((k) => k.kid), [genuine!.kid]);
+  });
+
+  test('signing fails closed when the active key does not open here: never another key in its place', async (t) => {
+    const { ctx, clock } = await testContext({ t });
+    const [genuine] = await ctx.keys.list();
+    const foreign = await insertUnopenableKey(ctx, clock.now() + 1, 'another master key');
+    clock.advance(1);
+    const keys = new KeyStore(ctx.storage.db, resolveMasterKey(ctx.config).key, clock);
+    assert.equal((await keys.list()).find((k) => k.kid === foreign)!.state, 'active');
+    assert.equal((await keys.list()).find((k) => k.kid === genuine!.kid)!.state, 'superseded');
+    await assert.rejects(
+      keys.signJwt({ typ: 'at+jwt' }, { sub: 'x' }),
+      (e: unknown) => e instanceof KeyError && e.message.includes(foreign) && /does not open here/.test(e.message),
+      'a KeyError naming the kid: the master key is available, the row is not this database’s',
+    );
+  });
+
+  test('on a node left without the master key the database seals with, signing, publishing and verifying with a key the rewrap re-sealed fail closed with MasterKeyUnavailableError', async (t) => {
+    const oldKey = randomBytes(32).toString('hex');
+    const newKey = randomBytes(32).toString('hex');
+    const { ctx, clock, dataDir, database } = await testContext({ t, env: { CLEARANCE_MASTER_KEY: oldKey } });
+    const master = resolveMasterKey(ctx.config).key;
+    const kids = (await ctx.keys.list()).map((k) => k.kid);
+    const cli = await openContext(loadConfig({ CLEARANCE_DATA_DIR: dataDir, CLEARANCE_MASTER_KEY: newKey, CLEARANCE_PREVIOUS_MASTER_KEY: oldKey }), { clock, log: createLogger('silent'), storage: database.connect() });
+    t.after(async () => {
+      await cli.risk.activity.close();
+      await (cli.audit as { close?: () => Promise<void> }).close?.();
+    });
+    await rewrap(cli, resolveMasterKey(cli.config).key, { actor: 'cli:test', settleMs: 0 });
+    // This node looks at the root every second (master-key-state.ts): a bounded wait for it.
+    for (let i = 0; i < 500 && !masterKeyUnavailable(master); i++) await sleep(20);
+    assert.ok(masterKeyUnavailable(master), 'this node learnt that the database seals with the new key');
+
+    const { log, errors } = errorLog();
+    const keys = new KeyStore(ctx.storage.db, master, clock, undefined, { log });
+    const unavailable = (e: unknown) => e instanceof MasterKeyUnavailableError && e.message.includes(masterKeyId(Buffer.from(newKey, 'hex')));
+    assert.deepEqual((await keys.list()).map((k) => k.kid), kids, 'the key is still known');
+    await assert.rejects(keys.signJwt({ typ: 'at+jwt' }, { sub: 'x' }), unavailable, 'signing: 503, never another key');
+    // It is this database's key, not a stray row: no JWKS without it, no valid token called invalid — 503.
+    await assert.rejects(keys.jwks(), unavailable);
+    await assert.rejects(keys.jwksInForce(0, clock.now()), unavailable);
+    await assert.rejects(keys.verificationKey(kids[0]!), unavailable);
+    assert.equal(await keys.verificationKey('no-such-kid'), undefined, 'an unknown kid is still unknown');
+    assert.equal(errors.length, 1);
+    // The node with the new key signs with it.
+    assert.equal(kidOf(await new KeyStore(cli.storage.db, resolveMasterKey(cli.config).key, clock).signJwt({ typ: 'at+jwt' }, { sub: 'x' })), kids[0]);
   });
 });

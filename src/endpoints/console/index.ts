@@ -28,7 +28,7 @@ import { consoleMandatePage, consolePolicyPage, type MandatePageView, type Polic
 import type { Activity } from '../../audit/activity.ts';
 import { guarded, seeOther, sendPage } from '../../ui/respond.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { derivedKey } from '../../keys/master-key.ts';
+import { authenticationKey } from '../../keys/master-key.ts';
 
 /**
  * The console (docs/console.md): pages for administrators, compliance officers, approvers and
@@ -60,14 +60,15 @@ export const consoleEndpoint: Endpoint = {
     const base = issuerPath(ctx.config.issuer);
     const consoleBase = `${base}/console`;
     const masterKey = resolveMasterKey(ctx.config).key;
-    // The cookies are sealed with a key of their own, derived from the master key.
-    const cookieKey = derivedKey(masterKey, 'clearance console cookies v1');
+    // The cookies are sealed with a key of their own, derived from the master key that seals now:
+    // read at each request, since a rewrap changes it (and so ends console sessions; docs/keys.md).
+    const cookieKeyOf = () => authenticationKey(masterKey, 'clearance console cookies v1');
     const api = (session: ConsoleSession, url: string) => callAdmin(app, session, { method: 'GET', url: `${base}${url}` });
 
     /** The signed-in console, or a redirect to sign in (back to this page afterwards). */
     async function signedIn(request: FastifyRequest, reply: FastifyReply, page: (session: ConsoleSession) => Promise<FastifyReply>): Promise<FastifyReply> {
       return guarded(ctx, request, reply, async () => {
-        const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
+        const session = consoleCookies.readSession(ctx, cookieKeyOf(), request.headers.cookie);
         if (!session) return seeOther(reply, `${consoleBase}/sign-in?return=${encodeURIComponent(request.url.slice(base.length))}`);
         return page(session);
       });
@@ -75,7 +76,7 @@ export const consoleEndpoint: Endpoint = {
 
     app.get(consoleBase, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
+        const session = consoleCookies.readSession(ctx, cookieKeyOf(), request.headers.cookie);
         if (!session) return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base) });
         return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleHomePage(base, session) });
       }),
@@ -92,7 +93,7 @@ export const consoleEndpoint: Endpoint = {
 
     app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/callback`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const signIn = consoleCookies.readSignIn(ctx, cookieKey, request.headers.cookie);
+        const signIn = consoleCookies.readSignIn(ctx, cookieKeyOf(), request.headers.cookie);
         const { state, code, error } = request.query;
         // RFC 6749 §10.12: the response must answer the request this browser made.
         if (!signIn || typeof state !== 'string' || !safeEqual(state, signIn.state)) return refused(reply, 400, 'Sign-in expired', 'This sign-in was not started here, or took too long. Start again.');
@@ -124,14 +125,14 @@ export const consoleEndpoint: Endpoint = {
           acr: tokens.acr ?? '',
           csrf: createHash('sha256').update(tokens.accessToken).digest('base64url'),
         };
-        reply.header('set-cookie', [consoleCookies.writeSession(ctx, cookieKey, session), consoleCookies.clearSignIn(ctx)]);
+        reply.header('set-cookie', [consoleCookies.writeSession(ctx, cookieKeyOf(), session), consoleCookies.clearSignIn(ctx)]);
         return seeOther(reply, `${base}${signIn.returnTo}`);
       }),
     );
 
     app.post(`${consoleBase}/sign-out`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const session = consoleCookies.readSession(ctx, cookieKey, request.headers.cookie);
+        const session = consoleCookies.readSession(ctx, cookieKeyOf(), request.headers.cookie);
         if (session && !formAllowed(request, session)) {
           return refused(reply, 403, 'This form has expired', 'Nothing was changed. Open the console again and retry.');
         }
@@ -462,7 +463,7 @@ export const consoleEndpoint: Endpoint = {
       for (const [name, value] of Object.entries({ ...parameters, client_id: consoleClientId, response_type: 'code', redirect_uri: consoleRedirectUri(ctx.config.issuer), state: signIn.state, nonce: signIn.nonce, code_challenge: challenge, code_challenge_method: 'S256' })) {
         url.searchParams.set(name, value);
       }
-      reply.header('set-cookie', consoleCookies.writeSignIn(ctx, cookieKey, signIn));
+      reply.header('set-cookie', consoleCookies.writeSignIn(ctx, cookieKeyOf(), signIn));
       return seeOther(reply, url.href);
     }
 

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { derivedKey } from '../../keys/master-key.ts';
+import { authenticationKey } from '../../keys/master-key.ts';
 import { createRemoteJWKSet, customFetch, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import * as oidc from 'openid-client';
 import type { AuditEvent } from '../../audit/events.ts';
@@ -123,8 +123,9 @@ export function upstreamLoggedOutUri(issuer: string): string {
 }
 
 const continuationTtlMs = 10 * 60_000;
+/** A MAC key: it rotates with the master key (src/keys/master-key.ts authenticationKey). */
 function continuationKey(masterKey: Buffer): Buffer {
-  return derivedKey(masterKey, 'clearance upstream-logout v1');
+  return authenticationKey(masterKey, 'clearance upstream-logout v1');
 }
 
 /**

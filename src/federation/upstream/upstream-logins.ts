@@ -1,5 +1,5 @@
 import { browserDigest } from '../../authorization/interactions.ts';
-import { derivedKey } from '../../keys/master-key.ts';
+import { authenticationKey } from '../../keys/master-key.ts';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import { safeEqual } from '../../jose/dpop.ts';
@@ -22,8 +22,9 @@ export interface UpstreamLoginSecrets {
   codeVerifier: string;
 }
 
+/** Authenticates: it rotates with the master key (src/keys/master-key.ts authenticationKey); a sign-in under way across a rewrap's begin starts again. */
 function derivationKey(masterKey: Buffer): Buffer {
-  return derivedKey(masterKey, 'clearance upstream-login v1');
+  return authenticationKey(masterKey, 'clearance upstream-login v1');
 }
 
 /** The nonce and PKCE verifier a state stands for (43 base64url characters each: RFC 7636 §4.1 allows 43–128). */
