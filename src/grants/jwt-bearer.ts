@@ -8,6 +8,7 @@ import { narrowScopes } from './exchange/narrowing.ts';
 import { isSafeClaimText } from './exchange/presented-token.ts';
 import { assertionChain, chainNames } from './exchange/assertion-chain.ts';
 import { defineGrant } from './grant.ts';
+import { commitPartnerTxn, partnerTxn } from '../transactions/partner-txn.ts';
 
 /**
  * RFC 7523 §2.1: a client presents a partner's JWT as an authorization grant. The rules, in order:
@@ -27,9 +28,13 @@ import { defineGrant } from './grant.ts';
  * 7. the chain behind the assertion (identity chaining across domains, draft-ietf-oauth-identity-
  *    chaining; src/grants/exchange/assertion-chain.ts): its `scope` claim bounds step 4's
  *    scopes (a wider `scope` is invalid_scope); its `act` is kept inside ours, the presenting
- *    client outermost, every partner actor named with the partner's issuer; its well-formed `txn`
- *    is the token's; its mandate reference is recorded — `token.issued` names the partner's chain.
- *    A malformed `act`, `scope` or `mandate` is invalid_grant.
+ *    client outermost, every partner actor named with the partner's issuer (an actor of another
+ *    issuer is invalid_grant: a partner vouches for its own actors only); its well-formed `txn`
+ *    is the token's when the partner shares that txn or it is new here (then started here through
+ *    the partner), else invalid_grant (src/transactions/partner-txn.ts: a partner never picks a
+ *    local trade); its mandate reference is recorded — `token.issued` names the partner's chain,
+ *    and its `jti` as `partner_jti` (never a parent of ours). A malformed `act`, `scope` or
+ *    `mandate` is invalid_grant.
  */
 export const jwtBearer = defineGrant({
   grantType: jwtBearerGrantType,
@@ -66,6 +71,9 @@ export const jwtBearer = defineGrant({
     const beyond = chain.scopes && requested?.split(' ').find((s) => s !== '' && !chain.scopes!.includes(s));
     if (beyond) throw new OAuthError('invalid_scope', `scope ${beyond.slice(0, 60)} is wider than the assertion grants`);
     const scopes = narrowScopes(requested, partner.allowed_scopes.filter((s) => registered.has(s) && (!chain.scopes || chain.scopes.includes(s))), server.scopes);
+    // The trade the partner names: one it shares, or a new one (started here through it at issuance).
+    const txn = chain.txn !== undefined ? await partnerTxn(ctx, partner.id, chain.txn) : undefined;
+    if (txn === 'not_shared') throw txnNotShared(partner.id);
 
     // Who the partner's subject is here: a linked person, else its mapped firm (src/federation/subject.ts).
     const basis = await partnerSubjectBasis(ctx, verified.token, client.client_id);
@@ -85,7 +93,7 @@ export const jwtBearer = defineGrant({
       ...(basis.subjectLeis ? { subjectLeis: basis.subjectLeis } : {}),
       scopes,
       authorizationDetails: [],
-      ...(chain.txn !== undefined ? { txn: chain.txn } : {}),
+      ...(txn !== undefined ? { txn: txn.txn } : {}),
       // RFC 8693 §4.1: the presenting client acts now, for the partner's actors before it.
       claims: { origin_iss: partner.issuer, ...basis.claims, ...(chain.act ? { act: { sub: client.client_id, act: chain.act } } : {}) },
       ...(address !== undefined ? { address } : {}),
@@ -98,6 +106,13 @@ export const jwtBearer = defineGrant({
         },
       },
     });
-    return { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
+    const result = { response: issued.response, events: [...issued.decisions, issued.event], observe: issued.observe };
+    if (!txn?.start) return result;
+    return commitPartnerTxn(ctx, { txn: txn.txn, clientId: client.client_id, partnerId: partner.id }, result, () => txnNotShared(partner.id));
   },
 });
+
+/** RFC 7523 §3.1: an assertion naming a trade of ours its partner is no party to is invalid_grant (recorded as assertion.refused, not under that txn). */
+function txnNotShared(partnerId: string): OAuthError {
+  return new OAuthError('invalid_grant', `the assertion is not acceptable: its txn names a transaction here that is not shared with partner ${partnerId}`, { detail: 'txn_not_shared' });
+}

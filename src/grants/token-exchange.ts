@@ -16,6 +16,7 @@ import { defineGrant } from './grant.ts';
 import { insufficientUserAuthentication, requirePersonRoleMinimum, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { isTxn } from '../transactions/txn.ts';
+import { commitPartnerTxn, partnerTxn } from '../transactions/partner-txn.ts';
 import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
 import { actInRegion, personLeis } from '../federation/regions.ts';
 import { attributeNames, inSpan, spanNames } from '../telemetry/spans.ts';
@@ -49,6 +50,10 @@ import { authorizationGrantTarget, issueAuthorizationGrant } from './exchange/au
  * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which
  *    the profile of the partner the chain started from allows (that partner still registered) —
  *    else invalid_target;
+ * 6a. a partner's subject token's `txn` is taken only if the partner shares that txn (started here
+ *    through it, or sent to it in a grant of ours) or it is new here — then started here through
+ *    the partner with this token; any other is invalid_request, not filed under that txn
+ *    (src/transactions/partner-txn.ts);
  * 7. never wider (DESIGN §4): scopes ⊆ the subject token's ∩ the target's ∩ the client's
  *    registration (∩ the partner profile's); authorization_details a selection of the subject
  *    token's;
@@ -72,7 +77,8 @@ import { authorizationGrantTarget, issueAuthorizationGrant } from './exchange/au
  *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
  *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
  *    request's DPoP key or certificate. No refresh token is issued. `token.exchanged` names the
- *    parent token's jti, so the chain can be rebuilt from the audit log.
+ *    parent token's jti, so the chain can be rebuilt from the audit log — a partner's token's jti
+ *    as `partner_jti` (its `parent_jti` null): a partner's jti is never a parent of ours.
  */
 export const tokenExchange = defineGrant({
   grantType: tokenExchangeGrantType,
@@ -93,7 +99,9 @@ export const tokenExchange = defineGrant({
     }
     // Step 4 runs inside step 2, before liveness (see presented()); a partner's token, after its profile.
     const subject = await presented(ctx, 'subject_token', subjectToken, subjectTokenType, client.client_id, requestId, (token) => requireExchangeRight(ctx, token, client.client_id));
-    // From here on the refusal's event is filed under the subject token's trade (its txn).
+    // From here on the refusal's event is filed under the subject token's trade (its txn) — a
+    // partner's txn only once it is known to be shared with the partner (step 6a).
+    let about = subject.origin === 'partner' ? { subject: subject.subject } : aboutOf(subject);
     try {
       const actor = await actorOf(ctx, params.get('actor_token'), params.get('actor_token_type'), client.client_id, requestId);
       if (subject.origin === 'partner') await requireExchangeRight(ctx, subject, client.client_id);
@@ -109,8 +117,23 @@ export const tokenExchange = defineGrant({
       // authorization grant for it (src/grants/exchange/authorization-grant.ts), not an access token.
       const grantFor = await authorizationGrantTarget(ctx, params.all('resource'), params.all('audience'), requestedType);
       if (grantFor) {
-        return await issueAuthorizationGrant(ctx, { partner: grantFor, subject, actor, currentActor, client: authenticated, requestId, subjectTokenType, scope: params.get('scope'), authorizationDetails: params.get('authorization_details') });
+        return await issueAuthorizationGrant(ctx, {
+          partner: grantFor,
+          subject,
+          actor,
+          currentActor,
+          client: authenticated,
+          requestId,
+          subjectTokenType,
+          scope: params.get('scope'),
+          authorizationDetails: params.get('authorization_details'),
+          ...(address !== undefined ? { address } : {}),
+        });
       }
+      // Step 6a: a partner's txn is taken only if the partner shares it or it is new here.
+      const partnerTrade = subject.origin === 'partner' && subject.txn !== undefined ? await partnerTxn(ctx, subject.partner!.partner.id, subject.txn) : undefined;
+      if (partnerTrade === 'not_shared') throw txnNotShared(subject.partner!.partner.id);
+      about = aboutOf(subject);
 
       // A partner's profile bounds every hop of a chain that started with its subject.
       const profile = await partnerProfileOf(ctx, subject);
@@ -201,9 +224,11 @@ export const tokenExchange = defineGrant({
           ...(subject.origin === 'local' && subject.jti !== undefined ? { presented: { token: tokenKey(subject.jti), byHolder: subject.clientId === client.client_id } } : {}),
         },
       });
-      return { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
+      const result = { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
+      if (!partnerTrade?.start) return result;
+      return await commitPartnerTxn(ctx, { txn: partnerTrade.txn, clientId: client.client_id, partnerId: subject.partner!.partner.id }, result, () => txnNotShared(subject.partner!.partner.id));
     } catch (error) {
-      throw fileUnder(error, aboutOf(subject));
+      throw fileUnder(error, about);
     }
   },
 });
@@ -385,14 +410,21 @@ function actorChain(act: Record<string, unknown> | undefined): string[] {
 /** What `token.exchanged` records beyond every issuance: the provenance chain of this hop. */
 function exchangedDetails(subject: PresentedToken, actor: PresentedToken | undefined, subjectTokenType: string, actors: string[]): Record<string, unknown> {
   return {
-    // The token this one was exchanged from, so the chain can be rebuilt from the audit log.
-    parent_jti: subject.jti ?? null,
+    // The token of ours this one was exchanged from, so the chain can be rebuilt from the audit
+    // log. A partner's token is no hop of ours: its jti (the partner's to choose) is `partner_jti`,
+    // never a parent — else a partner could graft our hops into its chain (counterparty evidence).
+    ...(subject.origin === 'partner' ? { parent_jti: null, partner_jti: subject.jti ?? null } : { parent_jti: subject.jti ?? null }),
     parent_issuer: subject.issuer,
     parent_audience: subject.audience ?? null,
     subject_token_type: subjectTokenType,
     ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
     act_chain: actors,
   };
+}
+
+/** RFC 8693 §2.2.2: a partner's subject token naming a trade of ours the partner is no party to is unacceptable (invalid_request). */
+function txnNotShared(partnerId: string): OAuthError {
+  return new OAuthError('invalid_request', `subject_token is not acceptable: its txn names a transaction here that is not shared with partner ${partnerId}`, { detail: 'txn_not_shared' });
 }
 
 /** Files an OAuth refusal under a verified token's trade (OAuthError.about), unless it already is. */

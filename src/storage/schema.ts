@@ -28,6 +28,7 @@ import type { RateLimitTables } from '../risk/limits/settings.ts';
 import type { KycTables } from '../risk/kyc/tables.ts';
 import type { AdminActionTables } from '../risk/admin-actions.ts';
 import type { TransactionTables } from '../transactions/txn.ts';
+import type { TransactionPartnerTables } from '../transactions/partner-txn.ts';
 import type { PkiTables } from '../pki/tables.ts';
 import type { AgentTables } from '../agents/tables.ts';
 import type { EvidenceTables } from '../evidence/tables.ts';
@@ -47,4 +48,4 @@ import type { MasterKeyTables } from '../keys/master-key-tables.ts';
  * The whole schema as Kysely sees it. Each component declares its own tables in its folder;
  * no component queries another's tables.
  */
-export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables, TransferDestinationTables, TransferControlTables, TransferLedgerTables, TransferUseTables, SubjectKeyTables, MasterKeyTables {}
+export interface Database extends AuditTables, KeyTables, ClientTables, ResourceServerTables, GenerationTables, RevocationTables, ReplayTables, RegistrationTables, IdentityTables, FactorTables, AuthorizationTables, EntityTables, PolicyTables, MandateTables, PartnerTables, PartnerBaselineTables, RoleRequirementTables, FirstUseTables, PasskeyTables, ApprovalTables, SignalTables, RecoveryTables, BreakGlassTables, CibaTables, RiskTables, AnomalyTables, RateLimitTables, KycTables, AdminActionTables, TransactionTables, TransactionPartnerTables, SsfTables, PkiTables, AgentTables, EvidenceTables, BrokeringTables, PersonCertificateTables, LifecycleTables, ReferenceTokenTables, ScimTables, TransferDestinationTables, TransferControlTables, TransferLedgerTables, TransferUseTables, SubjectKeyTables, MasterKeyTables {}

@@ -21,7 +21,11 @@ test('oauth4webapi obtains a JWT authorization grant from A and an access token 
   const a = await startTestServer({ t });
   const b = await startTestServer({ t });
   await a.apply({
-    resource_servers: [{ identifier: aApi, scopes: ['order:create'] }],
+    // B's authorization server as A's decision point decides a grant for it (docs/federation.md).
+    resource_servers: [
+      { identifier: aApi, scopes: ['order:create'] },
+      { identifier: b.issuer, scopes: ['order:create'] },
+    ],
     clients: [{ client_id: 'a-backend', kind: 'service', grant_types: ['client_credentials', exchange], scope: 'order:create' }],
     partners: [
       {

@@ -10,11 +10,15 @@ import { isSafeClaimText, partnerActorChain } from './presented-token.ts';
  */
 export interface AssertionChain {
   /**
-   * The partner's `act` (RFC 8693 §4.1), every actor named with its issuer: an actor without `iss`
-   * is the partner's own (its token's issuer), so the partner's client ids cannot pass for ours.
+   * The partner's `act` (RFC 8693 §4.1), every actor named with the partner's issuer: an actor
+   * without `iss` is the partner's own, so its client ids cannot pass for ours; an actor with
+   * another `iss` refuses the assertion (presented-token.ts partnerActorChain).
    */
   act?: Record<string, unknown>;
-  /** The partner's `txn`, when it is a well-formed transaction id: the trade keeps one id across domains. */
+  /**
+   * The partner's `txn`, when it is a well-formed transaction id: the trade keeps one id across
+   * domains — taken only if the partner shares it or it is new here (src/transactions/partner-txn.ts).
+   */
   txn?: string;
   /** The partner's mandate reference `{id, v}`: recorded, never read as one of our mandates. */
   mandate?: { id: string; v: number };
@@ -25,25 +29,19 @@ export interface AssertionChain {
 /** Reads the chain from a verified assertion; a member that is present but malformed refuses it (the reason). */
 export function assertionChain(token: VerifiedPartnerToken): AssertionChain | { error: string } {
   const claims = token.claims;
-  const act = partnerActorChain(claims.act);
-  if (act === false) return { error: 'its act claim is not a chain of {sub, iss} identifiers' };
+  const chain = partnerActorChain(claims.act, token.partner.issuer);
+  if ('error' in chain) return chain;
   const scope = claims.scope;
   if (scope !== undefined && typeof scope !== 'string') return { error: 'its scope claim is not a string' };
   const mandate = claims.mandate;
   const mandateRef = isMandateRef(mandate) ? { id: mandate.id, v: mandate.v } : undefined;
   if (mandate !== undefined && !mandateRef) return { error: 'its mandate claim is not a {id, v} reference' };
   return {
-    ...(act ? { act: qualified(act, token.partner.issuer) } : {}),
+    ...(chain.act ? { act: chain.act } : {}),
     ...(isTxn(claims.txn) ? { txn: claims.txn } : {}),
     ...(mandateRef ? { mandate: mandateRef } : {}),
     ...(scope !== undefined ? { scopes: scope.split(' ').filter(Boolean) } : {}),
   };
-}
-
-/** Every actor of the chain with an issuer: the partner's own where the partner left it implicit. */
-function qualified(act: Record<string, unknown>, issuer: string): Record<string, unknown> {
-  const inner = act.act as Record<string, unknown> | undefined;
-  return { sub: act.sub, iss: act.iss ?? issuer, ...(inner ? { act: qualified(inner, issuer) } : {}) };
 }
 
 function isMandateRef(value: unknown): value is { id: string; v: number } {

@@ -1,22 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditEvent } from '../../audit/events.ts';
-import { getGrant } from '../../authorization/consent.ts';
+import { findActiveGrant, getGrant, type ConsentGrant } from '../../authorization/consent.ts';
 import type { AuthenticatedClient } from '../../clients/authentication/types.ts';
 import { epochSeconds } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { grantAudience, type Chaining, type ChainingClaim } from '../../federation/chaining.ts';
 import type { Partner } from '../../federation/definition.ts';
 import { personLeis } from '../../federation/regions.ts';
-import { pairwiseKey, pairwiseSubject } from '../../identity/pairwise.ts';
+import { basisOf } from '../../federation/subject.ts';
+import { crossesRegion, pairwiseKey, pairwiseSubject } from '../../identity/pairwise.ts';
 import { mandateInForce, versionCovers } from '../../mandates/coverage.ts';
+import type { MandateVersion } from '../../mandates/store.ts';
 import type { Issuance } from '../../policy/issuance.ts';
-import { refuseFrozenOrSanctioned } from '../../risk/kyc/enforce.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { newJti } from '../../tokens/access-token.ts';
 import { tokenExchangeGrantType, tokenTypes } from '../../tokens/token-types.ts';
+import { commitSentTxn } from '../../transactions/partner-txn.ts';
 import { isTxn } from '../../transactions/txn.ts';
 import type { GrantResult } from '../grant.ts';
+import { requirePersonRoleMinimum } from '../step-up.ts';
 import { chainNames } from './assertion-chain.ts';
+import { decideGrant, decidedGrantEvents, originProfile, partnerAuthorizationServer } from './grant-decision.ts';
 import type { PresentedToken } from './presented-token.ts';
 
 /**
@@ -34,14 +38,32 @@ import type { PresentedToken } from './presented-token.ts';
  *    authorization_details (the partner could not bound them: dropping them would widen) — else
  *    invalid_request; no `authorization_details` parameter (invalid_authorization_details);
  * 2a. as for every issuance: no client or person suspended pending review (src/risk/anomalies:
- *    unauthorized_client / invalid_grant), no frozen person or firm (src/risk/kyc: invalid_grant);
+ *    unauthorized_client / invalid_grant);
+ * 2b. the partner's authorization server is registered here as a resource server (under its issuer
+ *    or grant audience: how the decision point sees it, ./grant-decision.ts) — else invalid_target;
+ *    a chain that started at a partner (`origin_iss`) stays bounded by that partner's profile, as
+ *    at every hop of token exchange: still registered (invalid_request), the target among its
+ *    `allowed_audiences` (invalid_target);
  * 3. never wider (DESIGN §4; the draft's "Claims Transcription", controlling scope): scopes ⊆ the
- *    subject token's ∩ the client's registration ∩ the profile's `chaining.scopes`; `scope` only
- *    narrows (invalid_scope);
+ *    subject token's ∩ the client's registration ∩ the profile's `chaining.scopes` ∩ the partner
+ *    server's registered scopes (∩ the origin partner's `allowed_scopes`); `scope` only narrows
+ *    (invalid_scope);
  * 4. the mandate the subject token names is still in force and covers those scopes (invalid_request);
- *    without one, a person's token needs their consent to the partner's authorization server with
- *    those scopes (invalid_target / invalid_scope), as for any audience;
- * 5. the subject as the profile names it (`partnerSubject`), the actors as the profile allows;
+ *    without one, whenever the subject is a person — their own token, or a partner subject linked
+ *    to them — their consent to the partner's authorization server with those scopes: the consent
+ *    grant their token was issued under, else their consent to the client that holds the subject
+ *    token (invalid_target / invalid_scope), as for any audience; a linked person's role minimum
+ *    (insufficient_user_authentication, as token exchange asks it);
+ * 4a. regions: under `public` subjects, a person's grant for a partner server registered in
+ *    another region is invalid_target (their local id would leave it; `pairwise` and `linked` name
+ *    them otherwise, as token exchange names them by a pseudonym there);
+ * 5. the subject as the profile names it (`partnerSubject`), the actors as the profile allows —
+ *    only actors of our domain: a chain's actor of another domain (and those before it) is not
+ *    forwarded, since the partner takes actors of our issuer only;
+ * 5a. the decision point, as for every token (./grant-decision.ts): KYC/AML (a frozen person or
+ *    firm: invalid_grant), the agent's model authority (unauthorized_client), the risk assessment,
+ *    data residency and the active policy set with the partner's server as the resource
+ *    (invalid_scope, invalid_target, insufficient_user_authentication, invalid_grant);
  * 6. the grant: `aud` the partner's authorization server only (the draft's "Token Exchange
  *    Response": `aud` MUST identify it, one server RECOMMENDED), `iss` ours, a fresh `jti` (the
  *    partner uses it once, RFC 7523 §3 (7)), `exp` at most the profile's lifetime (≤ 300 s) and
@@ -50,8 +72,10 @@ import type { PresentedToken } from './presented-token.ts';
  *    `typ` JWT (RFC 7519 §5.1; the partner's JWT-bearer rules, never at+jwt). Not bound: the
  *    partner binds the access token it issues;
  * 7. `token.exchanged`, with `details.issued_token_type` and `details.chaining` (partner, audience,
- *    the subject as sent, the claims carried), durable before the response leaves. The response
- *    is RFC 8693 §2.2.1's with `token_type` N_A: the grant is no access token.
+ *    the subject as sent, the claims carried) and the decisions folded in, durable before the
+ *    response leaves — with, when the grant carries the txn, the record that the txn is shared
+ *    with the partner (src/transactions/partner-txn.ts: the partner may name it back). The
+ *    response is RFC 8693 §2.2.1's with `token_type` N_A: the grant is no access token.
  */
 export async function authorizationGrantTarget(ctx: Pick<Context, 'partners'>, resources: string[], audiences: string[], requestedType: string | undefined): Promise<Partner | undefined> {
   // An access token was asked for: the resource-server path, as before chaining existed.
@@ -75,6 +99,8 @@ export interface AuthorizationGrantRequest {
   subjectTokenType: string;
   scope: string | undefined;
   authorizationDetails: string | undefined;
+  /** The source address of the token request, for the risk signals. */
+  address?: string;
 }
 
 /** Issues the JWT authorization grant (the rules above). */
@@ -93,37 +119,61 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
   if (subject.authorizationDetails.length > 0) throw new OAuthError('invalid_request', 'a token carrying authorization_details cannot be chained to another domain: the partner could not bound them');
   if (request.authorizationDetails !== undefined) throw new OAuthError('invalid_authorization_details', 'a JWT authorization grant carries no authorization_details');
   // Step 2a.
-  const principal = principalOf(subject, clientId);
+  const { principal, subjectLeis } = subjectBasis(subject, clientId);
   await refuseSuspended(ctx, clientId, principal);
+  // Step 2b.
+  const server = await partnerAuthorizationServer(ctx, partner);
+  const origin = await originProfile(ctx, subject, server);
   // Step 3.
-  const scopes = grantScopes(request.scope, subject.scopes, client.client.metadata.scope?.split(' ') ?? [], chaining.scopes);
+  const scopes = grantScopes(request.scope, subject.scopes, client.client.metadata.scope?.split(' ') ?? [], [
+    { scopes: chaining.scopes, by: 'the partner profile' },
+    { scopes: server.scopes, by: 'the partner authorization server as registered here' },
+    ...(origin ? [{ scopes: origin.allowed_scopes, by: `the profile of partner ${origin.id}, where the chain started` }] : []),
+  ]);
   // Step 4.
   const now = epochSeconds(ctx.clock);
   const audience = grantAudience(partner);
-  if (subject.mandate) await recheckMandate(ctx, subject.mandate, scopes);
-  else if (subject.grantId !== undefined) await requireConsent(ctx, subject.grantId, [partner.issuer, audience], scopes);
+  const names = [partner.issuer, audience];
+  const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes) : undefined;
+  if (!mandate && subject.grantId !== undefined) {
+    const grant = await getGrant(ctx, subject.grantId);
+    if (!grant || grant.revokedAt !== null) throw new OAuthError('invalid_request', 'the subject_token\'s consent grant is no longer active');
+    requireConsent(grant, names, scopes);
+  } else if (!mandate && principal.type === 'User') {
+    requireConsent(await findActiveGrant(ctx, principal.id, subject.clientId ?? clientId), names, scopes);
+  }
+  // A partner's subject decided as the person it is linked to: their role minimum, met by the
+  // authentication the chain carries (as token exchange does; their own token's was checked before).
+  if (principal.type === 'User' && subject.subjectType !== 'User') {
+    await requirePersonRoleMinimum(ctx, { personId: principal.id, achieved: subject.authentication?.acr, clientId, requestId: request.requestId, grantType: tokenExchangeGrantType });
+  }
+  // Step 4a.
+  if (principal.type === 'User' && chaining.subject === 'public' && crossesRegion(ctx.config.region, server.region)) {
+    throw new OAuthError('invalid_target', `the partner authorization server is in region ${server.region}, not this instance's (${ctx.config.region}): a person is not named there by their local id (chaining.subject public)`);
+  }
   // Step 5.
   const allowed = new Set<ChainingClaim>(chaining.claims);
   const act = { ...request.currentActor, ...(subject.act ? { act: subject.act } : {}) };
   const txn = isTxn(subject.txn) ? subject.txn : randomUUID();
   const actors = chainNames(act);
-  // Step 2a, KYC/AML as at every issuance: a frozen person, or a frozen firm of a client in the chain.
-  await refuseFrozenOrSanctioned(ctx, {
-    subject: principal,
-    ...(subject.partnerOrigin?.person === undefined && subject.partnerOrigin?.lei !== undefined ? { subjectLeis: [subject.partnerOrigin.lei] } : {}),
-    clientId,
-    audience,
-    scopes,
-    authorizationDetails: [],
-    delegation: { subject: subject.subject, actors },
+  const exp = Math.min(now + chaining.lifetime, subject.expiresAt, actor?.expiresAt ?? Infinity);
+  if (exp <= now) throw new OAuthError('invalid_request', 'the subject_token is expired');
+  // Step 5a.
+  const decision = await decideGrant(ctx, {
+    client,
     requestId: request.requestId,
+    server,
+    principal,
+    ...(subjectLeis ? { subjectLeis } : {}),
+    subject,
+    scopes,
+    ...(mandate ? { mandate } : {}),
     txn,
-    grantType: tokenExchangeGrantType,
+    actors,
+    ...(request.address !== undefined ? { address: request.address } : {}),
   });
   const { sub, linked } = await partnerSubject(ctx, partner, subject);
   // Step 6.
-  const exp = Math.min(now + chaining.lifetime, subject.expiresAt, actor?.expiresAt ?? Infinity);
-  if (exp <= now) throw new OAuthError('invalid_request', 'the subject_token is expired');
   const lei = allowed.has('origin_lei') ? await subjectLei(ctx, subject) : undefined;
   const claims: Record<string, unknown> = {
     iss: ctx.config.issuer,
@@ -133,7 +183,7 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
     exp,
     jti: newJti(),
     scope: scopes.join(' '),
-    ...(allowed.has('act') ? { act: await actForPartner(ctx, partner, act) } : {}),
+    ...(allowed.has('act') ? { act: await actForPartner(ctx, partner, act, chaining.subject === 'public' && !crossesRegion(ctx.config.region, server.region)) } : {}),
     ...(allowed.has('txn') ? { txn } : {}),
     ...(allowed.has('mandate') && subject.mandate ? { mandate: subject.mandate } : {}),
     ...(allowed.has('acr') && subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),
@@ -171,18 +221,24 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
       ...(linked ? { upstream_subject: sub } : {}),
     },
   };
-  return {
+  const recorded = decidedGrantEvents(ctx, event, decision, { principal, clientId, audience: server.identifier, jti: claims.jti as string });
+  const result = {
     // RFC 8693 §2.2.1 (the draft's token exchange response): the grant travels in `access_token`; it is no access token, so N_A.
-    response: { access_token: grant, issued_token_type: tokenTypes.jwt, token_type: 'N_A', expires_in: exp - now, scope: scopes.join(' ') },
-    events: [event],
+    response: { access_token: grant, issued_token_type: tokenTypes.jwt, token_type: 'N_A' as const, expires_in: exp - now, scope: scopes.join(' ') },
+    ...recorded,
   };
+  // The partner may name this txn back (a trade that returns keeps its id); no other partner may.
+  return allowed.has('txn') ? commitSentTxn(ctx, txn, partner.id, result) : result;
 }
 
-/** Whom the grant is about, as the decision point would see them (src/policy/issuance.ts `Issuance.subject`). */
-function principalOf(subject: PresentedToken, clientId: string): Issuance['subject'] {
-  if (subject.subjectType !== undefined) return { type: subject.subjectType, id: subject.subject };
-  // A partner's subject: the local person it is linked to, else the client that vouches for it.
-  return subject.partnerOrigin?.person !== undefined ? { type: 'User', id: subject.partnerOrigin.person } : { type: 'Client', id: clientId };
+/**
+ * Whom the grant is about, as the decision point sees them (src/policy/issuance.ts `Issuance.subject`),
+ * and their firms for data residency: a subject of ours; a partner's subject (src/federation/subject.ts),
+ * the local person it is linked to, else the client that vouches for it with the firm its partner named.
+ */
+function subjectBasis(subject: PresentedToken, clientId: string): { principal: Issuance['subject']; subjectLeis?: string[] } {
+  if (subject.subjectType !== undefined) return { principal: { type: subject.subjectType, id: subject.subject } };
+  return basisOf(subject.partnerOrigin ?? {}, clientId);
 }
 
 /**
@@ -199,9 +255,9 @@ async function refuseSuspended(ctx: Context, clientId: string, principal: Issuan
 /** The claims every grant carries; the rest are the profile's to allow. */
 const registeredClaims = new Set(['iss', 'sub', 'aud', 'iat', 'exp', 'jti', 'scope']);
 
-/** Step 3: each scope carried by the subject token, registered for the client and allowed by the profile. */
-function grantScopes(requested: string | undefined, carried: readonly string[], registered: readonly string[], allowed: readonly string[]): string[] {
-  const within = (s: string) => carried.includes(s) && registered.includes(s) && allowed.includes(s);
+/** Step 3: each scope carried by the subject token, registered for the client and within every bound (named in the refusal). */
+function grantScopes(requested: string | undefined, carried: readonly string[], registered: readonly string[], bounds: { scopes: readonly string[]; by: string }[]): string[] {
+  const within = (s: string) => carried.includes(s) && registered.includes(s) && bounds.every((b) => b.scopes.includes(s));
   if (requested === undefined) {
     const scopes = carried.filter(within);
     if (scopes.length === 0) throw new OAuthError('invalid_scope', 'the subject token carries no scope the partner profile allows this client');
@@ -213,28 +269,30 @@ function grantScopes(requested: string | undefined, carried: readonly string[], 
     const shown = scope.slice(0, 60);
     if (!carried.includes(scope)) throw new OAuthError('invalid_scope', `scope ${shown} is wider than the subject token's`);
     if (!registered.includes(scope)) throw new OAuthError('invalid_scope', `scope ${shown} is not registered for this client`);
-    if (!allowed.includes(scope)) throw new OAuthError('invalid_scope', `scope ${shown} is not allowed by the partner profile`);
+    const bound = bounds.find((b) => !b.scopes.includes(scope));
+    if (bound) throw new OAuthError('invalid_scope', `scope ${shown} is not allowed by ${bound.by}`);
   }
   return [...new Set(scopes)];
 }
 
-/** Step 4: the mandate is still in force and grants the scopes. */
-async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[]): Promise<void> {
+/** Step 4: the mandate is still in force and grants the scopes; its version, for the decision point. */
+async function recheckMandate(ctx: Context, ref: { id: string; v: number }, scopes: string[]): Promise<MandateVersion> {
   const at = new Date(ctx.clock.now());
   const version = await mandateInForce(ctx, ref, at);
   if (!version) throw new OAuthError('invalid_request', `the subject_token's mandate ${ref.id} v${ref.v} is no longer in force`);
   const coverage = await versionCovers(ctx, version, { scopes, at });
   if (!coverage.ok) throw new OAuthError('invalid_request', `the subject_token's mandate does not cover this grant: ${coverage.reason}`);
+  return version;
 }
 
 /**
  * Step 4: a person's authority goes only where they sent it — their consent grant names the
  * partner's authorization server (by its issuer or the grant's audience) with these scopes. That
- * the subject token's own audience was consented to is no consent to another firm's domain.
+ * the subject token's own audience was consented to is no consent to another firm's domain; a
+ * partner's subject linked to a person carries no consent of theirs at all.
  */
-async function requireConsent(ctx: Context, grantId: string, names: string[], scopes: string[]): Promise<void> {
-  const grant = await getGrant(ctx, grantId);
-  if (!grant || grant.revokedAt !== null) throw new OAuthError('invalid_request', 'the subject_token\'s consent grant is no longer active');
+function requireConsent(grant: ConsentGrant | undefined, names: string[], scopes: string[]): void {
+  if (!grant || grant.revokedAt !== null) throw new OAuthError('invalid_target', 'the person did not consent to grants for this partner');
   const consented = names.map((n) => grant.resources[n]).find((s) => s !== undefined);
   if (!consented) throw new OAuthError('invalid_target', 'the person did not consent to grants for this partner');
   const beyond = scopes.find((s) => !consented.includes(s));
@@ -281,17 +339,22 @@ function pseudonym(ctx: Context, partner: Partner, localSubject: string): string
 /**
  * The `act` chain as the partner sees it (RFC 8693 §4.1): every actor of ours carries our issuer,
  * so the partner cannot mistake our client ids for its own; a person acting (an actor of ours that
- * is no registered client) is named by their pseudonym for this partner unless the profile names
- * subjects publicly; a partner's actor (with its `iss`) is kept. At most 8 deep, as accepted.
+ * is no registered client) is named by their pseudonym for this partner unless `publicNames`. The
+ * chain stops at the first actor of another domain (one with an `iss` of a partner's): we vouch
+ * only for our own actors, and the partner refuses any actor of another issuer than ours (its
+ * rule as ours: assertion-chain.ts). Our `act_chain` keeps the whole chain. At most 8 deep, as accepted.
  */
-async function actForPartner(ctx: Context, partner: Partner, act: Record<string, unknown>, depth = 0): Promise<Record<string, unknown>> {
-  const inner = act.act !== undefined && typeof act.act === 'object' && act.act !== null && depth < 7 ? await actForPartner(ctx, partner, act.act as Record<string, unknown>, depth + 1) : undefined;
+async function actForPartner(ctx: Context, partner: Partner, act: Record<string, unknown>, publicNames: boolean, depth = 0): Promise<Record<string, unknown>> {
+  const next = act.act !== undefined && typeof act.act === 'object' && act.act !== null && depth < 7 ? (act.act as Record<string, unknown>) : undefined;
+  const inner = next && isOurs(ctx, next) ? await actForPartner(ctx, partner, next, publicNames, depth + 1) : undefined;
   const sub = String(act.sub);
-  let named: Record<string, unknown>;
-  if (typeof act.iss === 'string') named = { sub, iss: act.iss };
-  else if ((await ctx.clients.get(sub)) || partner.chaining!.subject === 'public') named = { sub, iss: ctx.config.issuer };
-  else named = { sub: pseudonym(ctx, partner, sub), iss: ctx.config.issuer };
+  const named = (await ctx.clients.get(sub)) || publicNames ? { sub, iss: ctx.config.issuer } : { sub: pseudonym(ctx, partner, sub), iss: ctx.config.issuer };
   return inner ? { ...named, act: inner } : named;
+}
+
+/** An actor of our domain: no `iss`, or ours. */
+function isOurs(ctx: Context, actor: Record<string, unknown>): boolean {
+  return actor.iss === undefined || actor.iss === ctx.config.issuer;
 }
 
 /** The subject's legal entity, when there is exactly one: a person's desks' firm, a client's owner, a partner subject's mapped firm. */

@@ -8,6 +8,7 @@ import type { AccessTokenClaims, Confirmation } from '../../tokens/claims.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
 import { tokenTypes } from '../../tokens/token-types.ts';
 import type { PartnerOrigin } from '../../federation/subject.ts';
+import { isTxn } from '../../transactions/txn.ts';
 
 /**
  * A subject or actor token of a token exchange (RFC 8693 §2.1), verified: one of our own access
@@ -109,13 +110,22 @@ export function isSafeClaimText(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= 255 && !/[\p{Cc}]/u.test(value) && !containsJwt(value);
 }
 
-/** A partner's `act` rebuilt as `{sub, iss?, act?}` only, at most 8 deep, every member safe; undefined when absent, false when it is not. */
-export function partnerActorChain(value: unknown, depth = 0): Record<string, unknown> | undefined | false {
-  if (value === undefined) return undefined;
-  if (!isObject(value) || depth >= 8 || !isSafeClaimText(value.sub) || (value.iss !== undefined && !isSafeClaimText(value.iss))) return false;
-  const inner = partnerActorChain(value.act, depth + 1);
-  if (inner === false) return false;
-  return { sub: value.sub, ...(value.iss !== undefined ? { iss: value.iss } : {}), ...(inner ? { act: inner } : {}) };
+/**
+ * A partner's `act` (RFC 8693 §4.1) rebuilt as `{sub, iss, act?}` only, at most 8 deep, every
+ * member safe, every actor named with the partner's issuer: an actor without `iss` is the
+ * partner's own, and one with another issuer is refused — a partner vouches for its own actors
+ * only, so it cannot put a third domain's (or ours) into a chain we then sign (docs/federation.md
+ * "Identity chaining across domains"). `act` undefined when absent; `error` when malformed or foreign.
+ */
+export function partnerActorChain(value: unknown, issuer: string, depth = 0): { act?: Record<string, unknown> } | { error: string } {
+  if (value === undefined) return {};
+  if (!isObject(value) || depth >= 8 || !isSafeClaimText(value.sub) || (value.iss !== undefined && !isSafeClaimText(value.iss))) {
+    return { error: 'its act claim is not a chain of {sub, iss} identifiers' };
+  }
+  if (value.iss !== undefined && value.iss !== issuer) return { error: 'its act claim names an actor of another issuer than the partner' };
+  const inner = partnerActorChain(value.act, issuer, depth + 1);
+  if ('error' in inner) return inner;
+  return { act: { sub: value.sub, iss: issuer, ...(inner.act ? { act: inner.act } : {}) } };
 }
 
 function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): PresentedToken {
@@ -154,8 +164,9 @@ function fromPartner(verified: VerifiedPartnerToken): Presented {
   const claims = verified.claims;
   if (!isSafeClaimText(verified.subject)) return { ok: false, reason: 'its sub is not a printable identifier of at most 255 characters' };
   if (verified.jti !== undefined && !isSafeClaimText(verified.jti)) return { ok: false, reason: 'its jti is not a printable identifier of at most 255 characters' };
-  const act = partnerActorChain(claims.act);
-  if (act === false) return { ok: false, reason: 'its act claim is not a chain of {sub, iss} identifiers' };
+  const chain = partnerActorChain(claims.act, verified.partner.issuer);
+  if ('error' in chain) return { ok: false, reason: chain.error };
+  const act = chain.act;
   // Only the two confirmation methods Clearance can check; anything else would pass as a bearer token.
   const cnf = claims.cnf;
   if (cnf !== undefined && !(isObject(cnf) && Object.keys(cnf).length > 0 && Object.entries(cnf).every(([k, v]) => (k === 'jkt' || k === 'x5t#S256') && typeof v === 'string'))) {
@@ -173,7 +184,9 @@ function fromPartner(verified: VerifiedPartnerToken): Presented {
     authorizationDetails: [],
     ...(act ? { act } : {}),
     ...(isObject(claims.may_act) ? { mayAct: claims.may_act } : {}),
-    ...(typeof claims.txn === 'string' ? { txn: claims.txn } : {}),
+    // Only a well-formed txn, and only as the partner's claim: token exchange takes it if the
+    // partner shares it (src/transactions/partner-txn.ts), else refuses the token.
+    ...(isTxn(claims.txn) ? { txn: claims.txn } : {}),
     ...(cnf !== undefined ? { cnf: cnf as Confirmation } : {}),
     partner: verified,
   };

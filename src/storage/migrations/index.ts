@@ -56,6 +56,7 @@ import * as externalEvidence from './0055_external_evidence.ts';
 import * as auditSubjectKeys from './0056_audit_subject_keys.ts';
 import * as keyCompromise from './0057_key_compromise.ts';
 import * as masterKey from './0059_master_key.ts';
+import * as transactionPartners from './0061_transaction_partners.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -116,4 +117,5 @@ export const migrations: Record<string, Migration> = {
   '0056_audit_subject_keys': auditSubjectKeys,
   '0057_key_compromise': keyCompromise,
   '0059_master_key': masterKey,
+  '0061_transaction_partners': transactionPartners,
 };

@@ -16,15 +16,23 @@ const verified = (claims: Record<string, unknown>): VerifiedPartnerToken => ({
   expiresAt: 0,
 });
 
-test('the partner\'s actors are named with its issuer where it left them implicit; a foreign actor keeps its own', () => {
-  const chain = assertionChain(verified({ act: { sub: 'backend', act: { sub: 'gateway', iss: 'https://third.example' } }, txn: 'trade-1', mandate: { id: 'm-1', v: 2 }, scope: 'order:create  settlement:submit' }));
+test('the partner\'s actors are named with its issuer, where it left them implicit and where it named itself', () => {
+  const chain = assertionChain(verified({ act: { sub: 'backend', act: { sub: 'gateway', iss: issuer } }, txn: 'trade-1', mandate: { id: 'm-1', v: 2 }, scope: 'order:create  settlement:submit' }));
   assert.deepEqual(chain, {
-    act: { sub: 'backend', iss: issuer, act: { sub: 'gateway', iss: 'https://third.example' } },
+    act: { sub: 'backend', iss: issuer, act: { sub: 'gateway', iss: issuer } },
     txn: 'trade-1',
     mandate: { id: 'm-1', v: 2 },
     scopes: ['order:create', 'settlement:submit'],
   });
-  assert.deepEqual(chainNames({ sub: 'ours', act: (chain as { act: Record<string, unknown> }).act }), ['ours', `backend (${issuer})`, 'gateway (https://third.example)']);
+  assert.deepEqual(chainNames({ sub: 'ours', act: (chain as { act: Record<string, unknown> }).act }), ['ours', `backend (${issuer})`, `gateway (${issuer})`]);
+});
+
+test('an actor the partner names with another issuer — a third domain\'s, or ours — refuses the assertion: a partner vouches for its own actors only', () => {
+  for (const other of ['https://third.example', 'https://clearance.example']) {
+    const deep = assertionChain(verified({ act: { sub: 'backend', act: { sub: 'gateway', iss: other } } }));
+    assert.deepEqual(deep, { error: 'its act claim names an actor of another issuer than the partner' }, other);
+    assert.ok('error' in assertionChain(verified({ act: { sub: 'desk-backend', iss: other } })), `${other}, outermost`);
+  }
 });
 
 test('an assertion without a chain brings none, and a malformed txn is dropped, not carried', () => {

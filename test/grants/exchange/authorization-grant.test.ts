@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, generateKeyPair, jwtVerify } from 'jose';
 import type { StoredAuditEvent } from '../../../src/audit/events.ts';
 import { epochSeconds } from '../../../src/clock.ts';
 import { pairwiseKey, pairwiseSubject } from '../../../src/identity/pairwise.ts';
+import { foldedDecisions } from '../../../src/policy/issuance-audit.ts';
+import { changeKycByAdmin } from '../../../src/risk/kyc/admin.ts';
+import { decideGrant, partnerAuthorizationServer } from '../../../src/grants/exchange/grant-decision.ts';
+import { verifyPresentedToken } from '../../../src/grants/exchange/presented-token.ts';
+import type { OAuthError } from '../../../src/oauth-error.ts';
 import { bumpGeneration } from '../../../src/storage/generations.ts';
 import { assertOAuthError } from '../../endpoints/fixture.ts';
 import { testDialects } from '../../helpers/storage.ts';
@@ -12,14 +18,20 @@ import {
   aOrdersApi,
   accessTokenType,
   bIssuer,
+  bProfileAtA,
   bSettlementApi,
   brokerLei,
   cIssuer,
+  consentTo,
   exchangeGrant,
   grantAt,
   jwtBearerAt,
   jwtType,
+  partnerOfA,
+  pIssuer,
+  tokenFromP,
   twoDomains,
+  type Domain,
 } from '../../helpers/domains.ts';
 
 // Identity and authorization chaining across domains (draft-ietf-oauth-identity-chaining): two
@@ -269,5 +281,267 @@ describe('identity chaining: what B refuses', () => {
     const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
     const exchanged = await grantAt(a, 'a-desk-backend', own);
     assertOAuthError(await jwtBearerAt(b, 'b-stranger', exchanged.json().access_token as string, bSettlementApi), 400, 'invalid_grant', 'not in the profile clients');
+  });
+});
+
+/** An active policy set of these rules (version v1). */
+const policies = (text: string) => ({ policies: [{ version: 'v1', text, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }] });
+const permitAll = '@id("all") permit (principal, action, resource);';
+/** A fourth domain, D, whose authorization server wants its token endpoint as the grant's audience. */
+const dIssuer = 'https://d.clearance.test';
+const dTokenEndpoint = `${dIssuer}/token`;
+
+/** B's profile at A again, with `chaining` over its fields (a re-apply updates it). */
+async function reapplyB(a: Domain, b: Domain, chaining: Record<string, unknown>, profile: Record<string, unknown> = {}) {
+  await a.f.apply({ partners: [{ ...bProfileAtA({ keys: (await b.f.ctx.keys.jwks()).keys.map((k) => ({ ...k })) }, chaining), ...profile }] });
+}
+
+/** Alice, through P: P's subject `p-desk-4` is her identity at P (she signed in through it). */
+async function linkToP(a: Domain, userId: string) {
+  await a.f.ctx.storage.db
+    .insertInto('user_links')
+    .values({ issuer: pIssuer, subject: 'p-desk-4', user_id: userId, provider_id: 'p', linked_by: 'test', created_at: a.f.clock.now(), last_login_at: null })
+    .execute();
+}
+
+describe('identity chaining: the partner authorization server as the decision point knows it (A)', () => {
+  for (const dialect of testDialects()) {
+    test(`a partner whose authorization server is not registered here gets no grant; registered under its grant audience, it does (${dialect.name})`, async (t) => {
+      const { a, b } = await twoDomains(t, { dialect });
+      await a.f.apply({ partners: [{ ...bProfileAtA({ keys: (await b.f.ctx.keys.jwks()).keys.map((k) => ({ ...k })) }, { audience: dTokenEndpoint }), id: 'clearance-d', issuer: dIssuer }] });
+      const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+
+      const refused = assertOAuthError(await grantAt(a, 'a-desk-backend', own, { audience: dIssuer }), 400, 'invalid_target', 'D is registered nowhere as a resource server');
+      assert.match(String(refused.error_description), /partner clearance-d's authorization server is not registered here/);
+      const recorded = (await a.f.auditEvents('exchange.refused')).at(-1)!;
+      assert.equal(recorded.details!.reason, 'partner_server_unregistered');
+      assert.equal(recorded.client, 'a-desk-backend');
+      assert.ok((await a.f.auditEvents('token.exchanged')).every((e) => e.audience !== dTokenEndpoint), 'no grant was issued');
+
+      // Registered under the grant's audience (its token endpoint): decided on it, and issued for it.
+      await a.f.apply({ resource_servers: [{ identifier: dTokenEndpoint, name: 'Domain D', scopes: ['order:create'] }] });
+      for (const target of [dIssuer, dTokenEndpoint]) {
+        const granted = await grantAt(a, 'a-desk-backend', own, { audience: target });
+        assert.equal(granted.statusCode, 200, granted.body);
+        assert.equal(decodeJwt(granted.json().access_token as string).aud, dTokenEndpoint);
+      }
+      const hop = (await a.f.auditEvents('token.exchanged')).at(-1)!;
+      assert.equal(hop.audience, dTokenEndpoint);
+      assert.equal((hop.details!.chaining as Record<string, unknown>).partner, 'clearance-d');
+    });
+  }
+
+  test('scopes are bounded by the partner authorization server as registered here', async (t) => {
+    const { a, b } = await twoDomains(t);
+    await reapplyB(a, b, { scopes: ['order:create', 'settlement:submit'] });
+    await a.f.apply({ resource_servers: [{ identifier: bIssuer, name: 'Domain B', scopes: ['order:create'] }] });
+    const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create settlement:submit' });
+    const body = assertOAuthError(await grantAt(a, 'a-desk-backend', own, { scope: 'settlement:submit' }), 400, 'invalid_scope', 'B as registered here offers no settlement:submit');
+    assert.match(String(body.error_description), /not allowed by the partner authorization server as registered here/);
+    const narrowed = await grantAt(a, 'a-desk-backend', own);
+    assert.equal(narrowed.statusCode, 200, narrowed.body);
+    assert.equal(decodeJwt(narrowed.json().access_token as string).scope, 'order:create', 'what the profile and the registration both allow');
+  });
+
+  test('a chain that started at partner P stays bounded by P\'s profile: its allowed audiences and scopes', async (t) => {
+    const { a, b } = await twoDomains(t);
+    await reapplyB(a, b, { scopes: ['order:create', 'settlement:submit'] });
+    await a.f.apply({ resource_servers: [{ identifier: aOrdersApi, name: 'Order API', scopes: ['order:create', 'settlement:submit'], exchange_clients: ['a-desk-backend', 'a-gateway'] }] });
+    const p = await partnerOfA(a, { allowed_audiences: [aOrdersApi, bIssuer], allowed_scopes: ['order:create', 'settlement:submit'] });
+    const fromP = await tokenFromP(a, p, { scope: 'order:create settlement:submit' });
+    assert.equal(decodeJwt(fromP).origin_iss, pIssuer);
+
+    const granted = await grantAt(a, 'a-desk-backend', fromP);
+    assert.equal(granted.statusCode, 200, granted.body);
+    assert.equal(decodeJwt(granted.json().access_token as string).scope, 'order:create settlement:submit');
+    const hop = (await a.f.auditEvents('token.exchanged')).at(-1)!;
+    assert.equal(hop.details!.origin_iss, pIssuer);
+    assert.equal(hop.details!.parent_jti, decodeJwt(fromP).jti, 'the token of ours it was exchanged from');
+
+    // P's profile narrowed since: its token of ours gets no more than P is now allowed.
+    await a.f.apply({ partners: [p.profileOf({ allowed_audiences: [aOrdersApi, bIssuer], allowed_scopes: ['settlement:submit'] })] });
+    const scope = assertOAuthError(await grantAt(a, 'a-desk-backend', fromP, { scope: 'order:create' }), 400, 'invalid_scope', 'P no longer allows order:create');
+    assert.match(String(scope.error_description), /profile of partner p-bank, where the chain started/);
+    const cut = await grantAt(a, 'a-desk-backend', fromP);
+    assert.equal(cut.statusCode, 200, cut.body);
+    assert.equal(decodeJwt(cut.json().access_token as string).scope, 'settlement:submit');
+    // B no longer among P's allowed audiences.
+    await a.f.apply({ partners: [p.profileOf({ allowed_audiences: [aOrdersApi] })] });
+    const target = assertOAuthError(await grantAt(a, 'a-desk-backend', fromP), 400, 'invalid_target', 'P may not reach B any more');
+    assert.match(String(target.error_description), /partner p-bank may not obtain tokens for this target/);
+  });
+});
+
+describe('identity chaining: the decision point decides every grant (A)', () => {
+  for (const dialect of testDialects()) {
+    test(`a policy that forbids the partner's authorization server refuses the grant with policy.denied; where the policies permit, the decision is folded into token.exchanged (${dialect.name})`, async (t) => {
+      const { a } = await twoDomains(t, { dialect });
+      await a.f.apply(policies(`${permitAll}\n@id("no-domain-b") forbid (principal, action, resource == ResourceServer::"${bIssuer}");`));
+      const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+
+      const body = assertOAuthError(await grantAt(a, 'a-desk-backend', own), 400, 'invalid_scope', 'forbidden by policy');
+      assert.match(String(body.error_description), /order:create is refused by policy: no-domain-b/);
+      const denied = (await a.f.auditEvents('policy.denied')).at(-1)!;
+      assert.equal(denied.audience, bIssuer, 'decided with B\'s authorization server as the resource');
+      assert.equal(denied.client, 'a-desk-backend');
+      assert.equal(denied.subject, 'a-desk-backend');
+      assert.deepEqual(denied.decision, { allow: false, reasons: ['no-domain-b'], policyVersion: 'v1' });
+      assert.equal(denied.details!.via, exchangeGrant);
+      assert.ok((await a.f.auditEvents('token.exchanged')).every((e) => e.audience !== bIssuer), 'no grant for B');
+
+      // C is not forbidden: its grant carries the decision that allowed it.
+      const forC = await grantAt(a, 'a-desk-backend', own, { audience: cIssuer });
+      assert.equal(forC.statusCode, 200, forC.body);
+      const hop = (await a.f.auditEvents('token.exchanged')).at(-1)!;
+      assert.equal(hop.audience, cIssuer);
+      assert.deepEqual(hop.decision, { allow: true, reasons: ['all'], policyVersion: 'v1' });
+      assert.deepEqual(
+        foldedDecisions(hop).map((d) => [d.principal, d.action, d.resource]),
+        [['Client::"a-desk-backend"', 'order:create', `ResourceServer::"${cIssuer}"`]],
+      );
+      assert.deepEqual(await a.f.auditEvents('policy.allowed'), [], 'folded, not beside it');
+    });
+  }
+
+  test('a frozen firm gets no grant (invalid_grant), recorded as policy.denied kyc-frozen; a frozen person\'s token is dead already', async (t) => {
+    const { a, person, orderToken } = await twoDomains(t);
+    const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    // The broker (a-desk-backend's owner and Alice's desk's firm) frozen: its live token gets no grant.
+    await changeKycByAdmin(a.f.ctx, { type: 'LegalEntity', id: brokerLei }, { status: 'frozen' }, { actor: 'compliance-1', reason: 'adverse media' });
+    const body = assertOAuthError(await grantAt(a, 'a-desk-backend', own), 400, 'invalid_grant', 'frozen firm');
+    assert.doesNotMatch(String(body.error_description), /frozen|kyc/i, 'no tipping-off');
+    const denied = (await a.f.auditEvents('policy.denied')).at(-1)!;
+    assert.deepEqual(denied.decision!.reasons, ['kyc-frozen']);
+    assert.equal(denied.audience, bIssuer, 'decided for B\'s authorization server');
+    assert.equal(denied.details!.frozen, `LegalEntity::${JSON.stringify(brokerLei)}`);
+    assert.equal((await a.f.auditEvents('token.exchanged')).length, 0, 'no grant');
+    await changeKycByAdmin(a.f.ctx, { type: 'LegalEntity', id: brokerLei }, { status: 'verified' }, { actor: 'compliance-1', reason: 'cleared' });
+    assert.equal((await grantAt(a, 'a-desk-backend', own)).statusCode, 200, 'unfrozen, the same token gets its grant');
+
+    // Alice frozen: her freeze ends the tokens she holds (src/risk/kyc/changes.ts), so hers never reaches the decision.
+    await changeKycByAdmin(a.f.ctx, { type: 'User', id: person.userId }, { status: 'frozen' }, { actor: 'compliance-1', reason: 'adverse media' });
+    assertOAuthError(await grantAt(a, 'a-desk-backend', orderToken), 400, 'invalid_request', 'her token is no longer live');
+  });
+
+  test('the decision point refuses a grant for a person frozen after their token was verified (invalid_grant, policy.denied kyc-frozen)', async (t) => {
+    const { a, person, orderToken } = await twoDomains(t);
+    // Verified before the freeze (as token exchange verifies it), decided after it.
+    const verified = await verifyPresentedToken(a.f.ctx, orderToken, accessTokenType, 'a-desk-backend');
+    assert.ok(verified.ok);
+    await changeKycByAdmin(a.f.ctx, { type: 'User', id: person.userId }, { status: 'frozen' }, { actor: 'compliance-1', reason: 'adverse media' });
+    const partner = (await a.f.ctx.partners.list()).find((p) => p.id === 'clearance-b')!;
+    const client = { client: (await a.f.ctx.clients.get('a-desk-backend'))!, method: 'client_secret_basic' as const };
+    const request = {
+      client,
+      requestId: 'req-frozen',
+      server: await partnerAuthorizationServer(a.f.ctx, partner),
+      principal: { type: 'User' as const, id: person.userId },
+      subject: verified.token,
+      scopes: ['order:create'],
+      txn: 'trade-frozen-1',
+      actors: ['a-desk-backend'],
+    };
+    await assert.rejects(decideGrant(a.f.ctx, request), (error: OAuthError) => error.error === 'invalid_grant');
+    const denied = (await a.f.auditEvents('policy.denied')).at(-1)!;
+    assert.deepEqual(denied.decision!.reasons, ['kyc-frozen']);
+    assert.equal(denied.details!.frozen, `User::${JSON.stringify(person.userId)}`);
+    assert.equal(denied.audience, bIssuer);
+    assert.equal(denied.txn, 'trade-frozen-1');
+    // Unfrozen, the same decision allows it.
+    await changeKycByAdmin(a.f.ctx, { type: 'User', id: person.userId }, { status: 'verified' }, { actor: 'compliance-1', reason: 'cleared' });
+    const decided = await decideGrant(a.f.ctx, { ...request, requestId: 'req-cleared' });
+    assert.equal(decided.authorized.allows.length, 1);
+  });
+
+  test('a partner subject linked to a person: no grant without the person\'s consent, to the client holding the token, for the partner server and scopes', async (t) => {
+    const { a, person } = await twoDomains(t);
+    await a.f.apply({ resource_servers: [{ identifier: aOrdersApi, name: 'Order API', scopes: ['order:create', 'settlement:submit'], exchange_clients: ['a-desk-backend', 'a-other-backend'] }] });
+    const p = await partnerOfA(a, { allowed_audiences: [aOrdersApi, bIssuer] });
+    await linkToP(a, person.userId);
+    const fromP = await tokenFromP(a, p);
+    const claims = decodeJwt(fromP);
+    assert.equal(claims.origin_person, person.userId, 'decided as Alice');
+    assert.equal(claims.grant_id, undefined, 'no consent grant of hers rides on it');
+
+    // Her consent for web-app to send her authority to B is no consent for a-gateway's token.
+    const none = assertOAuthError(await grantAt(a, 'a-desk-backend', fromP), 400, 'invalid_target', 'no consent to a-gateway for B');
+    assert.match(String(none.error_description), /did not consent to grants for this partner/);
+    await consentTo(a, person.userId, 'a-gateway', aOrdersApi, ['order:create']);
+    assertOAuthError(await grantAt(a, 'a-desk-backend', fromP), 400, 'invalid_target', 'consent to a-gateway for the order API only');
+    await consentTo(a, person.userId, 'a-gateway', bIssuer, ['settlement:submit']);
+    const scope = assertOAuthError(await grantAt(a, 'a-desk-backend', fromP), 400, 'invalid_scope', 'B consented, order:create not');
+    assert.match(String(scope.error_description), /did not consent to order:create for this partner/);
+
+    await consentTo(a, person.userId, 'a-gateway', bIssuer, ['order:create']);
+    const granted = await grantAt(a, 'a-desk-backend', fromP);
+    assert.equal(granted.statusCode, 200, granted.body);
+    const grant = decodeJwt(granted.json().access_token as string);
+    assert.equal(grant.sub, pairwiseSubject(pairwiseKey(a.f.ctx.identity.factorKeys.master), `partner:${bIssuer}`, person.userId), 'her pseudonym for B');
+    const hop = (await a.f.auditEvents('token.exchanged')).at(-1)!;
+    assert.equal(hop.details!.origin_iss, pIssuer);
+  });
+
+  test('under public subjects, a person\'s grant for a partner server registered in another region is refused; a client\'s, or a pseudonymous one, is not', async (t) => {
+    const { a, b, orderToken } = await twoDomains(t, { chaining: { subject: 'public' }, aEnv: { CLEARANCE_REGION: 'emea' } });
+    await a.f.apply({
+      regions: [{ id: 'emea' }, { id: 'apac' }],
+      legal_entities: [{ lei: brokerLei, name: 'Example Broker Ltd', jurisdiction: 'GB', home_region: 'emea', data_regions: ['apac'], roles: ['broker'], desks: [{ id: 'a-rates', name: 'Rates' }] }],
+      resource_servers: [{ identifier: bIssuer, name: 'Domain B', scopes: ['order:create', 'settlement:submit'], region: 'apac' }],
+    });
+    const body = assertOAuthError(await grantAt(a, 'a-desk-backend', orderToken), 400, 'invalid_target', 'her local id would leave emea');
+    assert.match(String(body.error_description), /in region apac, not this instance's \(emea\).*chaining\.subject public/);
+    const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    const client = await grantAt(a, 'a-desk-backend', own);
+    assert.equal(client.statusCode, 200, client.body);
+    assert.equal(decodeJwt(client.json().access_token as string).sub, 'a-desk-backend', 'a client id is no personal data');
+    await reapplyB(a, b, { subject: 'pairwise' });
+    const pseudonymous = await grantAt(a, 'a-desk-backend', orderToken);
+    assert.equal(pseudonymous.statusCode, 200, pseudonymous.body);
+  });
+});
+
+describe('identity chaining: what A keeps of a partner\'s token', () => {
+  test('a partner\'s token exchanged here is recorded by its jti as partner_jti, never as a parent of ours', async (t) => {
+    const { a } = await twoDomains(t);
+    const p = await partnerOfA(a);
+    const exchange = async (subjectToken: string) => {
+      const response = await a.f.post('/token', { auth: a.f.basic('a-desk-backend'), form: { grant_type: exchangeGrant, subject_token: subjectToken, subject_token_type: accessTokenType, resource: aOrdersApi } });
+      assert.equal(response.statusCode, 200, response.body);
+      return { token: decodeJwt(response.json().access_token as string), hop: (await a.f.auditEvents('token.exchanged')).at(-1)! };
+    };
+    const jti = randomUUID();
+    const { token, hop } = await exchange(await p.accessToken({ jti }));
+    assert.equal(token.origin_iss, pIssuer);
+    assert.equal(hop.details!.partner_jti, jti);
+    assert.equal(hop.details!.parent_jti, null);
+    assert.equal(hop.details!.parent_issuer, pIssuer);
+
+    // P naming the jti of a token of ours grafts nothing onto our chain.
+    const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    const ours = decodeJwt(own).jti as string;
+    const grafted = await exchange(await p.accessToken({ jti: ours }));
+    assert.equal(grafted.hop.details!.partner_jti, ours);
+    assert.equal(grafted.hop.details!.parent_jti, null, 'a partner\'s jti is never a parent');
+  });
+
+  test('a partner\'s assertion or token naming an actor of another issuer is refused; its own actors are named with its issuer', async (t) => {
+    const { a } = await twoDomains(t);
+    const p = await partnerOfA(a);
+    const foreign = { sub: 'q-desk', iss: 'https://as.q-bank.test' };
+    const issuedBefore = (await a.f.auditEvents('token.issued')).length;
+    for (const act of [foreign, { sub: 'p-desk-1', act: foreign }]) {
+      const body = assertOAuthError(await jwtBearerAt(a, 'a-gateway', await p.assertion({ act }), aOrdersApi), 400, 'invalid_grant', 'JWT bearer: a foreign actor');
+      assert.match(String(body.error_description), /actor of another issuer than the partner/);
+      const exchanged = await a.f.post('/token', { auth: a.f.basic('a-desk-backend'), form: { grant_type: exchangeGrant, subject_token: await p.accessToken({ act }), subject_token_type: accessTokenType, resource: aOrdersApi } });
+      const refused = assertOAuthError(exchanged, 400, 'invalid_request', 'token exchange: a foreign actor');
+      assert.match(String(refused.error_description), /actor of another issuer than the partner/);
+    }
+    assert.equal((await a.f.auditEvents('token.issued')).length, issuedBefore, 'nothing issued');
+    assert.equal((await a.f.auditEvents('token.exchanged')).length, 0);
+
+    // P's own actors, with its issuer or without one, pass — each named with P's issuer.
+    const issued = await jwtBearerAt(a, 'a-gateway', await p.assertion({ act: { sub: 'p-desk-1', act: { sub: 'p-algo', iss: pIssuer } } }), aOrdersApi);
+    assert.equal(issued.statusCode, 200, issued.body);
+    assert.deepEqual(decodeJwt(issued.json().access_token as string).act, { sub: 'a-gateway', act: { sub: 'p-desk-1', iss: pIssuer, act: { sub: 'p-algo', iss: pIssuer } } });
   });
 });
