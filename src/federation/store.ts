@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
 import type { ReplayCache } from '../tokens/replay-cache.ts';
+import { grantAudience } from './chaining.ts';
 import type { Partner } from './definition.ts';
 import { PartnerKeys, type PartnerKeysOptions } from './keys.ts';
 
@@ -13,6 +14,8 @@ interface Loaded {
   byIssuer: Map<string, Partner>;
   /** Partners suspended by a drift (src/federation/drift), by id: since when, and why. */
   suspended: Map<string, PartnerSuspension>;
+  /** Partners with `chaining`, by the names of their authorization server (issuer, grant audience). */
+  grantTargets: Map<string, Partner>;
   /** Per issuer that apply's prune ever disabled (src/lifecycle/prune.ts): still disabled, and the cut-off. */
   cutoffs: Map<string, IssuerCutoff>;
 }
@@ -62,6 +65,14 @@ export class PartnerStore {
   /** The partner whose issuer identifier is exactly `issuer` (no normalisation: RFC 8414 §2, OIDC Core §3.1.3.7 (2)). */
   async byIssuer(issuer: string): Promise<Partner | undefined> {
     return (await this.#cache.get()).byIssuer.get(issuer);
+  }
+
+  /**
+   * The partner with `chaining` whose authorization server `name` names (its issuer or grant
+   * audience): a target JWT authorization grants are issued for, never access tokens.
+   */
+  async grantTarget(name: string): Promise<Partner | undefined> {
+    return (await this.#cache.get()).grantTargets.get(name);
   }
 
   /**
@@ -137,6 +148,8 @@ export class PartnerStore {
     for (const row of inService) {
       if (row.status === 'suspended') suspended.set(row.id, { since: Number(row.suspended_at ?? 0), reason: row.suspended_reason ?? 'drift' });
     }
-    return { byId: new Map(partners.map((p) => [p.id, p])), byIssuer: new Map(partners.map((p) => [p.issuer, p])), suspended, cutoffs };
+    const grantTargets = new Map<string, Partner>();
+    for (const p of partners) if (p.chaining) for (const name of [p.issuer, grantAudience(p)]) grantTargets.set(name, p);
+    return { byId: new Map(partners.map((p) => [p.id, p])), byIssuer: new Map(partners.map((p) => [p.issuer, p])), suspended, cutoffs, grantTargets };
   }
 }

@@ -156,6 +156,13 @@ async function issue(ctx: Context, request: AccessTokenRequest): Promise<IssuedA
   const binding = senderBinding(request.keys);
   requireSenderConstraint(binding, { resource: request.target.requireSenderConstraint, fapi: isFapi2(ctx.config, request.client.client) });
   const clientId = request.client.client.metadata.client_id;
+  // A partner's authorization server, registered here so JWT authorization grants for it are
+  // decided, gets those grants only (docs/federation.md): an access token for it would reach the
+  // partner without the chaining rules (its clients, subject mapping, lifetime, shared txn).
+  const partnerServer = await ctx.partners.grantTarget(request.target.audience);
+  if (partnerServer) {
+    throw new OAuthError('invalid_target', `the target is partner ${partnerServer.id}'s authorization server: ask for a JWT authorization grant by token exchange (requested_token_type urn:ietf:params:oauth:token-type:jwt), not an access token`);
+  }
   await refuseSuspended(ctx, clientId, request.principal);
   // An agent acts only with an approved model version (src/agents/authority.ts).
   const agent = await agentAuthority(ctx, request.client);

@@ -33,7 +33,8 @@ import type { PresentedToken } from './presented-token.ts';
  * 1. the partner's profile has a `chaining` section and lists this client in it (else
  *    invalid_target: RFC 8693 §2.2.2, the server is unwilling to issue for that target), and the
  *    partner is not suspended by a drift;
- * 2. the subject token is one of ours (a partner's token is exchanged for one of ours first), not a
+ * 2. the subject token is one of ours (a partner's token is exchanged for one of ours first), and
+ *    so is an actor token (we vouch for our own actors only, named with our issuer), not a
  *    break-glass one (its activation could not end what the partner issues), carries no
  *    authorization_details (the partner could not bound them: dropping them would widen) — else
  *    invalid_request; no `authorization_details` parameter (invalid_authorization_details);
@@ -113,6 +114,9 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
   if (await ctx.partners.suspension(partner.id)) throw new OAuthError('invalid_target', `partner ${partner.id} is suspended until an operator re-approves it`, { detail: 'partner_suspended' });
   // Step 2.
   if (subject.origin !== 'local') throw new OAuthError('invalid_request', 'a JWT authorization grant is issued from an access token of this server; exchange the partner token for one first');
+  // This hop's actor must be of our domain too: the grant names it with our issuer, and we vouch
+  // for our own actors only (a partner's actor token would have us sign a third domain's word).
+  if (actor && actor.origin !== 'local') throw new OAuthError('invalid_request', 'a JWT authorization grant is issued for an actor of this server; a partner\'s actor_token does not cross to another domain');
   if (subject.breakGlassActivation !== undefined || actor?.breakGlassActivation !== undefined || client.breakGlass) {
     throw new OAuthError('invalid_request', 'a break-glass token does not cross to another domain');
   }

@@ -165,10 +165,14 @@ describe('identity chaining: what A refuses', () => {
     assertOAuthError(await grantAt(a, 'a-desk-backend', own, { audience: 'https://unknown.example.com' }), 400, 'invalid_target', 'unknown');
     // A grant carries no authorization_details: the partner could not bound them.
     assertOAuthError(await grantAt(a, 'a-desk-backend', own, { authorization_details: '[{"type":"order"}]' }), 400, 'invalid_authorization_details');
-    // Asking for an access token keeps the resource-server path: B's issuer is one at A.
-    const access = await grantAt(a, 'a-desk-backend', own, { requested_token_type: accessTokenType });
-    assert.equal(access.statusCode, 200, access.body);
-    assert.equal(access.json().issued_token_type, accessTokenType);
+    // B's authorization server gets grants only, never an access token (it would reach B without
+    // the chaining rules): not by token exchange, not by client credentials.
+    const access = assertOAuthError(await grantAt(a, 'a-desk-backend', own, { requested_token_type: accessTokenType }), 400, 'invalid_target');
+    assert.match(String(access.error_description), /ask for a JWT authorization grant/);
+    await a.f.apply({ clients: [{ client_id: 'a-desk-m2m', kind: 'service', grant_types: ['client_credentials'], scope: 'order:create' }] });
+    const m2m = await a.f.post('/token', { auth: a.f.basic('a-desk-m2m'), form: { grant_type: 'client_credentials', resource: bIssuer, scope: 'order:create' } });
+    assertOAuthError(m2m, 400, 'invalid_target');
+    assert.equal((await a.f.auditEvents('token.issued')).filter((e) => e.audience === bIssuer).length, 0);
   });
 
   test('no grant for a partner suspended by a drift', async (t) => {
@@ -522,6 +526,19 @@ describe('identity chaining: what A keeps of a partner\'s token', () => {
     const grafted = await exchange(await p.accessToken({ jti: ours }));
     assert.equal(grafted.hop.details!.partner_jti, ours);
     assert.equal(grafted.hop.details!.parent_jti, null, 'a partner\'s jti is never a parent');
+  });
+
+  test('a partner\'s actor_token never becomes an actor of ours in a grant: refused, nothing signed or recorded as exchanged', async (t) => {
+    const { a } = await twoDomains(t);
+    const p = await partnerOfA(a);
+    const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    // P says one of OUR clients acted: a grant would name it with our issuer, on a third domain's word.
+    const actorToken = await p.accessToken({ sub: 'a-desk-backend' });
+    const refused = assertOAuthError(await grantAt(a, 'a-desk-backend', own, { actor_token: actorToken, actor_token_type: accessTokenType }), 400, 'invalid_request');
+    assert.match(String(refused.error_description), /partner's actor_token does not cross to another domain/);
+    assert.equal((await a.f.auditEvents('token.exchanged')).length, 0);
+    // Without it, the same exchange gets its grant.
+    assert.equal((await grantAt(a, 'a-desk-backend', own)).statusCode, 200);
   });
 
   test('a partner\'s assertion or token naming an actor of another issuer is refused; its own actors are named with its issuer', async (t) => {
