@@ -190,10 +190,15 @@ export async function compromiseIn(
     // A staged key someone asked to revoke as compromised is in doubt: never promoted (every admin
     // token would then be signed by a key that vouches for no one, src/keys/compromise-signer.ts).
     let staged: KeyInfo | undefined;
+    const doubted: string[] = [];
     for (const candidate of keys.filter((k) => k.state === 'next')) {
-      if (await revocationPending(trx, candidate.kid, now)) continue;
-      staged = candidate;
-      break;
+      if (await revocationPending(trx, candidate.kid, now)) doubted.push(candidate.kid);
+      else staged ??= candidate;
+    }
+    // Nor does one become the signer later on its own schedule: its activation is moved to just
+    // before the new signer's, so it verifies (until its own revocation is decided) but never signs.
+    for (const kid of doubted) {
+      await trx.updateTable('signing_keys').set({ activates_at: activatesAt - 1 }).where('kid', '=', kid).where('retired_at', 'is', null).where('compromised_at', 'is', null).execute();
     }
     if (staged) {
       const moved = await trx.updateTable('signing_keys').set({ activates_at: activatesAt }).where('kid', '=', staged.kid).where('retired_at', 'is', null).executeTakeFirst();

@@ -302,6 +302,12 @@ for (const dialect of testDialects()) {
       const [revokedActive] = await f.auditEvents('key.compromised');
       assert.equal(revokedActive!.details!.promoted_kid, later.kid, 'a staged key whose revocation waits is never promoted');
       assertOAuthError(await decide(f, approverOld, stagedRequest), 401, 'invalid_token', 'the revoked key verifies nothing');
+      // Nor does the staged key in doubt sign later, when its own activation time comes: it verifies, never signs.
+      f.clock.advance(700_000);
+      const states = new Map((await f.ctx.keys.list()).map((k) => [k.kid, k.state]));
+      assert.equal(states.get(staged.kid), 'superseded');
+      assert.equal(states.get(later.kid), 'active');
+      assert.equal(decodeJwt(await ordersToken(f)).header.kid, later.kid);
 
       // The later key now signs every admin token, and is in no doubt: its tokens decide the staged key's request.
       const approverNew = await f.personToken('sec-2', 'approvals:decide');
