@@ -137,13 +137,18 @@ export async function openContext(
       referenceTokens: new ReferenceTokenStore(storage.db, clock, { writer }),
     };
     await seedBuiltins(ctx);
-    await seedConsoleClient(ctx, master.key);
     // The console's client key follows the master key that seals (src/console/client.ts): registered
-    // again when a rewrap begins. A node that no longer holds that key registers nothing.
-    onSealingChange(master.key, () => {
+    // again when a rewrap begins — the listener first, so a switch during the first seed is not
+    // missed — retried until it is. A node that no longer holds that key registers nothing.
+    onSealingChange(master.key, () => reseedConsole(0));
+    function reseedConsole(attempt: number): void {
       if (masterKeyUnavailable(master.key)) return;
-      seedConsoleClient(ctx, master.key).catch((error: unknown) => log.warn({ err: { message: (error as Error).message } }, 'the console client could not be registered again after the master key rotation; it is at the next start'));
-    });
+      seedConsoleClient(ctx, master.key).catch((error: unknown) => {
+        log.warn({ err: { message: (error as Error).message }, attempt }, 'the console client could not be registered again after the master key rotation; retrying');
+        if (attempt < 10) setTimeout(() => reseedConsole(attempt + 1), 2000).unref();
+      });
+    }
+    await seedConsoleClient(ctx, master.key);
     return ctx;
   } catch (error) {
     if (!options.storage) await storage.close();

@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, typ
 import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { open, seal } from '../keys/sealed-box.ts';
-import { masterKeyId, opensKeyId, sealingKeyId } from '../keys/keyring.ts';
+import { masterKeyId, masterKeyUnavailable, MasterKeyUnavailableError, opensKeyId, sealingKeyId } from '../keys/keyring.ts';
 import type { Database } from '../storage/schema.ts';
 import { isPostgres } from './dialect.ts';
 import type { CustodyKey } from '../pki/custody/custody.ts';
@@ -102,12 +102,21 @@ export class AuditKeys {
     this.#custody = custody;
   }
 
+  /** Why this node may sign no checkpoint now (it holds the master key the database seals with no longer), or undefined. */
+  unavailable(): string | undefined {
+    return this.#masterKey ? masterKeyUnavailable(this.#masterKey) : undefined;
+  }
+
   /**
    * The key that signs now — the newest — created (for log `origin`) if there is none yet. Each
    * call asks which key is newest (one indexed row), so a long-running sealer signs with a key
    * rotated in by another process or node from its next round on.
    */
   async signingKey(origin: string): Promise<AuditSigningKey> {
+    // A node that no longer holds the master key the database seals with signs nothing, not even
+    // with a key it opened before (src/keys/master-key-state.ts): fail closed.
+    const moved = this.unavailable();
+    if (moved) throw new MasterKeyUnavailableError(moved);
     if (this.#signing) {
       const latest = await this.#db.selectFrom('audit_keys').select('key_id').orderBy('created_at', 'desc').orderBy('key_id').limit(1).executeTakeFirst();
       if (latest?.key_id === this.#signing.keyId) return this.#signing;

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
+import { isMasterKeyUnavailable } from '../keys/keyring.ts';
 import { isDatabaseUnavailable } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import { autocheckpointPages, checkpointWal, setWalAutocheckpoint, WalCheckpointer, type WalCheckpoint } from '../storage/wal.ts';
@@ -311,6 +312,12 @@ export class AuditSealer {
    */
   async #runPostgres(): Promise<void> {
     while (!this.#stopped) {
+      // A node left with the old master key (a rewrap began) takes no sealer lock: it could sign
+      // nothing, and holding the lock would keep every other node from sealing.
+      if (this.#keys.unavailable()) {
+        await this.#sleep(Math.max(this.#intervalMs, 2000));
+        continue;
+      }
       try {
         await this.#db.connection().execute(async (conn) => {
           // The server should notice within about a minute if this node vanishes without closing
@@ -328,7 +335,7 @@ export class AuditSealer {
           }
         });
       } catch (error) {
-        this.#log?.warn({ err: error }, 'audit sealer lost its database connection (and with it the sealer lock); retrying');
+        if (!isMasterKeyUnavailable(error)) this.#log?.warn({ err: error }, 'audit sealer lost its database connection (and with it the sealer lock); retrying');
       }
       if (!this.#stopped) await this.#sleep(Math.max(this.#intervalMs, 2000));
     }
@@ -344,6 +351,11 @@ export class AuditSealer {
       // loop and take the lock again on a new connection. A fault elsewhere (the pool was busy,
       // a statement timed out) leaves this connection, and the lock, as they are.
       if (this.#postgres && !(error instanceof AuditIntegrityError) && isDatabaseUnavailable(error) && !(await answers(db))) throw error;
+      // The master key moved on (a rewrap began): give the lock up for a node that holds it.
+      if (this.#postgres && isMasterKeyUnavailable(error)) {
+        this.#log?.error('audit sealing stopped: this node no longer holds the master key the database seals with; the sealer lock is released for another node');
+        throw error;
+      }
       this.#log?.error({ err: error }, 'audit sealing failed; events stay recorded and are sealed on the next round');
     }
   }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { AuditKeys } from '../../src/audit/audit-key.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { attachKeyring, keyringOf, masterKeyId, masterKeyUnavailable, MasterKeyUnavailableError, onSealingChange, sealingKeyOf, type Keyring } from '../../src/keys/keyring.ts';
@@ -102,6 +103,22 @@ describe('following the root: what a node seals with', () => {
     assert.equal(errors[0]!.sealingMasterKeyId, newId);
     assert.equal(errors[0]!.masterKeyId, masterKeyId(ring.current));
     assert.ok(!JSON.stringify(lines).includes(ring.current.toString('hex')), 'key ids only');
+  });
+
+  test('a node holding the old key alone signs no audit checkpoint, even with the audit key it opened before', async (t) => {
+    const ring = keyring({ previous: false });
+    const dir = mkdtempSync(join(tmpdir(), 'clearance-audit-key-moved-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const storage = openStorage({ sqlitePath: join(dir, 'clearance.db') });
+    t.after(() => storage.close());
+    await migrate(storage);
+    const keys = new AuditKeys(storage.db, ring.current, new ManualClock(0));
+    const origin = 'https://clearance.test';
+    assert.ok((await keys.signingKey(origin)).keyId, 'it signs while it holds the sealing key');
+    assert.equal(keys.unavailable(), undefined);
+    followRoot(ring, masterKeyId(randomBytes(32)));
+    assert.match(String(keys.unavailable()), /^master key unavailable/);
+    await assert.rejects(keys.signingKey(origin), MasterKeyUnavailableError, 'the opened key is not used: the sealer gives its lock up');
   });
 
   test('a node left without the key serves again when the root names a key it holds', () => {
