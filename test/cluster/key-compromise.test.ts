@@ -7,18 +7,16 @@
  * an operator would.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { main } from '../../src/cli/main.ts';
 import { signCompact } from '../../src/keys/jws.ts';
 import { openStorage } from '../../src/storage/database.ts';
-import { clientCredentialsRequest, startNode, type Cleanup, type Node } from '../helpers/cluster.ts';
-import { freePort } from '../helpers/server.ts';
-import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
+import { clientCredentialsRequest, startTwoNodesOnSchema, type Cleanup, type Node } from '../helpers/cluster.ts';
+import { testDatabaseUrl } from '../helpers/storage.ts';
 
 const resource = 'https://orders.compromise.example/api';
 /** The multi-node bound the issue asks for. */
@@ -67,20 +65,8 @@ describe('a compromised key on two nodes on one PostgreSQL', { skip: testDatabas
   const adminStatus = async (node: Node, bearer: string) => (await fetch(`${node.origin}/admin/keys`, { headers: { authorization: `Bearer ${bearer}` } })).status;
 
   before(async () => {
-    schema = `test_compromise_${randomBytes(6).toString('hex')}`;
-    await adminQuery(testDatabaseUrl!, `create schema ${schema}`);
-    cleanups.push(() => adminQuery(testDatabaseUrl!, `drop schema if exists ${schema} cascade`));
-    const url = new URL(testDatabaseUrl!);
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    const dataDir = mkdtempSync(join(tmpdir(), 'clearance-compromise-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const [portA, portB] = [await freePort(), await freePort()];
-    issuer = `http://127.0.0.1:${portA}`;
-    env = { PATH: process.env.PATH, HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'), DATABASE_URL: url.toString(), LOG_LEVEL: 'info' };
-    a = await startNode(env, portA, cleanups);
-    b = await startNode(env, portB, cleanups);
-    await a.logLine(/^listening for change notices$/);
-    await b.logLine(/^listening for change notices$/);
+    let dataDir: string;
+    ({ a, b, issuer, env, dataDir, schema } = await startTwoNodesOnSchema(testDatabaseUrl!, 'test_compromise', cleanups));
 
     const file = join(dataDir, 'clearance.json');
     writeFileSync(

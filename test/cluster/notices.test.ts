@@ -6,17 +6,15 @@
  * over HTTP and the CLI, as an operator would; what is durable is read from the database.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { main } from '../../src/cli/main.ts';
 import { openStorage } from '../../src/storage/database.ts';
-import { clientCredentialsRequest, startNode, type Cleanup, type Node } from '../helpers/cluster.ts';
-import { freePort } from '../helpers/server.ts';
-import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
+import { clientCredentialsRequest, startTwoNodesOnSchema, type Cleanup, type Node } from '../helpers/cluster.ts';
+import { testDatabaseUrl } from '../helpers/storage.ts';
 
 const resource = 'https://orders.notices.example/api';
 
@@ -51,21 +49,8 @@ describe('two nodes on one PostgreSQL, coordinated by change notices', { skip: t
   const deskToken = (key: KeyObject, kid: string) => clientCredentialsRequest({ issuer, clientId: 'desk-algo', key, kid, resource });
 
   before(async () => {
-    schema = `test_notices_${randomBytes(6).toString('hex')}`;
-    await adminQuery(testDatabaseUrl!, `create schema ${schema}`);
-    cleanups.push(() => adminQuery(testDatabaseUrl!, `drop schema if exists ${schema} cascade`));
-    const url = new URL(testDatabaseUrl!);
-    url.searchParams.set('options', `-c search_path=${schema}`);
-    const dataDir = mkdtempSync(join(tmpdir(), 'clearance-notices-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const [portA, portB] = [await freePort(), await freePort()];
-    issuer = `http://127.0.0.1:${portA}`;
-    env = { PATH: process.env.PATH, HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'), DATABASE_URL: url.toString(), LOG_LEVEL: 'info' };
-    // The first migrates the store; the second starts on it.
-    a = await startNode(env, portA, cleanups);
-    b = await startNode(env, portB, cleanups);
-    await a.logLine(/^listening for change notices$/);
-    await b.logLine(/^listening for change notices$/);
+    let dataDir: string;
+    ({ a, b, issuer, env, dataDir, schema } = await startTwoNodesOnSchema(testDatabaseUrl!, 'test_notices', cleanups));
 
     const file = join(dataDir, 'clearance.json');
     writeFileSync(

@@ -1,10 +1,14 @@
-import { randomUUID, type KeyObject } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { signCompact } from '../../src/keys/jws.ts';
+import { freePort } from './server.ts';
+import { adminQuery } from './storage.ts';
 
 const repository = new URL('../../', import.meta.url).pathname;
 
@@ -97,4 +101,37 @@ export async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: 
     ]);
   await logLine('clearance is listening');
   return { origin: `http://127.0.0.1:${port}`, process: child, exited, logLine, logged, stderr: () => stderr };
+}
+
+/** Two nodes of one deployment: their issuer (A's origin), environment, data directory and PostgreSQL schema. */
+export interface TwoNodes {
+  a: Node;
+  b: Node;
+  issuer: string;
+  env: NodeJS.ProcessEnv;
+  dataDir: string;
+  schema: string;
+}
+
+/**
+ * Starts two `clearance start` processes on a throwaway schema of the test PostgreSQL database
+ * (dropped by `cleanups`), sharing one master key and data directory — the first migrates the
+ * store, the second starts on it — and waits until both listen for change notices.
+ */
+export async function startTwoNodesOnSchema(databaseUrl: string, prefix: string, cleanups: Cleanup[]): Promise<TwoNodes> {
+  const schema = `${prefix}_${randomBytes(6).toString('hex')}`;
+  await adminQuery(databaseUrl, `create schema ${schema}`);
+  cleanups.push(() => adminQuery(databaseUrl, `drop schema if exists ${schema} cascade`));
+  const url = new URL(databaseUrl);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  const dataDir = mkdtempSync(join(tmpdir(), `clearance-${prefix}-`));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const [portA, portB] = [await freePort(), await freePort()];
+  const issuer = `http://127.0.0.1:${portA}`;
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'), DATABASE_URL: url.toString(), LOG_LEVEL: 'info' };
+  const a = await startNode(env, portA, cleanups);
+  const b = await startNode(env, portB, cleanups);
+  await a.logLine(/^listening for change notices$/);
+  await b.logLine(/^listening for change notices$/);
+  return { a, b, issuer, env, dataDir, schema };
 }

@@ -51,6 +51,23 @@ export interface TwoDomains {
   orderToken: string;
 }
 
+/** B's trust profile of domain A: A's keys, A's broker firm, accepted from domain-a-desk for B's settlement API (and `more`). */
+export function aProfileAtB(aKeys: { keys: unknown[] }, more: Record<string, unknown> = {}) {
+  return {
+    id: 'clearance-a',
+    issuer: aIssuer,
+    jwks: { keys: aKeys.keys.map((k) => ({ ...(k as object) })) },
+    algorithms: ['ES256'],
+    max_assertion_lifetime: 300,
+    allowed_audiences: [bSettlementApi],
+    allowed_scopes: ['order:create', 'settlement:submit'],
+    claim_mapping: { lei: 'origin_lei' },
+    legal_entities: [brokerLei],
+    clients: ['domain-a-desk'],
+    ...more,
+  };
+}
+
 /** The chaining section of A's profile for B; `chaining` overrides its fields. */
 export function bProfileAtA(bKeys: { keys: unknown[] }, chaining: Record<string, unknown> = {}) {
   return {
@@ -104,20 +121,7 @@ export async function twoDomains(t: TestContext, options: { dialect?: TestDialec
       { client_id: 'domain-a-desk', kind: 'service', grant_types: [jwtBearerGrant], scope: 'order:create settlement:submit' },
       { client_id: 'b-settlement-rs', kind: 'service', grant_types: ['client_credentials'] },
     ],
-    partners: [
-      {
-        id: 'clearance-a',
-        issuer: aIssuer,
-        jwks: { keys: aKeys.keys.map((k) => ({ ...k })) },
-        algorithms: ['ES256'],
-        max_assertion_lifetime: 300,
-        allowed_audiences: [bSettlementApi],
-        allowed_scopes: ['order:create', 'settlement:submit'],
-        claim_mapping: { lei: 'origin_lei' },
-        legal_entities: [brokerLei],
-        clients: ['domain-a-desk'],
-      },
-    ],
+    partners: [aProfileAtB(aKeys)],
   });
 
   const person = await a.f.signIn('alice', { acr: acr.multiFactor, amr: ['pwd', 'otp', 'mfa'] });

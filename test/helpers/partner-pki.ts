@@ -9,11 +9,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { opensslCaDir } from './openssl-ca.ts';
 
 export interface PartnerCertificate {
   certFile: string;
@@ -68,36 +69,7 @@ function caDate(hours: number): string {
 
 /** An `openssl ca` directory: its config, index, serial. */
 function caDir(dir: string, name: string): string {
-  const home = join(dir, name);
-  mkdirSync(join(home, 'certs'), { recursive: true });
-  writeFileSync(join(home, 'index.txt'), '');
-  writeFileSync(join(home, 'serial'), `${name === 'root' ? '10' : '20'}00\n`);
-  writeFileSync(join(home, 'crlnumber'), '01\n');
-  writeFileSync(
-    join(home, 'ca.cnf'),
-    `[ ca ]
-default_ca = this_ca
-[ this_ca ]
-dir = ${home}
-database = $dir/index.txt
-new_certs_dir = $dir/certs
-serial = $dir/serial
-crlnumber = $dir/crlnumber
-certificate = $dir/ca.crt
-private_key = $dir/ca.key
-default_md = sha256
-default_crl_hours = 1
-policy = anything
-unique_subject = no
-copy_extensions = none
-[ anything ]
-countryName = optional
-organizationName = optional
-organizationalUnitName = optional
-commonName = supplied
-`,
-  );
-  return home;
+  return opensslCaDir(join(dir, name), name === 'root' ? '1000' : '2000');
 }
 
 export async function makePartnerPki(t: Pick<TestContext, 'after'>, options: { name: string; intermediate?: boolean }): Promise<PartnerPki> {

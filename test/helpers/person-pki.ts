@@ -7,11 +7,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { opensslCaDir } from './openssl-ca.ts';
 
 /** A made certificate: its files and PEM text, its key, and its header value for a TLS-terminating proxy. */
 export interface PersonCertificate {
@@ -74,36 +75,7 @@ export async function makePersonPki(t: Pick<TestContext, 'after'>, options: { na
   const dir = mkdtempSync(join(tmpdir(), 'clearance-person-pki-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const at = (name: string) => join(dir, name);
-  mkdirSync(at('certs'));
-  writeFileSync(at('index.txt'), '');
-  writeFileSync(at('serial'), '1000\n');
-  writeFileSync(at('crlnumber'), '01\n');
-  writeFileSync(
-    at('ca.cnf'),
-    `[ ca ]
-default_ca = person_ca
-[ person_ca ]
-dir = ${dir}
-database = $dir/index.txt
-new_certs_dir = $dir/certs
-serial = $dir/serial
-crlnumber = $dir/crlnumber
-certificate = $dir/ca.crt
-private_key = $dir/ca.key
-default_md = sha256
-default_crl_hours = 1
-policy = people
-unique_subject = no
-copy_extensions = none
-[ people ]
-countryName = optional
-organizationName = optional
-organizationalUnitName = optional
-commonName = supplied
-serialNumber = optional
-emailAddress = optional
-`,
-  );
+  opensslCaDir(dir, '1000', ['serialNumber', 'emailAddress']);
   // Self-signed by `openssl ca`, to date it from a day back: the tests' clocks start before it is made.
   writeFileSync(at('ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
   openssl(['req', '-new', ...ec, '-keyout', at('ca.key'), '-out', at('ca.csr'), '-subj', `/O=Broker Ltd/CN=${options.name ?? 'Broker Person CA'}`]);

@@ -10,6 +10,7 @@ import { assertOAuthError } from '../endpoints/fixture.ts';
 import { testContext, testDialects } from '../helpers/storage.ts';
 import {
   aIssuer,
+  aProfileAtB,
   aOrdersApi,
   accessTokenType,
   bIssuer,
@@ -176,21 +177,7 @@ describe('a txn a partner names', () => {
     await b.f.apply({
       resource_servers: [{ identifier: aIssuer, name: 'Domain A', scopes: ['order:create'] }],
       clients: [{ client_id: 'domain-a-desk', kind: 'service', grant_types: [jwtBearerGrant, exchangeGrant], scope: 'order:create settlement:submit' }],
-      partners: [
-        {
-          id: 'clearance-a',
-          issuer: aIssuer,
-          jwks: { keys: aKeys.keys.map((k) => ({ ...k })) },
-          algorithms: ['ES256'],
-          max_assertion_lifetime: 300,
-          allowed_audiences: [bSettlementApi, aIssuer],
-          allowed_scopes: ['order:create', 'settlement:submit'],
-          claim_mapping: { lei: 'origin_lei' },
-          legal_entities: [brokerLei],
-          clients: ['domain-a-desk'],
-          chaining: { clients: ['domain-a-desk'], scopes: ['order:create'], claims: ['act', 'txn'] },
-        },
-      ],
+      partners: [aProfileAtB(aKeys, { allowed_audiences: [bSettlementApi, aIssuer], chaining: { clients: ['domain-a-desk'], scopes: ['order:create'], claims: ['act', 'txn'] } })],
     });
 
     // A → B: the grant carries a txn minted at A, now shared with B.
