@@ -7,7 +7,7 @@ import { sealNow } from '../../src/audit/lifecycle.ts';
 import { consoleClientId } from '../../src/console/client.ts';
 import type { ConsoleSession } from '../../src/console/session.ts';
 import { open } from '../../src/keys/sealed-box.ts';
-import { derivedKey, resolveMasterKey } from '../../src/keys/master-key.ts';
+import { authenticationKey, resolveMasterKey } from '../../src/keys/master-key.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
@@ -117,8 +117,8 @@ async function assertSectionRefused(f: Console, username: string, section: strin
 
 /** The console session in `jar`, opened as the server does (the test knows the master key). */
 function sessionIn(f: Console, jar: Jar): ConsoleSession {
-  // A purpose key of the database's derivation root (src/keys/master-key.ts derivedKey).
-  const key = derivedKey(f.masterKey, 'clearance console cookies v1');
+  // A key of what authenticates, derived from the master key that seals (src/keys/master-key.ts authenticationKey).
+  const key = authenticationKey(f.masterKey, 'clearance console cookies v1');
   const sealed = jar.cookies.get('clearance_console');
   assert.ok(sealed, 'the console cookie is set');
   return JSON.parse(open(key, sealed, 'console:clearance_console').toString('utf8')) as ConsoleSession;

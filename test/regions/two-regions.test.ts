@@ -45,7 +45,8 @@ describe('two regions (eu, us), each with its own database', { skip }, () => {
     assert.equal(usClaims.sub, pseudonym);
     assert.equal(usClaims.aud, usSettlementApi);
     assert.equal(usClaims.txn, hopClaims.txn, 'the txn carries over');
-    assert.deepEqual(usClaims.act, { sub: 'us-gateway', act: { sub: 'eu-desk-backend' } }, 'the act chain carries over, newest outermost');
+    // eu's actor is named with eu's issuer (a partner's actors always are: its client ids never pass for ours).
+    assert.deepEqual(usClaims.act, { sub: 'us-gateway', act: { sub: 'eu-desk-backend', iss: euIssuer } }, 'the act chain carries over, newest outermost');
     assert.equal(usClaims.origin_iss, euIssuer);
     assert.equal(usClaims.origin_lei, euBrokerLei);
     const answer = await introspectAt(us, 'us-settlement-rs', settled.json().access_token as string);
