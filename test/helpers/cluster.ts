@@ -99,10 +99,7 @@ export async function startNode(env: NodeJS.ProcessEnv, port: number, cleanups: 
       }),
       exited.then(([code]) => assert.fail(`the node exited with ${code} before logging ${String(msg)}; stderr: ${stderr}`)),
     ]);
-  // With --workers, the primary's line (it names the workers): each worker says it listens too, a
-  // moment before the primary has taken its signals — a SIGTERM then would find no handler.
-  const workers = args.includes('--workers');
-  await logLine('clearance is listening', (line) => !workers || line.workers !== undefined);
+  await logLine('clearance is listening');
   return { origin: `http://127.0.0.1:${port}`, process: child, exited, logLine, logged, stderr: () => stderr };
 }
 
