@@ -90,10 +90,26 @@ interface Running {
  * closes at once when its primary stops it: the primary already drained and bounds the whole.
  */
 async function serve(output: Output, role: 'node' | 'worker', begin: () => Promise<Running>): Promise<number> {
+  // The signals are taken before anything starts: one that arrives while the node starts — an
+  // orchestrator stopping it, or a caller that saw "clearance is listening" a moment before this
+  // process went on — stops it once it has started, rather than Node's default ending it mid-way.
+  // A second signal while it starts (a start that hangs on an unreachable database) ends it at once.
+  let early: string | undefined;
+  let onSignal: (signal: string) => void = (signal) => {
+    if (early !== undefined) process.exit(exit.failed);
+    early = signal;
+    output.err(`${signal} while starting: stopping once started; send it again to stop now`);
+  };
+  const onTerm = () => onSignal('SIGTERM');
+  const onInt = () => onSignal('SIGINT');
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
   let running: Running;
   try {
     running = await begin();
   } catch (error) {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
     if (error instanceof ConfigError) {
       output.err(`configuration error: ${error.message}`);
       return exit.usage;
@@ -139,7 +155,7 @@ async function serve(output: Output, role: 'node' | 'worker', begin: () => Promi
         );
       }, delay);
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    onSignal = stop;
+    if (early !== undefined) stop(early);
   });
 }
