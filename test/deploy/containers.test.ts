@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
@@ -369,7 +370,14 @@ describe('two nodes from the image on one PostgreSQL and Redis (deploy/local/nod
     assert.ok(!conf.includes('/run/secrets') && !conf.includes('clearance-1:9000'), 'every address and file was replaced');
     writeFileSync(join(dir, 'nginx.conf'), conf);
     const nginx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-g', `daemon off; pid ${join(dir, 'nginx.pid')}; error_log ${join(dir, 'error.log')};`], { stdio: 'ignore' });
-    t.after(() => void nginx.kill('SIGKILL'));
+    // SIGTERM: nginx's fast shutdown, which stops its worker processes too (SIGKILL left them running).
+    t.after(async () => {
+      if (nginx.exitCode !== null || nginx.signalCode !== null) return;
+      const exited = once(nginx, 'exit');
+      nginx.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      if (nginx.exitCode === null && nginx.signalCode === null) nginx.kill('SIGKILL');
+    });
     await until(() => accepts(proxyPort), 10_000);
 
     const tokenRequest = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'settlement', scope: 'order:create', resource }).toString();
