@@ -195,12 +195,20 @@ export function effectiveStatus(request: Pick<ApprovalRequest, 'status' | 'expir
   return request.status === 'pending' && request.expiresAt <= now ? 'expired' : request.status;
 }
 
+/**
+ * Where pending requests are read: the context (its database, its clock's now), or an executor —
+ * the caller's transaction — at the instant the caller works at (src/keys/compromise.ts reads
+ * under its lock, at the `now` of the whole revocation).
+ */
+export type PendingSource = Pick<Context, 'storage' | 'clock'> | { db: Kysely<Database> | Transaction<Database>; now: number };
+
 /** Pending, unexpired requests, oldest first (optionally of some kinds, or about one subject). */
 export async function listPendingApprovalRequests(
-  ctx: Pick<Context, 'storage' | 'clock'>,
+  from: PendingSource,
   filter: { kinds?: readonly ApprovalKindName[]; subject?: string; limit?: number } = {},
 ): Promise<ApprovalRequest[]> {
-  let query = ctx.storage.db.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '>', ctx.clock.now());
+  const { db, now } = 'storage' in from ? { db: from.storage.db, now: from.clock.now() } : from;
+  let query = db.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '>', now);
   if (filter.kinds) query = query.where('kind', 'in', filter.kinds.length > 0 ? [...filter.kinds] : ['']);
   if (filter.subject !== undefined) query = query.where('subject', '=', filter.subject);
   const rows = await query.orderBy('created_at').orderBy('id').limit(filter.limit ?? 100).execute();

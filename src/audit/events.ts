@@ -299,6 +299,15 @@ export const auditEventTypes = [
 
 export type AuditEventType = (typeof auditEventTypes)[number];
 
+/**
+ * Whether an event of this type records a refusal: a `*.refused` type, or a policy's denial. The
+ * console's delegation view (src/console/chain.ts) and a partner txn's check for a trade under way
+ * (src/transactions/partner-txn.ts) tell refusals apart by this one rule.
+ */
+export function isRefusal(type: string): boolean {
+  return type.endsWith('.refused') || type === 'policy.denied';
+}
+
 /** What a component records; the log adds time, node id and sequence. Never secrets or raw tokens. */
 export interface AuditEvent {
   type: AuditEventType;

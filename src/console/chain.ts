@@ -1,4 +1,4 @@
-import type { StoredAuditEvent } from '../audit/events.ts';
+import { isRefusal, type StoredAuditEvent } from '../audit/events.ts';
 
 /** One hop of a trade's delegation chain, as the txn view draws it. */
 export interface Hop {
@@ -30,7 +30,7 @@ export interface Hop {
 const kindOf = (type: string): Hop['kind'] => {
   if (type === 'token.issued') return 'issued';
   if (type === 'token.exchanged') return 'exchanged';
-  if (type.endsWith('.refused') || type === 'policy.denied') return 'refused';
+  if (isRefusal(type)) return 'refused';
   if (type.startsWith('approval.')) return 'approval';
   if (type === 'evidence.recorded') return 'evidence';
   return 'other';

@@ -25,13 +25,14 @@
  */
 import { sql, type Transaction } from 'kysely';
 import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
+import { listPendingApprovalRequests } from '../approvals/requests.ts';
 import { isPostgres } from '../audit/dialect.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { containsJwt } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { bumpGeneration } from '../storage/generations.ts';
-import { KeyError, keyInfos, type KeyInfo, type KeyState } from './keystore.ts';
+import { KeyError, keyFactsOf, keyInfos, type KeyInfo, type KeyState } from './keystore.ts';
 
 /**
  * Why a key cannot be revoked: unknown, already out of the JWKS, changed by someone else meanwhile,
@@ -282,10 +283,10 @@ export async function compromiseIn(
   return { report, event: compromisedEvent(report, input) };
 }
 
-/** Whether a `key_compromise` approval request for `kid` is pending (src/keys/compromise-request.ts). */
+/** Whether a `key_compromise` approval request for `kid` is pending (src/keys/compromise-request.ts), as the transaction sees it. */
 async function revocationPending(trx: Transaction<Database>, kid: string, now: number): Promise<boolean> {
-  const row = await trx.selectFrom('approval_requests').select('id').where('kind', '=', 'key_compromise').where('subject', '=', kid).where('status', '=', 'pending').where('expires_at', '>', now).executeTakeFirst();
-  return row !== undefined;
+  const [pending] = await listPendingApprovalRequests({ db: trx, now }, { kinds: ['key_compromise'], subject: kid, limit: 1 });
+  return pending !== undefined;
 }
 
 /** Every signing key with its state at `now`, as the transaction sees them (not a cache). */
@@ -296,17 +297,7 @@ async function keysIn(trx: Transaction<Database>, now: number): Promise<KeyInfo[
     .orderBy('activates_at')
     .orderBy('kid')
     .execute();
-  return keyInfos(
-    rows.map((row) => ({
-      kid: row.kid,
-      alg: row.alg as SigningAlg,
-      createdAt: Number(row.created_at),
-      activatesAt: Number(row.activates_at),
-      retiredAt: row.retired_at === null ? null : Number(row.retired_at),
-      compromisedAt: row.compromised_at === null ? null : Number(row.compromised_at),
-    })),
-    now,
-  );
+  return keyInfos(rows.map(keyFactsOf), now);
 }
 
 /** The one `key.compromised` event: the key, what it ended, what signs now, who asked and allowed it. */

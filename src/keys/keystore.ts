@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import { maxTokenLifetimeSeconds, type SigningAlg } from '../config.ts';
 import type { Clock } from '../clock.ts';
@@ -52,6 +52,22 @@ interface LoadedKey {
 
 /** What a key's state is worked out from (`keyInfos`). */
 export type KeyFacts = Pick<LoadedKey, 'kid' | 'alg' | 'createdAt' | 'activatesAt' | 'retiredAt' | 'compromisedAt'>;
+
+/**
+ * A `signing_keys` row's facts, read alike by the store's cache (`#loadAll`) and by a compromised
+ * key's revocation in its transaction (src/keys/compromise.ts), so both work out the same states.
+ * Instants as numbers whatever the driver hands back for a bigint column.
+ */
+export function keyFactsOf(row: Pick<Selectable<Database['signing_keys']>, 'kid' | 'alg' | 'created_at' | 'activates_at' | 'retired_at' | 'compromised_at'>): KeyFacts {
+  return {
+    kid: row.kid,
+    alg: row.alg as SigningAlg,
+    createdAt: Number(row.created_at),
+    activatesAt: Number(row.activates_at),
+    retiredAt: row.retired_at === null ? null : Number(row.retired_at),
+    compromisedAt: row.compromised_at === null ? null : Number(row.compromised_at),
+  };
+}
 
 /**
  * The state of every key at `now` (ms), in the given order: the newest activated unretired key
@@ -288,15 +304,7 @@ export class KeyStore {
     const rows = await this.#db.selectFrom('signing_keys').selectAll().orderBy('activates_at').orderBy('kid').execute();
     const ourId = masterKeyId(this.#masterKey);
     return rows.map((row) => {
-      const facts = {
-        kid: row.kid,
-        alg: row.alg as SigningAlg,
-        publicJwk: JSON.parse(row.public_jwk) as JWK,
-        createdAt: row.created_at,
-        activatesAt: row.activates_at,
-        retiredAt: row.retired_at,
-        compromisedAt: row.compromised_at,
-      };
+      const facts = { ...keyFactsOf(row), publicJwk: JSON.parse(row.public_jwk) as JWK };
       try {
         if (!opensKeyId(this.#masterKey, row.master_key_id)) {
           throw new KeyError(`it was sealed with master key ${row.master_key_id}, and the configured master key is ${ourId}`);

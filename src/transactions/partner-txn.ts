@@ -1,4 +1,4 @@
-import type { AuditEvent } from '../audit/events.ts';
+import { isRefusal, type AuditEvent } from '../audit/events.ts';
 import { queryEvents } from '../audit/query.ts';
 import type { Context } from '../context.ts';
 import type { GrantResult } from '../grants/grant.ts';
@@ -50,7 +50,7 @@ export async function partnerTxn(ctx: Pick<Context, 'storage'>, partnerId: strin
  */
 async function underWay(db: Pick<Context, 'storage'>['storage']['db'], txn: string): Promise<boolean> {
   const page = await queryEvents(db, { txn }, { limit: 100 });
-  const refusal = (e: (typeof page.events)[number]['event']) => e.decision?.allow === false || e.type.endsWith('.refused') || e.type === 'policy.denied';
+  const refusal = (e: (typeof page.events)[number]['event']) => e.decision?.allow === false || isRefusal(e.type);
   return page.events.some((e) => !refusal(e.event)) || page.next !== undefined;
 }
 

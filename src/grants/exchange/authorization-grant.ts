@@ -82,7 +82,9 @@ export async function authorizationGrantTarget(ctx: Pick<Context, 'partners'>, r
   // An access token was asked for: the resource-server path, as before chaining existed.
   if (requestedType === tokenTypes.accessToken) return undefined;
   const named = [...new Set([...resources, ...audiences])];
-  const partner = named.length === 1 ? (await ctx.partners.list()).find((p) => p.chaining && (p.issuer === named[0] || p.chaining.audience === named[0])) : undefined;
+  // Indexed by the partner store (issuer and grant audience of partners with `chaining`); apply
+  // keeps each such name to one partner (src/federation/apply-section.ts).
+  const partner = named.length === 1 ? await ctx.partners.grantTarget(named[0]!) : undefined;
   if (requestedType === tokenTypes.jwt && !partner) {
     throw new OAuthError('invalid_target', named.length === 1 ? 'the target is not a partner authorization server that JWT authorization grants are issued for' : 'name one target: the partner\'s authorization server');
   }
