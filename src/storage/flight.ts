@@ -59,7 +59,7 @@ export class Flight {
     });
     // A caller that reads only some answers must not leave the others' rejections unhandled.
     answer.catch(() => undefined);
-    this.#queued.push({ statement: { query: compiled, ...(expect ? { expect } : {}) }, settle });
+    this.#queued.push({ statement: { query: compiled, ...(expect ? { expect } : {}) }, settle, answer });
     return answer;
   }
 
@@ -68,34 +68,77 @@ export class Flight {
    * is in; each statement's own promise carries its result or its error.
    */
   async send(): Promise<void> {
-    if (this.#queued.some((q) => q.statement.expect)) throw new Error('an expectation needs a transaction: commit() the flight');
+    if (this.#queued.some((q) => q.statement?.expect)) throw new Error('an expectation needs a transaction: commit() the flight');
     await this.#fly(false);
   }
 
   /**
    * Sends the statements as one transaction. Resolves once it has committed; rejects with
    * FlightRefused when an expectation failed, or with the database's error — and then nothing of
-   * the flight was written.
+   * the flight was written. With `retry`, a transaction refused for `retry.reason` is sent once
+   * more after `retry.amend` has replaced statements (a bet that lost: nothing was written, so
+   * the statements' answers are those of the second sending).
    */
-  async commit(): Promise<void> {
-    const failure = await this.#fly(true);
+  async commit(retry?: FlightRetry): Promise<void> {
+    if (this.#sent) throw new Error('a flight is sent once');
+    this.#sent = true;
+    let outcomes: Outcome[] = [];
+    let failure: unknown;
+    try {
+      outcomes = await this.#landQueued(true);
+      failure = firstFailure(this.#queued, outcomes);
+      if (retry && failure instanceof FlightRefused && failure.reason === retry.reason) {
+        await retry.amend((answer, query) => this.#replace(answer, query));
+        outcomes = await this.#landQueued(true);
+        failure = firstFailure(this.#queued, outcomes);
+      }
+    } catch (error) {
+      failure = error;
+    }
+    this.#settle(outcomes, failure);
     if (failure !== undefined) throw failure;
   }
 
   async #fly(transaction: boolean): Promise<unknown> {
     if (this.#sent) throw new Error('a flight is sent once');
     this.#sent = true;
-    const queued = this.#queued;
-    if (queued.length === 0) return undefined;
-    const outcomes = await this.#land(
-      queued.map((q) => q.statement),
-      transaction,
-    );
-    const failure = transaction ? firstFailure(queued, outcomes) : undefined;
-    queued.forEach((q, i) => q.settle(failure === undefined ? outcomes[i]! : { status: 'rejected', reason: failure }));
+    const outcomes = await this.#landQueued(transaction);
+    const failure = transaction ? firstFailure(this.#queued, outcomes) : undefined;
+    this.#settle(outcomes, failure);
     return failure;
   }
+
+  async #landQueued(transaction: boolean): Promise<Outcome[]> {
+    const statements = this.#queued.flatMap((q) => (q.statement ? [q.statement] : []));
+    if (statements.length === 0) return this.#queued.map(() => dropped);
+    const landed = await this.#land(statements, transaction);
+    let next = 0;
+    return this.#queued.map((q) => (q.statement ? landed[next++]! : dropped));
+  }
+
+  #settle(outcomes: Outcome[], failure: unknown): void {
+    this.#queued.forEach((q, i) => q.settle(failure === undefined ? outcomes[i]! : { status: 'rejected', reason: failure }));
+  }
+
+  /** In a retry's `amend`: the statement whose answer is `answer` becomes `query`, or is dropped (answered with no rows). */
+  #replace(answer: Promise<unknown>, query: CompiledQuery | undefined): void {
+    const queued = this.#queued.find((q) => q.answer === answer);
+    if (!queued) throw new Error('a flight can only replace its own statements');
+    if (query && queued.statement?.expect) throw new Error('a statement with an expectation is replaced by dropping it');
+    queued.statement = query ? { query } : undefined;
+  }
 }
+
+/** A second sending of a flight's transaction refused for `reason` (Flight.commit). */
+export interface FlightRetry {
+  reason: string;
+  /** Replaces statements, each named by the answer `run` returned: a query, or undefined to drop it. */
+  amend(replace: (answer: Promise<unknown>, query: CompiledQuery | undefined) => void): Promise<void>;
+}
+
+type Outcome = PromiseSettledResult<QueryResult<unknown>>;
+/** The answer of a statement dropped by a retry: no rows, nothing changed. */
+const dropped: Outcome = { status: 'fulfilled', value: { rows: [] } };
 
 /** A condition on the rows a statement changed, checked by the database, that its transaction needs. */
 export interface Expectation {
@@ -131,8 +174,10 @@ interface Statement {
 }
 
 interface Queued {
-  statement: Statement;
+  /** Undefined once a retry dropped it. */
+  statement: Statement | undefined;
   settle: (outcome: PromiseSettledResult<QueryResult<unknown>>) => void;
+  answer: Promise<unknown>;
 }
 
 /** Runs a flight's statements (as one transaction or not); one outcome per statement, in order. */
@@ -253,7 +298,7 @@ function firstFailure(queued: Queued[], outcomes: PromiseSettledResult<QueryResu
     const outcome = outcomes[i]!;
     if (outcome.status === 'fulfilled') continue;
     const reason = outcome.reason as { code?: unknown } | undefined;
-    const expect = queued[i]!.statement.expect;
+    const expect = queued[i]!.statement?.expect;
     if (expect && reason?.code === expectationSqlState) return new FlightRefused(expect.otherwise);
     return outcome.reason;
   }

@@ -110,6 +110,58 @@ for (const dialect of testDialects()) {
       );
     });
 
+    test('sends a transaction refused for the retry\'s reason once more, as amended, and answers from that sending', async (t) => {
+      const { storage } = await counted(dialect, t);
+      await generation(storage, 'taken', 1).execute();
+      const flight = storage.flight();
+      const bet = flight.run(storage.db.insertInto('generations').values({ name: 'taken', value: 9 }).onConflict((oc) => oc.column('name').doNothing()), { rows: 1, otherwise: 'bet_lost' });
+      const other = flight.run(generation(storage, 'other', 1));
+      const written = flight.run(generation(storage, 'by_bet', 1));
+      const amended: string[] = [];
+      await flight.commit({
+        reason: 'bet_lost',
+        amend: async (replace) => {
+          amended.push('amend');
+          replace(bet, undefined);
+          replace(written, generation(storage, 'by_retry', 2).compile());
+        },
+      });
+      assert.deepEqual(amended, ['amend'], 'amended once');
+      assert.deepEqual(await names(storage), ['by_retry', 'other', 'taken'], 'the first sending wrote nothing; the second wrote what was amended');
+      assert.equal(Number((await other).numAffectedRows), 1);
+      assert.deepEqual((await bet).rows, [], 'a dropped statement answers with no rows');
+      assert.equal(Number((await written).numAffectedRows), 1, 'a replaced statement answers as its replacement');
+    });
+
+    test('does not retry a refusal for another reason, nor a second refusal', async (t) => {
+      const { storage } = await counted(dialect, t);
+      const other = storage.flight();
+      other.run(storage.db.updateTable('generations').set({ value: 2 }).where('name', '=', 'absent'), { rows: 1, otherwise: 'absent_row' });
+      let amends = 0;
+      const refusal = await other.commit({ reason: 'bet_lost', amend: async () => void amends++ }).catch((e: unknown) => e);
+      assert.ok(refusal instanceof FlightRefused && refusal.reason === 'absent_row');
+      assert.equal(amends, 0);
+
+      const twice = storage.flight();
+      const bet = twice.run(storage.db.updateTable('generations').set({ value: 2 }).where('name', '=', 'absent'), { rows: 1, otherwise: 'bet_lost' });
+      const pending = twice.run(storage.db.updateTable('generations').set({ value: 3 }).where('name', '=', 'still_absent'), { rows: 1, otherwise: 'still_absent' });
+      const again = await twice.commit({ reason: 'bet_lost', amend: async (replace) => void (amends++, replace(bet, undefined)) }).catch((e: unknown) => e);
+      assert.equal(amends, 1);
+      assert.ok(again instanceof FlightRefused && again.reason === 'still_absent', 'the second sending\'s refusal is the answer');
+      await assert.rejects(pending, FlightRefused);
+    });
+
+    test('answers every statement with the amend\'s error when amending fails, and writes nothing', async (t) => {
+      const { storage } = await counted(dialect, t);
+      const flight = storage.flight();
+      const bet = flight.run(storage.db.updateTable('generations').set({ value: 2 }).where('name', '=', 'absent'), { rows: 1, otherwise: 'bet_lost' });
+      const write = flight.run(generation(storage, 'a', 1));
+      await assert.rejects(flight.commit({ reason: 'bet_lost', amend: async () => { throw new Error('no key'); } }), /no key/);
+      await assert.rejects(bet, /no key/);
+      await assert.rejects(write, /no key/);
+      assert.deepEqual(await names(storage), []);
+    });
+
     test('refuses a statement added after it was sent, an expectation outside a transaction, and a second sending', async (t) => {
       const { storage } = await counted(dialect, t);
       const flight = storage.flight();
