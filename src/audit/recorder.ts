@@ -155,15 +155,41 @@ export class AuditRecorder implements AuditLog {
     if (this.#closed) throw new Error('the audit log is closed');
     const checked = events.map((event) => ({ event, subject: this.#check(event) }));
     const subjects = checked.flatMap((c) => (c.subject === undefined ? [] : [c.subject]));
-    // Before the flight is sent: a new subject's key is committed first, durable before its event.
-    const keys = subjects.length > 0 ? (await this.#personal!.resolve(subjects)).keys : undefined;
-    const rows = checked.map((c) => this.#prepare(c.event, c.subject === undefined ? undefined : keys!.get(c.subject)));
+    const personal = subjects.length > 0 ? await this.#personal!.cached(subjects) : undefined;
+    const keys = new Map(personal?.keys);
+    // A subject this node holds no key for gets its first key in this transaction, on the bet that
+    // it has none yet (its first event: a first sign-in) — durable with its events, no round trip of
+    // its own. A bet that lost (a key made on another node, before a restart, or erased) changes no
+    // row: the transaction is refused, writes nothing, and is sent again with the subject's key.
+    const made = new Map<string, SubjectKey>();
+    const keyInserts: Promise<unknown>[] = [];
+    for (const subject of personal?.missing ?? []) {
+      const first = this.#personal!.firstKey(subject);
+      made.set(subject, first.key);
+      keys.set(subject, first.key);
+      keyInserts.push(flight.run(first.insert, { rows: 1, otherwise: subjectKeyTaken }));
+    }
+    const prepare = () => checked.map((c) => this.#prepare(c.event, c.subject === undefined ? undefined : keys.get(c.subject)));
+    const rows = prepare();
+    const inserts: Promise<unknown>[] = [];
     if (rows.length > 0) {
       // Last in the transaction, as in recordWith: the writers' lock after the flight's own locks.
       if (this.#postgres) void flight.run(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
-      for (const [text, parameters] of insertStatements(rows, this.#postgres)) void flight.run(CompiledQuery.raw(text, parameters));
+      for (const [text, parameters] of insertStatements(rows, this.#postgres)) inserts.push(flight.run(CompiledQuery.raw(text, parameters)));
     }
-    await flight.commit();
+    let betLost = false;
+    await flight.commit({
+      reason: subjectKeyTaken,
+      amend: async (replace) => {
+        betLost = true;
+        const resolved = (await this.#personal!.resolve(made.keys(), undefined, { haveKeys: true })).keys;
+        resolved.forEach((key, subject) => keys.set(subject, key));
+        for (const insert of keyInserts) replace(insert, undefined);
+        const again = [...insertStatements(prepare(), this.#postgres)];
+        inserts.forEach((insert, i) => replace(insert, CompiledQuery.raw(again[i]![0], again[i]![1])));
+      },
+    });
+    if (!betLost) personal?.remember(made);
     if (rows.length > 0) for (const listener of this.#listeners) listener(rows.length);
   }
 
@@ -254,6 +280,9 @@ function* insertStatements(rows: EventRow[], postgres: boolean): Generator<[stri
     yield [insertText(chunk.length, postgres), parameters];
   }
 }
+
+/** Why a flight's transaction is refused when a subject's first key was made elsewhere first. */
+const subjectKeyTaken = 'audit_subject_key_taken';
 
 const columns = ['id', 'type', 'time', 'txn', 'subject', 'client', 'decision', 'event', 'leaf_hash'] as const;
 const insertTexts = new Map<string, string>();

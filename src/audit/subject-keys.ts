@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { derivedKey } from '../keys/master-key.ts';
-import type { Kysely, Transaction } from 'kysely';
+import type { CompiledQuery, Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { open, seal } from '../keys/sealed-box.ts';
 import { masterKeyId, opensKeyId, sealingKeyId } from '../keys/keyring.ts';
@@ -115,8 +115,9 @@ export class SubjectKeys {
    * Without `trx`, each key is written and committed before this resolves — durable before any
    * event sealed with it — and cached at once. With `trx`, keys are written in it and cached by
    * `remember()`, which the caller calls once it committed (a rolled-back key is never used).
+   * `haveKeys`: the subjects are known to have a key (a `firstKey` bet lost): it is read first.
    */
-  async resolve(subjects: Iterable<string>, trx?: Transaction<Database>): Promise<ResolvedKeys> {
+  async resolve(subjects: Iterable<string>, trx?: Transaction<Database>, options: { haveKeys?: boolean } = {}): Promise<ResolvedKeys> {
     // The map of this generation: a key read before an erasure never lands in the next one. Inside
     // a transaction the generation is not read (on SQLite the database waits for that transaction):
     // a cache not fresh then is passed by, and the keys read in the transaction are not cached.
@@ -130,12 +131,12 @@ export class SubjectKeys {
         continue;
       }
       if (trx) {
-        keys.set(subject, await this.#fetch(subject, trx));
+        keys.set(subject, await this.#fetch(subject, trx, options.haveKeys));
         continue;
       }
       let fetching = this.#fetching.get(subject);
       if (!fetching) {
-        fetching = this.#fetch(subject, this.#db).finally(() => this.#fetching.delete(subject));
+        fetching = this.#fetch(subject, this.#db, options.haveKeys).finally(() => this.#fetching.delete(subject));
         this.#fetching.set(subject, fetching);
       }
       const key = await fetching;
@@ -143,6 +144,39 @@ export class SubjectKeys {
       keys.set(subject, key);
     }
     return { keys, remember: () => (trx && cache ? keys.forEach((key, subject) => cache.set(subject, key)) : undefined) };
+  }
+
+  /**
+   * The cached keys of `subjects` (the generation checked when due, as `resolve` does), the
+   * subjects this node holds none for, and `remember`, which caches keys made for those (call it
+   * once the transaction that wrote them committed: into this generation's map, never a later one).
+   */
+  async cached(subjects: Iterable<string>): Promise<{ keys: Map<string, SubjectKey>; missing: string[]; remember(made: Map<string, SubjectKey>): void }> {
+    const cache = await this.#cache.get();
+    const keys = new Map<string, SubjectKey>();
+    const missing: string[] = [];
+    for (const subject of new Set(subjects)) {
+      const key = cache.get(subject);
+      if (key) keys.set(subject, key);
+      else missing.push(subject);
+    }
+    return { keys, missing, remember: (made) => made.forEach((key, subject) => cache.set(subject, key)) };
+  }
+
+  /**
+   * A first key for `subject` (generation 1) and the statement that writes it, for a transaction
+   * that bets the subject has none: the statement changes no row when it has (then nothing of that
+   * transaction may be written: its events were sealed under a key that does not exist).
+   */
+  firstKey(subject: string): { key: SubjectKey; insert: CompiledQuery } {
+    const kid = `psk_${randomBytes(16).toString('hex')}`;
+    const key = randomBytes(32);
+    const insert = this.#db
+      .insertInto('audit_subject_keys')
+      .values(this.#keyRow(kid, subject, 1, key))
+      .onConflict((oc) => oc.columns(['subject', 'generation']).doNothing())
+      .compile();
+    return { key: { kid, key }, insert };
   }
 
   /** Drops every cached key (this node): the next event reads the database. */
@@ -155,8 +189,8 @@ export class SubjectKeys {
    * (generation 1); a subject seen before — on another node, before a restart, or erased — conflicts
    * there and is read, or its next generation made. The unique (subject, generation) settles a race.
    */
-  async #fetch(subject: string, db: Executor): Promise<SubjectKey> {
-    const first = await this.#create(subject, 1, db);
+  async #fetch(subject: string, db: Executor, haveKey = false): Promise<SubjectKey> {
+    const first = haveKey ? undefined : await this.#create(subject, 1, db);
     if (first) return first;
     for (let attempt = 0; attempt < 5; attempt++) {
       const latest = await db.selectFrom('audit_subject_keys').select(['kid', 'subject', 'generation', 'sealed_key', 'master_key_id', 'erased_at']).where('subject', '=', subject).orderBy('generation', 'desc').limit(1).executeTakeFirst();
@@ -174,11 +208,16 @@ export class SubjectKeys {
     const key = randomBytes(32);
     const written = await db
       .insertInto('audit_subject_keys')
-      .values({ kid, subject, generation, sealed_key: seal(this.#masterKey, key, `audit_subject_keys:${kid}`), master_key_id: sealingKeyId(this.#masterKey), created_at: this.#clock.now(), erased_at: null, erased_by: null, erase_reason: null })
+      .values(this.#keyRow(kid, subject, generation, key))
       .onConflict((oc) => oc.columns(['subject', 'generation']).doNothing())
       .returning('kid')
       .executeTakeFirst();
     return written ? { kid, key } : undefined;
+  }
+
+  /** The stored row of a new key: sealed under the master key, bound to its id. */
+  #keyRow(kid: string, subject: string, generation: number, key: Buffer): Database['audit_subject_keys'] {
+    return { kid, subject, generation, sealed_key: seal(this.#masterKey, key, `audit_subject_keys:${kid}`), master_key_id: sealingKeyId(this.#masterKey), created_at: this.#clock.now(), erased_at: null, erased_by: null, erase_reason: null };
   }
 
   #open(row: KeyRow): Buffer {

@@ -18,6 +18,7 @@ import { openContext } from '../../src/server.ts';
 import { AuditRecorder } from '../../src/audit/recorder.ts';
 import { openStorage } from '../../src/storage/database.ts';
 import { noticesFor } from '../../src/storage/notices.ts';
+import { FlightRefused } from '../../src/storage/flight.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { alicePassword, bobPassword, peopleFixture } from '../identity/fixture.ts';
 import { testDatabaseUrl, testDialects } from '../helpers/storage.ts';
@@ -138,6 +139,46 @@ for (const dialect of testDialects()) {
       assert.ok(readable.every((e) => !JSON.stringify(e).includes('198.51.100.2')), 'no reader gets the address back');
 
       await assert.rejects(eraseSubject(f.ctx, bob.user.id, { actor: 'dpo-1' }), /erased already/);
+    });
+
+    test("writes a subject's first key in the transaction of its first event, and none when that transaction is refused", async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const db = f.ctx.storage.db;
+      const event = { type: 'user.logged_out', subject: 'person-first', details: { source_address: '192.0.2.60' } } as const;
+      const refused = f.ctx.storage.flight();
+      void refused.run(db.updateTable('generations').set({ value: 1 }).where('name', '=', 'absent'), { rows: 1, otherwise: 'absent_row' });
+      await assert.rejects(f.ctx.audit.commit(refused, [event]), (e: FlightRefused) => e instanceof FlightRefused && e.reason === 'absent_row');
+      assert.equal((await db.selectFrom('audit_subject_keys').select('kid').where('subject', '=', 'person-first').execute()).length, 0, 'no key without its event');
+
+      await f.ctx.audit.commit(f.ctx.storage.flight(), [event]);
+      const keys = await db.selectFrom('audit_subject_keys').select(['kid', 'generation']).where('subject', '=', 'person-first').execute();
+      assert.deepEqual(keys.map((k) => Number(k.generation)), [1]);
+      const [stored] = (await storedEvents(f.ctx, 'user.logged_out')).map((e) => e.event);
+      assert.equal(sealedFieldsOf(stored!)!.kid, keys[0]!.kid);
+      const [opened] = await decryptEventsUnaudited(db, masterKeyOf(f.ctx), [stored!]);
+      assert.equal(opened!.details!.source_address, '192.0.2.60');
+    });
+
+    test("sends a transaction again under the subject's key when the subject had one this node did not hold, writing its statements once", async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const db = f.ctx.storage.db;
+      // Made by another node (or before a restart): this node's cache does not hold it.
+      const elsewhere = (await new SubjectKeys(db, masterKeyOf(f.ctx), f.ctx.clock).resolve(['person-known'])).keys.get('person-known')!;
+      const flight = f.ctx.storage.flight();
+      const own = flight.run(db.insertInto('generations').values({ name: 'written-once', value: 1 }));
+      await f.ctx.audit.commit(flight, [{ type: 'user.logged_out', subject: 'person-known', details: { source_address: '192.0.2.61' } }]);
+      assert.equal(Number((await own).numAffectedRows), 1, "the caller's statement is answered from the sending that committed");
+      assert.deepEqual((await db.selectFrom('generations').select('value').where('name', '=', 'written-once').execute()).map((r) => Number(r.value)), [1]);
+      const keys = await db.selectFrom('audit_subject_keys').select('kid').where('subject', '=', 'person-known').execute();
+      assert.deepEqual(keys.map((k) => k.kid), [elsewhere.kid], 'no second key');
+      const stored = (await storedEvents(f.ctx, 'user.logged_out')).map((e) => e.event);
+      assert.equal(stored.length, 1, 'one event');
+      assert.equal(sealedFieldsOf(stored[0]!)!.kid, elsewhere.kid, "sealed under the subject's key");
+      const [opened] = await decryptEventsUnaudited(db, masterKeyOf(f.ctx), stored);
+      assert.equal(opened!.details!.source_address, '192.0.2.61');
+      // Cached now: the next event costs no bet.
+      await f.ctx.audit.commit(f.ctx.storage.flight(), [{ type: 'user.logged_out', subject: 'person-known', details: { source_address: '192.0.2.62' } }]);
+      assert.equal((await storedEvents(f.ctx, 'user.logged_out')).length, 2);
     });
 
     test('a subject recorded again after an erasure gets a new key generation, never the destroyed key', async (t) => {
