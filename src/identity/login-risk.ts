@@ -2,6 +2,7 @@ import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { riskAuditDetail, type RiskAssessment } from '../risk/assessment.ts';
 import { assessRisk, observeRisk, type RiskFacts } from '../risk/engine.ts';
+import { riskSignals } from '../risk/signals/index.ts';
 import { knowLoginAccount } from '../risk/login-account.ts';
 import { alertInsert } from '../signals/alerts.ts';
 import type { Flight } from '../storage/flight.ts';
@@ -25,8 +26,8 @@ import { deviceCookie, newDeviceId, presentedDeviceId } from './device-cookie.ts
  * 3. records the assessment in `user.login_succeeded` (`details.risk`) and with the session
  *    (`sessions.risk`), whose codes and refresh tokens carry its signals into each issuance
  *    (`Issuance.loginRisk`);
- * 4. after the sign-in committed, lets the signals remember this device and network (`observe`) —
- *    never after a refusal or a failure.
+ * 4. in the sign-in's own transaction, lets the signals remember this device and network
+ *    (`observe`) — never after a refusal or a failure.
  */
 export interface SignInRisk {
   /** The request's source address. */
@@ -37,8 +38,13 @@ export interface SignInRisk {
    * recorded or remembered, no device cookie).
    */
   assess(row: Database['users']): Promise<RiskAssessment | undefined>;
-  /** After a successful sign-in of `userId`: the signals remember what they saw (a failure is logged, never the sign-in's). */
-  observe(userId: string): Promise<void>;
+  /**
+   * Adds to `flight`, the sign-in's own transaction for `userId` (not yet sent), what the signals
+   * remember of it (its device and network, src/risk/signals): written with the sign-in or not at
+   * all. `landed` is to be awaited once the flight committed. A failure to prepare them is logged,
+   * never the sign-in's (what is not remembered makes the next sign-in look new, never less risky).
+   */
+  observe(userId: string, flight: Flight): Promise<{ landed: Promise<void> }>;
   /**
    * The Set-Cookie that gives the browser its device cookie, once `observe` remembered a new id for
    * it (it presented none that verified): for the response of that successful sign-in.
@@ -68,14 +74,18 @@ export function signInRisk(ctx: Context, request: { address: string; clientId?: 
       knowLoginAccount(seen, row);
       return assessRisk(ctx, seen);
     },
-    async observe(userId) {
+    async observe(userId, flight) {
       try {
-        if (!(await ctx.risk.settings.get()).enabled) return;
-        await observeRisk(ctx, facts(userId, presented ?? issued));
-        remembered = true;
+        if (!(await ctx.risk.settings.get()).enabled) return { landed: Promise.resolve() };
+        const notes = ctx.risk.sightings.notesFor(flight);
+        await observeRisk(ctx, facts(userId, presented ?? issued), riskSignals, notes);
+        const landed = notes.land().then(() => void (remembered = true));
+        // Awaited only after a commit; a flight that failed is its caller's error, not this one's.
+        landed.catch(() => undefined);
+        return { landed };
       } catch (error) {
-        // The sign-in has committed; what is not remembered makes the next one look new, never less risky.
         ctx.log.warn({ err: error, userId }, 'the sign-in risk signals could not remember this sign-in');
+        return { landed: Promise.resolve() };
       }
     },
     get setDeviceCookie() {

@@ -246,7 +246,7 @@ export async function verifyLogin<T = undefined, P = undefined>(
     const completed = await completeLogin(
       ctx,
       row,
-      { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}), ...(risk ? { risk } : {}), ...(attempt.device ? { device: attempt.device } : {}) },
+      { acr, amr, methods: ['password'], sourceAddress: attempt.sourceAddress, base, ...(upgrade ? { upgrade } : {}), ...(risk ? { risk } : {}), ...(attempt.device ? { device: attempt.device } : {}), signInRisk: attempt.risk },
       flight,
       [],
       onSuccess,
@@ -255,7 +255,6 @@ export async function verifyLogin<T = undefined, P = undefined>(
       judged = 'failure';
       return await fail('locked');
     }
-    await attempt.risk?.observe(row.id);
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     if (judged !== 'failure') await reservation.refund();
@@ -277,6 +276,8 @@ export interface LoginCompletion {
   risk?: RiskAssessment;
   /** The managed device of the sign-in: in the event (`details.device_id`). */
   device?: string;
+  /** The sign-in's risk: what its signals remember (device, network) is written in this transaction. */
+  signInRisk?: Pick<SignInRisk, 'observe'> | undefined;
   /** What else the event says of how the person was authenticated (an upstream sign-in's provider and source of assurance, src/federation/upstream). */
   details?: Record<string, unknown>;
 }
@@ -333,12 +334,14 @@ export async function completeLogin<T>(
       ...completion.details,
     },
   };
+  const observed = await completion.signInRisk?.observe(row.id, flight);
   try {
     await ctx.audit.commit(flight, [...events, event]);
   } catch (error) {
     if (refusedFor(error, 'account_not_active')) return undefined;
     throw error;
   }
+  await observed?.landed;
   await afterSignIn(ctx, user);
   return { user, value };
 }

@@ -17,6 +17,7 @@
 import type { Context } from '../context.ts';
 import { quietAssessment, scoreRisk, type RiskAssessment, type RiskMoment, type SignalHit } from './assessment.ts';
 import type { RiskSettings, SignalName } from './settings.ts';
+import type { SightingNotes } from './sightings.ts';
 import { riskSignals } from './signals/index.ts';
 
 /** Whom an assessment is about. `Admin` is an administrator (a person's id or an admin client's). */
@@ -75,8 +76,11 @@ export interface RiskSignal {
   name: SignalName;
   moments: readonly RiskMoment[];
   evaluate(deps: RiskDeps, facts: RiskFacts, settings: RiskSettings): Fired | undefined | Promise<Fired | undefined>;
-  /** After the action succeeded: remember what the next evaluation needs (a device, a network now seen). */
-  observe?(deps: RiskDeps, facts: RiskFacts, settings: RiskSettings): void | Promise<void>;
+  /**
+   * After the action succeeded: remember what the next evaluation needs (a device, a network now
+   * seen). Sightings go to `notes`: the store, or the action's own transaction (a sign-in's).
+   */
+  observe?(deps: RiskDeps, facts: RiskFacts, settings: RiskSettings, notes: SightingNotes): void | Promise<void>;
 }
 
 /** Assesses the action with every signal that applies to its moment and has a non-zero weight. */
@@ -97,9 +101,12 @@ export async function assessRisk(deps: RiskDeps, facts: RiskFacts, signals: read
   return scoreRisk(hits, settings);
 }
 
-/** After the action succeeded: every applicable signal remembers what it saw. */
-export async function observeRisk(deps: RiskDeps, facts: RiskFacts, signals: readonly RiskSignal[] = riskSignals): Promise<void> {
+/**
+ * After the action succeeded: every applicable signal remembers what it saw. Its sightings are
+ * written by the store, or noted in `notes` (a sign-in's transaction: `SightingStore.notesFor`).
+ */
+export async function observeRisk(deps: RiskDeps, facts: RiskFacts, signals: readonly RiskSignal[] = riskSignals, notes: SightingNotes = deps.risk.sightings): Promise<void> {
   const settings = await deps.risk.settings.get();
   if (!settings.enabled) return;
-  await Promise.all(signals.filter((s) => s.observe && s.moments.includes(facts.moment)).map((s) => s.observe!(deps, facts, settings)));
+  await Promise.all(signals.filter((s) => s.observe && s.moments.includes(facts.moment)).map((s) => s.observe!(deps, facts, settings, notes)));
 }

@@ -98,13 +98,52 @@ export class SightingStore {
   async note(principal: RiskPrincipal, kind: SightingKind, value: string): Promise<void> {
     const key = cacheKey(principal, kind, value);
     const now = this.#clock.now();
+    if (!this.#noteDue(key, now)) return;
+    const row = noteRow(principal, kind, value, now);
+    await this.#once(`note ${key}`, () => new Promise<void>((resolve, reject) => this.#notes.add({ row, resolve, reject })));
+    this.#noted(row);
+  }
+
+  /**
+   * Notes written in an action's own transaction instead of after it (a sign-in's flight): `note`
+   * collects them, `land()` adds them to `flight` as one upsert — call it before the flight is
+   * sent — and resolves once the flight has landed. The cache learns them only then, so nothing is
+   * remembered of an action whose transaction did not commit.
+   */
+  notesFor(flight: Flight): FlightNotes {
+    const rows = new Map<string, Database['risk_sightings']>();
+    return {
+      note: async (principal, kind, value) => {
+        const key = cacheKey(principal, kind, value);
+        const now = this.#clock.now();
+        if (this.#noteDue(key, now)) rows.set(key, noteRow(principal, kind, value, now));
+      },
+      land: () => {
+        if (rows.size === 0) return Promise.resolve();
+        const written = [...rows.values()];
+        const landed = flight.run(this.#upsert(written)).then(() => written.forEach((row) => this.#noted(row)));
+        // The flight's own failure is its caller's to handle; this promise must not go unhandled.
+        landed.catch(() => undefined);
+        return landed;
+      },
+    };
+  }
+
+  /** Whether a note of this key writes anything: a sighting not cached, or cached older than `refreshEveryMs`. */
+  #noteDue(key: string, now: number): boolean {
     const cached = this.#cache.get(key);
-    if (cached && now - cached.lastSeen < refreshEveryMs && now - cached.checkedAt < refreshEveryMs) return;
-    await this.#once(`note ${key}`, () => new Promise<void>((resolve, reject) => this.#notes.add({ row: { principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now }, resolve, reject })));
-    this.#touch(key, { firstSeen: cached?.firstSeen ?? now, lastSeen: now, checkedAt: now });
-    this.#remember(JSON.stringify([principal.type, principal.id, kind]));
+    return !(cached && now - cached.lastSeen < refreshEveryMs && now - cached.checkedAt < refreshEveryMs);
+  }
+
+  /** What the cache learns of a note once written. */
+  #noted(row: Database['risk_sightings']): void {
+    const principal = { type: row.principal_type, id: row.principal_id } as RiskPrincipal;
+    const key = cacheKey(principal, row.kind as SightingKind, row.value);
+    const now = Number(row.last_seen);
+    this.#touch(key, { firstSeen: this.#cache.get(key)?.firstSeen ?? now, lastSeen: now, checkedAt: now });
+    this.#remember(JSON.stringify([principal.type, principal.id, row.kind]));
     this.#absent.delete(key);
-    this.#absent.delete(JSON.stringify([principal.type, principal.id, kind]));
+    this.#absent.delete(JSON.stringify([principal.type, principal.id, row.kind]));
   }
 
   /**
@@ -175,16 +214,19 @@ export class SightingStore {
   /** One upsert for a batch of notes (distinct keys: `#once` lets one note per key be under way). */
   async #writeNotes(batch: PendingNote[]): Promise<void> {
     try {
-      await this.#db
-        .insertInto('risk_sightings')
-        .values(batch.map((n) => n.row))
-        .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet((eb) => ({ last_seen: eb.ref('excluded.last_seen') })))
-        .execute();
+      await this.#upsert(batch.map((n) => n.row)).execute();
     } catch (error) {
       for (const note of batch) note.reject(error);
       return;
     }
     for (const note of batch) note.resolve();
+  }
+
+  #upsert(rows: Database['risk_sightings'][]) {
+    return this.#db
+      .insertInto('risk_sightings')
+      .values(rows)
+      .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet((eb) => ({ last_seen: eb.ref('excluded.last_seen') })));
   }
 
   /** Whether an absence read ahead answers this read (once). */
@@ -236,6 +278,23 @@ export class SightingStore {
     this.#cache.set(key, entry);
     while (this.#cache.size > this.#maxCached) this.#cache.delete(this.#cache.keys().next().value!);
   }
+}
+
+/**
+ * Where a signal's observations go (src/risk/engine.ts `observeRisk`): the store itself (written
+ * after the action, batched per turn) or an action's own transaction (`SightingStore.notesFor`).
+ */
+export interface SightingNotes {
+  note(principal: RiskPrincipal, kind: SightingKind, value: string): Promise<void>;
+}
+
+/** Notes collected for a flight: `land()` adds them to it (see `SightingStore.notesFor`). */
+export interface FlightNotes extends SightingNotes {
+  land(): Promise<void>;
+}
+
+function noteRow(principal: RiskPrincipal, kind: SightingKind, value: string, now: number): Database['risk_sightings'] {
+  return { principal_type: principal.type, principal_id: principal.id, kind, value, first_seen: now, last_seen: now };
 }
 
 interface PendingNote {

@@ -106,7 +106,7 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
       await storedPasskey(f.ctx, alice.id, 'alice-laptop');
       const stepUp: RiskAssessment = { score: 65, level: 'high', outcome: 'step_up', signals: [{ signal: 'new_device', points: 25 }] };
-      const risky = { ...from('alice', alicePassword), risk: { address: '198.51.100.7', assess: async () => stepUp, observe: async () => {}, setDeviceCookie: undefined } };
+      const risky = { ...from('alice', alicePassword), risk: { address: '198.51.100.7', assess: async () => stepUp, observe: async () => ({ landed: Promise.resolve() }), setDeviceCookie: undefined } };
       // The distinct answer tells whoever gave it that the password was right (docs/authentication.md
       // "Risk at sign-in"): it is not a free guess, so its throttle count stays.
       for (let i = 0; i < 5; i++) assert.deepEqual(await verifyLogin(f.ctx, risky), { ok: false, reason: 'passkey_required' });

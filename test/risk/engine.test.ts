@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { FlightRefused } from '../../src/storage/flight.ts';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { riskAuditDetail, riskContextValue, scoreRisk, stricterOutcome } from '../../src/risk/assessment.ts';
@@ -142,6 +143,40 @@ for (const dialect of testDialects()) {
           ['network', '203.0.113.0/24', clock.now(), clock.now()],
         ],
       );
+    });
+
+    test("writes the notes for a flight in that flight's transaction: remembered once it committed, and not at all when it was refused", async (t) => {
+      const { ctx, database, clock } = await testContext({ t, dialect, risk: 'on' });
+      const erin = { type: 'User', id: 'erin' } as const;
+      const db = database.storage.db;
+      const sightings = () => db.selectFrom('risk_sightings').select(['kind', 'value']).where('principal_id', '=', 'erin').orderBy('kind').execute();
+
+      const refused = database.storage.flight();
+      const lost = ctx.risk.sightings.notesFor(refused);
+      await lost.note(erin, 'device', 'd-1');
+      const lostLanding = lost.land();
+      void refused.run(db.updateTable('generations').set({ value: 1 }).where('name', '=', 'absent'), { rows: 1, otherwise: 'absent_row' });
+      await assert.rejects(refused.commit(), FlightRefused);
+      await assert.rejects(lostLanding, FlightRefused);
+      assert.deepEqual(await sightings(), [], 'nothing of a refused transaction');
+      assert.equal(await ctx.risk.sightings.anySeen(erin, 'device'), false, 'nor in the cache');
+
+      const flight = database.storage.flight();
+      const notes = ctx.risk.sightings.notesFor(flight);
+      await Promise.all([notes.note(erin, 'device', 'd-1'), notes.note(erin, 'network', '203.0.113.0/24'), notes.note(erin, 'device', 'd-1')]);
+      const landing = notes.land();
+      assert.equal(flight.size, 1, 'one statement for every note');
+      await flight.commit();
+      await landing;
+      assert.deepEqual((await sightings()).map((r) => [r.kind, r.value]), [['device', 'd-1'], ['network', '203.0.113.0/24']]);
+      await db.deleteFrom('risk_sightings').execute();
+      assert.equal(await ctx.risk.sightings.lastSeen(erin, 'device', 'd-1'), clock.now(), 'remembered in the cache once committed');
+
+      const again = database.storage.flight();
+      const fresh = ctx.risk.sightings.notesFor(again);
+      await fresh.note(erin, 'device', 'd-1');
+      await fresh.land();
+      assert.equal(again.size, 0, 'a sighting noted within the hour writes nothing');
     });
 
     test('assesses nothing when switched off', async (t) => {

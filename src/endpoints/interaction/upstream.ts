@@ -193,6 +193,7 @@ export function registerUpstreamRoutes(
         sourceAddress: request.ip,
         base: personBase,
         ...(assessed ? { risk: assessed } : {}),
+        signInRisk: risk,
         details: { method: 'upstream', ...assuranceDetails(provider, assurance, identity.subject), ...(linked.provisioned ? { provisioned: true } : {}) },
       },
       flight,
@@ -200,7 +201,6 @@ export function registerUpstreamRoutes(
       (f, verified) => routes.session(request, interaction, f, { ...verified, assurance: { provider: assurance.provider, source: assurance.source }, ...(identity.sid !== undefined ? { upstreamSid: identity.sid } : {}), ...(identity.authTime !== undefined ? { authTime: identity.authTime } : {}) }),
     );
     if (!completed) return refuse(403, 'account_not_active', notActive, personBase, about);
-    await risk.observe(user.id);
     return routes.signedIn(request, reply, interaction, completed.value, risk);
   }
 

@@ -158,6 +158,7 @@ export async function verifyCertificateLogin<T>(
         sourceAddress: attempt.sourceAddress,
         base: { ...base, subject: row.id },
         ...(risk ? { risk } : {}),
+        signInRisk: attempt.risk,
         details: successDetails(check, facts!, via),
       },
       flight,
@@ -165,7 +166,6 @@ export async function verifyCertificateLogin<T>(
       onSuccess,
     );
     if (!completed) return await fail('locked', person);
-    await attempt.risk?.observe(row.id);
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     // Only a failure keeps its count: a success, or an error of the server, is no failed attempt.

@@ -169,7 +169,7 @@ export async function verifySecondFactor<T = undefined>(
       completed = await completeLogin(
         ctx,
         row,
-        { acr, amr, methods: ['password', factor], sourceAddress: attempt.sourceAddress, base, ...(pending.risk ? { risk: pending.risk } : {}), ...(attempt.device ? { device: attempt.device } : {}) },
+        { acr, amr, methods: ['password', factor], sourceAddress: attempt.sourceAddress, base, ...(pending.risk ? { risk: pending.risk } : {}), ...(attempt.device ? { device: attempt.device } : {}), signInRisk: attempt.risk },
         flight,
         events,
         onSuccess,
@@ -183,7 +183,6 @@ export async function verifySecondFactor<T = undefined>(
       await ctx.audit.record(failed('locked'));
       return await ended();
     }
-    await attempt.risk?.observe(row.id);
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     if (!counted) await reservation.refund();

@@ -143,6 +143,8 @@ export async function verifyPasskeyLogin<T = undefined>(
       decision: { allow: true, reasons: ['passkey'] },
       details: { factor: 'passkey', method: 'passkey', credential: passkey.credentialId, source_address: attempt.sourceAddress, amr, acr, ...(risk ? { risk: riskAuditDetail(risk) } : {}), ...(attempt.device ? { device_id: attempt.device } : {}) },
     };
+    // What the risk signals remember of this sign-in is written with it (src/identity/login-risk.ts).
+    const observed = await attempt.risk?.observe(row.id, flight);
     try {
       await ctx.audit.commit(flight, [event]);
     } catch (error) {
@@ -150,8 +152,8 @@ export async function verifyPasskeyLogin<T = undefined>(
       if (refusedFor(error, 'passkey_counter_changed')) return await fail('counter_changed', known);
       throw error;
     }
+    await observed?.landed;
     await afterSignIn(ctx, user);
-    await attempt.risk?.observe(row.id);
     return { ok: true, user, acr, amr, value };
   } finally {
     // Only a failure keeps its count: a success, or an error of the server, is not a guess.

@@ -21,7 +21,7 @@ export const loginNewNetwork: RiskSignal = {
     if (seen < deps.clock.now() - settings.networkMemoryDays * dayMs) return { detail: `network ${network} not seen for ${settings.networkMemoryDays} days` };
     return undefined;
   },
-  async observe(deps, facts) {
-    if (facts.address !== undefined) await deps.risk.sightings.note(facts.principal, 'network', networkOf(facts.address));
+  async observe(_deps, facts, _settings, notes) {
+    if (facts.address !== undefined) await notes.note(facts.principal, 'network', networkOf(facts.address));
   },
 };

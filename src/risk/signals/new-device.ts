@@ -17,7 +17,7 @@ export const newDevice: RiskSignal = {
     if (seen !== undefined || !(await deps.risk.sightings.anySeen(facts.principal, 'device'))) return undefined;
     return { detail: facts.deviceId === undefined ? 'no valid device cookie' : 'device never seen for this account' };
   },
-  async observe(deps, facts) {
-    if (facts.deviceId !== undefined) await deps.risk.sightings.note(facts.principal, 'device', facts.deviceId);
+  async observe(_deps, facts, _settings, notes) {
+    if (facts.deviceId !== undefined) await notes.note(facts.principal, 'device', facts.deviceId);
   },
 };

@@ -29,7 +29,7 @@ async function harness(t: TestContext) {
     const risk: SignInRisk = {
       address: '192.0.2.10',
       assess: async () => ({ score: outcome === 'allow' ? 0 : outcome === 'step_up' ? 50 : 90, level: outcome === 'allow' ? 'low' : 'high', outcome, signals: [{ signal: 'new_device', points: 50 }] }) as RiskAssessment,
-      observe: async (userId) => void observed.push(userId),
+      observe: async (userId) => (observed.push(userId), { landed: Promise.resolve() }),
       setDeviceCookie: undefined,
     };
     const attempt = verifyCertificateLogin(ctx, { presented: { kind: 'certificate', certificate, via: 'tls' }, sourceAddress: '192.0.2.10', risk }, () => 'the session');
