@@ -8,6 +8,7 @@ import { grantNamesMandate } from './consent.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { OidcScope } from './scopes.ts';
 import type { SignalHit } from '../risk/assessment.ts';
+import type { PersonReadAhead } from '../risk/read-ahead.ts';
 import type { UpstreamAssurance } from './contract.ts';
 
 /**
@@ -106,15 +107,27 @@ export async function issueCode(
  * The stored code for a presented code, redeemed or not, with whether its grant is still in force
  * for it (one read: both tables are this component's); undefined when unknown.
  */
-export async function findCode(ctx: Pick<Context, 'storage'>, code: string): Promise<StoredCode | undefined> {
+export async function findCode(ctx: Pick<Context, 'storage'>, code: string, ahead?: PersonReadAhead): Promise<StoredCode | undefined> {
   if (code.length > 256) return undefined;
-  const row = await ctx.storage.db
+  const db = ctx.storage.db;
+  const hash = handleDigest(code);
+  const query = db
     .selectFrom('authorization_codes')
     .leftJoin('grants', (join) => join.onRef('grants.id', '=', 'authorization_codes.grant_id').on('grants.revoked_at', 'is', null))
     .selectAll('authorization_codes')
     .select('grants.mandates as grant_mandates')
-    .where('authorization_codes.code_hash', '=', handleDigest(code))
-    .executeTakeFirst();
+    .where('authorization_codes.code_hash', '=', hash);
+  let row;
+  if (ahead) {
+    // What the issuance will read about the code's person travels with the code (one round trip).
+    const flight = ctx.storage.flight();
+    const read = flight.run(query);
+    ahead(flight, db.selectFrom('authorization_codes').select('user_id').where('code_hash', '=', hash).$asScalar());
+    await flight.send();
+    row = (await read).rows[0];
+  } else {
+    row = await query.executeTakeFirst();
+  }
   if (!row) return undefined;
   const payload = JSON.parse(row.payload) as CodePayload;
   return {

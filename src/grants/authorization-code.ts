@@ -3,6 +3,7 @@ import { findCode, redeemCodeIn } from '../authorization/codes.ts';
 import { isValidCodeVerifier, verifyS256 } from '../authorization/pkce.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
+import { issuanceReadAhead } from '../risk/read-ahead.ts';
 import { chooseAccessTarget, tokenBasis } from '../tokens/user-tokens.ts';
 import { defineGrant } from './grant.ts';
 import { issuePersonTokens } from './person-tokens.ts';
@@ -41,7 +42,7 @@ export const authorizationCode = defineGrant({
     const clientId = authenticated.client.metadata.client_id;
     const codeValue = params.get('code');
     if (codeValue === undefined) throw new OAuthError('invalid_request', 'code is required');
-    const code = await findCode(ctx, codeValue);
+    const code = await findCode(ctx, codeValue, await issuanceReadAhead(ctx));
     if (!code) throw invalidGrant('unknown authorization code');
     if (code.clientId !== clientId) throw invalidGrant(`code of ${code.clientId} presented by ${clientId}`);
     if (code.redeemedAt !== null) throw await reused(ctx, code, requestId);

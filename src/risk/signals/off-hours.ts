@@ -1,4 +1,6 @@
+import { sql, type Expression } from 'kysely';
 import type { Context } from '../../context.ts';
+import type { Flight } from '../../storage/flight.ts';
 import { findUser } from '../../identity/users.ts';
 import { deskClock } from '../../policy/desk-time.ts';
 import { clockText, utcClock, withinTradingHours } from '../trading-hours.ts';
@@ -34,14 +36,46 @@ const desksCaches = new WeakMap<object, Map<string, { desks: string[]; readAt: n
  * reads no user row for this signal. A desk change reaches the signal within `desksTtlMs`.
  */
 async function desksOf(ctx: Context, userId: string): Promise<string[]> {
-  let cache = desksCaches.get(ctx.storage);
-  if (!cache) desksCaches.set(ctx.storage, (cache = new Map()));
+  const cache = desksCacheOf(ctx);
   const now = ctx.clock.now();
   const cached = cache.get(userId);
   if (cached && now - cached.readAt < desksTtlMs) return cached.desks;
   const desks = (await findUser(ctx, userId))?.desks ?? [];
-  cache.delete(userId);
-  cache.set(userId, { desks, readAt: now });
-  if (cache.size > 50_000) cache.delete(cache.keys().next().value!);
+  keepDesks(cache, userId, desks, now);
   return desks;
+}
+
+/**
+ * Reads ahead, as one statement in `flight`, the desks of the person `personId` names (a one-row
+ * subquery: the flight also reads what names them, a code by its hash), when this signal will ask
+ * for them: the issuance's assessment then finds them in memory instead of reading the person.
+ */
+export function readDesksAhead(ctx: Pick<Context, 'storage' | 'clock'>, flight: Flight, personId: Expression<string | null>): void {
+  const read = flight.run(sql<{ person_id: string | null; desks: string | null }>`select p.person_id, u.desks from (select ${personId} as person_id) p join users u on u.id = p.person_id`.compile(ctx.storage.db));
+  const readAt = ctx.clock.now();
+  read.then(
+    ({ rows }) => {
+      const row = rows[0];
+      if (row?.person_id == null || row.desks === null) return;
+      keepDesks(desksCacheOf(ctx), row.person_id, JSON.parse(row.desks) as string[], readAt);
+    },
+    () => undefined, // the read that would have been made is made then
+  );
+}
+
+/** Whether the signal runs at issuance under these settings: only then is a read ahead worth a statement. */
+export function offHoursAtIssuance(settings: { enabled: boolean; weights: Record<string, number> }): boolean {
+  return settings.enabled && (settings.weights[offHours.name] ?? 0) > 0;
+}
+
+function desksCacheOf(ctx: Pick<Context, 'storage'>): Map<string, { desks: string[]; readAt: number }> {
+  let cache = desksCaches.get(ctx.storage);
+  if (!cache) desksCaches.set(ctx.storage, (cache = new Map()));
+  return cache;
+}
+
+function keepDesks(cache: Map<string, { desks: string[]; readAt: number }>, userId: string, desks: string[], readAt: number): void {
+  cache.delete(userId);
+  cache.set(userId, { desks, readAt });
+  if (cache.size > 50_000) cache.delete(cache.keys().next().value!);
 }
