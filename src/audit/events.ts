@@ -371,7 +371,11 @@ export interface AuditLog {
    * statements: as `recordWith`, they commit together or not at all, but the whole transaction is
    * written at once — one round trip on PostgreSQL. Rejects, and writes nothing, when an event is
    * refused (before anything is sent), when an expectation of the flight fails (FlightRefused)
-   * or with the database's error.
+   * or with the database's error. An event about a person this node holds no audit key for
+   * writes the person's first key in the same transaction; when the person had one after all,
+   * that transaction is refused, writes nothing, and the flight is sent once more under their key
+   * (docs/privacy.md "Keys"): the caller's statements then run twice, the first time rolled back,
+   * and answer from the second.
    */
   commit(flight: Flight, events: AuditEvent[]): Promise<void>;
 }

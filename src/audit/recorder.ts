@@ -160,14 +160,16 @@ export class AuditRecorder implements AuditLog {
     // A subject this node holds no key for gets its first key in this transaction, on the bet that
     // it has none yet (its first event: a first sign-in) — durable with its events, no round trip of
     // its own. A bet that lost (a key made on another node, before a restart, or erased) changes no
-    // row: the transaction is refused, writes nothing, and is sent again with the subject's key.
+    // row: the transaction is refused, writes nothing, and is sent again under the subject's key,
+    // which the same transaction read just before the insert.
     const made = new Map<string, SubjectKey>();
-    const keyInserts: Promise<unknown>[] = [];
+    const bets: { subject: string; latest: Promise<unknown>; insert: Promise<unknown> }[] = [];
     for (const subject of personal?.missing ?? []) {
       const first = this.#personal!.firstKey(subject);
       made.set(subject, first.key);
       keys.set(subject, first.key);
-      keyInserts.push(flight.run(first.insert, { rows: 1, otherwise: subjectKeyTaken }));
+      const latest = flight.run(this.#personal!.latestKey(subject));
+      bets.push({ subject, latest, insert: flight.run(first.insert, { rows: 1, otherwise: subjectKeyTaken }) });
     }
     const prepare = () => checked.map((c) => this.#prepare(c.event, c.subject === undefined ? undefined : keys.get(c.subject)));
     const rows = prepare();
@@ -177,19 +179,27 @@ export class AuditRecorder implements AuditLog {
       if (this.#postgres) void flight.run(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
       for (const [text, parameters] of insertStatements(rows, this.#postgres)) inserts.push(flight.run(CompiledQuery.raw(text, parameters)));
     }
-    let betLost = false;
+    let found: Map<string, SubjectKey> | undefined;
     await flight.commit({
       reason: subjectKeyTaken,
-      amend: async (replace) => {
-        betLost = true;
-        const resolved = (await this.#personal!.resolve(made.keys(), undefined, { haveKeys: true })).keys;
-        resolved.forEach((key, subject) => keys.set(subject, key));
-        for (const insert of keyInserts) replace(insert, undefined);
+      amend: async (replace, firstAnswer) => {
+        found = new Map();
+        const unread: string[] = [];
+        for (const bet of bets) {
+          replace(bet.latest, undefined);
+          replace(bet.insert, undefined);
+          const live = this.#personal!.latestFrom(firstAnswer(bet.latest)?.rows ?? []);
+          if (live) found.set(bet.subject, live);
+          else unread.push(bet.subject); // made since the read, or only erased ones: read (or made) now
+        }
+        if (unread.length > 0) (await this.#personal!.resolve(unread, undefined, { haveKeys: true })).keys.forEach((key, subject) => keys.set(subject, key));
+        found.forEach((key, subject) => keys.set(subject, key));
         const again = [...insertStatements(prepare(), this.#postgres)];
         inserts.forEach((insert, i) => replace(insert, CompiledQuery.raw(again[i]![0], again[i]![1])));
       },
     });
-    if (!betLost) personal?.remember(made);
+    // The keys this transaction wrote, or read when its bet lost (`resolve` cached its own).
+    personal?.remember(found ?? made);
     if (rows.length > 0) for (const listener of this.#listeners) listener(rows.length);
   }
 

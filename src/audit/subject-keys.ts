@@ -179,6 +179,20 @@ export class SubjectKeys {
     return { key: { kid, key }, insert };
   }
 
+  /**
+   * The statement reading `subject`'s latest key, for a flight that bets it has none (`firstKey`,
+   * sent before it); `latestFrom` makes its answer a key once the bet lost: the subject's live key,
+   * or undefined when it has none the read saw, or only an erased one (then `resolve` decides).
+   */
+  latestKey(subject: string): CompiledQuery {
+    return this.#latestQuery(this.#db, subject).compile();
+  }
+
+  latestFrom(rows: readonly unknown[]): SubjectKey | undefined {
+    const latest = rows[0] as KeyRow | undefined;
+    return latest?.sealed_key ? { kid: latest.kid, key: this.#open(latest) } : undefined;
+  }
+
   /** Drops every cached key (this node): the next event reads the database. */
   invalidate(): void {
     this.#cache.invalidate();
@@ -193,7 +207,7 @@ export class SubjectKeys {
     const first = haveKey ? undefined : await this.#create(subject, 1, db);
     if (first) return first;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const latest = await db.selectFrom('audit_subject_keys').select(['kid', 'subject', 'generation', 'sealed_key', 'master_key_id', 'erased_at']).where('subject', '=', subject).orderBy('generation', 'desc').limit(1).executeTakeFirst();
+      const latest = await this.#latestQuery(db, subject).executeTakeFirst();
       if (latest?.sealed_key) return { kid: latest.kid, key: this.#open(latest) };
       // The latest was erased: never that one again, a new generation.
       const created = await this.#create(subject, Number(latest?.generation ?? 0) + 1, db);
@@ -213,6 +227,10 @@ export class SubjectKeys {
       .returning('kid')
       .executeTakeFirst();
     return written ? { kid, key } : undefined;
+  }
+
+  #latestQuery(db: Executor, subject: string) {
+    return db.selectFrom('audit_subject_keys').select(['kid', 'subject', 'generation', 'sealed_key', 'master_key_id', 'erased_at']).where('subject', '=', subject).orderBy('generation', 'desc').limit(1);
   }
 
   /** The stored row of a new key: sealed under the master key, bound to its id. */

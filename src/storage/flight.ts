@@ -19,8 +19,10 @@ import type { Database } from './schema.ts';
  * (`clearance_expect_rows`, migration 0015): the transaction is aborted before COMMIT arrives,
  * and a COMMIT of an aborted transaction rolls it back. SQLite checks it between statements.
  *
- * Statements that must see another's answer first (a retry path, a read that decides what to
- * write) use an ordinary Kysely transaction, or a second flight.
+ * Statements that must see another's answer first (a read that decides what to write) use an
+ * ordinary Kysely transaction, or a second flight. A transaction that bets on a condition (a row
+ * it inserts does not exist yet) makes it an expectation and commits with a retry: when the bet
+ * lost, nothing was written, and the flight is sent once more as amended (`commit(retry)`).
  */
 export class Flight {
   readonly dialect: Dialect;
@@ -88,7 +90,14 @@ export class Flight {
       outcomes = await this.#landQueued(true);
       failure = firstFailure(this.#queued, outcomes);
       if (retry && failure instanceof FlightRefused && failure.reason === retry.reason) {
-        await retry.amend((answer, query) => this.#replace(answer, query));
+        const first = outcomes;
+        await retry.amend(
+          (answer, query) => this.#replace(answer, query),
+          (answer) => {
+            const outcome = first[this.#queued.findIndex((q) => q.answer === answer)];
+            return outcome?.status === 'fulfilled' ? outcome.value : undefined;
+          },
+        );
         outcomes = await this.#landQueued(true);
         failure = firstFailure(this.#queued, outcomes);
       }
@@ -132,8 +141,12 @@ export class Flight {
 /** A second sending of a flight's transaction refused for `reason` (Flight.commit). */
 export interface FlightRetry {
   reason: string;
-  /** Replaces statements, each named by the answer `run` returned: a query, or undefined to drop it. */
-  amend(replace: (answer: Promise<unknown>, query: CompiledQuery | undefined) => void): Promise<void>;
+  /**
+   * Replaces statements, each named by the answer `run` returned: a query, or undefined to drop it.
+   * `firstAnswer` tells what a statement answered in the refused sending (undefined when it failed
+   * or did not run): what it read before the refusal, rolled back with the rest.
+   */
+  amend(replace: (answer: Promise<unknown>, query: CompiledQuery | undefined) => void, firstAnswer: (answer: Promise<unknown>) => QueryResult<unknown> | undefined): Promise<void>;
 }
 
 type Outcome = PromiseSettledResult<QueryResult<unknown>>;

@@ -176,9 +176,12 @@ for (const dialect of testDialects()) {
       assert.equal(sealedFieldsOf(stored[0]!)!.kid, elsewhere.kid, "sealed under the subject's key");
       const [opened] = await decryptEventsUnaudited(db, masterKeyOf(f.ctx), stored);
       assert.equal(opened!.details!.source_address, '192.0.2.61');
-      // Cached now: the next event costs no bet.
-      await f.ctx.audit.commit(f.ctx.storage.flight(), [{ type: 'user.logged_out', subject: 'person-known', details: { source_address: '192.0.2.62' } }]);
-      assert.equal((await storedEvents(f.ctx, 'user.logged_out')).length, 2);
+      // Cached now (the key the refused transaction read): the next event costs no bet.
+      const next = f.ctx.storage.flight();
+      await f.ctx.audit.commit(next, [{ type: 'user.logged_out', subject: 'person-known', details: { source_address: '192.0.2.62' } }]);
+      // The event's insert (and on PostgreSQL the audit writers' lock): no key read, no key insert.
+      assert.equal(next.size, dialect.name === 'postgres' ? 2 : 1, 'no key read, no key insert');
+      assert.equal(sealedFieldsOf((await storedEvents(f.ctx, 'user.logged_out'))[1]!.event)!.kid, elsewhere.kid);
     });
 
     test('a subject recorded again after an erasure gets a new key generation, never the destroyed key', async (t) => {
@@ -250,6 +253,28 @@ describe('subject keys on two nodes (PostgreSQL)', { skip: testDatabaseUrl ? fal
     assert.equal(new Set(events.map((e) => sealedFieldsOf(e)!.kid)).size, 1);
     const opened = await decryptEventsUnaudited(a.storage.db, masterKey, events);
     assert.deepEqual(opened.map((e) => e.details!.source_address).sort(), ['192.0.2.0', '192.0.2.1', '192.0.2.2', '192.0.2.3']);
+  });
+
+  test("two nodes betting at once on a new subject's first key agree on one key, and each flight's own statements are written once", async (t) => {
+    const { a, b, masterKey } = await twoNodes(t);
+    for (let round = 0; round < 5; round++) {
+      const subject = `person-bet-${round}`;
+      await Promise.all(
+        [a, b, a, b].map((ctx, i) => {
+          const flight = ctx.storage.flight();
+          void flight.run(ctx.storage.db.insertInto('generations').values({ name: `bet-${round}-${i}`, value: 1 }));
+          return ctx.audit.commit(flight, [{ type: 'user.logged_out', subject, details: { source_address: `192.0.2.${i}` } }]);
+        }),
+      );
+      const keys = await a.storage.db.selectFrom('audit_subject_keys').select('kid').where('subject', '=', subject).execute();
+      assert.equal(keys.length, 1, 'one key');
+      const events = (await a.storage.db.selectFrom('audit_events').select('event').where('subject', '=', subject).execute()).map((row) => JSON.parse(row.event) as StoredAuditEvent);
+      assert.equal(events.length, 4);
+      assert.ok(events.every((e) => sealedFieldsOf(e)!.kid === keys[0]!.kid), 'every event under that key');
+      const opened = await decryptEventsUnaudited(a.storage.db, masterKey, events);
+      assert.deepEqual(opened.map((e) => e.details!.source_address).sort(), ['192.0.2.0', '192.0.2.1', '192.0.2.2', '192.0.2.3']);
+      assert.equal((await a.storage.db.selectFrom('generations').select('name').where('name', 'like', `bet-${round}-%`).execute()).length, 4, "each flight's own statement once");
+    }
   });
 
   test("after an erasure on one node, the other stops using its cached key: its next event gets a new generation", async (t) => {
