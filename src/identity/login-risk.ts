@@ -42,7 +42,9 @@ export interface SignInRisk {
    * Adds to `flight`, the sign-in's own transaction for `userId` (not yet sent), what the signals
    * remember of it (its device and network, src/risk/signals): written with the sign-in or not at
    * all. `landed` is to be awaited once the flight committed. A failure to prepare them is logged,
-   * never the sign-in's (what is not remembered makes the next sign-in look new, never less risky).
+   * never the sign-in's (what is not remembered makes the next sign-in look new, never less risky);
+   * once added, the upsert is part of the sign-in's transaction, and a database error in it fails
+   * the sign-in as any of its statements would (the person tries again: nothing was written).
    */
   observe(userId: string, flight: Flight): Promise<{ landed: Promise<void> }>;
   /**

@@ -51,14 +51,20 @@ for (const dialect of testDialects()) {
       assert.equal(await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }), undefined);
     });
 
-    test('keeps the absence of a KYC record, and reads nothing for an unknown person', async (t) => {
+    test('keeps the absence of a KYC record, and caches nothing for a code that names no one', async (t) => {
       const f = await fixture(t);
       await f.ctx.storage.db.deleteFrom('kyc_records').where('principal_id', '=', f.nina).execute();
       await readAhead(f, f.nina);
       await f.ctx.storage.db.insertInto('kyc_records').values({ principal_type: 'User', principal_id: f.nina, status: 'frozen', previous_status: null, level: null, provider: null, review_due: null, evidence_ref: null, declared: null, version: 1, updated_at: f.clock.now(), updated_by: 'test' }).execute();
       assert.equal(await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }), undefined, 'the absence read ahead answers');
-      await readAhead(f, 'usr_nobody');
-      assert.equal(await f.ctx.risk.kyc.get({ type: 'User', id: 'usr_nobody' }), undefined);
+      // A code nobody holds names no person: its reads answer a null person, and the caches are left as they were.
+      const flight = f.ctx.storage.flight();
+      const ahead = await issuanceReadAhead(f.ctx);
+      ahead(flight, f.ctx.storage.db.selectFrom('authorization_codes').select('user_id').where('code_hash', '=', 'no-such-code').$asScalar());
+      await flight.send();
+      assert.equal(await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }), undefined, "nina's absence, cached before, is still what answers");
+      f.ctx.risk.kyc.invalidate();
+      assert.equal((await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }))?.status, 'frozen', 'until a reload reads her record');
     });
 
     test('reads no desks when off_hours does not run at issuance', async (t) => {

@@ -73,16 +73,15 @@ export class KycStore {
     const read = flight.run(
       sql<Database['kyc_records'] & { person_id: string | null }>`select p.person_id, k.* from (select ${personId} as person_id) p left join kyc_records k on k.principal_type = 'User' and k.principal_id = p.person_id`.compile(this.#db),
     );
-    read.then(
-      ({ rows }) => {
+    read
+      .then(({ rows }) => {
         const row = rows[0];
         if (row?.person_id == null || epoch !== this.#epoch) return;
         this.#people.delete(row.person_id);
         this.#people.set(row.person_id, row.principal_id !== null ? recordFromRow(row) : null);
         while (this.#people.size > this.#maxCached) this.#people.delete(this.#people.keys().next().value!);
-      },
-      () => undefined, // the read that would have been made is made then
-    );
+      })
+      .catch(() => undefined); // the read that would have been made is made then
   }
 
   /** Forces a reload on the next read (after a change made through this node). */

@@ -53,14 +53,13 @@ async function desksOf(ctx: Context, userId: string): Promise<string[]> {
 export function readDesksAhead(ctx: Pick<Context, 'storage' | 'clock'>, flight: Flight, personId: Expression<string | null>): void {
   const read = flight.run(sql<{ person_id: string | null; desks: string | null }>`select p.person_id, u.desks from (select ${personId} as person_id) p join users u on u.id = p.person_id`.compile(ctx.storage.db));
   const readAt = ctx.clock.now();
-  read.then(
-    ({ rows }) => {
+  read
+    .then(({ rows }) => {
       const row = rows[0];
       if (row?.person_id == null || row.desks === null) return;
       keepDesks(desksCacheOf(ctx), row.person_id, JSON.parse(row.desks) as string[], readAt);
-    },
-    () => undefined, // the read that would have been made is made then
-  );
+    })
+    .catch(() => undefined); // the read that would have been made is made then
 }
 
 /** Whether the signal runs at issuance under these settings: only then is a read ahead worth a statement. */
