@@ -59,11 +59,15 @@ export async function planPartners(
     }
     // A token exchange names the partner's authorization server by its issuer or chaining audience:
     // each must select one partner.
+    const others = [...entries.map((e) => e.item), ...stored].filter((p) => p.id !== item.id);
     if (item.chaining?.audience !== undefined) {
       const audience = item.chaining.audience;
-      const other = [...entries.map((e) => e.item), ...stored].find((p) => p.id !== item.id && (p.issuer === audience || p.chaining?.audience === audience));
+      const other = others.find((p) => p.issuer === audience || p.chaining?.audience === audience);
       if (other) v.fail(`${path}.chaining.audience`, `also names partner ${other.id}`);
     }
+    // And the other way round: this partner's issuer must not be another's chaining audience.
+    const claimed = others.find((p) => p.chaining?.audience === item.issuer);
+    if (claimed) v.fail(`${path}.issuer`, `is partner ${claimed.id}'s chaining audience`);
   }
   return entries;
 }

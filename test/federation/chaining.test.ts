@@ -85,5 +85,16 @@ describe('the chaining section of a partner profile', () => {
     });
     assert.ok(found.includes('partners[0].chaining.clients[1]: no client "ghost"'), found.join('\n'));
     assert.ok(found.includes('partners[1].chaining.audience: also names partner acme'), found.join('\n'));
+    assert.ok(found.includes("partners[0].issuer: is partner other's chaining audience"), 'and from the side of the partner whose issuer it is');
+  });
+
+  test("a partner added later whose issuer is a stored partner's chaining audience is refused: each name selects one partner", async (t) => {
+    const { ctx } = await testContext({ t });
+    const other = await partnerEntry({ id: 'other', issuer: 'https://as.other.example', chaining: { clients: ['desk-backend'], scopes: ['order:create'], audience: 'https://as.acme-bank.example' } });
+    const { plan, problems: first } = await planApply(ctx, { resource_servers: [orders], clients, partners: [other] });
+    assert.deepEqual(first.map(formatProblem), [], 'alone, it is valid');
+    await executeApply(ctx, plan!, { actor: 'test', via: 'cli' });
+    const later = await problems(ctx, { partners: [await partnerEntry({ chaining: { clients: ['desk-backend'], scopes: ['order:create'] } })] });
+    assert.ok(later.includes("partners[0].issuer: is partner other's chaining audience"), later.join('\n'));
   });
 });
