@@ -1,7 +1,8 @@
 import { findProvider } from '../federation/upstream/providers.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
-import { isPersonTokenLive } from '../identity/lifecycle.ts';
+import { liveUnder, personStandingIn, type PersonStanding } from '../identity/lifecycle.ts';
+import { issuanceReadAhead } from '../risk/read-ahead.ts';
 import { OAuthError } from '../oauth-error.ts';
 import {
   findRefreshToken,
@@ -58,7 +59,13 @@ export const refreshToken = defineGrant({
     const clientId = authenticated.client.metadata.client_id;
     const value = params.get('refresh_token');
     if (value === undefined) throw new OAuthError('invalid_request', 'refresh_token is required');
-    const stored = await findRefreshToken(ctx, value);
+    // The person's standing (step below) and what the issuance decides on are read with the token.
+    let standing: Promise<PersonStanding | undefined> = Promise.resolve(undefined);
+    const issuanceAhead = await issuanceReadAhead(ctx);
+    const stored = await findRefreshToken(ctx, value, (flight, personId) => {
+      standing = personStandingIn(flight, ctx.storage.db, personId);
+      issuanceAhead(flight, personId);
+    });
     if (!stored) throw invalidGrant('unknown refresh token');
     if (stored.clientId !== clientId) throw invalidGrant(`refresh token of ${stored.clientId} presented by ${clientId}`);
     if (stored.expiresAt <= ctx.clock.now()) throw invalidGrant('refresh token expired');
@@ -68,7 +75,7 @@ export const refreshToken = defineGrant({
     if (!stored.grantActive) throw invalidGrant('the grant was revoked');
     // RFC 9700 §4.14.2: a locked, disabled, deleted or signed-out person's tokens were revoked with
     // the change; this refuses one that slipped through all the same (src/identity/lifecycle.ts).
-    if (!(await isPersonTokenLive(ctx.storage.db, stored.userId, stored.createdAt))) throw invalidGrant('the person may no longer hold tokens');
+    if (!liveUnder(await standing, stored.createdAt)) throw invalidGrant('the person may no longer hold tokens');
     if (stored.accessKid && (await ctx.keys.isCompromised(stored.accessKid))) throw invalidGrant('the tokens issued with it were signed by a compromised key');
     // RFC 9449 §5, RFC 8705 §4: a bound refresh token needs a proof of its key, or its certificate.
     const bound = stored.payload.cnf;

@@ -1,10 +1,11 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Expression, Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { revokeGrantIn } from '../authorization/consent.ts';
 import { forgetSignInsOf } from '../authorization/interactions.ts';
 import { deleteFactorsOf } from './factors/enrolment.ts';
 import { endPendingSignInsOf } from './factors/pending.ts';
 import type { Context } from '../context.ts';
+import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 
 /**
@@ -68,8 +69,28 @@ export function mayHoldTokens(status: string, lockReason: string | null): boolea
 export async function isPersonTokenLive(db: Kysely<Database>, userId: string, issuedAtMs: number): Promise<boolean> {
   if (userId.length > 64) return false;
   const row = await db.selectFrom('users').select(['status', 'lock_reason', 'tokens_valid_after']).where('id', '=', userId).executeTakeFirst();
-  if (!row || !mayHoldTokens(row.status, row.lock_reason)) return false;
-  return row.tokens_valid_after === null || issuedAtMs > Number(row.tokens_valid_after);
+  return liveUnder(row, issuedAtMs);
+}
+
+/** What the person rule of token liveness reads of a person. */
+export type PersonStanding = Pick<Database['users'], 'status' | 'lock_reason' | 'tokens_valid_after'>;
+
+/** The person rule of token liveness (`isPersonTokenLive`) on a standing already read; undefined (no such person) fails closed. */
+export function liveUnder(standing: PersonStanding | undefined, issuedAtMs: number): boolean {
+  if (!standing || !mayHoldTokens(standing.status, standing.lock_reason)) return false;
+  return standing.tokens_valid_after === null || issuedAtMs > Number(standing.tokens_valid_after);
+}
+
+/**
+ * The standing of the person `personId` names (a one-row subquery: the flight also reads what
+ * names them, a refresh token by its hash), read as a statement of `flight`: the token's rules then
+ * cost no round trip of their own. Settles once the flight has landed; undefined for no person.
+ */
+export function personStandingIn(flight: Flight, db: Kysely<Database>, personId: Expression<string | null>): Promise<PersonStanding | undefined> {
+  const standing = flight.run(db.selectFrom('users').select(['status', 'lock_reason', 'tokens_valid_after']).where('id', '=', personId)).then((read) => read.rows[0]);
+  // A caller refused before it asks for the standing (an unknown token) must not leave a failed read unhandled.
+  standing.catch(() => undefined);
+  return standing;
 }
 
 /** What one lifecycle step ended. */

@@ -11,6 +11,7 @@ import { handleDigest, randomHandle } from '../authorization/digest.ts';
 import type { OidcScope } from '../authorization/scopes.ts';
 import type { Confirmation } from './claims.ts';
 import type { ApprovalsClaimEntry } from '../approvals/claims.ts';
+import type { PersonReadAhead } from '../risk/read-ahead.ts';
 
 /**
  * Refresh tokens (RFC 6749 §6; DESIGN §4): opaque, 256 random bits, stored as a SHA-256 digest,
@@ -133,7 +134,7 @@ export async function issueRefreshToken(
   return { token, id, familyId, expiresAt };
 }
 
-type Row = Awaited<ReturnType<typeof selectRow>>;
+type Row = Awaited<ReturnType<ReturnType<typeof selectRow>['executeTakeFirst']>>;
 
 /** A token and its grant's mandates when the grant is active, in one read (both tables are the authorization component's). */
 function selectRow(ctx: Pick<Context, 'storage'>, column: 'token_hash' | 'id', value: string) {
@@ -142,8 +143,7 @@ function selectRow(ctx: Pick<Context, 'storage'>, column: 'token_hash' | 'id', v
     .leftJoin('grants', (join) => join.onRef('grants.id', '=', 'refresh_tokens.grant_id').on('grants.revoked_at', 'is', null))
     .selectAll('refresh_tokens')
     .select('grants.mandates as grant_mandates')
-    .where(`refresh_tokens.${column}`, '=', value)
-    .executeTakeFirst();
+    .where(`refresh_tokens.${column}`, '=', value);
 }
 
 function toStored(row: NonNullable<Row>): StoredRefreshToken {
@@ -165,16 +165,29 @@ function toStored(row: NonNullable<Row>): StoredRefreshToken {
   };
 }
 
-/** The stored token for a presented refresh token, in any state; undefined when unknown. */
-export async function findRefreshToken(ctx: Pick<Context, 'storage'>, token: string): Promise<StoredRefreshToken | undefined> {
+/**
+ * The stored token for a presented refresh token, in any state; undefined when unknown. With
+ * `ahead`, what the refresh grant reads about the token's person is read with the token, in one
+ * flight (`ahead` adds its statements, selecting the person by the token's hash).
+ */
+export async function findRefreshToken(ctx: Pick<Context, 'storage'>, token: string, ahead?: PersonReadAhead): Promise<StoredRefreshToken | undefined> {
   if (token.length > 256) return undefined;
-  const row = await selectRow(ctx, 'token_hash', handleDigest(token));
+  const hash = handleDigest(token);
+  if (!ahead) {
+    const row = await selectRow(ctx, 'token_hash', hash).executeTakeFirst();
+    return row && toStored(row);
+  }
+  const flight = ctx.storage.flight();
+  const read = flight.run(selectRow(ctx, 'token_hash', hash));
+  ahead(flight, ctx.storage.db.selectFrom('refresh_tokens').select('user_id').where('token_hash', '=', hash).$asScalar());
+  await flight.send();
+  const row = (await read).rows[0];
   return row && toStored(row);
 }
 
 /** A stored token by its id. */
 export async function refreshTokenById(ctx: Pick<Context, 'storage'>, id: string): Promise<StoredRefreshToken | undefined> {
-  const row = await selectRow(ctx, 'id', id);
+  const row = await selectRow(ctx, 'id', id).executeTakeFirst();
   return row && toStored(row);
 }
 

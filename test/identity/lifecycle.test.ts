@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Context } from '../../src/context.ts';
-import { deleteUser, isPersonTokenLive, signOutEverywhere } from '../../src/identity/lifecycle.ts';
+import { sql } from 'kysely';
+import { deleteUser, isPersonTokenLive, liveUnder, personStandingIn, signOutEverywhere } from '../../src/identity/lifecycle.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { issueRefreshToken } from '../../src/tokens/refresh-tokens.ts';
@@ -81,6 +82,25 @@ for (const dialect of testDialects()) {
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'active');
       const [event] = await f.events('user.signed_out_everywhere');
       assert.deepEqual(event!.details, { via: 'admin-api', refresh_tokens_revoked: 1, sessions_ended: 1, codes_discarded: 1 });
+    });
+
+    test("reads a person's standing in a flight, by what names them, and applies the same rule to it", async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { userId } = await holdings(f);
+      const cutoff = f.ctx.clock.now();
+      await signOutEverywhere(f.ctx, 'alice', { actor: 'admin-ops' });
+      const standingOf = async (personId: string) => {
+        const flight = f.ctx.storage.flight();
+        const standing = personStandingIn(flight, f.ctx.storage.db, sql<string>`${personId}`);
+        await flight.send();
+        return standing;
+      };
+      const alice = await standingOf(userId);
+      assert.equal(alice?.status, 'active');
+      assert.equal(liveUnder(alice, cutoff), false, 'issued at the cut-off: dead, as isPersonTokenLive says');
+      assert.equal(liveUnder(alice, cutoff + 1), true);
+      assert.equal(await standingOf('usr_nobody'), undefined);
+      assert.equal(liveUnder(undefined, cutoff + 1), false, 'no such person: no live token');
     });
 
     test('deleting a person revokes their grants and leaves no live token; other people keep theirs', async (t) => {
