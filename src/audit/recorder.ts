@@ -156,6 +156,15 @@ export class AuditRecorder implements AuditLog {
     const checked = events.map((event) => ({ event, subject: this.#check(event) }));
     const subjects = checked.flatMap((c) => (c.subject === undefined ? [] : [c.subject]));
     const personal = subjects.length > 0 ? await this.#personal!.cached(subjects) : undefined;
+    try {
+      await this.#commitUnder(flight, checked, personal);
+    } finally {
+      // Another event of these subjects on this node waited for this bet instead of betting against it.
+      personal?.settled();
+    }
+  }
+
+  async #commitUnder(flight: Flight, checked: { event: AuditEvent; subject: string | undefined }[], personal: Awaited<ReturnType<SubjectKeys['cached']>> | undefined): Promise<void> {
     const keys = new Map(personal?.keys);
     // A subject this node holds no key for gets its first key in this transaction, on the bet that
     // it has none yet (its first event: a first sign-in) — durable with its events, no round trip of
@@ -186,7 +195,6 @@ export class AuditRecorder implements AuditLog {
         found = new Map();
         const unread: string[] = [];
         for (const bet of bets) {
-          replace(bet.latest, undefined);
           replace(bet.insert, undefined);
           const live = this.#personal!.latestFrom(firstAnswer(bet.latest)?.rows ?? []);
           if (live) found.set(bet.subject, live);
@@ -194,6 +202,9 @@ export class AuditRecorder implements AuditLog {
         }
         if (unread.length > 0) (await this.#personal!.resolve(unread, undefined, { haveKeys: true })).keys.forEach((key, subject) => keys.set(subject, key));
         found.forEach((key, subject) => keys.set(subject, key));
+        // Each key the events are now sealed under was read before this sending: it must still be
+        // live when they are written (an erasure meanwhile refuses the transaction; never retried).
+        for (const bet of bets) replace(bet.latest, this.#personal!.keptLive(keys.get(bet.subject)!.kid), { rows: 1, otherwise: subjectKeyErased });
         const again = [...insertStatements(prepare(), this.#postgres)];
         inserts.forEach((insert, i) => replace(insert, CompiledQuery.raw(again[i]![0], again[i]![1])));
       },
@@ -293,6 +304,8 @@ function* insertStatements(rows: EventRow[], postgres: boolean): Generator<[stri
 
 /** Why a flight's transaction is refused when a subject's first key was made elsewhere first. */
 const subjectKeyTaken = 'audit_subject_key_taken';
+/** Why the second sending is refused when a key it read was erased before it was written. */
+const subjectKeyErased = 'audit_subject_key_erased';
 
 const columns = ['id', 'type', 'time', 'txn', 'subject', 'client', 'decision', 'event', 'leaf_hash'] as const;
 const insertTexts = new Map<string, string>();

@@ -87,6 +87,8 @@ export class SubjectKeys {
   readonly #clock: Clock;
   readonly #cache: GenerationCache<Map<string, SubjectKey>>;
   readonly #fetching = new Map<string, Promise<SubjectKey>>();
+  /** Subjects a transaction of this node is betting has no key yet (`cached`), until it settles. */
+  readonly #bets = new Map<string, Promise<void>>();
 
   constructor(db: Kysely<Database>, masterKey: Buffer, clock: Clock) {
     this.#db = db;
@@ -148,19 +150,44 @@ export class SubjectKeys {
 
   /**
    * The cached keys of `subjects` (the generation checked when due, as `resolve` does), the
-   * subjects this node holds none for, and `remember`, which caches keys made for those (call it
-   * once the transaction that wrote them committed: into this generation's map, never a later one).
+   * subjects this node holds none for (sorted: transactions that bet on several take their rows in
+   * one order, and never wait on each other in a cycle), `remember`, which caches keys made for
+   * those (call it once the transaction that wrote them committed: into this generation's map,
+   * never a later one), and `settled`, which the caller must call once its transaction settled.
+   * Until then the missing subjects are this caller's bets: a call of this node for one of them
+   * waits for that bet first, then finds its key cached (the bet won) or bets itself — concurrent
+   * first events of one subject on one node are not sent to lose against each other.
    */
-  async cached(subjects: Iterable<string>): Promise<{ keys: Map<string, SubjectKey>; missing: string[]; remember(made: Map<string, SubjectKey>): void }> {
-    const cache = await this.#cache.get();
+  async cached(subjects: Iterable<string>): Promise<{ keys: Map<string, SubjectKey>; missing: string[]; remember(made: Map<string, SubjectKey>): void; settled(): void }> {
+    const unique = [...new Set(subjects)];
+    let cache = await this.#cache.get();
+    for (let waits = 0; waits < 3; waits++) {
+      const pending = unique.flatMap((subject) => this.#bets.get(subject) ?? []);
+      if (pending.length === 0) break;
+      await Promise.all(pending);
+      cache = await this.#cache.get();
+    }
     const keys = new Map<string, SubjectKey>();
     const missing: string[] = [];
-    for (const subject of new Set(subjects)) {
+    for (const subject of unique) {
       const key = cache.get(subject);
       if (key) keys.set(subject, key);
       else missing.push(subject);
     }
-    return { keys, missing, remember: (made) => made.forEach((key, subject) => cache.set(subject, key)) };
+    missing.sort();
+    // Taken at once (no turn of the event loop since the cache was read): the bets are this caller's.
+    let release!: () => void;
+    const bet = new Promise<void>((resolve) => (release = resolve));
+    for (const subject of missing) this.#bets.set(subject, bet);
+    return {
+      keys,
+      missing,
+      remember: (made) => made.forEach((key, subject) => cache.set(subject, key)),
+      settled: () => {
+        for (const subject of missing) if (this.#bets.get(subject) === bet) this.#bets.delete(subject);
+        release();
+      },
+    };
   }
 
   /**
@@ -186,6 +213,16 @@ export class SubjectKeys {
    */
   latestKey(subject: string): CompiledQuery {
     return this.#latestQuery(this.#db, subject).compile();
+  }
+
+  /**
+   * The statement that changes `kid`'s row while it is not erased, for a transaction whose events
+   * are sealed under a key read before it (a bet that lost): with the expectation of one row, that
+   * transaction writes nothing once the key was erased meanwhile, and on PostgreSQL it holds the
+   * row, so an erasure waits for it.
+   */
+  keptLive(kid: string): CompiledQuery {
+    return this.#db.updateTable('audit_subject_keys').set((eb) => ({ kid: eb.ref('kid') })).where('kid', '=', kid).where('sealed_key', 'is not', null).compile();
   }
 
   latestFrom(rows: readonly unknown[]): SubjectKey | undefined {

@@ -92,7 +92,7 @@ export class Flight {
       if (retry && failure instanceof FlightRefused && failure.reason === retry.reason) {
         const first = outcomes;
         await retry.amend(
-          (answer, query) => this.#replace(answer, query),
+          (answer, query, expect) => this.#replace(answer, query, expect),
           (answer) => {
             const outcome = first[this.#queued.findIndex((q) => q.answer === answer)];
             return outcome?.status === 'fulfilled' ? outcome.value : undefined;
@@ -129,12 +129,16 @@ export class Flight {
     this.#queued.forEach((q, i) => q.settle(failure === undefined ? outcomes[i]! : { status: 'rejected', reason: failure }));
   }
 
-  /** In a retry's `amend`: the statement whose answer is `answer` becomes `query`, or is dropped (answered with no rows). */
-  #replace(answer: Promise<unknown>, query: CompiledQuery | undefined): void {
+  /**
+   * In a retry's `amend`: the statement whose answer is `answer` becomes `query` (with `expect`, a
+   * condition the second sending bets on in turn), or is dropped (answered with no rows).
+   */
+  #replace(answer: Promise<unknown>, query: CompiledQuery | undefined, expect?: Expectation): void {
     const queued = this.#queued.find((q) => q.answer === answer);
     if (!queued) throw new Error('a flight can only replace its own statements');
     if (query && queued.statement?.expect) throw new Error('a statement with an expectation is replaced by dropping it');
-    queued.statement = query ? { query } : undefined;
+    if (expect && !query) throw new Error('an expectation needs a statement');
+    queued.statement = query ? { query, ...(expect ? { expect } : {}) } : undefined;
   }
 }
 
@@ -142,11 +146,12 @@ export class Flight {
 export interface FlightRetry {
   reason: string;
   /**
-   * Replaces statements, each named by the answer `run` returned: a query, or undefined to drop it.
+   * Replaces statements, each named by the answer `run` returned: a query (with an expectation of
+   * its own, checked in the second sending: a refusal then is not retried), or undefined to drop it.
    * `firstAnswer` tells what a statement answered in the refused sending (undefined when it failed
    * or did not run): what it read before the refusal, rolled back with the rest.
    */
-  amend(replace: (answer: Promise<unknown>, query: CompiledQuery | undefined) => void, firstAnswer: (answer: Promise<unknown>) => QueryResult<unknown> | undefined): Promise<void>;
+  amend(replace: (answer: Promise<unknown>, query: CompiledQuery | undefined, expect?: Expectation) => void, firstAnswer: (answer: Promise<unknown>) => QueryResult<unknown> | undefined): Promise<void>;
 }
 
 type Outcome = PromiseSettledResult<QueryResult<unknown>>;

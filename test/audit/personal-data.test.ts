@@ -184,6 +184,41 @@ for (const dialect of testDialects()) {
       assert.equal(sealedFieldsOf((await storedEvents(f.ctx, 'user.logged_out'))[1]!.event)!.kid, elsewhere.kid);
     });
 
+    test("refuses the second sending, writing nothing, when the key its bet read was erased before it", async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const db = f.ctx.storage.db;
+      const elsewhere = (await new SubjectKeys(db, masterKeyOf(f.ctx), f.ctx.clock).resolve(['person-erased'])).keys.get('person-erased')!;
+      const flight = f.ctx.storage.flight();
+      const own = flight.run(db.insertInto('generations').values({ name: 'never-written', value: 1 }));
+      // An erasure that commits between the refused sending and the second one.
+      const commit = flight.commit.bind(flight);
+      flight.commit = (retry) =>
+        commit(retry && {
+          reason: retry.reason,
+          amend: async (replace, firstAnswer) => {
+            await retry.amend(replace, firstAnswer);
+            await db.updateTable('audit_subject_keys').set({ sealed_key: null, erased_at: f.ctx.clock.now(), erased_by: 'dpo' }).where('kid', '=', elsewhere.kid).execute();
+          },
+        });
+      await assert.rejects(f.ctx.audit.commit(flight, [{ type: 'user.logged_out', subject: 'person-erased', details: { source_address: '192.0.2.63' } }]), (e: FlightRefused) => e instanceof FlightRefused && e.reason === 'audit_subject_key_erased');
+      await assert.rejects(own, FlightRefused);
+      assert.equal((await db.selectFrom('generations').select('name').where('name', '=', 'never-written').execute()).length, 0, "the caller's statement is not written");
+      assert.equal((await storedEvents(f.ctx, 'user.logged_out')).length, 0, 'no event sealed under an erased key');
+    });
+
+    test("a subject's first events committed at once on one node make one bet: the later waits for it and finds the key", async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const event = (address: string) => ({ type: 'user.logged_out', subject: 'person-twice', details: { source_address: address } }) as const;
+      const flights = [f.ctx.storage.flight(), f.ctx.storage.flight()];
+      await Promise.all(flights.map((flight, i) => f.ctx.audit.commit(flight, [event(`192.0.2.7${i}`)])));
+      // The event's insert (and on PostgreSQL the audit writers' lock), beside a bet's key read and key insert.
+      const alone = dialect.name === 'postgres' ? 2 : 1;
+      assert.deepEqual(flights.map((flight) => flight.size).sort(), [alone, alone + 2], 'one flight bet, the other found the key');
+      const keys = await f.ctx.storage.db.selectFrom('audit_subject_keys').select('kid').where('subject', '=', 'person-twice').execute();
+      assert.equal(keys.length, 1);
+      assert.deepEqual((await storedEvents(f.ctx, 'user.logged_out')).map((e) => sealedFieldsOf(e.event)!.kid), [keys[0]!.kid, keys[0]!.kid]);
+    });
+
     test('a subject recorded again after an erasure gets a new key generation, never the destroyed key', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const bob = await verifyLogin(f.ctx, from('bob', bobPassword));

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { FlightRefused } from '../../src/storage/flight.ts';
+import { FlightRefused, type Flight } from '../../src/storage/flight.ts';
 import { migrate, openStorage, type Storage } from '../../src/storage/database.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
@@ -149,6 +149,37 @@ for (const dialect of testDialects()) {
       assert.equal(amends, 1);
       assert.ok(again instanceof FlightRefused && again.reason === 'still_absent', 'the second sending\'s refusal is the answer');
       await assert.rejects(pending, FlightRefused);
+    });
+
+    test('checks a replacement\'s own expectation in the second sending, and never sends a third even for the retry\'s reason', async (t) => {
+      const { storage } = await counted(dialect, t);
+      await generation(storage, 'taken', 1).execute();
+      const guardedBy = (name: string, otherwise: string) => ({ query: storage.db.updateTable('generations').set({ value: 7 }).where('name', '=', name).compile(), expect: { rows: 1, otherwise } });
+      let amends = 0;
+
+      const betOn = (flight: Flight) => flight.run(storage.db.insertInto('generations').values({ name: 'taken', value: 9 }).onConflict((oc) => oc.column('name').doNothing()), { rows: 1, otherwise: 'bet_lost' });
+      const read = (flight: Flight) => flight.run(storage.db.selectFrom('generations').select('name').where('name', '=', 'taken'));
+
+      const held = storage.flight();
+      const bet = betOn(held);
+      const probe = read(held);
+      const write = held.run(generation(storage, 'kept', 1));
+      const guard = guardedBy('taken', 'guard_failed');
+      await held.commit({ reason: 'bet_lost', amend: async (replace) => void (amends++, replace(bet, undefined), replace(probe, guard.query, guard.expect)) });
+      assert.equal(amends, 1);
+      assert.equal(Number((await probe).numAffectedRows), 1, 'the guard held: it answers for the statement it replaced');
+      assert.equal(Number((await write).numAffectedRows), 1);
+
+      const lost = storage.flight();
+      const again = betOn(lost);
+      const probed = read(lost);
+      const unwritten = lost.run(generation(storage, 'never', 1));
+      const failing = guardedBy('gone', 'bet_lost');
+      const refusal = await lost.commit({ reason: 'bet_lost', amend: async (replace) => void (amends++, replace(again, undefined), replace(probed, failing.query, failing.expect)) }).catch((e: unknown) => e);
+      assert.equal(amends, 2, 'amended once more, not twice');
+      assert.ok(refusal instanceof FlightRefused && refusal.reason === 'bet_lost', 'a second refusal for the same reason is the answer');
+      await assert.rejects(unwritten, FlightRefused);
+      assert.deepEqual(await names(storage), ['kept', 'taken'], 'the refused second sending wrote nothing');
     });
 
     test('answers every statement with the amend\'s error when amending fails, and writes nothing', async (t) => {
