@@ -9,6 +9,7 @@ import { sql } from 'kysely';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { assessRisk } from '../../src/risk/engine.ts';
 import { issuanceReadAhead } from '../../src/risk/read-ahead.ts';
+import { metricsRegistry } from '../../src/metrics.ts';
 import { defaultRiskSettings } from '../../src/risk/settings.ts';
 import { peopleFixture, type PeopleFixture } from '../identity/fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -65,6 +66,28 @@ for (const dialect of testDialects()) {
       assert.equal(await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }), undefined, "nina's absence, cached before, is still what answers");
       f.ctx.risk.kyc.invalidate();
       assert.equal((await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }))?.status, 'frozen', 'until a reload reads her record');
+    });
+
+    test('counts a read ahead that failed, caching nothing from it, but not one whose transaction was refused', async (t) => {
+      const f = await fixture(t);
+      useRiskSettings(f.ctx);
+      const failures = async () => {
+        const metric = await metricsRegistry.getSingleMetric('clearance_read_ahead_failures_total')!.get();
+        return Object.fromEntries(metric.values.map((v) => [String(v.labels.read), v.value]));
+      };
+      const before = await failures();
+      const flight = f.ctx.storage.flight();
+      (await issuanceReadAhead(f.ctx))(flight, sql<string>`(select no_such_column from users)`);
+      await flight.send();
+      const after = await failures();
+      assert.equal((after.kyc ?? 0) - (before.kyc ?? 0), 1);
+      assert.equal((after.desks ?? 0) - (before.desks ?? 0), 1);
+
+      const refused = f.ctx.storage.flight();
+      (await issuanceReadAhead(f.ctx))(refused, sql<string>`${f.nina}`);
+      void refused.run(f.ctx.storage.db.updateTable('generations').set({ value: 1 }).where('name', '=', 'absent'), { rows: 1, otherwise: 'code_used' });
+      await assert.rejects(refused.commit());
+      assert.deepEqual(await failures(), after, 'a refused transaction read nothing: no failure');
     });
 
     test('reads no desks when off_hours does not run at issuance', async (t) => {

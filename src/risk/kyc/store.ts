@@ -1,4 +1,5 @@
 import { sql, type Expression, type Kysely, type Transaction } from 'kysely';
+import { countReadAheadFailure } from '../read-ahead-metrics.ts';
 import type { Clock } from '../../clock.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { GenerationCache } from '../../storage/generations.ts';
@@ -81,7 +82,7 @@ export class KycStore {
         this.#people.set(row.person_id, row.principal_id !== null ? recordFromRow(row) : null);
         while (this.#people.size > this.#maxCached) this.#people.delete(this.#people.keys().next().value!);
       })
-      .catch(() => undefined); // the read that would have been made is made then
+      .catch((error: unknown) => countReadAheadFailure('kyc', error)); // the read that would have been made is made then
   }
 
   /** Forces a reload on the next read (after a change made through this node). */

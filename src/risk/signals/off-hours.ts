@@ -1,5 +1,6 @@
 import { sql, type Expression } from 'kysely';
 import type { Context } from '../../context.ts';
+import { countReadAheadFailure } from '../read-ahead-metrics.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { findUser } from '../../identity/users.ts';
 import { deskClock } from '../../policy/desk-time.ts';
@@ -59,7 +60,7 @@ export function readDesksAhead(ctx: Pick<Context, 'storage' | 'clock'>, flight: 
       if (row?.person_id == null || row.desks === null) return;
       keepDesks(desksCacheOf(ctx), row.person_id, JSON.parse(row.desks) as string[], readAt);
     })
-    .catch(() => undefined); // the read that would have been made is made then
+    .catch((error: unknown) => countReadAheadFailure('desks', error)); // the read that would have been made is made then
 }
 
 /** Whether the signal runs at issuance under these settings: only then is a read ahead worth a statement. */
