@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { acr } from '../../src/identity/acr.ts';
 import { verifyLogin, type LoginAttempt } from '../../src/identity/login.ts';
+import { signInRisk } from '../../src/identity/login-risk.ts';
 import { argon2Stats, hashPassword, verifyPassword } from '../../src/identity/passwords.ts';
 import { readSession, startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
@@ -153,6 +154,36 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       const row = await f.ctx.storage.db.selectFrom('users').select(['failed_logins', 'last_login_at']).where('id', '=', alice.id).executeTakeFirstOrThrow();
       assert.equal(row.failed_logins, 3, 'the refused success did not reset the count');
       assert.equal(row.last_login_at, null);
+    });
+
+    test('remembers nothing of a sign-in a lock overtook: its device and network are written with it or not at all', async (t) => {
+      const f = await peopleFixture(t, { dialect, throttleStore, risk: 'on' });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const real = signInRisk(f.ctx, { address: '198.51.100.7', cookieHeader: undefined });
+      const calm: RiskAssessment = { score: 0, level: 'low', outcome: 'allow', signals: [] };
+      const overtaken = {
+        ...from('alice', alicePassword),
+        risk: {
+          address: real.address,
+          // An administrator locks the account while the password is being verified.
+          assess: async () => (await f.ctx.storage.db.updateTable('users').set({ status: 'locked' }).where('id', '=', alice.id).execute(), calm),
+          observe: real.observe,
+          get setDeviceCookie() {
+            return real.setDeviceCookie;
+          },
+        },
+      };
+      const outcome = await verifyLogin(f.ctx, overtaken);
+      assert.ok(!outcome.ok, 'refused');
+      assert.deepEqual(await f.events('user.login_succeeded'), []);
+      const seen = await f.ctx.storage.db.selectFrom('risk_sightings').select(['kind', 'value']).where('principal_id', '=', alice.id).execute();
+      assert.deepEqual(seen, [], 'no device, no network remembered');
+      assert.equal(real.setDeviceCookie, undefined, 'no device cookie for a refused sign-in');
+
+      await f.ctx.storage.db.updateTable('users').set({ status: 'active' }).where('id', '=', alice.id).execute();
+      assert.ok((await verifyLogin(f.ctx, { ...overtaken, risk: { ...overtaken.risk, assess: async () => calm } })).ok);
+      const remembered = await f.ctx.storage.db.selectFrom('risk_sightings').select('kind').where('principal_id', '=', alice.id).orderBy('kind').execute();
+      assert.deepEqual(remembered.map((r) => r.kind), ['device', 'network'], 'the sign-in that committed is remembered');
     });
 
     test('throttles unknown usernames like known ones', async (t) => {
