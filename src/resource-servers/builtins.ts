@@ -1,5 +1,6 @@
 import type { Context } from '../context.ts';
 import type { ResourceServer } from './definition.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
 
 /**
  * Scopes of Clearance's own admin API. `recovery:request`: open a recovery of a person's lost
@@ -139,8 +140,17 @@ export function isBuiltinResourceServer(issuer: string, identifier: string): boo
 
 /** Creates or refreshes the built-in resource servers (on every start; a no-op when current). */
 export async function seedBuiltins(ctx: Context): Promise<void> {
-  await ctx.storage.db.transaction().execute(async (trx) => {
-    const profiles = (await trx.selectFrom('pki_profiles').select('name').execute()).map((p) => p.name);
-    for (const server of builtinResourceServers(ctx.config.issuer, profiles)) await ctx.resourceServers.upsert(trx, server);
-  });
+  const seed = () =>
+    ctx.storage.db.transaction().execute(async (trx) => {
+      const profiles = (await trx.selectFrom('pki_profiles').select('name').execute()).map((p) => p.name);
+      for (const server of builtinResourceServers(ctx.config.issuer, profiles)) await ctx.resourceServers.upsert(trx, server);
+    });
+  try {
+    await seed();
+  } catch (error) {
+    // Two nodes starting at once on a fresh database both insert them (each read none): the one
+    // refused by the unique key finds them on a second try, and updates what differs.
+    if (!isUniqueViolation(error)) throw error;
+    await seed();
+  }
 }
