@@ -2,7 +2,7 @@
  * The stored form of an audit event: validation of what components record, and its RFC 8785
  * canonical JSON, which is the Merkle leaf (leaf hash = SHA-256(0x00 || bytes), RFC 9162 §2.1.1).
  */
-import { hash } from 'node:crypto';
+import { sha256 } from './merkle.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { auditEventTypes, type AuditEvent, type StoredAuditEvent } from './events.ts';
 import { AuditGuardError, assertNoSecrets, maxEventBytes } from './guard.ts';
@@ -79,7 +79,7 @@ export function serializeStoredEvent(stored: StoredAuditEvent): string {
  * Equal to `leafHash(Buffer.from(text))`, in one call (verification hashes every leaf).
  */
 export function eventLeafHash(text: string): Buffer {
-  return hash('sha256', '\u0000' + text, 'buffer');
+  return sha256('\u0000' + text);
 }
 
 // Reused input for eventBytesLeafHash: hash() reads it synchronously, so sharing it is safe.
@@ -94,7 +94,7 @@ export function eventBytesLeafHash(bytes: Uint8Array): Buffer {
   if (bytes.length >= leafInput.length) leafInput = Buffer.alloc(bytes.length + 1);
   leafInput[0] = 0;
   leafInput.set(bytes, 1);
-  return hash('sha256', leafInput.subarray(0, bytes.length + 1), 'buffer');
+  return sha256(leafInput.subarray(0, bytes.length + 1));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   CompactMerkleTree,
   EMPTY_ROOT,
@@ -11,6 +11,7 @@ import {
   leafHash,
   nodeHash,
   rootFromLeafHashes,
+  sha256 as poolSha256,
   verifyConsistency,
   verifyInclusion,
 } from "../../src/audit/merkle.ts";
@@ -379,4 +380,15 @@ test("returns false instead of throwing for malformed consistency inputs", () =>
     () => verifyConsistency(3, 6, r3, r6, [{}] as unknown as Buffer[]),
   ];
   for (const call of bad) assert.equal(call(), false);
+});
+
+test("sha256 gives the digest a Hash object gives, for every byte value in and out, and for strings as UTF-8", () => {
+  const inputs: (Uint8Array | string)[] = [Buffer.alloc(0), Buffer.from(Array.from({ length: 256 }, (_, i) => i)), randomBytes(65), randomBytes(1000), "", "\u0000{\"a\":\"é😀\"}"];
+  for (let i = 0; i < 200; i++) inputs.push(randomBytes(i));
+  for (const input of inputs) {
+    const expected = createHash("sha256").update(input).digest();
+    const actual = poolSha256(input);
+    assert.ok(Buffer.isBuffer(actual) && actual.length === 32);
+    assert.deepEqual(actual, expected);
+  }
 });
