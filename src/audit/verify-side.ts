@@ -10,6 +10,13 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.ts';
 
+/**
+ * How much of the log's SQLite file verification maps into memory (SQLite caps it at its own
+ * maximum): the scan and the index probes touch every page of the log, many out of order, and a
+ * page read through the mapping costs no system call.
+ */
+export const verificationMmapBytes = 64 * 1024 ** 3;
+
 export interface SideProblem {
   /** The event at fault (verify maps it to its leaf). */
   seq: number;

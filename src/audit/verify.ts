@@ -8,7 +8,7 @@
 import type { KeyObject } from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Storage } from '../storage/database.ts';
 import type { Database } from '../storage/schema.ts';
 import { auditKeyFingerprint, type AuditPublicKey } from './audit-key.ts';
@@ -21,7 +21,7 @@ import { toSignedCheckpoint, type SignedCheckpoint } from './proofs.ts';
 import { verifyPruning } from './pruning.ts';
 import { decisionColumn } from './recorder.ts';
 import { decodeFrontier } from './tiles.ts';
-import { checkBeside, type SideProblem } from './verify-side.ts';
+import { checkBeside, verificationMmapBytes, type SideProblem } from './verify-side.ts';
 
 export interface VerifyOptions {
   /** Audit public keys by key id, normally from the store (AuditKeys.publicKeys()). */
@@ -72,7 +72,7 @@ interface LeafRow {
   event_seq: number;
   stored_leaf_hash: Uint8Array;
   seq: number | null;
-  /** The event text, or (SQLite scan) its stored UTF-8 bytes in `event_bytes`. */
+  /** The event text; its stored UTF-8 bytes in `event_bytes` where the text alone cannot tell them (SQLite scan). */
   event: string | null;
   event_bytes?: Uint8Array | null;
   /** PostgreSQL only: the indexed columns, checked in the scan. */
@@ -305,20 +305,37 @@ type LeafPage = (from: number, limit: number) => Promise<LeafRow[]>;
 
 /**
  * Where the scan reads its pages. A SQLite file is read on a read-only node:sqlite connection of
- * its own, each event as its stored bytes (`cast(event as blob)`): without Kysely's per-row work
- * and without decoding every event to a string only to encode it again for the hash.
+ * its own, memory-mapped (no copy of each page through a read call), rows as arrays, without
+ * Kysely's per-row work: measured about four times cheaper per leaf than rows as objects with each
+ * event read as a blob (node:sqlite gives every blob a backing store of its own). The hash must
+ * cover exactly the bytes stored, and an event is read as text: bytes that are not UTF-8 would be
+ * decoded with U+FFFD in their place, so an event whose text holds one is hashed from its bytes.
  */
 function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string | undefined): { page: LeafPage; close(): void } {
   if (postgres || !sqliteFile) return { page: (from, limit) => leafPage(db, from, limit, postgres), close() {} };
-  const conn = new DatabaseSync(sqliteFile, { readOnly: true });
+  const conn = openForVerification(sqliteFile);
   const statement = conn.prepare(
-    `select l.leaf_index, l.event_seq, l.leaf_hash as stored_leaf_hash, e.seq, cast(e.event as blob) as event_bytes
+    `select l.leaf_index, l.event_seq, l.leaf_hash, e.seq, e.event
      from audit_leaves l left join audit_events e on e.seq = l.event_seq where l.leaf_index >= ? order by l.leaf_index limit ?`,
   );
+  statement.setReturnArrays(true);
+  const bytesOf = conn.prepare('select cast(event as blob) as bytes from audit_events where seq = ?');
   return {
-    page: async (from, limit) => statement.all(from, limit) as unknown as LeafRow[],
+    page: async (from, limit) =>
+      (statement.all(from, limit) as unknown as [number, number, Uint8Array, number | null, string | null][]).map(([leafIndex, eventSeq, storedLeafHash, seq, event]) => {
+        const row: LeafRow = { leaf_index: leafIndex, event_seq: eventSeq, stored_leaf_hash: storedLeafHash, seq, event };
+        if (event?.includes('\uFFFD')) row.event_bytes = (bytesOf.get(seq) as { bytes: Uint8Array }).bytes;
+        return row;
+      }),
     close: () => conn.close(),
   };
+}
+
+/** A read-only connection to the log's SQLite file for verification, memory-mapped (verify-side.ts). */
+export function openForVerification(sqliteFile: string): DatabaseSync {
+  const conn = new DatabaseSync(sqliteFile, { readOnly: true });
+  conn.exec(`PRAGMA mmap_size = ${verificationMmapBytes}`);
+  return conn;
 }
 
 /** A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan). */
@@ -335,10 +352,13 @@ async function leafPage(db: Kysely<Database>, from: number, limit: number, postg
 
 /** Events with seq up to the sealer's cursor ('behind') or after it. */
 async function countEvents(db: Kysely<Database>, lastSeq: number, side: 'behind' | 'after'): Promise<number> {
+  // SQLite: `+seq` keeps the rowid out of the plan, so the count scans a small covering index
+  // instead of the table's pages with every event's text (ten times faster for a large log).
+  const seq = isPostgres(db) ? sql.ref<number>('seq') : sql<number>`+seq`;
   const row = await db
     .selectFrom('audit_events')
     .select(({ fn }) => fn.countAll<number | string>().as('n'))
-    .where('seq', side === 'behind' ? '<=' : '>', lastSeq)
+    .where(seq, side === 'behind' ? '<=' : '>', lastSeq)
     .executeTakeFirst();
   return Number(row?.n ?? 0);
 }

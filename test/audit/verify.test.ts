@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import { signCheckpoint } from '../../src/audit/checkpoint.ts';
 import { leafHash } from '../../src/audit/merkle.ts';
 import { testDialects } from '../helpers/storage.ts';
-import { asAttacker, auditFixture, seqOfLeaf } from './helpers.ts';
+import { asAttacker, auditFixture, sampleEvent, seqOfLeaf } from './helpers.ts';
 
 for (const dialect of testDialects()) {
   describe(`audit verification on ${dialect.name}`, () => {
@@ -33,6 +33,25 @@ for (const dialect of testDialects()) {
       const report = await f.verify();
       assert.equal(report.ok, false);
       assert.equal(report.problem?.leafIndex, 1234);
+    });
+
+    test('hashes exactly the bytes stored: events holding U+FFFD and other non-ASCII verify, and a byte that is not UTF-8 put in its place is found', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(40, (i) => ({ ...sampleEvent(i), details: { jti: `jti-${i}`, note: i === 17 ? 'caf\u00e9 \uFFFD 東京 😀' : `n-${i}` } }));
+      const intact = await f.verify();
+      assert.equal(intact.ok, true, intact.problem?.message);
+      if (dialect.name !== 'sqlite') return; // PostgreSQL stores only valid UTF-8 text
+      const seq = await seqOfLeaf(f.db, 17);
+      await asAttacker(f.storage, async (db) => {
+        // Decoded as text, the invalid byte reads as U+FFFD again: only the bytes tell the change.
+        await sql`update audit_events set event = cast(replace(cast(event as blob), X'EFBFBD', X'FF') as text) where seq = ${seq}`.execute(db);
+      });
+      const stored = await sql<{ n: number }>`select length(cast(event as blob)) as n from audit_events where seq = ${seq}`.execute(f.db);
+      assert.ok(stored.rows[0]!.n > 0);
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 17);
+      assert.match(report.problem!.message, /altered/);
     });
 
     test('names the leaf whose indexed column was edited while its event was left alone', async (t) => {
