@@ -2,6 +2,7 @@
  * The stored form of an audit event: validation of what components record, and its RFC 8785
  * canonical JSON, which is the Merkle leaf (leaf hash = SHA-256(0x00 || bytes), RFC 9162 §2.1.1).
  */
+import { hash } from 'node:crypto';
 import { sha256 } from './merkle.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { auditEventTypes, type AuditEvent, type StoredAuditEvent } from './events.ts';
@@ -80,6 +81,11 @@ export function serializeStoredEvent(stored: StoredAuditEvent): string {
  */
 export function eventLeafHash(text: string): Buffer {
   return sha256('\u0000' + text);
+}
+
+/** `eventLeafHash` as lowercase hex (verification compares it with the stored hash read as hex). */
+export function eventLeafHashHex(text: string): string {
+  return hash('sha256', '\u0000' + text, 'hex');
 }
 
 // Reused input for eventBytesLeafHash: hash() reads it synchronously, so sharing it is safe.
