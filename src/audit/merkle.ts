@@ -20,8 +20,8 @@ export const EMPTY_ROOT: Buffer = createHash("sha256").digest();
 /**
  * SHA-256 of `input` as a Buffer, with the one-shot hash() (a fifth cheaper than a Hash object).
  * Asked for a 'buffer', hash() gives every digest a backing store of its own, which costs several
- * times the hash of a short input on Node 24; as a binary (latin1) string, one char a byte, the digest is
- * copied into Buffer's shared pool instead. Every leaf and node of the log is hashed here, on the
+ * times the hash of a short input on Node 24; as a binary (latin1) string, one char a byte, the
+ * digest is copied into Buffer's shared pool instead. Every leaf and node of the log is hashed here, on the
  * token path (an issuance's event) and by the sealer and verification for each leaf.
  */
 export function sha256(input: Uint8Array | string): Buffer {

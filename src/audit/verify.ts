@@ -322,9 +322,10 @@ type LeafPage = (from: number, limit: number) => Promise<LeafRow[]>;
  * Where the scan reads its pages. A SQLite file is read on a read-only node:sqlite connection of
  * its own, memory-mapped (no copy of each page through a read call), rows as arrays, without
  * Kysely's per-row work, the stored hash as hex and the event as text: measured about four times
- * cheaper per leaf than rows as objects with blobs (node:sqlite gives every blob a backing store). The hash must
- * cover exactly the bytes stored, and an event is read as text: bytes that are not UTF-8 would be
- * decoded with U+FFFD in their place, so an event whose text holds one is hashed from its bytes.
+ * cheaper per leaf than rows as objects with blobs (node:sqlite gives every blob a backing store
+ * of its own). The hash must cover exactly the bytes stored: bytes that are not UTF-8 would read
+ * back as text with U+FFFD in their place, so an event whose text holds one is hashed from its
+ * bytes.
  */
 function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string | undefined): { page: LeafPage; close(): void } {
   if (postgres || !sqliteFile) return { page: (from, limit) => leafPage(db, from, limit, postgres), close() {} };
@@ -347,7 +348,7 @@ function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string |
 }
 
 /** A read-only connection to the log's SQLite file for verification, memory-mapped (verify-side.ts). */
-export function openForVerification(sqliteFile: string): DatabaseSync {
+function openForVerification(sqliteFile: string): DatabaseSync {
   const conn = new DatabaseSync(sqliteFile, { readOnly: true });
   conn.exec(`PRAGMA mmap_size = ${verificationMmapBytes}`);
   return conn;
