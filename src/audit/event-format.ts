@@ -4,7 +4,7 @@
  */
 import { hash } from 'node:crypto';
 import { sha256 } from './merkle.ts';
-import { canonicalize } from '../jose/canonical-json.ts';
+import { canonicalize, canonicalizeMembers } from '../jose/canonical-json.ts';
 import { auditEventTypes, type AuditEvent, type StoredAuditEvent } from './events.ts';
 import { AuditGuardError, assertNoSecrets, maxEventBytes } from './guard.ts';
 
@@ -60,16 +60,7 @@ export function validateEvent(event: AuditEvent): void {
  * on every call: this runs once per recorded event.
  */
 export function serializeStoredEvent(stored: StoredAuditEvent): string {
-  const record = stored as unknown as Record<string, unknown>;
-  let out = '{';
-  for (const key of canonicalOrder) {
-    const value = record[key];
-    if (value === undefined) continue;
-    if (out.length > 1) out += ',';
-    out += `"${key}":`;
-    out += typeof value === 'string' ? jsonString(value) : canonicalize(value);
-  }
-  const text = out + '}';
+  const text = canonicalizeMembers(stored as unknown as Record<string, unknown>, canonicalOrder);
   const bytes = Buffer.byteLength(text);
   if (bytes > maxEventBytes) throw new AuditGuardError(`audit event of ${bytes} bytes exceeds ${maxEventBytes}`);
   return text;
@@ -122,12 +113,6 @@ export function parseStoredEvent(text: string): StoredAuditEvent {
   validateEvent(recorded as unknown as AuditEvent);
   if (canonicalize(value) !== text) throw new TypeError('the event is not in RFC 8785 canonical form');
   return value as unknown as StoredAuditEvent;
-}
-
-// RFC 8785 §3.2.2.2 string serialization; I-JSON (RFC 7493 §2.1) forbids unpaired surrogates.
-function jsonString(s: string): string {
-  if (!s.isWellFormed()) throw new TypeError('canonicalize: string contains an unpaired surrogate');
-  return JSON.stringify(s);
 }
 
 function isPlain(value: unknown): value is Record<string, unknown> {

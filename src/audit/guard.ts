@@ -53,23 +53,71 @@ const pemPrivateKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
  * named like a credential (at any depth), a JWT-shaped string, or a PEM private key.
  */
 export function assertNoSecrets(value: unknown, path = 'event'): void {
+  const found = findSecret(value);
+  if (found) throw new AuditGuardError(found.problem(pathOf(path, found.steps)));
+}
+
+/** One step from a value to what it holds: an array index, a member, or a member's name itself. */
+type Step = number | string | { name: string };
+
+interface Finding {
+  /** From the secret up to the value checked (built on the way back, so nothing is built for a clean event). */
+  steps: Step[];
+  problem: (path: string) => string;
+}
+
+function findSecret(value: unknown): Finding | undefined {
   if (typeof value === 'string') {
-    if (containsJwt(value)) throw new AuditGuardError(`${path} holds a JWT-shaped string; record its jti or a digest instead`);
-    if (pemPrivateKey.test(value)) throw new AuditGuardError(`${path} holds a private key`);
-    // A reference access token's handle (src/tokens/reference-tokens.ts) is a bearer credential too.
-    if (value.includes('clr_at_')) throw new AuditGuardError(`${path} holds a reference token; record its jti instead`);
-    return;
+    const problem = stringProblem(value);
+    return problem && { steps: [], problem };
   }
-  if (typeof value !== 'object' || value === null) return;
+  if (typeof value !== 'object' || value === null) return undefined;
   if (Array.isArray(value)) {
-    value.forEach((item, i) => assertNoSecrets(item, `${path}[${i}]`));
-    return;
-  }
-  for (const [key, member] of Object.entries(value)) {
-    if (member !== undefined && isSecretName(key)) {
-      throw new AuditGuardError(`${path}.${key} is named like a secret; audit events never carry secrets or raw tokens`);
+    for (let i = 0; i < value.length; i++) {
+      const found = findSecret(value[i]);
+      if (found) return found.steps.push(i), found;
     }
-    assertNoSecrets(key, `${path} key "${key}"`);
-    assertNoSecrets(member, `${path}.${key}`);
+    return undefined;
   }
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    const member = record[key];
+    if (member !== undefined && isSecretName(key)) {
+      return { steps: [key], problem: (path) => `${path} is named like a secret; audit events never carry secrets or raw tokens` };
+    }
+    const nameProblem = memberNameProblem(key);
+    if (nameProblem) return { steps: [{ name: key }], problem: nameProblem };
+    const found = findSecret(member);
+    if (found) return found.steps.push(key), found;
+  }
+  return undefined;
+}
+
+function stringProblem(value: string): ((path: string) => string) | undefined {
+  if (containsJwt(value)) return (path) => `${path} holds a JWT-shaped string; record its jti or a digest instead`;
+  if (pemPrivateKey.test(value)) return (path) => `${path} holds a private key`;
+  // A reference access token's handle (src/tokens/reference-tokens.ts) is a bearer credential too.
+  if (value.includes('clr_at_')) return (path) => `${path} holds a reference token; record its jti instead`;
+  return undefined;
+}
+
+const nameProblems = new Map<string, ((path: string) => string) | undefined>();
+
+/** `stringProblem` of a member's name, remembered: names come from code and repeat in every event. */
+function memberNameProblem(name: string): ((path: string) => string) | undefined {
+  if (nameProblems.has(name)) return nameProblems.get(name);
+  const problem = stringProblem(name);
+  // The bound only guards against misuse (names made from data), as for isSecretName.
+  if (nameProblems.size < 10_000) nameProblems.set(name, problem);
+  return problem;
+}
+
+/** `event.details.nested[0]`, `event.details key "…"`: the steps read from the root down. */
+function pathOf(root: string, steps: Step[]): string {
+  let path = root;
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const step = steps[i]!;
+    path += typeof step === 'number' ? `[${step}]` : typeof step === 'string' ? `.${step}` : ` key "${step.name}"`;
+  }
+  return path;
 }

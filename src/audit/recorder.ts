@@ -328,8 +328,21 @@ function insertText(rows: number, postgres: boolean): string {
  */
 export function uuidV7(ms: number): string {
   const random = randomUUID(); // version 4: its variant bits are already RFC 9562's
-  const t = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0').slice(-12);
-  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${random.slice(15)}`;
+  return timePrefix(Math.max(0, Math.floor(ms))) + random.slice(15);
+}
+
+// The timestamp part of the last millisecond's ids: a busy recorder makes dozens within one.
+let prefixMs = -1;
+let prefix = '';
+
+/** `tttttttt-tttt-7` for the millisecond `ms`. */
+function timePrefix(ms: number): string {
+  if (ms !== prefixMs) {
+    const t = ms.toString(16).padStart(12, '0').slice(-12);
+    prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7`;
+    prefixMs = ms;
+  }
+  return prefix;
 }
 
 /** The indexed decision column: 'allow', 'deny' or null. */

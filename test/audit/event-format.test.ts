@@ -51,3 +51,9 @@ test('rejects events of unknown types, with unknown members, or with mistyped fi
 test('rejects an event larger than 16 KiB', () => {
   assert.throws(() => serializeStoredEvent(stored({ type: 'token.issued', details: { blob: 'x'.repeat(17_000) } })), AuditGuardError);
 });
+
+test('serializes an event whose details have index-like or __proto__ member names exactly as canonicalize does', () => {
+  const value = stored({ type: 'token.issued', client: 'c', details: JSON.parse('{"10":1,"9":2,"__proto__":{"b":1,"a":2},"jti":"j"}') });
+  assert.equal(serializeStoredEvent(value), canonicalize(value));
+  assert.match(serializeStoredEvent(value), /"details":\{"10":1,"9":2,"__proto__":\{"a":2,"b":1\},"jti":"j"\}/);
+});

@@ -145,3 +145,44 @@ test("rejects cyclic structures but allows shared substructures", () => {
 test("produces the same text regardless of key insertion order", () => {
   assert.equal(canonicalize({ a: 1, b: { c: 2, d: 3 } }), canonicalize({ b: { d: 3, c: 2 }, a: 1 }));
 });
+
+test("orders member names that look like array indexes by code units, at every depth", () => {
+  // An object lists such names first, in numeric order: "9" before "10". RFC 8785 compares strings.
+  const value = { a: [{ "10": 1, "9": 2, b: 3 }], "2": { "0": true, "01": false } };
+  assert.equal(canonicalize(value), '{"2":{"0":true,"01":false},"a":[{"10":1,"9":2,"b":3}]}');
+});
+
+test("keeps a member named __proto__ as a member", () => {
+  assert.equal(canonicalize(JSON.parse('{"z":1,"__proto__":{"b":1,"a":2}}')), '{"__proto__":{"a":2,"b":1},"z":1}');
+});
+
+test("agrees with a member-by-member reference serializer on generated values", () => {
+  // The reference: RFC 8785 written out directly (JSON.stringify for each string and number).
+  const reference = (v: unknown): string => {
+    if (v === null || typeof v !== "object") return JSON.stringify(v);
+    if (Array.isArray(v)) return `[${v.map(reference).join(",")}]`;
+    const record = v as Record<string, unknown>;
+    return `{${Object.keys(record).sort().map((k) => `${JSON.stringify(k)}:${reference(record[k])}`).join(",")}}`;
+  };
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const names = ["a", "b", "10", "9", "0", "01", "é", "\u20ac", "\ud83d\ude00", "\u0080", "__proto__", "z z", "\n"];
+  const strings = ["", "x", "quote\"back\\slash", "\u0000\u001f\u007f", "\u2028\u2029", "😀", "eyJ"];
+  const numbers = [0, -0, 1, -1.5, 1e21, 1e-7, 333333333.33333329, Number.MAX_SAFE_INTEGER, 5e-324];
+  const generate = (depth: number): unknown => {
+    const r = random();
+    if (depth > 3 || r < 0.3) return [null, true, false][Math.floor(random() * 3)];
+    if (r < 0.45) return strings[Math.floor(random() * strings.length)];
+    if (r < 0.6) return numbers[Math.floor(random() * numbers.length)];
+    if (r < 0.75) return Array.from({ length: Math.floor(random() * 4) }, () => generate(depth + 1));
+    const object: Record<string, unknown> = {};
+    for (let i = Math.floor(random() * 5); i > 0; i--) {
+      Object.defineProperty(object, names[Math.floor(random() * names.length)]!, { value: generate(depth + 1), enumerable: true, writable: true, configurable: true });
+    }
+    return object;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const value = generate(0);
+    assert.equal(canonicalize(value), reference(value));
+  }
+});
