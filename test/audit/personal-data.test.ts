@@ -46,6 +46,18 @@ async function verifyWholeLog(ctx: Context) {
 
 const masterKeyOf = (ctx: Context) => resolveMasterKey(ctx.config).key;
 
+/**
+ * A key for `subject` made by another node (or before a restart), so this node's cache does not
+ * hold it, and a flight that already carries a statement of its own (a row named `row`).
+ */
+async function keyMadeElsewhere(f: { ctx: Context }, subject: string, row: string) {
+  const db = f.ctx.storage.db;
+  const elsewhere = (await new SubjectKeys(db, masterKeyOf(f.ctx), f.ctx.clock).resolve([subject])).keys.get(subject)!;
+  const flight = f.ctx.storage.flight();
+  const own = flight.run(db.insertInto('generations').values({ name: row, value: 1 }));
+  return { elsewhere, flight, own };
+}
+
 for (const dialect of testDialects()) {
   describe(`personal data in the audit log on ${dialect.name}`, () => {
     test("stores a sign-in's source address encrypted under the person's key: the stored event has no clear address, and the log verifies", async (t) => {
@@ -162,10 +174,7 @@ for (const dialect of testDialects()) {
     test("sends a transaction again under the subject's key when the subject had one this node did not hold, writing its statements once", async (t) => {
       const f = await peopleFixture(t, { dialect });
       const db = f.ctx.storage.db;
-      // Made by another node (or before a restart): this node's cache does not hold it.
-      const elsewhere = (await new SubjectKeys(db, masterKeyOf(f.ctx), f.ctx.clock).resolve(['person-known'])).keys.get('person-known')!;
-      const flight = f.ctx.storage.flight();
-      const own = flight.run(db.insertInto('generations').values({ name: 'written-once', value: 1 }));
+      const { elsewhere, flight, own } = await keyMadeElsewhere(f, 'person-known', 'written-once');
       await f.ctx.audit.commit(flight, [{ type: 'user.logged_out', subject: 'person-known', details: { source_address: '192.0.2.61' } }]);
       assert.equal(Number((await own).numAffectedRows), 1, "the caller's statement is answered from the sending that committed");
       assert.deepEqual((await db.selectFrom('generations').select('value').where('name', '=', 'written-once').execute()).map((r) => Number(r.value)), [1]);
@@ -187,9 +196,7 @@ for (const dialect of testDialects()) {
     test("refuses the second sending, writing nothing, when the key its bet read was erased before it", async (t) => {
       const f = await peopleFixture(t, { dialect });
       const db = f.ctx.storage.db;
-      const elsewhere = (await new SubjectKeys(db, masterKeyOf(f.ctx), f.ctx.clock).resolve(['person-erased'])).keys.get('person-erased')!;
-      const flight = f.ctx.storage.flight();
-      const own = flight.run(db.insertInto('generations').values({ name: 'never-written', value: 1 }));
+      const { elsewhere, flight, own } = await keyMadeElsewhere(f, 'person-erased', 'never-written');
       // An erasure that commits between the refused sending and the second one.
       const commit = flight.commit.bind(flight);
       flight.commit = (retry) =>
