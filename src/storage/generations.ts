@@ -85,6 +85,11 @@ export class GenerationCache<T> {
     return this.#fresh() ? this.#value : undefined;
   }
 
+  /** True once a value has been loaded (it may be due for a check of its generation). */
+  loaded(): boolean {
+    return this.#value !== undefined;
+  }
+
   /** Forces a reload on the next `get`. */
   invalidate(): void {
     this.#markStale();

@@ -52,6 +52,15 @@ for (const dialect of testDialects()) {
       assert.equal(await f.ctx.risk.kyc.get({ type: 'User', id: f.nina }), undefined);
     });
 
+    test('reads no KYC record ahead on a node whose KYC cache has not loaded yet (its first load would drop it)', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      await f.apply({ users: [{ username: 'nina', password: 'nina-staple-horse-93', kyc: { status: 'verified' } }] });
+      const nina = (await findUserByUsername(f.ctx, 'nina'))!.id;
+      assert.equal(await readAhead(f, nina), 0, 'no statement while the cache is unloaded');
+      assert.equal((await f.ctx.risk.kyc.get({ type: 'User', id: nina }))?.status, 'verified', 'read when asked');
+      assert.equal(await readAhead(f, nina), 1, 'read ahead once it has loaded');
+    });
+
     test('keeps the absence of a KYC record, and caches nothing for a code that names no one', async (t) => {
       const f = await fixture(t);
       await f.ctx.storage.db.deleteFrom('kyc_records').where('principal_id', '=', f.nina).execute();

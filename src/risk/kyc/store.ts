@@ -67,9 +67,11 @@ export class KycStore {
    * Reads ahead, as one statement in `flight`, the KYC record of the person `personId` names (a
    * one-row subquery: the flight also reads what names them, a code by its hash), and keeps it as
    * `get` would have: the decision that follows finds it in memory instead of making a round trip
-   * of its own. A reload (a KYC change) since the flight was made drops what it read.
+   * of its own. A reload (a KYC change) since the flight was made drops what it read. On a node
+   * whose cache has not loaded yet nothing is read ahead: that first load would drop it.
    */
   readAhead(flight: Flight, personId: Expression<string | null>): void {
+    if (!this.#entities.loaded()) return;
     const epoch = this.#epoch;
     const read = flight.run(
       sql<Database['kyc_records'] & { person_id: string | null }>`select p.person_id, k.* from (select ${personId} as person_id) p left join kyc_records k on k.principal_type = 'User' and k.principal_id = p.person_id`.compile(this.#db),
