@@ -32,9 +32,9 @@ export function canonicalize(value: unknown): string {
 }
 
 /**
- * `canonicalize(record)` for a plain object whose member names are all in `sortedNames`, given
- * in RFC 8785 order and none an array index or "__proto__" (the caller's fixed schema): skips
- * listing and sorting the names on every call.
+ * `canonicalize` of the members of `record` named in `sortedNames` (any others are left out): the
+ * caller's fixed schema, its names given in RFC 8785 order, none an array index or "__proto__".
+ * Skips listing and sorting the names on every call.
  */
 export function canonicalizeMembers(record: Record<string, unknown>, sortedNames: readonly string[]): string {
   const ancestors: object[] = [record];
@@ -64,88 +64,39 @@ const arrayIndexLike = /^(?:0|[1-9][0-9]*)$/;
 /**
  * A copy of `value` whose objects list their members in RFC 8785 order, so that one
  * JSON.stringify call writes the canonical text: JSON.stringify escapes strings and writes
- * numbers exactly as RFC 8785 §3.2.2 says, and lists an object's (non-index) members in the order
- * they were added. Checks everything `serialize` refuses, with the same errors. About twice as
- * fast as serializing piece by piece: one call into the engine instead of one per string.
+ * numbers exactly as RFC 8785 §3.2.2 says (§3.2.2.2 strings, §3.2.2.3 numbers: ECMAScript's
+ * Number::toString, -0 as "0"), and lists an object's (non-index) members in the order they were
+ * added. About twice as fast as serializing piece by piece: one call into the engine instead of
+ * one per string.
  */
 function canonicalCopy(value: unknown, ancestors: object[]): unknown {
   switch (typeof value) {
     case "boolean":
       return value;
     case "number":
+      // I-JSON has no NaN or Infinity.
       if (!Number.isFinite(value)) throw new TypeError(`canonicalize: non-finite number ${String(value)}`);
       return value;
     case "string":
-      if (!value.isWellFormed()) throw new TypeError("canonicalize: string contains an unpaired surrogate");
-      return value;
+      return wellFormed(value);
     case "object": {
       if (value === null) return null;
-      if (ancestors.includes(value)) {
-        throw new TypeError("canonicalize: cyclic structure");
+      enter(value, ancestors);
+      let copy: unknown[] | Record<string, unknown>;
+      if (Array.isArray(value)) {
+        copy = new Array<unknown>(value.length);
+        for (let i = 0; i < value.length; i++) copy[i] = canonicalCopy(elementAt(value, i), ancestors);
+      } else {
+        copy = {};
+        for (const name of memberNames(value)) {
+          const member = (value as Record<string, unknown>)[name];
+          if (member === undefined) continue;
+          if (name === "__proto__" || arrayIndexLike.test(name)) throw keyOutOfOrder;
+          copy[wellFormed(name)] = canonicalCopy(member, ancestors);
+        }
       }
-      ancestors.push(value);
-      const copy = Array.isArray(value) ? copyArray(value, ancestors) : copyObject(value, ancestors);
       ancestors.pop();
       return copy;
-    }
-    default:
-      throw new TypeError(`canonicalize: unsupported value of type ${typeof value}`);
-  }
-}
-
-function copyArray(arr: readonly unknown[], ancestors: object[]): unknown[] {
-  const copy = new Array<unknown>(arr.length);
-  for (let i = 0; i < arr.length; i++) {
-    const element = arr[i];
-    if (element === undefined) {
-      throw new TypeError(`canonicalize: undefined array element at index ${i}`);
-    }
-    copy[i] = canonicalCopy(element, ancestors);
-  }
-  return copy;
-}
-
-function copyObject(obj: object, ancestors: object[]): Record<string, unknown> {
-  const proto: unknown = Object.getPrototypeOf(obj);
-  if (proto !== Object.prototype && proto !== null) {
-    const name = (obj as { constructor?: { name?: unknown } }).constructor?.name;
-    throw new TypeError(`canonicalize: non-plain object${typeof name === "string" ? ` (${name})` : ""}`);
-  }
-  const record = obj as Record<string, unknown>;
-  const keys = Object.keys(record).sort();
-  const copy: Record<string, unknown> = {};
-  for (const key of keys) {
-    const member = record[key];
-    if (member === undefined) continue;
-    if (key === "__proto__" || arrayIndexLike.test(key)) throw keyOutOfOrder;
-    if (!key.isWellFormed()) throw new TypeError("canonicalize: string contains an unpaired surrogate");
-    copy[key] = canonicalCopy(member, ancestors);
-  }
-  return copy;
-}
-
-/** The piece-by-piece serializer: the reference, and the way for member names `canonicalCopy` cannot order. */
-
-// Built by string concatenation (V8 joins the pieces lazily): an array of parts and a join cost
-// about twice as much for the small objects audit events and digests are made of.
-function serialize(value: unknown, ancestors: object[]): string {
-  switch (typeof value) {
-    case "boolean":
-      return value ? "true" : "false";
-    case "number":
-      return serializeNumber(value);
-    case "string":
-      return serializeString(value);
-    case "object": {
-      if (value === null) return "null";
-      // The open arrays and objects from the root down: short, so a scan beats building a Set.
-      if (ancestors.includes(value)) {
-        throw new TypeError("canonicalize: cyclic structure");
-      }
-      ancestors.push(value);
-      const text = Array.isArray(value) ? serializeArray(value, ancestors) : serializeObject(value, ancestors);
-      ancestors.pop();
-      return text;
     }
     default:
       // undefined, bigint, symbol, function: no I-JSON representation.
@@ -153,58 +104,59 @@ function serialize(value: unknown, ancestors: object[]): string {
   }
 }
 
-// RFC 8785 §3.2.2.3: numbers are serialized exactly as ECMAScript's
-// Number::toString does (which also maps -0 to "0"); I-JSON has no NaN/Infinity.
-function serializeNumber(n: number): string {
-  if (!Number.isFinite(n)) {
-    throw new TypeError(`canonicalize: non-finite number ${String(n)}`);
-  }
-  return String(n);
-}
-
-// RFC 8785 §3.2.2.2: ECMAScript JSON.stringify string escaping. §3.1 requires
-// I-JSON input (RFC 7493 §2.1), so unpaired surrogates are rejected rather than
-// emitted as \udXXX escapes that other implementations would not reproduce.
-function serializeString(s: string): string {
-  if (!s.isWellFormed()) {
-    throw new TypeError("canonicalize: string contains an unpaired surrogate");
-  }
-  return JSON.stringify(s);
-}
-
-function serializeArray(arr: readonly unknown[], ancestors: object[]): string {
-  let out = "[";
-  for (let i = 0; i < arr.length; i++) {
-    if (i > 0) out += ",";
-    const element = arr[i];
-    // JSON.stringify would silently turn holes/undefined into null; that
-    // changes the data, so refuse instead.
-    if (element === undefined) {
-      throw new TypeError(`canonicalize: undefined array element at index ${i}`);
+/** The member-by-member serializer, for values with member names `canonicalCopy` cannot order. */
+function serialize(value: unknown, ancestors: object[]): string {
+  if (typeof value !== "object" || value === null) return JSON.stringify(canonicalCopy(value, ancestors));
+  enter(value, ancestors);
+  let text: string;
+  if (Array.isArray(value)) {
+    text = "[";
+    for (let i = 0; i < value.length; i++) text += (i > 0 ? "," : "") + serialize(elementAt(value, i), ancestors);
+    text += "]";
+  } else {
+    text = "{";
+    for (const name of memberNames(value)) {
+      const member = (value as Record<string, unknown>)[name];
+      if (member === undefined) continue;
+      text += (text.length > 1 ? "," : "") + JSON.stringify(wellFormed(name)) + ":" + serialize(member, ancestors);
     }
-    out += serialize(element, ancestors);
+    text += "}";
   }
-  return out + "]";
+  ancestors.pop();
+  return text;
 }
 
-function serializeObject(obj: object, ancestors: object[]): string {
+// RFC 8785 §3.1 requires I-JSON input (RFC 7493 §2.1): unpaired surrogates are rejected rather
+// than emitted as \udXXX escapes that other implementations would not reproduce.
+function wellFormed(s: string): string {
+  if (!s.isWellFormed()) throw new TypeError("canonicalize: string contains an unpaired surrogate");
+  return s;
+}
+
+/** Marks `value` open (an array or object being serialized): meeting it again inside itself is a cycle. */
+function enter(value: object, ancestors: object[]): void {
+  // The open arrays and objects from the root down: short, so a scan beats building a Set.
+  if (ancestors.includes(value)) throw new TypeError("canonicalize: cyclic structure");
+  ancestors.push(value);
+}
+
+function elementAt(array: readonly unknown[], i: number): unknown {
+  const element = array[i];
+  // JSON.stringify would silently turn holes/undefined into null; that changes the data, so refuse instead.
+  if (element === undefined) throw new TypeError(`canonicalize: undefined array element at index ${i}`);
+  return element;
+}
+
+/**
+ * The names of a plain object's members in RFC 8785 §3.2.3 order (by UTF-16 code units, which the
+ * default Array.prototype.sort compares). Members whose value is undefined are left out by the
+ * callers, as JSON.stringify leaves them out.
+ */
+function memberNames(obj: object): string[] {
   const proto: unknown = Object.getPrototypeOf(obj);
   if (proto !== Object.prototype && proto !== null) {
     const name = (obj as { constructor?: { name?: unknown } }).constructor?.name;
     throw new TypeError(`canonicalize: non-plain object${typeof name === "string" ? ` (${name})` : ""}`);
   }
-  const record = obj as Record<string, unknown>;
-  // RFC 8785 §3.2.3: sort property names by their UTF-16 code units. The
-  // default Array.prototype.sort comparison does exactly that.
-  const keys = Object.keys(record).sort();
-  let out = "{";
-  let first = true;
-  for (const key of keys) {
-    const member = record[key];
-    if (member === undefined) continue;
-    if (!first) out += ",";
-    first = false;
-    out += serializeString(key) + ":" + serialize(member, ancestors);
-  }
-  return out + "}";
+  return Object.keys(obj).sort();
 }
