@@ -21,6 +21,7 @@
  *   unpaired surrogates, and cyclic structures.
  */
 export function canonicalize(value: unknown): string {
+  if (toJsonHooked()) return serialize(value, []);
   let copy: unknown;
   try {
     copy = canonicalCopy(value, []);
@@ -32,11 +33,22 @@ export function canonicalize(value: unknown): string {
 }
 
 /**
+ * True when a `toJSON` was put on the prototypes of the copies' objects and arrays (prototype
+ * pollution): JSON.stringify would call it on the copy. The member-by-member path hands
+ * JSON.stringify nothing but strings, numbers, booleans and null, which it serializes without
+ * asking for `toJSON`.
+ */
+function toJsonHooked(): boolean {
+  return Object.hasOwn(Object.prototype, "toJSON") || Object.hasOwn(Array.prototype, "toJSON");
+}
+
+/**
  * `canonicalize` of the members of `record` named in `sortedNames` (any others are left out): the
  * caller's fixed schema, its names given in RFC 8785 order, none an array index or "__proto__".
  * Skips listing and sorting the names on every call.
  */
 export function canonicalizeMembers(record: Record<string, unknown>, sortedNames: readonly string[]): string {
+  if (toJsonHooked()) return serialize(named(record, sortedNames), []);
   const ancestors: object[] = [record];
   const copy: Record<string, unknown> = {};
   try {
@@ -46,11 +58,15 @@ export function canonicalizeMembers(record: Record<string, unknown>, sortedNames
     }
   } catch (error) {
     if (error !== keyOutOfOrder) throw error;
-    const named: Record<string, unknown> = {};
-    for (const name of sortedNames) named[name] = record[name];
-    return serialize(named, []);
+    return serialize(named(record, sortedNames), []);
   }
   return JSON.stringify(copy);
+}
+
+function named(record: Record<string, unknown>, names: readonly string[]): Record<string, unknown> {
+  const members: Record<string, unknown> = {};
+  for (const name of names) members[name] = record[name];
+  return members;
 }
 
 /**

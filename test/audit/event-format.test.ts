@@ -57,3 +57,14 @@ test('serializes an event whose details have index-like or __proto__ member name
   assert.equal(serializeStoredEvent(value), canonicalize(value));
   assert.match(serializeStoredEvent(value), /"details":\{"10":1,"9":2,"__proto__":\{"a":2,"b":1\},"jti":"j"\}/);
 });
+
+test('serializes a stored event unchanged while a toJSON sits on Object.prototype', () => {
+  const value = stored({ type: 'token.issued', client: 'c', scopes: ['a'], details: { jti: 'j' } });
+  const expected = serializeStoredEvent(value);
+  Object.defineProperty(Object.prototype, 'toJSON', { value: () => 'polluted', configurable: true, writable: true });
+  try {
+    assert.equal(serializeStoredEvent(value), expected);
+  } finally {
+    delete (Object.prototype as { toJSON?: unknown }).toJSON;
+  }
+});

@@ -186,3 +186,15 @@ test("agrees with a member-by-member reference serializer on generated values", 
     assert.equal(canonicalize(value), reference(value));
   }
 });
+
+test("ignores a toJSON put on Object.prototype or Array.prototype (prototype pollution)", () => {
+  const value = { b: [1, { c: "x" }], a: true };
+  for (const prototype of [Object.prototype, Array.prototype]) {
+    Object.defineProperty(prototype, "toJSON", { value: () => "polluted", configurable: true, writable: true });
+    try {
+      assert.equal(canonicalize(value), '{"a":true,"b":[1,{"c":"x"}]}');
+    } finally {
+      delete (prototype as { toJSON?: unknown }).toJSON;
+    }
+  }
+});
