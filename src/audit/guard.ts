@@ -15,18 +15,32 @@ const secretFragments = ['secret', 'password', 'passwd', 'passphrase', 'privatek
 const secretSuffixes = ['token', 'jwt', 'seed'];
 const secretNames = new Set(['code', 'otp', 'totp', 'pin', 'authorization', 'bearer', 'dpop', 'sealed', 'usercode', 'devicecode', 'authcode', 'credentials']);
 
-const nameVerdicts = new Map<string, boolean>();
+/** What a member name says of its member: named like a credential, or itself a token or key. */
+interface NameVerdict {
+  secret: boolean;
+  problem: ((path: string) => string) | undefined;
+}
 
-/** True when a field name says it holds a credential (client_secret, refresh_token, code_verifier, ...). */
-export function isSecretName(name: string): boolean {
+const nameVerdicts = new Map<string, NameVerdict>();
+
+/** A member name's verdict, remembered: names come from code and repeat in every event. */
+function verdictOn(name: string): NameVerdict {
   let verdict = nameVerdicts.get(name);
   if (verdict === undefined) {
     const n = name.toLowerCase().replace(/[^a-z0-9]/g, '');
-    verdict = secretNames.has(n) || secretFragments.some((f) => n.includes(f)) || secretSuffixes.some((s) => n.endsWith(s));
+    verdict = {
+      secret: secretNames.has(n) || secretFragments.some((f) => n.includes(f)) || secretSuffixes.some((s) => n.endsWith(s)),
+      problem: stringProblem(name),
+    };
     // Field names come from code, so the set is small; the bound only guards against misuse.
     if (nameVerdicts.size < 10_000) nameVerdicts.set(name, verdict);
   }
   return verdict;
+}
+
+/** True when a field name says it holds a credential (client_secret, refresh_token, code_verifier, ...). */
+export function isSecretName(name: string): boolean {
+  return verdictOn(name).secret;
 }
 
 // Three or more dot-separated base64url segments: a JWS (RFC 7515 §7.1) or JWE (RFC 7516 §7.1)
@@ -82,11 +96,11 @@ function findSecret(value: unknown): Finding | undefined {
   const record = value as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     const member = record[key];
-    if (member !== undefined && isSecretName(key)) {
+    const verdict = verdictOn(key);
+    if (member !== undefined && verdict.secret) {
       return { steps: [key], problem: (path) => `${path} is named like a secret; audit events never carry secrets or raw tokens` };
     }
-    const nameProblem = memberNameProblem(key);
-    if (nameProblem) return { steps: [{ name: key }], problem: nameProblem };
+    if (verdict.problem) return { steps: [{ name: key }], problem: verdict.problem };
     const found = findSecret(member);
     if (found) return found.steps.push(key), found;
   }
@@ -99,17 +113,6 @@ function stringProblem(value: string): ((path: string) => string) | undefined {
   // A reference access token's handle (src/tokens/reference-tokens.ts) is a bearer credential too.
   if (value.includes('clr_at_')) return (path) => `${path} holds a reference token; record its jti instead`;
   return undefined;
-}
-
-const nameProblems = new Map<string, ((path: string) => string) | undefined>();
-
-/** `stringProblem` of a member's name, remembered: names come from code and repeat in every event. */
-function memberNameProblem(name: string): ((path: string) => string) | undefined {
-  if (nameProblems.has(name)) return nameProblems.get(name);
-  const problem = stringProblem(name);
-  // The bound only guards against misuse (names made from data), as for isSecretName.
-  if (nameProblems.size < 10_000) nameProblems.set(name, problem);
-  return problem;
 }
 
 /** `event.details.nested[0]`, `event.details key "…"`: the steps read from the root down. */
