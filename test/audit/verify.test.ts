@@ -199,6 +199,29 @@ for (const dialect of testDialects()) {
       assert.match(extra.problem!.message, /does not match/);
     });
 
+    test('names the earlier of an edited column and an altered query-index row, whichever check finds it', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(600);
+      const editColumn = (leaf: number) =>
+        asAttacker(f.storage, async (db) => {
+          // A column the query index does not hold: only the column check can see it.
+          await db.updateTable('audit_events').set({ type: 'token.revoked' }).where('seq', '=', await seqOfLeaf(db, leaf)).execute();
+        });
+      const alterLookup = (leaf: number) =>
+        asAttacker(f.storage, async (db) => {
+          await db.updateTable('audit_index').set({ key: 'txn:elsewhere' }).where('seq', '=', await seqOfLeaf(db, leaf)).where('key', 'like', 'txn:%').execute();
+        });
+      await editColumn(400);
+      await alterLookup(150);
+      const lookupFirst = await f.verify();
+      assert.equal(lookupFirst.problem?.leafIndex, 150);
+      assert.match(lookupFirst.problem!.message, /query index/);
+      await editColumn(90);
+      const columnFirst = await f.verify();
+      assert.equal(columnFirst.problem?.leafIndex, 90);
+      assert.match(columnFirst.problem!.message, /indexed column type/);
+    });
+
     test('stays intact across many rounds and checkpoints of odd sizes', async (t) => {
       const f = await auditFixture(dialect, t);
       for (const n of [1, 2, 255, 256, 257, 1000, 3]) await f.fill(n);
