@@ -24,7 +24,7 @@ import { ClientKeySets } from './clients/authentication/remote-keys.ts';
 import { MemoryAuthFailureThrottle, type AuthFailureThrottle } from './clients/authentication/throttle.ts';
 import type { LoginThrottle } from './identity/login-throttle.ts';
 import { DatabaseReplayCache } from './tokens/replay-cache.ts';
-import { GroupCommit, groupCommitConcurrency } from './storage/group-commit.ts';
+import { GroupCommit, groupCommitConcurrency, groupCommitFlight } from './storage/group-commit.ts';
 import { ReferenceTokenStore } from './tokens/reference-tokens.ts';
 import { createIdentity } from './identity/index.ts';
 import { DpopNonces, dpopNonceSecret } from './tokens/dpop.ts';
@@ -76,7 +76,7 @@ export async function openContext(
     // The master key and the database's derivation root, checked against each other (docs/keys.md "The master key").
     const master = await loadMasterKeyring(config, storage.db, log);
     if (master.warning) log.warn(master.warning);
-    const writer = new GroupCommit(storage.db, { concurrency: groupCommitConcurrency(storage.dialect, config.dbPoolSize) });
+    const writer = new GroupCommit(storage.db, { concurrency: groupCommitConcurrency(storage.dialect, config.dbPoolSize), flight: groupCommitFlight(storage) });
     // Audit events share the group-commit transaction with the other small writes of a burst.
     // Personal fields are encrypted under per-subject keys before hashing (docs/privacy.md).
     const audit = new AuditRecorder(storage.db, { clock, node: nodeId, writer, personalData: new SubjectKeys(storage.db, master.key, clock) });

@@ -275,14 +275,22 @@ export class AuditRecorder implements AuditLog {
   }
 
   async #write(rows: EventRow[]): Promise<void> {
-    const insert = (trx: Transaction<Database>) => this.#insert(trx, rows);
-    await (this.#writer ? this.#writer.run(insert) : this.#db.transaction().execute(insert));
+    // Statements alone: on PostgreSQL the writer sends them in one flight with the batch's others.
+    if (this.#writer) await this.#writer.run({ statements: () => this.#insertStatements(rows), result: () => undefined });
+    else await this.#db.transaction().execute((trx) => this.#insert(trx, rows));
   }
 
   async #insert(trx: Transaction<Database>, rows: EventRow[]): Promise<void> {
+    for (const statement of this.#insertStatements(rows)) await trx.executeQuery(statement);
+  }
+
+  /** The statements inserting `rows`, in one transaction. */
+  #insertStatements(rows: EventRow[]): CompiledQuery[] {
+    const statements: CompiledQuery[] = [];
     // PostgreSQL: the sealer's barrier waits for every transaction holding this (sealer.ts).
-    if (this.#postgres) await sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.execute(trx);
-    for (const [text, parameters] of insertStatements(rows, this.#postgres)) await trx.executeQuery(CompiledQuery.raw(text, parameters));
+    if (this.#postgres) statements.push(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
+    for (const [text, parameters] of insertStatements(rows, this.#postgres)) statements.push(CompiledQuery.raw(text, parameters));
+    return statements;
   }
 }
 

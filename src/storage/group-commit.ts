@@ -1,14 +1,30 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { CompiledQuery, Kysely, QueryResult, Transaction } from 'kysely';
 import type { Database } from './schema.ts';
 import { isDatabaseUnavailable } from './faults.ts';
+import type { Flight } from './flight.ts';
 import { MicroBatcher } from './micro-batcher.ts';
 import { Histogram } from 'prom-client';
 import { metricsRegistry } from '../metrics.ts';
 
 type Operation<T> = (trx: Transaction<Database>) => Promise<T>;
 
+/**
+ * An operation that is statements alone, none depending on another's answer, its result read
+ * from their answers afterwards. A batch made only of such operations can be sent as one flight
+ * (flight.ts): on PostgreSQL BEGIN, every statement and COMMIT in one round trip, where a
+ * transaction awaits each in turn (four round trips for an audit batch, three for a replay batch).
+ */
+export interface StatementOperation<T> {
+  /** Called when the batch starts (again if the operation is retried alone). */
+  statements(): CompiledQuery[];
+  /** The operation's result from its statements' answers, in order. */
+  result(answers: QueryResult<unknown>[]): T;
+}
+
+type AnyOperation<T> = Operation<T> | StatementOperation<T>;
+
 interface Queued {
-  operation: Operation<unknown>;
+  operation: AnyOperation<unknown>;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -30,19 +46,23 @@ interface Queued {
 export class GroupCommit {
   readonly #db: Kysely<Database>;
   readonly #batcher: MicroBatcher<Queued>;
+  readonly #flight: (() => Flight) | undefined;
 
   /**
    * `concurrency`: transactions in flight at once (default 1). Above 1 only where each has a
    * connection of its own (PostgreSQL): a batch then forms while others wait for their commits,
    * instead of the whole process waiting for one commit at a time (`groupCommitConcurrency`).
+   * `flight`: where batches of statement operations are sent as one flight (the server gives it
+   * on PostgreSQL, where it saves round trips; `groupCommitFlight`).
    */
-  constructor(db: Kysely<Database>, options: { maxBatch?: number; concurrency?: number } = {}) {
+  constructor(db: Kysely<Database>, options: { maxBatch?: number; concurrency?: number; flight?: () => Flight } = {}) {
     this.#db = db;
+    this.#flight = options.flight;
     this.#batcher = new MicroBatcher((batch) => this.#commit(batch), options.maxBatch ?? 1000, { concurrency: options.concurrency ?? 1 });
   }
 
   /** Runs `operation` in the next shared transaction; resolves with its result after commit. */
-  run<T>(operation: Operation<T>): Promise<T> {
+  run<T>(operation: AnyOperation<T>): Promise<T> {
     return new Promise<T>((resolve, reject) =>
       this.#batcher.add({ operation, resolve: resolve as (value: unknown) => void, reject }),
     );
@@ -57,11 +77,7 @@ export class GroupCommit {
     batchSizes.observe(batch.length);
     let results: unknown[];
     try {
-      results = await this.#db.transaction().execute(async (trx) => {
-        const out: unknown[] = [];
-        for (const item of batch) out.push(await item.operation(trx));
-        return out;
-      });
+      results = await this.#transaction(batch.map((item) => item.operation));
     } catch (error) {
       if (isDatabaseUnavailable(error)) {
         for (const item of batch) item.reject(error);
@@ -81,13 +97,48 @@ export class GroupCommit {
         continue;
       }
       try {
-        item.resolve(await this.#db.transaction().execute(item.operation));
+        item.resolve((await this.#transaction([item.operation]))[0]);
       } catch (error) {
         if (isDatabaseUnavailable(error)) unavailable = error;
         item.reject(error);
       }
     }
   }
+
+  /** One transaction running `operations` in order: a flight when every one is statements alone. */
+  async #transaction(operations: AnyOperation<unknown>[]): Promise<unknown[]> {
+    if (this.#flight && operations.every(isStatementOperation)) {
+      const flight = this.#flight();
+      const answers = operations.map((operation) => operation.statements().map((statement) => flight.run(statement)));
+      await flight.commit();
+      return Promise.all(answers.map(async (each, i) => operations[i]!.result(await Promise.all(each))));
+    }
+    return this.#db.transaction().execute(async (trx) => {
+      const out: unknown[] = [];
+      for (const operation of operations) out.push(await runIn(trx, operation));
+      return out;
+    });
+  }
+}
+
+async function runIn(trx: Transaction<Database>, operation: AnyOperation<unknown>): Promise<unknown> {
+  if (!isStatementOperation(operation)) return operation(trx);
+  const answers: QueryResult<unknown>[] = [];
+  for (const statement of operation.statements()) answers.push(await trx.executeQuery(statement));
+  return operation.result(answers);
+}
+
+function isStatementOperation(operation: AnyOperation<unknown>): operation is StatementOperation<unknown> {
+  return typeof operation === 'object';
+}
+
+/**
+ * Where the group commit sends its batches of statement operations as one flight: on PostgreSQL,
+ * where a flight is one round trip instead of one per statement. On SQLite (no network) the
+ * transaction it has always used.
+ */
+export function groupCommitFlight(storage: { dialect: 'sqlite' | 'postgres'; flight(): Flight }): (() => Flight) | undefined {
+  return storage.dialect === 'postgres' ? () => storage.flight() : undefined;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely } from 'kysely';
+import { CompiledQuery, type Kysely, type QueryResult } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
 import { IntervalPruner } from '../storage/pruner.ts';
@@ -29,6 +29,12 @@ interface PendingUse {
   expiresAt: number;
 }
 
+/** The statements recording some uses, and which of those uses were first, read from their answers. */
+interface Recording {
+  statements: CompiledQuery[];
+  fresh(answers: QueryResult<unknown>[]): boolean[];
+}
+
 /** The uses gathered for one statement; `fresh` resolves, in their order, whether each was the first. */
 interface UseBatch {
   uses: PendingUse[];
@@ -45,9 +51,10 @@ const rowsPerStatement = 500;
  * not pruned yet is taken over in the same statement, as a new use.
  *
  * With a group-commit writer, the uses of one event-loop turn are one operation of the writer's
- * next transaction — on PostgreSQL one multi-row INSERT … ON CONFLICT … RETURNING, one round trip
- * for a burst of token requests instead of one each (issue 13); each caller learns its own answer
- * once that transaction has committed. A key repeated within the batch is fresh the first time only.
+ * next transaction — on PostgreSQL one multi-row INSERT … ON CONFLICT … RETURNING, sent with the
+ * batch's other statements, BEGIN and COMMIT in one flight: one round trip for a burst of token
+ * requests instead of one each (issue 13); each caller learns its own answer once that
+ * transaction has committed. A key repeated within the batch is fresh the first time only.
  */
 export class DatabaseReplayCache implements ReplayCache {
   readonly #db: Kysely<Database>;
@@ -74,10 +81,16 @@ export class DatabaseReplayCache implements ReplayCache {
     let batch = this.#open;
     if (!batch) {
       const uses: PendingUse[] = [];
-      const fresh = this.#writer.run((trx) => {
-        // From here on, new uses go to the next batch.
-        if (this.#open?.uses === uses) this.#open = undefined;
-        return this.#record(trx, uses);
+      let recording: Recording | undefined;
+      // Statements alone: on PostgreSQL the writer sends them in one flight with the batch's others.
+      const fresh = this.#writer.run({
+        statements: () => {
+          // From here on, new uses go to the next batch.
+          if (this.#open?.uses === uses) this.#open = undefined;
+          recording = this.#recording(uses);
+          return recording.statements;
+        },
+        result: (answers) => recording!.fresh(answers),
       });
       batch = this.#open = { uses, fresh };
     }
@@ -85,10 +98,17 @@ export class DatabaseReplayCache implements ReplayCache {
     return (await batch.fresh)[index]!;
   }
 
-  /** Inserts the uses; resolves, for each, whether it was the first use of its key. */
+  /** Inserts the uses at once; resolves, for each, whether it was the first use of its key. */
   async #record(db: Kysely<Database>, uses: PendingUse[]): Promise<boolean[]> {
+    const recording = this.#recording(uses);
+    const answers: QueryResult<unknown>[] = [];
+    for (const statement of recording.statements) answers.push(await db.executeQuery(statement));
+    return recording.fresh(answers);
+  }
+
+  /** The statements that record `uses`, and how their answers tell which use was the first of its key. */
+  #recording(uses: PendingUse[]): Recording {
     const now = this.#clock.now();
-    const fresh = new Array<boolean>(uses.length).fill(false);
     // PostgreSQL refuses a statement that would upsert one row twice: a repeat in the batch is
     // a replay of its first occurrence, answered without asking the database.
     const first = new Map<string, number>();
@@ -96,27 +116,38 @@ export class DatabaseReplayCache implements ReplayCache {
       if (!first.has(use.key)) first.set(use.key, i);
     });
     const distinct = [...first.entries()];
+    const answered = () => new Array<boolean>(uses.length).fill(false);
     if (!this.#postgres) {
       // SQLite: no round trips to save, and a multi-row upsert costs more per row than one
       // prepared statement per key (measured), so each key is its own statement in the batch.
-      for (const [key, at] of distinct) {
-        const result = await db.executeQuery(CompiledQuery.raw(singleInsertText, [key, uses[at]!.expiresAt, now]));
-        fresh[at] = Number(result.numAffectedRows ?? 0n) === 1;
-      }
-      return fresh;
+      return {
+        statements: distinct.map(([key, at]) => CompiledQuery.raw(singleInsertText, [key, uses[at]!.expiresAt, now])),
+        fresh: (answers) => {
+          const fresh = answered();
+          distinct.forEach(([, at], i) => (fresh[at] = Number(answers[i]!.numAffectedRows ?? 0n) === 1));
+          return fresh;
+        },
+      };
     }
     // In key order: two batches in flight at once (PostgreSQL) then lock their rows in the same
     // order and cannot deadlock, whatever order the (client-chosen) jtis arrived in.
     distinct.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const statements: CompiledQuery[] = [];
     for (let i = 0; i < distinct.length; i += rowsPerStatement) {
       const chunk = distinct.slice(i, i + rowsPerStatement);
       const parameters: unknown[] = [];
       for (const [key, at] of chunk) parameters.push(key, uses[at]!.expiresAt);
       parameters.push(now);
-      const result = await db.executeQuery<{ key: string }>(CompiledQuery.raw(multiInsertText(chunk.length), parameters));
-      for (const row of result.rows) fresh[first.get(row.key)!] = true;
+      statements.push(CompiledQuery.raw(multiInsertText(chunk.length), parameters));
     }
-    return fresh;
+    return {
+      statements,
+      fresh: (answers) => {
+        const fresh = answered();
+        for (const answer of answers) for (const row of answer.rows as { key: string }[]) fresh[first.get(row.key)!] = true;
+        return fresh;
+      },
+    };
   }
 
   async prune(now: number): Promise<number> {

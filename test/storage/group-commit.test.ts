@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AuditRecorder } from '../../src/audit/recorder.ts';
-import { GroupCommit, groupCommitConcurrency } from '../../src/storage/group-commit.ts';
+import { CompiledQuery } from 'kysely';
+import { GroupCommit, groupCommitConcurrency, type StatementOperation } from '../../src/storage/group-commit.ts';
 import { DatabaseReplayCache } from '../../src/tokens/replay-cache.ts';
 import { auditFixture, sampleEvent } from '../audit/helpers.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -14,10 +15,12 @@ describe('the group commit, with the concurrency the server gives it', () => {
     assert.equal(groupCommitConcurrency('postgres', 100), 4);
   });
 
-  for (const dialect of testDialects()) {
-    test(`on ${dialect.name}: commits every event and every single use of a burst once, seen by another node when each caller hears back, and the sealed log verifies`, async (t) => {
+  for (const dialect of testDialects()) for (const inFlights of [false, true]) {
+    test(`on ${dialect.name}${inFlights ? ', each batch sent as one flight' : ''}: commits every event and every single use of a burst once, seen by another node when each caller hears back, and the sealed log verifies`, async (t) => {
       const f = await auditFixture(dialect, t);
-      const writer = new GroupCommit(f.db, { concurrency: groupCommitConcurrency(dialect.name, 10) });
+      let flights = 0;
+      const flight = () => (flights++, f.storage.flight());
+      const writer = new GroupCommit(f.db, { concurrency: groupCommitConcurrency(dialect.name, 10), ...(inFlights ? { flight } : {}) });
       const recorder = new AuditRecorder(f.db, { clock: f.clock, node: 'n', writer });
       const replay = new DatabaseReplayCache(f.db, f.clock, { writer });
       const other = dialect.name === 'sqlite' ? f.db : f.database.connect().db;
@@ -48,6 +51,37 @@ describe('the group commit, with the concurrency the server gives it', () => {
       await f.sealer.sealAll();
       const report = await f.verify();
       assert.equal(report.ok, true, JSON.stringify(report));
+      if (inFlights) assert.ok(flights > 0 && flights < 600, `${flights} flights for 600 operations: batched, and sent as flights`);
+      else assert.equal(flights, 0);
+    });
+  }
+
+  for (const dialect of testDialects()) {
+    test(`on ${dialect.name}: a statement that fails in a flight fails only its own caller; the batch's others are written alone`, async (t) => {
+      const f = await auditFixture(dialect, t);
+      const writer = new GroupCommit(f.db, { flight: () => f.storage.flight() });
+      const insert = (key: string): StatementOperation<string> => ({
+        statements: () => [CompiledQuery.raw(`insert into jti_replay (key, expires_at) values (${dialect.name === 'postgres' ? '$1, $2' : '?, ?'})`, [key, 1])],
+        result: (answers) => `${key}: ${answers[0]!.numAffectedRows}`,
+      });
+      const batch = [writer.run(insert('a')), writer.run(insert('dup')), writer.run(insert('dup')), writer.run(insert('b'))];
+      const outcomes = await Promise.allSettled(batch);
+      assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+      assert.deepEqual(outcomes.filter((o) => o.status === 'fulfilled').map((o) => o.value), ['a: 1', 'dup: 1', 'b: 1']);
+      const keys = await f.db.selectFrom('jti_replay').select('key').orderBy('key').execute();
+      assert.deepEqual(keys.map((k) => k.key), ['a', 'b', 'dup']);
+    });
+
+    test(`on ${dialect.name}: a batch with an operation that reads its own answers runs as a transaction, not a flight`, async (t) => {
+      const f = await auditFixture(dialect, t);
+      let flights = 0;
+      const writer = new GroupCommit(f.db, { flight: () => (flights++, f.storage.flight()) });
+      const read = writer.run(async (trx) => (await trx.selectFrom('jti_replay').select('key').execute()).length);
+      const statement = writer.run({ statements: () => [CompiledQuery.raw(`insert into jti_replay (key, expires_at) values (${dialect.name === 'postgres' ? '$1, $2' : '?, ?'})`, ['k', 1])], result: () => 'written' });
+      assert.deepEqual(await Promise.all([read, statement]), [0, 'written']);
+      assert.equal(flights, 0);
+      assert.equal(await writer.run({ statements: () => [], result: (answers) => answers.length }), 0);
+      assert.equal(flights, 1);
     });
   }
 });
