@@ -15,4 +15,5 @@ export const sealerLockKey = sql`hashtextextended('clearance.audit.sealer:' || c
  * Held shared by every transaction that inserts audit events, and taken exclusively for an
  * instant by the sealer: once it has it, every event with a lower seq has committed or is gone.
  */
-export const writersLockKey = sql`hashtextextended('clearance.audit.writers:' || current_schema(), 0)`;
+export const writersLockText = "hashtextextended('clearance.audit.writers:' || current_schema(), 0)";
+export const writersLockKey = sql.raw(writersLockText);

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Flight } from '../storage/flight.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
-import { isPostgres, writersLockKey } from './dialect.ts';
+import { isPostgres, writersLockText } from './dialect.ts';
+import { preparedOnPostgres } from '../storage/prepared.ts';
 import { eventLeafHash, serializeStoredEvent, validateEvent } from './event-format.ts';
 import type { AuditEvent, AuditLog, Recorded, StoredAuditEvent } from './events.ts';
 import { sealPersonalFields, type SubjectKey } from './personal-data.ts';
@@ -185,7 +186,7 @@ export class AuditRecorder implements AuditLog {
     const inserts: Promise<unknown>[] = [];
     if (rows.length > 0) {
       // Last in the transaction, as in recordWith: the writers' lock after the flight's own locks.
-      if (this.#postgres) void flight.run(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
+      if (this.#postgres) void flight.run(writersLock);
       for (const [text, parameters] of insertStatements(rows, this.#postgres)) inserts.push(flight.run(CompiledQuery.raw(text, parameters)));
     }
     let found: Map<string, SubjectKey> | undefined;
@@ -287,8 +288,7 @@ export class AuditRecorder implements AuditLog {
   /** The statements inserting `rows`, in one transaction. */
   #insertStatements(rows: EventRow[]): CompiledQuery[] {
     const statements: CompiledQuery[] = [];
-    // PostgreSQL: the sealer's barrier waits for every transaction holding this (sealer.ts).
-    if (this.#postgres) statements.push(sql`select pg_advisory_xact_lock_shared(${writersLockKey})`.compile(this.#db));
+    if (this.#postgres) statements.push(writersLock);
     for (const [text, parameters] of insertStatements(rows, this.#postgres)) statements.push(CompiledQuery.raw(text, parameters));
     return statements;
   }
@@ -318,6 +318,12 @@ const subjectKeyErased = 'audit_subject_key_erased';
 const columns = ['id', 'type', 'time', 'txn', 'subject', 'client', 'decision', 'event', 'leaf_hash'] as const;
 const insertTexts = new Map<string, string>();
 
+/** Batches of up to this many events are inserted by a prepared statement on PostgreSQL. */
+const preparedRows = 16;
+
+/** PostgreSQL: the sealer's barrier waits for every transaction holding this (sealer.ts); prepared (prepared.ts). */
+const writersLock = CompiledQuery.raw(preparedOnPostgres(`select pg_advisory_xact_lock_shared(${writersLockText})`));
+
 function insertText(rows: number, postgres: boolean): string {
   const key = `${postgres}:${rows}`;
   let text = insertTexts.get(key);
@@ -325,6 +331,8 @@ function insertText(rows: number, postgres: boolean): string {
     let n = 0;
     const tuples = Array.from({ length: rows }, () => `(${columns.map(() => (postgres ? `$${++n}` : '?')).join(',')})`);
     text = `insert into audit_events (${columns.join(',')}) values ${tuples.join(',')}`;
+    // The sizes a busy server's batches mostly have: parsed once per connection (prepared.ts).
+    if (postgres && rows <= preparedRows) preparedOnPostgres(text);
     insertTexts.set(key, text);
   }
   return text;

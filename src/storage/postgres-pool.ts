@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './faults.ts';
+import { preparedName } from './prepared.ts';
 
 export interface PostgresPoolOptions {
   url: string;
@@ -72,6 +73,7 @@ export function postgresPool(options: PostgresPoolOptions): pg.Pool {
   const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
   const gate = deadlineMs > 0 ? new OutageGate(() => probe(connect), () => pool.ending || pool.ended, options.onOutage) : undefined;
   pool.on('connect', (client) => {
+    prepareRegistered(client);
     // A checked-out client has no listener of the pool's: without this one its 'error' would be
     // unhandled. Its queries fail with the error; pg-pool drops it when it is released.
     client.on('error', onError);
@@ -155,6 +157,20 @@ function signalsOutage(error: unknown): boolean {
   if (!isDatabaseUnavailable(error)) return false;
   const { message, code } = error as { message?: string; code?: string };
   return !/^timeout exceeded when trying to connect/.test(message ?? '') && code !== '53300';
+}
+
+/**
+ * Sends each statement registered in prepared.ts as a named statement: parsed and planned once on
+ * this connection. pg remembers which names the connection has parsed (and forgets one whose
+ * parse failed, so it is parsed again next time).
+ */
+function prepareRegistered(client: pg.PoolClient): void {
+  const query = client.query as (...args: unknown[]) => unknown;
+  (client as { query: unknown }).query = function preparedQuery(this: pg.PoolClient, ...args: unknown[]): unknown {
+    const [text, values] = args;
+    const name = typeof text === 'string' && args.length <= 2 ? preparedName(text) : undefined;
+    return name ? query.call(this, { name, text, values: values ?? [] }) : query.apply(this, args);
+  };
 }
 
 /**

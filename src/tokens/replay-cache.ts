@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely, type QueryResult } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
+import { preparedOnPostgres } from '../storage/prepared.ts';
 import { IntervalPruner } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
@@ -168,6 +169,9 @@ const upsert = 'on conflict (key) do update set expires_at = excluded.expires_at
 const singleInsertText = `insert into jti_replay (key, expires_at) values (?, ?) ${upsert} ?`;
 const multiInsertTexts = new Map<number, string>();
 
+/** Batches of up to this many uses are recorded by a prepared statement. */
+const preparedRows = 16;
+
 /** PostgreSQL's multi-row upsert for `rows` uses (cached per size): one round trip for a batch. */
 function multiInsertText(rows: number): string {
   let text = multiInsertTexts.get(rows);
@@ -175,6 +179,8 @@ function multiInsertText(rows: number): string {
     let n = 0;
     const values = Array.from({ length: rows }, () => `($${++n}, $${++n})`).join(', ');
     text = `insert into jti_replay (key, expires_at) values ${values} ${upsert} $${++n} returning key`;
+    // The sizes a busy server's batches mostly have: parsed once per connection (prepared.ts).
+    if (rows <= preparedRows) preparedOnPostgres(text);
     multiInsertTexts.set(rows, text);
   }
   return text;
