@@ -47,6 +47,8 @@ export interface Config {
   dbStatementTimeoutMs: number;
   /** PostgreSQL: longest wait for a pooled connection or a new one, in ms; then 503. */
   dbAcquireTimeoutMs: number;
+  /** PostgreSQL: the hot path's repeated statements prepared once per connection (CLEARANCE_DB_PREPARED_STATEMENTS, default true). */
+  dbPreparedStatements: boolean;
   /** PostgreSQL: connections this process keeps open at most. */
   dbPoolSize: number;
   /** `/readyz` answers 503 when the database has not answered `select 1` within this many ms. */
@@ -213,6 +215,7 @@ export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
     dbStatementTimeoutMs: readInt(env, 'CLEARANCE_DB_STATEMENT_TIMEOUT_MS', databaseTimeoutDefaults.statementMs, 0, 3_600_000),
     dbAcquireTimeoutMs: readInt(env, 'CLEARANCE_DB_ACQUIRE_TIMEOUT_MS', databaseTimeoutDefaults.acquireMs, 1, 60_000),
     dbPoolSize: readInt(env, 'CLEARANCE_DB_POOL_SIZE', 10, 2, 1000),
+    dbPreparedStatements: readOneOf(env, 'CLEARANCE_DB_PREPARED_STATEMENTS', ['true', 'false'], 'true') === 'true',
     readyTimeoutMs: readInt(env, 'CLEARANCE_READY_TIMEOUT_MS', databaseTimeoutDefaults.readyMs, 1, 60_000),
     // A load balancer polling /readyz every few seconds has noticed within 5 s; in development nobody polls.
     drainDelayMs: readInt(env, 'CLEARANCE_DRAIN_DELAY_MS', mode === 'production' ? 5000 : 0, 0, 300_000),

@@ -163,12 +163,14 @@ describe('loadConfig', () => {
     refuses({ CLEARANCE_KEY_OVERLAP: '-1' }, /^CLEARANCE_KEY_OVERLAP must be an integer/);
   });
 
-  test('reads the database timeouts and pool size, a few seconds at most by default, and refuses nonsense', () => {
+  test('reads the database timeouts, pool size and prepared statements, a few seconds at most by default, and refuses nonsense', () => {
     const defaults = loadConfig({});
     assert.deepEqual(
-      [defaults.dbStatementTimeoutMs, defaults.dbAcquireTimeoutMs, defaults.readyTimeoutMs, defaults.sqliteBusyTimeoutMs, defaults.dbPoolSize],
-      [3000, 2000, 1000, 2000, 10],
+      [defaults.dbStatementTimeoutMs, defaults.dbAcquireTimeoutMs, defaults.readyTimeoutMs, defaults.sqliteBusyTimeoutMs, defaults.dbPoolSize, defaults.dbPreparedStatements],
+      [3000, 2000, 1000, 2000, 10, true],
     );
+    assert.equal(loadConfig({ CLEARANCE_DB_PREPARED_STATEMENTS: 'false' }).dbPreparedStatements, false);
+    refuses({ CLEARANCE_DB_PREPARED_STATEMENTS: 'no' }, /^CLEARANCE_DB_PREPARED_STATEMENTS/);
     const set = loadConfig({
       CLEARANCE_DB_STATEMENT_TIMEOUT_MS: '0',
       CLEARANCE_DB_ACQUIRE_TIMEOUT_MS: '500',

@@ -86,6 +86,9 @@ Environment (the server and the CLI read the same):
                         connection (default 2000), then 503; CLI commands have no statement timeout
   CLEARANCE_DB_POOL_SIZE
                         PostgreSQL connections per process (default 10)
+  CLEARANCE_DB_PREPARED_STATEMENTS
+                        true (default): the hot path's repeated statements are prepared once per
+                        PostgreSQL connection; false behind a pooler that cannot carry them
   CLEARANCE_READY_TIMEOUT_MS
                         /readyz is 503 when the database has not answered within this (default 1000)
   CLEARANCE_TLS_CERT, CLEARANCE_TLS_KEY, CLEARANCE_TLS_CLIENT_CA

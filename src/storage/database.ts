@@ -66,6 +66,12 @@ export interface StorageOptions {
   statementTimeoutMs?: number;
   /** PostgreSQL: longest wait for a pooled connection, or to open a new one (ms). */
   acquireTimeoutMs?: number;
+  /**
+   * PostgreSQL: send the hot path's repeated statements as named statements, prepared once per
+   * connection (./prepared.ts; default true). Off behind a pooler that cannot carry them (PgBouncer
+   * in transaction mode before 1.21, or without `max_prepared_statements`).
+   */
+  preparedStatements?: boolean;
   /** SQLite: longest wait for another connection's write lock before "database is locked" (ms). */
   busyTimeoutMs?: number;
   /** PostgreSQL application_name, shown in pg_stat_activity (default `clearance`). */
@@ -93,7 +99,7 @@ export interface StorageOptions {
 
 /** The storage options a configuration asks for. */
 export function storageOptionsFor(
-  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'sqliteSynchronous' | 'dbStatementTimeoutMs' | 'dbAcquireTimeoutMs' | 'dbPoolSize' | 'sqliteBusyTimeoutMs'>,
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'sqliteSynchronous' | 'dbStatementTimeoutMs' | 'dbAcquireTimeoutMs' | 'dbPoolSize' | 'dbPreparedStatements' | 'sqliteBusyTimeoutMs'>,
 ): StorageOptions {
   return {
     databaseUrl: config.databaseUrl,
@@ -102,6 +108,7 @@ export function storageOptionsFor(
     statementTimeoutMs: config.dbStatementTimeoutMs,
     acquireTimeoutMs: config.dbAcquireTimeoutMs,
     poolSize: config.dbPoolSize,
+    preparedStatements: config.dbPreparedStatements,
     busyTimeoutMs: config.sqliteBusyTimeoutMs,
   };
 }
@@ -245,6 +252,7 @@ function openPostgres(url: string, options: StorageOptions): Storage {
       onConnectionError: options.onConnectionError,
       onOutage: options.onOutage,
       onStatement: options.onQuery,
+      prepare: options.preparedStatements ?? true,
       ...overrides,
     });
   const db = new Kysely<Database>({ dialect: new CurrentSchemaPostgresDialect({ pool: pool({}) }) });

@@ -17,6 +17,8 @@ export interface PostgresPoolOptions {
   onConnectionError?: ((error: Error) => void) | undefined;
   /** Told when the database stops answering (true) and when it answers again (false). */
   onOutage?: ((down: boolean) => void) | undefined;
+  /** Send the statements registered in prepared.ts as named statements (default true). */
+  prepare?: boolean;
   /** Told each statement as it is written, and whether it starts a round trip (database.ts onQuery). */
   onStatement?: ((sql: string, roundTrip: boolean) => void) | undefined;
 }
@@ -73,7 +75,7 @@ export function postgresPool(options: PostgresPoolOptions): pg.Pool {
   const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
   const gate = deadlineMs > 0 ? new OutageGate(() => probe(connect), () => pool.ending || pool.ended, options.onOutage) : undefined;
   pool.on('connect', (client) => {
-    prepareRegistered(client);
+    if (options.prepare !== false) prepareRegistered(client);
     // A checked-out client has no listener of the pool's: without this one its 'error' would be
     // unhandled. Its queries fail with the error; pg-pool drops it when it is released.
     client.on('error', onError);

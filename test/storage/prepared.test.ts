@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CompiledQuery, sql } from 'kysely';
-import { migrate } from '../../src/storage/database.ts';
+import { migrate, openStorage } from '../../src/storage/database.ts';
 import { preparedName, preparedOnPostgres } from '../../src/storage/prepared.ts';
 import { testDialects } from '../helpers/storage.ts';
 
@@ -27,6 +27,18 @@ describe('statements prepared on PostgreSQL', () => {
       });
       const keys = await database.storage.db.selectFrom('jti_replay').select('key').orderBy('key').execute();
       assert.deepEqual(keys.map((k) => k.key), ['a', 'b']);
+    });
+
+    test('is sent unnamed when prepared statements are off (behind a pooler that cannot carry them)', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const unprepared = openStorage({ ...database.options, preparedStatements: false });
+      t.after(() => unprepared.close());
+      await unprepared.db.connection().execute(async (db) => {
+        await db.executeQuery(CompiledQuery.raw(insert, ['c', 1]));
+        const { rows } = await sql`select name from pg_prepared_statements`.execute(db);
+        assert.deepEqual(rows, []);
+      });
     });
   }
 });
