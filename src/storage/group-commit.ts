@@ -86,7 +86,7 @@ export class GroupCommit {
       await this.#runAlone(batch);
       return;
     }
-    batch.forEach((item, i) => item.resolve(results[i]));
+    batch.forEach((item, i) => settle(item, results[i]));
   }
 
   async #runAlone(batch: Queued[]): Promise<void> {
@@ -97,7 +97,7 @@ export class GroupCommit {
         continue;
       }
       try {
-        item.resolve((await this.#transaction([item.operation]))[0]);
+        settle(item, (await this.#transaction([item.operation]))[0]);
       } catch (error) {
         if (isDatabaseUnavailable(error)) unavailable = error;
         item.reject(error);
@@ -111,7 +111,17 @@ export class GroupCommit {
       const flight = this.#flight();
       const answers = operations.map((operation) => operation.statements().map((statement) => flight.run(statement)));
       await flight.commit();
-      return Promise.all(answers.map(async (each, i) => operations[i]!.result(await Promise.all(each))));
+      // Committed: a result that cannot be read fails its own caller, and nothing runs again.
+      return Promise.all(
+        answers.map(async (each, i) => {
+          const got = await Promise.all(each);
+          try {
+            return operations[i]!.result(got);
+          } catch (error) {
+            return new Unreadable(error);
+          }
+        }),
+      );
     }
     return this.#db.transaction().execute(async (trx) => {
       const out: unknown[] = [];
@@ -119,6 +129,19 @@ export class GroupCommit {
       return out;
     });
   }
+}
+
+/** The result of a committed statement operation whose `result` threw. */
+class Unreadable {
+  readonly error: unknown;
+  constructor(error: unknown) {
+    this.error = error;
+  }
+}
+
+function settle(item: Queued, result: unknown): void {
+  if (result instanceof Unreadable) item.reject(result.error);
+  else item.resolve(result);
 }
 
 async function runIn(trx: Transaction<Database>, operation: AnyOperation<unknown>): Promise<unknown> {

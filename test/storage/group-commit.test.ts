@@ -72,6 +72,27 @@ describe('the group commit, with the concurrency the server gives it', () => {
       assert.deepEqual(keys.map((k) => k.key), ['a', 'b', 'dup']);
     });
 
+    test(`on ${dialect.name}: a flight's result that cannot be read fails only its caller, and nothing is written twice`, async (t) => {
+      const f = await auditFixture(dialect, t);
+      const writer = new GroupCommit(f.db, { flight: () => f.storage.flight() });
+      const insert = (key: string, result: () => string): StatementOperation<string> => ({
+        statements: () => [CompiledQuery.raw(`insert into jti_replay (key, expires_at) values (${dialect.name === 'postgres' ? '$1, $2' : '?, ?'})`, [key, 1])],
+        result,
+      });
+      const outcomes = await Promise.allSettled([
+        writer.run(insert('kept', () => 'ok')),
+        writer.run(
+          insert('unread', () => {
+            throw new Error('unreadable answer');
+          }),
+        ),
+      ]);
+      assert.equal(outcomes[0]!.status, 'fulfilled');
+      assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /unreadable answer/);
+      const keys = await f.db.selectFrom('jti_replay').select('key').orderBy('key').execute();
+      assert.deepEqual(keys.map((k) => k.key), ['kept', 'unread']);
+    });
+
     test(`on ${dialect.name}: a batch with an operation that reads its own answers runs as a transaction, not a flight`, async (t) => {
       const f = await auditFixture(dialect, t);
       let flights = 0;
