@@ -99,7 +99,7 @@ export class DatabaseReplayCache implements ReplayCache {
     return (await batch.fresh)[index]!;
   }
 
-  /** Inserts the uses at once; resolves, for each, whether it was the first use of its key. */
+  /** Without a writer: inserts the uses, each statement on its own; resolves, for each, whether it was the first use of its key. */
   async #record(db: Kysely<Database>, uses: PendingUse[]): Promise<boolean[]> {
     const recording = this.#recording(uses);
     const answers: QueryResult<unknown>[] = [];
