@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Flight } from '../storage/flight.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
-import type { GroupCommit } from '../storage/group-commit.ts';
+import { runStatements, type GroupCommit, type StatementOperation } from '../storage/group-commit.ts';
 import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
 import { isPostgres, writersLockText } from './dialect.ts';
-import { preparedOnPostgres } from '../storage/prepared.ts';
+import { preparedBatchRows, preparedOnPostgres } from '../storage/prepared.ts';
 import { eventLeafHash, serializeStoredEvent, validateEvent } from './event-format.ts';
 import type { AuditEvent, AuditLog, Recorded, StoredAuditEvent } from './events.ts';
 import { sealPersonalFields, type SubjectKey } from './personal-data.ts';
@@ -135,7 +135,7 @@ export class AuditRecorder implements AuditLog {
       remember = resolved?.remember;
       const rows = checked.map((c) => this.#prepare(c.event, c.subject === undefined ? undefined : resolved!.keys.get(c.subject)));
       // Last in the transaction: PostgreSQL's writers' lock is taken only after the work's locks.
-      if (rows.length > 0) await this.#insert(trx, rows);
+      if (rows.length > 0) await runStatements(trx, this.#insertion(rows));
       count = rows.length;
       return done.value;
     });
@@ -277,20 +277,21 @@ export class AuditRecorder implements AuditLog {
 
   async #write(rows: EventRow[]): Promise<void> {
     // Statements alone: on PostgreSQL the writer sends them in one flight with the batch's others.
-    if (this.#writer) await this.#writer.run({ statements: () => this.#insertStatements(rows), result: () => undefined });
-    else await this.#db.transaction().execute((trx) => this.#insert(trx, rows));
-  }
-
-  async #insert(trx: Transaction<Database>, rows: EventRow[]): Promise<void> {
-    for (const statement of this.#insertStatements(rows)) await trx.executeQuery(statement);
+    const insertion = this.#insertion(rows);
+    await (this.#writer ? this.#writer.run(insertion) : this.#db.transaction().execute((trx) => runStatements(trx, insertion)));
   }
 
   /** The statements inserting `rows`, in one transaction. */
-  #insertStatements(rows: EventRow[]): CompiledQuery[] {
-    const statements: CompiledQuery[] = [];
-    if (this.#postgres) statements.push(writersLock);
-    for (const [text, parameters] of insertStatements(rows, this.#postgres)) statements.push(CompiledQuery.raw(text, parameters));
-    return statements;
+  #insertion(rows: EventRow[]): StatementOperation<void> {
+    return {
+      statements: () => {
+        const statements: CompiledQuery[] = [];
+        if (this.#postgres) statements.push(writersLock);
+        for (const [text, parameters] of insertStatements(rows, this.#postgres)) statements.push(CompiledQuery.raw(text, parameters));
+        return statements;
+      },
+      result: () => undefined,
+    };
   }
 }
 
@@ -318,9 +319,6 @@ const subjectKeyErased = 'audit_subject_key_erased';
 const columns = ['id', 'type', 'time', 'txn', 'subject', 'client', 'decision', 'event', 'leaf_hash'] as const;
 const insertTexts = new Map<string, string>();
 
-/** Batches of up to this many events are inserted by a prepared statement on PostgreSQL. */
-const preparedRows = 16;
-
 /** PostgreSQL: the sealer's barrier waits for every transaction holding this (sealer.ts); prepared (prepared.ts). */
 const writersLock = CompiledQuery.raw(preparedOnPostgres(`select pg_advisory_xact_lock_shared(${writersLockText})`));
 
@@ -332,7 +330,7 @@ function insertText(rows: number, postgres: boolean): string {
     const tuples = Array.from({ length: rows }, () => `(${columns.map(() => (postgres ? `$${++n}` : '?')).join(',')})`);
     text = `insert into audit_events (${columns.join(',')}) values ${tuples.join(',')}`;
     // The sizes a busy server's batches mostly have: parsed once per connection (prepared.ts).
-    if (postgres && rows <= preparedRows) preparedOnPostgres(text);
+    if (postgres && rows <= preparedBatchRows) preparedOnPostgres(text);
     insertTexts.set(key, text);
   }
   return text;

@@ -144,10 +144,14 @@ function settle(item: Queued, result: unknown): void {
   else item.resolve(result);
 }
 
-async function runIn(trx: Transaction<Database>, operation: AnyOperation<unknown>): Promise<unknown> {
-  if (!isStatementOperation(operation)) return operation(trx);
+function runIn(trx: Transaction<Database>, operation: AnyOperation<unknown>): Promise<unknown> {
+  return isStatementOperation(operation) ? runStatements(trx, operation) : operation(trx);
+}
+
+/** Runs a statement operation's statements one after another on `db` (a transaction, or the database itself), then reads its result. */
+export async function runStatements<T>(db: Kysely<Database>, operation: StatementOperation<T>): Promise<T> {
   const answers: QueryResult<unknown>[] = [];
-  for (const statement of operation.statements()) answers.push(await trx.executeQuery(statement));
+  for (const statement of operation.statements()) answers.push(await db.executeQuery(statement));
   return operation.result(answers);
 }
 

@@ -9,6 +9,9 @@
  * a plan held by every connection of the pool for as long as it lives.
  */
 const maxPrepared = 64;
+
+/** Multi-row statements are prepared for batches of up to this many rows: the sizes a busy server's batches mostly have. */
+export const preparedBatchRows = 16;
 const names = new Map<string, string>();
 
 /** Registers `text` to be prepared on PostgreSQL (if there is room); returns it, for use in place. */

@@ -1,10 +1,10 @@
-import { CompiledQuery, type Kysely, type QueryResult } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
-import { preparedOnPostgres } from '../storage/prepared.ts';
+import { preparedBatchRows, preparedOnPostgres } from '../storage/prepared.ts';
 import { IntervalPruner } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
-import type { GroupCommit } from '../storage/group-commit.ts';
+import { runStatements, type GroupCommit, type StatementOperation } from '../storage/group-commit.ts';
 
 /**
  * Remembers single-use identifiers (a client assertion's or a DPoP proof's `jti`) until they
@@ -28,12 +28,6 @@ export const maxReplayKeyLength = 512;
 interface PendingUse {
   key: string;
   expiresAt: number;
-}
-
-/** The statements recording some uses, and which of those uses were first, read from their answers. */
-interface Recording {
-  statements: CompiledQuery[];
-  fresh(answers: QueryResult<unknown>[]): boolean[];
 }
 
 /** The uses gathered for one statement; `fresh` resolves, in their order, whether each was the first. */
@@ -78,20 +72,20 @@ export class DatabaseReplayCache implements ReplayCache {
   async use(key: string, expiresAt: number): Promise<boolean> {
     if (key.length === 0 || key.length > maxReplayKeyLength) throw new RangeError('replay key length out of range');
     this.#pruner.maybe(this.#clock.now());
-    if (!this.#writer) return (await this.#record(this.#db, [{ key, expiresAt }]))[0]!;
+    if (!this.#writer) return (await runStatements(this.#db, this.#recording([{ key, expiresAt }])))[0]!;
     let batch = this.#open;
     if (!batch) {
       const uses: PendingUse[] = [];
-      let recording: Recording | undefined;
+      let recording: StatementOperation<boolean[]> | undefined;
       // Statements alone: on PostgreSQL the writer sends them in one flight with the batch's others.
       const fresh = this.#writer.run({
         statements: () => {
           // From here on, new uses go to the next batch.
           if (this.#open?.uses === uses) this.#open = undefined;
           recording = this.#recording(uses);
-          return recording.statements;
+          return recording.statements();
         },
-        result: (answers) => recording!.fresh(answers),
+        result: (answers) => recording!.result(answers),
       });
       batch = this.#open = { uses, fresh };
     }
@@ -99,16 +93,8 @@ export class DatabaseReplayCache implements ReplayCache {
     return (await batch.fresh)[index]!;
   }
 
-  /** Without a writer: inserts the uses, each statement on its own; resolves, for each, whether it was the first use of its key. */
-  async #record(db: Kysely<Database>, uses: PendingUse[]): Promise<boolean[]> {
-    const recording = this.#recording(uses);
-    const answers: QueryResult<unknown>[] = [];
-    for (const statement of recording.statements) answers.push(await db.executeQuery(statement));
-    return recording.fresh(answers);
-  }
-
-  /** The statements that record `uses`, and how their answers tell which use was the first of its key. */
-  #recording(uses: PendingUse[]): Recording {
+  /** The statements that record `uses`, and how their answers tell, for each use, whether it was the first of its key. */
+  #recording(uses: PendingUse[]): StatementOperation<boolean[]> {
     const now = this.#clock.now();
     // PostgreSQL refuses a statement that would upsert one row twice: a repeat in the batch is
     // a replay of its first occurrence, answered without asking the database.
@@ -121,9 +107,10 @@ export class DatabaseReplayCache implements ReplayCache {
     if (!this.#postgres) {
       // SQLite: no round trips to save, and a multi-row upsert costs more per row than one
       // prepared statement per key (measured), so each key is its own statement in the batch.
+      const statements = distinct.map(([key, at]) => CompiledQuery.raw(singleInsertText, [key, uses[at]!.expiresAt, now]));
       return {
-        statements: distinct.map(([key, at]) => CompiledQuery.raw(singleInsertText, [key, uses[at]!.expiresAt, now])),
-        fresh: (answers) => {
+        statements: () => statements,
+        result: (answers) => {
           const fresh = answered();
           distinct.forEach(([, at], i) => (fresh[at] = Number(answers[i]!.numAffectedRows ?? 0n) === 1));
           return fresh;
@@ -142,8 +129,8 @@ export class DatabaseReplayCache implements ReplayCache {
       statements.push(CompiledQuery.raw(multiInsertText(chunk.length), parameters));
     }
     return {
-      statements,
-      fresh: (answers) => {
+      statements: () => statements,
+      result: (answers) => {
         const fresh = answered();
         for (const answer of answers) for (const row of answer.rows as { key: string }[]) fresh[first.get(row.key)!] = true;
         return fresh;
@@ -169,9 +156,6 @@ const upsert = 'on conflict (key) do update set expires_at = excluded.expires_at
 const singleInsertText = `insert into jti_replay (key, expires_at) values (?, ?) ${upsert} ?`;
 const multiInsertTexts = new Map<number, string>();
 
-/** Batches of up to this many uses are recorded by a prepared statement. */
-const preparedRows = 16;
-
 /** PostgreSQL's multi-row upsert for `rows` uses (cached per size): one round trip for a batch. */
 function multiInsertText(rows: number): string {
   let text = multiInsertTexts.get(rows);
@@ -180,7 +164,7 @@ function multiInsertText(rows: number): string {
     const values = Array.from({ length: rows }, () => `($${++n}, $${++n})`).join(', ');
     text = `insert into jti_replay (key, expires_at) values ${values} ${upsert} $${++n} returning key`;
     // The sizes a busy server's batches mostly have: parsed once per connection (prepared.ts).
-    if (rows <= preparedRows) preparedOnPostgres(text);
+    if (rows <= preparedBatchRows) preparedOnPostgres(text);
     multiInsertTexts.set(rows, text);
   }
   return text;
