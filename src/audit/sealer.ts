@@ -285,12 +285,19 @@ export class AuditSealer {
   }
 
   async #checkpointWal(db: Kysely<Database>, checkpointer: WalCheckpointer | undefined): Promise<void> {
+    // The checkpoint is awaited on a line of its own: inside `this.#onWalCheckpoint?.(…)` it would
+    // not run at all without an observer (an optional call skips its arguments), and the WAL of
+    // every server would grow without bound.
     try {
-      this.#onWalCheckpoint?.(await (checkpointer ? checkpointer.checkpoint() : checkpointWal(db)));
+      const result = await (checkpointer ? checkpointer.checkpoint() : checkpointWal(db));
+      this.#onWalCheckpoint?.(result);
     } catch (error) {
       // Without its worker, on this thread: a longer pause, but the WAL stays bounded.
       this.#log?.warn({ err: error }, 'SQLite WAL checkpoint in the worker thread failed; checkpointing on the main thread');
-      await this.#walLogged(async () => this.#onWalCheckpoint?.(await checkpointWal(db)));
+      await this.#walLogged(async () => {
+        const result = await checkpointWal(db);
+        this.#onWalCheckpoint?.(result);
+      });
     }
   }
 

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { test, type TestContext } from 'node:test';
 import { sql, type Kysely } from 'kysely';
 import { AuditKeys } from '../../src/audit/audit-key.ts';
@@ -14,6 +18,7 @@ import { migrate } from '../../src/storage/database.ts';
 import type { Database } from '../../src/storage/schema.ts';
 import { autocheckpointPages, type WalCheckpoint } from '../../src/storage/wal.ts';
 import { origin, sampleEvent } from '../audit/helpers.ts';
+import { m2mFixture } from '../interop/m2m-fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
 
 const sqlite = testDialects().find((d) => d.name === 'sqlite')!;
@@ -32,6 +37,38 @@ function checkpointWatch(): { onWalCheckpoint(result: WalCheckpoint): void; next
     },
     next: () => new Promise<void>((resolve) => waiters.push(resolve)),
   };
+}
+
+/**
+ * The sealed leaves that the database file itself holds, read from a copy of that file alone
+ * (without its WAL): only a checkpoint writes them there. -1 while a copy cannot be read (it may
+ * catch a checkpoint half-way).
+ */
+function leavesInDatabaseFile(file: string): number {
+  const dir = mkdtempSync(join(tmpdir(), 'clearance-wal-copy-'));
+  try {
+    copyFileSync(file, join(dir, 'copy.db'));
+    const copy = new DatabaseSync(join(dir, 'copy.db'));
+    try {
+      return Number((copy.prepare('select count(*) as n from audit_leaves').get() as { n: number }).n);
+    } finally {
+      copy.close();
+    }
+  } catch {
+    return -1;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Polls `leavesInDatabaseFile` until it reaches `leaves` (or 30 s pass); returns the last count. */
+async function untilDatabaseFileHolds(file: string, leaves: number): Promise<number> {
+  let held = leavesInDatabaseFile(file);
+  for (let tries = 0; held < leaves && tries < 300; tries++) {
+    await sleep(100);
+    held = leavesInDatabaseFile(file);
+  }
+  return held;
 }
 
 async function autocheckpoint(db: Kysely<Database>): Promise<number> {
@@ -118,4 +155,37 @@ test('keeps the SQLite WAL bounded while another process writes: the tail of eac
   assert.equal(report.ok, true, report.problem?.message);
   assert.equal(report.leaves, total);
   assert.equal(report.unsealed, 0);
+});
+
+test('checkpoints the SQLite WAL with no one watching: the sealed log reaches the database file', { timeout: 120_000 }, async (t) => {
+  const { storage, file, clock, masterKey } = await migratedFile(t);
+  const recorder = new AuditRecorder(storage.db, { clock, node: 'n' });
+  t.after(() => recorder.close());
+  // No onWalCheckpoint: as the server runs it.
+  const sealer = new AuditSealer(storage.db, { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 5 });
+  t.after(() => sealer.stop());
+  sealer.start();
+  await Promise.all(Array.from({ length: 300 }, (_, i) => recorder.record(sampleEvent(i))));
+
+  assert.equal(await untilDatabaseFileHolds(file, 300), 300, 'the sealed leaves never left the WAL');
+});
+
+test("keeps a running server's WAL checkpointed: the token.issued events of HTTP requests reach the database file", { timeout: 120_000 }, async (t) => {
+  const { server, secretClient } = await m2mFixture(t);
+  const file = sqliteFileOf(server.running.ctx.storage)!;
+  const before = leavesInDatabaseFile(file);
+  const basic = `Basic ${Buffer.from(`${secretClient.id}:${secretClient.secret}`).toString('base64')}`;
+  const requests = 40;
+  for (let i = 0; i < requests; i++) {
+    const response = await fetch(`${server.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials&scope=position:view',
+    });
+    assert.equal(response.status, 200, await response.text());
+  }
+
+  // Each issuance is sealed within a round (500 ms) and checkpointed right after it.
+  const held = await untilDatabaseFileHolds(file, before + requests);
+  assert.ok(held >= before + requests, `the database file holds ${held} sealed leaves, ${before} before ${requests} tokens were issued`);
 });
