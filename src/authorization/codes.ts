@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
 import { Flight } from '../storage/flight.ts';
+import { deleteExpired } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuthorizationDetail } from './authorization-details.ts';
 import { grantNamesMandate } from './consent.ts';
@@ -170,6 +171,5 @@ function redemption(ctx: Pick<Context, 'clock'>, id: string, db: Kysely<Database
 
 /** Deletes codes that expired more than a day before `now` (ms); redeemed ones are kept that long to detect reuse. */
 export async function pruneCodes(ctx: Pick<Context, 'storage'>, now: number): Promise<number> {
-  const result = await ctx.storage.db.deleteFrom('authorization_codes').where('expires_at', '<', now - 24 * 3600_000).executeTakeFirst();
-  return Number(result.numDeletedRows);
+  return deleteExpired(ctx.storage.db, { table: 'authorization_codes', key: 'code_hash', expiresBy: 'expires_at' }, now - 24 * 3600_000);
 }

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { rowsOf, type Flight } from '../storage/flight.ts';
+import { deleteExpired } from '../storage/pruner.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { handleDigest, randomHandle } from './digest.ts';
 import type { AuthorizationRequest } from './request.ts';
@@ -107,6 +108,5 @@ function consumption(ctx: Pick<Context, 'clock'>, id: string, db: Kysely<Databas
 
 /** Deletes pushed requests that expired before `now` (ms). */
 export async function prunePushedRequests(ctx: Pick<Context, 'storage'>, now: number): Promise<number> {
-  const result = await ctx.storage.db.deleteFrom('pushed_requests').where('expires_at', '<', now).executeTakeFirst();
-  return Number(result.numDeletedRows);
+  return deleteExpired(ctx.storage.db, { table: 'pushed_requests', key: 'uri_hash', expiresBy: 'expires_at' }, now);
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
-import { IntervalPruner } from '../storage/pruner.ts';
+import { deleteExpired, IntervalPruner } from '../storage/pruner.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
@@ -126,8 +126,7 @@ export class ReferenceTokenStore {
 
   /** Deletes rows of tokens that have expired (they resolve to nothing anyway); resolves the number deleted. */
   async prune(nowMs: number): Promise<number> {
-    const result = await this.#db.deleteFrom('reference_tokens').where('expires_at', '<=', nowMs).executeTakeFirst();
-    return Number(result.numDeletedRows);
+    return deleteExpired(this.#db, { table: 'reference_tokens', key: 'digest', expiresBy: 'expires_at' }, nowMs, { inclusive: true });
   }
 
   /** Resolves when an opportunistic prune started by `store` has finished (tests and shutdown). */

@@ -2,7 +2,7 @@ import { CompiledQuery, type Kysely } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
 import { preparedBatchRows, preparedOnPostgres } from '../storage/prepared.ts';
-import { IntervalPruner } from '../storage/pruner.ts';
+import { deleteExpired, IntervalPruner } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
 import { runStatements, type GroupCommit, type StatementOperation } from '../storage/group-commit.ts';
 
@@ -139,8 +139,7 @@ export class DatabaseReplayCache implements ReplayCache {
   }
 
   async prune(now: number): Promise<number> {
-    const result = await this.#db.deleteFrom('jti_replay').where('expires_at', '<', now).executeTakeFirst();
-    return Number(result.numDeletedRows);
+    return deleteExpired(this.#db, { table: 'jti_replay', key: 'key', expiresBy: 'expires_at' }, now);
   }
 
   /** Resolves when an opportunistic prune started by `use` has finished (for tests and shutdown). */

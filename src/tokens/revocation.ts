@@ -1,5 +1,6 @@
 import { CompiledQuery, type Kysely } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
+import { deleteExpired } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
 
 export interface RevocationTables {
@@ -36,8 +37,7 @@ export class RevocationList {
 
   /** Drops rows of tokens that have expired anyway. */
   async prune(nowMs: number): Promise<number> {
-    const result = await this.#db.deleteFrom('revoked_tokens').where('expires_at', '<', nowMs).executeTakeFirst();
-    return Number(result.numDeletedRows);
+    return deleteExpired(this.#db, { table: 'revoked_tokens', key: 'jti', expiresBy: 'expires_at' }, nowMs);
   }
 }
 
