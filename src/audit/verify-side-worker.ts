@@ -1,17 +1,21 @@
-/** Worker thread: runs checkBeside on its own connection to a SQLite file (verify.ts). */
+/**
+ * Worker thread: runs checkBeside on a read-only connection of its own to a SQLite file
+ * (verify.ts). It loads only Kysely and node:sqlite, not the server's storage layer: the worker's
+ * start-up is on verification's critical path.
+ */
 import { parentPort, workerData } from 'node:worker_threads';
-import { sql } from 'kysely';
-import { openStorage } from '../storage/database.ts';
-import { checkBeside, verificationMmapBytes } from './verify-side.ts';
+import { Kysely, SqliteDialect } from 'kysely';
+import { adaptStatement } from '../storage/node-sqlite-statement.ts';
+import type { Database } from '../storage/schema.ts';
+import { checkBeside, openForVerification } from './verify-side.ts';
 
 const { sqliteFile, lastSeq } = workerData as { sqliteFile: string; lastSeq: number };
-const storage = openStorage({ sqlitePath: sqliteFile });
+const conn = openForVerification(sqliteFile);
+const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: { close: () => conn.close(), prepare: (text) => adaptStatement(conn.prepare(text)) } }) });
 try {
-  // Memory-mapped (verify-side.ts): the query index's probes are random reads of its pages.
-  await sql.raw(`PRAGMA mmap_size = ${verificationMmapBytes}`).execute(storage.db);
-  parentPort!.postMessage({ ok: true, problem: await checkBeside(storage.db, lastSeq, { columns: true }) });
+  parentPort!.postMessage({ ok: true, problem: await checkBeside(db, lastSeq, { columns: true }) });
 } catch (error) {
   parentPort!.postMessage({ ok: false, error: (error as Error).message });
 } finally {
-  await storage.close();
+  await db.destroy();
 }

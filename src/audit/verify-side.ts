@@ -7,6 +7,7 @@
  * - the query index (audit_index) holds exactly the lookups of the sealed events, or a query (and
  *   so an export) could hide an event or show it under another transaction, subject or client.
  */
+import { DatabaseSync } from 'node:sqlite';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.ts';
 
@@ -16,6 +17,13 @@ import type { Database } from '../storage/schema.ts';
  * page read through the mapping costs no system call.
  */
 export const verificationMmapBytes = 64 * 1024 ** 3;
+
+/** A read-only connection to the log's SQLite file for verification (the scan's, the side checks'), memory-mapped. */
+export function openForVerification(sqliteFile: string): DatabaseSync {
+  const conn = new DatabaseSync(sqliteFile, { readOnly: true });
+  conn.exec(`PRAGMA mmap_size = ${verificationMmapBytes}`);
+  return conn;
+}
 
 export interface SideProblem {
   /** The event at fault (verify maps it to its leaf). */
@@ -45,22 +53,21 @@ async function checkColumns(db: Kysely<Database>, lastSeq: number): Promise<Side
 
 /**
  * The first sealed event whose lookup rows are wrong, if any. Every expected row exists (one probe
- * each) and the index holds no more rows than expected: together, the index is exactly right.
+ * each) and the index holds no more rows than expected: together, the index is exactly right. The
+ * rows expected are counted in the probes' own pass over the events (a second pass cost a tenth
+ * more of this check's time on a log of 1,000,000 events).
  */
 async function checkLookupIndex(db: Kysely<Database>, lastSeq: number): Promise<SideProblem | undefined> {
   const lacks = (column: 'txn' | 'subject' | 'client', prefix: string) =>
     sql`(e.${sql.ref(column)} is not null and not exists (select 1 from audit_index i where i.key = ${prefix} || e.${sql.ref(column)} and i.seq = e.seq))`;
-  const { rows: missing } = await sql<{ seq: number | null }>`
-    select min(e.seq) as seq from audit_events e
-    where e.seq <= ${lastSeq} and (${lacks('txn', 'txn:')} or ${lacks('subject', 'sub:')} or ${lacks('client', 'cli:')})`.execute(db);
-  if (missing[0]?.seq != null) return { seq: Number(missing[0].seq), kind: 'index', message: `the query index lacks a lookup of event seq ${missing[0].seq} (removed or altered)` };
-  const expected = await db
-    .selectFrom('audit_events')
-    .select(({ fn }) => [fn.count<number>('txn').as('t'), fn.count<number>('subject').as('s'), fn.count<number>('client').as('c')])
-    .where('seq', '<=', lastSeq)
-    .executeTakeFirst();
+  const { rows } = await sql<{ seq: number | null; expected: number | string }>`
+    select min(case when ${lacks('txn', 'txn:')} or ${lacks('subject', 'sub:')} or ${lacks('client', 'cli:')} then e.seq end) as seq,
+      count(e.txn) + count(e.subject) + count(e.client) as expected
+    from audit_events e where e.seq <= ${lastSeq}`.execute(db);
+  const missing = rows[0]?.seq;
+  if (missing != null) return { seq: Number(missing), kind: 'index', message: `the query index lacks a lookup of event seq ${missing} (removed or altered)` };
   const actual = await db.selectFrom('audit_index').select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirst();
-  if (Number(expected?.t ?? 0) + Number(expected?.s ?? 0) + Number(expected?.c ?? 0) === Number(actual?.n ?? 0)) return undefined;
+  if (Number(rows[0]?.expected ?? 0) === Number(actual?.n ?? 0)) return undefined;
   // Extra rows: find the first one that matches no event column.
   const { rows: extra } = await sql<{ seq: number | null }>`
     select min(i.seq) as seq from audit_index i left join audit_events e on e.seq = i.seq
@@ -68,4 +75,3 @@ async function checkLookupIndex(db: Kysely<Database>, lastSeq: number): Promise<
   const seq = Number(extra[0]?.seq ?? -1);
   return { seq, kind: 'index', message: `the query index has a row for event seq ${seq} that does not match it (inserted or altered)` };
 }
-

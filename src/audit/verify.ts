@@ -6,7 +6,6 @@
  * with every later one (RFC 9162 §2.1.4: the smaller tree is a prefix of the larger).
  */
 import type { KeyObject } from 'node:crypto';
-import { DatabaseSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import { sql, type Kysely } from 'kysely';
 import type { Storage } from '../storage/database.ts';
@@ -21,7 +20,7 @@ import { toSignedCheckpoint, type SignedCheckpoint } from './proofs.ts';
 import { verifyPruning } from './pruning.ts';
 import { decisionColumn } from './recorder.ts';
 import { decodeFrontier } from './tiles.ts';
-import { checkBeside, verificationMmapBytes, type SideProblem } from './verify-side.ts';
+import { checkBeside, openForVerification, type SideProblem } from './verify-side.ts';
 
 export interface VerifyOptions {
   /** Audit public keys by key id, normally from the store (AuditKeys.publicKeys()). */
@@ -107,41 +106,43 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
 
   // 1. The pruned prefix, if any: the latest signed pruning record is where the tree resumes.
   const prunings = await db.selectFrom('audit_prunings').selectAll().orderBy('tree_size').execute();
-  let tree = new CompactMerkleTree();
-  for (const p of prunings) {
-    const key = keyFor(p.key_id);
-    const record = { origin: p.origin, treeSize: p.tree_size, rootHash: p.root_hash, frontier: p.frontier, time: p.time, policy: p.policy };
-    if (!key || !verifyPruning(record, p.signature, key) || !origins.has(p.origin)) {
-      return fail({ message: `the pruning record at tree size ${p.tree_size} is not validly signed by the audit key`, checkpoint: p.tree_size });
-    }
-    tree = CompactMerkleTree.restore(p.tree_size, decodeFrontier(p.frontier));
-  }
-  const start = tree.size;
-  report.prunedBefore = start;
-  const prunedRoot = start > 0 ? tree.root().toString('base64') : undefined;
-
-  // 2. Every checkpoint, stored or external, must be validly signed.
   const stored = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()).map(toSignedCheckpoint);
-  const checkpoints = [...stored, ...(options.externalCheckpoints ?? [])].sort((a, b) => a.treeSize - b.treeSize);
-  for (const cp of checkpoints) {
-    const key = keyFor(cp.keyId);
-    if (!key || !verifyCheckpoint(cp, cp.signature, key) || !origins.has(cp.origin)) {
-      return fail({ message: `the checkpoint at tree size ${cp.treeSize} is not validly signed by the audit key`, checkpoint: cp.treeSize, leafIndex: Math.max(start, previousSize(checkpoints, cp)) });
-    }
-    if (cp.treeSize === start && prunedRoot !== undefined && cp.rootHash !== prunedRoot) {
-      return fail({ message: `the checkpoint at tree size ${cp.treeSize} disagrees with the pruning record`, checkpoint: cp.treeSize, leafIndex: start });
-    }
-  }
-  const due = checkpoints.filter((cp) => cp.treeSize > start);
-  report.checkpoints = due.length;
-  report.latest = stored.at(-1);
-  const lastSeq = report.latest
-    ? (await db.selectFrom('audit_checkpoints').select('last_seq').where('tree_size', '=', report.latest.treeSize).executeTakeFirstOrThrow()).last_seq
-    : -1;
+  const latest = stored.at(-1);
+  const lastSeq = latest ? (await db.selectFrom('audit_checkpoints').select('last_seq').where('tree_size', '=', latest.treeSize).executeTakeFirstOrThrow()).last_seq : -1;
 
-  // Steps 3 and 4 run side by side: the side checks need nothing from the scan.
+  // Steps 3 and 4 run side by side: the side checks need nothing from the scan. They start
+  // before the signatures are checked, so that their worker's start-up overlaps that work; a bad
+  // signature ends verification, and the side checks with it.
   const side = startSideChecks(db, lastSeq, postgres, options.sqliteFile);
   try {
+    let tree = new CompactMerkleTree();
+    for (const p of prunings) {
+      const key = keyFor(p.key_id);
+      const record = { origin: p.origin, treeSize: p.tree_size, rootHash: p.root_hash, frontier: p.frontier, time: p.time, policy: p.policy };
+      if (!key || !verifyPruning(record, p.signature, key) || !origins.has(p.origin)) {
+        return fail({ message: `the pruning record at tree size ${p.tree_size} is not validly signed by the audit key`, checkpoint: p.tree_size });
+      }
+      tree = CompactMerkleTree.restore(p.tree_size, decodeFrontier(p.frontier));
+    }
+    const start = tree.size;
+    report.prunedBefore = start;
+    const prunedRoot = start > 0 ? tree.root().toString('base64') : undefined;
+
+    // 2. Every checkpoint, stored or external, must be validly signed.
+    const checkpoints = [...stored, ...(options.externalCheckpoints ?? [])].sort((a, b) => a.treeSize - b.treeSize);
+    for (const cp of checkpoints) {
+      const key = keyFor(cp.keyId);
+      if (!key || !verifyCheckpoint(cp, cp.signature, key) || !origins.has(cp.origin)) {
+        return fail({ message: `the checkpoint at tree size ${cp.treeSize} is not validly signed by the audit key`, checkpoint: cp.treeSize, leafIndex: Math.max(start, previousSize(checkpoints, cp)) });
+      }
+      if (cp.treeSize === start && prunedRoot !== undefined && cp.rootHash !== prunedRoot) {
+        return fail({ message: `the checkpoint at tree size ${cp.treeSize} disagrees with the pruning record`, checkpoint: cp.treeSize, leafIndex: start });
+      }
+    }
+    const due = checkpoints.filter((cp) => cp.treeSize > start);
+    report.checkpoints = due.length;
+    report.latest = latest;
+
     const pages = leafPages(db, postgres, options.sqliteFile);
     let scanned: VerifyProblem | undefined;
     try {
@@ -345,13 +346,6 @@ function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string |
       }),
     close: () => conn.close(),
   };
-}
-
-/** A read-only connection to the log's SQLite file for verification, memory-mapped (verify-side.ts). */
-function openForVerification(sqliteFile: string): DatabaseSync {
-  const conn = new DatabaseSync(sqliteFile, { readOnly: true });
-  conn.exec(`PRAGMA mmap_size = ${verificationMmapBytes}`);
-  return conn;
 }
 
 /** A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan). */

@@ -1,7 +1,8 @@
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { DatabaseSync } from 'node:sqlite';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
 import { databaseTimeoutDefaults } from '../config.ts';
 import { autocheckpointPages } from './wal.ts';
+import { adaptStatement } from './node-sqlite-statement.ts';
 
 /**
  * Adapts Node's built-in `node:sqlite` DatabaseSync to the interface Kysely's SqliteDialect
@@ -48,7 +49,7 @@ export function openNodeSqlite(
       if (/^begin$/i.test(sql.trim())) return begin;
       let statement = statements.get(sql);
       if (!statement) {
-        statement = adapt(db.prepare(sql));
+        statement = adaptStatement(db.prepare(sql));
         if (statements.size > 500) statements.clear();
         statements.set(sql, statement);
       }
@@ -89,23 +90,4 @@ function beginWithoutWaiting(db: DatabaseSync, busyTimeoutMs: number): SqliteSta
 export function isSqliteBusy(error: unknown): boolean {
   const errcode = (error as { errcode?: unknown }).errcode;
   return (error as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && typeof errcode === 'number' && (errcode & 0xff) === 5;
-}
-
-function adapt(statement: StatementSync): SqliteStatement {
-  return {
-    reader: statement.columns().length > 0,
-    all: (parameters) => statement.all(...bind(parameters)) as unknown[],
-    run: (parameters) => statement.run(...bind(parameters)),
-    iterate: (parameters) => statement.iterate(...bind(parameters)) as IterableIterator<unknown>,
-  };
-}
-
-type Bindable = null | number | bigint | string | NodeJS.ArrayBufferView;
-
-function bind(parameters: ReadonlyArray<unknown>): Bindable[] {
-  return parameters.map((value) => {
-    if (value === undefined) return null;
-    if (typeof value === 'boolean') return value ? 1 : 0;
-    return value as Bindable;
-  });
 }
