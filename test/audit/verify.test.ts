@@ -66,6 +66,42 @@ for (const dialect of testDialects()) {
       assert.match(report.problem!.message, /subject/);
     });
 
+    test('verifies events whose values JSON can write in more than one way (quotes, backslashes, control characters, non-ASCII)', async (t) => {
+      const f = await auditFixture(dialect, t);
+      const odd = ['quote " and \\ backslash', 'tab\t newline\n unit\u001f', 'caf\u00e9 東京 😀 \u2028', '</script>'];
+      await f.fill(40, (i) => ({ ...sampleEvent(i), txn: `txn ${odd[i % 4]}`, subject: odd[(i + 1) % 4], client: `client-${i % 7}` }));
+      const report = await f.verify();
+      assert.equal(report.ok, true, report.problem?.message);
+      assert.equal(report.leaves, 40);
+    });
+
+    test('names the leaf whose indexed column holds the right value as a BLOB (JSONB) instead of text', { skip: dialect.name !== 'sqlite' && 'PostgreSQL columns are typed' }, async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(300);
+      const seq = await seqOfLeaf(f.db, 222);
+      await asAttacker(f.storage, async (db) => {
+        // The event id: a column the query index does not hold, so only the column check can see it.
+        await sql`update audit_events set id = jsonb(json_quote(id)) where seq = ${seq}`.execute(db);
+      });
+      const stored = await sql<{ kind: string }>`select typeof(id) as kind from audit_events where seq = ${seq}`.execute(f.db);
+      assert.equal(stored.rows[0]!.kind, 'blob');
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 222);
+    });
+
+    test('names the leaf whose decision column says neither allow nor deny for an event without a decision', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(300);
+      const seq = await seqOfLeaf(f.db, 131); // 131 % 3 !== 0: a token.issued event, no decision
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_events').set({ decision: 'maybe' }).where('seq', '=', seq).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 131);
+    });
+
     test('names the leaf whose event row was deleted', async (t) => {
       const f = await auditFixture(dialect, t);
       await f.fill(800);
