@@ -53,9 +53,10 @@ export interface Expiring<T extends keyof Database> {
 
 /**
  * Deletes the rows of `table` whose `expiresBy` is below `before` (at or below it, `inclusive`).
- * On SQLite at most `pruneChunkRows` per statement, yielding to the event loop between statements,
- * so a backlog of any size never holds the event loop or the write lock for longer than one chunk;
- * each statement is its own transaction, so a prune cut short leaves only expired rows behind. The
+ * On SQLite at most `pruneChunkRows` per statement (`rowsPerStatement` where each row has many
+ * indexes to update), yielding to the event loop between statements, so a backlog of any size
+ * never holds the event loop or the write lock for longer than one chunk; each statement is its
+ * own transaction, so a prune cut short leaves only expired rows behind. The
  * chunks cost more per row (measured about 9 µs against 2: each chunk's commit writes the pages of
  * its rows' random keys again), which is the price of no stall. On PostgreSQL one statement: it
  * runs on the database server while the event loop goes on, and no writer waits for the expired
@@ -65,7 +66,7 @@ export async function deleteExpired<T extends keyof Database>(
   db: Kysely<Database>,
   expiring: Expiring<T>,
   before: number,
-  options: { inclusive?: boolean } = {},
+  options: { inclusive?: boolean; rowsPerStatement?: number } = {},
 ): Promise<number> {
   const table = sql.table(expiring.table);
   const key = sql.ref(expiring.key);
@@ -74,13 +75,14 @@ export async function deleteExpired<T extends keyof Database>(
     const { numAffectedRows } = await sql`delete from ${table} where ${expired}`.execute(db);
     return Number(numAffectedRows ?? 0);
   }
-  const chunk = sql`delete from ${table} where ${key} in (select ${key} from ${table} where ${expired} limit ${sql.lit(pruneChunkRows)})`;
+  const limit = options.rowsPerStatement ?? pruneChunkRows;
+  const chunk = sql`delete from ${table} where ${key} in (select ${key} from ${table} where ${expired} limit ${sql.lit(limit)})`;
   let deleted = 0;
   for (;;) {
     const { numAffectedRows } = await chunk.execute(db);
     const rows = Number(numAffectedRows ?? 0);
     deleted += rows;
-    if (rows < pruneChunkRows) return deleted;
+    if (rows < limit) return deleted;
     await nextTurn();
   }
 }

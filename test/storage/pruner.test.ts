@@ -6,6 +6,27 @@ import { testDialects } from '../helpers/storage.ts';
 
 const replay = { table: 'jti_replay', key: 'key', expiresBy: 'expires_at' } as const;
 
+/**
+ * Counts the event loop's turns until `stop()`. A check-phase callback runs only when the loop
+ * turns, and node:sqlite answers synchronously: without a yield between statements a whole prune
+ * runs before the first one.
+ */
+function countTurns(): { stop(): number } {
+  let turns = 0;
+  let done = false;
+  const tick = () => {
+    turns++;
+    if (!done) setImmediate(tick);
+  };
+  setImmediate(tick);
+  return {
+    stop() {
+      done = true;
+      return turns;
+    },
+  };
+}
+
 for (const dialect of testDialects()) {
   describe(`pruning expired rows on ${dialect.name}`, () => {
     test('deletes every row that expired before the time (on SQLite in several statements) and keeps the rest', async (t) => {
@@ -30,6 +51,16 @@ for (const dialect of testDialects()) {
       assert.equal(await deleteExpired(storage.db, replay, 5_000, { inclusive: true }), 0);
     });
 
+    test('deletes in statements of the size a table asks for', { skip: dialect.name !== 'sqlite' && 'PostgreSQL deletes in one statement' }, async (t) => {
+      const { storage } = await dialect.create(t);
+      await migrate(storage);
+      await storage.db.insertInto('jti_replay').values(Array.from({ length: 30 }, (_, i) => ({ key: `old-${i}`, expires_at: 1_000 }))).execute();
+      const turns = countTurns();
+      assert.equal(await deleteExpired(storage.db, replay, 2_000, { rowsPerStatement: 7 }), 30);
+      assert.ok(turns.stop() >= 4, 'five statements of at most 7 rows, the loop turning between them');
+      assert.equal(Number((await storage.db.selectFrom('jti_replay').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n), 0);
+    });
+
     test('lets the event loop turn between statements on SQLite, so a large backlog never holds it for long', { skip: dialect.name !== 'sqlite' && 'PostgreSQL deletes in one statement, on the database server' }, async (t) => {
       const { storage } = await dialect.create(t);
       await migrate(storage);
@@ -37,19 +68,11 @@ for (const dialect of testDialects()) {
       const rows = Array.from({ length: chunks * pruneChunkRows }, (_, i) => ({ key: `old-${i}`, expires_at: 1_000 }));
       for (let i = 0; i < rows.length; i += 200) await storage.db.insertInto('jti_replay').values(rows.slice(i, i + 200)).execute();
 
-      // A timer-phase callback runs only when the loop turns: node:sqlite answers synchronously,
-      // so without a yield between statements the whole prune would run before the first one.
-      let turns = 0;
-      let done = false;
-      const tick = () => {
-        turns++;
-        if (!done) setImmediate(tick);
-      };
-      setImmediate(tick);
+      const turns = countTurns();
       const deleted = await deleteExpired(storage.db, replay, 2_000);
-      done = true;
+      const turned = turns.stop();
       assert.equal(deleted, chunks * pruneChunkRows);
-      assert.ok(turns >= chunks, `the loop turned ${turns} times during ${chunks + 1} statements`);
+      assert.ok(turned >= chunks, `the loop turned ${turned} times during ${chunks + 1} statements`);
     });
   });
 }

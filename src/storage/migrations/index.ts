@@ -57,6 +57,7 @@ import * as auditSubjectKeys from './0056_audit_subject_keys.ts';
 import * as keyCompromise from './0057_key_compromise.ts';
 import * as masterKey from './0059_master_key.ts';
 import * as transactionPartners from './0061_transaction_partners.ts';
+import * as refreshTokenExpiry from './0062_refresh_token_expiry.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -118,4 +119,5 @@ export const migrations: Record<string, Migration> = {
   '0057_key_compromise': keyCompromise,
   '0059_master_key': masterKey,
   '0061_transaction_partners': transactionPartners,
+  '0062_refresh_token_expiry': refreshTokenExpiry,
 };
