@@ -1,3 +1,5 @@
+// Gives the event loop a turn (timers, I/O, other requests) before going on.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.ts';
@@ -40,11 +42,6 @@ export class AuditSealRaceError extends Error {
 
 /** Events read and hashed per slice of a round, between two turns of the event loop. */
 const sliceSize = 250;
-
-/** Gives the event loop a turn (timers, I/O, other requests) before going on. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 /** The sealer's view of the tree, valid while it matches the latest checkpoint in the store. */
 interface SealState {

@@ -1,4 +1,4 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
 import type { Clock } from '../clock.ts';
@@ -56,11 +56,11 @@ export interface Expiring<T extends keyof Database> {
  * On SQLite at most `pruneChunkRows` per statement (`rowsPerStatement` where each row has many
  * indexes to update), yielding to the event loop between statements, so a backlog of any size
  * never holds the event loop or the write lock for longer than one chunk; each statement is its
- * own transaction, so a prune cut short leaves only expired rows behind. The
- * chunks cost more per row (measured about 9 µs against 2: each chunk's commit writes the pages of
- * its rows' random keys again), which is the price of no stall. On PostgreSQL one statement: it
- * runs on the database server while the event loop goes on, and no writer waits for the expired
- * rows it locks. Returns the number of rows deleted.
+ * own transaction, so a prune cut short leaves only expired rows behind. The chunks cost more per
+ * row (measured about 9 µs against 2: each chunk's commit writes the pages of its rows' random keys
+ * again), which is the price of no stall. On PostgreSQL one statement: it runs on the database
+ * server while the event loop goes on, and no writer waits for the expired rows it locks. Returns
+ * the number of rows deleted.
  */
 export async function deleteExpired<T extends keyof Database>(
   db: Kysely<Database>,
@@ -83,6 +83,6 @@ export async function deleteExpired<T extends keyof Database>(
     const rows = Number(numAffectedRows ?? 0);
     deleted += rows;
     if (rows < limit) return deleted;
-    await nextTurn();
+    await yieldToEventLoop();
   }
 }
