@@ -4,10 +4,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
 import { main } from '../src/cli/main.ts';
 import { signCompact } from '../src/keys/jws.ts';
 import { freePort } from '../test/helpers/server.ts';
+import { leanRequest, LeanPool, type LeanRequest } from './lean-http.ts';
 export { adminQuery } from '../test/helpers/storage.ts';
 
 /** One benchmark line (printed as JSON). */
@@ -100,36 +100,62 @@ export function processTreeCpuMs(pid: number): number {
 
 /**
  * Keeps `connections` requests in flight against `origin` for `seconds`, each body from `next()`,
- * and reports throughput and latency percentiles. Fails if any response is not 200.
+ * and reports throughput and latency percentiles, and the load generator's own CPU per request
+ * (this process: it shares the machine with the server). Fails if any response is not 200.
+ * Requests go out through the lean HTTP/1.1 client (lean-http.ts), whose cost per request is a
+ * fraction of undici's.
  */
 export async function load(options: {
   origin: string;
   path: string;
   connections: number;
   seconds: number;
-  request: () => { body: string; headers: Record<string, string> };
-}): Promise<{ rps: number; p50_ms: number; p99_ms: number; requests: number; failures: number }> {
-  const pool = new Pool(options.origin, { connections: options.connections, pipelining: 1 });
+  request: () => { body: string; headers: Record<string, string> } | LeanRequest;
+}): Promise<LoadResult> {
+  const pool = new LeanPool(options.origin, options.connections);
   const latencies: number[] = [];
   let failures = 0;
+  const cpuBefore = process.cpuUsage();
   const deadline = performance.now() + options.seconds * 1000;
+  const bytes = (): LeanRequest => {
+    const made = options.request();
+    return Buffer.isBuffer(made) ? made : leanRequest(options.origin, options.path, made.body, made.headers);
+  };
   const worker = async () => {
     while (performance.now() < deadline) {
-      const { body, headers } = options.request();
+      const request = bytes();
       const start = performance.now();
-      const response = await pool.request({ origin: options.origin, path: options.path, method: 'POST', body, headers });
-      await response.body.text();
+      const response = await pool.request(request);
       latencies.push(performance.now() - start);
-      if (response.statusCode !== 200) failures++;
+      if (response.status !== 200) failures++;
     }
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: options.connections }, worker));
   const elapsed = (performance.now() - started) / 1000;
-  await pool.close();
+  const cpu = process.cpuUsage(cpuBefore);
+  pool.close();
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0);
-  return { rps: round(latencies.length / elapsed), p50_ms: pct(0.5), p99_ms: pct(0.99), requests: latencies.length, failures };
+  return {
+    rps: round(latencies.length / elapsed),
+    p50_ms: pct(0.5),
+    p99_ms: pct(0.99),
+    requests: latencies.length,
+    failures,
+    loadCpuUsPerRequest: round((cpu.user + cpu.system) / Math.max(1, latencies.length), 1),
+  };
+}
+
+/** What `load` measured. */
+export interface LoadResult {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  requests: number;
+  failures: number;
+  /** The load generator's CPU (this process, user + system) per request, in µs. */
+  loadCpuUsPerRequest: number;
 }
 
 export function round(value: number, digits = 2): number {
@@ -145,7 +171,7 @@ export function round(value: number, digits = 2): number {
  */
 function cryptoBoundLine(
   scenario: string,
-  result: { rps: number; p50_ms: number; p99_ms: number; requests: number; failures: number },
+  result: LoadResult,
   cryptoMs: number,
   serverCpuMs: number,
 ): BenchLine {
@@ -160,6 +186,7 @@ function cryptoBoundLine(
     ratio: round(result.rps / ceiling, 3),
     server_cpu_us_per_req: round((serverCpuMs * 1000) / result.requests, 1),
     crypto_us_per_req: round(cryptoMs * 1000, 1),
+    load_cpu_us_per_req: result.loadCpuUsPerRequest,
   };
 }
 
@@ -181,9 +208,11 @@ export async function loadTokenEndpoint(
     make: (i: number) => { body: string; headers?: Record<string, string> };
   },
 ): Promise<BenchLine> {
-  const made: ReturnType<typeof options.make>[] = [];
+  const bytes = (made: ReturnType<typeof options.make>) =>
+    leanRequest(server.issuer, '/token', made.body, { 'content-type': 'application/x-www-form-urlencoded', ...made.headers });
+  const made: LeanRequest[] = [];
   const ahead = Math.min(options.maxAhead, Math.ceil((1000 / options.cryptoMs) * options.aheadSeconds * 1.2));
-  for (let i = 0; i < ahead; i++) made.push(options.make(i));
+  for (let i = 0; i < ahead; i++) made.push(bytes(options.make(i)));
   let next = 0;
   const cpuBefore = server.serverCpuMs();
   const result = await load({
@@ -193,8 +222,7 @@ export async function loadTokenEndpoint(
     seconds: options.seconds,
     request: () => {
       const i = next++;
-      const { body, headers } = made[i] ?? options.make(i);
-      return { headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body };
+      return made[i] ?? bytes(options.make(i));
     },
   });
   return cryptoBoundLine(scenario, result, options.cryptoMs, server.serverCpuMs() - cpuBefore);

@@ -1,10 +1,10 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
 import { es256Costs } from './crypto-ceiling.ts';
 import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
 import { benchDocument, clientId, tokenRequest } from './m2m.ts';
+import { leanRequest, LeanPool, type LeanRequest } from './lean-http.ts';
 
 /**
  * `m2m-latency` (issue 20 item 6): tail latency of the token endpoint at half its peak, the
@@ -58,7 +58,8 @@ async function latencyOn(database: 'sqlite' | 'postgres', seconds: number, url?:
       make,
     });
     const rate = Math.max(1, Math.round(Number(peak.rps) * Number(process.env.BENCH_LOAD_FRACTION ?? 0.5)));
-    const requests = Array.from({ length: Math.ceil(rate * seconds) }, make);
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const requests = Array.from({ length: Math.ceil(rate * seconds) }, () => leanRequest(issuer, '/token', make().body, form));
     await probe(server, 'reset');
     const result = await openLoop(issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64));
     const report = (await probe(server, 'report')) as Record<string, unknown>;
@@ -93,15 +94,15 @@ async function latencyOn(database: 'sqlite' | 'postgres', seconds: number, url?:
 
 /**
  * Sends `requests[i]` at start + i / rate (a 1 ms pump sends whatever is due), on up to
- * `connections` connections (undici queues the rest); latency runs from when each was due.
+ * `connections` connections (the pool queues the rest); latency runs from when each was due.
  */
 async function openLoop(
   origin: string,
   rate: number,
-  requests: { body: string }[],
+  requests: LeanRequest[],
   connections: number,
 ): Promise<{ rps: number; p50: number; p99: number; p999: number; max: number; failures: number; clientLoopMaxMs: number }> {
-  const pool = new Pool(origin, { connections, pipelining: 1 });
+  const pool = new LeanPool(origin, connections);
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const latencies = new Float64Array(requests.length);
@@ -121,25 +122,18 @@ async function openLoop(
       while (sent < requests.length && start + sent * interval <= now) {
         const i = sent++;
         const due = start + i * interval;
-        pool
-          .request({ origin, path: '/token', method: 'POST', body: requests[i]!.body, headers: { 'content-type': 'application/x-www-form-urlencoded' } })
-          .then(async (response) => {
-            await response.body.text();
-            latencies[i] = performance.now() - due;
-            if (response.statusCode !== 200) failures++;
-          })
-          .catch(() => {
-            latencies[i] = performance.now() - due;
-            failures++;
-          })
-          .finally(finish);
+        pool.send(requests[i]!, (result) => {
+          latencies[i] = performance.now() - due;
+          if (result instanceof Error || result.status !== 200) failures++;
+          finish();
+        });
       }
       if (sent < requests.length) setTimeout(pump, 1);
     };
     setTimeout(pump, 10);
   });
   loop.disable();
-  await pool.close();
+  pool.close();
   latencies.sort();
   const pct = (p: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0, 2);
   return {
