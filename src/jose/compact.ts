@@ -96,9 +96,26 @@ export function decodeJwt(token: string, options: { maxBytes?: number } = {}): R
   return decoded.jws.claims;
 }
 
-/** RFC 7515 §2: base64url without padding, and canonical (re-encoding the bytes gives it back). */
+/**
+ * RFC 7515 §2: base64url without padding, and canonical (re-encoding the bytes gives it back).
+ * Canonical is decided from the length and the last character, without decoding: a length of 4n
+ * is always canonical, 4n+1 never (no byte ends there), and the last character of 4n+2 or 4n+3
+ * carries 4 or 2 bits that no byte uses, which must be zero (RFC 4648 §3.5).
+ */
 export function isCanonicalBase64url(segment: string): boolean {
-  return segment !== '' && base64urlPattern.test(segment) && Buffer.from(segment, 'base64url').toString('base64url') === segment;
+  if (segment === '' || !base64urlPattern.test(segment)) return false;
+  const spare = segment.length % 4;
+  if (spare === 0) return true;
+  if (spare === 1) return false;
+  const last = base64urlValue(segment.charCodeAt(segment.length - 1));
+  return (last & (spare === 2 ? 0b1111 : 0b11)) === 0;
+}
+
+/** The 6-bit value of a base64url character (RFC 4648 §5) already known to be one. */
+function base64urlValue(code: number): number {
+  if (code >= 97) return code - 71; // a-z: 26-51
+  if (code >= 65) return code === 95 ? 63 : code - 65; // A-Z: 0-25, _: 63
+  return code === 45 ? 62 : code + 4; // 0-9: 52-61, -: 62
 }
 
 /** The JSON object a base64url segment holds, or undefined (not UTF-8, not JSON, not an object). */
