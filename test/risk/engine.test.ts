@@ -46,6 +46,12 @@ describe('the networks the signals remember', () => {
     assert.equal(networkOf('2001:db8:1234:5678::1'), '2001:db8:1234::/48');
     assert.equal(networkOf('2001:db8:1234:ffff:1::9'), '2001:db8:1234::/48');
   });
+
+  test('are the same when asked again, after more addresses than the process remembers', () => {
+    for (let i = 0; i < 5000; i++) assert.equal(networkOf(`10.${i >> 8}.${i & 255}.7`), `10.${i >> 8}.${i & 255}.0/24`);
+    assert.equal(networkOf('192.0.2.17'), '192.0.2.0/24');
+    assert.equal(networkOf('10.0.1.7'), '10.0.1.0/24');
+  });
 });
 
 for (const dialect of testDialects()) {
