@@ -106,9 +106,11 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
 
   // 1. The pruned prefix, if any: the latest signed pruning record is where the tree resumes.
   const prunings = await db.selectFrom('audit_prunings').selectAll().orderBy('tree_size').execute();
-  const stored = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()).map(toSignedCheckpoint);
+  const checkpointRows = await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute();
+  const stored = checkpointRows.map(toSignedCheckpoint);
   const latest = stored.at(-1);
-  const lastSeq = latest ? (await db.selectFrom('audit_checkpoints').select('last_seq').where('tree_size', '=', latest.treeSize).executeTakeFirstOrThrow()).last_seq : -1;
+  // The latest checkpoint's sealer cursor: the side checks look at the events sealed up to it.
+  const lastSeq = checkpointRows.at(-1)?.last_seq ?? -1;
 
   // Steps 3 and 4 run side by side: the side checks need nothing from the scan. They start
   // before the signatures are checked, so that their worker's start-up overlaps that work; a bad
