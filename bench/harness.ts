@@ -208,8 +208,7 @@ export async function loadTokenEndpoint(
     make: (i: number) => { body: string; headers?: Record<string, string> };
   },
 ): Promise<BenchLine> {
-  const bytes = (made: ReturnType<typeof options.make>) =>
-    leanRequest(server.issuer, '/token', made.body, { 'content-type': 'application/x-www-form-urlencoded', ...made.headers });
+  const bytes = (made: ReturnType<typeof options.make>) => tokenEndpointRequest(server.issuer, made.body, made.headers);
   const made: LeanRequest[] = [];
   const ahead = Math.min(options.maxAhead, Math.ceil((1000 / options.cryptoMs) * options.aheadSeconds * 1.2));
   for (let i = 0; i < ahead; i++) made.push(bytes(options.make(i)));
@@ -226,6 +225,11 @@ export async function loadTokenEndpoint(
     },
   });
   return cryptoBoundLine(scenario, result, options.cryptoMs, server.serverCpuMs() - cpuBefore);
+}
+
+/** The bytes of POST /token with a form `body` (and extra `headers`, e.g. a DPoP proof). */
+export function tokenEndpointRequest(issuer: string, body: string, headers: Record<string, string> = {}): LeanRequest {
+  return leanRequest(issuer, '/token', body, { 'content-type': 'application/x-www-form-urlencoded', ...headers });
 }
 
 /** RFC 7523 §2.2 private_key_jwt as form parameters (with a leading `&`): a fresh ES256 assertion, kid `<clientId>-1`. */

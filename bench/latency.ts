@@ -2,9 +2,9 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { es256Costs } from './crypto-ceiling.ts';
-import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
+import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, tokenEndpointRequest, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
 import { benchDocument, clientId, tokenRequest } from './m2m.ts';
-import { leanRequest, LeanPool, type LeanRequest } from './lean-http.ts';
+import { LeanPool, type LeanRequest } from './lean-http.ts';
 
 /**
  * `m2m-latency` (issue 20 item 6): tail latency of the token endpoint at half its peak, the
@@ -58,8 +58,7 @@ async function latencyOn(database: 'sqlite' | 'postgres', seconds: number, url?:
       make,
     });
     const rate = Math.max(1, Math.round(Number(peak.rps) * Number(process.env.BENCH_LOAD_FRACTION ?? 0.5)));
-    const form = { 'content-type': 'application/x-www-form-urlencoded' };
-    const requests = Array.from({ length: Math.ceil(rate * seconds) }, () => leanRequest(issuer, '/token', make().body, form));
+    const requests = Array.from({ length: Math.ceil(rate * seconds) }, () => tokenEndpointRequest(issuer, make().body));
     await probe(server, 'reset');
     const result = await openLoop(issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64));
     const report = (await probe(server, 'report')) as Record<string, unknown>;

@@ -142,7 +142,6 @@ export class LeanPool {
   readonly #connections: LeanConnection[] = [];
   readonly #size: number;
   readonly #queue: { request: LeanRequest; done: (result: LeanResponse | Error) => void }[] = [];
-  #queueHead = 0;
 
   constructor(origin: string, connections: number) {
     const url = new URL(origin);
@@ -184,15 +183,12 @@ export class LeanPool {
   #dispatch(connection: LeanConnection, request: LeanRequest, done: (result: LeanResponse | Error) => void): void {
     connection.send(request, (result) => {
       done(result);
-      const next = this.#queueHead < this.#queue.length ? this.#queue[this.#queueHead++] : undefined;
-      if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-        this.#queue.splice(0, this.#queueHead);
-        this.#queueHead = 0;
-      }
+      const next = this.#queue.shift();
       if (!next) return;
+      // A failed connection is closed: the next request goes on a new one.
       const free = connection.idle ? connection : this.#free();
       if (free) this.#dispatch(free, next.request, next.done);
-      else this.#queue.splice(this.#queueHead, 0, next);
+      else this.#queue.unshift(next);
     });
   }
 }
