@@ -71,23 +71,43 @@ for (const dialect of testDialects()) {
       assert.equal(report.unsealed, 0);
     });
 
-    test('lets the event loop turn while it seals a round', async (t) => {
-      const f = await auditFixture(dialect, t);
-      await record(f, 0, 2000);
-      // node:sqlite answers synchronously: a round that never yields runs in one turn.
+    /** Turns of the event loop while `work` runs (node:sqlite answers synchronously: work that never yields runs in one turn). */
+    async function turnsDuring(work: () => Promise<unknown>): Promise<number> {
       let turns = 0;
-      let sealing = true;
+      let running = true;
       const spin = () => {
-        if (!sealing) return;
+        if (!running) return;
         turns++;
         setImmediate(spin);
       };
       setImmediate(spin);
-      assert.equal(await f.sealer.sealAll(), 2000);
-      sealing = false;
-      assert.ok(turns >= 8, `only ${turns} turns of the event loop during the round`);
+      try {
+        await work();
+      } finally {
+        running = false;
+      }
+      return turns;
+    }
+
+    test('lets the event loop turn while it reads and hashes a round, once each piece has run its time', async (t) => {
+      const f = await auditFixture(dialect, t, { pieceMs: 0 });
+      await record(f, 0, 2000);
+      // With no time for a piece it yields at every check: every 32 events hashed, every 250 read.
+      const turns = await turnsDuring(async () => assert.equal(await f.sealer.sealAll(), 2000));
+      assert.ok(turns >= 2000 / 32, `only ${turns} turns of the event loop during the round`);
       assert.equal((await f.verify()).ok, true);
     });
+
+    if (dialect.name === 'sqlite') {
+      test('reads and hashes a round in one piece while its time lasts, and still yields between its transactions', async (t) => {
+        const f = await auditFixture(dialect, t, { pieceMs: 60_000 });
+        await record(f, 0, 2000);
+        // Two checkpoints (1000 and 2000), so two transactions and the one turn between them.
+        const turns = await turnsDuring(async () => assert.equal(await f.sealer.sealAll(), 2000));
+        assert.ok(turns >= 1 && turns <= 2, `${turns} turns of the event loop during the round`);
+        assert.equal((await f.verify()).ok, true);
+      });
+    }
 
     test('goes on from what another sealer stored while it was hashing, sealing nothing twice', async (t) => {
       const f = await auditFixture(dialect, t);
