@@ -4,8 +4,8 @@
  * - audit-append-sqlite: sustained `record()` rate with the sealer running, the way the server
  *   runs it (group commit shared with other writes, a round every 500 ms). `concurrency` callers
  *   each await their event before recording the next, as requests do before responding.
- *   Goal: >= 20,000 events/s. `sealed_per_s` is how fast the sealer kept up meanwhile: it yields
- *   to the event loop between slices of its work, so under this load it falls behind, and the
+ *   Goal: >= 20,000 events/s. `sealed_per_s` is how fast the sealer sealed meanwhile (it gives
+ *   the event loop a turn between pieces of its work, and under this load it falls behind); the
  *   events left unsealed at the end (`unsealed_at_end`) are sealed after the timed run.
  * - audit-verify-1m: time for `verifyStore` to check a log of 1,000,000 events (every leaf hash,
  *   the tree, every checkpoint signature). Goal: <= 20 s.
