@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AgentDefinition, PipelineDefinition } from './definition.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /** The generation that a change of agents, pipelines or model bindings bumps. */
 export const agentsGeneration = 'agents';
@@ -38,7 +39,7 @@ export interface AgentSnapshot {
 export class AgentRegistry {
   readonly #db: Kysely<Database>;
   readonly #cache: GenerationCache<AgentSnapshot>;
-  readonly #credentials = new Map<string, { agentId: string; modelId: string }>();
+  readonly #credentials = new BoundedMap<string, { agentId: string; modelId: string }>(10_000);
 
   constructor(db: Kysely<Database>, clock: Clock) {
     this.#db = db;
@@ -60,7 +61,6 @@ export class AgentRegistry {
     const row = await this.#db.selectFrom('agent_credentials').select(['agent_id', 'model_id']).where('serial', '=', serial).executeTakeFirst();
     if (!row) return undefined;
     const found = { agentId: row.agent_id, modelId: row.model_id };
-    if (this.#credentials.size >= 10_000) this.#credentials.delete(this.#credentials.keys().next().value!);
     this.#credentials.set(serial, found);
     return found;
   }

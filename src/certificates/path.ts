@@ -1,5 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import * as x509 from '../pki/x509.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /**
  * Certification path validation up to ONE given trust anchor (RFC 5280 §6.1, the parts a client
@@ -145,8 +146,7 @@ interface CaShape {
  * What the extensions say, read once per certificate (by SHA-256: a handshake's chain is new
  * objects each time): parsing them costs milliseconds, the rest of a path microseconds.
  */
-const shapes = new Map<string, CaShape | 'unreadable'>();
-const maxShapes = 1000;
+const shapes = new BoundedMap<string, CaShape | 'unreadable'>(1000);
 
 function caShape(certificate: X509Certificate): CaShape | 'unreadable' {
   const key = certificate.fingerprint256;
@@ -164,7 +164,6 @@ function caShape(certificate: X509Certificate): CaShape | 'unreadable' {
     } catch {
       shape = 'unreadable';
     }
-    if (shapes.size >= maxShapes) shapes.delete(shapes.keys().next().value!);
     shapes.set(key, shape);
   }
   return shape;

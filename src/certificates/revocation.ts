@@ -3,6 +3,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_deltaCRLIndicator, id_ce_issuerAltName, id_ce_issuingDistributionPoint, IssuingDistributionPoint } from '@peculiar/asn1-x509';
 import { certificateSerial, ocspRequest, readOcspResponse } from '../guard/ocsp.ts';
 import * as x509 from '../pki/x509.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /**
  * Whether an external CA revoked a certificate it issued (RFC 5280 §6.3 with a CRL, RFC 6960 with
@@ -85,8 +86,7 @@ interface HeldOcsp {
 }
 
 /** OCSP answers per issuing CA, serial and responder, on this node; bounded, oldest dropped first. */
-const ocspAnswers = new Map<string, { held?: HeldOcsp; loading?: Promise<HeldOcsp> }>();
-const maxHeldOcsp = 10_000;
+const ocspAnswers = new BoundedMap<string, { held?: HeldOcsp; loading?: Promise<HeldOcsp> }>(10_000);
 
 async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, timeoutMs: number, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
   const url = ocsp.url ?? ocspUrlOf(leaf);
@@ -97,7 +97,6 @@ async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, timeoutM
   const held = slot?.held;
   if (held && now >= held.fetchedAt && now < held.until && now - held.fetchedAt < ocsp.cacheSeconds * 1000) return held.answer;
   if (!slot) {
-    if (ocspAnswers.size >= maxHeldOcsp) ocspAnswers.delete(ocspAnswers.keys().next().value!);
     slot = {};
     ocspAnswers.set(key, slot);
   }
@@ -145,8 +144,7 @@ interface CrlScope {
 }
 
 /** CRLs per issuing CA and URL, on this node; a few CAs, so a few entries. */
-const crls = new Map<string, { held?: HeldCrl; loading?: Promise<HeldCrl> }>();
-const maxHeldCrls = 64;
+const crls = new BoundedMap<string, { held?: HeldCrl; loading?: Promise<HeldCrl> }>(64);
 
 async function crlStatus(crl: NonNullable<RevocationSources['crl']>, timeoutMs: number, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
   const url = crl.url ?? crlUrlOf(leaf);
@@ -154,7 +152,6 @@ async function crlStatus(crl: NonNullable<RevocationSources['crl']>, timeoutMs: 
   const key = `${issuer.fingerprint256} ${url}`;
   let slot = crls.get(key);
   if (!slot) {
-    if (crls.size >= maxHeldCrls) crls.delete(crls.keys().next().value!);
     slot = {};
     crls.set(key, slot);
   }
@@ -298,8 +295,7 @@ interface Pointers {
 }
 
 /** Where a certificate says to ask, read once per certificate (by SHA-256): parsing it costs milliseconds, a cached answer microseconds. */
-const pointers = new Map<string, Pointers>();
-const maxPointers = 10_000;
+const pointers = new BoundedMap<string, Pointers>(10_000);
 
 function pointersOf(leaf: X509Certificate): Pointers {
   const key = leaf.fingerprint256;
@@ -312,7 +308,6 @@ function pointersOf(leaf: X509Certificate): Pointers {
     );
     const crl = crlNames.find(isHttp);
     found = { ...(ocsp ? { ocsp } : {}), ...(crl ? { crl } : {}), crlNames, ca: parsed.getExtension(x509.BasicConstraintsExtension)?.ca === true };
-    if (pointers.size >= maxPointers) pointers.delete(pointers.keys().next().value!);
     pointers.set(key, found);
   }
   return found;

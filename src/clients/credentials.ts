@@ -7,6 +7,7 @@ import type { AuthenticatedClient } from './authentication/types.ts';
 import type { ClientMetadata } from './metadata.ts';
 import { isFapi2 } from './profile.ts';
 import type { SecretRotation } from './store.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 const day = 86_400_000;
 
@@ -106,10 +107,9 @@ export async function notePreviousSecretUse(ctx: Pick<Context, 'audit' | 'clock'
   previousSecretUses.labels(id).inc();
   const now = ctx.clock.now();
   let lastStragglerEvent = lastStragglerEvents.get(ctx.audit);
-  if (!lastStragglerEvent) lastStragglerEvents.set(ctx.audit, (lastStragglerEvent = new Map()));
+  if (!lastStragglerEvent) lastStragglerEvents.set(ctx.audit, (lastStragglerEvent = new BoundedMap(10_000)));
   if (now - (lastStragglerEvent.get(id) ?? -Infinity) < stragglerEventIntervalMs) return;
   lastStragglerEvent.set(id, now);
-  if (lastStragglerEvent.size > 10_000) lastStragglerEvent.delete(lastStragglerEvent.keys().next().value!);
   const until = authenticated.client.previousSecret ? new Date(authenticated.client.previousSecret.validUntil).toISOString() : null;
   ctx.log.warn({ client: id, previous_valid_until: until }, 'client authenticated with its previous secret (rollover window of a rotation)');
   await ctx.audit.record({ type: 'client.previous_secret_used', requestId, client: id, actor: id, details: { previous_valid_until: until } });

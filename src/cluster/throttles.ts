@@ -43,6 +43,7 @@ import {
   type ThrottleRefusal,
 } from '../clients/authentication/throttle.ts';
 import { defaultLoginThrottle, MemoryLoginThrottle, type LoginReservation, type LoginThrottle } from '../identity/login-throttle.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /** How long a worker waits for the primary's answer before it refuses the attempt. */
 export const replyTimeoutMs = 2000;
@@ -178,8 +179,9 @@ export function throttleRelays(channel: Channel, clock: Clock): { clientAuthenti
   // The copy of the primary's counters, fed only with the failures it counted, each at its time.
   let replaying: number | undefined;
   const copy = new MemoryAuthFailureThrottle({ now: () => replaying ?? clock.now() });
-  // The last failure counted against each source (the throttle's address key), least recent first.
-  const failedAt = new Map<string, number>();
+  // The last failure counted against each source (the throttle's address key), least recent first;
+  // twice the throttle's own bound: a source forgotten here is one the primary forgot too.
+  const failedAt = new BoundedMap<string, number>(2 * defaultThrottleOptions.maxTracked);
   // Until the history arrives, and for a window after an incomplete one, every success is asked.
   let welcomed = false;
   let askAllUntil = 0;
@@ -196,8 +198,6 @@ export function throttleRelays(channel: Channel, clock: Clock): { clientAuthenti
     const key = throttleKeyForAddress(failure.attempt.address);
     failedAt.delete(key);
     failedAt.set(key, failure.at);
-    // Twice the throttle's own bound: a source forgotten here is one the primary forgot too.
-    while (failedAt.size > 2 * defaultThrottleOptions.maxTracked) failedAt.delete(failedAt.keys().next().value!);
   };
 
   channel.on('message', (message) => {

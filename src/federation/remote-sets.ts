@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.ts';
+import { OldestFirst } from '../jose/bounded-map.ts';
 
 /** One remotely fetched set (a partner's or a client's jwks_uri) as a RemoteSets holds it. */
 export interface HeldSet<T> {
@@ -35,6 +36,7 @@ export class RemoteSets<T, E extends HeldSet<T> = HeldSet<T>> {
   readonly #minRefreshMs: number;
   readonly #maxEntries: number;
   readonly #entries = new Map<string, E>();
+  readonly #oldest = new OldestFirst(this.#entries);
 
   constructor(clock: Clock, options: { minRefreshMs: number; maxEntries?: number }) {
     this.#clock = clock;
@@ -47,7 +49,7 @@ export class RemoteSets<T, E extends HeldSet<T> = HeldSet<T>> {
     let entry = this.#entries.get(key);
     if (!entry) {
       // Bounded: the oldest entry goes (it is fetched again when next asked for).
-      if (this.#entries.size >= this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
+      this.#oldest.trim(this.#maxEntries - 1);
       entry = { freshUntil: Number.NEGATIVE_INFINITY, attemptAt: Number.NEGATIVE_INFINITY } as E;
       this.#entries.set(key, entry);
     }

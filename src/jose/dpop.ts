@@ -3,6 +3,7 @@ import { keyFitsAlgorithm, type JwsAlgorithm } from './algorithms.ts';
 import { decodeCompactJws, describe } from './compact.ts';
 import { importPublicJwk, jwkThumbprint, privateMemberOf } from './jwk.ts';
 import { verifyCompactSignature } from './signature.ts';
+import { OldestFirst } from './bounded-map.ts';
 
 /**
  * The rules of a DPoP proof (RFC 9449 §4.3) that need nothing but the proof and the request:
@@ -147,6 +148,7 @@ export function checkDpopProofJwt(proof: string, rules: DpopProofRules): DpopPro
 /** Imported proof keys by thumbprint: a client sends the same key with every proof. */
 const keyCache = new Map<string, KeyObject>();
 const keyCacheLimit = 1000;
+const oldestKeys = new OldestFirst(keyCache);
 
 function proofKey(jkt: string, jwk: Record<string, unknown>): KeyObject | undefined {
   let key = keyCache.get(jkt);
@@ -154,7 +156,7 @@ function proofKey(jkt: string, jwk: Record<string, unknown>): KeyObject | undefi
   const imported = importPublicJwk(jwk);
   if ('error' in imported) return undefined;
   key = imported.key;
-  if (keyCache.size >= keyCacheLimit) keyCache.delete(keyCache.keys().next().value!);
+  oldestKeys.trim(keyCacheLimit - 1);
   keyCache.set(jkt, key);
   return key;
 }

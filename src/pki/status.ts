@@ -6,6 +6,7 @@ import type { Database } from '../storage/schema.ts';
 import type { Authorities } from './authority.ts';
 import { certificateSerial } from '../guard/ocsp.ts';
 import type { CertificateProfile } from './profiles.ts';
+import { BoundedMap, OldestFirst } from '../jose/bounded-map.ts';
 
 /** The generation a revocation bumps: every node reloads its revoked serials within a second. */
 export const revocationsGeneration = 'pki_revocations';
@@ -40,7 +41,7 @@ export class CertificateStatus {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #revoked: GenerationCache<Map<string, Revocation>>;
-  readonly #known = new Map<string, KnownCertificate>();
+  readonly #known = new BoundedMap<string, KnownCertificate>(10_000);
 
   constructor(db: Kysely<Database>, clock: Clock) {
     this.#db = db;
@@ -70,7 +71,6 @@ export class CertificateStatus {
       .executeTakeFirst();
     if (!row) return undefined;
     const known = { serial: row.serial, authorityId: row.authority_id, profile: row.profile, holder: row.holder, notBefore: Number(row.not_before), notAfter: Number(row.not_after) };
-    if (this.#known.size >= 10_000) this.#known.delete(this.#known.keys().next().value!);
     this.#known.set(serial, known);
     return known;
   }
@@ -90,6 +90,7 @@ export class CertificateStatus {
 /** Which issuing authority signed a certificate, by its SHA-256 fingerprint; bounded. */
 export class IssuerMemory {
   readonly #byFingerprint = new Map<string, string>();
+  readonly #oldest = new OldestFirst(this.#byFingerprint);
   readonly #limit: number;
 
   constructor(limit = 10_000) {
@@ -101,8 +102,8 @@ export class IssuerMemory {
   }
 
   remember(fingerprint: string, authorityId: string): void {
-    if (this.#byFingerprint.size >= this.#limit) this.#byFingerprint.delete(this.#byFingerprint.keys().next().value!);
     this.#byFingerprint.set(fingerprint, authorityId);
+    this.#oldest.trim(this.#limit);
   }
 }
 

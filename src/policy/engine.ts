@@ -14,6 +14,7 @@ import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
 import { planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
 import { readStepUpAnnotations, type PolicyStepUp } from './step-up.ts';
+import { OldestFirst } from '../jose/bounded-map.ts';
 
 /**
  * Cedar evaluation, without a database: compiling a policy set (parse, require ids, validate
@@ -381,11 +382,12 @@ function failed(error: unknown): Evaluation {
 
 /** Answers by request (with the preparsed set it names), oldest first. */
 const answers = new Map<string, Evaluation>();
+const oldestAnswers = new OldestFirst(answers);
 /** Enough for the distinct requests of a busy second; each entry is about a kilobyte. */
 export const rememberedAnswers = 8192;
 
 function remember(key: string, evaluation: Evaluation): void {
-  if (answers.size >= rememberedAnswers) answers.delete(answers.keys().next().value!);
+  oldestAnswers.trim(rememberedAnswers - 1);
   answers.set(key, evaluation);
 }
 

@@ -8,10 +8,12 @@
  * split evenly over N nodes needs N times the count to fire on one). Bounded: the least recently
  * touched keys are forgotten first.
  */
+import { OldestFirst } from '../jose/bounded-map.ts';
 
 /** Times of events per key (most recent `keep` per key, `maxKeys` keys). */
 export class RecentEvents {
   readonly #times = new Map<string, number[]>();
+  readonly #evictTimes = new OldestFirst(this.#times);
   readonly #maxKeys: number;
   readonly #keep: number;
 
@@ -28,7 +30,7 @@ export class RecentEvents {
     if (times.length > most) times.splice(0, times.length - most);
     this.#times.delete(key);
     this.#times.set(key, times);
-    while (this.#times.size > this.#maxKeys) this.#times.delete(this.#times.keys().next().value!);
+    this.#evictTimes.trim(this.#maxKeys);
   }
 
   /** How many events of `key` happened after `since` (epoch ms); older ones are dropped. */
@@ -52,6 +54,7 @@ const networksPerToken = 8;
 /** Where each token was last presented by its holder from: network → when last (epoch ms). */
 export class TokenPresentations {
   readonly #seen = new Map<string, Map<string, number>>();
+  readonly #evictSeen = new OldestFirst(this.#seen);
   readonly #maxTokens: number;
 
   constructor(options: { maxTokens?: number } = {}) {
@@ -65,7 +68,7 @@ export class TokenPresentations {
     while (networks.size > networksPerToken) networks.delete(networks.keys().next().value!);
     this.#seen.delete(token);
     this.#seen.set(token, networks);
-    while (this.#seen.size > this.#maxTokens) this.#seen.delete(this.#seen.keys().next().value!);
+    this.#evictSeen.trim(this.#maxTokens);
   }
 
   /** The networks the token was presented from after `since` (epoch ms). */

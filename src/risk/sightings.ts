@@ -4,6 +4,7 @@ import type { Flight } from '../storage/flight.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
 import type { Database } from '../storage/schema.ts';
 import type { RiskPrincipal } from './engine.ts';
+import { OldestFirst } from '../jose/bounded-map.ts';
 
 /** What the risk signals remember having seen for a principal (migration 0027_risk). */
 export const sightingKinds = ['device', 'network', 'scope', 'audience', 'resource', 'actor', 'chain_depth', 'admin_network'] as const;
@@ -35,8 +36,10 @@ export class SightingStore {
   readonly #maxCached: number;
   /** Key → when last seen and when this node last read or wrote it; least recently used first. */
   readonly #cache = new Map<string, { lastSeen: number; firstSeen: number; checkedAt: number }>();
+  readonly #evictCache = new OldestFirst(this.#cache);
   /** Principal and kind pairs known to have some sighting (only known ones are kept). */
   readonly #known = new Set<string>();
+  readonly #evictKnown = new OldestFirst(this.#known);
   /**
    * Reads and writes under way, by what they are about: concurrent requests that need the same
    * sighting (a burst of a new client's first tokens) share one statement instead of each sending
@@ -270,13 +273,13 @@ export class SightingStore {
 
   #remember(known: string): void {
     this.#known.add(known);
-    if (this.#known.size > this.#maxCached) this.#known.delete(this.#known.values().next().value!);
+    this.#evictKnown.trim(this.#maxCached);
   }
 
   #touch(key: string, entry: { firstSeen: number; lastSeen: number; checkedAt: number }): void {
     this.#cache.delete(key);
     this.#cache.set(key, entry);
-    while (this.#cache.size > this.#maxCached) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#evictCache.trim(this.#maxCached);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { OldestFirst } from '../jose/bounded-map.ts';
 
 /**
  * The signatures of our own tokens this process has already verified, each remembered with the
@@ -16,6 +17,7 @@ import type { KeyObject } from 'node:crypto';
  */
 export class VerifiedSignatures {
   readonly #byToken = new Map<string, KeyObject>();
+  readonly #oldest = new OldestFirst(this.#byToken);
   readonly capacity: number;
 
   constructor(capacity = 8192) {
@@ -29,10 +31,7 @@ export class VerifiedSignatures {
 
   /** Remembers a signature that has just verified. */
   add(token: string, key: KeyObject): void {
-    if (this.#byToken.size >= this.capacity && !this.#byToken.has(token)) {
-      const oldest = this.#byToken.keys().next().value;
-      if (oldest !== undefined) this.#byToken.delete(oldest);
-    }
+    if (!this.#byToken.has(token)) this.#oldest.trim(this.capacity - 1);
     this.#byToken.set(token, key);
   }
 

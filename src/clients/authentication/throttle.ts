@@ -1,6 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Clock } from '../../clock.ts';
 import { OAuthError } from '../../oauth-error.ts';
+import { OldestFirst } from '../../jose/bounded-map.ts';
 
 /**
  * Throttling of failed client authentication (RFC 6819 §4.3.5: limit online guessing of client
@@ -316,6 +317,7 @@ class SlidingWindows {
   readonly #limit: ThrottleLimit;
   readonly #maxTracked: number;
   readonly #times = new Map<string, number[]>();
+  readonly #oldest = new OldestFirst(this.#times);
 
   constructor(limit: ThrottleLimit, maxTracked: number) {
     this.#limit = limit;
@@ -343,9 +345,7 @@ class SlidingWindows {
     // Re-inserting moves the key to the end, so the map's first key is the least recently failing.
     this.#times.delete(key);
     this.#times.set(key, times);
-    while (this.#times.size > this.#maxTracked) {
-      this.#times.delete(this.#times.keys().next().value!);
-    }
+    this.#oldest.trim(this.#maxTracked);
   }
 
   /** Takes back one failure recorded at `time`, if it is still kept. */

@@ -12,6 +12,7 @@
  * The same arithmetic runs in memory (`MemoryBuckets`) and in Redis (./redis-buckets.ts, its Lua
  * script); `bucketLevel` and `bucketWaitMs` are its definition.
  */
+import { OldestFirst } from '../../jose/bounded-map.ts';
 
 /** One bucket a check takes a token from. */
 export interface BucketCheck {
@@ -59,6 +60,7 @@ export const defaultMaxBuckets = 100_000;
  */
 export class MemoryBuckets implements BucketStore {
   readonly #buckets = new Map<string, Bucket>();
+  readonly #evict = new OldestFirst(this.#buckets);
   readonly #maxBuckets: number;
 
   constructor(maxBuckets = defaultMaxBuckets) {
@@ -94,7 +96,7 @@ export class MemoryBuckets implements BucketStore {
         this.#buckets.set(check.key, bucket);
       } else {
         this.#buckets.set(check.key, { tokens: level - 1, at: now });
-        if (this.#buckets.size > this.#maxBuckets) this.#buckets.delete(this.#buckets.keys().next().value!);
+        this.#evict.trim(this.#maxBuckets);
       }
     }
     return undefined;

@@ -5,6 +5,7 @@ import type { BucketCheck, BucketRefusal, BucketStore } from './buckets.ts';
 import { processNamesKey, pseudonym } from './names.ts';
 import type { LimitKind, Quota, RateLimitSettings, RateLimitSource } from './settings.ts';
 import { rateLimitRejections } from './metrics.ts';
+import { BoundedMap } from '../../jose/bounded-map.ts';
 
 /** A refused request: which limit, its quota, and how long to wait. */
 export interface LimitRefusal {
@@ -36,7 +37,7 @@ export class RateLimiter {
   readonly #clock: Clock;
   readonly #log: Logger | undefined;
   /** The last refusal logged per bucket, so a caller hammering a limit is logged once per window. */
-  readonly #logged = new Map<string, number>();
+  readonly #logged = new BoundedMap<string, number>(10_000);
 
   readonly #namesKey: Buffer;
 
@@ -116,7 +117,6 @@ export class RateLimiter {
     if (last !== undefined && now - last < check.windowMs) return;
     this.#logged.delete(check.key);
     this.#logged.set(check.key, now);
-    if (this.#logged.size > 10_000) this.#logged.delete(this.#logged.keys().next().value!);
     // A person's bucket is named by a digest; the others by the address, route or client_id.
     this.#log.info({ limit: kind, ...(kind === 'person' ? {} : { key: check.key.slice(kind.length + 1) }), quota: check.quota, window: check.windowMs / 1000 }, 'rate limit reached');
   }

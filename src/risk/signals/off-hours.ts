@@ -6,6 +6,7 @@ import { findUser } from '../../identity/users.ts';
 import { deskClock } from '../../policy/desk-time.ts';
 import { clockText, utcClock, withinTradingHours } from '../trading-hours.ts';
 import type { RiskSignal } from '../engine.ts';
+import { BoundedMap } from '../../jose/bounded-map.ts';
 
 /**
  * `off_hours` at a token issuance or an AuthZEN evaluation about a person: the local time at their
@@ -31,6 +32,8 @@ export const offHours: RiskSignal = {
 /** How long a person's desks are trusted on this node before they are read again. */
 const desksTtlMs = 5 * 60_000;
 const desksCaches = new WeakMap<object, Map<string, { desks: string[]; readAt: number }>>();
+/** People whose desks a node keeps at most (the least recently read are forgotten first). */
+const desksKept = 50_000;
 
 /**
  * A person's desks, cached per node for a few minutes: the hot path (a refresh, an evaluation)
@@ -70,12 +73,11 @@ export function offHoursAtIssuance(settings: { enabled: boolean; weights: Record
 
 function desksCacheOf(ctx: Pick<Context, 'storage'>): Map<string, { desks: string[]; readAt: number }> {
   let cache = desksCaches.get(ctx.storage);
-  if (!cache) desksCaches.set(ctx.storage, (cache = new Map()));
+  if (!cache) desksCaches.set(ctx.storage, (cache = new BoundedMap(desksKept)));
   return cache;
 }
 
 function keepDesks(cache: Map<string, { desks: string[]; readAt: number }>, userId: string, desks: string[], readAt: number): void {
   cache.delete(userId);
   cache.set(userId, { desks, readAt });
-  if (cache.size > 50_000) cache.delete(cache.keys().next().value!);
 }
