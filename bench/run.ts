@@ -5,6 +5,7 @@
  */
 import { m2mDpop, m2mPrivateKeyJwt } from './m2m.ts';
 import { m2mLatency } from './latency.ts';
+import { m2mLong } from './m2m-long.ts';
 import { m2mWorkers } from './workers.ts';
 import { auditAppend, auditVerify } from './audit.ts';
 import { peopleFlowRoundTrips } from './people-flow.ts';
@@ -31,6 +32,8 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   'm2m-dpop': () => m2mDpop(seconds),
   // Open loop at half the peak, both dialects (BENCH_DATABASE_URL / TEST_DATABASE_URL): see bench/latency.ts.
   'm2m-latency': () => m2mLatency(seconds),
+  // One server for BENCH_LONG_CHUNKS x BENCH_LONG_CHUNK_SECONDS (10 x 10 s): the second chunk against the last, caches full: see bench/m2m-long.ts.
+  'm2m-long': () => m2mLong(Number(process.env.BENCH_LONG_CHUNKS ?? 10), Number(process.env.BENCH_LONG_CHUNK_SECONDS ?? 10)),
   // --workers 1 against --workers N (BENCH_WORKERS, default the cores), both dialects: see bench/workers.ts.
   'm2m-workers': () => m2mWorkers(seconds),
   'people-flow-roundtrips': () => peopleFlowRoundTrips(),
