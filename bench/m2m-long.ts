@@ -6,7 +6,7 @@ import { benchDocument, clientId, tokenRequest } from './m2m.ts';
 /**
  * `m2m-long`: m2m-private-key-jwt on one server for longer than any other scenario, `chunks` loads
  * of `chunkSeconds` each (BENCH_LONG_CHUNKS, default 10; BENCH_LONG_CHUNK_SECONDS, default 10).
- * The other scenarios start a fresh server and issue a few thousand tokens, so what a request
+ * The other scenarios start a fresh server and issue 15,000 tokens or so, so what a request
  * leaves behind in memory (a presentation per issued token, 100,000 at most; policy answers;
  * verified signatures; rate-limit buckets) never fills. Here it does, as on a server that has been
  * up a while: a cache whose upkeep grows once full shows as a last chunk dearer than the second
