@@ -1,4 +1,5 @@
 import { jwtVerify, type JSONWebKeySet } from 'jose';
+import { OldestFirst } from '../jose/bounded-map.ts';
 import { safeEqual } from './dpop.ts';
 import { checkedUrl, defaultAlgorithms, keyResolver, KeySourceUnavailable, type AccessTokenClaims } from './token.ts';
 
@@ -160,24 +161,28 @@ export interface SecurityEventRevocations {
 }
 
 export class MemorySecurityEventRevocations implements SecurityEventRevocations {
-  readonly #subjects = new Map<string, number>();
-  readonly #sessions = new Map<string, number>();
-  readonly #lifetime: number;
+  readonly #subjects: RevocationTimes;
+  readonly #sessions: RevocationTimes;
   readonly #now: () => number;
-  readonly #max: number;
 
+  /**
+   * `maxEntries` (default 100,000) bounds each of the two maps (subjects, sessions). Past it, the
+   * revocations whose tokens have all expired are forgotten first, then the least recently revoked.
+   */
   constructor(options: { maxTokenLifetimeSeconds?: number; now?: () => number; maxEntries?: number } = {}) {
-    this.#lifetime = options.maxTokenLifetimeSeconds ?? 3600;
+    const lifetime = options.maxTokenLifetimeSeconds ?? 3600;
+    const max = options.maxEntries ?? 100_000;
     this.#now = options.now ?? Date.now;
-    this.#max = options.maxEntries ?? 100_000;
+    this.#subjects = new RevocationTimes(max, lifetime);
+    this.#sessions = new RevocationTimes(max, lifetime);
   }
 
   revokeSubject(sub: string, at: number): void {
-    this.#remember(this.#subjects, sub, at);
+    this.#subjects.remember(sub, at, Math.floor(this.#now() / 1000));
   }
 
   revokeSession(id: string, at: number): void {
-    this.#remember(this.#sessions, id, at);
+    this.#sessions.remember(id, at, Math.floor(this.#now() / 1000));
   }
 
   check(claims: Pick<AccessTokenClaims, 'sub' | 'iat' | 'jti'> & { grant_id?: unknown }): string | undefined {
@@ -189,14 +194,40 @@ export class MemorySecurityEventRevocations implements SecurityEventRevocations 
     }
     return undefined;
   }
+}
 
-  #remember(map: Map<string, number>, key: string, at: number): void {
-    const nowSeconds = Math.floor(this.#now() / 1000);
-    if (map.size >= this.#max) {
-      for (const [k, t] of map) if (t + this.#lifetime < nowSeconds) map.delete(k);
-      // Still full of live revocations: the oldest goes (its tokens expire soonest).
-      if (map.size >= this.#max) map.delete(map.keys().next().value!);
+/**
+ * Revocation times by key, at most `max` of them, the most recently revoked last. Past the bound,
+ * a sweep forgets the revocations no live token can predate (older than `lifetime`), at most once
+ * a second: a sweep reads every entry, and a flood of events into a map full of live revocations
+ * would otherwise pay one per event. Between sweeps, and when the sweep freed nothing, the least
+ * recently revoked is forgotten (its tokens expire soonest).
+ */
+class RevocationTimes {
+  readonly #times = new Map<string, number>();
+  readonly #oldest = new OldestFirst(this.#times);
+  readonly #max: number;
+  readonly #lifetime: number;
+  #sweptAt = -Infinity;
+
+  constructor(max: number, lifetime: number) {
+    this.#max = max;
+    this.#lifetime = lifetime;
+  }
+
+  get(key: string): number | undefined {
+    return this.#times.get(key);
+  }
+
+  remember(key: string, at: number, nowSeconds: number): void {
+    const time = Math.max(at, this.#times.get(key) ?? 0);
+    this.#times.delete(key);
+    this.#times.set(key, time);
+    if (this.#times.size <= this.#max) return;
+    if (nowSeconds > this.#sweptAt) {
+      this.#sweptAt = nowSeconds;
+      for (const [k, t] of this.#times) if (t + this.#lifetime < nowSeconds) this.#times.delete(k);
     }
-    map.set(key, Math.max(at, map.get(key) ?? 0));
+    this.#oldest.trim(this.#max);
   }
 }

@@ -95,4 +95,38 @@ describe('the guard’s SSF receiver', () => {
     revocations.revokeSubject('alice', now);
     await assert.rejects(guard.verify(request), (e: { status?: number; error?: string }) => e.status === 401 && e.error === 'invalid_token');
   });
+
+  test('past maxEntries the expired revocations go first, then the least recently revoked', () => {
+    let now = 1_800_000_000_000;
+    const at = () => Math.floor(now / 1000);
+    const revocations = new MemorySecurityEventRevocations({ maxEntries: 3, maxTokenLifetimeSeconds: 60, now: () => now });
+    const revoked = (sub: string) => revocations.check({ sub, iat: at() - 120, jti: 'j' }) !== undefined;
+    revocations.revokeSubject('old', at() - 61); // no token it covers can still be valid
+    revocations.revokeSubject('a', at());
+    revocations.revokeSubject('b', at());
+    revocations.revokeSubject('c', at());
+    assert.deepEqual(['old', 'a', 'b', 'c'].map(revoked), [false, true, true, true]);
+
+    // Within the same second no second sweep: the least recently revoked goes ('b' was revoked
+    // again, so 'a' is the oldest).
+    revocations.revokeSubject('b', at());
+    revocations.revokeSubject('d', at());
+    assert.deepEqual(['a', 'b', 'c', 'd'].map(revoked), [false, true, true, true]);
+
+    // A second later, with every revocation live, still the least recently revoked.
+    now += 1000;
+    revocations.revokeSubject('e', at());
+    assert.deepEqual(['c', 'b', 'd', 'e'].map(revoked), [false, true, true, true]);
+  });
+
+  test('sessions are bounded on their own: a full session map drops no subject', () => {
+    const now = 1_800_000_000_000;
+    const at = Math.floor(now / 1000);
+    const revocations = new MemorySecurityEventRevocations({ maxEntries: 2, now: () => now });
+    revocations.revokeSubject('alice', at);
+    for (const id of ['g1', 'g2', 'g3']) revocations.revokeSession(id, at);
+    assert.ok(revocations.check({ sub: 'alice', iat: at - 1, jti: 'j' }));
+    assert.equal(revocations.check({ sub: 'bob', iat: at - 1, jti: 'g1' }), undefined);
+    assert.ok(revocations.check({ sub: 'bob', iat: at - 1, jti: 'g3' }));
+  });
 });
