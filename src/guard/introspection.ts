@@ -2,7 +2,7 @@ import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import { importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { checkAccessTokenClaims, checkedUrl, TokenRefused, type AccessTokenClaims } from './token.ts';
 import { traceContextHeaders } from './trace-context.ts';
-import { OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /**
  * Token introspection from the resource server (RFC 7662): how the guard validates a Clearance
@@ -168,12 +168,10 @@ function isJwk(key: unknown): key is JWK {
 
 /** Active answers by token digest, until their time; insertion-ordered, so the oldest go first when full. */
 class AnswerCache {
-  readonly #entries = new Map<string, { claims: AccessTokenClaims; until: number }>();
-  readonly #oldest = new OldestFirst(this.#entries);
-  readonly #max: number;
+  readonly #entries: BoundedMap<string, { claims: AccessTokenClaims; until: number }>;
 
   constructor(max: number) {
-    this.#max = Math.max(1, max);
+    this.#entries = new BoundedMap(Math.max(1, max));
   }
 
   get(key: string, now: number): AccessTokenClaims | undefined {
@@ -188,7 +186,6 @@ class AnswerCache {
 
   set(key: string, claims: AccessTokenClaims, until: number): void {
     this.#entries.delete(key);
-    this.#oldest.trim(this.#max - 1);
     this.#entries.set(key, { claims, until });
   }
 }

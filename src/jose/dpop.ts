@@ -3,7 +3,7 @@ import { keyFitsAlgorithm, type JwsAlgorithm } from './algorithms.ts';
 import { decodeCompactJws, describe } from './compact.ts';
 import { importPublicJwk, jwkThumbprint, privateMemberOf } from './jwk.ts';
 import { verifyCompactSignature } from './signature.ts';
-import { OldestFirst } from './bounded-map.ts';
+import { BoundedMap } from './bounded-map.ts';
 
 /**
  * The rules of a DPoP proof (RFC 9449 §4.3) that need nothing but the proof and the request:
@@ -146,9 +146,7 @@ export function checkDpopProofJwt(proof: string, rules: DpopProofRules): DpopPro
 }
 
 /** Imported proof keys by thumbprint: a client sends the same key with every proof. */
-const keyCache = new Map<string, KeyObject>();
-const keyCacheLimit = 1000;
-const oldestKeys = new OldestFirst(keyCache);
+const keyCache = new BoundedMap<string, KeyObject>(1000);
 
 function proofKey(jkt: string, jwk: Record<string, unknown>): KeyObject | undefined {
   let key = keyCache.get(jkt);
@@ -156,7 +154,6 @@ function proofKey(jkt: string, jwk: Record<string, unknown>): KeyObject | undefi
   const imported = importPublicJwk(jwk);
   if ('error' in imported) return undefined;
   key = imported.key;
-  oldestKeys.trim(keyCacheLimit - 1);
   keyCache.set(jkt, key);
   return key;
 }

@@ -14,7 +14,7 @@ import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
 import { planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
 import { readStepUpAnnotations, type PolicyStepUp } from './step-up.ts';
-import { OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /**
  * Cedar evaluation, without a database: compiling a policy set (parse, require ids, validate
@@ -334,7 +334,7 @@ export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluat
   }
   const evaluation = ask(call);
   if (evaluation instanceof Error) return failed(evaluation);
-  remember(key, evaluation);
+  answers.set(key, evaluation);
   return copy(evaluation);
 }
 
@@ -380,16 +380,10 @@ function failed(error: unknown): Evaluation {
   return { allow: false, reasons: [], errors: [`the policy engine failed: ${(error as Error).message}`] };
 }
 
-/** Answers by request (with the preparsed set it names), oldest first. */
-const answers = new Map<string, Evaluation>();
-const oldestAnswers = new OldestFirst(answers);
 /** Enough for the distinct requests of a busy second; each entry is about a kilobyte. */
 export const rememberedAnswers = 8192;
-
-function remember(key: string, evaluation: Evaluation): void {
-  oldestAnswers.trim(rememberedAnswers - 1);
-  answers.set(key, evaluation);
-}
+/** Answers by request (with the preparsed set it names), oldest first. */
+const answers = new BoundedMap<string, Evaluation>(rememberedAnswers);
 
 function copy(evaluation: Evaluation): Evaluation {
   return { allow: evaluation.allow, reasons: [...evaluation.reasons], errors: [...evaluation.errors] };

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /**
  * The signatures of our own tokens this process has already verified, each remembered with the
@@ -16,12 +16,12 @@ import { OldestFirst } from '../jose/bounded-map.ts';
  * not sign; the oldest entry makes room when it is full.
  */
 export class VerifiedSignatures {
-  readonly #byToken = new Map<string, KeyObject>();
-  readonly #oldest = new OldestFirst(this.#byToken);
+  readonly #byToken: BoundedMap<string, KeyObject>;
   readonly capacity: number;
 
   constructor(capacity = 8192) {
     this.capacity = capacity;
+    this.#byToken = new BoundedMap(capacity);
   }
 
   /** Whether `token` verified under exactly this key object before. */
@@ -31,7 +31,6 @@ export class VerifiedSignatures {
 
   /** Remembers a signature that has just verified. */
   add(token: string, key: KeyObject): void {
-    if (!this.#byToken.has(token)) this.#oldest.trim(this.capacity - 1);
     this.#byToken.set(token, key);
   }
 
