@@ -258,6 +258,37 @@ for (const dialect of testDialects()) {
       assert.match(columnFirst.problem!.message, /indexed column type/);
     });
 
+    test('finds the same problems when the side checks are cut into many small tasks (SQLite: shared by the worker and the verifying thread)', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(900);
+      const small = { sideTaskEvents: 37 };
+      const intact = await f.verify(small);
+      assert.equal(intact.ok, true, intact.problem?.message);
+      const seq = await seqOfLeaf(f.db, 700);
+      // An extra row alone: only the lookups counted across every task against the index's rows show it.
+      await asAttacker(f.storage, async (db) => {
+        await db.insertInto('audit_index').values({ key: 'sub:intruder', seq }).execute();
+      });
+      const extra = await f.verify(small);
+      assert.equal(extra.problem?.leafIndex, 700);
+      assert.match(extra.problem!.message, /does not match/);
+      await asAttacker(f.storage, async (db) => {
+        await db.deleteFrom('audit_index').where('key', '=', 'sub:intruder').execute();
+        await db.updateTable('audit_events').set({ type: 'token.revoked' }).where('seq', '=', await seqOfLeaf(db, 620)).execute();
+        await db.updateTable('audit_index').set({ key: 'txn:elsewhere' }).where('seq', '=', await seqOfLeaf(db, 480)).where('key', 'like', 'txn:%').execute();
+      });
+      // Problems in tasks of both checks: the earliest is named, whichever thread found it.
+      const lookupFirst = await f.verify(small);
+      assert.equal(lookupFirst.problem?.leafIndex, 480);
+      assert.match(lookupFirst.problem!.message, /query index/);
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_events').set({ type: 'token.revoked' }).where('seq', '=', await seqOfLeaf(db, 75)).execute();
+      });
+      const columnFirst = await f.verify(small);
+      assert.equal(columnFirst.problem?.leafIndex, 75);
+      assert.match(columnFirst.problem!.message, /indexed column type/);
+    });
+
     test('stays intact across many rounds and checkpoints of odd sizes', async (t) => {
       const f = await auditFixture(dialect, t);
       for (const n of [1, 2, 255, 256, 257, 1000, 3]) await f.fill(n);
