@@ -13,7 +13,7 @@ import { OldestFirst } from '../jose/bounded-map.ts';
 /** Times of events per key (most recent `keep` per key, `maxKeys` keys). */
 export class RecentEvents {
   readonly #times = new Map<string, number[]>();
-  readonly #evictTimes = new OldestFirst(this.#times);
+  readonly #oldest = new OldestFirst(this.#times);
   readonly #maxKeys: number;
   readonly #keep: number;
 
@@ -30,7 +30,7 @@ export class RecentEvents {
     if (times.length > most) times.splice(0, times.length - most);
     this.#times.delete(key);
     this.#times.set(key, times);
-    this.#evictTimes.trim(this.#maxKeys);
+    this.#oldest.trim(this.#maxKeys);
   }
 
   /** How many events of `key` happened after `since` (epoch ms); older ones are dropped. */
@@ -54,7 +54,7 @@ const networksPerToken = 8;
 /** Where each token was last presented by its holder from: network → when last (epoch ms). */
 export class TokenPresentations {
   readonly #seen = new Map<string, Map<string, number>>();
-  readonly #evictSeen = new OldestFirst(this.#seen);
+  readonly #oldest = new OldestFirst(this.#seen);
   readonly #maxTokens: number;
 
   constructor(options: { maxTokens?: number } = {}) {
@@ -68,7 +68,7 @@ export class TokenPresentations {
     while (networks.size > networksPerToken) networks.delete(networks.keys().next().value!);
     this.#seen.delete(token);
     this.#seen.set(token, networks);
-    this.#evictSeen.trim(this.#maxTokens);
+    this.#oldest.trim(this.#maxTokens);
   }
 
   /** The networks the token was presented from after `since` (epoch ms). */

@@ -36,10 +36,10 @@ export class SightingStore {
   readonly #maxCached: number;
   /** Key → when last seen and when this node last read or wrote it; least recently used first. */
   readonly #cache = new Map<string, { lastSeen: number; firstSeen: number; checkedAt: number }>();
-  readonly #evictCache = new OldestFirst(this.#cache);
+  readonly #oldestCached = new OldestFirst(this.#cache);
   /** Principal and kind pairs known to have some sighting (only known ones are kept). */
   readonly #known = new Set<string>();
-  readonly #evictKnown = new OldestFirst(this.#known);
+  readonly #oldestKnown = new OldestFirst(this.#known);
   /**
    * Reads and writes under way, by what they are about: concurrent requests that need the same
    * sighting (a burst of a new client's first tokens) share one statement instead of each sending
@@ -273,13 +273,13 @@ export class SightingStore {
 
   #remember(known: string): void {
     this.#known.add(known);
-    this.#evictKnown.trim(this.#maxCached);
+    this.#oldestKnown.trim(this.#maxCached);
   }
 
   #touch(key: string, entry: { firstSeen: number; lastSeen: number; checkedAt: number }): void {
     this.#cache.delete(key);
     this.#cache.set(key, entry);
-    this.#evictCache.trim(this.#maxCached);
+    this.#oldestCached.trim(this.#maxCached);
   }
 }
 

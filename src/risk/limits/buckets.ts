@@ -60,7 +60,7 @@ export const defaultMaxBuckets = 100_000;
  */
 export class MemoryBuckets implements BucketStore {
   readonly #buckets = new Map<string, Bucket>();
-  readonly #evict = new OldestFirst(this.#buckets);
+  readonly #oldest = new OldestFirst(this.#buckets);
   readonly #maxBuckets: number;
 
   constructor(maxBuckets = defaultMaxBuckets) {
@@ -96,7 +96,7 @@ export class MemoryBuckets implements BucketStore {
         this.#buckets.set(check.key, bucket);
       } else {
         this.#buckets.set(check.key, { tokens: level - 1, at: now });
-        this.#evict.trim(this.#maxBuckets);
+        this.#oldest.trim(this.#maxBuckets);
       }
     }
     return undefined;
