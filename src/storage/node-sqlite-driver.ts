@@ -4,6 +4,9 @@ import { databaseTimeoutDefaults } from '../config.ts';
 import { autocheckpointPages } from './wal.ts';
 import { adaptStatement } from './node-sqlite-statement.ts';
 
+/** The page cache of each connection, in KiB (see the PRAGMA below for why it is not larger). */
+export const pageCacheKiB = 8192;
+
 /**
  * Adapts Node's built-in `node:sqlite` DatabaseSync to the interface Kysely's SqliteDialect
  * expects (the better-sqlite3 shape), so no native addon is needed.
@@ -28,11 +31,18 @@ export function openNodeSqlite(
   db.exec('PRAGMA journal_mode = WAL');
   db.exec(`PRAGMA synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.exec('PRAGMA foreign_keys = ON');
-  // A 64 MiB page cache and a checkpoint every ~40 MB of WAL (instead of 4 MB) let index pages
-  // absorb many inserts between checkpoints: measured about 2x the audit append rate. The
-  // server's audit sealer turns the automatic checkpoint off and checkpoints between its rounds
-  // (wal.ts): run inside a COMMIT, a checkpoint of that size blocks the event loop for ~100 ms.
-  db.exec('PRAGMA cache_size = -65536');
+  // A checkpoint every ~40 MB of WAL (instead of 4 MB) lets index pages absorb many inserts
+  // between checkpoints: measured about 2x the audit append rate. The server's audit sealer turns
+  // the automatic checkpoint off and checkpoints between its rounds (wal.ts): run inside a COMMIT,
+  // a checkpoint of that size blocks the event loop for ~100 ms.
+  // An 8 MiB page cache, not more: every COMMIT ends by truncating the page cache to the database's
+  // size, which walks hash buckets in proportion to the pages cached (pcache1TruncateUnsafe, the
+  // hottest function of a long-running server in `perf`). With 64 MiB, a group commit's COMMIT grew
+  // from 180 to 300-350 µs as the cache filled, and SQLite's share of an m2m request from 42 to
+  // 61-72 µs; with 8 MiB it stays at 125-135 µs and 34-40 µs (docs/performance.md). The pages
+  // the hot path reads (index interiors, the newest events) fit; the audit append rate measured
+  // the same.
+  db.exec(`PRAGMA cache_size = -${pageCacheKiB}`);
   db.exec(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
   const statements = new Map<string, SqliteStatement>();
   const begin = beginWithoutWaiting(db, busyTimeoutMs);
