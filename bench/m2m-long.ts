@@ -12,7 +12,9 @@ import { benchDocument, clientId, tokenRequest } from './m2m.ts';
  * up a while: a cache whose upkeep grows once full shows as a last chunk dearer than the second
  * (the first warms the server up: compiled code, first reads).
  * Bounded maps evicting through a new iterator each time did that (docs/performance.md: 511 µs per
- * request past 180,000 tokens, 372 once fixed).
+ * request past 180,000 tokens, 372 once fixed), and so did SQLite's page cache, which every COMMIT
+ * walks, filling as the replay rows (kept while the assertions are valid, 240 s here) and the audit
+ * events accumulate (COMMIT 180 → 350 µs with 64 MiB; 125–135 µs with 8 MiB).
  */
 export async function m2mLong(chunks: number, chunkSeconds: number): Promise<BenchLine> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -107,13 +107,12 @@ describe('the guard’s SSF receiver', () => {
     revocations.revokeSubject('c', at());
     assert.deepEqual(['old', 'a', 'b', 'c'].map(revoked), [false, true, true, true]);
 
-    // Within the same second no second sweep: the least recently revoked goes ('b' was revoked
-    // again, so 'a' is the oldest).
+    // Every revocation live: the least recently revoked goes ('b' was revoked again, so it is 'a').
     revocations.revokeSubject('b', at());
     revocations.revokeSubject('d', at());
     assert.deepEqual(['a', 'b', 'c', 'd'].map(revoked), [false, true, true, true]);
 
-    // A second later, with every revocation live, still the least recently revoked.
+    // A second later, a sweep finds nothing expired: again the least recently revoked.
     now += 1000;
     revocations.revokeSubject('e', at());
     assert.deepEqual(['c', 'b', 'd', 'e'].map(revoked), [false, true, true, true]);
