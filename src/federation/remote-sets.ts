@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.ts';
-import { OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /** One remotely fetched set (a partner's or a client's jwks_uri) as a RemoteSets holds it. */
 export interface HeldSet<T> {
@@ -34,22 +34,19 @@ export interface HeldLookup<T, E extends HeldSet<T>> {
 export class RemoteSets<T, E extends HeldSet<T> = HeldSet<T>> {
   readonly #clock: Clock;
   readonly #minRefreshMs: number;
-  readonly #maxEntries: number;
-  readonly #entries = new Map<string, E>();
-  readonly #oldest = new OldestFirst(this.#entries);
+  /** Bounded: a new key past `maxEntries` makes the oldest entry go (it is fetched again when next asked for). */
+  readonly #entries: BoundedMap<string, E>;
 
   constructor(clock: Clock, options: { minRefreshMs: number; maxEntries?: number }) {
     this.#clock = clock;
     this.#minRefreshMs = options.minRefreshMs;
-    this.#maxEntries = options.maxEntries ?? Number.POSITIVE_INFINITY;
+    this.#entries = new BoundedMap(Math.max(1, options.maxEntries ?? Number.POSITIVE_INFINITY));
   }
 
   /** The set held under `key` (fetched first with `load` when stale, or with `refresh`, within the rate limit). */
   async get(key: string, refresh: boolean, load: (entry: E) => Promise<void>): Promise<HeldLookup<T, E>> {
     let entry = this.#entries.get(key);
     if (!entry) {
-      // Bounded: the oldest entry goes (it is fetched again when next asked for).
-      this.#oldest.trim(this.#maxEntries - 1);
       entry = { freshUntil: Number.NEGATIVE_INFINITY, attemptAt: Number.NEGATIVE_INFINITY } as E;
       this.#entries.set(key, entry);
     }

@@ -6,7 +6,7 @@ import type { Database } from '../storage/schema.ts';
 import type { Authorities } from './authority.ts';
 import { certificateSerial } from '../guard/ocsp.ts';
 import type { CertificateProfile } from './profiles.ts';
-import { BoundedMap, OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /** The generation a revocation bumps: every node reloads its revoked serials within a second. */
 export const revocationsGeneration = 'pki_revocations';
@@ -89,12 +89,10 @@ export class CertificateStatus {
 
 /** Which issuing authority signed a certificate, by its SHA-256 fingerprint; bounded. */
 export class IssuerMemory {
-  readonly #byFingerprint = new Map<string, string>();
-  readonly #oldest = new OldestFirst(this.#byFingerprint);
-  readonly #limit: number;
+  readonly #byFingerprint: BoundedMap<string, string>;
 
   constructor(limit = 10_000) {
-    this.#limit = limit;
+    this.#byFingerprint = new BoundedMap(limit);
   }
 
   get(fingerprint: string): string | undefined {
@@ -103,7 +101,6 @@ export class IssuerMemory {
 
   remember(fingerprint: string, authorityId: string): void {
     this.#byFingerprint.set(fingerprint, authorityId);
-    this.#oldest.trim(this.#limit);
   }
 }
 
