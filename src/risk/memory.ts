@@ -8,17 +8,15 @@
  * split evenly over N nodes needs N times the count to fire on one). Bounded: the least recently
  * touched keys are forgotten first.
  */
-import { OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 /** Times of events per key (most recent `keep` per key, `maxKeys` keys). */
 export class RecentEvents {
-  readonly #times = new Map<string, number[]>();
-  readonly #oldest = new OldestFirst(this.#times);
-  readonly #maxKeys: number;
+  readonly #times: BoundedMap<string, number[]>;
   readonly #keep: number;
 
   constructor(options: { maxKeys?: number; keep?: number } = {}) {
-    this.#maxKeys = options.maxKeys ?? 50_000;
+    this.#times = new BoundedMap(options.maxKeys ?? 50_000);
     this.#keep = options.keep ?? 10_000;
   }
 
@@ -30,7 +28,6 @@ export class RecentEvents {
     if (times.length > most) times.splice(0, times.length - most);
     this.#times.delete(key);
     this.#times.set(key, times);
-    this.#oldest.trim(this.#maxKeys);
   }
 
   /** How many events of `key` happened after `since` (epoch ms); older ones are dropped. */
@@ -53,12 +50,10 @@ const networksPerToken = 8;
 
 /** Where each token was last presented by its holder from: network → when last (epoch ms). */
 export class TokenPresentations {
-  readonly #seen = new Map<string, Map<string, number>>();
-  readonly #oldest = new OldestFirst(this.#seen);
-  readonly #maxTokens: number;
+  readonly #seen: BoundedMap<string, Map<string, number>>;
 
   constructor(options: { maxTokens?: number } = {}) {
-    this.#maxTokens = options.maxTokens ?? 100_000;
+    this.#seen = new BoundedMap(options.maxTokens ?? 100_000);
   }
 
   note(token: string, network: string, at: number): void {
@@ -68,7 +63,6 @@ export class TokenPresentations {
     while (networks.size > networksPerToken) networks.delete(networks.keys().next().value!);
     this.#seen.delete(token);
     this.#seen.set(token, networks);
-    this.#oldest.trim(this.#maxTokens);
   }
 
   /** The networks the token was presented from after `since` (epoch ms). */

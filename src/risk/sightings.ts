@@ -4,7 +4,7 @@ import type { Flight } from '../storage/flight.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
 import type { Database } from '../storage/schema.ts';
 import type { RiskPrincipal } from './engine.ts';
-import { OldestFirst } from '../jose/bounded-map.ts';
+import { BoundedMap, OldestFirst } from '../jose/bounded-map.ts';
 
 /** What the risk signals remember having seen for a principal (migration 0027_risk). */
 export const sightingKinds = ['device', 'network', 'scope', 'audience', 'resource', 'actor', 'chain_depth', 'admin_network'] as const;
@@ -35,11 +35,10 @@ export class SightingStore {
   readonly #clock: Clock;
   readonly #maxCached: number;
   /** Key → when last seen and when this node last read or wrote it; least recently used first. */
-  readonly #cache = new Map<string, { lastSeen: number; firstSeen: number; checkedAt: number }>();
-  readonly #oldestCached = new OldestFirst(this.#cache);
+  readonly #cache: BoundedMap<string, { lastSeen: number; firstSeen: number; checkedAt: number }>;
   /** Principal and kind pairs known to have some sighting (only known ones are kept). */
   readonly #known = new Set<string>();
-  readonly #oldestKnown = new OldestFirst(this.#known);
+  readonly #oldest = new OldestFirst(this.#known);
   /**
    * Reads and writes under way, by what they are about: concurrent requests that need the same
    * sighting (a burst of a new client's first tokens) share one statement instead of each sending
@@ -58,6 +57,7 @@ export class SightingStore {
     this.#db = db;
     this.#clock = clock;
     this.#maxCached = options.maxCached ?? 100_000;
+    this.#cache = new BoundedMap(this.#maxCached);
   }
 
   /** When the principal was last seen with this value; undefined when never (or forgotten). */
@@ -273,13 +273,12 @@ export class SightingStore {
 
   #remember(known: string): void {
     this.#known.add(known);
-    this.#oldestKnown.trim(this.#maxCached);
+    this.#oldest.trim(this.#maxCached);
   }
 
   #touch(key: string, entry: { firstSeen: number; lastSeen: number; checkedAt: number }): void {
     this.#cache.delete(key);
     this.#cache.set(key, entry);
-    this.#oldestCached.trim(this.#maxCached);
   }
 }
 

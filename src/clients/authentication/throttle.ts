@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Clock } from '../../clock.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import { OldestFirst } from '../../jose/bounded-map.ts';
+import { BoundedMap } from '../../jose/bounded-map.ts';
 
 /**
  * Throttling of failed client authentication (RFC 6819 §4.3.5: limit online guessing of client
@@ -315,13 +315,11 @@ export class MemoryFailureReservations {
 /** Failure times per key, oldest first, at most `limit.max` per key and `maxTracked` keys. */
 class SlidingWindows {
   readonly #limit: ThrottleLimit;
-  readonly #maxTracked: number;
-  readonly #times = new Map<string, number[]>();
-  readonly #oldest = new OldestFirst(this.#times);
+  readonly #times: BoundedMap<string, number[]>;
 
   constructor(limit: ThrottleLimit, maxTracked: number) {
     this.#limit = limit;
-    this.#maxTracked = maxTracked;
+    this.#times = new BoundedMap(maxTracked);
   }
 
   /** Milliseconds until the key may try again; 0 when it may now. */
@@ -345,7 +343,6 @@ class SlidingWindows {
     // Re-inserting moves the key to the end, so the map's first key is the least recently failing.
     this.#times.delete(key);
     this.#times.set(key, times);
-    this.#oldest.trim(this.#maxTracked);
   }
 
   /** Takes back one failure recorded at `time`, if it is still kept. */

@@ -5,7 +5,7 @@ import type { Flight } from '../../storage/flight.ts';
 import { GenerationCache } from '../../storage/generations.ts';
 import type { Database } from '../../storage/schema.ts';
 import { asOf, effectiveStatus, type KycPrincipal, type KycRecord, type KycStatus } from './record.ts';
-import { OldestFirst } from '../../jose/bounded-map.ts';
+import { BoundedMap } from '../../jose/bounded-map.ts';
 
 /** The generation every KYC change bumps (./changes.ts): each node's cache reloads on it. */
 export const kycGeneration = 'kyc';
@@ -31,16 +31,14 @@ export class KycStore {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #entities: GenerationCache<ReadonlyMap<string, KycRecord>>;
-  readonly #people = new Map<string, KycRecord | null>();
-  readonly #oldestPeople = new OldestFirst(this.#people);
-  readonly #maxCached: number;
+  readonly #people: BoundedMap<string, KycRecord | null>;
   /** Counted up by each reload: a person read before a reload is not cached after it. */
   #epoch = 0;
 
   constructor(db: Kysely<Database>, clock: Clock, options: { maxCached?: number; checkEveryMs?: number } = {}) {
     this.#db = db;
     this.#clock = clock;
-    this.#maxCached = options.maxCached ?? 100_000;
+    this.#people = new BoundedMap(options.maxCached ?? 100_000);
     this.#entities = new GenerationCache(db, kycGeneration, () => this.#reload(), clock, options.checkEveryMs);
   }
 
@@ -84,7 +82,6 @@ export class KycStore {
         if (row?.person_id == null || epoch !== this.#epoch) return;
         this.#people.delete(row.person_id);
         this.#people.set(row.person_id, row.principal_id !== null ? recordFromRow(row) : null);
-        this.#oldestPeople.trim(this.#maxCached);
       })
       .catch((error: unknown) => countReadAheadFailure('kyc', error)); // the read that would have been made is made then
   }
@@ -108,7 +105,6 @@ export class KycStore {
     const record = row ? recordFromRow(row) : undefined;
     if (epoch === this.#epoch) {
       this.#people.set(id, record ?? null);
-      this.#oldestPeople.trim(this.#maxCached);
     }
     return record;
   }

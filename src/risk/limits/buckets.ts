@@ -12,7 +12,7 @@
  * The same arithmetic runs in memory (`MemoryBuckets`) and in Redis (./redis-buckets.ts, its Lua
  * script); `bucketLevel` and `bucketWaitMs` are its definition.
  */
-import { OldestFirst } from '../../jose/bounded-map.ts';
+import { BoundedMap } from '../../jose/bounded-map.ts';
 
 /** One bucket a check takes a token from. */
 export interface BucketCheck {
@@ -59,12 +59,10 @@ export const defaultMaxBuckets = 100_000;
  * Synchronous (no promise); an allowed request allocates nothing here but a new caller's bucket.
  */
 export class MemoryBuckets implements BucketStore {
-  readonly #buckets = new Map<string, Bucket>();
-  readonly #oldest = new OldestFirst(this.#buckets);
-  readonly #maxBuckets: number;
+  readonly #buckets: BoundedMap<string, Bucket>;
 
   constructor(maxBuckets = defaultMaxBuckets) {
-    this.#maxBuckets = maxBuckets;
+    this.#buckets = new BoundedMap(maxBuckets);
   }
 
   take(checks: readonly BucketCheck[], now: number): BucketRefusal | undefined {
@@ -96,7 +94,6 @@ export class MemoryBuckets implements BucketStore {
         this.#buckets.set(check.key, bucket);
       } else {
         this.#buckets.set(check.key, { tokens: level - 1, at: now });
-        this.#oldest.trim(this.#maxBuckets);
       }
     }
     return undefined;
