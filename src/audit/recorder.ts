@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Flight } from '../storage/flight.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
@@ -14,6 +13,7 @@ import type { SubjectKeys } from './subject-keys.ts';
 import { Counter } from 'prom-client';
 import { metricsRegistry } from '../metrics.ts';
 import { inAuditSpan, tracingOn } from '../telemetry/spans.ts';
+import { uuidV7 } from '../uuid-v7.ts';
 
 type EventRow = Omit<Database['audit_events'], 'seq'>;
 
@@ -334,29 +334,6 @@ function insertText(rows: number, postgres: boolean): string {
     insertTexts.set(key, text);
   }
   return text;
-}
-
-/**
- * RFC 9562 §5.7 UUIDv7: 48-bit Unix ms timestamp, then random bits. Time-ordered ids keep the
- * unique index on audit_events.id appending at its right edge instead of at random pages.
- */
-export function uuidV7(ms: number): string {
-  const random = randomUUID(); // version 4: its variant bits are already RFC 9562's
-  return timePrefix(Math.max(0, Math.floor(ms))) + random.slice(15);
-}
-
-// The timestamp part of the last millisecond's ids: a busy recorder makes dozens within one.
-let prefixMs = -1;
-let prefix = '';
-
-/** `tttttttt-tttt-7` for the millisecond `ms`. */
-function timePrefix(ms: number): string {
-  if (ms !== prefixMs) {
-    const t = ms.toString(16).padStart(12, '0').slice(-12);
-    prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7`;
-    prefixMs = ms;
-  }
-  return prefix;
 }
 
 /** The indexed decision column: 'allow', 'deny' or null. */

@@ -249,7 +249,7 @@ async function validateRest(
   if (mandate !== undefined && !mandateIdPattern.test(mandate)) throw new OAuthError('invalid_request', 'mandate is not a mandate identifier');
   if (mandate !== undefined && resource === undefined) throw new OAuthError('invalid_request', 'a mandate needs business scopes or a resource');
   // A person's order starts its trade here (docs/audit.md "One txn from the first action").
-  const txn = requestedTxn(params.string('txn'))?.txn;
+  const txn = requestedTxn(params.string('txn'), ctx.clock.now())?.txn;
   if (txn !== undefined && authorizationDetails.length === 0 && mandate === undefined) {
     throw new OAuthError('invalid_request', 'txn starts a trade: send it with authorization_details or a mandate');
   }

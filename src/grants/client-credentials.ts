@@ -47,7 +47,7 @@ export const clientCredentials = defineGrant({
     const detailsParameter = params.get('authorization_details');
     const authorizationDetails =
       detailsParameter === undefined ? [] : parseAuthorizationDetails(detailsParameter, { instrumentClasses: (await ctx.entities.snapshot()).instrumentClasses, travelRuleThreshold: ctx.config.travelRuleThreshold });
-    const started = requestedTxn(params.get('txn'));
+    const started = requestedTxn(params.get('txn'), ctx.clock.now());
     if (started && authorizationDetails.length === 0 && mandateId === undefined) {
       throw new OAuthError('invalid_request', 'txn starts a trade: send it with authorization_details or a mandate');
     }

@@ -1,5 +1,4 @@
 import { basisOf, originClaims, partnerSubjectBasis } from '../federation/subject.ts';
-import { randomUUID } from 'node:crypto';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { getGrant } from '../authorization/consent.ts';
@@ -15,7 +14,7 @@ import { aboutOf, verifyPresentedToken, type PresentedToken } from './exchange/p
 import { defineGrant } from './grant.ts';
 import { insufficientUserAuthentication, requirePersonRoleMinimum, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
-import { isTxn } from '../transactions/txn.ts';
+import { isTxn, mintTxn } from '../transactions/txn.ts';
 import { commitPartnerTxn, partnerTxn } from '../transactions/partner-txn.ts';
 import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
 import { actInRegion, personLeis } from '../federation/regions.ts';
@@ -146,7 +145,7 @@ export const tokenExchange = defineGrant({
       const now = ctx.clock.now();
       const mandate = subject.mandate ? await recheckMandate(ctx, subject.mandate, scopes, now) : undefined;
       if (subject.grantId !== undefined && !mandate) await requireConsent(ctx, subject.grantId, server.identifier, scopes);
-      const txn = isTxn(subject.txn) ? subject.txn : randomUUID();
+      const txn = isTxn(subject.txn) ? subject.txn : mintTxn(now);
 
       // The subject (and actor) token must still be valid now: what is exchanged never outlives it.
       const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };

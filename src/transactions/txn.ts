@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
+import { uuidV7 } from '../uuid-v7.ts';
 
 /**
  * A trade's transaction id (`txn`, DESIGN §4): the one home of its format and of who may start one
@@ -13,8 +13,8 @@ import type { Database } from '../storage/schema.ts';
  *   separator into a log line or an index key. The same rule for a client's `txn` parameter, a
  *   partner token's `txn` claim and the AuthZEN context's `txn`.
  * - Who starts one: a client, at a grant that carries `authorization_details` or a mandate (the
- *   first token of a trade), by sending `txn=<id>` or `txn=new` (Clearance mints a UUID). `new` is
- *   the one reserved value: one parameter, so a request cannot both choose and ask.
+ *   first token of a trade), by sending `txn=<id>` or `txn=new` (Clearance mints one: `mintTxn`).
+ *   `new` is the one reserved value: one parameter, so a request cannot both choose and ask.
  * - Uniqueness: a txn is started once, by one client (table `transactions`, migration 0032,
  *   written in the issuance's own transaction). Another client starting it, or the same client
  *   starting it again for a new first token, is `invalid_request`. Continuing it — a token
@@ -29,10 +29,21 @@ export function isTxn(value: unknown): value is string {
   return typeof value === 'string' && value !== newTxn && txnPattern.test(value);
 }
 
+/**
+ * A txn Clearance mints (`txn=new`, or the first hop of a token exchange whose subject token has
+ * none): a UUIDv7 made at `nowMs` (src/uuid-v7.ts). Time-ordered, so the audit log's query index
+ * (`txn:` keys, written by the sealer) and the `transactions` table take a trade's rows at their
+ * right edge; its 74 random bits keep it unguessable, which a txn must be (a txn nobody has started
+ * is the first taker's: docs/federation.md).
+ */
+export function mintTxn(nowMs: number): string {
+  return uuidV7(nowMs);
+}
+
 /** A txn a client asked for: the one it chose, a minted one for `txn=new`, or undefined. */
-export function requestedTxn(value: string | undefined): { txn: string; chosen: boolean } | undefined {
+export function requestedTxn(value: string | undefined, nowMs: number): { txn: string; chosen: boolean } | undefined {
   if (value === undefined) return undefined;
-  if (value === newTxn) return { txn: randomUUID(), chosen: false };
+  if (value === newTxn) return { txn: mintTxn(nowMs), chosen: false };
   if (!isTxn(value)) throw new OAuthError('invalid_request', 'txn must be 1 to 64 letters, digits or . _ : - (or txn=new to have one minted)', { detail: 'txn_malformed' });
   return { txn: value, chosen: true };
 }

@@ -82,6 +82,12 @@ async function fixture(t: TestContext, dialect?: TestDialect, env?: Record<strin
   return { ctx, clock, issuer, secrets, post, ok, orderToken, exchangeFor, events, proof };
 }
 
+/** The millisecond a txn Clearance minted was made at: it is a UUIDv7 (src/transactions/txn.ts mintTxn), else the test fails. */
+function mintedAt(txn: unknown): number {
+  assert.match(String(txn), /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a minted txn is a UUIDv7');
+  return parseInt(String(txn).replace(/-/g, '').slice(0, 12), 16);
+}
+
 describe('token exchange (RFC 8693)', () => {
   for (const dialect of testDialects()) {
     test(`a three-hop chain keeps its txn, nests act newest-outermost, and narrows at every hop (${dialect.name})`, async (t) => {
@@ -94,7 +100,7 @@ describe('token exchange (RFC 8693)', () => {
       assert.equal(second.sub, 'trader-app');
       assert.equal(second.aud, brokerApi);
       assert.deepEqual(second.act, { sub: 'arranger-backend' });
-      assert.match(String(second.txn), /^[0-9a-f-]{36}$/, 'the first hop creates the txn');
+      assert.equal(mintedAt(second.txn), f.clock.now(), 'the first hop mints the txn: a UUIDv7 of the time it did');
 
       const key = dpopKey();
       const toClearing = await f.ok(await f.exchangeFor('broker-backend', toBroker.access_token, { audience: clearingApi, scope: 'settlement:submit' }, { dpop: f.proof(key) }));
@@ -639,7 +645,7 @@ describe('one txn from the first action (issue 17 item 1; docs/audit.md)', () =>
       const start = (clientId: string, txn: string, form: Record<string, string> = { authorization_details: order }) =>
         f.post(clientId, { grant_type: 'client_credentials', resource: arrangerApi, txn, ...form });
       const minted = decodeJwt((await f.ok(await start('trader-app', 'new'))).access_token).txn;
-      assert.match(String(minted), /^[0-9a-f-]{36}$/);
+      assert.equal(mintedAt(minted), f.clock.now(), 'a UUIDv7 of the time it was minted');
 
       for (const bad of ['has space', 'a/b', 'x'.repeat(65), 'semi;colon']) {
         const body = assertOAuthError(await start('trader-app', bad), 400, 'invalid_request');

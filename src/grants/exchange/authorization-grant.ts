@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { AuditEvent } from '../../audit/events.ts';
 import { findActiveGrant, getGrant, type ConsentGrant } from '../../authorization/consent.ts';
 import type { AuthenticatedClient } from '../../clients/authentication/types.ts';
@@ -16,7 +15,7 @@ import { OAuthError } from '../../oauth-error.ts';
 import { newJti } from '../../tokens/access-token.ts';
 import { tokenExchangeGrantType, tokenTypes } from '../../tokens/token-types.ts';
 import { commitSentTxn } from '../../transactions/partner-txn.ts';
-import { isTxn } from '../../transactions/txn.ts';
+import { isTxn, mintTxn } from '../../transactions/txn.ts';
 import type { GrantResult } from '../grant.ts';
 import { requirePersonRoleMinimum } from '../step-up.ts';
 import { chainNames } from './assertion-chain.ts';
@@ -160,7 +159,7 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
   // Step 5.
   const allowed = new Set<ChainingClaim>(chaining.claims);
   const act = { ...request.currentActor, ...(subject.act ? { act: subject.act } : {}) };
-  const txn = isTxn(subject.txn) ? subject.txn : randomUUID();
+  const txn = isTxn(subject.txn) ? subject.txn : mintTxn(ctx.clock.now());
   const actors = chainNames(act);
   const exp = Math.min(now + chaining.lifetime, subject.expiresAt, actor?.expiresAt ?? Infinity);
   if (exp <= now) throw new OAuthError('invalid_request', 'the subject_token is expired');
