@@ -191,9 +191,28 @@ function cryptoBoundLine(
 }
 
 /**
- * A crypto-bound load on POST /token: requests are made ahead, enough for `aheadSeconds` at about
- * 1.2 times the crypto ceiling (at most `maxAhead`), so the load generator spends its CPU on HTTP,
- * not on signing; each is used once and the rest are made on demand. Reports with
+ * Seconds of load a server gets before a measured load (BENCH_WARMUP_SECONDS, default 3). A fresh
+ * process spends its first seconds compiling: V8's optimising compiler ran on its background
+ * threads at about 15 % of the server's CPU during a cold 10 s m2m run, and the server's CPU per
+ * request fell by a fifth once warm (459 → 352 and 543 → 463 µs in two runs; docs/performance.md,
+ * "Warm servers before measuring"). The targets are
+ * about a server that has been up a while, so each measured load comes after the same warm-up, for
+ * Clearance and node-oidc-provider alike; what the warm-up costs is not counted.
+ */
+export const warmupSeconds = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
+
+/** Runs `options`' load for `seconds` unmeasured (the warm-up); throws when a request failed, as a measured load does. */
+export async function warmUp(options: Omit<Parameters<typeof load>[0], 'seconds'>, seconds = warmupSeconds): Promise<void> {
+  if (seconds <= 0) return;
+  const result = await load({ ...options, seconds });
+  if (result.failures > 0) throw new Error(`warm-up of ${options.path}: ${result.failures} of ${result.requests} requests failed`);
+}
+
+/**
+ * A crypto-bound load on POST /token after a warm-up (`warmupSeconds` unless the scenario sets its
+ * own): requests are made ahead, enough for the warm-up and `aheadSeconds` at about 1.2 times the
+ * crypto ceiling (at most `maxAhead`), so the load generator spends its CPU on HTTP, not on
+ * signing; each is used once and the rest are made on demand. Reports the measured load with
  * `cryptoBoundLine` against `cryptoMs` of cryptography per request.
  */
 export async function loadTokenEndpoint(
@@ -205,25 +224,24 @@ export async function loadTokenEndpoint(
     cryptoMs: number;
     aheadSeconds: number;
     maxAhead: number;
+    warmupSeconds?: number;
     make: (i: number) => { body: string; headers?: Record<string, string> };
   },
 ): Promise<BenchLine> {
+  const warmup = options.warmupSeconds ?? warmupSeconds;
   const bytes = (made: ReturnType<typeof options.make>) => tokenEndpointRequest(server.issuer, made.body, made.headers);
   const made: LeanRequest[] = [];
-  const ahead = Math.min(options.maxAhead, Math.ceil((1000 / options.cryptoMs) * options.aheadSeconds * 1.2));
+  const ahead = Math.min(options.maxAhead, Math.ceil((1000 / options.cryptoMs) * (warmup + options.aheadSeconds) * 1.2));
   for (let i = 0; i < ahead; i++) made.push(bytes(options.make(i)));
   let next = 0;
+  const request = () => {
+    const i = next++;
+    return made[i] ?? bytes(options.make(i));
+  };
+  const target = { origin: server.issuer, path: '/token', connections: options.connections, request };
+  await warmUp(target, warmup);
   const cpuBefore = server.serverCpuMs();
-  const result = await load({
-    origin: server.issuer,
-    path: '/token',
-    connections: options.connections,
-    seconds: options.seconds,
-    request: () => {
-      const i = next++;
-      return made[i] ?? bytes(options.make(i));
-    },
-  });
+  const result = await load({ ...target, seconds: options.seconds });
   return cryptoBoundLine(scenario, result, options.cryptoMs, server.serverCpuMs() - cpuBefore);
 }
 

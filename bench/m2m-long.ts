@@ -30,6 +30,8 @@ export async function m2mLong(chunks: number, chunkSeconds: number): Promise<Ben
           cryptoMs: costs.signMs + costs.verifyMs,
           aheadSeconds: 1,
           maxAhead: 5000,
+          // The first chunk is this scenario's warm-up.
+          warmupSeconds: 0,
           make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
         }),
       );

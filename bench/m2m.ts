@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { signCompact } from '../src/keys/jws.ts';
 import { es256Costs } from './crypto-ceiling.ts';
-import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
+import { clientAssertionParams, loadTokenEndpoint, startServerProcess, warmupSeconds, type BenchLine, type ServerProcess } from './harness.ts';
 
 export const resource = 'https://execution.bench.example/api';
 export const clientId = 'bench-oms';
@@ -49,8 +49,9 @@ export async function m2mDpop(seconds: number, connections = 16): Promise<BenchL
       connections,
       seconds,
       cryptoMs: costs.signMs + 2 * costs.verifyMs,
-      // A proof's iat must be within 60 s when it is used, so at most 40 s worth are made ahead.
-      aheadSeconds: Math.min(seconds, 40),
+      // A proof's iat must be within 60 s when it is used, so at most 40 s worth are made ahead,
+      // the warm-up's among them.
+      aheadSeconds: Math.max(1, Math.min(seconds, 40 - warmupSeconds)),
       maxAhead: 200_000,
       make: () => ({ headers: { dpop: proof() }, body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
     });

@@ -5,13 +5,13 @@
  * asks about orders, positions and reports of people, services and an algorithm; each order's
  * notional is drawn afresh, so no two requests are alike (as order-by-order checks are). Every
  * decision is resolved against Clearance's records, evaluated and made durable as its audit event
- * before the answer leaves. Two loads, each for `seconds`: one decision per request
- * (`POST /access/v1/evaluation`), then batches of 10 (`POST /access/v1/evaluations`).
+ * before the answer leaves. Two loads, each for `seconds` after a warm-up (harness.ts `warmUp`): one
+ * decision per request (`POST /access/v1/evaluation`), then batches of 10 (`POST /access/v1/evaluations`).
  */
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
 import { examplePolicyText, exampleEntities, peopleAndClients } from '../test/policy/fixture.ts';
-import { load, round, startServerProcess, type BenchLine } from './harness.ts';
+import { load, round, startServerProcess, warmUp, type BenchLine } from './harness.ts';
 
 const batchSize = 10;
 
@@ -48,27 +48,31 @@ export async function policyAuthzen(seconds: number, connections = 16): Promise<
     const expected = await fetch(`${server.issuer}/access/v1/evaluation`, { method: 'POST', headers, body: JSON.stringify(next()) });
     if (expected.status !== 200) throw new Error(`evaluation: ${expected.status} ${await expected.text()}`);
 
-    const cpu0 = server.serverCpuMs();
-    const single = await load({ origin: server.issuer, path: '/access/v1/evaluation', connections, seconds, request: () => ({ headers, body: JSON.stringify(next()) }) });
-    const cpu1 = server.serverCpuMs();
-    const batch = await load({
+    const single = { origin: server.issuer, path: '/access/v1/evaluation', connections, request: () => ({ headers, body: JSON.stringify(next()) }) };
+    const batched = {
       origin: server.issuer,
       path: '/access/v1/evaluations',
       connections,
-      seconds,
       request: () => ({ headers, body: JSON.stringify({ evaluations: Array.from({ length: batchSize }, next) }) }),
-    });
+    };
+    await warmUp(single);
+    const cpu0 = server.serverCpuMs();
+    const singleRun = await load({ ...single, seconds });
+    const cpu1 = server.serverCpuMs();
+    await warmUp(batched);
+    const cpu1b = server.serverCpuMs();
+    const batchRun = await load({ ...batched, seconds });
     const cpu2 = server.serverCpuMs();
-    if (single.failures || batch.failures) throw new Error(`policy-authzen: ${single.failures} + ${batch.failures} requests failed`);
+    if (singleRun.failures || batchRun.failures) throw new Error(`policy-authzen: ${singleRun.failures} + ${batchRun.failures} requests failed`);
     return {
       scenario: 'policy-authzen',
-      decisions_per_s: single.rps,
-      p50_ms: single.p50_ms,
-      p99_ms: single.p99_ms,
-      server_cpu_us_per_decision: round(((cpu1 - cpu0) * 1000) / single.requests, 1),
-      [`batch${batchSize}_decisions_per_s`]: round(batch.rps * batchSize),
-      [`batch${batchSize}_p50_ms`]: batch.p50_ms,
-      [`batch${batchSize}_server_cpu_us_per_decision`]: round(((cpu2 - cpu1) * 1000) / (batch.requests * batchSize), 1),
+      decisions_per_s: singleRun.rps,
+      p50_ms: singleRun.p50_ms,
+      p99_ms: singleRun.p99_ms,
+      server_cpu_us_per_decision: round(((cpu1 - cpu0) * 1000) / singleRun.requests, 1),
+      [`batch${batchSize}_decisions_per_s`]: round(batchRun.rps * batchSize),
+      [`batch${batchSize}_p50_ms`]: batchRun.p50_ms,
+      [`batch${batchSize}_server_cpu_us_per_decision`]: round(((cpu2 - cpu1b) * 1000) / (batchRun.requests * batchSize), 1),
     };
   } finally {
     await server.stop();
