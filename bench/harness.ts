@@ -266,14 +266,19 @@ export function withSearchPath(url: string, schema: string): string {
 
 /**
  * Runs `a` and `b` in the order A B B A, so that a drift of the machine during the runs weighs on
- * both alike; resolves each side's two results, and their mean per field.
+ * both alike; resolves each side's mean per field over its two results.
  */
 export async function alternate(a: () => Promise<BenchLine>, b: () => Promise<BenchLine>): Promise<{ a: (field: string) => number; b: (field: string) => number }> {
-  const first = await a();
-  const second = await b();
-  const third = await b();
-  const fourth = await a();
-  const mean = (lines: BenchLine[]) => (field: string) => lines.reduce((sum, line) => sum + Number(line[field]), 0) / lines.length;
-  return { a: mean([first, fourth]), b: mean([second, third]) };
+  const [first, second] = await palindrome([a, b]);
+  return { a: first!, b: second! };
 }
 
+/**
+ * Runs each of `runs` twice, in order and then in reverse (A B C C B A), for the same reason as
+ * `alternate`; resolves, for each run in the order given, its mean per field over its two results.
+ */
+export async function palindrome(runs: (() => Promise<BenchLine>)[]): Promise<((field: string) => number)[]> {
+  const results: BenchLine[][] = runs.map(() => []);
+  for (const i of [...runs.keys(), ...[...runs.keys()].reverse()]) results[i]!.push(await runs[i]!());
+  return results.map((lines) => (field: string) => lines.reduce((sum, line) => sum + Number(line[field]), 0) / lines.length);
+}

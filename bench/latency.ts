@@ -2,7 +2,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { es256Costs } from './crypto-ceiling.ts';
-import { adminQuery, clientAssertionParams, loadTokenEndpoint, round, startServerProcess, tokenEndpointRequest, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
+import { adminQuery, clientAssertionParams, loadTokenEndpoint, palindrome, round, startServerProcess, tokenEndpointRequest, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
 import { benchDocument, clientId, tokenRequest } from './m2m.ts';
 import { LeanPool, type LeanRequest } from './lean-http.ts';
 
@@ -12,7 +12,8 @@ import { LeanPool, type LeanRequest } from './lean-http.ts';
  * durable before the answer). One line per dialect: SQLite always, PostgreSQL as well when
  * BENCH_DATABASE_URL or TEST_DATABASE_URL is set (in a schema of its own, dropped afterwards).
  *
- * 1. Peak: a short closed-loop run (16 connections, BENCH_PEAK_SECONDS, default 3).
+ * 1. Peak: a short closed-loop run (16 connections, BENCH_PEAK_SECONDS, default 3), on both
+ *    servers alternately (SQLite, PostgreSQL, PostgreSQL, SQLite; the mean of each one's two runs).
  * 2. Open loop at BENCH_LOAD_FRACTION (default 0.5) of that peak for `seconds`: request i is due
  *    at start + i / rate whatever happened to the others, and its latency is counted from when it
  *    was due, not from when it could be sent. A closed loop (each connection waits for its answer
@@ -27,68 +28,111 @@ import { LeanPool, type LeanRequest } from './lean-http.ts';
  * overlapped each stall (bench/loop-probe.ts).
  */
 export async function m2mLatency(seconds: number): Promise<BenchLine[]> {
-  const lines: BenchLine[] = [await latencyOn('sqlite', seconds)];
   const url = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL;
-  if (url) lines.push(await latencyOn('postgres', seconds, url));
-  return lines;
+  const subjects: LatencySubject[] = [];
+  try {
+    subjects.push(await startSubject('sqlite'));
+    if (url) subjects.push(await startSubject('postgres', url));
+    // The peaks alternately (sqlite, postgres, postgres, sqlite): the target's ratio of the two
+    // compares runs made under the same machine; one after the other it moved 0.49–1.04 between
+    // whole runs of the same code. Each server's first run is after its warm-up.
+    const peaks = await palindrome(subjects.map((subject) => () => peakOf(subject)));
+    const lines: BenchLine[] = [];
+    for (const [i, subject] of subjects.entries()) lines.push(await openLoopOn(subject, peaks[i]!('rps'), seconds));
+    return lines;
+  } finally {
+    for (const subject of subjects) await subject.stop();
+  }
 }
 
-async function latencyOn(database: 'sqlite' | 'postgres', seconds: number, url?: string): Promise<BenchLine> {
-  const load1Before = loadavg()[0]!;
+interface LatencySubject {
+  database: 'sqlite' | 'postgres';
+  server: ServerProcess;
+  make: () => { body: string };
+  /** Peak runs made so far (the first warms the server up). */
+  runs: number;
+  stop(): Promise<void>;
+}
+
+/** A server on `database` with the loop probe preloaded, and the maker of its requests. */
+async function startSubject(database: 'sqlite' | 'postgres', url?: string): Promise<LatencySubject> {
   const schema = `bench_latency_${randomBytes(6).toString('hex')}`;
   const env: NodeJS.ProcessEnv = { BENCH_STALLS: process.env.BENCH_STALLS ?? '' };
   if (url) {
     await adminQuery(url, `create schema ${schema}`);
     env.DATABASE_URL = withSearchPath(url, schema);
   }
+  const dropSchema = async () => {
+    if (url) await adminQuery(url, `drop schema if exists ${schema} cascade`);
+  };
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  let server: ServerProcess | undefined;
+  let server: ServerProcess;
   try {
     server = await startServerProcess(benchDocument(publicKey, { senderConstrained: false }), env, { nodeArgs: ['--import', './bench/loop-probe.ts'], ipc: true });
-    const issuer = server.issuer;
-    const make = () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, issuer)) });
-    const costs = es256Costs();
-    const peakSeconds = Number(process.env.BENCH_PEAK_SECONDS ?? 3);
-    const peak = await loadTokenEndpoint('peak', server, {
-      connections: 16,
-      seconds: peakSeconds,
-      cryptoMs: costs.signMs + costs.verifyMs,
-      aheadSeconds: peakSeconds,
-      maxAhead: 60_000,
-      make,
-    });
-    const rate = Math.max(1, Math.round(Number(peak.rps) * Number(process.env.BENCH_LOAD_FRACTION ?? 0.5)));
-    const requests = Array.from({ length: Math.ceil(rate * seconds) }, () => tokenEndpointRequest(issuer, make().body));
-    await probe(server, 'reset');
-    const result = await openLoop(issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64));
-    const report = (await probe(server, 'report')) as Record<string, unknown>;
-    if (result.failures > 0) throw new Error(`m2m-latency (${database}): ${result.failures} of ${requests.length} requests failed`);
-    if (report.attribution) {
-      console.error(JSON.stringify({ scenario: 'm2m-latency', database, attribution: report.attribution, totals: report.totals, merkle_appends: report.merkle_appends }, null, 1));
-    }
-    return {
-      scenario: 'm2m-latency',
-      database,
-      peak_rps: peak.rps!,
-      target_rps: rate,
-      achieved_rps: result.rps,
-      requests: requests.length,
-      p50_ms: result.p50,
-      p99_ms: result.p99,
-      p999_ms: result.p999,
-      max_ms: result.max,
-      server_loop_p50_ms: report.loop_p50_ms as number,
-      server_loop_p99_ms: report.loop_p99_ms as number,
-      server_loop_p999_ms: report.loop_p999_ms as number,
-      server_loop_max_ms: report.loop_max_ms as number,
-      client_loop_max_ms: result.clientLoopMaxMs,
-      loadavg_1m_before: round(load1Before),
-      loadavg_1m_after: round(loadavg()[0]!),
-    };
-  } finally {
-    await server?.stop();
-    if (url) await adminQuery(url, `drop schema if exists ${schema} cascade`);
+  } catch (error) {
+    await dropSchema();
+    throw error;
   }
+  const issuer = server.issuer;
+  return {
+    database,
+    server,
+    make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, issuer)) }),
+    runs: 0,
+    async stop() {
+      await server.stop();
+      await dropSchema();
+    },
+  };
+}
+
+/** A short closed-loop run at full load (16 connections, BENCH_PEAK_SECONDS, default 3). */
+function peakOf(subject: LatencySubject): Promise<BenchLine> {
+  const costs = es256Costs();
+  const peakSeconds = Number(process.env.BENCH_PEAK_SECONDS ?? 3);
+  return loadTokenEndpoint('peak', subject.server, {
+    connections: 16,
+    seconds: peakSeconds,
+    cryptoMs: costs.signMs + costs.verifyMs,
+    aheadSeconds: peakSeconds,
+    maxAhead: 60_000,
+    ...(subject.runs++ > 0 ? { warmupSeconds: 0 } : {}),
+    make: subject.make,
+  });
+}
+
+/** The open loop at BENCH_LOAD_FRACTION of `peakRps` for `seconds`, and its line. */
+async function openLoopOn(subject: LatencySubject, peakRps: number, seconds: number): Promise<BenchLine> {
+  const { database, server } = subject;
+  const load1Before = loadavg()[0]!;
+  const rate = Math.max(1, Math.round(peakRps * Number(process.env.BENCH_LOAD_FRACTION ?? 0.5)));
+  const requests = Array.from({ length: Math.ceil(rate * seconds) }, () => tokenEndpointRequest(server.issuer, subject.make().body));
+  await probe(server, 'reset');
+  const result = await openLoop(server.issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64));
+  const report = (await probe(server, 'report')) as Record<string, unknown>;
+  if (result.failures > 0) throw new Error(`m2m-latency (${database}): ${result.failures} of ${requests.length} requests failed`);
+  if (report.attribution) {
+    console.error(JSON.stringify({ scenario: 'm2m-latency', database, attribution: report.attribution, totals: report.totals, merkle_appends: report.merkle_appends }, null, 1));
+  }
+  return {
+    scenario: 'm2m-latency',
+    database,
+    peak_rps: round(peakRps),
+    target_rps: rate,
+    achieved_rps: result.rps,
+    requests: requests.length,
+    p50_ms: result.p50,
+    p99_ms: result.p99,
+    p999_ms: result.p999,
+    max_ms: result.max,
+    server_loop_p50_ms: report.loop_p50_ms as number,
+    server_loop_p99_ms: report.loop_p99_ms as number,
+    server_loop_p999_ms: report.loop_p999_ms as number,
+    server_loop_max_ms: report.loop_max_ms as number,
+    client_loop_max_ms: result.clientLoopMaxMs,
+    loadavg_1m_before: round(load1Before),
+    loadavg_1m_after: round(loadavg()[0]!),
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { es256Costs } from './crypto-ceiling.ts';
-import { clientAssertionParams, loadTokenEndpoint, startServerProcess, type BenchLine } from './harness.ts';
-import type { ScenarioVariant } from './m2m.ts';
+import { clientAssertionParams, loadTokenEndpoint, palindrome, round, startServerProcess, type BenchLine } from './harness.ts';
+import { m2mPrivateKeyJwt, type ScenarioVariant } from './m2m.ts';
 
 const arranger = 'https://arranger.bench.example/orders';
 const broker = 'https://broker.bench.example/execution';
@@ -62,4 +62,28 @@ export async function tokenExchange(seconds: number, connections = 16, variant: 
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * The `token-exchange` line of `npm run bench`: token exchange and m2m-private-key-jwt run
+ * alternately, m2m, exchange, exchange, m2m, for half the seconds each (harness.ts `palindrome`),
+ * so that `vs_m2m` (the target's ratio of their throughputs) compares runs made under the same
+ * machine. Taken from two separate lines it moved 0.68–0.86 between whole runs of the same code.
+ * The line's own figures are the exchange runs' means.
+ */
+export async function tokenExchangeBesideM2m(seconds: number): Promise<BenchLine> {
+  const half = Math.max(1, seconds / 2);
+  const [m2m, exchange] = await palindrome([() => m2mPrivateKeyJwt(half), () => tokenExchange(half)]);
+  return {
+    scenario: 'token-exchange',
+    rps: round(exchange!('rps')),
+    p50_ms: round(exchange!('p50_ms')),
+    p99_ms: round(exchange!('p99_ms')),
+    server_cpu_us_per_req: round(exchange!('server_cpu_us_per_req'), 1),
+    crypto_us_per_req: round(exchange!('crypto_us_per_req'), 1),
+    load_cpu_us_per_req: round(exchange!('load_cpu_us_per_req'), 1),
+    m2m_rps: round(m2m!('rps')),
+    m2m_server_cpu_us_per_req: round(m2m!('server_cpu_us_per_req'), 1),
+    vs_m2m: round(exchange!('rps') / m2m!('rps'), 3),
+  };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { loadTokenEndpoint, type ServerProcess } from '../../bench/harness.ts';
+import { alternate, loadTokenEndpoint, palindrome, type ServerProcess } from '../../bench/harness.ts';
 
 /**
  * The load on /token warms the server up before it measures, and counts only what it measured.
@@ -78,5 +78,32 @@ describe('the benchmarks load on the token endpoint', () => {
     } finally {
       status = 200;
     }
+  });
+});
+
+/** Runs compared in one scenario take turns, so that a machine that drifts weighs on each alike. */
+describe('the benchmarks runs in turn', () => {
+  const recorder = () => {
+    const order: string[] = [];
+    const run = (name: string, values: number[]) => async () => {
+      order.push(name);
+      return { scenario: name, rps: values[order.filter((n) => n === name).length - 1]! };
+    };
+    return { order, run };
+  };
+
+  it('runs each of several twice, in order and then in reverse, and averages each one\'s two results', async () => {
+    const { order, run } = recorder();
+    const means = await palindrome([run('off', [100, 200]), run('on', [10, 30]), run('redis', [1, 2])]);
+    assert.deepEqual(order, ['off', 'on', 'redis', 'redis', 'on', 'off']);
+    assert.deepEqual(means.map((mean) => mean('rps')), [150, 20, 1.5]);
+  });
+
+  it('runs two as A B B A', async () => {
+    const { order, run } = recorder();
+    const { a, b } = await alternate(run('a', [4, 6]), run('b', [1, 3]));
+    assert.deepEqual(order, ['a', 'b', 'b', 'a']);
+    assert.equal(a('rps'), 5);
+    assert.equal(b('rps'), 2);
   });
 });
