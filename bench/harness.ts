@@ -195,9 +195,9 @@ function cryptoBoundLine(
  * process spends its first seconds compiling: V8's optimising compiler ran on its background
  * threads at about 15 % of the server's CPU during a cold 10 s m2m run, and the server's CPU per
  * request fell by a fifth once warm (459 → 352 and 543 → 463 µs in two runs; docs/performance.md,
- * "Warm servers before measuring"). The targets are
- * about a server that has been up a while, so each measured load comes after the same warm-up, for
- * Clearance and node-oidc-provider alike; what the warm-up costs is not counted.
+ * "Warm servers, ratios measured in turns, …"). The targets are about a server that has been up a
+ * while, so each measured load comes after the same warm-up, for Clearance and node-oidc-provider
+ * alike; what the warm-up costs is not counted.
  */
 export const warmupSeconds = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
 
