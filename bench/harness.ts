@@ -273,6 +273,18 @@ export async function alternate(a: () => Promise<BenchLine>, b: () => Promise<Be
   return { a: first!, b: second! };
 }
 
+/** A crypto-bound load's figures (`cryptoBoundLine`'s) as the means of a run's results (`palindrome`, `alternate`). */
+export function meanLoadFigures(mean: (field: string) => number): BenchLine {
+  return {
+    rps: round(mean('rps')),
+    p50_ms: round(mean('p50_ms')),
+    p99_ms: round(mean('p99_ms')),
+    server_cpu_us_per_req: round(mean('server_cpu_us_per_req'), 1),
+    crypto_us_per_req: round(mean('crypto_us_per_req'), 1),
+    load_cpu_us_per_req: round(mean('load_cpu_us_per_req'), 1),
+  };
+}
+
 /**
  * Runs each of `runs` twice, in order and then in reverse (A B C C B A), for the same reason as
  * `alternate`; resolves, for each run in the order given, its mean per field over its two results.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { palindrome, round, type BenchLine } from './harness.ts';
+import { meanLoadFigures, palindrome, round, type BenchLine } from './harness.ts';
 import { m2mPrivateKeyJwt } from './m2m.ts';
 import { tokenExchange } from './token-exchange.ts';
 
@@ -17,8 +17,9 @@ import { tokenExchange } from './token-exchange.ts';
 export async function riskOverhead(seconds: number): Promise<BenchLine[]> {
   const redisUrl = process.env.BENCH_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const variants = [
-    { name: 'off', document: { risk: { enabled: false } }, env: {} },
-    { name: 'on', document: {}, env: {} },
+    { name: 'off', document: { risk: { enabled: false } }, env: () => ({}) },
+    { name: 'on', document: {}, env: () => ({}) },
+    // A key prefix of its own for each run: no run starts with another's buckets.
     { name: 'on+redis', document: {}, env: () => ({ REDIS_URL: redisUrl, CLEARANCE_REDIS_PREFIX: `bench-${randomUUID()}:` }) },
   ];
   const half = Math.max(1, seconds / 2);
@@ -28,7 +29,7 @@ export async function riskOverhead(seconds: number): Promise<BenchLine[]> {
     ['token-exchange', tokenExchange],
   ] as const) {
     const means = await palindrome(
-      variants.map((variant) => () => run(half, 16, { scenario: `risk-${scenario}`, document: variant.document, env: typeof variant.env === 'function' ? variant.env() : variant.env })),
+      variants.map((variant) => () => run(half, 16, { scenario: `risk-${scenario}`, document: variant.document, env: variant.env() })),
     );
     const off = means[0]!;
     variants.forEach((variant, i) => {
@@ -36,11 +37,7 @@ export async function riskOverhead(seconds: number): Promise<BenchLine[]> {
       lines.push({
         scenario: `risk-${scenario}`,
         risk: variant.name,
-        rps: round(mean('rps')),
-        p99_ms: round(mean('p99_ms')),
-        server_cpu_us_per_req: round(mean('server_cpu_us_per_req'), 1),
-        crypto_us_per_req: round(mean('crypto_us_per_req'), 1),
-        load_cpu_us_per_req: round(mean('load_cpu_us_per_req'), 1),
+        ...meanLoadFigures(mean),
         added_cpu_us_per_req: round(mean('server_cpu_us_per_req') - off('server_cpu_us_per_req'), 1),
         rps_vs_off: round(mean('rps') / off('rps'), 3),
       });

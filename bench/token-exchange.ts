@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { es256Costs } from './crypto-ceiling.ts';
-import { clientAssertionParams, loadTokenEndpoint, palindrome, round, startServerProcess, type BenchLine } from './harness.ts';
+import { clientAssertionParams, loadTokenEndpoint, meanLoadFigures, palindrome, round, startServerProcess, type BenchLine } from './harness.ts';
 import { m2mPrivateKeyJwt, type ScenarioVariant } from './m2m.ts';
 
 const arranger = 'https://arranger.bench.example/orders';
@@ -76,12 +76,7 @@ export async function tokenExchangeBesideM2m(seconds: number): Promise<BenchLine
   const [m2m, exchange] = await palindrome([() => m2mPrivateKeyJwt(half), () => tokenExchange(half)]);
   return {
     scenario: 'token-exchange',
-    rps: round(exchange!('rps')),
-    p50_ms: round(exchange!('p50_ms')),
-    p99_ms: round(exchange!('p99_ms')),
-    server_cpu_us_per_req: round(exchange!('server_cpu_us_per_req'), 1),
-    crypto_us_per_req: round(exchange!('crypto_us_per_req'), 1),
-    load_cpu_us_per_req: round(exchange!('load_cpu_us_per_req'), 1),
+    ...meanLoadFigures(exchange!),
     m2m_rps: round(m2m!('rps')),
     m2m_server_cpu_us_per_req: round(m2m!('server_cpu_us_per_req'), 1),
     vs_m2m: round(exchange!('rps') / m2m!('rps'), 3),

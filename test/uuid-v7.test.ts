@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { uuidV7 } from '../src/uuid-v7.ts';
-
-const v7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const msOf = (id: string) => parseInt(id.replace(/-/g, '').slice(0, 12), 16);
+import { millisecondOf as msOf, uuidV7Pattern as v7 } from './helpers/uuid-v7.ts';
 
 test('makes RFC 9562 version 7 ids that carry their millisecond and sort by it', () => {
   const a = uuidV7(1_767_225_600_000);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { alternate, loadTokenEndpoint, palindrome, type ServerProcess } from '../../bench/harness.ts';
+import { alternate, loadTokenEndpoint, meanLoadFigures, palindrome, type ServerProcess } from '../../bench/harness.ts';
 
 /**
  * The load on /token warms the server up before it measures, and counts only what it measured.
@@ -97,6 +97,13 @@ describe('the benchmarks runs in turn', () => {
     const means = await palindrome([run('off', [100, 200]), run('on', [10, 30]), run('redis', [1, 2])]);
     assert.deepEqual(order, ['off', 'on', 'redis', 'redis', 'on', 'off']);
     assert.deepEqual(means.map((mean) => mean('rps')), [150, 20, 1.5]);
+  });
+
+  it('reports a load\'s figures as the means of its runs, rounded as a single line is', async () => {
+    const runs = [1000, 2001.123].map((rps, i) => ({ scenario: 'x', rps, p50_ms: 1, p99_ms: 3 + i, server_cpu_us_per_req: 400 + i * 0.16, crypto_us_per_req: 120, load_cpu_us_per_req: 30 }));
+    let turn = 0;
+    const [mean] = await palindrome([async () => runs[turn++]!]);
+    assert.deepEqual(meanLoadFigures(mean!), { rps: 1500.56, p50_ms: 1, p99_ms: 3.5, server_cpu_us_per_req: 400.1, crypto_us_per_req: 120, load_cpu_us_per_req: 30 });
   });
 
   it('runs two as A B B A', async () => {

@@ -21,6 +21,7 @@ import { dpopKey, dpopProof } from '../helpers/dpop.ts';
 import { testContext, testDialects, type TestDialect } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
 import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
+import { assertUuidV7At } from '../helpers/uuid-v7.ts';
 
 // RFC 8693 token exchange over HTTP: the three-hop chain of a trade (arranger → broker → clearing)
 // and every case of SECURITY-CHECKLIST "Token exchange".
@@ -83,10 +84,7 @@ async function fixture(t: TestContext, dialect?: TestDialect, env?: Record<strin
 }
 
 /** The millisecond a txn Clearance minted was made at: it is a UUIDv7 (src/transactions/txn.ts mintTxn), else the test fails. */
-function mintedAt(txn: unknown): number {
-  assert.match(String(txn), /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a minted txn is a UUIDv7');
-  return parseInt(String(txn).replace(/-/g, '').slice(0, 12), 16);
-}
+const mintedAt = (txn: unknown): number => assertUuidV7At(txn, 'a minted txn');
 
 describe('token exchange (RFC 8693)', () => {
   for (const dialect of testDialects()) {
