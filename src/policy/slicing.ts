@@ -259,9 +259,23 @@ function walk(expr: unknown, reads: Reads): void {
   }
 }
 
-/** The action itself and every group it is in (the schema's action hierarchy). */
+/** The groups an action is in (the schema's action hierarchy). */
+function actionGroupsOf(action: string): string[] {
+  return Object.entries(actionGroups).filter(([, scopes]) => (scopes as readonly string[]).includes(action)).map(([group]) => group);
+}
+
+/** The action itself and every group it is in. */
 function actionAncestry(action: string): Set<string> {
-  return new Set([action, ...Object.entries(actionGroups).filter(([, scopes]) => (scopes as readonly string[]).includes(action)).map(([group]) => group)]);
+  return new Set([action, ...actionGroupsOf(action)]);
+}
+
+/**
+ * The action as the entity Cedar makes of the schema's action declaration: no attributes, its
+ * groups as parents. A call without the schema must bring it, or `action in Action::"trading"`
+ * would be false (engine.ts, `checkedCall`).
+ */
+export function actionEntity(action: string): CedarEntity {
+  return { uid: { type: 'Action', id: action }, attrs: {}, parents: actionGroupsOf(action).map((group) => ({ type: 'Action', id: group })) };
 }
 
 function typeMayMatch(scope: { op: string; entity_type?: string; entity?: unknown }, type: string): boolean {
@@ -317,15 +331,9 @@ export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
  * or undefined when nothing may be cut (an opaque plan, a repeated uid, an Action entity).
  */
 export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEntity[] | undefined {
-  if (plan.reads.opaque || !plainUid(request.principal) || !plainUid(request.resource)) return undefined;
-  const byKey = new Map<string, CedarEntity>();
-  for (const entity of request.entities) {
-    if (!plainUid(entity.uid) || entity.uid.type === 'Action' || typeof entity.attrs !== 'object' || entity.attrs === null) return undefined;
-    if (!Array.isArray(entity.parents) || !entity.parents.every(plainUid)) return undefined;
-    const key = uidKey(entity.uid);
-    if (byKey.has(key)) return undefined;
-    byKey.set(key, entity);
-  }
+  if (plan.reads.opaque) return undefined;
+  const byKey = entitiesByUid(request);
+  if (!byKey) return undefined;
   const sliced: CedarEntity[] = [];
   for (const v of ['principal', 'resource'] as const) {
     const entity = byKey.get(uidKey(request[v]));
@@ -341,6 +349,25 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEnti
     sliced.push({ uid: entity.uid, attrs, parents });
   }
   return sliced;
+}
+
+/**
+ * The request's entities by uid when the request is plain: its principal, resource, entities and
+ * their parents named as `{ type, id }`, no uid twice, no Action entity (the schema's); else
+ * undefined (Cedar then gets the request as it is).
+ */
+export function entitiesByUid(request: CedarRequest): Map<string, CedarEntity> | undefined {
+  if (!plainUid(request.principal) || !plainUid(request.resource) || !Array.isArray(request.entities)) return undefined;
+  const byKey = new Map<string, CedarEntity>();
+  for (const entity of request.entities) {
+    if (typeof entity !== 'object' || entity === null) return undefined;
+    if (!plainUid(entity.uid) || entity.uid.type === 'Action' || typeof entity.attrs !== 'object' || entity.attrs === null) return undefined;
+    if (!Array.isArray(entity.parents) || !entity.parents.every(plainUid)) return undefined;
+    const key = uidKey(entity.uid);
+    if (byKey.has(key)) return undefined;
+    byKey.set(key, entity);
+  }
+  return byKey;
 }
 
 /**
@@ -361,6 +388,15 @@ export function sliceContext(plan: SlicePlan, context: CedarRequest['context']):
     else sliced[name] = value;
   }
   return cut ? sliced : context;
+}
+
+/**
+ * True only when the whole context certainly conforms to the schema's `RequestContext`: every
+ * attribute declared and of its type, every required one present. False when unsure (an integer
+ * past 2^53, an entity, anything this reading does not know): then Cedar checks it (engine.ts).
+ */
+export function contextConforms(context: unknown): boolean {
+  return isPlainObject(context) && conformsTo('RequestContext', context, 0);
 }
 
 /** True only when `value` is certainly of the declared type (String, Long, Bool, Set<...>, or a record type). */

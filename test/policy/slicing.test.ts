@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
 import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
-import { planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
+import { actionEntity, contextConforms, planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
+import { metricsRegistry } from '../../src/metrics.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
 import { examplePoliciesDir } from './fixture.ts';
 
@@ -116,6 +117,60 @@ const request: fc.Arbitrary<CedarRequest> = fc
   });
 
 /**
+ * A request every part of which conforms to the schema, as the server makes them from its records:
+ * Cedar is asked it without the schema (engine.ts `checkedCall`).
+ */
+const wellFormedRequest: fc.Arbitrary<CedarRequest> = fc
+  .record({
+    principal: fc.constantFrom(...ofType('User'), ...ofType('Client'), ...ofType('Agent')),
+    action: fc.constantFrom(...policyActions),
+    resource: fc.constantFrom(...ofType('Account'), ...instruments, ...resourceServers),
+    context: fc.record(
+      {
+        notional: fc.integer({ min: 0, max: 80_000_000 }),
+        currency: fc.constantFrom('USD', 'EUR'),
+        acr: fc.constantFrom('urn:example:mfa', 'urn:example:pwd'),
+        acr_levels: fc.subarray(['urn:example:pwd', 'urn:example:mfa', 'urn:example:phr']),
+        venue: fc.constantFrom('XLON', 'example-derivatives'),
+        risk: fc.record({ score: fc.integer({ min: 0, max: 100 }), level: fc.constantFrom('low', 'medium', 'high'), signals: fc.subarray(['new_device', 'off_hours']) }),
+        region: fc.constantFrom('uk', 'us', 'eu'),
+        kyc_status: fc.constantFrom('verified', 'pending'),
+        suitability: fc.subarray(['fx', 'crypto', 'crypto_derivatives', 'rates_derivatives']),
+        local_time: fc.integer({ min: 0, max: 1439 }),
+        local_weekday: fc.integer({ min: 1, max: 7 }),
+        approved: fc.boolean(),
+        mandate: fc.record(
+          { id: fc.constant('m-1'), version: fc.integer({ min: 1, max: 3 }), instrument_classes: fc.subarray(['fx', 'crypto']), venues: fc.subarray(['example-derivatives', 'XLON']), max_notional: fc.integer({ min: 0, max: 20_000_000 }) },
+          { requiredKeys: ['id', 'version'] },
+        ),
+      },
+      { requiredKeys: [] },
+    ),
+    time: fc.oneof(fc.constant(1767225600), fc.integer({ min: 0, max: 2_000_000_000 })),
+  })
+  .map(({ principal, action, resource, context, time }) => ({
+    principal,
+    action,
+    resource,
+    context: { time, ...context } as CedarRequest['context'],
+    entities: pool.filter((e) => sameUid(e.uid, principal) || sameUid(e.uid, resource) || e.uid.type === 'Desk' || e.uid.type === 'LegalEntity'),
+  }));
+
+/** How many evaluations have been answered so far, by source (remembered, checked, schema). */
+async function answerSources(): Promise<Record<string, number>> {
+  const metric = await metricsRegistry.getSingleMetric('clearance_policy_engine_answers_total')!.get();
+  return Object.fromEntries(metric.values.map((v) => [v.labels.source, v.value]));
+}
+
+/** What one evaluation added to the answer sources. */
+async function answeredBy(evaluateIt: () => unknown): Promise<string[]> {
+  const before = await answerSources();
+  evaluateIt();
+  const after = await answerSources();
+  return Object.keys(after).filter((source) => after[source] !== (before[source] ?? 0));
+}
+
+/**
  * A decision to compare: allow, reasons and each policy's error exactly; a request Cedar refuses
  * as one "refused" (with several entities wrong, which one Cedar names first varies from call to call).
  */
@@ -146,6 +201,64 @@ describe('slicing a decision to what its policies read', () => {
         { numRuns, seed: set === examples ? 1301 : 1302 },
       );
     }
+  });
+
+  test('asks Cedar a request known to conform without the schema, and answers as Cedar does with it', async () => {
+    for (const set of [examples, withExtras]) {
+      await fc.assert(
+        fc.asyncProperty(wellFormedRequest, async (r) => {
+          const whole = evaluateWhole(set, r);
+          let answer: Evaluation | undefined;
+          const sources = await answeredBy(() => (answer = evaluate(set, r)));
+          // A request generated twice is remembered the second time; a new one is asked without the schema.
+          assert.ok(sources.length === 1 && (sources[0] === 'checked' || sources[0] === 'remembered'), `answered by ${sources.join(', ')}`);
+          assert.deepEqual(answer, whole);
+        }),
+        { numRuns, seed: set === examples ? 1303 : 1304 },
+      );
+    }
+  });
+
+  test('asks Cedar with the schema a request that may not conform, which it refuses', async () => {
+    const order = cases.find((c) => c.expect === 'allow' && c.request.action === 'order:create' && c.request.principal.id === 'alice' && c.request.resource.type === 'Instrument')!.request;
+    assert.deepEqual(await answeredBy(() => evaluate(examples, { ...order, context: { ...order.context, notional: 1_000_001 } })), ['checked']);
+    const wrong: Record<string, CedarRequest> = {
+      'a string notional': { ...order, context: { ...order.context, notional: 'lots' } },
+      'an undeclared attribute': { ...order, context: { ...order.context, colour: 'red' } },
+      'an entity in the context': { ...order, context: { ...order.context, venue: { __entity: { type: 'Instrument', id: 'EURUSD' } } } },
+      'a desk of the wrong shape': { ...order, entities: order.entities.map((e) => (e.uid.type === 'Desk' ? { ...e, attrs: { ...e.attrs, jurisdiction: 5 } } : e)) },
+      'an unknown action': { ...order, action: 'order:delete' },
+    };
+    for (const [name, r] of Object.entries(wrong)) {
+      let answer: Evaluation | undefined;
+      assert.deepEqual(await answeredBy(() => (answer = evaluate(examples, r))), ['schema'], name);
+      assert.equal(answer!.allow, false, name);
+      assert.deepEqual(outcome(answer!), outcome(evaluateWhole(examples, r)), name);
+    }
+  });
+
+  test('holds a context to the schema before leaving the schema out', () => {
+    const context = { time: 1767225600, notional: 5, currency: 'USD', suitability: ['fx'], mandate: { id: 'm-1', version: 1, max_notional: 10 }, risk: { score: 3, level: 'low', signals: [] } };
+    assert.equal(contextConforms(context), true);
+    assert.equal(contextConforms({ time: 1767225600 }), true);
+    for (const [name, wrong] of Object.entries({
+      'no time': { notional: 5 },
+      'a fraction': { ...context, notional: 1.5 },
+      'an integer past 2^53': { ...context, notional: 2 ** 60 },
+      'a lone surrogate': { ...context, currency: '\ud800' },
+      'a set of the wrong items': { ...context, suitability: ['fx', 3] },
+      'a record member undeclared': { ...context, mandate: { ...context.mandate, colour: 'red' } },
+      'a record without a required member': { ...context, mandate: { id: 'm-1' } },
+      'an entity reference': { ...context, venue: { __entity: { type: 'Instrument', id: 'EURUSD' } } },
+      'an array': [],
+    })) {
+      assert.equal(contextConforms(wrong), false, name);
+    }
+  });
+
+  test('brings the action as the schema declares it, in its groups', () => {
+    assert.deepEqual(actionEntity('order:create'), { uid: { type: 'Action', id: 'order:create' }, attrs: {}, parents: [{ type: 'Action', id: 'trading' }] });
+    assert.deepEqual(actionEntity('approve'), { uid: { type: 'Action', id: 'approve' }, attrs: {}, parents: [] });
   });
 
   test('keeps only the principal and resource, with the ancestors an `in` asks about', () => {
