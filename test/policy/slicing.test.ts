@@ -256,6 +256,16 @@ describe('slicing a decision to what its policies read', () => {
     }
   });
 
+  test("reads the context's record types from the schema as Cedar does", () => {
+    const answer = schemaToJson(cedarSchema);
+    assert.equal(answer.type, 'success');
+    type JsonType = { type: string; name?: string; element?: JsonType; required?: boolean };
+    const common = (answer.json as Record<string, { commonTypes: Record<string, { attributes: Record<string, JsonType> }> }>)['']!.commonTypes;
+    const text = (t: JsonType): string => (t.type === 'Set' ? `Set<${text(t.element!)}>` : (t.name ?? t.type));
+    const expected = new Map(Object.entries(common).map(([name, record]) => [name, new Map(Object.entries(record.attributes).map(([a, t]) => [a, { type: text(t), optional: t.required === false }]))]));
+    assert.deepEqual(readSchemaFacts(cedarSchema).records, expected);
+  });
+
   test('brings the action as the schema declares it, in its groups', () => {
     assert.deepEqual(actionEntity('order:create'), { uid: { type: 'Action', id: 'order:create' }, attrs: {}, parents: [{ type: 'Action', id: 'trading' }] });
     assert.deepEqual(actionEntity('approve'), { uid: { type: 'Action', id: 'approve' }, attrs: {}, parents: [] });
