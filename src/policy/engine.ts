@@ -425,12 +425,14 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
     const ids = shape.plan.policyIds.filter((id) => !unsatisfied(known.facts.get(id)!.json, view));
     if (ids.length < shape.plan.policyIds.length) chosen = subset(set, known, ids) ?? shape;
   }
-  const context = sliceContext(chosen.plan, request.context);
   // Entities are cut only when each conforms: otherwise Cedar gets them whole, and refuses them.
   const conforming = entitiesByUid(request) !== undefined && request.entities.every(conforms);
-  const entities = (conforming && sliceEntities(chosen.plan, request)) || request.entities;
+  const checked = conforming && shapeConforms(request) && contextConforms(request.context);
+  const sliceFor = checked ? 'checked' : 'schema';
+  const context = sliceContext(chosen.plan, request.context, sliceFor);
+  const entities = (conforming && sliceEntities(chosen.plan, request, sliceFor)) || request.entities;
   const call = { ...whole, context, entities, preparsedPolicySetId: chosen.preparsedId };
-  return conforming && shapeConforms(request) && contextConforms(request.context) ? checkedCall(call) : call;
+  return checked ? checkedCall(call) : call;
 }
 
 /**
@@ -438,8 +440,9 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
  * context (slicing.ts `contextConforms`) and each of its entities (`conforms`), none an action —
  * asked without the schema, with the action entity the schema would have added. Cedar with the
  * schema spends about 70 µs a call (a fifth of it, measured with one example order's five
- * entities) converting and checking again what is known to conform; evaluation is the same, and
- * the tests hold every answer to `evaluateWhole`, which keeps the schema.
+ * entities) converting and checking again what is known to conform; without it, the attributes
+ * the schema requires and no policy reads need not be sent either (sliced `checked`). Evaluation
+ * is the same, and the tests hold every answer to `evaluateWhole`, which keeps the schema.
  */
 function checkedCall(call: CedarCall): CedarCall {
   return { ...call, entities: [...call.entities, actionEntity(call.action.id)], checked: true };

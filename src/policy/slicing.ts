@@ -327,10 +327,18 @@ export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
 }
 
 /**
- * The entities a request needs under a plan: the principal and resource, cut as the plan allows,
- * or undefined when nothing may be cut (an opaque plan, a repeated uid, an Action entity).
+ * How far a request may be cut: `schema` keeps what the schema requires (Cedar checks the call
+ * against it); `checked` keeps only what the policies read, for a request known to conform that
+ * Cedar is asked without the schema (engine.ts `checkedCall`).
  */
-export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEntity[] | undefined {
+export type SliceFor = 'schema' | 'checked';
+
+/**
+ * The entities a request needs under a plan: the principal and resource, cut as the plan allows
+ * (their attributes the policies read, and for `schema` the ones it requires), or undefined when
+ * nothing may be cut (an opaque plan, a repeated uid, an Action entity).
+ */
+export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: SliceFor = 'schema'): CedarEntity[] | undefined {
   if (plan.reads.opaque) return undefined;
   const byKey = entitiesByUid(request);
   if (!byKey) return undefined;
@@ -343,7 +351,7 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest): CedarEnti
     const optional = schemaFacts().optional.get(entity.uid.type);
     const attrs: CedarEntity['attrs'] = {};
     for (const [name, value] of Object.entries(entity.attrs)) {
-      if (reads.attrs.has(name) || !optional?.has(name)) attrs[name] = value;
+      if (reads.attrs.has(name) || (sliceFor === 'schema' && !optional?.has(name))) attrs[name] = value;
     }
     const parents = asksIn ? ancestors(byKey, entity).filter((p) => reads.inAny || reads.inTargets.has(uidKey(p))) : [];
     sliced.push({ uid: entity.uid, attrs, parents });
@@ -374,9 +382,10 @@ export function entitiesByUid(request: CedarRequest): Map<string, CedarEntity> |
  * The context a request needs under a plan: its attributes the policies read, and those that
  * cannot be left out (required, undeclared, or not certainly of their declared type — Cedar
  * then refuses the request, as it would have). An attribute is left out only when it certainly
- * conforms, so a request the schema refuses is still refused.
+ * conforms, so a request the schema refuses is still refused. For a call `checked`, whose whole
+ * context is known to conform, only what the policies read.
  */
-export function sliceContext(plan: SlicePlan, context: CedarRequest['context']): CedarRequest['context'] {
+export function sliceContext(plan: SlicePlan, context: CedarRequest['context'], sliceFor: SliceFor = 'schema'): CedarRequest['context'] {
   if (plan.reads.contextWhole || !isPlainObject(context)) return context;
   const declared = schemaFacts().records.get('RequestContext');
   if (!declared) return context;
@@ -384,7 +393,8 @@ export function sliceContext(plan: SlicePlan, context: CedarRequest['context']):
   let cut = false;
   for (const [name, value] of Object.entries(context)) {
     const attribute = declared.get(name);
-    if (attribute?.optional && !plan.reads.context.has(name) && conformsTo(attribute.type, value, 0)) cut = true;
+    const mayGo = sliceFor === 'checked' || (attribute?.optional && conformsTo(attribute.type, value, 0));
+    if (mayGo && !plan.reads.context.has(name)) cut = true;
     else sliced[name] = value;
   }
   return cut ? sliced : context;

@@ -281,6 +281,24 @@ describe('slicing a decision to what its policies read', () => {
     assert.deepEqual(sliced[0]!.parents.map((p) => p.id).sort(), ['fx-spot', 'rates']);
   });
 
+  test('sends a request known to conform with only the attributes its policies read, none the schema alone requires', () => {
+    const alice = pool.find((e) => e.uid.type === 'User' && e.uid.id === 'alice')!;
+    const account = pool.find((e) => e.uid.type === 'Account')!;
+    const read: CedarRequest = { principal: alice.uid, action: 'report:view', resource: account.uid, context: { time: 1767225600, region: 'uk', currency: 'USD' }, entities: [alice, account] };
+    const plan = planFor(examples.policies, 'User', 'report:view', 'Account')!;
+    // The example policies read a reader's status, and nothing else of theirs.
+    assert.deepEqual([...plan.reads.principal.attrs], ['status']);
+    const [forSchema, forChecked] = [sliceEntities(plan, read, 'schema')!, sliceEntities(plan, read, 'checked')!];
+    // With the schema the person's required attributes go, read or not; without it only what is read.
+    assert.deepEqual(Object.keys(forSchema[0]!.attrs).sort(), ['jurisdictions', 'kyc_status', 'product_classes', 'status', 'suitability']);
+    assert.deepEqual(Object.keys(forChecked[0]!.attrs), ['status']);
+    assert.deepEqual(forChecked[0]!.parents, forSchema[0]!.parents);
+    // The context: the required `time` stays for the schema; without it, only what is read.
+    assert.deepEqual(Object.keys(sliceContext(plan, read.context, 'schema')).sort(), ['region', 'time']);
+    assert.deepEqual(Object.keys(sliceContext(plan, read.context, 'checked')), ['region']);
+    assert.deepEqual(evaluate(examples, read), evaluateWhole(examples, read));
+  });
+
   test('leaves out context attributes no policy reads, but still refuses one of the wrong type', () => {
     const order = cases.find((c) => c.expect === 'allow' && c.request.action === 'order:create' && c.request.principal.id === 'alice' && c.request.resource.type === 'Instrument' && 'notional' in c.request.context)!.request;
     const plan = planFor(examples.policies, 'User', 'order:create', 'Instrument')!;
