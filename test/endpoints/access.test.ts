@@ -5,7 +5,7 @@ import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import type { Context } from '../../src/context.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { basicAuthorization } from './fixture.ts';
-import { policyContext, userId } from '../policy/fixture.ts';
+import { answerSources, policyContext, userId } from '../policy/fixture.ts';
 
 interface AccessFixture {
   ctx: Context;
@@ -93,6 +93,19 @@ describe('the AuthZEN access evaluation API', () => {
       assert.match(refused.body, /context\.txn/);
     }
     assert.equal((await f.decisions()).length, 4, 'a malformed txn decides nothing');
+  });
+
+  test("decides well-formed orders with Cedar asked without the schema, as it would with it", async (t) => {
+    const f = await accessFixture(t);
+    const before = await answerSources();
+    // The FX desk's 50m limit: one under, one over (fresh notionals, so neither is remembered).
+    const under = await f.post('/access/v1/evaluation', fxOrder(f.alice, 1_000_003));
+    const over = await f.post('/access/v1/evaluation', fxOrder(f.alice, 60_000_003));
+    assert.deepEqual([under.json().decision, over.json().decision], [true, false]);
+    assert.deepEqual(over.json().context.reasons, ['limit-fx-spot-desk-fx']);
+    const after = await answerSources();
+    assert.ok(after.checked! - (before.checked ?? 0) >= 2, 'both asked without the schema');
+    assert.equal(after.schema ?? 0, before.schema ?? 0, 'none needed the schema');
   });
 
   test('fails closed: an unknown subject or resource is a deny, not an error', async (t) => {

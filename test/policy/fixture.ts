@@ -7,6 +7,7 @@ import { parseDocument } from '../../src/apply/parse.ts';
 import type { Context } from '../../src/context.ts';
 import { readPolicySources } from '../../src/policy/testing.ts';
 import { formatProblem } from '../../src/validation.ts';
+import { metricsRegistry } from '../../src/metrics.ts';
 import { testContext, type TestContextOptions, type TestServerContext } from '../helpers/storage.ts';
 
 export const examplePoliciesDir = fileURLToPath(new URL('../../examples/policies', import.meta.url));
@@ -92,4 +93,10 @@ export async function policyContext(t: Pick<TestContext, 'after'>, options: Test
     policies: [{ version: 'v1', text: examplePolicyText(), change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }],
   });
   return { ...server, secrets };
+}
+
+/** The policy engine's evaluations so far, by how each was answered (src/policy/engine.ts `clearance_policy_engine_answers_total`). */
+export async function answerSources(): Promise<Record<string, number>> {
+  const metric = await metricsRegistry.getSingleMetric('clearance_policy_engine_answers_total')!.get();
+  return Object.fromEntries(metric.values.map((v) => [v.labels.source, v.value]));
 }

@@ -5,9 +5,8 @@ import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
 import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
 import { actionEntity, contextConforms, planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
-import { metricsRegistry } from '../../src/metrics.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
-import { examplePoliciesDir } from './fixture.ts';
+import { answerSources, examplePoliciesDir } from './fixture.ts';
 
 /**
  * Slicing (src/policy/slicing.ts) and the engine's memory of answers must never change a decision:
@@ -155,12 +154,6 @@ const wellFormedRequest: fc.Arbitrary<CedarRequest> = fc
     context: { time, ...context } as CedarRequest['context'],
     entities: pool.filter((e) => sameUid(e.uid, principal) || sameUid(e.uid, resource) || e.uid.type === 'Desk' || e.uid.type === 'LegalEntity'),
   }));
-
-/** How many evaluations have been answered so far, by source (remembered, checked, schema). */
-async function answerSources(): Promise<Record<string, number>> {
-  const metric = await metricsRegistry.getSingleMetric('clearance_policy_engine_answers_total')!.get();
-  return Object.fromEntries(metric.values.map((v) => [v.labels.source, v.value]));
-}
 
 /** What one evaluation added to the answer sources. */
 async function answeredBy(evaluateIt: () => unknown): Promise<string[]> {
