@@ -28,7 +28,7 @@ import { Pkcs10CertificateRequestGenerator } from '../src/pki/x509.ts';
 import { startServer } from '../src/server.ts';
 import { formatProblem } from '../src/validation.ts';
 import { startLocalTsa } from './local-tsa.ts';
-import { freePort } from './workflow.ts';
+import { freePort } from './free-ports.ts';
 
 export interface AgentDemoOutcome {
   firstTxn: string;

@@ -12,7 +12,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +27,7 @@ import { formatProblem } from '../src/validation.ts';
 import { tracingOn } from '../src/telemetry/spans.ts';
 import { newDemoClients, tokenRequest } from './clients.ts';
 import { demoDocument, loopbackAudiences, mandateId } from './config.ts';
+import { freePorts } from './free-ports.ts';
 import { startFirms, type Order } from './services.ts';
 
 const run = promisify(execFile);
@@ -61,18 +61,6 @@ export interface DemoOutcome {
   counterpartyEvidence: { status: number; hops: [string, string[] | undefined][]; events: Record<string, number>; producers: string[]; withheld: number; verified: boolean };
 }
 
-/** A loopback port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 export interface DemoOptions {
   /** Keep Clearance running after the story (for the console, `npm run demo -- --console`): the caller closes it. */
   keep?: boolean;
@@ -94,7 +82,7 @@ export async function runDemo(print: (line: string) => void = console.log, optio
   let kept: KeptDemo | undefined;
   try {
     step('Clearance starts (SQLite, generated dev keys) and the platform team applies the configuration');
-    const port = await freePort();
+    const [port, ordersPort, executionPort, clearingPort] = (await freePorts(4)) as [number, number, number, number];
     const issuer = `http://${options.host ?? '127.0.0.1'}:${port}`;
     const env = { PORT: String(port), HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dir };
     const clearance: RunningServer = await startServer(loadConfig(env), { log: createLogger('silent') });
@@ -109,7 +97,7 @@ export async function runDemo(print: (line: string) => void = console.log, optio
     } else {
       started.push(clearance);
     }
-    const ports = { orders: await freePort(), execution: await freePort(), clearing: await freePort() };
+    const ports = { orders: ordersPort, execution: executionPort, clearing: clearingPort };
     const audiences = loopbackAudiences(ports);
     const { clients, keys } = await newDemoClients();
     const document = demoDocument(audiences, keys, join(root, 'examples', 'policies'), new Date());

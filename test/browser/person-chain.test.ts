@@ -10,7 +10,7 @@ import { startFirms } from '../../demo/services.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { startCallbackServer } from '../helpers/callback-server.ts';
 import { personPage } from '../helpers/desk-app.ts';
-import { freePort, startTestServer } from '../helpers/server.ts';
+import { freePorts, startTestServer } from '../helpers/server.ts';
 
 // Issue 17 item 7: the demo's chain started by a person. A trader signs in through Chromium at
 // her desk's trading screen (openid-client as the app: PAR, PKCE, the code), asks to act under
@@ -26,7 +26,8 @@ test('a trader signs in through the browser, orders under her desk mandate, and 
   const app = await startCallbackServer(t);
   const server = await startTestServer({ t, host: 'localhost' }); // WebAuthn's RP ID is a host name
   const issuer = server.issuer;
-  const ports = { orders: await freePort(), execution: await freePort(), clearing: await freePort() };
+  const [orders, execution, clearing] = (await freePorts(3)) as [number, number, number];
+  const ports = { orders, execution, clearing };
   const audiences = loopbackAudiences(ports);
   const { clients, keys } = await newDemoClients();
   const now = new Date();

@@ -17,7 +17,7 @@ import { main } from '../../src/cli/main.ts';
 import { csrfOf, HttpBrowser } from '../helpers/http-browser.ts';
 import { deleteKeys, ownRedisSkip, redisSkip, startOwnRedis, testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { clientCredentialsRequest, startNode, type Cleanup, type Node } from '../helpers/cluster.ts';
-import { freePort } from '../helpers/server.ts';
+import { freePort, freePorts } from '../helpers/server.ts';
 import { adminQuery, testDatabaseUrl } from '../helpers/storage.ts';
 
 const resource = 'https://orders.limits.example/api';
@@ -45,7 +45,7 @@ async function startTwoNodes(redisUrl: string, rateLimits: Record<string, unknow
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const prefix = uniquePrefix();
   cleanups.push(() => deleteKeys(redisUrl, prefix));
-  const [portA, portB] = [await freePort(), await freePort()];
+  const [portA, portB] = (await freePorts(2)) as [number, number];
   // One issuer, as behind a load balancer; each node on its own port.
   const issuer = `http://127.0.0.1:${portA}`;
   const env: NodeJS.ProcessEnv = {

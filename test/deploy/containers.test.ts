@@ -21,7 +21,7 @@ import { main } from '../../src/cli/main.ts';
 import { clientCredentialsRequest } from '../helpers/cluster.ts';
 import { buildImage, clientAssertion, command, containerSkip, freshDatabase, nginxSkip, podman, repository, untilReady, withoutSystemdNoise } from '../helpers/containers.ts';
 import { deleteKeys, redisSkip, testRedisUrl } from '../helpers/redis.ts';
-import { freePort } from '../helpers/server.ts';
+import { freePort, freePorts } from '../helpers/server.ts';
 import { adminQuery } from '../helpers/storage.ts';
 
 const issuer = 'https://clearance.test';
@@ -267,7 +267,7 @@ describe('two nodes from the image on one PostgreSQL and Redis (deploy/local/nod
     const prefix = `clearance-test-${randomBytes(4).toString('hex')}`;
     const state = mkdtempSync(join(tmpdir(), 'clearance-nodes-'));
     mkdirSync(state, { recursive: true });
-    const ports = [await freePort(), await freePort()] as const;
+    const ports = (await freePorts(2)) as [number, number];
     const shared = ['--prefix', prefix, '--ports', ports.join(','), '--state', state];
     const nodes = (...args: string[]) => command(join(repository, 'deploy/local/nodes.sh'), [...args, ...shared], { timeoutMs: 180_000 });
     t.after(async () => {

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { signCompact } from '../../src/keys/jws.ts';
-import { freePort } from './server.ts';
+import { freePorts } from './server.ts';
 import { adminQuery } from './storage.ts';
 
 const repository = new URL('../../', import.meta.url).pathname;
@@ -126,7 +126,7 @@ export async function startTwoNodesOnSchema(databaseUrl: string, prefix: string,
   url.searchParams.set('options', `-c search_path=${schema}`);
   const dataDir = mkdtempSync(join(tmpdir(), `clearance-${prefix}-`));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const [portA, portB] = [await freePort(), await freePort()];
+  const [portA, portB] = (await freePorts(2)) as [number, number];
   const issuer = `http://127.0.0.1:${portA}`;
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOST: '127.0.0.1', CLEARANCE_ISSUER: issuer, CLEARANCE_DATA_DIR: dataDir, CLEARANCE_MASTER_KEY: randomBytes(32).toString('hex'), DATABASE_URL: url.toString(), LOG_LEVEL: 'info' };
   const a = await startNode(env, portA, cleanups);

@@ -7,7 +7,6 @@
  *   const secret = server.secrets['my-client'];
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -16,6 +15,7 @@ import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { formatProblem } from '../../src/validation.ts';
+import { freePort } from '../../demo/free-ports.ts';
 import { riskEngineOff } from './risk.ts';
 
 export interface TestServer {
@@ -28,17 +28,8 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A port that was free a moment ago (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+/** Free loopback ports: the demo's (demo/free-ports.ts), one home for the tests and benchmarks too. */
+export { freePort, freePorts } from '../../demo/free-ports.ts';
 
 /**
  * `host`: the issuer's host name (default 127.0.0.1; the server listens there either way).
