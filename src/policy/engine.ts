@@ -426,11 +426,12 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
     if (ids.length < shape.plan.policyIds.length) chosen = subset(set, known, ids) ?? shape;
   }
   // Entities are cut only when each conforms: otherwise Cedar gets them whole, and refuses them.
-  const conforming = entitiesByUid(request) !== undefined && request.entities.every(conforms);
+  const byKey = entitiesByUid(request);
+  const conforming = byKey !== undefined && request.entities.every(conforms);
   const checked = conforming && shapeConforms(request) && contextConforms(request.context);
   const sliceFor = checked ? 'checked' : 'schema';
   const context = sliceContext(chosen.plan, request.context, sliceFor);
-  const entities = (conforming && sliceEntities(chosen.plan, request, sliceFor)) || request.entities;
+  const entities = (conforming && sliceEntities(chosen.plan, request, sliceFor, byKey)) || request.entities;
   const call = { ...whole, context, entities, preparsedPolicySetId: chosen.preparsedId };
   return checked ? checkedCall(call) : call;
 }

@@ -338,10 +338,8 @@ export type SliceFor = 'schema' | 'checked';
  * (their attributes the policies read, and for `schema` the ones it requires), or undefined when
  * nothing may be cut (an opaque plan, a repeated uid, an Action entity).
  */
-export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: SliceFor = 'schema'): CedarEntity[] | undefined {
-  if (plan.reads.opaque) return undefined;
-  const byKey = entitiesByUid(request);
-  if (!byKey) return undefined;
+export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: SliceFor = 'schema', byKey = entitiesByUid(request)): CedarEntity[] | undefined {
+  if (plan.reads.opaque || !byKey) return undefined;
   const sliced: CedarEntity[] = [];
   for (const v of ['principal', 'resource'] as const) {
     const entity = byKey.get(uidKey(request[v]));
