@@ -2,6 +2,7 @@
  * The audit log never holds secrets or raw tokens (DESIGN §5). Every event passes this guard
  * before it is written; test/audit/guard.test.ts holds the cases it must refuse.
  */
+import { BoundedMap } from '../jose/bounded-map.ts';
 
 export class AuditGuardError extends Error {
   override name = 'AuditGuardError';
@@ -47,12 +48,38 @@ export function isSecretName(name: string): boolean {
 // compact serialization. The first segment is checked to decode to a JSON header.
 const compactCandidate = /[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g;
 
+/**
+ * The first base64url characters of a segment that decodes to `{` or to whitespace (as trimStart
+ * reads latin1: tab, LF, VT, FF, CR, space, no-break space), the only bytes a JSON header can
+ * start with here: the character is the byte's top six bits. Any other segment is not decoded.
+ */
+const opensJson = new Set(['C', 'D', 'I', 'e', 'o']);
+
+/**
+ * Verdicts on strings with two dots, remembered: the same URLs and host names are in every event,
+ * and scanning one costs about a microsecond. A pure function of the string; bounded, and only
+ * for short strings.
+ */
+const verdicts = new BoundedMap<string, boolean>(4096);
+const longestRemembered = 512;
+
 /** True when `value` contains something shaped like a JWT (JWS or JWE compact serialization). */
 export function containsJwt(value: string): boolean {
   const dot = value.indexOf('.');
   if (dot < 0 || value.indexOf('.', dot + 1) < 0) return false;
+  if (value.length > longestRemembered) return scanForJwt(value);
+  let verdict = verdicts.get(value);
+  if (verdict === undefined) {
+    verdict = scanForJwt(value);
+    verdicts.set(value, verdict);
+  }
+  return verdict;
+}
+
+function scanForJwt(value: string): boolean {
   if (value.includes('eyJ') && /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\./.test(value)) return true;
   for (const match of value.matchAll(compactCandidate)) {
+    if (!opensJson.has(match[0][0]!)) continue;
     const header = match[0].slice(0, match[0].indexOf('.'));
     const decoded = Buffer.from(header, 'base64url').toString('latin1').trimStart();
     if (decoded.startsWith('{') && /"(alg|enc|typ)"\s*:/.test(decoded)) return true;

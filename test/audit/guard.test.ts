@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { AuditGuardError, assertNoSecrets, containsJwt, isSecretName } from '../../src/audit/guard.ts';
 import { AuditRecorder } from '../../src/audit/recorder.ts';
 import { ManualClock } from '../../src/clock.ts';
@@ -19,6 +20,39 @@ test('does not take URLs, hostnames, versions or scopes for JWTs', () => {
   for (const value of ['https://clearance.example.com/admin/audit', 'api.example.com', '1.2.3', 'order:create order:cancel', 'a.b.c', 'user@example.com']) {
     assert.equal(containsJwt(value), false, value);
   }
+});
+
+test('finds a JSON header after any whitespace trimStart takes from latin1, the first byte of the segment', () => {
+  for (const space of ['\t', '\n', '\v', '\f', '\r', ' ', '\u00a0', '  \t']) {
+    const header = Buffer.from(`${space}{"alg":"none"}`, 'latin1').toString('base64url');
+    assert.equal(containsJwt(`x ${header}.${Buffer.from('{}').toString('base64url')}.`), true, JSON.stringify(space));
+  }
+});
+
+test('answers a string the same when asked again, and as decoding every dotted segment does', () => {
+  // The reference: every candidate's first segment decoded, none skipped, nothing remembered.
+  const reference = (value: string) =>
+    /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\./.test(value) ||
+    [...value.matchAll(/[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g)].some((m) => {
+      const decoded = Buffer.from(m[0].split('.')[0]!, 'base64url').toString('latin1').trimStart();
+      return decoded.startsWith('{') && /"(alg|enc|typ)"\s*:/.test(decoded);
+    });
+  const header = fc.oneof(
+    fc.constantFrom('{"alg":"ES256"}', ' {"typ":"JWT"}', '\u00a0{"enc":"A256GCM"}', '{"kid":"k"}', 'execution', '{'),
+    fc.string({ maxLength: 12 }),
+  ).map((text) => Buffer.from(text, 'latin1').toString('base64url'));
+  const piece = fc.oneof(header, fc.constantFrom('.', '..', 'https://', 'api.example.com', 'eyJ', ' ', 'x'), fc.stringMatching(/^[A-Za-z0-9_.-]{0,8}$/));
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 8 }).map((pieces) => pieces.join('')), (value) => {
+      const expected = reference(value);
+      assert.equal(containsJwt(value), expected, value);
+      assert.equal(containsJwt(value), expected, `${value} (asked again)`);
+    }),
+    { numRuns: 3000 },
+  );
+  const long = `${'https://a.example.com/'.repeat(30)} ${jws}`;
+  assert.equal(containsJwt(long), true);
+  assert.equal(containsJwt(long), true);
 });
 
 test('treats credential-like field names as secrets and ordinary ones as facts', () => {
