@@ -51,23 +51,46 @@ export function requestView(request: CedarRequest): View | undefined {
   return { request, byKey, parents, ancestors: new Map() };
 }
 
+/** A part of a policy read once: told against a request's view each time it is asked. */
+type Compiled = (view: View) => Value | undefined;
+type Part = (view: View) => boolean | undefined;
+
+/**
+ * Each policy's parts, read from its JSON once (the JSON of a loaded policy set does not change):
+ * a request then walks closures, not the JSON's members and operator names again.
+ */
+const compiledPolicies = new WeakMap<PolicyJson, Part[]>();
+
 /** True when Cedar certainly finds `policy` unsatisfied, without an error, for the request. */
 export function unsatisfied(policy: PolicyJson, view: View): boolean {
-  const parts: (() => boolean | undefined)[] = [
-    () => scope(policy.principal as Scope, 'principal', view),
-    () => actionScope(policy.action as Scope, view.request.action),
-    () => scope(policy.resource as Scope, 'resource', view),
-    ...policy.conditions.map((clause) => () => {
-      const value = evaluate(clause.body, view);
-      return typeof value === 'boolean' ? (clause.kind === 'when' ? value : !value) : unknown;
-    }),
-  ];
+  let parts = compiledPolicies.get(policy);
+  if (!parts) compiledPolicies.set(policy, (parts = compilePolicy(policy)));
   for (const part of parts) {
-    const value = part();
+    const value = part(view);
     if (value === false) return true;
     if (value !== true) return false;
   }
   return false;
+}
+
+/** The parts in the order Cedar evaluates them: scope (principal, action, resource), then each condition. */
+function compilePolicy(policy: PolicyJson): Part[] {
+  const principal = policy.principal as Scope;
+  const resource = policy.resource as Scope;
+  const action = compileActionScope(policy.action as Scope);
+  return [
+    (view) => scope(principal, 'principal', view),
+    (view) => action(view.request.action),
+    (view) => scope(resource, 'resource', view),
+    ...policy.conditions.map((clause): Part => {
+      const body = compile(clause.body);
+      const when = clause.kind === 'when';
+      return (view) => {
+        const value = body(view);
+        return typeof value === 'boolean' ? (when ? value : !value) : unknown;
+      };
+    }),
+  ];
 }
 
 interface Scope {
@@ -102,12 +125,27 @@ function scope(constraint: Scope, v: 'principal' | 'resource', view: View): bool
   }
 }
 
-function actionScope(constraint: Scope, action: string): boolean | undefined {
-  if (constraint.op === 'All') return true;
+/** The action scope: `==` one action, `in` an action (itself or a group holding it) or a set of them. */
+function compileActionScope(constraint: Scope): (action: string) => boolean | undefined {
+  if (constraint.op === 'All') return () => true;
   const targets = (constraint.op === '==' ? [constraint.entity] : (constraint.entities ?? [constraint.entity])).map(uidOf);
-  if (targets.some((t) => t === undefined || t.type !== 'Action')) return unknown;
-  const ancestry = new Set([action, ...(constraint.op === 'in' ? Object.entries(actionGroups).filter(([, s]) => (s as readonly string[]).includes(action)).map(([g]) => g) : [])]);
-  return targets.some((t) => ancestry.has(t!.id));
+  if (targets.some((t) => t === undefined || t.type !== 'Action')) return () => unknown;
+  const ids = targets.map((t) => t!.id);
+  const viaGroups = constraint.op === 'in';
+  return (action) => ids.some((id) => id === action || (viaGroups && groupsOf(action).has(id)));
+}
+
+const groupsByAction = new Map<string, Set<string>>();
+
+/** The schema's action groups that hold `action` (the groups are fixed: schema.ts). */
+function groupsOf(action: string): Set<string> {
+  let groups = groupsByAction.get(action);
+  if (!groups) {
+    groups = new Set(Object.entries(actionGroups).filter(([, s]) => (s as readonly string[]).includes(action)).map(([g]) => g));
+    // Actions come from requests; only the schema's are worth remembering.
+    if (groups.size > 0) groupsByAction.set(action, groups);
+  }
+  return groups;
 }
 
 /** `self in targets`, for the principal or resource: equal to one, or one is an ancestor (through the request's entities). */
@@ -130,87 +168,144 @@ function isIn(self: EntityUid, targets: EntityUid[], view: View): boolean {
 
 type Node = Record<string, Record<string, unknown>>;
 
-function evaluate(expr: unknown, view: View): Value | undefined {
-  if (!isPlainObject(expr)) return unknown;
+const cannotTell: Compiled = () => unknown;
+
+/** An expression read once, as `evaluate` would read it on every request. */
+function compile(expr: unknown): Compiled {
+  if (!isPlainObject(expr)) return cannotTell;
   const keys = Object.keys(expr);
-  if (keys.length !== 1) return unknown;
+  if (keys.length !== 1) return cannotTell;
   const op = keys[0]!;
   const body = (expr as Node)[op]!;
+  if (op === 'Value') {
+    const value = entityValue(body);
+    return () => value;
+  }
+  // Every other operator's body is an object of operands.
+  if (!isPlainObject(body)) return op === 'Var' ? variable(body) : cannotTell;
   switch (op) {
-    case 'Value':
-      return entityValue(body);
-    case 'Var': {
-      const name = body as unknown as string;
-      if (name === 'principal' || name === 'resource') return { entity: view.request[name] };
-      if (name === 'context') return contextHoldsEntities() ? unknown : record(view.request.context);
-      return unknown;
+    case '.': {
+      const left = compile(body.left);
+      const attr = body.attr;
+      return (view) => attribute(left(view), attr, view);
     }
-    case '.':
-      return attribute(evaluate(body.left, view), body.attr, view);
-    case 'has':
-      return has(evaluate(body.left, view), body.attr, view);
+    case 'has': {
+      const left = compile(body.left);
+      const attr = body.attr;
+      return (view) => has(left(view), attr, view);
+    }
     case '==':
     case '!=': {
-      const equal = equals(evaluate(body.left, view), evaluate(body.right, view));
-      return equal === unknown ? unknown : op === '==' ? equal : !equal;
+      const left = compile(body.left);
+      const right = compile(body.right);
+      const negate = op === '!=';
+      return (view) => {
+        const equal = equals(left(view), right(view));
+        return equal === unknown ? unknown : negate ? !equal : equal;
+      };
     }
     case '<':
     case '<=':
     case '>':
     case '>=': {
-      const left = evaluate(body.left, view);
-      const right = evaluate(body.right, view);
-      if (typeof left !== 'number' || typeof right !== 'number') return unknown;
-      return op === '<' ? left < right : op === '<=' ? left <= right : op === '>' ? left > right : left >= right;
+      const left = compile(body.left);
+      const right = compile(body.right);
+      const compare = comparisons[op];
+      return (view) => {
+        const l = left(view);
+        const r = right(view);
+        if (typeof l !== 'number' || typeof r !== 'number') return unknown;
+        return compare(l, r);
+      };
     }
     case '!': {
-      const arg = evaluate(body.arg, view);
-      return typeof arg === 'boolean' ? !arg : unknown;
+      const arg = compile(body.arg);
+      return (view) => {
+        const value = arg(view);
+        return typeof value === 'boolean' ? !value : unknown;
+      };
     }
     case '&&':
     case '||': {
-      const left = evaluate(body.left, view);
-      if (typeof left !== 'boolean') return unknown;
-      if (op === '&&' ? !left : left) return left;
-      const right = evaluate(body.right, view);
-      return typeof right === 'boolean' ? right : unknown;
+      const left = compile(body.left);
+      const right = compile(body.right);
+      const and = op === '&&';
+      return (view) => {
+        const l = left(view);
+        if (typeof l !== 'boolean') return unknown;
+        if (and ? !l : l) return l;
+        const r = right(view);
+        return typeof r === 'boolean' ? r : unknown;
+      };
     }
     case 'is': {
-      const left = evaluate(body.left, view);
-      if (!isEntity(left) || typeof body.entity_type !== 'string') return unknown;
-      if (left.entity.type !== body.entity_type) return false;
-      return body.in === undefined ? true : membership(left, body.in, view);
+      const left = compile(body.left);
+      const type = body.entity_type;
+      const within = body.in === undefined ? undefined : compileEntityLiterals(body.in);
+      return (view) => {
+        const l = left(view);
+        if (!isEntity(l) || typeof type !== 'string') return unknown;
+        if (l.entity.type !== type) return false;
+        return within === undefined ? true : membership(l, within, view);
+      };
     }
-    case 'in':
-      return membership(evaluate(body.left, view), body.right, view);
+    case 'in': {
+      const left = compile(body.left);
+      const right = compileEntityLiterals(body.right);
+      return (view) => membership(left(view), right, view);
+    }
     case 'contains': {
-      const left = evaluate(body.left, view);
-      const right = evaluate(body.right, view);
-      if (!isSet(left) || !isPrimitive(right)) return unknown;
-      const elements = left.set.map(literalPrimitive);
-      if (elements.some((e) => e === unknown)) return unknown;
-      return elements.some((e) => e === right);
+      const left = compile(body.left);
+      const right = compile(body.right);
+      return (view) => {
+        const l = left(view);
+        const r = right(view);
+        if (!isSet(l) || !isPrimitive(r)) return unknown;
+        const elements = l.set.map(literalPrimitive);
+        if (elements.some((e) => e === unknown)) return unknown;
+        return elements.some((e) => e === r);
+      };
     }
     default:
-      return unknown;
+      return cannotTell;
   }
 }
 
+const comparisons = {
+  '<': (l: number, r: number) => l < r,
+  '<=': (l: number, r: number) => l <= r,
+  '>': (l: number, r: number) => l > r,
+  '>=': (l: number, r: number) => l >= r,
+};
+
+/** `principal`, `resource` or `context`. */
+function variable(name: unknown): Compiled {
+  if (name === 'principal' || name === 'resource') return (view) => ({ entity: view.request[name] });
+  if (name === 'context') return (view) => (contextHoldsEntities() ? unknown : record(view.request.context));
+  return cannotTell;
+}
+
 /** `left in right`, where left is the principal or resource and right an entity literal or a set literal of them. */
-function membership(left: Value | undefined, right: unknown, view: View): boolean | undefined {
+function membership(left: Value | undefined, right: (view: View) => EntityUid[] | undefined, view: View): boolean | undefined {
   if (!isEntity(left) || !(sameUid(left.entity, view.request.principal) || sameUid(left.entity, view.request.resource))) return unknown;
-  const targets = entityLiterals(right, view);
+  const targets = right(view);
   return targets ? isIn(left.entity, targets, view) : unknown;
 }
 
 /** The entities of `Type::"id"` or `[Type::"a", ...]` (each element an entity, else cannot tell). */
-function entityLiterals(expr: unknown, view: View): EntityUid[] | undefined {
+function compileEntityLiterals(expr: unknown): (view: View) => EntityUid[] | undefined {
   if (isPlainObject(expr) && Array.isArray(expr.Set)) {
-    const values = expr.Set.map((element) => evaluate(element, view));
-    return values.every(isEntity) ? values.map((v) => (v as { entity: EntityUid }).entity) : undefined;
+    const elements = expr.Set.map(compile);
+    return (view) => {
+      const values = elements.map((element) => element(view));
+      return values.every(isEntity) ? values.map((v) => (v as { entity: EntityUid }).entity) : undefined;
+    };
   }
-  const value = evaluate(expr, view);
-  return isEntity(value) ? [value.entity] : undefined;
+  const value = compile(expr);
+  return (view) => {
+    const v = value(view);
+    return isEntity(v) ? [v.entity] : undefined;
+  };
 }
 
 function attribute(left: Value | undefined, attr: unknown, view: View): Value | undefined {

@@ -33,6 +33,23 @@ describe('telling which policies a request cannot satisfy', () => {
     assert.equal(cannot('forbid (principal, action, resource) when { context has notional && context.notional >= 80 };', order({ notional: 10 })), true);
   });
 
+  test('compares integers as Cedar does at, below and above the bound, for each comparison', () => {
+    const compare = { '<': (a: number, b: number) => a < b, '<=': (a: number, b: number) => a <= b, '>': (a: number, b: number) => a > b, '>=': (a: number, b: number) => a >= b };
+    for (const [op, holds] of Object.entries(compare)) {
+      for (const notional of [79, 80, 81]) {
+        const text = `forbid (principal, action, resource) when { context has notional && context.notional ${op} 80 };`;
+        assert.equal(cannot(text, order({ notional })), !holds(notional, 80), `${notional} ${op} 80`);
+      }
+    }
+  });
+
+  test('answers each request afresh with a policy read once', () => {
+    // One policy object asked about three requests: what it read of the policy is kept, nothing of a request.
+    const once = policy('forbid (principal, action, resource) when { context has notional && context.notional != 80 };');
+    const ask = (context: Record<string, unknown>) => unsatisfied(once, requestView(order(context))!);
+    assert.deepEqual([ask({ notional: 80 }), ask({ notional: 81 }), ask({}), ask({ notional: 80 })], [true, false, true, true]);
+  });
+
   test('keeps a policy the request satisfies, or may', () => {
     assert.equal(cannot('permit (principal is User, action in Action::"trading", resource) when { principal.product_classes.contains(resource.instrument_class) };'), false);
     // Comparing sets is not read here: cannot tell.
