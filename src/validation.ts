@@ -107,8 +107,8 @@ export function join(path: string, key: string): string {
  * thousands of levels deep must not overflow the stack); at most `limit` problems, addressed by path.
  */
 export function controlCharacterProblems(document: unknown, limit = 20): Problem[] {
-  // Nearly every body has none: found without building a path for every member (which cost
-  // several times the search on an AuthZEN request), then looked for again with paths.
+  // Nearly every body has none: looked for first without building each member's path (a quarter
+  // of the time on a batch of AuthZEN evaluations), then again with paths when there is one.
   if (!anyControlCharacter(document)) return [];
   const problems: Problem[] = [];
   const pending: [string, unknown][] = [['', document]];

@@ -170,7 +170,7 @@ type Node = Record<string, Record<string, unknown>>;
 
 const cannotTell: Compiled = () => unknown;
 
-/** An expression read once, as `evaluate` would read it on every request. */
+/** An expression read once: a closure that tells its value for a request's view, or cannot tell. */
 function compile(expr: unknown): Compiled {
   if (!isPlainObject(expr)) return cannotTell;
   const keys = Object.keys(expr);
