@@ -264,9 +264,20 @@ function actionGroupsOf(action: string): string[] {
   return Object.entries(actionGroups).filter(([, scopes]) => (scopes as readonly string[]).includes(action)).map(([group]) => group);
 }
 
-/** The action itself and every group it is in. */
-function actionAncestry(action: string): Set<string> {
-  return new Set([action, ...actionGroupsOf(action)]);
+const ancestries = new Map<string, ReadonlySet<string>>();
+
+/**
+ * The action itself and every group it is in, remembered per action of the schema (the groups
+ * are fixed: schema.ts). The policy pre-filter asks it on every request (unsatisfied.ts).
+ */
+export function actionAncestry(action: string): ReadonlySet<string> {
+  let ancestry = ancestries.get(action);
+  if (!ancestry) {
+    ancestry = new Set([action, ...actionGroupsOf(action)]);
+    // Actions come from requests; only the schema's are worth remembering.
+    if (ancestry.size > 1) ancestries.set(action, ancestry);
+  }
+  return ancestry;
 }
 
 /**

@@ -1,7 +1,6 @@
 import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
-import { contextHoldsEntities } from './slicing.ts';
-import { actionGroups } from './schema.ts';
+import { actionAncestry, contextHoldsEntities } from './slicing.ts';
 
 /**
  * Which policies a request cannot satisfy, told without Cedar, so Cedar is not asked to evaluate
@@ -131,21 +130,11 @@ function compileActionScope(constraint: Scope): (action: string) => boolean | un
   const targets = (constraint.op === '==' ? [constraint.entity] : (constraint.entities ?? [constraint.entity])).map(uidOf);
   if (targets.some((t) => t === undefined || t.type !== 'Action')) return () => unknown;
   const ids = targets.map((t) => t!.id);
-  const viaGroups = constraint.op === 'in';
-  return (action) => ids.some((id) => id === action || (viaGroups && groupsOf(action).has(id)));
-}
-
-const groupsByAction = new Map<string, Set<string>>();
-
-/** The schema's action groups that hold `action` (the groups are fixed: schema.ts). */
-function groupsOf(action: string): Set<string> {
-  let groups = groupsByAction.get(action);
-  if (!groups) {
-    groups = new Set(Object.entries(actionGroups).filter(([, s]) => (s as readonly string[]).includes(action)).map(([g]) => g));
-    // Actions come from requests; only the schema's are worth remembering.
-    if (groups.size > 0) groupsByAction.set(action, groups);
-  }
-  return groups;
+  if (constraint.op !== 'in') return (action) => ids.includes(action);
+  return (action) => {
+    const ancestry = actionAncestry(action);
+    return ids.some((id) => ancestry.has(id));
+  };
 }
 
 /** `self in targets`, for the principal or resource: equal to one, or one is an ancestor (through the request's entities). */
