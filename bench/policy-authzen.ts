@@ -3,7 +3,9 @@
  * (examples/policies over examples/entities.yaml, the people and clients of test/policy/fixture.ts),
  * in its own server process. A policy enforcement point (`order-gateway`, client_secret_basic)
  * asks about orders, positions and reports of people, services and an algorithm; each order's
- * notional is drawn afresh, so no two requests are alike (as order-by-order checks are). Every
+ * notional is drawn afresh, as order-by-order checks are (orders whose notionals fall in one band
+ * of the policies' limits within the same second are answered from the engine's memory,
+ * src/policy/bands.ts; the rest are Cedar calls). Every
  * decision is resolved against Clearance's records, evaluated and made durable as its audit event
  * before the answer leaves. Two loads, each for `seconds` after a warm-up (harness.ts `warmUp`): one
  * decision per request (`POST /access/v1/evaluation`), then batches of 10 (`POST /access/v1/evaluations`).

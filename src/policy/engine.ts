@@ -10,6 +10,7 @@ import {
   type DetailedError,
   type PolicyJson,
 } from '@cedar-policy/cedar-wasm/nodejs';
+import { bandedKey } from './bands.ts';
 import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
 import { actionEntity, contextConforms, entitiesByUid, planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
@@ -314,14 +315,16 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
  * Cedar is asked the request sliced to what the set's policies can read (slicing.ts, unsatisfied.ts),
  * and the answer is remembered for the same request under the same set: evaluation is a pure
  * function of the set, the schema and the request (its context carries the time), so an answer
- * remembered is the answer Cedar would give again.
+ * remembered is the answer Cedar would give again. A context attribute the policies only compare
+ * with integer literals is remembered by its band between them (bands.ts).
  */
 export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluation {
   ensureSchema();
   let key: string;
   try {
-    // The whole request as Cedar would read it (the wasm binding sends JSON.stringify of the call).
-    key = JSON.stringify(wholeCall(set, request));
+    // The whole request as Cedar would read it (the wasm binding sends JSON.stringify of the call),
+    // a notional by its band of the limits the policies compare it with (bands.ts).
+    key = bandedKey(wholeCall(set, request), shapeOf(set, stateOf(set), request)?.plan.bands);
   } catch (error) {
     return failed(error);
   }

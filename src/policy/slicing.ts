@@ -51,6 +51,13 @@ interface Reads {
   context: Set<string>;
   /** The context used otherwise than through its attributes (compared whole, say): keep all of it. */
   contextWhole: boolean;
+  /**
+   * Context attributes compared (`<`, `<=`, `>`, `>=`, `==`, `!=`) with integer literals or with
+   * a path into the context (`context.mandate.max_notional`): the literals and the paths.
+   */
+  contextBounds: Map<string, { literals: Set<number>; paths: Map<string, string[]> }>;
+  /** Context attributes whose value is read otherwise (an operand of anything else, or compared with anything else). */
+  contextValues: Set<string>;
 }
 
 /** How a request of one shape (principal type, action, resource type) is sliced. */
@@ -58,6 +65,21 @@ export interface SlicePlan {
   /** The policies whose scope can match, in source order. */
   policyIds: string[];
   reads: Reads;
+  /**
+   * The context attributes these policies read only by comparing them with integer literals, each
+   * with its literals in ascending order: two integers that fall alike on every literal (bands.ts)
+   * are alike to these policies.
+   */
+  bands: ReadonlyMap<string, Band>;
+}
+
+/**
+ * What a context attribute is compared with: integer literals (ascending), and paths into the
+ * context whose value, where it is an integer, is a bound too (bands.ts).
+ */
+export interface Band {
+  literals: readonly number[];
+  paths: readonly (readonly string[])[];
 }
 
 const emptyReads = (): EntityReads => ({ attrs: new Set(), inAny: false, inTargets: new Set() });
@@ -128,7 +150,7 @@ export function readSchemaFacts(schema: string): SchemaFacts {
 
 /** The facts of one policy: what its scope and conditions read. */
 export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set() };
   scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   for (const clause of json.conditions) walk(clause.body, reads);
@@ -201,6 +223,48 @@ function literalEntities(expr: unknown): EntityUid[] | undefined {
 
 const binary = ['==', '!=', '<', '<=', '>', '>=', '&&', '||', '+', '-', '*', 'contains', 'containsAll', 'containsAny'];
 
+const comparisons = ['==', '!=', '<', '<=', '>', '>='];
+
+/**
+ * Records `context.x` compared with an integer literal or a path into the context (either way
+ * round): one of x's bounds. True when it was such a comparison. The path is walked as any read
+ * is, so its first attribute counts as read for its value: it is never banded itself, and stays in
+ * the memory key whole.
+ */
+function boundRead(reads: Reads, op: string, left: unknown, right: unknown): boolean {
+  if (!comparisons.includes(op)) return false;
+  const [attr, other] = contextAttribute(left) !== undefined ? [contextAttribute(left), right] : [contextAttribute(right), left];
+  if (attr === undefined) return false;
+  const value = (other as Node | undefined)?.Value;
+  // A Long literal in the JSON form is a number; one beyond 2^53 would not read back exactly.
+  const path = Number.isSafeInteger(value) ? undefined : contextPath(other);
+  if (!Number.isSafeInteger(value) && !path) return false;
+  attributeRead(reads, { Var: 'context' }, [attr]);
+  reads.context.add(attr);
+  let bounds = reads.contextBounds.get(attr);
+  if (!bounds) reads.contextBounds.set(attr, (bounds = { literals: new Set(), paths: new Map() }));
+  if (path) {
+    bounds.paths.set(JSON.stringify(path), path);
+    walk(other, reads);
+  } else bounds.literals.add(value as number);
+  return true;
+}
+
+/** `x` when `expr` is exactly `context.x`. */
+function contextAttribute(expr: unknown): string | undefined {
+  const dot = (expr as Node | undefined)?.['.'] as Node | undefined;
+  return dot && variable(dot.left) === 'context' && typeof dot.attr === 'string' ? dot.attr : undefined;
+}
+
+/** The attribute names of `context.a.b…` (at least one), else undefined. */
+function contextPath(expr: unknown): string[] | undefined {
+  const dot = (expr as Node | undefined)?.['.'] as Node | undefined;
+  if (!dot || typeof dot.attr !== 'string') return undefined;
+  if (variable(dot.left) === 'context') return [dot.attr];
+  const before = contextPath(dot.left);
+  return before && [...before, dot.attr];
+}
+
 /** Walks a condition, recording every read; anything it does not know makes the set opaque. */
 function walk(expr: unknown, reads: Reads): void {
   if (typeof expr !== 'object' || expr === null) {
@@ -223,8 +287,10 @@ function walk(expr: unknown, reads: Reads): void {
   if (op === '.' || op === 'has') {
     const attrs = Array.isArray(body.attr) ? (body.attr as string[]) : [body.attr as string];
     attributeRead(reads, body.left, attrs);
-    if (variable(body.left) === 'context') reads.context.add(attrs[0]!);
-    else walk(body.left, reads);
+    if (variable(body.left) === 'context') {
+      reads.context.add(attrs[0]!);
+      if (op === '.') reads.contextValues.add(attrs[0]!);
+    } else walk(body.left, reads);
   } else if (op === 'in') {
     inRead(reads, body.left, body.right);
     walk(body.left, reads);
@@ -236,6 +302,7 @@ function walk(expr: unknown, reads: Reads): void {
     }
     walk(body.left, reads);
   } else if (binary.includes(op)) {
+    if (boundRead(reads, op, body.left, body.right)) return;
     walk(body.left, reads);
     walk(body.right, reads);
   } else if (op === '!' || op === 'neg' || op === 'isEmpty') {
@@ -323,7 +390,7 @@ export function planFor(policies: readonly PolicyFacts[], principalType: string,
 
 /** The plan that keeps exactly `policies`: what they read, together. */
 export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set() };
   for (const p of policies) {
     for (const v of ['principal', 'resource'] as const) {
       p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
@@ -333,8 +400,25 @@ export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
     reads.opaque ||= p.reads.opaque;
     p.reads.context.forEach((a) => reads.context.add(a));
     reads.contextWhole ||= p.reads.contextWhole;
+    for (const [name, bounds] of p.reads.contextBounds) {
+      const all = reads.contextBounds.get(name) ?? { literals: new Set<number>(), paths: new Map<string, string[]>() };
+      bounds.literals.forEach((b) => all.literals.add(b));
+      bounds.paths.forEach((path, key) => all.paths.set(key, path));
+      reads.contextBounds.set(name, all);
+    }
+    p.reads.contextValues.forEach((a) => reads.contextValues.add(a));
   }
-  return { policyIds: policies.map((p) => p.id), reads };
+  return { policyIds: policies.map((p) => p.id), reads, bands: bandsOf(reads) };
+}
+
+/** The attributes every policy reads only in comparisons with bounds (boundRead); none when one reads the context whole. */
+function bandsOf(reads: Reads): Map<string, Band> {
+  const bands = new Map<string, Band>();
+  if (reads.contextWhole) return bands;
+  for (const [name, bounds] of reads.contextBounds) {
+    if (!reads.contextValues.has(name)) bands.set(name, { literals: [...bounds.literals].sort((a, b) => a - b), paths: [...bounds.paths.values()] });
+  }
+  return bands;
 }
 
 /**

@@ -108,6 +108,33 @@ describe('the AuthZEN access evaluation API', () => {
     assert.equal(after.schema ?? 0, before.schema ?? 0, 'none needed the schema');
   });
 
+  test('answers an order in a band of notionals it has decided from memory, and one across a limit afresh', async (t) => {
+    const f = await accessFixture(t);
+    const decide = async (notional: number) => {
+      const before = await answerSources();
+      const answer = await f.post('/access/v1/evaluation', fxOrder(f.alice, notional));
+      const after = await answerSources();
+      return [notional, answer.json().decision, Object.keys(after).filter((source) => after[source] !== (before[source] ?? 0)).join()];
+    };
+    const asked = [];
+    // The FX desk's limit is 50m (limits.cedar): at it allowed, above it denied.
+    for (const notional of [49_999_999, 50_000_000, 50_000_001, 49_000_000, 55_000_000, 50_000_000, 12]) asked.push(await decide(notional));
+    assert.deepEqual(asked, [
+      [49_999_999, true, 'checked'],
+      [50_000_000, true, 'checked'],
+      [50_000_001, false, 'checked'],
+      [49_000_000, true, 'remembered'],
+      [55_000_000, false, 'remembered'],
+      [50_000_000, true, 'remembered'],
+      [12, true, 'checked'],
+    ]);
+    // Every decision is evidenced with its own notional.
+    assert.deepEqual(
+      (await f.decisions()).map((e) => (e.details!.request as { context: { notional: number } }).context.notional),
+      asked.map(([notional]) => notional),
+    );
+  });
+
   test('fails closed: an unknown subject or resource is a deny, not an error', async (t) => {
     const f = await accessFixture(t);
     const unknown = await f.post('/access/v1/evaluation', fxOrder('no-such-user', 1));

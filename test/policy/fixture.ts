@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { executeApply, planApply } from '../../src/apply/index.ts';
 import { parseDocument } from '../../src/apply/parse.ts';
 import type { Context } from '../../src/context.ts';
+import type { Evaluation } from '../../src/policy/engine.ts';
 import { readPolicySources } from '../../src/policy/testing.ts';
 import { formatProblem } from '../../src/validation.ts';
 import { metricsRegistry } from '../../src/metrics.ts';
@@ -99,4 +100,13 @@ export async function policyContext(t: Pick<TestContext, 'after'>, options: Test
 export async function answerSources(): Promise<Record<string, number>> {
   const metric = await metricsRegistry.getSingleMetric('clearance_policy_engine_answers_total')!.get();
   return Object.fromEntries(metric.values.map((v) => [v.labels.source, v.value]));
+}
+
+/**
+ * A decision to compare: allow, reasons and each policy's error exactly; a request Cedar refuses
+ * as one "refused" (with several entities wrong, which one Cedar names first varies from call to
+ * call, and the request it quotes is the one it was sent, sliced or whole).
+ */
+export function outcome(evaluation: Evaluation) {
+  return { ...evaluation, errors: [...new Set(evaluation.errors.map((e) => (e.startsWith('policy "') ? e : 'refused')))] };
 }

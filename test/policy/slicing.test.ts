@@ -6,7 +6,7 @@ import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type Ce
 import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
 import { actionEntity, contextConforms, planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
-import { answerSources, examplePoliciesDir } from './fixture.ts';
+import { answerSources, examplePoliciesDir, outcome } from './fixture.ts';
 
 /**
  * Slicing (src/policy/slicing.ts) and the engine's memory of answers must never change a decision:
@@ -161,14 +161,6 @@ async function answeredBy(evaluateIt: () => unknown): Promise<string[]> {
   evaluateIt();
   const after = await answerSources();
   return Object.keys(after).filter((source) => after[source] !== (before[source] ?? 0));
-}
-
-/**
- * A decision to compare: allow, reasons and each policy's error exactly; a request Cedar refuses
- * as one "refused" (with several entities wrong, which one Cedar names first varies from call to call).
- */
-function outcome(evaluation: Evaluation) {
-  return { ...evaluation, errors: [...new Set(evaluation.errors.map((e) => (e.startsWith('policy "') ? e : 'refused')))] };
 }
 
 function sameUid(a: { type: string; id: string }, b: { type: string; id: string }): boolean {
