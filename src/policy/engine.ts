@@ -397,7 +397,7 @@ function failed(error: unknown): Evaluation {
 
 const answeredBy = hotCounter({
   name: 'clearance_policy_engine_answers_total',
-  help: 'Policy evaluations by how they were answered: remembered (the same request under the same set before), checked (Cedar asked without the schema, the request known to conform), schema (Cedar asked with the schema: a request it may refuse).',
+  help: 'Policy evaluations by how they were answered: remembered (the same request under the same set before, a notional by its band between the limits the policies compare it with), checked (Cedar asked without the schema, the request known to conform), schema (Cedar asked with the schema: a request it may refuse).',
   labelNames: ['source'],
 });
 const answerSources = { remembered: answeredBy({ source: 'remembered' }), checked: answeredBy({ source: 'checked' }), schema: answeredBy({ source: 'schema' }) };
