@@ -66,9 +66,9 @@ export interface SlicePlan {
   policyIds: string[];
   reads: Reads;
   /**
-   * The context attributes these policies read only by comparing them with integer literals, each
-   * with its literals in ascending order: two integers that fall alike on every literal (bands.ts)
-   * are alike to these policies.
+   * The context attributes these policies read only by comparing them with integer literals or
+   * paths into the context, each with its bounds: two integers that fall alike on every bound
+   * (bands.ts) are alike to these policies.
    */
   bands: ReadonlyMap<string, Band>;
 }

@@ -117,7 +117,8 @@ describe('the AuthZEN access evaluation API', () => {
       return [notional, answer.json().decision, Object.keys(after).filter((source) => after[source] !== (before[source] ?? 0)).join()];
     };
     const asked = [];
-    // The FX desk's limit is 50m (limits.cedar): at it allowed, above it denied.
+    // The FX desk's limit is 50m (limits.cedar): at it allowed, above it denied; 12 is below the
+    // lowest limit (2m), a band not asked yet.
     for (const notional of [49_999_999, 50_000_000, 50_000_001, 49_000_000, 55_000_000, 50_000_000, 12]) asked.push(await decide(notional));
     assert.deepEqual(asked, [
       [49_999_999, true, 'checked'],

@@ -9,8 +9,9 @@ import { answerSources, examplePoliciesDir, outcome } from './fixture.ts';
 
 /**
  * The engine remembers an answer for a context attribute the policies only compare with integer
- * literals by the attribute's band between those literals (src/policy/bands.ts). Two values in one
- * band must always get the answer Cedar gives each of them on the whole request.
+ * literals or paths into the context by the attribute's band between those bounds
+ * (src/policy/bands.ts). Two values in one band must always get the answer Cedar gives each of
+ * them on the whole request.
  */
 
 function compile(version: string, texts: string[]): CompiledPolicySet {
