@@ -17,7 +17,7 @@
  * so a value Cedar would refuse is remembered only for itself.
  */
 
-import type { Band } from './slicing.ts';
+import { isPlainObject, type Band } from './slicing.ts';
 
 /**
  * The memory key of a Cedar call: its JSON, with each banded context attribute that holds a safe
@@ -40,7 +40,7 @@ export function bandedKey(call: { context: unknown }, bands: ReadonlyMap<string,
   return context ? JSON.stringify({ ...call, context }) + suffix : JSON.stringify(call);
 }
 
-/** A band's literals, and the integers its paths hold in this context, ascending. */
+/** A band's literals, and the integers its paths hold in this context. */
 function boundsOf(band: Band, context: Record<string, unknown>): readonly number[] {
   if (!band.paths.length) return band.literals;
   const bounds = [...band.literals];
@@ -49,20 +49,21 @@ function boundsOf(band: Band, context: Record<string, unknown>): readonly number
     for (const name of path) value = isPlainObject(value) && Object.hasOwn(value, name) ? value[name] : undefined;
     if (Number.isSafeInteger(value)) bounds.push(value as number);
   }
-  return bounds.sort((a, b) => a - b);
+  return bounds;
 }
 
 /**
- * Which band of `bounds` (ascending) `value` falls in: 2i above i bounds and below the next one,
- * 2i + 1 equal to it. Values of one band compare alike with every bound (a bound given twice, a
- * path's value equal to a literal, shifts the numbers and not the grouping).
+ * Which band of `bounds` (in any order) `value` falls in: twice the number of bounds below it, plus
+ * one when a bound equals it. Two values of one band have the same bounds below them and the same
+ * next bound, which both equal or both are below: they compare alike with every bound (a bound
+ * given twice, a path's value equal to a literal, shifts the numbers and not the grouping).
  */
 export function bandOf(value: number, bounds: readonly number[]): number {
-  let i = 0;
-  while (i < bounds.length && bounds[i]! < value) i++;
-  return i < bounds.length && bounds[i] === value ? 2 * i + 1 : 2 * i;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  let below = 0;
+  let equal = 0;
+  for (const bound of bounds) {
+    if (bound < value) below++;
+    else if (bound === value) equal = 1;
+  }
+  return 2 * below + equal;
 }

@@ -321,10 +321,14 @@ export function compilePolicySet(version: string, sources: readonly PolicySource
 export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluation {
   ensureSchema();
   let key: string;
+  let known: SetState;
+  let shape: Shape | undefined;
   try {
+    known = stateOf(set);
+    shape = shapeOf(set, known, request);
     // The whole request as Cedar would read it (the wasm binding sends JSON.stringify of the call),
     // a notional by its band of the limits the policies compare it with (bands.ts).
-    key = bandedKey(wholeCall(set, request), shapeOf(set, stateOf(set), request)?.plan.bands);
+    key = bandedKey(wholeCall(set, request), shape?.plan.bands);
   } catch (error) {
     return failed(error);
   }
@@ -335,7 +339,7 @@ export function evaluate(set: CompiledPolicySet, request: CedarRequest): Evaluat
   }
   let call: CedarCall;
   try {
-    call = slicedCall(set, request);
+    call = slicedCall(set, request, known, shape);
   } catch (error) {
     return failed(error);
   }
@@ -417,10 +421,8 @@ function copy(evaluation: Evaluation): Evaluation {
  * request conforms (else all of them); the whole request when its shape is not the schema's. A
  * request known to conform is asked without the schema (checkedCall).
  */
-function slicedCall(set: CompiledPolicySet, request: CedarRequest): CedarCall {
+function slicedCall(set: CompiledPolicySet, request: CedarRequest, known: SetState, shape: Shape | undefined): CedarCall {
   const whole = wholeCall(set, request);
-  const known = stateOf(set);
-  const shape = shapeOf(set, known, request);
   if (!shape) return whole;
   let chosen = shape;
   const view = requestView(request);

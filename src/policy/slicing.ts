@@ -233,7 +233,8 @@ const comparisons = ['==', '!=', '<', '<=', '>', '>='];
  */
 function boundRead(reads: Reads, op: string, left: unknown, right: unknown): boolean {
   if (!comparisons.includes(op)) return false;
-  const [attr, other] = contextAttribute(left) !== undefined ? [contextAttribute(left), right] : [contextAttribute(right), left];
+  const leftAttr = contextAttribute(left);
+  const [attr, other] = leftAttr !== undefined ? [leftAttr, right] : [contextAttribute(right), left];
   if (attr === undefined) return false;
   const value = (other as Node | undefined)?.Value;
   // A Long literal in the JSON form is a number; one beyond 2^53 would not read back exactly.
@@ -252,8 +253,8 @@ function boundRead(reads: Reads, op: string, left: unknown, right: unknown): boo
 
 /** `x` when `expr` is exactly `context.x`. */
 function contextAttribute(expr: unknown): string | undefined {
-  const dot = (expr as Node | undefined)?.['.'] as Node | undefined;
-  return dot && variable(dot.left) === 'context' && typeof dot.attr === 'string' ? dot.attr : undefined;
+  const path = contextPath(expr);
+  return path?.length === 1 ? path[0] : undefined;
 }
 
 /** The attribute names of `context.a.b…` (at least one), else undefined. */
@@ -526,7 +527,7 @@ function conformsTo(type: string, value: unknown, depth: number): boolean {
 }
 
 /** A plain object, as JSON.stringify writes it member by member (no toJSON, no class). */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const proto: unknown = Object.getPrototypeOf(value);
   return (proto === Object.prototype || proto === null) && !('toJSON' in value);

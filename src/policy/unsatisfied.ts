@@ -1,6 +1,6 @@
 import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
-import { actionAncestry, contextHoldsEntities } from './slicing.ts';
+import { actionAncestry, contextHoldsEntities, isPlainObject } from './slicing.ts';
 
 /**
  * Which policies a request cannot satisfy, told without Cedar, so Cedar is not asked to evaluate
@@ -389,11 +389,4 @@ function isUid(value: unknown): value is EntityUid {
 
 function sameUid(a: EntityUid, b: EntityUid): boolean {
   return a.type === b.type && a.id === b.id;
-}
-
-/** A plain object, as JSON.stringify writes it member by member (no toJSON, no class). */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto: unknown = Object.getPrototypeOf(value);
-  return (proto === Object.prototype || proto === null) && !('toJSON' in value);
 }
