@@ -3,7 +3,7 @@ import { listGrants, revokeGrantIn, type ConsentGrant } from '../authorization/c
 import type { Context } from '../context.ts';
 import type { EntitySnapshot } from '../entities/directory.ts';
 import { liveMandatesGrantedTo, revokeMandatesGrantedToIn, type MandateVersion } from '../mandates/store.ts';
-import { evaluateDecision, type Decision, type Resolutions } from '../policy/decide.ts';
+import { evaluateDecision, Resolutions, type Decision } from '../policy/decide.ts';
 import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 
 /**
@@ -58,7 +58,7 @@ export async function recordMove(ctx: Deps, move: PersonMove, by: { actor: strin
   const leis = { before: leisOf(snapshot, move.before), after: leisOf(snapshot, move.after) };
   const grants = await listGrants(ctx, { userId: move.userId, active: true, limit: 1000 });
   const mandates = await liveMandatesGrantedTo(ctx.storage.db, move.userId, now);
-  const resolutions: Resolutions = new Map();
+  const resolutions = new Resolutions();
   const decide = (scope: string, audience: string) => evaluateDecision(ctx, { principal: { type: 'User', id: move.userId }, action: scope, resource: { type: 'ResourceServer', id: audience } }, { via: 'mover', caller: 'clearance' }, resolutions).then((d) => d.decision);
 
   const grantsRevoked: Moved['grantsRevoked'] = [];

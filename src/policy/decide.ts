@@ -5,7 +5,8 @@ import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import { evaluate, type CedarRequest, type CompiledPolicySet } from './engine.ts';
 import { liftOf, type ApprovalAsk, type StepUp } from './step-up.ts';
-import { resolveRequest, uidText, type DecisionRequest, type Resolution } from './request.ts';
+import { resolveRequest, uidText, type DecisionRequest, type PersonLookup, type Resolution } from './request.ts';
+import { findUser, type User } from '../identity/users.ts';
 import { Histogram } from 'prom-client';
 import { metricsRegistry } from '../metrics.ts';
 
@@ -128,16 +129,38 @@ export async function evaluateBuilt(
 /**
  * The decisions asked together (the scopes of one issuance, the items of one AuthZEN batch) share
  * their resolutions: a principal, resource and context are looked up and turned into entities
- * once, at one time, and each action is decided on them.
+ * once, at one time, and each action is decided on them. A person named by several of them is
+ * read once too, whatever the resources and contexts: an AuthZEN batch is mostly one subject's
+ * (the request's default `subject`) over several resources, actions or orders.
  */
-export type Resolutions = Map<string, Promise<Resolution>>;
+export class Resolutions {
+  readonly #requests = new Map<string, Promise<Resolution>>();
+  readonly #people = new Map<string, Promise<User | undefined>>();
+
+  /** How many distinct requests (principal, resource, context) were resolved. */
+  get size(): number {
+    return this.#requests.size;
+  }
+
+  /** The resolution of `request`, made by `resolve` the first time it is asked for. */
+  request(request: DecisionRequest, resolve: (lookUp: PersonLookup) => Promise<Resolution>): Promise<Resolution> {
+    const key = JSON.stringify([request.principal, request.resource, request.context ?? {}]);
+    let resolution = this.#requests.get(key);
+    if (!resolution) this.#requests.set(key, (resolution = resolve(this.#person)));
+    return resolution;
+  }
+
+  /** The person with this id, read once for all the decisions. */
+  readonly #person: PersonLookup = (ctx, id) => {
+    let person = this.#people.get(id);
+    if (!person) this.#people.set(id, (person = findUser(ctx, id)));
+    return person;
+  };
+}
 
 async function resolveOnce(ctx: DecisionContextDeps, request: DecisionRequest, resolutions: Resolutions | undefined, set: CompiledPolicySet): Promise<Resolution> {
   if (!resolutions) return resolveRequest(ctx, request, epochSeconds(ctx.clock), set);
-  const key = JSON.stringify([request.principal, request.resource, request.context ?? {}]);
-  let resolution = resolutions.get(key);
-  if (!resolution) resolutions.set(key, (resolution = resolveRequest(ctx, request, epochSeconds(ctx.clock), set)));
-  const resolved = await resolution;
+  const resolved = await resolutions.request(request, (lookUp) => resolveRequest(ctx, request, epochSeconds(ctx.clock), set, lookUp));
   return resolved.ok ? { ok: true, request: { ...resolved.request, action: request.action } } : resolved;
 }
 

@@ -8,7 +8,7 @@ import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { ResourceServer } from '../resource-servers/definition.ts';
 import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
-import { evaluateDecision, type Decision, type DecisionMeta, type Resolutions } from './decide.ts';
+import { evaluateDecision, Resolutions, type Decision, type DecisionMeta } from './decide.ts';
 import type { AgentContext, DecisionContext, DecisionRequest, MandateContext } from './request.ts';
 import { checkResidency } from './residency.ts';
 import { personTokenLeavesRegion } from '../federation/regions.ts';
@@ -290,7 +290,7 @@ async function decideIssuance(ctx: Context, server: ResourceServer, issuance: Is
   const context: DecisionContext = { ...decisionContext(server, issuance, ctx.config.issuer), ...(risk ? { risk: riskContextValue(risk) } : {}) };
   const decided: IssuanceDecision[] = [];
   // The subject and resource are resolved once, for every scope and entry.
-  const resolutions: Resolutions = new Map();
+  const resolutions = new Resolutions();
   for (const scope of issuance.scopes) {
     const { decision, event } = await evaluateDecision(ctx, { principal: issuance.subject, action: scope, resource: { type: 'ResourceServer', id: server.identifier }, context }, meta, resolutions);
     decided.push({ decision, event, what: { kind: 'scope', scope } });

@@ -146,6 +146,9 @@ export function uidText(uid: EntityUid): string {
   return `${uid.type}::${JSON.stringify(uid.id)}`;
 }
 
+/** How a resolution reads a person by id: `findUser`, or a batch's lookup that reads each person once (decide.ts `Resolutions`). */
+export type PersonLookup = (ctx: Pick<Context, 'storage'>, id: string) => Promise<User | undefined>;
+
 /**
  * Builds the Cedar request: the principal, resource and the entities they are members of (desks,
  * legal entities), with attributes from Clearance's records; the context with `time` (Clearance's
@@ -153,7 +156,7 @@ export function uidText(uid: EntityUid): string {
  * and suitability (their records win over what the caller sent). A principal or resource
  * Clearance does not know is not resolved (the decision is a deny).
  */
-export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowSeconds: number, set?: CompiledPolicySet): Promise<Resolution> {
+export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowSeconds: number, set?: CompiledPolicySet, lookUp: PersonLookup = findUser): Promise<Resolution> {
   const snapshot = await ctx.entities.snapshot();
   // Cached per node: a known person costs no round trip (src/risk/kyc/store.ts).
   const records: EntityRecords = { snapshot, kyc: await ctx.risk.kyc.lookup(request.principal.type === 'User' ? [request.principal.id] : []) };
@@ -177,7 +180,7 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
 
   let principal: EntityUid;
   if (request.principal.type === 'User') {
-    const user = await findUser(ctx, request.principal.id);
+    const user = await lookUp(ctx, request.principal.id);
     if (!user) return { ok: false, error: `no user ${request.principal.id}` };
     principal = addUser(add, records, user);
     context.kyc_status = kycOf(records, user);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import type { Context } from '../../src/context.ts';
-import { decide, evaluateDecision, type Resolutions } from '../../src/policy/decide.ts';
+import { decide, evaluateDecision, Resolutions } from '../../src/policy/decide.ts';
 import { testContext } from '../helpers/storage.ts';
 import { applyDocument, exampleEntities, ordersApi, peopleAndClients, policyContext, userId } from './fixture.ts';
 
@@ -116,7 +116,7 @@ describe('the policy decision point', () => {
   test('decides the actions asked together on one resolution of their subject, resource and context', async (t) => {
     const { ctx } = await policyContext(t);
     const alice = await userId(ctx, 'alice');
-    const resolutions: Resolutions = new Map();
+    const resolutions = new Resolutions();
     const ask = (action: string, id = alice) =>
       evaluateDecision(ctx, { principal: { type: 'User', id }, action, resource: { type: 'ResourceServer', id: ordersApi }, context: {} }, {}, resolutions);
     const create = await ask('order:create');
@@ -130,5 +130,26 @@ describe('the policy decision point', () => {
     // Another subject is resolved on its own, and one Clearance does not know is still a deny.
     assert.equal((await ask('order:create', 'nobody')).decision.allow, false);
     assert.equal(resolutions.size, 2);
+  });
+
+  test('reads a person once for the decisions asked together, whatever their resources and contexts', async (t) => {
+    const { ctx } = await policyContext(t);
+    const alice = await userId(ctx, 'alice');
+    const resolutions = new Resolutions();
+    const order = (instrument: string, notional: number, batch: Resolutions | undefined) =>
+      evaluateDecision(ctx, { principal: { type: 'User', id: alice }, action: 'order:create', resource: { type: 'Instrument', id: instrument, instrument_class: 'fx' }, context: { notional, currency: 'USD' } }, {}, batch);
+    assert.equal((await order('EURUSD', 1_000, resolutions)).decision.allow, true);
+    // Locked between two items of one batch: the batch decides on the person as read for its first item.
+    await ctx.storage.db.updateTable('users').set({ status: 'locked', lock_reason: 'admin' }).where('id', '=', alice).execute();
+    const sameBatch = await order('GBPUSD', 2_000, resolutions);
+    assert.equal(sameBatch.decision.allow, true);
+    assert.equal(resolutions.size, 2);
+    assert.deepEqual(
+      (sameBatch.event.details!.request as { entities: { uid: { type: string }; attrs: { status?: string } }[] }).entities.find((e) => e.uid.type === 'User')!.attrs.status,
+      'active',
+    );
+    // The next batch, and a decision asked alone, read the person afresh.
+    assert.equal((await order('GBPUSD', 2_000, new Resolutions())).decision.allow, false);
+    assert.equal((await order('GBPUSD', 2_000, undefined)).decision.allow, false);
   });
 });

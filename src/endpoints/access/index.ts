@@ -6,7 +6,7 @@ import { objectBody, operationSchema, type ApiOperation, type JsonSchema, type S
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { FormParameters } from '../../parameters.ts';
-import type { Decision, Resolutions } from '../../policy/decide.ts';
+import { Resolutions, type Decision } from '../../policy/decide.ts';
 import { evaluateWithRisk, observeEvaluation, recordEvaluation, type RiskedDecision } from '../../risk/evaluation.ts';
 import { underMandate, withMandateVerdict } from '../../mandates/order-check.ts';
 import { accessAudience, accessEvaluateScope } from '../../resource-servers/builtins.ts';
@@ -87,8 +87,8 @@ export const accessEvaluation: Endpoint = {
       const decisions: Decision[] = [];
       const evaluations: RiskedDecision[] = [];
       const meta = { requestId: request.id, caller, via: 'authzen' };
-      // Items about the same subject, resource and context are resolved once (src/policy/decide.ts).
-      const resolutions: Resolutions = new Map();
+      // Items about the same subject, resource and context are resolved once, a person read once (src/policy/decide.ts).
+      const resolutions = new Resolutions();
       // Each decision's event is handed to the audit log as it is made, and all are durable before
       // the answer leaves: one group commit for the batch rather than one after another.
       const recorded: Promise<void>[] = [];
