@@ -7,8 +7,10 @@
  * of the policies' limits within the same second are answered from the engine's memory,
  * src/policy/bands.ts; the rest are Cedar calls). Every
  * decision is resolved against Clearance's records, evaluated and made durable as its audit event
- * before the answer leaves. Two loads, each for `seconds` after a warm-up (harness.ts `warmUp`): one
- * decision per request (`POST /access/v1/evaluation`), then batches of 10 (`POST /access/v1/evaluations`).
+ * before the answer leaves. Three loads, each for `seconds` after a warm-up (harness.ts `warmUp`): one
+ * decision per request (`POST /access/v1/evaluation`), batches of 10 (`POST /access/v1/evaluations`)
+ * of every kind of request in turn, and batches of 10 orders of one trader (AuthZEN §7.1's default
+ * subject at the top, each item an instrument and a notional: a PEP checking a basket of orders).
  */
 import { DatabaseSync } from 'node:sqlite';
 import { join } from 'node:path';
@@ -65,7 +67,12 @@ export async function policyAuthzen(seconds: number, connections = 16): Promise<
     const cpu1b = server.serverCpuMs();
     const batchRun = await load({ ...batched, seconds });
     const cpu2 = server.serverCpuMs();
-    if (singleRun.failures || batchRun.failures) throw new Error(`policy-authzen: ${singleRun.failures} + ${batchRun.failures} requests failed`);
+    const basket = { ...batched, request: () => ({ headers, body: JSON.stringify(basketOf(users, batchSize)) }) };
+    await warmUp(basket);
+    const cpu2b = server.serverCpuMs();
+    const basketRun = await load({ ...basket, seconds });
+    const cpu3 = server.serverCpuMs();
+    if (singleRun.failures || batchRun.failures || basketRun.failures) throw new Error(`policy-authzen: ${singleRun.failures} + ${batchRun.failures} + ${basketRun.failures} requests failed`);
     return {
       scenario: 'policy-authzen',
       decisions_per_s: singleRun.rps,
@@ -75,6 +82,8 @@ export async function policyAuthzen(seconds: number, connections = 16): Promise<
       [`batch${batchSize}_decisions_per_s`]: round(batchRun.rps * batchSize),
       [`batch${batchSize}_p50_ms`]: batchRun.p50_ms,
       [`batch${batchSize}_server_cpu_us_per_decision`]: round(((cpu2 - cpu1b) * 1000) / (batchRun.requests * batchSize), 1),
+      [`one_subject_batch${batchSize}_decisions_per_s`]: round(basketRun.rps * batchSize),
+      [`one_subject_batch${batchSize}_server_cpu_us_per_decision`]: round(((cpu3 - cpu2b) * 1000) / (basketRun.requests * batchSize), 1),
     };
   } finally {
     await server.stop();
@@ -94,6 +103,16 @@ function userIds(dataDir: string): Record<string, string> {
 
 const between = (low: number, high: number) => low + Math.floor(Math.random() * (high - low));
 const instrument = (id: string, instrument_class: string) => ({ type: 'instrument', id, properties: { instrument_class } });
+
+/** A basket of `size` orders of one trader (alice): FX and rates instruments, notionals drawn afresh, her the request's default subject. */
+function basketOf(users: Record<string, string>, size: number): Record<string, unknown> {
+  const instruments = [instrument('EURUSD', 'fx'), instrument('GBPUSD', 'fx'), instrument('SOFR-2Y', 'rates_derivatives')];
+  return {
+    subject: { type: 'user', id: users.alice! },
+    action: { name: 'order:create' },
+    evaluations: Array.from({ length: size }, (_, i) => ({ resource: instruments[i % instruments.length], context: { notional: between(1, 60_000_000), currency: 'USD' } })),
+  };
+}
 
 /** Makers of AuthZEN evaluation requests, allows and denies of several policies, in turn. */
 function requestMakers(users: Record<string, string>): (() => Record<string, unknown>)[] {
