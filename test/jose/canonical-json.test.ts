@@ -187,6 +187,26 @@ test("agrees with a member-by-member reference serializer on generated values", 
   }
 });
 
+test("sorts objects of any number of members, built in any order, as the code-unit order says", () => {
+  const names = ["b", "a", "\u20ac", "\ud83d\ude00", "é", "Z", "z z", "aa", "a0", "_", "-", "~"];
+  for (const size of [2, 15, 16, 17, 40]) {
+    const all = Array.from({ length: size }, (_, i) => `${names[i % names.length]}${Math.floor(i / names.length) || ""}`);
+    for (const order of [all, [...all].reverse(), [...all].sort(), [...all].sort().reverse()]) {
+      const object = Object.fromEntries(order.map((name, i) => [name, i]));
+      const expected = `{${[...all].sort().map((name) => `${JSON.stringify(name)}:${object[name]}`).join(",")}}`;
+      assert.equal(canonicalize(object), expected);
+      assert.equal(canonicalize({ nested: [object] }), `{"nested":[${expected}]}`);
+    }
+  }
+});
+
+test("refuses a member name with an unpaired surrogate each time, after well-formed names were accepted", () => {
+  for (let i = 0; i < 3; i++) {
+    assert.equal(canonicalize({ ok: 1 }), '{"ok":1}');
+    assert.throws(() => canonicalize({ ["bad\ud800"]: 1 }), TypeError);
+  }
+});
+
 test("ignores a toJSON put on Object.prototype or Array.prototype (prototype pollution)", () => {
   const value = { b: [1, { c: "x" }], a: true };
   for (const prototype of [Object.prototype, Array.prototype]) {
