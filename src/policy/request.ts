@@ -163,8 +163,9 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   const entities = new Map<string, CedarEntity>();
   const add = (entity: CedarEntity) => entities.set(uidText(entity.uid), entity);
   const given = { ...(request.context as Record<string, CedarValueJson> | undefined) };
-  // What only Clearance sets is never taken from the caller.
-  for (const field of derivedContextFields) delete given[field];
+  // What only Clearance sets is never taken from the caller. Deleted only where present: a delete
+  // costs a call into the engine even for a member that is not there, on every decision.
+  for (const field of derivedContextFields) if (Object.hasOwn(given, field)) delete given[field];
   if (request.context?.new_instrument_class !== undefined) given.new_instrument_class = request.context.new_instrument_class;
   if (request.context?.new_settlement_account !== undefined) given.new_settlement_account = request.context.new_settlement_account;
   // Issuance's own (the AuthZEN API refuses the attribute from a caller: authzen.ts reads only decisionContextFields).
@@ -176,7 +177,8 @@ export async function resolveRequest(ctx: Stores, request: DecisionRequest, nowS
   if (request.context?.managed_device !== undefined) given.managed_device = request.context.managed_device;
   if (request.context?.device_id !== undefined) given.device_id = request.context.device_id;
   if (request.context?.assurance !== undefined) given.assurance = request.context.assurance as unknown as CedarValueJson;
-  const context: Record<string, CedarValueJson> = withDerivedAuthentication({ ...given, time: nowSeconds });
+  given.time = nowSeconds;
+  const context: Record<string, CedarValueJson> = withDerivedAuthentication(given);
 
   let principal: EntityUid;
   if (request.principal.type === 'User') {

@@ -92,8 +92,8 @@ export function acrLevelsOf(acr: string): Acr[] {
  */
 export function withDerivedAuthentication(context: Record<string, CedarValueJson>): Record<string, CedarValueJson> {
   const out: Record<string, CedarValueJson> = { ...context };
-  delete out.acr_levels;
-  delete out.auth_age;
+  if (Object.hasOwn(out, 'acr_levels')) delete out.acr_levels;
+  if (Object.hasOwn(out, 'auth_age')) delete out.auth_age;
   if (typeof context.acr === 'string') out.acr_levels = acrLevelsOf(context.acr);
   if (typeof context.auth_time === 'number' && typeof context.time === 'number') out.auth_age = Math.max(0, context.time - context.auth_time);
   return out;
