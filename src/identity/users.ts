@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
-import { isPostgres } from '../audit/dialect.ts';
+import type { Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { isSecretName } from '../audit/guard.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import { rowsOf, type Flight } from '../storage/flight.ts';
+import { FixedQuery } from '../storage/fixed-query.ts';
 import { join, type Validator } from '../validation.ts';
 import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecycle.ts';
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
@@ -244,16 +244,12 @@ type Storage = Pick<Context, 'storage'>;
 /** The person with this id (the `sub` of their tokens), for ID token and userinfo claims. */
 export async function findUser(ctx: Storage, userId: string): Promise<User | undefined> {
   if (userId.length > 64) return undefined;
-  // A text, not a built query: every person's decision, refresh and userinfo asks it (Kysely would build it each time).
-  const text = isPostgres(ctx.storage.db) ? userByIdPostgres : userByIdSqlite;
-  const { rows } = await ctx.storage.db.executeQuery<UserRow>(CompiledQuery.raw(text, [userId]));
-  return rows[0] && toUser(rows[0]);
+  const row = await userById.first(ctx.storage.db, [userId]);
+  return row && toUser(row);
 }
 
-const userByIdSqlite = 'select * from users where id = ?';
-// Not prepared on PostgreSQL: a prepared `select *` fails ("cached plan must not change result
-// type") once a migration of another node adds a column, until the connection is replaced.
-const userByIdPostgres = 'select * from users where id = $1';
+// A text, not a built query: every person's decision, refresh and userinfo asks it.
+const userById = new FixedQuery<UserRow>('select * from users where id = ?');
 
 /** The person with this username (normalized as at login). */
 export async function findUserByUsername(ctx: Storage, username: string): Promise<User | undefined> {

@@ -6,6 +6,7 @@ import type { Database } from '../storage/schema.ts';
 import { isoTime } from './instant.ts';
 import { changedFields, partyDocument, termsDigest, termsDocument, type Acceptance, type GranteeKind, type GrantorKind, type MandateEntry, type MandateTerms } from './terms.ts';
 import { isUniqueViolation } from '../storage/faults.ts';
+import { FixedQuery } from '../storage/fixed-query.ts';
 
 /**
  * The mandate store (DESIGN §3 "Mandate"): durable, versioned delegation records and their
@@ -134,9 +135,12 @@ export async function observeExpiry(ctx: Deps, id: string, version: number): Pro
 
 /** One version as stored, or undefined. No expiry is recorded: for the hot path (coverage.ts). */
 export async function readVersion(db: Kysely<Database>, id: string, version: number): Promise<MandateVersion | undefined> {
-  const row = await db.selectFrom('mandate_versions').selectAll().where('mandate_id', '=', id).where('version', '=', version).executeTakeFirst();
+  const row = await versionRead.first(db, [id, version]);
   return row && toVersion(row);
 }
+
+// A text, not a built query: an algorithm's every order names its mandate version.
+const versionRead = new FixedQuery<Database['mandate_versions']>('select * from mandate_versions where mandate_id = ? and version = ?');
 
 /** A mandate with its history; a due expiry of its current version is recorded first. */
 export async function getMandate(ctx: Deps, id: string): Promise<Mandate | undefined> {
