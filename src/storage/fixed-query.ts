@@ -3,9 +3,10 @@ import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
 /**
  * A read the hot path repeats with other values each time, written once as SQL text: Kysely
  * builds and compiles a query on every call, which in a busy server cost about as much as
- * SQLite running it (a person by id, a mandate version, a risk sighting: 9-10 µs of building
- * each, docs/performance.md). The text uses `?` placeholders, as SQLite reads them; PostgreSQL's
- * `$1, $2, …` are made from them once. No `?` may appear in the text but as a placeholder.
+ * SQLite running it (a mandate version, a risk sighting: 9-10 µs of building each in the AuthZEN
+ * server, docs/performance.md). The text uses `?` placeholders, as SQLite reads them;
+ * PostgreSQL's `$1, $2, …` are made from them once. No `?` may appear in the text but as a
+ * placeholder.
  *
  * Not prepared on PostgreSQL (./prepared.ts): a prepared `select *` fails ("cached plan must not
  * change result type") once a migration of another node adds a column, until the connection is
