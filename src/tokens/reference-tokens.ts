@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
-import { isPostgres } from '../audit/dialect.ts';
+import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { deleteExpired, IntervalPruner } from '../storage/pruner.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
+import { FixedQuery } from '../storage/fixed-query.ts';
 import type { GroupCommit } from '../storage/group-commit.ts';
 import type { Database } from '../storage/schema.ts';
 import { verifyAccessToken, type VerifyResult } from './access-token.ts';
@@ -65,7 +65,6 @@ export class ReferenceTokenStore {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
   readonly #writer: GroupCommit | undefined;
-  readonly #postgres: boolean;
   readonly #pruner: IntervalPruner;
   /** The batch still taking rows: its statement has not started. */
   #open: { rows: PendingRow[]; stored: Promise<void> } | undefined;
@@ -74,7 +73,6 @@ export class ReferenceTokenStore {
     this.#db = db;
     this.#clock = clock;
     this.#writer = options.writer;
-    this.#postgres = isPostgres(db);
     this.#pruner = new IntervalPruner(clock, options.pruneEveryMs ?? 60_000, (now) => this.prune(now));
   }
 
@@ -115,9 +113,7 @@ export class ReferenceTokenStore {
    */
   async resolve(handle: string, nowSeconds: number): Promise<ReferenceClaims | undefined> {
     if (!isReferenceHandle(handle)) return undefined;
-    const text = this.#postgres ? selectTextPostgres : selectTextSqlite;
-    const { rows } = await this.#db.executeQuery<{ claims: string }>(CompiledQuery.raw(text, [handleDigest(handle)]));
-    const row = rows[0];
+    const row = await claimsRead.first(this.#db, [handleDigest(handle)]);
     if (!row) return undefined;
     const claims = JSON.parse(row.claims) as ReferenceClaims;
     if (!(typeof claims.exp === 'number' && claims.exp > nowSeconds)) return undefined;
@@ -142,8 +138,7 @@ export class ReferenceTokenStore {
 
 }
 
-const selectTextSqlite = 'select claims from reference_tokens where digest = ?';
-const selectTextPostgres = 'select claims from reference_tokens where digest = $1';
+const claimsRead = new FixedQuery<{ claims: string }>('select claims from reference_tokens where digest = ?');
 
 /**
  * Reads an access token of ours, whichever its format: a handle resolves to its stored claims, any

@@ -1,5 +1,5 @@
-import { CompiledQuery, type Kysely } from 'kysely';
-import { isPostgres } from '../audit/dialect.ts';
+import type { Kysely } from 'kysely';
+import { FixedQuery } from '../storage/fixed-query.ts';
 import { deleteExpired } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
 
@@ -28,11 +28,9 @@ export class RevocationList {
       .execute();
   }
 
-  /** One prepared statement: every token exchange and protected-resource request asks it. */
+  /** A fixed text: every token exchange and protected-resource request asks it. */
   async isRevoked(jti: string): Promise<boolean> {
-    const text = isPostgres(this.#db) ? revokedTextPostgres : revokedTextSqlite;
-    const { rows } = await this.#db.executeQuery(CompiledQuery.raw(text, [jti]));
-    return rows.length > 0;
+    return (await revokedRead.first(this.#db, [jti])) !== undefined;
   }
 
   /** Drops rows of tokens that have expired anyway. */
@@ -41,5 +39,4 @@ export class RevocationList {
   }
 }
 
-const revokedTextSqlite = 'select 1 from revoked_tokens where jti = ? limit 1';
-const revokedTextPostgres = 'select 1 from revoked_tokens where jti = $1 limit 1';
+const revokedRead = new FixedQuery<{ one: number }>('select 1 as one from revoked_tokens where jti = ? limit 1');
