@@ -19,6 +19,7 @@ import {
   type MigrationResultSet,
   type TableMetadata,
 } from 'kysely';
+import { registerReadNow } from './fixed-query.ts';
 import { Flight, landerFor } from './flight.ts';
 import { isSqliteBusy, openNodeSqlite } from './node-sqlite-driver.ts';
 import { attachNotices, PostgresChangeListener } from './notices.ts';
@@ -134,6 +135,15 @@ export function openStorage(options: StorageOptions): Storage {
       }
     : {};
   const db = new Kysely<Database>({ dialect: new TransactionalSqliteDialect({ database }, busyTimeoutMs), ...log });
+  // A read outside any transaction runs at once, as Kysely would run it (it queues a statement
+  // only behind a transaction: nothing else holds the connection across an await), and is told to
+  // `onQuery` as Kysely tells its own. Inside a transaction it waits its turn through Kysely, so it
+  // never reads a transaction's uncommitted rows.
+  registerReadNow(db, (text, parameters) => {
+    if (database.raw.isTransaction || !database.raw.isOpen) return undefined;
+    onQuery?.(text, true);
+    return database.prepare(text).all(parameters);
+  });
   const land = landerFor(db, 'sqlite', { begin: (connection) => beginPatiently(connection, busyTimeoutMs), start: () => Object.assign(flying, { now: true, counted: false }), end: () => (flying.now = false) });
   return {
     db,
