@@ -42,9 +42,9 @@ export class FixedQuery<Row> {
 
   /**
    * Its rows for these values, in placeholder order. On SQLite outside a transaction the
-   * statement runs at once: node:sqlite is synchronous, and Kysely's executor around it (the
-   * connection's queue, its promises) cost several times the statement — a token exchange's
-   * revocation check, 4 µs of SQLite, cost 20 µs of the server's CPU through it.
+   * statement runs at once: node:sqlite is synchronous, and Kysely's executor around it is the
+   * connection's queue and a chain of promises. A token exchange (its revocation check, 4 µs of
+   * SQLite) measured 15-30 µs less of the server's CPU so (docs/performance.md).
    */
   async rows<DB>(db: Kysely<DB>, parameters: readonly unknown[]): Promise<Row[]> {
     const now = readers.get(db)?.(this.#sqlite, parameters);
