@@ -16,7 +16,7 @@ import { sqliteFileOf, verifyStore } from '../../src/audit/verify.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { migrate } from '../../src/storage/database.ts';
 import type { Database } from '../../src/storage/schema.ts';
-import { autocheckpointPages, type WalCheckpoint } from '../../src/storage/wal.ts';
+import { autocheckpointPages, bulkCheckpoint, maxBulkPasses, quietFrames, type WalCheckpoint } from '../../src/storage/wal.ts';
 import { origin, sampleEvent } from '../audit/helpers.ts';
 import { m2mFixture } from '../interop/m2m-fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -83,6 +83,54 @@ async function migratedFile(t: TestContext) {
   await migrate(storage);
   return { database, storage, file: sqliteFileOf(storage)!, clock: new ManualClock(1_767_225_600_000), masterKey: randomBytes(32) };
 }
+
+/** A PASSIVE pass that reports, in turn, each of `frames` as the WAL's frames (all copied). */
+function passesReporting(frames: number[]): { pass: () => Promise<WalCheckpoint>; calls: () => number } {
+  let calls = 0;
+  return {
+    pass: async () => {
+      const logFrames = frames[Math.min(calls++, frames.length - 1)]!;
+      return { busy: 0, logFrames, checkpointedFrames: logFrames };
+    },
+    calls: () => calls,
+  };
+}
+
+test('passes over the WAL again while the last pass found many frames written meanwhile, and stops at the first quiet one', async () => {
+  // quietFrames added: not quiet yet; one fewer: quiet. Three passes, below the bound of maxBulkPasses.
+  const { pass, calls } = passesReporting([6_000, 6_000 + quietFrames, 6_000 + 2 * quietFrames - 1, 9_999]);
+  const { last, passes } = await bulkCheckpoint(pass);
+  assert.ok(maxBulkPasses > 3);
+  assert.equal(passes, 3);
+  assert.equal(calls(), 3);
+  assert.equal(last.logFrames, 6_000 + 2 * quietFrames - 1);
+});
+
+test('ends the bulk after a pass that found nothing new, or found the WAL started over', async () => {
+  for (const frames of [[6_000, 6_000], [6_000, 120]]) {
+    const { pass, calls } = passesReporting(frames);
+    assert.equal((await bulkCheckpoint(pass)).passes, 2, JSON.stringify(frames));
+    assert.equal(calls(), 2);
+  }
+});
+
+test('makes at most maxBulkPasses passes when writes outrun the copy: the held tail copies the rest', async () => {
+  const { pass, calls } = passesReporting(Array.from({ length: 20 }, (_, i) => 1_000 * (i + 1)));
+  const { last, passes } = await bulkCheckpoint(pass);
+  assert.equal(passes, maxBulkPasses);
+  assert.equal(calls(), maxBulkPasses);
+  assert.equal(last.logFrames, 1_000 * maxBulkPasses);
+});
+
+test('lets a failed pass fail the bulk (the sealer then checkpoints on its own thread)', async () => {
+  let calls = 0;
+  const failing = async (): Promise<WalCheckpoint> => {
+    if (++calls === 2) throw new Error('the WAL checkpoint worker exited');
+    return { busy: 0, logFrames: 6_000 * calls, checkpointedFrames: 6_000 * calls };
+  };
+  await assert.rejects(bulkCheckpoint(failing), /worker exited/);
+  assert.equal(calls, 2);
+});
 
 test('keeps the SQLite WAL as large as the writes between two sealer rounds: the sealer checkpoints it instead of a commit', { timeout: 120_000 }, async (t) => {
   const { database, storage, file, clock, masterKey } = await migratedFile(t);
