@@ -44,8 +44,16 @@ class LeanConnection {
   #done: ((result: LeanResponse | Error) => void) | undefined;
   #closed = false;
 
+  /** Resolves once the TCP connection is up (rejects if it fails first). */
+  readonly connected: Promise<void>;
+
   constructor(host: string, port: number) {
     this.#socket = connect({ host, port, noDelay: true });
+    this.connected = new Promise((resolve, reject) => {
+      this.#socket.once('connect', resolve);
+      this.#socket.once('error', reject);
+    });
+    this.connected.catch(() => undefined); // a failure reaches `send`'s caller too
     this.#socket.on('data', (chunk: Buffer) => this.#read(chunk));
     const fail = (error?: Error) => {
       this.#closed = true;
@@ -149,6 +157,16 @@ export class LeanPool {
     this.#host = url.hostname;
     this.#port = Number(url.port || 80);
     this.#size = connections;
+  }
+
+  /**
+   * Opens every connection the pool may use and waits until each is up, as a long-running client
+   * has them: a latency measure then does not count TCP handshakes, which the pool would otherwise
+   * make at the start and whenever a stall keeps every open connection busy.
+   */
+  async open(): Promise<void> {
+    while (this.#connections.length < this.#size) this.#connections.push(new LeanConnection(this.#host, this.#port));
+    await Promise.all(this.#connections.map((connection) => connection.connected));
   }
 
   /** Sends `request` on a free connection (or once one is free); `done` gets the answer or an Error. */

@@ -68,6 +68,25 @@ describe('the lean HTTP client of the load generator', () => {
     }
   });
 
+  it('opens all its connections before the first request when asked, and sends on them without opening more', async () => {
+    const accepted: unknown[] = [];
+    const count = (socket: unknown) => accepted.push(socket);
+    server.on('connection', count);
+    const pool = new LeanPool(origin, 3);
+    try {
+      await pool.open();
+      // The server may see an accepted connection a turn after the client sees it connected.
+      for (let i = 0; i < 50 && accepted.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(accepted.length, 3);
+      const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => pool.request(leanRequest(origin, '/slow', `opened-${i}`, {}))));
+      assert.deepEqual(answers.map((a) => a.body.toString()), Array.from({ length: 5 }, (_, i) => `opened-${i}`));
+      assert.equal(accepted.length, 3);
+    } finally {
+      server.off('connection', count);
+      pool.close();
+    }
+  });
+
   it('fails a request whose connection closes before the answer, and carries on with a new connection', async () => {
     const pool = new LeanPool(origin, 1);
     try {
