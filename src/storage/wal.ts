@@ -134,9 +134,10 @@ export const maxBulkPasses = 4;
  * Why more than one: the tail (RESTART, with every write of this process held back) copies what
  * was written while the bulk ran, and syncs both files. After one pass of a round's WAL (6,500
  * frames, 16-29 ms in the worker at 2,400 token requests/s) that was 150-260 frames and the hold
- * lasted 8-13 ms; every request's commit waited that long, twice a second, the largest part of
- * the p99 at half the peak. After a second pass (about 100 frames, 1-2 ms), it is 10-140 frames
- * and the hold mostly 1-2 ms (docs/performance.md, "The WAL checkpoint's hold").
+ * lasted 8-13 ms (mostly the tail's fsyncs, which wait for its copy to reach the disk); every
+ * commit of the process waited meanwhile, twice a second, a large part of the p99 at half the
+ * peak. After a second pass (about 100 frames, 1-2 ms), it is 0-170 frames and the hold mostly
+ * 1-2 ms (docs/performance.md, "The WAL checkpoint's hold").
  */
 export async function bulkCheckpoint(pass: () => Promise<WalCheckpoint>): Promise<{ last: WalCheckpoint; passes: number }> {
   let last = await pass();
