@@ -52,6 +52,7 @@ class LeanConnection {
     this.connected = new Promise((resolve, reject) => {
       this.#socket.once('connect', resolve);
       this.#socket.once('error', reject);
+      this.#socket.once('close', () => reject(new Error('the connection closed before it was up')));
     });
     this.connected.catch(() => undefined); // a failure reaches `send`'s caller too
     this.#socket.on('data', (chunk: Buffer) => this.#read(chunk));
