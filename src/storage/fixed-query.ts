@@ -1,4 +1,5 @@
-import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
+import { isPostgres } from '../audit/dialect.ts';
 
 /**
  * Runs a read at once on a SQLite connection, or answers undefined when it cannot (a transaction
@@ -37,7 +38,7 @@ export class FixedQuery<Row> {
 
   /** The text as `db`'s dialect reads it. */
   textFor<DB>(db: Kysely<DB>): string {
-    return db.getExecutor().adapter instanceof PostgresAdapter ? this.#postgres : this.#sqlite;
+    return isPostgres(db) ? this.#postgres : this.#sqlite;
   }
 
   /**
