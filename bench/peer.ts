@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { es256Costs } from './crypto-ceiling.ts';
-import { alternate, processTreeCpuMs, round, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
+import { palindrome, processTreeCpuMs, round, startServerProcess, type BenchLine, type ServerProcess } from './harness.ts';
 import { freePort } from '../test/helpers/server.ts';
 import { benchDocument, clientId, loadM2m, resource } from './m2m.ts';
 
@@ -14,6 +15,15 @@ import { benchDocument, clientId, loadM2m, resource } from './m2m.ts';
  * token.issued committed before the answer); the peer keeps everything in memory and audits
  * nothing (bench/peer-server.ts). Reports both throughputs, the ratio (the headline of issue 13),
  * and each one's server CPU per request beside the crypto's.
+ *
+ * Beside them, in the same turns (A B C D D C B A), the floor (bench/floor-server.ts): node:http
+ * answering the same request with the assertion's signature verified and a token signed, nothing
+ * else, its crypto on the event loop (`floor_`, as Clearance) and on the threadpool
+ * (`floor_async_`, as node-oidc-provider). What it reaches bounds what any server doing this
+ * request reaches on this machine under this load generator: `floor_vs_peer` is the highest
+ * `ratio` a server with its crypto on the event loop can show here, `floor_cpu_to_crypto` the
+ * lowest `clearance_cpu_to_crypto`, and `clearance_cpu_over_floor_us` what Clearance's checks,
+ * storage, audit and framework cost on top of HTTP and the crypto.
  */
 export async function peer(seconds: number): Promise<BenchLine> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -28,10 +38,12 @@ export async function peer(seconds: number): Promise<BenchLine> {
       await server.stop();
     }
   };
-  const { a: ours, b: theirs } = await alternate(
+  const [ours, theirs, floor, floorAsync] = (await palindrome([
     run(() => startServerProcess(benchDocument(publicKey, { senderConstrained: false }))),
     run(() => startPeerProcess(publicKey)),
-  );
+    run(() => startFloorProcess(publicKey, 'sync')),
+    run(() => startFloorProcess(publicKey, 'async')),
+  ])) as [Mean, Mean, Mean, Mean];
   return {
     scenario: 'peer',
     peer: `oidc-provider ${peerVersion()}`,
@@ -44,23 +56,45 @@ export async function peer(seconds: number): Promise<BenchLine> {
     clearance_cpu_to_crypto: round(ours('server_cpu_us_per_req') / (cryptoMs * 1000), 2),
     clearance_p99_ms: round(ours('p99_ms')),
     peer_p99_ms: round(theirs('p99_ms')),
+    floor_rps: round(floor('rps')),
+    floor_cpu_us_per_req: round(floor('server_cpu_us_per_req'), 1),
+    floor_cpu_to_crypto: round(floor('server_cpu_us_per_req') / (cryptoMs * 1000), 2),
+    floor_vs_peer: round(floor('rps') / theirs('rps'), 2),
+    floor_async_rps: round(floorAsync('rps')),
+    floor_async_cpu_us_per_req: round(floorAsync('server_cpu_us_per_req'), 1),
+    floor_async_vs_peer: round(floorAsync('rps') / theirs('rps'), 2),
+    clearance_vs_floor: round(ours('rps') / floor('rps'), 2),
+    clearance_cpu_over_floor_us: round(ours('server_cpu_us_per_req') - floor('server_cpu_us_per_req'), 1),
   };
 }
+
+type Mean = (field: string) => number;
 
 function peerVersion(): string {
   return (JSON.parse(readFileSync(new URL('../node_modules/oidc-provider/package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 /** node-oidc-provider in its own process (bench/peer-server.ts), with the bench client registered. */
-async function startPeerProcess(publicKey: KeyObject): Promise<ServerProcess> {
+function startPeerProcess(publicKey: KeyObject): Promise<ServerProcess> {
+  return startChild(new URL('./peer-server.ts', import.meta.url), 'PEER', publicKey);
+}
+
+/** The floor in its own process (bench/floor-server.ts), its crypto on the event loop or the threadpool. */
+export function startFloorProcess(publicKey: KeyObject, crypto: 'sync' | 'async'): Promise<ServerProcess> {
+  return startChild(new URL('./floor-server.ts', import.meta.url), 'FLOOR', publicKey, { FLOOR_CRYPTO: crypto });
+}
+
+/** `script` in its own process, told its port, issuer and the bench client in `<prefix>_` variables; ready when it says so. */
+async function startChild(script: URL, prefix: string, publicKey: KeyObject, extra: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const jwk = { ...publicKey.export({ format: 'jwk' }), kid: `${clientId}-1`, alg: 'ES256' };
-  const env = { ...process.env, PEER_PORT: String(port), PEER_ISSUER: issuer, PEER_CLIENT: JSON.stringify({ client_id: clientId, jwk, resource, scope: 'order:create order:cancel', ttl: 300 }) };
-  const child = spawn(process.execPath, ['bench/peer-server.ts'], { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const client = JSON.stringify({ client_id: clientId, jwk, resource, scope: 'order:create order:cancel', ttl: 300 });
+  const env = { ...process.env, ...extra, [`${prefix}_PORT`]: String(port), [`${prefix}_ISSUER`]: issuer, [`${prefix}_CLIENT`]: client };
+  const child = spawn(process.execPath, [fileURLToPath(script)], { env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve());
-    child.once('exit', (code) => reject(new Error(`oidc-provider exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${fileURLToPath(script)} exited with ${code}`)));
   });
   return {
     issuer,
