@@ -5,6 +5,7 @@ import { es256Costs } from './crypto-ceiling.ts';
 import { adminQuery, clientAssertionParams, loadTokenEndpoint, palindrome, round, startServerProcess, tokenEndpointRequest, withSearchPath, type BenchLine, type ServerProcess } from './harness.ts';
 import { benchDocument, clientId, tokenRequest } from './m2m.ts';
 import { LeanPool, type LeanRequest } from './lean-http.ts';
+import { startFloorProcess } from './peer.ts';
 
 /**
  * `m2m-latency` (issue 20 item 6): tail latency of the token endpoint at half its peak, the
@@ -31,6 +32,11 @@ import { LeanPool, type LeanRequest } from './lean-http.ts';
  * load average before and after (the machine may be shared: compare runs made back to back).
  * BENCH_STALLS=1 also times the suspects inside the server and prints, on stderr, which work
  * overlapped each stall (bench/loop-probe.ts).
+ *
+ * 3. The same for the floor of `peer` (bench/floor-server.ts: node:http doing only the request's
+ *    crypto, on its event loop): its own peak, then the open loop at half of it, one more line
+ *    (`server: floor`, without the loop probe). What it shows is the tail this machine and this
+ *    load generator give a server that does nothing else: the bound of the p99 target.
  */
 export async function m2mLatency(seconds: number): Promise<BenchLine[]> {
   const url = process.env.BENCH_DATABASE_URL || process.env.TEST_DATABASE_URL;
@@ -44,6 +50,9 @@ export async function m2mLatency(seconds: number): Promise<BenchLine[]> {
     const peaks = await palindrome(subjects.map((subject) => () => peakOf(subject)));
     const lines: BenchLine[] = [];
     for (const [i, subject] of subjects.entries()) lines.push(await openLoopOn(subject, peaks[i]!('rps'), seconds));
+    const floor = await startFloorSubject();
+    subjects.push(floor);
+    lines.push(await openLoopOn(floor, Number((await peakOf(floor)).rps), seconds));
     return lines;
   } finally {
     for (const subject of subjects) await subject.stop();
@@ -51,7 +60,10 @@ export async function m2mLatency(seconds: number): Promise<BenchLine[]> {
 }
 
 interface LatencySubject {
-  database: 'sqlite' | 'postgres';
+  /** The floor stores nothing: `none`. */
+  database: 'sqlite' | 'postgres' | 'none';
+  /** Clearance's server, or the floor (which has no loop probe). */
+  kind: 'clearance' | 'floor';
   server: ServerProcess;
   make: () => { body: string };
   /** Peak runs made so far (the first warms the server up). */
@@ -81,6 +93,7 @@ async function startSubject(database: 'sqlite' | 'postgres', url?: string): Prom
   const issuer = server.issuer;
   return {
     database,
+    kind: 'clearance',
     server,
     make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, issuer)) }),
     runs: 0,
@@ -88,6 +101,20 @@ async function startSubject(database: 'sqlite' | 'postgres', url?: string): Prom
       await server.stop();
       await dropSchema();
     },
+  };
+}
+
+/** The floor (bench/floor-server.ts), its crypto on its event loop as Clearance's, and the maker of its requests. */
+async function startFloorSubject(): Promise<LatencySubject> {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const server = await startFloorProcess(publicKey, 'sync');
+  return {
+    database: 'none',
+    kind: 'floor',
+    server,
+    make: () => ({ body: tokenRequest(clientAssertionParams(clientId, privateKey, server.issuer)) }),
+    runs: 0,
+    stop: () => server.stop(),
   };
 }
 
@@ -115,8 +142,11 @@ async function openLoopOn(subject: LatencySubject, peakRps: number, seconds: num
   // the requests are made, and its first turns from idle are not the steady state measured here.
   const warmup = Math.ceil(rate * Number(process.env.BENCH_LATENCY_WARMUP_SECONDS ?? 1));
   const requests = Array.from({ length: warmup + Math.ceil(rate * seconds) }, () => tokenEndpointRequest(server.issuer, subject.make().body));
-  const result = await openLoop(server.issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64), warmup, () => probe(server, 'reset'));
-  const report = (await probe(server, 'report')) as Record<string, unknown>;
+  const probed = subject.kind === 'clearance';
+  const result = await openLoop(server.issuer, rate, requests, Number(process.env.BENCH_LATENCY_CONNECTIONS ?? 64), warmup, () => {
+    if (probed) void probe(server, 'reset');
+  });
+  const report = probed ? ((await probe(server, 'report')) as Record<string, unknown>) : {};
   if (result.failures > 0) throw new Error(`m2m-latency (${database}): ${result.failures} of ${requests.length} requests failed`);
   if (report.attribution) {
     console.error(JSON.stringify({ scenario: 'm2m-latency', database, attribution: report.attribution, totals: report.totals, merkle_appends: report.merkle_appends }, null, 1));
@@ -124,6 +154,7 @@ async function openLoopOn(subject: LatencySubject, peakRps: number, seconds: num
   return {
     scenario: 'm2m-latency',
     database,
+    ...(probed ? {} : { server: subject.kind }),
     peak_rps: round(peakRps),
     target_rps: rate,
     achieved_rps: result.rps,
@@ -133,10 +164,14 @@ async function openLoopOn(subject: LatencySubject, peakRps: number, seconds: num
     p99_ms: result.p99,
     p999_ms: result.p999,
     max_ms: result.max,
-    server_loop_p50_ms: report.loop_p50_ms as number,
-    server_loop_p99_ms: report.loop_p99_ms as number,
-    server_loop_p999_ms: report.loop_p999_ms as number,
-    server_loop_max_ms: report.loop_max_ms as number,
+    ...(probed
+      ? {
+          server_loop_p50_ms: report.loop_p50_ms as number,
+          server_loop_p99_ms: report.loop_p99_ms as number,
+          server_loop_p999_ms: report.loop_p999_ms as number,
+          server_loop_max_ms: report.loop_max_ms as number,
+        }
+      : {}),
     client_loop_max_ms: result.clientLoopMaxMs,
     loadavg_1m_before: round(load1Before),
     loadavg_1m_after: round(loadavg()[0]!),

@@ -25,7 +25,7 @@ const num = (line: BenchLine | undefined, field: string) => (line && typeof line
 const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
 
 export const targets: Target[] = [
-  // Bounds: what the floor, with its crypto on the event loop as Clearance's, shows (bench/peer.ts).
+  // Bounds: what the floor, with its crypto on the event loop as Clearance's, shows (bench/peer.ts, bench/latency.ts).
   { figure: 'm2m_vs_oidc_provider', goal: { at_least: 2.5 }, value: (l) => num(find(l, 'peer'), 'ratio'), bound: (l) => num(find(l, 'peer'), 'floor_vs_peer') },
   {
     figure: 'm2m_cpu_to_crypto',
@@ -45,7 +45,12 @@ export const targets: Target[] = [
   { figure: 'risk_exchange_rps_vs_off', goal: { at_least: 0.5 }, value: (l) => num(find(l, 'risk-token-exchange', { risk: 'on+redis' }), 'rps_vs_off') },
   // Both measured alternately within the token-exchange scenario (bench/token-exchange.ts).
   { figure: 'token_exchange_vs_m2m', goal: { at_least: 0.8 }, value: (l) => num(find(l, 'token-exchange'), 'vs_m2m') },
-  { figure: 'm2m_p99_ms_at_half_peak', goal: { at_most: 5 }, value: (l) => num(find(l, 'm2m-latency', { database: 'sqlite' }), 'p99_ms') },
+  {
+    figure: 'm2m_p99_ms_at_half_peak',
+    goal: { at_most: 5 },
+    value: (l) => num(find(l, 'm2m-latency', { database: 'sqlite' }), 'p99_ms'),
+    bound: (l) => num(find(l, 'm2m-latency', { server: 'floor' }), 'p99_ms'),
+  },
   { figure: 'people_flow_round_trips_first', goal: { at_most: 12 }, value: (l) => num(find(l, 'people-flow-roundtrips'), 'round_trips') },
   { figure: 'people_flow_round_trips_returning', goal: { at_most: 8 }, value: (l) => num(find(l, 'people-flow-roundtrips'), 'returning_round_trips') },
   { figure: 'authzen_decisions_per_s', goal: { at_least: 10_000 }, value: (l) => num(find(l, 'policy-authzen'), 'decisions_per_s') },
