@@ -23,7 +23,7 @@ import { targetsLine } from './targets.ts';
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 
 const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
-  // Clearance / node-oidc-provider on the m2m-private-key-jwt request, same run: see bench/peer.ts.
+  // Clearance / node-oidc-provider on the m2m-private-key-jwt request, same run, beside the floor (HTTP and the crypto alone): see bench/peer.ts.
   peer: () => peer(seconds),
   'm2m-private-key-jwt': () => m2mPrivateKeyJwt(seconds),
   // Alternately with m2m, which the targets line divides it by (see bench/token-exchange.ts); early in
@@ -31,7 +31,7 @@ const scenarios: Record<string, () => Promise<BenchLine | BenchLine[]>> = {
   // HTTP scenarios (measured 0.56x there, 0.81x here).
   'token-exchange': () => tokenExchangeBesideM2m(seconds),
   'm2m-dpop': () => m2mDpop(seconds),
-  // Open loop at half the peak, both dialects (BENCH_DATABASE_URL / TEST_DATABASE_URL): see bench/latency.ts.
+  // Open loop at half the peak, both dialects (BENCH_DATABASE_URL / TEST_DATABASE_URL) and the floor of peer: see bench/latency.ts.
   'm2m-latency': () => m2mLatency(seconds),
   // One server for BENCH_LONG_CHUNKS x BENCH_LONG_CHUNK_SECONDS (10 x 10 s): the second chunk against the last, caches full: see bench/m2m-long.ts.
   'm2m-long': () => m2mLong(Number(process.env.BENCH_LONG_CHUNKS ?? 10), Number(process.env.BENCH_LONG_CHUNK_SECONDS ?? 10)),
