@@ -238,10 +238,10 @@ export class AuditSealer {
    * turn of the event loop between two pieces and one before the tiles and the checkpoint:
    * node:sqlite runs each statement on the event loop, and a segment of a few hundred events in
    * one piece held it 2.4-4.9 ms (p50-p90 on a slow VM; its longest piece now 0.8-1.2 ms,
-   * docs/performance.md). The
-   * transaction keeps the connection meanwhile, so the requests' statements wait for its commit,
-   * as they did before; what the turns give them is the rest of their work (reading the request,
-   * checking signatures), done while the segment is written instead of after it.
+   * docs/performance.md). The transaction keeps the connection meanwhile, so the requests'
+   * statements wait for its commit, as they did before; what the turns give them is the rest of
+   * their work (reading the request, checking signatures), done while the segment is written
+   * instead of after it.
    */
   async #write(trx: Kysely<Database>, part: Segment): Promise<void> {
     const latest = await trx.selectFrom('audit_checkpoints').select(['tree_size', 'root_hash']).orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
