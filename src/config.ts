@@ -62,6 +62,11 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** The PKCS#11 token key custody uses (docs/pki.md "Key custody"), when configured. */
   pkcs11: { module: string; tokenLabel: string; pin: string } | undefined;
+  /**
+   * Time between two of the audit sealer's rounds, in ms (CLEARANCE_AUDIT_SEAL_INTERVAL_MS);
+   * undefined: the dialect's default (src/audit/sealer.ts `sealIntervalDefaults`).
+   */
+  auditSealIntervalMs: number | undefined;
   /** Where a new audit signing key is created: software (sealed with the master key) or the PKCS#11 token. */
   auditKeyCustody: 'software' | 'pkcs11';
   /** The RFC 3161 TSA that stamps signing evidence, and the certificates a stamp must chain to (PEM file). */
@@ -223,6 +228,7 @@ export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
     pkcs11: readPkcs11(env),
     tsa: readTsa(env),
     auditKeyCustody: readOneOf(env, 'CLEARANCE_AUDIT_KEY_CUSTODY', ['software', 'pkcs11'] as const, 'software'),
+    auditSealIntervalMs: emptyToUndefined(env.CLEARANCE_AUDIT_SEAL_INTERVAL_MS) === undefined ? undefined : readInt(env, 'CLEARANCE_AUDIT_SEAL_INTERVAL_MS', 0, 10, 60_000),
     tls: readTls(env),
     clientCertHeader: emptyToUndefined(env.CLEARANCE_CLIENT_CERT_HEADER)?.toLowerCase(),
     trustedProxies: readList(env.CLEARANCE_TRUSTED_PROXIES),

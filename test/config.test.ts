@@ -184,6 +184,14 @@ describe('loadConfig', () => {
     refuses({ CLEARANCE_DB_POOL_SIZE: '1' }, /^CLEARANCE_DB_POOL_SIZE must be an integer/);
   });
 
+  test("reads the audit sealer's interval, leaving it to the dialect unless set, and refuses nonsense", () => {
+    assert.equal(loadConfig({}).auditSealIntervalMs, undefined);
+    assert.equal(loadConfig({ CLEARANCE_AUDIT_SEAL_INTERVAL_MS: '' }).auditSealIntervalMs, undefined);
+    assert.equal(loadConfig({ CLEARANCE_AUDIT_SEAL_INTERVAL_MS: '1000' }).auditSealIntervalMs, 1000);
+    refuses({ CLEARANCE_AUDIT_SEAL_INTERVAL_MS: '5' }, /^CLEARANCE_AUDIT_SEAL_INTERVAL_MS must be an integer from 10 to 60000/);
+    refuses({ CLEARANCE_AUDIT_SEAL_INTERVAL_MS: '0.5s' }, /^CLEARANCE_AUDIT_SEAL_INTERVAL_MS must be an integer/);
+  });
+
   test('reads the security profile and the DPoP nonce policy, off and default unless set', () => {
     const defaults = loadConfig({});
     assert.equal(defaults.profile, 'default');

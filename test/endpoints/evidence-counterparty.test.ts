@@ -354,7 +354,7 @@ describe('a counterparty’s bundle', () => {
     const late = await h.token({ auth: h.basic('algo-7'), form: { grant_type: 'client_credentials', resource: api.orders, mandate: 'am-algo-7-fx', txn: 'late-trade' } });
     assert.equal(late.statusCode, 200, late.body);
     const response = await h.fetch('late-trade', await h.evidenceToken('am-evidence'));
-    // Not an error of the request: the log has not proven its part yet (the sealer runs every 500 ms).
+    // Not an error of the request: the log has not proven its part yet (the sealer runs every 100 ms on SQLite, 500 ms on PostgreSQL).
     assert.equal(response.statusCode, 503, response.body);
     assertErrorShape(response);
     assert.equal(response.headers['retry-after'], '1');

@@ -45,12 +45,17 @@ function checkpointWatch(): { onWalCheckpoint(result: WalCheckpoint): void; next
  * catch a checkpoint half-way).
  */
 function leavesInDatabaseFile(file: string): number {
+  return countInDatabaseFile(file, 'audit_leaves');
+}
+
+/** Rows of `table` in the SQLite database file itself, without its WAL (-1 when it has no such table yet). */
+function countInDatabaseFile(file: string, table: string): number {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-wal-copy-'));
   try {
     copyFileSync(file, join(dir, 'copy.db'));
     const copy = new DatabaseSync(join(dir, 'copy.db'));
     try {
-      return Number((copy.prepare('select count(*) as n from audit_leaves').get() as { n: number }).n);
+      return Number((copy.prepare(`select count(*) as n from ${table}`).get() as { n: number }).n);
     } finally {
       copy.close();
     }
@@ -137,7 +142,7 @@ test('keeps the SQLite WAL as large as the writes between two sealer rounds: the
   const recorder = new AuditRecorder(storage.db, { clock, node: 'n' });
   t.after(() => recorder.close());
   const watch = checkpointWatch();
-  const sealer = new AuditSealer(storage.db, { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 1, onWalCheckpoint: watch.onWalCheckpoint });
+  const sealer = new AuditSealer(storage.db, { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 1, walCheckpointGapMs: 0, onWalCheckpoint: watch.onWalCheckpoint });
   assert.equal(await autocheckpoint(storage.db), autocheckpointPages);
 
   sealer.start();
@@ -166,6 +171,56 @@ test('keeps the SQLite WAL as large as the writes between two sealer rounds: the
   assert.equal(report.ok, true, report.problem?.message);
   assert.equal(report.leaves, rounds * perRound);
   assert.equal(report.unsealed, 0);
+});
+
+test('checkpoints the WAL after each round that sealed events, and after idle rounds only once walCheckpointGapMs has passed', { timeout: 120_000 }, async (t) => {
+  const { storage, file, clock, masterKey } = await migratedFile(t);
+  const recorder = new AuditRecorder(storage.db, { clock, node: 'n' });
+  t.after(() => recorder.close());
+  const watch = checkpointWatch();
+  const sealing: number[] = [];
+  const sealer = new AuditSealer(storage.db, {
+    clock,
+    keys: new AuditKeys(storage.db, masterKey, clock),
+    origin,
+    intervalMs: 1,
+    walCheckpointGapMs: 60_000,
+    onWalCheckpoint: watch.onWalCheckpoint,
+    onSealed: (count) => sealing.push(count),
+  });
+  t.after(() => sealer.stop());
+  sealer.start();
+
+  // A round a millisecond with nothing to seal: no checkpoint within the gap.
+  await sleep(150);
+  assert.equal(watch.reports.length, 0, 'idle rounds checkpointed the WAL');
+
+  // Each round that sealed events checkpoints right after it, though the gap has not passed.
+  await Promise.all(Array.from({ length: 50 }, (_, i) => recorder.record(sampleEvent(i))));
+  while (sealing.reduce((a, b) => a + b, 0) < 50 || watch.reports.length < sealing.length) await watch.next();
+  assert.equal(watch.reports.length, sealing.length);
+  assert.equal(countInDatabaseFile(file, 'audit_leaves'), 50, 'the sealed leaves are in the database file');
+
+  // Then idle again: no checkpoint.
+  await sleep(150);
+  assert.equal(watch.reports.length, sealing.length, 'idle rounds after sealing checkpointed the WAL');
+  await sealer.stop();
+});
+
+test('checkpoints the WAL of an idle sealer once walCheckpointGapMs has passed: writes without audit events reach the database file', { timeout: 120_000 }, async (t) => {
+  const { storage, file, clock, masterKey } = await migratedFile(t);
+  const sealer = new AuditSealer(storage.db, { clock, keys: new AuditKeys(storage.db, masterKey, clock), origin, intervalMs: 1, walCheckpointGapMs: 20 });
+  t.after(() => sealer.stop());
+  sealer.start();
+  await sql`create table scratch (n integer)`.execute(storage.db);
+  await sql`insert into scratch values (1), (2), (3)`.execute(storage.db);
+  let held = countInDatabaseFile(file, 'scratch');
+  for (let tries = 0; held < 3 && tries < 300; tries++) {
+    await sleep(100);
+    held = countInDatabaseFile(file, 'scratch');
+  }
+  assert.equal(held, 3, 'the rows never left the WAL');
+  await sealer.stop();
 });
 
 test('keeps the SQLite WAL bounded while another process writes: the tail of each checkpoint takes the write lock', { timeout: 120_000 }, async (t) => {
@@ -233,7 +288,7 @@ test("keeps a running server's WAL checkpointed: the token.issued events of HTTP
     assert.equal(response.status, 200, await response.text());
   }
 
-  // Each issuance is sealed within a round (500 ms) and checkpointed right after it.
+  // Each issuance is sealed within a round (100 ms on SQLite) and checkpointed right after it.
   const held = await untilDatabaseFileHolds(file, before + requests);
   assert.ok(held >= before + requests, `the database file holds ${held} sealed leaves, ${before} before ${requests} tokens were issued`);
 });

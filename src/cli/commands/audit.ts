@@ -93,7 +93,8 @@ erase-subject  destroys a data subject's keys (crypto-shredding, docs/privacy.md
 key            prints the audit public key (PEM), its fingerprint and the log origin: the key
                that signs now (\`clearance keys rotate --audit\` replaces it; \`clearance keys
                status\` lists every audit key, old ones kept for verifying what they signed)
-seal           seals the events recorded so far (a running server does this every 500 ms)`;
+seal           seals the events recorded so far (a running server does this every 100 ms on
+               SQLite, 500 ms on PostgreSQL: CLEARANCE_AUDIT_SEAL_INTERVAL_MS)`;
 
 export interface AuditArgs {
   action?: string | undefined;
