@@ -33,8 +33,8 @@ export function createSealer(ctx: Context, masterKey: Buffer, options: Partial<S
  * holding the sealer lock seals; the others keep trying, and take over when it goes away.
  */
 export async function startAuditService(ctx: Context, masterKey: Buffer, options: Partial<SealerOptions> = {}): Promise<AuditService> {
-  const interval = ctx.config.auditSealIntervalMs;
-  const sealer = createSealer(ctx, masterKey, { ...(interval === undefined ? {} : { intervalMs: interval }), ...options });
+  // Unset, the sealer takes its dialect's default (sealer.ts `sealIntervalDefaults`).
+  const sealer = createSealer(ctx, masterKey, { intervalMs: ctx.config.auditSealIntervalMs, ...options });
   // Create the audit key now, so a missing or wrong master key shows at startup.
   await new AuditKeys(ctx.storage.db, masterKey, ctx.clock, auditKeyCustody(ctx)).signingKey(auditOrigin(ctx.config.issuer));
   const recorder = ctx.audit instanceof AuditRecorder ? ctx.audit : undefined;

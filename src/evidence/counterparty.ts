@@ -259,8 +259,9 @@ function approvalKey(sub: unknown, role: unknown, digest: unknown): string {
 }
 
 /**
- * The party's hops are recorded, and not sealed yet (the sealer runs every 100 ms on SQLite, 500 ms on PostgreSQL): nothing of its
- * part can be proven yet. Only a party hears it; a bystander's answer does not change.
+ * The party's hops are recorded, and not sealed yet (the sealer runs every 100 ms on SQLite,
+ * 500 ms on PostgreSQL): nothing of its part can be proven yet. Only a party hears it; a
+ * bystander's answer does not change.
  */
 export class CounterpartyNotSealed extends Error {
   override name = 'CounterpartyNotSealed';
