@@ -11,7 +11,7 @@ import {
   type PolicyJson,
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { bandedKey } from './bands.ts';
-import { cedarSchema, policyActions, schemaVersion } from './schema.ts';
+import { approveAction, cedarSchema, policyActions, schemaVersion } from './schema.ts';
 import { actionEntity, contextConforms, entitiesByUid, planFor, planOf, policyFacts, sliceContext, sliceEntities, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
 import { readStepUpAnnotations, type PolicyStepUp } from './step-up.ts';
@@ -124,8 +124,8 @@ function namesApprove(json: PolicyJson): boolean {
   });
 }
 
-/** The action a second person's approval is decided as (src/approvals/four-eyes.ts). */
-export const approveAction = 'approve';
+/** The action a second person's approval is decided as (src/approvals/four-eyes.ts; declared in schema.ts). */
+export { approveAction };
 
 /** `@id("...")`: every policy names itself, so reasons and audit events are readable and stable. */
 const policyIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

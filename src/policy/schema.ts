@@ -168,18 +168,28 @@ type RequestContext = {
 };
 `;
 
+/**
+ * Four-eyes (src/approvals/four-eyes.ts): may this person (principal) approve a request about
+ * that person (resource)? Decided once per order entry, with its notional, class and the approver's
+ * authentication in the context. Not a scope: no token and no AuthZEN caller can ask for it.
+ */
+export const approveAction = 'approve';
+const approveAppliesTo = { principal: ['User'], resource: ['User'] } as const;
+
+/** The principal and resource types the schema declares an action for; undefined for an action it does not know. */
+export function actionAppliesTo(action: string): { principal: readonly string[]; resource: readonly string[] } | undefined {
+  if (action === approveAction) return approveAppliesTo;
+  return policyActions.includes(action) ? { principal: principalTypes, resource: resourceTypes } : undefined;
+}
+
 function actionsText(): string {
-  const principals = principalTypes.join(', ');
-  const resources = resourceTypes.join(', ');
   const groups = Object.keys(actionGroups).map((g) => `action "${g}";`);
-  const actions = Object.entries(actionGroups).flatMap(([group, scopes]) =>
-    scopes.map((scope) => `action "${scope}" in ["${group}"] appliesTo { principal: [${principals}], resource: [${resources}], context: RequestContext };`),
-  );
-  // Four-eyes (src/approvals/four-eyes.ts): may this person (principal) approve a request about
-  // that person (resource)? Decided once per order entry, with its notional, class and the approver's
-  // authentication in the context. Not a scope: no token and no AuthZEN caller can ask for it.
-  const approve = `action "approve" appliesTo { principal: [User], resource: [User], context: RequestContext };`;
-  return [...groups, ...actions, approve].join('\n');
+  const declare = (action: string, group?: string) => {
+    const { principal, resource } = actionAppliesTo(action)!;
+    return `action "${action}"${group ? ` in ["${group}"]` : ''} appliesTo { principal: [${principal.join(', ')}], resource: [${resource.join(', ')}], context: RequestContext };`;
+  };
+  const actions = Object.entries(actionGroups).flatMap(([group, scopes]) => scopes.map((scope) => declare(scope, group)));
+  return [...groups, ...actions, declare(approveAction)].join('\n');
 }
 
 /** The schema in Cedar's human-readable format. */

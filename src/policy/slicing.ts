@@ -1,6 +1,6 @@
 import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
-import { actionGroups, cedarSchema, policyActions, principalTypes, resourceTypes } from './schema.ts';
+import { actionAppliesTo, actionGroups, cedarSchema } from './schema.ts';
 
 /**
  * Slicing a decision to what its policies can read, so the Cedar call costs less and decides the
@@ -381,7 +381,8 @@ function actionMayMatch(scope: { op: string; entity?: unknown; entities?: unknow
  * (such a request goes to Cedar whole, which refuses it).
  */
 export function planFor(policies: readonly PolicyFacts[], principalType: string, action: string, resourceType: string): SlicePlan | undefined {
-  if (!(principalTypes as readonly string[]).includes(principalType) || !(resourceTypes as readonly string[]).includes(resourceType) || !policyActions.includes(action)) return undefined;
+  const appliesTo = actionAppliesTo(action);
+  if (!appliesTo?.principal.includes(principalType) || !appliesTo.resource.includes(resourceType)) return undefined;
   const kept = policies.filter((p) => {
     const json = p.json as { principal: { op: string }; action: { op: string }; resource: { op: string } };
     return typeMayMatch(json.principal, principalType) && actionMayMatch(json.action, action) && typeMayMatch(json.resource, resourceType);

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
-import { cedarSchema, policyActions } from '../../src/policy/schema.ts';
+import { approveAction, cedarSchema, policyActions } from '../../src/policy/schema.ts';
 import { actionEntity, contextConforms, planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
 import { answerSources, examplePoliciesDir, outcome } from './fixture.ts';
@@ -77,8 +77,8 @@ const resourceServers = ofType('ResourceServer');
 const request: fc.Arbitrary<CedarRequest> = fc
   .record({
     principal: fc.constantFrom(...ofType('User'), ...ofType('Client'), ...ofType('Agent'), { type: 'User', id: 'nobody' }, { type: 'Desk', id: 'fx-spot' }),
-    action: fc.constantFrom(...policyActions, 'order:delete', 'trading'),
-    resource: fc.constantFrom(...accounts, ...instruments, ...resourceServers, { type: 'LegalEntity', id: '5493001KJTIIGC8Y1R12' }),
+    action: fc.constantFrom(...policyActions, approveAction, 'order:delete', 'trading'),
+    resource: fc.constantFrom(...accounts, ...instruments, ...resourceServers, ...ofType('User'), { type: 'LegalEntity', id: '5493001KJTIIGC8Y1R12' }),
     context: fc.record(
       {
         notional: fc.oneof(fc.integer({ min: 0, max: 80_000_000 }), fc.constant('lots')),
@@ -121,9 +121,11 @@ const request: fc.Arbitrary<CedarRequest> = fc
  */
 const wellFormedRequest: fc.Arbitrary<CedarRequest> = fc
   .record({
-    principal: fc.constantFrom(...ofType('User'), ...ofType('Client'), ...ofType('Agent')),
-    action: fc.constantFrom(...policyActions),
-    resource: fc.constantFrom(...ofType('Account'), ...instruments, ...resourceServers),
+    // A scope on a resource, or a second person's approval of a person's request (four-eyes).
+    shape: fc.oneof(
+      fc.record({ principal: fc.constantFrom(...ofType('User'), ...ofType('Client'), ...ofType('Agent')), action: fc.constantFrom(...policyActions), resource: fc.constantFrom(...ofType('Account'), ...instruments, ...resourceServers) }),
+      fc.record({ principal: fc.constantFrom(...ofType('User')), action: fc.constant(approveAction), resource: fc.constantFrom(...ofType('User')) }),
+    ),
     context: fc.record(
       {
         notional: fc.integer({ min: 0, max: 80_000_000 }),
@@ -138,6 +140,8 @@ const wellFormedRequest: fc.Arbitrary<CedarRequest> = fc
         local_time: fc.integer({ min: 0, max: 1439 }),
         local_weekday: fc.integer({ min: 1, max: 7 }),
         approved: fc.boolean(),
+        approvals: fc.integer({ min: 0, max: 3 }),
+        approval_kind: fc.constantFrom('ciba', 'recovery', 'break_glass'),
         mandate: fc.record(
           { id: fc.constant('m-1'), version: fc.integer({ min: 1, max: 3 }), instrument_classes: fc.subarray(['fx', 'crypto']), venues: fc.subarray(['example-derivatives', 'XLON']), max_notional: fc.integer({ min: 0, max: 20_000_000 }) },
           { requiredKeys: ['id', 'version'] },
@@ -147,7 +151,7 @@ const wellFormedRequest: fc.Arbitrary<CedarRequest> = fc
     ),
     time: fc.oneof(fc.constant(1767225600), fc.integer({ min: 0, max: 2_000_000_000 })),
   })
-  .map(({ principal, action, resource, context, time }) => ({
+  .map(({ shape: { principal, action, resource }, context, time }) => ({
     principal,
     action,
     resource,
@@ -264,6 +268,23 @@ describe('slicing a decision to what its policies read', () => {
     assert.deepEqual(sliced.map((e) => `${e.uid.type}::${e.uid.id}`), ['User::alice', `Instrument::${order.resource.id}`]);
     // `principal in Desk::"fx-spot"` (and "rates", "crypto") are the only `in`s: the firm is not among them.
     assert.deepEqual(sliced[0]!.parents.map((p) => p.id).sort(), ['fx-spot', 'rates']);
+  });
+
+  test("slices a second person's approval as it slices a scope: the approve permit, the approver's attributes it reads", async () => {
+    const approval = cases.find((c) => c.expect === 'allow' && c.request.action === approveAction)!.request;
+    const plan = planFor(examples.policies, 'User', approveAction, 'User')!;
+    assert.deepEqual(plan.policyIds, ['supervisors-approve-their-desks']);
+    assert.deepEqual([...plan.reads.principal.attrs].sort(), ['approval_limit', 'roles', 'status', 'supervises']);
+    // `resource in principal.supervises`: every ancestor of the person approved for matters.
+    assert.equal(plan.reads.resource.inAny, true);
+    assert.equal(planFor(examples.policies, 'User', approveAction, 'Instrument'), undefined, 'the schema declares approve on a person only');
+    const sliced = sliceEntities(plan, approval, 'checked')!;
+    assert.deepEqual(sliced.map((e) => `${e.uid.type}::${e.uid.id}`), [`User::${approval.principal.id}`, `User::${approval.resource.id}`]);
+    let answer: Evaluation | undefined;
+    const fresh = { ...approval, context: { ...approval.context, time: 1767225601 } };
+    assert.deepEqual(await answeredBy(() => (answer = evaluate(examples, fresh))), ['checked']);
+    assert.equal(answer!.allow, true);
+    assert.deepEqual(answer, evaluateWhole(examples, fresh));
   });
 
   test('sends a request known to conform with only the attributes its policies read, none the schema alone requires', () => {
