@@ -58,6 +58,8 @@ interface Reads {
   contextBounds: Map<string, { literals: Set<number>; paths: Map<string, string[]> }>;
   /** Context attributes whose value is read otherwise (an operand of anything else, or compared with anything else). */
   contextValues: Set<string>;
+  /** A condition reads `action` (its scope aside): the action entity, with its groups, must come with the call. */
+  action: boolean;
 }
 
 /** How a request of one shape (principal type, action, resource type) is sliced. */
@@ -150,7 +152,7 @@ export function readSchemaFacts(schema: string): SchemaFacts {
 
 /** The facts of one policy: what its scope and conditions read. */
 export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set() };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false };
   scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   for (const clause of json.conditions) walk(clause.body, reads);
@@ -283,6 +285,7 @@ function walk(expr: unknown, reads: Reads): void {
   if (op === 'Value') return;
   if (op === 'Var') {
     if ((body as unknown) === 'context') reads.contextWhole = true;
+    if ((body as unknown) === 'action') reads.action = true;
     return;
   }
   if (op === '.' || op === 'has') {
@@ -366,6 +369,19 @@ function typeMayMatch(scope: { op: string; entity_type?: string; entity?: unknow
   return true;
 }
 
+/**
+ * The policy with its action scope made `action` (any action), for requests whose action its scope
+ * certainly matches (planFor kept it for that action): then Cedar needs no action entity to decide
+ * it. Undefined when the scope names anything but actions, which Cedar must be asked as written.
+ */
+export function withAnyAction(json: PolicyJson): PolicyJson | undefined {
+  const scope = json.action as { op: string; entity?: unknown; entities?: unknown[] };
+  if (scope.op === 'All') return json;
+  const targets = scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
+  if (!targets.every((t) => entityOf(t)?.type === 'Action')) return undefined;
+  return { ...json, action: { op: 'All' } };
+}
+
 function actionMayMatch(scope: { op: string; entity?: unknown; entities?: unknown[] }, action: string): boolean {
   if (scope.op === 'All') return true;
   const targets = scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
@@ -392,7 +408,7 @@ export function planFor(policies: readonly PolicyFacts[], principalType: string,
 
 /** The plan that keeps exactly `policies`: what they read, together. */
 export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set() };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false };
   for (const p of policies) {
     for (const v of ['principal', 'resource'] as const) {
       p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
@@ -402,6 +418,7 @@ export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
     reads.opaque ||= p.reads.opaque;
     p.reads.context.forEach((a) => reads.context.add(a));
     reads.contextWhole ||= p.reads.contextWhole;
+    reads.action ||= p.reads.action;
     for (const [name, bounds] of p.reads.contextBounds) {
       const all = reads.contextBounds.get(name) ?? { literals: new Set<number>(), paths: new Map<string, string[]>() };
       bounds.literals.forEach((b) => all.literals.add(b));

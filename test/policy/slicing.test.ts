@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { schemaToJson } from '@cedar-policy/cedar-wasm/nodejs';
 import { compilePolicySet, evaluate, evaluateWhole, formatPolicyProblem, type CedarEntity, type CedarRequest, type CompiledPolicySet, type Evaluation } from '../../src/policy/engine.ts';
 import { approveAction, cedarSchema, policyActions } from '../../src/policy/schema.ts';
-import { actionEntity, contextConforms, planFor, readSchemaFacts, sliceContext, sliceEntities } from '../../src/policy/slicing.ts';
+import { actionEntity, contextConforms, planFor, readSchemaFacts, sliceContext, sliceEntities, withAnyAction } from '../../src/policy/slicing.ts';
 import { loadTestCases, readPolicySources } from '../../src/policy/testing.ts';
 import { answerSources, examplePoliciesDir, outcome } from './fixture.ts';
 
@@ -16,7 +16,7 @@ import { answerSources, examplePoliciesDir, outcome } from './fixture.ts';
 
 const numRuns = 300;
 
-/** Policies that read what slicing must not cut: other entities' attributes, `in` on them, optional attributes. */
+/** Policies that read what slicing must not cut: other entities' attributes, `in` on them, optional attributes, the action in a condition. */
 const extraPolicies = `
 @id("embargoed-firm-by-entity")
 forbid (principal, action, resource is Account) when { resource.legal_entity.jurisdiction == "CU" };
@@ -48,6 +48,10 @@ when { context has risk && (context.risk.score >= 90 || context.risk.level == "h
 @id("outside-gb-reads-nothing")
 forbid (principal is User, action in Action::"read", resource)
 unless { principal.jurisdictions == ["GB"] || principal.jurisdictions.contains("GB") };
+
+@id("reads-by-condition")
+permit (principal is Client, action, resource is ResourceServer)
+when { action in Action::"read" && principal.kind == "service" };
 
 @id("no-retail-trading")
 forbid (principal is User, action in Action::"trading", resource)
@@ -253,6 +257,17 @@ describe('slicing a decision to what its policies read', () => {
     const text = (t: JsonType): string => (t.type === 'Set' ? `Set<${text(t.element!)}>` : (t.name ?? t.type));
     const expected = new Map(Object.entries(common).map(([name, record]) => [name, new Map(Object.entries(record.attributes).map(([a, t]) => [a, { type: text(t), optional: t.required === false }]))]));
     assert.deepEqual(readSchemaFacts(cedarSchema).records, expected);
+  });
+
+  test('makes an action scope `action` only where it names actions, and knows a condition that reads the action', () => {
+    const byId = (set: CompiledPolicySet, id: string) => set.policies.find((p) => p.id === id)!;
+    const trading = byId(examples, 'desk-trades-its-product-classes').json;
+    assert.deepEqual(trading.action, { op: 'in', entity: { type: 'Action', id: 'trading' } });
+    assert.deepEqual(withAnyAction(trading), { ...trading, action: { op: 'All' } });
+    assert.equal(withAnyAction({ ...trading, action: { op: 'in', entities: [{ type: 'Action', id: 'read' }, { type: 'Desk', id: 'fx-spot' }] } } as never), undefined);
+    assert.equal(byId(withExtras, 'reads-by-condition').reads.action, true);
+    assert.equal(byId(examples, 'desk-trades-its-product-classes').reads.action, false);
+    assert.equal(planFor(withExtras.policies, 'Client', 'report:view', 'ResourceServer')!.reads.action, true);
   });
 
   test('brings the action as the schema declares it, in its groups', () => {
