@@ -450,7 +450,7 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest, known: SetSta
  * either (sliced `checked`). The schema would have added the action entity, with its groups, for
  * `action in Action::"trading"`: the call asks the policies with their action scopes made `action`
  * (`actionFree`; each scope certainly matches this action, or planFor would not have kept it)
- * and brings no action entity, about 14 µs of a 80 µs call; where no such set can be made (a
+ * and brings no action entity, about 14 µs of an 80 µs call; where no such set can be made (a
  * condition reads `action`) it brings the entity. Evaluation is the same, and the tests hold
  * every answer to `evaluateWhole`, which keeps the schema.
  */

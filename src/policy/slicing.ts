@@ -18,7 +18,10 @@ import { actionAppliesTo, actionGroups, cedarSchema } from './schema.ts';
  *   cut to those an `in` can ask about, and its optional attributes to those a policy names;
  * - context: the optional attributes no policy reads are left out, each only when it certainly has
  *   its declared type (`sliceContext`); the rest, `time` among it, goes as it came;
- * - the principal, action and resource uids go unchanged, and the schema validates the request.
+ * - the principal, action and resource uids go unchanged, and the schema validates the request;
+ * - a request known to conform is asked without the schema (engine.ts `checkedCall`), its policies'
+ *   action scopes made `action` (`withAnyAction`: each certainly matches the request's action,
+ *   or planFor would not keep the policy), so no action entity goes unless a condition reads it.
  *
  * What is cut is still held to the schema: the engine sends the entities unsliced (and Cedar then
  * reports the error) unless every entity of the request, whole, has been found conforming
