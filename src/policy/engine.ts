@@ -433,7 +433,8 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest, known: SetSta
   // Entities are cut only when each conforms: otherwise Cedar gets them whole, and refuses them.
   const byKey = entitiesByUid(request);
   const conforming = byKey !== undefined && request.entities.every(conforms);
-  const checked = conforming && shapeConforms(request) && contextConforms(request.context);
+  // A condition naming an action entity needs every action entity: the schema brings them.
+  const checked = conforming && !chosen.plan.reads.actionLiterals && shapeConforms(request) && contextConforms(request.context);
   const sliceFor = checked ? 'checked' : 'schema';
   const context = sliceContext(chosen.plan, request.context, sliceFor);
   const entities = (conforming && sliceEntities(chosen.plan, request, sliceFor, byKey)) || request.entities;
@@ -450,8 +451,10 @@ function slicedCall(set: CompiledPolicySet, request: CedarRequest, known: SetSta
  * either (sliced `checked`). The schema would have added the action entity, with its groups, for
  * `action in Action::"trading"`: the call asks the policies with their action scopes made `action`
  * (`actionFree`; each scope certainly matches this action, or planFor would not have kept it)
- * and brings no action entity, about 14 µs of an 80 µs call; where no such set can be made (a
- * condition reads `action`) it brings the entity. Evaluation is the same, and the tests hold
+ * and brings no action entity, about 14 µs of an 80 µs call; where no such set is made (a
+ * condition reads `action`, a scope names anything but actions, the set's subsets are at their
+ * limit) it brings the entity. A call whose policies name an action entity in a condition is not
+ * checked: the schema brings them all (slicedCall). Evaluation is the same, and the tests hold
  * every answer to `evaluateWhole`, which keeps the schema.
  */
 function checkedCall(call: CedarCall, actionFreeId: string | undefined): CedarCall {

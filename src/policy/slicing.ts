@@ -21,7 +21,9 @@ import { actionAppliesTo, actionGroups, cedarSchema } from './schema.ts';
  * - the principal, action and resource uids go unchanged, and the schema validates the request;
  * - a request known to conform is asked without the schema (engine.ts `checkedCall`), its policies'
  *   action scopes made `action` (`withAnyAction`: each certainly matches the request's action,
- *   or planFor would not keep the policy), so no action entity goes unless a condition reads it.
+ *   or planFor would not keep the policy), so no action entity goes unless a condition reads the
+ *   action; one whose policies name an action entity in a condition goes with the schema, which
+ *   brings every action entity.
  *
  * What is cut is still held to the schema: the engine sends the entities unsliced (and Cedar then
  * reports the error) unless every entity of the request, whole, has been found conforming
@@ -63,6 +65,11 @@ interface Reads {
   contextValues: Set<string>;
   /** A condition reads `action` (its scope aside): the action entity, with its groups, must come with the call. */
   action: boolean;
+  /**
+   * A condition names an action entity (`Action::"order:cancel" in Action::"trading"`): Cedar needs
+   * the schema's action entities, every one of them, so the call goes with the schema.
+   */
+  actionLiterals: boolean;
 }
 
 /** How a request of one shape (principal type, action, resource type) is sliced. */
@@ -155,7 +162,7 @@ export function readSchemaFacts(schema: string): SchemaFacts {
 
 /** The facts of one policy: what its scope and conditions read. */
 export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false, actionLiterals: false };
   scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   for (const clause of json.conditions) walk(clause.body, reads);
@@ -256,6 +263,14 @@ function boundRead(reads: Reads, op: string, left: unknown, right: unknown): boo
   return true;
 }
 
+/** Whether a literal value is, or holds, an entity of type Action. */
+function namesAction(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(namesAction);
+  if (typeof value !== 'object' || value === null) return false;
+  if (entityOf(value)?.type === 'Action') return true;
+  return Object.values(value).some(namesAction);
+}
+
 /** `x` when `expr` is exactly `context.x`. */
 function contextAttribute(expr: unknown): string | undefined {
   const path = contextPath(expr);
@@ -285,7 +300,10 @@ function walk(expr: unknown, reads: Reads): void {
   }
   const op = keys[0]!;
   const body = node[op] as Node;
-  if (op === 'Value') return;
+  if (op === 'Value') {
+    if (namesAction(body)) reads.actionLiterals = true;
+    return;
+  }
   if (op === 'Var') {
     if ((body as unknown) === 'context') reads.contextWhole = true;
     if ((body as unknown) === 'action') reads.action = true;
@@ -411,7 +429,7 @@ export function planFor(policies: readonly PolicyFacts[], principalType: string,
 
 /** The plan that keeps exactly `policies`: what they read, together. */
 export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false };
+  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false, actionLiterals: false };
   for (const p of policies) {
     for (const v of ['principal', 'resource'] as const) {
       p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
@@ -422,6 +440,7 @@ export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
     p.reads.context.forEach((a) => reads.context.add(a));
     reads.contextWhole ||= p.reads.contextWhole;
     reads.action ||= p.reads.action;
+    reads.actionLiterals ||= p.reads.actionLiterals;
     for (const [name, bounds] of p.reads.contextBounds) {
       const all = reads.contextBounds.get(name) ?? { literals: new Set<number>(), paths: new Map<string, string[]>() };
       bounds.literals.forEach((b) => all.literals.add(b));
@@ -458,9 +477,12 @@ export type SliceFor = 'schema' | 'checked';
 export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: SliceFor = 'schema', byKey = entitiesByUid(request)): CedarEntity[] | undefined {
   if (plan.reads.opaque || !byKey) return undefined;
   const sliced: CedarEntity[] = [];
-  for (const v of ['principal', 'resource'] as const) {
+  // A person approving their own request (`approve`, a User on a User) is one entity, cut to what
+  // the policies read of either: Cedar refuses a uid given twice.
+  const same = uidKey(request.principal) === uidKey(request.resource);
+  for (const v of same ? (['principal'] as const) : (['principal', 'resource'] as const)) {
     const entity = byKey.get(uidKey(request[v]));
-    const reads = plan.reads[v];
+    const reads = same ? bothReads(plan.reads.principal, plan.reads.resource) : plan.reads[v];
     const asksIn = reads.inAny || reads.inTargets.size > 0;
     if (!entity || (reads.attrs.size === 0 && !asksIn)) continue;
     const optional = schemaFacts().optional.get(entity.uid.type);
@@ -472,6 +494,11 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: 
     sliced.push({ uid: entity.uid, attrs, parents });
   }
   return sliced;
+}
+
+/** What the policies read of an entity that is both the principal and the resource. */
+function bothReads(a: EntityReads, b: EntityReads): EntityReads {
+  return { attrs: new Set([...a.attrs, ...b.attrs]), inAny: a.inAny || b.inAny, inTargets: new Set([...a.inTargets, ...b.inTargets]) };
 }
 
 /**

@@ -16,7 +16,7 @@ import { answerSources, examplePoliciesDir, outcome } from './fixture.ts';
 
 const numRuns = 300;
 
-/** Policies that read what slicing must not cut: other entities' attributes, `in` on them, optional attributes, the action in a condition. */
+/** Policies that read what slicing must not cut: other entities' attributes, `in` on them, optional attributes, the action or an action entity in a condition. */
 const extraPolicies = `
 @id("embargoed-firm-by-entity")
 forbid (principal, action, resource is Account) when { resource.legal_entity.jurisdiction == "CU" };
@@ -52,6 +52,10 @@ unless { principal.jurisdictions == ["GB"] || principal.jurisdictions.contains("
 @id("reads-by-condition")
 permit (principal is Client, action, resource is ResourceServer)
 when { action in Action::"read" && principal.kind == "service" };
+
+@id("names-an-action-in-a-condition")
+forbid (principal is User, action in Action::"trading", resource is Instrument)
+when { Action::"order:cancel" in Action::"trading" && context has notional && context.notional > 75000000 };
 
 @id("no-retail-trading")
 forbid (principal is User, action in Action::"trading", resource)
@@ -129,13 +133,15 @@ const wellFormedRequest: fc.Arbitrary<CedarRequest> = fc
     shape: fc.oneof(
       fc.record({ principal: fc.constantFrom(...ofType('User'), ...ofType('Client'), ...ofType('Agent')), action: fc.constantFrom(...policyActions), resource: fc.constantFrom(...ofType('Account'), ...instruments, ...resourceServers) }),
       fc.record({ principal: fc.constantFrom(...ofType('User')), action: fc.constant(approveAction), resource: fc.constantFrom(...ofType('User')) }),
+      // A person asked to approve their own request: one entity both principal and resource.
+      fc.constantFrom(...ofType('User')).map((person) => ({ principal: person, action: approveAction, resource: person })),
     ),
     context: fc.record(
       {
         notional: fc.integer({ min: 0, max: 80_000_000 }),
         currency: fc.constantFrom('USD', 'EUR'),
         acr: fc.constantFrom('urn:example:mfa', 'urn:example:pwd'),
-        acr_levels: fc.subarray(['urn:example:pwd', 'urn:example:mfa', 'urn:example:phr']),
+        acr_levels: fc.subarray(['urn:example:pwd', 'urn:example:mfa', 'urn:example:phr', 'urn:clearance:acr:phr']),
         venue: fc.constantFrom('XLON', 'example-derivatives'),
         risk: fc.record({ score: fc.integer({ min: 0, max: 100 }), level: fc.constantFrom('low', 'medium', 'high'), signals: fc.subarray(['new_device', 'off_hours']) }),
         region: fc.constantFrom('uk', 'us', 'eu'),
@@ -203,8 +209,11 @@ describe('slicing a decision to what its policies read', () => {
           const whole = evaluateWhole(set, r);
           let answer: Evaluation | undefined;
           const sources = await answeredBy(() => (answer = evaluate(set, r)));
-          // A request generated twice is remembered the second time; a new one is asked without the schema.
-          assert.ok(sources.length === 1 && (sources[0] === 'checked' || sources[0] === 'remembered'), `answered by ${sources.join(', ')}`);
+          // A request generated twice is remembered the second time; a new one is asked without the
+          // schema, unless its policies may name an action entity in a condition (the extras' one).
+          const namesAction = planFor(set.policies, r.principal.type, r.action, r.resource.type)!.reads.actionLiterals;
+          const allowed = ['checked', 'remembered', ...(namesAction ? ['schema'] : [])];
+          assert.ok(sources.length === 1 && allowed.includes(sources[0]!), `answered by ${sources.join(', ')}`);
           assert.deepEqual(answer, whole);
         }),
         { numRuns, seed: set === examples ? 1303 : 1304 },
@@ -300,6 +309,31 @@ describe('slicing a decision to what its policies read', () => {
     assert.deepEqual(await answeredBy(() => (answer = evaluate(examples, fresh))), ['checked']);
     assert.equal(answer!.allow, true);
     assert.deepEqual(answer, evaluateWhole(examples, fresh));
+  });
+
+  test('sends a person approving their own request once, cut to what the policies read of either', () => {
+    const approval = cases.find((c) => c.expect === 'allow' && c.request.action === approveAction)!.request;
+    const self = { ...approval, resource: approval.principal, context: { ...approval.context, time: 1767225602 } };
+    const plan = planFor(examples.policies, 'User', approveAction, 'User')!;
+    const sliced = sliceEntities(plan, self, 'checked')!;
+    assert.deepEqual(sliced.map((e) => `${e.uid.type}::${e.uid.id}`), [`User::${approval.principal.id}`]);
+    // The approver's attributes (read of the principal) and their desks (`resource in principal.supervises`).
+    assert.deepEqual(Object.keys(sliced[0]!.attrs).sort(), ['approval_limit', 'roles', 'status', 'supervises']);
+    assert.ok(sliced[0]!.parents.length > 0);
+    const whole = evaluateWhole(examples, self);
+    assert.equal(whole.allow, true, 'the policy alone would let a supervisor approve themselves; src/approvals/independence.ts refuses it');
+    assert.deepEqual(evaluate(examples, self), whole);
+  });
+
+  test('asks with the schema a request whose policies name an action entity in a condition', async () => {
+    const order = cases.find((c) => c.expect === 'allow' && c.request.action === 'order:create' && c.request.principal.id === 'alice' && c.request.resource.type === 'Instrument')!.request;
+    assert.equal(planFor(withExtras.policies, 'User', 'order:create', 'Instrument')!.reads.actionLiterals, true);
+    assert.equal(planFor(examples.policies, 'User', 'order:create', 'Instrument')!.reads.actionLiterals, false);
+    const large = { ...order, context: { ...order.context, notional: 76_000_000, time: 1767225603 } };
+    let answer: Evaluation | undefined;
+    assert.deepEqual(await answeredBy(() => (answer = evaluate(withExtras, large))), ['schema']);
+    assert.ok(answer!.reasons.includes('names-an-action-in-a-condition'), JSON.stringify(answer));
+    assert.deepEqual(answer, evaluateWhole(withExtras, large));
   });
 
   test('sends a request known to conform with only the attributes its policies read, none the schema alone requires', () => {
