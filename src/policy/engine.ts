@@ -580,11 +580,14 @@ const conformingLimit = 16384;
 
 /**
  * True when Cedar accepts `entity` alone against the schema (its type, attributes and parents'
- * types), asked once per distinct entity with no policy to evaluate.
+ * types), asked once per distinct entity with no policy to evaluate, and each entity it refers to
+ * is written `{ "__entity": ... }`: with the schema Cedar also takes a bare `{ type, id }` where an
+ * attribute is an entity, but without it (a checked call) reads that as a record.
  */
 function conforms(entity: CedarEntity): boolean {
   const json = JSON.stringify(entity);
   if (conforming.has(json)) return true;
+  if (!Object.values(entity.attrs).every(explicitReferences)) return false;
   let answer;
   try {
     answer = statefulIsAuthorized({
@@ -604,6 +607,18 @@ function conforms(entity: CedarEntity): boolean {
   if (conforming.size >= conformingLimit) conforming.clear();
   conforming.add(json);
   return true;
+}
+
+/**
+ * True when every object in an attribute's value (within sets too) is an escape, `__entity` or
+ * `__extn`: the schema gives entities no record attributes, so any other object is an entity
+ * written bare, or a value the schema refuses.
+ */
+function explicitReferences(value: unknown): boolean {
+  if (Array.isArray(value)) return value.every(explicitReferences);
+  if (typeof value !== 'object' || value === null) return true;
+  const keys = Object.keys(value);
+  return keys.length === 1 && (keys[0] === '__entity' || keys[0] === '__extn');
 }
 
 /** Whether some policy of `set` reads context attribute `name` (so Clearance computes it). */

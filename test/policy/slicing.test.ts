@@ -106,7 +106,10 @@ const request: fc.Arbitrary<CedarRequest> = fc
       { requiredKeys: [] },
     ),
     entities: fc.subarray(pool, { minLength: 0 }),
-    extra: fc.array(fc.constantFrom<Partial<CedarEntity> | 'duplicate' | 'unconforming' | 'escaped-parent' | 'action' | 'no-desk'>('duplicate', 'unconforming', 'escaped-parent', 'action', 'no-desk'), { maxLength: 2 }),
+    extra: fc.array(
+      fc.constantFrom<Partial<CedarEntity> | 'duplicate' | 'unconforming' | 'escaped-parent' | 'action' | 'no-desk' | 'bare-reference'>('duplicate', 'unconforming', 'escaped-parent', 'action', 'no-desk', 'bare-reference'),
+      { maxLength: 2 },
+    ),
     time: fc.oneof(fc.constant(1767225600), fc.integer({ min: 0, max: 2_000_000_000 })),
   })
   .map(({ principal, action, resource, context, entities, extra, time }) => {
@@ -119,9 +122,17 @@ const request: fc.Arbitrary<CedarRequest> = fc
       if (change === 'escaped-parent') list = list.map((e) => (e.uid.type === 'User' ? { ...e, parents: e.parents.map((p) => ({ __entity: p }) as never) } : e));
       if (change === 'action') list = [...list, { uid: { type: 'Action', id: action }, attrs: {}, parents: [] }];
       if (change === 'no-desk') list = list.filter((e) => e.uid.type !== 'Desk');
+      if (change === 'bare-reference') list = list.map(bareReferences);
     }
     return { principal, action, resource, context: { time, ...context } as CedarRequest['context'], entities: list };
   });
+
+/** The entity with the entities its attributes refer to written `{ type, id }`, which Cedar takes with the schema. */
+function bareReferences(entity: CedarEntity): CedarEntity {
+  const bare = (value: unknown): unknown =>
+    Array.isArray(value) ? value.map(bare) : typeof value === 'object' && value !== null && '__entity' in value ? (value as { __entity: unknown }).__entity : value;
+  return { ...entity, attrs: Object.fromEntries(Object.entries(entity.attrs).map(([name, value]) => [name, bare(value)])) as CedarEntity['attrs'] };
+}
 
 /**
  * A request every part of which conforms to the schema, as the server makes them from its records:
@@ -323,6 +334,16 @@ describe('slicing a decision to what its policies read', () => {
     const whole = evaluateWhole(examples, self);
     assert.equal(whole.allow, true, 'the policy alone would let a supervisor approve themselves; src/approvals/independence.ts refuses it');
     assert.deepEqual(evaluate(examples, self), whole);
+  });
+
+  test('asks with the schema a request whose entities refer to others written `{ type, id }`', async () => {
+    const approval = cases.find((c) => c.expect === 'allow' && c.request.action === approveAction)!.request;
+    const bare = { ...approval, context: { ...approval.context, time: 1767225604 }, entities: approval.entities.map(bareReferences) };
+    assert.ok(JSON.stringify(bare.entities) !== JSON.stringify(approval.entities), 'the approver supervises a desk: a reference to write bare');
+    let answer: Evaluation | undefined;
+    assert.deepEqual(await answeredBy(() => (answer = evaluate(examples, bare))), ['schema']);
+    assert.equal(answer!.allow, true);
+    assert.deepEqual(answer, evaluateWhole(examples, bare));
   });
 
   test('asks with the schema a request whose policies name an action entity in a condition', async () => {
