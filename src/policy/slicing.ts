@@ -95,6 +95,14 @@ export interface Band {
 }
 
 const emptyReads = (): EntityReads => ({ attrs: new Set(), inAny: false, inTargets: new Set() });
+const noReads = (): Reads => ({ principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false, actionLiterals: false });
+
+/** Adds what `from` reads of an entity to `into`. */
+function addEntityReads(into: EntityReads, from: EntityReads): void {
+  from.attrs.forEach((a) => into.attrs.add(a));
+  from.inTargets.forEach((t) => into.inTargets.add(t));
+  into.inAny ||= from.inAny;
+}
 
 const uidKey = (uid: EntityUid) => `${uid.type}::${JSON.stringify(uid.id)}`;
 
@@ -162,7 +170,7 @@ export function readSchemaFacts(schema: string): SchemaFacts {
 
 /** The facts of one policy: what its scope and conditions read. */
 export function policyFacts(id: string, text: string, json: PolicyJson): PolicyFacts {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false, actionLiterals: false };
+  const reads = noReads();
   scopeReads(reads.principal, json.principal as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   scopeReads(reads.resource, json.resource as { op: string; entity?: unknown; in?: { entity?: unknown; slot?: string }; slot?: string });
   for (const clause of json.conditions) walk(clause.body, reads);
@@ -396,16 +404,22 @@ function typeMayMatch(scope: { op: string; entity_type?: string; entity?: unknow
  * it. Undefined when the scope names anything but actions, which Cedar must be asked as written.
  */
 export function withAnyAction(json: PolicyJson): PolicyJson | undefined {
-  const scope = json.action as { op: string; entity?: unknown; entities?: unknown[] };
+  const scope = json.action as ActionScope;
   if (scope.op === 'All') return json;
-  const targets = scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
-  if (!targets.every((t) => entityOf(t)?.type === 'Action')) return undefined;
+  if (!actionTargets(scope).every((t) => entityOf(t)?.type === 'Action')) return undefined;
   return { ...json, action: { op: 'All' } };
 }
 
-function actionMayMatch(scope: { op: string; entity?: unknown; entities?: unknown[] }, action: string): boolean {
+type ActionScope = { op: string; entity?: unknown; entities?: unknown[] };
+
+/** What an action scope other than `All` names: the one entity of `==` or `in`, or the list of `in [...]`. */
+function actionTargets(scope: ActionScope): unknown[] {
+  return scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
+}
+
+function actionMayMatch(scope: ActionScope, action: string): boolean {
   if (scope.op === 'All') return true;
-  const targets = scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
+  const targets = actionTargets(scope);
   const ancestry = scope.op === '==' ? new Set([action]) : actionAncestry(action);
   return targets.some((t) => {
     const uid = entityOf(t);
@@ -429,13 +443,9 @@ export function planFor(policies: readonly PolicyFacts[], principalType: string,
 
 /** The plan that keeps exactly `policies`: what they read, together. */
 export function planOf(policies: readonly PolicyFacts[]): SlicePlan {
-  const reads: Reads = { principal: emptyReads(), resource: emptyReads(), opaque: false, context: new Set(), contextWhole: false, contextBounds: new Map(), contextValues: new Set(), action: false, actionLiterals: false };
+  const reads = noReads();
   for (const p of policies) {
-    for (const v of ['principal', 'resource'] as const) {
-      p.reads[v].attrs.forEach((a) => reads[v].attrs.add(a));
-      p.reads[v].inTargets.forEach((t) => reads[v].inTargets.add(t));
-      reads[v].inAny ||= p.reads[v].inAny;
-    }
+    for (const v of ['principal', 'resource'] as const) addEntityReads(reads[v], p.reads[v]);
     reads.opaque ||= p.reads.opaque;
     p.reads.context.forEach((a) => reads.context.add(a));
     reads.contextWhole ||= p.reads.contextWhole;
@@ -479,9 +489,10 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: 
   const sliced: CedarEntity[] = [];
   // A person approving their own request (`approve`, a User on a User) is one entity, cut to what
   // the policies read of either: Cedar refuses a uid given twice.
-  const same = uidKey(request.principal) === uidKey(request.resource);
+  const keys = { principal: uidKey(request.principal), resource: uidKey(request.resource) };
+  const same = keys.principal === keys.resource;
   for (const v of same ? (['principal'] as const) : (['principal', 'resource'] as const)) {
-    const entity = byKey.get(uidKey(request[v]));
+    const entity = byKey.get(keys[v]);
     const reads = same ? bothReads(plan.reads.principal, plan.reads.resource) : plan.reads[v];
     const asksIn = reads.inAny || reads.inTargets.size > 0;
     if (!entity || (reads.attrs.size === 0 && !asksIn)) continue;
@@ -498,7 +509,10 @@ export function sliceEntities(plan: SlicePlan, request: CedarRequest, sliceFor: 
 
 /** What the policies read of an entity that is both the principal and the resource. */
 function bothReads(a: EntityReads, b: EntityReads): EntityReads {
-  return { attrs: new Set([...a.attrs, ...b.attrs]), inAny: a.inAny || b.inAny, inTargets: new Set([...a.inTargets, ...b.inTargets]) };
+  const both = emptyReads();
+  addEntityReads(both, a);
+  addEntityReads(both, b);
+  return both;
 }
 
 /**
