@@ -412,8 +412,11 @@ export function withAnyAction(json: PolicyJson): PolicyJson | undefined {
 
 type ActionScope = { op: string; entity?: unknown; entities?: unknown[] };
 
-/** What an action scope other than `All` names: the one entity of `==` or `in`, or the list of `in [...]`. */
-function actionTargets(scope: ActionScope): unknown[] {
+/**
+ * What an action scope other than `All` names: the one entity of `==` or `in`, or the list of
+ * `in [...]` (the one reading of a scope's targets: planFor, withAnyAction, unsatisfied.ts, engine.ts).
+ */
+export function actionTargets(scope: ActionScope): unknown[] {
   return scope.op === '==' ? [scope.entity] : (scope.entities ?? [scope.entity]);
 }
 

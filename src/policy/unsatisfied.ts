@@ -1,6 +1,6 @@
 import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
-import { actionAncestry, contextHoldsEntities, isPlainObject } from './slicing.ts';
+import { actionAncestry, actionTargets, contextHoldsEntities, isPlainObject } from './slicing.ts';
 
 /**
  * Which policies a request cannot satisfy, told without Cedar, so Cedar is not asked to evaluate
@@ -127,7 +127,7 @@ function scope(constraint: Scope, v: 'principal' | 'resource', view: View): bool
 /** The action scope: `==` one action, `in` an action (itself or a group holding it) or a set of them. */
 function compileActionScope(constraint: Scope): (action: string) => boolean | undefined {
   if (constraint.op === 'All') return () => true;
-  const targets = (constraint.op === '==' ? [constraint.entity] : (constraint.entities ?? [constraint.entity])).map(uidOf);
+  const targets = actionTargets(constraint).map(uidOf);
   if (targets.some((t) => t === undefined || t.type !== 'Action')) return () => unknown;
   const ids = targets.map((t) => t!.id);
   if (constraint.op !== 'in') return (action) => ids.includes(action);
