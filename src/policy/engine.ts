@@ -12,7 +12,7 @@ import {
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { bandedKey } from './bands.ts';
 import { approveAction, cedarSchema, policyActions, schemaVersion } from './schema.ts';
-import { actionEntity, actionTargets, contextConforms, entitiesByUid, planFor, planOf, policyFacts, sliceContext, sliceEntities, withAnyAction, type PolicyFacts, type SlicePlan } from './slicing.ts';
+import { actionEntity, actionTargets, contextConforms, entitiesByUid, entityOf, planFor, planOf, policyFacts, sliceContext, sliceEntities, withAnyAction, type PolicyFacts, type SlicePlan } from './slicing.ts';
 import { requestView, unsatisfied } from './unsatisfied.ts';
 import { readStepUpAnnotations, type PolicyStepUp } from './step-up.ts';
 import { BoundedMap } from '../jose/bounded-map.ts';
@@ -119,7 +119,7 @@ function namesApprove(json: PolicyJson): boolean {
   const scope = json.action as { op: string; entity?: unknown; entities?: unknown[] };
   if (scope.op === 'All') return false;
   return actionTargets(scope).some((t) => {
-    const uid = (t as { __entity?: { type?: unknown; id?: unknown } } | undefined)?.__entity ?? (t as { type?: unknown; id?: unknown } | undefined);
+    const uid = entityOf(t);
     return uid?.type === 'Action' && uid.id === approveAction;
   });
 }

@@ -104,9 +104,11 @@ function addEntityReads(into: EntityReads, from: EntityReads): void {
   into.inAny ||= from.inAny;
 }
 
-const uidKey = (uid: EntityUid) => `${uid.type}::${JSON.stringify(uid.id)}`;
+/** An entity uid as a map key (unsatisfied.ts indexes a request's entities by it too). */
+export const uidKey = (uid: EntityUid) => `${uid.type}::${JSON.stringify(uid.id)}`;
 
-function entityOf(value: unknown): EntityUid | undefined {
+/** The uid a policy's JSON names, written `{ __entity: { type, id } }` or bare `{ type, id }`. */
+export function entityOf(value: unknown): EntityUid | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
   const inner = (v.__entity ?? v) as Record<string, unknown>;

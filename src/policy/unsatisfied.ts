@@ -1,6 +1,6 @@
 import type { PolicyJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { CedarEntity, CedarRequest, EntityUid } from './engine.ts';
-import { actionAncestry, actionTargets, contextHoldsEntities, isPlainObject } from './slicing.ts';
+import { actionAncestry, actionTargets, contextHoldsEntities, isPlainObject, uidKey } from './slicing.ts';
 
 /**
  * Which policies a request cannot satisfy, told without Cedar, so Cedar is not asked to evaluate
@@ -28,8 +28,6 @@ interface View {
   parents: Map<string, EntityUid[]>;
   ancestors: Map<string, Set<string>>;
 }
-
-const uidKey = (uid: EntityUid) => `${uid.type}::${JSON.stringify(uid.id)}`;
 
 /**
  * An index of the request's entities, for `unsatisfied`; undefined when anything in it is not in
