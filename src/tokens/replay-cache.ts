@@ -13,12 +13,27 @@ import { runStatements, type GroupCommit, type StatementOperation } from '../sto
  */
 export interface ReplayCache {
   /**
-   * Records `key` as used until `expiresAt` (ms since the epoch). Resolves `true` when this is the
-   * first use, `false` when the key was already used and has not expired: reject the token.
+   * Records `key` as used until `expiresAt` (ms since the epoch), rounded up to a whole second
+   * (`heldUntil`). Resolves `true` when this is the first use, `false` when the key was already
+   * used and has not expired: reject the token.
    */
   use(key: string, expiresAt: number): Promise<boolean>;
   /** Deletes entries that expired before `now` (ms); resolves the number deleted. */
   prune(now: number): Promise<number>;
+}
+
+/**
+ * When a use recorded until `expiresAt` (ms) is let go: the end of the second it falls in. A JWT's
+ * `exp` may have a fraction (RFC 7519 §2: a NumericDate), and the checks that admit a token compare
+ * it with whole seconds of the clock (`epochSeconds`, as jose does): an assertion with `exp` N + 0.5
+ * passes them until second N + 1 + skew begins, so a use held only until N + 0.5 + skew could be
+ * replayed in the half second between. Whole milliseconds are also what the bigint column takes.
+ * Throws RangeError for a time that is not a safe integer of milliseconds once rounded.
+ */
+export function heldUntil(expiresAt: number): number {
+  const until = Math.ceil(expiresAt / 1000) * 1000;
+  if (!Number.isSafeInteger(until)) throw new RangeError('replay expiry out of range');
+  return until;
 }
 
 /** Longest key accepted: a PostgreSQL B-tree entry must stay well under its ~2.7 kB limit. */
@@ -71,6 +86,7 @@ export class DatabaseReplayCache implements ReplayCache {
 
   async use(key: string, expiresAt: number): Promise<boolean> {
     if (key.length === 0 || key.length > maxReplayKeyLength) throw new RangeError('replay key length out of range');
+    expiresAt = heldUntil(expiresAt);
     this.#pruner.maybe(this.#clock.now());
     if (!this.#writer) return (await runStatements(this.#db, this.#recording([{ key, expiresAt }])))[0]!;
     let batch = this.#open;

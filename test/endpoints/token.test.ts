@@ -329,6 +329,19 @@ describe('the token endpoint with client_credentials', () => {
     assertOAuthError(response, 401, 'invalid_client');
   });
 
+  test('refuses a client assertion replayed within the second its fractional exp ends in, with invalid_client', async (t) => {
+    const f = await protocolFixture(t);
+    const now = Math.floor(f.clock.now() / 1000);
+    // RFC 7519 §2: a NumericDate may have a fraction; the exp check compares it with whole seconds.
+    const form = { ...cc, resource: ordersApi, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await f.assertion({ exp: now + 30.5 }) };
+    assert.equal((await f.token({ form })).statusCode, 200);
+    // 90.6 s on: past exp + 60 s of skew, still in the second the exp check lets it through.
+    f.clock.set((now + 90.6) * 1000);
+    assertOAuthError(await f.token({ form }), 401, 'invalid_client');
+    f.clock.set((now + 91) * 1000);
+    assertOAuthError(await f.token({ form }), 401, 'invalid_client');
+  });
+
   test('refuses a replayed client assertion with invalid_client', async (t) => {
     const f = await protocolFixture(t);
     const assertion = await f.assertion();

@@ -80,6 +80,25 @@ for (const dialect of testDialects()) {
       assert.equal(await cache.use('k', 1_070_000), false);
     });
 
+    test('holds a use whose expiry has a fraction until the end of its second', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const clock = new ManualClock(1_000_000);
+      const cache = new DatabaseReplayCache(database.storage.db, clock, { pruneEveryMs: Number.MAX_SAFE_INTEGER });
+      // An assertion's exp of 1,000.5 s plus 60 s of skew: exp checks read whole seconds of the clock.
+      assert.equal(await cache.use('client_assertion:oms:frac', (1_000.5 + 60) * 1000), true);
+      clock.set(1_060_600);
+      assert.equal(await cache.use('client_assertion:oms:frac', 1_120_000), false, 'still in the second the exp check lets through');
+      clock.set(1_061_000);
+      assert.equal(await cache.use('client_assertion:oms:frac', 1_120_000), false);
+      clock.set(1_061_001);
+      assert.equal(await cache.use('client_assertion:oms:frac', 1_120_000), true, 'let go once that second is over');
+      // A fraction of a millisecond is no fault of the database either (a bigint column on PostgreSQL).
+      assert.equal(await cache.use('client_assertion:oms:tiny', 1_100_000.0001), true);
+      const rows = await database.storage.db.selectFrom('jti_replay').select(['key', 'expires_at']).where('key', '=', 'client_assertion:oms:tiny').execute();
+      assert.equal(Number(rows[0]!.expires_at), 1_101_000);
+    });
+
     test('prunes expired entries and keeps live ones', async (t) => {
       const database = await dialect.create(t);
       await migrate(database.storage);
@@ -110,12 +129,14 @@ for (const dialect of testDialects()) {
       assert.deepEqual(keys, ['b', 'c']);
     });
 
-    test('refuses an empty or overlong key', async (t) => {
+    test('refuses an empty or overlong key, and an expiry that is no time', async (t) => {
       const database = await dialect.create(t);
       await migrate(database.storage);
       const cache = new DatabaseReplayCache(database.storage.db, new ManualClock(0));
       await assert.rejects(cache.use('', 1), RangeError);
       await assert.rejects(cache.use('k'.repeat(513), 1), RangeError);
+      await assert.rejects(cache.use('k', Number.NaN), RangeError);
+      await assert.rejects(cache.use('k', Number.POSITIVE_INFINITY), RangeError);
     });
   });
 }
