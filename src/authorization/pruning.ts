@@ -7,6 +7,7 @@ import { pruneFirstUses } from '../policy/first-use.ts';
 import { pruneCibaRequests } from '../ciba/store.ts';
 import { pruneDestinationUses } from '../transfers/destination-uses.ts';
 import { pruneTransferLedger } from '../transfers/totals-database.ts';
+import { withinSpan } from '../clock.ts';
 
 /** How often a process prunes expired authorization state. */
 const pruneEveryMs = 10 * 60_000;
@@ -24,7 +25,7 @@ const running = new WeakMap<object, Promise<unknown>>();
 export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>): void {
   const now = ctx.clock.now();
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
-  if (running.has(ctx.storage) || (now - last < pruneEveryMs && now >= last)) return;
+  if (running.has(ctx.storage) || withinSpan(now, last, pruneEveryMs)) return;
   lastPrune.set(ctx.storage, now);
   const work = (async () => {
     await prunePushedRequests(ctx, now);

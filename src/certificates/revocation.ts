@@ -4,6 +4,7 @@ import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_deltaCRLIndicator,
 import { certificateSerial, ocspRequest, readOcspResponse } from '../guard/ocsp.ts';
 import * as x509 from '../pki/x509.ts';
 import { BoundedMap } from '../jose/bounded-map.ts';
+import { withinSpan } from '../clock.ts';
 
 /**
  * Whether an external CA revoked a certificate it issued (RFC 5280 §6.3 with a CRL, RFC 6960 with
@@ -95,7 +96,7 @@ async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, timeoutM
   const key = `${issuer.fingerprint256} ${certificateSerial(leaf)} ${url}`;
   let slot = ocspAnswers.get(key);
   const held = slot?.held;
-  if (held && now >= held.fetchedAt && now < held.until && now - held.fetchedAt < ocsp.cacheSeconds * 1000) return held.answer;
+  if (held && withinSpan(now, held.fetchedAt, ocsp.cacheSeconds * 1000) && now < held.until) return held.answer;
   if (!slot) {
     slot = {};
     ocspAnswers.set(key, slot);

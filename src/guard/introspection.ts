@@ -156,7 +156,7 @@ export function createIntrospector(options: IntrospectionOptions, check: Introsp
       if (answer.active !== true) throw new TokenRefused('introspection: not active');
       const { active: _active, token_type: _type, ...claims } = answer;
       const verified = checkAccessTokenClaims(claims, { issuer: check.issuer, audience: check.audience, clockSkewSeconds: check.clockSkewSeconds, nowSeconds: Math.floor(nowMs / 1000) });
-      if (cacheSeconds > 0) cache.set(key, verified, Math.min(nowMs + cacheSeconds * 1000, verified.exp * 1000));
+      if (cacheSeconds > 0) cache.set(key, verified, nowMs, Math.min(nowMs + cacheSeconds * 1000, verified.exp * 1000));
       return verified;
     },
   };
@@ -168,24 +168,29 @@ function isJwk(key: unknown): key is JWK {
 
 /** Active answers by token digest, until their time; insertion-ordered, so the oldest go first when full. */
 class AnswerCache {
-  readonly #entries: BoundedMap<string, { claims: AccessTokenClaims; until: number }>;
+  readonly #entries: BoundedMap<string, { claims: AccessTokenClaims; since: number; until: number }>;
 
   constructor(max: number) {
     this.#entries = new BoundedMap(Math.max(1, max));
   }
 
+  /**
+   * The answer cached for `key` while `now` is between when it was asked and `until`. A clock
+   * stepped back (an NTP step, a VM resumed) ends it: otherwise a revoked token's answer would be
+   * reused for the step longer than `cacheSeconds`.
+   */
   get(key: string, now: number): AccessTokenClaims | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
-    if (entry.until <= now) {
+    if (now < entry.since || entry.until <= now) {
       this.#entries.delete(key);
       return undefined;
     }
     return entry.claims;
   }
 
-  set(key: string, claims: AccessTokenClaims, until: number): void {
+  set(key: string, claims: AccessTokenClaims, since: number, until: number): void {
     this.#entries.delete(key);
-    this.#entries.set(key, { claims, until });
+    this.#entries.set(key, { claims, since, until });
   }
 }

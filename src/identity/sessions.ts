@@ -5,6 +5,7 @@ import { rowsOf, type Flight } from '../storage/flight.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
 import type { RiskAssessment } from '../risk/assessment.ts';
 import { loginSignals, readStoredRisk, storedRisk } from './stored-risk.ts';
+import { withinSpan } from '../clock.ts';
 
 /**
  * Browser sessions. The cookie holds 256 random bits; the database holds only their SHA-256, so
@@ -223,7 +224,7 @@ const lastPrune = new WeakMap<object, number>();
  */
 function maybePrune(ctx: SessionContext, now: number, flight: Flight): void {
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
-  if (now - last < pruneEveryMs && now >= last) return;
+  if (withinSpan(now, last, pruneEveryMs)) return;
   lastPrune.set(ctx.storage, now);
   void flight.run(
     ctx.storage.db.deleteFrom('sessions').where((eb) => eb.or([eb('ended_at', '<', now - retainEndedMs), eb('expires_at', '<', now - retainEndedMs)])),

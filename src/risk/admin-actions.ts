@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../storage/schema.ts';
+import { withinSpan } from '../clock.ts';
 
 /** The write actions of the admin API and CLI, per administrator (migration 0028_risk_login). Times are epoch ms. */
 export interface AdminActionTables {
@@ -33,7 +34,7 @@ const lastPrune = new WeakMap<object, number>();
 export async function recordAdminAction(db: Kysely<Database>, action: { adminId: string; action: string; at: number }): Promise<void> {
   await db.insertInto('risk_admin_actions').values({ admin_id: action.adminId, action: action.action.slice(0, 200), at: action.at }).execute();
   const last = lastPrune.get(db) ?? -Infinity;
-  if (action.at - last < pruneEveryMs && action.at >= last) return;
+  if (withinSpan(action.at, last, pruneEveryMs)) return;
   lastPrune.set(db, action.at);
   await db.deleteFrom('risk_admin_actions').where('at', '<', action.at - adminActionRetentionMs).execute();
 }

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Clock } from '../clock.ts';
+import { withinSpan, type Clock } from '../clock.ts';
 import type { Flight } from '../storage/flight.ts';
 import { FixedQuery } from '../storage/fixed-query.ts';
 import { MicroBatcher } from '../storage/micro-batcher.ts';
@@ -71,7 +71,7 @@ export class SightingStore {
     const key = cacheKey(principal, kind, value);
     const now = this.#clock.now();
     const cached = this.#cache.get(key);
-    if (cached && now - cached.checkedAt < refreshEveryMs) {
+    if (cached && withinSpan(now, cached.checkedAt, refreshEveryMs)) {
       this.#touch(key, cached);
       return { firstSeen: cached.firstSeen, lastSeen: cached.lastSeen };
     }
@@ -127,7 +127,7 @@ export class SightingStore {
   /** Whether a note of this key writes anything: a sighting not cached, or cached older than `refreshEveryMs`. */
   #noteDue(key: string, now: number): boolean {
     const cached = this.#cache.get(key);
-    return !(cached && now - cached.lastSeen < refreshEveryMs && now - cached.checkedAt < refreshEveryMs);
+    return !(cached && withinSpan(now, cached.lastSeen, refreshEveryMs) && withinSpan(now, cached.checkedAt, refreshEveryMs));
   }
 
   /** What the cache learns of a note once written. */

@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { Clock } from '../clock.ts';
+import { withinSpan, type Clock } from '../clock.ts';
 import { hotCounter, type HotCount } from '../metrics.ts';
 import { listeningCheckMs, noticesFor, type ChangeNotices } from './notices.ts';
 import type { Database } from './schema.ts';
@@ -99,7 +99,8 @@ export class GenerationCache<T> {
   #fresh(): boolean {
     if (this.#value === undefined) return false;
     const interval = this.#notices?.listening ? Math.max(this.#checkEveryMs, listeningCheckMs) : this.#checkEveryMs;
-    return this.#clock.now() - this.#checkedAt < interval;
+    // A clock stepped back ends the interval (clock.ts): the next read checks the generation.
+    return withinSpan(this.#clock.now(), this.#checkedAt, interval);
   }
 
   /** The next read checks the generation (a notice, a reconnection, a change in this process). */

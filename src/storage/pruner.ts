@@ -1,7 +1,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { sql, type Kysely } from 'kysely';
 import { isPostgres } from '../audit/dialect.ts';
-import type { Clock } from '../clock.ts';
+import { withinSpan, type Clock } from '../clock.ts';
 import type { Database } from './schema.ts';
 
 /**
@@ -23,7 +23,7 @@ export class IntervalPruner {
 
   /** Starts a prune when the interval has passed and none is running. */
   maybe(now: number): void {
-    if (this.#running || now - this.#last < this.#everyMs) return;
+    if (this.#running || withinSpan(now, this.#last, this.#everyMs)) return;
     this.#last = now;
     this.#running = this.#prune(now)
       .catch(() => undefined)

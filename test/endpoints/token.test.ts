@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { ClientStore } from '../../src/clients/store.ts';
 import {
   assertOAuthError,
   clearingApi,
@@ -327,6 +328,17 @@ describe('the token endpoint with client_credentials', () => {
     // broker-1 is registered for client_secret_basic, not client_secret_post.
     const response = await f.token({ form: { ...cc, resource: ordersApi, client_id: 'broker-1', client_secret: f.secrets['broker-1']! } });
     assertOAuthError(response, 401, 'invalid_client');
+  });
+
+  test('refuses a client another process disabled, with invalid_client, when the clock stepped back meanwhile', async (t) => {
+    const f = await protocolFixture(t);
+    await f.accessToken('broker-1', { resource: ordersApi });
+    // The wall clock steps back a minute (NTP, a resumed VM); the CLI disables the client meanwhile.
+    f.clock.set(f.clock.now() - 60_000);
+    const cli = new ClientStore(f.ctx.storage.db, f.clock);
+    assert.equal(await f.ctx.storage.db.transaction().execute((trx) => cli.disable(trx, 'broker-1', f.clock.now())), true);
+    f.clock.advance(5_000);
+    assertOAuthError(await f.token({ auth: f.basic('broker-1'), form: { ...cc, resource: ordersApi } }), 401, 'invalid_client');
   });
 
   test('refuses a client assertion replayed within the second its fractional exp ends in, with invalid_client', async (t) => {

@@ -121,6 +121,17 @@ describe('the guard with reference tokens', () => {
     assert.throws(() => introspecting({ cacheSeconds: 61 }), /cacheSeconds/);
   });
 
+  test('with cacheSeconds, asks again once its clock stepped back: a revocation is not held off by the step', async () => {
+    const { access_token: handle } = await f.token({ resource: custodyApi, scope: 'position:view' });
+    let offset = 0;
+    const guard = introspecting({ cacheSeconds: 30, now: () => Date.now() + offset });
+    await guard.verify(bearer(handle));
+    await revoke(handle);
+    // Three seconds back (within the token checks' skew): the answer cached "in the future" is not reused.
+    offset = -3_000;
+    await refused(guard.verify(bearer(handle)), 401, 'invalid_token', 'asked again');
+  });
+
   test('checks a DPoP-bound handle\'s proof against the introspected cnf.jkt', async () => {
     const key = dpopKey();
     const { access_token: handle, token_type } = await f.token({ resource: custodyApi, scope: 'position:view', dpop: key });

@@ -241,6 +241,25 @@ for (const dialect of testDialects()) {
       assert.equal(await cache.get(), 2, 'invalidate rereads at once');
     });
 
+    test('a generation cache whose clock stepped back checks the generation at its next read', async (t) => {
+      const database = await migrated(dialect, t);
+      const start = Date.UTC(2026, 0, 1);
+      const clock = new ManualClock(start);
+      const here = database.storage;
+      const there = new ResourceServerStore(database.connect().db, clock);
+      const cache = new GenerationCache(here.db, 'resource_servers', () => count(here, 'resource_servers'), clock, 1000);
+      assert.equal(await cache.get(), 0);
+      // An NTP step or a resumed VM: the wall clock goes back a minute, and the data changes meanwhile.
+      clock.set(start - 60_000);
+      await database.connect().db.transaction().execute((trx) => there.upsert(trx, orderApi));
+      clock.advance(5_000);
+      assert.equal(await cache.get(), 1, 'the change is seen at once, not a minute and a second later');
+      await database.connect().db.transaction().execute((trx) => there.upsert(trx, { ...orderApi, identifier: 'https://clearing.example.com' }));
+      assert.equal(await cache.get(), 1, 'checked at the new time: the interval runs from there');
+      clock.advance(1000);
+      assert.equal(await cache.get(), 2);
+    });
+
     test('a failed transaction leaves nothing behind', async (t) => {
       const database = await migrated(dialect, t);
       const clock = new ManualClock(Date.UTC(2026, 0, 1));

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../storage/schema.ts';
 import { listProviders, type StoredProvider } from './providers.ts';
+import { withinSpan } from '../../clock.ts';
 
 /**
  * The declared identity providers as the sign-in page needs them (whether to offer "Sign in through
@@ -14,7 +15,7 @@ const cache = new WeakMap<object, { at: number; providers: Promise<StoredProvide
 
 export function providerDirectory(db: Kysely<Database>, now: number): Promise<StoredProvider[]> {
   const cached = cache.get(db);
-  if (cached && now - cached.at < ttlMs && now >= cached.at) return cached.providers;
+  if (cached && withinSpan(now, cached.at, ttlMs)) return cached.providers;
   const providers = listProviders(db);
   cache.set(db, { at: now, providers });
   providers.catch(() => cache.delete(db));

@@ -4,6 +4,7 @@ import { FetchError, pinnedRequest } from '../fetch.ts';
 import { containsJwt } from '../../audit/guard.ts';
 import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
+import { withinSpan } from '../../clock.ts';
 
 /**
  * Clearance as a relying party of an upstream OpenID Provider, with openid-client (on
@@ -58,7 +59,7 @@ export function guardedFetch(provider: Pick<IdentityProvider, 'allow_private_net
 export async function configurationOf(provider: OidcProvider, clientSecret: string, now: number): Promise<oidc.Configuration> {
   const fingerprint = createHash('sha256').update(JSON.stringify(provider)).update('\n').update(clientSecret).digest('base64url');
   const cached = configurations.get(provider.id);
-  if (cached && cached.fingerprint === fingerprint && now - cached.at < discoveryTtlMs) return cached.config;
+  if (cached && cached.fingerprint === fingerprint && withinSpan(now, cached.at, discoveryTtlMs)) return cached.config;
   const auth = await clientAuthOf(provider, clientSecret);
   const issuer = new URL(provider.issuer);
   const config = oidc

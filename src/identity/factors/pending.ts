@@ -9,6 +9,7 @@ import type { StoredRecoveryCode } from './recovery-codes.ts';
 import type { TotpRow } from './totp.ts';
 import type { RiskAssessment } from '../../risk/assessment.ts';
 import { readStoredRisk, storedRisk } from '../stored-risk.ts';
+import { withinSpan } from '../../clock.ts';
 
 /**
  * The state between a correct password and a second factor during a sign-in ("pending sign-in").
@@ -198,7 +199,7 @@ const lastPrune = new WeakMap<object, number>();
 /** Adds to `flight` the deletion of states that expired over an hour ago; at most every 10 minutes per process. */
 function maybePrune(ctx: Pick<Context, 'storage'>, now: number, flight: Flight): void {
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
-  if (now - last < pruneEveryMs && now >= last) return;
+  if (withinSpan(now, last, pruneEveryMs)) return;
   lastPrune.set(ctx.storage, now);
   void flight.run(ctx.storage.db.deleteFrom('pending_sign_ins').where('expires_at', '<', now - retainMs));
 }

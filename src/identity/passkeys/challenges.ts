@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import { rowsOf, type Flight } from '../../storage/flight.ts';
+import { withinSpan } from '../../clock.ts';
 
 /**
  * WebAuthn challenges (WebAuthn L3 §13.4.3: random, at least 16 bytes, used once). Each is 32
@@ -90,7 +91,7 @@ const lastPrune = new WeakMap<object, number>();
 /** Adds the deletion of expired challenges (never answered) to `flight`; at most once per 10 minutes per process. */
 function maybePrune(ctx: ChallengeContext, now: number, flight: Flight): void {
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
-  if (now - last < pruneEveryMs && now >= last) return;
+  if (withinSpan(now, last, pruneEveryMs)) return;
   lastPrune.set(ctx.storage, now);
   void flight.run(ctx.storage.db.deleteFrom('passkey_challenges').where('expires_at', '<', now));
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import type { Clock } from '../../clock.ts';
+import { withinSpan, type Clock } from '../../clock.ts';
 import { nodeId } from '../../log.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { Baseline } from './baselines.ts';
@@ -225,7 +225,7 @@ export class ActivityCounter {
     for (const principal of active) {
       const key = principalKey(principal);
       const cached = this.#baselines.get(key);
-      if (cached && now - cached.readAt < this.#windowMs) kept.set(key, cached);
+      if (cached && withinSpan(now, cached.readAt, this.#windowMs)) kept.set(key, cached);
       else stale.push(principal);
     }
     for (let i = 0; i < stale.length; i += 500) {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Clock } from '../../clock.ts';
+import { withinSpan, type Clock } from '../../clock.ts';
 import { throttleKeyForAddress } from '../../clients/authentication/throttle.ts';
 import type { BucketCheck, BucketRefusal, BucketStore } from './buckets.ts';
 import { processNamesKey, pseudonym } from './names.ts';
@@ -114,7 +114,7 @@ export class RateLimiter {
     if (!this.#log) return;
     const now = this.#clock.now();
     const last = this.#logged.get(check.key);
-    if (last !== undefined && now - last < check.windowMs) return;
+    if (last !== undefined && withinSpan(now, last, check.windowMs)) return;
     this.#logged.delete(check.key);
     this.#logged.set(check.key, now);
     // A person's bucket is named by a digest; the others by the address, route or client_id.

@@ -7,6 +7,7 @@ import { deskClock } from '../../policy/desk-time.ts';
 import { clockText, utcClock, withinTradingHours } from '../trading-hours.ts';
 import type { RiskSignal } from '../engine.ts';
 import { BoundedMap } from '../../jose/bounded-map.ts';
+import { withinSpan } from '../../clock.ts';
 
 /**
  * `off_hours` at a token issuance or an AuthZEN evaluation about a person: the local time at their
@@ -43,7 +44,7 @@ async function desksOf(ctx: Context, userId: string): Promise<string[]> {
   const cache = desksCacheOf(ctx);
   const now = ctx.clock.now();
   const cached = cache.get(userId);
-  if (cached && now - cached.readAt < desksTtlMs) return cached.desks;
+  if (cached && withinSpan(now, cached.readAt, desksTtlMs)) return cached.desks;
   const desks = (await findUser(ctx, userId))?.desks ?? [];
   keepDesks(cache, userId, desks, now);
   return desks;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { epochSeconds } from '../../clock.ts';
+import { epochSeconds, withinSpan } from '../../clock.ts';
 import type { Context } from '../../context.ts';
 import { parseStoredEvent } from '../../audit/event-format.ts';
 import type { Resolver } from '../../federation/fetch.ts';
@@ -74,7 +74,7 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
   // No stream: nothing to send, so the cursor need only keep up now and then (`idle`: at most every
   // 10 s), not write on every pass while tokens are being issued.
   if (active.length === 0 && idle) {
-    if (ctx.clock.now() - idle.lastAdvance < idleAdvanceMs) return { queued: 0, more: false };
+    if (withinSpan(ctx.clock.now(), idle.lastAdvance, idleAdvanceMs)) return { queued: 0, more: false };
     idle.lastAdvance = ctx.clock.now();
   }
   const horizon = await sealedHorizon(db);
