@@ -51,7 +51,7 @@ export class SightingStore {
    * and its network together, one round trip instead of two.
    */
   readonly #notes = new MicroBatcher<PendingNote>((batch) => this.#writeNotes(batch), 200);
-  /** Absences read ahead (a value never seen, a kind with no history), by key: until when they answer. */
+  /** Absences read ahead (a value never seen, a kind with no history), by key: when they were read (they answer for `readAheadAbsenceMs`). */
   readonly #absent = new Map<string, number>();
 
   constructor(db: Kysely<Database>, clock: Clock, options: { maxCached?: number } = {}) {
@@ -183,15 +183,15 @@ export class SightingStore {
         const now = this.#clock.now();
         values.forEach(({ kind, value }, i) => {
           const key = cacheKey(principal, kind, value);
-          if (row[`l${i}`] == null) this.#absent.set(key, now + readAheadAbsenceMs);
+          if (row[`l${i}`] == null) this.#absent.set(key, now);
           else this.#touch(key, { firstSeen: Number(row[`f${i}`]), lastSeen: Number(row[`l${i}`]), checkedAt: now });
         });
         histories.forEach((kind, i) => {
           const key = JSON.stringify([principal.type, principal.id, kind]);
           if (Number(row[`a${i}`]) > 0) this.#remember(key);
-          else this.#absent.set(key, now + readAheadAbsenceMs);
+          else this.#absent.set(key, now);
         });
-        for (const [key, until] of this.#absent) if (until < now) this.#absent.delete(key);
+        for (const [key, readAt] of this.#absent) if (!withinSpan(now, readAt, readAheadAbsenceMs)) this.#absent.delete(key);
       },
       () => undefined, // the read that would have been made is made then
     );
@@ -215,12 +215,12 @@ export class SightingStore {
       .onConflict((oc) => oc.columns(['principal_type', 'principal_id', 'kind', 'value']).doUpdateSet((eb) => ({ last_seen: eb.ref('excluded.last_seen') })));
   }
 
-  /** Whether an absence read ahead answers this read (once). */
+  /** Whether an absence read ahead answers this read (once): within `readAheadAbsenceMs` of the read, never before it. */
   #takeAbsence(key: string, now: number): boolean {
-    const until = this.#absent.get(key);
-    if (until === undefined) return false;
+    const readAt = this.#absent.get(key);
+    if (readAt === undefined) return false;
     this.#absent.delete(key);
-    return now <= until;
+    return withinSpan(now, readAt, readAheadAbsenceMs);
   }
 
   /** Every value of a kind seen for the principal since `since` (epoch ms), read from the database. */
