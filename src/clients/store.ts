@@ -4,6 +4,7 @@ import type { Database } from '../storage/schema.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
 import { usesSecret, type ClientMetadata } from './metadata.ts';
 import { generateClientSecret, hashClientSecret } from './secret.ts';
+import { cutOffAt } from '../storage/cut-off.ts';
 
 export interface Client {
   metadata: ClientMetadata;
@@ -176,7 +177,7 @@ export class ClientStore {
   async disable(trx: Transaction<Database>, clientId: string, now: number): Promise<boolean> {
     const updated = await trx
       .updateTable('clients')
-      .set({ disabled_at: now, tokens_valid_after: now, updated_at: now })
+      .set({ disabled_at: now, tokens_valid_after: cutOffAt(now), updated_at: now })
       .where('client_id', '=', clientId)
       .where('disabled_at', 'is', null)
       .executeTakeFirst();

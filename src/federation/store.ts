@@ -6,6 +6,7 @@ import type { ReplayCache } from '../tokens/replay-cache.ts';
 import { grantAudience } from './chaining.ts';
 import type { Partner } from './definition.ts';
 import { PartnerKeys, type PartnerKeysOptions } from './keys.ts';
+import { cutOffAt } from '../storage/cut-off.ts';
 
 export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
 
@@ -118,7 +119,7 @@ export class PartnerStore {
    * False when there is no such partner or it is already disabled.
    */
   async disable(trx: Transaction<Database>, id: string, now: number): Promise<boolean> {
-    const updated = await trx.updateTable('partners').set({ disabled_at: now, tokens_valid_after: now, updated_at: now }).where('id', '=', id).where('disabled_at', 'is', null).executeTakeFirst();
+    const updated = await trx.updateTable('partners').set({ disabled_at: now, tokens_valid_after: cutOffAt(now), updated_at: now }).where('id', '=', id).where('disabled_at', 'is', null).executeTakeFirst();
     if (Number(updated.numUpdatedRows) === 0) return false;
     await bumpGeneration(trx, 'partners');
     return true;

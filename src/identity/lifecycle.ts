@@ -7,6 +7,7 @@ import { endPendingSignInsOf } from './factors/pending.ts';
 import type { Context } from '../context.ts';
 import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
+import { cutOffAt } from '../storage/cut-off.ts';
 
 /**
  * The person rule of token liveness and the lifecycle steps that end a person's tokens
@@ -108,7 +109,7 @@ export interface EndedAccess {
  * pages, and no token is issued to them while the freeze lasts (src/risk/kyc/enforce.ts).
  */
 export async function cutOffPersonTokens(trx: Transaction<Database>, userId: string, now: number): Promise<void> {
-  await trx.updateTable('users').set({ tokens_valid_after: now }).where('id', '=', userId).execute();
+  await trx.updateTable('users').set({ tokens_valid_after: cutOffAt(now) }).where('id', '=', userId).execute();
 }
 
 /**
@@ -124,7 +125,7 @@ export async function endPersonAccess(
   action: LifecycleAction,
   actor: string,
 ): Promise<{ ended: EndedAccess; events: AuditEvent[] }> {
-  await trx.updateTable('users').set({ tokens_valid_after: now }).where('id', '=', userId).execute();
+  await trx.updateTable('users').set({ tokens_valid_after: cutOffAt(now) }).where('id', '=', userId).execute();
   // Through the grants (indexed by user_id), whose refresh tokens are indexed by grant_id.
   const ofPerson = trx.selectFrom('grants').select('id').where('user_id', '=', userId);
   const revoked = await trx.updateTable('refresh_tokens').set({ state: 'revoked' }).where('grant_id', 'in', ofPerson).where('state', '=', 'active').where('expires_at', '>', now).executeTakeFirst();

@@ -84,7 +84,7 @@ export function readLoginAccount(ctx: Pick<Context, 'storage'>, username: string
 }
 
 /** Why a login failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'suspended' | 'throttled' | RiskRefusal | 'risk_step_up';
+type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked' | 'account_changed' | 'suspended' | 'throttled' | RiskRefusal | 'risk_step_up';
 
 /**
  * Verifies a username and password. Its rules, in order:
@@ -208,9 +208,11 @@ export async function verifyLogin<T = undefined, P = undefined>(
       const user = userFromRow(row);
       if (!onSecondFactor) return { ok: false, reason: 'second_factor_required', user, factors, value: undefined as P };
       const flight = ctx.storage.flight();
+      // Opened only for the account as it was read: a reset committed meanwhile refuses it.
+      void flight.run(accountAsRead(ctx, row, true).set((eb) => ({ failed_logins: eb.ref('failed_logins') })), { rows: 1, otherwise: accountChanged });
       if (upgrade) void flight.run(rehash(ctx, row.id, upgrade));
       const value = await onSecondFactor(flight, { user, factors, ...(risk ? { risk } : {}) });
-      await ctx.audit.commit(flight, [
+      const opened = ctx.audit.commit(flight, [
         {
           type: 'user.factor_succeeded',
           ...base,
@@ -225,6 +227,13 @@ export async function verifyLogin<T = undefined, P = undefined>(
           },
         },
       ]);
+      try {
+        await opened;
+      } catch (error) {
+        if (!refusedFor(error, accountChanged)) throw error;
+        judged = 'failure';
+        return await fail(await refusalOf(ctx, row.id));
+      }
       return { ok: false, reason: 'second_factor_required', user, factors, value };
     }
     if (risk?.outcome === 'step_up') {
@@ -251,9 +260,9 @@ export async function verifyLogin<T = undefined, P = undefined>(
       [],
       onSuccess,
     );
-    if (!completed) {
+    if ('refused' in completed) {
       judged = 'failure';
-      return await fail('locked');
+      return await fail(completed.refused);
     }
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
@@ -284,11 +293,13 @@ export interface LoginCompletion {
 
 /**
  * Completes a login whose factors all passed, in one transaction: the account's consecutive-failure
- * count reset (conditional on the account still being active: a lockout that committed meanwhile
- * wins, and then nothing of the flight is written), what `onSuccess` adds (the new session, the
- * interaction's record of it), the caller's own statements already in `flight` (a second factor's
- * single use), and `user.login_succeeded` after `events`. Undefined when the account is no longer
- * active; another refused expectation of the caller's is thrown (FlightRefused) for it to judge.
+ * count reset (conditional on the account being as the sign-in read it, `accountAsRead`: a lockout,
+ * a password reset or a sign-out everywhere that committed meanwhile wins, and then nothing of the
+ * flight is written), what `onSuccess` adds (the new session, the interaction's record of it), the
+ * caller's own statements already in `flight` (a second factor's single use), and
+ * `user.login_succeeded` after `events`. `refused` when the account changed (`locked` when it is
+ * no longer active); another refused expectation of the caller's is thrown (FlightRefused) for it
+ * to judge.
  */
 export async function completeLogin<T>(
   ctx: LoginContext,
@@ -297,23 +308,19 @@ export async function completeLogin<T>(
   flight: Flight,
   events: AuditEvent[],
   onSuccess?: (flight: Flight, login: VerifiedLogin) => T | Promise<T>,
-): Promise<{ user: User; value: T } | undefined> {
+): Promise<{ user: User; value: T } | { refused: LoginRefusal }> {
   const now = ctx.clock.now();
   const { acr, amr, upgrade } = completion;
   // What the update below makes of the row (the user as the caller gets it, without reading it again).
   const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
   void flight.run(
-    ctx.storage.db
-      .updateTable('users')
-      .set((eb) => ({
-        failed_logins: 0,
-        last_login_at: now,
-        // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
-        ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', upgrade.from).then(upgrade.to).else(eb.ref('password_hash')).end() } : {}),
-      }))
-      .where('id', '=', row.id)
-      .where('status', '=', 'active'),
-    { rows: 1, otherwise: 'account_not_active' },
+    accountAsRead(ctx, row, completion.methods.includes('password')).set((eb) => ({
+      failed_logins: 0,
+      last_login_at: now,
+      // The upgraded hash only if nobody changed the password meanwhile: it is for the same password.
+      ...(upgrade ? { password_hash: eb.case().when('password_hash', '=', upgrade.from).then(upgrade.to).else(eb.ref('password_hash')).end() } : {}),
+    })),
+    { rows: 1, otherwise: accountChanged },
   );
   const value = onSuccess ? await onSuccess(flight, { user, acr, amr, ...(completion.risk ? { risk: completion.risk } : {}) }) : (undefined as T);
   const event: AuditEvent = {
@@ -338,12 +345,47 @@ export async function completeLogin<T>(
   try {
     await ctx.audit.commit(flight, [...events, event]);
   } catch (error) {
-    if (refusedFor(error, 'account_not_active')) return undefined;
+    if (refusedFor(error, accountChanged)) return { refused: await refusalOf(ctx, row.id) };
     throw error;
   }
   await observed?.landed;
   await afterSignIn(ctx, user);
   return { user, value };
+}
+
+/**
+ * Why a sign-in whose factors passed was refused as it committed: the account was locked or disabled
+ * meanwhile (`locked`), or its password or access cut-off changed (`account_changed`: a reset, a
+ * sign-out everywhere, a KYC freeze).
+ */
+export type LoginRefusal = 'locked' | 'account_changed';
+
+/** The flight's refusal when the account is no longer as the sign-in read it. */
+export const accountChanged = 'account_changed';
+
+/**
+ * An UPDATE of the account row that matches only while it is as this sign-in read it: active, the
+ * same access cut-off (`tokens_valid_after`, which a password reset, a lock or a sign-out
+ * everywhere moves as it ends the person's sessions and pending sign-ins, src/identity/lifecycle.ts)
+ * and, for a sign-in by password, the same password hash. The sign-in verified its factors against
+ * that row: a reset committed meanwhile must not let the old password open a session, or a pending
+ * sign-in, after the reset ended the others. An update rather than a read: on PostgreSQL it takes
+ * the row's lock, so a reset either commits first and the update matches nothing, or waits for the
+ * sign-in and then ends what it made.
+ */
+export function accountAsRead(ctx: LoginContext, row: Database['users'], byPassword: boolean) {
+  const query = ctx.storage.db
+    .updateTable('users')
+    .where('id', '=', row.id)
+    .where('status', '=', 'active')
+    .where('tokens_valid_after', row.tokens_valid_after === null ? 'is' : '=', row.tokens_valid_after);
+  return byPassword && row.password_hash !== null ? query.where('password_hash', '=', row.password_hash) : query;
+}
+
+/** Which refusal an account that is no longer as read gets: `locked` unless it is still active. */
+export async function refusalOf(ctx: LoginContext, userId: string): Promise<LoginRefusal> {
+  const now = await ctx.storage.db.selectFrom('users').select('status').where('id', '=', userId).executeTakeFirst();
+  return now?.status === 'active' ? 'account_changed' : 'locked';
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.ts';
 import type { Database } from '../storage/schema.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
 import type { ResourceServer } from './definition.ts';
+import { cutOffAt } from '../storage/cut-off.ts';
 
 export type UpsertOutcome = 'created' | 'updated' | 'unchanged';
 
@@ -83,7 +84,7 @@ export class ResourceServerStore {
   async disable(trx: Transaction<Database>, identifier: string, now: number): Promise<boolean> {
     const updated = await trx
       .updateTable('resource_servers')
-      .set({ disabled_at: now, tokens_valid_after: now, updated_at: now })
+      .set({ disabled_at: now, tokens_valid_after: cutOffAt(now), updated_at: now })
       .where('identifier', '=', identifier)
       .where('disabled_at', 'is', null)
       .executeTakeFirst();

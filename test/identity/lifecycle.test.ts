@@ -70,6 +70,22 @@ for (const dialect of testDialects()) {
       assert.equal((await f.events('user.locked')).length, 1, 'unlocking ends nothing');
     });
 
+    test('a cut-off never moves back: a sign-out everywhere under a clock stepped back keeps dead tokens dead', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { userId } = await holdings(f);
+      const first = f.ctx.clock.now();
+      assert.equal(await signOutEverywhere(f.ctx, 'alice', { actor: 'admin-ops' }), true);
+      const issuedBefore = first - 30_000;
+      assert.equal(await isPersonTokenLive(f.ctx.storage.db, userId, issuedBefore), false);
+      // An NTP step or a resumed VM: a minute back, and the person is signed out everywhere again.
+      f.clock.set(first - 60_000);
+      assert.equal(await signOutEverywhere(f.ctx, 'alice', { actor: 'admin-ops' }), true);
+      assert.equal(await isPersonTokenLive(f.ctx.storage.db, userId, issuedBefore), false, 'not brought back to life');
+      assert.equal(await isPersonTokenLive(f.ctx.storage.db, userId, first), false);
+      const row = await f.ctx.storage.db.selectFrom('users').select('tokens_valid_after').where('id', '=', userId).executeTakeFirstOrThrow();
+      assert.equal(Number(row.tokens_valid_after), first + 1, 'moved a millisecond on, so the change shows');
+    });
+
     test('sign out everywhere sets the cut-off: tokens issued at or before it are dead, later ones live', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const { userId } = await holdings(f);

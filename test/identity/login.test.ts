@@ -5,6 +5,7 @@ import { verifyLogin, type LoginAttempt } from '../../src/identity/login.ts';
 import { signInRisk } from '../../src/identity/login-risk.ts';
 import { argon2Stats, hashPassword, verifyPassword } from '../../src/identity/passwords.ts';
 import { readSession, startSession } from '../../src/identity/sessions.ts';
+import { endPersonAccess } from '../../src/identity/lifecycle.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import type { RiskAssessment } from '../../src/risk/assessment.ts';
 import { alicePassword, bobPassword, peopleFixture } from './fixture.ts';
@@ -154,6 +155,24 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       const row = await f.ctx.storage.db.selectFrom('users').select(['failed_logins', 'last_login_at']).where('id', '=', alice.id).executeTakeFirstOrThrow();
       assert.equal(row.failed_logins, 3, 'the refused success did not reset the count');
       assert.equal(row.last_login_at, null);
+    });
+
+    test('refuses the old password whose verification a password reset overtook, and starts no session', async (t) => {
+      const f = await peopleFixture(t, { dialect, throttleStore });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const outcome = await verifyLogin(f.ctx, from('alice', alicePassword), async (flight, login) => {
+        // An administrator resets the password after the old one verified, before the sign-in commits.
+        f.clock.advance(1);
+        await f.ctx.storage.db.transaction().execute(async (trx) => {
+          await trx.updateTable('users').set({ password_hash: await hashPassword('a-new-password-for-alice') }).where('id', '=', alice.id).execute();
+          await endPersonAccess(trx, f.clock.now(), alice.id, 'password_reset', 'admin');
+        });
+        return startSession(f.ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: undefined }, flight);
+      });
+      assert.deepEqual(outcome, { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual(await f.events('user.login_succeeded'), []);
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['account_changed'] });
+      assert.deepEqual(await f.ctx.storage.db.selectFrom('sessions').select('id').where('user_id', '=', alice.id).execute(), []);
     });
 
     test('remembers nothing of a sign-in a lock overtook: its device and network are written with it or not at all', async (t) => {

@@ -100,6 +100,7 @@ const refusalPage: Record<Exclude<CertificateLoginFailure, 'throttled'> | 'not_c
   unmapped: notAccepted,
   ambiguous: notAccepted,
   locked: notAccepted,
+  account_changed: { status: 401, error: `Your account changed while you were signing in. Sign in again, ${anotherWay}.` },
   suspended: notAccepted,
   risk_denied: notAccepted,
   risk_step_up_unavailable: notAccepted,

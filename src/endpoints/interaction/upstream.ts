@@ -200,7 +200,7 @@ export function registerUpstreamRoutes(
       [],
       (f, verified) => routes.session(request, interaction, f, { ...verified, assurance: { provider: assurance.provider, source: assurance.source }, ...(identity.sid !== undefined ? { upstreamSid: identity.sid } : {}), ...(identity.authTime !== undefined ? { authTime: identity.authTime } : {}) }),
     );
-    if (!completed) return refuse(403, 'account_not_active', notActive, personBase, about);
+    if ('refused' in completed) return completed.refused === 'locked' ? refuse(403, 'account_not_active', notActive, personBase, about) : refuse(403, 'account_changed', accountChangedPage, personBase, about);
     return routes.signedIn(request, reply, interaction, completed.value, risk);
   }
 
@@ -280,6 +280,7 @@ export const startAgain = {
 /** The page of a sign-in through a provider disabled meanwhile. */
 export const providerOff = { title: 'Sign-in through your organisation is turned off', message: 'Your organisation’s sign-in is not available here at the moment. Ask your administrator.' };
 const notActive = { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' };
+const accountChangedPage = { title: 'Your account changed', message: 'Your account changed while you were signing in (a new password, or every session ended). Sign in again.' };
 
 /** The page of an upstream answer that did not verify. */
 export function notVerified(name: string): { title: string; message: string } {

@@ -59,6 +59,7 @@ export type CertificateLoginFailure =
   | 'unmapped'
   | 'ambiguous'
   | 'locked'
+  | 'account_changed'
   | 'suspended'
   | 'throttled'
   | 'risk_denied'
@@ -165,7 +166,7 @@ export async function verifyCertificateLogin<T>(
       [],
       onSuccess,
     );
-    if (!completed) return await fail('locked', person);
+    if ('refused' in completed) return await fail(completed.refused, person);
     return { ok: true, user: completed.user, acr, amr, value: completed.value };
   } finally {
     // Only a failure keeps its count: a success, or an error of the server, is no failed attempt.

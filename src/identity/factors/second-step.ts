@@ -42,7 +42,7 @@ export type SecondFactorOutcome<T> =
   | { ok: false; reason: 'throttled'; retryAfterSeconds: number };
 
 /** Why a second factor failed, for the audit trail only. */
-type FailureReason = 'wrong_code' | 'replayed' | 'reused' | 'locked' | 'throttled' | 'privileged_role';
+type FailureReason = 'wrong_code' | 'replayed' | 'reused' | 'locked' | 'account_changed' | 'throttled' | 'privileged_role';
 
 type StepContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config' | 'risk'>;
 
@@ -179,8 +179,8 @@ export async function verifySecondFactor<T = undefined>(
       if (refusedFor(error, 'pending_ended')) return { ok: false, reason: 'ended' };
       throw error;
     }
-    if (!completed) {
-      await ctx.audit.record(failed('locked'));
+    if ('refused' in completed) {
+      await ctx.audit.record(failed(completed.refused));
       return await ended();
     }
     return { ok: true, user: completed.user, acr, amr, value: completed.value };

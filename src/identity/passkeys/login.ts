@@ -1,7 +1,7 @@
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { refusedFor, rowsOf, type Flight } from '../../storage/flight.ts';
-import { afterSignIn, type LoginOutcome, type VerifiedLogin } from '../login.ts';
+import { accountAsRead, accountChanged, afterSignIn, refusalOf, type LoginOutcome, type VerifiedLogin } from '../login.ts';
 import { userFromRow } from '../users.ts';
 import { checkAssertion, recordAssertion, type AssertionFailure } from './assertion.ts';
 import { consumeChallenge } from './challenges.ts';
@@ -25,7 +25,7 @@ export interface PasskeyLoginAttempt {
 }
 
 /** Why a passkey sign-in failed, for the audit trail only: the person is told the same thing in every case. */
-type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'suspended' | 'throttled' | 'counter_changed' | 'risk_denied';
+type FailureReason = AssertionFailure | 'challenge_unknown' | 'user_handle_missing' | 'locked' | 'account_changed' | 'suspended' | 'throttled' | 'counter_changed' | 'risk_denied';
 
 type PasskeyLoginContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'config' | 'risk'>;
 
@@ -129,11 +129,9 @@ export async function verifyPasskeyLogin<T = undefined>(
     const amr = passkeyAmr(passkey);
     const flight = ctx.storage.flight();
     recordAssertion(ctx, flight, verdict);
-    // Conditional on the account still being active: a lock that committed meanwhile wins.
-    void flight.run(ctx.storage.db.updateTable('users').set({ last_login_at: now }).where('id', '=', row.id).where('status', '=', 'active'), {
-      rows: 1,
-      otherwise: 'account_not_active',
-    });
+    // Conditional on the account being as read (login.ts accountAsRead): a lock or a sign-out
+    // everywhere that committed meanwhile wins.
+    void flight.run(accountAsRead(ctx, row, false).set({ last_login_at: now }), { rows: 1, otherwise: accountChanged });
     const value = onSuccess ? await onSuccess(flight, { user, acr, amr, ...(risk ? { risk } : {}) }) : (undefined as T);
     const event: AuditEvent = {
       type: 'user.login_succeeded',
@@ -148,7 +146,7 @@ export async function verifyPasskeyLogin<T = undefined>(
     try {
       await ctx.audit.commit(flight, [event]);
     } catch (error) {
-      if (refusedFor(error, 'account_not_active')) return await fail('locked', known);
+      if (refusedFor(error, accountChanged)) return await fail(await refusalOf(ctx, row.id), known);
       if (refusedFor(error, 'passkey_counter_changed')) return await fail('counter_changed', known);
       throw error;
     }

@@ -9,7 +9,7 @@ import { verifyLogin } from '../../../src/identity/login.ts';
 import { readSession, startSession } from '../../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
 import { testDialects } from '../../helpers/storage.ts';
-import { alicePassword, peopleFixture, type PeopleFixture } from '../fixture.ts';
+import { alicePassword, people, peopleFixture, type PeopleFixture } from '../fixture.ts';
 import { codeAt, enrolTotp } from './fixture.ts';
 
 const address = '198.51.100.7';
@@ -63,6 +63,38 @@ for (const dialect of testDialects()) {
       assert.deepEqual(login!.decision, { allow: true, reasons: ['password', 'totp'] });
       assert.equal(login!.client, 'trading-ui');
       assert.equal(await readPendingSignIn(f.ctx, cookie, 'ia_1'), undefined, 'the pending sign-in is used up');
+    });
+
+    test('opens no pending sign-in for the old password whose verification a password reset overtook', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      await enrolTotp(f, 'alice');
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const outcome = await verifyLogin(f.ctx, { username: 'alice', password: alicePassword, sourceAddress: address }, undefined, undefined, async (flight, login) => {
+        f.clock.advance(1);
+        await f.apply({ users: [{ ...people[0]!, password: 'a-new-password-for-alice' }, people[1]!] });
+        return startPendingSignIn(f.ctx, flight, { userId: login.user.id, interaction: interaction(f), cookieHeader: undefined });
+      });
+      assert.deepEqual(outcome, { ok: false, reason: 'invalid_credentials' });
+      assert.deepEqual(await f.ctx.storage.db.selectFrom('pending_sign_ins').select('id').where('user_id', '=', alice.id).where('ended_at', 'is', null).execute(), []);
+      assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['account_changed'] });
+    });
+
+    test('refuses a right code whose sign-in a sign-out everywhere overtook, and starts no session', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { secret } = await enrolTotp(f, 'alice');
+      const cookie = await passwordStep(f);
+      const outcome = await verifySecondFactor(
+        f.ctx,
+        { pending: await pendingOf(f, cookie), proof: { kind: 'totp', code: await codeAt(secret, f.clock.now()) }, sourceAddress: address, requestId: 'req-2', clientId: 'trading-ui' },
+        async (flight, login) => {
+          f.clock.advance(1);
+          await signOutEverywhere(f.ctx, 'alice', { actor: 'admin' });
+          return startSession(f.ctx, { userId: login.user.id, acr: login.acr, amr: login.amr, cookieHeader: undefined }, flight);
+        },
+      );
+      assert.ok(!outcome.ok);
+      assert.deepEqual(await f.events('user.login_succeeded'), []);
+      assert.deepEqual(await f.ctx.storage.db.selectFrom('sessions').select('id').where('ended_at', 'is', null).execute(), []);
     });
 
     test('signs a person without an authenticator in with the password alone, at pwd', async (t) => {
