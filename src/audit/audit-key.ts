@@ -258,16 +258,26 @@ export class AuditKeys {
   }
 
   /**
-   * Problems with the stored keys that only the master key reveals: a public key swapped for
-   * another (its sealed private part, which cannot be forged without the master key, would not
-   * match). Empty when every key checks out, or when no master key is configured.
+   * Problems with the stored keys that only their custody reveals: a public key swapped for
+   * another, or one inserted. A software key's sealed private part cannot be forged without the
+   * master key, and must match its public key; a key said to be in a PKCS#11 token must be there,
+   * with that public key — one the token does not hold (or a token this process is not configured
+   * for) is a problem too, else a key row an attacker inserted with any `key_ref` would vouch for
+   * checkpoints it re-signed. Empty when every key checks out, or when no master key is configured.
    */
-  async checkWithMasterKey(): Promise<string[]> {
+  async checkStoredKeys(): Promise<string[]> {
     if (!this.#masterKey) return [];
     const problems: string[] = [];
     for (const row of await this.#db.selectFrom('audit_keys').selectAll().execute()) {
-      // A token's key has no sealed part to compare: #tokenKey checks it against the token at use.
-      if (row.key_ref) continue;
+      if (row.key_ref) {
+        try {
+          await this.#tokenKey(row);
+          if (auditKeyFingerprint(toPublic(row).publicKey) !== row.key_id) problems.push(`audit key ${row.key_id} is not the public key stored with it`);
+        } catch (error) {
+          problems.push(`audit key ${row.key_id} (${row.key_ref}): ${(error as Error).message}`);
+        }
+        continue;
+      }
       try {
         const derived = createPublicKey(openPrivate(this.#masterKey, row));
         if (auditKeyFingerprint(derived) !== row.key_id || auditKeyFingerprint(toPublic(row).publicKey) !== row.key_id) {

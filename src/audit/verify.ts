@@ -19,7 +19,8 @@ import { CompactMerkleTree } from './merkle.ts';
 import { toSignedCheckpoint, type SignedCheckpoint } from './proofs.ts';
 import { verifyPruning } from './pruning.ts';
 import { decisionColumn } from './recorder.ts';
-import { decodeFrontier } from './tiles.ts';
+import { completedTiles, decodeFrontier, encodeFrontier, tileWidth } from './tiles.ts';
+import { tileProblem, type Tile } from './verify-tiles.ts';
 import { checkBeside, openForVerification, openVerificationDb, sideProblem, sideTasks, takeSideTasks, type SideAnswer, type SideProblem } from './verify-side.ts';
 
 export interface VerifyOptions {
@@ -80,6 +81,8 @@ interface LeafRow {
   /** The event text; its stored UTF-8 bytes in `event_bytes` where the text alone cannot tell them (SQLite scan). */
   event: string | null;
   event_bytes?: Uint8Array | null;
+  /** Whether the events table's own copy of the hash (the sealer's source) is the leaf's: 1/0 on SQLite, a boolean on PostgreSQL. */
+  copy_matches: number | boolean | null;
   /** PostgreSQL only: the indexed columns, checked in the scan. */
   id?: string | null;
   type?: string | null;
@@ -113,6 +116,8 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
   const prunings = await db.selectFrom('audit_prunings').selectAll().orderBy('tree_size').execute();
   const checkpointRows = await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute();
   const stored = checkpointRows.map(toSignedCheckpoint);
+  // What a checkpoint row holds besides what is signed, which the sealer resumes from: checked in the scan.
+  const sealerState = new Map(checkpointRows.map((row) => [Number(row.tree_size), { lastSeq: Number(row.last_seq), frontier: row.frontier }]));
   const latest = stored.at(-1);
   // The latest checkpoint's sealer cursor: the side checks look at the events sealed up to it.
   const lastSeq = checkpointRows.at(-1)?.last_seq ?? -1;
@@ -151,13 +156,14 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
     report.latest = latest;
 
     const pages = leafPages(db, postgres, options.sqliteFile);
+    const tiles: Tile[] = [];
     let scanned: VerifyProblem | undefined;
     try {
-      scanned = await scanLeaves(pages.page, tree, due, postgres, options.pageSize ?? 10_000);
+      scanned = await scanLeaves(pages.page, tree, due, sealerState, tiles, postgres, options.pageSize ?? 10_000);
     } finally {
       pages.close();
     }
-    const problem = scanned ?? (await coverage(db, tree.size, start, due, lastSeq));
+    const problem = scanned ?? (await coverage(db, tree.size, start, due, lastSeq)) ?? (await tileProblem(db, tiles, start, tree.size));
     report.leaves = tree.size - start;
     const besides = await side.finish();
     const sideLeaf = besides && (await leafOf(db, besides.seq));
@@ -173,11 +179,23 @@ export async function verifyStore(db: Kysely<Database>, options: VerifyOptions):
 }
 
 /**
- * 3. Every leaf, in order: present, its event present and hashing to it, the sealing order
- * respected (and on PostgreSQL the indexed columns agreeing with the event); and the tree
- * matching each checkpoint. Appends to `tree`; returns the first problem.
+ * 3. Every leaf, in order: present, its event present and hashing to it, the events table's copy
+ * of the hash the same, the sealing order respected (and on PostgreSQL the indexed columns
+ * agreeing with the event); and the tree matching each checkpoint — its signed root, and what its
+ * row holds unsigned for the sealer to resume from (`sealerState`: the last sealed event's seq and
+ * the tree's frontier; a cursor moved on would leave the events behind it unsealed for ever, one
+ * moved back would let an event be slipped in behind it). Appends to `tree`, and the tiles its
+ * leaves complete to `tiles`; returns the first problem.
  */
-async function scanLeaves(page: LeafPage, tree: CompactMerkleTree, due: SignedCheckpoint[], postgres: boolean, pageSize: number): Promise<VerifyProblem | undefined> {
+async function scanLeaves(
+  page: LeafPage,
+  tree: CompactMerkleTree,
+  due: SignedCheckpoint[],
+  sealerState: ReadonlyMap<number, { lastSeq: number; frontier: string }>,
+  tiles: Tile[],
+  postgres: boolean,
+  pageSize: number,
+): Promise<VerifyProblem | undefined> {
   let next = 0; // index into `due`
   let intervalStart = tree.size;
   let previous: number | undefined;
@@ -193,6 +211,7 @@ async function scanLeaves(page: LeafPage, tree: CompactMerkleTree, due: SignedCh
       const problem = checkLeaf(row, hash, previous, postgres) ?? (postgres ? columnProblem(row as EventColumns) : undefined);
       if (problem) return { message: `leaf ${index}: ${problem}`, leafIndex: index };
       previous = row.seq;
+      if ((tree.size + 1) % tileWidth === 0) completedTiles(tree, hash.bytes, tiles);
       tree.append(hash.bytes);
       for (; next < due.length && due[next]!.treeSize === tree.size; next++) {
         const cp = due[next]!;
@@ -206,6 +225,10 @@ async function scanLeaves(page: LeafPage, tree: CompactMerkleTree, due: SignedCh
             leafIndex: intervalStart,
             checkpoint: cp.treeSize,
           };
+        }
+        const resume = sealerState.get(cp.treeSize);
+        if (resume && (resume.lastSeq !== Number(previous) || resume.frontier !== encodeFrontier(tree.frontier()))) {
+          return { message: `the checkpoint at tree size ${cp.treeSize} holds another sealer cursor or tree frontier than its leaves make (altered)`, leafIndex: cp.treeSize - 1, checkpoint: cp.treeSize };
         }
         intervalStart = cp.treeSize;
       }
@@ -308,8 +331,9 @@ function leafHashOf(row: LeafRow): { bytes: Buffer; matches: boolean } {
 
 /** The hash and the sealing order. */
 function checkLeaf(row: LeafRow, hash: { matches: boolean }, previous: number | undefined, postgres: boolean): string | undefined {
-  // (The events table's own copy of the hash only feeds the sealer; the leaf's copy is what counts.)
   if (!hash.matches) return 'the event does not match its leaf hash (altered)';
+  // The events table's own copy feeds the sealer only, but a copy changed is a change all the same.
+  if (row.copy_matches === 0 || row.copy_matches === false) return "the events table's copy of its leaf hash was altered";
   // Leaves follow seq. SQLite's AUTOINCREMENT never skips a value (a rollback rolls it back too);
   // a PostgreSQL identity skips the values of rolled-back inserts.
   const seq = row.seq!;
@@ -357,15 +381,15 @@ function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string |
   if (postgres || !sqliteFile) return { page: (from, limit) => leafPage(db, from, limit, postgres), close() {} };
   const conn = openForVerification(sqliteFile);
   const statement = conn.prepare(
-    `select l.leaf_index, l.event_seq, lower(hex(l.leaf_hash)), e.seq, e.event
+    `select l.leaf_index, l.event_seq, lower(hex(l.leaf_hash)), e.seq, e.event, e.leaf_hash = l.leaf_hash
      from audit_leaves l left join audit_events e on e.seq = l.event_seq where l.leaf_index >= ? order by l.leaf_index limit ?`,
   );
   statement.setReturnArrays(true);
   const bytesOf = conn.prepare('select cast(event as blob) as bytes from audit_events where seq = ?');
   return {
     page: async (from, limit) =>
-      (statement.all(from, limit) as unknown as [number, number, string, number | null, string | null][]).map(([leafIndex, eventSeq, storedLeafHash, seq, event]) => {
-        const row: LeafRow = { leaf_index: leafIndex, event_seq: eventSeq, stored_leaf_hash: storedLeafHash, seq, event };
+      (statement.all(from, limit) as unknown as [number, number, string, number | null, string | null, number | null][]).map(([leafIndex, eventSeq, storedLeafHash, seq, event, copyMatches]) => {
+        const row: LeafRow = { leaf_index: leafIndex, event_seq: eventSeq, stored_leaf_hash: storedLeafHash, seq, event, copy_matches: copyMatches };
         if (event?.includes('\uFFFD')) row.event_bytes = (bytesOf.get(seq) as { bytes: Uint8Array }).bytes;
         return row;
       }),
@@ -373,16 +397,23 @@ function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string |
   };
 }
 
-/** A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan). */
+/**
+ * A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan).
+ * On SQLite (a handle without its file: `:memory:`, a caller that gave none) with the event's
+ * stored bytes, hashed as they are: read as text, a byte that is not UTF-8 would come back as the
+ * U+FFFD it replaced and hash as the original.
+ */
 async function leafPage(db: Kysely<Database>, from: number, limit: number, postgres: boolean): Promise<LeafRow[]> {
   const base = db
     .selectFrom('audit_leaves as l')
     .leftJoin('audit_events as e', 'e.seq', 'l.event_seq')
-    .select(['l.leaf_index', 'l.event_seq', 'l.leaf_hash as stored_leaf_hash', 'e.seq', 'e.event'])
+    .select(['l.leaf_index', 'l.event_seq', 'l.leaf_hash as stored_leaf_hash', 'e.seq', 'e.event', sql<number | boolean | null>`e.leaf_hash = l.leaf_hash`.as('copy_matches')])
     .where('l.leaf_index', '>=', from)
     .orderBy('l.leaf_index')
     .limit(limit);
-  return postgres ? base.select(['e.id', 'e.type', 'e.time', 'e.txn', 'e.subject', 'e.client', 'e.decision']).execute() : base.execute();
+  return postgres
+    ? base.select(['e.id', 'e.type', 'e.time', 'e.txn', 'e.subject', 'e.client', 'e.decision']).execute()
+    : base.select(sql<Uint8Array | null>`cast(e.event as blob)`.as('event_bytes')).execute();
 }
 
 /** Events with seq up to the sealer's cursor ('behind') or after it. */

@@ -7,6 +7,7 @@ import { checkAuditKeyChain, trustedByHandover } from '../../src/audit/bundle-ke
 import { AuditKeys } from '../../src/audit/audit-key.ts';
 import { signCheckpoint } from '../../src/audit/checkpoint.ts';
 import { CompactMerkleTree, leafHash } from '../../src/audit/merkle.ts';
+import { encodeFrontier, perfectRoot } from '../../src/audit/tiles.ts';
 import { Custodies } from '../../src/pki/custody/custodies.ts';
 import { Pkcs11Custody } from '../../src/pki/custody/pkcs11.ts';
 import { SoftwareCustody } from '../../src/pki/custody/software.ts';
@@ -99,8 +100,10 @@ for (const dialect of testDialects()) {
           for (const leaf of leaves.slice(0, cp.tree_size)) tree.append(leaf.leaf_hash);
           const rootHash = tree.root().toString('base64');
           const signature = signCheckpoint({ origin: cp.origin, treeSize: cp.tree_size, rootHash, time: cp.time }, x.privateKey);
-          await db.updateTable('audit_checkpoints').set({ root_hash: rootHash, key_id: xId, signature }).where('tree_size', '=', cp.tree_size).execute();
+          await db.updateTable('audit_checkpoints').set({ root_hash: rootHash, frontier: encodeFrontier(tree.frontier()), key_id: xId, signature }).where('tree_size', '=', cp.tree_size).execute();
         }
+        // And the tile over leaves 0-255, which the rewritten leaf is under.
+        await db.updateTable('audit_nodes').set({ hash: perfectRoot(leaves.slice(0, 256).map((l) => l.leaf_hash)) }).where('level', '=', 8).where('idx', '=', 0).execute();
       });
       // Trusting the database's keys, the rewritten log is consistent; pinning the real key, it is not.
       assert.equal((await f.verify()).ok, true, 'the rewrite is consistent for a verifier who trusts the stored keys');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { signCheckpoint } from '../../src/audit/checkpoint.ts';
@@ -52,6 +52,68 @@ for (const dialect of testDialects()) {
       assert.equal(report.ok, false);
       assert.equal(report.problem?.leafIndex, 17);
       assert.match(report.problem!.message, /altered/);
+    });
+
+    test('hashes the stored bytes also when it is not given the SQLite file (a handle of its own, :memory:)', { skip: dialect.name !== 'sqlite' && 'PostgreSQL stores only valid UTF-8 text' }, async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(40, (i) => ({ ...sampleEvent(i), details: { jti: `jti-${i}`, note: i === 17 ? 'caf\u00e9 \uFFFD' : `n-${i}` } }));
+      assert.equal((await f.verify({ sqliteFile: undefined })).ok, true);
+      const seq = await seqOfLeaf(f.db, 17);
+      await asAttacker(f.storage, async (db) => {
+        await sql`update audit_events set event = cast(replace(cast(event as blob), X'EFBFBD', X'FF') as text) where seq = ${seq}`.execute(db);
+      });
+      const report = await f.verify({ sqliteFile: undefined });
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 17);
+    });
+
+    test("names the leaf whose event's own copy of its leaf hash was altered", async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(300);
+      const seq = await seqOfLeaf(f.db, 10);
+      await asAttacker(f.storage, async (db) => {
+        await db.updateTable('audit_events').set({ leaf_hash: Buffer.alloc(32, 7) }).where('seq', '=', seq).execute();
+      });
+      const report = await f.verify();
+      assert.equal(report.ok, false);
+      assert.equal(report.problem?.leafIndex, 10);
+      assert.match(report.problem!.message, /copy of its leaf hash/);
+    });
+
+    test('rejects a checkpoint whose sealer cursor or frontier was altered, as a restarted sealer would resume from them', async (t) => {
+      for (const alter of ['cursor on', 'cursor back', 'frontier'] as const) {
+        const f = await auditFixture(dialect, t);
+        await f.fill(1500);
+        await asAttacker(f.storage, async (db) => {
+          if (alter === 'frontier') {
+            const other = (await db.selectFrom('audit_checkpoints').select('frontier').where('tree_size', '=', 1500).executeTakeFirstOrThrow()).frontier;
+            await db.updateTable('audit_checkpoints').set({ frontier: other }).where('tree_size', '=', 1000).execute();
+          } else {
+            await sql`update audit_checkpoints set last_seq = last_seq + ${alter === 'cursor on' ? 50 : -1} where tree_size = 1500`.execute(db);
+          }
+        });
+        const report = await f.verify();
+        assert.equal(report.ok, false, alter);
+        assert.equal(report.problem?.checkpoint, alter === 'frontier' ? 1000 : 1500, alter);
+        assert.match(report.problem!.message, /sealer cursor or tree frontier/, alter);
+      }
+    });
+
+    test('names the first leaf under a tile that was altered, removed or inserted', async (t) => {
+      for (const alter of ['altered', 'removed', 'inserted'] as const) {
+        const f = await auditFixture(dialect, t);
+        await f.fill(600);
+        assert.equal((await f.db.selectFrom('audit_nodes').select('idx').where('level', '=', 8).execute()).length, 2);
+        await asAttacker(f.storage, async (db) => {
+          if (alter === 'altered') await db.updateTable('audit_nodes').set({ hash: Buffer.alloc(32, 7) }).where('level', '=', 8).where('idx', '=', 1).execute();
+          if (alter === 'removed') await db.deleteFrom('audit_nodes').where('level', '=', 8).where('idx', '=', 1).execute();
+          if (alter === 'inserted') await db.insertInto('audit_nodes').values({ level: 8, idx: 2, hash: Buffer.alloc(32, 7) }).execute();
+        });
+        const report = await f.verify();
+        assert.equal(report.ok, false, alter);
+        assert.equal(report.problem?.leafIndex, alter === 'inserted' ? 512 : 256, alter);
+        assert.match(report.problem!.message, /tile at level 8/, alter);
+      }
     });
 
     test('names the leaf whose indexed column was edited while its event was left alone', async (t) => {
@@ -178,7 +240,29 @@ for (const dialect of testDialects()) {
         }
       });
       assert.equal((await f.verify({ pinnedKey: genuine.publicKey })).ok, false);
-      assert.notDeepEqual(await f.keys.checkWithMasterKey(), []);
+      assert.notDeepEqual(await f.keys.checkStoredKeys(), []);
+    });
+
+    test('reports a key inserted as held in a PKCS#11 token that no token holds, whose re-signed checkpoints verify', async (t) => {
+      const f = await auditFixture(dialect, t);
+      await f.fill(1200);
+      const genuine = (await f.keys.currentPublicKey())!;
+      const attacker = generateKeyPairSync('ed25519');
+      const spki = attacker.publicKey.export({ format: 'der', type: 'spki' });
+      const keyId = createHash('sha256').update(spki).digest('hex');
+      await asAttacker(f.storage, async (db) => {
+        // Older than the genuine key, so the sealer would not pick it; "in a token", so no sealed part to open.
+        await db.insertInto('audit_keys').values({ key_id: keyId, origin: genuine.origin, public_key: spki.toString('base64'), private_key: '', master_key_id: '', created_at: 0, key_ref: 'pkcs11:token=clearance;object=forged' }).execute();
+        for (const cp of await db.selectFrom('audit_checkpoints').selectAll().execute()) {
+          const body = { origin: cp.origin, treeSize: cp.tree_size, rootHash: cp.root_hash, time: cp.time };
+          await db.updateTable('audit_checkpoints').set({ key_id: keyId, signature: signCheckpoint(body, attacker.privateKey) }).where('tree_size', '=', cp.tree_size).execute();
+        }
+      });
+      assert.equal((await f.verify()).ok, true, 'the database vouches for its own keys');
+      assert.equal((await f.verify({ pinnedKey: genuine.publicKey })).ok, false);
+      const problems = await f.keys.checkStoredKeys();
+      assert.equal(problems.length, 1);
+      assert.match(problems[0]!, new RegExp(`audit key ${keyId} \\(pkcs11:`));
     });
 
     test('localizes a consistent rewrite of an event and its hashes to the interval its checkpoint signs', async (t) => {

@@ -201,7 +201,7 @@ async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Pro
   const pinnedKey = readPinnedKey(args.key);
   const sqliteFile = sqliteFileOf(ctx.storage);
   const report = await verifyStore(ctx.storage.db, { keys: await keys.publicKeys(), externalCheckpoints: external, ...(pinnedKey ? { pinnedKey } : {}), ...(sqliteFile ? { sqliteFile } : {}) });
-  const keyProblems = await keys.checkWithMasterKey();
+  const keyProblems = await keys.checkStoredKeys();
   if (report.ok && keyProblems.length) report.problem = { message: keyProblems.join('; ') };
   const ok = report.ok && keyProblems.length === 0;
   await recordVerification(ctx, { ...report, ok }, external.length > 0, output);
