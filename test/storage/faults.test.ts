@@ -119,6 +119,8 @@ describe('database faults on SQLite', () => {
     const file = server.running.ctx.storage.location.replace(/^sqlite:/, '');
     const other = new DatabaseSync(file);
     t.after(() => other.close());
+    // It waits its turn for the lock, as the CLI does: the server's sealer writes ten times a second.
+    other.exec('PRAGMA busy_timeout = 5000');
     other.exec('BEGIN IMMEDIATE');
     const locked = await requestToken(server.running.url, secret);
     assert.equal(locked.status, 503);
