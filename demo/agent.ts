@@ -70,6 +70,12 @@ export async function runAgentDemo(print: (line: string) => void = console.log):
       CLEARANCE_TRUSTED_PROXIES: '127.0.0.1',
       CLEARANCE_TSA_URL: tsa.url,
       CLEARANCE_TSA_TRUST: join(dir, 'tsa-ca.pem'),
+      // The CLI commands below run in this process, beside the server. A sealing round of the
+      // server's holds SQLite's write lock across turns of the event loop (between the pieces of
+      // its transaction), and a CLI statement that meets it waits for the lock synchronously, in
+      // the very thread the round needs to finish: "database is locked" after the busy timeout.
+      // The demo seals through the CLI (`audit seal`, below); the server's sealer waits a minute.
+      CLEARANCE_AUDIT_SEAL_INTERVAL_MS: '60000',
     };
     const clearance = await startServer(loadConfig(env), { log: createLogger('silent') });
     cleanups.push(() => clearance.close());
