@@ -78,8 +78,8 @@ interface LeafRow {
   /** The leaf's stored hash; as lowercase hex in the SQLite scan (a string costs less to read than a blob). */
   stored_leaf_hash: Uint8Array | string;
   seq: number | null;
-  /** The event text; its stored UTF-8 bytes in `event_bytes` where the text alone cannot tell them (SQLite scan). */
-  event: string | null;
+  /** The event text; its stored UTF-8 bytes in `event_bytes` where the text alone cannot tell them (SQLite), or instead of it (SQLite without its file). */
+  event?: string | null;
   event_bytes?: Uint8Array | null;
   /** Whether the events table's own copy of the hash (the sealer's source) is the leaf's: 1/0 on SQLite, a boolean on PostgreSQL. */
   copy_matches: number | boolean | null;
@@ -398,8 +398,8 @@ function leafPages(db: Kysely<Database>, postgres: boolean, sqliteFile: string |
 }
 
 /**
- * A page of leaves with their events; on PostgreSQL with the indexed columns (checked in the scan).
- * On SQLite (a handle without its file: `:memory:`, a caller that gave none) with the event's
+ * A page of leaves with their events; on PostgreSQL as text, with the indexed columns (checked in
+ * the scan). On SQLite (a handle without its file: `:memory:`, a caller that gave none) as the
  * stored bytes, hashed as they are: read as text, a byte that is not UTF-8 would come back as the
  * U+FFFD it replaced and hash as the original.
  */
@@ -407,12 +407,12 @@ async function leafPage(db: Kysely<Database>, from: number, limit: number, postg
   const base = db
     .selectFrom('audit_leaves as l')
     .leftJoin('audit_events as e', 'e.seq', 'l.event_seq')
-    .select(['l.leaf_index', 'l.event_seq', 'l.leaf_hash as stored_leaf_hash', 'e.seq', 'e.event', sql<number | boolean | null>`e.leaf_hash = l.leaf_hash`.as('copy_matches')])
+    .select(['l.leaf_index', 'l.event_seq', 'l.leaf_hash as stored_leaf_hash', 'e.seq', sql<number | boolean | null>`e.leaf_hash = l.leaf_hash`.as('copy_matches')])
     .where('l.leaf_index', '>=', from)
     .orderBy('l.leaf_index')
     .limit(limit);
   return postgres
-    ? base.select(['e.id', 'e.type', 'e.time', 'e.txn', 'e.subject', 'e.client', 'e.decision']).execute()
+    ? base.select(['e.event', 'e.id', 'e.type', 'e.time', 'e.txn', 'e.subject', 'e.client', 'e.decision']).execute()
     : base.select(sql<Uint8Array | null>`cast(e.event as blob)`.as('event_bytes')).execute();
 }
 
