@@ -26,6 +26,10 @@ const redirectUri = 'http://127.0.0.1:8400/callback';
  * - the returning person — a second PAR and /authorize in the same browser, whose live session
  *   and remembered consent give the code at once (no sign-in, no consent page), then the token:
  *   `returning_round_trips`.
+ * - failed sign-ins on a new sign-in page: an unknown username (`failed_unknown_user_…`, after one
+ *   more that made the address's personal-data key, `step_failed_first_of_address_…`) and bob's
+ *   username with a wrong password (`failed_wrong_password_…`): alike, or the database's work
+ *   would tell which usernames exist.
  *
  * Three figures per step (a step ends when the audit queue is flushed), and their sums per flow:
  * - `statements`: every statement sent — BEGIN, COMMIT, the audit writers' lock, all of them;
@@ -114,10 +118,13 @@ export async function peopleFlowRoundTrips(): Promise<BenchLine> {
     const browser = new HttpBrowser();
     await runFlow(config.issuer, secret, browser, ['bob', 'correct-horse-battery-43'], after, () => (counting = true));
     await runReturningFlow(config.issuer, secret, browser, after);
+    await runFailedSignIns(config.issuer, secret, new HttpBrowser(), 'bob', after);
     const flows: Record<string, string[]> = {
       '': ['par', 'authorize_to_login_page', 'login_to_consent_page', 'consent_to_code', 'token'],
       refresh_: ['refresh'],
       returning_: ['again_par', 'again_authorize_to_code', 'again_token'],
+      failed_unknown_user_: ['failed_unknown_user'],
+      failed_wrong_password_: ['failed_wrong_password'],
     };
     const sum = (names: string[], pick: (s: typeof tally) => number) => names.reduce((a, name) => a + pick(steps[name]!), 0);
     return {
@@ -194,6 +201,28 @@ async function runReturningFlow(issuer: string, secret: string, browser: HttpBro
   await after('again_authorize_to_code');
   await redeem(issuer, form, code, verifier);
   await after('again_token');
+}
+
+/**
+ * Failed sign-ins on one sign-in page, each counted on its own: two usernames nobody holds, then
+ * `username` with a wrong password. The last two should cost the database alike (the page and the
+ * status are the same; the password hashing too).
+ */
+async function runFailedSignIns(issuer: string, secret: string, browser: HttpBrowser, username: string, after: (step: string) => Promise<void>): Promise<void> {
+  const { request_uri } = await push(issuer, clientForm(secret));
+  const { response, url } = await browser.follow(`${issuer}/authorize?client_id=desk-app&request_uri=${encodeURIComponent(request_uri)}`, issuer);
+  let page = await response.text();
+  await after('failed_page');
+  // The first event about this address makes its personal-data key (src/audit/subject-keys.ts):
+  // a cost of the address's first failure, whatever the username, counted apart.
+  const attempts = [['failed_first_of_address', 'nobody-holds-this-name'], ['failed_unknown_user', 'nor-this-one'], ['failed_wrong_password', username]] as const;
+  for (const [step, name] of attempts) {
+    const body = new URLSearchParams({ csrf_token: csrfOf(page), username: name, password: 'not-the-password-1' }).toString();
+    const failed = await browser.follow(`${url.href}/login`, issuer, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+    page = await failed.response.text();
+    if (failed.response.status !== 401) throw new Error(`a failed sign-in answered ${failed.response.status}: ${page.slice(0, 400)}`);
+    await after(step);
+  }
 }
 
 function clientForm(secret: string): Record<string, string> {

@@ -6,7 +6,7 @@ import type { Database } from '../storage/schema.ts';
 import { hashPassword, maxPasswordLength, needsRehash, verifyAgainstDummy, verifyPassword } from './passwords.ts';
 import { normalizeUsername, userFromRow, userRowByUsername, type User } from './users.ts';
 import { secondFactorsByUsername, secondFactorsOf, type SecondFactor } from './factors/index.ts';
-import { endPendingSignInsOf } from './factors/pending.ts';
+import { recordFailedLogin } from './failed-login.ts';
 import { screenPerson } from '../risk/screening/screen.ts';
 
 import { listPasskeys } from './passkeys/store.ts';
@@ -110,7 +110,8 @@ type FailureReason = 'unknown_user' | 'no_password' | 'wrong_password' | 'locked
  * 4. every failure keeps its count against the account (when it exists) and the address, and is
  *    audited as `user.login_failed` with its reason; the `lockoutThreshold`-th consecutive failure
  *    locks the account (`user.locked`) for password logins only: the person's tokens keep working
- *    (src/identity/lifecycle.ts);
+ *    (src/identity/lifecycle.ts). A wrong password's event, count and lockout are one transaction,
+ *    one round trip, as an unknown username's event is (src/identity/failed-login.ts);
  * 5. a person with a second factor (src/identity/factors) is never signed in by the password
  *    alone: the right password refunds its throttle count but leaves the consecutive-failure count
  *    as it is (only a completed sign-in resets it, so wrong second factors after a right password
@@ -147,8 +148,10 @@ export async function verifyLogin<T = undefined, P = undefined>(
     ...(row ? { subject: row.id } : {}),
   };
   const invalid: LoginOutcome<T, P> = { ok: false, reason: 'invalid_credentials' };
+  // A failure's event in a transaction of its own, as a wrong password's is with its count
+  // (failed-login.ts): the database's work does not tell an unknown username from a known one.
   const fail = async (reason: FailureReason): Promise<LoginOutcome<T, P>> => {
-    await ctx.audit.record(failureEvent(base, reason, attempt.sourceAddress));
+    await recordFailedLogin(ctx, undefined, failureEvent(base, reason, attempt.sourceAddress), base, attempt.sourceAddress);
     return invalid;
   };
   /** A right password refused for the sign-in's risk (3a.): `user.login_failed` with the assessment, and `risk.denied` with its alert when refused outright. */
@@ -161,7 +164,8 @@ export async function verifyLogin<T = undefined, P = undefined>(
 
   const reservation = await ctx.identity.throttle.reserve(username, attempt.sourceAddress);
   if (!reservation.granted) {
-    await fail('throttled');
+    // Refused before any password work, and said so: the group commit batches a flood of these.
+    await ctx.audit.record(failureEvent(base, 'throttled', attempt.sourceAddress));
     return { ok: false, reason: 'throttled', retryAfterSeconds: Math.max(1, Math.ceil(reservation.retryAfterMs / 1000)) };
   }
   // The attempt counts as a failure unless it is judged a success (or is never judged: an error
@@ -182,9 +186,9 @@ export async function verifyLogin<T = undefined, P = undefined>(
     }
     if (!matches) {
       judged = 'failure';
-      const outcome = await fail('wrong_password');
-      await countFailedLogin(ctx, row.id, base, attempt.sourceAddress);
-      return outcome;
+      // Counted with its event in one transaction (failed-login.ts): one round trip, as `fail` takes.
+      await recordFailedLogin(ctx, row, failureEvent(base, 'wrong_password', attempt.sourceAddress), base, attempt.sourceAddress);
+      return invalid;
     }
     // Suspended pending review by an anomaly's reaction (src/risk/anomalies), until reinstated.
     if (await ctx.risk.reactions.suspended({ type: 'User', id: row.id })) {
@@ -410,45 +414,3 @@ function failureEvent(base: Partial<AuditEvent>, reason: FailureReason, sourceAd
   return { type: 'user.login_failed', ...base, decision: { allow: false, reasons: [reason] }, details: { factor: 'password', source_address: sourceAddress, ...extra } };
 }
 
-/**
- * Counts a failed login — a wrong password, or a wrong second factor after a right one; the
- * threshold-th consecutive one locks the account (`lock_reason` `failed_logins`) and ends its
- * browser sessions, but not its tokens.
- */
-export async function countFailedLogin(ctx: LoginContext, userId: string, base: Partial<AuditEvent>, sourceAddress: string): Promise<void> {
-  const db = ctx.storage.db;
-  const counted = await db
-    .updateTable('users')
-    // Dated, for the risk engine's `recent_failures` (src/risk/signals/recent-failures.ts).
-    .set((eb) => ({ failed_logins: eb('failed_logins', '+', 1), last_failed_login_at: ctx.clock.now() }))
-    .where('id', '=', userId)
-    .returning(['failed_logins'])
-    .executeTakeFirst();
-  const failures = Number(counted?.failed_logins ?? 0);
-  if (failures < ctx.identity.policy.lockoutThreshold) return;
-  const now = ctx.clock.now();
-  const locked = await db.transaction().execute(async (trx) => {
-    // Conditional, so concurrent failures lock (and audit) once. An automatic lockout stops password
-    // logins only: anyone who knows the username can cause it, so it is no sign of compromise and
-    // leaves the person's tokens working (src/identity/lifecycle.ts); an administrator's lock ends them.
-    const result = await trx
-      .updateTable('users')
-      // last_lockout_at outlives an unlock: the risk engine's `recent_lockout` reads it.
-      .set({ status: 'locked', lock_reason: 'failed_logins', locked_at: now, last_lockout_at: now, updated_at: now })
-      .where('id', '=', userId)
-      .where('status', '=', 'active')
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) === 0) return false;
-    await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'locked' }).where('user_id', '=', userId).where('ended_at', 'is', null).execute();
-    await endPendingSignInsOf(trx, userId, now);
-    return true;
-  });
-  if (locked) {
-    await ctx.audit.record({
-      type: 'user.locked',
-      ...base,
-      decision: { allow: false, reasons: ['consecutive_failures'] },
-      details: { consecutive_failures: failures, source_address: sourceAddress },
-    });
-  }
-}

@@ -10,6 +10,7 @@ import { findUserByUsername } from '../../src/identity/users.ts';
 import type { RiskAssessment } from '../../src/risk/assessment.ts';
 import { alicePassword, bobPassword, peopleFixture } from './fixture.ts';
 import { storedPasskey } from './recovery/fixture.ts';
+import { failUpdates } from '../helpers/faults.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { redisSkip } from '../helpers/redis.ts';
 
@@ -132,7 +133,8 @@ for (const { dialect, throttleStore, name, skip } of cases) {
           return audit.recordWith(work);
         },
         commit: async (flight, events) => {
-          await guessesDone;
+          // The guesses' own failures (their events and counts) commit at once.
+          if (events.some((e) => e.type === 'user.login_succeeded')) await guessesDone;
           return audit.commit(flight, events);
         },
       };
@@ -239,6 +241,52 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       // An administrator unlocks by applying status: active.
       await f.apply({ users: [{ username: 'alice', status: 'active' }] });
       assert.equal((await verifyLogin(f.ctx, from('alice', alicePassword))).ok, true);
+    });
+
+    test('counts each of parallel wrong guesses exactly once, and locks and audits the lockout once', async (t) => {
+      const f = await peopleFixture(t, { dialect, throttleStore });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 }, perAddress: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 8 } });
+      // Each guess read the account before the others counted: most counts are sent again, from the count read anew.
+      const outcomes = await Promise.all(Array.from({ length: 12 }, (_, i) => verifyLogin(f.ctx, from('alice', `guess-${i}`))));
+      assert.ok(outcomes.every((o) => !o.ok && o.reason === 'invalid_credentials'));
+      const row = await f.ctx.storage.db.selectFrom('users').select(['failed_logins', 'status', 'lock_reason']).where('username', '=', 'alice').executeTakeFirstOrThrow();
+      assert.deepEqual({ ...row, failed_logins: Number(row.failed_logins) }, { failed_logins: 12, status: 'locked', lock_reason: 'failed_logins' });
+      assert.equal((await f.events('user.locked')).length, 1);
+      assert.deepEqual((await f.events('user.locked'))[0]!.details, { consecutive_failures: 8, source_address: '198.51.100.7' });
+      assert.equal((await f.events('user.login_failed')).length, 12);
+    });
+
+    test("writes a wrong password's event with its count, or neither when the count cannot be written", async (t) => {
+      const f = await peopleFixture(t, { dialect, throttleStore });
+      const undo = await failUpdates(f.ctx.storage, 'users', 'failed_logins');
+      await assert.rejects(verifyLogin(f.ctx, from('alice', 'wrong')), /injected fault/);
+      await undo();
+      assert.deepEqual(await f.events('user.login_failed'), [], 'no failure audited without its count');
+      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow()).failed_logins), 0);
+      // Once the database takes writes again, the next guess is audited and counted together.
+      await verifyLogin(f.ctx, from('alice', 'wrong'));
+      assert.equal((await f.events('user.login_failed')).length, 1);
+      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow()).failed_logins), 1);
+    });
+
+    test('writes a lockout with the failure that reached it, its event and its ended sessions, or none of them', async (t) => {
+      const f = await peopleFixture(t, { dialect, throttleStore });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 2 } });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
+      const cookie = session.setCookie.split(';')[0]!;
+      await verifyLogin(f.ctx, from('alice', 'wrong-1'));
+      const undo = await failUpdates(f.ctx.storage, 'sessions');
+      await assert.rejects(verifyLogin(f.ctx, from('alice', 'wrong-2')), /injected fault/);
+      await undo();
+      assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'active');
+      assert.deepEqual(await f.events('user.locked'), []);
+      assert.equal((await f.events('user.login_failed')).length, 1, 'only the first failure');
+      assert.ok(await readSession(f.ctx, cookie), 'the session is still live');
+      await verifyLogin(f.ctx, from('alice', 'wrong-2'));
+      assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
+      assert.equal((await f.events('user.locked')).length, 1);
+      assert.equal(await readSession(f.ctx, cookie), undefined);
     });
 
     test('counts only consecutive failures: a success resets the count', async (t) => {

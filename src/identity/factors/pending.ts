@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Context } from '../../context.ts';
 import { rowsOf, type Flight } from '../../storage/flight.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -170,28 +170,34 @@ export function endPendingSignIn(ctx: Pick<Context, 'storage'>, id: string, now:
 }
 
 /**
- * Counts a wrong second factor against the state; the `maxPendingFailures`-th ends it. True while
- * it stays open.
+ * Counts a wrong second factor against the state, in `flight` (the failure's transaction,
+ * src/identity/failed-login.ts); the `maxPendingFailures`-th ends it. Resolves, once the flight
+ * has landed, true while the state stays open.
  */
-export async function countPendingFailure(ctx: Pick<Context, 'storage' | 'clock'>, id: string): Promise<boolean> {
+export function countPendingFailure(ctx: Pick<Context, 'storage' | 'clock'>, flight: Flight, id: string): Promise<boolean> {
   const now = ctx.clock.now();
-  const row = await ctx.storage.db
-    .updateTable('pending_sign_ins')
-    .set((eb) => ({ failures: eb('failures', '+', 1) }))
-    .where('id', '=', id)
-    .where('ended_at', 'is', null)
-    .returning(['failures'])
-    .executeTakeFirst();
-  if (!row) return false;
-  if (Number(row.failures) < maxPendingFailures) return true;
-  await ctx.storage.db.updateTable('pending_sign_ins').set({ ended_at: now }).where('id', '=', id).where('ended_at', 'is', null).execute();
-  return false;
+  const counted = flight.run(
+    ctx.storage.db
+      .updateTable('pending_sign_ins')
+      // The right-hand `failures` is the count before this update, in SQLite and PostgreSQL alike;
+      // `else ended_at` (null here) gives PostgreSQL the parameter's type.
+      .set((eb) => ({ failures: eb('failures', '+', 1), ended_at: sql<number | null>`case when ${eb.ref('failures')} + 1 >= ${maxPendingFailures} then ${now} else ${eb.ref('ended_at')} end` }))
+      .where('id', '=', id)
+      .where('ended_at', 'is', null)
+      .returning(['failures']),
+  );
+  return counted.then(({ rows }) => rows.length > 0 && Number(rows[0]!.failures) < maxPendingFailures);
 }
 
 /** Ends every open pending sign-in of a person (their account was locked, reset, deleted…). */
 export async function endPendingSignInsOf(trx: Transaction<Database> | Kysely<Database>, userId: string, now: number): Promise<number> {
-  const ended = await trx.updateTable('pending_sign_ins').set({ ended_at: now }).where('user_id', '=', userId).where('ended_at', 'is', null).executeTakeFirst();
+  const ended = await endPendingSignInsStatement(trx, userId, now).executeTakeFirst();
   return Number(ended.numUpdatedRows);
+}
+
+/** The statement of endPendingSignInsOf, for a flight. */
+export function endPendingSignInsStatement(db: Transaction<Database> | Kysely<Database>, userId: string, now: number) {
+  return db.updateTable('pending_sign_ins').set({ ended_at: now }).where('user_id', '=', userId).where('ended_at', 'is', null);
 }
 
 const lastPrune = new WeakMap<object, number>();

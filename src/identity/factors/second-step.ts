@@ -2,7 +2,8 @@ import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { refusedFor, type Flight } from '../../storage/flight.ts';
 import { acr as acrLevels, amr as amrValues } from '../acr.ts';
-import { completeLogin, countFailedLogin, type VerifiedLogin } from '../login.ts';
+import { completeLogin, type VerifiedLogin } from '../login.ts';
+import { recordFailedLogin } from '../failed-login.ts';
 import { holdsPrivilegedRole } from '../roles.ts';
 import type { User } from '../users.ts';
 import { alertInsert } from '../../signals/alerts.ts';
@@ -61,7 +62,8 @@ type StepContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 'c
  * 5. a failure — wrong code, a replayed TOTP step, a used recovery code — is audited as
  *    `user.factor_failed` (factor, credential id, reason; never the code), counts as a failed login
  *    (throttle kept, consecutive-failure count up, the threshold-th locks the account as wrong
- *    passwords do) and against the pending sign-in, which ends at its `maxPendingFailures`-th;
+ *    passwords do) and against the pending sign-in, which ends at its `maxPendingFailures`-th —
+ *    all in one transaction (src/identity/failed-login.ts);
  * 6. a success, in one transaction (one round trip): the pending sign-in used up and the code's
  *    single use (the TOTP step recorded, or the recovery code marked used), each conditional — a
  *    concurrent request that got there first makes this one a replay, and nothing is written —
@@ -101,9 +103,9 @@ export async function verifySecondFactor<T = undefined>(
   /** A wrong factor: audited, counted as a failed login and against the pending sign-in. */
   const wrong = async (reason: FailureReason): Promise<SecondFactorOutcome<T>> => {
     counted = true;
-    await ctx.audit.record(failed(reason));
-    await countFailedLogin(ctx, row.id, base, attempt.sourceAddress);
-    return { ok: false, reason: 'invalid_code', retry: await countPendingFailure(ctx, pending.id) };
+    // One transaction: the event, the count (and a lockout) and the pending sign-in's count.
+    const open = await recordFailedLogin(ctx, row, failed(reason), base, attempt.sourceAddress, (flight) => countPendingFailure(ctx, flight, pending.id));
+    return { ok: false, reason: 'invalid_code', retry: await open };
   };
   const ended = async (): Promise<SecondFactorOutcome<T>> => {
     await ctx.storage.db.updateTable('pending_sign_ins').set({ ended_at: ctx.clock.now() }).where('id', '=', pending.id).where('ended_at', 'is', null).execute();

@@ -5,7 +5,7 @@ import type { RiskSignal } from '../engine.ts';
  * `recent_failures` at a sign-in: the account has `failureThreshold` or more failed sign-ins (wrong passwords,
  * wrong second factors) since its last successful one, the latest within `failureWindowSeconds`.
  * Read from the account's lockout counter and the time of its latest failure (users
- * `failed_logins`, `last_failed_login_at`: src/identity/login.ts countFailedLogin), which every
+ * `failed_logins`, `last_failed_login_at`: src/identity/failed-login.ts), which every
  * node shares. Nothing to remember: a successful sign-in resets the counter.
  */
 export const loginRecentFailures: RiskSignal = {

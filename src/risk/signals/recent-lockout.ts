@@ -4,7 +4,7 @@ import type { RiskSignal } from '../engine.ts';
 /**
  * `recent_lockout`: the automatic lockout (too many failed sign-ins) locked the account within
  * `failureWindowSeconds` — it was unlocked since, or the person signs in some other way. Read from
- * the account's `last_lockout_at` (src/identity/login.ts countFailedLogin), which every node shares
+ * the account's `last_lockout_at` (src/identity/failed-login.ts), which every node shares
  * and an unlock leaves in place.
  */
 export const recentLockout: RiskSignal = {

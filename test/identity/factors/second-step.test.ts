@@ -8,6 +8,7 @@ import { deleteUser, signOutEverywhere } from '../../../src/identity/lifecycle.t
 import { verifyLogin } from '../../../src/identity/login.ts';
 import { readSession, startSession } from '../../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
+import { failUpdates } from '../../helpers/faults.ts';
 import { testDialects } from '../../helpers/storage.ts';
 import { alicePassword, people, peopleFixture, type PeopleFixture } from '../fixture.ts';
 import { codeAt, enrolTotp } from './fixture.ts';
@@ -158,6 +159,25 @@ for (const dialect of testDialects()) {
       assert.equal(await readPendingSignIn(f.ctx, again, 'ia_1'), undefined);
       assert.deepEqual(await f.events('user.login_succeeded'), []);
       assert.deepEqual(await verifyLogin(f.ctx, { username: 'alice', password: alicePassword, sourceAddress: address }), { ok: false, reason: 'invalid_credentials' });
+    });
+
+    test("writes a wrong code's event, its count and the pending sign-in's count together, or none of them", async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 }, perAddress: { max: 100, windowMs: 60_000 } } });
+      const { userId } = await enrolTotp(f, 'alice');
+      const cookie = await passwordStep(f);
+      const undo = await failUpdates(f.ctx.storage, 'pending_sign_ins', 'failures');
+      await assert.rejects(secondStep(f, cookie, { kind: 'totp', code: '000000' }), /injected fault/);
+      await undo();
+      assert.deepEqual(await f.events('user.factor_failed'), [], 'no failure audited without its counts');
+      const account = await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('id', '=', userId).executeTakeFirstOrThrow();
+      assert.equal(Number(account.failed_logins), 0);
+      assert.equal((await pendingOf(f, cookie)).failures, 0);
+      // Once the database takes writes again, the next wrong code counts in both places, with its event.
+      assert.deepEqual(await secondStep(f, cookie, { kind: 'totp', code: '000000' }), { ok: false, reason: 'invalid_code', retry: true });
+      assert.equal((await f.events('user.factor_failed')).length, 1);
+      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('id', '=', userId).executeTakeFirstOrThrow()).failed_logins), 1);
+      assert.equal((await pendingOf(f, cookie)).failures, 1);
     });
 
     test('throttles second factors with the password attempts of the account', async (t) => {

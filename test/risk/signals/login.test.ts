@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Context } from '../../../src/context.ts';
 import { deviceCookie, newDeviceId, presentedDeviceId } from '../../../src/identity/device-cookie.ts';
-import { countFailedLogin } from '../../../src/identity/login.ts';
+import { recordFailedLogin } from '../../../src/identity/failed-login.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
 import { assessRisk, observeRisk, type RiskFacts } from '../../../src/risk/engine.ts';
 import { withinTradingHours } from '../../../src/risk/trading-hours.ts';
@@ -15,6 +15,13 @@ const dayMs = 86_400_000;
 
 async function userId(ctx: Context, username: string): Promise<string> {
   return (await findUserByUsername(ctx, username))!.id;
+}
+
+/** A wrong password of the person `id`, counted as the sign-in page counts it. */
+async function failedSignIn(ctx: Context, id: string): Promise<void> {
+  const account = await ctx.storage.db.selectFrom('users').select(['id', 'failed_logins', 'status']).where('id', '=', id).executeTakeFirstOrThrow();
+  const source = '192.0.2.66';
+  await recordFailedLogin(ctx, account, { type: 'user.login_failed', subject: id, decision: { allow: false, reasons: ['wrong_password'] }, details: { factor: 'password', source_address: source } }, { subject: id }, source);
 }
 
 /** A sign-in of `id` from `address` with `deviceId`, as the sign-in pages describe it. */
@@ -97,7 +104,7 @@ for (const dialect of testDialects()) {
     test('recent_failures fires at failure_threshold failed sign-ins, the latest within the window, and not after it or after a success', async (t) => {
       const f = await fixture(t);
       const alice = await userId(f.ctx, 'alice');
-      const fail = () => countFailedLogin(f.ctx, alice, {}, '192.0.2.66');
+      const fail = () => failedSignIn(f.ctx, alice);
       await fail();
       await fail();
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'recent_failures'), undefined);
@@ -122,7 +129,7 @@ for (const dialect of testDialects()) {
       useRiskSettings(f.ctx, { failureThreshold: 10 });
       const alice = await userId(f.ctx, 'alice');
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10')), 'recent_lockout'), undefined);
-      for (let i = 0; i < 3; i++) await countFailedLogin(f.ctx, alice, {}, '192.0.2.66');
+      for (let i = 0; i < 3; i++) await failedSignIn(f.ctx, alice);
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
       f.clock.advance(120_000);
       await f.apply({ users: [{ username: 'alice', status: 'active' }] });
