@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Context } from '../../context.ts';
 import { rowsOf, type Flight } from '../../storage/flight.ts';
+import type { FailureStatements } from '../failed-login.ts';
 import type { Database } from '../../storage/schema.ts';
 import { cookieValues, serializeCookie } from '../cookies.ts';
 import { cookieScope } from '../sessions.ts';
@@ -170,13 +171,13 @@ export function endPendingSignIn(ctx: Pick<Context, 'storage'>, id: string, now:
 }
 
 /**
- * Counts a wrong second factor against the state, in `flight` (the failure's transaction,
- * src/identity/failed-login.ts); the `maxPendingFailures`-th ends it. Resolves, once the flight
- * has landed, true while the state stays open.
+ * Counts a wrong second factor against the state, in the failure's transaction
+ * (src/identity/failed-login.ts); the `maxPendingFailures`-th ends it. Resolves, once the
+ * statement ran, true while the state stays open.
  */
-export function countPendingFailure(ctx: Pick<Context, 'storage' | 'clock'>, flight: Flight, id: string): Promise<boolean> {
+export function countPendingFailure(ctx: Pick<Context, 'storage' | 'clock'>, statements: FailureStatements, id: string): Promise<boolean> {
   const now = ctx.clock.now();
-  const counted = flight.run(
+  const counted = statements.run(
     ctx.storage.db
       .updateTable('pending_sign_ins')
       // The right-hand `failures` is the count before this update, in SQLite and PostgreSQL alike;

@@ -151,8 +151,9 @@ for (const dialect of testDialects()) {
       // A right password again does not reset the count: only a completed sign-in does.
       const again = await passwordStep(f);
       assert.equal((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('id', '=', userId).executeTakeFirstOrThrow()).failed_logins, 1);
-      await secondStep(f, again, { kind: 'totp', code: '111111' });
-      await secondStep(f, again, { kind: 'totp', code: '222222' });
+      assert.deepEqual(await secondStep(f, again, { kind: 'totp', code: '111111' }), { ok: false, reason: 'invalid_code', retry: true });
+      // The code that locks ends the pending sign-in with the rest: no retry.
+      assert.deepEqual(await secondStep(f, again, { kind: 'totp', code: '222222' }), { ok: false, reason: 'invalid_code', retry: false });
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
       assert.equal((await f.events('user.locked')).length, 1);
       // Locked: the lock ended the pending sign-in, and the password step does not open another.
