@@ -26,9 +26,10 @@
 import type { Compilable, QueryResult } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
-import { refusedFor } from '../storage/flight.ts';
+import { refusedFor, type Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
 import { endPendingSignInsStatement } from './factors/pending.ts';
+import { endSessionsOfStatement } from './sessions.ts';
 
 type FailureContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit'>;
 
@@ -86,7 +87,7 @@ export async function recordFailedLogin<V = undefined>(
  * the username can cause it, so it is no sign of compromise and leaves the person's tokens working
  * (src/identity/lifecycle.ts); an administrator's lock ends them.
  */
-function countAsRead(ctx: FailureContext, flight: ReturnType<Context['storage']['flight']>, read: FailureCount, lockEvent: Partial<AuditEvent>, sourceAddress: string): AuditEvent[] {
+function countAsRead(ctx: FailureContext, flight: Flight, read: FailureCount, lockEvent: Partial<AuditEvent>, sourceAddress: string): AuditEvent[] {
   const now = ctx.clock.now();
   const failures = Number(read.failed_logins) + 1;
   void flight.run(
@@ -148,7 +149,7 @@ function lockout(ctx: FailureContext, userId: string, now: number) {
       .set({ status: 'locked', lock_reason: 'failed_logins', locked_at: now, last_lockout_at: now, updated_at: now })
       .where('id', '=', userId)
       .where('status', '=', 'active'),
-    db.updateTable('sessions').set({ ended_at: now, end_reason: 'locked' }).where('user_id', '=', userId).where('ended_at', 'is', null),
+    endSessionsOfStatement(db, userId, now, 'locked'),
     endPendingSignInsStatement(db, userId, now),
   ] as const;
 }

@@ -4,6 +4,7 @@ import { revokeGrantIn } from '../authorization/consent.ts';
 import { forgetSignInsOf } from '../authorization/interactions.ts';
 import { deleteFactorsOf } from './factors/enrolment.ts';
 import { endPendingSignInsOf } from './factors/pending.ts';
+import { endSessionsOfStatement } from './sessions.ts';
 import type { Context } from '../context.ts';
 import type { Flight } from '../storage/flight.ts';
 import type { Database } from '../storage/schema.ts';
@@ -145,12 +146,7 @@ export async function endPersonAccess(
   await forgetSignInsOf(trx, userId);
   await endPendingSignInsOf(trx, userId, now);
   const codes = await trx.deleteFrom('authorization_codes').where('user_id', '=', userId).where('redeemed_at', 'is', null).executeTakeFirst();
-  const sessions = await trx
-    .updateTable('sessions')
-    .set({ ended_at: now, end_reason: action === 'password_reset' ? 'password_changed' : action })
-    .where('user_id', '=', userId)
-    .where('ended_at', 'is', null)
-    .executeTakeFirst();
+  const sessions = await endSessionsOfStatement(trx, userId, now, action === 'password_reset' ? 'password_changed' : action).executeTakeFirst();
   return {
     ended: {
       refreshTokensRevoked: Number(revoked.numUpdatedRows),

@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Authentication, UpstreamAssurance } from '../authorization/contract.ts';
+import type { Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import { rowsOf, type Flight } from '../storage/flight.ts';
+import type { Database } from '../storage/schema.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
 import type { RiskAssessment } from '../risk/assessment.ts';
 import { loginSignals, readStoredRisk, storedRisk } from './stored-risk.ts';
@@ -192,6 +194,14 @@ export async function endSession(ctx: SessionContext, sessionId: string): Promis
     .executeTakeFirst();
   if (Number(ended.numUpdatedRows) === 0) return;
   await ctx.audit.record({ type: 'user.logged_out', actor: session.user_id, subject: session.user_id, details: { session: sessionId } });
+}
+
+/**
+ * The statement that ends every live session of a person, saying why (`locked`, `password_changed`,
+ * …): for a transaction (src/identity/lifecycle.ts) or a flight (src/identity/failed-login.ts).
+ */
+export function endSessionsOfStatement(db: Transaction<Database> | Kysely<Database>, userId: string, now: number, reason: string) {
+  return db.updateTable('sessions').set({ ended_at: now, end_reason: reason }).where('user_id', '=', userId).where('ended_at', 'is', null);
 }
 
 /** The Set-Cookie value carrying a session cookie value. */
