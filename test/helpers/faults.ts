@@ -6,7 +6,12 @@
  *   const undo = await failUpdates(ctx.storage, 'users', 'failed_logins');
  *   await assert.rejects(work(), /injected fault/);
  *   await undo();
+ *
+ * And, on PostgreSQL, transactions interleaved in a chosen order: `holdUpdates` stops the UPDATEs of
+ * a table that meet a condition (their row already locked) until the test lets them go.
  */
+import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { Storage } from '../../src/storage/database.ts';
 import type { Database } from '../../src/storage/schema.ts';
@@ -23,5 +28,72 @@ export async function failUpdates(storage: Pick<Storage, 'db' | 'dialect'>, tabl
   return async () => {
     await sql.raw(`drop trigger injected_fault on ${table}`).execute(storage.db);
     await sql.raw('drop function injected_fault()').execute(storage.db);
+  };
+}
+
+/** UPDATEs held by `holdUpdates`. */
+export interface HeldUpdates {
+  /** Resolves with the process id of the first backend whose UPDATE is held. */
+  held(): Promise<number>;
+  /** Resolves once another backend waits for a lock that backend `pid` holds. */
+  blocking(pid: number): Promise<void>;
+  /** Lets the held UPDATEs go on (and every later one through). */
+  release(): Promise<void>;
+  /** Releases, and removes the trigger. */
+  undo(): Promise<void>;
+}
+
+/**
+ * PostgreSQL only: every UPDATE of `table` whose rows meet `when` (a trigger condition over `old`
+ * and `new`) waits — the row it updates locked, as a BEFORE trigger runs after the row lock — until
+ * `release()`. The wait is an advisory lock the helper holds on a connection of its own.
+ */
+export async function holdUpdates(storage: Pick<Storage, 'db' | 'dialect'>, table: keyof Database & string, when: string): Promise<HeldUpdates> {
+  if (storage.dialect !== 'postgres') throw new Error('holdUpdates needs PostgreSQL');
+  const db = storage.db;
+  const key = randomInt(1, 2 ** 31 - 1);
+  await sql.raw(`create function held_update() returns trigger language plpgsql as $$ begin perform pg_advisory_xact_lock(${key}); return new; end $$`).execute(db);
+  await sql.raw(`create trigger held_update before update on ${table} for each row when (${when}) execute function held_update()`).execute(db);
+  let letGo!: () => void;
+  const released = new Promise<void>((resolve) => (letGo = resolve));
+  let locked!: () => void;
+  const holding = new Promise<void>((resolve) => (locked = resolve));
+  const holder = db.connection().execute(async (connection) => {
+    await sql`select pg_advisory_lock(${key})`.execute(connection);
+    locked();
+    await released;
+    await sql`select pg_advisory_unlock(${key})`.execute(connection);
+  });
+  await holding;
+  const poll = async <T>(what: string, read: () => Promise<T | undefined>): Promise<T> => {
+    for (let i = 0; i < 1000; i++) {
+      const found = await read();
+      if (found !== undefined) return found;
+      await sleep(10);
+    }
+    throw new Error(`holdUpdates: ${what} did not happen within 10 s`);
+  };
+  const release = async () => {
+    letGo();
+    await holder;
+  };
+  return {
+    held: () =>
+      poll('an update held', async () => {
+        const { rows } = await sql<{ pid: number }>`select pid from pg_locks where locktype = 'advisory' and not granted and classid = 0 and objid = ${key}`.execute(db);
+        return rows[0]?.pid;
+      }),
+    blocking: async (pid) => {
+      await poll(`a backend waiting for ${pid}`, async () => {
+        const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity where ${pid}::int = any(pg_blocking_pids(pid))`.execute(db);
+        return rows.length > 0 ? true : undefined;
+      });
+    },
+    release,
+    undo: async () => {
+      await release();
+      await sql.raw(`drop trigger held_update on ${table}`).execute(db);
+      await sql.raw('drop function held_update()').execute(db);
+    },
   };
 }

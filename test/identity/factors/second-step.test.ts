@@ -8,7 +8,7 @@ import { deleteUser, signOutEverywhere } from '../../../src/identity/lifecycle.t
 import { verifyLogin } from '../../../src/identity/login.ts';
 import { readSession, startSession } from '../../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
-import { failUpdates } from '../../helpers/faults.ts';
+import { failUpdates, holdUpdates } from '../../helpers/faults.ts';
 import { testDialects } from '../../helpers/storage.ts';
 import { alicePassword, people, peopleFixture, type PeopleFixture } from '../fixture.ts';
 import { codeAt, enrolTotp } from './fixture.ts';
@@ -179,6 +179,34 @@ for (const dialect of testDialects()) {
       assert.equal((await f.events('user.factor_failed')).length, 1);
       assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('id', '=', userId).executeTakeFirstOrThrow()).failed_logins), 1);
       assert.equal((await pendingOf(f, cookie)).failures, 1);
+    });
+
+    test('takes a wrong and a right code of one sign-in in turn on PostgreSQL: neither is a deadlock', { skip: dialect.name !== 'postgres' && 'row locks are PostgreSQL\'s' }, async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 }, perAddress: { max: 100, windowMs: 60_000 } } });
+      const { userId, secret } = await enrolTotp(f, 'alice');
+      const cookie = await passwordStep(f);
+      // The wrong code's transaction stops once it holds the account's row (its count, written
+      // first); the right code's then waits for a row the wrong one holds. Were the right code to
+      // take the pending sign-in's row before the account's, the wrong one would next wait for it:
+      // a cycle, which PostgreSQL breaks by failing the right code, waiting longest.
+      const hold = await holdUpdates(f.ctx.storage, 'users', 'new.failed_logins > old.failed_logins');
+      let wrong, right;
+      try {
+        wrong = secondStep(f, cookie, { kind: 'totp', code: '000000' });
+        const waiting = await hold.held();
+        right = secondStep(f, cookie, { kind: 'totp', code: await codeAt(secret, f.clock.now()) });
+        await hold.blocking(waiting);
+      } finally {
+        await hold.undo();
+      }
+      assert.deepEqual(await wrong, { ok: false, reason: 'invalid_code', retry: true });
+      const signedIn = await right;
+      assert.ok(signedIn.ok, JSON.stringify(signedIn));
+      assert.equal((await f.events('user.factor_failed')).length, 1);
+      assert.equal((await f.events('user.login_succeeded')).length, 1);
+      // The sign-in completed after the failure: its reset is the count that stays.
+      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('id', '=', userId).executeTakeFirstOrThrow()).failed_logins), 0);
     });
 
     test('throttles second factors with the password attempts of the account', async (t) => {
