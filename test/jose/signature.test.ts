@@ -42,6 +42,9 @@ test('verifies EdDSA and Ed25519 only with an Ed25519 key, never Ed448 (RFC 9864
 test('refuses an ECDSA key on another curve and an RSA key under 2048 bits', async () => {
   const es384 = await new SignJWT({}).setProtectedHeader({ alg: 'ES384' }).sign(keys.ES384.privateKey);
   assert.equal(verifyCompactSignature('ES256', keys.ES384.publicKey, es384), false);
+  // The curve is remembered per key object: the same key, right for ES384, is still wrong for ES256.
+  assert.equal(verifyCompactSignature('ES384', keys.ES384.publicKey, es384), true);
+  assert.equal(verifyCompactSignature('ES256', keys.ES384.publicKey, es384), false);
   const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
   const input = `${Buffer.from('{"alg":"RS256"}').toString('base64url')}.${Buffer.from('{}').toString('base64url')}`;
   assert.equal(verifyCompactSignature('RS256', small.publicKey, `${input}.${sign('sha256', Buffer.from(input), small.privateKey).toString('base64url')}`), false);
