@@ -41,6 +41,8 @@ export interface PeopleFixture {
   events(type: AuditEventType): Promise<StoredAuditEvent[]>;
   /** Every stored audit row's text, to search for leaked values. */
   auditText(): Promise<string>;
+  /** The consecutive failed sign-ins counted against `username` (users.failed_logins). */
+  failedLogins(username: string): Promise<number>;
 }
 
 export interface PeopleFixtureOptions {
@@ -86,6 +88,10 @@ export async function peopleFixture(t: Pick<TestContext, 'after'>, options: Peop
     async auditText() {
       const rows = await ctx.storage.db.selectFrom('audit_events').selectAll().execute();
       return rows.map((row) => `${row.event}\n${row.client ?? ''}\n${row.subject ?? ''}`).join('\n');
+    },
+    async failedLogins(username) {
+      const row = await ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', username).executeTakeFirstOrThrow();
+      return Number(row.failed_logins);
     },
   };
   await fixture.apply({ users: people });

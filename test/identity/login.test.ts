@@ -8,13 +8,20 @@ import { readSession, startSession } from '../../src/identity/sessions.ts';
 import { endPersonAccess } from '../../src/identity/lifecycle.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import type { RiskAssessment } from '../../src/risk/assessment.ts';
-import { alicePassword, bobPassword, peopleFixture } from './fixture.ts';
+import { alicePassword, bobPassword, peopleFixture, type PeopleFixture } from './fixture.ts';
 import { storedPasskey } from './recovery/fixture.ts';
 import { failUpdates } from '../helpers/faults.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { redisSkip } from '../helpers/redis.ts';
 
 const from = (username: string, password: string, sourceAddress = '198.51.100.7'): LoginAttempt => ({ username, password, sourceAddress, requestId: 'req-1', clientId: 'trading-ui' });
+
+/** Alice, and the cookie of a live session of hers (a lockout must end it). */
+async function aliceSignedIn(f: PeopleFixture) {
+  const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+  const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
+  return { alice, cookie: session.setCookie.split(';')[0]! };
+}
 
 /** Each dialect with the login throttle in memory, and SQLite with it in Redis (the failure counts every node shares). */
 const cases = [
@@ -223,9 +230,7 @@ for (const { dialect, throttleStore, name, skip } of cases) {
     test('locks an account after the threshold of consecutive failures, audits it once, and ends its sessions', async (t) => {
       const f = await peopleFixture(t, { dialect, throttleStore });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 3 } });
-      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
-      const cookie = session.setCookie.split(';')[0]!;
+      const { alice, cookie } = await aliceSignedIn(f);
       for (let i = 0; i < 4; i++) await verifyLogin(f.ctx, from('alice', `wrong-${i}`));
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
       const locked = await f.events('user.locked');
@@ -260,19 +265,17 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       await assert.rejects(verifyLogin(f.ctx, from('alice', 'wrong')), /injected fault/);
       await undo();
       assert.deepEqual(await f.events('user.login_failed'), [], 'no failure audited without its count');
-      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow()).failed_logins), 0);
+      assert.equal(await f.failedLogins('alice'), 0);
       // Once the database takes writes again, the next guess is audited and counted together.
       await verifyLogin(f.ctx, from('alice', 'wrong'));
       assert.equal((await f.events('user.login_failed')).length, 1);
-      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow()).failed_logins), 1);
+      assert.equal(await f.failedLogins('alice'), 1);
     });
 
     test('writes a lockout with the failure that reached it, its event and its ended sessions, or none of them', async (t) => {
       const f = await peopleFixture(t, { dialect, throttleStore });
       f.policy({ throttle: { perAccount: { max: 100, windowMs: 60_000 } }, policy: { lockoutThreshold: 2 } });
-      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
-      const cookie = session.setCookie.split(';')[0]!;
+      const { cookie } = await aliceSignedIn(f);
       await verifyLogin(f.ctx, from('alice', 'wrong-1'));
       const undo = await failUpdates(f.ctx.storage, 'sessions');
       await assert.rejects(verifyLogin(f.ctx, from('alice', 'wrong-2')), /injected fault/);
@@ -280,7 +283,7 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'active');
       assert.deepEqual(await f.events('user.locked'), []);
       assert.equal((await f.events('user.login_failed')).length, 1, 'only the first failure');
-      assert.equal(Number((await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('id', '=', alice.id).executeTakeFirstOrThrow()).failed_logins), 1, 'nor its count');
+      assert.equal(await f.failedLogins('alice'), 1, 'nor its count');
       assert.ok(await readSession(f.ctx, cookie), 'the session is still live');
       await verifyLogin(f.ctx, from('alice', 'wrong-2'));
       assert.equal((await findUserByUsername(f.ctx, 'alice'))!.status, 'locked');
@@ -303,8 +306,7 @@ for (const { dialect, throttleStore, name, skip } of cases) {
       const f = await peopleFixture(t, { dialect, throttleStore });
       assert.deepEqual(await verifyLogin(f.ctx, from('alice', 'x'.repeat(5000))), { ok: false, reason: 'invalid_credentials' });
       assert.deepEqual((await f.events('user.login_failed')).at(-1)!.decision, { allow: false, reasons: ['wrong_password'] });
-      const row = await f.ctx.storage.db.selectFrom('users').select('failed_logins').where('username', '=', 'alice').executeTakeFirstOrThrow();
-      assert.equal(row.failed_logins, 1);
+      assert.equal(await f.failedLogins('alice'), 1);
     });
 
     test('refuses an account without a password as it refuses a wrong one', async (t) => {
