@@ -11,10 +11,10 @@
  * a table that meet a condition (their row already locked) until the test lets them go.
  */
 import { randomInt } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { Storage } from '../../src/storage/database.ts';
 import type { Database } from '../../src/storage/schema.ts';
+import { eventually } from './eventually.ts';
 
 /** Makes every UPDATE of `table` (of `column`, when named) fail with "injected fault"; resolves the undo. */
 export async function failUpdates(storage: Pick<Storage, 'db' | 'dialect'>, table: keyof Database & string, column?: string): Promise<() => Promise<void>> {
@@ -65,29 +65,25 @@ export async function holdUpdates(storage: Pick<Storage, 'db' | 'dialect'>, tabl
     await sql`select pg_advisory_unlock(${key})`.execute(connection);
   });
   await holding;
-  const poll = async <T>(what: string, read: () => Promise<T | undefined>): Promise<T> => {
-    for (let i = 0; i < 1000; i++) {
-      const found = await read();
-      if (found !== undefined) return found;
-      await sleep(10);
-    }
-    throw new Error(`holdUpdates: ${what} did not happen within 10 s`);
-  };
   const release = async () => {
     letGo();
     await holder;
   };
   return {
-    held: () =>
-      poll('an update held', async () => {
+    held: async () => {
+      let pid: number | undefined;
+      await eventually(async () => {
         const { rows } = await sql<{ pid: number }>`select pid from pg_locks where locktype = 'advisory' and not granted and classid = 0 and objid = ${key}`.execute(db);
-        return rows[0]?.pid;
-      }),
+        pid = rows[0]?.pid;
+        return pid !== undefined;
+      }, 'holdUpdates: an update held');
+      return pid!;
+    },
     blocking: async (pid) => {
-      await poll(`a backend waiting for ${pid}`, async () => {
+      await eventually(async () => {
         const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity where ${pid}::int = any(pg_blocking_pids(pid))`.execute(db);
-        return rows.length > 0 ? true : undefined;
-      });
+        return rows.length > 0;
+      }, `holdUpdates: a backend waiting for ${pid}`);
     },
     release,
     undo: async () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../helpers/eventually.ts';
 import { AuditKeys } from '../../src/audit/audit-key.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -47,14 +47,6 @@ function keyring(options: { previous?: boolean } = {}): Keyring {
   return ring;
 }
 
-/** Resolves once `check` holds, polling every 10 ms; fails after `withinMs` of real time (a bound, not a measurement). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, withinMs = 10_000): Promise<void> {
-  const deadline = performance.now() + withinMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) assert.fail(`${what}: not within ${withinMs} ms`);
-    await sleep(10);
-  }
-}
 
 describe('following the root: what a node seals with', () => {
   test('a node holding both keys seals with the new key once the root names it, and says so once', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../helpers/eventually.ts';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { consoleAssertion, consoleClientId } from '../../src/console/client.ts';
 import type { Context } from '../../src/context.ts';
@@ -27,14 +27,8 @@ const oldId = masterKeyId(Buffer.from(oldKey, 'hex'));
 const newId = masterKeyId(Buffer.from(newKey, 'hex'));
 const rotating = { CLEARANCE_MASTER_KEY: newKey, CLEARANCE_PREVIOUS_MASTER_KEY: oldKey };
 
-/** Resolves once `check` holds, polling every 20 ms; fails after `withinMs` of real time (a bound, not a measurement). */
-async function eventually(check: () => boolean | Promise<boolean>, what: string, withinMs = 15_000): Promise<void> {
-  const deadline = performance.now() + withinMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) assert.fail(`${what}: not within ${withinMs} ms`);
-    await sleep(20);
-  }
-}
+/** What two nodes may take to follow each other: 15 s, looked at every 20 ms. */
+const patiently = { withinMs: 15_000, everyMs: 20 };
 
 function serve(t: { after(fn: () => Promise<unknown>): void }, ctx: Context): FastifyInstance {
   const app = buildApp(ctx);
@@ -106,10 +100,10 @@ for (const dialect of testDialects()) {
       }
 
       await runRewrap(f);
-      await eventually(async () => (await readyz(appA)).statusCode === 503, 'the node with the old key alone reports not ready');
+      await eventually(async () => (await readyz(appA)).statusCode === 503, 'the node with the old key alone reports not ready', patiently);
       const notReady = await readyz(appA);
       assert.deepEqual(notReady.json(), { status: 'unavailable', reason: `master key unavailable: the database seals with master key ${newId}, and this node holds ${oldId}` });
-      await eventually(() => keyringOf(f.masterOf(b))!.sealing === keyringOf(f.masterOf(b))!.current, 'the node with both keys seals with the new key');
+      await eventually(() => keyringOf(f.masterOf(b))!.sealing === keyringOf(f.masterOf(b))!.current, 'the node with both keys seals with the new key', patiently);
       assert.deepEqual((await readyz(appB)).json(), { status: 'ready' });
 
       // What seals: refused on A, never sealed with the old key; done on B, with the new key. The
@@ -167,8 +161,8 @@ for (const dialect of testDialects()) {
       assertOAuthError(await consoleTokenRequest(appB, b, oldMaster), 400, 'invalid_grant', 'the console authenticates with the old key’s derivation');
 
       await runRewrap(f);
-      await eventually(() => keyringOf(f.masterOf(b))!.sealing === keyringOf(f.masterOf(b))!.current, 'B seals with the new key');
-      await eventually(async () => (await readyz(appA)).statusCode === 503, 'A reports not ready');
+      await eventually(() => keyringOf(f.masterOf(b))!.sealing === keyringOf(f.masterOf(b))!.current, 'B seals with the new key', patiently);
+      await eventually(async () => (await readyz(appA)).statusCode === 503, 'A reports not ready', patiently);
 
       // DPoP: the old nonce is answered with a fresh one on B (RFC 9449 §8), which then serves; A can check none.
       const refused = await token(appB, 'broker-1', secret, tokenProof(b, key, oldNonce));
@@ -190,7 +184,7 @@ for (const dialect of testDialects()) {
       await eventually(async () => {
         f.clock.advance(1000);
         return (await consoleTokenRequest(appB, b, f.masterOf(b))).statusCode === 400;
-      }, 'B registered the console client again');
+      }, 'B registered the console client again', patiently);
       assertOAuthError(await consoleTokenRequest(appB, b, f.masterOf(b)), 400, 'invalid_grant', 'the new key’s assertion authenticates');
       assertOAuthError(await consoleTokenRequest(appB, b, oldMaster), 401, 'invalid_client', 'the old key’s assertion does not');
     });

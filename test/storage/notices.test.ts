@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../helpers/eventually.ts';
 import { describe, test, type TestContext } from 'node:test';
 import { migrate, openStorage, type Storage } from '../../src/storage/database.ts';
 import { bumpGeneration, GenerationCache } from '../../src/storage/generations.ts';
@@ -13,15 +14,8 @@ import { adminQuery, testDatabaseUrl, testDialects } from '../helpers/storage.ts
 
 const postgres = testDialects().find((d) => d.name === 'postgres');
 
-/** Resolves once `check` holds, polling every 5 ms; fails after `withinMs` of real time. */
-async function eventually(check: () => Promise<boolean>, withinMs: number, what: string): Promise<number> {
-  const started = performance.now();
-  while (!(await check())) {
-    if (performance.now() - started > withinMs) assert.fail(`${what}: not within ${withinMs} ms`);
-    await sleep(5);
-  }
-  return performance.now() - started;
-}
+/** How long a change notice may take: 5 s, looked for every 5 ms. */
+const promptly = { withinMs: 5000, everyMs: 5 };
 
 function listening(t: TestContext, options: Parameters<typeof openStorage>[0], applicationName: string): Storage {
   const storage = openStorage({ ...options, listenForChanges: true, applicationName });
@@ -41,11 +35,11 @@ describe('change notices on PostgreSQL', { skip: postgres ? false : 'needs TEST_
     const database = await postgres!.create(t);
     await migrate(database.storage);
     const node = listening(t, database.options, 'notices-a');
-    await eventually(async () => noticesFor(node.db)!.listening, 5000, 'the listener listens');
+    await eventually(async () => noticesFor(node.db)!.listening, 'the listener listens', promptly);
     const cache = countingCache(node, 'clients');
     assert.equal(await cache.get(), 1);
     await bumpGeneration(database.storage.db, 'clients');
-    const tookMs = await eventually(async () => (await cache.get()) === 2, 5000, 'the change is seen');
+    const tookMs = await eventually(async () => (await cache.get()) === 2, 'the change is seen', promptly);
     t.diagnostic(`seen ${tookMs.toFixed(1)} ms after the commit`);
     assert.equal(await cache.get(), 2, 'and loaded once');
   });
@@ -56,7 +50,7 @@ describe('change notices on PostgreSQL', { skip: postgres ? false : 'needs TEST_
     const other = await postgres!.create(t);
     await migrate(other.storage);
     const node = listening(t, database.options, 'notices-b');
-    await eventually(async () => noticesFor(node.db)!.listening, 5000, 'the listener listens');
+    await eventually(async () => noticesFor(node.db)!.listening, 'the listener listens', promptly);
     const cache = countingCache(node, 'clients');
     assert.equal(await cache.get(), 1);
     await database.storage.db
@@ -72,7 +66,7 @@ describe('change notices on PostgreSQL', { skip: postgres ? false : 'needs TEST_
     const marker = countingCache(node, 'keys');
     assert.equal(await marker.get(), 1);
     await bumpGeneration(database.storage.db, 'keys');
-    await eventually(async () => (await marker.get()) === 2, 5000, 'the later change is seen');
+    await eventually(async () => (await marker.get()) === 2, 'the later change is seen', promptly);
     assert.equal(await cache.get(), 1, 'the cache of clients did not reload');
   });
 
@@ -83,14 +77,14 @@ describe('change notices on PostgreSQL', { skip: postgres ? false : 'needs TEST_
     const node = openStorage({ ...database.options, listenForChanges: true, applicationName: 'notices-c', onListening: (l) => states.push(l), onConnectionError: () => undefined });
     t.after(() => node.close());
     const notices = noticesFor(node.db)!;
-    await eventually(async () => notices.listening, 5000, 'the listener listens');
+    await eventually(async () => notices.listening, 'the listener listens', promptly);
     const cache = countingCache(node, 'clients');
     assert.equal(await cache.get(), 1);
     // The notices connection is killed by the server, and the change is made before it is back.
     await adminQuery(testDatabaseUrl!, `select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'notices-c-notices' and pid <> pg_backend_pid()`);
-    await eventually(async () => !notices.listening, 5000, 'the loss is noticed');
+    await eventually(async () => !notices.listening, 'the loss is noticed', promptly);
     await bumpGeneration(database.storage.db, 'clients');
-    await eventually(async () => notices.listening, 5000, 'the listener is back');
+    await eventually(async () => notices.listening, 'the listener is back', promptly);
     assert.equal(await cache.get(), 2, 'the change made while nobody listened is seen once the listener is back');
     assert.deepEqual(states, [true, false, true]);
   });
