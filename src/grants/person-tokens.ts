@@ -13,7 +13,7 @@ import { subjectForClient } from '../identity/pairwise.ts';
 import { issueAccessToken } from '../tokens/issue.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import { kidOfCompact } from '../keys/jws.ts';
-import type { AccessTarget, TokenBasis } from '../tokens/user-tokens.ts';
+import { grantedPayload, type AccessTarget, type TokenBasis } from '../tokens/user-tokens.ts';
 import type { GrantResult, TokenResponse } from './grant.ts';
 import { insufficientUserAuthentication, roleMinimumUnmet } from './step-up.ts';
 import { recordUses } from '../policy/first-use.ts';
@@ -229,22 +229,6 @@ function refreshInput(basis: TokenBasis, cnf: SenderBinding['cnf']): Parameters<
     grantId: basis.grantId,
     clientId: basis.clientId,
     userId: basis.userId,
-    payload: {
-      ...(basis.resource !== undefined ? { resource: basis.resource } : {}),
-      scopes: basis.scopes,
-      oidcScopes: basis.oidcScopes,
-      authorizationDetails: basis.authorizationDetails,
-      authTime: basis.authTime,
-      acr: basis.acr,
-      amr: basis.amr,
-      ...(basis.mandate !== undefined ? { mandate: basis.mandate } : {}),
-      ...(basis.txn !== undefined ? { txn: basis.txn } : {}),
-      ...(basis.approval !== undefined ? { approval: basis.approval } : {}),
-      ...(basis.ciba !== undefined ? { ciba: basis.ciba } : {}),
-      ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}),
-      ...(basis.deviceId !== undefined ? { deviceId: basis.deviceId } : {}),
-      ...(basis.assurance !== undefined ? { assurance: basis.assurance } : {}),
-      ...(cnf ? { cnf } : {}),
-    },
+    payload: { ...grantedPayload(basis), ...(cnf ? { cnf } : {}) },
   };
 }

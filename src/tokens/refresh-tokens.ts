@@ -1,17 +1,13 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
-import type { SignalHit } from '../risk/assessment.ts';
-import type { UpstreamAssurance } from '../authorization/contract.ts';
 import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { Context } from '../context.ts';
 import { Flight } from '../storage/flight.ts';
 import { deleteExpired } from '../storage/pruner.ts';
 import type { Database } from '../storage/schema.ts';
-import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import { grantNamesMandate } from '../authorization/consent.ts';
 import { handleDigest, randomHandle } from '../authorization/digest.ts';
-import type { OidcScope } from '../authorization/scopes.ts';
 import type { Confirmation } from './claims.ts';
-import type { ApprovalsClaimEntry } from '../approvals/claims.ts';
+import type { GrantedPayload } from './user-tokens.ts';
 import type { PersonReadAhead } from '../risk/read-ahead.ts';
 
 /**
@@ -43,29 +39,11 @@ export const refreshTokenTtlSeconds = 12 * 3600;
 
 export type RefreshTokenState = 'active' | 'rotated' | 'superseded' | 'revoked';
 
-/** What a refresh token stands for; carried unchanged through rotation (RFC 6749 §6: same scope). */
-export interface RefreshPayload {
-  resource?: string;
-  scopes: string[];
-  oidcScopes: OidcScope[];
-  authorizationDetails: AuthorizationDetail[];
-  authTime: number;
-  acr: string;
-  amr: string[];
-  /** The mandate id the person acts under, checked again at every refresh. */
-  mandate?: string;
-  /** The trade's txn the authorization started: refreshed tokens continue it. */
-  txn?: string;
-  /** The person's passkey approval of the order entries: refreshed tokens carry it as the code's did. */
-  approval?: { id: string; digest: string };
-  /** A CIBA request's txn, approvals and act chain: refreshed tokens carry them as the first did. */
-  ciba?: { txn: string; approvals: ApprovalsClaimEntry[]; act?: Record<string, unknown> };
-  /** The risk signals of the sign-in the grant was made from: every refresh carries them into its issuance, as the code did. */
-  loginRisk?: SignalHit[];
-  /** The managed device of the sign-in the grant was made from: refreshed tokens name it too. */
-  deviceId?: string;
-  /** The upstream identity provider of the sign-in the grant was made from: refreshed tokens name it too. */
-  assurance?: UpstreamAssurance;
+/**
+ * What a refresh token stands for: the grant's members (TokenBasis has what each means), carried
+ * unchanged through rotation (RFC 6749 §6: same scope), and its binding.
+ */
+export interface RefreshPayload extends GrantedPayload {
   /**
    * The key or certificate a public client's refresh token is bound to (RFC 9449 §5, RFC 8705 §4):
    * every use must prove possession of it. Confidential clients' tokens are bound by client

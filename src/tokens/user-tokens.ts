@@ -43,27 +43,49 @@ export interface TokenBasis {
 }
 
 /** What a code or refresh token recorded of its authorization: the TokenBasis without its parties. */
-export type GrantedPayload = Pick<TokenBasis, 'resource' | 'scopes' | 'oidcScopes' | 'authorizationDetails' | 'authTime' | 'acr' | 'amr' | 'mandate' | 'txn' | 'approval' | 'ciba' | 'loginRisk' | 'deviceId' | 'assurance'>;
+export type GrantedPayload = Omit<TokenBasis, 'userId' | 'clientId' | 'grantId'>;
+
+/**
+ * Every member of GrantedPayload, once: what a code or refresh token carries into the tokens it
+ * issues and into the next refresh token. A member added to TokenBasis and not listed here would
+ * be lost at the first refresh, so the compiler refuses it (`everyGrantedMember`).
+ */
+const grantedMembers = [
+  'resource',
+  'scopes',
+  'oidcScopes',
+  'authorizationDetails',
+  'authTime',
+  'acr',
+  'amr',
+  'mandate',
+  'txn',
+  'approval',
+  'ciba',
+  'loginRisk',
+  'deviceId',
+  'assurance',
+] as const satisfies readonly (keyof GrantedPayload)[];
+type UnlistedMember = Exclude<keyof GrantedPayload, (typeof grantedMembers)[number]>;
+const everyGrantedMember: [UnlistedMember] extends [never] ? true : { unlisted: UnlistedMember } = true;
+void everyGrantedMember;
+
+/**
+ * The granted members `source` has set, and nothing else of it (a code's nonce or session, a
+ * refresh token's binding, the parties): what a refresh token records of its basis, and the basis
+ * rebuilt from a stored code or refresh token.
+ */
+export function grantedPayload(source: GrantedPayload): GrantedPayload {
+  const payload: Partial<Record<keyof GrantedPayload, unknown>> = {};
+  for (const member of grantedMembers) {
+    if (source[member] !== undefined) payload[member] = source[member];
+  }
+  return payload as GrantedPayload;
+}
 
 /** The basis of tokens issued from a stored code or refresh token. */
 export function tokenBasis(parties: { userId: string; clientId: string; grantId: string }, p: GrantedPayload): TokenBasis {
-  return {
-    ...parties,
-    ...(p.resource !== undefined ? { resource: p.resource } : {}),
-    scopes: p.scopes,
-    oidcScopes: p.oidcScopes,
-    authorizationDetails: p.authorizationDetails,
-    authTime: p.authTime,
-    acr: p.acr,
-    amr: p.amr,
-    ...(p.mandate !== undefined ? { mandate: p.mandate } : {}),
-    ...(p.txn !== undefined ? { txn: p.txn } : {}),
-    ...(p.approval !== undefined ? { approval: p.approval } : {}),
-    ...(p.ciba !== undefined ? { ciba: p.ciba } : {}),
-    ...(p.loginRisk !== undefined ? { loginRisk: p.loginRisk } : {}),
-    ...(p.deviceId !== undefined ? { deviceId: p.deviceId } : {}),
-    ...(p.assurance !== undefined ? { assurance: p.assurance } : {}),
-  };
+  return { ...parties, ...grantedPayload(p) };
 }
 
 /** The one audience of an access token and what it carries. */
