@@ -1,5 +1,5 @@
 import { isValidLei } from '../entities/lei.ts';
-import { privateMemberOf } from '../jose/index.ts';
+import { importPublicJwk, privateMemberOf } from '../jose/index.ts';
 import { parseRfc4514 } from './authentication/distinguished-name.ts';
 import { issueScopePattern } from '../pki/profiles.ts';
 import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
@@ -383,6 +383,11 @@ function readJwks(v: Validator, path: string, value: unknown): { keys: Record<st
       (kty === 'EC' && jwk.crv === 'P-256') || (kty === 'OKP' && jwk.crv === 'Ed25519') || (kty === 'RSA' && typeof jwk.n === 'string');
     if (!ok) return v.fail(p, 'must be an EC P-256, OKP Ed25519 or RSA public key');
     if (kty === 'RSA' && Buffer.from(jwk.n as string, 'base64url').length < 256) return v.fail(p, 'RSA keys must be at least 2048 bits');
+    // RFC 7517 §4.5: a kid is a string. RFC 7591 §3.2.2: a key that cannot be used is invalid
+    // metadata, refused here rather than left out at every authentication (client-keys.ts).
+    if (jwk.kid !== undefined && (typeof jwk.kid !== 'string' || jwk.kid === '')) return v.fail(join(p, 'kid'), 'must be a non-empty string');
+    const imported = importPublicJwk(jwk);
+    if ('error' in imported) return v.fail(p, `must be a valid public key: it ${imported.error}`);
     return jwk;
   }, { nonEmpty: true });
   return keys ? { keys } : undefined;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { assertOAuthError, basicAuthorization, ordersApi, protocolFixture, type ProtocolFixture } from '../../endpoints/fixture.ts';
@@ -149,6 +150,19 @@ describe('dynamic client registration (RFC 7591)', () => {
       scope: 'order:create',
     });
     assertOAuthError(fragment, 400, 'invalid_redirect_uri');
+  });
+
+  test('refuses a jwks key that cannot be imported with invalid_client_metadata, naming the key, and takes a real one', async (t) => {
+    const f = await protocolFixture(t);
+    const token = await f.initialAccessToken({ uses: 2 });
+    const real = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as Record<string, string>;
+    const keyed = (key: Record<string, unknown>) => ({ ...serviceMetadata, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [key] } });
+    // A point off the curve: a key no assertion could ever be verified with.
+    const refused = assertOAuthError(await register(f, token, keyed({ ...real, y: real.x })), 400, 'invalid_client_metadata');
+    assert.match(String(refused.error_description), /jwks\.keys\[0\].*cannot be imported/);
+    assertOAuthError(await register(f, token, keyed({ ...real, kid: 7 })), 400, 'invalid_client_metadata', 'a kid that is not a string');
+    const accepted = await register(f, token, keyed({ ...real, kid: 'desk-7-1' }));
+    assert.equal(accepted.statusCode, 201, accepted.body);
   });
 
   test('does not use up a single-use initial access token on invalid metadata', async (t) => {
