@@ -1,3 +1,4 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { isValidLei } from '../entities/lei.ts';
 import { importPublicJwk, privateMemberOf } from '../jose/index.ts';
 import { parseRfc4514 } from './authentication/distinguished-name.ts';
@@ -388,9 +389,36 @@ function readJwks(v: Validator, path: string, value: unknown): { keys: Record<st
     if (jwk.kid !== undefined && (typeof jwk.kid !== 'string' || jwk.kid === '')) return v.fail(join(p, 'kid'), 'must be a non-empty string');
     const imported = importPublicJwk(jwk);
     if ('error' in imported) return v.fail(p, `must be a valid public key: it ${imported.error}`);
+    if (jwk.x5c !== undefined) {
+      const problem = x5cProblem(jwk.x5c, imported.key);
+      if (problem) return v.fail(join(p, 'x5c') + problem.at, problem.message);
+    }
     return jwk;
   }, { nonEmpty: true });
   return keys ? { keys } : undefined;
+}
+
+/**
+ * RFC 7517 §4.7: `x5c` is a chain of PKIX certificates, each standard base64 (not base64url) of its
+ * DER, and the key in the first MUST match the key the JWK gives. The first certificate is one
+ * self_signed_tls_client_auth accepts as it is (tls-client-auth.ts), so it must be the client's key.
+ */
+function x5cProblem(x5c: unknown, key: KeyObject): { at: string; message: string } | undefined {
+  if (!Array.isArray(x5c) || x5c.length === 0) return { at: '', message: 'must be a non-empty array of base64 DER certificates' };
+  const certificates: X509Certificate[] = [];
+  for (const [i, text] of x5c.entries()) {
+    if (typeof text !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return { at: `[${i}]`, message: 'must be a certificate in standard base64 (not base64url)' };
+    const der = Buffer.from(text, 'base64');
+    let certificate: X509Certificate | undefined;
+    try {
+      certificate = new X509Certificate(der);
+    } catch {}
+    // X509Certificate also reads PEM: the bytes must be the certificate's DER itself.
+    if (!certificate?.raw.equals(der)) return { at: `[${i}]`, message: 'is not a DER certificate' };
+    certificates.push(certificate);
+  }
+  if (!certificates[0]!.publicKey.equals(key)) return { at: '[0]', message: 'must hold the key the JWK gives (RFC 7517 §4.7)' };
+  return undefined;
 }
 
 function dropUndefined<T extends object>(value: T): T {

@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { readClientMetadata } from '../../src/clients/metadata.ts';
 import { Validator } from '../../src/validation.ts';
+import { makeCertificate } from './authentication/fixture.ts';
 
 const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as Record<string, string>;
 const edKey = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as Record<string, string>;
@@ -33,5 +34,35 @@ describe("a client's registered jwks", () => {
 
   test('still refuses a private key before trying to import it', () => {
     assert.deepEqual(problemsWithKeys([{ ...ecKey, d: 'c2VjcmV0' }]), ['client.jwks.keys[0]: must be a public key (has private member "d")']);
+  });
+
+  test("takes an x5c chain whose first certificate holds the key's own public key (RFC 7517 §4.7)", () => {
+    const own = makeCertificate({ subject: '/CN=algo-7' });
+    const jwk = own.certificate.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+    const issuer = makeCertificate({ subject: '/CN=desk CA' });
+    const chain = [own.certificate.raw.toString('base64'), issuer.certificate.raw.toString('base64')];
+    assert.deepEqual(problemsWithKeys([{ ...jwk, x5c: chain }]), []);
+  });
+
+  test('refuses an x5c whose first certificate holds another key: that certificate would authenticate the client as it is', () => {
+    const other = makeCertificate({ subject: '/CN=someone else' });
+    assert.deepEqual(problemsWithKeys([{ ...ecKey, x5c: [other.certificate.raw.toString('base64')] }]), [
+      'client.jwks.keys[0].x5c[0]: must hold the key the JWK gives (RFC 7517 §4.7)',
+    ]);
+  });
+
+  test('refuses an x5c that is not certificates in standard base64', () => {
+    const own = makeCertificate({ subject: '/CN=algo-7' });
+    const jwk = own.certificate.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+    const der = own.certificate.raw;
+    assert.deepEqual(problemsWithKeys([{ ...jwk, x5c: der.toString('base64') }]), ['client.jwks.keys[0].x5c: must be a non-empty array of base64 DER certificates']);
+    assert.deepEqual(problemsWithKeys([{ ...jwk, x5c: [] }]), ['client.jwks.keys[0].x5c: must be a non-empty array of base64 DER certificates']);
+    const url = der.toString('base64url');
+    assert.match(url, /[-_]/, 'this certificate reads differently in base64url');
+    assert.deepEqual(problemsWithKeys([{ ...jwk, x5c: [url] }]), ['client.jwks.keys[0].x5c[0]: must be a certificate in standard base64 (not base64url)']);
+    assert.deepEqual(problemsWithKeys([{ ...jwk, x5c: [der.toString('base64'), Buffer.from('not a certificate').toString('base64')] }]), [
+      'client.jwks.keys[0].x5c[1]: is not a DER certificate',
+    ]);
+    assert.deepEqual(problemsWithKeys([{ ...jwk, x5c: [Buffer.from(own.certificate.toString()).toString('base64')] }]), ['client.jwks.keys[0].x5c[0]: is not a DER certificate'], 'PEM is not DER');
   });
 });

@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { assertOAuthError, basicAuthorization, ordersApi, protocolFixture, type ProtocolFixture } from '../../endpoints/fixture.ts';
+import { makeCertificate } from '../authentication/fixture.ts';
 
 const serviceMetadata = {
   client_name: 'Algo desk 7',
@@ -163,6 +164,19 @@ describe('dynamic client registration (RFC 7591)', () => {
     assertOAuthError(await register(f, token, keyed({ ...real, kid: 7 })), 400, 'invalid_client_metadata', 'a kid that is not a string');
     const accepted = await register(f, token, keyed({ ...real, kid: 'desk-7-1' }));
     assert.equal(accepted.statusCode, 201, accepted.body);
+  });
+
+  test("refuses a jwks key whose x5c certificate holds another key (RFC 7517 §4.7) with invalid_client_metadata", async (t) => {
+    const f = await protocolFixture(t);
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+    const someoneElse = makeCertificate({ subject: '/CN=someone else' }).certificate.raw.toString('base64');
+    const response = await register(f, await f.initialAccessToken(), {
+      ...serviceMetadata,
+      token_endpoint_auth_method: 'self_signed_tls_client_auth',
+      jwks: { keys: [{ ...key, x5c: [someoneElse] }] },
+    });
+    const body = assertOAuthError(response, 400, 'invalid_client_metadata');
+    assert.match(String(body.error_description), /jwks\.keys\[0\]\.x5c\[0\]/);
   });
 
   test('does not use up a single-use initial access token on invalid metadata', async (t) => {
