@@ -19,6 +19,7 @@ import { verifyStore } from '../../src/audit/verify.ts';
 import { systemClock } from '../../src/clock.ts';
 import { openStorage, type Storage } from '../../src/storage/database.ts';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from '../../src/storage/faults.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { testDatabaseUrl } from '../helpers/storage.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
@@ -108,6 +109,17 @@ async function until(what: string, condition: () => Promise<boolean>, timeoutMs:
   }
 }
 
+/** BEGIN IMMEDIATE on `db`: true once it holds the write lock, false while SQLite answers busy. */
+function beginImmediate(db: DatabaseSync): boolean {
+  try {
+    db.exec('BEGIN IMMEDIATE');
+    return true;
+  } catch (error) {
+    if ((error as { errcode?: number }).errcode === 5) return false; // SQLITE_BUSY
+    throw error;
+  }
+}
+
 describe('database faults on SQLite', () => {
   test('answers 503 temporarily_unavailable after the busy timeout while another connection holds the write lock, then serves again', async (t) => {
     const server = await startTestServer({ t, env: { CLEARANCE_SQLITE_BUSY_TIMEOUT_MS: '300' } });
@@ -119,9 +131,11 @@ describe('database faults on SQLite', () => {
     const file = server.running.ctx.storage.location.replace(/^sqlite:/, '');
     const other = new DatabaseSync(file);
     t.after(() => other.close());
-    // It waits its turn for the lock, as the CLI does: the server's sealer writes ten times a second.
-    other.exec('PRAGMA busy_timeout = 5000');
-    other.exec('BEGIN IMMEDIATE');
+    // It waits its turn for the lock, as the CLI does: the server's sealer writes ten times a second,
+    // and on a loaded machine one busy timeout can pass without a free moment (seen once in CI:
+    // "database is locked" from BEGIN IMMEDIATE), so it tries again until it has the lock.
+    other.exec('PRAGMA busy_timeout = 1000');
+    await eventually(() => beginImmediate(other), 'the other connection holding the write lock', { withinMs: 30_000, everyMs: 1 });
     const locked = await requestToken(server.running.url, secret);
     assert.equal(locked.status, 503);
     assert.equal(locked.error, 'temporarily_unavailable');
