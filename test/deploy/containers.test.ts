@@ -23,6 +23,7 @@ import { buildImage, clientAssertion, command, containerSkip, freshDatabase, ngi
 import { deleteKeys, redisSkip, testRedisUrl } from '../helpers/redis.ts';
 import { freePort, freePorts } from '../helpers/server.ts';
 import { adminQuery } from '../helpers/storage.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 const issuer = 'https://clearance.test';
 const resource = 'https://orders.image.example/api';
@@ -378,7 +379,7 @@ describe('two nodes from the image on one PostgreSQL and Redis (deploy/local/nod
       await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
       if (nginx.exitCode === null && nginx.signalCode === null) nginx.kill('SIGKILL');
     });
-    await until(() => accepts(proxyPort), 10_000);
+    await eventually(() => accepts(proxyPort), 'the proxy accepting connections', { withinMs: 10_000, everyMs: 100 });
 
     const tokenRequest = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'settlement', scope: 'order:create', resource }).toString();
     const viaProxy = (options: { cert?: string; key?: string; headers?: Record<string, string> }) =>
@@ -434,10 +435,3 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-async function until(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

@@ -19,6 +19,7 @@ import { verifyStore } from '../../src/audit/verify.ts';
 import { systemClock } from '../../src/clock.ts';
 import { openStorage, type Storage } from '../../src/storage/database.ts';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from '../../src/storage/faults.ts';
+import { isSqliteBusy } from '../../src/storage/node-sqlite-driver.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { testDatabaseUrl } from '../helpers/storage.ts';
@@ -101,12 +102,9 @@ async function readyz(base: string): Promise<{ status: number; ms: number }> {
   return { status: response.status, ms: performance.now() - started };
 }
 
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
+/** `eventually`, looked at every 100 ms (each look may be a request or a verification). */
+function until(what: string, condition: () => Promise<boolean>, withinMs: number): Promise<number> {
+  return eventually(condition, what, { withinMs, everyMs: 100 });
 }
 
 /** BEGIN IMMEDIATE on `db`: true once it holds the write lock, false while SQLite answers busy. */
@@ -115,7 +113,7 @@ function beginImmediate(db: DatabaseSync): boolean {
     db.exec('BEGIN IMMEDIATE');
     return true;
   } catch (error) {
-    if ((error as { errcode?: number }).errcode === 5) return false; // SQLITE_BUSY
+    if (isSqliteBusy(error)) return false;
     throw error;
   }
 }

@@ -13,6 +13,7 @@ import { MemoryBuckets, type BucketCheck } from '../../../src/risk/limits/bucket
 import { RedisBuckets } from '../../../src/risk/limits/redis-buckets.ts';
 import { SharedStore } from '../../../src/risk/limits/redis.ts';
 import { ownRedisSkip, startOwnRedis } from '../../helpers/redis.ts';
+import { eventually } from '../../helpers/eventually.ts';
 
 /** A logger whose lines the test reads. */
 function capturedLog() {
@@ -26,9 +27,9 @@ function capturedLog() {
   return { log: createLogger('info', destination), lines, messages: (pattern: RegExp) => lines.filter((l) => pattern.test(l.msg)) };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.ok(condition(), what);
+/** `eventually` with this file's bound: 10 s, looked at every 50 ms. */
+function until(condition: () => boolean, what: string): Promise<number> {
+  return eventually(condition, what, { withinMs: 10_000, everyMs: 50 });
 }
 
 const bucket: BucketCheck = { key: 'client:oms', quota: 3, windowMs: 60_000 };
