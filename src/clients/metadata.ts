@@ -1,9 +1,10 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { isValidLei } from '../entities/lei.ts';
 import { importPublicJwk, privateMemberOf } from '../jose/index.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
 import { parseRfc4514 } from './authentication/distinguished-name.ts';
 import { issueScopePattern } from '../pki/profiles.ts';
-import { isLoopbackHost, scopePattern } from '../resource-servers/definition.ts';
+import { scopePattern } from '../resource-servers/definition.ts';
 import { Validator, join } from '../validation.ts';
 import { fapiAuthMethods } from './profile.ts';
 import { redirectHosts, subjectTypes, type SubjectType } from '../identity/pairwise.ts';

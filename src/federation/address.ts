@@ -144,10 +144,3 @@ export function ipv6Bytes(text: string): Uint8Array | undefined {
   });
   return bytes;
 }
-
-/** True for hostnames that name this machine: `localhost`, 127.0.0.0/8 and ::1 (with or without brackets). */
-export function isLoopbackName(hostname: string): boolean {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  return isIP(host) !== 0 && classifyAddress(host).label.startsWith('loopback');
-}

@@ -1,6 +1,6 @@
 import type { Context } from '../context.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
 import { builtinResourceServers } from '../resource-servers/builtins.ts';
-import { isLoopbackName } from './address.ts';
 import type { Partner } from './definition.ts';
 import { fetchJson, type JsonFetcher } from './fetch.ts';
 import { readKeySet, type PartnerKey } from './keys.ts';
@@ -122,7 +122,7 @@ function issuerWellFormed(partner: Partner): [CheckLine['status'], string, strin
   }
   if (url.search || url.hash) return ['fail', rule, `${partner.issuer} has a query or fragment (RFC 8414 §2)`];
   if (url.protocol === 'https:') return ['pass', rule, partner.issuer];
-  if (url.protocol === 'http:' && isLoopbackName(url.hostname) && partner.allow_private_network) {
+  if (url.protocol === 'http:' && isLoopbackHost(url.hostname) && partner.allow_private_network) {
     return ['pass', rule, `${partner.issuer} (http to a loopback host: allow_private_network)`];
   }
   return ['fail', rule, `${partner.issuer} is not https`];

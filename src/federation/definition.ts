@@ -1,7 +1,7 @@
 import { Validator, join } from '../validation.ts';
 import { readAcrTrust, type AcrTrust } from './upstream/acr-trust.ts';
 import { isValidLei } from '../entities/lei.ts';
-import { isLoopbackName } from './address.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
 import { importPartnerKey, partnerAlgorithms, type PartnerAlg } from './keys.ts';
 import { readPartnerCertificateTrust, type PartnerRevocation, type PartnerTrustAnchor } from './trust-anchors.ts';
 import { readChaining, type Chaining } from './chaining.ts';
@@ -270,7 +270,7 @@ export function readHttpsUrl(v: Validator, path: string, value: unknown, rules: 
   } catch {
     return v.fail(path, 'must be an absolute URL');
   }
-  if (url.protocol === 'http:' && !isLoopbackName(url.hostname)) return v.fail(path, 'must be https (http only for loopback hosts)');
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return v.fail(path, 'must be https (http only for loopback hosts)');
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return v.fail(path, 'must be https');
   if (url.username || url.password) return v.fail(path, 'must not contain credentials');
   if (text.includes('#')) return v.fail(path, 'must not contain a fragment');

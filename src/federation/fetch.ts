@@ -2,7 +2,8 @@ import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { classifyAddress, isLoopbackName } from './address.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
+import { classifyAddress } from './address.ts';
 
 /** A resolved address of a host name. */
 export interface ResolvedAddress {
@@ -67,7 +68,7 @@ export function checkUrl(url: string, rules: FetchRules): URL {
   }
   if (target.username || target.password) throw new FetchError(`${url} carries credentials, which are never sent`);
   if (target.protocol === 'http:') {
-    if (!isLoopbackName(target.hostname)) throw new FetchError(`${url} is not https (http is allowed only to a loopback host)`);
+    if (!isLoopbackHost(target.hostname)) throw new FetchError(`${url} is not https (http is allowed only to a loopback host)`);
     if (!rules.allowPrivateNetwork) throw new FetchError(`${url} is not https (http to a loopback host needs allow_private_network)`);
   } else if (target.protocol !== 'https:') {
     throw new FetchError(`${url} is not https`);

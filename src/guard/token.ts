@@ -1,5 +1,6 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { asymmetricJwsAlgorithms, decodeCompactJws, describe, mediaType } from '../jose/index.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
 
 /**
  * Verification of a Clearance access token (a JWT per RFC 9068) at a resource server: the keys
@@ -153,8 +154,7 @@ export function checkedUrl(value: string, name: string, allowHttp: boolean): URL
   } catch {
     throw new TypeError(`guard option ${name} is not a URL: ${value}`);
   }
-  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (loopback || allowHttp))) {
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (isLoopbackHost(url.hostname) || allowHttp))) {
     throw new TypeError(`guard option ${name} must be an https URL (http only on loopback or with allowHttp): ${value}`);
   }
   if (url.username || url.password) throw new TypeError(`guard option ${name} must not carry credentials`);

@@ -1,5 +1,6 @@
 import { regionPattern } from '../entities/definition.ts';
 import { isValidLei } from '../entities/lei.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
 import { Validator, join } from '../validation.ts';
 
 /** An audience per business function (DESIGN §3): what it accepts and how its tokens are made. */
@@ -142,6 +143,3 @@ function readIdentifier(v: Validator, path: string, value: unknown): string | un
   return text;
 }
 
-export function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
-}

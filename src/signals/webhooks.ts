@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Config } from '../config.ts';
-import { isLoopbackName } from '../federation/address.ts';
+import { isLoopbackHost } from '../jose/loopback.ts';
 import type { Database } from '../storage/schema.ts';
 import { join, type Validator } from '../validation.ts';
 import { alertTypes } from './alerts.ts';
@@ -86,7 +86,7 @@ function checkWebhookUrl(v: Validator, path: string, raw: string, config: Pick<C
   if (url.protocol === 'https:') return;
   if (url.protocol !== 'http:') v.fail(path, 'must be https');
   else if (config.mode === 'production') v.fail(path, 'must be https in production');
-  else if (!isLoopbackName(url.hostname) || !allowPrivateNetwork) v.fail(path, 'must be https (http only to a loopback host, in development, with allow_private_network)');
+  else if (!isLoopbackHost(url.hostname) || !allowPrivateNetwork) v.fail(path, 'must be https (http only to a loopback host, in development, with allow_private_network)');
 }
 
 /**

@@ -140,6 +140,25 @@ describe('apply', () => {
     assert.deepEqual(await snapshot(ctx), before);
   });
 
+  test('takes http only for a loopback host, in each section that allows it, by one definition', async (t) => {
+    const { ctx } = await testContext({ t });
+    const hostsOf = (host: string, n: number) => ({
+      resource_servers: [{ identifier: `http://${host}/api`, scopes: ['order:create'] }],
+      clients: [{ client_id: `keys-${n}`, token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], scope: 'order:create', jwks_uri: `http://${host}/jwks` }],
+      alerts: { webhooks: [{ id: `hook-${n}`, url: `http://${host}/hook`, types: ['*'], signing: 'jws', allow_private_network: true }] },
+    });
+    for (const [n, host] of ['127.0.0.2:8081', '[::1]:8081', '[::ffff:127.0.0.1]:8081', 'localhost:8081'].entries()) {
+      assert.deepEqual((await planApply(ctx, hostsOf(host, n))).problems.map(formatProblem), [], host);
+    }
+    for (const [n, host] of ['api.localhost', '127.0.0.1.nip.io', 'localhost.example.com'].entries()) {
+      assert.deepEqual((await planApply(ctx, hostsOf(host, n))).problems.map(formatProblem), [
+        'resource_servers[0].identifier: must be https (http only for loopback hosts)',
+        'clients[0].jwks_uri: must be https',
+        'alerts.webhooks[0].url: must be https (http only to a loopback host, in development, with allow_private_network)',
+      ], host);
+    }
+  });
+
   test('addresses problems in a YAML file by the same paths', async (t) => {
     const { ctx } = await testContext({ t });
     const text = validYaml.replace('https://ui.example.com/callback', 'http://ui.example.com/callback');

@@ -88,6 +88,18 @@ describe('the partners section of clearance apply', () => {
     ]);
   });
 
+  test('takes an http issuer and jwks_uri only on a loopback host, not a name under .localhost', async (t) => {
+    const { ctx } = await testContext({ t });
+    const at = async (origin: string) =>
+      problems(ctx, { resource_servers: [orders], partners: [await partnerEntry({ issuer: origin, jwks: undefined, jwks_uri: `${origin}/jwks`, allow_private_network: true })] });
+    assert.deepEqual(await at('http://[::ffff:127.0.0.1]:8444'), []);
+    assert.deepEqual(await at('http://127.0.0.2:8444'), []);
+    assert.deepEqual(await at('http://as.localhost:8444'), [
+      'partners[0].issuer: must be https (http only for loopback hosts)',
+      'partners[0].jwks_uri: must be https (http only for loopback hosts)',
+    ]);
+  });
+
   test('applies a profile with its defaults, finds nothing to change the second time, and audits the change', async (t) => {
     const { ctx } = await testContext({ t });
     const document = { resource_servers: [orders], partners: [await partnerEntry()] };

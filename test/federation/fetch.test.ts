@@ -74,6 +74,8 @@ describe('fetching a partner document (SSRF rules)', () => {
   test('refuses http except to a loopback host with the private network allowed, and URLs with credentials', async () => {
     await assert.rejects(fetchJson('http://keys.partner.example/jwks', { allowPrivateNetwork: true }), /is not https \(http is allowed only to a loopback host\)/);
     await assert.rejects(fetchJson('http://127.0.0.1:9/jwks', { allowPrivateNetwork: false }), /http to a loopback host needs allow_private_network/);
+    // A name under .localhost is not a loopback host (src/jose/loopback.ts): DNS may answer for it.
+    await assert.rejects(fetchJson('http://keys.localhost/jwks', { allowPrivateNetwork: true }), /is not https \(http is allowed only to a loopback host\)/);
     await assert.rejects(fetchJson('ftp://keys.partner.example/jwks', { allowPrivateNetwork: true }), /is not https/);
     await assert.rejects(fetchJson('https://user:pass@keys.partner.example/jwks', { allowPrivateNetwork: false }), /carries credentials/);
   });

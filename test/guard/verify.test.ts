@@ -170,6 +170,16 @@ describe('the guard verifying access tokens', () => {
     }
     assert.throws(() => createGuard({ issuer: 'http://clearance.internal', audience: ordersApi }), /https/);
   });
+
+  test('takes an http issuer only on a loopback host unless allowHttp is set, and never one with credentials', () => {
+    const make = (issuer: string, allowHttp?: boolean) => createGuard({ issuer, audience: ordersApi, jwks: { keys: [] }, ...(allowHttp === undefined ? {} : { allowHttp }) });
+    for (const issuer of ['http://localhost:9000', 'http://127.0.0.2:9000', 'http://[::1]:9000', 'http://[::ffff:127.0.0.1]:9000']) make(issuer);
+    for (const issuer of ['http://127.0.0.1.nip.io', 'http://as.localhost', 'http://localhost.example.com', 'http://[::ffff:10.0.0.1]']) {
+      assert.throws(() => make(issuer), /must be an https URL/, issuer);
+    }
+    make('http://clearance.internal', true);
+    assert.throws(() => make('https://user:secret@as.example.com'), /must not carry credentials/);
+  });
 });
 
 describe('the guard checking what a token allows', () => {

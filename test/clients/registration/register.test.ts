@@ -153,6 +153,18 @@ describe('dynamic client registration (RFC 7591)', () => {
     assertOAuthError(fragment, 400, 'invalid_redirect_uri');
   });
 
+  test('takes an http redirect_uri on a loopback host (RFC 8252 §7.3), not on a name that only looks like one', async (t) => {
+    const f = await protocolFixture(t);
+    const token = await f.initialAccessToken({ uses: 10 });
+    const withRedirect = (uri: string) => register(f, token, { grant_types: ['authorization_code'], redirect_uris: [uri], scope: 'order:create' });
+    for (const uri of ['http://127.0.0.1:8080/callback', 'http://[::1]/callback', 'http://[::ffff:127.0.0.1]/callback']) {
+      assert.equal((await withRedirect(uri)).statusCode, 201, uri);
+    }
+    for (const uri of ['http://127.0.0.1.nip.io/callback', 'http://desk.localhost/callback', 'http://localhost.example.com/callback']) {
+      assertOAuthError(await withRedirect(uri), 400, 'invalid_redirect_uri');
+    }
+  });
+
   test('refuses a jwks key that cannot be imported with invalid_client_metadata, naming the key, and takes a real one', async (t) => {
     const f = await protocolFixture(t);
     const token = await f.initialAccessToken({ uses: 2 });
