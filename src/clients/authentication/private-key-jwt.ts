@@ -142,7 +142,9 @@ function checkHeader(header: Record<string, unknown>, client: Client): Assertion
     throw invalidClient(`client_assertion alg ${quote(alg)} is not allowed (${allowed})`, `client_assertion alg must be one of ${allowed}`);
   }
   const registered = client.metadata.token_endpoint_auth_signing_alg;
-  // RFC 7591 §2: token_endpoint_auth_signing_alg — "All private key JWTs MUST use this algorithm".
+  // OpenID Connect Dynamic Client Registration 1.0 §2: token_endpoint_auth_signing_alg — "All
+  // Token Requests using these authentication methods from this Client MUST be rejected, if the
+  // JWT is not signed with this algorithm".
   // EdDSA and Ed25519 are one algorithm under two names (RFC 9864 §2.2; src/jose/algorithms.ts):
   // the same key type and the same signature, so a client registered with either may send both.
   if (registered && !sameAlgorithm(alg, registered)) {
@@ -262,13 +264,13 @@ function checkClaims(claims: JWTPayload, clientId: string, ctx: AssertionContext
     throw invalidClient(`client_assertion aud is an array ${quote(aud)}; only the issuer as a string is accepted`, audience);
   }
   if (aud !== ctx.issuer) throw invalidClient(`client_assertion aud ${quote(aud)} is not the issuer ${ctx.issuer}`, audience);
-  // RFC 7523 §3 (4): exp is required. jose already refused it if past (beyond the skew).
+  // RFC 7523 §3 (4): exp is required. verifySignature, which runs first, refused it if past (beyond the skew).
   if (typeof exp !== 'number') throw invalidClient('client_assertion has no exp', 'client_assertion must have exp');
   if (iat !== undefined && iat > now + clockSkewSeconds) {
     const detail = `client_assertion iat is ${iat - now} s in the future (limit ${clockSkewSeconds} s)`;
     throw invalidClient(detail, 'client_assertion iat is in the future');
   }
-  // jose refused an nbf beyond the skew; the lifetime rule below bounds the rest.
+  // verifySignature, which runs first, refused an nbf beyond the skew; the lifetime rule below bounds the rest.
   for (const [name, start] of [['iat', iat], ['nbf', nbf], ['now', now]] as const) {
     if (start === undefined) continue;
     const allowed = maxLifetimeSeconds + (name === 'now' ? clockSkewSeconds : 0);
