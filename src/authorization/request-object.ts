@@ -132,9 +132,10 @@ async function remoteKeys(client: Client, sets: ClientKeySets | undefined, refre
 function describeJoseError(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'the request object has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    if (error.claim === 'nbf') return 'the request object is not yet valid (nbf)';
-    if (error.claim === 'iss') return 'the request object iss must be the client_id';
+    // The reason first: a missing claim is named as missing, whichever claim it is (a missing nbf is not "not yet valid").
     if (error.reason === 'missing') return `the request object must contain ${error.claim}`;
+    if (error.claim === 'nbf' && error.reason === 'check_failed') return 'the request object is not yet valid (nbf)';
+    if (error.claim === 'iss') return 'the request object iss must be the client_id';
     return `the request object ${error.claim} claim is invalid`;
   }
   if (error instanceof joseErrors.JOSEError) return `the request object is invalid (${error.code})`;

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import * as client from 'openid-client';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { ClientKeySets } from '../../../src/clients/authentication/remote-keys.ts';
@@ -11,21 +9,10 @@ import { readClientMetadata } from '../../../src/clients/metadata.ts';
 import type { Client } from '../../../src/clients/store.ts';
 import { Validator } from '../../../src/validation.ts';
 import { assertOAuthError, protocolFixture, ordersApi } from '../../endpoints/fixture.ts';
+import { keyServer } from '../../helpers/key-server.ts';
 import { startTestServer } from '../../helpers/server.ts';
 
 const insecure = { execute: [client.allowInsecureRequests] }; // the test issuer is http on loopback
-
-/** A client's key server on 127.0.0.1: serves whatever `handler` answers, counts requests. */
-async function keyServer(t: Pick<TestContext, 'after'>, handler: (request: IncomingMessage, response: ServerResponse) => void) {
-  const requests: IncomingMessage[] = [];
-  const server = createServer((request, response) => {
-    requests.push(request);
-    handler(request, response);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`, requests };
-}
 
 async function es256(kid: string): Promise<{ privateKey: CryptoKey; jwk: Record<string, unknown> }> {
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
