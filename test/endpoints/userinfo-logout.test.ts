@@ -53,6 +53,23 @@ describe('the userinfo endpoint (OIDC Core §5.3)', () => {
     await f.ctx.storage.db.updateTable('grants').set({ revoked_at: f.clock.now(), revoked_by: 'test', revoke_reason: 'test' }).where('id', '=', grantId).execute();
     assertOAuthError(await f.inject({ method: 'GET', url: '/userinfo', headers: { authorization: `Bearer ${accessToken}` } }), 401, 'invalid_token');
   });
+
+  test('refuses a token in the query string even beside a valid Authorization header, by GET and POST, as the admin API does', async (t) => {
+    const f = await codeFlowFixture(t);
+    const { accessToken } = await signedInWithTokens(f);
+    const authorization = `Bearer ${accessToken}`;
+    assert.equal((await f.inject({ method: 'GET', url: '/userinfo?x=1', headers: { authorization } })).statusCode, 200, 'the header alone, with another query parameter, is accepted');
+    for (const method of ['GET', 'POST'] as const) {
+      for (const url of [`/userinfo?access_token=${accessToken}`, `/userinfo?x=1&access_token=${accessToken}`]) {
+        // RFC 6750 §2.3 is not offered, and FAPI 2.0 SP §5.3.4-2: a resource server shall not
+        // accept access tokens in the query: the URL ends up in logs, so the request is refused
+        // outright rather than served from the header.
+        const response = await f.inject({ method, url, headers: { authorization } });
+        assertOAuthError(response, 400, 'invalid_request', `${method} ${url.slice(0, 30)}`);
+        assert.match(String(response.headers['www-authenticate']), /^Bearer realm="clearance", error="invalid_request"/);
+      }
+    }
+  });
 });
 
 describe('the challenges of the userinfo endpoint (RFC 6750 §3, §3.1)', () => {
