@@ -92,6 +92,43 @@ describe('the authorization endpoint', () => {
     assert.ok(again.location!.searchParams.get('code'));
   });
 
+  test('answers a cross-origin GET, POST or preflight without any Access-Control-Allow-* header', async (t) => {
+    // RFC 9700 §2.6: CORS MUST NOT be supported at the authorization endpoint, which the client
+    // redirects the browser to and never calls itself; with CORS, a page on any site could read
+    // the 303's Location (a code, once a session and consent exist) from a fetch with credentials.
+    const f = await codeFlowFixture(t);
+    const origin = 'https://evil.example';
+    const { person } = await f.authorizeAndApprove({});
+    const corsHeaders = (response: LightMyRequestResponse) => Object.keys(response.headers).filter((name) => name.startsWith('access-control-'));
+    const query = new URLSearchParams(f.request('web-app') as Record<string, string>).toString();
+
+    const get = await f.inject({ method: 'GET', url: `/authorize?${query}`, headers: { origin, cookie: person.cookie } });
+    const post = await f.inject({
+      method: 'POST',
+      url: '/authorize',
+      headers: { origin, cookie: person.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: query,
+    });
+    for (const [what, response] of [['GET', get], ['POST', post]] as const) {
+      // The good case first: the request is answered in full (the code is issued), so the missing
+      // headers are not an artefact of a refusal. The same response's other headers are read the same
+      // way, so a CORS header would be seen if it were there.
+      assert.equal(response.statusCode, 303, `${what}: ${response.body}`);
+      assert.ok(new URL(String(response.headers.location)).searchParams.get('code'), `${what}: a code`);
+      assert.equal(response.headers['referrer-policy'], 'no-referrer', what);
+      assert.equal(response.headers['access-control-allow-origin'], undefined, `${what}: no Access-Control-Allow-Origin`);
+      assert.equal(response.headers['access-control-allow-credentials'], undefined, `${what}: no Access-Control-Allow-Credentials`);
+      assert.deepEqual(corsHeaders(response), [], `${what}: no CORS header at all`);
+    }
+
+    // A preflight, as a browser sends before a credentialed cross-origin fetch: whatever the status,
+    // never a 5xx and no permission. (Clearance has no OPTIONS routes and no CORS on any endpoint —
+    // not on /token, /jwks or discovery either — so there is no endpoint with CORS to contrast with.)
+    const preflight = await f.inject({ method: 'OPTIONS', url: '/authorize', headers: { origin, 'access-control-request-method': 'GET' } });
+    assert.ok(preflight.statusCode < 500, `never a 5xx: ${preflight.statusCode} ${preflight.body}`);
+    assert.deepEqual(corsHeaders(preflight), [], `no Access-Control-Allow-* on a preflight: ${JSON.stringify(preflight.headers)}`);
+  });
+
   test('keeps the registered query of a redirect_uri and appends the response to it', async (t) => {
     const f = await codeFlowFixture(t);
     const { location } = await f.authorizeAndApprove({ query: { redirect_uri: webRedirectWithQuery } });

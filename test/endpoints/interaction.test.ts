@@ -481,6 +481,29 @@ describe('the interaction pages', () => {
     assert.match(String(login.headers['set-cookie']), /^clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
   });
 
+  test('set the browser-binding cookie of /authorize Secure, HttpOnly and SameSite=Lax on an https issuer', async (t) => {
+    // SECURITY-CHECKLIST "Session / CSRF / browser": cookies are Secure, HttpOnly and SameSite.
+    // clearance_browser ties an interaction to the browser that started it (src/endpoints/authorize),
+    // so it must not travel over http nor be readable by script. Like clearance_session it has no
+    // __Host- prefix: both take the issuer's path (cookieScope), which __Host- would forbid for an
+    // issuer at https://host/idp; only the CSRF cookie, at Path=/ on https, has the prefix.
+    const h = await harness(t, { CLEARANCE_ISSUER: 'https://id.broker.example' });
+    const query = new URLSearchParams({
+      response_type: 'code',
+      client_id: 'trading-ui',
+      redirect_uri: 'https://ui.example.com/callback',
+      scope: 'openid order:create',
+      state: 'st-1',
+      nonce: 'n-1',
+      code_challenge: createHash('sha256').update('a'.repeat(43)).digest('base64url'),
+      code_challenge_method: 'S256',
+    });
+    const start = await h.get(`/authorize?${query}`);
+    assert.equal(start.statusCode, 303, start.body);
+    assert.match(String(start.headers.location), /^https:\/\/id\.broker\.example\/interaction\//);
+    assert.match(String(start.headers['set-cookie']), /^clearance_browser=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+  });
+
   test('turn an unexpected failure of the protocol side into a 500 page without detail', async (t) => {
     const h = await harness(t);
     const id = h.flow.create(h.clock);
