@@ -1,7 +1,7 @@
 /**
  * Throttling of failed client authentication over HTTP (src/clients/authentication/throttle.ts):
  * it slows the caller who fails, never the client whose name is used. The same path serves the
- * token, introspection and revocation endpoints and the AuthZEN API's Basic authentication.
+ * token, PAR, introspection and revocation endpoints and the AuthZEN API's Basic authentication.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -9,6 +9,7 @@ import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { signCompact } from '../../src/keys/jws.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
+import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { assertOAuthError, ordersApi, protocolFixture, type ProtocolFixture } from './fixture.ts';
 
 const jwtBearer = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -25,10 +26,10 @@ const endpoints = Object.keys(forms);
 const statuses = (responses: LightMyRequestResponse[]) => responses.map((r) => r.statusCode);
 const count = (responses: LightMyRequestResponse[], status: number) => responses.filter((r) => r.statusCode === status).length;
 
-/** 50 assertions naming oms-service that an outsider can make: unsigned, malformed, or signed with a key of its own. */
-function junkAssertions(f: ProtocolFixture): string[] {
+/** 50 assertions naming a private_key_jwt client (oms-service unless told) that an outsider can make: unsigned, malformed, or signed with a key of its own. */
+function junkAssertions(f: ProtocolFixture, clientId = 'oms-service', kid = 'oms-1'): string[] {
   const now = Math.floor(f.clock.now() / 1000);
-  const claims = { iss: 'oms-service', sub: 'oms-service', aud: f.issuer, iat: now, exp: now + 60 };
+  const claims = { iss: clientId, sub: clientId, aud: f.issuer, iat: now, exp: now + 60 };
   const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
   const attackerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   return Array.from({ length: 50 }, (_, i) => {
@@ -39,9 +40,9 @@ function junkAssertions(f: ProtocolFixture): string[] {
       case 1: // alg none with something in the signature place
         return `${b64({ alg: 'none' })}.${b64({ ...claims, jti })}.${b64('x')}`;
       case 2: // the registered kid and alg, a garbage signature
-        return `${b64({ alg: 'ES256', kid: 'oms-1' })}.${b64({ ...claims, jti })}.${Buffer.alloc(64, i).toString('base64url')}`;
+        return `${b64({ alg: 'ES256', kid })}.${b64({ ...claims, jti })}.${Buffer.alloc(64, i).toString('base64url')}`;
       case 3: // signed with the attacker's own key
-        return signCompact('ES256', attackerKey, { kid: 'oms-1' }, { ...claims, jti });
+        return signCompact('ES256', attackerKey, { kid }, { ...claims, jti });
       default: // not a JWT at all
         return `junk.${i}`;
     }
@@ -185,6 +186,74 @@ describe('client authentication throttling', () => {
     // The token endpoint counts the same failures: the attacker's address waits there too.
     assertOAuthError(await f.token({ auth: f.basic('pdp-gateway'), form: { grant_type: 'client_credentials', scope: 'access:evaluate' }, remoteAddress: attacker }), 429, 'invalid_client');
     assert.equal((await f.auditEvents('client.throttled')).filter((e) => e.client === 'pdp-gateway').length, 41);
+  });
+
+  describe('at the PAR endpoint (RFC 9126 §2: the client authenticates as at the token endpoint)', () => {
+    /** A pushed authorization request for `client` with its credentials in `auth` (Basic) or `form` (an assertion). */
+    const push = (f: CodeFlowFixture, client: string, credentials: { auth?: string; form?: Record<string, string> }, remoteAddress: string) =>
+      f.post('/par', { ...(credentials.auth ? { auth: credentials.auth } : {}), form: { ...(f.request(client) as Record<string, string>), ...credentials.form }, remoteAddress });
+
+    test('throttles wrong secrets for a secret client at PAR to ten a minute from one address, and lets the client push from its own', async (t) => {
+      const f = await codeFlowFixture(t);
+      const attacker = '203.0.113.73';
+      // The good case: web-app pushes with its secret.
+      assert.equal((await push(f, 'web-app', { auth: f.basic('web-app') }, victim)).statusCode, 201);
+
+      const wrong: LightMyRequestResponse[] = [];
+      for (let i = 0; i < 50; i++) wrong.push(await push(f, 'web-app', { auth: f.basic('web-app', `guess-${i}`) }, attacker));
+      // RFC 6819 §4.3.5: online guessing is limited; the first ten are ordinary refusals.
+      assert.deepEqual(statuses(wrong), [...Array(10).fill(401), ...Array(40).fill(429)], 'ten guesses per minute from one address');
+      for (const response of wrong.slice(0, 10)) assertOAuthError(response, 401, 'invalid_client');
+      for (const response of wrong.slice(10)) {
+        assertOAuthError(response, 429, 'invalid_client');
+        assert.match(String(response.headers['retry-after']), /^[1-9][0-9]*$/);
+        assert.ok(Number(response.headers['retry-after']) <= 60, 'no longer than the window');
+      }
+
+      // The client's own address has not failed: it still pushes.
+      const own = await push(f, 'web-app', { auth: f.basic('web-app') }, victim);
+      assert.equal(own.statusCode, 201, own.body);
+      // The attacker's address waits even with the right secret: a 429 must not tell a right guess.
+      assertOAuthError(await push(f, 'web-app', { auth: f.basic('web-app') }, attacker), 429, 'invalid_client');
+      // The counters are the token endpoint's: the attacker's address waits there too.
+      const atToken = await f.token({ auth: f.basic('web-app'), form: { grant_type: 'refresh_token', refresh_token: 'x' }, remoteAddress: attacker });
+      assertOAuthError(atToken, 429, 'invalid_client');
+
+      // Audited as at the other endpoints: each 401 a client.auth_failed, each 429 a client.throttled, naming the address.
+      const failed = await f.auditEvents('client.auth_failed');
+      assert.equal(failed.length, 10);
+      assert.ok(failed.every((e) => e.client === 'web-app' && (e.details as Record<string, unknown>).source_address === attacker));
+      const throttled = await f.auditEvents('client.throttled');
+      assert.equal(throttled.length, 42, '40 wrong secrets, then the right secret at PAR and at the token endpoint');
+      assert.ok(throttled.every((e) => e.client === 'web-app' && (e.details as Record<string, unknown>).source_address === attacker));
+    });
+
+    test('lets a private_key_jwt client push from its own address after 50 junk assertions naming it from another', async (t) => {
+      const f = await codeFlowFixture(t);
+      const attacker = '203.0.113.74';
+      const junk: LightMyRequestResponse[] = [];
+      for (const assertion of junkAssertions(f, 'par-app', 'par-1')) {
+        junk.push(await push(f, 'par-app', { form: { client_assertion_type: jwtBearer, client_assertion: assertion } }, attacker));
+      }
+      // Junk that names no client counts only against the address (30 a minute), the rest against
+      // par-app from that address too (10 a minute): the attacker gets 429s and at most 30 answers.
+      for (const response of junk) assert.ok(response.statusCode === 401 || response.statusCode === 429, statuses(junk).join());
+      for (const response of junk) assertOAuthError(response, response.statusCode, 'invalid_client');
+      assert.ok(count(junk, 401) <= 30, statuses(junk).join());
+      assert.ok(count(junk, 429) > 0, 'the attacker is throttled');
+
+      const own = await push(f, 'par-app', await f.clientAuth('par-app'), victim);
+      assert.equal(own.statusCode, 201, own.body);
+      // The attacker's address stays throttled for par-app, even with a valid assertion.
+      const fromAttacker = await push(f, 'par-app', await f.clientAuth('par-app'), attacker);
+      assertOAuthError(fromAttacker, 429, 'invalid_client');
+      assert.match(String(fromAttacker.headers['retry-after']), /^[1-9][0-9]*$/);
+      // Every 429 is a client.throttled event naming the attacker's address; the last one names par-app.
+      const throttled = await f.auditEvents('client.throttled');
+      assert.equal(throttled.length, count(junk, 429) + 1);
+      assert.ok(throttled.every((e) => (e.details as Record<string, unknown>).source_address === attacker));
+      assert.equal(throttled.at(-1)!.client, 'par-app');
+    });
   });
 });
 

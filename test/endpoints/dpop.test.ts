@@ -225,6 +225,27 @@ describe('DPoP server nonces (RFC 9449 §8, §9)', () => {
     assert.equal(ok.statusCode, 200, ok.body);
     assert.equal(ok.headers['dpop-nonce'], nonce);
   });
+
+  test('asks for the nonce at the PAR endpoint too, and accepts the pushed request retried with it', async (t) => {
+    const f = await codeFlowFixture(t, { env: { CLEARANCE_DPOP_NONCE: 'required' } });
+    const key = dpopKey();
+    const proof = (claims: Partial<ProofClaims> = {}) => dpopProof(key, { htm: 'POST', htu: `${f.issuer}/par`, iat: now(f), ...claims });
+    // RFC 9449 §8: a proof without the server's nonce is refused with use_dpop_nonce and a DPoP-Nonce to retry with.
+    const first = await pushWithDpop(f, pkce().challenge, proof());
+    assertOAuthError(first, 400, 'use_dpop_nonce');
+    const nonce = String(first.headers['dpop-nonce']);
+    assert.match(nonce, /^[\w-]{24}$/);
+    assertOAuthError(await pushWithDpop(f, pkce().challenge, proof({ nonce: 'A'.repeat(24) })), 400, 'use_dpop_nonce', 'a nonce the server never gave');
+    // The proof is checked before anything else: the refusals stored no pushed request, used no
+    // proof's jti, and cost the client no authentication failure.
+    assert.equal((await f.ctx.storage.db.selectFrom('pushed_requests').select('id').execute()).length, 0);
+    assert.equal((await f.ctx.storage.db.selectFrom('jti_replay').select('key').where('key', 'like', 'dpop:%').execute()).length, 0);
+    assert.equal((await f.auditEvents('client.auth_failed')).length, 0);
+    const retry = await pushWithDpop(f, pkce().challenge, proof({ nonce }));
+    assert.equal(retry.statusCode, 201, retry.body);
+    assert.match(String((retry.json() as { request_uri: string }).request_uri), /^urn:ietf:params:oauth:request_uri:/);
+    assert.equal(retry.headers['dpop-nonce'], nonce, 'a nonce for the next proof');
+  });
 });
 
 describe('DPoP at the admin API, a protected resource (RFC 9449 §7)', () => {

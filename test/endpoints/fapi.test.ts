@@ -157,6 +157,15 @@ async function fapiClientFixture(t: TestContext): Promise<CodeFlowFixture & { fa
   });
 }
 
+/** fapi-app's code for a person who approved it: pushed (PAR), authorized, its PKCE verifier kept. */
+async function pushedAndApproved(f: Awaited<ReturnType<typeof fapiClientFixture>>): Promise<{ code: string; challenge: ReturnType<typeof pkce> }> {
+  const challenge = pkce();
+  const pushed = await f.post('/par', { form: { ...(f.request('fapi-app', { redirect_uri: parRedirect, code_challenge: challenge.challenge }) as Record<string, string>), ...(await f.fapiAuth()) } });
+  assert.equal(pushed.statusCode, 201, pushed.body);
+  const { code } = await f.authorizeAndApprove({ client: 'fapi-app', query: { request_uri: pushed.json().request_uri }, pkce: challenge });
+  return { code, challenge };
+}
+
 describe('a client registered with profile fapi2', () => {
   test('cannot skip PAR', async (t) => {
     const f = await fapiClientFixture(t);
@@ -183,10 +192,7 @@ describe('a client registered with profile fapi2', () => {
 
   test('cannot obtain a bearer token from its code; with a DPoP proof it gets a DPoP-bound one', async (t) => {
     const f = await fapiClientFixture(t);
-    const challenge = pkce();
-    const pushed = await f.post('/par', { form: { ...(f.request('fapi-app', { redirect_uri: parRedirect, code_challenge: challenge.challenge }) as Record<string, string>), ...(await f.fapiAuth()) } });
-    assert.equal(pushed.statusCode, 201, pushed.body);
-    const { code } = await f.authorizeAndApprove({ client: 'fapi-app', query: { request_uri: pushed.json().request_uri }, pkce: challenge });
+    const { code, challenge } = await pushedAndApproved(f);
     const redeem = async (headers: Record<string, string>): Promise<LightMyRequestResponse> =>
       f.token({ form: { grant_type: 'authorization_code', code, code_verifier: challenge.verifier, redirect_uri: parRedirect, ...(await f.fapiAuth()) }, headers });
     assertOAuthError(await redeem({}), 400, 'invalid_request');
@@ -194,13 +200,54 @@ describe('a client registered with profile fapi2', () => {
     const response = await redeem({ dpop: dpopProof(key, { htm: 'POST', htu: `${f.issuer}/token`, iat: Math.floor(f.clock.now() / 1000) }) });
     assert.equal(response.statusCode, 200, response.body);
     assert.equal(response.json().token_type, 'DPoP');
-    // Its refresh token too gives only bound tokens; a retry with the previous refresh token works (FAPI WG #456).
+    // Its refresh token too gives only bound tokens (the retry rule has a test of its own below).
     const refreshToken = response.json().refresh_token as string;
     const refresh = async (headers: Record<string, string>) => f.token({ form: { grant_type: 'refresh_token', refresh_token: refreshToken, ...(await f.fapiAuth()) }, headers });
     assertOAuthError(await refresh({}), 400, 'invalid_request');
     const proof = () => dpopProof(key, { htm: 'POST', htu: `${f.issuer}/token`, iat: Math.floor(f.clock.now() / 1000) });
-    assert.equal((await refresh({ dpop: proof() })).statusCode, 200);
-    assert.equal((await refresh({ dpop: proof() })).statusCode, 200, 'the response was lost: the retry succeeds');
+    const refreshed = await refresh({ dpop: proof() });
+    assert.equal(refreshed.statusCode, 200, refreshed.body);
+    assert.equal(refreshed.json().token_type, 'DPoP');
+  });
+
+  // docs/configuration.md "FAPI 2.0", refresh tokens: FAPI clients rotate like every confidential
+  // client, and "a retry with the previous token succeeds while its successor is unused" — FAPI 2.0
+  // allows rotation only on those terms (FAPI WG #456/#676), because a client whose response was
+  // lost has no other token to continue with. Reuse after the successor was used is still detected.
+  test('gives a retry with the previous refresh token the same successor, and refuses the previous token once the successor was used', async (t) => {
+    const f = await fapiClientFixture(t);
+    const { code, challenge } = await pushedAndApproved(f);
+    const key = dpopKey();
+    const proof = () => dpopProof(key, { htm: 'POST', htu: `${f.issuer}/token`, iat: Math.floor(f.clock.now() / 1000) });
+    const issued = await f.token({ form: { grant_type: 'authorization_code', code, code_verifier: challenge.verifier, redirect_uri: parRedirect, ...(await f.fapiAuth()) }, headers: { dpop: proof() } });
+    assert.equal(issued.statusCode, 200, issued.body);
+    const original = issued.json().refresh_token as string;
+    const refresh = async (refreshToken: string) => f.token({ form: { grant_type: 'refresh_token', refresh_token: refreshToken, ...(await f.fapiAuth()) }, headers: { dpop: proof() } });
+
+    // The first use rotates: a new refresh token replaces the original.
+    const lost = await refresh(original);
+    assert.equal(lost.statusCode, 200, lost.body);
+    const successor = lost.json().refresh_token as string;
+    assert.ok(successor);
+    assert.notEqual(successor, original, 'the refresh token rotates');
+
+    // The response was lost: the retry with the original succeeds and returns the SAME successor,
+    // so the client ends up holding the one live refresh token of the family (FAPI WG #456).
+    const retry = await refresh(original);
+    assert.equal(retry.statusCode, 200, retry.body);
+    assert.equal(retry.json().refresh_token, successor, 'the retry returns the successor the lost response carried');
+    assert.notEqual(retry.json().access_token, lost.json().access_token, 'a fresh access token');
+    assert.equal(retry.json().token_type, 'DPoP');
+    assert.equal((await f.auditEvents('consent.revoked')).length, 0, 'a retry is no reuse: the grant stands');
+
+    // The successor is used: from now on the original is a reused token (RFC 9700 §4.14.2).
+    const next = await refresh(successor);
+    assert.equal(next.statusCode, 200, next.body);
+    assertOAuthError(await refresh(original), 400, 'invalid_grant', 'the original after its successor was used');
+    // Detected as reuse: the grant is revoked, so the newest refresh token dies with it.
+    assertOAuthError(await refresh(next.json().refresh_token as string), 400, 'invalid_grant', 'the newest token after the reuse');
+    assert.equal((await f.auditEvents('refresh.reused')).length, 1);
+    assert.equal((await f.auditEvents('consent.revoked')).length, 1);
   });
 
   test('cannot authenticate with a secret, even if one was registered for it before', async (t) => {

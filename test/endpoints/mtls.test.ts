@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
 import { decodeJwt } from 'jose';
 import { Agent, request } from 'undici';
 import { decideConsent } from '../../src/authorization/interactions.ts';
@@ -8,6 +9,7 @@ import { startSession } from '../../src/identity/sessions.ts';
 import { upsertUser } from '../../src/identity/users.ts';
 import { makePki, type Pem, type Pki } from '../helpers/pki.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { assertOAuthError } from './fixture.ts';
 
 // RFC 8705 over real TLS: Clearance listens with HTTPS and asks for client certificates; an
 // undici Agent presents them. Also the TLS-terminating proxy header, trusted only from proxies.
@@ -58,6 +60,18 @@ async function token(server: TestServer, dispatcher: Agent, clientId: string) {
   return { status: response.statusCode, body: (await response.body.json()) as Record<string, unknown> };
 }
 
+/** The same token request, answered in the shape assertOAuthError reads (status, headers, raw body). */
+async function tokenResponse(server: TestServer, dispatcher: Agent, clientId: string): Promise<LightMyRequestResponse> {
+  const response = await request(`${server.issuer}/token`, {
+    method: 'POST',
+    dispatcher,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: `grant_type=client_credentials&client_id=${clientId}&scope=settlement%3Asubmit`,
+  });
+  const body = await response.body.text();
+  return { statusCode: response.statusCode, headers: response.headers, body, json: () => JSON.parse(body) as unknown } as unknown as LightMyRequestResponse;
+}
+
 test('tls_client_auth over HTTPS issues a token bound to the presented certificate', async (t) => {
   const pki = makePki(t);
   const { server } = await tlsServer(t, pki);
@@ -97,6 +111,30 @@ test('self_signed_tls_client_auth accepts the registered self-signed certificate
   assert.deepEqual(decodeJwt(body.access_token as string).cnf, { 'x5t#S256': bot.thumbprint });
   const stranger = pki.selfSigned('stranger', '/CN=bot');
   assert.equal((await token(server, agent(pki, stranger), 'self-signed-bot')).status, 401);
+});
+
+test('self_signed_tls_client_auth without a client certificate is a 401 invalid_client, JSON and never cached', async (t) => {
+  const pki = makePki(t);
+  const { server, bot } = await tlsServer(t, pki);
+  // The good case: the same request over a connection that presents the registered certificate.
+  assert.equal((await tokenResponse(server, agent(pki, bot), 'self-signed-bot')).statusCode, 200);
+  // RFC 8705 §2.2: the client authenticates by the certificate of the TLS connection; without one
+  // there is nothing to authenticate it by. RFC 6749 §5.2: invalid_client (401, as Clearance
+  // answers every failed client authentication).
+  const body = assertOAuthError(await tokenResponse(server, agent(pki), 'self-signed-bot'), 401, 'invalid_client', 'no certificate');
+  assert.equal(body.error_description, 'a client certificate is required');
+});
+
+test('self_signed_tls_client_auth refuses a certificate whose key is not registered, self-signed or CA-issued, with 401 invalid_client', async (t) => {
+  const pki = makePki(t);
+  const { server, bot } = await tlsServer(t, pki);
+  assert.equal((await tokenResponse(server, agent(pki, bot), 'self-signed-bot')).statusCode, 200, 'the registered certificate');
+  // RFC 8705 §2.2: the trust is the registered key, not the subject and not a CA: the same
+  // subject with another key is refused, and so is a certificate the configured CA issued.
+  const stranger = pki.selfSigned('stranger', '/CN=bot');
+  assertOAuthError(await tokenResponse(server, agent(pki, stranger), 'self-signed-bot'), 401, 'invalid_client', 'self-signed, another key');
+  const caIssued = pki.issueClient('bot-ca', '/CN=bot');
+  assertOAuthError(await tokenResponse(server, agent(pki, caIssued), 'self-signed-bot'), 401, 'invalid_client', 'CA-issued, another key');
 });
 
 test('a sender-constrained resource gets no token for a client without a certificate', async (t) => {

@@ -15,7 +15,9 @@ import { BoundedMap } from '../../jose/bounded-map.ts';
  * 2. **Per (client, source)**: every failure naming the client from the source. Over the limit
  *    (10 per 60 s) that source gets 429 for that client. An attacker who fails as a client from
  *    address A throttles only A: the client itself, calling from B, never sees it. This is the
- *    counter that junk, unsigned or wrongly signed assertions and wrong secrets land on.
+ *    counter that wrong secrets and failed assertions naming the client land on (a `sub` that can
+ *    be read, or a `client_id` beside the assertion); an assertion too malformed to name anyone
+ *    (not a compact JWS, an empty signature) counts on its source alone, counter 1.
  * 3. **Per client, secret guesses only**: a wrong secret presented for a client that has one
  *    (registered for client_secret_basic/post). Nothing else counts here: an unknown client id, a
  *    method the client is not registered for, or a client assertion, whatever is wrong with it —
