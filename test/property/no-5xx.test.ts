@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
-import { assertErrorShape, basicAuthorization, clearingApi, ordersApi, protocolFixture, venueApi, type ProtocolFixture } from '../endpoints/fixture.ts';
+import { mintAccessToken } from '../../src/tokens/access-token.ts';
+import type { AccessTokenClaims } from '../../src/tokens/claims.ts';
+import { tokenExchangeGrantType, tokenTypes } from '../../src/tokens/token-types.ts';
+import { assertErrorShape, basicAuthorization, clearingApi, decodeJwt, formBody, ordersApi, protocolFixture, reportingApi, resourceServers, secretClient, venueApi, type ProtocolFixture } from '../endpoints/fixture.ts';
+import { dpopKey, dpopProof, type DpopKey } from '../helpers/dpop.ts';
 
 const numRuns = 300;
 
@@ -49,9 +53,14 @@ const huge = fc
 
 const ipAddress = fc.oneof(fc.ipV4(), fc.ipV6(), fc.constantFrom('127.0.0.1', '::1', '::ffff:10.0.0.1', 'not-an-ip'));
 
+/** A client that may use token exchange; the order API lists it in `exchange_clients`, so it may exchange other clients' order tokens too. */
+const exchanger = 'desk-exchanger';
+
 interface World {
   f: ProtocolFixture;
   validBasic: string;
+  /** The exchanger's credentials: without them no request gets past client authentication into the token exchange handler. */
+  exchangerBasic: string;
   validToken: string;
   otherToken: string;
   initialAccessToken: string;
@@ -59,9 +68,15 @@ interface World {
 
 async function world(t: Parameters<typeof protocolFixture>[0]): Promise<World> {
   const f = await protocolFixture(t);
+  // Apply adds to the fixture's configuration (no prune): the order API again, now naming the exchanger.
+  await f.apply({
+    resource_servers: [{ ...resourceServers.find((r) => r.identifier === ordersApi)!, exchange_clients: [exchanger] }],
+    clients: [secretClient(exchanger, 'order:create order:cancel market:read settlement:submit', { grant_types: ['client_credentials', tokenExchangeGrantType] })],
+  });
   return {
     f,
     validBasic: f.basic('broker-1'),
+    exchangerBasic: f.basic(exchanger),
     validToken: await f.accessToken('broker-1', { resource: ordersApi }),
     otherToken: await f.accessToken('orders-gateway', { resource: clearingApi }),
     initialAccessToken: await f.initialAccessToken({ scope: 'order:create order:cancel', uses: 1_000_000 }),
@@ -193,6 +208,7 @@ function arbitraries(w: World, path: string) {
     fc.oneof(
       { weight: path === '/register' ? 2 : 12, arbitrary: fc.constant(w.validBasic) },
       { weight: 1, arbitrary: fc.constant(basicAuthorization('broker-2', w.f.secrets['broker-2']!)) },
+      { weight: path === '/token' ? 2 : 1, arbitrary: fc.constant(w.exchangerBasic) },
       { weight: 2, arbitrary: basicOf },
       { weight: 1, arbitrary: headerText(60).map((s) => `Basic ${s}`) },
       { weight: 1, arbitrary: fc.base64String({ maxLength: 60 }).map((s) => `Basic ${s}`) },
@@ -247,6 +263,181 @@ async function fuzz(t: Parameters<typeof protocolFixture>[0], path: string, seed
   );
 }
 
+const b64u = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/** Tokens of ours to exchange, each for a reason the handler must decide on. */
+interface ExchangeMaterial {
+  /** Live bearer tokens for the order API the exchanger may exchange: its own and broker-1's (exchange_clients). */
+  exchangeable: string[];
+  /** Other verifying tokens of ours, each refused (or narrowed) for its own reason. */
+  others: string[];
+  /** The key of the DPoP-bound token among `others` (cnf.jkt): exchanged only with a proof of it. */
+  key: DpopKey;
+}
+
+async function exchangeMaterial(w: World): Promise<ExchangeMaterial> {
+  const { f } = w;
+  const key = dpopKey();
+  const bound = await f.token({
+    auth: w.exchangerBasic,
+    form: { grant_type: 'client_credentials', resource: ordersApi, scope: 'order:create' },
+    headers: { dpop: dpopProof(key, { htm: 'POST', htu: `${f.issuer}/token`, iat: Math.floor(f.clock.now() / 1000) }) },
+  });
+  assert.equal(bound.statusCode, 200, bound.body);
+  const ownOrders = await f.accessToken(exchanger, { resource: ordersApi });
+  // Signed by us with claims no grant issues today but the handler reads: a long act chain, a
+  // may_act, authorization_details, a mandate and a consent grant that do not exist, a huge scope.
+  const claims = decodeJwt(ownOrders).payload as unknown as AccessTokenClaims;
+  let act: Record<string, unknown> = { sub: 'hop-0' };
+  for (let i = 1; i < 40; i++) act = { sub: `hop-${i}`, act };
+  const minted = await Promise.all(
+    [
+      { act },
+      { may_act: { sub: 'someone-else' } },
+      { may_act: { sub: exchanger } },
+      { authorization_details: [{ type: 'order', instrument: 'XS0000000009', limit: 10 }, { type: 'order', instrument: 'x'.repeat(2_000) }] },
+      { mandate: { id: 'mandate-that-does-not-exist', v: 1 } },
+      { grant_id: 'grant-that-does-not-exist' },
+      { txn: 'not-a-txn' },
+      { scope: `order:create ${'order:x '.repeat(1_500)}order:cancel` },
+      { scope: 'order:create', pad: 'x'.repeat(17_000) },
+      { cnf: { 'x5t#S256': 'A'.repeat(43) } },
+      { exp: claims.iat - 1 },
+    ].map((extra) => mintAccessToken(f.ctx.keys, { ...claims, jti: `${claims.jti}-${Object.keys(extra).join('-')}`, ...extra } as AccessTokenClaims)),
+  );
+  return {
+    exchangeable: [ownOrders, w.validToken],
+    others: [
+      // Its own clearing token: no scope of it is offered by the order API (invalid_scope there).
+      await f.accessToken(exchanger, { resource: clearingApi, scope: 'market:read settlement:submit' }),
+      // Another client's clearing token (nothing lets the exchanger), and an admin token.
+      w.otherToken,
+      await f.accessToken('admin-ops', { resource: `${f.issuer}/admin` }),
+      (bound.json() as { access_token: string }).access_token,
+      ...minted,
+    ],
+    key,
+  };
+}
+
+/** A token of ours, changed the ways an attacker (or a broken client) changes one. */
+function mutatedToken(real: string[]) {
+  const token = fc.constantFrom(...real);
+  const base64url = fc.constantFrom(...'ABCabc019-_');
+  return fc.oneof(
+    // One character flipped.
+    fc.tuple(token, fc.nat(), base64url).map(([t, at, c]) => {
+      const i = at % t.length;
+      return `${t.slice(0, i)}${t[i] === c ? (c === 'A' ? 'B' : 'A') : c}${t.slice(i + 1)}`;
+    }),
+    // Truncated.
+    fc.tuple(token, fc.nat()).map(([t, at]) => t.slice(0, at % t.length)),
+    // Another alg in the header, the payload and signature kept.
+    fc.tuple(token, fc.constantFrom<unknown>('none', 'None', 'HS256', 'RS256', 'ES384', 'EdDSA', 'PS256', undefined, 1, ['ES256'])).map(([t, alg]) => {
+      const [h, p, sig] = t.split('.');
+      const header = JSON.parse(Buffer.from(h!, 'base64url').toString()) as Record<string, unknown>;
+      return `${b64u({ ...header, alg })}.${p}.${alg === 'none' ? '' : sig}`;
+    }),
+    // Huge or rewritten claims, the signature kept (so it no longer verifies).
+    fc.tuple(token, fc.integer({ min: 100, max: 20_000 }), fc.jsonValue({ maxDepth: 2 })).map(([t, size, extra]) => {
+      const [h, p, sig] = t.split('.');
+      const payload = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
+      return `${h}.${b64u({ ...payload, pad: 'x'.repeat(size), extra })}.${sig}`;
+    }),
+    // Segments dropped, repeated or reordered.
+    fc.tuple(token, fc.constantFrom('drop-sig', 'drop-header', 'repeat-payload', 'swap', 'twice', 'trailing-dot')).map(([t, how]) => {
+      const [h, p, sig] = t.split('.');
+      if (how === 'drop-sig') return `${h}.${p}`;
+      if (how === 'drop-header') return `${p}.${sig}`;
+      if (how === 'repeat-payload') return `${h}.${p}.${p}.${sig}`;
+      if (how === 'swap') return `${p}.${h}.${sig}`;
+      if (how === 'twice') return `${t}${t}`;
+      return `${t}.`;
+    }),
+  );
+}
+
+/**
+ * Token exchange requests: each parameter is the one of a well-formed exchange (the exchanger's own
+ * or broker-1's order token, to the order API) most of the time and fuzzed otherwise, so that
+ * some runs are granted and the others fail at every step of the handler, not only the first.
+ */
+function exchangeArbitraries(w: World, x: ExchangeMaterial) {
+  const absent = fc.constant(undefined);
+  const text = fc.oneof(fc.string({ maxLength: 80 }), fc.string({ maxLength: 40, unit: 'binary' }), fc.constantFrom('', ' ', '\u0000', 'null', 'eyJ.eyJ.x', 'clr_at_x'));
+  const all = [...x.exchangeable, ...x.others];
+  const token = fc.oneof(
+    { weight: 3, arbitrary: fc.constantFrom(...x.exchangeable) },
+    { weight: 3, arbitrary: fc.constantFrom(...x.others) },
+    { weight: 4, arbitrary: mutatedToken(all) },
+    { weight: 1, arbitrary: text },
+    { weight: 1, arbitrary: huge },
+  );
+  const otherTokenType = fc.oneof(
+    fc.constantFrom<string>(tokenTypes.jwt, tokenTypes.idToken, tokenTypes.refreshToken, 'urn:ietf:params:oauth:token-type:saml2', tokenTypes.accessToken.toUpperCase(), ''),
+    text,
+  );
+  const target = fc.oneof(
+    { weight: 3, arbitrary: fc.constantFrom(ordersApi, clearingApi, reportingApi, venueApi) },
+    { weight: 2, arbitrary: fc.constantFrom(`${w.f.issuer}/admin`, w.f.issuer, `${ordersApi}/`, `${ordersApi}#x`, 'https://unknown.example.com', 'urn:x', '/relative', '') },
+    { weight: 1, arbitrary: text },
+  );
+  const someTargets = fc.array(target, { minLength: 2, maxLength: 3 });
+  return fc.record({
+    subject_token: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...x.exchangeable) }, { weight: 6, arbitrary: token }, { weight: 1, arbitrary: absent }),
+    subject_token_type: fc.oneof({ weight: 10, arbitrary: fc.constant<string>(tokenTypes.accessToken) }, { weight: 3, arbitrary: otherTokenType }, { weight: 1, arbitrary: absent }),
+    // RFC 8693 §2.1: actor_token_type comes with actor_token and only then; both ways wrong too.
+    actor: fc.oneof(
+      { weight: 8, arbitrary: fc.constant<[string | undefined, string | undefined]>([undefined, undefined]) },
+      { weight: 3, arbitrary: fc.tuple(token, fc.constant<string | undefined>(tokenTypes.accessToken)) },
+      { weight: 1, arbitrary: fc.tuple(token, fc.option(otherTokenType, { nil: undefined })) },
+      { weight: 1, arbitrary: fc.tuple(absent, fc.oneof(fc.constant(tokenTypes.accessToken), otherTokenType)) },
+    ),
+    requested_token_type: fc.oneof(
+      { weight: 8, arbitrary: absent },
+      { weight: 2, arbitrary: fc.constant<string>(tokenTypes.accessToken) },
+      { weight: 2, arbitrary: otherTokenType },
+    ),
+    resource: fc.oneof(
+      { weight: 8, arbitrary: fc.constant<string[]>([ordersApi]) },
+      { weight: 3, arbitrary: target.map((t) => [t]) },
+      { weight: 1, arbitrary: fc.constant<string[]>([]) },
+      { weight: 1, arbitrary: someTargets },
+    ),
+    audience: fc.oneof(
+      { weight: 12, arbitrary: fc.constant<string[]>([]) },
+      { weight: 1, arbitrary: fc.constant<string[]>([ordersApi]) },
+      { weight: 1, arbitrary: target.map((t) => [t]) },
+      { weight: 1, arbitrary: someTargets },
+    ),
+    scope: fc.oneof(
+      { weight: 8, arbitrary: absent },
+      {
+        weight: 3,
+        arbitrary: fc.constantFrom('order:create', 'order:create order:cancel', 'order:cancel order:create order:create', 'market:read', 'settlement:submit', 'order:amend', 'position:view', 'admin:write', 'order:create  order:cancel', ' ', ''),
+      },
+      { weight: 1, arbitrary: text },
+    ),
+    authorization_details: fc.oneof(
+      { weight: 10, arbitrary: absent },
+      {
+        weight: 2,
+        arbitrary: fc.constantFrom(
+          '[]', '{}', 'null', 'x', '[{"type":"order"}]', '[{"type":"order","instrument":"XS0000000009","limit":10}]',
+          '[{"type":"order","instrument":"XS0000000009","limit":10},{"type":"order","instrument":"XS0000000009","limit":10}]',
+          '[{"limit":10,"type":"order","instrument":"XS0000000009"}]', '[1e999]', '[{"__proto__":{}}]',
+        ),
+      },
+      { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((j) => JSON.stringify(j) ?? 'null') },
+      { weight: 1, arbitrary: text },
+    ),
+    /** A DPoP proof of the bound token's key (so a bound subject can be exchanged), or of another key. */
+    dpop: fc.constantFrom(undefined, undefined, undefined, undefined, undefined, undefined, 'bound-key' as const, 'other-key' as const),
+    /** A single-valued parameter sent twice. */
+    repeated: fc.oneof({ weight: 14, arbitrary: absent }, { weight: 1, arbitrary: fc.constantFrom('subject_token', 'subject_token_type', 'scope', 'actor_token', 'requested_token_type') }),
+  });
+}
+
 describe('no request to an OAuth endpoint yields a 5xx', () => {
   test('the token endpoint answers any request without a 5xx, every 4xx no-store JSON', (t) => fuzz(t, '/token', 7009_1));
   test('the introspection endpoint answers any request without a 5xx, every 4xx no-store JSON', (t) => fuzz(t, '/introspect', 7662_1));
@@ -296,5 +487,41 @@ describe('no request to an OAuth endpoint yields a 5xx', () => {
       }),
       { numRuns, seed: 7592_1 },
     );
+  });
+  test('the token exchange handler answers any subject, actor and target from an entitled client without a 5xx', async (t) => {
+    const w = await world(t);
+    const x = await exchangeMaterial(w);
+    const otherKey = dpopKey();
+    // What the runs got: without 200s and the handler's own refusals, the fuzz never got past
+    // client authentication and proved nothing about src/grants/token-exchange.ts.
+    const statuses = new Map<number, number>();
+    const codes = new Map<string, number>();
+    await fc.assert(
+      fc.asyncProperty(exchangeArbitraries(w, x), async (r) => {
+        const form: Record<string, string | string[]> = { grant_type: tokenExchangeGrantType };
+        const [actorToken, actorTokenType] = r.actor;
+        const single = { subject_token: r.subject_token, subject_token_type: r.subject_token_type, actor_token: actorToken, actor_token_type: actorTokenType, requested_token_type: r.requested_token_type, scope: r.scope, authorization_details: r.authorization_details };
+        for (const [name, value] of Object.entries(single)) if (value !== undefined) form[name] = value;
+        if (r.resource.length > 0) form.resource = r.resource;
+        if (r.audience.length > 0) form.audience = r.audience;
+        if (r.repeated !== undefined) form[r.repeated] = [String(form[r.repeated] ?? ''), 'again'];
+        const key = r.dpop === 'bound-key' ? x.key : r.dpop === 'other-key' ? otherKey : undefined;
+        const headers: Record<string, string> = key ? { dpop: dpopProof(key, { htm: 'POST', htu: `${w.f.issuer}/token`, iat: Math.floor(w.f.clock.now() / 1000) }) } : {};
+        const response = await w.f.token({ auth: w.exchangerBasic, form: formBody(form), headers });
+        const summary = JSON.parse(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'string' ? v.slice(0, 160) : v)));
+        assertInvariant(response, `POST /token (token exchange) ${JSON.stringify(summary)}`);
+        statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+        if (response.statusCode >= 400) {
+          const code = response.json().error as string;
+          codes.set(code, (codes.get(code) ?? 0) + 1);
+        }
+      }),
+      { numRuns, seed: 8693_1 },
+    );
+    const seen = JSON.stringify({ statuses: Object.fromEntries(statuses), codes: Object.fromEntries(codes) });
+    assert.ok((statuses.get(200) ?? 0) > 0, `some exchanges were granted, so the fuzz reached the issuance path: ${seen}`);
+    assert.ok(codes.has('invalid_request'), `the handler refused some subject tokens: ${seen}`);
+    assert.ok(codes.has('invalid_target') || codes.has('invalid_scope'), `the handler got as far as the target and scope checks: ${seen}`);
+    assert.ok((codes.get('invalid_client') ?? 0) < numRuns / 10, `client authentication let the exchanger through: ${seen}`);
   });
 });
