@@ -132,5 +132,6 @@ export interface Interaction {
  *       // the valid (not idle- or absolutely-expired, not logged out) session of the cookie
  *   endSession(ctx, sessionId): Promise<void>                          // RP-initiated logout
  *   findUser(ctx, userId): Promise<User | undefined>                    // claims for ID token / userinfo
- *   sessionCookieName = 'clearance_session'
+ *   sessionCookieName = 'clearance_session'                            // the base name; the cookie is
+ *       // cookieName(sessionCookieName, issuer): __Host-/__Secure- prefixed on https
  */

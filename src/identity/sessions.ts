@@ -17,7 +17,10 @@ import { withinSpan } from '../clock.ts';
  * change or a lock of the account.
  */
 
-/** The session cookie's name (contract: src/authorization/contract.ts). */
+/**
+ * The session cookie's base name (contract: src/authorization/contract.ts); the name a browser
+ * holds is `cookieName(sessionCookieName, issuer)`: prefixed on https.
+ */
 export const sessionCookieName = 'clearance_session';
 
 export interface SessionPolicy {
@@ -45,8 +48,8 @@ export function sessionIdFor(cookieValue: string): string {
 }
 
 /** The session cookie values of a Cookie header that are well-formed (at most 4 are considered). */
-function presentedIds(cookieHeader: string | undefined): string[] {
-  const values = cookieValues(cookieHeader, sessionCookieName).filter((v) => cookieValuePattern.test(v));
+function presentedIds(ctx: Pick<Context, 'config'>, cookieHeader: string | undefined): string[] {
+  const values = cookieValues(cookieHeader, cookieName(sessionCookieName, ctx.config.issuer)).filter((v) => cookieValuePattern.test(v));
   return [...new Set(values)].slice(0, 4).map(sessionIdFor);
 }
 
@@ -77,7 +80,7 @@ export async function readSessionOfPerson(
   cookieHeader: string | undefined,
   flight?: Flight,
 ): Promise<{ authentication: Authentication; person: SessionPerson } | undefined> {
-  const ids = presentedIds(cookieHeader);
+  const ids = presentedIds(ctx, cookieHeader);
   if (ids.length === 0) return undefined;
   const now = ctx.clock.now();
   const rows = await rowsOf(
@@ -138,7 +141,7 @@ export async function startSession(
   const policy = ctx.identity.policy.session;
   const value = randomBytes(32).toString('base64url');
   const id = sessionIdFor(value);
-  const previous = presentedIds(login.cookieHeader);
+  const previous = presentedIds(ctx, login.cookieHeader);
   // An upstream's sign-in happened when it says (never later than now); a local one, now.
   const authTime = Math.min(login.authTime ?? Number.POSITIVE_INFINITY, Math.floor(now / 1000));
   const db = ctx.storage.db;
@@ -206,24 +209,45 @@ export function endSessionsOfStatement(db: Transaction<Database> | Kysely<Databa
 
 /** The Set-Cookie value carrying a session cookie value. */
 function sessionCookie(ctx: Pick<Context, 'config'>, value: string): string {
-  return serializeCookie(sessionCookieName, value, { ...cookieScope(ctx.config.issuer), sameSite: 'Lax' });
+  return serializeCookie(cookieName(sessionCookieName, ctx.config.issuer), value, { ...cookieScope(ctx.config.issuer), sameSite: 'Lax' });
 }
 
 /** A Set-Cookie value that deletes the session cookie (for logout). */
 export function clearSessionCookie(ctx: Pick<Context, 'config'>): string {
-  return serializeCookie(sessionCookieName, '', { ...cookieScope(ctx.config.issuer), sameSite: 'Lax', maxAge: 0 });
+  return serializeCookie(cookieName(sessionCookieName, ctx.config.issuer), '', { ...cookieScope(ctx.config.issuer), sameSite: 'Lax', maxAge: 0 });
 }
 
 /**
  * Path and Secure for Clearance's cookies: the issuer's path (so an issuer at
  * https://host/idp does not send its cookies to the rest of the host), and Secure unless the
  * issuer is plain http, which only development mode allows (browsers drop Secure cookies there).
+ * The session, browser-binding and pending cookies are named by `cookieName` below, whose prefix
+ * follows this scope.
  * SameSite=Lax, not Strict: the browser arrives from the client's site by a top-level GET
  * (the authorization redirect) and must bring the session with it.
  */
 export function cookieScope(issuer: string): { path: string; secure: boolean } {
   const url = new URL(issuer);
   return { path: url.pathname.replace(/\/+$/, '') || '/', secure: url.protocol !== 'http:' };
+}
+
+/**
+ * The name a cookie scoped by `cookieScope(issuer)` is written, cleared and read under: its base
+ * name with the RFC 6265bis §4.1.3 prefix the scope allows, so neither a sibling subdomain nor a
+ * plain-http page of the host can plant or shadow it (cookie tossing):
+ * - https issuer at the root (Path=/): `__Host-<base>` (the browser then insists on Secure,
+ *   Path=/ and no Domain; serializeCookie never writes Domain);
+ * - https issuer with a path (Path=/idp): `__Secure-<base>` (`__Host-` requires Path=/); a sibling
+ *   subdomain could still set it, but only over https, and no http page can;
+ * - http issuer (development only): the bare base name (browsers refuse prefixed cookies without
+ *   Secure).
+ * Reads use the same name, so a bare cookie on an https issuer (one planted, or left from before
+ * the prefixes) is ignored.
+ */
+export function cookieName(base: string, issuer: string): string {
+  const scope = cookieScope(issuer);
+  if (!scope.secure) return base;
+  return scope.path === '/' ? `__Host-${base}` : `__Secure-${base}`;
 }
 
 const lastPrune = new WeakMap<object, number>();

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { cookieValues, serializeCookie } from '../identity/cookies.ts';
-import { cookieScope } from '../identity/sessions.ts';
+import { cookieName, cookieScope } from '../identity/sessions.ts';
 
 /**
  * CSRF protection for Clearance's forms (login, consent, account): a signed double-submit token.
@@ -26,7 +26,9 @@ export const csrfField = 'csrf_token';
 const secretPattern = /^[A-Za-z0-9_-]{43}$/;
 
 export function csrfCookieName(issuer: string): string {
-  return cookieScope(issuer).secure ? '__Host-clearance_csrf' : 'clearance_csrf';
+  // Named for the issuer's origin, not its path: on https this cookie is always at Path=/ (below),
+  // so it is `__Host-clearance_csrf` even for an issuer at https://host/idp; on http, bare.
+  return cookieName('clearance_csrf', new URL(issuer).origin);
 }
 
 export interface CsrfBinding {

@@ -40,7 +40,7 @@ export function pkce(): Pkce {
 
 export interface Person {
   userId: string;
-  /** `clearance_session=...` for a Cookie header. */
+  /** `clearance_session=...` (`__Host-`/`__Secure-` prefixed on https) for a Cookie header. */
   cookie: string;
   authentication: Authentication;
 }

@@ -367,6 +367,23 @@ describe('the authorization endpoint', () => {
       assert.equal(await loadInteraction(f.ctx, laterId), undefined);
     });
 
+    test('binds the browser by __Host-clearance_browser on an https issuer, and takes no binding from a bare clearance_browser planted beside it', async (t) => {
+      const f = await codeFlowFixture(t, { env: { CLEARANCE_ISSUER: 'https://id.broker.example' } });
+      const person = await f.signIn('alice');
+      assert.match(person.cookie, /^__Host-clearance_session=/);
+      const first = await f.authorize(f.request('web-app'), { cookie: person.cookie });
+      const setCookie = String(first.response.headers['set-cookie']);
+      assert.match(setCookie, /^__Host-clearance_browser=[\w-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+      assert.doesNotMatch(setCookie, /Domain=/i);
+      const browserId = /^__Host-clearance_browser=([\w-]{43});/.exec(setCookie)![1]!;
+      const id = interactionId(first.location);
+      await decideConsent(f.ctx, id, person.authentication, true);
+      // The right value under the bare name (as a sibling subdomain or an http page could set it) binds nothing.
+      assertErrorPage((await f.resume(id, `${person.cookie}; clearance_browser=${browserId}`)).response, 'a bare binding cookie');
+      assertErrorPage((await f.resume(id, `${person.cookie}; __Secure-clearance_browser=${browserId}`)).response, 'a __Secure- binding cookie at the root');
+      assert.ok((await f.resume(id, `${person.cookie}; __Host-clearance_browser=${browserId}`)).location?.searchParams.get('code'), 'the prefixed one binds');
+    });
+
     test('refuses a consent decision by someone other than the person who logged in', async (t) => {
       const f = await codeFlowFixture(t);
       const alice = await f.signIn('alice');

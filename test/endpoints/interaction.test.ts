@@ -168,6 +168,20 @@ function normalized(body: string): string {
   return body.replace(/(id="username"[^>]* value=")[^"]*"/, '$1"');
 }
 
+/** A good authorization request of trading-ui (PKCE S256), as /authorize query parameters. */
+function tradingUiRequest(): URLSearchParams {
+  return new URLSearchParams({
+    response_type: 'code',
+    client_id: 'trading-ui',
+    redirect_uri: 'https://ui.example.com/callback',
+    scope: 'openid order:create',
+    state: 'st-1',
+    nonce: 'n-1',
+    code_challenge: createHash('sha256').update('a'.repeat(43)).digest('base64url'),
+    code_challenge_method: 'S256',
+  });
+}
+
 describe('the interaction pages', () => {
   test('show a sign-in page with labelled, autocompleting fields, an alert region and a CSRF token', async (t) => {
     const h = await harness(t);
@@ -478,30 +492,72 @@ describe('the interaction pages', () => {
     const login = await h.signIn(id, jar);
     assert.equal(login.statusCode, 303);
     assert.equal(login.headers.location, `https://id.broker.example/interaction/${id}`);
-    assert.match(String(login.headers['set-cookie']), /^clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+    assert.match(String(login.headers['set-cookie']), /^__Host-clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+    assert.doesNotMatch(String(login.headers['set-cookie']), /Domain=/i, 'a __Host- cookie has no Domain');
+    assert.ok(await readSession(h.ctx, jar.header()), 'read back under its prefixed name');
   });
 
   test('set the browser-binding cookie of /authorize Secure, HttpOnly and SameSite=Lax on an https issuer', async (t) => {
     // SECURITY-CHECKLIST "Session / CSRF / browser": cookies are Secure, HttpOnly and SameSite.
     // clearance_browser ties an interaction to the browser that started it (src/endpoints/authorize),
-    // so it must not travel over http nor be readable by script. Like clearance_session it has no
-    // __Host- prefix: both take the issuer's path (cookieScope), which __Host- would forbid for an
-    // issuer at https://host/idp; only the CSRF cookie, at Path=/ on https, has the prefix.
+    // so it must not travel over http nor be readable by script, nor be planted by a sibling
+    // subdomain: at the root of an https issuer it is __Host-clearance_browser (cookieName).
     const h = await harness(t, { CLEARANCE_ISSUER: 'https://id.broker.example' });
-    const query = new URLSearchParams({
-      response_type: 'code',
-      client_id: 'trading-ui',
-      redirect_uri: 'https://ui.example.com/callback',
-      scope: 'openid order:create',
-      state: 'st-1',
-      nonce: 'n-1',
-      code_challenge: createHash('sha256').update('a'.repeat(43)).digest('base64url'),
-      code_challenge_method: 'S256',
-    });
+    const query = tradingUiRequest();
     const start = await h.get(`/authorize?${query}`);
     assert.equal(start.statusCode, 303, start.body);
     assert.match(String(start.headers.location), /^https:\/\/id\.broker\.example\/interaction\//);
-    assert.match(String(start.headers['set-cookie']), /^clearance_browser=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+    assert.match(String(start.headers['set-cookie']), /^__Host-clearance_browser=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+    assert.doesNotMatch(String(start.headers['set-cookie']), /Domain=/i);
+  });
+
+  test('name the session and browser-binding cookies __Secure- with the issuer’s Path on an https issuer with a path (the CSRF cookie stays __Host- at Path=/)', async (t) => {
+    const issuer = 'https://id.broker.example/idp';
+    const h = await harness(t, { CLEARANCE_ISSUER: issuer });
+    const query = tradingUiRequest();
+    const start = await h.get(`/idp/authorize?${query}`);
+    assert.equal(start.statusCode, 303, start.body);
+    assert.match(String(start.headers['set-cookie']), /^__Secure-clearance_browser=[A-Za-z0-9_-]{43}; Path=\/idp; HttpOnly; SameSite=Lax; Secure$/);
+
+    const id = h.flow.create(h.clock);
+    const jar = new Jar();
+    const page = await h.get(`/idp/interaction/${id}`, jar);
+    assert.equal(page.statusCode, 200, page.body);
+    assert.match(String(page.headers['set-cookie']), /^__Host-clearance_csrf=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+    const csrf_token = /name="csrf_token" value="([^"]+)"/.exec(page.body)![1]!;
+    const login = await h.post(`/idp/interaction/${id}/login`, { csrf_token, username: 'alice', password: alicePassword }, jar);
+    assert.equal(login.statusCode, 303, login.body);
+    assert.equal(login.headers.location, `${issuer}/interaction/${id}`);
+    assert.match(String(login.headers['set-cookie']), /^__Secure-clearance_session=[A-Za-z0-9_-]{43}; Path=\/idp; HttpOnly; SameSite=Lax; Secure$/);
+    assert.doesNotMatch(String(login.headers['set-cookie']), /Domain=/i);
+    assert.ok(await readSession(h.ctx, jar.header()), 'read back under its prefixed name');
+  });
+
+  test('not take a session cookie planted under the bare name on an https issuer as a sign-in', async (t) => {
+    // Cookie tossing: a sibling subdomain (or an http page of the host) sets clearance_session to a
+    // session id it knows. Clearance reads only __Host-clearance_session on https, so the
+    // browser is not signed in as the attacker.
+    const h = await harness(t, { CLEARANCE_ISSUER: 'https://id.broker.example' });
+    const attacker = new Jar();
+    assert.equal((await h.signIn(h.flow.create(h.clock), attacker, 'bob', bobPassword)).statusCode, 303);
+    const value = attacker.cookies.get('__Host-clearance_session');
+    assert.ok(value, 'the attacker holds a valid session');
+
+    const id = h.flow.create(h.clock);
+    const victim = new Jar();
+    victim.cookies.set('clearance_session', value);
+    const planted = await h.get(`/interaction/${id}`, victim);
+    assert.equal(planted.statusCode, 200, planted.body);
+    assert.match(planted.body, /<input type="password" id="password"/, 'asked to sign in: the bare cookie is no session');
+    assert.doesNotMatch(planted.body, /Allow Trading/);
+    assert.equal(h.flow.recorded.length, 1, 'only the attacker’s own sign-in');
+
+    // The same value under the issuer's name is the session (so the refusal above is the name's).
+    const own = new Jar();
+    own.cookies.set('__Host-clearance_session', value);
+    const consent = await h.get(`/interaction/${id}`, own);
+    assert.equal(consent.statusCode, 200, consent.body);
+    assert.match(consent.body, /<h1>Allow Trading &lt;UI&gt; &amp; Co to act for you\?<\/h1>/);
   });
 
   test('turn an unexpected failure of the protocol side into a 500 page without detail', async (t) => {

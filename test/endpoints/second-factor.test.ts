@@ -4,7 +4,8 @@ import { MemoryLoginThrottle } from '../../src/identity/login-throttle.ts';
 import { csrfToken } from '../../src/ui/csrf.ts';
 import { pageCsp } from '../../src/ui/respond.ts';
 import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
-import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { codeFlowFixture, pkce, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { formBody } from './fixture.ts';
 import { codeAt, enrolTotp, type Enrolled } from '../identity/factors/fixture.ts';
 import { approveAndRedeem, csrfOf, get, Jar, locationPath, post, setCookies, startAuthorization, submitPassword, submitSecondFactor } from './people-browser.ts';
 
@@ -13,8 +14,8 @@ import { approveAndRedeem, csrfOf, get, Jar, locationPath, post, setCookies, sta
 
 const password = 'alice-correct-horse-42';
 
-async function fixture(t: Parameters<typeof codeFlowFixture>[0], roles: string[] = []): Promise<CodeFlowFixture & { alice: Enrolled }> {
-  const f = await codeFlowFixture(t, { risk: 'off' }); // sign-ins that are not about risk (docs/risk.md), whatever the hour
+async function fixture(t: Parameters<typeof codeFlowFixture>[0], roles: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<CodeFlowFixture & { alice: Enrolled }> {
+  const f = await codeFlowFixture(t, { risk: 'off', env }); // sign-ins that are not about risk (docs/risk.md), whatever the hour
   await f.apply({ users: [{ username: 'alice', password, name: 'Alice Trader', roles }, { username: 'bob', password: 'bob-battery-staple-77' }] });
   const alice = await enrolTotp(f, 'alice');
   return Object.assign(f, { alice });
@@ -290,5 +291,59 @@ describe('signing in with a password and an authenticator', () => {
     assert.deepEqual((await f.auditEvents('user.factor_failed')).at(-1)!.decision, { allow: false, reasons: ['privileged_role'] });
     // The authenticator still works.
     assert.equal(locationPath(f, await submitSecondFactor(f, jar, id, { code: await codeAt(f.alice.secret, f.clock.now()) })), `/interaction/${id}`);
+  });
+});
+
+describe('the sign-in cookies’ names on an https issuer (RFC 6265bis §4.1.3 prefixes)', () => {
+  for (const [issuer, prefix, path] of [
+    ['https://id.broker.example', '__Host-', '/'],
+    ['https://id.broker.example/idp', '__Secure-', '/idp'],
+  ] as const) {
+    test(`are ${prefix}clearance_browser, ${prefix}clearance_pending and ${prefix}clearance_session with Path=${path}, Secure and no Domain at ${issuer}`, async (t) => {
+      const f = await fixture(t, [], { CLEARANCE_ISSUER: issuer });
+      const base = path === '/' ? '' : path;
+      const line = (response: Parameters<typeof setCookies>[0], name: string) => setCookies(response).find((c) => c.startsWith(`${prefix}${name}=`));
+      const shape = (name: string, sameSite: string, maxAge = '') =>
+        new RegExp(`^${prefix}${name}=[A-Za-z0-9_-]{43}; Path=${path.replace(/\//g, '\\/')}; HttpOnly; SameSite=${sameSite}; Secure${maxAge}$`);
+      const jar = new Jar();
+      const started = await get(f, `${base}/authorize?${formBody(f.request('web-app', { code_challenge: pkce().challenge }))}`, jar);
+      assert.equal(started.statusCode, 303, started.body);
+      const id = /\/interaction\/([^/?]+)$/.exec(String(started.headers.location))![1]!;
+      assert.match(line(started, 'clearance_browser') ?? '', shape('clearance_browser', 'Lax'));
+      assert.ok(!setCookies(started).some((c) => c.startsWith('clearance_browser=')), 'no bare cookie');
+
+      const page = await get(f, `${base}/interaction/${id}`, jar);
+      assert.equal(page.statusCode, 200, page.body);
+      const afterPassword = await post(f, `${base}/interaction/${id}/login`, { csrf_token: csrfOf(page.body), username: 'alice', password }, jar);
+      assert.equal(afterPassword.headers.location, `${issuer}/interaction/${id}/second-factor`, afterPassword.body);
+      assert.match(line(afterPassword, 'clearance_pending') ?? '', shape('clearance_pending', 'Strict', '; Max-Age=300'));
+
+      const second = await get(f, `${base}/interaction/${id}/second-factor`, jar);
+      assert.equal(second.statusCode, 200, 'the pending sign-in is read under its prefixed name');
+      const signedIn = await post(f, `${base}/interaction/${id}/second-factor`, { csrf_token: csrfOf(second.body), code: await codeAt(f.alice.secret, f.clock.now()) }, jar);
+      assert.equal(signedIn.headers.location, `${issuer}/interaction/${id}`, signedIn.body);
+      assert.match(line(signedIn, 'clearance_session') ?? '', shape('clearance_session', 'Lax'));
+      assert.equal(line(signedIn, 'clearance_pending'), `${prefix}clearance_pending=; Path=${path}; HttpOnly; SameSite=Strict; Secure; Max-Age=0`, 'cleared under its name');
+      for (const response of [started, afterPassword, signedIn]) {
+        for (const c of setCookies(response)) assert.doesNotMatch(c, /Domain=/i, c);
+      }
+      const consent = await get(f, `${base}/interaction/${id}`, jar);
+      assert.equal(consent.statusCode, 200, 'the session and browser binding are read under their prefixed names');
+      assert.match(consent.body, /<h1>Allow /);
+    });
+  }
+
+  test('take no pending sign-in from a clearance_pending planted under the bare name at an https issuer', async (t) => {
+    const f = await fixture(t, [], { CLEARANCE_ISSUER: 'https://id.broker.example' });
+    const jar = new Jar();
+    const { id } = await startAuthorization(f, jar);
+    await submitPassword(f, jar, id, 'alice', password);
+    const value = jar.cookies.get('__Host-clearance_pending');
+    assert.ok(value);
+    const planted = new Jar(jar.header());
+    planted.cookies.delete('__Host-clearance_pending');
+    planted.set(`clearance_pending=${value}`);
+    assert.equal(locationPath(f, await get(f, `/interaction/${id}/second-factor`, planted)), `/interaction/${id}`, 'back to the password: the bare cookie is no pending sign-in');
+    assert.equal((await get(f, `/interaction/${id}/second-factor`, jar)).statusCode, 200, 'the prefixed one is');
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { acr } from '../../src/identity/acr.ts';
-import { clearSessionCookie, endSession, readSession, sessionCookieName, sessionIdFor, startSession, type StartedSession } from '../../src/identity/sessions.ts';
+import { clearSessionCookie, cookieName, endSession, readSession, sessionCookieName, sessionIdFor, startSession, type StartedSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { peopleFixture, type PeopleFixture } from './fixture.ts';
@@ -43,22 +43,48 @@ for (const dialect of testDialects()) {
       }
     });
 
-    test('set the cookie HttpOnly, SameSite=Lax, Path=/ and Secure on an https issuer', async (t) => {
+    test('set the cookie as __Host-clearance_session, HttpOnly, SameSite=Lax, Path=/, Secure and without Domain on an https issuer at the root', async (t) => {
       const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: 'https://id.broker.example' } });
       const { setCookie } = await login(f);
-      assert.match(setCookie, /^clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
-      assert.equal(clearSessionCookie(f.ctx), 'clearance_session=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0');
+      assert.match(setCookie, /^__Host-clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure$/);
+      assert.doesNotMatch(setCookie, /Domain=/i, 'RFC 6265bis §4.1.3.2: a __Host- cookie has no Domain');
+      assert.equal(clearSessionCookie(f.ctx), '__Host-clearance_session=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0');
     });
 
-    test('leave Secure off only for a development issuer on http', async (t) => {
+    test('leave Secure and the prefix off only for a development issuer on http', async (t) => {
       const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: 'http://localhost:9000' } });
       const { setCookie } = await login(f);
       assert.match(setCookie, /^clearance_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax$/);
+      assert.equal(clearSessionCookie(f.ctx), 'clearance_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0');
     });
 
-    test('scope the cookie to the issuer’s path when the issuer has one', async (t) => {
+    test('scope the cookie to the issuer’s path when the issuer has one, as __Secure-clearance_session (__Host- requires Path=/)', async (t) => {
       const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: 'https://broker.example/idp' } });
-      assert.match((await login(f)).setCookie, /; Path=\/idp; /);
+      const { setCookie } = await login(f);
+      assert.match(setCookie, /^__Secure-clearance_session=[A-Za-z0-9_-]{43}; Path=\/idp; HttpOnly; SameSite=Lax; Secure$/);
+      assert.doesNotMatch(setCookie, /Domain=/i);
+      assert.equal(clearSessionCookie(f.ctx), '__Secure-clearance_session=; Path=/idp; HttpOnly; SameSite=Lax; Secure; Max-Age=0');
+    });
+
+    test('read the session only under the issuer’s cookie name: a bare or other-prefixed cookie on https is not a session', async (t) => {
+      const names: [string, string, string[]][] = [
+        ['https://id.broker.example', '__Host-clearance_session', ['clearance_session', '__Secure-clearance_session']],
+        ['https://broker.example/idp', '__Secure-clearance_session', ['clearance_session', '__Host-clearance_session']],
+        ['http://localhost:9000', 'clearance_session', ['__Host-clearance_session', '__Secure-clearance_session']],
+      ];
+      for (const [issuer, own, others] of names) {
+        const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: issuer } });
+        assert.equal(cookieName(sessionCookieName, issuer), own, issuer);
+        const { value } = await login(f);
+        for (const other of others) {
+          assert.equal(await readSession(f.ctx, `${other}=${value}`), undefined, `${other} on ${issuer}`);
+        }
+        assert.ok(await readSession(f.ctx, `${others.map((other) => `${other}=${value}`).join('; ')}; ${own}=${value}`), `${own} on ${issuer}`);
+        // A planted cookie under another name is not the browser's previous session: a login does not end it.
+        const next = await login(f, 'bob', `${others[0]}=${value}`);
+        assert.ok(await readSession(f.ctx, `${own}=${value}`), `not rotated by ${others[0]} on ${issuer}`);
+        assert.ok(await readSession(f.ctx, next.cookie));
+      }
     });
 
     test('end after 30 idle minutes, and stay alive while used', async (t) => {

@@ -9,7 +9,7 @@ import { oidcScopes } from '../../authorization/scopes.ts';
 import { signingAlgs } from '../../config.ts';
 import type { Context } from '../../context.ts';
 import { cookieValues, serializeCookie } from '../../identity/cookies.ts';
-import { cookieScope, readSession } from '../../identity/sessions.ts';
+import { cookieName, cookieScope, readSession } from '../../identity/sessions.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { FormParameters } from '../../parameters.ts';
@@ -51,7 +51,7 @@ export const authorization: Endpoint = {
     app.get<{ Params: { '*': string } }>(`${base}/authorize/resume/*`, async (request, reply) => {
       // The session is read only when the interaction needs it (nobody logged in during it).
       const session = () => readSession(ctx, request.headers.cookie);
-      const outcome = await resumeAuthorization(ctx, request.params['*'], { session, browserId: presentedBrowserId(request) });
+      const outcome = await resumeAuthorization(ctx, request.params['*'], { session, browserId: presentedBrowserId(ctx, request) });
       return sendOutcome(ctx, request, reply, outcome);
     });
   },
@@ -79,7 +79,10 @@ export const authorization: Endpoint = {
   }),
 };
 
-/** The browser-binding cookie: interactions may only be resumed by the browser that started them. */
+/**
+ * The browser-binding cookie's base name: interactions may only be resumed by the browser that
+ * started them. A browser holds it as `cookieName(browserCookieName, issuer)` (prefixed on https).
+ */
 export const browserCookieName = 'clearance_browser';
 
 const browserIdPattern = /^[A-Za-z0-9_-]{43}$/;
@@ -87,14 +90,14 @@ const browserIdPattern = /^[A-Za-z0-9_-]{43}$/;
 async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply, params: AuthorizationParameters): Promise<FastifyReply> {
   // Read with the pushed request, in one round trip.
   const session = (flight: Flight) => readSession(ctx, request.headers.cookie, flight);
-  let browserId = presentedBrowserId(request);
+  let browserId = presentedBrowserId(ctx, request);
   let setCookie: string | undefined;
   if (!browserId) {
     browserId = randomBytes(32).toString('base64url');
     const scope = cookieScope(ctx.config.issuer);
     // Sent to /authorize, /authorize/resume and /interaction (the sign-in and consent pages check
     // it too); Lax, because the browser arrives from the client's site by a top-level navigation.
-    setCookie = serializeCookie(browserCookieName, browserId, { path: scope.path, secure: scope.secure, sameSite: 'Lax' });
+    setCookie = serializeCookie(cookieName(browserCookieName, ctx.config.issuer), browserId, { path: scope.path, secure: scope.secure, sameSite: 'Lax' });
   }
   const outcome = await startAuthorization(ctx, { params, session, browserId });
   if (setCookie && outcome.kind === 'interaction') reply.header('set-cookie', setCookie);
@@ -102,8 +105,8 @@ async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply,
 }
 
 /** The binding cookie's value, when exactly one well-formed value was sent. */
-export function presentedBrowserId(request: FastifyRequest): string | undefined {
-  const values = [...new Set(cookieValues(request.headers.cookie, browserCookieName).filter((v) => browserIdPattern.test(v)))];
+export function presentedBrowserId(ctx: Pick<Context, 'config'>, request: FastifyRequest): string | undefined {
+  const values = [...new Set(cookieValues(request.headers.cookie, cookieName(browserCookieName, ctx.config.issuer)).filter((v) => browserIdPattern.test(v)))];
   return values.length === 1 ? values[0] : undefined;
 }
 

@@ -392,7 +392,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
        */
       async function localLink(request: FastifyRequest, interaction: Interaction, userId: string): Promise<string[]> {
         if (!request.headers.cookie?.includes(pendingLinkCookieName)) return [];
-        const cleared = await completeLocalLink(ctx, { cookieHeader: request.headers.cookie, browserId: presentedBrowserId(request), interactionId: interaction.id, requestId: request.id }, userId);
+        const cleared = await completeLocalLink(ctx, { cookieHeader: request.headers.cookie, browserId: presentedBrowserId(ctx, request), interactionId: interaction.id, requestId: request.id }, userId);
         return cleared ? [cleared] : [];
       }
 
@@ -672,7 +672,7 @@ async function loadInteractionWith<T>(
 async function loadInteraction(ctx: Context, flow: InteractionFlow, request: FastifyRequest, id: string, flight?: Flight): Promise<Interaction | undefined> {
   if (!interactionIdPattern.test(id)) return undefined;
   // Only the browser that started the authorization request may sign in or consent on it.
-  const interaction = await flow.loadInteraction(ctx, id, { id: presentedBrowserId(request) }, flight);
+  const interaction = await flow.loadInteraction(ctx, id, { id: presentedBrowserId(ctx, request) }, flight);
   // The protocol side says undefined for expired ones; checked here too, as the contract defines expiresAt.
   if (!interaction || interaction.expiresAt * 1000 <= ctx.clock.now()) return undefined;
   return interaction;

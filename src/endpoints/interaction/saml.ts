@@ -90,7 +90,7 @@ export function registerSamlRoutes(app: FastifyInstance, ctx: Context, routes: S
       const refuse = routes.refusal(request, reply);
       const state = single(request.query.state);
       if (state === undefined) return refuse(400, 'missing_state', startAgain);
-      const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(request));
+      const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(ctx, request));
       if (!login.ok) return refuse(400, login.reason, startAgain);
       // Only a SAML answer the ACS kept (not a pending link of src/federation/upstream/local-link.ts).
       const kept = login.result === undefined ? undefined : (JSON.parse(login.result) as Partial<UpstreamIdentity> & { link?: boolean });

@@ -106,7 +106,7 @@ export function registerUpstreamRoutes(
     const refuse = refusal(request, reply);
     const state = single(request.query.state);
     if (state === undefined) return refuse(400, 'missing_state', startAgain);
-    const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(request));
+    const login = await consumeUpstreamLogin(ctx, state, presentedBrowserId(ctx, request));
     if (!login.ok) return refuse(400, login.reason, startAgain);
     const interaction = await routes.loadInteraction(request, login.interactionId);
     if (!interaction) return routes.interactionGone(request, reply);
@@ -151,7 +151,7 @@ export function registerUpstreamRoutes(
           decision: { allow: false, reasons: ['email_taken'] },
           details: { reason: 'email_taken', source_address: request.ip, ...about, upstream_subject: identity.subject, link_offered: true },
         });
-        const browserId = presentedBrowserId(request)!;
+        const browserId = presentedBrowserId(ctx, request)!;
         const offer = await offerLocalLink(ctx, { interactionId: interaction.id, browserId, provider, identity });
         return routes.showLogin(request, reply, interaction, {
           status: 409,
@@ -232,7 +232,7 @@ export function registerUpstreamRoutes(
   /** Opens a sign-in at the upstream for this interaction and sends the browser there. */
   async function goUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined): Promise<FastifyReply> {
     const stored = await findProvider(ctx.storage.db, providerId);
-    const browserId = presentedBrowserId(request);
+    const browserId = presentedBrowserId(ctx, request);
     if (!stored?.provider.enabled || browserId === undefined) return routes.showLogin(request, reply, interaction, { status: 400, error: 'That organisation’s sign-in is not available. Sign in with your Clearance username above.' });
     const provider = stored.provider;
     try {

@@ -5,7 +5,7 @@ import { rowsOf, type Flight } from '../../storage/flight.ts';
 import type { FailureStatements } from '../failed-login.ts';
 import type { Database } from '../../storage/schema.ts';
 import { cookieValues, serializeCookie } from '../cookies.ts';
-import { cookieScope } from '../sessions.ts';
+import { cookieName, cookieScope } from '../sessions.ts';
 import type { StoredRecoveryCode } from './recovery-codes.ts';
 import type { TotpRow } from './totp.ts';
 import type { RiskAssessment } from '../../risk/assessment.ts';
@@ -32,6 +32,7 @@ import { withinSpan } from '../../clock.ts';
  *   password reset or signed out everywhere (src/identity/lifecycle.ts).
  */
 
+/** The pending cookie's base name; a browser holds it as `cookieName(pendingCookieName, issuer)` (prefixed on https). */
 export const pendingCookieName = 'clearance_pending';
 /** How long a person has to enter the second factor after the password. */
 export const pendingTtlMs = 5 * 60_000;
@@ -48,14 +49,14 @@ function pendingIdFor(value: string): string {
 }
 
 /** The well-formed pending cookie values of a Cookie header (at most 4), as stored ids. */
-function presentedIds(cookieHeader: string | undefined): string[] {
-  const values = cookieValues(cookieHeader, pendingCookieName).filter((v) => cookieValuePattern.test(v));
+function presentedIds(ctx: Pick<Context, 'config'>, cookieHeader: string | undefined): string[] {
+  const values = cookieValues(cookieHeader, cookieName(pendingCookieName, ctx.config.issuer)).filter((v) => cookieValuePattern.test(v));
   return [...new Set(values)].slice(0, 4).map(pendingIdFor);
 }
 
 function pendingCookie(ctx: Pick<Context, 'config'>, value: string, maxAgeSeconds: number): string {
   // Strict: it is only ever needed on Clearance's own pages, reached from Clearance's own form.
-  return serializeCookie(pendingCookieName, value, { ...cookieScope(ctx.config.issuer), sameSite: 'Strict', maxAge: maxAgeSeconds });
+  return serializeCookie(cookieName(pendingCookieName, ctx.config.issuer), value, { ...cookieScope(ctx.config.issuer), sameSite: 'Strict', maxAge: maxAgeSeconds });
 }
 
 /** The Set-Cookie value that deletes the pending cookie (after the sign-in completed or ended). */
@@ -77,7 +78,7 @@ export function startPendingSignIn(
   const value = randomBytes(32).toString('base64url');
   const expiresAt = Math.min(now + pendingTtlMs, start.interaction.expiresAt * 1000);
   const db = ctx.storage.db;
-  const previous = presentedIds(start.cookieHeader);
+  const previous = presentedIds(ctx, start.cookieHeader);
   if (previous.length > 0) void flight.run(db.updateTable('pending_sign_ins').set({ ended_at: now }).where('id', 'in', previous).where('ended_at', 'is', null));
   void flight.run(
     db.insertInto('pending_sign_ins').values({
@@ -118,12 +119,12 @@ export interface PendingSignIn {
  * their authenticator and recovery codes in one round trip.
  */
 export async function readPendingSignIn(
-  ctx: Pick<Context, 'storage' | 'clock'>,
+  ctx: Pick<Context, 'storage' | 'clock' | 'config'>,
   cookieHeader: string | undefined,
   interactionId: string,
   flight?: Flight,
 ): Promise<PendingSignIn | undefined> {
-  const ids = presentedIds(cookieHeader);
+  const ids = presentedIds(ctx, cookieHeader);
   if (ids.length === 0) return undefined;
   const now = ctx.clock.now();
   const db = ctx.storage.db;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { acr, amr } from '../../../src/identity/acr.ts';
 import { takeNotices } from '../../../src/identity/factors/notices.ts';
-import { maxPendingFailures, readPendingSignIn, startPendingSignIn, type PendingSignIn } from '../../../src/identity/factors/pending.ts';
+import { clearPendingCookie, maxPendingFailures, readPendingSignIn, startPendingSignIn, type PendingSignIn } from '../../../src/identity/factors/pending.ts';
 import { verifySecondFactor, type SecondFactorProof } from '../../../src/identity/factors/second-step.ts';
 import { deleteUser, signOutEverywhere } from '../../../src/identity/lifecycle.ts';
 import { verifyLogin } from '../../../src/identity/login.ts';
@@ -16,14 +16,19 @@ import { codeAt, enrolTotp } from './fixture.ts';
 const address = '198.51.100.7';
 const interaction = (f: PeopleFixture) => ({ id: 'ia_1', expiresAt: Math.floor(f.clock.now() / 1000) + 600 });
 
-/** The password step as the sign-in page does it: a pending sign-in, and its cookie. */
+/** The password step as the sign-in page does it: a pending sign-in, and its cookie (name=value). */
 async function passwordStep(f: PeopleFixture, password = alicePassword): Promise<string> {
+  return (await passwordStepSetCookie(f, password)).split(';')[0]!;
+}
+
+/** The password step's whole Set-Cookie value. */
+async function passwordStepSetCookie(f: PeopleFixture, password = alicePassword, cookieHeader?: string): Promise<string> {
   const outcome = await verifyLogin(f.ctx, { username: 'alice', password, sourceAddress: address }, undefined, undefined, (flight, login) =>
-    startPendingSignIn(f.ctx, flight, { userId: login.user.id, interaction: interaction(f), cookieHeader: undefined }),
+    startPendingSignIn(f.ctx, flight, { userId: login.user.id, interaction: interaction(f), cookieHeader }),
   );
   assert.equal(outcome.ok, false);
   assert.ok(!outcome.ok && outcome.reason === 'second_factor_required', JSON.stringify(outcome));
-  return outcome.value.setCookie.split(';')[0]!;
+  return outcome.value.setCookie;
 }
 
 async function pendingOf(f: PeopleFixture, cookie: string): Promise<PendingSignIn> {
@@ -238,6 +243,36 @@ for (const dialect of testDialects()) {
       assert.equal(await readPendingSignIn(f.ctx, 'clearance_pending=' + 'A'.repeat(43), 'ia_1'), undefined, 'another browser');
       f.clock.advance(5 * 60_000);
       assert.equal(await readPendingSignIn(f.ctx, cookie, 'ia_1'), undefined, 'expired');
+    });
+
+    test('names the pending cookie by the issuer: __Host- on https at the root, __Secure- with the issuer’s Path, bare on http', async (t) => {
+      const cases: [string, RegExp, string][] = [
+        ['https://id.broker.example', /^__Host-clearance_pending=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Secure; Max-Age=300$/, '__Host-clearance_pending=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0'],
+        ['https://id.broker.example/idp', /^__Secure-clearance_pending=[A-Za-z0-9_-]{43}; Path=\/idp; HttpOnly; SameSite=Strict; Secure; Max-Age=300$/, '__Secure-clearance_pending=; Path=/idp; HttpOnly; SameSite=Strict; Secure; Max-Age=0'],
+        ['http://localhost:9000', /^clearance_pending=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=300$/, 'clearance_pending=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0'],
+      ];
+      for (const [issuer, set, clear] of cases) {
+        const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: issuer } });
+        await enrolTotp(f, 'alice');
+        const setCookie = await passwordStepSetCookie(f);
+        assert.match(setCookie, set, issuer);
+        assert.doesNotMatch(setCookie, /Domain=/i, issuer);
+        assert.equal(clearPendingCookie(f.ctx), clear, issuer);
+        assert.ok(await readPendingSignIn(f.ctx, setCookie.split(';')[0], 'ia_1'), `read back on ${issuer}`);
+      }
+    });
+
+    test('reads the pending cookie only under the issuer’s name: a bare one planted on https is no pending sign-in', async (t) => {
+      const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: 'https://id.broker.example' } });
+      await enrolTotp(f, 'alice');
+      const cookie = await passwordStep(f);
+      assert.match(cookie, /^__Host-clearance_pending=/);
+      const value = cookie.slice(cookie.indexOf('=') + 1);
+      assert.equal(await readPendingSignIn(f.ctx, `clearance_pending=${value}`, 'ia_1'), undefined, 'bare');
+      assert.equal(await readPendingSignIn(f.ctx, `__Secure-clearance_pending=${value}`, 'ia_1'), undefined, '__Secure- at the root');
+      // Nor is a bare one the browser's previous pending sign-in, which a new password step ends.
+      await passwordStepSetCookie(f, alicePassword, `clearance_pending=${value}`);
+      assert.ok(await readPendingSignIn(f.ctx, cookie, 'ia_1'), 'not ended by a cookie of another name');
     });
 
     test('is ended when an administrator signs the person out everywhere, and goes with a deleted person', async (t) => {
