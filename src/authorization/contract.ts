@@ -133,5 +133,5 @@ export interface Interaction {
  *   endSession(ctx, sessionId): Promise<void>                          // RP-initiated logout
  *   findUser(ctx, userId): Promise<User | undefined>                    // claims for ID token / userinfo
  *   sessionCookieName = 'clearance_session'                            // the base name; the cookie is
- *       // cookieName(sessionCookieName, issuer): __Host-/__Secure- prefixed on https
+ *       // cookieName(sessionCookieName, cookieScope(issuer)): __Host-/__Secure- on https
  */

@@ -19,7 +19,7 @@ import { withinSpan } from '../clock.ts';
 
 /**
  * The session cookie's base name (contract: src/authorization/contract.ts); the name a browser
- * holds is `cookieName(sessionCookieName, issuer)`: prefixed on https.
+ * holds is `cookieName(sessionCookieName, cookieScope(issuer))`: prefixed on https.
  */
 export const sessionCookieName = 'clearance_session';
 
@@ -49,7 +49,7 @@ export function sessionIdFor(cookieValue: string): string {
 
 /** The session cookie values of a Cookie header that are well-formed (at most 4 are considered). */
 function presentedIds(ctx: Pick<Context, 'config'>, cookieHeader: string | undefined): string[] {
-  const values = cookieValues(cookieHeader, cookieName(sessionCookieName, ctx.config.issuer)).filter((v) => cookieValuePattern.test(v));
+  const values = cookieValues(cookieHeader, cookieName(sessionCookieName, cookieScope(ctx.config.issuer))).filter((v) => cookieValuePattern.test(v));
   return [...new Set(values)].slice(0, 4).map(sessionIdFor);
 }
 
@@ -209,12 +209,14 @@ export function endSessionsOfStatement(db: Transaction<Database> | Kysely<Databa
 
 /** The Set-Cookie value carrying a session cookie value. */
 function sessionCookie(ctx: Pick<Context, 'config'>, value: string): string {
-  return serializeCookie(cookieName(sessionCookieName, ctx.config.issuer), value, { ...cookieScope(ctx.config.issuer), sameSite: 'Lax' });
+  const scope = cookieScope(ctx.config.issuer);
+  return serializeCookie(cookieName(sessionCookieName, scope), value, { ...scope, sameSite: 'Lax' });
 }
 
 /** A Set-Cookie value that deletes the session cookie (for logout). */
 export function clearSessionCookie(ctx: Pick<Context, 'config'>): string {
-  return serializeCookie(cookieName(sessionCookieName, ctx.config.issuer), '', { ...cookieScope(ctx.config.issuer), sameSite: 'Lax', maxAge: 0 });
+  const scope = cookieScope(ctx.config.issuer);
+  return serializeCookie(cookieName(sessionCookieName, scope), '', { ...scope, sameSite: 'Lax', maxAge: 0 });
 }
 
 /**
@@ -232,8 +234,8 @@ export function cookieScope(issuer: string): { path: string; secure: boolean } {
 }
 
 /**
- * The name a cookie scoped by `cookieScope(issuer)` is written, cleared and read under: its base
- * name with the RFC 6265bis §4.1.3 prefix the scope allows, so neither a sibling subdomain nor a
+ * The name a cookie written with `scope` (its Path and Secure) is written, cleared and read under:
+ * its base name with the RFC 6265bis §4.1.3 prefix the scope allows, so neither a sibling subdomain nor a
  * plain-http page of the host can plant or shadow it (cookie tossing):
  * - https issuer at the root (Path=/): `__Host-<base>` (the browser then insists on Secure,
  *   Path=/ and no Domain; serializeCookie never writes Domain);
@@ -244,8 +246,7 @@ export function cookieScope(issuer: string): { path: string; secure: boolean } {
  * Reads use the same name, so a bare cookie on an https issuer (one planted, or left from before
  * the prefixes) is ignored.
  */
-export function cookieName(base: string, issuer: string): string {
-  const scope = cookieScope(issuer);
+export function cookieName(base: string, scope: { path: string; secure: boolean }): string {
   if (!scope.secure) return base;
   return scope.path === '/' ? `__Host-${base}` : `__Secure-${base}`;
 }

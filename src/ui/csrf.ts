@@ -25,10 +25,14 @@ export const csrfField = 'csrf_token';
 
 const secretPattern = /^[A-Za-z0-9_-]{43}$/;
 
+/** Path=/ on https (so the `__Host-` prefix applies even to an issuer at https://host/idp); the issuer's path on http. */
+function csrfScope(issuer: string): { path: string; secure: boolean } {
+  const scope = cookieScope(issuer);
+  return { path: scope.secure ? '/' : scope.path, secure: scope.secure };
+}
+
 export function csrfCookieName(issuer: string): string {
-  // Named for the issuer's origin, not its path: on https this cookie is always at Path=/ (below),
-  // so it is `__Host-clearance_csrf` even for an issuer at https://host/idp; on http, bare.
-  return cookieName('clearance_csrf', new URL(issuer).origin);
+  return cookieName('clearance_csrf', csrfScope(issuer));
 }
 
 export interface CsrfBinding {
@@ -42,12 +46,8 @@ export function csrfBinding(issuer: string, cookieHeader: string | undefined): C
   const existing = cookieValues(cookieHeader, csrfCookieName(issuer)).find((v) => secretPattern.test(v));
   if (existing) return { secret: existing };
   const secret = randomBytes(32).toString('base64url');
-  const scope = cookieScope(issuer);
-  const setCookie = serializeCookie(csrfCookieName(issuer), secret, {
-    path: scope.secure ? '/' : scope.path,
-    secure: scope.secure,
-    sameSite: 'Lax',
-  });
+  const scope = csrfScope(issuer);
+  const setCookie = serializeCookie(cookieName('clearance_csrf', scope), secret, { ...scope, sameSite: 'Lax' });
   return { secret, setCookie };
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { acr } from '../../src/identity/acr.ts';
-import { clearSessionCookie, cookieName, endSession, readSession, sessionCookieName, sessionIdFor, startSession, type StartedSession } from '../../src/identity/sessions.ts';
+import { clearSessionCookie, cookieName, cookieScope, endSession, readSession, sessionCookieName, sessionIdFor, startSession, type StartedSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { peopleFixture, type PeopleFixture } from './fixture.ts';
@@ -74,7 +74,7 @@ for (const dialect of testDialects()) {
       ];
       for (const [issuer, own, others] of names) {
         const f = await peopleFixture(t, { dialect, env: { CLEARANCE_ISSUER: issuer } });
-        assert.equal(cookieName(sessionCookieName, issuer), own, issuer);
+        assert.equal(cookieName(sessionCookieName, cookieScope(issuer)), own, issuer);
         const { value } = await login(f);
         for (const other of others) {
           assert.equal(await readSession(f.ctx, `${other}=${value}`), undefined, `${other} on ${issuer}`);

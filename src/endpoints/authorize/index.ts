@@ -81,7 +81,7 @@ export const authorization: Endpoint = {
 
 /**
  * The browser-binding cookie's base name: interactions may only be resumed by the browser that
- * started them. A browser holds it as `cookieName(browserCookieName, issuer)` (prefixed on https).
+ * started them. A browser holds it as `cookieName(browserCookieName, cookieScope(issuer))` (prefixed on https).
  */
 export const browserCookieName = 'clearance_browser';
 
@@ -97,7 +97,7 @@ async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply,
     const scope = cookieScope(ctx.config.issuer);
     // Sent to /authorize, /authorize/resume and /interaction (the sign-in and consent pages check
     // it too); Lax, because the browser arrives from the client's site by a top-level navigation.
-    setCookie = serializeCookie(cookieName(browserCookieName, ctx.config.issuer), browserId, { path: scope.path, secure: scope.secure, sameSite: 'Lax' });
+    setCookie = serializeCookie(cookieName(browserCookieName, scope), browserId, { path: scope.path, secure: scope.secure, sameSite: 'Lax' });
   }
   const outcome = await startAuthorization(ctx, { params, session, browserId });
   if (setCookie && outcome.kind === 'interaction') reply.header('set-cookie', setCookie);
@@ -106,7 +106,7 @@ async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply,
 
 /** The binding cookie's value, when exactly one well-formed value was sent. */
 export function presentedBrowserId(ctx: Pick<Context, 'config'>, request: FastifyRequest): string | undefined {
-  const values = [...new Set(cookieValues(request.headers.cookie, cookieName(browserCookieName, ctx.config.issuer)).filter((v) => browserIdPattern.test(v)))];
+  const values = [...new Set(cookieValues(request.headers.cookie, cookieName(browserCookieName, cookieScope(ctx.config.issuer))).filter((v) => browserIdPattern.test(v)))];
   return values.length === 1 ? values[0] : undefined;
 }
 

@@ -32,7 +32,7 @@ import { withinSpan } from '../../clock.ts';
  *   password reset or signed out everywhere (src/identity/lifecycle.ts).
  */
 
-/** The pending cookie's base name; a browser holds it as `cookieName(pendingCookieName, issuer)` (prefixed on https). */
+/** The pending cookie's base name; a browser holds it as `cookieName(pendingCookieName, cookieScope(issuer))` (prefixed on https). */
 export const pendingCookieName = 'clearance_pending';
 /** How long a person has to enter the second factor after the password. */
 export const pendingTtlMs = 5 * 60_000;
@@ -50,13 +50,14 @@ function pendingIdFor(value: string): string {
 
 /** The well-formed pending cookie values of a Cookie header (at most 4), as stored ids. */
 function presentedIds(ctx: Pick<Context, 'config'>, cookieHeader: string | undefined): string[] {
-  const values = cookieValues(cookieHeader, cookieName(pendingCookieName, ctx.config.issuer)).filter((v) => cookieValuePattern.test(v));
+  const values = cookieValues(cookieHeader, cookieName(pendingCookieName, cookieScope(ctx.config.issuer))).filter((v) => cookieValuePattern.test(v));
   return [...new Set(values)].slice(0, 4).map(pendingIdFor);
 }
 
 function pendingCookie(ctx: Pick<Context, 'config'>, value: string, maxAgeSeconds: number): string {
   // Strict: it is only ever needed on Clearance's own pages, reached from Clearance's own form.
-  return serializeCookie(cookieName(pendingCookieName, ctx.config.issuer), value, { ...cookieScope(ctx.config.issuer), sameSite: 'Strict', maxAge: maxAgeSeconds });
+  const scope = cookieScope(ctx.config.issuer);
+  return serializeCookie(cookieName(pendingCookieName, scope), value, { ...scope, sameSite: 'Strict', maxAge: maxAgeSeconds });
 }
 
 /** The Set-Cookie value that deletes the pending cookie (after the sign-in completed or ended). */
