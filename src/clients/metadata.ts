@@ -406,7 +406,7 @@ function readJwks(v: Validator, path: string, value: unknown): { keys: Record<st
  */
 function x5cProblem(x5c: unknown, key: KeyObject): { at: string; message: string } | undefined {
   if (!Array.isArray(x5c) || x5c.length === 0) return { at: '', message: 'must be a non-empty array of base64 DER certificates' };
-  const certificates: X509Certificate[] = [];
+  let first: X509Certificate | undefined;
   for (const [i, text] of x5c.entries()) {
     if (typeof text !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return { at: `[${i}]`, message: 'must be a certificate in standard base64 (not base64url)' };
     const der = Buffer.from(text, 'base64');
@@ -416,9 +416,9 @@ function x5cProblem(x5c: unknown, key: KeyObject): { at: string; message: string
     } catch {}
     // X509Certificate also reads PEM: the bytes must be the certificate's DER itself.
     if (!certificate?.raw.equals(der)) return { at: `[${i}]`, message: 'is not a DER certificate' };
-    certificates.push(certificate);
+    first ??= certificate;
   }
-  if (!certificates[0]!.publicKey.equals(key)) return { at: '[0]', message: 'must hold the key the JWK gives (RFC 7517 §4.7)' };
+  if (!first!.publicKey.equals(key)) return { at: '[0]', message: 'must hold the key the JWK gives (RFC 7517 §4.7)' };
   return undefined;
 }
 
