@@ -16,6 +16,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { exportJWK } from 'jose';
 import { signCompact } from '../../src/keys/jws.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { addressSequence } from '../helpers/addresses.ts';
 import { assertOAuthError, ordersApi } from './fixture.ts';
 
 const jwtBearer = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -66,13 +67,8 @@ async function harness(t: TestContext): Promise<Harness> {
   const now = Math.floor(f.clock.now() / 1000);
   const oms: Signer = { id: 'oms-service', kid: 'oms-1', key: KeyObject.from(f.omsKey) };
   const par: Signer = { id: 'par-app', kid: 'par-1', key: KeyObject.from(f.parKey) };
-  // One address per request, from the documentation ranges (RFC 5737), so no case is throttled.
-  let sent = 0;
-  const address = () => {
-    sent += 1;
-    assert.ok(sent < 254 * 2, 'out of test addresses');
-    return sent <= 254 ? `198.51.100.${sent}` : `203.0.113.${sent - 254}`;
-  };
+  // One address per request, so no case is throttled.
+  const address = addressSequence();
   const claims = (signer: Signer, over: Record<string, unknown> = {}) => {
     const all: Record<string, unknown> = { iss: signer.id, sub: signer.id, aud: f.issuer, iat: now, exp: now + 60, jti: randomUUID(), ...over };
     for (const [name, value] of Object.entries(all)) if (value === undefined) delete all[name];

@@ -23,18 +23,14 @@ import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { signCompact } from '../../src/keys/jws.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
+import { addressSequence } from '../helpers/addresses.ts';
 import { dpopKey, dpopProof, type ProofClaims } from '../helpers/dpop.ts';
 import { assertOAuthError, decodeJwt, ordersApi } from './fixture.ts';
 
 const jwtBearer = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
-let addresses = 0;
 /** A source address no other request of this file used. */
-function address(): string {
-  addresses += 1;
-  assert.ok(addresses < 254, 'out of test addresses');
-  return `198.51.100.${addresses}`;
-}
+const address = addressSequence();
 
 interface Harness {
   f: CodeFlowFixture;

@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
 import { decodeJwt, generateKeyPair, SignJWT } from 'jose';
-import { buildApp } from '../../src/http/app.ts';
 import { RevocationList } from '../../src/tokens/revocation.ts';
-import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
+import { assertOAuthError } from '../endpoints/fixture.ts';
 import { makePki, type Pem } from '../helpers/pki.ts';
-import { testContext } from '../helpers/storage.ts';
-import { applyDocument } from '../policy/fixture.ts';
+import { accessTokenType, exchangeFixture, exchangeGrantType } from './exchange-fixture.ts';
 
 // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable, is answered
 // invalid_request. These are the cases test/grants/token-exchange.test.ts leaves out: a subject
@@ -18,8 +15,7 @@ import { applyDocument } from '../policy/fixture.ts';
 
 const arrangerApi = 'https://arranger.example.com/orders';
 const brokerApi = 'https://broker.example.com/execution';
-const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+const exchange = exchangeGrantType;
 const tradeScopes = 'order:create settlement:submit';
 const proxied = { CLEARANCE_CLIENT_CERT_HEADER: 'client-cert', CLEARANCE_TRUSTED_PROXIES: '127.0.0.1' };
 
@@ -41,27 +37,12 @@ function certHeader(pem: Pem): Record<string, string> {
 }
 
 async function fixture(t: TestContext) {
-  const { ctx, clock } = await testContext({ t, env: proxied });
-  const secrets = await applyDocument(ctx, document);
-  const app = buildApp(ctx);
-  t.after(() => app.close());
-  await app.ready();
-  const post = (clientId: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
-    app.inject({
-      method: 'POST',
-      url: '/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuthorization(clientId, secrets[clientId]!), ...headers },
-      payload: formBody(form),
-    });
-  const ok = (response: LightMyRequestResponse) => {
-    assert.equal(response.statusCode, 200, response.body);
-    return response.json() as { access_token: string; token_type: string };
-  };
+  const f = await exchangeFixture(t, document, { env: proxied });
   /** A client_credentials token of `clientId` for the arranger's API (bound to the certificate sent with it, if any). */
-  const ownToken = async (clientId: string, headers: Record<string, string> = {}) => ok(await post(clientId, { grant_type: 'client_credentials', resource: arrangerApi }, headers)).access_token;
-  const exchangeFor = (clientId: string, subjectToken: string, form: Record<string, string> = {}, headers: Record<string, string> = {}) =>
-    post(clientId, { grant_type: exchange, subject_token: subjectToken, subject_token_type: accessTokenType, resource: brokerApi, ...form }, headers);
-  return { ctx, clock, issuer: ctx.config.issuer, ok, ownToken, exchangeFor };
+  const ownToken = async (clientId: string, headers: Record<string, string> = {}) => (await f.ok(await f.post(clientId, { grant_type: 'client_credentials', resource: arrangerApi }, headers))).access_token;
+  /** An exchange by `clientId` for the broker's API. */
+  const exchangeFor = (clientId: string, subjectToken: string, form: Record<string, string> = {}, headers: Record<string, string> = {}) => f.exchangeFor(clientId, subjectToken, { resource: brokerApi, ...form }, headers);
+  return { ...f, ownToken, exchangeFor };
 }
 
 describe('a certificate-bound token at the token exchange (RFC 8693 §2.2.2, RFC 8705 §3)', () => {
@@ -80,7 +61,7 @@ describe('a certificate-bound token at the token exchange (RFC 8693 §2.2.2, RFC
     const foreign = assertOAuthError(await f.exchangeFor('trader-app', bound, {}, certHeader(other)), 400, 'invalid_request', 'another certificate');
     assert.equal(foreign.error_description, 'subject_token is certificate-bound; present its certificate');
 
-    const exchanged = f.ok(await f.exchangeFor('trader-app', bound, {}, certHeader(mine)));
+    const exchanged = await f.ok(await f.exchangeFor('trader-app', bound, {}, certHeader(mine)));
     assert.equal(decodeJwt(exchanged.access_token).aud, brokerApi);
   });
 
@@ -98,7 +79,7 @@ describe('a certificate-bound token at the token exchange (RFC 8693 §2.2.2, RFC
     const foreign = assertOAuthError(await f.exchangeFor('arranger-backend', subject, actorForm, certHeader(pki.selfSigned('thief', '/CN=arranger-backend'))), 400, 'invalid_request', 'another certificate');
     assert.equal(foreign.error_description, 'actor_token is certificate-bound; present its certificate');
 
-    const exchanged = f.ok(await f.exchangeFor('arranger-backend', subject, actorForm, certHeader(arranger)));
+    const exchanged = await f.ok(await f.exchangeFor('arranger-backend', subject, actorForm, certHeader(arranger)));
     assert.deepEqual(decodeJwt(exchanged.access_token).act, { sub: 'arranger-backend' });
   });
 });
@@ -107,7 +88,7 @@ describe('the presenting client\'s own actor_token (RFC 8693 §2.1, §2.2.2)', (
   test('is accepted when valid, and is invalid_request when it is garbage, revoked, from a foreign issuer or expired', async (t) => {
     const f = await fixture(t);
     // The good case: the client's own live token names it as the actor of the hop.
-    const accepted = f.ok(await f.exchangeFor('arranger-backend', await f.ownToken('trader-app'), { actor_token: await f.ownToken('arranger-backend'), actor_token_type: accessTokenType }));
+    const accepted = await f.ok(await f.exchangeFor('arranger-backend', await f.ownToken('trader-app'), { actor_token: await f.ownToken('arranger-backend'), actor_token_type: accessTokenType }));
     assert.equal(decodeJwt(accepted.access_token).sub, 'trader-app');
     assert.deepEqual(decodeJwt(accepted.access_token).act, { sub: 'arranger-backend' });
 

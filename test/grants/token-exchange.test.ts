@@ -3,11 +3,9 @@ import { describe, test, type TestContext } from 'node:test';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
 import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
-import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import { createSealer } from '../../src/audit/lifecycle.ts';
 import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { epochSeconds } from '../../src/clock.ts';
-import { buildApp } from '../../src/http/app.ts';
 import { revokeMandate } from '../../src/mandates/store.ts';
 import { foldedDecisions } from '../../src/policy/issuance-audit.ts';
 import { acr } from '../../src/identity/acr.ts';
@@ -15,11 +13,12 @@ import { mintAccessToken } from '../../src/tokens/access-token.ts';
 import type { AccessTokenClaims } from '../../src/tokens/claims.ts';
 import { mintIdToken } from '../../src/tokens/id-token.ts';
 import { RevocationList } from '../../src/tokens/revocation.ts';
-import { assertOAuthError, basicAuthorization, formBody, ordersApi, resourceServers } from '../endpoints/fixture.ts';
+import { assertOAuthError, ordersApi, resourceServers } from '../endpoints/fixture.ts';
 import { codeFlowFixture } from '../authorization/fixture.ts';
-import { dpopKey, dpopProof } from '../helpers/dpop.ts';
-import { testContext, testDialects, type TestDialect } from '../helpers/storage.ts';
+import { dpopKey } from '../helpers/dpop.ts';
+import { testDialects, type TestDialect } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
+import { accessTokenType, exchangeFixture, exchangeGrantType } from './exchange-fixture.ts';
 import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
 import { assertUuidV7At } from '../helpers/uuid-v7.ts';
 
@@ -29,8 +28,7 @@ import { assertUuidV7At } from '../helpers/uuid-v7.ts';
 const arrangerApi = 'https://arranger.example.com/orders';
 const brokerApi = 'https://broker.example.com/execution';
 const clearingApi = 'https://clearing.example.com/settlement';
-const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+const exchange = exchangeGrantType;
 const tradeScopes = 'order:create settlement:submit';
 
 const exchanger = (client_id: string, scope = tradeScopes) => ({ client_id, kind: 'service', grant_types: [exchange], scope });
@@ -53,34 +51,10 @@ const document = {
 };
 
 async function fixture(t: TestContext, dialect?: TestDialect, env?: Record<string, string>) {
-  const server = await testContext({ t, ...(dialect ? { dialect } : {}), ...(env ? { env } : {}) });
-  const { ctx, clock } = server;
-  const secrets = await applyDocument(ctx, document);
-  const app = buildApp(ctx);
-  t.after(() => app.close());
-  await app.ready();
-  const issuer = ctx.config.issuer;
-  const post = (clientId: string, form: Record<string, string | string[]>, headers: Record<string, string> = {}) =>
-    app.inject({
-      method: 'POST',
-      url: '/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuthorization(clientId, secrets[clientId]!), ...headers },
-      payload: formBody(form),
-    });
-  const ok = async (response: Awaited<ReturnType<typeof post>>) => {
-    assert.equal(response.statusCode, 200, response.body);
-    return response.json() as { access_token: string; token_type: string; issued_token_type?: string; refresh_token?: string; scope: string; expires_in: number };
-  };
+  const f = await exchangeFixture(t, document, { ...(dialect ? { dialect } : {}), ...(env ? { env } : {}) });
   /** The first hop's token: the trading app's own, for the arranger's order API. */
-  const orderToken = async (form: Record<string, string> = {}) => (await ok(await post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, ...form }))).access_token;
-  const exchangeFor = (clientId: string, subjectToken: string, form: Record<string, string | string[]> = {}, headers: Record<string, string> = {}) =>
-    post(clientId, { grant_type: exchange, subject_token: subjectToken, subject_token_type: accessTokenType, ...form }, headers);
-  const events = async (type: string) => {
-    const rows = await ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', type).orderBy('seq').execute();
-    return rows.map((r) => JSON.parse(r.event) as StoredAuditEvent);
-  };
-  const proof = (key: ReturnType<typeof dpopKey>) => dpopProof(key, { htm: 'POST', htu: `${issuer}/token`, iat: epochSeconds(clock) });
-  return { ctx, clock, issuer, secrets, post, ok, orderToken, exchangeFor, events, proof };
+  const orderToken = async (form: Record<string, string> = {}) => (await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, ...form }))).access_token;
+  return { ...f, orderToken };
 }
 
 /** The millisecond a txn Clearance minted was made at: it is a UUIDv7 (src/transactions/txn.ts mintTxn), else the test fails. */
