@@ -22,8 +22,9 @@ import { forbidden, signedInForm } from './forms.ts';
  * (factor-gate.ts, src/identity/factor-changes.ts): a session made with the person's strongest
  * factor — else a 403 page saying how to sign in, nothing changes. So whoever has only the
  * password of a person with a passkey cannot enrol an authenticator of their own (and reach `mfa`,
- * and lock the person's password sign-in behind it). A session made with a recovery code may
- * remove and enrol the authenticator (how a person who lost it recovers), not make new codes.
+ * and lock the person's password sign-in behind it). A session made with a recovery code changes
+ * no factor (rule 2 there): a person who lost their authenticator asks for a recovery
+ * (POST /account/recovery), which a second person approves.
  *
  * POST /account/totp — begins enrolling an authenticator: a new secret, sealed bound to this
  *   session, stored unconfirmed (replacing an unconfirmed one); 303 to GET /account/totp. A person

@@ -120,6 +120,8 @@ export async function registerPasskey(
     credential: string | undefined;
     binding: string;
     requestId?: string;
+    /** The transaction the passkey is part of (a recovery's enrolment: its request id), on `passkey.registered`. */
+    txn?: string;
     sourceAddress: string;
     /**
      * Statements and events of the caller's that must commit with the passkey or not at all (a
@@ -244,6 +246,7 @@ export async function registerPasskey(
   );
   const event: AuditEvent = {
     type: 'passkey.registered',
+    ...(input.txn !== undefined ? { txn: input.txn } : {}),
     ...(input.requestId ? { requestId: input.requestId } : {}),
     actor: person.id,
     subject: person.id,

@@ -139,6 +139,8 @@ export async function enrolThroughLink(
       name: input.name,
       credential: input.credential,
       binding: enrolmentBinding(link.requestId),
+      // The evidence of the recovery (`audit export --txn <request id>`) names the passkey it enrolled.
+      txn: link.requestId,
       sourceAddress: input.sourceAddress,
       ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
       within(flight, now) {

@@ -228,7 +228,11 @@ for (const dialect of testDialects()) {
       const [enrolled] = await f.events('recovery.enrolled');
       assert.equal(enrolled!.txn, opened.request.id);
       assert.deepEqual((await f.events('recovery.link_refused')).map((e) => e.decision!.reasons[0]), ['wrong_password', 'used']);
-      assert.equal((await f.events('passkey.registered')).length, 1);
+      // The recovery's evidence names the passkey it enrolled: both events carry its txn.
+      const registered = await f.events('passkey.registered');
+      assert.equal(registered.length, 1);
+      assert.equal(registered[0]!.txn, opened.request.id);
+      assert.equal(registered[0]!.details!.passkey, (await listPasskeys(f.ctx, alice.id))[0]!.id);
       assert.doesNotMatch(await f.auditText(), new RegExp(opened.token));
     });
 
