@@ -128,6 +128,21 @@ function readFormat(v: Validator, path: string, value: unknown): AccessTokenForm
   return text as AccessTokenFormat;
 }
 
+/**
+ * The one rule for what may be registered as an audience (apply, and the admin API through it; the
+ * built-in audiences derive from the issuer). Elsewhere an identifier is only looked up: a request's
+ * `resource` must equal a registered one (src/tokens/audience.ts), as must partners'
+ * `allowed_audiences` and break-glass accounts' `audience`.
+ *
+ * RFC 8707 §2 allows any absolute URI without a fragment; Clearance takes three forms of it:
+ * - `https:` URLs, any host;
+ * - `http:` URLs to a loopback host only (src/jose/loopback.ts), the same latitude as every other
+ *   "https, or plain http to this machine" rule;
+ * - URNs (RFC 8141, `urn:<NID>:<NSS>`), a common audience form for an API that has no one URL.
+ * An audience is never fetched, but it is shown to people (consent pages, the console) and written
+ * to logs and audit events, so a scheme that means something else there — `javascript:`, `data:`,
+ * `file:`, `ftp:`, `mailto:` — has no business naming an API and is refused.
+ */
 function readIdentifier(v: Validator, path: string, value: unknown): string | undefined {
   const text = v.string(path, value, { maxLength: 2000 });
   if (!text) return undefined;
@@ -139,7 +154,32 @@ function readIdentifier(v: Validator, path: string, value: unknown): string | un
   }
   // RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
   if (text.includes('#')) return v.fail(path, 'must not contain a fragment');
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return v.fail(path, 'must be https (http only for loopback hosts)');
-  return text;
+  if (url.protocol === 'https:') return text;
+  if (url.protocol === 'http:') return isLoopbackHost(url.hostname) ? text : v.fail(path, 'must be https (http only for loopback hosts)');
+  if (url.protocol === 'urn:') return readUrn(v, path, text);
+  return v.fail(path, `must be https (http only for loopback hosts) or a URN (urn:<NID>:<NSS>), not ${url.protocol}`);
 }
 
+/** RFC 8141 §2: NID = alphanum 0*30(alphanum / "-") alphanum. */
+const urnNid = /^[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]$/;
+/** RFC 8141 §2: NSS = pchar *(pchar / "/"), pchar as in RFC 3986 §3.3. */
+const urnNss = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+
+/**
+ * A URN audience: `urn:` (any case), a NID and a non-empty NSS. No r- or q-component (`?+`, `?=`):
+ * they are no part of a URN's identity (RFC 8141 §3), so two audiences differing only in them
+ * would name the same thing, and a `resource` must equal an audience exactly.
+ */
+function readUrn(v: Validator, path: string, text: string): string | undefined {
+  const rest = text.slice('urn:'.length);
+  const colon = rest.indexOf(':');
+  const nid = colon === -1 ? rest : rest.slice(0, colon);
+  if (!urnNid.test(nid)) {
+    return v.fail(path, 'must be a URN urn:<NID>:<NSS> (RFC 8141) whose NID is 2–32 letters, digits or -, starting and ending with a letter or digit');
+  }
+  const nss = colon === -1 ? '' : rest.slice(colon + 1);
+  if (!urnNss.test(nss)) {
+    return v.fail(path, 'must be a URN urn:<NID>:<NSS> (RFC 8141) whose NSS is non-empty and of URI path characters (no ?+ or ?= component)');
+  }
+  return text;
+}
