@@ -74,10 +74,20 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
 }
 
 /**
- * Ends everything the people an upstream's logout names hold (by its session id, and/or by the
- * upstream subject through its link) — the same revocation as an administrator's "sign out
- * everywhere", audited as `user.signed_out_everywhere` via `upstream-logout` with the provider as
- * actor. For OIDC back-channel logout and SAML single logout alike.
+ * Ends everything the people an upstream's logout names hold — the same revocation as an
+ * administrator's "sign out everywhere", audited as `user.signed_out_everywhere` via
+ * `upstream-logout` with the provider as actor. For OIDC back-channel logout and SAML single
+ * logout alike. Whom it names:
+ * - a subject and no session id: the person that upstream identity is linked to (`user_links`),
+ *   whether or not a Clearance session of theirs is still live — Back-Channel Logout 1.0 §2.4 (no
+ *   `sid`: every session of the End-User), SAML 2.0 Core §3.7 (no SessionIndex: every session
+ *   of the principal). Their refresh tokens outlive an ended session (idle, their own sign-out), and
+ *   Back-Channel Logout §2.7 says those of a session being logged out SHOULD be revoked;
+ * - a session id (with the subject or not): the people with a session that upstream started under
+ *   that id (and, with a subject, linked to it), live or ended. A refresh token does not record the
+ *   session it came from, so those of a session that ended here first (idle, the person's own
+ *   sign-out echoed back by the upstream) can only be revoked with the rest of the person's: fail
+ *   closed, the same breadth as every upstream logout.
  */
 export async function endUpstreamPeople(
   ctx: Pick<Context, 'storage' | 'clock' | 'audit'>,
@@ -87,12 +97,16 @@ export async function endUpstreamPeople(
 ): Promise<{ ok: true; provider: string; sessionsEnded: number; people: number }> {
   const now = ctx.clock.now();
   return ctx.audit.recordWith(async (trx) => {
-    let people = trx.selectFrom('sessions').select('sessions.user_id').distinct().where('sessions.assurance_provider', '=', provider.id).where('sessions.ended_at', 'is', null);
-    if (named.sid !== undefined) people = people.where('sessions.upstream_sid', '=', named.sid);
-    if (named.subject !== undefined) {
-      people = people.where('sessions.user_id', 'in', trx.selectFrom('user_links').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', named.subject));
+    const linked = (subject: string) => trx.selectFrom('user_links').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', subject);
+    let userIds: string[];
+    if (named.sid === undefined) {
+      // Through the link, not a live session: an ended session leaves refresh tokens to revoke.
+      userIds = named.subject === undefined ? [] : (await linked(named.subject).execute()).map((row) => row.user_id);
+    } else {
+      let ofSession = trx.selectFrom('sessions').select('sessions.user_id').distinct().where('sessions.assurance_provider', '=', provider.id).where('sessions.upstream_sid', '=', named.sid);
+      if (named.subject !== undefined) ofSession = ofSession.where('sessions.user_id', 'in', linked(named.subject));
+      userIds = (await ofSession.execute()).map((row) => row.user_id);
     }
-    const userIds = (await people.execute()).map((row) => row.user_id);
     const events: AuditEvent[] = [];
     let sessionsEnded = 0;
     for (const userId of userIds) {

@@ -204,6 +204,7 @@ export async function validateSamlResponse(ctx: Pick<Context, 'storage' | 'clock
   const attributes: Record<string, unknown> = {};
   for (const [name, value] of Object.entries((profile.attributes as Record<string, unknown> | undefined) ?? {})) attributes[name] = Array.isArray(value) ? value[0] : value;
   const authInstant = Date.parse(authn?.$?.AuthnInstant ?? '');
+  const sid = sessionIndexOf(profile);
   return {
     assertionId,
     notOnOrAfter,
@@ -214,7 +215,7 @@ export async function validateSamlResponse(ctx: Pick<Context, 'storage' | 'clock
       ...(classRef ? { acr: classRef } : {}),
       amr: [],
       ...(Number.isFinite(authInstant) ? { authTime: Math.floor(authInstant / 1000) } : {}),
-      ...(profile.sessionIndex ? { sid: profile.sessionIndex.slice(0, 255) } : {}),
+      ...(sid !== undefined ? { sid } : {}),
     },
   };
 }
@@ -271,10 +272,11 @@ export async function verifySamlLogoutRequest(
   }
   if (!profile || typeof profile.nameID !== 'string' || typeof profile.ID !== 'string') throw new SamlError('the logout request names nobody');
   const answered = profile;
+  const sessionIndex = sessionIndexOf(profile);
   return {
     provider,
     nameId: profile.nameID,
-    ...(typeof profile.sessionIndex === 'string' ? { sessionIndex: profile.sessionIndex } : {}),
+    ...(sessionIndex !== undefined ? { sessionIndex } : {}),
     requestId: profile.ID,
     answer: async () => (provider.slo_url ? saml.getLogoutResponseUrlAsync(answered, relayState ?? '', {}, true) : undefined),
   };
@@ -332,4 +334,13 @@ function senderOf(providers: readonly SamlProvider[], encoded: string, name: 'SA
   const provider = providers.find((p) => p.issuer === issuer);
   if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
   return provider;
+}
+
+/**
+ * The IdP's SessionIndex as a session is stored with it and as a logout request is matched against
+ * it: the same cut in both places (a longer one matched nothing), and an empty one is none (a
+ * logout without it names every session of the principal, SAML 2.0 Core §3.7).
+ */
+function sessionIndexOf(profile: Profile): string | undefined {
+  return typeof profile.sessionIndex === 'string' && profile.sessionIndex !== '' ? profile.sessionIndex.slice(0, 255) : undefined;
 }

@@ -12,15 +12,23 @@ import { approve, authorizationRequest, followAll, form, signInThroughOrganisati
 
 const backChannelEvent = 'http://schemas.openid.net/event/backchannel-logout';
 
-/** Petra signs in through the fund and gets her tokens; returns her browser and Clearance's sub. */
+/** Petra signs in through the fund (in a browser of her own) and gets her tokens; returns her browser, Clearance's sub, her ID token and her refresh token (when the desk may have one). */
 async function signedInThroughFund(h: BrokeringHarness) {
   h.upstream.nextSignIn = { sub: 'pm-001', claims: { email: 'petra@fund-a.example' }, acr: upstreamAcr.mfa, amr: ['pwd', 'otp', 'mfa'] };
   const browser = new HttpBrowser();
   const request = authorizationRequest(h);
   const callback = await approve(browser, await signInThroughOrganisation(h, browser, await request.url(), 'petra@fund-a.example'));
   const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
-  return { browser, sub: tokens.claims()!.sub, idToken: tokens.id_token! };
+  return { browser, sub: tokens.claims()!.sub, idToken: tokens.id_token!, refreshToken: tokens.refresh_token };
 }
+
+/** Signs out at Clearance (RP-initiated, from the desk): the Clearance session ends; the browser is not taken on to the fund, so the fund's session stays. */
+async function signOutAtClearance(h: BrokeringHarness, browser: HttpBrowser, idToken: string): Promise<void> {
+  const out = await browser.fetch(`${h.server.issuer}/logout?id_token_hint=${idToken}`);
+  assert.equal(out.status, 303, 'on to the fund, which the browser does not follow');
+}
+
+const refused = (error: { error?: string }) => error.error === 'invalid_grant';
 
 async function eventsOf(h: BrokeringHarness, type: string) {
   const rows = await h.server.running.ctx.storage.db.selectFrom('audit_events').select(['event']).where('type', '=', type).orderBy('seq').execute();
@@ -79,6 +87,71 @@ test('a logout token by sub alone ends that person’s sessions through the fund
   assert.equal(answer.headers.get('cache-control'), 'no-store');
   const session = await h.server.running.ctx.storage.db.selectFrom('sessions').select('end_reason').where('user_id', '=', sub).executeTakeFirstOrThrow();
   assert.equal(session.end_reason, 'signed_out_everywhere');
+});
+
+test('a logout token by sub alone reaches a person whose Clearance session already ended: the refresh token from that sign-in stops working', async (t) => {
+  const h = await startBrokering(t, { refreshTokens: true });
+  const { browser, sub, idToken, refreshToken } = await signedInThroughFund(h);
+  assert.ok(refreshToken, 'the desk holds a refresh token');
+  await signOutAtClearance(h, browser, idToken);
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('sessions').select('end_reason').where('user_id', '=', sub).executeTakeFirstOrThrow()).end_reason, 'logout', 'no Clearance session of hers is live');
+  const answer = await postLogout(h, await logoutToken(h, { sub: 'pm-001' }));
+  assert.equal(answer.status, 200);
+  // Back-Channel Logout 1.0 §2.4: without sid, every session of the End-User; §2.7: their refresh tokens.
+  await assert.rejects(client.refreshTokenGrant(h.config, refreshToken!), refused);
+  const [event] = await eventsOf(h, 'user.signed_out_everywhere');
+  assert.equal(event?.subject, sub);
+  assert.equal(event?.actor, 'provider:fund-a');
+  assert.equal(event?.details.provider, 'fund-a');
+  assert.equal(event?.details.via, 'upstream-logout');
+  assert.equal(event?.details.refresh_tokens_revoked, 1);
+});
+
+test('a logout token by sid alone naming a session that already ended still reaches its person: what they hold ends, fail closed, for a refresh token does not name its session', async (t) => {
+  const h = await startBrokering(t, { refreshTokens: true });
+  const first = await signedInThroughFund(h);
+  const db = h.server.running.ctx.storage.db;
+  const ended = await db.selectFrom('sessions').selectAll().where('user_id', '=', first.sub).executeTakeFirstOrThrow();
+  await signOutAtClearance(h, first.browser, first.idToken);
+  // Petra signs in again, in another browser: another session at the fund, another one here.
+  const second = await signedInThroughFund(h);
+  const live = await db.selectFrom('sessions').selectAll().where('user_id', '=', second.sub).where('ended_at', 'is', null).executeTakeFirstOrThrow();
+  assert.notEqual(live.upstream_sid, ended.upstream_sid, 'two sessions at the fund');
+  const answer = await postLogout(h, await logoutToken(h, { sid: ended.upstream_sid }));
+  assert.equal(answer.status, 200);
+  // Back-Channel Logout §2.7: the ended session's refresh token is revoked — and, since no refresh
+  // token records its session, the person's others with it.
+  await assert.rejects(client.refreshTokenGrant(h.config, first.refreshToken!), refused);
+  await assert.rejects(client.refreshTokenGrant(h.config, second.refreshToken!), refused);
+  assert.equal((await db.selectFrom('sessions').select('end_reason').where('id', '=', live.id).executeTakeFirstOrThrow()).end_reason, 'signed_out_everywhere');
+  const [event] = await eventsOf(h, 'user.signed_out_everywhere');
+  assert.equal(event?.subject, first.sub);
+  assert.equal(event?.details.upstream_sid, ended.upstream_sid);
+});
+
+test('a logout token by a sid the fund never gave a session here ends nothing', async (t) => {
+  const h = await startBrokering(t, { refreshTokens: true });
+  const { sub, refreshToken } = await signedInThroughFund(h);
+  const answer = await postLogout(h, await logoutToken(h, { sid: 'sid-unknown' }));
+  assert.equal(answer.status, 200);
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('sessions').select('ended_at').where('user_id', '=', sub).executeTakeFirstOrThrow()).ended_at, null);
+  assert.ok((await client.refreshTokenGrant(h.config, refreshToken!)).access_token, 'Petra’s refresh token works');
+  assert.deepEqual(await eventsOf(h, 'user.signed_out_everywhere'), []);
+});
+
+test('a logout token by a sub the fund never signed in here is answered 200 and ends nothing', async (t) => {
+  const h = await startBrokering(t, { refreshTokens: true });
+  const { sub, refreshToken } = await signedInThroughFund(h);
+  const answer = await postLogout(h, await logoutToken(h, { sub: 'pm-unknown' }));
+  assert.equal(answer.status, 200);
+  assert.equal(answer.headers.get('cache-control'), 'no-store');
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('sessions').select('ended_at').where('user_id', '=', sub).executeTakeFirstOrThrow()).ended_at, null);
+  assert.ok((await client.refreshTokenGrant(h.config, refreshToken!)).access_token, 'Petra’s refresh token works');
+  assert.deepEqual(await eventsOf(h, 'user.signed_out_everywhere'), []);
+  assert.deepEqual(await eventsOf(h, 'upstream.logout_refused'), []);
 });
 
 test('a logout token that is forged, replayed, not a logout, carries a nonce, names nobody or is stale is refused with 400 and audited', async (t) => {

@@ -193,6 +193,42 @@ test('the bank’s single logout signs the person out of Clearance: a signed Log
   assert.deepEqual([ended?.details.via, ended?.details.provider], ['upstream-logout', 'bank-b']);
 });
 
+test('the bank’s LogoutRequest naming the person without a SessionIndex ends what they hold even when their Clearance session already ended', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h);
+  const sso = await toTheIdp(h, browser, request);
+  const callback = await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)));
+  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  const sub = tokens.claims()!.sub;
+  // She signs out at Clearance; the browser is not taken on to the bank, so her session there stays.
+  assert.equal((await browser.fetch(`${h.server.issuer}/logout?id_token_hint=${tokens.id_token}`)).status, 303);
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('sessions').select('end_reason').where('user_id', '=', sub).executeTakeFirstOrThrow()).end_reason, 'logout');
+  // SAML 2.0 Core §3.7: no SessionIndex, every session of the principal — and what they hold.
+  const answer = await new HttpBrowser().fetch(h.idp.logoutRequest('olga-7731'));
+  assert.equal(answer.status, 303);
+  const person = await db.selectFrom('users').select('tokens_valid_after').where('id', '=', sub).executeTakeFirstOrThrow();
+  assert.ok(person.tokens_valid_after !== null, 'every access token issued until now is dead');
+  const [ended] = await eventsOf(h, 'user.signed_out_everywhere');
+  assert.equal(ended?.subject, sub);
+  assert.deepEqual([ended?.details.via, ended?.details.provider], ['upstream-logout', 'bank-b']);
+});
+
+test('a SessionIndex longer than a session keeps is matched by the part the session kept', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h));
+  await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)));
+  const db = h.server.running.ctx.storage.db;
+  const session = await db.selectFrom('sessions').selectAll().where('assurance_provider', '=', 'bank-b').executeTakeFirstOrThrow();
+  // As a sign-in with a 300-character SessionIndex leaves it: its first 255 characters.
+  const long = `${session.upstream_sid}${'i'.repeat(300)}`;
+  await db.updateTable('sessions').set({ upstream_sid: long.slice(0, 255) }).where('id', '=', session.id).execute();
+  assert.equal((await browser.fetch(h.idp.logoutRequest('olga-7731', long))).status, 303);
+  assert.equal((await db.selectFrom('sessions').select('end_reason').where('id', '=', session.id).executeTakeFirstOrThrow()).end_reason, 'signed_out_everywhere');
+});
+
 test('a relying party’s sign-out at Clearance goes on to the bank’s single logout with a signed LogoutRequest, and its answer brings the browser back', async (t) => {
   const h = await startSaml(t);
   const browser = new HttpBrowser();
