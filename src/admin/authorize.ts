@@ -1,11 +1,11 @@
-import type { preHandlerAsyncHookHandler, RouteShorthandOptions } from 'fastify';
+import type { FastifyRequest, preHandlerAsyncHookHandler, RouteShorthandOptions } from 'fastify';
 import { protectedOperation, type ApiOperation } from '../http/api-operation.ts';
 import type { Context } from '../context.ts';
 import { resourceRequest } from '../http/oauth-request.ts';
 import type { AccessTokenClaims } from '../tokens/claims.ts';
 import { authorizeProtectedRequest } from '../tokens/protected-resource.ts';
 import type { adminScopes } from '../resource-servers/builtins.ts';
-import { assessAdminAction } from '../risk/intrusion.ts';
+import { assessAdminAction, type AdminAction } from '../risk/intrusion.ts';
 
 /** A scope of the admin API (src/resource-servers/builtins.ts adminScopes). */
 export type AdminScope = (typeof adminScopes)[number];
@@ -33,10 +33,10 @@ export function adminAudience(issuer: string): string {
  * invalid_token / invalid_dpop_proof, 403 insufficient_scope, with a WWW-Authenticate challenge in
  * the scheme used.
  * A request that changes something (any method but GET, HEAD and OPTIONS) is then assessed as an
- * admin action (intrusion signals, src/risk/intrusion.ts): alerted when unusual, never refused
- * for it.
+ * admin action (intrusion signals, src/risk/intrusion.ts), once, as the route and
+ * `options.assessedAs` describe it: alerted when unusual, never refused for it.
  */
-export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHookHandler {
+export function requireAdmin(ctx: Context, scope: AdminScope, options: AdminRouteOptions = {}): preHandlerAsyncHookHandler {
   const resource = { audience: adminAudience(ctx.config.issuer), scope, name: 'the admin API' };
   return async (request, reply) => {
     const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
@@ -50,8 +50,22 @@ export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHo
       address: request.ip,
       clientId: claims.client_id,
       requestId: request.id,
+      ...(options.assessedAs ? await options.assessedAs(request) : {}),
     });
   };
+}
+
+/** How `requireAdmin` treats one route. */
+export interface AdminRouteOptions {
+  /**
+   * What a write of this route is, for its intrusion assessment, when the route knows more than
+   * its method and path — the action it names, a policy set version's `createdAt` for
+   * `quick_activation`. Given here, not assessed again by the route: one write is assessed once
+   * (counted once toward `admin_burst`, alerted at most once), and it is assessed here, before the
+   * request's validation and handler, so a refused or failed write is assessed as well and a
+   * failing risk store fails the request before anything changes.
+   */
+  assessedAs?: (request: FastifyRequest) => Promise<Pick<AdminAction, 'action' | 'createdAt'>>;
 }
 
 /**
@@ -59,6 +73,6 @@ export function requireAdmin(ctx: Context, scope: AdminScope): preHandlerAsyncHo
  * before the request is validated against the operation's schemas (src/http/api-operation.ts),
  * and the same scope stated in the OpenAPI document (GET /admin/openapi.json).
  */
-export function adminOperation(ctx: Context, scope: AdminScope, operation: ApiOperation): RouteShorthandOptions {
-  return protectedOperation(requireAdmin(ctx, scope), scope, operation);
+export function adminOperation(ctx: Context, scope: AdminScope, operation: ApiOperation, options: AdminRouteOptions = {}): RouteShorthandOptions {
+  return protectedOperation(requireAdmin(ctx, scope, options), scope, operation);
 }

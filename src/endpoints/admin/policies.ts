@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { adminOperation } from '../../admin/authorize.ts';
+import { adminOperation, type AdminRouteOptions } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { integerQuery, pathParams, queryParams } from '../../http/api-operation.ts';
 import { findUser } from '../../identity/users.ts';
@@ -8,7 +8,6 @@ import { activationEvent } from '../../policy/apply-section.ts';
 import { compilePolicySet, formatPolicyProblem } from '../../policy/engine.ts';
 import { simulate } from '../../policy/simulate.ts';
 import { PolicyActivationError, storedSourceName } from '../../policy/store.ts';
-import { assessAdminAction } from '../../risk/intrusion.ts';
 import { readerScope, withinScope } from '../../audit/scope.ts';
 import { recordRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -30,7 +29,8 @@ const maxFlipsListed = 200;
  *   of her legal entity's scope, src/audit/scope.ts), the read recorded as `audit.read`
  * - POST /admin/policies/{version}/activate (admin:write): the second-person rule with a person's
  *   token — the person signed in is the approver and must not be the version's author; a client's
- *   own token activates nothing (403 access_denied). Audited as `policy.activated`, as the CLI.
+ *   own token activates nothing (403 access_denied). Audited as `policy.activated`, as the CLI;
+ *   assessed by the intrusion signals once per attempt, as `policy.activate V` (activationAssessment).
  */
 export const adminPolicies: Endpoint = {
   register(app, ctx) {
@@ -88,7 +88,7 @@ export const adminPolicies: Endpoint = {
       tag: 'directory',
       summary: 'Activate a policy set version: the person whose token this is approves it, and must not be its author',
       params,
-    }), async (request) => {
+    }, activationAssessment(ctx)), async (request) => {
       const approver = await approvingPerson(ctx, request);
       const version = request.params.version;
       const actor = request.admin!.sub!;
@@ -99,11 +99,6 @@ export const adminPolicies: Endpoint = {
           return { value: activated, events };
         });
         ctx.policies.invalidate();
-        if (done.previous !== version) {
-          // Intrusion signals (src/risk/intrusion.ts), as the CLI: a version activated soon after it was stored.
-          const stored = await ctx.policies.get(version);
-          await assessAdminAction(ctx, { admin: actor, action: `policy.activate ${version}`, address: request.ip, clientId: request.admin!.client_id, ...(stored ? { createdAt: stored.created_at } : {}) });
-        }
         return { version, active: true, approver, previous: done.previous === version ? null : done.previous, already_active: done.previous === version };
       } catch (error) {
         if (!(error instanceof PolicyActivationError)) throw error;
@@ -114,6 +109,30 @@ export const adminPolicies: Endpoint = {
     });
   },
 };
+
+/**
+ * How an activation attempt is assessed by the intrusion signals (src/risk/intrusion.ts), as the
+ * CLI's `policy activate` is: the action `policy.activate V`, with the version's `created_at` so
+ * that one activated soon after it was stored is `quick_activation`. requireAdmin makes this one
+ * assessment, before the handler, for every attempt it admits — an unknown version, the author
+ * approving their own, a client's own token included: an intrusion shows in refused writes too.
+ * An unknown version is assessed under the route's pattern, as every other admin write is.
+ * A version already active carries no `created_at`: activating it again changes nothing and is
+ * not a quick activation. (Read before activating: a concurrent activation of the same version
+ * may still be assessed as the activation it then turns out not to be.)
+ */
+function activationAssessment(ctx: Context): AdminRouteOptions {
+  return {
+    async assessedAs(request) {
+      const version = (request.params as { version: string }).version;
+      const stored = await ctx.policies.get(version);
+      // Named only when stored: this runs before the path is validated, and a name nobody stored
+      // is the caller's text, which an audit event must not carry unchecked.
+      if (!stored) return { action: `POST /admin/policies/:version/activate` };
+      return { action: `policy.activate ${version}`, ...(!stored.active ? { createdAt: stored.created_at } : {}) };
+    },
+  };
+}
 
 /**
  * The approver: the active person a token was issued to under their own consent grant. A client's
