@@ -193,13 +193,19 @@ test('the bank’s single logout signs the person out of Clearance: a signed Log
   assert.deepEqual([ended?.details.via, ended?.details.provider], ['upstream-logout', 'bank-b']);
 });
 
-test('the bank’s LogoutRequest naming the person without a SessionIndex ends what they hold even when their Clearance session already ended', async (t) => {
-  const h = await startSaml(t);
+/** Olga signs in through the bank and the relying party redeems its code: her browser and tokens. */
+async function olgaSignsIn(h: SamlHarness) {
   const browser = new HttpBrowser();
   const request = authorizationRequest(h);
   const sso = await toTheIdp(h, browser, request);
   const callback = await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)));
   const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  return { browser, tokens };
+}
+
+test('the bank’s LogoutRequest naming the person without a SessionIndex ends what they hold even when their Clearance session already ended', async (t) => {
+  const h = await startSaml(t);
+  const { browser, tokens } = await olgaSignsIn(h);
   const sub = tokens.claims()!.sub;
   // She signs out at Clearance; the browser is not taken on to the bank, so her session there stays.
   assert.equal((await browser.fetch(`${h.server.issuer}/logout?id_token_hint=${tokens.id_token}`)).status, 303);
@@ -231,11 +237,7 @@ test('a SessionIndex longer than a session keeps is matched by the part the sess
 
 test('a relying party’s sign-out at Clearance goes on to the bank’s single logout with a signed LogoutRequest, and its answer brings the browser back', async (t) => {
   const h = await startSaml(t);
-  const browser = new HttpBrowser();
-  const request = authorizationRequest(h);
-  const sso = await toTheIdp(h, browser, request);
-  const callback = await approve(browser, await postToAcs(h, browser, sso, await h.idp.respond(sso, olga)));
-  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  const { browser, tokens } = await olgaSignsIn(h);
   const out = await browser.fetch(`${h.server.issuer}/logout?id_token_hint=${tokens.id_token}`);
   assert.equal(out.status, 303);
   const toIdp = new URL(out.headers.get('location')!);
