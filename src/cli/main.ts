@@ -38,7 +38,7 @@ Commands:
                         with a rollover window (see: clearance clients --help)
   keys list|status|rotate|retire|revoke|rewrap
                         manage signing keys (see: clearance keys --help)
-  apply -f FILE [--plan] [--prune [--force]]
+  apply -f FILE [--plan | --dry-run] [--prune [--force]]
                         import resource servers, clients, users, mandates, the entity model,
                         policy sets and partners (JSON or YAML); --plan shows what would
                         change; --prune disables what the document no longer declares
@@ -70,6 +70,8 @@ Environment (the server and the CLI read the same):
   CLEARANCE_PREVIOUS_MASTER_KEY, CLEARANCE_MASTER_KEY_PKCS11_LABEL
                         the key being replaced during a rotation (clearance keys rewrap); a
                         master key wrapped by an AES key of the PKCS#11 token (docs/keys.md)
+  CLEARANCE_MASTER_KEY_FILE, CLEARANCE_PREVIOUS_MASTER_KEY_FILE, DATABASE_URL_FILE, REDIS_URL_FILE
+                        a file holding that variable's value instead (a mounted secret)
   CLEARANCE_MODE        development (default) or production (also implied by NODE_ENV=production)
   CLEARANCE_SIGNING_ALG ES256 (default), EdDSA or PS256, for keys the server creates
   CLEARANCE_KEY_OVERLAP seconds a rotated key is published before it signs (default 600)
@@ -109,6 +111,8 @@ Environment (the server and the CLI read the same):
   CLEARANCE_TSA_URL, CLEARANCE_TSA_TRUST
                         the RFC 3161 time-stamp authority of signing evidence, and its trust anchors
   LOG_LEVEL             pino level (default info; debug adds an access log line per request)
+  REDIS_URL and the others (drain and shutdown, risk, SSF, transfers, OpenTelemetry ...):
+                        docs/configuration.md lists every variable
 
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
 
@@ -141,6 +145,20 @@ function keyIdsAsPositionals(argv: string[]): string[] {
 
 /** Runs one CLI invocation and returns its exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, output: Output = processOutput): Promise<number> {
+  try {
+    return await runCommand(argv, env, output);
+  } catch (error) {
+    // A file the operator named that cannot be read or written (a missing folder, a file that
+    // must be new, no permission) is said in one line, as every other refusal: not a stack trace.
+    if (isFileError(error)) {
+      output.err(error.message);
+      return exit.failed;
+    }
+    throw error;
+  }
+}
+
+async function runCommand(argv: string[], env: NodeJS.ProcessEnv, output: Output): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -398,4 +416,10 @@ async function withContext(config: Config, output: Output, run: (ctx: Context) =
   } finally {
     await ctx.storage.close();
   }
+}
+
+/** A Node file-system error naming its path (`ENOENT: no such file or directory, open '…'`). */
+function isFileError(error: unknown): error is NodeJS.ErrnoException {
+  const e = error as NodeJS.ErrnoException | undefined;
+  return e instanceof Error && typeof e.code === 'string' && typeof e.syscall === 'string' && typeof e.path === 'string';
 }

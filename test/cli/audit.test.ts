@@ -82,6 +82,35 @@ describe('clearance audit', () => {
     assert.equal((await w.run('audit', 'verify', '--key', other)).code, 1);
   });
 
+  test('a --key or --checkpoint file that is missing or not what it should be is said in one line, never thrown', async (t) => {
+    const w = workspace(t);
+    await w.record(3);
+    await w.run('audit', 'seal');
+    const missing = join(w.dir, 'missing.pem');
+    const key = await w.run('audit', 'verify', '--key', missing);
+    assert.equal(key.code, 1);
+    assert.match(key.err, /^ENOENT: no such file or directory, open '.*missing\.pem'$/);
+    const noCheckpoint = await w.run('audit', 'verify', '--checkpoint', join(w.dir, 'missing.json'));
+    assert.equal(noCheckpoint.code, 2);
+    assert.match(noCheckpoint.err, /^cannot read a checkpoint from .*missing\.json: ENOENT/);
+    const notJson = join(w.dir, 'not.json');
+    writeFileSync(notJson, 'a checkpoint, honest\n');
+    const garbled = await w.run('audit', 'verify', '--checkpoint', notJson);
+    assert.equal(garbled.code, 2);
+    assert.match(garbled.err, /^cannot read a checkpoint from .*not\.json: Unexpected token/);
+    const other = join(w.dir, 'other.json');
+    writeFileSync(other, JSON.stringify({ treeSize: '3', rootHash: 'x' }));
+    const notCheckpoint = await w.run('audit', 'verify', '--checkpoint', other);
+    assert.equal(notCheckpoint.code, 2, 'a usage error, not a failed verification');
+    assert.match(notCheckpoint.err, /other\.json holds no signed checkpoint/);
+    const bundle = await w.run('audit', 'verify-bundle', notJson, '--key', missing);
+    assert.notEqual(bundle.code, 0);
+    assert.doesNotMatch(bundle.err, /\n\s+at /);
+    const exported = await w.run('audit', 'export', '--txn', 'trade-0', '-o', join(w.dir, 'missing', 'bundle.json'));
+    assert.equal(exported.code, 1);
+    assert.match(exported.err, /^ENOENT: no such file or directory, open '.*bundle\.json'$/);
+  });
+
   test('export writes a bundle that verify-bundle checks without the database, and one changed byte fails it', async (t) => {
     const w = workspace(t);
     await w.record(20);
@@ -149,6 +178,9 @@ describe('clearance audit', () => {
     assert.match(both.err, /exactly one/);
     const inverted = await w.run('audit', 'hold', 'place', '--since', '2026-02-01T00:00:00Z', '--until', '2026-01-01T00:00:00Z', '--matter', 'M');
     assert.match(inverted.err, /inverted/);
+    const garbled = await w.run('audit', 'hold', 'place', '--since', 'notadate', '--until', '2026-01-01T00:00:00Z', '--matter', 'M');
+    assert.equal(garbled.code, 2);
+    assert.equal(garbled.err, '--since is not a time (ISO 8601 or epoch ms): notadate', 'says which end is wrong');
     assert.equal((await w.run('audit', 'hold', 'release')).code, 2, 'no hold named');
     assert.equal((await w.run('audit', 'hold', 'unknown')).code, 2);
     assert.match((await w.run('audit', '--help')).out, /hold place/);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
@@ -22,6 +22,7 @@ test('an operator creates the CA, issues from a CSR, revokes, and openssl sees i
   assert.ok(openssl(['pkey', '-in', rootKey, '-passin', `file:${passphraseFile}`, '-noout']).ok, 'the root key opens with the passphrase');
   assert.equal(openssl(['pkey', '-in', rootKey, '-passin', 'pass:wrong passphrase', '-noout']).ok, false);
   assert.equal((await run('ca', 'init', '--name', 'Again', '--root-key-out', join(dir, 'again.key'), '--passphrase-file', passphraseFile)).code, 1, 'a second init is refused');
+  assert.equal(existsSync(join(dir, 'again.key')), false, 'and leaves no key file behind');
 
   const profiles = join(dir, 'profiles.yaml');
   writeFileSync(profiles, stringify({ certificate_profiles: [tradingAgentProfile] }));
@@ -58,4 +59,47 @@ test('ca init refuses to write the root key without a passphrase, and a short on
   const issue = await run('ca', 'issue', '--profile', 'p', '--holder', 'h', '--csr', join(dir, 'missing.csr'));
   assert.equal(issue.code, 2);
   assert.match(issue.err, /cannot read/);
+});
+
+test('ca init refuses a root key file that exists, or a folder that does not, before it stores anything: the key is never lost', async (t) => {
+  const { dir, run } = cliWorkspace(t);
+  const passphraseFile = join(dir, 'passphrase');
+  writeFileSync(passphraseFile, 'correct horse battery staple\n');
+  const existing = join(dir, 'root.key');
+  writeFileSync(existing, 'an older key\n');
+  const refused = await run('ca', 'init', '--name', 'Example Broker Workloads', '--root-key-out', existing, '--passphrase-file', passphraseFile);
+  assert.equal(refused.code, 2, refused.err);
+  assert.match(refused.err, /cannot write the root key to .*root\.key: .*EEXIST.*it must be a new file/);
+  assert.doesNotMatch(refused.err, /\n\s+at /, 'no stack trace');
+  assert.equal(readFileSync(existing, 'utf8'), 'an older key\n', 'the file is untouched');
+  const nowhere = await run('ca', 'init', '--name', 'Example Broker Workloads', '--root-key-out', join(dir, 'missing', 'root.key'), '--passphrase-file', passphraseFile);
+  assert.equal(nowhere.code, 2);
+  assert.match(nowhere.err, /ENOENT/);
+  // Nothing was stored: an init with a new file still works, and writes the key.
+  const fresh = join(dir, 'fresh.key');
+  const init = await run('ca', 'init', '--name', 'Example Broker Workloads', '--root-key-out', fresh, '--passphrase-file', passphraseFile);
+  assert.equal(init.code, 0, init.err);
+  assert.match(readFileSync(fresh, 'utf8'), /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+});
+
+test('ca issue, root and crl with -o into a folder that does not exist: one line, exit 1 or 2, and no certificate issued', async (t) => {
+  const { dir, run } = cliWorkspace(t);
+  const files = scratch(t);
+  const passphraseFile = join(dir, 'passphrase');
+  writeFileSync(passphraseFile, 'correct horse battery staple\n');
+  assert.equal((await run('ca', 'init', '--name', 'Example Broker Workloads', '--root-key-out', join(dir, 'root.key'), '--passphrase-file', passphraseFile)).code, 0);
+  const profiles = join(dir, 'profiles.yaml');
+  writeFileSync(profiles, stringify({ certificate_profiles: [tradingAgentProfile] }));
+  assert.equal((await run('apply', '-f', profiles)).code, 0);
+  const nowhere = join(dir, 'missing', 'out.pem');
+  const { csr } = opensslCsr(files, 'algo-7');
+  const issued = await run('ca', 'issue', '--profile', 'trading-agent', '--holder', 'algo-7', '--csr', csr, '-o', nowhere);
+  assert.equal(issued.code, 2);
+  assert.match(issued.err, /^cannot write .*out\.pem: ENOENT/);
+  assert.deepEqual(JSON.parse((await run('ca', 'list', '--json')).out), [], 'nothing issued that nobody holds');
+  for (const command of ['root', 'crl']) {
+    const answer = await run('ca', command, '-o', nowhere);
+    assert.equal(answer.code, 1, command);
+    assert.match(answer.err, /^ENOENT: no such file or directory, open '.*out\.pem'$/, command);
+  }
 });

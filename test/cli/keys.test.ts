@@ -25,6 +25,11 @@ describe('clearance keys', () => {
     const w = workspace(t, { CLEARANCE_KEY_ROTATION_DAYS: '30', CLEARANCE_AUDIT_KEY_ROTATION_DAYS: '365' });
     await w.record(['a']);
     assert.equal((await w.run('audit', 'seal')).code, 0);
+    for (const loose of ['', '1e3', '0x10', '2592001']) {
+      const refused = await w.run('keys', 'rotate', '--overlap', loose);
+      assert.equal(refused.code, 2, `--overlap ${JSON.stringify(loose)}`);
+      assert.match(refused.err, /--overlap must be a whole number of seconds, 0 to 2592000/);
+    }
     assert.equal((await w.run('keys', 'rotate', '--overlap', '600')).code, 0);
 
     const text = await w.run('keys', 'status');

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { userInfo } from 'node:os';
 import { ApplyRefusedError, executeApply, planApply, previewApply } from '../../apply/index.ts';
 import { documentDigest, formatPlan } from '../../lifecycle/plan.ts';
 import { parseDocument } from '../../apply/parse.ts';
@@ -72,7 +71,7 @@ export async function applyCommand(ctx: Context, file: string, mode: ApplyMode, 
     output.out(`${file} is valid: ${plan.resourceServers.length} resource server(s), ${plan.clients.length} client(s), ${plan.users.length} user(s), ${plan.mandates.length} mandate(s); nothing was written (dry run)`);
     return exit.ok;
   }
-  const source = { actor: `cli:${userInfo().username}`, via: 'cli' as const };
+  const source = { actor: cliAdmin(), via: 'cli' as const };
   if (mode.plan || mode.prune) {
     // The plan first: with --prune it is what is about to happen.
     const preview = await previewApply(ctx, plan, source, { prune: mode.prune });

@@ -2,7 +2,6 @@ import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { tsaTrustPems } from '../../pki/tsa.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { AuditKeys, auditKeyFingerprint, auditOrigin, parseAuditPublicKeys } from '../../audit/audit-key.ts';
 import { BundleError, exportBundle, verifyBundle } from '../../audit/bundle.ts';
 import { checkPayloads, type SuppliedPayload } from '../../audit/bundle-appended.ts';
@@ -20,10 +19,12 @@ import { EraseError, eraseSubject } from '../../audit/erase.ts';
 import { pseudonymOf } from '../../audit/personal-data.ts';
 import { pseudonymKeyOf } from '../../audit/subject-keys.ts';
 import { exit, type Output } from '../output.ts';
+import { cliAdmin } from '../../risk/intrusion.ts';
 
 export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoint FILE] [--json]
-       clearance audit export (--txn ID | --subject S | --client C | --since T [--until T]) [-o FILE]
-       clearance audit verify-bundle BUNDLE [--key FILE] [--payload [NAME=]FILE ...]
+       clearance audit export (--txn ID | --subject S | --client C | --since T [--until T])
+                              [--type TYPE] [--decision allow|deny] [-o FILE]
+       clearance audit verify-bundle BUNDLE [--key FILE] [--payload [NAME=]FILE ...] [--json]
        clearance audit proof --event ID [--tree-size N]
        clearance audit proof --from M [--to N]
        clearance audit prune --retention SPEC [--dry-run]
@@ -40,8 +41,9 @@ verify         recomputes every leaf hash and the Merkle tree from the store, ch
                an event was altered, removed, inserted or reordered, or a checkpoint forged.
                Each run is recorded as audit.verified (the log's status shows the last one).
                  --key FILE         accept only this audit public key (PEM or base64 SPKI), e.g.
-                                    the one printed by \`audit key\` and kept out of band; after
-                                    an audit key rotation, the PEM of each key, one after another
+                                    the one printed by \`audit key\` and kept out of band, and the
+                                    keys it handed over to in later rotations; or several keys'
+                                    PEMs, one after another
                  --checkpoint FILE  also require a checkpoint kept elsewhere (JSON, or a bundle):
                                     catches a tail removed together with its checkpoints
 export         writes an evidence bundle of the matching sealed events: each with its inclusion
@@ -50,7 +52,8 @@ export         writes an evidence bundle of the matching sealed events: each wit
                Filters combine: --txn, --subject, --client, --type, --decision allow|deny,
                --since/--until (ISO 8601 or epoch ms; since inclusive, until exclusive).
                -o FILE (default: standard output)
-verify-bundle  verifies a bundle offline, without the database; --key pins the audit key. Also
+verify-bundle  verifies a bundle offline, without the database; --key pins the audit key (and
+               accepts its successors by their signed handovers); --json prints the report. Also
                checks each approval's evidence and each token's list of approvals against them,
                and prints who approved what; checks each external producer's appended event
                (evidence.appended) and its JWS when signed, and prints them. BUNDLE is the one
@@ -191,12 +194,37 @@ function readPinnedKey(file: string | undefined) {
   return file === undefined ? undefined : parseAuditPublicKeys(readFileSync(file, 'utf8'));
 }
 
+/**
+ * A checkpoint kept elsewhere (`--checkpoint`): a signed checkpoint's JSON, or a bundle holding one.
+ * A file that is neither is the operator's mistake, said as such — not a failed verification of
+ * a checkpoint with no tree size, nor a JSON parser's stack trace.
+ */
+function readCheckpointFile(file: string): SignedCheckpoint | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    return `cannot read a checkpoint from ${file}: ${(error as Error).message}`;
+  }
+  const record = parsed as (SignedCheckpoint & { checkpoint?: SignedCheckpoint }) | null;
+  const checkpoint = typeof record === 'object' && record !== null ? (record.checkpoint ?? record) : undefined;
+  const fields: [keyof SignedCheckpoint, string][] = [['origin', 'string'], ['treeSize', 'number'], ['rootHash', 'string'], ['time', 'number'], ['keyId', 'string'], ['signature', 'string']];
+  if (!checkpoint || fields.some(([name, type]) => typeof checkpoint[name] !== type)) {
+    return `${file} holds no signed checkpoint (origin, treeSize, rootHash, time, keyId, signature), nor a bundle with one`;
+  }
+  return checkpoint;
+}
+
 async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
   const keys = auditKeys(ctx);
   const external: SignedCheckpoint[] = [];
   if (args.checkpoint) {
-    const parsed = JSON.parse(readFileSync(args.checkpoint, 'utf8')) as SignedCheckpoint & { checkpoint?: SignedCheckpoint };
-    external.push(parsed.checkpoint ?? parsed);
+    const checkpoint = readCheckpointFile(args.checkpoint);
+    if (typeof checkpoint === 'string') {
+      output.err(checkpoint);
+      return exit.usage;
+    }
+    external.push(checkpoint);
   }
   const pinnedKey = readPinnedKey(args.key);
   const sqliteFile = sqliteFileOf(ctx.storage);
@@ -238,7 +266,7 @@ async function recordVerification(ctx: Context, report: VerifyReport, againstExt
   try {
     await ctx.audit.record({
       type: 'audit.verified',
-      actor: `cli:${userInfo().username}`,
+      actor: cliAdmin(),
       decision: { allow: report.ok, reasons: [report.ok ? 'intact' : 'failed'] },
       details: {
         ok: report.ok,
@@ -271,7 +299,7 @@ async function exportCommand(ctx: Context, args: AuditArgs, output: Output): Pro
   const result = await exportBundle(ctx.storage.db, { query, key, keyFor: (keyId) => keys.signingKeyFor(keyId), jwksInForce: (from, to) => ctx.keys.jwksInForce(from, to), now: ctx.clock.now(), tsaTrust });
   if (args.output) writeFileSync(args.output, result.text, { mode: 0o600 });
   else process.stdout.write(result.text);
-  await ctx.audit.record({ type: 'audit.exported', actor: `cli:${userInfo().username}`, details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize } });
+  await ctx.audit.record({ type: 'audit.exported', actor: cliAdmin(), details: { query: { ...query }, events: result.bundle.events.length, treeSize: result.bundle.checkpoint.treeSize } });
   const summary =
     `exported ${result.bundle.events.length} event(s) proven into the checkpoint at tree size ${result.bundle.checkpoint.treeSize}` +
     (args.output ? ` to ${args.output}` : '') +
@@ -466,7 +494,7 @@ async function pruneCommand(ctx: Context, args: AuditArgs, output: Output): Prom
   }
   await ctx.audit.record({
     type: 'audit.pruned',
-    actor: `cli:${userInfo().username}`,
+    actor: cliAdmin(),
     details: { prunedBefore: result.pruneBefore, events: result.events, rootHash: result.rootHash!, policy: args.retention, ...(result.held.length ? { held_by: result.held.map((h) => h.hold.id) } : {}) },
   });
   output.out(`removed leaves ${result.prunedBefore}..${result.pruneBefore - 1} (${result.events} events); signed pruning record root ${result.rootHash}`);
@@ -481,7 +509,7 @@ function heldLines(held: { hold: Hold; leaf: number }[]): string[] {
 
 /** `clearance audit hold place|list|release`. */
 async function holdCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
-  const operator = `cli:${userInfo().username}`;
+  const operator = cliAdmin();
   if (args.file === 'list') {
     const holds = await listHolds(ctx.storage.db);
     if (holds.length === 0) output.out('no legal holds');
@@ -505,6 +533,12 @@ async function holdCommand(ctx: Context, args: AuditArgs, output: Output): Promi
     return exit.usage;
   }
   const time = (value: string | undefined) => (value === undefined ? undefined : /^\d+$/.test(value) ? Number(value) : Date.parse(value));
+  for (const [flag, value] of [['--since', args.query.since], ['--until', args.query.until]] as const) {
+    if (value !== undefined && !Number.isSafeInteger(time(value))) {
+      output.err(`${flag} is not a time (ISO 8601 or epoch ms): ${value}`);
+      return exit.usage;
+    }
+  }
   const hold = await placeHold(
     ctx,
     { txn: args.query.txn, subject: args.query.subject, client: args.query.client, from: time(args.query.since), to: time(args.query.until), matterRef: args.matter },
@@ -521,7 +555,7 @@ async function eraseSubjectCommand(ctx: Context, args: AuditArgs, output: Output
     return exit.usage;
   }
   const subject = args.file ?? pseudonymOf(pseudonymKeyOf(resolveMasterKey(ctx.config).key), 'source_address', args.address!);
-  const erased = await eraseSubject(ctx, subject, { actor: `cli:${userInfo().username}`, reason: args.reason });
+  const erased = await eraseSubject(ctx, subject, { actor: cliAdmin(), reason: args.reason });
   output.out(
     `erased ${erased.subject}: key generation(s) ${erased.generations.join(', ')} destroyed; the personal fields of ${erased.events} event(s) can no longer be read. ` +
       'The events stay and verify (clearance audit verify).',

@@ -10,7 +10,9 @@ import { exit, type Output } from '../output.ts';
 export const backupHelp = `Usage: clearance backup -o FILE
 
 Backs up the database while the server runs, and writes FILE.checkpoint.json: the latest signed
-audit checkpoint the backup holds.
+audit checkpoint the backup holds (none while the log has no checkpoint). -o, --output FILE is
+required and must not exist: a backup never overwrites (exit 1). Both files are readable by their
+owner only.
   SQLite      FILE is a copy of the database file (SQLite's online backup: one consistent moment,
               other processes writing meanwhile). Restore: stop Clearance, put FILE in place of
               <CLEARANCE_DATA_DIR>/clearance.db.

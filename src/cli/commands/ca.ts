@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import type { Context } from '../../context.ts';
 import { CustodyError, type CustodyKeyType } from '../../pki/custody/custody.ts';
 import { initCa, PkiError } from '../../pki/authority.ts';
@@ -8,6 +8,7 @@ import { PkiRefusal, requestCertificate } from '../../pki/issuance.ts';
 import { parseDuration } from '../../pki/profiles.ts';
 import { revokeCertificate, revocationReasons, RevocationError } from '../../pki/revocation.ts';
 import { exit, type Output } from '../output.ts';
+import { cliAdmin } from '../../risk/intrusion.ts';
 
 export const caHelp = `Usage: clearance ca init --name NAME [--organization ORG] [--key-type EC-P256|Ed25519|RSA-3072]
                         (--root-key-out FILE --passphrase-file FILE | --pkcs11)
@@ -18,20 +19,25 @@ export const caHelp = `Usage: clearance ca init --name NAME [--organization ORG]
        clearance ca root [-o FILE]
        clearance ca crl [-o FILE]
 
-init     creates the CA: a root (path length 1) whose private key is written to --root-key-out,
-         encrypted (PKCS#8, AES-256-CBC) with the passphrase in --passphrase-file, and never stored
+init     creates the CA: a root (path length 1) whose private key is written to --root-key-out
+         (a new file), encrypted (PKCS#8, AES-256-CBC) with the passphrase in --passphrase-file
+         (at least 12 characters), and never stored
          — or generated in the PKCS#11 token (--pkcs11; CLEARANCE_PKCS11_MODULE, _TOKEN, _PIN) —
          and the online issuing intermediate (path length 0) whose key is in custody (software by
-         default: sealed with the master key). Prints both certificates' ids and fingerprints.
-         Refused when the CA exists. Defaults: EC-P256, root 3650 days, intermediate 1825 days.
+         default: sealed with the master key). Prints both certificates' subjects, SHA-256
+         fingerprints and expiry. Refused when the CA exists. Defaults: EC-P256, root 3650 days,
+         intermediate 1825 days (--root-days, --intermediate-days: 1 to 9125).
 issue    a certificate of PROFILE for ID from a PKCS#10 request (its proof of possession checked),
          with every rule of POST /pki/certificates; a profile with approval: required opens the
-         approval request instead and prints its id. Writes the certificate and chain (PEM).
+         approval request instead and prints its id. Writes the certificate and chain (PEM) to
+         -o FILE or standard output; --lifetime (8h, 30m, or seconds) within the profile's.
 revoke   revokes a certificate (REASON: ${Object.keys(revocationReasons).join(', ')});
          Clearance's mTLS refuses it at once, OCSP answers revoked, the CRL is published anew.
 list     every certificate the CA issued: serial, profile, holder, expiry, status.
-root     the root certificate (PEM), the trust anchor relying parties install.
-crl      the issuing CA's current CRL (DER; PEM on a terminal).`;
+root     the root certificate (PEM), the trust anchor relying parties install; to -o FILE or
+         standard output.
+crl      the issuing CA's current CRL (made anew when due): DER to -o FILE, else PEM on standard
+         output.`;
 
 export interface CaArgs {
   action: string | undefined;
@@ -66,7 +72,7 @@ export async function caCommand(ctx: Context, args: CaArgs, output: Output): Pro
           output.err('usage: clearance ca revoke SERIAL --reason REASON');
           return exit.usage;
         }
-        const revoked = await revokeCertificate(ctx, { serial: args.target, reason: args.reason, actor: cliActor() });
+        const revoked = await revokeCertificate(ctx, { serial: args.target, reason: args.reason, actor: cliAdmin() });
         output.out(`revoked ${revoked.serial} (${revoked.reason}) at ${new Date(revoked.revokedAt).toISOString()}`);
         return exit.ok;
       }
@@ -121,21 +127,44 @@ async function init(ctx: Context, args: CaArgs, output: Output): Promise<number>
   const rootDays = days(args.rootDays, 3650);
   const intermediateDays = days(args.intermediateDays, 1825);
   if (rootDays === undefined || intermediateDays === undefined) return usage(output, '--root-days and --intermediate-days are whole numbers of days, 1 to 9125');
-  const result = await initCa(ctx.storage.db, ctx.pki.custodies, ctx.clock, {
-    name: args.name,
-    ...(args.organization ? { organization: args.organization } : {}),
-    root,
-    intermediateCustody,
-    keyType,
-    rootLifetimeDays: rootDays,
-    intermediateLifetimeDays: intermediateDays,
-  });
-  if (result.encryptedRootKey) writeFileSync(args.rootKeyOut!, result.encryptedRootKey, { mode: 0o600, flag: 'wx' });
+  // The root key's file is made first (new, owner-only): a path that exists or cannot be written
+  // must stop the init while nothing is stored — once the CA is, this file is the key's only copy.
+  let keyFile: number | undefined;
+  if (args.rootKeyOut !== undefined) {
+    try {
+      keyFile = openSync(args.rootKeyOut, 'wx', 0o600);
+    } catch (error) {
+      return usage(output, `cannot write the root key to ${args.rootKeyOut}: ${(error as Error).message} (it must be a new file)`);
+    }
+  }
+  let result: Awaited<ReturnType<typeof initCa>>;
+  try {
+    result = await initCa(ctx.storage.db, ctx.pki.custodies, ctx.clock, {
+      name: args.name,
+      ...(args.organization ? { organization: args.organization } : {}),
+      root,
+      intermediateCustody,
+      keyType,
+      rootLifetimeDays: rootDays,
+      intermediateLifetimeDays: intermediateDays,
+    });
+  } catch (error) {
+    // No CA, no key: the empty file goes.
+    if (keyFile !== undefined) {
+      closeSync(keyFile);
+      unlinkSync(args.rootKeyOut!);
+    }
+    throw error;
+  }
+  if (keyFile !== undefined) {
+    writeSync(keyFile, result.encryptedRootKey!);
+    closeSync(keyFile);
+  }
   ctx.pki.authorities.invalidate();
   const fingerprint = (der: ArrayBuffer) => createHash('sha256').update(Buffer.from(der)).digest('hex');
   await ctx.audit.record({
     type: 'pki.ca_initialised',
-    actor: cliActor(),
+    actor: cliAdmin(),
     details: {
       control: 'financial',
       root: { subject: result.root.subject, sha256: fingerprint(result.root.rawData), custody: result.rootKeyRef ? 'pkcs11' : 'exported' },
@@ -161,11 +190,14 @@ async function issue(ctx: Context, args: CaArgs, output: Output): Promise<number
   } catch (error) {
     return usage(output, `cannot read ${args.csr}: ${(error as Error).message}`);
   }
+  // Before the certificate is issued: a chain that cannot be written would leave one nobody holds.
+  const unwritable = args.output === undefined ? undefined : writeProblem(args.output);
+  if (unwritable) return usage(output, unwritable);
   const outcome = await requestCertificate(ctx, {
     profile: args.profile,
     csr,
     holder: args.holder,
-    requestedBy: cliActor(),
+    requestedBy: cliAdmin(),
     requesterType: 'client',
     ...(lifetime !== undefined ? { lifetimeSeconds: lifetime } : {}),
   });
@@ -211,6 +243,15 @@ function usage(output: Output, message: string): number {
   return exit.usage;
 }
 
-function cliActor(): string {
-  return `cli:${process.env.USER ?? 'operator'}`;
+
+/** Why `path` cannot be written (a missing folder, no permission), found by opening it without truncating; undefined when it can. */
+function writeProblem(path: string): string | undefined {
+  const existed = existsSync(path);
+  try {
+    closeSync(openSync(path, 'a'));
+  } catch (error) {
+    return `cannot write ${path}: ${(error as Error).message}`;
+  }
+  if (!existed) unlinkSync(path);
+  return undefined;
 }

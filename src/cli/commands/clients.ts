@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import type { Context } from '../../context.ts';
 import { clientKinds, grantTypes, type ClientMetadata } from '../../clients/metadata.ts';
 import { defaultRegistrationGrantTypes, defaultRegistrationKinds, InitialAccessTokens } from '../../clients/registration/initial-access-tokens.ts';
@@ -64,7 +63,7 @@ export async function clientsCommand(
       }
       let rotation;
       try {
-        rotation = await rotateClientSecret(ctx, args.clientId, { overlapSeconds: overlap, actor: `cli:${userInfo().username}`, via: 'cli' });
+        rotation = await rotateClientSecret(ctx, args.clientId, { overlapSeconds: overlap, actor: cliAdmin(), via: 'cli' });
       } catch (error) {
         if (!(error instanceof OAuthError)) throw error;
         output.err(error.description ?? error.error);
@@ -118,7 +117,7 @@ export async function clientsCommand(
         ...(kinds ? { kinds: [...new Set(kinds)] as ClientMetadata['kind'][] } : {}),
         uses,
         ttlSeconds: ttl,
-        createdBy: `cli:${userInfo().username}`,
+        createdBy: cliAdmin(),
         now: ctx.clock.now(),
       });
       await assessAdminAction(ctx, { admin: cliAdmin(), action: 'clients.token' });

@@ -31,7 +31,8 @@ status   the key schedule and every key with its age: token-signing keys (rotati
          ones are kept to verify what they signed), and the node that ran the last step. A
          running server rotates and retires on this schedule by itself (docs/lifecycle.md)
 rotate   creates a key, publishes it in JWKS at once, and makes it the signing key after the
-         overlap (default CLEARANCE_KEY_OVERLAP, 600 s) so verifiers' JWKS caches have it first
+         overlap (--overlap SECONDS, default CLEARANCE_KEY_OVERLAP, 600 s; never less than 10 s)
+         so verifiers' JWKS caches have it first; --alg defaults to CLEARANCE_SIGNING_ALG
          --audit  instead makes a new audit checkpoint key the signing one (the sealer uses it
                   from its next round); old audit keys stay, so old checkpoints still verify
 retire   removes a retirable key from JWKS; refused for any other state
@@ -83,9 +84,10 @@ export async function keysCommand(
           output.err(`--alg must be one of ${signingAlgs.join(', ')}`);
           return exit.usage;
         }
-        const overlap = args.overlap === undefined ? ctx.config.keyOverlapSeconds : Number(args.overlap);
-        if (!Number.isInteger(overlap) || overlap < 0) {
-          output.err('--overlap must be a whole number of seconds');
+        // Digits only, as CLEARANCE_KEY_OVERLAP: Number() would also take '', '1e3' and '0x10'.
+        const overlap = args.overlap === undefined ? ctx.config.keyOverlapSeconds : /^\d{1,7}$/.test(args.overlap) ? Number(args.overlap) : Number.NaN;
+        if (!Number.isInteger(overlap) || overlap < 0 || overlap > 30 * 24 * 3600) {
+          output.err('--overlap must be a whole number of seconds, 0 to 2592000 (as CLEARANCE_KEY_OVERLAP)');
           return exit.usage;
         }
         const key = await ctx.keys.rotate(alg as SigningAlg, overlap);

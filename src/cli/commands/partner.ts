@@ -16,10 +16,10 @@ export const partnerHelp = `Usage: clearance partner check ID [--assertion FILE 
 check    checks partner ID's trust profile (the partners section of clearance apply) against the
          world, one pass/fail line per rule: the issuer is well formed; the partner's metadata
          ({issuer}/.well-known/openid-configuration or oauth-authorization-server), when it has
-         any, names the same issuer (reported, not required); its keys (inline or jwks_uri, fetched
-         with the SSRF rules) are reachable, public and usable; every allowed algorithm has a key
-         of its type; every allowed audience is one of our resource servers accepting the allowed
-         scopes; every listed client exists.
+         any, names the same issuer (no metadata is only a note; another issuer fails); its keys
+         (inline or jwks_uri, fetched with the SSRF rules) are reachable, public and usable; every
+         allowed algorithm has a key of its type; every allowed audience is one of our resource
+         servers accepting the allowed scopes; every listed client exists.
          --assertion FILE also verifies the JWT in FILE against the profile, rule by rule
          (format, issuer, algorithm, key, signature, expiry, lifetime, audience, required claims,
          claim mapping, ...), with our issuer and token endpoint as acceptable audiences. Its kind
@@ -28,7 +28,7 @@ check    checks partner ID's trust profile (the partners section of clearance ap
 list     every partner: id, issuer, keys, allowed audiences, drift status (active, suspended,
          unchecked).
 status   partner ID's drift baseline: its status (a suspension says since when and why), the
-         key thumbprints and kids, the metadata issuer and digest, the last successful check,
+         key thumbprints, kids and algorithms, the metadata issuer, the last successful check,
          an outage in progress and the next check. The scheduled check (every
          drift_check_interval, default 900 s, minimum 60 s) compares the partner's live keys and
          metadata with it: a key added or removed, a key's algorithms or the metadata's issuer

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { userInfo } from 'node:os';
 import { executeApply, planApply } from '../../apply/index.ts';
 import { epochSeconds, systemClock } from '../../clock.ts';
 import type { Context } from '../../context.ts';
@@ -8,7 +7,7 @@ import { activationEvent } from '../../policy/apply-section.ts';
 import { compilePolicySet, formatPolicyProblem, type PolicySource } from '../../policy/engine.ts';
 import { simulate } from '../../policy/simulate.ts';
 import { PolicyActivationError } from '../../policy/store.ts';
-import { assessAdminAction } from '../../risk/intrusion.ts';
+import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { readPolicySources, testPolicyDirectory } from '../../policy/testing.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
@@ -66,7 +65,7 @@ export function policyTestCommand(dir: string | undefined, output: Output): numb
 }
 
 export async function policyCommand(ctx: Context, args: PolicyArgs, output: Output): Promise<number> {
-  const actor = `cli:${userInfo().username}`;
+  const actor = cliAdmin();
   switch (args.action) {
     case 'list': {
       const versions = await ctx.policies.list();

@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import type { Context } from '../../context.ts';
 import { linkIdentity, linksOf } from '../../federation/upstream/linking.ts';
 import { findProvider } from '../../federation/upstream/providers.ts';
@@ -14,7 +13,8 @@ export const usersHelp = `Usage: clearance users link USERNAME --provider ID --s
        clearance users offboard USERNAME [--deadline ISO-8601] [--reason TEXT]
 
 link     links an upstream identity (identity provider ID, its subject SUB) to the existing person
-         USERNAME, so that signing in through that provider is signing in as them
+         USERNAME (SUB at most 255 characters), so that signing in through that provider is
+         signing in as them
          (docs/identity-brokering.md "Linking"). This is how a person whose email address a
          first upstream sign-in found already taken here is joined to their organisation's
          sign-in; an identity already linked to someone is refused. Audited as user.linked.
@@ -57,7 +57,7 @@ export async function usersCommand(
     output.err(`no identity provider ${args.provider} (declare it under identity_providers in apply)`);
     return exit.failed;
   }
-  const actor = `cli:${userInfo().username}`;
+  const actor = cliAdmin();
   const linked = await linkIdentity(ctx, { userId: user.id, provider: stored.provider, subject: args.subject, actor });
   if (!linked.ok) {
     output.err(linked.reason === 'already_linked' ? `${args.provider} subject ${args.subject} is already linked to a person` : `no user ${args.username}`);
@@ -83,7 +83,7 @@ async function offboard(ctx: Context, username: string, args: { reason?: string;
     return exit.usage;
   }
   const done = await offboardPerson(ctx, username, {
-    actor: `cli:${userInfo().username}`,
+    actor: cliAdmin(),
     via: 'cli',
     ...(args.reason !== undefined ? { reason: args.reason } : {}),
     ...(deadline !== undefined ? { reassignmentDeadline: deadline } : {}),
