@@ -6,7 +6,8 @@ import { open, seal, SealedBoxError } from '../keys/sealed-box.ts';
 import type { ConsoleRole } from './roles.ts';
 
 /**
- * The console's two cookies, each sealed with the master key (AES-256-GCM, src/keys/sealed-box.ts)
+ * The console's two cookies, each sealed with a key derived from the master key (AES-256-GCM,
+ * src/keys/sealed-box.ts; the key: src/endpoints/console/index.ts)
  * so that every node reads them and nobody can read or forge them: the sign-in in progress (state,
  * PKCE verifier, nonce; ten minutes) and the signed-in console (the person's admin API token and
  * who they are, until the token expires). HttpOnly, SameSite=Lax (the authorization response is a
