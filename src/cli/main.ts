@@ -246,7 +246,11 @@ async function runCommand(argv: string[], env: NodeJS.ProcessEnv, output: Output
   const [command, ...rest] = positionals;
   if (!command || command === 'help') {
     const topic = command === 'help' ? rest[0] : undefined;
-    output.out(topic && helps[topic] ? helps[topic] : mainHelp);
+    if (topic !== undefined && !helps[topic]) {
+      output.err(`unknown command "${topic}"\n\n${mainHelp}`);
+      return exit.usage;
+    }
+    output.out(topic ? helps[topic]! : mainHelp);
     return command || values.help ? exit.ok : exit.usage;
   }
   if (values.help) {

@@ -84,6 +84,9 @@ describe('the clearance command', () => {
     assert.match(unknown.err, /^unknown command "frobnicate"/);
     assert.match(unknown.err, /Usage: clearance <command>/);
     assert.equal((await run('keys', '--frob')).code, 2);
+    const helpUnknown = await run('help', 'frobnicate');
+    assert.equal(helpUnknown.code, 2, 'help for a command that does not exist is not a success');
+    assert.match(helpUnknown.err, /^unknown command "frobnicate"/);
   });
 
   test('exits 2 on a configuration error, naming the variable', async (t) => {

@@ -123,6 +123,12 @@ describe('clearance policy add, activate, list and simulate', () => {
       await ctx.storage.close();
     }
 
+    const empty = mkdtempSync(join(tmpdir(), 'clearance-no-policies-'));
+    t.after(() => rmSync(empty, { recursive: true, force: true }));
+    const nothing = await run(['policy', 'simulate', '--candidate', empty], env);
+    assert.equal(nothing.code, 1, 'a folder without policies is no candidate, as at policy add');
+    assert.equal(nothing.err, `${empty}: no .cedar policy files`);
+
     const same = await run(['policy', 'simulate', '--candidate', examplePoliciesDir], env);
     assert.equal(same.code, 0, same.err);
     assert.equal(same.out, `replayed 7 of the last 8 decisions against ${examplePoliciesDir}: 0 would flip (0 allow -> deny, 0 deny -> allow); 1 recorded without their request were not replayed`);

@@ -136,7 +136,13 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
       const sources: PolicySource[] = [];
       for (const [layer, path] of args.candidate.entries()) {
         try {
-          sources.push(...readPolicySources(path).map((s) => ({ ...s, layer })));
+          const read = readPolicySources(path);
+          // As policy add: a folder without policies is a mistake, not a candidate that permits nothing.
+          if (read.length === 0) {
+            output.err(`${path}: no .cedar policy files`);
+            return exit.failed;
+          }
+          sources.push(...read.map((s) => ({ ...s, layer })));
         } catch (error) {
           output.err(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
           return exit.failed;
