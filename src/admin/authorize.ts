@@ -42,7 +42,7 @@ export function requireAdmin(ctx: Context, scope: AdminScope, options: AdminRout
     const access = await authorizeProtectedRequest(ctx, resourceRequest(request, ctx.config), resource);
     reply.headers(access.headers);
     request.admin = access.claims;
-    if (safeMethods.has(request.method)) return;
+    if (safeMethods.has(request.method) || options.readsOnly) return;
     const claims = access.claims;
     await assessAdminAction(ctx, {
       admin: claims.sub ?? claims.client_id,
@@ -66,6 +66,12 @@ export interface AdminRouteOptions {
    * failing risk store fails the request before anything changes.
    */
   assessedAs?: (request: FastifyRequest) => Promise<Pick<AdminAction, 'action' | 'createdAt'>>;
+  /**
+   * The route changes nothing whatever its method (apply's dry run, a POST for its body): not an
+   * admin write, so not assessed — a pipeline that plans every change must not count toward
+   * `admin_burst` as if it had made them.
+   */
+  readsOnly?: boolean;
 }
 
 /**

@@ -180,6 +180,21 @@ for (const dialect of testDialects()) {
       assert.equal((await unusualAlerts(f)).length, 1);
     });
 
+    test('an apply’s dry run through the admin API plans and changes nothing, so it is no admin write; the apply itself is', async (t) => {
+      const f = await protocolFixture(t, { env: { CLEARANCE_TRUSTED_PROXIES: '127.0.0.1' }, dialect });
+      useRiskSettings(f.ctx);
+      const token = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+      const document = { clients: [{ client_id: 'planned-1', ...service('Planned') }] };
+      for (let i = 0; i < 3; i++) {
+        const planned = await callWith(f, token, 'POST', '/admin/apply?dry_run=true', office, document);
+        assert.equal(planned.statusCode, 200, planned.body);
+      }
+      assert.deepEqual(await countedActions(f, 'admin-ops'), [], 'three plans, no write counted');
+      const applied = await callWith(f, token, 'POST', '/admin/apply', office, document);
+      assert.equal(applied.statusCode, 200, applied.body);
+      assert.deepEqual(await countedActions(f, 'admin-ops'), ['POST /admin/apply']);
+    });
+
     test('an activation through the admin API counts once toward admin_burst: the burst is raised at the threshold’s write, not earlier', async (t) => {
       const f = await activationFixture(t, dialect, (now) => nextUtc(now, 2, 10)); // Tuesday, in hours
       useRiskSettings(f.ctx, { adminBurstCount: 3, adminBurstWindowSeconds: 60 });

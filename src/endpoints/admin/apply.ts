@@ -50,7 +50,7 @@ export const adminApply: Endpoint = {
       type Query = { dry_run?: string; prune?: string; force?: string };
       // The dry run reads only (admin:read); applying writes (admin:write): the token needs the one
       // its request asks for.
-      const reader = requireAdmin(ctx, 'admin:read');
+      const reader = requireAdmin(ctx, 'admin:read', { readsOnly: true });
       const writer = requireAdmin(ctx, 'admin:write');
       const authorize: preHandlerAsyncHookHandler = function (request, reply) {
         return ((request.query as Query | undefined)?.dry_run === 'true' ? reader : writer).call(this, request, reply);
