@@ -83,11 +83,15 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
  *   `sid`: every session of the End-User), SAML 2.0 Core §3.7 (no SessionIndex: every session
  *   of the principal). Their refresh tokens outlive an ended session (idle, their own sign-out), and
  *   Back-Channel Logout §2.7 says those of a session being logged out SHOULD be revoked;
- * - a session id (with the subject or not): the people with a session that upstream started under
- *   that id (and, with a subject, linked to it), live or ended. A refresh token does not record the
- *   session it came from, so those of a session that ended here first (idle, the person's own
- *   sign-out echoed back by the upstream) can only be revoked with the rest of the person's: fail
- *   closed, the same breadth as every upstream logout.
+ * - a session id (with the subject or not): the people with a live session that upstream started
+ *   under that id (and, with a subject, linked to it). One that ended here first has nothing left
+ *   to end by its id: a refresh token does not record its session, so reaching its person would
+ *   end all they hold — and an upstream echoes back the person's own sign-out here (RP-initiated,
+ *   taken on to the upstream) with that session's id, which would turn signing out of one
+ *   application into signing out of every one.
+ * What a named person holds ends whole (refresh tokens with `offline_access` too, where §2.7 says
+ * they normally SHOULD NOT be revoked): an upstream logout is the firm's word that the person's
+ * sign-in there has ended, and Clearance does not keep access derived from it alive.
  */
 export async function endUpstreamPeople(
   ctx: Pick<Context, 'storage' | 'clock' | 'audit'>,
@@ -103,7 +107,7 @@ export async function endUpstreamPeople(
       // Through the link, not a live session: an ended session leaves refresh tokens to revoke.
       userIds = named.subject === undefined ? [] : (await linked(named.subject).execute()).map((row) => row.user_id);
     } else {
-      let ofSession = trx.selectFrom('sessions').select('sessions.user_id').distinct().where('sessions.assurance_provider', '=', provider.id).where('sessions.upstream_sid', '=', named.sid);
+      let ofSession = trx.selectFrom('sessions').select('sessions.user_id').distinct().where('sessions.assurance_provider', '=', provider.id).where('sessions.upstream_sid', '=', named.sid).where('sessions.ended_at', 'is', null);
       if (named.subject !== undefined) ofSession = ofSession.where('sessions.user_id', 'in', linked(named.subject));
       userIds = (await ofSession.execute()).map((row) => row.user_id);
     }
