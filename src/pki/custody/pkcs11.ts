@@ -3,6 +3,7 @@ import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:c
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { secretVariables } from '../../config.ts';
 import { CustodyError, type CustodyKey, type CustodyKeyType, type KeyCustody } from './custody.ts';
 import { verifyCustodySignature } from './software.ts';
 
@@ -187,7 +188,9 @@ const baseEnvironment = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'TZ', 'SOFT
  * CLEARANCE_PREVIOUS_MASTER_KEY and DATABASE_URL's password (docs/pki.md "Key custody").
  */
 export function toolEnvironment(pin: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const extra = (env.CLEARANCE_PKCS11_ENV ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '' && !name.startsWith('CLEARANCE_'));
+  // Listed or not, a secret the server reads (and the file naming it) is never the tool's.
+  const secret = (name: string) => name.startsWith('CLEARANCE_') || (secretVariables as readonly string[]).some((s) => name === s || name === `${s}_FILE`);
+  const extra = (env.CLEARANCE_PKCS11_ENV ?? '').split(',').map((name) => name.trim()).filter((name) => name !== '' && !secret(name));
   const passed: NodeJS.ProcessEnv = {};
   for (const name of [...baseEnvironment, ...extra]) if (env[name] !== undefined) passed[name] = env[name];
   return { ...passed, [pinVariable]: pin };

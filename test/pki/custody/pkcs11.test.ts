@@ -56,4 +56,7 @@ test('pkcs11-tool is given a minimal environment: the PIN and what a tool needs,
   assert.equal(seen.PATH, process.env.PATH);
   for (const name of Object.keys(secrets)) assert.equal(seen[name], undefined, `${name} is not passed, even when listed`);
   assert.deepEqual(toolEnvironment('1', { PATH: '/bin', CLEARANCE_PKCS11_PIN: 'x', AWS_SECRET_ACCESS_KEY: 'y' }), { PATH: '/bin', CLEARANCE_PKCS11_TOOL_PIN: '1' });
+  // The database's and Redis's URLs carry passwords: never passed, even when listed.
+  const listed = { PATH: '/bin', DATABASE_URL: 'postgres://u:pw@db/x', DATABASE_URL_FILE: '/run/secrets/db', REDIS_URL: 'redis://:pw@r', VENDOR_HSM_CONF: '/opt/hsm.conf', CLEARANCE_PKCS11_ENV: 'DATABASE_URL,DATABASE_URL_FILE,REDIS_URL,VENDOR_HSM_CONF' };
+  assert.deepEqual(toolEnvironment('1', listed), { PATH: '/bin', VENDOR_HSM_CONF: '/opt/hsm.conf', CLEARANCE_PKCS11_TOOL_PIN: '1' });
 });
