@@ -65,7 +65,7 @@ export interface AdminRouteOptions {
    * request's validation and handler, so a refused or failed write is assessed as well and a
    * failing risk store fails the request before anything changes.
    */
-  assessedAs?: (request: FastifyRequest) => Promise<Pick<AdminAction, 'action' | 'createdAt'>>;
+  assessedAs?: (request: FastifyRequest) => Promise<Partial<Pick<AdminAction, 'action' | 'createdAt'>>>;
   /**
    * The route changes nothing whatever its method (apply's dry run, a POST for its body): not an
    * admin write, so not assessed — a pipeline that plans every change must not count toward

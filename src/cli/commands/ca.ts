@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { Context } from '../../context.ts';
 import { CustodyError, type CustodyKeyType } from '../../pki/custody/custody.ts';
 import { initCa, PkiError } from '../../pki/authority.ts';
@@ -157,8 +157,18 @@ async function init(ctx: Context, args: CaArgs, output: Output): Promise<number>
     throw error;
   }
   if (keyFile !== undefined) {
-    writeSync(keyFile, result.encryptedRootKey!);
-    closeSync(keyFile);
+    try {
+      writeFileSync(keyFile, result.encryptedRootKey!);
+      fsyncSync(keyFile);
+    } catch (error) {
+      // The CA is stored; this is the key's only copy: shown rather than lost (still encrypted).
+      output.err(`the CA is created, but its root key could not be written to ${args.rootKeyOut}: ${(error as Error).message}`);
+      output.err('here it is, encrypted with your passphrase: keep it offline');
+      output.out(result.encryptedRootKey!.trimEnd());
+      return exit.failed;
+    } finally {
+      closeSync(keyFile);
+    }
   }
   ctx.pki.authorities.invalidate();
   const fingerprint = (der: ArrayBuffer) => createHash('sha256').update(Buffer.from(der)).digest('hex');
@@ -192,7 +202,10 @@ async function issue(ctx: Context, args: CaArgs, output: Output): Promise<number
   }
   // Before the certificate is issued: a chain that cannot be written would leave one nobody holds.
   const unwritable = args.output === undefined ? undefined : writeProblem(args.output);
-  if (unwritable) return usage(output, unwritable);
+  if (unwritable) {
+    output.err(unwritable);
+    return exit.failed;
+  }
   const outcome = await requestCertificate(ctx, {
     profile: args.profile,
     csr,

@@ -111,9 +111,10 @@ export const adminPolicies: Endpoint = {
 };
 
 /**
- * How an activation attempt is assessed by the intrusion signals (src/risk/intrusion.ts), as the
- * CLI's `policy activate` is: the action `policy.activate V`, with the version's `created_at` so
- * that one activated soon after it was stored is `quick_activation`. requireAdmin makes this one
+ * How an activation attempt is assessed by the intrusion signals (src/risk/intrusion.ts): named
+ * `policy.activate V` as the CLI names it, with the version's `created_at` so that one activated
+ * soon after it was stored is `quick_activation`. Unlike the CLI, which assesses an activation
+ * once it is made, this assesses every attempt, refused ones included. requireAdmin makes this one
  * assessment, before the handler, for every attempt it admits — an unknown version, the author
  * approving their own, a client's own token included: an intrusion shows in refused writes too.
  * An unknown version is assessed under the route's pattern, as every other admin write is.
@@ -128,7 +129,7 @@ function activationAssessment(ctx: Context): AdminRouteOptions {
       const stored = await ctx.policies.get(version);
       // Named only when stored: this runs before the path is validated, and a name nobody stored
       // is the caller's text, which an audit event must not carry unchecked.
-      if (!stored) return { action: `POST /admin/policies/:version/activate` };
+      if (!stored) return {};
       return { action: `policy.activate ${version}`, ...(!stored.active ? { createdAt: stored.created_at } : {}) };
     },
   };
