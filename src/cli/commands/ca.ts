@@ -156,16 +156,18 @@ async function init(ctx: Context, args: CaArgs, output: Output): Promise<number>
     }
     throw error;
   }
+  // The key first: once the CA is stored, this file is its only copy.
+  let keyWritten = true;
   if (keyFile !== undefined) {
     try {
       writeFileSync(keyFile, result.encryptedRootKey!);
       fsyncSync(keyFile);
     } catch (error) {
-      // The CA is stored; this is the key's only copy: shown rather than lost (still encrypted).
+      // Shown rather than lost (it is encrypted with the passphrase).
+      keyWritten = false;
       output.err(`the CA is created, but its root key could not be written to ${args.rootKeyOut}: ${(error as Error).message}`);
       output.err('here it is, encrypted with your passphrase: keep it offline');
       output.out(result.encryptedRootKey!.trimEnd());
-      return exit.failed;
     } finally {
       closeSync(keyFile);
     }
@@ -182,6 +184,7 @@ async function init(ctx: Context, args: CaArgs, output: Output): Promise<number>
       key_type: keyType,
     },
   });
+  if (!keyWritten) return exit.failed;
   output.out(`root       ${result.root.subject}  sha256 ${fingerprint(result.root.rawData)}  until ${result.root.notAfter.toISOString()}`);
   output.out(`           key ${result.rootKeyRef ? `in the PKCS#11 token (${result.rootKeyRef})` : `written encrypted to ${args.rootKeyOut}; keep it offline`}`);
   output.out(`issuing    ${result.intermediate.subject}  sha256 ${fingerprint(result.intermediate.rawData)}  until ${result.intermediate.notAfter.toISOString()}`);
