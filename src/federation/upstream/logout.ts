@@ -8,6 +8,7 @@ import { endPersonAccess, lifecycleEvent } from '../../identity/lifecycle.ts';
 import { asOidc, listProviders, providerSecret, type StoredProvider } from './providers.ts';
 import type { IdentityProvider, OidcProvider } from './definition.ts';
 import { configurationOf, guardedFetch, UpstreamError } from './oidc.ts';
+import { upstreamSessionId } from './session-id.ts';
 
 /**
  * Logout across the federation (docs/identity-brokering.md "Logout"):
@@ -63,7 +64,7 @@ export async function backChannelLogout(ctx: Context, token: string, requestId: 
   const events = claims.events as Record<string, unknown> | undefined;
   if (typeof events !== 'object' || events === null || typeof events[backChannelEvent] !== 'object') return { ok: false, reason: 'events does not name a back-channel logout', provider: provider.id };
   if (claims.nonce !== undefined) return { ok: false, reason: 'a logout token carries no nonce (§2.4)', provider: provider.id };
-  const sid = typeof claims.sid === 'string' ? claims.sid : undefined;
+  const sid = upstreamSessionId(claims.sid);
   const sub = typeof claims.sub === 'string' ? claims.sub : undefined;
   if (sid === undefined && sub === undefined) return { ok: false, reason: 'neither sub nor sid', provider: provider.id };
   if (!provider.enabled) return { ok: true, provider: provider.id, sessionsEnded: 0, people: 0 };

@@ -5,6 +5,7 @@ import { containsJwt } from '../../audit/guard.ts';
 import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 import { withinSpan } from '../../clock.ts';
+import { upstreamSessionId } from './session-id.ts';
 
 /**
  * Clearance as a relying party of an upstream OpenID Provider, with openid-client (on
@@ -177,6 +178,7 @@ export async function completeSignIn(config: oidc.Configuration, callbackUrl: UR
     }
   }
   const amr = Array.isArray(claims.amr) ? claims.amr.filter((v): v is string => typeof v === 'string') : [];
+  const sid = upstreamSessionId(claims.sid);
   return {
     issuer: claims.iss,
     subject: claims.sub,
@@ -185,7 +187,7 @@ export async function completeSignIn(config: oidc.Configuration, callbackUrl: UR
     ...(typeof claims.acr === 'string' ? { acr: claims.acr } : {}),
     amr,
     ...(typeof claims.auth_time === 'number' ? { authTime: claims.auth_time } : {}),
-    ...(typeof claims.sid === 'string' && claims.sid.length <= 255 ? { sid: claims.sid } : {}),
+    ...(sid !== undefined ? { sid } : {}),
   };
 }
 

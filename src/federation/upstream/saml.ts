@@ -8,6 +8,7 @@ import * as x509 from '../../pki/x509.ts';
 import type { SamlProvider } from './definition.ts';
 import type { UpstreamIdentity } from './oidc.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
+import { upstreamSessionId } from './session-id.ts';
 
 /**
  * Clearance as a SAML 2.0 service provider of an upstream IdP (ADFS, Ping, Shibboleth), with
@@ -204,7 +205,7 @@ export async function validateSamlResponse(ctx: Pick<Context, 'storage' | 'clock
   const attributes: Record<string, unknown> = {};
   for (const [name, value] of Object.entries((profile.attributes as Record<string, unknown> | undefined) ?? {})) attributes[name] = Array.isArray(value) ? value[0] : value;
   const authInstant = Date.parse(authn?.$?.AuthnInstant ?? '');
-  const sid = sessionIndexOf(profile);
+  const sid = upstreamSessionId(profile.sessionIndex);
   return {
     assertionId,
     notOnOrAfter,
@@ -272,7 +273,7 @@ export async function verifySamlLogoutRequest(
   }
   if (!profile || typeof profile.nameID !== 'string' || typeof profile.ID !== 'string') throw new SamlError('the logout request names nobody');
   const answered = profile;
-  const sessionIndex = sessionIndexOf(profile);
+  const sessionIndex = upstreamSessionId(profile.sessionIndex);
   return {
     provider,
     nameId: profile.nameID,
@@ -334,13 +335,4 @@ function senderOf(providers: readonly SamlProvider[], encoded: string, name: 'SA
   const provider = providers.find((p) => p.issuer === issuer);
   if (!provider) throw new SamlError('no SAML identity provider has this Issuer');
   return provider;
-}
-
-/**
- * The IdP's SessionIndex as a session is stored with it and as a logout request is matched against
- * it: the same cut in both places (a longer one matched nothing), and an empty one is none (a
- * logout without it names every session of the principal, SAML 2.0 Core §3.7).
- */
-function sessionIndexOf(profile: Profile): string | undefined {
-  return typeof profile.sessionIndex === 'string' && profile.sessionIndex !== '' ? profile.sessionIndex.slice(0, 255) : undefined;
 }

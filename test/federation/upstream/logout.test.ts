@@ -108,6 +108,18 @@ test('a logout token by sub alone reaches a person whose Clearance session alrea
   assert.equal(event?.details.refresh_tokens_revoked, 1);
 });
 
+test('a logout token whose sid is longer than a session keeps matches the part the session kept', async (t) => {
+  const h = await startBrokering(t);
+  const { sub } = await signedInThroughFund(h);
+  const db = h.server.running.ctx.storage.db;
+  const session = await db.selectFrom('sessions').selectAll().where('user_id', '=', sub).executeTakeFirstOrThrow();
+  // As a sign-in whose ID token carried a 300-character sid leaves it: its first 255 characters.
+  const long = `${session.upstream_sid}${'s'.repeat(300)}`;
+  await db.updateTable('sessions').set({ upstream_sid: long.slice(0, 255) }).where('id', '=', session.id).execute();
+  assert.equal((await postLogout(h, await logoutToken(h, { sid: long }))).status, 200);
+  assert.equal((await db.selectFrom('sessions').select('end_reason').where('id', '=', session.id).executeTakeFirstOrThrow()).end_reason, 'signed_out_everywhere');
+});
+
 test('a logout token by sid alone naming a session that already ended (the echo of her own sign-out) ends nothing, not even her other session through the fund', async (t) => {
   const h = await startBrokering(t, { refreshTokens: true });
   const first = await signedInThroughFund(h);
