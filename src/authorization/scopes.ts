@@ -66,7 +66,7 @@ export function describeScope(scope: string, resourceName: string): string {
 export function describeOidcScope(scope: OidcScope, clientName: string): string {
   return scope === 'openid'
     ? `Tell ${clientName} who you are (your user identifier) and when you signed in`
-    : `Let ${clientName} keep this access after you sign out, until you revoke it (offline_access)`;
+    : `Let ${clientName} keep this access after you sign out, until you revoke it or your access is ended everywhere (offline_access)`;
 }
 
 function capitalize(text: string): string {
