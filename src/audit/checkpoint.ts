@@ -28,7 +28,8 @@ export function isCanonicalBase64(s: unknown, bytes: number): s is string {
   return decoded.length === bytes && decoded.toString("base64") === s;
 }
 
-function checkpointProblem(cp: unknown): string | undefined {
+/** What is wrong with `cp` as a checkpoint (its origin, size, root and time), or undefined. */
+export function checkpointProblem(cp: unknown): string | undefined {
   if (typeof cp !== "object" || cp === null) return "checkpoint must be an object";
   const { origin, treeSize, rootHash, time } = cp as Record<string, unknown>;
   // A newline in the origin would let one checkpoint's body parse as another's.

@@ -180,7 +180,7 @@ describe('clearance audit', () => {
     assert.match(inverted.err, /inverted/);
     const garbled = await w.run('audit', 'hold', 'place', '--since', 'notadate', '--until', '2026-01-01T00:00:00Z', '--matter', 'M');
     assert.equal(garbled.code, 2);
-    assert.equal(garbled.err, '--since is not a time (ISO 8601 or epoch ms): notadate', 'says which end is wrong');
+    assert.equal(garbled.err, '--since must be epoch milliseconds or an ISO 8601 time', 'says which end is wrong');
     assert.equal((await w.run('audit', 'hold', 'release')).code, 2, 'no hold named');
     assert.equal((await w.run('audit', 'hold', 'unknown')).code, 2);
     assert.match((await w.run('audit', '--help')).out, /hold place/);

@@ -8,7 +8,8 @@ import { checkPayloads, type SuppliedPayload } from '../../audit/bundle-appended
 import { isPostgres } from '../../audit/dialect.ts';
 import { sealNow } from '../../audit/lifecycle.ts';
 import { AuditProofError, proveConsistency, proveEvent, type SignedCheckpoint } from '../../audit/proofs.ts';
-import { AuditQueryError, queryEvents, readAuditQuery, type AuditQuery } from '../../audit/query.ts';
+import { checkpointProblem } from '../../audit/checkpoint.ts';
+import { AuditQueryError, queryEvents, readAuditQuery, readTime, type AuditQuery } from '../../audit/query.ts';
 import { requestHoldRelease } from '../../audit/hold-release.ts';
 import { holdDetails, HoldError, listHolds, placeHold, type Hold } from '../../audit/holds.ts';
 import { parseRetention, planPrune, prune, RetentionError, withEntityParties } from '../../audit/retention.ts';
@@ -208,11 +209,9 @@ function readCheckpointFile(file: string): SignedCheckpoint | string {
   }
   const record = parsed as (SignedCheckpoint & { checkpoint?: SignedCheckpoint }) | null;
   const checkpoint = typeof record === 'object' && record !== null ? (record.checkpoint ?? record) : undefined;
-  const fields: [keyof SignedCheckpoint, string][] = [['origin', 'string'], ['treeSize', 'number'], ['rootHash', 'string'], ['time', 'number'], ['keyId', 'string'], ['signature', 'string']];
-  if (!checkpoint || fields.some(([name, type]) => typeof checkpoint[name] !== type)) {
-    return `${file} holds no signed checkpoint (origin, treeSize, rootHash, time, keyId, signature), nor a bundle with one`;
-  }
-  return checkpoint;
+  const problem = checkpointProblem(checkpoint) ?? (typeof checkpoint?.keyId !== 'string' || typeof checkpoint.signature !== 'string' ? 'it has no keyId and signature' : undefined);
+  if (problem !== undefined) return `${file} holds no signed checkpoint (origin, treeSize, rootHash, time, keyId, signature), nor a bundle with one: ${problem}`;
+  return checkpoint!;
 }
 
 async function verifyCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
@@ -532,16 +531,11 @@ async function holdCommand(ctx: Context, args: AuditArgs, output: Output): Promi
     output.err('usage: clearance audit hold place (--txn ID | --subject S | --client C | --since T --until T) --matter REF\n       clearance audit hold list\n       clearance audit hold release HOLD_ID --reason TEXT');
     return exit.usage;
   }
-  const time = (value: string | undefined) => (value === undefined ? undefined : /^\d+$/.test(value) ? Number(value) : Date.parse(value));
-  for (const [flag, value] of [['--since', args.query.since], ['--until', args.query.until]] as const) {
-    if (value !== undefined && !Number.isSafeInteger(time(value))) {
-      output.err(`${flag} is not a time (ISO 8601 or epoch ms): ${value}`);
-      return exit.usage;
-    }
-  }
+  // As audit export reads them: a value that is no time is a usage error naming its flag (AuditQueryError).
+  const time = (flag: string, value: string | undefined) => (value === undefined ? undefined : readTime(flag, value));
   const hold = await placeHold(
     ctx,
-    { txn: args.query.txn, subject: args.query.subject, client: args.query.client, from: time(args.query.since), to: time(args.query.until), matterRef: args.matter },
+    { txn: args.query.txn, subject: args.query.subject, client: args.query.client, from: time('--since', args.query.since), to: time('--until', args.query.until), matterRef: args.matter },
     operator,
   );
   output.out(`placed legal hold ${hold.id} (matter ${hold.matterRef}); audit prune keeps every event it covers`);
