@@ -135,18 +135,9 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
       const candidate = args.candidate.join(' + ');
       const sources: PolicySource[] = [];
       for (const [layer, path] of args.candidate.entries()) {
-        try {
-          const read = readPolicySources(path);
-          // As policy add: a folder without policies is a mistake, not a candidate that permits nothing.
-          if (read.length === 0) {
-            output.err(`${path}: no .cedar policy files`);
-            return exit.failed;
-          }
-          sources.push(...read.map((s) => ({ ...s, layer })));
-        } catch (error) {
-          output.err(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-          return exit.failed;
-        }
+        const read = readPolicyFiles(path, output);
+        if (read === undefined) return exit.failed;
+        sources.push(...read.map((s) => ({ ...s, layer })));
       }
       const compiled = compilePolicySet(`candidate:${args.candidate.map((p) => basename(p)).join('+')}`, sources);
       if (!compiled.set) {
@@ -179,13 +170,24 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
 
 /** The policy text of a file, or of a directory's .cedar files joined (each headed by its name). */
 function readSourceText(path: string, output: Output): string | undefined {
+  const sources = readPolicyFiles(path, output);
+  if (sources === undefined) return undefined;
+  return sources.length === 1 ? sources[0]!.text : sources.map((s) => `// ---- ${basename(s.name)} ----\n${s.text.endsWith('\n') ? s.text : `${s.text}\n`}`).join('\n');
+}
+
+/**
+ * The policies of a file or a directory's .cedar files, for policy add and simulate alike; undefined
+ * (said on stderr) when it cannot be read or holds none — a folder without policies is a mistake,
+ * not a set that permits nothing.
+ */
+function readPolicyFiles(path: string, output: Output): PolicySource[] | undefined {
   try {
     const sources = readPolicySources(path);
     if (sources.length === 0) {
       output.err(`${path}: no .cedar policy files`);
       return undefined;
     }
-    return sources.length === 1 ? sources[0]!.text : sources.map((s) => `// ---- ${basename(s.name)} ----\n${s.text.endsWith('\n') ? s.text : `${s.text}\n`}`).join('\n');
+    return sources;
   } catch (error) {
     output.err(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     return undefined;
