@@ -4,6 +4,7 @@ import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_deltaCRLIndicator,
 import { certificateSerial, ocspRequest, readOcspResponse } from '../guard/ocsp.ts';
 import * as x509 from '../pki/x509.ts';
 import { BoundedMap } from '../jose/bounded-map.ts';
+import { pinnedRequest, type PinnedResponse, type Resolver } from '../federation/fetch.ts';
 import { withinSpan } from '../clock.ts';
 
 /**
@@ -27,6 +28,14 @@ import { withinSpan } from '../clock.ts';
  *   entities only for a CA), one for another distribution point than the certificate names, one
  *   with a critical extension not understood here.
  *
+ * Where it fetches (docs/federation.md "SSRF rules for fetching", http allowed): a URL a certificate
+ * names was written by a CA outside Clearance, so its host's every address is checked and the
+ * connection pinned to the checked one; a private address needs `allowPrivateNetwork` (the
+ * partner's `allow_private_network`, the person authority's `revocation.allow_private_network`).
+ * A URL the operator configured may lead to the private network. Never, whoever names it: the
+ * cloud metadata services, unspecified, multicast and reserved addresses. No redirects, no
+ * credentials in the URL, the timeout, 64 KiB for OCSP and 16 MiB for a CRL.
+ *
  * Any failure to get a verified answer is `unavailable` with why, for the caller's soft- or
  * hard-fail choice; `unknown` (the OCSP responder does not know the certificate) is an answer,
  * never one to fail open on. Concurrent checks of one CRL or one OCSP question share one fetch.
@@ -43,6 +52,12 @@ export interface RevocationSources {
   crl?: { url?: string; refreshSeconds: number };
   /** How long one request (OCSP or CRL) may take. */
   timeoutMs: number;
+  /** Whether a URL a certificate names may lead to a private, loopback or link-local address. */
+  allowPrivateNetwork: boolean;
+  /** Names the setting above in a refusal: "partner bravo's profile". */
+  privateNetworkSetting: string;
+  /** How host names resolve (tests); the system resolver by default. */
+  resolve?: Resolver;
 }
 
 /** Clock difference tolerated between Clearance and the CA's responder. */
@@ -56,12 +71,12 @@ class Unavailable extends Error {}
 export async function revocationStatus(sources: RevocationSources, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
   const why: string[] = [];
   if (sources.ocsp) {
-    const answer = await asking(() => ocspStatus(sources.ocsp!, sources.timeoutMs, leaf, issuer, now), sources.timeoutMs);
+    const answer = await asking(() => ocspStatus(sources.ocsp!, sources, leaf, issuer, now), sources.timeoutMs);
     if (answer.status !== 'unavailable') return answer;
     why.push(sources.crl ? `OCSP: ${answer.detail}` : answer.detail);
   }
   if (sources.crl) {
-    const answer = await asking(() => crlStatus(sources.crl!, sources.timeoutMs, leaf, issuer, now), sources.timeoutMs);
+    const answer = await asking(() => crlStatus(sources.crl!, sources, leaf, issuer, now), sources.timeoutMs);
     if (answer.status !== 'unavailable') return answer;
     why.push(sources.ocsp ? `CRL: ${answer.detail}` : answer.detail);
   }
@@ -73,7 +88,8 @@ async function asking(ask: () => Promise<RevocationAnswer>, timeoutMs: number): 
     return await ask();
   } catch (error) {
     if (error instanceof Unavailable) return { status: 'unavailable', detail: error.message };
-    // fetch's network errors and timeouts, and the OCSP reader's refusals (OcspError).
+    // The fetch's refusals and failures (FetchError: an address the rules refuse, the network,
+    // the time limit, the size limit) and the OCSP reader's refusals (OcspError).
     const cause = (error as { cause?: { code?: string } }).cause?.code;
     return { status: 'unavailable', detail: `${(error as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (error as Error).message}${cause ? ` (${cause})` : ''}` };
   }
@@ -89,10 +105,11 @@ interface HeldOcsp {
 /** OCSP answers per issuing CA, serial and responder, on this node; bounded, oldest dropped first. */
 const ocspAnswers = new BoundedMap<string, { held?: HeldOcsp; loading?: Promise<HeldOcsp> }>(10_000);
 
-async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, timeoutMs: number, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
+async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, sources: RevocationSources, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
   const url = ocsp.url ?? ocspUrlOf(leaf);
   if (!url) throw new Unavailable('the certificate names no OCSP responder, and none is configured');
-  if (ocsp.cacheSeconds === 0) return (await askOcsp(url, timeoutMs, leaf, issuer, now, 0)).answer;
+  const from: Where = { url, configured: ocsp.url !== undefined, sources };
+  if (ocsp.cacheSeconds === 0) return (await askOcsp(from, leaf, issuer, now, 0)).answer;
   const key = `${issuer.fingerprint256} ${certificateSerial(leaf)} ${url}`;
   let slot = ocspAnswers.get(key);
   const held = slot?.held;
@@ -102,23 +119,17 @@ async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, timeoutM
     ocspAnswers.set(key, slot);
   }
   const entry = slot;
-  entry.loading ??= askOcsp(url, timeoutMs, leaf, issuer, now, ocsp.cacheSeconds).finally(() => (entry.loading = undefined));
+  entry.loading ??= askOcsp(from, leaf, issuer, now, ocsp.cacheSeconds).finally(() => (entry.loading = undefined));
   const fresh = await entry.loading;
   // `unknown` is not kept: the responder may learn of the certificate in a moment.
   if (fresh.answer.status === 'good' || fresh.answer.status === 'revoked') entry.held = fresh;
   return fresh.answer;
 }
 
-async function askOcsp(url: string, timeoutMs: number, leaf: X509Certificate, issuer: X509Certificate, now: number, cacheSeconds: number): Promise<HeldOcsp> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' },
-    body: ocspRequest(leaf, issuer),
-    redirect: 'error',
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  if (!response.ok) throw new Unavailable(`the OCSP responder answered ${response.status}`);
-  const answer = readOcspResponse(await readLimited(response, maxOcspBytes), leaf, issuer, { at: now, skewMs });
+async function askOcsp(from: Where, leaf: X509Certificate, issuer: X509Certificate, now: number, cacheSeconds: number): Promise<HeldOcsp> {
+  const response = await request(from, { method: 'POST', headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' }, body: ocspRequest(leaf, issuer) }, maxOcspBytes);
+  if (!ok(response)) throw new Unavailable(`the OCSP responder answered ${response.status}`);
+  const answer = readOcspResponse(response.body, leaf, issuer, { at: now, skewMs });
   // RFC 6960 §4.2.2.1: a response whose thisUpdate is in the future is not yet valid.
   if (answer.thisUpdate > now + skewMs) throw new Unavailable('the OCSP response is dated in the future');
   const until = Math.min(now + cacheSeconds * 1000, answer.nextUpdate ?? Number.POSITIVE_INFINITY);
@@ -147,7 +158,7 @@ interface CrlScope {
 /** CRLs per issuing CA and URL, on this node; a few CAs, so a few entries. */
 const crls = new BoundedMap<string, { held?: HeldCrl; loading?: Promise<HeldCrl> }>(64);
 
-async function crlStatus(crl: NonNullable<RevocationSources['crl']>, timeoutMs: number, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
+async function crlStatus(crl: NonNullable<RevocationSources['crl']>, sources: RevocationSources, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
   const url = crl.url ?? crlUrlOf(leaf);
   if (!url) throw new Unavailable('the certificate names no CRL distribution point, and none is configured');
   const key = `${issuer.fingerprint256} ${url}`;
@@ -160,7 +171,7 @@ async function crlStatus(crl: NonNullable<RevocationSources['crl']>, timeoutMs: 
   let held = slot.held;
   if (!held || !current(held) || now - held.fetchedAt >= crl.refreshSeconds * 1000 || now < held.fetchedAt) {
     const entry = slot;
-    entry.loading ??= fetchCrl(url, issuer, timeoutMs, now).finally(() => (entry.loading = undefined));
+    entry.loading ??= fetchCrl({ url, configured: crl.url !== undefined, sources }, issuer, now).finally(() => (entry.loading = undefined));
     try {
       held = await entry.loading;
       entry.held = held;
@@ -177,10 +188,10 @@ async function crlStatus(crl: NonNullable<RevocationSources['crl']>, timeoutMs: 
 }
 
 /** Fetches and verifies a CRL (RFC 5280 §6.3.3): DER or PEM, the issuer's name, its signature, its dates. */
-async function fetchCrl(url: string, issuer: X509Certificate, timeoutMs: number, now: number): Promise<HeldCrl> {
-  const response = await fetch(url, { redirect: 'error', signal: AbortSignal.timeout(timeoutMs) });
-  if (!response.ok) throw new Unavailable(`the CRL distribution point answered ${response.status}`);
-  const body = await readLimited(response, maxCrlBytes);
+async function fetchCrl(from: Where, issuer: X509Certificate, now: number): Promise<HeldCrl> {
+  const response = await request(from, { method: 'GET', headers: { accept: 'application/pkix-crl, application/x-pkcs7-crl, */*' } }, maxCrlBytes);
+  if (!ok(response)) throw new Unavailable(`the CRL distribution point answered ${response.status}`);
+  const body = response.body;
   let crl: x509.X509Crl;
   try {
     crl = new x509.X509Crl(body.subarray(0, 5).toString('latin1') === '-----' ? body.toString('latin1') : body);
@@ -261,19 +272,28 @@ function normalSerial(hex: string): string {
   return hex.toLowerCase().replace(/^(00)+(?=.)/, '');
 }
 
-/** The body, refused past `limit` bytes. */
-async function readLimited(response: Response, limit: number): Promise<Buffer> {
-  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
-  if (declared > limit) throw new Unavailable(`the answer is larger than ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  if (!response.body) return Buffer.alloc(0);
-  for await (const chunk of response.body) {
-    total += chunk.byteLength;
-    if (total > limit) throw new Unavailable(`the answer is larger than ${limit} bytes`);
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
+/** A URL to ask, whether the operator configured it or a certificate names it, and the rules for it. */
+interface Where {
+  url: string;
+  configured: boolean;
+  sources: RevocationSources;
+}
+
+/** One request under the SSRF rules (src/federation/fetch.ts), http allowed; the body refused past `maxBytes`. */
+function request(from: Where, init: { method: string; headers: Record<string, string>; body?: Buffer }, maxBytes: number): Promise<PinnedResponse> {
+  const { sources } = from;
+  return pinnedRequest(from.url, init, {
+    allowHttp: true,
+    allowPrivateNetwork: from.configured || sources.allowPrivateNetwork,
+    privateNetworkSetting: sources.privateNetworkSetting,
+    timeoutMs: sources.timeoutMs,
+    maxBytes,
+    ...(sources.resolve ? { resolve: sources.resolve } : {}),
+  });
+}
+
+function ok(response: PinnedResponse): boolean {
+  return response.status >= 200 && response.status < 300;
 }
 
 /** RFC 5280 §4.2.2.1: the certificate's OCSP responder (http or https). */

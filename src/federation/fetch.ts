@@ -20,6 +20,14 @@ export const systemResolver: Resolver = async (hostname) =>
 export interface FetchRules {
   /** The partner profile's `allow_private_network`: private, loopback and link-local addresses, and http to loopback. */
   allowPrivateNetwork: boolean;
+  /**
+   * http to any host, under the same address rules: for OCSP responders and CRL distribution
+   * points, which are http by custom and whose answers are signed (RFC 5280 §4.2.1.13, RFC 6960
+   * Appendix A.1). Absent: https only.
+   */
+  allowHttp?: boolean;
+  /** What allows the private network, for the refusal's message (default: the partner profile's `allow_private_network`). */
+  privateNetworkSetting?: string;
   /** Whole request, DNS included; default 5000 ms. */
   timeoutMs?: number;
   /** Largest response body; default 256 KiB. */
@@ -58,7 +66,7 @@ export async function fetchJson(url: string, rules: FetchRules): Promise<unknown
   }
 }
 
-/** The URL rules of every remote request (https; http only to loopback with the private network allowed; no credentials). */
+/** The URL rules of every remote request (https; http only to loopback with the private network allowed, or to any host with `allowHttp`; no credentials). */
 export function checkUrl(url: string, rules: FetchRules): URL {
   let target: URL;
   try {
@@ -68,6 +76,7 @@ export function checkUrl(url: string, rules: FetchRules): URL {
   }
   if (target.username || target.password) throw new FetchError(`${url} carries credentials, which are never sent`);
   if (target.protocol === 'http:') {
+    if (rules.allowHttp) return target;
     if (!isLoopbackHost(target.hostname)) throw new FetchError(`${url} is not https (http is allowed only to a loopback host)`);
     if (!rules.allowPrivateNetwork) throw new FetchError(`${url} is not https (http to a loopback host needs allow_private_network)`);
   } else if (target.protocol !== 'https:') {
@@ -98,7 +107,7 @@ export async function pickAddress(target: URL, rules: FetchRules): Promise<Resol
     const named = literal ? address : `${host} resolves to ${address}`;
     if (category === 'never') throw new FetchError(`${named}, a ${label} address, which is never fetched`);
     if (category === 'private' && !rules.allowPrivateNetwork) {
-      throw new FetchError(`${named}, a ${label} address; the partner profile does not allow the private network (allow_private_network)`);
+      throw new FetchError(`${named}, a ${label} address; ${rules.privateNetworkSetting ?? 'the partner profile'} does not allow the private network (allow_private_network)`);
     }
   }
   return addresses[0]!;

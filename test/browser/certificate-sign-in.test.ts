@@ -39,7 +39,7 @@ test('a trader signs in with her smart card in Chromium without a password at ph
   const { id: aliceId } = await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), { username: 'alice', name: 'Alice Trader', email: 'alice@broker.example.com' }, { keep: true }));
   await applyPersonCertificates(ctx, {
     authorities: [
-      { name: 'broker-smartcards', certificates: people.caPem, hardware_policy_oids: [hardwarePolicy], revocation: { method: 'ocsp', timeout_ms: 3000 }, mapping: [{ certificate: 'san_email', person: 'email' }] },
+      { name: 'broker-smartcards', certificates: people.caPem, hardware_policy_oids: [hardwarePolicy], revocation: { method: 'ocsp', timeout_ms: 3000, allow_private_network: true }, mapping: [{ certificate: 'san_email', person: 'email' }] },
     ],
   });
   const card = people.issue('alice-card', { subject: '/O=Broker Ltd/CN=Alice Trader', san: 'email:alice@broker.example.com', policies: [hardwarePolicy] });

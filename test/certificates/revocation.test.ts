@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { forgetRevocationAnswers, revocationStatus } from '../../src/certificates/revocation.ts';
 import { makePartnerPki } from '../helpers/partner-pki.ts';
@@ -8,7 +10,9 @@ import { makePartnerPki } from '../helpers/partner-pki.ts';
 // cards): OCSP from the certificate's AIA first, then its CRL distribution point, answers kept for
 // a while, unavailability said with why.
 
-const both = { ocsp: { cacheSeconds: 300 }, crl: { refreshSeconds: 300 }, timeoutMs: 2000 };
+/** The test CAs answer on loopback: a partner that allows the private network. */
+const loopback = { allowPrivateNetwork: true, privateNetworkSetting: 'partner bravo’s profile' };
+const both = { ocsp: { cacheSeconds: 300 }, crl: { refreshSeconds: 300 }, timeoutMs: 2000, ...loopback };
 
 test('asks OCSP first, and reuses its answer for the cache lifetime', async (t) => {
   forgetRevocationAnswers();
@@ -20,7 +24,7 @@ test('asks OCSP first, and reuses its answer for the cache lifetime', async (t) 
   assert.deepEqual(await revocationStatus(both, leaf, root, Date.now()), { status: 'good', source: 'ocsp' });
   assert.deepEqual(pki.served, { ocsp: 1, crl: 0, rootOcsp: 0, rootCrl: 0 });
   // Without a cache lifetime every check asks.
-  await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, leaf, root, Date.now());
+  await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000, ...loopback }, leaf, root, Date.now());
   assert.equal(pki.served.ocsp, 2);
 });
 
@@ -31,12 +35,12 @@ test('falls back to the CRL when the OCSP responder does not answer, and reports
   const good = new X509Certificate(pki.issue('good').cert);
   const revoked = pki.issue('revoked');
   pki.revoke(revoked);
-  const silentOcsp = { ocsp: { url: 'http://127.0.0.1:9/ocsp', cacheSeconds: 0 }, crl: { refreshSeconds: 0 }, timeoutMs: 1000 };
+  const silentOcsp = { ocsp: { url: 'http://127.0.0.1:9/ocsp', cacheSeconds: 0 }, crl: { refreshSeconds: 0 }, timeoutMs: 1000, ...loopback };
   assert.deepEqual(await revocationStatus(silentOcsp, good, root, Date.now()), { status: 'good', source: 'crl' });
   const fromCrl = await revocationStatus(silentOcsp, new X509Certificate(revoked.cert), root, Date.now());
   assert.equal(fromCrl.status, 'revoked');
   assert.equal((fromCrl as { source: string }).source, 'crl');
-  const fromOcsp = await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, new X509Certificate(revoked.cert), root, Date.now());
+  const fromOcsp = await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000, ...loopback }, new X509Certificate(revoked.cert), root, Date.now());
   assert.equal(fromOcsp.status, 'revoked');
   assert.equal((fromOcsp as { source: string }).source, 'ocsp');
 });
@@ -56,7 +60,7 @@ test('takes a CRL only when it covers the certificate in full: not a delta, indi
   const pki = await makePartnerPki(t, { name: 'Bravo' });
   const root = new X509Certificate(pki.rootPem);
   const leaf = new X509Certificate(pki.issue('bravo-connector').cert);
-  const crlOnly = { crl: { refreshSeconds: 0 }, timeoutMs: 2000 };
+  const crlOnly = { crl: { refreshSeconds: 0 }, timeoutMs: 2000, ...loopback };
   const check = async (extensions: string | undefined) => {
     // A CRL refused when fetched leaves the one held before in use until its nextUpdate: none is held.
     forgetRevocationAnswers();
@@ -87,7 +91,7 @@ test('takes a CRL only when its signature verifies with the key of the certifica
   const twin = await makePartnerPki(t, { name: 'Bravo' });
   assert.equal(new X509Certificate(twin.rootPem).subject, new X509Certificate(pki.rootPem).subject);
   const leaf = new X509Certificate(pki.issue('bravo-connector').cert);
-  const answer = await revocationStatus({ crl: { url: twin.crlUrl, refreshSeconds: 0 }, timeoutMs: 2000 }, leaf, new X509Certificate(pki.rootPem), Date.now());
+  const answer = await revocationStatus({ crl: { url: twin.crlUrl, refreshSeconds: 0 }, timeoutMs: 2000, ...loopback }, leaf, new X509Certificate(pki.rootPem), Date.now());
   assert.equal(answer.status, 'unavailable');
   assert.match((answer as { detail: string }).detail, /the CRL’s signature does not verify with the issuing CA’s key/);
 });
@@ -97,9 +101,47 @@ test('answers for an issuing CA certificate from its root’s OCSP responder and
   const pki = await makePartnerPki(t, { name: 'Charlie', intermediate: true });
   const root = new X509Certificate(pki.rootPem);
   const issuing = new X509Certificate(pki.intermediatePem!);
-  assert.deepEqual(await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, issuing, root, Date.now()), { status: 'good', source: 'ocsp' });
+  assert.deepEqual(await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000, ...loopback }, issuing, root, Date.now()), { status: 'good', source: 'ocsp' });
   pki.revokeIssuingCa();
-  assert.equal((await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000 }, issuing, root, Date.now())).status, 'revoked');
-  assert.equal((await revocationStatus({ crl: { refreshSeconds: 0 }, timeoutMs: 2000 }, issuing, root, Date.now())).status, 'revoked');
+  assert.equal((await revocationStatus({ ocsp: { cacheSeconds: 0 }, timeoutMs: 2000, ...loopback }, issuing, root, Date.now())).status, 'revoked');
+  assert.equal((await revocationStatus({ crl: { refreshSeconds: 0 }, timeoutMs: 2000, ...loopback }, issuing, root, Date.now())).status, 'revoked');
   assert.deepEqual([pki.served.rootOcsp, pki.served.rootCrl], [2, 1]);
+});
+
+test('fetches what a certificate names under the SSRF rules: a private address only where the partner allows the private network', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Bravo' });
+  const root = new X509Certificate(pki.rootPem);
+  const leaf = new X509Certificate(pki.issue('bravo-connector').cert);
+  const closed = { ocsp: { cacheSeconds: 0 }, crl: { refreshSeconds: 0 }, timeoutMs: 2000, allowPrivateNetwork: false, privateNetworkSetting: 'partner bravo’s profile' };
+  const answer = await revocationStatus(closed, leaf, root, Date.now());
+  assert.equal(answer.status, 'unavailable');
+  assert.match(
+    (answer as { detail: string }).detail,
+    /^OCSP: 127\.0\.0\.1, a loopback address; partner bravo’s profile does not allow the private network \(allow_private_network\); CRL: 127\.0\.0\.1, a loopback address; partner bravo’s profile does not allow the private network \(allow_private_network\)$/,
+  );
+  assert.deepEqual(pki.served, { ocsp: 0, crl: 0, rootOcsp: 0, rootCrl: 0 }, 'nothing was sent');
+  // A URL the operator configured is the operator's word: it may be on the private network.
+  assert.deepEqual(await revocationStatus({ crl: { url: pki.crlUrl, refreshSeconds: 0 }, timeoutMs: 2000, allowPrivateNetwork: false, privateNetworkSetting: 'partner bravo’s profile' }, leaf, root, Date.now()), { status: 'good', source: 'crl' });
+});
+
+test('never fetches from the cloud metadata service, whoever names it and whatever the profile allows', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Bravo' });
+  const resolve = async () => [{ address: '169.254.169.254', family: 4 as const }];
+  const configured = { ocsp: { url: 'http://ocsp.bravo.example/', cacheSeconds: 0 }, timeoutMs: 2000, ...loopback, resolve };
+  const answer = await revocationStatus(configured, new X509Certificate(pki.issue('c').cert), new X509Certificate(pki.rootPem), Date.now());
+  assert.deepEqual(answer, { status: 'unavailable', detail: 'ocsp.bravo.example resolves to 169.254.169.254, a cloud metadata service address, which is never fetched' });
+});
+
+test('follows no redirect from a responder or a distribution point', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Bravo' });
+  const server = createServer((_req, res) => res.writeHead(302, { location: pki.crlUrl }).end());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/crl`;
+  const answer = await revocationStatus({ crl: { url, refreshSeconds: 0 }, timeoutMs: 2000, ...loopback }, new X509Certificate(pki.issue('c').cert), new X509Certificate(pki.rootPem), Date.now());
+  assert.deepEqual(answer, { status: 'unavailable', detail: 'the CRL distribution point answered 302' });
+  assert.equal(pki.served.crl, 0);
 });

@@ -3,12 +3,11 @@ import { pathToAnchor } from '../../certificates/path.ts';
 import { revocationStatus, type RevocationSources } from '../../certificates/revocation.ts';
 import type { Clock } from '../../clock.ts';
 import type { Partner } from '../../federation/definition.ts';
-import type { PartnerRevocation } from '../../federation/trust-anchors.ts';
 import { certificateFacts } from '../../identity/certificates/fields.ts';
 import type { TrustedCertificate } from '../../pki/status.ts';
 import { CertificateRefused, type CertificateRefusalReason } from '../authentication/errors.ts';
 import type { ClientMetadata } from '../metadata.ts';
-import { clientCaBundle, resolveAnchor } from './resolve.ts';
+import { clientCaBundle, resolveAnchor, type PartnerAnchor } from './resolve.ts';
 import { parseAnchorValue, type AnchorValue } from './value.ts';
 
 /**
@@ -124,7 +123,7 @@ export class ClientTrustAnchors {
     if (partner.revocation.mode === 'off') return { ...accepted, revocation: 'off' };
     // RFC 5280 §6.3: every certificate of the path but the anchor (a trust anchor is not revoked by
     // a CRL or OCSP of its own: it is removed from the profile), each against the issuer above it.
-    const sources = sourcesOf(partner.revocation);
+    const sources = sourcesOf(partner);
     const answers = await Promise.all(path.path.slice(0, -1).map(async (member, depth) => ({ depth, member, answer: await revocationStatus(sources, member, path.path[depth + 1]!, now) })));
     const refuse = (reason: CertificateRefusalReason, detail: string, description: string) => new CertificateRefused(reason, `client ${id}'s certificate ${detail}`, description, { ...facts, trust_anchor: anchor, partner: partner.partner });
     // Which certificate an answer is about: the client's, or the CA certificate above it (never its subject: facts).
@@ -147,10 +146,13 @@ export class ClientTrustAnchors {
   }
 }
 
-function sourcesOf(revocation: PartnerRevocation): RevocationSources {
+function sourcesOf(partner: PartnerAnchor): RevocationSources {
+  const { revocation } = partner;
   return {
     ...(revocation.ocsp ? { ocsp: { cacheSeconds: revocation.cache_seconds } } : {}),
     ...(revocation.crl ? { crl: { refreshSeconds: revocation.cache_seconds } } : {}),
     timeoutMs: revocation.timeout_ms,
+    allowPrivateNetwork: partner.allowPrivateNetwork,
+    privateNetworkSetting: `partner ${partner.partner}'s profile`,
   };
 }

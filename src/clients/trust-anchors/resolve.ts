@@ -17,6 +17,8 @@ export interface PartnerAnchor {
   partner: string;
   anchor: string;
   revocation: PartnerRevocation;
+  /** The partner's `allow_private_network`: may its CA's OCSP responders and CRLs be on a private address. */
+  allowPrivateNetwork: boolean;
 }
 
 export type ResolvedAnchor =
@@ -46,14 +48,14 @@ export function resolveAnchor(value: AnchorValue, sources: AnchorSources): Resol
       if (!partner) return { error: `names partner "${value.partner}", which is not a partner in service` };
       const anchor = anchorsOf(partner).find((a) => a.name === value.name);
       if (!anchor) return { error: `names trust anchor "${value.name}", which partner ${partner.id} does not declare (its trust_anchors: ${anchorsOf(partner).map((a) => a.name).join(', ') || 'none'})` };
-      return { kind: 'ca', label, certificate: anchor.certificate, intermediates: anchor.intermediates, partner: { partner: partner.id, anchor: anchor.name, revocation: partnerRevocation(partner) } };
+      return { kind: 'ca', label, certificate: anchor.certificate, intermediates: anchor.intermediates, partner: { partner: partner.id, anchor: anchor.name, revocation: partnerRevocation(partner), allowPrivateNetwork: partner.allow_private_network } };
     }
     case 'thumbprint':
     case 'certificate': {
       const sha256 = value.kind === 'thumbprint' ? value.sha256 : sha256Hex(value.certificate);
       for (const partner of sources.partners) {
         const anchor = anchorsOf(partner).find((a) => a.sha256 === sha256);
-        if (anchor) return { kind: 'ca', label, certificate: anchor.certificate, intermediates: anchor.intermediates, partner: { partner: partner.id, anchor: anchor.name, revocation: partnerRevocation(partner) } };
+        if (anchor) return { kind: 'ca', label, certificate: anchor.certificate, intermediates: anchor.intermediates, partner: { partner: partner.id, anchor: anchor.name, revocation: partnerRevocation(partner), allowPrivateNetwork: partner.allow_private_network } };
       }
       if (value.kind === 'certificate') return { kind: 'ca', label, certificate: value.certificate, intermediates: [] };
       const inBundle = sources.bundle.find((c) => sha256Hex(c) === sha256);

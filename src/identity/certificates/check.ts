@@ -95,7 +95,7 @@ export async function checkPersonCertificate(ctx: Pick<Context, 'pki' | 'clock'>
   if (!hardware && authority.software_certificates === 'refuse') return { ok: false, reason: 'software_refused', authority: authority.name };
   // 6. Revocation.
   if (!issuer || !authority.revocation) return { ok: true, authority, hardware, revocation: 'clearance', parsed: certificate };
-  const answer = await revocationStatus(authority.revocation, presented, issuer, now);
+  const answer = await revocationStatus(authority.name, authority.revocation, presented, issuer, now);
   switch (answer.status) {
     case 'good':
       return { ok: true, authority, hardware, revocation: 'good', parsed: certificate };

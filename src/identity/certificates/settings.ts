@@ -65,6 +65,12 @@ export interface RevocationCheck {
   /** CRL only: seconds a fetched CRL is used before it is fetched again (never past its nextUpdate). */
   refresh_seconds: number;
   on_unavailable: 'refuse' | 'allow';
+  /**
+   * Whether a responder or CRL the certificate names may be on a private, loopback or link-local
+   * address (default false: the CA's word is not the network's; docs/federation.md "SSRF rules for
+   * fetching"). A configured `url` may be, as the operator wrote it.
+   */
+  allow_private_network?: true;
 }
 
 /** One trusted authority as stored (`person_certificate_authorities.definition`). */
@@ -103,7 +109,7 @@ const namePattern = /^[a-z][a-z0-9-]{0,39}$/;
 const oidPattern = /^[0-2](\.(0|[1-9][0-9]{0,9})){1,20}$/;
 const domainPattern = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
 const authorityFields = ['name', 'description', 'certificates', 'clearance_profile', 'hardware_policy_oids', 'software_certificates', 'revocation', 'mapping'];
-const revocationFields = ['method', 'url', 'timeout_ms', 'refresh_seconds', 'on_unavailable'];
+const revocationFields = ['method', 'url', 'timeout_ms', 'refresh_seconds', 'on_unavailable', 'allow_private_network'];
 const ruleFields = ['certificate', 'person', 'domains', 'local_part'];
 const maxBundleLength = 256 * 1024;
 
@@ -248,8 +254,9 @@ function readRevocation(v: Validator, path: string, value: unknown): RevocationC
   const refresh = o.refresh_seconds === undefined ? 3600 : v.integer(join(path, 'refresh_seconds'), o.refresh_seconds, { min: 0, max: 86_400 });
   if (o.refresh_seconds !== undefined && method === 'ocsp') v.fail(join(path, 'refresh_seconds'), 'is for crl: every OCSP sign-in asks the responder');
   const fail = o.on_unavailable === undefined ? 'refuse' : (v.string(join(path, 'on_unavailable'), o.on_unavailable, { oneOf: ['refuse', 'allow'] }) as RevocationCheck['on_unavailable'] | undefined);
+  const allowPrivate = o.allow_private_network === undefined ? false : v.boolean(join(path, 'allow_private_network'), o.allow_private_network);
   if (v.problems.length > before) return undefined;
-  return { method: method!, ...(url !== undefined ? { url } : {}), timeout_ms: timeout!, refresh_seconds: refresh!, on_unavailable: fail! };
+  return { method: method!, ...(url !== undefined ? { url } : {}), timeout_ms: timeout!, refresh_seconds: refresh!, on_unavailable: fail!, ...(allowPrivate ? { allow_private_network: true as const } : {}) };
 }
 
 function readRule(v: Validator, path: string, value: unknown): MappingRule | undefined {

@@ -19,7 +19,7 @@ async function harness(t: TestContext) {
   const pki = await makePersonPki(t);
   await ctx.storage.db.transaction().execute((trx) => upsertUser(trx, ctx.clock.now(), { username: 'alice', email: 'alice@broker.example.com' }, { keep: true }));
   await applyPersonCertificates(ctx, {
-    authorities: [{ name: 'broker-smartcards', certificates: pki.caPem, hardware_policy_oids: [hardwarePolicy], revocation: { method: 'crl' }, mapping: [{ certificate: 'san_email', person: 'email' }] }],
+    authorities: [{ name: 'broker-smartcards', certificates: pki.caPem, hardware_policy_oids: [hardwarePolicy], revocation: { method: 'crl', allow_private_network: true }, mapping: [{ certificate: 'san_email', person: 'email' }] }],
   });
   const card = new X509Certificate(pki.issue('card', { san: 'email:alice@broker.example.com', policies: [hardwarePolicy] }).cert);
   const soft = new X509Certificate(pki.issue('soft', { san: 'email:alice@broker.example.com', policies: [softwarePolicy] }).cert);

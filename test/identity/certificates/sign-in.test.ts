@@ -32,7 +32,8 @@ function smartCards(pki: PersonPki, revocation: Record<string, unknown> = { meth
         name: 'broker-smartcards',
         certificates: pki.caPem,
         hardware_policy_oids: [hardwarePolicy],
-        revocation,
+        // The test CA answers on loopback: the authority allows the private network.
+        revocation: { allow_private_network: true, ...revocation },
         mapping: [
           { certificate: 'san_email', person: 'email' },
           { certificate: 'san_upn', person: 'username', domains: ['corp.broker.example'], local_part: true },
@@ -151,6 +152,21 @@ for (const dialect of testDialects()) {
     assert.match(await refused(f, card.header, 401), /Your certificate has been revoked/);
     assert.deepEqual((await lastEvent(f.ctx, 'user.login_failed')).decision?.reasons, ['revoked']);
     assert.equal(pki.served.ocsp, 2);
+  });
+
+  test('a CRL or responder the certificate names on a private address is never asked unless the authority allows the private network; a url the operator configured is', async (t) => {
+    const { f, pki } = await harness(t, dialect);
+    const card = aliceCard(pki);
+    await applyPersonCertificates(f.ctx, smartCards(pki, { method: 'crl', allow_private_network: false }));
+    assert.match(await refused(f, card.header, 503), /could not be checked just now/);
+    const event = await lastEvent(f.ctx, 'user.login_failed');
+    assert.deepEqual(event.decision?.reasons, ['revocation_unavailable']);
+    assert.equal(event.details.detail, '127.0.0.1, a loopback address; the revocation setting of person certificate authority broker-smartcards does not allow the private network (allow_private_network)');
+    assert.equal(pki.served.crl, 0, 'the CRL was never fetched');
+
+    await applyPersonCertificates(f.ctx, smartCards(pki, { method: 'crl', url: pki.crlUrl, allow_private_network: false }));
+    await signsIn(f, card.header);
+    assert.equal(pki.served.crl, 1);
   });
 
   test('a certificate header from an address that is not the configured proxy is refused and audited, and never read', async (t) => {
