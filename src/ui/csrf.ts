@@ -9,7 +9,7 @@ import { cookieName, cookieScope } from '../identity/sessions.ts';
  * cookie but can neither read it nor compute the token, so a forged POST is refused; and a token
  * copied from the attacker's own browser is for the attacker's secret, not the victim's. The
  * binding is the interaction id for login, second-factor and consent forms, and the session id (the stored
- * digest, never the cookie value) for the account page's forms, so a token is worthless for
+ * digest, never the cookie value) for the account page's forms and the sign-out confirmation, so a token is worthless for
  * another interaction, another form, or after the person signs in again.
  *
  * On https the cookie is `__Host-clearance_csrf` (RFC 6265bis §4.1.3.2: Secure, Path=/, no
@@ -17,8 +17,11 @@ import { cookieName, cookieScope } from '../identity/sessions.ts';
  * the prefix is not allowed and the cookie is `clearance_csrf`.
  */
 
-/** `recovery`: the enrolment page of a recovery link (bound to the recovery's request id, src/endpoints/recovery). */
-export type CsrfPurpose = 'login' | 'second_factor' | 'consent' | 'account' | 'recovery';
+/**
+ * `recovery`: the enrolment page of a recovery link (bound to the recovery's request id, src/endpoints/recovery);
+ * `logout`: the sign-out confirmation (bound to the session id, src/endpoints/logout).
+ */
+export type CsrfPurpose = 'login' | 'second_factor' | 'consent' | 'account' | 'recovery' | 'logout';
 
 /** The form field that carries the token. */
 export const csrfField = 'csrf_token';

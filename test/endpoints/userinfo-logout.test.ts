@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { readSession } from '../../src/identity/sessions.ts';
 import { codeFlowFixture, webLogout, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
 import { assertOAuthError, decodeJwt } from './fixture.ts';
+import { csrfOf } from './people-browser.ts';
 
 async function signedInWithTokens(f: CodeFlowFixture, scope = 'openid'): Promise<{ person: Person; accessToken: string; idToken: string; refreshToken: string }> {
   const { code, pkce, person } = await f.authorizeAndApprove({ query: { scope } });
@@ -134,17 +135,40 @@ describe('RP-initiated logout (OIDC RP-Initiated Logout 1.0)', () => {
     }
   });
 
-  test('ends the session after the person confirms from our own page, and not from another origin', async (t) => {
+  test('ends the session after the person confirms on our own page: its CSRF token for this session, Origin ours or null (what a no-referrer page sends); nothing else', async (t) => {
     const f = await codeFlowFixture(t);
     const person = await f.signIn('alice');
-    const confirm = (origin: string) =>
-      f.inject({ method: 'POST', url: '/logout', headers: { cookie: person.cookie, origin, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'confirm=yes' });
-    const foreign = await confirm('https://evil.example.com');
-    assert.match(foreign.body, /Do you want to sign out/);
+    // The confirm page: a CSRF token bound to the session, and the browser's CSRF secret.
+    const page = await f.inject({ method: 'GET', url: '/logout', headers: { cookie: person.cookie } });
+    assert.match(page.body, /Do you want to sign out/);
+    const secret = [page.headers['set-cookie']].flat().map(String).find((c) => c.startsWith('clearance_csrf='))!.split(';')[0]!;
+    const token = csrfOf(page.body);
+    const confirm = (headers: Record<string, string>, payload: string, cookie = `${person.cookie}; ${secret}`) =>
+      f.inject({ method: 'POST', url: '/logout', headers: { cookie, ...headers, 'content-type': 'application/x-www-form-urlencoded' }, payload });
+    const own = new URL(f.issuer).origin;
+    const refused = [
+      await confirm({ origin: 'https://evil.example.com' }, `confirm=yes&csrf_token=${token}`),
+      await confirm({ origin: own }, 'confirm=yes'),
+      await confirm({ origin: 'null' }, 'confirm=yes'),
+      await confirm({ origin: own }, `confirm=yes&csrf_token=${token}&csrf_token=${token}`),
+      await confirm({ origin: own }, `confirm=yes&csrf_token=${token}`, person.cookie),
+      await confirm({ origin: own }, `csrf_token=${token}`),
+    ];
+    for (const response of refused) assert.match(response.body, /Do you want to sign out/);
+    assert.ok(await readSession(f.ctx, person.cookie), 'still signed in');
+    // Another session's token is worth nothing here.
+    const other = await f.signIn('alice');
+    const otherPage = await f.inject({ method: 'GET', url: '/logout', headers: { cookie: `${other.cookie}; ${secret}` } });
+    assert.match((await confirm({ origin: own }, `confirm=yes&csrf_token=${csrfOf(otherPage.body)}`)).body, /Do you want to sign out/);
     assert.ok(await readSession(f.ctx, person.cookie));
-    const own = await confirm(new URL(f.issuer).origin);
-    assert.match(own.body, /You are signed out/);
+
+    const done = await confirm({ origin: 'null' }, `confirm=yes&csrf_token=${token}`);
+    assert.match(done.body, /You are signed out/);
     assert.equal(await readSession(f.ctx, person.cookie), undefined);
+    assert.ok(await readSession(f.ctx, other.cookie), 'the other session is untouched');
+    const again = await confirm({ origin: own }, `confirm=yes&csrf_token=${csrfOf(otherPage.body)}`, `${other.cookie}; ${secret}`);
+    assert.match(again.body, /You are signed out/);
+    assert.equal(await readSession(f.ctx, other.cookie), undefined);
   });
 
   test('accepts an expired ID token as a hint', async (t) => {

@@ -7,6 +7,7 @@ import { FormParameters } from '../../parameters.ts';
 import { html } from '../../ui/html.ts';
 import { layout } from '../../ui/layout.ts';
 import { sendErrorPage, sendPage } from '../../ui/respond.ts';
+import { csrfBinding, csrfField, csrfToken, csrfTokenValid } from '../../ui/csrf.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { asOidc, asSaml, findProvider } from '../../federation/upstream/providers.ts';
 import { samlLogoutUrl } from '../../federation/upstream/saml.ts';
@@ -17,9 +18,11 @@ import { continuationState, upstreamEndSessionUrl } from '../../federation/upstr
 /**
  * The end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). GET or POST /logout with
  * id_token_hint, client_id, post_logout_redirect_uri and state; the decisions are in
- * src/authorization/logout.ts. A confirmation is a POST of the same parameters with `confirm`,
- * accepted only with an Origin of this issuer (and the session cookie is SameSite=Lax, so a
- * cross-site POST carries no session to end). The session ends through the people side's
+ * src/authorization/logout.ts. A confirmation is a POST of the same parameters with `confirm` and
+ * the confirm page's CSRF token (src/ui/csrf.ts, bound to the session), with no foreign Origin:
+ * `Origin: null` is what a browser sends from that page, whose Referrer-Policy is no-referrer
+ * (Fetch "append a request Origin header"), so the token decides, as on the sign-in forms. The
+ * session cookie is SameSite=Lax besides, so a cross-site POST carries no session to end. The session ends through the people side's
  * endSession; the cookie is cleared; then a 303 to the registered post-logout URI, or a page — or,
  * for a session an upstream identity provider started, first to the upstream's end_session_endpoint
  * (src/federation/upstream/logout.ts), which sends the browser back through /broker/oidc/logged-out.
@@ -29,20 +32,17 @@ export const logout: Endpoint = {
     const path = `${issuerPath(ctx.config.issuer)}/logout`;
     app.get(path, async (request, reply) => {
       const query = request.url.includes('?') ? request.url.slice(request.url.indexOf('?') + 1) : '';
-      return handle(ctx, request, reply, new FormParameters(query), false);
+      return handle(ctx, request, reply, new FormParameters(query), 'get');
     });
-    app.post(path, async (request, reply) => {
-      const form = request.form ?? new FormParameters('');
-      const confirmed = form.get('confirm') === 'yes' && sameOrigin(ctx, request);
-      return handle(ctx, request, reply, form, confirmed);
-    });
+    app.post(path, async (request, reply) => handle(ctx, request, reply, request.form ?? new FormParameters(''), 'post'));
   },
   metadata: (ctx) => ({ end_session_endpoint: `${ctx.config.issuer}/logout` }),
 };
 
-async function handle(ctx: Context, request: FastifyRequest, reply: FastifyReply, form: FormParameters, confirmed: boolean): Promise<FastifyReply> {
+async function handle(ctx: Context, request: FastifyRequest, reply: FastifyReply, form: FormParameters, method: 'get' | 'post'): Promise<FastifyReply> {
   const params = AuthorizationParameters.fromForm(form, 'query');
   const session = await readSession(ctx, request.headers.cookie);
+  const confirmed = method === 'post' && session !== undefined && confirmedHere(ctx, request, form, session);
   const decision = await decideLogout(ctx, params, { session, confirmed });
   const base = issuerPath(ctx.config.issuer);
   switch (decision.kind) {
@@ -52,9 +52,13 @@ async function handle(ctx: Context, request: FastifyRequest, reply: FastifyReply
       const hidden = ['id_token_hint', 'client_id', 'post_logout_redirect_uri', 'state']
         .map((name) => [name, form.get(name)] as const)
         .filter((entry): entry is readonly [string, string] => entry[1] !== undefined);
+      // A confirmation is asked only of a signed-in browser (decideLogout).
+      const csrf = csrfBinding(ctx.config.issuer, request.headers.cookie);
+      hidden.push([csrfField, csrfToken(csrf.secret, session!.sessionId, 'logout')]);
       return sendPage(reply, {
         status: 200,
         csp: 'form',
+        ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),
         page: layout({
           title: 'Sign out',
           base,
@@ -95,10 +99,16 @@ ${hidden.map(([name, value]) => html`<input type="hidden" name="${name}" value="
   }
 }
 
-/** The request's Origin is this issuer's origin (a confirmation must come from our own page). */
-function sameOrigin(ctx: Context, request: FastifyRequest): boolean {
+/**
+ * A confirmation from our own confirm page for this session: `confirm=yes`, exactly one CSRF token,
+ * valid for this browser's secret and this session, and no foreign Origin (`null` is our page's).
+ */
+function confirmedHere(ctx: Context, request: FastifyRequest, form: FormParameters, session: Authentication): boolean {
+  if (form.get('confirm') !== 'yes') return false;
   const origin = request.headers.origin;
-  return typeof origin === 'string' && origin === new URL(ctx.config.issuer).origin;
+  if (origin !== undefined && origin !== 'null' && origin !== new URL(ctx.config.issuer).origin) return false;
+  if (form.all(csrfField).length !== 1) return false;
+  return csrfTokenValid(ctx.config.issuer, request.headers.cookie, session.sessionId, 'logout', form.get(csrfField));
 }
 
 /** A SAML IdP's session: on to its single logout with the person's NameID and SessionIndex, back through /broker/saml/slo. */
