@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Context } from '../context.ts';
 import { cookieValues, serializeCookie } from './cookies.ts';
-import { cookieScope } from './sessions.ts';
+import { cookieName, cookieScope } from './sessions.ts';
 import { authenticationKey } from '../keys/master-key.ts';
 
 /**
@@ -14,9 +14,17 @@ import { authenticationKey } from '../keys/master-key.ts';
  * device. It is given after a successful sign-in to a browser that presented none that verified,
  * and lives 400 days (the longest Max-Age browsers keep, RFC 6265bis §5.6.2), HttpOnly, Secure
  * (but on a development http issuer, like every Clearance cookie), SameSite=Lax, on the issuer's
- * path. It proves nothing by itself: it is one signal among others, never a factor.
+ * path, under a prefixed name on https (`__Host-`/`__Secure-`, sessions.ts cookieName): a cookie
+ * planted from a sibling subdomain or an http page would let someone make their own browser a
+ * known device of the person who next signs in with the planted one. It proves nothing by itself:
+ * it is one signal among others, never a factor.
  */
 export const deviceCookieName = 'clearance_device';
+
+/** The name the browser holds the device cookie under for `issuer` (prefixed on https). */
+export function deviceCookieNameFor(issuer: string): string {
+  return cookieName(deviceCookieName, cookieScope(issuer));
+}
 
 /** 400 days: the upper bound browsers apply to Max-Age (RFC 6265bis §5.6.2). */
 export const deviceCookieMaxAgeSeconds = 400 * 24 * 3600;
@@ -46,9 +54,9 @@ function macOf(key: Buffer, id: string): Buffer {
  * undefined when there is none, when none verifies, or when several verify with different ids
  * (which one is this browser is unclear: a new device).
  */
-export function presentedDeviceId(key: Buffer, cookieHeader: string | undefined): string | undefined {
+export function presentedDeviceId(key: Buffer, cookieHeader: string | undefined, issuer: string): string | undefined {
   const ids = new Set<string>();
-  for (const value of cookieValues(cookieHeader, deviceCookieName).slice(0, 4)) {
+  for (const value of cookieValues(cookieHeader, deviceCookieNameFor(issuer)).slice(0, 4)) {
     const match = valuePattern.exec(value);
     if (!match) continue;
     // Compared as text: base64url has spare bits in its last character, so two texts decode alike.
@@ -62,5 +70,5 @@ export function presentedDeviceId(key: Buffer, cookieHeader: string | undefined)
 /** The Set-Cookie value that gives the browser the device cookie of `id`. */
 export function deviceCookie(ctx: Pick<Context, 'config' | 'identity'>, id: string): string {
   const value = `${id}.${macOf(ctx.identity.deviceCookieKey, id).toString('base64url')}`;
-  return serializeCookie(deviceCookieName, value, { ...cookieScope(ctx.config.issuer), sameSite: 'Lax', maxAge: deviceCookieMaxAgeSeconds });
+  return serializeCookie(deviceCookieNameFor(ctx.config.issuer), value, { ...cookieScope(ctx.config.issuer), sameSite: 'Lax', maxAge: deviceCookieMaxAgeSeconds });
 }

@@ -56,7 +56,7 @@ export interface SignInRisk {
 
 /** The risk of a sign-in request (see SignInRisk). */
 export function signInRisk(ctx: Context, request: { address: string; clientId?: string | undefined; cookieHeader: string | undefined }): SignInRisk {
-  const presented = presentedDeviceId(ctx.identity.deviceCookieKey, request.cookieHeader);
+  const presented = presentedDeviceId(ctx.identity.deviceCookieKey, request.cookieHeader, ctx.config.issuer);
   // The id this browser gets if the sign-in succeeds: remembered by `observe` with it, so the next
   // sign-in with the new cookie is from a known device.
   const issued = presented === undefined ? newDeviceId() : undefined;
@@ -104,8 +104,8 @@ export function signInRisk(ctx: Context, request: { address: string; clientId?: 
  * then find their answers in memory instead of making three more round trips; a signal that asks
  * something else still reads it.
  */
-export function readSignInSightingsAhead(ctx: Pick<Context, 'risk' | 'identity'>, flight: Flight, request: { username: string; address: string; cookieHeader: string | undefined }): void {
-  const device = presentedDeviceId(ctx.identity.deviceCookieKey, request.cookieHeader);
+export function readSignInSightingsAhead(ctx: Pick<Context, 'risk' | 'identity' | 'config'>, flight: Flight, request: { username: string; address: string; cookieHeader: string | undefined }): void {
+  const device = presentedDeviceId(ctx.identity.deviceCookieKey, request.cookieHeader, ctx.config.issuer);
   const values: { kind: SightingKind; value: string }[] = [{ kind: 'network', value: networkOf(request.address) }];
   if (device !== undefined) values.push({ kind: 'device', value: device });
   ctx.risk.sightings.readAheadForUsername(flight, request.username, values, ['device', 'network']);

@@ -46,8 +46,8 @@ interface Fixture extends CodeFlowFixture {
  * Tokyo (08:00 UTC). The server takes the source address from X-Forwarded-For (a trusted proxy on
  * loopback).
  */
-async function fixture(t: TestContext, dialect: TestDialect): Promise<Fixture> {
-  const f = await codeFlowFixture(t, { env: { CLEARANCE_TRUSTED_PROXIES: '127.0.0.1' }, dialect });
+async function fixture(t: TestContext, dialect: TestDialect, env: Record<string, string> = {}): Promise<Fixture> {
+  const f = await codeFlowFixture(t, { env: { CLEARANCE_TRUSTED_PROXIES: '127.0.0.1', ...env }, dialect });
   const tuesday = nextUtc(f.clock.now(), 2, 8);
   f.clock.set(tuesday);
   useRiskSettings(f.ctx);
@@ -325,6 +325,25 @@ for (const dialect of testDialects()) {
       // A cookie made up from scratch is no better.
       browser.jar.cookies.set(deviceCookieName, `${'A'.repeat(22)}.${'B'.repeat(43)}`);
       await browser.signIn('nina');
+      assert.equal(hitOf(riskOf(await lastEvent(f, 'user.login_succeeded')), 'new_device'), 'no valid device cookie');
+    });
+
+    test('on an https issuer names the device cookie __Host-clearance_device; a valid one planted under the bare name makes no known device', async (t) => {
+      const f = await fixture(t, dialect, { CLEARANCE_ISSUER: 'https://id.broker.example' });
+      const browser = new Browser(f, home);
+      const first = await browser.signIn('nina');
+      assert.equal(first.statusCode, 303, first.body);
+      const line = setCookies(first).find((c) => c.includes('clearance_device='));
+      assert.match(line ?? '', /^__Host-clearance_device=[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Secure; Max-Age=34560000$/);
+      const value = browser.jar.cookies.get('__Host-clearance_device')!;
+      assert.equal((await browser.signIn('nina')).statusCode, 303);
+      assert.equal(hitOf(riskOf(await lastEvent(f, 'user.login_succeeded')), 'new_device'), undefined, 'a known device under its prefixed name');
+
+      // Someone who holds that browser's cookie plants it, unprefixed, in another browser (cookie
+      // tossing from a sibling subdomain or an http page): it names no device there.
+      const planted = new Browser(f, home);
+      planted.jar.cookies.set(deviceCookieName, value);
+      assert.equal((await planted.signIn('nina')).statusCode, 303);
       assert.equal(hitOf(riskOf(await lastEvent(f, 'user.login_succeeded')), 'new_device'), 'no valid device cookie');
     });
 

@@ -74,14 +74,14 @@ describe('keys derived from the master key', () => {
     const keyring = rotatingKeyring();
     const master = keyring.current;
     const old = cookieMadeWith(deviceCookieKey(master));
-    assert.equal(presentedDeviceId(deviceCookieKey(master), old.header), old.id);
+    assert.equal(presentedDeviceId(deviceCookieKey(master), old.header, 'https://login.example.com'), old.id);
     setSealing(keyring, keyring.current);
-    assert.equal(presentedDeviceId(deviceCookieKey(master), old.header), undefined, 'a new device once');
+    assert.equal(presentedDeviceId(deviceCookieKey(master), old.header, 'https://login.example.com'), undefined, 'a new device once');
     const fresh = cookieMadeWith(deviceCookieKey(master));
-    assert.equal(presentedDeviceId(deviceCookieKey(master), fresh.header), fresh.id);
+    assert.equal(presentedDeviceId(deviceCookieKey(master), fresh.header, 'https://login.example.com'), fresh.id);
     // Anyone holding only the old master key forges nothing accepted now.
     const forged = cookieMadeWith(hkdf(keyring.previous!, 'clearance device-cookie v1'));
-    assert.equal(presentedDeviceId(deviceCookieKey(master), forged.header), undefined);
+    assert.equal(presentedDeviceId(deviceCookieKey(master), forged.header, 'https://login.example.com'), undefined);
   });
 
   test('DPoP nonces read the secret at each use: a nonce issued before the rewrap began is refused after it, within its window', () => {

@@ -155,8 +155,8 @@ for (const dialect of testDialects()) {
       assert.equal((await token(appB, 'broker-1', secret, tokenProof(b, key, oldNonce))).statusCode, 200);
       const device = newDeviceId();
       const oldCookie = deviceCookie(b, device).split(';')[0]!;
-      assert.equal(presentedDeviceId(b.identity.deviceCookieKey, oldCookie), device);
-      assert.equal(presentedDeviceId(a.identity.deviceCookieKey, oldCookie), device, 'every node verifies it');
+      assert.equal(presentedDeviceId(b.identity.deviceCookieKey, oldCookie, b.config.issuer), device);
+      assert.equal(presentedDeviceId(a.identity.deviceCookieKey, oldCookie, a.config.issuer), device, 'every node verifies it');
       const oldMaster = Buffer.from(oldKey, 'hex'); // the old key alone, as whoever kept a copy holds it
       assertOAuthError(await consoleTokenRequest(appB, b, oldMaster), 400, 'invalid_grant', 'the console authenticates with the old key’s derivation');
 
@@ -174,9 +174,9 @@ for (const dialect of testDialects()) {
 
       // Device cookies: the one made before is no longer recognised (a new device once), and the
       // old key alone makes none that is; a new one is.
-      assert.equal(presentedDeviceId(b.identity.deviceCookieKey, oldCookie), undefined, 'a cookie made with the old key');
+      assert.equal(presentedDeviceId(b.identity.deviceCookieKey, oldCookie, b.config.issuer), undefined, 'a cookie made with the old key');
       const fresh = newDeviceId();
-      assert.equal(presentedDeviceId(b.identity.deviceCookieKey, deviceCookie(b, fresh).split(';')[0]!), fresh);
+      assert.equal(presentedDeviceId(b.identity.deviceCookieKey, deviceCookie(b, fresh).split(';')[0]!, b.config.issuer), fresh);
       assert.throws(() => a.identity.deviceCookieKey, /master key unavailable/, 'A verifies none');
 
       // The console client: registered again with the key the new master key derives; the old key's assertion is refused.

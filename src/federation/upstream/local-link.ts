@@ -1,6 +1,6 @@
 import type { Context } from '../../context.ts';
 import { cookieValues, serializeCookie } from '../../identity/cookies.ts';
-import { cookieScope } from '../../identity/sessions.ts';
+import { cookieName, cookieScope } from '../../identity/sessions.ts';
 import { isUniqueViolation } from '../../storage/faults.ts';
 import type { IdentityProvider } from './definition.ts';
 import { mappedClaims } from './linking.ts';
@@ -44,13 +44,13 @@ export async function offerLocalLink(
   const result = JSON.stringify({ link: true, issuer: link.identity.issuer, subject: link.identity.subject, email });
   const secrets = await openUpstreamLogin(ctx, { interactionId: link.interactionId, providerId: link.provider.id, browserId: link.browserId, result });
   const scope = cookieScope(ctx.config.issuer);
-  return serializeCookie(pendingLinkCookieName, secrets.state, { path: scope.path, secure: scope.secure, sameSite: 'Lax', maxAge: upstreamLoginTtlMs / 1000 });
+  return serializeCookie(cookieName(pendingLinkCookieName, scope), secrets.state, { path: scope.path, secure: scope.secure, sameSite: 'Lax', maxAge: upstreamLoginTtlMs / 1000 });
 }
 
 /** The Set-Cookie that removes the pending-link cookie. */
 export function clearPendingLink(ctx: Pick<Context, 'config'>): string {
   const scope = cookieScope(ctx.config.issuer);
-  return serializeCookie(pendingLinkCookieName, '', { path: scope.path, secure: scope.secure, sameSite: 'Lax', maxAge: 0 });
+  return serializeCookie(cookieName(pendingLinkCookieName, scope), '', { path: scope.path, secure: scope.secure, sameSite: 'Lax', maxAge: 0 });
 }
 
 /**
@@ -63,7 +63,7 @@ export async function completeLocalLink(
   request: { cookieHeader: string | undefined; browserId: string | undefined; interactionId: string; requestId: string },
   personId: string,
 ): Promise<string | undefined> {
-  const state = cookieValues(request.cookieHeader, pendingLinkCookieName)[0];
+  const state = cookieValues(request.cookieHeader, cookieName(pendingLinkCookieName, cookieScope(ctx.config.issuer)))[0];
   if (state === undefined) return undefined;
   const taken = await consumeUpstreamLogin(ctx, state, request.browserId);
   if (!taken.ok || taken.interactionId !== request.interactionId || taken.result === undefined) return clearPendingLink(ctx);

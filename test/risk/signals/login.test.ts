@@ -71,7 +71,7 @@ for (const dialect of testDialects()) {
       const browser = newDeviceId();
       await observeRisk(f.ctx, login(alice, '192.0.2.10', browser));
       const cookie = deviceCookie(f.ctx, browser).split(';')[0]!;
-      const presented = (header: string) => presentedDeviceId(f.ctx.identity.deviceCookieKey, header);
+      const presented = (header: string) => presentedDeviceId(f.ctx.identity.deviceCookieKey, header, f.ctx.config.issuer);
       assert.equal(hit(await assessRisk(f.ctx, login(alice, '192.0.2.10', presented(cookie))), 'new_device'), undefined);
       const tampered = cookie.replace(`=${browser[0]}`, `=${browser[0] === 'A' ? 'B' : 'A'}`);
       assert.equal(presented(tampered), undefined);
