@@ -11,12 +11,15 @@
  */
 import assert from 'node:assert/strict';
 import { KeyObject, createHmac, createPublicKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { exportJWK } from 'jose';
 import { signCompact } from '../../src/keys/jws.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { addressSequence } from '../helpers/addresses.ts';
+import { makeCertificate } from '../clients/authentication/fixture.ts';
 import { assertOAuthError, ordersApi } from './fixture.ts';
 
 const jwtBearer = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -299,6 +302,68 @@ describe('private_key_jwt client assertions over HTTP, at the token and PAR endp
         await assertRefused(h, endpoint, { assertion }, 'EdDSA with a registered Ed25519 key');
         // The ES256 key still works: the new registration took and the refusal is the alg's.
         await assertAccepted(h, endpoint, { assertion: h.assertion(endpoint.signer) }, 'ES256 after the Ed25519 key was added');
+      }
+    });
+  });
+
+  describe('what the header may name, and the serialization', () => {
+    // RFC 8725 §3.10: a key the token carries (jwk, x5c) or points at (jku, x5u) is never used;
+    // only the client's registered keys verify. Signed here by an attacker's key that the header offers.
+    const attacker = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const byAttacker = (h: Harness, e: Endpoint, header: Record<string, unknown>) =>
+      handSigned({ alg: 'ES256', kid: e.signer.kid, ...header }, h.claims(e.signer), (input) => sign('sha256', input, { key: attacker.privateKey, dsaEncoding: 'ieee-p1363' }));
+    const good = (h: Harness, e: Endpoint) => h.assertion(e.signer).split('.') as [string, string, string];
+    refuses([
+      ['an assertion signed by the key its own jwk header carries', async (h, e) => ({ assertion: byAttacker(h, e, { jwk: await exportJWK(attacker.publicKey) }) })],
+      [
+        'an assertion signed by the key of the certificate its own x5c header carries',
+        (h, e) => {
+          const { certificate, privateKey } = makeCertificate({ subject: `/CN=${e.signer.id}` });
+          return { assertion: handSigned({ alg: 'ES256', kid: e.signer.kid, x5c: [certificate.raw.toString('base64')] }, h.claims(e.signer), (input) => sign('sha256', input, { key: privateKey, dsaEncoding: 'ieee-p1363' })) };
+        },
+      ],
+      // RFC 7515 §4.1.11: a crit extension this server does not understand makes the JWS invalid.
+      ['an assertion whose header carries crit', (h, e) => ({ assertion: h.assertion(e.signer, {}, { crit: ['exp'], exp: h.now + 60 }) })],
+      // RFC 8725 §3.3 / 8725bis: one serialization, compact, three segments, canonical base64url.
+      ['a JWE in place of the assertion', () => ({ assertion: ['eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0', 'a2V5', 'aXY', 'Y2lwaGVy', 'dGFn'].join('.') })],
+      ['the assertion in the JWS JSON serialization', (h, e) => {
+        const [protectedHeader, payload, signature] = good(h, e);
+        return { assertion: JSON.stringify({ payload, protected: protectedHeader, signature }) };
+      }],
+      ['the assertion with a fourth segment', (h, e) => ({ assertion: `${h.assertion(e.signer)}.eyJ9` })],
+      ['the assertion with its payload in standard base64 and padding', (h, e) => {
+        const [head, payload, signature] = good(h, e);
+        return { assertion: `${head}.${Buffer.from(payload, 'base64url').toString('base64')}=.${signature}` };
+      }],
+      ['the assertion with its signature padded', (h, e) => {
+        const [head, payload, signature] = good(h, e);
+        return { assertion: `${head}.${payload}.${signature}==` };
+      }],
+    ]);
+
+    test('never fetches a jku or x5u the assertion names, and refuses one signed by a key served there, at /token and at /par with 401 invalid_client', async (t) => {
+      let hits = 0;
+      const server = createServer((_request, response) => {
+        hits++;
+        response.end(JSON.stringify({ keys: [] }));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
+      const h = await harness(t);
+      for (const endpoint of h.endpoints) {
+        // Signed by the registered key: accepted, the URLs unused.
+        await assertAccepted(h, endpoint, { assertion: h.assertion(endpoint.signer, {}, { jku: url, x5u: url }) }, 'a good assertion naming jku and x5u');
+        await assertRefused(h, endpoint, { assertion: byAttacker(h, endpoint, { jku: url, x5u: url }) }, 'an attacker key behind jku');
+      }
+      assert.equal(hits, 0, 'nothing was fetched');
+    });
+
+    test('answers an assertion over 8 KiB with 400 invalid_client at /token and at /par, never a 5xx', async (t) => {
+      const h = await harness(t);
+      for (const endpoint of h.endpoints) {
+        await assertAccepted(h, endpoint, { assertion: h.assertion(endpoint.signer) }, 'a good assertion');
+        assertOAuthError(await h.send(endpoint, { assertion: h.assertion(endpoint.signer, { padding: 'x'.repeat(9000) }) }), 400, 'invalid_client', `oversized at ${endpoint.path}`);
       }
     });
   });

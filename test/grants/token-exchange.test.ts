@@ -146,6 +146,8 @@ describe('token exchange (RFC 8693)', () => {
     const first = await f.orderToken();
     assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: 'https://unknown.example.com' }), 400, 'invalid_target');
     assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, audience: clearingApi }), 400, 'invalid_target');
+    // RFC 8693 §2.2.2: an audience alone, of no resource server here, is invalid_target too.
+    assertOAuthError(await f.exchangeFor('arranger-backend', first, { audience: 'https://unknown.example.com' }), 400, 'invalid_target');
     assertOAuthError(await f.exchangeFor('arranger-backend', first, {}), 400, 'invalid_target');
     assertOAuthError(await f.exchangeFor('arranger-backend', first, { resource: brokerApi, authorization_details: JSON.stringify([{ type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' } }]) }), 400, 'invalid_authorization_details');
   });

@@ -511,6 +511,15 @@ describe('no request to an OAuth endpoint yields a 5xx', () => {
         const summary = JSON.parse(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'string' ? v.slice(0, 160) : v)));
         assertInvariant(response, `POST /token (token exchange) ${JSON.stringify(summary)}`);
         statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+        if (response.statusCode === 200) {
+          // SECURITY-CHECKLIST invariants: issued scope ⊆ the subject token's (RFC 8693 §5, RFC 9700
+          // §2.3), and no token outlives the one it was exchanged for.
+          const issued = decodeJwt((response.json() as { access_token: string }).access_token).payload as { scope?: string; exp: number };
+          const subject = decodeJwt(r.subject_token!).payload as { scope?: string; exp: number };
+          const held = new Set((subject.scope ?? '').split(' '));
+          for (const scope of (issued.scope ?? '').split(' ').filter(Boolean)) assert.ok(held.has(scope), `issued ${scope}, not in the subject token's scope: ${JSON.stringify(summary)}`);
+          assert.ok(issued.exp <= subject.exp, `the exchanged token outlives its subject: ${JSON.stringify(summary)}`);
+        }
         if (response.statusCode >= 400) {
           const code = response.json().error as string;
           codes.set(code, (codes.get(code) ?? 0) + 1);
