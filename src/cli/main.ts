@@ -1,22 +1,23 @@
 import cluster from 'node:cluster';
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Context } from '../context.ts';
 import { createLogger } from '../log.ts';
 import { openContext } from '../server.ts';
 import { migrate, openStorage, storageOptionsFor } from '../storage/database.ts';
-import { applyCommand, applyHelp } from './commands/apply.ts';
-import { keysCommand, keysHelp } from './commands/keys.ts';
-import { initCommand, initHelp } from './commands/init.ts';
-import { clientsCommand, clientsHelp } from './commands/clients.ts';
-import { auditCommand, auditHelp, verifyBundleOperands } from './commands/audit.ts';
-import { policyCommand, policyHelp, policyTestCommand } from './commands/policy.ts';
-import { partnerCommand, partnerHelp } from './commands/partner.ts';
-import { startCommand, startHelp } from './commands/start.ts';
-import { caCommand, caHelp } from './commands/ca.ts';
-import { backupCommand, backupHelp } from './commands/backup.ts';
-import { usersCommand, usersHelp } from './commands/users.ts';
+import { applyCommand, applyHelp, applyUsage } from './commands/apply.ts';
+import { keysCommand, keysHelp, keysUsage } from './commands/keys.ts';
+import { initCommand, initHelp, initUsage } from './commands/init.ts';
+import { clientsCommand, clientsHelp, clientsUsage } from './commands/clients.ts';
+import { auditCommand, auditHelp, auditUsage, verifyBundleOperands } from './commands/audit.ts';
+import { policyCommand, policyHelp, policyTestCommand, policyUsage } from './commands/policy.ts';
+import { partnerCommand, partnerHelp, partnerUsage } from './commands/partner.ts';
+import { startCommand, startHelp, startUsage } from './commands/start.ts';
+import { caCommand, caHelp, caUsage } from './commands/ca.ts';
+import { backupCommand, backupHelp, backupUsage } from './commands/backup.ts';
+import { usersCommand, usersHelp, usersUsage } from './commands/users.ts';
+import { UsageError } from './numbers.ts';
 import { exit, processOutput, type Output } from './output.ts';
+import { parseInvocation, usageProblem, type Rule } from './usage.ts';
 
 export const mainHelp = `Usage: clearance <command> [options]
 
@@ -114,34 +115,35 @@ Environment (the server and the CLI read the same):
   REDIS_URL and the others (drain and shutdown, risk, SSF, transfers, OpenTelemetry ...):
                         docs/configuration.md lists every variable
 
+Each command takes only the options and arguments its help shows: any other, an argument too many,
+or a whole number that is not plain digits within its range is refused (exit 2) before the
+configuration is read or the database opened.
+
 Exit codes: 0 done, 1 the command failed or refused, 2 wrong usage or configuration.`;
 
-const helps: Record<string, string> = {
-  start: startHelp,
-  migrate: 'Usage: clearance migrate\n\nApplies every pending migration to the configured database and exits.',
-  init: initHelp,
-  clients: clientsHelp,
-  keys: keysHelp,
-  apply: applyHelp,
-  audit: auditHelp,
-  policy: policyHelp,
-  partner: partnerHelp,
-  ca: caHelp,
-  backup: backupHelp,
-  users: usersHelp,
+const migrateHelp = 'Usage: clearance migrate\n\nApplies every pending migration to the configured database and exits.';
+
+/**
+ * Every command: its help, and what it takes (src/cli/usage.ts) — its actions, and for each the
+ * options and the arguments. An invocation is checked against it before anything runs.
+ */
+export const commands: Readonly<Record<string, { help: string; usage: Rule }>> = {
+  start: { help: startHelp, usage: startUsage },
+  migrate: { help: migrateHelp, usage: { options: [], args: [] } },
+  backup: { help: backupHelp, usage: backupUsage },
+  init: { help: initHelp, usage: initUsage },
+  users: { help: usersHelp, usage: usersUsage },
+  clients: { help: clientsHelp, usage: clientsUsage },
+  keys: { help: keysHelp, usage: keysUsage },
+  apply: { help: applyHelp, usage: applyUsage },
+  audit: { help: auditHelp, usage: auditUsage },
+  policy: { help: policyHelp, usage: policyUsage },
+  partner: { help: partnerHelp, usage: partnerUsage },
+  ca: { help: caHelp, usage: caUsage },
 };
 
-/** A key id is an RFC 7638 SHA-256 thumbprint: 43 base64url characters, which may begin with `-`. */
-const keyIdStartingWithDash = /^-[A-Za-z0-9_-]{42}$/;
-
-/** Passes key ids that begin with `-` (`keys retire -Nq…`) as positionals rather than unknown options. */
-function keyIdsAsPositionals(argv: string[]): string[] {
-  const end = argv.indexOf('--');
-  const options = end === -1 ? argv : argv.slice(0, end);
-  const kids = options.filter((a) => keyIdStartingWithDash.test(a));
-  if (kids.length === 0) return argv;
-  return [...options.filter((a) => !keyIdStartingWithDash.test(a)), '--', ...kids, ...(end === -1 ? [] : argv.slice(end + 1))];
-}
+/** `clearance help [COMMAND]`. */
+const helpUsage: Rule = { options: [], args: ['COMMAND'] };
 
 /** Runs one CLI invocation and returns its exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, output: Output = processOutput): Promise<number> {
@@ -154,6 +156,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       output.err(error.message);
       return exit.failed;
     }
+    // A value the command found wrong in its own reading (usage.ts checked the rest first).
+    if (error instanceof UsageError) {
+      output.err(error.message);
+      return exit.usage;
+    }
     throw error;
   }
 }
@@ -161,104 +168,41 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
 async function runCommand(argv: string[], env: NodeJS.ProcessEnv, output: Output): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: keyIdsAsPositionals(argv),
-      allowPositionals: true,
-      // The order of the arguments: verify-bundle tells its bundle from its payload files by it.
-      tokens: true,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        file: { type: 'string', short: 'f' },
-        'dry-run': { type: 'boolean' },
-        // apply
-        plan: { type: 'boolean' },
-        prune: { type: 'boolean' },
-        force: { type: 'boolean' },
-        json: { type: 'boolean' },
-        alg: { type: 'string' },
-        overlap: { type: 'string' },
-        audit: { type: 'boolean' },
-        compromised: { type: 'boolean' },
-        'client-id': { type: 'string' },
-        jwks: { type: 'string' },
-        scope: { type: 'string' },
-        uses: { type: 'string' },
-        ttl: { type: 'string' },
-        'owner-lei': { type: 'string' },
-        'grant-types': { type: 'string' },
-        kinds: { type: 'string' },
-        // audit
-        output: { type: 'string', short: 'o' },
-        key: { type: 'string' },
-        checkpoint: { type: 'string' },
-        payload: { type: 'string', multiple: true },
-        event: { type: 'string' },
-        'tree-size': { type: 'string' },
-        from: { type: 'string' },
-        to: { type: 'string' },
-        retention: { type: 'string' },
-        matter: { type: 'string' },
-        address: { type: 'string' },
-        reason: { type: 'string' },
-        txn: { type: 'string' },
-        subject: { type: 'string' },
-        client: { type: 'string' },
-        type: { type: 'string' },
-        decision: { type: 'string' },
-        since: { type: 'string' },
-        until: { type: 'string' },
-        // policy
-        candidate: { type: 'string', multiple: true },
-        last: { type: 'string' },
-        approver: { type: 'string' },
-        version: { type: 'string' },
-        'change-ref': { type: 'string' },
-        author: { type: 'string' },
-        // partner
-        assertion: { type: 'string' },
-        kind: { type: 'string' },
-        // start
-        workers: { type: 'string' },
-        // ca
-        name: { type: 'string' },
-        organization: { type: 'string' },
-        'key-type': { type: 'string' },
-        'root-key-out': { type: 'string' },
-        'passphrase-file': { type: 'string' },
-        pkcs11: { type: 'boolean' },
-        'intermediate-custody': { type: 'string' },
-        'root-days': { type: 'string' },
-        'intermediate-days': { type: 'string' },
-        profile: { type: 'string' },
-        holder: { type: 'string' },
-        csr: { type: 'string' },
-        lifetime: { type: 'string' },
-        // users
-        provider: { type: 'string' },
-        deadline: { type: 'string' },
-      },
-    });
+    parsed = parseInvocation(argv);
   } catch (error) {
     output.err(`${(error as Error).message}\n\n${mainHelp}`);
     return exit.usage;
   }
   const { values, positionals } = parsed;
   const [command, ...rest] = positionals;
+  const known = (name: string | undefined) => name !== undefined && Object.hasOwn(commands, name);
   if (!command || command === 'help') {
+    const problem = command === 'help' ? usageProblem(helpUsage, parsed) : undefined;
+    if (problem) {
+      output.err(`${problem.line}\n\n${mainHelp}`);
+      return exit.usage;
+    }
     const topic = command === 'help' ? rest[0] : undefined;
-    if (topic !== undefined && !helps[topic]) {
+    if (topic !== undefined && !known(topic)) {
       output.err(`unknown command "${topic}"\n\n${mainHelp}`);
       return exit.usage;
     }
-    output.out(topic ? helps[topic]! : mainHelp);
+    output.out(topic ? commands[topic]!.help : mainHelp);
     return command || values.help ? exit.ok : exit.usage;
   }
   if (values.help) {
-    output.out(helps[command] ?? mainHelp);
-    return helps[command] ? exit.ok : exit.usage;
+    output.out(known(command) ? commands[command]!.help : mainHelp);
+    return known(command) ? exit.ok : exit.usage;
   }
-  if (!helps[command]) {
+  if (!known(command)) {
     output.err(`unknown command "${command}"\n\n${mainHelp}`);
+    return exit.usage;
+  }
+  // What the command takes, checked before any configuration is read or database opened: an
+  // option it does not take, an argument too many or a number out of range changes nothing.
+  const problem = usageProblem(commands[command]!.usage, parsed);
+  if (problem) {
+    output.err(problem.help ? `${problem.line}\n\n${commands[command]!.help}` : problem.line);
     return exit.usage;
   }
 

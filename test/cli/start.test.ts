@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError } from '../../src/config.ts';
 import { main } from '../../src/cli/main.ts';
 import { maxWorkers, workerCount } from '../../src/cli/commands/start.ts';
+import { UsageError } from '../../src/cli/numbers.ts';
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'clearance-cli-start-'));
@@ -28,12 +28,12 @@ test('start runs one process in development mode and one worker per core in prod
 });
 
 test('start refuses a worker count that is not an integer from 1 to the maximum', async () => {
-  for (const raw of ['0', String(maxWorkers + 1), 'two', '1.5', '-1', ' 2', '0x2']) {
-    assert.throws(() => workerCount(raw, 'development'), ConfigError, raw);
+  for (const raw of ['0', String(maxWorkers + 1), 'two', '1.5', '-1', ' 2', '0x2', '1e3', '']) {
+    assert.throws(() => workerCount(raw, 'development'), UsageError, raw);
   }
   const refused = await run('start', '--workers', '0');
   assert.equal(refused.code, 2);
-  assert.match(refused.err, /--workers must be an integer from 1 to 256, not "0"/);
+  assert.equal(refused.err, '--workers must be a whole number, 1 to 256, not "0"');
 });
 
 test('start --help documents --workers and its defaults', async () => {

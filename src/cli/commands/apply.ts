@@ -7,6 +7,7 @@ import type { Context } from '../../context.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
+import type { Rule } from '../usage.ts';
 
 export const applyHelp = `Usage: clearance apply -f FILE [--plan | --dry-run] [--prune [--force]]
        clearance apply --plan FILE
@@ -40,6 +41,9 @@ Options:
   --dry-run         validate and summarise, without writing (exit 1 when invalid)
   --prune           disable what the file no longer declares (the plan is printed first)
   --force           with --prune: go past the safety rule`;
+
+/** What `apply` takes (src/cli/usage.ts): the file as -f FILE or as its one argument. */
+export const applyUsage = { options: ['file', 'plan', 'dry-run', 'prune', 'force'], args: ['FILE'] } as const satisfies Rule;
 
 /** What the command was asked to do. */
 export interface ApplyMode {

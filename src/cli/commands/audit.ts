@@ -20,6 +20,8 @@ import { EraseError, eraseSubject } from '../../audit/erase.ts';
 import { pseudonymOf } from '../../audit/personal-data.ts';
 import { pseudonymKeyOf } from '../../audit/subject-keys.ts';
 import { exit, type Output } from '../output.ts';
+import { UsageError, wholeNumber, type WholeNumberOption } from '../numbers.ts';
+import type { Rule } from '../usage.ts';
 import { cliAdmin } from '../../risk/intrusion.ts';
 
 export const auditHelp = `Usage: clearance audit verify [--key FILE] [--checkpoint FILE] [--json]
@@ -100,6 +102,34 @@ key            prints the audit public key (PEM), its fingerprint and the log or
 seal           seals the events recorded so far (a running server does this every 100 ms on
                SQLite, 500 ms on PostgreSQL: CLEARANCE_AUDIT_SEAL_INTERVAL_MS)`;
 
+/** `audit proof --tree-size`, `--from`, `--to`: sizes of the tree a checkpoint signed. */
+const treeSizeFlag = (flag: `--${string}`): WholeNumberOption => ({ flag, min: 1, max: Number.MAX_SAFE_INTEGER, note: 'a tree size' });
+export const treeSizeOption = treeSizeFlag('--tree-size');
+export const fromOption = treeSizeFlag('--from');
+export const toOption = treeSizeFlag('--to');
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const auditUsage = {
+  actions: {
+    verify: { options: ['key', 'checkpoint', 'json'], args: [] },
+    export: { options: ['txn', 'subject', 'client', 'since', 'until', 'type', 'decision', 'output'], args: [] },
+    // BUNDLE and the files after --payload, told apart by their order (verifyBundleOperands).
+    'verify-bundle': { options: ['key', 'payload', 'json'], args: 'operands' },
+    proof: { options: ['event', 'tree-size', 'from', 'to'], args: [], numbers: [treeSizeOption, fromOption, toOption] },
+    prune: { options: ['retention', 'dry-run'], args: [] },
+    hold: {
+      actions: {
+        place: { options: ['txn', 'subject', 'client', 'since', 'until', 'matter'], args: [] },
+        list: { options: [], args: [] },
+        release: { options: ['reason'], args: ['HOLD_ID'] },
+      },
+    },
+    'erase-subject': { options: ['address', 'reason'], args: ['SUBJECT'] },
+    key: { options: [], args: [] },
+    seal: { options: [], args: [] },
+  },
+} as const satisfies Rule;
+
 export interface AuditArgs {
   action?: string | undefined;
   file?: string | undefined;
@@ -175,7 +205,7 @@ export async function auditCommand(
       output.err(`not erased: ${error.message}`);
       return error.holds.length > 0 ? exit.failed : exit.usage;
     }
-    if (error instanceof AuditQueryError || error instanceof RetentionError || error instanceof HoldError) {
+    if (error instanceof UsageError || error instanceof AuditQueryError || error instanceof RetentionError || error instanceof HoldError) {
       output.err(error.message);
       return exit.usage;
     }
@@ -453,17 +483,12 @@ function readPayloads(args: string[]): { payloads: SuppliedPayload[]; problems: 
 }
 
 async function proofCommand(ctx: Context, args: AuditArgs, output: Output): Promise<number> {
-  const size = (name: string, value: string | undefined) => {
-    if (value === undefined) return undefined;
-    if (!/^\d+$/.test(value)) throw new AuditQueryError(`--${name} must be a tree size`);
-    return Number(value);
-  };
   if (args.event) {
-    output.out(JSON.stringify(await proveEvent(ctx.storage.db, args.event, size('tree-size', args.treeSize)), null, 2));
+    output.out(JSON.stringify(await proveEvent(ctx.storage.db, args.event, wholeNumber(treeSizeOption, args.treeSize)), null, 2));
     return exit.ok;
   }
   if (args.from) {
-    output.out(JSON.stringify(await proveConsistency(ctx.storage.db, size('from', args.from)!, size('to', args.to)), null, 2));
+    output.out(JSON.stringify(await proveConsistency(ctx.storage.db, wholeNumber(fromOption, args.from)!, wholeNumber(toOption, args.to)), null, 2));
     return exit.ok;
   }
   output.err('usage: clearance audit proof --event ID [--tree-size N] | --from M [--to N]');

@@ -6,6 +6,7 @@ import { storedCheckpoint } from '../../audit/proofs.ts';
 import type { Config } from '../../config.ts';
 import { openStorage } from '../../storage/database.ts';
 import { exit, type Output } from '../output.ts';
+import type { Rule } from '../usage.ts';
 
 export const backupHelp = `Usage: clearance backup -o FILE
 
@@ -22,6 +23,9 @@ Verify a restore before you trust it, on the restored database:
   clearance audit verify --checkpoint FILE.checkpoint.json
 (intact, and holding everything up to that checkpoint). The master key is not in the backup:
 keep it apart, in your secret store; one without the other is useless.`;
+
+/** What `backup` takes (src/cli/usage.ts). */
+export const backupUsage = { options: ['output'], args: [] } as const satisfies Rule;
 
 /** `clearance backup -o FILE` (SQLite). */
 export async function backupCommand(config: Config, args: { output: string | undefined }, output: Output): Promise<number> {

@@ -8,6 +8,8 @@ import { PkiRefusal, requestCertificate } from '../../pki/issuance.ts';
 import { parseDuration } from '../../pki/profiles.ts';
 import { revokeCertificate, revocationReasons, RevocationError } from '../../pki/revocation.ts';
 import { exit, type Output } from '../output.ts';
+import { UsageError, wholeNumber, type WholeNumberOption } from '../numbers.ts';
+import type { Rule } from '../usage.ts';
 import { cliAdmin } from '../../risk/intrusion.ts';
 
 export const caHelp = `Usage: clearance ca init --name NAME [--organization ORG] [--key-type EC-P256|Ed25519|RSA-3072]
@@ -38,6 +40,26 @@ root     the root certificate (PEM), the trust anchor relying parties install; t
          standard output.
 crl      the issuing CA's current CRL (made anew when due): DER to -o FILE, else PEM on standard
          output.`;
+
+/** `ca init --root-days`, `--intermediate-days`: the certificates' lifetimes. */
+export const rootDaysOption: WholeNumberOption = { flag: '--root-days', min: 1, max: 9125, unit: 'days' };
+export const intermediateDaysOption: WholeNumberOption = { flag: '--intermediate-days', min: 1, max: 9125, unit: 'days' };
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const caUsage = {
+  actions: {
+    init: {
+      options: ['name', 'organization', 'key-type', 'root-key-out', 'passphrase-file', 'pkcs11', 'intermediate-custody', 'root-days', 'intermediate-days'],
+      args: [],
+      numbers: [rootDaysOption, intermediateDaysOption],
+    },
+    issue: { options: ['profile', 'holder', 'csr', 'lifetime', 'output'], args: [] },
+    revoke: { options: ['reason'], args: ['SERIAL'] },
+    list: { options: ['json'], args: [] },
+    root: { options: ['output'], args: [] },
+    crl: { options: ['output'], args: [] },
+  },
+} as const satisfies Rule;
 
 export interface CaArgs {
   action: string | undefined;
@@ -97,6 +119,7 @@ export async function caCommand(ctx: Context, args: CaArgs, output: Output): Pro
         return exit.usage;
     }
   } catch (error) {
+    if (error instanceof UsageError) return usage(output, error.message);
     if (error instanceof PkiError || error instanceof PkiRefusal || error instanceof RevocationError || error instanceof CustodyError) {
       output.err(error.message);
       return exit.failed;
@@ -124,9 +147,8 @@ async function init(ctx: Context, args: CaArgs, output: Output): Promise<number>
   }
   const intermediateCustody = (args.intermediateCustody ?? 'software') as 'software' | 'pkcs11';
   if (!['software', 'pkcs11'].includes(intermediateCustody)) return usage(output, '--intermediate-custody must be software or pkcs11');
-  const rootDays = days(args.rootDays, 3650);
-  const intermediateDays = days(args.intermediateDays, 1825);
-  if (rootDays === undefined || intermediateDays === undefined) return usage(output, '--root-days and --intermediate-days are whole numbers of days, 1 to 9125');
+  const rootDays = wholeNumber(rootDaysOption, args.rootDays) ?? 3650;
+  const intermediateDays = wholeNumber(intermediateDaysOption, args.intermediateDays) ?? 1825;
   // The root key's file is made first (new, owner-only): a path that exists or cannot be written
   // must stop the init while nothing is stored — once the CA is, this file is the key's only copy.
   let keyFile: number | undefined;
@@ -246,12 +268,6 @@ async function list(ctx: Context, args: CaArgs, output: Output): Promise<number>
   if (args.json) output.out(JSON.stringify(view, null, 2));
   else for (const c of view) output.out(`${c.serial}  ${c.profile.padEnd(18)}  ${c.holder.padEnd(20)}  ${c.status.padEnd(7)}  until ${c.not_after}`);
   return exit.ok;
-}
-
-function days(value: string | undefined, fallback: number): number | undefined {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  return Number.isInteger(n) && n >= 1 && n <= 9125 ? n : undefined;
 }
 
 function usage(output: Output, message: string): number {

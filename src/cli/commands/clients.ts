@@ -5,6 +5,8 @@ import { isValidLei } from '../../entities/lei.ts';
 import { accessEvaluateScope, adminScopes } from '../../resource-servers/builtins.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
+import { UsageError, wholeNumber, type WholeNumberOption } from '../numbers.ts';
+import type { Rule } from '../usage.ts';
 import { defaultRotationOverlapSeconds, maxRotationOverlapSeconds, rotateClientSecret } from '../../clients/credentials.ts';
 import { OAuthError } from '../../oauth-error.ts';
 
@@ -34,19 +36,57 @@ token    issues an initial access token for dynamic client registration (RFC 759
          --grant-types  the grant types a registrant may ask for (default:
                         "${defaultRegistrationGrantTypes.join(' ')}"; token exchange and jwt-bearer only when listed)
          --kinds        the client kinds a registrant may be: service, app, agent (default: "${defaultRegistrationKinds.join(' ')}")
-         --uses N (default 1) registrations, valid for --ttl seconds (default 86400).
+         --uses N       how many registrations the token allows (default 1, at most 1000000)
+         --ttl SECONDS  how long it is valid (default 86400, at most 31536000: a year)
          The token is printed once; only its hash is kept. An administrator changes a registered
          client's firm, kind, grant types or scopes with the admin API or \`clearance apply\`.`;
+
+/** `clients rotate-secret --overlap`: how long the replaced secret keeps working. */
+export const secretOverlapOption: WholeNumberOption = { flag: '--overlap', min: 0, max: maxRotationOverlapSeconds, unit: 'seconds' };
+/** `clients token --uses`: how many registrations the token allows. */
+export const usesOption: WholeNumberOption = { flag: '--uses', min: 1, max: 1_000_000 };
+/** `clients token --ttl`: how long the token is valid. */
+export const ttlOption: WholeNumberOption = { flag: '--ttl', min: 1, max: 365 * 86_400, unit: 'seconds' };
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const clientsUsage = {
+  actions: {
+    list: { options: [], args: [] },
+    token: { options: ['scope', 'owner-lei', 'grant-types', 'kinds', 'uses', 'ttl'], args: [], numbers: [usesOption, ttlOption] },
+    'rotate-secret': { options: ['overlap'], args: ['CLIENT_ID'], numbers: [secretOverlapOption] },
+  },
+} as const satisfies Rule;
 
 /** Scopes of Clearance itself: a client allowed one administers Clearance, or asks its decision point. */
 const privilegedScopes: readonly string[] = [...adminScopes, accessEvaluateScope];
 
+export interface ClientsArgs {
+  scope?: string;
+  uses?: string;
+  ttl?: string;
+  ownerLei?: string;
+  grantTypes?: string;
+  kinds?: string;
+  clientId?: string;
+  overlap?: string;
+}
+
 export async function clientsCommand(
   ctx: Context,
   action: string | undefined,
-  args: { scope?: string; uses?: string; ttl?: string; ownerLei?: string; grantTypes?: string; kinds?: string; clientId?: string; overlap?: string },
+  args: ClientsArgs,
   output: Output,
 ): Promise<number> {
+  try {
+    return await clientsAction(ctx, action, args, output);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    output.err(error.message);
+    return exit.usage;
+  }
+}
+
+async function clientsAction(ctx: Context, action: string | undefined, args: ClientsArgs, output: Output): Promise<number> {
   switch (action) {
     case 'list': {
       for (const { metadata: m, secretHash, secretExpiresAt } of await ctx.clients.list()) {
@@ -56,11 +96,11 @@ export async function clientsCommand(
       return exit.ok;
     }
     case 'rotate-secret': {
-      const overlap = args.overlap === undefined ? defaultRotationOverlapSeconds : /^\d+$/.test(args.overlap) ? Number(args.overlap) : NaN;
-      if (!args.clientId || !Number.isInteger(overlap) || overlap > maxRotationOverlapSeconds) {
+      if (!args.clientId) {
         output.err(clientsHelp);
         return exit.usage;
       }
+      const overlap = wholeNumber(secretOverlapOption, args.overlap) ?? defaultRotationOverlapSeconds;
       let rotation;
       try {
         rotation = await rotateClientSecret(ctx, args.clientId, { overlapSeconds: overlap, actor: cliAdmin(), via: 'cli' });
@@ -80,12 +120,12 @@ export async function clientsCommand(
       return exit.ok;
     }
     case 'token': {
-      const uses = Number(args.uses ?? 1);
-      const ttl = Number(args.ttl ?? 86400);
-      if (!args.scope || !Number.isInteger(uses) || uses < 1 || !Number.isInteger(ttl) || ttl < 1) {
+      if (!args.scope) {
         output.err(clientsHelp);
         return exit.usage;
       }
+      const uses = wholeNumber(usesOption, args.uses) ?? 1;
+      const ttl = wholeNumber(ttlOption, args.ttl) ?? 86400;
       const words = (text: string | undefined) => text?.split(' ').filter(Boolean);
       const scopes = words(args.scope)!;
       const offered = new Set((await ctx.resourceServers.list()).flatMap((r) => r.scopes));

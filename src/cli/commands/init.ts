@@ -4,6 +4,7 @@ import type { Context } from '../../context.ts';
 import { adminScopes, serviceAdminScopes } from '../../resource-servers/builtins.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
+import type { Rule } from '../usage.ts';
 
 export const initHelp = `Usage: clearance init [--client-id ID] [--jwks FILE]
 
@@ -16,6 +17,9 @@ private_key_jwt and no secret exists. Refused (exit 1) if the client already exi
 Options:
   --client-id ID    the admin client's id (default clearance-admin)
   --jwks FILE       public keys for private_key_jwt instead of a generated secret`;
+
+/** What `init` takes (src/cli/usage.ts). */
+export const initUsage = { options: ['client-id', 'jwks'], args: [] } as const satisfies Rule;
 
 export async function initCommand(
   ctx: Context,

@@ -3,6 +3,8 @@ import type { Context } from '../../context.ts';
 import { KeyError, type KeyInfo } from '../../keys/keystore.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
+import { UsageError, wholeNumber, type WholeNumberOption } from '../numbers.ts';
+import type { Rule } from '../usage.ts';
 import { AuditKeyError, AuditKeys } from '../../audit/audit-key.ts';
 import { auditKeyCustody } from '../../audit/lifecycle.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
@@ -31,8 +33,9 @@ status   the key schedule and every key with its age: token-signing keys (rotati
          ones are kept to verify what they signed), and the node that ran the last step. A
          running server rotates and retires on this schedule by itself (docs/lifecycle.md)
 rotate   creates a key, publishes it in JWKS at once, and makes it the signing key after the
-         overlap (--overlap SECONDS, default CLEARANCE_KEY_OVERLAP, 600 s; never less than 10 s)
-         so verifiers' JWKS caches have it first; --alg defaults to CLEARANCE_SIGNING_ALG
+         overlap (--overlap SECONDS, default CLEARANCE_KEY_OVERLAP, 600 s; at most 2592000, 30
+         days; never less than 10 s, whatever it says) so verifiers' JWKS caches have it first;
+         --alg defaults to CLEARANCE_SIGNING_ALG
          --audit  instead makes a new audit checkpoint key the signing one (the sealer uses it
                   from its next round); old audit keys stay, so old checkpoints still verify
 retire   removes a retirable key from JWKS; refused for any other state
@@ -42,6 +45,21 @@ revoke   the emergency path for a compromised key (--compromised is required): r
          one key.compromised audit event. The admin API asks a second person or a break-glass
          activation (docs/keys.md)
 ${rewrapHelp}`;
+
+/** `keys rotate --overlap`: as CLEARANCE_KEY_OVERLAP. */
+export const keyOverlapOption: WholeNumberOption = { flag: '--overlap', min: 0, max: 30 * 24 * 3600, unit: 'seconds', note: 'as CLEARANCE_KEY_OVERLAP' };
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const keysUsage = {
+  actions: {
+    list: { options: ['json'], args: [] },
+    status: { options: ['json'], args: [] },
+    rotate: { options: ['alg', 'overlap', 'audit'], args: [], numbers: [keyOverlapOption] },
+    retire: { options: [], args: ['KID'] },
+    revoke: { options: ['compromised', 'reason'], args: ['KID'] },
+    rewrap: { options: ['json'], args: [] },
+  },
+} as const satisfies Rule;
 
 export async function keysCommand(
   ctx: Context,
@@ -85,11 +103,7 @@ export async function keysCommand(
           return exit.usage;
         }
         // Digits only, as CLEARANCE_KEY_OVERLAP: Number() would also take '', '1e3' and '0x10'.
-        const overlap = args.overlap === undefined ? ctx.config.keyOverlapSeconds : /^\d{1,7}$/.test(args.overlap) ? Number(args.overlap) : Number.NaN;
-        if (!Number.isInteger(overlap) || overlap < 0 || overlap > 30 * 24 * 3600) {
-          output.err('--overlap must be a whole number of seconds, 0 to 2592000 (as CLEARANCE_KEY_OVERLAP)');
-          return exit.usage;
-        }
+        const overlap = wholeNumber(keyOverlapOption, args.overlap) ?? ctx.config.keyOverlapSeconds;
         const key = await ctx.keys.rotate(alg as SigningAlg, overlap);
         await assessAdminAction(ctx, { admin: cliAdmin(), action: 'keys.rotate' });
         output.out(`created ${describe(key)}`);
@@ -114,6 +128,10 @@ export async function keysCommand(
         return exit.usage;
     }
   } catch (error) {
+    if (error instanceof UsageError) {
+      output.err(error.message);
+      return exit.usage;
+    }
     if (error instanceof KeyError || error instanceof AuditKeyError) {
       output.err(error.message);
       return exit.failed;

@@ -7,6 +7,7 @@ import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { explainPartnerToken, partnerAudiences, partnerTokenTypeUris, type PartnerTokenKind } from '../../federation/verify.ts';
 import { decodeJwsHeader, mediaType } from '../../jose/index.ts';
 import { exit, type Output } from '../output.ts';
+import type { Rule } from '../usage.ts';
 
 export const partnerHelp = `Usage: clearance partner check ID [--assertion FILE [--kind access_token|id_token|jwt]]
        clearance partner list
@@ -40,6 +41,16 @@ approve  re-approves partner ID: fetches its keys and metadata now and records t
          when the keys cannot be read or the metadata names another issuer than the profile's.
 
 See docs/federation.md.`;
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const partnerUsage = {
+  actions: {
+    check: { options: ['assertion', 'kind'], args: ['ID'] },
+    list: { options: [], args: [] },
+    status: { options: [], args: ['ID'] },
+    approve: { options: [], args: ['ID'] },
+  },
+} as const satisfies Rule;
 
 const kinds = Object.keys(partnerTokenTypeUris) as PartnerTokenKind[];
 

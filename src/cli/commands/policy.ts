@@ -11,6 +11,8 @@ import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { readPolicySources, testPolicyDirectory } from '../../policy/testing.ts';
 import { formatProblem } from '../../validation.ts';
 import { exit, type Output } from '../output.ts';
+import { UsageError, wholeNumber, type WholeNumberOption } from '../numbers.ts';
+import type { Rule } from '../usage.ts';
 
 export const policyHelp = `Usage: clearance policy test DIR
        clearance policy simulate --candidate FILE|DIR [--candidate FILE|DIR ...] [--last N]
@@ -37,6 +39,20 @@ activate  makes VERSION the active policy set; the approver must not be its auth
           unusual changes (docs/risk.md "Intrusion signals").
 
 See docs/policy.md.`;
+
+/** `policy simulate --last`: how many recorded decisions to replay. */
+export const lastOption: WholeNumberOption = { flag: '--last', min: 1, max: 1_000_000 };
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const policyUsage = {
+  actions: {
+    test: { options: [], args: ['DIR'] },
+    simulate: { options: ['candidate', 'last'], args: [], numbers: [lastOption] },
+    list: { options: [], args: [] },
+    add: { options: ['version', 'change-ref', 'author'], args: ['FILE|DIR'] },
+    activate: { options: ['approver'], args: ['VERSION'] },
+  },
+} as const satisfies Rule;
 
 export interface PolicyArgs {
   action: string | undefined;
@@ -127,9 +143,12 @@ export async function policyCommand(ctx: Context, args: PolicyArgs, output: Outp
         output.err(policyHelp);
         return exit.usage;
       }
-      const last = Number(args.last ?? 1000);
-      if (!Number.isInteger(last) || last < 1 || last > 1_000_000) {
-        output.err('--last must be an integer from 1 to 1000000');
+      let last: number;
+      try {
+        last = wholeNumber(lastOption, args.last) ?? 1000;
+      } catch (error) {
+        if (!(error instanceof UsageError)) throw error;
+        output.err(error.message);
         return exit.usage;
       }
       const candidate = args.candidate.join(' + ');

@@ -6,6 +6,8 @@ import { startPrimary } from '../../cluster/primary.ts';
 import { leaveCluster, startWorker } from '../../cluster/worker.ts';
 import { startServer } from '../../server.ts';
 import { exit, type Output } from '../output.ts';
+import { UsageError, wholeNumber, type WholeNumberOption } from '../numbers.ts';
+import type { Rule } from '../usage.ts';
 
 export const startHelp = `Usage: clearance start [--workers N]
 
@@ -31,14 +33,14 @@ SIGINT arrives, it exits at once with 1 and a logged warning.
 /** The most workers `--workers` accepts. */
 export const maxWorkers = 256;
 
-/** `--workers` as given, or its default for the mode: 1 in development, every core in production. */
+export const workersOption: WholeNumberOption = { flag: '--workers', min: 1, max: maxWorkers };
+
+/** What `start` takes (src/cli/usage.ts). */
+export const startUsage = { options: ['workers'], args: [], numbers: [workersOption] } as const satisfies Rule;
+
+/** `--workers` as given, or its default for the mode: 1 in development, every core in production. Throws UsageError. */
 export function workerCount(raw: string | undefined, mode: Mode): number {
-  if (raw === undefined) return mode === 'production' ? availableParallelism() : 1;
-  const value = /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(value) || value < 1 || value > maxWorkers) {
-    throw new ConfigError(`--workers must be an integer from 1 to ${maxWorkers}, not "${raw}"`);
-  }
-  return value;
+  return wholeNumber(workersOption, raw) ?? (mode === 'production' ? availableParallelism() : 1);
 }
 
 /** `clearance start`: one process, the primary of N workers, or (in a forked process) a worker. */
@@ -57,7 +59,8 @@ export async function startCommand(config: Config | undefined, workersFlag: stri
   try {
     workers = workerCount(workersFlag, config.mode);
   } catch (error) {
-    output.err(`configuration error: ${(error as Error).message}`);
+    if (!(error instanceof UsageError)) throw error;
+    output.err(error.message);
     return exit.usage;
   }
   if (workers === 1) {

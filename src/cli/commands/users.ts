@@ -4,6 +4,7 @@ import { findProvider } from '../../federation/upstream/providers.ts';
 import { findUserByUsername } from '../../identity/users.ts';
 import { assessAdminAction, cliAdmin } from '../../risk/intrusion.ts';
 import { exit, type Output } from '../output.ts';
+import type { Rule } from '../usage.ts';
 import { offboardPerson } from '../../lifecycle/leaver.ts';
 import { readInstant } from '../../mandates/instant.ts';
 import { Validator, formatProblem } from '../../validation.ts';
@@ -27,6 +28,15 @@ offboard offboards a leaver in one transaction (docs/lifecycle.md "Joiners, move
          an alert asks for their reassignment; agents whose model they own are flagged. Prints
          what was ended; audited as one user.offboarded event (--reason, at most 200 characters,
          is recorded in it). Fails for an unknown or already offboarded person.`;
+
+/** What each action takes (src/cli/usage.ts); the usage lines above say the same. */
+export const usersUsage = {
+  actions: {
+    link: { options: ['provider', 'subject'], args: ['USERNAME'] },
+    links: { options: [], args: ['USERNAME'] },
+    offboard: { options: ['deadline', 'reason'], args: ['USERNAME'] },
+  },
+} as const satisfies Rule;
 
 export async function usersCommand(
   ctx: Context,
