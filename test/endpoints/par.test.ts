@@ -166,9 +166,12 @@ describe('pushed authorization requests (RFC 9126)', () => {
         ['typ at+jwt (cross-JWT confusion)', await f.requestObject({}, { typ: 'at+jwt' })],
         ['a nested request_uri', await f.requestObject({ request_uri: 'urn:x' })],
         ['a JWE', `${h}.${p}.a.b.c`],
+        // RFC 8725 §3.3: a size cap (32 KiB), within the body limit: a 400, never a 5xx.
+        ['over 32 KiB', await f.requestObject({ state: 'x'.repeat(33 * 1024) })],
       ];
       for (const [what, request] of cases) {
-        assertOAuthError(await f.par('par-app', { request }), 400, 'invalid_request_object', what);
+        const refused = assertOAuthError(await f.par('par-app', { request }), 400, 'invalid_request_object', what);
+        if (what === 'over 32 KiB') assert.match(String(refused.error_description), /too large/);
       }
     });
 
