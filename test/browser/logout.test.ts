@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import * as client from 'openid-client';
 import { launchBrowser } from '../helpers/browser.ts';
-import { alicePassword, startDeskApp } from '../helpers/desk-app.ts';
+import { alicePassword, freshSignInRequest, startDeskApp } from '../helpers/desk-app.ts';
 
 // RP-initiated logout without an id_token_hint (OpenID RP-Initiated Logout 1.0 §2): Clearance asks
 // the person to confirm on its own page. Chromium posts that form with `Origin: null`, as the
@@ -12,18 +11,10 @@ import { alicePassword, startDeskApp } from '../helpers/desk-app.ts';
 test('a trader confirms their sign-out on Clearance’s own page in Chromium, and is signed out', async (t) => {
   const browser = await launchBrowser(t);
   if (!browser) return;
-  const { server, app, config } = await startDeskApp(t, { par: true, refreshTokens: true });
-  const verifier = client.randomPKCECodeVerifier();
-  const state = client.randomState();
-  const authorizationUrl = await client.buildAuthorizationUrlWithPAR(config, {
-    redirect_uri: app.redirectUri,
-    scope: 'openid order:create',
-    code_challenge: await client.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-    state,
-  });
+  const { server, app, config } = await startDeskApp(t);
+  const request = await freshSignInRequest(config, app.redirectUri);
   const page = await (await browser.newContext()).newPage();
-  await page.goto(authorizationUrl.href);
+  await page.goto(request.url.href);
   await page.getByLabel(/user ?name/i).fill('alice');
   await page.getByLabel(/password/i).fill(alicePassword);
   await Promise.all([page.waitForURL(/\/interaction\//), page.getByRole('button', { name: 'Sign in' }).click()]);
