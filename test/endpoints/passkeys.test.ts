@@ -125,6 +125,16 @@ describe('passkeys over HTTP', () => {
     assert.match(await new Browser(f, h.alice.cookie).get('/account').then((r) => r.body), /last used on/);
   });
 
+  test('a passkey sign-in resets the count of failed passwords, as any successful sign-in does', async (t) => {
+    const h = await harness(t);
+    // Nine wrong passwords tried by someone, months apart: one more would lock the account.
+    await h.f.ctx.storage.db.updateTable('users').set({ failed_logins: 9 }).where('id', '=', h.alice.userId).execute();
+    const { response } = await h.signInWithPasskey();
+    assert.equal(response.statusCode, 303, response.body);
+    const row = await h.f.ctx.storage.db.selectFrom('users').select(['failed_logins', 'status']).where('id', '=', h.alice.userId).executeTakeFirstOrThrow();
+    assert.deepEqual({ ...row, failed_logins: Number(row.failed_logins) }, { failed_logins: 0, status: 'active' });
+  });
+
   test('a passkey sign-in rotates the browser’s session, as a password sign-in does', async (t) => {
     const h = await harness(t);
     const before = new Browser(h.f, h.alice.cookie);

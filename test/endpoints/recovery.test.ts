@@ -52,11 +52,11 @@ async function tokensOf(f: CodeFlowFixture, who: Person): Promise<{ refresh: str
 }
 
 /** A person's token for the admin API, under their consent grant, at their session's level. */
-async function personAdminToken(f: CodeFlowFixture, username: string, level = phr, scope = 'recovery:request'): Promise<string> {
+async function personAdminToken(f: CodeFlowFixture, username: string, level = phr, scope = 'recovery:request', extra: Record<string, unknown> = {}): Promise<string> {
   const who = await sessionOf(f, username, level);
   const { grantId } = await tokensOf(f, who);
   const iat = Math.floor(f.clock.now() / 1000);
-  return mintAccessToken(f.ctx.keys, { iss: f.issuer, aud: adminAudience(f.issuer), iat, exp: iat + 300, jti: newJti(), client_id: 'web-app', scope, sub: who.userId, grant_id: grantId, acr: level.acr, amr: level.amr });
+  return mintAccessToken(f.ctx.keys, { iss: f.issuer, aud: adminAudience(f.issuer), iat, exp: iat + 300, jti: newJti(), client_id: 'web-app', scope, sub: who.userId, grant_id: grantId, acr: level.acr, amr: level.amr, ...extra });
 }
 
 function open(f: CodeFlowFixture, token: string, username: string, body: unknown): Promise<LightMyRequestResponse> {
@@ -115,6 +115,29 @@ describe('opening a recovery', () => {
     assert.equal((await open(f, helen, 'alice', checked)).statusCode, 201);
     assertOAuthError(await open(f, helen, 'alice', checked), 409, 'invalid_request');
     assertOAuthError(await f.inject({ method: 'POST', url: '/admin/users/alice/recovery', payload: checked }), 401, 'invalid_token');
+  });
+
+  test('refuses a delegated token, and records every refused caller as recovery.refused with its reason', async (t) => {
+    const f = await fixture(t);
+    const delegated = await personAdminToken(f, 'helen', phr, 'recovery:request', { act: { sub: 'some-agent-client' } });
+    assertOAuthError(await open(f, delegated, 'alice', checked), 403, 'access_denied');
+    const robot = await f.accessToken('help-desk-robot', { resource: adminAudience(f.issuer), scope: 'recovery:request' });
+    assertOAuthError(await open(f, robot, 'alice', checked), 403, 'access_denied');
+    assertOAuthError(await open(f, await personAdminToken(f, 'bob'), 'alice', checked), 403, 'access_denied');
+    assertOAuthError(await open(f, await personAdminToken(f, 'helen', { acr: acr.multiFactor, amr: ['pwd', 'otp', 'mfa'] }), 'alice', checked), 403, 'access_denied');
+    // The same answer about nobody: whether a person exists is not told to a refused caller.
+    assertOAuthError(await open(f, robot, 'nobody', checked), 403, 'access_denied');
+
+    const [helen, bob, aliceId] = [(await person(f.ctx, 'helen')).id, (await person(f.ctx, 'bob')).id, (await person(f.ctx, 'alice')).id];
+    const refused = (await f.auditEvents('recovery.refused')).map((e) => [e.actor, e.subject, e.decision?.reasons]);
+    assert.deepEqual(refused, [
+      [helen, aliceId, ['delegated_token']],
+      ['help-desk-robot', aliceId, ['client_token']],
+      [bob, aliceId, ['not_help_desk']],
+      [helen, aliceId, ['insufficient_authentication']],
+      ['help-desk-robot', undefined, ['client_token']],
+    ]);
+    assert.deepEqual(await f.auditEvents('approval.requested'), [], 'nothing was opened');
   });
 
   test('the person opens their own on /account only from a session that proved two factors', async (t) => {

@@ -18,10 +18,12 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 1. an access token for `<issuer>/admin` with `recovery:request` (requireAdmin: live, bound as
  *    presented), else 401/403; then the body's shape (the operation's schema: members of the wrong
  *    type, a required one missing), else 400 invalid_request naming the member;
- * 2. a person's token — issued under their consent (`grant_id`), so a client's own token, which
- *    no person stands behind, never opens one — at a phishing-resistant level (`acr` `:phr` or
- *    above: the help desk is who a caller tries to talk round), of an active person holding
- *    `help-desk`; else 403 access_denied;
+ * 2. a person's own token — issued under their consent (`grant_id`), so a client's own token, which
+ *    no person stands behind, never opens one; not delegated (no `act`: an agent or client acting
+ *    for a help-desk person does not open recoveries, as in the approvals and break-glass APIs) —
+ *    at a phishing-resistant level (`acr` `:phr` or above: the help desk is who a caller tries to
+ *    talk round), of an active person holding `help-desk`; else 403 access_denied, recorded as
+ *    `recovery.refused` (docs/recovery.md: every refused opening is);
  * 3. the person named exists (exactly this username), else 404;
  * 4. the body: `verification_method` from the closed list, `evidence_ref` (1–200 characters, no
  *    secret), `lost` optional (default both); else 400 invalid_request naming the member;
@@ -78,13 +80,30 @@ const openingBody = objectBody(
   ['verification_method', 'evidence_ref'],
 );
 
-/** The help-desk person behind the request's token (rule 2). */
-async function helpDeskOf(ctx: Context, request: FastifyRequest): Promise<User> {
+/** Why rule 2 refuses a token, as `recovery.refused` records it. */
+type CallerRefusal = 'client_token' | 'delegated_token' | 'insufficient_authentication' | 'not_help_desk';
+
+/** The help-desk person behind the request's token (rule 2); a refusal is recorded, then answered 403. */
+async function helpDeskOf(ctx: Context, request: FastifyRequest<{ Params: { username: string } }>): Promise<User> {
   const claims = request.admin!;
-  if (claims.grant_id === undefined) throw new OAuthError('access_denied', 'a recovery is opened by a help-desk person, not by a client on its own');
-  if (!acrSatisfies(claims.acr, acr.phishingResistant)) throw new OAuthError('access_denied', 'the help desk signs in phishing-resistantly (a passkey) to open a recovery');
+  const refuse = async (reason: CallerRefusal, description: string): Promise<never> => {
+    // Whom it was about, when that person exists: the answer stays the same 403 either way.
+    const subject = await findUserByUsername(ctx, request.params.username);
+    await ctx.audit.record({
+      type: 'recovery.refused',
+      requestId: request.id,
+      actor: claims.sub,
+      ...(subject && subject.username === request.params.username ? { subject: subject.id } : {}),
+      decision: { allow: false, reasons: [reason] },
+      details: { opened_by: 'help_desk', ...(claims.act !== undefined ? { delegated: true } : {}) },
+    });
+    throw new OAuthError('access_denied', description);
+  };
+  if (claims.grant_id === undefined) return refuse('client_token', 'a recovery is opened by a help-desk person, not by a client on its own');
+  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot open a recovery: the help-desk person opens it with their own');
+  if (!acrSatisfies(claims.acr, acr.phishingResistant)) return refuse('insufficient_authentication', 'the help desk signs in phishing-resistantly (a passkey) to open a recovery');
   const user = await findUser(ctx, claims.sub);
-  if (!user || user.status !== 'active' || !user.roles.includes(helpDeskRole)) throw new OAuthError('access_denied', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
+  if (!user || user.status !== 'active' || !user.roles.includes(helpDeskRole)) return refuse('not_help_desk', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
   return user;
 }
 

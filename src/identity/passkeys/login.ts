@@ -124,14 +124,15 @@ export async function verifyPasskeyLogin<T = undefined>(
     }
 
     const now = ctx.clock.now();
-    const user = userFromRow({ ...row, last_login_at: now });
+    const user = userFromRow({ ...row, failed_logins: 0, last_login_at: now });
     const acr = passkeyAcr(passkey, ctx.config.passkeyAttestation);
     const amr = passkeyAmr(passkey);
     const flight = ctx.storage.flight();
     recordAssertion(ctx, flight, verdict);
     // Conditional on the account being as read (login.ts accountAsRead): a lock or a sign-out
-    // everywhere that committed meanwhile wins.
-    void flight.run(accountAsRead(ctx, row, false).set({ last_login_at: now }), { rows: 1, otherwise: accountChanged });
+    // everywhere that committed meanwhile wins. A successful sign-in resets the count of failed
+    // passwords, whatever its method (docs/operations.md "Lockout": consecutive failures).
+    void flight.run(accountAsRead(ctx, row, false).set({ failed_logins: 0, last_login_at: now }), { rows: 1, otherwise: accountChanged });
     const value = onSuccess ? await onSuccess(flight, { user, acr, amr, ...(risk ? { risk } : {}) }) : (undefined as T);
     const event: AuditEvent = {
       type: 'user.login_succeeded',
