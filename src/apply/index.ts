@@ -43,6 +43,7 @@ import { findPruneTargets, pruneIn, pruneRefusals, pruneRefused, prunableSection
 import { readManagedState, type ManagedState, type StateScope } from '../lifecycle/state.ts';
 import { entryFieldChanges, type PlannedChange } from '../lifecycle/plan.ts';
 import { recordMoves, type PersonMove } from '../lifecycle/mover.ts';
+import { heldPasswordProblems } from '../lifecycle/credential-hold.ts';
 
 /** Sections an apply document may hold today. */
 const sections = ['clients', 'resource_servers', 'users', 'mandates', ...entitySections, 'policies', 'partners', 'authentication', 'recovery', 'break_glass', 'alerts', 'risk', 'anomalies', 'rate_limits', 'transfer_controls', 'transfer_destinations', 'kyc', 'certificate_profiles', 'pipelines', 'agents', 'identity_providers', 'person_certificates'] as const;
@@ -150,6 +151,9 @@ export async function planApply(ctx: Context, document: unknown): Promise<{ plan
   duplicates(v, 'clients', clientEntries.map((e) => [e.item.client_id, e.at]), 'client_id');
   duplicates(v, 'users', userEntries.map((e) => [e.item.username, e.at]), 'username');
   duplicates(v, 'mandates', mandateEntries.map((e) => [e.item.id, e.at]), 'id');
+  // A leaver's credentials are on hold until an approved recovery (src/lifecycle/credential-hold.ts):
+  // no document gives them a password — a plan problem here, refused again inside the write.
+  await heldPasswordProblems(ctx.storage.db, v, userEntries);
   const reserved = new Set(builtinResourceServers(ctx.config.issuer).map((r) => r.identifier));
   serverEntries.forEach(({ item: r, at }) => {
     if (reserved.has(r.identifier)) v.fail(`resource_servers[${at}].identifier`, 'is reserved for Clearance itself');

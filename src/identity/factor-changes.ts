@@ -35,7 +35,10 @@ export type FactorChangeRefusal =
  * The level a session must have reached to change the person's factors: the strongest their
  * factors reach today — a passkey's (`:phr`, `:phrh`) when they have one, `:mfa` with a confirmed
  * authenticator app, else a password. An authenticator not yet confirmed does not count (it
- * signs nobody in).
+ * signs nobody in). A person with no factor is at the password level, so whoever signs them in
+ * may enrol one: an offboarded person (factors removed) is therefore never signed in on a
+ * password an administrator chose — their credentials stay on hold until an approved recovery
+ * (src/lifecycle/credential-hold.ts).
  */
 export async function levelToChangeFactors(ctx: Pick<Context, 'storage' | 'config'>, userId: string): Promise<Acr> {
   // One round trip: the passkeys and the authenticator, read together.

@@ -376,13 +376,20 @@ export const accountChanged = 'account_changed';
  * sign-in, after the reset ended the others. An update rather than a read: on PostgreSQL it takes
  * the row's lock, so a reset either commits first and the update matches nothing, or waits for the
  * sign-in and then ends what it made.
+ *
+ * It also matches only while the person's credentials are not on hold (a leaver who has not come
+ * back through an approved recovery, src/lifecycle/credential-hold.ts): every sign-in — password,
+ * second factor, passkey, certificate, upstream identity — commits through this update, so none
+ * signs in a held person, whatever credential someone gave them since (refused as
+ * `account_changed`).
  */
 export function accountAsRead(ctx: LoginContext, row: Database['users'], byPassword: boolean) {
   const query = ctx.storage.db
     .updateTable('users')
     .where('id', '=', row.id)
     .where('status', '=', 'active')
-    .where('tokens_valid_after', row.tokens_valid_after === null ? 'is' : '=', row.tokens_valid_after);
+    .where('tokens_valid_after', row.tokens_valid_after === null ? 'is' : '=', row.tokens_valid_after)
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('credential_holds').select('credential_holds.user_id').where('credential_holds.user_id', '=', row.id))));
   return byPassword && row.password_hash !== null ? query.where('password_hash', '=', row.password_hash) : query;
 }
 

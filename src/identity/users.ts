@@ -10,6 +10,7 @@ import { join, type Validator } from '../validation.ts';
 import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecycle.ts';
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
 import { kycStatuses, readKycFields, type KycFields } from '../risk/kyc/record.ts';
+import { credentialsHeld, heldCredentialsProblem } from '../lifecycle/credential-hold.ts';
 import { dateOfBirthPattern } from '../risk/screening/normalize.ts';
 
 /** A person, as other components see them. The password hash never leaves this module's store. */
@@ -335,6 +336,12 @@ export interface UserUpsert {
  * that leaves the person unable to hold tokens (an administrator's `locked`, also over an automatic
  * lockout; `disabled`) or a changed password ends the person's sessions, refresh tokens, codes and
  * access tokens (src/identity/lifecycle.ts) and returns its audit event, attributed to `by`.
+ *
+ * A password (or hash) for a person whose credentials are on hold — a leaver, re-activated or not,
+ * who has not come back through an approved recovery (src/lifecycle/credential-hold.ts) — is
+ * refused here, in the write's transaction, whatever checked it before: `ApplyRefusedError`
+ * (src/apply/index.ts), so nothing of the write lands. Re-activating them is not refused: they
+ * come back holding nothing.
  */
 export async function upsertUser(
   trx: Transaction<Database>,
@@ -373,6 +380,11 @@ export async function upsertUser(
       })
       .execute();
     return { outcome: 'created', id, events: [] };
+  }
+  if (!password.keep && (await credentialsHeld(trx, existing.id))) {
+    // Loaded when needed: src/apply/index.ts imports this module.
+    const { ApplyRefusedError } = await import('../apply/index.ts');
+    throw new ApplyRefusedError(`users: ${heldCredentialsProblem(existing.username)}; nothing was applied`);
   }
   const status = entry.status ?? existing.status;
   // A status the document states is the administrator's: `locked` over an automatic lockout becomes theirs.

@@ -9,6 +9,7 @@ import { isoTime } from '../mandates/instant.ts';
 import { markForReassignmentIn, revokeMandatesGrantedToIn } from '../mandates/store.ts';
 import { alertInsert } from '../signals/alerts.ts';
 import type { Database } from '../storage/schema.ts';
+import { holdCredentialsIn } from './credential-hold.ts';
 
 /**
  * The leaver (issue 23, docs/lifecycle.md "Joiners, movers, leavers"): one transaction that ends
@@ -19,7 +20,12 @@ import type { Database } from '../storage/schema.ts';
  * 2. their tokens end as on any disable (src/identity/lifecycle.ts `endPersonAccess`, action
  *    `offboarded`): the cut-off, refresh tokens, unredeemed codes, pending sign-ins, sessions — and
  *    their consent grants are revoked (each its `consent.revoked`);
- * 3. their factors go: TOTP, recovery codes, passkeys (a leaver never signs in with them again);
+ * 3. their credentials go: their password with their factors — TOTP, recovery codes, passkeys (a
+ *    leaver never signs in with them again) — and the credentials are put on hold
+ *    (./credential-hold.ts): nothing signs the person in, and no administrator gives them a
+ *    password, until an approved recovery — so re-activating them (a rehire) brings back the same
+ *    `sub` holding nothing, and a second, independent person stands between any administrator and
+ *    that identity;
  * 4. mandates granted TO them are revoked (each its `mandate.revoked`);
  * 5. mandates they granted (signed for the grantor: `granted_by`) are marked for reassignment: in
  *    force only until the deadline, then they stop (the mandate liveness rule, src/mandates), and a
@@ -53,6 +59,8 @@ export interface OffboardEnded {
   /** Consent grants revoked (ids). */
   consentGrants: string[];
   factors: { totp: number; recoveryCodes: number; passkeys: number };
+  /** Whether the person had a password, now revoked (their credentials are on hold either way). */
+  password: boolean;
   /** Mandates granted to the person, revoked (ids). */
   mandatesRevoked: string[];
   /** Mandates the person granted, in force only until `deadline` (epoch ms). */
@@ -82,7 +90,7 @@ const day = 86_400_000;
  */
 export async function offboardPersonIn(ctx: Deps, trx: Transaction<Database>, now: number, userId: string, options: OffboardOptions): Promise<Offboarded | undefined> {
   if (userId.length > 64) return undefined;
-  const person = await trx.selectFrom('users').select(['id', 'username', 'status', 'offboarded_at']).where('id', '=', userId).executeTakeFirst();
+  const person = await trx.selectFrom('users').select(['id', 'username', 'status', 'offboarded_at', 'password_hash']).where('id', '=', userId).executeTakeFirst();
   if (!person || (person.offboarded_at !== null && person.offboarded_at !== undefined)) return undefined;
   const deadline = options.reassignmentDeadline ?? now + ctx.config.offboardReassignmentDays * day;
   const actor = { actor: options.actor, ...(options.requestId ? { requestId: options.requestId } : {}) };
@@ -90,18 +98,20 @@ export async function offboardPersonIn(ctx: Deps, trx: Transaction<Database>, no
   // 1. Disabled and marked as offboarded; locked_at keeps when the account first stopped being active.
   await trx
     .updateTable('users')
-    .set({ status: 'disabled', lock_reason: 'admin', offboarded_at: now, updated_at: now, ...(person.status === 'active' ? { locked_at: now } : {}) })
+    .set({ status: 'disabled', lock_reason: 'admin', offboarded_at: now, password_hash: null, updated_at: now, ...(person.status === 'active' ? { locked_at: now } : {}) })
     .where('id', '=', userId)
     .execute();
   // 2. Tokens, sessions, codes, consent grants.
   const access = await endPersonAccess(trx, now, userId, 'offboarded', options.actor);
   const events: AuditEvent[] = access.events.map((e) => (options.requestId ? { ...e, requestId: options.requestId } : e));
-  // 3. Factors (counted first: deleteFactorsOf says nothing of what it removed).
+  // 3. The password went above; the factors (counted first: deleteFactorsOf says nothing of what
+  // it removed); the hold, which only an approved recovery lifts.
   const count = async (table: 'totp_factors' | 'recovery_codes' | 'passkeys') =>
     Number((await trx.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).where('user_id', '=', userId).executeTakeFirstOrThrow()).n);
   const factors = { totp: await count('totp_factors'), recoveryCodes: await count('recovery_codes'), passkeys: await count('passkeys') };
   await deleteFactorsOf(trx, userId);
   await trx.deleteFrom('passkeys').where('user_id', '=', userId).execute();
+  await holdCredentialsIn(trx, userId, now);
   // 4. Mandates granted to them.
   const mandatesRevoked = await revokeMandatesGrantedToIn(trx, now, userId, { reason: 'grantee offboarded' }, actor, events);
   // 5. Mandates they granted: until the deadline.
@@ -125,6 +135,7 @@ export async function offboardPersonIn(ctx: Deps, trx: Transaction<Database>, no
     codes: access.ended.codesDiscarded,
     consentGrants: access.events.flatMap((e) => (e.type === 'consent.revoked' ? [String(e.details?.grant_id)] : [])).sort(),
     factors,
+    password: person.password_hash !== null,
     mandatesRevoked,
     mandatesForReassignment: { mandates: marked, deadline },
     agentsFlagged,
@@ -137,6 +148,8 @@ export async function offboardPersonIn(ctx: Deps, trx: Transaction<Database>, no
     consent_grants_revoked: ended.consentGrants,
     // Counts only; `totp` is a name the audit guard keeps for secrets, so the authenticator app is `totp_factors`.
     factors_removed: { totp_factors: factors.totp, recovery_codes: factors.recoveryCodes, passkeys: factors.passkeys },
+    // The password went too (a name the audit guard keeps for secrets, so said by the hold): back only through an approved recovery.
+    credentials_held: true,
     mandates_revoked: mandatesRevoked,
     mandates_for_reassignment: marked,
     reassign_by: isoTime(deadline),
@@ -170,6 +183,9 @@ export function offboardedView(done: Offboarded): Record<string, unknown> {
       codes: e.codes,
       consent_grants: e.consentGrants,
       factors: { totp: e.factors.totp, recovery_codes: e.factors.recoveryCodes, passkeys: e.factors.passkeys },
+      password_revoked: e.password,
+      // Back only through an approved recovery (docs/recovery.md): re-activating them brings back no credential.
+      credentials_held: true,
       mandates_revoked: e.mandatesRevoked,
       mandates_for_reassignment: { mandates: e.mandatesForReassignment.mandates, reassign_by: isoTime(e.mandatesForReassignment.deadline) },
       agents_flagged: e.agentsFlagged,

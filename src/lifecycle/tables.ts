@@ -10,4 +10,15 @@ export interface LifecycleTables {
     acquired_at: number;
     expires_at: number;
   };
+  /**
+   * A leaver's revoked credentials (src/lifecycle/credential-hold.ts; migration 0063): one row per
+   * person the leaver operation revoked the password and factors of, until they come back through
+   * an approved recovery. While it exists nothing signs them in and no administrator sets their
+   * password.
+   */
+  credential_holds: {
+    user_id: string;
+    /** Epoch ms: when the credentials were revoked (the offboarding). */
+    held_since: number;
+  };
 }

@@ -16,6 +16,11 @@ export interface EnrolmentView {
   csrfToken: string;
   username: string;
   expiresAt: number;
+  /**
+   * Whether the link asks for the person's password: not for a leaver coming back, who holds none
+   * (src/lifecycle/credential-hold.ts: the link alone enrols, after its approval).
+   */
+  asksPassword: boolean;
   error?: string;
 }
 
@@ -38,9 +43,9 @@ export function enrolmentPage(view: EnrolmentView): SafeHtml {
 <form method="post" action="${view.action}" data-passkey="register" data-options="${view.action}/options">
 <input type="hidden" name="${csrfField}" value="${view.csrfToken}">
 <input type="hidden" name="credential" value="">
-<label for="recovery-password">Your password</label>
+${view.asksPassword ? html`<label for="recovery-password">Your password</label>
 <input type="password" id="recovery-password" name="password" required autocomplete="current-password" maxlength="1024">
-<label for="passkey-name">Name for the new passkey</label>
+` : ''}<label for="passkey-name">Name for the new passkey</label>
 <input type="text" id="passkey-name" name="name" required maxlength="64" placeholder="e.g. Work laptop">
 <div class="actions"><button type="submit">Enrol the passkey</button></div>
 </form>

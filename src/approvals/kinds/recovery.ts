@@ -56,6 +56,8 @@ export const recoveryKind: ApprovalKind = {
         { label: 'Evidence', value: String(content.evidence_ref) },
         { label: 'Approving removes', value: lost },
         { label: 'Approving also', value: 'signs the person out everywhere and ends every token they hold; a single-use link then lets them enrol a new passkey' },
+        // A leaver coming back holds no password: the link alone enrols (src/lifecycle/credential-hold.ts).
+        ...(content.credentials_held ? [{ label: 'No password', value: 'this person left and came back: they hold no password, so the link alone enrols their passkey — the identity check above is all that stands behind it' }] : []),
       ],
     };
   },

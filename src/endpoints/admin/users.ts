@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
-import { executeApply, planApply } from '../../apply/index.ts';
+import { ApplyRefusedError, executeApply, planApply } from '../../apply/index.ts';
 import type { Context } from '../../context.ts';
 import { deleteUser, signOutEverywhere } from '../../identity/lifecycle.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams } from '../../http/api-operation.ts';
@@ -16,6 +16,7 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
 import { offboardPerson, offboardedView } from '../../lifecycle/leaver.ts';
 import { readInstant } from '../../mandates/instant.ts';
 import { Validator } from '../../validation.ts';
+import { credentialsHeld, heldCredentialsProblem } from '../../lifecycle/credential-hold.ts';
 
 /**
  * The admin API for people (`/admin/users`), authorized like the rest of the admin API
@@ -39,6 +40,11 @@ import { Validator } from '../../validation.ts';
  *   identity is already someone's
  * A password reset, `status: locked` or `disabled`, sign-out and deletion end the person's
  * sessions, refresh tokens and access tokens at once (src/identity/lifecycle.ts), audited.
+ *
+ * A leaver's credentials are on hold until an approved recovery (src/lifecycle/credential-hold.ts):
+ * a PUT or PATCH that gives them a `password` or `password_hash` — re-activating them or not — and
+ * a link of an upstream identity to them are refused, 400 invalid_request naming the recovery;
+ * re-activating them (`status: active`) is not: they come back holding nothing.
  */
 export const adminUsers: Endpoint = {
   register(app, ctx) {
@@ -157,6 +163,8 @@ export const adminUsers: Endpoint = {
     }), async (request, reply) => {
       const user = await findUser(ctx, request.params.username);
       if (!user) throw new OAuthError('not_found', 'no such user');
+      // An upstream identity signs the person in: one administrator's link must not bring a leaver back.
+      if (await credentialsHeld(ctx.storage.db, user.id)) throw new OAuthError('invalid_request', heldCredentialsProblem(user.username));
       const body = request.body as { provider?: unknown; subject?: unknown };
       if (typeof body.provider !== 'string' || typeof body.subject !== 'string' || body.subject.length === 0 || body.subject.length > 255) {
         throw new OAuthError('invalid_request', 'provider and subject must be strings (subject: 1 to 255 characters)');
@@ -231,8 +239,17 @@ async function writeUser(ctx: Context, request: FastifyRequest<{ Params: { usern
     throw new OAuthError('invalid_request', 'username in the body differs from the path');
   }
   const { plan, problems } = await planApply(ctx, { users: [{ ...fields, username: request.params.username }] });
+  // A leaver's credentials on hold are among the plan's problems: no password from an
+  // administrator (src/lifecycle/credential-hold.ts, checked by planApply).
   if (!plan) throw new OAuthError('invalid_request', problems.map(formatProblem).join('; '));
-  const result = await executeApply(ctx, plan, { actor: request.admin!.client_id, via: 'admin-api' });
+  let result;
+  try {
+    result = await executeApply(ctx, plan, { actor: request.admin!.client_id, via: 'admin-api' });
+  } catch (error) {
+    // The same rule, met in the write's transaction (a hold that landed since the check above).
+    if (error instanceof ApplyRefusedError) throw new OAuthError('invalid_request', error.message);
+    throw error;
+  }
   const user = await findUserByUsername(ctx, request.params.username);
   return { ...userView(user!), outcome: result.changes[0]!.outcome };
 }

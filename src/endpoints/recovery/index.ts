@@ -102,6 +102,7 @@ export const recovery: Endpoint = {
           csrfToken: csrfToken(csrf.secret, enrolmentBinding(link.requestId), 'recovery'),
           username: link.user.username,
           expiresAt: link.expiresAt,
+          asksPassword: link.passwordFingerprint !== null,
           ...(error ? { error } : {}),
         }),
         ...(csrf.setCookie ? { setCookie: [csrf.setCookie] } : {}),

@@ -11,6 +11,7 @@ import { findUser, type User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
 import { handleDigest } from '../../authorization/digest.ts';
 import { mayHoldTokens } from '../lifecycle.ts';
+import { credentialsHeld } from '../../lifecycle/credential-hold.ts';
 
 /**
  * The enrolment link of an approved recovery (docs/recovery.md "The link"): `/recovery/{token}`
@@ -30,7 +31,13 @@ import { mayHoldTokens } from '../lifecycle.ts';
  *    person's roles), and the link's single use — the link row and the approval request
  *    (approved → consumed) — commits in the same transaction as the passkey, or nothing does;
  * 5. every refusal is `recovery.link_refused`, the enrolment `recovery.enrolled` (txn = the
- *    request id); neither ever holds the link or its token.
+ *    request id); neither ever holds the link or its token;
+ * 6. a leaver whose credentials are on hold (src/lifecycle/credential-hold.ts) has no password: a
+ *    link opened for them has no fingerprint (requests.ts) and needs no password — it works only
+ *    while they still have none and are still held (read here, and required again in the
+ *    enrolment's transaction). The enrolment lifts the hold in that transaction
+ *    (`recovery.enrolled` says `credential_hold_lifted`): from then on the passkey signs them in.
+ *    Any enrolment through a link lifts a hold the person has.
  */
 
 /** Wrong passwords a link survives. */
@@ -78,7 +85,9 @@ export async function readEnrolmentLink(ctx: LinkContext, token: string): Promis
   const user = await findUser(ctx, row.user_id);
   if (!user || !mayHoldTokens(user.status, user.lockReason)) return { ok: false, reason: 'unknown', ...known };
   const current = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', row.user_id).executeTakeFirst();
-  if (!sameFingerprint(current?.password_hash, row.password_fingerprint)) return { ok: false, reason: 'password_changed', ...known };
+  // Rule 6: no fingerprint — a held leaver's link, alive while they have no password and are held.
+  const unchanged = row.password_fingerprint === null ? !current?.password_hash && (await credentialsHeld(ctx.storage.db, row.user_id)) : sameFingerprint(current?.password_hash, row.password_fingerprint);
+  if (!unchanged) return { ok: false, reason: 'password_changed', ...known };
   return { ok: true, link: { requestId: row.request_id, user, expiresAt: Number(row.expires_at), passwordFingerprint: row.password_fingerprint } };
 }
 
@@ -125,13 +134,14 @@ export async function enrolThroughLink(
   const spent = 'recovery_link_spent';
   const changed = 'recovery_password_changed';
   const hash = held.hash;
+  const lifted = await credentialsHeld(ctx.storage.db, link.user.id);
   const enrolled: AuditEvent = {
     type: 'recovery.enrolled',
     txn: link.requestId,
     ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
     actor: link.user.id,
     subject: link.user.id,
-    details: { request_id: link.requestId, source_address: input.sourceAddress },
+    details: { request_id: link.requestId, source_address: input.sourceAddress, ...(lifted ? { credential_hold_lifted: true } : {}) },
   };
   try {
     const outcome = await registerPasskey(ctx, {
@@ -151,7 +161,12 @@ export async function enrolThroughLink(
           { rows: 1, otherwise: spent },
         );
         // The password still the one checked above: a reset racing with this enrolment voids it.
-        void flight.run(db.updateTable('users').set({ password_hash: hash }).where('id', '=', link.user.id).where('password_hash', '=', hash), { rows: 1, otherwise: changed });
+        void flight.run(
+          db.updateTable('users').set({ password_hash: hash }).where('id', '=', link.user.id).where('password_hash', hash === null ? 'is' : '=', hash),
+          { rows: 1, otherwise: changed },
+        );
+        // Rule 6: the hold goes with this enrolment — and a link without a password works only on a hold still there.
+        void flight.run(db.deleteFrom('credential_holds').where('user_id', '=', link.user.id), hash === null ? { rows: 1, otherwise: changed } : undefined);
         void flight.run(db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', link.requestId).where('status', '=', 'approved'), { rows: 1, otherwise: spent });
         // The passkey itself is named by `passkey.registered`, in the same transaction.
         return [enrolled];
@@ -182,9 +197,11 @@ function sameFingerprint(hash: string | null | undefined, fingerprint: string | 
  * The typed password is the person's (the hash read now; `hash` is returned so the enrolment's
  * transaction can require it unchanged), and the same one they had when the recovery was opened.
  */
-async function passwordHolds(ctx: LinkContext, link: LiveLink, password: string): Promise<{ ok: boolean; hash?: string }> {
+async function passwordHolds(ctx: LinkContext, link: LiveLink, password: string): Promise<{ ok: boolean; hash?: string | null }> {
   const row = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', link.user.id).executeTakeFirst();
   const hash = row?.password_hash;
+  // Rule 6: a held leaver's link asks no password (they have none); `null` is required unchanged.
+  if (link.passwordFingerprint === null) return row && hash === null ? { ok: true, hash: null } : { ok: false };
   if (!hash || password.length === 0) return { ok: false };
   const unchanged = sameFingerprint(hash, link.passwordFingerprint);
   // Verified even when changed, so the answer's time does not say which.

@@ -7,6 +7,7 @@ import { openApprovalRequest, type ApprovalRequest } from '../../approvals/reque
 import { alertInsert } from '../../signals/alerts.ts';
 import { acr, acrSatisfies } from '../acr.ts';
 import { mayHoldTokens } from '../lifecycle.ts';
+import { credentialsHeld } from '../../lifecycle/credential-hold.ts';
 import type { User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
 import { recoverySettings } from './settings.ts';
@@ -26,7 +27,11 @@ import { recoverySettings } from './settings.ts';
  *   is that sign-in (its time and methods), filled in by Clearance.
  *
  * Both name what was lost (`passkeys`, `authenticator`; default both). The person must have a
- * password: it is the half of the enrolment link only they know (enrolment.ts). At most one
+ * password: it is the half of the enrolment link only they know (enrolment.ts) — except a leaver
+ * whose credentials are on hold (src/lifecycle/credential-hold.ts): the leaver operation revoked
+ * their password, no administrator may give them one, and this recovery is their only way back.
+ * Their link is opened without a password (no fingerprint), and the request says so
+ * (`credentials_held`): the approver knows the link alone will enrol their passkey. At most one
  * recovery per person waits at a time.
  *
  * The enrolment link's token is made here, stored only as its SHA-256, with the fingerprint of the
@@ -64,6 +69,12 @@ export interface RecoveryContent {
   verification_method: VerificationMethod;
   evidence_ref: string;
   lost: LostFactor[];
+  /**
+   * The person is a leaver whose credentials are on hold (src/lifecycle/credential-hold.ts): they
+   * hold no password, so the enrolment link alone enrols their passkey — whoever the help desk hands
+   * it to. Absent otherwise.
+   */
+  credentials_held?: true;
 }
 
 export type OpenRefusal =
@@ -73,7 +84,7 @@ export type OpenRefusal =
   | 'own_account'
   /** The person is disabled or locked by an administrator. */
   | 'person_not_active'
-  /** The person has no password: the link would be the only secret. */
+  /** The person has no password (and is no leaver whose credentials are on hold): the link would be the only secret. */
   | 'no_password'
   /** A recovery of this person is already waiting for approval. */
   | 'already_pending'
@@ -162,7 +173,9 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
   }
   const subject = opening.subject;
   if (!mayHoldTokens(subject.status, subject.lockReason)) return refuse(ctx, opening, 'person_not_active');
-  if (!subject.hasPassword) return refuse(ctx, opening, 'no_password');
+  // A leaver on hold has no password, and their recovery is the way back for that very reason.
+  const held = await credentialsHeld(ctx.storage.db, subject.id);
+  if (!subject.hasPassword && !held) return refuse(ctx, opening, 'no_password');
   const settings = await recoverySettings(ctx.storage.db);
   const content: RecoveryContent = {
     type: 'recovery',
@@ -172,6 +185,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
     verification_method: opening.verificationMethod as VerificationMethod,
     evidence_ref: opening.evidenceRef.trim(),
     lost: lostFactors.filter((f) => lost.includes(f)),
+    ...(held ? { credentials_held: true as const } : {}),
   };
   const token = randomHandle();
   const pending = Symbol('pending');
@@ -204,8 +218,11 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
         if (waiting) throw Object.assign(new Error('a recovery is already pending'), { [pending]: true });
         // The password the link will need is the one the person has NOW, at the opening: one set
         // while the request waits (an administrator's reset) voids the link (enrolment.ts rule 3).
+        // A leaver on hold (read again here) has none: their link is fingerprinted with none, and
+        // works only while they still have none (enrolment.ts).
         const person = await trx.selectFrom('users').select('password_hash').where('id', '=', subject.id).executeTakeFirst();
-        if (!person?.password_hash) throw Object.assign(new Error('the person has no password'), { [noPassword]: true });
+        if (!person) throw Object.assign(new Error('the person is gone'), { [noPassword]: true });
+        if (!person.password_hash && (!held || !(await credentialsHeld(trx, subject.id)))) throw Object.assign(new Error('the person has no password'), { [noPassword]: true });
         await trx
           .insertInto('recovery_links')
           .values({
@@ -214,7 +231,7 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
             opened_by: opening.openedBy,
             lost: JSON.stringify(content.lost),
             link_digest: handleDigest(token),
-            password_fingerprint: passwordFingerprint(person.password_hash),
+            password_fingerprint: person.password_hash ? passwordFingerprint(person.password_hash) : null,
             approved_at: null,
             expires_at: null,
             failures: 0,

@@ -5,6 +5,7 @@ import { decidePassword, normalizeUsername, upsertUser, userFromRow, type User, 
 import { screenPerson } from '../../risk/screening/screen.ts';
 import type { Database } from '../../storage/schema.ts';
 import { offboardPersonIn } from '../leaver.ts';
+import { credentialsHeld, heldCredentialsProblem } from '../credential-hold.ts';
 import { recordMoves, type PersonMove } from '../mover.ts';
 import { badRequest, notFound, ScimError } from './errors.ts';
 import { applyPatch } from './patch.ts';
@@ -107,6 +108,11 @@ export async function writeUser(ctx: Context, change: UserChange, actor: ScimAct
     if (current !== undefined && write.entry.status === 'active' && !isActive(current.user)) {
       if (current.user.status === 'locked') throw badRequest('mutability', 'active: the person is locked by an administrator; unlock them through the admin API');
       if (!current.provisioned) throw badRequest('mutability', 'active: this person was not provisioned through SCIM; re-activate them through the admin API');
+    }
+    // A leaver's credentials are on hold until an approved recovery (../credential-hold.ts): `active:
+    // true` re-activates them holding nothing; a password with it (or later) is refused.
+    if (write.entry.password !== undefined && current !== undefined && (await credentialsHeld(trx, current.user.id))) {
+      throw badRequest('mutability', `password: ${heldCredentialsProblem(current.user.username)}`);
     }
     const password = await decidePassword(trx, write.entry);
     const upserted = await upsertUser(trx, now, write.entry, password, { actor: actor.client, via: 'scim' });

@@ -58,6 +58,7 @@ import * as keyCompromise from './0057_key_compromise.ts';
 import * as masterKey from './0059_master_key.ts';
 import * as transactionPartners from './0061_transaction_partners.ts';
 import * as refreshTokenExpiry from './0062_refresh_token_expiry.ts';
+import * as credentialHolds from './0063_credential_holds.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -120,4 +121,5 @@ export const migrations: Record<string, Migration> = {
   '0059_master_key': masterKey,
   '0061_transaction_partners': transactionPartners,
   '0062_refresh_token_expiry': refreshTokenExpiry,
+  '0063_credential_holds': credentialHolds,
 };
