@@ -305,6 +305,14 @@ function duplicates(v: Validator, section: string, ids: [string, number][], fiel
 export interface ApplySource {
   actor: string;
   via: 'cli' | 'admin-api';
+  /**
+   * An admin-API apply made with a token that is not the client's own — a person's (the console
+   * posts with the signed-in person's token) or a delegate's: its `sub`. Such an apply changes no
+   * transfer destination (`DestinationChangeByPerson`): a person asks for one at POST
+   * /admin/transfer-destinations, stepped up, reviewed from a new device, and never one of its
+   * approvers (docs/transfers.md "In apply").
+   */
+  person?: string;
 }
 
 /** How a document is applied. */
@@ -326,6 +334,12 @@ export interface ApplyOptions {
  * apply or an approval between plan and write).
  */
 export class ApplyRefusedError extends Error {}
+
+/**
+ * A transfer destination change declared in an apply made with a person's token (`ApplySource.person`):
+ * refused whole, nothing written — the admin API answers 403 access_denied.
+ */
+export class DestinationChangeByPerson extends ApplyRefusedError {}
 
 /** Prune would disable more of a kind than the safety rule allows; nothing was written. */
 export class PruneRefusedError extends ApplyRefusedError {
@@ -498,7 +512,7 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
     if (plan.rateLimits) result.changes.push(...(await upsertRateLimits(trx, now, plan.rateLimits)));
     if (plan.transferControls) result.changes.push(...(await upsertTransferControls(trx, now, plan.transferControls)));
     // After the legal entities and accounts they belong to; a destination only enters change control.
-    if (plan.transferDestinations) result.changes.push(...(await executeTransferDestinations(ctx, trx, now, plan.transferDestinations, source.actor)));
+    if (plan.transferDestinations) result.changes.push(...(await executeTransferDestinations(ctx, trx, now, plan.transferDestinations, source)));
     if (plan.kycProviders) result.changes.push(...(await executeKycProviders(trx, now, ctx.identity.factorKeys.master, plan.kycProviders)));
     // KYC records after the people and legal entities they belong to; a changed record is a
     // change of its person or legal entity.

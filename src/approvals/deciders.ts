@@ -46,42 +46,44 @@ export async function deciderRole(ctx: Context, request: ApprovalRequest, approv
 /** Most requests the approvals page and the admin API list at once. */
 export const maxListedRequests = 100;
 
+/** How many pending requests are read at once while looking for those a person may decide. */
+const candidatePage = 200;
+
 /**
- * The pending requests `approver` may decide, oldest first: those about them (their own approval
- * pending) and the others they may decide as a second person. `proofOf` is the proof they would
- * give (the page: their strongest passkey; the admin API: the token presented).
+ * The pending requests `approver` may decide, oldest first, up to `maxListedRequests`: those about
+ * them (their own approval pending) and the others they may decide as a second person. `proofOf`
+ * is the proof they would give (the page: their strongest passkey; the admin API: the token
+ * presented). Complete up to the page size however many older requests they may not decide: SQL
+ * leaves out what it can tell (their own, asked or already decided by them), and the rest is read
+ * page by page, oldest first, until the list is full or every pending request was looked at.
  */
 export async function decidableRequests(
   ctx: Context,
   approver: Approver,
   proof: ApproverProof,
 ): Promise<{ request: ApprovalRequest; kind: ApprovalKind; role: DeciderRole }[]> {
-  const [own, others] = await Promise.all([
-    listPendingApprovalRequests(ctx, { subject: approver.userId, limit: maxListedRequests }),
-    listPendingApprovalRequests(ctx, { limit: 4 * maxListedRequests }),
-  ]);
-  const candidates = new Map<string, ApprovalRequest>();
-  for (const request of [...own, ...others]) candidates.set(request.id, request);
-  if (candidates.size === 0) return [];
-  const decided = new Set(
-    (
-      await ctx.storage.db
-        .selectFrom('approval_decisions')
-        .select('request_id')
-        .where('approver', '=', approver.userId)
-        .where('request_id', 'in', [...candidates.keys()])
-        .execute()
-    ).map((row) => row.request_id),
-  );
   const listed: { request: ApprovalRequest; kind: ApprovalKind; role: DeciderRole }[] = [];
-  for (const request of [...candidates.values()].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))) {
+  const consider = async (request: ApprovalRequest, decided?: boolean) => {
     const kind = approvalKindOf(request.kind);
-    if (!kind) continue;
-    const role = await deciderRole(ctx, request, approver, proof, decided.has(request.id));
+    if (!kind) return;
+    const role = await deciderRole(ctx, request, approver, proof, decided);
     if (role) listed.push({ request, kind, role });
-    if (listed.length >= maxListedRequests) break;
+  };
+  // Their own: the subject decides only while their approval is pending, never as a second person.
+  for (const request of await listPendingApprovalRequests(ctx, { subject: approver.userId, subjectApproval: 'pending', limit: maxListedRequests })) await consider(request);
+  const own = listed.length;
+  let after: ApprovalRequest | undefined;
+  for (;;) {
+    const page = await listPendingApprovalRequests(ctx, { secondPerson: approver.userId, ...(after ? { after } : {}), limit: candidatePage });
+    for (const request of page) {
+      // Not decided by them: the query left those out.
+      await consider(request, false);
+      if (listed.length - own >= maxListedRequests) break;
+    }
+    if (page.length < candidatePage || listed.length - own >= maxListedRequests) break;
+    after = page.at(-1);
   }
-  return listed;
+  return listed.sort((a, b) => a.request.createdAt - b.request.createdAt || a.request.id.localeCompare(b.request.id)).slice(0, maxListedRequests);
 }
 
 /**
@@ -130,17 +132,15 @@ export interface ApprovalView {
 
 /** The view of a request, with names resolved (a person's name, else their username; a client's name, else its id). */
 export async function approvalView(ctx: Context, request: ApprovalRequest, kind: ApprovalKind): Promise<ApprovalView> {
-  const personName = async (id: string) => {
-    const user = await findUser(ctx, id);
-    return user ? (user.name ?? user.username) : id;
-  };
+  const nameOf = (user: User | undefined, id: string) => (user ? (user.name ?? user.username) : id);
+  const personName = async (id: string) => nameOf(await findUser(ctx, id), id);
   const clientName = async (id: string) => {
     const name = (await ctx.clients.get(id))?.metadata.client_name;
     return typeof name === 'string' && name ? name : id;
   };
-  const [requesterName, subjectName, client] = await Promise.all([
+  const [requesterName, subject, client] = await Promise.all([
     request.requesterType === 'user' ? personName(request.requester) : clientName(request.requester),
-    personName(request.subject),
+    findUser(ctx, request.subject),
     request.clientId !== undefined ? clientName(request.clientId).then((name) => ({ id: request.clientId!, name })) : undefined,
   ]);
   const bindingMessage = request.content.binding_message;
@@ -149,9 +149,10 @@ export async function approvalView(ctx: Context, request: ApprovalRequest, kind:
     id: request.id,
     kind: request.kind,
     status: effectiveStatus(request, ctx.clock.now()),
-    description: kind.describe(request),
+    // The subject's username is read now, never stored in the content (src/ciba/open.ts).
+    description: kind.describe(request, subject ? { subjectUsername: subject.username } : {}),
     requester: { type: request.requesterType, id: request.requester, name: requesterName },
-    subject: { id: request.subject, name: subjectName },
+    subject: { id: request.subject, name: nameOf(subject, request.subject) },
     ...(client ? { client } : {}),
     ...(typeof bindingMessage === 'string' ? { bindingMessage } : {}),
     ...(Array.isArray(details) ? { authorizationDetails: plainDetails(details) } : {}),

@@ -4,7 +4,7 @@ import type { Context } from '../context.ts';
 import type { Acr } from '../identity/acr.ts';
 import type { Database } from '../storage/schema.ts';
 import type { Approver } from './independence.ts';
-import type { ApprovalRequest, ApproverProof } from './requests.ts';
+import type { ApprovalDecision, ApprovalRequest, ApproverProof } from './requests.ts';
 
 /**
  * What each kind of request a second person approves says about itself (docs/approvals.md): a
@@ -41,8 +41,19 @@ export interface ApprovalKind {
    * `decision` (a kind may let a proof approve that it does not let deny: key_compromise).
    */
   eligible(ctx: KindContext, request: ApprovalRequest, approver: Approver, proof: ApproverProof, options?: { listing?: boolean; decision?: 'approve' | 'deny' }): Promise<string | undefined>;
-  /** What an approver is shown, in plain language (the approvals page and the admin API). */
-  describe(request: ApprovalRequest): ApprovalDescription;
+  /**
+   * Whether a second person's approval, given earlier, still stands now — checked when the request
+   * settles and when it is used (src/approvals/standing.ts), after the rule every kind shares (the
+   * approver is still an active person). Undefined when it stands, else why not; an error is a
+   * no (fail closed). Absent: the shared rule alone.
+   */
+  stillStands?(ctx: KindContext, request: ApprovalRequest, decision: ApprovalDecision): Promise<string | undefined>;
+  /**
+   * What an approver is shown, in plain language (the approvals page and the admin API). `people`:
+   * what the request does not store but is read when it is shown (the subject's username: personal
+   * data, kept out of the stored content and so out of the audit log).
+   */
+  describe(request: ApprovalRequest, people?: DescribedPeople): ApprovalDescription;
   /**
    * In the transaction of the decision that settles the request (approved or denied): the kind's
    * own state, and the events that go with it.
@@ -56,6 +67,12 @@ export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_relea
 export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue', 'model_approval', 'transfer_destination', 'key_compromise'];
 
 export type KindContext = Context;
+
+/** The people a description may name, read from the users table when the request is shown. */
+export interface DescribedPeople {
+  /** The subject's username, when they still exist. */
+  subjectUsername?: string;
+}
 
 /** A request in plain language: a title and labelled lines, each a string the page escapes. */
 export interface ApprovalDescription {

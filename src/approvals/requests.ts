@@ -9,6 +9,7 @@ import type { Database } from '../storage/schema.ts';
 import type { Flight } from '../storage/flight.ts';
 import { independenceProblem, type Approver, type IndependenceProblem } from './independence.ts';
 import type { ApprovalKind, ApprovalKindName } from './kinds.ts';
+import { lapsedApprovals, type LapsedApproval } from './standing.ts';
 
 /**
  * Requests a second person approves (docs/approvals.md), whatever their kind: one table, one
@@ -202,15 +203,34 @@ export function effectiveStatus(request: Pick<ApprovalRequest, 'status' | 'expir
  */
 export type PendingSource = Pick<Context, 'storage' | 'clock'> | { db: Kysely<Database> | Transaction<Database>; now: number };
 
-/** Pending, unexpired requests, oldest first (optionally of some kinds, or about one subject). */
+/**
+ * Pending, unexpired requests, oldest first (optionally of some kinds, or about one subject, or
+ * waiting for their subject's own approval or not), as
+ * one page: `after` continues after the request it names (keyset paging: created_at, then id).
+ * `secondPerson`: only those this person might decide as a second person — not about them, not
+ * asked by them, not decided by them yet (what SQL can tell of the decision rule; the kind's
+ * eligibility and the actors are for the caller).
+ */
 export async function listPendingApprovalRequests(
   from: PendingSource,
-  filter: { kinds?: readonly ApprovalKindName[]; subject?: string; limit?: number } = {},
+  filter: { kinds?: readonly ApprovalKindName[]; subject?: string; subjectApproval?: SubjectApproval; secondPerson?: string; after?: Pick<ApprovalRequest, 'createdAt' | 'id'>; limit?: number } = {},
 ): Promise<ApprovalRequest[]> {
   const { db, now } = 'storage' in from ? { db: from.storage.db, now: from.clock.now() } : from;
   let query = db.selectFrom('approval_requests').selectAll().where('status', '=', 'pending').where('expires_at', '>', now);
   if (filter.kinds) query = query.where('kind', 'in', filter.kinds.length > 0 ? [...filter.kinds] : ['']);
   if (filter.subject !== undefined) query = query.where('subject', '=', filter.subject);
+  if (filter.subjectApproval !== undefined) query = query.where('subject_approval', '=', filter.subjectApproval);
+  const person = filter.secondPerson;
+  if (person !== undefined) {
+    query = query
+      .where('subject', '<>', person)
+      .where('requester', '<>', person)
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('approval_decisions').select('approval_decisions.request_id').whereRef('approval_decisions.request_id', '=', 'approval_requests.id').where('approval_decisions.approver', '=', person))),
+      );
+  }
+  const after = filter.after;
+  if (after !== undefined) query = query.where((eb) => eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]));
   const rows = await query.orderBy('created_at').orderBy('id').limit(filter.limit ?? 100).execute();
   return rows.map(requestFromRow);
 }
@@ -266,7 +286,10 @@ export const maxReasonLength = 500;
  *    row (a second decision by the same person is refused by the primary key), then one conditional update of the request — a denial settles it denied; an
  *    approval counts, and the one that completes the count (with the subject's own approval, when
  *    needed) settles it approved; both only while it is still pending and unexpired, so a request
- *    decided or expired meanwhile takes nothing. The kind's `onSettled` writes in the same
+ *    decided or expired meanwhile takes nothing. Only approvals that still stand complete it
+ *    (src/approvals/standing.ts: an earlier approver since disabled, or no longer eligible, does
+ *    not count — the request stays pending for another approver; `approval.given` names them as
+ *    `not_counted`). The kind's `onSettled` writes in the same
  *    transaction. Events: `approval.given` / `approval.denied` with the proof's evidence, and
  *    `approval.completed` when it settles, all with txn = the request id; a denial raises the
  *    `approval.denied` alert (src/signals/alerts.ts) in the same transaction.
@@ -328,6 +351,14 @@ export async function decideApprovalRequest(
     if (ineligible !== undefined) return refuse(`not_eligible: ${ineligible}`, request);
   }
 
+  // An approval completes the request only with approvals that still stand (see 6): read before the
+  // transaction, as the eligibility is. An approver deciding concurrently was just found eligible, and
+  // is counted by the conditional update itself.
+  const lapsed: LapsedApproval[] =
+    input.decision === 'approve' && request.requiredApprovals > 0
+      ? await lapsedApprovals(ctx, kind, request, (await decisionsOf(ctx.storage.db, request.id)).filter((d) => d.approver !== input.approver.userId))
+      : [];
+
   const evidence = proofEvidence(input.proof);
   const decision: ApprovalDecision = {
     requestId: request.id,
@@ -363,7 +394,7 @@ export async function decideApprovalRequest(
         .returning('approver')
         .execute();
       if (inserted.length !== 1) throw Object.assign(new Error('already decided'), { [lost]: 'already_decided' as const });
-      const after = await settle(trx, request, decision, now);
+      const after = await settle(trx, request, decision, now, lapsed.length);
       if (!after) throw Object.assign(new Error('not pending'), { [lost]: 'not_pending' as const });
       const base = {
         txn: request.id,
@@ -377,7 +408,18 @@ export async function decideApprovalRequest(
           ...base,
           type: input.decision === 'approve' ? 'approval.given' : 'approval.denied',
           decision: { allow: input.decision === 'approve', reasons: reason ? [reason] : [`${role} approved`] },
-          details: { request_id: request.id, kind: request.kind, role, method: decision.method, acr: decision.acr, amr: decision.amr, digest: request.digest, evidence_digest: decision.evidenceDigest, evidence },
+          details: {
+            request_id: request.id,
+            kind: request.kind,
+            role,
+            method: decision.method,
+            acr: decision.acr,
+            amr: decision.amr,
+            digest: request.digest,
+            evidence_digest: decision.evidenceDigest,
+            evidence,
+            ...(lapsed.length > 0 ? { not_counted: lapsed } : {}),
+          },
         },
       ];
       // A denial needs a human's attention (issue 15 item 6): alerted in the decision's transaction.
@@ -390,7 +432,14 @@ export async function decideApprovalRequest(
           ...base,
           type: 'approval.completed',
           decision: { allow: outcome === 'approved', reasons: [outcome] },
-          details: { request_id: request.id, kind: request.kind, outcome, approvals: after.approvals, required_approvals: after.requiredApprovals },
+          details: {
+            request_id: request.id,
+            kind: request.kind,
+            outcome,
+            approvals: after.approvals - lapsed.length,
+            required_approvals: after.requiredApprovals,
+            ...(lapsed.length > 0 ? { not_counted: lapsed } : {}),
+          },
         });
         if (kind.onSettled) events.push(...(await kind.onSettled(ctx, trx, after, outcome)));
       }
@@ -412,22 +461,26 @@ export async function decideApprovalRequest(
   }
 }
 
-/** The conditional update of a decision (see decideApprovalRequest 6); undefined when the request was no longer pending. */
-async function settle(trx: Transaction<Database>, request: ApprovalRequest, decision: ApprovalDecision, now: number): Promise<ApprovalRequest | undefined> {
+/**
+ * The conditional update of a decision (see decideApprovalRequest 6); undefined when the request was
+ * no longer pending. `approvals` counts the approvals given; `lapsed` of them no longer stand and
+ * do not count towards `required_approvals`.
+ */
+async function settle(trx: Transaction<Database>, request: ApprovalRequest, decision: ApprovalDecision, now: number, lapsed: number): Promise<ApprovalRequest | undefined> {
   let update;
   if (decision.decision === 'deny') {
     update = trx.updateTable('approval_requests').set({ status: 'denied', decided_at: now });
   } else if (decision.role === 'subject') {
     update = trx.updateTable('approval_requests').set({
       subject_approval: 'given',
-      status: sql<string>`case when approvals >= required_approvals then 'approved' else status end`,
-      decided_at: sql<number>`case when approvals >= required_approvals then ${now} else decided_at end`,
+      status: sql<string>`case when approvals - ${lapsed} >= required_approvals then 'approved' else status end`,
+      decided_at: sql<number>`case when approvals - ${lapsed} >= required_approvals then ${now} else decided_at end`,
     });
   } else {
     update = trx.updateTable('approval_requests').set({
       approvals: sql<number>`approvals + 1`,
-      status: sql<string>`case when approvals + 1 >= required_approvals and subject_approval <> 'pending' then 'approved' else status end`,
-      decided_at: sql<number>`case when approvals + 1 >= required_approvals and subject_approval <> 'pending' then ${now} else decided_at end`,
+      status: sql<string>`case when approvals + 1 - ${lapsed} >= required_approvals and subject_approval <> 'pending' then 'approved' else status end`,
+      decided_at: sql<number>`case when approvals + 1 - ${lapsed} >= required_approvals and subject_approval <> 'pending' then ${now} else decided_at end`,
     });
   }
   let query = update.where('id', '=', request.id).where('status', '=', 'pending').where('expires_at', '>', now);
@@ -459,6 +512,44 @@ export function consumeApprovalRequestIn(flight: Flight, db: Kysely<Database>, i
 export async function cancelApprovalRequest(db: Kysely<Database> | Transaction<Database>, id: string, now: number): Promise<boolean> {
   const result = await db.updateTable('approval_requests').set({ status: 'cancelled', decided_at: now }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Withdraws an approved request that can no longer be used because approvals it settled with no
+ * longer stand (src/approvals/standing.ts; the CIBA grant at redemption): one conditional update
+ * approved → cancelled, with `approval.completed` (outcome `cancelled`, the approvals that still
+ * count, and `not_counted`: who and why) in the same transaction. It is not reopened: a settled
+ * request takes no more decisions, and its use is refused for good (CIBA: access_denied); the
+ * client asks again. False when it was no longer approved (used or withdrawn meanwhile).
+ */
+export async function withdrawApprovedRequest(
+  ctx: Pick<Context, 'audit' | 'clock'>,
+  request: ApprovalRequest,
+  lapsed: readonly LapsedApproval[],
+  meta: { requestId?: string } = {},
+): Promise<boolean> {
+  const now = ctx.clock.now();
+  return ctx.audit.recordWith(async (trx) => {
+    const result = await trx.updateTable('approval_requests').set({ status: 'cancelled', decided_at: now }).where('id', '=', request.id).where('status', '=', 'approved').executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return { value: false, events: [] };
+    const event: AuditEvent = {
+      type: 'approval.completed',
+      txn: request.id,
+      subject: request.subject,
+      ...(request.clientId !== undefined ? { client: request.clientId } : {}),
+      ...(meta.requestId !== undefined ? { requestId: meta.requestId } : {}),
+      decision: { allow: false, reasons: ['cancelled: an approval no longer stands'] },
+      details: {
+        request_id: request.id,
+        kind: request.kind,
+        outcome: 'cancelled',
+        approvals: request.approvals - lapsed.length,
+        required_approvals: request.requiredApprovals,
+        not_counted: [...lapsed],
+      },
+    };
+    return { value: true, events: [event] };
+  });
 }
 
 /**

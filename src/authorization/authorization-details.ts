@@ -18,6 +18,7 @@ import {
   type JsonSchema,
 } from './details/common.ts';
 import { compileDetailTypes, describeError } from './details/validator.ts';
+import type { TokenFormKeys } from './details/common.ts';
 
 /**
  * RFC 9396 Rich Authorization Requests: the registry of `authorization_details` types Clearance
@@ -30,7 +31,7 @@ import { compileDetailTypes, describeError } from './details/validator.ts';
  */
 
 export { amountSchema, compareAmounts, formatAmount, legalNameProblem } from './details/common.ts';
-export type { AuthorizationDetail, DetailType, DetailVocabulary, JsonSchema } from './details/common.ts';
+export type { AuthorizationDetail, DetailType, DetailVocabulary, JsonSchema, TokenFormKeys } from './details/common.ts';
 export { iso4217 } from './details/iso4217.ts';
 
 /** An order within limits: what a trader lets an order-entry app do for them. */
@@ -157,11 +158,12 @@ export function describeAuthorizationDetails(details: readonly AuthorizationDeta
  * The entries as access tokens, introspection, token responses and audit events carry them
  * (DESIGN §4: no personal data in tokens beyond the subject identifier): each type that holds
  * personal data replaces it with a digest (a transfer's travel-rule data with
- * `travel_rule_sha256`, src/transfers/detail.ts). Idempotent: an entry already in this form is
- * returned as it is, so narrowing a token's entries (token exchange) keeps them equal.
+ * `travel_rule_sha256`, its beneficiary's name with `name_hmac` under `keys`,
+ * src/transfers/detail.ts). Idempotent: an entry already in this form is returned as it is, so
+ * narrowing a token's entries (token exchange) keeps them equal.
  */
-export function tokenAuthorizationDetails(details: readonly AuthorizationDetail[]): AuthorizationDetail[] {
-  return details.map((d) => detailTypes.get(d.type)?.forToken?.(d) ?? d);
+export function tokenAuthorizationDetails(details: readonly AuthorizationDetail[], keys: TokenFormKeys): AuthorizationDetail[] {
+  return details.map((d) => detailTypes.get(d.type)?.forToken?.(d, keys) ?? d);
 }
 
 /** The JSON Schema of a registered type, as discovery serves it (with `$schema`), or undefined. */

@@ -9,6 +9,7 @@ import { isUniqueViolation } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { tokenAuthorizationDetails } from './authorization-details.ts';
+import { tokenFormKeys } from '../transfers/destination-input.ts';
 import { acrSatisfies } from '../identity/acr.ts';
 import {
   approveRequestIn,
@@ -418,7 +419,7 @@ export async function decideConsent(ctx: Context, interaction: Interaction | str
         interaction_id: stored.id,
         ...(grant ? { grant_id: grant.id } : {}),
         // Personal data (a transfer's travel-rule data) as its digest: the log holds none in clear.
-        authorization_details: tokenAuthorizationDetails(request.authorizationDetails),
+        authorization_details: tokenAuthorizationDetails(request.authorizationDetails, tokenFormKeys(ctx.config)),
         // The mandate the person consented (or refused) to let the client act under.
         ...(request.mandate !== undefined ? { mandate: request.mandate } : {}),
       },

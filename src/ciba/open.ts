@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { fourEyesRequirement } from '../approvals/four-eyes.ts';
 import { openApprovalRequest } from '../approvals/requests.ts';
 import { tokenAuthorizationDetails } from '../authorization/authorization-details.ts';
+import { tokenFormKeys } from '../transfers/destination-input.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
 import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
@@ -24,7 +25,7 @@ export interface OpenedCibaRequest {
  *    second persons must approve besides the subject);
  * 2. in ONE transaction, the approval request (kind `ciba`: requester = the client, subject = the
  *    person, actors = the act chain's subjects, the subject must approve, `content` = everything the
- *    approvers see) with `approval.requested`, the start of its trade (`transactions`: the request's
+ *    approvers see, the person named by id) with `approval.requested`, the start of its trade (`transactions`: the request's
  *    id is the txn of its events and its token) and the CIBA row: the auth_req_id's hash, the
  *    delivery mode, the sealed client_notification_token, the interval, what the token carries.
  */
@@ -51,9 +52,12 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
     scope: [...payload.oidcScopes, ...payload.scopes].join(' '),
     audience,
     // The content is recorded in `approval.requested`: personal data (travel rule) as its digest.
-    authorization_details: tokenAuthorizationDetails(payload.authorizationDetails),
+    authorization_details: tokenAuthorizationDetails(payload.authorizationDetails, tokenFormKeys(ctx.config)),
     ...(request.bindingMessage !== undefined ? { binding_message: request.bindingMessage } : {}),
-    username: hint.subject.username,
+    // The person by id, not username: the content is recorded in `approval.requested` and in every
+    // passkey approval's evidence, where only top-level details members are sealed (docs/privacy.md).
+    // The approvals pages show the username, read from the users table (src/approvals/kinds/ciba.ts).
+    subject: hint.subject.id,
     ...(payload.acrValues.length > 0 ? { acr_values: payload.acrValues } : {}),
   };
   const masterKey = ctx.identity.factorKeys.master;

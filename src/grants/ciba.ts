@@ -1,5 +1,7 @@
 import { approvalsClaim } from '../approvals/claims.ts';
-import { consumeApprovalRequestIn, decisionsOf, effectiveStatus, findApprovalRequest, type ApprovalDecision } from '../approvals/requests.ts';
+import { approvalKindOf } from '../approvals/kinds/index.ts';
+import { consumeApprovalRequestIn, decisionsOf, effectiveStatus, findApprovalRequest, withdrawApprovedRequest, type ApprovalDecision } from '../approvals/requests.ts';
+import { lapsedApprovals } from '../approvals/standing.ts';
 import { isGrantActive } from '../authorization/consent.ts';
 import { consumeCibaRequestIn, findCibaRequest, recordPoll } from '../ciba/store.ts';
 import { cibaGrantType } from '../clients/metadata.ts';
@@ -25,8 +27,13 @@ import { issuePersonTokens } from './person-tokens.ts';
  * 5. denied (or withdrawn): `access_denied` (§11, HTTP 400);
  * 6. approved: the subject's own approval reaches the request's acr_values (else access_denied);
  *    the person may still hold tokens; the consent grant the approval extended is still active;
+ *    the second persons' approvals still stand (src/approvals/standing.ts: each approver still an
+ *    active person, still eligible) — when fewer stand than the request needs, the request is
+ *    withdrawn (`approval.completed`, outcome cancelled) and the answer is access_denied, for good:
+ *    a settled request takes no more approvals, so authorization_pending would only have the client
+ *    poll until expired_token (§11 access_denied; the client makes a new request);
  * 7. the tokens through the one issuance path for the subject (src/grants/person-tokens.ts): the
- *    access token with `approvals` (the second persons, src/approvals/claims.ts), `txn` = the
+ *    access token with `approvals` (the second persons whose approvals stand, src/approvals/claims.ts), `txn` = the
  *    approval request id, acr/amr/auth_time from the subject's own decision (a passkey's, made at
  *    that moment — a decision by any other proof issues nothing),
  *    `authorization_details_digest` when the approved content holds order entries, `act` from a
@@ -74,6 +81,17 @@ export const ciba = defineGrant({
     if (wanted !== undefined && !acrSatisfies(own.acr, wanted)) throw new OAuthError('access_denied', 'the approval did not reach the requested acr_values', { status: 400 });
     if (!(await isPersonTokenLive(ctx.storage.db, request.subject, request.decidedAt ?? now))) throw invalidGrant('the person may no longer hold tokens');
     if (row.grantId === undefined || !(await isGrantActive(ctx.storage.db, row.grantId))) throw invalidGrant('the consent grant of the approval is no longer active');
+    const kind = approvalKindOf(request.kind);
+    if (!kind) throw invalidGrant('the approval request is of an unknown kind');
+    const lapsed = await lapsedApprovals(ctx, kind, request, decisions);
+    const standing = decisions.filter((d) => !lapsed.some((l) => l.approver === d.approver));
+    if (lapsed.length > 0 && standing.filter((d) => d.role === 'approver' && d.decision === 'approve').length < request.requiredApprovals) {
+      await withdrawApprovedRequest(ctx, request, lapsed, { requestId });
+      // §11 access_denied, HTTP 400: the approvals the request settled with no longer stand, and a settled request takes no more.
+      const denied = new OAuthError('access_denied', 'a second person’s approval no longer stands; make a new authentication request', { status: 400, detail: 'approval_no_longer_stands' });
+      denied.about = { txn: request.id, subject: request.subject };
+      throw denied;
+    }
 
     const p = row.payload;
     const entries = entriesToApprove(p.authorizationDetails);
@@ -90,7 +108,7 @@ export const ciba = defineGrant({
       amr: own.amr,
       // The order entries were approved with the request's content: the token names their digest.
       ...(entries.length > 0 ? { approval: { id: request.id, digest: approvalDigest(entries) } } : {}),
-      ciba: { txn: request.id, approvals: approvalsClaim(decisions), ...(p.act ? { act: p.act } : {}) },
+      ciba: { txn: request.id, approvals: approvalsClaim(standing), ...(p.act ? { act: p.act } : {}) },
     };
     const target = await chooseAccessTarget(ctx, basis, [], undefined);
     const issued = await issuePersonTokens(ctx, authenticated, basis, target, {
@@ -98,7 +116,7 @@ export const ciba = defineGrant({
       grantType: cibaGrantType,
       requestId,
       ...(address !== undefined ? { address } : {}),
-      details: { approval_request_id: request.id, evidence_digests: evidenceDigests(decisions) },
+      details: { approval_request_id: request.id, evidence_digests: evidenceDigests(standing) },
       // DESIGN §7: single use is one conditional update per table; losing the race writes nothing.
       write: (flight) => {
         consumeApprovalRequestIn(flight, ctx.storage.db, request.id, now, 'ciba_not_redeemable');

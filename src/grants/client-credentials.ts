@@ -6,8 +6,9 @@ import { issueAccessToken } from '../tokens/issue.ts';
 import { clientParties, resolveIssuingMandate } from '../mandates/issuance.ts';
 import { parseAuthorizationDetails } from '../authorization/authorization-details.ts';
 import { refusedFor } from '../storage/flight.ts';
-import { requestedTxn, startTxnIn, txnRefusal, txnTaken } from '../transactions/txn.ts';
-import { defineGrant, type GrantResult } from './grant.ts';
+import { requestedTxn, startTxn, startTxnIn, txnRefusal, txnTaken } from '../transactions/txn.ts';
+import { isTransfer } from '../transfers/detail.ts';
+import { defineGrant, settleGrant, type GrantResult } from './grant.ts';
 
 /**
  * RFC 6749 §4.4: a client obtains a token for itself, with its own credentials. The rules, in order:
@@ -23,6 +24,10 @@ import { defineGrant, type GrantResult } from './grant.ts';
  *    id, or `new` for a minted one; src/transactions/txn.ts) starts its transaction: the txn goes
  *    into the token and every event, and its start is written in the issuance's own transaction
  *    (refused, nothing written, when it was started before). Without `txn` nothing of this runs.
+ *    A token carrying transfers takes their daily-limit reservations back when this or its events'
+ *    commit fails (grant.ts `settleGrant`); with transfers, a txn the client chose is started
+ *    first, on its own, and taken back if the issuance fails (so a taken txn refuses the request
+ *    before anything is reserved).
  * An emergency account (break-glass, src/approvals/break-glass) got here only with an activation in
  * force (client authentication's gate): its token is for the activation's audience and scopes only,
  * never under a mandate, ends no later than the activation, and carries `break_glass: true`, the
@@ -58,7 +63,14 @@ export const clientCredentials = defineGrant({
       const beyond = target.scopes.filter((s) => !breakGlass.scopes.includes(s));
       if (beyond.length > 0) throw new OAuthError('invalid_scope', `the break-glass activation does not grant ${beyond.join(' ')}`);
     }
-    const issued = await issueAccessToken(ctx, {
+    // A txn the client chose, for transfers: started first, on its own (one more round trip, for
+    // transfer requests only), so that no issuance reserves the transfers' daily totals for a txn
+    // it cannot start — and none that did is undone by another's start of it (their reservation ids
+    // are the txn's). Taken back when the issuance fails. Minted txns (`new`) are nobody else's.
+    const startsFirst = started?.chosen === true && authorizationDetails.some(isTransfer);
+    if (startsFirst) await startTxn(ctx, started.txn, clientId);
+    const untilIssued = startsFirst ? () => forgetTxnStart(ctx, started.txn, clientId) : undefined;
+    const issued = await undoing(untilIssued, () => issueAccessToken(ctx, {
       grantType: 'client_credentials',
       requestId,
       client: authenticated,
@@ -80,12 +92,41 @@ export const clientCredentials = defineGrant({
             event: { details: { break_glass: true, break_glass_activation: breakGlass.activation } },
           }
         : {}),
-    });
+    }));
     const events = [...issued.decisions, issued.event];
-    if (!started) return { response: issued.response, events, observe: issued.observe };
-    return startTransaction(ctx, { txn: started.txn, clientId, requestId }, { response: issued.response, events, observe: issued.observe });
+    // A failed commit (or txn start) takes back the token's transfer reservations.
+    return undoing(untilIssued, () =>
+      settleGrant(ctx, issued, async () => {
+        if (!started || startsFirst) return { response: issued.response, events, observe: issued.observe };
+        return startTransaction(ctx, { txn: started.txn, clientId, requestId }, { response: issued.response, events, observe: issued.observe });
+      }),
+    );
   },
 });
+
+/** Runs `step`; when it fails, `undo` (when given) before the error goes on. */
+async function undoing<T>(undo: (() => Promise<void>) | undefined, step: () => Promise<T>): Promise<T> {
+  if (!undo) return step();
+  try {
+    return await step();
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+}
+
+/**
+ * Takes back a txn this request started first (its issuance failed): as when the start rides with
+ * the events, a refused issuance leaves the txn free. Only this client's start of it is removed; a
+ * failure to do so is logged (the txn then stays started, unused: the strict side).
+ */
+async function forgetTxnStart(ctx: Context, txn: string, clientId: string): Promise<void> {
+  try {
+    await ctx.storage.db.deleteFrom('transactions').where('txn', '=', txn).where('client_id', '=', clientId).execute();
+  } catch (error) {
+    ctx.log.warn({ err: error, txn }, 'client_credentials: the start of a txn whose issuance failed could not be taken back');
+  }
+}
 
 /**
  * The txn's start and the issuance's events in one flight (one round trip): the token leaves only

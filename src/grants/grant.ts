@@ -3,6 +3,7 @@ import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import type { Context } from '../context.ts';
 import type { FormParameters } from '../parameters.ts';
 import type { VerifiedDpopProof } from '../tokens/dpop.ts';
+import { settleIssuance, type IssuedAccessToken } from '../tokens/issue.ts';
 
 /**
  * The parameters a grant may read: only those it declares (RFC 6749 §3.2: the endpoint ignores
@@ -86,4 +87,26 @@ export interface GrantHandler<P extends string = string> {
 /** Declares a grant handler, its parameter names inferred from `parameters`. */
 export function defineGrant<const P extends string>(grant: GrantHandler<P>): GrantHandler {
   return grant as unknown as GrantHandler;
+}
+
+/**
+ * The end of a grant whose events the endpoint would make durable (client credentials, token
+ * exchange): `finish` runs its own writes (a txn's start) and answers. For a token carrying
+ * transfers (`issued.release`), the grant records the events itself, so that a failure of any of
+ * it — the write refused, the events' commit — takes the transfers' reservations back
+ * (src/tokens/issue.ts `settleIssuance`; docs/transfers.md "What is counted"). Otherwise `finish`
+ * alone, its events left to the endpoint as before: nothing more on the hot path. `contended`: a
+ * failure may be another issuance of the same txn winning (see `settleIssuance`).
+ */
+export function settleGrant(ctx: Context, issued: Pick<IssuedAccessToken, 'release'>, finish: () => Promise<GrantResult>, options: { contended?: boolean } = {}): Promise<GrantResult> {
+  if (!issued.release) return finish();
+  return settleIssuance(
+    issued,
+    async () => {
+      const result = await finish();
+      if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record(event)));
+      return { response: result.response, ...(result.observe ? { observe: result.observe } : {}) };
+    },
+    options,
+  );
 }

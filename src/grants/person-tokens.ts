@@ -10,7 +10,7 @@ import type { Database } from '../storage/schema.ts';
 import type { PresentedKeys, SenderBinding } from '../tokens/binding.ts';
 import { mintIdToken } from '../tokens/id-token.ts';
 import { subjectForClient } from '../identity/pairwise.ts';
-import { issueAccessToken } from '../tokens/issue.ts';
+import { issueAccessToken, settleIssuance, type IssuedAccessToken } from '../tokens/issue.ts';
 import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import { kidOfCompact } from '../keys/jws.ts';
 import { grantedPayload, type AccessTarget, type TokenBasis } from '../tokens/user-tokens.ts';
@@ -38,6 +38,24 @@ export type TokenWrite = (flight: Flight, signedKid: string) => { events: AuditE
  */
 export type TokenRetry = (trx: Transaction<Database>, signedKid: string) => Promise<{ events: AuditEvent[]; refresh?: IssuedRefreshToken } | undefined>;
 
+/** How `issuePersonTokens` is asked: the grant's proof of possession, its write, and what its events add. */
+export interface PersonTokenOptions {
+  keys: PresentedKeys;
+  nonce?: string | undefined;
+  grantType: 'authorization_code' | 'refresh_token' | typeof cibaGrantType;
+  requestId: string;
+  write: TokenWrite;
+  retry?: TokenRetry;
+  /** The step-up the authorization concluded (a code's), named by the token's event. */
+  stepUpId?: string;
+  /** Details the grant adds to `token.issued` (a CIBA request's approval id and evidence digests). */
+  details?: Record<string, unknown>;
+  /** The token request's source address, for the risk signals. */
+  address?: string;
+  /** The token presented for these (a refresh token's family), for `concurrent_networks`. */
+  presented?: { token: string; byHolder: boolean };
+}
+
 /**
  * Issues the tokens of a person's authorization (the code and refresh grants):
  * 0. the person's role minimum (src/identity/role-requirements.ts): an authentication below it gets
@@ -53,7 +71,8 @@ export type TokenRetry = (trx: Transaction<Database>, signedKid: string) => Prom
  *    refresh_token, adds the token's instrument classes and accounts to the person's first-use
  *    history (src/policy/first-use.ts), and records the grant's events and `token.issued` with its decisions — so
  *    everything that justifies the response is durable before it leaves, and nothing is written
- *    when the write lost (then: undefined, and the signed tokens are dropped unseen). The
+ *    when the write lost (then: undefined, and the signed tokens are dropped unseen, their
+ *    transfers' daily-limit reservations taken back as on any failure here). The
  *    transaction is one flight (one round trip, storage/flight.ts): the write's condition is the
  *    database's to check; when it lost, the grant's `retry` (if any) decides again in an ordinary
  *    transaction.
@@ -63,22 +82,7 @@ export async function issuePersonTokens(
   authenticated: AuthenticatedClient,
   basis: TokenBasis,
   target: AccessTarget,
-  options: {
-    keys: PresentedKeys;
-    nonce?: string | undefined;
-    grantType: 'authorization_code' | 'refresh_token' | typeof cibaGrantType;
-    requestId: string;
-    write: TokenWrite;
-    retry?: TokenRetry;
-    /** The step-up the authorization concluded (a code's), named by the token's event. */
-    stepUpId?: string;
-    /** Details the grant adds to `token.issued` (a CIBA request's approval id and evidence digests). */
-    details?: Record<string, unknown>;
-    /** The token request's source address, for the risk signals. */
-    address?: string;
-    /** The token presented for these (a refresh token's family), for `concurrent_networks`. */
-    presented?: { token: string; byHolder: boolean };
-  },
+  options: PersonTokenOptions,
 ): Promise<GrantResult | undefined> {
   // The person's roles may ask more than the grant's authentication achieved (raised since, or a
   // role given since): no tokens until they authenticate at that level (RFC 9470).
@@ -132,6 +136,20 @@ export async function issuePersonTokens(
       ? { risk: { ...(options.presented ? { presented: options.presented } : {}), ...(basis.loginRisk !== undefined ? { loginRisk: basis.loginRisk } : {}) } }
       : {}),
   });
+  // A token carrying transfers: its reservations are taken back when nothing is issued after all
+  // (the write lost, or anything below failed) — src/tokens/issue.ts `settleIssuance`.
+  return settleIssuance(access, () => writeTokens(ctx, authenticated, basis, target, options, access));
+}
+
+/** Steps 3 and 4 of `issuePersonTokens`, once the access token is signed: the ID token and the one transaction. */
+async function writeTokens(
+  ctx: Context,
+  authenticated: AuthenticatedClient,
+  basis: TokenBasis,
+  target: AccessTarget,
+  options: PersonTokenOptions,
+  access: IssuedAccessToken,
+): Promise<GrantResult | undefined> {
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
         issuer: ctx.config.issuer,

@@ -11,7 +11,7 @@ import { issueAccessToken } from '../tokens/issue.ts';
 import { tokenExchangeGrantType, tokenTypes } from '../tokens/token-types.ts';
 import { narrowAuthorizationDetails, narrowScopes } from './exchange/narrowing.ts';
 import { aboutOf, verifyPresentedToken, type PresentedToken } from './exchange/presented-token.ts';
-import { defineGrant } from './grant.ts';
+import { defineGrant, settleGrant } from './grant.ts';
 import { insufficientUserAuthentication, requirePersonRoleMinimum, roleMinimumUnmet } from './step-up.ts';
 import { tokenKey } from '../risk/signals/concurrent-networks.ts';
 import { isTxn, mintTxn } from '../transactions/txn.ts';
@@ -224,8 +224,17 @@ export const tokenExchange = defineGrant({
         },
       });
       const result = { response: { ...issued.response, issued_token_type: tokenTypes.accessToken }, events: [...issued.decisions, issued.event], observe: issued.observe };
-      if (!partnerTrade?.start) return result;
-      return await commitPartnerTxn(ctx, { txn: partnerTrade.txn, clientId: client.client_id, partnerId: subject.partner!.partner.id }, result, () => txnNotShared(subject.partner!.partner.id));
+      // A failed commit takes back the token's transfer reservations; a partner's txn start that
+      // failed may be a parallel exchange of the same txn winning, which counts on them (contended).
+      return await settleGrant(
+        ctx,
+        issued,
+        async () => {
+          if (!partnerTrade?.start) return result;
+          return commitPartnerTxn(ctx, { txn: partnerTrade.txn, clientId: client.client_id, partnerId: subject.partner!.partner.id }, result, () => txnNotShared(subject.partner!.partner.id));
+        },
+        { contended: partnerTrade?.start === true },
+      );
     } catch (error) {
       throw fileUnder(error, about);
     }

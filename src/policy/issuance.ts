@@ -23,7 +23,7 @@ import type { RiskFacts } from '../risk/engine.ts';
 import { asksRiskStepUp, assessIssuance, issuanceRiskFacts, riskStepUpAcr } from './issuance-risk.ts';
 import { refuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
 import { transferFacts, type TransferDetail } from '../transfers/detail.ts';
-import { enforceTransfers, type TransferRecord } from '../transfers/enforce.ts';
+import { enforceTransfers, type EnforcedTransfers, type TransferRecord } from '../transfers/enforce.ts';
 
 /** What a grant is about to issue, as the decision point sees it. */
 export interface Issuance {
@@ -92,6 +92,13 @@ export interface AuthorizedIssuance {
   riskFacts: RiskFacts;
   /** The transfers enforcement let through (src/transfers/enforce.ts), for the token event's `details.transfers`. */
   transfers?: TransferRecord[];
+  /**
+   * Takes back what enforcement reserved (the transfers' rolling totals, a destination's first
+   * use), for the issuance path to call when it fails after this answer and before its events are
+   * durable (src/tokens/issue.ts). Present only when the request carries transfers: nothing else
+   * reserves anything. Never throws.
+   */
+  release?: EnforcedTransfers['release'];
 }
 
 /**
@@ -101,7 +108,8 @@ export interface AuthorizedIssuance {
  *    a counterparty the screening list names → invalid_authorization_details;
  *    then transfers (src/transfers/enforce.ts): the address book, approval thresholds, risk
  *    holds and the rolling 24-hour totals of each `transfer` entry (reserved here, released when a
- *    step below refuses the issuance);
+ *    step below refuses the issuance; on success returned as `release`, for the issuance path to
+ *    call when anything after this fails before its events are durable);
  *    then the risk engine assesses it (issue 16, issuance-risk.ts): its signals, and those the
  *    person's sign-in carried; the assessment is `context.risk` of every decision below;
  * 1. regions: a person's token for a resource server of another region than this instance's,
@@ -145,10 +153,12 @@ export async function authorizeIssuance(ctx: Context, issuance: Issuance, option
   };
   // Transfers, in code like KYC/AML (src/transfers/enforce.ts): destination control, thresholds,
   // risk holds, the rolling totals' reservation — taken back when the issuance is refused below.
-  const transfers = await enforceTransfers(ctx, issuance, meta, { forecast: options.assessRisk === false });
+  const forecast = options.assessRisk === false;
+  const transfers = await enforceTransfers(ctx, issuance, meta, { forecast });
   try {
     const authorized = await decideAuthorized(ctx, issuance, meta, options);
-    return transfers.transfers.length > 0 ? { ...authorized, transfers: transfers.transfers } : authorized;
+    if (transfers.transfers.length === 0) return authorized;
+    return { ...authorized, transfers: transfers.transfers, ...(forecast ? {} : { release: transfers.release }) };
   } catch (error) {
     await transfers.release();
     throw error;
@@ -502,15 +512,30 @@ export function mandateContext(version: MandateVersion): MandateContext {
     ...(c.instrument_classes ? { instrument_classes: c.instrument_classes } : {}),
     ...(c.venues ? { venues: c.venues } : {}),
     ...(c.regions ? { regions: c.regions } : {}),
-    ...(c.max_notional ? { max_notional: wholeUnits(c.max_notional.amount), currency: c.max_notional.currency } : {}),
+    ...(c.max_notional ? { max_notional: limitUnits(c.max_notional.amount), currency: c.max_notional.currency } : {}),
   };
 }
 
 /**
- * Cedar has integers only: amounts are compared in whole units, rounded down (a limit never grows);
- * an amount Cedar cannot hold is the largest it can, so a limit check never passes by overflow.
+ * Cedar has integers only: a requested amount (an order's notional, a settlement's or transfer's
+ * amount) is compared with thresholds and limits in whole units, rounded UP — 30,000,000.99 is
+ * above 30,000,000, never equal to it (as transfers count micro-units: src/transfers/amounts.ts
+ * `parseAmount(…, 'up')`). A decimal string is rounded from its digits, not through a float
+ * (30000000.0000000001 is above 30000000 too). An amount Cedar cannot hold is the largest it can,
+ * so a limit check never passes by overflow (nor one that is no number).
  */
 export function wholeUnits(amount: string | number): number {
+  const text = typeof amount === 'string' ? amount.trim() : undefined;
+  const digits = text !== undefined ? /^(\d+)(?:\.(\d*))?$/.exec(text) : null;
+  const value = digits ? Number(digits[1]) + (/[1-9]/.test(digits[2] ?? '') ? 1 : 0) : Math.ceil(Number(amount));
+  return Number.isSafeInteger(value) ? value : Number.MAX_SAFE_INTEGER;
+}
+
+/**
+ * A limit (a mandate's max_notional) in whole units, rounded DOWN: a limit never grows. A limit
+ * Cedar cannot hold is the largest it can.
+ */
+export function limitUnits(amount: string | number): number {
   const value = Math.floor(Number(amount));
   return Number.isSafeInteger(value) ? value : Number.MAX_SAFE_INTEGER;
 }

@@ -159,7 +159,7 @@ type RequestContext = {
   // A transfer entry's fields (src/transfers/detail.ts, docs/transfers.md), set by Clearance; amounts are also in notional, currency or chain.
   transfer_type?: String,        // withdrawal | internal | collateral
   asset?: String,                // ISO 4217 code, or CAIP-19 asset type (eip155:1/slip44:60)
-  amount?: Long,                 // in whole units of the asset, rounded down (as notional)
+  amount?: Long,                 // in whole units of the asset, rounded up (as notional: a requested amount)
   chain?: String,                // a crypto-asset transfer's CAIP-2 chain id (eip155:1)
   destination_kind?: String,     // internal | iban | blockchain
   destination?: String,          // the destination key: internal:<account> | iban:<IBAN> | caip10:<chain>:<address>

@@ -1,12 +1,13 @@
 import type { AuditEvent } from '../audit/events.ts';
 import { tokenAuthorizationDetails, type AuthorizationDetail } from '../authorization/authorization-details.ts';
+import { tokenFormKeys } from '../transfers/destination-input.ts';
 import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
 import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
-import { authorizeIssuance, type Issuance } from '../policy/issuance.ts';
+import { authorizeIssuance, type AuthorizedIssuance, type Issuance } from '../policy/issuance.ts';
 import { withTransfers } from '../transfers/enforce.ts';
 import { foldDecisions } from '../policy/issuance-audit.ts';
 import { riskAuditDetail, type RiskAssessment, type SignalHit } from '../risk/assessment.ts';
@@ -91,6 +92,15 @@ export interface IssuedAccessToken {
   /** The risk assessment the decisions were given (undefined: the engine is switched off); in `event` as `details.risk`. */
   risk?: RiskAssessment;
   /**
+   * Takes back what the decision point reserved for the token's transfers (src/transfers/enforce.ts:
+   * the rolling totals, a destination's first use), for the grant to call when it fails before the
+   * token's events are durable — its own writes refused (a txn taken, a code redeemed meanwhile),
+   * the events' commit failed — so that a token never issued counts toward no daily limit
+   * (docs/transfers.md "What is counted"). `settleIssuance` calls it. Present only for a token
+   * carrying transfers; never throws.
+   */
+  release?: AuthorizedIssuance['release'];
+  /**
    * Once the token is issued (its event durable): it counts toward the principal's and its
    * client's activity (src/risk/anomalies/activity.ts), and the risk signals remember what they
    * saw — a network, scope, audience, actor now known (only what is new is written:
@@ -122,7 +132,10 @@ export interface IssuedAccessToken {
  *    leaves — in the transaction of its own writes when it has any (codes, refresh tokens). Only
  *    when they cannot be folded (the event would be too large; two policy versions) are the
  *    allows returned as separate events.
- * Nothing is written here except a refusal's decisions and a reference token's claims. Once the caller made the event durable,
+ * Nothing is written here except a refusal's decisions and a reference token's claims — and, for a
+ * token carrying transfers, the decision point's reservations of their daily totals: taken back
+ * when this path fails after them, and returned as `release` for the grant to call when it fails
+ * before the event is durable (`settleIssuance`). Once the caller made the event durable,
  * `observe` counts the token toward the anomaly baselines and lets the risk signals remember what
  * they saw.
  * Traced as `clearance.issuance` (grant type, client, audience, txn, binding, decision), its step 2
@@ -167,7 +180,48 @@ async function issue(ctx: Context, request: AccessTokenRequest): Promise<IssuedA
   // An agent acts only with an approved model version (src/agents/authority.ts).
   const agent = await agentAuthority(ctx, request.client);
   const authorized = await inSpan(spanNames.policyDecision, () => authorizeIssuance(ctx, { ...issuanceOf(request, clientId), ...(agent ? { agent } : {}) }), { decides: true });
+  // A token carrying transfers holds reservations from here on: whatever fails below takes them back.
+  if (!authorized.release) return signed(ctx, request, clientId, binding, agent, authorized);
+  try {
+    return { ...(await signed(ctx, request, clientId, binding, agent, authorized)), release: authorized.release };
+  } catch (error) {
+    await authorized.release();
+    throw error;
+  }
+}
 
+/**
+ * What a grant does after its access token was issued until the token's events are durable —
+ * `rest`, its own writes and their commit — with the issuance's reservations (`issued.release`)
+ * taken back when it throws, or when it answers undefined: it lost its write to a parallel
+ * redemption of the same grant, which issued instead — then only a request's own reservations are
+ * taken back, never a txn's, which the winner (same txn, same entries) counts on. `contended`:
+ * every failure of `rest` may be another issuance of the txn winning (a partner's txn start), so
+ * it keeps a txn's too. Without reservations (no transfer), just `rest`: nothing more on the hot path.
+ */
+export async function settleIssuance<T>(issued: Pick<IssuedAccessToken, 'release'>, rest: () => Promise<T>, options: { contended?: boolean } = {}): Promise<T> {
+  const release = issued.release;
+  if (!release) return rest();
+  let result: T;
+  try {
+    result = await rest();
+  } catch (error) {
+    await release({ keepShared: options.contended === true });
+    throw error;
+  }
+  if (result === undefined) await release({ keepShared: true });
+  return result;
+}
+
+/** Issuance steps 3 to 5, once the decision point allowed it: the claims, the signature or handle, the event. */
+async function signed(
+  ctx: Context,
+  request: AccessTokenRequest,
+  clientId: string,
+  binding: SenderBinding,
+  agent: Awaited<ReturnType<typeof agentAuthority>>,
+  authorized: AuthorizedIssuance,
+): Promise<IssuedAccessToken> {
   const iat = epochSeconds(ctx.clock);
   const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity);
   if (exp <= iat) throw new OAuthError('invalid_grant', 'what the token would be issued from has expired');
@@ -186,7 +240,7 @@ async function issue(ctx: Context, request: AccessTokenRequest): Promise<IssuedA
     ...(request.mandate ? { mandate: { id: request.mandate.id, v: request.mandate.version } } : {}),
     // RFC 9396 §9.1: the granted authorization_details travel in the token.
     // DESIGN §4: personal data in an entry (a transfer's travel-rule data) travels as its digest.
-    ...(request.authorizationDetails.length > 0 ? { authorization_details: tokenAuthorizationDetails(request.authorizationDetails) } : {}),
+    ...(request.authorizationDetails.length > 0 ? { authorization_details: tokenAuthorizationDetails(request.authorizationDetails, tokenFormKeys(ctx.config)) } : {}),
     ...(binding.cnf ? { cnf: binding.cnf } : {}),
     // The claim names the agent and its model; its envelope is for the decision point only.
     ...(agent ? { agent: { id: agent.id, strategy: agent.strategy, environment: agent.environment, model_version: agent.model_version, model_digest: agent.model_digest, approval: agent.approval } } : {}),

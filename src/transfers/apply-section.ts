@@ -4,7 +4,7 @@ import type { LegalEntity } from '../entities/definition.ts';
 import { isValidLei } from '../entities/lei.ts';
 import type { Database } from '../storage/schema.ts';
 import { isUniqueViolation } from '../storage/faults.ts';
-import { ApplyRefusedError } from '../apply/index.ts';
+import { ApplyRefusedError, DestinationChangeByPerson, type ApplySource } from '../apply/index.ts';
 import { join, type Validator } from '../validation.ts';
 import { expired, findDestinationByKey, minCooldownHours, versionsOf, type DestinationEntry, type DestinationVersion } from './address-book.ts';
 import { insertDestinationEntry, newDestinationId, openRequestFor, sameVersion, versionRow } from './change-control.ts';
@@ -106,9 +106,15 @@ type Change = { kind: 'transfer_destination' | 'transfer_cooldown'; id: string; 
 /**
  * Writes the section in apply's transaction: each entity's cool-down, and each declared destination
  * not in the book as declared as a new `pending` version without its approval request yet
- * (`openDeclaredRequests` opens them once the apply committed).
+ * (`openDeclaredRequests` opens them once the apply committed), requested by the applying client
+ * (requester type `client`: two approvers, none of them asked).
+ * An apply made with a person's token (`source.person`) changes no destination: refused whole
+ * (`DestinationChangeByPerson`) — the version would name the client as its requester, so the
+ * person could approve their own change, and it would skip the step-up and the new-device review
+ * of POST /admin/transfer-destinations, where a person asks. A destination already in the book as
+ * declared is unchanged, whoever applies.
  */
-export async function executeTransferDestinations(ctx: Context, trx: Transaction<Database>, now: number, section: TransferDestinationsSection, actor: string): Promise<Change[]> {
+export async function executeTransferDestinations(ctx: Context, trx: Transaction<Database>, now: number, section: TransferDestinationsSection, source: ApplySource): Promise<Change[]> {
   const changes: Change[] = [];
   for (const c of section.cooldowns) {
     const cooldownMs = c.hours * 3600_000;
@@ -121,13 +127,18 @@ export async function executeTransferDestinations(ctx: Context, trx: Transaction
     else await trx.insertInto('transfer_destination_settings').values({ lei: c.lei, cooldown_ms: cooldownMs, updated_at: now }).execute();
     changes.push({ kind: 'transfer_cooldown', id: c.lei, outcome: existing ? 'updated' : 'created' });
   }
-  for (const declared of section.destinations) {
+  for (const [i, declared] of section.destinations.entries()) {
     const planned = await plannedVersion(trx, declared, now);
     // The book changed since the plan (another apply, a request at the admin API): refused whole.
     if (planned.conflict) throw new ApplyRefusedError(`transfer_destinations: ${planned.conflict}; nothing was applied`);
     if (!planned.version) {
       changes.push({ kind: 'transfer_destination', id: planned.entry!.id, outcome: 'unchanged' });
       continue;
+    }
+    if (source.person !== undefined) {
+      throw new DestinationChangeByPerson(
+        `transfer_destinations.destinations[${i}]: destination ${destinationKey(declared.destination)} of account ${declared.account} would change, and a person asks for a transfer destination at POST /admin/transfer-destinations (a fresh passkey sign-in, a second person's approval), not in an apply with their token; nothing was applied`,
+      );
     }
     const entry = planned.entry ?? { id: newDestinationId(), lei: declared.lei, account: declared.account, key: destinationKey(declared.destination), kind: declared.destination.kind, createdAt: now };
     if (!planned.entry) {
@@ -145,7 +156,7 @@ export async function executeTransferDestinations(ctx: Context, trx: Transaction
       destination: declared.destination,
       ...(declared.label !== undefined ? { label: declared.label } : {}),
       status: 'pending',
-      requestedBy: actor,
+      requestedBy: source.actor,
       requesterType: 'client',
       requestedAt: now,
       via: 'apply',

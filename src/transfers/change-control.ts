@@ -10,6 +10,8 @@ import { beneficiaryNameKey, destinationForRecord, type Destination } from './de
 import { destinationKey } from './detail.ts';
 import { canonicalize } from '../jose/canonical-json.ts';
 import { resolveMasterKey } from '../keys/master-key.ts';
+import { matchAny, type ScreeningHit } from '../risk/screening/matcher.ts';
+import { alertInsert } from '../signals/alerts.ts';
 
 /**
  * Change control of the address book (issue 24 item 2; docs/transfers.md "Destination control"):
@@ -26,7 +28,10 @@ import { resolveMasterKey } from '../keys/master-key.ts';
  * 4. once approved, the version cools down (the entity's cool-down, default
  *    CLEARANCE_TRANSFER_COOLDOWN_HOURS) before a transfer may use it;
  * 5. a removal takes effect at once, with no approval: it only takes risk away; a change still
- *    waiting for the removed destination is cancelled.
+ *    waiting for the removed destination is cancelled;
+ * 6. an IBAN beneficiary's name the screening list names is refused before anything is asked
+ *    (`transfer_destination.refused`, reason `counterparty-screening`, a `screening.matched`
+ *    alert; apply's: `transfer_destination.rejected` instead of its approval request).
  * Every step is an audit event (`transfer_destination.*`, txn = the change's approval request).
  */
 
@@ -87,12 +92,30 @@ export interface ChangeInput {
  * Asks for a destination to be added to a book, or a new version of one (a new label, BIC or
  * beneficiary name for the same key): one approval request and the version row, in one transaction
  * with `approval.requested`, `transfer_destination.requested` (and `.held`). Refuses an account
- * that is not the entity's (DestinationError), a change identical to the destination's live version
- * or while another change of it waits (DestinationConflict).
+ * that is not the entity's, an IBAN beneficiary the screening list names (DestinationError, after
+ * `transfer_destination.refused` and a `screening.matched` alert), a change identical to the
+ * destination's live version or while another change of it waits (DestinationConflict).
  */
 export async function requestDestinationChange(ctx: Context, input: ChangeInput): Promise<{ entry: DestinationEntry; version: DestinationVersion; request: ApprovalRequest }> {
   await requireAccountOf(ctx, input.lei, input.account);
   const key = destinationKey(input.destination);
+  const hit = beneficiaryHit(ctx, input.destination);
+  if (hit) {
+    const facts = screeningFacts(ctx, hit, { lei: input.lei, account: input.account, destination_key: key });
+    await ctx.audit.recordWith(async (trx) => {
+      await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: input.requester.id, data: { ...facts, at: 'address_book', requested_by: input.requester.id, refused: true } }).execute();
+      const event: AuditEvent = {
+        type: 'transfer_destination.refused',
+        actor: input.requester.id,
+        ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
+        decision: { allow: false, reasons: ['counterparty-screening'] },
+        details: { ...facts, kind: input.destination.kind, requested_by: input.requester.id, requester_type: input.requester.type, via: input.via },
+      };
+      return { value: undefined, events: [event] };
+    });
+    // No tipping-off (AML): the reason is in the audit event and the alert, not in the answer.
+    throw new DestinationError("the destination's beneficiary cannot be accepted at present");
+  }
   const found = await findDestinationByKey(ctx.storage.db, { lei: input.lei, account: input.account, key });
   const versions = found ? await versionsOf(ctx.storage.db, found.id) : [];
   const now = ctx.clock.now();
@@ -131,6 +154,11 @@ export async function requestDestinationChange(ctx: Context, input: ChangeInput)
  * nodes try). Returns the request, or undefined when the version no longer waits for one.
  */
 export async function openRequestFor(ctx: Context, version: DestinationVersion, entry: DestinationEntry): Promise<ApprovalRequest | undefined> {
+  const hit = beneficiaryHit(ctx, version.destination);
+  if (hit) {
+    await rejectScreened(ctx, version, entry, hit);
+    return undefined;
+  }
   const content = changeContent(ctx, entry, version, version.version > 1 ? 'change' : 'add');
   try {
     return await openChangeRequest(ctx, content, version, undefined, async (trx, opened) => {
@@ -207,6 +235,60 @@ export async function signInReview(ctx: Pick<Context, 'storage'>, userId: string
   if (sessions.length === 0) return 'sign_in_unknown';
   const fired = sessions.some((s) => readStoredRisk(s.risk)?.signals.some((hit) => hit.signal === 'new_device'));
   return fired ? 'new_device' : undefined;
+}
+
+/**
+ * The sanctions/PEP screening of a change (docs/risk.md "Sanctions and PEP screening"): an IBAN
+ * destination's beneficiary name, as a legal entity and as a person (an account may be held by
+ * either), against the list this node holds (src/risk/screening). The first hit, or undefined.
+ */
+function beneficiaryHit(ctx: Pick<Context, 'risk'>, destination: Destination): ScreeningHit | undefined {
+  const index = ctx.risk.screening.index;
+  if (!index || destination.kind !== 'iban' || destination.name === undefined) return undefined;
+  return matchAny(index, [{ type: 'entity', name: destination.name }, { type: 'person', name: destination.name }])[0];
+}
+
+/** What the refusal's event and alert say of a hit: where, the entry and what matched — never the name. */
+function screeningFacts(ctx: Pick<Context, 'risk'>, hit: ScreeningHit, where: { lei: string; account: string; destination_key: string }): Record<string, unknown> {
+  return {
+    ...where,
+    counterparty: 'destination',
+    entry_id: hit.entry.id,
+    list: hit.entry.list,
+    ...(hit.entry.programme !== undefined ? { programme: hit.entry.programme } : {}),
+    matched_on: hit.matchedOn,
+    list_digest: ctx.risk.screening.index!.digest,
+  };
+}
+
+/**
+ * A change apply wrote whose beneficiary the list names is rejected instead of asked (once: only a
+ * version still waiting for its request), with `transfer_destination.rejected` (reason
+ * `counterparty-screening`) and a `screening.matched` alert.
+ */
+async function rejectScreened(ctx: Context, version: DestinationVersion, entry: DestinationEntry, hit: ScreeningHit): Promise<void> {
+  const facts = screeningFacts(ctx, hit, { lei: entry.lei, account: entry.account, destination_key: entry.key });
+  const now = ctx.clock.now();
+  await ctx.audit.recordWith(async (trx) => {
+    const rejected = await trx
+      .updateTable('transfer_destination_versions')
+      .set({ status: 'rejected', decided_at: now })
+      .where('destination_id', '=', version.destinationId)
+      .where('version', '=', version.version)
+      .where('approval_request', 'is', null)
+      .where('status', '=', 'pending')
+      .executeTakeFirst();
+    if (Number(rejected.numUpdatedRows) !== 1) return { value: undefined, events: [] };
+    await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: version.requestedBy, data: { ...facts, at: 'address_book', requested_by: version.requestedBy, refused: true } }).execute();
+    const event: AuditEvent = {
+      type: 'transfer_destination.rejected',
+      actor: version.requestedBy,
+      subject: version.destinationId,
+      decision: { allow: false, reasons: ['counterparty-screening'] },
+      details: { destination_id: version.destinationId, version: version.version, ...facts, reason: 'counterparty-screening', requested_by: version.requestedBy, via: version.via },
+    };
+    return { value: undefined, events: [event] };
+  });
 }
 
 /** The legal entity exists and the account is one of its accounts (src/entities). */

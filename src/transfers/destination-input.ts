@@ -1,11 +1,11 @@
-import { createHmac } from 'node:crypto';
-import { derivedKey } from '../keys/master-key.ts';
-import { legalNameProblem } from '../authorization/authorization-details.ts';
+import type { Config } from '../config.ts';
+import { derivedKey, resolveMasterKey } from '../keys/master-key.ts';
+import { legalNameProblem, type TokenFormKeys } from '../authorization/authorization-details.ts';
 import { accountPattern } from '../entities/definition.ts';
 import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
 import { join, type Validator } from '../validation.ts';
 import { accountIdProblem } from './caip.ts';
-import type { TransferDestination } from './detail.ts';
+import { beneficiaryNameHmac, type TransferDestination } from './detail.ts';
 
 /**
  * A destination as the address book takes it (the `destination` of a `transfer` entry,
@@ -62,13 +62,28 @@ export function readDestination(v: Validator, path: string, input: unknown): Des
  * subject key is (src/identity/pairwise.ts): HKDF-SHA-256, its own info string, 32 bytes.
  */
 export function beneficiaryNameKey(masterKey: Buffer): Buffer {
-  return derivedKey(masterKey, 'clearance beneficiary-name v1');
+  let key = nameKeys.get(masterKey);
+  if (key === undefined) {
+    key = derivedKey(masterKey, 'clearance beneficiary-name v1');
+    nameKeys.set(masterKey, key);
+  }
+  return key;
 }
 
-/** HMAC-SHA-256 (hex) of a beneficiary's name under `beneficiaryNameKey`: what the log says of the name. */
-export function beneficiaryNameHmac(nameKey: Buffer, name: string): string {
-  return createHmac('sha256', nameKey).update(name, 'utf8').digest('hex');
+/** Derived once per master key (resolveMasterKey gives one Buffer per configuration): every issuance asks for it. */
+const nameKeys = new WeakMap<Buffer, Buffer>();
+
+/**
+ * The keys of a token's form of authorization details for this configuration (authorization-details.ts
+ * tokenAuthorizationDetails): derived only when an entry asks (a named IBAN), from the master key
+ * that seals now.
+ */
+export function tokenFormKeys(config: Config): TokenFormKeys {
+  return { beneficiaryName: () => beneficiaryNameKey(resolveMasterKey(config).key) };
 }
+
+/** HMAC-SHA-256 (hex) of a beneficiary's name under `beneficiaryNameKey`: what the log and tokens say of the name. */
+export { beneficiaryNameHmac };
 
 /**
  * What an audit event or an approval request (whose content is in `approval.requested`) may say of

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
 import {
   accountSchema,
@@ -39,10 +39,13 @@ import { personName, travelRuleProblem, travelRuleSchema, type TravelRule } from
 export const transferTypes = ['withdrawal', 'internal', 'collateral'] as const;
 export type TransferType = (typeof transferTypes)[number];
 
-/** A transfer's destination: exactly one kind. */
+/**
+ * A transfer's destination: exactly one kind. An IBAN's beneficiary `name` is as the client sent it;
+ * tokens and audit events carry `name_hmac` instead (`forToken`, `destinationForToken`).
+ */
 export type TransferDestination =
   | { kind: 'internal'; account: string }
-  | { kind: 'iban'; iban: string; bic?: string; name?: string }
+  | { kind: 'iban'; iban: string; bic?: string; name?: string; name_hmac?: string }
   | { kind: 'blockchain'; account: string };
 
 /** A validated `transfer` entry. */
@@ -148,14 +151,37 @@ export const transferType: DetailType = {
   formats,
   check: (d, vocabulary) => transferProblem(d as unknown as TransferDetail, vocabulary),
   describe: (d) => describeTransfer(d as unknown as TransferDetail),
-  forToken(d) {
-    if (d.travel_rule === undefined) return d;
-    // DESIGN §4: the person data stays out of the token; the custodian checks the data the client
-    // sends it against this digest.
+  forToken(d, keys) {
+    const destination = (d as unknown as TransferDetail).destination;
+    const named = destination.kind === 'iban' && destination.name !== undefined;
+    if (d.travel_rule === undefined && !named) return d;
+    // DESIGN §4: the person data stays out of the token (and so out of token.issued, the token
+    // response, consent and CIBA events): the custodian checks the travel-rule data the client
+    // sends it against its digest; the beneficiary's name becomes the address book's `name_hmac`.
     const { travel_rule, ...rest } = d;
-    return { ...rest, travel_rule_sha256: travelRuleDigest(travel_rule) };
+    return {
+      ...rest,
+      ...(named ? { destination: destinationForToken(destination, keys.beneficiaryName()) } : {}),
+      ...(travel_rule !== undefined ? { travel_rule_sha256: travelRuleDigest(travel_rule) } : {}),
+    };
   },
 };
+
+/** HMAC-SHA-256 (hex) of a beneficiary's name under the beneficiary-name key (destination-input.ts `beneficiaryNameKey`). */
+export function beneficiaryNameHmac(nameKey: Buffer, name: string): string {
+  return createHmac('sha256', nameKey).update(name, 'utf8').digest('hex');
+}
+
+/**
+ * A destination as tokens and audit events carry it: an IBAN's beneficiary `name` replaced by
+ * `name_hmac` under `nameKey` (the keyed HMAC the address book's records carry, docs/transfers.md),
+ * never the name. Idempotent: a destination without `name` is returned as it is.
+ */
+export function destinationForToken(destination: TransferDestination, nameKey: Buffer): TransferDestination {
+  if (destination.kind !== 'iban' || destination.name === undefined) return destination;
+  const { name, ...rest } = destination;
+  return { ...rest, name_hmac: beneficiaryNameHmac(nameKey, name) };
+}
 
 /**
  * The rules across a transfer's fields, after its schema passed: the problem (path relative to
@@ -219,7 +245,8 @@ function destinationText(d: TransferDestination): string {
     case 'internal':
       return `account ${d.account}`;
     case 'iban': {
-      const extra = [d.bic !== undefined ? `BIC ${d.bic}` : undefined, d.name].filter((x) => x !== undefined);
+      // The request's form names the beneficiary; the token's form only says one is named.
+      const extra = [d.bic !== undefined ? `BIC ${d.bic}` : undefined, d.name ?? (d.name_hmac !== undefined ? 'beneficiary named (see the address book)' : undefined)].filter((x) => x !== undefined);
       return `IBAN ${d.iban}${extra.length ? ` (${extra.join(', ')})` : ''}`;
     }
     case 'blockchain': {

@@ -46,8 +46,10 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  * Every refusal is one `transfer.refused` event (reason, entry, destination key and id, amount,
  * asset, account, legal entity); the allowed transfers are returned for the token event
  * (`withTransfers`). What this request reserved (and a first use it recorded) is taken back by
- * `release` when the issuance is refused after this step — only what it created: a reservation it
- * found already counted under the same id belongs to the token issued before it.
+ * `release` when the issuance is refused or fails after this step, at any point before its events
+ * are durable (the decision point, signing, the grant's own writes: src/tokens/issue.ts) — only
+ * what it created: a reservation it found already counted under the same id belongs to the token
+ * issued before it.
  *
  * `forecast` (/bc-authorize's four-eyes question, src/policy/issuance.ts `assessRisk: false`):
  * steps 1–3 only, nothing reserved or recorded but refusals.
@@ -66,8 +68,19 @@ export async function enforceTransfers(ctx: Context, issuance: Issuance, meta: D
 export interface EnforcedTransfers {
   /** One per transfer entry, for `details.transfers` of the token event (B1's evidence bundle reads `destination_id`). */
   transfers: TransferRecord[];
-  /** Takes back the reservations and first uses (the issuance was refused after enforcement). */
-  release(): Promise<void>;
+  /**
+   * Takes back the reservations and first uses (the issuance was refused, or failed, after
+   * enforcement: src/tokens/issue.ts `release`). Never throws: what it cannot take back is logged.
+   * `keepShared`: the issuance lost to another of the same txn (a code or CIBA request redeemed in
+   * parallel), which counts on the same reservation ids: a txn's are kept, a request's released.
+   */
+  release(options?: ReleaseOptions): Promise<void>;
+}
+
+/** How a failed issuance takes its reservations back (`EnforcedTransfers.release`). */
+export interface ReleaseOptions {
+  /** Another issuance of the same txn won (and may count on these): keep a txn's reservations. */
+  keepShared?: boolean;
 }
 
 /** A transfer as the token event records it. */
@@ -109,8 +122,9 @@ export async function transferApprovalsNeeded(ctx: Context, issuance: Issuance):
   for (const entry of entries) {
     const c = await check(ctx, { ...issuance, approvals: 0 }, meta, entry, true, { askOnly: true, sums });
     c.demands.forEach((d) => demands.add(d));
-    // The first-use hold is a matter of time: asked now, as it stands.
-    if (c.firstUseHoldUntil !== undefined && !(await usedBefore(ctx.storage.db, c.account, c.key, ctx.clock.now()))) demands.add('transfer-first-use-hold');
+    // The first-use hold is a matter of time: asked now, as it stands — only while it lasts, as at the token endpoint (check, step 4).
+    const now = ctx.clock.now();
+    if (c.firstUseHoldUntil !== undefined && now < c.firstUseHoldUntil && !(await usedBefore(ctx.storage.db, c.account, c.key, now))) demands.add('transfer-first-use-hold');
   }
   return { approvals: demands.size > 0 ? approvalsPerDemand : 0, policies: [...demands].sort() };
 }
@@ -235,9 +249,16 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
   const reserved: { scope: string; id: string }[] = [];
   let current: Checked | undefined;
   const firstUses: { account: string; key: string; at: number }[] = [];
-  const release = async () => {
-    await Promise.all(reserved.map((r) => totals.release(r.scope, r.id).catch(() => undefined)));
-    await Promise.all(firstUses.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)));
+  // Never throws: it runs while another error is on its way out, which must stay the answer. What
+  // could not be taken back is logged (a reservation then lapses with its 24-hour window).
+  const release = async (options: ReleaseOptions = {}) => {
+    // The reservation ids of a txn are shared by its issuances (`reservationId`); a request's are its own.
+    if (options.keepShared && issuance.txn !== undefined) return;
+    const failed = (await Promise.allSettled([
+      ...reserved.map((r) => totals.release(r.scope, r.id)),
+      ...firstUses.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)),
+    ])).filter((r) => r.status === 'rejected');
+    if (failed.length > 0) ctx.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, requestId: issuance.requestId }, 'transfers: a refused issuance\'s reservations could not all be taken back');
   };
   const records: TransferRecord[] = [];
   try {

@@ -120,6 +120,40 @@ describe('four-eyes policies', () => {
     assert.deepEqual(decisions.map((d) => d.type).sort(), ['approval.requested', 'policy.allowed', 'policy.denied', 'policy.denied']);
   });
 
+  test('decide a transfer with its amount, rounded up: a supervisor whose approval limit is below it is not eligible', async (t) => {
+    const { ctx, id } = await fourEyesContext(t);
+    const [alice, grace] = await Promise.all(['alice', 'grace'].map(id));
+    // docs/transfers.md: a transfer goes through the same four-eyes approve check as an order.
+    const transfer = (amount: string | number) => ({
+      type: 'transfer',
+      transfer_type: 'withdrawal',
+      asset: 'USD',
+      amount,
+      source_account: 'TRE-001',
+      destination: { kind: 'iban', iban: 'DE89370400440532013000', bic: 'COBADEFFXXX' },
+    });
+    const open = (details: unknown[]) =>
+      openApprovalRequest(ctx, {
+        kind: 'ciba',
+        requester: 'desk-app',
+        requesterType: 'client',
+        subject: alice!,
+        clientId: 'desk-app',
+        content: { type: 'ciba', authorization_details: details },
+        requiredApprovals: 1,
+        subjectMustApprove: true,
+        ttlMs: 600_000,
+      });
+    const supervisor: Approver = { userId: grace!, username: 'grace', roles: ['approver'], desks: ['fx-spot'] };
+    const passkey: ApproverProof = { method: 'token', acr: acr.phishingResistant, amr: ['hwk', 'user'], authTime: Math.floor(ctx.clock.now() / 1000), jti: 'j', clientId: 'approvals-app' };
+
+    assert.equal(await fourEyesEligible(ctx, await open([transfer('45000000')]), supervisor, passkey), undefined, 'at her limit of 45 million');
+    assert.match((await fourEyesEligible(ctx, await open([transfer('60000000')]), supervisor, passkey))!, /no policy lets this person approve it/, 'above her limit');
+    assert.match((await fourEyesEligible(ctx, await open([transfer('45000000.01')]), supervisor, passkey))!, /no policy/, 'a cent above her limit: rounded up, never down');
+    assert.match((await fourEyesEligible(ctx, await open([transfer('1000'), transfer('50000000')]), supervisor, passkey))!, /no policy/, 'every entry is decided');
+    assert.match((await fourEyesEligible(ctx, await open([transfer('lots')]), supervisor, passkey))!, /amount cannot be read/, 'fail closed');
+  });
+
   test('a broad permit never makes anyone an approver: the permit must name the approve action', async (t) => {
     const { ctx, id } = await fourEyesContext(t);
     await applyDocument(ctx, { policies: [{ version: 'v2', text: '@id("all") permit (principal, action, resource);', change_ref: 'CHG-2', author: 'alice.author', approver: 'bob.approver', active: true }] });

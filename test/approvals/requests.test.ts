@@ -76,25 +76,35 @@ describe('the independence rule', () => {
   });
 });
 
+/** Applies active people with these usernames; their ids. */
+async function activePeople(f: PeopleFixture, ...usernames: string[]): Promise<string[]> {
+  await f.apply({ users: usernames.map((username) => ({ username })) });
+  const rows = await f.ctx.storage.db.selectFrom('users').select(['id', 'username']).where('username', 'in', usernames).execute();
+  return usernames.map((username) => rows.find((r) => r.username === username)!.id);
+}
+
 for (const dialect of testDialects()) {
   describe(`approval requests on ${dialect.name}`, () => {
     test('settle approved at the required count of independent approvals, and are consumed once', async (t) => {
       const f = await peopleFixture(t, { dialect });
+      // Approvals count only while their approvers are active people (src/approvals/standing.ts).
+      const [sup1, sup2] = await activePeople(f, 'sup-1', 'sup-2');
       const request = await open(f, { requiredApprovals: 2 });
       assert.equal(request.status, 'pending');
       assert.equal((await listPendingApprovalRequests(f.ctx)).length, 1);
-      const first = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('sup-1'), proof: strong, decision: 'approve' });
+      const first = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person(sup1!), proof: strong, decision: 'approve' });
       assert.ok(first.ok);
       assert.equal(first.request.status, 'pending');
       assert.equal(first.settled, undefined);
-      const again = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('sup-1'), proof: strong, decision: 'approve' });
+      const again = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person(sup1!), proof: strong, decision: 'approve' });
       assert.deepEqual(again, { ok: false, refusal: 'already_decided' });
-      const second = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('sup-2'), proof: strong, decision: 'approve' });
+      f.clock.advance(1_000);
+      const second = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person(sup2!), proof: strong, decision: 'approve' });
       assert.ok(second.ok);
       assert.equal(second.settled, 'approved');
       assert.equal(second.request.approvals, 2);
       const claim = approvalsClaim(await decisionsOf(f.ctx.storage.db, request.id));
-      assert.deepEqual(claim.map((c) => c.sub), ['sup-1', 'sup-2']);
+      assert.deepEqual(claim.map((c) => c.sub), [sup1, sup2]);
       assert.match(claim[0]!.evidence_digest, /^[A-Za-z0-9_-]{43}$/);
       assert.equal(await consumeApprovalRequest(f.ctx.storage.db, request.id, f.clock.now()), true);
       assert.equal(await consumeApprovalRequest(f.ctx.storage.db, request.id, f.clock.now()), false, 'single use');
@@ -106,8 +116,9 @@ for (const dialect of testDialects()) {
 
     test('wait for the subject’s own approval when the subject must approve too', async (t) => {
       const f = await peopleFixture(t, { dialect });
+      const [sup1] = await activePeople(f, 'sup-1');
       const request = await open(f, { requiredApprovals: 1, subjectMustApprove: true });
-      const supervisor = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('sup-1'), proof: strong, decision: 'approve' });
+      const supervisor = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person(sup1!), proof: strong, decision: 'approve' });
       assert.ok(supervisor.ok);
       assert.equal(supervisor.request.status, 'pending', 'the trader has not approved yet');
       const trader = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('trader'), proof: weak, decision: 'approve' });
@@ -115,7 +126,7 @@ for (const dialect of testDialects()) {
       assert.equal(trader.settled, 'approved');
       const decisions = await decisionsOf(f.ctx.storage.db, request.id);
       assert.deepEqual(decisions.map((d) => d.role).sort(), ['approver', 'subject']);
-      assert.deepEqual(approvalsClaim(decisions).map((c) => c.sub), ['sup-1'], 'the subject is the token’s sub, not an approval');
+      assert.deepEqual(approvalsClaim(decisions).map((c) => c.sub), [sup1], 'the subject is the token’s sub, not an approval');
       const twice = await decideApprovalRequest(f.ctx, testKind(), { requestId: request.id, approver: person('trader'), proof: weak, decision: 'approve' });
       assert.deepEqual(twice, { ok: false, refusal: 'not_pending' });
     });

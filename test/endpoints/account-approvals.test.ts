@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
 import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
@@ -9,7 +10,7 @@ import { decisionsOf, findApprovalRequest, requestDigest, type ApprovalRequest }
 import { acr } from '../../src/identity/acr.ts';
 import { parseApprovalChallenge } from '../../src/jose/approval-digest.ts';
 import { codeFlowFixture, type CodeFlowFixture } from '../authorization/fixture.ts';
-import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
+import { openOrderRequest, orderContent, useTestKind } from '../approvals/fixture.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { Browser, csrfOf } from '../helpers/inject-browser.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
@@ -295,6 +296,42 @@ describe('the approvals page', () => {
 });
 
 for (const dialect of testDialects()) {
+  describe(`the approvals list on ${dialect.name}`, () => {
+    test('shows a request the person may decide however many older pending requests they may not', async (t) => {
+      const h = await harness(t, dialect);
+      const sup = await h.person('sup-1');
+      const alice = await h.f.user('alice');
+      // 450 older requests sup may not decide: sup is an actor of each (independence, decided in code, not SQL).
+      const now = h.f.clock.now();
+      const rows = Array.from({ length: 450 }, () => ({
+        id: randomUUID(),
+        kind: 'ciba',
+        status: 'pending',
+        requester: 'web-app',
+        requester_type: 'client',
+        subject: alice,
+        client_id: 'web-app',
+        actors: JSON.stringify([sup.id]),
+        content: JSON.stringify(orderContent),
+        digest: requestDigest(orderContent),
+        required_approvals: 1,
+        approvals: 0,
+        subject_approval: 'none',
+        created_at: now,
+        expires_at: now + 600_000,
+        decided_at: null,
+        consumed_at: null,
+      }));
+      for (let i = 0; i < rows.length; i += 150) await h.f.ctx.storage.db.insertInto('approval_requests').values(rows.slice(i, i + 150)).execute();
+      h.f.clock.advance(1);
+      const mine = await openOrderRequest(h.f.ctx, alice);
+      const list = await sup.browser.get('/account/approvals');
+      assert.equal(list.statusCode, 200, list.body);
+      assert.match(list.body, new RegExp(`href="/account/approvals/${mine.id}"`));
+      assert.equal(list.body.match(/href="\/account\/approvals\/[0-9a-f-]{36}"/g)?.length, 1, 'only the one sup may decide');
+    });
+  });
+
   describe(`approval ceremonies on ${dialect.name}`, () => {
     test('two answers to one ceremony at once decide once', async (t) => {
       const h = await harness(t, dialect);

@@ -3,8 +3,11 @@ import { describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { testDialects } from '../helpers/storage.ts';
 import { adminAudience } from '../../src/admin/authorize.ts';
+import { approvalView } from '../../src/approvals/deciders.ts';
+import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decideApprovalRequest, findApprovalRequest } from '../../src/approvals/requests.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
 import { accessAudience } from '../../src/resource-servers/builtins.ts';
 import { authorizationPruningSettled, maybePruneAuthorizationState } from '../../src/authorization/pruning.ts';
 import { fourEyesPolicy, largeOrder } from '../ciba/four-eyes.ts';
@@ -39,7 +42,25 @@ describe('the backchannel authentication endpoint', () => {
     assert.equal(request.requesterType, 'client');
     assert.equal(request.subjectApproval, 'pending');
     assert.equal(request.requiredApprovals, 0);
-    assert.deepEqual(request.content, { type: 'ciba', client_id: 'desk-ciba', client_name: 'desk-ciba app', scope: 'openid order:create', audience: ordersApi, authorization_details: [], binding_message: 'Order 4711', username: 'trader', request_id: request.id });
+    assert.deepEqual(request.content, { type: 'ciba', client_id: 'desk-ciba', client_name: 'desk-ciba app', scope: 'openid order:create', audience: ordersApi, authorization_details: [], binding_message: 'Order 4711', subject: f.traderId, request_id: request.id });
+  });
+
+  test('keeps the person’s username out of the audit log: the content names them by id, and the approval shows their username read at view time', async (t) => {
+    const f = await cibaFixture(t);
+    await started(f);
+    const request = await f.pending();
+    await subjectDecides(f.ctx, request);
+    const [requested] = await f.auditEvents('approval.requested');
+    const [given] = await f.auditEvents('approval.given');
+    assert.deepEqual(requested!.details?.content, request.content);
+    assert.equal((given!.details?.evidence as Json).content !== undefined, true, 'the passkey evidence carries the content it signed');
+    // docs/privacy.md: a username is personal data; only top-level details members are sealed.
+    for (const event of [requested!, given!]) assert.ok(!JSON.stringify(event.details).includes('"trader"'), `${event.type} names no username`);
+    assert.deepEqual(verifyApprovalEvidence(given!.details?.evidence as unknown as RequestApprovalEvidence), [], 'the evidence still verifies');
+    const view = await approvalView(f.ctx, request, cibaKind);
+    assert.equal(view.description.title, 'desk-ciba app (desk-ciba) asks to sign in trader');
+    assert.deepEqual(view.description.lines.find((l) => l.label === 'For'), { label: 'For', value: 'trader' });
+    assert.deepEqual(view.subject, { id: f.traderId, name: 'Tina Trader' });
   });
 
   test('starts its trade: the request’s id is the txn, started for this client; txn=new is that, a txn of the client’s choosing is refused', async (t) => {
@@ -185,6 +206,28 @@ async function approvedTokens(f: CibaFixture, form: Record<string, string | stri
   return { authReqId: String(body.auth_req_id) };
 }
 
+/** A user's id by username. */
+async function idOf(f: CibaFixture, username: string): Promise<string> {
+  return (await findUserByUsername(f.ctx, username))!.id;
+}
+
+/**
+ * The four-eyes policy with supervisors holding the approver role, and a CIBA request for an order
+ * above its threshold (one second person needed); `approve(name)` is that supervisor's approval.
+ */
+async function fourEyesRequest(f: CibaFixture, supervisors: string[]) {
+  await f.apply({ instrument_classes: [{ id: 'fx' }], users: supervisors.map((username) => ({ username, name: `${username} Supervisor`, roles: ['approver'] })) });
+  await f.apply({ policies: [{ version: 'v1', text: fourEyesPolicy, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true }] });
+  const body = await started(f, { resource: ordersApi, authorization_details: JSON.stringify([largeOrder]) });
+  const request = await f.pending();
+  assert.equal(request.requiredApprovals, 1, 'the policy asks for a second person');
+  const approve = async (username: string) => {
+    const person = (await findUserByUsername(f.ctx, username))!;
+    return decideApprovalRequest(f.ctx, cibaKind, { requestId: request.id, approver: { userId: person.id, username, roles: person.roles, desks: person.desks }, proof: tokenProof(), decision: 'approve' });
+  };
+  return { authReqId: String(body.auth_req_id), request, approve };
+}
+
 for (const dialect of testDialects()) {
   describe(`the CIBA grant on ${dialect.name}`, () => {
     test('answers authorization_pending, slow_down when polled too fast (the interval growing by 5 s), then the tokens once', async (t) => {
@@ -256,6 +299,53 @@ for (const dialect of testDialects()) {
       const [issued] = (await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant);
       assert.equal(issued!.details?.refresh_id, undefined);
       assert.equal((await f.ctx.storage.db.selectFrom('refresh_tokens').select('id').execute()).length, 0, 'no refresh family exists');
+    });
+
+    test('does not count a second person’s approval once they are disabled: the request waits for another approver, whose approval alone the token names', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId, request, approve } = await fourEyesRequest(f, ['sup', 'sue']);
+      assert.ok((await approve('sup')).ok);
+      await f.apply({ users: [{ username: 'sup', name: 'Sam Supervisor', roles: [], status: 'disabled' }] });
+      await subjectDecides(f.ctx, request);
+      assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'pending', 'the disabled approver’s approval does not complete it');
+      assertError(await f.poll(authReqId), 'authorization_pending');
+      const own = (await f.auditEvents('approval.given')).find((e) => e.details?.role === 'subject')!;
+      assert.deepEqual(own.details?.not_counted, [{ approver: await idOf(f, 'sup'), reason: 'the approver is no longer an active person' }]);
+      assert.equal((await f.auditEvents('approval.completed')).length, 0);
+
+      const second = await approve('sue');
+      assert.ok(second.ok && second.settled === 'approved', JSON.stringify(second));
+      const [completed] = await f.auditEvents('approval.completed');
+      assert.equal(completed!.details?.approvals, 1, 'only the approval that stands is counted');
+      f.clock.advance(5_000);
+      const response = await f.poll(authReqId);
+      assert.equal(response.statusCode, 200, response.body);
+      assert.deepEqual((decodeJwt(String((response.json() as Json).access_token)).approvals as Json[]).map((a) => a.sub), [await idOf(f, 'sue')]);
+      const [issued] = (await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant);
+      assert.deepEqual((issued!.details?.evidence_digests as Json[]).map((d) => d.role), ['subject', 'approver']);
+    });
+
+    test('refuses for good, as access_denied, a token whose second person is no longer eligible once the request settled, and withdraws the request', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
+      await subjectDecides(f.ctx, request);
+      const settled = await approve('sup');
+      assert.ok(settled.ok && settled.settled === 'approved', JSON.stringify(settled));
+      // Still active, but no longer holding the role the approve permit asks for.
+      await f.apply({ users: [{ username: 'sup', name: 'Sam Supervisor', roles: [] }] });
+      assertError(await f.poll(authReqId), 'access_denied', 400);
+      assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'cancelled');
+      const [withdrawn] = (await f.auditEvents('approval.completed')).filter((e) => e.details?.outcome === 'cancelled');
+      assert.equal(withdrawn!.txn, request.id);
+      assert.deepEqual(withdrawn!.details?.not_counted, [{ approver: await idOf(f, 'sup'), reason: 'no policy that names the approve action lets this person approve it' }]);
+      const [refused] = await f.auditEvents('token.refused');
+      assert.equal(refused!.txn, request.id);
+      assert.equal(refused!.details?.reason, 'approval_no_longer_stands');
+      // Eligible again: the answer stays access_denied (CIBA §11: the client stops polling).
+      await f.apply({ users: [{ username: 'sup', name: 'Sam Supervisor', roles: ['approver'] }] });
+      f.clock.advance(5_000);
+      assertError(await f.poll(authReqId), 'access_denied', 400);
+      assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant).length, 0);
     });
 
     test('issues nothing on a subject’s approval by a token, even one the decision rule let through: auth_time is always the subject’s passkey', async (t) => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { approverOf } from '../../src/approvals/deciders.ts';
 import { transferDestinationKind } from '../../src/approvals/kinds/transfer-destination.ts';
@@ -17,7 +18,9 @@ import { canonicalize } from '../../src/jose/canonical-json.ts';
 import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { destinationStatus, stateOf } from '../../src/transfers/address-book.ts';
 import { reviewComposition } from '../../src/transfers/approval.ts';
-import { removeDestination, requestDestinationChange, signInReview } from '../../src/transfers/change-control.ts';
+import { openDeclaredRequests } from '../../src/transfers/apply-section.ts';
+import { insertDestinationEntry, newDestinationId, removeDestination, requestDestinationChange, signInReview, versionRow } from '../../src/transfers/change-control.ts';
+import { destinationKey } from '../../src/transfers/detail.ts';
 import { assertOAuthError } from '../endpoints/fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { applyDocument, userId } from '../policy/fixture.ts';
@@ -182,6 +185,26 @@ for (const dialect of testDialects()) {
       assert.equal(second.ok && second.settled, 'approved');
       assert.equal((await destinationStatus(ctx, { lei: treasuryLei, account: 'TR-001', key })).state, 'cooling_down');
       assert.equal((await events(ctx, 'transfer_destination.held')).length, 1);
+    });
+
+    test("a change apply wrote whose IBAN beneficiary the screening list names is rejected, not asked of an approver", async (t) => {
+      const { ctx } = await transferServer(t, { dialect, env: { CLEARANCE_SCREENING_LIST: fileURLToPath(new URL('../../examples/screening/list.csv', import.meta.url)) } });
+      const destination = { kind: 'iban' as const, iban: 'DE89370400440532013000', name: 'Example Embargoed Trading LLC' };
+      const entry = { id: newDestinationId(), lei: treasuryLei, account: 'TR-001', key: destinationKey(destination), kind: 'iban' as const, createdAt: ctx.clock.now() };
+      // As apply writes it (src/transfers/apply-section.ts): the version, pending, with no request yet.
+      await ctx.storage.db.transaction().execute(async (trx) => {
+        await insertDestinationEntry(trx, entry);
+        await trx.insertInto('transfer_destination_versions').values(versionRow({ destinationId: entry.id, version: 1, destination, status: 'pending', requestedBy: 'apply-client', requesterType: 'client', requestedAt: ctx.clock.now(), via: 'apply' })).execute();
+      });
+      assert.equal(await openDeclaredRequests(ctx), 0);
+      assert.equal(await openDeclaredRequests(ctx), 0, 'once');
+      assert.equal((await events(ctx, 'approval.requested')).length, 0);
+      const [rejected, ...more] = await events(ctx, 'transfer_destination.rejected');
+      assert.equal(more.length, 0);
+      assert.deepEqual([rejected!.decision!.reasons, rejected!.details!.entry_id, rejected!.details!.destination_key], [['counterparty-screening'], 'SAN-E002', `iban:${destination.iban}`]);
+      assert.equal((await destinationStatus(ctx, { lei: treasuryLei, account: 'TR-001', key: entry.key })).state, 'unknown', 'not in the book');
+      const alerts = await ctx.storage.db.selectFrom('alerts').select('data').where('type', '=', 'screening.matched').execute();
+      assert.deepEqual(alerts.map((a) => (JSON.parse(a.data) as Record<string, unknown>).at), ['address_book']);
     });
   });
 }

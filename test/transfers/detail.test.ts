@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { base58 } from '@scure/base';
 import { describeAuthorizationDetails, parseAuthorizationDetails, tokenAuthorizationDetails, type DetailVocabulary } from '../../src/authorization/authorization-details.ts';
@@ -7,6 +7,7 @@ import { defaultInstrumentClasses } from '../../src/entities/directory.ts';
 import { canonicalize } from '../../src/jose/canonical-json.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 import { accountIdProblem, assetTypeProblem, parseAccountId, parseAssetType, parseChainId } from '../../src/transfers/caip.ts';
+import { beneficiaryNameHmac, beneficiaryNameKey, destinationForRecord, type Destination } from '../../src/transfers/destination-input.ts';
 import { assetKey, destinationKey, isCryptoAsset, transferFacts, type TransferDetail } from '../../src/transfers/detail.ts';
 
 const vocabulary: DetailVocabulary = { instrumentClasses: new Set(defaultInstrumentClasses.map((c) => c.id)) };
@@ -194,18 +195,37 @@ describe('the transfer authorization_details type', () => {
   });
 
   test('tokens and audit events carry the travel rule as its SHA-256, and the consent line names the persons', () => {
-    const [token] = tokenAuthorizationDetails([cryptoWithdrawal]);
+    const keys = { beneficiaryName: () => assert.fail('no named IBAN here') };
+    const [token] = tokenAuthorizationDetails([cryptoWithdrawal], keys);
     const digest = createHash('sha256').update(canonicalize(travelRule)).digest('base64url');
     const { travel_rule: _, ...rest } = cryptoWithdrawal;
     assert.deepEqual(token, { ...rest, travel_rule_sha256: digest });
     assert.doesNotMatch(JSON.stringify(token), /Doe|Example Custodian/);
     // Idempotent: a token's entry (token exchange narrows by equality) stays as it is.
-    assert.deepEqual(tokenAuthorizationDetails([token!]), [token]);
-    assert.deepEqual(tokenAuthorizationDetails([ibanWithdrawal]), [ibanWithdrawal]);
+    assert.deepEqual(tokenAuthorizationDetails([token!], keys), [token]);
     assert.equal(transferFacts(token as unknown as TransferDetail).travel_rule_present, true);
     assert.deepEqual(describeAuthorizationDetails([ibanWithdrawal, cryptoWithdrawal]), [
       'Withdraw EUR 2,500.00 from account CR-ACC-1 to IBAN DE89370400440532013000 (BIC COBADEFFXXX, Example Supplier GmbH) for "Invoice 2026-117"',
       `Withdraw ETH 1.5 (${ether}) from account CR-ACC-1 to blockchain address ${evmAddress} on eip155:1; travel rule: originator Jane Doe, beneficiary Example Custodian SA`,
     ]);
+  });
+
+  test("tokens and audit events carry an IBAN beneficiary's name as the address book's keyed name_hmac, never the name", () => {
+    const { name: _, ...unnamed } = ibanWithdrawal.destination;
+    const nameKey = beneficiaryNameKey(randomBytes(32));
+    let asked = 0;
+    const keys = { beneficiaryName: () => (asked++, nameKey) };
+    const [token] = tokenAuthorizationDetails([ibanWithdrawal], keys);
+    assert.equal(asked, 1, 'the key is derived when a named IBAN asks for it');
+    assert.deepEqual(token, { ...ibanWithdrawal, destination: { ...unnamed, name_hmac: beneficiaryNameHmac(nameKey, 'Example Supplier GmbH') } });
+    assert.deepEqual(destinationForRecord(ibanWithdrawal.destination as Destination, nameKey), token!.destination, "the address book's records say the same");
+    assert.doesNotMatch(JSON.stringify(token), /Example Supplier/);
+    // Idempotent (token exchange narrows by equality); the same destination; the consent line of the token's form names no one.
+    assert.deepEqual(tokenAuthorizationDetails([token!], keys), [token]);
+    assert.equal(destinationKey((token as unknown as TransferDetail).destination), destinationKey(ibanWithdrawal.destination as Destination));
+    assert.deepEqual(describeAuthorizationDetails([token!]), ['Withdraw EUR 2,500.00 from account CR-ACC-1 to IBAN DE89370400440532013000 (BIC COBADEFFXXX, beneficiary named (see the address book)) for "Invoice 2026-117"']);
+    const unnamedWithdrawal = { ...ibanWithdrawal, destination: unnamed };
+    assert.deepEqual(tokenAuthorizationDetails([unnamedWithdrawal], keys), [unnamedWithdrawal]);
+    assert.equal(asked, 1, 'and only then');
   });
 });

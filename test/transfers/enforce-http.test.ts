@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decideApprovalRequest } from '../../src/approvals/requests.ts';
@@ -13,14 +15,16 @@ import { buildApp } from '../../src/http/app.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
+import { resolveMasterKey } from '../../src/keys/master-key.ts';
 import { parseAmount } from '../../src/transfers/amounts.ts';
+import { beneficiaryNameHmac, beneficiaryNameKey } from '../../src/transfers/destination-input.ts';
 import { totalScope, transferTotals } from '../../src/transfers/totals.ts';
 import { cibaFixture, cibaGrant, subjectDecides, tokenProof } from '../ciba/fixture.ts';
 import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
 import { freePort } from '../helpers/server.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
-import { brokerLei, controls, custodyApi, events, iban, only, seedDestination, transfer, transferContext, transferDocument } from './enforcement-fixture.ts';
+import { brokerLei, controls, custodyApi, ether, etherAddress, events, iban, only, seedDestination, transfer, transferContext, transferDocument } from './enforcement-fixture.ts';
 
 // Transfer enforcement over HTTP (src/transfers/enforce.ts, docs/transfers.md "Enforcement at issuance").
 
@@ -87,6 +91,98 @@ describe('transfers at the token endpoint', () => {
     assert.match(String(response.headers['cache-control']), /no-store/);
     assert.equal(response.headers['retry-after'], '5');
     assert.equal(only(await events(ctx, 'transfer.refused')).details!.reason, 'totals-unavailable');
+  });
+});
+
+/** Every audit event row as stored (the raw JSON), for a search of what the log holds. */
+async function rawEvents(ctx: Context): Promise<string> {
+  const rows = await ctx.storage.db.selectFrom('audit_events').select('event').orderBy('seq').execute();
+  return rows.map((r) => r.event).join('\n');
+}
+
+describe("a beneficiary's name in tokens and the log", () => {
+  test('a withdrawal to a named IBAN is issued with the name as the address book\'s name_hmac: neither the token, the token response nor token.issued carries the name', async (t) => {
+    const { ctx, token } = await server(t);
+    const named = { ...ibanDestination, name: 'Jane Roe' };
+    await seedDestination(ctx, { destination: named, state: 'usable' });
+    const response = await token([transfer({ destination: named })], { txn: 'new' });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.doesNotMatch(response.body, /Jane Roe/, 'the token response');
+    const body = response.json() as Json;
+    const claims = decodeJwt(String(body.access_token)) as Json;
+    assert.doesNotMatch(JSON.stringify(claims), /Jane Roe/, 'the access token');
+    // The name as the address book's change records say it: the keyed HMAC under the master key's beneficiary-name key.
+    const nameHmac = beneficiaryNameHmac(beneficiaryNameKey(resolveMasterKey(ctx.config).key), 'Jane Roe');
+    const destination = { kind: 'iban', iban, bic: 'COBADEFFXXX', name_hmac: nameHmac };
+    assert.deepEqual((claims.authorization_details as Json[])[0]!.destination, destination);
+    assert.deepEqual((body.authorization_details as Json[])[0]!.destination, destination);
+    const issued = only(await events(ctx, 'token.issued'));
+    assert.deepEqual((issued.details!.authorization_details as Json[])[0]!.destination, destination);
+    assert.doesNotMatch(await rawEvents(ctx), /Jane Roe/, 'the audit log');
+  });
+
+  test("a CIBA request for a transfer to a named IBAN records no name in approval.requested or the request's content", async (t) => {
+    const { f } = await cibaTransfers(t);
+    const named = { ...ibanDestination, name: 'Jane Roe' };
+    const started = await f.bcAuthorize({ scope: 'openid transfer:withdrawal', login_hint: 'trader', binding_message: 'Withdrawal W-2', resource: custodyApi, authorization_details: JSON.stringify([transfer({ destination: named })]) }, 'treasury-ciba');
+    assert.equal(started.statusCode, 200, started.body);
+    const request = await f.pending();
+    assert.doesNotMatch(JSON.stringify(request.content), /Jane Roe/, "the request's content");
+    const requested = (await f.auditEvents('approval.requested')).find((e) => e.txn === request.id || e.details?.request_id === request.id);
+    assert.ok(requested, 'approval.requested');
+    assert.doesNotMatch(await rawEvents(f.ctx), /Jane Roe/, 'the audit log');
+  });
+});
+
+const screeningList = fileURLToPath(new URL('../../examples/screening/list.csv', import.meta.url));
+/** An LEI the example list names (SAN-E001, Fictitious Shipping Holdings Ltd). */
+const listedLei = '5299000FICTSHIP00137';
+
+/** Travel-rule data (IVMS 101) with this beneficiary, from a natural-person originator. */
+const travelRuleTo = (beneficiary: Json) => ({
+  originator: { originatorPersons: [{ naturalPerson: { name: { nameIdentifier: [{ primaryIdentifier: 'Doe', secondaryIdentifier: 'Jane', nameIdentifierType: 'LEGL' }] } } }], accountNumber: ['CRY-001'] },
+  beneficiary: { beneficiaryPersons: [beneficiary], accountNumber: [etherAddress] },
+});
+const cryptoTransfer = (beneficiary: Json) => transfer({ asset: ether, amount: '1', source_account: 'CRY-001', destination: { kind: 'blockchain', account: etherAddress }, travel_rule: travelRuleTo(beneficiary) });
+
+describe("transfer beneficiaries screened at the token endpoint", () => {
+  test('a transfer to a listed beneficiary — an IBAN name, a travel-rule person, a travel-rule firm by LEI or name — is refused and audited as a settlement counterparty is; a clean one is issued', async (t) => {
+    const { ctx, token } = await server(t, { env: { CLEARANCE_SCREENING_LIST: screeningList } });
+    await seedDestination(ctx, { destination: { ...ibanDestination, name: 'Fictitious Shipping Holdings Ltd' }, state: 'usable' });
+    await seedDestination(ctx, { account: 'CRY-001', destination: { kind: 'blockchain', account: etherAddress }, state: 'usable' });
+    const refusedWith = async (details: Json[]) => {
+      const body = assertOAuthError(await token(details), 400, 'invalid_authorization_details');
+      assert.equal(body.error_description, `authorization_details[${details.length - 1}] names a counterparty that cannot be accepted at present`);
+    };
+    const clean = transfer({ destination: { ...ibanDestination, name: 'Example Supplier GmbH' } });
+    await refusedWith([clean, transfer({ destination: { ...ibanDestination, name: 'Fictitious Shipping Holdings Ltd' } })]);
+    await refusedWith([transfer({ destination: { ...ibanDestination, name: 'Ivan PETROV' } })]);
+    await refusedWith([cryptoTransfer({ naturalPerson: { name: { nameIdentifier: [{ primaryIdentifier: 'Petrov', secondaryIdentifier: 'Ivan', nameIdentifierType: 'LEGL' }] } } })]);
+    await refusedWith([cryptoTransfer({ legalPerson: { name: { nameIdentifier: [{ legalPersonName: 'Harbour Services Ltd', legalPersonNameIdentifierType: 'LEGL' }] }, nationalIdentification: { nationalIdentifier: listedLei, nationalIdentifierType: 'LEIX' } } })]);
+    await refusedWith([cryptoTransfer({ legalPerson: { name: { nameIdentifier: [{ legalPersonName: 'FSH Maritime', legalPersonNameIdentifierType: 'TRAD' }] } } })]);
+    const denied = (await events(ctx, 'policy.denied')).filter((e) => e.decision!.reasons.includes('counterparty-screening'));
+    assert.deepEqual(denied.map((e) => [e.details!.authorization_details, e.details!.counterparty, e.details!.counterparty_lei, e.details!.entry_id, e.details!.matched_on]), [
+      [1, 'destination', undefined, 'SAN-E001', ['name']],
+      // `Ivan Petrov` is the alias `Petrov, Ivan` and a partial of `Ivan Ivanovich PETROV`.
+      [0, 'destination', undefined, 'SAN-0001', ['name', 'alias']],
+      [0, 'travel_rule.beneficiary.beneficiaryPersons[0]', undefined, 'SAN-0001', ['name', 'alias']],
+      [0, 'travel_rule.beneficiary.beneficiaryPersons[0]', listedLei, 'SAN-E001', ['lei']],
+      [0, 'travel_rule.beneficiary.beneficiaryPersons[0]', undefined, 'SAN-E001', ['alias']],
+    ]);
+    const alerts = await ctx.storage.db.selectFrom('alerts').select('data').where('type', '=', 'screening.matched').execute();
+    assert.deepEqual(alerts.map((a) => { const d = JSON.parse(a.data) as Json; return [d.entry_id, d.at, d.refused]; }), [
+      ['SAN-E001', 'issuance', true],
+      ['SAN-0001', 'issuance', true],
+      ['SAN-0001', 'issuance', true],
+      ['SAN-E001', 'issuance', true],
+      ['SAN-E001', 'issuance', true],
+    ]);
+    assert.doesNotMatch(await rawEvents(ctx), /Fictitious Shipping|PETROV|Petrov|FSH Maritime/i, 'the refusals name no one');
+    // Nothing refused was reserved; a clean beneficiary of each kind is issued.
+    assert.equal(await transferTotals(ctx).total(totalScope(brokerLei, 'TRE-001', 'USD'), ctx.clock.now()), 0n);
+    assert.equal((await token([clean])).statusCode, 200);
+    const issued = await token([cryptoTransfer({ legalPerson: { name: { nameIdentifier: [{ legalPersonName: 'Example Custodian SA', legalPersonNameIdentifierType: 'LEGL' }] }, nationalIdentification: { nationalIdentifier: '969500CUBANEXAMPLE21', nationalIdentifierType: 'LEIX' } } })]);
+    assert.equal(issued.statusCode, 200, issued.body);
   });
 });
 

@@ -72,8 +72,8 @@ describe('transfer entries over HTTP', () => {
         destination: 'internal:TR-002',
         purpose: 'Margin top-up',
         travel_rule_present: true,
-        amount: 12,
-        notional: 12,
+        amount: 13,
+        notional: 13,
       });
     });
   }
@@ -89,10 +89,13 @@ describe('transfer entries over HTTP', () => {
       assert.equal(request!.action, 'transfer:withdrawal');
       return (await evaluateDecision(ctx, request!)).decision;
     };
-    assert.equal((await decide('100.9')).allow, true);
-    const denied = await decide('101');
-    assert.equal(denied.allow, false);
-    assert.deepEqual(denied.reasons, ['treasury-blockchain-withdrawal-limit']);
+    assert.equal((await decide('100')).allow, true);
+    // Cedar compares whole units, the amount rounded up: 100.9 is above a limit of 100 (it is 101).
+    for (const amount of ['100.9', '101']) {
+      const denied = await decide(amount);
+      assert.equal(denied.allow, false, amount);
+      assert.deepEqual(denied.reasons, ['treasury-blockchain-withdrawal-limit']);
+    }
   });
 
   test('PAR refuses a bad transfer entry in a request object, and accepts a good one', async (t) => {

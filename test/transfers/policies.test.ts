@@ -99,7 +99,9 @@ describe('the example transfer policies of docs/transfers.md', () => {
     const { ctx } = await policyServer(t);
     assert.match(await refusedBy(ctx, issuance(service, [transfer({ amount: '100000' })])), /refused by policy: large-withdrawals-state-a-purpose/);
     await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '100000', purpose: 'Quarterly dividend' })]));
-    await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '99999.99' })]));
+    await authorizeIssuance(ctx, issuance(service, [transfer({ amount: '99999' })]));
+    // Whole units, rounded up (the strict side): 99,999.99 is decided as 100,000.
+    assert.match(await refusedBy(ctx, issuance(service, [transfer({ amount: '99999.99' })])), /refused by policy: large-withdrawals-state-a-purpose/);
   });
 
   test('are the same decisions at the AuthZEN API, when the custodian executing a transfer sends its fields in the context', async (t) => {

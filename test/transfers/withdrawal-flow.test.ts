@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
@@ -27,9 +28,9 @@ const hour = 60 * minute;
 /** 2 ETH from the firm's treasury account to the new wallet. */
 const withdrawal = { type: 'transfer', transfer_type: 'withdrawal', asset: 'eip155:1/slip44:60', amount: '2', source_account: 'TRE-1', destination: { kind: 'blockchain', account: wallet }, purpose: 'Move to cold storage' };
 
-async function harness(t: Parameters<typeof codeFlowFixture>[0], dialect: TestDialect): Promise<CodeFlowFixture> {
+async function harness(t: Parameters<typeof codeFlowFixture>[0], dialect: TestDialect, env: NodeJS.ProcessEnv = {}): Promise<CodeFlowFixture> {
   // The travel rule's data is helper A's to test; above 1,000 ETH here, so this withdrawal needs none.
-  const f = await codeFlowFixture(t, { risk: 'off', dialect, env: { CLEARANCE_TRAVEL_RULE_THRESHOLD: '1000' } });
+  const f = await codeFlowFixture(t, { risk: 'off', dialect, env: { CLEARANCE_TRAVEL_RULE_THRESHOLD: '1000', ...env } });
   for (const username of ['ops-1', 'appr-1']) await f.user(username);
   await f.apply({
     regions: [{ id: 'eu', name: 'Europe' }],
@@ -152,6 +153,26 @@ for (const dialect of testDialects()) {
         ['destination-cooling-down', key, '2'],
         ['transfer-first-use-hold', key, '2'],
       ]);
+    });
+
+    test('an IBAN whose beneficiary the screening list names is refused at the request, audited and alerted, and nothing is asked of an approver', async (t) => {
+      const f = await harness(t, dialect, { CLEARANCE_SCREENING_LIST: fileURLToPath(new URL('../../examples/screening/list.csv', import.meta.url)) });
+      const ops = await personToken(f, 'ops-1');
+      const addition = (name: string) => ({ lei: firmLei, account: 'TRE-1', destination: { kind: 'iban', iban: 'DE89370400440532013000', bic: 'COBADEFFXXX', name } });
+      const refusedChange = assertOAuthError(await admin(f, ops, 'POST', '/admin/transfer-destinations', addition('Fictitious Shipping Holdings Ltd')), 400, 'invalid_request');
+      // No tipping-off: the answer does not say why.
+      assert.equal(refusedChange.error_description, "the destination's beneficiary cannot be accepted at present");
+      const [event] = await f.auditEvents('transfer_destination.refused');
+      assert.deepEqual(event!.decision, { allow: false, reasons: ['counterparty-screening'] });
+      assert.deepEqual([event!.actor, event!.details!.destination_key, event!.details!.entry_id, event!.details!.matched_on], [await f.user('ops-1'), 'iban:DE89370400440532013000', 'SAN-E001', ['name']]);
+      const alerts = await f.ctx.storage.db.selectFrom('alerts').select('data').where('type', '=', 'screening.matched').execute();
+      assert.deepEqual(alerts.map((a) => (JSON.parse(a.data) as Record<string, unknown>).at), ['address_book']);
+      assert.equal((await f.auditEvents('approval.requested')).length, 0, 'no approver is asked');
+      assert.equal((await f.ctx.storage.db.selectFrom('transfer_destination_versions').select('version').execute()).length, 0, 'nothing enters the book');
+      const rows = await f.ctx.storage.db.selectFrom('audit_events').select('event').execute();
+      assert.doesNotMatch(rows.map((r) => r.event).join('\n'), /Fictitious Shipping/, 'the log names no one');
+      // A clean beneficiary is asked as before.
+      assert.equal((await admin(f, ops, 'POST', '/admin/transfer-destinations', addition('Example Supplier GmbH'))).statusCode, 202);
     });
   });
 }

@@ -1,11 +1,12 @@
 import type { AuditEvent } from '../../audit/events.ts';
 import { describeAuthorizationDetails, tokenAuthorizationDetails, type AuthorizationDetail } from '../../authorization/authorization-details.ts';
+import { tokenFormKeys } from '../../transfers/destination-input.ts';
 import { approveRequestIn } from '../../authorization/consent.ts';
 import { notifyClient } from '../../ciba/notify.ts';
 import { cibaRequestOf, setCibaGrant } from '../../ciba/store.ts';
 import { acr } from '../../identity/acr.ts';
-import { fourEyesEligible } from '../four-eyes.ts';
-import type { ApprovalDescription, ApprovalKind } from '../kinds.ts';
+import { fourEyesEligible, fourEyesStillEligible } from '../four-eyes.ts';
+import type { ApprovalDescription, ApprovalKind, DescribedPeople } from '../kinds.ts';
 import type { ApprovalRequest } from '../requests.ts';
 
 /**
@@ -25,6 +26,8 @@ export const cibaKind: ApprovalKind = {
   // The subject signs what they see: a token proof could be the asking client's own (issue 15 review).
   subjectProof: 'passkey',
   eligible: fourEyesEligible,
+  // An approval counts at settlement and at redemption only while the approver is still eligible.
+  stillStands: fourEyesStillEligible,
   describe: describeCiba,
 
   async onSettled(ctx, trx, request, outcome) {
@@ -49,7 +52,7 @@ export const cibaKind: ApprovalKind = {
       ...(p.resource !== undefined ? { audience: p.resource } : {}),
       scopes: [...p.oidcScopes, ...p.scopes],
       decision: { allow: true, reasons: ['approved by the person (CIBA)'] },
-      details: { request_id: request.id, grant_id: grant.id, authorization_details: tokenAuthorizationDetails(p.authorizationDetails), via: 'ciba' },
+      details: { request_id: request.id, grant_id: grant.id, authorization_details: tokenAuthorizationDetails(p.authorizationDetails, tokenFormKeys(ctx.config)), via: 'ciba' },
     };
     return [event];
   },
@@ -62,8 +65,13 @@ export const cibaKind: ApprovalKind = {
   },
 };
 
-/** A CIBA request in plain language, from its content (what every approver sees and signs). */
-export function describeCiba(request: ApprovalRequest): ApprovalDescription {
+/**
+ * A CIBA request in plain language, from its content (what every approver sees and signs) and the
+ * subject's username, read when it is shown: the content names the subject by id only, so the
+ * username is never in `approval.requested` or an approval's evidence (docs/privacy.md). A request
+ * stored before carries `username` in its content: shown as it is.
+ */
+export function describeCiba(request: ApprovalRequest, people: DescribedPeople = {}): ApprovalDescription {
   const c = request.content as {
     client_id?: string;
     client_name?: string;
@@ -75,14 +83,15 @@ export function describeCiba(request: ApprovalRequest): ApprovalDescription {
     acr_values?: string[];
   };
   const application = c.client_name !== undefined ? `${c.client_name} (${c.client_id})` : String(c.client_id);
+  const username = people.subjectUsername ?? c.username ?? request.subject;
   const lines: ApprovalDescription['lines'] = [
     { label: 'Application', value: application },
-    { label: 'For', value: String(c.username) },
+    { label: 'For', value: username },
     { label: 'Access', value: `${c.scope ?? ''} at ${c.audience ?? ''}`.trim() },
   ];
   for (const line of describeAuthorizationDetails(c.authorization_details ?? [])) lines.push({ label: 'Order', value: line });
   if (c.binding_message !== undefined) lines.push({ label: 'Binding message', value: c.binding_message });
   if (c.acr_values?.length) lines.push({ label: 'Requested sign-in level', value: c.acr_values.join(', ') });
   if (request.actors.length > 0) lines.push({ label: 'On behalf of, through', value: request.actors.join(' ← ') });
-  return { title: `${application} asks to sign in ${String(c.username)}`, lines };
+  return { title: `${application} asks to sign in ${username}`, lines };
 }

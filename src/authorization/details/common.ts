@@ -58,7 +58,13 @@ export interface DetailType {
    * The entry as tokens, introspection and audit events carry it, when it holds personal data that
    * must not travel (DESIGN §4): the type replaces it with a digest. Absent: carried as granted.
    */
-  forToken?(detail: AuthorizationDetail): AuthorizationDetail;
+  forToken?(detail: AuthorizationDetail, keys: TokenFormKeys): AuthorizationDetail;
+}
+
+/** The keys a token's form of an entry may need (`DetailType.forToken`), each derived only when asked. */
+export interface TokenFormKeys {
+  /** The key of beneficiary-name HMACs (src/transfers/destination-input.ts `beneficiaryNameKey`). */
+  beneficiaryName(): Buffer;
 }
 
 /** A non-empty string of at most `maxLength` (256 unless given) characters, with more keywords. */

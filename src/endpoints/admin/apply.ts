@@ -1,6 +1,6 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { ApplyRefusedError, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { ApplyRefusedError, DestinationChangeByPerson, executeApply, planApply, previewApply } from '../../apply/index.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
 import { protectedOperation, queryParams, type JsonSchema } from '../../http/api-operation.ts';
@@ -25,7 +25,10 @@ const documentLimit = 5 * 1024 * 1024;
  *   shown) and, with `prune=true`, disable; nothing is written;
  * - otherwise (admin:write): applies it; `prune=true` makes it authoritative for the kinds it
  *   declares, `force=true` goes past the prune safety rule (409 without it).
- * An invalid document is 400 invalid_request naming every problem with its path.
+ * An invalid document is 400 invalid_request naming every problem with its path. A document that
+ * would change a transfer destination, applied (or planned) with a token that is not the client's
+ * own — a person's, as the console's —, is 403 access_denied, nothing written: a person asks for
+ * a destination at POST /admin/transfer-destinations (docs/transfers.md "In apply").
  */
 export const adminApply: Endpoint = {
   register(app, ctx) {
@@ -70,17 +73,22 @@ export const adminApply: Endpoint = {
         }
         const { plan, problems } = parsed.problems.length ? { plan: undefined, problems: parsed.problems } : await planApply(ctx, parsed.value);
         if (!plan) throw new OAuthError('invalid_request', `the document has ${problems.length} problem(s); nothing was applied: ${problems.map(formatProblem).join('; ')}`);
-        const source = { actor: request.admin!.client_id, via: 'admin-api' as const };
+        const claims = request.admin!;
+        // A token that is not the client's own (a person's — the console's —, a delegate's) changes
+        // no transfer destination here (src/transfers/apply-section.ts; 403 below).
+        const person = claims.sub !== claims.client_id || claims.grant_id !== undefined || claims.act !== undefined ? claims.sub : undefined;
+        const source = { actor: claims.client_id, via: 'admin-api' as const, ...(person !== undefined ? { person } : {}) };
         const prune = query.prune === 'true';
-        if (query.dry_run === 'true') {
-          const preview = await previewApply(ctx, plan, source, { prune });
-          return { document_digest: digest, dry_run: true, ...(prune ? { authoritative_for: Object.keys(plan.declared) } : {}), ...preview, refusals: preview.refusals, new_secrets: preview.newSecrets };
-        }
         try {
+          if (query.dry_run === 'true') {
+            const preview = await previewApply(ctx, plan, source, { prune });
+            return { document_digest: digest, dry_run: true, ...(prune ? { authoritative_for: Object.keys(plan.declared) } : {}), ...preview, refusals: preview.refusals, new_secrets: preview.newSecrets };
+          }
           const result = await executeApply(ctx, plan, source, { digest, prune, force: query.force === 'true' });
           reply.header('cache-control', 'no-store');
           return { document_digest: digest, dry_run: false, changes: result.changes.filter((c) => c.outcome !== 'unchanged'), unchanged: result.changes.filter((c) => c.outcome === 'unchanged').length, client_secrets: result.secrets };
         } catch (error) {
+          if (error instanceof DestinationChangeByPerson) throw new OAuthError('access_denied', error.message);
           if (!(error instanceof ApplyRefusedError)) throw error;
           throw new OAuthError('invalid_request', error.message, { status: 409 });
         }

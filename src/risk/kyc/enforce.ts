@@ -3,7 +3,9 @@ import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { Issuance } from '../../policy/issuance.ts';
 import { alertInsert } from '../../signals/alerts.ts';
-import type { ScreeningHit } from '../screening/matcher.ts';
+import { matchAny, type ScreeningHit, type ScreeningSubject } from '../screening/matcher.ts';
+import type { AuthorizationDetail } from '../../authorization/authorization-details.ts';
+import { isTransfer } from '../../transfers/detail.ts';
 import type { KycPrincipal } from './record.ts';
 
 /**
@@ -15,11 +17,14 @@ import type { KycPrincipal } from './record.ts';
  *    or a legal entity the grant names for the subject (a partner's), whose KYC record is `frozen`
  *    → invalid_grant. A frozen
  *    person may still sign in (to their account pages); every grant refuses them a token.
- * 2. Every counterparty an authorization_details entry names (`counterparty_lei`,
- *    `counterparty_name`) is screened against the list (as a legal entity: name and LEI) and
- *    checked against Clearance's own KYC records: a hit that compliance has not cleared for that
- *    LEI, or a frozen counterparty → invalid_authorization_details (RFC 9396 §5), with a
- *    `screening.matched` alert.
+ * 2. Every counterparty an authorization_details entry names (`counterpartiesOf`: a settlement's
+ *    `counterparty_lei` / `counterparty_name`; a transfer's IBAN beneficiary name and its
+ *    travel-rule beneficiaries) is screened against the list (a legal entity by name and LEI, a
+ *    person by name) and checked against Clearance's own KYC records (by LEI): a hit that
+ *    compliance has not cleared for that LEI, or a frozen counterparty →
+ *    invalid_authorization_details (RFC 9396 §5), with a `screening.matched` alert. This runs on
+ *    the request's form of the entries, before a token's form (src/transfers/detail.ts forToken)
+ *    turns a beneficiary's name into `name_hmac`.
  * Each refusal is audited (`policy.denied`, reasons `kyc-frozen` / `counterparty-screening` /
  * `counterparty-kyc-frozen`, the facts in the details). The error tells the client nothing about
  * why (no tipping-off of a suspicion, as AML rules require); the audit event and alert do.
@@ -55,24 +60,76 @@ async function refuseFrozen(ctx: Context, issuance: Issuance): Promise<void> {
 async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance): Promise<void> {
   const index = ctx.risk.screening.index;
   for (const [i, detail] of issuance.authorizationDetails.entries()) {
-    const lei = typeof detail.counterparty_lei === 'string' ? detail.counterparty_lei : undefined;
-    const name = typeof detail.counterparty_name === 'string' ? detail.counterparty_name : undefined;
-    if (lei === undefined && name === undefined) continue;
-    if (lei !== undefined && (await ctx.risk.kyc.get({ type: 'LegalEntity', id: lei }))?.status === 'frozen') {
-      await ctx.audit.record(refusal(issuance, 'counterparty-kyc-frozen', { authorization_details: i, counterparty_lei: lei }));
-      throw counterpartyRefused(i);
-    }
-    const hits = index ? index.match({ type: 'entity', ...(name !== undefined ? { name } : {}), ...(lei !== undefined ? { lei } : {}) }) : [];
-    for (const hit of hits) {
-      if (lei !== undefined && (await clearedFor(ctx, lei, hit))) continue;
-      const facts = { authorization_details: i, ...(lei !== undefined ? { counterparty_lei: lei } : {}), entry_id: hit.entry.id, list: hit.entry.list, ...(hit.entry.programme !== undefined ? { programme: hit.entry.programme } : {}), matched_on: hit.matchedOn, list_digest: index!.digest };
-      await ctx.audit.recordWith(async (trx) => {
-        await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: issuance.subject.id, data: { ...facts, at: 'issuance', client: issuance.clientId, refused: true } }).execute();
-        return { value: undefined, events: [refusal(issuance, 'counterparty-screening', facts)] };
-      });
-      throw counterpartyRefused(i);
+    for (const counterparty of counterpartiesOf(detail)) {
+      const { lei, subjects } = counterparty;
+      const where = { authorization_details: i, ...(counterparty.path !== undefined ? { counterparty: counterparty.path } : {}) };
+      if (lei !== undefined && (await ctx.risk.kyc.get({ type: 'LegalEntity', id: lei }))?.status === 'frozen') {
+        await ctx.audit.record(refusal(issuance, 'counterparty-kyc-frozen', { ...where, counterparty_lei: lei }));
+        throw counterpartyRefused(i);
+      }
+      const hits = index ? matchAny(index, subjects) : [];
+      for (const hit of hits) {
+        if (lei !== undefined && (await clearedFor(ctx, lei, hit))) continue;
+        // Never the name (personal data, in an immutable log): where it was, the LEI, what matched.
+        const facts = { ...where, ...(lei !== undefined ? { counterparty_lei: lei } : {}), entry_id: hit.entry.id, list: hit.entry.list, ...(hit.entry.programme !== undefined ? { programme: hit.entry.programme } : {}), matched_on: hit.matchedOn, list_digest: index!.digest };
+        await ctx.audit.recordWith(async (trx) => {
+          await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: issuance.subject.id, data: { ...facts, at: 'issuance', client: issuance.clientId, refused: true } }).execute();
+          return { value: undefined, events: [refusal(issuance, 'counterparty-screening', facts)] };
+        });
+        throw counterpartyRefused(i);
+      }
     }
   }
+}
+
+/**
+ * A counterparty an authorization_details entry names, as it is screened: the subjects to match
+ * (its names, as a legal entity or a person, with its LEI) and its LEI (for the KYC record and a
+ * compliance clearance), and where in the entry it is (`path`, for a transfer).
+ */
+interface Counterparty {
+  path?: string;
+  lei?: string;
+  subjects: ScreeningSubject[];
+}
+
+/**
+ * The counterparties of an entry (docs/risk.md "at token issuance"):
+ * - a `settlement_instruction`'s `counterparty_lei` / `counterparty_name`, as a legal entity;
+ * - a `transfer`'s IBAN beneficiary `destination.name` — as a legal entity and as a person, since
+ *   an account may be held by either (no date of birth: a name match is a hit);
+ * - each beneficiary of a transfer's travel-rule data (IVMS 101): a natural person by each of
+ *   their names as a person; a legal person by each of its names and its LEI (`LEIX`) as a legal
+ *   entity.
+ * An entry in the token's form (a refresh or an exchange of a token) carries a digest instead of a
+ * name and travel-rule data: those were screened when the token was first issued.
+ */
+function counterpartiesOf(detail: AuthorizationDetail): Counterparty[] {
+  if (isTransfer(detail)) {
+    const found: Counterparty[] = [];
+    const destination = detail.destination;
+    if (destination.kind === 'iban' && typeof destination.name === 'string') {
+      found.push({ path: 'destination', subjects: [{ type: 'entity', name: destination.name }, { type: 'person', name: destination.name }] });
+    }
+    for (const [j, person] of (detail.travel_rule?.beneficiary?.beneficiaryPersons ?? []).entries()) {
+      const path = `travel_rule.beneficiary.beneficiaryPersons[${j}]`;
+      if (person.naturalPerson) {
+        const names = person.naturalPerson.name.nameIdentifier.map((n) => (n.secondaryIdentifier ? `${n.secondaryIdentifier} ${n.primaryIdentifier}` : n.primaryIdentifier));
+        found.push({ path, subjects: names.map((name) => ({ type: 'person', name })) });
+      } else if (person.legalPerson) {
+        const id = person.legalPerson.nationalIdentification;
+        const lei = id?.nationalIdentifierType === 'LEIX' ? id.nationalIdentifier : undefined;
+        const names = person.legalPerson.name.nameIdentifier.map((n) => n.legalPersonName);
+        const subjects: ScreeningSubject[] = names.map((name) => ({ type: 'entity', name, ...(lei !== undefined ? { lei } : {}) }));
+        found.push({ path, ...(lei !== undefined ? { lei } : {}), subjects: subjects.length > 0 ? subjects : lei !== undefined ? [{ type: 'entity', lei }] : [] });
+      }
+    }
+    return found;
+  }
+  const lei = typeof detail.counterparty_lei === 'string' ? detail.counterparty_lei : undefined;
+  const name = typeof detail.counterparty_name === 'string' ? detail.counterparty_name : undefined;
+  if (lei === undefined && name === undefined) return [];
+  return [{ ...(lei !== undefined ? { lei } : {}), subjects: [{ type: 'entity', ...(name !== undefined ? { name } : {}), ...(lei !== undefined ? { lei } : {}) }] }];
 }
 
 /** Compliance cleared this entry, as it is now, for the legal entity with this LEI. */

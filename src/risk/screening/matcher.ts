@@ -117,6 +117,19 @@ export class ScreeningIndex {
 
 const matchOrder: MatchedOn[] = ['lei', 'name', 'alias', 'date_of_birth'];
 
+/**
+ * Every entry any of the subjects matches (one counterparty screened by several names, or as a
+ * legal entity and as a person), once each with what matched merged, in the index's order.
+ */
+export function matchAny(index: ScreeningIndex, subjects: readonly ScreeningSubject[]): ScreeningHit[] {
+  const byId = new Map<string, ScreeningHit>();
+  for (const hit of subjects.flatMap((subject) => index.match(subject))) {
+    const known = byId.get(hit.entry.id);
+    byId.set(hit.entry.id, known ? { entry: hit.entry, matchedOn: order([...known.matchedOn, ...hit.matchedOn]) } : hit);
+  }
+  return [...byId.values()].sort((a, b) => (a.entry.id < b.entry.id ? -1 : a.entry.id > b.entry.id ? 1 : 0));
+}
+
 function order(on: MatchedOn[]): MatchedOn[] {
   return matchOrder.filter((m) => on.includes(m));
 }
