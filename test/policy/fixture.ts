@@ -54,6 +54,11 @@ export function exampleEntities(): Record<string, unknown> {
 
 export const ordersApi = 'https://orders.example.com/api';
 
+/** An fx order entry of `authorization_details` (RFC 9396) buying EURUSD up to `amount` USD on `account`. */
+export function fxOrder(amount: string, account: string) {
+  return { type: 'order', instrument: { class: 'fx', symbol: 'EURUSD' }, side: 'buy', max_notional: { amount, currency: 'USD' }, venue: 'XLON', account };
+}
+
 /** People, clients and a resource server that match the example entities. */
 export const peopleAndClients = {
   resource_servers: [{ identifier: ordersApi, scopes: ['order:create', 'order:cancel', 'order:amend', 'rfq:send', 'position:view', 'report:export'] }],

@@ -6,20 +6,13 @@ import { acr } from '../../src/identity/acr.ts';
 import type { OAuthError } from '../../src/oauth-error.ts';
 import { limitUnits, wholeUnits } from '../../src/policy/issuance.ts';
 import { testContext } from '../helpers/storage.ts';
-import { applyDocument, exampleEntities, examplePolicyText, ordersApi, peopleAndClients, userId } from './fixture.ts';
+import { applyDocument, exampleEntities, examplePolicyText, fxOrder, ordersApi, peopleAndClients, userId } from './fixture.ts';
 
 // Cedar compares whole units: a requested amount is rounded UP (src/policy/issuance.ts
 // `wholeUnits`), so a fraction never slips under a threshold or a limit of the example policies
 // (examples/policies: four-eyes.cedar, limits.cedar).
 
-const order = (amount: string) => ({
-  type: 'order',
-  instrument: { class: 'fx', symbol: 'EURUSD' },
-  side: 'buy',
-  max_notional: { amount, currency: 'USD' },
-  venue: 'XLON',
-  account: 'ACC-FX-1',
-});
+const order = (amount: string) => fxOrder(amount, 'ACC-FX-1');
 
 /** The example entities, people and policies (with four-eyes), and grace: a supervisor of fx-spot who may approve up to 45 million. */
 async function examples(t: Pick<TestContext, 'after'>) {

@@ -14,7 +14,7 @@ import { codeFlowFixture, orderDetail } from '../authorization/fixture.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 import { assertOAuthError, basicAuthorization, formBody } from '../endpoints/fixture.ts';
 import { testContext, testDialects } from '../helpers/storage.ts';
-import { applyDocument, exampleEntities, ordersApi, peopleAndClients, policyContext, userId } from './fixture.ts';
+import { applyDocument, exampleEntities, fxOrder, ordersApi, peopleAndClients, policyContext, userId } from './fixture.ts';
 
 const brokerLei = '5493001KJTIIGC8Y1R12';
 
@@ -153,14 +153,7 @@ describe('policy enforcement at token issuance', () => {
   test('an order entry in authorization_details is decided on its instrument, limits included', async (t) => {
     const { ctx } = await policyContext(t);
     const alice = await userId(ctx, 'alice');
-    const order = (amount: string) => ({
-      type: 'order',
-      instrument: { class: 'fx', symbol: 'EURUSD' },
-      side: 'buy',
-      max_notional: { amount, currency: 'USD' },
-      venue: 'XLON',
-      account: 'GB-FX-001',
-    });
+    const order = (amount: string) => fxOrder(amount, 'GB-FX-001');
     const issuance = { subject: { type: 'User' as const, id: alice }, clientId: 'trading-ui', audience: ordersApi, scopes: ['order:create'], requestId: 'r1', grantType: 'authorization_code' };
     const { allows: allowed } = await authorizeIssuance(ctx, { ...issuance, authorizationDetails: [order('1000000')] });
     assert.deepEqual(allowed.map((e) => e.details!.action), ['order:create', 'order:create']);
