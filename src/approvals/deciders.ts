@@ -50,6 +50,13 @@ export const maxListedRequests = 100;
 const candidatePage = 200;
 
 /**
+ * Most pending requests one listing looks at (each costs an eligibility decision): a client that
+ * opens requests by the thousand slows no approver's page past this. Beyond it the oldest 5,000
+ * are what an approver sees; the pending requests' own expiry (a day at most) drains the rest.
+ */
+const maxCandidates = 5_000;
+
+/**
  * The pending requests `approver` may decide, oldest first, up to `maxListedRequests`: those about
  * them (their own approval pending) and the others they may decide as a second person. `proofOf`
  * is the proof they would give (the page: their strongest passkey; the admin API: the token
@@ -73,7 +80,7 @@ export async function decidableRequests(
   for (const request of await listPendingApprovalRequests(ctx, { subject: approver.userId, subjectApproval: 'pending', limit: maxListedRequests })) await consider(request);
   const own = listed.length;
   let after: ApprovalRequest | undefined;
-  for (;;) {
+  for (let read = 0; read < maxCandidates; read += candidatePage) {
     const page = await listPendingApprovalRequests(ctx, { secondPerson: approver.userId, ...(after ? { after } : {}), limit: candidatePage });
     for (const request of page) {
       // Not decided by them: the query left those out.

@@ -16,6 +16,11 @@ import type { ApprovalDecision, ApprovalRequest } from './requests.ts';
 export interface LapsedApproval {
   approver: string;
   reason: string;
+  /**
+   * The check itself failed (a database or entity lookup): the approval does not count now (fail
+   * closed), but nothing is known against it — a caller must not end a request for it.
+   */
+  undecided?: true;
 }
 
 /**
@@ -28,20 +33,21 @@ export async function lapsedApprovals(ctx: Context, kind: ApprovalKind, request:
   const lapsed: LapsedApproval[] = [];
   for (const decision of decisions) {
     if (decision.role !== 'approver' || decision.decision !== 'approve') continue;
-    const reason = await whyNotStanding(ctx, kind, request, decision);
-    if (reason !== undefined) lapsed.push({ approver: decision.approver, reason });
+    const lapse = await whyNotStanding(ctx, kind, request, decision);
+    if (lapse !== undefined) lapsed.push({ approver: decision.approver, ...lapse });
   }
   return lapsed;
 }
 
-async function whyNotStanding(ctx: Context, kind: ApprovalKind, request: ApprovalRequest, decision: ApprovalDecision): Promise<string | undefined> {
+async function whyNotStanding(ctx: Context, kind: ApprovalKind, request: ApprovalRequest, decision: ApprovalDecision): Promise<Omit<LapsedApproval, 'approver'> | undefined> {
   try {
     const person = await findUser(ctx, decision.approver);
     // Every kind: a person who may no longer act (locked, disabled, offboarded, deleted) approves nothing.
-    if (!person || person.status !== 'active') return 'the approver is no longer an active person';
-    return kind.stillStands ? await kind.stillStands(ctx, request, decision) : undefined;
+    if (!person || person.status !== 'active') return { reason: 'the approver is no longer an active person' };
+    const reason = kind.stillStands ? await kind.stillStands(ctx, request, decision) : undefined;
+    return reason === undefined ? undefined : { reason };
   } catch (error) {
     ctx.log.error({ err: error, txn: request.id }, 'whether an approval still stands could not be decided: it does not count');
-    return 'whether the approval still stands could not be decided (fail closed)';
+    return { reason: 'whether the approval still stands could not be decided (fail closed)', undecided: true };
   }
 }

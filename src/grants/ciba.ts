@@ -86,6 +86,9 @@ export const ciba = defineGrant({
     const lapsed = await lapsedApprovals(ctx, kind, request, decisions);
     const standing = decisions.filter((d) => !lapsed.some((l) => l.approver === d.approver));
     if (lapsed.length > 0 && standing.filter((d) => d.role === 'approver' && d.decision === 'approve').length < request.requiredApprovals) {
+      // A check that failed (a database or lookup fault) proves nothing against the approval: no
+      // token now, and the request is kept for the next poll — only a known lapse ends it.
+      if (lapsed.some((l) => l.undecided)) throw new OAuthError('authorization_pending', 'whether the approvals still stand could not be checked just now; poll again');
       await withdrawApprovedRequest(ctx, request, lapsed, { requestId });
       // §11 access_denied, HTTP 400: the approvals the request settled with no longer stand, and a settled request takes no more.
       const denied = new OAuthError('access_denied', 'a second person’s approval no longer stands; make a new authentication request', { status: 400, detail: 'approval_no_longer_stands' });

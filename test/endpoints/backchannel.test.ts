@@ -325,6 +325,28 @@ for (const dialect of testDialects()) {
       assert.deepEqual((issued!.details?.evidence_digests as Json[]).map((d) => d.role), ['subject', 'approver']);
     });
 
+    test('keeps an approved request when whether its approvals still stand cannot be checked just now: authorization_pending, then the token', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
+      await subjectDecides(f.ctx, request);
+      const settled = await approve('sup');
+      assert.ok(settled.ok && settled.settled === 'approved', JSON.stringify(settled));
+      // The eligibility check fails (a lookup fault): it proves nothing against the approval.
+      const stillStands = cibaKind.stillStands;
+      cibaKind.stillStands = async () => {
+        throw new Error('the entity model could not be read');
+      };
+      try {
+        assertError(await f.poll(authReqId), 'authorization_pending');
+      } finally {
+        cibaKind.stillStands = stillStands;
+      }
+      assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'approved', 'not withdrawn');
+      f.clock.advance(5_000);
+      const response = await f.poll(authReqId);
+      assert.equal(response.statusCode, 200, response.body);
+    });
+
     test('refuses for good, as access_denied, a token whose second person is no longer eligible once the request settled, and withdraws the request', async (t) => {
       const f = await cibaFixture(t, { dialect });
       const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
