@@ -46,12 +46,15 @@ export async function partnerSubjectBasis(
   const linked = await ctx.storage.db
     .selectFrom('user_links')
     .innerJoin('users', 'users.id', 'user_links.user_id')
-    .select(['users.id', 'users.status'])
+    // A leaver whose credentials are on hold (src/lifecycle/credential-hold.ts), in the same read.
+    .leftJoin('credential_holds', 'credential_holds.user_id', 'users.id')
+    .select(['users.id', 'users.status', 'credential_holds.user_id as held'])
     .where('user_links.issuer', '=', token.partner.issuer)
     .where('user_links.subject', '=', token.subject)
     .executeTakeFirst();
-  // The person it is here is locked or disabled: their partner identity gets nothing either.
-  if (linked && linked.status !== 'active') throw new OAuthError('invalid_grant', 'the person this partner subject is linked to is not active', { detail: 'person_not_active' });
+  // The person it is here is locked or disabled, or a leaver not back through an approved recovery
+  // (their credentials on hold): their partner identity gets nothing either.
+  if (linked && (linked.status !== 'active' || linked.held !== null)) throw new OAuthError('invalid_grant', 'the person this partner subject is linked to is not active', { detail: 'person_not_active' });
   // A mapped LEI is the subject's firm only when the profile says the partner speaks for it.
   const lei = token.attributes.lei;
   if (lei !== undefined && token.partner.legal_entities !== undefined && !token.partner.legal_entities.includes(lei)) {

@@ -21,6 +21,7 @@ import { applyDocument } from '../policy/fixture.ts';
 import { accessTokenType, exchangeFixture, exchangeGrantType } from './exchange-fixture.ts';
 import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
 import { assertUuidV7At } from '../helpers/uuid-v7.ts';
+import { offboardPerson } from '../../src/lifecycle/leaver.ts';
 
 // RFC 8693 token exchange over HTTP: the three-hop chain of a trade (arranger → broker → clearing)
 // and every case of SECURITY-CHECKLIST "Token exchange".
@@ -385,6 +386,12 @@ describe('token exchange (RFC 8693)', () => {
     assert.match(String(locked.error_description), /linked to is not active/);
     // The tokens already issued as her die with the lock, at every later hop.
     assertOAuthError(await f.exchangeFor('broker-backend', first.access_token, { resource: brokerApi }), 400, 'invalid_request');
+    // Offboarded, then made active again by an administrator: her credentials are on hold until an
+    // approved recovery (src/lifecycle/credential-hold.ts), and her partner identity is no way round it.
+    await offboardPerson(f.ctx, 'paula', { actor: 'test', via: 'cli' });
+    await applyDocument(f.ctx, { users: [{ username: 'paula', desks: ['pb-rates'], roles: ['trader'], status: 'active' }] });
+    const held = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ acr: 'urn:partner-bank:mfa' }), { resource: brokerApi }), 400, 'invalid_grant');
+    assert.match(String(held.error_description), /linked to is not active/);
   });
 
   test('a partner subject linked to a person whose role asks a passkey is refused at the partner’s two-factor level: a role minimum is never waived', async (t) => {

@@ -333,6 +333,26 @@ for (const dialect of testDialects()) {
       assert.equal(await db.transaction().execute((trx) => tokens.consume(trx, issued, now)), false);
     });
 
+    test('puts people offboarded before credential holds on hold, their password revoked, and leaves everyone else as they were', async (t) => {
+      const database = await dialect.create(t);
+      const { db } = database.storage;
+      const holds = allMigrations.findIndex((name) => name.endsWith('_credential_holds'));
+      const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+      assert.equal((await migrator.migrateTo(allMigrations[holds - 1]!)).error, undefined);
+      const now = Date.UTC(2026, 0, 1);
+      const person = (id: string, offboardedAt: number | null) => ({
+        id, username: id, password_hash: `hash-of-${id}`, name: null, email: null, desks: '[]', roles: '[]', attributes: '{}',
+        status: offboardedAt === null ? 'active' : 'disabled', failed_logins: 0, locked_at: null, lock_reason: null, tokens_valid_after: null,
+        last_login_at: null, last_failed_login_at: null, last_lockout_at: null, created_at: now, updated_at: now, offboarded_at: offboardedAt,
+      });
+      await db.insertInto('users').values([person('leaver', now - 1000), person('stayer', null)] as never).execute();
+      await migrate(database.storage);
+      const held = await db.selectFrom('credential_holds').select(['user_id', 'held_since']).execute();
+      assert.deepEqual(held.map((h) => ({ ...h })), [{ user_id: 'leaver', held_since: now - 1000 }]);
+      const rows = await db.selectFrom('users').select(['id', 'password_hash']).orderBy('id').execute();
+      assert.deepEqual(rows.map((r) => ({ ...r })), [{ id: 'leaver', password_hash: null }, { id: 'stayer', password_hash: 'hash-of-stayer' }]);
+    });
+
     test('returns bigint columns as numbers', async (t) => {
       const database = await migrated(dialect, t);
       const { db } = database.storage;

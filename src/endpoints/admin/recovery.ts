@@ -30,7 +30,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 5. openRecoveryByHelpDesk: refused → 400 (403 for the help desk's own account, 409 when a
  *    recovery of the person already waits); else 201 with the request's id and expiry and the
  *    enrolment link — returned here once, to the help desk, and useless without the person's
- *    password; it works only after a second person approves. no-store.
+ *    password (but for a leaver whose credentials are on hold, who holds none: the link alone
+ *    enrols, src/lifecycle/credential-hold.ts); it works only after a second person approves.
+ *    no-store.
  */
 export const adminRecovery: Endpoint = {
   register(app, ctx) {
@@ -39,8 +41,8 @@ export const adminRecovery: Endpoint = {
       tag: 'users',
       summary: "Open a recovery of a person's lost authenticator (the help desk)",
       description:
-        "By a help-desk person's own token at a phishing-resistant level. Returns the enrolment link once; it works only with the person's password, " +
-        'after a second person approves.',
+        "By a help-desk person's own token at a phishing-resistant level. Returns the enrolment link once; it works only with the person's password " +
+        '(a returning leaver holds none: then the link alone), after a second person approves.',
       params: pathParams({ username: 'the person, by their stored (lowercase) username' }),
       body: openingBody,
       success: { status: 201, description: 'The recovery request, waiting for approval, and the enrolment link' },

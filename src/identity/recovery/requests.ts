@@ -185,7 +185,8 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
     verification_method: opening.verificationMethod as VerificationMethod,
     evidence_ref: opening.evidenceRef.trim(),
     lost: lostFactors.filter((f) => lost.includes(f)),
-    ...(held ? { credentials_held: true as const } : {}),
+    // The approver is told the link alone will enrol: only when the person indeed holds no password.
+    ...(held && !subject.hasPassword ? { credentials_held: true as const } : {}),
   };
   const token = randomHandle();
   const pending = Symbol('pending');

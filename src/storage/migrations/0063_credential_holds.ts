@@ -10,7 +10,9 @@ import { sql, type Kysely } from 'kysely';
  * table stays as it is.
  *
  * The people offboarded before this migration are held too (`offboarded_at` set: not re-activated
- * since): their password was never revoked, and re-activating them must not bring it back alone.
+ * since), and their password is revoked now as the leaver operation revokes it: re-activating them
+ * must not bring it back, and a held person's right password must open nothing, not even a
+ * different refusal than a wrong one's.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
@@ -20,6 +22,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('held_since', 'bigint', (c) => c.notNull())
     .execute();
   await sql`insert into credential_holds (user_id, held_since) select id, offboarded_at from users where offboarded_at is not null`.execute(db);
+  await sql`update users set password_hash = null where offboarded_at is not null`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
