@@ -4,7 +4,7 @@ import { id_ce_authorityKeyIdentifier, id_ce_cRLNumber, id_ce_deltaCRLIndicator,
 import { certificateSerial, ocspRequest, readOcspResponse } from '../guard/ocsp.ts';
 import * as x509 from '../pki/x509.ts';
 import { BoundedMap } from '../jose/bounded-map.ts';
-import { pinnedRequest, type PinnedResponse, type Resolver } from '../federation/fetch.ts';
+import { FetchRefused, pinnedRequest, type PinnedResponse, type Resolver } from '../federation/fetch.ts';
 import { withinSpan } from '../clock.ts';
 
 /**
@@ -44,7 +44,12 @@ export type RevocationAnswer =
   | { status: 'good'; source: 'ocsp' | 'crl' }
   | { status: 'revoked'; source: 'ocsp' | 'crl'; revokedAt?: number; reason?: number }
   | { status: 'unknown' }
-  | { status: 'unavailable'; detail: string };
+  /**
+   * `refused`: Clearance's own fetch rules refused a responder or CRL (an address the profile does
+   * not allow): a configuration to fix, never a soft-failable outage — callers refuse it whatever
+   * their soft- or hard-fail choice.
+   */
+  | { status: 'unavailable'; detail: string; refused?: true };
 
 /** Where to ask, and how long to wait and remember. At least one of `ocsp` and `crl`. */
 export interface RevocationSources {
@@ -70,17 +75,20 @@ class Unavailable extends Error {}
 /** Asks the CA that issued `leaf` (whose certificate is `issuer`) whether it revoked it. */
 export async function revocationStatus(sources: RevocationSources, leaf: X509Certificate, issuer: X509Certificate, now: number): Promise<RevocationAnswer> {
   const why: string[] = [];
+  let refused = false;
   if (sources.ocsp) {
     const answer = await asking(() => ocspStatus(sources.ocsp!, sources, leaf, issuer, now), sources.timeoutMs);
     if (answer.status !== 'unavailable') return answer;
     why.push(sources.crl ? `OCSP: ${answer.detail}` : answer.detail);
+    refused ||= answer.refused === true;
   }
   if (sources.crl) {
     const answer = await asking(() => crlStatus(sources.crl!, sources, leaf, issuer, now), sources.timeoutMs);
     if (answer.status !== 'unavailable') return answer;
     why.push(sources.ocsp ? `CRL: ${answer.detail}` : answer.detail);
+    refused ||= answer.refused === true;
   }
-  return { status: 'unavailable', detail: why.join('; ') || 'no revocation source is enabled' };
+  return { status: 'unavailable', detail: why.join('; ') || 'no revocation source is enabled', ...(refused ? { refused: true as const } : {}) };
 }
 
 async function asking(ask: () => Promise<RevocationAnswer>, timeoutMs: number): Promise<RevocationAnswer> {
@@ -88,6 +96,7 @@ async function asking(ask: () => Promise<RevocationAnswer>, timeoutMs: number): 
     return await ask();
   } catch (error) {
     if (error instanceof Unavailable) return { status: 'unavailable', detail: error.message };
+    if (error instanceof FetchRefused) return { status: 'unavailable', detail: error.message, refused: true };
     // The fetch's refusals and failures (FetchError: an address the rules refuse, the network,
     // the time limit, the size limit) and the OCSP reader's refusals (OcspError).
     const cause = (error as { cause?: { code?: string } }).cause?.code;

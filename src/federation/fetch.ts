@@ -47,6 +47,13 @@ export class FetchError extends Error {
 }
 
 /**
+ * A fetch the rules refuse before anything is sent (the URL, or an address the host resolves to):
+ * a standing configuration, not a passing failure — callers that tolerate an unreachable peer
+ * (revocation's soft fail) must not tolerate this.
+ */
+export class FetchRefused extends FetchError {}
+
+/**
  * Fetches a JSON document from a partner's URL (its jwks_uri or metadata) under the SSRF rules of
  * docs/federation.md: https only (http only to a loopback host when the profile allows the
  * private network); the host resolved here and every one of its addresses checked, then the
@@ -72,15 +79,15 @@ export function checkUrl(url: string, rules: FetchRules): URL {
   try {
     target = new URL(url);
   } catch {
-    throw new FetchError(`${url} is not an absolute URL`);
+    throw new FetchRefused(`${url} is not an absolute URL`);
   }
-  if (target.username || target.password) throw new FetchError(`${url} carries credentials, which are never sent`);
+  if (target.username || target.password) throw new FetchRefused(`${url} carries credentials, which are never sent`);
   if (target.protocol === 'http:') {
     if (rules.allowHttp) return target;
-    if (!isLoopbackHost(target.hostname)) throw new FetchError(`${url} is not https (http is allowed only to a loopback host)`);
-    if (!rules.allowPrivateNetwork) throw new FetchError(`${url} is not https (http to a loopback host needs allow_private_network)`);
+    if (!isLoopbackHost(target.hostname)) throw new FetchRefused(`${url} is not https (http is allowed only to a loopback host)`);
+    if (!rules.allowPrivateNetwork) throw new FetchRefused(`${url} is not https (http to a loopback host needs allow_private_network)`);
   } else if (target.protocol !== 'https:') {
-    throw new FetchError(`${url} is not https`);
+    throw new FetchRefused(`${url} is not https`);
   }
   return target;
 }
@@ -105,9 +112,9 @@ export async function pickAddress(target: URL, rules: FetchRules): Promise<Resol
   for (const { address } of addresses) {
     const { category, label } = classifyAddress(address);
     const named = literal ? address : `${host} resolves to ${address}`;
-    if (category === 'never') throw new FetchError(`${named}, a ${label} address, which is never fetched`);
+    if (category === 'never') throw new FetchRefused(`${named}, a ${label} address, which is never fetched`);
     if (category === 'private' && !rules.allowPrivateNetwork) {
-      throw new FetchError(`${named}, a ${label} address; ${rules.privateNetworkSetting ?? 'the partner profile'} does not allow the private network (allow_private_network)`);
+      throw new FetchRefused(`${named}, a ${label} address; ${rules.privateNetworkSetting ?? 'the partner profile'} does not allow the private network (allow_private_network)`);
     }
   }
   return addresses[0]!;

@@ -14,9 +14,10 @@ import { authenticationKey } from '../keys/master-key.ts';
  * device. It is given after a successful sign-in to a browser that presented none that verified,
  * and lives 400 days (the longest Max-Age browsers keep, RFC 6265bis §5.6.2), HttpOnly, Secure
  * (but on a development http issuer, like every Clearance cookie), SameSite=Lax, on the issuer's
- * path, under a prefixed name on https (`__Host-`/`__Secure-`, sessions.ts cookieName): a cookie
- * planted from a sibling subdomain or an http page would let someone make their own browser a
- * known device of the person who next signs in with the planted one. It proves nothing by itself:
+ * path, under a prefixed name on https (sessions.ts cookieName): a bare cookie planted from a
+ * sibling subdomain or an http page would let someone make their own browser a known device of
+ * the person who next signs in with the planted one. `__Host-` (an issuer at the root) refuses
+ * both; `__Secure-` (an issuer with a path) refuses an http page's, not a sibling https subdomain's. It proves nothing by itself:
  * it is one signal among others, never a factor.
  */
 export const deviceCookieName = 'clearance_device';

@@ -116,6 +116,7 @@ test('fetches what a certificate names under the SSRF rules: a private address o
   const closed = { ocsp: { cacheSeconds: 0 }, crl: { refreshSeconds: 0 }, timeoutMs: 2000, allowPrivateNetwork: false, privateNetworkSetting: 'partner bravo’s profile' };
   const answer = await revocationStatus(closed, leaf, root, Date.now());
   assert.equal(answer.status, 'unavailable');
+  assert.equal((answer as { refused?: true }).refused, true, 'refused by the rules: no soft fail rides it out');
   assert.match(
     (answer as { detail: string }).detail,
     /^OCSP: 127\.0\.0\.1, a loopback address; partner bravo’s profile does not allow the private network \(allow_private_network\); CRL: 127\.0\.0\.1, a loopback address; partner bravo’s profile does not allow the private network \(allow_private_network\)$/,
@@ -131,7 +132,7 @@ test('never fetches from the cloud metadata service, whoever names it and whatev
   const resolve = async () => [{ address: '169.254.169.254', family: 4 as const }];
   const configured = { ocsp: { url: 'http://ocsp.bravo.example/', cacheSeconds: 0 }, timeoutMs: 2000, ...loopback, resolve };
   const answer = await revocationStatus(configured, new X509Certificate(pki.issue('c').cert), new X509Certificate(pki.rootPem), Date.now());
-  assert.deepEqual(answer, { status: 'unavailable', detail: 'ocsp.bravo.example resolves to 169.254.169.254, a cloud metadata service address, which is never fetched' });
+  assert.deepEqual(answer, { status: 'unavailable', detail: 'ocsp.bravo.example resolves to 169.254.169.254, a cloud metadata service address, which is never fetched', refused: true });
 });
 
 test('follows no redirect from a responder or a distribution point', async (t) => {

@@ -139,8 +139,12 @@ export class ClientTrustAnchors {
     if (unavailable.length === 0) return { ...accepted, revocation: 'good' };
     // One certificate of the path: its detail as it was; several: each named.
     const detail = unavailable.length === 1 && answers[0]!.answer.status === 'unavailable' ? (answers[0]!.answer as { detail: string }).detail : unavailable.join('; ');
-    if (partner.revocation.mode === 'hard') {
-      throw refuse('certificate_revocation_unavailable', `could not be checked for revocation (partner ${partner.partner} fails hard): ${detail}`, 'the revocation status of the client certificate could not be checked');
+    // A responder the fetch rules refuse (an address the profile does not allow) is a configuration
+    // to fix, not an outage a soft-failing profile rides out: refused as in hard mode.
+    const refusedByRules = answers.some((a) => a.answer.status === 'unavailable' && a.answer.refused);
+    if (partner.revocation.mode === 'hard' || refusedByRules) {
+      const why = partner.revocation.mode === 'hard' ? `partner ${partner.partner} fails hard` : `Clearance's fetch rules refuse a responder of partner ${partner.partner}, which soft fail does not ride out`;
+      throw refuse('certificate_revocation_unavailable', `could not be checked for revocation (${why}): ${detail}`, 'the revocation status of the client certificate could not be checked');
     }
     return { ...accepted, revocation: 'unavailable', revocationDetail: detail };
   }

@@ -104,7 +104,8 @@ export async function checkPersonCertificate(ctx: Pick<Context, 'pki' | 'clock'>
     case 'unknown':
       return { ok: false, reason: 'revocation_unknown', authority: authority.name };
     case 'unavailable':
-      if (authority.revocation.on_unavailable === 'refuse') return { ok: false, reason: 'revocation_unavailable', authority: authority.name, detail: answer.detail };
+      // A responder the fetch rules refuse is a configuration to fix, not an outage to ride out.
+      if (authority.revocation.on_unavailable === 'refuse' || answer.refused) return { ok: false, reason: 'revocation_unavailable', authority: authority.name, detail: answer.detail };
       return { ok: true, authority, hardware, revocation: 'unavailable', revocationDetail: answer.detail, parsed: certificate };
   }
 }

@@ -163,6 +163,10 @@ for (const dialect of testDialects()) {
     assert.deepEqual(event.decision?.reasons, ['revocation_unavailable']);
     assert.equal(event.details.detail, '127.0.0.1, a loopback address; the revocation setting of person certificate authority broker-smartcards does not allow the private network (allow_private_network)');
     assert.equal(pki.served.crl, 0, 'the CRL was never fetched');
+    // Soft fail rides out an outage, not a responder Clearance's own rules refuse to ask.
+    await applyPersonCertificates(f.ctx, smartCards(pki, { method: 'crl', on_unavailable: 'allow', allow_private_network: false }));
+    assert.match(await refused(f, card.header, 503), /could not be checked just now/);
+    assert.equal(pki.served.crl, 0);
 
     await applyPersonCertificates(f.ctx, smartCards(pki, { method: 'crl', url: pki.crlUrl, allow_private_network: false }));
     await signsIn(f, card.header);
