@@ -164,8 +164,16 @@ function derSet(items: Buffer[]): Buffer {
   return Buffer.concat([Buffer.from(header), content]);
 }
 
-/** A nonce as a positive DER INTEGER's content. */
+/**
+ * A nonce as a positive DER INTEGER's content, in its one minimal form (X.690 §8.3.2): no leading
+ * 0x00 byte unless the next has its high bit set, and one added when the first has. Random bytes
+ * that begin with 0x00 (one nonce in 256) are otherwise a malformed INTEGER, which a TSA refuses
+ * ("bad request format") — openssl ts does.
+ */
 function positive(bytes: Buffer): ArrayBuffer {
-  const content = bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes;
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0 && !(bytes[start + 1]! & 0x80)) start++;
+  const minimal = bytes.subarray(start);
+  const content = minimal[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), minimal]) : Buffer.from(minimal);
   return content.buffer.slice(content.byteOffset, content.byteOffset + content.byteLength) as ArrayBuffer;
 }

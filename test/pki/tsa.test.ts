@@ -3,7 +3,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { requestTimestamp, TimestampError, verifyTimestampToken } from '../../src/pki/tsa.ts';
+import { requestTimestamp, TimestampError, timestampRequest, verifyTimestampResponse, verifyTimestampToken } from '../../src/pki/tsa.ts';
 import { startLocalTsa } from '../helpers/tsa.ts';
 import { opensslAsync } from './fixture.ts';
 
@@ -24,6 +24,18 @@ test('a stamp from a local openssl TSA verifies, within seconds of now, and open
   assert.match(checked.output, /Verification: OK/);
   // Offline, later: the stored token verifies without the TSA.
   assert.equal(verifyTimestampToken(stamp.token, { digest, trusted: [tsa.ca] }).genTime.getTime(), stamp.genTime.getTime());
+});
+
+test('a nonce whose random bytes begin with zeros is sent as a minimal DER INTEGER, which the TSA accepts and echoes', async (t) => {
+  const tsa = await startLocalTsa(t);
+  // One random nonce in 256 begins with 0x00: sent as it was, the INTEGER is malformed and openssl refuses it.
+  for (const hex of ['0001020304050607', '0000000000000001', '0080010203040506', '8001020304050607']) {
+    const nonce = Buffer.from(hex, 'hex');
+    const response = await fetch(tsa.url, { method: 'POST', headers: { 'content-type': 'application/timestamp-query' }, body: timestampRequest(digest, nonce) });
+    assert.equal(response.status, 200, hex);
+    const stamp = verifyTimestampResponse(Buffer.from(await response.arrayBuffer()), { digest, nonce, trusted: [tsa.ca] });
+    assert.ok(stamp.genTime instanceof Date, hex);
+  }
 });
 
 test('a stamp is refused over another digest, tampered, from an untrusted TSA, or when the TSA does not answer', async (t) => {
