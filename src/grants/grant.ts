@@ -104,7 +104,8 @@ export function settleGrant(ctx: Context, issued: Pick<IssuedAccessToken, 'relea
     issued,
     async () => {
       const result = await finish();
-      if (result.events) await Promise.all(result.events.map((event) => ctx.audit.record(event)));
+      // All in one transaction (AuditLog.commit), as the endpoint would: none durable without the others.
+      if (result.events && result.events.length > 0) await ctx.audit.commit(ctx.storage.flight(), result.events);
       return { response: result.response, ...(result.observe ? { observe: result.observe } : {}) };
     },
     options,
