@@ -208,11 +208,13 @@ export const auditEventTypes = [
   // KYC/AML (src/risk/kyc, docs/risk.md): a person's or legal entity's KYC record changed (with
   // the before and after, and who or which provider changed it), a record past its review date
   // expired, a sanctions/PEP screening list matched a principal (frozen pending a decision) and
-  // compliance's decision on the match.
+  // compliance's decision on the match; a decision refused to its caller (not a compliance person
+  // with their own phishing-resistant token: src/endpoints/admin/kyc.ts).
   'kyc.updated',
   'kyc.expired',
   'screening.matched',
   'screening.decided',
+  'screening.refused',
   // Partner drift (src/federation/drift, docs/federation.md "Drift"): the scheduled check found a
   // partner's live keys or metadata changed against the baseline (keys added or removed by RFC 7638
   // thumbprint, a key's algorithms changed, the metadata's issuer changed; `action` alert or

@@ -70,7 +70,11 @@ const printable = /^[\p{L}\p{M}\p{N}\p{P}\p{S}\p{Zs}]+$/u;
 /** RFC 6750 §2.1 b64token. */
 const b64token = /^[A-Za-z0-9\-._~+/]+=*$/;
 
-/** Rule 2, on its own: the endpoint asks it first, so a control character in it is this error, not the form's. */
+/**
+ * Rule 2, on its own: asked of the value as sent, before the parameters' control-character rule
+ * (which would call a control character in it invalid_request), once the client has authenticated
+ * (src/endpoints/backchannel/index.ts lets the form's rule pass binding_message for this).
+ */
 export function bindingMessageProblem(message: string | undefined): string | undefined {
   if (message === undefined) return undefined;
   if ([...message].length > maxBindingMessageLength) return `binding_message is longer than ${maxBindingMessageLength} characters`;
@@ -79,9 +83,14 @@ export function bindingMessageProblem(message: string | undefined): string | und
 }
 
 export async function readAuthenticationRequest(ctx: Context, client: Client, form: FormParameters, mode: CibaMode): Promise<CibaAuthenticationRequest> {
-  const { params, signed } = await parametersOf(ctx, client, form);
+  const { params, signed, rawBindingMessage } = await parametersOf(ctx, client, form);
+  // Rule 2 on the value as sent, before any parameter is read: the parameters' control-character
+  // rule (src/parameters.ts) would refuse one with a control character as invalid_request.
+  const rawProblem = bindingMessageProblem(rawBindingMessage);
+  if (rawProblem) throw new OAuthError('invalid_binding_message', rawProblem);
   return asInvalidRequest(async () => {
     const bindingMessage = params.string('binding_message');
+    // Again on the value read: a signed request's claim may be a number, read as its text.
     const bindingProblem = bindingMessageProblem(bindingMessage);
     if (bindingProblem) throw new OAuthError('invalid_binding_message', bindingProblem);
 
@@ -133,19 +142,24 @@ export async function readAuthenticationRequest(ctx: Context, client: Client, fo
   });
 }
 
-/** Rule 1: the parameters that count, from the form or from the verified signed request. */
-async function parametersOf(ctx: Context, client: Client, form: FormParameters): Promise<{ params: AuthorizationParameters; signed: boolean }> {
+/**
+ * Rule 1: the parameters that count, from the form or from the verified signed request, and the
+ * binding_message among them as sent (a string), for rule 2.
+ */
+async function parametersOf(ctx: Context, client: Client, form: FormParameters): Promise<{ params: AuthorizationParameters; signed: boolean; rawBindingMessage?: string }> {
   const jwt = form.get('request');
   if (jwt === undefined) {
     // FAPI-CIBA §5.2.2: a FAPI client's authentication requests are signed; §4: so are those of a client that registered an alg.
     if (mustSign(ctx, client)) throw new OAuthError('invalid_request', 'this client must send a signed authentication request (request)');
-    return { params: AuthorizationParameters.fromForm(form, 'form'), signed: false };
+    const raw = form.get('binding_message');
+    return { params: AuthorizationParameters.fromForm(form, 'form'), signed: false, ...(raw !== undefined ? { rawBindingMessage: raw } : {}) };
   }
   // §7.1.1: the parameters are the JWT's claims; a parameter beside it would be unsigned.
   const beside = cibaParameters.filter((name) => form.get(name) !== undefined);
   if (beside.length > 0) throw new OAuthError('invalid_request', `with a signed request, ${beside.join(', ')} must be inside it`);
   const claims = await verifySignedAuthenticationRequest(ctx, client, jwt);
-  return { params: AuthorizationParameters.fromClaims(claims), signed: true };
+  const raw = claims.binding_message;
+  return { params: AuthorizationParameters.fromClaims(claims), signed: true, ...(typeof raw === 'string' && raw !== '' ? { rawBindingMessage: raw } : {}) };
 }
 
 /** Rule 3's scope: openid required; the OpenID scopes allowed to the client; the rest are business scopes. */

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { fourEyesRequirement } from '../approvals/four-eyes.ts';
 import { openApprovalRequest } from '../approvals/requests.ts';
 import { tokenAuthorizationDetails } from '../authorization/authorization-details.ts';
+import { cibaGrantType } from '../clients/metadata.ts';
+import { refuseSanctionedCounterparties } from '../risk/kyc/enforce.ts';
 import { tokenFormKeys } from '../transfers/destination-input.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
 import type { Client } from '../clients/store.ts';
@@ -21,6 +23,11 @@ export interface OpenedCibaRequest {
 
 /**
  * Opens a checked backchannel authentication request (docs/approvals.md "CIBA"):
+ * 0. every counterparty its authorization_details name is screened as at the token endpoint
+ *    (src/risk/kyc/enforce.ts `refuseSanctionedCounterparties`; AMENDMENTS: "counterparties named
+ *    in authorization_details are screened too"): a listed one, or a frozen one, is
+ *    invalid_authorization_details (RFC 9396 §5), audited `policy.denied` and alerted
+ *    `screening.matched`, and nothing is opened — no one is asked to approve what would be refused;
  * 1. the four-eyes requirement of the token it would issue (src/approvals/four-eyes.ts: how many
  *    second persons must approve besides the subject);
  * 2. in ONE transaction, the approval request (kind `ciba`: requester = the client, subject = the
@@ -33,11 +40,21 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
   const clientId = client.metadata.client_id;
   const { payload, hint } = request;
   const audience = payload.resource ?? userinfoAudience(ctx.config.issuer);
+  const scopes = payload.resource !== undefined ? payload.scopes : ['openid'];
+  await refuseSanctionedCounterparties(ctx, {
+    subject: { type: 'User', id: hint.subject.id },
+    clientId,
+    audience,
+    scopes,
+    authorizationDetails: payload.authorizationDetails,
+    requestId: meta.requestId,
+    grantType: cibaGrantType,
+  });
   const requirement = await fourEyesRequirement(ctx, {
     userId: hint.subject.id,
     clientId,
     audience,
-    scopes: payload.resource !== undefined ? payload.scopes : ['openid'],
+    scopes,
     authorizationDetails: payload.authorizationDetails,
     requestId: meta.requestId,
   });

@@ -9,7 +9,7 @@ import { acr, acrRank, type Acr } from '../identity/acr.ts';
  */
 export const consoleRoles = {
   admin: { scopes: ['admin:read', 'admin:write', 'audit:read', 'metrics:read'], minimumAcr: acr.phishingResistant, description: 'manage clients, people, partners, agents, mandates, policies and keys' },
-  compliance: { scopes: ['admin:read', 'audit:read', 'audit:hold', 'reviews:close'], minimumAcr: acr.phishingResistant, description: 'read everything, export evidence, place legal holds, close reviews' },
+  compliance: { scopes: ['admin:read', 'audit:read', 'audit:hold', 'reviews:close', 'screening:decide'], minimumAcr: acr.phishingResistant, description: 'read everything, export evidence, place legal holds, close reviews, decide screening matches' },
   approver: { scopes: ['approvals:decide'], minimumAcr: acr.phishingResistant, description: 'decide pending approvals' },
   auditor: { scopes: ['audit:read'], minimumAcr: acr.multiFactor, description: 'read the audit log' },
 } as const satisfies Record<string, { scopes: readonly string[]; minimumAcr: Acr; description: string }>;

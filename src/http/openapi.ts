@@ -72,6 +72,7 @@ const scopeDescriptions: Record<string, string> = {
   'approvals:decide': "decide approvals (a person's token only)",
   'metrics:read': 'read /metrics',
   'reviews:close': "close a break-glass activation's review (a compliance person's token only)",
+  'screening:decide': "confirm or clear a sanctions/PEP screening match (a compliance person's token only)",
   [accessEvaluateScope]: 'ask the access evaluation API for decisions',
   [evidenceCounterpartyScope]: "fetch the evidence of a trade the client's firm took part in: its hops and the chain before them (a client's own token)",
 };

@@ -15,14 +15,17 @@ import { isUniqueViolation } from '../storage/faults.ts';
  * `reviews:close`: close the review of a break-glass activation (src/endpoints/break-glass), with a
  * PERSON's token holding the compliance role — so compliance closes reviews without holding
  * admin:write, which would let it change everything else.
+ * `screening:decide`: confirm or clear a sanctions/PEP screening match (src/endpoints/admin/kyc.ts),
+ * with a PERSON's token holding the compliance role — the same reasoning as `reviews:close`.
  */
-export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'audit:hold', 'recovery:request', 'approvals:decide', 'metrics:read', 'reviews:close'] as const;
+export const adminScopes = ['admin:read', 'admin:write', 'audit:read', 'audit:hold', 'recovery:request', 'approvals:decide', 'metrics:read', 'reviews:close', 'screening:decide'] as const;
 
 /**
  * The admin scopes a service's own token can use (`clearance init`'s client): all but those only a
- * person's token uses (`recovery:request`, `approvals:decide`).
+ * person's token uses (`recovery:request`, `approvals:decide`, `reviews:close`, `screening:decide`).
  */
-export const serviceAdminScopes: readonly string[] = adminScopes.filter((scope) => scope !== 'approvals:decide' && scope !== 'recovery:request' && scope !== 'reviews:close');
+export const personOnlyAdminScopes: readonly string[] = ['approvals:decide', 'recovery:request', 'reviews:close', 'screening:decide'];
+export const serviceAdminScopes: readonly string[] = adminScopes.filter((scope) => !personOnlyAdminScopes.includes(scope));
 
 /** The scope a policy enforcement point needs to ask the AuthZEN access evaluation API (src/endpoints/access). */
 export const accessEvaluateScope = 'access:evaluate';

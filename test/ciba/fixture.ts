@@ -73,8 +73,8 @@ export interface CibaFixture extends ProtocolFixture {
 }
 
 /** A protocol fixture (fastify inject, manual clock) with CIBA clients and a person. */
-export async function cibaFixture(t: Pick<TestContext, 'after'>, options: { dialect?: TestDialect; notificationEndpoint?: string } = {}): Promise<CibaFixture> {
-  const f = await protocolFixture(t, options.dialect ? { dialect: options.dialect } : {});
+export async function cibaFixture(t: Pick<TestContext, 'after'>, options: { dialect?: TestDialect; notificationEndpoint?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CibaFixture> {
+  const f = await protocolFixture(t, { ...(options.dialect ? { dialect: options.dialect } : {}), ...(options.env ? { env: options.env } : {}) });
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = (await exportJWK(publicKey)) as Record<string, unknown>;
   await f.apply({ users: people, clients: await cibaClients({ jwk, ...(options.notificationEndpoint ? { notificationEndpoint: options.notificationEndpoint } : {}) }) });

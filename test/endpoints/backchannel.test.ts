@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
+import { fileURLToPath } from 'node:url';
 import { testDialects } from '../helpers/storage.ts';
+import { clearingApi } from './fixture.ts';
 import { adminAudience } from '../../src/admin/authorize.ts';
 import { approvalView } from '../../src/approvals/deciders.ts';
 import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
@@ -140,6 +142,32 @@ describe('the backchannel authentication endpoint', () => {
     assertError(await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', authorization_details: '[{"type":"teleport"}]' }), 'invalid_authorization_details');
   });
 
+  test('screens the counterparties authorization_details names before anyone is asked: a listed one is invalid_authorization_details, audited and alerted, and opens nothing', async (t) => {
+    const f = await cibaFixture(t, { env: { CLEARANCE_SCREENING_LIST: fileURLToPath(new URL('../../examples/screening/list.csv', import.meta.url)) } });
+    await f.apply({ clients: [{ client_id: 'settle-ciba', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: [cibaGrant], backchannel_token_delivery_mode: 'poll', scope: 'openid settlement:submit' }] });
+    const instruction = (counterparty: Json) => ({ type: 'settlement_instruction', settlement_type: 'dvp', account: 'GB-FX-001', max_amount: { amount: '1000000', currency: 'USD' }, ...counterparty });
+    const ask = (...details: Json[]) =>
+      f.bcAuthorize({ scope: 'openid settlement:submit', resource: clearingApi, login_hint: 'trader', binding_message: 'Settle 42', authorization_details: JSON.stringify(details) }, 'settle-ciba');
+    const clean = instruction({ counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name: 'Example Broker Ltd' });
+    for (const listed of [instruction({ counterparty_lei: '5299000FICTSHIP00137' }), instruction({ counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name: 'E.E.T.C.' })]) {
+      const refused = await ask(clean, listed);
+      assertError(refused, 'invalid_authorization_details');
+      // As at the token endpoint (src/risk/kyc/enforce.ts): nothing tells the client why.
+      assert.equal((refused.json() as Json).error_description, 'authorization_details[1] names a counterparty that cannot be accepted at present');
+    }
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, 0, 'nobody is asked to approve it');
+    const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('counterparty-screening'));
+    assert.deepEqual(denied.map((e) => [e.client, e.details!.authorization_details, e.details!.entry_id, e.details!.via]), [
+      ['settle-ciba', 1, 'SAN-E001', cibaGrant],
+      ['settle-ciba', 1, 'SAN-E002', cibaGrant],
+    ]);
+    const alerts = await f.ctx.storage.db.selectFrom('alerts').select('data').where('type', '=', 'screening.matched').execute();
+    assert.deepEqual(alerts.map((a) => (JSON.parse(a.data) as Json).entry_id), ['SAN-E001', 'SAN-E002']);
+    // A clean counterparty is asked as before.
+    assert.equal((await ask(clean)).statusCode, 200);
+    assert.equal((await f.pending()).kind, 'ciba');
+  });
+
   test('refuses a binding_message that is too long or not printable text', async (t) => {
     const f = await cibaFixture(t);
     assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'x'.repeat(101) }), 'invalid_binding_message');
@@ -147,6 +175,19 @@ describe('the backchannel authentication endpoint', () => {
     assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'Order \u202e1174' }), 'invalid_binding_message');
     assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'Order\u200b4711' }), 'invalid_binding_message');
     await started(f, { binding_message: 'Kauf 5 Mio. XS1234567890 zu 101,25 €' });
+  });
+
+  test('judges a binding_message only once the client has authenticated: an unauthenticated caller gets invalid_client, an authenticated one invalid_binding_message', async (t) => {
+    const f = await cibaFixture(t);
+    const bad = { scope: 'openid', login_hint: 'trader', binding_message: 'Order\n4711' };
+    for (const auth of [undefined, f.basic('desk-ciba', 'not-its-secret')]) {
+      const response = await f.post('/bc-authorize', { ...(auth ? { auth } : {}), form: { ...bad, ...(auth ? {} : { client_id: 'desk-ciba' }) } });
+      assertError(response, 'invalid_client', 401);
+    }
+    assertError(await f.bcAuthorize({ ...bad, binding_message: 'x'.repeat(101) }, 'desk-ciba'), 'invalid_binding_message');
+    // The form's control-character rule still holds for every other parameter.
+    assertError(await f.bcAuthorize({ ...bad, binding_message: 'Order 4711', login_hint: 'tra\u0000der' }), 'invalid_request');
+    assertError(await f.bcAuthorize(bad), 'invalid_binding_message');
   });
 
   test('bounds requested_expiry, ignores user_code, and never records it', async (t) => {

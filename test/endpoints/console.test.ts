@@ -166,7 +166,7 @@ describe('the console', () => {
     assert.equal(response.headers['cache-control'], 'no-store');
     const session = sessionIn(f, jar);
     assert.deepEqual(session.roles, ['compliance']);
-    assert.deepEqual(session.scopes, ['admin:read', 'audit:hold', 'audit:read', 'reviews:close']);
+    assert.deepEqual(session.scopes, ['admin:read', 'audit:hold', 'audit:read', 'reviews:close', 'screening:decide']);
 
     // The token is the person's own, and the admin API refuses it what her roles do not allow.
     const change = await f.inject({ method: 'PATCH', url: '/admin/clients/desk-algo', headers: { authorization: `Bearer ${session.accessToken}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ scope: 'order:create' }) });

@@ -2,7 +2,8 @@ import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams, queryParams, type JsonSchema } from '../../http/api-operation.ts';
-import { findUser, findUserByUsername } from '../../identity/users.ts';
+import { acr, acrSatisfies } from '../../identity/acr.ts';
+import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { KycChangeRefused, changeKycByAdmin } from '../../risk/kyc/admin.ts';
 import { KycConflict, recordJson } from '../../risk/kyc/changes.ts';
@@ -16,7 +17,7 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
 /**
  * The admin API of KYC records and sanctions/PEP screening (docs/risk.md "KYC/AML lifecycle",
  * "Sanctions and PEP screening"), authorized like the rest of the admin API (admin:read to read,
- * admin:write to change or decide):
+ * admin:write to change; a decision on a match `screening:decide` and a compliance person: below):
  *
  * - GET /admin/kyc/users/{username}, GET /admin/kyc/legal-entities/{lei}: the record, its status
  *   as of now (a `verified` past its review date reads `expired`); `status: none` without one
@@ -31,8 +32,11 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  * - GET /admin/screening: the list this node holds (file, version, entries, when loaded)
  * - GET /admin/screening/matches[?status=open|confirmed|cleared]: newest first (100)
  * - GET /admin/screening/matches/{id}
- * - POST /admin/screening/matches/{id}/decision `{ decision: confirm | clear, reason }`: audited
- *   `screening.decided`; clearing the last open match restores the status the freeze kept.
+ * - POST /admin/screening/matches/{id}/decision `{ decision: confirm | clear, reason }`: only a
+ *   person holding `compliance`, active, with their own token (not a client's, not a delegate's),
+ *   signed in phishing-resistantly (`complianceOf`; else 403 access_denied, audited
+ *   `screening.refused`); audited `screening.decided`; clearing the last open match lifts the
+ *   freeze screening put there (a freeze of another source stays: src/risk/screening/decisions.ts).
  */
 export const adminKyc: Endpoint = {
   register(app, ctx) {
@@ -91,10 +95,12 @@ export const adminKyc: Endpoint = {
       if (!match) throw new OAuthError('not_found', 'no such screening match');
       return matchView(ctx, match);
     });
-    app.post<{ Params: { id: string } }>(`${admin}/screening/matches/:id/decision`, adminOperation(ctx, 'admin:write', {
+    app.post<{ Params: { id: string } }>(`${admin}/screening/matches/:id/decision`, adminOperation(ctx, 'screening:decide', {
       tag: 'kyc',
       summary: 'Confirm or clear a screening match (audited screening.decided)',
-      description: 'Clearing the last open match of a principal restores the KYC status the freeze kept.',
+      description:
+        "Only a person holding compliance, with their own token signed in phishing-resistantly (else 403, audited screening.refused). " +
+        'Clearing the last open match of a principal lifts the freeze screening put there, restoring the KYC status it kept; a freeze of another source stays.',
       params: matchParams,
       body: objectBody(
         {
@@ -105,9 +111,10 @@ export const adminKyc: Endpoint = {
       ),
     }), async (request) => {
       const { decision, reason } = decisionBody(request.body);
+      const decider = await complianceOf(ctx, request, decision);
       if (!(await findScreeningMatch(ctx.storage.db, request.params.id))) throw new OAuthError('not_found', 'no such screening match');
       try {
-        const decided = await decideScreeningMatch(ctx, request.params.id, decision, reason, { actor: actorOf(request), requestId: request.id });
+        const decided = await decideScreeningMatch(ctx, request.params.id, decision, reason, { actor: decider.id, requestId: request.id });
         return matchView(ctx, decided);
       } catch (error) {
         if (error instanceof MatchDecisionRefused) throw new OAuthError(error.status === 404 ? 'not_found' : 'invalid_request', error.message, { status: error.status });
@@ -116,6 +123,39 @@ export const adminKyc: Endpoint = {
     });
   },
 };
+
+/** Why a decision's caller is refused, as `screening.refused` records it. */
+type DeciderRefusal = 'client_token' | 'delegated_token' | 'insufficient_authentication' | 'not_compliance';
+
+/**
+ * Who decides a screening match: a person holding `compliance`, active, with their own token
+ * (a grant's, not a client's own, not a delegate's), signed in phishing-resistantly
+ * (AMENDMENTS "Console and operations": compliance's minimum acr). Clearing a sanctions hit is
+ * compliance's legal decision, as an erasure or a hold's release is (./erasure.ts, ./holds.ts):
+ * admin:write alone does not make it. Every refusal is recorded (`screening.refused`), then
+ * answered 403 access_denied.
+ */
+async function complianceOf(ctx: Context, request: FastifyRequest<{ Params: { id: string } }>, decision: MatchDecision): Promise<User> {
+  const claims = request.admin!;
+  const refuse = async (why: DeciderRefusal, description: string): Promise<never> => {
+    await ctx.audit.record({
+      type: 'screening.refused',
+      requestId: request.id,
+      actor: claims.sub ?? claims.client_id,
+      decision: { allow: false, reasons: [why] },
+      details: { match_id: request.params.id, decision, client: claims.client_id, ...(claims.act !== undefined ? { delegated: true } : {}) },
+    });
+    throw new OAuthError('access_denied', description);
+  };
+  if (claims.grant_id === undefined || claims.sub === undefined) return refuse('client_token', 'a screening match is decided by a person holding compliance, not by a client on its own');
+  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot decide a screening match: the compliance person decides with their own');
+  const person = await findUser(ctx, claims.sub);
+  if (!person || person.status !== 'active' || !person.roles.includes(complianceRole)) return refuse('not_compliance', `only a person holding ${complianceRole} decides a screening match`);
+  if (!acrSatisfies(claims.acr, acr.phishingResistant)) return refuse('insufficient_authentication', 'compliance signs in phishing-resistantly (a passkey) to decide a screening match');
+  return person;
+}
+
+const complianceRole = 'compliance';
 
 /** Who acts: the person of a person's admin token, else the admin client. */
 function actorOf(request: FastifyRequest): string {
@@ -154,7 +194,7 @@ async function view(ctx: Context, principal: KycPrincipal & { username?: string 
 }
 
 const writable = ['status', 'level', 'provider', 'review_due', 'evidence_ref'] as const;
-const readOnly = ['principal', 'previous_status', 'updated_at', 'updated_by'] as const;
+const readOnly = ['principal', 'previous_status', 'frozen_by', 'updated_at', 'updated_by'] as const;
 
 /** The statuses of a screening match, and the decisions on one. */
 const matchStatuses = ['open', 'confirmed', 'cleared'] as const satisfies readonly MatchStatus[];
@@ -172,6 +212,7 @@ const record = objectBody(
     // Shown by GET; sent back unchanged they are ignored, changed they are refused.
     principal: { type: 'object', readOnly: true },
     previous_status: { type: 'string', readOnly: true },
+    frozen_by: { type: 'string', readOnly: true, description: 'who froze it besides screening: a freeze clearing the screening matches does not lift' },
     updated_at: { type: 'string', readOnly: true },
     updated_by: { type: 'string', readOnly: true },
   },

@@ -22,8 +22,9 @@ export interface KycChange {
   /**
    * May this change take the record out of `frozen`? Only an administrator's (when no screening
    * match of the principal is open: ./../screening/decisions.ts decides those) and compliance's
-   * clearing of a match. Anyone else's change of a frozen record changes what it returns to
-   * (`previous_status`) and leaves it frozen.
+   * clearing of a match (only when no one else froze it too: `frozenBy`, nextState). Anyone
+   * else's change of a frozen record changes what it returns to (`previous_status`) and leaves it
+   * frozen.
    */
   liftsFreeze?: boolean;
   /** apply: the declaration's canonical JSON, kept to recognise the same document next time. */
@@ -78,12 +79,14 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
   await lockKycPrincipal(trx, change.principal);
   const before = await readKycRecord(trx, change.principal);
   if (change.expectedVersion !== undefined && (before?.version ?? 0) !== change.expectedVersion) throw new KycConflict('the KYC record changed meanwhile');
-  const next = nextState(before, change);
+  const updatedBy = change.source === 'screening' ? 'screening' : `${change.source}:${change.actor}`;
+  const next = nextState(before, change, updatedBy);
   const declared = change.declared ?? before?.declared;
   const same =
     before !== undefined &&
     before.status === next.status &&
     before.previousStatus === next.previousStatus &&
+    before.frozenBy === next.frozenBy &&
     before.level === next.level &&
     before.provider === next.provider &&
     before.reviewDue === next.reviewDue &&
@@ -91,7 +94,6 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
     before.declared === declared;
   if (same) return { before, after: before, changed: false, events: [] };
 
-  const updatedBy = change.source === 'screening' ? 'screening' : `${change.source}:${change.actor}`;
   const after: KycRecord = { ...next, principal: change.principal, version: (before?.version ?? 0) + 1, updatedAt: now, updatedBy, ...(declared !== undefined ? { declared } : {}) };
   const values = {
     status: after.status,
@@ -104,6 +106,7 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
     version: after.version,
     updated_at: now,
     updated_by: updatedBy,
+    frozen_by: after.frozenBy ?? null,
   };
   if (!before) {
     const inserted = await trx
@@ -152,20 +155,35 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
   return { before, after, changed: true, events: [event] };
 }
 
-/** What the record becomes: the fields written, the freeze kept or taken as the change may. */
-function nextState(before: KycRecord | undefined, change: KycChange): KycFields & { previousStatus?: KycStatus } {
+/**
+ * What the record becomes: the fields written, the freeze kept or taken as the change may. A
+ * record has one `frozen` status but two kinds of hold on it: screening's (an open or confirmed
+ * match; a compliance confirmation re-freezing is screening's too), which compliance's clearing
+ * of the last match lifts, and anyone else's (an administrator, a provider, apply), named in
+ * `frozenBy` whenever such a change writes `frozen` — before a hit or after it — and lifted only
+ * with the freeze itself (an administrator's change: `liftsFreeze`). Clearing the matches leaves a
+ * record with a `frozenBy` frozen (src/risk/screening/decisions.ts).
+ */
+function nextState(before: KycRecord | undefined, change: KycChange, updatedBy: string): KycFields & { previousStatus?: KycStatus; frozenBy?: string } {
   const fields: KycFields = { ...change.fields };
   const wasFrozen = before?.status === 'frozen';
+  const heldBefore = wasFrozen && before.frozenBy !== undefined ? { frozenBy: before.frozenBy } : {};
   if (fields.status === 'frozen') {
     // Frozen again: what it returns to stays; newly frozen: it returns to what it was.
     const previous = wasFrozen ? before.previousStatus : before?.status;
-    return { ...fields, ...(previous !== undefined ? { previousStatus: previous } : {}) };
+    const screenings = change.source === 'screening' || change.source === 'compliance';
+    return { ...fields, ...(previous !== undefined ? { previousStatus: previous } : {}), ...(screenings ? heldBefore : { frozenBy: updatedBy }) };
   }
-  if (wasFrozen && !change.liftsFreeze) return { ...fields, status: 'frozen', previousStatus: fields.status };
+  if (wasFrozen && !change.liftsFreeze) return { ...fields, status: 'frozen', previousStatus: fields.status, ...heldBefore };
   return fields;
 }
 
 /** The record as audit events and the admin API show its facts. */
 export function recordJson(record: KycRecord): Record<string, unknown> {
-  return { ...fieldsJson(record), ...(record.previousStatus !== undefined ? { previous_status: record.previousStatus } : {}), version: record.version };
+  return {
+    ...fieldsJson(record),
+    ...(record.previousStatus !== undefined ? { previous_status: record.previousStatus } : {}),
+    ...(record.frozenBy !== undefined ? { frozen_by: record.frozenBy } : {}),
+    version: record.version,
+  };
 }

@@ -11,6 +11,7 @@ import type { KycPrincipal } from './record.ts';
 /**
  * KYC/AML at token issuance (docs/risk.md), before any policy is asked, for every grant and every
  * audience (Clearance's own included): code, not policy, so no policy set can let it through.
+ * Rule 2 is asked at /bc-authorize too (`refuseSanctionedCounterparties`).
  *
  * 1. A frozen principal gets no token at all (fail closed): the person the token is about, or the
  *    legal entity that owns the client it is about or is issued to or any client of its act chain,
@@ -57,7 +58,11 @@ async function refuseFrozen(ctx: Context, issuance: Issuance): Promise<void> {
   }
 }
 
-async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance): Promise<void> {
+/**
+ * Rule 2 on its own: also asked when a backchannel authentication request is opened
+ * (src/ciba/open.ts), so that no one is asked to approve what the token endpoint would refuse.
+ */
+export async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance): Promise<void> {
   const index = ctx.risk.screening.index;
   for (const [i, detail] of issuance.authorizationDetails.entries()) {
     for (const counterparty of counterpartiesOf(detail)) {

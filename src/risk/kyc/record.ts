@@ -5,8 +5,8 @@
  *
  * - `pending`: not yet verified; `verified`: verified, until `review_due`; `expired`: the review
  *   is overdue; `rejected`: the review failed; `frozen`: held pending a compliance decision (a
- *   sanctions/PEP screening hit, or an administrator's or provider's freeze), the status it had
- *   kept in `previousStatus`.
+ *   sanctions/PEP screening hit, or an administrator's or provider's freeze, or both: `frozenBy`
+ *   names the one besides screening), the status it had kept in `previousStatus`.
  * - A `verified` record past its review date IS `expired` (`effectiveStatus`): at every read, so
  *   no decision ever sees a stale `verified`, and written so by the periodic sweep (./expiry.ts).
  *   Only `verified` expires: a pending, rejected or frozen record is no better once overdue.
@@ -40,6 +40,12 @@ export interface KycRecord extends KycFields {
   principal: KycPrincipal;
   /** A frozen record's status before the freeze (undefined: it had no record). */
   previousStatus?: KycStatus;
+  /**
+   * Who froze it besides screening (`admin:<actor>`, `provider:<id>`, `apply:<actor>`): a freeze
+   * compliance's clearing of the matches does not lift (../kyc/changes.ts). Undefined when only
+   * screening holds the freeze, or it is not frozen.
+   */
+  frozenBy?: string;
   /** Counted up by every change: writers update conditionally on the version they read. */
   version: number;
   updatedAt: number;

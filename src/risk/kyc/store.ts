@@ -136,5 +136,6 @@ export function recordFromRow(row: Database['kyc_records']): KycRecord {
     version: Number(row.version),
     updatedAt: Number(row.updated_at),
     updatedBy: row.updated_by,
+    ...(row.frozen_by != null ? { frozenBy: row.frozen_by } : {}),
   };
 }

@@ -19,6 +19,11 @@ export interface KycTables {
     updated_at: number;
     /** `apply:<actor>`, `admin:<actor>`, `provider:<id>`, `screening`, `compliance:<actor>`, `clearance`. */
     updated_by: string;
+    /**
+     * Who froze it besides screening (migration 0064_kyc_freeze_holder): the `updated_by` of that
+     * change; null when only screening holds the freeze, or it is not frozen.
+     */
+    frozen_by: string | null;
   };
   kyc_providers: {
     id: string;

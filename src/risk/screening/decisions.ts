@@ -23,7 +23,10 @@ export class MatchDecisionRefused extends AdminRefusal {
  * decision is refused), and `screening.decided` recorded.
  * - confirm: the principal stays frozen, whatever anyone else changes, until the match is cleared;
  * - clear: a false positive. When no other match of the principal is open or confirmed, their KYC record goes
- *   back to the status the freeze kept (`kyc.updated`; `pending` when they had no record before);
+ *   back to the status the freeze kept (`kyc.updated`; `pending` when they had no record before)
+ *   — unless someone else froze it too, before the hit or after it (an administrator, a provider,
+ *   apply: `frozenBy`, ../kyc/changes.ts): that freeze stays until an administrator lifts it, and
+ *   `screening.decided` names it (`freeze_kept_by`);
  *   the entry will not match them again until it changes (./matches.ts).
  */
 export async function decideScreeningMatch(
@@ -68,7 +71,7 @@ export async function decideScreeningMatch(
           // A confirmed match holds a freeze, whatever happened to the record since the hit.
           const record = await readKycRecord(trx, match.principal);
           if (record?.status !== 'frozen') {
-            const { principal: _p, status: _s, previousStatus: _ps, version: _v, updatedAt: _u, updatedBy: _b, declared: _d, ...facts } = record ?? ({} as Partial<NonNullable<typeof record>>);
+            const { principal: _p, status: _s, previousStatus: _ps, version: _v, updatedAt: _u, updatedBy: _b, declared: _d, frozenBy: _f, ...facts } = record ?? ({} as Partial<NonNullable<typeof record>>);
             const refrozen = await changeKycRecord(trx, ctx.clock, {
               principal: match.principal,
               fields: { ...facts, status: 'frozen' },
@@ -89,8 +92,13 @@ export async function decideScreeningMatch(
             .where('status', 'in', ['open', 'confirmed'])
             .executeTakeFirst();
           const record = await readKycRecord(trx, match.principal);
-          if (!open && record?.status === 'frozen') {
-            const { principal: _p, status: _s, previousStatus, version, updatedAt: _u, updatedBy: _b, declared: _d, ...facts } = record;
+          if (!open && record?.status === 'frozen' && record.frozenBy !== undefined) {
+            // Someone else froze it too (an administrator, a provider, apply): their freeze stays
+            // until an administrator lifts it; the decision says whose it is.
+            const [decided] = events;
+            decided!.details = { ...decided!.details, freeze_kept_by: record.frozenBy };
+          } else if (!open && record?.status === 'frozen') {
+            const { principal: _p, status: _s, previousStatus, version, updatedAt: _u, updatedBy: _b, declared: _d, frozenBy: _f, ...facts } = record;
             const restored = await changeKycRecord(trx, ctx.clock, {
               principal: match.principal,
               fields: { ...facts, status: previousStatus ?? 'pending' },

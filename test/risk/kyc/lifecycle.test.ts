@@ -5,6 +5,9 @@ import type { LightMyRequestResponse } from 'fastify';
 import { CompactSign, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import { adminAudience } from '../../../src/admin/authorize.ts';
 import { expireKycRecords } from '../../../src/risk/kyc/expiry.ts';
+import { decideScreeningMatch } from '../../../src/risk/screening/decisions.ts';
+import type { ScreeningHit } from '../../../src/risk/screening/matcher.ts';
+import { recordScreeningHit } from '../../../src/risk/screening/matches.ts';
 import { assertOAuthError, protocolFixture, type ProtocolFixture } from '../../endpoints/fixture.ts';
 import { testDialects, type TestDialect } from '../../helpers/storage.ts';
 
@@ -126,7 +129,7 @@ for (const dialect of testDialects()) {
       assert.equal(frozen.statusCode, 200, frozen.body);
       assert.deepEqual(
         { ...(frozen.json() as Record<string, unknown>), updated_at: undefined },
-        { ...alice, status: 'frozen', previous_status: 'verified', version: (alice.version as number) + 1, updated_at: undefined, updated_by: 'admin:admin-ops', outcome: 'updated' },
+        { ...alice, status: 'frozen', previous_status: 'verified', frozen_by: 'admin:admin-ops', version: (alice.version as number) + 1, updated_at: undefined, updated_by: 'admin:admin-ops', outcome: 'updated' },
       );
       const [updated] = (await f.auditEvents('kyc.updated')).filter((e) => e.details!.via === 'admin');
       assert.equal(updated!.details!.reason, 'adverse media');
@@ -175,6 +178,32 @@ for (const dialect of testDialects()) {
       assert.doesNotMatch(await f.auditText(), new RegExp(hmacSecret.slice(6, 30).replace(/[+/]/g, '.')));
       const stored = await f.ctx.storage.db.selectFrom('kyc_providers').select('secret_sealed').where('id', '=', 'idv-example').executeTakeFirstOrThrow();
       assert.ok(stored.secret_sealed!.startsWith('v2.') && !stored.secret_sealed!.includes(hmacSecret));
+    });
+
+    test("a provider's freeze stays when compliance clears a screening match, whether the match came before it or after", async (t) => {
+      const f = await kycFixture(t, dialect);
+      const alice = { type: 'User' as const, id: await f.userId('alice') };
+      const entry = (id: string): ScreeningHit => ({ entry: { id, type: 'person', name: 'Alice Trader', aliases: [], list: 'pep', digest: `digest-${id}` }, matchedOn: ['name'] });
+      // The provider's freeze first, then the hit; compliance clears it.
+      assert.equal((await f.hmacWebhook({ username: 'alice', status: 'frozen' })).statusCode, 200);
+      const first = (await recordScreeningHit(f.ctx, alice, entry('PEP-1'), 'list-1', 'sign_in'))!;
+      await decideScreeningMatch(f.ctx, first.id, 'clear', 'namesake', { actor: 'compliance-1' });
+      assert.equal((await record(f)).status, 'frozen', "the provider's freeze stays");
+      // The provider says verified: frozen it stays (a provider lifts no freeze), until an administrator lifts it.
+      assert.equal((await f.hmacWebhook({ username: 'alice', status: 'verified' })).json().status, 'frozen');
+      const lifted = await f.call('PATCH', '/admin/kyc/users/alice', f.admin, { status: 'verified' });
+      assert.equal(lifted.statusCode, 200, lifted.body);
+      // The hit first, then the provider's freeze; compliance clears the hit.
+      const second = (await recordScreeningHit(f.ctx, alice, entry('PEP-2'), 'list-1', 'sign_in'))!;
+      assert.equal((await f.hmacWebhook({ username: 'alice', status: 'frozen' })).statusCode, 200);
+      await decideScreeningMatch(f.ctx, second.id, 'clear', 'namesake', { actor: 'compliance-1' });
+      assert.equal((await record(f)).status, 'frozen', "the provider's freeze stays");
+      // With no freeze but screening's, clearing lifts it.
+      assert.equal((await f.call('PATCH', '/admin/kyc/users/alice', f.admin, { status: 'verified' })).statusCode, 200);
+      const third = (await recordScreeningHit(f.ctx, alice, entry('PEP-3'), 'list-1', 'sign_in'))!;
+      assert.equal((await record(f)).status, 'frozen');
+      await decideScreeningMatch(f.ctx, third.id, 'clear', 'namesake', { actor: 'compliance-1' });
+      assert.equal((await record(f)).status, 'verified');
     });
 
     test('a record past its review date reads expired at once; the sweep writes it expired once, with one kyc.expired event, however many nodes sweep', async (t) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Migrator } from 'kysely';
+import { Migrator, type Kysely } from 'kysely';
 import { migrate } from '../../../src/storage/database.ts';
 import { migrations } from '../../../src/storage/migrations/index.ts';
 import { testDialects } from '../../helpers/storage.ts';
@@ -53,11 +53,57 @@ for (const dialect of testDialects()) {
             version: 1,
             updated_at: 2000,
             updated_by: 'migration',
+            frozen_by: null,
           },
         ],
       );
       const users = await database.storage.db.selectFrom('users').select(['id', 'attributes']).orderBy('id').execute();
       assert.deepEqual(users.map((u) => JSON.parse(u.attributes)), [{ suitability: ['fx'] }, { suitability: ['fx'] }]);
+    });
+  });
+}
+
+for (const dialect of testDialects()) {
+  describe(`migration 0064_kyc_freeze_holder on ${dialect.name}`, () => {
+    test('names who froze each frozen record besides screening: whoever changed it last, unless screening or compliance', async (t) => {
+      const database = await dialect.create(t);
+      const before = Object.keys(migrations)[Object.keys(migrations).indexOf('0064_kyc_freeze_holder') - 1]!;
+      const migrated = await new Migrator({ db: database.storage.db, provider: { getMigrations: async () => migrations } }).migrateTo(before);
+      assert.equal(migrated.error, undefined);
+      const record = (id: string, status: string, updated_by: string) => ({
+        principal_type: 'User',
+        principal_id: id,
+        status,
+        previous_status: status === 'frozen' ? 'verified' : null,
+        level: null,
+        provider: null,
+        review_due: null,
+        evidence_ref: null,
+        declared: null,
+        version: 2,
+        updated_at: 2000,
+        updated_by,
+      });
+      await (database.storage.db as unknown as Kysely<Record<string, Record<string, unknown>>>)
+        .insertInto('kyc_records')
+        .values([
+          record('u-1', 'frozen', 'screening'),
+          record('u-2', 'frozen', 'compliance:u-9'),
+          record('u-3', 'frozen', 'admin:admin-ops'),
+          record('u-4', 'frozen', 'provider:idv-example'),
+          record('u-5', 'verified', 'admin:admin-ops'),
+        ])
+        .execute();
+
+      await migrate(database.storage);
+      const rows = await database.storage.db.selectFrom('kyc_records').select(['principal_id', 'frozen_by']).orderBy('principal_id').execute();
+      assert.deepEqual(rows.map((r) => ({ ...r })), [
+        { principal_id: 'u-1', frozen_by: null },
+        { principal_id: 'u-2', frozen_by: null },
+        { principal_id: 'u-3', frozen_by: 'admin:admin-ops' },
+        { principal_id: 'u-4', frozen_by: 'provider:idv-example' },
+        { principal_id: 'u-5', frozen_by: null },
+      ]);
     });
   });
 }

@@ -12,14 +12,18 @@ import { ManualClock } from '../../../src/clock.ts';
 import { loadConfig } from '../../../src/config.ts';
 import type { Context } from '../../../src/context.ts';
 import { buildApp } from '../../../src/http/app.ts';
+import { acr } from '../../../src/identity/acr.ts';
 import { verifyLogin } from '../../../src/identity/login.ts';
 import { createLogger } from '../../../src/log.ts';
 import { OAuthError } from '../../../src/oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../../../src/policy/issuance.ts';
 import { rescreenOnListChange, screenPerson } from '../../../src/risk/screening/screen.ts';
 import { openContext } from '../../../src/server.ts';
+import { mintAccessToken, newJti } from '../../../src/tokens/access-token.ts';
+import type { AccessTokenClaims } from '../../../src/tokens/claims.ts';
 import { formatProblem } from '../../../src/validation.ts';
-import { assertOAuthError, basicAuthorization, formBody, protocolFixture } from '../../endpoints/fixture.ts';
+import { assertOAuthError, basicAuthorization, decodeJwt, formBody, protocolFixture } from '../../endpoints/fixture.ts';
+import { codeFlowFixture, webRedirect } from '../../authorization/fixture.ts';
 import { testDialects, type TestDialect } from '../../helpers/storage.ts';
 
 const exampleList = readFileSync(fileURLToPath(new URL('../../../examples/screening/list.csv', import.meta.url)), 'utf8');
@@ -205,24 +209,50 @@ for (const dialect of testDialects()) {
   });
 }
 
+/** A screening list, people and a compliance console client; tokens of its people for the admin API. */
+async function decisionFixture(t: TestContext, list: string) {
+  const f = await codeFlowFixture(t, { env: { CLEARANCE_SCREENING_LIST: list }, risk: 'off' });
+  // The fixture's people first (f.user remembers their ids), then their roles.
+  for (const username of ['cora', 'adam']) await f.user(username);
+  await f.apply({
+    users: [
+      { username: 'cora', name: 'Cora Compliance', roles: ['compliance'] },
+      { username: 'adam', name: 'Adam Admin', roles: ['admin'] },
+      // Screened at apply time: a namesake without a date of birth (a false positive), and the listed person.
+      { username: 'hans', name: 'Hans Müller', kyc: { status: 'verified', level: 'standard' } },
+      { username: 'ivan', name: 'PETROV Ivan', attributes: { date_of_birth: '1961-07-14' }, kyc: { status: 'pending' } },
+    ],
+    clients: [{ client_id: 'kyc-console', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: [webRedirect], scope: 'admin:read admin:write screening:decide' },
+      // A service registered for the decision's scope: its own token is still no person's.
+      { client_id: 'kyc-service', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'admin:read screening:decide' },
+    ],
+  });
+  // Tokens issued in the second the people were changed would count as issued before it.
+  f.clock.advance(2000);
+  /** A person's token from the console, signed in at `level` (a passkey unless told). */
+  const personToken = async (username: string, level: string = acr.phishingResistant): Promise<string> => {
+    const signedIn = await f.signIn(username, { acr: level, amr: level === acr.password ? ['pwd'] : ['hwk', 'user', 'mfa'] });
+    const { code, pkce } = await f.authorizeAndApprove({ client: 'kyc-console', person: signedIn, query: { scope: 'admin:read admin:write screening:decide', resource: adminAudience(f.issuer) } });
+    const redeemed = await f.redeem('kyc-console', code, pkce.verifier);
+    assert.equal(redeemed.statusCode, 200, redeemed.body);
+    return redeemed.json().access_token as string;
+  };
+  const call = (method: 'GET' | 'POST' | 'PUT', url: string, token: string, body?: unknown) =>
+    f.inject({ method, url, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { payload: JSON.stringify(body) } : {}) });
+  const viewer = await f.accessToken('admin-viewer', { resource: adminAudience(f.issuer) });
+  const openMatches = async () => (await call('GET', '/admin/screening/matches?status=open', viewer)).json().matches as Record<string, unknown>[];
+  return { f, personToken, call, viewer, openMatches };
+}
+
 describe('compliance decisions on screening matches', () => {
   test('clearing a false positive restores the status and keeps the entry from matching again until it changes; confirming holds the freeze', async (t) => {
     const list = listFile(t, exampleList);
-    const f = await protocolFixture(t, { env: { CLEARANCE_SCREENING_LIST: list.path } });
-    // Screened at apply time: a namesake without a date of birth (a false positive), and the listed person.
-    await f.apply({
-      users: [
-        { username: 'hans', name: 'Hans Müller', kyc: { status: 'verified', level: 'standard' } },
-        { username: 'ivan', name: 'PETROV Ivan', attributes: { date_of_birth: '1961-07-14' }, kyc: { status: 'pending' } },
-      ],
-    });
+    const { f, personToken, call, viewer, openMatches } = await decisionFixture(t, list.path);
     const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
-    const viewer = await f.accessToken('admin-viewer', { resource: adminAudience(f.issuer) });
-    const call = (method: 'GET' | 'POST' | 'PUT', url: string, token: string, body?: unknown) =>
-      f.inject({ method, url, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { payload: JSON.stringify(body) } : {}) });
+    const compliance = await personToken('cora');
     const kycOf = async (username: string) => (await call('GET', `/admin/kyc/users/${username}`, viewer)).json() as Record<string, unknown>;
 
-    const open = (await call('GET', '/admin/screening/matches?status=open', viewer)).json().matches as Record<string, unknown>[];
+    const open = await openMatches();
     assert.deepEqual(open.map((m) => [(m.principal as { username: string }).username, m.entry_id, m.matched_on]).sort(), [
       ['hans', 'SAN-0004', ['name']],
       ['ivan', 'SAN-0001', ['name', 'alias', 'date_of_birth']],
@@ -232,17 +262,19 @@ describe('compliance decisions on screening matches', () => {
     const ivanMatch = open.find((m) => m.entry_id === 'SAN-0001')!.id as string;
 
     assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, viewer, { decision: 'clear', reason: 'different person: born 1988' }), 403, 'insufficient_scope');
-    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, admin, { decision: 'clear' }), 400, 'invalid_request');
-    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, admin, { decision: 'forget', reason: 'x' }), 400, 'invalid_request');
-    assertOAuthError(await call('POST', '/admin/screening/matches/00000000-0000-0000-0000-000000000000/decision', admin, { decision: 'clear', reason: 'x' }), 404, 'not_found');
-    const cleared = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, admin, { decision: 'clear', reason: 'different person: born 1988' });
+    // admin:write is not the decision's scope: an administrator changes records, compliance decides matches.
+    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, admin, { decision: 'clear', reason: 'different person: born 1988' }), 403, 'insufficient_scope');
+    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, compliance, { decision: 'clear' }), 400, 'invalid_request');
+    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, compliance, { decision: 'forget', reason: 'x' }), 400, 'invalid_request');
+    assertOAuthError(await call('POST', '/admin/screening/matches/00000000-0000-0000-0000-000000000000/decision', compliance, { decision: 'clear', reason: 'x' }), 404, 'not_found');
+    const cleared = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, compliance, { decision: 'clear', reason: 'different person: born 1988' });
     assert.equal(cleared.statusCode, 200, cleared.body);
     assert.equal(cleared.json().status, 'cleared');
     assert.equal((await kycOf('hans')).status, 'verified', 'the status the freeze kept');
-    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, admin, { decision: 'confirm', reason: 'again' }), 409, 'invalid_request');
+    assertOAuthError(await call('POST', `/admin/screening/matches/${hansMatch}/decision`, compliance, { decision: 'confirm', reason: 'again' }), 409, 'invalid_request');
     const [decided] = await f.auditEvents('screening.decided');
     assert.deepEqual({ ...decided!.details, principal_id: undefined }, { match_id: hansMatch, principal_type: 'User', principal_id: undefined, entry_id: 'SAN-0004', list: 'sanctions', decision: 'clear', reason: 'different person: born 1988' });
-    assert.equal(decided!.actor, 'admin-ops');
+    assert.equal(decided!.actor, await f.user('cora'));
 
     // The same entry does not match him again: at sign-in, at the next apply.
     const hans = { id: (await kycOf('hans')).principal as { id: string } };
@@ -254,18 +286,88 @@ describe('compliance decisions on screening matches', () => {
     assert.equal((await kycOf('hans')).status, 'frozen');
 
     // Confirmed: frozen it stays, and an administrator cannot lift it around the decision.
-    const confirmed = await call('POST', `/admin/screening/matches/${ivanMatch}/decision`, admin, { decision: 'confirm', reason: 'true match: passport checked' });
+    const confirmed = await call('POST', `/admin/screening/matches/${ivanMatch}/decision`, compliance, { decision: 'confirm', reason: 'true match: passport checked' });
     assert.equal(confirmed.statusCode, 200, confirmed.body);
     assert.equal((await kycOf('ivan')).status, 'frozen');
     const lift = await call('PUT', '/admin/kyc/users/ivan', admin, { status: 'verified' });
     assert.match(String(assertOAuthError(lift, 409, 'invalid_request').error_description), /confirmed screening match/);
     // Delisted later: compliance clears the confirmed match, and he returns to what he was.
-    const delisted = await call('POST', `/admin/screening/matches/${ivanMatch}/decision`, admin, { decision: 'clear', reason: 'delisted' });
+    const delisted = await call('POST', `/admin/screening/matches/${ivanMatch}/decision`, compliance, { decision: 'clear', reason: 'delisted' });
     assert.equal(delisted.statusCode, 200, delisted.body);
     assert.equal((await kycOf('ivan')).status, 'pending');
     const screening = (await call('GET', '/admin/screening', viewer)).json();
     assert.equal(screening.configured, true);
     assert.equal(screening.entries, 7);
+  });
+
+  test("only a person holding compliance decides a match, with their own token signed in phishing-resistantly: a client's token, a delegate's, another role's, a password sign-in are refused 403 and each refusal is audited", async (t) => {
+    const { f, personToken, call, openMatches } = await decisionFixture(t, listFile(t, exampleList).path);
+    const hansMatch = (await openMatches()).find((m) => m.entry_id === 'SAN-0004')!.id as string;
+    const cora = await personToken('cora');
+    const { payload } = decodeJwt(cora);
+    const delegated = await mintAccessToken(f.ctx.keys, { ...(payload as unknown as AccessTokenClaims), jti: newJti(), act: { sub: 'some-agent-client' } });
+    const refused: [string, string][] = [
+      ['client_token', await f.accessToken('kyc-service', { resource: adminAudience(f.issuer), scope: 'screening:decide' })],
+      ['delegated_token', delegated],
+      ['not_compliance', await personToken('adam')],
+      ['insufficient_authentication', await personToken('cora', acr.password)],
+    ];
+    for (const [why, token] of refused) {
+      for (const decision of ['clear', 'confirm']) {
+        const response = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, token, { decision, reason: 'namesake' });
+        assertOAuthError(response, 403, 'access_denied');
+      }
+      assert.equal((await openMatches()).length, 2, `${why}: nothing decided`);
+    }
+    const events = await f.auditEvents('screening.refused');
+    assert.deepEqual(events.map((e) => [e.decision!.reasons[0], e.details!.match_id, e.details!.decision]), refused.flatMap(([why]) => [[why, hansMatch, 'clear'], [why, hansMatch, 'confirm']]));
+    assert.equal((await f.auditEvents('screening.decided')).length, 0);
+    // A compliance person signed in with a passkey decides it.
+    const cleared = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, cora, { decision: 'clear', reason: 'namesake' });
+    assert.equal(cleared.statusCode, 200, cleared.body);
+  });
+});
+
+describe('a freeze of another source and a screening match', () => {
+  test("clearing a match lifts only the freeze screening put there: an administrator's freeze, before the hit or after it, stays until the administrator lifts it", async (t) => {
+    const list = listFile(t, listWithout('SAN-0004'));
+    const { f, personToken, call, viewer, openMatches } = await decisionFixture(t, list.path);
+    const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const compliance = await personToken('cora');
+    const kycOf = async (username: string) => (await call('GET', `/admin/kyc/users/${username}`, viewer)).json() as Record<string, unknown>;
+    const decide = async (entry: string, reason: string) => {
+      const id = (await openMatches()).find((m) => m.entry_id === entry)!.id as string;
+      const response = await call('POST', `/admin/screening/matches/${id}/decision`, compliance, { decision: 'clear', reason });
+      assert.equal(response.statusCode, 200, response.body);
+    };
+
+    // The administrator's freeze first, then the hit (hans is not on the list yet).
+    assert.equal((await kycOf('hans')).status, 'verified');
+    const frozen = await call('PUT', '/admin/kyc/users/hans', admin, { status: 'frozen', level: 'standard', reason: 'fraud investigation' });
+    assert.equal(frozen.statusCode, 200, frozen.body);
+    list.replace(exampleList);
+    f.ctx.risk.screening.reload();
+    const hans = (await kycOf('hans')).principal as { id: string };
+    assert.equal((await screenPerson(f.ctx, { id: hans.id, name: 'Hans Müller', attributes: {} }, 'sign_in')).length, 1);
+    await decide('SAN-0004', 'namesake: born 1988');
+    const kept = await kycOf('hans');
+    assert.equal(kept.status, 'frozen', "the administrator's freeze stays");
+    assert.equal(kept.previous_status, 'verified');
+    const [decided] = (await f.auditEvents('screening.decided')).filter((e) => e.details!.entry_id === 'SAN-0004');
+    assert.equal(decided!.details!.freeze_kept_by, 'admin:admin-ops');
+    const lifted = await call('PUT', '/admin/kyc/users/hans', admin, { status: 'verified', level: 'standard', reason: 'investigation closed' });
+    assert.equal(lifted.statusCode, 200, lifted.body);
+    assert.equal((await kycOf('hans')).status, 'verified');
+
+    // The hit first (ivan, at apply), then the administrator freezes him for another reason.
+    assert.equal((await kycOf('ivan')).status, 'frozen');
+    const refrozen = await call('PUT', '/admin/kyc/users/ivan', admin, { status: 'frozen', reason: 'court order' });
+    assert.equal(refrozen.statusCode, 200, refrozen.body);
+    await decide('SAN-0001', 'namesake: another passport');
+    assert.equal((await kycOf('ivan')).status, 'frozen', "the administrator's freeze stays");
+    const thawed = await call('PUT', '/admin/kyc/users/ivan', admin, { status: 'pending', reason: 'court order lifted' });
+    assert.equal(thawed.statusCode, 200, thawed.body);
+    assert.equal((await kycOf('ivan')).status, 'pending');
   });
 });
 
