@@ -24,7 +24,8 @@ export type DeciderRole = 'subject' | 'approver';
 
 /**
  * As whom `approver` may decide `request` now (with a proof like `proof`), or undefined when they
- * may not: not pending, unknown kind, already decided by them, not independent, not eligible.
+ * may not: not pending, unknown kind, already decided by them, a second person on a request that
+ * asks for none, not independent, not eligible.
  * Fail closed: an eligibility that cannot be decided is a no.
  */
 export async function deciderRole(ctx: Context, request: ApprovalRequest, approver: Approver, proof: ApproverProof, decided?: boolean): Promise<DeciderRole | undefined> {
@@ -33,6 +34,8 @@ export async function deciderRole(ctx: Context, request: ApprovalRequest, approv
   const already = decided ?? (await decisionsOf(ctx.storage.db, request.id)).some((d) => d.approver === approver.userId);
   if (already) return undefined;
   if (approver.userId === request.subject && request.subjectApproval === 'pending') return 'subject';
+  // A request that asks no second person is in nobody else's hands (decideApprovalRequest refuses them).
+  if (request.requiredApprovals === 0) return undefined;
   const options = kind.independence ? await kind.independence(ctx, request) : {};
   if (independenceProblem(approver, request, options)) return undefined;
   try {

@@ -207,8 +207,8 @@ export type PendingSource = Pick<Context, 'storage' | 'clock'> | { db: Kysely<Da
  * Pending, unexpired requests, oldest first (optionally of some kinds, or about one subject, or
  * waiting for their subject's own approval or not), as
  * one page: `after` continues after the request it names (keyset paging: created_at, then id).
- * `secondPerson`: only those this person might decide as a second person — not about them, not
- * asked by them, not decided by them yet (what SQL can tell of the decision rule; the kind's
+ * `secondPerson`: only those this person might decide as a second person — asking for one, not
+ * about them, not asked by them, not decided by them yet (what SQL can tell of the decision rule; the kind's
  * eligibility and the actors are for the caller).
  */
 export async function listPendingApprovalRequests(
@@ -223,6 +223,7 @@ export async function listPendingApprovalRequests(
   const person = filter.secondPerson;
   if (person !== undefined) {
     query = query
+      .where('required_approvals', '>', 0)
       .where('subject', '<>', person)
       .where('requester', '<>', person)
       .where(({ not, exists, selectFrom }) =>
@@ -262,6 +263,7 @@ export type DecisionRefusal =
   | 'subject_passkey_required'
   | 'reason_required'
   | 'proof_used'
+  | 'approver_not_asked'
   | IndependenceProblem
   | `not_eligible: ${string}`;
 
@@ -274,8 +276,10 @@ export const maxReasonLength = 500;
  * One person's decision on a request, the one rule for every kind:
  * 1. the request exists, is of this kind, and is pending and unexpired;
  * 2. the subject decides for themselves only when the request waits for them (CIBA); anyone else
- *    is a second person, who must be independent (src/approvals/independence.ts: never the
- *    requester, the subject, or an actor in the chain — in code, whatever policy says);
+ *    is a second person, who decides only a request that asks for second persons
+ *    (`requiredApprovals` > 0; else `approver_not_asked`) and must be independent
+ *    (src/approvals/independence.ts: never the requester, the subject, or an actor in the chain —
+ *    in code, whatever policy says);
  * 3. the proof reaches the kind's level (the subject's or the approver's), and a `session` proof
  *    only denies; the subject's own approval is by passkey when the kind says so (`subjectProof`,
  *    CIBA: a token could be one the asking client got from the subject's earlier approval);
@@ -329,6 +333,11 @@ export async function decideApprovalRequest(
   if (status === 'expired') return refuse('expired', request);
   if (status !== 'pending') return refuse('not_pending', request);
   const role: ApprovalDecision['role'] = input.approver.userId === request.subject && request.subjectApproval === 'pending' ? 'subject' : 'approver';
+  // A request that asks no second person (a CIBA request policy let through on the person's own
+  // approval) is nobody else's to decide: an approval there would only be carried by the token
+  // (its `approvals` claim) and cost the client its refresh token, and a denial would stop what
+  // nobody was asked to judge.
+  if (role === 'approver' && request.requiredApprovals === 0) return refuse('approver_not_asked', request);
   if (role === 'approver') {
     const options = kind.independence ? await kind.independence(ctx, request) : {};
     const problem = independenceProblem(input.approver, request, options);

@@ -5,21 +5,40 @@ import { canonicalize } from '../jose/canonical-json.ts';
 import { ocspRequest } from '../guard/ocsp.ts';
 import { respondOcsp } from '../pki/ocsp/index.ts';
 import { requestTimestamp, TimestampError, tsaTrustPems } from '../pki/tsa.ts';
+import { recordRefusal } from '../audit/refusals.ts';
+import { accessTokenTyp } from '../tokens/claims.ts';
+import { verifyOwnJwt } from '../tokens/own-jwt.ts';
+import { referenceTokenPrefix } from '../tokens/reference-tokens.ts';
 
 export const evidenceFormat = 'clearance-signed-request/1';
 
 export class EvidenceRefusal extends Error {
   override name = 'EvidenceRefusal';
+  /** The reason code of its `evidence.refused` event. */
+  readonly reason: string;
+  constructor(message: string, reason = 'malformed') {
+    super(message);
+    this.reason = reason;
+  }
 }
 
 export class EvidenceUnavailable extends Error {
   override name = 'EvidenceUnavailable';
+  /** The reason code of its `evidence.refused` event. */
+  readonly reason: string;
+  constructor(message: string, reason = 'tsa_unavailable') {
+    super(message);
+    this.reason = reason;
+  }
 }
 
 /** What a producer (a resource server's guard) reports of a signed request it verified and executed. */
 export interface SignedRequestReport {
   txn: string;
-  /** The access token's jti (never the token itself, which the signature base carries). */
+  /**
+   * The access token's jti (never the token itself, which the signature base carries). Checked
+   * against the token the signature covers: the record names that token's jti, never the report's.
+   */
   jti: string;
   method: string;
   target_uri: string;
@@ -48,32 +67,70 @@ const fields: (keyof SignedRequestReport)[] = ['txn', 'jti', 'method', 'target_u
  *    and content digest;
  * 3. the signature verifies over the base with that certificate's key, which was within its validity
  *    and not yet revoked when the request was signed;
- * 4. Clearance adds the signer's chain and its own signed OCSP answer about the certificate now, and
+ * 4. the token the signature covers (its `authorization` component) is one of Clearance's access
+ *    tokens, unexpired when the request was signed (`token_unknown`), bound to that certificate
+ *    (`cnf.x5t#S256`, `key_binding`: an agent's signing key is the one its token is bound to), of
+ *    the signed txn (`txn_mismatch`), and its jti is the report's (`jti_mismatch`): the record
+ *    names what was signed, never what the producer says of it. The signer's profile is the
+ *    certificate's own (the row of the serial that verified the signature);
+ * 5. Clearance adds the signer's chain and its own signed OCSP answer about the certificate now, and
  *    asks the configured TSA for an RFC 3161 stamp over the record's SHA-256 (no TSA answer: the
- *    evidence is not recorded, EvidenceUnavailable — fail closed);
- * 5. the record (RFC 8785 canonical JSON) and `evidence.recorded` with its digest commit together.
+ *    evidence is not recorded, EvidenceUnavailable — fail closed). In production mode a TSA is
+ *    required: without one nothing is recorded (EvidenceUnavailable `no_tsa`, checked first); only
+ *    a development deployment records evidence unstamped;
+ * 6. the record (RFC 8785 canonical JSON) and `evidence.recorded` with its digest commit together.
+ * Every refusal is on the record as `evidence.refused` (its reason code), as external evidence's are.
  * The record holds the signature base — the covered Authorization value included, without which the
  * signature cannot be checked again — but the audit event holds only its digest and facts.
  */
 export async function recordSignedRequest(ctx: Context, report: unknown, producer: string, requestId?: string): Promise<RecordedEvidence> {
+  try {
+    return await verifyAndRecord(ctx, report, producer, requestId);
+  } catch (error) {
+    if (error instanceof EvidenceRefusal || error instanceof EvidenceUnavailable) {
+      const txn = (report as { txn?: unknown } | null)?.txn;
+      await recordRefusal(ctx, {
+        type: 'evidence.refused',
+        requestId: requestId ?? '',
+        client: producer,
+        ...(typeof txn === 'string' && auditableTxn.test(txn) ? { txn } : {}),
+        error: error instanceof EvidenceRefusal ? 'invalid_request' : 'temporarily_unavailable',
+        reason: error.reason,
+        details: { kind: 'http_message_signature' },
+      });
+    }
+    throw error;
+  }
+}
+
+/** A reported txn put on a refusal's record only when it looks like one (it is the producer's word). */
+const auditableTxn = /^[A-Za-z0-9._:-]{1,64}$/;
+
+async function verifyAndRecord(ctx: Context, report: unknown, producer: string, requestId?: string): Promise<RecordedEvidence> {
+  // Evidence without a trusted time is only the log's word for when it was signed: in production it
+  // is recorded with an RFC 3161 stamp or not at all (docs/transaction-signing.md "Configuration").
+  if (!ctx.config.tsa && ctx.config.mode === 'production') {
+    throw new EvidenceUnavailable('no time-stamp authority is configured (CLEARANCE_TSA_URL, CLEARANCE_TSA_TRUST): in production evidence is recorded only with an RFC 3161 time stamp', 'no_tsa');
+  }
   const r = readReport(report);
   let keyid: string;
   let created: number;
   try {
     ({ keyid, created } = readRecordedSignature(r.signature_input, r.signature_base, { method: r.method, targetUri: r.target_uri, txn: r.txn, contentDigest: r.content_digest }));
   } catch (error) {
-    if (error instanceof MessageSignatureError) throw new EvidenceRefusal(error.message);
+    if (error instanceof MessageSignatureError) throw new EvidenceRefusal(error.message, error.code);
     throw error;
   }
   const row = await ctx.storage.db.selectFrom('pki_certificates').selectAll().where('serial', '=', keyid.toLowerCase()).executeTakeFirst();
-  if (!row) throw new EvidenceRefusal(`keyid ${keyid} is no certificate of this CA`);
+  if (!row) throw new EvidenceRefusal(`keyid ${keyid} is no certificate of this CA`, 'unknown_key');
   const leaf = new X509Certificate(row.certificate);
   const authority = await ctx.pki.authorities.byId(row.authority_id);
-  if (!authority) throw new EvidenceRefusal(`the issuing CA of ${keyid} is not active`);
-  if (!verifySignatureBase(r.signature_base, Buffer.from(r.signature, 'base64'), leaf.publicKey)) throw new EvidenceRefusal('the signature does not verify with the certificate');
+  if (!authority) throw new EvidenceRefusal(`the issuing CA of ${keyid} is not active`, 'unknown_key');
+  if (!verifySignatureBase(r.signature_base, Buffer.from(r.signature, 'base64'), leaf.publicKey)) throw new EvidenceRefusal('the signature does not verify with the certificate', 'bad_signature');
   const signedAt = created * 1000;
-  if (signedAt < Number(row.not_before) || signedAt > Number(row.not_after)) throw new EvidenceRefusal('the certificate was not valid when the request was signed');
-  if (row.revoked_at !== null && Number(row.revoked_at) <= signedAt) throw new EvidenceRefusal('the certificate was revoked before the request was signed');
+  if (signedAt < Number(row.not_before) || signedAt > Number(row.not_after)) throw new EvidenceRefusal('the certificate was not valid when the request was signed', 'expired_certificate');
+  if (row.revoked_at !== null && Number(row.revoked_at) <= signedAt) throw new EvidenceRefusal('the certificate was revoked before the request was signed', 'revoked');
+  const jti = await signedTokenJti(ctx, r, leaf, created);
   const chain = await ctx.pki.authorities.chainOf(authority);
   const ocsp = await respondOcsp(ctx, ocspRequest(leaf, authority.node));
   const id = randomUUID();
@@ -82,7 +139,7 @@ export async function recordSignedRequest(ctx: Context, report: unknown, produce
     id,
     producer,
     recorded_at: ctx.clock.now(),
-    request: { method: r.method.toUpperCase(), target_uri: r.target_uri, txn: r.txn, jti: r.jti, content_digest: r.content_digest },
+    request: { method: r.method.toUpperCase(), target_uri: r.target_uri, txn: r.txn, jti, content_digest: r.content_digest },
     signature: { input: r.signature_input, value: r.signature, base: r.signature_base, created, keyid: row.serial },
     signer: {
       serial: row.serial,
@@ -118,7 +175,7 @@ export async function recordSignedRequest(ctx: Context, report: unknown, produce
             signer_serial: row.serial,
             profile: row.profile,
             signed_at: signedAt,
-            jti: r.jti,
+            jti,
             method: r.method.toUpperCase(),
             target_uri: r.target_uri,
             status_at_signing: 'good',
@@ -129,6 +186,33 @@ export async function recordSignedRequest(ctx: Context, report: unknown, produce
     };
   });
   return { id, recordSha256, ...(stamp ? { timestamp: { genTime: stamp.genTime.getTime(), serial: stamp.serial } } : {}) };
+}
+
+/**
+ * The jti of the access token the verified signature covers (see recordSignedRequest 4): read from
+ * the signed base's `authorization` component (`Bearer` or `DPoP`, RFC 6750 / RFC 9449), never from
+ * the report, and refused unless that token is Clearance's, was unexpired at `created`, is bound to
+ * `leaf` and is of the signed txn, and its jti is the one reported.
+ */
+async function signedTokenJti(ctx: Context, r: SignedRequestReport, leaf: X509Certificate, created: number): Promise<string> {
+  const authorization = r.signature_base.split('\n').find((l) => l.startsWith('"authorization": '))?.slice('"authorization": '.length);
+  const token = /^(?:bearer|dpop) +([^\s]+)$/i.exec(authorization ?? '')?.[1];
+  if (token === undefined) throw new EvidenceRefusal('the signed authorization carries no access token', 'token_unknown');
+  const claims = await tokenAtSigning(ctx, token, created);
+  if (!claims || typeof claims.jti !== 'string') throw new EvidenceRefusal('the signed access token is none of this server’s, or had expired when the request was signed', 'token_unknown');
+  const cnf = claims.cnf as Record<string, unknown> | undefined;
+  // AMENDMENTS: the signing key is the one the token is bound to (the guard's rule 7, checked again).
+  if (cnf?.['x5t#S256'] !== createHash('sha256').update(leaf.raw).digest('base64url')) throw new EvidenceRefusal('the signed access token is not bound to the signing certificate', 'key_binding');
+  if (claims.txn !== r.txn) throw new EvidenceRefusal("the signed txn is not the access token's", 'txn_mismatch');
+  if (claims.jti !== r.jti) throw new EvidenceRefusal('jti is not that of the access token the signature covers', 'jti_mismatch');
+  return claims.jti;
+}
+
+/** A token's claims as Clearance issued it, when it was unexpired at `created` (seconds): a handle's stored claims, or our verified JWT. */
+async function tokenAtSigning(ctx: Context, token: string, created: number): Promise<Record<string, unknown> | undefined> {
+  if (token.startsWith(referenceTokenPrefix)) return (await ctx.referenceTokens.resolve(token, created)) as Record<string, unknown> | undefined;
+  const verified = await verifyOwnJwt(ctx.keys, ctx.config.issuer, token, { typ: accessTokenTyp, requiredClaims: ['exp', 'iat', 'jti', 'sub', 'aud', 'client_id'], now: created });
+  return verified.ok ? verified.claims : undefined;
 }
 
 function readReport(report: unknown): SignedRequestReport {

@@ -27,9 +27,10 @@ import { issuePersonTokens } from './person-tokens.ts';
  * 5. denied (or withdrawn): `access_denied` (§11, HTTP 400);
  * 6. approved: the subject's own approval reaches the request's acr_values (else access_denied);
  *    the person may still hold tokens; the consent grant the approval extended is still active;
- *    the second persons' approvals still stand (src/approvals/standing.ts: each approver still an
- *    active person, still eligible) — when fewer stand than the request needs, the request is
- *    withdrawn (`approval.completed`, outcome cancelled) and the answer is access_denied, for good:
+ *    the second persons' approvals (only when the request asked for any) still stand
+ *    (src/approvals/standing.ts: each approver still an active person, still eligible) — when
+ *    fewer stand than the request needs, the request is withdrawn (`approval.completed`, outcome
+ *    cancelled) and the answer is access_denied, for good:
  *    a settled request takes no more approvals, so authorization_pending would only have the client
  *    poll until expired_token (§11 access_denied; the client makes a new request);
  * 7. the tokens through the one issuance path for the subject (src/grants/person-tokens.ts): the
@@ -83,8 +84,12 @@ export const ciba = defineGrant({
     if (row.grantId === undefined || !(await isGrantActive(ctx.storage.db, row.grantId))) throw invalidGrant('the consent grant of the approval is no longer active');
     const kind = approvalKindOf(request.kind);
     if (!kind) throw invalidGrant('the approval request is of an unknown kind');
-    const lapsed = await lapsedApprovals(ctx, kind, request, decisions);
-    const standing = decisions.filter((d) => !lapsed.some((l) => l.approver === d.approver));
+    // A request that asked no second person has no second persons' approvals to carry: one recorded
+    // anyway (the decision rule refuses them; src/approvals/requests.ts) neither names itself in the
+    // token nor withholds its refresh token (src/grants/person-tokens.ts).
+    const asked = request.requiredApprovals > 0 ? decisions : decisions.filter((d) => d.role === 'subject');
+    const lapsed = await lapsedApprovals(ctx, kind, request, asked);
+    const standing = asked.filter((d) => !lapsed.some((l) => l.approver === d.approver));
     if (lapsed.length > 0 && standing.filter((d) => d.role === 'approver' && d.decision === 'approve').length < request.requiredApprovals) {
       // A check that failed (a database or lookup fault) proves nothing against the approval: no
       // token now, and the request is kept for the next poll — only a known lapse ends it.

@@ -58,6 +58,19 @@ const call = (f: CodeFlowFixture, token: string, method: 'GET' | 'POST', url: st
   });
 
 describe('the approvals admin API', () => {
+  test('puts a request that asks no second person in no second person’s hands: not listed, 404 to show, 403 to decide, audited', async (t) => {
+    const f = await harness(t);
+    const request = await openOrderRequest(f.ctx, await f.user('alice'), { requiredApprovals: 0, subjectMustApprove: true });
+    const token = await personToken(f, 'sup-1');
+    assert.deepEqual((await call(f, token, 'GET', '/admin/approvals')).json().approvals, []);
+    assertOAuthError(await call(f, token, 'GET', `/admin/approvals/${request.id}`), 404, 'not_found');
+    assertOAuthError(await call(f, token, 'POST', `/admin/approvals/${request.id}/decision`, { decision: 'approve' }), 403, 'access_denied');
+    const refused = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'approval.refused').execute();
+    assert.deepEqual(refused.map((r) => JSON.parse(r.event).decision.reasons), [['approver_not_asked']]);
+    const after = (await findApprovalRequest(f.ctx.storage.db, request.id))!;
+    assert.deepEqual([after.status, after.approvals], ['pending', 0]);
+  });
+
   test('lists what the person may decide, shows it with its decisions, and decides it with the token as proof', async (t) => {
     const f = await harness(t);
     const request = await openOrderRequest(f.ctx, await f.user('alice'));

@@ -33,9 +33,9 @@ function injectFetch(app: ReturnType<typeof buildApp>): typeof fetch {
 const orderBody = Buffer.from(JSON.stringify({ side: 'buy', instrument: { class: 'bond', symbol: 'DE0001102580' }, notional: { amount: '5000000', currency: 'EUR' } }));
 const authorizationDetails = JSON.stringify([{ type: 'order', instrument: { class: 'bond', symbol: 'DE0001102580' }, side: 'buy', max_notional: { amount: '5000000', currency: 'EUR' }, venue: 'XLON', account: 'ACC-7781' }]);
 
-async function signedOrderHarness(t: TestContext) {
+async function signedOrderHarness(t: TestContext, options: { tsa?: boolean } = {}) {
   const tsa = await startLocalTsa(t);
-  const h = await agentHarness(t, { env: { CLEARANCE_TSA_URL: tsa.url, CLEARANCE_TSA_TRUST: join(tsa.dir, 'ca.pem') } });
+  const h = await agentHarness(t, { env: options.tsa === false ? {} : { CLEARANCE_TSA_URL: tsa.url, CLEARANCE_TSA_TRUST: join(tsa.dir, 'ca.pem') } });
   const { applyDocument } = await import('../pki/fixture.ts');
   await applyDocument(h.ctx, { clients: [{ client_id: 'broker-guard', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'evidence:write' }] });
   const { request } = await h.propose(v1);
@@ -63,17 +63,18 @@ async function signedOrderHarness(t: TestContext) {
   const verifierWith = (overrides: Partial<Parameters<typeof createSignedRequestVerifier>[0]> = {}) =>
     createSignedRequestVerifier({ issuer: h.ctx.config.issuer, roots: [root], policies: ['1.3.6.1.4.1.59999.1.1'], fetch: injectFetch(h.app), now: () => h.clock.now(), evidence: { token: async () => producer.json().access_token as string }, ...overrides });
   const verifier = verifierWith();
-  const sign = (body = orderBody, options: { created?: number; key?: typeof agentKey; keyid?: string; txn?: string } = {}): SignedRequest => {
+  const sign = (body = orderBody, options: { created?: number; key?: typeof agentKey; keyid?: string; txn?: string; authorization?: string } = {}): SignedRequest => {
     const request: SignedRequest = {
       method: 'POST',
       url: 'https://broker.example/orders',
-      headers: { authorization: `Bearer ${accessToken}`, txn: options.txn ?? String(claims.txn), 'content-digest': contentDigest(body), 'content-type': 'application/json' },
+      headers: { authorization: options.authorization ?? `Bearer ${accessToken}`, txn: options.txn ?? String(claims.txn), 'content-digest': contentDigest(body), 'content-type': 'application/json' },
       body,
     };
     Object.assign(request.headers, signRequest({ method: request.method, targetUri: request.url, headers: request.headers }, { key: options.key ?? agentKey, keyid: options.keyid ?? issued.json().serial, created: options.created ?? Math.floor(h.clock.now() / 1000), nonce: crypto.randomUUID() }));
     return request;
   };
-  return { h, tsa, verifier, verifierWith, sign, claims, certificatePem, serial: issued.json().serial as string };
+  const producerToken = producer.json().access_token as string;
+  return { h, tsa, verifier, verifierWith, sign, claims, certificatePem, producerToken, serial: issued.json().serial as string };
 }
 
 async function secretOf(h: Awaited<ReturnType<typeof agentHarness>>, clientId: string): Promise<string> {
@@ -165,4 +166,96 @@ test('Clearance refuses evidence without a producer token, and evidence whose ba
   assert.equal(refused.statusCode, 400);
   assert.match(refused.json().error_description, /does not end with the signature input/);
   assert.equal(decodeJwt(producer.json().access_token).scope, 'evidence:write');
+});
+
+/** What a producer reports of a signed request (as the guard does), with `overrides`. */
+function reportOf(request: SignedRequest, claims: AccessTokenClaims, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    txn: claims.txn,
+    jti: claims.jti,
+    method: request.method,
+    target_uri: request.url,
+    signature_input: String(request.headers['signature-input']),
+    signature: String(request.headers.signature).replace(/^sig1=:|:$/g, ''),
+    signature_base: signatureBaseOf(request),
+    content_digest: String(request.headers['content-digest']),
+    ...overrides,
+  };
+}
+
+/** The RFC 9421 base the signer signed, rebuilt from the request as the guard does. */
+function signatureBaseOf(request: SignedRequest): string {
+  const input = String(request.headers['signature-input']).replace(/^sig1=/, '');
+  const components = [...input.slice(1, input.indexOf(')')).matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
+  const url = new URL(request.url);
+  const value = (id: string) => (id === '@method' ? request.method : id === '@target-uri' ? url.href : id === '@authority' ? url.host : String(request.headers[id]));
+  return [...components.map((id) => `"${id}": ${value(id)}`), `"@signature-params": ${input}`].join('\n');
+}
+
+test('Clearance records the jti of the token the signature covers: a report naming another is refused, audited, and nothing is recorded', async (t) => {
+  const { h, sign, claims, producerToken } = await signedOrderHarness(t);
+  const post = (body: unknown) => h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', authorization: `Bearer ${producerToken}` }, payload: JSON.stringify(body) });
+  const request = sign();
+  const lying = await post(reportOf(request, claims, { jti: 'jti-of-another-token' }));
+  assert.equal(lying.statusCode, 400, lying.body);
+  assert.equal(lying.json().error, 'invalid_request');
+  assert.match(lying.json().error_description, /jti/);
+  assert.equal((await h.ctx.storage.db.selectFrom('signing_evidence').select('id').execute()).length, 0, 'nothing recorded');
+  const refused = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'evidence.refused').execute();
+  assert.deepEqual(refused.map((r) => JSON.parse(r.event).details?.reason ?? JSON.parse(r.event).decision?.reasons?.[0]), ['jti_mismatch']);
+  // The truthful report of the same request is recorded, with the covered token's jti.
+  const recorded = await post(reportOf(request, claims));
+  assert.equal(recorded.statusCode, 201, recorded.body);
+  const event = JSON.parse((await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'evidence.recorded').executeTakeFirstOrThrow()).event);
+  assert.equal(event.details.jti, claims.jti);
+  const record = JSON.parse((await h.ctx.storage.db.selectFrom('signing_evidence').select('record').executeTakeFirstOrThrow()).record);
+  assert.equal(record.request.jti, claims.jti);
+});
+
+test('Clearance refuses, audited, evidence whose covered token is not bound to the signing certificate, or is none of its tokens', async (t) => {
+  const { h, sign, claims, producerToken } = await signedOrderHarness(t);
+  const post = (body: unknown) => h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', authorization: `Bearer ${producerToken}` }, payload: JSON.stringify(body) });
+  // algo-7 signs a request carrying a token bound to no certificate of theirs (the producer's own).
+  const unbound = await post(reportOf(sign(orderBody, { authorization: `Bearer ${producerToken}` }), { ...claims, jti: decodeJwt(producerToken).jti as string }));
+  assert.equal(unbound.statusCode, 400, unbound.body);
+  assert.match(unbound.json().error_description, /bound/);
+  const forged = await post(reportOf(sign(orderBody, { authorization: 'Bearer not-a-token-of-this-server' }), claims));
+  assert.equal(forged.statusCode, 400, forged.body);
+  assert.match(forged.json().error_description, /token/);
+  assert.equal((await h.ctx.storage.db.selectFrom('signing_evidence').select('id').execute()).length, 0, 'nothing recorded');
+  const refused = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'evidence.refused').execute();
+  assert.deepEqual(refused.map((r) => JSON.parse(r.event).details?.reason ?? JSON.parse(r.event).decision?.reasons?.[0]), ['key_binding', 'token_unknown']);
+});
+
+test('Clearance names the profile of the certificate that verified the signature, whatever a report says', async (t) => {
+  const { h, sign, claims, producerToken } = await signedOrderHarness(t);
+  const recorded = await h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', authorization: `Bearer ${producerToken}` }, payload: JSON.stringify(reportOf(sign(), claims, { profile: 'treasury-admin', signer: { profile: 'treasury-admin' } })) });
+  assert.equal(recorded.statusCode, 201, recorded.body);
+  const serial = JSON.parse((await h.ctx.storage.db.selectFrom('signing_evidence').select('record').executeTakeFirstOrThrow()).record).signer.serial as string;
+  const certificate = await h.ctx.storage.db.selectFrom('pki_certificates').select(['profile']).where('serial', '=', serial).executeTakeFirstOrThrow();
+  const event = JSON.parse((await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'evidence.recorded').executeTakeFirstOrThrow()).event);
+  assert.equal(event.details.profile, certificate.profile);
+  assert.notEqual(event.details.profile, 'treasury-admin');
+});
+
+test('in production Clearance records no evidence without a time-stamp authority: 503, nothing recorded, audited; in development it records it unstamped', async (t) => {
+  const { h, sign, claims, producerToken } = await signedOrderHarness(t, { tsa: false });
+  const post = (body: unknown) => h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', authorization: `Bearer ${producerToken}` }, payload: JSON.stringify(body) });
+  const config = h.ctx.config as { mode: string };
+  config.mode = 'production';
+  t.after(() => {
+    config.mode = 'development';
+  });
+  const refused = await post(reportOf(sign(), claims));
+  assert.equal(refused.statusCode, 503, refused.body);
+  assert.equal(refused.json().error, 'temporarily_unavailable');
+  assert.match(refused.json().error_description, /CLEARANCE_TSA_URL/);
+  assert.equal((await h.ctx.storage.db.selectFrom('signing_evidence').select('id').execute()).length, 0, 'nothing recorded');
+  const events = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'evidence.refused').execute();
+  assert.deepEqual(events.map((r) => [JSON.parse(r.event).details.error, JSON.parse(r.event).details.reason]), [['temporarily_unavailable', 'no_tsa']]);
+  // A developer's machine records it, unstamped (verify-bundle says so: "no time stamp").
+  config.mode = 'development';
+  const recorded = await post(reportOf(sign(), claims));
+  assert.equal(recorded.statusCode, 201, recorded.body);
+  assert.equal(recorded.json().timestamp, undefined);
 });

@@ -12,7 +12,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * reports a signed request it verified; Clearance verifies it again, completes it (the signer's
  * chain, an OCSP answer, an RFC 3161 stamp) and records it: 201 `{evidence_id, record_sha256,
  * timestamp?}`. 400 invalid_request names the rule a report breaks; 503 when the configured TSA
- * does not answer (nothing recorded).
+ * does not answer, or in production when none is configured (nothing recorded). Every refusal is
+ * an `evidence.refused` event (src/evidence/records.ts).
  */
 export const evidence: Endpoint = {
   register(app, ctx) {
