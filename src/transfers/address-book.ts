@@ -29,6 +29,14 @@ export interface DestinationStatus {
   version?: number;
   /** Epoch ms when it becomes (or became) usable: for `cooling_down` and `usable`. */
   usableFrom?: number;
+  /**
+   * Epoch ms of the destination's latest removal from the book, when it was ever removed: a
+   * destination added again is a new destination as far as risk goes, so a use from before this is
+   * not a use of it (./destination-uses.ts `usedBefore`: its first use is held again).
+   */
+  removedAt?: number;
+  /** The beneficiary's name the book holds for the version the state is about (an IBAN's, when it names one). */
+  name?: string;
 }
 
 export interface DestinationEntry {
@@ -72,13 +80,15 @@ type Db = Kysely<Database> | Transaction<Database>;
  * a removal, an approval or the end of a cool-down counts from the moment it commits, on every node.
  * Of several versions, the best for the transfer answers: a usable one (the latest), else one
  * cooling down (the earliest to become usable), else one held for review, else one pending (its
- * request unexpired), else `removed` when the destination was taken out; else `unknown`.
+ * request unexpired), else `removed` when the destination was taken out; else `unknown`. With it,
+ * when the destination was ever removed, the time of its latest removal (`removedAt`), and the
+ * beneficiary's name of that version when it names one (`name`: an IBAN's).
  */
 export async function destinationStatus(ctx: Pick<Context, 'storage' | 'clock'>, query: { lei: string; account: string; key: string }): Promise<DestinationStatus> {
   const rows = await ctx.storage.db
     .selectFrom('transfer_destinations as d')
     .innerJoin('transfer_destination_versions as v', 'v.destination_id', 'd.id')
-    .select(['d.id', 'v.version', 'v.status', 'v.usable_from', 'v.request_expires_at'])
+    .select(['d.id', 'v.version', 'v.status', 'v.usable_from', 'v.request_expires_at', 'v.decided_at', 'v.destination'])
     .where('d.lei', '=', query.lei)
     .where('d.account', '=', query.account)
     .where('d.destination_key', '=', query.key)
@@ -90,7 +100,12 @@ export async function destinationStatus(ctx: Pick<Context, 'storage' | 'clock'>,
     ...(r.usable_from !== null ? { usableFrom: Number(r.usable_from) } : {}),
     ...(r.request_expires_at !== null ? { requestExpiresAt: Number(r.request_expires_at) } : {}),
   }));
-  return { id: rows[0]!.id, ...stateOf(versions, ctx.clock.now()) } as DestinationStatus;
+  const removals = rows.filter((r) => r.status === 'removed' && r.decided_at !== null).map((r) => Number(r.decided_at));
+  const state = stateOf(versions, ctx.clock.now());
+  const row = state.version !== undefined ? rows.find((r) => Number(r.version) === state.version) : undefined;
+  const destination = row ? (JSON.parse(row.destination) as Destination) : undefined;
+  const name = destination?.kind === 'iban' ? destination.name : undefined;
+  return { id: rows[0]!.id, ...state, ...(removals.length > 0 ? { removedAt: Math.max(...removals) } : {}), ...(name !== undefined ? { name } : {}) } as DestinationStatus;
 }
 
 /** The state of a destination from its versions at `now` (see destinationStatus). */
@@ -151,10 +166,15 @@ export async function versionOfRequest(db: Db, requestId: string): Promise<Desti
   return row ? versionFromRow(row) : undefined;
 }
 
-/** The books of a legal entity (or one account of it): each entry with its versions, by account and creation. */
-export async function listBook(db: Db, where: { lei?: string; account?: string }): Promise<{ entry: DestinationEntry; versions: DestinationVersion[] }[]> {
+/**
+ * The books of a legal entity (or one account of it): each entry with its versions, by account and
+ * creation. `within`: only the books of these legal entities (a reader's scope; none: nothing).
+ */
+export async function listBook(db: Db, where: { lei?: string; account?: string; within?: ReadonlySet<string> }): Promise<{ entry: DestinationEntry; versions: DestinationVersion[] }[]> {
+  if (where.within !== undefined && (where.within.size === 0 || (where.lei !== undefined && !where.within.has(where.lei)))) return [];
   let query = db.selectFrom('transfer_destinations').selectAll();
   if (where.lei !== undefined) query = query.where('lei', '=', where.lei);
+  else if (where.within !== undefined) query = query.where('lei', 'in', [...where.within]);
   if (where.account !== undefined) query = query.where('account', '=', where.account);
   const entries = (await query.orderBy('lei').orderBy('account').orderBy('created_at').orderBy('id').limit(1000).execute()).map(entryFromRow);
   if (entries.length === 0) return [];

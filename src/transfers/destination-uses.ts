@@ -9,6 +9,10 @@ import type { Database } from '../storage/schema.ts';
  * passes enforcement, and taken back when that issuance is refused after all. Retention: 400 days
  * after the last use (`pruneDestinationUses`); a destination unused for that long is new again.
  * The rows hold an account id, a destination key (an account, IBAN or chain address) and two times.
+ *
+ * A destination removed from the book and added again is new again too: its uses from before the
+ * removal do not count (`since`, the removal's time: ./address-book.ts `removedAt`), so its first
+ * use after the new cool-down is held as any new destination's is.
  */
 export interface TransferUseTables {
   transfer_destination_uses: {
@@ -22,29 +26,43 @@ export interface TransferUseTables {
 export const destinationUseRetentionDays = 400;
 const retentionMs = destinationUseRetentionDays * 86_400_000;
 
-/** Whether `account` used `key` within the retention. */
-export async function usedBefore(db: Kysely<Database>, account: string, key: string, now: number): Promise<boolean> {
+/** The earliest last use that still counts at `now`: within the retention, and after the destination's latest removal (`since`). */
+function countsFrom(now: number, since: number | undefined): number {
+  return Math.max(now - retentionMs, since === undefined ? -Infinity : since + 1);
+}
+
+/** Whether `account` used `key` within the retention (and, given `since`, after it: the destination's latest removal). */
+export async function usedBefore(db: Kysely<Database>, account: string, key: string, now: number, since?: number): Promise<boolean> {
   const row = await db
     .selectFrom('transfer_destination_uses')
     .select('account')
     .where('account', '=', account)
     .where('destination_key', '=', key)
-    .where('last_used_at', '>=', now - retentionMs)
+    .where('last_used_at', '>=', countsFrom(now, since))
     .executeTakeFirst();
   return row !== undefined;
 }
 
 /**
  * Records a use; returns whether it was the first (so that a refusal after it can take it back
- * with `forgetFirstUse`).
+ * with `forgetFirstUse`) — the first too when the uses stored no longer count (`usedBefore`: out of
+ * the retention, or before the destination's latest removal `since`): they are replaced by this one.
  */
-export async function recordUse(db: Kysely<Database>, account: string, key: string, now: number): Promise<boolean> {
+export async function recordUse(db: Kysely<Database>, account: string, key: string, now: number, since?: number): Promise<boolean> {
   const inserted = await db
     .insertInto('transfer_destination_uses')
     .values({ account, destination_key: key, first_used_at: now, last_used_at: now })
     .onConflict((oc) => oc.columns(['account', 'destination_key']).doNothing())
     .executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) > 0) return true;
+  const renewed = await db
+    .updateTable('transfer_destination_uses')
+    .set({ first_used_at: now, last_used_at: now })
+    .where('account', '=', account)
+    .where('destination_key', '=', key)
+    .where('last_used_at', '<', countsFrom(now, since))
+    .executeTakeFirst();
+  if (Number(renewed.numUpdatedRows) > 0) return true;
   await db.updateTable('transfer_destination_uses').set({ last_used_at: now }).where('account', '=', account).where('destination_key', '=', key).execute();
   return false;
 }

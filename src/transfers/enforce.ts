@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { AuditEvent } from '../audit/events.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import type { Context } from '../context.ts';
@@ -10,6 +10,7 @@ import { formatAmount, parseAmount } from './amounts.ts';
 import { controlsFor, transferControls, type EffectiveControls } from './controls.ts';
 import { assetKey, destinationKey, isTransfer, type TransferDetail } from './detail.ts';
 import { forgetFirstUse, recordUse, usedBefore } from './destination-uses.ts';
+import { sameBeneficiary, screenBookName } from './beneficiary-name.ts';
 import { approvalDemandText, approvalsPerDemand, atOrAboveThreshold, type ApprovalDemand } from './thresholds.ts';
 import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
 
@@ -24,8 +25,10 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  *    unknown account → invalid_authorization_details (fail closed).
  * 2. **destination** (the address book, src/transfers/address-book.ts, by the destination's key):
  *    not in the book or removed → "is not in the address book"; pending or held for review →
- *    "awaits approval"; cooling down → "is cooling down until <ISO time>". All
- *    invalid_authorization_details (RFC 9396 §5). Exempt: an `internal` destination that is an
+ *    "awaits approval"; cooling down → "is cooling down until <ISO time>"; an IBAN whose book
+ *    names its beneficiary: a request naming another → "names another beneficiary than its
+ *    address book's", a request naming none → screened by the book's name (./beneficiary-name.ts).
+ *    All invalid_authorization_details (RFC 9396 §5). Exempt: an `internal` destination that is an
  *    account of the SAME legal entity (the firm's own accounts are declared in the entity model,
  *    under apply's own review; money that stays in the firm is still held to the threshold, the
  *    totals and the policies below).
@@ -33,7 +36,8 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  *    the entity's threshold for the asset needs one second person's approval of this transfer —
  *    the amount being the sum of the request's entries from the same source account in the same
  *    asset (`requestSums`), so splitting one transfer into entries does not escape it;
- * 4. **risk holds** (a destination's FIRST use from this account, ./destination-uses.ts): within
+ * 4. **risk holds** (a destination's FIRST use from this account, ./destination-uses.ts — since its
+ *    latest removal from the book, if any: one added again is new again): within
  *    `first_use_hold` seconds of its cool-down ending, or from a session whose sign-in fired
  *    `new_device` (src/risk/signals/new-device.ts, the issuance's `loginRisk`) → held: it needs one
  *    second person's approval too. Both (3 and 4) are lifted only by the token's `approvals` (a
@@ -47,9 +51,9 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  * asset, account, legal entity); the allowed transfers are returned for the token event
  * (`withTransfers`). What this request reserved (and a first use it recorded) is taken back by
  * `release` when the issuance is refused or fails after this step, at any point before its events
- * are durable (the decision point, signing, the grant's own writes: src/tokens/issue.ts) — only
- * what it created: a reservation it found already counted under the same id belongs to the token
- * issued before it.
+ * are durable (the decision point, signing, the grant's own writes: src/tokens/issue.ts) — its
+ * own hold only: a reservation it found already counted under the same id stays counted while the
+ * token issued before it, or an identical issuance of the txn in parallel, holds it (./totals.ts).
  *
  * `forecast` (/bc-authorize's four-eyes question, src/policy/issuance.ts `assessRisk: false`):
  * steps 1–3 only, nothing reserved or recorded but refusals.
@@ -124,7 +128,7 @@ export async function transferApprovalsNeeded(ctx: Context, issuance: Issuance):
     c.demands.forEach((d) => demands.add(d));
     // The first-use hold is a matter of time: asked now, as it stands — only while it lasts, as at the token endpoint (check, step 4).
     const now = ctx.clock.now();
-    if (c.firstUseHoldUntil !== undefined && now < c.firstUseHoldUntil && !(await usedBefore(ctx.storage.db, c.account, c.key, now))) demands.add('transfer-first-use-hold');
+    if (c.firstUseHoldUntil !== undefined && now < c.firstUseHoldUntil && !(await usedBefore(ctx.storage.db, c.account, c.key, now, c.status?.removedAt))) demands.add('transfer-first-use-hold');
   }
   return { approvals: demands.size > 0 ? approvalsPerDemand : 0, policies: [...demands].sort() };
 }
@@ -214,6 +218,14 @@ async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry
       case 'usable':
         break;
     }
+    // 2b. The beneficiary's name, when the book holds one for the IBAN (./beneficiary-name.ts).
+    if (status.name !== undefined && detail.destination.kind === 'iban') {
+      const named = detail.destination;
+      if (named.name !== undefined && !sameBeneficiary(named.name, status.name)) {
+        throw await refused('destination-name-mismatch', `authorization_details[${index}]: ${where}of account ${detail.source_account} names another beneficiary than its address book's`, ids);
+      }
+      if (named.name === undefined && named.name_hmac === undefined) await screenBookName(ctx, issuance, index, status.name);
+    }
   }
   const demands: ApprovalDemand[] = [];
   // 3. The approval threshold: one second person per transfer at or above it — this entry with the
@@ -225,7 +237,8 @@ async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry
   const checked: Checked = { entry, account: detail.source_account, lei, key, amount, controls, ...(status ? { status } : {}), ownAccount, demands, ...(firstUseHoldUntil !== undefined ? { firstUseHoldUntil } : {}) };
   if (!forecast && !ownAccount) {
     const now = ctx.clock.now();
-    const first = !(await usedBefore(ctx.storage.db, detail.source_account, key, now));
+    // A destination added again after a removal is new again: its uses before the removal do not count.
+    const first = !(await usedBefore(ctx.storage.db, detail.source_account, key, now, status?.removedAt));
     if (first && firstUseHoldUntil !== undefined && now < firstUseHoldUntil) demands.push('transfer-first-use-hold');
     if (first && issuance.loginRisk?.some((hit) => hit.signal === 'new_device')) demands.push('transfer-new-device-first-use');
   }
@@ -243,10 +256,15 @@ async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry
 /** 5. The rolling totals: every entry with a daily limit reserved, in order; all taken back when one is refused. */
 async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, checked: Checked[]): Promise<EnforcedTransfers> {
   const totals = transferTotals(ctx);
-  // Only what this request created: a reservation found already counted under the same id (the
-  // same transfer of the same txn, counted by the token issued before) is that token's, and a
-  // refusal of this request must not take it back (else a refused exchange would empty the total).
+  // What this attempt holds (./totals.ts): the reservations it created and
+  // those it found already counted under the same id (the same transfer of the same txn). Releasing
+  // lets go of its own holds only: a reservation stays counted while the token issued before, or an
+  // identical issuance of the txn running in parallel, still holds it (else a refused exchange, or
+  // a parallel twin refused by a policy, would empty the total).
   const reserved: { scope: string; id: string }[] = [];
+  // The attempt's own name as a holder: fresh per attempt, so that no two attempts (even of one
+  // HTTP request) ever let go of each other's holds.
+  const holder = `${issuance.requestId}:${randomUUID()}`;
   let current: Checked | undefined;
   const firstUses: { account: string; key: string; at: number }[] = [];
   // Never throws: it runs while another error is on its way out, which must stay the answer. What
@@ -255,7 +273,7 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
     // The reservation ids of a txn are shared by its issuances (`reservationId`); a request's are its own.
     if (options.keepShared && issuance.txn !== undefined) return;
     const failed = (await Promise.allSettled([
-      ...reserved.map((r) => totals.release(r.scope, r.id)),
+      ...reserved.map((r) => totals.release(r.scope, r.id, holder)),
       ...firstUses.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)),
     ])).filter((r) => r.status === 'rejected');
     if (failed.length > 0) ctx.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, requestId: issuance.requestId }, 'transfers: a refused issuance\'s reservations could not all be taken back');
@@ -270,7 +288,7 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
         const scope = totalScope(c.lei, c.account, c.entry.detail.asset);
         const now = ctx.clock.now();
         const id = reservationId(issuance, c);
-        const result = c.amount > limit ? { reserved: false, created: false, total: await totals.total(scope, now) } : await totals.reserve({ scope, id, amount: c.amount, limit, now });
+        const result = c.amount > limit ? { reserved: false, created: false, total: await totals.total(scope, now) } : await totals.reserve({ scope, id, holder, amount: c.amount, limit, now });
         if (!result.reserved) {
           throw await refuse(
             ctx,
@@ -280,7 +298,7 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
             `authorization_details[${c.entry.index}]: ${formatAmount(c.amount)} ${c.entry.detail.asset} from account ${c.account} would bring its rolling 24-hour total to ${formatAmount(result.total + c.amount)} ${c.entry.detail.asset}, above its limit of ${formatAmount(limit)}`,
           );
         }
-        if (result.created) reserved.push({ scope, id });
+        reserved.push({ scope, id });
         record.daily_total = formatAmount(result.total + c.amount);
         record.daily_limit = formatAmount(limit);
       }
@@ -289,7 +307,7 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
     const now = ctx.clock.now();
     for (const c of checked) {
       if (c.ownAccount) continue;
-      if (await recordUse(ctx.storage.db, c.account, c.key, now)) firstUses.push({ account: c.account, key: c.key, at: now });
+      if (await recordUse(ctx.storage.db, c.account, c.key, now, c.status?.removedAt)) firstUses.push({ account: c.account, key: c.key, at: now });
     }
   } catch (error) {
     await release();

@@ -8,7 +8,11 @@ export interface TransferLedgerTables {
   transfer_ledger: {
     /** The account and asset (./totals.ts `totalScope`). */
     scope: string;
-    /** The reservation id (the transfer's txn and entry, hashed: ./enforce.ts). */
+    /**
+     * The reservation id (the transfer's txn and entry, hashed: ./enforce.ts) and its holder,
+     * `<id>/<holder>`: one row per holder of a reservation, each with its amount and the time the
+     * reservation was first made (a reservation made before holders were recorded: `<id>` alone).
+     */
     id: string;
     /** Micro-units (./amounts.ts). */
     amount: number | bigint | string;
@@ -25,6 +29,11 @@ export interface TransferLedgerTables {
  * the database's one writer (transactions BEGIN IMMEDIATE) — then drops what left the window,
  * sums it and inserts when the sum stays within the limit. Under READ COMMITTED without the lock,
  * two nodes could each sum the same total and both insert: the lock is what makes the limit hold.
+ *
+ * A reservation's holders (./totals.ts) are its rows: one per holder, `<id>/<holder>`, counted once
+ * per id; a holder joining copies the first row's time, so the reservation leaves the window when
+ * it would have. `release` deletes the holder's row only: the amount is counted while any row of
+ * the id is left. No schema change: the ids were opaque text already.
  */
 export class DatabaseTotals implements TransferTotals {
   readonly kind = 'database' as const;
@@ -38,26 +47,43 @@ export class DatabaseTotals implements TransferTotals {
     return this.#db.transaction().execute(async (trx) => {
       await lockScope(trx, request.scope);
       await trx.deleteFrom('transfer_ledger').where('scope', '=', request.scope).where('reserved_at', '<=', request.now - totalWindowMs).execute();
-      const rows = await trx.selectFrom('transfer_ledger').select(['id', 'amount']).where('scope', '=', request.scope).execute();
-      const total = rows.reduce((sum, row) => sum + BigInt(row.amount), 0n);
-      const same = rows.find((row) => row.id === request.id);
-      // Reserved before under this id: counted once; the total answered is the others'. Not
-      // created here, so never this request's to release (it is the earlier token's).
-      if (same) return { reserved: true, created: false, total: total - BigInt(same.amount) };
+      const rows = await trx.selectFrom('transfer_ledger').select(['id', 'amount', 'reserved_at']).where('scope', '=', request.scope).execute();
+      const total = sumOnce(rows);
+      const same = rows.find((row) => reservationOf(row.id) === request.id);
+      const held = { scope: request.scope, id: holderRow(request.id, request.holder) };
+      // Reserved before under this id: counted once, the total answered is the others'; this
+      // attempt becomes one more holder (from the reservation's own time: the window is not stretched).
+      if (same) {
+        await trx.insertInto('transfer_ledger').values({ ...held, amount: String(same.amount), reserved_at: Number(same.reserved_at) }).onConflict((oc) => oc.columns(['scope', 'id']).doNothing()).execute();
+        return { reserved: true, created: false, total: total - BigInt(same.amount) };
+      }
       if (total + request.amount > request.limit) return { reserved: false, created: false, total };
-      await trx.insertInto('transfer_ledger').values({ scope: request.scope, id: request.id, amount: request.amount.toString(), reserved_at: request.now }).execute();
+      await trx.insertInto('transfer_ledger').values({ ...held, amount: request.amount.toString(), reserved_at: request.now }).execute();
       return { reserved: true, created: true, total };
     });
   }
 
-  async release(scope: string, id: string): Promise<void> {
-    await this.#db.deleteFrom('transfer_ledger').where('scope', '=', scope).where('id', '=', id).execute();
+  async release(scope: string, id: string, holder: string): Promise<void> {
+    await this.#db.deleteFrom('transfer_ledger').where('scope', '=', scope).where('id', '=', holderRow(id, holder)).execute();
   }
 
   async total(scope: string, now: number): Promise<bigint> {
-    const rows = await this.#db.selectFrom('transfer_ledger').select('amount').where('scope', '=', scope).where('reserved_at', '>', now - totalWindowMs).execute();
-    return rows.reduce((sum, row) => sum + BigInt(row.amount), 0n);
+    const rows = await this.#db.selectFrom('transfer_ledger').select(['id', 'amount']).where('scope', '=', scope).where('reserved_at', '>', now - totalWindowMs).execute();
+    return sumOnce(rows);
   }
+}
+
+/** A holder's row of a reservation. Reservation ids are base64url: the first `/` ends one. */
+const holderRow = (id: string, holder: string) => `${id}/${holder}`;
+const reservationOf = (row: string) => (row.includes('/') ? row.slice(0, row.indexOf('/')) : row);
+
+/** The total of some rows, each reservation counted once however many hold it. */
+function sumOnce(rows: readonly { id: string; amount: number | bigint | string }[]): bigint {
+  const amounts = new Map<string, bigint>();
+  for (const row of rows) amounts.set(reservationOf(row.id), BigInt(row.amount));
+  let total = 0n;
+  for (const amount of amounts.values()) total += amount;
+  return total;
 }
 
 /** Serialises reservations of one scope across nodes (PostgreSQL); SQLite has one writer at a time. */

@@ -24,9 +24,15 @@ import { RedisTotals } from './totals-redis.ts';
  * node, unlike the rate limits. A database that does not answer is the usual 503.
  *
  * A reservation has an id (the transfer's txn and entry, ./enforce.ts): reserving the same id again
- * (a token refreshed or exchanged for the same transfer) counts it once, and answers that it did
- * not create it. A reservation the issuance created and did not use (refused after it) is
- * released; one it found already counted is never released by it (it is the earlier token's).
+ * (a token refreshed or exchanged for the same transfer, or an identical issuance of the same txn
+ * in parallel) counts it once, and answers that it did not create it. Each reservation has its
+ * **holders**: every issuance attempt that reserved it (`holder`, a name fresh per attempt), the
+ * one that created it and each one that found it counted. An issuance refused after reserving lets
+ * go of its own hold only (`release`); the reservation is taken back when no holder is left. An
+ * issued token never lets go, so what it counts on stays counted for the window: two identical
+ * issuances of one txn in parallel, the creator refused by a policy after both reserved, leave the
+ * other's transfer counted. A holder joining later does not stretch the window: the reservation
+ * leaves it 24 hours after it was first made.
  */
 
 /** The window of the rolling total. */
@@ -36,6 +42,8 @@ export const totalWindowMs = 24 * 3600 * 1000;
 export interface ReservationRequest {
   scope: string;
   id: string;
+  /** Who holds it: the issuance attempt (./enforce.ts: its request id and a random part), unique per attempt. */
+  holder: string;
   amount: bigint;
   limit: bigint;
   /** Epoch ms. */
@@ -59,10 +67,12 @@ export interface TransferTotals {
   /** Counts the amount when the window's total stays within the limit; atomic across nodes. */
   reserve(request: ReservationRequest): Promise<ReservationResult>;
   /**
-   * Takes back reservations this request created (`created: true`) when its issuance was refused
-   * after them; never one it found already counted, which belongs to the token issued before it.
+   * Lets go of `holder`'s hold on a reservation (its issuance was refused after reserving): the
+   * reservation is taken back when no other holder is left — never while an issued token, or
+   * another issuance still deciding, holds it. Letting go twice is letting go once; a reservation
+   * made before holders were recorded is kept (counted until its window ends: fail closed).
    */
-  release(scope: string, id: string): Promise<void>;
+  release(scope: string, id: string, holder: string): Promise<void>;
   /** The window's total now (for tests and the admin's view). */
   total(scope: string, now: number): Promise<bigint>;
 }

@@ -15,6 +15,7 @@ import { assertOAuthError } from '../endpoints/fixture.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { Browser, csrfOf } from '../helpers/inject-browser.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
+import { seedDestination } from '../transfers/enforcement-fixture.ts';
 
 // The transfer address book over the admin API (docs/transfers.md "Destination control"): a
 // change asked by a person stepped up to phishing-resistant, approved by a second person holding
@@ -32,17 +33,18 @@ const person = (username: string, roles: string[], desks = ['ops-eu']) => ({ use
 
 async function harness(t: TestContext, dialect: TestDialect): Promise<CodeFlowFixture> {
   const f = await codeFlowFixture(t, { risk: 'off', dialect });
-  for (const username of ['ops-1', 'appr-1', 'appr-2', 'comp-1', 'appr-other']) await f.user(username);
+  for (const username of ['ops-1', 'appr-1', 'appr-2', 'comp-1', 'appr-other', 'audit-1']) await f.user(username);
   await f.apply({
     regions: [{ id: 'eu', name: 'Europe' }],
     legal_entities: [
       { lei: firmLei, name: 'Example Broker', jurisdiction: 'GB', home_region: 'eu', roles: ['broker'], desks: [{ id: 'ops-eu', product_classes: [] }], accounts: [{ id: 'ACC-1', region: 'eu', desk: 'ops-eu' }, { id: 'ACC-2', region: 'eu' }] },
       { lei: otherLei, name: 'Other Firm', jurisdiction: 'DE', home_region: 'eu', roles: ['custodian'], desks: [{ id: 'other-ops', product_classes: [] }], accounts: [{ id: 'OTH-1', region: 'eu' }] },
     ],
-    users: [person('ops-1', []), person('appr-1', ['approver']), person('appr-2', ['approver']), person('comp-1', ['compliance']), person('appr-other', ['approver'], ['other-ops'])],
+    users: [person('ops-1', []), person('appr-1', ['approver']), person('appr-2', ['approver']), person('comp-1', ['compliance']), person('appr-other', ['approver'], ['other-ops']), person('audit-1', ['auditor'], [])],
     clients: [
       { client_id: 'ops-app', client_name: 'Operations', kind: 'app', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code'], redirect_uris: [webRedirect], scope },
       { client_id: 'ops-bot', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'admin:read admin:write' },
+      { client_id: 'other-bot', kind: 'service', owner_lei: otherLei, token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'admin:read' },
     ],
   });
   // Tokens issued in the second the people were changed would count as issued before it.
@@ -203,7 +205,7 @@ for (const dialect of testDialects()) {
       const removed = await call(f, bot, 'DELETE', `/admin/transfer-destinations/${asked.destination.id}`);
       assert.equal(removed.statusCode, 200, removed.body);
       assert.equal(removed.json().destination.status, 'removed');
-      assert.deepEqual(await destinationStatus(f.ctx, key), { id: asked.destination.id, state: 'removed' });
+      assert.deepEqual(await destinationStatus(f.ctx, key), { id: asked.destination.id, state: 'removed', removedAt: f.clock.now() });
       const [event] = await events(f, 'transfer_destination.removed');
       assert.deepEqual((event!.details as Record<string, unknown>).versions, [1, 2]);
       assert.deepEqual((event!.details as Record<string, unknown>).cancelled_requests, [change.json().approval_request]);
@@ -221,6 +223,44 @@ for (const dialect of testDialects()) {
       assert.equal((await destinationStatus(f.ctx, key)).state, 'removed');
       const [rejected] = await events(f, 'transfer_destination.rejected');
       assert.equal(rejected!.txn, again.approval_request);
+    });
+
+    test("a reader sees the address books of its own legal entities only: a person their desks' entities', a client its owner_lei's, a whole-log reader (auditor, an entity-less client) all; another entity's destination is 404", async (t) => {
+      const f = await harness(t, dialect);
+      const firmIban = { kind: 'iban' as const, iban: 'DE89370400440532013000', name: 'Firm Beneficiary GmbH' };
+      const otherIban = { kind: 'iban' as const, iban: 'GB82WEST12345698765432', name: 'Other Beneficiary Ltd' };
+      const firmId = await seedDestination(f.ctx, { lei: firmLei, account: 'ACC-1', destination: firmIban, state: 'usable' });
+      const otherId = await seedDestination(f.ctx, { lei: otherLei, account: 'OTH-1', destination: otherIban, state: 'usable' });
+      const listed = async (token: string, query = '') => {
+        const response = await call(f, token, 'GET', `/admin/transfer-destinations${query}`);
+        assert.equal(response.statusCode, 200, response.body);
+        return (response.json().destinations as { id: string }[]).map((d) => d.id).sort();
+      };
+      const readOne = (token: string, id: string) => call(f, token, 'GET', `/admin/transfer-destinations/${id}`);
+
+      // A person of the other firm: its book only, whatever the query names; the firm's destination does not exist for them.
+      const outsider = await personToken(f, 'appr-other');
+      assert.deepEqual(await listed(outsider), [otherId]);
+      assert.deepEqual(await listed(outsider, `?lei=${firmLei}`), []);
+      assert.deepEqual(await listed(outsider, `?lei=${firmLei}&account=ACC-1`), []);
+      const hidden = assertOAuthError(await readOne(outsider, firmId), 404, 'not_found');
+      assert.deepEqual(hidden, assertOAuthError(await readOne(outsider, 'dst_unknown'), 404, 'not_found'), 'the same answer as for a destination that does not exist');
+      assert.equal((await readOne(outsider, otherId)).statusCode, 200);
+      // A person of the firm: the firm's.
+      const ops = await personToken(f, 'ops-1');
+      assert.deepEqual(await listed(ops), [firmId]);
+      assertOAuthError(await readOne(ops, otherId), 404, 'not_found');
+      // A client of the other firm (owner_lei): the other firm's.
+      const otherBot = await f.accessToken('other-bot', { resource: adminAudience(f.issuer), scope: 'admin:read' });
+      assert.deepEqual(await listed(otherBot), [otherId]);
+      assertOAuthError(await readOne(otherBot, firmId), 404, 'not_found');
+      // Who reads the whole log reads every book: an auditor, and a client of no legal entity.
+      const auditor = await personToken(f, 'audit-1');
+      assert.deepEqual(await listed(auditor), [firmId, otherId].sort());
+      assert.equal((await readOne(auditor, firmId)).statusCode, 200);
+      const bot = await f.accessToken('ops-bot', { resource: adminAudience(f.issuer), scope: 'admin:read admin:write' });
+      assert.deepEqual(await listed(bot), [firmId, otherId].sort());
+      assert.deepEqual(await listed(bot, `?lei=${otherLei}`), [otherId]);
     });
 
     test('a change asked from a new device is held for review: an approver alone does not start the cool-down; compliance approves too', async (t) => {

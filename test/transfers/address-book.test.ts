@@ -167,7 +167,7 @@ for (const dialect of testDialects()) {
 
       // A removal holds from its commit on: the next withdrawal is refused.
       await removeDestination(ctx, { id: entry.id, actor: ids.compliance });
-      assert.deepEqual(await destinationStatus(ctx, { lei: treasuryLei, account: 'TR-001', key }), { id: entry.id, state: 'removed' });
+      assert.deepEqual(await destinationStatus(ctx, { lei: treasuryLei, account: 'TR-001', key }), { id: entry.id, state: 'removed', removedAt: clock.now() });
       assert.match(String(assertOAuthError(await ask(), 400, 'invalid_authorization_details').error_description), /is not in the address book/);
     });
 

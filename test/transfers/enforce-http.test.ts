@@ -148,7 +148,8 @@ const cryptoTransfer = (beneficiary: Json) => transfer({ asset: ether, amount: '
 describe("transfer beneficiaries screened at the token endpoint", () => {
   test('a transfer to a listed beneficiary — an IBAN name, a travel-rule person, a travel-rule firm by LEI or name — is refused and audited as a settlement counterparty is; a clean one is issued', async (t) => {
     const { ctx, token } = await server(t, { env: { CLEARANCE_SCREENING_LIST: screeningList } });
-    await seedDestination(ctx, { destination: { ...ibanDestination, name: 'Fictitious Shipping Holdings Ltd' }, state: 'usable' });
+    // The book's name is the clean one: a listed name in a request is refused by screening before the book is asked.
+    await seedDestination(ctx, { destination: { ...ibanDestination, name: 'Example Supplier GmbH' }, state: 'usable' });
     await seedDestination(ctx, { account: 'CRY-001', destination: { kind: 'blockchain', account: etherAddress }, state: 'usable' });
     const refusedWith = async (details: Json[]) => {
       const body = assertOAuthError(await token(details), 400, 'invalid_authorization_details');
@@ -183,6 +184,43 @@ describe("transfer beneficiaries screened at the token endpoint", () => {
     assert.equal((await token([clean])).statusCode, 200);
     const issued = await token([cryptoTransfer({ legalPerson: { name: { nameIdentifier: [{ legalPersonName: 'Example Custodian SA', legalPersonNameIdentifierType: 'LEGL' }] }, nationalIdentification: { nationalIdentifier: '969500CUBANEXAMPLE21', nationalIdentifierType: 'LEIX' } } })]);
     assert.equal(issued.statusCode, 200, issued.body);
+  });
+});
+
+describe("a beneficiary's name against the address book's", () => {
+  test("a request naming another beneficiary than the book's for the IBAN is refused as a destination not in the book is, and recorded; the book's name in another spelling is the same name", async (t) => {
+    const { ctx, token } = await server(t);
+    const id = await seedDestination(ctx, { destination: { ...ibanDestination, name: 'Example Supplier GmbH' }, state: 'usable' });
+    const body = assertOAuthError(await token([transfer({ destination: { ...ibanDestination, name: 'Jane Roe' } })], { txn: 'new' }), 400, 'invalid_authorization_details');
+    assert.equal(body.error_description, `authorization_details[0]: destination iban:${iban} (${id}) of account TRE-001 names another beneficiary than its address book's`);
+    const refused = only(await events(ctx, 'transfer.refused'));
+    assert.deepEqual([refused.details!.reason, refused.details!.destination_id, refused.details!.destination_key], ['destination-name-mismatch', id, `iban:${iban}`]);
+    assert.doesNotMatch(await rawEvents(ctx), /Jane Roe|Example Supplier/, 'the refusal names no one');
+    assert.equal(await transferTotals(ctx).total(totalScope(brokerLei, 'TRE-001', 'USD'), ctx.clock.now()), 0n, 'nothing reserved');
+    // Compared as screening compares names: case, diacritics, punctuation and order do not make another name.
+    for (const name of ['EXAMPLE SUPPLIER GMBH', 'Supplier, Exämple GmbH', 'Example Supplier GmbH']) {
+      const response = await token([transfer({ destination: { ...ibanDestination, name } })]);
+      assert.equal(response.statusCode, 200, `${name}: ${response.body}`);
+    }
+    // A legal form is part of the name here (a different form may be a different firm): refused, fail closed.
+    assertOAuthError(await token([transfer({ destination: { ...ibanDestination, name: 'Example Supplier Ltd' } })]), 400, 'invalid_authorization_details');
+  });
+
+  test("a request without a name is screened by the book's name for the IBAN: a listed one is refused and audited as a named one is; a clean one is issued", async (t) => {
+    const { ctx, token } = await server(t, { env: { CLEARANCE_SCREENING_LIST: screeningList } });
+    // The book's name was listed after it was approved (put in directly: change control screens additions).
+    await seedDestination(ctx, { destination: { ...ibanDestination, name: 'Fictitious Shipping Holdings Ltd' }, state: 'usable' });
+    await seedDestination(ctx, { account: 'TRE-002', destination: { ...ibanDestination, name: 'Example Supplier GmbH' }, state: 'usable' });
+    const body = assertOAuthError(await token([transfer({ destination: ibanDestination })]), 400, 'invalid_authorization_details');
+    assert.equal(body.error_description, 'authorization_details[0] names a counterparty that cannot be accepted at present');
+    const denied = only((await events(ctx, 'policy.denied')).filter((e) => e.decision!.reasons.includes('counterparty-screening')));
+    assert.deepEqual([denied.details!.authorization_details, denied.details!.counterparty, denied.details!.entry_id], [0, 'destination', 'SAN-E001']);
+    const alerts = await ctx.storage.db.selectFrom('alerts').select('data').where('type', '=', 'screening.matched').execute();
+    assert.deepEqual(alerts.map((a) => (JSON.parse(a.data) as Json).entry_id), ['SAN-E001']);
+    assert.doesNotMatch(await rawEvents(ctx), /Fictitious Shipping/, 'the refusal names no one');
+    assert.equal(await transferTotals(ctx).total(totalScope(brokerLei, 'TRE-001', 'USD'), ctx.clock.now()), 0n, 'nothing reserved');
+    const clean = await token([transfer({ source_account: 'TRE-002', destination: ibanDestination })]);
+    assert.equal(clean.statusCode, 200, clean.body);
   });
 });
 

@@ -5,7 +5,7 @@ import type { Context } from '../../src/context.ts';
 import { OAuthError } from '../../src/oauth-error.ts';
 import { authorizeIssuance, type Issuance } from '../../src/policy/issuance.ts';
 import { parseAmount } from '../../src/transfers/amounts.ts';
-import { transferApprovalsNeeded } from '../../src/transfers/enforce.ts';
+import { enforceTransfers, transferApprovalsNeeded } from '../../src/transfers/enforce.ts';
 import { totalScope, transferTotals } from '../../src/transfers/totals.ts';
 import { freePort } from '../helpers/server.ts';
 import { redisSkip, uniquePrefix, deleteKeys, testRedisUrl } from '../helpers/redis.ts';
@@ -322,6 +322,22 @@ function releaseOnlyOwn(setup: (t: Parameters<typeof transferContext>[0]) => Pro
     assert.match(error.description!, /is refused by policy/);
     assert.equal(await usdTotal(ctx), usd('900000'), 'the first, issued transfer still counts');
     // The limit still holds against it: 900,000 + 1,600,001 > 2,500,000.
+    const over = await refusal(ctx, [transfer({ amount: '1600000.01' })], { approvals: 1 });
+    assert.match(over.description!, /would bring its rolling 24-hour total to 2500000\.01 USD/);
+  });
+
+  test('of two identical issuances of one txn in parallel, the one refused after creating the reservation leaves the other\'s transfer counted', async (t) => {
+    const ctx = await setup(t);
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    const meta = (i: Issuance) => ({ requestId: i.requestId, caller: i.clientId, via: i.grantType, txn: 'txn-P' });
+    // Both pass enforcement before either is decided: the first creates the reservation, the second finds it.
+    const first = issuance([transfer({ amount: '900000' })], { txn: 'txn-P' });
+    const second = issuance([transfer({ amount: '900000' })], { txn: 'txn-P' });
+    const firstEnforced = await enforceTransfers(ctx, first, meta(first));
+    await enforceTransfers(ctx, second, meta(second));
+    // The first is refused then (a policy): it takes back what it holds; the second is issued.
+    await firstEnforced.release();
+    assert.equal(await usdTotal(ctx), usd('900000'), 'the issued transfer still counts');
     const over = await refusal(ctx, [transfer({ amount: '1600000.01' })], { approvals: 1 });
     assert.match(over.description!, /would bring its rolling 24-hour total to 2500000\.01 USD/);
   });

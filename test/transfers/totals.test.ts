@@ -5,7 +5,7 @@ import { SharedStore } from '../../src/risk/limits/redis.ts';
 import { migrate } from '../../src/storage/database.ts';
 import { formatAmount, maxLimit, parseAmount } from '../../src/transfers/amounts.ts';
 import { DatabaseTotals, pruneTransferLedger } from '../../src/transfers/totals-database.ts';
-import { destinationUseRetentionDays, pruneDestinationUses, recordUse, usedBefore } from '../../src/transfers/destination-uses.ts';
+import { destinationUseRetentionDays, forgetFirstUse, pruneDestinationUses, recordUse, usedBefore } from '../../src/transfers/destination-uses.ts';
 import { RedisTotals } from '../../src/transfers/totals-redis.ts';
 import { totalScope, totalWindowMs, TotalsUnavailable, type TransferTotals } from '../../src/transfers/totals.ts';
 import { freePort } from '../helpers/server.ts';
@@ -35,35 +35,58 @@ describe('transfer amounts', () => {
 function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: TransferTotals }>) {
   test('reserves within the limit and refuses the reservation that would exceed it', async (t) => {
     const { a } = await make(t);
-    assert.deepEqual(await a.reserve({ scope, id: 'r1', amount: units(600), limit: units(1000), now: t0 }), { reserved: true, created: true, total: 0n });
-    assert.deepEqual(await a.reserve({ scope, id: 'r2', amount: units(400), limit: units(1000), now: t0 + 1 }), { reserved: true, created: true, total: units(600) }, 'exactly at the limit passes');
-    assert.deepEqual(await a.reserve({ scope, id: 'r3', amount: units('0.01'), limit: units(1000), now: t0 + 2 }), { reserved: false, created: false, total: units(1000) });
+    assert.deepEqual(await a.reserve({ scope, id: 'r1', holder: 'h', amount: units(600), limit: units(1000), now: t0 }), { reserved: true, created: true, total: 0n });
+    assert.deepEqual(await a.reserve({ scope, id: 'r2', holder: 'h', amount: units(400), limit: units(1000), now: t0 + 1 }), { reserved: true, created: true, total: units(600) }, 'exactly at the limit passes');
+    assert.deepEqual(await a.reserve({ scope, id: 'r3', holder: 'h', amount: units('0.01'), limit: units(1000), now: t0 + 2 }), { reserved: false, created: false, total: units(1000) });
     assert.equal(await a.total(scope, t0 + 3), units(1000));
   });
 
   test('counts one id once and takes a released reservation back', async (t) => {
     const { a } = await make(t);
-    await a.reserve({ scope, id: 'same', amount: units(700), limit: units(1000), now: t0 });
-    assert.deepEqual(await a.reserve({ scope, id: 'same', amount: units(700), limit: units(1000), now: t0 + 5 }), { reserved: true, created: false, total: 0n }, 'the same transfer again is not counted twice, and not created by this call');
+    await a.reserve({ scope, id: 'same', holder: 'h1', amount: units(700), limit: units(1000), now: t0 });
+    assert.deepEqual(await a.reserve({ scope, id: 'same', holder: 'h2', amount: units(700), limit: units(1000), now: t0 + 5 }), { reserved: true, created: false, total: 0n }, 'the same transfer again is not counted twice, and not created by this call');
     assert.equal(await a.total(scope, t0 + 6), units(700));
-    await a.release(scope, 'same');
+    await a.release(scope, 'same', 'h1');
+    await a.release(scope, 'same', 'h2');
     assert.equal(await a.total(scope, t0 + 7), 0n);
-    assert.equal((await a.reserve({ scope, id: 'next', amount: units(1000), limit: units(1000), now: t0 + 8 })).reserved, true);
+    assert.equal((await a.reserve({ scope, id: 'next', holder: 'h', amount: units(1000), limit: units(1000), now: t0 + 8 })).reserved, true);
+  });
+
+  test('keeps a reservation two issuances hold counted until both let it go, on either node', async (t) => {
+    const { a, b } = await make(t);
+    // Two identical issuances of one txn, in parallel: the first creates the reservation, the second finds it.
+    assert.equal((await a.reserve({ scope, id: 'tx', holder: 'issuance-1', amount: units(900), limit: units(1000), now: t0 })).created, true);
+    assert.deepEqual(await b.reserve({ scope, id: 'tx', holder: 'issuance-2', amount: units(900), limit: units(1000), now: t0 + 1 }), { reserved: true, created: false, total: 0n });
+    // The first is refused after reserving (a policy): it lets go of its hold, the second still counts on the reservation.
+    await a.release(scope, 'tx', 'issuance-1');
+    assert.equal(await b.total(scope, t0 + 2), units(900), 'the second issuance\'s transfer still counts');
+    assert.equal((await a.reserve({ scope, id: 'other', holder: 'issuance-3', amount: units(200), limit: units(1000), now: t0 + 3 })).reserved, false, 'and the limit holds against it');
+    await a.release(scope, 'tx', 'issuance-1');
+    assert.equal(await a.total(scope, t0 + 4), units(900), 'letting go twice is letting go once');
+    await b.release(scope, 'tx', 'issuance-2');
+    assert.equal(await a.total(scope, t0 + 5), 0n, 'no one holds it: taken back');
+  });
+
+  test('a reservation joined later still leaves the window from its first reservation', async (t) => {
+    const { a } = await make(t);
+    await a.reserve({ scope, id: 'tx', holder: 'issuance-1', amount: units(900), limit: units(1000), now: t0 });
+    await a.reserve({ scope, id: 'tx', holder: 'issuance-2', amount: units(900), limit: units(1000), now: t0 + 3600_000 });
+    assert.equal(await a.total(scope, t0 + totalWindowMs), 0n, 'a refreshed token does not stretch its transfer\'s window');
   });
 
   test('slides: what was reserved 24 hours ago leaves the total', async (t) => {
     const { a } = await make(t);
-    await a.reserve({ scope, id: 'morning', amount: units(900), limit: units(1000), now: t0 });
-    await a.reserve({ scope, id: 'noon', amount: units(100), limit: units(1000), now: t0 + 3 * 3600_000 });
-    assert.equal((await a.reserve({ scope, id: 'evening', amount: units(500), limit: units(1000), now: t0 + totalWindowMs - 1 })).reserved, false);
-    assert.deepEqual(await a.reserve({ scope, id: 'next-day', amount: units(500), limit: units(1000), now: t0 + totalWindowMs }), { reserved: true, created: true, total: units(100) });
+    await a.reserve({ scope, id: 'morning', holder: 'h', amount: units(900), limit: units(1000), now: t0 });
+    await a.reserve({ scope, id: 'noon', holder: 'h', amount: units(100), limit: units(1000), now: t0 + 3 * 3600_000 });
+    assert.equal((await a.reserve({ scope, id: 'evening', holder: 'h', amount: units(500), limit: units(1000), now: t0 + totalWindowMs - 1 })).reserved, false);
+    assert.deepEqual(await a.reserve({ scope, id: 'next-day', holder: 'h', amount: units(500), limit: units(1000), now: t0 + totalWindowMs }), { reserved: true, created: true, total: units(100) });
     assert.equal(await a.total(scope, t0 + totalWindowMs), units(600));
   });
 
   test('answers created only to the call that added the reservation, on either node', async (t) => {
     const { a, b } = await make(t);
-    assert.equal((await a.reserve({ scope, id: 'tx', amount: units(900), limit: units(1000), now: t0 })).created, true);
-    const again = await b.reserve({ scope, id: 'tx', amount: units(900), limit: units(1000), now: t0 + 1 });
+    assert.equal((await a.reserve({ scope, id: 'tx', holder: 'h', amount: units(900), limit: units(1000), now: t0 })).created, true);
+    const again = await b.reserve({ scope, id: 'tx', holder: 'h2', amount: units(900), limit: units(1000), now: t0 + 1 });
     assert.deepEqual(again, { reserved: true, created: false, total: 0n }, 'found counted: the earlier call\'s, not this one\'s to release');
     assert.equal(await a.total(scope, t0 + 2), units(900));
   });
@@ -72,22 +95,22 @@ function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: Tran
     const { a } = await make(t);
     const usdc = 'eip155:1/erc20:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48';
     assert.equal(totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc), totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc.toLowerCase()));
-    await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc), id: 'x', amount: units(600), limit: units(1000), now: t0 });
+    await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', usdc), id: 'x', holder: 'h', amount: units(600), limit: units(1000), now: t0 });
     const upper = `eip155:1/erc20:0x${usdc.slice(-40).toUpperCase()}`;
-    assert.deepEqual(await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', upper), id: 'y', amount: units(600), limit: units(1000), now: t0 + 1 }), { reserved: false, created: false, total: units(600) });
+    assert.deepEqual(await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'CRY-001', upper), id: 'y', holder: 'h', amount: units(600), limit: units(1000), now: t0 + 1 }), { reserved: false, created: false, total: units(600) });
   });
 
   test('keeps each account and asset apart', async (t) => {
     const { a } = await make(t);
-    await a.reserve({ scope, id: 'x', amount: units(1000), limit: units(1000), now: t0 });
-    assert.equal((await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'GB-FX-001', 'EUR'), id: 'x', amount: units(1000), limit: units(1000), now: t0 })).reserved, true);
-    assert.equal((await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'GB-FX-002', 'USD'), id: 'x', amount: units(1000), limit: units(1000), now: t0 })).reserved, true);
+    await a.reserve({ scope, id: 'x', holder: 'h', amount: units(1000), limit: units(1000), now: t0 });
+    assert.equal((await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'GB-FX-001', 'EUR'), id: 'x', holder: 'h', amount: units(1000), limit: units(1000), now: t0 })).reserved, true);
+    assert.equal((await a.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'GB-FX-002', 'USD'), id: 'x', holder: 'h', amount: units(1000), limit: units(1000), now: t0 })).reserved, true);
   });
 
   test('two nodes reserving at once never pass the limit together', async (t) => {
     const { a, b } = await make(t);
     // 40 reservations of 100 against a limit of 1,000, half from each node, all at once.
-    const attempts = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b).reserve({ scope, id: `c${i}`, amount: units(100), limit: units(1000), now: t0 + i }));
+    const attempts = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b).reserve({ scope, id: `c${i}`, holder: 'h', amount: units(100), limit: units(1000), now: t0 + i }));
     const results = await Promise.all(attempts);
     assert.equal(results.filter((r) => r.reserved).length, 10);
     assert.equal(await a.total(scope, t0 + 100), units(1000));
@@ -109,8 +132,8 @@ for (const dialect of testDialects()) {
       await migrate(database.storage);
       const db = database.storage.db;
       const totals = new DatabaseTotals(db);
-      await totals.reserve({ scope, id: 'old', amount: units(1), limit: units(10), now: t0 });
-      await totals.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'OTHER', 'USD'), id: 'new', amount: units(1), limit: units(10), now: t0 + totalWindowMs - 1 });
+      await totals.reserve({ scope, id: 'old', holder: 'h', amount: units(1), limit: units(10), now: t0 });
+      await totals.reserve({ scope: totalScope('5493001KJTIIGC8Y1R12', 'OTHER', 'USD'), id: 'new', holder: 'h', amount: units(1), limit: units(10), now: t0 + totalWindowMs - 1 });
       assert.equal(await pruneTransferLedger(db, t0 + totalWindowMs), 1);
       assert.equal(await recordUse(db, 'TRE-001', 'iban:X', t0), true, 'a first use');
       assert.equal(await recordUse(db, 'TRE-001', 'iban:X', t0 + 1), false, 'used before');
@@ -119,6 +142,24 @@ for (const dialect of testDialects()) {
       assert.equal(await pruneDestinationUses(db, t0 + 1 + retention), 0);
       assert.equal(await pruneDestinationUses(db, t0 + 2 + retention), 1);
       assert.equal(await usedBefore(db, 'TRE-001', 'iban:X', t0 + 2 + retention), false);
+    });
+
+    test("a destination's uses before its latest removal do not count: its next use is a first use again, which a refusal takes back", async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const db = database.storage.db;
+      assert.equal(await recordUse(db, 'TRE-001', 'iban:X', t0), true);
+      const removedAt = t0 + 1000;
+      assert.equal(await usedBefore(db, 'TRE-001', 'iban:X', t0 + 2000), true, 'used, as far as the book never removed it');
+      assert.equal(await usedBefore(db, 'TRE-001', 'iban:X', t0 + 2000, removedAt), false, 'not since it was removed and added again');
+      assert.equal(await recordUse(db, 'TRE-001', 'iban:X', t0 + 2000, removedAt), true, 'a first use again');
+      assert.equal(await usedBefore(db, 'TRE-001', 'iban:X', t0 + 3000, removedAt), true);
+      await forgetFirstUse(db, 'TRE-001', 'iban:X', t0 + 2000);
+      assert.equal(await usedBefore(db, 'TRE-001', 'iban:X', t0 + 3000, removedAt), false, 'its issuance refused: taken back');
+      // The same for a use older than the retention: new again, and its first use taken back on a refusal.
+      const retention = destinationUseRetentionDays * 86_400_000;
+      assert.equal(await recordUse(db, 'TRE-002', 'iban:Y', t0), true);
+      assert.equal(await recordUse(db, 'TRE-002', 'iban:Y', t0 + retention + 1), true, 'unused for the retention: a first use again');
     });
   });
 }
@@ -139,7 +180,7 @@ describe('transfer totals in Redis', { skip: redisSkip }, () => {
     await store.connect();
     t.after(() => store.close());
     const totals = new RedisTotals(store);
-    await assert.rejects(totals.reserve({ scope, id: 'r', amount: units(1), limit: units(1000), now: t0 }), TotalsUnavailable);
+    await assert.rejects(totals.reserve({ scope, id: 'r', holder: 'h', amount: units(1), limit: units(1000), now: t0 }), TotalsUnavailable);
     await assert.rejects(totals.total(scope, t0), TotalsUnavailable);
   });
 });

@@ -155,6 +155,38 @@ for (const dialect of testDialects()) {
       ]);
     });
 
+    test('a destination removed from the book and added again is new again: it cools down and its first use is held as a new one\'s', async (t) => {
+      const f = await harness(t, dialect);
+      const addition = { lei: firmLei, account: 'TRE-1', label: 'Cold wallet', destination: { kind: 'blockchain', account: wallet } };
+      /** Asks for the wallet (a fresh passkey sign-in), has it approved, and waits out its cool-down and first-use hold. */
+      const addAndApprove = async () => {
+        const asked = await admin(f, await personToken(f, 'ops-1'), 'POST', '/admin/transfer-destinations', addition);
+        assert.equal(asked.statusCode, 202, asked.body);
+        const { destination, approval_request: changeTxn } = asked.json() as { destination: { id: string }; approval_request: string };
+        const decided = await admin(f, await personToken(f, 'appr-1'), 'POST', `/admin/approvals/${changeTxn}/decision`, { decision: 'approve' });
+        assert.equal(decided.statusCode, 200, decided.body);
+        return destination.id;
+      };
+      const id = await addAndApprove();
+      f.clock.advance(24 * hour + 11 * minute);
+      assert.equal((await withdraw(f)).statusCode, 200, 'used once, after its cool-down and hold');
+
+      // Removed: refused at once.
+      const removed = await f.inject({ method: 'DELETE', url: `/admin/transfer-destinations/${id}`, headers: { authorization: `Bearer ${await personToken(f, 'ops-1')}` } });
+      assert.equal(removed.statusCode, 200, removed.body);
+      await refused(f, /is not in the address book/);
+
+      // Added again: approved, it cools down as a new destination would …
+      assert.equal(await addAndApprove(), id, 'the same entry of the book, a new version');
+      await refused(f, /is cooling down until/);
+      // … and its first use right after is held for a second person, the earlier use notwithstanding.
+      f.clock.advance(24 * hour + minute);
+      await refused(f, /is held: the destination's first use comes within minutes of its cool-down ending/);
+      f.clock.advance(10 * minute);
+      assert.equal((await withdraw(f)).statusCode, 200);
+      assert.deepEqual((await f.auditEvents('transfer.refused')).map((e) => e.details!.reason), ['destination-not-in-address-book', 'destination-cooling-down', 'transfer-first-use-hold']);
+    });
+
     test('an IBAN whose beneficiary the screening list names is refused at the request, audited and alerted, and nothing is asked of an approver', async (t) => {
       const f = await harness(t, dialect, { CLEARANCE_SCREENING_LIST: fileURLToPath(new URL('../../examples/screening/list.csv', import.meta.url)) });
       const ops = await personToken(f, 'ops-1');

@@ -21,7 +21,7 @@ import {
 } from '../../transfers/change-control.ts';
 import { readDestination } from '../../transfers/destination-input.ts';
 import { formatProblem, Validator } from '../../validation.ts';
-import { leisOfDesks } from '../../audit/scope.ts';
+import { leisOfDesks, wholeLogRoles } from '../../audit/scope.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -30,8 +30,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *
  * - GET /admin/transfer-destinations?lei=&account= (`admin:read`): `{ destinations: [view] }`, each
  *   destination with its state now (pending, held_for_review, cooling_down, usable, removed, …)
- *   and every version (who asked, who approved, when it becomes usable);
- * - GET /admin/transfer-destinations/{id} (`admin:read`): one destination, or 404;
+ *   and every version (who asked, who approved, when it becomes usable) — of the books the caller
+ *   reads (`bookScope`): a query naming another legal entity lists nothing;
+ * - GET /admin/transfer-destinations/{id} (`admin:read`): one destination of a book the caller
+ *   reads, else 404 as for one that does not exist (its existence is not revealed);
  * - POST /admin/transfer-destinations (`admin:write`) `{ lei, account, destination, label? }`: asks
  *   for a destination to be added, or changed (a new label, BIC or name for the same key). Only a
  *   person with their own token (403 otherwise), signed in phishing-resistantly in the last five
@@ -57,14 +59,17 @@ export const adminTransferDestinations: Endpoint = {
       querystring: queryParams({ lei: 'the legal entity (LEI)', account: 'one account of it' }),
     }), async (request, reply) => {
       const { lei, account } = request.query;
-      const book = await listBook(ctx.storage.db, { ...(lei ? { lei } : {}), ...(account ? { account } : {}) });
+      const scope = await bookScope(ctx, request.admin!);
+      const book = await listBook(ctx.storage.db, { ...(lei ? { lei } : {}), ...(account ? { account } : {}), ...(scope === 'all' ? {} : { within: scope }) });
       const now = ctx.clock.now();
       return sendJson(reply, { destinations: book.map(({ entry, versions }) => entryView(entry, versions, now)) });
     });
 
     app.get<{ Params: { id: string } }>(`${base}/:id`, adminOperation(ctx, 'admin:read', { tag: 'directory', summary: 'Read one destination of an address book, with its versions', params }), async (request, reply) => {
+      const scope = await bookScope(ctx, request.admin!);
       const entry = await findDestination(ctx.storage.db, request.params.id);
-      if (!entry) throw new OAuthError('not_found', 'no such destination');
+      // Another entity's destination is answered as one that does not exist: its book is not the caller's to know of.
+      if (!entry || (scope !== 'all' && !scope.has(entry.lei))) throw new OAuthError('not_found', 'no such destination');
       return sendJson(reply, { destination: entryView(entry, await versionsOf(ctx.storage.db, entry.id), ctx.clock.now()) });
     });
 
@@ -184,6 +189,30 @@ async function personRequester(ctx: Context, request: FastifyRequest, lei: strin
   }
   const reviewReason = await signInReview(ctx, person.id, claims.auth_time);
   return { requester: { type: 'user', id: person.id }, ...(reviewReason !== undefined ? { reviewReason } : {}) };
+}
+
+/**
+ * Whose address books a caller reads (they name beneficiaries): as the audit reads scope a reader
+ * (src/audit/scope.ts), by legal entity. A person holding a whole-log role (`admin`, `auditor`:
+ * `wholeLogRoles`) reads every book; any other person the books of their desks' legal entities; a
+ * client's own token its `owner_lei` entity's — or every book for a client of no legal entity (the
+ * deployment's own, as auditScopeOf reads it and `removerOf` lets it remove). Refused (403,
+ * fail closed): a delegated token, a person not active, a person of no legal entity without a
+ * whole-log role, a token that is neither a person's own nor a client's own.
+ */
+async function bookScope(ctx: Context, claims: AccessTokenClaims): Promise<'all' | ReadonlySet<string>> {
+  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegated token reads no address book');
+  if (claims.grant_id === undefined) {
+    if (claims.sub !== undefined && claims.sub !== claims.client_id) throw new OAuthError('access_denied', 'this token is neither a person’s own nor a client’s own');
+    const owner = (await ctx.clients.get(claims.client_id))?.metadata.owner_lei;
+    return owner !== undefined ? new Set([owner]) : 'all';
+  }
+  const person = claims.sub !== undefined ? await findUser(ctx, claims.sub) : undefined;
+  if (!person || person.status !== 'active') throw new OAuthError('access_denied', 'the person this token was issued to is not active');
+  if (person.roles.some((role) => wholeLogRoles.includes(role))) return 'all';
+  const leis = await leisOfDesks(ctx, person.desks);
+  if (leis.size === 0) throw new OAuthError('access_denied', 'you read the address books of your legal entity, and your account has no desk of any legal entity');
+  return leis;
 }
 
 /** Who removes: a person of the entity (own token, no delegation), or a client of the entity or of none. */
