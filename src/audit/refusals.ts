@@ -18,7 +18,7 @@ import type { AuditEvent, AuditEventType } from './events.ts';
  * still answered (fail closed: still refused).
  */
 export interface Refusal {
-  type: Extract<AuditEventType, 'token.refused' | 'exchange.refused' | 'assertion.refused' | 'introspection.refused' | 'client.registration_refused' | 'upstream.sign_in_refused' | 'upstream.logout_refused' | 'evidence.refused' | 'evidence.counterparty_refused'>;
+  type: Extract<AuditEventType, 'token.refused' | 'exchange.refused' | 'assertion.refused' | 'introspection.refused' | 'client.registration_refused' | 'upstream.sign_in_refused' | 'upstream.logout_refused' | 'evidence.refused' | 'evidence.counterparty_refused' | 'recovery.link_refused'>;
   requestId: string;
   /** The authenticated client; undefined before authentication (then `address` is the source). */
   client?: string;

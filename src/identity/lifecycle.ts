@@ -194,8 +194,9 @@ export async function signOutEverywhere(ctx: LifecycleContext, username: string,
 
 /**
  * Deletes a person: their row goes (so every token naming them is dead: the person rule fails
- * closed) with their passkeys, their consent grants are revoked, refresh tokens, codes and sessions ended, in one
- * transaction with `user.deleted` (which names them by id only). False for an unknown username.
+ * closed) with their passkeys, upstream links and credential hold, their consent grants are
+ * revoked, refresh tokens, codes and sessions ended, in one transaction with `user.deleted` (which
+ * names them by id only). False for an unknown username.
  */
 export async function deleteUser(ctx: LifecycleContext, username: string, by: { actor: string; requestId?: string }): Promise<boolean> {
   return ctx.audit.recordWith(async (trx) => {
@@ -208,6 +209,9 @@ export async function deleteUser(ctx: LifecycleContext, username: string, by: { 
     // Their upstream identities too: a link to nobody would refuse that identity for good, and
     // keep personal data (the upstream subject) of a person who is gone.
     await trx.deleteFrom('user_links').where('user_id', '=', user.id).execute();
+    // And a leaver's credential hold (src/lifecycle/credential-hold.ts): it holds nobody now, and
+    // says when a person who is gone was offboarded.
+    await trx.deleteFrom('credential_holds').where('user_id', '=', user.id).execute();
     await trx.deleteFrom('users').where('id', '=', user.id).execute();
     const event = lifecycleEvent('deleted', user.id, by.actor, ended, { ...by, via: 'admin-api' });
     event.details = { ...event.details, passkeys_removed: Number(passkeys.numDeletedRows) };

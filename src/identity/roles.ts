@@ -19,3 +19,22 @@ export function privilegedRolesOf(roles: readonly string[]): PrivilegedRole[] {
 export function holdsPrivilegedRole(roles: readonly string[]): boolean {
   return privilegedRolesOf(roles).length > 0;
 }
+
+/** The role that opens recoveries for others; never approves one (src/identity/recovery). */
+export const helpDeskRole = 'help-desk';
+/** The role that approves recoveries. */
+export const recoveryApproverRole = 'recovery-approver';
+
+/**
+ * Why these roles cannot be one person's (undefined: they can). The help desk opens recoveries and
+ * never approves one, and a request it opens needs an approver outside it (AMENDMENTS "Approvals
+ * and recovery"): one person holding both would be both halves of a recovery. The approval refuses
+ * a help-desk holder anyway (src/approvals/kinds/recovery.ts); this keeps the roles apart where
+ * they are given — the admin API, apply and SCIM all write people through src/identity/users.ts.
+ */
+export function roleConflict(roles: readonly string[]): string | undefined {
+  if (roles.includes(helpDeskRole) && roles.includes(recoveryApproverRole)) {
+    return `${helpDeskRole} and ${recoveryApproverRole} are never held by one person: the help desk opens recoveries, and never approves one (docs/recovery.md)`;
+  }
+  return undefined;
+}

@@ -11,6 +11,7 @@ import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecyc
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
 import { kycStatuses, readKycFields, type KycFields } from '../risk/kyc/record.ts';
 import { credentialsHeld, heldCredentialsProblem } from '../lifecycle/credential-hold.ts';
+import { roleConflict } from './roles.ts';
 import { dateOfBirthPattern } from '../risk/screening/normalize.ts';
 
 /** A person, as other components see them. The password hash never leaves this module's store. */
@@ -156,6 +157,8 @@ export function readUserEntry(v: Validator, path: string, value: unknown): UserE
       { unique: true },
     );
     if (entry.roles && entry.roles.length > 32) v.fail(join(path, 'roles'), 'must have at most 32 roles');
+    const conflict = entry.roles && roleConflict(entry.roles);
+    if (conflict) v.fail(join(path, 'roles'), conflict);
   }
   if (o.attributes !== undefined) entry.attributes = readAttributes(v, join(path, 'attributes'), o.attributes);
   if (o.kyc !== undefined) entry.kyc = readKycFields(v, join(path, 'kyc'), o.kyc);
@@ -351,6 +354,13 @@ export async function upsertUser(
   by: { actor: string; via?: string } = { actor: 'clearance' },
 ): Promise<UserUpsert> {
   const existing = await trx.selectFrom('users').selectAll().where('username', '=', entry.username).executeTakeFirst();
+  const conflict = roleConflict(entry.roles ?? []);
+  // Checked again here, whatever read the entry: roles that would give one person both halves of
+  // a recovery are never written (a person holding them from before keeps them until changed).
+  if (conflict && (!existing || !roleConflict(JSON.parse(existing.roles) as string[]))) {
+    const { ApplyRefusedError } = await import('../apply/index.ts');
+    throw new ApplyRefusedError(`users: ${entry.username}: ${conflict}; nothing was applied`);
+  }
   const fields = {
     name: entry.name ?? null,
     email: entry.email ?? null,

@@ -7,13 +7,14 @@ import { recoveryKind } from '../../src/approvals/kinds/recovery.ts';
 import { decideApprovalRequest } from '../../src/approvals/requests.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { createLogger } from '../../src/log.ts';
 import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
 import { codeFlowFixture, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
-import { approverOf, person, recoveryPeople, strongProof } from '../identity/recovery/fixture.ts';
+import { approverOf, holdBothRoles, person, recoveryPeople, strongProof } from '../identity/recovery/fixture.ts';
 import { assertOAuthError, decodeJwt, ordersApi } from './fixture.ts';
 import { Jar, csrfOf, get, post } from './people-browser.ts';
 
@@ -180,6 +181,7 @@ describe('approving a recovery', () => {
     assert.equal((await f.introspect('orders-gateway', held.access)).active, true);
     assert.deepEqual(await approve(f, id, 'helen'), { ok: false, refusal: 'approver_is_requester' });
     assert.deepEqual(await approve(f, id, 'alice'), { ok: false, refusal: 'approver_is_subject' });
+    await holdBothRoles(f.ctx, 'hank');
     assert.deepEqual(await approve(f, id, 'hank'), { ok: false, refusal: 'not_eligible: the help desk never approves a recovery' });
     assert.deepEqual(await approve(f, id, 'sam'), { ok: false, refusal: 'approver_on_requesters_desk' });
     await f.apply({ recovery: { distinct_desks: true } });
@@ -193,6 +195,25 @@ describe('approving a recovery', () => {
     assert.match(account.body, /You are not signed in/, 'the session ended');
     const alerts = await f.ctx.storage.db.selectFrom('alerts').select('type').orderBy('created_at').execute();
     assert.deepEqual(alerts.map((a) => a.type), ['recovery.requested', 'recovery.approved']);
+  });
+});
+
+describe('who may hold the roles of a recovery', () => {
+  test('no administrator gives one person both help-desk and recovery-approver, through the admin API as through apply', async (t) => {
+    const f = await fixture(t);
+    const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const call = (method: 'PUT' | 'PATCH', username: string, body: unknown) =>
+      f.inject({ method, url: `/admin/users/${username}`, headers: { authorization: `Bearer ${admin}`, 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }, payload: JSON.stringify(body) });
+    const both = ['help-desk', 'recovery-approver'];
+    const widened = await call('PATCH', 'rita', { roles: both });
+    assertOAuthError(widened, 400, 'invalid_request');
+    assert.match(widened.json().error_description, /help-desk and recovery-approver are never held by one person/);
+    assert.deepEqual((await person(f.ctx, 'rita')).roles, ['recovery-approver'], 'nothing of the write landed');
+    assertOAuthError(await call('PATCH', 'helen', { roles: [...both].reverse() }), 400, 'invalid_request');
+    assertOAuthError(await call('PUT', 'newcomer', { username: 'newcomer', name: 'New Comer', password: 'newcomer-long-password-1', roles: both }), 400, 'invalid_request');
+    assert.equal(await findUserByUsername(f.ctx, 'newcomer'), undefined, 'nobody was created');
+    await assert.rejects(f.apply({ users: [{ username: 'newcomer', name: 'New Comer', roles: both }] }));
+    assert.equal(await findUserByUsername(f.ctx, 'newcomer'), undefined);
   });
 });
 
@@ -237,6 +258,8 @@ describe('the enrolment link', () => {
     assert.equal(again.statusCode, 410);
     assert.match(again.body, /already used/);
     assert.equal((await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'Again', credential }, browser)).statusCode, 410);
+    const usedRefusals = (await f.auditEvents('recovery.link_refused')).filter((e) => e.decision!.reasons[0] === 'used');
+    assert.deepEqual(usedRefusals.map((e) => e.txn), [id, id], 'opening a used link and posting to it are on the record');
     const token = path.split('/').pop()!;
     assert.doesNotMatch(await f.auditText(), new RegExp(token));
 
@@ -269,6 +292,51 @@ describe('the enrolment link', () => {
     const refused = await f.auditEvents('recovery.link_refused');
     assert.ok(refused.length >= 1);
     assert.ok(refused.every((e) => e.decision!.reasons[0] === 'password_changed' && e.txn === id));
+  });
+
+  test('records every refused use of the link as recovery.link_refused with its reason, on opening it as on posting to it, never with the token', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f);
+    const token = path.split('/').pop()!;
+    const reasons = async () => (await f.auditEvents('recovery.link_refused')).map((e) => ({ reason: e.decision!.reasons[0], txn: e.txn, cause: e.details?.cause }));
+    assert.equal((await get(f, path)).statusCode, 403, 'not approved yet');
+    assert.deepEqual(await reasons(), [{ reason: 'not_approved', txn: id, cause: undefined }]);
+    assert.ok((await approve(f, id)).ok);
+    assert.equal((await get(f, path)).statusCode, 200, 'a live link is no refusal');
+    assert.equal((await f.auditEvents('recovery.link_refused')).length, 1);
+    f.clock.advance(15 * 60_000);
+    assert.equal((await get(f, path)).statusCode, 410);
+    assert.equal((await post(f, path, { csrf_token: 'x', password: alicePassword, name: 'Late', credential: '{}' })).statusCode, 410);
+    assert.equal((await post(f, `${path}/options`, { csrf_token: 'x' })).statusCode, 404);
+    assert.deepEqual((await reasons()).slice(1), [
+      { reason: 'expired', txn: id, cause: undefined },
+      { reason: 'expired', txn: id, cause: undefined },
+      { reason: 'expired', txn: id, cause: undefined },
+    ]);
+    const [first] = await f.auditEvents('recovery.link_refused');
+    assert.equal(first!.subject, (await person(f.ctx, 'alice')).id);
+    assert.equal(first!.details?.request_id, id);
+    // A token that names no link: on the record too (through the refusal limit: anyone can try one).
+    assert.equal((await get(f, `/recovery/${'A'.repeat(43)}`)).statusCode, 404);
+    const [unknown] = (await f.auditEvents('recovery.link_refused')).slice(4);
+    assert.deepEqual(unknown!.decision!.reasons, ['unknown']);
+    assert.equal(unknown!.txn, undefined);
+    assert.doesNotMatch(await f.auditText(), new RegExp(token), 'never the link’s token');
+    assert.doesNotMatch(await f.auditText(), /AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/, 'nor a guessed one');
+  });
+
+  test('records a link refused because its person was disabled since, with the request and why', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f);
+    assert.ok((await approve(f, id)).ok);
+    const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const disabled = await f.inject({ method: 'PATCH', url: '/admin/users/alice', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ status: 'disabled' }) });
+    assert.equal(disabled.statusCode, 200, disabled.body);
+    assert.equal((await get(f, path)).statusCode, 404);
+    const [event] = await f.auditEvents('recovery.link_refused');
+    assert.deepEqual(event!.decision!.reasons, ['unknown']);
+    assert.equal(event!.txn, id);
+    assert.equal(event!.details?.cause, 'person_inactive');
   });
 
   test('refuses a wrong token, a link not approved, and one that expired', async (t) => {

@@ -5,6 +5,7 @@ import { sql } from 'kysely';
 import { deleteUser, isPersonTokenLive, liveUnder, personStandingIn, signOutEverywhere } from '../../src/identity/lifecycle.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
+import { credentialsHeld, holdCredentialsIn } from '../../src/lifecycle/credential-hold.ts';
 import { issueRefreshToken } from '../../src/tokens/refresh-tokens.ts';
 import { testDialects } from '../helpers/storage.ts';
 import { people, peopleFixture, type PeopleFixture } from './fixture.ts';
@@ -133,6 +134,20 @@ for (const dialect of testDialects()) {
       assert.deepEqual(event!.details, { via: 'admin-api', refresh_tokens_revoked: 1, sessions_ended: 1, codes_discarded: 1, grants_revoked: 1, passkeys_removed: 0 });
       assert.equal((await f.events('consent.revoked')).length, 1);
       assert.equal(await deleteUser(f.ctx, 'alice', { actor: 'admin-ops' }), false);
+    });
+
+    test('deleting a held leaver removes their credential hold with them: nothing of the person stays behind', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { userId } = await holdings(f);
+      const bob = (await findUserByUsername(f.ctx, 'bob'))!.id;
+      await f.ctx.storage.db.transaction().execute(async (trx) => {
+        await holdCredentialsIn(trx, userId, f.ctx.clock.now());
+        await holdCredentialsIn(trx, bob, f.ctx.clock.now());
+      });
+      assert.equal(await credentialsHeld(f.ctx.storage.db, userId), true);
+      assert.equal(await deleteUser(f.ctx, 'alice', { actor: 'admin-ops' }), true);
+      assert.equal(await credentialsHeld(f.ctx.storage.db, userId), false, 'the hold went with the person');
+      assert.equal(await credentialsHeld(f.ctx.storage.db, bob), true, 'another person’s hold stays');
     });
 
     test('the automatic lockout leaves the tokens live; a disable ends them; a password change while active ends them', async (t) => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { planApply } from '../../src/apply/index.ts';
+import { ApplyRefusedError, planApply } from '../../src/apply/index.ts';
 import { parseDocument } from '../../src/apply/parse.ts';
 import type { Context } from '../../src/context.ts';
 import { verifyPassword } from '../../src/identity/passwords.ts';
 import { readSession, startSession } from '../../src/identity/sessions.ts';
-import { findUser, findUserByUsername, listUsers } from '../../src/identity/users.ts';
+import { findUser, findUserByUsername, listUsers, upsertUser } from '../../src/identity/users.ts';
 import { formatProblem } from '../../src/validation.ts';
 import { alicePassword, peopleFixture, people } from './fixture.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -178,6 +178,26 @@ for (const dialect of testDialects()) {
         'users[6].username: "henry" is also defined at users[5]',
       ]);
       assert.equal(await findUserByUsername(f.ctx, 'frank'), undefined);
+    });
+
+    test('refuses one person holding both help-desk and recovery-approver, on creating them as on changing them, and writes nothing', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const problem = 'users[0].roles: help-desk and recovery-approver are never held by one person: the help desk opens recoveries, and never approves one (docs/recovery.md)';
+      const created = await planApply(f.ctx, { users: [{ username: 'hank', name: 'Hank Both', roles: ['recovery-approver', 'trader', 'help-desk'] }] });
+      assert.deepEqual(created.problems.map(formatProblem), [problem]);
+      assert.equal(created.plan, undefined);
+      const changed = await planApply(f.ctx, { users: [{ ...people[1]!, roles: ['help-desk', 'recovery-approver'] }, people[0]!] });
+      assert.deepEqual(changed.problems.map(formatProblem), [problem]);
+      await assert.rejects(f.apply({ users: [...people, { username: 'hank', roles: ['help-desk', 'recovery-approver'] }] }));
+      assert.equal(await findUserByUsername(f.ctx, 'hank'), undefined);
+      // Either one alone is fine.
+      assert.deepEqual((await planApply(f.ctx, { users: [{ username: 'hank', roles: ['help-desk'] }, { username: 'rita', roles: ['recovery-approver'] }] })).problems, []);
+      // The write itself refuses them too, whatever read the entry (nothing lands).
+      await assert.rejects(
+        f.ctx.storage.db.transaction().execute((trx) => upsertUser(trx, f.ctx.clock.now(), { username: 'bob', roles: ['help-desk', 'recovery-approver'] }, { keep: true })),
+        (error: Error) => error instanceof ApplyRefusedError && /never held by one person/.test(error.message),
+      );
+      assert.deepEqual((await findUserByUsername(f.ctx, 'bob'))!.roles, [], 'bob’s roles as they were');
     });
 
     test('refuses a password equal to the username', async (t) => {

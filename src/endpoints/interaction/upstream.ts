@@ -9,6 +9,7 @@ import { mayOfferLocalLink, offerLocalLink } from '../../federation/upstream/loc
 import { auditableDetail } from '../../federation/upstream/detail.ts';
 import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../federation/upstream/oidc.ts';
 import { samlAuthorizeUrl } from '../../federation/upstream/saml.ts';
+import { upstreamFreshness } from '../../federation/upstream/freshness.ts';
 import { registerSamlRoutes } from './saml.ts';
 import { asOidc, findProvider, providerSecret } from '../../federation/upstream/providers.ts';
 import { consumeUpstreamLogin, openUpstreamLogin } from '../../federation/upstream/upstream-logins.ts';
@@ -45,6 +46,10 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *   4. openid-client completes the code flow: the upstream's error, iss (RFC 9207), the code with
  *      the PKCE verifier, the ID token in full (src/federation/upstream/oidc.ts); any failure → 401 page and
  *      `upstream.sign_in_refused` with why;
+ *   4a. the relying party's max_age met (before anyone is linked or provisioned): the upstream's
+ *      auth_time (a SAML AuthnInstant) given and no older than max_age allows, else 401 and
+ *      `upstream.sign_in_refused` (`auth_time_missing`, `authentication_too_old`) —
+ *      src/federation/upstream/freshness.ts;
  *   5. the person: linked by (issuer, subject), or provisioned just in time; an email a local
  *      person already has is never taken over (409, `email_taken`); a locked or disabled person
  *      (403) — src/federation/upstream/linking.ts;
@@ -135,6 +140,12 @@ export function registerUpstreamRoutes(
     const refuse = refusal(request, reply);
     const base: Partial<AuditEvent> = { requestId: request.id, client: interaction.clientId };
     const about = { provider: provider.id, issuer: provider.issuer };
+    // Before anyone is linked or provisioned: an authentication older than the relying party's
+    // max_age, or one of unknown age, is not passed off as recent (src/federation/upstream/freshness.ts).
+    const fresh = upstreamFreshness(identity, interaction.freshness, Math.floor(ctx.clock.now() / 1000));
+    if (!fresh.ok) {
+      return refuse(401, fresh.reason, tooLongAgo(provider.name), base, { ...about, upstream_subject: identity.subject, max_age: interaction.freshness?.maxAge, ...(fresh.age !== undefined ? { upstream_auth_age: fresh.age } : {}) });
+    }
     const linked = await linkedPerson(ctx, provider, identity);
     if (!linked.ok) {
       const subjectOf = linked.userId !== undefined ? { subject: linked.userId } : {};
@@ -281,6 +292,14 @@ export const startAgain = {
 export const providerOff = { title: 'Sign-in through your organisation is turned off', message: 'Your organisation’s sign-in is not available here at the moment. Ask your administrator.' };
 const notActive = { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' };
 const accountChangedPage = { title: 'Your account changed', message: 'Your account changed while you were signing in (a new password, or every session ended). Sign in again.' };
+
+/** The page of an upstream sign-in older than the application's max_age allows, or of unknown age. */
+function tooLongAgo(name: string): { title: string; message: string } {
+  return {
+    title: 'Your organisation’s sign-in was not recent enough',
+    message: `This application asks for a recent sign-in, and ${name} did not show one, so you are not signed in. Return to the application and sign in again; if it happens again, tell your administrator.`,
+  };
+}
 
 /** The page of an upstream answer that did not verify. */
 export function notVerified(name: string): { title: string; message: string } {

@@ -3,7 +3,7 @@ import type { Context } from '../../context.ts';
 import { sendError } from '../../http/errors.ts';
 import { sendJson } from '../../http/json.ts';
 import { passkeyName } from '../../identity/passkeys/store.ts';
-import { enrolmentBinding, enrolmentOptions, enrolThroughLink, readEnrolmentLink, recordVoidedLink, type LinkRefusal, type LiveLink } from '../../identity/recovery/enrolment.ts';
+import { enrolmentBinding, enrolmentOptions, enrolThroughLink, readEnrolmentLink, recordLinkRefusal, type LinkRefusal, type LiveLink } from '../../identity/recovery/enrolment.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { FormParameters } from '../../parameters.ts';
 import { passkeyScriptSources } from '../../ui/assets.ts';
@@ -21,7 +21,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *
  * GET /recovery/{token}
  *   1. a token that is no live link → an error page: 404 (unknown), 403 (not approved yet),
- *      410 (expired, used, the password changed since the request was opened);
+ *      410 (expired, used, the password changed since the request was opened); each refusal, here
+ *      as at the two POSTs, is `recovery.link_refused` with its reason (recordLinkRefusal);
  *   2. the enrolment page: the person's password and a name, the passkey form (the passkey
  *      scripts only), its CSRF token bound to this browser and this recovery.
  *
@@ -45,7 +46,7 @@ export const recovery: Endpoint = {
     app.get<{ Params: { token: string } }>(path, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
         const state = await readEnrolmentLink(ctx, request.params.token);
-        await recordVoidedLink(ctx, state, { sourceAddress: request.ip, requestId: request.id });
+        await recordLinkRefusal(ctx, state, { sourceAddress: request.ip, requestId: request.id });
         if (!state.ok) return linkError(ctx, request, reply, state.reason);
         return showPage(request, reply, state.link, 200);
       }),
@@ -54,6 +55,7 @@ export const recovery: Endpoint = {
     app.post<{ Params: { token: string } }>(`${path}/options`, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
         const state = await readEnrolmentLink(ctx, request.params.token);
+        await recordLinkRefusal(ctx, state, { sourceAddress: request.ip, requestId: request.id });
         if (!state.ok) return sendError(reply, new OAuthError('not_found', 'this recovery link is not valid now'));
         if (!checkedForm(ctx, request, state.link.requestId)) return sendError(reply, new OAuthError('access_denied', 'the form could not be checked; reload the page'));
         return sendJson(reply, await enrolmentOptions(ctx, state.link));
@@ -64,7 +66,7 @@ export const recovery: Endpoint = {
       guarded(ctx, request, reply, async () => {
         const token = request.params.token;
         const state = await readEnrolmentLink(ctx, token);
-        await recordVoidedLink(ctx, state, { sourceAddress: request.ip, requestId: request.id });
+        await recordLinkRefusal(ctx, state, { sourceAddress: request.ip, requestId: request.id });
         if (!state.ok) return linkError(ctx, request, reply, state.reason);
         const form = checkedForm(ctx, request, state.link.requestId);
         if (!form) {

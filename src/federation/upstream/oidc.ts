@@ -112,9 +112,11 @@ export async function authorizationUrl(
     code_challenge_method: 'S256',
     ...(request.loginHint !== undefined ? { login_hint: request.loginHint } : {}),
     // The relying party's freshness, passed on (OIDC Core §3.1.2.1): the upstream's own session
-    // must not stand in for a sign-in fresher than it.
+    // must not stand in for a sign-in fresher than it. max_age=0 "is equivalent to prompt=login",
+    // and says so in both words to an upstream that knows only one. What comes back is checked
+    // all the same (./freshness.ts).
     ...(request.freshness?.maxAge !== undefined ? { max_age: String(request.freshness.maxAge) } : {}),
-    ...(request.freshness?.login ? { prompt: 'login' } : {}),
+    ...(request.freshness?.login || request.freshness?.maxAge === 0 ? { prompt: 'login' } : {}),
   };
   try {
     if (config.serverMetadata().pushed_authorization_request_endpoint) return await oidc.buildAuthorizationUrlWithPAR(config, parameters);

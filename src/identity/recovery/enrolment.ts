@@ -12,6 +12,7 @@ import { passwordFingerprint } from './approval.ts';
 import { handleDigest } from '../../authorization/digest.ts';
 import { mayHoldTokens } from '../lifecycle.ts';
 import { credentialsHeld } from '../../lifecycle/credential-hold.ts';
+import { recordRefusal } from '../../audit/refusals.ts';
 
 /**
  * The enrolment link of an approved recovery (docs/recovery.md "The link"): `/recovery/{token}`
@@ -30,8 +31,9 @@ import { credentialsHeld } from '../../lifecycle/credential-hold.ts';
  *    challenge bound to this link, origin, user verification, the attestation policy of the
  *    person's roles), and the link's single use — the link row and the approval request
  *    (approved → consumed) — commits in the same transaction as the passkey, or nothing does;
- * 5. every refusal is `recovery.link_refused`, the enrolment `recovery.enrolled` (txn = the
- *    request id); neither ever holds the link or its token;
+ * 5. every refusal — of the page, the form, the passkey options — is `recovery.link_refused`
+ *    (`recordLinkRefusal`), the enrolment `recovery.enrolled` (txn = the request id); neither ever
+ *    holds the link or its token;
  * 6. a leaver whose credentials are on hold (src/lifecycle/credential-hold.ts) has no password: a
  *    link opened for them has no fingerprint (requests.ts) and needs no password — it works only
  *    while they still have none and are still held (read here, and required again in the
@@ -55,7 +57,14 @@ export interface LiveLink {
   passwordFingerprint: string | null;
 }
 
-export type LinkState = { ok: true; link: LiveLink } | { ok: false; reason: LinkRefusal; requestId?: string; userId?: string };
+/**
+ * Why a link of a real request answers `unknown` (the page says only "not valid"; the audit event
+ * says which): killed by wrong passwords, its request no longer approvable (`request_denied`,
+ * `request_cancelled`, `request_expired`), or its person gone or barred from holding tokens.
+ */
+export type UnknownCause = 'link_killed' | `request_${ApprovalStatus}` | 'person_inactive';
+
+export type LinkState = { ok: true; link: LiveLink } | { ok: false; reason: LinkRefusal; requestId?: string; userId?: string; cause?: UnknownCause };
 
 type LinkContext = Pick<Context, 'storage' | 'clock' | 'audit' | 'config'>;
 
@@ -77,13 +86,13 @@ export async function readEnrolmentLink(ctx: LinkContext, token: string): Promis
   const known = { requestId: row.request_id, userId: row.user_id };
   const now = ctx.clock.now();
   const status: ApprovalStatus = effectiveStatus({ status: row.status as ApprovalStatus, expiresAt: Number(row.request_expires_at) }, now);
-  if (Number(row.failures) >= maxLinkFailures) return { ok: false, reason: 'unknown', ...known };
+  if (Number(row.failures) >= maxLinkFailures) return { ok: false, reason: 'unknown', ...known, cause: 'link_killed' };
   if (row.used_at !== null || status === 'consumed') return { ok: false, reason: 'used', ...known };
   if (status === 'pending') return { ok: false, reason: 'not_approved', ...known };
-  if (status !== 'approved' || row.expires_at === null) return { ok: false, reason: 'unknown', ...known };
+  if (status !== 'approved' || row.expires_at === null) return { ok: false, reason: 'unknown', ...known, cause: `request_${status}` };
   if (Number(row.expires_at) <= now) return { ok: false, reason: 'expired', ...known };
   const user = await findUser(ctx, row.user_id);
-  if (!user || !mayHoldTokens(user.status, user.lockReason)) return { ok: false, reason: 'unknown', ...known };
+  if (!user || !mayHoldTokens(user.status, user.lockReason)) return { ok: false, reason: 'unknown', ...known, cause: 'person_inactive' };
   const current = await ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', row.user_id).executeTakeFirst();
   // Rule 6: no fingerprint — a held leaver's link, alive while they have no password and are held.
   const unchanged = row.password_fingerprint === null ? !current?.password_hash && (await credentialsHeld(ctx.storage.db, row.user_id)) : sameFingerprint(current?.password_hash, row.password_fingerprint);
@@ -118,7 +127,7 @@ export async function enrolThroughLink(
 ): Promise<EnrolmentOutcome> {
   const state = await readEnrolmentLink(ctx, input.token);
   if (!state.ok) {
-    await refused(ctx, state.reason, input, state);
+    await refused(ctx, state.reason, input, state, state.cause !== undefined ? { cause: state.cause } : {});
     return { ok: false, reason: state.reason };
   }
   const { link } = state;
@@ -210,12 +219,27 @@ async function passwordHolds(ctx: LinkContext, link: LiveLink, password: string)
 }
 
 /**
- * Records `recovery.link_refused` for a link read (the page or its options) that a password set
- * since the opening voided: the voiding is on the record even if no one ever posts the form.
+ * Records `recovery.link_refused` for a refused read of a link — opening its page, posting to it,
+ * asking its passkey options — whatever the reason (rule 5): a link of a real request with that
+ * request (txn), its person and why (`cause` for an `unknown` one); a token that names no link at
+ * all through the refusal limit (src/audit/refusals.ts: anyone can try one, so past 20 a minute per
+ * address the rest are counted). Never the token.
  */
-export async function recordVoidedLink(ctx: LinkContext, state: LinkState, input: { sourceAddress: string; requestId?: string }): Promise<void> {
-  if (state.ok || state.reason !== 'password_changed') return;
-  await refused(ctx, 'password_changed', input, state);
+export async function recordLinkRefusal(ctx: LinkContext & Pick<Context, 'log'>, state: LinkState, input: { sourceAddress: string; requestId: string }): Promise<void> {
+  if (state.ok) return;
+  if (state.requestId !== undefined) {
+    await refused(ctx, state.reason, input, state, state.cause !== undefined ? { cause: state.cause } : {});
+    return;
+  }
+  await recordRefusal(ctx, {
+    type: 'recovery.link_refused',
+    requestId: input.requestId,
+    address: input.sourceAddress,
+    error: 'not_found',
+    reason: state.reason,
+    decided: true,
+    details: { source_address: input.sourceAddress },
+  });
 }
 
 async function refused(

@@ -11,6 +11,7 @@ import { credentialsHeld } from '../../lifecycle/credential-hold.ts';
 import type { User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
 import { recoverySettings } from './settings.ts';
+import { helpDeskRole, recoveryApproverRole } from '../roles.ts';
 
 /**
  * Opening a recovery of a lost authenticator (docs/recovery.md "Who opens"). A recovery is an
@@ -51,10 +52,8 @@ export type VerificationMethod = (typeof helpDeskVerificationMethods)[number] | 
 export const lostFactors = ['passkeys', 'authenticator'] as const;
 export type LostFactor = (typeof lostFactors)[number];
 
-/** The role that opens recoveries for others; never approves one. */
-export const helpDeskRole = 'help-desk';
-/** The role that approves recoveries. */
-export const recoveryApproverRole = 'recovery-approver';
+// The recovery roles, named where a person's roles are checked (src/identity/roles.ts).
+export { helpDeskRole, recoveryApproverRole };
 
 /** Longest evidence reference. */
 export const maxEvidenceRefLength = 200;

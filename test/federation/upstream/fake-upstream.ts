@@ -23,6 +23,8 @@ export type FakeMode =
   | 'unknown_kid'
   /** The person signed in at the upstream two minutes ago (its session, not this request): auth_time says so. */
   | 'earlier_sign_in'
+  /** The ID token has no auth_time (OIDC Core §3.1.2.1 asks one whenever max_age was sent). */
+  | 'no_auth_time'
   /** The authorization is refused with an error_description shaped like a JWT (which the audit log never records). */
   | 'token_shaped_error'
   /** The ID token's sub is shaped like a JWT. */
@@ -203,7 +205,7 @@ export async function startFakeUpstream(options: { redirectUri: string }): Promi
       aud: mode === 'wrong_audience' ? 'some-other-client' : upstream.clientId,
       iat: issuedAt,
       exp: mode === 'expired' ? now - 10 * 60 : issuedAt + 5 * 60,
-      auth_time: mode === 'earlier_sign_in' ? now - 120 : Math.min(issuedAt, now),
+      ...(mode === 'no_auth_time' ? {} : { auth_time: mode === 'earlier_sign_in' ? now - 120 : Math.min(issuedAt, now) }),
       ...(issued.nonce !== undefined ? { nonce: mode === 'wrong_nonce' ? randomBytes(32).toString('base64url') : issued.nonce } : {}),
       at_hash: mode === 'wrong_at_hash' ? atHash(`${accessToken}-not-this-one`) : atHash(accessToken),
     };

@@ -222,3 +222,55 @@ test('a relying party’s max_age and prompt=login are passed on, and the sessio
   // Two minutes before this request, as the upstream said: not "now".
   assert.ok(Number(session.auth_time) <= before - 115 && Number(session.auth_time) >= before - 125, String(session.auth_time));
 });
+
+/** The sign-in ended on Clearance's callback with the "too long ago" page, no session, one `upstream.sign_in_refused` for `reason`. */
+async function assertNotFresh(h: Harness, back: Awaited<ReturnType<typeof signIn>>, reason: string) {
+  assert.equal(back.url.pathname, '/broker/oidc/callback', 'it ends at Clearance’s callback, not at the application');
+  assert.equal(back.response.status, 401);
+  assert.equal(back.response.headers.get('cache-control'), 'no-store');
+  assert.ok(!back.response.headers.getSetCookie().some((c) => c.startsWith('clearance_session=')), 'no session cookie');
+  assert.match(await back.response.text(), /sign in again/i);
+  const events = await refusals(h);
+  assert.equal(events.length, 1, 'one refusal audited');
+  assert.deepEqual(events[0]?.decision, { allow: false, reasons: [reason] });
+  assert.equal(events[0]?.details.provider, 'fund-x');
+  const db = h.server.running.ctx.storage.db;
+  assert.equal(await db.selectFrom('sessions').select('id').where('assurance_provider', '=', 'fund-x').executeTakeFirst(), undefined, 'no session');
+  assert.equal((await db.selectFrom('audit_events').select('seq').where('type', '=', 'user.login_succeeded').execute()).length, 0);
+  assert.deepEqual(h.upstream.problems, [], 'Clearance’s requests to the upstream were right');
+}
+
+test('an upstream sign-in older than the relying party’s max_age is refused: the upstream’s old session does not pass for a recent authentication', async (t) => {
+  const h = await startHarness(t, 'earlier_sign_in');
+  const back = await signIn(h, new HttpBrowser(), { max_age: '60' });
+  assert.equal(h.upstream.lastAuthorization?.get('max_age'), '60', 'max_age was passed on');
+  await assertNotFresh(h, back, 'authentication_too_old');
+  const [event] = await refusals(h);
+  assert.equal(event?.details.max_age, 60);
+  assert.ok(Number(event?.details.upstream_auth_age) >= 115, 'the refusal says how old the upstream’s authentication was');
+});
+
+test('an upstream that says nothing of when the person authenticated is refused when max_age was asked (fail closed)', async (t) => {
+  const h = await startHarness(t, 'no_auth_time');
+  await assertNotFresh(h, await signIn(h, new HttpBrowser(), { max_age: '600' }), 'auth_time_missing');
+});
+
+test('an upstream sign-in within max_age goes on; one without auth_time is accepted when no max_age was asked', async (t) => {
+  const h = await startHarness(t, 'earlier_sign_in');
+  const back = await signIn(h, new HttpBrowser(), { max_age: '300' });
+  assert.notEqual(back.url.pathname, '/broker/oidc/callback');
+  assert.equal((await refusals(h)).length, 0);
+  const other = await startHarness(t, 'no_auth_time');
+  const signedIn = await signIn(other, new HttpBrowser());
+  assert.notEqual(signedIn.url.pathname, '/broker/oidc/callback');
+  assert.equal((await refusals(other)).length, 0);
+});
+
+test('max_age=0 is passed on with prompt=login (OIDC Core §3.1.2.1: the two are equivalent), and a sign-in just made at the upstream meets it', async (t) => {
+  const h = await startHarness(t, 'good');
+  const back = await signIn(h, new HttpBrowser(), { max_age: '0' });
+  assert.equal(h.upstream.lastAuthorization?.get('max_age'), '0');
+  assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login');
+  assert.notEqual(back.url.pathname, '/broker/oidc/callback');
+  assert.equal((await refusals(h)).length, 0);
+});

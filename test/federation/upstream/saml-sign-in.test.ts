@@ -264,3 +264,20 @@ test('posts to the ACS naming no sign-in cannot flood the audit log: past 20 a m
   }
   assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 20);
 });
+
+test('a relying party’s max_age asks the bank for ForceAuthn, and an AuthnInstant older than it allows is refused, before anyone is provisioned', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h, { max_age: '60' }));
+  const tenMinutesAgo = new Date(Date.now() - 10 * 60_000).toISOString();
+  const old = `<saml:AuthnStatement AuthnInstant="${tenMinutesAgo}" SessionIndex="_session-old"><saml:AuthnContext><saml:AuthnContextClassRef>${samlClass.password}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`;
+  const answer = await postToAcs(h, browser, sso, await h.idp.respond(sso, { ...olga, tags: { AuthnStatement: old } }));
+  assert.equal(answer.response.status, 401);
+  assert.match(await answer.response.text(), /sign in again/i);
+  const refused = await eventsOf(h, 'upstream.sign_in_refused');
+  assert.equal(refused.at(-1)?.details.reason, 'authentication_too_old');
+  assert.equal(refused.at(-1)?.details.max_age, 60);
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('user_links').selectAll().execute()).length, 0, 'nobody linked or provisioned');
+  assert.equal((await db.selectFrom('sessions').select('id').where('assurance_provider', 'is not', null).execute()).length, 0, 'no session');
+});

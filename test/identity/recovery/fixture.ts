@@ -1,8 +1,9 @@
 /**
  * The people of the recovery tests: alice (the person recovering: password, desks fx-spot and
  * rates), helen of the help desk (desk service-desk), and approvers — rita (risk), fiona (on
- * alice's desk rates), sam (on the help desk's desk), hank (help desk AND recovery-approver),
- * bob (no role) — with what deciding needs.
+ * alice's desk rates), sam (on the help desk's desk), hank (help desk; given recovery-approver
+ * too by `holdBothRoles`, as a person could hold both before apply refused it), bob (no role) —
+ * with what deciding needs.
  */
 import type { Approver } from '../../../src/approvals/independence.ts';
 import type { ApproverProof } from '../../../src/approvals/requests.ts';
@@ -15,7 +16,7 @@ export const recoveryPeople = [
   { username: 'rita', password: 'rita-approver-2024!', name: 'Rita Risk', desks: ['risk'], roles: ['recovery-approver'] },
   { username: 'fiona', password: 'fiona-approver-2024', name: 'Fiona Rates', desks: ['rates'], roles: ['recovery-approver'] },
   { username: 'sam', password: 'sam-approver-2024!!', name: 'Sam Service', desks: ['service-desk'], roles: ['recovery-approver'] },
-  { username: 'hank', password: 'hank-both-roles-2024', name: 'Hank Both', desks: ['ops-2'], roles: ['help-desk', 'recovery-approver'] },
+  { username: 'hank', password: 'hank-both-roles-2024', name: 'Hank Both', desks: ['ops-2'], roles: ['help-desk'] },
 ];
 
 /** A phishing-resistant admin-API proof, as the approvals app would pass it. */
@@ -26,6 +27,14 @@ export const weakProof: ApproverProof = { ...strongProof, acr: acr.multiFactor, 
 export async function approverOf(ctx: Context, username: string): Promise<Approver> {
   const user = (await findUserByUsername(ctx, username))!;
   return { userId: user.id, username: user.username, roles: user.roles, desks: user.desks };
+}
+
+/**
+ * Gives a person both help-desk and recovery-approver behind apply's back: no write of a person
+ * gives both any more (src/identity/roles.ts roleConflict), but someone may hold them from before.
+ */
+export async function holdBothRoles(ctx: Context, username: string): Promise<void> {
+  await ctx.storage.db.updateTable('users').set({ roles: JSON.stringify(['help-desk', 'recovery-approver']) }).where('username', '=', username).execute();
 }
 
 export async function person(ctx: Context, username: string): Promise<User> {

@@ -15,7 +15,7 @@ import { SoftwareAuthenticator } from '../../helpers/authenticator.ts';
 import { testDialects, type TestDialect } from '../../helpers/storage.ts';
 import { enrolTotp } from '../factors/fixture.ts';
 import { alicePassword, peopleFixture, type PeopleFixture } from '../fixture.ts';
-import { approverOf, person, recoveryPeople, storedPasskey, strongProof, weakProof } from './fixture.ts';
+import { approverOf, holdBothRoles, person, recoveryPeople, storedPasskey, strongProof, weakProof } from './fixture.ts';
 
 async function fixture(t: Parameters<typeof peopleFixture>[0], dialect: TestDialect): Promise<PeopleFixture> {
   const f = await peopleFixture(t, { dialect });
@@ -127,6 +127,8 @@ for (const dialect of testDialects()) {
       const id = opened.request.id;
       assert.deepEqual(await decide(f, id, 'helen'), { ok: false, refusal: 'approver_is_requester' });
       assert.deepEqual(await decide(f, id, 'alice'), { ok: false, refusal: 'approver_is_subject' });
+      // Hank holds recovery-approver too (from before apply kept the two apart): still of the help desk.
+      await holdBothRoles(f.ctx, 'hank');
       assert.deepEqual(await decide(f, id, 'hank'), { ok: false, refusal: 'not_eligible: the help desk never approves a recovery' });
       assert.deepEqual(await decide(f, id, 'bob'), { ok: false, refusal: 'not_eligible: the approver does not hold recovery-approver' });
       // Sam shares the help desk's desk: a request the help desk opened needs someone outside it.
