@@ -8,6 +8,8 @@ import type { ModelBinding } from './registry.ts';
 /** An attestation lives minutes (AMENDMENTS "PKI, agents, signing"); a nonce as long. */
 export const maxAttestationLifetimeSeconds = 600;
 export const nonceLifetimeMs = 5 * 60_000;
+/** Clock skew allowed between a pipeline and Clearance. */
+const attestationSkewSeconds = 60;
 /** The JWT type a pipeline's workload attestation carries. */
 export const attestationType = 'attestation+jwt';
 const algorithms = ['ES256', 'EdDSA', 'PS256'];
@@ -44,7 +46,8 @@ export interface VerifiedAttestation {
  * 1. a JWT of type `attestation+jwt` signed (ES256, EdDSA or PS256) by a key of a pipeline the agent
  *    names — keys embedded in the header are never used (RFC 8725 §3.10);
  * 2. `iss` is that pipeline, `sub` the agent, `aud` this issuer, `jti` present;
- * 3. fresh: `exp` in the future and at most 10 minutes after `iat` (AMENDMENTS: minutes);
+ * 3. fresh: `iat` not in the future, `exp` in the future and after `iat`, at most 10 minutes after
+ *    it (AMENDMENTS: minutes);
  * 4. it answers a nonce Clearance issued for this agent, unexpired, consumed here (single use);
  * 5. it binds the certificate request's key: `cnf.jkt` is its RFC 7638 thumbprint;
  * 6. the key storage it names is one the agent allows (software only in development);
@@ -73,7 +76,7 @@ export async function verifyAttestation(ctx: Context, agent: AgentDefinition, at
         audience: ctx.config.issuer,
         subject: agent.id,
         currentDate: new Date(ctx.clock.now()),
-        clockTolerance: 60,
+        clockTolerance: attestationSkewSeconds,
         requiredClaims: ['exp', 'iat', 'jti', 'nonce'],
       }));
       pipeline = id;
@@ -86,6 +89,11 @@ export async function verifyAttestation(ctx: Context, agent: AgentDefinition, at
     }
   }
   if (!claims || !pipeline) throw new AttestationRefusal('signature', `attestation is not signed by a pipeline of agent ${agent.id} (${agent.pipelines.join(', ')})`);
+  // Fresh means issued now, for minutes: jose checks no `iat` in the future, and an `exp` before
+  // `iat` would pass "at most 10 minutes from iat to exp" with an expiry of years.
+  const now = Math.floor(ctx.clock.now() / 1000);
+  if (Number(claims.iat) > now + attestationSkewSeconds) throw new AttestationRefusal('lifetime', 'attestation is issued in the future');
+  if (Number(claims.exp) <= Number(claims.iat)) throw new AttestationRefusal('lifetime', 'attestation expires before it was issued');
   if (Number(claims.exp) - Number(claims.iat) > maxAttestationLifetimeSeconds) throw new AttestationRefusal('lifetime', `attestation lives longer than ${maxAttestationLifetimeSeconds} s`);
   const cnf = claims.cnf as { jkt?: unknown } | undefined;
   const jkt = await calculateJwkThumbprint(csr.publicKey.export({ format: 'jwk' }) as JWK, 'sha256');

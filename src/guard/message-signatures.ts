@@ -102,7 +102,12 @@ export interface VerifyOptions {
   /** How old `created` may be (default 300 s), and how far ahead of now (60 s). */
   maxAgeSeconds?: number;
   now(): number;
-  /** Replay: true when this signature was seen before (the caller remembers it until it is too old anyway). */
+  /**
+   * Replay: true when this signature was seen before (the caller remembers it until it is too old
+   * anyway). `signature` is in its canonical form (ECDSA: low-S), the same for every encoding of one
+   * signature; key on it, never on `label`, which is not signed (a captured request relabelled is
+   * the same request).
+   */
   seen?(label: string, signature: Buffer, created: number): Promise<boolean>;
   /** The label to verify when several are present; default the only one. */
   label?: string;
@@ -167,7 +172,7 @@ export async function verifyRequest(request: SignableRequest, options: VerifyOpt
   const base = signatureBase(request, components, inner);
   const signature = Buffer.from(value.value);
   if (!verifySignatureBase(base, signature, key.publicKey)) throw new MessageSignatureError('bad_signature', 'the signature does not verify over this request');
-  if (options.seen && (await options.seen(label, signature, created))) throw new MessageSignatureError('replayed', 'this signed request was seen before');
+  if (options.seen && (await options.seen(label, canonicalSignature(signature, keyAlg), created))) throw new MessageSignatureError('replayed', 'this signed request was seen before');
   return { label, keyid, alg: keyAlg, created, ...(typeof nonce === 'string' ? { nonce } : {}), coveredComponents: components, signatureBase: base, signatureInput: `${label}=${inner}`, signature };
 }
 
@@ -220,6 +225,21 @@ export function verifySignatureBase(base: string, signature: Uint8Array, publicK
   } catch {
     return false;
   }
+}
+
+/** The order of the P-256 group: an ECDSA signature (r, s) verifies as (r, n - s) too. */
+const p256Order = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+
+/**
+ * One spelling of a verified signature, for replay detection: an ECDSA signature with the lower of
+ * s and n - s (both verify, and anyone holding one can compute the other, so a replay keyed on the
+ * bytes as sent would pass as new). Ed25519 signatures have one valid encoding already.
+ */
+function canonicalSignature(signature: Buffer, alg: SignatureAlgorithm): Buffer {
+  if (alg !== 'ecdsa-p256-sha256') return signature;
+  const s = BigInt(`0x${signature.subarray(32).toString('hex')}`);
+  if (s <= p256Order >> 1n) return signature;
+  return Buffer.concat([signature.subarray(0, 32), Buffer.from((p256Order - s).toString(16).padStart(64, '0'), 'hex')]);
 }
 
 /** RFC 9421 §3.3: the algorithm a key signs with, from the key itself. */

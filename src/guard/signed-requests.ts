@@ -112,7 +112,8 @@ export function createSignedRequestVerifier(options: SignedRequestOptions): { ve
             },
             now,
             maxAgeSeconds: options.maxAgeSeconds ?? 300,
-            seen: (label, value, created) => replay.seen(`${label}:${value.toString('base64')}`, (created + (options.maxAgeSeconds ?? 300) + 60) * 1000),
+            // The signature alone (canonical): the label is not signed, so it keys nothing.
+            seen: (_label, value, created) => replay.seen(`sig:${value.toString('base64')}`, (created + (options.maxAgeSeconds ?? 300) + 60) * 1000),
           },
         );
       } catch (error) {

@@ -1,6 +1,8 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Context } from '../context.ts';
+import { certificateSerial } from '../guard/ocsp.ts';
 import { PkiRefusal, prepareIssuance, signAndRecord, type IssuedCertificate } from './issuance.ts';
+import type { TrustOutcome } from './status.ts';
 
 /**
  * Renewal (docs/pki.md "Renewal"): the holder presents its current certificate over mutual TLS —
@@ -13,9 +15,23 @@ import { PkiRefusal, prepareIssuance, signAndRecord, type IssuedCertificate } fr
 export async function renewCertificate(ctx: Context, presented: X509Certificate, input: { csr: unknown; lifetimeSeconds?: unknown; requestId?: string }): Promise<IssuedCertificate> {
   const trust = await ctx.pki.trust(presented);
   if (!trust.ours) throw new PkiRefusal('not_ours', 'the presented certificate was not issued by this CA');
+  // From here the certificate is the CA's and names a holder: a refusal is audited, as an issuance's is.
+  const holder = trust.ok ? trust.certificate.holder : undefined;
+  try {
+    return await renew(ctx, trust, input);
+  } catch (error) {
+    if (error instanceof PkiRefusal) await recordRenewalRefusal(ctx, holder, certificateSerial(presented), trust.ok ? trust.certificate.profile.name : undefined, error, input.requestId);
+    throw error;
+  }
+}
+
+async function renew(ctx: Context, trust: Exclude<TrustOutcome, { ours: false }>, input: { csr: unknown; lifetimeSeconds?: unknown; requestId?: string }): Promise<IssuedCertificate> {
   if (!trust.ok) throw new PkiRefusal('not_renewable', `the presented certificate cannot be renewed: ${trust.reason}`);
   const current = trust.certificate;
   if (!current.profile.renewable) throw new PkiRefusal('not_renewable', `profile ${current.profile.name} certificates are not renewed; ask for a new one`);
+  // docs/agents.md: an agent is credentialed only after its pipeline attested the key (its storage)
+  // and the approved model it runs; renewing on the old certificate would skip both.
+  if (await ctx.agents.credential(current.serial)) throw new PkiRefusal('agent_certificate', `certificate ${current.serial} was issued on a workload attestation: an agent gets its next one with a new attestation (POST /agents/${current.holder}/certificate)`);
   const { profile, version, csr, plan } = await prepareIssuance(ctx, current.profile.name, input.csr, current.holder, input.lifetimeSeconds);
   return ctx.audit.recordWith(async (trx) => {
     const issued = await signAndRecord(ctx, trx, {
@@ -30,5 +46,15 @@ export async function renewCertificate(ctx: Context, presented: X509Certificate,
       ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
     });
     return { value: issued.certificate, events: [issued.event] };
+  });
+}
+
+async function recordRenewalRefusal(ctx: Context, holder: string | undefined, serial: string, profile: string | undefined, refusal: PkiRefusal, requestId: string | undefined): Promise<void> {
+  await ctx.audit.record({
+    type: 'pki.issuance_refused',
+    actor: holder ?? `certificate:${serial}`,
+    ...(holder !== undefined ? { subject: holder } : {}),
+    ...(requestId !== undefined ? { requestId } : {}),
+    details: { control: 'financial', ...(profile !== undefined ? { profile } : {}), reason: refusal.code, renewal_of: serial },
   });
 }

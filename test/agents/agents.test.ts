@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
 import { decodeJwt, generateKeyPair } from 'jose';
 import { requestCertificate, type IssuedCertificate } from '../../src/pki/issuance.ts';
@@ -101,6 +102,49 @@ test('every forged, replayed, re-bound or mismatched attestation is refused with
   assert.ok(reasons.includes('signature') && reasons.includes('model_unknown') && reasons.includes('key_binding') && reasons.includes('nonce') && reasons.includes('lifetime') && reasons.includes('key_storage'));
   const rows = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'agent.attestation_refused').execute();
   assert.ok(rows.every((r) => !r.event.includes('eyJ')), 'no attestation in the log');
+});
+
+test('an attestation issued in the future, or expiring before it was issued, is refused as not fresh: its expiry is minutes from now', async (t) => {
+  const h = await agentHarness(t);
+  const { request } = await h.propose(v1);
+  assert.ok((await h.decide(request.id, 'mrisk')).ok);
+  const now = Math.floor(h.clock.now() / 1000);
+  const year = 365 * 86400;
+  for (const claims of [
+    { iat: now + year, exp: now + year + 300 }, // valid for a year and more, "300 s long"
+    { iat: now + year, exp: now + 300 }, // exp before iat: a negative lifetime is not "at most 10 minutes"
+    { iat: now + 50, exp: now + 40 }, // within the skew, still expiring before it was issued
+  ]) {
+    const { csr, attestation } = await h.attest(v1, { claims });
+    const response = await h.certificate(attestation, csr.csrPem);
+    assert.equal(response.statusCode, 400, `${JSON.stringify(claims)}: ${response.body}`);
+    assert.match(response.json().error_description, /issued in the future|expires before it was issued/);
+  }
+  assert.deepEqual(await refusals(h), ['lifetime', 'lifetime', 'lifetime']);
+});
+
+test('an attested agent certificate is not renewed over mTLS: a new key needs a new attestation (its storage, its model), refused and audited', async (t) => {
+  const h = await agentHarness(t);
+  const { request } = await h.propose(v1);
+  assert.ok((await h.decide(request.id, 'mrisk')).ok);
+  const { csr, attestation } = await h.attest(v1);
+  const issued = await h.certificate(attestation, csr.csrPem);
+  assert.equal(issued.statusCode, 201, issued.body);
+  // A key nobody attested (a software key, say) for the production agent algo-7, on the strength of the old certificate.
+  const unattested = opensslCsr(h.files, 'renewal-software-key');
+  const renewed = await h.app.inject({
+    method: 'POST',
+    url: '/pki/certificates/renew',
+    headers: { 'content-type': 'application/json', 'x-client-cert': `:${new X509Certificate(issued.json().certificate as string).raw.toString('base64')}:` },
+    payload: JSON.stringify({ csr: unattested.csrPem }),
+  });
+  assert.equal(renewed.statusCode, 400, renewed.body);
+  assert.equal(renewed.json().error, 'invalid_request');
+  assert.match(renewed.json().error_description, /attestation/);
+  const certificates = await h.ctx.storage.db.selectFrom('pki_certificates').select('serial').where('holder', '=', 'algo-7').execute();
+  assert.equal(certificates.length, 1, 'no second certificate for algo-7');
+  const refused = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'pki.issuance_refused').execute();
+  assert.deepEqual(refused.map((r) => JSON.parse(r.event).details.reason), ['agent_certificate']);
 });
 
 test('an agent client gets no token with a certificate that no attestation made', async (t) => {

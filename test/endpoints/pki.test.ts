@@ -560,6 +560,15 @@ for (const dialect of testDialects()) {
       assert.equal(revoke.statusCode, 200, revoke.body);
       assert.match(String(assertOAuthError(await post(h.f, '/pki/certificates/renew', { cert: current.certificate, body: { csr } }), 400, 'invalid_request').error_description), /revoked/);
       assert.deepEqual(await h.f.auditEvents('pki.certificate_renewed'), []);
+      // Each refusal about one of the CA's certificates is audited as an issuance's is, naming what it would renew
+      // (a foreign certificate names nobody of ours, and is answered only).
+      const refused = (await h.f.auditEvents('pki.issuance_refused')).map((e) => e.details as Record<string, unknown>);
+      assert.deepEqual(refused.map((d) => [d.reason, d.renewal_of]), [
+        ['not_renewable', signer.serial],
+        ['lifetime', current.serial],
+        ['invalid_csr', current.serial],
+        ['not_renewable', current.serial],
+      ]);
     });
   });
 

@@ -146,6 +146,32 @@ test('the guard refuses an altered body, a replay, a stranger’s key, another t
   assert.equal(await code(sign()), 'expired_certificate');
 });
 
+test('the guard refuses a replayed signed order under another label or with the other ECDSA form of its signature', async (t) => {
+  const { verifierWith, sign, claims } = await signedOrderHarness(t);
+  // No evidence: the guard's own replay rule is under test, not Clearance's records.
+  const verifier = verifierWith({ evidence: undefined });
+  const code = async (request: SignedRequest) => {
+    try {
+      await verifier.verify(request, claims);
+      return 'accepted';
+    } catch (error) {
+      assert.ok(error instanceof SignedRequestError, String(error));
+      return error.code;
+    }
+  };
+  const once = sign();
+  assert.equal(await code(once), 'accepted');
+  // RFC 9421 §3.1: the label is not part of what is signed; a captured request relabelled is the same request.
+  const relabelled: SignedRequest = { ...once, headers: { ...once.headers, 'signature-input': String(once.headers['signature-input']).replace(/^sig1=/, 'replay='), signature: String(once.headers.signature).replace(/^sig1=/, 'replay=') } };
+  assert.equal(await code(relabelled), 'replayed');
+  // ECDSA: (r, s) and (r, n - s) both verify; anyone holding one can make the other.
+  const n = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+  const bytes = Buffer.from(String(once.headers.signature).replace(/^sig1=:|:$/g, ''), 'base64');
+  const s = BigInt(`0x${bytes.subarray(32).toString('hex')}`);
+  const malleated = Buffer.concat([bytes.subarray(0, 32), Buffer.from((n - s).toString(16).padStart(64, '0'), 'hex')]);
+  assert.equal(await code({ ...once, headers: { ...once.headers, signature: `sig1=:${malleated.toString('base64')}:` } }), 'replayed');
+});
+
 test('Clearance refuses evidence without a producer token, and evidence whose base does not verify', async (t) => {
   const { h, sign, claims } = await signedOrderHarness(t);
   const request = sign();
