@@ -341,6 +341,15 @@ export class ApplyRefusedError extends Error {}
  */
 export class DestinationChangeByPerson extends ApplyRefusedError {}
 
+/**
+ * A policy set activation (`active: true` on a version not active now) declared in an apply made
+ * through the admin API: refused whole, nothing written — the admin API answers 403 access_denied.
+ * The document's `approver` is only text its sender wrote, so one caller would be author and
+ * approver at once; through the admin API the approver is the person whose token activates it
+ * (POST /admin/policies/{version}/activate, docs/policy.md "Four eyes").
+ */
+export class PolicyActivationThroughApply extends ApplyRefusedError {}
+
 /** Prune would disable more of a kind than the safety rule allows; nothing was written. */
 export class PruneRefusedError extends ApplyRefusedError {
   readonly refusals: PruneRefusal[];
@@ -495,6 +504,7 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
       result.changes.push({ kind: 'mandate', id: planned.entry.id, outcome });
     }
     result.changes.push(...(await executeEntities(ctx, trx, plan.entities)));
+    await refuseActivationThroughApi(trx, plan.policies, source);
     const policies = await executePolicies(ctx, trx, plan.policies, source.actor);
     result.changes.push(...policies.changes);
     events.push(...policies.events);
@@ -523,6 +533,22 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
       if (change?.outcome === 'unchanged') change.outcome = 'updated';
     }
     events.push(...kyc.events);
+}
+
+/**
+ * Four eyes on a policy set (docs/policy.md): through the admin API a document stores versions but
+ * activates none — naming the version already active changes nothing and passes. Checked inside the
+ * write, so the plan (a dry run) and the apply refuse alike.
+ */
+async function refuseActivationThroughApi(trx: Transaction<Database>, policies: readonly PolicyEntry[], source: ApplySource): Promise<void> {
+  if (source.via !== 'admin-api') return;
+  const activating = policies.filter((p) => p.active === true);
+  if (activating.length === 0) return;
+  const current = await trx.selectFrom('policy_sets').select('version').where('active', '=', 1).executeTakeFirst();
+  const version = activating.find((p) => p.version !== current?.version)?.version;
+  if (version !== undefined) {
+    throw new PolicyActivationThroughApply(`policies: version ${version} is activated by a second person at POST /admin/policies/${version}/activate, not by an apply document (its approver is only text); nothing was applied`);
+  }
 }
 
 /** Disables what the document no longer declares (src/lifecycle/prune.ts), one change each. */

@@ -74,4 +74,19 @@ describe('GET /admin/access-review', () => {
     assert.deepEqual(reads.map((e) => [e.details?.via, e.details?.people, e.subject ?? null]), [['users', reads[0]!.details?.people, null], ['users', 1, ana]]);
     assert.ok(Number(reads[0]!.details?.people) >= 1);
   });
+  test("a read of a person's KYC record, of their linked upstream identities, or of the screening matches is on the record too", async (t) => {
+    const f = await codeFlowFixture(t, { risk: 'off' });
+    const ana = await f.user('ana');
+    const token = await f.accessToken('admin-viewer', { resource: adminAudience(f.issuer) });
+    const get = (url: string) => f.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+    assert.equal((await get('/admin/kyc/users/ana')).statusCode, 200);
+    assert.equal((await get('/admin/users/ana/links')).statusCode, 200);
+    assert.equal((await get('/admin/screening/matches')).statusCode, 200);
+    const reads = await f.auditEvents('people.reviewed');
+    assert.deepEqual(reads.map((e) => [e.details?.via, e.details?.people, e.subject ?? null, e.client]), [
+      ['kyc', 1, ana, 'admin-viewer'],
+      ['users', 1, ana, 'admin-viewer'],
+      ['screening', 0, null, 'admin-viewer'],
+    ]);
+  });
 });

@@ -109,3 +109,44 @@ describe('POST /admin/apply and secrets', () => {
     assertOAuthError(await post(f, '?dry_run=true', '{}', token), 403, 'insufficient_scope');
   });
 });
+
+describe('POST /admin/apply and policy activation', () => {
+  const permitAll = '@id("all") permit (principal, action, resource);';
+
+  test('a document activates no policy set through the admin API: the approver it names is only text, so one caller would be both people', async (t) => {
+    const f = await protocolFixture(t, { risk: 'off' });
+    const token = await adminToken(f);
+    const document = JSON.stringify({ policies: [{ version: 'v-self', text: permitAll, change_ref: 'CHG-1', author: 'alice', approver: 'bob', active: true }] });
+    // The plan says what the apply would do: refused, as the apply is.
+    assertOAuthError(await post(f, '?dry_run=true', document, token), 403, 'access_denied');
+    const refused = assertOAuthError(await post(f, '', document, token), 403, 'access_denied');
+    assert.match(String(refused.error_description), /policies\/v-self\/activate/);
+    assert.equal(await f.ctx.policies.get('v-self'), undefined);
+    // Storing a version (not active) stays apply's; a second person activates it at POST /admin/policies/{version}/activate.
+    const stored = await post(f, '', JSON.stringify({ policies: [{ version: 'v-self', text: permitAll, change_ref: 'CHG-1', author: 'alice' }] }), token);
+    assert.equal(stored.statusCode, 200, stored.body);
+    assert.equal((await f.ctx.policies.get('v-self'))?.active, false);
+  });
+
+  test('a document naming the policy set already active, active: true, still applies: it activates nothing', async (t) => {
+    const f = await protocolFixture(t, { risk: 'off' });
+    await f.apply({ policies: [{ version: 'v1', text: permitAll, change_ref: 'CHG-1', author: 'alice', approver: 'bob', active: true }] });
+    const response = await post(f, '', JSON.stringify({ policies: [{ version: 'v1', text: permitAll, change_ref: 'CHG-1', author: 'alice', approver: 'bob', active: true }] }), await adminToken(f));
+    assert.equal(response.statusCode, 200, response.body);
+  });
+});
+
+describe('POST /admin/apply and YAML aliases', () => {
+  test('a YAML document whose alias holds itself is 400 invalid_request naming it, never a 5xx, for the plan and the apply', async (t) => {
+    const f = await protocolFixture(t, { risk: 'off' });
+    for (const [query, token] of [['?dry_run=true', await adminToken(f, 'admin-viewer')], ['', await adminToken(f)]] as const) {
+      for (const yaml of ['a: &a [*a, *a]\n', 'clients: &c\n  - client_id: x\n    redirect_uris: *c\n']) {
+        const refused = assertOAuthError(await post(f, query, yaml, token, 'application/yaml'), 400, 'invalid_request');
+        assert.match(String(refused.error_description), /alias/);
+      }
+    }
+    // An alias of a node outside itself (a shared list) is still read.
+    const shared = await post(f, '?dry_run=true', 'resource_servers:\n  - identifier: https://a.example.com\n    scopes: &s [report:view]\n  - identifier: https://b.example.com\n    scopes: *s\n', await adminToken(f), 'application/yaml');
+    assert.equal(shared.statusCode, 200, shared.body);
+  });
+});

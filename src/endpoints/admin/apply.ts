@@ -1,6 +1,6 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { ApplyRefusedError, DestinationChangeByPerson, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { ApplyRefusedError, DestinationChangeByPerson, PolicyActivationThroughApply, executeApply, planApply, previewApply } from '../../apply/index.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
 import { protectedOperation, queryParams, type JsonSchema } from '../../http/api-operation.ts';
@@ -28,7 +28,10 @@ const documentLimit = 5 * 1024 * 1024;
  * An invalid document is 400 invalid_request naming every problem with its path. A document that
  * would change a transfer destination, applied (or planned) with a token that is not the client's
  * own — a person's, as the console's —, is 403 access_denied, nothing written: a person asks for
- * a destination at POST /admin/transfer-destinations (docs/transfers.md "In apply").
+ * a destination at POST /admin/transfer-destinations (docs/transfers.md "In apply"). A document
+ * that would activate a policy set (`active: true` on a version not active now) is 403
+ * access_denied too, whatever the token: its `approver` is only text, so the caller would be both
+ * people of the four eyes; a person activates it at POST /admin/policies/{version}/activate.
  */
 export const adminApply: Endpoint = {
   register(app, ctx) {
@@ -88,7 +91,7 @@ export const adminApply: Endpoint = {
           reply.header('cache-control', 'no-store');
           return { document_digest: digest, dry_run: false, changes: result.changes.filter((c) => c.outcome !== 'unchanged'), unchanged: result.changes.filter((c) => c.outcome === 'unchanged').length, client_secrets: result.secrets };
         } catch (error) {
-          if (error instanceof DestinationChangeByPerson) throw new OAuthError('access_denied', error.message);
+          if (error instanceof DestinationChangeByPerson || error instanceof PolicyActivationThroughApply) throw new OAuthError('access_denied', error.message);
           if (!(error instanceof ApplyRefusedError)) throw error;
           throw new OAuthError('invalid_request', error.message, { status: 409 });
         }

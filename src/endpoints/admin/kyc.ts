@@ -5,6 +5,7 @@ import { mergePatchOf, nullableMembers, objectBody, pathParams, queryParams, typ
 import { acr, acrSatisfies } from '../../identity/acr.ts';
 import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
+import { recordPeopleRead } from '../../audit/reads.ts';
 import { KycChangeRefused, changeKycByAdmin } from '../../risk/kyc/admin.ts';
 import { KycConflict, recordJson } from '../../risk/kyc/changes.ts';
 import { kycStatuses, readKycFields, type KycPrincipal, type KycRecord } from '../../risk/kyc/record.ts';
@@ -32,6 +33,8 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  * - GET /admin/screening: the list this node holds (file, version, entries, when loaded)
  * - GET /admin/screening/matches[?status=open|confirmed|cleared]: newest first (100)
  * - GET /admin/screening/matches/{id}
+ * Each read of a person's KYC record and of screening matches is recorded as `people.reviewed`
+ * (via `kyc` / `screening`) before the answer leaves: personal data (AMENDMENTS, console).
  * - POST /admin/screening/matches/{id}/decision `{ decision: confirm | clear, reason }`: only a
  *   person holding `compliance`, active, with their own token (not a client's, not a delegate's),
  *   signed in phishing-resistantly (`complianceOf`; else 403 access_denied, audited
@@ -48,7 +51,13 @@ export const adminKyc: Endpoint = {
       tag: 'kyc',
       summary: "Read a person's KYC record (status `none` without one)",
       params: person,
-    }), async (request) => view(ctx, await personPrincipal(ctx, request.params.username)));
+    }), async (request) => {
+      const principal = await personPrincipal(ctx, request.params.username);
+      const answer = await view(ctx, principal);
+      // A person's KYC status, level and evidence are personal data: the read is on the record before the answer leaves.
+      await recordPeopleRead(ctx, request.admin!, request.id, { people: 1, via: 'kyc' }, principal.id);
+      return answer;
+    });
     acceptMergePatch(app);
     app.put<{ Params: { username: string } }>(`${admin}/kyc/users/:username`, adminOperation(ctx, 'admin:write', { ...putRecord, params: person }), async (request) =>
       writeRecord(ctx, request, putBody, await personPrincipal(ctx, request.params.username)));
@@ -87,13 +96,19 @@ export const adminKyc: Endpoint = {
       const status = request.query.status;
       if (status !== undefined && (typeof status !== 'string' || !(matchStatuses as readonly string[]).includes(status))) throw new OAuthError('invalid_request', 'status must be given once, as open, confirmed or cleared');
       const matches = await listScreeningMatches(ctx.storage.db, status === undefined ? {} : { status: status as MatchStatus });
-      return { matches: await Promise.all(matches.map((m) => matchView(ctx, m))) };
+      const answer = { matches: await Promise.all(matches.map((m) => matchView(ctx, m))) };
+      // Who matched a sanctions or PEP list is personal data: the read is on the record.
+      await recordPeopleRead(ctx, request.admin!, request.id, { people: matches.filter((m) => m.principal.type === 'User').length, via: 'screening' });
+      return answer;
     });
     const matchParams = pathParams({ id: "the screening match's id" });
     app.get<{ Params: { id: string } }>(`${admin}/screening/matches/:id`, adminOperation(ctx, 'admin:read', { tag: 'kyc', summary: 'Read one screening match', params: matchParams }), async (request) => {
       const match = await findScreeningMatch(ctx.storage.db, request.params.id);
       if (!match) throw new OAuthError('not_found', 'no such screening match');
-      return matchView(ctx, match);
+      const answer = await matchView(ctx, match);
+      const person = match.principal.type === 'User' ? match.principal.id : undefined;
+      await recordPeopleRead(ctx, request.admin!, request.id, { people: person ? 1 : 0, via: 'screening', match: match.id }, person);
+      return answer;
     });
     app.post<{ Params: { id: string } }>(`${admin}/screening/matches/:id/decision`, adminOperation(ctx, 'screening:decide', {
       tag: 'kyc',

@@ -35,7 +35,7 @@ import { credentialsHeld, heldCredentialsProblem } from '../../lifecycle/credent
  *   (src/lifecycle/leaver.ts): disabled, everything they hold ended in one transaction; answers
  *   what it ended; 404 for an unknown or already offboarded person
  * - DELETE /admin/users/{username}
- * - GET /admin/users/{username}/links: the upstream identities linked to the person (src/federation/upstream)
+ * - GET /admin/users/{username}/links: the upstream identities linked to the person (src/federation/upstream); audited as a read
  * - POST /admin/users/{username}/links {provider, subject}: links one (user.linked); 409 when that
  *   identity is already someone's
  * A password reset, `status: locked` or `disabled`, sign-out and deletion end the person's
@@ -150,6 +150,8 @@ export const adminUsers: Endpoint = {
       const user = await findUser(ctx, request.params.username);
       if (!user) throw new OAuthError('not_found', 'no such user');
       const links = await linksOf(ctx, user.id);
+      // Who the person is at another provider is personal data: the read is on the record.
+      await recordPeopleRead(ctx, request.admin!, request.id, { people: 1, via: 'users' }, user.id);
       return { links: links.map((l) => ({ provider: l.provider_id, issuer: l.issuer, subject: l.subject, linked_by: l.linked_by, created_at: new Date(Number(l.created_at)).toISOString() })) };
     });
 
