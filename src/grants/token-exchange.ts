@@ -47,8 +47,8 @@ import { authorizationGrantTarget, issueAuthorizationGrant } from './exchange/au
  *    gets a JWT authorization grant for it instead of steps 6-11 (src/grants/exchange/
  *    authorization-grant.ts); requested_token_type jwt for anything else is invalid_target;
  * 6. one target: `resource` and `audience` name one resource server (RFC 8707; DESIGN §4), which
- *    the profile of the partner the chain started from allows (that partner still registered) —
- *    else invalid_target;
+ *    the profile of the partner the chain started from allows (that partner still registered and
+ *    not suspended by a drift, else invalid_request) — else invalid_target;
  * 6a. a partner's subject token's `txn` is taken only if the partner shares that txn (started here
  *    through it, or sent to it in a grant of ours) or it is new here — then started here through
  *    the partner with this token; any other is invalid_request, not filed under that txn
@@ -358,6 +358,11 @@ async function partnerProfileOf(ctx: Context, subject: PresentedToken): Promise<
   if (subject.originIssuer === undefined) return undefined;
   const profile = await ctx.partners.byIssuer(subject.originIssuer);
   if (!profile) throw new OAuthError('invalid_request', 'subject_token comes from a partner that is no longer registered');
+  // A partner suspended by a drift (src/federation/drift) is not trusted until re-approved: not for
+  // its own tokens, nor for the chains that started with them (the drift may be a stolen key).
+  if (await ctx.partners.suspension(profile.id)) {
+    throw new OAuthError('invalid_request', `subject_token is not acceptable: its chain started at partner ${profile.id}, which is suspended until an operator re-approves it`, { detail: 'partner_suspended' });
+  }
   return profile;
 }
 

@@ -5,7 +5,7 @@ import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
-import type { MandateVersion } from '../mandates/store.ts';
+import { endOf, type MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance, type AuthorizedIssuance, type Issuance } from '../policy/issuance.ts';
 import { withTransfers } from '../transfers/enforce.ts';
@@ -223,7 +223,10 @@ async function signed(
   authorized: AuthorizedIssuance,
 ): Promise<IssuedAccessToken> {
   const iat = epochSeconds(ctx.clock);
-  const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity);
+  // A token under a mandate ends when the mandate does (its effective_to, or its reassignment
+  // deadline): a JWT checked locally must not outlast the authority that justifies it.
+  const mandateEnd = request.mandate ? endOf(request.mandate) : null;
+  const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity, mandateEnd === null ? Infinity : Math.floor(mandateEnd / 1000));
   if (exp <= iat) throw new OAuthError('invalid_grant', 'what the token would be issued from has expired');
   const claims: AccessTokenClaims & { origin_iss?: string } = {
     iss: ctx.config.issuer,

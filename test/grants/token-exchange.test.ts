@@ -22,6 +22,7 @@ import { accessTokenType, exchangeFixture, exchangeGrantType } from './exchange-
 import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
 import { assertUuidV7At } from '../helpers/uuid-v7.ts';
 import { offboardPerson } from '../../src/lifecycle/leaver.ts';
+import { bumpGeneration } from '../../src/storage/generations.ts';
 
 // RFC 8693 token exchange over HTTP: the three-hop chain of a trade (arranger → broker → clearing)
 // and every case of SECURITY-CHECKLIST "Token exchange".
@@ -257,11 +258,37 @@ describe('token exchange (RFC 8693)', () => {
     assert.match(String(refused.error_description), /subject_token is not acceptable/);
   });
 
+  test('a token under a mandate never outlives the mandate\'s effective_to, nor does a token exchanged from it', async (t) => {
+    const f = await fixture(t);
+    // The mandate ends in 60 s; the arranger's API issues 5-minute tokens.
+    const ends = f.clock.now() + 60_000;
+    await applyDocument(f.ctx, {
+      mandates: [
+        {
+          id: 'ending-mandate',
+          grantor: { lei: '5493001KJTIIGC8Y1R12' },
+          grantee: { client_id: 'trader-app' },
+          scopes: ['order:create', 'settlement:submit'],
+          legal_basis: { reference: 'Execution agreement 8' },
+          effective_from: '2020-01-01T00:00:00Z',
+          effective_to: new Date(ends).toISOString(),
+          accepted_by: 'ops',
+          accepted_at: '2020-01-01T00:00:00Z',
+        },
+      ],
+    });
+    const first = await f.orderToken({ mandate: 'ending-mandate' });
+    assert.ok(Number(decodeJwt(first).exp) <= ends / 1000, 'a JWT validated locally must not outlast the mandate that justifies it');
+    const hop = await f.ok(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }));
+    assert.ok(Number(decodeJwt(hop.access_token).exp) <= ends / 1000, 'nor may the next hop');
+    assert.ok(hop.expires_in <= 60);
+  });
+
   /**
    * A partner whose profile maps org_lei and its signed tokens; `firm`: the partner's legal entity
    * declared, in a region the broker's API is in, and the partner trusted for two-factor acr.
    */
-  async function partnerChain(t: TestContext, options: { firm?: boolean; extra?: Record<string, unknown> } = {}) {
+  async function partnerChain(t: TestContext, options: { firm?: boolean; extra?: Record<string, unknown>; allowedScopes?: string[] } = {}) {
     const f = await fixture(t);
     const firm = options.firm ?? true;
     const { privateKey, publicKey } = await generateKeyPair('ES256');
@@ -281,7 +308,7 @@ describe('token exchange (RFC 8693)', () => {
           jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'p1', alg: 'ES256', use: 'sig' }] },
           algorithms: ['ES256'],
           allowed_audiences: [brokerApi],
-          allowed_scopes: ['order:create'],
+          allowed_scopes: options.allowedScopes ?? ['order:create'],
           claim_mapping: { lei: 'org_lei' },
           clients: ['arranger-backend', 'broker-backend'],
           ...(firm ? { acr: { map: { 'urn:partner-bank:mfa': acr.multiFactor, 'urn:partner-bank:hwk': acr.phishingResistant }, max: acr.multiFactor }, legal_entities: ['5493001KJTIIGC8Y1R12'] } : {}),
@@ -329,6 +356,43 @@ describe('token exchange (RFC 8693)', () => {
     await applyDocument(f.ctx, { regions: [{ id: 'eu' }], resource_servers: [{ ...document.resource_servers[1], region: 'eu' }] });
     const regional = assertOAuthError(await f.exchangeFor('arranger-backend', await partnerToken(), { resource: brokerApi }), 400, 'invalid_target');
     assert.match(String(regional.error_description), /data residency/);
+  });
+
+  test('a partner token whose scope or may_act claim is malformed is refused, never read as absent (which would widen it)', async (t) => {
+    const f = await partnerChain(t, { firm: false, allowedScopes: ['order:create', 'settlement:submit'] });
+    const ok = decodeJwt((await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken({ scope: 'order:create' }), { resource: brokerApi }))).access_token);
+    assert.equal(ok.scope, 'order:create');
+    // An array (or a number) is no RFC 8693 scope claim: taken as "no scope", it became every scope of the profile.
+    for (const scope of [['order:create'], 7]) {
+      const refused = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ scope }), { resource: brokerApi }), 400, 'invalid_request');
+      assert.match(String(refused.error_description), /scope claim is not a string/);
+    }
+    // may_act restricts who may act (RFC 8693 §4.4): one that is not an object naming a sub restricts to nobody, not to anybody.
+    for (const mayAct of ['broker-backend', ['broker-backend'], { iss: f.partnerIssuer }]) {
+      const refused = assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken({ may_act: mayAct }), { resource: brokerApi }), 400, 'invalid_request');
+      assert.match(String(refused.error_description), /may_act/);
+    }
+  });
+
+  test('a partner suspended by a drift ends the chains that started with its subjects: a later hop is refused too', async (t) => {
+    const f = await partnerChain(t, { firm: false });
+    const first = await f.ok(await f.exchangeFor('arranger-backend', await f.partnerToken(), { resource: brokerApi }));
+    const now = f.clock.now();
+    await f.ctx.storage.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('partner_baselines')
+        .values({ partner_id: 'partner-bank', status: 'suspended', keys: null, issuer: null, metadata_digest: null, profile_digest: null, last_success_at: null, unreachable_since: null, unreachable_reported_at: null, suspended_at: now, suspended_reason: 'drift: keys_removed', next_check_at: now + 3_600_000, version: 1, updated_at: now })
+        .execute();
+      await bumpGeneration(trx, 'partners');
+    });
+    f.ctx.partners.invalidate();
+    // The partner's own token is refused (as before) ...
+    assertOAuthError(await f.exchangeFor('arranger-backend', await f.partnerToken(), { resource: brokerApi }), 400, 'invalid_request');
+    // ... and so is our token for its subject, at the next hop: the profile that bounds the chain is not trusted now.
+    const later = assertOAuthError(await f.exchangeFor('broker-backend', first.access_token, { resource: brokerApi }), 400, 'invalid_request');
+    assert.match(String(later.error_description), /suspended/);
+    const [refusal] = (await f.events('exchange.refused')).slice(-1);
+    assert.equal(refusal?.details?.reason, 'partner_suspended');
   });
 
   test('a partner subject whose firm is a declared legal entity passes a regional rule at the first hop and at the next', async (t) => {

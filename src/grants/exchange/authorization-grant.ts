@@ -59,7 +59,8 @@ import type { PresentedToken } from './presented-token.ts';
  *    them otherwise, as token exchange names them by a pseudonym there);
  * 5. the subject as the profile names it (`partnerSubject`), the actors as the profile allows —
  *    only actors of our domain: a chain's actor of another domain (and those before it) is not
- *    forwarded, since the partner takes actors of our issuer only;
+ *    forwarded, since the partner takes actors of our issuer only; more than 8 actors of ours (what
+ *    a partner accepts) is invalid_request, never cut;
  * 5a. the decision point, as for every token (./grant-decision.ts): KYC/AML (a frozen person or
  *    firm: invalid_grant), the agent's model authority (unauthorized_client), the risk assessment,
  *    data residency and the active policy set with the partner's server as the resource
@@ -161,6 +162,11 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
   const act = { ...request.currentActor, ...(subject.act ? { act: subject.act } : {}) };
   const txn = isTxn(subject.txn) ? subject.txn : mintTxn(ctx.clock.now());
   const actors = chainNames(act);
+  // The partner takes at most 8 actors (as we do: presented-token.ts partnerActorChain). A deeper
+  // chain of ours is refused, never cut: cutting drops the oldest actors, who started the chain.
+  if (allowed.has('act') && ourActorCount(ctx, act) > maxPartnerActors) {
+    throw new OAuthError('invalid_request', `the act chain names more than ${maxPartnerActors} actors of this server, more than a partner accepts; a grant names every actor or none`);
+  }
   const exp = Math.min(now + chaining.lifetime, subject.expiresAt, actor?.expiresAt ?? Infinity);
   if (exp <= now) throw new OAuthError('invalid_request', 'the subject_token is expired');
   // Step 5a.
@@ -355,6 +361,16 @@ async function actForPartner(ctx: Context, partner: Partner, act: Record<string,
   const sub = String(act.sub);
   const named = (await ctx.clients.get(sub)) || publicNames ? { sub, iss: ctx.config.issuer } : { sub: pseudonym(ctx, partner, sub), iss: ctx.config.issuer };
   return inner ? { ...named, act: inner } : named;
+}
+
+/** The most actors a partner accepts in an `act` chain (presented-token.ts partnerActorChain: 8 deep). */
+const maxPartnerActors = 8;
+
+/** How many actors of ours a chain names before its first actor of another domain (where actForPartner stops). */
+function ourActorCount(ctx: Context, act: Record<string, unknown>): number {
+  let count = 0;
+  for (let node: unknown = act; typeof node === 'object' && node !== null && isOurs(ctx, node as Record<string, unknown>) && count <= maxPartnerActors; node = (node as Record<string, unknown>).act) count++;
+  return count;
 }
 
 /** An actor of our domain: no `iss`, or ours. */

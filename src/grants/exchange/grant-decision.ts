@@ -42,13 +42,18 @@ export async function partnerAuthorizationServer(ctx: Pick<Context, 'resourceSer
 /**
  * The profile of the partner a chain started from (a token of ours for a partner's subject names
  * it as `origin_iss`), which bounds every later hop as token exchange's step 6 does: the partner
- * still registered (invalid_request), and the target — the partner's authorization server as
- * registered — among its `allowed_audiences` (invalid_target). Undefined for a chain of ours.
+ * still registered and not suspended by a drift (invalid_request), and the target — the partner's
+ * authorization server as registered — among its `allowed_audiences` (invalid_target). Undefined
+ * for a chain of ours.
  */
 export async function originProfile(ctx: Pick<Context, 'partners'>, subject: PresentedToken, server: ResourceServer): Promise<Partner | undefined> {
   if (subject.originIssuer === undefined) return undefined;
   const profile = await ctx.partners.byIssuer(subject.originIssuer);
   if (!profile) throw new OAuthError('invalid_request', 'subject_token comes from a partner that is no longer registered');
+  // Suspended by a drift (src/federation/drift): not trusted until re-approved, nor the chains it started.
+  if (await ctx.partners.suspension(profile.id)) {
+    throw new OAuthError('invalid_request', `subject_token is not acceptable: its chain started at partner ${profile.id}, which is suspended until an operator re-approves it`, { detail: 'partner_suspended' });
+  }
   if (!profile.allowed_audiences.includes(server.identifier)) throw new OAuthError('invalid_target', `partner ${profile.id} may not obtain tokens for this target`);
   return profile;
 }

@@ -167,6 +167,10 @@ function fromPartner(verified: VerifiedPartnerToken): Presented {
   const chain = partnerActorChain(claims.act, verified.partner.issuer);
   if ('error' in chain) return { ok: false, reason: chain.error };
   const act = chain.act;
+  // A claim that narrows what the token allows must be well-formed: read as absent, a malformed
+  // `scope` would become the profile's every scope, a malformed `may_act` would let any client act.
+  if (claims.scope !== undefined && typeof claims.scope !== 'string') return { ok: false, reason: 'its scope claim is not a string' };
+  if (claims.may_act !== undefined && !(isObject(claims.may_act) && isSafeClaimText(claims.may_act.sub))) return { ok: false, reason: 'its may_act claim is not an object naming a sub' };
   // Only the two confirmation methods Clearance can check; anything else would pass as a bearer token.
   const cnf = claims.cnf;
   if (cnf !== undefined && !(isObject(cnf) && Object.keys(cnf).length > 0 && Object.entries(cnf).every(([k, v]) => (k === 'jkt' || k === 'x5t#S256') && typeof v === 'string'))) {

@@ -129,6 +129,29 @@ describe('identity chaining: A issues a JWT authorization grant, B accepts it', 
 });
 
 describe('identity chaining: what A refuses', () => {
+  test('a chain of our actors deeper than a partner accepts (8) is refused, never cut: the grant names every actor or none', async (t) => {
+    const { a, b } = await twoDomains(t);
+    let token = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    const hop = async (times: number) => {
+      for (let i = 0; i < times; i++) {
+        const r = await a.f.post('/token', { auth: a.f.basic('a-desk-backend'), form: { grant_type: exchangeGrant, subject_token: token, subject_token_type: accessTokenType, resource: aOrdersApi } });
+        assert.equal(r.statusCode, 200, r.body);
+        token = r.json().access_token as string;
+      }
+    };
+    const depth = (act: unknown): number => (act && typeof act === 'object' ? 1 + depth((act as { act?: unknown }).act) : 0);
+    // Seven hops, then the grant's own actor: eight, all of them named.
+    await hop(7);
+    const eight = await grantAt(a, 'a-desk-backend', token);
+    assert.equal(eight.statusCode, 200, eight.body);
+    assert.equal(depth(decodeJwt(eight.json().access_token as string).act), 8);
+    assert.equal((await jwtBearerAt(b, 'domain-a-desk', eight.json().access_token as string, bSettlementApi)).statusCode, 200);
+    // One hop more: nine actors of ours. Cutting the oldest would hide who started the chain.
+    await hop(1);
+    const nine = assertOAuthError(await grantAt(a, 'a-desk-backend', token), 400, 'invalid_request', 'too deep');
+    assert.match(String(nine.error_description), /act/);
+  });
+
   test('a client the profile does not name gets no grant, though it may exchange the token', async (t) => {
     const { a, orderToken } = await twoDomains(t);
     const body = assertOAuthError(await grantAt(a, 'a-other-backend', orderToken), 400, 'invalid_target', 'not in chaining.clients');
@@ -373,6 +396,23 @@ describe('identity chaining: the partner authorization server as the decision po
     await a.f.apply({ partners: [p.profileOf({ allowed_audiences: [aOrdersApi] })] });
     const target = assertOAuthError(await grantAt(a, 'a-desk-backend', fromP), 400, 'invalid_target', 'P may not reach B any more');
     assert.match(String(target.error_description), /partner p-bank may not obtain tokens for this target/);
+  });
+
+  test('a chain that started at partner P gets no grant while P is suspended by a drift', async (t) => {
+    const { a } = await twoDomains(t);
+    const p = await partnerOfA(a, { allowed_audiences: [aOrdersApi, bIssuer] });
+    const fromP = await tokenFromP(a, p, { scope: 'order:create' });
+    const now = a.f.clock.now();
+    await a.f.ctx.storage.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('partner_baselines')
+        .values({ partner_id: 'p-bank', status: 'suspended', keys: null, issuer: null, metadata_digest: null, profile_digest: null, last_success_at: null, unreachable_since: null, unreachable_reported_at: null, suspended_at: now, suspended_reason: 'drift: test', next_check_at: now + 3_600_000, version: 1, updated_at: now })
+        .execute();
+      await bumpGeneration(trx, 'partners');
+    });
+    a.f.ctx.partners.invalidate();
+    const refused = assertOAuthError(await grantAt(a, 'a-desk-backend', fromP), 400, 'invalid_request', 'P is suspended');
+    assert.match(String(refused.error_description), /suspended/);
   });
 });
 
