@@ -39,6 +39,7 @@ import { mergedStepUp, stepUpCompletedEvent, stepUpMet, stepUpOf, stepUpRequeste
 import { maybePruneAuthorizationState } from './pruning.ts';
 import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
 import { startTxn } from '../transactions/txn.ts';
+import { refusalBeforeAsking } from './kyc.ts';
 
 /**
  * The authorization endpoint's protocol (RFC 6749 §4.1, OIDC Core §3.1.2, RFC 9126 §4, RFC 9101),
@@ -62,6 +63,8 @@ export interface AuthorizeInput {
   session: (flight: Flight) => Promise<Authentication | undefined>;
   /** The browser-binding value of this browser (a cookie the HTTP layer keeps). */
   browserId: string;
+  /** The HTTP request's id, for the audit events of a refusal. */
+  requestId?: string;
 }
 
 /**
@@ -72,9 +75,12 @@ export interface AuthorizeInput {
  *    (invalid_request_uri / invalid_request);
  * 3. otherwise the request's parameters, or its signed request object (RFC 9101) — errors before
  *    redirect_uri is validated are pages, after it redirects; a client that must use PAR is refused;
- * 4. `prompt=none`: the session must suffice — else login_required / consent_required (OIDC Core §3.1.2.6);
- * 5. a session that suffices and a grant that covers the request → the code at once;
- * 6. otherwise an interaction, and the browser goes to the people side.
+ * 4. a signed-in person: what the token endpoint would refuse whoever consents — a frozen person
+ *    or client firm (access_denied; the token endpoint's invalid_grant is no authorization error), a counterparty of authorization_details listed or frozen
+ *    (invalid_authorization_details) — is refused now, audited as there (./kyc.ts); nobody is asked;
+ * 5. `prompt=none`: the session must suffice — else login_required / consent_required (OIDC Core §3.1.2.6);
+ * 6. a session that suffices and a grant that covers the request → the code at once;
+ * 7. otherwise an interaction, and the browser goes to the people side.
  *
  * Round trips: the session and the pushed request are read together; for a browser with no
  * session cookie (nobody can be signed in, so an interaction is needed) the interaction is
@@ -98,6 +104,10 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
     return asOutcome(ctx, error);
   }
   const authentication = await session;
+  if (authentication) {
+    const refused = await refusalBeforeAsking(ctx, request, authentication.userId, input.requestId);
+    if (refused) return created ? endInteraction(ctx, created, [], refused) : respondError(ctx, request, refused);
+  }
 
   const now = epochSeconds(ctx.clock);
   const [grant, demanded] = await Promise.all([
@@ -133,7 +143,10 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
 /**
  * GET /authorize/resume/{id}, where the people side sends the browser after each step. The
  * interaction must exist, be pending and belong to this browser; then the person's denial is an
- * `access_denied` response, a remaining step sends the browser back to the people side, and when
+ * `access_denied` response; what the token endpoint would refuse whoever consents (./kyc.ts: a
+ * frozen person or client firm, a listed or frozen counterparty — the list or a record may have
+ * changed since /authorize, or the person signed in during the request) ends the request with
+ * that refusal, audited; a remaining step sends the browser back to the people side, and when
  * nothing remains the code is issued (once: completing is a conditional update, in the
  * transaction that issues the code).
  *
@@ -144,7 +157,7 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
 export async function resumeAuthorization(
   ctx: Context,
   id: string,
-  input: { session: () => Promise<Authentication | undefined>; browserId: string | undefined },
+  input: { session: () => Promise<Authentication | undefined>; browserId: string | undefined; requestId?: string },
 ): Promise<AuthorizeOutcome> {
   const stored = await loadStoredInteraction(ctx, id);
   if (!stored || stored.completedAt !== null) {
@@ -175,6 +188,14 @@ export async function resumeAuthorization(
     const outcome = stored.stepUp && stepUpMet(stored.stepUp, authentication, ctx.clock.now()) ? 'met' : 'unmet';
     const events = stored.stepUp ? [stepUpCompletedEvent(stored.stepUp, outcome, where, authentication)] : [];
     return endInteraction(ctx, stored, events, new OAuthError('access_denied', 'the person denied the request'));
+  }
+  if (authentication) {
+    const refused = await refusalBeforeAsking(ctx, request, authentication.userId, input.requestId);
+    if (refused) {
+      const outcome = stored.stepUp && stepUpMet(stored.stepUp, authentication, ctx.clock.now()) ? 'met' : 'unmet';
+      const events = stored.stepUp ? [stepUpCompletedEvent(stored.stepUp, outcome, where, authentication)] : [];
+      return endInteraction(ctx, stored, events, refused);
+    }
   }
   if (need.step !== 'done') {
     const next = stepUpOf(need, request, authentication, demands, ctx.clock.now());

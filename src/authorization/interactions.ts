@@ -32,6 +32,7 @@ import type { ApprovalChallenge, ApprovalRecord } from '../approvals/records.ts'
 import { approvalRefusedEvent, approvalSubject, checkApproval, recordApprovalIn, startApproval as startApprovalCeremony } from '../approvals/ceremony.ts';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { entriesToApprove } from '../jose/approval-digest.ts';
+import { refusedBeforeAsking } from './kyc.ts';
 
 /**
  * Interactions: authorization requests waiting for a person (src/authorization/contract.ts). The
@@ -279,6 +280,9 @@ export async function nextStep(ctx: Context, interaction: Interaction | string, 
   const evaluated = await evaluateInteraction(ctx, stored, session);
   // A request that cannot be met, or a step-up the person declined: the protocol side ends it at resume.
   if (evaluated.unmet || stored.stepUp?.declined) return { step: 'done' };
+  // What the token endpoint would refuse whoever consents (./kyc.ts): nothing to ask the person;
+  // resume answers the refusal and audits it.
+  if (evaluated.authentication && (await refusedBeforeAsking(ctx, stored.request, evaluated.authentication.userId))) return { step: 'done' };
   return toNextStep(ctx, evaluated.need, stored.request);
 }
 
@@ -337,11 +341,12 @@ export function recordStepUpIn(flight: Flight, ctx: Pick<Context, 'storage' | 'c
  * `db`: the flight of the login's transaction, to which the update is added (the promise then
  * settles once the flight has landed), else a database handle. With a flight and the Interaction
  * of this request, the person's grant to the client is read in the same transaction, and the
- * record behind that Interaction becomes what the interaction now is: `nextStep` in the same
- * request reads nothing (the people side asks it where to send the person next).
+ * record behind that Interaction becomes what the interaction now is, and the person's KYC record
+ * is read ahead into the KYC cache: `nextStep` in the same request (the people side asks it where
+ * to send the person next; it asks whether the person is frozen, ./kyc.ts) makes no round trip.
  */
 export function recordAuthentication(
-  ctx: Pick<Context, 'storage' | 'clock'>,
+  ctx: Pick<Context, 'storage' | 'clock'> & { risk?: Context['risk'] },
   interaction: Interaction | string,
   auth: Authentication,
   db: Kysely<Database> | Flight = ctx.storage.db,
@@ -357,6 +362,7 @@ export function recordAuthentication(
   const updated = db.run(update);
   const stored = typeof interaction === 'string' ? undefined : records.get(interaction);
   const grant = stored ? db.run(activeGrantQuery(ctx, auth.userId, stored.clientId)) : undefined;
+  if (stored) ctx.risk?.kyc.readAhead(db, sql<string>`cast(${auth.userId} as text)`);
   const recorded = (async () => {
     if (Number((await updated).numAffectedRows) !== 1) return false;
     if (stored && typeof interaction !== 'string') {

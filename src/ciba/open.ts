@@ -3,7 +3,9 @@ import { fourEyesRequirement } from '../approvals/four-eyes.ts';
 import { openApprovalRequest } from '../approvals/requests.ts';
 import { tokenAuthorizationDetails } from '../authorization/authorization-details.ts';
 import { cibaGrantType } from '../clients/metadata.ts';
-import { refuseSanctionedCounterparties } from '../risk/kyc/enforce.ts';
+import { refuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
+import { asRequestError } from '../authorization/kyc.ts';
+import { OAuthError } from '../oauth-error.ts';
 import { tokenFormKeys } from '../transfers/destination-input.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
 import type { Client } from '../clients/store.ts';
@@ -23,11 +25,14 @@ export interface OpenedCibaRequest {
 
 /**
  * Opens a checked backchannel authentication request (docs/approvals.md "CIBA"):
- * 0. every counterparty its authorization_details name is screened as at the token endpoint
- *    (src/risk/kyc/enforce.ts `refuseSanctionedCounterparties`; AMENDMENTS: "counterparties named
- *    in authorization_details are screened too"): a listed one, or a frozen one, is
+ * 0. what the token endpoint would refuse whoever approves is refused now, the same check
+ *    (src/risk/kyc/enforce.ts `refuseFrozenOrSanctioned`), and nothing is opened — no one is asked
+ *    to approve what would be refused: a frozen subject, or a frozen firm owning the client, is
+ *    access_denied (§13; the token endpoint's invalid_grant is no error of this request), audited `policy.denied` (kyc-frozen); every counterparty its
+ *    authorization_details name is screened (AMENDMENTS: "counterparties named in
+ *    authorization_details are screened too"): a listed one, or a frozen one, is
  *    invalid_authorization_details (RFC 9396 §5), audited `policy.denied` and alerted
- *    `screening.matched`, and nothing is opened — no one is asked to approve what would be refused;
+ *    `screening.matched`;
  * 1. the four-eyes requirement of the token it would issue (src/approvals/four-eyes.ts: how many
  *    second persons must approve besides the subject);
  * 2. in ONE transaction, the approval request (kind `ciba`: requester = the client, subject = the
@@ -41,7 +46,7 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
   const { payload, hint } = request;
   const audience = payload.resource ?? userinfoAudience(ctx.config.issuer);
   const scopes = payload.resource !== undefined ? payload.scopes : ['openid'];
-  await refuseSanctionedCounterparties(ctx, {
+  await refuseFrozenOrSanctioned(ctx, {
     subject: { type: 'User', id: hint.subject.id },
     clientId,
     audience,
@@ -49,6 +54,8 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
     authorizationDetails: payload.authorizationDetails,
     requestId: meta.requestId,
     grantType: cibaGrantType,
+  }).catch((error: unknown) => {
+    throw error instanceof OAuthError ? asRequestError(error) : error;
   });
   const requirement = await fourEyesRequirement(ctx, {
     userId: hint.subject.id,

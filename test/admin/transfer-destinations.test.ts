@@ -263,6 +263,36 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await listed(bot, `?lei=${otherLei}`), [otherId]);
     });
 
+    test("a removal of another entity's destination is answered 404 as for one that does not exist, and audited; a whole-log reader not of the entity is refused 403, audited; the destination stays", async (t) => {
+      const f = await harness(t, dialect);
+      await f.apply({ clients: [{ client_id: 'other-writer', kind: 'service', owner_lei: otherLei, token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'admin:read admin:write' }] });
+      const firmIban = { kind: 'iban' as const, iban: 'DE89370400440532013000', name: 'Firm Beneficiary GmbH' };
+      const firmId = await seedDestination(f.ctx, { lei: firmLei, account: 'ACC-1', destination: firmIban, state: 'usable' });
+      const remove = (token: string, id: string) => call(f, token, 'DELETE', `/admin/transfer-destinations/${id}`);
+
+      // A person of the other firm, a client of the other firm: the destination does not exist for them.
+      const outsider = await personToken(f, 'appr-other');
+      const otherWriter = await f.accessToken('other-writer', { resource: adminAudience(f.issuer), scope: 'admin:read admin:write' });
+      for (const token of [outsider, otherWriter]) {
+        const hidden = assertOAuthError(await remove(token, firmId), 404, 'not_found');
+        assert.deepEqual(hidden, assertOAuthError(await remove(token, 'dst_unknown'), 404, 'not_found'), 'the same answer as for a destination that does not exist');
+      }
+      // An auditor reads every book (the destination is no secret to them) but removes from none: 403.
+      const auditor = await personToken(f, 'audit-1');
+      assertOAuthError(await remove(auditor, firmId), 403, 'access_denied');
+
+      assert.equal((await destinationStatus(f.ctx, { lei: firmLei, account: 'ACC-1', key: 'iban:DE89370400440532013000' })).state, 'usable', 'nothing removed');
+      const refused = await events(f, 'transfer_destination.refused');
+      assert.deepEqual(
+        refused.map((e) => [e.actor, (e.decision as { reasons: string[] }).reasons, (e.details as Record<string, unknown>).lei, (e.details as Record<string, unknown>).destination]),
+        [
+          [await f.user('appr-other'), ['not_of_legal_entity'], firmLei, firmId],
+          ['other-writer', ['not_of_legal_entity'], firmLei, firmId],
+          [await f.user('audit-1'), ['not_of_legal_entity'], firmLei, firmId],
+        ],
+      );
+    });
+
     test('a change asked from a new device is held for review: an approver alone does not start the cool-down; compliance approves too', async (t) => {
       const f = await harness(t, dialect);
       // The sign-in fired the risk engine's new_device (src/risk/signals/new-device.ts).

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
+import { fileURLToPath } from 'node:url';
+import { changeKycByAdmin } from '../../src/risk/kyc/admin.ts';
 import { decideConsent, loadInteraction, nextStep, recordAuthentication } from '../../src/authorization/interactions.ts';
 import { codeFlowFixture, nativeRedirect, orderDetail, ordersApi, pkce, webRedirect, webRedirectWithQuery, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { planApply } from '../../src/apply/index.ts';
@@ -462,5 +464,86 @@ describe('the browser that started an authorization request', () => {
       assert.ok(login.statusCode === 400 || login.statusCode === 403, `${login.statusCode}`);
     }
     assert.equal((await loadInteraction(f.ctx, id))?.authentication, undefined, 'nobody signed in on the request');
+  });
+});
+
+describe('what the token endpoint would refuse, refused before the person is asked', () => {
+  const screeningList = fileURLToPath(new URL('../../examples/screening/list.csv', import.meta.url));
+  const settlement = (counterparty: Record<string, string>) =>
+    JSON.stringify([{ type: 'settlement_instruction', settlement_type: 'dvp', account: 'GB-FX-001', max_amount: { amount: '1000000', currency: 'USD' }, ...counterparty }]);
+  const clean = { counterparty_lei: '5493001KJTIIGC8Y1R12', counterparty_name: 'Example Broker Ltd' };
+  const listed = { counterparty_lei: '5299000FICTSHIP00137' };
+  const refusedDescription = 'authorization_details[0] names a counterparty that cannot be accepted at present';
+
+  test('a listed counterparty in authorization_details is an invalid_authorization_details redirect, audited and alerted, and the person is never shown its consent — signed in already, signing in during the request, or by a pushed request', async (t) => {
+    const f = await codeFlowFixture(t, { env: { CLEARANCE_SCREENING_LIST: screeningList } });
+    const person = await f.signIn('alice');
+    const query = (counterparty: Record<string, string>) => f.request('web-app', { scope: 'settlement:submit', authorization_details: settlement(counterparty) });
+
+    // Signed in already: refused at once, no interaction.
+    const atOnce = assertErrorRedirect(f, (await f.authorize(query(listed), { cookie: person.cookie })).response, 'invalid_authorization_details');
+    assert.equal(atOnce.searchParams.get('error_description'), refusedDescription, 'as at the token endpoint: nothing tells the client why');
+    assert.equal((await f.ctx.storage.db.selectFrom('interactions').select('id').execute()).length, 0, 'nobody is asked');
+
+    // Signing in during the request: once the person is known, the people side is told there is nothing to ask, and resume refuses.
+    const first = await f.authorize(query(listed));
+    const id = interactionId(first.location);
+    await recordAuthentication(f.ctx, id, person.authentication);
+    assert.equal((await nextStep(f.ctx, id, undefined)).step, 'done', 'no consent page');
+    assert.equal(assertErrorRedirect(f, (await f.resume(id, first.cookie)).response, 'invalid_authorization_details').searchParams.get('error_description'), refusedDescription);
+    assert.equal(await loadInteraction(f.ctx, id), undefined, 'the request is over');
+
+    // A pushed request is screened when it is used.
+    const pushed = await f.par('web-app', query(listed));
+    assert.equal(pushed.statusCode, 201, pushed.body);
+    const fromPar = await f.authorize({ client_id: 'web-app', request_uri: (pushed.json() as { request_uri: string }).request_uri }, { cookie: person.cookie });
+    assertErrorRedirect(f, fromPar.response, 'invalid_authorization_details');
+
+    const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('counterparty-screening'));
+    assert.deepEqual(
+      denied.map((e) => [e.subject, e.client, e.details!.authorization_details, e.details!.entry_id, e.details!.via]),
+      [1, 2, 3].map(() => [person.userId, 'web-app', 0, 'SAN-E001', 'authorization_code']),
+    );
+    const alerts = await f.ctx.storage.db.selectFrom('alerts').select('data').where('type', '=', 'screening.matched').execute();
+    assert.deepEqual(alerts.map((a) => (JSON.parse(a.data) as Record<string, unknown>).entry_id), ['SAN-E001', 'SAN-E001', 'SAN-E001']);
+
+    // A clean counterparty is asked as before.
+    const asked = await f.authorize(query(clean), { cookie: person.cookie });
+    assert.equal((await nextStep(f.ctx, interactionId(asked.location), person.authentication)).step, 'consent');
+  });
+
+  test('a counterparty frozen while the person is on the consent page is refused at resume: no code', async (t) => {
+    const f = await codeFlowFixture(t, { env: { CLEARANCE_SCREENING_LIST: screeningList } });
+    const person = await f.signIn('alice');
+    const first = await f.authorize(f.request('web-app', { scope: 'settlement:submit', authorization_details: settlement(clean) }), { cookie: person.cookie });
+    const id = interactionId(first.location);
+    assert.equal((await nextStep(f.ctx, id, person.authentication)).step, 'consent');
+    await decideConsent(f.ctx, id, person.authentication, true);
+    await changeKycByAdmin(f.ctx, { type: 'LegalEntity', id: clean.counterparty_lei }, { status: 'frozen' }, { actor: 'admin-ops', reason: 'test' });
+    assert.equal((await nextStep(f.ctx, id, person.authentication)).step, 'done');
+    assertErrorRedirect(f, (await f.resume(id, first.cookie)).response, 'invalid_authorization_details');
+    assert.equal((await f.auditEvents('code.issued')).length, 0);
+    const [denied] = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('counterparty-kyc-frozen'));
+    assert.equal(denied!.details!.counterparty_lei, clean.counterparty_lei);
+  });
+
+  test('a frozen person is refused with access_denied in the redirect (the token endpoint\'s invalid_grant is no authorization error), audited policy.denied kyc-frozen, never shown a consent page — signed in already, or signing in during the request', async (t) => {
+    const f = await codeFlowFixture(t);
+    const person = await f.signIn('alice');
+    await changeKycByAdmin(f.ctx, { type: 'User', id: person.userId }, { status: 'frozen' }, { actor: 'admin-ops', reason: 'test' });
+
+    const atOnce = assertErrorRedirect(f, (await f.authorize(f.request('web-app'), { cookie: person.cookie })).response, 'access_denied');
+    assert.equal(atOnce.searchParams.get('error_description'), 'no token can be issued for this subject at present');
+    assertErrorRedirect(f, (await f.authorize(f.request('web-app', { prompt: 'none' }), { cookie: person.cookie })).response, 'access_denied');
+
+    const first = await f.authorize(f.request('web-app'));
+    const id = interactionId(first.location);
+    await recordAuthentication(f.ctx, id, person.authentication);
+    assert.equal((await nextStep(f.ctx, id, undefined)).step, 'done', 'no consent page');
+    assertErrorRedirect(f, (await f.resume(id, first.cookie)).response, 'access_denied');
+
+    const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('kyc-frozen'));
+    assert.deepEqual(denied.map((e) => [e.subject, e.client, e.details!.frozen, e.details!.via]), [1, 2, 3].map(() => [person.userId, 'web-app', `User::${JSON.stringify(person.userId)}`, 'authorization_code']));
+    assert.equal((await f.auditEvents('code.issued')).length, 0);
   });
 });

@@ -10,6 +10,7 @@ import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decideApprovalRequest, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
+import { changeKycByAdmin } from '../../src/risk/kyc/admin.ts';
 import { accessAudience } from '../../src/resource-servers/builtins.ts';
 import { authorizationPruningSettled, maybePruneAuthorizationState } from '../../src/authorization/pruning.ts';
 import { fourEyesPolicy, largeOrder } from '../ciba/four-eyes.ts';
@@ -166,6 +167,20 @@ describe('the backchannel authentication endpoint', () => {
     // A clean counterparty is asked as before.
     assert.equal((await ask(clean)).statusCode, 200);
     assert.equal((await f.pending()).kind, 'ciba');
+  });
+
+  test("refuses a frozen subject before anyone is asked: access_denied (CIBA §13; the token endpoint says invalid_grant), audited policy.denied kyc-frozen, and nothing is opened", async (t) => {
+    const f = await cibaFixture(t);
+    await changeKycByAdmin(f.ctx, { type: 'User', id: f.traderId }, { status: 'frozen' }, { actor: 'admin-ops', reason: 'test' });
+    const refused = await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 4711' });
+    assertError(refused, 'access_denied', 403); // CIBA §13: access_denied is 403
+    assert.equal((refused.json() as Json).error_description, 'no token can be issued for this subject at present');
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, 0, 'nobody is asked to approve it');
+    const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('kyc-frozen'));
+    assert.deepEqual(denied.map((e) => [e.subject, e.client, e.details!.frozen, e.details!.via]), [[f.traderId, 'desk-ciba', `User::${JSON.stringify(f.traderId)}`, cibaGrant]]);
+    // Lifted: asked as before.
+    await changeKycByAdmin(f.ctx, { type: 'User', id: f.traderId }, { status: 'verified' }, { actor: 'admin-ops', reason: 'test' });
+    await started(f);
   });
 
   test('refuses a binding_message that is too long or not printable text', async (t) => {

@@ -45,7 +45,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   when a change already waits or nothing would change;
  * - DELETE /admin/transfer-destinations/{id} (`admin:write`): removes it at once (no approval: a
  *   removal only takes risk away); a person's token must be of the entity's people, a client's of
- *   the entity (`owner_lei`) or of none. 404 unknown, 409 not in the book.
+ *   the entity (`owner_lei`) or of none. 404 unknown — and 404 too, as for an unknown id, for a
+ *   destination of a book the caller does not read (`bookScope`); 403 for one it reads but may not
+ *   remove from (a whole-log reader not of the entity); both refusals are audited
+ *   (`transfer_destination.refused`, not_of_legal_entity). 409 not in the book.
  * Every step is audited (`transfer_destination.*`, and `approval.*` for the decisions).
  */
 export const adminTransferDestinations: Endpoint = {
@@ -116,9 +119,16 @@ export const adminTransferDestinations: Endpoint = {
       description: 'No approval: a removal only takes risk away. A transfer to it is refused from now on, on every node.',
       params,
     }), async (request, reply) => {
+      // Who may read no book at all is refused before the id is looked up (403 tells nothing of it).
+      const scope = await bookScope(ctx, request.admin!);
       const entry = await findDestination(ctx.storage.db, request.params.id);
       if (!entry) throw new OAuthError('not_found', 'no such destination');
-      const actor = await removerOf(ctx, request.admin!, entry.lei);
+      if (scope !== 'all' && !scope.has(entry.lei)) {
+        // Another entity's destination is answered as one that does not exist (as the GETs); the refusal is audited.
+        await recordRemovalRefused(ctx, request, entry);
+        throw new OAuthError('not_found', 'no such destination');
+      }
+      const actor = await removerOf(ctx, request, entry);
       await asOAuth(() => removeDestination(ctx, { id: entry.id, actor, requestId: request.id }));
       return sendJson(reply, { destination: entryView(entry, await versionsOf(ctx.storage.db, entry.id), ctx.clock.now()) });
     });
@@ -215,19 +225,42 @@ async function bookScope(ctx: Context, claims: AccessTokenClaims): Promise<'all'
   return leis;
 }
 
-/** Who removes: a person of the entity (own token, no delegation), or a client of the entity or of none. */
-async function removerOf(ctx: Context, claims: AccessTokenClaims, lei: string): Promise<string> {
+/**
+ * Who removes: a person of the entity (own token, no delegation), or a client of the entity or of
+ * none. A refusal for the entity is audited (`transfer_destination.refused`).
+ */
+async function removerOf(ctx: Context, request: FastifyRequest, entry: { id: string; lei: string }): Promise<string> {
+  const claims = request.admin!;
+  const lei = entry.lei;
   if (claims.grant_id === undefined) {
     const owner = (await ctx.clients.get(claims.client_id))?.metadata.owner_lei;
-    if (owner !== undefined && owner !== lei) throw new OAuthError('access_denied', `client ${claims.client_id} belongs to another legal entity`);
+    if (owner !== undefined && owner !== lei) {
+      await recordRemovalRefused(ctx, request, entry);
+      throw new OAuthError('access_denied', `client ${claims.client_id} belongs to another legal entity`);
+    }
     return claims.client_id;
   }
   if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegate never removes a destination for someone');
   const person = await findUser(ctx, claims.sub);
-  if (!person || person.status !== 'active' || !(await leisOfDesks(ctx, person.desks)).has(lei)) {
+  if (!person || person.status !== 'active') throw new OAuthError('access_denied', 'the person this token was issued to is not active');
+  if (!(await leisOfDesks(ctx, person.desks)).has(lei)) {
+    await recordRemovalRefused(ctx, request, entry);
     throw new OAuthError('access_denied', `only a person of legal entity ${lei} removes from its address book`);
   }
   return person.id;
+}
+
+/** A removal refused because the caller is not of the destination's legal entity. */
+async function recordRemovalRefused(ctx: Context, request: FastifyRequest, entry: { id: string; lei: string }): Promise<void> {
+  const claims = request.admin!;
+  await ctx.audit.record({
+    type: 'transfer_destination.refused',
+    actor: claims.grant_id === undefined ? claims.client_id : claims.sub,
+    client: claims.client_id,
+    requestId: request.id,
+    decision: { allow: false, reasons: ['not_of_legal_entity'] },
+    details: { lei: entry.lei, destination: entry.id, operation: 'remove' },
+  });
 }
 
 /** The book's refusals as the API's: 404, 409, else 400. */

@@ -51,7 +51,7 @@ export const authorization: Endpoint = {
     app.get<{ Params: { '*': string } }>(`${base}/authorize/resume/*`, async (request, reply) => {
       // The session is read only when the interaction needs it (nobody logged in during it).
       const session = () => readSession(ctx, request.headers.cookie);
-      const outcome = await resumeAuthorization(ctx, request.params['*'], { session, browserId: presentedBrowserId(ctx, request) });
+      const outcome = await resumeAuthorization(ctx, request.params['*'], { session, browserId: presentedBrowserId(ctx, request), requestId: request.id });
       return sendOutcome(ctx, request, reply, outcome);
     });
   },
@@ -99,7 +99,7 @@ async function start(ctx: Context, request: FastifyRequest, reply: FastifyReply,
     // it too); Lax, because the browser arrives from the client's site by a top-level navigation.
     setCookie = serializeCookie(cookieName(browserCookieName, scope), browserId, { path: scope.path, secure: scope.secure, sameSite: 'Lax' });
   }
-  const outcome = await startAuthorization(ctx, { params, session, browserId });
+  const outcome = await startAuthorization(ctx, { params, session, browserId, requestId: request.id });
   if (setCookie && outcome.kind === 'interaction') reply.header('set-cookie', setCookie);
   return sendOutcome(ctx, request, reply, outcome);
 }

@@ -11,7 +11,8 @@ import type { KycPrincipal } from './record.ts';
 /**
  * KYC/AML at token issuance (docs/risk.md), before any policy is asked, for every grant and every
  * audience (Clearance's own included): code, not policy, so no policy set can let it through.
- * Rule 2 is asked at /bc-authorize too (`refuseSanctionedCounterparties`).
+ * Both rules are asked before anyone is asked to approve too: when /bc-authorize opens a request
+ * (src/ciba/open.ts) and before /authorize shows a person consent (src/authorization/kyc.ts).
  *
  * 1. A frozen principal gets no token at all (fail closed): the person the token is about, or the
  *    legal entity that owns the client it is about or is issued to or any client of its act chain,
@@ -38,7 +39,16 @@ export async function refuseFrozenOrSanctioned(ctx: Context, issuance: Issuance)
   await refuseSanctionedCounterparties(ctx, issuance);
 }
 
+/** Rule 1. */
 async function refuseFrozen(ctx: Context, issuance: Issuance): Promise<void> {
+  const principal = await frozenPrincipal(ctx, issuance);
+  if (!principal) return;
+  await ctx.audit.record(refusal(issuance, 'kyc-frozen', { frozen: `${principal.type}::${JSON.stringify(principal.id)}` }));
+  throw new OAuthError('invalid_grant', 'no token can be issued for this subject at present', { detail: `${principal.type} ${principal.id} is frozen` });
+}
+
+/** Rule 1's finding, recording nothing: the first frozen principal of the issuance. */
+async function frozenPrincipal(ctx: Context, issuance: Issuance): Promise<KycPrincipal | undefined> {
   const candidates: KycPrincipal[] = [];
   if (issuance.subject.type === 'User') candidates.push({ type: 'User', id: issuance.subject.id });
   const owners = new Set(issuance.subjectLeis ?? []);
@@ -51,40 +61,65 @@ async function refuseFrozen(ctx: Context, issuance: Issuance): Promise<void> {
   }
   for (const lei of owners) candidates.push({ type: 'LegalEntity', id: lei });
   for (const principal of candidates) {
-    const record = await ctx.risk.kyc.get(principal);
-    if (record?.status !== 'frozen') continue;
-    await ctx.audit.record(refusal(issuance, 'kyc-frozen', { frozen: `${principal.type}::${JSON.stringify(principal.id)}` }));
-    throw new OAuthError('invalid_grant', 'no token can be issued for this subject at present', { detail: `${principal.type} ${principal.id} is frozen` });
+    if ((await ctx.risk.kyc.get(principal))?.status === 'frozen') return principal;
   }
+  return undefined;
 }
 
 /**
- * Rule 2 on its own: also asked when a backchannel authentication request is opened
- * (src/ciba/open.ts), so that no one is asked to approve what the token endpoint would refuse.
+ * Rule 2 on its own (an address-book name screened as a request's, src/transfers/beneficiary-name.ts);
+ * with rule 1 (`refuseFrozenOrSanctioned`) also asked when a backchannel authentication request is
+ * opened (src/ciba/open.ts) and before a person is asked at /authorize (src/authorization/kyc.ts),
+ * so that no one is asked to approve what the token endpoint would refuse.
  */
 export async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance): Promise<void> {
+  const found = await refusedCounterparty(ctx, issuance.authorizationDetails);
+  if (!found) return;
+  if (found.kind === 'frozen') {
+    await ctx.audit.record(refusal(issuance, 'counterparty-kyc-frozen', { ...found.where, counterparty_lei: found.lei }));
+    throw counterpartyRefused(found.index);
+  }
+  const { hit, lei, digest } = found;
+  // Never the name (personal data, in an immutable log): where it was, the LEI, what matched.
+  const facts = { ...found.where, ...(lei !== undefined ? { counterparty_lei: lei } : {}), entry_id: hit.entry.id, list: hit.entry.list, ...(hit.entry.programme !== undefined ? { programme: hit.entry.programme } : {}), matched_on: hit.matchedOn, list_digest: digest };
+  await ctx.audit.recordWith(async (trx) => {
+    await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: issuance.subject.id, data: { ...facts, at: 'issuance', client: issuance.clientId, refused: true } }).execute();
+    return { value: undefined, events: [refusal(issuance, 'counterparty-screening', facts)] };
+  });
+  throw counterpartyRefused(found.index);
+}
+
+/**
+ * Whether `refuseFrozenOrSanctioned` would refuse the issuance, recording nothing: for a caller
+ * that only decides what to show (src/authorization/interactions.ts `nextStep`) and leaves the
+ * audited refusal to the step that answers the client.
+ */
+export async function wouldRefuseFrozenOrSanctioned(ctx: Context, issuance: Issuance): Promise<boolean> {
+  return (await frozenPrincipal(ctx, issuance)) !== undefined || (await refusedCounterparty(ctx, issuance.authorizationDetails)) !== undefined;
+}
+
+/** Where in the entries a refused counterparty is (`authorization_details`, `counterparty`). */
+type Where = { authorization_details: number; counterparty?: string };
+
+/** Rule 2's finding, recording nothing: the first counterparty frozen in Clearance's records, or listed and not cleared. */
+async function refusedCounterparty(
+  ctx: Context,
+  details: readonly AuthorizationDetail[],
+): Promise<({ kind: 'frozen'; lei: string } | { kind: 'listed'; lei?: string; hit: ScreeningHit; digest: string }) & { index: number; where: Where } | undefined> {
   const index = ctx.risk.screening.index;
-  for (const [i, detail] of issuance.authorizationDetails.entries()) {
+  for (const [i, detail] of details.entries()) {
     for (const counterparty of counterpartiesOf(detail)) {
       const { lei, subjects } = counterparty;
-      const where = { authorization_details: i, ...(counterparty.path !== undefined ? { counterparty: counterparty.path } : {}) };
-      if (lei !== undefined && (await ctx.risk.kyc.get({ type: 'LegalEntity', id: lei }))?.status === 'frozen') {
-        await ctx.audit.record(refusal(issuance, 'counterparty-kyc-frozen', { ...where, counterparty_lei: lei }));
-        throw counterpartyRefused(i);
-      }
+      const where: Where = { authorization_details: i, ...(counterparty.path !== undefined ? { counterparty: counterparty.path } : {}) };
+      if (lei !== undefined && (await ctx.risk.kyc.get({ type: 'LegalEntity', id: lei }))?.status === 'frozen') return { kind: 'frozen', lei, index: i, where };
       const hits = index ? matchAny(index, subjects) : [];
       for (const hit of hits) {
         if (lei !== undefined && (await clearedFor(ctx, lei, hit))) continue;
-        // Never the name (personal data, in an immutable log): where it was, the LEI, what matched.
-        const facts = { ...where, ...(lei !== undefined ? { counterparty_lei: lei } : {}), entry_id: hit.entry.id, list: hit.entry.list, ...(hit.entry.programme !== undefined ? { programme: hit.entry.programme } : {}), matched_on: hit.matchedOn, list_digest: index!.digest };
-        await ctx.audit.recordWith(async (trx) => {
-          await alertInsert(trx, ctx.clock, { type: 'screening.matched', subject: issuance.subject.id, data: { ...facts, at: 'issuance', client: issuance.clientId, refused: true } }).execute();
-          return { value: undefined, events: [refusal(issuance, 'counterparty-screening', facts)] };
-        });
-        throw counterpartyRefused(i);
+        return { kind: 'listed', ...(lei !== undefined ? { lei } : {}), hit, digest: index!.digest, index: i, where };
       }
     }
   }
+  return undefined;
 }
 
 /**

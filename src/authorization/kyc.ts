@@ -1,0 +1,66 @@
+import { randomUUID } from 'node:crypto';
+import type { Context } from '../context.ts';
+import { OAuthError } from '../oauth-error.ts';
+import type { Issuance } from '../policy/issuance.ts';
+import { refuseFrozenOrSanctioned, wouldRefuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
+import type { AuthorizationRequest } from './request.ts';
+import { userinfoAudience } from './scopes.ts';
+
+/**
+ * KYC/AML before a person is asked (docs/authorization.md "Refused before the person is asked"):
+ * what the token endpoint refuses whoever consents (src/risk/kyc/enforce.ts: a frozen person, a
+ * frozen firm owning the client, a counterparty of authorization_details that the screening list
+ * names or Clearance's records hold frozen — AMENDMENTS: "counterparties named in
+ * authorization_details are screened too") is refused before a consent page is shown or a code
+ * issued, with the token endpoint's error and audit (`policy.denied`; a `screening.matched` alert
+ * for a listed counterparty).
+ *
+ * Asked once the person is known — signed in already at /authorize, or after signing in during the
+ * request — never for an anonymous browser: an unauthenticated caller must not be able to probe the
+ * list or raise compliance alerts. The grant the code would be redeemed through is the audit's `via`.
+ */
+function issuanceOf(ctx: Pick<Context, 'config'>, request: AuthorizationRequest, userId: string, requestId: string): Issuance {
+  return {
+    subject: { type: 'User', id: userId },
+    clientId: request.clientId,
+    audience: request.resource ?? userinfoAudience(ctx.config.issuer),
+    scopes: request.resource !== undefined ? request.scopes : request.oidcScopes,
+    authorizationDetails: request.authorizationDetails,
+    requestId,
+    ...(request.txn !== undefined ? { txn: request.txn } : {}),
+    grantType: 'authorization_code',
+  };
+}
+
+/**
+ * The refusal, audited as at the token endpoint, for the caller to answer as an authorization
+ * error response (a redirect: the redirect_uri is established); undefined when nothing is refused.
+ */
+export async function refusalBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string, requestId: string = randomUUID()): Promise<OAuthError | undefined> {
+  try {
+    await refuseFrozenOrSanctioned(ctx, issuanceOf(ctx, request, userId, requestId));
+    return undefined;
+  } catch (error) {
+    if (error instanceof OAuthError) return asRequestError(error);
+    throw error;
+  }
+}
+
+/**
+ * The token endpoint's refusal as an authorization request's error: a frozen principal is the
+ * token endpoint's `invalid_grant`, which is no error of an authorization response (RFC 6749
+ * §4.1.2.1) nor of a backchannel authentication request (CIBA Core §13); both register
+ * `access_denied`, "the resource owner or authorization server denied the request". Anything else
+ * (invalid_authorization_details, RFC 9396 §5) passes as it is.
+ */
+export function asRequestError(error: OAuthError): OAuthError {
+  return error.error === 'invalid_grant' ? new OAuthError('access_denied', error.description, error.detail !== undefined ? { detail: error.detail } : {}) : error;
+}
+
+/**
+ * Whether `refusalBeforeAsking` would refuse, recording nothing: the people side is then told
+ * there is nothing to ask (`nextStep` → done) and /authorize/resume answers the refusal.
+ */
+export function refusedBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string): Promise<boolean> {
+  return wouldRefuseFrozenOrSanctioned(ctx, issuanceOf(ctx, request, userId, ''));
+}
