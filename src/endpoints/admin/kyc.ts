@@ -267,8 +267,12 @@ async function writeRecord(ctx: Context, request: FastifyRequest, bodyOf: typeof
   const version = givenVersion === undefined ? undefined : v.integer('version', givenVersion, { min: 0, max: Number.MAX_SAFE_INTEGER });
   if (!fields || !v.ok) throw new OAuthError('invalid_request', v.problems.map(formatProblem).join('; '));
   try {
+    // A merge patch that names no status rewrites the freeze it read (an evidence_ref corrected on a
+    // record screening froze): it does not make the administrator a holder of that freeze.
+    const namesStatus = bodyOf === putBody || (typeof request.body === 'object' && request.body !== null && Object.hasOwn(request.body, 'status'));
     const changed = await changeKycByAdmin(ctx, principal, fields, {
       actor: actorOf(request),
+      ...(namesStatus ? {} : { claimsFreeze: false }),
       requestId: request.id,
       ...(reason !== undefined ? { reason } : {}),
       ...(version !== undefined ? { expectedVersion: version } : {}),

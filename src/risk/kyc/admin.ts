@@ -21,7 +21,7 @@ export async function changeKycByAdmin(
   ctx: Pick<Context, 'audit' | 'clock' | 'risk'>,
   principal: KycPrincipal,
   fields: KycFields,
-  by: { actor: string; reason?: string; expectedVersion?: number; requestId?: string },
+  by: { actor: string; reason?: string; expectedVersion?: number; requestId?: string; claimsFreeze?: boolean },
 ): Promise<KycChanged> {
   const changed = await ctx.audit.recordWith(async (trx) => {
     // Before the matches are read: a match being recorded meanwhile is seen, or waits (lockKycPrincipal).
@@ -43,6 +43,7 @@ export async function changeKycByAdmin(
       source: 'admin',
       actor: by.actor,
       liftsFreeze: true,
+      ...(by.claimsFreeze === false ? { claimsFreeze: false } : {}),
       ...(by.reason !== undefined ? { reason: by.reason } : {}),
       ...(by.expectedVersion !== undefined ? { expectedVersion: by.expectedVersion } : {}),
       ...(by.requestId ? { requestId: by.requestId } : {}),

@@ -27,6 +27,12 @@ export interface KycChange {
    * frozen.
    */
   liftsFreeze?: boolean;
+  /**
+   * False: the change keeps `frozen` on a record frozen already only because it rewrites what it
+   * read (an administrator's merge patch that names no status), so it does not become a holder of
+   * the freeze (`frozenBy`, nextState). Default: a change that writes `frozen` holds it.
+   */
+  claimsFreeze?: boolean;
   /** apply: the declaration's canonical JSON, kept to recognise the same document next time. */
   declared?: string;
   /** Why (an administrator's or compliance's reason), for the audit event. */
@@ -172,7 +178,9 @@ function nextState(before: KycRecord | undefined, change: KycChange, updatedBy: 
     // Frozen again: what it returns to stays; newly frozen: it returns to what it was.
     const previous = wasFrozen ? before.previousStatus : before?.status;
     const screenings = change.source === 'screening' || change.source === 'compliance';
-    return { ...fields, ...(previous !== undefined ? { previousStatus: previous } : {}), ...(screenings ? heldBefore : { frozenBy: updatedBy }) };
+    // An edit that only carries the freeze it read (claimsFreeze false) leaves its holders as they were.
+    const keeps = screenings || (wasFrozen && change.claimsFreeze === false);
+    return { ...fields, ...(previous !== undefined ? { previousStatus: previous } : {}), ...(keeps ? heldBefore : { frozenBy: updatedBy }) };
   }
   if (wasFrozen && !change.liftsFreeze) return { ...fields, status: 'frozen', previousStatus: fields.status, ...heldBefore };
   return fields;

@@ -369,6 +369,34 @@ describe('a freeze of another source and a screening match', () => {
     assert.equal(thawed.statusCode, 200, thawed.body);
     assert.equal((await kycOf('ivan')).status, 'pending');
   });
+
+  test("an administrator's edit that names no status does not hold screening's freeze: clearing the match lifts it; a patch naming frozen holds it", async (t) => {
+    const { f, personToken, call, viewer, openMatches } = await decisionFixture(t, listFile(t, exampleList).path);
+    const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const compliance = await personToken('cora');
+    const kycOf = async (username: string) => (await call('GET', `/admin/kyc/users/${username}`, viewer)).json() as Record<string, unknown>;
+    const patch = (username: string, body: unknown) =>
+      f.inject({ method: 'PATCH', url: `/admin/kyc/users/${username}`, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify(body) });
+    const clear = async (entry: string) => {
+      const id = (await openMatches()).find((m) => m.entry_id === entry)!.id as string;
+      const response = await call('POST', `/admin/screening/matches/${id}/decision`, compliance, { decision: 'clear', reason: 'namesake' });
+      assert.equal(response.statusCode, 200, response.body);
+    };
+
+    // Both frozen by their hits at apply. hans's evidence is corrected: screening alone still holds his freeze.
+    const corrected = await patch('hans', { evidence_ref: 'IDV-CASE-2000' });
+    assert.equal(corrected.statusCode, 200, corrected.body);
+    assert.equal(corrected.json().frozen_by, undefined, 'an edit is no freeze of its own');
+    await clear('SAN-0004');
+    assert.equal((await kycOf('hans')).status, 'verified', "clearing the match lifts screening's freeze");
+
+    // ivan: the administrator says frozen, explicitly: that freeze is theirs and stays.
+    const claimed = await patch('ivan', { status: 'frozen', reason: 'court order' });
+    assert.equal(claimed.statusCode, 200, claimed.body);
+    assert.equal(claimed.json().frozen_by, 'admin:admin-ops');
+    await clear('SAN-0001');
+    assert.equal((await kycOf('ivan')).status, 'frozen');
+  });
 });
 
 describe('counterparty screening at issuance', () => {
