@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.ts';
 
 /**
@@ -55,16 +55,18 @@ export async function recordUse(db: Kysely<Database>, account: string, key: stri
     .onConflict((oc) => oc.columns(['account', 'destination_key']).doNothing())
     .executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) > 0) return true;
+  // One statement for a use seen before (the common case on the token path): the last use moves
+  // on, and the first too when the stored uses no longer count. A first use at this very
+  // millisecond by another request reads as first here too: both then ask the hold (stricter).
+  const from = countsFrom(now, since);
   const renewed = await db
     .updateTable('transfer_destination_uses')
-    .set({ first_used_at: now, last_used_at: now })
+    .set({ first_used_at: sql<number>`case when last_used_at < ${from} then ${now} else first_used_at end`, last_used_at: now })
     .where('account', '=', account)
     .where('destination_key', '=', key)
-    .where('last_used_at', '<', countsFrom(now, since))
+    .returning('first_used_at')
     .executeTakeFirst();
-  if (Number(renewed.numUpdatedRows) > 0) return true;
-  await db.updateTable('transfer_destination_uses').set({ last_used_at: now }).where('account', '=', account).where('destination_key', '=', key).execute();
-  return false;
+  return renewed !== undefined && Number(renewed.first_used_at) === now;
 }
 
 /** Takes back a first use recorded at `at` (its issuance was refused after enforcement). */
