@@ -39,7 +39,7 @@ import { mergedStepUp, stepUpCompletedEvent, stepUpMet, stepUpOf, stepUpRequeste
 import { maybePruneAuthorizationState } from './pruning.ts';
 import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
 import { startTxn } from '../transactions/txn.ts';
-import { refusalBeforeAsking } from './kyc.ts';
+import { refusalBeforeAsking, refusedBeforeAsking } from './kyc.ts';
 
 /**
  * The authorization endpoint's protocol (RFC 6749 §4.1, OIDC Core §3.1.2, RFC 9126 §4, RFC 9101),
@@ -75,7 +75,7 @@ export interface AuthorizeInput {
  *    (invalid_request_uri / invalid_request);
  * 3. otherwise the request's parameters, or its signed request object (RFC 9101) — errors before
  *    redirect_uri is validated are pages, after it redirects; a client that must use PAR is refused;
- * 4. a signed-in person: what the token endpoint would refuse whoever consents — a frozen person
+ * 4. a signed-in person the session acts for (not one sent to sign in again): what the token endpoint would refuse whoever consents — a frozen person
  *    or client firm (access_denied; the token endpoint's invalid_grant is no authorization error), a counterparty of authorization_details listed or frozen
  *    (invalid_authorization_details) — is refused now, audited as there (./kyc.ts); nobody is asked;
  * 5. `prompt=none`: the session must suffice — else login_required / consent_required (OIDC Core §3.1.2.6);
@@ -104,21 +104,25 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
     return asOutcome(ctx, error);
   }
   const authentication = await session;
-  if (authentication) {
-    const refused = await refusalBeforeAsking(ctx, request, authentication.userId, input.requestId);
-    if (refused) return created ? endInteraction(ctx, created, [], refused) : respondError(ctx, request, refused);
-  }
 
   const now = epochSeconds(ctx.clock);
-  const [grant, demanded] = await Promise.all([
+  const [grant, demanded, wouldRefuse] = await Promise.all([
     authentication ? findActiveGrant(ctx, authentication.userId, request.clientId) : undefined,
     authenticationDemands(ctx, request, authentication),
+    // Step 4's question, asked beside the reads it does not depend on (the person's KYC record is cached).
+    authentication ? refusedBeforeAsking(ctx, request, authentication.userId) : false,
   ]);
   // OIDC Core §5.5.1.1: an essential acr no level of Clearance's meets is a failed authentication.
   if (!demanded.ok) return respondError(ctx, request, unmetRequirements());
   // Approving an order is done on the consent page, each time (a remembered grant never stands in for it).
   const approval = authentication ? approvalNeed(demanded, request, null) : undefined;
   const need = needs({ request, authentication, freshLogin: false, required: requirementOf(demanded.demands), grant, approvedHere: false, ...(approval ? { approval } : {}), now });
+  // Step 4, for the person this session would act as: not when they are sent to sign in (again,
+  // perhaps as someone else: prompt=login, max_age, a hint naming another) — resume asks it then.
+  if (wouldRefuse && need.step !== 'login') {
+    const refused = await refusalBeforeAsking(ctx, request, authentication!.userId, input.requestId);
+    if (refused) return created ? endInteraction(ctx, created, [], refused) : respondError(ctx, request, refused);
+  }
   if (request.prompt.includes('none')) {
     // OIDC Core §3.1.2.6: with prompt=none the OP MUST NOT display any UI; it returns an error instead.
     if (need.step === 'login') return respondError(ctx, request, new OAuthError('login_required', 'the person must log in'));

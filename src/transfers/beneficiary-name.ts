@@ -15,8 +15,8 @@ import { isTransfer } from './detail.ts';
 /**
  * Whether a request's beneficiary name is the book's: compared as screening compares names
  * (src/risk/screening/normalize.ts `nameTokens`: invisible characters, NFKC, case, diacritics,
- * punctuation and look-alike letters folded; word order ignored) — every word kept, a legal form
- * included (`Example Ltd` is not `Example GmbH`: possibly another firm, refused, fail closed). A name
+ * punctuation and look-alike letters folded; word order ignored, a word repeated counted once) —
+ * every word kept, a legal form included (`Example Ltd` is not `Example GmbH`: possibly another firm, refused, fail closed). A name
  * with no word left matches nothing.
  */
 export function sameBeneficiary(requested: string, booked: string): boolean {

@@ -546,4 +546,13 @@ describe('what the token endpoint would refuse, refused before the person is ask
     assert.deepEqual(denied.map((e) => [e.subject, e.client, e.details!.frozen, e.details!.via]), [1, 2, 3].map(() => [person.userId, 'web-app', `User::${JSON.stringify(person.userId)}`, 'authorization_code']));
     assert.equal((await f.auditEvents('code.issued')).length, 0);
   });
+
+  test('a frozen session holder sent to sign in again (prompt=login) is not refused for whoever signs in next: the check waits for the sign-in', async (t) => {
+    const f = await codeFlowFixture(t);
+    const person = await f.signIn('alice');
+    await changeKycByAdmin(f.ctx, { type: 'User', id: person.userId }, { status: 'frozen' }, { actor: 'admin-ops', reason: 'test' });
+    const again = await f.authorize(f.request('web-app', { prompt: 'login' }), { cookie: person.cookie });
+    assert.match(String(again.response.headers.location), /\/interaction\//, 'the sign-in page, not a refusal naming the session holder');
+    assert.deepEqual((await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('kyc-frozen')), []);
+  });
 });
