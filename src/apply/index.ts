@@ -9,6 +9,7 @@ import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { readResourceServer, type ResourceServer } from '../resource-servers/definition.ts';
 import { Validator, controlCharacterProblems, type Problem } from '../validation.ts';
 import { decidePassword, readUserEntry, upsertUser, type PasswordDecision, type UserEntry } from '../identity/users.ts';
+import { guardedRolesAdded, isGuardedRole } from '../identity/roles.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { executeMandate, planMandates, type PlannedMandate } from '../mandates/apply.ts';
 import { readMandateEntry } from '../mandates/terms.ts';
@@ -350,6 +351,27 @@ export class DestinationChangeByPerson extends ApplyRefusedError {}
  */
 export class PolicyActivationThroughApply extends ApplyRefusedError {}
 
+/**
+ * A person given a guarded role (src/identity/roles.ts `guardedRoles`: a created person holding
+ * one, or a person not holding it now) by a write through the admin API — a PUT or PATCH of
+ * /admin/users/{username} or a POST /admin/apply document: refused whole, nothing written — the
+ * admin API answers 403 access_denied. One administrator could otherwise make people they control
+ * into both halves of a four-eyes rule; a guarded role is asked for at POST
+ * /admin/users/{username}/role-grants and given when a second person approves (docs/approvals.md
+ * `role_grant`). Removing one, and keeping the roles a person holds, pass.
+ */
+export class RoleGrantThroughApi extends ApplyRefusedError {
+  readonly username: string;
+  readonly userId: string | undefined;
+  readonly role: string;
+  constructor(username: string, userId: string | undefined, role: string) {
+    super(`users: ${username}: the role ${role} is given only with a second person's approval: ask at POST /admin/users/${username}/role-grants (docs/approvals.md); nothing was applied`);
+    this.username = username;
+    this.userId = userId;
+    this.role = role;
+  }
+}
+
 /** Prune would disable more of a kind than the safety rule allows; nothing was written. */
 export class PruneRefusedError extends ApplyRefusedError {
   readonly refusals: PruneRefusal[];
@@ -491,6 +513,7 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
       result.changes.push({ kind: 'client', id: client.client_id, outcome });
       if (secret) result.secrets[client.client_id] = secret;
     }
+    await refuseRoleGrantThroughApi(trx, plan.users, source);
     for (const [i, user] of plan.users.entries()) {
       // A lock, disable or password reset ends the person's tokens; its event commits with it.
       const upserted = await upsertUser(trx, now, user, passwords[i]!, source);
@@ -548,6 +571,21 @@ async function refuseActivationThroughApi(trx: Transaction<Database>, policies: 
   const version = activating.find((p) => p.version !== current?.version)?.version;
   if (version !== undefined) {
     throw new PolicyActivationThroughApply(`policies: version ${version} is activated by a second person at POST /admin/policies/${version}/activate, not by an apply document (its approver is only text); nothing was applied`);
+  }
+}
+
+/**
+ * Segregation of duties (docs/approvals.md `role_grant`): through the admin API no write adds a
+ * guarded role to a person — one created holding it, or one not holding it now, read in the
+ * write's transaction. Checked inside the write, so the plan (a dry run) and the apply refuse alike.
+ */
+async function refuseRoleGrantThroughApi(trx: Transaction<Database>, users: readonly UserEntry[], source: ApplySource): Promise<void> {
+  if (source.via !== 'admin-api') return;
+  for (const user of users) {
+    if (!user.roles?.some(isGuardedRole)) continue;
+    const existing = await trx.selectFrom('users').select(['id', 'roles']).where('username', '=', user.username).executeTakeFirst();
+    const [added] = guardedRolesAdded(existing ? (JSON.parse(existing.roles) as string[]) : [], user.roles);
+    if (added !== undefined) throw new RoleGrantThroughApi(user.username, existing?.id, added);
   }
 }
 

@@ -12,7 +12,8 @@ import type { ApprovalDecision, ApprovalRequest, ApproverProof } from './request
  * activation (`break_glass`), the release of a legal hold (`hold_release`), the issuance of a
  * certificate whose profile needs approval (`certificate_issue`), an agent's model version
  * (`model_approval`), a change of a transfer address book (`transfer_destination`), the revocation
- * of a compromised signing key (`key_compromise`). The decision itself — independence, the level of the proof, single
+ * of a compromised signing key (`key_compromise`), the grant of a guarded role to a person
+ * (`role_grant`). The decision itself — independence, the level of the proof, single
  * decisions, counting to the required number, expiry — is one rule for every kind
  * (src/approvals/requests.ts `decideApprovalRequest`); a kind adds who else may decide and what
  * happens when the request settles. Each kind lives in its own module and is listed in
@@ -63,8 +64,8 @@ export interface ApprovalKind {
   afterSettled?(ctx: KindContext, request: ApprovalRequest, outcome: 'approved' | 'denied'): void;
 }
 
-export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_release' | 'certificate_issue' | 'model_approval' | 'transfer_destination' | 'key_compromise';
-export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue', 'model_approval', 'transfer_destination', 'key_compromise'];
+export type ApprovalKindName = 'ciba' | 'recovery' | 'break_glass' | 'hold_release' | 'certificate_issue' | 'model_approval' | 'transfer_destination' | 'key_compromise' | 'role_grant';
+export const approvalKindNames: readonly ApprovalKindName[] = ['ciba', 'recovery', 'break_glass', 'hold_release', 'certificate_issue', 'model_approval', 'transfer_destination', 'key_compromise', 'role_grant'];
 
 export type KindContext = Context;
 

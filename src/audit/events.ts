@@ -125,6 +125,13 @@ export const auditEventTypes = [
   // (and legal entity), naming the grants and mandates the new position no longer allows.
   'user.offboarded',
   'user.moved',
+  // A guarded role (src/identity/roles.ts `guardedRoles`) given with a second person's approval
+  // (src/identity/role-grants.ts, approval kind `role_grant`): the role, the grantee, who asked and
+  // who approved; and a grant refused — a caller the role-grants endpoint does not accept, a PUT,
+  // PATCH or apply document through the admin API that would have added one, or an approved grant
+  // the person's record no longer allows (each with its reason).
+  'user.role_granted',
+  'user.role_grant_refused',
   // Identity brokering (src/federation/upstream): a sign-in through an upstream identity provider is a
   // `user.login_succeeded` with method `upstream` and its source of assurance; a person provisioned
   // at their first such sign-in, an upstream identity linked to an existing person by an

@@ -48,6 +48,7 @@ import { authorizationDetailsSchemas } from '../endpoints/authorization-details-
 import { auditEvidence } from '../endpoints/audit-evidence/index.ts';
 import { counterpartyEvidence } from '../endpoints/evidence-counterparty/index.ts';
 import { adminRecovery } from '../endpoints/admin/recovery.ts';
+import { adminRoleGrants } from '../endpoints/admin/role-grants.ts';
 import { recovery } from '../endpoints/recovery/index.ts';
 import { adminBreakGlass } from '../endpoints/break-glass/index.ts';
 import { adminAlerts } from '../endpoints/alerts/index.ts';
@@ -80,7 +81,7 @@ declare module 'fastify' {
 }
 
 /** Every endpoint the server exposes, in registration order. */
-export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, adminErasure, adminTransferDestinations, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, auditEvidence, counterpartyEvidence, scim, consoleEndpoint, authorizationDetailsSchemas];
+export const endpoints: readonly Endpoint[] = [] = [health, jwks, token, introspection, revocation, registration, admin, adminApply, audit, adminUsers, assets, interaction, authorization, pushedAuthorization, backchannelAuthentication, userinfo, logout, brokerLogout, brokerJwks, adminGrants, account, adminMandates, adminEntities, accessEvaluation, adminRecovery, adminRoleGrants, recovery, adminBreakGlass, adminAlerts, adminApprovals, adminRisk, metrics, adminKyc, adminPartners, kycWebhooks, adminHolds, adminErasure, adminTransferDestinations, auditActivity, adminKeys, adminAccessReview, adminPolicies, auditStatus, sharedSignals, pki, agentCredentials, adminAgents, evidence, auditEvidence, counterpartyEvidence, scim, consoleEndpoint, authorizationDetailsSchemas];
 
 /**
  * Builds the HTTP application (not listening); `inject` it in tests or `listen` it in the server.

@@ -38,3 +38,29 @@ export function roleConflict(roles: readonly string[]): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The roles a person is given only with a second person's approval through the admin API
+ * (segregation of duties, docs/approvals.md `role_grant`): the privileged roles above, and
+ * `compliance`, which decides screening matches, erasures and the release of legal holds. A PUT
+ * or PATCH of /admin/users/{username} or a POST /admin/apply document that would add one to a
+ * person is refused (src/apply/index.ts); a person holding `admin` asks at POST
+ * /admin/users/{username}/role-grants and another approves. The CLI (the operator holding the
+ * database) gives them as before. This list is the one place that says which roles those are.
+ */
+export const guardedRoles = [...privilegedRoles, 'compliance'] as const;
+
+export type GuardedRole = (typeof guardedRoles)[number];
+
+/** Whether giving this role needs a second person's approval through the admin API. */
+export function isGuardedRole(role: string): role is GuardedRole {
+  return (guardedRoles as readonly string[]).includes(role);
+}
+
+/** The guarded roles in `after` that `before` does not hold (empty: the change adds none). */
+export function guardedRolesAdded(before: readonly string[], after: readonly string[]): GuardedRole[] {
+  return guardedRoles.filter((role) => after.includes(role) && !before.includes(role));
+}
+
+/** The role whose holders ask for, and approve, the grant of a guarded role (src/identity/role-grants.ts). */
+export const roleGrantRole = 'admin';

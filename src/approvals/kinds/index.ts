@@ -7,6 +7,7 @@ import { holdReleaseKind } from './hold-release.ts';
 import { recoveryKind } from './recovery.ts';
 import { transferDestinationKind } from './transfer-destination.ts';
 import { keyCompromiseKind } from './key-compromise.ts';
+import { roleGrantKind } from './role-grant.ts';
 
 /**
  * Every kind of request a second person approves, by name (src/approvals/kinds.ts). A request of a
@@ -21,6 +22,7 @@ export const approvalKinds: Partial<Record<ApprovalKindName, ApprovalKind>> = {
   model_approval: modelApprovalKind,
   transfer_destination: transferDestinationKind,
   key_compromise: keyCompromiseKind,
+  role_grant: roleGrantKind,
 };
 
 /** The kind of a request, or undefined when this server does not know it. */

@@ -1,6 +1,7 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { ApplyRefusedError, DestinationChangeByPerson, PolicyActivationThroughApply, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { ApplyRefusedError, DestinationChangeByPerson, PolicyActivationThroughApply, RoleGrantThroughApi, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { recordRoleGrantRefusal } from '../../identity/role-grants.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
 import { protectedOperation, queryParams, type JsonSchema } from '../../http/api-operation.ts';
@@ -31,7 +32,10 @@ const documentLimit = 5 * 1024 * 1024;
  * a destination at POST /admin/transfer-destinations (docs/transfers.md "In apply"). A document
  * that would activate a policy set (`active: true` on a version not active now) is 403
  * access_denied too, whatever the token: its `approver` is only text, so the caller would be both
- * people of the four eyes; a person activates it at POST /admin/policies/{version}/activate.
+ * people of the four eyes; a person activates it at POST /admin/policies/{version}/activate. A
+ * document that would give a person a guarded role (src/identity/roles.ts `guardedRoles`) is 403
+ * access_denied as well, whatever the token, the dry run too, recorded as `user.role_grant_refused`:
+ * a second administrator approves it at POST /admin/users/{username}/role-grants.
  */
 export const adminApply: Endpoint = {
   register(app, ctx) {
@@ -91,6 +95,10 @@ export const adminApply: Endpoint = {
           reply.header('cache-control', 'no-store');
           return { document_digest: digest, dry_run: false, changes: result.changes.filter((c) => c.outcome !== 'unchanged'), unchanged: result.changes.filter((c) => c.outcome === 'unchanged').length, client_secrets: result.secrets };
         } catch (error) {
+          if (error instanceof RoleGrantThroughApi) {
+            await recordRoleGrantRefusal(ctx, { actor: claims.sub, client: claims.client_id, ...(error.userId ? { subject: error.userId } : {}), role: error.role, reason: 'not_through_admin_api', via: 'apply', requestId: request.id });
+            throw new OAuthError('access_denied', error.message);
+          }
           if (error instanceof DestinationChangeByPerson || error instanceof PolicyActivationThroughApply) throw new OAuthError('access_denied', error.message);
           if (!(error instanceof ApplyRefusedError)) throw error;
           throw new OAuthError('invalid_request', error.message, { status: 409 });

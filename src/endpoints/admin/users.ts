@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
-import { ApplyRefusedError, executeApply, planApply } from '../../apply/index.ts';
+import { ApplyRefusedError, RoleGrantThroughApi, executeApply, planApply } from '../../apply/index.ts';
+import { recordRoleGrantRefusal } from '../../identity/role-grants.ts';
 import type { Context } from '../../context.ts';
 import { deleteUser, signOutEverywhere } from '../../identity/lifecycle.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams } from '../../http/api-operation.ts';
@@ -45,6 +46,12 @@ import { credentialsHeld, heldCredentialsProblem } from '../../lifecycle/credent
  * a PUT or PATCH that gives them a `password` or `password_hash` — re-activating them or not — and
  * a link of an upstream identity to them are refused, 400 invalid_request naming the recovery;
  * re-activating them (`status: active`) is not: they come back holding nothing.
+ *
+ * A PUT or PATCH that gives a person a guarded role (src/identity/roles.ts `guardedRoles`: created
+ * holding it, or not holding it now) is refused whole, 403 access_denied naming POST
+ * /admin/users/{username}/role-grants, where a second administrator approves it
+ * (./role-grants.ts); recorded as `user.role_grant_refused`. Removing one, or keeping the roles a
+ * person holds, passes.
  */
 export const adminUsers: Endpoint = {
   register(app, ctx) {
@@ -248,6 +255,12 @@ async function writeUser(ctx: Context, request: FastifyRequest<{ Params: { usern
   try {
     result = await executeApply(ctx, plan, { actor: request.admin!.client_id, via: 'admin-api' });
   } catch (error) {
+    // A guarded role is given only with a second person's approval (POST …/role-grants): 403, on the record.
+    if (error instanceof RoleGrantThroughApi) {
+      const claims = request.admin!;
+      await recordRoleGrantRefusal(ctx, { actor: claims.sub, client: claims.client_id, ...(error.userId ? { subject: error.userId } : {}), role: error.role, reason: 'not_through_admin_api', via: 'users', requestId: request.id });
+      throw new OAuthError('access_denied', error.message);
+    }
     // The same rule, met in the write's transaction (a hold that landed since the check above).
     if (error instanceof ApplyRefusedError) throw new OAuthError('invalid_request', error.message);
     throw error;
