@@ -1,9 +1,7 @@
-import { epochSeconds } from '../../clock.ts';
 import { holdReleaseRole, settleHoldRelease, type HoldReleaseContent } from '../../audit/hold-release.ts';
 import { acr } from '../../identity/acr.ts';
-import { findUser } from '../../identity/users.ts';
 import type { ApprovalKind } from '../kinds.ts';
-import { maxProofAgeSeconds } from './break-glass.ts';
+import { freshHolderOf } from './fresh-holder.ts';
 
 /**
  * The release of a legal hold (src/audit/hold-release.ts, docs/audit.md "Legal hold"): approved
@@ -18,13 +16,7 @@ export const holdReleaseKind: ApprovalKind = {
   approverAcr: acr.phishingResistant,
   // Nobody approves as the subject of a release (`subjectMustApprove` is false).
   subjectAcr: acr.phishingResistantHardware,
-  async eligible(ctx, _request, approver, proof) {
-    const person = await findUser(ctx, approver.userId);
-    if (!person || person.status !== 'active') return 'not an active person';
-    if (!person.roles.includes(holdReleaseRole)) return `not a holder of ${holdReleaseRole}`;
-    if (proof.method === 'token' && epochSeconds(ctx.clock) - proof.authTime > maxProofAgeSeconds) return 'authentication not fresh (more than 5 minutes old)';
-    return undefined;
-  },
+  eligible: freshHolderOf(holdReleaseRole),
   describe(request) {
     const content = request.content as unknown as HoldReleaseContent;
     const hold = content.hold;

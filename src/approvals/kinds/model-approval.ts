@@ -1,9 +1,7 @@
-import { epochSeconds } from '../../clock.ts';
 import { afterModelApproval, modelRiskRole, settleModelApproval } from '../../agents/models.ts';
 import { acr } from '../../identity/acr.ts';
-import { findUser } from '../../identity/users.ts';
 import type { ApprovalKind } from '../kinds.ts';
-import { maxProofAgeSeconds } from './break-glass.ts';
+import { freshHolderOf } from './fresh-holder.ts';
 
 /**
  * A model version bound to an agent (src/agents/models.ts, docs/agents.md): approved by one person
@@ -15,13 +13,7 @@ export const modelApprovalKind: ApprovalKind = {
   name: 'model_approval',
   approverAcr: acr.phishingResistant,
   subjectAcr: acr.phishingResistantHardware,
-  async eligible(ctx, _request, approver, proof) {
-    const person = await findUser(ctx, approver.userId);
-    if (!person || person.status !== 'active') return 'not an active person';
-    if (!person.roles.includes(modelRiskRole)) return `not a holder of ${modelRiskRole}`;
-    if (proof.method === 'token' && epochSeconds(ctx.clock) - proof.authTime > maxProofAgeSeconds) return 'authentication not fresh (more than 5 minutes old)';
-    return undefined;
-  },
+  eligible: freshHolderOf(modelRiskRole),
   describe(request) {
     const c = request.content;
     return {

@@ -1,10 +1,8 @@
-import { epochSeconds } from '../../clock.ts';
 import { acr } from '../../identity/acr.ts';
 import { settleRoleGrant, type RoleGrantContent } from '../../identity/role-grants.ts';
 import { roleGrantRole } from '../../identity/roles.ts';
-import { findUser } from '../../identity/users.ts';
 import type { ApprovalKind } from '../kinds.ts';
-import { maxProofAgeSeconds } from './break-glass.ts';
+import { freshHolderOf } from './fresh-holder.ts';
 
 /**
  * The grant of a guarded role to a person (src/identity/role-grants.ts, docs/approvals.md
@@ -19,13 +17,7 @@ export const roleGrantKind: ApprovalKind = {
   approverAcr: acr.phishingResistant,
   // Nobody approves as the subject of a grant (`subjectMustApprove` is false).
   subjectAcr: acr.phishingResistantHardware,
-  async eligible(ctx, _request, approver, proof) {
-    const person = await findUser(ctx, approver.userId);
-    if (!person || person.status !== 'active') return 'not an active person';
-    if (!person.roles.includes(roleGrantRole)) return `not a holder of ${roleGrantRole}`;
-    if (proof.method === 'token' && epochSeconds(ctx.clock) - proof.authTime > maxProofAgeSeconds) return 'authentication not fresh (more than 5 minutes old)';
-    return undefined;
-  },
+  eligible: freshHolderOf(roleGrantRole),
   describe(request, people) {
     const content = request.content as unknown as RoleGrantContent;
     return {
