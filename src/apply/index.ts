@@ -9,7 +9,6 @@ import { builtinResourceServers } from '../resource-servers/builtins.ts';
 import { readResourceServer, type ResourceServer } from '../resource-servers/definition.ts';
 import { Validator, controlCharacterProblems, type Problem } from '../validation.ts';
 import { decidePassword, readUserEntry, upsertUser, type PasswordDecision, type UserEntry } from '../identity/users.ts';
-import { guardedRolesAdded, isGuardedRole } from '../identity/roles.ts';
 import type { AuditEvent } from '../audit/events.ts';
 import { executeMandate, planMandates, type PlannedMandate } from '../mandates/apply.ts';
 import { readMandateEntry } from '../mandates/terms.ts';
@@ -513,7 +512,6 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
       result.changes.push({ kind: 'client', id: client.client_id, outcome });
       if (secret) result.secrets[client.client_id] = secret;
     }
-    await refuseRoleGrantThroughApi(trx, plan.users, source);
     for (const [i, user] of plan.users.entries()) {
       // A lock, disable or password reset ends the person's tokens; its event commits with it.
       const upserted = await upsertUser(trx, now, user, passwords[i]!, source);
@@ -571,21 +569,6 @@ async function refuseActivationThroughApi(trx: Transaction<Database>, policies: 
   const version = activating.find((p) => p.version !== current?.version)?.version;
   if (version !== undefined) {
     throw new PolicyActivationThroughApply(`policies: version ${version} is activated by a second person at POST /admin/policies/${version}/activate, not by an apply document (its approver is only text); nothing was applied`);
-  }
-}
-
-/**
- * Segregation of duties (docs/approvals.md `role_grant`): through the admin API no write adds a
- * guarded role to a person — one created holding it, or one not holding it now, read in the
- * write's transaction. Checked inside the write, so the plan (a dry run) and the apply refuse alike.
- */
-async function refuseRoleGrantThroughApi(trx: Transaction<Database>, users: readonly UserEntry[], source: ApplySource): Promise<void> {
-  if (source.via !== 'admin-api') return;
-  for (const user of users) {
-    if (!user.roles?.some(isGuardedRole)) continue;
-    const existing = await trx.selectFrom('users').select(['id', 'roles']).where('username', '=', user.username).executeTakeFirst();
-    const [added] = guardedRolesAdded(existing ? (JSON.parse(existing.roles) as string[]) : [], user.roles);
-    if (added !== undefined) throw new RoleGrantThroughApi(user.username, existing?.id, added);
   }
 }
 

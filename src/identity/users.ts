@@ -11,7 +11,8 @@ import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecyc
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
 import { kycStatuses, readKycFields, type KycFields } from '../risk/kyc/record.ts';
 import { credentialsHeld, heldCredentialsProblem } from '../lifecycle/credential-hold.ts';
-import { roleConflict } from './roles.ts';
+import { guardedRolesAdded, roleConflict } from './roles.ts';
+import { isPostgres } from '../audit/dialect.ts';
 import { dateOfBirthPattern } from '../risk/screening/normalize.ts';
 
 /** A person, as other components see them. The password hash never leaves this module's store. */
@@ -353,7 +354,17 @@ export async function upsertUser(
   password: PasswordDecision,
   by: { actor: string; via?: string } = { actor: 'clearance' },
 ): Promise<UserUpsert> {
-  const existing = await trx.selectFrom('users').selectAll().where('username', '=', entry.username).executeTakeFirst();
+  // Locked on PostgreSQL: the rules below compare the entry with this row, so nothing may change or
+  // delete it before the write (a DELETE racing a PUT would otherwise make the PUT a creation).
+  const read = trx.selectFrom('users').selectAll().where('username', '=', entry.username);
+  const existing = await (isPostgres(trx) ? read.forUpdate() : read).executeTakeFirst();
+  // Through the admin API no write gives a person a guarded role (a second administrator approves
+  // it: src/identity/role-grants.ts), judged against the row this write changes, or creates.
+  const added = by.via === 'admin-api' ? guardedRolesAdded(existing ? (JSON.parse(existing.roles) as string[]) : [], entry.roles ?? []) : [];
+  if (added.length > 0) {
+    const { RoleGrantThroughApi } = await import('../apply/index.ts');
+    throw new RoleGrantThroughApi(entry.username, existing?.id, added[0]!);
+  }
   const conflict = roleConflict(entry.roles ?? []);
   // Checked again here, whatever read the entry: roles that would give one person both halves of
   // a recovery are never written (a person holding them from before keeps them until changed).
