@@ -197,6 +197,9 @@ export const auditEventTypes = [
   // A closing of a review refused because the closer requested or approved the activation (the
   // reviewer must be independent of it).
   'break_glass.review_refused',
+  // A break-glass request, stand-down or review closing refused because the token is no person's
+  // own (a client's, or a delegate's `act`): reason `client_token` / `delegated_token`.
+  'break_glass.refused',
   // CIBA ping mode (src/ciba/notify.ts, CIBA Core §10.2): the client's notification endpoint was
   // told that a settled request's tokens are ready, or every attempt failed (the client may poll).
   'ciba.notified',

@@ -114,6 +114,9 @@ describe('the approvals admin API', () => {
     assertOAuthError(await call(f, token, 'GET', '/admin/approvals'), 403, 'access_denied');
     assertOAuthError(await call(f, token, 'POST', `/admin/approvals/${request.id}/decision`, { decision: 'approve' }), 403, 'access_denied');
     assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'pending');
+    // Both refusals are on the record: a client holding approvals:decide is worth seeing.
+    const refused = (await f.auditEvents('approval.refused')).filter((e) => e.decision!.reasons[0] === 'client_token');
+    assert.deepEqual(refused.map((e) => [e.client, e.txn ?? null]), [['approvals-bot', null], ['approvals-bot', request.id]]);
   });
 
   test('refuses a person’s token without the approvals:decide scope with 403 insufficient_scope', async (t) => {

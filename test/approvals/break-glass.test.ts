@@ -318,6 +318,11 @@ describe('the break-glass admin API', () => {
     assert.equal((await post(`/admin/break-glass/activations/${id}/end`, await f.personToken('eng', 'admin:write'), {})).statusCode, 204);
     const delegatedComp = await f.personToken('comp', 'reviews:close', acr.phishingResistant, onBehalf);
     assertOAuthError(await post(`/admin/break-glass/reviews/${id}/close`, delegatedComp, { note: 'fine' }), 403, 'access_denied');
+    // Each refusal of a delegate is on the record, with what it tried.
+    assert.deepEqual(
+      (await f.auditEvents('break_glass.refused')).map((e) => [e.decision!.reasons[0], e.details!.operation, e.details!.target]),
+      [['delegated_token', 'request', 'bg-admin'], ['delegated_token', 'end', id], ['delegated_token', 'close_review', id]],
+    );
 
     // cc approved the activation: cc's review is refused, and recorded.
     const ccToken = await f.personToken('cc', 'reviews:close');

@@ -141,8 +141,22 @@ export const adminApprovals: Endpoint = {
 /** The person behind the admin token (rule 2), with the token's claims. */
 async function personOf(ctx: Context, request: FastifyRequest): Promise<{ user: User; claims: AccessTokenClaims }> {
   const claims = request.admin!;
-  if (claims.grant_id === undefined || claims.auth_time === undefined) throw new OAuthError('access_denied', "the approvals API needs a person's own token, not a client's");
-  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegated token cannot decide approvals');
+  // A token holding approvals:decide that no person stands behind is worth seeing: each refusal is recorded.
+  const refuse = async (reason: 'client_token' | 'delegated_token', description: string): Promise<never> => {
+    const id = (request.params as { id?: string } | undefined)?.id;
+    await ctx.audit.record({
+      type: 'approval.refused',
+      requestId: request.id,
+      actor: claims.sub ?? claims.client_id,
+      client: claims.client_id,
+      ...(id !== undefined ? { txn: id } : {}),
+      decision: { allow: false, reasons: [reason] },
+      details: { method: 'token', operation: `${request.method} ${request.routeOptions.url ?? ''}`, ...(id !== undefined ? { request_id: id } : {}) },
+    });
+    throw new OAuthError('access_denied', description);
+  };
+  if (claims.grant_id === undefined || claims.auth_time === undefined) return refuse('client_token', "the approvals API needs a person's own token, not a client's");
+  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot decide approvals');
   const user = await findUser(ctx, claims.sub);
   if (!user || user.status !== 'active') throw new OAuthError('access_denied', 'the person of this token may not decide approvals');
   return { user, claims };

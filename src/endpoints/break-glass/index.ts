@@ -53,7 +53,7 @@ export const adminBreakGlass: Endpoint = {
       body: objectBody({ reason: { type: 'string', description: 'why, 1 to 500 characters' } }, ['reason']),
       success: { status: 201, description: 'The approval request: its id, status, required approvals and expiry' },
     }), async (request, reply) => {
-      const person = personOf(request);
+      const person = await personOf(ctx, request, 'request');
       const reason = (request.body as { reason?: unknown } | undefined)?.reason;
       if (typeof reason !== 'string') throw new OAuthError('invalid_request', 'reason is required');
       const outcome = await requestActivation(ctx, { account: request.params.account, requester: person, reason, httpRequestId: request.id });
@@ -80,7 +80,7 @@ export const adminBreakGlass: Endpoint = {
       params: activation,
       success: { status: 204, description: 'Ended' },
     }), async (request, reply) => {
-      const person = personOf(request);
+      const person = await personOf(ctx, request, 'end');
       const activation = await findActivation(ctx.storage.db, request.params.id);
       if (!activation) throw new OAuthError('not_found', 'no such activation');
       if (!(await mayStandDown(ctx, person, activation))) throw new OAuthError('access_denied', 'only the requester or a custodian of the account may end an activation');
@@ -106,7 +106,7 @@ export const adminBreakGlass: Endpoint = {
       params: activation,
       body: objectBody({ note: { type: 'string', description: 'what was reviewed, 1 to 2000 characters' } }, ['note']),
     }), async (request) => {
-      const person = personOf(request);
+      const person = await personOf(ctx, request, 'close_review');
       const note = (request.body as { note?: unknown } | undefined)?.note;
       if (typeof note !== 'string') throw new OAuthError('invalid_request', 'note is required');
       const outcome = await closeReview(ctx, { activationId: request.params.id, closer: person, acr: request.admin!.acr, note, requestId: request.id });
@@ -136,10 +136,22 @@ export const adminBreakGlass: Endpoint = {
  * token is refused, and so is a delegated one (`act`, RFC 8693 §4.1): a delegate never requests,
  * ends or reviews an emergency access for someone.
  */
-function personOf(request: FastifyRequest): string {
+async function personOf(ctx: Context, request: FastifyRequest, operation: 'request' | 'end' | 'close_review'): Promise<string> {
   const claims = request.admin!;
-  if (claims.grant_id === undefined) throw new OAuthError('access_denied', "this needs a person's token, not a client's");
-  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegated token cannot act on break-glass');
+  // Each refusal is on the record (`break_glass.refused`): a token that tries emergency access is worth seeing.
+  const refuse = async (reason: 'client_token' | 'delegated_token', description: string): Promise<never> => {
+    await ctx.audit.record({
+      type: 'break_glass.refused',
+      requestId: request.id,
+      actor: claims.sub ?? claims.client_id,
+      client: claims.client_id,
+      decision: { allow: false, reasons: [reason] },
+      details: { operation, target: (request.params as Record<string, string>).account ?? (request.params as Record<string, string>).id, break_glass: true },
+    });
+    throw new OAuthError('access_denied', description);
+  };
+  if (claims.grant_id === undefined) return refuse('client_token', "this needs a person's token, not a client's");
+  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot act on break-glass');
   return claims.sub;
 }
 
