@@ -6,9 +6,7 @@ import { ocspRequest } from '../guard/ocsp.ts';
 import { respondOcsp } from '../pki/ocsp/index.ts';
 import { requestTimestamp, TimestampError, tsaTrustPems } from '../pki/tsa.ts';
 import { recordRefusal } from '../audit/refusals.ts';
-import { accessTokenTyp } from '../tokens/claims.ts';
-import { verifyOwnJwt } from '../tokens/own-jwt.ts';
-import { referenceTokenPrefix } from '../tokens/reference-tokens.ts';
+import { readAccessToken } from '../tokens/reference-tokens.ts';
 
 export const evidenceFormat = 'clearance-signed-request/1';
 
@@ -198,7 +196,8 @@ async function signedTokenJti(ctx: Context, r: SignedRequestReport, leaf: X509Ce
   const authorization = r.signature_base.split('\n').find((l) => l.startsWith('"authorization": '))?.slice('"authorization": '.length);
   const token = /^(?:bearer|dpop) +([^\s]+)$/i.exec(authorization ?? '')?.[1];
   if (token === undefined) throw new EvidenceRefusal('the signed authorization carries no access token', 'token_unknown');
-  const claims = await tokenAtSigning(ctx, token, created);
+  const read = await readAccessToken(ctx, token, created);
+  const claims = read.ok ? (read.claims as unknown as Record<string, unknown>) : undefined;
   if (!claims || typeof claims.jti !== 'string') throw new EvidenceRefusal('the signed access token is none of this server’s, or had expired when the request was signed', 'token_unknown');
   const cnf = claims.cnf as Record<string, unknown> | undefined;
   // AMENDMENTS: the signing key is the one the token is bound to (the guard's rule 7, checked again).
@@ -206,13 +205,6 @@ async function signedTokenJti(ctx: Context, r: SignedRequestReport, leaf: X509Ce
   if (claims.txn !== r.txn) throw new EvidenceRefusal("the signed txn is not the access token's", 'txn_mismatch');
   if (claims.jti !== r.jti) throw new EvidenceRefusal('jti is not that of the access token the signature covers', 'jti_mismatch');
   return claims.jti;
-}
-
-/** A token's claims as Clearance issued it, when it was unexpired at `created` (seconds): a handle's stored claims, or our verified JWT. */
-async function tokenAtSigning(ctx: Context, token: string, created: number): Promise<Record<string, unknown> | undefined> {
-  if (token.startsWith(referenceTokenPrefix)) return (await ctx.referenceTokens.resolve(token, created)) as Record<string, unknown> | undefined;
-  const verified = await verifyOwnJwt(ctx.keys, ctx.config.issuer, token, { typ: accessTokenTyp, requiredClaims: ['exp', 'iat', 'jti', 'sub', 'aud', 'client_id'], now: created });
-  return verified.ok ? verified.claims : undefined;
 }
 
 function readReport(report: unknown): SignedRequestReport {

@@ -144,10 +144,10 @@ const claimsRead = new FixedQuery<{ claims: string }>('select claims from refere
  * Reads an access token of ours, whichever its format: a handle resolves to its stored claims, any
  * other string is verified as our JWT (src/tokens/access-token.ts). Introspection, revocation and
  * token exchange read tokens through this one function; liveness is then src/tokens/liveness.ts
- * for both. Never throws for bad input.
+ * for both. `now` (epoch seconds, default the clock's): the time it must have been unexpired at —
+ * signed-request evidence reads a token as of when the request was signed. Never throws for bad input.
  */
-export async function readAccessToken(ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'referenceTokens'>, token: string): Promise<VerifyResult> {
-  const now = epochSeconds(ctx.clock);
+export async function readAccessToken(ctx: Pick<Context, 'keys' | 'config' | 'clock' | 'referenceTokens'>, token: string, now: number = epochSeconds(ctx.clock)): Promise<VerifyResult> {
   if (!token.startsWith(referenceTokenPrefix)) return verifyAccessToken(ctx.keys, ctx.config.issuer, token, now);
   const claims = await ctx.referenceTokens.resolve(token, now);
   return claims ? { ok: true, claims } : { ok: false, reason: 'unknown or expired reference token' };
