@@ -39,7 +39,8 @@ export interface SamlRoutes {
   loadInteraction(request: FastifyRequest, id: string): Promise<Interaction | undefined>;
   interactionGone(request: FastifyRequest, reply: FastifyReply): FastifyReply;
   refusal(request: FastifyRequest, reply: FastifyReply): Refuse;
-  finish(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity): Promise<FastifyReply>;
+  /** `sentAt`: when the sign-in was opened and the browser sent to the IdP (ms). */
+  finish(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity, sentAt: number): Promise<FastifyReply>;
 }
 
 const skewMs = 30_000;
@@ -101,7 +102,7 @@ export function registerSamlRoutes(app: FastifyInstance, ctx: Context, routes: S
       if (!stored?.provider.enabled) {
         return refuse(403, 'provider_disabled', providerOff, { requestId: request.id, client: interaction.clientId }, { provider: login.providerId });
       }
-      return routes.finish(request, reply, interaction, stored.provider, kept as UpstreamIdentity);
+      return routes.finish(request, reply, interaction, stored.provider, kept as UpstreamIdentity, login.sentAt);
     }),
   );
 }

@@ -46,10 +46,11 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *   4. openid-client completes the code flow: the upstream's error, iss (RFC 9207), the code with
  *      the PKCE verifier, the ID token in full (src/federation/upstream/oidc.ts); any failure → 401 page and
  *      `upstream.sign_in_refused` with why;
- *   4a. the relying party's max_age met (before anyone is linked or provisioned): the upstream's
- *      auth_time (a SAML AuthnInstant) given and no older than max_age allows, else 401 and
- *      `upstream.sign_in_refused` (`auth_time_missing`, `authentication_too_old`) —
- *      src/federation/upstream/freshness.ts;
+ *   4a. the relying party's max_age and prompt=login met (before anyone is linked or provisioned):
+ *      the upstream's auth_time (a SAML AuthnInstant) given, no older than max_age allows, and for
+ *      prompt=login (or max_age=0) not before the sign-in sent the person there, else 401 and
+ *      `upstream.sign_in_refused` (`auth_time_missing`, `authentication_too_old`,
+ *      `authentication_not_renewed`) — src/federation/upstream/freshness.ts;
  *   5. the person: linked by (issuer, subject), or provisioned just in time; an email a local
  *      person already has is never taken over (409, `email_taken`); a locked or disabled person
  *      (403) — src/federation/upstream/linking.ts;
@@ -128,23 +129,32 @@ export function registerUpstreamRoutes(
       request.log.info({ provider: provider.id, reason: error.reason, detail: error.message }, 'upstream sign-in refused');
       return refuse(401, error.reason, notVerified(provider.name), base, { provider: provider.id, issuer: provider.issuer, detail: auditableDetail(error.message) });
     }
-    return finishUpstreamSignIn(request, reply, interaction, provider, identity);
+    return finishUpstreamSignIn(request, reply, interaction, provider, identity, login.sentAt);
   }));
 
   /**
    * The verified upstream identity signs the person in (steps 5–7 above, for OpenID Connect and
    * SAML alike): linked or provisioned, the level mapped and capped, the sign-in's risk, then one
    * transaction with the session, the interaction's record and `user.login_succeeded`.
+   * `sentAt`: when the sign-in was opened and the browser sent to the upstream (ms).
    */
-  async function finishUpstreamSignIn(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity): Promise<FastifyReply> {
+  async function finishUpstreamSignIn(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity, sentAt: number): Promise<FastifyReply> {
     const refuse = refusal(request, reply);
     const base: Partial<AuditEvent> = { requestId: request.id, client: interaction.clientId };
     const about = { provider: provider.id, issuer: provider.issuer };
     // Before anyone is linked or provisioned: an authentication older than the relying party's
-    // max_age, or one of unknown age, is not passed off as recent (src/federation/upstream/freshness.ts).
-    const fresh = upstreamFreshness(identity, interaction.freshness, Math.floor(ctx.clock.now() / 1000));
+    // max_age, one from before this sign-in sent the person there when it asked prompt=login, or
+    // one of unknown age, is not passed off as fresh (src/federation/upstream/freshness.ts).
+    const fresh = upstreamFreshness(identity, interaction.freshness, { now: Math.floor(ctx.clock.now() / 1000), sentAt: Math.floor(sentAt / 1000) });
     if (!fresh.ok) {
-      return refuse(401, fresh.reason, tooLongAgo(provider.name), base, { ...about, upstream_subject: identity.subject, max_age: interaction.freshness?.maxAge, ...(fresh.age !== undefined ? { upstream_auth_age: fresh.age } : {}) });
+      return refuse(401, fresh.reason, tooLongAgo(provider.name), base, {
+        ...about,
+        upstream_subject: identity.subject,
+        max_age: interaction.freshness?.maxAge,
+        ...(interaction.freshness?.login ? { prompt: 'login' } : {}),
+        ...(fresh.age !== undefined ? { upstream_auth_age: fresh.age } : {}),
+        ...(fresh.sentAge !== undefined ? { sent_upstream_age: fresh.sentAge } : {}),
+      });
     }
     const linked = await linkedPerson(ctx, provider, identity);
     if (!linked.ok) {
@@ -293,7 +303,7 @@ export const providerOff = { title: 'Sign-in through your organisation is turned
 const notActive = { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' };
 const accountChangedPage = { title: 'Your account changed', message: 'Your account changed while you were signing in (a new password, or every session ended). Sign in again.' };
 
-/** The page of an upstream sign-in older than the application's max_age allows, or of unknown age. */
+/** The page of an upstream sign-in older than the application's max_age allows, not made again for its prompt=login, or of unknown age. */
 function tooLongAgo(name: string): { title: string; message: string } {
   return {
     title: 'Your organisation’s sign-in was not recent enough',

@@ -6,6 +6,7 @@ import type { IdentityProvider, OidcProvider } from './definition.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 import { withinSpan } from '../../clock.ts';
 import { upstreamSessionId } from './session-id.ts';
+import { asksRenewal, type FreshnessAsked } from './freshness.ts';
 
 /**
  * Clearance as a relying party of an upstream OpenID Provider, with openid-client (on
@@ -100,7 +101,7 @@ export function forgetConfiguration(providerId: string): void {
 export async function authorizationUrl(
   config: oidc.Configuration,
   provider: OidcProvider,
-  request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string; freshness?: { maxAge?: number; login?: boolean } },
+  request: { redirectUri: string; secrets: UpstreamLoginSecrets; loginHint?: string; freshness?: FreshnessAsked },
 ): Promise<URL> {
   const parameters: Record<string, string> = {
     redirect_uri: request.redirectUri,
@@ -114,9 +115,9 @@ export async function authorizationUrl(
     // The relying party's freshness, passed on (OIDC Core §3.1.2.1): the upstream's own session
     // must not stand in for a sign-in fresher than it. max_age=0 "is equivalent to prompt=login",
     // and says so in both words to an upstream that knows only one. What comes back is checked
-    // all the same (./freshness.ts).
+    // all the same (./freshness.ts: auth_time within max_age, and after this request for prompt=login).
     ...(request.freshness?.maxAge !== undefined ? { max_age: String(request.freshness.maxAge) } : {}),
-    ...(request.freshness?.login || request.freshness?.maxAge === 0 ? { prompt: 'login' } : {}),
+    ...(asksRenewal(request.freshness) ? { prompt: 'login' } : {}),
   };
   try {
     if (config.serverMetadata().pushed_authorization_request_endpoint) return await oidc.buildAuthorizationUrlWithPAR(config, parameters);

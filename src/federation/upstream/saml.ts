@@ -9,6 +9,7 @@ import type { SamlProvider } from './definition.ts';
 import type { UpstreamIdentity } from './oidc.ts';
 import type { UpstreamLoginSecrets } from './upstream-logins.ts';
 import { upstreamSessionId } from './session-id.ts';
+import type { FreshnessAsked } from './freshness.ts';
 
 /**
  * Clearance as a SAML 2.0 service provider of an upstream IdP (ADFS, Ping, Shibboleth), with
@@ -145,9 +146,11 @@ async function samlFor(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'co
 }
 
 /** Where the browser goes to sign in at the IdP: its SSO URL with a signed AuthnRequest (HTTP-Redirect) and the state as RelayState. */
-export async function samlAuthorizeUrl(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, secrets: UpstreamLoginSecrets, freshness?: { maxAge?: number; login?: boolean }): Promise<URL> {
+export async function samlAuthorizeUrl(ctx: Pick<Context, 'storage' | 'clock' | 'identity' | 'config'>, provider: SamlProvider, secrets: UpstreamLoginSecrets, freshness?: FreshnessAsked): Promise<URL> {
   // A relying party asking a fresh sign-in (prompt=login, or any max_age: SAML has no age limit to
-  // pass on) gets ForceAuthn: the IdP's own session must not stand in for it.
+  // pass on) gets ForceAuthn (SAML Core §3.4.1: the IdP MUST authenticate the presenter directly
+  // rather than rely on a previous security context): the IdP's own session must not stand in for
+  // it. The AuthnInstant that comes back is checked all the same (./freshness.ts).
   const force = freshness?.login === true || freshness?.maxAge !== undefined;
   const saml = await samlFor(ctx, provider, requestIdOf(secrets), force);
   return new URL(await saml.getAuthorizeUrlAsync(secrets.state, undefined, {}));

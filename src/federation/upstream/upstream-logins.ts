@@ -67,7 +67,16 @@ export async function openUpstreamLogin(ctx: LoginContext, login: { interactionI
 }
 
 export type ConsumedLogin =
-  | { ok: true; interactionId: string; providerId: string; secrets: UpstreamLoginSecrets; /** A SAML IdP's verified answer, kept by the ACS. */ result?: string }
+  | {
+      ok: true;
+      interactionId: string;
+      providerId: string;
+      secrets: UpstreamLoginSecrets;
+      /** When the sign-in was opened, just before the browser was sent to the upstream (ms): a prompt=login answer must be later (./freshness.ts). */
+      sentAt: number;
+      /** A SAML IdP's verified answer, kept by the ACS. */
+      result?: string;
+    }
   | { ok: false; reason: 'unknown_state' | 'expired' | 'replayed' | 'other_browser' };
 
 /**
@@ -90,6 +99,7 @@ export async function consumeUpstreamLogin(ctx: LoginContext, state: string, bro
     interactionId: row.interaction_id,
     providerId: row.provider_id,
     secrets: secretsOf(ctx.identity.factorKeys.master, state),
+    sentAt: Number(row.created_at),
     ...(row.result !== null ? { result: row.result } : {}),
   };
 }

@@ -212,12 +212,12 @@ test('a token endpoint answering 400 invalid_grant is refused', async (t) => {
   await assertRefused(h, back, 'token_request_failed', /token endpoint answered invalid_grant/);
 });
 
-test('a relying party’s max_age and prompt=login are passed on, and the session’s auth_time is when the upstream says the person authenticated', async (t) => {
+test('a relying party’s max_age is passed on, and the session’s auth_time is when the upstream says the person authenticated', async (t) => {
   const h = await startHarness(t, 'earlier_sign_in');
   const before = Math.floor(Date.now() / 1000);
-  await signIn(h, new HttpBrowser(), { max_age: '300', prompt: 'login' });
+  await signIn(h, new HttpBrowser(), { max_age: '300' });
   assert.equal(h.upstream.lastAuthorization?.get('max_age'), '300');
-  assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login');
+  assert.equal(h.upstream.lastAuthorization?.get('prompt'), null, 'max_age alone asks no prompt=login');
   const session = await h.server.running.ctx.storage.db.selectFrom('sessions').select(['auth_time']).where('assurance_provider', '=', 'fund-x').executeTakeFirstOrThrow();
   // Two minutes before this request, as the upstream said: not "now".
   assert.ok(Number(session.auth_time) <= before - 115 && Number(session.auth_time) >= before - 125, String(session.auth_time));
@@ -273,4 +273,68 @@ test('max_age=0 is passed on with prompt=login (OIDC Core §3.1.2.1: the two are
   assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login');
   assert.notEqual(back.url.pathname, '/broker/oidc/callback');
   assert.equal((await refusals(h)).length, 0);
+});
+
+test('a relying party’s prompt=login is passed on, and an upstream that answers from its own earlier session is refused: the fresh sign-in asked for is not an old one', async (t) => {
+  const h = await startHarness(t, 'earlier_sign_in');
+  const back = await signIn(h, new HttpBrowser(), { prompt: 'login' });
+  assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login', 'prompt=login was passed on');
+  assert.equal(h.upstream.lastAuthorization?.get('max_age'), null, 'no max_age was asked, none is made up');
+  await assertNotFresh(h, back, 'authentication_not_renewed');
+  const [event] = await refusals(h);
+  assert.equal(event?.details.prompt, 'login');
+  assert.equal(event?.details.max_age, undefined);
+  assert.ok(Number(event?.details.upstream_auth_age) >= 115, 'the refusal says how old the upstream’s authentication was');
+  assert.ok(Number(event?.details.upstream_auth_age) > Number(event?.details.sent_upstream_age), 'and that it was before the person was sent there');
+});
+
+test('an upstream that says nothing of when the person authenticated is refused when prompt=login was asked (fail closed)', async (t) => {
+  const h = await startHarness(t, 'no_auth_time');
+  await assertNotFresh(h, await signIn(h, new HttpBrowser(), { prompt: 'login' }), 'auth_time_missing');
+  const [event] = await refusals(h);
+  assert.equal(event?.details.prompt, 'login');
+});
+
+test('with prompt=login an authentication the upstream made after Clearance sent the person there goes on', async (t) => {
+  const h = await startHarness(t, 'good');
+  const back = await signIn(h, new HttpBrowser(), { prompt: 'login' });
+  assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login');
+  assert.notEqual(back.url.pathname, '/broker/oidc/callback');
+  assert.equal((await refusals(h)).length, 0);
+  assert.deepEqual(h.upstream.problems, []);
+});
+
+test('a person signed in here whom the relying party asks to sign in again (prompt=login) and who goes to the upstream is refused when the upstream answers from its earlier session', async (t) => {
+  const h = await startHarness(t, 'earlier_sign_in');
+  const browser = new HttpBrowser();
+  // The first sign-in asks no freshness: the upstream's session stands, the person is signed in here.
+  const first = await signIn(h, browser);
+  assert.notEqual(first.url.pathname, '/broker/oidc/callback');
+  const db = h.server.running.ctx.storage.db;
+  const sessions = async () => (await db.selectFrom('sessions').select('id').where('assurance_provider', '=', 'fund-x').execute()).length;
+  assert.equal(await sessions(), 1);
+  // Clearance's own prompt=login shows its sign-in page again; the person takes their organisation's way.
+  const url = client.buildAuthorizationUrl(h.config, {
+    redirect_uri: h.app.redirectUri,
+    scope: 'openid order:create',
+    code_challenge: await client.calculatePKCECodeChallenge(client.randomPKCECodeVerifier()),
+    code_challenge_method: 'S256',
+    state: client.randomState(),
+    nonce: client.randomNonce(),
+    prompt: 'login',
+  });
+  const page = await browser.follow(url, h.server.issuer);
+  assert.equal(page.response.status, 200);
+  const html = await page.response.text();
+  assert.match(html, /asks you to sign in again/);
+  const back = await followAll(browser, `${page.url.href}/upstream`, form({ csrf_token: csrfOf(html), realm }), (u) => u.href.startsWith(h.app.redirectUri));
+  assert.equal(h.upstream.lastAuthorization?.get('prompt'), 'login', 'the upstream was asked to sign the person in again');
+  assert.equal(back.url.pathname, '/broker/oidc/callback');
+  assert.equal(back.response.status, 401);
+  assert.equal(back.response.headers.get('cache-control'), 'no-store');
+  assert.match(await back.response.text(), /sign in again/i);
+  const events = await refusals(h);
+  assert.deepEqual(events.map((e) => e.details.reason), ['authentication_not_renewed']);
+  assert.equal(await sessions(), 1, 'no second session');
+  assert.equal((await db.selectFrom('audit_events').select('seq').where('type', '=', 'user.login_succeeded').execute()).length, 1, 'only the first sign-in succeeded');
 });

@@ -85,13 +85,16 @@ for (const dialect of testDialects()) {
 
     test('an upstream sign-in is taken once, by the browser that left, before it expires', async (t) => {
       const f = await protocolFixture(t, { dialect, risk: 'off' });
+      const opened = f.ctx.clock.now();
       const secrets = await openUpstreamLogin(f.ctx, { interactionId: 'i-1', providerId: 'fund-a', browserId: 'browser-1' });
+      f.clock.advance(5_000);
       const [first, second] = await Promise.all([consumeUpstreamLogin(f.ctx, secrets.state, 'browser-1'), consumeUpstreamLogin(f.ctx, secrets.state, 'browser-1')]);
       const outcomes = [first, second].map((c) => (c.ok ? 'ok' : c.reason)).sort();
       assert.deepEqual(outcomes, ['ok', 'replayed']);
       const taken = first.ok ? first : second;
       assert.ok(taken.ok);
       assert.deepEqual(taken.secrets, secrets, 'the nonce and verifier are derived again from the state');
+      assert.equal(taken.sentAt, opened, 'it says when the person was sent to the upstream (a prompt=login answer must be later)');
       assert.equal((await f.ctx.storage.db.selectFrom('upstream_logins').selectAll().execute()).some((r) => JSON.stringify(r).includes(secrets.nonce) || JSON.stringify(r).includes(secrets.state)), false, 'neither state nor nonce is stored');
 
       const late = await openUpstreamLogin(f.ctx, { interactionId: 'i-2', providerId: 'fund-a', browserId: 'browser-1' });

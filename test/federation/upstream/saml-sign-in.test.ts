@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { inflateRawSync } from 'node:zlib';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import { HttpBrowser, csrfOf } from '../../helpers/http-browser.ts';
@@ -29,6 +30,11 @@ async function postToAcs(h: SamlHarness, browser: HttpBrowser, sso: URL, samlRes
   const posted = await fetch(`${h.server.issuer}/broker/saml/acs`, { ...form({ SAMLResponse: samlResponse, RelayState: sso.searchParams.get('RelayState')! }), redirect: 'manual' });
   if (posted.status !== 303) return { response: posted, url: new URL(`${h.server.issuer}/broker/saml/acs`) };
   return browser.follow(new URL(posted.headers.get('location')!), h.server.issuer);
+}
+
+/** The AuthnRequest Clearance's redirect to the SSO URL carries (HTTP-Redirect binding: deflated, base64). */
+function authnRequestOf(sso: URL): string {
+  return inflateRawSync(Buffer.from(sso.searchParams.get('SAMLRequest')!, 'base64')).toString('utf8');
 }
 
 async function eventsOf(h: SamlHarness, type: string) {
@@ -269,6 +275,7 @@ test('a relying party’s max_age asks the bank for ForceAuthn, and an AuthnInst
   const h = await startSaml(t);
   const browser = new HttpBrowser();
   const sso = await toTheIdp(h, browser, authorizationRequest(h, { max_age: '60' }));
+  assert.match(authnRequestOf(sso), /ForceAuthn="true"/);
   const tenMinutesAgo = new Date(Date.now() - 10 * 60_000).toISOString();
   const old = `<saml:AuthnStatement AuthnInstant="${tenMinutesAgo}" SessionIndex="_session-old"><saml:AuthnContext><saml:AuthnContextClassRef>${samlClass.password}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`;
   const answer = await postToAcs(h, browser, sso, await h.idp.respond(sso, { ...olga, tags: { AuthnStatement: old } }));
@@ -280,4 +287,51 @@ test('a relying party’s max_age asks the bank for ForceAuthn, and an AuthnInst
   const db = h.server.running.ctx.storage.db;
   assert.equal((await db.selectFrom('user_links').selectAll().execute()).length, 0, 'nobody linked or provisioned');
   assert.equal((await db.selectFrom('sessions').select('id').where('assurance_provider', 'is not', null).execute()).length, 0, 'no session');
+});
+
+test('a relying party’s prompt=login asks the bank for ForceAuthn, and an AuthnInstant from before the person was sent there is refused, before anyone is provisioned', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h, { prompt: 'login' }));
+  assert.match(authnRequestOf(sso), /ForceAuthn="true"/, 'the bank is told to authenticate the person again');
+  const tenMinutesAgo = new Date(Date.now() - 10 * 60_000).toISOString();
+  const old = `<saml:AuthnStatement AuthnInstant="${tenMinutesAgo}" SessionIndex="_session-old"><saml:AuthnContext><saml:AuthnContextClassRef>${samlClass.password}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`;
+  const answer = await postToAcs(h, browser, sso, await h.idp.respond(sso, { ...olga, tags: { AuthnStatement: old } }));
+  assert.equal(answer.response.status, 401);
+  assert.equal(answer.response.headers.get('cache-control'), 'no-store');
+  assert.match(await answer.response.text(), /sign in again/i);
+  const refused = await eventsOf(h, 'upstream.sign_in_refused');
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0]?.details.reason, 'authentication_not_renewed');
+  assert.equal(refused[0]?.details.prompt, 'login');
+  assert.ok(Number(refused[0]?.details.upstream_auth_age) >= 595, 'the refusal says how old the bank’s authentication was');
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('user_links').selectAll().execute()).length, 0, 'nobody linked or provisioned');
+  assert.equal((await db.selectFrom('sessions').select('id').where('assurance_provider', 'is not', null).execute()).length, 0, 'no session');
+});
+
+test('with prompt=login an assertion without AuthnInstant is refused (fail closed)', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h, { prompt: 'login' }));
+  const noInstant = `<saml:AuthnStatement SessionIndex="_session-x"><saml:AuthnContext><saml:AuthnContextClassRef>${samlClass.password}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`;
+  const answer = await postToAcs(h, browser, sso, await h.idp.respond(sso, { ...olga, tags: { AuthnStatement: noInstant } }));
+  assert.equal(answer.response.status, 401);
+  const refused = await eventsOf(h, 'upstream.sign_in_refused');
+  assert.equal(refused.at(-1)?.details.reason, 'auth_time_missing');
+  assert.equal((await h.server.running.ctx.storage.db.selectFrom('user_links').selectAll().execute()).length, 0, 'nobody linked or provisioned');
+});
+
+test('with prompt=login an authentication the bank made after Clearance sent the person there signs them in; without prompt=login or max_age no ForceAuthn is asked', async (t) => {
+  const h = await startSaml(t);
+  const browser = new HttpBrowser();
+  const request = authorizationRequest(h, { prompt: 'login' });
+  const sso = await toTheIdp(h, browser, request);
+  const back = await postToAcs(h, browser, sso, await h.idp.respond(sso, olga));
+  const callback = await approve(browser, back);
+  const tokens = await client.authorizationCodeGrant(h.config, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  assert.equal(tokens.claims()!.assurance_source, bankEntityId);
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 0);
+  const plain = await toTheIdp(h, new HttpBrowser(), authorizationRequest(h));
+  assert.doesNotMatch(authnRequestOf(plain), /ForceAuthn/);
 });
