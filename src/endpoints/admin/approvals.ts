@@ -1,12 +1,13 @@
 import type { FastifyRequest } from 'fastify';
 import { authScheme, stepUp } from './step-up.ts';
 import { adminOperation } from '../../admin/authorize.ts';
+import { personCaller } from '../../admin/person-caller.ts';
 import { approvalView, approverOf, decidableRequests, deciderRole, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
 import { approvalKindOf } from '../../approvals/kinds/index.ts';
 import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApprovalDecision, type ApproverProof } from '../../approvals/requests.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
-import { findUser, type User } from '../../identity/users.ts';
+import type { User } from '../../identity/users.ts';
 import { presentedTokenKid } from '../../keys/compromise-signer.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { AccessTokenClaims } from '../../tokens/claims.ts';
@@ -155,11 +156,11 @@ async function personOf(ctx: Context, request: FastifyRequest): Promise<{ user: 
     });
     throw new OAuthError('access_denied', description);
   };
-  if (claims.grant_id === undefined || claims.auth_time === undefined) return refuse('client_token', "the approvals API needs a person's own token, not a client's");
-  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot decide approvals');
-  const user = await findUser(ctx, claims.sub);
-  if (!user || user.status !== 'active') throw new OAuthError('access_denied', 'the person of this token may not decide approvals');
-  return { user, claims };
+  const caller = await personCaller(ctx, claims, {});
+  if (caller.ok) return { user: caller.user, claims };
+  if (caller.reason === 'client_token') return refuse('client_token', "the approvals API needs a person's own token, not a client's");
+  if (caller.reason === 'delegated_token') return refuse('delegated_token', 'a delegated token cannot decide approvals');
+  throw new OAuthError('access_denied', 'the person of this token may not decide approvals');
 }
 
 /**

@@ -4,6 +4,7 @@ import { auditScopeOf, AuditScopeError, entityScopeOf, leisOfDesks, partyInScope
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { sendJson } from '../../http/json.ts';
+import { personCaller } from '../../admin/person-caller.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -44,9 +45,12 @@ export const adminErasure: Endpoint = {
           await recordErasureRefused(ctx, subject, by, why);
           throw new OAuthError('access_denied', message);
         };
-        if (claims.grant_id === undefined || claims.act !== undefined || claims.sub === undefined) return refuse('not_compliance', 'an erasure is decided by a person holding compliance, with their own token');
-        const person = await findUser(ctx, claims.sub);
-        if (person?.status !== 'active' || !person.roles.includes('compliance')) return refuse('not_compliance', 'an erasure is decided by a person holding compliance');
+        const caller = await personCaller(ctx, claims, { role: 'compliance' });
+        if (!caller.ok) {
+          // One recorded reason for each: who decides an erasure is a compliance person acting themselves.
+          return refuse('not_compliance', caller.reason === 'client_token' || caller.reason === 'delegated_token' ? 'an erasure is decided by a person holding compliance, with their own token' : 'an erasure is decided by a person holding compliance');
+        }
+        const person = caller.user;
         const scope = await erasureScope(ctx, claims, person.desks, subject);
         if (scope !== 'allowed') {
           return refuse(

@@ -2,7 +2,8 @@ import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams, queryParams, type JsonSchema } from '../../http/api-operation.ts';
-import { acr, acrSatisfies } from '../../identity/acr.ts';
+import { acr } from '../../identity/acr.ts';
+import { personCaller } from '../../admin/person-caller.ts';
 import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { recordPeopleRead } from '../../audit/reads.ts';
@@ -162,12 +163,18 @@ async function complianceOf(ctx: Context, request: FastifyRequest<{ Params: { id
     });
     throw new OAuthError('access_denied', description);
   };
-  if (claims.grant_id === undefined || claims.sub === undefined) return refuse('client_token', 'a screening match is decided by a person holding compliance, not by a client on its own');
-  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot decide a screening match: the compliance person decides with their own');
-  const person = await findUser(ctx, claims.sub);
-  if (!person || person.status !== 'active' || !person.roles.includes(complianceRole)) return refuse('not_compliance', `only a person holding ${complianceRole} decides a screening match`);
-  if (!acrSatisfies(claims.acr, acr.phishingResistant)) return refuse('insufficient_authentication', 'compliance signs in phishing-resistantly (a passkey) to decide a screening match');
-  return person;
+  const caller = await personCaller(ctx, claims, { level: acr.phishingResistant, role: complianceRole });
+  if (caller.ok) return caller.user;
+  switch (caller.reason) {
+    case 'client_token':
+      return refuse('client_token', 'a screening match is decided by a person holding compliance, not by a client on its own');
+    case 'delegated_token':
+      return refuse('delegated_token', 'a delegated token cannot decide a screening match: the compliance person decides with their own');
+    case 'insufficient_authentication':
+      return refuse('insufficient_authentication', 'compliance signs in phishing-resistantly (a passkey) to decide a screening match');
+    default:
+      return refuse('not_compliance', `only a person holding ${complianceRole} decides a screening match`);
+  }
 }
 
 const complianceRole = 'compliance';

@@ -3,9 +3,10 @@ import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { sendJson } from '../../http/json.ts';
-import { acr, acrSatisfies } from '../../identity/acr.ts';
+import { acr } from '../../identity/acr.ts';
+import { personCaller } from '../../admin/person-caller.ts';
 import { enrolmentLink, helpDeskRole, helpDeskVerificationMethods, lostFactors, maxEvidenceRefLength, openRecoveryByHelpDesk, type OpenRefusal } from '../../identity/recovery/requests.ts';
-import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
+import { findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -101,12 +102,18 @@ async function helpDeskOf(ctx: Context, request: FastifyRequest<{ Params: { user
     });
     throw new OAuthError('access_denied', description);
   };
-  if (claims.grant_id === undefined) return refuse('client_token', 'a recovery is opened by a help-desk person, not by a client on its own');
-  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot open a recovery: the help-desk person opens it with their own');
-  if (!acrSatisfies(claims.acr, acr.phishingResistant)) return refuse('insufficient_authentication', 'the help desk signs in phishing-resistantly (a passkey) to open a recovery');
-  const user = await findUser(ctx, claims.sub);
-  if (!user || user.status !== 'active' || !user.roles.includes(helpDeskRole)) return refuse('not_help_desk', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
-  return user;
+  const caller = await personCaller(ctx, claims, { level: acr.phishingResistant, role: helpDeskRole });
+  if (caller.ok) return caller.user;
+  switch (caller.reason) {
+    case 'client_token':
+      return refuse('client_token', 'a recovery is opened by a help-desk person, not by a client on its own');
+    case 'delegated_token':
+      return refuse('delegated_token', 'a delegated token cannot open a recovery: the help-desk person opens it with their own');
+    case 'insufficient_authentication':
+      return refuse('insufficient_authentication', 'the help desk signs in phishing-resistantly (a passkey) to open a recovery');
+    default:
+      return refuse('not_help_desk', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
+  }
 }
 
 function readBody(body: unknown): { verificationMethod: string; evidenceRef: string; lost?: string[] } {

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
+import { ownTokenRefusal } from '../../admin/person-caller.ts';
 import { objectBody, pathParams, queryParams } from '../../http/api-operation.ts';
 import { listBreakGlassAccounts, findBreakGlassAccount } from '../../approvals/break-glass/accounts.ts';
 import { activationInForce, findActivation, listActivations, requestActivation, standDown, type Activation } from '../../approvals/break-glass/activations.ts';
@@ -150,9 +151,10 @@ async function personOf(ctx: Context, request: FastifyRequest, operation: 'reque
     });
     throw new OAuthError('access_denied', description);
   };
-  if (claims.grant_id === undefined) return refuse('client_token', "this needs a person's token, not a client's");
-  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot act on break-glass');
-  return claims.sub;
+  const refusal = ownTokenRefusal(claims);
+  if (refusal === 'client_token') return refuse('client_token', "this needs a person's token, not a client's");
+  if (refusal === 'delegated_token') return refuse('delegated_token', 'a delegated token cannot act on break-glass');
+  return claims.sub!;
 }
 
 async function mayStandDown(ctx: Context, person: string, activation: Activation): Promise<boolean> {
