@@ -3,7 +3,7 @@ import { formatAmount } from '../authorization/authorization-details.ts';
 import { isoTime } from './instant.ts';
 import { endOf, isDue, observeExpiry, readVersion, type MandateVersion } from './store.ts';
 import { canonicalAmount, compareAmounts, partyDocument, type Party } from './terms.ts';
-import { describeWindow, isWithinWindow } from './time-window.ts';
+import { describeWindow, isWithinWindow, windowEnd } from './time-window.ts';
 
 /** What a token carries (`mandate` claim, DESIGN §4) and an audit event names: a mandate version. */
 export interface MandateRef {
@@ -106,6 +106,23 @@ function termsCover(version: MandateVersion, request: CoverageRequest): Coverage
     return { ok: false, reason: `${isoTime(at)} is outside the time window of ${name} (${describeWindow(c.time_window)})` };
   }
   return { ok: true };
+}
+
+/**
+ * Until when (epoch ms) the version covers what is done under it from `at` on: its end (`endOf`:
+ * effective_to, or the reassignment deadline), or sooner the close of the stretch of its time
+ * window that contains `at` (`windowEnd`; `at` itself outside the window); null when nothing ends
+ * it. The one rule for how long a token issued under the version at `at` lives
+ * (src/tokens/issue.ts), so that a JWT a resource server verifies locally is not used outside the
+ * dates or hours the grantor allowed. Reads nothing; the window's arithmetic only when it has one.
+ */
+export function coverEndsAt(version: Pick<MandateVersion, 'terms'> & { reassignBy?: number | null }, at: number): number | null {
+  const end = endOf(version);
+  const window = version.terms.constraints.time_window;
+  if (!window) return end;
+  const closes = windowEnd(window, at);
+  const soonest = end === null ? closes : Math.min(end, closes);
+  return Number.isFinite(soonest) ? soonest : null;
 }
 
 /** The version `ref` names when it is in force at `at` (for callers that need its terms), else undefined. */

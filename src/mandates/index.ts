@@ -5,10 +5,11 @@
  * - terms.ts: what a mandate says, its validation (path-addressed) and digest;
  * - store.ts: the lifecycle (create, accept, amend, revoke, expiry), each step one transaction
  *   with its audit event;
- * - coverage.ts: `isMandateActive` (introspection) and `mandateCovers` (issuance, decisions);
+ * - coverage.ts: `isMandateActive` (introspection), `mandateCovers` (issuance, decisions) and
+ *   `coverEndsAt` (how long a token under a mandate lives);
  * - apply.ts: the `mandates` section of `clearance apply`.
  */
-export { isMandateActive, mandateCovers, mandateInForce, versionCovers, isRef, type Coverage, type CoverageRequest, type MandateRef } from './coverage.ts';
+export { coverEndsAt, isMandateActive, mandateCovers, mandateInForce, versionCovers, isRef, type Coverage, type CoverageRequest, type MandateRef } from './coverage.ts';
 export {
   acceptMandate,
   amendMandate,

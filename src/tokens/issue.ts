@@ -5,7 +5,8 @@ import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import { isFapi2 } from '../clients/profile.ts';
 import { epochSeconds } from '../clock.ts';
 import type { Context } from '../context.ts';
-import { endOf, type MandateVersion } from '../mandates/store.ts';
+import { coverEndsAt } from '../mandates/coverage.ts';
+import type { MandateVersion } from '../mandates/store.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { authorizeIssuance, type AuthorizedIssuance, type Issuance } from '../policy/issuance.ts';
 import { withTransfers } from '../transfers/enforce.ts';
@@ -121,7 +122,8 @@ export interface IssuedAccessToken {
  *    successful issuance are returned;
  * 3. the claims: RFC 9068 §2.2 (iss, sub, one aud, exp, iat, jti, client_id, scope) and our
  *    vocabulary (cnf, mandate {id, v}, authorization_details, txn, act, grant_id, acr/amr);
- *    the lifetime is the target's, cut to `notAfter` (nothing left of it → invalid_grant);
+ *    the lifetime is the target's, cut to `notAfter` and to the end of a mandate's cover (`coverEndsAt`:
+ *    effective_to, reassignment deadline, time window) — nothing left of it → invalid_grant;
  * 4. signing with the current key (`typ: at+jwt`, RFC 9068 §2.1) — or, for a resource server
  *    registered `access_token_format: reference` and for any token a `pairwise` client gets about
  *    someone other than itself (it must not read the local subject), the same claims stored under a fresh opaque
@@ -223,9 +225,10 @@ async function signed(
   authorized: AuthorizedIssuance,
 ): Promise<IssuedAccessToken> {
   const iat = epochSeconds(ctx.clock);
-  // A token under a mandate ends when the mandate does (its effective_to, or its reassignment
-  // deadline): a JWT checked locally must not outlast the authority that justifies it.
-  const mandateEnd = request.mandate ? endOf(request.mandate) : null;
+  // A token under a mandate ends when the mandate's cover does (its effective_to, its reassignment
+  // deadline, or the close of its time window's current stretch, src/mandates/coverage.ts): a JWT
+  // checked locally must not outlast the authority that justifies it.
+  const mandateEnd = request.mandate ? coverEndsAt(request.mandate, ctx.clock.now()) : null;
   const exp = Math.min(iat + request.target.ttl, request.notAfter ?? Infinity, mandateEnd === null ? Infinity : Math.floor(mandateEnd / 1000));
   if (exp <= iat) throw new OAuthError('invalid_grant', 'what the token would be issued from has expired');
   const claims: AccessTokenClaims & { origin_iss?: string } = {

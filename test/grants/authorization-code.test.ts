@@ -4,6 +4,7 @@ import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { revokeGrant } from '../../src/authorization/consent.ts';
 import { codeFlowFixture, ordersApi, pkce, webRedirect, type CodeFlowFixture } from '../authorization/fixture.ts';
 import { assertOAuthError, decodeJwt } from '../endpoints/fixture.ts';
+import { nextUtc } from '../risk/fixture.ts';
 
 interface Tokens {
   access_token: string;
@@ -212,6 +213,34 @@ describe('the authorization code flow under a mandate', () => {
     const { revokeMandate } = await import('../../src/mandates/store.ts');
     await revokeMandate(f.ctx, 'desk-mandate', { reason: 'desk closed' }, { actor: 'test' });
     assertOAuthError(await f.refresh('web-app', (refreshed.json() as Tokens).refresh_token!), 400, 'invalid_grant');
+  });
+
+  test('a person\'s token under a mandate ends when its time window closes; the refresh token outlives the window but is refused until it opens again', async (t) => {
+    const f = await codeFlowFixture(t);
+    // Every day 09:00 to 03:00 the next morning in Tokyo (UTC+9 all year): 00:00–18:00Z, closed 18:00–24:00Z.
+    f.clock.set(nextUtc(f.clock.now(), 3, 17, 59));
+    const closes = f.clock.now() + 60_000;
+    const person = await f.signIn('alice');
+    const hours = { time_window: { timezone: 'Asia/Tokyo', days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], hours: { from: '09:00', to: '03:00' } } };
+    await f.apply({ mandates: [{ ...mandate({ user: 'alice' }), constraints: hours }] });
+    const { code, pkce: challenge } = await f.authorizeAndApprove({ person, query: { mandate: 'desk-mandate' } });
+    const response = await f.redeem('web-app', code, challenge.verifier);
+    assert.equal(response.statusCode, 200, response.body);
+    const body = response.json() as Tokens;
+    assert.equal(decodeJwt(body.access_token).payload.exp, closes / 1000, 'the access token ends at the close, not 120 s on');
+    // As with effective_to, the refresh token keeps its family's lifetime: the mandate is checked at every refresh.
+    f.clock.advance(30_000);
+    const refreshed = await f.refresh('web-app', body.refresh_token!);
+    assert.equal(refreshed.statusCode, 200, refreshed.body);
+    assert.equal(decodeJwt((refreshed.json() as Tokens).access_token).payload.exp, closes / 1000, 'a refreshed one too');
+    f.clock.set(closes + 60_000);
+    const refused = assertOAuthError(await f.refresh('web-app', (refreshed.json() as Tokens).refresh_token!), 400, 'invalid_grant');
+    assert.match(String(refused.error_description), /outside the time window/);
+    // The window opens again at 00:00Z: the same refresh token works, its tokens until the next close.
+    f.clock.set(closes + 6 * 3600_000 + 60_000);
+    const reopened = await f.refresh('web-app', (refreshed.json() as Tokens).refresh_token!);
+    assert.equal(reopened.statusCode, 200, reopened.body);
+    assert.deepEqual(decodeJwt((reopened.json() as Tokens).access_token).payload.mandate, { id: 'desk-mandate', v: 1 });
   });
 
   test('a mandate granted to someone else is refused at the token endpoint', async (t) => {

@@ -21,6 +21,7 @@ import { applyDocument } from '../policy/fixture.ts';
 import { accessTokenType, exchangeFixture, exchangeGrantType } from './exchange-fixture.ts';
 import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
 import { assertUuidV7At } from '../helpers/uuid-v7.ts';
+import { nextUtc } from '../risk/fixture.ts';
 import { offboardPerson } from '../../src/lifecycle/leaver.ts';
 import { bumpGeneration } from '../../src/storage/generations.ts';
 
@@ -282,6 +283,39 @@ describe('token exchange (RFC 8693)', () => {
     const hop = await f.ok(await f.exchangeFor('arranger-backend', first, { resource: brokerApi }));
     assert.ok(Number(decodeJwt(hop.access_token).exp) <= ends / 1000, 'nor may the next hop');
     assert.ok(hop.expires_in <= 60);
+  });
+
+  test('a token under a mandate with a time window ends when the window closes, nor does a token exchanged from it outlast the window', async (t) => {
+    const f = await fixture(t);
+    // Trading hours 09:00–18:00 in Tokyo (UTC+9 all year), 00:00–09:00Z; a minute before the close.
+    f.clock.set(nextUtc(f.clock.now(), 1, 8, 59));
+    const closes = f.clock.now() + 60_000;
+    const mandate = {
+      id: 'hours-mandate',
+      grantor: { lei: '5493001KJTIIGC8Y1R12' },
+      grantee: { client_id: 'trader-app' },
+      scopes: ['order:create', 'settlement:submit'],
+      constraints: { time_window: { timezone: 'Asia/Tokyo', days: ['mon', 'tue', 'wed', 'thu', 'fri'], hours: { from: '09:00', to: '18:00' } } },
+      legal_basis: { reference: 'Execution agreement 9' },
+      effective_from: '2020-01-01T00:00:00Z',
+      accepted_by: 'ops',
+      accepted_at: '2020-01-01T00:00:00Z',
+    };
+    await applyDocument(f.ctx, { mandates: [mandate] });
+    const first = await f.ok(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, mandate: 'hours-mandate' }));
+    assert.equal(decodeJwt(first.access_token).exp, closes / 1000, 'a JWT validated locally must not outlast the hours the grantor allowed');
+    assert.equal(first.expires_in, 60);
+    const hop = await f.ok(await f.exchangeFor('arranger-backend', first.access_token, { resource: brokerApi }));
+    assert.ok(Number(decodeJwt(hop.access_token).exp) <= closes / 1000, 'nor may the next hop');
+    // A subject token that lives past the close (issued before this rule): the exchange cuts its own token there.
+    const now = epochSeconds(f.clock);
+    const claims = { ...decodeJwt(first.access_token), jti: crypto.randomUUID(), iat: now, exp: now + 300 };
+    const legacy = await mintAccessToken(f.ctx.keys, claims as unknown as AccessTokenClaims);
+    const cut = await f.ok(await f.exchangeFor('arranger-backend', legacy, { resource: brokerApi }));
+    assert.equal(decodeJwt(cut.access_token).exp, closes / 1000);
+    // At the close: no token at all.
+    f.clock.set(closes);
+    assertOAuthError(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, mandate: 'hours-mandate' }), 400, 'invalid_grant');
   });
 
   /**
