@@ -9,8 +9,8 @@ import type { AccessTokenClaims } from '../tokens/claims.ts';
  * a role grant asked for, an erasure, an approval's decision, emergency access). One order for
  * all of them, so a token with two faults is refused under the same reason everywhere:
  *
- * 1. `client_token`: no person's grant stands behind the token (no `grant_id`, `sub` or
- *    `auth_time`): a client acting on its own;
+ * 1. `client_token`: no person's grant stands behind the token (no `grant_id` or `sub`): a
+ *    client acting on its own;
  * 2. `delegated_token`: the token carries `act` (RFC 8693 §4.1): a delegate acts for the person,
  *    and these operations are the person's own;
  * 3. `insufficient_authentication`: the sign-in behind the token is below the level asked;
@@ -31,7 +31,7 @@ export interface PersonCallerRule {
 
 /** Steps 1–3: what the token alone says. */
 export function ownTokenRefusal(claims: AccessTokenClaims, level?: string): 'client_token' | 'delegated_token' | 'insufficient_authentication' | undefined {
-  if (claims.grant_id === undefined || claims.sub === undefined || claims.auth_time === undefined) return 'client_token';
+  if (claims.grant_id === undefined || claims.sub === undefined) return 'client_token';
   if (claims.act !== undefined) return 'delegated_token';
   if (level !== undefined && !acrSatisfies(claims.acr, level)) return 'insufficient_authentication';
   return undefined;

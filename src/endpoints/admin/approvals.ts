@@ -156,7 +156,8 @@ async function personOf(ctx: Context, request: FastifyRequest): Promise<{ user: 
     });
     throw new OAuthError('access_denied', description);
   };
-  const caller = await personCaller(ctx, claims, {});
+  // A decision's proof names when the person signed in (tokenProof): a token without it is no one's sign-in.
+  const caller = claims.auth_time === undefined ? ({ ok: false, reason: 'client_token' } as const) : await personCaller(ctx, claims, {});
   if (caller.ok) return { user: caller.user, claims };
   if (caller.reason === 'client_token') return refuse('client_token', "the approvals API needs a person's own token, not a client's");
   if (caller.reason === 'delegated_token') return refuse('delegated_token', 'a delegated token cannot decide approvals');
