@@ -157,6 +157,12 @@ export interface Config {
   /** Whether clients' jwks_uri may be http on loopback or on private addresses: CLEARANCE_CLIENT_JWKS_ALLOW_PRIVATE_NETWORK, default true in development, false in production. */
   clientJwksAllowPrivateNetwork: boolean;
   /**
+   * SCIM clients of no legal entity (no `owner_lei`) that provision every person, a single-firm
+   * deployment's HR system (docs/lifecycle.md "SCIM 2.0"): CLEARANCE_SCIM_GLOBAL_CLIENTS, client ids,
+   * comma-separated; default none. Any other client of no legal entity provisions no one (fail closed).
+   */
+  scimGlobalClients: string[];
+  /**
    * The FATF travel rule (src/transfers/detail.ts, docs/transfers.md): a crypto-asset transfer of at
    * least this amount, in the asset's units, must carry its originator and beneficiary (IVMS 101).
    * CLEARANCE_TRAVEL_RULE_THRESHOLD, a decimal, default 0: every amount (EU Regulation 2023/1113 Art. 14 has no threshold).
@@ -254,6 +260,7 @@ export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
     clientSecretMaxAgeDays: readInt(env, 'CLEARANCE_CLIENT_SECRET_MAX_AGE_DAYS', 365, 0, 3650),
     clientSecretMaxAgeDaysInstitutional: readInt(env, 'CLEARANCE_INSTITUTIONAL_CLIENT_SECRET_MAX_AGE_DAYS', 90, 1, 3650),
     clientJwksAllowPrivateNetwork: readOneOf(env, 'CLEARANCE_CLIENT_JWKS_ALLOW_PRIVATE_NETWORK', ['true', 'false'], mode === 'development' ? 'true' : 'false') === 'true',
+    scimGlobalClients: readList(env.CLEARANCE_SCIM_GLOBAL_CLIENTS),
     travelRuleThreshold: readDecimal(env, 'CLEARANCE_TRAVEL_RULE_THRESHOLD', '0'),
     region: readRegion(env.CLEARANCE_REGION),
   };

@@ -82,6 +82,11 @@ export const auditEventTypes = [
   // A read of the people's access review through the admin API (who read it, how many people):
   // usernames, roles and sign-in means are personal data, so reading them is on the record too.
   'people.reviewed',
+  // A SCIM write refused for the caller's legal entities (src/lifecycle/scim/reach.ts): a person or
+  // desk of another firm (answered 404, as for none), a person or desk of another firm named in the
+  // write (403), or a client of no legal entity (403). `details.reason`, `operation`, and the legal
+  // entities outside the caller's.
+  'scim.refused',
   // A full verification of the log (`clearance audit verify`): its result, the tree it covered and
   // who ran it — the "last full verify" of the log's status (GET /admin/audit/status).
   'audit.verified',

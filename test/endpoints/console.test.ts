@@ -444,11 +444,18 @@ describe('the console', () => {
     assert.match(page.body, /<dt>issuer<\/dt><dd><code>http:\/\/127\.0\.0\.1:9<\/code><\/dd>/);
     assert.match(page.body, /<dt>Status<\/dt><dd>unchecked<\/dd>/);
     assert.doesNotMatch(page.body, /check-result/, 'the check fetches the partner: only when asked, by a form');
-    const checked = await post(f, '/console/partners/acme/check', { csrf_token: csrfOf(page.body) }, cora);
+    // The check sends requests to the partner's servers: admin:write's (an administrator), not a compliance reader's.
+    const notCora = await post(f, '/console/partners/acme/check', { csrf_token: csrfOf(page.body) }, cora);
+    assert.doesNotMatch(notCora.body, /check-result/, notCora.body);
+    assert.match(notCora.body, /Your roles do not allow this/);
+    const ada = new Jar();
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    const adaPage = await get(f, '/console/partners/acme', ada);
+    const checked = await post(f, '/console/partners/acme/check', { csrf_token: csrfOf(adaPage.body) }, ada);
     assert.equal(checked.statusCode, 200, checked.body);
     assert.match(checked.body, /<p id="check-result">Every rule passes\.<\/p>/);
     assert.match(checked.body, /<tr><td>pass<\/td><td>algorithm ES256<\/td>/);
-    assert.equal((await post(f, '/console/partners/acme/check', { csrf_token: 'forged' }, cora)).statusCode, 403);
+    assert.equal((await post(f, '/console/partners/acme/check', { csrf_token: 'forged' }, ada)).statusCode, 403);
     assert.equal((await get(f, '/console/partners/nobody', cora)).statusCode, 404);
   });
 

@@ -168,7 +168,7 @@ for (const dialect of testDialects()) {
     });
 
     test('SCIM re-activates a leaver it provisioned (active: true), but not with a password', async (t) => {
-      const f = await codeFlowFixture(t, { dialect, risk: 'off' });
+      const f = await codeFlowFixture(t, { dialect, risk: 'off', env: { CLEARANCE_SCIM_GLOBAL_CLIENTS: 'hr-system' } });
       await f.apply({ clients: [secretClient('hr-system', 'scim:read scim:write')] });
       const hr = await f.accessToken('hr-system', { resource: scimAudience(f.issuer) });
       const scim = (method: 'POST' | 'PUT' | 'PATCH', url: string, body: unknown) =>

@@ -14,10 +14,11 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * - GET /admin/partners/{id}/drift (admin:read): the partner's status (`active`, `suspended` and
  *   why), its baseline (key thumbprints and kids, metadata issuer and digest), the last successful
  *   check, an outage in progress and the next check; `status: unchecked` before the first check.
- * - GET /admin/partners/{id}/check (admin:read): `clearance partner check` — the profile against the
- *   world (issuer, metadata, keys fetched with the SSRF rules of src/federation/fetch.ts,
+ * - GET /admin/partners/{id}/check (admin:write): `clearance partner check` — the profile against
+ *   the world (issuer, metadata, keys fetched with the SSRF rules of src/federation/fetch.ts,
  *   algorithms, audiences, clients), a line per rule with `pass`, `fail`, `skip` or `note`, and `ok`
- *   when none failed. It reads the partner's published keys and metadata, and changes nothing.
+ *   when none failed. It changes nothing here, but it sends requests from Clearance's network to
+ *   the partner's servers: an act, not a read, so a read token (admin:read) sets off none (403).
  * - POST /admin/partners/{id}/approve (admin:write): re-approves the partner — its keys and
  *   metadata as they are now become the baseline and a suspension ends (`partner.reapproved`).
  *   400 when the keys cannot be read or the metadata names another issuer; 404 for no partner.
@@ -36,9 +37,12 @@ export const adminPartners: Endpoint = {
       if (!view) throw new OAuthError('not_found', 'no such partner');
       return view;
     });
-    app.get<{ Params: { id: string } }>(`${admin}/partners/:id/check`, adminOperation(ctx, 'admin:read', {
+    // admin:write: the check fetches from the partner's servers (metadata, JWKS), and a read scope
+    // must not make Clearance send requests on the caller's say-so.
+    app.get<{ Params: { id: string } }>(`${admin}/partners/:id/check`, adminOperation(ctx, 'admin:write', {
       tag: 'directory',
       summary: "Check a partner's trust profile against its published keys and metadata (clearance partner check)",
+      description: "Fetches the partner's metadata and keys now, from Clearance's network: admin:write, although it changes nothing here.",
       params,
     }), async (request, reply) => {
       const partner = await ctx.partners.get(request.params.id);

@@ -11,6 +11,7 @@ import { badRequest, notFound, ScimError } from '../../lifecycle/scim/errors.ts'
 import { parseFilter, requiredEqualities } from '../../lifecycle/scim/filter.ts';
 import { changeMembers, desksAreDeclared, groupResource, groupSchemas, listDesks } from '../../lifecycle/scim/groups.ts';
 import { allSchemas, listResponseSchema, maxResults, resourceTypeDocuments, schemaDocument, serviceProviderConfig } from '../../lifecycle/scim/schemas.ts';
+import { refusalsOnRecord, scimReachOf, type RefusedWrite } from '../../lifecycle/scim/reach.ts';
 import { deleteUser, deskNamesOf, findPerson, listPeople, writeUser, type ScimActor } from '../../lifecycle/scim/store.ts';
 import { userResource, userSchemas } from '../../lifecycle/scim/users.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -29,7 +30,10 @@ const scimType = 'application/scim+json; charset=utf-8';
  *   PUT  /Groups/{id}, PATCH /Groups/{id}                                  scim:write (its members)
  *
  * A Clearance access token for `<issuer>/scim` through the one protected-resource check (binding,
- * audience, liveness, scope). `active: false` — by PUT or PATCH — and DELETE are the leaver
+ * audience, liveness, scope); then the caller's reach (src/lifecycle/scim/reach.ts): the people and
+ * desks of its legal entities only — another firm's are 404 (absent from lists), a write naming
+ * another firm 403, a client of no legal entity 403 unless CLEARANCE_SCIM_GLOBAL_CLIENTS names it;
+ * every refused write is audited (`scim.refused`). `active: false` — by PUT or PATCH — and DELETE are the leaver
  * operation. Every answer is application/scim+json with Cache-Control: no-store; every refusal is
  * an RFC 7644 §3.12 error, never a 5xx for what a client sent. ETags (§3.14) on every resource;
  * If-Match on PUT, PATCH and DELETE (412 when stale).
@@ -55,7 +59,18 @@ function routes(app: FastifyInstance, ctx: Context, base: string): void {
     reply.headers(access.headers);
     return access.claims;
   };
-  const actorOf = (claims: AccessTokenClaims, request: FastifyRequest): ScimActor => ({ client: claims.client_id, requestId: request.id });
+  /** Whose people the caller reaches, or 403 (src/lifecycle/scim/reach.ts). */
+  const reachOf = (claims: AccessTokenClaims) => scimReachOf(ctx, claims);
+  /**
+   * A write by the caller admitted with scim:write, as `operation` of `resource`: the caller's reach
+   * decided first, and every refusal for its legal entities put on the record (`scim.refused`).
+   */
+  const writing = async <T>(request: FastifyRequest, reply: FastifyReply, operation: RefusedWrite['operation'], resource: RefusedWrite['resource'], work: (actor: ScimActor) => Promise<T>): Promise<T> => {
+    const claims = await caller(request, reply, scimWriteScope);
+    return refusalsOnRecord(ctx, { client: claims.client_id, actor: claims.sub ?? claims.client_id, requestId: request.id, operation, resource }, async () =>
+      work({ client: claims.client_id, requestId: request.id, reach: await reachOf(claims) }),
+    );
+  };
   const documentation = `${ctx.config.issuer}/docs/lifecycle.md#scim-20`;
 
   // RFC 7644 §4: the discovery documents describe no one, so they need no token.
@@ -75,13 +90,14 @@ function routes(app: FastifyInstance, ctx: Context, base: string): void {
 
   app.get<{ Querystring: Record<string, string | string[]> }>('/Users', async (request, reply) => {
     const claims = await caller(request, reply, scimReadScope);
+    const reach = await reachOf(claims);
     const { filter, startIndex, count } = listParameters(request.query);
     const parsed = filter === undefined ? undefined : parseFilter(filter, userSchemas);
     const equal = parsed ? requiredEqualities(parsed.tree) : new Map();
     const text = (key: string) => (typeof equal.get(key) === 'string' ? (equal.get(key) as string) : undefined);
     const query = { ...(text('id') ? { id: text('id') } : {}), ...(text('username') ? { userName: text('username') } : {}), ...(text('externalid') ? { externalId: text('externalid') } : {}) };
     const deskNames = await deskNamesOf(ctx);
-    const matching = (await listPeople(ctx.storage.db, query)).map((p) => userResource(p, base, deskNames)).filter((r) => !parsed || parsed.matches(r));
+    const matching = (await listPeople(ctx.storage.db, reach, query)).map((p) => userResource(p, base, deskNames)).filter((r) => !parsed || parsed.matches(r));
     const page = matching.slice(startIndex - 1, startIndex - 1 + count);
     // Names and emails are personal data: the read is on the record before the answer leaves.
     await recordPeopleRead(ctx, claims, request.id, { people: page.length, via: 'scim' });
@@ -90,50 +106,54 @@ function routes(app: FastifyInstance, ctx: Context, base: string): void {
 
   app.get<{ Params: { id: string } }>('/Users/:id', async (request, reply) => {
     const claims = await caller(request, reply, scimReadScope);
-    const person = await findPerson(ctx.storage.db, request.params.id);
+    // Another firm's person is answered as one that does not exist.
+    const person = await findPerson(ctx.storage.db, await reachOf(claims), request.params.id);
     if (!person) throw notFound('User');
     await recordPeopleRead(ctx, claims, request.id, { people: 1, via: 'scim' }, person.user.id);
     return sendResource(reply, userResource(person, base, await deskNamesOf(ctx)));
   });
 
-  const answerUser = async (reply: FastifyReply, id: string, status: number) => {
-    const person = await findPerson(ctx.storage.db, id);
+  const answerUser = async (reply: FastifyReply, actor: ScimActor, id: string, status: number) => {
+    const person = await findPerson(ctx.storage.db, actor.reach, id);
     const body = userResource(person!, base, await deskNamesOf(ctx));
     return sendResource(reply, body, status, status === 201 ? { location: (body.meta as { location: string }).location } : {});
   };
 
   // RFC 7644 §3.3: 201 with the resource and its Location; 409 uniqueness for a taken userName.
-  app.post('/Users', async (request, reply) => {
-    const claims = await caller(request, reply, scimWriteScope);
-    const { id } = await writeUser(ctx, { kind: 'create', body: request.body }, actorOf(claims, request), base);
-    return answerUser(reply, id, 201);
-  });
+  app.post('/Users', async (request, reply) =>
+    writing(request, reply, 'create', 'User', async (actor) => {
+      const { id } = await writeUser(ctx, { kind: 'create', body: request.body }, actor, base);
+      return answerUser(reply, actor, id, 201);
+    }),
+  );
 
   for (const [method, kind] of [['PUT', 'replace'], ['PATCH', 'patch']] as const) {
     app.route<{ Params: { id: string } }>({
       method,
       url: '/Users/:id',
-      handler: async (request, reply) => {
-        const claims = await caller(request, reply, scimWriteScope);
-        const { id } = await writeUser(ctx, { kind, id: request.params.id, body: request.body, ...ifMatch(request) }, actorOf(claims, request), base);
-        return answerUser(reply, id, 200);
-      },
+      handler: async (request, reply) =>
+        writing(request, reply, kind, 'User', async (actor) => {
+          const { id } = await writeUser(ctx, { kind, id: request.params.id, body: request.body, ...ifMatch(request) }, actor, base);
+          return answerUser(reply, actor, id, 200);
+        }),
     });
   }
 
   // RFC 7644 §3.6: 204; the person is offboarded and out of SCIM's view from then on.
-  app.delete<{ Params: { id: string } }>('/Users/:id', async (request, reply) => {
-    const claims = await caller(request, reply, scimWriteScope);
-    await deleteUser(ctx, request.params.id, ifMatch(request).ifMatch, actorOf(claims, request), base);
-    return reply.code(204).headers({ 'cache-control': 'no-store' }).send();
-  });
+  app.delete<{ Params: { id: string } }>('/Users/:id', async (request, reply) =>
+    writing(request, reply, 'delete', 'User', async (actor) => {
+      await deleteUser(ctx, request.params.id, ifMatch(request).ifMatch, actor, base);
+      return reply.code(204).headers({ 'cache-control': 'no-store' }).send();
+    }),
+  );
 
   app.get<{ Querystring: Record<string, string | string[]> }>('/Groups', async (request, reply) => {
     const claims = await caller(request, reply, scimReadScope);
+    const reach = await reachOf(claims);
     const { filter, startIndex, count } = listParameters(request.query);
     const parsed = filter === undefined ? undefined : parseFilter(filter, groupSchemas);
-    const people = await listPeople(ctx.storage.db);
-    const matching = (await listDesks(ctx)).map((d) => groupResource(d, people, base)).filter((r) => !parsed || parsed.matches(r));
+    const people = await listPeople(ctx.storage.db, reach);
+    const matching = (await listDesks(ctx, reach)).map((d) => groupResource(d, people, base)).filter((r) => !parsed || parsed.matches(r));
     const page = matching.slice(startIndex - 1, startIndex - 1 + count);
     await recordPeopleRead(ctx, claims, request.id, { people: people.length, via: 'scim', groups: page.length });
     return send(reply, list(page, startIndex, matching.length));
@@ -141,22 +161,24 @@ function routes(app: FastifyInstance, ctx: Context, base: string): void {
 
   app.get<{ Params: { id: string } }>('/Groups/:id', async (request, reply) => {
     const claims = await caller(request, reply, scimReadScope);
-    const desk = (await listDesks(ctx)).find((d) => d.id === request.params.id);
+    const reach = await reachOf(claims);
+    // Another firm's desk is answered as one that does not exist.
+    const desk = (await listDesks(ctx, reach)).find((d) => d.id === request.params.id);
     if (!desk) throw notFound('Group');
     await recordPeopleRead(ctx, claims, request.id, { via: 'scim', group: desk.id });
-    return sendResource(reply, groupResource(desk, await listPeople(ctx.storage.db), base));
+    return sendResource(reply, groupResource(desk, await listPeople(ctx.storage.db, reach), base));
   });
 
   for (const [method, kind] of [['PUT', 'replace'], ['PATCH', 'patch']] as const) {
     app.route<{ Params: { id: string } }>({
       method,
       url: '/Groups/:id',
-      handler: async (request, reply) => {
-        const claims = await caller(request, reply, scimWriteScope);
-        await changeMembers(ctx, request.params.id, { kind, body: request.body, ...ifMatch(request) }, actorOf(claims, request), base);
-        const desk = (await listDesks(ctx)).find((d) => d.id === request.params.id)!;
-        return sendResource(reply, groupResource(desk, await listPeople(ctx.storage.db), base));
-      },
+      handler: async (request, reply) =>
+        writing(request, reply, kind, 'Group', async (actor) => {
+          await changeMembers(ctx, request.params.id, { kind, body: request.body, ...ifMatch(request) }, actor, base);
+          const desk = (await listDesks(ctx, actor.reach)).find((d) => d.id === request.params.id)!;
+          return sendResource(reply, groupResource(desk, await listPeople(ctx.storage.db, actor.reach), base));
+        }),
     });
   }
   app.post('/Groups', async (request, reply) => {

@@ -4,6 +4,7 @@ import { applyPatch } from './patch.ts';
 import { groupSchema, groupSchemaDefinition, type SchemaDefinition } from './schemas.ts';
 import { checkIfMatch, listPeople, setDeskMembership, type ScimActor } from './store.ts';
 import { recordMoves, type PersonMove } from '../mover.ts';
+import { personOutOfReach, reaches, reachesDesk, ScimRefusal, type ScimReach } from './reach.ts';
 import { entityTag, type ScimPerson } from './users.ts';
 
 /**
@@ -21,10 +22,13 @@ export interface Desk {
   name: string;
 }
 
-/** The declared desks, ordered by id. */
-export async function listDesks(ctx: Pick<Context, 'entities'>): Promise<Desk[]> {
+/** The declared desks of the caller's legal entities (every desk for a caller of every firm), ordered by id. */
+export async function listDesks(ctx: Pick<Context, 'entities'>, reach: ScimReach): Promise<Desk[]> {
   const snapshot = await ctx.entities.snapshot();
-  return [...snapshot.desks].map(([id, { desk }]) => ({ id, name: desk.name ?? id })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return [...snapshot.desks]
+    .filter(([id]) => reachesDesk(reach, id))
+    .map(([id, { desk }]) => ({ id, name: desk.name ?? id }))
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /** A desk as a SCIM Group, its members the people (SCIM sees) on it. */
@@ -53,16 +57,20 @@ function memberIds(body: Record<string, unknown>): Set<string> {
 /**
  * Sets the members of a desk (PUT: the body's members; PATCH: the members after the patch), in one
  * transaction: the people added get the desk, the people removed lose it, each through the write
- * step of every change of a person. 400 invalidValue for a member that is no User SCIM sees;
- * 412 for a stale If-Match.
+ * step of every change of a person. Only among the people the caller reaches: another firm's
+ * person on the desk is neither shown nor removed. 404 for a desk of another firm (as for none);
+ * 400 invalidValue for a member that is no User the caller sees; 412 for a stale If-Match.
  */
 export async function changeMembers(ctx: Context, deskId: string, change: { kind: 'replace' | 'patch'; body: unknown; ifMatch?: string }, actor: ScimActor, base: string): Promise<void> {
-  const desk = (await listDesks(ctx)).find((d) => d.id === deskId);
+  const desk = (await listDesks(ctx, { kind: 'all' })).find((d) => d.id === deskId);
   if (!desk) throw notFound('Group');
+  // Another firm's desk is answered as one that does not exist; the refusal is on the record.
+  if (!reachesDesk(actor.reach, desk.id)) throw new ScimRefusal(404, 'no such Group', { reason: 'not_of_legal_entity', group: desk.id });
   const moves: PersonMove[] = [];
   await ctx.audit.recordWith(async (trx) => {
     moves.length = 0;
-    const people = await listPeople(trx);
+    const everyone = await listPeople(trx, { kind: 'all' });
+    const people = everyone.filter((p) => reaches(actor.reach, p.user));
     const current = groupResource(desk, people, base);
     checkIfMatch(change.ifMatch, (current.meta as { version: string }).version);
     let body: Record<string, unknown>;
@@ -76,7 +84,13 @@ export async function changeMembers(ctx: Context, deskId: string, change: { kind
     }
     const wanted = memberIds(body);
     const byId = new Map(people.map((p) => [p.user.id, p.user]));
-    for (const id of wanted) if (!byId.has(id)) throw badRequest('invalidValue', `no User ${id.slice(0, 64)}`);
+    for (const id of wanted) {
+      if (byId.has(id)) continue;
+      // Another firm's person is no User this caller sees: the same answer, and on the record.
+      const other = everyone.find((p) => p.user.id === id);
+      const unknown = badRequest('invalidValue', `no User ${id.slice(0, 64)}`);
+      throw other ? personOutOfReach(actor.reach, other.user, unknown) : unknown;
+    }
     const now = ctx.clock.now();
     const added = [...wanted].filter((id) => !byId.get(id)!.desks.includes(desk.id)).map((id) => byId.get(id)!);
     const removed = people.filter((p) => p.user.desks.includes(desk.id) && !wanted.has(p.user.id)).map((p) => p.user);

@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import { isPostgres } from '../../audit/dialect.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { decidePassword, normalizeUsername, upsertUser, userFromRow, type User, type UserEntry } from '../../identity/users.ts';
@@ -9,6 +10,7 @@ import { credentialsHeld, heldCredentialsProblem } from '../credential-hold.ts';
 import { recordMoves, type PersonMove } from '../mover.ts';
 import { badRequest, notFound, ScimError } from './errors.ts';
 import { applyPatch } from './patch.ts';
+import { entryWithinReach, personOutOfReach, reaches, type ScimReach } from './reach.ts';
 import { entityTag, isActive, readUserWrite, userResource, userSchemas, type ScimPerson, type UserWrite } from './users.ts';
 
 /**
@@ -21,11 +23,13 @@ import { entityTag, isActive, readUserWrite, userResource, userSchemas, type Sci
 
 type Db = Kysely<Database>;
 
-/** Who asks, for the audit events. */
+/** Who asks: for the audit events, and whose people they reach (./reach.ts). */
 export interface ScimActor {
   /** The token's client (the provisioning system). */
   client: string;
   requestId: string;
+  /** The legal entities whose people the caller sees and changes. */
+  reach: ScimReach;
 }
 
 /** What narrows a read of people before the filter decides (from the filter's required equalities). */
@@ -35,8 +39,15 @@ export interface PeopleQuery {
   externalId?: string;
 }
 
-/** The people SCIM sees (everyone not deleted through SCIM), narrowed by `query`, ordered by username. */
-export async function listPeople(db: Db, query: PeopleQuery = {}): Promise<ScimPerson[]> {
+/**
+ * The people SCIM sees (everyone not deleted through SCIM) within the caller's reach, narrowed by
+ * `query`, ordered by username. `reach: 'all'` only for a step that decides reach itself.
+ */
+export async function listPeople(db: Db, reach: ScimReach, query: PeopleQuery = {}): Promise<ScimPerson[]> {
+  return (await selectPeople(db, query)).filter((p) => reaches(reach, p.user));
+}
+
+function peopleQuery(db: Db, query: PeopleQuery) {
   let select = db
     .selectFrom('users')
     .leftJoin('scim_users', 'scim_users.user_id', 'users.id')
@@ -46,14 +57,37 @@ export async function listPeople(db: Db, query: PeopleQuery = {}): Promise<ScimP
   if (query.id !== undefined) select = select.where('users.id', '=', query.id);
   if (query.userName !== undefined) select = select.where('users.username', '=', normalizeUsername(query.userName));
   if (query.externalId !== undefined) select = select.where('scim_users.external_id', '=', query.externalId);
-  const rows = await select.orderBy('users.username').execute();
-  return rows.map(({ external_id, hidden_at: _hidden, provisioned_at, ...row }) => ({ user: userFromRow(row), externalId: external_id, provisioned: provisioned_at !== null }));
+  return select.orderBy('users.username');
 }
 
-/** The person with this SCIM id, unless deleted through SCIM. */
-export async function findPerson(db: Db, id: string): Promise<ScimPerson | undefined> {
+type PersonRow = Awaited<ReturnType<ReturnType<typeof peopleQuery>['execute']>>[number];
+
+function personOf({ external_id, hidden_at: _hidden, provisioned_at, ...row }: PersonRow): ScimPerson {
+  return { user: userFromRow(row), externalId: external_id, provisioned: provisioned_at !== null };
+}
+
+async function selectPeople(db: Db, query: PeopleQuery): Promise<ScimPerson[]> {
+  return (await peopleQuery(db, query).execute()).map(personOf);
+}
+
+/** The person with this SCIM id, unless deleted through SCIM or out of the caller's reach. */
+export async function findPerson(db: Db, reach: ScimReach, id: string): Promise<ScimPerson | undefined> {
   if (id.length > 64) return undefined;
-  return (await listPeople(db, { id }))[0];
+  return (await listPeople(db, reach, { id }))[0];
+}
+
+/**
+ * The person with this SCIM id (unless deleted through SCIM), whatever the caller's reach, read
+ * for a change in `trx`: locked on PostgreSQL (FOR UPDATE OF users), so that what the change
+ * keeps of them — roles, attributes SCIM does not manage, desks — is what is there when it
+ * writes. Unlocked, a role an administrator gave them after this read and before the write would
+ * be written back as it was (READ COMMITTED); SQLite has one writer, so nothing slips between.
+ */
+async function personForChange(trx: Transaction<Database>, id: string): Promise<ScimPerson | undefined> {
+  if (id.length > 64) return undefined;
+  const select = peopleQuery(trx, { id });
+  const row = await (isPostgres(trx) ? select.forUpdate('users') : select).executeTakeFirst();
+  return row && personOf(row);
 }
 
 /**
@@ -86,8 +120,10 @@ export async function writeUser(ctx: Context, change: UserChange, actor: ScimAct
       const taken = await trx.selectFrom('users').select('id').where('username', '=', write.entry.username).executeTakeFirst();
       if (taken) throw new ScimError(409, 'a person with that userName exists', 'uniqueness');
     } else {
-      current = await findPerson(trx, change.id);
+      current = await personForChange(trx, change.id);
       if (!current) throw notFound('User');
+      // Another firm's person is answered as one that does not exist; the refusal is on the record.
+      if (!reaches(actor.reach, current.user)) throw personOutOfReach(actor.reach, current.user);
       const resource = userResource(current, base, deskNames);
       checkIfMatch(change.ifMatch, (resource.meta as { version: string }).version);
       const body = change.kind === 'patch' ? applyPatch(resource, change.body, userSchemas) : change.body;
@@ -95,6 +131,8 @@ export async function writeUser(ctx: Context, change: UserChange, actor: ScimAct
       // The username is the person's login name and their key in apply documents: it does not change.
       if (write.entry.username !== current.user.username) throw badRequest('mutability', 'userName cannot change in Clearance (it is the login name); create a new User instead');
     }
+    // The person stays of the caller's legal entities (none named: its own; another's: 403).
+    write = { ...write, entry: entryWithinReach(actor.reach, write.entry, current?.user.id) };
     // A password set through SCIM is hashed here, inside the transaction: rare, and it must be
     // decided against the row this transaction sees.
     // SCIM sets the password only of people it provisioned: a person apply or the admin API
@@ -155,8 +193,9 @@ export async function deleteUser(ctx: Context, id: string, ifMatch: string | und
   const deskNames = await deskNamesOf(ctx);
   await ctx.audit.recordWith(async (trx) => {
     const now = ctx.clock.now();
-    const current = await findPerson(trx, id);
+    const current = await personForChange(trx, id);
     if (!current) throw notFound('User');
+    if (!reaches(actor.reach, current.user)) throw personOutOfReach(actor.reach, current.user);
     checkIfMatch(ifMatch, (userResource(current, base, deskNames).meta as { version: string }).version);
     const offboarded = await offboardPersonIn(ctx, trx, now, id, { actor: `scim:${actor.client}`, via: 'scim', reason: 'deleted through SCIM', requestId: actor.requestId });
     await trx.insertInto('scim_users').values({ user_id: id, external_id: current.externalId, hidden_at: now, updated_at: now }).onConflict((c) => c.column('user_id').doUpdateSet({ hidden_at: now, updated_at: now })).execute();
@@ -174,13 +213,21 @@ export async function deskNamesOf(ctx: Pick<Context, 'entities'>): Promise<Map<s
 
 /**
  * Moves people on or off a desk, each through the same step as any write of a person (upsertUser:
- * their whole entry as stored, with the desks changed), in the caller's transaction.
+ * their whole entry as stored, with the desks changed), in the caller's transaction. Each person
+ * is read again, locked (`personForChange`), and their entry is made from that row: the list the
+ * Group's members were worked out from is no basis for what else the write keeps (their roles).
  */
 export async function setDeskMembership(trx: Transaction<Database>, now: number, people: readonly User[], desk: string, on: boolean, actor: ScimActor, moves: PersonMove[]): Promise<AuditEvent[]> {
   const events: AuditEvent[] = [];
-  for (const user of people) {
+  for (const listed of people) {
+    const person = await personForChange(trx, listed.id);
+    if (!person) throw new ScimError(409, `User ${listed.id} changed while the Group was being changed; retry`);
+    const user = person.user;
+    // Read again: still a person this caller reaches (another write may have moved them since the list).
+    if (!reaches(actor.reach, user)) throw personOutOfReach(actor.reach, user);
     const desks = on ? [...new Set([...user.desks, desk])] : user.desks.filter((d) => d !== desk);
-    const entry: UserEntry = { username: user.username, ...(user.name !== null ? { name: user.name } : {}), ...(user.email !== null ? { email: user.email } : {}), desks, roles: user.roles, attributes: user.attributes };
+    const stored: UserEntry = { username: user.username, ...(user.name !== null ? { name: user.name } : {}), ...(user.email !== null ? { email: user.email } : {}), desks, roles: user.roles, attributes: user.attributes };
+    const entry = entryWithinReach(actor.reach, stored, user.id);
     const upserted = await upsertUser(trx, now, entry, { keep: true }, { actor: actor.client, via: 'scim' });
     events.push(...upserted.events);
     if (upserted.moved) moves.push(upserted.moved);

@@ -10,7 +10,7 @@ const patchOp = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 for (const dialect of testDialects()) {
   describe(`SCIM leaver and desks on ${dialect.name}`, () => {
     test('a PATCH active:false from an HR system ends every session, token and consent of the person, and one user.offboarded event lists them', async (t) => {
-      const f = await codeFlowFixture(t, { dialect, risk: 'off' });
+      const f = await codeFlowFixture(t, { dialect, risk: 'off', env: { CLEARANCE_SCIM_GLOBAL_CLIENTS: 'hr-system' } });
       await f.apply({ clients: [secretClient('hr-system', 'scim:read scim:write')] });
       const hr = await f.accessToken('hr-system', { resource: scimAudience(f.issuer) });
       const { code, pkce } = await f.authorizeAndApprove({ query: { scope: 'openid offline_access order:create', resource: ordersApi } });
@@ -42,7 +42,7 @@ for (const dialect of testDialects()) {
     });
 
     test('a Group is a desk: PATCH adds and removes members (RFC 7644 §3.5.2), which moves people on and off the desk, each move recorded', async (t) => {
-      const f = await codeFlowFixture(t, { dialect, risk: 'off' });
+      const f = await codeFlowFixture(t, { dialect, risk: 'off', env: { CLEARANCE_SCIM_GLOBAL_CLIENTS: 'hr-system' } });
       await f.apply({
         clients: [secretClient('hr-system', 'scim:read scim:write')],
         regions: [{ id: 'uk' }],

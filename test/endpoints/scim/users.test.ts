@@ -28,7 +28,8 @@ interface Scim {
 }
 
 async function scim(t: Parameters<typeof protocolFixture>[0], dialect?: TestDialect): Promise<Scim> {
-  const f = await protocolFixture(t, { ...(dialect ? { dialect } : {}), risk: 'off' });
+  // A single-firm deployment's HR system: of no legal entity, deliberately given every person (docs/lifecycle.md "SCIM 2.0").
+  const f = await protocolFixture(t, { ...(dialect ? { dialect } : {}), risk: 'off', env: { CLEARANCE_SCIM_GLOBAL_CLIENTS: 'hr-system,hr-reader' } });
   await f.apply({ clients: [secretClient('hr-system', 'scim:read scim:write'), secretClient('hr-reader', 'scim:read')] });
   const writer = await f.accessToken('hr-system', { resource: scimAudience(f.issuer) });
   const reader = await f.accessToken('hr-reader', { resource: scimAudience(f.issuer) });
