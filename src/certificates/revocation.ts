@@ -15,9 +15,11 @@ import { withinSpan } from '../clock.ts';
  * answers at once (src/pki/status.ts).
  *
  * - OCSP, asked first when enabled: the configured URL, else the certificate's AIA; a response
- *   must verify (signed by the CA or its delegated OCSPSigning responder, naming this certificate,
- *   not past its nextUpdate, not dated in the future; src/guard/ocsp.ts). A `good` or `revoked`
- *   answer is reused for `cacheSeconds` (never past its nextUpdate; 0: every check asks).
+ *   must verify (signed by the CA or a delegated responder: any certificate it issued for
+ *   OCSPSigning, RFC 6960 §4.2.2.2, as Clearance cannot know which one another CA designated;
+ *   naming this certificate, not past its nextUpdate, not dated in the future; src/guard/ocsp.ts).
+ *   A `good` or `revoked` answer is reused for `cacheSeconds` (never past its nextUpdate; 0:
+ *   every check asks).
  * - CRL, when enabled and OCSP gave no answer: the configured URL, else the certificate's first
  *   http(s) CRL distribution point; the CRL must be signed by the issuing CA (with its key, which
  *   may sign CRLs) and be current, and is kept for `refreshSeconds` per node (never past its
@@ -138,7 +140,8 @@ async function ocspStatus(ocsp: NonNullable<RevocationSources['ocsp']>, sources:
 async function askOcsp(from: Where, leaf: X509Certificate, issuer: X509Certificate, now: number, cacheSeconds: number): Promise<HeldOcsp> {
   const response = await request(from, { method: 'POST', headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' }, body: ocspRequest(leaf, issuer) }, maxOcspBytes);
   if (!ok(response)) throw new Unavailable(`the OCSP responder answered ${response.status}`);
-  const answer = readOcspResponse(response.body, leaf, issuer, { at: now, skewMs });
+  // Another firm's CA: its RFC 6960 delegated responders answer for it (src/guard/ocsp.ts).
+  const answer = readOcspResponse(response.body, leaf, issuer, { at: now, skewMs, responder: 'delegated' });
   // RFC 6960 §4.2.2.1: a response whose thisUpdate is in the future is not yet valid.
   if (answer.thisUpdate > now + skewMs) throw new Unavailable('the OCSP response is dated in the future');
   const until = Math.min(now + cacheSeconds * 1000, answer.nextUpdate ?? Number.POSITIVE_INFINITY);

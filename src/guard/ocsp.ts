@@ -26,6 +26,27 @@ export class OcspError extends Error {
 
 const sha1 = '1.3.14.3.2.26';
 const ocspSigning = '1.3.6.1.5.5.7.3.9';
+/** id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1). */
+const ocspNoCheck = '1.3.6.1.5.5.7.48.1.5';
+
+export interface OcspReadOptions {
+  /** When the answer must hold (default: its own producedAt). */
+  at?: number;
+  skewMs?: number;
+  /**
+   * Who besides the issuing CA's own key may sign the answer (RFC 6960 §4.2.2.2):
+   * - `designated` (the default; Clearance's own CA: the guard, evidence bundles): only the
+   *   responder certificate the CA designated — the one Clearance builds for each issuing CA
+   *   (src/pki/authority.ts), issued by it for OCSPSigning with id-pkix-ocsp-nocheck. The CA puts
+   *   that extension on its responder only (src/pki/build.ts); a certificate issued under a profile
+   *   never carries it, whatever EKUs the profile gave (an older release let a profile give
+   *   OCSPSigning: an agent holding such a certificate must not answer for the CA).
+   * - `delegated` (external CAs: partners', people's; src/certificates/revocation.ts): any
+   *   certificate the CA issued for OCSPSigning, the RFC's own rule — Clearance cannot know which
+   *   responder another CA designated, and its delegated responders are legitimate.
+   */
+  responder?: 'designated' | 'delegated';
+}
 
 /** RFC 6960 §4.1: a request for one certificate (SHA-1 CertID, what every responder takes). */
 export function ocspRequest(certificate: X509Certificate, issuer: X509Certificate): Buffer {
@@ -41,14 +62,15 @@ export function ocspRequest(certificate: X509Certificate, issuer: X509Certificat
 
 /**
  * Reads a DER OCSPResponse about `certificate` and verifies it (RFC 6960 §3.2), fail closed: a
- * successful basic response whose signature verifies with the issuer's key or with a delegated
- * responder certificate the issuer signed for OCSPSigning, valid at `at`; it names this
+ * successful basic response whose signature verifies with the issuer's key or with a responder
+ * certificate the issuer signed for OCSPSigning — the one it designated, unless `responder` is
+ * `delegated` (see OcspReadOptions) — valid at `at`; it names this
  * certificate by its whole CertID under `issuer` (hash algorithm, issuer name and key hashes,
  * serial); `at` is not past its nextUpdate (with `skewMs`). The guard passes now; verify-bundle
  * passes nothing, and the answer is judged as of its own producedAt (months later it is stale, not
  * false).
  */
-export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, issuer: X509Certificate, options: { at?: number; skewMs?: number }): OcspStatus {
+export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, issuer: X509Certificate, options: OcspReadOptions): OcspStatus {
   let response: OCSPResponse;
   try {
     response = AsnConvert.parse(der, OCSPResponse);
@@ -63,12 +85,7 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
   const signers = [issuer, ...(basic.certs ?? []).map((c) => new X509Certificate(Buffer.from(AsnConvert.serialize(c))))];
   const signer = signers.find((candidate) => verifyX509Signature(basic.signatureAlgorithm.algorithm, candidate.publicKey, tbs, new Uint8Array(basic.signature)));
   if (!signer) throw new OcspError('the OCSP response signature does not verify');
-  if (signer !== issuer) {
-    // RFC 6960 §4.2.2.2: a delegated responder is issued by the CA, for OCSPSigning.
-    if (!signer.checkIssued(issuer) || !signer.verify(issuer.publicKey)) throw new OcspError('the OCSP responder certificate is not issued by the certificate\'s CA');
-    if (!(signer.keyUsage ?? []).includes(ocspSigning)) throw new OcspError('the OCSP responder certificate is not for OCSPSigning');
-    if (at < signer.validFromDate.getTime() - (options.skewMs ?? 60_000) || at > signer.validToDate.getTime()) throw new OcspError('the OCSP responder certificate was not valid then');
-  }
+  if (signer !== issuer) checkResponder(signer, issuer, at, options);
   const serial = serialHex(AsnConvert.parse(certificate.raw, Certificate).tbsCertificate.serialNumber);
   // RFC 6960 §4.1.1, §3.2 (1): the answer is about this certificate only when its whole CertID is
   // this one's — the serial AND the hashes of the issuer's name and key — under the issuer used to
@@ -88,6 +105,25 @@ export function readOcspResponse(der: Uint8Array, certificate: X509Certificate, 
     ...(nextUpdate !== undefined ? { nextUpdate } : {}),
     producedAt: basic.tbsResponseData.producedAt.getTime(),
   };
+}
+
+/**
+ * RFC 6960 §4.2.2.2: an answer not signed by the CA itself is signed by a responder the CA
+ * designated, whose certificate it issued for OCSPSigning, valid at `at`.
+ */
+function checkResponder(signer: X509Certificate, issuer: X509Certificate, at: number, options: OcspReadOptions): void {
+  if (!signer.checkIssued(issuer) || !signer.verify(issuer.publicKey)) throw new OcspError('the OCSP responder certificate is not issued by the certificate\'s CA');
+  if (!(signer.keyUsage ?? []).includes(ocspSigning)) throw new OcspError('the OCSP responder certificate is not for OCSPSigning');
+  // RFC 6960 §4.2.2.2 ("the CA designates ... a responder"): for Clearance's own CA, carrying the
+  // EKU is not being designated — only the responder certificate the CA built for itself is.
+  if ((options.responder ?? 'designated') === 'designated' && !hasExtension(signer, ocspNoCheck)) {
+    throw new OcspError("the OCSP responder certificate is not the one the CA designated (its own responder's, with id-pkix-ocsp-nocheck): another certificate of the CA with OCSPSigning does not answer for it");
+  }
+  if (at < signer.validFromDate.getTime() - (options.skewMs ?? 60_000) || at > signer.validToDate.getTime()) throw new OcspError('the OCSP responder certificate was not valid then');
+}
+
+function hasExtension(certificate: X509Certificate, oid: string): boolean {
+  return (AsnConvert.parse(certificate.raw, Certificate).tbsCertificate.extensions ?? []).some((extension) => extension.extnID === oid);
 }
 
 /** The hash algorithms a CertID may use (RFC 6960 §4.1.1 hashAlgorithm), by OID. */

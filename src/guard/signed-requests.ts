@@ -133,7 +133,9 @@ export function createSignedRequestVerifier(options: SignedRequestOptions): { ve
       if (!ocsp.ok) throw new SignedRequestError('status_unknown', `OCSP answered ${ocsp.status}`);
       let status;
       try {
-        status = readOcspResponse(Buffer.from(await ocsp.arrayBuffer()), leaf, issuer, { at: now() });
+        // Only the CA or the responder it designated answers for it (RFC 6960 §4.2.2.2): never
+        // another of its certificates that carries OCSPSigning (src/guard/ocsp.ts).
+        status = readOcspResponse(Buffer.from(await ocsp.arrayBuffer()), leaf, issuer, { at: now(), responder: 'designated' });
       } catch (error) {
         throw new SignedRequestError('status_unknown', (error as Error).message);
       }

@@ -72,7 +72,13 @@ export function caExtensions(pathLength: number): Extension[] {
   ];
 }
 
-/** Extensions of the delegated OCSP responder's certificate (RFC 6960 §4.2.2.2). */
+/**
+ * Extensions of the delegated OCSP responder's certificate (RFC 6960 §4.2.2.2): the only
+ * certificate the CA gives OCSPSigning and id-pkix-ocsp-nocheck. The guard knows the responder the
+ * CA designated by that extension (src/guard/ocsp.ts): a certificate issued under a profile never
+ * carries it (leafExtensions below; a CSR's extensions are never copied), nor OCSPSigning
+ * (src/pki/profiles.ts reserves it).
+ */
 export function ocspResponderExtensions(): Extension[] {
   return [
     new x509.BasicConstraintsExtension(false, undefined, true),

@@ -8,7 +8,7 @@ import type { Authority } from './authority.ts';
 import { leafExtensions, newSerial, pemOf, signCertificate } from './build.ts';
 import { CsrError, readCsr, type CheckedCsr } from './csr.ts';
 import { NameError, renderNames, type SanEntry } from './names.ts';
-import { defaultApproverRole, ekuOid, loadProfiles, type CertificateProfile } from './profiles.ts';
+import { defaultApproverRole, ekuOid, loadProfiles, reservedEku, type CertificateProfile } from './profiles.ts';
 import type { CustodyKey } from './custody/custody.ts';
 
 /** A refused issuance: `code` is recorded in `pki.issuance_refused`; the message is the requester's. */
@@ -58,10 +58,11 @@ const approvalTtlMs = 8 * 3600_000;
 
 /**
  * A certificate for `holder` under a profile (docs/pki.md "Issuance"), each rule in order:
- * the profile exists; the CSR parses and proves possession of its key; the key type is one the
- * profile allows; the names are the profile's, rendered for the holder and inside its name
- * constraints; the CSR asks for no other name; the lifetime is at most the profile's and the
- * issuing CA's. A profile with `approval: required` waits for a second person (the certificate is
+ * the profile exists; the CSR parses and proves possession of its key; the profile grants no EKU
+ * reserved to the CA (a profile stored before that rule may); the key type is one the profile
+ * allows; the names are the profile's, rendered for the holder and inside its name constraints;
+ * the CSR asks for no other name; the lifetime is at most the profile's and the issuing CA's.
+ * A profile with `approval: required` waits for a second person (the certificate is
  * issued when they approve); otherwise the certificate is signed and recorded with
  * `pki.certificate_issued` in one transaction.
  */
@@ -109,6 +110,7 @@ export async function checkedCsr(text: unknown): Promise<CheckedCsr> {
 
 /** The names and lifetime a request gets, or the PkiRefusal that says why it gets none. */
 export function planIssuance(profile: CertificateProfile, csr: CheckedCsr, holder: string, asked: unknown): { subject: string; sans: SanEntry[]; lifetimeSeconds: number } {
+  checkGrantableEkus(profile);
   if (!profile.key_types.includes(csr.keyType)) {
     throw new PkiRefusal('key_type', `profile ${profile.name} takes ${profile.key_types.join(', ')} keys, not ${csr.keyType}`);
   }
@@ -135,6 +137,18 @@ export function planIssuance(profile: CertificateProfile, csr: CheckedCsr, holde
   return { ...names, lifetimeSeconds: lifetimeSeconds ?? profile.default_lifetime ?? profile.max_lifetime };
 }
 
+/**
+ * A profile stored before the rule of src/pki/profiles.ts (or written around apply) may still name
+ * an EKU reserved to the CA's own roles: nothing is issued under it until it is changed. Checked
+ * when an issuance is planned and again when it is signed.
+ */
+function checkGrantableEkus(profile: CertificateProfile): void {
+  const reserved = profile.ekus.find((entry) => reservedEku(entry) !== undefined);
+  if (reserved !== undefined) {
+    throw new PkiRefusal('reserved_eku', `profile ${profile.name} grants ${reserved}, which ${reservedEku(reserved)}; nothing is issued under it until it is applied without it`);
+  }
+}
+
 interface SignInput {
   profile: CertificateProfile;
   version: number;
@@ -152,6 +166,8 @@ interface SignInput {
 
 /** Signs with the active issuing CA and records the certificate and its event in `trx`. */
 export async function signAndRecord(ctx: Context, trx: Transaction<Database>, input: SignInput): Promise<{ certificate: IssuedCertificate; event: AuditEvent }> {
+  // The last gate before the CA's key signs, whichever way the request came.
+  checkGrantableEkus(input.profile);
   const { authority, key, chain } = await ctx.pki.authorities.issuing(trx);
   const now = ctx.clock.now();
   // RFC 5280 §6.1.3: a certificate outliving its issuer would fail validation; never issue one.

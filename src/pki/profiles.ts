@@ -19,7 +19,7 @@ export interface CertificateProfile {
   max_lifetime: number;
   /** Seconds; what an issuance gets when it asks for nothing shorter. Defaults to `max_lifetime`. */
   default_lifetime?: number;
-  /** Extended key usages: names below or dotted OIDs. */
+  /** Extended key usages: names below or dotted OIDs, none reserved to the CA (reservedEkus). */
   ekus: string[];
   /** Certificate policy OIDs (RFC 5280 §4.2.1.4) that state the allowed use. */
   policies: string[];
@@ -48,7 +48,10 @@ export interface CertificateProfile {
 export type CsrKeyType = 'EC-P256' | 'EC-P384' | 'Ed25519' | 'RSA-2048' | 'RSA-3072' | 'RSA-4096';
 export const csrKeyTypes: readonly CsrKeyType[] = ['EC-P256', 'EC-P384', 'Ed25519', 'RSA-2048', 'RSA-3072', 'RSA-4096'];
 
-/** Extended key usage names (RFC 5280 §4.2.1.12). */
+/**
+ * Extended key usage names (RFC 5280 §4.2.1.12). `ocsp_signing` is named so a profile stored by an
+ * older release still reads; no profile may grant it (reservedEkus below).
+ */
 export const ekuOids: Record<string, string> = {
   server_auth: '1.3.6.1.5.5.7.3.1',
   client_auth: '1.3.6.1.5.5.7.3.2',
@@ -57,6 +60,26 @@ export const ekuOids: Record<string, string> = {
   time_stamping: '1.3.6.1.5.5.7.3.8',
   ocsp_signing: '1.3.6.1.5.5.7.3.9',
 };
+
+/**
+ * Extended key usages no profile may grant, by OID, with why (in ASCII: it ends up in an
+ * error_description): they belong to the CA's own roles. OCSPSigning is its delegated OCSP
+ * responder's (src/pki/authority.ts builds one per issuing CA): a relying party following RFC 6960
+ * §4.2.2.2 takes an OCSP answer signed by ANY certificate the CA issued with that EKU, so a holder
+ * of one — an agent, a person — could answer `good` for a revoked certificate. anyExtendedKeyUsage
+ * (RFC 5280 §4.2.1.12) stands for every usage, OCSPSigning included, wherever a relying party
+ * honours it. timeStamping is not reserved: the CA runs no TSA (evidence is stamped by the TSA of
+ * CLEARANCE_TSA_URL, trusted through CLEARANCE_TSA_TRUST, src/pki/tsa.ts).
+ */
+const reservedEkus: Readonly<Record<string, string>> = {
+  '1.3.6.1.5.5.7.3.9': "is reserved to the CA's own OCSP responder (RFC 6960 section 4.2.2.2): a certificate with it could sign OCSP answers about every certificate of the CA",
+  '2.5.29.37.0': "is anyExtendedKeyUsage: every usage, the CA's own OCSP signing included (RFC 5280 section 4.2.1.12)",
+};
+
+/** Why a profile's EKU entry (a name or a dotted OID) may not be granted, or undefined when it may. */
+export function reservedEku(entry: string): string | undefined {
+  return Object.hasOwn(reservedEkus, ekuOid(entry)) ? reservedEkus[ekuOid(entry)] : undefined;
+}
 
 export const defaultApproverRole = 'pki-approver';
 /** No profile issues for longer than a year; workloads and agents are meant to get hours. */
@@ -130,9 +153,17 @@ function lifetime(v: Validator, path: string, value: unknown): number | undefine
 }
 
 function eku(v: Validator, path: string, value: unknown): string | undefined {
-  if (typeof value === 'string' && (Object.hasOwn(ekuOids, value) || oidPattern.test(value))) return value;
-  return v.fail(path, `must be one of ${Object.keys(ekuOids).join(', ')} or a dotted OID`);
+  if (typeof value !== 'string' || !(Object.hasOwn(ekuOids, value) || oidPattern.test(value))) {
+    return v.fail(path, `must be one of ${grantable.join(', ')} or a dotted OID`);
+  }
+  // RFC 6960 §4.2.2.2: whoever holds a certificate of the CA for OCSPSigning answers for the CA.
+  const reserved = reservedEku(value);
+  if (reserved) return v.fail(path, `${value} ${reserved}; no certificate profile may grant it`);
+  return value;
 }
+
+/** The EKU names a profile may use. */
+const grantable = Object.keys(ekuOids).filter((name) => reservedEku(name) === undefined);
 
 function readNames(v: Validator, path: string, value: unknown): { dns?: string[]; uri?: string[]; email?: string[] } | undefined {
   const o = v.object(path, value);
@@ -149,7 +180,7 @@ function readNames(v: Validator, path: string, value: unknown): { dns?: string[]
 
 /** The OID of an EKU entry (a name or an OID). */
 export function ekuOid(entry: string): string {
-  return ekuOids[entry] ?? entry;
+  return Object.hasOwn(ekuOids, entry) ? ekuOids[entry]! : entry;
 }
 
 /** Stored profiles with their versions. */

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { forgetRevocationAnswers, revocationStatus } from '../../src/certificates/revocation.ts';
 import { makePartnerPki } from '../helpers/partner-pki.ts';
@@ -145,4 +148,34 @@ test('follows no redirect from a responder or a distribution point', async (t) =
   const answer = await revocationStatus({ crl: { url, refreshSeconds: 0 }, timeoutMs: 2000, ...loopback }, new X509Certificate(pki.issue('c').cert), new X509Certificate(pki.rootPem), Date.now());
   assert.deepEqual(answer, { status: 'unavailable', detail: 'the CRL distribution point answered 302' });
   assert.equal(pki.served.crl, 0);
+});
+
+test('takes the answer of a partner CA’s delegated OCSP responder: a certificate the CA issued for OCSPSigning (RFC 6960 §4.2.2.2)', async (t) => {
+  forgetRevocationAnswers();
+  const pki = await makePartnerPki(t, { name: 'Bravo' });
+  const root = new X509Certificate(pki.rootPem);
+  const good = new X509Certificate(pki.issue('good').cert);
+  const revoked = pki.issue('revoked');
+  pki.revoke(revoked);
+  // The partner's responder: its own key and certificate, EKU OCSPSigning, without id-pkix-ocsp-nocheck.
+  const ca = join(pki.dir, 'root');
+  const at = (name: string) => join(pki.dir, name);
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  writeFileSync(at('responder.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=OCSPSigning\n');
+  run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-batch', '-keyout', at('responder.key'), '-out', at('responder.csr'), '-subj', '/CN=Bravo OCSP Responder']);
+  run(['ca', '-batch', '-config', join(ca, 'ca.cnf'), '-in', at('responder.csr'), '-out', at('responder.crt'), '-extfile', at('responder.ext'), '-days', '2', '-notext']);
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      writeFileSync(at('request.der'), Buffer.concat(chunks));
+      run(['ocsp', '-index', join(ca, 'index.txt'), '-CA', join(ca, 'ca.crt'), '-rsigner', at('responder.crt'), '-rkey', at('responder.key'), '-reqin', at('request.der'), '-respout', at('response.der'), '-nmin', '5']);
+      response.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(readFileSync(at('response.der')));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const delegated = { ocsp: { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ocsp`, cacheSeconds: 0 }, timeoutMs: 5000, ...loopback };
+  assert.deepEqual(await revocationStatus(delegated, good, root, Date.now()), { status: 'good', source: 'ocsp' });
+  assert.equal((await revocationStatus(delegated, new X509Certificate(revoked.cert), root, Date.now())).status, 'revoked');
 });

@@ -10,7 +10,8 @@ import * as x509 from '../../src/pki/x509.ts';
 // The OCSP reader's match of an answer to the certificate asked about (RFC 6960 §4.1.1, §3.2): the
 // whole CertID — hash algorithm, issuer name and key hashes, serial — under the issuer actually
 // used, never the serial alone. Responses are made here, signed by the issuer's own key, so only
-// the CertID differs between them.
+// the CertID differs between them. And who may sign an answer (RFC 6960 §4.2.2.2): for Clearance's
+// own CA the CA or the responder it designated; for an external CA any responder it delegated to.
 
 const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const now = Date.now();
@@ -24,7 +25,7 @@ async function keys(): Promise<webcrypto.CryptoKeyPair> {
   return (await crypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 }
 
-async function certificate(subject: string, issuer: Ca | undefined, serialNumber: string, own?: webcrypto.CryptoKeyPair): Promise<Ca> {
+async function certificate(subject: string, issuer: Ca | undefined, serialNumber: string, own?: webcrypto.CryptoKeyPair, extensions: x509.Extension[] = []): Promise<Ca> {
   const pair = own ?? (await keys());
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber,
@@ -35,10 +36,13 @@ async function certificate(subject: string, issuer: Ca | undefined, serialNumber
     publicKey: pair.publicKey,
     signingKey: (issuer?.keys ?? pair).privateKey,
     signingAlgorithm: algorithm,
-    extensions: issuer ? [] : [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+    extensions: issuer ? extensions : [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
   });
   return { node: new X509Certificate(Buffer.from(cert.rawData)), keys: pair };
 }
+
+/** id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1). */
+const noCheck = '1.3.6.1.5.5.7.48.1.5';
 
 const oids = { sha1: '1.3.14.3.2.26', sha256: '2.16.840.1.101.3.4.2.1', md5: '1.2.840.113549.2.5' };
 
@@ -53,8 +57,8 @@ function certId(leaf: X509Certificate, issuer: X509Certificate, hash: 'sha1' | '
   });
 }
 
-/** A basic OCSP response of these single answers, signed with `signer`'s key. */
-function response(signer: Ca, answers: { id: CertID; revoked?: true }[]): Buffer {
+/** A basic OCSP response of these single answers, signed with `signer`'s key, carrying `certs`. */
+function response(signer: Ca, answers: { id: CertID; revoked?: true }[], certs: X509Certificate[] = []): Buffer {
   const data = new ResponseData({
     responderID: new ResponderID({ byKey: new KeyHash(createHash('sha1').update(Buffer.from(AsnConvert.parse(signer.node.raw, Certificate).tbsCertificate.subjectPublicKeyInfo.subjectPublicKey)).digest()) }),
     producedAt: new Date(now),
@@ -73,6 +77,7 @@ function response(signer: Ca, answers: { id: CertID; revoked?: true }[]): Buffer
     tbsResponseData: data,
     signatureAlgorithm: new AlgorithmIdentifier({ algorithm: '1.2.840.10045.4.3.2' }),
     signature: new Uint8Array(sign('sha256', tbs, KeyObject.from(signer.keys.privateKey))).buffer,
+    ...(certs.length ? { certs: certs.map((c) => AsnConvert.parse(c.raw, Certificate)) } : {}),
   });
   return Buffer.from(
     AsnConvert.serialize(new OCSPResponse({ responseStatus: OCSPResponseStatus.successful, responseBytes: new ResponseBytes({ responseType: id_pkix_ocsp_basic, response: new OctetString(AsnConvert.serialize(basic)) }) })),
@@ -102,5 +107,37 @@ describe('the OCSP reader (src/guard/ocsp.ts)', () => {
     assert.throws(() => readOcspResponse(response(bravo, [{ id: certId(leaf, bravo.node, 'sha1', 'md5') }]), leaf, bravo.node, { at: now }), OcspError);
     assert.equal(readOcspResponse(response(bravo, [{ id: certId(leaf, bravo.node, 'sha256') }]), leaf, bravo.node, { at: now }).status, 'good');
     assert.equal(readOcspResponse(response(bravo, [{ id: certId(leaf, bravo.node) }]), leaf, bravo.node, { at: now }).status, 'good');
+  });
+
+  test('for Clearance’s own CA, takes the CA key or the responder it designated, never another certificate of the CA for OCSPSigning (RFC 6960 §4.2.2.2)', async () => {
+    const ca = await certificate('CN=Test Workloads Issuing', undefined, '01');
+    const leaf = (await certificate('CN=algo-7', ca, '1000')).node;
+    const forOcsp = new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.ocspSigning], false);
+    // What src/pki/build.ts gives the responder it builds for the CA: OCSPSigning and id-pkix-ocsp-nocheck.
+    const designated = await certificate('CN=OCSP responder for Test Workloads Issuing', ca, '2000', undefined, [forOcsp, new x509.Extension(noCheck, false, new Uint8Array([0x05, 0x00]))]);
+    // An agent's certificate of the same CA whose profile granted ocsp_signing.
+    const agent = await certificate('CN=algo-9', ca, '3000', undefined, [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.ocspSigning], false)]);
+    const revoked = [{ id: certId(leaf, ca.node), revoked: true as const }];
+    const good = [{ id: certId(leaf, ca.node) }];
+    assert.equal(readOcspResponse(response(ca, revoked), leaf, ca.node, { at: now }).status, 'revoked');
+    assert.equal(readOcspResponse(response(designated, revoked, [designated.node]), leaf, ca.node, { at: now }).status, 'revoked');
+    assert.throws(
+      () => readOcspResponse(response(agent, good, [agent.node]), leaf, ca.node, { at: now }),
+      (error: Error) => error instanceof OcspError && /not the one the CA designated/.test(error.message),
+    );
+    // id-pkix-ocsp-nocheck without OCSPSigning is no responder either.
+    const markedOnly = await certificate('CN=marked', ca, '4000', undefined, [new x509.Extension(noCheck, false, new Uint8Array([0x05, 0x00]))]);
+    assert.throws(() => readOcspResponse(response(markedOnly, good, [markedOnly.node]), leaf, ca.node, { at: now }), OcspError);
+  });
+
+  test('for an external CA, an RFC 6960 delegated responder — any certificate it issued for OCSPSigning — is still taken', async () => {
+    const bravo = await certificate('CN=Bravo CA', undefined, '01');
+    const leaf = (await certificate('CN=bravo-connector', bravo, '1000')).node;
+    const delegated = await certificate('CN=Bravo OCSP', bravo, '2000', undefined, [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.ocspSigning], false)]);
+    const answer = response(delegated, [{ id: certId(leaf, bravo.node) }], [delegated.node]);
+    assert.equal(readOcspResponse(answer, leaf, bravo.node, { at: now, responder: 'delegated' }).status, 'good');
+    // Not for OCSPSigning: refused either way.
+    const plain = await certificate('CN=Bravo other', bravo, '3000', undefined, [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false)]);
+    assert.throws(() => readOcspResponse(response(plain, [{ id: certId(leaf, bravo.node) }], [plain.node]), leaf, bravo.node, { at: now, responder: 'delegated' }), OcspError);
   });
 });
