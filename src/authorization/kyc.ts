@@ -3,6 +3,7 @@ import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { Issuance } from '../policy/issuance.ts';
 import { refuseFrozenOrSanctioned, wouldRefuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
+import { withBookNames } from '../transfers/beneficiary-name.ts';
 import type { AuthorizationRequest } from './request.ts';
 import { userinfoAudience } from './scopes.ts';
 
@@ -11,9 +12,11 @@ import { userinfoAudience } from './scopes.ts';
  * what the token endpoint refuses whoever consents (src/risk/kyc/enforce.ts: a frozen person, a
  * frozen firm owning the client, a counterparty of authorization_details that the screening list
  * names or Clearance's records hold frozen — AMENDMENTS: "counterparties named in
- * authorization_details are screened too") is refused before a consent page is shown or a code
- * issued, with the token endpoint's error and audit (`policy.denied`; a `screening.matched` alert
- * for a listed counterparty).
+ * authorization_details are screened too" — among them an IBAN transfer naming no beneficiary,
+ * by its address book's name: src/transfers/beneficiary-name.ts) is refused before a consent page
+ * is shown or a code issued, with the token endpoint's error and audit (`policy.denied`; a
+ * `screening.matched` alert for a listed counterparty). `refuseBeforeAsking` is that check, for
+ * /bc-authorize too (src/ciba/open.ts).
  *
  * Asked once the person is known — signed in already at /authorize, or after signing in during the
  * request — never for an anonymous browser: an unauthenticated caller must not be able to probe the
@@ -38,12 +41,22 @@ function issuanceOf(ctx: Pick<Context, 'config'>, request: AuthorizationRequest,
  */
 export async function refusalBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string, requestId: string = randomUUID()): Promise<OAuthError | undefined> {
   try {
-    await refuseFrozenOrSanctioned(ctx, issuanceOf(ctx, request, userId, requestId));
+    await refuseBeforeAsking(ctx, issuanceOf(ctx, request, userId, requestId));
     return undefined;
   } catch (error) {
     if (error instanceof OAuthError) return asRequestError(error);
     throw error;
   }
+}
+
+/**
+ * The token endpoint's KYC/AML refusal of an issuance, made before anyone is asked to approve it
+ * (here, and at /bc-authorize: src/ciba/open.ts), recorded as there: its entries screened as the
+ * token endpoint screens them (src/transfers/beneficiary-name.ts `withBookNames`: a nameless IBAN
+ * transfer by its address book's name; the book is read only for such an entry).
+ */
+export async function refuseBeforeAsking(ctx: Context, issuance: Issuance): Promise<void> {
+  await refuseFrozenOrSanctioned(ctx, await withBookNames(ctx, issuance));
 }
 
 /**
@@ -58,9 +71,10 @@ export function asRequestError(error: OAuthError): OAuthError {
 }
 
 /**
- * Whether `refusalBeforeAsking` would refuse, recording nothing: the people side is then told
- * there is nothing to ask (`nextStep` → done) and /authorize/resume answers the refusal.
+ * Whether `refusalBeforeAsking` would refuse (its entries screened as it screens them), recording
+ * nothing: the people side is then told there is nothing to ask (`nextStep` → done) and
+ * /authorize/resume answers the refusal.
  */
-export function refusedBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string): Promise<boolean> {
-  return wouldRefuseFrozenOrSanctioned(ctx, issuanceOf(ctx, request, userId, ''));
+export async function refusedBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string): Promise<boolean> {
+  return wouldRefuseFrozenOrSanctioned(ctx, await withBookNames(ctx, issuanceOf(ctx, request, userId, '')));
 }

@@ -3,8 +3,7 @@ import { fourEyesRequirement } from '../approvals/four-eyes.ts';
 import { openApprovalRequest } from '../approvals/requests.ts';
 import { tokenAuthorizationDetails } from '../authorization/authorization-details.ts';
 import { cibaGrantType } from '../clients/metadata.ts';
-import { refuseFrozenOrSanctioned } from '../risk/kyc/enforce.ts';
-import { asRequestError } from '../authorization/kyc.ts';
+import { asRequestError, refuseBeforeAsking } from '../authorization/kyc.ts';
 import { OAuthError } from '../oauth-error.ts';
 import { tokenFormKeys } from '../transfers/destination-input.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
@@ -25,10 +24,12 @@ export interface OpenedCibaRequest {
 
 /**
  * Opens a checked backchannel authentication request (docs/approvals.md "CIBA"):
- * 0. what the token endpoint would refuse whoever approves is refused now, the same check
- *    (src/risk/kyc/enforce.ts `refuseFrozenOrSanctioned`), and nothing is opened — no one is asked
- *    to approve what would be refused: a frozen subject, or a frozen firm owning the client, is
- *    access_denied (§13; the token endpoint's invalid_grant is no error of this request), audited `policy.denied` (kyc-frozen); every counterparty its
+ * 0. what the token endpoint would refuse whoever approves is refused now, the same check as
+ *    before a consent page (src/authorization/kyc.ts `refuseBeforeAsking`: src/risk/kyc/enforce.ts
+ *    `refuseFrozenOrSanctioned`, a nameless IBAN transfer screened by its address book's name),
+ *    and nothing is opened — no one is asked to approve what would be refused: a frozen subject,
+ *    or a frozen firm owning the client, is access_denied (§13; the token endpoint's invalid_grant
+ *    is no error of this request), audited `policy.denied` (kyc-frozen); every counterparty its
  *    authorization_details name is screened (AMENDMENTS: "counterparties named in
  *    authorization_details are screened too"): a listed one, or a frozen one, is
  *    invalid_authorization_details (RFC 9396 §5), audited `policy.denied` and alerted
@@ -46,7 +47,7 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
   const { payload, hint } = request;
   const audience = payload.resource ?? userinfoAudience(ctx.config.issuer);
   const scopes = payload.resource !== undefined ? payload.scopes : ['openid'];
-  await refuseFrozenOrSanctioned(ctx, {
+  await refuseBeforeAsking(ctx, {
     subject: { type: 'User', id: hint.subject.id },
     clientId,
     audience,

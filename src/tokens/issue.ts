@@ -199,7 +199,8 @@ async function issue(ctx: Context, request: AccessTokenRequest): Promise<IssuedA
  * redemption of the same grant, which issued instead — then only a request's own reservations are
  * taken back, never a txn's, which the winner (same txn, same entries) counts on. `contended`:
  * every failure of `rest` may be another issuance of the txn winning (a partner's txn start), so
- * it keeps a txn's too. Without reservations (no transfer), just `rest`: nothing more on the hot path.
+ * it keeps a txn's too. Once issued, the reservations are settled as kept (`release({ issued })`).
+ * Without reservations (no transfer), just `rest`: nothing more on the hot path.
  */
 export async function settleIssuance<T>(issued: Pick<IssuedAccessToken, 'release'>, rest: () => Promise<T>, options: { contended?: boolean } = {}): Promise<T> {
   const release = issued.release;
@@ -212,6 +213,8 @@ export async function settleIssuance<T>(issued: Pick<IssuedAccessToken, 'release
     throw error;
   }
   if (result === undefined) await release({ keepShared: true });
+  // Issued: its holds become the reservations' lasting holds (src/transfers/totals.ts `keep`), not one more per refresh.
+  else await release({ issued: true });
   return result;
 }
 

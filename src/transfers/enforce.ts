@@ -54,6 +54,8 @@ import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
  * are durable (the decision point, signing, the grant's own writes: src/tokens/issue.ts) — its
  * own hold only: a reservation it found already counted under the same id stays counted while the
  * token issued before it, or an identical issuance of the txn in parallel, holds it (./totals.ts).
+ * Once its token is issued, its holds become the reservations' lasting holds (`release({ issued })`,
+ * ./totals.ts `keep`): a refreshed or exchanged token adds no holder for the rest of the window.
  *
  * `forecast` (/bc-authorize's four-eyes question, src/policy/issuance.ts `assessRisk: false`):
  * steps 1–3 only, nothing reserved or recorded but refusals.
@@ -77,14 +79,20 @@ export interface EnforcedTransfers {
    * enforcement: src/tokens/issue.ts `release`). Never throws: what it cannot take back is logged.
    * `keepShared`: the issuance lost to another of the same txn (a code or CIBA request redeemed in
    * parallel), which counts on the same reservation ids: a txn's are kept, a request's released.
+   * `issued`: the token was issued after all (its events durable, src/tokens/issue.ts
+   * `settleIssuance`): nothing is taken back, and the attempt's holds become the reservations'
+   * lasting holds (./totals.ts `keep`) — so a token refreshed or exchanged again and again holds
+   * its reservation once, not once more per issuance.
    */
   release(options?: ReleaseOptions): Promise<void>;
 }
 
-/** How a failed issuance takes its reservations back (`EnforcedTransfers.release`). */
+/** How an issuance settles its reservations (`EnforcedTransfers.release`): taken back when it failed, kept when it was issued. */
 export interface ReleaseOptions {
   /** Another issuance of the same txn won (and may count on these): keep a txn's reservations. */
   keepShared?: boolean;
+  /** The token was issued: its holds become the reservations' lasting holds; nothing is taken back. */
+  issued?: boolean;
 }
 
 /** A transfer as the token event records it. */
@@ -224,7 +232,8 @@ async function check(ctx: Context, issuance: Issuance, meta: DecisionMeta, entry
       if (named.name !== undefined && !sameBeneficiary(named.name, status.name)) {
         throw await refused('destination-name-mismatch', `authorization_details[${index}]: ${where}of account ${detail.source_account} names another beneficiary than its address book's`, ids);
       }
-      if (named.name === undefined && named.name_hmac === undefined) await screenBookName(ctx, issuance, index, status.name);
+      // Naming no one: screened by the book's name (the rule's one home, ./beneficiary-name.ts).
+      await screenBookName(ctx, issuance, index, status.name);
     }
   }
   const demands: ApprovalDemand[] = [];
@@ -270,6 +279,14 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
   // Never throws: it runs while another error is on its way out, which must stay the answer. What
   // could not be taken back is logged (a reservation then lapses with its 24-hour window).
   const release = async (options: ReleaseOptions = {}) => {
+    if (options.issued) {
+      // Issued: this attempt's holds join the reservations' lasting hold, so they do not pile up
+      // one per refresh or exchange. Not kept (the store failing now): the holder's row or name
+      // stays to the end of the window, counted as before — never less.
+      const failed = (await Promise.allSettled(reserved.map((r) => totals.keep(r.scope, r.id, holder)))).filter((r) => r.status === 'rejected');
+      if (failed.length > 0) ctx.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, requestId: issuance.requestId }, 'transfers: an issued token\'s holds could not all be made lasting; they stay counted until their window ends');
+      return;
+    }
     // The reservation ids of a txn are shared by its issuances (`reservationId`); a request's are its own.
     if (options.keepShared && issuance.txn !== undefined) return;
     const failed = (await Promise.allSettled([

@@ -33,7 +33,10 @@ export interface TransferLedgerTables {
  * A reservation's holders (./totals.ts) are its rows: one per holder, `<id>/<holder>`, counted once
  * per id; a holder joining copies the first row's time, so the reservation leaves the window when
  * it would have. `release` deletes the holder's row only: the amount is counted while any row of
- * the id is left. No schema change: the ids were opaque text already.
+ * the id is left. The lasting hold of the issued tokens is the row `<id>` alone (as a reservation
+ * made before holders were recorded, which no release deletes either): `keep` turns a holder's row
+ * into it, so a reservation has at most that row and one per attempt still deciding. No schema
+ * change: the ids were opaque text already.
  */
 export class DatabaseTotals implements TransferTotals {
   readonly kind = 'database' as const;
@@ -65,6 +68,22 @@ export class DatabaseTotals implements TransferTotals {
 
   async release(scope: string, id: string, holder: string): Promise<void> {
     await this.#db.deleteFrom('transfer_ledger').where('scope', '=', scope).where('id', '=', holderRow(id, holder)).execute();
+  }
+
+  async keep(scope: string, id: string, holder: string): Promise<void> {
+    const held = holderRow(id, holder);
+    await this.#db.transaction().execute(async (trx) => {
+      // The holder's row becomes the lasting row `<id>` (its amount and first time copied; there
+      // already when an earlier token of the reservation was issued), in one transaction: the id
+      // is counted throughout, by one row or the other.
+      await trx
+        .insertInto('transfer_ledger')
+        .columns(['scope', 'id', 'amount', 'reserved_at'])
+        .expression((eb) => eb.selectFrom('transfer_ledger').select(['scope', eb.val(id).as('id'), 'amount', 'reserved_at']).where('scope', '=', scope).where('id', '=', held))
+        .onConflict((oc) => oc.columns(['scope', 'id']).doNothing())
+        .execute();
+      await trx.deleteFrom('transfer_ledger').where('scope', '=', scope).where('id', '=', held).execute();
+    });
   }
 
   async total(scope: string, now: number): Promise<bigint> {

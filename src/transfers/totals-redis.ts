@@ -16,9 +16,12 @@ import { totalWindowMs, TotalsUnavailable, type ReservationRequest, type Reserva
  *
  * Each reservation's holders (./totals.ts) are a third key, a hash of id → ` h1 h2 … ` (the
  * holders, space-separated): a call finding the id counted adds its holder; `release` removes
- * the holder's, and takes the reservation back when none is left. A reservation made before
- * holders were recorded has none: a holder joining it is added after `*`, a holder that never
- * lets go, and such a reservation is kept until its window ends (fail closed).
+ * the holder's, and takes the reservation back when none is left. `*` in a list is the lasting
+ * hold, one that never lets go: the issued tokens' (`keep` puts it in place of the holder whose
+ * token was issued, so a list holds `*` and the attempts still deciding, however often the token
+ * is refreshed or exchanged), and that of a reservation made before holders were recorded (a
+ * holder joining it is added after `*`): such a reservation is kept until its window ends (fail
+ * closed).
  *
  * Unlike the rate limits, a Redis that does not answer is never replaced by the node's memory:
  * every operation throws `TotalsUnavailable` (fail closed for money).
@@ -67,6 +70,17 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 `;
 
+const keepLua = `
+local list = redis.call('HGET', KEYS[3], ARGV[1])
+if not list then return 0 end
+local from, to = string.find(list, ' ' .. ARGV[2] .. ' ', 1, true)
+if not from then return 0 end
+list = string.sub(list, 1, from) .. string.sub(list, to + 1)
+if not string.find(list, ' * ', 1, true) then list = ' *' .. list end
+redis.call('HSET', KEYS[3], ARGV[1], list)
+return 1
+`;
+
 const totalLua = `
 local times, amounts = KEYS[1], KEYS[2]
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -85,12 +99,14 @@ export class RedisTotals implements TransferTotals {
   readonly #store: SharedStore;
   readonly #reserve: Script;
   readonly #release: Script;
+  readonly #keep: Script;
   readonly #total: Script;
 
   constructor(store: SharedStore) {
     this.#store = store;
     this.#reserve = defineScript(store, 'clearanceTransferReserve', reserveLua);
     this.#release = defineScript(store, 'clearanceTransferRelease', releaseLua);
+    this.#keep = defineScript(store, 'clearanceTransferKeep', keepLua);
     this.#total = defineScript(store, 'clearanceTransferTotal', totalLua);
   }
 
@@ -109,6 +125,10 @@ export class RedisTotals implements TransferTotals {
 
   async release(scope: string, id: string, holder: string): Promise<void> {
     await this.#run(() => this.#release(3, ...this.#keys(scope), id, holderName(holder)));
+  }
+
+  async keep(scope: string, id: string, holder: string): Promise<void> {
+    await this.#run(() => this.#keep(3, ...this.#keys(scope), id, holderName(holder)));
   }
 
   async total(scope: string, now: number): Promise<bigint> {

@@ -33,6 +33,13 @@ import { RedisTotals } from './totals-redis.ts';
  * issuances of one txn in parallel, the creator refused by a policy after both reserved, leave the
  * other's transfer counted. A holder joining later does not stretch the window: the reservation
  * leaves it 24 hours after it was first made.
+ *
+ * An attempt's hold is a holder only while the attempt is decided: once its token is issued (its
+ * events durable), `keep` hands the hold to the reservation's **lasting hold**, one per reservation
+ * and shared by every issued token of it. A token refreshed or exchanged N times under its txn so
+ * holds the reservation once, not N + 1 times (each issuance attempt would otherwise leave a holder
+ * for the rest of the window: a row per refresh in the database, a name per refresh in Redis), and
+ * the attempts still deciding remain holders of their own, so a refused one lets go of its own.
  */
 
 /** The window of the rolling total. */
@@ -73,6 +80,13 @@ export interface TransferTotals {
    * made before holders were recorded is kept (counted until its window ends: fail closed).
    */
   release(scope: string, id: string, holder: string): Promise<void>;
+  /**
+   * `holder`'s issuance was issued: its hold becomes the reservation's lasting hold (never let go;
+   * counted until the window ends), which every issued token of the reservation shares — so a
+   * reservation keeps one lasting hold however often its token is refreshed or exchanged. Keeping
+   * twice is keeping once; a holder no longer there (its window ended) is nothing to keep.
+   */
+  keep(scope: string, id: string, holder: string): Promise<void>;
   /** The window's total now (for tests and the admin's view). */
   total(scope: string, now: number): Promise<bigint>;
 }

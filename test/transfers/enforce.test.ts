@@ -342,6 +342,30 @@ function releaseOnlyOwn(setup: (t: Parameters<typeof transferContext>[0]) => Pro
     assert.match(over.description!, /would bring its rolling 24-hour total to 2500000\.01 USD/);
   });
 
+  test('an issued issuance keeps its hold, so twins and refreshes of one txn leave it counted — the issued twin kept, the refused creator let go', async (t) => {
+    const ctx = await setup(t);
+    await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });
+    const meta = (i: Issuance) => ({ requestId: i.requestId, caller: i.clientId, via: i.grantType, txn: 'txn-K' });
+    const first = issuance([transfer({ amount: '900000' })], { txn: 'txn-K' });
+    const second = issuance([transfer({ amount: '900000' })], { txn: 'txn-K' });
+    const firstEnforced = await enforceTransfers(ctx, first, meta(first));
+    const secondEnforced = await enforceTransfers(ctx, second, meta(second));
+    // The second is issued (its hold made lasting), the first, the reservation's creator, refused.
+    await secondEnforced.release({ issued: true });
+    await firstEnforced.release();
+    assert.equal(await usdTotal(ctx), usd('900000'));
+    // Refreshed again and again (each issued), then a refresh refused: still counted once.
+    for (let i = 0; i < 3; i++) {
+      const refresh = issuance([transfer({ amount: '900000' })], { txn: 'txn-K', grantType: 'refresh_token' });
+      await (await enforceTransfers(ctx, refresh, meta(refresh))).release({ issued: true });
+    }
+    const refused = issuance([transfer({ amount: '900000' })], { txn: 'txn-K', grantType: 'refresh_token' });
+    await (await enforceTransfers(ctx, refused, meta(refused))).release();
+    assert.equal(await usdTotal(ctx), usd('900000'), 'the issued transfer still counts');
+    const over = await refusal(ctx, [transfer({ amount: '1600000.01' })], { approvals: 1 });
+    assert.match(over.description!, /would bring its rolling 24-hour total to 2500000\.01 USD/);
+  });
+
   test('a request whose second entry fails its limit leaves the first entry counted by an earlier issuance', async (t) => {
     const ctx = await setup(t);
     await seedDestination(ctx, { destination: ibanDestination, state: 'usable' });

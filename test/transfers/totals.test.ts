@@ -74,6 +74,32 @@ function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: Tran
     assert.equal(await a.total(scope, t0 + totalWindowMs), 0n, 'a refreshed token does not stretch its transfer\'s window');
   });
 
+  test("keeps an issued holder's hold lasting: its own release no longer takes it back, and the reservation leaves with its window", async (t) => {
+    const { a, b } = await make(t);
+    await a.reserve({ scope, id: 'tx', holder: 'issuance-1', amount: units(900), limit: units(1000), now: t0 });
+    await a.keep(scope, 'tx', 'issuance-1');
+    await a.keep(scope, 'tx', 'issuance-1');
+    await b.release(scope, 'tx', 'issuance-1');
+    assert.equal(await b.total(scope, t0 + 1), units(900), 'an issued token never lets go');
+    // A refresh: one more holder while it is decided; refused, it lets go of its own hold only.
+    assert.deepEqual(await b.reserve({ scope, id: 'tx', holder: 'refresh-1', amount: units(900), limit: units(1000), now: t0 + 2 }), { reserved: true, created: false, total: 0n });
+    await b.release(scope, 'tx', 'refresh-1');
+    assert.equal(await a.total(scope, t0 + 3), units(900));
+    await a.keep(scope, 'tx', 'nobody');
+    assert.equal(await a.total(scope, t0 + totalWindowMs - 1), units(900));
+    assert.equal(await a.total(scope, t0 + totalWindowMs), 0n, 'a refreshed token does not stretch its window');
+  });
+
+  test('of two identical issuances of one txn, the one issued keeps the reservation when the other, its creator, is refused', async (t) => {
+    const { a, b } = await make(t);
+    await a.reserve({ scope, id: 'tx', holder: 'issuance-1', amount: units(900), limit: units(1000), now: t0 });
+    await b.reserve({ scope, id: 'tx', holder: 'issuance-2', amount: units(900), limit: units(1000), now: t0 + 1 });
+    await b.keep(scope, 'tx', 'issuance-2');
+    await a.release(scope, 'tx', 'issuance-1');
+    assert.equal(await a.total(scope, t0 + 2), units(900));
+    assert.equal((await a.reserve({ scope, id: 'other', holder: 'issuance-3', amount: units(200), limit: units(1000), now: t0 + 3 })).reserved, false);
+  });
+
   test('slides: what was reserved 24 hours ago leaves the total', async (t) => {
     const { a } = await make(t);
     await a.reserve({ scope, id: 'morning', holder: 'h', amount: units(900), limit: units(1000), now: t0 });
@@ -144,6 +170,24 @@ for (const dialect of testDialects()) {
       assert.equal(await usedBefore(db, 'TRE-001', 'iban:X', t0 + 2 + retention), false);
     });
 
+    test('a reservation whose token is refreshed again and again keeps one row, which pruning drops with its window', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const db = database.storage.db;
+      const totals = new DatabaseTotals(db);
+      const rows = async () => (await db.selectFrom('transfer_ledger').select('id').where('scope', '=', scope).execute()).map((r) => r.id).sort();
+      await totals.reserve({ scope, id: 'tx', holder: 'issuance', amount: units(900), limit: units(1000), now: t0 });
+      await totals.keep(scope, 'tx', 'issuance');
+      for (let i = 0; i < 10; i++) {
+        await totals.reserve({ scope, id: 'tx', holder: `refresh-${i}`, amount: units(900), limit: units(1000), now: t0 + (i + 1) * 60_000 });
+        if (i === 3) assert.deepEqual(await rows(), ['tx', 'tx/refresh-3'], 'the lasting row, and the refresh being decided');
+        await totals.keep(scope, 'tx', `refresh-${i}`);
+      }
+      assert.deepEqual(await rows(), ['tx']);
+      assert.equal(await pruneTransferLedger(db, t0 + totalWindowMs), 1);
+      assert.deepEqual(await rows(), []);
+    });
+
     test("a destination's uses before its latest removal do not count: its next use is a first use again, which a refusal takes back", async (t) => {
       const database = await dialect.create(t);
       await migrate(database.storage);
@@ -172,6 +216,27 @@ describe('transfer totals in Redis', { skip: redisSkip }, () => {
     await other.connect();
     t.after(() => other.close());
     return { a: new RedisTotals(store), b: new RedisTotals(other) };
+  });
+
+  test("a reservation whose token is refreshed again and again keeps one name in its holders' list, and leaves the hashes with its window", async (t) => {
+    const store = await testSharedStore(t);
+    const totals = new RedisTotals(store);
+    const key = (name: string) => `${store.prefix}transfer-total:{${scope}}:${name}`;
+    const holders = () => store.client.hgetall(key('holders'));
+    await totals.reserve({ scope, id: 'tx', holder: 'issuance', amount: units(900), limit: units(1000), now: t0 });
+    await totals.keep(scope, 'tx', 'issuance');
+    for (let i = 0; i < 10; i++) {
+      await totals.reserve({ scope, id: 'tx', holder: `refresh-${i}`, amount: units(900), limit: units(1000), now: t0 + (i + 1) * 60_000 });
+      if (i === 3) assert.deepEqual(await holders(), { tx: ' * refresh-3 ' }, 'the lasting hold, and the refresh being decided');
+      await totals.keep(scope, 'tx', `refresh-${i}`);
+    }
+    assert.deepEqual(await holders(), { tx: ' * ' });
+    // The next reservation of the scope, a window on, drops it from all three keys.
+    await totals.reserve({ scope, id: 'next', holder: 'h', amount: units(1), limit: units(1000), now: t0 + totalWindowMs });
+    assert.deepEqual(await holders(), { next: ' h ' });
+    assert.deepEqual(await store.client.hkeys(key('amounts')), ['next']);
+    assert.deepEqual(await store.client.zrange(key('times'), 0, -1), ['next']);
+    assert.ok((await store.client.pttl(key('holders'))) > 0, 'and the keys expire a window after their newest reservation');
   });
 
   test('a Redis that does not answer refuses, never counts in memory', async (t) => {

@@ -70,10 +70,12 @@ async function frozenPrincipal(ctx: Context, issuance: Issuance): Promise<KycPri
  * Rule 2 on its own (an address-book name screened as a request's, src/transfers/beneficiary-name.ts);
  * with rule 1 (`refuseFrozenOrSanctioned`) also asked when a backchannel authentication request is
  * opened (src/ciba/open.ts) and before a person is asked at /authorize (src/authorization/kyc.ts),
- * so that no one is asked to approve what the token endpoint would refuse.
+ * so that no one is asked to approve what the token endpoint would refuse. `entries`: the entries
+ * to screen, each with its index in the request (default: all of the issuance's) — one entry
+ * screened by its address book's name screens that name only.
  */
-export async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance): Promise<void> {
-  const found = await refusedCounterparty(ctx, issuance.authorizationDetails);
+export async function refuseSanctionedCounterparties(ctx: Context, issuance: Issuance, entries: Iterable<readonly [number, AuthorizationDetail]> = issuance.authorizationDetails.entries()): Promise<void> {
+  const found = await refusedCounterparty(ctx, entries);
   if (!found) return;
   if (found.kind === 'frozen') {
     await ctx.audit.record(refusal(issuance, 'counterparty-kyc-frozen', { ...found.where, counterparty_lei: found.lei }));
@@ -95,7 +97,7 @@ export async function refuseSanctionedCounterparties(ctx: Context, issuance: Iss
  * audited refusal to the step that answers the client.
  */
 export async function wouldRefuseFrozenOrSanctioned(ctx: Context, issuance: Issuance): Promise<boolean> {
-  return (await frozenPrincipal(ctx, issuance)) !== undefined || (await refusedCounterparty(ctx, issuance.authorizationDetails)) !== undefined;
+  return (await frozenPrincipal(ctx, issuance)) !== undefined || (await refusedCounterparty(ctx, issuance.authorizationDetails.entries())) !== undefined;
 }
 
 /** Where in the entries a refused counterparty is (`authorization_details`, `counterparty`). */
@@ -104,10 +106,10 @@ type Where = { authorization_details: number; counterparty?: string };
 /** Rule 2's finding, recording nothing: the first counterparty frozen in Clearance's records, or listed and not cleared. */
 async function refusedCounterparty(
   ctx: Context,
-  details: readonly AuthorizationDetail[],
+  entries: Iterable<readonly [number, AuthorizationDetail]>,
 ): Promise<({ kind: 'frozen'; lei: string } | { kind: 'listed'; lei?: string; hit: ScreeningHit; digest: string }) & { index: number; where: Where } | undefined> {
   const index = ctx.risk.screening.index;
-  for (const [i, detail] of details.entries()) {
+  for (const [i, detail] of entries) {
     for (const counterparty of counterpartiesOf(detail)) {
       const { lei, subjects } = counterparty;
       const where: Where = { authorization_details: i, ...(counterparty.path !== undefined ? { counterparty: counterparty.path } : {}) };
