@@ -53,7 +53,9 @@ import { authenticationKey } from '../../keys/master-key.ts';
  * /console/mandates/{id} (and POST …/revoke), /console/partners/{id}, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
  * /console/directory.
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
- * anything the person's token could not. POST /console/sign-out (CSRF-checked) forgets it.
+ * anything the person's token could not. POST /console/sign-out (CSRF-checked) revokes it
+ * and forgets it; a person no longer active, or whose console roles changed, is signed out of the
+ * console at their next page.
  */
 export const consoleEndpoint: Endpoint = {
   register(app, ctx) {
@@ -68,15 +70,55 @@ export const consoleEndpoint: Endpoint = {
     /** The signed-in console, or a redirect to sign in (back to this page afterwards). */
     async function signedIn(request: FastifyRequest, reply: FastifyReply, page: (session: ConsoleSession) => Promise<FastifyReply>): Promise<FastifyReply> {
       return guarded(ctx, request, reply, async () => {
-        const session = consoleCookies.readSession(ctx, cookieKeyOf(), request.headers.cookie);
+        const session = await currentSession(request, reply);
         if (!session) return seeOther(reply, `${consoleBase}/sign-in?return=${encodeURIComponent(request.url.slice(base.length))}`);
         return page(session);
       });
     }
 
+    /**
+     * The console session of this request while its person still holds it: active, with the very
+     * console roles it was opened for. The token's scopes were chosen from the roles at sign-in and
+     * the admin API does not re-read roles, so a role taken away (or a person no longer active)
+     * would otherwise keep its console for the token's lifetime: the session ends here instead (its
+     * token revoked, the cookie cleared), and signing in again reads the roles anew. One read by
+     * primary key per page.
+     */
+    async function currentSession(request: FastifyRequest, reply: FastifyReply): Promise<ConsoleSession | undefined> {
+      const session = consoleCookies.readSession(ctx, cookieKeyOf(), request.headers.cookie);
+      if (!session) return undefined;
+      const user = await findUser(ctx, session.userId);
+      if (user && user.status === 'active' && sameRoles(consoleRolesOf(user.roles), session.roles)) return session;
+      await revokeToken(session);
+      reply.header('set-cookie', consoleCookies.clearSession(ctx));
+      return undefined;
+    }
+
+    /**
+     * Ends the console's token at Clearance's own revocation endpoint (RFC 7009 §2.1), as the
+     * client it was issued to: a copy of the sealed cookie then reads nothing more, since every
+     * page reads through the admin API, which refuses a revoked token. Best effort: a failure is
+     * logged, and the cookie is cleared all the same.
+     */
+    async function revokeToken(session: ConsoleSession): Promise<void> {
+      const response = await app.inject({
+        method: 'POST',
+        url: `${base}/revoke`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams({
+          token: session.accessToken,
+          token_type_hint: 'access_token',
+          client_id: consoleClientId,
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: consoleAssertion(ctx.config.issuer, masterKey, ctx.clock.now()),
+        }).toString(),
+      });
+      if (response.statusCode !== 200) ctx.log.warn({ status: response.statusCode, error: safeError(response.body) }, 'console: the token was not revoked');
+    }
+
     app.get(consoleBase, async (request, reply) =>
       guarded(ctx, request, reply, async () => {
-        const session = consoleCookies.readSession(ctx, cookieKeyOf(), request.headers.cookie);
+        const session = await currentSession(request, reply);
         if (!session) return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base) });
         return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleHomePage(base, session) });
       }),
@@ -136,6 +178,7 @@ export const consoleEndpoint: Endpoint = {
         if (session && !formAllowed(request, session)) {
           return refused(reply, 403, 'This form has expired', 'Nothing was changed. Open the console again and retry.');
         }
+        if (session) await revokeToken(session);
         reply.header('set-cookie', consoleCookies.clearSession(ctx));
         return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base, 'You are signed out of the console. Your Clearance sign-in itself is unchanged: end it from your account page.') });
       }),
@@ -300,7 +343,8 @@ export const consoleEndpoint: Endpoint = {
     app.get<{ Params: { id: string }; Querystring: { reveal?: string } }>(`${consoleBase}/audit/events/:id`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
         // Personal fields are decrypted only when asked, and the API checks the role and records the read (docs/privacy.md).
-        const reveal = request.query.reveal === 'personal' ? '?reveal=personal' : '';
+        // Only when asked from the console itself: a link on another site must not put a revealing read on the person's record.
+        const reveal = request.query.reveal === 'personal' && !fromAnotherSite(request) ? '?reveal=personal' : '';
         const [proof, key] = await Promise.all([api(session, `/admin/audit/events/${encodeURIComponent(request.params.id)}/proof${reveal}`), api(session, '/admin/audit/key')]);
         if (proof.status === 200) {
           const found = proof.json as unknown as EventProof;
@@ -360,6 +404,8 @@ export const consoleEndpoint: Endpoint = {
 
     app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/bundle`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
+        // An export is recorded in the person's name (audit.exported): never set off by another site's link.
+        if (fromAnotherSite(request)) return sendPage(reply, { status: 403, csp: 'static', page: consoleRefusedPage(base, 'No bundle', 'A bundle is downloaded from the console’s own pages, not from a link on another site. Open the audit log and download it there.') });
         const filters = new URLSearchParams(Object.entries(auditFilters(request.query)).filter((entry): entry is [string, string] => Boolean(entry[1])));
         const bundle = await api(session, `/admin/audit/bundle?${filters}`);
         const refusal = refusalOf(bundle);
@@ -506,6 +552,24 @@ export const consoleEndpoint: Endpoint = {
     }
   },
 };
+
+/**
+ * A request a browser made for another site's page or link (Fetch Metadata, W3C "Fetch Metadata
+ * Request Headers" §2.1 Sec-Fetch-Site: `cross-site` or `same-site`). The console cookie is
+ * SameSite=Lax, so it rides along on a top-level GET from anywhere: the GETs that put something on
+ * the person's record (revealing personal data, exporting a bundle) do it only for a request from
+ * the console itself (`same-origin`) or typed by the person (`none`). A browser that sends no
+ * Fetch Metadata (none current) is not told apart.
+ */
+function fromAnotherSite(request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site'];
+  return site !== undefined && site !== 'same-origin' && site !== 'none';
+}
+
+/** The same console roles, whatever their order. */
+function sameRoles(now: readonly string[], then: readonly string[]): boolean {
+  return now.length === then.length && now.every((role) => then.includes(role));
+}
 
 /** A path under /console to return to after signing in; anything else is the console's home. */
 function safeReturn(value: string | undefined): string {
