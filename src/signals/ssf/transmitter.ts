@@ -9,6 +9,7 @@ import { backoffMs } from '../delivery.ts';
 import { postForStatus } from '../post.ts';
 import { securityEventsOf, ssfEventTypes, type SecurityEvent, type SubjectId } from './event-types.ts';
 import { subjectForClient, type PairwiseClient } from '../../identity/pairwise.ts';
+import { ssfManageScope } from '../../resource-servers/builtins.ts';
 import { authorizationOf, deliveredTypes, StreamStore, streamWants, type Stream } from './streams.ts';
 
 /**
@@ -18,15 +19,17 @@ import { authorizationOf, deliveredTypes, StreamStore, streamWants, type Stream 
  * of nodes. One pass:
  * 1. tail: the events sealed after the cursor (`ssf_cursor`), at most `batch`, are mapped to
  *    security events (./event-types.ts); for each stream not disabled that asked for the type,
- *    existed when the event happened and wants its subject (./streams.ts `streamWants`), a SET is
- *    signed (RFC 8417, typ `secevent+jwt`, the issuer's signing key) and put in the stream's outbox
+ *    existed when the event happened, whose client is still a receiver, and wants its subject
+ *    (./streams.ts `streamWants`), a SET is signed (RFC 8417, typ `secevent+jwt`, the issuer's
+ *    signing key) and put in the stream's outbox
  *    — all in one transaction that moves the cursor only from where this pass read it, so two
  *    nodes never queue an event twice;
  * 2. push (RFC 8935): each due SET of an enabled push stream is taken by one conditional update
  *    (a lease), POSTed as `application/secevent+jwt` with the receiver's Authorization header, and
  *    recorded: 2xx delivered; 400 (§2.3: the receiver refuses this SET) failed for good, its `err`
  *    kept; anything else retried with an exponential back-off until `ssfMaxDeliveryAgeSeconds`.
- *    A paused stream's SETs wait; a disabled stream gets none.
+ *    A paused stream's SETs wait; a disabled stream gets none; a SET for a client that stopped
+ *    being a receiver since it was queued (disabled, or no longer allowed ssf:manage) fails unsent.
  * Poll (RFC 8936) streams are served by the endpoint (./poll.ts) from the same outbox.
  * A pass runs every `ssfIntervalMs`, and at once when `kick` is called (after the sealer sealed).
  */
@@ -103,7 +106,7 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
   if (active.length > 0) {
     const rules = await streams.subjectRules(active.map((s) => s.streamId));
     const receivers = new Map<string, Promise<PairwiseClient | undefined>>();
-    const receiverOf = (clientId: string) => receivers.get(clientId) ?? receivers.set(clientId, ctx.clients.get(clientId).then((c) => c?.metadata)).get(clientId)!;
+    const receiverOf = (clientId: string) => receivers.get(clientId) ?? receivers.set(clientId, receiverInService(ctx, clientId)).get(clientId)!;
     const now = ctx.clock.now();
     for (const row of rows) {
       const stored = parseStoredEvent(row.event);
@@ -126,6 +129,18 @@ export async function tailSealedLog(ctx: Context, streams: StreamStore, options:
     for (let i = 0; i < queued.length; i += 200) await trx.insertInto('ssf_outbox').values(queued.slice(i, i + 200)).execute();
     return { queued: queued.length, more: to < horizon };
   });
+}
+
+/**
+ * The receiver's registration while it is one — a client in service allowed `ssf:manage`
+ * (docs/signals.md "Receivers and streams") — else undefined, and so no SET (forReceiver). A client
+ * apply's prune disabled (docs/lifecycle.md) has its tokens ended at once, and one whose scope no
+ * longer allows ssf:manage could not make its streams today: neither is told anything more about anyone.
+ */
+async function receiverInService(ctx: Pick<Context, 'clients'>, clientId: string): Promise<PairwiseClient | undefined> {
+  const client = await ctx.clients.get(clientId);
+  if (!client || client.disabledAt !== null) return undefined;
+  return (client.metadata.scope?.split(' ') ?? []).includes(ssfManageScope) ? client.metadata : undefined;
 }
 
 /** Event types whose subject and payload name local persons as opaque ids (an emergency account, who asked for it). */
@@ -210,7 +225,11 @@ export async function pushDue(ctx: Context, streams: StreamStore, options: Trans
         .executeTakeFirst();
       if (Number(won.numUpdatedRows) !== 1) return undefined;
       const stream = await streams.get(row.client_id, row.stream_id);
-      return stream ? push(ctx, stream, { jti: row.jti, jwt: row.set_jwt, attempts: Number(row.attempts), createdAt: Number(row.created_at), lease }, options) : undefined;
+      if (!stream) return undefined;
+      const set = { jti: row.jti, jwt: row.set_jwt, attempts: Number(row.attempts), createdAt: Number(row.created_at), lease };
+      // A SET that waited for a client that has since stopped being a receiver is never sent.
+      if ((await receiverInService(ctx, row.client_id)) === undefined) return settleUnsent(ctx, stream, set, 'the receiver is no longer a client in service allowed ssf:manage');
+      return push(ctx, stream, set, options);
     }),
   );
   return outcomes.filter((o): o is PushOutcome => o !== undefined);
@@ -254,6 +273,20 @@ async function push(ctx: Context, stream: Stream, set: { jti: string; jwt: strin
   if (Number(result.numUpdatedRows) !== 1) return undefined;
   if (!delivered) ctx.log.warn({ stream: stream.streamId, jti: set.jti, attempts, status, error: outcome.error }, 'SET push delivery failed');
   return { jti: set.jti, status, ...(outcome.status !== undefined ? { httpStatus: outcome.status } : {}), ...(outcome.error !== undefined ? { error: outcome.error } : {}) };
+}
+
+/** A leased SET failed for good without being sent. */
+async function settleUnsent(ctx: Context, stream: Stream, set: { jti: string; lease: number }, error: string): Promise<PushOutcome | undefined> {
+  const now = ctx.clock.now();
+  const result = await ctx.storage.db
+    .updateTable('ssf_outbox')
+    .set({ status: 'failed', lease_until: null, last_status: null, last_error: error, settled_at: now })
+    .where('jti', '=', set.jti)
+    .where('lease_until', '=', set.lease)
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return undefined;
+  ctx.log.warn({ stream: stream.streamId, jti: set.jti, error }, 'SET not pushed');
+  return { jti: set.jti, status: 'failed', error };
 }
 
 /** RFC 8935 §2.3's `err` (and description) from a 400 body, short and printable. */
