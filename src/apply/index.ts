@@ -310,7 +310,8 @@ export interface ApplySource {
    * posts with the signed-in person's token) or a delegate's: its `sub`. Such an apply changes no
    * transfer destination (`DestinationChangeByPerson`): a person asks for one at POST
    * /admin/transfer-destinations, stepped up, reviewed from a new device, and never one of its
-   * approvers (docs/transfers.md "In apply").
+   * approvers (docs/transfers.md "In apply"). A password such an apply sets is recorded as set
+   * by them (`users.password_set_by`; else by the client, `actor`: src/identity/users.ts).
    */
   person?: string;
 }
@@ -367,6 +368,30 @@ export class RoleGrantThroughApi extends ApplyRefusedError {
     super(`users: ${username}: the role ${role} is given only with a second person's approval: ask at POST /admin/users/${username}/role-grants (docs/approvals.md); nothing was applied`);
     this.username = username;
     this.userId = userId;
+    this.role = role;
+  }
+}
+
+/**
+ * A password named for a person who holds a guarded role, or for whom a grant of one waits
+ * (`reason` guarded_role / role_grant_waiting), by a write through the admin API — a PUT or PATCH
+ * of /admin/users/{username} or a POST /admin/apply document, the dry run too
+ * (src/identity/users.ts `upsertUser`): refused whole, nothing written — the admin API answers 403
+ * access_denied and records `user.password_reset_refused`. Whoever set it could sign in as them and
+ * enrol a passkey of their own; their credentials are reset through a recovery, which two people
+ * carry out (docs/recovery.md). The CLI sets it as before.
+ */
+export class PasswordSetThroughApi extends ApplyRefusedError {
+  readonly username: string;
+  readonly userId: string;
+  readonly reason: 'guarded_role' | 'role_grant_waiting';
+  readonly role: string;
+  constructor(username: string, userId: string, reason: 'guarded_role' | 'role_grant_waiting', role: string) {
+    const why = reason === 'guarded_role' ? `${username} holds ${role}` : `a grant of ${role} to ${username} waits for approval`;
+    super(`users: ${username}: ${why}: their password is not set through the admin API; their credentials are reset through a recovery (POST /admin/users/${username}/recovery, docs/recovery.md); nothing was applied`);
+    this.username = username;
+    this.userId = userId;
+    this.reason = reason;
     this.role = role;
   }
 }

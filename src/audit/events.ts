@@ -137,6 +137,9 @@ export const auditEventTypes = [
   // the person's record no longer allows (each with its reason).
   'user.role_granted',
   'user.role_grant_refused',
+  // A password an administrator may not set through the admin API: the person holds a guarded
+  // role, or a grant of one waits (reason guarded_role / role_grant_waiting; via users or apply).
+  'user.password_reset_refused',
   // Identity brokering (src/federation/upstream): a sign-in through an upstream identity provider is a
   // `user.login_succeeded` with method `upstream` and its source of assurance; a person provisioned
   // at their first such sign-in, an upstream identity linked to an existing person by an

@@ -57,6 +57,14 @@ export function isGuardedRole(role: string): role is GuardedRole {
   return (guardedRoles as readonly string[]).includes(role);
 }
 
+/**
+ * The guarded roles a person with these roles holds (empty: none). Their password is never set
+ * through the admin API (src/identity/users.ts `upsertUser`): whoever set it could sign in as them.
+ */
+export function guardedRolesHeld(roles: readonly string[]): GuardedRole[] {
+  return guardedRoles.filter((role) => roles.includes(role));
+}
+
 /** The guarded roles in `after` that `before` does not hold (empty: the change adds none). */
 export function guardedRolesAdded(before: readonly string[], after: readonly string[]): GuardedRole[] {
   return guardedRoles.filter((role) => after.includes(role) && !before.includes(role));

@@ -45,6 +45,15 @@ export interface IdentityTables {
      * before it, and by writers that do not know it, have none.
      */
     offboarded_at?: number | null;
+    /**
+     * Who set the password (migration 0065; src/identity/users.ts `upsertUser`): the subject of the
+     * admin-API token that set it (an administrator's id, or a client's own id), `scim:<client>`
+     * for SCIM; null when the operator (the CLI) set it, or nobody since the migration. Optional:
+     * writers that do not set a password leave it as it is.
+     */
+    password_set_by?: string | null;
+    /** When the password was last set by an administrator, SCIM or the operator (epoch ms); null when not known. */
+    password_set_at?: number | null;
   };
   sessions: {
     /** SHA-256 (base64url) of the cookie value; the cookie value itself is never stored. */

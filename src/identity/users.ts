@@ -11,7 +11,7 @@ import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecyc
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
 import { kycStatuses, readKycFields, type KycFields } from '../risk/kyc/record.ts';
 import { credentialsHeld, heldCredentialsProblem } from '../lifecycle/credential-hold.ts';
-import { guardedRolesAdded, roleConflict } from './roles.ts';
+import { guardedRolesAdded, guardedRolesHeld, roleConflict } from './roles.ts';
 import { isPostgres } from '../audit/dialect.ts';
 import { dateOfBirthPattern } from '../risk/screening/normalize.ts';
 
@@ -37,6 +37,20 @@ export interface User {
   lockedAt: number | null;
   /** Why a locked account is locked: `failed_logins` (automatic) or `admin`; `admin` when disabled. */
   lockReason: 'failed_logins' | 'admin' | null;
+  /**
+   * Who last set the password, and when (`upsertUser`): `by` the subject of the admin-API token
+   * that set it (an administrator's id, or a client's own id), `scim:<client>`, or null for the
+   * operator (the CLI). Undefined when not known (nobody has set it since migration 0065).
+   * Whoever set it can sign in as the person: they neither ask for nor approve a guarded role for
+   * them (src/identity/role-grants.ts).
+   */
+  passwordSet?: PasswordSetter;
+}
+
+/** Who set a person's password, and when (epoch ms). */
+export interface PasswordSetter {
+  by: string | null;
+  at: number;
 }
 
 /**
@@ -241,6 +255,7 @@ function toUser(row: UserRow): User {
     lastLoginAt: row.last_login_at === null ? null : Number(row.last_login_at),
     lockedAt: row.locked_at === null ? null : Number(row.locked_at),
     lockReason: row.status === 'active' ? null : (row.lock_reason ?? 'admin'),
+    ...(row.password_set_at != null ? { passwordSet: { by: row.password_set_by ?? null, at: Number(row.password_set_at) } } : {}),
   };
 }
 
@@ -346,13 +361,24 @@ export interface UserUpsert {
  * refused here, in the write's transaction, whatever checked it before: `ApplyRefusedError`
  * (src/apply/index.ts), so nothing of the write lands. Re-activating them is not refused: they
  * come back holding nothing.
+ *
+ * Through the admin API (`by.via` admin-api) no write names a password for a person who holds a
+ * guarded role, or for whom a grant of one waits (src/identity/role-grants.ts): whoever set it
+ * could sign in as them and enrol a passkey, so their credentials are reset through a recovery,
+ * which two people carry out (docs/recovery.md). Refused in the write's transaction, judged on the
+ * row it locks: `PasswordSetThroughApi` (src/apply/index.ts), nothing of the write lands. A plain
+ * password is refused even when it is the one they have: "unchanged" against a refusal would
+ * answer a guess. The operator (the CLI) sets it as before.
+ *
+ * A write that sets a password records who did (`password_set_by`, `password_set_at`:
+ * `passwordSetBy`); a write that names none keeps the record.
  */
 export async function upsertUser(
   trx: Transaction<Database>,
   now: number,
   entry: UserEntry,
   password: PasswordDecision,
-  by: { actor: string; via?: string } = { actor: 'clearance' },
+  by: PersonWriter = { actor: 'clearance' },
 ): Promise<UserUpsert> {
   // Locked on PostgreSQL: the rules below compare the entry with this row, so nothing may change or
   // delete it before the write (a DELETE racing a PUT would otherwise make the PUT a creation).
@@ -365,6 +391,14 @@ export async function upsertUser(
     const { RoleGrantThroughApi } = await import('../apply/index.ts');
     throw new RoleGrantThroughApi(entry.username, existing?.id, added[0]!);
   }
+  if (existing && by.via === 'admin-api' && (entry.password !== undefined || !password.keep)) {
+    const refused = await passwordRefusal(trx, existing, now);
+    if (refused) {
+      const { PasswordSetThroughApi } = await import('../apply/index.ts');
+      throw new PasswordSetThroughApi(existing.username, existing.id, refused.reason, refused.role);
+    }
+  }
+  const setter = passwordSetBy(by);
   const conflict = roleConflict(entry.roles ?? []);
   // Checked again here, whatever read the entry: roles that would give one person both halves of
   // a recovery are never written (a person holding them from before keeps them until changed).
@@ -389,6 +423,7 @@ export async function upsertUser(
         id,
         username: entry.username,
         password_hash: password.keep ? null : password.hash,
+        ...(password.keep ? {} : { password_set_by: setter, password_set_at: now }),
         ...fields,
         status,
         failed_logins: 0,
@@ -430,6 +465,7 @@ export async function upsertUser(
     .set({
       ...fields,
       password_hash: passwordHash,
+      ...(passwordHash !== existing.password_hash ? { password_set_by: setter, password_set_at: now } : {}),
       status,
       lock_reason: lockReason,
       // Active again: also no longer offboarded (a joiner step, src/lifecycle/leaver.ts).
@@ -442,4 +478,37 @@ export async function upsertUser(
   if (!action) return { outcome: 'updated', id: existing.id, events: [], ...moved };
   const { ended, events } = await endPersonAccess(trx, now, existing.id, action, by.actor);
   return { outcome: 'updated', id: existing.id, events: [...events, lifecycleEvent(action, existing.id, by.actor, ended, by.via ? { via: by.via } : {})], ...moved };
+}
+
+/**
+ * Who writes a person (`upsertUser`): the actor its audit events name, the channel, and — through
+ * the admin API with a token that is not the client's own — the token's subject (src/apply/index.ts
+ * `ApplySource.person`).
+ */
+export interface PersonWriter {
+  actor: string;
+  via?: string;
+  person?: string;
+}
+
+/**
+ * Whom `password_set_by` names for a password this write sets: through the admin API, the token's
+ * subject (the person behind it, else the client itself, whose own token's subject is its id);
+ * `scim:<client>` for SCIM; null for the operator (the CLI, the trust root) — whose new password no
+ * administrator knows.
+ */
+function passwordSetBy(by: PersonWriter): string | null {
+  if (by.via === 'admin-api') return by.person ?? by.actor;
+  if (by.via === 'scim') return `scim:${by.actor}`;
+  return null;
+}
+
+/** Why no administrator sets this person's password (undefined: one may), with the role concerned. */
+async function passwordRefusal(trx: Transaction<Database>, row: UserRow, now: number): Promise<{ reason: 'guarded_role' | 'role_grant_waiting'; role: string } | undefined> {
+  const held = guardedRolesHeld(JSON.parse(row.roles) as string[]);
+  if (held.length > 0) return { reason: 'guarded_role', role: held[0]! };
+  // Loaded when needed, as src/apply/index.ts is: src/identity/role-grants.ts reaches this module back.
+  const { roleGrantWaiting } = await import('./role-grants.ts');
+  const waiting = await roleGrantWaiting(trx, row.id, now);
+  return waiting === undefined ? undefined : { reason: 'role_grant_waiting', role: waiting };
 }

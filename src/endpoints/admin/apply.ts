@@ -1,7 +1,7 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { ApplyRefusedError, DestinationChangeByPerson, PolicyActivationThroughApply, RoleGrantThroughApi, executeApply, planApply, previewApply } from '../../apply/index.ts';
-import { recordRoleGrantRefusal } from '../../identity/role-grants.ts';
+import { ApplyRefusedError, DestinationChangeByPerson, PasswordSetThroughApi, PolicyActivationThroughApply, RoleGrantThroughApi, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { recordPasswordSetRefusal, recordRoleGrantRefusal } from '../../identity/role-grants.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
 import { protectedOperation, queryParams, type JsonSchema } from '../../http/api-operation.ts';
@@ -35,7 +35,9 @@ const documentLimit = 5 * 1024 * 1024;
  * people of the four eyes; a person activates it at POST /admin/policies/{version}/activate. A
  * document that would give a person a guarded role (src/identity/roles.ts `guardedRoles`) is 403
  * access_denied as well, whatever the token, the dry run too, recorded as `user.role_grant_refused`:
- * a second administrator approves it at POST /admin/users/{username}/role-grants.
+ * a second administrator approves it at POST /admin/users/{username}/role-grants. A document naming
+ * a password for a person who holds a guarded role, or for whom a grant waits, is 403 too, the dry
+ * run too, recorded as `user.password_reset_refused` (src/identity/users.ts `upsertUser`).
  */
 export const adminApply: Endpoint = {
   register(app, ctx) {
@@ -97,6 +99,10 @@ export const adminApply: Endpoint = {
         } catch (error) {
           if (error instanceof RoleGrantThroughApi) {
             await recordRoleGrantRefusal(ctx, { actor: claims.sub, client: claims.client_id, ...(error.userId ? { subject: error.userId } : {}), role: error.role, reason: 'not_through_admin_api', via: 'apply', requestId: request.id });
+            throw new OAuthError('access_denied', error.message);
+          }
+          if (error instanceof PasswordSetThroughApi) {
+            await recordPasswordSetRefusal(ctx, { actor: claims.sub, client: claims.client_id, subject: error.userId, role: error.role, reason: error.reason, via: 'apply', requestId: request.id });
             throw new OAuthError('access_denied', error.message);
           }
           if (error instanceof DestinationChangeByPerson || error instanceof PolicyActivationThroughApply) throw new OAuthError('access_denied', error.message);

@@ -4,7 +4,7 @@ import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { sendJson } from '../../http/json.ts';
 import { acr, acrSatisfies } from '../../identity/acr.ts';
-import { openRoleGrant, recordRoleGrantRefusal, RoleGrantError } from '../../identity/role-grants.ts';
+import { openRoleGrant, recordRoleGrantRefusal, RoleGrantError, RoleGrantRefused } from '../../identity/role-grants.ts';
 import { guardedRoles, roleGrantRole } from '../../identity/roles.ts';
 import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -26,6 +26,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 3. the person named exists (exactly this username), else 404;
  * 4. openRoleGrant: a guarded role, an active person whose credentials are not on hold, a reason,
  *    roles `roleConflict` allows, else 400; a role held already or a grant of it waiting, 409;
+ *    an administrator who set the person's password (`users.password_set_by`: they could sign in
+ *    as them), 403 access_denied, recorded as `user.role_grant_refused` (`set_password`);
  * 5. 202 with the approval request's id: a second person holding `admin` decides it through the
  *    approvals API or page (`approval.requested` records the asking).
  */
@@ -57,6 +59,12 @@ export const adminRoleGrants: Endpoint = {
         opened = await openRoleGrant(ctx, { requester, subject, role: body.role, reason: body.reason, requestId: request.id });
       } catch (error) {
         if (error instanceof RoleGrantError) throw new OAuthError('invalid_request', error.message, { status: error.status });
+        if (error instanceof RoleGrantRefused) {
+          const claims = request.admin!;
+          const role = typeof body.role === 'string' ? { role: body.role } : {};
+          await recordRoleGrantRefusal(ctx, { actor: claims.sub, client: claims.client_id, subject: subject.id, ...role, reason: error.reason, via: 'role_grant', requestId: request.id });
+          throw new OAuthError('access_denied', error.message);
+        }
         throw error;
       }
       return sendJson(

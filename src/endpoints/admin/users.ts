@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
-import { ApplyRefusedError, RoleGrantThroughApi, executeApply, planApply } from '../../apply/index.ts';
-import { recordRoleGrantRefusal } from '../../identity/role-grants.ts';
+import { ApplyRefusedError, PasswordSetThroughApi, RoleGrantThroughApi, executeApply, planApply } from '../../apply/index.ts';
+import { recordPasswordSetRefusal, recordRoleGrantRefusal } from '../../identity/role-grants.ts';
 import type { Context } from '../../context.ts';
 import { deleteUser, signOutEverywhere } from '../../identity/lifecycle.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams } from '../../http/api-operation.ts';
@@ -52,6 +52,14 @@ import { credentialsHeld, heldCredentialsProblem } from '../../lifecycle/credent
  * /admin/users/{username}/role-grants, where a second administrator approves it
  * (./role-grants.ts); recorded as `user.role_grant_refused`. Removing one, or keeping the roles a
  * person holds, passes.
+ *
+ * A PUT or PATCH that names a `password` (even the one they have), or a `password_hash` other than
+ * theirs, for a person who holds a guarded role or for whom a grant of one waits is refused whole,
+ * 403 access_denied, recorded as `user.password_reset_refused` (`guarded_role`,
+ * `role_grant_waiting`): whoever set it could sign in as them; their credentials are reset through
+ * a recovery (docs/recovery.md). A password a write sets is recorded as set by the token's subject
+ * (`users.password_set_by`: src/identity/users.ts), who then neither asks for nor approves a
+ * guarded role for that person.
  */
 export const adminUsers: Endpoint = {
   register(app, ctx) {
@@ -251,14 +259,22 @@ async function writeUser(ctx: Context, request: FastifyRequest<{ Params: { usern
   // A leaver's credentials on hold are among the plan's problems: no password from an
   // administrator (src/lifecycle/credential-hold.ts, checked by planApply).
   if (!plan) throw new OAuthError('invalid_request', problems.map(formatProblem).join('; '));
+  const claims = request.admin!;
+  // Who sets a password is who the token speaks for (src/endpoints/admin/apply.ts reads it alike):
+  // the person behind it, else the client itself.
+  const person = claims.sub !== claims.client_id || claims.grant_id !== undefined || claims.act !== undefined ? claims.sub : undefined;
   let result;
   try {
-    result = await executeApply(ctx, plan, { actor: request.admin!.client_id, via: 'admin-api' });
+    result = await executeApply(ctx, plan, { actor: claims.client_id, via: 'admin-api', ...(person !== undefined ? { person } : {}) });
   } catch (error) {
     // A guarded role is given only with a second person's approval (POST …/role-grants): 403, on the record.
     if (error instanceof RoleGrantThroughApi) {
-      const claims = request.admin!;
       await recordRoleGrantRefusal(ctx, { actor: claims.sub, client: claims.client_id, ...(error.userId ? { subject: error.userId } : {}), role: error.role, reason: 'not_through_admin_api', via: 'users', requestId: request.id });
+      throw new OAuthError('access_denied', error.message);
+    }
+    // A guarded role's holder's password is reset through a recovery, by two people: 403, on the record.
+    if (error instanceof PasswordSetThroughApi) {
+      await recordPasswordSetRefusal(ctx, { actor: claims.sub, client: claims.client_id, subject: error.userId, role: error.role, reason: error.reason, via: 'users', requestId: request.id });
       throw new OAuthError('access_denied', error.message);
     }
     // The same rule, met in the write's transaction (a hold that landed since the check above).
