@@ -83,8 +83,11 @@ export type NextStep =
    * it ends the request with `declineAuthentication` (unmet_authentication_requirements).
    * `voluntary`: only the client's `acr_values` ask this level (OIDC Core §3.1.2.1, a voluntary
    * claim): a sign-in below it goes on at what it reached, and the ID token says what that was.
+   * `maxAge`, when present: seconds — a requirement's max age (a step-up policy's
+   * `@step_up_max_age`) the sign-in must meet, never waived; the people side passes it on to an
+   * upstream identity provider with the request's own max_age (the stricter).
    */
-  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr'; acr?: Acr; voluntary?: true }
+  | { step: 'login'; reason: 'no_session' | 'prompt_login' | 'max_age' | 'acr'; acr?: Acr; voluntary?: true; maxAge?: number }
   | { step: 'consent'; consent: ConsentRequest }
   | { step: 'done' };
 

@@ -44,7 +44,7 @@ export interface Requirement {
 }
 
 export type LoginReason = 'no_session' | 'prompt_login' | 'max_age' | 'acr';
-export type Need = { step: 'login'; reason: LoginReason; acr?: Acr; voluntary?: true } | { step: 'consent'; approval?: true } | { step: 'done' };
+export type Need = { step: 'login'; reason: LoginReason; acr?: Acr; voluntary?: true; maxAge?: number } | { step: 'consent'; approval?: true } | { step: 'done' };
 
 /**
  * The rules, in order (OIDC Core §3.1.2.1, §3.1.2.3, §3.1.2.4, §5.5.1.1):
@@ -66,6 +66,8 @@ export type Need = { step: 'login'; reason: LoginReason; acr?: Acr; voluntary?: 
  * A login step names the level the sign-in must reach (`acr`) when one is asked, so the people
  * side offers the factors that reach it, and says `voluntary` when that level is more than any
  * requirement asks (only `acr_values` asked it): a weaker sign-in then goes on at what it reached.
+ * It names the requirement's max age (`maxAge`) when one is asked, so a sign-in through an
+ * upstream identity provider asks the upstream for it too (src/endpoints/interaction/upstream.ts).
  */
 export function needs(input: StepInput): Need {
   const { request, authentication: auth, required = {} } = input;
@@ -73,15 +75,16 @@ export function needs(input: StepInput): Need {
   const target = strongestAcr([voluntary, required.acr]);
   // OIDC Core §3.1.2.1: acr_values are a voluntary claim; only a requirement is never waived.
   const preference = target !== undefined && (required.acr === undefined || !acrSatisfies(required.acr, target));
+  const maxAge = required.maxAge !== undefined ? { maxAge: required.maxAge } : {};
   const login = (reason: LoginReason): Need =>
-    target === undefined ? { step: 'login', reason } : preference ? { step: 'login', reason, acr: target, voluntary: true } : { step: 'login', reason, acr: target };
+    target === undefined ? { step: 'login', reason, ...maxAge } : preference ? { step: 'login', reason, acr: target, voluntary: true, ...maxAge } : { step: 'login', reason, acr: target, ...maxAge };
   if (!auth) return login('no_session');
   if (!input.freshLogin) {
     if (request.prompt.includes('login')) return login('prompt_login');
     if (request.maxAge !== undefined && (request.maxAge === 0 || input.now - auth.authTime > request.maxAge)) return login('max_age');
     if (voluntary !== undefined && !acrSatisfies(auth.acr, voluntary)) return login('acr');
   }
-  if (required.acr !== undefined && !acrSatisfies(auth.acr, required.acr)) return { step: 'login', reason: 'acr', acr: required.acr };
+  if (required.acr !== undefined && !acrSatisfies(auth.acr, required.acr)) return { step: 'login', reason: 'acr', acr: required.acr, ...maxAge };
   if (required.maxAge !== undefined && input.now - auth.authTime > required.maxAge) return login('max_age');
   if (input.approval?.required && !input.approval.given) return { step: 'consent', approval: true };
   if (!input.approvedHere && (request.prompt.includes('consent') || !grantCovers(input.grant, request))) return { step: 'consent' };

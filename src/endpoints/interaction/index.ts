@@ -169,6 +169,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
       const upstream = registerUpstreamRoutes(app, ctx, {
         ...signInParts,
         flow,
+        page: paths.page,
         showLogin: (request, reply, interaction, view) =>
           showLogin(ctx, request, reply, interaction, { status: view.status, organisation: { ...(view.realm !== undefined ? { realm: view.realm } : {}), error: view.error }, ...(view.setCookie ? { setCookie: view.setCookie } : {}) }),
       });
@@ -191,7 +192,7 @@ export function interactionEndpoint(flow: InteractionFlow): Endpoint {
               // sign-in only (a step-up is the person's own, on this page; a sign-in asked again for
               // freshness shows the page, so an upstream that ignores max_age cannot loop the browser).
               const hinted = step.reason === 'no_session' && interaction.hints?.idp !== undefined ? providerForRealm(await providerDirectory(ctx.storage.db, ctx.clock.now()), interaction.hints.idp) : undefined;
-              if (hinted && hinted.provider.id === interaction.hints?.idp) return upstream.startUpstream(request, reply, interaction, hinted.provider.id, interaction.hints.login);
+              if (hinted && hinted.provider.id === interaction.hints?.idp) return upstream.startUpstream(request, reply, interaction, step, hinted.provider.id, interaction.hints.login);
               return showLogin(ctx, request, reply, interaction, { status: 200, notice: loginNotices[step.reason] }, { step, session });
             }
             case 'consent':

@@ -3,6 +3,7 @@ import type { Interaction } from '../../authorization/contract.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { IdentityProvider } from '../../federation/upstream/definition.ts';
 import type { UpstreamIdentity } from '../../federation/upstream/oidc.ts';
+import type { UpstreamAsk } from '../../federation/upstream/freshness.ts';
 import { asSaml, findProvider } from '../../federation/upstream/providers.ts';
 import { SamlError, serviceProviderMetadata, validateSamlResponse } from '../../federation/upstream/saml.ts';
 import { consumeUpstreamLogin, keepUpstreamResult, openUpstreamLoginOf, spoilUpstreamLogin } from '../../federation/upstream/upstream-logins.ts';
@@ -39,8 +40,8 @@ export interface SamlRoutes {
   loadInteraction(request: FastifyRequest, id: string): Promise<Interaction | undefined>;
   interactionGone(request: FastifyRequest, reply: FastifyReply): FastifyReply;
   refusal(request: FastifyRequest, reply: FastifyReply): Refuse;
-  /** `sentAt`: when the sign-in was opened and the browser sent to the IdP (ms). */
-  finish(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity, sentAt: number): Promise<FastifyReply>;
+  /** `sentAt`: when the sign-in was opened and the browser sent to the IdP (ms); `asked`: what the IdP was asked then (ForceAuthn for a renewal or a max age). */
+  finish(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity, sentAt: number, asked: UpstreamAsk | undefined): Promise<FastifyReply>;
 }
 
 const skewMs = 30_000;
@@ -102,7 +103,7 @@ export function registerSamlRoutes(app: FastifyInstance, ctx: Context, routes: S
       if (!stored?.provider.enabled) {
         return refuse(403, 'provider_disabled', providerOff, { requestId: request.id, client: interaction.clientId }, { provider: login.providerId });
       }
-      return routes.finish(request, reply, interaction, stored.provider, kept as UpstreamIdentity, login.sentAt);
+      return routes.finish(request, reply, interaction, stored.provider, kept as UpstreamIdentity, login.sentAt, login.asked);
     }),
   );
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Interaction } from '../../authorization/contract.ts';
+import type { Interaction, NextStep } from '../../authorization/contract.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import { assuranceOf, type Assurance } from '../../federation/upstream/assurance.ts';
 import type { IdentityProvider } from '../../federation/upstream/definition.ts';
@@ -9,13 +9,15 @@ import { mayOfferLocalLink, offerLocalLink } from '../../federation/upstream/loc
 import { auditableDetail } from '../../federation/upstream/detail.ts';
 import { authorizationUrl, completeSignIn, configurationOf, UpstreamError, type UpstreamIdentity } from '../../federation/upstream/oidc.ts';
 import { samlAuthorizeUrl } from '../../federation/upstream/saml.ts';
-import { upstreamFreshness } from '../../federation/upstream/freshness.ts';
+import { renewedSince, strictest, upstreamFreshness, type UpstreamAsk } from '../../federation/upstream/freshness.ts';
+import { upstreamOpening } from '../../federation/upstream/opening.ts';
 import { registerSamlRoutes } from './saml.ts';
 import { asOidc, findProvider, providerSecret } from '../../federation/upstream/providers.ts';
 import { consumeUpstreamLogin, openUpstreamLogin } from '../../federation/upstream/upstream-logins.ts';
 import type { Context } from '../../context.ts';
 import { acr, acrRank } from '../../identity/acr.ts';
 import { completeLogin } from '../../identity/login.ts';
+import { readSession } from '../../identity/sessions.ts';
 import { riskDenied, type SignInRisk } from '../../identity/login-risk.ts';
 import { riskAuditDetail } from '../../risk/assessment.ts';
 import { guarded, seeOther, sendErrorPage } from '../../ui/respond.ts';
@@ -30,11 +32,17 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  * POST /interaction/{id}/upstream (the sign-in page's "Sign in through your organisation")
  *   1. a missing or wrong CSRF token (the sign-in form's), or a cross-site Origin → 403 page;
  *   2. an unknown, expired or other browser's interaction → error page (400);
+ *   2a. the step the request is at (the protocol side's nextStep, with the browser's session;
+ *      src/federation/upstream/opening.ts): not a sign-in (consent, done) → 303 to the page; a
+ *      step-up (reason `acr`) → 403 page and `upstream.sign_in_refused` (`step_up_not_brokered`):
+ *      a step-up is the person's own factor, here;
  *   3. home-realm discovery: the work email's domain, the firm's LEI, or a provider's id names an
  *      enabled provider, else the sign-in page again (400) saying so;
  *   4. a sign-in opened at the upstream (state, nonce and PKCE verifier bound to this interaction
- *      and browser, src/federation/upstream/upstream-logins.ts) and 303 to its authorization endpoint (by PAR
- *      where it offers it), the email passed on as login_hint.
+ *      and browser, src/federation/upstream/upstream-logins.ts; what it asks of the upstream kept
+ *      with it) and 303 to its authorization endpoint (by PAR where it offers it), the email passed
+ *      on as login_hint; asked: the request's max_age and prompt=login, a requirement's max age
+ *      (the stricter), and prompt=login for a person present below the level the step asks.
  * GET /interaction/{id} with the request's `idp_hint` naming an enabled provider skips the page:
  *   step 4 at once (only for a first sign-in, never for a step-up).
  *
@@ -46,9 +54,10 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *   4. openid-client completes the code flow: the upstream's error, iss (RFC 9207), the code with
  *      the PKCE verifier, the ID token in full (src/federation/upstream/oidc.ts); any failure → 401 page and
  *      `upstream.sign_in_refused` with why;
- *   4a. the relying party's max_age and prompt=login met (before anyone is linked or provisioned):
- *      the upstream's auth_time (a SAML AuthnInstant) given, no older than max_age allows, and for
- *      prompt=login (or max_age=0) not before the sign-in sent the person there, else 401 and
+ *   4a. what step 4 asked met (before anyone is linked or provisioned) — the relying party's
+ *      max_age and prompt=login, a requirement's max age, a renewal Clearance asked: the upstream's
+ *      auth_time (a SAML AuthnInstant) given, no older than max_age allows, and for prompt=login
+ *      (or max_age=0) not before the sign-in sent the person there, else 401 and
  *      `upstream.sign_in_refused` (`auth_time_missing`, `authentication_too_old`,
  *      `authentication_not_renewed`) — src/federation/upstream/freshness.ts;
  *   5. the person: linked by (issuer, subject), or provisioned just in time; an email a local
@@ -56,7 +65,9 @@ import type { SignInCommitted, SignInSession } from './index.ts';
  *      (403) — src/federation/upstream/linking.ts;
  *   6. the level: the upstream's acr mapped and capped by the provider's declaration
  *      (src/federation/upstream/assurance.ts); the sign-in's risk (deny → refused; a step-up is met only by
- *      an upstream level of two factors or more);
+ *      an upstream level of two factors or more, from an authentication the upstream made after
+ *      this sign-in sent the person there: one from its earlier session sends the browser back to
+ *      it with prompt=login — step 4 again, its answer then held to 4a);
  *   7. as a local sign-in from here: one transaction with the session (its source of assurance,
  *      the upstream's `sid`), the interaction's record of it and `user.login_succeeded` (method
  *      `upstream`, the provider, the source, what was asserted, whether it was capped), then 303 on.
@@ -75,6 +86,8 @@ export interface UpstreamRoutes {
   riskOf(request: FastifyRequest, interaction: Interaction): SignInRisk;
   session: SignInSession;
   signedIn: SignInCommitted;
+  /** The interaction's page (GET /interaction/{id}), absolute. */
+  page(id: string): string;
 }
 
 /** The redirect URI Clearance registers at every upstream OpenID Provider. */
@@ -87,7 +100,7 @@ export function registerUpstreamRoutes(
   app: FastifyInstance,
   ctx: Context,
   routes: UpstreamRoutes,
-): { startUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined): Promise<FastifyReply> } {
+): { startUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, step: NextStep, providerId: string, loginHint: string | undefined): Promise<FastifyReply> } {
   type Params = { Params: { id: string } };
 
   app.post<Params>(`${routes.base}/interaction/:id/upstream`, async (request, reply) => guarded(ctx, request, reply, async () => {
@@ -95,6 +108,19 @@ export function registerUpstreamRoutes(
     if (!form) return routes.forbidden(request, reply);
     const interaction = await routes.loadInteraction(request, request.params.id);
     if (!interaction) return routes.interactionGone(request, reply);
+    // Only at a sign-in, never at a step-up (src/federation/upstream/opening.ts): what the person
+    // may do here is decided by the step the request is at, not by which form they posted.
+    const session = await readSession(ctx, request.headers.cookie);
+    const step = await routes.flow.nextStep(ctx, interaction, session);
+    const present = interaction.authentication ?? session;
+    const opening = upstreamOpening(step, present, interaction.freshness);
+    if (!opening.ok && opening.refused === 'no_sign_in') return seeOther(reply, routes.page(interaction.id));
+    if (!opening.ok) {
+      return refusal(request, reply)(403, 'step_up_not_brokered', ownFactorPage, { client: interaction.clientId, ...(present ? { subject: present.userId } : {}) }, {
+        ...(step.step === 'login' && step.acr !== undefined ? { acr_asked: step.acr } : {}),
+        ...(present ? { acr: present.acr } : {}),
+      });
+    }
     const realm = (form.get('realm') ?? '').trim().slice(0, 256);
     if (!realm) return routes.showLogin(request, reply, interaction, { status: 400, error: 'Enter your work email or your firm’s LEI.' });
     const found = providerForRealm(await providerDirectory(ctx.storage.db, ctx.clock.now()), realm);
@@ -105,7 +131,7 @@ export function registerUpstreamRoutes(
         error: 'No organisation’s sign-in is set up for that. Check it, or sign in with your Clearance username above.',
       });
     }
-    return goUpstream(request, reply, interaction, found.provider.id, realm.includes('@') ? realm : undefined);
+    return goUpstream(request, reply, interaction, found.provider.id, realm.includes('@') ? realm : undefined, opening.ask);
   }));
 
   app.get<{ Querystring: Record<string, string | string[] | undefined> }>(`${routes.base}/broker/oidc/callback`, async (request, reply) => guarded(ctx, request, reply, async () => {
@@ -129,29 +155,34 @@ export function registerUpstreamRoutes(
       request.log.info({ provider: provider.id, reason: error.reason, detail: error.message }, 'upstream sign-in refused');
       return refuse(401, error.reason, notVerified(provider.name), base, { provider: provider.id, issuer: provider.issuer, detail: auditableDetail(error.message) });
     }
-    return finishUpstreamSignIn(request, reply, interaction, provider, identity, login.sentAt);
+    return finishUpstreamSignIn(request, reply, interaction, provider, identity, login.sentAt, login.asked);
   }));
 
   /**
    * The verified upstream identity signs the person in (steps 5–7 above, for OpenID Connect and
    * SAML alike): linked or provisioned, the level mapped and capped, the sign-in's risk, then one
    * transaction with the session, the interaction's record and `user.login_succeeded`.
-   * `sentAt`: when the sign-in was opened and the browser sent to the upstream (ms).
+   * `sentAt`: when the sign-in was opened and the browser sent to the upstream (ms); `kept`: what
+   * the upstream was asked then (the sign-in's record; none from a release before it was kept).
    */
-  async function finishUpstreamSignIn(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity, sentAt: number): Promise<FastifyReply> {
+  async function finishUpstreamSignIn(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, provider: IdentityProvider, identity: UpstreamIdentity, sentAt: number, kept: UpstreamAsk | undefined): Promise<FastifyReply> {
     const refuse = refusal(request, reply);
     const base: Partial<AuditEvent> = { requestId: request.id, client: interaction.clientId };
     const about = { provider: provider.id, issuer: provider.issuer };
-    // Before anyone is linked or provisioned: an authentication older than the relying party's
-    // max_age, one from before this sign-in sent the person there when it asked prompt=login, or
-    // one of unknown age, is not passed off as fresh (src/federation/upstream/freshness.ts).
-    const fresh = upstreamFreshness(identity, interaction.freshness, { now: Math.floor(ctx.clock.now() / 1000), sentAt: Math.floor(sentAt / 1000) });
+    // What the upstream was asked, and at least what the relying party asks (fail closed).
+    const asked = strictest(interaction.freshness, kept);
+    const sentAtSeconds = Math.floor(sentAt / 1000);
+    // Before anyone is linked or provisioned: an authentication older than the max_age asked, one
+    // from before this sign-in sent the person there when it asked prompt=login, or one of unknown
+    // age, is not passed off as fresh (src/federation/upstream/freshness.ts).
+    const fresh = upstreamFreshness(identity, asked, { now: Math.floor(ctx.clock.now() / 1000), sentAt: sentAtSeconds });
     if (!fresh.ok) {
       return refuse(401, fresh.reason, tooLongAgo(provider.name), base, {
         ...about,
         upstream_subject: identity.subject,
-        max_age: interaction.freshness?.maxAge,
-        ...(interaction.freshness?.login ? { prompt: 'login' } : {}),
+        max_age: asked?.maxAge,
+        ...(asked?.login ? { prompt: 'login' } : {}),
+        ...(asked?.because ? { renewal_asked_for: asked.because } : {}),
         ...(fresh.age !== undefined ? { upstream_auth_age: fresh.age } : {}),
         ...(fresh.sentAge !== undefined ? { sent_upstream_age: fresh.sentAge } : {}),
       });
@@ -203,6 +234,19 @@ export function registerUpstreamRoutes(
       ]);
       return sendErrorPage(ctx, request, reply, { status: 401, title: 'This sign-in was not allowed', message: 'This sign-in looks unusual, so it was stopped. Try again later, or ask your administrator.' });
     }
+    // ...and only from an authentication the upstream made after this sign-in sent the person
+    // there: its earlier session is no step-up. The browser goes back to it with prompt=login (OIDC
+    // Core §3.1.2.1: it SHOULD authenticate the person again, else MUST answer an error) — a SAML IdP
+    // with ForceAuthn (SAML Core §3.4.1: it MUST authenticate the presenter directly) — and that
+    // answer is held to it (4a above), so this asks once.
+    if (assessed?.outcome === 'step_up' && !renewedSince(identity, sentAtSeconds)) {
+      if (asked?.login) {
+        // Unreachable: 4a refused a non-renewed answer to prompt=login. Fail closed all the same.
+        return refuse(401, 'authentication_not_renewed', tooLongAgo(provider.name), personBase, { ...about, upstream_subject: identity.subject, prompt: 'login', renewal_asked_for: 'risk_step_up' });
+      }
+      request.log.info({ provider: provider.id, risk: riskAuditDetail(assessed) }, 'risk step-up through the upstream: asking it to authenticate the person again');
+      return goUpstream(request, reply, interaction, provider.id, undefined, strictest(asked, { login: true, because: 'risk_step_up' }));
+    }
     const flight = ctx.storage.flight();
     const completed = await completeLogin(
       ctx,
@@ -250,8 +294,11 @@ export function registerUpstreamRoutes(
 
   registerSamlRoutes(app, ctx, { base: routes.base, loadInteraction: routes.loadInteraction, interactionGone: routes.interactionGone, refusal, finish: finishUpstreamSignIn });
 
-  /** Opens a sign-in at the upstream for this interaction and sends the browser there. */
-  async function goUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined): Promise<FastifyReply> {
+  /**
+   * Opens a sign-in at the upstream for this interaction and sends the browser there, asking it
+   * `ask` (src/federation/upstream/opening.ts), which the sign-in keeps for its answer.
+   */
+  async function goUpstream(request: FastifyRequest, reply: FastifyReply, interaction: Interaction, providerId: string, loginHint: string | undefined, ask: UpstreamAsk | undefined): Promise<FastifyReply> {
     const stored = await findProvider(ctx.storage.db, providerId);
     const browserId = presentedBrowserId(ctx, request);
     if (!stored?.provider.enabled || browserId === undefined) return routes.showLogin(request, reply, interaction, { status: 400, error: 'That organisation’s sign-in is not available. Sign in with your Clearance username above.' });
@@ -260,11 +307,11 @@ export function registerUpstreamRoutes(
       const oidcProvider = asOidc(stored);
       // Discovered first: an unreachable upstream opens no sign-in.
       const config = oidcProvider && (await configurationOf(oidcProvider.provider, providerSecret(ctx.identity.factorKeys.master, oidcProvider), ctx.clock.now()));
-      const secrets = await openUpstreamLogin(ctx, { interactionId: interaction.id, providerId, browserId });
+      const secrets = await openUpstreamLogin(ctx, { interactionId: interaction.id, providerId, browserId, ...(ask ? { asked: ask } : {}) });
       const url =
         provider.kind === 'saml'
-          ? await samlAuthorizeUrl(ctx, provider, secrets, interaction.freshness)
-          : await authorizationUrl(config!, provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}), ...(interaction.freshness ? { freshness: interaction.freshness } : {}) });
+          ? await samlAuthorizeUrl(ctx, provider, secrets, ask)
+          : await authorizationUrl(config!, provider, { redirectUri: upstreamRedirectUri(ctx.config.issuer), secrets, ...(loginHint ? { loginHint } : {}), ...(ask ? { freshness: ask } : {}) });
       return seeOther(reply, url.href);
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
@@ -273,7 +320,14 @@ export function registerUpstreamRoutes(
     }
   }
 
-  return { startUpstream: goUpstream };
+  return {
+    // The request's idp_hint, at its first sign-in (index.ts): asked what that step asks.
+    async startUpstream(request, reply, interaction, step, providerId, loginHint) {
+      const opening = upstreamOpening(step, interaction.authentication, interaction.freshness);
+      if (!opening.ok) return seeOther(reply, routes.page(interaction.id));
+      return goUpstream(request, reply, interaction, providerId, loginHint, opening.ask);
+    },
+  };
 }
 
 /** What `user.login_succeeded` says of an upstream sign-in: the provider, the source of assurance, what was asserted and whether it was capped. */
@@ -301,6 +355,11 @@ export const startAgain = {
 /** The page of a sign-in through a provider disabled meanwhile. */
 export const providerOff = { title: 'Sign-in through your organisation is turned off', message: 'Your organisation’s sign-in is not available here at the moment. Ask your administrator.' };
 const notActive = { title: 'Your account is not active', message: 'Your account here is locked or disabled. Ask your administrator.' };
+/** The page of a step-up posted to the upstream route: a step-up is the person's own factor, here. */
+const ownFactorPage = {
+  title: 'Continue with your own sign-in method',
+  message: 'This application needs a stronger sign-in than the one you have. That step is made here, with your own passkey or authenticator app, not through your organisation. Return to the sign-in page to continue, or go back to the application.',
+};
 const accountChangedPage = { title: 'Your account changed', message: 'Your account changed while you were signing in (a new password, or every session ended). Sign in again.' };
 
 /** The page of an upstream sign-in older than the application's max_age allows, not made again for its prompt=login, or of unknown age. */

@@ -48,6 +48,12 @@ export interface BrokeringTables {
      * browser's cookies and kept here until the browser that left brings the state back; null otherwise.
      */
     result: string | null;
+    /**
+     * JSON: what Clearance asked of the upstream when it sent the person there (./freshness.ts
+     * UpstreamAsk: `maxAge`, `login`, `because`), checked against its answer; null when nothing was
+     * asked, or opened by a release before migration 0066_upstream_login_ask.
+     */
+    asked: string | null;
   };
   /**
    * Clearance's key pair as a SAML service provider (one, id `sp`): RSA-2048, made at first use. The

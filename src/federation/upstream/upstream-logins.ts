@@ -3,6 +3,7 @@ import { authenticationKey } from '../../keys/master-key.ts';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Context } from '../../context.ts';
 import { safeEqual } from '../../jose/dpop.ts';
+import { strictest, type UpstreamAsk } from './freshness.ts';
 
 /**
  * Sign-ins sent to an upstream identity provider and not yet back (OIDC Core §3.1.2.1 `state` and
@@ -43,9 +44,10 @@ type LoginContext = Pick<Context, 'storage' | 'clock' | 'identity'>;
 /**
  * Opens a sign-in at an upstream for this interaction and browser: its state, nonce and verifier.
  * `result`: what is already known (a verified identity waiting for the person's own sign-in,
- * src/federation/upstream/local-link.ts), taken with the state by the same single use.
+ * src/federation/upstream/local-link.ts), taken with the state by the same single use. `asked`:
+ * the freshness the upstream is asked for (./freshness.ts), kept so its answer is checked against it.
  */
-export async function openUpstreamLogin(ctx: LoginContext, login: { interactionId: string; providerId: string; browserId: string; result?: string }): Promise<UpstreamLoginSecrets> {
+export async function openUpstreamLogin(ctx: LoginContext, login: { interactionId: string; providerId: string; browserId: string; result?: string; asked?: UpstreamAsk }): Promise<UpstreamLoginSecrets> {
   const state = randomBytes(32).toString('base64url');
   const now = ctx.clock.now();
   await ctx.storage.db
@@ -59,6 +61,7 @@ export async function openUpstreamLogin(ctx: LoginContext, login: { interactionI
       expires_at: now + upstreamLoginTtlMs,
       consumed_at: null,
       result: login.result ?? null,
+      asked: login.asked !== undefined ? JSON.stringify(login.asked) : null,
     })
     .execute();
   // Expired records go with a later sign-in's write (at most one in a hundred pays for it).
@@ -76,6 +79,8 @@ export type ConsumedLogin =
       sentAt: number;
       /** A SAML IdP's verified answer, kept by the ACS. */
       result?: string;
+      /** What the upstream was asked when the person was sent there (./freshness.ts UpstreamAsk). */
+      asked?: UpstreamAsk;
     }
   | { ok: false; reason: 'unknown_state' | 'expired' | 'replayed' | 'other_browser' };
 
@@ -101,7 +106,17 @@ export async function consumeUpstreamLogin(ctx: LoginContext, state: string, bro
     secrets: secretsOf(ctx.identity.factorKeys.master, state),
     sentAt: Number(row.created_at),
     ...(row.result !== null ? { result: row.result } : {}),
+    ...askOf(row.asked),
   };
+}
+
+/** The kept ask, read back through `strictest` (only its known members, only sound values). */
+function askOf(stored: string | null | undefined): { asked?: UpstreamAsk } {
+  if (stored === null || stored === undefined) return {};
+  const parsed = JSON.parse(stored) as UpstreamAsk;
+  const because = parsed.because === 'step_up' || parsed.because === 'risk_step_up' ? { because: parsed.because } : {};
+  const asked = strictest({ ...(typeof parsed.maxAge === 'number' ? { maxAge: parsed.maxAge } : {}), ...(parsed.login === true ? { login: true } : {}), ...because });
+  return asked ? { asked } : {};
 }
 
 /**

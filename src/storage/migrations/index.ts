@@ -61,6 +61,7 @@ import * as refreshTokenExpiry from './0062_refresh_token_expiry.ts';
 import * as credentialHolds from './0063_credential_holds.ts';
 import * as kycFreezeHolder from './0064_kyc_freeze_holder.ts';
 import * as passwordSetBy from './0065_password_set_by.ts';
+import * as upstreamLoginAsk from './0066_upstream_login_ask.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -126,4 +127,5 @@ export const migrations: Record<string, Migration> = {
   '0063_credential_holds': credentialHolds,
   '0064_kyc_freeze_holder': kycFreezeHolder,
   '0065_password_set_by': passwordSetBy,
+  '0066_upstream_login_ask': upstreamLoginAsk,
 };

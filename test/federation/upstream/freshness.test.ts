@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { upstreamFreshness } from '../../../src/federation/upstream/freshness.ts';
+import { renewedSince, strictest, upstreamFreshness } from '../../../src/federation/upstream/freshness.ts';
 
 const now = 1_800_000_000;
 /** The person was sent to the upstream five minutes ago. */
@@ -41,4 +41,20 @@ test('max_age=0 (prompt=login’s equivalent, OIDC Core §3.1.2.1) refuses an au
   assert.deepEqual(upstreamFreshness({ authTime: now - 331 }, { maxAge: 0 }, at), { ok: false, reason: 'authentication_too_old', age: 331 });
   assert.deepEqual(upstreamFreshness({}, { maxAge: 0 }, at), { ok: false, reason: 'auth_time_missing' });
   assert.deepEqual(upstreamFreshness({ authTime: now - 20 }, { maxAge: 0 }, { now, sentAt: now - 5 }), { ok: true });
+});
+
+test('the strictest of several asks: the shortest max_age, prompt=login if any asks it, the first renewal cause; nothing when none asks', () => {
+  assert.equal(strictest(undefined, {}, undefined), undefined);
+  assert.deepEqual(strictest({ maxAge: 600 }, { maxAge: 60 }), { maxAge: 60 });
+  assert.deepEqual(strictest({ maxAge: 600 }, { login: true, because: 'risk_step_up' }), { maxAge: 600, login: true, because: 'risk_step_up' });
+  assert.deepEqual(strictest({ login: false }, { maxAge: 0 }), { maxAge: 0 });
+  // A max_age that is not a whole number of seconds is no ask (a kept record is read through this).
+  assert.deepEqual(strictest({ maxAge: -1 }, { maxAge: Number.NaN }, { maxAge: 1.5 }), undefined);
+});
+
+test('renewed: an authentication the upstream made after the person was sent there (less 30 seconds of skew); unknown is not', () => {
+  assert.equal(renewedSince({ authTime: now - 330 }, now - 300), true);
+  assert.equal(renewedSince({ authTime: now - 331 }, now - 300), false);
+  assert.equal(renewedSince({}, now - 300), false);
+  assert.equal(renewedSince({ authTime: Number.NaN }, now - 300), false);
 });

@@ -104,6 +104,18 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await consumeUpstreamLogin(f.ctx, lured.state, 'browser-2'), { ok: false, reason: 'other_browser' });
       assert.deepEqual(await consumeUpstreamLogin(f.ctx, lured.state, 'browser-1'), { ok: false, reason: 'replayed' });
     });
+
+    test('an upstream sign-in keeps what the upstream was asked, and gives it back with the sign-in', async (t) => {
+      const f = await protocolFixture(t, { dialect, risk: 'off' });
+      const asked = await openUpstreamLogin(f.ctx, { interactionId: 'i-1', providerId: 'fund-a', browserId: 'browser-1', asked: { maxAge: 60, login: true, because: 'risk_step_up' } });
+      const taken = await consumeUpstreamLogin(f.ctx, asked.state, 'browser-1');
+      assert.ok(taken.ok);
+      assert.deepEqual(taken.asked, { maxAge: 60, login: true, because: 'risk_step_up' });
+      const nothing = await openUpstreamLogin(f.ctx, { interactionId: 'i-2', providerId: 'fund-a', browserId: 'browser-1' });
+      const plain = await consumeUpstreamLogin(f.ctx, nothing.state, 'browser-1');
+      assert.ok(plain.ok);
+      assert.equal(plain.asked, undefined, 'nothing asked, nothing kept');
+    });
   });
 }
 

@@ -7,6 +7,7 @@ import { HttpBrowser, csrfOf } from '../../helpers/http-browser.ts';
 import { approve, authorizationRequest, form } from './fixture.ts';
 import { bankEntityId, makeSigningKey, samlClass } from './saml-idp.ts';
 import { acr, olga, startSaml, type SamlHarness } from './saml-fixture.ts';
+import { defaultRiskSettings } from '../../../src/risk/settings.ts';
 
 // A person at a partner bank signs in through the bank's SAML 2.0 IdP (samlify), over HTTP:
 // Clearance as the service provider (node-saml) — its metadata, a signed AuthnRequest by redirect,
@@ -334,4 +335,28 @@ test('with prompt=login an authentication the bank made after Clearance sent the
   assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 0);
   const plain = await toTheIdp(h, new HttpBrowser(), authorizationRequest(h));
   assert.doesNotMatch(authnRequestOf(plain), /ForceAuthn/);
+});
+
+test('a risk step-up met through the bank’s two factors from its earlier session asks the bank again with ForceAuthn, and its new authentication signs the person in', async (t) => {
+  const h = await startSaml(t);
+  // Every sign-in is a risk step-up (the threshold is nothing), none is denied.
+  h.server.running.ctx.risk.settings = { get: async () => ({ ...defaultRiskSettings, outcomes: { step_up: 0, deny: 1_000_000 } }) };
+  const browser = new HttpBrowser();
+  const sso = await toTheIdp(h, browser, authorizationRequest(h));
+  assert.doesNotMatch(authnRequestOf(sso), /ForceAuthn/, 'the relying party asked no fresh sign-in');
+  const tenMinutesAgo = new Date(Date.now() - 10 * 60_000).toISOString();
+  const old = `<saml:AuthnStatement AuthnInstant="${tenMinutesAgo}" SessionIndex="_session-old"><saml:AuthnContext><saml:AuthnContextClassRef>${samlClass.x509}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`;
+  const first = await postToAcs(h, browser, sso, await h.idp.respond(sso, { ...olga, tags: { AuthnStatement: old } }));
+  assert.equal(first.response.status, 303, 'sent back to the bank');
+  const again = first.url;
+  assert.equal(`${again.origin}${again.pathname}`, 'https://idp.bank-b.example/sso');
+  assert.match(authnRequestOf(again), /ForceAuthn="true"/, 'the bank is told to authenticate the person again');
+  assert.notEqual(again.searchParams.get('RelayState'), sso.searchParams.get('RelayState'), 'a new sign-in');
+  const db = h.server.running.ctx.storage.db;
+  assert.equal((await db.selectFrom('sessions').select('id').where('assurance_provider', 'is not', null).execute()).length, 0, 'no session from the earlier one');
+  const back = await postToAcs(h, browser, again, await h.idp.respond(again, olga));
+  await approve(browser, back);
+  const sessions = await db.selectFrom('sessions').select(['acr']).where('assurance_provider', '=', 'bank-b').execute();
+  assert.deepEqual(sessions.map((s) => s.acr), [acr.mfa]);
+  assert.equal((await eventsOf(h, 'upstream.sign_in_refused')).length, 0);
 });
