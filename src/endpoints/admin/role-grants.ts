@@ -1,12 +1,13 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
+import { personCaller } from '../../admin/person-caller.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
 import { sendJson } from '../../http/json.ts';
-import { acr, acrSatisfies } from '../../identity/acr.ts';
+import { acr } from '../../identity/acr.ts';
 import { openRoleGrant, recordRoleGrantRefusal, RoleGrantError, RoleGrantRefused } from '../../identity/role-grants.ts';
 import { guardedRoles, roleGrantRole } from '../../identity/roles.ts';
-import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
+import { findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -97,10 +98,16 @@ async function administratorOf(ctx: Context, request: FastifyRequest<{ Params: {
     });
     throw new OAuthError('access_denied', description);
   };
-  if (claims.grant_id === undefined) return refuse('client_token', `a role is asked for by a person holding ${roleGrantRole}, not by a client on its own`);
-  if (claims.act !== undefined) return refuse('delegated_token', 'a delegated token cannot ask for a role: the administrator asks with their own');
-  if (!acrSatisfies(claims.acr, acr.phishingResistant)) return refuse('insufficient_authentication', 'an administrator signs in phishing-resistantly (a passkey) to ask for a role');
-  const user = await findUser(ctx, claims.sub);
-  if (!user || user.status !== 'active' || !user.roles.includes(roleGrantRole)) return refuse('not_admin', `only an active person holding ${roleGrantRole} asks for a role`);
-  return user;
+  const caller = await personCaller(ctx, claims, { level: acr.phishingResistant, role: roleGrantRole });
+  if (caller.ok) return caller.user;
+  switch (caller.reason) {
+    case 'client_token':
+      return refuse('client_token', `a role is asked for by a person holding ${roleGrantRole}, not by a client on its own`);
+    case 'delegated_token':
+      return refuse('delegated_token', 'a delegated token cannot ask for a role: the administrator asks with their own');
+    case 'insufficient_authentication':
+      return refuse('insufficient_authentication', 'an administrator signs in phishing-resistantly (a passkey) to ask for a role');
+    default:
+      return refuse('not_admin', `only an active person holding ${roleGrantRole} asks for a role`);
+  }
 }
