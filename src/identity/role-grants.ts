@@ -236,12 +236,12 @@ export async function settleRoleGrant(ctx: Pick<Context, 'clock'>, trx: Transact
 }
 
 /**
- * Records a password refused through the admin API (src/apply/index.ts `PasswordSetThroughApi`):
+ * Records a password refused through the admin API or SCIM (src/apply/index.ts `PasswordSetThroughApi`):
  * the person holds a guarded role (`guarded_role`) or a grant of one waits (`role_grant_waiting`).
  */
 export async function recordPasswordSetRefusal(
   ctx: Pick<Context, 'audit'>,
-  event: { actor: string | undefined; client: string; subject: string; role: string; reason: 'guarded_role' | 'role_grant_waiting'; via: 'users' | 'apply'; requestId?: string },
+  event: { actor: string | undefined; client: string; subject: string; role: string; reason: 'guarded_role' | 'role_grant_waiting'; via: 'users' | 'apply' | 'scim'; requestId?: string },
 ): Promise<void> {
   await ctx.audit.record({
     type: 'user.password_reset_refused',

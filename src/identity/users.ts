@@ -362,7 +362,8 @@ export interface UserUpsert {
  * (src/apply/index.ts), so nothing of the write lands. Re-activating them is not refused: they
  * come back holding nothing.
  *
- * Through the admin API (`by.via` admin-api) no write names a password for a person who holds a
+ * Through the admin API (`by.via` admin-api), nor through SCIM (an HR system's client: the same
+ * takeover), no write names a password for a person who holds a
  * guarded role, or for whom a grant of one waits (src/identity/role-grants.ts): whoever set it
  * could sign in as them and enrol a passkey, so their credentials are reset through a recovery,
  * which two people carry out (docs/recovery.md). Refused in the write's transaction, judged on the
@@ -391,7 +392,7 @@ export async function upsertUser(
     const { RoleGrantThroughApi } = await import('../apply/index.ts');
     throw new RoleGrantThroughApi(entry.username, existing?.id, added[0]!);
   }
-  if (existing && by.via === 'admin-api' && (entry.password !== undefined || !password.keep)) {
+  if (existing && (by.via === 'admin-api' || by.via === 'scim') && (entry.password !== undefined || !password.keep)) {
     const refused = await passwordRefusal(trx, existing, now);
     if (refused) {
       const { PasswordSetThroughApi } = await import('../apply/index.ts');

@@ -2,6 +2,8 @@ import type { Kysely, Transaction } from 'kysely';
 import { isPostgres } from '../../audit/dialect.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
+import { PasswordSetThroughApi } from '../../apply/index.ts';
+import { recordPasswordSetRefusal } from '../../identity/role-grants.ts';
 import { decidePassword, normalizeUsername, upsertUser, userFromRow, type User, type UserEntry } from '../../identity/users.ts';
 import { screenPerson } from '../../risk/screening/screen.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -111,7 +113,7 @@ export type UserChange = { kind: 'create'; body: unknown } | { kind: 'replace' |
  */
 export async function writeUser(ctx: Context, change: UserChange, actor: ScimActor, base: string): Promise<{ id: string; created: boolean }> {
   const deskNames = await deskNamesOf(ctx);
-  const result = await ctx.audit.recordWith(async (trx) => {
+  const result = await passwordRefusalOnRecord(ctx, actor, () => ctx.audit.recordWith(async (trx) => {
     const now = ctx.clock.now();
     let current: ScimPerson | undefined;
     let write: UserWrite;
@@ -164,12 +166,30 @@ export async function writeUser(ctx: Context, change: UserChange, actor: ScimAct
       if (offboarded) events.push(...offboarded.events);
     }
     return { value: { id: upserted.id, created: upserted.outcome === 'created', changed: upserted.outcome !== 'unchanged', entry: write.entry, moved: upserted.moved }, events };
-  });
+  }));
   // Sanctions/PEP screening, as apply screens the people it writes (src/risk/screening).
   if (result.changed) await screenPerson(ctx, { id: result.id, name: result.entry.name ?? null, attributes: result.entry.attributes ?? {} }, 'admin');
   // A desk change is a move (src/lifecycle/mover.ts): decided again once the write has committed.
   if (result.moved) await recordMoves(ctx, [result.moved], { actor: `scim:${actor.client}`, via: 'scim', ...(actor.requestId ? { requestId: actor.requestId } : {}) });
   return { id: result.id, created: result.created };
+}
+
+/**
+ * A password SCIM may not set (src/identity/users.ts `upsertUser`, judged on the row the write
+ * locks): the person holds a guarded role, or a grant of one waits. Whoever holds the HR system's
+ * client could otherwise sign in as an approver or an administrator and enrol a passkey; their
+ * credentials are reset through a recovery, by two people (docs/recovery.md). Recorded as
+ * `user.password_reset_refused` (via scim), answered 400 mutability like SCIM's other password
+ * refusals; nothing of the write lands.
+ */
+async function passwordRefusalOnRecord<T>(ctx: Context, actor: ScimActor, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (!(error instanceof PasswordSetThroughApi)) throw error;
+    await recordPasswordSetRefusal(ctx, { actor: actor.client, client: actor.client, subject: error.userId, role: error.role, reason: error.reason, via: 'scim', ...(actor.requestId ? { requestId: actor.requestId } : {}) });
+    throw badRequest('mutability', `password: ${error.reason === 'guarded_role' ? `this person holds ${error.role}` : `a grant of ${error.role} to this person waits for approval`}: their password is not set through SCIM; their credentials are reset through a recovery (docs/recovery.md)`);
+  }
 }
 
 /** Writes the person's externalId; whether it changed. */

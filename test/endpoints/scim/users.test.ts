@@ -248,6 +248,27 @@ for (const dialect of testDialects()) {
       assert.equal(escaped.json().totalResults, 0);
     });
 
+    test('sets no password of a person it created who has since been given a guarded role: 400 mutability, on the record, nothing written', async (t) => {
+      const s = await scim(t, dialect);
+      const created = (await s.call('POST', '/Users', { body: { ...bjensen, password: 'her first passphrase 1' } })).json() as { id: string };
+      // A guarded role, given by the operator (or through a role grant a second administrator approved).
+      await s.f.apply({ users: [{ username: 'bjensen', name: 'Ms. Barbara J Jensen III', roles: ['approver'] }] });
+      const hashBefore = (await s.f.ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', created.id).executeTakeFirstOrThrow()).password_hash;
+      const body = assertScimError(
+        await s.call('PATCH', `/Users/${created.id}`, { body: { schemas: [patchOp], Operations: [{ op: 'replace', path: 'password', value: 'taken over by hr 12345' }] } }),
+        400,
+        'mutability',
+      );
+      assert.match(String(body.detail), /holds approver/);
+      const after = await s.f.ctx.storage.db.selectFrom('users').select('password_hash').where('id', '=', created.id).executeTakeFirstOrThrow();
+      assert.equal(after.password_hash, hashBefore, 'the password is unchanged');
+      const refused = await s.f.auditEvents('user.password_reset_refused');
+      assert.equal(refused.length, 1);
+      assert.equal(refused[0]!.subject, created.id);
+      assert.deepEqual(refused[0]!.decision?.reasons, ['guarded_role']);
+      assert.equal((refused[0]!.details as { via: string }).via, 'scim');
+    });
+
     test('sets no password of, and re-activates no, person it did not create; lifts no administrator lock', async (t) => {
       const s = await scim(t, dialect);
       await s.f.apply({ users: [{ username: 'ops-admin', name: 'Ops Admin', password: 'a long admin passphrase 1', roles: ['admin'] }] });
