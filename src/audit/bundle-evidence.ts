@@ -38,7 +38,8 @@ export interface VerifiedSigningEvidence {
  * the certificate chains through the issuing CA to the root in the record, and was valid when it
  * signed; the CA's OCSP answer in the record verifies and says the certificate was good then (good,
  * or revoked only after); the RFC 3161 stamp (when there is one) verifies over the record's digest,
- * chains to a TSA anchor the bundle states, and is not earlier than the signature.
+ * is signed by a TSA certificate (the timeStamping EKU alone, critical: RFC 3161 §2.3) of no CA of
+ * the record's chain, chains to a TSA anchor the bundle states, and is not earlier than the signature.
  */
 export function checkBundledEvidence(
   events: { leafIndex: number; event: StoredAuditEvent }[],
@@ -111,7 +112,9 @@ function checkRecord(bundled: BundledSigningEvidence, digest: Buffer, event: Sto
   if (!goodThen) throw new Error(`the certificate's status when it signed was ${status.status}`);
   let stamped: number | undefined;
   if (bundled.timestamp !== undefined) {
-    const stamp = verifyTimestampToken(Buffer.from(bundled.timestamp, 'base64'), { digest, trusted: anchors });
+    // Never a stamp signed under the signer's own CA (the record's issuing CA and root), whatever
+    // the bundle's anchors say: its profiles may grant timeStamping to agents and people.
+    const stamp = verifyTimestampToken(Buffer.from(bundled.timestamp, 'base64'), { digest, trusted: anchors, ownCa: [issuer, root] });
     stamped = stamp.genTime.getTime();
     // A second of TSA accuracy, a minute of clock skew between signer and TSA.
     if (stamped < signedAt - 60_000) throw new Error('the time stamp is earlier than the signature');

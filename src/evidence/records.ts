@@ -218,15 +218,21 @@ function readReport(report: unknown): SignedRequestReport {
   return o as unknown as SignedRequestReport;
 }
 
-/** The RFC 3161 stamp over the record's digest, when a TSA is configured (CLEARANCE_TSA_URL). */
+/**
+ * The RFC 3161 stamp over the record's digest, when a TSA is configured (CLEARANCE_TSA_URL). Never
+ * one signed under Clearance's own CA, even if CLEARANCE_TSA_TRUST names it: its profiles may grant
+ * timeStamping to the agents and people whose evidence is stamped (`tsa_untrusted`, as any stamp
+ * whose signer is no trusted TSA's).
+ */
 async function timestamp(ctx: Context, digest: Buffer) {
   const tsa = ctx.config.tsa;
   if (!tsa) return undefined;
   const trusted = tsaTrustPems(tsa.trustFile).map((pem) => new X509Certificate(pem));
+  const ownCa = (await ctx.pki.authorities.all()).map((a) => a.node);
   try {
-    return await requestTimestamp(tsa.url, digest, trusted);
+    return await requestTimestamp(tsa.url, digest, trusted, { ownCa });
   } catch (error) {
-    if (error instanceof TimestampError) throw new EvidenceUnavailable(`the time-stamp authority: ${error.message}`);
+    if (error instanceof TimestampError) throw new EvidenceUnavailable(`the time-stamp authority: ${error.message}`, error.untrustedSigner ? 'tsa_untrusted' : 'tsa_unavailable');
     throw error;
   }
 }

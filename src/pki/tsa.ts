@@ -1,7 +1,7 @@
 import { createHash, randomBytes, verify, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, Certificate, ExtendedKeyUsage, id_ce_extKeyUsage } from '@peculiar/asn1-x509';
 import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
 import { id_ct_tstInfo, MessageImprint, PKIStatus, TimeStampReq, TimeStampResp, TSTInfo } from '@peculiar/asn1-tsp';
 
@@ -10,7 +10,8 @@ import { id_ct_tstInfo, MessageImprint, PKIStatus, TimeStampReq, TimeStampResp, 
  * (CLEARANCE_TSA_URL), for signing evidence (docs/transaction-signing.md), and the offline check of
  * a stored token (`clearance audit verify-bundle`). Everything is verified here, fail closed: the
  * status, the imprint, the nonce, the CMS signature over the signed attributes, the message digest
- * of the TSTInfo, and the signer's certificate (timeStamping EKU, chained to a trusted one).
+ * of the TSTInfo, and the signer's certificate (the timeStamping EKU alone and critical, of no
+ * certificate of Clearance's own CA, chained to a trusted one).
  */
 
 const sha256 = '2.16.840.1.101.3.4.2.1';
@@ -23,6 +24,27 @@ const tstInfoOidDer = Buffer.from('060b2a864886f70d0109100104', 'hex');
 
 export class TimestampError extends Error {
   override name = 'TimestampError';
+  /** The token was well formed but its signer is no TSA this Clearance trusts (not an outage). */
+  readonly untrustedSigner: boolean;
+  constructor(message: string, options: { untrustedSigner?: boolean } = {}) {
+    super(message);
+    this.untrustedSigner = options.untrustedSigner ?? false;
+  }
+}
+
+/** What a stamp is checked against. */
+export interface TimestampExpectation {
+  digest: Uint8Array;
+  /** The nonce of the request, when one was sent. */
+  nonce?: Buffer;
+  /** The TSA anchors (CLEARANCE_TSA_TRUST): the TSA certificate is one, or issued by one. */
+  trusted: readonly X509Certificate[];
+  /**
+   * The certificates of Clearance's own CA. Its profiles may grant timeStamping to an agent or a
+   * person, so a TSA certificate that is one of them or issued by one is refused whatever `trusted`
+   * says: an operator's trust file naming that CA must not let them stamp evidence with any time.
+   */
+  ownCa?: readonly X509Certificate[];
 }
 
 export interface VerifiedTimestamp {
@@ -64,7 +86,7 @@ export function timestampRequest(digest: Uint8Array, nonce: Buffer): Buffer {
 }
 
 /** Asks the TSA at `url` for a stamp over `digest` and verifies what comes back. */
-export async function requestTimestamp(url: string, digest: Uint8Array, trusted: readonly X509Certificate[], options: { timeoutMs?: number } = {}): Promise<VerifiedTimestamp> {
+export async function requestTimestamp(url: string, digest: Uint8Array, trusted: readonly X509Certificate[], options: { timeoutMs?: number; ownCa?: readonly X509Certificate[] } = {}): Promise<VerifiedTimestamp> {
   const nonce = randomBytes(8);
   let response: Response;
   try {
@@ -73,11 +95,11 @@ export async function requestTimestamp(url: string, digest: Uint8Array, trusted:
     throw new TimestampError(`the TSA did not answer: ${(error as Error).message}`);
   }
   if (!response.ok) throw new TimestampError(`the TSA answered ${response.status}`);
-  return verifyTimestampResponse(Buffer.from(await response.arrayBuffer()), { digest, nonce, trusted });
+  return verifyTimestampResponse(Buffer.from(await response.arrayBuffer()), { digest, nonce, trusted, ...(options.ownCa ? { ownCa: options.ownCa } : {}) });
 }
 
 /** RFC 3161 §2.4.2: a response is granted (or granted with modifications) and its token verifies. */
-export function verifyTimestampResponse(der: Uint8Array, expected: { digest: Uint8Array; nonce?: Buffer; trusted: readonly X509Certificate[] }): VerifiedTimestamp {
+export function verifyTimestampResponse(der: Uint8Array, expected: TimestampExpectation): VerifiedTimestamp {
   let response: TimeStampResp;
   try {
     response = AsnConvert.parse(der, TimeStampResp);
@@ -92,7 +114,7 @@ export function verifyTimestampResponse(der: Uint8Array, expected: { digest: Uin
 }
 
 /** Verifies a stored TimeStampToken offline over `digest` (and the nonce, when one was sent). */
-export function verifyTimestampToken(token: Uint8Array, expected: { digest: Uint8Array; nonce?: Buffer; trusted: readonly X509Certificate[] }): VerifiedTimestamp {
+export function verifyTimestampToken(token: Uint8Array, expected: TimestampExpectation): VerifiedTimestamp {
   let signed: SignedData;
   try {
     const info = AsnConvert.parse(token, ContentInfo);
@@ -104,10 +126,19 @@ export function verifyTimestampToken(token: Uint8Array, expected: { digest: Uint
   }
   // RFC 3161 §2.4.2: the content is a TSTInfo.
   if (signed.encapContentInfo.eContentType !== id_ct_tstInfo) throw new TimestampError('the token does not carry a TSTInfo');
-  const eContent = signed.encapContentInfo.eContent?.single ?? (signed.encapContentInfo.eContent?.any ? AsnConvert.parse(signed.encapContentInfo.eContent.any, OctetString) : undefined);
-  if (!eContent) throw new TimestampError('the token has no TSTInfo');
-  const tstBytes = Buffer.from(eContent.buffer);
-  const tst = AsnConvert.parse(tstBytes, TSTInfo);
+  // What the TSA sent is parsed as untrusted input: a malformed TSTInfo is a refused stamp, never an
+  // unexpected error (the evidence endpoint answers 503 for a refused stamp, not 500).
+  let tstBytes: Buffer;
+  let tst: TSTInfo;
+  try {
+    const eContent = signed.encapContentInfo.eContent?.single ?? (signed.encapContentInfo.eContent?.any ? AsnConvert.parse(signed.encapContentInfo.eContent.any, OctetString) : undefined);
+    if (!eContent) throw new TimestampError('the token has no TSTInfo');
+    tstBytes = Buffer.from(eContent.buffer);
+    tst = AsnConvert.parse(tstBytes, TSTInfo);
+  } catch (error) {
+    if (error instanceof TimestampError) throw error;
+    throw new TimestampError('the token\'s TSTInfo is not DER');
+  }
   const imprintAlgorithm = digestNames[tst.messageImprint.hashAlgorithm.algorithm];
   if (imprintAlgorithm !== 'sha256' || !Buffer.from(tst.messageImprint.hashedMessage.buffer).equals(Buffer.from(expected.digest))) {
     throw new TimestampError('the stamp is over another digest');
@@ -122,26 +153,38 @@ export function verifyTimestampToken(token: Uint8Array, expected: { digest: Uint
   const messageDigest = attribute(messageDigestAttribute);
   // RFC 5652 §11.1, §11.2: content-type is the eContentType; message-digest is the content's digest.
   if (!contentType || !Buffer.from(contentType).equals(tstInfoOidDer)) throw new TimestampError('the content-type attribute is not id-ct-TSTInfo');
-  if (!messageDigest || !Buffer.from(AsnConvert.parse(messageDigest, OctetString).buffer).equals(createHash(digestName).update(tstBytes).digest())) {
+  if (!messageDigest || !octets(messageDigest)?.equals(createHash(digestName).update(tstBytes).digest())) {
     throw new TimestampError('the message-digest attribute is not the TSTInfo digest');
   }
-  const certificate = signerCertificate(signed, signer.sid.issuerAndSerialNumber?.serialNumber, signer.sid.subjectKeyIdentifier?.buffer);
+  const { certificate, parsed } = signerCertificate(signed, signer.sid.issuerAndSerialNumber?.serialNumber, signer.sid.subjectKeyIdentifier?.buffer);
   // RFC 5652 §5.4: the signature is over the DER of the signed attributes as a SET OF (tag 0x31),
   // in the order they came (DER-sorted by the signer: re-encoding them in that order is exact).
   const signedAttributes = derSet(signer.signedAttrs.map((a) => Buffer.from(AsnConvert.serialize(a))));
   if (!verify(digestName, signedAttributes, certificate.publicKey, Buffer.from(signer.signature.buffer))) throw new TimestampError('the token signature does not verify');
-  checkTsaCertificate(certificate, expected.trusted);
+  checkTimeStampingOnly(parsed);
+  refuseOwnCa(certificate, expected.ownCa ?? []);
+  checkTrusted(certificate, expected.trusted);
   return { genTime: tst.genTime, serial: Buffer.from(tst.serialNumber).toString('hex'), policy: tst.policy, token: Buffer.from(token), signer: certificate.toString() };
 }
 
-function signerCertificate(signed: SignedData, serial: ArrayBuffer | undefined, keyId: ArrayBuffer | undefined): X509Certificate {
+/** The signer's certificate among the token's, both as node:crypto's and as parsed (for its extensions). */
+function signerCertificate(signed: SignedData, serial: ArrayBuffer | undefined, keyId: ArrayBuffer | undefined): { certificate: X509Certificate; parsed: Certificate } {
   for (const choice of signed.certificates ?? []) {
     if (!choice.certificate) continue;
-    const node = new X509Certificate(Buffer.from(AsnConvert.serialize(choice.certificate)));
-    if (serial && Buffer.from(serial).equals(Buffer.from(choice.certificate.tbsCertificate.serialNumber))) return node;
-    if (keyId && ski(choice.certificate)?.equals(Buffer.from(keyId))) return node;
+    const found = { certificate: new X509Certificate(Buffer.from(AsnConvert.serialize(choice.certificate))), parsed: choice.certificate };
+    if (serial && Buffer.from(serial).equals(Buffer.from(choice.certificate.tbsCertificate.serialNumber))) return found;
+    if (keyId && ski(choice.certificate)?.equals(Buffer.from(keyId))) return found;
   }
   throw new TimestampError('the token does not carry its signer certificate (ask with certReq)');
+}
+
+/** An attribute value's OCTET STRING; undefined when it is not one (the TSA's input is untrusted). */
+function octets(value: ArrayBuffer): Buffer | undefined {
+  try {
+    return Buffer.from(AsnConvert.parse(value, OctetString).buffer);
+  } catch {
+    return undefined;
+  }
 }
 
 function ski(certificate: Certificate): Buffer | undefined {
@@ -149,12 +192,43 @@ function ski(certificate: Certificate): Buffer | undefined {
   return extension ? Buffer.from(AsnConvert.parse(extension.extnValue.buffer, OctetString).buffer) : undefined;
 }
 
-/** RFC 3161 §2.3: the TSA certificate has the timeStamping EKU only, critical; it chains to a trusted one. */
-function checkTsaCertificate(certificate: X509Certificate, trusted: readonly X509Certificate[]): void {
-  const eku = certificate.keyUsage ?? [];
-  if (!eku.includes(timeStampingEku)) throw new TimestampError('the signer certificate is not for time stamping');
-  const isTrusted = trusted.some((anchor) => anchor.raw.equals(certificate.raw) || (certificate.checkIssued(anchor) && certificate.verify(anchor.publicKey)));
-  if (!isTrusted) throw new TimestampError('the TSA certificate is not one this Clearance trusts');
+/**
+ * RFC 3161 §2.3: the TSA's certificate MUST contain one extended key usage extension, critical,
+ * whose only purpose is id-kp-timeStamping. A certificate with timeStamping beside other usages (an
+ * agent's, with clientAuth), or not critical, is no TSA's, whoever issued it.
+ */
+function checkTimeStampingOnly(certificate: Certificate): void {
+  const extensions = certificate.tbsCertificate.extensions?.filter((e) => e.extnID === id_ce_extKeyUsage) ?? [];
+  if (extensions.length !== 1 || !extensions[0]!.critical || !isTimeStampingAlone(extensions[0]!.extnValue.buffer)) {
+    throw new TimestampError('the signer certificate is no TSA\'s: RFC 3161 §2.3 asks for the timeStamping EKU alone, critical', { untrustedSigner: true });
+  }
+}
+
+/** An ExtendedKeyUsage value (DER) naming id-kp-timeStamping and nothing else; false when it does not parse. */
+function isTimeStampingAlone(der: ArrayBuffer): boolean {
+  try {
+    const purposes = AsnConvert.parse(der, ExtendedKeyUsage);
+    return purposes.length === 1 && purposes[0] === timeStampingEku;
+  } catch {
+    return false;
+  }
+}
+
+/** A certificate of Clearance's own CA, or one it issued, never signs a stamp (TimestampExpectation.ownCa). */
+function refuseOwnCa(certificate: X509Certificate, ownCa: readonly X509Certificate[]): void {
+  if (ownCa.some((ca) => issuedBy(certificate, ca))) {
+    throw new TimestampError("the signer certificate is of Clearance's own CA, which runs no TSA: its profiles may grant timeStamping to agents and people", { untrustedSigner: true });
+  }
+}
+
+/** The TSA certificate is a trusted one, or issued by one. */
+function checkTrusted(certificate: X509Certificate, trusted: readonly X509Certificate[]): void {
+  if (!trusted.some((anchor) => issuedBy(certificate, anchor))) throw new TimestampError('the TSA certificate is not one this Clearance trusts', { untrustedSigner: true });
+}
+
+/** `certificate` is `authority` itself, or carries its name as issuer and its signature. */
+function issuedBy(certificate: X509Certificate, authority: X509Certificate): boolean {
+  return authority.raw.equals(certificate.raw) || (certificate.checkIssued(authority) && certificate.verify(authority.publicKey));
 }
 
 function derSet(items: Buffer[]): Buffer {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { decodeJwt } from 'jose';
@@ -10,9 +10,12 @@ import type { buildApp } from '../../src/http/app.ts';
 import { AuditKeys, auditOrigin } from '../../src/audit/audit-key.ts';
 import { exportBundle, verifyBundle } from '../../src/audit/bundle.ts';
 import { createSealer } from '../../src/audit/lifecycle.ts';
+import { newSerial, signCertificate } from '../../src/pki/build.ts';
 import { revokeCertificate } from '../../src/pki/revocation.ts';
+import * as x509 from '../../src/pki/x509.ts';
 import { evidenceAudience } from '../../src/resource-servers/builtins.ts';
-import { startLocalTsa } from '../helpers/tsa.ts';
+import { forgeTimestampToken, startForgedTsa, startLocalTsa } from '../helpers/tsa.ts';
+import { scratch } from '../pki/fixture.ts';
 import { agentHarness, v1 } from '../agents/fixture.ts';
 
 // Transaction signing end to end (docs/transaction-signing.md): algo-7, attested for an approved
@@ -33,11 +36,19 @@ function injectFetch(app: ReturnType<typeof buildApp>): typeof fetch {
 const orderBody = Buffer.from(JSON.stringify({ side: 'buy', instrument: { class: 'bond', symbol: 'DE0001102580' }, notional: { amount: '5000000', currency: 'EUR' } }));
 const authorizationDetails = JSON.stringify([{ type: 'order', instrument: { class: 'bond', symbol: 'DE0001102580' }, side: 'buy', max_notional: { amount: '5000000', currency: 'EUR' }, venue: 'XLON', account: 'ACC-7781' }]);
 
-async function signedOrderHarness(t: TestContext, options: { tsa?: boolean } = {}) {
+/**
+ * `tsa`: false for none, or another TSA's URL and trust file instead of the local openssl TSA's;
+ * `ekus`: the trading-agent profile's EKUs instead of client_auth alone.
+ */
+async function signedOrderHarness(t: TestContext, options: { tsa?: false | { url: string; trustFile: string }; ekus?: string[] } = {}) {
   const tsa = await startLocalTsa(t);
-  const h = await agentHarness(t, { env: options.tsa === false ? {} : { CLEARANCE_TSA_URL: tsa.url, CLEARANCE_TSA_TRUST: join(tsa.dir, 'ca.pem') } });
-  const { applyDocument } = await import('../pki/fixture.ts');
-  await applyDocument(h.ctx, { clients: [{ client_id: 'broker-guard', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'evidence:write' }] });
+  const tsaEnv = options.tsa === false ? {} : options.tsa ? { CLEARANCE_TSA_URL: options.tsa.url, CLEARANCE_TSA_TRUST: options.tsa.trustFile } : { CLEARANCE_TSA_URL: tsa.url, CLEARANCE_TSA_TRUST: join(tsa.dir, 'ca.pem') };
+  const h = await agentHarness(t, { env: tsaEnv });
+  const { applyDocument, tradingAgentProfile } = await import('../pki/fixture.ts');
+  await applyDocument(h.ctx, {
+    clients: [{ client_id: 'broker-guard', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'evidence:write' }],
+    ...(options.ekus ? { certificate_profiles: [{ ...tradingAgentProfile, ekus: options.ekus }] } : {}),
+  });
   const { request } = await h.propose(v1);
   assert.ok((await h.decide(request.id, 'mrisk')).ok);
   const { csr, attestation } = await h.attest(v1);
@@ -74,7 +85,7 @@ async function signedOrderHarness(t: TestContext, options: { tsa?: boolean } = {
     return request;
   };
   const producerToken = producer.json().access_token as string;
-  return { h, tsa, verifier, verifierWith, sign, claims, certificatePem, producerToken, serial: issued.json().serial as string };
+  return { h, tsa, verifier, verifierWith, sign, claims, certificatePem, agentKey, producerToken, serial: issued.json().serial as string };
 }
 
 async function secretOf(h: Awaited<ReturnType<typeof agentHarness>>, clientId: string): Promise<string> {
@@ -284,4 +295,84 @@ test('in production Clearance records no evidence without a time-stamp authority
   const recorded = await post(reportOf(sign(), claims));
   assert.equal(recorded.statusCode, 201, recorded.body);
   assert.equal(recorded.json().timestamp, undefined);
+});
+
+/**
+ * A certificate Clearance's issuing CA signs with the timeStamping EKU alone and critical, as RFC
+ * 3161 §2.3 shapes a TSA's, and its key: no profile issues one (a profile certificate's EKU is never
+ * critical), but nothing in the trust of a stamp may rest on that.
+ */
+async function timeStampingCertificateOfOwnCa(h: Awaited<ReturnType<typeof signedOrderHarness>>['h']): Promise<{ key: KeyObject; certificate: string }> {
+  const { authority, key: issuingKey } = await h.ctx.pki.authorities.issuing();
+  const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const certificate = await signCertificate(
+    {
+      serial: newSerial(),
+      subject: 'CN=Not a TSA',
+      publicKey: pair.publicKey.export({ format: 'der', type: 'spki' }),
+      notBefore: new Date(h.clock.now() - 60_000),
+      notAfter: new Date(h.clock.now() + 86400_000),
+      extensions: [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.timeStamping], true)],
+    },
+    authority.certificate,
+    issuingKey,
+  );
+  return { key: pair.privateKey, certificate: certificate.toString('pem') };
+}
+
+test("a stamp signed by a certificate of Clearance's own CA is refused, even when CLEARANCE_TSA_TRUST names that CA: 503, nothing recorded, audited", async (t) => {
+  // An operator pointed the TSA trust at Clearance's own CA (its issuing CA, as a CA bundle of the
+  // firm's would); algo-7's profile grants time_stamping, and algo-7 answers for the TSA with a time of its choosing.
+  const trust = scratch(t).at('tsa-trust.pem');
+  let signer: { key: KeyObject; certificate: string; genTime: Date } | undefined;
+  const forged = await startForgedTsa(t, () => signer!);
+  const { h, sign, claims, producerToken, agentKey, certificatePem } = await signedOrderHarness(t, { tsa: { url: forged.url, trustFile: trust }, ekus: ['client_auth', 'time_stamping'] });
+  assert.ok(new X509Certificate(certificatePem).keyUsage?.includes('1.3.6.1.5.5.7.3.8'), 'the agent holds a time_stamping certificate');
+  writeFileSync(trust, (await h.ctx.pki.authorities.all()).filter((a) => a.role !== 'ocsp').map((a) => a.pem).join('\n'));
+  const post = (body: unknown) => h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', authorization: `Bearer ${producerToken}` }, payload: JSON.stringify(body) });
+  const refusedWith = async (stampedBy: { key: KeyObject; certificate: string }) => {
+    signer = { ...stampedBy, genTime: new Date('2020-01-01T00:00:00Z') };
+    const requests = forged.requests;
+    const refused = await post(reportOf(sign(), claims));
+    assert.equal(forged.requests, requests + 1, 'Clearance asked the configured TSA');
+    assert.equal(refused.statusCode, 503, refused.body);
+    assert.equal(refused.json().error, 'temporarily_unavailable');
+    assert.equal(refused.headers['cache-control'], 'no-store');
+    return refused.json().error_description as string;
+  };
+  // algo-7's own certificate: timeStamping beside clientAuth, not critical (RFC 3161 §2.3).
+  assert.match(await refusedWith({ key: agentKey, certificate: certificatePem }), /timeStamping EKU alone/);
+  // One shaped as a TSA's, but of Clearance's own CA.
+  assert.match(await refusedWith(await timeStampingCertificateOfOwnCa(h)), /Clearance's own CA/);
+  assert.equal((await h.ctx.storage.db.selectFrom('signing_evidence').select('id').execute()).length, 0, 'nothing recorded');
+  const events = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'evidence.refused').execute();
+  assert.deepEqual(events.map((r) => JSON.parse(r.event).details.reason), ['tsa_untrusted', 'tsa_untrusted']);
+});
+
+test("verify-bundle refuses a stamp by a certificate that is no TSA's (an agent's time_stamping certificate, or any of Clearance's own CA), even when the bundle's TSA anchors name that CA", async (t) => {
+  const { h, tsa, sign, claims, producerToken, agentKey, certificatePem } = await signedOrderHarness(t, { ekus: ['client_auth', 'time_stamping'] });
+  const recorded = await h.app.inject({ method: 'POST', url: '/evidence', headers: { 'content-type': 'application/json', authorization: `Bearer ${producerToken}` }, payload: JSON.stringify(reportOf(sign(), claims)) });
+  assert.equal(recorded.statusCode, 201, recorded.body);
+  const { record } = await h.ctx.storage.db.selectFrom('signing_evidence').select('record').executeTakeFirstOrThrow();
+  const digest = createHash('sha256').update(record).digest();
+  const ownCa = (await h.ctx.pki.authorities.all()).filter((a) => a.role !== 'ocsp').map((a) => a.pem);
+  const { resolveMasterKey } = await import('../../src/keys/master-key.ts');
+  const bundleStamped = async (token: Buffer) => {
+    // As a record stamped before this rule would be: the token is the one in the table.
+    await h.ctx.storage.db.updateTable('signing_evidence').set({ timestamp_token: token.toString('base64') }).execute();
+    await createSealer(h.ctx, resolveMasterKey(h.ctx.config).key).sealOnce();
+    const key = await new AuditKeys(h.ctx.storage.db, resolveMasterKey(h.ctx.config).key, h.ctx.clock).signingKey(auditOrigin(h.ctx.config.issuer));
+    const { text } = await exportBundle(h.ctx.storage.db, { query: { txn: String(claims.txn) }, key, jwksInForce: (from, to) => h.ctx.keys.jwksInForce(from, to), now: h.clock.now(), tsaTrust: [tsa.caPem, ...ownCa] });
+    return verifyBundle(text);
+  };
+  const genTime = new Date(h.clock.now() + 3600_000);
+  // algo-7's own certificate: timeStamping beside clientAuth, not critical.
+  const byAgent = await bundleStamped(forgeTimestampToken({ key: agentKey, certificate: certificatePem, digest, genTime }));
+  assert.equal(byAgent.ok, false);
+  assert.match(byAgent.problems.join('\n'), /timeStamping EKU alone/);
+  // A certificate of Clearance's issuing CA shaped as RFC 3161 §2.3 asks (no profile issues one: its EKU is never critical).
+  const shaped = await timeStampingCertificateOfOwnCa(h);
+  const byOwnCa = await bundleStamped(forgeTimestampToken({ ...shaped, digest, genTime }));
+  assert.equal(byOwnCa.ok, false);
+  assert.match(byOwnCa.problems.join('\n'), /Clearance's own CA/);
 });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { createHash, X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { requestTimestamp, TimestampError, timestampRequest, verifyTimestampResponse, verifyTimestampToken } from '../../src/pki/tsa.ts';
-import { startLocalTsa } from '../helpers/tsa.ts';
-import { opensslAsync } from './fixture.ts';
+import { forgeTimestampToken, startLocalTsa } from '../helpers/tsa.ts';
+import { openssl, opensslAsync, scratch } from './fixture.ts';
 
 // The RFC 3161 client against openssl ts acting as a local TSA, and openssl ts -verify as the
 // independent checker of what the client accepted.
@@ -52,4 +52,57 @@ test('a stamp is refused over another digest, tampered, from an untrusted TSA, o
   assert.ok(verifyTimestampToken(stamp.token, { digest, trusted: [new X509Certificate(tsa.tsaPem)] }));
   await assert.rejects(requestTimestamp('http://127.0.0.1:9/nothing', digest, [tsa.ca], { timeoutMs: 500 }), TimestampError);
   assert.throws(() => verifyTimestampToken(Buffer.from('garbage'), { digest, trusted: [tsa.ca] }), TimestampError);
+});
+
+/** A CA made by openssl, and certificates it issues with the extended key usage `eku` (openssl's syntax). */
+function opensslCa(t: Parameters<typeof scratch>[0], name: string) {
+  const files = scratch(t);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-batch'];
+  const run = (args: string[]) => assert.ok(openssl(args).ok, args.join(' '));
+  run(['req', '-x509', ...ec, '-keyout', files.at('ca.key'), '-out', files.at('ca.pem'), '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  const ca = new X509Certificate(readFileSync(files.at('ca.pem')));
+  let n = 0;
+  return {
+    ca,
+    issue(eku: string): { key: ReturnType<typeof createPrivateKey>; certificate: string } {
+      const leaf = `leaf-${++n}`;
+      run(['req', '-new', ...ec, '-keyout', files.at(`${leaf}.key`), '-out', files.at(`${leaf}.csr`), '-subj', `/CN=${name} ${leaf}`]);
+      files.write(`${leaf}.ext`, `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${eku}\nsubjectKeyIdentifier=hash\n`);
+      run(['x509', '-req', '-in', files.at(`${leaf}.csr`), '-CA', files.at('ca.pem'), '-CAkey', files.at('ca.key'), '-CAcreateserial', '-out', files.at(`${leaf}.pem`), '-days', '2', '-extfile', files.at(`${leaf}.ext`)]);
+      return { key: createPrivateKey(readFileSync(files.at(`${leaf}.key`))), certificate: readFileSync(files.at(`${leaf}.pem`), 'utf8') };
+    },
+  };
+}
+
+test('a stamp is refused unless its signer certificate has the timeStamping EKU alone and critical (RFC 3161 §2.3)', (t) => {
+  const authority = opensslCa(t, 'Some CA');
+  const stampBy = (eku: string) => forgeTimestampToken({ ...authority.issue(eku), digest, genTime: new Date('2020-01-01T00:00:00Z') });
+  // The rule's own case: a TSA certificate as RFC 3161 §2.3 requires it verifies.
+  assert.equal(verifyTimestampToken(stampBy('critical,timeStamping'), { digest, trusted: [authority.ca] }).genTime.toISOString(), '2020-01-01T00:00:00.000Z');
+  // A certificate with timeStamping among others (an agent's: clientAuth too), or not critical, is no TSA's.
+  assert.throws(() => verifyTimestampToken(stampBy('critical,clientAuth,timeStamping'), { digest, trusted: [authority.ca] }), (e: TimestampError) => /timeStamping EKU alone/.test(e.message));
+  assert.throws(() => verifyTimestampToken(stampBy('timeStamping'), { digest, trusted: [authority.ca] }), (e: TimestampError) => /critical/.test(e.message));
+  assert.throws(() => verifyTimestampToken(stampBy('clientAuth,timeStamping'), { digest, trusted: [authority.ca] }), TimestampError);
+});
+
+test("a stamp signed by a certificate of Clearance's own CA is refused, even when the TSA trust names that CA", (t) => {
+  const own = opensslCa(t, 'Clearance Issuing');
+  const stamp = forgeTimestampToken({ ...own.issue('critical,timeStamping'), digest, genTime: new Date('2020-01-01T00:00:00Z') });
+  assert.throws(() => verifyTimestampToken(stamp, { digest, trusted: [own.ca], ownCa: [own.ca] }), (e: TimestampError) => /Clearance's own CA/.test(e.message));
+  // Another CA's TSA is still trusted beside it.
+  const tsaCa = opensslCa(t, 'A TSA CA');
+  const real = forgeTimestampToken({ ...tsaCa.issue('critical,timeStamping'), digest, genTime: new Date() });
+  assert.ok(verifyTimestampToken(real, { digest, trusted: [own.ca, tsaCa.ca], ownCa: [own.ca] }));
+});
+
+test('a token whose TSTInfo is not DER is refused as a TimestampError, never a plain parse error (the evidence answers 503, not 500)', async () => {
+  const { AsnConvert, OctetString } = await import('@peculiar/asn1-schema');
+  const { ContentInfo, EncapsulatedContent, EncapsulatedContentInfo, SignedData, id_signedData } = await import('@peculiar/asn1-cms');
+  const { id_ct_tstInfo } = await import('@peculiar/asn1-tsp');
+  const garbled = new SignedData({
+    version: 3,
+    encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_ct_tstInfo, eContent: new EncapsulatedContent({ single: new OctetString(Buffer.from('not a TSTInfo at all')) }) }),
+  });
+  const token = Buffer.from(AsnConvert.serialize(new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(garbled) })));
+  assert.throws(() => verifyTimestampToken(token, { digest, trusted: [] }), (error: unknown) => error instanceof TimestampError && /TSTInfo/.test(error.message));
 });
