@@ -351,26 +351,51 @@ function pseudonym(ctx: Context, partner: Partner, localSubject: string): string
  * The `act` chain as the partner sees it (RFC 8693 §4.1): every actor of ours carries our issuer,
  * so the partner cannot mistake our client ids for its own; a person acting (an actor of ours that
  * is no registered client) is named by their pseudonym for this partner unless `publicNames`. The
- * chain stops at the first actor of another domain (one with an `iss` of a partner's): we vouch
- * only for our own actors, and the partner refuses any actor of another issuer than ours (its
- * rule as ours: assertion-chain.ts). Our `act_chain` keeps the whole chain. At most 8 deep, as accepted.
+ * chain is ourActors: it stops at the first actor of another domain. Our `act_chain` keeps the
+ * whole chain. At most 8 deep, as accepted (a deeper chain of ours was refused before: step 5).
  */
-async function actForPartner(ctx: Context, partner: Partner, act: Record<string, unknown>, publicNames: boolean, depth = 0): Promise<Record<string, unknown>> {
-  const next = act.act !== undefined && typeof act.act === 'object' && act.act !== null && depth < 7 ? (act.act as Record<string, unknown>) : undefined;
-  const inner = next && isOurs(ctx, next) ? await actForPartner(ctx, partner, next, publicNames, depth + 1) : undefined;
-  const sub = String(act.sub);
-  const named = (await ctx.clients.get(sub)) || publicNames ? { sub, iss: ctx.config.issuer } : { sub: pseudonym(ctx, partner, sub), iss: ctx.config.issuer };
-  return inner ? { ...named, act: inner } : named;
+async function actForPartner(ctx: Context, partner: Partner, act: Record<string, unknown>, publicNames: boolean): Promise<Record<string, unknown>> {
+  // Built from the innermost actor outwards, each one's `act` the chain below it; ourActors yields
+  // `act` itself first, so there is at least one.
+  let chain: Record<string, unknown> | undefined;
+  for (const actor of firstOf(ourActors(ctx, act), maxPartnerActors).reverse()) {
+    const sub = String(actor.sub);
+    const named = (await ctx.clients.get(sub)) || publicNames ? { sub, iss: ctx.config.issuer } : { sub: pseudonym(ctx, partner, sub), iss: ctx.config.issuer };
+    chain = chain ? { ...named, act: chain } : named;
+  }
+  return chain!;
 }
 
 /** The most actors a partner accepts in an `act` chain (presented-token.ts partnerActorChain: 8 deep). */
 const maxPartnerActors = 8;
 
-/** How many actors of ours a chain names before its first actor of another domain (where actForPartner stops). */
+/** How many actors of ours a chain names (ourActors), counted up to one more than a partner accepts. */
 function ourActorCount(ctx: Context, act: Record<string, unknown>): number {
-  let count = 0;
-  for (let node: unknown = act; typeof node === 'object' && node !== null && isOurs(ctx, node as Record<string, unknown>) && count <= maxPartnerActors; node = (node as Record<string, unknown>).act) count++;
-  return count;
+  return firstOf(ourActors(ctx, act), maxPartnerActors + 1).length;
+}
+
+/**
+ * The actors of ours an `act` chain names, outermost first: `act` itself — this hop's actor, of our
+ * domain (step 2 refuses a partner's actor_token) — then each nested actor down to the first of
+ * another domain (one with a partner's `iss`), where the chain stops: we vouch only for our own
+ * actors, and the partner refuses any actor of another issuer than ours (its rule as ours:
+ * assertion-chain.ts). Lazy: a caller takes what it needs.
+ */
+function* ourActors(ctx: Context, act: Record<string, unknown>): Generator<Record<string, unknown>> {
+  yield act;
+  for (let node = act.act; isActorNode(node) && isOurs(ctx, node); node = node.act) yield node;
+}
+
+function isActorNode(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/** The first `n` items of `items`, no more taken from it. */
+function firstOf<T>(items: Iterable<T>, n: number): T[] {
+  const taken: T[] = [];
+  if (n <= 0) return taken;
+  for (const item of items) if (taken.push(item) >= n) break;
+  return taken;
 }
 
 /** An actor of our domain: no `iss`, or ours. */
