@@ -11,7 +11,7 @@ import type { PresentedKeys, SenderBinding } from '../tokens/binding.ts';
 import { mintIdToken } from '../tokens/id-token.ts';
 import { subjectForClient } from '../identity/pairwise.ts';
 import { issueAccessToken, settleIssuance, type IssuedAccessToken } from '../tokens/issue.ts';
-import { issueRefreshToken, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
+import { issueRefreshToken, newRefreshFamilyId, type IssuedRefreshToken } from '../tokens/refresh-tokens.ts';
 import { kidOfCompact } from '../keys/jws.ts';
 import { grantedPayload, type AccessTarget, type TokenBasis } from '../tokens/user-tokens.ts';
 import type { GrantResult, TokenResponse } from './grant.ts';
@@ -54,6 +54,8 @@ export interface PersonTokenOptions {
   address?: string;
   /** The token presented for these (a refresh token's family), for `concurrent_networks`. */
   presented?: { token: string; byHolder: boolean };
+  /** The family of the refresh token presented (the refresh grant): the access token names it (`refresh_family`). */
+  refreshFamily?: string;
 }
 
 /**
@@ -63,8 +65,10 @@ export interface PersonTokenOptions {
  * 1. a mandate the person asked to act under: theirs (or their firm's), in force, granting the
  *    scopes (src/mandates/issuance.ts) — not for the userinfo audience, which no mandate governs;
  * 2. the access token through the one issuance path (src/tokens/issue.ts: binding, FAPI, the
- *    decision point, claims, signature), with the person's grant_id, auth_time, acr and amr, and
- *    the sign-in's risk signals for the decision point (`Issuance.loginRisk`);
+ *    decision point, claims, signature), with the person's grant_id, auth_time, acr and amr, the
+ *    refresh family it goes with (`refresh_family`: the refreshed one, or the one step 4 opens —
+ *    revoking the family ends the token, RFC 7009 §2.1), and the sign-in's risk signals for the
+ *    decision point (`Issuance.loginRisk`);
  * 3. an ID token when `openid` was granted (OIDC Core §3.1.3.3; §12.2: a refreshed one has no nonce);
  * 4. ONE transaction runs the grant's `write` (the code's redemption, the refresh token's
  *    rotation), inserts a new refresh token family on code redemption for a client registered for
@@ -95,6 +99,9 @@ export async function issuePersonTokens(
     );
   }
   const userinfo = target.audience === userinfoAudience(ctx.config.issuer);
+  // The family opened here gets its id now, before the access token that names it is signed.
+  const newFamily = opensRefreshFamily(authenticated, basis, options) ? newRefreshFamilyId() : undefined;
+  const refreshFamily = newFamily ?? options.refreshFamily;
   const mandate =
     basis.mandate !== undefined && !userinfo
       ? await resolveIssuingMandate(ctx, basis.mandate, { grantees: await userParties(ctx, basis.userId), offeredScopes: target.scopes, scopeRequested: true })
@@ -112,6 +119,8 @@ export async function issuePersonTokens(
     ...(mandate ? { mandate: mandate.version } : {}),
     claims: {
       grant_id: basis.grantId,
+      // RFC 7009 §2.1: revoking its refresh family ends this token (src/tokens/liveness.ts).
+      ...(refreshFamily !== undefined ? { refresh_family: refreshFamily } : {}),
       auth_time: basis.authTime,
       acr: basis.acr,
       amr: basis.amr,
@@ -138,10 +147,25 @@ export async function issuePersonTokens(
   });
   // A token carrying transfers: its reservations are taken back when nothing is issued after all
   // (the write lost, or anything below failed) — src/tokens/issue.ts `settleIssuance`.
-  return settleIssuance(access, () => writeTokens(ctx, authenticated, basis, target, options, access));
+  return settleIssuance(access, () => writeTokens(ctx, authenticated, basis, target, options, access, newFamily));
 }
 
-/** Steps 3 and 4 of `issuePersonTokens`, once the access token is signed: the ID token and the one transaction. */
+/**
+ * Whether this issuance opens a refresh family: the code (or CIBA) grant, for a client registered
+ * for the refresh_token grant (docs: whether offline_access was requested does not matter; the
+ * registration is the operator's decision). A CIBA token with second persons' approvals gets none:
+ * each approval is for this one token, and a refresh family would carry it (and lift an @approval
+ * forbid) for its whole life (docs/approvals.md).
+ */
+function opensRefreshFamily(authenticated: AuthenticatedClient, basis: TokenBasis, options: PersonTokenOptions): boolean {
+  const approvedBySecondPersons = basis.ciba !== undefined && basis.ciba.approvals.length > 0;
+  return options.grantType !== 'refresh_token' && authenticated.client.metadata.grant_types.includes('refresh_token') && !approvedBySecondPersons;
+}
+
+/**
+ * Steps 3 and 4 of `issuePersonTokens`, once the access token is signed: the ID token and the one
+ * transaction. `newFamily`: the id of the refresh family it opens (the access token names it), if any.
+ */
 async function writeTokens(
   ctx: Context,
   authenticated: AuthenticatedClient,
@@ -149,6 +173,7 @@ async function writeTokens(
   target: AccessTarget,
   options: PersonTokenOptions,
   access: IssuedAccessToken,
+  newFamily: string | undefined,
 ): Promise<GrantResult | undefined> {
   const idToken = basis.oidcScopes.includes('openid')
     ? await mintIdToken(ctx.keys, {
@@ -164,19 +189,13 @@ async function writeTokens(
         ...(basis.assurance !== undefined ? { assuranceSource: basis.assurance.source } : {}),
       })
     : undefined;
-  // Refresh tokens go to clients registered for the refresh_token grant (docs: whether offline_access
-  // was requested does not matter; the registration is the operator's decision).
-  // A CIBA token with second persons' approvals gets none: each approval is for this one token, and
-  // a refresh family would carry it (and lift an @approval forbid) for its whole life (docs/approvals.md).
-  const approvedBySecondPersons = basis.ciba !== undefined && basis.ciba.approvals.length > 0;
-  const newFamily = options.grantType !== 'refresh_token' && authenticated.client.metadata.grant_types.includes('refresh_token') && !approvedBySecondPersons;
   // RFC 9449 §5, RFC 8705 §4: a public client's refresh token is bound to the key it used.
   const publicClient = authenticated.client.metadata.token_endpoint_auth_method === 'none';
   // The key that signed this response's tokens (the access token, else the ID token; '' for a
   // reference token alone): its refresh token records it, so revoking that key as compromised
   // revokes the family (src/keys/compromise.ts).
   const signedKid = kidOfCompact(access.response.access_token) ?? (idToken !== undefined ? kidOfCompact(idToken) : undefined) ?? '';
-  const family = () => ({ ...refreshInput(basis, publicClient ? access.binding.cnf : undefined), accessKid: signedKid });
+  const family = (familyId: string) => ({ ...refreshInput(basis, publicClient ? access.binding.cnf : undefined), accessKid: signedKid, familyId });
   const events = (writeEvents: AuditEvent[], refresh: IssuedRefreshToken | undefined): AuditEvent[] => {
     const issued: AuditEvent = {
       ...access.event,
@@ -200,7 +219,7 @@ async function writeTokens(
   const uses = usesOf(target.authorizationDetails);
   if (write) {
     void recordUses(flight, ctx, basis.userId, uses);
-    const refresh = newFamily ? await issueRefreshToken(ctx, family(), flight) : write.refresh;
+    const refresh = newFamily !== undefined ? await issueRefreshToken(ctx, family(newFamily), flight) : write.refresh;
     try {
       await ctx.audit.commit(flight, events(write.events, refresh));
       written = { refresh };
@@ -214,7 +233,7 @@ async function writeTokens(
       const again = await retry(trx, signedKid);
       if (!again) return { value: undefined, events: [] };
       await recordUses(trx, ctx, basis.userId, uses);
-      const refresh = newFamily ? await issueRefreshToken(ctx, family(), trx) : again.refresh;
+      const refresh = newFamily !== undefined ? await issueRefreshToken(ctx, family(newFamily), trx) : again.refresh;
       return { value: { refresh }, events: events(again.events, refresh) };
     });
   }

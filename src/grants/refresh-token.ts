@@ -36,7 +36,8 @@ import { refreshKey } from '../risk/signals/concurrent-networks.ts';
  *    again (they belong to the grant, not to a resource: src/tokens/user-tokens.ts);
  * 6. the tokens (src/grants/person-tokens.ts): the mandate rechecked, the access token through the
  *    one issuance path (bound to the request's proof or certificate; a bearer token refused for a
- *    sender-constrained resource or FAPI 2.0; the decision point), an ID token for `openid`;
+ *    sender-constrained resource or FAPI 2.0; the decision point) naming the token's family
+ *    (`refresh_family`: revoking the family ends it, RFC 7009 §2.1), an ID token for `openid`;
  * 7. rotation (RFC 9700 §4.14.2): the token is used by ONE conditional update and a child issued in
  *    its place, with the same scope and the family's absolute expiry — in one transaction with the
  *    events `refresh.rotated` and `token.issued`;
@@ -111,6 +112,8 @@ export const refreshToken = defineGrant({
       ...(address !== undefined ? { address } : {}),
       // concurrent_networks: the family is the token its holder presents, rotation after rotation.
       presented: { token: refreshKey(stored.familyId), byHolder: true },
+      // The access token names the family: revoking it ends this token too (RFC 7009 §2.1).
+      refreshFamily: stored.familyId,
       // DESIGN §7: the rotation is one conditional update; losing the race is a reuse, or a retry.
       write: (flight, signedKid) => {
         if (stored.state !== 'active') return undefined;

@@ -25,6 +25,13 @@ export interface AccessTokenClaims {
   mandate?: { id: string; v: number };
   /** The consent grant a person's token was issued under (src/authorization/consent.ts); revoking it makes the token inactive. */
   grant_id?: string;
+  /**
+   * The refresh token family a person's token was issued with, at the code redemption that opened
+   * it or a refresh of it (src/tokens/refresh-tokens.ts): revoking the family (RFC 7009 §2.1)
+   * makes the token inactive (src/tokens/liveness.ts). Absent from a token no family goes with
+   * (client_credentials, a client not registered for refresh_token, token exchange).
+   */
+  refresh_family?: string;
   auth_time?: number;
   acr?: string;
   amr?: string[];

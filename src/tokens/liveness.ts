@@ -7,7 +7,9 @@ import type { AccessTokenClaims } from './claims.ts';
 import { RevocationList } from './revocation.ts';
 
 /**
- * Whether a verified access token of ours is still live: not revoked (RFC 7009), its consent grant
+ * Whether a verified access token of ours is still live: not revoked (RFC 7009), nor the refresh
+ * family it was issued with (`refresh_family`: RFC 7009 §2.1, revoking a refresh token invalidates
+ * the access tokens of the same authorization — here, its family), its consent grant
  * still active, its person still allowed to hold tokens and the token issued after the person's
  * cut-off (src/identity/lifecycle.ts: a lock or disable by an administrator, deletion, a password
  * reset or "sign out everywhere" end a person's tokens at once, RFC 9700 §4.14.2), and the mandate
@@ -22,7 +24,11 @@ export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audi
   // The client and audience rule first: it reads only in-memory registries, so a token already
   // dead by it costs no round trip.
   if (!(await isInService(ctx, claims))) return false;
-  if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti)) return false;
+  // The token's jti and its refresh family in one statement (src/tokens/revocation.ts); a token of
+  // ours naming a family is a string one, anything else fails closed.
+  const family = claims.refresh_family;
+  if (family !== undefined && typeof family !== 'string') return false;
+  if (await new RevocationList(ctx.storage.db).isRevoked(claims.jti, family)) return false;
   if (claims.grant_id !== undefined && !(await isGrantActive(ctx.storage.db, claims.grant_id))) return false;
   // A person's token is one issued under their consent grant (`grant_id`; exchanged tokens keep it):
   // its `sub` is the person's id. One read by primary key.

@@ -9,6 +9,8 @@ import { handleDigest, randomHandle } from '../authorization/digest.ts';
 import type { Confirmation } from './claims.ts';
 import type { GrantedPayload } from './user-tokens.ts';
 import type { PersonReadAhead } from '../risk/read-ahead.ts';
+import { maxAccessTokenTtl } from '../resource-servers/definition.ts';
+import { RevocationList } from './revocation.ts';
 
 /**
  * Refresh tokens (RFC 6749 §6; DESIGN §4): opaque, 256 random bits, stored as a SHA-256 digest,
@@ -78,15 +80,17 @@ export interface StoredRefreshToken {
  * Issues the first refresh token of a family (at a code redemption). Returns the token once.
  * `db`: the transaction it belongs to (the redemption's), or that transaction's flight, to which
  * the insertion is added. `accessKid`: the kid that signed the tokens issued with it (`signedKid`),
- * so a compromised key's families are found (src/keys/compromise.ts).
+ * so a compromised key's families are found (src/keys/compromise.ts). `familyId`: the family's id
+ * when the caller chose it before signing the tokens issued with it, which name it
+ * (`refresh_family`, newRefreshFamilyId); else a new one. It is the first token's id too.
  */
 export async function issueRefreshToken(
   ctx: Pick<Context, 'storage' | 'clock'>,
-  input: { grantId: string; clientId: string; userId: string; payload: RefreshPayload; accessKid?: string },
+  input: { grantId: string; clientId: string; userId: string; payload: RefreshPayload; accessKid?: string; familyId?: string },
   db: Kysely<Database> | Flight = ctx.storage.db,
 ): Promise<IssuedRefreshToken> {
   const token = randomHandle(32);
-  const id = randomUUID();
+  const id = input.familyId ?? newRefreshFamilyId();
   const familyId = id;
   const now = ctx.clock.now();
   const expiresAt = now + refreshTokenTtlSeconds * 1000;
@@ -111,6 +115,11 @@ export async function issueRefreshToken(
   if (db instanceof Flight) void db.run(insert);
   else await insert.execute();
   return { token, id, familyId, expiresAt };
+}
+
+/** A new family's id (its first token's): chosen before the access token issued with it is signed, which names it. */
+export function newRefreshFamilyId(): string {
+  return randomUUID();
 }
 
 type Row = Awaited<ReturnType<ReturnType<typeof selectRow>['executeTakeFirst']>>;
@@ -330,9 +339,19 @@ function openSeal(sealed: string, parentToken: string, childId: string): string 
   }
 }
 
-/** Revokes every token of a family (RFC 7009 revocation of a refresh token). */
-export async function revokeFamily(ctx: Pick<Context, 'storage'>, familyId: string): Promise<void> {
-  await ctx.storage.db.updateTable('refresh_tokens').set({ state: 'revoked' }).where('family_id', '=', familyId).where('state', 'in', ['active', 'rotated', 'superseded']).execute();
+/**
+ * Revokes every token of a family (RFC 7009 revocation of a refresh token) and, RFC 7009 §2.1
+ * ("SHOULD also invalidate all access tokens based on the same authorization grant"), every access
+ * token issued with it: the family goes on the revocation list, which liveness reads with the
+ * token's jti in one statement (src/tokens/liveness.ts). Only this family: the grant's other
+ * families (the client's other devices) keep their tokens. `db`: the caller's transaction, so the
+ * two writes and its audit event commit together.
+ */
+export async function revokeFamily(db: Kysely<Database>, family: Pick<StoredRefreshToken, 'familyId' | 'expiresAt'>, nowMs: number, reason: string): Promise<void> {
+  await db.updateTable('refresh_tokens').set({ state: 'revoked' }).where('family_id', '=', family.familyId).where('state', 'in', ['active', 'rotated', 'superseded']).execute();
+  // Until the last of its access tokens has expired: none is issued once the family has (a rotation
+  // or a retry needs an unexpired token), and none lives longer than the longest lifetime.
+  await new RevocationList(db).revokeFamily(family.familyId, family.expiresAt + maxAccessTokenTtl * 1000, nowMs, reason);
 }
 
 /** Deletes tokens that expired before `now` (ms). */

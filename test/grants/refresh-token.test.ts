@@ -97,6 +97,15 @@ describe('the token endpoint with refresh_token', () => {
       assertOAuthError(await f.refresh('web-app', third.refresh_token), 400, 'invalid_grant');
     });
 
+    test('end every access token of the reused family with the grant, as the revocation endpoint ends a family\'s (RFC 9700 §4.14.2, RFC 7009 §2.1)', async (t) => {
+      const f = await codeFlowFixture(t);
+      const first = await tokensFor(f, 'web-app');
+      const second = (await f.refresh('web-app', first.refresh_token)).json() as Tokens;
+      const third = (await f.refresh('web-app', second.refresh_token)).json() as Tokens;
+      assertOAuthError(await f.refresh('web-app', first.refresh_token), 400, 'invalid_grant');
+      for (const issued of [first, second, third]) assert.equal((await f.introspect('web-app', issued.access_token)).active, false);
+    });
+
     test('must authenticate', async (t) => {
       const f = await codeFlowFixture(t);
       const first = await tokensFor(f, 'web-app');

@@ -37,7 +37,7 @@ function resources(f: CodeFlowFixture) {
 }
 
 /** A token for `audience` as a grant mints it, with the liveness references given. */
-async function token(f: CodeFlowFixture, audience: string, scope: string, refs: { sub: string; grant_id?: string; mandate?: { id: string; v: number } }): Promise<{ token: string; jti: string; exp: number }> {
+async function token(f: CodeFlowFixture, audience: string, scope: string, refs: { sub: string; grant_id?: string; refresh_family?: string; mandate?: { id: string; v: number } }): Promise<{ token: string; jti: string; exp: number }> {
   const iat = Math.floor(f.clock.now() / 1000);
   const jti = newJti();
   const claims = { iss: f.issuer, aud: audience, iat, exp: iat + 300, jti, client_id: 'web-app', scope, ...refs };
@@ -99,6 +99,28 @@ describe('the one protected-resource check at userinfo, the admin API and the Au
       assert.equal((await r.call(issued.token)).statusCode, 200, r.name);
       await revocations.revoke(issued.jti, issued.exp * 1000, f.clock.now(), 'test');
       assertOAuthError(await r.call(issued.token), 401, 'invalid_token', r.name);
+    }
+  });
+
+  test('refuses a token of a refresh family revoked at the revocation endpoint, at every resource, and not one of another family (RFC 7009 §2.1)', async (t) => {
+    const f = await codeFlowFixture(t);
+    const redeem = async () => {
+      const { code, pkce } = await f.authorizeAndApprove({ query: { scope: 'openid' } });
+      return (await f.redeem('web-app', code, pkce.verifier)).json() as { access_token: string; refresh_token: string };
+    };
+    const revoked = await redeem();
+    const kept = await redeem();
+    const person = decodeJwt(revoked.access_token).payload as { grant_id: string; sub: string; refresh_family: string };
+    const other = (decodeJwt(kept.access_token).payload as { refresh_family: string }).refresh_family;
+    const refs = (r: { audience: string }, family: string) => (r.audience === userinfoAudience(f.issuer) ? { sub: person.sub, grant_id: person.grant_id, refresh_family: family } : { sub: 'broker-1', refresh_family: family });
+    const ofRevoked = await Promise.all(resources(f).map((r) => token(f, r.audience, r.scope, refs(r, person.refresh_family))));
+    const ofKept = await Promise.all(resources(f).map((r) => token(f, r.audience, r.scope, refs(r, other))));
+    for (const [i, r] of resources(f).entries()) assert.equal((await r.call(ofRevoked[i]!.token)).statusCode, 200, `${r.name} accepts the token while its family is live`);
+
+    assert.equal((await f.post('/revoke', { auth: f.basic('web-app'), form: { token: revoked.refresh_token } })).statusCode, 200);
+    for (const [i, r] of resources(f).entries()) {
+      assertOAuthError(await r.call(ofRevoked[i]!.token), 401, 'invalid_token', r.name);
+      assert.equal((await r.call(ofKept[i]!.token)).statusCode, 200, `${r.name} accepts another family's token`);
     }
   });
 });

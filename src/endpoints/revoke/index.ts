@@ -1,3 +1,4 @@
+import type { AuditEvent } from '../../audit/events.ts';
 import { endpointAuthMethods } from '../../clients/metadata.ts';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
@@ -16,7 +17,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 4. a valid access token issued to the caller — a JWT, or a reference token's handle
  *    (src/tokens/reference-tokens.ts) — is recorded as revoked by its jti until it expires, and
  *    introspection reports it inactive from then on (the one liveness rule, src/tokens/liveness.ts); a refresh token issued to the caller is
- *    revoked with its whole rotation family;
+ *    revoked with its whole rotation family and every access token issued with that family (§2.1:
+ *    its `refresh_family`, src/tokens/refresh-tokens.ts `revokeFamily`) — not the grant's other
+ *    families (the client's other devices);
  * 5. the answer is 200 with an empty body whether or not anything was revoked (§2.2): an invalid
  *    token, or another client's, learns the caller nothing.
  */
@@ -51,17 +54,22 @@ export const revocation: Endpoint = {
           details: { jti: claims.jti, reason: 'revoked by client' },
         });
       } else if (!verified.ok) {
-        // RFC 7009 §2: refresh tokens MUST be revocable; revoking one ends its rotation family.
+        // RFC 7009 §2: refresh tokens MUST be revocable; revoking one ends its rotation family, and
+        // §2.1 (SHOULD) the access tokens issued with it: the family, its revocation and the event
+        // in one transaction.
         const refresh = await findRefreshToken(ctx, token);
         if (refresh && refresh.clientId === callerId && refresh.state !== 'revoked') {
-          await revokeFamily(ctx, refresh.familyId);
-          await ctx.audit.record({
-            type: 'token.revoked',
-            requestId: request.id,
-            actor: callerId,
-            subject: refresh.userId,
-            client: callerId,
-            details: { refresh_id: refresh.id, family_id: refresh.familyId, grant_id: refresh.grantId, reason: 'revoked by client' },
+          await ctx.audit.recordWith(async (trx) => {
+            await revokeFamily(trx, refresh, ctx.clock.now(), 'refresh token revoked by client');
+            const event: AuditEvent = {
+              type: 'token.revoked',
+              requestId: request.id,
+              actor: callerId,
+              subject: refresh.userId,
+              client: callerId,
+              details: { refresh_id: refresh.id, family_id: refresh.familyId, grant_id: refresh.grantId, reason: 'revoked by client' },
+            };
+            return { value: undefined, events: [event] };
           });
         }
       }
