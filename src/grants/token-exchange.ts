@@ -192,6 +192,8 @@ export const tokenExchange = defineGrant({
           act: tokenAct,
           // A person's consent grant travels down the chain: revoking it ends every hop's token.
           ...(subject.grantId !== undefined ? { grant_id: subject.grantId } : {}),
+          // And its refresh family: revoking the refresh token ends every hop (RFC 7009 §2.1).
+          ...(subject.refreshFamily !== undefined ? { refresh_family: subject.refreshFamily } : {}),
           // So does how they authenticated (RFC 9068 §2.2.1): step-up policies decide on it at
           // every hop, and a refusal asks the person for more (insufficient_user_authentication).
           ...(subject.authentication ? { acr: subject.authentication.acr, amr: subject.authentication.amr, auth_time: subject.authentication.authTime } : {}),

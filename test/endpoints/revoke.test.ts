@@ -164,6 +164,32 @@ describe('revoking a refresh token (RFC 7009 §2.1)', () => {
     });
   }
 
+  test('ends a token exchanged from a token of the family, at every hop, and not one exchanged from another family', async (t) => {
+    const f = await codeFlowFixture(t);
+    await f.apply({
+      resource_servers: [{ ...resourceServers[0], exchange_clients: ['desk-backend'] }],
+      clients: [{ client_id: 'desk-backend', kind: 'service', token_endpoint_auth_method: 'client_secret_basic', grant_types: [exchangeGrantType], scope: 'order:create' }],
+    });
+    const exchange = async (subjectToken: string) => {
+      const response = await f.post('/token', { auth: f.basic('desk-backend'), form: { grant_type: exchangeGrantType, subject_token: subjectToken, subject_token_type: accessTokenType, resource: ordersApi } });
+      assert.equal(response.statusCode, 200, response.body);
+      return (response.json() as { access_token: string }).access_token;
+    };
+    const person = await f.signIn('alice');
+    const revoked = await family(f, person);
+    const kept = await family(f, person);
+    const hop1 = await exchange(revoked.access_token);
+    const hop2 = await exchange(hop1);
+    const otherHop = await exchange(kept.access_token);
+    assert.equal((await f.introspect('desk-backend', hop2)).active, true, 'the second hop is live before the revocation');
+
+    assertRevocationOk(await f.post('/revoke', { auth: f.basic('web-app'), form: { token: revoked.refresh_token, token_type_hint: 'refresh_token' } }));
+
+    assert.equal((await f.introspect('desk-backend', hop1)).active, false, 'the first hop of the family');
+    assert.equal((await f.introspect('desk-backend', hop2)).active, false, 'the second hop of the family');
+    assert.equal((await f.introspect('desk-backend', otherHop)).active, true, "a hop of another family's token");
+  });
+
   test('ends a reference token of its family too', async (t) => {
     const f = await codeFlowFixture(t);
     await f.apply({ resource_servers: [{ ...resourceServers[0], access_token_format: 'reference' }] });

@@ -28,6 +28,8 @@ export interface PresentedToken {
   clientId?: string;
   /** The consent grant a person's token was issued under (local tokens). */
   grantId?: string;
+  /** The refresh family a person's token was issued with (local tokens: `refresh_family`). */
+  refreshFamily?: string;
   jti?: string;
   /** Seconds since the epoch. */
   expiresAt: number;
@@ -139,6 +141,7 @@ function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): Presen
     ...(originIssuer === undefined ? { subjectType: claims.grant_id !== undefined ? ('User' as const) : ('Client' as const) } : { originIssuer }),
     clientId: claims.client_id,
     ...(claims.grant_id !== undefined ? { grantId: claims.grant_id } : {}),
+    ...(typeof claims.refresh_family === 'string' ? { refreshFamily: claims.refresh_family } : {}),
     jti: claims.jti,
     expiresAt: claims.exp,
     scopes: claims.scope ? claims.scope.split(' ') : [],
