@@ -38,8 +38,11 @@ export const auditEventTypes = [
   'client.certificate_expiring',
   'policy.allowed',
   'policy.denied',
-  // A policy set version made active (src/policy): who approved it, which it replaced.
+  // A policy set version made active (src/policy): who approved it, which it replaced; an
+  // activation through the admin API refused for its caller (a client's or a delegate's token, a
+  // sign-in too weak or more than 5 minutes old: the reason, the version when stored).
   'policy.activated',
+  'policy.activation_refused',
   'key.created',
   'key.rotated',
   'key.retired',
@@ -240,11 +243,14 @@ export const auditEventTypes = [
   // suspended by either under `on_drift: suspend`, an operator's re-approval (the new baseline's
   // thumbprints and issuer). Never key material. A suspended partner's token refused is an
   // `exchange.refused` / `assertion.refused` with reason `partner_suspended`; `partner.token_refused`
-  // is no longer written (kept so that logs which hold it still verify).
+  // is no longer written (kept so that logs which hold it still verify). A re-approval through the
+  // admin API refused for its caller (a client's or a delegate's token, a sign-in too weak or more
+  // than 5 minutes old): `partner.reapproval_refused`, with the reason and the partner when stored.
   'partner.drifted',
   'partner.unreachable',
   'partner.suspended',
   'partner.reapproved',
+  'partner.reapproval_refused',
   'partner.token_refused',
   // Every refusal on the record (issue 17 item 3, src/audit/refusals.ts, docs/audit.md "Refusals"):
   // a refused issuance after client authentication (`token.refused`), a refused token exchange

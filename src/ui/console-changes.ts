@@ -42,6 +42,8 @@ export interface PolicyPageView {
   simulationError?: string;
   notice?: string;
   error?: string;
+  /** The admin API asked for a new sign-in (RFC 9470 step-up): the console path to come back to after it. */
+  signInAgain?: string;
 }
 
 /** Line by line, as `diff -u` shows it: what the compared version has and this one has not, and the other way. */
@@ -72,6 +74,7 @@ export function consolePolicyPage(base: string, session: ConsoleSession, view: P
     title: p ? `Policy set ${p.version}` : 'Policy set',
     body: html`<h1>Policy set ${p ? html`<code>${p.version}</code>` : ''}</h1>
 ${pageOutcome(view)}
+${view.signInAgain ? html`<p><a href="${base}/console/sign-in?fresh=1&amp;return=${encodeURIComponent(view.signInAgain)}">Sign in again</a> with your passkey, then activate within 5 minutes.</p>` : ''}
 ${
   p
     ? html`<dl class="status-facts">

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ownTokenRefusal, personCaller } from '../../src/admin/person-caller.ts';
+import { ManualClock } from '../../src/clock.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import type { AccessTokenClaims } from '../../src/tokens/claims.ts';
@@ -45,6 +46,21 @@ test('a sign-in below the level asked is refused; without a level any sign-in pa
   assert.equal(ownTokenRefusal(tokenOf('alice'), acr.phishingResistant), undefined);
 });
 
+test('a sign-in older than the age asked is refused after its level, a token naming no sign-in time too; without an age any sign-in passes', () => {
+  // The token's sign-in was at 1_700_000_000 (seconds); the clock counts milliseconds.
+  const at = (seconds: number) => new ManualClock(seconds * 1000);
+  const fresh = { maxAgeSeconds: 300, clock: at(1_700_000_300) };
+  const late = { maxAgeSeconds: 300, clock: at(1_700_000_301) };
+  assert.equal(ownTokenRefusal(tokenOf('alice'), acr.phishingResistant, fresh), undefined, 'exactly max_age old: still fresh (RFC 9470 §3)');
+  assert.equal(ownTokenRefusal(tokenOf('alice'), acr.phishingResistant, late), 'stale_authentication');
+  assert.equal(ownTokenRefusal(tokenOf('alice'), undefined, late), 'stale_authentication');
+  assert.equal(ownTokenRefusal(tokenOf('alice', { auth_time: undefined }), undefined, fresh), 'stale_authentication');
+  // Too weak and too old: the level is named first, so the challenge asks for it.
+  assert.equal(ownTokenRefusal(tokenOf('alice', { acr: acr.multiFactor }), acr.phishingResistant, late), 'insufficient_authentication');
+  assert.equal(ownTokenRefusal(tokenOf('alice', { act: { sub: 'deputy' } }), acr.phishingResistant, late), 'delegated_token');
+  assert.equal(ownTokenRefusal(tokenOf('alice'), acr.phishingResistant), undefined, 'no age asked: hours-old sign-ins pass');
+});
+
 test('the person is read only after the token passes, and must be active and hold the role', async (t) => {
   const f = await peopleFixture(t);
   const alice = (await findUserByUsername(f.ctx, 'alice'))!;
@@ -58,6 +74,11 @@ test('the person is read only after the token passes, and must be active and hol
   // Below the level and without the role: the token's own fault is the one named.
   assert.deepEqual(await personCaller(f.ctx, tokenOf(alice.id, { acr: acr.multiFactor }), { level: acr.phishingResistant, role: 'help-desk' }), { ok: false, reason: 'insufficient_authentication' });
   assert.deepEqual(await personCaller(f.ctx, tokenOf('no-such-person'), {}), { ok: false, reason: 'not_active' });
+
+  // An old sign-in is the token's fault too: refused before the role is looked at.
+  const now = Math.floor(f.clock.now() / 1000);
+  assert.deepEqual(await personCaller(f.ctx, tokenOf(alice.id, { auth_time: now - 301 }), { level: acr.phishingResistant, maxAgeSeconds: 300, role: 'help-desk' }), { ok: false, reason: 'stale_authentication' });
+  assert.equal((await personCaller(f.ctx, tokenOf(alice.id, { auth_time: now - 300 }), { level: acr.phishingResistant, maxAgeSeconds: 300, role: 'compliance' })).ok, true);
 
   await f.apply({ users: [{ username: 'alice', status: 'disabled' }] });
   assert.deepEqual(await personCaller(f.ctx, tokenOf(alice.id), { role: 'compliance' }), { ok: false, reason: 'not_active' });

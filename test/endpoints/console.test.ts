@@ -71,9 +71,9 @@ const pathOf = (f: CodeFlowFixture, location: string) => (location.startsWith(f.
  * the sign-in page, the passkey used where the page asks a level the password does not reach,
  * consent approved. Ends on the first answer that is not a redirect within the issuer.
  */
-async function signInToConsole(f: Console, jar: Jar, username: string): Promise<{ response: LightMyRequestResponse; path: string; sawPages: string[] }> {
-  let response = await get(f, '/console/sign-in', jar);
-  let path = '/console/sign-in';
+async function signInToConsole(f: Console, jar: Jar, username: string, start = '/console/sign-in'): Promise<{ response: LightMyRequestResponse; path: string; sawPages: string[] }> {
+  let response = await get(f, start, jar);
+  let path = start;
   const sawPages: string[] = [];
   for (let steps = 0; steps < 30; steps++) {
     if (response.statusCode === 303) {
@@ -390,6 +390,40 @@ describe('the console', () => {
     const [event] = (await f.auditEvents('policy.activated')).filter((e) => e.details?.version === 'v2');
     assert.deepEqual([event!.actor, event!.details?.approver, event!.details?.author], [sessionIn(f, ada).userId, 'ada', 'alice.author']);
     assert.match((await get(f, '/console/policies/v2?done=activated', ada)).body, /<dt>Status<\/dt><dd><strong>active<\/strong>/);
+  });
+
+  test('activating a policy set with a sign-in more than 5 minutes old is refused by the admin API, and the console sends the person to sign in again, back to the version', async (t) => {
+    const f = await fixture(t);
+    const permitAll = '@id("all") permit (principal, action, resource);';
+    await f.apply({
+      policies: [
+        { version: 'v1', text: permitAll, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true },
+        { version: '2026-02.1', text: `${permitAll}\n@id("no-orders") forbid (principal, action == Action::"order:create", resource);`, change_ref: 'CHG-2', author: 'alice.author' },
+      ],
+    });
+    const ada = new Jar();
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    // Six minutes on, the console signs in again without a page (her Clearance session lasts), but
+    // activating a policy set needs an authentication of the last five minutes.
+    f.clock.advance(6 * 60_000);
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    const page = await get(f, '/console/policies/2026-02.1', ada);
+    assert.match(page.body, /Activate 2026-02\.1/);
+    const stale = await post(f, '/console/policies/2026-02.1/activate', { csrf_token: csrfOf(page.body) }, ada);
+    assert.equal(stale.statusCode, 401, stale.body);
+    assert.match(stale.body, /Not activated: .*last 5 minutes/);
+    assert.match(stale.body, /href="\/console\/sign-in\?fresh=1&amp;return=%2Fconsole%2Fpolicies%2F2026-02\.1"/);
+    assert.equal((await f.ctx.policies.list()).find((p) => p.active)?.version, 'v1', 'nothing was activated');
+
+    // The link asks Clearance for the login again (prompt=login), then the roles' level, and comes back to the version.
+    const fresh = await get(f, '/console/sign-in?fresh=1&return=%2Fconsole%2Fpolicies%2F2026-02.1', new Jar());
+    assert.equal(new URL(String(fresh.headers.location)).searchParams.get('prompt'), 'login', 'a fresh sign-in asks for the login again');
+    const again = await signInToConsole(f, ada, 'ada', '/console/sign-in?fresh=1&return=%2Fconsole%2Fpolicies%2F2026-02.1');
+    assert.equal(again.path, '/console/policies/2026-02.1');
+    assert.ok(again.sawPages.includes('password'), `the person typed her password again: ${again.sawPages.join(', ')}`);
+    const activated = await post(f, '/console/policies/2026-02.1/activate', { csrf_token: csrfOf(again.response.body) }, ada);
+    assert.equal(activated.statusCode, 303, activated.body);
+    assert.equal((await f.ctx.policies.list()).find((p) => p.active)?.version, '2026-02.1');
   });
 
   test('a mandate shows every version and what each changed, and an administrator revokes it through the admin API', async (t) => {

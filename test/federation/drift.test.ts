@@ -15,11 +15,13 @@ import { loadConfig } from '../../src/config.ts';
 import type { Context } from '../../src/context.ts';
 import { checkPartnerDrift } from '../../src/federation/drift/check.ts';
 import { driftView } from '../../src/federation/drift/view.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
 import { startSignalService } from '../../src/signals/service.ts';
 import { jwtBearerGrantType } from '../../src/tokens/token-types.ts';
 import { formatProblem } from '../../src/validation.ts';
+import { adminPersonToken } from '../admin/admin-person.ts';
 import { assertOAuthError, ordersApi, protocolFixture } from '../endpoints/fixture.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
 import { partnerKey, type PartnerSigningKey } from './fixture.ts';
@@ -230,17 +232,20 @@ describe('partner drift: the scheduled check', () => {
       await f.later();
       assert.equal((await f.auditEvents('partner.suspended')).length, 1, 'suspended once');
 
-      // Re-approval by the admin API: admin:read may not, admin:write may.
+      // Re-approval by the admin API: admin:read may not, nor a client's own admin:write token
+      // (test/admin/partners.test.ts); a person with admin:write, freshly signed in with a passkey, may.
       const viewer = await f.accessToken('admin-viewer', { resource: adminAudience(f.issuer) });
       const approveAs = (token: string) => f.inject({ method: 'POST', url: '/admin/partners/acme/approve', headers: { authorization: `Bearer ${token}` } });
       assert.equal((await approveAs(viewer)).statusCode, 403);
+      assert.equal((await approveAs(await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) }))).statusCode, 403);
       assert.equal((await f.exchangeWith(f.k1)).statusCode, 400, 'still suspended');
-      const ops = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+      await f.apply({ users: [{ username: 'olga', password: 'a-long-enough-password-1', name: 'Olga Operator' }] });
+      const ops = await adminPersonToken(f, 'olga');
       const approved = await approveAs(ops);
       assert.equal(approved.statusCode, 200, approved.body);
       assert.equal(approved.json().previous_status, 'suspended');
       const [reapproved] = await f.auditEvents('partner.reapproved');
-      assert.equal(reapproved!.actor, 'admin-ops');
+      assert.equal(reapproved!.actor, (await findUserByUsername(f.ctx, 'olga'))!.id);
       assert.deepEqual((reapproved!.details!.keys as { kid: string }[]).map((k) => k.kid).sort(), ['k1', 'k2']);
       const drift = await f.inject({ method: 'GET', url: '/admin/partners/acme/drift', headers: { authorization: `Bearer ${viewer}` } });
       assert.equal(drift.statusCode, 200, drift.body);

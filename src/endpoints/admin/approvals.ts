@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { authScheme, stepUp } from './step-up.ts';
 import { adminOperation } from '../../admin/authorize.ts';
-import { personCaller } from '../../admin/person-caller.ts';
+import { ownTokenRefusal, personCaller } from '../../admin/person-caller.ts';
 import { approvalView, approverOf, decidableRequests, deciderRole, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
 import { approvalKindOf } from '../../approvals/kinds/index.ts';
 import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApprovalDecision, type ApproverProof } from '../../approvals/requests.ts';
@@ -95,9 +95,9 @@ export const adminApprovals: Endpoint = {
       const kind = stored && approvalKindOf(stored.kind);
       if (!stored || !kind) throw notFound();
       const scheme = authScheme(request);
-      const now = Math.floor(ctx.clock.now() / 1000);
       const proof = tokenProof(request, claims);
-      if (claims.auth_time === undefined || now - claims.auth_time > approvalsMaxAuthAgeSeconds) {
+      // Rule 3's age, by the one rule (src/admin/person-caller.ts): personOf passed the token's other faults.
+      if (ownTokenRefusal(claims, undefined, { maxAgeSeconds: approvalsMaxAuthAgeSeconds, clock: ctx.clock }) === 'stale_authentication') {
         await ctx.audit.record({
           type: 'approval.refused',
           txn: stored.id,

@@ -1,11 +1,14 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
+import type { Context } from '../../context.ts';
 import { checkPartnerProfile } from '../../federation/check.ts';
 import { approvePartner, PartnerApprovalRefused } from '../../federation/drift/approve.ts';
 import { driftView } from '../../federation/drift/view.ts';
 import { pathParams } from '../../http/api-operation.ts';
+import type { User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { trustChangePerson } from './step-up.ts';
 
 /**
  * The admin API of partner drift (src/federation/drift, docs/federation.md "Drift"), authorized
@@ -20,8 +23,13 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   when none failed. It changes nothing here, but it sends requests from Clearance's network to
  *   the partner's servers: an act, not a read, so a read token (admin:read) sets off none (403).
  * - POST /admin/partners/{id}/approve (admin:write): re-approves the partner — its keys and
- *   metadata as they are now become the baseline and a suspension ends (`partner.reapproved`).
- *   400 when the keys cannot be read or the metadata names another issuer; 404 for no partner.
+ *   metadata as they are now become the baseline and a suspension ends (`partner.reapproved`):
+ *   Clearance trusts the keys the partner publishes now. So only a person with their own token
+ *   (403 access_denied for a client's own or a delegate's; the operator's CLI `clearance partner
+ *   approve` stays), signed in phishing-resistantly in the last 5 minutes, else 401
+ *   insufficient_user_authentication with acr_values and max_age (RFC 9470 §3; ./step-up.ts
+ *   trustChangePerson); each refused caller recorded as `partner.reapproval_refused`. Then 400 when
+ *   the keys cannot be read or the metadata names another issuer; 404 for no partner.
  */
 export const adminPartners: Endpoint = {
   register(app, ctx) {
@@ -54,10 +62,14 @@ export const adminPartners: Endpoint = {
     app.post<{ Params: { id: string } }>(`${admin}/partners/:id/approve`, adminOperation(ctx, 'admin:write', {
       tag: 'directory',
       summary: 'Re-approve a partner: its keys and metadata as they are now become the baseline, and a suspension ends',
+      description:
+        "By a person's own token, signed in phishing-resistantly in the last 5 minutes (else 401 insufficient_user_authentication with acr_values and max_age): " +
+        'it makes Clearance trust the keys the partner publishes now. A client’s own token or a delegate’s re-approves nothing (403).',
       params,
     }), async (request) => {
+      const person = await reapprovingPerson(ctx, request);
       try {
-        return await approvePartner(ctx, request.params.id, { actor: actorOf(request), requestId: request.id });
+        return await approvePartner(ctx, request.params.id, { actor: person.id, requestId: request.id });
       } catch (error) {
         if (error instanceof PartnerApprovalRefused) throw new OAuthError(error.notFound ? 'not_found' : 'invalid_request', error.message);
         throw error;
@@ -66,6 +78,28 @@ export const adminPartners: Endpoint = {
   },
 };
 
-function actorOf(request: FastifyRequest): string {
-  return request.admin!.sub ?? request.admin!.client_id;
+/**
+ * Who re-approves: a person with their own token, signed in phishing-resistantly in the last 5
+ * minutes (./step-up.ts trustChangePerson), checked before the partner is fetched. Each refusal is
+ * recorded as `partner.reapproval_refused`.
+ */
+async function reapprovingPerson(ctx: Context, request: FastifyRequest<{ Params: { id: string } }>): Promise<User> {
+  return trustChangePerson(ctx, request, {
+    act: 're-approving a partner',
+    byPerson: 'a partner is re-approved by a person, with their own token (or by the operator: clearance partner approve)',
+    async record(reason, details) {
+      const claims = request.admin!;
+      const id = request.params.id;
+      // Named only when stored: an id nobody stored is the caller's text.
+      const stored = await ctx.partners.get(id);
+      await ctx.audit.record({
+        type: 'partner.reapproval_refused',
+        requestId: request.id,
+        actor: claims.sub ?? claims.client_id,
+        client: claims.client_id,
+        decision: { allow: false, reasons: [reason] },
+        details: { ...(stored ? { partner: id } : {}), ...details },
+      });
+    },
+  });
 }

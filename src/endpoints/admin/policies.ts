@@ -2,7 +2,6 @@ import type { FastifyRequest } from 'fastify';
 import { adminOperation, type AdminRouteOptions } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { integerQuery, pathParams, queryParams } from '../../http/api-operation.ts';
-import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { activationEvent } from '../../policy/apply-section.ts';
 import { compilePolicySet, formatPolicyProblem } from '../../policy/engine.ts';
@@ -11,6 +10,7 @@ import { PolicyActivationError, storedSourceName } from '../../policy/store.ts';
 import { readerScope, withinScope } from '../../audit/scope.ts';
 import { recordRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { trustChangePerson } from './step-up.ts';
 
 /** How many recorded decisions a simulation may replay, and how many flips one answer lists. */
 const maxReplayed = 100_000;
@@ -28,9 +28,14 @@ const maxFlipsListed = 200;
  *   it would flip, each way, and which — the flips a reader may see (a compliance officer: those
  *   of her legal entity's scope, src/audit/scope.ts), the read recorded as `audit.read`
  * - POST /admin/policies/{version}/activate (admin:write): the second-person rule with a person's
- *   token — the person signed in is the approver and must not be the version's author; a client's
- *   own token activates nothing (403 access_denied). Audited as `policy.activated`, as the CLI;
- *   assessed by the intrusion signals once per attempt, as `policy.activate V` (activationAssessment).
+ *   own token — the person signed in is the approver and must not be the version's author (403
+ *   access_denied); a client's own token or a delegate's activates nothing (403 access_denied); the
+ *   person signed in phishing-resistantly in the last 5 minutes, else 401
+ *   insufficient_user_authentication with acr_values and max_age (RFC 9470 §3; ./step-up.ts
+ *   trustChangePerson) — activating changes every decision Clearance makes, and the console's
+ *   token may stand on a sign-in of hours ago. A refused caller is recorded as
+ *   `policy.activation_refused`; an activation as `policy.activated`, as the CLI's; assessed by the
+ *   intrusion signals once per attempt, as `policy.activate V` (activationAssessment).
  */
 export const adminPolicies: Endpoint = {
   register(app, ctx) {
@@ -87,6 +92,9 @@ export const adminPolicies: Endpoint = {
     app.post<{ Params: { version: string } }>(`${base}/:version/activate`, adminOperation(ctx, 'admin:write', {
       tag: 'directory',
       summary: 'Activate a policy set version: the person whose token this is approves it, and must not be its author',
+      description:
+        "By a person's own token, signed in phishing-resistantly in the last 5 minutes (else 401 insufficient_user_authentication with acr_values and max_age). " +
+        'A client’s own token or a delegate’s activates nothing (403).',
       params,
     }, activationAssessment(ctx)), async (request) => {
       const approver = await approvingPerson(ctx, request);
@@ -136,13 +144,30 @@ function activationAssessment(ctx: Context): AdminRouteOptions {
 }
 
 /**
- * The approver: the active person a token was issued to under their own consent grant. A client's
- * own token (client credentials) names no person, and a delegate (`act`) approves for nobody.
+ * The approver: the active person a token was issued to under their own consent grant (a client's
+ * own token names no person, a delegate approves for nobody), signed in phishing-resistantly in
+ * the last 5 minutes (./step-up.ts trustChangePerson). Each refusal is recorded as
+ * `policy.activation_refused`.
  */
-async function approvingPerson(ctx: Context, request: FastifyRequest): Promise<string> {
-  const claims = request.admin!;
-  const person = claims.grant_id !== undefined && claims.sub !== undefined && claims.act === undefined ? await findUser(ctx, claims.sub) : undefined;
-  if (!person || person.status !== 'active') throw new OAuthError('access_denied', 'a policy set is activated by a person, with their own token');
+async function approvingPerson(ctx: Context, request: FastifyRequest<{ Params: { version: string } }>): Promise<string> {
+  const person = await trustChangePerson(ctx, request, {
+    act: 'activating a policy set',
+    byPerson: 'a policy set is activated by a person, with their own token',
+    async record(reason, details) {
+      const claims = request.admin!;
+      const version = request.params.version;
+      // Named only when stored: a name nobody stored is the caller's text (as activationAssessment).
+      const stored = await ctx.policies.get(version);
+      await ctx.audit.record({
+        type: 'policy.activation_refused',
+        requestId: request.id,
+        actor: claims.sub ?? claims.client_id,
+        client: claims.client_id,
+        decision: { allow: false, reasons: [reason] },
+        details: { ...(stored ? { version } : {}), ...details },
+      });
+    },
+  });
   return person.username;
 }
 

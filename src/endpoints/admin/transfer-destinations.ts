@@ -1,10 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import { authScheme, stepUp } from './step-up.ts';
 import { adminOperation } from '../../admin/authorize.ts';
+import { personCaller } from '../../admin/person-caller.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams, queryParams } from '../../http/api-operation.ts';
 import { jsonObjectBody, sendJson } from '../../http/json.ts';
-import { acr, acrSatisfies } from '../../identity/acr.ts';
+import { acr } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { AccessTokenClaims } from '../../tokens/claims.ts';
@@ -149,25 +150,20 @@ function readChange(body: unknown): { lei: string; account: string; destination:
 }
 
 /**
- * Who asks (change control 1): a person with their own token (a consent grant, no delegation), active,
- * signed in at the phishing-resistant level in the last five minutes, of the legal entity; and whether
+ * Who asks (change control 1): a person with their own token (a consent grant, no delegation),
+ * signed in at the phishing-resistant level in the last five minutes (src/admin/person-caller.ts,
+ * whose order decides which fault of a token is named), active, of the legal entity; and whether
  * the sign-in behind the token came from a new device (held for review).
  */
 async function personRequester(ctx: Context, request: FastifyRequest, lei: string): Promise<{ requester: ChangeRequester; reviewReason?: string }> {
   const claims = request.admin!;
-  if (claims.grant_id === undefined || claims.auth_time === undefined) throw new OAuthError('access_denied', "a destination is asked for by a person with their own token, not a client's");
-  if (claims.act !== undefined) throw new OAuthError('access_denied', 'a delegate never asks for a destination for someone');
-  const person = await findUser(ctx, claims.sub);
-  if (!person || person.status !== 'active') throw new OAuthError('access_denied', 'the person of this token may not change an address book');
-  const scheme = authScheme(request);
-  const now = Math.floor(ctx.clock.now() / 1000);
-  const weak = !acrSatisfies(claims.acr, acr.phishingResistant);
-  const stale = now - claims.auth_time > changeMaxAuthAgeSeconds;
-  if (weak || stale) {
+  // The one rule (src/admin/person-caller.ts), level then age; a token naming no sign-in time is no person's sign-in here.
+  const caller = claims.auth_time === undefined ? ({ ok: false, reason: 'client_token' } as const) : await personCaller(ctx, claims, { level: acr.phishingResistant, maxAgeSeconds: changeMaxAuthAgeSeconds });
+  if (!caller.ok && (caller.reason === 'insufficient_authentication' || caller.reason === 'stale_authentication')) {
     await ctx.audit.record({
       type: 'transfer_destination.refused',
-      actor: person.id,
-      subject: person.id,
+      actor: claims.sub,
+      subject: claims.sub,
       client: claims.client_id,
       requestId: request.id,
       decision: { allow: false, reasons: ['insufficient_user_authentication'] },
@@ -177,15 +173,20 @@ async function personRequester(ctx: Context, request: FastifyRequest, lei: strin
         acr_values: acr.phishingResistant,
         max_age: changeMaxAuthAgeSeconds,
         acr_before: claims.acr ?? null,
-        auth_time: claims.auth_time,
+        auth_time: claims.auth_time ?? null,
         outcome: 'challenged',
       },
     });
-    throw stepUp(scheme, weak ? 'an address-book change needs a phishing-resistant authentication (a passkey)' : 'an address-book change needs an authentication of the last 5 minutes: sign in again', {
-      acr_values: acr.phishingResistant,
-      max_age: changeMaxAuthAgeSeconds,
-    });
+    // RFC 9470 §3: the challenge names both, since a new sign-in must meet both.
+    const description = caller.reason === 'insufficient_authentication' ? 'an address-book change needs a phishing-resistant authentication (a passkey)' : 'an address-book change needs an authentication of the last 5 minutes: sign in again';
+    throw stepUp(authScheme(request), description, { acr_values: acr.phishingResistant, max_age: changeMaxAuthAgeSeconds });
   }
+  if (!caller.ok) {
+    if (caller.reason === 'client_token') throw new OAuthError('access_denied', "a destination is asked for by a person with their own token, not a client's");
+    if (caller.reason === 'delegated_token') throw new OAuthError('access_denied', 'a delegate never asks for a destination for someone');
+    throw new OAuthError('access_denied', 'the person of this token may not change an address book');
+  }
+  const person = caller.user;
   if (!(await leisOfDesks(ctx, person.desks)).has(lei)) {
     await ctx.audit.record({
       type: 'transfer_destination.refused',
@@ -197,7 +198,7 @@ async function personRequester(ctx: Context, request: FastifyRequest, lei: strin
     });
     throw new OAuthError('access_denied', `only a person of legal entity ${lei} changes its address book`);
   }
-  const reviewReason = await signInReview(ctx, person.id, claims.auth_time);
+  const reviewReason = await signInReview(ctx, person.id, claims.auth_time!);
   return { requester: { type: 'user', id: person.id }, ...(reviewReason !== undefined ? { reviewReason } : {}) };
 }
 

@@ -224,7 +224,7 @@ export const consoleEndpoint: Endpoint = {
         });
         if (answer.status === 200) return seeOther(reply, `${consoleBase}/approvals?decided=${decision === 'deny' ? 'deny' : 'approve'}`);
         // The admin API's refusal, in its words; an old sign-in is asked to sign in again.
-        const stale = answer.json.error === 'insufficient_user_authentication';
+        const stale = stepUpAsked(answer);
         const listed = await api(session, '/admin/approvals');
         return sendPage(reply, {
           status: stale ? 401 : (refusalOf(answer)?.status ?? 400),
@@ -284,6 +284,12 @@ export const consoleEndpoint: Endpoint = {
         const version = encodeURIComponent(request.params.version);
         const answer = await callAdmin(app, session, { method: 'POST', url: `${base}/admin/policies/${version}/activate` });
         if (answer.status === 200) return seeOther(reply, `${consoleBase}/policies/${version}?done=activated`);
+        // An activation asks a recent phishing-resistant sign-in (RFC 9470 step-up), and the console
+        // renews its token without one: the person is asked to sign in again, as for an approval's
+        // decision, and brought back to the version.
+        if (stepUpAsked(answer)) {
+          return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${String(answer.json.error_description)}`, status: 401, signInAgain: `/console/policies/${request.params.version}` });
+        }
         return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${refusalOf(answer)!.message}`, status: refusalOf(answer)!.status });
       }),
     );
@@ -462,7 +468,7 @@ export const consoleEndpoint: Endpoint = {
     }
 
     /** A policy set version's page: its text, its diff, its simulation — each read with the person's token. */
-    async function policyPage(reply: FastifyReply, session: ConsoleSession, version: string, against: string | undefined, outcome: { notice?: string; error?: string; status?: number }): Promise<FastifyReply> {
+    async function policyPage(reply: FastifyReply, session: ConsoleSession, version: string, against: string | undefined, outcome: { notice?: string; error?: string; status?: number; signInAgain?: string }): Promise<FastifyReply> {
       const path = `/admin/policies/${encodeURIComponent(version)}`;
       const [policy, list, simulation] = await Promise.all([api(session, path), api(session, '/admin/policies'), api(session, `${path}/simulation?last=1000`)]);
       const refusal = refusalOf(policy);
@@ -480,6 +486,7 @@ export const consoleEndpoint: Endpoint = {
           ...(simulation.status === 200 ? { simulation: simulation.json as unknown as SimulationView } : { simulationError: refusalOf(simulation)!.message }),
           ...(outcome.notice ? { notice: outcome.notice } : {}),
           ...(outcome.error ? { error: outcome.error } : {}),
+          ...(outcome.signInAgain ? { signInAgain: outcome.signInAgain } : {}),
         }),
       });
     }
@@ -571,9 +578,22 @@ function sameRoles(now: readonly string[], then: readonly string[]): boolean {
   return now.length === then.length && now.every((role) => then.includes(role));
 }
 
-/** A path under /console to return to after signing in; anything else is the console's home. */
+/**
+ * A path under /console to return to after signing in; anything else is the console's home. A
+ * segment may hold a dot (a policy set version, `2026-01.1`) but not begin with one: no `.` or
+ * `..` segment leads out of /console.
+ */
 function safeReturn(value: string | undefined): string {
-  return typeof value === 'string' && /^\/console(\/[A-Za-z0-9/_-]*)?(\?[A-Za-z0-9=&%._~+-]*)?$/.test(value) ? value : '/console';
+  return typeof value === 'string' && /^\/console(\/(?!\.)[A-Za-z0-9._-]*)*(\?[A-Za-z0-9=&%._~+-]*)?$/.test(value) ? value : '/console';
+}
+
+/**
+ * The admin API asked for a new sign-in (RFC 9470 §3 insufficient_user_authentication: a level or
+ * an age the console's token does not meet), which the console's renewal cannot give: the person
+ * signs in again (/console/sign-in?fresh=1, prompt=login, then the roles' level).
+ */
+function stepUpAsked(answer: AdminAnswer): boolean {
+  return answer.status === 401 && answer.json.error === 'insufficient_user_authentication';
 }
 
 function auditFilters(query: Record<string, string | undefined>): AuditFilters {
