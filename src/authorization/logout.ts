@@ -1,3 +1,4 @@
+import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import { verifyIdTokenHint } from '../tokens/id-token.ts';
 import { subjectForClientId } from '../identity/pairwise.ts';
@@ -8,8 +9,10 @@ import type { AuthorizationParameters } from './parameters.ts';
  * RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2, §3), without HTTP.
  *
  * - `id_token_hint` is verified as an ID token this server signed (its published key's one
- *   algorithm: `alg: none` or a tampered token is no hint at all). An invalid hint is ignored
- *   for redirection and never ends a session by itself.
+ *   algorithm: `alg: none` or a tampered token is no hint at all), issued to a client still in
+ *   service: one apply's prune disabled, or deleted, or a hint from before its cut-off, is no hint
+ *   either (its tokens are dead, src/tokens/liveness.ts; its registered URIs no longer vouched
+ *   for). An invalid hint is ignored for redirection and never ends a session by itself.
  * - The session ends at once when the verified hint names the person of the session (`sub`);
  *   otherwise the person confirms on a page (a cross-site page cannot log them out).
  * - The browser is redirected only to a `post_logout_redirect_uri` registered, exactly, by the
@@ -40,14 +43,14 @@ export async function decideLogout(
     return { kind: 'error', message: 'A parameter was sent more than once.' };
   }
   const hint = hintText === undefined ? undefined : await verifyIdTokenHint(ctx.keys, ctx.config.issuer, hintText);
-  const verified = hint?.ok ? hint.claims : undefined;
+  const client = hint?.ok ? await ctx.clients.get(hint.claims.aud) : undefined;
+  const verified = hint?.ok && client && inService(client, hint.claims.iat) ? hint.claims : undefined;
   if (verified && clientIdParam !== undefined && clientIdParam !== verified.aud) {
     return { kind: 'error', message: 'The client_id does not match the ID token hint.' };
   }
 
   let redirect: string | undefined;
   if (redirectUri !== undefined && verified) {
-    const client = await ctx.clients.get(verified.aud);
     // Exact string match against the registered post_logout_redirect_uris (§3).
     if (client?.metadata.post_logout_redirect_uris?.includes(redirectUri)) {
       redirect = state === undefined ? redirectUri : `${redirectUri}${redirectUri.includes('?') ? '&' : '?'}${new URLSearchParams({ state })}`;
@@ -60,4 +63,14 @@ export async function decideLogout(
   const hinted = verified ? verified.sub === (await subjectForClientId(ctx, verified.aud, session.userId)) : false;
   if (hinted || input.confirmed) return { kind: 'done', endSession: session.sessionId, redirect };
   return { kind: 'confirm' };
+}
+
+/**
+ * Whether a hint's client still stands behind it: not disabled, and the hint issued after the
+ * client's cut-off (a client disabled and declared again keeps its older tokens dead; `iat` has a
+ * second's resolution, so the cut-off's own second counts as before it, as for access tokens).
+ */
+function inService(client: Client, issuedAtSeconds: number): boolean {
+  if (client.disabledAt !== null) return false;
+  return client.tokensValidAfter === null || issuedAtSeconds * 1000 > client.tokensValidAfter;
 }

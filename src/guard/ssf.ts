@@ -10,8 +10,10 @@ import { checkedUrl, defaultAlgorithms, keyResolver, KeySourceUnavailable, type 
  * keys, `iss` the transmitter, `aud` this receiver, `jti`, `iat`, `events`) and the push's
  * Authorization header, then acts on it:
  * - CAEP `session-revoked` about a person: every token of theirs issued up to the event is refused
- *   from now on; about one session (a grant, a refresh family, a token — the `session` member of
- *   a complex subject): the tokens of that grant, or that token, are;
+ *   from now on; about one session (the `session` member of a complex subject, an `opaque` id): the
+ *   tokens naming it — as their grant (`grant_id`: consent withdrawn, a grant revoked), their
+ *   refresh family (`refresh_family`: one refresh token revoked, that device only, RFC 7009 §2.1)
+ *   or their `jti` — are;
  * - CAEP `token-claims-change`: the subject's tokens issued up to the change are refused (their
  *   claims — e.g. the mandate version — are no longer what the issuer would say);
  * - RISC `account-disabled`, `account-purged`: like a session revoked for the person.
@@ -107,7 +109,7 @@ export function createSsfReceiver(options: SsfReceiverOptions): SsfReceiver {
   };
 }
 
-/** What an event drops: a person's tokens up to its time, or one grant's or token's. */
+/** What an event drops: a person's tokens up to its time, or one session's (a grant, a refresh family, a token). */
 function apply(revocations: SecurityEventRevocations, issuer: string, type: string, subject: Record<string, unknown>, payload: Record<string, unknown>, nowSeconds: number): void {
   const at = typeof payload.event_timestamp === 'number' ? payload.event_timestamp : nowSeconds;
   const user = subjectOf(issuer, subject.format === 'complex' ? subject.user : subject);
@@ -154,10 +156,25 @@ function header(headers: Record<string, string | readonly string[] | undefined>,
 export interface SecurityEventRevocations {
   /** Every token of `sub` issued at or before `at` (epoch s) is refused. */
   revokeSubject(sub: string, at: number): void;
-  /** Every token with this grant (`grant_id`) or this `jti`, issued at or before `at`, is refused. */
+  /**
+   * Every token with this grant (`grant_id`), this refresh family (`refresh_family`) or this `jti`,
+   * issued at or before `at`, is refused.
+   */
   revokeSession(id: string, at: number): void;
   /** Why the token is refused, or undefined. */
-  check(claims: Pick<AccessTokenClaims, 'sub' | 'iat' | 'jti'> & { grant_id?: unknown }): string | undefined;
+  check(claims: Pick<AccessTokenClaims, 'sub' | 'iat' | 'jti'> & { grant_id?: unknown; refresh_family?: unknown }): string | undefined;
+}
+
+/** What of a token the revocations read: whose, when issued, and the sessions it belongs to. */
+type SessionClaims = Parameters<SecurityEventRevocations['check']>[0];
+
+/**
+ * The session ids a token answers to: its `jti`, its grant, and the refresh family it was issued
+ * with — a session-revoked SET names the family when one refresh token was revoked (only that
+ * family's tokens end, not the grant's other devices), the grant when the grant was.
+ */
+function sessionIdsOf(claims: SessionClaims): string[] {
+  return [claims.jti, claims.grant_id, claims.refresh_family].filter((id): id is string => typeof id === 'string' && id.length > 0);
 }
 
 export class MemorySecurityEventRevocations implements SecurityEventRevocations {
@@ -185,11 +202,11 @@ export class MemorySecurityEventRevocations implements SecurityEventRevocations 
     this.#sessions.remember(id, at, Math.floor(this.#now() / 1000));
   }
 
-  check(claims: Pick<AccessTokenClaims, 'sub' | 'iat' | 'jti'> & { grant_id?: unknown }): string | undefined {
+  check(claims: SessionClaims): string | undefined {
     const subject = this.#subjects.get(claims.sub);
     if (subject !== undefined && claims.iat <= subject) return 'the subject\'s tokens were revoked by a security event';
-    for (const id of [claims.jti, typeof claims.grant_id === 'string' ? claims.grant_id : undefined]) {
-      const session = id === undefined ? undefined : this.#sessions.get(id);
+    for (const id of sessionIdsOf(claims)) {
+      const session = this.#sessions.get(id);
       if (session !== undefined && claims.iat <= session) return 'the token\'s session was revoked by a security event';
     }
     return undefined;

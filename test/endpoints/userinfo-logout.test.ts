@@ -171,6 +171,24 @@ describe('RP-initiated logout (OIDC RP-Initiated Logout 1.0)', () => {
     assert.equal(await readSession(f.ctx, other.cookie), undefined);
   });
 
+  test('treats the hint of a client apply’s prune disabled, or one deleted, as no hint: the confirmation page, no redirect to its URI', async (t) => {
+    // `redeclared`: disabled, then declared again by apply — back in service, its older tokens (this hint) still dead.
+    for (const end of ['disable', 'remove', 'redeclared'] as const) {
+      const f = await codeFlowFixture(t);
+      const { person, idToken } = await signedInWithTokens(f);
+      f.clock.advance(1000);
+      await f.ctx.storage.db.transaction().execute(async (trx) => assert.ok(end === 'remove' ? await f.ctx.clients.remove(trx, 'web-app') : await f.ctx.clients.disable(trx, 'web-app', f.clock.now())));
+      if (end === 'redeclared') await f.ctx.storage.db.updateTable('clients').set({ disabled_at: null }).where('client_id', '=', 'web-app').execute();
+      f.ctx.clients.invalidate();
+      const query = new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: webLogout, state: 'bye-2' });
+      const response = await f.inject({ method: 'GET', url: `/logout?${query}`, headers: { cookie: person.cookie } });
+      assert.equal(response.statusCode, 200, `${end}: ${response.body}`);
+      assert.equal(response.headers.location, undefined, end);
+      assert.match(response.body, /Do you want to sign out/, end);
+      assert.ok(await readSession(f.ctx, person.cookie), `${end}: the session stays until the person confirms`);
+    }
+  });
+
   test('accepts an expired ID token as a hint', async (t) => {
     const f = await codeFlowFixture(t);
     const { person, idToken } = await signedInWithTokens(f);

@@ -62,6 +62,16 @@ describe('the guard’s SSF receiver', () => {
     assert.equal(r.revocations.check({ sub: 'bob', iat: t0 - 5, jti: 'b3', grant_id: 'grant-8' }), undefined, 'his other grants stand');
   });
 
+  test('session-revoked of a refresh family drops that family’s tokens and keeps another family’s of the same grant', async () => {
+    const r = await setup();
+    const t0 = r.nowSeconds;
+    // Clearance ended one device's refresh family (RFC 7009 §2.1); the SET names the family.
+    await r.receiver.receive({ headers, body: await r.set({ [`${caep}session-revoked`]: { event_timestamp: t0 } }, { format: 'complex', user: person('bob'), session: { format: 'opaque', id: 'family-laptop' } }) });
+    assert.match(String(r.revocations.check({ sub: 'bob', iat: t0 - 5, jti: 'b4', grant_id: 'grant-7', refresh_family: 'family-laptop' })), /session was revoked/);
+    assert.equal(r.revocations.check({ sub: 'bob', iat: t0 - 5, jti: 'b5', grant_id: 'grant-7', refresh_family: 'family-phone' }), undefined, 'the same grant’s other device stands');
+    assert.equal(r.revocations.check({ sub: 'bob', iat: t0 + 1, jti: 'b6', grant_id: 'grant-7', refresh_family: 'family-laptop' }), undefined, 'a token issued after the event stands');
+  });
+
   test('token-claims-change, account-disabled and account-purged drop the subject’s tokens; other events drop nothing', async () => {
     const r = await setup();
     const t0 = r.nowSeconds;

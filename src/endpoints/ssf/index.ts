@@ -7,7 +7,7 @@ import { ssfAudience, ssfManageScope } from '../../resource-servers/builtins.ts'
 import { supportedEventTypes } from '../../signals/ssf/event-types.ts';
 import { poll, readPollRequest } from '../../signals/ssf/poll.ts';
 import { pollMethod, pushMethod, readStreamConfig, StreamError, StreamStore, streamStatuses, streamView, type StreamStatus } from '../../signals/ssf/streams.ts';
-import { queueVerification } from '../../signals/ssf/transmitter.ts';
+import { queueVerification, verificationLimit } from '../../signals/ssf/transmitter.ts';
 import { authorizeProtectedRequest } from '../../tokens/protected-resource.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
@@ -24,7 +24,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   POST   /ssf/status {stream_id, status, reason?}   enable, pause or disable it (§8.1.2.2)
  *   POST   /ssf/subjects/add {stream_id, subject}     receive events about a subject (§8.1.3.2)
  *   POST   /ssf/subjects/remove {stream_id, subject}  stop receiving them → 204 (§8.1.3.3)
- *   POST   /ssf/verify {stream_id, state?}      a verification SET is sent (§8.1.4.2) → 204
+ *   POST   /ssf/verify {stream_id, state?}      a verification SET is sent (§8.1.4.2) → 204; 429 past
+ *                                               `verificationLimit` per stream
  *   POST   /ssf/poll/{stream_id}                RFC 8936 poll delivery
  *
  * Every call but the metadata needs a Clearance access token for `<issuer>/ssf` with `ssf:manage`
@@ -142,7 +143,8 @@ export const sharedSignals: Endpoint = {
       const stream = await streamOf(clientId, body.stream_id);
       if (body.state !== undefined && (typeof body.state !== 'string' || body.state.length > 256)) throw new OAuthError('invalid_request', 'state is at most 256 characters');
       if (stream.status === 'disabled') throw new OAuthError('invalid_request', 'the stream is disabled', { status: 409 });
-      await queueVerification(ctx, stream, body.state as string | undefined);
+      const verification = await queueVerification(ctx, stream, body.state as string | undefined);
+      if (!verification.queued) throw verificationLimited(verification.retryAfterSeconds);
       return reply.code(204).headers({ 'cache-control': 'no-store' }).send();
     });
 
@@ -155,6 +157,20 @@ export const sharedSignals: Endpoint = {
     });
   },
 };
+
+/**
+ * SSF 1.0 §8.1.4.2: the transmitter MAY rate-limit verification requests. Answered as every rate
+ * limit is (src/risk/limits/refusal.ts): 429 `temporarily_unavailable` (RFC 6585 §4), `Retry-After`
+ * (RFC 9110 §10.2.3) and the RateLimit fields, the policy named `stream`.
+ */
+function verificationLimited(retryAfterSeconds: number): OAuthError {
+  const { quota, windowSeconds } = verificationLimit;
+  return new OAuthError('temporarily_unavailable', 'too many verification requests for this stream; retry later', {
+    status: 429,
+    headers: { 'retry-after': String(retryAfterSeconds), 'ratelimit-policy': `"stream";q=${quota};w=${windowSeconds}`, ratelimit: `"stream";r=0;t=${retryAfterSeconds}` },
+    detail: `rate limit: stream verification (${quota} per ${windowSeconds} s)`,
+  });
+}
 
 function objectBody(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OAuthError('invalid_request', 'the body is a JSON object');

@@ -64,9 +64,12 @@ export function securityEventsOf(event: StoredAuditEvent, issuer: string): Secur
   const reason = typeof details.reason === 'string' ? { reason_admin: { en: details.reason } } : {};
 
   switch (event.type) {
-    // CAEP session-revoked: the access a token, a grant or a session gave is over.
+    // CAEP session-revoked: the access a token, a grant or a session gave is over. A revoked
+    // refresh token ends its family only (RFC 7009 §2.1; src/endpoints/revoke), not its grant's
+    // other families (other devices): the session named is the family — the id access tokens
+    // carry as `refresh_family`, as they carry the grant's as `grant_id` — else the grant, else the jti.
     case 'token.revoked': {
-      const session = str(details.grant_id) ?? str(details.family_id) ?? str(details.jti);
+      const session = str(details.family_id) ?? str(details.grant_id) ?? str(details.jti);
       const user = person(event.subject);
       const subject: SubjectId | undefined =
         user && session ? { format: 'complex', user, session: { format: 'opaque', id: session } } : (user ?? (session ? { format: 'opaque', id: session } : undefined));

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { epochSeconds, withinSpan } from '../../clock.ts';
 import type { Context } from '../../context.ts';
+import { isPostgres } from '../../audit/dialect.ts';
 import { parseStoredEvent } from '../../audit/event-format.ts';
 import type { Resolver } from '../../federation/fetch.ts';
 import type { Database } from '../../storage/schema.ts';
@@ -183,11 +184,47 @@ async function outboxRow(ctx: Context, stream: Stream, event: SecurityEvent | { 
   return { jti, stream_id: stream.streamId, event_type: event.type, set_jwt: jwt, status: 'pending', attempts: 0, next_attempt_at: now, lease_until: null, last_status: null, last_error: null, created_at: now, settled_at: null };
 }
 
-/** SSF 1.0 §8.1.4.2: the verification event a receiver asked for, queued at once (whatever it requested). */
-export async function queueVerification(ctx: Context, stream: Stream, state: string | undefined): Promise<string> {
-  const row = await outboxRow(ctx, stream, { type: ssfEventTypes.verification, subject: { format: 'opaque', id: stream.streamId }, payload: state !== undefined ? { state } : {} }, ctx.clock.now());
-  await ctx.storage.db.insertInto('ssf_outbox').values(row).execute();
-  return row.jti;
+/**
+ * How many verification events a stream may ask for (SSF 1.0 §8.1.4.2: the transmitter MAY limit
+ * them): `quota` in any `windowSeconds`. Each is a signed SET and an outbox row (kept a day after it
+ * settles), so an unlimited receiver could fill the outbox; a receiver checking its stream needs a
+ * few a minute at most.
+ */
+export const verificationLimit = { quota: 5, windowSeconds: 60 } as const;
+
+/** A queued verification's jti, or the refusal of one over `verificationLimit`. */
+export type VerificationQueued = { queued: true; jti: string } | { queued: false; retryAfterSeconds: number };
+
+/**
+ * SSF 1.0 §8.1.4.2: the verification event a receiver asked for, queued at once (whatever it
+ * requested) — unless the stream already asked for `verificationLimit.quota` in the window. The
+ * count is of the stream's verification SETs in the outbox, so it holds across nodes; the check and
+ * the insert are one transaction, the stream's row locked on PostgreSQL (SQLite writes one at a
+ * time), so concurrent requests cannot all pass.
+ */
+export async function queueVerification(ctx: Context, stream: Stream, state: string | undefined): Promise<VerificationQueued> {
+  return ctx.storage.db.transaction().execute(async (trx) => {
+    if (isPostgres(trx)) await trx.selectFrom('ssf_streams').select('stream_id').where('stream_id', '=', stream.streamId).forUpdate().execute();
+    const now = ctx.clock.now();
+    const windowMs = verificationLimit.windowSeconds * 1000;
+    const recent = await trx
+      .selectFrom('ssf_outbox')
+      .select('created_at')
+      .where('stream_id', '=', stream.streamId)
+      .where('event_type', '=', ssfEventTypes.verification)
+      .where('created_at', '>', now - windowMs)
+      .orderBy('created_at', 'desc')
+      .limit(verificationLimit.quota)
+      .execute();
+    if (recent.length >= verificationLimit.quota) {
+      // The window has room again when the oldest of the last `quota` leaves it.
+      const oldest = Number(recent[recent.length - 1]!.created_at);
+      return { queued: false, retryAfterSeconds: Math.max(1, Math.ceil((oldest + windowMs - now) / 1000)) };
+    }
+    const row = await outboxRow(ctx, stream, { type: ssfEventTypes.verification, subject: { format: 'opaque', id: stream.streamId }, payload: state !== undefined ? { state } : {} }, now);
+    await trx.insertInto('ssf_outbox').values(row).execute();
+    return { queued: true, jti: row.jti };
+  });
 }
 
 export interface PushOutcome {

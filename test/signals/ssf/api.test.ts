@@ -159,6 +159,28 @@ describe('the Shared Signals API', () => {
     assert.equal(row.status, 'acknowledged');
   });
 
+  test('limits verification requests per stream: the sixth within a minute is 429 with Retry-After and queues nothing', async (t) => {
+    const f = await ssfFixture(t);
+    const id = (await f.stream(pollStream)).stream_id as string;
+    const other = (await f.stream(pollStream)).stream_id as string;
+    const queued = async (stream: string) => (await f.ctx.storage.db.selectFrom('ssf_outbox').select('jti').where('stream_id', '=', stream).execute()).length;
+    for (let i = 0; i < 5; i++) assert.equal((await f.call('POST', '/ssf/verify', { body: { stream_id: id, state: `s${i}` } })).statusCode, 204);
+    assert.equal(await queued(id), 5);
+
+    // SSF 1.0 §8.1.4.2 / RFC 6585 §4: the transmitter may rate-limit verification; the answer says when to retry.
+    const refused = await f.call('POST', '/ssf/verify', { body: { stream_id: id, state: 's5' } });
+    assertOAuthError(refused, 429, 'temporarily_unavailable');
+    assert.match(String(refused.headers['retry-after']), /^[1-9][0-9]*$/);
+    assert.ok(Number(refused.headers['retry-after']) <= 60, String(refused.headers['retry-after']));
+    assert.equal(refused.headers['ratelimit-policy'], '"stream";q=5;w=60');
+    assert.equal(await queued(id), 5, 'the refused request queued no SET');
+
+    assert.equal((await f.call('POST', '/ssf/verify', { body: { stream_id: other } })).statusCode, 204, 'another stream has its own limit');
+    f.clock.advance(60_000);
+    assert.equal((await f.call('POST', '/ssf/verify', { body: { stream_id: id } })).statusCode, 204, 'a minute later it is allowed again');
+    assert.equal(await queued(id), 6);
+  });
+
   test('poll takes maxEvents and setErrs, and refuses a malformed request with 400', async (t) => {
     const f = await ssfFixture(t);
     const id = (await f.stream(pollStream)).stream_id as string;

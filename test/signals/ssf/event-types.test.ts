@@ -61,3 +61,19 @@ test('a compromised signing key gives Clearance’s signing-key-compromised even
   // Nothing about who asked or why: a receiver needs the key, not the people.
   assert.deepEqual(set!.payload, { event_timestamp: at / 1000, kid: 'kid-old', promoted_kid: 'kid-new', jwks_uri: `${issuer}/jwks`, initiating_entity: 'admin' });
 });
+
+test('a revoked refresh token’s session-revoked names its refresh family, not the grant: the grant’s other families stand', () => {
+  // src/endpoints/revoke: revoking a refresh token ends its family only (RFC 7009 §2.1), and says which.
+  const event = stored({ type: 'token.revoked', actor: 'desk', subject: 'alice', client: 'desk', details: { refresh_id: 'r1', family_id: 'fam-1', grant_id: 'g1', reason: 'revoked by client' } });
+  const [set, ...more] = securityEventsOf(event, issuer);
+  assert.deepEqual(more, []);
+  assert.equal(set!.type, ssfEventTypes.sessionRevoked);
+  assert.deepEqual(set!.subject, { format: 'complex', user: alice, session: { format: 'opaque', id: 'fam-1' } });
+  assert.deepEqual(set!.payload, { event_timestamp: at / 1000, initiating_entity: 'user', reason_admin: { en: 'revoked by client' } });
+
+  // A grant's revocation (consent withdrawn) still names the grant; one access token's, its jti.
+  const [grant] = securityEventsOf(stored({ type: 'consent.revoked', actor: 'alice', subject: 'alice', details: { grant_id: 'g1' } }), issuer);
+  assert.deepEqual(grant!.subject, { format: 'complex', user: alice, session: { format: 'opaque', id: 'g1' } });
+  const [token] = securityEventsOf(stored({ type: 'token.revoked', actor: 'desk', subject: 'alice', client: 'desk', details: { jti: 'j1', reason: 'revoked by client' } }), issuer);
+  assert.deepEqual(token!.subject, { format: 'complex', user: alice, session: { format: 'opaque', id: 'j1' } });
+});
