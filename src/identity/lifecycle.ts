@@ -30,6 +30,13 @@ import { cutOffAt } from '../storage/cut-off.ts';
  * person's refresh tokens (the refresh grant then answers invalid_grant), discards their unredeemed
  * authorization codes, forgets their sign-ins in pending interactions, ends their browser sessions, and (deletion only) revokes their consent
  * grants; one audit event names what was ended.
+ *
+ * A write that takes a role away from a person who may hold tokens (`roles_removed`: the admin API's
+ * PUT and PATCH, apply; src/identity/users.ts `upsertUser`) ends their tokens as "sign out
+ * everywhere" does, and says which roles went: the scopes of the tokens they hold were decided for
+ * the roles they held (an administrator's `admin:write`), and a token or refresh token issued before
+ * must not outlive the decision to take that away. The person stays active; a new sign-in gets
+ * tokens decided on the roles they hold now. A write that only adds or keeps roles ends nothing.
  */
 
 /** What a person's status allows, as stored. */
@@ -40,7 +47,7 @@ interface Standing {
 }
 
 /** The steps that end a person's tokens, as their audit event types name them. */
-export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery' | 'offboarded';
+export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery' | 'offboarded' | 'roles_removed';
 
 const eventTypes = {
   locked: 'user.locked',
@@ -52,6 +59,8 @@ const eventTypes = {
   recovery: 'recovery.access_ended',
   // A leaver (src/lifecycle/leaver.ts): disabled, and their consent grants revoked as on deletion.
   offboarded: 'user.offboarded',
+  // A write that takes a role away (src/identity/users.ts upsertUser): "sign out everywhere", for that reason.
+  roles_removed: 'user.signed_out_everywhere',
 } as const satisfies Record<LifecycleAction, AuditEvent['type']>;
 
 /**
@@ -158,8 +167,25 @@ export async function endPersonAccess(
   };
 }
 
-/** The one audit event of a lifecycle step, naming what it ended. */
-export function lifecycleEvent(action: LifecycleAction, userId: string, actor: string, ended: EndedAccess, extra: { requestId?: string; via?: string } = {}): AuditEvent {
+/**
+ * The roles `before` holds that `after` does not (empty: the write takes none away), in `before`'s
+ * order. A write that takes one away ends the person's tokens (`roles_removed`).
+ */
+export function rolesRemoved(before: readonly string[], after: readonly string[]): string[] {
+  return before.filter((role) => !after.includes(role));
+}
+
+/**
+ * The one audit event of a lifecycle step, naming what it ended (and, for a write that also took
+ * roles away, which: `roles_removed`).
+ */
+export function lifecycleEvent(
+  action: LifecycleAction,
+  userId: string,
+  actor: string,
+  ended: EndedAccess,
+  extra: { requestId?: string; via?: string; rolesRemoved?: readonly string[] } = {},
+): AuditEvent {
   return {
     type: eventTypes[action],
     ...(extra.requestId ? { requestId: extra.requestId } : {}),
@@ -168,6 +194,7 @@ export function lifecycleEvent(action: LifecycleAction, userId: string, actor: s
     decision: { allow: false, reasons: [action === 'locked' ? 'admin' : action] },
     details: {
       ...(extra.via ? { via: extra.via } : {}),
+      ...(extra.rolesRemoved && extra.rolesRemoved.length > 0 ? { roles_removed: [...extra.rolesRemoved] } : {}),
       refresh_tokens_revoked: ended.refreshTokensRevoked,
       sessions_ended: ended.sessionsEnded,
       codes_discarded: ended.codesDiscarded,

@@ -7,7 +7,7 @@ import type { Database } from '../storage/schema.ts';
 import { rowsOf, type Flight } from '../storage/flight.ts';
 import { FixedQuery } from '../storage/fixed-query.ts';
 import { join, type Validator } from '../validation.ts';
-import { endPersonAccess, lifecycleEvent, type LifecycleAction } from './lifecycle.ts';
+import { endPersonAccess, lifecycleEvent, rolesRemoved, type LifecycleAction } from './lifecycle.ts';
 import { PasswordHashFormatError, hashPassword, maxPasswordLength, parsePasswordHash, verifyPassword } from './passwords.ts';
 import { kycStatuses, readKycFields, type KycFields } from '../risk/kyc/record.ts';
 import { credentialsHeld, heldCredentialsProblem } from '../lifecycle/credential-hold.ts';
@@ -354,7 +354,9 @@ export interface UserUpsert {
  * (kept unless given) and the status (kept unless given; `active` clears a lockout). A change
  * that leaves the person unable to hold tokens (an administrator's `locked`, also over an automatic
  * lockout; `disabled`) or a changed password ends the person's sessions, refresh tokens, codes and
- * access tokens (src/identity/lifecycle.ts) and returns its audit event, attributed to `by`.
+ * access tokens (src/identity/lifecycle.ts) and returns its audit event, attributed to `by`. So
+ * does a write that takes a role away from a person who may hold tokens (`roles_removed`, recorded
+ * as `user.signed_out_everywhere` naming the roles): their tokens' scopes were decided for it.
  *
  * A password (or hash) for a person whose credentials are on hold — a leaver, re-activated or not,
  * who has not come back through an approved recovery (src/lifecycle/credential-hold.ts) — is
@@ -459,8 +461,18 @@ export async function upsertUser(
   if (same) return { outcome: 'unchanged', id: existing.id, events: [] };
   const couldHoldTokens = existing.status === 'active' || (existing.status === 'locked' && existing.lock_reason === 'failed_logins');
   const canHoldTokens = status === 'active' || (status === 'locked' && lockReason === 'failed_logins');
+  // Roles taken away: the tokens the person holds carry scopes decided for them (RFC 9700
+  // §4.14.2), so they end, as "sign out everywhere" ends them, unless another step here ends them
+  // anyway. A person who could hold no token (locked by an administrator, disabled) holds none to end.
+  const removed = rolesRemoved(JSON.parse(existing.roles) as string[], entry.roles ?? []);
   const action: LifecycleAction | undefined =
-    couldHoldTokens && !canHoldTokens ? (status === 'disabled' ? 'disabled' : 'locked') : canHoldTokens && passwordHash !== existing.password_hash ? 'password_reset' : undefined;
+    couldHoldTokens && !canHoldTokens
+      ? status === 'disabled' ? 'disabled' : 'locked'
+      : canHoldTokens && passwordHash !== existing.password_hash
+        ? 'password_reset'
+        : couldHoldTokens && removed.length > 0
+          ? 'roles_removed'
+          : undefined;
   await trx
     .updateTable('users')
     .set({
@@ -478,7 +490,8 @@ export async function upsertUser(
   const moved = existing.desks !== fields.desks ? { moved: { userId: existing.id, before: JSON.parse(existing.desks) as string[], after: entry.desks ?? [] } } : {};
   if (!action) return { outcome: 'updated', id: existing.id, events: [], ...moved };
   const { ended, events } = await endPersonAccess(trx, now, existing.id, action, by.actor);
-  return { outcome: 'updated', id: existing.id, events: [...events, lifecycleEvent(action, existing.id, by.actor, ended, by.via ? { via: by.via } : {})], ...moved };
+  const event = lifecycleEvent(action, existing.id, by.actor, ended, { ...(by.via ? { via: by.via } : {}), rolesRemoved: removed });
+  return { outcome: 'updated', id: existing.id, events: [...events, event], ...moved };
 }
 
 /**
