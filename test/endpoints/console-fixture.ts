@@ -79,12 +79,12 @@ export async function signInToConsole(f: Console, jar: Jar, username: string, st
     if (body.includes(`action="/interaction/${id}/consent"`)) {
       sawPages.push('consent');
       response = await post(f, `/interaction/${id}/consent`, { csrf_token: csrf, decision: 'approve' }, jar);
-    } else if (body.includes('needs a passkey') && f.devices.has(username)) {
+    } else if ((body.includes('needs a passkey') || body.includes('Two-step sign-in is needed')) && f.devices.has(username)) {
       sawPages.push('passkey');
       const options = await post(f, `/interaction/${id}/passkey/options`, { csrf_token: csrf, username }, jar);
       assert.equal(options.statusCode, 200, options.body);
       response = await post(f, `/interaction/${id}/passkey`, { csrf_token: csrf, credential: JSON.stringify(f.devices.get(username)!.assert(options.json())) }, jar);
-    } else if (body.includes('needs a passkey')) {
+    } else if (body.includes('needs a passkey') || body.includes('Two-step sign-in is needed')) {
       // No passkey: the person goes back to the console without one.
       sawPages.push('decline');
       response = await post(f, `/interaction/${id}/decline`, { csrf_token: csrf }, jar);

@@ -54,11 +54,15 @@ describe("the console's security rules", () => {
     const jar = new Jar();
     assert.equal((await signInToConsole(f, jar, 'ada')).path, '/console');
     await f.apply({ users: [{ username: 'ada', password, name: 'Ada Admin', roles: ['auditor'] }] });
+    // Taking admin away ended what she held, her Clearance session too (src/identity/lifecycle.ts
+    // roles_removed): she signs in again below, with her password and then her passkey.
     const refused = await post(f, '/console/sign-out', { csrf_token: 'whatever' }, jar);
     assert.equal(refused.statusCode, 403, 'a form still needs its token');
     const after = await get(f, '/console/directory', jar);
     assert.equal(after.statusCode, 303);
-    assert.equal((await signInToConsole(f, jar, 'ada')).path, '/console');
+    const again = await signInToConsole(f, jar, 'ada');
+    assert.equal(again.path, '/console');
+    assert.ok(again.sawPages.includes('password') && again.sawPages.includes('passkey'), `signed in anew: ${again.sawPages.join(', ')}`);
     assert.deepEqual(sessionIn(f, jar).scopes, ['audit:read']);
   });
 
