@@ -39,7 +39,7 @@ import { mergedStepUp, stepUpCompletedEvent, stepUpMet, stepUpOf, stepUpRequeste
 import { maybePruneAuthorizationState } from './pruning.ts';
 import { matchesRegisteredRedirectUri } from './redirect-uri.ts';
 import { startTxn } from '../transactions/txn.ts';
-import { refusalBeforeAsking, refusedBeforeAsking } from './kyc.ts';
+import { refusalBeforeAsking, refusalOf, refusedBeforeAsking } from './kyc.ts';
 
 /**
  * The authorization endpoint's protocol (RFC 6749 §4.1, OIDC Core §3.1.2, RFC 9126 §4, RFC 9101),
@@ -110,7 +110,7 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
     authentication ? findActiveGrant(ctx, authentication.userId, request.clientId) : undefined,
     authenticationDemands(ctx, request, authentication),
     // Step 4's question, asked beside the reads it does not depend on (the person's KYC record is cached).
-    authentication ? refusedBeforeAsking(ctx, request, authentication.userId) : false,
+    authentication ? refusedBeforeAsking(ctx, request, authentication.userId, input.requestId) : undefined,
   ]);
   // OIDC Core §5.5.1.1: an essential acr no level of Clearance's meets is a failed authentication.
   if (!demanded.ok) return respondError(ctx, request, unmetRequirements());
@@ -120,7 +120,7 @@ export async function startAuthorization(ctx: Context, input: AuthorizeInput): P
   // Step 4, for the person this session would act as: not when they are sent to sign in (again,
   // perhaps as someone else: prompt=login, max_age, a hint naming another) — resume asks it then.
   if (wouldRefuse && need.step !== 'login') {
-    const refused = await refusalBeforeAsking(ctx, request, authentication!.userId, input.requestId);
+    const refused = await refusalOf(ctx, wouldRefuse);
     if (refused) return created ? endInteraction(ctx, created, [], refused) : respondError(ctx, request, refused);
   }
   if (request.prompt.includes('none')) {

@@ -282,7 +282,7 @@ export async function nextStep(ctx: Context, interaction: Interaction | string, 
   if (evaluated.unmet || stored.stepUp?.declined) return { step: 'done' };
   // What the token endpoint would refuse whoever consents (./kyc.ts): nothing to ask the person;
   // resume answers the refusal and audits it.
-  if (evaluated.authentication && (await refusedBeforeAsking(ctx, stored.request, evaluated.authentication.userId))) return { step: 'done' };
+  if (evaluated.authentication && (await refusedBeforeAsking(ctx, stored.request, evaluated.authentication.userId)) !== undefined) return { step: 'done' };
   return toNextStep(ctx, evaluated.need, stored.request);
 }
 

@@ -40,8 +40,16 @@ function issuanceOf(ctx: Pick<Context, 'config'>, request: AuthorizationRequest,
  * error response (a redirect: the redirect_uri is established); undefined when nothing is refused.
  */
 export async function refusalBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string, requestId: string = randomUUID()): Promise<OAuthError | undefined> {
+  return refusalOf(ctx, await withBookNames(ctx, issuanceOf(ctx, request, userId, requestId)));
+}
+
+/**
+ * `refusalBeforeAsking` for an issuance `refusedBeforeAsking` already screened: its entries are not
+ * screened again.
+ */
+export async function refusalOf(ctx: Context, screened: Issuance): Promise<OAuthError | undefined> {
   try {
-    await refuseBeforeAsking(ctx, issuanceOf(ctx, request, userId, requestId));
+    await refuseFrozenOrSanctioned(ctx, screened);
     return undefined;
   } catch (error) {
     if (error instanceof OAuthError) return asRequestError(error);
@@ -72,9 +80,11 @@ export function asRequestError(error: OAuthError): OAuthError {
 
 /**
  * Whether `refusalBeforeAsking` would refuse (its entries screened as it screens them), recording
- * nothing: the people side is then told there is nothing to ask (`nextStep` → done) and
- * /authorize/resume answers the refusal.
+ * nothing: the screened issuance when it would, for `refusalOf` to refuse without screening it
+ * again; undefined when it would not. The people side is told there is nothing to ask
+ * (`nextStep` → done) and /authorize/resume answers the refusal.
  */
-export async function refusedBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string): Promise<boolean> {
-  return wouldRefuseFrozenOrSanctioned(ctx, await withBookNames(ctx, issuanceOf(ctx, request, userId, '')));
+export async function refusedBeforeAsking(ctx: Context, request: AuthorizationRequest, userId: string, requestId: string = randomUUID()): Promise<Issuance | undefined> {
+  const screened = await withBookNames(ctx, issuanceOf(ctx, request, userId, requestId));
+  return (await wouldRefuseFrozenOrSanctioned(ctx, screened)) ? screened : undefined;
 }
