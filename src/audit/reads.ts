@@ -64,3 +64,30 @@ export function revealedDetails(revealed: number, subjects: ReadonlySet<string>)
   const whose = [...subjects].sort();
   return { personal_data_revealed: true, revealed_events: revealed, revealed_subjects: whose.slice(0, 100), ...(whose.length > 100 ? { revealed_subjects_more: whose.length - 100 } : {}) };
 }
+
+/**
+ * How many people of the directory an answer names, each once: `named.ids` are candidate user ids
+ * (an approval's subject may be a key or an account instead), `named.usernames` usernames (a
+ * break-glass account's custodians). The `people` of a `people.reviewed` whose answer names them
+ * by id or username rather than as records read one by one.
+ */
+export async function countPeople(ctx: Pick<Context, 'storage'>, named: { ids?: Iterable<string>; usernames?: Iterable<string> }): Promise<number> {
+  // A user id is at most 64 characters (findUser): a longer candidate is no one.
+  const ids = [...new Set(named.ids ?? [])].filter((id) => id.length <= 64);
+  const usernames = [...new Set(named.usernames ?? [])];
+  const people = new Set<string>();
+  // In chunks: a long list stays well under either dialect's limit of bound parameters.
+  for (let i = 0; i < Math.max(ids.length, usernames.length); i += peopleChunk) {
+    const someIds = ids.slice(i, i + peopleChunk);
+    const someUsernames = usernames.slice(i, i + peopleChunk);
+    const rows = await ctx.storage.db
+      .selectFrom('users')
+      .select('id')
+      .where((eb) => eb.or([...(someIds.length > 0 ? [eb('id', 'in', someIds)] : []), ...(someUsernames.length > 0 ? [eb('username', 'in', someUsernames)] : [])]))
+      .execute();
+    for (const row of rows) people.add(row.id);
+  }
+  return people.size;
+}
+
+const peopleChunk = 500;

@@ -107,6 +107,51 @@ describe('the approvals admin API', () => {
     assert.deepEqual((await call(f, token, 'GET', '/admin/approvals')).json().approvals, []);
   });
 
+  test('puts each read of a request it shows (the people it names) on the record as people.reviewed by the reader, before answering', async (t) => {
+    const f = await harness(t);
+    const token = await personToken(f, 'sup-1');
+    const reader = await f.user('sup-1');
+    assert.deepEqual((await call(f, token, 'GET', '/admin/approvals')).json().approvals, []);
+    assert.equal((await f.auditEvents('people.reviewed')).length, 0, 'an empty queue names no one: an approvals app may poll it');
+
+    const alice = await f.user('alice');
+    const request = await openOrderRequest(f.ctx, alice);
+    const listed = await call(f, token, 'GET', '/admin/approvals');
+    assert.equal(listed.json().approvals[0].subject.name, 'Alice Trader');
+    assert.equal((await call(f, token, 'POST', `/admin/approvals/${request.id}/decision`, { decision: 'approve' })).statusCode, 200);
+    const shown = await call(f, token, 'GET', `/admin/approvals/${request.id}`);
+    assert.equal(shown.statusCode, 200, shown.body);
+
+    const reads = await f.auditEvents('people.reviewed');
+    // The request's subject (a person), then with the reader's own decision: the client that asked is no one.
+    assert.deepEqual(
+      reads.map((e) => [e.actor, e.client, e.subject ?? null, e.details]),
+      [
+        [reader, 'approvals-app', null, { people: 1, via: 'approvals', requests: 1 }],
+        [reader, 'approvals-app', alice, { people: 2, via: 'approvals', request: request.id }],
+      ],
+    );
+  });
+
+  test('answers server_error, never the people of a request, when the read cannot be put on the record', async (t) => {
+    const f = await harness(t);
+    const request = await openOrderRequest(f.ctx, await f.user('alice'));
+    const token = await personToken(f, 'sup-1');
+    const record = f.ctx.audit.record.bind(f.ctx.audit);
+    f.ctx.audit.record = async (event) => {
+      if (event.type === 'people.reviewed') throw new Error('the audit log is unreachable');
+      return record(event);
+    };
+    t.after(() => {
+      f.ctx.audit.record = record;
+    });
+    for (const url of ['/admin/approvals', `/admin/approvals/${request.id}`]) {
+      const failed = await call(f, token, 'GET', url);
+      assert.deepEqual([failed.statusCode, failed.json().error, failed.headers['cache-control']], [500, 'server_error', 'no-store'], url);
+      assert.doesNotMatch(failed.body, /Alice/, url);
+    }
+  });
+
   test('refuses a client’s own token with 403, whatever its scopes', async (t) => {
     const f = await harness(t);
     const request = await openOrderRequest(f.ctx, await f.user('alice'));

@@ -163,6 +163,55 @@ describe('the admin API for mandates', () => {
     assertOAuthError(await call(f, 'POST', `/admin/mandates/${brokerMandate.id}/amend`, admin, { ...terms, scopes: ['order:create'], version: 1 }), 409, 'invalid_request');
   });
 
+  test('puts each read of mandates that name people (a grantee, a signatory) on the record as people.reviewed by the reader, before answering', async (t) => {
+    const f = await protocolFixture(t);
+    const viewer = await adminToken(f, 'admin-viewer');
+    assert.deepEqual((await call(f, 'GET', '/admin/mandates', viewer)).json().mandates, []);
+    assert.equal((await f.auditEvents('people.reviewed')).length, 0, 'an empty page names no one');
+
+    await f.apply({ users: [{ username: 'ana', password: 'a-long-enough-password-1', name: 'Ana Trader' }, { username: 'signer', password: 'a-long-enough-password-1', name: 'Sam Signer' }] });
+    const personal = { ...brokerMandate, id: 'mandate-ana', grantee: { user: 'ana' }, granted_by: 'signer' };
+    assert.equal((await call(f, 'POST', '/admin/mandates', await adminToken(f), personal)).statusCode, 201);
+    assert.equal((await call(f, 'POST', '/admin/mandates', await adminToken(f), brokerMandate)).statusCode, 201);
+    assert.equal((await f.auditEvents('people.reviewed')).length, 0, 'a write is on the record as mandate.created');
+
+    assert.equal((await call(f, 'GET', '/admin/mandates', viewer)).json().mandates.length, 2);
+    const one = await call(f, 'GET', '/admin/mandates/mandate-ana', viewer);
+    assert.equal(one.statusCode, 200, one.body);
+    const ana = one.json().grantee.user as string;
+    assert.equal((await call(f, 'GET', `/admin/mandates/${brokerMandate.id}`, viewer)).statusCode, 200);
+
+    const reads = await f.auditEvents('people.reviewed');
+    assert.deepEqual(
+      reads.map((e) => [e.actor, e.client, e.subject ?? null, e.details]),
+      [
+        ['admin-viewer', 'admin-viewer', null, { people: 2, via: 'mandates', mandates: 2 }],
+        ['admin-viewer', 'admin-viewer', ana, { people: 2, via: 'mandates', mandate: 'mandate-ana' }],
+        // A mandate between a legal entity and a client names no one in the directory, and may name a person in accepted_by or revoked_by.
+        ['admin-viewer', 'admin-viewer', null, { people: 0, via: 'mandates', mandate: brokerMandate.id }],
+      ],
+    );
+  });
+
+  test('answers server_error, never a mandate, when its read cannot be put on the record', async (t) => {
+    const f = await protocolFixture(t);
+    assert.equal((await call(f, 'POST', '/admin/mandates', await adminToken(f), { ...brokerMandate, accepted_by: 'broker-coo' })).statusCode, 201);
+    const viewer = await adminToken(f, 'admin-viewer');
+    const record = f.ctx.audit.record.bind(f.ctx.audit);
+    f.ctx.audit.record = async (event) => {
+      if (event.type === 'people.reviewed') throw new Error('the audit log is unreachable');
+      return record(event);
+    };
+    t.after(() => {
+      f.ctx.audit.record = record;
+    });
+    for (const url of ['/admin/mandates', `/admin/mandates/${brokerMandate.id}`]) {
+      const failed = await call(f, 'GET', url, viewer);
+      assert.deepEqual([failed.statusCode, failed.json().error, failed.headers['cache-control']], [500, 'server_error', 'no-store'], url);
+      assert.doesNotMatch(failed.body, /broker-coo/, url);
+    }
+  });
+
   test('reads with admin:read, changes only with admin:write, and refuses a request without a token', async (t) => {
     const f = await protocolFixture(t);
     const viewer = await adminToken(f, 'admin-viewer');

@@ -4,7 +4,8 @@ import { adminOperation } from '../../admin/authorize.ts';
 import { ownTokenRefusal, personCaller } from '../../admin/person-caller.ts';
 import { approvalView, approverOf, decidableRequests, deciderRole, decisionView, requestIdPattern, type ApprovalView } from '../../approvals/deciders.ts';
 import { approvalKindOf } from '../../approvals/kinds/index.ts';
-import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApprovalDecision, type ApproverProof } from '../../approvals/requests.ts';
+import { decideApprovalRequest, decisionsOf, findApprovalRequest, maxReasonLength, type ApprovalDecision, type ApprovalRequest, type ApproverProof } from '../../approvals/requests.ts';
+import { countPeople, recordPeopleRead } from '../../audit/reads.ts';
 import type { Context } from '../../context.ts';
 import { objectBody, pathParams } from '../../http/api-operation.ts';
 import type { User } from '../../identity/users.ts';
@@ -51,7 +52,14 @@ export const adminApprovals: Endpoint = {
     app.get(base, adminOperation(ctx, 'approvals:decide', { tag: 'approvals', summary: 'List the pending approval requests the person may decide' }), async (request) => {
       const { user, claims } = await personOf(ctx, request);
       const listed = await decidableRequests(ctx, approverOf(user), tokenProof(request, claims));
-      return { approvals: await Promise.all(listed.map(async ({ request: r, kind, role }) => ({ ...viewJson(await approvalView(ctx, r, kind)), role }))) };
+      const approvals = await Promise.all(listed.map(async ({ request: r, kind, role }) => ({ ...viewJson(await approvalView(ctx, r, kind)), role })));
+      // Each request names people (its subject, a person who asked): the read is on the record before
+      // the answer leaves (AMENDMENTS, console). An empty queue names no one, and an app polls it.
+      if (listed.length > 0) {
+        const people = await countPeople(ctx, { ids: listed.flatMap(({ request: r }) => peopleNamedBy(r)) });
+        await recordPeopleRead(ctx, claims, request.id, { people, via: 'approvals', requests: listed.length });
+      }
+      return { approvals };
     });
 
     app.get<{ Params: { id: string } }>(`${base}/:id`, adminOperation(ctx, 'approvals:decide', {
@@ -70,7 +78,13 @@ export const adminApprovals: Endpoint = {
       const role = await deciderRole(ctx, stored, approverOf(user), tokenProof(request, claims), decided);
       const involved = role !== undefined || stored.subject === user.id || decided;
       if (!involved) throw notFound();
-      return { approval: viewJson(await approvalView(ctx, stored, kind)), ...(role ? { role } : {}), decisions: decisions.map(decisionView) };
+      const answer = { approval: viewJson(await approvalView(ctx, stored, kind)), ...(role ? { role } : {}), decisions: decisions.map(decisionView) };
+      // Its subject, who asked and who decided are people: on the record before the answer leaves,
+      // under the subject's id when it is a person (not a key or an account), as a read of one person is.
+      const people = await countPeople(ctx, { ids: peopleNamedBy(stored, decisions) });
+      const subject = (await countPeople(ctx, { ids: [stored.subject] })) === 1 ? stored.subject : undefined;
+      await recordPeopleRead(ctx, claims, request.id, { people, via: 'approvals', request: stored.id }, subject);
+      return answer;
     });
 
     app.post<{ Params: { id: string } }>(`${base}/:id/decision`, adminOperation(ctx, 'approvals:decide', {
@@ -180,6 +194,11 @@ function tokenProof(request: FastifyRequest, claims: AccessTokenClaims): Approve
     ...(kid !== undefined ? { kid } : {}),
     ...(claims.grant_id !== undefined ? { grantId: claims.grant_id } : {}),
   };
+}
+
+/** Who a request's view may name as a person: its subject (unless a key or an account), a person who asked, each approver. */
+function peopleNamedBy(request: ApprovalRequest, decisions: readonly ApprovalDecision[] = []): string[] {
+  return [request.subject, ...(request.requesterType === 'user' ? [request.requester] : []), ...decisions.map((d) => d.approver)];
 }
 
 /** What a person decides on a request. */

@@ -6,6 +6,7 @@ import { listBreakGlassAccounts, findBreakGlassAccount } from '../../approvals/b
 import { activationInForce, findActivation, listActivations, requestActivation, standDown, type Activation } from '../../approvals/break-glass/activations.ts';
 import { closeReview, listReviews, reviewView } from '../../approvals/break-glass/reviews.ts';
 import { custodianProblem } from '../../approvals/kinds/break-glass.ts';
+import { countPeople, recordPeopleRead } from '../../audit/reads.ts';
 import type { Context } from '../../context.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
@@ -22,6 +23,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * - POST /admin/break-glass/activations/{id}/end (admin:write, its requester or a custodian):
  *   stands it down before its time;
  * - GET /admin/break-glass/activations, GET /admin/break-glass/reviews[?open=true] (admin:read);
+ *   these three reads name people (custodians, who asked, who closed a review): each that answers
+ *   anything is recorded as `people.reviewed` before the answer leaves, and a read that cannot be
+ *   recorded is not answered (AMENDMENTS, console);
  * - POST /admin/break-glass/reviews/{id}/close `{note}` (admin:write, a person with the
  *   `compliance` role whose token is phishing-resistant: acr urn:clearance:acr:phr or above, who
  *   neither requested nor approved the activation).
@@ -33,17 +37,18 @@ export const adminBreakGlass: Endpoint = {
     const base = `${issuerPath(ctx.config.issuer)}/admin/break-glass`;
     const activation = pathParams({ id: "the activation's id (its approval request's id)" });
 
-    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'break-glass', summary: 'List the emergency accounts, each with its activation in force' }), async () => {
+    app.get(base, adminOperation(ctx, 'admin:read', { tag: 'break-glass', summary: 'List the emergency accounts, each with its activation in force (each read is audited)' }), async (request) => {
       const now = ctx.clock.now();
       const accounts = await listBreakGlassAccounts(ctx.storage.db);
-      return {
-        accounts: await Promise.all(
-          accounts.map(async (a) => {
-            const active = await activationInForce(ctx.storage.db, a.name, now);
-            return { name: a.name, scopes: a.scopes, audience: a.audience, activation_seconds: a.activationSeconds, custodians: a.custodians ?? null, activation: active ? activationView(active) : null };
-          }),
-        ),
+      const listed = await Promise.all(accounts.map(async (a) => ({ account: a, active: await activationInForce(ctx.storage.db, a.name, now) })));
+      const answer = {
+        accounts: listed.map(({ account: a, active }) => ({ name: a.name, scopes: a.scopes, audience: a.audience, activation_seconds: a.activationSeconds, custodians: a.custodians ?? null, activation: active ? activationView(active) : null })),
       };
+      if (accounts.length > 0) {
+        const people = await countPeople(ctx, { usernames: accounts.flatMap((a) => a.custodians ?? []), ids: listed.flatMap(({ active }) => (active ? [active.requester] : [])) });
+        await recordPeopleRead(ctx, request.admin!, request.id, { people, via: 'break-glass', accounts: accounts.length });
+      }
+      return answer;
     });
 
     app.post<{ Params: { account: string } }>(`${base}/:account/activations`, adminOperation(ctx, 'admin:write', {
@@ -73,7 +78,15 @@ export const adminBreakGlass: Endpoint = {
       return reply.code(201).send({ request_id: outcome.request.id, status: outcome.request.status, required_approvals: outcome.request.requiredApprovals, expires_at: outcome.request.expiresAt });
     });
 
-    app.get(`${base}/activations`, adminOperation(ctx, 'admin:read', { tag: 'break-glass', summary: 'List the activations' }), async () => ({ activations: (await listActivations(ctx.storage.db)).map(activationView) }));
+    app.get(`${base}/activations`, adminOperation(ctx, 'admin:read', { tag: 'break-glass', summary: 'List the activations (each read is audited)' }), async (request) => {
+      const activations = await listActivations(ctx.storage.db);
+      const answer = { activations: activations.map(activationView) };
+      if (activations.length > 0) {
+        const people = await countPeople(ctx, { ids: activations.map((a) => a.requester) });
+        await recordPeopleRead(ctx, request.admin!, request.id, { people, via: 'break-glass', activations: activations.length });
+      }
+      return answer;
+    });
 
     app.post<{ Params: { id: string } }>(`${base}/activations/:id/end`, adminOperation(ctx, 'admin:write', {
       tag: 'break-glass',
@@ -91,14 +104,21 @@ export const adminBreakGlass: Endpoint = {
 
     app.get<{ Querystring: { open?: unknown } }>(`${base}/reviews`, adminOperation(ctx, 'admin:read', {
       tag: 'break-glass',
-      summary: 'List the reviews of activations',
+      summary: 'List the reviews of activations (each read is audited)',
       querystring: queryParams({ open: 'true for the open reviews only, false for the closed ones' }),
     }), async (request) => {
       const given = request.query.open;
       // Once, as `true` or `false`: a repeated or other value is refused, never read as "all".
       if (given !== undefined && given !== 'true' && given !== 'false') throw new OAuthError('invalid_request', 'open must be given once, as true or false');
       const open = given === 'true' ? true : given === 'false' ? false : undefined;
-      return { reviews: (await listReviews(ctx.storage.db, open === undefined ? {} : { open })).map(reviewView) };
+      const reviews = await listReviews(ctx.storage.db, open === undefined ? {} : { open });
+      const answer = { reviews: reviews.map(reviewView) };
+      // An open review names no one yet, but its activation leads to who asked, and a note is free text.
+      if (reviews.length > 0) {
+        const people = await countPeople(ctx, { ids: reviews.flatMap((r) => (r.closedBy !== undefined ? [r.closedBy] : [])) });
+        await recordPeopleRead(ctx, request.admin!, request.id, { people, via: 'break-glass', reviews: reviews.length });
+      }
+      return answer;
     });
 
     app.post<{ Params: { id: string } }>(`${base}/reviews/:id/close`, adminOperation(ctx, 'reviews:close', {

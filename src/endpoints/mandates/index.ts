@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
 import { objectBody, pathParams, queryParams, type JsonSchema } from '../../http/api-operation.ts';
 import { AuditGuardError, assertNoSecrets } from '../../audit/guard.ts';
+import { countPeople, recordPeopleRead } from '../../audit/reads.ts';
 import { checkMandateEntry } from '../../mandates/apply.ts';
 import {
   acceptMandate,
@@ -66,7 +67,10 @@ export const adminMandates: Endpoint = {
         ...(grantor !== undefined ? { grantor: grantor as string } : {}),
         ...(grantee !== undefined ? { grantee: grantee as string } : {}),
       });
-      return { mandates: mandates.map(mandateView) };
+      const answer = { mandates: mandates.map(mandateView) };
+      // An empty page names no one.
+      if (mandates.length > 0) await recordMandatesRead(request, mandates, { mandates: mandates.length });
+      return answer;
     });
 
     app.get<{ Params: { id: string } }>(`${base}/:id`, adminOperation(ctx, 'admin:read', {
@@ -76,7 +80,10 @@ export const adminMandates: Endpoint = {
     }), async (request) => {
       const mandate = await getMandate(ctx, request.params.id);
       if (!mandate) throw new OAuthError('not_found', 'no such mandate');
-      return { ...mandateView(mandate.current), history: mandate.history.map(mandateView) };
+      const answer = { ...mandateView(mandate.current), history: mandate.history.map(mandateView) };
+      const grantee = mandate.current.terms.grantee;
+      await recordMandatesRead(request, mandate.history, { mandate: mandate.current.id }, grantee.kind === 'user' ? grantee.id : undefined);
+      return answer;
     });
 
     app.post(base, adminOperation(ctx, 'admin:write', {
@@ -149,6 +156,17 @@ export const adminMandates: Endpoint = {
       return withHistory(revoked);
     });
 
+    /**
+     * Puts a read of mandates on the record (`people.reviewed`) before the answer leaves: a mandate
+     * names people — a grantee person, the person who signed for the grantor (`people` counts them),
+     * and whoever `accepted_by` and `revoked_by` name (free text) — so every answer that holds one
+     * is recorded, even one naming no person of the directory (AMENDMENTS, console).
+     */
+    async function recordMandatesRead(request: FastifyRequest, versions: readonly MandateVersion[], read: Record<string, unknown>, subject?: string): Promise<void> {
+      const people = await countPeople(ctx, { ids: versions.flatMap(peopleNamedBy) });
+      await recordPeopleRead(ctx, request.admin!, request.id, { people, via: 'mandates', ...read }, subject);
+    }
+
     /** The changed version with the mandate's history, as GET /admin/mandates/{id} answers. */
     async function withHistory(version: MandateVersion): Promise<Record<string, unknown>> {
       const mandate = await getMandate(ctx, version.id);
@@ -175,6 +193,11 @@ const acceptanceMembers: Record<string, JsonSchema> = {
   accepted_at: instant('when (with accepted_by; now by default)'),
 };
 const version: JsonSchema = { type: 'integer', description: 'the version the caller read' };
+
+/** The people of the directory a version names by id: a grantee person, the person who signed for the grantor. */
+function peopleNamedBy(v: MandateVersion): string[] {
+  return [...(v.terms.grantee.kind === 'user' ? [v.terms.grantee.id] : []), ...(v.terms.grantedBy !== undefined ? [v.terms.grantedBy] : [])];
+}
 
 function bodyOf(request: FastifyRequest): Record<string, unknown> {
   return jsonObjectBody(request.body);
