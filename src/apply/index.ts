@@ -314,6 +314,12 @@ export interface ApplySource {
    * by them (`users.password_set_by`; else by the client, `actor`: src/identity/users.ts).
    */
   person?: string;
+  /**
+   * With `person`: they signed in as a change of what Clearance trusts asks (src/endpoints/admin/
+   * step-up.ts `trustChangeSignIn`: a passkey, in the last 5 minutes). Without it, an apply that
+   * adds or changes a trust item (`trustChanges`) is refused whole: `TrustChangeByPerson`.
+   */
+  personMayChangeTrust?: boolean;
 }
 
 /** How a document is applied. */
@@ -350,6 +356,47 @@ export class DestinationChangeByPerson extends ApplyRefusedError {}
  * (POST /admin/policies/{version}/activate, docs/policy.md "Four eyes").
  */
 export class PolicyActivationThroughApply extends ApplyRefusedError {}
+
+/**
+ * A trust item added or changed (`trustChanges`) by an apply made with a person's token
+ * (`ApplySource.person`) whose sign-in is not the one a trust change asks
+ * (`ApplySource.personMayChangeTrust`): refused whole, nothing written — the admin API records it
+ * and answers as a partner's re-approval is answered (401 insufficient_user_authentication, or 403
+ * for a delegate's token). Thrown once the write has run, so it names exactly what would change.
+ */
+export class TrustChangeByPerson extends ApplyRefusedError {
+  readonly changes: ApplyResult['changes'];
+  constructor(changes: ApplyResult['changes']) {
+    super(`${describeTrustChanges(changes)}: a change of what Clearance trusts, applied with a person's token, needs a passkey sign-in of the last 5 minutes; nothing was applied`);
+    this.changes = changes;
+  }
+}
+
+/**
+ * The kinds of change that alter what Clearance trusts: the outside parties whose keys,
+ * certificates or signatures it takes as proof — a partner's trust profile (its issuer, keys,
+ * trust anchors for mutual TLS, the acr it may assert: what POST /admin/partners/{id}/approve
+ * guards), an upstream identity provider (it signs people in), an authority that signs people in
+ * with a certificate, a pipeline's attestation keys (they vouch for agents), a KYC provider's
+ * signing keys (its webhooks change KYC records). A policy set's activation is not here: through
+ * the admin API an apply activates none, whatever the token (`PolicyActivationThroughApply`); a
+ * stored version never changes and an inactive one decides nothing.
+ */
+export const trustChangeKinds: readonly ApplyResult['changes'][number]['kind'][] = ['partner', 'identity_provider', 'person_certificate_authority', 'pipeline', 'kyc_provider'];
+
+/**
+ * The trust items a write adds or changes. Removing or disabling one (a pruned partner, an
+ * authority left out of `person_certificates`) takes trust away, and is not counted.
+ */
+export function trustChanges(changes: ApplyResult['changes']): ApplyResult['changes'] {
+  return changes.filter((c) => trustChangeKinds.includes(c.kind) && (c.outcome === 'created' || c.outcome === 'updated'));
+}
+
+/** "partner acme, identity_provider fund-x and 3 more": short, for an error description. */
+export function describeTrustChanges(changes: ApplyResult['changes']): string {
+  const named = changes.slice(0, 3).map((c) => `${c.kind} ${c.id}`).join(', ');
+  return changes.length > 3 ? `${named} and ${changes.length - 3} more` : named;
+}
 
 /**
  * A person given a guarded role (src/identity/roles.ts `guardedRoles`: a created person holding
@@ -447,9 +494,15 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     const scope = options.digest ? stateScope(plan, candidates) : undefined;
     const before = scope ? await readManagedState(trx, scope) : undefined;
     await writePlan(ctx, trx, now, plan, source, writing);
+    refuseTrustChangeByPerson(result, source);
     if (candidates) await prune(ctx, trx, now, candidates, source, options.digest ?? 'none', writing);
     if (before) writing.events.push(...changeEvents(result, before, await readManagedState(trx, scope!), userIds, source, options.digest!));
     return { value: undefined, events: writing.events };
+  }).catch((error: unknown) => {
+    // Refused once written (a trust change by a person, a section's refusal): rolled back, but a
+    // cache may have been read inside the transaction, as a preview's may.
+    invalidateAfterApply(ctx, plan);
+    throw error;
   });
   invalidateAfterApply(ctx, plan);
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
@@ -595,6 +648,18 @@ async function refuseActivationThroughApi(trx: Transaction<Database>, policies: 
   if (version !== undefined) {
     throw new PolicyActivationThroughApply(`policies: version ${version} is activated by a second person at POST /admin/policies/${version}/activate, not by an apply document (its approver is only text); nothing was applied`);
   }
+}
+
+/**
+ * A person's apply changes what Clearance trusts only when they signed in as such a change asks
+ * (`ApplySource.personMayChangeTrust`). Checked once written, inside the transaction, so the
+ * outcome is exactly what would be stored (a trust item declared as stored passes); throwing
+ * rolls it all back. The plan (a dry run) is not refused: it shows the change, and writes nothing.
+ */
+function refuseTrustChangeByPerson(result: ApplyResult, source: ApplySource): void {
+  if (source.person === undefined || source.personMayChangeTrust === true) return;
+  const changes = trustChanges(result.changes);
+  if (changes.length > 0) throw new TrustChangeByPerson(changes);
 }
 
 /** Disables what the document no longer declares (src/lifecycle/prune.ts), one change each. */

@@ -122,8 +122,8 @@ export async function eraseSubject(
   return erasure;
 }
 
-/** Why an erasure was refused (`audit.erasure_refused`): a hold, or the caller's role or scope (src/endpoints/admin/erasure.ts). */
-export type ErasureRefusal = 'legal_hold' | 'not_compliance' | 'outside_scope' | 'no_firm';
+/** Why an erasure was refused (`audit.erasure_refused`): a hold, or the caller's role, sign-in or scope (src/endpoints/admin/erasure.ts). */
+export type ErasureRefusal = 'legal_hold' | 'not_compliance' | 'insufficient_authentication' | 'stale_authentication' | 'outside_scope' | 'no_firm';
 
 /**
  * Puts a refused erasure on the record: who asked, for which subject id, why (and the holds).

@@ -64,6 +64,7 @@ export const auditEventTypes = [
   // updated, removed, disabled), the names of the fields it changed (never their values), and the
   // SHA-256 digest of the document that asked for it — so a change is traced to its commit.
   'config.changed',
+  'config.apply_refused', // POST /admin/apply of a trust change refused for its person's token (src/endpoints/admin/apply.ts): reason, digest, changes
   'audit.pruned',
   // A legal hold placed on a txn, subject, client or time range (src/audit/holds.ts): pruning
   // keeps every event it covers. Names the hold, its scope and matter reference, who placed it.
@@ -225,6 +226,7 @@ export const auditEventTypes = [
   'risk.anomaly_resolved',
   'risk.suspended',
   'risk.reinstated',
+  'risk.reinstate_refused', // a reinstatement refused to its caller (src/endpoints/risk/index.ts reinstatingPerson)
   'risk.admin_unusual',
   // KYC/AML (src/risk/kyc, docs/risk.md): a person's or legal entity's KYC record changed (with
   // the before and after, and who or which provider changed it), a record past its review date

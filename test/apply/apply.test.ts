@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { executeApply, planApply, type ApplyPlan } from '../../src/apply/index.ts';
+import { TrustChangeByPerson, executeApply, planApply, trustChanges, type ApplyPlan } from '../../src/apply/index.ts';
 import { parseDocument } from '../../src/apply/parse.ts';
 import { clientSecretMatches, hashClientSecret } from '../../src/clients/secret.ts';
 import type { Context } from '../../src/context.ts';
@@ -316,5 +316,36 @@ describe('LEI validation in apply documents', () => {
       const { problems } = await planApply(ctx, client(lei));
       assert.deepEqual(problems.map(formatProblem), ['clients[0].owner_lei: must be a valid LEI (ISO 17442: 20 characters, check digits)'], lei);
     }
+  });
+});
+
+describe('what counts as a change of what Clearance trusts (trustChanges)', () => {
+  test('counts a partner, identity provider, certificate sign-in authority, pipeline or KYC provider added or changed; not one removed, disabled or unchanged, nor a client', () => {
+    const changes = [
+      { kind: 'partner', id: 'acme', outcome: 'updated' },
+      { kind: 'partner', id: 'old', outcome: 'disabled' },
+      { kind: 'identity_provider', id: 'fund-x', outcome: 'created' },
+      { kind: 'person_certificate_authority', id: 'corporate', outcome: 'removed' },
+      { kind: 'person_certificate_authority', id: 'smartcards', outcome: 'updated' },
+      { kind: 'pipeline', id: 'ci-main', outcome: 'unchanged' },
+      { kind: 'kyc_provider', id: 'veriff', outcome: 'created' },
+      { kind: 'client', id: 'broker-1', outcome: 'updated' },
+    ] as const;
+    assert.deepEqual(
+      trustChanges([...changes]).map((c) => `${c.kind} ${c.id}`),
+      ['partner acme', 'identity_provider fund-x', 'person_certificate_authority smartcards', 'kyc_provider veriff'],
+    );
+  });
+
+  test("refuses a person's apply of a trust change without the sign-in it asks, writing nothing; with it, or as a client, it applies", async (t) => {
+    const { ctx } = await testContext({ t });
+    const key = { kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'k1' };
+    const document = { pipelines: [{ id: 'ci-main', jwks: { keys: [key] } }] };
+    const { plan } = await planApply(ctx, document);
+    const person = { actor: 'trading-ui', via: 'admin-api', person: 'user-1' } as const;
+    await assert.rejects(executeApply(ctx, plan!, person), (error: unknown) => error instanceof TrustChangeByPerson && /pipeline ci-main/.test(error.message));
+    assert.equal((await ctx.agents.snapshot()).pipelines.has('ci-main'), false);
+    assert.deepEqual((await executeApply(ctx, plan!, { ...person, personMayChangeTrust: true })).changes, [{ kind: 'pipeline', id: 'ci-main', outcome: 'created' }]);
+    assert.deepEqual((await executeApply(ctx, plan!, { actor: 'ci', via: 'admin-api' })).changes, [{ kind: 'pipeline', id: 'ci-main', outcome: 'unchanged' }]);
   });
 });

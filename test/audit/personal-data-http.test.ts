@@ -7,8 +7,10 @@ import { sealNow } from '../../src/audit/lifecycle.ts';
 import type { PersonalView } from '../../src/audit/personal-data.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { resolveMasterKey } from '../../src/keys/master-key.ts';
+import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
+import type { AccessTokenClaims } from '../../src/tokens/claims.ts';
 import { codeFlowFixture, webRedirect, type CodeFlowFixture } from '../authorization/fixture.ts';
-import { assertOAuthError } from '../endpoints/fixture.ts';
+import { assertOAuthError, decodeJwt } from '../endpoints/fixture.ts';
 
 // Issue 24 item 4 over HTTP: the audit API decrypts personal fields only for readers whose role
 // needs them (compliance, auditor), when they ask, for their own firm's events only ("a firm's
@@ -61,9 +63,9 @@ async function harness(t: TestContext): Promise<Harness> {
   return Object.assign(f, { traderA, traderB });
 }
 
-/** A person's own token for the admin audience, through the audit app's code flow. */
-async function personToken(f: CodeFlowFixture, username: string, scope = 'audit:read'): Promise<string> {
-  const person = await f.signIn(username, { acr: acr.phishingResistant, amr: ['hwk', 'user'] });
+/** A person's own token for the admin audience, through the audit app's code flow (signed in with a passkey unless told). */
+async function personToken(f: CodeFlowFixture, username: string, scope = 'audit:read', level: string = acr.phishingResistant): Promise<string> {
+  const person = await f.signIn(username, level === acr.phishingResistant ? { acr: level, amr: ['hwk', 'user'] } : { acr: level, amr: ['pwd'] });
   const { code, pkce } = await f.authorizeAndApprove({ client: 'audit-app', person, query: { scope, resource: adminAudience(f.issuer) } });
   const redeemed = await f.redeem('audit-app', code, pkce.verifier);
   assert.equal(redeemed.statusCode, 200, redeemed.body);
@@ -233,6 +235,34 @@ describe('personal fields through the audit API', () => {
     assert.equal(bundle.statusCode, 200, bundle.body);
     assert.ok(!bundle.body.includes(addressA));
     assert.deepEqual(verifyBundle(bundle.body).problems, [], "the erased person's evidence still verifies");
+  });
+
+  test("an erasure needs the compliance person's passkey sign-in of the last 5 minutes: a password sign-in, or a token standing on an older one (as the console renews it), is answered 401 insufficient_user_authentication with acr_values and max_age (RFC 9470 §3), recorded, nothing erased", async (t) => {
+    const f = await harness(t);
+    const erase = (token: string) =>
+      f.inject({ method: 'POST', url: `/admin/audit/subjects/${encodeURIComponent(f.traderA)}/erase`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify({ reason: 'Art. 17 request' }) });
+    const liveKeys = async () => (await f.ctx.storage.db.selectFrom('audit_subject_keys').select('sealed_key').where('subject', '=', f.traderA).execute()).filter((k) => k.sealed_key !== null).length;
+    const { payload } = decodeJwt(await personToken(f, 'comp-a', 'audit:read audit:hold'));
+    /** comp-a's token minted now over a sign-in `seconds` old. */
+    const signedInAgo = (seconds: number) => mintAccessToken(f.ctx.keys, { ...(payload as unknown as AccessTokenClaims), jti: newJti(), auth_time: Math.floor(f.clock.now() / 1000) - seconds });
+
+    const stale = await erase(await signedInAgo(301));
+    const staleBody = assertOAuthError(stale, 401, 'insufficient_user_authentication');
+    assert.deepEqual([staleBody.acr_values, staleBody.max_age], [acr.phishingResistant, 300]);
+    assert.match(String(staleBody.error_description), /last 5 minutes/);
+    assert.match(String(stale.headers['www-authenticate']), /^Bearer realm="clearance", error="insufficient_user_authentication", .*acr_values="urn:clearance:acr:phr", max_age=300$/);
+    const weak = assertOAuthError(await erase(await personToken(f, 'comp-a', 'audit:read audit:hold', acr.password)), 401, 'insufficient_user_authentication');
+    assert.deepEqual([weak.acr_values, weak.max_age], [acr.phishingResistant, 300]);
+    assert.equal(await liveKeys(), 1, 'nothing erased');
+    assert.deepEqual((await f.auditEvents('audit.erasure_refused')).map((e) => [e.subject, e.details!.reason, e.details!.max_age, e.details!.outcome]), [
+      [f.traderA, 'stale_authentication', 300, 'challenged'],
+      [f.traderA, 'insufficient_authentication', 300, 'challenged'],
+    ]);
+
+    // Exactly five minutes old is still fresh.
+    const erased = await erase(await signedInAgo(300));
+    assert.equal(erased.statusCode, 200, erased.body);
+    assert.equal(await liveKeys(), 0);
   });
 
   test('a pseudonymous subject (an address nobody is named for) is erased only by a compliance person who reads the whole log', async (t) => {

@@ -1,6 +1,6 @@
 import type { preHandlerAsyncHookHandler } from 'fastify';
 import { requireAdmin } from '../../admin/authorize.ts';
-import { ApplyRefusedError, DestinationChangeByPerson, PasswordSetThroughApi, PolicyActivationThroughApply, RoleGrantThroughApi, executeApply, planApply, previewApply } from '../../apply/index.ts';
+import { ApplyRefusedError, DestinationChangeByPerson, PasswordSetThroughApi, PolicyActivationThroughApply, RoleGrantThroughApi, TrustChangeByPerson, describeTrustChanges, executeApply, planApply, previewApply } from '../../apply/index.ts';
 import { recordPasswordSetRefusal, recordRoleGrantRefusal } from '../../identity/role-grants.ts';
 import { parseDocument } from '../../apply/parse.ts';
 import type { Context } from '../../context.ts';
@@ -9,6 +9,7 @@ import { documentCarriesSecrets, documentDigest } from '../../lifecycle/plan.ts'
 import { OAuthError } from '../../oauth-error.ts';
 import { formatProblem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { refuseTrustChange, trustChangeCaller, type TrustChange } from './step-up.ts';
 
 /** The media types a document may be posted as; YAML is a superset of JSON, so any document is also YAML. */
 const yamlTypes = ['application/yaml', 'application/x-yaml', 'text/yaml'];
@@ -37,7 +38,15 @@ const documentLimit = 5 * 1024 * 1024;
  * access_denied as well, whatever the token, the dry run too, recorded as `user.role_grant_refused`:
  * a second administrator approves it at POST /admin/users/{username}/role-grants. A document naming
  * a password for a person who holds a guarded role, or for whom a grant waits, is 403 too, the dry
- * run too, recorded as `user.password_reset_refused` (src/identity/users.ts `upsertUser`).
+ * run too, recorded as `user.password_reset_refused` (src/identity/users.ts `upsertUser`). A
+ * document that would add or change what Clearance trusts (src/apply/index.ts `trustChanges`: a
+ * partner's profile, an identity provider, a certificate sign-in authority, a pipeline's or a KYC
+ * provider's keys), applied with a person's token, asks what a partner's re-approval asks: their own
+ * token, signed in with a passkey in the last 5 minutes (./step-up.ts trustChangeSignIn) — else
+ * nothing is written, the refusal is recorded as `config.apply_refused` and answered 401
+ * insufficient_user_authentication with acr_values and max_age (RFC 9470 §3), or 403 for a
+ * delegate's token. The dry run shows such a change and is not refused; a client's own token (a
+ * pipeline applying a reviewed document) applies it as before.
  */
 export const adminApply: Endpoint = {
   register(app, ctx) {
@@ -51,7 +60,8 @@ export const adminApply: Endpoint = {
       tag: 'clients' as const,
       summary: 'Apply a declarative document, or show its plan (dry_run=true)',
       description:
-        'The body is an apply document (docs/apply.md) as application/json or application/yaml. Its SHA-256 digest (of the exact bytes) is answered and carried by every audit event the apply causes. With prune=true, the kinds it declares are authoritative: what is in service but absent is disabled and its tokens end.',
+        'The body is an apply document (docs/apply.md) as application/json or application/yaml. Its SHA-256 digest (of the exact bytes) is answered and carried by every audit event the apply causes. With prune=true, the kinds it declares are authoritative: what is in service but absent is disabled and its tokens end. ' +
+        "With a person's token, a document adding or changing what Clearance trusts (partners, identity providers, certificate sign-in authorities, pipelines' or KYC providers' keys) needs a passkey sign-in of the last 5 minutes (else 401 insufficient_user_authentication with acr_values and max_age).",
       querystring,
       consumes: ['application/json', ...yamlTypes],
     };
@@ -86,7 +96,10 @@ export const adminApply: Endpoint = {
         // A token that is not the client's own (a person's — the console's —, a delegate's) changes
         // no transfer destination here (src/transfers/apply-section.ts; 403 below).
         const person = claims.sub !== claims.client_id || claims.grant_id !== undefined || claims.act !== undefined ? claims.sub : undefined;
-        const source = { actor: claims.client_id, via: 'admin-api' as const, ...(person !== undefined ? { person } : {}) };
+        // Such a token changes what Clearance trusts only when its person signed in as that asks:
+        // read before the write, which refuses a trust change without it (TrustChangeByPerson).
+        const trustCaller = person !== undefined && query.dry_run !== 'true' ? await trustChangeCaller(ctx, request) : undefined;
+        const source = { actor: claims.client_id, via: 'admin-api' as const, ...(person !== undefined ? { person, personMayChangeTrust: trustCaller?.ok === true } : {}) };
         const prune = query.prune === 'true';
         try {
           if (query.dry_run === 'true') {
@@ -105,6 +118,7 @@ export const adminApply: Endpoint = {
             await recordPasswordSetRefusal(ctx, { actor: claims.sub, client: claims.client_id, subject: error.userId, role: error.role, reason: error.reason, via: 'apply', requestId: request.id });
             throw new OAuthError('access_denied', error.message);
           }
+          if (error instanceof TrustChangeByPerson && trustCaller?.ok === false) await refuseTrustChange(ctx, request, trustCaller.reason, trustChangeThroughApply(digest, error));
           if (error instanceof DestinationChangeByPerson || error instanceof PolicyActivationThroughApply) throw new OAuthError('access_denied', error.message);
           if (!(error instanceof ApplyRefusedError)) throw error;
           throw new OAuthError('invalid_request', error.message, { status: 409 });
@@ -113,3 +127,17 @@ export const adminApply: Endpoint = {
     });
   },
 };
+
+/**
+ * A trust change in a document applied with a person's token, as its refusal names it: the
+ * document's digest and the trust items it would add or change (their ids checked by the plan,
+ * as `config.changed` names them), recorded as `config.apply_refused`.
+ */
+function trustChangeThroughApply(digest: string, refused: TrustChangeByPerson): TrustChange {
+  return {
+    act: `changing what Clearance trusts (${describeTrustChanges(refused.changes)})`,
+    byPerson: "what Clearance trusts is changed through apply by a person with their own token, or by a client's own token (a reviewed document)",
+    refusedAs: 'config.apply_refused',
+    target: async () => ({ document_digest: digest, changes: refused.changes.map(({ kind, id, outcome }) => ({ kind, id, outcome })) }),
+  };
+}

@@ -8,21 +8,26 @@ import { personCaller } from '../../admin/person-caller.ts';
 import { findUser } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
+import { signInChallenge, trustChangeSignIn } from './step-up.ts';
 
 /**
  * POST <issuer>/admin/audit/subjects/{subject}/erase (`audit:hold`) `{ reason? }`: destroys the data
  * subject's keys (src/audit/erase.ts, docs/privacy.md "Erasure"), as `clearance audit erase-subject`
- * does. Only a person holding `compliance`, with their own token: an erasure is a legal decision
+ * does. Only a person holding `compliance`, with their own token, signed in with a passkey in the
+ * last 5 minutes (./step-up.ts trustChangeSignIn: an erasure cannot be undone, and the console
+ * renews its token silently over a sign-in of hours ago; else 401 insufficient_user_authentication
+ * naming acr_values and max_age, RFC 9470 §3): an erasure is a legal decision
  * (GDPR Art. 17) made by a person, never by a client or a delegate — and a firm's decision about
  * its own people: the subject must be a person of one of the legal entities of the caller's desks.
  * A subject of no firm — a pseudonymous one (`anon:…`, an address nobody is named for), a person
  * with no desk of any legal entity, an id no longer in the directory — belongs to no firm's
  * compliance: only a compliance person who also reads the whole log (holds `auditor` or `admin`)
  * erases it; the CLI, the operator's, erases any. Every refusal of the role, the scope or a legal
- * hold is recorded (`audit.erasure_refused`).
- * 200 with the subject, the key generations destroyed and the number of events affected; 403 for
- * a caller who may not erase it; 409 while a legal hold covers the subject (naming the holds); 404
- * when nothing is recorded for it; 400 when it was erased already.
+ * hold, the sign-in is recorded (`audit.erasure_refused`).
+ * 200 with the subject, the key generations destroyed and the number of events affected; 401 for
+ * a sign-in too weak or too old; 403 for a caller who may not erase it; 409 while a legal hold
+ * covers the subject (naming the holds); 404 when nothing is recorded for it; 400 when it was
+ * erased already.
  */
 export const adminErasure: Endpoint = {
   register(app, ctx) {
@@ -33,6 +38,7 @@ export const adminErasure: Endpoint = {
         summary: "Erase a data subject's personal fields from the audit log (crypto-shredding)",
         description:
           "The events stay and verify; their personal fields no longer open. Only a person holding compliance, for a person of their own desks' legal entities; a subject of no firm (anon:…) only by one who also reads the whole log (auditor or admin). " +
+          'Their own token, signed in with a passkey in the last 5 minutes (else 401 insufficient_user_authentication naming acr_values and max_age). ' +
           'Refused (409) while a legal hold covers the subject. Recorded as `audit.subject_erased`; a refusal as `audit.erasure_refused`.',
         params: pathParams({ subject: "the person's id, or a pseudonymous subject id (anon:…)" }),
         body: objectBody({ reason: { type: 'string', description: 'why (kept with the destroyed key, not in the log)' } }, []),
@@ -45,7 +51,13 @@ export const adminErasure: Endpoint = {
           await recordErasureRefused(ctx, subject, by, why);
           throw new OAuthError('access_denied', message);
         };
-        const caller = await personCaller(ctx, claims, { role: 'compliance' });
+        const caller = await personCaller(ctx, claims, { ...trustChangeSignIn, role: 'compliance' });
+        const challenge = caller.ok ? undefined : signInChallenge(request, caller.reason, 'an erasure');
+        if (!caller.ok && challenge) {
+          // RFC 9470 §3: a new sign-in cures it; the challenge names the level and the age it must meet.
+          await recordErasureRefused(ctx, subject, by, caller.reason as 'insufficient_authentication' | 'stale_authentication', challenge.details);
+          throw challenge.error;
+        }
         if (!caller.ok) {
           // One recorded reason for each: who decides an erasure is a compliance person acting themselves.
           return refuse('not_compliance', caller.reason === 'client_token' || caller.reason === 'delegated_token' ? 'an erasure is decided by a person holding compliance, with their own token' : 'an erasure is decided by a person holding compliance');

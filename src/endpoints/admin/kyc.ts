@@ -2,7 +2,6 @@ import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { mergePatchOf, nullableMembers, objectBody, pathParams, queryParams, type JsonSchema } from '../../http/api-operation.ts';
-import { acr } from '../../identity/acr.ts';
 import { personCaller } from '../../admin/person-caller.ts';
 import { findUser, findUserByUsername, type User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -15,6 +14,7 @@ import { findScreeningMatch, listScreeningMatches, type MatchStatus, type Screen
 import { Validator, formatProblem } from '../../validation.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representation } from './representation.ts';
+import { signInChallenge, trustChangeSignIn } from './step-up.ts';
 
 /**
  * The admin API of KYC records and sanctions/PEP screening (docs/risk.md "KYC/AML lifecycle",
@@ -38,7 +38,8 @@ import { acceptMergePatch, mergePatchType, patchBody, putBody, type Representati
  * (via `kyc` / `screening`) before the answer leaves: personal data (AMENDMENTS, console).
  * - POST /admin/screening/matches/{id}/decision `{ decision: confirm | clear, reason }`: only a
  *   person holding `compliance`, active, with their own token (not a client's, not a delegate's),
- *   signed in phishing-resistantly (`complianceOf`; else 403 access_denied, audited
+ *   signed in phishing-resistantly in the last 5 minutes (`complianceOf`; a sign-in too weak or
+ *   too old 401 insufficient_user_authentication, anything else 403 access_denied, each audited
  *   `screening.refused`); audited `screening.decided`; clearing the last open match lifts the
  *   freeze screening put there (a freeze of another source stays: src/risk/screening/decisions.ts).
  */
@@ -115,7 +116,7 @@ export const adminKyc: Endpoint = {
       tag: 'kyc',
       summary: 'Confirm or clear a screening match (audited screening.decided)',
       description:
-        "Only a person holding compliance, with their own token signed in phishing-resistantly (else 403, audited screening.refused). " +
+        'Only a person holding compliance, with their own token signed in with a passkey in the last 5 minutes (else 401 insufficient_user_authentication naming acr_values and max_age, or 403; audited screening.refused). ' +
         'Clearing the last open match of a principal lifts the freeze screening put there, restoring the KYC status it kept; a freeze of another source stays.',
       params: matchParams,
       body: objectBody(
@@ -141,29 +142,39 @@ export const adminKyc: Endpoint = {
 };
 
 /** Why a decision's caller is refused, as `screening.refused` records it. */
-type DeciderRefusal = 'client_token' | 'delegated_token' | 'insufficient_authentication' | 'not_compliance';
+type DeciderRefusal = 'client_token' | 'delegated_token' | 'insufficient_authentication' | 'stale_authentication' | 'not_compliance';
 
 /**
  * Who decides a screening match: a person holding `compliance`, active, with their own token
  * (a grant's, not a client's own, not a delegate's), signed in phishing-resistantly
- * (AMENDMENTS "Console and operations": compliance's minimum acr). Clearing a sanctions hit is
+ * (AMENDMENTS "Console and operations": compliance's minimum acr) in the last 5 minutes
+ * (./step-up.ts trustChangeSignIn): clearing a sanctions hit cannot be undone, and the console
+ * renews its token silently over a sign-in of hours ago. Clearing a sanctions hit is
  * compliance's legal decision, as an erasure or a hold's release is (./erasure.ts, ./holds.ts):
  * admin:write alone does not make it. Every refusal is recorded (`screening.refused`), then
- * answered 403 access_denied.
+ * answered: a sign-in too weak or too old with 401 insufficient_user_authentication (RFC 9470
+ * §3: a new sign-in cures it), anything else with 403 access_denied.
  */
 async function complianceOf(ctx: Context, request: FastifyRequest<{ Params: { id: string } }>, decision: MatchDecision): Promise<User> {
   const claims = request.admin!;
   const refuse = async (why: DeciderRefusal, description: string): Promise<never> => {
+    const challenge = signInChallenge(request, why, 'deciding a screening match');
     await ctx.audit.record({
       type: 'screening.refused',
       requestId: request.id,
       actor: claims.sub ?? claims.client_id,
       decision: { allow: false, reasons: [why] },
-      details: { match_id: request.params.id, decision, client: claims.client_id, ...(claims.act !== undefined ? { delegated: true } : {}) },
+      details: {
+        match_id: request.params.id,
+        decision,
+        client: claims.client_id,
+        ...(claims.act !== undefined ? { delegated: true } : {}),
+        ...challenge?.details,
+      },
     });
-    throw new OAuthError('access_denied', description);
+    throw challenge?.error ?? new OAuthError('access_denied', description);
   };
-  const caller = await personCaller(ctx, claims, { level: acr.phishingResistant, role: complianceRole });
+  const caller = await personCaller(ctx, claims, { ...trustChangeSignIn, role: complianceRole });
   if (caller.ok) return caller.user;
   switch (caller.reason) {
     case 'client_token':
@@ -172,6 +183,8 @@ async function complianceOf(ctx: Context, request: FastifyRequest<{ Params: { id
       return refuse('delegated_token', 'a delegated token cannot decide a screening match: the compliance person decides with their own');
     case 'insufficient_authentication':
       return refuse('insufficient_authentication', 'compliance signs in phishing-resistantly (a passkey) to decide a screening match');
+    case 'stale_authentication':
+      return refuse('stale_authentication', 'deciding a screening match needs an authentication of the last 5 minutes: sign in again');
     default:
       return refuse('not_compliance', `only a person holding ${complianceRole} decides a screening match`);
   }

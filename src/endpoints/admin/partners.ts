@@ -1,14 +1,12 @@
-import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { checkPartnerProfile } from '../../federation/check.ts';
 import { approvePartner, PartnerApprovalRefused } from '../../federation/drift/approve.ts';
 import { driftView } from '../../federation/drift/view.ts';
 import { pathParams } from '../../http/api-operation.ts';
-import type { User } from '../../identity/users.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { trustChangePerson } from './step-up.ts';
+import { trustChangePerson, type TrustChange } from './step-up.ts';
 
 /**
  * The admin API of partner drift (src/federation/drift, docs/federation.md "Drift"), authorized
@@ -67,7 +65,7 @@ export const adminPartners: Endpoint = {
         'it makes Clearance trust the keys the partner publishes now. A client’s own token or a delegate’s re-approves nothing (403).',
       params,
     }), async (request) => {
-      const person = await reapprovingPerson(ctx, request);
+      const person = await trustChangePerson(ctx, request, reapproval(ctx, request.params.id));
       try {
         return await approvePartner(ctx, request.params.id, { actor: person.id, requestId: request.id });
       } catch (error) {
@@ -79,27 +77,16 @@ export const adminPartners: Endpoint = {
 };
 
 /**
- * Who re-approves: a person with their own token, signed in phishing-resistantly in the last 5
- * minutes (./step-up.ts trustChangePerson), checked before the partner is fetched. Each refusal is
- * recorded as `partner.reapproval_refused`.
+ * A re-approval, as its refusals name it (./step-up.ts trustChangePerson: a person with their own
+ * token, signed in phishing-resistantly in the last 5 minutes), checked before the partner is
+ * fetched; each refusal recorded as `partner.reapproval_refused`.
  */
-async function reapprovingPerson(ctx: Context, request: FastifyRequest<{ Params: { id: string } }>): Promise<User> {
-  return trustChangePerson(ctx, request, {
+function reapproval(ctx: Context, id: string): TrustChange {
+  return {
     act: 're-approving a partner',
     byPerson: 'a partner is re-approved by a person, with their own token (or by the operator: clearance partner approve)',
-    async record(reason, details) {
-      const claims = request.admin!;
-      const id = request.params.id;
-      // Named only when stored: an id nobody stored is the caller's text.
-      const stored = await ctx.partners.get(id);
-      await ctx.audit.record({
-        type: 'partner.reapproval_refused',
-        requestId: request.id,
-        actor: claims.sub ?? claims.client_id,
-        client: claims.client_id,
-        decision: { allow: false, reasons: [reason] },
-        details: { ...(stored ? { partner: id } : {}), ...details },
-      });
-    },
-  });
+    refusedAs: 'partner.reapproval_refused',
+    // Named only when stored: an id nobody stored is the caller's text.
+    target: async () => ((await ctx.partners.get(id)) ? { partner: id } : {}),
+  };
 }

@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify';
 import { adminOperation, type AdminRouteOptions } from '../../admin/authorize.ts';
 import type { Context } from '../../context.ts';
 import { integerQuery, pathParams, queryParams } from '../../http/api-operation.ts';
@@ -10,7 +9,7 @@ import { PolicyActivationError, storedSourceName } from '../../policy/store.ts';
 import { readerScope, withinScope } from '../../audit/scope.ts';
 import { recordRead } from '../../audit/reads.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
-import { trustChangePerson } from './step-up.ts';
+import { trustChangePerson, type TrustChange } from './step-up.ts';
 
 /** How many recorded decisions a simulation may replay, and how many flips one answer lists. */
 const maxReplayed = 100_000;
@@ -97,8 +96,8 @@ export const adminPolicies: Endpoint = {
         'A client’s own token or a delegate’s activates nothing (403).',
       params,
     }, activationAssessment(ctx)), async (request) => {
-      const approver = await approvingPerson(ctx, request);
       const version = request.params.version;
+      const approver = (await trustChangePerson(ctx, request, activation(ctx, version))).username;
       const actor = request.admin!.sub!;
       try {
         const done = await ctx.audit.recordWith(async (trx) => {
@@ -144,31 +143,19 @@ function activationAssessment(ctx: Context): AdminRouteOptions {
 }
 
 /**
- * The approver: the active person a token was issued to under their own consent grant (a client's
- * own token names no person, a delegate approves for nobody), signed in phishing-resistantly in
- * the last 5 minutes (./step-up.ts trustChangePerson). Each refusal is recorded as
- * `policy.activation_refused`.
+ * An activation, as its refusals name it. The approver is the active person a token was issued to
+ * under their own consent grant (a client's own token names no person, a delegate approves for
+ * nobody), signed in phishing-resistantly in the last 5 minutes (./step-up.ts trustChangePerson);
+ * each refusal recorded as `policy.activation_refused`.
  */
-async function approvingPerson(ctx: Context, request: FastifyRequest<{ Params: { version: string } }>): Promise<string> {
-  const person = await trustChangePerson(ctx, request, {
+function activation(ctx: Context, version: string): TrustChange {
+  return {
     act: 'activating a policy set',
     byPerson: 'a policy set is activated by a person, with their own token',
-    async record(reason, details) {
-      const claims = request.admin!;
-      const version = request.params.version;
-      // Named only when stored: a name nobody stored is the caller's text (as activationAssessment).
-      const stored = await ctx.policies.get(version);
-      await ctx.audit.record({
-        type: 'policy.activation_refused',
-        requestId: request.id,
-        actor: claims.sub ?? claims.client_id,
-        client: claims.client_id,
-        decision: { allow: false, reasons: [reason] },
-        details: { ...(stored ? { version } : {}), ...details },
-      });
-    },
-  });
-  return person.username;
+    refusedAs: 'policy.activation_refused',
+    // Named only when stored: a name nobody stored is the caller's text (as activationAssessment).
+    target: async () => ((await ctx.policies.get(version)) ? { version } : {}),
+  };
 }
 
 function view<T extends { created_at: number; activated_at: number | null }>(v: T): Omit<T, 'created_at' | 'activated_at'> & { created_at: string; activated_at: string | null } {

@@ -1,10 +1,14 @@
 import type { FastifyRequest } from 'fastify';
 import { adminOperation } from '../../admin/authorize.ts';
+import { personCaller, type CallerRefusal } from '../../admin/person-caller.ts';
+import type { Context } from '../../context.ts';
+import type { User } from '../../identity/users.ts';
 import { objectBody, pathParams, queryParams, text, type JsonSchema } from '../../http/api-operation.ts';
 import { AuditGuardError, assertNoSecrets } from '../../audit/guard.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import type { ActivePrincipal } from '../../risk/anomalies/activity.ts';
-import { findAnomaly, listAnomalies, listSuspensions, reinstate, resolveAnomaly, type AdminActor, type Anomaly, type Page, type Suspension } from '../../risk/anomalies/store.ts';
+import { findAnomaly, listAnomalies, listSuspensions, principalFields, reinstate, resolveAnomaly, type AdminActor, type Anomaly, type Page, type Suspension } from '../../risk/anomalies/store.ts';
+import { signInChallenge, trustChangeSignIn } from '../admin/step-up.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -17,8 +21,11 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * - POST /admin/risk/anomalies/{id}/resolve `{note?}` (admin:write): the anomaly is resolved
  *   (`risk.anomaly_resolved`), its step-up ends; 409 when it already was;
  * - GET /admin/risk/suspensions[?active=true|false][&principal=][&limit=][&after=];
- * - POST /admin/risk/suspensions/{id}/reinstate `{note?}` (admin:write): the principal gets tokens
- *   and signs in again (`risk.reinstated`); 409 when it already was reinstated.
+ * - POST /admin/risk/suspensions/{id}/reinstate `{note?}` (admin:write): by a person with their own
+ *   token, signed in with a passkey in the last 5 minutes, who is not the principal suspended
+ *   (`reinstatingPerson`: else 401 insufficient_user_authentication or 403, each refusal recorded
+ *   as `risk.reinstate_refused`), the principal gets tokens and signs in again
+ *   (`risk.reinstated`); 409 when it already was reinstated.
  * Each query parameter at most once (a repeated or malformed one is 400 invalid_request, never "all").
  */
 export const adminRisk: Endpoint = {
@@ -76,18 +83,76 @@ export const adminRisk: Endpoint = {
     app.post<{ Params: { id: string } }>(`${base}/suspensions/:id/reinstate`, adminOperation(ctx, 'admin:write', {
       tag: 'risk',
       summary: 'Reinstate a suspended principal: it gets tokens and signs in again',
-      description: '409 when it already was reinstated.',
+      description:
+        "By a person's own token, signed in with a passkey in the last 5 minutes (else 401 insufficient_user_authentication naming acr_values and max_age); " +
+        "never a client's own token, a delegate's, the suspended person's or one issued to the suspended client (403). Each refusal is recorded as `risk.reinstate_refused`. " +
+        '409 when it already was reinstated.',
       params: suspension,
       body: noteBody,
       bodyOptional: true,
     }), async (request) => {
-      const outcome = await reinstate(ctx, request.params.id.slice(0, 64), adminActor(request));
+      const id = request.params.id.slice(0, 64);
+      const person = await reinstatingPerson(ctx, request, id);
+      const outcome = await reinstate(ctx, id, { ...adminActor(request), actor: person.id });
       if (!outcome) throw new OAuthError('not_found', 'no such suspension');
       if (outcome === 'already_reinstated') throw new OAuthError('invalid_request', 'the principal is already reinstated', { status: 409 });
       return suspensionView(outcome);
     });
   },
 };
+
+/**
+ * Who lifts a suspension. The risk engine suspends a person or a client on a suspected compromise,
+ * and lifting it opens access again: a person does it, with their own token, signed in with a
+ * passkey in the last 5 minutes (src/admin/person-caller.ts `personCaller` with ../admin/step-up.ts
+ * trustChangeSignIn, as a policy set's activation asks) — not a client's own token (an automation
+ * lifts nothing), not a delegate's, not a console token standing on a sign-in of hours ago.
+ * Four-eyes is not asked: a reinstatement undoes a machine's reaction, reviewed by one person. Nor
+ * does the suspended principal lift its own suspension: its tokens issued before the suspension
+ * run to their expiry (docs/risk.md), so the suspended person's own token, or a token issued to
+ * the suspended client, is refused. Each refusal is recorded as `risk.reinstate_refused` (naming
+ * the suspension's principal when it exists), then answered: a sign-in too weak or too old with
+ * 401 insufficient_user_authentication, anything else with 403 access_denied.
+ */
+async function reinstatingPerson(ctx: Context, request: FastifyRequest, id: string): Promise<User> {
+  const claims = request.admin!;
+  const suspended = await suspendedPrincipal(ctx, id);
+  const record = async (reason: CallerRefusal | 'own_suspension', details: Record<string, unknown>): Promise<void> => {
+    await ctx.audit.record({
+      type: 'risk.reinstate_refused',
+      requestId: request.id,
+      actor: claims.sub ?? claims.client_id,
+      ...(suspended ? principalFields(suspended) : {}),
+      decision: { allow: false, reasons: [reason] },
+      // The id only when stored: one nobody stored is the caller's text.
+      details: { ...(suspended ? { suspension_id: id, principal_type: suspended.type } : {}), admin_client: claims.client_id, ...details },
+    });
+  };
+  const caller = await personCaller(ctx, claims, trustChangeSignIn);
+  if (!caller.ok) return refuseReinstating(request, caller.reason, record);
+  const person = caller.user;
+  if (suspended && ((suspended.type === 'User' && suspended.id === person.id) || (suspended.type === 'Client' && suspended.id === claims.client_id))) {
+    await record('own_suspension', { outcome: 'refused' });
+    throw new OAuthError('access_denied', 'a suspended person or client does not lift its own suspension: another person does, with their own token');
+  }
+  return person;
+}
+
+/** A reinstatement's caller refused: recorded, then answered 401 (a new sign-in cures it) or 403. */
+async function refuseReinstating(request: FastifyRequest, reason: CallerRefusal, record: (reason: CallerRefusal, details: Record<string, unknown>) => Promise<void>): Promise<never> {
+  const challenge = signInChallenge(request, reason, 'lifting a suspension');
+  await record(reason, challenge?.details ?? { outcome: 'refused' });
+  if (challenge) throw challenge.error;
+  if (reason === 'client_token') throw new OAuthError('access_denied', 'a suspension is lifted by a person, with their own token');
+  if (reason === 'delegated_token') throw new OAuthError('access_denied', 'a delegated token cannot lift a suspension: a person does, with their own token');
+  throw new OAuthError('access_denied', 'the person of this token may not lift a suspension');
+}
+
+/** The principal a suspension names, if there is one of that id. */
+async function suspendedPrincipal(ctx: Context, id: string): Promise<ActivePrincipal | undefined> {
+  const row = await ctx.storage.db.selectFrom('risk_suspensions').select(['principal_type', 'principal_id']).where('id', '=', id).executeTakeFirst();
+  return row && { type: row.principal_type as ActivePrincipal['type'], id: row.principal_id };
+}
 
 /** A query parameter as `once` reads it. */
 function parameter(description: string): JsonSchema {

@@ -300,22 +300,23 @@ describe('compliance decisions on screening matches', () => {
     assert.equal(screening.entries, 7);
   });
 
-  test("only a person holding compliance decides a match, with their own token signed in phishing-resistantly: a client's token, a delegate's, another role's, a password sign-in are refused 403 and each refusal is audited", async (t) => {
+  test("only a person holding compliance decides a match, with their own token signed in phishing-resistantly: a client's token, a delegate's, another role's are refused 403, a password sign-in 401, and each refusal is audited", async (t) => {
     const { f, personToken, call, openMatches } = await decisionFixture(t, listFile(t, exampleList).path);
     const hansMatch = (await openMatches()).find((m) => m.entry_id === 'SAN-0004')!.id as string;
     const cora = await personToken('cora');
     const { payload } = decodeJwt(cora);
     const delegated = await mintAccessToken(f.ctx.keys, { ...(payload as unknown as AccessTokenClaims), jti: newJti(), act: { sub: 'some-agent-client' } });
-    const refused: [string, string][] = [
-      ['client_token', await f.accessToken('kyc-service', { resource: adminAudience(f.issuer), scope: 'screening:decide' })],
-      ['delegated_token', delegated],
-      ['not_compliance', await personToken('adam')],
-      ['insufficient_authentication', await personToken('cora', acr.password)],
+    const refused: [string, string, number, string][] = [
+      ['client_token', await f.accessToken('kyc-service', { resource: adminAudience(f.issuer), scope: 'screening:decide' }), 403, 'access_denied'],
+      ['delegated_token', delegated, 403, 'access_denied'],
+      ['not_compliance', await personToken('adam'), 403, 'access_denied'],
+      // A new sign-in cures this one: RFC 9470 step-up.
+      ['insufficient_authentication', await personToken('cora', acr.password), 401, 'insufficient_user_authentication'],
     ];
-    for (const [why, token] of refused) {
+    for (const [why, token, status, error] of refused) {
       for (const decision of ['clear', 'confirm']) {
         const response = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, token, { decision, reason: 'namesake' });
-        assertOAuthError(response, 403, 'access_denied');
+        assertOAuthError(response, status, error, why);
       }
       assert.equal((await openMatches()).length, 2, `${why}: nothing decided`);
     }
@@ -324,6 +325,31 @@ describe('compliance decisions on screening matches', () => {
     assert.equal((await f.auditEvents('screening.decided')).length, 0);
     // A compliance person signed in with a passkey decides it.
     const cleared = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, cora, { decision: 'clear', reason: 'namesake' });
+    assert.equal(cleared.statusCode, 200, cleared.body);
+  });
+
+  test('a decision needs a sign-in of the last 5 minutes: a compliance token standing on an older one (as the console renews it) is answered 401 insufficient_user_authentication with acr_values and max_age (RFC 9470 §3), audited, nothing decided', async (t) => {
+    const { f, personToken, call, openMatches } = await decisionFixture(t, listFile(t, exampleList).path);
+    const hansMatch = (await openMatches()).find((m) => m.entry_id === 'SAN-0004')!.id as string;
+    const { payload } = decodeJwt(await personToken('cora'));
+    /** Cora's token minted now over a sign-in `seconds` old. */
+    const signedInAgo = (seconds: number) => mintAccessToken(f.ctx.keys, { ...(payload as unknown as AccessTokenClaims), jti: newJti(), auth_time: Math.floor(f.clock.now() / 1000) - seconds });
+
+    for (const decision of ['clear', 'confirm']) {
+      const stale = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, await signedInAgo(301), { decision, reason: 'namesake' });
+      const body = assertOAuthError(stale, 401, 'insufficient_user_authentication', decision);
+      assert.deepEqual([body.acr_values, body.max_age], [acr.phishingResistant, 300]);
+      assert.match(String(body.error_description), /last 5 minutes/);
+      assert.match(String(stale.headers['www-authenticate']), /^Bearer realm="clearance", error="insufficient_user_authentication", .*acr_values="urn:clearance:acr:phr", max_age=300$/);
+    }
+    assert.equal((await openMatches()).length, 2, 'nothing decided');
+    const refused = await f.auditEvents('screening.refused');
+    assert.deepEqual(refused.map((e) => [e.actor, e.decision!.reasons[0], e.details!.decision, e.details!.max_age, e.details!.outcome]), [
+      [await f.user('cora'), 'stale_authentication', 'clear', 300, 'challenged'],
+      [await f.user('cora'), 'stale_authentication', 'confirm', 300, 'challenged'],
+    ]);
+    // Exactly five minutes old is still fresh.
+    const cleared = await call('POST', `/admin/screening/matches/${hansMatch}/decision`, await signedInAgo(300), { decision: 'clear', reason: 'namesake' });
     assert.equal(cleared.statusCode, 200, cleared.body);
   });
 });
