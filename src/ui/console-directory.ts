@@ -14,7 +14,11 @@ export interface DirectoryView {
   agents: DirectorySection<{ id: string; client_id: string; status?: string; owner_lei: string; certificate_profile: string; models: { version: string; status: string }[] }>;
   mandates: DirectorySection<{ id: string; version: number; status: string; grantor: Record<string, string>; grantee: Record<string, string>; scopes: string[]; effective_to: string | null }>;
   policies: DirectorySection<{ version: string; active: boolean; author: string; approver: string | null; change_ref: string; activated_at: string | null }>;
-  people: DirectorySection<ReviewedPerson>;
+  /**
+   * The people, or `confirmFirst`: not read yet, since the request did not come from the console's
+   * own link (a read on the person's record, people.reviewed), and offered on a form instead.
+   */
+  people: DirectorySection<ReviewedPerson> | { confirmFirst: true };
   /** GET /admin/transfer-destinations: every account's address book (docs/transfers.md). */
   destinations: DirectorySection<{ id: string; lei: string; account: string; destination_key: string; kind: string; status: string; version?: number; usable_from?: string; label?: string }>;
   /** GET /admin/keys: not a list but one inventory, or why it may not be read. */
@@ -75,6 +79,19 @@ ${
 }</section>`;
 }
 
+/**
+ * The people section before they are read: listing them is a read of personal data on the
+ * person's record, done on the console's own form (its CSRF token), which no other site can submit.
+ */
+function peopleOnConfirmation(base: string, session: ConsoleSession): SafeHtml {
+  return html`<section aria-labelledby="people"><h2 id="people">People</h2>
+<form method="post" action="${base}/console/directory">
+<input type="hidden" name="csrf_token" value="${session.csrf}">
+<p>Listing the people is an access review, recorded in your name (<code>people.reviewed</code>). Your browser did not say that this page was opened from the console, so they are listed only when you ask.</p>
+<div class="actions"><button type="submit">List the people</button></div>
+</form></section>`;
+}
+
 function section<T>(id: string, title: string, data: DirectorySection<T>, head: string[], row: (item: T) => SafeHtml): SafeHtml {
   const body =
     'refused' in data
@@ -125,7 +142,7 @@ ${section('entities', 'Legal entities', view.entities, ['LEI', 'Name', 'Jurisdic
 ${section('agents', 'Agents', view.agents, ['Agent', 'Client', 'Firm (LEI)', 'Certificate profile', 'Models'], (a) => html`<tr><td><code>${a.id}</code>${a.status ? html`<br>${a.status}` : ''}</td><td><code>${a.client_id}</code></td><td><code>${a.owner_lei}</code></td><td>${a.certificate_profile}</td><td>${a.models.map((m) => `${m.version} ${m.status}`).join(', ')}</td></tr>`)}
 ${section('mandates', 'Mandates', view.mandates, ['Mandate', 'Status', 'Grantor', 'Grantee', 'Scopes', 'Ends'], (m) => html`<tr><td><a href="${base}/console/mandates/${encodeURIComponent(m.id)}"><code>${m.id}</code></a> v${m.version}</td><td>${m.status}</td><td>${party(m.grantor)}</td><td>${party(m.grantee)}</td><td><code>${list(m.scopes)}</code></td><td>${m.effective_to ?? 'open-ended'}</td></tr>`)}
 ${section('policies', 'Policies', view.policies, ['Version', 'Active', 'Change', 'Author', 'Approver', 'Activated'], (p) => html`<tr><td><a href="${base}/console/policies/${encodeURIComponent(p.version)}"><code>${p.version}</code></a></td><td>${p.active ? 'active' : ''}</td><td>${p.change_ref}</td><td>${p.author}</td><td>${p.approver ?? ''}</td><td>${p.activated_at ?? ''}</td></tr>`)}
-${section('people', 'People', view.people, ['Username', 'Roles', 'Desks', 'Status', 'Factors', 'Live sessions', 'Last sign-in'], (p) => html`<tr><td><code>${p.username}</code></td><td>${list(p.roles)}</td><td>${list(p.desks)}</td><td>${p.status}${p.locked_at ? html`<br><span class="not-verified">locked ${p.locked_at}${p.lock_reason ? ` (${p.lock_reason})` : ''}</span>` : ''}</td><td>${factorsOf(p)}</td><td>${p.live_sessions}</td><td>${p.last_login_at ?? 'never'}</td></tr>`)}
+${'confirmFirst' in view.people ? peopleOnConfirmation(base, session) : section('people', 'People', view.people, ['Username', 'Roles', 'Desks', 'Status', 'Factors', 'Live sessions', 'Last sign-in'], (p) => html`<tr><td><code>${p.username}</code></td><td>${list(p.roles)}</td><td>${list(p.desks)}</td><td>${p.status}${p.locked_at ? html`<br><span class="not-verified">locked ${p.locked_at}${p.lock_reason ? ` (${p.lock_reason})` : ''}</span>` : ''}</td><td>${factorsOf(p)}</td><td>${p.live_sessions}</td><td>${p.last_login_at ?? 'never'}</td></tr>`)}
 ${section('destinations', 'Transfer destinations', view.destinations, ['Account', 'Firm (LEI)', 'Destination', 'Label', 'State', 'Usable from'], (d) => html`<tr><td><code>${d.account}</code></td><td><code>${d.lei}</code></td><td><code>${d.destination_key}</code></td><td>${d.label ?? ''}</td><td>${destinationState(d.status)}${d.version !== undefined ? html` <span class="muted">(v${d.version})</span>` : ''}</td><td>${d.usable_from ?? ''}</td></tr>`)}
 ${keysSection(view.keys)}`,
   });

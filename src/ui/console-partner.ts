@@ -8,7 +8,7 @@ import { consoleShell, pageOutcome } from './console.ts';
  * A partner's page in the console (docs/console.md "Directory"): its trust profile as stored, its
  * drift status (GET /admin/partners/{id}/drift) and, when the person asks for it with the form,
  * `clearance partner check` run then (GET /admin/partners/{id}/check), rule by rule — all read
- * with the person's token.
+ * with the person's token. The form is offered to a token with admin:write only, as the API asks.
  */
 export interface PartnerView {
   profile?: Record<string, unknown> & { id: string; issuer: string };
@@ -45,11 +45,17 @@ ${
     : html`<p class="muted">Not available.</p>`
 }
 <h2>Check <span class="muted">(clearance partner check)</span></h2>
-<form method="post" action="${base}/console/partners/${encodeURIComponent(p.id)}/check">
+${
+  // The check sends requests to the partner's servers, which the admin API allows admin:write
+  // only: a reader is offered no form the API would refuse.
+  session.scopes.includes('admin:write')
+    ? html`<form method="post" action="${base}/console/partners/${encodeURIComponent(p.id)}/check">
 <input type="hidden" name="csrf_token" value="${session.csrf}">
 <p>Fetches the partner's published metadata and keys now and checks the profile against them, rule by rule.</p>
 <div class="actions"><button type="submit">${view.check ? 'Check again' : 'Run the partner check'}</button></div>
-</form>
+</form>`
+    : html`<p class="muted">Running the check fetches the partner's published metadata and keys: it needs admin:write, an administrator's.</p>`
+}
 ${
   view.check
     ? html`<p id="check-result">${view.check.ok ? 'Every rule passes.' : html`<strong class="not-verified">At least one rule fails.</strong>`}</p>

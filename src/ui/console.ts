@@ -71,6 +71,40 @@ export function consoleRefusedPage(base: string, title: string, message: string)
   });
 }
 
+/** A GET of the console's that would put something on the person's record, confirmed on a form of the console's own. */
+export interface Confirmation {
+  title: string;
+  /** What doing it puts on the person's record, in words. */
+  act: string;
+  /** Where the form posts (the act's POST route). */
+  action: string;
+  /** What the GET asked, carried by the form. */
+  fields: Record<string, string | undefined>;
+  button: string;
+}
+
+/**
+ * The confirmation of an act asked by a GET whose browser sent no Fetch Metadata
+ * (src/endpoints/console `confirmFirst`): the form carries the console's CSRF token, which no
+ * other site has, so only the person's click on the console's own page does it.
+ */
+export function consoleConfirmPage(base: string, session: ConsoleSession, view: Confirmation): SafeHtml {
+  return consoleShell({
+    base,
+    session,
+    section: 'audit',
+    title: view.title,
+    body: html`<h1>${view.title}</h1>
+<p>Your browser did not say that this link was followed from the console, so nothing was done yet: a link on another site must not act in your name. ${view.act}</p>
+<form method="post" action="${view.action}">
+<input type="hidden" name="csrf_token" value="${session.csrf}">
+${Object.entries(view.fields).map(([name, value]) => (value === undefined ? '' : html`<input type="hidden" name="${name}" value="${value}">`))}
+<div class="actions"><button type="submit">${view.button}</button></div>
+</form>
+<p><a href="${base}/console">Back to the console</a></p>`,
+  });
+}
+
 /** What a console page says happened (a notice, read out politely) and what was refused (an alert). */
 export function pageOutcome(view: { notice?: string | undefined; error?: string | undefined }): SafeHtml {
   return html`${view.notice ? html`<p class="notice" role="status">${view.notice}</p>` : ''}
@@ -161,8 +195,17 @@ ${
 }
 ${view.next ? html`<p><a href="${base}/console/audit?${query.toString()}${query.size ? '&' : ''}after=${encodeURIComponent(view.next)}">Next events</a></p>` : ''}
 ${view.filters.txn ? html`<p><a href="${base}/console/txn?txn=${encodeURIComponent(view.filters.txn)}">Delegation view of this transaction</a></p>` : ''}
-${view.events.length > 0 && (view.filters.txn || view.filters.subject || view.filters.client || view.filters.since) ? html`<p><a href="${base}/console/bundle?${query.toString()}" download>Download the evidence bundle of this selection</a> <span class="muted">(its sealed events, signed)</span></p>` : ''}`,
+${view.events.length > 0 && (view.filters.txn || view.filters.subject || view.filters.client || view.filters.since) ? html`<p>${bundleLink(base, query, 'Download the evidence bundle of this selection')} <span class="muted">(its sealed events, signed)</span></p>` : ''}`,
   });
+}
+
+/**
+ * The link to an evidence bundle. No `download` attribute: the bundle's Content-Disposition makes
+ * it a download already, and a browser without Fetch Metadata is answered a confirmation page
+ * (src/endpoints/console), which it must show rather than save as the file.
+ */
+function bundleLink(base: string, query: URLSearchParams, label: string): SafeHtml {
+  return html`<a href="${base}/console/bundle?${query.toString()}">${label}</a>`;
 }
 
 export function proofLine(check: ProofCheck | undefined): SafeHtml {
@@ -306,7 +349,7 @@ ${chainSvg(view.hops, view.checks)}
             html`<tr${hop.kind === 'refused' ? html` class="refused"` : ''}><td>${i + 1}</td><td><a href="${base}/console/audit/events/${hop.eventId}">${iso(hop.time)}</a></td><td>${hop.type}${hop.refusal ? html`<br><span class="not-verified">${hop.refusal}</span>` : ''}</td><td><code>${hop.client ?? ''}</code>${hop.firm ? html`<br>${hop.firm}` : ''}</td><td><code>${hop.subject ?? ''}</code>${hop.actChain.length ? html`<br>acting: <code>${hop.actChain.join(' ← ')}</code>` : ''}${hop.agent ? html`<br>agent ${hop.agent}` : ''}</td><td><code>${hop.audience ?? ''}</code></td><td>${hop.mandate ? html`<code>${hop.mandate.id}</code> v${hop.mandate.v}` : ''}</td><td>${hop.policyVersion ?? ''}${hop.reasons.length ? html`<br><span class="muted">${hop.reasons.join(', ')}</span>` : ''}</td><td>${proofLine(view.checks.get(hop.eventId))}</td></tr>`,
         )}</tbody>
 </table>
-<p><a href="${base}/console/bundle?txn=${encodeURIComponent(view.txn)}" download>Download the evidence bundle</a> <span class="muted">(signed; check it offline with <code>clearance audit verify-bundle</code>)</span></p>`
+<p>${bundleLink(base, new URLSearchParams({ txn: view.txn }), 'Download the evidence bundle')} <span class="muted">(signed; check it offline with <code>clearance audit verify-bundle</code>)</span></p>`
     : ''
 }`,
   });

@@ -114,3 +114,13 @@ export function sessionIn(f: Console, jar: Jar): ConsoleSession {
   assert.ok(sealed, 'the console cookie is set');
   return JSON.parse(open(key, sealed, 'console:clearance_console').toString('utf8')) as ConsoleSession;
 }
+
+/** What a current browser sends for a link followed from the console's own pages (Fetch Metadata). */
+export const fromTheConsole = { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' } as const;
+
+/** A page opened from a link on the console itself, as a current browser asks for it (Sec-Fetch-Site: same-origin). */
+export async function getFromConsole(f: Pick<Console, 'inject'>, url: string, jar: Jar): Promise<LightMyRequestResponse> {
+  const response = await f.inject({ method: 'GET', url, headers: { cookie: jar.header(), ...fromTheConsole } });
+  jar.update(response);
+  return response;
+}

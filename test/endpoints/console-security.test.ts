@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import { sealNow } from '../../src/audit/lifecycle.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
-import { consoleFixture as fixture, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
+import { consoleFixture as fixture, fromTheConsole, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
 
 // The console's security rules (src/endpoints/console, docs/console.md) from the outside: what a
 // signed-in browser, a stolen cookie, another site and a person whose roles changed can and cannot
@@ -96,4 +96,83 @@ describe("the console's security rules", () => {
     const exported = await f.inject({ method: 'GET', url: `/console/bundle?subject=${cora}`, headers: { cookie: jar.header(), ...sameOrigin } });
     assert.equal(exported.statusCode, 200, exported.body);
   });
+
+  // A browser that sends no Fetch Metadata cannot be told from another site's link: the GET does
+  // nothing on the person's record, and a form of the console's own (its CSRF token) does it.
+  test('a browser that sends no Sec-Fetch-Site is asked to confirm before personal data is revealed: the link alone reveals nothing', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    await sealNow(f.ctx, f.masterKey);
+    const id = await lastLoginOf(f, sessionIn(f, jar).userId);
+    const revealing = async () => (await f.auditEvents('audit.read')).filter((e) => e.details?.personal_data_revealed === true).length;
+
+    const asked = await get(f, `/console/audit/events/${id}?reveal=personal`, jar);
+    assert.equal(asked.statusCode, 200, asked.body);
+    assert.ok(!asked.body.includes('127.0.0.1'), 'nothing revealed by the link alone');
+    assert.equal(await revealing(), 0, 'no revealing read on her record');
+    assert.match(asked.body, new RegExp(`<form method="post" action="/console/audit/events/${id}/reveal">`), 'a form of the console confirms it');
+
+    assert.equal((await post(f, `/console/audit/events/${id}/reveal`, { csrf_token: 'forged' }, jar)).statusCode, 403, 'the form needs the console’s token');
+    assert.equal(await revealing(), 0);
+    const confirmed = await post(f, `/console/audit/events/${id}/reveal`, { csrf_token: csrfOf(asked.body) }, jar);
+    assert.equal(confirmed.statusCode, 200, confirmed.body);
+    assert.match(confirmed.body, /<dt>source_address<\/dt><dd><code>127\.0\.0\.1<\/code><\/dd>/);
+    assert.equal(await revealing(), 1, 'the confirmed read is on the record');
+  });
+
+  test('a browser that sends no Sec-Fetch-Site is asked to confirm before a bundle is exported in the person’s name', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    await sealNow(f.ctx, f.masterKey);
+    const cora = sessionIn(f, jar).userId;
+
+    const asked = await get(f, `/console/bundle?subject=${cora}`, jar);
+    assert.equal(asked.statusCode, 200, asked.body);
+    assert.match(String(asked.headers['content-type']), /^text\/html/, 'a page, not the bundle');
+    assert.equal((await f.auditEvents('audit.exported')).length, 0, 'no export on her record');
+    assert.match(asked.body, /<form method="post" action="\/console\/bundle">/);
+    assert.match(asked.body, new RegExp(`<input type="hidden" name="subject" value="${cora}">`), 'the selection is kept');
+
+    assert.equal((await post(f, '/console/bundle', { csrf_token: 'forged', subject: cora }, jar)).statusCode, 403);
+    const confirmed = await post(f, '/console/bundle', { csrf_token: csrfOf(asked.body), subject: cora }, jar);
+    assert.equal(confirmed.statusCode, 200, confirmed.body);
+    assert.match(String(confirmed.headers['content-disposition']), /^attachment; filename="evidence-/);
+    const exported = await f.auditEvents('audit.exported');
+    assert.equal(exported.length, 1, 'the confirmed export is on the record');
+    assert.equal(exported[0]!.actor, cora);
+  });
+
+  test('the directory lists people (a read on the record) only for a request from the console; another site’s link or a browser without Sec-Fetch-Site is offered a form', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    const peopleRow = /<tr><td><code>paul<\/code><\/td>/;
+
+    for (const headers of [{}, { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' }]) {
+      const page = await f.inject({ method: 'GET', url: '/console/directory', headers: { cookie: jar.header(), ...headers } });
+      assert.equal(page.statusCode, 200, page.body);
+      assert.match(page.body, /Console Broker Ltd/, 'the rest of the directory is there');
+      assert.doesNotMatch(page.body, peopleRow, 'no people listed');
+      assert.match(page.body, /<form method="post" action="\/console\/directory">/);
+    }
+    assert.equal((await f.auditEvents('people.reviewed')).length, 0, 'no read of the people on her record');
+
+    const listed = await post(f, '/console/directory', { csrf_token: csrfOf((await get(f, '/console', jar)).body) }, jar);
+    assert.equal(listed.statusCode, 200, listed.body);
+    assert.match(listed.body, peopleRow);
+    assert.equal((await f.auditEvents('people.reviewed')).length, 1);
+    assert.equal((await post(f, '/console/directory', { csrf_token: 'forged' }, jar)).statusCode, 403);
+
+    const fromConsole = await f.inject({ method: 'GET', url: '/console/directory', headers: { cookie: jar.header(), ...fromTheConsole } });
+    assert.match(fromConsole.body, peopleRow, 'the console’s own link lists them at once');
+    assert.equal((await f.auditEvents('people.reviewed')).length, 2);
+  });
 });
+
+/** The id of the person's latest sign-in event (its source address is a personal field). */
+async function lastLoginOf(f: Console, userId: string): Promise<string> {
+  const row = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'user.login_succeeded').where('subject', '=', userId).orderBy('seq', 'desc').executeTakeFirstOrThrow();
+  return (JSON.parse(row.event) as StoredAuditEvent).id;
+}

@@ -5,7 +5,7 @@ import { verifyBundle } from '../../src/audit/bundle.ts';
 import { sealNow } from '../../src/audit/lifecycle.ts';
 import { consoleClientId } from '../../src/console/client.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
-import { assertSectionRefused, consoleFixture as fixture, ordersApi, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
+import { assertSectionRefused, consoleFixture as fixture, getFromConsole, ordersApi, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
 import { decisionsOf, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
@@ -101,7 +101,7 @@ describe('the console', () => {
     assert.match(audit.body, /<dd id="last-verify">never \(<code>clearance audit verify<\/code>\)<\/dd>/);
     await f.ctx.audit.record({ type: 'audit.verified', actor: 'cli:ops', decision: { allow: true, reasons: ['intact'] }, details: { ok: true, leaves: 9, tree_size: 9 } });
     assert.match((await get(f, '/console/audit', jar)).body, /<dd id="last-verify"><span class="verified">✓ intact<\/span>, tree size 9, <a href="\/console\/audit\/events\/[0-9a-f-]+">[^<]+<\/a> by <code>cli:ops<\/code><\/dd>/);
-    assert.match(audit.body, new RegExp(`<a href="/console/bundle\\?txn=${txn}" download>Download the evidence bundle of this selection</a>`));
+    assert.match(audit.body, new RegExp(`<a href="/console/bundle\\?txn=${txn}">Download the evidence bundle of this selection</a>`));
 
     const view = await get(f, `/console/txn?txn=${encodeURIComponent(txn)}`, jar);
     assert.equal(view.statusCode, 200, view.body);
@@ -110,7 +110,7 @@ describe('the console', () => {
     assert.match(view.body, /<p id="evidence-summary">1 of 1 event\(s\) verified against the latest signed checkpoint\.<\/p>/);
     assert.match(view.body, /✓ verified/);
 
-    const bundle = await get(f, `/console/bundle?txn=${encodeURIComponent(txn)}`, jar);
+    const bundle = await getFromConsole(f, `/console/bundle?txn=${encodeURIComponent(txn)}`, jar);
     assert.equal(bundle.statusCode, 200, bundle.body);
     assert.match(String(bundle.headers['content-disposition']), /^attachment; filename="evidence-/);
     const report = verifyBundle(bundle.body);
@@ -385,6 +385,24 @@ describe('the console', () => {
     assert.equal((await get(f, '/console/partners/nobody', cora)).statusCode, 404);
   });
 
+  test('offers the partner check only to a role that may run it (admin:write): a compliance reader’s page has no such form, an administrator’s has', async (t) => {
+    const f = await fixture(t);
+    const key = await partnerKey('acme-2025');
+    await f.apply({
+      partners: [{ id: 'acme', issuer: 'http://127.0.0.1:9', allow_private_network: true, jwks: { keys: [key.jwk] }, algorithms: ['ES256'], allowed_audiences: [ordersApi], allowed_scopes: ['order:create'] }],
+    });
+    const checkForm = /<form method="post" action="\/console\/partners\/acme\/check">/;
+    const cora = new Jar();
+    assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
+    const coraPage = await get(f, '/console/partners/acme', cora);
+    assert.equal(coraPage.statusCode, 200, coraPage.body);
+    assert.doesNotMatch(coraPage.body, checkForm, 'no form the admin API would refuse');
+    assert.doesNotMatch(coraPage.body, /Run the partner check/);
+    const ada = new Jar();
+    assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
+    assert.match((await get(f, '/console/partners/acme', ada)).body, checkForm);
+  });
+
   test('an event page checks its inclusion proof live, and says so when the event is not sealed yet', async (t) => {
     const f = await fixture(t);
     const txn = await trade(f);
@@ -417,7 +435,7 @@ describe('the console', () => {
     const cora = new Jar();
     assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
     await seedDestination(f.ctx, { account: 'ACC-9', destination: { kind: 'iban', iban: 'DE89370400440532013000' }, state: 'cooling_down' });
-    const page = await get(f, '/console/directory', cora);
+    const page = await getFromConsole(f, '/console/directory', cora);
     assert.equal(page.statusCode, 200, page.body);
     assert.match(page.body, /<tr><td><code>ACC-9<\/code><\/td><td><code>5493001KJTIIGC8Y1R12<\/code><\/td><td><code>iban:DE89370400440532013000<\/code><\/td><td><\/td><td><span class="not-verified">cooling down<\/span> <span class="muted">\(v1\)<\/span><\/td>/, 'the address books, a destination not yet usable marked');
     assert.match(page.body, /<h2 id="clients">Clients <span class="muted">\(\d+\)<\/span><\/h2>/);

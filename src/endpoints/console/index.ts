@@ -16,7 +16,8 @@ import { acrRank } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
 import { resolveMasterKey } from '../../keys/master-key.ts';
 import { safeEqual } from '../../jose/index.ts';
-import { consoleAuditPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters, type AuditView } from '../../ui/console.ts';
+import { revokeClientAccessToken } from '../../tokens/revoke-access-token.ts';
+import { consoleAuditPage, consoleConfirmPage, consoleEventPage, consoleHomePage, consoleRefusedPage, consoleSignedOutPage, consoleTxnPage, type AuditFilters, type AuditView, type Confirmation } from '../../ui/console.ts';
 import { consoleDirectoryPage, type DirectorySection, type KeyInventory } from '../../ui/console-directory.ts';
 import { consoleDashboardPage, dashboardRanges, type DashboardRange } from '../../ui/console-dashboard.ts';
 import { consoleApprovalsPage, type ListedApproval } from '../../ui/console-approvals.ts';
@@ -51,7 +52,9 @@ import { authenticationKey } from '../../keys/master-key.ts';
  * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/reviews
  * (and POST /reviews/{id}/close), /console/policies/{version} (and POST …/activate),
  * /console/mandates/{id} (and POST …/revoke), /console/partners/{id}, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
- * /console/directory.
+ * /console/directory. A GET that puts something on the person's record (a reveal, an export, the
+ * people) acts at once only for the console's own link (Fetch Metadata, `fetchSiteOf`); otherwise
+ * a form of the console's confirms it (POST …/reveal, /console/bundle, /console/directory).
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) revokes it
  * and forgets it; a person no longer active, or whose console roles changed, is signed out of the
@@ -89,31 +92,20 @@ export const consoleEndpoint: Endpoint = {
       if (!session) return undefined;
       const user = await findUser(ctx, session.userId);
       if (user && user.status === 'active' && sameRoles(consoleRolesOf(user.roles), session.roles)) return session;
-      await revokeToken(session);
+      await revokeToken(request, session);
       reply.header('set-cookie', consoleCookies.clearSession(ctx));
       return undefined;
     }
 
     /**
-     * Ends the console's token at Clearance's own revocation endpoint (RFC 7009 §2.1), as the
-     * client it was issued to: a copy of the sealed cookie then reads nothing more, since every
-     * page reads through the admin API, which refuses a revoked token. Best effort: a failure is
-     * logged, and the cookie is cleared all the same.
+     * Ends the console's token as the revocation endpoint does for the client it was issued to
+     * (RFC 7009 §2.1, the same step: src/tokens/revoke-access-token.ts), in this request: a copy of
+     * the sealed cookie then reads nothing more, since every page reads through the admin API,
+     * which refuses a revoked token. An expired token has nothing left to revoke; the cookie is
+     * cleared all the same.
      */
-    async function revokeToken(session: ConsoleSession): Promise<void> {
-      const response = await app.inject({
-        method: 'POST',
-        url: `${base}/revoke`,
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: new URLSearchParams({
-          token: session.accessToken,
-          token_type_hint: 'access_token',
-          client_id: consoleClientId,
-          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-          client_assertion: consoleAssertion(ctx.config.issuer, masterKey, ctx.clock.now()),
-        }).toString(),
-      });
-      if (response.statusCode !== 200) ctx.log.warn({ status: response.statusCode, error: safeError(response.body) }, 'console: the token was not revoked');
+    async function revokeToken(request: FastifyRequest, session: ConsoleSession): Promise<void> {
+      await revokeClientAccessToken(ctx, consoleClientId, session.accessToken, request.id);
     }
 
     app.get(consoleBase, async (request, reply) =>
@@ -178,7 +170,7 @@ export const consoleEndpoint: Endpoint = {
         if (session && !formAllowed(request, session)) {
           return refused(reply, 403, 'This form has expired', 'Nothing was changed. Open the console again and retry.');
         }
-        if (session) await revokeToken(session);
+        if (session) await revokeToken(request, session);
         reply.header('set-cookie', consoleCookies.clearSession(ctx));
         return sendPage(reply, { status: 200, csp: 'static', page: consoleSignedOutPage(base, 'You are signed out of the console. Your Clearance sign-in itself is unchanged: end it from your account page.') });
       }),
@@ -350,17 +342,26 @@ export const consoleEndpoint: Endpoint = {
       signedIn(request, reply, async (session) => {
         // Personal fields are decrypted only when asked, and the API checks the role and records the read (docs/privacy.md).
         // Only when asked from the console itself: a link on another site must not put a revealing read on the person's record.
-        const reveal = request.query.reveal === 'personal' && !fromAnotherSite(request) ? '?reveal=personal' : '';
-        const [proof, key] = await Promise.all([api(session, `/admin/audit/events/${encodeURIComponent(request.params.id)}/proof${reveal}`), api(session, '/admin/audit/key')]);
-        if (proof.status === 200) {
-          const found = proof.json as unknown as EventProof;
-          const check = key.status === 200 ? checkEventProof(found, key.json as { key_id: string; public_key: string }) : ({ verified: false, reason: 'the audit key could not be read' } as const);
-          const personal = proof.json.personal as PersonalView | undefined;
-          return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleEventPage(base, session, { event: JSON.parse(found.event) as StoredAuditEvent, canonical: found.event, check, ...(personal ? { personal } : {}) }) });
+        const asked = request.query.reveal === 'personal';
+        const site = fetchSiteOf(request);
+        if (asked && site === 'unknown') {
+          return confirmFirst(reply, session, {
+            title: 'Reveal personal data?',
+            act: 'Revealing this event’s personal fields is recorded in your name (audit.read).',
+            action: `${consoleBase}/audit/events/${encodeURIComponent(request.params.id)}/reveal`,
+            fields: {},
+            button: 'Reveal personal data',
+          });
         }
-        // Not sealed yet, unknown, or not the person's to read: the API's own words.
-        const refusal = refusalOf(proof)!;
-        return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleRefusedPage(base, 'Audit event', refusal.message) });
+        return eventPage(reply, session, request.params.id, asked && site === 'console');
+      }),
+    );
+
+    // The reveal confirmed on the console's own form (its CSRF token): no other site can post it.
+    app.post<{ Params: { id: string } }>(`${consoleBase}/audit/events/:id/reveal`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was revealed. Open the event again and retry.');
+        return eventPage(reply, session, request.params.id, true);
       }),
     );
 
@@ -382,51 +383,117 @@ export const consoleEndpoint: Endpoint = {
 
     app.get(`${consoleBase}/directory`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
-        const [clients, resourceServers, partners, entities, agents, mandates, policies, people, keys, destinations] = await Promise.all(
-          ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies', '/admin/access-review', '/admin/keys', '/admin/transfer-destinations'].map((url) => api(session, url)),
-        );
-        const rows = <T>(answer: AdminAnswer, member: string): DirectorySection<T> => {
-          const refusal = refusalOf(answer);
-          return refusal ? { refused: refusal.message } : { rows: (answer.json[member] ?? []) as T[] };
-        };
-        return sendPage(reply, {
-          status: 200,
-          csp: 'ownForm',
-          page: consoleDirectoryPage(base, session, {
-            clients: rows(clients!, 'clients'),
-            resourceServers: rows(resourceServers!, 'resource_servers'),
-            partners: rows(partners!, 'partners'),
-            entities: rows(entities!, 'legal_entities'),
-            agents: rows(agents!, 'agents'),
-            mandates: rows(mandates!, 'mandates'),
-            policies: rows(policies!, 'policies'),
-            people: rows(people!, 'people'),
-            destinations: rows(destinations!, 'destinations'),
-            keys: refusalOf(keys!) ? { refused: refusalOf(keys!)!.message } : { inventory: keys!.json as unknown as KeyInventory },
-          }),
-        });
+        // Listing the people is a read of personal data on the person's record (people.reviewed):
+        // at once only for the console's own link. A token that may not read them is refused by
+        // the API, which records nothing, and says so as for the other lists.
+        const listPeople = fetchSiteOf(request) === 'console' || !session.scopes.includes('admin:read');
+        return directoryPage(reply, session, listPeople);
+      }),
+    );
+
+    // The people listed on the console's own form (its CSRF token): no other site can post it.
+    app.post(`${consoleBase}/directory`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was read. Open the directory again and retry.');
+        return directoryPage(reply, session, true);
       }),
     );
 
     app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/bundle`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
         // An export is recorded in the person's name (audit.exported): never set off by another site's link.
-        if (fromAnotherSite(request)) return sendPage(reply, { status: 403, csp: 'static', page: consoleRefusedPage(base, 'No bundle', 'A bundle is downloaded from the console’s own pages, not from a link on another site. Open the audit log and download it there.') });
-        const filters = new URLSearchParams(Object.entries(auditFilters(request.query)).filter((entry): entry is [string, string] => Boolean(entry[1])));
-        const bundle = await api(session, `/admin/audit/bundle?${filters}`);
-        const refusal = refusalOf(bundle);
-        if (refusal) return sendPage(reply, { status: refusal.status, csp: 'static', page: consoleRefusedPage(base, 'No bundle', refusal.message) });
-        return reply
-          .code(200)
-          .headers({
-            'content-type': 'application/json',
-            'content-disposition': String(bundle.headers['content-disposition'] ?? 'attachment; filename="evidence.json"'),
-            'cache-control': 'no-store',
-            'clearance-unsealed-events': String(bundle.headers['clearance-unsealed-events'] ?? '0'),
-          })
-          .send(bundle.text);
+        const site = fetchSiteOf(request);
+        if (site === 'another-site') return sendPage(reply, { status: 403, csp: 'static', page: consoleRefusedPage(base, 'No bundle', 'A bundle is downloaded from the console’s own pages, not from a link on another site. Open the audit log and download it there.') });
+        const filters = auditFilters(request.query);
+        if (site === 'unknown') {
+          return confirmFirst(reply, session, {
+            title: 'Download the evidence bundle?',
+            act: 'The export is recorded in your name (audit.exported).',
+            action: `${consoleBase}/bundle`,
+            fields: { ...filters },
+            button: 'Download the evidence bundle',
+          });
+        }
+        return bundleDownload(reply, session, filters);
       }),
     );
+
+    // The export confirmed on the console's own form (its CSRF token): no other site can post it.
+    app.post(`${consoleBase}/bundle`, async (request, reply) =>
+      signedIn(request, reply, async (session) => {
+        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was exported. Open the audit log again and retry.');
+        const form = request.form;
+        return bundleDownload(reply, session, auditFilters(Object.fromEntries(auditFilterNames.map((name) => [name, form?.get(name)]))));
+      }),
+    );
+
+    /** An event's page: its bytes and its inclusion proof checked here; its personal fields revealed when `reveal`. */
+    async function eventPage(reply: FastifyReply, session: ConsoleSession, id: string, reveal: boolean): Promise<FastifyReply> {
+      const [proof, key] = await Promise.all([api(session, `/admin/audit/events/${encodeURIComponent(id)}/proof${reveal ? '?reveal=personal' : ''}`), api(session, '/admin/audit/key')]);
+      if (proof.status === 200) {
+        const found = proof.json as unknown as EventProof;
+        const check = key.status === 200 ? checkEventProof(found, key.json as { key_id: string; public_key: string }) : ({ verified: false, reason: 'the audit key could not be read' } as const);
+        const personal = proof.json.personal as PersonalView | undefined;
+        return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleEventPage(base, session, { event: JSON.parse(found.event) as StoredAuditEvent, canonical: found.event, check, ...(personal ? { personal } : {}) }) });
+      }
+      // Not sealed yet, unknown, or not the person's to read: the API's own words.
+      const refusal = refusalOf(proof)!;
+      return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleRefusedPage(base, 'Audit event', refusal.message) });
+    }
+
+    /** The directory, each list read with the person's token; the people only when `listPeople` (a read on the record). */
+    async function directoryPage(reply: FastifyReply, session: ConsoleSession, listPeople: boolean): Promise<FastifyReply> {
+      const [clients, resourceServers, partners, entities, agents, mandates, policies, keys, destinations, people] = await Promise.all(
+        ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies', '/admin/keys', '/admin/transfer-destinations', ...(listPeople ? ['/admin/access-review'] : [])].map((url) => api(session, url)),
+      );
+      const rows = <T>(answer: AdminAnswer, member: string): DirectorySection<T> => {
+        const refusal = refusalOf(answer);
+        return refusal ? { refused: refusal.message } : { rows: (answer.json[member] ?? []) as T[] };
+      };
+      return sendPage(reply, {
+        status: 200,
+        csp: 'ownForm',
+        page: consoleDirectoryPage(base, session, {
+          clients: rows(clients!, 'clients'),
+          resourceServers: rows(resourceServers!, 'resource_servers'),
+          partners: rows(partners!, 'partners'),
+          entities: rows(entities!, 'legal_entities'),
+          agents: rows(agents!, 'agents'),
+          mandates: rows(mandates!, 'mandates'),
+          policies: rows(policies!, 'policies'),
+          people: people ? rows(people, 'people') : { confirmFirst: true },
+          destinations: rows(destinations!, 'destinations'),
+          keys: refusalOf(keys!) ? { refused: refusalOf(keys!)!.message } : { inventory: keys!.json as unknown as KeyInventory },
+        }),
+      });
+    }
+
+    /** An evidence bundle of `filters`, read with the person's token (the API records the export). */
+    async function bundleDownload(reply: FastifyReply, session: ConsoleSession, filters: AuditFilters): Promise<FastifyReply> {
+      const query = new URLSearchParams(Object.entries(filters).filter((entry): entry is [string, string] => Boolean(entry[1])));
+      const bundle = await api(session, `/admin/audit/bundle?${query}`);
+      const refusal = refusalOf(bundle);
+      if (refusal) return sendPage(reply, { status: refusal.status, csp: 'static', page: consoleRefusedPage(base, 'No bundle', refusal.message) });
+      return reply
+        .code(200)
+        .headers({
+          'content-type': 'application/json',
+          'content-disposition': String(bundle.headers['content-disposition'] ?? 'attachment; filename="evidence.json"'),
+          'cache-control': 'no-store',
+          'clearance-unsealed-events': String(bundle.headers['clearance-unsealed-events'] ?? '0'),
+        })
+        .send(bundle.text);
+    }
+
+    /**
+     * A GET whose browser sent no Fetch Metadata (`unknown`) cannot be told from another site's
+     * link, which the SameSite=Lax cookie rides along on: what it asks to put on the person's
+     * record is not done, but offered as a form of the console's own (its CSRF token), which no
+     * other site can submit. Fail closed, one click more for such a browser.
+     */
+    function confirmFirst(reply: FastifyReply, session: ConsoleSession, confirmation: Confirmation): FastifyReply {
+      return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleConfirmPage(base, session, confirmation) });
+    }
 
     /** Client → its firm's name (and LEI), from the directory — when the person's token may read it (admin:read). */
     async function firmsOf(session: ConsoleSession): Promise<Map<string, string>> {
@@ -561,16 +628,21 @@ export const consoleEndpoint: Endpoint = {
 };
 
 /**
- * A request a browser made for another site's page or link (Fetch Metadata, W3C "Fetch Metadata
- * Request Headers" §2.1 Sec-Fetch-Site: `cross-site` or `same-site`). The console cookie is
- * SameSite=Lax, so it rides along on a top-level GET from anywhere: the GETs that put something on
- * the person's record (revealing personal data, exporting a bundle) do it only for a request from
- * the console itself (`same-origin`) or typed by the person (`none`). A browser that sends no
- * Fetch Metadata (none current) is not told apart.
+ * Where a browser says a request came from (Fetch Metadata, W3C "Fetch Metadata Request Headers"
+ * §2.1 Sec-Fetch-Site). The console cookie is SameSite=Lax, so it rides along on a top-level GET
+ * from anywhere: the GETs that put something on the person's record (revealing personal data,
+ * listing the people, exporting a bundle) act at once only for `console` — a request from the
+ * console itself (`same-origin`) or typed by the person (`none`). `another-site` (`cross-site`,
+ * `same-site`) is another site's page or link; `unknown` is a browser that sends no Fetch
+ * Metadata (or a value it does not define), which cannot be told from another site's link.
  */
-function fromAnotherSite(request: FastifyRequest): boolean {
+type FetchSite = 'console' | 'another-site' | 'unknown';
+
+function fetchSiteOf(request: FastifyRequest): FetchSite {
   const site = request.headers['sec-fetch-site'];
-  return site !== undefined && site !== 'same-origin' && site !== 'none';
+  if (site === 'same-origin' || site === 'none') return 'console';
+  if (site === 'cross-site' || site === 'same-site') return 'another-site';
+  return 'unknown';
 }
 
 /** The same console roles, whatever their order. */
@@ -596,9 +668,12 @@ function stepUpAsked(answer: AdminAnswer): boolean {
   return answer.status === 401 && answer.json.error === 'insufficient_user_authentication';
 }
 
+/** The audit log's search fields, of a query or of a form. */
+const auditFilterNames = ['txn', 'subject', 'client', 'type', 'decision', 'since', 'until'] as const;
+
 function auditFilters(query: Record<string, string | undefined>): AuditFilters {
   const filters: AuditFilters = {};
-  for (const name of ['txn', 'subject', 'client', 'type', 'decision', 'since', 'until'] as const) {
+  for (const name of auditFilterNames) {
     const value = query[name];
     if (typeof value === 'string' && value.trim() !== '') filters[name] = value.trim();
   }

@@ -3,9 +3,8 @@ import { endpointAuthMethods } from '../../clients/metadata.ts';
 import { authenticate } from '../../clients/authentication/endpoint-authentication.ts';
 import { clientAuthInput, postOnly, rejectRepeated, requireForm } from '../../http/oauth-request.ts';
 import { OAuthError } from '../../oauth-error.ts';
-import { readAccessToken } from '../../tokens/reference-tokens.ts';
-import { RevocationList } from '../../tokens/revocation.ts';
 import { findRefreshToken, revokeFamily } from '../../tokens/refresh-tokens.ts';
+import { revokeClientAccessToken } from '../../tokens/revoke-access-token.ts';
 import { issuerPath, type Endpoint } from '../endpoint.ts';
 
 /**
@@ -16,7 +15,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *    access_token or refresh_token (§2.2.1 unsupported_token_type);
  * 4. a valid access token issued to the caller — a JWT, or a reference token's handle
  *    (src/tokens/reference-tokens.ts) — is recorded as revoked by its jti until it expires, and
- *    introspection reports it inactive from then on (the one liveness rule, src/tokens/liveness.ts); a refresh token issued to the caller is
+ *    introspection reports it inactive from then on (the one liveness rule, src/tokens/liveness.ts;
+ *    one step, src/tokens/revoke-access-token.ts, that the console's sign-out takes too); a refresh token issued to the caller is
  *    revoked with its whole rotation family and every access token issued with that family (§2.1:
  *    its `refresh_family`, src/tokens/refresh-tokens.ts `revokeFamily`) — not the grant's other
  *    families (the client's other devices);
@@ -27,7 +27,6 @@ export const revocation: Endpoint = {
   register(app, ctx) {
     const path = `${issuerPath(ctx.config.issuer)}/revoke`;
     postOnly(app, path);
-    const revoked = new RevocationList(ctx.storage.db);
     app.post(path, async (request, reply) => {
       const params = requireForm(request);
       rejectRepeated(params);
@@ -40,20 +39,8 @@ export const revocation: Endpoint = {
       if (hint !== undefined && hint !== 'access_token' && hint !== 'refresh_token') {
         throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
       }
-      const verified = await readAccessToken(ctx, token);
-      if (verified.ok && verified.claims.client_id === callerId) {
-        const claims = verified.claims;
-        await revoked.revoke(claims.jti, claims.exp * 1000, ctx.clock.now(), 'revoked by client');
-        await ctx.audit.record({
-          type: 'token.revoked',
-          requestId: request.id,
-          actor: callerId,
-          subject: claims.sub,
-          client: claims.client_id,
-          audience: claims.aud,
-          details: { jti: claims.jti, reason: 'revoked by client' },
-        });
-      } else if (!verified.ok) {
+      const accessToken = await revokeClientAccessToken(ctx, callerId, token, request.id);
+      if (accessToken === 'not-an-access-token') {
         // RFC 7009 §2: refresh tokens MUST be revocable; revoking one ends its rotation family, and
         // §2.1 (SHOULD) the access tokens issued with it: the family, its revocation and the event
         // in one transaction.
