@@ -39,7 +39,9 @@ export interface VerifiedSigningEvidence {
  * signed; the CA's OCSP answer in the record verifies and says the certificate was good then (good,
  * or revoked only after); the RFC 3161 stamp (when there is one) verifies over the record's digest,
  * is signed by a TSA certificate (the timeStamping EKU alone, critical: RFC 3161 §2.3) of no CA of
- * the record's chain, chains to a TSA anchor the bundle states, and is not earlier than the signature.
+ * the record's chain, valid at the stamp's genTime, on a path valid then (through the certificates
+ * the token carries: src/pki/tsa.ts) up to a TSA anchor the bundle states, and is not earlier than
+ * the signature.
  */
 export function checkBundledEvidence(
   events: { leafIndex: number; event: StoredAuditEvent }[],

@@ -4,14 +4,16 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Certificate, ExtendedKeyUsage, id_ce_extKeyUsage } from '@peculiar/asn1-x509';
 import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
 import { id_ct_tstInfo, MessageImprint, PKIStatus, TimeStampReq, TimeStampResp, TSTInfo } from '@peculiar/asn1-tsp';
+import { pathToAnchor } from '../certificates/path.ts';
 
 /**
  * An RFC 3161 time-stamp client: a trusted time over a SHA-256 digest from the configured TSA
  * (CLEARANCE_TSA_URL), for signing evidence (docs/transaction-signing.md), and the offline check of
  * a stored token (`clearance audit verify-bundle`). Everything is verified here, fail closed: the
  * status, the imprint, the nonce, the CMS signature over the signed attributes, the message digest
- * of the TSTInfo, and the signer's certificate (the timeStamping EKU alone and critical, of no
- * certificate of Clearance's own CA, chained to a trusted one).
+ * of the TSTInfo, and the signer's certificate (the timeStamping EKU alone and critical, valid at
+ * the stamp's genTime, of no certificate of Clearance's own CA, and on a certification path, valid
+ * at genTime, up to a trusted certificate through the certificates the token carries).
  */
 
 const sha256 = '2.16.840.1.101.3.4.2.1';
@@ -37,7 +39,10 @@ export interface TimestampExpectation {
   digest: Uint8Array;
   /** The nonce of the request, when one was sent. */
   nonce?: Buffer;
-  /** The TSA anchors (CLEARANCE_TSA_TRUST): the TSA certificate is one, or issued by one. */
+  /**
+   * The TSA anchors (CLEARANCE_TSA_TRUST): the TSA certificate is one, or chains up to one through
+   * the intermediate CA certificates the token carries.
+   */
   trusted: readonly X509Certificate[];
   /**
    * The certificates of Clearance's own CA. Its profiles may grant timeStamping to an agent or a
@@ -162,8 +167,10 @@ export function verifyTimestampToken(token: Uint8Array, expected: TimestampExpec
   const signedAttributes = derSet(signer.signedAttrs.map((a) => Buffer.from(AsnConvert.serialize(a))));
   if (!verify(digestName, signedAttributes, certificate.publicKey, Buffer.from(signer.signature.buffer))) throw new TimestampError('the token signature does not verify');
   checkTimeStampingOnly(parsed);
-  refuseOwnCa(certificate, expected.ownCa ?? []);
-  checkTrusted(certificate, expected.trusted);
+  refuseOwnCa([certificate], expected.ownCa ?? []);
+  checkValidAt(certificate, tst.genTime);
+  const path = trustedPath(certificate, carriedCertificates(signed), expected.trusted, tst.genTime);
+  refuseOwnCa(path, expected.ownCa ?? []);
   return { genTime: tst.genTime, serial: Buffer.from(tst.serialNumber).toString('hex'), policy: tst.policy, token: Buffer.from(token), signer: certificate.toString() };
 }
 
@@ -214,16 +221,62 @@ function isTimeStampingAlone(der: ArrayBuffer): boolean {
   }
 }
 
-/** A certificate of Clearance's own CA, or one it issued, never signs a stamp (TimestampExpectation.ownCa). */
-function refuseOwnCa(certificate: X509Certificate, ownCa: readonly X509Certificate[]): void {
-  if (ownCa.some((ca) => issuedBy(certificate, ca))) {
+/**
+ * A certificate of Clearance's own CA, or one it issued, never signs a stamp nor stands on its path
+ * (TimestampExpectation.ownCa): neither the TSA certificate nor an intermediate above it.
+ */
+function refuseOwnCa(path: readonly X509Certificate[], ownCa: readonly X509Certificate[]): void {
+  if (path.some((certificate) => ownCa.some((ca) => issuedBy(certificate, ca)))) {
     throw new TimestampError("the signer certificate is of Clearance's own CA, which runs no TSA: its profiles may grant timeStamping to agents and people", { untrustedSigner: true });
   }
 }
 
-/** The TSA certificate is a trusted one, or issued by one. */
-function checkTrusted(certificate: X509Certificate, trusted: readonly X509Certificate[]): void {
-  if (!trusted.some((anchor) => issuedBy(certificate, anchor))) throw new TimestampError('the TSA certificate is not one this Clearance trusts', { untrustedSigner: true });
+/**
+ * The TSA signed within its certificate's validity (RFC 5280 §4.1.2.5: a certificate vouches for
+ * its key only from notBefore to notAfter): a key used after its certificate expired — or before it
+ * was issued — dates nothing, whatever time it writes.
+ */
+function checkValidAt(certificate: X509Certificate, genTime: Date): void {
+  const at = genTime.getTime();
+  if (at < certificate.validFromDate.getTime() || at > certificate.validToDate.getTime()) {
+    throw new TimestampError(`the stamp's genTime ${genTime.toISOString()} is outside the TSA certificate's validity (${certificate.validFromDate.toISOString()} – ${certificate.validToDate.toISOString()})`, { untrustedSigner: true });
+  }
+}
+
+/**
+ * The certificates the token's SignedData carries (RFC 3161 §2.4.1 certReq: the TSA's, and what it
+ * chose to add). Untrusted input: one node:crypto cannot read is no candidate link, never an error.
+ */
+function carriedCertificates(signed: SignedData): X509Certificate[] {
+  return (signed.certificates ?? []).flatMap((choice) => {
+    if (!choice.certificate) return [];
+    try {
+      return [new X509Certificate(Buffer.from(AsnConvert.serialize(choice.certificate)))];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/**
+ * The certification path from the TSA certificate to a trusted one, validated as of genTime (RFC
+ * 5280 §6.1, src/certificates/path.ts: each link's signature, every CA certificate on it — the
+ * anchor's too — valid at genTime, basicConstraints cA, keyCertSign, pathLenConstraint), through the
+ * certificates the token carries, which are untrusted: each is only a candidate link. A TSA
+ * certificate the trust names itself is its own path. As of genTime, not now: a stamp verified
+ * offline years later, its chain long expired, stands if it was sound when the TSA signed.
+ */
+function trustedPath(certificate: X509Certificate, carried: readonly X509Certificate[], trusted: readonly X509Certificate[], genTime: Date): X509Certificate[] {
+  if (trusted.some((anchor) => anchor.raw.equals(certificate.raw))) return [certificate];
+  const reasons: string[] = [];
+  for (const anchor of trusted) {
+    const outcome = pathToAnchor(certificate, [anchor], carried, genTime.getTime());
+    if (outcome.ok) return outcome.path;
+    reasons.push(outcome.detail);
+  }
+  // The first reasons only: a long trust file would make an unreadable message.
+  const why = reasons.length > 0 ? `: ${reasons.slice(0, 2).join('; ')}` : '';
+  throw new TimestampError(`the TSA certificate is not one this Clearance trusts, nor on a valid path up to one at the stamp's genTime${why}`, { untrustedSigner: true });
 }
 
 /** `certificate` is `authority` itself, or carries its name as issuer and its signature. */

@@ -11,11 +11,14 @@ import { id_ct_tstInfo, MessageImprint, PKIStatus, PKIStatusInfo, TimeStampReq, 
 /**
  * A TimeStampToken signed by whoever holds `key` and `certificate`, at whatever `genTime` they
  * choose: a well-formed RFC 3161 token (CMS SignedData over a TSTInfo, content-type and
- * message-digest signed attributes, the signer certificate included) that only the verifier's
- * rules about the signer's certificate can refuse. `nonce` is the request's INTEGER content, echoed.
+ * message-digest signed attributes, the signer certificate included, and `chain`'s after it) that
+ * only the verifier's rules about the signer's certificate can refuse. `nonce` is the request's
+ * INTEGER content, echoed.
  */
-export function forgeTimestampToken(input: { key: KeyObject; certificate: string | X509Certificate; digest: Uint8Array; genTime: Date; nonce?: ArrayBuffer }): Buffer {
+export function forgeTimestampToken(input: { key: KeyObject; certificate: string | X509Certificate; digest: Uint8Array; genTime: Date; nonce?: ArrayBuffer; chain?: readonly (string | X509Certificate)[] }): Buffer {
   const certificate = AsnConvert.parse(new X509Certificate(input.certificate.toString()).raw, Certificate);
+  // Intermediate certificates the TSA sends beside its own, as a TSA under an intermediate CA does.
+  const chain = (input.chain ?? []).map((c) => AsnConvert.parse(new X509Certificate(c.toString()).raw, Certificate));
   const sha256 = new AlgorithmIdentifier({ algorithm: '2.16.840.1.101.3.4.2.1' });
   const tstInfo = new TSTInfo({
     version: 1,
@@ -40,7 +43,7 @@ export function forgeTimestampToken(input: { key: KeyObject; certificate: string
     version: 3,
     digestAlgorithms: new DigestAlgorithmIdentifiers([sha256]),
     encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_ct_tstInfo, eContent: new EncapsulatedContent({ single: new OctetString(tstBytes) }) }),
-    certificates: new CertificateSet([new CertificateChoices({ certificate })]),
+    certificates: new CertificateSet([certificate, ...chain].map((c) => new CertificateChoices({ certificate: c }))),
     signerInfos: new SignerInfos([
       new SignerInfo({
         version: 1,
