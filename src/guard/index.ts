@@ -44,7 +44,7 @@ export {
   type Instruction,
   type StoredInstruction,
 } from './idempotency.ts';
-export { SqliteIdempotencyStore } from './sqlite-store.ts';
+export { SqliteIdempotencyStore, SqliteReplayStore } from './sqlite-store.ts';
 export {
   createSsfReceiver,
   MemorySecurityEventRevocations,

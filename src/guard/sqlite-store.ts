@@ -1,4 +1,5 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { DpopReplayStore } from './dpop.ts';
 import type { IdempotencyStore, StoredInstruction } from './idempotency.ts';
 
 /**
@@ -76,5 +77,52 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
       ...(row.processed_at !== null ? { processedAt: row.processed_at } : {}),
       ...(row.result !== null ? { result: row.result } : {}),
     };
+  }
+}
+
+/**
+ * Used `jti`s in a SQLite file (node:sqlite), so that a guard that restarts still knows them: the
+ * SETs its SSF receiver acted on (createSsfReceiver's `replay`), or DPoP proofs (createGuard's
+ * `dpop.replay`). It may be the file of a SqliteIdempotencyStore (its own table). `use` is one
+ * statement — insert the key, or take over its row only once it has expired — so of two uses of a
+ * key, in one process or in several on the same file (WAL, busy timeout), exactly one is first.
+ * Expired rows are deleted at most once a minute.
+ */
+export class SqliteReplayStore implements DpopReplayStore {
+  readonly #db: DatabaseSync;
+  readonly #use: StatementSync;
+  readonly #sweep: StatementSync;
+  readonly #now: () => number;
+  #sweptAt = -Infinity;
+
+  /** Opens (creating if needed) the database file at `path`; `now` is the clock in epoch ms (tests). */
+  constructor(path: string, options: { now?: () => number } = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;');
+    this.#db.exec(`CREATE TABLE IF NOT EXISTS guard_used_jtis (
+      key TEXT PRIMARY KEY,
+      expires_at INTEGER NOT NULL
+    ) STRICT`);
+    // An expired row is a key no longer used: taking it over is a first use again.
+    this.#use = this.#db.prepare(
+      'INSERT INTO guard_used_jtis (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE guard_used_jtis.expires_at < ?',
+    );
+    this.#sweep = this.#db.prepare('DELETE FROM guard_used_jtis WHERE expires_at < ?');
+  }
+
+  /** True the first time `key` is used before `expiresAt` (epoch ms); false while an earlier use has not expired. */
+  use(key: string, expiresAt: number): boolean {
+    const now = this.#now();
+    if (now - this.#sweptAt >= 60_000) {
+      this.#sweptAt = now;
+      this.#sweep.run(now);
+    }
+    const { changes } = this.#use.run(key, Math.ceil(expiresAt), now);
+    return Number(changes) === 1;
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
   }
 }

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { jwtVerify, type JSONWebKeySet } from 'jose';
 import { OldestFirst } from '../jose/bounded-map.ts';
-import { safeEqual } from './dpop.ts';
+import { MemoryDpopReplayStore, safeEqual, type DpopReplayStore } from './dpop.ts';
 import { checkedUrl, defaultAlgorithms, keyResolver, KeySourceUnavailable, type AccessTokenClaims } from './token.ts';
 
 /**
@@ -18,9 +19,14 @@ import { checkedUrl, defaultAlgorithms, keyResolver, KeySourceUnavailable, type 
  *   claims — e.g. the mandate version — are no longer what the issuer would say);
  * - RISC `account-disabled`, `account-purged`: like a session revoked for the person.
  * What the guard accepted before is thereby dropped, without asking Clearance on every request.
- * Answers (RFC 8935 §2.2, §2.3): 202 accepted; 400 `{err, description}` with `invalid_request`,
- * `invalid_key`, `invalid_issuer`, `invalid_audience`; 401 `authentication_failed` for a push
- * without the agreed Authorization header. Each accepted event is handed to `onEvent` too.
+ * Each SET is acted on once: its `jti` is remembered (`replay`) for `maxAgeSeconds` after its `iat`,
+ * and a SET issued longer ago than that, or ahead of this clock by more than `clockSkewSeconds`, is
+ * refused — its `jti` could not be told from a new one's.
+ * Answers (RFC 8935 §2.2, §2.3): 202 accepted — a SET already acted on too, without acting again;
+ * 400 `{err, description}` with `invalid_request`, `invalid_key`, `invalid_issuer`,
+ * `invalid_audience`; 401 `authentication_failed` for a push without the agreed Authorization
+ * header; 503 when the `replay` store fails (the transmitter retries). Each event acted on is handed
+ * to `onEvent` too.
  */
 export interface SsfReceiverOptions {
   /** The transmitter's issuer (Clearance's), as SETs carry it in `iss`. */
@@ -35,6 +41,21 @@ export interface SsfReceiverOptions {
   /** Where revoked subjects, grants and tokens are kept; pass the same one to createGuard. */
   revocations: SecurityEventRevocations;
   allowHttp?: boolean;
+  /**
+   * The oldest SET taken, in seconds since its `iat`; its `jti` is remembered that long. Default
+   * 90,000 (a day and an hour): Clearance retries a push for CLEARANCE_SSF_MAX_DELIVERY_AGE (a day)
+   * with back-offs of up to 5 minutes, and a SET refused as too old is failed for good (RFC 8935
+   * §2.3), so keep it above the transmitter's retry window.
+   */
+  maxAgeSeconds?: number;
+  /** How far ahead of this clock a SET's `iat` may be, in seconds. Default 60. */
+  clockSkewSeconds?: number;
+  /**
+   * Where the `jti`s of the SETs acted on are remembered (`use(key, expiresAt)`, as for DPoP proofs).
+   * Default: in memory, this process, 100,000 at most (a full cache answers 503). A
+   * `SqliteReplayStore` keeps them across a restart.
+   */
+  replay?: DpopReplayStore;
   /** Epoch ms (tests). */
   now?: () => number;
   onEvent?: (event: ReceivedSecurityEvent) => void;
@@ -49,7 +70,7 @@ export interface ReceivedSecurityEvent {
 }
 
 export interface SsfReceiverAnswer {
-  status: 202 | 400 | 401;
+  status: 202 | 400 | 401 | 503;
   body?: { err: string; description: string };
 }
 
@@ -67,6 +88,9 @@ export function createSsfReceiver(options: SsfReceiverOptions): SsfReceiver {
   if (typeof options.audience !== 'string' || options.audience.length === 0) throw new TypeError('ssf receiver option audience is required: the client id of the stream');
   const keys = keyResolver({ issuer: options.issuer, jwksUri: options.jwksUri, jwks: options.jwks, allowHttp });
   const now = options.now ?? Date.now;
+  const maxAgeSeconds = seconds(options.maxAgeSeconds, 90_000, 'maxAgeSeconds');
+  const clockSkewSeconds = seconds(options.clockSkewSeconds, 60, 'clockSkewSeconds');
+  const replay = options.replay ?? new MemoryDpopReplayStore({ now });
   const refuse = (err: string, description: string, status: 400 | 401 = 400): SsfReceiverAnswer => ({ status, body: { err, description } });
 
   return {
@@ -98,6 +122,20 @@ export function createSsfReceiver(options: SsfReceiverOptions): SsfReceiver {
       if (typeof claims.jti !== 'string' || typeof claims.iat !== 'number' || typeof events !== 'object' || events === null || Array.isArray(events) || Object.keys(events).length === 0) {
         return refuse('invalid_request', 'a SET needs jti, iat and events (RFC 8417 §2.2)');
       }
+      const untimely = iatProblem(claims.iat, now(), maxAgeSeconds, clockSkewSeconds);
+      if (untimely) return refuse('invalid_request', untimely);
+      // RFC 8417 §2.2: the jti identifies the SET. One already acted on — the transmitter's retry
+      // after a lost answer, or a replay — is acknowledged and not acted on again: a session-revoked
+      // SET without event_timestamp would revoke, at its replay, the tokens issued since. 202, not
+      // 400: the SET is valid (RFC 8935 §2.2), RFC 8935 §2.4 registers no error for a duplicate, and
+      // a 400 would have the transmitter fail a SET that was delivered.
+      let first: boolean;
+      try {
+        first = await replay.use(setKey(options.issuer, claims.jti), (claims.iat + maxAgeSeconds) * 1000);
+      } catch {
+        return { status: 503 };
+      }
+      if (!first) return { status: 202 };
       const subject = (claims.sub_id ?? {}) as Record<string, unknown>;
       for (const [type, payload] of Object.entries(events as Record<string, unknown>)) {
         const data = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
@@ -107,6 +145,29 @@ export function createSsfReceiver(options: SsfReceiverOptions): SsfReceiver {
       return { status: 202 };
     },
   };
+}
+
+/**
+ * Why a SET's `iat` (epoch s) is not taken at `nowMs`: ahead of this clock by more than the skew (a
+ * SET not yet issued), or older than `maxAge` (its jti, if seen, is forgotten by then: a replay of
+ * it could not be told from a first delivery).
+ */
+function iatProblem(iat: number, nowMs: number, maxAge: number, skew: number): string | undefined {
+  const now = nowMs / 1000;
+  if (iat > now + skew) return `the SET's iat is more than ${skew} s ahead of this receiver's clock`;
+  if (iat < now - maxAge) return `the SET's iat is more than ${maxAge} s ago: older SETs are not taken, their jti no longer remembered`;
+  return undefined;
+}
+
+/** The replay store's key of a SET: its issuer and jti, hashed (a jti may be long; the store's keys stay short and of one alphabet). */
+function setKey(issuer: string, jti: string): string {
+  return `ssf-set:${createHash('sha256').update(`${issuer}\n${jti}`).digest('base64url')}`;
+}
+
+function seconds(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) throw new TypeError(`ssf receiver option ${name} must be a whole number of seconds, at least 0`);
+  return value;
 }
 
 /** What an event drops: a person's tokens up to its time, or one session's (a grant, a refresh family, a token). */

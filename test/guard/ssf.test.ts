@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
-import { createGuard, createSsfReceiver, MemorySecurityEventRevocations } from 'clearance/guard';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import fastify from 'fastify';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JSONWebKeySet } from 'jose';
+import { createGuard, createSsfReceiver, MemorySecurityEventRevocations, SqliteReplayStore, type SsfReceiverOptions } from 'clearance/guard';
+import { ssfReceiverRoute } from 'clearance/guard/fastify';
 
 // The guard as a Shared Signals receiver (src/guard/ssf.ts, RFC 8935 §2): which pushes it takes,
 // how it refuses the others, and which tokens each security event drops.
@@ -137,5 +143,137 @@ describe('the guard’s SSF receiver', () => {
     assert.ok(revocations.check({ sub: 'alice', iat: at - 1, jti: 'j' }));
     assert.equal(revocations.check({ sub: 'bob', iat: at - 1, jti: 'g1' }), undefined);
     assert.ok(revocations.check({ sub: 'bob', iat: at - 1, jti: 'g3' }));
+  });
+});
+
+/**
+ * A receiver behind its fastify route (clearance/guard/fastify), on a clock the test moves: pushes
+ * go over HTTP (app.inject) as Clearance's transmitter sends them.
+ */
+async function receiverRoute(t: TestContext, keys: { privateKey: CryptoKey; jwks: JSONWebKeySet }, clock: { now: number }, options: Partial<SsfReceiverOptions> = {}) {
+  const revocations = new MemorySecurityEventRevocations({ now: () => clock.now });
+  const acted: string[] = [];
+  const receiver = createSsfReceiver({ issuer, audience: 'orders-receiver', jwks: keys.jwks, authorization: 'Bearer push-secret', revocations, now: () => clock.now, onEvent: (e) => acted.push(e.jti), ...options });
+  const app = fastify();
+  await ssfReceiverRoute(app, { receiver, path: '/ssf/events' });
+  t.after(() => app.close());
+  const push = (body: string) => app.inject({ method: 'POST', url: '/ssf/events', headers, payload: body });
+  return { push, revocations, acted };
+}
+
+async function transmitterKeys() {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  return { privateKey, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] } };
+}
+
+/** A session-revoked SET about alice, issued at `iat` (epoch s), with no event_timestamp: it takes effect when received. */
+function sessionRevoked(privateKey: CryptoKey, iat: number, jti: string = randomUUID()): Promise<string> {
+  return new SignJWT({ jti, sub_id: person('alice'), events: { [`${caep}session-revoked`]: {} } })
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' })
+    .setIssuer(issuer)
+    .setAudience('orders-receiver')
+    .setIssuedAt(iat)
+    .sign(privateKey);
+}
+
+describe('the guard’s SSF receiver route: jti and iat (RFC 8417 §2.2)', () => {
+  test('acknowledges a replayed SET with 202 and acts on it only once', async (t) => {
+    const keys = await transmitterKeys();
+    const clock = { now: 1_800_000_000_000 };
+    const r = await receiverRoute(t, keys, clock);
+    const t0 = Math.floor(clock.now / 1000);
+    const body = await sessionRevoked(keys.privateKey, t0, 'set-1');
+    assert.equal((await r.push(body)).statusCode, 202);
+    assert.deepEqual(r.acted, ['set-1']);
+    // Ten minutes later the same SET again (a retry after a lost 202, or a replay): alice's token
+    // issued since then stands — acting again would revoke her tokens up to the replay.
+    clock.now += 600_000;
+    const replayed = await r.push(body);
+    assert.equal(replayed.statusCode, 202, replayed.body);
+    assert.equal(replayed.body, '');
+    assert.deepEqual(r.acted, ['set-1'], 'onEvent is not called again');
+    assert.equal(r.revocations.check({ sub: 'alice', iat: t0 + 300, jti: 'a1' }), undefined, 'the replay revoked nothing more');
+    assert.ok(r.revocations.check({ sub: 'alice', iat: t0 - 1, jti: 'a0' }), 'the first delivery’s revocation stands');
+    // Another SET (another jti) is acted on.
+    assert.equal((await r.push(await sessionRevoked(keys.privateKey, t0 + 600, 'set-2'))).statusCode, 202);
+    assert.deepEqual(r.acted, ['set-1', 'set-2']);
+  });
+
+  test('refuses with 400 invalid_request a SET whose iat is more than a minute ahead or older than maxAgeSeconds, acting on nothing', async (t) => {
+    const keys = await transmitterKeys();
+    const clock = { now: 1_800_000_000_000 };
+    const now = Math.floor(clock.now / 1000);
+    const r = await receiverRoute(t, keys, clock);
+    const refusedFor = async (iat: number, what: string) => {
+      const answer = await r.push(await sessionRevoked(keys.privateKey, iat, what));
+      assert.equal(answer.statusCode, 400, `${what}: ${answer.body}`);
+      assert.equal(answer.headers['cache-control'], 'no-store');
+      assert.equal(answer.json().err, 'invalid_request', what);
+      return answer.json().description as string;
+    };
+    assert.match(await refusedFor(now + 61, 'ahead'), /iat/);
+    // The default age: a day and an hour, beyond Clearance's day of push retries (CLEARANCE_SSF_MAX_DELIVERY_AGE).
+    assert.match(await refusedFor(now - 90_001, 'too old'), /iat/);
+    assert.deepEqual(r.acted, [], 'refused SETs act on nothing');
+    assert.equal(r.revocations.check({ sub: 'alice', iat: now - 100_000, jti: 'x' }), undefined);
+    // Within the skew and the age, a SET is taken.
+    assert.equal((await r.push(await sessionRevoked(keys.privateKey, now + 60, 'skewed'))).statusCode, 202);
+    assert.equal((await r.push(await sessionRevoked(keys.privateKey, now - 90_000, 'late'))).statusCode, 202);
+    assert.deepEqual(r.acted, ['skewed', 'late']);
+
+    const strict = await receiverRoute(t, keys, clock, { maxAgeSeconds: 600, clockSkewSeconds: 5 });
+    assert.equal((await strict.push(await sessionRevoked(keys.privateKey, now - 601, 'old'))).statusCode, 400);
+    assert.equal((await strict.push(await sessionRevoked(keys.privateKey, now + 6, 'ahead'))).statusCode, 400);
+    assert.equal((await strict.push(await sessionRevoked(keys.privateKey, now - 600, 'fresh'))).statusCode, 202);
+    assert.deepEqual(strict.acted, ['fresh']);
+  });
+
+  test('remembers the SETs it acted on across a restart with a SqliteReplayStore', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'clearance-ssf-replay-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'guard.db');
+    const keys = await transmitterKeys();
+    const clock = { now: 1_800_000_000_000 };
+    const body = await sessionRevoked(keys.privateKey, Math.floor(clock.now / 1000), 'before-restart');
+
+    const first = new SqliteReplayStore(file, { now: () => clock.now });
+    const before = await receiverRoute(t, keys, clock, { replay: first });
+    assert.equal((await before.push(body)).statusCode, 202);
+    assert.deepEqual(before.acted, ['before-restart']);
+    first.close();
+
+    // The guard restarts: a new process, the same file.
+    clock.now += 60_000;
+    const second = new SqliteReplayStore(file, { now: () => clock.now });
+    t.after(() => second.close());
+    const after = await receiverRoute(t, keys, clock, { replay: second });
+    assert.equal((await after.push(body)).statusCode, 202);
+    assert.deepEqual(after.acted, [], 'the replay after the restart acts on nothing');
+    assert.equal((await after.push(await sessionRevoked(keys.privateKey, Math.floor(clock.now / 1000), 'after-restart'))).statusCode, 202);
+    assert.deepEqual(after.acted, ['after-restart']);
+  });
+
+  test('answers 503 and acts on nothing when the replay store fails, so that the transmitter retries', async (t) => {
+    const keys = await transmitterKeys();
+    const clock = { now: 1_800_000_000_000 };
+    let broken = true;
+    const seen = new Set<string>();
+    const replay = {
+      use(key: string) {
+        if (broken) throw new Error('the disk is full');
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      },
+    };
+    const r = await receiverRoute(t, keys, clock, { replay });
+    const body = await sessionRevoked(keys.privateKey, Math.floor(clock.now / 1000), 'retried');
+    const failed = await r.push(body);
+    assert.equal(failed.statusCode, 503, failed.body);
+    assert.equal(failed.headers['cache-control'], 'no-store');
+    assert.deepEqual(r.acted, []);
+    broken = false;
+    assert.equal((await r.push(body)).statusCode, 202);
+    assert.deepEqual(r.acted, ['retried'], 'the retry is acted on');
   });
 });

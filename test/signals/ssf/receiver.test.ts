@@ -74,7 +74,7 @@ test('a receiver on localhost gets a signed session-revoked SET within a second 
       }
     }
   });
-  // The receiver route itself answers (and applies the revocations a second time, idempotently).
+  // The receiver route itself answers (its second look at a SET already applied acknowledges it without acting: its jti is remembered).
   await ssfReceiverRoute(app, { receiver, path: '/ssf/events' });
   app.get('/orders', { config: { clearance: { scopes: ['order:create'] } } }, async (request) => ({ subject: request.access!.subject }));
   const receiverUrl = await app.listen({ host: '127.0.0.1', port: 0 });
