@@ -47,3 +47,21 @@ export async function agentAuthority(ctx: Context, client: AuthenticatedClient):
     },
   };
 }
+
+/**
+ * Whether a live token's `agent` claim still stands (src/tokens/liveness.ts asks it for every token
+ * that carries one; in-memory registry reads only): the agent is active, its declaration has not
+ * changed since the token was issued — a disable then a re-enable, or a narrowed envelope, leaves no
+ * token decided before it alive (`iat` has a resolution of a second: a token of the change's own
+ * second counts as before it) — and the model version the token names, by its approval, is the
+ * agent's and still approved: a retired or otherwise withdrawn version has no trading authority from
+ * that moment, not only at the next issuance (docs/agents.md "Tokens").
+ */
+export async function isAgentClaimLive(ctx: Pick<Context, 'agents'>, claim: AgentClaim, issuedAtMs: number): Promise<boolean> {
+  const snapshot = await ctx.agents.snapshot();
+  if (snapshot.agents.get(claim.id)?.status !== 'active') return false;
+  const changedAt = snapshot.changedAt.get(claim.id);
+  if (changedAt === undefined || issuedAtMs <= changedAt) return false;
+  const binding = snapshot.modelsByApproval.get(claim.approval);
+  return binding !== undefined && binding.agentId === claim.id && binding.modelDigest === claim.model_digest && binding.status === 'approved';
+}

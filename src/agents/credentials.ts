@@ -1,6 +1,7 @@
 import type { Context } from '../context.ts';
 import { alertInsert } from '../signals/alerts.ts';
 import { checkedCsr, planIssuance, profileOf, PkiRefusal, signAndRecord, type IssuedCertificate } from '../pki/issuance.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
 import { AttestationRefusal, verifyAttestation } from './attestation.ts';
 
 /**
@@ -40,12 +41,21 @@ export async function issueAgentCertificate(ctx: Context, input: { agentId: stri
       };
     });
   } catch (error) {
-    const refusal = error instanceof AttestationRefusal ? error : error instanceof PkiRefusal ? new AttestationRefusal(error.code, error.message) : undefined;
+    const refusal = error instanceof AttestationRefusal ? error : error instanceof PkiRefusal ? new AttestationRefusal(error.code, error.message) : replayed(error);
     if (!refusal) throw error;
     // An id nobody declared is answered, not recorded: the log is not for the internet's guesses.
     if (agent) await recordAttestationRefusal(ctx, agent.id, refusal, input.requestId);
     throw refusal;
   }
+}
+
+/**
+ * Two certificate requests with the same attestation id racing past its check (src/agents/
+ * attestation.ts): the unique `attestation_jti` keeps the second from recording, and it is the
+ * caller's replay, not a server error.
+ */
+function replayed(error: unknown): AttestationRefusal | undefined {
+  return isUniqueViolation(error) ? new AttestationRefusal('replay', 'attestation jti was used for a certificate already: a pipeline signs a new attestation for each') : undefined;
 }
 
 async function recordAttestationRefusal(ctx: Context, agentId: string, refusal: AttestationRefusal, requestId: string | undefined): Promise<void> {

@@ -28,6 +28,13 @@ export interface AgentSnapshot {
   pipelines: ReadonlyMap<string, PipelineDefinition>;
   /** Every model binding by id. */
   models: ReadonlyMap<string, ModelBinding>;
+  /** Model bindings by the approval request that decided them (a token's `agent.approval`). */
+  modelsByApproval: ReadonlyMap<string, ModelBinding>;
+  /**
+   * When each agent's declaration last changed (epoch ms): a disable, a re-enable, a narrowed
+   * envelope. A token issued before it was decided under what is no longer declared.
+   */
+  changedAt: ReadonlyMap<string, number>;
 }
 
 /**
@@ -72,11 +79,14 @@ export class AgentRegistry {
       this.#db.selectFrom('agent_models').selectAll().execute(),
     ]);
     const agents = new Map(agentRows.map((r) => [r.id, agentFromRow(r)]));
+    const models = new Map(modelRows.map((r) => [r.id, modelFromRow(r)]));
     return {
       agents,
       byClient: new Map([...agents.values()].map((a) => [a.client_id, a])),
       pipelines: new Map(pipelineRows.map((r) => [r.id, { id: r.id, ...(r.name ? { name: r.name } : {}), jwks: JSON.parse(r.jwks) as PipelineDefinition['jwks'] }])),
-      models: new Map(modelRows.map((r) => [r.id, modelFromRow(r)])),
+      models,
+      modelsByApproval: new Map([...models.values()].map((m) => [m.approvalRequest, m])),
+      changedAt: new Map(agentRows.map((r) => [r.id, Number(r.updated_at)])),
     };
   }
 }
