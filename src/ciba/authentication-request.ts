@@ -1,6 +1,7 @@
 import { requestedTarget } from '../authorization/target.ts';
 import { AuthorizationParameters } from '../authorization/parameters.ts';
 import { isOidcScope, type OidcScope } from '../authorization/scopes.ts';
+import { isFapi2 } from '../clients/profile.ts';
 import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
@@ -18,7 +19,8 @@ import { newTxn } from '../transactions/txn.ts';
  *    travel beside it; a FAPI 2.0 client, or one registered with a signing alg, must sign;
  * 2. `binding_message` (§7.1): at most 100 characters of printable text — letters, marks, digits,
  *    punctuation, symbols and spaces; no control, format (bidi overrides, zero-width) or line
- *    separator characters — else `invalid_binding_message` (§13);
+ *    separator characters — else `invalid_binding_message` (§13); REQUIRED of a FAPI 2.0 client
+ *    (FAPI-CIBA §5.2.2), else `invalid_request`;
  * 3. `scope` is REQUIRED and includes `openid` (§7.1); OpenID scopes must be allowed to the client;
  *    business scopes, `resource` (RFC 8707, one audience) and `authorization_details` (RFC 9396,
  *    validated as at /authorize) choose and describe the access token; never for one of
@@ -93,6 +95,12 @@ export async function readAuthenticationRequest(ctx: Context, client: Client, fo
     // Again on the value read: a signed request's claim may be a number, read as its text.
     const bindingProblem = bindingMessageProblem(bindingMessage);
     if (bindingProblem) throw new OAuthError('invalid_binding_message', bindingProblem);
+    // FAPI-CIBA §5.2.2 (2): the server "shall ensure unique authorization context exists in the
+    // authorization request or require a binding_message". Nothing else shown to the person tells
+    // two requests for them apart (two identical orders look the same), so a FAPI client sends one.
+    if (bindingMessage === undefined && isFapi2(ctx.config, client)) {
+      throw new OAuthError('invalid_request', 'binding_message is required for a client under the FAPI 2.0 profile (FAPI-CIBA)');
+    }
 
     const { oidcScopes, business } = readScope(client, params.string('scope'));
     // RFC 9396 §5, RFC 8707 §2: the entries, and the one resource server with its scopes (as at /authorize).

@@ -9,6 +9,7 @@ import { tokenFormKeys } from '../transfers/destination-input.ts';
 import { userinfoAudience } from '../authorization/scopes.ts';
 import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
+import { actChainDelegation } from './act-chain.ts';
 import type { CibaAuthenticationRequest } from './authentication-request.ts';
 import { authReqIdHash, defaultIntervalSeconds, insertCibaRequest, newAuthReqId, sealAuthReqId, sealNotificationToken, type CibaMode } from './store.ts';
 
@@ -28,7 +29,8 @@ export interface OpenedCibaRequest {
  *    before a consent page (src/authorization/kyc.ts `refuseBeforeAsking`: src/risk/kyc/enforce.ts
  *    `refuseFrozenOrSanctioned`, a nameless IBAN transfer screened by its address book's name),
  *    and nothing is opened — no one is asked to approve what would be refused: a frozen subject,
- *    or a frozen firm owning the client, is access_denied (§13; the token endpoint's invalid_grant
+ *    or a frozen firm owning the client or a client of the login_hint_token's act chain
+ *    (src/ciba/act-chain.ts), is access_denied (§13; the token endpoint's invalid_grant
  *    is no error of this request), audited `policy.denied` (kyc-frozen); every counterparty its
  *    authorization_details name is screened (AMENDMENTS: "counterparties named in
  *    authorization_details are screened too"): a listed one, or a frozen one, is
@@ -55,6 +57,8 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
     authorizationDetails: payload.authorizationDetails,
     requestId: meta.requestId,
     grantType: cibaGrantType,
+    // A login_hint_token's act chain goes into the token: a frozen firm owning a client of it is refused too.
+    ...(payload.act ? { delegation: actChainDelegation(hint.subject.id, payload.act) } : {}),
   }).catch((error: unknown) => {
     throw error instanceof OAuthError ? asRequestError(error) : error;
   });

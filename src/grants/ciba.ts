@@ -26,7 +26,8 @@ import { issuePersonTokens } from './person-tokens.ts';
  *    this and every later poll (§11); otherwise `authorization_pending` (§11);
  * 5. denied (or withdrawn): `access_denied` (§11, HTTP 400);
  * 6. approved: the subject's own approval reaches the request's acr_values (else access_denied);
- *    the person may still hold tokens; the consent grant the approval extended is still active;
+ *    the person may still hold tokens, on an approval given after their last cut-off (the token's
+ *    auth_time); the consent grant the approval extended is still active;
  *    the second persons' approvals (only when the request asked for any) still stand
  *    (src/approvals/standing.ts: each approver still an active person, still eligible) — when
  *    fewer stand than the request needs, the request is withdrawn (`approval.completed`, outcome
@@ -80,7 +81,10 @@ export const ciba = defineGrant({
     if (own.method !== 'passkey') throw invalidGrant('the subject did not approve with a passkey');
     const wanted = strongestAcr(row.payload.acrValues.filter(isKnownAcr));
     if (wanted !== undefined && !acrSatisfies(own.acr, wanted)) throw new OAuthError('access_denied', 'the approval did not reach the requested acr_values', { status: 400 });
-    if (!(await isPersonTokenLive(ctx.storage.db, request.subject, request.decidedAt ?? now))) throw invalidGrant('the person may no longer hold tokens');
+    // The person rule (src/identity/lifecycle.ts) at the subject's own approval, the authentication
+    // the token stands on (its auth_time): a cut-off after it (sign out everywhere, a recovery, roles
+    // taken away) ends it, even when a second person settled the request after the cut-off.
+    if (!(await isPersonTokenLive(ctx.storage.db, request.subject, own.at))) throw invalidGrant('the person may no longer hold tokens, or not on an approval given before their cut-off');
     if (row.grantId === undefined || !(await isGrantActive(ctx.storage.db, row.grantId))) throw invalidGrant('the consent grant of the approval is no longer active');
     const kind = approvalKindOf(request.kind);
     if (!kind) throw invalidGrant('the approval request is of an unknown kind');

@@ -21,6 +21,7 @@ import { usesOf } from '../policy/issuance.ts';
 import { approvalDigest, entriesToApprove } from '../jose/approval-digest.ts';
 import { OAuthError } from '../oauth-error.ts';
 import type { cibaGrantType } from '../clients/metadata.ts';
+import { refuseFrozenActChain } from '../ciba/act-chain.ts';
 
 /**
  * What a grant writes when it issues tokens, added to the flight of `issuePersonTokens`'
@@ -98,6 +99,8 @@ export async function issuePersonTokens(
       { subject: basis.userId, clientId: basis.clientId, requestId: options.requestId, grantType: options.grantType, acrBefore: basis.acr, grantId: basis.grantId },
     );
   }
+  // A CIBA token's act chain (and a refresh of one): the issuance path sees no delegation for a person's token.
+  if (basis.ciba?.act) await refuseFrozenActChain(ctx, { subject: { type: 'User', id: basis.userId }, clientId: basis.clientId, audience: target.audience, scopes: target.scopes, requestId: options.requestId, grantType: options.grantType, txn: basis.ciba.txn }, basis.ciba.act);
   const userinfo = target.audience === userinfoAudience(ctx.config.issuer);
   // The family opened here gets its id now, before the access token that names it is signed.
   const newFamily = opensRefreshFamily(authenticated, basis, options) ? newRefreshFamilyId() : undefined;

@@ -10,6 +10,7 @@ import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
 import { decideApprovalRequest, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
+import { signOutEverywhere } from '../../src/identity/lifecycle.ts';
 import { changeKycByAdmin } from '../../src/risk/kyc/admin.ts';
 import { accessAudience } from '../../src/resource-servers/builtins.ts';
 import { authorizationPruningSettled, maybePruneAuthorizationState } from '../../src/authorization/pruning.ts';
@@ -183,6 +184,19 @@ describe('the backchannel authentication endpoint', () => {
     await started(f);
   });
 
+  test('refuses a login_hint_token whose act chain names a client of a frozen firm before anyone is asked: access_denied, audited policy.denied kyc-frozen, nothing opened', async (t) => {
+    const f = await cibaFixture(t);
+    const hintToken = await actChainHint(f);
+    await changeKycByAdmin(f.ctx, { type: 'LegalEntity', id: algoFirm }, { status: 'frozen' }, { actor: 'admin-ops', reason: 'test' });
+    const opened = (await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length;
+    const refused = await f.bcAuthorize({ scope: 'openid order:create', login_hint_token: hintToken, binding_message: 'Order 4712' });
+    assertError(refused, 'access_denied', 403);
+    assert.equal((refused.json() as Json).error_description, 'no token can be issued for this subject at present');
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, opened, 'nobody is asked to approve it');
+    const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('kyc-frozen'));
+    assert.deepEqual(denied.map((e) => [e.subject, e.client, e.details!.frozen, e.details!.via]), [[f.traderId, 'desk-ciba', `LegalEntity::${JSON.stringify(algoFirm)}`, cibaGrant]]);
+  });
+
   test('refuses a binding_message that is too long or not printable text', async (t) => {
     const f = await cibaFixture(t);
     assertError(await f.bcAuthorize({ scope: 'openid', login_hint: 'trader', binding_message: 'x'.repeat(101) }), 'invalid_binding_message');
@@ -240,8 +254,26 @@ describe('the backchannel authentication endpoint', () => {
     const unsigned = await post({ scope: 'openid', login_hint: 'trader' });
     assertError(unsigned, 'invalid_request');
     assert.match(String((unsigned.json() as Json).error_description), /signed/);
-    const signed = await post({ request: await f.signedRequest('fapi-ciba', { scope: 'openid', login_hint: 'trader' }) });
+    const signed = await post({ request: await f.signedRequest('fapi-ciba', { scope: 'openid', login_hint: 'trader', binding_message: 'Desk 4 / 1142' }) });
     assert.equal(signed.statusCode, 200, signed.body);
+  });
+
+  test('requires a binding_message of a fapi2 client (FAPI-CIBA §5.2.2): without one the person could not tell its request from another started for them at the same time', async (t) => {
+    const f = await cibaFixture(t);
+    const post = async (form: Record<string, string>) =>
+      f.post('/bc-authorize', { form: { client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: await f.assertionOf('fapi-ciba'), ...form } });
+    const unbound = await post({ request: await f.signedRequest('fapi-ciba', { scope: 'openid', login_hint: 'trader' }) });
+    assertError(unbound, 'invalid_request');
+    assert.match(String((unbound.json() as Json).error_description), /binding_message is required/);
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, 0, 'nobody is asked');
+    // An order in authorization_details is no substitute: two identical orders look the same to the person.
+    await f.apply({ instrument_classes: [{ id: 'fx' }] });
+    const order = JSON.stringify([largeOrder]);
+    assertError(await post({ request: await f.signedRequest('fapi-ciba', { scope: 'openid order:create', login_hint: 'trader', authorization_details: order }) }), 'invalid_request');
+    const bound = await post({ request: await f.signedRequest('fapi-ciba', { scope: 'openid order:create', login_hint: 'trader', authorization_details: order, binding_message: 'Desk 4 / 1142' }) });
+    assert.equal(bound.statusCode, 200, bound.body);
+    // Other clients may still leave it out (CIBA Core §7.1: OPTIONAL).
+    await started(f, { binding_message: [] } as never);
   });
 
   test('is advertised in discovery with the CIBA metadata', async (t) => {
@@ -260,6 +292,20 @@ async function approvedTokens(f: CibaFixture, form: Record<string, string | stri
   const body = await started(f, form, clientId);
   await subjectDecides(f.ctx, await f.pending());
   return { authReqId: String(body.auth_req_id) };
+}
+
+/** The firm that owns `algo-7`, the service in the act chain of `actChainHint`'s token. */
+const algoFirm = '5493001KJTIIGC8Y1R12';
+
+/**
+ * A login_hint_token of desk-ciba for the trader whose act chain names `algo-7`, a service of
+ * `algoFirm` (as an exchange would give it: minted here, from a CIBA token of the trader).
+ */
+async function actChainHint(f: CibaFixture): Promise<string> {
+  await f.apply({ clients: [{ client_id: 'algo-7', kind: 'service', owner_lei: algoFirm, token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'], scope: 'order:create' }] });
+  const { authReqId } = await approvedTokens(f);
+  const claims = decodeJwt(String(((await f.poll(authReqId)).json() as Json).access_token));
+  return f.ctx.keys.signJwt({ typ: 'at+jwt' }, { ...claims, jti: 'hint-algo-7', act: { sub: 'algo-7', act: { sub: 'desk-ciba' } } });
 }
 
 /** A user's id by username. */
@@ -381,6 +427,20 @@ for (const dialect of testDialects()) {
       assert.deepEqual((issued!.details?.evidence_digests as Json[]).map((d) => d.role), ['subject', 'approver']);
     });
 
+    test('issues nothing on the subject’s approval once their tokens were cut off after it, even when a second person settles the request later', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
+      await subjectDecides(f.ctx, request);
+      // The person signs out everywhere (a lost phone, a suspicious prompt): what they authenticated before is dead.
+      f.clock.advance(1000);
+      assert.equal(await signOutEverywhere(f.ctx, 'trader', { actor: 'admin-ops' }), true);
+      f.clock.advance(1000);
+      const settled = await approve('sup');
+      assert.ok(settled.ok && settled.settled === 'approved', JSON.stringify(settled));
+      assertError(await f.poll(authReqId), 'invalid_grant');
+      assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant).length, 0);
+    });
+
     test('keeps an approved request when whether its approvals still stand cannot be checked just now: authorization_pending, then the token', async (t) => {
       const f = await cibaFixture(t, { dialect });
       const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
@@ -459,6 +519,35 @@ for (const dialect of testDialects()) {
       assert.deepEqual(token.act, act);
       assert.match(String(token.authorization_details_digest), /^[A-Za-z0-9_-]{43}$/);
       assert.equal(token.txn, request.id);
+    });
+
+    test('issues no token, nor a refreshed one, whose act chain names a client of a firm frozen since the request was opened', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const hintToken = await actChainHint(f);
+      const ask = async () => {
+        const body = await started(f, { login_hint: [], login_hint_token: hintToken } as never);
+        await subjectDecides(f.ctx, await f.pending());
+        return String(body.auth_req_id);
+      };
+      const redeemedBefore = await ask();
+      const approvedBefore = await ask();
+      f.clock.advance(1000);
+      const tokens = (await f.poll(redeemedBefore)).json() as Json;
+      assert.deepEqual(decodeJwt(String(tokens.access_token)).act, { sub: 'algo-7', act: { sub: 'desk-ciba' } });
+      assert.ok(tokens.refresh_token, 'desk-ciba is registered for refresh_token');
+
+      await changeKycByAdmin(f.ctx, { type: 'LegalEntity', id: algoFirm }, { status: 'frozen' }, { actor: 'admin-ops', reason: 'test' });
+      const refused = await f.poll(approvedBefore);
+      assertError(refused, 'invalid_grant');
+      assert.equal((refused.json() as Json).error_description, 'no token can be issued for this subject at present');
+      const refreshed = await f.token({ auth: f.basic('desk-ciba'), form: { grant_type: 'refresh_token', refresh_token: String(tokens.refresh_token) } });
+      assertError(refreshed, 'invalid_grant');
+      const denied = (await f.auditEvents('policy.denied')).filter((e) => e.decision!.reasons.includes('kyc-frozen'));
+      assert.deepEqual(denied.map((e) => [e.details!.frozen, e.details!.via]), [
+        [`LegalEntity::${JSON.stringify(algoFirm)}`, cibaGrant],
+        [`LegalEntity::${JSON.stringify(algoFirm)}`, 'refresh_token'],
+      ]);
+      assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant).length, 2, 'the hint’s own token and the one redeemed before the freeze');
     });
 
     test('refuses another client’s auth_req_id, an unknown one, and answers access_denied when the person denies', async (t) => {

@@ -24,7 +24,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 4. the client is registered for the CIBA grant with the poll or ping delivery mode (§4, §13
  *    unauthorized_client);
  * 5. the request's parameters (src/ciba/authentication-request.ts): signed where it must be,
- *    binding_message printable text (else invalid_binding_message), scope with openid, one hint
+ *    binding_message printable text (else invalid_binding_message) and present for a FAPI 2.0
+ *    client (FAPI-CIBA §5.2.2), scope with openid, one hint
  *    naming an active person, requested_expiry, client_notification_token in ping mode,
  *    authorization_details (a counterparty the screening list names is invalid_authorization_details,
  *    as at the token endpoint) and resource;
