@@ -186,6 +186,28 @@ export class ClientStore {
     return true;
   }
 
+  /**
+   * Ends every token issued to a client so far, inside the caller's transaction, and leaves it in
+   * service (a risk suspension: src/risk/anomalies/store.ts `suspendIn`): its cut-off moves to
+   * `now`, as `disable` moves it, so its access tokens are dead (src/tokens/liveness.ts reads the
+   * cut-off from this registry: no statement on the token path) and stay dead whatever happens to
+   * the client later; and its refresh tokens are revoked, as prune revokes a disabled client's
+   * (RFC 9700 §4.14.2). How many refresh tokens it revoked; undefined when there is no such client.
+   */
+  async endTokens(trx: Transaction<Database>, clientId: string, now: number): Promise<{ refreshTokensRevoked: number } | undefined> {
+    const updated = await trx.updateTable('clients').set({ tokens_valid_after: cutOffAt(now) }).where('client_id', '=', clientId).executeTakeFirst();
+    if (Number(updated.numUpdatedRows) === 0) return undefined;
+    await bumpGeneration(trx, 'clients');
+    // Used and replaced tokens of its families too: presenting one later is "revoked", not a reuse.
+    const revoked = await trx
+      .updateTable('refresh_tokens')
+      .set({ state: 'revoked' })
+      .where('client_id', '=', clientId)
+      .where('state', 'in', ['active', 'rotated', 'superseded'])
+      .executeTakeFirst();
+    return { refreshTokensRevoked: Number(revoked.numUpdatedRows) };
+  }
+
   /** Deletes a client inside the caller's transaction; false when there was none. */
   async remove(trx: Transaction<Database>, clientId: string): Promise<boolean> {
     const deleted = await trx.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();

@@ -37,6 +37,10 @@ import { cutOffAt } from '../storage/cut-off.ts';
  * the roles they held (an administrator's `admin:write`), and a token or refresh token issued before
  * must not outlive the decision to take that away. The person stays active; a new sign-in gets
  * tokens decided on the roles they hold now. A write that only adds or keeps roles ends nothing.
+ *
+ * A risk suspension of a person on a suspected compromise (`suspended`: src/risk/anomalies/store.ts
+ * `suspendIn`, in the evaluation's transaction) ends their tokens as "sign out everywhere" does;
+ * reinstating them later brings none back: they sign in again.
  */
 
 /** What a person's status allows, as stored. */
@@ -47,7 +51,7 @@ interface Standing {
 }
 
 /** The steps that end a person's tokens, as their audit event types name them. */
-export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery' | 'offboarded' | 'roles_removed';
+export type LifecycleAction = 'locked' | 'disabled' | 'password_reset' | 'signed_out_everywhere' | 'deleted' | 'recovery' | 'offboarded' | 'roles_removed' | 'suspended';
 
 const eventTypes = {
   locked: 'user.locked',
@@ -61,6 +65,9 @@ const eventTypes = {
   offboarded: 'user.offboarded',
   // A write that takes a role away (src/identity/users.ts upsertUser): "sign out everywhere", for that reason.
   roles_removed: 'user.signed_out_everywhere',
+  // A risk suspension on a suspected compromise (src/risk/anomalies/store.ts suspendIn): "sign out
+  // everywhere", for that reason; sign-in and new tokens stay refused until reinstated.
+  suspended: 'user.signed_out_everywhere',
 } as const satisfies Record<LifecycleAction, AuditEvent['type']>;
 
 /**

@@ -72,7 +72,7 @@ export interface IdentityTables {
     /** JSON array of RFC 8176 method references. */
     amr: string;
     ended_at: number | null;
-    /** Why it ended: logout, rotated (a new login in this browser), locked, disabled, password_changed, signed_out_everywhere, deleted. */
+    /** Why it ended: logout, rotated (a new login in this browser), locked, disabled, password_changed, signed_out_everywhere, deleted, and the other steps of src/identity/lifecycle.ts (roles_removed, suspended, …). */
     end_reason: string | null;
     /**
      * The risk assessment of the sign-in that started it (JSON, src/risk/assessment.ts), so what is

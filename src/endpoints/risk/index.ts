@@ -108,9 +108,10 @@ export const adminRisk: Endpoint = {
  * trustChangeSignIn, as a policy set's activation asks) — not a client's own token (an automation
  * lifts nothing), not a delegate's, not a console token standing on a sign-in of hours ago.
  * Four-eyes is not asked: a reinstatement undoes a machine's reaction, reviewed by one person. Nor
- * does the suspended principal lift its own suspension: its tokens issued before the suspension
- * run to their expiry (docs/risk.md), so the suspended person's own token, or a token issued to
- * the suspended client, is refused. Each refusal is recorded as `risk.reinstate_refused` (naming
+ * does the suspended principal lift its own suspension: the suspension ended its tokens
+ * (src/risk/anomalies/store.ts suspendIn), and should one still be presented — a token of a node
+ * that has not yet reloaded the client's cut-off — the suspended person's own token, or a token
+ * issued to the suspended client, is refused. Each refusal is recorded as `risk.reinstate_refused` (naming
  * the suspension's principal when it exists), then answered: a sign-in too weak or too old with
  * 401 insufficient_user_authentication, anything else with 403 access_denied.
  */

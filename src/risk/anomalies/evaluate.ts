@@ -69,6 +69,8 @@ export async function evaluateClosedWindows(ctx: Context, options: { maxWindows?
     evaluated.push(await evaluateWindow(ctx, window, claim.lease, risk, settings));
   }
   if (evaluated.some((w) => w.raised.some((a) => a.reaction !== 'alert'))) ctx.risk.reactions.invalidate();
+  // A client suspended had its tokens cut off (./store.ts suspendIn): this node sees it at once.
+  if (evaluated.some((w) => w.raised.some((a) => a.reaction === 'suspend' && a.principal.type === 'Client'))) ctx.clients.invalidate();
   return evaluated;
 }
 
@@ -146,7 +148,7 @@ async function evaluateWindow(ctx: Context, window: { start: number; ms: number 
           const anomaly = await raise(trx, ctx, { principal, kind, window, observed, expected: expectedValue(baseline!, kind, window.ms), reaction: settings.reactions[kind], factor: risk.velocityFactor }, events);
           raised.push(anomaly);
           if (anomaly.reaction === 'suspend' && !suspended.has(key)) {
-            events.push(await suspendIn(trx, ctx, principal, anomaly));
+            events.push(...(await suspendIn(trx, ctx, principal, anomaly)));
             suspended.add(key);
           }
         }

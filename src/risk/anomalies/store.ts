@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
+import { endPersonAccess, lifecycleEvent } from '../../identity/lifecycle.ts';
 import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
 import type { ActivePrincipal } from './activity.ts';
@@ -150,16 +151,51 @@ export async function resolveAnomaly(ctx: Context, id: string, by: AdminActor): 
 
 /**
  * Suspends a principal pending review, in the evaluation's transaction: the suspension row, the
- * `risk.suspended` event (returned) and alert, and the reactions' generation bumped.
+ * `risk.suspended` event and alert, and the reactions' generation bumped. A suspension follows a
+ * suspected compromise, so the principal's live tokens end with it, in the same transaction
+ * (`endTokensOf`): reinstating lifts the suspension, never brings them back. The events to record.
  */
-export async function suspendIn(trx: Transaction<Database>, ctx: Pick<Context, 'clock'>, principal: ActivePrincipal, anomaly: { id: string; class: AnomalyClass }): Promise<AuditEvent> {
+export async function suspendIn(trx: Transaction<Database>, ctx: Pick<Context, 'clock' | 'clients'>, principal: ActivePrincipal, anomaly: { id: string; class: AnomalyClass }): Promise<AuditEvent[]> {
   const id = randomUUID();
   const now = ctx.clock.now();
   await trx.insertInto('risk_suspensions').values({ id, principal_type: principal.type, principal_id: principal.id, anomaly_id: anomaly.id, suspended_at: now, reinstated_at: null, reinstated_by: null, note: null }).execute();
   const facts = { suspension_id: id, anomaly_id: anomaly.id, class: anomaly.class, principal_type: principal.type, principal_id: principal.id };
   await alertInsert(trx, ctx.clock, { type: 'risk.suspended', subject: principal.id, data: facts }).execute();
   await bumpReactions(trx);
-  return { type: 'risk.suspended', actor: 'clearance', ...principalFields(principal), decision: { allow: false, reasons: [`anomaly:${anomaly.class}`] }, details: facts };
+  const ended = await endTokensOf(trx, ctx, principal, now, facts);
+  const suspended: AuditEvent = { type: 'risk.suspended', actor: 'clearance', ...principalFields(principal), decision: { allow: false, reasons: [`anomaly:${anomaly.class}`] }, details: { ...facts, ...ended.details } };
+  return [suspended, ...ended.events];
+}
+
+/**
+ * Ends the live tokens of a principal suspended at `now` (RFC 9700 §4.14.2: an authorization ended
+ * on a suspected compromise ends its refresh tokens, and its access tokens stop being accepted).
+ * - A person: as "sign out everywhere" (src/identity/lifecycle.ts `endPersonAccess`): their cut-off
+ *   (every access token issued until now is dead on every node at once: the person rule of token
+ *   liveness reads their row with the token), refresh tokens, unredeemed codes, sessions; recorded
+ *   as `user.signed_out_everywhere` with the reason `suspended`, so what reads that event (the
+ *   Shared Signals session-revoked it gives, a SIEM's query) sees it as any other.
+ * - A client: its cut-off (src/clients/store.ts `endTokens`: the clients registry every node reloads
+ *   within a second) and its refresh tokens revoked; the counts on `risk.suspended`.
+ * A principal Clearance does not store (a person deleted, a client removed) has nothing to end.
+ */
+async function endTokensOf(
+  trx: Transaction<Database>,
+  ctx: Pick<Context, 'clients'>,
+  principal: ActivePrincipal,
+  now: number,
+  facts: { suspension_id: string; anomaly_id: string },
+): Promise<{ details: Record<string, unknown>; events: AuditEvent[] }> {
+  if (principal.type === 'Client') {
+    const ended = await ctx.clients.endTokens(trx, principal.id, now);
+    return { details: ended ? { refresh_tokens_revoked: ended.refreshTokensRevoked, access_tokens: 'dead (cut-off)' } : {}, events: [] };
+  }
+  const person = await trx.selectFrom('users').select('id').where('id', '=', principal.id).executeTakeFirst();
+  if (!person) return { details: {}, events: [] };
+  const { ended, events } = await endPersonAccess(trx, now, person.id, 'suspended', 'clearance');
+  const signedOut = lifecycleEvent('suspended', person.id, 'clearance', ended, { via: 'risk-suspension' });
+  signedOut.details = { ...signedOut.details, suspension_id: facts.suspension_id, anomaly_id: facts.anomaly_id };
+  return { details: {}, events: [...events, signedOut] };
 }
 
 /** Suspensions, newest first; `active` true: not reinstated, false: reinstated. */
