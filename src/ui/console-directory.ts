@@ -6,19 +6,23 @@ import { consoleShell } from './console.ts';
 /** One section of the directory: the admin API's list, or why the person's token may not read it. */
 export type DirectorySection<T> = { rows: T[] } | { refused: string };
 
+/**
+ * A list not read yet, since the request did not come from the console's own link: reading it is
+ * a read of people on the person's record (people.reviewed), offered on a form instead.
+ */
+export type NotReadYet = { confirmFirst: true };
+
 export interface DirectoryView {
   clients: DirectorySection<{ client_id: string; client_name?: string; kind?: string; owner_lei?: string; token_endpoint_auth_method?: string; grant_types?: string[]; scope?: string }>;
   resourceServers: DirectorySection<{ identifier: string; name?: string; scopes: string[]; access_token_ttl: number; require_sender_constraint?: boolean }>;
   partners: DirectorySection<{ id: string; name?: string; issuer: string; algorithms?: string[] }>;
   entities: DirectorySection<{ lei: string; name: string; jurisdiction: string; home_region: string; roles?: string[]; desks?: { id: string }[] }>;
   agents: DirectorySection<{ id: string; client_id: string; status?: string; owner_lei: string; certificate_profile: string; models: { version: string; status: string }[] }>;
-  mandates: DirectorySection<{ id: string; version: number; status: string; grantor: Record<string, string>; grantee: Record<string, string>; scopes: string[]; effective_to: string | null }>;
+  /** Mandates name people (a grantee, who signed, accepted or revoked one): `NotReadYet` as the people are. */
+  mandates: DirectorySection<{ id: string; version: number; status: string; grantor: Record<string, string>; grantee: Record<string, string>; scopes: string[]; effective_to: string | null }> | NotReadYet;
   policies: DirectorySection<{ version: string; active: boolean; author: string; approver: string | null; change_ref: string; activated_at: string | null }>;
-  /**
-   * The people, or `confirmFirst`: not read yet, since the request did not come from the console's
-   * own link (a read on the person's record, people.reviewed), and offered on a form instead.
-   */
-  people: DirectorySection<ReviewedPerson> | { confirmFirst: true };
+  /** The people, or not read yet (`NotReadYet`). */
+  people: DirectorySection<ReviewedPerson> | NotReadYet;
   /** GET /admin/transfer-destinations: every account's address book (docs/transfers.md). */
   destinations: DirectorySection<{ id: string; lei: string; account: string; destination_key: string; kind: string; status: string; version?: number; usable_from?: string; label?: string }>;
   /** GET /admin/keys: not a list but one inventory, or why it may not be read. */
@@ -80,19 +84,26 @@ ${
 }
 
 /**
- * The people section before they are read: listing them is a read of personal data on the
- * person's record, done on the console's own form (its CSRF token), which no other site can submit.
+ * The one form that lists the mandates and the people when they were not read: each list is a read
+ * of people on the person's record, done on the console's own form (its CSRF token), which no
+ * other site can submit.
  */
-function peopleOnConfirmation(base: string, session: ConsoleSession): SafeHtml {
-  return html`<section aria-labelledby="people"><h2 id="people">People</h2>
-<form method="post" action="${base}/console/directory">
+function listOnConfirmation(base: string, session: ConsoleSession): SafeHtml {
+  return html`<form method="post" action="${base}/console/directory" id="list-people">
 <input type="hidden" name="csrf_token" value="${session.csrf}">
-<p>Listing the people is an access review, recorded in your name (<code>people.reviewed</code>). Your browser did not say that this page was opened from the console, so they are listed only when you ask.</p>
-<div class="actions"><button type="submit">List the people</button></div>
-</form></section>`;
+<p>Listing the mandates (each names its grantee and who signed it) and the people (an access review) is recorded in your name (<code>people.reviewed</code>). Your browser did not say that this page was opened from the console, so they are listed only when you ask.</p>
+<div class="actions"><button type="submit">List the mandates and the people</button></div>
+</form>`;
 }
 
-function section<T>(id: string, title: string, data: DirectorySection<T>, head: string[], row: (item: T) => SafeHtml): SafeHtml {
+/** A section whose list was not read yet: it points to the form that lists it. */
+function notReadSection(id: string, title: string): SafeHtml {
+  return html`<section aria-labelledby="${id}"><h2 id="${id}">${title}</h2>
+<p class="muted">Not listed yet: <a href="#list-people">list the mandates and the people</a>.</p></section>`;
+}
+
+function section<T>(id: string, title: string, data: DirectorySection<T> | NotReadYet, head: string[], row: (item: T) => SafeHtml): SafeHtml {
+  if ('confirmFirst' in data) return notReadSection(id, title);
   const body =
     'refused' in data
       ? html`<p class="muted">${data.refused}</p>`
@@ -135,6 +146,7 @@ export function consoleDirectoryPage(base: string, session: ConsoleSession, view
       ['people', 'People'],
       ['keys', 'Keys and certificates'],
     ].map(([id, label], i) => html`${i ? ' · ' : ''}<a href="#${id}">${label}</a>`)}</p></nav>
+${'confirmFirst' in view.mandates || 'confirmFirst' in view.people ? listOnConfirmation(base, session) : ''}
 ${section('clients', 'Clients', view.clients, ['Client', 'Kind', 'Firm (LEI)', 'Authentication', 'Grants', 'Scope'], (c) => html`<tr><td><code>${c.client_id}</code>${c.client_name ? html`<br>${c.client_name}` : ''}</td><td>${c.kind ?? ''}</td><td><code>${c.owner_lei ?? ''}</code></td><td>${c.token_endpoint_auth_method ?? ''}</td><td>${list(c.grant_types)}</td><td><code>${c.scope ?? ''}</code></td></tr>`)}
 ${section('resource-servers', 'Resource servers', view.resourceServers, ['Audience', 'Scopes', 'Token lifetime', 'Sender-constrained'], (r) => html`<tr><td><code>${r.identifier}</code>${r.name ? html`<br>${r.name}` : ''}</td><td><code>${list(r.scopes)}</code></td><td>${r.access_token_ttl} s</td><td>${r.require_sender_constraint ? 'required' : 'optional'}</td></tr>`)}
 ${section('partners', 'Partners', view.partners, ['Partner', 'Issuer', 'Algorithms'], (p) => html`<tr><td><a href="${base}/console/partners/${encodeURIComponent(p.id)}"><code>${p.id}</code></a>${p.name ? html`<br>${p.name}` : ''}</td><td><code>${p.issuer}</code></td><td>${list(p.algorithms)}</td></tr>`)}
@@ -142,7 +154,7 @@ ${section('entities', 'Legal entities', view.entities, ['LEI', 'Name', 'Jurisdic
 ${section('agents', 'Agents', view.agents, ['Agent', 'Client', 'Firm (LEI)', 'Certificate profile', 'Models'], (a) => html`<tr><td><code>${a.id}</code>${a.status ? html`<br>${a.status}` : ''}</td><td><code>${a.client_id}</code></td><td><code>${a.owner_lei}</code></td><td>${a.certificate_profile}</td><td>${a.models.map((m) => `${m.version} ${m.status}`).join(', ')}</td></tr>`)}
 ${section('mandates', 'Mandates', view.mandates, ['Mandate', 'Status', 'Grantor', 'Grantee', 'Scopes', 'Ends'], (m) => html`<tr><td><a href="${base}/console/mandates/${encodeURIComponent(m.id)}"><code>${m.id}</code></a> v${m.version}</td><td>${m.status}</td><td>${party(m.grantor)}</td><td>${party(m.grantee)}</td><td><code>${list(m.scopes)}</code></td><td>${m.effective_to ?? 'open-ended'}</td></tr>`)}
 ${section('policies', 'Policies', view.policies, ['Version', 'Active', 'Change', 'Author', 'Approver', 'Activated'], (p) => html`<tr><td><a href="${base}/console/policies/${encodeURIComponent(p.version)}"><code>${p.version}</code></a></td><td>${p.active ? 'active' : ''}</td><td>${p.change_ref}</td><td>${p.author}</td><td>${p.approver ?? ''}</td><td>${p.activated_at ?? ''}</td></tr>`)}
-${'confirmFirst' in view.people ? peopleOnConfirmation(base, session) : section('people', 'People', view.people, ['Username', 'Roles', 'Desks', 'Status', 'Factors', 'Live sessions', 'Last sign-in'], (p) => html`<tr><td><code>${p.username}</code></td><td>${list(p.roles)}</td><td>${list(p.desks)}</td><td>${p.status}${p.locked_at ? html`<br><span class="not-verified">locked ${p.locked_at}${p.lock_reason ? ` (${p.lock_reason})` : ''}</span>` : ''}</td><td>${factorsOf(p)}</td><td>${p.live_sessions}</td><td>${p.last_login_at ?? 'never'}</td></tr>`)}
+${section('people', 'People', view.people, ['Username', 'Roles', 'Desks', 'Status', 'Factors', 'Live sessions', 'Last sign-in'], (p) => html`<tr><td><code>${p.username}</code></td><td>${list(p.roles)}</td><td>${list(p.desks)}</td><td>${p.status}${p.locked_at ? html`<br><span class="not-verified">locked ${p.locked_at}${p.lock_reason ? ` (${p.lock_reason})` : ''}</span>` : ''}</td><td>${factorsOf(p)}</td><td>${p.live_sessions}</td><td>${p.last_login_at ?? 'never'}</td></tr>`)}
 ${section('destinations', 'Transfer destinations', view.destinations, ['Account', 'Firm (LEI)', 'Destination', 'Label', 'State', 'Usable from'], (d) => html`<tr><td><code>${d.account}</code></td><td><code>${d.lei}</code></td><td><code>${d.destination_key}</code></td><td>${d.label ?? ''}</td><td>${destinationState(d.status)}${d.version !== undefined ? html` <span class="muted">(v${d.version})</span>` : ''}</td><td>${d.usable_from ?? ''}</td></tr>`)}
 ${keysSection(view.keys)}`,
   });

@@ -81,18 +81,21 @@ export interface Confirmation {
   /** What the GET asked, carried by the form. */
   fields: Record<string, string | undefined>;
   button: string;
+  /** The console section the asking page belongs to (the audit log's, unless said). */
+  section?: Section;
 }
 
 /**
- * The confirmation of an act asked by a GET whose browser sent no Fetch Metadata
- * (src/endpoints/console `confirmFirst`): the form carries the console's CSRF token, which no
- * other site has, so only the person's click on the console's own page does it.
+ * The confirmation of an act asked by a GET whose browser sent no Fetch Metadata, or of a read of
+ * people asked by another site's link too (src/endpoints/console `confirmFirst`,
+ * `pageReadingPeople`): the form carries the console's CSRF token, which no other site has, so
+ * only the person's click on the console's own page does it.
  */
 export function consoleConfirmPage(base: string, session: ConsoleSession, view: Confirmation): SafeHtml {
   return consoleShell({
     base,
     session,
-    section: 'audit',
+    section: view.section ?? 'audit',
     title: view.title,
     body: html`<h1>${view.title}</h1>
 <p>Your browser did not say that this link was followed from the console, so nothing was done yet: a link on another site must not act in your name. ${view.act}</p>

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import { sealNow } from '../../src/audit/lifecycle.ts';
+import { findUserByUsername } from '../../src/identity/users.ts';
+import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
-import { consoleFixture as fixture, fromTheConsole, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
+import { brokerLei, consoleFixture as fixture, fromTheConsole, getFromConsole, ordersApi, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
 
 // The console's security rules (src/endpoints/console, docs/console.md) from the outside: what a
 // signed-in browser, a stolen cookie, another site and a person whose roles changed can and cannot
@@ -144,32 +146,141 @@ describe("the console's security rules", () => {
     assert.equal(exported[0]!.actor, cora);
   });
 
-  test('the directory lists people (a read on the record) only for a request from the console; another site’s link or a browser without Sec-Fetch-Site is offered a form', async (t) => {
+  test('the directory lists the mandates and the people (reads on the record) only for a request from the console; another site’s link or a browser without Sec-Fetch-Site is offered one form for both', async (t) => {
     const f = await fixture(t);
+    await createMandate(f);
     const jar = new Jar();
     assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
     const peopleRow = /<tr><td><code>paul<\/code><\/td>/;
+    const mandateRow = /<a href="\/console\/mandates\/desk-mandate">/;
 
-    for (const headers of [{}, { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' }]) {
+    for (const headers of [{}, crossSite]) {
       const page = await f.inject({ method: 'GET', url: '/console/directory', headers: { cookie: jar.header(), ...headers } });
       assert.equal(page.statusCode, 200, page.body);
       assert.match(page.body, /Console Broker Ltd/, 'the rest of the directory is there');
       assert.doesNotMatch(page.body, peopleRow, 'no people listed');
-      assert.match(page.body, /<form method="post" action="\/console\/directory">/);
+      assert.doesNotMatch(page.body, mandateRow, 'no mandates listed');
+      assert.equal([...page.body.matchAll(/<form method="post" action="\/console\/directory"[ >]/g)].length, 1, 'one form lists both');
+      assert.match(page.body, /List the mandates and the people/);
     }
     assert.equal((await f.auditEvents('people.reviewed')).length, 0, 'no read of the people on her record');
 
     const listed = await post(f, '/console/directory', { csrf_token: csrfOf((await get(f, '/console', jar)).body) }, jar);
     assert.equal(listed.statusCode, 200, listed.body);
     assert.match(listed.body, peopleRow);
-    assert.equal((await f.auditEvents('people.reviewed')).length, 1);
+    assert.match(listed.body, mandateRow);
+    assert.deepEqual((await f.auditEvents('people.reviewed')).map((e) => e.details?.via).sort(), ['access-review', 'mandates']);
     assert.equal((await post(f, '/console/directory', { csrf_token: 'forged' }, jar)).statusCode, 403);
 
     const fromConsole = await f.inject({ method: 'GET', url: '/console/directory', headers: { cookie: jar.header(), ...fromTheConsole } });
     assert.match(fromConsole.body, peopleRow, 'the console’s own link lists them at once');
-    assert.equal((await f.auditEvents('people.reviewed')).length, 2);
+    assert.match(fromConsole.body, mandateRow);
+    assert.equal((await f.auditEvents('people.reviewed')).length, 4);
+  });
+
+  // The admin API puts its reads of approval requests, break-glass reviews and mandates on the
+  // reader's record (people.reviewed): a link on another site must not do it in her name.
+  test('another site’s link or a browser without Sec-Fetch-Site puts no read of the approvals waiting on the approver’s record: the console’s form shows them', async (t) => {
+    const f = await fixture(t);
+    useTestKind(t, { eligible: async (_ctx, _request, approver) => (approver.username === 'april' ? undefined : 'not an approver of this kind') });
+    const tim = (await findUserByUsername(f.ctx, 'tim'))!;
+    const request = await openOrderRequest(f.ctx, tim.id);
+    await openOrderRequest(f.ctx, tim.id);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'april')).path, '/console');
+    await assertReadConfirmedFirst(f, jar, '/console/approvals', /<h2 id="a-[^"]+">Large order<\/h2>/, 'approvals');
+
+    // After a decision the console sends her back to the list: without Fetch Metadata, the form keeps what it says.
+    const decided = await post(f, `/console/approvals/${request.id}/decision`, { csrf_token: csrfOf((await get(f, '/console', jar)).body), decision: 'approve' }, jar);
+    assert.equal(decided.headers.location, '/console/approvals?decided=approve');
+    const asked = await get(f, '/console/approvals?decided=approve', jar);
+    assert.match(asked.body, /<input type="hidden" name="decided" value="approve">/);
+    const shown = await post(f, '/console/approvals', { csrf_token: csrfOf(asked.body), decided: 'approve' }, jar);
+    assert.match(shown.body, /Your approval is recorded\./);
+  });
+
+  test('another site’s link or a browser without Sec-Fetch-Site puts no read of the break-glass reviews on the compliance officer’s record: the console’s form shows them', async (t) => {
+    const f = await fixture(t);
+    await openReview(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    await assertReadConfirmedFirst(f, jar, '/console/reviews', /Account <code>bg-orders<\/code>, activation <code>act-1<\/code>/, 'break-glass');
+  });
+
+  test('another site’s link or a browser without Sec-Fetch-Site puts no read of a mandate on the person’s record: the console’s form shows it', async (t) => {
+    const f = await fixture(t);
+    await createMandate(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    await assertReadConfirmedFirst(f, jar, '/console/mandates/desk-mandate', /Version 1, <strong>active<\/strong>/, 'mandates');
+  });
+
+  test('a role whose token may not read the approvals is told so at once, whatever the link: the API refuses and records nothing', async (t) => {
+    const f = await fixture(t);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    const refused = await f.inject({ method: 'GET', url: '/console/approvals', headers: { cookie: jar.header(), ...crossSite } });
+    assert.equal(refused.statusCode, 403, refused.body);
+    assert.match(refused.body, /Your roles do not allow this/);
+    assert.equal((await f.auditEvents('people.reviewed')).length, 0);
   });
 });
+
+/** What a current browser sends for a link followed from another site's page (Fetch Metadata). */
+const crossSite = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' } as const;
+
+/**
+ * A console page whose admin-API read is on the person's record (`people.reviewed`, `via`): another
+ * site's link and a browser without Sec-Fetch-Site get a form of the console's and nothing is read;
+ * the form posted with the console's CSRF token shows it and records the read in her name; a link
+ * on the console itself (same-origin) shows it at once.
+ */
+async function assertReadConfirmedFirst(f: Console, jar: Jar, path: string, shown: RegExp, via: string): Promise<void> {
+  const reads = async () => (await f.auditEvents('people.reviewed')).filter((e) => e.details?.via === via);
+  for (const headers of [{}, crossSite]) {
+    const page = await f.inject({ method: 'GET', url: path, headers: { cookie: jar.header(), ...headers } });
+    assert.equal(page.statusCode, 200, page.body);
+    assert.doesNotMatch(page.body, shown, `${path} shows nothing it reads`);
+    assert.match(page.body, new RegExp(`<form method="post" action="${path}">`), 'a form of the console shows it');
+  }
+  assert.equal((await reads()).length, 0, `no read on her record for ${path}`);
+
+  assert.equal((await post(f, path, { csrf_token: 'forged' }, jar)).statusCode, 403, 'the form needs the console’s token');
+  assert.equal((await reads()).length, 0);
+  const confirmed = await post(f, path, { csrf_token: csrfOf((await get(f, path, jar)).body) }, jar);
+  assert.equal(confirmed.statusCode, 200, confirmed.body);
+  assert.match(confirmed.body, shown);
+  const recorded = await reads();
+  assert.equal(recorded.length, 1, 'the confirmed read is on the record');
+  assert.equal(recorded[0]!.actor, sessionIn(f, jar).userId, 'in her name');
+
+  const fromConsole = await getFromConsole(f, path, jar);
+  assert.equal(fromConsole.statusCode, 200, fromConsole.body);
+  assert.match(fromConsole.body, shown, 'the console’s own link shows it at once');
+  assert.equal((await reads()).length, 2);
+}
+
+/** A mandate of the broker's (the fixture's legal entity) to its client desk-algo, created through the admin API. */
+async function createMandate(f: Console): Promise<void> {
+  const admin = await f.accessToken('admin-ops', { resource: `${f.issuer}/admin` });
+  const created = await f.inject({
+    method: 'POST',
+    url: '/admin/mandates',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    payload: JSON.stringify({ id: 'desk-mandate', grantor: { lei: brokerLei }, grantee: { client_id: 'desk-algo' }, scopes: ['order:create'], legal_basis: { reference: 'Desk approval DA-1' }, effective_from: '2020-01-01T00:00:00Z', accepted_by: 'head-of-desk' }),
+  });
+  assert.equal(created.statusCode, 201, created.body);
+}
+
+/** An ended break-glass activation of Tim's and its review, open. */
+async function openReview(f: Console): Promise<void> {
+  const tim = (await findUserByUsername(f.ctx, 'tim'))!;
+  const now = f.clock.now();
+  const db = f.ctx.storage.db;
+  await db.insertInto('break_glass_accounts').values({ name: 'bg-orders', scopes: '["order:create"]', audience: ordersApi, activation_seconds: 600, custodians: null, created_at: now, updated_at: now }).execute();
+  await db.insertInto('break_glass_activations').values({ id: 'act-1', account: 'bg-orders', requester: tim.id, reason: 'venue outage', scopes: '["order:create"]', audience: ordersApi, starts_at: now - 600_000, ends_at: now - 1000, in_force_account: null, ended_at: now - 1000, end_reason: 'expired' }).execute();
+  await db.insertInto('break_glass_reviews').values({ activation_id: 'act-1', account: 'bg-orders', opened_at: now - 1000, closed_at: null, closed_by: null, note: null }).execute();
+}
 
 /** The id of the person's latest sign-in event (its source address is a personal field). */
 async function lastLoginOf(f: Console, userId: string): Promise<string> {

@@ -162,7 +162,8 @@ describe('the console', () => {
     assert.equal((await signInToConsole(f, jar, 'april')).path, '/console');
     assert.match((await get(f, '/console', jar)).body, /href="\/console\/approvals"/);
 
-    const page = await get(f, '/console/approvals', jar);
+    // Followed from the console's own link (Sec-Fetch-Site same-origin): the list, a read on her record, is shown at once.
+    const page = await getFromConsole(f, '/console/approvals', jar);
     assert.equal(page.statusCode, 200, page.body);
     assert.equal([...page.body.matchAll(/<h2 id="a-[^"]+">Large order<\/h2>/g)].length, 2);
     assert.match(page.body, /<dt>Order<\/dt><dd>Order 7781 for ACC-7781<\/dd>/);
@@ -174,7 +175,7 @@ describe('the console', () => {
     assert.equal((await findApprovalRequest(f.ctx.storage.db, first.id))!.status, 'approved');
     const decisions = await decisionsOf(f.ctx.storage.db, first.id);
     assert.deepEqual(decisions.map((d) => [d.approver, d.decision, d.method]), [[sessionIn(f, jar).userId, 'approve', 'token']]);
-    const after = await get(f, '/console/approvals?decided=approve', jar);
+    const after = await getFromConsole(f, '/console/approvals?decided=approve', jar);
     assert.match(after.body, /Your approval is recorded\./);
     assert.equal([...after.body.matchAll(/Large order<\/h2>/g)].length, 1, 'the decided request waits no more');
 
@@ -214,7 +215,7 @@ describe('the console', () => {
     const ada = new Jar();
     assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
     assert.doesNotMatch((await get(f, '/console', ada)).body, /href="\/console\/reviews"/, 'no link for an administrator');
-    const seen = await get(f, '/console/reviews', ada);
+    const seen = await getFromConsole(f, '/console/reviews', ada);
     assert.equal(seen.statusCode, 200, seen.body);
     assert.match(seen.body, /Account <code>bg-orders<\/code>, activation <code>act-1<\/code>/);
     assert.match(seen.body, /Only compliance closes reviews\./);
@@ -227,14 +228,14 @@ describe('the console', () => {
     const cora = new Jar();
     assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
     assert.match((await get(f, '/console', cora)).body, /href="\/console\/reviews"/);
-    const page = await get(f, '/console/reviews', cora);
+    const page = await getFromConsole(f, '/console/reviews', cora);
     assert.match(page.body, /Close the review/);
     const empty = await post(f, '/console/reviews/act-1/close', { csrf_token: csrfOf(page.body), note: '   ' }, cora);
     assert.equal(empty.statusCode, 400, empty.body);
     assert.match(empty.body, /Not closed: a note of 1 to 2000 characters is required/);
     const closed = await post(f, '/console/reviews/act-1/close', { csrf_token: csrfOf(page.body), note: 'INC-42: outage confirmed, orders reconciled' }, cora);
     assert.equal(closed.statusCode, 303, closed.body);
-    const after = await get(f, '/console/reviews?closed=1', cora);
+    const after = await getFromConsole(f, '/console/reviews?closed=1', cora);
     assert.match(after.body, /The review is closed\./);
     assert.match(after.body, /<h2>Open <span class="muted">\(0\)<\/span><\/h2>/);
     assert.match(after.body, new RegExp(`<td><code>${sessionIn(f, cora).userId}</code></td><td>INC-42: outage confirmed, orders reconciled</td>`));
@@ -332,7 +333,7 @@ describe('the console', () => {
 
     const cora = new Jar();
     assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
-    const seen = await get(f, '/console/mandates/desk-mandate', cora);
+    const seen = await getFromConsole(f, '/console/mandates/desk-mandate', cora);
     assert.equal(seen.statusCode, 200, seen.body);
     assert.match(seen.body, /<h3 id="v-2">Version 1 → 2<\/h3>/);
     assert.match(seen.body, /<tr><td>status<\/td><td><code>superseded<\/code><\/td><td><code>active<\/code><\/td><\/tr>/);
@@ -342,14 +343,14 @@ describe('the console', () => {
 
     const ada = new Jar();
     assert.equal((await signInToConsole(f, ada, 'ada')).path, '/console');
-    const page = await get(f, '/console/mandates/desk-mandate', ada);
+    const page = await getFromConsole(f, '/console/mandates/desk-mandate', ada);
     assert.match(page.body, /Revoke mandate desk-mandate/);
     const noReason = await post(f, '/console/mandates/desk-mandate/revoke', { csrf_token: csrfOf(page.body), reason: ' ' }, ada);
     assert.equal(noReason.statusCode, 400, noReason.body);
     assert.match(noReason.body, /Not revoked: /);
     const revoked = await post(f, '/console/mandates/desk-mandate/revoke', { csrf_token: csrfOf(page.body), reason: 'desk closed' }, ada);
     assert.equal(revoked.statusCode, 303, revoked.body);
-    const after = await get(f, '/console/mandates/desk-mandate?done=revoked', ada);
+    const after = await getFromConsole(f, '/console/mandates/desk-mandate?done=revoked', ada);
     assert.match(after.body, /Version 2, <strong>revoked<\/strong>/);
     assert.doesNotMatch(after.body, /Revoke mandate/);
     const [event] = await f.auditEvents('mandate.revoked');

@@ -52,9 +52,10 @@ import { authenticationKey } from '../../keys/master-key.ts';
  * Pages: /console/dashboard, /console/approvals (and POST /approvals/{id}/decision), /console/reviews
  * (and POST /reviews/{id}/close), /console/policies/{version} (and POST …/activate),
  * /console/mandates/{id} (and POST …/revoke), /console/partners/{id}, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
- * /console/directory. A GET that puts something on the person's record (a reveal, an export, the
- * people) acts at once only for the console's own link (Fetch Metadata, `fetchSiteOf`); otherwise
- * a form of the console's confirms it (POST …/reveal, /console/bundle, /console/directory).
+ * /console/directory. A GET that puts something on the person's record (a reveal, an export, a read
+ * of people: the approvals, the reviews, a mandate, the directory's mandates and people) acts at
+ * once only for the console's own link (Fetch Metadata, `fetchSiteOf`); otherwise a form of the
+ * console's confirms it (POST …/reveal, /console/bundle, and the page's own path: `pageReadingPeople`).
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) revokes it
  * and forgets it; a person no longer active, or whose console roles changed, is signed out of the
@@ -191,18 +192,23 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Querystring: { decided?: string } }>(`${consoleBase}/approvals`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
+    // The requests name people (who asked, for whom): GET /admin/approvals records its read (people.reviewed).
+    pageReadingPeople('/approvals', {
+      scope: 'approvals:decide',
+      carried: ['decided'],
+      confirmation: { title: 'Show the approvals waiting for you?', act: 'Showing them puts a read of the people they name on your record (people.reviewed).', button: 'Show the approvals', section: 'approvals' },
+      nothingRead: 'Nothing was read. Open the approvals again and retry.',
+      render: async (reply, session, _params, query) => {
         const listed = await api(session, '/admin/approvals');
         const refusal = refusalOf(listed);
-        const notice = request.query.decided === 'approve' ? 'Your approval is recorded.' : request.query.decided === 'deny' ? 'Your denial is recorded.' : undefined;
+        const notice = query.decided === 'approve' ? 'Your approval is recorded.' : query.decided === 'deny' ? 'Your denial is recorded.' : undefined;
         return sendPage(reply, {
           status: refusal?.status ?? 200,
           csp: 'ownForm',
           page: consoleApprovalsPage(base, session, refusal ? { error: refusal.message } : { approvals: listed.json.approvals as ListedApproval[], ...(notice ? { notice } : {}) }),
         });
-      }),
-    );
+      },
+    });
 
     app.post<{ Params: { id: string } }>(`${consoleBase}/approvals/:id/decision`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
@@ -230,18 +236,23 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Querystring: { closed?: string } }>(`${consoleBase}/reviews`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
+    // A review leads to who asked for the activation, and names who closed it: GET /admin/break-glass/reviews records its read.
+    pageReadingPeople('/reviews', {
+      scope: 'admin:read',
+      carried: ['closed'],
+      confirmation: { title: 'Show the break-glass reviews?', act: 'Showing them puts a read of the people they lead to on your record (people.reviewed).', button: 'Show the reviews', section: 'reviews' },
+      nothingRead: 'Nothing was read. Open the reviews again and retry.',
+      render: async (reply, session, _params, query) => {
         const listed = await api(session, '/admin/break-glass/reviews');
         const refusal = refusalOf(listed);
         const mayClose = session.scopes.includes('reviews:close');
         return sendPage(reply, {
           status: refusal?.status ?? 200,
           csp: 'ownForm',
-          page: consoleReviewsPage(base, session, refusal ? { mayClose, error: refusal.message } : { mayClose, reviews: listed.json.reviews as ReviewView[], ...(request.query.closed === '1' ? { notice: 'The review is closed.' } : {}) }),
+          page: consoleReviewsPage(base, session, refusal ? { mayClose, error: refusal.message } : { mayClose, reviews: listed.json.reviews as ReviewView[], ...(query.closed === '1' ? { notice: 'The review is closed.' } : {}) }),
         });
-      }),
-    );
+      },
+    });
 
     app.post<{ Params: { id: string } }>(`${consoleBase}/reviews/:id/close`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
@@ -299,9 +310,14 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Params: { id: string }; Querystring: { done?: string } }>(`${consoleBase}/mandates/:id`, async (request, reply) =>
-      signedIn(request, reply, async (session) => mandatePage(reply, session, request.params.id, request.query.done === 'revoked' ? { notice: 'Revoked: its tokens are inactive from now on.' } : {})),
-    );
+    // A mandate names its grantee and who signed, accepted or revoked it: GET /admin/mandates/{id} records its read.
+    pageReadingPeople('/mandates/:id', {
+      scope: 'admin:read',
+      carried: ['done'],
+      confirmation: { title: 'Show the mandate?', act: 'Showing it puts a read of the people it names on your record (people.reviewed).', button: 'Show the mandate', section: 'directory' },
+      nothingRead: 'Nothing was read. Open the mandate again and retry.',
+      render: (reply, session, params, query) => mandatePage(reply, session, params.id ?? '', query.done === 'revoked' ? { notice: 'Revoked: its tokens are inactive from now on.' } : {}),
+    });
 
     app.post<{ Params: { id: string } }>(`${consoleBase}/mandates/:id/revoke`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
@@ -381,23 +397,13 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get(`${consoleBase}/directory`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
-        // Listing the people is a read of personal data on the person's record (people.reviewed):
-        // at once only for the console's own link. A token that may not read them is refused by
-        // the API, which records nothing, and says so as for the other lists.
-        const listPeople = fetchSiteOf(request) === 'console' || !session.scopes.includes('admin:read');
-        return directoryPage(reply, session, listPeople);
-      }),
-    );
-
-    // The people listed on the console's own form (its CSRF token): no other site can post it.
-    app.post(`${consoleBase}/directory`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
-        if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', 'Nothing was read. Open the directory again and retry.');
-        return directoryPage(reply, session, true);
-      }),
-    );
+    // Listing the people (GET /admin/access-review) and the mandates (GET /admin/mandates) are
+    // reads on the person's record (people.reviewed); the other lists are shown in any case.
+    pageReadingPeople('/directory', {
+      scope: 'admin:read',
+      nothingRead: 'Nothing was read. Open the directory again and retry.',
+      render: (reply, session, _params, _query, readPeople) => directoryPage(reply, session, readPeople),
+    });
 
     app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/bundle`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
@@ -441,10 +447,10 @@ export const consoleEndpoint: Endpoint = {
       return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consoleRefusedPage(base, 'Audit event', refusal.message) });
     }
 
-    /** The directory, each list read with the person's token; the people only when `listPeople` (a read on the record). */
-    async function directoryPage(reply: FastifyReply, session: ConsoleSession, listPeople: boolean): Promise<FastifyReply> {
-      const [clients, resourceServers, partners, entities, agents, mandates, policies, keys, destinations, people] = await Promise.all(
-        ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/mandates', '/admin/policies', '/admin/keys', '/admin/transfer-destinations', ...(listPeople ? ['/admin/access-review'] : [])].map((url) => api(session, url)),
+    /** The directory, each list read with the person's token; the mandates and the people only when `readPeople` (reads on the record). */
+    async function directoryPage(reply: FastifyReply, session: ConsoleSession, readPeople: boolean): Promise<FastifyReply> {
+      const [clients, resourceServers, partners, entities, agents, policies, keys, destinations, mandates, people] = await Promise.all(
+        ['/admin/clients', '/admin/resource-servers', '/admin/partners', '/admin/entities', '/admin/agents', '/admin/policies', '/admin/keys', '/admin/transfer-destinations', ...(readPeople ? ['/admin/mandates', '/admin/access-review'] : [])].map((url) => api(session, url)),
       );
       const rows = <T>(answer: AdminAnswer, member: string): DirectorySection<T> => {
         const refusal = refusalOf(answer);
@@ -459,7 +465,7 @@ export const consoleEndpoint: Endpoint = {
           partners: rows(partners!, 'partners'),
           entities: rows(entities!, 'legal_entities'),
           agents: rows(agents!, 'agents'),
-          mandates: rows(mandates!, 'mandates'),
+          mandates: mandates ? rows(mandates, 'mandates') : { confirmFirst: true },
           policies: rows(policies!, 'policies'),
           people: people ? rows(people, 'people') : { confirmFirst: true },
           destinations: rows(destinations!, 'destinations'),
@@ -483,6 +489,36 @@ export const consoleEndpoint: Endpoint = {
           'clearance-unsealed-events': String(bundle.headers['clearance-unsealed-events'] ?? '0'),
         })
         .send(bundle.text);
+    }
+
+    /**
+     * A console page some of whose admin-API reads the API puts on the person's record as
+     * `people.reviewed` (approval requests, break-glass reviews, mandates, the people): its GET
+     * `path` and the POST of its confirmation. The console cookie rides along on another site's
+     * link (SameSite=Lax), so the GET reads them at once only for the console's own link or a
+     * typed address (`fetchSiteOf`: `console`). Another site's link and a browser without Fetch
+     * Metadata get what else the page shows and a form of the console's (its CSRF token, which no
+     * other site has) posting to `path`, which reads them. A token without `scope` is refused by
+     * the API, which then records nothing: its page is read at once and says so.
+     */
+    function pageReadingPeople(path: string, page: PeopleReadingPage): void {
+      const carriedOf = (value: (name: string) => string | undefined) => Object.fromEntries((page.carried ?? []).map((name) => [name, value(name)]));
+      app.get<{ Params: Record<string, string>; Querystring: Record<string, string | undefined> }>(`${consoleBase}${path}`, async (request, reply) =>
+        signedIn(request, reply, async (session) => {
+          const query = carriedOf((name) => request.query[name]);
+          if (fetchSiteOf(request) === 'console' || !session.scopes.includes(page.scope)) return page.render(reply, session, request.params, query, true);
+          if (!page.confirmation) return page.render(reply, session, request.params, query, false);
+          const action = `${consoleBase}${path.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(request.params[name] ?? ''))}`;
+          return confirmFirst(reply, session, { ...page.confirmation, action, fields: query });
+        }),
+      );
+      // Confirmed on the console's own form: no other site can post it.
+      app.post<{ Params: Record<string, string> }>(`${consoleBase}${path}`, async (request, reply) =>
+        signedIn(request, reply, async (session) => {
+          if (!formAllowed(request, session)) return refused(reply, 403, 'This form has expired', page.nothingRead);
+          return page.render(reply, session, request.params, carriedOf((name) => request.form?.get(name)), true);
+        }),
+      );
     }
 
     /**
@@ -627,11 +663,25 @@ export const consoleEndpoint: Endpoint = {
   },
 };
 
+/** A console page whose admin-API reads are on the person's record (people.reviewed): `pageReadingPeople`. */
+interface PeopleReadingPage {
+  /** The admin API scope of those reads. */
+  scope: string;
+  /** The query parameters the page reads (what it says after an act), kept by the confirmation's form. */
+  carried?: readonly string[];
+  /** For a page with nothing to show without those reads: the whole page is this confirmation. */
+  confirmation?: Pick<Confirmation, 'title' | 'act' | 'button' | 'section'>;
+  /** What the refusal of an expired confirmation says. */
+  nothingRead: string;
+  /** The page, with those reads only when `readPeople`. */
+  render: (reply: FastifyReply, session: ConsoleSession, params: Record<string, string>, query: Record<string, string | undefined>, readPeople: boolean) => Promise<FastifyReply>;
+}
+
 /**
  * Where a browser says a request came from (Fetch Metadata, W3C "Fetch Metadata Request Headers"
  * §2.1 Sec-Fetch-Site). The console cookie is SameSite=Lax, so it rides along on a top-level GET
  * from anywhere: the GETs that put something on the person's record (revealing personal data,
- * listing the people, exporting a bundle) act at once only for `console` — a request from the
+ * reading people, exporting a bundle) act at once only for `console` — a request from the
  * console itself (`same-origin`) or typed by the person (`none`). `another-site` (`cross-site`,
  * `same-site`) is another site's page or link; `unknown` is a browser that sends no Fetch
  * Metadata (or a value it does not define), which cannot be told from another site's link.
