@@ -94,7 +94,8 @@ export async function changeMembers(ctx: Context, deskId: string, change: { kind
     const now = ctx.clock.now();
     const added = [...wanted].filter((id) => !byId.get(id)!.desks.includes(desk.id)).map((id) => byId.get(id)!);
     const removed = people.filter((p) => p.user.desks.includes(desk.id) && !wanted.has(p.user.id)).map((p) => p.user);
-    const events = [...(await setDeskMembership(trx, now, added, desk.id, true, actor, moves)), ...(await setDeskMembership(trx, now, removed, desk.id, false, actor, moves))];
+    const changes = [...added.map((person) => ({ person, on: true })), ...removed.map((person) => ({ person, on: false }))];
+    const events = await setDeskMembership(trx, now, changes, desk.id, actor, moves);
     return { value: undefined, events };
   });
   // Joining or leaving a desk is a move (src/lifecycle/mover.ts): decided again once committed.

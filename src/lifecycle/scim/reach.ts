@@ -53,7 +53,6 @@ export class ScimRefusal extends ScimError {
 export async function scimReachOf(ctx: Pick<Context, 'clients' | 'entities' | 'storage' | 'config'>, claims: AccessTokenClaims): Promise<ScimReach> {
   const nobody = (detail: string) => new ScimRefusal(403, detail, { reason: 'no_legal_entity' });
   if (claims.act !== undefined) throw nobody('a delegated token provisions no one');
-  let leis: ReadonlySet<string>;
   if (claims.grant_id === undefined) {
     // A client's own token: the client is the subject, or there is none.
     if (claims.sub !== undefined && claims.sub !== claims.client_id) throw nobody('this token is neither a person’s own nor a client’s own');
@@ -63,16 +62,17 @@ export async function scimReachOf(ctx: Pick<Context, 'clients' | 'entities' | 's
       if (ctx.config.scimGlobalClients.includes(claims.client_id)) return { kind: 'all' };
       throw nobody(`client ${claims.client_id} belongs to no legal entity (owner_lei), so it provisions no one; give it the owner_lei of its firm (docs/lifecycle.md "SCIM 2.0")`);
     }
-    leis = new Set([owner]);
-  } else {
-    const person = claims.sub !== undefined ? await findUser(ctx, claims.sub) : undefined;
-    if (!person || person.status !== 'active') throw nobody('the person this token was issued to is not active');
-    if (person.roles.includes('admin')) return { kind: 'all' };
-    const deskLeis = await deskLeisOf(ctx);
-    leis = new Set(person.desks.map((desk) => deskLeis.get(desk)).filter((lei): lei is string => lei !== undefined));
-    if (leis.size === 0) throw nobody('you provision the people of your legal entity, and your account has no desk of any legal entity');
+    return { kind: 'entities', leis: new Set([owner]), deskLeis: await deskLeisOf(ctx) };
   }
-  return { kind: 'entities', leis, deskLeis: await deskLeisOf(ctx) };
+  // A person's own token.
+  const person = claims.sub !== undefined ? await findUser(ctx, claims.sub) : undefined;
+  if (!person || person.status !== 'active') throw nobody('the person this token was issued to is not active');
+  if (person.roles.includes('admin')) return { kind: 'all' };
+  // One read of the desks' firms: the person's reach and the people it is judged against use the same.
+  const deskLeis = await deskLeisOf(ctx);
+  const leis = new Set(person.desks.map((desk) => deskLeis.get(desk)).filter((lei): lei is string => lei !== undefined));
+  if (leis.size === 0) throw nobody('you provision the people of your legal entity, and your account has no desk of any legal entity');
+  return { kind: 'entities', leis, deskLeis };
 }
 
 /** Desk id → the legal entity it belongs to. */

@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import { isPostgres } from '../../audit/dialect.ts';
+import { isUniqueViolation } from '../../storage/faults.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { PasswordSetThroughApi } from '../../apply/index.ts';
@@ -107,20 +108,34 @@ export function checkIfMatch(ifMatch: string | undefined, current: string): void
 export type UserChange = { kind: 'create'; body: unknown } | { kind: 'replace' | 'patch'; id: string; body: unknown; ifMatch?: string };
 
 /**
+ * RFC 7644 §3.3: "If the service provider determines that the creation of the requested resource
+ * conflicts with existing resources (e.g., a "User" resource with a duplicate "userName"), the
+ * service provider MUST return HTTP status code 409 (Conflict) with a "scimType" error code of
+ * "uniqueness"". A userName is unique across every legal entity Clearance serves (it is the login
+ * name), so the name may be another firm's person's: the answer is one and the same whoever holds
+ * it — of the caller's firm or another's, in SCIM's view or deleted through it, found before the
+ * write or only as it writes — and names neither them nor their firm. That the name is taken is
+ * all it says, and all a global namespace cannot help saying (docs/lifecycle.md "SCIM 2.0").
+ */
+export function userNameTaken(): ScimError {
+  return new ScimError(409, 'userName is taken: a userName is unique across every legal entity this service provider serves; choose another', 'uniqueness');
+}
+
+/**
  * Creates, replaces or patches a person in one transaction; answers the person's id and whether
- * anything changed. 409 uniqueness for a userName someone already has (RFC 7644 §3.3), 404 for a
+ * anything changed. 409 uniqueness for a userName someone already has (`userNameTaken`), 404 for a
  * person SCIM does not see, 412 for a stale If-Match, 400 for what the rules refuse.
  */
 export async function writeUser(ctx: Context, change: UserChange, actor: ScimActor, base: string): Promise<{ id: string; created: boolean }> {
   const deskNames = await deskNamesOf(ctx);
-  const result = await passwordRefusalOnRecord(ctx, actor, () => ctx.audit.recordWith(async (trx) => {
+  const result = await passwordRefusalOnRecord(ctx, actor, () => takenAsItWrites(change, () => ctx.audit.recordWith(async (trx) => {
     const now = ctx.clock.now();
     let current: ScimPerson | undefined;
     let write: UserWrite;
     if (change.kind === 'create') {
       write = readUserWrite(change.body, undefined);
       const taken = await trx.selectFrom('users').select('id').where('username', '=', write.entry.username).executeTakeFirst();
-      if (taken) throw new ScimError(409, 'a person with that userName exists', 'uniqueness');
+      if (taken) throw userNameTaken();
     } else {
       current = await personForChange(trx, change.id);
       if (!current) throw notFound('User');
@@ -156,6 +171,10 @@ export async function writeUser(ctx: Context, change: UserChange, actor: ScimAct
     }
     const password = await decidePassword(trx, write.entry);
     const upserted = await upsertUser(trx, now, write.entry, password, { actor: actor.client, via: 'scim' });
+    // A create writes a new person or nothing: upsertUser writes by username, and a person of that
+    // name committed since the check above (another firm's, on PostgreSQL's READ COMMITTED) would
+    // otherwise be taken over. Thrown, the transaction rolls back what it wrote to them.
+    if (change.kind === 'create' && upserted.outcome !== 'created') throw userNameTaken();
     const events: AuditEvent[] = [...upserted.events];
     const externalChanged = await storeExternalId(trx, upserted.id, write.externalId, current?.externalId, now);
     if (upserted.outcome !== 'unchanged' || externalChanged) {
@@ -166,7 +185,7 @@ export async function writeUser(ctx: Context, change: UserChange, actor: ScimAct
       if (offboarded) events.push(...offboarded.events);
     }
     return { value: { id: upserted.id, created: upserted.outcome === 'created', changed: upserted.outcome !== 'unchanged', entry: write.entry, moved: upserted.moved }, events };
-  }));
+  })));
   // Sanctions/PEP screening, as apply screens the people it writes (src/risk/screening).
   if (result.changed) await screenPerson(ctx, { id: result.id, name: result.entry.name ?? null, attributes: result.entry.attributes ?? {} }, 'admin');
   // A desk change is a move (src/lifecycle/mover.ts): decided again once the write has committed.
@@ -189,6 +208,21 @@ async function passwordRefusalOnRecord<T>(ctx: Context, actor: ScimActor, write:
     if (!(error instanceof PasswordSetThroughApi)) throw error;
     await recordPasswordSetRefusal(ctx, { actor: actor.client, client: actor.client, subject: error.userId, role: error.role, reason: error.reason, via: 'scim', ...(actor.requestId ? { requestId: actor.requestId } : {}) });
     throw badRequest('mutability', `password: ${error.reason === 'guarded_role' ? `this person holds ${error.role}` : `a grant of ${error.role} to this person waits for approval`}: their password is not set through SCIM; their credentials are reset through a recovery (docs/recovery.md)`);
+  }
+}
+
+/**
+ * A create that finds its userName taken only as it writes — another write of that name committed
+ * since the create looked (PostgreSQL): the unique index refuses its insert, or upsertUser's read
+ * finds the other person and judges a password against them (their role). Either is the same 409
+ * as a name found taken before (`userNameTaken`), never a 500, and says nothing of that person.
+ */
+async function takenAsItWrites<T>(change: UserChange, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (change.kind === 'create' && (isUniqueViolation(error) || error instanceof PasswordSetThroughApi)) throw userNameTaken();
+    throw error;
   }
 }
 
@@ -231,15 +265,25 @@ export async function deskNamesOf(ctx: Pick<Context, 'entities'>): Promise<Map<s
   return new Map([...snapshot.desks].map(([id, { desk }]) => [id, desk.name ?? id]));
 }
 
+/** A person a Group change moves on (`on`) or off a desk. */
+export interface DeskMove {
+  person: User;
+  on: boolean;
+}
+
 /**
  * Moves people on or off a desk, each through the same step as any write of a person (upsertUser:
  * their whole entry as stored, with the desks changed), in the caller's transaction. Each person
  * is read again, locked (`personForChange`), and their entry is made from that row: the list the
  * Group's members were worked out from is no basis for what else the write keeps (their roles).
+ * They are locked in the order of their ids, never the request's: two changes naming the same
+ * people in opposite orders (a PATCH adding Alice then Bob, another Bob then Alice, or one adding
+ * whom the other removes) would each hold one row and wait for the other's — a deadlock on
+ * PostgreSQL, one of them failed. In one order, the second waits for the first, then runs.
  */
-export async function setDeskMembership(trx: Transaction<Database>, now: number, people: readonly User[], desk: string, on: boolean, actor: ScimActor, moves: PersonMove[]): Promise<AuditEvent[]> {
+export async function setDeskMembership(trx: Transaction<Database>, now: number, changes: readonly DeskMove[], desk: string, actor: ScimActor, moves: PersonMove[]): Promise<AuditEvent[]> {
   const events: AuditEvent[] = [];
-  for (const listed of people) {
+  for (const { person: listed, on } of inLockOrder(changes)) {
     const person = await personForChange(trx, listed.id);
     if (!person) throw new ScimError(409, `User ${listed.id} changed while the Group was being changed; retry`);
     const user = person.user;
@@ -256,6 +300,11 @@ export async function setDeskMembership(trx: Transaction<Database>, now: number,
     }
   }
   return events;
+}
+
+/** The changes in the order their people are locked: by id (a total order every change shares). */
+export function inLockOrder(changes: readonly DeskMove[]): DeskMove[] {
+  return [...changes].sort((a, b) => (a.person.id < b.person.id ? -1 : a.person.id > b.person.id ? 1 : 0));
 }
 
 export { entityTag };

@@ -21,7 +21,7 @@ async function scene(t: Parameters<typeof protocolFixture>[0]) {
   const f = await protocolFixture(t, { dialect: postgres!, risk: 'off' });
   await f.apply({
     regions: [{ id: 'uk' }],
-    legal_entities: [{ lei: firm, name: 'Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'fx-spot' }, { id: 'rates' }] }],
+    legal_entities: [{ lei: firm, name: 'Broker Ltd', jurisdiction: 'GB', home_region: 'uk', roles: ['broker'], desks: [{ id: 'fx-spot' }, { id: 'rates' }, { id: 'fx-options' }] }],
     clients: [secretClient('hr-system', 'scim:read scim:write', { owner_lei: firm })],
     users: [{ username: 'alice', name: 'Alice', desks: ['fx-spot'], attributes: { lei: firm } }],
   });
@@ -60,6 +60,40 @@ async function roleGivenDuring(f: ProtocolFixture, userId: string, scimChange: (
   return change;
 }
 
+/** How many backends wait on a lock another holds. */
+async function waiting(f: ProtocolFixture): Promise<number> {
+  const { rows } = await sql<{ n: string }>`select count(*) as n from pg_stat_activity where cardinality(pg_blocking_pids(pid)) > 0`.execute(f.ctx.storage.db);
+  return Number(rows[0]!.n);
+}
+
+/**
+ * Holds `userId`'s row in a transaction of its own while `changes` start one after the other, each
+ * once the one before waits on a lock; then lets go, and answers their responses.
+ */
+async function rowHeldWhile(f: ProtocolFixture, userId: string, changes: (() => Promise<{ statusCode: number; body: string }>)[]) {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const held = new Promise<void>((resolve) => (locked = resolve));
+  const holder = f.ctx.storage.db.transaction().execute(async (trx) => {
+    await sql`select id from users where id = ${userId} for update`.execute(trx);
+    locked();
+    await released;
+  });
+  await held;
+  const started: Promise<{ statusCode: number; body: string }>[] = [];
+  for (const change of changes) {
+    started.push(change());
+    for (let i = 0; (await waiting(f)) < started.length; i++) {
+      if (i > 300) assert.fail(`change ${started.length} never waited on a lock`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+  release();
+  await holder;
+  return Promise.all(started);
+}
+
 const rolesOf = async (f: ProtocolFixture, id: string) => JSON.parse((await f.ctx.storage.db.selectFrom('users').select('roles').where('id', '=', id).executeTakeFirstOrThrow()).roles) as string[];
 
 describe('SCIM desk changes against a concurrent role change, on postgres', { skip: postgres ? false : 'PostgreSQL only (TEST_DATABASE_URL)' }, () => {
@@ -70,6 +104,22 @@ describe('SCIM desk changes against a concurrent role change, on postgres', { sk
     const row = await f.ctx.storage.db.selectFrom('users').select('desks').where('id', '=', alice).executeTakeFirstOrThrow();
     assert.deepEqual(JSON.parse(row.desks), ['fx-spot', 'rates']);
     assert.deepEqual(await rolesOf(f, alice), ['trader'], 'the role given while the desk change ran');
+  });
+
+  test('two Group PATCHes naming the same people in opposite orders both complete: the people are locked in one order, not the request’s', async (t) => {
+    const { f, alice, call } = await scene(t);
+    await f.apply({ users: [{ username: 'bob', name: 'Bob', desks: ['fx-spot'], attributes: { lei: firm } }] });
+    const bob = (await f.ctx.storage.db.selectFrom('users').select('id').where('username', '=', 'bob').executeTakeFirstOrThrow()).id;
+    const add = (desk: string, members: string[]) => () => call('PATCH', `/Groups/${desk}`, { schemas: [patchOp], Operations: [{ op: 'add', path: 'members', value: members.map((value) => ({ value })) }] });
+    // Bob's row is held by another transaction; the first PATCH (Bob, then Alice) queues on it, the
+    // second (Alice, then Bob) comes after. Locked in the request's order, the second holds Alice
+    // while it waits for Bob, and the first, given Bob, waits for Alice: a deadlock.
+    const answers = await rowHeldWhile(f, bob, [add('rates', [bob, alice]), add('fx-options', [alice, bob])]);
+    assert.deepEqual(answers.map((a) => a.statusCode), [200, 200], answers.map((a) => a.body).join('\n'));
+    for (const id of [alice, bob]) {
+      const row = await f.ctx.storage.db.selectFrom('users').select('desks').where('id', '=', id).executeTakeFirstOrThrow();
+      assert.deepEqual((JSON.parse(row.desks) as string[]).sort(), ['fx-options', 'fx-spot', 'rates']);
+    }
   });
 
   test('a User PATCH of desks keeps the role an administrator gave the person while it ran', async (t) => {

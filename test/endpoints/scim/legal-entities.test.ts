@@ -136,6 +136,32 @@ for (const dialect of testDialects()) {
       assert.ok(refused.every((e) => e.client === 'hr-a' && e.details?.reason === 'not_of_legal_entity' && JSON.stringify(e.details?.legal_entities) === JSON.stringify([firmB])), JSON.stringify(refused));
     });
 
+    test('a userName taken in another firm is answered exactly as one taken in the caller’s own: 409 uniqueness naming neither the person nor their firm, nothing written', async (t) => {
+      const s = await firms(t, dialect);
+      const create = (userName: string, extra: Record<string, unknown> = {}) => s.call(s.hrA, 'POST', '/Users', { schemas: [userSchema], userName, name: { formatted: 'Someone New' }, ...extra });
+      const bob = await personRow(s.f, s.bob);
+      const ownFirm = await create('alice');
+      const otherFirm = await create('bob');
+      assertScimError(ownFirm, 409, 'uniqueness');
+      assertScimError(otherFirm, 409, 'uniqueness');
+      assert.deepEqual(otherFirm.json(), ownFirm.json(), 'the holder’s firm changes nothing in the answer');
+      assert.deepEqual(otherFirm.headers['content-type'], ownFirm.headers['content-type']);
+      assert.deepEqual(otherFirm.json(), {
+        schemas: [errorSchema],
+        status: '409',
+        scimType: 'uniqueness',
+        detail: 'userName is taken: a userName is unique across every legal entity this service provider serves; choose another',
+      });
+      // Spelled otherwise, or naming another firm's legal entity in the write: the same answer.
+      assert.deepEqual((await create('BOB')).json(), ownFirm.json());
+      assert.deepEqual((await create('bob', { schemas: [userSchema, institution], [institution]: { legalEntity: firmA } })).json(), ownFirm.json());
+      // Deleted through SCIM by its own firm (out of SCIM's view, still Clearance's): the same answer.
+      assert.equal((await s.call(s.hrB, 'DELETE', `/Users/${s.bob}`)).statusCode, 204);
+      assert.deepEqual((await create('bob')).json(), ownFirm.json());
+      assert.deepEqual({ ...(await personRow(s.f, s.bob)), status: bob.status, offboarded: bob.offboarded }, bob, 'nothing of the write landed on him');
+      assert.equal((await s.f.auditEvents('scim.refused')).length, 0, 'a taken userName is no refusal for the legal entity');
+    });
+
     test('a firm’s HR system sees only its own desks as Groups, and their members of its firm; another firm’s desk is 404', async (t) => {
       const s = await firms(t, dialect);
       const groups = await s.call(s.hrA, 'GET', '/Groups');
