@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AuditEvent } from '../audit/events.ts';
 import type { AuthorizationDetail } from '../authorization/authorization-details.ts';
 import type { Context } from '../context.ts';
@@ -12,7 +12,7 @@ import { assetKey, destinationKey, isTransfer, type TransferDetail } from './det
 import { forgetFirstUse, recordUse, usedBefore } from './destination-uses.ts';
 import { sameBeneficiary, screenBookName } from './beneficiary-name.ts';
 import { approvalDemandText, approvalsPerDemand, atOrAboveThreshold, type ApprovalDemand } from './thresholds.ts';
-import { totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
+import { newHolder, totalScope, transferTotals, TotalsUnavailable } from './totals.ts';
 
 /**
  * Transfers at token issuance (issue 24, docs/transfers.md "Enforcement at issuance"): called by
@@ -78,7 +78,8 @@ export interface EnforcedTransfers {
    * Takes back the reservations and first uses (the issuance was refused, or failed, after
    * enforcement: src/tokens/issue.ts `release`). Never throws: what it cannot take back is logged.
    * `keepShared`: the issuance lost to another of the same txn (a code or CIBA request redeemed in
-   * parallel), which counts on the same reservation ids: a txn's are kept, a request's released.
+   * parallel), which holds the same reservation ids with its own holds: this attempt's holds are
+   * let go (kept, they would count until the window ends), a txn's first uses are kept.
    * `issued`: the token was issued after all (its events durable, src/tokens/issue.ts
    * `settleIssuance`): nothing is taken back, and the attempt's holds become the reservations'
    * lasting holds (./totals.ts `keep`) — so a token refreshed or exchanged again and again holds
@@ -89,7 +90,11 @@ export interface EnforcedTransfers {
 
 /** How an issuance settles its reservations (`EnforcedTransfers.release`): taken back when it failed, kept when it was issued. */
 export interface ReleaseOptions {
-  /** Another issuance of the same txn won (and may count on these): keep a txn's reservations. */
+  /**
+   * Another issuance of the same txn won (and may count on what this one recorded): this attempt's
+   * holds are let go all the same — the winner holds the reservation with its own — but a txn's
+   * first uses of its destinations are kept.
+   */
   keepShared?: boolean;
   /** The token was issued: its holds become the reservations' lasting holds; nothing is taken back. */
   issued?: boolean;
@@ -271,9 +276,8 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
   // identical issuance of the txn running in parallel, still holds it (else a refused exchange, or
   // a parallel twin refused by a policy, would empty the total).
   const reserved: { scope: string; id: string }[] = [];
-  // The attempt's own name as a holder: fresh per attempt, so that no two attempts (even of one
-  // HTTP request) ever let go of each other's holds.
-  const holder = `${issuance.requestId}:${randomUUID()}`;
+  // The attempt's own name as a holder: fresh per attempt (./totals.ts `newHolder`).
+  const holder = newHolder(issuance.requestId);
   let current: Checked | undefined;
   const firstUses: { account: string; key: string; at: number }[] = [];
   // Never throws: it runs while another error is on its way out, which must stay the answer. What
@@ -287,11 +291,14 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
       if (failed.length > 0) ctx.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, requestId: issuance.requestId }, 'transfers: an issued token\'s holds could not all be made lasting; they stay counted until their window ends');
       return;
     }
-    // The reservation ids of a txn are shared by its issuances (`reservationId`); a request's are its own.
-    if (options.keepShared && issuance.txn !== undefined) return;
+    // Its own holds always go: a reservation another issuance counts on (the parallel redemption
+    // that won, same txn and entries) stays counted by that issuance's hold (./totals.ts), and a
+    // hold kept here would stay until the window ends. The first uses it recorded are the
+    // destination's, shared by the txn's issuances (the winner found them recorded): kept then.
+    const forget = options.keepShared && issuance.txn !== undefined ? [] : firstUses;
     const failed = (await Promise.allSettled([
       ...reserved.map((r) => totals.release(r.scope, r.id, holder)),
-      ...firstUses.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)),
+      ...forget.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)),
     ])).filter((r) => r.status === 'rejected');
     if (failed.length > 0) ctx.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, requestId: issuance.requestId }, 'transfers: a refused issuance\'s reservations could not all be taken back');
   };

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Clock } from '../clock.ts';
 import type { SharedStore } from '../risk/limits/redis.ts';
@@ -45,11 +46,35 @@ import { RedisTotals } from './totals-redis.ts';
 /** The window of the rolling total. */
 export const totalWindowMs = 24 * 3600 * 1000;
 
+/**
+ * How long an issuance attempt may hold a reservation as a holder, from its reservation to its
+ * token's events being durable and `keep`: far longer than any issuance takes. A holder older than
+ * this was left by a node that died while issuing (or a release that failed), and the database's
+ * totals settle it (./totals-database.ts `settleStaleHolders`): kept as the lasting hold when its
+ * token was issued, taken back when it was not.
+ */
+export const holdGraceMs = 5 * 60_000;
+
+/**
+ * An issuance attempt's name as a holder: its request id, which the token's event records (so a
+ * holder left behind can be told issued or not), and a random part — fresh per attempt, so that
+ * no two attempts (even of one HTTP request) ever let go of each other's holds.
+ */
+export function newHolder(requestId: string): string {
+  return `${requestId}:${randomUUID()}`;
+}
+
+/** The request id of a holder named by `newHolder` (the random part has no `:`). */
+export function requestOfHolder(holder: string): string {
+  const end = holder.lastIndexOf(':');
+  return end < 0 ? holder : holder.slice(0, end);
+}
+
 /** What one reservation asks. `scope`: the account and asset (`totalScope`); amounts in micro-units. */
 export interface ReservationRequest {
   scope: string;
   id: string;
-  /** Who holds it: the issuance attempt (./enforce.ts: its request id and a random part), unique per attempt. */
+  /** Who holds it: the issuance attempt (`newHolder`: its request id and a random part), unique per attempt. */
   holder: string;
   amount: bigint;
   limit: bigint;

@@ -7,7 +7,7 @@ import { formatAmount, maxLimit, parseAmount } from '../../src/transfers/amounts
 import { DatabaseTotals, pruneTransferLedger } from '../../src/transfers/totals-database.ts';
 import { destinationUseRetentionDays, forgetFirstUse, pruneDestinationUses, recordUse, usedBefore } from '../../src/transfers/destination-uses.ts';
 import { RedisTotals } from '../../src/transfers/totals-redis.ts';
-import { totalScope, totalWindowMs, TotalsUnavailable, type TransferTotals } from '../../src/transfers/totals.ts';
+import { holdGraceMs, newHolder, totalScope, totalWindowMs, TotalsUnavailable, type TransferTotals } from '../../src/transfers/totals.ts';
 import { freePort } from '../helpers/server.ts';
 import { redisSkip, testSharedStore } from '../helpers/redis.ts';
 import { testDialects } from '../helpers/storage.ts';
@@ -70,7 +70,10 @@ function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: Tran
   test('a reservation joined later still leaves the window from its first reservation', async (t) => {
     const { a } = await make(t);
     await a.reserve({ scope, id: 'tx', holder: 'issuance-1', amount: units(900), limit: units(1000), now: t0 });
+    await a.keep(scope, 'tx', 'issuance-1');
     await a.reserve({ scope, id: 'tx', holder: 'issuance-2', amount: units(900), limit: units(1000), now: t0 + 3600_000 });
+    await a.keep(scope, 'tx', 'issuance-2');
+    assert.equal(await a.total(scope, t0 + totalWindowMs - 1), units(900));
     assert.equal(await a.total(scope, t0 + totalWindowMs), 0n, 'a refreshed token does not stretch its transfer\'s window');
   });
 
@@ -102,8 +105,11 @@ function contract(make: (t: TestContext) => Promise<{ a: TransferTotals; b: Tran
 
   test('slides: what was reserved 24 hours ago leaves the total', async (t) => {
     const { a } = await make(t);
+    // Each one's token issued: its hold lasting.
     await a.reserve({ scope, id: 'morning', holder: 'h', amount: units(900), limit: units(1000), now: t0 });
+    await a.keep(scope, 'morning', 'h');
     await a.reserve({ scope, id: 'noon', holder: 'h', amount: units(100), limit: units(1000), now: t0 + 3 * 3600_000 });
+    await a.keep(scope, 'noon', 'h');
     assert.equal((await a.reserve({ scope, id: 'evening', holder: 'h', amount: units(500), limit: units(1000), now: t0 + totalWindowMs - 1 })).reserved, false);
     assert.deepEqual(await a.reserve({ scope, id: 'next-day', holder: 'h', amount: units(500), limit: units(1000), now: t0 + totalWindowMs }), { reserved: true, created: true, total: units(100) });
     assert.equal(await a.total(scope, t0 + totalWindowMs), units(600));
@@ -186,6 +192,26 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await rows(), ['tx']);
       assert.equal(await pruneTransferLedger(db, t0 + totalWindowMs), 1);
       assert.deepEqual(await rows(), []);
+    });
+
+    test('settles the holders left behind once the grace has passed: beside a lasting hold, or with no token issued, taken back; one of before migration 0067, kept', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const db = database.storage.db;
+      const totals = new DatabaseTotals(db);
+      const rows = async () => (await db.selectFrom('transfer_ledger').select('id').where('scope', '=', scope).execute()).map((r) => r.id).sort();
+      // A token issued and kept; a refresh of it whose node died while it was decided.
+      await totals.reserve({ scope, id: 'tx', holder: newHolder('issuance'), amount: units(500), limit: units(1000), now: t0 });
+      await db.updateTable('transfer_ledger').set({ id: 'tx' }).where('scope', '=', scope).execute();
+      await totals.reserve({ scope, id: 'tx', holder: 'refresh:1', amount: units(500), limit: units(1000), now: t0 + 2 });
+      // An issuance that died before its token was issued, and a holder of a node of the release before (no held_at).
+      await totals.reserve({ scope, id: 'died', holder: 'died:1', amount: units(300), limit: units(1000), now: t0 + 2 });
+      await db.insertInto('transfer_ledger').values({ scope, id: 'old/before:1', amount: '100', reserved_at: t0 + 3, held_at: null }).execute();
+      assert.equal(await pruneTransferLedger(db, t0 + 2 + holdGraceMs - 1), 0, 'within the grace: still deciding, as far as anyone knows');
+      assert.deepEqual(await rows(), ['died/died:1', 'old/before:1', 'tx', 'tx/refresh:1']);
+      assert.equal(await pruneTransferLedger(db, t0 + 2 + holdGraceMs), 2);
+      assert.deepEqual(await rows(), ['old/before:1', 'tx']);
+      assert.equal(await totals.total(scope, t0 + 2 + holdGraceMs), units(500) + 100n);
     });
 
     test("a destination's uses before its latest removal do not count: its next use is a first use again, which a refusal takes back", async (t) => {

@@ -62,6 +62,7 @@ import * as credentialHolds from './0063_credential_holds.ts';
 import * as kycFreezeHolder from './0064_kyc_freeze_holder.ts';
 import * as passwordSetBy from './0065_password_set_by.ts';
 import * as upstreamLoginAsk from './0066_upstream_login_ask.ts';
+import * as transferHolderTime from './0067_transfer_holder_time.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -128,4 +129,5 @@ export const migrations: Record<string, Migration> = {
   '0064_kyc_freeze_holder': kycFreezeHolder,
   '0065_password_set_by': passwordSetBy,
   '0066_upstream_login_ask': upstreamLoginAsk,
+  '0067_transfer_holder_time': transferHolderTime,
 };
