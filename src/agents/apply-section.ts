@@ -1,10 +1,12 @@
 import type { Transaction } from 'kysely';
+import type { AuditEvent } from '../audit/events.ts';
 import type { ClientMetadata } from '../clients/metadata.ts';
 import type { Context } from '../context.ts';
 import type { Database } from '../storage/schema.ts';
 import type { Validator } from '../validation.ts';
 import { readAgent, readPipeline, type AgentDefinition, type PipelineDefinition } from './definition.ts';
 import { upsertAgent, upsertPipeline } from './registry.ts';
+import { revokeAgentCertificatesIn } from './revocation.ts';
 
 type List = <T>(key: string, read: (path: string, item: unknown) => T | undefined) => { item: T; at: number }[];
 type Duplicates = (v: Validator, section: string, ids: [string, number][], field: string) => void;
@@ -54,10 +56,24 @@ export async function planAgents(ctx: Context, v: Validator, list: List, duplica
   return { agents: agentEntries.map((e) => e.item), pipelines: pipelineEntries.map((e) => e.item) };
 }
 
-export async function executeAgents(ctx: Context, trx: Transaction<Database>, plan: AgentPlan): Promise<{ kind: 'agent' | 'pipeline'; id: string; outcome: 'created' | 'updated' | 'unchanged' }[]> {
+/**
+ * Writes the plan's pipelines and agents. An agent declared `disabled` (its kill switch) loses the
+ * certificates attested for it that are still valid, in this transaction, their revocations pushed
+ * to `record.events` (src/agents/revocation.ts) — also one disabled before this rule, at the next
+ * apply that declares it.
+ */
+export async function executeAgents(
+  ctx: Context,
+  trx: Transaction<Database>,
+  plan: AgentPlan,
+  record: { actor: string; events: AuditEvent[] },
+): Promise<{ kind: 'agent' | 'pipeline'; id: string; outcome: 'created' | 'updated' | 'unchanged' }[]> {
   const now = ctx.clock.now();
   const changes: { kind: 'agent' | 'pipeline'; id: string; outcome: 'created' | 'updated' | 'unchanged' }[] = [];
   for (const pipeline of plan.pipelines) changes.push({ kind: 'pipeline', id: pipeline.id, outcome: await upsertPipeline(trx, now, pipeline) });
-  for (const agent of plan.agents) changes.push({ kind: 'agent', id: agent.id, outcome: await upsertAgent(trx, now, agent) });
+  for (const agent of plan.agents) {
+    changes.push({ kind: 'agent', id: agent.id, outcome: await upsertAgent(trx, now, agent) });
+    if (agent.status === 'disabled') record.events.push(...(await revokeAgentCertificatesIn(trx, now, agent.id, record.actor)));
+  }
   return changes;
 }

@@ -65,7 +65,7 @@ export interface VerifiedAttestation {
  * A workload attestation (docs/agents.md "Attestation"), each rule in order:
  * 1. a JWT of type `attestation+jwt` signed (ES256, EdDSA or PS256) by a key of a pipeline the agent
  *    names — keys embedded in the header are never used (RFC 8725 §3.10);
- * 2. `iss` is that pipeline, `sub` the agent, `aud` this issuer, `jti` present;
+ * 2. `iss` is that pipeline, `sub` the agent, `aud` this issuer and no other, `jti` present;
  * 3. fresh: `iat` not in the future, `exp` in the future and after `iat`, at most 10 minutes after
  *    it (AMENDMENTS: minutes);
  * 4. it answers a nonce Clearance issued for this agent, unexpired, consumed here (single use), and
@@ -110,6 +110,10 @@ export async function verifyAttestation(ctx: Context, agent: AgentDefinition, at
     }
   }
   if (!claims || !pipeline) throw new AttestationRefusal('signature', `attestation is not signed by a pipeline of agent ${agent.id} (${agent.pipelines.join(', ')})`);
+  // RFC 7519 §4.1.3 lets `aud` be an array, and jose accepts one that merely lists this issuer: an
+  // attestation naming other relying parties too could be presented to them as well (and theirs
+  // here). It is for this issuer only: one audience, a string or a one-member array.
+  if (!isOnlyAudience(claims.aud, ctx.config.issuer)) throw new AttestationRefusal('claims', 'attestation must name this issuer as its only audience');
   // RFC 7519 §4.1.7: a string; bounded, as it is kept with the certificate.
   if (typeof claims.jti !== 'string' || claims.jti.length === 0 || claims.jti.length > maxJtiLength) throw new AttestationRefusal('claims', `attestation jti must be a string of 1 to ${maxJtiLength} characters`);
   // Fresh means issued now, for minutes: jose checks no `iat` in the future, and an `exp` before
@@ -136,6 +140,11 @@ export async function verifyAttestation(ctx: Context, agent: AgentDefinition, at
   await refuseUsedJti(ctx, claims.jti);
   await consumeNonce(ctx, agent.id, claims.nonce);
   return { pipeline, binding, jti: claims.jti, keyStorage: keyStorage as KeyStorage, imageDigest: binding.imageDigest };
+}
+
+/** Whether `aud` names `issuer` and nobody else. */
+function isOnlyAudience(aud: unknown, issuer: string): boolean {
+  return aud === issuer || (Array.isArray(aud) && aud.length === 1 && aud[0] === issuer);
 }
 
 /**

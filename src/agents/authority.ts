@@ -1,7 +1,8 @@
 import type { AuthenticatedClient } from '../clients/authentication/types.ts';
 import type { Context } from '../context.ts';
 import { OAuthError } from '../oauth-error.ts';
-import type { AgentClaim } from '../tokens/claims.ts';
+import type { AccessTokenClaims, AgentClaim, AgentReference } from '../tokens/claims.ts';
+import type { AgentSnapshot } from './registry.ts';
 
 /** What the agent may trade (agents[] in apply): for the policy context, never the token. */
 export interface AgentEnvelope {
@@ -49,19 +50,55 @@ export async function agentAuthority(ctx: Context, client: AuthenticatedClient):
 }
 
 /**
- * Whether a live token's `agent` claim still stands (src/tokens/liveness.ts asks it for every token
- * that carries one; in-memory registry reads only): the agent is active, its declaration has not
+ * Whether the agents a live token stands on still stand (src/tokens/liveness.ts asks it of every
+ * token that names one; in-memory registry reads only): its `agent` — the agent it was issued to —
+ * and, for a token exchanged from an agent's token (RFC 8693, any hop), each of its `agents`. A
+ * malformed `agents` fails closed.
+ */
+export async function areAgentsLive(ctx: Pick<Context, 'agents'>, claims: Pick<AccessTokenClaims, 'agent' | 'agents'>, issuedAtMs: number): Promise<boolean> {
+  const snapshot = await ctx.agents.snapshot();
+  if (claims.agent !== undefined && !isClaimLive(snapshot, claims.agent, issuedAtMs)) return false;
+  const agents: unknown = claims.agents;
+  return agents === undefined || (Array.isArray(agents) && agents.every((reference) => isAgentReference(reference) && isReferenceLive(snapshot, reference, issuedAtMs)));
+}
+
+/** An `agent` claim: its reference stands, and the model digest it names is that version's. */
+function isClaimLive(snapshot: AgentSnapshot, claim: AgentClaim, issuedAtMs: number): boolean {
+  return isReferenceLive(snapshot, claim, issuedAtMs) && snapshot.modelsByApproval.get(claim.approval)?.modelDigest === claim.model_digest;
+}
+
+/**
+ * Whether an agent a token names still stands: the agent is active, its declaration has not
  * changed since the token was issued — a disable then a re-enable, or a narrowed envelope, leaves no
  * token decided before it alive (`iat` has a resolution of a second: a token of the change's own
  * second counts as before it) — and the model version the token names, by its approval, is the
  * agent's and still approved: a retired or otherwise withdrawn version has no trading authority from
- * that moment, not only at the next issuance (docs/agents.md "Tokens").
+ * that moment, not only at the next issuance (docs/agents.md "Tokens"). An exchanged token's
+ * `issuedAtMs` is its own: its subject token was live when it was exchanged.
  */
-export async function isAgentClaimLive(ctx: Pick<Context, 'agents'>, claim: AgentClaim, issuedAtMs: number): Promise<boolean> {
-  const snapshot = await ctx.agents.snapshot();
-  if (snapshot.agents.get(claim.id)?.status !== 'active') return false;
-  const changedAt = snapshot.changedAt.get(claim.id);
+function isReferenceLive(snapshot: AgentSnapshot, reference: AgentReference, issuedAtMs: number): boolean {
+  if (snapshot.agents.get(reference.id)?.status !== 'active') return false;
+  const changedAt = snapshot.changedAt.get(reference.id);
   if (changedAt === undefined || issuedAtMs <= changedAt) return false;
-  const binding = snapshot.modelsByApproval.get(claim.approval);
-  return binding !== undefined && binding.agentId === claim.id && binding.modelDigest === claim.model_digest && binding.status === 'approved';
+  const binding = snapshot.modelsByApproval.get(reference.approval);
+  return binding !== undefined && binding.agentId === reference.id && binding.status === 'approved';
+}
+
+function isAgentReference(value: unknown): value is AgentReference {
+  const reference = value as Partial<AgentReference> | null;
+  return typeof reference === 'object' && reference !== null && typeof reference.id === 'string' && typeof reference.approval === 'string';
+}
+
+/**
+ * The agents a token exchanged from `tokens` (its subject token, and its actor token when one was
+ * presented) stands on: each one's `agent` and the `agents` it carries from earlier hops, once each,
+ * as `{id, approval}` — what the liveness rule needs of each, read from the registry, and no more
+ * (the strategy and model version are the agent's own token's to say). Empty for tokens of no agent.
+ */
+export function agentReferences(tokens: readonly (Pick<AccessTokenClaims, 'agent' | 'agents'> | undefined)[]): AgentReference[] {
+  const references = new Map<string, AgentReference>();
+  for (const token of tokens) {
+    for (const named of [...(token?.agent ? [token.agent] : []), ...(token?.agents ?? [])]) references.set(`${named.id} ${named.approval}`, { id: named.id, approval: named.approval });
+  }
+  return [...references.values()];
 }

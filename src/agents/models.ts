@@ -4,6 +4,7 @@ import { openApprovalRequest, type ApprovalRequest } from '../approvals/requests
 import type { AuditEvent } from '../audit/events.ts';
 import type { Context } from '../context.ts';
 import { bumpGeneration } from '../storage/generations.ts';
+import { isUniqueViolation } from '../storage/faults.ts';
 import type { Database } from '../storage/schema.ts';
 import { revocationReasons } from '../pki/revocation.ts';
 import { revocationsGeneration } from '../pki/status.ts';
@@ -102,9 +103,20 @@ export async function proposeModel(
       ];
     },
     input.requestId !== undefined ? { requestId: input.requestId } : {},
-  );
+  ).catch((error: unknown) => {
+    throw isUniqueViolation(error) ? proposedAlready(agent.id, input.version) : error;
+  });
   ctx.agents.invalidate();
   return { binding: binding!, request };
+}
+
+/**
+ * Two proposals of one version racing past the check before the insert: the unique index of
+ * migration 0068 (agent and version, over the bindings pending or approved) lets one insert; the
+ * other is the same conflict, answered alike (409), rolled back with its approval request.
+ */
+function proposedAlready(agentId: string, version: string): ModelError {
+  return new ModelError(`version ${version} of agent ${agentId} is pending or approved already`);
 }
 
 /**

@@ -33,6 +33,7 @@ import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
 import { executeCertificateProfiles, planCertificateProfiles } from '../pki/apply-section.ts';
 import type { CertificateProfile } from '../pki/profiles.ts';
 import { executeAgents, planAgents, type AgentPlan } from '../agents/apply-section.ts';
+import { publishRevocations } from '../agents/revocation.ts';
 import { consoleClientId } from '../console/client.ts';
 import { executeIdentityProviders, planIdentityProviders } from '../federation/upstream/providers.ts';
 import type { IdentityProviderEntry } from '../federation/upstream/definition.ts';
@@ -505,6 +506,8 @@ export async function executeApply(ctx: Context, plan: ApplyPlan, source: ApplyS
     throw error;
   });
   invalidateAfterApply(ctx, plan);
+  // A disabled agent's certificates were revoked with it: the CRLs say so now (src/agents/revocation.ts).
+  await publishRevocations(ctx, writing.events);
   const changed = result.changes.filter((c) => c.outcome !== 'unchanged');
   if (changed.length > 0) {
     await ctx.audit.record({
@@ -609,7 +612,7 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
     events.push(...policies.events);
     result.changes.push(...(await executePartners(ctx, trx, plan.partners)));
     result.changes.push(...(await executeCertificateProfiles(ctx, trx, plan.certificateProfiles ?? [])));
-    if (plan.agents) result.changes.push(...(await executeAgents(ctx, trx, plan.agents)));
+    if (plan.agents) result.changes.push(...(await executeAgents(ctx, trx, plan.agents, { actor: source.actor, events })));
     if (plan.personCertificates) result.changes.push(...(await executePersonCertificates(trx, now, plan.personCertificates)));
     if (plan.identityProviders) result.changes.push(...(await executeIdentityProviders(trx, now, ctx.identity.factorKeys.master, plan.identityProviders, events, source.actor)));
     result.changes.push(...(await upsertRoleMinimums(trx, now, new Map(Object.entries(plan.roleMinimums ?? {})))));

@@ -20,6 +20,7 @@ import { crossesRegion, regionSubject } from '../identity/pairwise.ts';
 import { actInRegion, personLeis } from '../federation/regions.ts';
 import { attributeNames, inSpan, spanNames } from '../telemetry/spans.ts';
 import { authorizationGrantTarget, issueAuthorizationGrant } from './exchange/authorization-grant.ts';
+import { agentReferences } from '../agents/authority.ts';
 
 
 /**
@@ -74,10 +75,11 @@ import { authorizationGrantTarget, issueAuthorizationGrant } from './exchange/au
  *    Every other grant is refused a person's token for another region (src/policy/issuance.ts);
  * 11. the token: delegation (§4.1) — `act` names this hop's actor with the previous chain nested
  *    inside (newest actor outermost); `txn` kept unchanged, or created at the first hop; the
- *    mandate reference, the consent grant and a partner origin (`origin_iss`) carried; bound to this
- *    request's DPoP key or certificate. No refresh token is issued. `token.exchanged` names the
- *    parent token's jti, so the chain can be rebuilt from the audit log — a partner's token's jti
- *    as `partner_jti` (its `parent_jti` null): a partner's jti is never a parent of ours.
+ *    mandate reference, the consent grant, a partner origin (`origin_iss`) and the agents the chain
+ *    stands on (`agents`) carried; bound to this request's DPoP key or certificate. No refresh
+ *    token is issued. `token.exchanged` names the parent token's jti, so the chain can be rebuilt
+ *    from the audit log — a partner's token's jti as `partner_jti` (its `parent_jti` null): a
+ *    partner's jti is never a parent of ours.
  */
 export const tokenExchange = defineGrant({
   grantType: tokenExchangeGrantType,
@@ -151,6 +153,7 @@ export const tokenExchange = defineGrant({
       const act = { ...currentActor, ...(subject.act ? { act: subject.act } : {}) };
       const notAfter = Math.min(subject.expiresAt, actor?.expiresAt ?? Infinity);
       const breakGlass = subject.breakGlassActivation ?? actor?.breakGlassActivation;
+      const agents = agentReferences([subject, actor]);
       if (notAfter <= epochSeconds(ctx.clock)) throw new OAuthError('invalid_request', 'the subject_token is expired');
       const actors = actorChain(act);
       // A partner's subject (src/federation/subject.ts): at the first hop, the local person its
@@ -207,6 +210,10 @@ export const tokenExchange = defineGrant({
           // A break-glass activation (of the subject's token, else the actor's) travels down too: the
           // liveness rule ends every hop's token with it (src/approvals/break-glass).
           ...(breakGlass !== undefined ? { break_glass: true as const, break_glass_activation: breakGlass } : {}),
+          // The agents the subject and actor tokens stand on (an agent as subject, or as an actor at
+          // this hop or an earlier one): each hop's token dies with any of them — its kill switch, its
+          // model version's retirement, its change (src/agents/authority.ts areAgentsLive).
+          ...(agents.length > 0 ? { agents } : {}),
         },
         event: {
           type: 'token.exchanged',

@@ -6,6 +6,7 @@ import { revokeMandateIn } from '../mandates/store.ts';
 import type { Database } from '../storage/schema.ts';
 import { bumpGeneration } from '../storage/generations.ts';
 import { agentsGeneration } from '../agents/registry.ts';
+import { revokeAgentCertificatesIn } from '../agents/revocation.ts';
 import { offboardPersonIn } from './leaver.ts';
 import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
 
@@ -19,7 +20,7 @@ import { isBuiltinResourceServer } from '../resource-servers/builtins.ts';
  * - a resource server: no longer an audience; every token for it is dead (the cut-off);
  * - a partner: its issuer is no longer trusted; tokens exchanged from its tokens are dead;
  * - a person: the leaver operation (src/lifecycle/leaver.ts), everything they hold ended;
- * - an agent: disabled (no token, no credential), its tokens dead;
+ * - an agent: disabled (no token, no credential), its tokens dead, its attested certificates revoked;
  * - a mandate: revoked, its tokens dead.
  *
  * What apply does not manage is never pruned: Clearance's own audiences and console client, clients registered
@@ -207,7 +208,10 @@ export async function pruneIn(
         const updated = await trx.updateTable('agents').set({ status: 'disabled', updated_at: now }).where('id', '=', target.id).where('status', '=', 'active').executeTakeFirst();
         if (Number(updated.numUpdatedRows) === 0) continue;
         await bumpGeneration(trx, agentsGeneration);
-        done.push({ kind: 'agent', id: target.id, ended: { access_tokens: 'dead (agent disabled)' } });
+        // Its attested certificates too, for every relying party that checks OCSP or the CRL.
+        const revoked = await revokeAgentCertificatesIn(trx, now, target.id, source.actor);
+        events.push(...revoked);
+        done.push({ kind: 'agent', id: target.id, ended: { access_tokens: 'dead (agent disabled)', certificates_revoked: revoked.length } });
         break;
       }
       case 'mandate': {

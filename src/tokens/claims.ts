@@ -52,6 +52,12 @@ export interface AccessTokenClaims {
    * approval that gave that version trading authority.
    */
   agent?: AgentClaim;
+  /**
+   * A token exchanged from an agent's token (RFC 8693), at any hop: every agent it stands on — the
+   * subject's, an actor's, an earlier hop's — by its model version's approval (src/agents/
+   * authority.ts). It is live only while each of them is (src/tokens/liveness.ts).
+   */
+  agents?: AgentReference[];
   /** The managed device the person signed in from (a `device` profile certificate of Clearance's CA over mTLS). */
   device_id?: string;
   /**
@@ -75,6 +81,12 @@ export interface AgentClaim {
   model_version: string;
   model_digest: string;
   /** The approval request that approved the model version. */
+  approval: string;
+}
+
+/** An agent a token stands on, by the approval of the model version it was attested for. */
+export interface AgentReference {
+  id: string;
   approval: string;
 }
 

@@ -58,7 +58,7 @@ export interface AccessTokenRequest {
   /** The token must end no later than this (epoch seconds): a token exchange never outlives its subject. */
   notAfter?: number;
   /** Claims only some grants carry: a person's grant_id/auth_time/acr/amr, `act`, `origin_iss`. */
-  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'refresh_family' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation' | 'device_id' | 'assurance_source' | 'origin_person' | 'origin_lei'>> & { origin_iss?: string };
+  claims?: Partial<Pick<AccessTokenClaims, 'grant_id' | 'refresh_family' | 'auth_time' | 'acr' | 'amr' | 'act' | 'authorization_details_digest' | 'approvals' | 'break_glass' | 'break_glass_activation' | 'device_id' | 'assurance_source' | 'origin_person' | 'origin_lei' | 'agents'>> & { origin_iss?: string };
   /** The issuance event: `token.issued` unless said otherwise, with the grant's own details. */
   event?: { type?: 'token.issued' | 'token.exchanged'; details?: Record<string, unknown> };
   /** The source address of the token request (after trusted proxies), for the risk signals. */

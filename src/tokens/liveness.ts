@@ -1,4 +1,4 @@
-import { isAgentClaimLive } from '../agents/authority.ts';
+import { areAgentsLive } from '../agents/authority.ts';
 import { isActivationInForce } from '../approvals/break-glass/activations.ts';
 import { isGrantActive } from '../authorization/consent.ts';
 import type { Context } from '../context.ts';
@@ -48,10 +48,10 @@ export async function isTokenLive(ctx: Pick<Context, 'storage' | 'clock' | 'audi
 /**
  * Whether what the token stands on is in service (apply's prune disables, src/lifecycle/prune.ts):
  * its client and audience, each with the token issued after its cut-off; the partner it came from
- * (`origin_iss`); the agent it was issued to and its model version (src/agents/authority.ts). A
- * client or audience Clearance does not store (Clearance's own built-in audiences, a client deleted
- * outright by RFC 7592) is left to the other rules. Every read here is of an in-memory registry: no
- * round trip.
+ * (`origin_iss`); the agent it was issued to, or exchanged from at any hop, and its model version
+ * (src/agents/authority.ts). A client or audience Clearance does not store (Clearance's own
+ * built-in audiences, a client deleted outright by RFC 7592) is left to the other rules. Every read
+ * here is of an in-memory registry: no round trip.
  */
 async function isInService(ctx: Pick<Context, 'clients' | 'resourceServers' | 'partners' | 'agents'>, claims: AccessTokenClaims): Promise<boolean> {
   const issuedAt = claims.iat * 1000;
@@ -62,7 +62,7 @@ async function isInService(ctx: Pick<Context, 'clients' | 'resourceServers' | 'p
   const originIssuer = (claims as { origin_iss?: unknown }).origin_iss;
   const partner = typeof originIssuer === 'string' ? await ctx.partners.issuerCutoff(originIssuer) : undefined;
   if (partner && cutOff(partner.disabled, partner.tokensValidAfter, issuedAt)) return false;
-  if (claims.agent !== undefined && !(await isAgentClaimLive(ctx, claims.agent, issuedAt))) return false;
+  if ((claims.agent !== undefined || claims.agents !== undefined) && !(await areAgentsLive(ctx, claims, issuedAt))) return false;
   return true;
 }
 

@@ -88,3 +88,18 @@ test('nonces nobody answered are deleted once expired: asking for nonces, which 
   assert.equal((await h.certificate(attestation, csr.csrPem)).statusCode, 201);
   assert.ok(kept.length > 0);
 });
+
+test('an attestation addressed to several audiences, this issuer among them, is refused: an attestation is for this issuer only', async (t) => {
+  const h = await agentHarness(t);
+  await approve(h, v1);
+  // RFC 7519 §4.1.3 lets `aud` be an array: one naming another relying party too could be presented there as well.
+  const shared = await h.attest(v1, { claims: { aud: [h.ctx.config.issuer, 'https://other-ca.example.com'] } });
+  const response = await h.certificate(shared.attestation, shared.csr.csrPem);
+  assert.equal(response.statusCode, 400, response.body);
+  assert.equal(response.json().error, 'invalid_request');
+  assert.match(response.json().error_description, /audience/);
+  assert.deepEqual(await refusals(h), ['claims']);
+  // A single audience, as a string or a one-member array, is this issuer's.
+  const single = await h.attest(v1, { claims: { aud: [h.ctx.config.issuer] } });
+  assert.equal((await h.certificate(single.attestation, single.csr.csrPem)).statusCode, 201);
+});

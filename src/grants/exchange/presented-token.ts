@@ -4,7 +4,8 @@ import type { Context } from '../../context.ts';
 import { partnerAudiences, partnerTokenKind, verifyPartnerToken, type VerifiedPartnerToken } from '../../federation/verify.ts';
 import { containsJwt } from '../../audit/guard.ts';
 import { readAccessToken, referenceTokenPrefix } from '../../tokens/reference-tokens.ts';
-import type { AccessTokenClaims, Confirmation } from '../../tokens/claims.ts';
+import type { AccessTokenClaims, AgentReference, Confirmation } from '../../tokens/claims.ts';
+import { agentReferences } from '../../agents/authority.ts';
 import { isTokenLive } from '../../tokens/liveness.ts';
 import { tokenTypes } from '../../tokens/token-types.ts';
 import type { PartnerOrigin } from '../../federation/subject.ts';
@@ -55,6 +56,8 @@ export interface PresentedToken {
   assuranceSource?: string;
   /** A token of ours issued for a partner's subject: the local person and firm it was mapped to (src/federation/subject.ts). */
   partnerOrigin?: PartnerOrigin;
+  /** The agents a token of ours stands on (its `agent`, its `agents`): carried down the exchange, so every hop dies with them. */
+  agents?: AgentReference[];
 }
 
 /** `suspendedPartner`: the token's partner is suspended by a drift (src/federation/drift): refused (invalid_request at token exchange), recorded. */
@@ -157,6 +160,7 @@ function fromLocal(claims: AccessTokenClaims & { origin_iss?: unknown }): Presen
     ...(claims.cnf ? { cnf: claims.cnf } : {}),
     ...(typeof claims.break_glass_activation === 'string' ? { breakGlassActivation: claims.break_glass_activation } : {}),
     ...(typeof claims.assurance_source === 'string' ? { assuranceSource: claims.assurance_source } : {}),
+    ...(claims.agent !== undefined || claims.agents !== undefined ? { agents: agentReferences([claims]) } : {}),
     ...(originIssuer !== undefined && (claims.origin_person !== undefined || claims.origin_lei !== undefined)
       ? { partnerOrigin: { ...(claims.origin_person !== undefined ? { person: claims.origin_person } : {}), ...(claims.origin_lei !== undefined ? { lei: claims.origin_lei } : {}) } }
       : {}),
