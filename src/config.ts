@@ -114,6 +114,11 @@ export interface Config {
   /** The window of refusalAuditLimit, in seconds: CLEARANCE_REFUSAL_AUDIT_WINDOW, default 60. */
   refusalAuditWindowSeconds: number;
   /**
+   * CIBA prompt bombing (src/ciba/prompts.ts, docs/approvals.md): at most this many of one client's
+   * backchannel requests wait for one person at once. CLEARANCE_CIBA_MAX_OPEN_REQUESTS, default 3.
+   */
+  cibaMaxOpenRequests: number;
+  /**
    * How long before a mandate lapses a txn that used it counts as in flight (execution to
    * settlement): CLEARANCE_MANDATE_IN_FLIGHT_WINDOW seconds, default 259200 (3 days, T+2 and a day).
    */
@@ -248,6 +253,7 @@ export function loadConfig(given: NodeJS.ProcessEnv = process.env): Config {
     screeningList: emptyToUndefined(env.CLEARANCE_SCREENING_LIST) === undefined ? undefined : resolve(env.CLEARANCE_SCREENING_LIST!),
     refusalAuditLimit: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_LIMIT', 20, 1, 1_000_000),
     refusalAuditWindowSeconds: readInt(env, 'CLEARANCE_REFUSAL_AUDIT_WINDOW', 60, 1, 86_400),
+    cibaMaxOpenRequests: readInt(env, 'CLEARANCE_CIBA_MAX_OPEN_REQUESTS', 3, 1, 100),
     mandateInFlightWindowSeconds: readInt(env, 'CLEARANCE_MANDATE_IN_FLIGHT_WINDOW', 259_200, 60, 90 * 86_400),
     offboardReassignmentDays: readInt(env, 'CLEARANCE_OFFBOARD_REASSIGNMENT_DAYS', 14, 0, 365),
     pruneMaxPercent: readInt(env, 'CLEARANCE_PRUNE_MAX_PERCENT', 25, 0, 100),

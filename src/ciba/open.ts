@@ -11,6 +11,7 @@ import type { Client } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import { actChainDelegation } from './act-chain.ts';
 import type { CibaAuthenticationRequest } from './authentication-request.ts';
+import { promptRefusal, promptRefusalError, recordPromptRefusal } from './prompts.ts';
 import { authReqIdHash, defaultIntervalSeconds, insertCibaRequest, newAuthReqId, sealAuthReqId, sealNotificationToken, type CibaMode } from './store.ts';
 
 /** CIBA §7.3: what the client is answered. */
@@ -42,7 +43,10 @@ export interface OpenedCibaRequest {
  *    person, actors = the act chain's subjects, the subject must approve, `content` = everything the
  *    approvers see, the person named by id) with `approval.requested`, the start of its trade (`transactions`: the request's
  *    id is the txn of its events and its token) and the CIBA row: the auth_req_id's hash, the
- *    delivery mode, the sealed client_notification_token, the interval, what the token carries.
+ *    delivery mode, the sealed client_notification_token, the interval, what the token carries —
+ *    unless the client may not prompt the person now (src/ciba/prompts.ts: too many of its requests
+ *    already wait for them, or they just denied several of its requests): access_denied (§13),
+ *    nothing opened, recorded as `token.refused`.
  */
 export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMode, request: CibaAuthenticationRequest, meta: { requestId: string }): Promise<OpenedCibaRequest> {
   const clientId = client.metadata.client_id;
@@ -90,6 +94,7 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
     ...(payload.acrValues.length > 0 ? { acr_values: payload.acrValues } : {}),
   };
   const masterKey = ctx.identity.factorKeys.master;
+  const prompt = { clientId, subject: hint.subject.id, requestId: id, now };
   await openApprovalRequest(
     ctx,
     {
@@ -106,6 +111,9 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
       ttlMs: request.expiresIn * 1000,
     },
     async (trx) => {
+      // Prompt bombing: refused here, in the transaction that would open it (rolled back with it).
+      const refusal = await promptRefusal(trx, prompt, ctx.config.cibaMaxOpenRequests);
+      if (refusal) throw promptRefusalError(refusal);
       // The request starts its trade: its id is the txn (src/transactions/txn.ts), never another client's to start.
       await trx.insertInto('transactions').values({ txn: id, client_id: clientId, started_at: now }).execute();
       await insertCibaRequest(trx, {
@@ -124,6 +132,9 @@ export async function openCibaRequest(ctx: Context, client: Client, mode: CibaMo
       return [];
     },
     { requestId: meta.requestId },
-  );
+  ).catch(async (error: unknown) => {
+    await recordPromptRefusal(ctx, error, prompt, meta.requestId);
+    throw error;
+  });
   return { authReqId, expiresIn: request.expiresIn, interval: defaultIntervalSeconds, requestId: id };
 }

@@ -8,7 +8,7 @@ import { adminAudience } from '../../src/admin/authorize.ts';
 import { approvalView } from '../../src/approvals/deciders.ts';
 import { verifyApprovalEvidence, type RequestApprovalEvidence } from '../../src/approvals/evidence.ts';
 import { cibaKind } from '../../src/approvals/kinds/ciba.ts';
-import { decideApprovalRequest, findApprovalRequest } from '../../src/approvals/requests.ts';
+import { decideApprovalRequest, findApprovalRequest, listPendingApprovalRequests } from '../../src/approvals/requests.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { signOutEverywhere } from '../../src/identity/lifecycle.ts';
 import { changeKycByAdmin } from '../../src/risk/kyc/admin.ts';
@@ -276,6 +276,64 @@ describe('the backchannel authentication endpoint', () => {
     await started(f, { binding_message: [] } as never);
   });
 
+  test('refuses a fourth open request of one client for one person as access_denied (CIBA §13), records it, and asks again once one is answered or expired', async (t) => {
+    const f = await cibaFixture(t);
+    for (const n of [1, 2, 3]) await started(f, { binding_message: `Order ${n}`, requested_expiry: '120' });
+    const refused = await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 4' });
+    assertError(refused, 'access_denied', 403);
+    assert.match(String((refused.json() as Json).error_description), /already waiting/);
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, 3, 'the person is not prompted a fourth time');
+    const [recorded] = (await f.auditEvents('token.refused')).filter((e) => e.details?.reason === 'ciba_open_limit');
+    assert.deepEqual([recorded!.client, recorded!.subject, recorded!.details?.error, recorded!.details?.grant_type, recorded!.details?.open, recorded!.details?.limit], ['desk-ciba', f.traderId, 'access_denied', cibaGrant, 3, 3]);
+    // Another client's prompts are its own.
+    await started(f, {}, 'other-ciba');
+    // One answered: room for one more.
+    await subjectDecides(f.ctx, (await listPendingApprovalRequests(f.ctx, { subject: f.traderId })).find((r) => r.clientId === 'desk-ciba')!);
+    await started(f, { binding_message: 'Order 4' });
+    assertError(await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 5' }), 'access_denied', 403);
+    // Expired: no longer waiting for the person.
+    f.clock.advance(120_000);
+    await started(f, { binding_message: 'Order 5' });
+  });
+
+  test('takes the number of open requests from CLEARANCE_CIBA_MAX_OPEN_REQUESTS', async (t) => {
+    const f = await cibaFixture(t, { env: { CLEARANCE_CIBA_MAX_OPEN_REQUESTS: '1' } });
+    await started(f);
+    assertError(await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 2' }), 'access_denied', 403);
+  });
+
+  test('stops prompting a person for a client whose three requests they denied within ten minutes, for thirty minutes, and records it', async (t) => {
+    const f = await cibaFixture(t);
+    for (const n of [1, 2, 3]) {
+      await started(f, { binding_message: `Order ${n}` });
+      await subjectDecides(f.ctx, await f.pending(), 'deny');
+      f.clock.advance(4 * 60_000);
+    }
+    // The third denial was 4 minutes ago.
+    const refused = await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 4' });
+    assertError(refused, 'access_denied', 403);
+    assert.match(String((refused.json() as Json).error_description), /denied/);
+    assert.equal((await f.ctx.storage.db.selectFrom('approval_requests').select('id').execute()).length, 3, 'the person is not prompted again');
+    const [recorded] = (await f.auditEvents('token.refused')).filter((e) => e.details?.reason === 'ciba_recently_denied');
+    assert.deepEqual([recorded!.client, recorded!.subject, recorded!.details?.error, recorded!.details?.denied, recorded!.details?.until], ['desk-ciba', f.traderId, 'access_denied', 3, f.clock.now() - 4 * 60_000 + 30 * 60_000]);
+    // Another client may still ask.
+    await started(f, {}, 'other-ciba');
+    f.clock.advance(25 * 60_000);
+    assertError(await f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: 'Order 4' }), 'access_denied', 403);
+    f.clock.advance(60_000);
+    await started(f, { binding_message: 'Order 4' });
+  });
+
+  test('keeps prompting a person whose denials of a client are spread over more than ten minutes', async (t) => {
+    const f = await cibaFixture(t);
+    for (const n of [1, 2, 3]) {
+      await started(f, { binding_message: `Order ${n}` });
+      await subjectDecides(f.ctx, await f.pending(), 'deny');
+      f.clock.advance(6 * 60_000);
+    }
+    await started(f, { binding_message: 'Order 4' });
+  });
+
   test('is advertised in discovery with the CIBA metadata', async (t) => {
     const f = await cibaFixture(t);
     const metadata = (await f.inject({ method: 'GET', url: '/.well-known/openid-configuration' })).json() as Json;
@@ -441,6 +499,39 @@ for (const dialect of testDialects()) {
       assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant).length, 0);
     });
 
+    test('refuses for good, as access_denied, a token whose second person signed out everywhere after approving, and withdraws the request', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
+      await subjectDecides(f.ctx, request);
+      const settled = await approve('sup');
+      assert.ok(settled.ok && settled.settled === 'approved', JSON.stringify(settled));
+      // The approver reports their phone stolen: what they authenticated before is untrustworthy, their approval with it.
+      f.clock.advance(1000);
+      assert.equal(await signOutEverywhere(f.ctx, 'sup', { actor: 'admin-ops' }), true);
+      f.clock.advance(5_000);
+      assertError(await f.poll(authReqId), 'access_denied', 400);
+      assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'cancelled');
+      const [withdrawn] = (await f.auditEvents('approval.completed')).filter((e) => e.details?.outcome === 'cancelled');
+      assert.deepEqual(withdrawn!.details?.not_counted, [{ approver: await idOf(f, 'sup'), reason: 'the approver’s tokens were cut off (sign out everywhere, a recovery, roles taken away) after the approval' }]);
+      const [refused] = await f.auditEvents('token.refused');
+      assert.equal(refused!.details?.reason, 'approval_no_longer_stands');
+      assert.equal((await f.auditEvents('token.issued')).filter((e) => e.details?.grant_type === cibaGrant).length, 0);
+    });
+
+    test('does not count a second person’s approval given before their cut-off: the request waits for an approval given after it', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
+      assert.ok((await approve('sup')).ok);
+      f.clock.advance(1000);
+      assert.equal(await signOutEverywhere(f.ctx, 'sup', { actor: 'admin-ops' }), true);
+      f.clock.advance(1000);
+      await subjectDecides(f.ctx, request);
+      assert.equal((await findApprovalRequest(f.ctx.storage.db, request.id))!.status, 'pending', 'the approval from before the cut-off does not complete it');
+      assertError(await f.poll(authReqId), 'authorization_pending');
+      const own = (await f.auditEvents('approval.given')).find((e) => e.details?.role === 'subject')!;
+      assert.equal((own.details?.not_counted as Json[])[0]!.approver, await idOf(f, 'sup'));
+    });
+
     test('keeps an approved request when whether its approvals still stand cannot be checked just now: authorization_pending, then the token', async (t) => {
       const f = await cibaFixture(t, { dialect });
       const { authReqId, request, approve } = await fourEyesRequest(f, ['sup']);
@@ -557,6 +648,13 @@ for (const dialect of testDialects()) {
       assertError(await f.poll('A'.repeat(43)), 'invalid_grant');
       await subjectDecides(f.ctx, await f.pending(), 'deny');
       assertError(await f.poll(authReqId), 'access_denied', 400);
+    });
+
+    test('opens at most three of the requests one client sends at once for one person', async (t) => {
+      const f = await cibaFixture(t, { dialect });
+      const answers = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => f.bcAuthorize({ scope: 'openid order:create', login_hint: 'trader', binding_message: `Order ${n}` })));
+      assert.deepEqual(answers.map((r) => r.statusCode).sort(), [200, 200, 200, 403, 403, 403], answers.map((r) => r.body).join('\n'));
+      assert.equal((await listPendingApprovalRequests(f.ctx, { subject: f.traderId })).length, 3);
     });
 
     test('answers expired_token once the request expired, approved or not', async (t) => {

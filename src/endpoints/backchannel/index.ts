@@ -30,7 +30,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *    authorization_details (a counterparty the screening list names is invalid_authorization_details,
  *    as at the token endpoint) and resource;
  * 6. the request is opened (src/ciba/open.ts): the four-eyes requirement, the approval request and
- *    the CIBA row, in one transaction with `approval.requested`;
+ *    the CIBA row, in one transaction with `approval.requested` — unless the client may not prompt
+ *    the person now (src/ciba/prompts.ts: too many of its requests wait for them, or they just
+ *    denied several): access_denied (§13, 403), recorded as `token.refused`;
  * 7. 200 with {auth_req_id, expires_in, interval} (§7.3), no-store.
  */
 export const backchannelAuthentication: Endpoint = {
