@@ -206,11 +206,13 @@ export const auditEventTypes = [
   'break_glass.ended',
   'break_glass.review_opened',
   'break_glass.review_closed',
-  // A closing of a review refused because the closer requested or approved the activation (the
-  // reviewer must be independent of it).
+  // A closing of a review refused: the closer is no compliance officer (`not_compliance`), not
+  // phishing-resistant (`insufficient_authentication`), or requested or approved the activation
+  // (`not_independent`: the reviewer must be independent of it).
   'break_glass.review_refused',
   // A break-glass request, stand-down or review closing refused because the token is no person's
-  // own (a client's, or a delegate's `act`): reason `client_token` / `delegated_token`.
+  // own (a client's, or a delegate's `act`): reason `client_token` / `delegated_token`; or a
+  // stand-down by someone neither its requester nor a custodian (`not_requester_or_custodian`).
   'break_glass.refused',
   // CIBA ping mode (src/ciba/notify.ts, CIBA Core §10.2): the client's notification endpoint was
   // told that a settled request's tokens are ready, or every attempt failed (the client may poll).

@@ -72,3 +72,67 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+const post = (f: BreakGlassFixture, url: string, token: string, payload: unknown) =>
+  f.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+
+/** A value shaped like a token (a JWS), which the audit log never records. */
+const tokenShaped = `see ${Buffer.from('{"alg":"HS256"}').toString('base64url')}.${Buffer.from('{"sub":"x"}').toString('base64url')}.c2lnbmF0dXJl`;
+
+describe('the break-glass admin API’s free text', () => {
+  test('refuses a reason or a note the audit log would refuse, or with control characters, as invalid_request, never a 5xx, and records nothing of it', async (t) => {
+    const f = await breakGlassFixture(t);
+    const eng = await f.personToken('eng', 'admin:write');
+    for (const reason of [tokenShaped, 'line one\u0000line two']) {
+      const refused = await post(f, '/admin/break-glass/bg-orders/activations', eng, { reason });
+      assert.equal(refused.statusCode, 400, refused.body);
+      assert.equal(refused.json().error, 'invalid_request');
+      assert.equal(refused.headers['cache-control'], 'no-store');
+    }
+    assert.equal((await f.auditEvents('break_glass.requested')).length, 0);
+    const created = await post(f, '/admin/break-glass/bg-orders/activations', eng, { reason: 'order gateway down' });
+    assert.equal(created.statusCode, 201, created.body);
+    const id = (created.json() as { request_id: string }).request_id;
+    assert.ok((await f.decide(id, 'cust-1')).ok);
+    assert.ok((await f.decide(id, 'cust-2')).ok);
+    assert.equal((await post(f, `/admin/break-glass/activations/${id}/end`, eng, {})).statusCode, 204);
+
+    const comp = await f.personToken('comp', 'reviews:close');
+    for (const note of [tokenShaped, 'reviewed\u001b[2J']) {
+      const refused = await post(f, `/admin/break-glass/reviews/${id}/close`, comp, { note });
+      assert.equal(refused.statusCode, 400, refused.body);
+      assert.equal(refused.json().error, 'invalid_request');
+    }
+    const closed = await post(f, `/admin/break-glass/reviews/${id}/close`, comp, { note: 'INC-42 reviewed' });
+    assert.equal(closed.statusCode, 200, closed.body);
+  });
+});
+
+describe('refused acts on an activation and its review', () => {
+  test('puts on the record a stand-down by someone who neither asked nor keeps the account, and a review closing by someone not compliance or not phishing-resistant', async (t) => {
+    const f = await breakGlassFixture(t);
+    const id = await f.activate('bg-orders');
+    const mallory = await f.personToken('mallory', 'admin:write reviews:close');
+    const ended = await post(f, `/admin/break-glass/activations/${id}/end`, mallory, {});
+    assert.equal(ended.statusCode, 403, ended.body);
+    const [refused] = await f.auditEvents('break_glass.refused');
+    assert.deepEqual(
+      { reasons: refused?.decision?.reasons, actor: refused?.actor, txn: refused?.txn, operation: refused?.details?.operation, target: refused?.details?.target },
+      { reasons: ['not_requester_or_custodian'], actor: await f.userId('mallory'), txn: id, operation: 'end', target: id },
+    );
+    assert.equal((await f.auditEvents('break_glass.ended')).length, 0, 'still in force');
+
+    assert.equal((await post(f, `/admin/break-glass/activations/${id}/end`, await f.personToken('eng', 'admin:write'), {})).statusCode, 204);
+    assert.equal((await post(f, `/admin/break-glass/reviews/${id}/close`, mallory, { note: 'nothing to see' })).statusCode, 403);
+    const weak = await f.personToken('comp', 'reviews:close', acr.multiFactor);
+    assert.equal((await post(f, `/admin/break-glass/reviews/${id}/close`, weak, { note: 'looked at it' })).statusCode, 403);
+    const closings = await f.auditEvents('break_glass.review_refused');
+    assert.deepEqual(
+      closings.map((e) => ({ reasons: e.decision?.reasons, actor: e.actor, txn: e.txn })),
+      [
+        { reasons: ['not_compliance'], actor: await f.userId('mallory'), txn: id },
+        { reasons: ['insufficient_authentication'], actor: await f.userId('comp'), txn: id },
+      ],
+    );
+  });
+});

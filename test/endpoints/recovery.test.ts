@@ -8,6 +8,7 @@ import { decideApprovalRequest } from '../../src/approvals/requests.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
+import { credentialsHeld } from '../../src/lifecycle/credential-hold.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { createLogger } from '../../src/log.ts';
 import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
@@ -16,7 +17,7 @@ import { assertOnlyPasskeyScripts, passkeyPageCsp } from '../helpers/pages.ts';
 import { codeFlowFixture, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
 import { approverOf, holdBothRoles, person, recoveryPeople, strongProof } from '../identity/recovery/fixture.ts';
 import { assertOAuthError, decodeJwt, ordersApi } from './fixture.ts';
-import { Jar, csrfOf, get, post } from './people-browser.ts';
+import { Jar, csrfOf, get, post, startAuthorization, submitPassword } from './people-browser.ts';
 
 // Recovery of a lost authenticator over HTTP (docs/recovery.md): the help desk opens a request
 // through the admin API, the person through /account; a second person approves (the generic
@@ -355,5 +356,108 @@ describe('the enrolment link', () => {
     const expired = await get(f, path);
     assert.equal(expired.statusCode, 410);
     assert.match(expired.body, /This link has expired/);
+  });
+});
+
+describe('between the approval and the enrolment', () => {
+  test('refuses the password alone a sign-in, and so a passkey of its own, once the approval removed every factor above it', async (t) => {
+    const f = await fixture(t);
+    const { id } = await helpDeskOpens(f);
+    // An administrator resets alice's password while the request waits: the link is void, and they know the password.
+    const admin = await f.accessToken('admin-ops', { resource: adminAudience(f.issuer) });
+    const known = 'administrator-knows-it-1';
+    const reset = await f.inject({ method: 'PATCH', url: '/admin/users/alice', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ password: known }) });
+    assert.equal(reset.statusCode, 200, reset.body);
+    assert.ok((await approve(f, id)).ok);
+
+    const jar = new Jar();
+    const { id: interaction } = await startAuthorization(f, jar);
+    await submitPassword(f, jar, interaction, 'alice', known);
+    const account = await get(f, '/account', jar);
+    if (account.statusCode === 200 && !/You are not signed in/.test(account.body)) {
+      const options = await post(f, '/account/passkeys/options', { csrf_token: csrfOf(account.body) }, jar);
+      if (options.statusCode === 200) {
+        const credential = JSON.stringify(new SoftwareAuthenticator({ origin: f.issuer }).register(options.json()));
+        await post(f, '/account/passkeys', { csrf_token: csrfOf(account.body), name: 'Attacker key', credential }, jar);
+      }
+    }
+    assert.deepEqual((await listPasskeys(f.ctx, (await person(f.ctx, 'alice')).id)).map((p) => p.name), [], 'no passkey but through the link');
+    assert.match(account.body, /You are not signed in/, 'the password alone signs nobody in while the recovery waits for its link');
+    // Nor does a password set after the approval open the door.
+    const again = await f.inject({ method: 'PATCH', url: '/admin/users/alice', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ password: 'administrator-knows-it-2' }) });
+    assert.equal(again.statusCode, 400, again.body);
+  });
+
+  test('lifts that hold with the link’s enrolment, and holds nobody who keeps a factor above the password', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f, { ...checked, lost: ['passkeys'] });
+    assert.ok((await approve(f, id)).ok);
+    const aliceId = (await person(f.ctx, 'alice')).id;
+    assert.equal(await credentialsHeld(f.ctx.storage.db, aliceId), true);
+    const [disabled] = await f.auditEvents('recovery.factors_disabled');
+    assert.equal(disabled!.details?.credentials_held, true);
+    const browser = new Jar();
+    const csrf = csrfOf((await get(f, path, browser)).body);
+    const options = await post(f, `${path}/options`, { csrf_token: csrf }, browser);
+    const credential = JSON.stringify(new SoftwareAuthenticator({ origin: f.issuer }).register(options.json()));
+    assert.equal((await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'New laptop', credential }, browser)).statusCode, 200);
+    assert.equal(await credentialsHeld(f.ctx.storage.db, aliceId), false, 'the enrolment lifts it');
+    const [enrolled] = await f.auditEvents('recovery.enrolled');
+    assert.equal(enrolled!.details?.credential_hold_lifted, true);
+
+    // A recovery of the authenticator alone leaves her passkey: nothing is held.
+    const second = await helpDeskOpens(f, { ...checked, lost: ['authenticator'] });
+    assert.ok((await approve(f, second.id)).ok);
+    assert.equal(await credentialsHeld(f.ctx.storage.db, aliceId), false);
+  });
+});
+
+describe('whoever set the person’s password', () => {
+  /** `username` sets alice's password through the admin API with their own person token. */
+  async function setsAlicePassword(f: CodeFlowFixture, username: string): Promise<void> {
+    const token = await personAdminToken(f, username, phr, 'admin:write');
+    const reset = await f.inject({ method: 'PATCH', url: '/admin/users/alice', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/merge-patch+json' }, payload: JSON.stringify({ password: 'chosen-by-someone-else-1' }) });
+    assert.equal(reset.statusCode, 200, reset.body);
+    assert.equal((await person(f.ctx, 'alice')).passwordSet?.by, (await person(f.ctx, username)).id);
+  }
+
+  test('does not approve the recovery: they hold the half of the link only the person should', async (t) => {
+    const f = await fixture(t);
+    await setsAlicePassword(f, 'rita');
+    const { id } = await helpDeskOpens(f);
+    assert.deepEqual(await approve(f, id, 'rita'), { ok: false, refusal: "not_eligible: set the person's password" });
+    const [refused] = await f.auditEvents('approval.refused');
+    assert.deepEqual(refused!.decision!.reasons, ["not_eligible: set the person's password"]);
+    assert.ok((await approve(f, id, 'fiona')).ok, 'another approver may');
+  });
+
+  test('does not open the recovery as the help desk, and the refusal is on the record', async (t) => {
+    const f = await fixture(t);
+    await setsAlicePassword(f, 'helen');
+    const response = await open(f, await personAdminToken(f, 'helen'), 'alice', checked);
+    assertOAuthError(response, 403, 'access_denied');
+    const refused = (await f.auditEvents('recovery.refused')).map((e) => e.decision!.reasons[0]);
+    assert.deepEqual(refused, ['set_password']);
+  });
+});
+
+describe('guessing the password of a link', () => {
+  test('checks at most five passwords against a link, even sent all at once, and then not the right one', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f);
+    assert.ok((await approve(f, id)).ok);
+    const browser = new Jar();
+    const csrf = csrfOf((await get(f, path, browser)).body);
+    // Whoever holds the link (the help desk) but not the password sends ten guesses in parallel.
+    const guesses = await Promise.all(Array.from({ length: 10 }, (_, i) => post(f, path, { csrf_token: csrf, password: `guess-number-${i}-of-ten`, name: 'Mine', credential: '{}' }, browser)));
+    const answeredWrong = guesses.filter((g) => /That password is not right/.test(g.body)).length;
+    assert.ok(answeredWrong <= 4, `${answeredWrong} guesses were answered "not right": only the first four may be`);
+    const checked = (await f.auditEvents('recovery.link_refused')).filter((e) => e.decision!.reasons[0] === 'wrong_password');
+    assert.ok(checked.length <= 5, `${checked.length} passwords were checked against the link`);
+    assert.ok(guesses.every((g) => g.statusCode === 400 || g.statusCode === 404), guesses.map((g) => g.statusCode).join(','));
+    // The link is dead: the right password gets the same "not valid" as anyone.
+    const right = await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'Mine', credential: '{}' }, browser);
+    assert.equal(right.statusCode, 404);
+    assert.match(right.body, /This link is not valid/);
   });
 });

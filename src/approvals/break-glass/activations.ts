@@ -8,6 +8,7 @@ import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
 import { consumeApprovalRequest, listPendingApprovalRequests, openApprovalRequest, type ApprovalRequest } from '../requests.ts';
 import { breakGlassAccountNames, findBreakGlassAccount } from './accounts.ts';
+import { unrecordableText } from './free-text.ts';
 
 /**
  * Break-glass activations (docs/recovery.md "Break-glass"): requested by a person with a reason,
@@ -49,10 +50,15 @@ export const approvalWindowMs = 30 * 60_000;
 /** Longest reason a requester may give. */
 export const maxReasonLength = 500;
 
-export type ActivationRequestOutcome = { ok: true; request: ApprovalRequest } | { ok: false; refusal: 'unknown_account' | 'reason_required' | 'requester_not_active' | 'already_in_force' | 'already_requested' };
+export type ActivationRequestOutcome =
+  | { ok: true; request: ApprovalRequest }
+  | { ok: false; refusal: 'unknown_account' | 'reason_required' | 'requester_not_active' | 'already_in_force' | 'already_requested' }
+  /** The reason holds a control character or a value the audit log refuses (./free-text.ts). */
+  | { ok: false; refusal: 'reason_unrecordable'; detail: string };
 
 /**
- * A person asks to activate an emergency account: the account exists, the reason is given, the
+ * A person asks to activate an emergency account: the account exists, the reason is given (and
+ * recordable: no control character, nothing shaped like a token or key), the
  * requester is an active person, and neither an activation is in force nor a request pending for
  * the account. Opens a `break_glass` approval request needing two approvals (the requester can
  * never be one: src/approvals/independence.ts), recorded with `break_glass.requested`.
@@ -65,6 +71,8 @@ export async function requestActivation(
   if (!account) return { ok: false, refusal: 'unknown_account' };
   const reason = input.reason.trim();
   if (reason.length === 0 || reason.length > maxReasonLength) return { ok: false, refusal: 'reason_required' };
+  const unrecordable = unrecordableText(reason);
+  if (unrecordable) return { ok: false, refusal: 'reason_unrecordable', detail: `reason ${unrecordable}` };
   const requester = await findUser(ctx, input.requester);
   if (!requester || requester.status !== 'active') return { ok: false, refusal: 'requester_not_active' };
   await expireActivations(ctx);

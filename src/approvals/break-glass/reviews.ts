@@ -3,14 +3,16 @@ import type { Database } from '../../storage/schema.ts';
 import type { Context } from '../../context.ts';
 import { acr, acrSatisfies } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
+import { unrecordableText } from './free-text.ts';
 
 /**
  * The review every ended break-glass activation opens (docs/recovery.md "Break-glass"): it stays
  * open until a compliance officer — a person holding the `compliance` role, authenticated
  * phishing-resistantly — closes it with a note saying what was reviewed. Nobody else can close it,
  * nor can a compliance officer who requested the activation or approved it (the review is the
- * check on them: `break_glass.review_refused`); a closed review stays closed; each closing is
- * `break_glass.review_closed`.
+ * check on them); each such refusal is `break_glass.review_refused` with its reason
+ * (`not_compliance`, `insufficient_authentication`, `not_independent`); a closed review stays
+ * closed; each closing is `break_glass.review_closed`.
  */
 export interface Review {
   activationId: string;
@@ -41,13 +43,16 @@ export const maxNoteLength = 2000;
 
 export type CloseOutcome =
   | { ok: true; review: Review }
-  | { ok: false; refusal: 'not_found' | 'already_closed' | 'not_compliance' | 'insufficient_authentication' | 'note_required' | /** The closer requested or approved the activation. */ 'not_independent' };
+  | { ok: false; refusal: 'not_found' | 'already_closed' | 'not_compliance' | 'insufficient_authentication' | 'note_required' | /** The closer requested or approved the activation. */ 'not_independent' }
+  /** The note holds a control character or a value the audit log refuses (./free-text.ts). */
+  | { ok: false; refusal: 'note_unrecordable'; detail: string };
 
 /**
  * Closes a review: the closer is an active person with the `compliance` role (read now, not
  * trusted from the caller), neither the activation's requester nor one of its approvers (refused
  * `not_independent`, recorded as `break_glass.review_refused`), authenticated at least
- * phishing-resistantly (`acr`), with a note; one conditional update (a review is closed once).
+ * phishing-resistantly (`acr`), with a note (recordable: no control character, nothing shaped like
+ * a token or key); one conditional update (a review is closed once).
  */
 export async function closeReview(
   ctx: Pick<Context, 'audit' | 'clock' | 'storage'>,
@@ -55,24 +60,28 @@ export async function closeReview(
 ): Promise<CloseOutcome> {
   const review = await findReview(ctx.storage.db, input.activationId);
   if (!review) return { ok: false, refusal: 'not_found' };
-  const person = await findUser(ctx, input.closer);
-  if (!person || person.status !== 'active' || !person.roles.includes(complianceRole)) return { ok: false, refusal: 'not_compliance' };
-  if (!acrSatisfies(input.acr, acr.phishingResistant)) return { ok: false, refusal: 'insufficient_authentication' };
-  const involvement = await involvementIn(ctx.storage.db, review.activationId, person.id);
-  if (involvement) {
+  // Every refused closing of a real review is on the record: who tried, and why.
+  const refuse = async (refusal: 'not_compliance' | 'insufficient_authentication' | 'not_independent', details: Record<string, unknown> = {}): Promise<CloseOutcome> => {
     await ctx.audit.record({
       type: 'break_glass.review_refused',
       txn: review.activationId,
-      actor: person.id,
+      actor: input.closer,
       subject: review.account,
       ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
-      decision: { allow: false, reasons: ['not_independent'] },
-      details: { break_glass: true, activation: review.activationId, account: review.account, closer_was: involvement },
+      decision: { allow: false, reasons: [refusal] },
+      details: { break_glass: true, activation: review.activationId, account: review.account, ...details },
     });
-    return { ok: false, refusal: 'not_independent' };
-  }
+    return { ok: false, refusal };
+  };
+  const person = await findUser(ctx, input.closer);
+  if (!person || person.status !== 'active' || !person.roles.includes(complianceRole)) return refuse('not_compliance');
+  if (!acrSatisfies(input.acr, acr.phishingResistant)) return refuse('insufficient_authentication', { acr: input.acr ?? null });
+  const involvement = await involvementIn(ctx.storage.db, review.activationId, person.id);
+  if (involvement) return refuse('not_independent', { closer_was: involvement });
   const note = input.note.trim();
   if (note.length === 0 || note.length > maxNoteLength) return { ok: false, refusal: 'note_required' };
+  const unrecordable = unrecordableText(note);
+  if (unrecordable) return { ok: false, refusal: 'note_unrecordable', detail: `note ${unrecordable}` };
   if (review.closedAt !== undefined) return { ok: false, refusal: 'already_closed' };
   const now = ctx.clock.now();
   const closed = await ctx.audit.recordWith(async (trx) => {

@@ -1,5 +1,5 @@
 import { acr } from '../../identity/acr.ts';
-import { settleRecovery } from '../../identity/recovery/approval.ts';
+import { passwordSetterRefusal, settleRecovery } from '../../identity/recovery/approval.ts';
 import { helpDeskRole, recoveryApproverRole, type RecoveryContent } from '../../identity/recovery/requests.ts';
 import { recoverySettings } from '../../identity/recovery/settings.ts';
 import type { ApprovalKind } from '../kinds.ts';
@@ -15,6 +15,7 @@ import type { ApprovalRequest } from '../requests.ts';
  *   hold (AMENDMENTS "Approvals and recovery");
  * - a request the help desk opened needs an approver outside the help desk: besides the role,
  *   someone who shares no desk with the help-desk requester;
+ * - never whoever set the person's password (they know the link's other half);
  * - when apply says `recovery.distinct_desks: true`, someone who shares no desk with the person
  *   (nor the requester) either — through the independence rule's `distinctDesks`, and again here
  *   from the stored desks;
@@ -38,6 +39,8 @@ export const recoveryKind: ApprovalKind = {
     const roles = JSON.parse(row.roles) as string[];
     if (roles.includes(helpDeskRole)) return 'the help desk never approves a recovery';
     if (!roles.includes(recoveryApproverRole)) return `the approver does not hold ${recoveryApproverRole}`;
+    const setter = await passwordSetterRefusal(ctx.storage.db, request.subject, approver.userId);
+    if (setter) return setter;
     const desks = JSON.parse(row.desks) as string[];
     const shared = (await partyDesks(ctx, request)).filter((desk) => desks.includes(desk));
     if (shared.length > 0) return 'the approver shares a desk with the person or the help desk that asked';

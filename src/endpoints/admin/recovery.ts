@@ -28,8 +28,9 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  * 3. the person named exists (exactly this username), else 404;
  * 4. the body: `verification_method` from the closed list, `evidence_ref` (1–200 characters, no
  *    secret), `lost` optional (default both); else 400 invalid_request naming the member;
- * 5. openRecoveryByHelpDesk: refused → 400 (403 for the help desk's own account, 409 when a
- *    recovery of the person already waits); else 201 with the request's id and expiry and the
+ * 5. openRecoveryByHelpDesk: refused → 400 (403 for the help desk's own account or a person
+ *    whose password the help-desk person set, 409 when a recovery of the person already
+ *    waits); else 201 with the request's id and expiry and the
  *    enrolment link — returned here once, to the help desk, and useless without the person's
  *    password (but for a leaver whose credentials are on hold, who holds none: the link alone
  *    enrols, src/lifecycle/credential-hold.ts); it works only after a second person approves.
@@ -133,6 +134,8 @@ function refusal(reason: OpenRefusal, detail?: string): OAuthError {
   switch (reason) {
     case 'own_account':
       return new OAuthError('access_denied', 'the help desk never opens a recovery of its own account');
+    case 'set_password':
+      return new OAuthError('access_denied', "the help desk never opens a recovery of a person whose password it set: it would hold both halves of the link");
     case 'not_help_desk':
       return new OAuthError('access_denied', `only a person holding ${helpDeskRole} opens a recovery for someone else`);
     case 'already_pending':

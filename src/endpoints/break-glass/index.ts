@@ -21,7 +21,8 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
  *   force or a request pending). The custodians decide on their approvals page or through the
  *   generic approvals admin API (the `break_glass` kind, src/approvals/kinds/break-glass.ts);
  * - POST /admin/break-glass/activations/{id}/end (admin:write, its requester or a custodian):
- *   stands it down before its time;
+ *   stands it down before its time; anyone else is refused, recorded as `break_glass.refused`
+ *   (`not_requester_or_custodian`);
  * - GET /admin/break-glass/activations, GET /admin/break-glass/reviews[?open=true] (admin:read);
  *   these three reads name people (custodians, who asked, who closed a review): each that answers
  *   anything is recorded as `people.reviewed` before the answer leaves, and a read that cannot be
@@ -69,6 +70,8 @@ export const adminBreakGlass: Endpoint = {
             throw new OAuthError('not_found', 'no such emergency account');
           case 'reason_required':
             throw new OAuthError('invalid_request', 'a reason of 1 to 500 characters is required');
+          case 'reason_unrecordable':
+            throw new OAuthError('invalid_request', outcome.detail);
           case 'requester_not_active':
             throw new OAuthError('access_denied', 'the requester is not an active person');
           default:
@@ -97,7 +100,20 @@ export const adminBreakGlass: Endpoint = {
       const person = await personOf(ctx, request, 'end');
       const activation = await findActivation(ctx.storage.db, request.params.id);
       if (!activation) throw new OAuthError('not_found', 'no such activation');
-      if (!(await mayStandDown(ctx, person, activation))) throw new OAuthError('access_denied', 'only the requester or a custodian of the account may end an activation');
+      if (!(await mayStandDown(ctx, person, activation))) {
+        // An attempt to end someone's emergency access is worth seeing, as a token's refusal is.
+        await ctx.audit.record({
+          type: 'break_glass.refused',
+          txn: activation.id,
+          requestId: request.id,
+          actor: person,
+          subject: activation.account,
+          client: request.admin!.client_id,
+          decision: { allow: false, reasons: ['not_requester_or_custodian'] },
+          details: { operation: 'end', target: activation.id, account: activation.account, break_glass: true },
+        });
+        throw new OAuthError('access_denied', 'only the requester or a custodian of the account may end an activation');
+      }
       if (!(await standDown(ctx, activation.id, person, request.id))) throw new OAuthError('invalid_request', 'the activation has already ended', { status: 409 });
       return reply.code(204).send();
     });
@@ -143,6 +159,8 @@ export const adminBreakGlass: Endpoint = {
             throw new OAuthError('access_denied', 'closing a review needs phishing-resistant authentication');
           case 'note_required':
             throw new OAuthError('invalid_request', 'a note of 1 to 2000 characters is required');
+          case 'note_unrecordable':
+            throw new OAuthError('invalid_request', outcome.detail);
           case 'already_closed':
             throw new OAuthError('invalid_request', 'the review is already closed', { status: 409 });
         }

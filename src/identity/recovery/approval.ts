@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import type { ApprovalRequest } from '../../approvals/requests.ts';
 import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
 import { endPersonAccess, lifecycleEvent } from '../lifecycle.ts';
+import { holdCredentialsIn } from '../../lifecycle/credential-hold.ts';
+import { passwordSetterOf } from '../role-grants.ts';
 import type { LostFactor } from './requests.ts';
 import { recoverySettings } from './settings.ts';
 
@@ -22,7 +24,14 @@ import { recoverySettings } from './settings.ts';
  *    access token issued under their consent (`recovery.access_ended`, with the counts);
  * 3. the credentials declared lost are removed: all the person's passkeys, their authenticator
  *    and its recovery codes (`recovery.factors_disabled`, naming each credential id);
- * 4. the `recovery.approved` alert.
+ * 4. when what is left signs in at no more than the password — no passkey, no confirmed
+ *    authenticator — the person's credentials are put on hold (src/lifecycle/credential-hold.ts)
+ *    until the link's enrolment lifts it (enrolment.ts rule 6): else the password alone would sign
+ *    them in at the level that may enrol a first factor (src/identity/factor-changes.ts), and
+ *    whoever knows it — an administrator who set it while the request waited, or after — would
+ *    enrol their own passkey on /account without the link (`recovery.factors_disabled` says
+ *    `credentials_held`);
+ * 5. the `recovery.approved` alert.
  * A denial changes nothing here: the link stays inert forever (`approval.denied` is the record).
  * Anything missing (the link row) throws: the whole decision rolls back (fail closed).
  */
@@ -45,10 +54,12 @@ export async function settleRecovery(ctx: Pick<Context, 'clock'>, trx: Transacti
   const passkeys = lost.includes('passkeys') ? await trx.deleteFrom('passkeys').where('user_id', '=', request.subject).returning(['id', 'credential_id']).execute() : [];
   const totp = lost.includes('authenticator') ? await trx.deleteFrom('totp_factors').where('user_id', '=', request.subject).returning(['id']).execute() : [];
   const codes = lost.includes('authenticator') ? Number((await trx.deleteFrom('recovery_codes').where('user_id', '=', request.subject).executeTakeFirst()).numDeletedRows) : 0;
+  const held = await holdUntilEnrolled(trx, request.subject, now);
   const removed = {
     passkeys: passkeys.map((p) => ({ passkey: p.id, credential: p.credential_id })),
     authenticator: totp.map((t) => t.id),
     recovery_codes_removed: codes,
+    ...(held ? { credentials_held: true } : {}),
   };
   await alertInsert(trx, ctx.clock, {
     type: 'recovery.approved',
@@ -68,6 +79,29 @@ export async function settleRecovery(ctx: Pick<Context, 'clock'>, trx: Transacti
       details: { request_id: request.id, lost, ...removed, enrolment_expires_at: expiresAt },
     },
   ];
+}
+
+/**
+ * Why an approver may not decide a recovery of `subject` because they set the subject's password
+ * (`users.password_set_by`, read now), or undefined. Whoever set it knows the half of the link only
+ * the person should (enrolment.ts rule 3): approving, they would stand behind a recovery they can
+ * complete with the link alone — the password step of a role grant, applied to recovery
+ * (docs/recovery.md "Who approves").
+ */
+export async function passwordSetterRefusal(db: Kysely<Database>, subject: string, approver: string): Promise<string | undefined> {
+  return (await passwordSetterOf(db, subject))?.by === approver ? "set the person's password" : undefined;
+}
+
+/**
+ * Rule 4: holds the person's credentials when no factor stronger than the password is left (the
+ * link's enrolment lifts the hold); true when they are held now.
+ */
+async function holdUntilEnrolled(trx: Transaction<Database>, userId: string, now: number): Promise<boolean> {
+  const passkey = await trx.selectFrom('passkeys').select('id').where('user_id', '=', userId).executeTakeFirst();
+  const authenticator = await trx.selectFrom('totp_factors').select('id').where('user_id', '=', userId).where('confirmed_at', 'is not', null).executeTakeFirst();
+  if (passkey || authenticator) return false;
+  await holdCredentialsIn(trx, userId, now);
+  return true;
 }
 
 /** SHA-256 (base64url) of a stored password hash: says "the same password" without holding it. */

@@ -26,7 +26,8 @@ import { recordRefusal } from '../../audit/refusals.ts';
  *    a password set after the opening — while the request waits or after its approval (an
  *    administrator's reset) — voids it for good (`password_changed`, also checked in the
  *    enrolment's transaction). Wrong passwords are counted on the link; the `maxLinkFailures`-th
- *    kills it;
+ *    kills it. Each attempt is counted before its password is checked (a right one is given
+ *    back), so guesses sent in parallel check no more passwords than that;
  * 4. the passkey is registered by the account page's code (src/identity/passkeys/registration.ts:
  *    challenge bound to this link, origin, user verification, the attestation policy of the
  *    person's roles), and the link's single use — the link row and the approval request
@@ -131,10 +132,18 @@ export async function enrolThroughLink(
     return { ok: false, reason: state.reason };
   }
   const { link } = state;
+  // Rule 3's count holds for guesses sent at once too: each takes its place before its password is checked.
+  if (!(await reserveAttempt(ctx, link.requestId))) {
+    // Killed or used meanwhile, by the attempts that took the places first: said as the link says it now.
+    const now = await readEnrolmentLink(ctx, input.token);
+    const reason: LinkRefusal = now.ok ? 'unknown' : now.reason;
+    await refused(ctx, reason, input, { requestId: link.requestId, userId: link.user.id }, !now.ok && now.cause !== undefined ? { cause: now.cause } : {});
+    return { ok: false, reason };
+  }
   const held = await passwordHolds(ctx, link, input.password);
+  if (held.ok && held.hash !== undefined) await giveBackAttempt(ctx, link.requestId);
   if (!held.ok || held.hash === undefined) {
     const now = ctx.clock.now();
-    await ctx.storage.db.updateTable('recovery_links').set((eb) => ({ failures: eb('failures', '+', 1) })).where('request_id', '=', link.requestId).where('used_at', 'is', null).execute();
     const after = await ctx.storage.db.selectFrom('recovery_links').select('failures').where('request_id', '=', link.requestId).executeTakeFirst();
     const killed = Number(after?.failures ?? maxLinkFailures) >= maxLinkFailures;
     await refused(ctx, 'wrong_password', input, { requestId: link.requestId, userId: link.user.id }, { failures: Number(after?.failures ?? 0), killed, at: now });
@@ -192,6 +201,28 @@ export async function enrolThroughLink(
     await refused(ctx, 'used', input, { requestId: link.requestId, userId: link.user.id });
     return { ok: false, reason: 'used' };
   }
+}
+
+/**
+ * Counts an attempt on the link as a failure before its password is checked, in one conditional
+ * update: false when `maxLinkFailures` are counted already (or the link was used) — so guesses sent
+ * in parallel, which all read the link alive, are checked `maxLinkFailures` at most. A right
+ * password gives its place back (giveBackAttempt).
+ */
+async function reserveAttempt(ctx: LinkContext, requestId: string): Promise<boolean> {
+  const result = await ctx.storage.db
+    .updateTable('recovery_links')
+    .set((eb) => ({ failures: eb('failures', '+', 1) }))
+    .where('request_id', '=', requestId)
+    .where('used_at', 'is', null)
+    .where('failures', '<', maxLinkFailures)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** The right password was not a failure: its reserved place is given back. */
+async function giveBackAttempt(ctx: LinkContext, requestId: string): Promise<void> {
+  await ctx.storage.db.updateTable('recovery_links').set((eb) => ({ failures: eb('failures', '-', 1) })).where('request_id', '=', requestId).where('failures', '>', 0).execute();
 }
 
 /** The stored password hash is still the one fingerprinted when the request was opened (fails closed on nulls). */

@@ -81,6 +81,8 @@ export type OpenRefusal =
   | 'not_help_desk'
   /** The help desk opening a recovery of their own account. */
   | 'own_account'
+  /** The help desk set the person's password: holding the link too, they would hold both halves. */
+  | 'set_password'
   /** The person is disabled or locked by an administrator. */
   | 'person_not_active'
   /** The person has no password (and is no leaver whose credentials are on hold): the link would be the only secret. */
@@ -126,8 +128,9 @@ interface Opening {
 }
 
 /**
- * The help desk opens a recovery of `subject` (refused: `not_help_desk`, `own_account`, and the
- * common rules of `open`).
+ * The help desk opens a recovery of `subject` (refused: `not_help_desk`, `own_account`,
+ * `set_password` — the help-desk person set the person's password, `users.password_set_by`: the
+ * link handed to them would then need nothing they do not know — and the common rules of `open`).
  */
 export async function openRecoveryByHelpDesk(
   ctx: OpenContext,
@@ -136,6 +139,7 @@ export async function openRecoveryByHelpDesk(
   const opening: Opening = { requester: input.helpDesk, subject: input.subject, openedBy: 'help_desk', verificationMethod: input.verificationMethod, evidenceRef: input.evidenceRef, ...pick(input) };
   if (input.helpDesk.status !== 'active' || !input.helpDesk.roles.includes(helpDeskRole)) return refuse(ctx, opening, 'not_help_desk');
   if (input.helpDesk.id === input.subject.id) return refuse(ctx, opening, 'own_account');
+  if (input.subject.passwordSet?.by === input.helpDesk.id) return refuse(ctx, opening, 'set_password');
   if (!(helpDeskVerificationMethods as readonly string[]).includes(input.verificationMethod)) {
     return refuse(ctx, opening, 'invalid_request', `verification_method must be one of ${helpDeskVerificationMethods.join(', ')}`);
   }

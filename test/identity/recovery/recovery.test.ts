@@ -240,14 +240,18 @@ for (const dialect of testDialects()) {
 
     test('the link expires, dies after too many wrong passwords, and dies when the password changes after approval', async (t) => {
       const f = await fixture(t, dialect);
-      const first = await helpDeskOpens(f);
+      // She keeps a passkey and recovers her authenticator, so no approval holds her credentials (one
+      // left with no factor above the password is held until the link's enrolment, and no password
+      // is set for her meanwhile: test/endpoints/recovery.test.ts).
+      await storedPasskey(f.ctx, (await person(f.ctx, 'alice')).id, 'cred-kept');
+      const first = await helpDeskOpens(f, { lost: ['authenticator'] });
       assert.ok(first.ok);
       assert.ok((await decide(f, first.request.id, 'rita')).ok);
       f.clock.advance(15 * 60_000);
       assert.deepEqual(await readEnrolmentLink(f.ctx, first.token), { ok: false, reason: 'expired', requestId: first.request.id, userId: (await person(f.ctx, 'alice')).id });
       assert.deepEqual(await enrolThroughLink(f.ctx, { token: first.token, password: alicePassword, name: 'x', credential: '{}', sourceAddress: '198.51.100.9' }), { ok: false, reason: 'expired' });
 
-      const second = await helpDeskOpens(f, { evidenceRef: 'HD-2' });
+      const second = await helpDeskOpens(f, { evidenceRef: 'HD-2', lost: ['authenticator'] });
       assert.ok(second.ok);
       assert.ok((await decide(f, second.request.id, 'rita')).ok);
       for (let i = 1; i <= maxLinkFailures; i++) {
@@ -257,7 +261,7 @@ for (const dialect of testDialects()) {
       assert.equal((await readEnrolmentLink(f.ctx, second.token)).ok, false);
       assert.deepEqual(await enrolThroughLink(f.ctx, { token: second.token, password: alicePassword, name: 'x', credential: '{}', sourceAddress: '198.51.100.9' }), { ok: false, reason: 'unknown' });
 
-      const third = await helpDeskOpens(f, { evidenceRef: 'HD-3' });
+      const third = await helpDeskOpens(f, { evidenceRef: 'HD-3', lost: ['authenticator'] });
       assert.ok(third.ok);
       assert.ok((await decide(f, third.request.id, 'rita')).ok);
       // An administrator sets a password they know after the approval: the link no longer opens with it, nor with the old one.
@@ -269,6 +273,22 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await readEnrolmentLink(f.ctx, 'A'.repeat(43)), { ok: false, reason: 'unknown' });
       assert.deepEqual(await readEnrolmentLink(f.ctx, 'not a token'), { ok: false, reason: 'unknown' });
     });
+    test('checks at most five passwords against a link when the guesses come all at once', async (t) => {
+      const f = await fixture(t, dialect);
+      const opened = await helpDeskOpens(f);
+      assert.ok(opened.ok);
+      assert.ok((await decide(f, opened.request.id, 'rita')).ok);
+      const guesses = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => enrolThroughLink(f.ctx, { token: opened.token, password: `parallel-guess-${i}`, name: 'x', credential: '{}', sourceAddress: '198.51.100.9' })),
+      );
+      const checked = guesses.filter((g) => !g.ok && g.reason === 'wrong_password');
+      assert.equal(checked.length, maxLinkFailures, 'five checked, the rest refused unchecked');
+      assert.ok(guesses.every((g) => !g.ok && (g.reason === 'wrong_password' || g.reason === 'unknown')));
+      const row = await f.ctx.storage.db.selectFrom('recovery_links').select('failures').where('request_id', '=', opened.request.id).executeTakeFirstOrThrow();
+      assert.equal(Number(row.failures), maxLinkFailures);
+      assert.deepEqual(await enrolThroughLink(f.ctx, { token: opened.token, password: alicePassword, name: 'x', credential: '{}', sourceAddress: '198.51.100.9' }), { ok: false, reason: 'unknown' });
+    });
+
     test('a password set while the request waits voids the link: the approval does not bind it to the new password', async (t) => {
       const f = await fixture(t, dialect);
       const alice = await person(f.ctx, 'alice');
