@@ -122,6 +122,8 @@ export const auditEventTypes = [
   'user.factor_failed',
   'user.factor_enrolled',
   'user.factor_removed',
+  // An authenticator kept: the only factor meeting the person's role minimum (src/identity/factors/enrolment.ts).
+  'user.factor_removal_refused',
   'user.recovery_codes_generated',
   // A person's lifecycle (src/identity/lifecycle.ts): each names the refresh tokens, sessions and
   // codes it ended (an administrator's `user.locked` too; the automatic lockout ends no tokens).

@@ -2,7 +2,8 @@ import type { Authentication } from '../authorization/contract.ts';
 import type { Context } from '../context.ts';
 import { acr, acrRank, acrSatisfies, amr, type Acr } from './acr.ts';
 import { totpFactorOf } from './factors/totp.ts';
-import { listPasskeys, passkeyAcr } from './passkeys/store.ts';
+import type { PasskeyAttestationPolicy } from './passkeys/attestation.ts';
+import { listPasskeys, passkeyAcr, type Passkey } from './passkeys/store.ts';
 
 /**
  * Who may change a person's sign-in factors from a session (the account page): the one rule for
@@ -19,6 +20,18 @@ import { listPasskeys, passkeyAcr } from './passkeys/store.ts';
  *    must not replace the person's authenticator with the thief's. The session signs the person
  *    in to their applications; to replace what they lost they open a recovery request from
  *    /account (src/identity/recovery), which a second, independent person approves.
+ * 3. A session made **through an upstream identity provider** (identity brokering: its `amr`
+ *    names `urn:clearance:amr:upstream`) changes nothing of a person who has a factor of their
+ *    own, whatever level the upstream's declaration trusts it for: it was not made with their
+ *    strongest factor but by another organisation's sign-in, which is never a step-up either
+ *    (docs/identity-brokering.md). Otherwise whoever passes the upstream's sign-in — a phished
+ *    corporate password and code, or the upstream itself — adds a passkey of their own and from
+ *    then on signs in above what the upstream is trusted for. A person with no factor of their
+ *    own adds their first from it, as from any sign-in of theirs.
+ * 4. The sign-in must be **fresh**: made within `factorChangeMaxAgeSeconds` (its `auth_time`). A
+ *    session lives up to 12 hours (src/identity/sessions.ts); its cookie, taken from the browser
+ *    meanwhile, must not add a factor that outlives it (and signs in as the person from then on)
+ *    or remove theirs.
  */
 
 /** What a change touches. */
@@ -29,7 +42,14 @@ export type FactorChangeRefusal =
   /** The session is below the level of the person's strongest factor (`level`). */
   | { reason: 'weaker_than_strongest'; level: Acr }
   /** The session was made with a recovery code, which changes no factor (rule 2). */
-  | { reason: 'recovery_code' };
+  | { reason: 'recovery_code' }
+  /** The session was made through an upstream identity provider, and the person has factors of their own (`level`, rule 3). */
+  | { reason: 'upstream'; level: Acr }
+  /** The session's sign-in is older than `factorChangeMaxAgeSeconds` (rule 4): sign in again at `level`. */
+  | { reason: 'stale'; level: Acr };
+
+/** How long after its sign-in a session may change factors (rule 4), in seconds. */
+export const factorChangeMaxAgeSeconds = 15 * 60;
 
 /**
  * The level a session must have reached to change the person's factors: the strongest their
@@ -56,12 +76,61 @@ export function madeWithRecoveryCode(session: Pick<Authentication, 'amr'>): bool
   return session.amr.includes(amr.recoveryCode);
 }
 
+/** Whether an upstream identity provider made this session's sign-in (src/federation/upstream/assurance.ts: every such sign-in names it in `amr`). */
+export function madeThroughUpstream(session: Pick<Authentication, 'amr'> & Partial<Pick<Authentication, 'assurance'>>): boolean {
+  return session.amr.includes(amr.upstream) || session.assurance !== undefined;
+}
+
 /**
  * Why `session` may not change `factor` of a person whose factors need `level`
- * (levelToChangeFactors), or undefined when it may.
+ * (levelToChangeFactors) at `nowSeconds` (epoch seconds), or undefined when it may.
  */
-export function factorChangeRefusal(session: Pick<Authentication, 'acr' | 'amr'>, level: Acr, _factor: ChangedFactor): FactorChangeRefusal | undefined {
+export function factorChangeRefusal(
+  session: Pick<Authentication, 'acr' | 'amr' | 'authTime'> & Partial<Pick<Authentication, 'assurance'>>,
+  level: Acr,
+  _factor: ChangedFactor,
+  nowSeconds: number,
+): FactorChangeRefusal | undefined {
   if (!acrSatisfies(session.acr, level)) return { reason: 'weaker_than_strongest', level };
   if (madeWithRecoveryCode(session)) return { reason: 'recovery_code' };
+  // Rule 3: the person has a factor of their own (their level is above a password's), and this
+  // sign-in was not made with it.
+  if (acrRank(level) > acrRank(acr.password) && madeThroughUpstream(session)) return { reason: 'upstream', level };
+  if (nowSeconds - session.authTime > factorChangeMaxAgeSeconds) return { reason: 'stale', level };
   return undefined;
+}
+
+/** A person's factors, as far as the level they reach goes. */
+export interface FactorsHeld {
+  passkeys: readonly Pick<Passkey, 'attested' | 'backupEligible' | 'aaguid'>[];
+  /** A confirmed authenticator app. */
+  totp: boolean;
+  password: boolean;
+}
+
+/**
+ * The rung of the strongest sign-in `factors` give (src/identity/acr.ts): a passkey's level, the
+ * password and the authenticator's code (`:mfa`: the authenticator is a second factor, it signs
+ * nobody in without the password), the password alone; -1 when nothing signs the person in.
+ */
+export function reachOf(factors: FactorsHeld, policy: PasskeyAttestationPolicy | undefined): number {
+  const local = factors.password ? acrRank(factors.totp ? acr.multiFactor : acr.password) : -1;
+  return Math.max(local, ...factors.passkeys.map((p) => acrRank(passkeyAcr(p, policy))));
+}
+
+/**
+ * Whether removing a factor — leaving `after` of `before` — takes the person below the minimum
+ * their roles ask (`required`, src/identity/role-requirements.ts), and below what they reach
+ * now: then the factor must stay (add the new one first, then remove the old one). A password's
+ * minimum keeps nothing. Otherwise a removal would leave the person's strongest factor below
+ * their role's level, and from then on whoever has only their password may enrol a factor of
+ * their own and reach that level (rule 1 above: a person's strongest factor decides who changes
+ * factors) — the last passkey of a role that asks one, and as much the authenticator app (or the
+ * passkey) that is the only factor meeting a two-step minimum.
+ */
+export function removalLeavesBelowMinimum(required: Acr | undefined, before: FactorsHeld, after: FactorsHeld, policy: PasskeyAttestationPolicy | undefined): boolean {
+  const need = acrRank(required);
+  if (need <= acrRank(acr.password)) return false;
+  const left = reachOf(after, policy);
+  return left < need && left < reachOf(before, policy);
 }

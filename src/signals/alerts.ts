@@ -17,6 +17,9 @@ export const alertTypes = [
   'recovery.code_used',
   'approval.denied',
   'factor.removed',
+  // A passkey or an authenticator app added to a person (src/identity/passkeys/registration.ts,
+  // src/identity/factors/enrolment.ts): whoever holds a new factor signs in with it from then on.
+  'factor.added',
   // Risk and KYC/AML (src/risk, docs/risk.md).
   'risk.denied',
   'risk.anomaly',

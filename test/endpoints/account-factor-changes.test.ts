@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { acr, amr } from '../../src/identity/acr.ts';
+import { acr, amr, type Acr } from '../../src/identity/acr.ts';
+import { startSession } from '../../src/identity/sessions.ts';
+import { assuranceOf } from '../../src/federation/upstream/assurance.ts';
 import { totpFactorOf } from '../../src/identity/factors/totp.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
@@ -164,5 +166,152 @@ describe('a session made with a recovery code', () => {
     }
     assert.equal((await totpFactorOf(f.ctx, alice.userId))!.id, enrolled.factorId);
     assert.deepEqual((await listPasskeys(f.ctx, alice.userId)).map((p) => p.name), ['Laptop']);
+  });
+});
+
+/** A browser whose session an upstream identity provider made, at the level its declaration trusts (src/federation/upstream/assurance.ts). */
+async function upstreamBrowser(f: CodeFlowFixture, username: string, trustedUpTo: Acr): Promise<{ jar: Jar; token: string; page: string }> {
+  const provider = { id: 'fund-a', issuer: 'https://idp.fund-a.example', acr: { map: { 'urn:fund-a:strong': trustedUpTo }, max: trustedUpTo } };
+  const assurance = assuranceOf(provider, { acr: 'urn:fund-a:strong', amr: ['hwk', 'user', 'otp', 'mfa'] });
+  const started = await startSession(f.ctx, {
+    userId: await f.user(username),
+    acr: assurance.acr,
+    amr: assurance.amr,
+    cookieHeader: undefined,
+    assurance: { provider: assurance.provider, source: assurance.source },
+  });
+  return browserOf(f, new Jar(started.setCookie.split(';')[0]!));
+}
+
+describe('a session made through the person’s organisation (an upstream identity provider)', () => {
+  test('changes none of the factors of a person who has their own, whatever level the upstream is trusted for', async (t) => {
+    const f = await codeFlowFixture(t);
+    await f.user('alice');
+    const enrolled = await enrolTotp(f, 'alice');
+    // The upstream is trusted for phishing-resistant MFA, above alice's strongest factor (her
+    // authenticator): it is still not her authenticator, and it is no step-up (docs/identity-brokering.md).
+    const session = await upstreamBrowser(f, 'alice', acr.phishingResistant);
+    assert.match(session.page, /You signed in through your organisation/);
+    assert.doesNotMatch(session.page, /data-passkey="register"|action="\/account\/recovery-codes"|action="\/account\/totp\/remove"/);
+    // A passkey made with options a session of hers fetched does not get added through it either.
+    const creation = await creationOptions(f, await browserOf(f, await f.signIn('alice', mfa)));
+    const credential = JSON.stringify(new SoftwareAuthenticator({ origin: f.issuer }).register(creation as never));
+    const options = await post(f, '/account/passkeys/options', { csrf_token: session.token }, session.jar);
+    assert.equal(options.statusCode, 403);
+    for (const [path, form] of [
+      ['/account/passkeys', { name: 'Mine', credential }],
+      ['/account/totp/remove', {}],
+      ['/account/recovery-codes', {}],
+    ] as const) {
+      const refused = await post(f, path, { csrf_token: session.token, ...form }, session.jar);
+      assert.equal(refused.statusCode, 403, path);
+      assert.match(refused.body, /Nothing was changed./, path);
+    }
+    assert.deepEqual(await listPasskeys(f.ctx, enrolled.userId), []);
+    assert.equal((await totpFactorOf(f.ctx, enrolled.userId))!.id, enrolled.factorId);
+    assert.equal((await f.auditEvents('user.recovery_codes_generated')).length, 1, 'only the enrolment’s');
+  });
+
+  test('adds the first factor of a person who has none, as any sign-in of theirs may', async (t) => {
+    const f = await codeFlowFixture(t);
+    const session = await upstreamBrowser(f, 'alice', acr.password);
+    await addPasskey(f, session);
+    assert.equal((await listPasskeys(f.ctx, await f.user('alice'))).length, 1);
+  });
+});
+
+describe('adding a factor on the account page', () => {
+  test('raises a factor.added alert for a passkey and for an authenticator, with what was added and never a secret', async (t) => {
+    const f = await codeFlowFixture(t);
+    const userId = await f.user('alice');
+    const own = await browserOf(f, await f.signIn('alice'));
+    await addPasskey(f, own);
+    const strong = await browserOf(f, await f.signIn('alice', passkey));
+    assert.equal(locationPath(f, await post(f, '/account/totp', { csrf_token: strong.token }, strong.jar)), '/account/totp');
+    const secret = secretOf((await get(f, '/account/totp', strong.jar)).body);
+    const done = await post(f, '/account/totp/confirm', { csrf_token: strong.token, code: await codeAt(secret, f.clock.now()) }, strong.jar);
+    assert.equal(done.statusCode, 200, done.body);
+
+    const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'factor.added').orderBy('created_at').execute();
+    const [key] = await listPasskeys(f.ctx, userId);
+    const totp = (await totpFactorOf(f.ctx, userId))!;
+    assert.deepEqual(
+      alerts.map((a) => [a.subject, JSON.parse(a.data)]),
+      [
+        [userId, { factor: 'passkey', credential: key!.credentialId, passkey: key!.id, name: 'Laptop', user: userId, source_address: '127.0.0.1' }],
+        [userId, { factor: 'totp', credential: totp.id, user: userId, source_address: '127.0.0.1' }],
+      ],
+    );
+    assert.ok(!alerts.some((a) => a.data.includes(secret)));
+  });
+});
+
+describe('removing a factor on the account page', () => {
+  const tom = { username: 'tom', password: 'tom-correct-horse-1', roles: ['trader'] };
+
+  test('refuses to remove the authenticator that is the only factor meeting the person’s role minimum', async (t) => {
+    const f = await codeFlowFixture(t);
+    // Made first, then given the role: the fixture's sign-ins reuse the person as apply leaves them.
+    await f.user('tom');
+    await f.apply({ authentication: { role_minimums: { trader: acr.multiFactor } }, users: [tom] });
+    const enrolled = await enrolTotp(f, 'tom');
+    const session = await browserOf(f, await f.signIn('tom', mfa));
+    const refused = await post(f, '/account/totp/remove', { csrf_token: session.token }, session.jar);
+    assert.equal(refused.statusCode, 409, refused.body);
+    assert.match(refused.body, /Your role needs more than a password, and your authenticator app is the strongest way you have to sign in, so it cannot be removed. Add a passkey first/);
+    assert.equal((await totpFactorOf(f.ctx, enrolled.userId))!.id, enrolled.factorId, 'still there');
+    const [event] = await f.auditEvents('user.factor_removal_refused');
+    assert.deepEqual(event!.details, { factor: 'totp', credential: enrolled.factorId, required_acr: acr.multiFactor, source_address: '127.0.0.1' });
+    assert.deepEqual(await f.ctx.storage.db.selectFrom('alerts').select('type').where('type', '=', 'factor.removed').execute(), []);
+
+    // With a passkey added first, the authenticator goes: the passkey meets the minimum.
+    await addPasskey(f, session);
+    const withKey = await browserOf(f, await f.signIn('tom', passkey));
+    assert.equal(locationPath(f, await post(f, '/account/totp/remove', { csrf_token: withKey.token }, withKey.jar)), '/account');
+    assert.equal(await totpFactorOf(f.ctx, enrolled.userId), undefined);
+  });
+
+  test('refuses to remove the passkey that is the only factor meeting a two-step role minimum', async (t) => {
+    const f = await codeFlowFixture(t);
+    // Made first, then given the role: the fixture's sign-ins reuse the person as apply leaves them.
+    await f.user('tom');
+    await f.apply({ authentication: { role_minimums: { trader: acr.multiFactor } }, users: [tom] });
+    const userId = await f.user('tom');
+    await addPasskey(f, await browserOf(f, await f.signIn('tom')));
+    const [key] = await listPasskeys(f.ctx, userId);
+    const session = await browserOf(f, await f.signIn('tom', passkey));
+    const refused = await post(f, `/account/passkeys/${key!.id}/remove`, { csrf_token: session.token }, session.jar);
+    assert.equal(refused.statusCode, 409, refused.body);
+    assert.equal((await listPasskeys(f.ctx, userId)).length, 1, 'still there');
+    assert.deepEqual((await f.auditEvents('passkey.removal_refused')).map((e) => e.details!.required_acr), [acr.multiFactor]);
+  });
+});
+
+describe('a session whose sign-in is not fresh', () => {
+  test('changes no factor once its sign-in is more than 15 minutes old, however strong, and says to sign in again', async (t) => {
+    const f = await codeFlowFixture(t);
+    const userId = await f.user('alice');
+    await addPasskey(f, await browserOf(f, await f.signIn('alice')));
+    const [key] = await listPasskeys(f.ctx, userId);
+    const strong = await browserOf(f, await f.signIn('alice', passkey));
+    // Still a live session (used within its idle timeout), but its passkey sign-in is 16 minutes
+    // old: a cookie taken from the browser meanwhile must not add a passkey that outlives it.
+    f.clock.advance(16 * 60_000);
+    const page = (await get(f, '/account', strong.jar)).body;
+    assert.match(page, /Your sign-in is more than 15 minutes old. To add, rename or remove passkeys, sign in with one of your passkeys first./);
+    assert.doesNotMatch(page, /data-passkey="register"|action="\/account\/totp"/);
+    const options = await post(f, '/account/passkeys/options', { csrf_token: strong.token }, strong.jar);
+    assert.equal(options.statusCode, 403);
+    for (const path of [`/account/passkeys/${key!.id}/remove`, '/account/totp']) {
+      const refused = await post(f, path, { csrf_token: strong.token }, strong.jar);
+      assert.equal(refused.statusCode, 403, path);
+      assert.match(refused.body, /Your sign-in is more than 15 minutes old/, path);
+    }
+    assert.equal((await listPasskeys(f.ctx, userId)).length, 1);
+    assert.equal(await totpFactorOf(f.ctx, userId), undefined);
+
+    // A new sign-in with the passkey may.
+    const fresh = await browserOf(f, await f.signIn('alice', passkey));
+    assert.equal(locationPath(f, await post(f, '/account/totp', { csrf_token: fresh.token }, fresh.jar)), '/account/totp');
   });
 });

@@ -14,6 +14,7 @@ import { findUserByUsername, type User } from '../../src/identity/users.ts';
 import { reinstate } from '../../src/risk/anomalies/store.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { testDialects } from '../helpers/storage.ts';
+import { enrolTotp } from './factors/fixture.ts';
 import { peopleFixture, type PeopleFixture } from './fixture.ts';
 
 const origin = 'http://localhost:9000'; // the test context's issuer
@@ -204,11 +205,21 @@ for (const dialect of testDialects()) {
       assert.equal((await removePasskey(f.ctx, { userId: first.person.id, passkeyId: second.passkey.id })).removed, false);
     });
 
-    test('a role whose minimum a password and a second factor meet does not hold on to passkeys', async (t) => {
+    test('a role whose minimum a password and a second factor meet does not hold on to passkeys when the person has an authenticator', async (t) => {
       const f = await peopleFixture(t, { dialect });
       await f.apply({ authentication: { role_minimums: { trader: acr.multiFactor } }, users: [{ username: 'tom', password: 'tom-correct-horse-1', roles: ['trader'] }] });
       const { person, passkey } = await enrol(f, 'tom');
+      await enrolTotp(f, 'tom');
       assert.deepEqual(await removePasskey(f.ctx, { userId: person.id, passkeyId: passkey.id }), { removed: true });
+    });
+
+    test('the only passkey of a person without an authenticator, whose role asks two factors, cannot be removed', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      await f.apply({ authentication: { role_minimums: { trader: acr.multiFactor } }, users: [{ username: 'tom', password: 'tom-correct-horse-1', roles: ['trader'] }] });
+      const { person, passkey } = await enrol(f, 'tom');
+      // Removed, it would leave tom's password as his strongest factor: it alone would then enrol the next one.
+      assert.deepEqual(await removePasskey(f.ctx, { userId: person.id, passkeyId: passkey.id }), { removed: false, reason: 'last_required_factor', required: acr.multiFactor });
+      assert.equal((await listPasskeys(f.ctx, person.id)).length, 1);
     });
 
     test('deleting a person deletes their passkeys', async (t) => {

@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
-import { acr, acrSatisfies } from '../../identity/acr.ts';
-import { factorChangeRefusal, levelToChangeFactors, type ChangedFactor, type FactorChangeRefusal } from '../../identity/factor-changes.ts';
+import { acr, acrSatisfies, type Acr } from '../../identity/acr.ts';
+import { epochSeconds } from '../../clock.ts';
+import { factorChangeMaxAgeSeconds, factorChangeRefusal, levelToChangeFactors, type ChangedFactor, type FactorChangeRefusal } from '../../identity/factor-changes.ts';
 import { sendErrorPage } from '../../ui/respond.ts';
 
 /**
@@ -15,11 +16,12 @@ export interface FactorGate {
   refused(factor: ChangedFactor): string | undefined;
 }
 
-export async function factorGate(ctx: Pick<Context, 'storage' | 'config'>, session: Authentication): Promise<FactorGate> {
+export async function factorGate(ctx: Pick<Context, 'storage' | 'config' | 'clock'>, session: Authentication): Promise<FactorGate> {
   const level = await levelToChangeFactors(ctx, session.userId);
+  const now = epochSeconds(ctx.clock);
   return {
     refused(factor) {
-      const refusal = factorChangeRefusal(session, level, factor);
+      const refusal = factorChangeRefusal(session, level, factor, now);
       return refusal && explain(refusal, factor);
     },
   };
@@ -36,10 +38,17 @@ function explain(refusal: FactorChangeRefusal, factor: ChangedFactor): string {
   if (refusal.reason === 'recovery_code') {
     return `You signed in with a recovery code, which cannot be used to ${change}: sign in with your authenticator app or a passkey first. If you lost your authenticator, ask for a recovery below: a second person must approve it.`;
   }
-  if (acrSatisfies(refusal.level, acr.phishingResistantHardware)) return `To ${change}, sign in with your approved hardware security key first.`;
-  if (acrSatisfies(refusal.level, acr.phishingResistant)) return `To ${change}, sign in with one of your passkeys first.`;
-  if (acrSatisfies(refusal.level, acr.multiFactor)) return `To ${change}, sign in with your password and your authenticator app’s code first.`;
-  return `To ${change}, sign in again first.`;
+  if (refusal.reason === 'upstream') return `You signed in through your organisation, which cannot be used to ${change}: ${signInWith(refusal.level)} first.`;
+  if (refusal.reason === 'stale') return `Your sign-in is more than ${factorChangeMaxAgeSeconds / 60} minutes old. To ${change}, ${signInWith(refusal.level)} first.`;
+  return `To ${change}, ${signInWith(refusal.level)} first.`;
+}
+
+/** How to sign in with the person's strongest factor, whose level is `level`. */
+function signInWith(level: Acr): string {
+  if (acrSatisfies(level, acr.phishingResistantHardware)) return 'sign in with your approved hardware security key';
+  if (acrSatisfies(level, acr.phishingResistant)) return 'sign in with one of your passkeys';
+  if (acrSatisfies(level, acr.multiFactor)) return 'sign in with your password and your authenticator app’s code';
+  return 'sign in again';
 }
 
 /** The 403 page of a change this session may not make: the reason, and that nothing changed. */

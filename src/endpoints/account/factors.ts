@@ -19,8 +19,9 @@ import { forbidden, signedInForm } from './forms.ts';
  * A person's second factors on their account page (src/identity/factors). Every POST needs a
  * valid session and the account forms' CSRF token (forms.ts), else a 403 page and nothing changes.
  * Every route below, GET /account/totp included, then follows the one rule for changing factors
- * (factor-gate.ts, src/identity/factor-changes.ts): a session made with the person's strongest
- * factor — else a 403 page saying how to sign in, nothing changes. So whoever has only the
+ * (factor-gate.ts, src/identity/factor-changes.ts): a fresh session (15 minutes) made with the
+ * person's strongest factor, not through an upstream identity provider — else a 403 page saying
+ * how to sign in, nothing changes. So whoever has only the
  * password of a person with a passkey cannot enrol an authenticator of their own (and reach `mfa`,
  * and lock the person's password sign-in behind it). A session made with a recovery code changes
  * no factor (rule 2 there): a person who lost their authenticator asks for a recovery
@@ -37,7 +38,10 @@ import { forbidden, signedInForm } from './forms.ts';
  *   time step is used, and the ten recovery codes are shown on the answer, once (none for a
  *   privileged role: the page says how they recover instead).
  * POST /account/totp/remove — removes the authenticator and its recovery codes; 303 to /account. A
- *   password-only session (one from before the enrolment, or a stolen one) cannot undo it.
+ *   password-only session (one from before the enrolment, or a stolen one) cannot undo it. The
+ *   authenticator that is the only factor meeting the person's role minimum stays (409 page saying
+ *   to add a passkey first, `user.factor_removal_refused`): else the password alone would enrol
+ *   the next one (src/identity/factor-changes.ts removalLeavesBelowMinimum).
  * POST /account/recovery-codes — refused for a privileged role (403); ten new codes replace the
  *   old ones, shown on the answer, once.
  */
@@ -96,7 +100,15 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
       if (!signedIn) return forbidden(ctx, request, reply);
       const refused = await refusal(signedIn.session, 'authenticator');
       if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
-      await removeTotp(ctx, signedIn.user, change(request));
+      const removal = await removeTotp(ctx, signedIn.user, change(request));
+      if (!removal.removed && removal.reason === 'last_required_factor') {
+        return sendErrorPage(ctx, request, reply, {
+          status: 409,
+          title: 'Your authenticator cannot be removed',
+          message:
+            'Your role needs more than a password, and your authenticator app is the strongest way you have to sign in, so it cannot be removed. Add a passkey first, then remove the authenticator. Nothing was changed.',
+        });
+      }
       return seeOther(reply, accountUrl);
     }),
   );

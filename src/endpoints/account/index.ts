@@ -10,7 +10,7 @@ import { passkeyScriptSources } from '../../ui/assets.ts';
 import { registerPasskey, registrationOptions } from '../../identity/passkeys/registration.ts';
 import { removePasskey, renamePasskey } from '../../identity/passkeys/manage.ts';
 import { listPasskeys, passkeyAcr, passkeyName } from '../../identity/passkeys/store.ts';
-import { acr } from '../../identity/acr.ts';
+import { acr, acrSatisfies } from '../../identity/acr.ts';
 import type { User } from '../../identity/users.ts';
 import { sendJson } from '../../http/json.ts';
 import { sendError } from '../../http/errors.ts';
@@ -51,7 +51,8 @@ import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
  * Every passkey change below follows the one rule for changing factors (factor-gate.ts,
  * src/identity/factor-changes.ts): a session made with the person's strongest factor (one of their
  * passkeys when they have one, their authenticator app when that is their strongest, else any),
- * and not with a recovery code. From another session → 403 page saying what to do (JSON for the
+ * not with a recovery code nor through an upstream identity provider, at most 15 minutes ago.
+ * From another session → 403 page saying what to do (JSON for the
  * options), and the account page shows the passkeys without their forms. Whoever has only the
  * password, or the password and a recovery code, cannot add a passkey of their own to reach a
  * phishing-resistant level, nor remove the person's.
@@ -78,8 +79,9 @@ import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
  * POST /account/passkeys/{id}/remove
  *   1. as for revoke;
  *   2. removePasskey: not one of the person's passkeys → 404 page; the last passkey of a person
- *      whose role asks a phishing-resistant level (src/identity/role-requirements.ts) → this page
- *      saying why, 409, nothing removed (`passkey.removal_refused`); else `passkey.removed`, 303.
+ *      whose role asks a phishing-resistant level (src/identity/role-requirements.ts), or the only
+ *      factor of theirs meeting a two-step minimum → this page saying why, 409, nothing removed
+ *      (`passkey.removal_refused`); else `passkey.removed`, 303.
  *
  * POST /account/recovery — the person asks for a recovery of what they lost (./recovery.ts).
  *
@@ -209,7 +211,9 @@ export const account: Endpoint = {
         if (!outcome.removed) {
           return showAccount(request, reply, checked.session, checked.user, {
             status: 409,
-            error: 'This is the last passkey your role requires, so it cannot be removed. Add another passkey first, then remove this one.',
+            error: acrSatisfies(outcome.required, acr.phishingResistant)
+              ? 'This is the last passkey your role requires, so it cannot be removed. Add another passkey first, then remove this one.'
+              : 'Your role needs two-step sign-in, and this passkey is the only factor you have that gives it, so it cannot be removed. Add another passkey or an authenticator app first, then remove this one.',
           });
         }
         return seeOther(reply, accountUrl);

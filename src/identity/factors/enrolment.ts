@@ -1,9 +1,14 @@
 import type { Transaction } from 'kysely';
+import { isPostgres } from '../../audit/dialect.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { alertInsert } from '../../signals/alerts.ts';
 import { refusedFor } from '../../storage/flight.ts';
 import type { Database } from '../../storage/schema.ts';
+import type { Acr } from '../acr.ts';
+import { removalLeavesBelowMinimum } from '../factor-changes.ts';
+import { passkeyFromRow } from '../passkeys/store.ts';
+import { minimumAcrFor, roleMinimums, type RoleMinimums } from '../role-requirements.ts';
 import { privilegedRolesOf, type PrivilegedRole } from '../roles.ts';
 import type { User } from '../users.ts';
 import { recoveryCodeCount, recoveryCodesOf, replaceRecoveryCodes } from './recovery-codes.ts';
@@ -62,7 +67,8 @@ export type ConfirmOutcome =
  * began the enrolment (`sessionId`; from any other it is `not_pending`): the authenticator becomes
  * usable to sign in, the code's time step counts as used (it cannot sign in afterwards), and —
  * unless the person holds a privileged role — ten new recovery codes replace any old ones. One
- * transaction with `user.factor_enrolled` (and `user.recovery_codes_generated`). A wrong code
+ * transaction with `user.factor_enrolled` (and `user.recovery_codes_generated`) and the
+ * `factor.added` alert. A wrong code
  * changes nothing (`user.factor_failed`, stage enrolment; not a failed login: the person is
  * already signed in).
  */
@@ -80,6 +86,8 @@ export async function confirmTotpEnrolment(ctx: FactorContext, user: User, sessi
   }
   const flight = ctx.storage.flight();
   void flight.run(recordTotpStep(ctx, row.id, check.step, now, { resealed: sealConfirmedTotpSecret(keys, row, secret) }), { rows: 1, otherwise: 'not_pending' });
+  // A factor added: the person is alerted (src/signals/alerts.ts), in the transaction that confirms it.
+  void flight.run(alertInsert(ctx.storage.db, ctx.clock, { type: 'factor.added', subject: user.id, data: { factor: 'totp', credential: row.id, user: user.id, source_address: change.sourceAddress } }));
   const events = [event('user.factor_enrolled', user, change, { factor: 'totp', credential: row.id })];
   const privileged = privilegedRolesOf(user.roles);
   const recoveryCodes = privileged.length === 0 ? replaceRecoveryCodes(ctx, flight, user.id, now) : undefined;
@@ -95,20 +103,49 @@ export async function confirmTotpEnrolment(ctx: FactorContext, user: User, sessi
   return { ok: true, factor, ...(recoveryCodes ? { recoveryCodes } : {}) };
 }
 
+export type TotpRemoval = { removed: true } | { removed: false; reason: 'not_found' } | { removed: false; reason: 'last_required_factor'; required: Acr };
+
 /**
  * Removes the person's authenticator (confirmed or pending) and their recovery codes, in one
- * transaction with `user.factor_removed` and the `factor.removed` alert. False when they have none.
+ * transaction with `user.factor_removed` and the `factor.removed` alert; `not_found` when they
+ * have none. A confirmed one stays when the person's roles ask more than a password and their
+ * other factors (their passkeys) would reach less than both that level and what they reach now
+ * (removalLeavesBelowMinimum, src/identity/factor-changes.ts): the authenticator that is the only
+ * factor meeting a two-step minimum — else the person's password alone would then enrol the next
+ * one. `last_required_factor` then, with `user.factor_removal_refused`. The person's row is locked
+ * while deciding (PostgreSQL), as a passkey's removal locks it: two removals at once cannot each
+ * leave the other's factor as the last.
  */
-export async function removeTotp(ctx: FactorContext, user: User, change: FactorChange): Promise<boolean> {
+export async function removeTotp(ctx: FactorContext, user: User, change: FactorChange, minimums?: RoleMinimums): Promise<TotpRemoval> {
+  // The minimums apply sets (cached per process, src/identity/role-requirements.ts).
+  const roleLevels = minimums ?? (await roleMinimums(ctx));
   return ctx.audit.recordWith(async (trx) => {
-    const removed = await trx.deleteFrom('totp_factors').where('user_id', '=', user.id).returning(['id', 'confirmed_at']).execute();
-    if (removed.length === 0) return { value: false, events: [] };
+    const person = await trx
+      .selectFrom('users')
+      .select(['roles', 'password_hash'])
+      .where('id', '=', user.id)
+      .$if(isPostgres(trx), (qb) => qb.forUpdate())
+      .executeTakeFirst();
+    const factor = await trx.selectFrom('totp_factors').select(['id', 'confirmed_at']).where('user_id', '=', user.id).executeTakeFirst();
+    if (!person || !factor) return { value: { removed: false, reason: 'not_found' } as TotpRemoval, events: [] };
+    // The roles of the locked row: a role given meanwhile counts.
+    const required = minimumAcrFor(roleLevels, JSON.parse(person.roles) as string[]);
+    if (required && factor.confirmed_at !== null) {
+      const passkeys = (await trx.selectFrom('passkeys').selectAll().where('user_id', '=', user.id).execute()).map(passkeyFromRow);
+      const password = person.password_hash !== null;
+      if (removalLeavesBelowMinimum(required, { passkeys, totp: true, password }, { passkeys, totp: false, password }, ctx.config.passkeyAttestation)) {
+        return {
+          value: { removed: false, reason: 'last_required_factor', required } as TotpRemoval,
+          events: [event('user.factor_removal_refused', user, change, { factor: 'totp', credential: factor.id, required_acr: required }, false, ['last_required_factor'])],
+        };
+      }
+    }
+    await trx.deleteFrom('totp_factors').where('id', '=', factor.id).execute();
     const codes = await trx.deleteFrom('recovery_codes').where('user_id', '=', user.id).executeTakeFirst();
-    const [factor] = removed;
-    await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: user.id, data: { factor: 'totp', credential: factor!.id, user: user.id, recovery_codes_removed: Number(codes.numDeletedRows) } }).execute();
+    await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: user.id, data: { factor: 'totp', credential: factor.id, user: user.id, recovery_codes_removed: Number(codes.numDeletedRows) } }).execute();
     return {
-      value: true,
-      events: [event('user.factor_removed', user, change, { factor: 'totp', credential: factor!.id, was_confirmed: factor!.confirmed_at !== null, recovery_codes_removed: Number(codes.numDeletedRows) })],
+      value: { removed: true } as TotpRemoval,
+      events: [event('user.factor_removed', user, change, { factor: 'totp', credential: factor.id, was_confirmed: factor.confirmed_at !== null, recovery_codes_removed: Number(codes.numDeletedRows) })],
     };
   });
 }

@@ -3,7 +3,7 @@ import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { acr, acrSatisfies } from '../acr.ts';
-import { madeWithRecoveryCode } from '../factor-changes.ts';
+import { madeThroughUpstream, madeWithRecoveryCode } from '../factor-changes.ts';
 
 /**
  * Notices a person sees on /account, kept until they open it signed in with their authenticator
@@ -29,13 +29,14 @@ export function addNotice(ctx: Pick<Context, 'storage'>, flight: Flight, userId:
 
 /**
  * Whether the person of `session` has seen a notice when this session shows it: only when the
- * session was made with their authenticator app or a passkey (`mfa` or above, no recovery code).
+ * session was made with their authenticator app or a passkey (`mfa` or above, no recovery code,
+ * not through an upstream identity provider, whose level is another organisation's sign-in).
  * A session made with a recovery code shows the notices and keeps them — whoever used the code
  * (perhaps not the person) cannot make the alert go away by opening the account page — and so
- * does a password-only one.
+ * do a password-only one and an upstream's.
  */
-export function marksNoticesSeen(session: Pick<Authentication, 'acr' | 'amr'>): boolean {
-  return acrSatisfies(session.acr, acr.multiFactor) && !madeWithRecoveryCode(session);
+export function marksNoticesSeen(session: Pick<Authentication, 'acr' | 'amr'> & Partial<Pick<Authentication, 'assurance'>>): boolean {
+  return acrSatisfies(session.acr, acr.multiFactor) && !madeWithRecoveryCode(session) && !madeThroughUpstream(session);
 }
 
 /**
@@ -43,7 +44,7 @@ export function marksNoticesSeen(session: Pick<Authentication, 'acr' | 'amr'>): 
  * they are shown when marksNoticesSeen(session) — then shown once — else kept for the next visit.
  * Seen notices are deleted after 90 days.
  */
-export async function takeNotices(ctx: Pick<Context, 'storage' | 'clock'>, session: Pick<Authentication, 'userId' | 'acr' | 'amr'>): Promise<AccountNotice[]> {
+export async function takeNotices(ctx: Pick<Context, 'storage' | 'clock'>, session: Pick<Authentication, 'userId' | 'acr' | 'amr'> & Partial<Pick<Authentication, 'assurance'>>): Promise<AccountNotice[]> {
   const db = ctx.storage.db;
   const now = ctx.clock.now();
   const userId = session.userId;

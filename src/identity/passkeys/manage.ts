@@ -1,10 +1,10 @@
 import { isPostgres } from '../../audit/dialect.ts';
 import type { Context } from '../../context.ts';
 import { alertInsert } from '../../signals/alerts.ts';
-import { acr, acrRank, type Acr } from '../acr.ts';
+import type { Acr } from '../acr.ts';
+import { removalLeavesBelowMinimum } from '../factor-changes.ts';
 import { minimumAcrFor, roleMinimums, type RoleMinimums } from '../role-requirements.ts';
-import type { PasskeyAttestationPolicy } from './attestation.ts';
-import { passkeyAcr, passkeyFromRow, type Passkey } from './store.ts';
+import { passkeyFromRow } from './store.ts';
 
 /** A person managing their own passkeys on the account page. */
 
@@ -42,14 +42,16 @@ export async function renamePasskey(ctx: ManageContext, input: { userId: string;
 export type RemovalOutcome = { removed: true } | { removed: false; reason: 'not_found' } | { removed: false; reason: 'last_required_factor'; required: Acr };
 
 /**
- * Removes one of the person's passkeys (`passkey.removed` and the `factor.removed` alert), unless their roles ask a
- * phishing-resistant level (apply's role minimums, src/identity/role-requirements.ts) and the passkeys left would reach less than
- * both that level and what the person's passkeys reach now: the last passkey of a person whose
- * role asks one, or the last hardware-attested one of a role that asks `:phrh`. Then nothing is
+ * Removes one of the person's passkeys (`passkey.removed` and the `factor.removed` alert), unless their roles ask more than a
+ * password (apply's role minimums, src/identity/role-requirements.ts) and the factors left — their other passkeys, their
+ * authenticator app with their password — would reach less than both that level and what they reach now
+ * (removalLeavesBelowMinimum, src/identity/factor-changes.ts): the last passkey of a person whose
+ * role asks one, the last hardware-attested one of a role that asks `:phrh`, or the only passkey
+ * of a person without an authenticator whose role asks `:mfa`. Then nothing is
  * removed and `passkey.removal_refused` is recorded. (Adding a new passkey first, then removing
  * the old one, always works.) The person's row is locked while deciding (PostgreSQL; SQLite
- * transactions are serial), so two removals at once cannot each leave the other's passkey as
- * the last and both succeed.
+ * transactions are serial), as removing the authenticator locks it, so two removals at once
+ * cannot each leave the other's factor as the last and both succeed.
  */
 export async function removePasskey(
   ctx: ManageContext,
@@ -63,7 +65,7 @@ export async function removePasskey(
   return ctx.audit.recordWith(async (trx) => {
     const person = await trx
       .selectFrom('users')
-      .select(['roles'])
+      .select(['roles', 'password_hash'])
       .where('id', '=', input.userId)
       .$if(isPostgres(trx), (qb) => qb.forUpdate())
       .executeTakeFirst();
@@ -71,8 +73,10 @@ export async function removePasskey(
     const target = passkeys.find((p) => p.id === input.passkeyId);
     if (!person || !target) return { value: { removed: false, reason: 'not_found' } as RemovalOutcome, events: [] };
     const required = minimumAcrFor(minimums, JSON.parse(person.roles) as string[]);
+    const totp = (await trx.selectFrom('totp_factors').select('id').where('user_id', '=', input.userId).where('confirmed_at', 'is not', null).executeTakeFirst()) !== undefined;
+    const others = { totp, password: person.password_hash !== null };
     const left = passkeys.filter((p) => p !== target);
-    if (required && lowersBelow(required, passkeys, left, policy)) {
+    if (required && removalLeavesBelowMinimum(required, { passkeys, ...others }, { passkeys: left, ...others }, policy)) {
       return {
         value: { removed: false, reason: 'last_required_factor', required } as RemovalOutcome,
         events: [
@@ -89,21 +93,4 @@ export async function removePasskey(
     await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: input.userId, data: { factor: 'passkey', credential: target.credentialId, passkey: target.id, user: input.userId } }).execute();
     return { value: { removed: true } as RemovalOutcome, events: [{ type: 'passkey.removed', ...base, details: { credential: target.credentialId, passkey: target.id } }] };
   });
-}
-
-/** The strongest level a person's passkeys reach (-1: none). */
-function reach(passkeys: readonly Passkey[], policy: PasskeyAttestationPolicy | undefined): number {
-  return Math.max(-1, ...passkeys.map((p) => acrRank(passkeyAcr(p, policy))));
-}
-
-/**
- * Whether going from `before` to `after` loses a level the role needs: what is left reaches less
- * than the requirement and less than before. Only phishing-resistant requirements concern
- * passkeys (a password and TOTP meet `:mfa`).
- */
-function lowersBelow(required: Acr, before: readonly Passkey[], after: readonly Passkey[], policy: PasskeyAttestationPolicy | undefined): boolean {
-  const need = acrRank(required);
-  if (need < acrRank(acr.phishingResistant)) return false;
-  const now = reach(after, policy);
-  return now < need && now < reach(before, policy);
 }

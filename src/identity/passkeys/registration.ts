@@ -8,6 +8,7 @@ import {
 import { decodeAttestationObject } from '@simplewebauthn/server/helpers';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
+import { alertInsert } from '../../signals/alerts.ts';
 import { refusedFor, type Flight } from '../../storage/flight.ts';
 import type { User } from '../users.ts';
 import { acceptedFormats, chainedFormats, chainsToRoot, rolesRequiringAttestation } from './attestation.ts';
@@ -109,7 +110,7 @@ const messages: Record<RegistrationFailure, string> = {
  *    passkey whose AAGUID is on every such role's list (`attestation_required`);
  * 6. at most `maxPasskeysPerPerson`; a credential id registered before is refused
  *    (`already_registered`);
- * 7. stored with `passkey.registered` in one transaction.
+ * 7. stored with `passkey.registered` and the `factor.added` alert in one transaction.
  * Every failure is audited as `passkey.registration_failed` with its reason.
  */
 export async function registerPasskey(
@@ -262,6 +263,16 @@ export async function registerPasskey(
       source_address: input.sourceAddress,
     },
   };
+  // The person's security contact is told a factor was added (docs/authentication.md "Who may
+  // change factors"): a passkey someone else added signs in as the person from now on, so the
+  // person — not only the audit log — must hear of it. In the insert's transaction: raised iff it committed.
+  void flight.run(
+    alertInsert(db, ctx.clock, {
+      type: 'factor.added',
+      subject: person.id,
+      data: { factor: 'passkey', credential: credentialId, passkey: passkey.id, name: passkey.name, user: person.id, source_address: input.sourceAddress },
+    }),
+  );
   const theirs = input.within ? input.within(flight, now) : [];
   try {
     await ctx.audit.commit(flight, [event, ...theirs]);

@@ -4,8 +4,11 @@ import { generateSecret } from 'otplib';
 import { confirmTotpEnrolment, removeTotp } from '../../../src/identity/factors/enrolment.ts';
 import { factorKeys } from '../../../src/identity/factors/keys.ts';
 import { beginTotpEnrolment, checkTotpCode, openPendingTotpSecret, openTotpSecret, pendingTotpEnrolment, recordTotpStep, totpFactorOf, totpUri } from '../../../src/identity/factors/totp.ts';
+import { acr } from '../../../src/identity/acr.ts';
+import { registerPasskey, registrationOptions } from '../../../src/identity/passkeys/registration.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
 import { SealedBoxError } from '../../../src/keys/sealed-box.ts';
+import { SoftwareAuthenticator } from '../../helpers/authenticator.ts';
 import { testDialects } from '../../helpers/storage.ts';
 import { peopleFixture } from '../fixture.ts';
 import { codeAt, enrolTotp, enrollingSession } from './fixture.ts';
@@ -143,15 +146,35 @@ for (const dialect of testDialects()) {
       const f = await peopleFixture(t, { dialect });
       const { userId, factorId } = await enrolTotp(f, 'alice');
       const alice = (await findUserByUsername(f.ctx, 'alice'))!;
-      assert.equal(await removeTotp(f.ctx, alice, { sourceAddress: '198.51.100.7', requestId: 'req-9' }), true);
+      assert.deepEqual(await removeTotp(f.ctx, alice, { sourceAddress: '198.51.100.7', requestId: 'req-9' }), { removed: true });
       assert.equal(await totpFactorOf(f.ctx, userId), undefined);
       assert.deepEqual(await f.ctx.storage.db.selectFrom('recovery_codes').select('digest').where('user_id', '=', userId).execute(), []);
-      assert.equal(await removeTotp(f.ctx, alice, { sourceAddress: '198.51.100.7' }), false);
+      assert.deepEqual(await removeTotp(f.ctx, alice, { sourceAddress: '198.51.100.7' }), { removed: false, reason: 'not_found' });
       const events = await f.events('user.factor_removed');
       assert.equal(events.length, 1);
       assert.deepEqual(events[0]!.details, { factor: 'totp', credential: factorId, was_confirmed: true, recovery_codes_removed: 10, source_address: '198.51.100.7' });
       const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'factor.removed').execute();
       assert.deepEqual(alerts.map((a) => [a.subject, JSON.parse(a.data).factor]), [[userId, 'totp']], 'the removal raises a factor.removed alert, once');
+    });
+
+    test('stay when they are the only factor meeting the person’s role minimum, until a passkey meets it', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      await f.apply({ authentication: { role_minimums: { trader: acr.multiFactor } }, users: [{ username: 'tom', password: 'tom-correct-horse-1', roles: ['trader'] }] });
+      const { userId, factorId } = await enrolTotp(f, 'tom');
+      const tom = (await findUserByUsername(f.ctx, 'tom'))!;
+      assert.deepEqual(await removeTotp(f.ctx, tom, { sourceAddress: '198.51.100.7' }), { removed: false, reason: 'last_required_factor', required: acr.multiFactor });
+      assert.equal((await totpFactorOf(f.ctx, userId))!.id, factorId);
+      assert.equal((await f.ctx.storage.db.selectFrom('recovery_codes').select('digest').where('user_id', '=', userId).execute()).length, 10, 'the codes stay too');
+      const [refused] = await f.events('user.factor_removal_refused');
+      assert.deepEqual(refused!.decision, { allow: false, reasons: ['last_required_factor'] });
+      assert.deepEqual(refused!.details, { factor: 'totp', credential: factorId, required_acr: acr.multiFactor, source_address: '198.51.100.7' });
+      assert.deepEqual(await f.events('user.factor_removed'), []);
+
+      const options = await registrationOptions(f.ctx, tom, 'session-of-tom');
+      const authenticator = new SoftwareAuthenticator({ origin: 'http://localhost:9000' });
+      const registered = await registerPasskey(f.ctx, { person: tom, name: 'Laptop', credential: JSON.stringify(authenticator.register(options)), binding: 'session-of-tom', sourceAddress: '198.51.100.7' });
+      assert.ok(registered.ok);
+      assert.deepEqual(await removeTotp(f.ctx, tom, { sourceAddress: '198.51.100.7' }), { removed: true });
     });
   });
 }
