@@ -76,11 +76,14 @@ export class Authorities {
   /**
    * The delegated OCSP responder of `issuing` and its key: its certificate is renewed (signed by
    * the issuing CA, a new key in software custody) when it has less than two days left, so a
-   * responder never answers with an expired certificate.
+   * responder never answers with an expired certificate — unless it ends with the issuing CA, which
+   * no new one would outlive.
    */
   async ocspResponder(issuing: Authority): Promise<{ authority: Authority; key: CustodyKey }> {
     const now = this.#clock.now();
-    const current = (await this.all()).find((a) => a.role === 'ocsp' && a.issuerId === issuing.id && a.notAfter - now > responderRenewMs);
+    // A responder that ends with its issuing CA cannot be renewed to live longer: it stays current
+    // to the end, or every (unauthenticated) request would sign and store a new one.
+    const current = (await this.all()).find((a) => a.role === 'ocsp' && a.issuerId === issuing.id && a.notAfter > now && (a.notAfter - now > responderRenewMs || a.notAfter >= issuing.notAfter));
     if (current?.keyRef) return { authority: current, key: await this.#custodies.load(current.keyRef) };
     if (!issuing.keyRef) throw new PkiError(`issuing authority ${issuing.id} has no key in custody`);
     const issuingKey = await this.#custodies.load(issuing.keyRef);

@@ -63,10 +63,23 @@ export function keyTypeOf(key: KeyObject): CsrKeyType {
     case 'ed25519':
       return 'Ed25519';
     case 'rsa':
+      checkRsaExponent(details.publicExponent);
       if (details.modulusLength === 2048 || details.modulusLength === 3072 || details.modulusLength === 4096) return `RSA-${details.modulusLength}` as CsrKeyType;
       break;
   }
   throw new CsrError(`csr key type ${key.asymmetricKeyType}${details.namedCurve ? ` ${details.namedCurve}` : ''}${details.modulusLength ? ` ${details.modulusLength}` : ''} is not supported`);
+}
+
+/**
+ * FIPS 186-4 Appendix B.3.1 (1)(b): an RSA public exponent is odd and 2^16 < e < 2^256. A small one
+ * (3) is what e=3 signature forgeries against lax PKCS#1 v1.5 verifiers need; e = 1 is no key at
+ * all — anyone "signs" with it, and its holder could disown every signature the certificate vouches
+ * for. The CA certifies neither.
+ */
+function checkRsaExponent(exponent: bigint | undefined): void {
+  if (exponent === undefined || exponent % 2n === 0n || exponent <= 1n << 16n || exponent >= 1n << 256n) {
+    throw new CsrError(`csr key is RSA with public exponent ${exponent ?? 'unknown'}: this CA certifies RSA keys only with an odd exponent above 65536 (65537)`);
+  }
 }
 
 function requestedSans(csr: x509.Pkcs10CertificateRequest): SanEntry[] {

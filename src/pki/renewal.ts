@@ -2,6 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Context } from '../context.ts';
 import { certificateSerial } from '../guard/ocsp.ts';
 import { PkiRefusal, prepareIssuance, signAndRecord, type IssuedCertificate } from './issuance.ts';
+import type { CertificateProfile } from './profiles.ts';
 import type { TrustOutcome } from './status.ts';
 
 /**
@@ -9,8 +10,9 @@ import type { TrustOutcome } from './status.ts';
  * one of this CA's, within its validity, not revoked, of a renewable profile — and a CSR proving
  * possession of the key to certify (the same or a new one); it gets a new certificate for the same
  * holder and profile, as the profile is now. No new approval: the holder and profile were approved
- * (or needed none) and possession of the current key is the credential. `pki.certificate_renewed`
- * names the certificate it renews.
+ * (or needed none) and possession of the current key is the credential — under a profile that
+ * requires approval, only a certificate that stands on one is renewed, and the renewal names it.
+ * `pki.certificate_renewed` names the certificate it renews.
  */
 export async function renewCertificate(ctx: Context, presented: X509Certificate, input: { csr: unknown; lifetimeSeconds?: unknown; requestId?: string }): Promise<IssuedCertificate> {
   const trust = await ctx.pki.trust(presented);
@@ -33,6 +35,7 @@ async function renew(ctx: Context, trust: Exclude<TrustOutcome, { ours: false }>
   // and the approved model it runs; renewing on the old certificate would skip both.
   if (await ctx.agents.credential(current.serial)) throw new PkiRefusal('agent_certificate', `certificate ${current.serial} was issued on a workload attestation: an agent gets its next one with a new attestation (POST /agents/${current.holder}/certificate)`);
   const { profile, version, csr, plan } = await prepareIssuance(ctx, current.profile.name, input.csr, current.holder, input.lifetimeSeconds);
+  const approvalRequest = await approvalCarriedOn(ctx, current.serial, profile);
   return ctx.audit.recordWith(async (trx) => {
     const issued = await signAndRecord(ctx, trx, {
       profile,
@@ -42,11 +45,34 @@ async function renew(ctx: Context, trust: Exclude<TrustOutcome, { ours: false }>
       ...plan,
       requestedBy: current.holder,
       renewedFrom: current.serial,
-      approvalRequest: null,
+      approvalRequest,
       ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
     });
     return { value: issued.certificate, events: [issued.event] };
   });
+}
+
+/** Legacy renewals (before they named their approval) are followed back at most this far. */
+const maxRenewalHops = 10_000;
+
+/**
+ * The approval a renewal stands on. "No new approval" holds only where there was one: under a
+ * profile that requires a second person, the certificate renewed must itself come from an approved
+ * issuance (its own `approval_request`, or that of the certificate it renewed, and so on), else a
+ * profile tightened to four eyes would be carried on by renewals nobody approved
+ * (`approval_required`). The approval is named in the new certificate, so the next renewal finds
+ * it in one read. Under a profile without approval, none is needed and none is named.
+ */
+async function approvalCarriedOn(ctx: Context, serial: string, profile: CertificateProfile): Promise<string | null> {
+  if (profile.approval !== 'required') return null;
+  let next: string | null = serial;
+  for (let hop = 0; next !== null && hop < maxRenewalHops; hop++) {
+    const row = await ctx.storage.db.selectFrom('pki_certificates').select(['approval_request', 'renewed_from']).where('serial', '=', next).executeTakeFirst();
+    if (!row) break;
+    if (row.approval_request) return row.approval_request;
+    next = row.renewed_from;
+  }
+  throw new PkiRefusal('approval_required', `profile ${profile.name} requires a second person's approval, and certificate ${serial} was not issued on one: ask for a new certificate`);
 }
 
 async function recordRenewalRefusal(ctx: Context, holder: string | undefined, serial: string, profile: string | undefined, refusal: PkiRefusal, requestId: string | undefined): Promise<void> {

@@ -42,6 +42,7 @@ export class CertificateStatus {
   readonly #clock: Clock;
   readonly #revoked: GenerationCache<Map<string, Revocation>>;
   readonly #known = new BoundedMap<string, KnownCertificate>(10_000);
+  readonly #expiredRevocations = new BoundedMap<string, Revocation>(10_000);
 
   constructor(db: Kysely<Database>, clock: Clock) {
     this.#db = db;
@@ -53,7 +54,7 @@ export class CertificateStatus {
   async status(authorityId: string, serial: string): Promise<StatusAnswer> {
     const certificate = await this.#certificate(serial);
     if (!certificate || certificate.authorityId !== authorityId) return { status: 'unknown' };
-    const revocation = (await this.#revoked.get()).get(serial);
+    const revocation = (await this.#revoked.get()).get(serial) ?? (certificate.notAfter <= this.#clock.now() ? await this.#revocationOfExpired(serial) : undefined);
     return revocation ? { status: 'revoked', certificate, revocation } : { status: 'good', certificate };
   }
 
@@ -73,6 +74,22 @@ export class CertificateStatus {
     const known = { serial: row.serial, authorityId: row.authority_id, profile: row.profile, holder: row.holder, notBefore: Number(row.not_before), notAfter: Number(row.not_after) };
     this.#known.set(serial, known);
     return known;
+  }
+
+  /**
+   * The revocation of an expired certificate, read from its row: the cached set forgets a serial a
+   * day after it expires, but a revocation is final, and OCSP must not then answer `good` (RFC 6960
+   * §2.2) to a relying party checking a signature made before expiry. Only OCSP asks about an
+   * expired certificate (mTLS and renewal refuse it on its dates first); a found revocation is kept.
+   */
+  async #revocationOfExpired(serial: string): Promise<Revocation | undefined> {
+    const known = this.#expiredRevocations.get(serial);
+    if (known) return known;
+    const row = await this.#db.selectFrom('pki_certificates').select(['revoked_at', 'revocation_reason']).where('serial', '=', serial).where('status', '=', 'revoked').executeTakeFirst();
+    if (!row) return undefined;
+    const revocation = { revokedAt: Number(row.revoked_at), reason: Number(row.revocation_reason ?? 0) };
+    this.#expiredRevocations.set(serial, revocation);
+    return revocation;
   }
 
   async #loadRevoked(): Promise<Map<string, Revocation>> {

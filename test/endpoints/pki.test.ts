@@ -630,3 +630,56 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+describe('the CA API and weak keys', () => {
+  test('refuses an RSA key whose public exponent is small or even, though of an allowed size, with 400 and an audited reason, and issues for 65537', async (t) => {
+    const h = await harness(t, { dialect: testDialects()[0]! });
+    await h.f.apply({
+      certificate_profiles: [{ name: 'rsa-workload', key_types: ['RSA-2048'], max_lifetime: '1h', ekus: ['client_auth'], subject: 'CN={holder}', san: { uri: ['spiffe://trading.example/{holder}'] } }],
+      clients: [secretService('rsa-bot', 'pki:issue:rsa-workload')],
+    });
+    const token = await h.token('rsa-bot', 'pki:issue:rsa-workload');
+    // openssl, not this code base, makes the keys: RSA-2048 with e = 3, then with the usual 65537.
+    const rsaCsr = (name: string, exponent: number) => {
+      const key = join(h.dir, `${name}.key`);
+      assert.equal(openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-pkeyopt', `rsa_keygen_pubexp:${exponent}`, '-out', key]).status, 0);
+      const made = openssl(['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', join(h.dir, `${name}.csr`)]);
+      assert.equal(made.status, 0, made.out);
+      return execFileSync('cat', [join(h.dir, `${name}.csr`)]).toString();
+    };
+    const error = assertOAuthError(await post(h.f, '/pki/certificates', { token, body: { profile: 'rsa-workload', csr: rsaCsr('e3', 3) } }), 400, 'invalid_request');
+    assert.match(String(error.error_description), /public exponent 3/);
+    assert.deepEqual(await refusals(h), ['invalid_csr']);
+    assert.deepEqual(await h.f.auditEvents('pki.certificate_issued'), []);
+    const issued = await issue(h, token, 'rsa-workload', rsaCsr('e65537', 65537));
+    assert.equal(new X509Certificate(issued.certificate).publicKey.asymmetricKeyDetails?.publicExponent, 65537n);
+  });
+});
+
+describe('renewal under a profile that requires approval', () => {
+  test('a certificate issued without approval is not renewed once its profile requires one; an approved one renews, and its renewals name that approval', async (t) => {
+    const h = await harness(t, { dialect: testDialects()[0]! });
+    const unapproved = await issue(h, await h.token('ca-bot', 'pki:issue:workload'), 'workload');
+    const token = await h.token('ca-bot', 'pki:issue:trader');
+    const asked = await post(h.f, '/pki/certificates', { token, body: { profile: 'trader', csr: await csrOf() } });
+    assert.equal(asked.statusCode, 202, asked.body);
+    const { request_id: requestId, approval_request: approvalId } = asked.json();
+    const pat = await personToken(h.f, 'pat', adminAudience(h.f.issuer), 'approvals:decide');
+    assert.equal((await post(h.f, `/admin/approvals/${approvalId}/decision`, { token: pat, body: { decision: 'approve' } })).statusCode, 200);
+    const approved = (await get(h.f, `/pki/requests/${requestId}`, token)).json() as { certificate: string };
+
+    // Four eyes become the workload profile's rule: what was issued before without them is not carried on.
+    await h.f.apply({ certificate_profiles: profiles.map((p) => (p.name === 'workload' ? { ...p, approval: 'required' } : p)) });
+    h.f.clock.advance(60_000);
+    const refused = assertOAuthError(await post(h.f, '/pki/certificates/renew', { cert: unapproved.certificate, body: { csr: await csrOf() } }), 400, 'invalid_request');
+    assert.match(String(refused.error_description), /approv/);
+    assert.deepEqual(await refusals(h), ['approval_required']);
+
+    const renewed = await post(h.f, '/pki/certificates/renew', { cert: approved.certificate, body: { csr: await csrOf() } });
+    assert.equal(renewed.statusCode, 201, renewed.body);
+    const again = await post(h.f, '/pki/certificates/renew', { cert: renewed.json().certificate, body: { csr: await csrOf() } });
+    assert.equal(again.statusCode, 201, again.body);
+    const events = await h.f.auditEvents('pki.certificate_renewed');
+    assert.deepEqual(events.map((e) => (e.details as Record<string, unknown>).approval_request), [approvalId, approvalId]);
+  });
+});

@@ -162,3 +162,21 @@ test('a name outside the profile name constraints is refused even when the templ
     (e: PkiRefusal) => e.code === 'names' && /name constraints/.test(e.message),
   );
 });
+
+test('a revoked certificate stays on the CRL until a CRL issued after it expired has listed it (RFC 5280 §3.3), then leaves', async (t) => {
+  const { ctx, clock, files } = await caHarness(t);
+  const issued = await issue(ctx, opensslCsr(files, 'algo-7').csrPem, 'algo-7', { lifetimeSeconds: 3600 });
+  const { authority } = await ctx.pki.authorities.issuing();
+  await revokeCertificate(ctx, { serial: issued.serial, reason: 'keyCompromise', actor: 'test' });
+  const serials = (der: Buffer) => openssl(['crl', '-inform', 'DER', '-in', files.write('listed.der', der), '-noout', '-text']).output;
+  // Nobody asked for a CRL while the certificate was valid; the first one asked for afterwards is
+  // the first issued beyond its validity period, and must list it.
+  clock.advance(3600_000 + 10 * 60_000);
+  const first = serials(await publishCrl(ctx, authority.id));
+  assert.match(first, new RegExp(`Serial Number: ${issued.serial.toUpperCase()}`), 'the first CRL after expiry still lists the revoked certificate');
+  assert.match(first, /Key Compromise/);
+  // Once it has appeared on such a CRL, a later one may leave it out (the CRL stays bounded).
+  clock.advance(31 * 60_000);
+  const later = serials(await publishCrl(ctx, authority.id));
+  assert.ok(!later.includes(issued.serial.toUpperCase()), later);
+});

@@ -129,3 +129,51 @@ test('the OCSP client verifies an answer offline: good, revoked with its time, a
   const foreignIssuer = new X509Certificate((await import('node:fs')).readFileSync(other.at('issuing.pem')));
   assert.throws(() => readOcspResponse(answer, leaf, foreignIssuer, { at: now }), OcspError);
 });
+
+test('a revoked certificate stays revoked in OCSP after it expires, never good, with its revocation time and reason', async (t) => {
+  const { ctx, files, issue } = await testContextCa(t);
+  const { X509Certificate } = await import('node:crypto');
+  const { ocspRequest, readOcspResponse } = await import('../../src/guard/ocsp.ts');
+  const { ManualClock } = await import('../../src/clock.ts');
+  const issued = await issue('algo-11');
+  const leaf = new X509Certificate(issued.certificatePem);
+  const issuer = new X509Certificate((await import('node:fs')).readFileSync(files.at('issuing.pem')));
+  const revoked = await revokeCertificate(ctx, { serial: issued.serial, reason: 'keyCompromise', actor: 'test' });
+  // Past the certificate's 8 hours, and past the day the status cache remembers revoked serials for.
+  (ctx.clock as InstanceType<typeof ManualClock>).advance(8 * 3600_000 + 2 * 86400_000);
+  const later = ctx.clock.now();
+  const answer = readOcspResponse(await respondOcsp(ctx, ocspRequest(leaf, issuer)), leaf, issuer, { at: later });
+  assert.equal(answer.status, 'revoked', 'a relying party checking a signature made before expiry must learn the key was revoked');
+  assert.equal(answer.revokedAt, revoked.revokedAt);
+  assert.equal(answer.reason, 1);
+});
+
+test('in the issuing CA’s last two days, OCSP answers reuse one responder certificate instead of making one per request', async (t) => {
+  const { ctx, clock } = await testContext({ t, risk: 'off' });
+  const { initCa } = await import('../../src/pki/authority.ts');
+  const { passphrase } = await import('./fixture.ts');
+  // An issuing CA with one day left: no responder certificate can get more than two days.
+  const init = await initCa(ctx.storage.db, ctx.pki.custodies, ctx.clock, {
+    name: 'Short Lived',
+    root: { custody: 'export', passphrase },
+    intermediateCustody: 'software',
+    keyType: 'EC-P256',
+    rootLifetimeDays: 30,
+    intermediateLifetimeDays: 1,
+  });
+  ctx.pki.authorities.invalidate();
+  const { applyDocument } = await import('./fixture.ts');
+  await applyDocument(ctx, { certificate_profiles: [tradingAgentProfile] });
+  const { files, issue } = issuer(t, ctx, init);
+  await issue('algo-12');
+  openssl(['ocsp', '-issuer', files.at('issuing.pem'), '-cert', files.at('algo-12.pem'), '-no_nonce', '-reqout', files.at('req.der')]);
+  const der = (await import('node:fs')).readFileSync(files.at('req.der'));
+  for (let i = 0; i < 5; i++) {
+    const answer = AsnConvert.parse(await respondOcsp(ctx, der), OCSPResponse);
+    assert.equal(answer.responseStatus, OCSPResponseStatus.successful);
+    clock.advance(1);
+  }
+  const responders = await ctx.storage.db.selectFrom('pki_authorities').select('id').where('role', '=', 'ocsp').execute();
+  assert.equal(responders.length, 1, 'an unauthenticated request must not make the CA sign a new responder certificate and store a new key each time');
+  assert.equal((await ctx.storage.db.selectFrom('custody_keys').select('ref').execute()).length, 2, 'the issuing key and one responder key');
+});
