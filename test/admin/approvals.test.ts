@@ -8,6 +8,7 @@ import { acr } from '../../src/identity/acr.ts';
 import { codeFlowFixture, webRedirect, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
 import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
 import { assertOAuthError } from '../endpoints/fixture.ts';
+import { auditRefuses } from '../helpers/audit-faults.ts';
 
 // The admin API of an approvals app (docs/approvals.md "The approver's side"): a person's own,
 // fresh, strong token for <issuer>/admin with the scope `approvals:decide` lists and decides what that
@@ -137,14 +138,7 @@ describe('the approvals admin API', () => {
     const f = await harness(t);
     const request = await openOrderRequest(f.ctx, await f.user('alice'));
     const token = await personToken(f, 'sup-1');
-    const record = f.ctx.audit.record.bind(f.ctx.audit);
-    f.ctx.audit.record = async (event) => {
-      if (event.type === 'people.reviewed') throw new Error('the audit log is unreachable');
-      return record(event);
-    };
-    t.after(() => {
-      f.ctx.audit.record = record;
-    });
+    auditRefuses(t, f.ctx, 'people.reviewed');
     for (const url of ['/admin/approvals', `/admin/approvals/${request.id}`]) {
       const failed = await call(f, token, 'GET', url);
       assert.deepEqual([failed.statusCode, failed.json().error, failed.headers['cache-control']], [500, 'server_error', 'no-store'], url);

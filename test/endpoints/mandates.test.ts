@@ -5,6 +5,7 @@ import { adminAudience } from '../../src/admin/authorize.ts';
 import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
 import { exampleMandate } from '../mandates/fixture.ts';
 import { assertOAuthError, ordersApi, protocolFixture, type ProtocolFixture } from './fixture.ts';
+import { auditRefuses } from '../helpers/audit-faults.ts';
 
 async function adminToken(f: ProtocolFixture, clientId = 'admin-ops'): Promise<string> {
   return f.accessToken(clientId, { resource: adminAudience(f.issuer) });
@@ -197,14 +198,7 @@ describe('the admin API for mandates', () => {
     const f = await protocolFixture(t);
     assert.equal((await call(f, 'POST', '/admin/mandates', await adminToken(f), { ...brokerMandate, accepted_by: 'broker-coo' })).statusCode, 201);
     const viewer = await adminToken(f, 'admin-viewer');
-    const record = f.ctx.audit.record.bind(f.ctx.audit);
-    f.ctx.audit.record = async (event) => {
-      if (event.type === 'people.reviewed') throw new Error('the audit log is unreachable');
-      return record(event);
-    };
-    t.after(() => {
-      f.ctx.audit.record = record;
-    });
+    auditRefuses(t, f.ctx, 'people.reviewed');
     for (const url of ['/admin/mandates', `/admin/mandates/${brokerMandate.id}`]) {
       const failed = await call(f, 'GET', url, viewer);
       assert.deepEqual([failed.statusCode, failed.json().error, failed.headers['cache-control']], [500, 'server_error', 'no-store'], url);
