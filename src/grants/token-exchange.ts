@@ -79,7 +79,7 @@ import { agentReferences } from '../agents/authority.ts';
  *    stands on (`agents`) carried; bound to this request's DPoP key or certificate. No refresh
  *    token is issued. `token.exchanged` names the parent token's jti, so the chain can be rebuilt
  *    from the audit log — a partner's token's jti as `partner_jti` (its `parent_jti` null): a
- *    partner's jti is never a parent of ours.
+ *    partner's jti is never a parent of ours — and the agents the token stands on (`agents`).
  */
 export const tokenExchange = defineGrant({
   grantType: tokenExchangeGrantType,
@@ -219,6 +219,8 @@ export const tokenExchange = defineGrant({
           type: 'token.exchanged',
           details: {
             ...exchangedDetails(subject, actor, subjectTokenType, actors),
+            // The evidence of which agents the token depends on (its `agents` claim), when it does.
+            ...(agents.length > 0 ? { agents } : {}),
             ...(breakGlass !== undefined ? { break_glass: true, break_glass_activation: breakGlass } : {}),
             // The home region's record of whom the pseudonym stands for (this log stays here).
             ...(crossing ? { region_crossing: { from: ctx.config.region!, to: server.region!, local_subject: subject.subject } } : {}),

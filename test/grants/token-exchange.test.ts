@@ -19,6 +19,7 @@ import { dpopKey } from '../helpers/dpop.ts';
 import { testDialects, type TestDialect } from '../helpers/storage.ts';
 import { applyDocument } from '../policy/fixture.ts';
 import { accessTokenType, exchangeFixture, exchangeGrantType } from './exchange-fixture.ts';
+import { agentGateway } from './agent-gateway.ts';
 import { flushRefusalSummaries } from '../../src/audit/refusals.ts';
 import { assertUuidV7At } from '../helpers/uuid-v7.ts';
 import { nextUtc } from '../risk/fixture.ts';
@@ -833,5 +834,23 @@ describe('every refusal on the record (issue 17 item 3; docs/audit.md "Refusals"
       return record(event);
     };
     assertOAuthError(await f.post('trader-app', { grant_type: 'client_credentials', resource: arrangerApi, scope: 'admin:all' }), 400, 'invalid_scope');
+  });
+});
+
+describe("token.exchanged names the agents the new token stands on", () => {
+  test("records the agents of an agent's token exchanged, at every hop, and none for a token of no agent", async (t) => {
+    const g = await agentGateway(t);
+    const first = await g.toClearing(g.agentToken);
+    assert.equal(first.statusCode, 200, first.body);
+    const second = await g.toClearing(first.json().access_token as string);
+    assert.equal(second.statusCode, 200, second.body);
+    const hops = await g.auditEvents('token.exchanged');
+    assert.equal(hops.length, 2);
+    for (const [i, hop] of hops.entries()) {
+      assert.deepEqual(hop.details!.agents, [{ id: 'algo-7', approval: g.approval }], `hop ${i + 1}: the evidence says which agents the token depended on`);
+    }
+    const own = await g.toClearing(g.gatewayToken);
+    assert.equal(own.statusCode, 200, own.body);
+    assert.equal('agents' in (await g.auditEvents('token.exchanged')).at(-1)!.details!, false, 'only when there are any');
   });
 });

@@ -1,3 +1,4 @@
+import { agentReferences } from '../../agents/authority.ts';
 import type { AuditEvent } from '../../audit/events.ts';
 import { findActiveGrant, getGrant, type ConsentGrant } from '../../authorization/consent.ts';
 import type { AuthenticatedClient } from '../../clients/authentication/types.ts';
@@ -36,7 +37,10 @@ import type { PresentedToken } from './presented-token.ts';
  *    so is an actor token (we vouch for our own actors only, named with our issuer), not a
  *    break-glass one (its activation could not end what the partner issues), carries no
  *    authorization_details (the partner could not bound them: dropping them would widen) — else
- *    invalid_request; no `authorization_details` parameter (invalid_authorization_details);
+ *    invalid_request; no `authorization_details` parameter (invalid_authorization_details). Every
+ *    agent the subject and actor tokens stand on (`agent`, `agents`) was live when token exchange
+ *    verified them (src/tokens/liveness.ts asks src/agents/authority.ts areAgentsLive): a token
+ *    standing on a disabled, changed or retired agent gets no grant (invalid_request);
  * 2a. as for every issuance: no client or person suspended pending review (src/risk/anomalies:
  *    unauthorized_client / invalid_grant);
  * 2b. the partner's authorization server is registered here as a resource server (under its issuer
@@ -67,13 +71,15 @@ import type { PresentedToken } from './presented-token.ts';
  *    (invalid_scope, invalid_target, insufficient_user_authentication, invalid_grant);
  * 6. the grant: `aud` the partner's authorization server only (the draft's "Token Exchange
  *    Response": `aud` MUST identify it, one server RECOMMENDED), `iss` ours, a fresh `jti` (the
- *    partner uses it once, RFC 7523 §3 (7)), `exp` at most the profile's lifetime (≤ 300 s) and
- *    never after the subject or actor token's, `scope`, and only the optional claims the profile
- *    lists; signed with our current key (published in our JWKS),
+ *    partner uses it once, RFC 7523 §3 (7)), `exp` at most the profile's lifetime (≤ 300 s) —
+ *    at most `agentGrantLifetime` for a grant that stands on an agent — and never after the subject
+ *    or actor token's, `scope`, and only the optional claims the profile lists; signed with our
+ *    current key (published in our JWKS),
  *    `typ` JWT (RFC 7519 §5.1; the partner's JWT-bearer rules, never at+jwt). Not bound: the
  *    partner binds the access token it issues;
  * 7. `token.exchanged`, with `details.issued_token_type` and `details.chaining` (partner, audience,
- *    the subject as sent, the claims carried) and the decisions folded in, durable before the
+ *    the subject as sent, the claims carried), `details.agents` (the agents the subject and actor
+ *    tokens stand on, when any) and the decisions folded in, durable before the
  *    response leaves — with, when the grant carries the txn, the record that the txn is shared
  *    with the partner (src/transactions/partner-txn.ts: the partner may name it back). The
  *    response is RFC 8693 §2.2.1's with `token_type` N_A: the grant is no access token.
@@ -167,8 +173,8 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
   if (allowed.has('act') && ourActorCount(ctx, act) > maxPartnerActors) {
     throw new OAuthError('invalid_request', `the act chain names more than ${maxPartnerActors} actors of this server, more than a partner accepts; a grant names every actor or none`);
   }
-  const exp = Math.min(now + chaining.lifetime, subject.expiresAt, actor?.expiresAt ?? Infinity);
-  if (exp <= now) throw new OAuthError('invalid_request', 'the subject_token is expired');
+  const notAfter = Math.min(now + chaining.lifetime, subject.expiresAt, actor?.expiresAt ?? Infinity);
+  if (notAfter <= now) throw new OAuthError('invalid_request', 'the subject_token is expired');
   // Step 5a.
   const decision = await decideGrant(ctx, {
     client,
@@ -185,6 +191,8 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
   });
   const { sub, linked } = await partnerSubject(ctx, partner, subject);
   // Step 6.
+  const agents = agentReferences([subject, actor]);
+  const exp = decision.agent !== undefined || agents.length > 0 ? Math.min(notAfter, now + agentGrantLifetime) : notAfter;
   const lei = allowed.has('origin_lei') ? await subjectLei(ctx, subject) : undefined;
   const claims: Record<string, unknown> = {
     iss: ctx.config.issuer,
@@ -226,6 +234,8 @@ export async function issueAuthorizationGrant(ctx: Context, request: Authorizati
       ...(actor ? { actor_jti: actor.jti ?? null, actor_issuer: actor.issuer } : {}),
       // Who they were here; the grant names persons as the profile maps them.
       act_chain: actors,
+      // The agents the grant stood on when it was made (the client's own agent is `agent`, as for every issuance).
+      ...(agents.length > 0 ? { agents } : {}),
       ...(subject.originIssuer !== undefined ? { origin_iss: subject.originIssuer } : {}),
       // A person's identifier at the partner links them across systems: sealed as personal data (src/audit/personal-data.ts).
       chaining: { partner: partner.id, audience, subject_mapping: chaining.subject, ...(linked ? {} : { subject: sub }), claims: Object.keys(claims).filter((c) => !registeredClaims.has(c)) },
@@ -262,6 +272,15 @@ async function refuseSuspended(ctx: Context, clientId: string, principal: Issuan
   if (suspended.type === 'Client' && suspended.id === clientId) throw new OAuthError('unauthorized_client', 'the client is suspended pending review', { detail: 'risk suspension' });
   throw new OAuthError('invalid_grant', 'access is suspended pending review', { detail: 'risk suspension' });
 }
+
+/**
+ * The longest a grant standing on an agent lives (seconds): one made from an agent's token, or from
+ * a token exchanged from one (`agents`), or asked for by an agent. Our liveness rule ends an agent's
+ * tokens at its kill switch, its model version's retirement or its change, but not a grant the
+ * partner's authorization server redeems on its own (nor the token it issues for it, which is the
+ * partner's): only its lifetime bounds how long after the kill switch it can still be redeemed.
+ */
+export const agentGrantLifetime = 60;
 
 /** The claims every grant carries; the rest are the profile's to allow. */
 const registeredClaims = new Set(['iss', 'sub', 'aud', 'iat', 'exp', 'jti', 'scope']);

@@ -13,6 +13,8 @@ import type { OAuthError } from '../../../src/oauth-error.ts';
 import { bumpGeneration } from '../../../src/storage/generations.ts';
 import { assertOAuthError } from '../../endpoints/fixture.ts';
 import { testDialects } from '../../helpers/storage.ts';
+import { applyDocument as applyDocumentAt } from '../../policy/fixture.ts';
+import { agentGateway, algo7 } from '../agent-gateway.ts';
 import {
   aIssuer,
   aOrdersApi,
@@ -600,5 +602,59 @@ describe('identity chaining: what A keeps of a partner\'s token', () => {
     const issued = await jwtBearerAt(a, 'a-gateway', await p.assertion({ act: { sub: 'p-desk-1', act: { sub: 'p-algo', iss: pIssuer } } }), aOrdersApi);
     assert.equal(issued.statusCode, 200, issued.body);
     assert.deepEqual(decodeJwt(issued.json().access_token as string).act, { sub: 'a-gateway', act: { sub: 'p-desk-1', iss: pIssuer, act: { sub: 'p-algo', iss: pIssuer } } });
+  });
+});
+
+describe("identity chaining from an agent's token: the grant is bounded by the agent's liveness when made, and by its lifetime after", () => {
+  test("caps a grant made from an agent's token, or from a token exchanged from one, to 60 s whatever the profile allows, and records the agents it stands on", async (t) => {
+    const g = await agentGateway(t);
+    const exchanged = await g.toClearing(g.agentToken);
+    assert.equal(exchanged.statusCode, 200, exchanged.body);
+    for (const subjectToken of [g.agentToken, exchanged.json().access_token as string]) {
+      const response = await g.grantForPartner(subjectToken);
+      assert.equal(response.statusCode, 200, response.body);
+      const grant = decodeJwt(response.json().access_token as string);
+      assert.ok(grant.exp! - grant.iat! <= 60, `the grant lives ${grant.exp! - grant.iat!} s: the partner redeems it past the agent's kill switch`);
+      assert.ok((response.json().expires_in as number) <= 60);
+      assert.equal(grant.agents, undefined, 'the partner is told nothing of our agents');
+      const hop = (await g.auditEvents('token.exchanged')).at(-1)!;
+      assert.equal(hop.details!.issued_token_type, jwtType);
+      assert.deepEqual(hop.details!.agents, [{ id: 'algo-7', approval: g.approval }], 'the evidence names the agents the grant stood on');
+    }
+  });
+
+  test('caps a grant an agent asks for itself, from a token of no agent, to 60 s: the grant stands on the agent as this hop\'s actor', async (t) => {
+    const g = await agentGateway(t);
+    const response = await g.grantForPartnerByAgent(g.gatewayToken);
+    assert.equal(response.statusCode, 200, response.body);
+    const grant = decodeJwt(response.json().access_token as string);
+    assert.deepEqual(grant.act, { sub: 'algo-7', iss: g.ctx.config.issuer });
+    assert.ok(grant.exp! - grant.iat! <= 60, `the grant lives ${grant.exp! - grant.iat!} s`);
+    const hop = (await g.auditEvents('token.exchanged')).at(-1)!;
+    assert.equal((hop.details!.agent as { id: string }).id, 'algo-7', 'the agent as the client, as for every issuance to one');
+  });
+
+  test("refuses a grant from an agent's token, or from a token exchanged from one, once the agent is disabled: nothing signed or recorded", async (t) => {
+    const g = await agentGateway(t);
+    const exchanged = await g.toClearing(g.agentToken);
+    assert.equal(exchanged.statusCode, 200, exchanged.body);
+    const recorded = (await g.auditEvents('token.exchanged')).length;
+    g.clock.advance(2000);
+    await applyDocumentAt(g.ctx, { agents: [{ ...algo7, status: 'disabled' }] });
+    g.clock.advance(2000);
+    for (const subjectToken of [g.agentToken, exchanged.json().access_token as string]) {
+      assertOAuthError(await g.grantForPartner(subjectToken), 400, 'invalid_request');
+    }
+    assert.equal((await g.auditEvents('token.exchanged')).length, recorded);
+  });
+
+  test('a grant from a token of no agent keeps the profile\'s lifetime and records no agents', async (t) => {
+    const { a } = await twoDomains(t, { chaining: { lifetime: 300 } });
+    const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    const response = await grantAt(a, 'a-desk-backend', own);
+    assert.equal(response.statusCode, 200, response.body);
+    const grant = decodeJwt(response.json().access_token as string);
+    assert.ok(grant.exp! - grant.iat! > 60, 'only a grant standing on an agent is capped');
+    assert.equal('agents' in (await a.f.auditEvents('token.exchanged')).at(-1)!.details!, false);
   });
 });
