@@ -23,18 +23,38 @@ export interface AccountFactorsView {
   recoveryCodesLocked?: string;
 }
 
-/** The notices kept for the person since their last visit (a recovery code was used). */
+/** The notices kept for the person since their last visit (a recovery code was used; a recovery of theirs). */
 export function noticesSection(notices: readonly AccountNotice[]): SafeHtml | '' {
   if (notices.length === 0) return '';
   return html`<section aria-labelledby="notices-heading">
 <h2 id="notices-heading">Since your last visit</h2>
-${notices.map(
-  (notice) => html`<p class="notice" role="status">A recovery code was used to sign in to your account on ${when(notice.createdAt)}${
+${notices.map((notice) => (notice.kind === 'recovery_code_used' ? recoveryCodeNotice(notice) : recoveryNotice(notice)))}</section>`;
+}
+
+function recoveryCodeNotice(notice: AccountNotice): SafeHtml {
+  return html`<p class="notice" role="status">A recovery code was used to sign in to your account on ${when(notice.createdAt)}${
     notice.details.source_address ? html` from ${notice.details.source_address}` : ''
   }. ${notice.details.remaining !== undefined ? html`${notice.details.remaining} unused recovery codes are left. ` : ''}If this was not you,
 change your password and remove your authenticator, then tell your administrator.</p>
-`,
-)}</section>`;
+`;
+}
+
+const lostNames: Record<string, string> = { passkeys: 'your passkeys', authenticator: 'your authenticator app and its recovery codes' };
+
+/** A step of a recovery of the person's account (src/identity/recovery/notices.ts). */
+function recoveryNotice(notice: AccountNotice): SafeHtml {
+  const { opened_by: openedBy, lost = [], upstream_links_ended: links = 0, source_address: address } = notice.details;
+  const removed = lost.map((f) => lostNames[f] ?? f).join(' and ');
+  const what =
+    notice.kind === 'recovery_opened'
+      ? html`A recovery of your account was asked for on ${when(notice.createdAt)}, ${openedBy === 'self' ? 'by you' : 'by the help desk'}.`
+      : notice.kind === 'recovery_approved'
+        ? html`A recovery of your account was approved on ${when(notice.createdAt)}: you were signed out everywhere${removed ? html`, ${removed} were removed` : ''}${
+            links > 0 ? html`, and your organisation’s sign-in was unlinked from this account (to join them again, sign in through your organisation, then with this account when asked)` : ''
+          }.`
+        : html`A new passkey was enrolled through your recovery link on ${when(notice.createdAt)}${address ? html` from ${address}` : ''}.`;
+  return html`<p class="notice" role="status">${what} If this was not you, tell your administrator at once.</p>
+`;
 }
 
 /**

@@ -9,6 +9,7 @@ import { acr } from '../../src/identity/acr.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { credentialsHeld } from '../../src/lifecycle/credential-hold.ts';
+import { enrolmentBinding, maxLiveChallengesPerLink } from '../../src/identity/recovery/enrolment.ts';
 import { startSession } from '../../src/identity/sessions.ts';
 import { createLogger } from '../../src/log.ts';
 import { mintAccessToken, newJti } from '../../src/tokens/access-token.ts';
@@ -459,5 +460,62 @@ describe('guessing the password of a link', () => {
     const right = await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'Mine', credential: '{}' }, browser);
     assert.equal(right.statusCode, 404);
     assert.match(right.body, /This link is not valid/);
+  });
+});
+
+describe('the passkey options of a link', () => {
+  test('keeps at most a few live challenges per link, asked one after another or all at once: the newest work, the oldest are replaced', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f);
+    assert.ok((await approve(f, id)).ok);
+    const browser = new Jar();
+    const csrf = csrfOf((await get(f, path, browser)).body);
+    const live = async () => (await f.ctx.storage.db.selectFrom('passkey_challenges').select('id').where('binding', '=', enrolmentBinding(id)).execute()).length;
+    const asked: LightMyRequestResponse[] = [];
+    for (let i = 0; i < 12; i++) {
+      asked.push(await post(f, `${path}/options`, { csrf_token: csrf }, browser));
+      f.clock.advance(1);
+    }
+    assert.ok(asked.every((o) => o.statusCode === 200));
+    assert.equal(await live(), maxLiveChallengesPerLink);
+    await Promise.all(Array.from({ length: 12 }, () => post(f, `${path}/options`, { csrf_token: csrf }, browser)));
+    assert.ok((await live()) <= maxLiveChallengesPerLink, `${await live()} live challenges for one link`);
+
+    // The first options' challenge was replaced: its ceremony is refused, the newest one's enrols.
+    const authenticator = new SoftwareAuthenticator({ origin: f.issuer });
+    const stale = JSON.stringify(authenticator.register(asked[0]!.json()));
+    const refused = await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'Stale', credential: stale }, browser);
+    assert.equal(refused.statusCode, 400);
+    assert.match(refused.body, /expired or was already used/);
+    const fresh = await post(f, `${path}/options`, { csrf_token: csrf }, browser);
+    const done = await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'New laptop', credential: JSON.stringify(new SoftwareAuthenticator({ origin: f.issuer }).register(fresh.json())) }, browser);
+    assert.equal(done.statusCode, 200, done.body);
+  });
+});
+
+describe('telling the person on /account', () => {
+  test('shows the opening, the approval and the use of a recovery of theirs at their next sign-in to /account, until a session of their own factor has seen them', async (t) => {
+    const f = await fixture(t);
+    const { id, path } = await helpDeskOpens(f, { ...checked, lost: ['passkeys'] });
+    assert.ok((await approve(f, id)).ok);
+    const browser = new Jar();
+    const csrf = csrfOf((await get(f, path, browser)).body);
+    const options = await post(f, `${path}/options`, { csrf_token: csrf }, browser);
+    const credential = JSON.stringify(new SoftwareAuthenticator({ origin: f.issuer }).register(options.json()));
+    assert.equal((await post(f, path, { csrf_token: csrf, password: alicePassword, name: 'New laptop', credential }, browser)).statusCode, 200);
+
+    const account = (who: Person) => f.inject({ method: 'GET', url: '/account', headers: { cookie: who.cookie } });
+    // A password-only session is shown them and keeps them (whoever knows the password cannot make them go away).
+    const weak = await account(await sessionOf(f, 'alice', { acr: acr.password, amr: ['pwd'] }));
+    assert.equal(weak.statusCode, 200, weak.body);
+    assert.match(weak.body, /A recovery of your account was asked for on <time[^>]*>[^<]*<\/time>, by the help desk\./);
+    const first = await account(await sessionOf(f, 'alice'));
+    assert.equal(first.statusCode, 200, first.body);
+    assert.match(first.body, /A recovery of your account was asked for on <time[^>]*>[^<]*<\/time>, by the help desk\./);
+    assert.match(first.body, /A recovery of your account was approved on <time[^>]*>[^<]*<\/time>: you were signed out everywhere, your passkeys were removed\./);
+    assert.match(first.body, /A new passkey was enrolled through your recovery link on <time[^>]*>[^<]*<\/time> from [0-9.]+\./);
+    assert.match(first.body, /If this was not you, tell your administrator/);
+    const next = await account(await sessionOf(f, 'alice'));
+    assert.doesNotMatch(next.body, /A recovery of your account/, 'seen once by the person’s own passkey session');
   });
 });

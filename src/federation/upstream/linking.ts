@@ -1,6 +1,6 @@
 import { usernamePattern } from '../../identity/users.ts';
 import { createHash, randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
 import { isUniqueViolation } from '../../storage/faults.ts';
@@ -153,6 +153,27 @@ async function freeUsername(ctx: LinkContext, provider: IdentityProvider, identi
     if (!taken) return candidate;
   }
   return undefined;
+}
+
+/** An upstream identity that no longer signs a person in: which, who had linked it and when. */
+export interface EndedLink {
+  provider: string;
+  issuer: string;
+  upstream_subject: string;
+  linked_by: string;
+  linked_at: number;
+}
+
+/**
+ * Ends every upstream link of a person in `trx` (an approved recovery, src/identity/recovery/approval.ts):
+ * each of their upstream identities signs in as nobody from then on — its next sign-in finds no
+ * link, so it is asked to link anew (`email_taken`) or provisions someone new, never them.
+ */
+export async function endLinksOf(trx: Transaction<Database>, userId: string): Promise<EndedLink[]> {
+  const ended = await trx.deleteFrom('user_links').where('user_id', '=', userId).returning(['provider_id', 'issuer', 'subject', 'linked_by', 'created_at']).execute();
+  return ended
+    .map((l) => ({ provider: l.provider_id, issuer: l.issuer, upstream_subject: l.subject, linked_by: l.linked_by, linked_at: Number(l.created_at) }))
+    .sort((a, b) => a.linked_at - b.linked_at || a.upstream_subject.localeCompare(b.upstream_subject));
 }
 
 /** The upstream identities linked to a person. */

@@ -8,18 +8,23 @@ import { madeThroughUpstream, madeWithRecoveryCode } from '../factor-changes.ts'
 /**
  * Notices a person sees on /account, kept until they open it signed in with their authenticator
  * or a passkey: how Clearance "alerts the person" that a recovery code was used to sign in as them
- * (AMENDMENTS "Strong authentication"). Delivery by e-mail is a later issue; the audit event is
+ * (AMENDMENTS "Strong authentication"), and that a recovery of theirs was opened, approved or
+ * used (src/identity/recovery/notices.ts). Delivery by e-mail is a later issue; the audit event is
  * written either way.
  */
 
-export type NoticeKind = 'recovery_code_used';
+export type NoticeKind = 'recovery_code_used' | 'recovery_opened' | 'recovery_approved' | 'recovery_used';
 
 export interface AccountNotice {
   id: string;
   kind: NoticeKind;
   createdAt: number;
-  /** recovery_code_used: the address it came from and how many codes are left. */
-  details: { source_address?: string; remaining?: number };
+  /**
+   * recovery_code_used: the address it came from and how many codes are left. The recovery of a
+   * lost authenticator (src/identity/recovery/notices.ts): who opened it, what it removed, how many
+   * upstream links it ended, the address its link was used from.
+   */
+  details: { source_address?: string; remaining?: number; opened_by?: string; lost?: string[]; upstream_links_ended?: number };
 }
 
 /** Adds to `flight` the statement that stores a notice for the person. */

@@ -7,7 +7,9 @@ import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
 import { endPersonAccess, lifecycleEvent } from '../lifecycle.ts';
 import { holdCredentialsIn } from '../../lifecycle/credential-hold.ts';
+import { endLinksOf } from '../../federation/upstream/linking.ts';
 import { passwordSetterOf } from '../role-grants.ts';
+import { recoveryNoticeIn } from './notices.ts';
 import type { LostFactor } from './requests.ts';
 import { recoverySettings } from './settings.ts';
 
@@ -31,7 +33,14 @@ import { recoverySettings } from './settings.ts';
  *    whoever knows it — an administrator who set it while the request waited, or after — would
  *    enrol their own passkey on /account without the link (`recovery.factors_disabled` says
  *    `credentials_held`);
- * 5. the `recovery.approved` alert.
+ * 5. every upstream link of the person ends (src/federation/upstream/linking.ts endLinksOf),
+ *    however it was made: a recovery follows a suspected takeover, and whoever held the account
+ *    could have linked an upstream identity of their own to it (an administrator talked into a
+ *    link, or their own sign-in joining the two), which would keep signing them in. Which links
+ *    were the person's cannot be told apart, so none stays: the person joins theirs again by
+ *    signing in with their recovered factor (`recovery.factors_disabled` names each link ended:
+ *    provider, issuer, upstream subject, who made it, when);
+ * 6. the `recovery.approved` alert, and the person's notice on /account (./notices.ts).
  * A denial changes nothing here: the link stays inert forever (`approval.denied` is the record).
  * Anything missing (the link row) throws: the whole decision rolls back (fail closed).
  */
@@ -55,17 +64,29 @@ export async function settleRecovery(ctx: Pick<Context, 'clock'>, trx: Transacti
   const totp = lost.includes('authenticator') ? await trx.deleteFrom('totp_factors').where('user_id', '=', request.subject).returning(['id']).execute() : [];
   const codes = lost.includes('authenticator') ? Number((await trx.deleteFrom('recovery_codes').where('user_id', '=', request.subject).executeTakeFirst()).numDeletedRows) : 0;
   const held = await holdUntilEnrolled(trx, request.subject, now);
+  const links = await endLinksOf(trx, request.subject);
   const removed = {
     passkeys: passkeys.map((p) => ({ passkey: p.id, credential: p.credential_id })),
     authenticator: totp.map((t) => t.id),
     recovery_codes_removed: codes,
     ...(held ? { credentials_held: true } : {}),
+    upstream_links_ended: links,
   };
   await alertInsert(trx, ctx.clock, {
     type: 'recovery.approved',
     subject: request.subject,
-    data: { request_id: request.id, approver, lost, passkeys_removed: passkeys.length, authenticator_removed: totp.length > 0, sessions_ended: ended.sessionsEnded, enrolment_expires_at: expiresAt },
+    data: {
+      request_id: request.id,
+      approver,
+      lost,
+      passkeys_removed: passkeys.length,
+      authenticator_removed: totp.length > 0,
+      sessions_ended: ended.sessionsEnded,
+      upstream_links_ended: links.length,
+      enrolment_expires_at: expiresAt,
+    },
   }).execute();
+  await recoveryNoticeIn(trx, request.subject, 'recovery_approved', { lost, upstream_links_ended: links.length }, now);
   const accessEnded = lifecycleEvent('recovery', request.subject, approver, ended, { via: 'recovery' });
   return [
     ...events,

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { AuditEvent } from '../../audit/events.ts';
 import type { Context } from '../../context.ts';
@@ -6,6 +6,7 @@ import { effectiveStatus, type ApprovalStatus } from '../../approvals/requests.t
 import { refusedFor } from '../../storage/flight.ts';
 import { verifyPassword } from '../passwords.ts';
 import { registerPasskey, registrationOptions } from '../passkeys/registration.ts';
+import { addNotice } from '../factors/notices.ts';
 import type { Passkey } from '../passkeys/store.ts';
 import { findUser, type User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
@@ -40,11 +41,20 @@ import { recordRefusal } from '../../audit/refusals.ts';
  *    while they still have none and are still held (read here, and required again in the
  *    enrolment's transaction). The enrolment lifts the hold in that transaction
  *    (`recovery.enrolled` says `credential_hold_lifted`): from then on the passkey signs them in.
- *    Any enrolment through a link lifts a hold the person has.
+ *    Any enrolment through a link lifts a hold the person has;
+ * 7. the page's passkey options make a challenge bound to the link each time they are asked: a
+ *    link keeps at most `maxLiveChallengesPerLink` of them (the newest; each new one replaces the
+ *    oldest beyond), so whoever holds the link cannot fill the challenge table through it — and
+ *    a person who started again keeps a ceremony or two still open;
+ * 8. the enrolment leaves the person a notice on /account (`recovery_used`, ./notices.ts), in its
+ *    transaction.
  */
 
 /** Wrong passwords a link survives. */
 export const maxLinkFailures = 5;
+
+/** Passkey ceremonies a link keeps open at once (rule 7): a new one replaces the oldest beyond. */
+export const maxLiveChallengesPerLink = 3;
 
 const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
 
@@ -106,9 +116,40 @@ export function enrolmentBinding(requestId: string): string {
   return `recovery:${requestId}`;
 }
 
-/** The passkey creation options for a live link (the page's script asks for them). */
+/** The passkey creation options for a live link (the page's script asks for them), under rule 7. */
 export async function enrolmentOptions(ctx: LinkContext, link: LiveLink): Promise<PublicKeyCredentialCreationOptionsJSON> {
-  return registrationOptions(ctx, link.user, enrolmentBinding(link.requestId));
+  const binding = enrolmentBinding(link.requestId);
+  const options = await registrationOptions(ctx, link.user, binding);
+  await keepNewestChallenges(ctx, binding, options.challenge);
+  return options;
+}
+
+/**
+ * Rule 7: deletes the link's challenges but the one just made (`challenge`, as the options carry
+ * it) and the `maxLiveChallengesPerLink - 1` newest others, in one statement. What a call leaves is
+ * within its own keep-set of that size, so calls sent at once leave no more than the bound once
+ * answered, and none deletes the challenge it is about to hand out.
+ */
+async function keepNewestChallenges(ctx: LinkContext, binding: string, challenge: string): Promise<void> {
+  // Stored as its SHA-256 (src/identity/passkeys/challenges.ts): the options carry the challenge itself.
+  const made = createHash('sha256').update(challenge, 'utf8').digest('base64url');
+  const db = ctx.storage.db;
+  const newestOthers = db
+    .selectFrom('passkey_challenges')
+    .select('id')
+    .where('binding', '=', binding)
+    .where('purpose', '=', 'register')
+    .where('id', '<>', made)
+    .orderBy('expires_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(maxLiveChallengesPerLink - 1);
+  await db
+    .deleteFrom('passkey_challenges')
+    .where('binding', '=', binding)
+    .where('purpose', '=', 'register')
+    .where('id', '<>', made)
+    .where('id', 'not in', newestOthers)
+    .execute();
 }
 
 export type EnrolmentOutcome =
@@ -186,6 +227,7 @@ export async function enrolThroughLink(
         // Rule 6: the hold goes with this enrolment — and a link without a password works only on a hold still there.
         void flight.run(db.deleteFrom('credential_holds').where('user_id', '=', link.user.id), hash === null ? { rows: 1, otherwise: changed } : undefined);
         void flight.run(db.updateTable('approval_requests').set({ status: 'consumed', consumed_at: now }).where('id', '=', link.requestId).where('status', '=', 'approved'), { rows: 1, otherwise: spent });
+        addNotice(ctx, flight, link.user.id, 'recovery_used', { source_address: input.sourceAddress }, now);
         // The passkey itself is named by `passkey.registered`, in the same transaction.
         return [enrolled];
       },

@@ -10,6 +10,7 @@ import { mayHoldTokens } from '../lifecycle.ts';
 import { credentialsHeld } from '../../lifecycle/credential-hold.ts';
 import type { User } from '../users.ts';
 import { passwordFingerprint } from './approval.ts';
+import { recoveryNoticeIn } from './notices.ts';
 import { recoverySettings } from './settings.ts';
 import { helpDeskRole, recoveryApproverRole } from '../roles.ts';
 
@@ -165,7 +166,8 @@ function pick(input: { lost?: readonly string[]; requestId?: string }): { lost?:
  * The rules both ways share, then the request: the evidence reference recordable, the lost
  * factors from the list, the person active (or locked only by failed passwords) with a password,
  * no other recovery of theirs waiting; then, in one transaction, the approval request
- * (`approval.requested`), its link row and the `recovery.requested` alert.
+ * (`approval.requested`), its link row, the `recovery.requested` alert and the person's notice on
+ * /account (./notices.ts).
  */
 async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
   const evidence = evidenceRefProblem(opening.evidenceRef);
@@ -248,6 +250,8 @@ async function open(ctx: OpenContext, opening: Opening): Promise<OpenOutcome> {
           subject: subject.id,
           data: { request_id: request.id, opened_by: opening.openedBy, requester: opening.requester.id, verification_method: content.verification_method, lost: content.lost, expires_at: request.expiresAt },
         }).execute();
+        // The person hears of it too, on /account: an opening behind their back is what they must see.
+        await recoveryNoticeIn(trx, subject.id, 'recovery_opened', { opened_by: opening.openedBy, lost: content.lost }, now);
         return [];
       },
       opening.requestId !== undefined ? { requestId: opening.requestId } : {},

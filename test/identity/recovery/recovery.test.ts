@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { recoveryKind } from '../../../src/approvals/kinds/recovery.ts';
 import { approvalKindOf } from '../../../src/approvals/kinds/index.ts';
@@ -7,7 +8,7 @@ import { acr } from '../../../src/identity/acr.ts';
 import { totpFactorOf } from '../../../src/identity/factors/totp.ts';
 import { isPersonTokenLive } from '../../../src/identity/lifecycle.ts';
 import { listPasskeys } from '../../../src/identity/passkeys/store.ts';
-import { enrolThroughLink, enrolmentOptions, maxLinkFailures, readEnrolmentLink } from '../../../src/identity/recovery/enrolment.ts';
+import { enrolThroughLink, enrolmentBinding, enrolmentOptions, maxLinkFailures, maxLiveChallengesPerLink, readEnrolmentLink } from '../../../src/identity/recovery/enrolment.ts';
 import { handleDigest } from '../../../src/authorization/digest.ts';
 import { openOwnRecovery, openRecoveryByHelpDesk, type OpenOutcome } from '../../../src/identity/recovery/requests.ts';
 import { readSession, startSession } from '../../../src/identity/sessions.ts';
@@ -194,6 +195,57 @@ for (const dialect of testDialects()) {
       assert.ok((await decide(f, opened.request.id, 'rita')).ok);
       assert.equal((await listPasskeys(f.ctx, alice.id)).length, 1);
       assert.equal(await totpFactorOf(f.ctx, alice.id), undefined);
+    });
+
+    test('approval ends every upstream link of the person, however it was made, and no one else’s, on the record', async (t) => {
+      const f = await fixture(t, dialect);
+      const alice = await person(f.ctx, 'alice');
+      const bob = await person(f.ctx, 'bob');
+      const link = (userId: string, subject: string, linkedBy: string) => ({ issuer: 'https://idp.fund-a.example', subject, user_id: userId, provider_id: 'fund-a', linked_by: linkedBy, created_at: 1_700_000_000_000, last_login_at: null });
+      await f.ctx.storage.db.insertInto('user_links').values([link(alice.id, 'by-admin', 'admin'), link(alice.id, 'by-sign-in', 'local_sign_in'), link(alice.id, 'first', 'provisioned'), link(bob.id, 'bobs', 'local_sign_in')]).execute();
+      const opened = await helpDeskOpens(f);
+      assert.ok(opened.ok);
+      const denied = await decideApprovalRequest(f.ctx, recoveryKind, { requestId: opened.request.id, approver: await approverOf(f.ctx, 'fiona'), proof: weakProof, decision: 'approve' });
+      assert.equal(denied.ok, false);
+      assert.equal((await f.ctx.storage.db.selectFrom('user_links').select('subject').where('user_id', '=', alice.id).execute()).length, 3, 'a refused decision ends nothing');
+      assert.ok((await decide(f, opened.request.id, 'rita')).ok);
+      assert.deepEqual((await f.ctx.storage.db.selectFrom('user_links').select(['user_id', 'subject']).execute()).map((l) => [l.user_id, l.subject]), [[bob.id, 'bobs']]);
+      const [disabled] = await f.events('recovery.factors_disabled');
+      const ended = disabled!.details!.upstream_links_ended as { upstream_subject: string; linked_by: string; linked_at: number; provider: string }[];
+      assert.deepEqual(ended.map((l) => [l.upstream_subject, l.linked_by, l.provider, l.linked_at]).sort(), [
+        ['by-admin', 'admin', 'fund-a', 1_700_000_000_000],
+        ['by-sign-in', 'local_sign_in', 'fund-a', 1_700_000_000_000],
+        ['first', 'provisioned', 'fund-a', 1_700_000_000_000],
+      ]);
+      const [alert] = await alerts(f, 'recovery.approved');
+      assert.equal(JSON.parse(alert!.data).upstream_links_ended, 3);
+      // The person is told on /account: the opening, then the approval with the links it ended.
+      const notices = await f.ctx.storage.db.selectFrom('account_notices').select(['kind', 'details']).where('user_id', '=', alice.id).orderBy('created_at').orderBy('kind', 'desc').execute();
+      assert.deepEqual(notices.map((n) => [n.kind, JSON.parse(n.details)]), [
+        ['recovery_opened', { opened_by: 'help_desk', lost: ['passkeys', 'authenticator'] }],
+        ['recovery_approved', { lost: ['passkeys', 'authenticator'], upstream_links_ended: 3 }],
+      ]);
+    });
+
+    test('a link keeps at most a few live passkey challenges, the newest, asked one after another or all at once', async (t) => {
+      const f = await fixture(t, dialect);
+      const opened = await helpDeskOpens(f);
+      assert.ok(opened.ok);
+      assert.ok((await decide(f, opened.request.id, 'rita')).ok);
+      const state = await readEnrolmentLink(f.ctx, opened.token);
+      assert.ok(state.ok);
+      const live = async () => (await f.ctx.storage.db.selectFrom('passkey_challenges').select('id').where('binding', '=', enrolmentBinding(opened.request.id)).execute()).map((r) => r.id);
+      const digest = (challenge: string) => createHash('sha256').update(challenge, 'utf8').digest('base64url');
+      const asked: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        asked.push((await enrolmentOptions(f.ctx, state.link)).challenge);
+        f.clock.advance(1);
+      }
+      assert.deepEqual((await live()).sort(), asked.slice(-maxLiveChallengesPerLink).map(digest).sort(), 'the newest are kept');
+      const atOnce = await Promise.all(Array.from({ length: 8 }, () => enrolmentOptions(f.ctx, state.link)));
+      const left = await live();
+      assert.ok(left.length <= maxLiveChallengesPerLink, `${left.length} live challenges for one link`);
+      assert.ok(left.every((id) => atOnce.some((o) => digest(o.challenge) === id)), 'those asked at once replaced the older ones');
     });
 
     test('a denied request leaves everything and its link never works', async (t) => {
