@@ -8,7 +8,7 @@ import { alertInsert } from '../../signals/alerts.ts';
 import type { Database } from '../../storage/schema.ts';
 import { consumeApprovalRequest, listPendingApprovalRequests, openApprovalRequest, type ApprovalRequest } from '../requests.ts';
 import { breakGlassAccountNames, findBreakGlassAccount } from './accounts.ts';
-import { unrecordableText } from './free-text.ts';
+import { unrecordableText } from '../../audit/free-text.ts';
 
 /**
  * Break-glass activations (docs/recovery.md "Break-glass"): requested by a person with a reason,
@@ -53,7 +53,7 @@ export const maxReasonLength = 500;
 export type ActivationRequestOutcome =
   | { ok: true; request: ApprovalRequest }
   | { ok: false; refusal: 'unknown_account' | 'reason_required' | 'requester_not_active' | 'already_in_force' | 'already_requested' }
-  /** The reason holds a control character or a value the audit log refuses (./free-text.ts). */
+  /** The reason holds a control character or a value the audit log refuses (src/audit/free-text.ts). */
   | { ok: false; refusal: 'reason_unrecordable'; detail: string };
 
 /**

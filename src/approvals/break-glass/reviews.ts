@@ -3,7 +3,7 @@ import type { Database } from '../../storage/schema.ts';
 import type { Context } from '../../context.ts';
 import { acr, acrSatisfies } from '../../identity/acr.ts';
 import { findUser } from '../../identity/users.ts';
-import { unrecordableText } from './free-text.ts';
+import { unrecordableText } from '../../audit/free-text.ts';
 
 /**
  * The review every ended break-glass activation opens (docs/recovery.md "Break-glass"): it stays
@@ -44,7 +44,7 @@ export const maxNoteLength = 2000;
 export type CloseOutcome =
   | { ok: true; review: Review }
   | { ok: false; refusal: 'not_found' | 'already_closed' | 'not_compliance' | 'insufficient_authentication' | 'note_required' | /** The closer requested or approved the activation. */ 'not_independent' }
-  /** The note holds a control character or a value the audit log refuses (./free-text.ts). */
+  /** The note holds a control character or a value the audit log refuses (src/audit/free-text.ts). */
   | { ok: false; refusal: 'note_unrecordable'; detail: string };
 
 /**
