@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, X509Certificate as NodeCertificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID, X509Certificate as NodeCertificate } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../clock.ts';
 import { GenerationCache, bumpGeneration } from '../storage/generations.ts';
@@ -41,6 +41,8 @@ export class Authorities {
   readonly #custodies: Custodies;
   readonly #clock: Clock;
   readonly #cache: GenerationCache<Authority[]>;
+  /** Responders being made, by issuing authority: requests arriving meanwhile wait for that one. */
+  readonly #makingResponder = new Map<string, Promise<{ authority: Authority; key: CustodyKey }>>();
 
   constructor(db: Kysely<Database>, custodies: Custodies, clock: Clock) {
     this.#db = db;
@@ -80,14 +82,36 @@ export class Authorities {
    * no new one would outlive.
    */
   async ocspResponder(issuing: Authority): Promise<{ authority: Authority; key: CustodyKey }> {
-    const now = this.#clock.now();
-    // A responder that ends with its issuing CA cannot be renewed to live longer: it stays current
-    // to the end, or every (unauthenticated) request would sign and store a new one.
-    const current = (await this.all()).find((a) => a.role === 'ocsp' && a.issuerId === issuing.id && a.notAfter > now && (a.notAfter - now > responderRenewMs || a.notAfter >= issuing.notAfter));
+    const current = this.#currentResponder(await this.all(), issuing);
     if (current?.keyRef) return { authority: current, key: await this.#custodies.load(current.keyRef) };
+    // One making per issuing CA in this process: the requests of the same moment share it.
+    const making = this.#makingResponder.get(issuing.id) ?? this.#makeResponder(issuing).finally(() => this.#makingResponder.delete(issuing.id));
+    this.#makingResponder.set(issuing.id, making);
+    return making;
+  }
+
+  /**
+   * A responder for `issuing` that is current now. One that ends with its issuing CA cannot be
+   * renewed to live longer: it stays current to the end, or every (unauthenticated) request would
+   * sign and store a new one.
+   */
+  #currentResponder(all: Authority[], issuing: Authority): Authority | undefined {
+    const now = this.#clock.now();
+    return all.find((a) => a.role === 'ocsp' && a.issuerId === issuing.id && a.keyRef && a.notAfter > now && (a.notAfter - now > responderRenewMs || a.notAfter >= issuing.notAfter));
+  }
+
+  async #makeResponder(issuing: Authority): Promise<{ authority: Authority; key: CustodyKey }> {
+    // Another node may have made one since this node's cache was read: take it rather than make a second.
+    const made = this.#currentResponder(await this.#load(), issuing);
+    if (made?.keyRef) {
+      this.#cache.invalidate();
+      return { authority: made, key: await this.#custodies.load(made.keyRef) };
+    }
     if (!issuing.keyRef) throw new PkiError(`issuing authority ${issuing.id} has no key in custody`);
+    const now = this.#clock.now();
     const issuingKey = await this.#custodies.load(issuing.keyRef);
-    const key = await this.#custodies.software.generate(`ocsp-${issuing.id}-${now}`, 'EC-P256');
+    // The label is unique (custody_keys.label): two nodes making a responder in the same millisecond each get their own.
+    const key = await this.#custodies.software.generate(`ocsp-${issuing.id}-${now}-${randomUUID()}`, 'EC-P256');
     const certificate = await signCertificate(
       {
         serial: newSerial(),

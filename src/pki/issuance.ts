@@ -298,7 +298,8 @@ async function openPendingIssuance(ctx: Context, input: IssueInput, profile: Cer
   return { status: 'pending_approval', requestId: id, approvalRequest: request.id, expiresAt: request.expiresAt };
 }
 
-async function recordRefusal(ctx: Context, input: IssueInput, refusal: PkiRefusal): Promise<void> {
+/** `pki.issuance_refused` with the refusal's reason code (also for a refusal made before the CA's rules, src/pki/holder.ts). */
+export async function recordRefusal(ctx: Context, input: Pick<IssueInput, 'profile' | 'holder' | 'requestedBy' | 'requestId'>, refusal: PkiRefusal): Promise<void> {
   await ctx.audit.record({
     type: 'pki.issuance_refused',
     actor: input.requestedBy,

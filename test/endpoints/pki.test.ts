@@ -14,9 +14,13 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { BasicOCSPResponse, OCSPResponse } from '@peculiar/asn1-ocsp';
 import { adminAudience } from '../../src/admin/authorize.ts';
+import { ocspRequest } from '../../src/guard/ocsp.ts';
 import { acr } from '../../src/identity/acr.ts';
 import { initCa } from '../../src/pki/authority.ts';
+import { requestCertificate, type IssuedCertificate } from '../../src/pki/issuance.ts';
 import * as x509 from '../../src/pki/x509.ts';
 import { pkiAudience } from '../../src/resource-servers/builtins.ts';
 import { codeFlowFixture, webRedirect, type CodeFlowFixture } from '../authorization/fixture.ts';
@@ -95,8 +99,8 @@ async function harness(t: TestContext, options: { dialect: TestDialect; init?: b
       secretService('ca-bot', 'pki:issue:workload pki:issue:signing pki:issue:trader pki:revoke'),
       secretService('ca-other', 'pki:issue:signing pki:issue:trader'),
       secretService('ca-reader', 'order:create'),
-      secretService('workload-1', 'order:create', { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://trading.example/ca-bot' }),
-      secretService('signer-1', 'order:create', { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'urn:example:signer:ca-bot' }),
+      secretService('workload-1', 'order:create', { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://trading.example/workload-1' }),
+      secretService('signer-1', 'order:create', { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'urn:example:signer:signer-1' }),
       {
         client_id: 'desk-app',
         kind: 'app',
@@ -199,6 +203,13 @@ async function issue(h: Harness, token: string, profile: string, csr?: string, e
   const response = await post(h.f, '/pki/certificates', { token, body: { profile, csr: csr ?? (await csrOf()), ...extra } });
   assert.equal(response.statusCode, 201, response.body);
   return response.json();
+}
+
+/** `clearance ca issue --holder`: how an operator gives a tls_client_auth client its first certificate. */
+async function issueAsOperator(h: Harness, profile: string, holder: string): Promise<IssuedCertificate> {
+  const outcome = await requestCertificate(h.f.ctx, { profile, csr: await csrOf(), holder, requestedBy: 'cli:operator', requesterType: 'client' });
+  assert.equal(outcome.status, 'issued');
+  return outcome as IssuedCertificate;
 }
 
 async function refusals(h: Harness): Promise<string[]> {
@@ -575,21 +586,60 @@ for (const dialect of testDialects()) {
   describe(`tls_client_auth with the CA's certificates (${dialect.name})`, () => {
     test('a client_auth profile certificate authenticates its client at /token until it is revoked, then at once invalid_client', async (t) => {
       const h = await harness(t, { dialect });
-      const issued = await issue(h, await h.token('ca-bot', 'pki:issue:workload'), 'workload');
-      const granted = await mtlsToken(h.f, 'workload-1', issued.certificate);
+      const issued = await issueAsOperator(h, 'workload', 'workload-1');
+      const granted = await mtlsToken(h.f, 'workload-1', issued.certificatePem);
       assert.equal(granted.statusCode, 200, granted.body);
       assert.ok(granted.json().access_token);
 
       const revoke = await post(h.f, `/pki/certificates/${issued.serial}/revoke`, { token: await h.token('ca-bot', 'pki:revoke'), body: { reason: 'keyCompromise' } });
       assert.equal(revoke.statusCode, 200, revoke.body);
-      assertOAuthError(await mtlsToken(h.f, 'workload-1', issued.certificate), 401, 'invalid_client');
+      assertOAuthError(await mtlsToken(h.f, 'workload-1', issued.certificatePem), 401, 'invalid_client');
     });
 
     test('a certificate of a profile without client_auth does not authenticate a client, though its name matches', async (t) => {
       const h = await harness(t, { dialect });
-      const signer = await issue(h, await h.token('ca-bot', 'pki:issue:signing'), 'signing');
-      assert.equal(new X509Certificate(signer.certificate).subjectAltName, 'URI:urn:example:signer:ca-bot');
-      assertOAuthError(await mtlsToken(h.f, 'signer-1', signer.certificate), 401, 'invalid_client');
+      const signer = await issueAsOperator(h, 'signing', 'signer-1');
+      assert.equal(new X509Certificate(signer.certificatePem).subjectAltName, 'URI:urn:example:signer:signer-1');
+      assertOAuthError(await mtlsToken(h.f, 'signer-1', signer.certificatePem), 401, 'invalid_client');
+    });
+
+    test('a certificate issued to one workload does not authenticate another client, though that client registered its name (RFC 8705 §2.1)', async (t) => {
+      const h = await harness(t, { dialect });
+      await h.f.apply({ clients: [secretService('workload-2', 'order:create', { token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://trading.example/ca-bot' })] });
+      const issued = await issue(h, await h.token('ca-bot', 'pki:issue:workload'), 'workload');
+      assert.equal(issued.holder, 'ca-bot');
+      const refused = assertOAuthError(await mtlsToken(h.f, 'workload-2', issued.certificate), 401, 'invalid_client');
+      assert.equal(refused.access_token, undefined);
+    });
+
+    test('a device certificate named after a client does not authenticate that client: an enrolling service names devices, not clients', async (t) => {
+      const h = await harness(t, { dialect });
+      await h.f.apply({ certificate_profiles: [...profiles, { ...profiles[0]!, name: 'desk-device', kind: 'device' }] });
+      const device = await issueAsOperator(h, 'desk-device', 'workload-1');
+      assert.match(String(new X509Certificate(device.certificatePem).subjectAltName), /URI:spiffe:\/\/trading\.example\/workload-1/);
+      assertOAuthError(await mtlsToken(h.f, 'workload-1', device.certificatePem), 401, 'invalid_client');
+    });
+  });
+
+  describe(`who a workload certificate is for (${dialect.name})`, () => {
+    test('refuses a delegated (exchanged) token carrying act with 400 and an audited refusal', async (t) => {
+      const h = await harness(t, { dialect });
+      const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+      await h.f.apply({ clients: [secretService('ca-exchanger', 'pki:issue:workload', { grant_types: ['client_credentials', exchange] })] });
+      const own = await h.token('ca-exchanger', 'pki:issue:workload');
+      const exchanged = await h.f.token({
+        auth: h.f.basic('ca-exchanger'),
+        form: { grant_type: exchange, subject_token: own, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', resource: pkiAudience(h.f.issuer), scope: 'pki:issue:workload' },
+      });
+      assert.equal(exchanged.statusCode, 200, exchanged.body);
+      const token = exchanged.json().access_token as string;
+
+      const refused = assertOAuthError(await post(h.f, '/pki/certificates', { token, body: { profile: 'workload', csr: await csrOf() } }), 400, 'invalid_request');
+      assert.match(String(refused.error_description), /act/);
+      assert.deepEqual(await refusals(h), ['holder']);
+      assert.deepEqual(await h.f.auditEvents('pki.certificate_issued'), []);
+      // The client's own token still gets its own certificate.
+      assert.equal((await issue(h, own, 'workload')).holder, 'ca-exchanger');
     });
   });
 
@@ -681,5 +731,53 @@ describe('renewal under a profile that requires approval', () => {
     assert.equal(again.statusCode, 201, again.body);
     const events = await h.f.auditEvents('pki.certificate_renewed');
     assert.deepEqual(events.map((e) => (e.details as Record<string, unknown>).approval_request), [approvalId, approvalId]);
+  });
+});
+
+describe('URI name constraints of a profile', () => {
+  test('refuses an issuance for a sibling host under a constraint naming the host without a slash (spiffe://broker.example.evil/… under spiffe://broker.example), and issues for the host itself', async (t) => {
+    const h = await harness(t, { dialect: testDialects()[0]! });
+    const constrained = (name: string, template: string) => ({ name, key_types: ['EC-P256'], max_lifetime: '1h', ekus: ['client_auth'], subject: 'CN={holder}', san: { uri: [template] }, name_constraints: { uri: ['spiffe://broker.example'] } });
+    await h.f.apply({
+      certificate_profiles: [...profiles, constrained('sibling-host', 'spiffe://broker.example.evil/{holder}'), constrained('same-host', 'spiffe://broker.example/{holder}')],
+      clients: [secretService('x', 'pki:issue:sibling-host pki:issue:same-host')],
+    });
+    const token = await h.token('x', 'pki:issue:sibling-host pki:issue:same-host');
+    const refused = assertOAuthError(await post(h.f, '/pki/certificates', { token, body: { profile: 'sibling-host', csr: await csrOf() } }), 400, 'invalid_request');
+    assert.match(String(refused.error_description), /spiffe:\/\/broker\.example\.evil\/x is outside profile sibling-host's name constraints/);
+    assert.deepEqual(await refusals(h), ['names']);
+    const issued = await issue(h, token, 'same-host');
+    assert.equal(new X509Certificate(issued.certificate).subjectAltName, 'URI:spiffe://broker.example/x');
+  });
+});
+
+describe('OCSP over GET and HTTP caches (RFC 5019 §6.2)', () => {
+  test('a GET answer carries Cache-Control, Last-Modified at its thisUpdate, Expires at its nextUpdate and an ETag of the answer; a POST answer and a malformed request are not cached', async (t) => {
+    const h = await harness(t, { dialect: testDialects()[0]! });
+    const issued = await issue(h, await h.token('ca-bot', 'pki:issue:workload'), 'workload');
+    const issuing = (await h.f.ctx.pki.authorities.byId(h.issuingId))!;
+    const request = ocspRequest(new X509Certificate(issued.certificate), issuing.node);
+    const response = await get(h.f, `/pki/ocsp/${encodeURIComponent(request.toString('base64'))}`);
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.headers['content-type'], 'application/ocsp-response');
+
+    const basic = AsnConvert.parse(AsnConvert.parse(response.rawPayload, OCSPResponse).responseBytes!.response.buffer, BasicOCSPResponse);
+    const [single] = basic.tbsResponseData.responses;
+    const thisUpdate = single!.thisUpdate.getTime();
+    const nextUpdate = single!.nextUpdate!.getTime();
+    const maxAge = Number(/^max-age=(\d+), public, no-transform, must-revalidate$/.exec(String(response.headers['cache-control']))?.[1]);
+    assert.ok(maxAge > 0 && maxAge * 1000 < nextUpdate - thisUpdate, `cache-control ${response.headers['cache-control']}: cached past thisUpdate, never to nextUpdate`);
+    assert.equal(response.headers['last-modified'], new Date(thisUpdate).toUTCString());
+    assert.equal(response.headers.expires, new Date(nextUpdate).toUTCString());
+    assert.equal(response.headers.etag, `"${createHash('sha256').update(response.rawPayload).digest('base64url')}"`);
+
+    const posted = await h.f.inject({ method: 'POST', url: '/pki/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: request });
+    assert.equal(posted.statusCode, 200);
+    assert.equal(posted.headers['cache-control'], 'no-cache');
+    assert.equal(posted.headers.expires, undefined);
+    const malformed = await get(h.f, '/pki/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA==');
+    assert.equal(malformed.statusCode, 200);
+    assert.equal(malformed.headers['cache-control'], 'no-cache', 'an unsigned error answer has no times to be cached by');
+    assert.equal(malformed.headers['last-modified'], undefined);
   });
 });

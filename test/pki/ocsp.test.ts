@@ -9,6 +9,8 @@ import { revokeCertificate } from '../../src/pki/revocation.ts';
 import { makePki } from '../helpers/pki.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { testContext } from '../helpers/storage.ts';
+import { createLogger } from '../../src/log.ts';
+import { openContext } from '../../src/server.ts';
 import { initTestCa, openssl, opensslAsync, opensslCsr, scratch, tradingAgentProfile } from './fixture.ts';
 
 // The OCSP responder (RFC 6960) checked by an independent client: `openssl ocsp` asks Clearance
@@ -176,4 +178,49 @@ test('in the issuing CA’s last two days, OCSP answers reuse one responder cert
   const responders = await ctx.storage.db.selectFrom('pki_authorities').select('id').where('role', '=', 'ocsp').execute();
   assert.equal(responders.length, 1, 'an unauthenticated request must not make the CA sign a new responder certificate and store a new key each time');
   assert.equal((await ctx.storage.db.selectFrom('custody_keys').select('ref').execute()).length, 2, 'the issuing key and one responder key');
+});
+
+/** A context whose issuing CA has one day left (every responder ends with it), a certificate issued, and an OCSP request for it. */
+async function lastDaysCa(t: TestContext) {
+  const test = await testContext({ t, risk: 'off' });
+  const { initCa } = await import('../../src/pki/authority.ts');
+  const { passphrase, applyDocument } = await import('./fixture.ts');
+  const init = await initCa(test.ctx.storage.db, test.ctx.pki.custodies, test.ctx.clock, {
+    name: 'Short Lived',
+    root: { custody: 'export', passphrase },
+    intermediateCustody: 'software',
+    keyType: 'EC-P256',
+    rootLifetimeDays: 30,
+    intermediateLifetimeDays: 1,
+  });
+  test.ctx.pki.authorities.invalidate();
+  await applyDocument(test.ctx, { certificate_profiles: [tradingAgentProfile] });
+  const { files, issue } = issuer(t, test.ctx, init);
+  await issue('algo-13');
+  openssl(['ocsp', '-issuer', files.at('issuing.pem'), '-cert', files.at('algo-13.pem'), '-no_nonce', '-reqout', files.at('req.der')]);
+  const der = (await import('node:fs')).readFileSync(files.at('req.der'));
+  return { ...test, der };
+}
+
+const answered = async (ctx: Parameters<typeof respondOcsp>[0], der: Uint8Array) => AsnConvert.parse(await respondOcsp(ctx, der), OCSPResponse).responseStatus;
+
+test('two OCSP requests in the same millisecond, when the responder is to be made, both answer and make one responder', async (t) => {
+  const { ctx, der } = await lastDaysCa(t);
+  // The clock does not move: both requests see no responder, at the same instant.
+  const statuses = await Promise.all([answered(ctx, der), answered(ctx, der)]);
+  assert.deepEqual(statuses, [OCSPResponseStatus.successful, OCSPResponseStatus.successful]);
+  const responders = await ctx.storage.db.selectFrom('pki_authorities').select('id').where('role', '=', 'ocsp').execute();
+  assert.equal(responders.length, 1);
+});
+
+test('a second node making the responder in the millisecond another node made one answers, with that responder', async (t) => {
+  const a = await lastDaysCa(t);
+  const b = await openContext(a.config, { clock: a.clock, log: createLogger('silent'), storage: a.database.connect() });
+  t.after(() => (b.audit as { close?: () => Promise<void> }).close?.());
+  // Node B has read the CA's certificates before node A makes the responder (and, on SQLite, reads them again only a second later).
+  await b.pki.authorities.all();
+  assert.equal(await answered(a.ctx, a.der), OCSPResponseStatus.successful);
+  assert.equal(await answered(b, a.der), OCSPResponseStatus.successful);
+  const responders = await a.ctx.storage.db.selectFrom('pki_authorities').select('id').where('role', '=', 'ocsp').execute();
+  assert.equal(responders.length, 1, 'node B uses the responder node A made');
 });

@@ -266,6 +266,7 @@ async function verifyCredential(
     case 'tls_client_auth': {
       const chain = await chainOf(client, input, deps);
       verifyTlsClientAuth(client, input.certificate, chain.verified, deps.clock);
+      if (chain.own) requireIssuedToClient(client, chain.own);
       // Under the institutional profile a client without an anchor is checked too: and refused.
       const anchored = client.metadata.tls_client_auth_trust_anchor === undefined && !deps.trustAnchors?.institutional ? undefined : await anchoredBy(client, input, chain.own, deps);
       return { ...(chain.own ? { caCertificate: chain.own } : {}), ...(anchored ? { anchoredCertificate: anchored } : {}) };
@@ -295,6 +296,23 @@ async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): 
     throw invalidClient(`client ${id} presented a certificate of profile ${trust.certificate.profile.name}, which does not authenticate clients`);
   }
   return { verified: true, own: trust.certificate };
+}
+
+/**
+ * RFC 8705 §2.1: the certificate must name the client. A certificate of Clearance's own CA names
+ * whom the CA issued it to, its holder (docs/pki.md): it authenticates that client only, whatever
+ * subject or SAN another client registered — else a workload's certificate would authenticate a
+ * client that registered the workload's name. A device certificate names a device an enrolling
+ * service chose, never a client. An agent's certificate names the agent, whose client may have
+ * another id: src/agents/authority.ts admits only a certificate attested for this client's agent.
+ */
+function requireIssuedToClient(client: Client, certificate: TrustedCertificate): void {
+  const id = client.metadata.client_id;
+  if (certificate.profile.kind === 'device') {
+    throw invalidClient(`client ${id} presented certificate ${certificate.serial} of device profile ${certificate.profile.name}: a device certificate authenticates no client`);
+  }
+  if (certificate.holder === id || client.metadata.kind === 'agent') return;
+  throw invalidClient(`client ${id} presented certificate ${certificate.serial} of Clearance's CA, which was issued to ${quote(certificate.holder)}`);
 }
 
 /**

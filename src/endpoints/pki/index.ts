@@ -1,11 +1,13 @@
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Context } from '../../context.ts';
 import { resourceRequest } from '../../http/oauth-request.ts';
 import { jsonObjectBody, sendJson } from '../../http/json.ts';
 import { OAuthError } from '../../oauth-error.ts';
 import { publishCrl } from '../../pki/crl.ts';
-import { ocspValiditySeconds, respondOcsp } from '../../pki/ocsp/index.ts';
-import { requestCertificate, PkiRefusal, type IssuedCertificate, type PendingIssuance } from '../../pki/issuance.ts';
+import { ocspAnswerTimes, respondOcsp } from '../../pki/ocsp/index.ts';
+import { recordRefusal, requestCertificate, PkiRefusal, type IssuedCertificate, type PendingIssuance } from '../../pki/issuance.ts';
+import { requireOwnToken, workloadHolder, type Asker } from '../../pki/holder.ts';
 import { issueScope } from '../../pki/profiles.ts';
 import { renewCertificate } from '../../pki/renewal.ts';
 import { revokeCertificate, RevocationError } from '../../pki/revocation.ts';
@@ -17,9 +19,10 @@ import { issuerPath, type Endpoint } from '../endpoint.ts';
 /**
  * Clearance's certificate authority over HTTP (docs/pki.md):
  *
- *   POST /pki/certificates {profile, csr, lifetime?, holder?}   a certificate for the token's subject
- *        (for a `device` profile: for the device the enrolling service names in `holder`), with a
- *        token for `<issuer>/pki` carrying `pki:issue:<profile>` → 201 {serial, certificate, chain,
+ *   POST /pki/certificates {profile, csr, lifetime?, holder?}   a certificate for the client that asks,
+ *        or the person whose own token it is (for a `device` profile: for the device the enrolling
+ *        service names in `holder`), with the caller's own token (no `act`, no partner origin) for
+ *        `<issuer>/pki` carrying `pki:issue:<profile>` → 201 {serial, certificate, chain,
  *        not_after}; 202 {status: pending_approval, request_id, approval_request} when the profile
  *        needs a second person's approval
  *   GET  /pki/requests/{id}                             a waiting issuance, for whoever asked (same scope)
@@ -50,7 +53,7 @@ export const pki: Endpoint = {
       const profile = typeof body.profile === 'string' && body.profile.length > 0 ? body.profile : undefined;
       if (!profile) throw new OAuthError('invalid_request', 'profile is required');
       const claims = await tokenFor(request, reply, issueScope(profile));
-      const holder = await holderOf(ctx, profile, body, claims.sub ?? claims.client_id);
+      const holder = await refusalsAsOAuth(() => holderOf(ctx, profile, body, claims, request.id));
       const outcome = await refusalsAsOAuth(() =>
         requestCertificate(ctx, {
           profile,
@@ -132,7 +135,7 @@ export const pki: Endpoint = {
     app.addContentTypeParser('application/ocsp-request', { parseAs: 'buffer', bodyLimit: 8192 }, (_request, body, done) => done(null, body));
     app.post(`${base}/ocsp`, async (request, reply) => {
       if (!Buffer.isBuffer(request.body)) throw new OAuthError('invalid_request', 'an OCSP request is application/ocsp-request', { status: 415 });
-      return sendOcsp(reply, await respondOcsp(ctx, request.body), 'no-cache');
+      return sendOcsp(reply, await respondOcsp(ctx, request.body), { 'cache-control': 'no-cache' });
     });
     app.get<{ Params: { '*': string } }>(`${base}/ocsp/*`, async (request, reply) => {
       let encoded = request.params['*'];
@@ -141,9 +144,8 @@ export const pki: Endpoint = {
       } catch {
         // Not URL-encoded: read as it is (a malformed request is answered malformedRequest).
       }
-      const der = Buffer.from(encoded, 'base64');
-      // RFC 5019 §5: a GET answer may be cached by intermediaries until it nears nextUpdate.
-      return sendOcsp(reply, await respondOcsp(ctx, der), `max-age=${Math.floor(ocspValiditySeconds / 2)}, public, no-transform, must-revalidate`);
+      const answer = await respondOcsp(ctx, Buffer.from(encoded, 'base64'));
+      return sendOcsp(reply, answer, cachingHeaders(answer));
     });
 
     app.get<{ Params: { authority: string } }>(`${base}/ca/:authority`, async (request, reply) => {
@@ -154,19 +156,46 @@ export const pki: Endpoint = {
   },
 };
 
-/** The token's subject; for a device profile, the device the enrolling service names (src/pki/profiles.ts `kind`). */
-async function holderOf(ctx: Context, profileName: string, body: Record<string, unknown>, subject: string): Promise<string> {
+/**
+ * Whom the certificate is for: for a workload profile the client itself, or the person whose own
+ * token it is (src/pki/holder.ts); for a device profile, the device the enrolling service names
+ * (src/pki/profiles.ts `kind`), on its own token. A token that may not ask is refused as an
+ * issuance is, recorded as `pki.issuance_refused` (`holder`).
+ */
+async function holderOf(ctx: Context, profileName: string, body: Record<string, unknown>, claims: Asker, requestId: string): Promise<string> {
   const profile = (await ctx.pki.profiles()).get(profileName)?.profile;
-  if (profile?.kind !== 'device') {
-    if (body.holder !== undefined) throw new OAuthError('invalid_request', 'holder is named only for a device profile: a workload certificate is for the token\'s subject');
-    return subject;
+  if (profile?.kind !== 'device' && body.holder !== undefined) throw new OAuthError('invalid_request', 'holder is named only for a device profile: a workload certificate is for the client that asks');
+  if (profile?.kind === 'device' && (typeof body.holder !== 'string' || body.holder.length === 0)) throw new OAuthError('invalid_request', 'holder is required for a device profile: the device id');
+  try {
+    if (profile?.kind !== 'device') return workloadHolder(claims);
+    requireOwnToken(claims);
+    return body.holder as string;
+  } catch (error) {
+    if (error instanceof PkiRefusal) await recordRefusal(ctx, { profile: profileName, holder: claims.sub, requestedBy: claims.client_id, requestId }, error);
+    throw error;
   }
-  if (typeof body.holder !== 'string' || body.holder.length === 0) throw new OAuthError('invalid_request', 'holder is required for a device profile: the device id');
-  return body.holder;
 }
 
-function sendOcsp(reply: FastifyReply, der: Buffer, cacheControl: string): FastifyReply {
-  return reply.code(200).headers({ 'cache-control': cacheControl }).type('application/ocsp-response').send(der);
+function sendOcsp(reply: FastifyReply, der: Buffer, headers: Record<string, string>): FastifyReply {
+  return reply.code(200).headers(headers).type('application/ocsp-response').send(der);
+}
+
+/**
+ * RFC 5019 §6.2 (SHOULD): a GET answer tells HTTP caches what its own times say — cached for half
+ * its validity (past thisUpdate, well before nextUpdate: max-age wins over Expires), Last-Modified
+ * its thisUpdate, Expires its nextUpdate, and an ETag of the answer itself. An unsigned error
+ * answer has no times and is not cached.
+ */
+function cachingHeaders(der: Buffer): Record<string, string> {
+  const times = ocspAnswerTimes(der);
+  if (!times) return { 'cache-control': 'no-cache' };
+  const maxAge = Math.floor((times.nextUpdate.getTime() - times.thisUpdate.getTime()) / 2000);
+  return {
+    'cache-control': `max-age=${maxAge}, public, no-transform, must-revalidate`,
+    'last-modified': times.thisUpdate.toUTCString(),
+    expires: times.nextUpdate.toUTCString(),
+    etag: `"${createHash('sha256').update(der).digest('base64url')}"`,
+  };
 }
 
 function lifetimeOf(body: Record<string, unknown>): { lifetimeSeconds?: unknown } {

@@ -1,3 +1,5 @@
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { BasicOCSPResponse, id_pkix_ocsp_basic, OCSPResponse, OCSPResponseStatus } from '@peculiar/asn1-ocsp';
 import type { Context } from '../../context.ts';
 import { answerOcsp } from './responder.ts';
 
@@ -22,4 +24,19 @@ export async function respondOcsp(ctx: Context, requestDer: Uint8Array): Promise
     now: new Date(ctx.clock.now()),
     validitySeconds: ocspValiditySeconds,
   });
+}
+
+/**
+ * The times a successful answer is valid between: its latest thisUpdate and earliest nextUpdate
+ * (every SingleResponse of one answer has the same). Undefined for an unsigned error answer
+ * (malformedRequest, unauthorized), which has none.
+ */
+export function ocspAnswerTimes(responseDer: Uint8Array): { thisUpdate: Date; nextUpdate: Date } | undefined {
+  const response = AsnConvert.parse(responseDer, OCSPResponse);
+  if (response.responseStatus !== OCSPResponseStatus.successful || response.responseBytes?.responseType !== id_pkix_ocsp_basic) return undefined;
+  const { responses } = AsnConvert.parse(response.responseBytes.response.buffer, BasicOCSPResponse).tbsResponseData;
+  const thisUpdates = responses.map((r) => r.thisUpdate.getTime());
+  const nextUpdates = responses.flatMap((r) => (r.nextUpdate ? [r.nextUpdate.getTime()] : []));
+  if (thisUpdates.length === 0 || nextUpdates.length !== responses.length) return undefined;
+  return { thisUpdate: new Date(Math.max(...thisUpdates)), nextUpdate: new Date(Math.min(...nextUpdates)) };
 }
