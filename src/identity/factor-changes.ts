@@ -1,5 +1,7 @@
+import type { Transaction } from 'kysely';
 import type { Authentication } from '../authorization/contract.ts';
 import type { Context } from '../context.ts';
+import type { Database } from '../storage/schema.ts';
 import { acr, acrRank, acrSatisfies, amr, type Acr } from './acr.ts';
 import { totpFactorOf } from './factors/totp.ts';
 import type { PasskeyAttestationPolicy } from './passkeys/attestation.ts';
@@ -32,6 +34,15 @@ import { listPasskeys, passkeyAcr, type Passkey } from './passkeys/store.ts';
  *    session lives up to 12 hours (src/identity/sessions.ts); its cookie, taken from the browser
  *    meanwhile, must not add a factor that outlives it (and signs in as the person from then on)
  *    or remove theirs.
+ * 5. A session made with a **smart card** (a person certificate, src/identity/certificates: its
+ *    `amr` names `sc`) changes nothing of a person who has a factor of their own, though it
+ *    reaches `:phrh`, the level of any of their factors. A certificate is not one of the person's
+ *    factors: a certificate authority issues it, the authority's mapping rules (an email or UPN it
+ *    writes) name the person, and the authority revokes it; the person neither sees nor removes it
+ *    on /account. A passkey it added would outlive the card's revocation — the organisation's way
+ *    to end a lost card's access — and whoever holds a stolen card and its PIN would keep signing
+ *    in. As for rule 3, a person with no factor of their own adds their first from it. (A software
+ *    certificate signs in at `:pwd`: rule 1 already decides.)
  */
 
 /** What a change touches. */
@@ -46,7 +57,9 @@ export type FactorChangeRefusal =
   /** The session was made through an upstream identity provider, and the person has factors of their own (`level`, rule 3). */
   | { reason: 'upstream'; level: Acr }
   /** The session's sign-in is older than `factorChangeMaxAgeSeconds` (rule 4): sign in again at `level`. */
-  | { reason: 'stale'; level: Acr };
+  | { reason: 'stale'; level: Acr }
+  /** The session was made with a smart card, and the person has factors of their own (`level`, rule 5). */
+  | { reason: 'certificate'; level: Acr };
 
 /** How long after its sign-in a session may change factors (rule 4), in seconds. */
 export const factorChangeMaxAgeSeconds = 15 * 60;
@@ -81,6 +94,11 @@ export function madeThroughUpstream(session: Pick<Authentication, 'amr'> & Parti
   return session.amr.includes(amr.upstream) || session.assurance !== undefined;
 }
 
+/** Whether a smart card (a person certificate with a hardware policy, src/identity/certificates/login.ts certificateLevel) made this session's sign-in. */
+export function madeWithSmartCard(session: Pick<Authentication, 'amr'>): boolean {
+  return session.amr.includes(amr.smartCard);
+}
+
 /**
  * Why `session` may not change `factor` of a person whose factors need `level`
  * (levelToChangeFactors) at `nowSeconds` (epoch seconds), or undefined when it may.
@@ -96,6 +114,8 @@ export function factorChangeRefusal(
   // Rule 3: the person has a factor of their own (their level is above a password's), and this
   // sign-in was not made with it.
   if (acrRank(level) > acrRank(acr.password) && madeThroughUpstream(session)) return { reason: 'upstream', level };
+  // Rule 5: the same, for a sign-in made with a certificate authority's smart card.
+  if (acrRank(level) > acrRank(acr.password) && madeWithSmartCard(session)) return { reason: 'certificate', level };
   if (nowSeconds - session.authTime > factorChangeMaxAgeSeconds) return { reason: 'stale', level };
   return undefined;
 }
@@ -106,6 +126,11 @@ export interface FactorsHeld {
   /** A confirmed authenticator app. */
   totp: boolean;
   password: boolean;
+  /**
+   * An identity of theirs at an enabled upstream identity provider (src/federation/upstream): it
+   * signs them in (signsIn) but is no factor of their own (rule 3), so reachOf leaves it out.
+   */
+  upstream?: boolean;
 }
 
 /**
@@ -133,4 +158,37 @@ export function removalLeavesBelowMinimum(required: Acr | undefined, before: Fac
   if (need <= acrRank(acr.password)) return false;
   const left = reachOf(after, policy);
   return left < need && left < reachOf(before, policy);
+}
+
+/**
+ * Whether `factors` sign the person in at all: their password (with the authenticator's code when
+ * they have one), a passkey, or their organisation's sign-in (an upstream identity linked to them).
+ * An authenticator signs nobody in without the password. A smart card is not counted: Clearance
+ * holds no list of the certificates that name a person (an authority's mapping rules do), and a
+ * card is revoked or expires without Clearance hearing of it before the next sign-in.
+ */
+export function signsIn(factors: FactorsHeld): boolean {
+  return factors.password || factors.passkeys.length > 0 || factors.upstream === true;
+}
+
+/**
+ * Whether removing a factor — leaving `after` of `before` — leaves the person nothing to sign in
+ * with: the last passkey of a person who has no password (nor an upstream identity). Such a
+ * removal is refused (`last_sign_in_factor`): the person would have locked themselves out, and
+ * only a recovery a second person approves would let them in again (docs/recovery.md).
+ */
+export function removalLocksOut(before: FactorsHeld, after: FactorsHeld): boolean {
+  return signsIn(before) && !signsIn(after);
+}
+
+/** Whether the person has an identity at an enabled upstream identity provider (read in the removal's transaction). */
+export async function signsInThroughUpstream(trx: Transaction<Database>, userId: string): Promise<boolean> {
+  const link = await trx
+    .selectFrom('user_links')
+    .innerJoin('identity_providers', 'identity_providers.id', 'user_links.provider_id')
+    .select('user_links.user_id')
+    .where('user_links.user_id', '=', userId)
+    .where('identity_providers.enabled', '=', 1)
+    .executeTakeFirst();
+  return link !== undefined;
 }

@@ -207,6 +207,34 @@ export function endSessionsOfStatement(db: Transaction<Database> | Kysely<Databa
   return db.updateTable('sessions').set({ ended_at: now, end_reason: reason }).where('user_id', '=', userId).where('ended_at', 'is', null);
 }
 
+/** A session that goes on under a new id (continueSessionIn). */
+export interface ContinuedSession {
+  sessionId: string;
+  /** The Set-Cookie header value that gives the browser the new id. */
+  setCookie: string;
+}
+
+/**
+ * Continues session `sessionId` under a new id, inside the caller's transaction, after a step of
+ * it ended every session of the person (src/identity/factors/sign-out-others.ts: removing a
+ * factor signs the person out everywhere but here). The new session is the same sign-in — person,
+ * `auth_time`, acr, amr, risk, device, upstream — with the same absolute expiry, so it is no
+ * fresher and lives no longer than the one it replaces; the old id stays ended (`rotated`), so a
+ * copy of its cookie is worthless too. Undefined when there is no such session or it has expired.
+ */
+export async function continueSessionIn(ctx: Pick<Context, 'config'>, trx: Transaction<Database>, sessionId: string, now: number): Promise<ContinuedSession | undefined> {
+  const row = await trx.selectFrom('sessions').selectAll().where('id', '=', sessionId).executeTakeFirst();
+  if (!row || Number(row.expires_at) <= now) return undefined;
+  const value = randomBytes(32).toString('base64url');
+  const id = sessionIdFor(value);
+  await trx.updateTable('sessions').set({ ended_at: now, end_reason: 'rotated' }).where('id', '=', sessionId).execute();
+  await trx
+    .insertInto('sessions')
+    .values({ ...row, id, created_at: now, last_seen_at: now, ended_at: null, end_reason: null })
+    .execute();
+  return { sessionId: id, setCookie: sessionCookie(ctx, value) };
+}
+
 /** The Set-Cookie value carrying a session cookie value. */
 function sessionCookie(ctx: Pick<Context, 'config'>, value: string): string {
   const scope = cookieScope(ctx.config.issuer);

@@ -5,9 +5,11 @@ import { startSession } from '../../src/identity/sessions.ts';
 import { assuranceOf } from '../../src/federation/upstream/assurance.ts';
 import { totpFactorOf } from '../../src/identity/factors/totp.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
+import { certificateLevel } from '../../src/identity/certificates/login.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
 import { codeFlowFixture, type CodeFlowFixture, type Person } from '../authorization/fixture.ts';
 import { codeAt, enrolTotp } from '../identity/factors/fixture.ts';
+import { assertOAuthError, ordersApi } from './fixture.ts';
 import { csrfOf, get, Jar, locationPath, post, startAuthorization, submitPassword, submitSecondFactor } from './people-browser.ts';
 
 // Who may change a person's factors on /account (src/identity/factor-changes.ts): a session made
@@ -313,5 +315,150 @@ describe('a session whose sign-in is not fresh', () => {
     // A new sign-in with the passkey may.
     const fresh = await browserOf(f, await f.signIn('alice', passkey));
     assert.equal(locationPath(f, await post(f, '/account/totp', { csrf_token: fresh.token }, fresh.jar)), '/account/totp');
+  });
+});
+
+/** What a browser holds after signing in to web-app on `person`'s session: a refresh token and an Order API access token. */
+async function tokensOn(f: CodeFlowFixture, person: Person): Promise<{ refresh: string; access: string }> {
+  const { code, pkce } = await f.authorizeAndApprove({ person, query: { scope: 'openid offline_access order:create', resource: ordersApi } });
+  const redeemed = await f.redeem('web-app', code, pkce.verifier);
+  assert.equal(redeemed.statusCode, 200, redeemed.body);
+  const body = redeemed.json() as { access_token: string; refresh_token: string };
+  return { refresh: body.refresh_token, access: body.access_token };
+}
+
+/** The live sessions of a person. */
+async function liveSessions(f: CodeFlowFixture, userId: string): Promise<number> {
+  return (await f.ctx.storage.db.selectFrom('sessions').select('id').where('user_id', '=', userId).where('ended_at', 'is', null).execute()).length;
+}
+
+describe('removing a factor signs the person out everywhere else', () => {
+  test('removing a passkey ends the other sessions, their refresh and access tokens, and the remover’s session continues', async (t) => {
+    const f = await codeFlowFixture(t);
+    const userId = await f.user('alice');
+    // Two passkeys: the one on the phone she lost, and her laptop's.
+    await addPasskey(f, await browserOf(f, await f.signIn('alice')));
+    await addPasskey(f, await browserOf(f, await f.signIn('alice', passkey)));
+    const [lost] = await listPasskeys(f.ctx, userId);
+    // Whoever has the phone signed in with it (another browser) and into an application.
+    const thief = await f.signIn('alice', passkey);
+    const held = await tokensOn(f, thief);
+    const remover = await browserOf(f, await f.signIn('alice', passkey));
+    const removersOldCookie = remover.jar.header();
+    const others = (await liveSessions(f, userId)) - 1;
+
+    const removed = await post(f, `/account/passkeys/${lost!.id}/remove`, { csrf_token: remover.token }, remover.jar);
+    assert.equal(locationPath(f, removed), '/account');
+
+    // The thief's browser is signed out, its refresh token answers invalid_grant, its access token is inactive.
+    assert.match((await get(f, '/account', new Jar(thief.cookie))).body, /You are not signed in to Clearance in this browser./);
+    assertOAuthError(await f.refresh('web-app', held.refresh, { resource: ordersApi }), 400, 'invalid_grant');
+    assert.equal((await f.introspect('orders-gateway', held.access)).active, false);
+    // The remover's session goes on, as fresh as it was: it may still change her factors.
+    const after = await get(f, '/account', remover.jar);
+    assert.equal(after.statusCode, 200);
+    assert.doesNotMatch(after.body, /You are not signed in/);
+    assert.match(after.body, /data-passkey="register"/, 'still allowed to add a passkey');
+    assert.equal(await liveSessions(f, userId), 1, 'only the remover’s');
+    assert.notEqual(remover.jar.header(), removersOldCookie, 'under a new cookie');
+    assert.match((await get(f, '/account', new Jar(removersOldCookie))).body, /You are not signed in/, 'a copy of the old cookie is worthless');
+    assert.equal((await listPasskeys(f.ctx, userId)).length, 1);
+
+    const [event] = await f.auditEvents('passkey.removed');
+    assert.deepEqual(event!.details, { credential: lost!.credentialId, passkey: lost!.id, sessions_ended: others, refresh_tokens_revoked: 1, codes_discarded: 0, session_continued: true });
+    const [signedOut] = await f.auditEvents('user.signed_out_everywhere');
+    assert.equal(signedOut!.subject, userId);
+    assert.equal(signedOut!.details!.via, 'factor-removed');
+  });
+
+  test('removing the authenticator ends the other sessions too', async (t) => {
+    const f = await codeFlowFixture(t);
+    await f.apply({ users: [{ username: 'alice', password, name: 'Alice Trader' }] });
+    const enrolled = await enrolTotp(f, 'alice');
+    const other = new Jar((await f.signIn('alice', mfa)).cookie);
+    const remover = await browserOf(f, await f.signIn('alice', mfa));
+    assert.equal(locationPath(f, await post(f, '/account/totp/remove', { csrf_token: remover.token }, remover.jar)), '/account');
+    assert.match((await get(f, '/account', other)).body, /You are not signed in to Clearance in this browser./);
+    assert.doesNotMatch((await get(f, '/account', remover.jar)).body, /You are not signed in/);
+    assert.equal(await liveSessions(f, enrolled.userId), 1);
+    const [event] = await f.auditEvents('user.factor_removed');
+    assert.equal(event!.details!.sessions_ended, 1);
+    assert.equal(event!.details!.session_continued, true);
+  });
+});
+
+describe('removing the last way to sign in', () => {
+  test('refuses to remove the last passkey of a person who has no password, and changes nothing', async (t) => {
+    const f = await codeFlowFixture(t);
+    // The fixture's people have no password: a passkey is then the only way alice signs in.
+    const userId = await f.user('alice');
+    await addPasskey(f, await browserOf(f, await f.signIn('alice')));
+    const [key] = await listPasskeys(f.ctx, userId);
+    const other = new Jar((await f.signIn('alice', passkey)).cookie);
+    const session = await browserOf(f, await f.signIn('alice', passkey));
+    const refused = await post(f, `/account/passkeys/${key!.id}/remove`, { csrf_token: session.token }, session.jar);
+    assert.equal(refused.statusCode, 409, refused.body);
+    assert.match(refused.body, /This passkey is the only way you have to sign in/);
+    assert.equal((await listPasskeys(f.ctx, userId)).length, 1, 'still there');
+    const [event] = await f.auditEvents('passkey.removal_refused');
+    assert.deepEqual(event!.decision, { allow: false, reasons: ['last_sign_in_factor'] });
+    assert.deepEqual(event!.details, { credential: key!.credentialId, passkey: key!.id });
+    assert.doesNotMatch((await get(f, '/account', other)).body, /You are not signed in/, 'nothing ended');
+    assert.deepEqual(await f.ctx.storage.db.selectFrom('alerts').select('type').where('type', '=', 'factor.removed').execute(), []);
+
+    // With a second passkey added first, the first one goes.
+    await addPasskey(f, session);
+    const again = await browserOf(f, await f.signIn('alice', passkey));
+    assert.equal(locationPath(f, await post(f, `/account/passkeys/${key!.id}/remove`, { csrf_token: again.token }, again.jar)), '/account');
+  });
+
+  test('removes the last passkey of a person who signs in through their organisation, while its provider is enabled', async (t) => {
+    const f = await codeFlowFixture(t);
+    const userId = await f.user('alice');
+    const now = f.clock.now();
+    await f.ctx.storage.db.insertInto('identity_providers').values({ id: 'fund-a', kind: 'oidc', definition: '{}', secret_sealed: null, enabled: 0, created_at: now, updated_at: now }).execute();
+    await f.ctx.storage.db
+      .insertInto('user_links')
+      .values({ issuer: 'https://idp.fund-a.example', subject: 'alice-at-fund-a', user_id: userId, provider_id: 'fund-a', linked_by: 'admin', created_at: now, last_login_at: null })
+      .execute();
+    await addPasskey(f, await browserOf(f, await f.signIn('alice')));
+    const [key] = await listPasskeys(f.ctx, userId);
+    const session = await browserOf(f, await f.signIn('alice', passkey));
+    // A provider apply disabled signs nobody in: the passkey is then her only way.
+    assert.equal((await post(f, `/account/passkeys/${key!.id}/remove`, { csrf_token: session.token }, session.jar)).statusCode, 409);
+    await f.ctx.storage.db.updateTable('identity_providers').set({ enabled: 1 }).where('id', '=', 'fund-a').execute();
+    assert.equal(locationPath(f, await post(f, `/account/passkeys/${key!.id}/remove`, { csrf_token: session.token }, session.jar)), '/account');
+    assert.deepEqual(await listPasskeys(f.ctx, userId), []);
+  });
+});
+
+describe('a session made with a smart card', () => {
+  /** A browser whose session a smart card made (src/identity/certificates/login.ts certificateLevel: `:phrh`, amr sc, hwk, pin, mfa). */
+  async function smartCardBrowser(f: CodeFlowFixture, username: string): Promise<{ jar: Jar; token: string; page: string }> {
+    return browserOf(f, await f.signIn(username, certificateLevel(true)));
+  }
+
+  test('changes none of the factors of a person who has their own, though it reaches the level of their strongest', async (t) => {
+    const f = await codeFlowFixture(t);
+    const userId = await f.user('alice');
+    await addPasskey(f, await browserOf(f, await f.signIn('alice')));
+    const [key] = await listPasskeys(f.ctx, userId);
+    const card = await smartCardBrowser(f, 'alice');
+    assert.match(card.page, /You signed in with a smart card, which cannot be used to add, rename or remove passkeys: sign in with one of your passkeys first./);
+    assert.doesNotMatch(card.page, /data-passkey="register"|action="\/account\/totp"/);
+    assert.equal((await post(f, '/account/passkeys/options', { csrf_token: card.token }, card.jar)).statusCode, 403);
+    for (const path of [`/account/passkeys/${key!.id}/remove`, `/account/passkeys/${key!.id}/rename`, '/account/totp']) {
+      const refused = await post(f, path, { csrf_token: card.token, name: 'Mine' }, card.jar);
+      assert.equal(refused.statusCode, 403, path);
+      assert.match(refused.body, /You signed in with a smart card/, path);
+    }
+    assert.deepEqual((await listPasskeys(f.ctx, userId)).map((p) => p.name), ['Laptop']);
+    assert.equal(await totpFactorOf(f.ctx, userId), undefined);
+  });
+
+  test('adds the first factor of a person who has none, as any sign-in of theirs may', async (t) => {
+    const f = await codeFlowFixture(t);
+    await addPasskey(f, await smartCardBrowser(f, 'alice'));
+    assert.equal((await listPasskeys(f.ctx, await f.user('alice'))).length, 1);
   });
 });

@@ -107,9 +107,13 @@ test('every factor success, failure, enrolment and removal is audited with its f
     assert.equal((await secondFactor(f, browser, id, { recovery_code: recoveryCodes[0]! })).statusCode, status);
   }
 
-  // 8. Remove the authenticator, from the second-factor session.
-  account = await get(f, '/account', mfa);
-  assert.equal(locationPath(f, await post(f, '/account/totp/remove', { csrf_token: csrfOf(account.body) }, mfa)), '/account');
+  // 8. Remove the authenticator, from a new second-factor session (removing the passkey in 6.
+  // signed alice out everywhere but in the passkey session).
+  const again = new Jar();
+  ({ id } = await signIn(f, again, password));
+  assert.equal((await secondFactor(f, again, id, { code: await nextCode(secret) })).statusCode, 303);
+  account = await get(f, '/account', again);
+  assert.equal(locationPath(f, await post(f, '/account/totp/remove', { csrf_token: csrfOf(account.body) }, again)), '/account');
 
   const events = await f.auditEvents();
   const about = (type: string, factor: string) => events.filter((e) => e.type === type && e.details?.factor === factor);

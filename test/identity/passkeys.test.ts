@@ -10,6 +10,7 @@ import { removePasskey, renamePasskey } from '../../src/identity/passkeys/manage
 import { authenticationOptions, decoyCredentials } from '../../src/identity/passkeys/options.ts';
 import { registerPasskey, registrationOptions } from '../../src/identity/passkeys/registration.ts';
 import { listPasskeys } from '../../src/identity/passkeys/store.ts';
+import { readSession, startSession } from '../../src/identity/sessions.ts';
 import { findUserByUsername, type User } from '../../src/identity/users.ts';
 import { reinstate } from '../../src/risk/anomalies/store.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
@@ -184,9 +185,46 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await removePasskey(f.ctx, { userId: person.id, passkeyId: passkey.id }), { removed: true });
       assert.deepEqual(await listPasskeys(f.ctx, person.id), []);
       assert.deepEqual((await f.events('passkey.renamed')).map((e) => e.details), [{ credential: passkey.credentialId, passkey: passkey.id, name: 'Phone' }]);
-      assert.deepEqual((await f.events('passkey.removed')).map((e) => e.details), [{ credential: passkey.credentialId, passkey: passkey.id }]);
+      assert.deepEqual((await f.events('passkey.removed')).map((e) => e.details), [
+        { credential: passkey.credentialId, passkey: passkey.id, sessions_ended: 0, refresh_tokens_revoked: 0, codes_discarded: 0, session_continued: false },
+      ]);
       const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'factor.removed').execute();
       assert.deepEqual(alerts.map((a) => [a.subject, JSON.parse(a.data).factor]), [[person.id, 'passkey']], 'the removal raises a factor.removed alert');
+    });
+
+    test('a removal signs the person out everywhere but in the session removing it, which goes on under a new id as the same sign-in', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { person, passkey } = await enrol(f, 'alice');
+      const level = { acr: acr.phishingResistant, amr: ['hwk', 'user', 'mfa'] };
+      const other = await startSession(f.ctx, { userId: person.id, ...level, cookieHeader: undefined });
+      const remover = await startSession(f.ctx, { userId: person.id, ...level, cookieHeader: undefined });
+      f.clock.advance(60_000);
+      const outcome = await removePasskey(f.ctx, { userId: person.id, passkeyId: passkey.id, keepSession: remover.authentication.sessionId });
+      assert.ok(outcome.removed && outcome.setCookie);
+      assert.equal(await readSession(f.ctx, other.setCookie.split(';')[0]), undefined, 'the other session ended');
+      assert.equal(await readSession(f.ctx, remover.setCookie.split(';')[0]), undefined, 'the old id ended too');
+      const continued = await readSession(f.ctx, outcome.setCookie.split(';')[0]);
+      assert.ok(continued);
+      assert.notEqual(continued.sessionId, remover.authentication.sessionId);
+      assert.deepEqual({ ...continued, sessionId: '' }, { ...remover.authentication, sessionId: '' }, 'the same sign-in: auth_time, acr, amr');
+      const [before, after] = await f.ctx.storage.db.selectFrom('sessions').select(['id', 'expires_at', 'end_reason']).where('id', 'in', [remover.authentication.sessionId, continued.sessionId]).orderBy('created_at').execute();
+      assert.equal(Number(after!.expires_at), Number(before!.expires_at), 'it lives no longer');
+      assert.equal(before!.end_reason, 'rotated');
+      const [event] = await f.events('passkey.removed');
+      assert.equal(event!.details!.sessions_ended, 1);
+      assert.equal(event!.details!.session_continued, true);
+      assert.deepEqual((await f.events('user.signed_out_everywhere')).map((e) => e.details!.via), ['factor-removed']);
+    });
+
+    test('the last passkey of a person who has no password cannot be removed: nothing would sign them in', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const { person, passkey } = await enrol(f, 'alice');
+      await f.ctx.storage.db.updateTable('users').set({ password_hash: null }).where('id', '=', person.id).execute();
+      assert.deepEqual(await removePasskey(f.ctx, { userId: person.id, passkeyId: passkey.id }), { removed: false, reason: 'last_sign_in_factor' });
+      assert.equal((await listPasskeys(f.ctx, person.id)).length, 1);
+      const [event] = await f.events('passkey.removal_refused');
+      assert.deepEqual(event!.decision!.reasons, ['last_sign_in_factor']);
+      assert.deepEqual(await f.events('user.signed_out_everywhere'), [], 'nothing ended');
     });
 
     test('the last passkey of a person whose role asks a phishing-resistant level cannot be removed; a second one can', async (t) => {

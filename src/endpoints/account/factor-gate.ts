@@ -39,6 +39,7 @@ function explain(refusal: FactorChangeRefusal, factor: ChangedFactor): string {
     return `You signed in with a recovery code, which cannot be used to ${change}: sign in with your authenticator app or a passkey first. If you lost your authenticator, ask for a recovery below: a second person must approve it.`;
   }
   if (refusal.reason === 'upstream') return `You signed in through your organisation, which cannot be used to ${change}: ${signInWith(refusal.level)} first.`;
+  if (refusal.reason === 'certificate') return `You signed in with a smart card, which cannot be used to ${change}: ${signInWith(refusal.level)} first.`;
   if (refusal.reason === 'stale') return `Your sign-in is more than ${factorChangeMaxAgeSeconds / 60} minutes old. To ${change}, ${signInWith(refusal.level)} first.`;
   return `To ${change}, ${signInWith(refusal.level)} first.`;
 }

@@ -20,8 +20,8 @@ import { forbidden, signedInForm } from './forms.ts';
  * valid session and the account forms' CSRF token (forms.ts), else a 403 page and nothing changes.
  * Every route below, GET /account/totp included, then follows the one rule for changing factors
  * (factor-gate.ts, src/identity/factor-changes.ts): a fresh session (15 minutes) made with the
- * person's strongest factor, not through an upstream identity provider — else a 403 page saying
- * how to sign in, nothing changes. So whoever has only the
+ * person's strongest factor, not through an upstream identity provider nor with a smart card —
+ * else a 403 page saying how to sign in, nothing changes. So whoever has only the
  * password of a person with a passkey cannot enrol an authenticator of their own (and reach `mfa`,
  * and lock the person's password sign-in behind it). A session made with a recovery code changes
  * no factor (rule 2 there): a person who lost their authenticator asks for a recovery
@@ -41,7 +41,8 @@ import { forbidden, signedInForm } from './forms.ts';
  *   password-only session (one from before the enrolment, or a stolen one) cannot undo it. The
  *   authenticator that is the only factor meeting the person's role minimum stays (409 page saying
  *   to add a passkey first, `user.factor_removal_refused`): else the password alone would enrol
- *   the next one (src/identity/factor-changes.ts removalLeavesBelowMinimum).
+ *   the next one (src/identity/factor-changes.ts removalLeavesBelowMinimum). Removing a confirmed
+ *   one signs the person out everywhere but here (this session goes on under a new cookie).
  * POST /account/recovery-codes — refused for a privileged role (403); ten new codes replace the
  *   old ones, shown on the answer, once.
  */
@@ -100,7 +101,7 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
       if (!signedIn) return forbidden(ctx, request, reply);
       const refused = await refusal(signedIn.session, 'authenticator');
       if (refused) return refusedChange(ctx, request, reply, 'authenticator', refused);
-      const removal = await removeTotp(ctx, signedIn.user, change(request));
+      const removal = await removeTotp(ctx, signedIn.user, { ...change(request), session: signedIn.session.sessionId });
       if (!removal.removed && removal.reason === 'last_required_factor') {
         return sendErrorPage(ctx, request, reply, {
           status: 409,
@@ -109,6 +110,8 @@ export function accountFactorRoutes(app: FastifyInstance, ctx: Context): void {
             'Your role needs more than a password, and your authenticator app is the strongest way you have to sign in, so it cannot be removed. Add a passkey first, then remove the authenticator. Nothing was changed.',
         });
       }
+      // Every other session of the person ended with the authenticator; this one goes on under a new id.
+      if (removal.removed && removal.setCookie) reply.header('set-cookie', removal.setCookie);
       return seeOther(reply, accountUrl);
     }),
   );

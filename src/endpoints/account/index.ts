@@ -51,7 +51,8 @@ import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
  * Every passkey change below follows the one rule for changing factors (factor-gate.ts,
  * src/identity/factor-changes.ts): a session made with the person's strongest factor (one of their
  * passkeys when they have one, their authenticator app when that is their strongest, else any),
- * not with a recovery code nor through an upstream identity provider, at most 15 minutes ago.
+ * not with a recovery code, through an upstream identity provider nor with a smart card, at most
+ * 15 minutes ago.
  * From another session → 403 page saying what to do (JSON for the
  * options), and the account page shows the passkeys without their forms. Whoever has only the
  * password, or the password and a recovery code, cannot add a passkey of their own to reach a
@@ -80,8 +81,11 @@ import { accountRecoveryRoutes, mayOpenOwnRecovery } from './recovery.ts';
  *   1. as for revoke;
  *   2. removePasskey: not one of the person's passkeys → 404 page; the last passkey of a person
  *      whose role asks a phishing-resistant level (src/identity/role-requirements.ts), or the only
- *      factor of theirs meeting a two-step minimum → this page saying why, 409, nothing removed
- *      (`passkey.removal_refused`); else `passkey.removed`, 303.
+ *      factor of theirs meeting a two-step minimum, or the last passkey of a person who has no
+ *      password (nothing left to sign in with) → this page saying why, 409, nothing removed
+ *      (`passkey.removal_refused`); else `passkey.removed`, and the person is signed out
+ *      everywhere but here (every other session, refresh token and access token ends: the passkey
+ *      was perhaps lost), this session going on under a new cookie; 303.
  *
  * POST /account/recovery — the person asks for a recovery of what they lost (./recovery.ts).
  *
@@ -206,8 +210,14 @@ export const account: Endpoint = {
         if (!checked) return forbidden(ctx, request, reply);
         const weak = await tooWeak(checked);
         if (weak) return weakSession(request, reply, weak);
-        const outcome = await removePasskey(ctx, { userId: checked.user.id, passkeyId: request.params.id, requestId: request.id });
+        const outcome = await removePasskey(ctx, { userId: checked.user.id, passkeyId: request.params.id, requestId: request.id, keepSession: checked.session.sessionId });
         if (!outcome.removed && outcome.reason === 'not_found') return passkeyNotFound(request, reply);
+        if (!outcome.removed && outcome.reason === 'last_sign_in_factor') {
+          return showAccount(request, reply, checked.session, checked.user, {
+            status: 409,
+            error: 'This passkey is the only way you have to sign in (you have no password), so removing it would lock you out of your account. Add another passkey first, then remove this one.',
+          });
+        }
         if (!outcome.removed) {
           return showAccount(request, reply, checked.session, checked.user, {
             status: 409,
@@ -216,6 +226,8 @@ export const account: Endpoint = {
               : 'Your role needs two-step sign-in, and this passkey is the only factor you have that gives it, so it cannot be removed. Add another passkey or an authenticator app first, then remove this one.',
           });
         }
+        // Every other session of the person ended with the passkey; this one goes on under a new id.
+        if (outcome.setCookie) reply.header('set-cookie', outcome.setCookie);
         return seeOther(reply, accountUrl);
       }),
     );

@@ -12,6 +12,7 @@ import { minimumAcrFor, roleMinimums, type RoleMinimums } from '../role-requirem
 import { privilegedRolesOf, type PrivilegedRole } from '../roles.ts';
 import type { User } from '../users.ts';
 import { recoveryCodeCount, recoveryCodesOf, replaceRecoveryCodes } from './recovery-codes.ts';
+import { signOutOthersIn } from './sign-out-others.ts';
 import { checkTotpCode, openPendingTotpSecret, recordTotpStep, sealConfirmedTotpSecret, totpFactorOf, totpRowOf, type TotpFactor } from './totp.ts';
 
 /**
@@ -27,6 +28,8 @@ type FactorContext = Pick<Context, 'storage' | 'clock' | 'identity' | 'audit' | 
 export interface FactorChange {
   sourceAddress: string;
   requestId?: string;
+  /** The session making the change: a removal signs the person out everywhere but there (removeTotp). */
+  session?: string;
 }
 
 /** The person's factors as their account page shows them. */
@@ -103,7 +106,11 @@ export async function confirmTotpEnrolment(ctx: FactorContext, user: User, sessi
   return { ok: true, factor, ...(recoveryCodes ? { recoveryCodes } : {}) };
 }
 
-export type TotpRemoval = { removed: true } | { removed: false; reason: 'not_found' } | { removed: false; reason: 'last_required_factor'; required: Acr };
+export type TotpRemoval =
+  /** `setCookie`: the remover's session, continued under a new id (a confirmed authenticator removed from `change.session`). */
+  | { removed: true; setCookie?: string }
+  | { removed: false; reason: 'not_found' }
+  | { removed: false; reason: 'last_required_factor'; required: Acr };
 
 /**
  * Removes the person's authenticator (confirmed or pending) and their recovery codes, in one
@@ -114,7 +121,13 @@ export type TotpRemoval = { removed: true } | { removed: false; reason: 'not_fou
  * factor meeting a two-step minimum — else the person's password alone would then enrol the next
  * one. `last_required_factor` then, with `user.factor_removal_refused`. The person's row is locked
  * while deciding (PostgreSQL), as a passkey's removal locks it: two removals at once cannot each
- * leave the other's factor as the last.
+ * leave the other's factor as the last. (An authenticator signs nobody in without the password, so
+ * removing it never leaves a person nothing to sign in with: no `last_sign_in_factor` here.)
+ *
+ * Removing a confirmed one signs the person out everywhere but in `change.session`, which goes on
+ * under a new id (`setCookie`), in the same transaction (src/identity/factors/sign-out-others.ts):
+ * a lost phone's sessions end with it. `user.factor_removed` says what ended. An unconfirmed one
+ * signed nobody in, and ends nothing.
  */
 export async function removeTotp(ctx: FactorContext, user: User, change: FactorChange, minimums?: RoleMinimums): Promise<TotpRemoval> {
   // The minimums apply sets (cached per process, src/identity/role-requirements.ts).
@@ -142,10 +155,21 @@ export async function removeTotp(ctx: FactorContext, user: User, change: FactorC
     }
     await trx.deleteFrom('totp_factors').where('id', '=', factor.id).execute();
     const codes = await trx.deleteFrom('recovery_codes').where('user_id', '=', user.id).executeTakeFirst();
-    await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: user.id, data: { factor: 'totp', credential: factor.id, user: user.id, recovery_codes_removed: Number(codes.numDeletedRows) } }).execute();
+    const signedOut = factor.confirmed_at !== null ? await signOutOthersIn(ctx, trx, user.id, change.session, change.requestId) : undefined;
+    const ended = signedOut ? { sessions_ended: signedOut.ended.sessions_ended } : {};
+    await alertInsert(trx, ctx.clock, { type: 'factor.removed', subject: user.id, data: { factor: 'totp', credential: factor.id, user: user.id, recovery_codes_removed: Number(codes.numDeletedRows), ...ended } }).execute();
     return {
-      value: { removed: true } as TotpRemoval,
-      events: [event('user.factor_removed', user, change, { factor: 'totp', credential: factor.id, was_confirmed: factor.confirmed_at !== null, recovery_codes_removed: Number(codes.numDeletedRows) })],
+      value: (signedOut?.continued ? { removed: true, setCookie: signedOut.continued.setCookie } : { removed: true }) as TotpRemoval,
+      events: [
+        event('user.factor_removed', user, change, {
+          factor: 'totp',
+          credential: factor.id,
+          was_confirmed: factor.confirmed_at !== null,
+          recovery_codes_removed: Number(codes.numDeletedRows),
+          ...signedOut?.ended,
+        }),
+        ...(signedOut?.events ?? []),
+      ],
     };
   });
 }

@@ -7,6 +7,7 @@ import { beginTotpEnrolment, checkTotpCode, openPendingTotpSecret, openTotpSecre
 import { acr } from '../../../src/identity/acr.ts';
 import { registerPasskey, registrationOptions } from '../../../src/identity/passkeys/registration.ts';
 import { findUserByUsername } from '../../../src/identity/users.ts';
+import { readSession, startSession } from '../../../src/identity/sessions.ts';
 import { SealedBoxError } from '../../../src/keys/sealed-box.ts';
 import { SoftwareAuthenticator } from '../../helpers/authenticator.ts';
 import { testDialects } from '../../helpers/storage.ts';
@@ -142,6 +143,16 @@ for (const dialect of testDialects()) {
       assert.equal(Number((await recordTotpStep(f.ctx, factorId, step - 1, f.clock.now(), 'sign_in').executeTakeFirst()).numUpdatedRows), 0, 'an earlier step neither');
     });
 
+    test('removed before they were confirmed, end no session: they signed nobody in', async (t) => {
+      const f = await peopleFixture(t, { dialect });
+      const alice = (await findUserByUsername(f.ctx, 'alice'))!;
+      const session = await startSession(f.ctx, { userId: alice.id, acr: acr.password, amr: ['pwd'], cookieHeader: undefined });
+      assert.ok((await beginTotpEnrolment(f.ctx, alice.id, enrollingSession)).ok);
+      assert.deepEqual(await removeTotp(f.ctx, alice, { sourceAddress: '198.51.100.7' }), { removed: true });
+      assert.ok(await readSession(f.ctx, session.setCookie.split(';')[0]), 'still signed in');
+      assert.deepEqual(await f.events('user.signed_out_everywhere'), []);
+    });
+
     test('are removed with their recovery codes, and the removal is audited', async (t) => {
       const f = await peopleFixture(t, { dialect });
       const { userId, factorId } = await enrolTotp(f, 'alice');
@@ -152,7 +163,17 @@ for (const dialect of testDialects()) {
       assert.deepEqual(await removeTotp(f.ctx, alice, { sourceAddress: '198.51.100.7' }), { removed: false, reason: 'not_found' });
       const events = await f.events('user.factor_removed');
       assert.equal(events.length, 1);
-      assert.deepEqual(events[0]!.details, { factor: 'totp', credential: factorId, was_confirmed: true, recovery_codes_removed: 10, source_address: '198.51.100.7' });
+      assert.deepEqual(events[0]!.details, {
+        factor: 'totp',
+        credential: factorId,
+        was_confirmed: true,
+        recovery_codes_removed: 10,
+        sessions_ended: 0,
+        refresh_tokens_revoked: 0,
+        codes_discarded: 0,
+        session_continued: false,
+        source_address: '198.51.100.7',
+      });
       const alerts = await f.ctx.storage.db.selectFrom('alerts').selectAll().where('type', '=', 'factor.removed').execute();
       assert.deepEqual(alerts.map((a) => [a.subject, JSON.parse(a.data).factor]), [[userId, 'totp']], 'the removal raises a factor.removed alert, once');
     });
