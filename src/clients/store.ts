@@ -188,24 +188,12 @@ export class ClientStore {
 
   /**
    * Ends every token issued to a client so far, inside the caller's transaction, and leaves it in
-   * service (a risk suspension: src/risk/anomalies/store.ts `suspendIn`): its cut-off moves to
-   * `now`, as `disable` moves it, so its access tokens are dead (src/tokens/liveness.ts reads the
-   * cut-off from this registry: no statement on the token path) and stay dead whatever happens to
-   * the client later; and its refresh tokens are revoked, as prune revokes a disabled client's
-   * (RFC 9700 §4.14.2). How many refresh tokens it revoked; undefined when there is no such client.
+   * service (a risk suspension: src/risk/anomalies/store.ts `suspendIn`): `endClientTokens`, which
+   * a legal entity's KYC freeze calls for each client it owns (src/risk/kyc/changes.ts). How many
+   * refresh tokens it revoked; undefined when there is no such client.
    */
   async endTokens(trx: Transaction<Database>, clientId: string, now: number): Promise<{ refreshTokensRevoked: number } | undefined> {
-    const updated = await trx.updateTable('clients').set({ tokens_valid_after: cutOffAt(now) }).where('client_id', '=', clientId).executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 0) return undefined;
-    await bumpGeneration(trx, 'clients');
-    // Used and replaced tokens of its families too: presenting one later is "revoked", not a reuse.
-    const revoked = await trx
-      .updateTable('refresh_tokens')
-      .set({ state: 'revoked' })
-      .where('client_id', '=', clientId)
-      .where('state', 'in', ['active', 'rotated', 'superseded'])
-      .executeTakeFirst();
-    return { refreshTokensRevoked: Number(revoked.numUpdatedRows) };
+    return endClientTokens(trx, clientId, now);
   }
 
   /** Deletes a client inside the caller's transaction; false when there was none. */
@@ -247,4 +235,48 @@ export class ClientStore {
       }),
     );
   }
+}
+
+/**
+ * Ends every token issued to a client so far, inside the caller's transaction, and leaves it in
+ * service (`ClientStore.endTokens`; a legal entity's KYC freeze, for each client it owns, whose
+ * writers have no registry at hand): its cut-off moves to `now`, as `disable` moves it, so its
+ * access tokens are dead (src/tokens/liveness.ts reads the cut-off from the registry: no statement
+ * on the token path; this node's registry sees it at once once the caller invalidates it, every
+ * other node's within a second) and stay dead whatever happens to the client later; and its
+ * refresh tokens are revoked (`revokeClientRefreshTokens`). How many refresh tokens it revoked;
+ * undefined when there is no such client.
+ */
+export async function endClientTokens(trx: Transaction<Database>, clientId: string, now: number): Promise<{ refreshTokensRevoked: number } | undefined> {
+  const updated = await trx.updateTable('clients').set({ tokens_valid_after: cutOffAt(now) }).where('client_id', '=', clientId).executeTakeFirst();
+  if (Number(updated.numUpdatedRows) === 0) return undefined;
+  await bumpGeneration(trx, 'clients');
+  return { refreshTokensRevoked: await revokeClientRefreshTokens(trx, clientId) };
+}
+
+/**
+ * Revokes every refresh token issued to a client, inside the caller's transaction
+ * (`endClientTokens`; apply's prune of a disabled client, src/lifecycle/prune.ts): RFC 9700
+ * §4.14.2. Used and replaced tokens of its families too, so presenting one later is "revoked", not
+ * a reuse. Found through the index on (client_id, state) (migration 0069). How many it revoked.
+ */
+export async function revokeClientRefreshTokens(trx: Transaction<Database>, clientId: string): Promise<number> {
+  const revoked = await trx
+    .updateTable('refresh_tokens')
+    .set({ state: 'revoked' })
+    .where('client_id', '=', clientId)
+    .where('state', 'in', ['active', 'rotated', 'superseded'])
+    .executeTakeFirst();
+  return Number(revoked.numUpdatedRows);
+}
+
+/**
+ * The clients in service that legal entity `lei` owns (`owner_lei`), by client_id, read in the
+ * caller's transaction: the firm's KYC freeze ends their tokens (src/risk/kyc/changes.ts). A
+ * disabled client's tokens ended when it was disabled.
+ */
+export async function clientsOwnedBy(trx: Transaction<Database>, lei: string): Promise<string[]> {
+  // The metadata is JSON text on both dialects: parsed as the registry parses it (`#loadAll`), on a rare event.
+  const rows = await trx.selectFrom('clients').select(['client_id', 'metadata']).where('disabled_at', 'is', null).orderBy('client_id').execute();
+  return rows.filter((row) => (JSON.parse(row.metadata) as ClientMetadata).owner_lei === lei).map((row) => row.client_id);
 }

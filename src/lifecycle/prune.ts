@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { AuditEvent } from '../audit/events.ts';
 import { consoleClientId } from '../console/client.ts';
+import { revokeClientRefreshTokens } from '../clients/store.ts';
 import type { Context } from '../context.ts';
 import { revokeMandateIn } from '../mandates/store.ts';
 import type { Database } from '../storage/schema.ts';
@@ -182,13 +183,8 @@ export async function pruneIn(
       case 'client': {
         if (!(await ctx.clients.disable(trx, target.id, now))) continue;
         // RFC 6749 §10.4 / RFC 9700 §4.14.2: the client's refresh tokens end with it.
-        const revoked = await trx
-          .updateTable('refresh_tokens')
-          .set({ state: 'revoked' })
-          .where('client_id', '=', target.id)
-          .where('state', 'in', ['active', 'rotated', 'superseded'])
-          .executeTakeFirst();
-        done.push({ kind: 'client', id: target.id, ended: { refresh_tokens_revoked: Number(revoked.numUpdatedRows), access_tokens: 'dead (cut-off)' } });
+        const revoked = await revokeClientRefreshTokens(trx, target.id);
+        done.push({ kind: 'client', id: target.id, ended: { refresh_tokens_revoked: revoked, access_tokens: 'dead (cut-off)' } });
         break;
       }
       case 'resource_server':

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ClientMetadata } from '../../src/clients/metadata.ts';
-import { ClientStore } from '../../src/clients/store.ts';
+import { ClientStore, clientsOwnedBy } from '../../src/clients/store.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { migrate } from '../../src/storage/database.ts';
 import { testDialects } from '../helpers/storage.ts';
 
 /**
  * Ending a client's tokens and leaving it in service (src/clients/store.ts `endTokens`, a risk
- * suspension's: docs/risk.md "Reactions"), on every dialect. The HTTP behaviour is in
- * test/risk/anomalies/store.test.ts.
+ * suspension's: docs/risk.md "Reactions"), and finding the clients a firm owns (`clientsOwnedBy`,
+ * whose tokens its KYC freeze ends), on every dialect. The HTTP behaviour is in
+ * test/risk/anomalies/store.test.ts and test/risk/kyc/changes.test.ts.
  */
 
 const service = (clientId: string): ClientMetadata => ({
@@ -53,6 +54,24 @@ for (const dialect of testDialects()) {
       reader.invalidate();
       assert.equal((await reader.get('broker-1'))?.tokensValidAfter, endedAt + 1);
       assert.equal(await db.transaction().execute((trx) => clients.endTokens(trx, 'nobody', clock.now())), undefined, 'an unknown client');
+    });
+
+    test('finds the clients in service a legal entity owns, not a disabled one, not another firm\'s, not one that only names the LEI elsewhere', async (t) => {
+      const database = await dialect.create(t);
+      await migrate(database.storage);
+      const db = database.storage.db;
+      const clients = new ClientStore(db, new ManualClock(Date.UTC(2026, 0, 1)));
+      const firm = '5493001KJTIIGC8Y1R12';
+      await db.transaction().execute(async (trx) => {
+        await clients.upsert(trx, { ...service('f-2'), owner_lei: firm });
+        await clients.upsert(trx, { ...service('f-1'), owner_lei: firm });
+        await clients.upsert(trx, { ...service('f-gone'), owner_lei: firm });
+        await clients.upsert(trx, { ...service('g-1'), owner_lei: '529900T8BM49AURSDO55' });
+        await clients.upsert(trx, { ...service('named'), client_name: firm });
+        await clients.disable(trx, 'f-gone', Date.UTC(2026, 0, 1));
+      });
+      assert.deepEqual(await db.transaction().execute((trx) => clientsOwnedBy(trx, firm)), ['f-1', 'f-2']);
+      assert.deepEqual(await db.transaction().execute((trx) => clientsOwnedBy(trx, 'NOONE000000000000000')), []);
     });
   });
 }

@@ -18,7 +18,7 @@ export class KycChangeRefused extends AdminRefusal {
  * administrator read) makes a change of a record changed meanwhile a conflict (KycConflict).
  */
 export async function changeKycByAdmin(
-  ctx: Pick<Context, 'audit' | 'clock' | 'risk'>,
+  ctx: Pick<Context, 'audit' | 'clock' | 'risk' | 'clients'>,
   principal: KycPrincipal,
   fields: KycFields,
   by: { actor: string; reason?: string; expectedVersion?: number; requestId?: string; claimsFreeze?: boolean },
@@ -51,5 +51,6 @@ export async function changeKycByAdmin(
     return { value: result, events: result.events };
   });
   ctx.risk.kyc.invalidate();
+  if (changed.clientsEnded.length > 0) ctx.clients.invalidate();
   return changed;
 }

@@ -1,6 +1,7 @@
 import { sql, type Transaction } from 'kysely';
 import { isPostgres } from '../../audit/dialect.ts';
 import type { AuditEvent } from '../../audit/events.ts';
+import { clientsOwnedBy, endClientTokens } from '../../clients/store.ts';
 import type { Clock } from '../../clock.ts';
 import { cutOffPersonTokens } from '../../identity/lifecycle.ts';
 import { alertInsert } from '../../signals/alerts.ts';
@@ -53,6 +54,13 @@ export interface KycChanged {
   after: KycRecord;
   changed: boolean;
   events: AuditEvent[];
+  /**
+   * The clients whose tokens a legal entity's freeze ended (`endFrozenTokens`): once the change
+   * has committed, a writer that holds the client registry invalidates it (./admin.ts,
+   * ./webhook.ts; apply invalidates it anyway), so they are dead on this node at once; elsewhere,
+   * and after a screening hit, the registry reloads on its generation, within a second.
+   */
+  clientsEnded: string[];
 }
 
 /**
@@ -75,10 +83,9 @@ export async function lockKycPrincipal(trx: Transaction<Database>, principal: Ky
  * on the version read (a concurrent writer makes this one a KycConflict); the `kyc` generation
  * bumped, so every node's cache reloads (./store.ts); a `kyc.updated` event with the before and
  * after and who changed it, for the caller to record in the same transaction. A record that
- * becomes `frozen` keeps its status in `previous_status`, raises a `kyc.frozen` alert, and ends a
- * person's access tokens issued until now (the cut-off of src/identity/lifecycle.ts: nothing new
- * is issued while the freeze lasts, src/risk/kyc/enforce.ts). A change that changes nothing
- * writes nothing.
+ * becomes `frozen` keeps its status in `previous_status`, raises a `kyc.frozen` alert, and ends
+ * the principal's live tokens (`endFrozenTokens`; nothing new is issued while the freeze lasts,
+ * src/risk/kyc/enforce.ts). A change that changes nothing writes nothing.
  */
 export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, change: KycChange): Promise<KycChanged> {
   const now = clock.now();
@@ -98,7 +105,7 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
     before.reviewDue === next.reviewDue &&
     before.evidenceRef === next.evidenceRef &&
     before.declared === declared;
-  if (same) return { before, after: before, changed: false, events: [] };
+  if (same) return { before, after: before, changed: false, events: [], clientsEnded: [] };
 
   const after: KycRecord = { ...next, principal: change.principal, version: (before?.version ?? 0) + 1, updatedAt: now, updatedBy, ...(declared !== undefined ? { declared } : {}) };
   const values = {
@@ -136,8 +143,8 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
   await bumpGeneration(trx, kycGeneration);
 
   const froze = after.status === 'frozen' && before?.status !== 'frozen';
+  const ended = froze ? await endFrozenTokens(trx, change.principal, now) : undefined;
   if (froze) {
-    if (change.principal.type === 'User') await cutOffPersonTokens(trx, change.principal.id, now);
     await alertInsert(trx, clock, {
       type: 'kyc.frozen',
       subject: change.principal.id,
@@ -156,9 +163,37 @@ export async function changeKycRecord(trx: Transaction<Database>, clock: Clock, 
       before: before ? recordJson(before) : null,
       after: recordJson(after),
       ...(change.reason !== undefined ? { reason: change.reason } : {}),
+      ...(ended?.details ?? {}),
     },
   };
-  return { before, after, changed: true, events: [event] };
+  return { before, after, changed: true, events: [event], clientsEnded: ended?.clients ?? [] };
+}
+
+/**
+ * Ends the live tokens of a principal frozen at `now`, in the freeze's transaction.
+ * - A person: their access tokens issued until now (their cut-off, src/identity/lifecycle.ts, as
+ *   "sign out everywhere" does for tokens; their sessions stay).
+ * - A legal entity: the tokens of every client in service it owns (`owner_lei`), each as a risk
+ *   suspension ends a client's (src/clients/store.ts `endClientTokens`, `ClientStore.endTokens`):
+ *   its cut-off (every access token issued to it, its own and those it holds for people, dead)
+ *   and its refresh tokens revoked — named on `kyc.updated` (`tokens_ended`). A firm frozen on a
+ *   sanctions hit must have its services stop at once, not when their tokens expire; lifting the
+ *   freeze brings none back (a cut-off never moves back).
+ *   Tokens that people of the firm hold through another firm's clients are not the firm's to
+ *   end: they run to their expiry, as before (a person's own freeze ends theirs).
+ * Nothing here is read on the token path: a client's cut-off is in the registry every node holds.
+ */
+async function endFrozenTokens(trx: Transaction<Database>, principal: KycPrincipal, now: number): Promise<{ details: Record<string, unknown>; clients: string[] }> {
+  if (principal.type === 'User') {
+    await cutOffPersonTokens(trx, principal.id, now);
+    return { details: {}, clients: [] };
+  }
+  const ended: { client_id: string; refresh_tokens_revoked: number }[] = [];
+  for (const clientId of await clientsOwnedBy(trx, principal.id)) {
+    const result = await endClientTokens(trx, clientId, now);
+    if (result) ended.push({ client_id: clientId, refresh_tokens_revoked: result.refreshTokensRevoked });
+  }
+  return { details: { tokens_ended: { clients: ended, access_tokens: 'dead (cut-off)' } }, clients: ended.map((c) => c.client_id) };
 }
 
 /**

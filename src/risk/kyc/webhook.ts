@@ -97,6 +97,7 @@ export async function receiveKycWebhook(ctx: Context, delivery: KycWebhookDelive
     return { value: result, events: result.events.map((e) => ({ ...e, details: { ...e.details, webhook_id: webhookId } })) };
   });
   ctx.risk.kyc.invalidate();
+  if (changed.clientsEnded.length > 0) ctx.clients.invalidate();
   return { record: changed.after, changed: changed.changed, webhookId };
 }
 

@@ -64,6 +64,7 @@ import * as passwordSetBy from './0065_password_set_by.ts';
 import * as upstreamLoginAsk from './0066_upstream_login_ask.ts';
 import * as transferHolderTime from './0067_transfer_holder_time.ts';
 import * as agentModelVersions from './0068_agent_model_versions.ts';
+import * as refreshTokensClient from './0069_refresh_tokens_client.ts';
 
 /** Every migration, in order. Names are permanent: they are recorded in the database. */
 export const migrations: Record<string, Migration> = {
@@ -132,4 +133,5 @@ export const migrations: Record<string, Migration> = {
   '0066_upstream_login_ask': upstreamLoginAsk,
   '0067_transfer_holder_time': transferHolderTime,
   '0068_agent_model_versions': agentModelVersions,
+  '0069_refresh_tokens_client': refreshTokensClient,
 };

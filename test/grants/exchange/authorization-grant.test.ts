@@ -449,20 +449,34 @@ describe('identity chaining: the decision point decides every grant (A)', () => 
     });
   }
 
-  test('a frozen firm gets no grant (invalid_grant), recorded as policy.denied kyc-frozen; a frozen person\'s token is dead already', async (t) => {
+  test('a frozen firm gets no grant: its freeze ends its clients\' tokens, and the decision point refuses one verified before it (invalid_grant, policy.denied kyc-frozen); a frozen person\'s token is dead already', async (t) => {
     const { a, person, orderToken } = await twoDomains(t);
     const own = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
-    // The broker (a-desk-backend's owner and Alice's desk's firm) frozen: its live token gets no grant.
+    // Verified before the freeze (as token exchange verifies it), decided after it.
+    const verified = await verifyPresentedToken(a.f.ctx, own, accessTokenType, 'a-desk-backend');
+    assert.ok(verified.ok);
+    // The broker (a-desk-backend's owner and Alice's desk's firm) frozen: its freeze ends the live
+    // tokens of the clients it owns (src/risk/kyc/changes.ts), so this one never reaches the decision…
     await changeKycByAdmin(a.f.ctx, { type: 'LegalEntity', id: brokerLei }, { status: 'frozen' }, { actor: 'compliance-1', reason: 'adverse media' });
-    const body = assertOAuthError(await grantAt(a, 'a-desk-backend', own), 400, 'invalid_grant', 'frozen firm');
-    assert.doesNotMatch(String(body.error_description), /frozen|kyc/i, 'no tipping-off');
+    assertOAuthError(await grantAt(a, 'a-desk-backend', own), 400, 'invalid_request', 'the firm\'s token is no longer live');
+    // …and the decision point refuses the firm's token all the same.
+    const partner = (await a.f.ctx.partners.list()).find((p) => p.id === 'clearance-b')!;
+    const client = { client: (await a.f.ctx.clients.get('a-desk-backend'))!, method: 'client_secret_basic' as const };
+    await assert.rejects(
+      decideGrant(a.f.ctx, { client, requestId: 'req-frozen-firm', server: await partnerAuthorizationServer(a.f.ctx, partner), principal: { type: 'Client', id: 'a-desk-backend' }, subject: verified.token, scopes: ['order:create'], txn: 'trade-frozen-firm', actors: [] }),
+      (error: OAuthError) => error.error === 'invalid_grant' && !/frozen|kyc/i.test(String(error.description)),
+    );
     const denied = (await a.f.auditEvents('policy.denied')).at(-1)!;
     assert.deepEqual(denied.decision!.reasons, ['kyc-frozen']);
     assert.equal(denied.audience, bIssuer, 'decided for B\'s authorization server');
     assert.equal(denied.details!.frozen, `LegalEntity::${JSON.stringify(brokerLei)}`);
     assert.equal((await a.f.auditEvents('token.exchanged')).length, 0, 'no grant');
     await changeKycByAdmin(a.f.ctx, { type: 'LegalEntity', id: brokerLei }, { status: 'verified' }, { actor: 'compliance-1', reason: 'cleared' });
-    assert.equal((await grantAt(a, 'a-desk-backend', own)).statusCode, 200, 'unfrozen, the same token gets its grant');
+    assertOAuthError(await grantAt(a, 'a-desk-backend', own), 400, 'invalid_request', 'a token the freeze ended stays dead');
+    // A token's iat has a resolution of a second: one issued in the freeze's own second counts as before it.
+    a.f.clock.set(a.f.clock.now() + 1000);
+    const fresh = await a.f.accessToken('a-desk-backend', { resource: aOrdersApi, scope: 'order:create' });
+    assert.equal((await grantAt(a, 'a-desk-backend', fresh)).statusCode, 200, 'unfrozen, a new token gets its grant');
 
     // Alice frozen: her freeze ends the tokens she holds (src/risk/kyc/changes.ts), so hers never reaches the decision.
     await changeKycByAdmin(a.f.ctx, { type: 'User', id: person.userId }, { status: 'frozen' }, { actor: 'compliance-1', reason: 'adverse media' });
