@@ -116,6 +116,8 @@ export async function openContext(
         clientKeys: new ClientKeySets(clock, { allowPrivateNetwork: config.clientJwksAllowPrivateNetwork }),
         // Per-client trust anchors for tls_client_auth (src/clients/trust-anchors): partners' CAs and the listener's bundle.
         trustAnchors: new ClientTrustAnchors({ clock, partners: () => ctx.partners.list(), ...(config.tls?.clientCaFile ? { clientCaFile: config.tls.clientCaFile } : {}), institutional: config.institutional }),
+        // Which agent an agent's client is: its certificate names the agent (src/agents/registry.ts).
+        agents: { snapshot: () => ctx.agents.snapshot() },
       },
       // Not a spread: that would read `deviceCookieKey` once, and it follows the sealing master key (a getter).
       identity: Object.assign(identity, { throttle: throttles.login }),

@@ -25,6 +25,9 @@ export async function agentAuthority(ctx: Context, client: AuthenticatedClient):
   const agent = snapshot.byClient.get(client.client.metadata.client_id);
   if (!agent) return undefined;
   if (agent.status !== 'active') throw new OAuthError('unauthorized_client', `agent ${agent.id} is disabled`);
+  // Client authentication already refused a certificate issued to another agent, at every endpoint
+  // (src/clients/authentication/index.ts requireIssuedToClient); this asks more of it: attested for
+  // this agent (agent_credentials), so a certificate issued to it without an attestation gets no token.
   const certificate = client.caCertificate;
   const credential = certificate && (await ctx.agents.credential(certificate.serial));
   if (!credential || credential.agentId !== agent.id) {

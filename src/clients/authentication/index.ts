@@ -1,4 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
+import type { AgentRegistry } from '../../agents/registry.ts';
 import type { TrustedCertificate, TrustOutcome } from '../../pki/status.ts';
 import type { Clock } from '../../clock.ts';
 import { OAuthError } from '../../oauth-error.ts';
@@ -49,6 +50,12 @@ export interface AuthDeps {
    * `tls_client_auth_trust_anchor` is refused without them (fail closed).
    */
   trustAnchors?: ClientTrustAnchors;
+  /**
+   * The agents registry (src/agents/registry.ts): which agent a client of kind `agent` is, so that
+   * a certificate of Clearance's CA naming an agent authenticates that agent's client only. Without
+   * it, a client of kind `agent` is held to a certificate issued to its own id, like any client.
+   */
+  agents?: Pick<AgentRegistry, 'snapshot'>;
 }
 
 /** RFC 6749 §5.2: the challenge sent with a 401 when the client tried the Authorization header. */
@@ -266,7 +273,7 @@ async function verifyCredential(
     case 'tls_client_auth': {
       const chain = await chainOf(client, input, deps);
       verifyTlsClientAuth(client, input.certificate, chain.verified, deps.clock);
-      if (chain.own) requireIssuedToClient(client, chain.own);
+      if (chain.own) await requireIssuedToClient(client, chain.own, deps);
       // Under the institutional profile a client without an anchor is checked too: and refused.
       const anchored = client.metadata.tls_client_auth_trust_anchor === undefined && !deps.trustAnchors?.institutional ? undefined : await anchoredBy(client, input, chain.own, deps);
       return { ...(chain.own ? { caCertificate: chain.own } : {}), ...(anchored ? { anchoredCertificate: anchored } : {}) };
@@ -304,15 +311,23 @@ async function chainOf(client: Client, input: ClientAuthInput, deps: AuthDeps): 
  * subject or SAN another client registered — else a workload's certificate would authenticate a
  * client that registered the workload's name. A device certificate names a device an enrolling
  * service chose, never a client. An agent's certificate names the agent, whose client may have
- * another id: src/agents/authority.ts admits only a certificate attested for this client's agent.
+ * another id: it authenticates the client of that agent only — at every endpoint, not only where
+ * tokens are issued (src/agents/authority.ts asks more there: a certificate attested for the agent).
  */
-function requireIssuedToClient(client: Client, certificate: TrustedCertificate): void {
+async function requireIssuedToClient(client: Client, certificate: TrustedCertificate, deps: Pick<AuthDeps, 'agents'>): Promise<void> {
   const id = client.metadata.client_id;
   if (certificate.profile.kind === 'device') {
     throw invalidClient(`client ${id} presented certificate ${certificate.serial} of device profile ${certificate.profile.name}: a device certificate authenticates no client`);
   }
-  if (certificate.holder === id || client.metadata.kind === 'agent') return;
-  throw invalidClient(`client ${id} presented certificate ${certificate.serial} of Clearance's CA, which was issued to ${quote(certificate.holder)}`);
+  const agent = client.metadata.kind === 'agent' ? await agentOf(id, deps) : undefined;
+  if (certificate.holder === (agent ?? id)) return;
+  const whose = agent === undefined ? '' : `, not to its agent ${quote(agent)}`;
+  throw invalidClient(`client ${id} presented certificate ${certificate.serial} of Clearance's CA, which was issued to ${quote(certificate.holder)}${whose}`);
+}
+
+/** The id of the agent whose client `clientId` is (docs/agents.md), or undefined when no agent uses it. */
+async function agentOf(clientId: string, deps: Pick<AuthDeps, 'agents'>): Promise<string | undefined> {
+  return (await deps.agents?.snapshot())?.byClient.get(clientId)?.id;
 }
 
 /**

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
-import { authenticateClient, claimedClientId } from '../../../src/clients/authentication/index.ts';
+import type { AgentDefinition } from '../../../src/agents/definition.ts';
+import type { AgentSnapshot } from '../../../src/agents/registry.ts';
+import { authenticateClient, claimedClientId, type AuthDeps } from '../../../src/clients/authentication/index.ts';
+import type { CertificateProfile } from '../../../src/pki/profiles.ts';
 import { MemoryAuthFailureThrottle } from '../../../src/clients/authentication/throttle.ts';
 import { FormParameters } from '../../../src/parameters.ts';
 import {
@@ -16,6 +20,8 @@ import {
   type Harness,
   type KeyPair,
 } from './fixture.ts';
+import { agentHarness, ownerLei, v1 } from '../../agents/fixture.ts';
+import { applyDocument, tradingAgentProfile } from '../../pki/fixture.ts';
 
 interface Setup {
   h: Harness;
@@ -189,5 +195,92 @@ describe('claimedClientId', () => {
     assert.equal(claimedClientId(request({ authorization: 'Basic ***', body: { client_id: 'trader-app' } })), 'trader-app');
     assert.equal(claimedClientId(request({ body: {} })), undefined);
     assert.equal(claimedClientId(request({ body: { client_id: 'x'.repeat(200) } })), undefined);
+  });
+});
+
+describe("tls_client_auth with an agent's certificate of Clearance's CA", () => {
+  /** certificateTrust answering that the presented certificate is one of Clearance's CA (a workload profile) issued to `holder`. */
+  function ownCertificate(holder: string): Pick<AuthDeps, 'certificateTrust'> {
+    const profile = { ...tradingAgentProfile, kind: 'workload' } as unknown as CertificateProfile;
+    return { certificateTrust: async () => ({ ours: true, ok: true, certificate: { serial: '0a', profile, holder, authorityId: 'ca' } }) };
+  }
+  /** A registry with agent algo-x (client algo-x) and agent y-agent (client algo-y). */
+  const agents: AuthDeps['agents'] = {
+    snapshot: async () =>
+      ({ byClient: new Map([['algo-x', { id: 'algo-x', client_id: 'algo-x' }], ['algo-y', { id: 'y-agent', client_id: 'algo-y' }]] as [string, AgentDefinition][]) }) as unknown as AgentSnapshot,
+  };
+  /** The SAN of algo-x's certificates, which each of these clients registered. */
+  const san = 'spiffe://broker.example/agent/algo-x';
+
+  async function setupAgents(t: TestContext) {
+    const h = await harness(t);
+    for (const id of ['algo-x', 'algo-y', 'algo-z']) {
+      await h.register({ client_id: id, kind: 'agent', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: san });
+    }
+    const { certificate } = makeCertificate({ subject: '/CN=algo-x', san: `URI:${san}` });
+    const as = (clientId: string, holder: string, registry: AuthDeps['agents'] | null = agents) =>
+      authenticateClient(request({ body: { client_id: clientId }, certificate, certificateChainVerified: true }), { ...h.deps, ...ownCertificate(holder), ...(registry ? { agents: registry } : {}) });
+    return { as };
+  }
+
+  test('refuses the certificate of one agent for the client of another agent that registered its SAN', async (t) => {
+    const { as } = await setupAgents(t);
+    await rejectsWith(as('algo-y', 'algo-x'), { detail: /client algo-y presented certificate 0a of Clearance's CA, which was issued to "algo-x", not to its agent "y-agent"/ });
+  });
+
+  test("authenticates an agent's client with a certificate issued to its agent, whose id may differ from the client's", async (t) => {
+    const { as } = await setupAgents(t);
+    assert.equal((await as('algo-x', 'algo-x')).client.metadata.client_id, 'algo-x');
+    assert.equal((await as('algo-y', 'y-agent')).client.metadata.client_id, 'algo-y');
+  });
+
+  test('holds a client of kind agent that no agent uses, or one checked without the registry, to a certificate issued to its own id', async (t) => {
+    const { as } = await setupAgents(t);
+    assert.equal((await as('algo-z', 'algo-z')).client.metadata.client_id, 'algo-z');
+    await rejectsWith(as('algo-z', 'algo-x'), { detail: /client algo-z presented certificate 0a of Clearance's CA, which was issued to "algo-x"/ });
+    await rejectsWith(as('algo-y', 'y-agent', null), { detail: /which was issued to "y-agent"/ });
+  });
+});
+
+describe("tls_client_auth with an agent's certificate, over HTTP", () => {
+  test("refuses agent X's attested certificate as the client of agent Y that registered X's SAN, at introspection, revocation and the token endpoint", async (t) => {
+    const h = await agentHarness(t);
+    // Agent algo-8's client registered the SAN of algo-7's certificates.
+    await applyDocument(h.ctx, {
+      clients: [
+        { client_id: 'algo-8', kind: 'agent', owner_lei: ownerLei, token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://broker.example/agent/algo-7', grant_types: ['client_credentials'], scope: 'order:create' },
+      ],
+      agents: [{ id: 'algo-8', strategy: 'eu-rates-carry', environment: 'production', owner_lei: ownerLei, desk: 'rates-eu', venues: ['XLON'], instrument_classes: ['bond'], pipelines: ['ci-main'] }],
+    });
+    h.clock.advance(2000);
+    const proposed = await h.propose(v1);
+    assert.ok((await h.decide(proposed.request.id, 'mrisk')).ok);
+    const { csr, attestation } = await h.attest(v1);
+    const issued = await h.certificate(attestation, csr.csrPem);
+    assert.equal(issued.statusCode, 201, issued.body);
+    const algo7Certificate = new X509Certificate(issued.json().certificate as string);
+    const post = (url: string, clientId: string, body: string) =>
+      h.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-client-cert': `:${algo7Certificate.raw.toString('base64')}:` },
+        payload: `client_id=${clientId}&${body}`,
+      });
+    // Its own client: the certificate authenticates.
+    assert.equal((await post('/introspect', 'algo-7', 'token=not-a-token')).statusCode, 200);
+    for (const [url, body] of [
+      ['/introspect', 'token=not-a-token'],
+      ['/revoke', 'token=not-a-token'],
+      ['/token', 'grant_type=client_credentials&scope=order%3Acreate'],
+    ] as const) {
+      const refused = await post(url, 'algo-8', body);
+      assert.equal(refused.statusCode, 401, `${url}: ${refused.body}`);
+      assert.equal(refused.json().error, 'invalid_client', url);
+      assert.equal(refused.headers['cache-control'], 'no-store', url);
+    }
+    const failures = await h.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'client.auth_failed').execute();
+    const reasons = failures.map((row) => (JSON.parse(row.event) as { decision: { reasons: string[] } }).decision.reasons[0]);
+    assert.equal(reasons.length, 3);
+    for (const reason of reasons) assert.match(reason!, /issued to "algo-7", not to its agent "algo-8"/);
   });
 });
