@@ -40,6 +40,12 @@ export interface PolicyPageView {
   versions: string[];
   simulation?: SimulationView;
   simulationError?: string;
+  /**
+   * The replay not run yet, since the request did not come from the console's own link: it is a
+   * read of the audit log on the person's record (audit.read), offered on a form instead, which
+   * carries these fields (what the page was asked).
+   */
+  replayOnConfirm?: Record<string, string | undefined>;
   notice?: string;
   error?: string;
   /** The admin API asked for a new sign-in (RFC 9470 step-up): the console path to come back to after it. */
@@ -106,7 +112,9 @@ ${
       )}</tbody></table>`
     : ''
 }`
-    : html`<p class="muted">${view.simulationError ?? 'Not simulated.'}</p>`
+    : view.replayOnConfirm
+      ? replayForm(base, session, p.version, view.replayOnConfirm)
+      : html`<p class="muted">${view.simulationError ?? 'Not simulated.'}</p>`
 }
 <h2>Compared with ${view.against ? html`<code>${view.against.version}</code>` : 'another version'}</h2>
 ${
@@ -123,6 +131,20 @@ ${view.against ? textDiff(view.against.text, p.text) : html`<p class="muted">No 
     : ''
 }`,
   });
+}
+
+/**
+ * The form that replays the recorded decisions against a version (src/endpoints/console
+ * `pageRecordingReads`): the console's CSRF token, which no other site has, so only the person's
+ * click puts that read on their record.
+ */
+function replayForm(base: string, session: ConsoleSession, version: string, fields: Record<string, string | undefined>): SafeHtml {
+  return html`<form method="post" action="${base}/console/policies/${encodeURIComponent(version)}">
+<input type="hidden" name="csrf_token" value="${session.csrf}">
+${Object.entries(fields).map(([name, value]) => (value === undefined ? '' : html`<input type="hidden" name="${name}" value="${value}">`))}
+<p>Not replayed yet: your browser did not say that this link was followed from the console. Replaying the recorded decisions puts a read of the audit log on your record (<code>audit.read</code>).</p>
+<div class="actions"><button type="submit">Show what it would change</button></div>
+</form>`;
 }
 
 export type MandateVersionView = Record<string, unknown> & { id: string; version: number; status: string };

@@ -86,10 +86,10 @@ export interface Confirmation {
 }
 
 /**
- * The confirmation of an act asked by a GET whose browser sent no Fetch Metadata, or of a read of
- * people asked by another site's link too (src/endpoints/console `confirmFirst`,
- * `pageReadingPeople`): the form carries the console's CSRF token, which no other site has, so
- * only the person's click on the console's own page does it.
+ * The confirmation of an act asked by a GET whose browser sent no Fetch Metadata, or of a read on
+ * the person's record (of people, of the audit log) asked by another site's link too
+ * (src/endpoints/console `confirmFirst`, `pageRecordingReads`): the form carries the console's
+ * CSRF token, which no other site has, so only the person's click on the console's own page does it.
  */
 export function consoleConfirmPage(base: string, session: ConsoleSession, view: Confirmation): SafeHtml {
   return consoleShell({

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { StoredAuditEvent } from '../../src/audit/events.ts';
 import { sealNow } from '../../src/audit/lifecycle.ts';
-import { get, Jar } from '../endpoints/people-browser.ts';
+import { Jar } from '../endpoints/people-browser.ts';
 import { consoleFixture as fixture, getFromConsole, signInToConsole } from '../endpoints/console-fixture.ts';
 import { consoleEventPage } from '../../src/ui/console.ts';
 import type { ConsoleSession } from '../../src/console/session.ts';
@@ -24,7 +24,7 @@ describe("the console's event page and personal fields", () => {
     const login = JSON.parse(rows.at(-1)!.event) as StoredAuditEvent;
     assert.ok(!rows.at(-1)!.event.includes('127.0.0.1'), 'stored encrypted');
 
-    const withheld = await get(f, `/console/audit/events/${login.id}`, cora);
+    const withheld = await getFromConsole(f, `/console/audit/events/${login.id}`, cora);
     assert.equal(withheld.statusCode, 200, withheld.body);
     assert.match(withheld.body, /<p id="personal">Withheld: source_address\./);
     assert.match(withheld.body, /\?reveal=personal">Reveal personal data<\/a>/);
@@ -36,7 +36,7 @@ describe("the console's event page and personal fields", () => {
     const read = await f.ctx.storage.db.selectFrom('audit_events').select('event').where('type', '=', 'audit.read').orderBy('seq', 'desc').executeTakeFirstOrThrow();
     assert.equal((JSON.parse(read.event) as StoredAuditEvent).details!.personal_data_revealed, true, 'the revealing read is on the record');
 
-    const adminPage = await get(f, `/console/audit/events/${login.id}`, ada);
+    const adminPage = await getFromConsole(f, `/console/audit/events/${login.id}`, ada);
     assert.equal(adminPage.statusCode, 200, adminPage.body);
     assert.match(adminPage.body, /Withheld: source_address\./);
     assert.ok(!adminPage.body.includes('Reveal personal data'), 'no link for a role that does not read personal data');

@@ -461,4 +461,15 @@ describe('a session made with a smart card', () => {
     await addPasskey(f, await smartCardBrowser(f, 'alice'));
     assert.equal((await listPasskeys(f.ctx, await f.user('alice'))).length, 1);
   });
+
+  test('shows the person’s notices and keeps them: only their own authenticator or passkey marks them seen', async (t) => {
+    const f = await codeFlowFixture(t);
+    const userId = await f.user('alice');
+    await f.ctx.storage.db.insertInto('account_notices').values({ id: 'n-1', user_id: userId, kind: 'recovery_code_used', details: JSON.stringify({ source_address: '203.0.113.9', remaining: 9 }), created_at: f.clock.now(), seen_at: null }).execute();
+    const notice = /A recovery code was used to sign in to your account on .*? from 203\.0\.113\.9/;
+    assert.match((await smartCardBrowser(f, 'alice')).page, notice);
+    assert.match((await smartCardBrowser(f, 'alice')).page, notice, 'still there at the next visit with the card');
+    assert.match((await browserOf(f, await f.signIn('alice', passkey))).page, notice);
+    assert.doesNotMatch((await browserOf(f, await f.signIn('alice', passkey))).page, notice, 'seen once her passkey’s session showed it');
+  });
 });

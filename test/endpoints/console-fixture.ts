@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import type { ConsoleSession } from '../../src/console/session.ts';
+import { sealNow } from '../../src/audit/lifecycle.ts';
 import { open } from '../../src/keys/sealed-box.ts';
 import { authenticationKey, resolveMasterKey } from '../../src/keys/master-key.ts';
 import { SoftwareAuthenticator } from '../helpers/authenticator.ts';
@@ -53,6 +54,15 @@ export async function consoleFixture(t: TestContext): Promise<Console> {
   // Setting a password ends the tokens issued until then (a reset): the console's come after.
   f.clock.advance(1000);
   return Object.assign(f, { masterKey: resolveMasterKey(f.ctx.config).key, devices });
+}
+
+/** A trade: desk-algo's token with txn=new, sealed into the audit log; its txn. */
+export async function trade(f: Console): Promise<string> {
+  const order = [{ type: 'order', instrument: { class: 'bond', symbol: 'DE0001102580' }, side: 'buy', max_notional: { amount: '5000000', currency: 'EUR' }, venue: 'XLON', account: 'ACC-7781' }];
+  const token = await f.accessToken('desk-algo', { resource: ordersApi, scope: 'order:create', authorization_details: JSON.stringify(order), txn: 'new' });
+  const txn = String(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).txn);
+  await sealNow(f.ctx, f.masterKey);
+  return txn;
 }
 
 export const pathOf = (f: CodeFlowFixture, location: string) => (location.startsWith(f.issuer) ? location.slice(f.issuer.length) : location);

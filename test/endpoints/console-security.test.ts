@@ -5,7 +5,7 @@ import { sealNow } from '../../src/audit/lifecycle.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
-import { brokerLei, consoleFixture as fixture, fromTheConsole, getFromConsole, ordersApi, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
+import { brokerLei, consoleFixture as fixture, fromTheConsole, getFromConsole, ordersApi, password, sessionIn, signInToConsole, trade, type Console } from './console-fixture.ts';
 
 // The console's security rules (src/endpoints/console, docs/console.md) from the outside: what a
 // signed-in browser, a stolen cookie, another site and a person whose roles changed can and cannot
@@ -84,12 +84,10 @@ describe("the console's security rules", () => {
     const page = await f.inject({ method: 'GET', url: `/console/audit/events/${id}?reveal=personal`, headers: { cookie: jar.header(), ...crossSite } });
     assert.equal(page.statusCode, 200, page.body);
     assert.ok(!page.body.includes('127.0.0.1'), 'nothing revealed');
-    assert.match(page.body, /Withheld: source_address\..*Reveal personal data/s, 'the page offers the link to follow from the console');
+    assert.match(page.body, new RegExp(`<form method="post" action="/console/audit/events/${id}/reveal">`), 'a form of the console reveals them on her click');
     const bundle = await f.inject({ method: 'GET', url: `/console/bundle?subject=${cora}`, headers: { cookie: jar.header(), ...crossSite } });
     assert.equal(bundle.statusCode, 403, bundle.body);
-    const recorded = (await reads()).slice(before);
-    assert.ok(!recorded.some((e) => e.details?.personal_data_revealed === true), 'no revealing read on her record');
-    assert.ok(!recorded.some((e) => e.type === 'audit.exported'), 'no export on her record');
+    assert.deepEqual((await reads()).slice(before), [], 'no read of the event, revealing or not, and no export on her record');
 
     // The same links followed from the console itself.
     const sameOrigin = { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' };
@@ -215,6 +213,76 @@ describe("the console's security rules", () => {
     await assertReadConfirmedFirst(f, jar, '/console/mandates/desk-mandate', /Version 1, <strong>active<\/strong>/, 'mandates');
   });
 
+  // The audit API records each read of events in the reader's name (audit.read: a list of
+  // events, an event's proof, a policy version's replay): a link on another site must not do it.
+  test('another site’s link or a browser without Sec-Fetch-Site puts no read of the audit log on the person’s record: the console’s form shows the events', async (t) => {
+    const f = await fixture(t);
+    const txn = await trade(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    await assertAuditReadConfirmedFirst(f, jar, { url: `/console/audit?txn=${txn}`, action: '/console/audit', fields: { txn }, shown: /<td>token\.issued<\/td>/, reads: 1 });
+  });
+
+  test('another site’s link or a browser without Sec-Fetch-Site puts no read of a transaction’s events and proofs on the person’s record: the console’s form shows the chain', async (t) => {
+    const f = await fixture(t);
+    const txn = await trade(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    // Its events, then the proof of the one sealed event: two reads each time the chain is shown.
+    await assertAuditReadConfirmedFirst(f, jar, { url: `/console/txn?txn=${txn}`, action: '/console/txn', fields: { txn }, shown: /1\. Token issued to desk-algo/, reads: 2, section: 'Transactions' });
+    const empty = await f.inject({ method: 'GET', url: '/console/txn', headers: { cookie: jar.header(), ...crossSite } });
+    assert.match(empty.body, /<form method="get" action="\/console\/txn"/, 'the search itself reads nothing: shown at once');
+  });
+
+  test('another site’s link or a browser without Sec-Fetch-Site puts no read of an audit event and its proof on the person’s record: the console’s form shows it', async (t) => {
+    const f = await fixture(t);
+    const txn = await trade(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    const id = (await f.ctx.storage.db.selectFrom('audit_events').select('id').where('txn', '=', txn).executeTakeFirstOrThrow()).id;
+    await assertAuditReadConfirmedFirst(f, jar, { url: `/console/audit/events/${id}`, action: `/console/audit/events/${id}`, fields: {}, shown: /<dd id="proof"><span class="verified">✓ verified<\/span>/, reads: 1 });
+  });
+
+  test('a policy set version replays the recorded decisions (a read of the audit log on the record) only for a request from the console; another site’s link or a browser without Sec-Fetch-Site is shown the rest and a form for it', async (t) => {
+    const f = await fixture(t);
+    const permitAll = '@id("all") permit (principal, action, resource);';
+    await f.apply({
+      policies: [
+        { version: 'v1', text: permitAll, change_ref: 'CHG-1', author: 'alice.author', approver: 'bob.approver', active: true },
+        { version: 'v2', text: `${permitAll}\n@id("no-orders") forbid (principal, action == Action::"order:create", resource);`, change_ref: 'CHG-2', author: 'alice.author' },
+        { version: 'v3', text: permitAll, change_ref: 'CHG-3', author: 'alice.author' },
+      ],
+    });
+    await trade(f);
+    const jar = new Jar();
+    assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
+    const reads = async () => (await f.auditEvents('audit.read')).filter((e) => e.actor === sessionIn(f, jar).userId);
+    const simulation = /<p id="simulation">Replayed \d+ of the last \d+ recorded decisions: <strong>2 would flip<\/strong>/;
+
+    for (const headers of [{}, crossSite]) {
+      const page = await f.inject({ method: 'GET', url: '/console/policies/v2?against=v3', headers: { cookie: jar.header(), ...headers } });
+      assert.equal(page.statusCode, 200, page.body);
+      assert.match(page.body, /<h2>Compared with <code>v3<\/code><\/h2>/, 'the rest of the page is there');
+      assert.match(page.body, /1 line\(s\) added, 0 removed\./);
+      assert.doesNotMatch(page.body, /id="simulation"/, 'nothing replayed');
+      assert.match(page.body, /<form method="post" action="\/console\/policies\/v2">/, 'a form of the console replays them');
+      assert.match(page.body, /<input type="hidden" name="against" value="v3">/, 'the comparison asked for is kept');
+    }
+    assert.equal((await reads()).length, 0, 'no read on her record');
+
+    assert.equal((await post(f, '/console/policies/v2', { csrf_token: 'forged', against: 'v3' }, jar)).statusCode, 403, 'the form needs the console’s token');
+    assert.equal((await reads()).length, 0);
+    const confirmed = await post(f, '/console/policies/v2', { csrf_token: csrfOf((await get(f, '/console', jar)).body), against: 'v3' }, jar);
+    assert.equal(confirmed.statusCode, 200, confirmed.body);
+    assert.match(confirmed.body, simulation);
+    assert.match(confirmed.body, /<h2>Compared with <code>v3<\/code><\/h2>/);
+    assert.equal((await reads()).length, 1, 'the confirmed replay is on the record, once');
+
+    const fromConsole = await getFromConsole(f, '/console/policies/v2', jar);
+    assert.match(fromConsole.body, simulation, 'the console’s own link replays at once');
+    assert.equal((await reads()).length, 2);
+  });
+
   test('a role whose token may not read the approvals is told so at once, whatever the link: the API refuses and records nothing', async (t) => {
     const f = await fixture(t);
     const jar = new Jar();
@@ -258,6 +326,38 @@ async function assertReadConfirmedFirst(f: Console, jar: Jar, path: string, show
   assert.equal(fromConsole.statusCode, 200, fromConsole.body);
   assert.match(fromConsole.body, shown, 'the console’s own link shows it at once');
   assert.equal((await reads()).length, 2);
+}
+
+/**
+ * A console page whose admin-API reads the audit API records in the person's name (`audit.read`):
+ * another site's link and a browser without Sec-Fetch-Site get a form of the console's, posting to
+ * `action` what the GET asked (`fields`), and nothing is read; the form posted with the console's
+ * CSRF token shows the page and records its `reads` once; a link on the console itself
+ * (same-origin) shows it at once and records them again.
+ */
+async function assertAuditReadConfirmedFirst(f: Console, jar: Jar, page: { url: string; action: string; fields: Record<string, string>; shown: RegExp; reads: number; section?: string }): Promise<void> {
+  const reads = async () => (await f.auditEvents('audit.read')).filter((e) => e.actor === sessionIn(f, jar).userId);
+  for (const headers of [{}, crossSite]) {
+    const asked = await f.inject({ method: 'GET', url: page.url, headers: { cookie: jar.header(), ...headers } });
+    assert.equal(asked.statusCode, 200, asked.body);
+    assert.doesNotMatch(asked.body, page.shown, `${page.url} shows nothing it reads`);
+    assert.match(asked.body, new RegExp(`<form method="post" action="${page.action}">`), 'a form of the console shows it');
+    for (const [name, value] of Object.entries(page.fields)) assert.match(asked.body, new RegExp(`<input type="hidden" name="${name}" value="${value}">`), `the form keeps ${name}`);
+    assert.match(asked.body, new RegExp(`aria-current="page">${page.section ?? 'Audit log'}</a>`), 'in its section of the console');
+  }
+  assert.equal((await reads()).length, 0, `no read on her record for ${page.url}`);
+
+  assert.equal((await post(f, page.action, { csrf_token: 'forged', ...page.fields }, jar)).statusCode, 403, 'the form needs the console’s token');
+  assert.equal((await reads()).length, 0);
+  const confirmed = await post(f, page.action, { csrf_token: csrfOf((await get(f, '/console', jar)).body), ...page.fields }, jar);
+  assert.equal(confirmed.statusCode, 200, confirmed.body);
+  assert.match(confirmed.body, page.shown);
+  assert.equal((await reads()).length, page.reads, 'the confirmed reads are on the record, once');
+
+  const fromConsole = await getFromConsole(f, page.url, jar);
+  assert.equal(fromConsole.statusCode, 200, fromConsole.body);
+  assert.match(fromConsole.body, page.shown, 'the console’s own link shows it at once');
+  assert.equal((await reads()).length, 2 * page.reads);
 }
 
 /** A mandate of the broker's (the fixture's legal entity) to its client desk-algo, created through the admin API. */

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { seedDestination } from '../transfers/enforcement-fixture.ts';
 import { describe, test } from 'node:test';
 import { verifyBundle } from '../../src/audit/bundle.ts';
-import { sealNow } from '../../src/audit/lifecycle.ts';
 import { consoleClientId } from '../../src/console/client.ts';
 import { csrfOf, get, Jar, post } from './people-browser.ts';
-import { assertSectionRefused, consoleFixture as fixture, getFromConsole, ordersApi, password, sessionIn, signInToConsole, type Console } from './console-fixture.ts';
+import { assertSectionRefused, consoleFixture as fixture, getFromConsole, ordersApi, password, sessionIn, signInToConsole, trade } from './console-fixture.ts';
 import { decisionsOf, findApprovalRequest } from '../../src/approvals/requests.ts';
 import { findUserByUsername } from '../../src/identity/users.ts';
 import { openOrderRequest, useTestKind } from '../approvals/fixture.ts';
@@ -15,15 +14,6 @@ import { partnerKey } from '../federation/fixture.ts';
 // The console (src/endpoints/console, docs/console.md) from the outside: a person signs in through
 // Clearance's own code flow in two steps, gets a token with their console roles' scopes at their
 // roles' level, and reads the audit log and a trade's chain through the admin API with it.
-
-/** A trade: desk-algo's token with txn=new, sealed into the audit log. */
-async function trade(f: Console): Promise<string> {
-  const order = [{ type: 'order', instrument: { class: 'bond', symbol: 'DE0001102580' }, side: 'buy', max_notional: { amount: '5000000', currency: 'EUR' }, venue: 'XLON', account: 'ACC-7781' }];
-  const token = await f.accessToken('desk-algo', { resource: ordersApi, scope: 'order:create', authorization_details: JSON.stringify(order), txn: 'new' });
-  const txn = String(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).txn);
-  await sealNow(f.ctx, f.masterKey);
-  return txn;
-}
 
 describe('the console', () => {
   test('is a registered confidential client of its own issuer (private_key_jwt), redirecting only to /console/callback', async (t) => {
@@ -94,16 +84,16 @@ describe('the console', () => {
     const jar = new Jar();
     assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
 
-    const audit = await get(f, `/console/audit?txn=${encodeURIComponent(txn)}`, jar);
+    const audit = await getFromConsole(f, `/console/audit?txn=${encodeURIComponent(txn)}`, jar);
     assert.equal(audit.statusCode, 200, audit.body);
     assert.match(audit.body, /token\.issued/);
     assert.match(audit.body, /Audit key fingerprint<\/dt><dd class="mono">[0-9a-f]{64}</);
     assert.match(audit.body, /<dd id="last-verify">never \(<code>clearance audit verify<\/code>\)<\/dd>/);
     await f.ctx.audit.record({ type: 'audit.verified', actor: 'cli:ops', decision: { allow: true, reasons: ['intact'] }, details: { ok: true, leaves: 9, tree_size: 9 } });
-    assert.match((await get(f, '/console/audit', jar)).body, /<dd id="last-verify"><span class="verified">✓ intact<\/span>, tree size 9, <a href="\/console\/audit\/events\/[0-9a-f-]+">[^<]+<\/a> by <code>cli:ops<\/code><\/dd>/);
+    assert.match((await getFromConsole(f, '/console/audit', jar)).body, /<dd id="last-verify"><span class="verified">✓ intact<\/span>, tree size 9, <a href="\/console\/audit\/events\/[0-9a-f-]+">[^<]+<\/a> by <code>cli:ops<\/code><\/dd>/);
     assert.match(audit.body, new RegExp(`<a href="/console/bundle\\?txn=${txn}">Download the evidence bundle of this selection</a>`));
 
-    const view = await get(f, `/console/txn?txn=${encodeURIComponent(txn)}`, jar);
+    const view = await getFromConsole(f, `/console/txn?txn=${encodeURIComponent(txn)}`, jar);
     assert.equal(view.statusCode, 200, view.body);
     assert.match(view.body, /<svg class="chain"[^>]*role="img"/);
     assert.match(view.body, /1\. Token issued to desk-algo/);
@@ -257,7 +247,7 @@ describe('the console', () => {
     const cora = new Jar();
     assert.equal((await signInToConsole(f, cora, 'cora')).path, '/console');
     assert.match((await get(f, '/console/directory', cora)).body, /<a href="\/console\/policies\/v2"><code>v2<\/code><\/a>/);
-    const page = await get(f, '/console/policies/v2', cora);
+    const page = await getFromConsole(f, '/console/policies/v2', cora);
     assert.equal(page.statusCode, 200, page.body);
     // The trade's two decisions (its audience and its instrument) were allowed by v1; v2 denies both.
     assert.match(page.body, /<p id="simulation">Replayed \d+ of the last \d+ recorded decisions: <strong>2 would flip<\/strong> \(2 allow → deny, 0 deny → allow\)/);
@@ -410,11 +400,11 @@ describe('the console', () => {
     const jar = new Jar();
     assert.equal((await signInToConsole(f, jar, 'cora')).path, '/console');
     const id = (await f.ctx.storage.db.selectFrom('audit_events').select('id').where('txn', '=', txn).executeTakeFirstOrThrow()).id;
-    const sealed = await get(f, `/console/audit/events/${id}`, jar);
+    const sealed = await getFromConsole(f, `/console/audit/events/${id}`, jar);
     assert.equal(sealed.statusCode, 200, sealed.body);
     assert.match(sealed.body, /<dd id="proof"><span class="verified">✓ verified<\/span>/);
     const fresh = (await f.ctx.storage.db.selectFrom('audit_events').select('id').orderBy('seq', 'desc').executeTakeFirstOrThrow()).id;
-    const unsealed = await get(f, `/console/audit/events/${fresh}`, jar);
+    const unsealed = await getFromConsole(f, `/console/audit/events/${fresh}`, jar);
     assert.equal(unsealed.statusCode, 404, unsealed.body);
     assert.match(unsealed.body, /not sealed yet/);
   });

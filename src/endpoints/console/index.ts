@@ -53,9 +53,11 @@ import { authenticationKey } from '../../keys/master-key.ts';
  * (and POST /reviews/{id}/close), /console/policies/{version} (and POST …/activate),
  * /console/mandates/{id} (and POST …/revoke), /console/partners/{id}, /console/audit (and /audit/events/{id}), /console/txn, /console/bundle,
  * /console/directory. A GET that puts something on the person's record (a reveal, an export, a read
- * of people: the approvals, the reviews, a mandate, the directory's mandates and people) acts at
- * once only for the console's own link (Fetch Metadata, `fetchSiteOf`); otherwise a form of the
- * console's confirms it (POST …/reveal, /console/bundle, and the page's own path: `pageReadingPeople`).
+ * of people — the approvals, the reviews, a mandate, the directory's mandates and people — or of
+ * the audit log — the explorer's events, a transaction's, an event's proof, a policy version's
+ * replay) acts at once only for the console's own link (Fetch Metadata, `fetchSiteOf`); otherwise a
+ * form of the console's confirms it (POST …/reveal, /console/bundle, and the page's own path:
+ * `pageRecordingReads`).
  * Every page reads through the admin API with that token (src/console/admin-api.ts): no page sees
  * anything the person's token could not. POST /console/sign-out (CSRF-checked) revokes it
  * and forgets it; a person no longer active, or whose console roles changed, is signed out of the
@@ -193,10 +195,10 @@ export const consoleEndpoint: Endpoint = {
     );
 
     // The requests name people (who asked, for whom): GET /admin/approvals records its read (people.reviewed).
-    pageReadingPeople('/approvals', {
+    pageRecordingReads('/approvals', {
       scope: 'approvals:decide',
       carried: ['decided'],
-      confirmation: { title: 'Show the approvals waiting for you?', act: 'Showing them puts a read of the people they name on your record (people.reviewed).', button: 'Show the approvals', section: 'approvals' },
+      confirmation: () => ({ title: 'Show the approvals waiting for you?', act: 'Showing them puts a read of the people they name on your record (people.reviewed).', button: 'Show the approvals', section: 'approvals' }),
       nothingRead: 'Nothing was read. Open the approvals again and retry.',
       render: async (reply, session, _params, query) => {
         const listed = await api(session, '/admin/approvals');
@@ -237,10 +239,10 @@ export const consoleEndpoint: Endpoint = {
     );
 
     // A review leads to who asked for the activation, and names who closed it: GET /admin/break-glass/reviews records its read.
-    pageReadingPeople('/reviews', {
+    pageRecordingReads('/reviews', {
       scope: 'admin:read',
       carried: ['closed'],
-      confirmation: { title: 'Show the break-glass reviews?', act: 'Showing them puts a read of the people they lead to on your record (people.reviewed).', button: 'Show the reviews', section: 'reviews' },
+      confirmation: () => ({ title: 'Show the break-glass reviews?', act: 'Showing them puts a read of the people they lead to on your record (people.reviewed).', button: 'Show the reviews', section: 'reviews' }),
       nothingRead: 'Nothing was read. Open the reviews again and retry.',
       render: async (reply, session, _params, query) => {
         const listed = await api(session, '/admin/break-glass/reviews');
@@ -277,9 +279,15 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Params: { version: string }; Querystring: { against?: string; done?: string } }>(`${consoleBase}/policies/:version`, async (request, reply) =>
-      signedIn(request, reply, async (session) => policyPage(reply, session, request.params.version, request.query.against, request.query.done === 'activated' ? { notice: 'Activated: every node evaluates it from its next decision.' } : {})),
-    );
+    // Its replay of the recorded decisions (GET /admin/policies/{version}/simulation) records its
+    // read (audit.read); its text, its diff and its activation are shown in any case.
+    pageRecordingReads('/policies/:version', {
+      scope: 'admin:read',
+      carried: ['against', 'done'],
+      nothingRead: 'Nothing was replayed. Open the policy set again and retry.',
+      render: (reply, session, params, query, recorded) =>
+        policyPage(reply, session, params.version ?? '', query.against, query.done === 'activated' ? { notice: 'Activated: every node evaluates it from its next decision.' } : {}, recorded ? 'replay' : query),
+    });
 
     app.post<{ Params: { version: string } }>(`${consoleBase}/policies/:version/activate`, async (request, reply) =>
       signedIn(request, reply, async (session) => {
@@ -291,9 +299,9 @@ export const consoleEndpoint: Endpoint = {
         // renews its token without one: the person is asked to sign in again, as for an approval's
         // decision, and brought back to the version.
         if (stepUpAsked(answer)) {
-          return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${String(answer.json.error_description)}`, status: 401, signInAgain: `/console/policies/${request.params.version}` });
+          return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${String(answer.json.error_description)}`, status: 401, signInAgain: `/console/policies/${request.params.version}` }, 'replay');
         }
-        return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${refusalOf(answer)!.message}`, status: refusalOf(answer)!.status });
+        return policyPage(reply, session, request.params.version, undefined, { error: `Not activated: ${refusalOf(answer)!.message}`, status: refusalOf(answer)!.status }, 'replay');
       }),
     );
 
@@ -311,10 +319,10 @@ export const consoleEndpoint: Endpoint = {
     );
 
     // A mandate names its grantee and who signed, accepted or revoked it: GET /admin/mandates/{id} records its read.
-    pageReadingPeople('/mandates/:id', {
+    pageRecordingReads('/mandates/:id', {
       scope: 'admin:read',
       carried: ['done'],
-      confirmation: { title: 'Show the mandate?', act: 'Showing it puts a read of the people it names on your record (people.reviewed).', button: 'Show the mandate', section: 'directory' },
+      confirmation: () => ({ title: 'Show the mandate?', act: 'Showing it puts a read of the people it names on your record (people.reviewed).', button: 'Show the mandate', section: 'directory' }),
       nothingRead: 'Nothing was read. Open the mandate again and retry.',
       render: (reply, session, params, query) => mandatePage(reply, session, params.id ?? '', query.done === 'revoked' ? { notice: 'Revoked: its tokens are inactive from now on.' } : {}),
     });
@@ -329,11 +337,17 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/audit`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
-        const filters = auditFilters(request.query);
+    // GET /admin/audit/events records its read (audit.read); the log's status does not, but the
+    // page is its search: the whole page is the confirmation.
+    pageRecordingReads('/audit', {
+      scope: 'audit:read',
+      carried: [...auditFilterNames, 'after'],
+      confirmation: () => ({ title: 'Show the audit events?', act: 'Showing them puts a read of the audit log on your record (audit.read).', button: 'Show the events' }),
+      nothingRead: 'Nothing was read. Open the audit log again and retry.',
+      render: async (reply, session, _params, asked) => {
+        const filters = auditFilters(asked);
         const query = new URLSearchParams(Object.entries(filters).filter((entry): entry is [string, string] => Boolean(entry[1])));
-        if (request.query.after) query.set('after', request.query.after);
+        if (asked.after) query.set('after', asked.after);
         query.set('limit', '100');
         const [events, checkpoint, key, status] = await Promise.all([api(session, `/admin/audit/events?${query}`), api(session, '/admin/audit/checkpoints/latest'), api(session, '/admin/audit/key'), api(session, '/admin/audit/status')]);
         const refusal = refusalOf(events);
@@ -351,27 +365,23 @@ export const consoleEndpoint: Endpoint = {
             ...(refusal ? { error: refusal.message } : {}),
           }),
         });
-      }),
-    );
+      },
+    });
 
-    app.get<{ Params: { id: string }; Querystring: { reveal?: string } }>(`${consoleBase}/audit/events/:id`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
-        // Personal fields are decrypted only when asked, and the API checks the role and records the read (docs/privacy.md).
-        // Only when asked from the console itself: a link on another site must not put a revealing read on the person's record.
-        const asked = request.query.reveal === 'personal';
-        const site = fetchSiteOf(request);
-        if (asked && site === 'unknown') {
-          return confirmFirst(reply, session, {
-            title: 'Reveal personal data?',
-            act: 'Revealing this event’s personal fields is recorded in your name (audit.read).',
-            action: `${consoleBase}/audit/events/${encodeURIComponent(request.params.id)}/reveal`,
-            fields: {},
-            button: 'Reveal personal data',
-          });
-        }
-        return eventPage(reply, session, request.params.id, asked && site === 'console');
-      }),
-    );
+    // An event's proof (GET /admin/audit/events/{id}/proof) records its read (audit.read). Personal
+    // fields are decrypted only when asked (`reveal=personal`), and the API checks the role and
+    // records the read as revealing (docs/privacy.md); asked from anywhere but the console, the
+    // confirmation is the reveal's own form.
+    pageRecordingReads('/audit/events/:id', {
+      scope: 'audit:read',
+      carried: ['reveal'],
+      confirmation: (asked) =>
+        asked.reveal === 'personal'
+          ? { title: 'Reveal personal data?', act: 'Revealing this event’s personal fields is recorded in your name (audit.read).', button: 'Reveal personal data', action: '/audit/events/:id/reveal' }
+          : { title: 'Show the audit event?', act: 'Showing it and its proof puts a read of the audit log on your record (audit.read).', button: 'Show the event' },
+      nothingRead: 'Nothing was read. Open the event again and retry.',
+      render: (reply, session, params, asked) => eventPage(reply, session, params.id ?? '', asked.reveal === 'personal'),
+    });
 
     // The reveal confirmed on the console's own form (its CSRF token): no other site can post it.
     app.post<{ Params: { id: string } }>(`${consoleBase}/audit/events/:id/reveal`, async (request, reply) =>
@@ -381,9 +391,15 @@ export const consoleEndpoint: Endpoint = {
       }),
     );
 
-    app.get<{ Querystring: { txn?: string } }>(`${consoleBase}/txn`, async (request, reply) =>
-      signedIn(request, reply, async (session) => {
-        const txn = typeof request.query.txn === 'string' && request.query.txn.trim() !== '' ? request.query.txn.trim() : undefined;
+    // A transaction's events (GET /admin/audit/events) and each one's proof record their reads
+    // (audit.read); the search without a txn reads nothing.
+    pageRecordingReads('/txn', {
+      scope: 'audit:read',
+      carried: ['txn'],
+      confirmation: (asked) => (txnOf(asked) ? { title: 'Show the transaction?', act: 'Showing its chain puts a read of its audit events and their proofs on your record (audit.read).', button: 'Show the chain', section: 'txn' } : undefined),
+      nothingRead: 'Nothing was read. Open the transaction again and retry.',
+      render: async (reply, session, _params, asked) => {
+        const txn = txnOf(asked);
         // Without audit:read the API will refuse every txn: say so before a search is typed.
         if (!session.scopes.includes('audit:read')) return sendPage(reply, { status: 403, csp: 'ownForm', page: consoleTxnPage(base, session, { hops: [], checks: new Map(), error: 'Your roles do not allow this: reading the audit log needs audit:read.' }) });
         if (!txn) return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { hops: [], checks: new Map() }) });
@@ -394,15 +410,15 @@ export const consoleEndpoint: Endpoint = {
         const checks = await proofChecks(session, listed);
         const firms = await firmsOf(session);
         return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleTxnPage(base, session, { txn, hops: hopsOf(listed.map((e) => e.event), (client) => firms.get(client)), checks }) });
-      }),
-    );
+      },
+    });
 
     // Listing the people (GET /admin/access-review) and the mandates (GET /admin/mandates) are
     // reads on the person's record (people.reviewed); the other lists are shown in any case.
-    pageReadingPeople('/directory', {
+    pageRecordingReads('/directory', {
       scope: 'admin:read',
       nothingRead: 'Nothing was read. Open the directory again and retry.',
-      render: (reply, session, _params, _query, readPeople) => directoryPage(reply, session, readPeople),
+      render: (reply, session, _params, _query, recorded) => directoryPage(reply, session, recorded),
     });
 
     app.get<{ Querystring: Record<string, string | undefined> }>(`${consoleBase}/bundle`, async (request, reply) =>
@@ -492,24 +508,29 @@ export const consoleEndpoint: Endpoint = {
     }
 
     /**
-     * A console page some of whose admin-API reads the API puts on the person's record as
-     * `people.reviewed` (approval requests, break-glass reviews, mandates, the people): its GET
-     * `path` and the POST of its confirmation. The console cookie rides along on another site's
-     * link (SameSite=Lax), so the GET reads them at once only for the console's own link or a
-     * typed address (`fetchSiteOf`: `console`). Another site's link and a browser without Fetch
-     * Metadata get what else the page shows and a form of the console's (its CSRF token, which no
-     * other site has) posting to `path`, which reads them. A token without `scope` is refused by
-     * the API, which then records nothing: its page is read at once and says so.
+     * A console page some of whose admin-API reads the API puts on the person's record — as
+     * `people.reviewed` (approval requests, break-glass reviews, mandates, the people) or as
+     * `audit.read` (events, proofs, a policy version's replay): its GET `path` and the POST of its
+     * confirmation. The console cookie rides along on another site's link (SameSite=Lax), so the
+     * GET makes those reads at once only for the console's own link or a typed address
+     * (`fetchSiteOf`: `console`). Another site's link and a browser without Fetch Metadata get
+     * the page's confirmation, or what else the page shows when it has none for this request,
+     * with a form of the console's (its CSRF token, which no other site has) posting to `path`,
+     * which makes them. A token without `scope` is refused by the API, which then records nothing:
+     * its page is read at once and says so.
      */
-    function pageReadingPeople(path: string, page: PeopleReadingPage): void {
-      const carriedOf = (value: (name: string) => string | undefined) => Object.fromEntries((page.carried ?? []).map((name) => [name, value(name)]));
+    function pageRecordingReads(path: string, page: RecordedReadsPage): void {
+      // A parameter given twice is an array in the query: only a single value is carried.
+      const carriedOf = (value: (name: string) => unknown) => Object.fromEntries((page.carried ?? []).map((name) => [name, single(value(name))]));
+      const pathOf = (template: string, params: Record<string, string>) => `${consoleBase}${template.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(params[name] ?? ''))}`;
       app.get<{ Params: Record<string, string>; Querystring: Record<string, string | undefined> }>(`${consoleBase}${path}`, async (request, reply) =>
         signedIn(request, reply, async (session) => {
           const query = carriedOf((name) => request.query[name]);
           if (fetchSiteOf(request) === 'console' || !session.scopes.includes(page.scope)) return page.render(reply, session, request.params, query, true);
-          if (!page.confirmation) return page.render(reply, session, request.params, query, false);
-          const action = `${consoleBase}${path.replace(/:(\w+)/g, (_, name: string) => encodeURIComponent(request.params[name] ?? ''))}`;
-          return confirmFirst(reply, session, { ...page.confirmation, action, fields: query });
+          const confirmation = page.confirmation?.(query);
+          if (!confirmation) return page.render(reply, session, request.params, query, false);
+          const { action = path, ...words } = confirmation;
+          return confirmFirst(reply, session, { ...words, action: pathOf(action, request.params), fields: query });
         }),
       );
       // Confirmed on the console's own form: no other site can post it.
@@ -525,7 +546,8 @@ export const consoleEndpoint: Endpoint = {
      * A GET whose browser sent no Fetch Metadata (`unknown`) cannot be told from another site's
      * link, which the SameSite=Lax cookie rides along on: what it asks to put on the person's
      * record is not done, but offered as a form of the console's own (its CSRF token), which no
-     * other site can submit. Fail closed, one click more for such a browser.
+     * other site can submit. Fail closed, one click more for such a browser. Another site's link
+     * gets the same form for the reads on the record (`pageRecordingReads`).
      */
     function confirmFirst(reply: FastifyReply, session: ConsoleSession, confirmation: Confirmation): FastifyReply {
       return sendPage(reply, { status: 200, csp: 'ownForm', page: consoleConfirmPage(base, session, confirmation) });
@@ -570,10 +592,14 @@ export const consoleEndpoint: Endpoint = {
       return sendPage(reply, { status: 200, csp: 'ownForm', page: consolePartnerPage(base, session, { profile, drift: drift.json as unknown as DriftView, ...checked }) });
     }
 
-    /** A policy set version's page: its text, its diff, its simulation — each read with the person's token. */
-    async function policyPage(reply: FastifyReply, session: ConsoleSession, version: string, against: string | undefined, outcome: { notice?: string; error?: string; status?: number; signInAgain?: string }): Promise<FastifyReply> {
+    /**
+     * A policy set version's page: its text, its diff, its simulation — each read with the person's
+     * token. The simulation (a read on the record) is run when `replay`; otherwise the page offers
+     * the form that runs it, carrying `replay`'s fields (what the GET asked).
+     */
+    async function policyPage(reply: FastifyReply, session: ConsoleSession, version: string, against: string | undefined, outcome: { notice?: string; error?: string; status?: number; signInAgain?: string }, replay: 'replay' | Record<string, string | undefined>): Promise<FastifyReply> {
       const path = `/admin/policies/${encodeURIComponent(version)}`;
-      const [policy, list, simulation] = await Promise.all([api(session, path), api(session, '/admin/policies'), api(session, `${path}/simulation?last=1000`)]);
+      const [policy, list, simulation] = await Promise.all([api(session, path), api(session, '/admin/policies'), replay === 'replay' ? api(session, `${path}/simulation?last=1000`) : undefined]);
       const refusal = refusalOf(policy);
       if (refusal) return sendPage(reply, { status: refusal.status, csp: 'ownForm', page: consolePolicyPage(base, session, { versions: [], error: refusal.message }) });
       const versions = ((list.json.policies ?? []) as { version: string; active: boolean }[]);
@@ -586,7 +612,7 @@ export const consoleEndpoint: Endpoint = {
           policy: policy.json as unknown as PolicyVersionView,
           versions: versions.map((v) => v.version),
           ...(compared?.status === 200 ? { against: { version: other!, text: String(compared.json.text) } } : {}),
-          ...(simulation.status === 200 ? { simulation: simulation.json as unknown as SimulationView } : { simulationError: refusalOf(simulation)!.message }),
+          ...(simulation === undefined ? { replayOnConfirm: replay as Record<string, string | undefined> } : simulation.status === 200 ? { simulation: simulation.json as unknown as SimulationView } : { simulationError: refusalOf(simulation)!.message }),
           ...(outcome.notice ? { notice: outcome.notice } : {}),
           ...(outcome.error ? { error: outcome.error } : {}),
           ...(outcome.signInAgain ? { signInAgain: outcome.signInAgain } : {}),
@@ -663,18 +689,22 @@ export const consoleEndpoint: Endpoint = {
   },
 };
 
-/** A console page whose admin-API reads are on the person's record (people.reviewed): `pageReadingPeople`. */
-interface PeopleReadingPage {
+/** A console page whose admin-API reads are on the person's record (people.reviewed, audit.read): `pageRecordingReads`. */
+interface RecordedReadsPage {
   /** The admin API scope of those reads. */
   scope: string;
-  /** The query parameters the page reads (what it says after an act), kept by the confirmation's form. */
+  /** The query parameters the page reads (what it asks, what it says after an act), kept by the confirmation's form. */
   carried?: readonly string[];
-  /** For a page with nothing to show without those reads: the whole page is this confirmation. */
-  confirmation?: Pick<Confirmation, 'title' | 'act' | 'button' | 'section'>;
+  /**
+   * For a page with nothing to show without those reads: the whole page is this confirmation of
+   * what the GET asked (`action`, a path under /console like the page's, where its form posts when
+   * not the page's own path). Undefined when this request makes none of those reads.
+   */
+  confirmation?: (asked: Record<string, string | undefined>) => (Pick<Confirmation, 'title' | 'act' | 'button' | 'section'> & { action?: string }) | undefined;
   /** What the refusal of an expired confirmation says. */
   nothingRead: string;
-  /** The page, with those reads only when `readPeople`. */
-  render: (reply: FastifyReply, session: ConsoleSession, params: Record<string, string>, query: Record<string, string | undefined>, readPeople: boolean) => Promise<FastifyReply>;
+  /** The page, with the reads on the record only when `recorded`. */
+  render: (reply: FastifyReply, session: ConsoleSession, params: Record<string, string>, query: Record<string, string | undefined>, recorded: boolean) => Promise<FastifyReply>;
 }
 
 /**
@@ -716,6 +746,17 @@ function safeReturn(value: string | undefined): string {
  */
 function stepUpAsked(answer: AdminAnswer): boolean {
   return answer.status === 401 && answer.json.error === 'insufficient_user_authentication';
+}
+
+/** A query parameter's or a form field's one value: none when absent or given more than once. */
+function single(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** The transaction a query or a form asks for, when it names one. */
+function txnOf(asked: Record<string, string | undefined>): string | undefined {
+  const txn = asked.txn?.trim();
+  return txn ? txn : undefined;
 }
 
 /** The audit log's search fields, of a query or of a form. */

@@ -3,11 +3,11 @@ import type { Authentication } from '../../authorization/contract.ts';
 import type { Context } from '../../context.ts';
 import type { Flight } from '../../storage/flight.ts';
 import { acr, acrSatisfies } from '../acr.ts';
-import { madeThroughUpstream, madeWithRecoveryCode } from '../factor-changes.ts';
+import { madeThroughUpstream, madeWithRecoveryCode, madeWithSmartCard } from '../factor-changes.ts';
 
 /**
  * Notices a person sees on /account, kept until they open it signed in with their authenticator
- * or a passkey: how Clearance "alerts the person" that a recovery code was used to sign in as them
+ * or a passkey (not a smart card): how Clearance "alerts the person" that a recovery code was used to sign in as them
  * (AMENDMENTS "Strong authentication"), and that a recovery of theirs was opened, approved or
  * used (src/identity/recovery/notices.ts). Delivery by e-mail is a later issue; the audit event is
  * written either way.
@@ -35,13 +35,15 @@ export function addNotice(ctx: Pick<Context, 'storage'>, flight: Flight, userId:
 /**
  * Whether the person of `session` has seen a notice when this session shows it: only when the
  * session was made with their authenticator app or a passkey (`mfa` or above, no recovery code,
- * not through an upstream identity provider, whose level is another organisation's sign-in).
- * A session made with a recovery code shows the notices and keeps them — whoever used the code
- * (perhaps not the person) cannot make the alert go away by opening the account page — and so
- * do a password-only one and an upstream's.
+ * not through an upstream identity provider, whose level is another organisation's sign-in, nor
+ * with a smart card, which a certificate authority issues and revokes: not a factor of the
+ * person's, src/identity/factor-changes.ts rule 5). A session made with a recovery code shows the
+ * notices and keeps them — whoever used the code (perhaps not the person) cannot make the alert
+ * go away by opening the account page — and so do a password-only one, an upstream's and a
+ * smart card's (whoever holds a stolen card and its PIN must not hide a recovery of the account).
  */
 export function marksNoticesSeen(session: Pick<Authentication, 'acr' | 'amr'> & Partial<Pick<Authentication, 'assurance'>>): boolean {
-  return acrSatisfies(session.acr, acr.multiFactor) && !madeWithRecoveryCode(session) && !madeThroughUpstream(session);
+  return acrSatisfies(session.acr, acr.multiFactor) && !madeWithRecoveryCode(session) && !madeThroughUpstream(session) && !madeWithSmartCard(session);
 }
 
 /**
