@@ -6,7 +6,7 @@ import { prunePushedRequests } from './pushed-requests.ts';
 import { pruneFirstUses } from '../policy/first-use.ts';
 import { pruneCibaRequests } from '../ciba/store.ts';
 import { pruneDestinationUses } from '../transfers/destination-uses.ts';
-import { pruneTransferLedger } from '../transfers/totals-database.ts';
+import { pruneTransferTotals } from '../transfers/totals.ts';
 import { withinSpan } from '../clock.ts';
 
 /** How often a process prunes expired authorization state. */
@@ -22,7 +22,7 @@ const running = new WeakMap<object, Promise<unknown>>();
  * sealed notification tokens with them; the approval request and its evidence stay). At most once per 10 minutes per process and
  * database, off the request's path; a failure waits for the next interval.
  */
-export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock' | 'audit'>): void {
+export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clock' | 'audit' | 'risk'>): void {
   const now = ctx.clock.now();
   const last = lastPrune.get(ctx.storage) ?? -Infinity;
   if (running.has(ctx.storage) || withinSpan(now, last, pruneEveryMs)) return;
@@ -35,9 +35,10 @@ export function maybePruneAuthorizationState(ctx: Pick<Context, 'storage' | 'clo
     // The first-use history behind step-up policies, past its retention (src/policy/first-use.ts).
     await pruneFirstUses(ctx, now);
     await pruneCibaRequests(ctx.storage.db, now);
-    // Transfer destinations' first uses past their retention, reservations out of every window (src/transfers).
+    // Transfer destinations' first uses past their retention, reservations out of every window and
+    // holders a dead node left (src/transfers, the database's and Redis's).
     await pruneDestinationUses(ctx.storage.db, now);
-    await pruneTransferLedger(ctx.storage.db, now);
+    await pruneTransferTotals(ctx, now);
   })()
     .catch(() => undefined)
     .finally(() => running.delete(ctx.storage));

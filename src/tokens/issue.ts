@@ -196,11 +196,11 @@ async function issue(ctx: Context, request: AccessTokenRequest): Promise<IssuedA
  * What a grant does after its access token was issued until the token's events are durable —
  * `rest`, its own writes and their commit — with the issuance's reservations (`issued.release`)
  * taken back when it throws, or when it answers undefined: it lost its write to a parallel
- * redemption of the same grant, which issued instead — then this attempt's holds are let go but a
- * txn's first uses are kept, which the winner (same txn, same entries, its own holds) counts on
- * (src/transfers/enforce.ts `keepShared`). `contended`: every failure of `rest` may be another
- * issuance of the txn winning (a partner's txn start), so it keeps a txn's first uses too. Once
- * issued, the reservations are settled as kept (`release({ issued })`).
+ * redemption of the same grant, which issued instead — then this attempt's holds are let go but
+ * the destinations' first uses it recorded are kept, which the winner (same entries, its own
+ * holds) counts on, with a txn or without (src/transfers/enforce.ts `keepShared`). `contended`:
+ * every failure of `rest` may be another issuance of the txn winning (a partner's txn start), so
+ * it keeps a txn's first uses too. Once issued, the reservations are settled as kept (`release({ issued })`).
  * Without reservations (no transfer), just `rest`: nothing more on the hot path.
  */
 export async function settleIssuance<T>(issued: Pick<IssuedAccessToken, 'release'>, rest: () => Promise<T>, options: { contended?: boolean } = {}): Promise<T> {

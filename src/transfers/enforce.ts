@@ -77,9 +77,11 @@ export interface EnforcedTransfers {
   /**
    * Takes back the reservations and first uses (the issuance was refused, or failed, after
    * enforcement: src/tokens/issue.ts `release`). Never throws: what it cannot take back is logged.
-   * `keepShared`: the issuance lost to another of the same txn (a code or CIBA request redeemed in
-   * parallel), which holds the same reservation ids with its own holds: this attempt's holds are
-   * let go (kept, they would count until the window ends), a txn's first uses are kept.
+   * `keepShared`: the issuance lost to another (a code, refresh token or CIBA request redeemed in
+   * parallel; a txn's start), which holds the same reservation ids with its own holds (under a
+   * txn; without one, ids of its own): this attempt's holds are let go (kept, they would count
+   * until the window ends), the destinations' first uses it recorded are kept — the winner's
+   * transfer is that use, with a txn or without.
    * `issued`: the token was issued after all (its events durable, src/tokens/issue.ts
    * `settleIssuance`): nothing is taken back, and the attempt's holds become the reservations'
    * lasting holds (./totals.ts `keep`) — so a token refreshed or exchanged again and again holds
@@ -91,9 +93,10 @@ export interface EnforcedTransfers {
 /** How an issuance settles its reservations (`EnforcedTransfers.release`): taken back when it failed, kept when it was issued. */
 export interface ReleaseOptions {
   /**
-   * Another issuance of the same txn won (and may count on what this one recorded): this attempt's
-   * holds are let go all the same — the winner holds the reservation with its own — but a txn's
-   * first uses of its destinations are kept.
+   * Another issuance won the race (a parallel redemption of the same grant, a txn's start) and
+   * counts on what this one recorded: this attempt's holds are let go all the same — the winner
+   * holds its reservations with its own — but the first uses of its destinations are kept, with a
+   * txn or without.
    */
   keepShared?: boolean;
   /** The token was issued: its holds become the reservations' lasting holds; nothing is taken back. */
@@ -293,9 +296,11 @@ async function reserve(ctx: Context, issuance: Issuance, meta: DecisionMeta, che
     }
     // Its own holds always go: a reservation another issuance counts on (the parallel redemption
     // that won, same txn and entries) stays counted by that issuance's hold (./totals.ts), and a
-    // hold kept here would stay until the window ends. The first uses it recorded are the
-    // destination's, shared by the txn's issuances (the winner found them recorded): kept then.
-    const forget = options.keepShared && issuance.txn !== undefined ? [] : firstUses;
+    // hold kept here would stay until the window ends. The first uses it recorded are kept then,
+    // with a txn or without: a use is the account's and destination's, not the txn's, and the
+    // winner's transfer to the same destinations is that use: it found this attempt's record, or
+    // shares it (a first use in the same millisecond), and has no other to stand for it.
+    const forget = options.keepShared ? [] : firstUses;
     const failed = (await Promise.allSettled([
       ...reserved.map((r) => totals.release(r.scope, r.id, holder)),
       ...forget.map((u) => forgetFirstUse(ctx.storage.db, u.account, u.key, u.at)),

@@ -141,9 +141,10 @@ async function settleStaleHolders(trx: Transaction<Database>, rows: readonly Led
  * Whether the request issued its token: its `token.issued` or `token.exchanged` event — committed
  * in the transaction that made the token durable (src/tokens/issue.ts `settleIssuance`) — recorded
  * within the grace after the hold was taken (a minute either side for a clock that stepped). The event's stored
- * JSON is canonical (RFC 8785), so its request id reads `"requestId":"<id>"`.
+ * JSON is canonical (RFC 8785), so its request id reads `"requestId":"<id>"`. The Redis totals ask
+ * it too (./totals-redis.ts): the audit log is in the database whichever store counts.
  */
-async function tokenIssuedFor(trx: Transaction<Database>, requestId: string, heldAt: number): Promise<boolean> {
+export async function tokenIssuedFor(trx: Kysely<Database>, requestId: string, heldAt: number): Promise<boolean> {
   const needle = `"requestId":${JSON.stringify(requestId)}`;
   const found = isPostgres(trx) ? sql<boolean>`strpos(event, ${needle}) > 0` : sql<boolean>`instr(event, ${needle}) > 0`;
   const event = await trx

@@ -5,7 +5,7 @@ import type { SharedStore } from '../risk/limits/redis.ts';
 import type { Storage } from '../storage/database.ts';
 import type { Database } from '../storage/schema.ts';
 import { assetKey } from './detail.ts';
-import { DatabaseTotals } from './totals-database.ts';
+import { DatabaseTotals, pruneTransferLedger } from './totals-database.ts';
 import { RedisTotals } from './totals-redis.ts';
 
 /**
@@ -49,9 +49,9 @@ export const totalWindowMs = 24 * 3600 * 1000;
 /**
  * How long an issuance attempt may hold a reservation as a holder, from its reservation to its
  * token's events being durable and `keep`: far longer than any issuance takes. A holder older than
- * this was left by a node that died while issuing (or a release that failed), and the database's
- * totals settle it (./totals-database.ts `settleStaleHolders`): kept as the lasting hold when its
- * token was issued, taken back when it was not.
+ * this was left by a node that died while issuing (or a release that failed), and both stores
+ * settle it (./totals-database.ts `settleStaleHolders`, ./totals-redis.ts): kept as the lasting
+ * hold when its token was issued, taken back when it was not.
  */
 export const holdGraceMs = 5 * 60_000;
 
@@ -142,8 +142,22 @@ export function transferTotals(ctx: { storage: Storage; clock: Clock; risk: { li
   let store = stores.get(ctx.storage);
   if (!store) {
     const shared = ctx.risk.limits.shared;
-    store = shared ? new RedisTotals(shared) : new DatabaseTotals(ctx.storage.db as Kysely<Database>);
+    const db = ctx.storage.db as Kysely<Database>;
+    // The Redis totals read the audit log, in the database, to settle a holder a dead node left.
+    store = shared ? new RedisTotals(shared, db) : new DatabaseTotals(db);
     stores.set(ctx.storage, store);
   }
   return store;
+}
+
+/**
+ * The pruning of the totals (src/authorization/pruning.ts, every 10 minutes per process): the
+ * ledger's reservations out of every window and its stale holders (./totals-database.ts
+ * `pruneTransferLedger`), and with Redis the stale holders there (./totals-redis.ts `prune`).
+ * Returns how many were deleted or settled.
+ */
+export async function pruneTransferTotals(ctx: Parameters<typeof transferTotals>[0], now: number): Promise<number> {
+  const pruned = await pruneTransferLedger(ctx.storage.db as Kysely<Database>, now);
+  const store = transferTotals(ctx);
+  return pruned + (store instanceof RedisTotals ? await store.prune(now) : 0);
 }

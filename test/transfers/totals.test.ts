@@ -234,21 +234,35 @@ for (const dialect of testDialects()) {
   });
 }
 
+/** A database with an (empty) audit log: the Redis totals read it to settle a holder a dead node left. */
+async function auditLog(t: TestContext) {
+  const database = await testDialects()[0]!.create(t);
+  await migrate(database.storage);
+  return database.storage.db;
+}
+
 describe('transfer totals in Redis', { skip: redisSkip }, () => {
   contract(async (t) => {
     const store = await testSharedStore(t);
+    const db = await auditLog(t);
     // A second connection under the same prefix: another node sharing the store.
     const other = new SharedStore({ url: store.client.options.host ? `redis://${store.client.options.host}:${store.client.options.port}` : 'redis://127.0.0.1:6379', prefix: store.prefix, timeoutMs: 1000, log: createLogger('silent') });
     await other.connect();
     t.after(() => other.close());
-    return { a: new RedisTotals(store), b: new RedisTotals(other) };
+    return { a: new RedisTotals(store, db), b: new RedisTotals(other, db) };
   });
 
-  test("a reservation whose token is refreshed again and again keeps one name in its holders' list, and leaves the hashes with its window", async (t) => {
+  /** A store on the shared Redis, with the database whose audit log tells whether a holder's request issued its token. */
+  async function redisTotals(t: TestContext) {
     const store = await testSharedStore(t);
-    const totals = new RedisTotals(store);
+    const totals = new RedisTotals(store, await auditLog(t));
     const key = (name: string) => `${store.prefix}transfer-total:{${scope}}:${name}`;
     const holders = () => store.client.hgetall(key('holders'));
+    return { store, totals, key, holders };
+  }
+
+  test("a reservation whose token is refreshed again and again keeps one name in its holders' list, and leaves the hashes with its window", async (t) => {
+    const { totals, store, key, holders } = await redisTotals(t);
     await totals.reserve({ scope, id: 'tx', holder: 'issuance', amount: units(900), limit: units(1000), now: t0 });
     await totals.keep(scope, 'tx', 'issuance');
     for (let i = 0; i < 10; i++) {
@@ -257,12 +271,58 @@ describe('transfer totals in Redis', { skip: redisSkip }, () => {
       await totals.keep(scope, 'tx', `refresh-${i}`);
     }
     assert.deepEqual(await holders(), { tx: ' * ' });
-    // The next reservation of the scope, a window on, drops it from all three keys.
+    // The next reservation of the scope, a window on, drops it from every key.
     await totals.reserve({ scope, id: 'next', holder: 'h', amount: units(1), limit: units(1000), now: t0 + totalWindowMs });
     assert.deepEqual(await holders(), { next: ' h ' });
+    assert.deepEqual(await store.client.zrange(key('held'), 0, -1), ['next h'], 'the kept holders have no time left to settle');
     assert.deepEqual(await store.client.hkeys(key('amounts')), ['next']);
     assert.deepEqual(await store.client.zrange(key('times'), 0, -1), ['next']);
     assert.ok((await store.client.pttl(key('holders'))) > 0, 'and the keys expire a window after their newest reservation');
+  });
+
+  test('gives each holder the time it took its hold, in the script that writes it, until it lets go or is kept', async (t) => {
+    const { totals, store, key } = await redisTotals(t);
+    const held = () => store.client.zrange(key('held'), 0, -1, 'WITHSCORES');
+    await totals.reserve({ scope, id: 'tx', holder: 'issuance', amount: units(900), limit: units(1000), now: t0 });
+    await totals.reserve({ scope, id: 'tx', holder: 'refresh', amount: units(900), limit: units(1000), now: t0 + 5 });
+    assert.deepEqual(await held(), ['tx issuance', String(t0), 'tx refresh', String(t0 + 5)]);
+    await totals.keep(scope, 'tx', 'issuance');
+    await totals.release(scope, 'tx', 'refresh');
+    assert.deepEqual(await held(), [], 'a holder kept or let go has no time left to settle');
+  });
+
+  test('settles the holders left behind once the grace has passed, at the next reservation: beside a lasting hold, or with no token issued, taken back; one of the release before (no time), kept', async (t) => {
+    const { totals, store, key, holders } = await redisTotals(t);
+    // A token issued and kept; a refresh of it whose node died while it was decided.
+    await totals.reserve({ scope, id: 'tx', holder: newHolder('issuance'), amount: units(500), limit: units(1000), now: t0 });
+    await store.client.hset(key('holders'), 'tx', ' * ');
+    await totals.reserve({ scope, id: 'tx', holder: 'refresh:1', amount: units(500), limit: units(1000), now: t0 + 2 });
+    // An issuance that died before its token was issued, and a holder of a node of the release before (as its script wrote it: no time).
+    await totals.reserve({ scope, id: 'died', holder: 'died:1', amount: units(300), limit: units(1000), now: t0 + 2 });
+    await store.client.zadd(key('times'), t0 + 3, 'old');
+    await store.client.hset(key('amounts'), 'old', '100');
+    await store.client.hset(key('holders'), 'old', ' before:1 ');
+    const probe = (id: string, now: number) => totals.reserve({ scope, id, holder: 'h', amount: units(1000), limit: units(1000), now });
+    assert.deepEqual(await probe('within', t0 + 2 + holdGraceMs - 1), { reserved: false, created: false, total: units(800) + 100n }, 'within the grace: still deciding, as far as anyone knows');
+    assert.deepEqual(await holders(), { tx: ' * refresh:1 ', died: ' died:1 ', old: ' before:1 ' });
+    assert.deepEqual(await probe('after', t0 + 2 + holdGraceMs), { reserved: false, created: false, total: units(500) + 100n }, 'settled before it is counted');
+    assert.deepEqual(await holders(), { tx: ' * ', old: ' before:1 ' });
+    assert.deepEqual(await store.client.hkeys(key('amounts')), ['tx', 'old']);
+    assert.equal(await totals.total(scope, t0 + 2 + holdGraceMs), units(500) + 100n);
+  });
+
+  test('the pruning settles the holders left behind in every account and asset once the grace has passed, not before', async (t) => {
+    const { totals, holders } = await redisTotals(t);
+    const elsewhere = totalScope('5493001KJTIIGC8Y1R12', 'GB-FX-002', 'USD');
+    await totals.reserve({ scope, id: 'died', holder: 'died:1', amount: units(300), limit: units(1000), now: t0 });
+    await totals.reserve({ scope: elsewhere, id: 'died', holder: 'died:2', amount: units(300), limit: units(1000), now: t0 });
+    await totals.reserve({ scope, id: 'young', holder: 'young:1', amount: units(300), limit: units(1000), now: t0 + 1 });
+    assert.equal(await totals.prune(t0 + holdGraceMs - 1), 0);
+    assert.equal(await totals.total(elsewhere, t0 + holdGraceMs), units(300), 'within the grace: kept');
+    assert.equal(await totals.prune(t0 + holdGraceMs), 2);
+    assert.deepEqual(await holders(), { young: ' young:1 ' });
+    assert.equal(await totals.total(elsewhere, t0 + holdGraceMs), 0n);
+    assert.equal(await totals.total(scope, t0 + holdGraceMs), units(300));
   });
 
   test('a Redis that does not answer refuses, never counts in memory', async (t) => {
@@ -270,7 +330,7 @@ describe('transfer totals in Redis', { skip: redisSkip }, () => {
     const store = new SharedStore({ url: `redis://127.0.0.1:${port}`, prefix: 'clearance-test:down:', timeoutMs: 100, log: createLogger('silent') });
     await store.connect();
     t.after(() => store.close());
-    const totals = new RedisTotals(store);
+    const totals = new RedisTotals(store, await auditLog(t));
     await assert.rejects(totals.reserve({ scope, id: 'r', holder: 'h', amount: units(1), limit: units(1000), now: t0 }), TotalsUnavailable);
     await assert.rejects(totals.total(scope, t0), TotalsUnavailable);
   });
