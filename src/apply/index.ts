@@ -29,6 +29,8 @@ import { readTransferControlsSection, transferControls, upsertTransferControls, 
 import { executeTransferDestinations, openDeclaredRequests, planTransferDestinations, type TransferDestinationsSection } from '../transfers/apply-section.ts';
 import { executeKycProviders, planKycProviders, type KycProviderEntry } from '../risk/kyc/providers.ts';
 import { executeKycDeclarations, type KycDeclaration } from '../risk/kyc/apply.ts';
+import { lockKycPrincipals } from '../risk/kyc/changes.ts';
+import type { KycPrincipal } from '../risk/kyc/record.ts';
 import { screenLegalEntity, screenPerson } from '../risk/screening/screen.ts';
 import { executeCertificateProfiles, planCertificateProfiles } from '../pki/apply-section.ts';
 import type { CertificateProfile } from '../pki/profiles.ts';
@@ -584,6 +586,7 @@ async function startWriting(ctx: Context, plan: ApplyPlan): Promise<Writing> {
 /** Writes every section of the plan inside `trx`, in dependency order. */
 async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, plan: ApplyPlan, source: ApplySource, writing: Writing): Promise<void> {
   const { result, passwords, userIds, moves, events } = writing;
+    await lockDeclaredKycPrincipals(trx, plan);
     for (const server of plan.resourceServers) {
       const outcome = await ctx.resourceServers.upsert(trx, server);
       result.changes.push({ kind: 'resource_server', id: server.identifier, outcome });
@@ -635,6 +638,26 @@ async function writePlan(ctx: Context, trx: Transaction<Database>, now: number, 
       if (change?.outcome === 'unchanged') change.outcome = 'updated';
     }
     events.push(...kyc.events);
+}
+
+/**
+ * Takes the KYC lock of every principal the document's `kyc` declarations name
+ * (src/risk/kyc/changes.ts lockKycPrincipals: all at once, sorted), before anything is written. A
+ * freeze takes its principal's lock first and then writes what the principal owns: a person's row
+ * (their cut-off), a legal entity's clients and the `clients` generation. Were the locks taken
+ * only when the declarations are written (`executeKycDeclarations`, after the clients and people),
+ * an apply would hold those while it waited for a lock a freeze holds: PostgreSQL aborts one of the
+ * two (40P01). A person this apply creates has no id anyone else could lock yet.
+ */
+async function lockDeclaredKycPrincipals(trx: Transaction<Database>, plan: ApplyPlan): Promise<void> {
+  const usernames = plan.users.filter((u) => u.kyc).map((u) => u.username);
+  const people: KycPrincipal[] = [];
+  for (let i = 0; i < usernames.length; i += 500) {
+    const rows = await trx.selectFrom('users').select('id').where('username', 'in', usernames.slice(i, i + 500)).execute();
+    people.push(...rows.map((row) => ({ type: 'User' as const, id: row.id })));
+  }
+  const firms = plan.entities.legalEntities.flatMap((e) => (e.kyc ? [{ type: 'LegalEntity' as const, id: e.lei }] : []));
+  await lockKycPrincipals(trx, [...people, ...firms]);
 }
 
 /**

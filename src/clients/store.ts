@@ -52,7 +52,18 @@ export interface ClientStoreOptions {
   secretMaxAgeMs?: (metadata: ClientMetadata) => number | undefined;
 }
 
-/** The client registry, cached in memory and reloaded when any process changes it. */
+/**
+ * The client registry, cached in memory and reloaded when any process changes it.
+ *
+ * One lock order for every writer (below, and `endClientTokens`): the `clients` generation first
+ * (its row, locked on PostgreSQL until commit), then the client's row, so the generation
+ * serialises the writers and none waits for another's row. Bumped after the row, a writer of
+ * several clients (apply; a legal entity's KYC freeze, src/risk/kyc/changes.ts `endFrozenTokens`)
+ * held the generation after its first client and waited for the row of one another writer (a
+ * secret rotation, a risk suspension, an apply) had just written, which waited for the generation:
+ * PostgreSQL aborted one of the two (40P01). A write that then finds no row to change has bumped
+ * it all the same: a reload, on a rare event.
+ */
 export class ClientStore {
   readonly #db: Kysely<Database>;
   readonly #clock: Clock;
@@ -98,6 +109,7 @@ export class ClientStore {
       : secretHash === null
         ? { secret_created_at: null, secret_expires_at: null, previous_secret_hash: null, previous_secret_valid_until: null }
         : {};
+    await bumpGeneration(trx, 'clients'); // before the row: the one lock order (ClientStore)
     if (existing) {
       await trx
         .updateTable('clients')
@@ -110,7 +122,6 @@ export class ClientStore {
         .values({ client_id: metadata.client_id, metadata: text, secret_hash: secretHash, created_at: now, updated_at: now, disabled_at: null, tokens_valid_after: null, ...dates })
         .execute();
     }
-    await bumpGeneration(trx, 'clients');
     return { outcome: existing ? 'updated' : 'created', ...(secret ? { secret } : {}) };
   }
 
@@ -136,6 +147,7 @@ export class ClientStore {
     const until = Math.min(now + overlapMs, oldExpiry);
     const previousValidUntil = overlapMs > 0 && until > now ? until : null;
     const expiresAt = this.#expiry(metadata, now);
+    await bumpGeneration(trx, 'clients'); // before the row: the one lock order (ClientStore)
     await trx
       .updateTable('clients')
       .set({
@@ -148,7 +160,6 @@ export class ClientStore {
       })
       .where('client_id', '=', clientId)
       .execute();
-    await bumpGeneration(trx, 'clients');
     return { secret, createdAt: now, expiresAt, previousValidUntil };
   }
 
@@ -175,15 +186,14 @@ export class ClientStore {
    * client or it is already disabled.
    */
   async disable(trx: Transaction<Database>, clientId: string, now: number): Promise<boolean> {
+    await bumpGeneration(trx, 'clients'); // before the row: the one lock order (ClientStore)
     const updated = await trx
       .updateTable('clients')
       .set({ disabled_at: now, tokens_valid_after: cutOffAt(now), updated_at: now })
       .where('client_id', '=', clientId)
       .where('disabled_at', 'is', null)
       .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 0) return false;
-    await bumpGeneration(trx, 'clients');
-    return true;
+    return Number(updated.numUpdatedRows) > 0;
   }
 
   /**
@@ -198,10 +208,10 @@ export class ClientStore {
 
   /** Deletes a client inside the caller's transaction; false when there was none. */
   async remove(trx: Transaction<Database>, clientId: string): Promise<boolean> {
+    await bumpGeneration(trx, 'clients'); // before the row: the one lock order (ClientStore)
     const deleted = await trx.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
     if (Number(deleted.numDeletedRows) === 0) return false;
     await trx.deleteFrom('client_credential_warnings').where('client_id', '=', clientId).execute();
-    await bumpGeneration(trx, 'clients');
     return true;
   }
 
@@ -248,9 +258,9 @@ export class ClientStore {
  * undefined when there is no such client.
  */
 export async function endClientTokens(trx: Transaction<Database>, clientId: string, now: number): Promise<{ refreshTokensRevoked: number } | undefined> {
+  await bumpGeneration(trx, 'clients'); // before the row: the one lock order (ClientStore)
   const updated = await trx.updateTable('clients').set({ tokens_valid_after: cutOffAt(now) }).where('client_id', '=', clientId).executeTakeFirst();
   if (Number(updated.numUpdatedRows) === 0) return undefined;
-  await bumpGeneration(trx, 'clients');
   return { refreshTokensRevoked: await revokeClientRefreshTokens(trx, clientId) };
 }
 

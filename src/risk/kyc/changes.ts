@@ -74,8 +74,26 @@ export interface KycChanged {
  */
 export async function lockKycPrincipal(trx: Transaction<Database>, principal: KycPrincipal): Promise<void> {
   if (!isPostgres(trx)) return;
-  const name = `${principal.type}:${principal.id}`;
-  await sql`select pg_advisory_xact_lock(hashtextextended('clearance.kyc:' || current_schema() || ':' || ${name}, 0))`.execute(trx);
+  await sql`select pg_advisory_xact_lock(hashtextextended('clearance.kyc:' || current_schema() || ':' || ${kycLockName(principal)}, 0))`.execute(trx);
+}
+
+/**
+ * Takes the KYC locks (lockKycPrincipal) of several principals at once, in one order whoever asks
+ * (sorted by name), so two writers that each take several never wait on each other in a cycle.
+ * A writer that may change several principals' records (apply) takes them all with this before it
+ * writes anything: a freeze, holding its principal's lock, writes what the principal owns (a
+ * person's row; a legal entity's clients and the `clients` generation: `endFrozenTokens`), so a
+ * writer that held one of those while it waited for the lock would deadlock with it (40P01).
+ */
+export async function lockKycPrincipals(trx: Transaction<Database>, principals: readonly KycPrincipal[]): Promise<void> {
+  if (!isPostgres(trx) || principals.length === 0) return;
+  const names = [...new Set(principals.map(kycLockName))].sort();
+  // One statement; ORDER BY: the locks are taken in the array's (sorted) order.
+  await sql`select pg_advisory_xact_lock(hashtextextended('clearance.kyc:' || current_schema() || ':' || name, 0)) from unnest(${names}::text[]) with ordinality as locks(name, at) order by at`.execute(trx);
+}
+
+function kycLockName(principal: KycPrincipal): string {
+  return `${principal.type}:${principal.id}`;
 }
 
 /**
