@@ -41,6 +41,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { Migrator } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { riskEngineOff } from './risk.ts';
@@ -50,6 +51,7 @@ import type { Context } from '../../src/context.ts';
 import { createLogger } from '../../src/log.ts';
 import { openContext } from '../../src/server.ts';
 import { openStorage, type Dialect, type Storage, type StorageOptions } from '../../src/storage/database.ts';
+import { migrations } from '../../src/storage/migrations/index.ts';
 
 /** A dialect the suites run on; `create` makes a new, empty database for one test or suite. */
 export interface TestDialect {
@@ -201,4 +203,18 @@ export async function testContext(options: TestContextOptions = {}): Promise<Tes
     removeDataDir();
     throw error;
   }
+}
+
+/**
+ * Migrates `storage` up to the migration just before `name`, for a test of what `name` does to the
+ * rows an earlier schema held. As `migrate` does, without the statement timeout: PostgreSQL's
+ * migration lock is one for the whole database, and another test's migration (another schema) may
+ * hold it for a while.
+ */
+export async function migrateToBefore(storage: Storage, name: string): Promise<void> {
+  const names = Object.keys(migrations);
+  const before = names[names.indexOf(name) - 1];
+  if (names.indexOf(name) < 1 || before === undefined) throw new Error(`no migration before ${name}`);
+  const result = await storage.unbounded((db) => new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateTo(before));
+  if (result.error) throw result.error;
 }

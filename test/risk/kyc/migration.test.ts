@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Migrator, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import { migrate } from '../../../src/storage/database.ts';
-import { migrations } from '../../../src/storage/migrations/index.ts';
-import { testDialects } from '../../helpers/storage.ts';
+import { migrateToBefore, testDialects } from '../../helpers/storage.ts';
 
 for (const dialect of testDialects()) {
   describe(`migration 0031_kyc on ${dialect.name}`, () => {
     test("moves each person's attributes.kyc_status into a KYC record, declared as apply declared it, and out of the attributes", async (t) => {
       const database = await dialect.create(t);
-      const before = Object.keys(migrations)[Object.keys(migrations).indexOf('0031_kyc') - 1]!;
-      const migrated = await new Migrator({ db: database.storage.db, provider: { getMigrations: async () => migrations } }).migrateTo(before);
-      assert.equal(migrated.error, undefined);
+      await migrateToBefore(database.storage, '0031_kyc');
       const person = (id: string, username: string, attributes: Record<string, unknown>) => ({
         id,
         username,
@@ -67,9 +64,7 @@ for (const dialect of testDialects()) {
   describe(`migration 0064_kyc_freeze_holder on ${dialect.name}`, () => {
     test('names who froze each frozen record besides screening: whoever changed it last, unless screening or compliance', async (t) => {
       const database = await dialect.create(t);
-      const before = Object.keys(migrations)[Object.keys(migrations).indexOf('0064_kyc_freeze_holder') - 1]!;
-      const migrated = await new Migrator({ db: database.storage.db, provider: { getMigrations: async () => migrations } }).migrateTo(before);
-      assert.equal(migrated.error, undefined);
+      await migrateToBefore(database.storage, '0064_kyc_freeze_holder');
       const record = (id: string, status: string, updated_by: string) => ({
         principal_type: 'User',
         principal_id: id,

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Migrator } from 'kysely';
 import { migrate } from '../../../src/storage/database.ts';
-import { migrations } from '../../../src/storage/migrations/index.ts';
 import { isUniqueViolation } from '../../../src/storage/faults.ts';
-import { testDialects } from '../../helpers/storage.ts';
+import { migrateToBefore, testDialects } from '../../helpers/storage.ts';
 
 // Migration 0068: an agent's model version is pending or approved once at most (docs/agents.md "Model versions").
 
@@ -53,8 +51,7 @@ for (const dialect of testDialects()) {
     test('keeps the first approved of two live bindings of one version, retires the other with its certificates revoked, denies a pending twin, then refuses a second live one', async (t) => {
       const database = await dialect.create(t);
       const db = database.storage.db;
-      const before = Object.keys(migrations)[Object.keys(migrations).indexOf('0068_agent_model_versions') - 1]!;
-      assert.equal((await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateTo(before)).error, undefined);
+      await migrateToBefore(database.storage, '0068_agent_model_versions');
       // What a race before 0068 could leave: 1.0.0 approved twice (and proposed a third time), 2.0.0 pending twice.
       await db.insertInto('agent_models').values([model('m-1', '1.0.0', 'approved', 10, 100), model('m-2', '1.0.0', 'approved', 11, 200), model('m-3', '1.0.0', 'pending', 12), model('m-4', '2.0.0', 'pending', 20), model('m-5', '2.0.0', 'pending', 21), model('m-6', '0.9.0', 'retired', 5, 50)]).execute();
       await db.insertInto('pki_certificates').values([certificate('01'), certificate('02')]).execute();

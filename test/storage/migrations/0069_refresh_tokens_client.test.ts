@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Migrator, sql, type Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { migrate } from '../../../src/storage/database.ts';
 import { migrations } from '../../../src/storage/migrations/index.ts';
 import type { Database } from '../../../src/storage/schema.ts';
-import { testDialects, type TestDialect } from '../../helpers/storage.ts';
+import { migrateToBefore, testDialects, type TestDialect } from '../../helpers/storage.ts';
 
 // Migration 0069: revoking a client's refresh tokens (src/clients/store.ts `revokeRefreshTokens`:
 // a firm's freeze, a risk suspension, apply's prune) finds them by an index, not by reading the table.
@@ -31,8 +31,7 @@ for (const dialect of testDialects()) {
       const db = database.storage.db;
       const names = Object.keys(migrations);
       assert.ok(names.includes('0069_refresh_tokens_client'), 'migration 0069 is registered');
-      const before = names[names.indexOf('0069_refresh_tokens_client') - 1]!;
-      assert.equal((await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateTo(before)).error, undefined);
+      await migrateToBefore(database.storage, '0069_refresh_tokens_client');
       assert.match(await revocationPlan(db, dialect), /^SCAN refresh_tokens$|Seq Scan on refresh_tokens/m, 'before: the whole table read');
 
       await migrate(database.storage);
